@@ -1,0 +1,43 @@
+"""The `dgdehaze` command line: one subcommand per module in `dgdehaze_core.commands`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from dgdehaze_core import __version__
+
+COMMANDS = ("dehaze", "bench")
+"""Modules of `dgdehaze_core.commands`, each with `register(subparsers)` that sets `func` on its parser."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dgdehaze", description="Depth-guided dehazing for robot cameras.")
+    parser.add_argument("--version", action="version", version=f"dgdehaze {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"dgdehaze_core.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors from bad input print one line and exit 2 instead of a traceback."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError) as exc:
+        if args.verbose:
+            raise
+        print(f"dgdehaze {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dgdehaze {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

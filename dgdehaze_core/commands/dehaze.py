@@ -1,0 +1,99 @@
+"""`dgdehaze dehaze INPUT --method M --out DIR`: dehaze an image, a folder of images or a video."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from dgdehaze_core.atomic_files import atomic_path
+from dgdehaze_core.image_io import (VIDEO_SUFFIXES, ImageError, iter_video, list_images, read_image,
+                                    video_frame_count, write_image)
+from dgdehaze_core.pipeline import load_pipeline
+from dgdehaze_core.visualize import colorize_depth
+
+LOG = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("dehaze", help="dehaze an image, a folder or a video",
+                                   description="Write NAME_dehazed.png and NAME_depth.png for each input image "
+                                               "(or NAME_dehazed.mp4 and NAME_depth.mp4 for a video).")
+    parser.add_argument("input", type=Path, help="image file, folder of images, or video file")
+    parser.add_argument("--method", default="dcp", help="dcp, a model configuration (lite, base) or weights path")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(func=run)
+
+
+def _images(source: Path) -> Iterator[tuple[str, np.ndarray | ImageError]]:
+    paths = list_images(source) if source.is_dir() else [source]
+    if not paths:
+        raise ImageError(f"no images in {source}")
+    for path in tqdm(paths, desc="dehaze", unit="image"):
+        try:
+            yield path.stem, read_image(path)
+        except ImageError as exc:
+            yield path.stem, exc
+
+
+def _run_video(source: Path, out: Path, pipeline) -> int:
+    frames = iter_video(source)
+    first = next(frames, None)
+    if first is None:
+        raise ImageError(f"{source} holds no frames")
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    capture.release()
+    size = (first.shape[1], first.shape[0])
+    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+    count = 0
+    with atomic_path(out / f"{source.stem}_dehazed.mp4") as dehazed_path, \
+            atomic_path(out / f"{source.stem}_depth.mp4") as depth_path:
+        dehazed_writer = cv2.VideoWriter(str(dehazed_path), fourcc, fps, size)
+        depth_writer = cv2.VideoWriter(str(depth_path), fourcc, fps, size)
+        try:
+            total = video_frame_count(source) or None
+            for frame in tqdm(_chain(first, frames), total=total, desc="dehaze", unit="frame"):
+                result = pipeline(frame)
+                dehazed_writer.write(result.image)
+                depth_writer.write(colorize_depth(result.depth))
+                count += 1
+        finally:
+            dehazed_writer.release()
+            depth_writer.release()
+    LOG.info("wrote %d frames to %s", count, out)
+    return 0
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def run(args: argparse.Namespace) -> int:
+    source: Path = args.input
+    if not source.exists():
+        raise FileNotFoundError(f"no such input: {source}")
+    pipeline = load_pipeline(args.method)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES:
+        return _run_video(source, args.out, pipeline)
+    failures = 0
+    written = 0
+    for stem, frame in _images(source):
+        if isinstance(frame, ImageError):
+            LOG.error("skipped: %s", frame)
+            failures += 1
+            continue
+        result = pipeline(frame)
+        write_image(args.out / f"{stem}_dehazed.png", result.image)
+        write_image(args.out / f"{stem}_depth.png", colorize_depth(result.depth))
+        written += 1
+    LOG.info("wrote %d dehazed images to %s (%d skipped)", written, args.out, failures)
+    if written == 0:
+        raise ImageError(f"no image in {source} could be read")
+    return 1 if failures else 0

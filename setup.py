@@ -1,0 +1,39 @@
+"""ament_python package `dgdehaze`; also installs with `pip install -e .` outside a ROS workspace."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "dgdehaze"
+ROOT = Path(__file__).parent
+
+
+def share(folder: str, pattern: str) -> tuple[str, list[str]]:
+    files = sorted(str(p) for p in (ROOT / folder).glob(pattern) if p.is_file())
+    return (f"share/{PACKAGE}/{folder}", [str(Path(f).relative_to(ROOT)) for f in files])
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["dgdehaze_core", "dgdehaze_core.*", "dgdehaze_ros", "dgdehaze_ros.*"]),
+    package_data={"dgdehaze_core": ["weights/*.pt", "weights/*.onnx", "weights/*.md", "configs/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        share("launch", "*.launch.py"),
+        share("config", "*.yaml"),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="dgdehaze maintainers",
+    maintainer_email="maintainers@dgdehaze.org",
+    description="Depth-guided self-supervised dehazing for ROS 2 robot cameras",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            "dgdehaze = dgdehaze_core.cli:main",
+            "dgdehaze_node = dgdehaze_ros.node:main",
+        ],
+    },
+)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build .venv from the pinned requirements: torch (CPU use; pinned to the release cached on the build machines),
+# ROS 2 Kilted rclpy and messages from the ros-* wheels, and vision_msgs generated into the venv.
+# Idempotent: `make` calls it when .venv/.ready is missing or older than the requirements.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" - <<'PY'
+import sys
+if sys.version_info[:2] != (3, 11):
+    sys.exit(f"dgdehaze's pip-installed ROS 2 needs CPython 3.11 (the ros-* wheels are cp311); found {sys.version}")
+PY
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements.lock
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+touch "$VENV/.ready"
+echo "dgdehaze: $VENV is ready"
