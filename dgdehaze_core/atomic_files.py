@@ -16,13 +16,13 @@ from typing import Iterator
 def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it over `target`, on error remove it.
 
-    The temporary path keeps the target's suffix (or `suffix`) so that writers which pick a format by
+    The temporary path ends with the target's suffix (or `suffix`) so that writers which pick a format by
     extension (OpenCV, torch) behave the same. Works for files and for directories.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=(suffix if suffix is not None else target.suffix) + ".part",
+        prefix=f".{target.name}.", suffix=".part" + (suffix if suffix is not None else target.suffix),
         dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -12,7 +12,7 @@ import numpy as np
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import structural_similarity
 
-from dgdehaze_core.image_io import ImageError, bgr_to_rgb_float
+from dgdehaze_core.image_io import ImageError
 
 
 def _pair(result: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -20,7 +20,7 @@ def _pair(result: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.nda
         raise ImageError(f"images differ in size: {result.shape} vs {reference.shape}")
     if result.dtype != np.uint8 or reference.dtype != np.uint8 or result.ndim != 3:
         raise ImageError("metrics take two uint8 BGR frames")
-    return bgr_to_rgb_float(result).astype(np.float64), bgr_to_rgb_float(reference).astype(np.float64)
+    return (result[:, :, ::-1].astype(np.float64) / 255.0, reference[:, :, ::-1].astype(np.float64) / 255.0)
 
 
 def psnr(result: np.ndarray, reference: np.ndarray) -> float:

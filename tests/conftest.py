@@ -1,0 +1,31 @@
+"""Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dgdehaze_core.data_paths import shared_data_dir
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("../shared/data is absent: real-data tests need it (set DGDEHAZE_DATA to point elsewhere)")
+    return data
+
+
+@pytest.fixture(scope="session")
+def middlebury_scene(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Middlebury 2003 'cones' left view (uint8 BGR) and its dense true depth in metres (NaN unknown).
+
+    The disparity file stores 4 x disparity in pixels; Z = f * B / d with f = 935 px and B = 0.16 m at this size.
+    """
+    scene = shared_data / "depth" / "middlebury2003" / "cones"
+    image = cv2.imread(str(scene / "im2.png"), cv2.IMREAD_COLOR)
+    disparity = cv2.imread(str(scene / "disp2.pgm"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 4.0
+    depth = np.where(disparity > 0, 935.0 * 0.16 / np.maximum(disparity, 1e-6), np.nan).astype(np.float32)
+    return image, depth

@@ -1,0 +1,61 @@
+"""`dgdehaze dehaze` on a real image, a folder with a broken file, a video, and bad input."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.image_io import read_image
+
+
+def test_dehaze_folder_writes_images_and_skips_broken_files(shared_data: Path, tmp_path: Path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for path in sorted((shared_data / "hazy-real" / "urhi").glob("*.png"))[:2]:
+        shutil.copy(path, source / path.name)
+    (source / "broken.png").write_bytes(b"\x89PNG garbage")
+    out = tmp_path / "out"
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 1
+    dehazed = sorted(out.glob("*_dehazed.png"))
+    assert len(dehazed) == 2 and len(list(out.glob("*_depth.png"))) == 2
+    first_in = read_image(sorted(source.glob("*.png"))[0])
+    assert read_image(dehazed[0]).shape == first_in.shape
+    assert not [p for p in out.iterdir() if ".part" in p.name]
+
+
+def test_dehaze_video(shared_data: Path, tmp_path: Path):
+    capture = cv2.VideoCapture(str(shared_data / "video" / "fog_river.mp4"))
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 180))
+    for _ in range(5):
+        ok, frame = capture.read()
+        assert ok
+        writer.write(cv2.resize(frame, (320, 180)))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["dehaze", str(clip), "--out", str(out)]) == 0
+    result = cv2.VideoCapture(str(out / "clip_dehazed.mp4"))
+    assert int(result.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+
+def test_bad_input_gives_one_line_error_and_exit_2(tmp_path: Path):
+    empty = tmp_path / "zero.png"
+    empty.write_bytes(b"")
+    for args in (["dehaze", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")],
+                 ["dehaze", str(empty), "--out", str(tmp_path / "o")],
+                 ["dehaze", str(empty), "--method", "nonsense", "--out", str(tmp_path / "o")]):
+        run = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", *args], capture_output=True, text=True)
+        assert run.returncode == 2, run.stderr
+        assert "Traceback" not in run.stderr and "error:" in run.stderr
+
+
+def test_one_pixel_image_is_dehazed(tmp_path: Path):
+    path = tmp_path / "dot.png"
+    cv2.imwrite(str(path), np.full((1, 1, 3), 200, np.uint8))
+    assert main(["dehaze", str(path), "--out", str(tmp_path / "o")]) == 0
+    assert read_image(tmp_path / "o" / "dot_dehazed.png").shape == (1, 1, 3)

@@ -1,0 +1,73 @@
+"""The dark channel prior on real images: synthetic haze over real depth, and the real paired sets."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from dgdehaze_core.dark_channel import DarkChannelDehazer, dark_channel, haze_density
+from dgdehaze_core.image_io import read_image
+from dgdehaze_core.metrics import psnr, ssim
+from dgdehaze_core.scattering import synthesize_haze
+
+
+def _hazy_from_true_depth(image: np.ndarray, depth: np.ndarray, beta: float) -> np.ndarray:
+    filled = np.where(np.isfinite(depth), depth, np.nanmax(depth)).astype(np.float32)
+    hazy = synthesize_haze(image.astype(np.float32) / 255.0, filled[:, :, None], beta,
+                           np.array([0.9, 0.9, 0.9], np.float32))
+    return np.clip(hazy * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_dcp_dehazes_synthetic_haze_and_recovers_depth_order(middlebury_scene):
+    image, depth = middlebury_scene
+    hazy = _hazy_from_true_depth(image, depth, beta=0.25)
+    result = DarkChannelDehazer().dehaze(hazy)
+    assert result.image.shape == image.shape and result.image.dtype == np.uint8
+    assert psnr(result.image, image) > psnr(hazy, image) + 3.0
+    assert ssim(result.image, image) > ssim(hazy, image)
+    valid = np.isfinite(depth)
+    rho = spearmanr(result.depth[valid], depth[valid]).statistic
+    assert rho > 0.5, f"DCP relative depth should rank like the true depth (Spearman {rho:.2f})"
+    assert np.isfinite(result.depth).all() and (result.transmission > 0).all() and (result.transmission <= 1).all()
+
+
+def test_haze_density_grows_with_haze(middlebury_scene):
+    image, depth = middlebury_scene
+    densities = [haze_density(image)] + [haze_density(_hazy_from_true_depth(image, depth, b)) for b in (0.05, 0.2, 0.5)]
+    assert densities == sorted(densities) and densities[-1] - densities[0] > 0.3
+
+
+@pytest.mark.parametrize("subset, margin", [("sots-indoor", 5.0), ("o-haze", 1.5)])
+def test_dcp_beats_the_hazy_input_on_real_pairs(shared_data, subset, margin):
+    folder = shared_data / "paired" / subset
+    gains = []
+    for hazy_path in sorted((folder / "hazy").iterdir())[:6]:
+        clear_path = next((folder / "clear").glob(hazy_path.stem.split("_")[0] + ".*"))
+        hazy, clear = read_image(hazy_path), read_image(clear_path)
+        gains.append(psnr(DarkChannelDehazer().dehaze(hazy).image, clear) - psnr(hazy, clear))
+    assert np.mean(gains) > margin
+
+
+def test_dark_channel_of_clear_outdoor_image_is_low(shared_data):
+    clear = read_image(next((shared_data / "clear" / "kitti").glob("*.jpg")))
+    hazy = read_image(next((shared_data / "hazy-real" / "urhi").glob("*.png")))
+    assert dark_channel(clear).mean() < dark_channel(hazy).mean()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 3, 3), (5, 1, 3)])
+def test_tiny_images_give_a_correct_result(shape):
+    frame = np.full(shape, 120, np.uint8)
+    result = DarkChannelDehazer().dehaze(frame)
+    assert result.image.shape == shape and np.isfinite(result.depth).all()
+
+
+def test_grayscale_and_16_bit_frames_are_converted():
+    gray16 = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    result = DarkChannelDehazer().dehaze(gray16)
+    assert result.image.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("kwargs", [{"patch": 4}, {"omega": 0.0}, {"t0": 1.5}, {"eps": 0.0}])
+def test_bad_parameters_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        DarkChannelDehazer(**kwargs)

@@ -1,0 +1,69 @@
+"""Bad image input gets a clear ImageError, never a traceback from inside numpy or OpenCV."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.image_io import ImageError, read_image, to_bgr8, write_image
+
+
+def test_missing_empty_and_non_image_files(tmp_path: Path):
+    with pytest.raises(ImageError, match="no such file"):
+        read_image(tmp_path / "absent.png")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError, match="0 bytes"):
+        read_image(empty)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all")
+    with pytest.raises(ImageError, match="not a readable image"):
+        read_image(text)
+    with pytest.raises(ImageError, match="folder"):
+        read_image(tmp_path)
+
+
+def test_conversions_to_bgr8(tmp_path: Path):
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert to_bgr8(gray).shape == (3, 4, 3)
+    deep = np.full((2, 2), 65535, np.uint16)
+    assert to_bgr8(deep).max() == 255 and to_bgr8(deep).dtype == np.uint8
+    bgra = np.zeros((2, 2, 4), np.uint8)
+    assert to_bgr8(bgra).shape == (2, 2, 3)
+    path = tmp_path / "deep.png"
+    cv2.imwrite(str(path), (np.linspace(0, 65535, 100).reshape(10, 10)).astype(np.uint16))
+    frame = read_image(path)
+    assert frame.shape == (10, 10, 3) and frame[-1, -1, 0] == 255
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (np.zeros((0, 5, 3), np.uint8), "empty"),
+    (np.zeros((4, 4, 2), np.uint8), "shape"),
+    (np.full((2, 2, 3), np.nan, np.float32), "NaN"),
+    (np.zeros((2, 2, 3), np.complex64), "unsupported"),
+])
+def test_unusable_arrays(bad, reason):
+    with pytest.raises(ImageError, match=reason):
+        to_bgr8(bad)
+
+
+def test_huge_frames_are_refused_before_allocation():
+    huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(10000, 10000, 3), strides=(0, 0, 0))
+    with pytest.raises(ImageError, match="exceeds"):
+        to_bgr8(huge)
+
+
+def test_atomic_writes_leave_the_old_file_on_failure(tmp_path: Path):
+    target = tmp_path / "report.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    write_image(tmp_path / "frame.png", np.zeros((3, 3, 3), np.uint8))
+    assert read_image(tmp_path / "frame.png").shape == (3, 3, 3)

@@ -1,0 +1,42 @@
+"""PSNR, SSIM and CIEDE2000 on known cases and against a real pair."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.image_io import ImageError, read_image
+from dgdehaze_core.metrics import ciede2000, psnr, ssim
+
+
+def test_identical_images():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    assert psnr(image, image) == float("inf")
+    assert ssim(image, image) == pytest.approx(1.0)
+    assert ciede2000(image, image) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_psnr_of_a_known_error():
+    image = np.full((32, 32, 3), 100, np.uint8)
+    shifted = image + np.uint8(10)
+    expected = 10 * np.log10(1.0 / (10 / 255) ** 2)
+    assert psnr(shifted, image) == pytest.approx(expected, abs=1e-9)
+    assert ciede2000(shifted, image) > 1.0
+
+
+def test_real_pair_orders_hazy_below_clear(shared_data):
+    folder = shared_data / "paired" / "sots-indoor"
+    hazy = read_image(folder / "hazy" / "1400_7.png") if (folder / "hazy" / "1400_7.png").exists() else None
+    if hazy is None:
+        pytest.skip("SOTS file 1400_7.png not present")
+    clear = read_image(folder / "clear" / "1400.png")
+    assert 5 < psnr(hazy, clear) < 20
+    assert 0 < ssim(hazy, clear) < 0.95
+    assert ciede2000(hazy, clear) > 3
+
+
+def test_mismatched_and_tiny_inputs_get_clear_errors():
+    with pytest.raises(ImageError, match="differ in size"):
+        psnr(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8))
+    with pytest.raises(ImageError, match="at least 7x7"):
+        ssim(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8))
