@@ -1,0 +1,87 @@
+"""The networks: `build_model(config)` for a fresh model, `load_model(path or config)` for trained weights.
+
+Checkpoint files (.pt) hold {"config": name, "depth_guidance": bool, "state_dict": ..., "meta": {...}}; a config
+name passed to `load_model` loads the shipped weights `dgdehaze_core/weights/dgdehaze_<name>.pt`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from dgdehaze_core.atomic_files import atomic_path
+from dgdehaze_core.data_paths import WEIGHTS_DIR
+from dgdehaze_core.models.depth_net import DepthNet
+from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
+from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite
+
+LOG = logging.getLogger(__name__)
+
+MODEL_CONFIGS: dict[str, Callable[[], tuple[DepthNet, DGHAT]]] = {
+    "lite": lambda: (DepthNet(widths=(16, 24, 40, 64), blocks=(0, 1, 1, 1), input_scale=2), dghat_lite()),
+    "base": lambda: (DepthNet(widths=(24, 32, 64, 128, 192), blocks=(0, 1, 2, 2, 1)), dghat_base()),
+}
+"""Configuration name -> factory of (depth network, dehazer)."""
+
+CHECKPOINT_KEYS = ("config", "depth_guidance", "state_dict", "meta")
+
+__all__ = ["MODEL_CONFIGS", "DGDehazeNet", "DGHAT", "DepthNet", "build_model", "load_model", "save_checkpoint",
+           "shipped_weights_path"]
+
+
+def build_model(config: str = "lite", depth_guidance: bool = True) -> DGDehazeNet:
+    """A freshly initialised model of configuration `config` (seed torch first for reproducible weights)."""
+    if config not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model configuration {config!r}; known: {', '.join(MODEL_CONFIGS)}")
+    depth_net, dehazer = MODEL_CONFIGS[config]()
+    return DGDehazeNet(config, depth_net, dehazer, depth_guidance=depth_guidance)
+
+
+def shipped_weights_path(config: str) -> Path:
+    """Where the weights shipped for `config` live inside the package."""
+    return WEIGHTS_DIR / f"dgdehaze_{config}.pt"
+
+
+def save_checkpoint(model: DGDehazeNet, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write `model` to `path` atomically (a reader never sees half a checkpoint)."""
+    checkpoint = {"config": model.config_name, "depth_guidance": model.depth_guidance,
+                  "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                  "meta": dict(meta or {})}
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return Path(path)
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{path} is not a readable dgdehaze checkpoint: {exc}") from None
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in CHECKPOINT_KEYS):
+        raise ValueError(f"{path} is not a dgdehaze checkpoint (expected keys {', '.join(CHECKPOINT_KEYS)})")
+    return checkpoint
+
+
+def load_model(source: str | os.PathLike[str], device: str | torch.device = "cpu") -> DGDehazeNet:
+    """Load a checkpoint file, or the shipped weights of a configuration name, in eval mode on `device`."""
+    if isinstance(source, str) and source in MODEL_CONFIGS:
+        path = shipped_weights_path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no trained weights for the {source!r} model at {path}; train them with the recipe in "
+                f"training/ (dgdehaze train) and save them there, or pass the path of a checkpoint (.pt)")
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such checkpoint: {path}")
+    checkpoint = _read_checkpoint(path)
+    model = build_model(str(checkpoint["config"]), depth_guidance=bool(checkpoint["depth_guidance"]))
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not match the {checkpoint['config']!r} model: {exc}") from None
+    LOG.info("loaded %s model from %s", model.config_name, path)
+    return model.to(device).eval()

@@ -1,0 +1,82 @@
+"""Export a DGDehazeNet to ONNX with dynamic batch, height and width, written atomically.
+
+The graph has one input, "hazy" (B, 3, H, W) RGB in [0, 1] with H and W multiples of the model's stride, and the
+outputs "clear", "transmission", "airlight", "depth" (the model's forward keys). The stride and configuration are
+stored in the file's metadata (`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_depth_guidance`) so that a
+runtime can pad frames without the PyTorch model.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from dgdehaze_core.atomic_files import atomic_path
+from dgdehaze_core.models import DGDehazeNet
+
+LOG = logging.getLogger(__name__)
+
+INPUT_NAME = "hazy"
+OUTPUT_NAMES = ("clear", "transmission", "airlight", "depth")
+DEFAULT_OPSET = 18
+
+
+class _TupleOutputs(torch.nn.Module):
+    """The model with its dict returned as a tuple in OUTPUT_NAMES order (ONNX outputs are positional)."""
+
+    def __init__(self, model: DGDehazeNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, hazy: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(hazy)
+        return tuple(outputs[name] for name in OUTPUT_NAMES)
+
+
+def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
+                dynamic: bool = True, half: bool = False, example_size: tuple[int, int] | None = None) -> Path:
+    """Write `model` (eval mode, on CPU) as an ONNX file at `path` and return the path.
+
+    dynamic: batch, height and width are free (any multiple of the stride); otherwise fixed to `example_size`.
+    half: weights and input/outputs in float16 (for GPU runtimes; ONNX Runtime's CPU provider runs it slowly).
+    example_size: (height, width) of the tracing input; default 4 strides square.
+    """
+    if opset < 17:
+        raise ValueError(f"opset must be 17 or later (LayerNormalization), got {opset}")
+    stride = model.stride
+    height, width = example_size or (4 * stride, 4 * stride)
+    if height % stride or width % stride:
+        raise ValueError(f"example_size {height}x{width} must be a multiple of the stride {stride}")
+    wrapped = _TupleOutputs(copy.deepcopy(model).cpu().eval())
+    dtype = torch.float16 if half else torch.float32
+    wrapped = wrapped.to(dtype)
+    example = torch.rand(2 if dynamic else 1, 3, height, width, dtype=dtype)  # size-1 dims would be specialised
+    dynamic_shapes = None
+    if dynamic:
+        batch_dim = torch.export.Dim("batch", min=1, max=64)
+        rows = torch.export.Dim("rows", min=1, max=8192 // stride)
+        cols = torch.export.Dim("cols", min=1, max=8192 // stride)
+        dynamic_shapes = {"hazy": {0: batch_dim, 2: stride * rows, 3: stride * cols}}
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
+                                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                                    dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
+                                    verbose=False)
+        program.save(str(tmp), external_data=False)
+        proto = onnx.load(str(tmp))
+        meta = {"dgdehaze_stride": str(stride), "dgdehaze_config": model.config_name,
+                "dgdehaze_depth_guidance": str(bool(model.depth_guidance))}
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+    LOG.info("exported %s model to %s (opset %d, %s, %s)", model.config_name, path, opset,
+             "dynamic HxW" if dynamic else f"{height}x{width}", "fp16" if half else "fp32")
+    return Path(path)
