@@ -16,5 +16,6 @@ if sys.version_info[:2] != (3, 11):
 PY
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements.lock
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+VENV="$VENV" bash tools/build_vision_msgs.sh
 touch "$VENV/.ready"
 echo "dgdehaze: $VENV is ready"
