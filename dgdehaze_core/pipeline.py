@@ -1,20 +1,47 @@
 """One object that turns a camera frame into a dehazed frame, depth and transmission, whatever the method.
 
-`load_pipeline(method)` takes a method name ("dcp", a model configuration such as "lite", or a weights path) and
-returns a `DehazePipeline`. The CLI, the ROS node and bag evaluation all call it, so they run the same code.
+`load_pipeline(method)` takes a method name ("dcp", a model configuration such as "lite", or a weights path:
+`.pt` checkpoint or `.onnx` export) and returns a `DehazePipeline`. The CLI, the ROS node and bag evaluation all
+call it, so they run the same code.
+
+The network pipeline runs the network at a working resolution: the input's own size by default, or
+`working_size=(w, h)`, padded by reflection to a multiple of the network's stride and cropped back. Its image
+output is chosen by `output`:
+- "decoder": the network's decoder image (resized to the input's size when the working size differs);
+- "physics": J = (I - A) / t + A at the input's full resolution, with the working-resolution transmission lifted
+  by a fast guided filter on the full-resolution gray frame (sharp edges at any working size);
+- "auto" (default): decoder when the network runs at the input's size, physics when it runs smaller.
+Depth and transmission are always returned at the input's size; depth is NaN where the network gave no valid
+value.
 """
 from __future__ import annotations
 
 import logging
-from typing import Protocol, Sequence
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence
 
+import cv2
 import numpy as np
 
-from dgdehaze_core.dark_channel import DarkChannelDehazer
+from dgdehaze_core.backends import InferenceBackend
+from dgdehaze_core.dark_channel import DarkChannelDehazer, haze_density
 from dgdehaze_core.dehaze_result import DehazeResult
-from dgdehaze_core.image_io import to_bgr8
+from dgdehaze_core.guided_filter import fast_guided_filter
+from dgdehaze_core.image_io import bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
+from dgdehaze_core.scattering import T_MIN, invert_scattering
+
+if TYPE_CHECKING:
+    from dgdehaze_core.models import DGDehazeNet
 
 LOG = logging.getLogger(__name__)
+
+OUTPUT_MODES = ("auto", "decoder", "physics")
+BACKENDS = ("torch", "onnxruntime")
+GUIDED_EPS = 1e-3
+"""Guided-filter regularisation for lifting the transmission to full resolution (gray in [0, 1])."""
 
 
 class DehazePipeline(Protocol):
@@ -44,10 +71,150 @@ class DarkChannelPipeline:
         return [self(frame) for frame in frames]
 
 
+def _validate_working_size(working_size: Sequence[int] | None) -> tuple[int, int] | None:
+    if working_size is None:
+        return None
+    try:
+        width, height = (int(v) for v in working_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"working_size must be (width, height), got {working_size!r}") from None
+    if width < 1 or height < 1:
+        raise ValueError(f"working_size must be positive, got {working_size!r}")
+    return width, height
+
+
+def pad_to_stride(batch: np.ndarray, stride: int) -> np.ndarray:
+    """Pad (B, H, W, C) at the bottom and right by reflection to multiples of `stride`."""
+    height, width = batch.shape[1:3]
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    if pad_h == 0 and pad_w == 0:
+        return batch
+    return np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+
+
+class NetworkPipeline:
+    """A network backend behind the pipeline interface; see the module docstring for sizes and outputs."""
+
+    def __init__(self, backend: InferenceBackend, method: str, working_size: Sequence[int] | None = None,
+                 output: str = "auto") -> None:
+        if output not in OUTPUT_MODES:
+            raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
+        self.runtime = backend
+        self.backend = backend.name
+        self.method = method
+        self.stride = backend.stride
+        self.working_size = _validate_working_size(working_size)
+        self.output = output
+
+    def __call__(self, frame: np.ndarray) -> DehazeResult:
+        return self.process_batch([frame])[0]
+
+    def process_batch(self, frames: Sequence[np.ndarray]) -> list[DehazeResult]:
+        """Dehaze several frames; frames of the same size go through the network as one batch."""
+        if len(frames) == 0:
+            return []
+        converted = [to_bgr8(frame) for frame in frames]
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, frame in enumerate(converted):
+            groups[frame.shape[:2]].append(index)
+        results: list[DehazeResult | None] = [None] * len(converted)
+        for indices in groups.values():
+            for index, result in zip(indices, self._run_same_size([converted[i] for i in indices])):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    def _run_same_size(self, frames: list[np.ndarray]) -> list[DehazeResult]:
+        height, width = frames[0].shape[:2]
+        work_w, work_h = self.working_size or (width, height)
+        resized = (work_w, work_h) != (width, height)
+        full_rgb = [bgr_to_rgb_float(frame) for frame in frames]
+        if resized:
+            shrinking = work_w * work_h < width * height
+            work_rgb = [cv2.resize(rgb, (work_w, work_h),
+                                   interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+                        for rgb in full_rgb]
+        else:
+            work_rgb = full_rgb
+        batch = pad_to_stride(np.stack(work_rgb), self.stride)
+        outputs = self.runtime.run(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        mode = self.output if self.output != "auto" else ("physics" if resized else "decoder")
+        results = []
+        for index, frame in enumerate(frames):
+            transmission = outputs["transmission"][index, 0, :work_h, :work_w]
+            depth = outputs["depth"][index, 0, :work_h, :work_w]
+            airlight_rgb = np.clip(outputs["airlight"][index, :, 0, 0], 0.0, 1.0).astype(np.float32)
+            if resized:
+                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
+                scale = max(width / work_w, height / work_h, 1.0)
+                transmission = fast_guided_filter(gray, transmission, radius=max(8, int(round(4 * scale))),
+                                                  eps=GUIDED_EPS, subsample=max(1, min(8, int(scale))))
+                depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
+            transmission = np.clip(transmission, T_MIN, 1.0).astype(np.float32)
+            if mode == "physics":
+                clear = invert_scattering(full_rgb[index], transmission[:, :, None], airlight_rgb)
+            else:
+                clear = outputs["clear"][index, :, :work_h, :work_w].transpose(1, 2, 0)
+                if resized:
+                    clear = cv2.resize(clear, (width, height), interpolation=cv2.INTER_LINEAR)
+            depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+            results.append(DehazeResult(image=rgb_float_to_bgr(clear), depth=depth, transmission=transmission,
+                                        airlight=airlight_rgb[::-1].copy(), haze_density=haze_density(frame)))
+        return results
+
+
+def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend: str = "torch",
+                        device: str = "cpu", half: bool = False, working_size: Sequence[int] | None = None,
+                        output: str = "auto", threads: int | None = None) -> NetworkPipeline:
+    """Wrap an in-memory model (trained or freshly built) in a pipeline on `backend`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    method = method or model.config_name
+    if backend == "torch":
+        from dgdehaze_core.backends.torch_backend import TorchBackend
+
+        return NetworkPipeline(TorchBackend(model, device=device, half=half), method, working_size, output)
+    if device != "cpu":
+        raise ValueError("the onnxruntime backend runs on the CPU here; use device='cpu'")
+    from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from dgdehaze_core.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-onnx-") as folder:
+        path = export_onnx(model, Path(folder) / f"{model.config_name}.onnx", half=half)
+        runtime = OnnxRuntimeBackend(path, threads=threads)
+    return NetworkPipeline(runtime, method, working_size, output)
+
+
 def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
-    """Build the pipeline for `method`; unknown methods raise ValueError naming the known ones."""
+    """Build the pipeline for `method`; unknown methods raise ValueError naming the known ones.
+
+    Network options: backend ("torch", "onnxruntime"; default: onnxruntime for a .onnx file, else torch),
+    device ("cpu", "cuda"), half (fp16), working_size ((w, h) or None for the input's size),
+    output ("auto", "decoder", "physics"), threads (ONNX Runtime intra-op threads).
+    """
+    from dgdehaze_core.models import MODEL_CONFIGS, load_model
+
     if method == "dcp":
         if options:
             raise ValueError(f"the dcp method takes no options, got {sorted(options)}")
         return DarkChannelPipeline()
-    raise ValueError(f"unknown dehazing method {method!r}; known: dcp")
+    known_options = {"backend", "device", "half", "working_size", "output", "threads"}
+    unknown = sorted(set(options) - known_options)
+    if unknown:
+        raise ValueError(f"unknown pipeline options {unknown}; known: {', '.join(sorted(known_options))}")
+    backend = options.pop("backend", None)
+    path = Path(os.fspath(method))
+    if path.suffix.lower() == ".onnx":
+        if backend not in (None, "onnxruntime"):
+            raise ValueError(f"an .onnx file runs on the onnxruntime backend, not {backend!r}")
+        if options.get("half") or options.get("device", "cpu") != "cpu":
+            raise ValueError("an .onnx file runs as exported on the CPU; export it with half=True for fp16")
+        from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        runtime = OnnxRuntimeBackend(path, threads=options.get("threads"))  # type: ignore[arg-type]
+        return NetworkPipeline(runtime, str(method), options.get("working_size"),  # type: ignore[arg-type]
+                               str(options.get("output", "auto")))
+    if method not in MODEL_CONFIGS and path.suffix.lower() != ".pt":
+        raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
+                         f"or a .pt / .onnx weights file")
+    model = load_model(method)
+    return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"), **options)  # type: ignore[arg-type]

@@ -1,0 +1,65 @@
+"""ONNX Runtime backend: an exported network (see `dgdehaze_core.onnx_export`) on the CPU execution provider."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from dgdehaze_core.backends import OUTPUT_NAMES
+
+LOG = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    """Intra-op threads: the cores this process may use, at most 4 (more rarely helps a network this small and
+    takes cores from the rest of the robot's stack)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count() or 1
+    return max(1, min(4, available))
+
+
+class OnnxRuntimeBackend:
+    """Runs a dgdehaze ONNX file; the stride is read from the file's metadata."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such ONNX file: {path}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
+            raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if "dgdehaze_stride" not in metadata:
+            raise ValueError(f"{path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")
+        self.stride = int(metadata["dgdehaze_stride"])
+        self.config_name = metadata.get("dgdehaze_config", "unknown")
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        self.input_dtype = np.float16 if "float16" in graph_input.type else np.float32
+        missing = set(OUTPUT_NAMES) - {output.name for output in self.session.get_outputs()}
+        if missing:
+            raise ValueError(f"{path} lacks the outputs {sorted(missing)}")
+        self.threads = options.intra_op_num_threads
+        LOG.info("onnxruntime backend: %s (%s model, %d threads, %s)", path, self.config_name, self.threads,
+                 self.session.get_providers()[0])
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(list(OUTPUT_NAMES), {self.input_name: batch.astype(self.input_dtype, copy=False)})
+        return {name: np.asarray(value, dtype=np.float32) for name, value in zip(OUTPUT_NAMES, outputs)}
