@@ -1,0 +1,328 @@
+"""Evaluate dehazing on a recorded drive: a ROS 2 bag in; an output bag, per-frame records and a report out.
+
+The offline mode (`evaluate_bag`) runs the node's pipeline (`load_pipeline` + `Detector`) in this process, with no
+ROS install. The node-replay mode (`dgdehaze_ros.bag_replay`) sends the frames through a running node instead and
+fills the same `BagEvaluation` from what the node publishes. Both write one output folder atomically:
+
+    OUT/bag/          the input bag's topics unchanged, plus the node's outputs at the original stamps
+    OUT/report.html   before/after frames, depth, detections, haze density, latency, detection figures
+    OUT/summary.json  the figures of the report (`BagEvaluation.summary`)
+    OUT/figures/      the report's PNG files
+
+Detection is run on both the hazy input and the dehazed frame, so the report compares them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from dgdehaze_core.atomic_files import atomic_path
+from dgdehaze_core.dark_channel import haze_density
+from dgdehaze_core.data_paths import REPO_DIR
+from dgdehaze_core.detection import Detection, Detector, median_depth
+from dgdehaze_core.image_io import ImageError
+from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
+from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, FLOAT32_TYPE, IMAGE_TYPE, BagFrame,
+                                     BagSource, BagWriter)
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
+"""Output topics in the bag are the node's `~/` topics under its default name: /dgdehaze/image_dehazed, ..."""
+OUTPUT_TOPICS = {"image_dehazed": IMAGE_TYPE, "depth": IMAGE_TYPE, "detections": DETECTIONS_TYPE,
+                 "haze_density": FLOAT32_TYPE, "camera_info": CAMERA_INFO_TYPE}
+FALLBACK_METHOD = "dcp"
+SAMPLE_COUNT = 4
+"""Frames shown before/after in the report, evenly spaced over the evaluated frames."""
+
+
+@dataclass
+class FrameRecord:
+    """The figures of one evaluated frame."""
+
+    index: int
+    stamp_ns: int
+    haze_density_hazy: float
+    haze_density_dehazed: float
+    latency_ms: float
+    """Dehazing plus detection (offline: measured in process; node replay: publish to last output received)."""
+    detect_hazy_ms: float
+    hazy_detections: list[Detection] = field(default_factory=list)
+    dehazed_detections: list[Detection] = field(default_factory=list)
+    detection_depths: list[float] = field(default_factory=list)
+    """Median depth in each dehazed detection's box (relative units, NaN where no valid depth)."""
+
+
+@dataclass
+class Sample:
+    """One frame kept whole for the report's before/after panels."""
+
+    index: int
+    stamp_ns: int
+    hazy: np.ndarray
+    dehazed: np.ndarray
+    depth: np.ndarray
+    hazy_detections: list[Detection]
+    dehazed_detections: list[Detection]
+
+
+@dataclass
+class BagEvaluation:
+    """Everything the report needs about one evaluated bag."""
+
+    input_bag: str
+    image_topic: str
+    camera_info_topic: str | None
+    mode: str
+    method: str
+    backend: str
+    detector: str | None
+    frames_in_bag: int
+    records: list[FrameRecord] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    output_bag: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> dict[str, dict[str, float | int]]:
+        """The figures table: rows "hazy" (the detector on the input frames) and "dehazed" (the node's output).
+
+        latency_ms/fps: detection alone for "hazy"; dehazing plus detection for "dehazed".
+        """
+        hazy_latency = [r.detect_hazy_ms for r in self.records]
+        latency = [r.latency_ms for r in self.records]
+        return {
+            "hazy": _row(self.records, [r.hazy_detections for r in self.records],
+                         [r.haze_density_hazy for r in self.records], hazy_latency),
+            "dehazed": _row(self.records, [r.dehazed_detections for r in self.records],
+                            [r.haze_density_dehazed for r in self.records], latency),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary: run settings, the figures table and per-frame series."""
+        depths = [d for r in self.records for d in r.detection_depths if math.isfinite(d)]
+        return {
+            "input_bag": self.input_bag, "image_topic": self.image_topic,
+            "camera_info_topic": self.camera_info_topic, "mode": self.mode, "method": self.method,
+            "backend": self.backend, "detector": self.detector, "frames_in_bag": self.frames_in_bag,
+            "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
+            "output_bag": self.output_bag, "notes": self.notes,
+            "figures": self.table(),
+            "detection_median_depth": float(np.median(depths)) if depths else float("nan"),
+            "per_frame": {
+                "stamp_ns": [r.stamp_ns for r in self.records],
+                "haze_density_hazy": [r.haze_density_hazy for r in self.records],
+                "haze_density_dehazed": [r.haze_density_dehazed for r in self.records],
+                "latency_ms": [r.latency_ms for r in self.records],
+                "detections_hazy": [len(r.hazy_detections) for r in self.records],
+                "detections_dehazed": [len(r.dehazed_detections) for r in self.records],
+            },
+        }
+
+
+def _row(records: Sequence[FrameRecord], detections: Sequence[list[Detection]], density: Sequence[float],
+         latency: Sequence[float]) -> dict[str, float | int]:
+    scores = [d.score for frame in detections for d in frame]
+    finite_latency = [v for v in latency if math.isfinite(v)]
+    median = float(np.median(finite_latency)) if finite_latency else float("nan")
+    return {
+        "frames": len(records),
+        "detections": len(scores),
+        "detections_per_frame": len(scores) / len(records) if records else float("nan"),
+        "mean_confidence": float(np.mean(scores)) if scores else float("nan"),
+        "haze_density": float(np.mean(density)) if density else float("nan"),
+        "latency_ms_median": median,
+        "latency_ms_p95": float(np.percentile(finite_latency, 95)) if finite_latency else float("nan"),
+        "fps": 1000.0 / median if finite_latency and median > 0 else float("nan"),
+    }
+
+
+def sample_indices(count: int, samples: int = SAMPLE_COUNT) -> set[int]:
+    """Evenly spaced frame indices for the report's before/after panels."""
+    if count <= 0:
+        return set()
+    return {int(round(v)) for v in np.linspace(0, count - 1, min(samples, count))}
+
+
+def node_default_method() -> str:
+    """The dehazing method the node runs by default: the `method` parameter of the shipped node configuration
+    (config/*.yaml in the source tree, or share/dgdehaze/config when installed); DCP when none sets one."""
+    for folder in (REPO_DIR / "config", Path(sys.prefix) / "share" / "dgdehaze" / "config"):
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                document = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                LOG.debug("skipping %s: %s", path, exc)
+                continue
+            for node in (document or {}).values() if isinstance(document, dict) else ():
+                parameters = node.get("ros__parameters", {}) if isinstance(node, dict) else {}
+                if isinstance(parameters, dict) and isinstance(parameters.get("method"), str):
+                    LOG.debug("default method %r from %s", parameters["method"], path)
+                    return parameters["method"]
+    return FALLBACK_METHOD
+
+
+def open_pipeline(method: str | None, default: str) -> DehazePipeline:
+    """The pipeline for `method`; when no method was asked for and the default's weights are missing or do not
+    load, fall back to DCP and say so (an explicit method that fails is an error)."""
+    if method:
+        return load_pipeline(method)
+    try:
+        return load_pipeline(default)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        if default == FALLBACK_METHOD:
+            raise
+        LOG.warning("default method %r is unavailable (%s); falling back to %s. Train or install the %r weights, "
+                    "or pass --method.", default, exc, FALLBACK_METHOD, default)
+        return load_pipeline(FALLBACK_METHOD)
+
+
+def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Detection], float]:
+    if detector is None:
+        return [], 0.0
+    start = time.perf_counter()
+    detections = detector(image)
+    return detections, (time.perf_counter() - start) * 1000.0
+
+
+class FrameProcessor:
+    """The node's per-frame work, in process: dehaze, detect on the result, and the hazy-frame baseline."""
+
+    def __init__(self, pipeline: DehazePipeline, detector: Detector | None) -> None:
+        self.pipeline, self.detector = pipeline, detector
+        self._warm = False
+
+    def __call__(self, frame: BagFrame) -> tuple[FrameRecord, Any]:
+        if not self._warm:  # first calls allocate and compile: keep them out of the latency figures
+            timed_detect(self.detector, self.pipeline(frame.image).image)
+            self._warm = True
+        start = time.perf_counter()
+        result = self.pipeline(frame.image)
+        detections, _ = timed_detect(self.detector, result.image)
+        latency = (time.perf_counter() - start) * 1000.0
+        hazy_detections, hazy_ms = timed_detect(self.detector, frame.image)
+        record = FrameRecord(
+            index=frame.index, stamp_ns=frame.stamp_ns, haze_density_hazy=float(result.haze_density),
+            haze_density_dehazed=haze_density(result.image), latency_ms=latency, detect_hazy_ms=hazy_ms,
+            hazy_detections=hazy_detections, dehazed_detections=detections,
+            detection_depths=[median_depth(d, result.depth) for d in detections])
+        return record, result
+
+
+def detections_msg(writer: BagWriter, header: Any, detections: Sequence[Detection],
+                   depths: Sequence[float]) -> Any:
+    """vision_msgs/Detection2DArray: one Detection2D per object, class name as class_id, the box in pixels and the
+    median depth in the box as the hypothesis pose's z (NaN where the box has no valid depth)."""
+    types = writer.types
+    out = []
+    for detection, depth in zip(detections, depths):
+        x1, y1, x2, y2 = detection.box
+        pose = types["geometry_msgs/msg/PoseWithCovariance"](
+            pose=types["geometry_msgs/msg/Pose"](
+                position=types["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=float(depth)),
+                orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
+            covariance=np.zeros(36, np.float64))
+        hypothesis = types["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=types["vision_msgs/msg/ObjectHypothesis"](class_id=detection.class_name,
+                                                                 score=float(detection.score)),
+            pose=pose)
+        bbox = types["vision_msgs/msg/BoundingBox2D"](
+            center=types["vision_msgs/msg/Pose2D"](
+                position=types["vision_msgs/msg/Point2D"](x=(x1 + x2) / 2.0, y=(y1 + y2) / 2.0), theta=0.0),
+            size_x=float(x2 - x1), size_y=float(y2 - y1))
+        out.append(types["vision_msgs/msg/Detection2D"](header=header, results=[hypothesis], bbox=bbox, id=""))
+    return types[DETECTIONS_TYPE](header=header, detections=out)
+
+
+def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record: FrameRecord, result: Any) -> None:
+    """The node's outputs for one frame, on its `~/` topics, at the input frame's receive time and header."""
+    header = writer.header(frame.stamp_ns, frame.header.frame_id)
+    writer.write(f"{prefix}/image_dehazed", IMAGE_TYPE, frame.log_time_ns, writer.image_msg(header, result.image))
+    writer.write(f"{prefix}/depth", IMAGE_TYPE, frame.log_time_ns,
+                 writer.image_msg(header, result.depth.astype(np.float32)))
+    writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
+                 detections_msg(writer, header, record.dehazed_detections, record.detection_depths))
+    writer.write(f"{prefix}/haze_density", FLOAT32_TYPE, frame.log_time_ns,
+                 writer.float32_msg(record.haze_density_hazy))
+    if frame.camera_info is not None:
+        info = dataclasses.replace(frame.camera_info, header=header)
+        writer.write(f"{prefix}/camera_info", CAMERA_INFO_TYPE, frame.log_time_ns, info)
+
+
+def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
+                 camera_info_topic: str | None = None, method: str | None = None,
+                 default_method: str = FALLBACK_METHOD, detector: Detector | None = None,
+                 max_frames: int | None = None, storage: str | None = None,
+                 output_prefix: str = DEFAULT_OUTPUT_PREFIX, progress: bool = True) -> BagEvaluation:
+    """Run the node's pipeline over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
+
+    Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
+    output exists; an error part-way leaves no output folder behind.
+    """
+    from dgdehaze_core.bag_report import write_report
+
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    out_dir = Path(out_dir)
+    with BagSource(input_bag) as source:
+        total = source.verify(image_topic, camera_info_topic)
+        count = min(total, max_frames) if max_frames else total
+        pipeline = open_pipeline(method, default_method)
+        evaluation = BagEvaluation(
+            input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
+            mode="offline", method=pipeline.method, backend=pipeline.backend,
+            detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
+            output_bag="bag")
+        processor = FrameProcessor(pipeline, detector)
+        keep = sample_indices(count)
+        with atomic_path(out_dir) as tmp:
+            tmp.mkdir()
+            with BagWriter(tmp / "bag", storage or source.storage) as writer:
+                _run_offline(source, writer, processor, evaluation, count, keep, output_prefix, progress)
+            if not evaluation.records:
+                raise ImageError(f"no frame of {image_topic!r} in {input_bag} could be decoded: "
+                                 f"{'; '.join(evaluation.skipped[:3])}")
+            write_report(evaluation, tmp)
+    LOG.info("evaluated %d frames of %s; report in %s", len(evaluation.records), input_bag, out_dir)
+    return evaluation
+
+
+def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor, evaluation: BagEvaluation,
+                 count: int, keep: set[int], prefix: str, progress: bool) -> None:
+    camera_info = None
+    index = 0
+    bar = tqdm(total=count, desc="bag-eval", unit="frame", disable=not progress)
+    try:
+        for connection, log_time, raw in source.raw_messages():
+            if index >= count:
+                break
+            writer.copy(connection, log_time, raw)
+            if connection.topic == evaluation.camera_info_topic:
+                camera_info = source.deserialize(connection, raw)
+            elif connection.topic == evaluation.image_topic:
+                frame = source.decode_frame(connection, log_time, raw, index, camera_info)
+                index += 1
+                bar.update()
+                if isinstance(frame, ImageError):
+                    LOG.warning("skipped: %s", frame)
+                    evaluation.skipped.append(str(frame))
+                    continue
+                record, result = processor(frame)
+                evaluation.records.append(record)
+                write_frame_outputs(writer, prefix, frame, record, result)
+                if frame.index in keep:
+                    evaluation.samples.append(Sample(frame.index, frame.stamp_ns, frame.image, result.image,
+                                                     result.depth, record.hazy_detections,
+                                                     record.dehazed_detections))
+    finally:
+        bar.close()

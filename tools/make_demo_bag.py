@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Build the sample hazy bag that `make demo` replays: real fog, committed under data/demo/.
+
+Source: ../shared/data/video/foggy_road_night.mp4 (640x360, 29 fps, a road at dusk in heavy fog). The default
+window (frames 2475-2594, 4.1 s) is the stretch of the clip where the shipped YOLOv8n finds the most vehicles.
+Frames go in as sensor_msgs/CompressedImage JPEG (what a camera driver's image_transport records) with a
+sensor_msgs/CameraInfo per frame, frame_id `camera_optical_frame`, header stamps at the video rate from a fixed
+start time, so the bag is byte-for-byte reproducible:
+
+    .venv/bin/python tools/make_demo_bag.py            # writes data/demo/foggy_road_night
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.data_paths import REPO_DIR, shared_data_dir  # noqa: E402
+from dgdehaze_core.rosbag_io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, BagWriter  # noqa: E402
+
+LOG = logging.getLogger("make_demo_bag")
+
+IMAGE_TOPIC = "/camera/image_raw/compressed"
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+FRAME_ID = "camera_optical_frame"
+START_NS = 1_700_000_000_000_000_000
+"""Header stamp of the first frame (2023-11-14T22:13:20Z): fixed so that rebuilding gives the same bag."""
+HORIZONTAL_FOV_DEG = 60.0
+"""A plausible road-camera lens; the clip has no calibration, so K is built from this field of view."""
+
+
+def camera_info(writer: BagWriter, header: object, width: int, height: int) -> object:
+    focal = (width / 2.0) / np.tan(np.radians(HORIZONTAL_FOV_DEG) / 2.0)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    roi = writer.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                            do_rectify=False)
+    return writer.types[CAMERA_INFO_TYPE](
+        header=header, height=height, width=width, distortion_model="plumb_bob",
+        d=np.zeros(5, np.float64),
+        k=np.array([focal, 0, cx, 0, focal, cy, 0, 0, 1], np.float64),
+        r=np.eye(3, dtype=np.float64).ravel(),
+        p=np.array([focal, 0, cx, 0, 0, focal, cy, 0, 0, 0, 1, 0], np.float64),
+        binning_x=0, binning_y=0, roi=roi)
+
+
+def build(video: Path, out: Path, start: int, count: int, quality: int, storage: str) -> int:
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise FileNotFoundError(f"cannot open video {video}")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 29.0
+    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    written = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        # The bag is built under its final name inside a hidden sibling folder (rosbags names the storage file
+        # after the bag folder), then renamed into place: an interrupted build leaves no half bag behind.
+        tmp = staging / out.name
+        with BagWriter(tmp, storage=storage) as writer:
+            for index in range(count):
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                stamp = START_NS + round(index * 1e9 / fps)
+                header = writer.header(stamp, FRAME_ID)
+                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+                if not ok:
+                    raise RuntimeError(f"JPEG encoding failed for frame {start + index}")
+                image = writer.types[COMPRESSED_IMAGE_TYPE](header=header, format="jpeg",
+                                                             data=np.frombuffer(jpeg.tobytes(), np.uint8))
+                info = camera_info(writer, header, frame.shape[1], frame.shape[0])
+                writer.write(CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, stamp, info)
+                writer.write(IMAGE_TOPIC, COMPRESSED_IMAGE_TYPE, stamp, image)
+                written += 1
+        if written == 0:
+            raise ValueError(f"{video} has no frames from index {start}")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        capture.release()
+    return written
+
+
+def main() -> int:
+    data = shared_data_dir()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--video", type=Path,
+                        default=data / "video" / "foggy_road_night.mp4" if data else None)
+    parser.add_argument("--out", type=Path, default=REPO_DIR / "data" / "demo" / "foggy_road_night")
+    parser.add_argument("--start", type=int, default=2475, help="first video frame")
+    parser.add_argument("--frames", type=int, default=120, help="number of frames")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.video is None:
+        parser.error("../shared/data is absent; pass --video")
+    count = build(args.video, args.out, args.start, args.frames, args.quality, args.storage)
+    size = sum(p.stat().st_size for p in args.out.iterdir())
+    LOG.info("wrote %d frames to %s (%.1f MB)", count, args.out, size / 1e6)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
