@@ -86,11 +86,11 @@ def decode_image(msg: Any, msgtype: str) -> np.ndarray:
         pixels = _rows(msg, 2, np.uint8).reshape(msg.height, msg.width, 2)
         code = cv2.COLOR_YUV2BGR_UYVY if encoding in ("yuv422", "uyvy") else cv2.COLOR_YUV2BGR_YUY2
         return cv2.cvtColor(pixels, code)
+    if encoding in ("32FC1", "64FC1"):
+        raise ImageError(f"{encoding} is a depth encoding, not a camera frame")
     if encoding not in _CHANNELS:
         raise ImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(_CHANNELS)}, "
                          "yuv422/uyvy, yuyv")
-    if encoding == "32FC1":
-        raise ImageError("32FC1 is a depth encoding, not a camera frame")
     channels = _CHANNELS[encoding]
     dtype = np.dtype(np.uint16 if encoding in ("mono16", "16UC1") else np.uint8)
     if dtype.itemsize > 1:

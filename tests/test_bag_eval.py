@@ -1,0 +1,170 @@
+"""`dgdehaze bag-eval` offline: output bag at the original stamps, the report and its figures, clean failures."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.bag_evaluation import evaluate_bag
+from dgdehaze_core.bag_report import FIGURES
+from dgdehaze_core.cli import main
+from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, FLOAT32_TYPE, IMAGE_TYPE, BagSource,
+                                     BagWriter)
+from test_bag_io import DEMO_BAG, DEMO_TOPIC, demo_frames, image_msg, write_camera_bag
+
+OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth": IMAGE_TYPE,
+           "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": FLOAT32_TYPE,
+           "/dgdehaze/camera_info": CAMERA_INFO_TYPE}
+
+
+def read_all(bag: Path) -> dict[str, list[tuple[int, object]]]:
+    """{topic: [(log time, message)]} of a whole bag."""
+    out: dict[str, list[tuple[int, object]]] = {}
+    with BagSource(bag) as source:
+        for connection, log_time, raw in source.raw_messages():
+            out.setdefault(connection.topic, []).append((log_time, source.deserialize(connection, raw)))
+    return out
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_output_bag_carries_inputs_and_outputs_at_the_original_stamps(tmp_path: Path, storage: str) -> None:
+    frames = demo_frames(4)
+    stamps = write_camera_bag(tmp_path / "in", storage, frames, "rgb8")
+    out = tmp_path / "eval"
+    evaluation = evaluate_bag(tmp_path / "in", "/cam/image_raw", out, camera_info_topic="/cam/camera_info",
+                              method="dcp", progress=False)
+    assert evaluation.method == "dcp" and len(evaluation.records) == 4
+    with BagSource(out / "bag") as source:
+        assert source.storage == storage
+    topics = read_all(out / "bag")
+    assert set(topics) == {"/cam/image_raw", "/cam/camera_info", *OUTPUTS}
+    for topic in ("/cam/image_raw", "/cam/camera_info", *OUTPUTS):
+        assert [t for t, _ in topics[topic]] == stamps, topic
+        assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in topics[topic]
+                if hasattr(m, "header")] in ([], stamps)
+    assert {m.encoding for _, m in topics["/cam/image_raw"]} == {"rgb8"}
+    for (_, dehazed), (_, depth), frame in zip(topics["/dgdehaze/image_dehazed"], topics["/dgdehaze/depth"], frames):
+        assert (dehazed.encoding, dehazed.height, dehazed.width) == ("bgr8", 90, 160)
+        assert dehazed.header.frame_id == "camera_optical_frame"
+        assert (depth.encoding, depth.step) == ("32FC1", 160 * 4)
+        values = np.frombuffer(depth.data.tobytes(), "<f4")
+        assert np.isfinite(values).mean() > 0.9 and np.nanmin(values) >= 0
+        image = np.frombuffer(dehazed.data.tobytes(), np.uint8).reshape(90, 160, 3)
+        assert not np.array_equal(image, frame)
+    densities = [m.data for _, m in topics["/dgdehaze/haze_density"]]
+    assert densities == pytest.approx([r.haze_density_hazy for r in evaluation.records], abs=1e-6)
+    assert all(m.k[0] == 100.0 for _, m in topics["/dgdehaze/camera_info"])
+    assert leftovers(tmp_path) == []
+
+
+def test_report_names_every_figure_and_summary_matches(tmp_path: Path) -> None:
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(3), "bgr8")
+    out = tmp_path / "eval"
+    evaluation = evaluate_bag(tmp_path / "in", "/cam/image_raw", out, method="dcp", progress=False)
+    report = (out / "report.html").read_text()
+    for name in FIGURES:
+        assert f"figures/{name}.png" in report and (out / "figures" / f"{name}.png").stat().st_size > 1000
+    samples = sorted(p.name for p in (out / "figures").glob("sample_*.png"))
+    assert samples == ["sample_000000.png", "sample_000001.png", "sample_000002.png"]
+    assert all(f"figures/{name}" in report for name in samples)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_evaluated"] == 3 and summary["method"] == "dcp"
+    assert set(summary["figures"]) == {"hazy", "dehazed"}
+    assert summary["figures"]["dehazed"]["haze_density"] < summary["figures"]["hazy"]["haze_density"]
+    assert summary["per_frame"]["stamp_ns"] == [r.stamp_ns for r in evaluation.records]
+
+
+def test_undecodable_frames_are_skipped_and_listed(tmp_path: Path) -> None:
+    frames = demo_frames(3)
+    bag = tmp_path / "in"
+    with BagWriter(bag, "mcap") as writer:
+        for index, frame in enumerate(frames):
+            encoding = "bayer_rggb8" if index == 1 else "bgr8"
+            writer.write("/cam/image_raw", IMAGE_TYPE, 10 + index,
+                         image_msg(writer, writer.header(10 + index, "cam"), frame, encoding))
+    evaluation = evaluate_bag(bag, "/cam/image_raw", tmp_path / "eval", method="dcp", progress=False)
+    assert [r.index for r in evaluation.records] == [0, 2]
+    assert len(evaluation.skipped) == 1 and "bayer_rggb8" in evaluation.skipped[0]
+    assert "bayer_rggb8" in (tmp_path / "eval" / "report.html").read_text()
+
+
+def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out, table = tmp_path / "eval", tmp_path / "table.json"
+    code = main(["bag-eval", str(DEMO_BAG), "--camera-info-topic", "/camera/camera_info", "--out", str(out),
+                 "--method", "dcp", "--max-frames", "3", "--json", str(table), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    figures = json.loads(table.read_text())
+    assert set(figures) == {"hazy", "dehazed"}
+    for column in ("frames", "detections", "mean_confidence", "haze_density", "fps", "latency_ms_median"):
+        assert column in printed and column in figures["dehazed"]
+    assert figures["dehazed"]["frames"] == 3
+    topics = read_all(out / "bag")
+    assert len(topics[DEMO_TOPIC]) == 3
+    arrays = [m for _, m in topics["/dgdehaze/detections"]]
+    detections = [d for array in arrays for d in array.detections]
+    assert len(detections) == figures["dehazed"]["detections"] > 0
+    scores = [d.results[0].hypothesis.score for d in detections]
+    assert np.mean(scores) == pytest.approx(figures["dehazed"]["mean_confidence"])
+    for detection in detections:
+        assert detection.results[0].hypothesis.class_id in ("car", "truck", "bus", "train", "person")
+        assert 0 <= detection.bbox.center.position.x <= 640 and 0 < detection.bbox.size_x <= 640
+        assert math.isnan(detection.results[0].pose.pose.position.z) or detection.results[0].pose.pose.position.z > 0
+
+
+def broken_bags(tmp_path: Path) -> dict[str, tuple[Path, list[str], str]]:
+    """name -> (bag, extra CLI args, expected error text)."""
+    frames = demo_frames(2)
+    good = tmp_path / "good"
+    write_camera_bag(good, "mcap", frames)
+    truncated = tmp_path / "truncated"
+    write_camera_bag(truncated, "mcap", frames)
+    data = truncated / "truncated.mcap"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    empty = tmp_path / "empty"
+    with BagWriter(empty, "sqlite3") as writer:
+        writer._writer.add_connection("/cam/image_raw", IMAGE_TYPE, typestore=writer.store)
+    undecodable = tmp_path / "undecodable"
+    with BagWriter(undecodable, "mcap") as writer:
+        writer.write("/cam/image_raw", IMAGE_TYPE, 1, image_msg(writer, writer.header(1, "c"), frames[0], "bayer_rggb8"))
+    return {
+        "truncated": (truncated, ["--image-topic", "/cam/image_raw"], "corrupt, truncated"),
+        "missing topic": (good, ["--image-topic", "/front/image"], "no topic '/front/image'"),
+        "empty": (empty, ["--image-topic", "/cam/image_raw"], "has no messages"),
+        "no frame decodes": (undecodable, ["--image-topic", "/cam/image_raw"], "could be decoded"),
+        "absent": (tmp_path / "absent", [], "no such bag"),
+    }
+
+
+def test_cli_broken_bags_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bags = broken_bags(tmp_path / "bags")
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, (bag, args, message) in bags.items():
+        out = results / name.replace(" ", "_")
+        code = main(["bag-eval", str(bag), "--out", str(out), "--method", "dcp", "--no-detection", "--no-progress",
+                     "--json", str(results / "t.json"), *args])
+        error = capsys.readouterr().err
+        assert code == 2, name
+        assert error.startswith("dgdehaze bag-eval: error:") and message in error, (name, error)
+        assert not out.exists(), name
+    assert sorted(p.name for p in results.iterdir()) == []
+
+
+def test_image_topic_is_picked_when_unique(tmp_path: Path) -> None:
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(2))
+    assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "eval"), "--method", "dcp",
+                 "--no-detection", "--no-progress"]) == 0
+    assert (tmp_path / "eval" / "report.html").is_file()
+    with BagWriter(tmp_path / "two", "mcap") as writer:
+        for topic in ("/left/image", "/right/image"):
+            writer.write(topic, IMAGE_TYPE, 1, image_msg(writer, writer.header(1, "c"), demo_frames(1)[0], "bgr8"))
+    assert main(["bag-eval", str(tmp_path / "two"), "--out", str(tmp_path / "eval2"), "--no-progress"]) == 2
+    assert not (tmp_path / "eval2").exists()
