@@ -1,0 +1,122 @@
+"""A worker thread that processes only the newest item: no backlog, however slow the processing.
+
+A camera delivers frames at its own rate; when inference is slower, queuing frames only adds latency and memory.
+`LatestFrameWorker.submit` puts an item in a one-slot mailbox and returns at once; an item still waiting when a
+newer one arrives is replaced and counted as dropped. The worker thread takes whatever is newest when it is free.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
+
+LOG = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class WorkerCounts:
+    """Counters since start: submitted = processed + failed + dropped + pending (+ one in progress)."""
+
+    submitted: int
+    processed: int
+    dropped: int
+    failed: int
+    pending: int
+    busy: bool
+
+
+class LatestFrameWorker(Generic[Item]):
+    """Run `process(item)` in one background thread on the newest submitted item only.
+
+    Exceptions from `process` are logged and counted (`failed`); the worker keeps running.
+    """
+
+    def __init__(self, process: Callable[[Item], None], name: str = "latest-frame-worker") -> None:
+        self._process = process
+        self._name = name
+        self._condition = threading.Condition()
+        self._slot: Item | None = None
+        self._has_item = False
+        self._busy = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._submitted = self._processed = self._dropped = self._failed = 0
+
+    def start(self) -> None:
+        """Start the thread (no-op when running)."""
+        with self._condition:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop after the item in progress (a waiting one is discarded as dropped); False if it did not finish."""
+        with self._condition:
+            thread = self._thread
+            self._stopping = True
+            if self._has_item:
+                self._dropped += 1
+            self._slot, self._has_item = None, False
+            self._condition.notify_all()
+        if thread is None:
+            return True
+        thread.join(timeout)
+        with self._condition:
+            if thread.is_alive():
+                LOG.warning("%s did not stop within %.1f s", self._name, timeout)
+                return False
+            self._thread = None
+        return True
+
+    def submit(self, item: Item) -> bool:
+        """Offer the newest item; returns True when it replaced an unprocessed one (counted as dropped)."""
+        with self._condition:
+            replaced = self._has_item
+            self._slot, self._has_item = item, True
+            self._submitted += 1
+            if replaced:
+                self._dropped += 1
+            self._condition.notify()
+            return replaced
+
+    def counts(self) -> WorkerCounts:
+        with self._condition:
+            return WorkerCounts(self._submitted, self._processed, self._dropped, self._failed,
+                                int(self._has_item), self._busy)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is pending or in progress (for tests and orderly shutdown)."""
+        with self._condition:
+            return self._condition.wait_for(lambda: not self._has_item and not self._busy, timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._has_item or self._stopping)
+                if self._stopping:
+                    self._condition.notify_all()
+                    return
+                item, self._slot, self._has_item = self._slot, None, False
+                self._busy = True
+            try:
+                self._process(item)  # type: ignore[arg-type]
+                ok = True
+            except Exception:  # a failed frame must not end the worker
+                LOG.exception("%s: processing failed", self._name)
+                ok = False
+            with self._condition:
+                self._busy = False
+                if ok:
+                    self._processed += 1
+                else:
+                    self._failed += 1
+                self._condition.notify_all()

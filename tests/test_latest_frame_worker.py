@@ -1,0 +1,49 @@
+"""The latest-frame worker keeps no backlog: a slow consumer sees the newest item, older ones are counted dropped."""
+from __future__ import annotations
+
+import threading
+import time
+
+from dgdehaze_core.latest_frame_worker import LatestFrameWorker
+
+
+def test_slow_processing_keeps_only_the_newest_item_and_counts_drops() -> None:
+    seen: list[int] = []
+    release = threading.Event()
+
+    def process(item: int) -> None:
+        release.wait(2.0)
+        seen.append(item)
+
+    worker: LatestFrameWorker[int] = LatestFrameWorker(process)
+    worker.start()
+    worker.submit(0)
+    time.sleep(0.05)  # item 0 is now in progress
+    replaced = [worker.submit(i) for i in range(1, 50)]
+    assert replaced == [False] + [True] * 48
+    counts = worker.counts()
+    assert counts.pending == 1 and counts.busy and counts.dropped == 48
+    release.set()
+    assert worker.wait_idle(2.0)
+    assert seen == [0, 49]
+    counts = worker.counts()
+    assert (counts.submitted, counts.processed, counts.dropped, counts.pending) == (50, 2, 48, 0)
+    assert worker.stop()
+
+
+def test_a_failing_item_is_counted_and_the_worker_keeps_running() -> None:
+    seen: list[int] = []
+
+    def process(item: int) -> None:
+        if item < 0:
+            raise ValueError("bad item")
+        seen.append(item)
+
+    worker: LatestFrameWorker[int] = LatestFrameWorker(process)
+    worker.start()
+    worker.submit(-1)
+    assert worker.wait_idle(2.0)
+    worker.submit(7)
+    assert worker.wait_idle(2.0)
+    assert seen == [7] and worker.counts().failed == 1 and worker.running
+    assert worker.stop() and not worker.running

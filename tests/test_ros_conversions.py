@@ -1,0 +1,114 @@
+"""sensor_msgs <-> numpy conversion: every encoding round-trips, and bad messages are refused with a reason."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="needs ROS 2 message packages (pip ros-* wheels or a ROS install)")
+
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from dgdehaze_core.benchmark import hazy_test_frame  # noqa: E402
+from dgdehaze_ros.conversions import (ENCODINGS, ImageConversionError, array_to_image, bgr8_to_image,  # noqa: E402
+                                      compressed_to_bgr8, depth_to_image, image_to_array, image_to_bgr8)
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    return hazy_test_frame(64, 48)
+
+
+def header() -> Header:
+    out = Header(frame_id="camera_optical")
+    out.stamp.sec, out.stamp.nanosec = 12, 345
+    return out
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_every_encoding_round_trips_with_header_size_and_step(frame: np.ndarray, encoding: str) -> None:
+    msg = bgr8_to_image(frame, encoding, header())
+    layout = ENCODINGS[encoding]
+    assert (msg.encoding, msg.width, msg.height, msg.header.frame_id) == (encoding, 64, 48, "camera_optical")
+    assert msg.step == 64 * layout.channels * layout.dtype.itemsize and len(msg.data) == msg.step * 48
+    back = image_to_bgr8(msg)
+    assert back.shape == frame.shape and back.dtype == np.uint8
+    if encoding in ("bgr8", "rgb8", "8UC3", "bgra8", "rgba8"):
+        np.testing.assert_array_equal(back, frame)
+    elif layout.channels == 1:
+        np.testing.assert_array_equal(back[:, :, 0], cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    else:  # YUV 4:2:2 halves the chroma resolution: close, not exact
+        assert np.abs(back.astype(int) - frame).mean() < 6
+
+
+def test_rgb8_is_channel_swapped_and_mono16_uses_full_range(frame: np.ndarray) -> None:
+    rgb = image_to_array(bgr8_to_image(frame, "rgb8", header()))
+    np.testing.assert_array_equal(rgb, frame[:, :, ::-1])
+    mono16 = image_to_array(bgr8_to_image(frame, "mono16", header()))
+    assert mono16.dtype == np.uint16 and mono16.max() == 257 * int(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).max())
+
+
+def test_padded_rows_and_big_endian_are_read_correctly(frame: np.ndarray) -> None:
+    padded = np.zeros((48, 64 * 3 + 16), np.uint8)
+    padded[:, :64 * 3] = frame.reshape(48, -1)
+    msg = Image(header=header(), height=48, width=64, encoding="bgr8", step=64 * 3 + 16)
+    msg.data = padded.tobytes()
+    np.testing.assert_array_equal(image_to_bgr8(msg), frame)
+    values = (np.arange(48 * 64, dtype=np.uint16) * 13).reshape(48, 64)
+    big = Image(header=header(), height=48, width=64, encoding="16UC1", is_bigendian=1, step=128)
+    big.data = values.astype(">u2").tobytes()
+    np.testing.assert_array_equal(image_to_array(big), values)
+
+
+def raw(encoding: str = "bgr8", width: int = 64, height: int = 48, step: int | None = None,
+        size: int | None = None) -> Image:
+    step = 64 * 3 if step is None else step
+    msg = Image(header=header(), height=height, width=width, encoding=encoding, step=step)
+    msg.data = bytes(step * height if size is None else size)
+    return msg
+
+
+@pytest.mark.parametrize("msg, reason", [
+    (raw("bayer_rggb8"), "unsupported encoding"),
+    (raw("bgr8", step=100), "step 100 is shorter"),
+    (raw("bgr8", size=64 * 3 * 47), "truncated data"),
+    (raw("bgr8", 0, 0, step=0), "empty image"),
+    (raw("bgr8", 100_000, 100_000, step=300_000, size=16), "exceeds the limit"),
+    (raw("mono16", step=129), "not a multiple"),
+    (raw("yuyv", 63, step=126), "even width"),
+])
+def test_bad_messages_raise_a_clear_error(msg: Image, reason: str) -> None:
+    with pytest.raises(ImageConversionError, match=reason):
+        image_to_bgr8(msg)
+
+
+def test_non_finite_float_intensity_is_refused() -> None:
+    values = np.full((4, 4), np.nan, np.float32)
+    with pytest.raises(ImageConversionError, match="NaN"):
+        image_to_bgr8(array_to_image(values, "32FC1", header()))
+
+
+def test_depth_is_32fc1_with_nan_for_invalid() -> None:
+    depth = np.array([[1.0, np.inf], [-np.inf, 2.5]], np.float32)
+    msg = depth_to_image(depth, header())
+    assert (msg.encoding, msg.step, msg.header.stamp.sec) == ("32FC1", 8, 12)
+    out = image_to_array(msg)
+    assert out[0, 0] == 1.0 and out[1, 1] == 2.5 and np.isnan(out[0, 1]) and np.isnan(out[1, 0])
+
+
+def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(frame: np.ndarray) -> None:
+    for fmt, ext in (("jpeg", ".jpg"), ("png", ".png")):
+        msg = CompressedImage(header=header(), format=fmt, data=cv2.imencode(ext, frame)[1].tobytes())
+        decoded = compressed_to_bgr8(msg)
+        assert decoded.shape == frame.shape and np.abs(decoded.astype(int) - frame).mean() < 3
+    with pytest.raises(ImageConversionError, match="cannot decode"):
+        compressed_to_bgr8(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
+    with pytest.raises(ImageConversionError, match="empty"):
+        compressed_to_bgr8(CompressedImage(format="png", data=b""))
+    huge_png = bytearray(cv2.imencode(".png", frame)[1].tobytes())
+    huge_png[16:24] = (50_000).to_bytes(4, "big") + (50_000).to_bytes(4, "big")  # IHDR claims 50000x50000
+    with pytest.raises(ImageConversionError, match="exceeds the limit"):
+        compressed_to_bgr8(CompressedImage(format="png", data=bytes(huge_png)))
