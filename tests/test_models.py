@@ -1,0 +1,178 @@
+"""The networks: shapes and ranges, determinism, gradients, fp16, the depth guidance, checkpoints and cost."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dgdehaze_core.image_io import bgr_to_rgb_float, read_image
+from dgdehaze_core.models import (MODEL_CONFIGS, build_model, load_model, save_checkpoint,
+                                  shipped_weights_path)
+from dgdehaze_core.models.complexity import count_macs, count_parameters
+from dgdehaze_core.models.depth_guided_attention import pool_tokens
+
+CONFIGS = tuple(MODEL_CONFIGS)
+
+
+def fresh(config: str, seed: int = 0, **kwargs: object):
+    torch.manual_seed(seed)
+    return build_model(config, **kwargs).eval()
+
+
+def real_batch(shared_data: Path, height: int, width: int) -> torch.Tensor:
+    """Two real hazy images (SOTS indoor, URHI), centre-cropped to HxW, as a (2, 3, H, W) RGB tensor."""
+    paths = [shared_data / "paired" / "sots-indoor" / "hazy" / "1400_7.png",
+             shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"]
+    crops = []
+    for path in paths:
+        image = bgr_to_rgb_float(read_image(path))
+        top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+        crops.append(image[top:top + height, left:left + width])
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_outputs_have_the_promised_shapes_and_ranges_on_real_images(config: str, shared_data: Path) -> None:
+    model = fresh(config)
+    stride = model.stride
+    height, width = 3 * stride, 5 * stride
+    with torch.no_grad():
+        outputs = model(real_batch(shared_data, height, width))
+    assert outputs["clear"].shape == (2, 3, height, width)
+    assert outputs["transmission"].shape == (2, 1, height, width)
+    assert outputs["airlight"].shape == (2, 3, 1, 1)
+    assert outputs["depth"].shape == (2, 1, height, width)
+    for name, tensor in outputs.items():
+        assert torch.isfinite(tensor).all(), name
+    assert outputs["clear"].min() >= 0 and outputs["clear"].max() <= 1
+    assert outputs["transmission"].min() > 0 and outputs["transmission"].max() <= 1
+    assert outputs["airlight"].min() >= 0 and outputs["airlight"].max() <= 1
+    assert outputs["depth"].min() > 0
+
+
+def test_eval_mode_is_deterministic_and_batch_independent(shared_data: Path) -> None:
+    model = fresh("lite")
+    batch = real_batch(shared_data, 64, 96)
+    with torch.no_grad():
+        first, second = model(batch), model(batch)
+        alone = model(batch[1:])
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+        torch.testing.assert_close(first[name][1:], alone[name], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_gradients_reach_every_parameter(config: str) -> None:
+    torch.manual_seed(1)
+    model = build_model(config).train()
+    hazy = torch.rand(2, 3, 32, 64)
+    outputs = model(hazy)
+    loss = sum(tensor.square().mean() for tensor in outputs.values())
+    loss.backward()
+    missing = [name for name, parameter in model.named_parameters()
+               if parameter.grad is None or not torch.isfinite(parameter.grad).all()
+               or parameter.grad.abs().sum() == 0]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_fp16_is_close_to_fp32(config: str, shared_data: Path) -> None:
+    model = fresh(config)
+    batch = real_batch(shared_data, 64, 96)
+    with torch.no_grad():
+        reference = model(batch)
+        half = model.half()(batch.half())
+    for name in reference:
+        assert half[name].dtype == torch.float16
+        error = (half[name].float() - reference[name]).abs().max().item()
+        scale = reference[name].abs().max().item()
+        assert error < 0.01 * max(scale, 1.0), f"{name}: fp16 differs by {error}"
+
+
+def test_cross_attention_reads_the_depth(shared_data: Path) -> None:
+    model = fresh("lite")
+    # an untrained clear head starts near the identity (std 1e-3); give it a trained model's scale
+    torch.nn.init.normal_(model.dehazer.clear_head.weight, std=0.1)
+    hazy = real_batch(shared_data, 64, 96)[:1]
+    rows = torch.linspace(1.0, 20.0, 64).view(1, 1, 64, 1).expand(1, 1, 64, 96)
+    with torch.no_grad():
+        near_far = model.dehazer(hazy, rows)
+        far_near = model.dehazer(hazy, rows.flip(2))
+        block = model.dehazer.stage1[0]
+        guided = model.dehazer.guided_embed(model.dehazer.depth_guided_input(hazy, rows))[1]
+        tokens = guided.flatten(2).transpose(1, 2)
+        hazy_tokens = model.dehazer.hazy_embed(hazy)[1].flatten(2).transpose(1, 2)
+        height, width = guided.shape[2:]
+        cross = block.cross_attention(tokens, hazy_tokens, height, width)
+        guided_flip = model.dehazer.guided_embed(model.dehazer.depth_guided_input(hazy, rows.flip(2)))[1]
+        cross_flip = block.cross_attention(guided_flip.flatten(2).transpose(1, 2), hazy_tokens, height, width)
+    # flipping the depth changes (beyond float rounding) most pixels of both image outputs
+    assert ((near_far["clear"] - far_near["clear"]).abs() > 1e-6).float().mean() > 0.5
+    assert ((near_far["transmission"] - far_near["transmission"]).abs() > 1e-6).float().mean() > 0.5
+    # the cross-attention itself: same keys/values (hazy), different depth-guided queries, different output
+    assert (cross - cross_flip).abs().mean() > 1e-3 * cross.abs().mean()
+
+
+def test_without_depth_guidance_the_dehazer_ignores_the_depth_network(shared_data: Path) -> None:
+    hazy = real_batch(shared_data, 64, 64)
+    for guidance, should_change in ((True, True), (False, False)):
+        model = fresh("lite", depth_guidance=guidance)
+        with torch.no_grad():
+            before = model(hazy)["clear"]
+            for parameter in model.depth_net.head.parameters():
+                parameter.add_(torch.randn_like(parameter))
+            after = model(hazy)["clear"]
+        assert (not torch.equal(before, after)) is should_change, f"depth_guidance={guidance}"
+
+
+@pytest.mark.parametrize("height,width", [(2, 3), (5, 5), (9, 17), (60, 80)])
+def test_token_pooling_equals_adaptive_average_pooling(height: int, width: int) -> None:
+    torch.manual_seed(0)
+    grid_map = torch.randn(2, 6, height, width)
+    tokens = grid_map.flatten(2).transpose(1, 2)
+    expected = F.adaptive_avg_pool2d(grid_map, 4).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(pool_tokens(tokens, height, width, 4), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    model = fresh("lite", seed=3, depth_guidance=False)
+    path = save_checkpoint(model, tmp_path / "nested" / "lite.pt", meta={"recipe": "test"})
+    loaded = load_model(path)
+    assert loaded.config_name == "lite" and loaded.depth_guidance is False and not loaded.training
+    hazy = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, actual = model(hazy), loaded(hazy)
+    for name in expected:
+        assert torch.equal(expected[name], actual[name])
+    assert torch.load(path, weights_only=True)["meta"] == {"recipe": "test"}
+    assert [p.name for p in path.parent.iterdir()] == ["lite.pt"], "no temporary file may be left behind"
+
+
+def test_bad_checkpoints_and_missing_weights_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown model configuration"):
+        build_model("huge")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        load_model(tmp_path / "absent.pt")
+    truncated = tmp_path / "truncated.pt"
+    save_checkpoint(fresh("lite"), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="not a readable dgdehaze checkpoint"):
+        load_model(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(ValueError, match="not a dgdehaze checkpoint"):
+        load_model(foreign)
+    if not shipped_weights_path("base").exists():
+        with pytest.raises(FileNotFoundError, match="dgdehaze_base.pt"):
+            load_model("base")
+
+
+def test_lite_stays_within_its_real_time_budget_and_base_is_larger() -> None:
+    lite, base = fresh("lite"), fresh("base")
+    lite_macs = count_macs(lite, 480, 640)
+    assert lite_macs < 1.5e9, f"lite costs {lite_macs / 1e9:.2f} GMACs at 640x480"
+    assert count_macs(base, 480, 640) > 3 * lite_macs
+    assert count_parameters(base) > 3 * count_parameters(lite)
