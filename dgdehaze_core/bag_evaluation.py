@@ -155,8 +155,9 @@ def sample_indices(count: int, samples: int = SAMPLE_COUNT) -> set[int]:
 
 
 def node_default_method() -> str:
-    """The dehazing method the node runs by default: the `method` parameter of the shipped node configuration
-    (config/*.yaml in the source tree, or share/dgdehaze/config when installed); DCP when none sets one."""
+    """The dehazing method the node runs by default: its `weights` or `model` parameter in the shipped node
+    configuration (config/*.yaml in the source tree, or share/dgdehaze/config when installed); DCP when no
+    configuration sets one, as the node's own parameter default does."""
     for folder in (REPO_DIR / "config", Path(sys.prefix) / "share" / "dgdehaze" / "config"):
         for path in sorted(folder.glob("*.yaml")):
             try:
@@ -164,11 +165,14 @@ def node_default_method() -> str:
             except (OSError, yaml.YAMLError) as exc:
                 LOG.debug("skipping %s: %s", path, exc)
                 continue
-            for node in (document or {}).values() if isinstance(document, dict) else ():
-                parameters = node.get("ros__parameters", {}) if isinstance(node, dict) else {}
-                if isinstance(parameters, dict) and isinstance(parameters.get("method"), str):
-                    LOG.debug("default method %r from %s", parameters["method"], path)
-                    return parameters["method"]
+            for node in document.values() if isinstance(document, dict) else ():
+                parameters = node.get("ros__parameters") if isinstance(node, dict) else None
+                if not isinstance(parameters, dict):
+                    continue
+                for key in ("weights", "model"):
+                    if isinstance(parameters.get(key), str) and parameters[key]:
+                        LOG.info("default method %r: the node's %s parameter in %s", parameters[key], key, path)
+                        return parameters[key]
     return FALLBACK_METHOD
 
 

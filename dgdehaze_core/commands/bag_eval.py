@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--attach", action="store_true",
                         help="with --node: use a node that is already running instead of starting one")
     parser.add_argument("--node-name", default="dgdehaze", help="with --node: the node's name")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="with --node: a parameter for the started node (repeatable), e.g. threshold:=0.3")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="with --node: seconds to wait for the node's outputs for one frame")
     parser.add_argument("--json", type=str, default=None, help="also write the figures table to this JSON file")
@@ -63,8 +65,10 @@ def pick_image_topic(bag: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.attach and not args.node:
-        raise ValueError("--attach needs --node")
+    if (args.attach or args.node_param) and not args.node:
+        raise ValueError("--attach and --node-param need --node")
+    if args.attach and args.node_param:
+        raise ValueError("--node-param sets parameters of a node started here; set an attached node's with ros2 param")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
     if not args.input.exists():
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         from dgdehaze_ros.bag_replay import replay_bag
 
         evaluation = replay_bag(args.input, image_topic, args.out, node_name=args.node_name, attach=args.attach,
-                                timeout=args.timeout, **options)
+                                timeout=args.timeout, node_params=args.node_param, **options)
     else:
         evaluation = evaluate_bag(args.input, image_topic, args.out, default_method=node_default_method(),
                                   output_prefix=args.output_prefix, **options)
