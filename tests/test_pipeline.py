@@ -1,0 +1,143 @@
+"""The network pipeline: any frame size and type in, full-size dehazed frame, depth and transmission out."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dgdehaze_core.dehaze_result import DehazeResult
+from dgdehaze_core.image_io import ImageError, bgr_to_rgb_float, read_image
+from dgdehaze_core.models import build_model, save_checkpoint, shipped_weights_path
+from dgdehaze_core.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
+from dgdehaze_core.scattering import invert_scattering
+
+
+@pytest.fixture(scope="module")
+def lite_model():
+    torch.manual_seed(0)
+    model = build_model("lite").eval()
+    torch.nn.init.normal_(model.dehazer.clear_head.weight, std=0.1)  # a trained model's scale, not identity
+    return model
+
+
+@pytest.fixture(scope="module")
+def hazy_frame(shared_data: Path) -> np.ndarray:
+    """A real hazy photo (URHI, 608x448) resized to the odd size 641x479."""
+    image = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    return cv2.resize(image, (641, 479), interpolation=cv2.INTER_LINEAR)
+
+
+def check_result(result: DehazeResult, height: int, width: int) -> None:
+    assert result.image.shape == (height, width, 3) and result.image.dtype == np.uint8
+    assert result.depth.shape == (height, width) and result.depth.dtype == np.float32
+    assert result.transmission.shape == (height, width) and result.transmission.dtype == np.float32
+    assert result.airlight.shape == (3,)
+    assert np.isfinite(result.depth).all() and (result.depth > 0).all()
+    assert (result.transmission > 0).all() and (result.transmission <= 1).all()
+    assert 0.0 <= result.haze_density <= 1.0
+
+
+def test_odd_size_frame_gives_full_size_outputs_equal_to_the_network_on_the_padded_frame(
+        lite_model, hazy_frame: np.ndarray) -> None:
+    pipeline = pipeline_from_model(lite_model)
+    result = pipeline(hazy_frame)
+    check_result(result, 479, 641)
+    padded = pad_to_stride(bgr_to_rgb_float(hazy_frame)[None], lite_model.stride)
+    assert padded.shape[1:3] == (480, 672)
+    with torch.no_grad():
+        outputs = lite_model(torch.from_numpy(padded).permute(0, 3, 1, 2).contiguous())
+    decoder = outputs["clear"][0, :, :479, :641].permute(1, 2, 0).numpy()[:, :, ::-1]
+    assert np.abs(result.image.astype(np.float32) / 255.0 - decoder).max() <= 0.5 / 255.0 + 1e-6
+    np.testing.assert_allclose(result.depth, outputs["depth"][0, 0, :479, :641].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(result.airlight, outputs["airlight"][0, :, 0, 0].numpy()[::-1], rtol=1e-6)
+
+
+def test_reduced_working_size_uses_the_physics_path_at_full_resolution(lite_model, hazy_frame: np.ndarray) -> None:
+    pipeline = pipeline_from_model(lite_model, working_size=(320, 240))
+    result = pipeline(hazy_frame)
+    check_result(result, 479, 641)
+    airlight_rgb = result.airlight[::-1]
+    expected = invert_scattering(bgr_to_rgb_float(hazy_frame), result.transmission[:, :, None], airlight_rgb)
+    assert np.abs(result.image.astype(np.float32) / 255.0 - expected[:, :, ::-1]).max() <= 0.5 / 255.0 + 1e-5
+    # the guided filter lifts t along the full-resolution edges: not a plain bilinear upscale
+    with torch.no_grad():
+        small = pad_to_stride(cv2.resize(bgr_to_rgb_float(hazy_frame), (320, 240), interpolation=cv2.INTER_AREA)[None],
+                              lite_model.stride)
+        t_small = lite_model(torch.from_numpy(small).permute(0, 3, 1, 2).contiguous())["transmission"][0, 0]
+    bilinear = cv2.resize(t_small.numpy()[:240, :320], (641, 479), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(result.transmission - bilinear).mean() < 0.05
+    assert not np.allclose(result.transmission, bilinear, atol=1e-4)
+
+
+def test_process_batch_equals_frame_by_frame(lite_model, shared_data: Path) -> None:
+    paths = sorted((shared_data / "paired" / "sots-indoor" / "hazy").glob("*.png"))[:2]
+    frames = [read_image(path) for path in paths]
+    frames.append(cv2.resize(frames[0], (333, 250)))
+    pipeline = pipeline_from_model(lite_model)
+    batched = pipeline.process_batch(frames)
+    assert pipeline.process_batch([]) == []
+    for frame, result in zip(frames, batched):
+        single = pipeline(frame)
+        assert result.image.shape == frame.shape
+        assert np.abs(result.image.astype(int) - single.image.astype(int)).max() <= 1
+        np.testing.assert_allclose(result.depth, single.depth, rtol=1e-4, atol=1e-5)
+
+
+def test_fp16_pipeline_is_close_to_fp32(lite_model, hazy_frame: np.ndarray) -> None:
+    model32 = build_model("lite")
+    model32.load_state_dict(lite_model.state_dict())
+    model16 = build_model("lite")
+    model16.load_state_dict(lite_model.state_dict())
+    full = pipeline_from_model(model32)(hazy_frame)
+    half = pipeline_from_model(model16, half=True)(hazy_frame)
+    assert np.abs(full.image.astype(int) - half.image.astype(int)).mean() < 1.0
+    assert np.abs(full.transmission - half.transmission).max() < 0.01
+    assert np.nanmax(np.abs(full.depth - half.depth) / full.depth) < 0.01
+
+
+@pytest.mark.parametrize("frame,shape", [
+    (np.full((1, 1, 3), 200, np.uint8), (1, 1)),
+    (np.full((7, 2), 120, np.uint8), (7, 2)),
+    (np.full((30, 50, 3), 40000, np.uint16), (30, 50)),
+    (np.full((20, 33, 4), 90, np.uint8), (20, 33)),
+])
+def test_unusual_frames_give_a_correct_result(lite_model, frame: np.ndarray, shape: tuple[int, int]) -> None:
+    check_result(pipeline_from_model(lite_model)(frame), *shape)
+
+
+@pytest.mark.parametrize("frame", [
+    np.zeros((0, 10, 3), np.uint8),
+    np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (4400, 7700, 3)),
+    np.zeros((10, 10, 2), np.uint8),
+    np.full((10, 10, 3), np.nan, np.float32),
+])
+def test_bad_frames_raise_image_error(lite_model, frame: np.ndarray) -> None:
+    with pytest.raises(ImageError):
+        pipeline_from_model(lite_model)(frame)
+
+
+def test_load_pipeline_reads_checkpoints_and_rejects_bad_options(lite_model, tmp_path: Path,
+                                                                hazy_frame: np.ndarray) -> None:
+    path = save_checkpoint(lite_model, tmp_path / "lite.pt")
+    pipeline = load_pipeline(str(path), working_size=(320, 240), output="decoder")
+    assert pipeline.method == str(path) and pipeline.backend == "torch"
+    check_result(pipeline(hazy_frame), 479, 641)
+    with pytest.raises(ValueError, match="unknown dehazing method"):
+        load_pipeline("nonsense")
+    with pytest.raises(ValueError, match="output must be one of"):
+        load_pipeline(str(path), output="sharpest")
+    with pytest.raises(ValueError, match="working_size"):
+        load_pipeline(str(path), working_size=(0, 240))
+    with pytest.raises(ValueError, match="unknown pipeline options"):
+        load_pipeline(str(path), colour="red")
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_pipeline(str(path), backend="tensorflow")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            load_pipeline(str(path), device="cuda")
+    if not shipped_weights_path("lite").exists():
+        with pytest.raises(FileNotFoundError, match="dgdehaze_lite.pt"):
+            load_pipeline("lite")
