@@ -1,0 +1,158 @@
+"""Training data: random crops from folders of unpaired images, and paired validation folders.
+
+Images are decoded once, scaled so that their long side is at most `max_side`, and kept in memory as RGB uint8.
+Each sample is a function of its index alone (the generator is seeded with the recipe seed and the index), so a
+run draws the same crops whatever the number of loader workers, and a resumed run continues the same stream.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dgdehaze_core.image_io import IMAGE_SUFFIXES, ImageError, read_image
+from dgdehaze_core.training.recipe import ImageSource
+
+LOG = logging.getLogger(__name__)
+
+
+def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[Path, float]]:
+    """(path, draw weight) for every image of every source; a missing or empty source raises with its path.
+
+    A source's weight is shared by its images, so a source of 15 images with weight 1 is drawn as often as one
+    of 200 images with weight 1.
+    """
+    found: list[tuple[Path, float]] = []
+    for source in sources:
+        if not source.path.exists():
+            raise FileNotFoundError(f"{kind} images: no such folder {source.path}")
+        if not source.path.is_dir():
+            raise NotADirectoryError(f"{kind} images: {source.path} is not a folder")
+        paths = sorted(p for p in source.path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if source.include:
+            paths = [p for p in paths if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
+        if not paths:
+            detail = f" matching {list(source.include)}" if source.include else ""
+            raise ImageError(f"{kind} images: no images{detail} in {source.path}")
+        found.extend((p, source.weight / len(paths)) for p in paths)
+    return found
+
+
+def load_rgb(path: Path, max_side: int, min_side: int = 1) -> np.ndarray:
+    """An image file as RGB uint8, scaled down so its long side is at most `max_side` and up so its short side is
+    at least `min_side`. ImageError names the file when it cannot be read."""
+    image = read_image(path)[:, :, ::-1]
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    scale = max(scale, min_side / min(height, width))
+    if scale != 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    return np.ascontiguousarray(image)
+
+
+class RandomCrops(Dataset):
+    """Square crops of `crop` pixels from unpaired images, as 3xHxW float RGB tensors in [0, 1].
+
+    Each crop covers a window of `crop * zoom` pixels (zoom drawn from `zoom_range`, bounded by the image), resized
+    to `crop`, so the network sees the scene at several scales; crops are flipped left-right at random.
+    """
+
+    def __init__(self, sources: Sequence[ImageSource], crop: int, max_side: int,
+                 zoom_range: tuple[float, float], seed: int, kind: str) -> None:
+        entries = collect_images(sources, kind)
+        self.kind = kind
+        self.crop = crop
+        self.zoom_range = zoom_range
+        self.seed = seed
+        self.stream = {"clear": 1, "hazy": 2}.get(kind, 3)
+        self.paths = [p for p, _ in entries]
+        weights = np.array([w for _, w in entries], dtype=np.float64)
+        self.probabilities = weights / weights.sum()
+        self.images = [load_rgb(p, max_side, min_side=crop) for p in self.paths]
+        LOG.info("%s: %d images from %d folder(s)", kind, len(self.images), len(sources))
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, self.stream, int(index)])
+        image = self.images[rng.choice(len(self.images), p=self.probabilities)]
+        height, width = image.shape[:2]
+        window = int(round(self.crop * rng.uniform(*self.zoom_range)))
+        window = max(self.crop if min(height, width) >= self.crop else 1, min(window, height, width))
+        top = int(rng.integers(0, height - window + 1))
+        left = int(rng.integers(0, width - window + 1))
+        patch = image[top:top + window, left:left + window]
+        if window != self.crop:
+            patch = cv2.resize(patch, (self.crop, self.crop),
+                               interpolation=cv2.INTER_AREA if window > self.crop else cv2.INTER_CUBIC)
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class ValidationPair:
+    name: str
+    hazy: np.ndarray
+    """RGB uint8."""
+    clear: np.ndarray
+    """RGB uint8, the same size as `hazy`."""
+
+
+def pair_folder(folder: Path, include: Sequence[str] = ()) -> list[tuple[Path, Path]]:
+    """(hazy, clear) paths of a paired folder: `hazy/` beside `clear/` (or `GT/`).
+
+    A hazy file `NAME_anything.ext` (or `NAME.ext`) pairs with `clear/NAME.*`; the longest matching prefix wins.
+    A hazy image without its clear image, or a folder without images, raises ValueError naming them.
+    """
+    folder = Path(folder)
+    hazy_dir = folder / "hazy"
+    clear_dir = next((folder / name for name in ("clear", "GT", "gt") if (folder / name).is_dir()), None)
+    if not hazy_dir.is_dir() or clear_dir is None:
+        raise FileNotFoundError(f"a paired folder needs hazy/ and clear/ (or GT/) side by side: {folder}")
+    clear = {p.stem: p for p in clear_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+    hazy = sorted(p for p in hazy_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if include:
+        hazy = [p for p in hazy if any(fnmatch.fnmatch(p.name, pattern) for pattern in include)]
+    if not hazy or not clear:
+        raise ImageError(f"no images in {hazy_dir if not hazy else clear_dir}")
+    pairs, unmatched = [], []
+    for path in hazy:
+        parts = path.stem.split("_")
+        key = next(("_".join(parts[:n]) for n in range(len(parts), 0, -1) if "_".join(parts[:n]) in clear), None)
+        if key is None:
+            unmatched.append(path.name)
+        else:
+            pairs.append((path, clear[key]))
+    if unmatched:
+        raise ValueError(f"{len(unmatched)} hazy image(s) in {hazy_dir} have no clear image in {clear_dir} "
+                         f"(NAME_anything.ext pairs with NAME.*): {', '.join(unmatched[:5])}")
+    return pairs
+
+
+def load_validation(sources: Sequence[ImageSource], max_side: int) -> list[ValidationPair]:
+    """Every pair of the validation folders, both images scaled alike to a long side of at most `max_side`."""
+    pairs = []
+    for source in sources:
+        for hazy_path, clear_path in pair_folder(source.path, source.include):
+            hazy, clear = read_image(hazy_path), read_image(clear_path)
+            if clear.shape != hazy.shape:
+                raise ImageError(f"{hazy_path} ({hazy.shape[1]}x{hazy.shape[0]}) and {clear_path} "
+                                 f"({clear.shape[1]}x{clear.shape[0]}) differ in size")
+            scale = min(1.0, max_side / max(hazy.shape[:2]))
+            if scale < 1.0:
+                size = (max(1, round(hazy.shape[1] * scale)), max(1, round(hazy.shape[0] * scale)))
+                hazy = cv2.resize(hazy, size, interpolation=cv2.INTER_AREA)
+                clear = cv2.resize(clear, size, interpolation=cv2.INTER_AREA)
+            pairs.append(ValidationPair(f"{source.path.name}/{hazy_path.stem}",
+                                        np.ascontiguousarray(hazy[:, :, ::-1]), np.ascontiguousarray(clear[:, :, ::-1])))
+    return pairs

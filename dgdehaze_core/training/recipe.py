@@ -1,0 +1,275 @@
+"""Training recipes: a YAML file read into a validated `Recipe`, with clear errors for every bad field.
+
+A recipe names its data (folders of unpaired clear images, of unpaired hazy images, and optional paired
+validation folders), the model, the optimisation, the haze synthesis ranges and one weight per loss. Paths may start
+with `${DATA}` (the shared real-data folder, see `data_paths.shared_data_dir`); other relative paths are taken
+relative to the recipe file. `overrides` ("loss.dark_channel=0", "iterations=200") change fields before validation,
+which is how the command line runs ablations without a new file.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from dgdehaze_core.data_paths import shared_data_dir
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """A folder of images (searched recursively); `include` keeps only names matching one of its glob patterns.
+
+    `weight` is the share of draws this source gets relative to the other sources of the same kind.
+    """
+
+    path: Path
+    include: tuple[str, ...] = ()
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """One weight per loss (0 switches a loss off); see `losses` for what each one measures."""
+
+    cycle: float = 1.0
+    cycle_physics: float = 1.0
+    transmission: float = 1.0
+    airlight: float = 0.5
+    depth_consistency: float = 0.2
+    reconstruction: float = 1.0
+    depth_transmission: float = 0.1
+    dark_channel: float = 0.02
+    smooth_transmission: float = 0.02
+    smooth_depth: float = 0.02
+    dcp_teacher: float = 0.5
+    adversarial: float = 0.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines one training run."""
+
+    name: str
+    clear: tuple[ImageSource, ...]
+    hazy: tuple[ImageSource, ...]
+    iterations: int
+    validation: tuple[ImageSource, ...] = ()
+    model: str = "lite"
+    depth_guidance: bool = True
+    crop_size: int = 160
+    batch_size: int = 8
+    max_side: int = 640
+    zoom_range: tuple[float, float] = (1.0, 2.0)
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 100
+    teacher_iterations: int = 1000
+    teacher_floor: float = 0.2
+    net_depth_after: int = 500
+    net_depth_fraction: float = 0.5
+    beta_indoor: tuple[float, float] = (0.6, 1.8)
+    beta_outdoor: tuple[float, float] = (0.2, 1.2)
+    outdoor_fraction: float = 0.3
+    airlight: tuple[float, float] = (0.7, 1.0)
+    airlight_jitter: float = 0.04
+    seed: int = 0
+    amp: bool = True
+    device: str = "auto"
+    num_workers: int = 2
+    log_every: int = 10
+    val_every: int = 500
+    checkpoint_every: int = 250
+    val_max_side: int = 640
+    val_output: str = "physics"
+    loss: LossWeights = field(default_factory=LossWeights)
+    source_file: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (paths as strings) for checkpoints and model cards."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+        return plain(dataclasses.asdict(self))
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used, with the field and the reason."""
+
+
+_SCALARS = {f.name: f for f in dataclasses.fields(Recipe)
+            if f.name not in ("clear", "hazy", "validation", "loss", "source_file")}
+
+
+def _expand(path: str, base: Path) -> Path:
+    if path.startswith("${DATA}"):
+        data = shared_data_dir()
+        if data is None:
+            raise RecipeError(f"{path} needs the shared data folder: set DGDEHAZE_DATA or provide ../shared/data")
+        return data / path[len("${DATA}"):].lstrip("/")
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (base / candidate)
+
+
+def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSource, ...]:
+    if raw is None or raw == []:
+        if required:
+            raise RecipeError(f"'{key}' must list at least one folder")
+        return ()
+    if not isinstance(raw, list):
+        raise RecipeError(f"'{key}' must be a list of folders (a path or {{path, include, weight}}), got {raw!r}")
+    sources = []
+    for item in raw:
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict) or "path" not in item:
+            raise RecipeError(f"each entry of '{key}' needs a 'path', got {item!r}")
+        unknown = set(item) - {"path", "include", "weight"}
+        if unknown:
+            raise RecipeError(f"unknown field(s) {sorted(unknown)} in an entry of '{key}'")
+        include = item.get("include") or []
+        if isinstance(include, str):
+            include = [include]
+        weight = item.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or weight <= 0:
+            raise RecipeError(f"'weight' in '{key}' must be a positive number, got {weight!r}")
+        sources.append(ImageSource(_expand(str(item["path"]), base), tuple(str(p) for p in include), float(weight)))
+    return tuple(sources)
+
+
+def _set_dotted(raw: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise RecipeError(f"an override must read KEY=VALUE, got {override!r}")
+    key, text = override.split("=", 1)
+    value = yaml.safe_load(text)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"cannot override {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _range(name: str, value: Any, low: float, high: float) -> tuple[float, float]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) for v in value)):
+        raise RecipeError(f"'{name}' must be a pair [low, high], got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not low <= a <= b <= high:
+        raise RecipeError(f"'{name}' must satisfy {low} <= low <= high <= {high}, got [{a}, {b}]")
+    return a, b
+
+
+def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Validate a recipe given as a dict (as read from YAML); relative paths resolve against `base`."""
+    if not isinstance(raw, dict):
+        raise RecipeError(f"a recipe must be a mapping of fields, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    for override in overrides:
+        _set_dotted(raw, override)
+    unknown = set(raw) - set(_SCALARS) - {"data", "loss"}
+    if unknown:
+        raise RecipeError(f"unknown recipe field(s): {sorted(unknown)}; known: {sorted(set(_SCALARS) | {'data', 'loss'})}")
+    data = raw.pop("data", None)
+    if not isinstance(data, dict):
+        raise RecipeError("the recipe needs a 'data' section with 'clear', 'hazy' and optionally 'validation'")
+    unknown = set(data) - {"clear", "hazy", "validation"}
+    if unknown:
+        raise RecipeError(f"unknown field(s) in 'data': {sorted(unknown)}")
+    loss_raw = raw.pop("loss", {}) or {}
+    if not isinstance(loss_raw, dict):
+        raise RecipeError("'loss' must map loss names to weights")
+    loss_names = {f.name for f in dataclasses.fields(LossWeights)}
+    unknown = set(loss_raw) - loss_names
+    if unknown:
+        raise RecipeError(f"unknown loss(es) {sorted(unknown)}; known: {sorted(loss_names)}")
+    for name, weight in loss_raw.items():
+        if not isinstance(weight, (int, float)) or weight < 0:
+            raise RecipeError(f"loss weight '{name}' must be a number >= 0, got {weight!r}")
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        default = _SCALARS[key].default
+        if isinstance(default, tuple):
+            fields[key] = value
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise RecipeError(f"'{key}' must be true or false, got {value!r}")
+            fields[key] = value
+        elif isinstance(default, int) or key == "iterations":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise RecipeError(f"'{key}' must be an integer, got {value!r}")
+            fields[key] = value
+        elif isinstance(default, float):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise RecipeError(f"'{key}' must be a number, got {value!r}")
+            fields[key] = float(value)
+        else:
+            if not isinstance(value, str):
+                raise RecipeError(f"'{key}' must be a string, got {value!r}")
+            fields[key] = value
+    if "name" not in fields or "iterations" not in fields:
+        raise RecipeError("the recipe needs 'name' and 'iterations'")
+    fields["zoom_range"] = _range("zoom_range", fields.get("zoom_range", (1.0, 2.0)), 0.25, 8.0)
+    fields["beta_indoor"] = _range("beta_indoor", fields.get("beta_indoor", (0.6, 1.8)), 0.0, 10.0)
+    fields["beta_outdoor"] = _range("beta_outdoor", fields.get("beta_outdoor", (0.2, 1.2)), 0.0, 10.0)
+    fields["airlight"] = _range("airlight", fields.get("airlight", (0.7, 1.0)), 0.0, 1.0)
+    recipe = Recipe(
+        clear=_sources("data.clear", data.get("clear"), base, required=True),
+        hazy=_sources("data.hazy", data.get("hazy"), base, required=True),
+        validation=_sources("data.validation", data.get("validation"), base, required=False),
+        loss=LossWeights(**{k: float(v) for k, v in loss_raw.items()}),
+        **fields)
+    _check(recipe)
+    return recipe
+
+
+def _check(recipe: Recipe) -> None:
+    positive = ("iterations", "crop_size", "batch_size", "max_side", "log_every", "val_every", "checkpoint_every",
+                "val_max_side")
+    for key in positive:
+        if getattr(recipe, key) < 1:
+            raise RecipeError(f"'{key}' must be at least 1, got {getattr(recipe, key)}")
+    for key in ("warmup_iterations", "teacher_iterations", "net_depth_after", "num_workers"):
+        if getattr(recipe, key) < 0:
+            raise RecipeError(f"'{key}' must be >= 0, got {getattr(recipe, key)}")
+    if recipe.crop_size % 16:
+        raise RecipeError(f"'crop_size' must be a multiple of 16 (the network stride), got {recipe.crop_size}")
+    if recipe.crop_size > recipe.max_side:
+        raise RecipeError(f"'crop_size' ({recipe.crop_size}) cannot exceed 'max_side' ({recipe.max_side})")
+    if not recipe.lr > 0 or recipe.weight_decay < 0:
+        raise RecipeError("'lr' must be > 0 and 'weight_decay' >= 0")
+    for key in ("teacher_floor", "net_depth_fraction", "outdoor_fraction"):
+        if not 0.0 <= getattr(recipe, key) <= 1.0:
+            raise RecipeError(f"'{key}' must lie in [0, 1], got {getattr(recipe, key)}")
+    if not 0.0 <= recipe.airlight_jitter <= 0.3:
+        raise RecipeError(f"'airlight_jitter' must lie in [0, 0.3], got {recipe.airlight_jitter}")
+    if recipe.device not in ("auto", "cpu", "cuda") and not recipe.device.startswith("cuda:"):
+        raise RecipeError(f"'device' must be auto, cpu, cuda or cuda:N, got {recipe.device!r}")
+    if recipe.val_output not in ("physics", "clear"):
+        raise RecipeError(f"'val_output' must be 'physics' (J from t and A) or 'clear' (decoder), got "
+                          f"{recipe.val_output!r}")
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Read and validate a YAML recipe; RecipeError (a ValueError) names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such recipe: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path} is not valid YAML: {exc}") from None
+    try:
+        recipe = recipe_from_dict(raw, path.resolve().parent, overrides)
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None
+    return dataclasses.replace(recipe, source_file=path)

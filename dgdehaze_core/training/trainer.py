@@ -1,0 +1,493 @@
+"""The training loop: dual-network self-supervised training of the depth network and the dehazer.
+
+Each iteration draws a batch of clear crops J and a batch of real hazy crops H (unpaired):
+1. synthetic branch: a depth d for J (a prior depth field, or after `net_depth_after` iterations often the depth
+   network's own prediction on J), beta and a near-white airlight A are drawn, and I = J t + A (1 - t) with
+   t = exp(-beta d). The model must give back J (decoder and physics paths), t and A, and its depth network must
+   see d through the haze;
+2. real branch: on H the model's J, t, A must re-synthesise H, the depth network must agree with -ln t, J's dark
+   channel should be dark, t and d smooth except at edges, and t starts near the dark channel prior (a teacher
+   whose weight decays to `teacher_floor` over `teacher_iterations`);
+3. optionally a PatchGAN scores the dehazed H against real clear J.
+
+Runs on any device (AMP on CUDA: bfloat16 where supported, else float16 with loss scaling), seeds everything,
+writes `last.pt` (resumable) and `best.pt` (best validation) atomically, logs `train.csv` and `val.csv` (and
+TensorBoard when installed), and shows a tqdm bar.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import os
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.data_paths import REPO_DIR
+from dgdehaze_core.metrics import psnr, ssim
+from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
+from dgdehaze_core.scattering import synthesize_haze
+from dgdehaze_core.training import losses
+from dgdehaze_core.training.datasets import RandomCrops, ValidationPair, load_validation
+from dgdehaze_core.training.discriminator import PatchDiscriminator
+from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
+from dgdehaze_core.training.recipe import Recipe
+
+LOG = logging.getLogger(__name__)
+
+LOSS_NAMES = ("cycle", "cycle_physics", "transmission", "airlight", "depth_consistency", "reconstruction",
+              "depth_transmission", "dark_channel", "smooth_transmission", "smooth_depth", "dcp_teacher",
+              "adversarial")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for but torch sees no CUDA GPU")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def source_commit() -> str:
+    """The git commit of the code (with '+dirty' for uncommitted changes), $DGDEHAZE_COMMIT, or 'unknown'."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "dgdehaze_core"], cwd=REPO_DIR,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("DGDEHAZE_COMMIT", "unknown")
+
+
+def hardware_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@torch.no_grad()
+def run_model(model: DGDehazeNet, hazy_rgb: np.ndarray, device: torch.device) -> dict[str, np.ndarray]:
+    """Dehaze one RGB uint8 image (padded to the model's stride): 'physics' and 'clear' RGB float images."""
+    height, width = hazy_rgb.shape[:2]
+    stride = model.stride
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    x = torch.from_numpy(hazy_rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
+    padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+    out = model(padded)
+    t = out["transmission"][..., :height, :width].float()
+    physics = losses.physics_restore(x, t, out["airlight"].float())
+    clear = out["clear"][..., :height, :width].float()
+    return {name: image[0].permute(1, 2, 0).cpu().numpy() for name, image in (("physics", physics), ("clear", clear))}
+
+
+def _to_bgr8(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.clip(np.rint(rgb[:, :, ::-1] * 255.0), 0, 255).astype(np.uint8))
+
+
+def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.device) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM per validation set (name before '/') for both output paths, and their mean over the sets."""
+    was_training = model.training
+    model.eval()
+    per_set: dict[str, dict[str, list[float]]] = {}
+    try:
+        for pair in pairs:
+            outputs = run_model(model, pair.hazy, device)
+            reference = _to_bgr8(pair.clear.astype(np.float32) / 255.0)
+            figures = per_set.setdefault(pair.name.split("/")[0], {})
+            for path, image in outputs.items():
+                result = _to_bgr8(image)
+                suffix = "" if path == "physics" else "_clear"
+                figures.setdefault("psnr" + suffix, []).append(psnr(result, reference))
+                figures.setdefault("ssim" + suffix, []).append(ssim(result, reference))
+    finally:
+        model.train(was_training)
+    table = {name: {k: float(np.mean(v)) for k, v in figures.items()} for name, figures in per_set.items()}
+    if table:
+        keys = next(iter(table.values())).keys()
+        table["mean"] = {k: float(np.mean([figures[k] for figures in table.values()])) for k in keys}
+    return table
+
+
+class CsvLog:
+    """Append rows to a CSV file with a fixed header; on resume, rows past the resumed iteration are dropped."""
+
+    def __init__(self, path: Path, columns: list[str], resume_from: int | None) -> None:
+        self.path = path
+        self.columns = columns
+        if resume_from is not None and path.exists():
+            with open(path, newline="") as handle:
+                kept = [row for row in csv.DictReader(handle) if int(row["iteration"]) <= resume_from]
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, columns)
+            writer.writeheader()
+            writer.writerows(kept)
+            atomic_write_text(path, buffer.getvalue())
+        elif not path.exists() or resume_from is None:
+            atomic_write_text(path, ",".join(columns) + "\n")
+
+    def write(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, self.columns).writerow({k: row.get(k, "") for k in self.columns})
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iterations: int
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    best_validation: dict[str, dict[str, float]] = field(default_factory=dict)
+    first_loss: float = math.nan
+    last_loss: float = math.nan
+
+
+class Trainer:
+    """Trains `recipe` into `run_dir` (last.pt, best.pt, train.csv, val.csv, recipe.yaml)."""
+
+    def __init__(self, recipe: Recipe, run_dir: str | Path, device: str | None = None, resume: bool = False) -> None:
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device or recipe.device)
+        self.resume = resume
+        seed_everything(recipe.seed)
+        self.model = build_model(recipe.model, depth_guidance=recipe.depth_guidance).to(self.device)
+        if recipe.crop_size % self.model.stride:
+            raise ValueError(f"crop_size {recipe.crop_size} must be a multiple of the {recipe.model} model's stride "
+                             f"({self.model.stride})")
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        self.discriminator: PatchDiscriminator | None = None
+        self.disc_optimizer: torch.optim.Optimizer | None = None
+        if recipe.loss.adversarial > 0:
+            self.discriminator = PatchDiscriminator().to(self.device)
+            self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
+        self.amp_dtype: torch.dtype | None = None
+        if recipe.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.generator = torch.Generator().manual_seed(recipe.seed)
+        self.iteration = 0
+        self.best_score = -math.inf
+        self.best_validation: dict[str, dict[str, float]] = {}
+        self.best_iteration = 0
+        self.elapsed = 0.0
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    def meta(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.name, "recipe_fields": self.recipe.as_dict(), "iterations": self.iteration,
+                "validation": self.best_validation, "best_iteration": self.best_iteration, "hardware": hardware_name(self.device),
+                "train_seconds": round(self.elapsed, 1), "commit": source_commit(), "torch": torch.__version__,
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def save_last(self) -> Path:
+        """Write the resumable training state atomically (the previous last.pt survives until the new one is whole)."""
+        state = {"config": self.model.config_name, "depth_guidance": self.model.depth_guidance,
+                 "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                 "meta": self.meta(),
+                 "training": {"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
+                              "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                              "torch_rng": torch.get_rng_state(), "best_score": self.best_score,
+                              "best_validation": self.best_validation, "best_iteration": self.best_iteration,
+                              "elapsed": self.elapsed,
+                              "recipe": self.recipe.as_dict()}}
+        if self.discriminator is not None and self.disc_optimizer is not None:
+            state["training"]["discriminator"] = self.discriminator.state_dict()
+            state["training"]["disc_optimizer"] = self.disc_optimizer.state_dict()
+        with atomic_path(self.last_path) as tmp:
+            torch.save(state, tmp)
+        return self.last_path
+
+    def load_last(self) -> None:
+        if not self.last_path.is_file():
+            raise FileNotFoundError(f"nothing to resume: no checkpoint {self.last_path}")
+        try:
+            state = torch.load(self.last_path, map_location="cpu", weights_only=True)
+            training = state["training"]
+        except Exception as exc:  # torch raises several types for truncated or foreign files
+            raise ValueError(f"{self.last_path} is not a resumable training checkpoint: {exc}") from None
+        saved = training["recipe"]
+        for key in ("model", "depth_guidance", "crop_size", "batch_size"):
+            if saved.get(key) != getattr(self.recipe, key):
+                raise ValueError(f"cannot resume {self.last_path}: it was trained with {key}={saved.get(key)!r}, "
+                                 f"the recipe now says {getattr(self.recipe, key)!r}")
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.scaler.load_state_dict(training["scaler"])
+        self.generator.set_state(training["generator"])
+        torch.set_rng_state(training["torch_rng"])
+        if self.discriminator is not None and "discriminator" in training:
+            self.discriminator.load_state_dict(training["discriminator"])
+            self.disc_optimizer.load_state_dict(training["disc_optimizer"])
+        self.iteration = int(training["iteration"])
+        self.best_score = float(training["best_score"])
+        self.best_validation = training["best_validation"]
+        self.best_iteration = int(training["best_iteration"])
+        self.elapsed = float(training["elapsed"])
+        LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
+
+    # -- one iteration -----------------------------------------------------------------------------------------
+    def _uniform(self, batch: int, low: float, high: float) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(batch, generator=self.generator)).to(self.device)
+
+    @torch.no_grad()
+    def synthesize(self, clear: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A hazy batch from clear crops: its depth, beta, airlight, transmission and image."""
+        recipe, batch = self.recipe, clear.shape[0]
+        depth = prior_depth(clear, self.generator)
+        if self.iteration >= recipe.net_depth_after and recipe.net_depth_fraction > 0:
+            self.model.depth_net.eval()
+            predicted = normalise_depth(self.model.depth_net(clear).float(), near=depth.amin(dim=(1, 2, 3),
+                                                                                              keepdim=True))
+            self.model.depth_net.train()
+            use_net = (torch.rand(batch, generator=self.generator) < recipe.net_depth_fraction).to(self.device)
+            depth = torch.where(use_net.view(-1, 1, 1, 1), predicted, depth)
+        outdoor = (torch.rand(batch, generator=self.generator) < recipe.outdoor_fraction).to(self.device)
+        beta = torch.where(outdoor, self._uniform(batch, *recipe.beta_outdoor), self._uniform(batch, *recipe.beta_indoor))
+        grey = self._uniform(batch, *recipe.airlight).view(-1, 1, 1, 1)
+        jitter = (torch.rand(batch, 3, 1, 1, generator=self.generator) * 2 - 1).to(self.device) * recipe.airlight_jitter
+        airlight = (grey + jitter).clamp(0.0, 1.0)
+        beta = beta.view(-1, 1, 1, 1)
+        transmission = torch.exp(-beta * depth)
+        hazy = synthesize_haze(clear, depth, beta, airlight).clamp(0.0, 1.0)
+        return {"depth": depth, "airlight": airlight, "transmission": transmission, "hazy": hazy}
+
+    def teacher_weight(self) -> float:
+        recipe = self.recipe
+        if recipe.teacher_iterations == 0:
+            return recipe.loss.dcp_teacher * recipe.teacher_floor
+        progress = min(1.0, self.iteration / recipe.teacher_iterations)
+        return recipe.loss.dcp_teacher * (1.0 - (1.0 - recipe.teacher_floor) * progress)
+
+    def loss_terms(self, clear: torch.Tensor, real_hazy: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every loss with a non-zero weight, unweighted, as float32 scalars."""
+        weights = self.recipe.loss
+        synthetic = self.synthesize(clear)
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            both = self.model(torch.cat([synthetic["hazy"], real_hazy]))
+        batch = clear.shape[0]
+        syn = {name: value[:batch] for name, value in both.items()}
+        real = {name: value[batch:] for name, value in both.items()}
+        terms: dict[str, torch.Tensor] = {}
+        if weights.cycle:
+            terms["cycle"] = losses.cycle_loss(syn["clear"], clear)
+        if weights.cycle_physics:
+            restored = losses.physics_restore(synthetic["hazy"], syn["transmission"], syn["airlight"])
+            terms["cycle_physics"] = losses.cycle_loss(restored, clear)
+        if weights.transmission:
+            terms["transmission"] = losses.transmission_loss(syn["transmission"], synthetic["transmission"])
+        if weights.airlight:
+            terms["airlight"] = losses.airlight_loss(syn["airlight"], synthetic["airlight"])
+        if weights.depth_consistency:
+            terms["depth_consistency"] = losses.depth_consistency_loss(syn["depth"], synthetic["depth"])
+        if weights.reconstruction:
+            terms["reconstruction"] = losses.reconstruction_loss(real["clear"], real["transmission"],
+                                                                 real["airlight"], real_hazy)
+        if weights.depth_transmission:
+            terms["depth_transmission"] = losses.depth_transmission_loss(real["depth"], real["transmission"])
+        if weights.dark_channel:
+            terms["dark_channel"] = losses.dark_channel_loss(real["clear"])
+        if weights.smooth_transmission:
+            terms["smooth_transmission"] = losses.edge_aware_smoothness(real["transmission"], real_hazy)
+        if weights.smooth_depth:
+            terms["smooth_depth"] = losses.edge_aware_smoothness(losses.centred_log_depth(real["depth"]), real_hazy)
+        if weights.dcp_teacher:
+            teacher_t, teacher_a = dcp_teacher(real_hazy)
+            terms["dcp_teacher"] = losses.teacher_loss(real["transmission"], real["airlight"], teacher_t, teacher_a)
+        if weights.adversarial and self.discriminator is not None:
+            self._fake_for_discriminator = real["clear"].detach()
+            with autocast:
+                scores = self.discriminator(real["clear"])
+            terms["adversarial"] = losses.generator_loss(scores)
+        return terms
+
+    def weighted_total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        weights = self.recipe.loss
+        total = torch.zeros((), device=self.device)
+        for name, value in terms.items():
+            weight = self.teacher_weight() if name == "dcp_teacher" else getattr(weights, name)
+            total = total + weight * value
+        return total
+
+    def learning_rate(self) -> float:
+        """Linear warm-up, then cosine decay to 5 % of the recipe's rate."""
+        recipe = self.recipe
+        if self.iteration < recipe.warmup_iterations:
+            return recipe.lr * (self.iteration + 1) / recipe.warmup_iterations
+        span = max(1, recipe.iterations - recipe.warmup_iterations)
+        progress = min(1.0, (self.iteration - recipe.warmup_iterations) / span)
+        return recipe.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    def step(self, clear: torch.Tensor, real_hazy: torch.Tensor) -> dict[str, float]:
+        """One optimisation step; returns the unweighted terms, the weighted total and the learning rate."""
+        lr = self.learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        terms = self.loss_terms(clear, real_hazy)
+        total = self.weighted_total(terms)
+        if not torch.isfinite(total):
+            raise RuntimeError(f"the loss became {total.item()} at iteration {self.iteration}: "
+                               f"{ {k: float(v) for k, v in terms.items()} }; lower lr or resume from last.pt")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.discriminator is not None and self.disc_optimizer is not None:
+            self._discriminator_step(clear)
+        self.iteration += 1
+        row = {name: float(value.detach()) for name, value in terms.items()}
+        row.update(total=float(total.detach()), lr=lr)
+        return row
+
+    def _discriminator_step(self, clear: torch.Tensor) -> None:
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            loss = losses.discriminator_loss(self.discriminator(clear), self.discriminator(self._fake_for_discriminator))
+        self.disc_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.disc_optimizer.step()
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def _loader(self, dataset: RandomCrops) -> Iterator[torch.Tensor]:
+        recipe = self.recipe
+        indices = range(self.iteration * recipe.batch_size, recipe.iterations * recipe.batch_size)
+        loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
+                            pin_memory=self.device.type == "cuda", drop_last=True,
+                            persistent_workers=False)
+        for batch in loader:
+            yield batch.to(self.device, non_blocking=True)
+
+    def train(self, progress: bool = True) -> TrainResult:
+        recipe = self.recipe
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            self.load_last()
+        elif self.last_path.exists():
+            raise FileExistsError(f"{self.last_path} exists: pass --resume to continue that run, or choose another "
+                                  f"--out folder")
+        clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
+                                 "clear")
+        hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
+                                "hazy")
+        validation = load_validation(recipe.validation, recipe.val_max_side) if recipe.validation else []
+        atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
+        resumed = self.iteration if self.resume else None
+        train_log = CsvLog(self.run_dir / "train.csv", ["iteration", "total", *LOSS_NAMES, "lr", "seconds"], resumed)
+        val_log = CsvLog(self.run_dir / "val.csv", ["iteration", "set", "psnr", "ssim", "psnr_clear", "ssim_clear"],
+                         resumed)
+        board = _tensorboard(self.run_dir)
+        first_loss = last_loss = math.nan
+        bar = tqdm(total=recipe.iterations, initial=self.iteration, desc=f"train {recipe.name}", unit="it",
+                   disable=not progress, dynamic_ncols=True)
+        LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s", recipe.name, self.device,
+                 hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype)
+        started = time.perf_counter()
+        try:
+            for clear, hazy in zip(self._loader(clear_data), self._loader(hazy_data)):
+                row = self.step(clear, hazy)
+                first_loss = row["total"] if math.isnan(first_loss) else first_loss
+                last_loss = row["total"]
+                now = time.perf_counter()
+                self.elapsed += now - started
+                started = now
+                bar.update(1)
+                if self.iteration % recipe.log_every == 0 or self.iteration == recipe.iterations:
+                    bar.set_postfix(loss=f"{row['total']:.4f}")
+                    train_log.write({"iteration": self.iteration, "seconds": round(self.elapsed, 2), **row})
+                    if board is not None:
+                        for name, value in row.items():
+                            board.add_scalar(f"train/{name}", value, self.iteration)
+                if validation and (self.iteration % recipe.val_every == 0 or self.iteration == recipe.iterations):
+                    self._validate(validation, val_log, board)
+                if self.iteration % recipe.checkpoint_every == 0 or self.iteration == recipe.iterations:
+                    self.save_last()
+        except KeyboardInterrupt:
+            LOG.warning("interrupted at iteration %d: saving %s", self.iteration, self.last_path)
+            self.save_last()
+            raise
+        finally:
+            bar.close()
+            if board is not None:
+                board.close()
+        if not validation:
+            save_checkpoint(self.model, self.best_path, self.meta())
+        return TrainResult(self.run_dir, self.iteration, self.last_path,
+                           self.best_path if self.best_path.exists() else None, self.best_validation,
+                           first_loss, last_loss)
+
+    def _validate(self, validation: list[ValidationPair], val_log: CsvLog, board: Any) -> None:
+        table = validate(self.model, validation, self.device)
+        for name, figures in table.items():
+            val_log.write({"iteration": self.iteration, "set": name, **{k: round(v, 4) for k, v in figures.items()}})
+            if board is not None:
+                for key, value in figures.items():
+                    board.add_scalar(f"val/{name}/{key}", value, self.iteration)
+        key = "psnr" if self.recipe.val_output == "physics" else "psnr_clear"
+        score = table["mean"][key]
+        LOG.info("iteration %d validation: %s", self.iteration,
+                 "; ".join(f"{n} {f['psnr']:.2f} dB/{f['ssim']:.3f} (decoder {f['psnr_clear']:.2f}/"
+                           f"{f['ssim_clear']:.3f})" for n, f in table.items()))
+        if score > self.best_score:
+            self.best_score = score
+            self.best_validation = table
+            self.best_iteration = self.iteration
+            save_checkpoint(self.model, self.best_path, self.meta())
+
+
+def _yaml_dump(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer when the tensorboard package is installed, else None (the CSV logs always exist)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def export_weights(checkpoint: str | Path, target: str | Path, extra_meta: dict[str, Any] | None = None) -> Path:
+    """Write the model part of a checkpoint (no optimiser state) to `target` atomically, for shipping."""
+    state = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
+    model = build_model(state["config"], depth_guidance=bool(state["depth_guidance"]))
+    model.load_state_dict(state["state_dict"])
+    meta = {**state.get("meta", {}), **(extra_meta or {})}
+    return save_checkpoint(model, target, meta)
