@@ -1,0 +1,44 @@
+"""Detections as vision_msgs/Detection2DArray, each with the median depth inside its box.
+
+Encoding (the same as `dgdehaze bag-eval` writes): one Detection2D per object with the input's header; its
+`bbox` is the box in pixels (center and size, theta 0); `results[0].hypothesis` holds the class name as
+`class_id` and the confidence as `score`; `results[0].pose.pose.position.z` is the median of the valid depth
+values inside the box (the node's ~/depth units; NaN when the box holds no valid depth), x and y are 0 and the
+orientation is identity. vision_msgs comes from the ROS distribution, or from tools/build_vision_msgs.sh in the
+pip venv; where it is missing, `VISION_MSGS_AVAILABLE` is False and the node publishes no detections topic.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from std_msgs.msg import Header
+
+from dgdehaze_core.detection import Detection
+
+try:
+    from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesis,
+                                 ObjectHypothesisWithPose)
+
+    VISION_MSGS_AVAILABLE = True
+except ImportError:
+    VISION_MSGS_AVAILABLE = False
+
+
+def detections_to_msg(detections: Sequence[Detection], depths: Sequence[float], header: Header) -> "Detection2DArray":
+    """One Detection2DArray for one frame; `depths[i]` is the median depth of `detections[i]`."""
+    if len(detections) != len(depths):
+        raise ValueError(f"{len(detections)} detections but {len(depths)} depths")
+    out = Detection2DArray(header=header)
+    for detection, depth in zip(detections, depths):
+        x1, y1, x2, y2 = detection.box
+        item = Detection2D(header=header)
+        item.bbox = BoundingBox2D(size_x=float(x2 - x1), size_y=float(y2 - y1))
+        item.bbox.center.position.x = (x1 + x2) / 2.0
+        item.bbox.center.position.y = (y1 + y2) / 2.0
+        result = ObjectHypothesisWithPose(
+            hypothesis=ObjectHypothesis(class_id=detection.class_name, score=float(detection.score)))
+        result.pose.pose.position.z = float(depth)
+        result.pose.pose.orientation.w = 1.0
+        item.results = [result]
+        out.detections.append(item)
+    return out

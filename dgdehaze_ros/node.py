@@ -1,0 +1,357 @@
+"""`dgdehaze_node`: the ROS 2 lifecycle node. Camera in; dehazed image, depth, detections and haze density out.
+
+Topics (inputs are remappable names, outputs are private `~/` names, so under the node's name):
+- in  `image` (sensor_msgs/Image) or `image/compressed` (CompressedImage, `input_transport: compressed`);
+  `camera_info` (sensor_msgs/CameraInfo). QoS: `image_reliability`, history depth `image_qos_depth`.
+- out `~/image_dehazed` (Image, the input's encoding; bgr8 for compressed input), `~/depth` (32FC1, REP-117,
+  NaN invalid, relative units), `~/camera_info` (the latest camera_info with the frame's header),
+  `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py), `~/haze_density` (std_msgs/Float32),
+  and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
+Every output carries the input's header (stamp and frame_id), except Float32 which has none.
+
+Lifecycle: configure reads and validates the parameters and loads the pipeline and the detector; activate
+subscribes and enables the publishers; deactivate unsubscribes and waits for the frame in progress; cleanup
+releases the models. The subscription callback only hands the message to a `LatestFrameWorker`: conversion,
+inference and publishing run in its thread on the newest frame only, so the executor never blocks.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.context import Context
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Float32, Header
+
+from dgdehaze_core.detection import Detector, DetectorUnavailable, median_depth
+from dgdehaze_core.latest_frame_worker import LatestFrameWorker
+from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
+from dgdehaze_ros.conversions import (ImageConversionError, bgr8_to_image, compressed_to_bgr8, depth_to_image,
+                                      image_to_array, array_to_bgr8)
+from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE, detections_to_msg
+from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
+from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
+
+if VISION_MSGS_AVAILABLE:
+    from vision_msgs.msg import Detection2DArray
+
+RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
+               "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
+OUTPUT_QOS = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+"""Reliable outputs reach both reliable (rviz, rosbag2) and best-effort subscribers."""
+
+
+@dataclass(frozen=True)
+class IncomingFrame:
+    """A message as received, with the monotonic time it arrived."""
+
+    msg: Image | CompressedImage
+    received_ns: int
+
+
+class DehazeNode(LifecycleNode):
+    """The dgdehaze lifecycle node; see the module docstring for topics and behaviour."""
+
+    def __init__(self, node_name: str = "dgdehaze", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        declare_parameters(self)
+        self._settings: NodeSettings | None = None
+        self._pipeline: DehazePipeline | None = None
+        self._detector: Detector | None = None
+        self._detector_note = "not loaded"
+        self._reload_note = ""
+        self._pending_reloads: set[str] = set()
+        self._lock = threading.Lock()
+        self._camera_info: CameraInfo | None = None
+        self.stats = FrameStats()
+        self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, f"{node_name}-worker")
+        self._outputs: dict[str, Any] = {}
+        self._inputs: list[Any] = []
+        self._diagnostics_pub = None
+        self._diagnostics_timer = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._settings = read_settings(self)
+            self._pipeline = self._load_pipeline(self._settings)
+        except Exception as exc:  # any failure to load leaves the node unconfigured, with the reason logged
+            self.get_logger().error(f"configure failed: {exc}")
+            self._pipeline = None
+            return TransitionCallbackReturn.FAILURE
+        self._detector = self._load_detector(self._settings) if self._settings["detection_enabled"] else None
+        self._pending_reloads.clear()
+        self._outputs = {
+            "image": self.create_lifecycle_publisher(Image, "~/image_dehazed", OUTPUT_QOS),
+            "depth": self.create_lifecycle_publisher(Image, "~/depth", OUTPUT_QOS),
+            "camera_info": self.create_lifecycle_publisher(CameraInfo, "~/camera_info", OUTPUT_QOS),
+            "haze_density": self.create_lifecycle_publisher(Float32, "~/haze_density", OUTPUT_QOS),
+        }
+        if VISION_MSGS_AVAILABLE:
+            self._outputs["detections"] = self.create_lifecycle_publisher(Detection2DArray, "~/detections",
+                                                                             OUTPUT_QOS)
+        else:
+            self.get_logger().warning("vision_msgs is not installed: no ~/detections topic "
+                                      "(install ros-<distro>-vision-msgs, or run tools/build_vision_msgs.sh)")
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(self._settings["diagnostics_period"], self._publish_diagnostics)
+        self.get_logger().info(f"configured: {self._describe()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        assert self._settings is not None
+        qos = QoSProfile(depth=self._settings["image_qos_depth"], history=HistoryPolicy.KEEP_LAST,
+                         reliability=RELIABILITY[self._settings["image_reliability"]])
+        if self._settings["input_transport"] == "compressed":
+            image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
+        else:
+            image_sub = self.create_subscription(Image, "image", self._on_image, qos)
+        info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self._inputs = [image_sub, info_sub]
+        self.worker.start()
+        self.get_logger().info(f"active: listening on {image_sub.topic_name} "
+                               f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        self.worker.stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.worker.stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+    def _release(self) -> None:
+        self.worker.stop()
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        for publisher in self._outputs.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._outputs = {}
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+        if self._diagnostics_pub is not None:
+            self.destroy_publisher(self._diagnostics_pub)
+        self._diagnostics_timer = self._diagnostics_pub = None
+        self._pipeline = self._detector = None
+        self._camera_info = None
+
+    # ---- parameters ------------------------------------------------------------------------------------------
+    def _on_set_parameters(self, parameters: Sequence[Parameter]) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters if p.name in SPEC_BY_NAME}
+        try:
+            settings = read_settings(self, changes)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self._lock:
+            configured = self._settings is not None
+            self._settings = settings if configured else None
+            if configured:
+                self._pending_reloads.update(SPEC_BY_NAME[n].reloads for n in changes if SPEC_BY_NAME[n].reloads)
+                if settings["detection_enabled"] and self._detector is None:
+                    self._pending_reloads.add("detector")
+                if self._detector is not None:
+                    self._apply_detector_settings(self._detector, settings)
+        if "diagnostics_period" in changes and self._diagnostics_timer is not None:
+            self._diagnostics_timer.timer_period_ns = int(settings["diagnostics_period"] * 1e9)
+        return SetParametersResult(successful=True)
+
+    def _load_pipeline(self, settings: NodeSettings) -> DehazePipeline:
+        method, options = settings.pipeline_args()
+        return load_pipeline(method, **options)
+
+    def _load_detector(self, settings: NodeSettings) -> Detector | None:
+        if not VISION_MSGS_AVAILABLE:
+            self._detector_note = "off: vision_msgs missing"
+            return None
+        try:
+            detector = Detector(**settings.detector_args())
+        except (DetectorUnavailable, ValueError) as exc:
+            self.get_logger().warning(f"detection off: {exc}")
+            self._detector_note = f"off: {exc}"
+            return None
+        detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
+        self._detector_note = detector.weights.name
+        return detector
+
+    @staticmethod
+    def _apply_detector_settings(detector: Detector, settings: NodeSettings) -> None:
+        """Settings a running detector takes without reloading."""
+        detector.conf, detector.iou, detector.max_det = settings["threshold"], settings["iou"], settings["max_det"]
+        detector.classes = detector._class_ids(list(settings["classes"] or []))
+
+    def _apply_reloads(self) -> None:
+        """Rebuild what changed parameters need, in the worker thread; on failure keep the previous model."""
+        with self._lock:
+            pending, settings = set(self._pending_reloads), self._settings
+            self._pending_reloads.clear()
+        if not pending or settings is None:
+            return
+        if "pipeline" in pending:
+            try:
+                self._pipeline = self._load_pipeline(settings)
+                self._reload_note = ""
+                self.get_logger().info(f"reloaded pipeline: {self._describe()}")
+            except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
+                self._reload_note = f"pipeline reload failed, kept the previous one: {exc}"
+                self.get_logger().error(self._reload_note)
+        if "detector" in pending and settings["detection_enabled"]:
+            self._detector = self._load_detector(settings) or self._detector
+
+    def _describe(self) -> str:
+        pipeline = self._pipeline
+        return (f"method {getattr(pipeline, 'method', '-')}, backend {getattr(pipeline, 'backend', '-')}, "
+                f"detector {self._detector_note}")
+
+    # ---- data path -------------------------------------------------------------------------------------------
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        self.stats.count_received()
+        self.worker.submit(IncomingFrame(msg, time.monotonic_ns()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _process(self, frame: IncomingFrame) -> None:
+        started = time.perf_counter()
+        waited_ms = (time.monotonic_ns() - frame.received_ns) / 1e6
+        self._apply_reloads()
+        settings, pipeline, detector = self._settings, self._pipeline, self._detector
+        if settings is None or pipeline is None:
+            return
+        msg = frame.msg
+        try:
+            if isinstance(msg, CompressedImage):
+                encoding, original = "bgr8", None
+                bgr = compressed_to_bgr8(msg)
+            else:
+                encoding, original = msg.encoding, image_to_array(msg)
+                bgr = array_to_bgr8(original, encoding)
+        except ImageConversionError as exc:
+            self.stats.count_skipped(str(exc))
+            self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
+            return
+        begin = time.perf_counter()
+        result = pipeline(bgr)
+        detections = detector(result.image) if detector is not None and settings["detection_enabled"] else None
+        inference_s = time.perf_counter() - begin
+        self._publish(msg.header, encoding, original, result, detections, settings)
+        done = time.perf_counter()
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
+        self.stats.record(latency_ms, (done - started) * 1000.0, inference_s * 1000.0, waited_ms)
+
+    def _publish(self, header: Header, encoding: str, original: Any, result: Any, detections: Any,
+                 settings: NodeSettings) -> None:
+        pubs = self._outputs
+        pubs["image"].publish(bgr8_to_image(result.image, encoding, header, original))
+        if settings["publish_depth"]:
+            pubs["depth"].publish(depth_to_image(result.depth, header))
+        info = self._camera_info
+        if info is not None:
+            relay = copy.copy(info)
+            relay.header = header
+            pubs["camera_info"].publish(relay)
+        if detections is not None and "detections" in pubs:
+            depths = [median_depth(d, result.depth) for d in detections]
+            pubs["detections"].publish(detections_to_msg(detections, depths, header))
+        pubs["haze_density"].publish(Float32(data=float(result.haze_density)))
+
+    # ---- diagnostics -----------------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        if self._diagnostics_pub is None:
+            return
+        summary = self.stats.summary(restart_period=True)
+        counts = self.worker.counts()
+        active = bool(self._inputs)
+        level, message = DiagnosticStatus.OK, "running" if active else "inactive"
+        if active and summary["fps"] == 0.0:
+            level, message = DiagnosticStatus.WARN, "no frames processed in the last period"
+        if self.stats.last_skip_reason:
+            level, message = DiagnosticStatus.WARN, f"skipped bad input: {self.stats.last_skip_reason}"
+            self.stats.last_skip_reason = ""
+        if self._reload_note:
+            level, message = DiagnosticStatus.ERROR, self._reload_note
+        pipeline = self._pipeline
+        info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
+                "detector": self._detector_note if self._detector is not None else "off"}
+        self._diagnostics_pub.publish(diagnostic_array(
+            f"{self.get_fully_qualified_name()}: dehazing", info["backend"], self.get_clock().now().to_msg(),
+            summary, counts, info, level, message))
+
+
+def create_node(parameters: Mapping[str, Any] | None = None, *, name: str = "dgdehaze", namespace: str = "",
+                remappings: Mapping[str, str] | None = None, context: Context | None = None,
+                activate: bool = True) -> DehazeNode:
+    """A DehazeNode in this process, configured and activated unless `activate` is False (for bag replay tools,
+    tests and composition). `remappings` maps input names (`image`, `camera_info`) to topics."""
+    overrides = [Parameter(k, Parameter.Type.STRING_ARRAY, list(v)) if k == "classes" else Parameter(k, value=v)
+                 for k, v in (parameters or {}).items()]
+    cli_args = ["--ros-args"] + [arg for src, dst in (remappings or {}).items() for arg in ("-r", f"{src}:={dst}")]
+    node = DehazeNode(name, namespace=namespace, context=context, parameter_overrides=overrides,
+                      cli_args=cli_args if remappings else None)
+    if activate:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            node.destroy_node()
+            raise RuntimeError(f"{name}: configure failed (see the log for the reason)")
+        node.trigger_activate()
+    return node
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `dgdehaze_node --ros-args -p name:=value ...`."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    rclpy.init(args=args)
+    try:
+        node = DehazeNode()
+    except ParameterException as exc:
+        logging.getLogger("dgdehaze_node").error("invalid parameter: %s", exc)
+        rclpy.try_shutdown()
+        return 2
+    if node.get_parameter("autostart").value:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 1
+        node.trigger_activate()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""What the node measures about itself, and how it reports it on /diagnostics.
+
+Per processed frame the worker records: latency from the input's header stamp to the last publish (what a robot
+sees), the node's own time from taking the frame to the last publish, and the inference (dehazing + detection)
+inside it, and how long the frame waited for the worker. overhead = node time - inference: conversion, message
+building and publishing.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from typing import Mapping
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from dgdehaze_core.latest_frame_worker import WorkerCounts
+
+WINDOW = 300
+"""Frames kept for the medians and percentiles."""
+
+
+def _median(values: deque[float]) -> float:
+    return float(np.median(values)) if values else math.nan
+
+
+class FrameStats:
+    """Thread-safe rolling timings (milliseconds) and counters of the frames the node handled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.latency_ms: deque[float] = deque(maxlen=WINDOW)
+        self.node_ms: deque[float] = deque(maxlen=WINDOW)
+        self.inference_ms: deque[float] = deque(maxlen=WINDOW)
+        self.wait_ms: deque[float] = deque(maxlen=WINDOW)
+        self.received = 0
+        self.skipped = 0
+        self.last_skip_reason = ""
+        self.published = 0
+        self._period_start = time.monotonic()
+        self._period_published = 0
+
+    def count_received(self) -> None:
+        with self._lock:
+            self.received += 1
+
+    def count_skipped(self, reason: str) -> None:
+        with self._lock:
+            self.skipped += 1
+            self.last_skip_reason = reason
+
+    def record(self, latency_ms: float, node_ms: float, inference_ms: float, wait_ms: float) -> None:
+        with self._lock:
+            self.published += 1
+            if math.isfinite(latency_ms):
+                self.latency_ms.append(latency_ms)
+            self.node_ms.append(node_ms)
+            self.inference_ms.append(inference_ms)
+            self.wait_ms.append(wait_ms)
+
+    def summary(self, restart_period: bool = False) -> dict[str, float]:
+        """Medians, p95 latency and the output rate since the last period restart."""
+        with self._lock:
+            now = time.monotonic()
+            elapsed = max(now - self._period_start, 1e-9)
+            fps = (self.published - self._period_published) / elapsed
+            if restart_period:
+                self._period_start, self._period_published = now, self.published
+            overhead = [n - i for n, i in zip(self.node_ms, self.inference_ms)]
+            return {"fps": fps, "latency_ms_median": _median(self.latency_ms),
+                    "latency_ms_p95": float(np.percentile(self.latency_ms, 95)) if self.latency_ms else math.nan,
+                    "node_ms_median": _median(self.node_ms), "inference_ms_median": _median(self.inference_ms),
+                    "overhead_ms_median": float(np.median(overhead)) if overhead else math.nan,
+                    "queue_wait_ms_median": _median(self.wait_ms),
+                    "queue_wait_ms_max": max(self.wait_ms) if self.wait_ms else math.nan,
+                    "frames_received": float(self.received), "frames_published": float(self.published),
+                    "frames_skipped": float(self.skipped)}
+
+
+def diagnostic_array(name: str, hardware_id: str, stamp: object, summary: Mapping[str, float],
+                     counts: WorkerCounts, info: Mapping[str, str], level: bytes, message: str) -> DiagnosticArray:
+    """One DiagnosticStatus carrying the summary, the worker's counters and descriptive `info`."""
+    values = [KeyValue(key=k, value=f"{v:.3f}" if not float(v).is_integer() else str(int(v)))
+              if math.isfinite(v) else KeyValue(key=k, value="nan") for k, v in summary.items()]
+    values += [KeyValue(key="frames_processed", value=str(counts.processed)),
+               KeyValue(key="frames_dropped", value=str(counts.dropped)),
+               KeyValue(key="frames_failed", value=str(counts.failed)),
+               KeyValue(key="frames_pending", value=str(counts.pending))]
+    values += [KeyValue(key=k, value=v) for k, v in info.items()]
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=values)
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

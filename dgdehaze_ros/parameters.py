@@ -1,0 +1,175 @@
+"""The node's parameters: one table of names, defaults, descriptors and ranges, and one validator.
+
+Every parameter is declared with a `ParameterDescriptor` (description, range, read_only where a change needs new
+subscriptions). rclpy enforces types, ranges and read_only; `check_values` adds what a descriptor cannot say
+(choices, existing files, device names, pairs) and runs both at configure time and in the node's single
+`add_on_set_parameters_callback`. Detection names follow yolo_ros (`threshold`, `iou`, `imgsz`, `half`,
+`max_det`, `device`, `image_reliability`) so users find them where they expect.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from dgdehaze_core.pipeline import BACKENDS, OUTPUT_MODES
+
+RELIABILITIES = ("reliable", "best_effort", "system_default")
+TRANSPORTS = ("raw", "compressed")
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|\d+)$")
+MODELS = ("dcp", "lite", "base")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter: its default (a value, or a `Parameter.Type` for "unset") and what it means."""
+
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    int_range: tuple[int, int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    read_only: bool = False
+    reloads: str = ""
+    """What a change rebuilds while configured: "pipeline", "detector", or "" (applied at once)."""
+
+    def descriptor(self) -> ParameterDescriptor:
+        constraints = f"one of: {', '.join(self.choices)}" if self.choices else ""
+        if self.reloads:
+            constraints = (constraints + "; " if constraints else "") + f"a change reloads the {self.reloads}"
+        descriptor = ParameterDescriptor(name=self.name, description=self.description,
+                                         additional_constraints=constraints, read_only=self.read_only)
+        if self.int_range is not None:
+            low, high, step = self.int_range
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=step)]
+        if self.float_range is not None:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=self.float_range[0],
+                                                                  to_value=self.float_range[1], step=0.0)]
+        return descriptor
+
+
+SPECS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("model", "dcp", "dehazing method: dcp (dark channel prior, no weights; ignores the network "
+                  "settings) or a network configuration whose shipped weights are used unless `weights` is set", MODELS, reloads="pipeline"),
+    ParameterSpec("weights", "", "network weights file (.pt checkpoint or .onnx export); empty: the shipped "
+                  "weights of `model`", reloads="pipeline"),
+    ParameterSpec("backend", "auto", "inference backend of the network (auto: onnxruntime for .onnx, else torch)",
+                  ("auto", *BACKENDS), reloads="pipeline"),
+    ParameterSpec("device", "cpu", "device for the network and the detector: cpu, cuda, cuda:N",
+                  reloads="pipeline"),
+    ParameterSpec("half", False, "fp16 inference for the network and the detector", reloads="pipeline"),
+    ParameterSpec("working_width", 0, "width the network runs at (0 with working_height 0: the input's size)",
+                  int_range=(0, 7680, 1), reloads="pipeline"),
+    ParameterSpec("working_height", 0, "height the network runs at (0 with working_width 0: the input's size)",
+                  int_range=(0, 4320, 1), reloads="pipeline"),
+    ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto", OUTPUT_MODES,
+                  reloads="pipeline"),
+    ParameterSpec("publish_depth", True, "publish ~/depth (32FC1, REP-117: NaN invalid; relative units)"),
+    ParameterSpec("detection_enabled", True, "run the detector on the dehazed frame and publish ~/detections"),
+    ParameterSpec("detector_weights", "", "YOLO weights (.pt, .onnx or .engine); empty: the shipped offline "
+                  "yolov8n_int8.onnx", reloads="detector"),
+    ParameterSpec("threshold", 0.25, "detection confidence threshold", float_range=(0.0, 1.0)),
+    ParameterSpec("iou", 0.45, "detection non-maximum suppression IoU threshold", float_range=(0.0, 1.0)),
+    ParameterSpec("imgsz", 640, "detector input size in pixels (multiple of 32)", int_range=(32, 4096, 32),
+                  reloads="detector"),
+    ParameterSpec("max_det", 100, "most detections per frame", int_range=(1, 1000, 1)),
+    ParameterSpec("classes", Parameter.Type.STRING_ARRAY, "detect only these classes (names or ids); "
+                  "unset or empty: all"),
+    ParameterSpec("image_reliability", "best_effort", "input QoS reliability (best_effort also accepts reliable "
+                  "publishers)", RELIABILITIES, read_only=True),
+    ParameterSpec("image_qos_depth", 1, "input QoS history depth", int_range=(1, 100, 1), read_only=True),
+    ParameterSpec("input_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
+                  "sensor_msgs/CompressedImage on `image/compressed`", TRANSPORTS, read_only=True),
+    ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", float_range=(0.1, 60.0)),
+    ParameterSpec("autostart", True, "configure and activate at start (false: wait for a lifecycle manager)",
+                  read_only=True),
+)
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+def declare_parameters(node: Node) -> None:
+    """Declare every parameter of SPECS on `node` with its descriptor."""
+    for spec in SPECS:
+        node.declare_parameter(spec.name, spec.default, spec.descriptor())
+
+
+def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.suffix.lower() not in suffixes:
+        return f"{name} must be a {' / '.join(suffixes)} file, got {value!r}"
+    if not path.is_file():
+        return f"{name}: no such file {value!r} (nothing is downloaded; give a local file)"
+    return None
+
+
+def check_values(values: Mapping[str, Any]) -> str | None:
+    """Why this full set of parameter values is invalid, or None when it is valid."""
+    for name, value in values.items():
+        spec = SPEC_BY_NAME.get(name)
+        if spec is not None and spec.choices and value not in spec.choices:
+            return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
+    if not DEVICE_PATTERN.match(str(values["device"])):
+        return f"device must be cpu, cuda, cuda:N or N, got {values['device']!r}"
+    if (values["working_width"] == 0) != (values["working_height"] == 0):
+        return "working_width and working_height are set together (both 0: the input's size)"
+    problem = (_check_file("weights", values["weights"], (".pt", ".onnx"))
+               or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine")))
+    if problem:
+        return problem
+    if any(not str(c).strip() for c in values["classes"] or ()):
+        return "classes must not contain empty names"
+    return None
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The node's parameter values, typed, read at once."""
+
+    values: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def pipeline_args(self) -> tuple[str, dict[str, Any]]:
+        """(method, options) for `dgdehaze_core.pipeline.load_pipeline`."""
+        if self["model"] == "dcp" and not self["weights"]:
+            return "dcp", {}
+        options: dict[str, Any] = {"device": self["device"], "half": self["half"], "output": self["output"]}
+        if self["backend"] != "auto":
+            options["backend"] = self["backend"]
+        if self["working_width"]:
+            options["working_size"] = (self["working_width"], self["working_height"])
+        return self["weights"] or self["model"], options
+
+    def detector_args(self) -> dict[str, Any]:
+        """Keyword arguments for `dgdehaze_core.detection.Detector`."""
+        return {"weights": self["detector_weights"] or None, "imgsz": self["imgsz"], "conf": self["threshold"],
+                "iou": self["iou"], "classes": list(self["classes"] or []) or None, "max_det": self["max_det"],
+                "device": self["device"], "half": self["half"]}
+
+
+def _current(node: Node, name: str) -> Any:
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:  # an array declared by type only: unset
+        return None
+
+
+def read_settings(node: Node, changes: Mapping[str, Any] | None = None) -> NodeSettings:
+    """The node's current parameters (with `changes` applied on top); ValueError says what is invalid."""
+    values = {spec.name: _current(node, spec.name) for spec in SPECS}
+    values.update(changes or {})
+    values["classes"] = list(values["classes"] or [])
+    problem = check_values(values)
+    if problem:
+        raise ValueError(problem)
+    return NodeSettings(values)

@@ -1,0 +1,128 @@
+"""Real rclpy pub/sub for the ROS tests: a private DDS domain per test session, a spinning executor, and a probe
+node that publishes camera frames and records everything the dgdehaze node publishes.
+
+Imported by tests/test_ros_*.py (kept out of the shared conftest). The domain id comes from the pid so parallel
+sessions of other agents do not see each other's topics.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from typing import Any, Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32, Header
+
+from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE
+
+if VISION_MSGS_AVAILABLE:
+    from vision_msgs.msg import Detection2DArray
+
+DOMAIN_ID = 1 + os.getpid() % 200
+"""ROS_DOMAIN_ID of this test session (1..200; 0 is everyone's default)."""
+
+RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class RosSession:
+    """One rclpy context on DOMAIN_ID with a multi-threaded executor spinning in the background."""
+
+    def __init__(self) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # the context is shut down under it at the end of the session
+            pass
+
+    def add(self, node: Node) -> Node:
+        self.executor.add_node(node)
+        return node
+
+    def remove(self, node: Node) -> None:
+        self.executor.remove_node(node)
+        node.destroy_node()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        rclpy.try_shutdown(context=self.context)
+
+
+class Probe(Node):
+    """Publishes frames to `image`/`camera_info` and records every output of the node under `node_path`."""
+
+    def __init__(self, context: Context, node_path: str = "/dgdehaze", image_topic: str = "/camera/image",
+                 info_topic: str = "/camera/camera_info", image_qos: QoSProfile = RELIABLE) -> None:
+        super().__init__(f"probe_{os.getpid()}", context=context)
+        self.lock = threading.Lock()
+        self.received: dict[str, list[Any]] = defaultdict(list)
+        self.image_pub = self.create_publisher(Image, image_topic, image_qos)
+        self.info_pub = self.create_publisher(CameraInfo, info_topic, RELIABLE)
+        outputs: list[tuple[type, str]] = [(Image, "image_dehazed"), (Image, "depth"), (CameraInfo, "camera_info"),
+                                           (Float32, "haze_density")]
+        if VISION_MSGS_AVAILABLE:
+            outputs.append((Detection2DArray, "detections"))
+        for msg_type, name in outputs:
+            self.create_subscription(msg_type, f"{node_path}/{name}", self._recorder(name), RELIABLE)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), RELIABLE)
+
+    def _recorder(self, name: str) -> Callable[[Any], None]:
+        def record(msg: Any) -> None:
+            with self.lock:
+                self.received[name].append(msg)
+        return record
+
+    def clear(self) -> None:
+        with self.lock:
+            self.received.clear()
+
+    def count(self, name: str) -> int:
+        with self.lock:
+            return len(self.received[name])
+
+    def messages(self, name: str) -> list[Any]:
+        with self.lock:
+            return list(self.received[name])
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.01)
+        return condition()
+
+    def wait_for_subscribers(self, timeout: float = 10.0) -> bool:
+        return self.wait_for(lambda: self.image_pub.get_subscription_count() > 0, timeout)
+
+    def publish(self, msg: Image, info: CameraInfo | None = None) -> None:
+        if info is not None:
+            info.header = msg.header
+            self.info_pub.publish(info)
+        self.image_pub.publish(msg)
+
+
+def stamped_header(index: int, frame_id: str = "camera_optical_frame") -> Header:
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = 1_700_000_000 + index, 1000 * index + 7
+    return header
+
+
+def camera_info(width: int, height: int) -> CameraInfo:
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.k = [500.0, 0.0, width / 2, 0.0, 500.0, height / 2, 0.0, 0.0, 1.0]
+    info.d = [0.0] * 5
+    return info

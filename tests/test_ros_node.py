@@ -1,0 +1,215 @@
+"""The dgdehaze node over real DDS (rclpy from pip): outputs, headers, encodings, parameters, bad input, lifecycle
+and load. One node per module, in-process, talking to a probe node through Fast DDS on a private domain."""
+from __future__ import annotations
+
+import math
+import resource
+import time
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
+
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from dgdehaze_core.benchmark import hazy_test_frame  # noqa: E402
+from dgdehaze_core.detection import default_detector_weights  # noqa: E402
+from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
+from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
+from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
+from ros_harness import Probe, RosSession, camera_info, stamped_header  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[RosSession]:
+    ros = RosSession()
+    yield ros
+    ros.close()
+
+
+@pytest.fixture(scope="module")
+def node(session: RosSession) -> Iterator[DehazeNode]:
+    dgdehaze = create_node({"image_reliability": "reliable", "diagnostics_period": 0.2},
+                           remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},
+                           context=session.context)
+    session.add(dgdehaze)
+    yield dgdehaze
+    session.remove(dgdehaze)
+
+
+@pytest.fixture(scope="module")
+def probe(session: RosSession, node: DehazeNode) -> Probe:
+    probe = Probe(session.context)
+    session.add(probe)
+    assert probe.wait_for_subscribers(), "the node never subscribed to /camera/image"
+    return probe
+
+
+def set_ok(node: DehazeNode, **values: object) -> None:
+    results = node.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+    assert all(r.successful for r in results), [r.reason for r in results]
+
+
+def send_and_wait(probe: Probe, msg: Image, topics: tuple[str, ...], timeout: float = 20.0) -> dict[str, object]:
+    """Publish one frame and return, per topic, the output carrying its stamp."""
+    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+    def matching(name: str) -> list[object]:
+        return [m for m in probe.messages(name) if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp]
+
+    probe.publish(msg, camera_info(msg.width, msg.height))
+    assert probe.wait_for(lambda: all(matching(t) for t in topics), timeout), \
+        f"missing outputs for stamp {stamp}: {[t for t in topics if not matching(t)]}"
+    return {t: matching(t)[0] for t in topics}
+
+
+def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detection_depths(
+        node: DehazeNode, probe: Probe) -> None:
+    frame = hazy_test_frame(640, 480)
+    msg = bgr8_to_image(frame, "bgr8", stamped_header(1))
+    topics = ("image_dehazed", "depth", "camera_info") + (("detections",) if VISION_MSGS_AVAILABLE else ())
+    out = send_and_wait(probe, msg, topics)
+    for name, message in out.items():
+        assert message.header.frame_id == "camera_optical_frame", name
+    image, depth, info = out["image_dehazed"], out["depth"], out["camera_info"]
+    assert (image.encoding, image.width, image.height, image.step) == ("bgr8", 640, 480, 640 * 3)
+    assert (depth.encoding, depth.width, depth.height, depth.step) == ("32FC1", 640, 480, 640 * 4)
+    assert (info.width, info.height, info.k[0]) == (640, 480, 500.0)
+    dehazed, depth_map = image_to_array(image), image_to_array(depth)
+    assert np.isfinite(depth_map).mean() > 0.9 and np.nanmin(depth_map) >= 0
+    assert dehazed.std() > frame.std(), "dehazing should raise the contrast of a hazy frame"
+    assert probe.wait_for(lambda: probe.count("haze_density") > 0, 5.0)
+    assert 0.0 < probe.messages("haze_density")[-1].data <= 1.0
+    if VISION_MSGS_AVAILABLE and default_detector_weights() is not None:
+        detections = out["detections"].detections
+        assert detections, "YOLO found nothing on a KITTI road scene"
+        for detection in detections:
+            hypothesis = detection.results[0]
+            assert hypothesis.hypothesis.class_id and 0 < hypothesis.hypothesis.score <= 1
+            cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
+            w, h = detection.bbox.size_x, detection.bbox.size_y
+            box = depth_map[max(0, math.floor(cy - h / 2)):math.ceil(cy + h / 2),
+                            max(0, math.floor(cx - w / 2)):math.ceil(cx + w / 2)]
+            expected = float(np.nanmedian(box)) if np.isfinite(box).any() else math.nan
+            assert hypothesis.pose.pose.position.z == pytest.approx(expected, rel=1e-4, nan_ok=True)
+
+        set_ok(node, threshold=0.99)
+        try:
+            strict = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(2)), ("detections",))
+        finally:
+            set_ok(node, threshold=0.25)
+        assert len(strict["detections"].detections) < len(detections), "threshold change had no effect"
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "mono8", "mono16", "bgra8", "yuyv"])
+def test_the_dehazed_image_has_the_input_encoding(node: DehazeNode, probe: Probe, encoding: str) -> None:
+    set_ok(node, detection_enabled=False)
+    index = 10 + ["rgb8", "mono8", "mono16", "bgra8", "yuyv"].index(encoding)
+    msg = bgr8_to_image(hazy_test_frame(160, 120), encoding, stamped_header(index))
+    out = send_and_wait(probe, msg, ("image_dehazed", "depth"))
+    image = out["image_dehazed"]
+    assert (image.encoding, image.width, image.height, image.step) == (encoding, 160, 120, msg.step)
+
+
+def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, publish_depth=False, detection_enabled=False)
+    try:
+        send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(20)), ("image_dehazed",))
+        time.sleep(0.3)
+        assert not [m for m in probe.messages("depth") if m.header.stamp.sec == stamped_header(20).stamp.sec]
+    finally:
+        set_ok(node, publish_depth=True)
+    send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(21)), ("depth",))
+
+    refused = {"threshold": 1.5, "imgsz": 100, "model": "nope", "weights": "/no/such/weights.pt",
+               "detector_weights": "/no/such/yolo.onnx", "device": "gpu0", "working_width": 320,
+               "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed"}
+    for name, value in refused.items():
+        before = node.get_parameter(name).value
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and result.reason, f"{name}={value!r} was accepted"
+        assert node.get_parameter(name).value == before
+    result = node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, ["person", " "])])[0]
+    assert not result.successful
+
+
+def test_bad_input_is_logged_and_skipped_and_the_node_keeps_running(node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, detection_enabled=False)
+
+    def bad(encoding: str, width: int, height: int, step: int, size: int, index: int) -> Image:
+        msg = Image(header=stamped_header(index), encoding=encoding, width=width, height=height, step=step)
+        msg.data = bytes(size)
+        return msg
+
+    cases = [bad("bayer_grbg8", 64, 48, 64, 64 * 48, 30),     # unsupported encoding
+             bad("bgr8", 64, 48, 100, 100 * 48, 31),          # step shorter than a row
+             bad("bgr8", 64, 48, 192, 192 * 40, 32),          # truncated data
+             bad("bgr8", 0, 0, 0, 0, 33),                     # 0x0
+             bad("bgr8", 100_000, 80_000, 300_000, 64, 34)]   # huge
+    for msg in cases:
+        skipped = node.stats.skipped
+        probe.publish(msg)
+        assert probe.wait_for(lambda: node.stats.skipped == skipped + 1, 10.0), f"not skipped: {msg.encoding}"
+    out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(35)),
+                        ("image_dehazed",))
+    assert out["image_dehazed"].width == 160
+    bad_stamps = {stamped_header(i).stamp.sec for i in range(30, 35)}
+    assert not [m for m in probe.messages("image_dehazed") if m.header.stamp.sec in bad_stamps]
+    assert probe.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "skipped" in s.message
+                                      for d in probe.messages("diagnostics") for s in d.status), 5.0)
+
+
+def test_deactivate_stops_outputs_and_activate_resumes_them(node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, detection_enabled=False)
+    node.trigger_deactivate()
+    try:
+        assert probe.wait_for(lambda: probe.image_pub.get_subscription_count() == 0, 5.0)
+        probe.publish(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(40)))
+        time.sleep(0.5)
+        assert not [m for m in probe.messages("image_dehazed") if m.header.stamp.sec == stamped_header(40).stamp.sec]
+    finally:
+        node.trigger_activate()
+    assert probe.wait_for_subscribers()
+    send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(41)), ("image_dehazed",))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@pytest.mark.slow
+def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_newest_frame(
+        node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, detection_enabled=False)
+    frame = hazy_test_frame(1280, 720)  # DCP takes ~40 ms here: slower than the 33 ms frame period
+    before = node.worker.counts()
+    pending_seen, rss = [], []
+    start = time.monotonic()
+    index = 100
+    while time.monotonic() - start < 3.0:
+        probe.publish(bgr8_to_image(frame, "bgr8", stamped_header(index)))
+        pending_seen.append(node.worker.counts().pending)
+        if index % 15 == 0:
+            rss.append(rss_mb())
+        index += 1
+        time.sleep(max(0.0, start + (index - 99) / 30.0 - time.monotonic()))
+    last = stamped_header(index - 1).stamp
+    assert probe.wait_for(lambda: any(m.header.stamp == last for m in probe.messages("image_dehazed")), 10.0), \
+        "the newest frame was not processed"
+    after = node.worker.counts()
+    sent = index - 100
+    assert max(pending_seen) <= 1, "more than one frame waited for the worker"
+    assert after.dropped > before.dropped, "inference was slower than the input, yet nothing was dropped"
+    assert after.processed - before.processed < sent
+    assert node.stats.summary()["queue_wait_ms_max"] < 1000.0
+    assert max(rss) - rss[0] < 150.0, f"memory grew from {rss[0]:.0f} to {max(rss):.0f} MB"
