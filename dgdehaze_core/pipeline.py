@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Sequence
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 OUTPUT_MODES = ("auto", "decoder", "physics")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 GUIDED_EPS = 1e-3
 """Guided-filter regularisation for lifting the transmission to full resolution (gray in [0, 1])."""
 
@@ -169,25 +168,23 @@ def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     method = method or model.config_name
-    if backend == "torch":
-        from dgdehaze_core.backends.torch_backend import TorchBackend
+    from dgdehaze_core.backends.selection import create_backend
 
-        return NetworkPipeline(TorchBackend(model, device=device, half=half), method, working_size, output)
-    if device != "cpu":
-        raise ValueError("the onnxruntime backend runs on the CPU here; use device='cpu'")
-    from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from dgdehaze_core.onnx_export import export_onnx
-
-    with tempfile.TemporaryDirectory(prefix="dgdehaze-onnx-") as folder:
-        path = export_onnx(model, Path(folder) / f"{model.config_name}.onnx", half=half)
-        runtime = OnnxRuntimeBackend(path, threads=threads)
+    runtime = create_backend(model, backend=backend, device=device, half=half, threads=threads,
+                             camera_size=_camera_size(working_size))
     return NetworkPipeline(runtime, method, working_size, output)
+
+
+def _camera_size(working_size: Sequence[int] | None) -> tuple[int, int]:
+    """The (width, height) a TensorRT profile is optimised for: the working size, else VGA."""
+    return (int(working_size[0]), int(working_size[1])) if working_size else (640, 480)
 
 
 def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     """Build the pipeline for `method`; unknown methods raise ValueError naming the known ones.
 
-    Network options: backend ("torch", "onnxruntime"; default: onnxruntime for a .onnx file, else torch),
+    Network options: backend ("auto", "torch", "onnxruntime", "tensorrt"; default: onnxruntime for a .onnx file,
+    else torch; "auto" picks the fastest available, see backends/selection.py),
     device ("cpu", "cuda"), half (fp16), working_size ((w, h) or None for the input's size),
     output ("auto", "decoder", "physics"), threads (ONNX Runtime intra-op threads).
     """
@@ -204,14 +201,15 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     backend = options.pop("backend", None)
     path = Path(os.fspath(method))
     if path.suffix.lower() == ".onnx":
-        if backend not in (None, "onnxruntime"):
-            raise ValueError(f"an .onnx file runs on the onnxruntime backend, not {backend!r}")
-        if options.get("half") or options.get("device", "cpu") != "cpu":
-            raise ValueError("an .onnx file runs as exported on the CPU; export it with half=True for fp16")
-        from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+        if backend == "torch":
+            raise ValueError("an .onnx file runs on the onnxruntime or tensorrt backend, not torch")
+        from dgdehaze_core.backends.selection import create_backend
 
-        runtime = OnnxRuntimeBackend(path, threads=options.get("threads"))  # type: ignore[arg-type]
-        return NetworkPipeline(runtime, str(method), options.get("working_size"),  # type: ignore[arg-type]
+        working_size = options.get("working_size")
+        runtime = create_backend(path, backend=str(backend or "onnxruntime"), device=str(options.get("device", "cpu")),
+                                 half=bool(options.get("half", False)), threads=options.get("threads"),  # type: ignore[arg-type]
+                                 camera_size=_camera_size(working_size))  # type: ignore[arg-type]
+        return NetworkPipeline(runtime, str(method), working_size,  # type: ignore[arg-type]
                                str(options.get("output", "auto")))
     if method not in MODEL_CONFIGS and path.suffix.lower() != ".pt":
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "

@@ -11,10 +11,13 @@ one source model and one input-shape profile at one precision. Each cached artif
 - otherwise the artifact is loaded as it is.
 
 The artifact is written first and the sidecar second, both atomically (`atomic_files`), so a crash or a
-concurrent reader never sees half a file, and an artifact without its sidecar is never trusted.
+concurrent reader never sees half a file, and an artifact without its sidecar is never trusted. Builds of one
+artifact are serialised by an advisory lock (`<artifact>.lock`), so two nodes starting together build it once.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -22,7 +25,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
 
@@ -33,6 +36,12 @@ T = TypeVar("T")
 SIDECAR_SUFFIX = ".json"
 CACHE_FORMAT = 1
 """Bumped when the sidecar layout changes; older sidecars are then stale."""
+
+
+def default_cache_dir() -> Path:
+    """$DGDEHAZE_ENGINE_CACHE, else ~/.cache/dgdehaze/engines (kept across runs and package upgrades)."""
+    configured = os.environ.get("DGDEHAZE_ENGINE_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "dgdehaze" / "engines"
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -101,6 +110,17 @@ def check_artifact(artifact: Path, key: CacheKey) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _build_lock(artifact: Path) -> Iterator[None]:
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    with open(artifact.with_name(artifact.name + ".lock"), "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class EngineCache(Generic[T]):
     """Artifacts under one directory, each built by a caller-supplied function and loaded by another.
 
@@ -136,11 +156,16 @@ class EngineCache(Generic[T]):
                 return load(artifact), artifact
             except Exception as exc:  # a loader (TensorRT, ORT) rejecting the bytes is corruption, not a crash
                 reason = f"corrupt: the loader rejected it ({exc})"
-        if reason == "missing":
-            LOG.info("no cached %s; building it", artifact.name)
-        elif reason.startswith("stale"):
-            LOG.info("cached %s is %s; rebuilding", artifact.name, reason)
-        else:
-            LOG.warning("cached %s is %s; rebuilding", artifact.name, reason)
-        self.build(key, artifact, build)
+        with _build_lock(artifact):
+            loader_rejected = reason.startswith("corrupt: the loader")
+            if not loader_rejected and check_artifact(artifact, key) is None:
+                LOG.info("%s was built by another process meanwhile", artifact.name)
+                return load(artifact), artifact
+            if reason == "missing":
+                LOG.info("no cached %s; building it", artifact.name)
+            elif reason.startswith("stale"):
+                LOG.info("cached %s is %s; rebuilding", artifact.name, reason)
+            else:
+                LOG.warning("cached %s is %s; rebuilding", artifact.name, reason)
+            self.build(key, artifact, build)
         return load(artifact), artifact
