@@ -1,5 +1,6 @@
 """Training data: random crops from folders of unpaired images, and paired validation folders.
 
+Validation folders are paired by `dgdehaze_core.paired_dataset` (the same rules as `dgdehaze eval`).
 Images are decoded once, scaled so that their long side is at most `max_side`, and kept in memory as RGB uint8.
 Each sample is a function of its index alone (the generator is seeded with the recipe seed and the index), so a
 run draws the same crops whatever the number of loader workers, and a resumed run continues the same stream.
@@ -18,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dgdehaze_core.image_io import IMAGE_SUFFIXES, ImageError, read_image
+from dgdehaze_core.paired_dataset import find_pairs, load_pair
 from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)
@@ -108,51 +110,23 @@ class ValidationPair:
     """RGB uint8, the same size as `hazy`."""
 
 
-def pair_folder(folder: Path, include: Sequence[str] = ()) -> list[tuple[Path, Path]]:
-    """(hazy, clear) paths of a paired folder: `hazy/` beside `clear/` (or `GT/`).
-
-    A hazy file `NAME_anything.ext` (or `NAME.ext`) pairs with `clear/NAME.*`; the longest matching prefix wins.
-    A hazy image without its clear image, or a folder without images, raises ValueError naming them.
-    """
-    folder = Path(folder)
-    hazy_dir = folder / "hazy"
-    clear_dir = next((folder / name for name in ("clear", "GT", "gt") if (folder / name).is_dir()), None)
-    if not hazy_dir.is_dir() or clear_dir is None:
-        raise FileNotFoundError(f"a paired folder needs hazy/ and clear/ (or GT/) side by side: {folder}")
-    clear = {p.stem: p for p in clear_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
-    hazy = sorted(p for p in hazy_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if include:
-        hazy = [p for p in hazy if any(fnmatch.fnmatch(p.name, pattern) for pattern in include)]
-    if not hazy or not clear:
-        raise ImageError(f"no images in {hazy_dir if not hazy else clear_dir}")
-    pairs, unmatched = [], []
-    for path in hazy:
-        parts = path.stem.split("_")
-        key = next(("_".join(parts[:n]) for n in range(len(parts), 0, -1) if "_".join(parts[:n]) in clear), None)
-        if key is None:
-            unmatched.append(path.name)
-        else:
-            pairs.append((path, clear[key]))
-    if unmatched:
-        raise ValueError(f"{len(unmatched)} hazy image(s) in {hazy_dir} have no clear image in {clear_dir} "
-                         f"(NAME_anything.ext pairs with NAME.*): {', '.join(unmatched[:5])}")
-    return pairs
-
-
 def load_validation(sources: Sequence[ImageSource], max_side: int) -> list[ValidationPair]:
-    """Every pair of the validation folders, both images scaled alike to a long side of at most `max_side`."""
+    """Every pair of the validation folders (paired as `paired_dataset.find_pairs` does; `include` filters the
+    hazy names), both images scaled alike to a long side of at most `max_side`."""
     pairs = []
     for source in sources:
-        for hazy_path, clear_path in pair_folder(source.path, source.include):
-            hazy, clear = read_image(hazy_path), read_image(clear_path)
-            if clear.shape != hazy.shape:
-                raise ImageError(f"{hazy_path} ({hazy.shape[1]}x{hazy.shape[0]}) and {clear_path} "
-                                 f"({clear.shape[1]}x{clear.shape[0]}) differ in size")
+        found = find_pairs(source.path)
+        if source.include:
+            found = [p for p in found if any(fnmatch.fnmatch(p.hazy.name, pattern) for pattern in source.include)]
+            if not found:
+                raise ImageError(f"no hazy images matching {list(source.include)} in {source.path}")
+        for pair in found:
+            hazy, clear = load_pair(pair)
             scale = min(1.0, max_side / max(hazy.shape[:2]))
             if scale < 1.0:
                 size = (max(1, round(hazy.shape[1] * scale)), max(1, round(hazy.shape[0] * scale)))
                 hazy = cv2.resize(hazy, size, interpolation=cv2.INTER_AREA)
                 clear = cv2.resize(clear, size, interpolation=cv2.INTER_AREA)
-            pairs.append(ValidationPair(f"{source.path.name}/{hazy_path.stem}",
-                                        np.ascontiguousarray(hazy[:, :, ::-1]), np.ascontiguousarray(clear[:, :, ::-1])))
+            pairs.append(ValidationPair(f"{source.path.name}/{pair.name}", np.ascontiguousarray(hazy[:, :, ::-1]),
+                                        np.ascontiguousarray(clear[:, :, ::-1])))
     return pairs
