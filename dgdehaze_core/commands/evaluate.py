@@ -1,0 +1,208 @@
+"""`dgdehaze eval`: quality, detection recovery, depth accuracy and haze density of dehazing methods on real data.
+
+Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
+- quality: paired sets (hazy/ + clear/ or GT/): PSNR, SSIM, CIEDE2000 against the ground truth;
+- detection: paired sets (reference: the detector on the clear image) and folders of real hazy photos with
+  labels-voc/ (reference: the human boxes): precision, recall, F1 at IoU 0.5 and confidence 0.25, mAP50;
+- depth: KITTI raw (proj_depth LiDAR) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median
+  scaling, on the clear image and on haze synthesized from the true depth at three densities;
+- haze: folders of real hazy photos (and the hazy/ of a paired set when named with --dataset): FADE and
+  dark-channel density of the input and of each output.
+Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated.
+
+Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets and by
+`MEASURE/` when several measures run; --json writes the same rows with the same column names.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from dgdehaze_core.data_paths import shared_data_dir
+from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
+from dgdehaze_core.evaluation.depth_eval import evaluate_depth
+from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, evaluate_labelled,
+                                                     evaluate_recovery)
+from dgdehaze_core.evaluation.methods import (HAZY, Method, MethodSpec, load_method, parse_methods,
+                                              shipped_model_specs)
+from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, haze_methods
+from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_methods
+from dgdehaze_core.evaluation.voc_boxes import labelled_images
+from dgdehaze_core.figures_table import emit, write_json
+from dgdehaze_core.image_io import list_images
+from dgdehaze_core.paired_dataset import find_pairs, is_paired_set
+
+LOG = logging.getLogger(__name__)
+
+MEASURES = ("quality", "detection", "depth", "haze")
+LABELS_FOLDER = "labels-voc"
+TITLES = {
+    "quality": "Quality against ground truth (PSNR dB, SSIM: higher is better; CIEDE2000: lower is better)",
+    "detection": "Detection recovery (P/R/F1 at IoU 0.5, conf 0.25; mAP50; reference = clear-image detections "
+                 "or human boxes)",
+    "depth": "Depth accuracy after median scaling (AbsRel, RMSE(log): lower is better; delta1 = delta<1.25: "
+             "higher is better)",
+    "haze": "No-reference haze density (FADE, dark channel: lower is clearer)",
+}
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A dataset folder and the name its rows carry."""
+
+    name: str
+    path: Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate dehazing methods on real data",
+                                   description=__doc__.split("\n\n", 1)[1],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--measure", default="quality",
+                        help=f"comma-separated of {', '.join(MEASURES)}, or all (default: quality)")
+    parser.add_argument("--dataset", action="append", type=Path, metavar="DIR",
+                        help="a set to evaluate (repeatable; default: every applicable set in ../shared/data)")
+    parser.add_argument("--method", default=None,
+                        help="comma-separated SOURCE or NAME=SOURCE: hazy (the input), clear (detection only), "
+                             "dcp, lite, base or a weights file (default: hazy, dcp and every shipped model)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--detector", default=None, help="detector weights (.pt/.onnx/.engine; default: the "
+                                                         "shipped YOLOv8n int8 ONNX)")
+    parser.add_argument("--imgsz", type=int, default=640, help="detector input size")
+    parser.add_argument("--conf", type=float, default=CONFIDENCE,
+                        help="confidence for reference detections and for P/R/F1 (default 0.25)")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images of each set (0: all)")
+    parser.set_defaults(func=run)
+
+
+def parse_measures(text: str) -> list[str]:
+    """'quality,depth' or 'all' -> measures in canonical order; ValueError names unknown ones."""
+    items = {item.strip() for item in text.split(",") if item.strip()}
+    if "all" in items:
+        return list(MEASURES)
+    unknown = sorted(items - set(MEASURES))
+    if unknown or not items:
+        raise ValueError(f"unknown measure(s) {unknown or text!r}; known: {', '.join(MEASURES)}, all")
+    return [measure for measure in MEASURES if measure in items]
+
+
+def _has_labels(folder: Path) -> bool:
+    return (folder / LABELS_FOLDER).is_dir() and any((folder / LABELS_FOLDER).glob("*.xml"))
+
+
+def _has_images(folder: Path) -> bool:
+    return bool(list_images(folder))
+
+
+def applies(measure: str, folder: Path, explicit: bool) -> bool:
+    """Whether `measure` can run on `folder` (the hazy/ of a paired set counts for haze only when named)."""
+    if measure == "quality":
+        return is_paired_set(folder)
+    if measure == "detection":
+        return is_paired_set(folder) or _has_labels(folder)
+    if measure == "depth":
+        return is_kitti_set(folder) or is_middlebury_set(folder)
+    if is_paired_set(folder):
+        return explicit
+    return not is_kitti_set(folder) and not is_middlebury_set(folder) and _has_images(folder)
+
+
+def _named(folders: list[Path]) -> list[EvalSet]:
+    """Sets named by folder, or PARENT/FOLDER where two folders share a name."""
+    names = [folder.name for folder in folders]
+    return [EvalSet(f"{f.parent.name}/{f.name}" if names.count(f.name) > 1 else f.name, f) for f in folders]
+
+
+def datasets_for(measures: list[str], given: list[Path] | None) -> dict[str, list[EvalSet]]:
+    """The sets of each measure: the given folders where they apply, else every applicable shared set."""
+    if given:
+        for folder in given:
+            if not folder.is_dir():
+                raise FileNotFoundError(f"no such dataset folder: {folder}")
+            if not any(applies(m, folder, True) for m in measures):
+                raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}: expected a paired set "
+                                 "(hazy/ + clear/), a folder of hazy images (labels-voc/ for detection), or a depth "
+                                 "set (KITTI proj_depth/ or Middlebury dispK.pgm)")
+        candidates, explicit = list(given), True
+    else:
+        data = shared_data_dir()
+        if data is None:
+            raise FileNotFoundError("no --dataset given and ../shared/data is absent (or set DGDEHAZE_DATA)")
+        candidates = [p for group in ("paired", "hazy-real", "depth") if (data / group).is_dir()
+                      for p in sorted((data / group).iterdir()) if p.is_dir()]
+        explicit = False
+    chosen: dict[str, list[EvalSet]] = {}
+    for measure in measures:
+        folders = [folder for folder in candidates if applies(measure, folder, explicit)]
+        if not folders:
+            raise ValueError(f"no dataset for the {measure} measure among {', '.join(map(str, candidates))}")
+        chosen[measure] = _named(folders)
+    return chosen
+
+
+def _method_specs(text: str | None) -> list[MethodSpec]:
+    if text:
+        return parse_methods(text)
+    specs = [MethodSpec(HAZY, HAZY), MethodSpec("dcp", "dcp"), *shipped_model_specs()]
+    LOG.info("methods: %s", ", ".join(spec.name for spec in specs))
+    return specs
+
+
+def _detector(args: argparse.Namespace) -> Callable:
+    from dgdehaze_core.detection import Detector
+
+    return Detector(args.detector, imgsz=args.imgsz, conf=AP_SCORE_FLOOR, max_det=300)
+
+
+def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: argparse.Namespace,
+                 detector: Callable | None) -> dict[str, dict[str, object]]:
+    limit = args.limit or None
+    label = f"{measure} {dataset.name}"
+    if measure == "quality":
+        return evaluate_quality(find_pairs(dataset.path)[:limit], quality_methods(methods), label)
+    if measure == "detection":
+        if is_paired_set(dataset.path):
+            return evaluate_recovery(find_pairs(dataset.path)[:limit], methods, detector, args.conf, label)
+        return evaluate_labelled(labelled_images(dataset.path, LABELS_FOLDER)[:limit], methods, detector,
+                                 args.conf, label)
+    if measure == "depth":
+        depth_set = load_depth_set(dataset.path)
+        depth_set.samples = depth_set.samples[:limit]
+        return evaluate_depth(depth_set, methods, label)
+    folder = dataset.path / "hazy" if is_paired_set(dataset.path) else dataset.path
+    return evaluate_haze(list_images(folder)[:limit], haze_methods(methods), label)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise ValueError("--limit must be >= 0")
+    if not 0.0 < args.conf <= 1.0:
+        raise ValueError(f"--conf must lie in (0, 1], got {args.conf}")
+    measures = parse_measures(args.measure)
+    datasets = datasets_for(measures, args.dataset)
+    methods = [load_method(spec) for spec in _method_specs(args.method)]
+    detector = _detector(args) if "detection" in measures else None
+    rows: dict[str, dict[str, object]] = {}
+    for measure in measures:
+        table: dict[str, dict[str, object]] = {}
+        for dataset in datasets[measure]:
+            try:
+                result = _measure_one(measure, dataset, methods, args, detector)
+            except ValueError as exc:
+                if args.dataset:
+                    raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
+                LOG.warning("%s on %s left out: %s", measure, dataset.name, exc)
+                continue
+            prefix = f"{dataset.name}/" if len(datasets[measure]) > 1 else ""
+            table.update({prefix + key: value for key, value in result.items()})
+        if not table:
+            raise ValueError(f"the {measure} measure produced no figures (see the warnings above)")
+        emit(table, TITLES[measure])
+        print()
+        rows.update({(f"{measure}/" if len(measures) > 1 else "") + key: value for key, value in table.items()})
+    if args.json is not None:
+        write_json(args.json, rows)
+    return 0

@@ -1,0 +1,131 @@
+"""Clear images with metric ground-truth depth: KITTI raw (sparse LiDAR) and Middlebury 2003 (dense disparity).
+
+Depth maps are float32 metres with NaN where the ground truth is unknown.
+- KITTI raw: `DATE/DRIVE_sync/image_0X/data/NAME.png` with LiDAR projected into that camera at
+  `DRIVE_sync/proj_depth/velodyne/image_0X/NAME.npz` (one array, metres, 0 = no return) or KITTI depth's
+  `proj_depth/groundtruth/image_0X/NAME.png` (uint16, metres * 256). Evaluated up to 80 m, the KITTI convention.
+- Middlebury 2003: `SCENE/imK.png` with `SCENE/dispK.pgm` holding 4 x disparity in pixels (0 = unknown), at the
+  quarter-size resolution (450x375) where f is about 935 px and the baseline about 0.16 m: Z = f * B / d.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.image_io import ImageError, read_image
+
+KITTI_MAX_DEPTH = 80.0
+MIDDLEBURY_FOCAL_PX = 935.0
+MIDDLEBURY_BASELINE_M = 0.16
+MIDDLEBURY_DISPARITY_SCALE = 4.0
+MIDDLEBURY_MAX_DEPTH = 40.0
+MIN_DEPTH = 1e-3
+
+
+@dataclass
+class DepthSample:
+    """One clear uint8 BGR image and its true depth (float32 metres, NaN unknown), same height and width."""
+
+    name: str
+    image: np.ndarray
+    depth: np.ndarray
+
+
+@dataclass
+class DepthSet:
+    """A depth set: samples, the depth range evaluated, and whether the ground truth is sparse (LiDAR)."""
+
+    name: str
+    samples: list[DepthSample]
+    max_depth: float
+    sparse: bool
+
+
+def _checked(name: str, image: np.ndarray, depth: np.ndarray) -> DepthSample:
+    if image.shape[:2] != depth.shape:
+        raise ImageError(f"{name}: image is {image.shape[1]}x{image.shape[0]} but its depth is "
+                         f"{depth.shape[1]}x{depth.shape[0]}")
+    if not np.isfinite(depth).any():
+        raise ImageError(f"{name}: the ground-truth depth holds no valid value")
+    return DepthSample(name, image, depth.astype(np.float32))
+
+
+def _lidar_depth(path: Path) -> np.ndarray:
+    if path.suffix == ".npz":
+        with np.load(path) as archive:
+            if len(archive.files) != 1:
+                raise ImageError(f"{path} should hold one depth array, holds {archive.files}")
+            depth = archive[archive.files[0]].astype(np.float32)
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.dtype != np.uint16:
+            raise ImageError(f"{path} is not a KITTI uint16 depth PNG")
+        depth = raw.astype(np.float32) / 256.0
+    return np.where(depth > 0, depth, np.nan).astype(np.float32)
+
+
+def is_kitti_set(folder: Path) -> bool:
+    return any(folder.glob("*/*/proj_depth")) or any(folder.glob("*/proj_depth"))
+
+
+def is_middlebury_set(folder: Path) -> bool:
+    return any(folder.glob("*/disp[0-9].pgm"))
+
+
+def load_kitti(folder: str | Path) -> DepthSet:
+    """Every KITTI raw frame under `folder` that has projected LiDAR depth."""
+    folder = Path(folder)
+    samples = []
+    for depth_path in sorted(folder.rglob("proj_depth/*/image_0[0-9]/*")):
+        if depth_path.suffix not in (".npz", ".png"):
+            continue
+        drive = depth_path.parents[3]
+        camera = depth_path.parent.name
+        image_path = drive / camera / "data" / f"{depth_path.stem}.png"
+        if not image_path.is_file():
+            raise ImageError(f"{depth_path} has no image at {image_path}")
+        name = f"{drive.name}/{camera}/{depth_path.stem}"
+        samples.append(_checked(name, read_image(image_path), _lidar_depth(depth_path)))
+    if not samples:
+        raise ImageError(f"{folder} holds no KITTI frames with proj_depth/ LiDAR depth")
+    return DepthSet(folder.name, samples, KITTI_MAX_DEPTH, sparse=True)
+
+
+def middlebury_depth(disparity_file: str | Path) -> np.ndarray:
+    """Metres from a Middlebury 2003 quarter-size disparity file (NaN where the disparity is unknown)."""
+    raw = cv2.imread(str(disparity_file), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ImageError(f"{disparity_file} is not a readable disparity image")
+    disparity = raw.astype(np.float32) / MIDDLEBURY_DISPARITY_SCALE
+    with np.errstate(divide="ignore"):
+        depth = MIDDLEBURY_FOCAL_PX * MIDDLEBURY_BASELINE_M / disparity
+    return np.where(disparity > 0, depth, np.nan).astype(np.float32)
+
+
+def load_middlebury(folder: str | Path) -> DepthSet:
+    """Every view `SCENE/imK.png` under `folder` with its `SCENE/dispK.pgm`."""
+    folder = Path(folder)
+    samples = []
+    for disparity_path in sorted(folder.glob("*/disp[0-9].pgm")):
+        view = disparity_path.stem.removeprefix("disp")
+        image_path = disparity_path.with_name(f"im{view}.png")
+        if not image_path.is_file():
+            raise ImageError(f"{disparity_path} has no image {image_path.name} beside it")
+        name = f"{disparity_path.parent.name}/im{view}"
+        samples.append(_checked(name, read_image(image_path), middlebury_depth(disparity_path)))
+    if not samples:
+        raise ImageError(f"{folder} holds no Middlebury SCENE/dispK.pgm files")
+    return DepthSet(folder.name, samples, MIDDLEBURY_MAX_DEPTH, sparse=False)
+
+
+def load_depth_set(folder: str | Path) -> DepthSet:
+    """A KITTI or Middlebury set, told apart by its layout."""
+    folder = Path(folder)
+    if is_kitti_set(folder):
+        return load_kitti(folder)
+    if is_middlebury_set(folder):
+        return load_middlebury(folder)
+    raise ImageError(f"{folder} is neither a KITTI raw set (proj_depth/) nor a Middlebury set (SCENE/dispK.pgm)")

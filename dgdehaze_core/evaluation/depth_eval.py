@@ -1,0 +1,126 @@
+"""Depth accuracy of a method's depth output against metric ground truth, on clear images and synthesized haze.
+
+The methods predict relative depth, so each prediction is scaled by median(true) / median(predicted) over the valid
+pixels (per image, Monodepth-style), clipped to [MIN_DEPTH, the set's max depth], and scored where the ground truth
+is valid:
+- AbsRel = mean(|d - d*| / d*);  RMSE(log) = sqrt(mean((ln d - ln d*)^2));  delta<1.25 = share of max(d/d*, d*/d) < 1.25.
+Figures are means over the images.
+
+Haze is synthesized from the true depth with the scattering model, I = J t + A (1 - t), t = exp(-beta d), at three
+densities. beta is solved per image so that the mean transmission over the image is 0.70 (light), 0.45 (medium)
+or 0.25 (dense): a fixed beta would mean very different haze on KITTI (5-80 m) and Middlebury (3-30 m). The airlight
+is a neutral grey A = 0.9. Synthesis needs depth at every pixel: the unknown pixels of the ground truth are filled
+with the nearest known depth, and for sparse LiDAR everything above the topmost return of each column (sky, tree
+tops) is set to the set's max depth. Scores are only ever computed on the measured pixels.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import brentq
+from tqdm import tqdm
+
+from dgdehaze_core.evaluation.depth_datasets import MIN_DEPTH, DepthSet
+from dgdehaze_core.evaluation.methods import Method
+from dgdehaze_core.image_io import bgr_to_rgb_float, rgb_float_to_bgr
+from dgdehaze_core.scattering import synthesize_haze, transmission_from_depth
+
+LOG = logging.getLogger(__name__)
+
+HAZE_LEVELS = {"t0.70": 0.70, "t0.45": 0.45, "t0.25": 0.25}
+"""Condition name -> mean transmission of the synthesized haze."""
+CONDITIONS = ("clear", *HAZE_LEVELS)
+AIRLIGHT = 0.9
+DEPTH_COLUMNS = ("absrel", "rmse_log", "delta1", "images", "mean_beta")
+CONSTANT_ROW = "constant"
+"""The reference row of a depth that knows nothing: one constant value, median-scaled like the others."""
+
+
+def depth_errors(predicted: np.ndarray, true: np.ndarray, max_depth: float,
+                 min_depth: float = MIN_DEPTH) -> dict[str, float]:
+    """AbsRel, RMSE(log) and delta<1.25 of `predicted` (relative depth) after median scaling to `true` (metres).
+
+    Both are HxW; ground truth is valid where finite and within [min_depth, max_depth]. Predicted pixels that are
+    not finite are left out; predictions <= 0 count as the smallest depth.
+    """
+    if predicted.shape != true.shape:
+        raise ValueError(f"predicted depth is {predicted.shape} but the ground truth is {true.shape}")
+    valid = np.isfinite(true) & (true >= min_depth) & (true <= max_depth) & np.isfinite(predicted)
+    if not valid.any():
+        raise ValueError("no pixel has both a valid ground-truth depth and a finite prediction")
+    gt = true[valid].astype(np.float64)
+    pred = np.maximum(predicted[valid].astype(np.float64), 1e-9)
+    pred = np.clip(pred * (np.median(gt) / np.median(pred)), min_depth, max_depth)
+    ratio = np.maximum(pred / gt, gt / pred)
+    return {"absrel": float(np.mean(np.abs(pred - gt) / gt)),
+            "rmse_log": float(np.sqrt(np.mean((np.log(pred) - np.log(gt)) ** 2))),
+            "delta1": float(np.mean(ratio < 1.25))}
+
+
+def dense_depth(true: np.ndarray, max_depth: float, sparse: bool) -> np.ndarray:
+    """Ground truth filled for haze synthesis: nearest known depth; above sparse LiDAR's top return, max depth."""
+    known = np.isfinite(true)
+    if not known.any():
+        raise ValueError("the ground-truth depth holds no valid value to synthesize haze from")
+    _, (rows, cols) = ndimage.distance_transform_edt(~known, return_indices=True)
+    filled = np.clip(true[rows, cols], MIN_DEPTH, max_depth)
+    if sparse:
+        first_row = np.where(known.any(axis=0), known.argmax(axis=0), true.shape[0])
+        filled[np.arange(true.shape[0])[:, None] < first_row[None, :]] = max_depth
+    return filled.astype(np.float32)
+
+
+def beta_for_transmission(depth: np.ndarray, mean_transmission: float) -> float:
+    """The beta at which mean(exp(-beta * depth)) equals `mean_transmission` (0 < it < 1)."""
+    if not 0.0 < mean_transmission < 1.0:
+        raise ValueError(f"mean transmission must lie in (0, 1), got {mean_transmission}")
+    flat = depth[np.isfinite(depth)].astype(np.float64)
+    if flat.size == 0 or flat.max() <= 0:
+        raise ValueError("depth must hold positive values to synthesize haze")
+    upper = 1.0
+    while np.mean(np.exp(-upper * flat)) > mean_transmission:
+        upper *= 2.0
+    return float(brentq(lambda beta: np.mean(np.exp(-beta * flat)) - mean_transmission, 0.0, upper, xtol=1e-9))
+
+
+def synthesize(image: np.ndarray, depth: np.ndarray, beta: float, airlight: float = AIRLIGHT) -> np.ndarray:
+    """A uint8 BGR hazy frame from a clear uint8 BGR frame and dense depth."""
+    hazy = synthesize_haze(bgr_to_rgb_float(image), depth[:, :, None], beta, np.float32(airlight))
+    return rgb_float_to_bgr(hazy)
+
+
+def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
+                   label: str = "depth") -> dict[str, dict[str, float]]:
+    """{"METHOD@CONDITION": {absrel, rmse_log, delta1, images, mean_beta}} for every method that predicts depth,
+    and a "constant" row: what a depth without any information scores (the floor to beat)."""
+    depth_methods = [m for m in methods if m.gives_depth]
+    if not depth_methods:
+        raise ValueError("none of the methods predicts depth (hazy and clear do not): add dcp or a model")
+    scores: dict[str, list[dict[str, float]]] = {f"{m.name}@{c}": [] for m in depth_methods for c in CONDITIONS}
+    scores[CONSTANT_ROW] = []
+    betas: dict[str, list[float]] = {condition: [] for condition in HAZE_LEVELS}
+    for sample in tqdm(depth_set.samples, desc=label, unit="image"):
+        inputs = {"clear": sample.image}
+        filled = dense_depth(sample.depth, depth_set.max_depth, depth_set.sparse)
+        for condition, transmission in HAZE_LEVELS.items():
+            beta = beta_for_transmission(filled, transmission)
+            betas[condition].append(beta)
+            inputs[condition] = synthesize(sample.image, filled, beta)
+            LOG.debug("%s %s: beta %.4f, mean t %.3f", sample.name, condition, beta,
+                      float(transmission_from_depth(filled, beta).mean()))
+        scores[CONSTANT_ROW].append(depth_errors(np.ones_like(sample.depth), sample.depth, depth_set.max_depth))
+        for method in depth_methods:
+            for condition, frame in inputs.items():
+                predicted = method.dehaze(frame).depth
+                scores[f"{method.name}@{condition}"].append(depth_errors(predicted, sample.depth,
+                                                                         depth_set.max_depth))
+    table: dict[str, dict[str, float]] = {}
+    for key, rows in scores.items():
+        condition = key.rsplit("@", 1)[-1]
+        table[key] = {name: float(np.mean([row[name] for row in rows])) for name in ("absrel", "rmse_log", "delta1")}
+        table[key]["images"] = len(rows)
+        table[key]["mean_beta"] = float(np.mean(betas[condition])) if condition in betas else float("nan")
+    return table

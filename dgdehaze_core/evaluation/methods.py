@@ -1,0 +1,115 @@
+"""The methods an evaluation compares: names on the command line -> callables that dehaze one frame.
+
+A method is written `SOURCE` or `NAME=SOURCE`, SOURCE being anything `load_pipeline` accepts ("dcp", a model
+configuration such as "lite", a weights file), or one of two references that need no pipeline:
+- `hazy`: the input itself, unchanged (the "before" row of every table);
+- `clear`: the clear ground-truth image, where a measure has one (detection recovery on paired sets).
+NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a path's
+file stem).
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dgdehaze_core.dark_channel import haze_density
+from dgdehaze_core.dehaze_result import DehazeResult
+from dgdehaze_core.pipeline import load_pipeline
+
+LOG = logging.getLogger(__name__)
+
+HAZY = "hazy"
+CLEAR = "clear"
+REFERENCE_SOURCES = (HAZY, CLEAR)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method as the user named it: `name` labels the rows, `source` says what runs."""
+
+    name: str
+    source: str
+
+    @property
+    def is_reference(self) -> bool:
+        """True for `hazy` and `clear`, which run no dehazer."""
+        return self.source in REFERENCE_SOURCES
+
+
+@dataclass
+class Method:
+    """A loaded method. `run` is None for the references (`hazy`, `clear`); `gives_depth` says if it predicts depth."""
+
+    spec: MethodSpec
+    run: Callable[[np.ndarray], DehazeResult] | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def gives_depth(self) -> bool:
+        return self.run is not None
+
+    def dehaze(self, hazy: np.ndarray) -> DehazeResult:
+        """The method's result on `hazy`; `hazy` returns the input unchanged (depth all NaN)."""
+        if self.run is not None:
+            return self.run(hazy)
+        if self.spec.source == HAZY:
+            height, width = hazy.shape[:2]
+            return DehazeResult(image=hazy, depth=np.full((height, width), np.nan, np.float32),
+                                transmission=np.ones((height, width), np.float32),
+                                airlight=np.full(3, np.nan, np.float32), haze_density=haze_density(hazy))
+        raise ValueError(f"method {self.name!r} ({self.spec.source}) does not dehaze a hazy frame")
+
+
+def parse_methods(text: str) -> list[MethodSpec]:
+    """'hazy,dcp,lite-no-depth=path.pt' -> MethodSpecs; ValueError for empty or repeated names."""
+    specs: list[MethodSpec] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, equals, source = (part.strip() for part in item.partition("="))
+        if not equals:
+            source, name = name, Path(name).stem if "/" in name else name
+        if not name or not source:
+            raise ValueError(f"method {item!r}: write SOURCE or NAME=SOURCE")
+        if "/" in name:
+            raise ValueError(f"method name {name!r} may not contain '/': it separates datasets in the table")
+        specs.append(MethodSpec(name, source))
+    if not specs:
+        raise ValueError(f"no method given in {text!r}; e.g. --method hazy,dcp,lite")
+    counts = Counter(spec.name for spec in specs)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise ValueError(f"method names must be unique, repeated: {', '.join(repeated)} (name them NAME=SOURCE)")
+    return specs
+
+
+def shipped_model_specs() -> list[MethodSpec]:
+    """The model configurations whose shipped weights are installed (none before training has shipped any)."""
+    try:
+        from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
+    except ImportError as exc:
+        LOG.debug("models unavailable: %s", exc)
+        return []
+    return [MethodSpec(name, name) for name in MODEL_CONFIGS if shipped_weights_path(name).is_file()]
+
+
+def load_method(spec: MethodSpec) -> Method:
+    """Load the pipeline behind `spec`; a missing weights file or unknown name raises an error naming the method."""
+    if spec.is_reference:
+        return Method(spec, None)
+    try:
+        pipeline = load_pipeline(spec.source)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"method {spec.name!r} is unavailable: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"method {spec.name!r}: {exc}") from exc
+    LOG.info("method %s: %s on %s", spec.name, pipeline.method, pipeline.backend)
+    return Method(spec, pipeline)

@@ -1,0 +1,40 @@
+"""Full-reference quality on a paired set: PSNR, SSIM and CIEDE2000 of each method's output against the clear image.
+
+Each pair is read once and every method runs on its hazy image; figures are means over the pairs, computed at full
+resolution in RGB by `dgdehaze_core.metrics` (the dehazing literature's convention).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from dgdehaze_core.evaluation.methods import CLEAR, Method
+from dgdehaze_core.metrics import ciede2000, psnr, ssim
+from dgdehaze_core.paired_dataset import Pair, load_pair
+
+QUALITY_COLUMNS = ("psnr", "ssim", "ciede2000", "pairs")
+
+
+def quality_methods(methods: Sequence[Method]) -> list[Method]:
+    """The methods quality applies to: all but `clear` (the ground truth itself)."""
+    return [method for method in methods if method.spec.source != CLEAR]
+
+
+def evaluate_quality(pairs: Sequence[Pair], methods: Sequence[Method],
+                     label: str = "quality") -> dict[str, dict[str, float]]:
+    """{method name: {psnr, ssim, ciede2000, pairs}} as means over `pairs`."""
+    if not pairs:
+        raise ValueError("quality needs at least one hazy/clear pair")
+    scores: dict[str, dict[str, list[float]]] = {m.name: {"psnr": [], "ssim": [], "ciede2000": []} for m in methods}
+    for pair in tqdm(pairs, desc=label, unit="pair"):
+        hazy, clear = load_pair(pair)
+        for method in methods:
+            output = method.dehaze(hazy).image
+            row = scores[method.name]
+            row["psnr"].append(psnr(output, clear))
+            row["ssim"].append(ssim(output, clear))
+            row["ciede2000"].append(ciede2000(output, clear))
+    return {name: {**{key: float(np.mean(values)) for key, values in row.items()}, "pairs": len(pairs)}
+            for name, row in scores.items()}

@@ -1,0 +1,88 @@
+"""Human-labelled boxes in Pascal VOC XML (the RTTS annotations), scaled to the image they are scored on.
+
+RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the COCO names the detector uses
+(motorbike -> motorcycle). Boxes flagged `difficult` are kept with that flag: detections on them are neither
+counted right nor wrong, as in the VOC protocol.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from dgdehaze_core.image_io import list_images, read_image
+
+VOC_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",
+               "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
+
+
+@dataclass(frozen=True)
+class ReferenceBox:
+    """A reference object: COCO class name, (x1, y1, x2, y2) pixels, and the VOC `difficult` flag."""
+
+    class_name: str
+    box: tuple[float, float, float, float]
+    difficult: bool = False
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """An image file and its human boxes in that image's pixels."""
+
+    image: Path
+    boxes: tuple[ReferenceBox, ...]
+
+
+def _number(node: ET.Element, tag: str, source: Path) -> float:
+    text = node.findtext(tag)
+    if text is None:
+        raise ValueError(f"{source}: <{tag}> is missing")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{source}: <{tag}> is not a number: {text!r}") from None
+
+
+def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[ReferenceBox, ...]:
+    """Boxes of one VOC file, scaled from the XML's <size> to `image_size` (width, height)."""
+    xml_path = Path(xml_path)
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"{xml_path} is not readable VOC XML: {exc}") from None
+    size = root.find("size")
+    if size is None:
+        raise ValueError(f"{xml_path} has no <size>: cannot scale its boxes to the image")
+    width, height = _number(size, "width", xml_path), _number(size, "height", xml_path)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{xml_path}: <size> must be positive, got {width}x{height}")
+    sx, sy = image_size[0] / width, image_size[1] / height
+    boxes = []
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip().lower()
+        box = obj.find("bndbox")
+        if not name or box is None:
+            raise ValueError(f"{xml_path}: an <object> lacks <name> or <bndbox>")
+        x1, y1, x2, y2 = (_number(box, tag, xml_path) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        difficult = (obj.findtext("difficult") or "0").strip() == "1"
+        boxes.append(ReferenceBox(VOC_TO_COCO.get(name, name), (x1 * sx, y1 * sy, x2 * sx, y2 * sy), difficult))
+    return tuple(boxes)
+
+
+def labelled_images(folder: str | Path, labels_folder: str = "labels-voc") -> list[LabelledImage]:
+    """Every image in `folder` with a VOC file in `folder/labels-voc` (matched by file stem)."""
+    folder = Path(folder)
+    labels = folder / labels_folder
+    if not labels.is_dir():
+        raise ValueError(f"{folder} has no {labels_folder}/ folder of VOC boxes")
+    images = {path.stem: path for path in list_images(folder)}
+    result = []
+    for xml_path in sorted(labels.glob("*.xml")):
+        image_path = images.get(xml_path.stem)
+        if image_path is None:
+            raise ValueError(f"{xml_path.name} labels an image that is not in {folder}")
+        height, width = read_image(image_path).shape[:2]
+        result.append(LabelledImage(image_path, read_voc(xml_path, (width, height))))
+    if not result:
+        raise ValueError(f"{labels} holds no VOC .xml files")
+    return result

@@ -1,0 +1,112 @@
+"""`dgdehaze eval` end to end on a few real SOTS pairs, and its errors for bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.evaluation.methods import parse_methods
+from dgdehaze_core.image_io import read_image
+from dgdehaze_core.metrics import psnr
+from dgdehaze_core.pipeline import load_pipeline
+
+
+@pytest.fixture()
+def sots_pairs(shared_data: Path, tmp_path: Path) -> Path:
+    """One SOTS-indoor scene (nine chairs and a table) at its light and dense haze level: two pairs."""
+    source = shared_data / "paired" / "sots-indoor"
+    root = tmp_path / "sots4"
+    (root / "clear").mkdir(parents=True)
+    (root / "hazy").mkdir()
+    shutil.copy(source / "clear" / "1400.png", root / "clear")
+    for level in ("2", "7"):
+        shutil.copy(source / "hazy" / f"1400_{level}.png", root / "hazy")
+    return root
+
+
+def test_quality_and_detection_on_real_pairs(sots_pairs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "eval.json"
+    code = main(["eval", "--dataset", str(sots_pairs), "--measure", "quality,detection",
+                 "--method", "hazy,dcp,clear", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())
+    assert set(rows) == {"quality/hazy", "quality/dcp", "detection/hazy", "detection/dcp", "detection/clear"}
+    printed = capsys.readouterr().out
+    assert "psnr" in printed and "map50" in printed
+    # the table's PSNR is the mean of the per-pair PSNRs
+    hazy_psnrs = [psnr(read_image(p), read_image(sots_pairs / "clear" / f"{p.stem.split('_')[0]}.png"))
+                  for p in sorted((sots_pairs / "hazy").iterdir())]
+    assert rows["quality/hazy"]["psnr"] == pytest.approx(sum(hazy_psnrs) / 2)
+    assert rows["quality/hazy"]["pairs"] == 2
+    assert rows["quality/dcp"]["psnr"] > rows["quality/hazy"]["psnr"] + 3
+    assert rows["quality/dcp"]["ssim"] > rows["quality/hazy"]["ssim"]
+    clear = rows["detection/clear"]
+    assert clear["f1"] == clear["map50"] == 1.0 and clear["objects"] > 0
+    for method in ("hazy", "dcp"):
+        row = rows[f"detection/{method}"]
+        assert row["objects"] == clear["objects"] and row["images"] == 2 and row["detections"] > 0
+        assert 0.0 <= row["f1"] <= 1.0 and 0.0 <= row["map50"] <= 1.0
+        assert row["reference"] == "clear-image detections"
+
+
+def test_one_measure_on_one_set_keys_rows_by_method(sots_pairs: Path, tmp_path: Path):
+    out = tmp_path / "q.json"
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "dcp", "--limit", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert list(rows) == ["dcp"] and rows["dcp"]["pairs"] == 1
+
+
+def test_method_names_and_sources():
+    specs = parse_methods("hazy, dcp,lite-no-depth=runs/ablation/best.pt,runs/x/lite.pt")
+    assert [(s.name, s.source) for s in specs] == [
+        ("hazy", "hazy"), ("dcp", "dcp"), ("lite-no-depth", "runs/ablation/best.pt"), ("lite", "runs/x/lite.pt")]
+    with pytest.raises(ValueError, match="unique"):
+        parse_methods("dcp,dcp")
+    with pytest.raises(ValueError, match="may not contain '/'"):
+        parse_methods("a/b=dcp")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--measure", "speed"], "unknown measure"),
+    (["--method", "missing=/nonexistent/lite.pt"], "method 'missing' is unavailable: no such checkpoint"),
+    (["--method", "nonsense"], "unknown dehazing method 'nonsense'"),
+    (["--measure", "depth"], "fits none of the measures depth"),
+])
+def test_bad_arguments_exit_2_with_one_line(sots_pairs: Path, capsys, extra, message):
+    assert main(["eval", "--dataset", str(sots_pairs), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_broken_sets_exit_2_naming_the_problem(sots_pairs: Path, tmp_path: Path, capsys):
+    (sots_pairs / "hazy" / "1999_2.png").write_bytes((sots_pairs / "hazy" / "1400_2.png").read_bytes())
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy"]) == 2
+    assert "1999_2.png" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    (empty / "hazy").mkdir(parents=True)
+    (empty / "clear").mkdir()
+    assert main(["eval", "--dataset", str(empty), "--method", "hazy"]) == 2
+    assert "holds no images" in capsys.readouterr().err
+    assert main(["eval", "--dataset", str(tmp_path / "absent")]) == 2
+    assert "no such dataset folder" in capsys.readouterr().err
+
+
+def test_a_trained_model_runs_through_every_measure(shared_data: Path, sots_pairs: Path, tmp_path: Path):
+    """The network path of the evaluation (depth, outputs at the input's size), with untrained weights."""
+    import torch
+
+    from dgdehaze_core.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    weights = save_checkpoint(build_model("lite"), tmp_path / "untrained.pt")
+    assert load_pipeline(str(weights)) is not None
+    out = tmp_path / "net.json"
+    code = main(["eval", "--dataset", str(sots_pairs), "--dataset", str(shared_data / "depth" / "middlebury2003"),
+                 "--measure", "quality,depth,haze", "--method", f"net={weights}", "--limit", "1",
+                 "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())
+    assert "quality/net" in rows and "depth/net@t0.45" in rows and "haze/net" in rows
+    assert 0.0 <= rows["depth/net@t0.45"]["delta1"] <= 1.0

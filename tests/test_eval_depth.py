@@ -1,0 +1,112 @@
+"""Depth accuracy: the error measures on known cases, haze synthesized from true depth, and the real loaders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti, load_middlebury
+from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, dense_depth, depth_errors, evaluate_depth,
+                                                 synthesize)
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.image_io import ImageError
+
+
+def _ramp(height: int = 8, width: int = 10) -> np.ndarray:
+    return np.linspace(2.0, 40.0, height * width, dtype=np.float32).reshape(height, width)
+
+
+def test_identical_and_scaled_depth_have_no_error():
+    true = _ramp()
+    for predicted in (true, true * 0.01):  # median scaling removes the unknown scale
+        errors = depth_errors(predicted, true, max_depth=80.0)
+        assert errors["absrel"] == pytest.approx(0.0, abs=1e-6)
+        assert errors["rmse_log"] == pytest.approx(0.0, abs=1e-6)
+        assert errors["delta1"] == 1.0
+
+
+def test_a_known_error_on_a_quarter_of_the_pixels():
+    true = np.full((8, 8), 10.0, np.float32)
+    predicted = true.copy()
+    predicted[:4, :4] = 20.0  # the median stays 10, so the scale stays 1
+    errors = depth_errors(predicted, true, max_depth=80.0)
+    assert errors["absrel"] == pytest.approx(0.25)
+    assert errors["rmse_log"] == pytest.approx(0.5 * np.log(2.0))
+    assert errors["delta1"] == pytest.approx(0.75)
+
+
+def test_unknown_ground_truth_and_far_pixels_are_left_out():
+    true = np.full((4, 4), 10.0, np.float32)
+    true[0] = np.nan
+    true[1] = 200.0  # beyond max depth
+    predicted = np.full((4, 4), 3.0, np.float32)
+    predicted[0] = 1e6
+    predicted[1] = 1e6
+    assert depth_errors(predicted, true, max_depth=80.0)["absrel"] == pytest.approx(0.0)
+
+
+def test_bad_depth_input_gets_a_clear_message():
+    with pytest.raises(ValueError, match=r"predicted depth is \(4, 4\) but the ground truth is \(4, 5\)"):
+        depth_errors(np.ones((4, 4)), np.ones((4, 5)), max_depth=80.0)
+    with pytest.raises(ValueError, match="no pixel has both a valid ground-truth depth"):
+        depth_errors(np.ones((4, 4)), np.full((4, 4), np.nan), max_depth=80.0)
+    with pytest.raises(ValueError, match="holds no valid value"):
+        dense_depth(np.full((4, 4), np.nan, np.float32), 80.0, sparse=True)
+
+
+def test_beta_hits_the_mean_transmission_and_haze_follows_the_scattering_model():
+    depth = _ramp()
+    for target in (0.70, 0.45, 0.25):
+        beta = beta_for_transmission(depth, target)
+        assert np.exp(-beta * depth).mean() == pytest.approx(target, abs=1e-6)
+    beta = beta_for_transmission(depth, 0.45)
+    clear = np.zeros((8, 10, 3), np.uint8)
+    hazy = synthesize(clear, depth, beta, airlight=0.9)
+    expected = np.rint(255 * 0.9 * (1 - np.exp(-beta * depth)))
+    assert np.abs(hazy[:, :, 1].astype(float) - expected).max() <= 1
+    assert hazy[0, 0, 0] < hazy[-1, -1, 0]  # farther is hazier
+
+
+def test_sparse_lidar_is_filled_with_max_depth_above_its_top_return():
+    true = np.full((6, 3), np.nan, np.float32)
+    true[3, 1] = 10.0
+    true[5, 0] = 20.0
+    filled = dense_depth(true, 80.0, sparse=True)
+    assert filled[0, 1] == 80.0 and filled[3, 1] == 10.0 and filled[4, 1] in (10.0, 20.0)
+    assert filled[4, 0] == 80.0 and filled[5, 0] == 20.0
+    assert (filled[:, 2] == 80.0).all()  # a column without any return is sky all the way down
+    assert dense_depth(true, 80.0, sparse=False)[0, 1] == 10.0
+
+
+def test_kitti_and_middlebury_loaders(shared_data: Path):
+    kitti = load_kitti(shared_data / "depth" / "kitti-tiny")
+    assert len(kitti.samples) == 14 and kitti.sparse and kitti.max_depth == 80.0
+    sample = kitti.samples[0]
+    assert sample.image.shape == (375, 1242, 3) and sample.depth.shape == (375, 1242)
+    lidar = sample.depth[np.isfinite(sample.depth)]
+    assert 5_000 < lidar.size < 40_000 and 1.0 < lidar.min() and lidar.max() < 120.0
+    middlebury = load_middlebury(shared_data / "depth" / "middlebury2003")
+    assert [s.name for s in middlebury.samples] == ["cones/im2", "cones/im6", "teddy/im2", "teddy/im6"]
+    depth = middlebury.samples[0].depth
+    assert np.isfinite(depth).mean() > 0.9
+    # the nearest cones: disparity 55 px -> 935 * 0.16 / 55 = 2.72 m
+    assert np.nanmin(depth) == pytest.approx(935 * 0.16 / 55.0, rel=1e-4)
+
+
+def test_loaders_refuse_folders_without_depth(tmp_path: Path):
+    with pytest.raises(ImageError, match="no KITTI frames"):
+        load_kitti(tmp_path)
+    with pytest.raises(ImageError, match="no Middlebury"):
+        load_middlebury(tmp_path)
+
+
+def test_dcp_depth_on_real_middlebury_under_synthesized_haze(shared_data: Path):
+    scene = load_middlebury(shared_data / "depth" / "middlebury2003")
+    one = DepthSet(scene.name, scene.samples[:1], scene.max_depth, scene.sparse)
+    table = evaluate_depth(one, [load_method(MethodSpec("dcp", "dcp")), load_method(MethodSpec("hazy", "hazy"))])
+    assert "hazy@clear" not in table  # the input predicts no depth
+    # DCP reads depth from haze: with dense haze its -ln(t) tracks the true depth far better than on the clear view
+    assert table["dcp@t0.25"]["delta1"] > table["dcp@clear"]["delta1"] + 0.2
+    assert table["dcp@t0.25"]["absrel"] < table["constant"]["absrel"]
+    assert table["dcp@t0.25"]["mean_beta"] > table["dcp@t0.70"]["mean_beta"] > 0

@@ -1,0 +1,116 @@
+"""Detection recovery on tiny known cases: IoU, matching, P/R/F1, all-point AP, VOC boxes; then real RTTS labels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.detection import Detection
+from dgdehaze_core.evaluation.detection_eval import (average_precision, box_iou, match_image,
+                                                     references_from_detections, score_matches)
+from dgdehaze_core.evaluation.voc_boxes import ReferenceBox, labelled_images, read_voc
+
+
+def _det(box, score=0.9, name="car") -> Detection:
+    return Detection(2 if name == "car" else 0, name, score, tuple(float(v) for v in box))
+
+
+def test_box_iou_known_values():
+    iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
+    assert iou[0] == pytest.approx([1.0, 50 / 150, 0.0])
+    assert box_iou(np.zeros((0, 4)), np.zeros((3, 4))).shape == (0, 3)
+
+
+def test_identical_detections_agree_perfectly():
+    clear = [_det((10, 10, 50, 40), 0.9), _det((60, 20, 90, 80), 0.6, "person"), _det((0, 0, 5, 5), 0.1)]
+    references = references_from_detections(clear)
+    assert len(references) == 2  # the 0.1 detection is below the 0.25 reference confidence
+    scores = score_matches([match_image(references, clear)] * 3)
+    assert scores["precision"] == scores["recall"] == scores["f1"] == scores["f1_pooled"] == 1.0
+    assert scores["map50"] == 1.0 and scores["objects"] == 6 and scores["detections"] == 6
+
+
+def test_a_known_shift_crosses_the_iou_threshold():
+    references = [ReferenceBox("car", (0, 0, 10, 10))]
+    near = match_image(references, [_det((2, 0, 12, 10))])  # IoU 80/120 = 0.67
+    far = match_image(references, [_det((4, 0, 14, 10))])  # IoU 60/140 = 0.43
+    assert near.correct == [True] and far.correct == [False]
+    scores = score_matches([far])
+    assert scores["precision"] == scores["recall"] == scores["f1"] == scores["map50"] == 0.0
+
+
+def test_class_must_agree_and_a_reference_is_matched_once():
+    references = [ReferenceBox("car", (0, 0, 10, 10))]
+    wrong_class = match_image(references, [_det((0, 0, 10, 10), name="person")])
+    duplicate = match_image(references, [_det((0, 0, 10, 10), 0.9), _det((0, 0, 10, 9), 0.8)])
+    assert wrong_class.correct == [False]
+    assert duplicate.correct == [True, False]
+    scores = score_matches([duplicate])
+    assert scores["precision"] == 0.5 and scores["recall"] == 1.0 and scores["f1"] == pytest.approx(2 / 3)
+
+
+def test_per_image_f1_and_pooled_f1_differ_as_defined():
+    references = [ReferenceBox("car", (0, 0, 10, 10)), ReferenceBox("car", (20, 0, 30, 10)),
+                  ReferenceBox("car", (40, 0, 50, 10))]
+    all_found = match_image(references, [_det(r.box) for r in references])
+    none_found = match_image([ReferenceBox("car", (0, 0, 10, 10))], [])
+    scores = score_matches([all_found, none_found])
+    assert scores["f1"] == pytest.approx(0.5)  # mean of 1.0 and 0.0
+    assert scores["f1_pooled"] == pytest.approx(2 * 3 / (3 + 4))
+    assert scores["recall"] == pytest.approx(0.5) and scores["precision"] == 1.0
+
+
+def test_confidence_splits_f1_from_the_ap_ranking():
+    references = [ReferenceBox("car", (0, 0, 10, 10))]
+    low = match_image(references, [_det((0, 0, 10, 10), 0.1)])
+    scores = score_matches([low], conf=0.25)
+    assert scores["f1"] == 0.0 and scores["detections"] == 0 and scores["map50"] == 1.0
+
+
+def test_all_point_average_precision_by_hand():
+    # ranking: hit, miss, hit over 3 references -> precision 1, 1/2, 2/3 at recall 1/3, 1/3, 2/3
+    # all-point interpolation: 1/3 * 1 + 1/3 * 2/3 = 5/9
+    assert average_precision([0.9, 0.8, 0.7], [True, False, True], 3) == pytest.approx(5 / 9)
+    assert average_precision([0.9, 0.8], [False, True], 1) == pytest.approx(0.5)
+    assert average_precision([], [], 2) == 0.0
+    with pytest.raises(ValueError, match="without reference objects"):
+        average_precision([0.9], [False], 0)
+
+
+def test_difficult_boxes_are_neither_right_nor_wrong():
+    references = [ReferenceBox("person", (0, 0, 10, 20)), ReferenceBox("person", (30, 0, 40, 20), difficult=True)]
+    matched = match_image(references, [_det((0, 0, 10, 20), name="person"), _det((30, 0, 40, 20), name="person")])
+    assert matched.correct == [True] and matched.references["person"] == 1
+    assert score_matches([matched])["f1"] == 1.0
+
+
+def test_no_reference_objects_anywhere_is_a_clear_error():
+    empty = match_image([], [_det((0, 0, 10, 10))])
+    with pytest.raises(ValueError, match="no reference objects in any image"):
+        score_matches([empty, empty])
+
+
+def test_voc_boxes_scale_to_the_image(tmp_path: Path):
+    xml = tmp_path / "a.xml"
+    xml.write_text("<annotation><size><width>200</width><height>100</height></size>"
+                   "<object><name>motorbike</name><difficult>1</difficult><bndbox><xmin>20</xmin><ymin>10</ymin>"
+                   "<xmax>100</xmax><ymax>50</ymax></bndbox></object></annotation>")
+    (box,) = read_voc(xml, (100, 200))
+    assert box == ReferenceBox("motorcycle", (10.0, 20.0, 50.0, 100.0), True)
+    xml.write_text("<annotation><object><name>car</name></object></annotation>")
+    with pytest.raises(ValueError, match="has no <size>"):
+        read_voc(xml, (100, 100))
+    xml.write_text("<annotation")
+    with pytest.raises(ValueError, match="not readable VOC XML"):
+        read_voc(xml, (100, 100))
+
+
+def test_rtts_labels_of_the_real_photos(shared_data: Path):
+    images = {item.image.name: item for item in labelled_images(shared_data / "hazy-real" / "urhi")}
+    assert sorted(images) == ["SFC_Google_197.png", "YST_Bing_667.png"]
+    people = images["YST_Bing_667.png"].boxes
+    assert len(people) == 9 and sum(b.difficult for b in people) == 2 and {b.class_name for b in people} == {"person"}
+    # first person: xmin 627 of a 960-wide original, on the 608-wide photo
+    assert people[0].box[0] == pytest.approx(627 * 608 / 960)
+    assert all(0 <= b.box[0] < b.box[2] <= 608 and 0 <= b.box[1] < b.box[3] <= 448 for b in people)

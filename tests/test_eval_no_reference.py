@@ -1,0 +1,32 @@
+"""No-reference haze density on real photos: FADE (fade-python) and the dark-channel density."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, fade_density, fade_unavailable_reason
+from dgdehaze_core.image_io import ImageError, read_image
+
+
+def test_fade_is_installed_and_ranks_a_real_hazy_image_above_its_clear_image(shared_data: Path):
+    assert fade_unavailable_reason() is None
+    folder = shared_data / "paired" / "sots-indoor"
+    clear = read_image(folder / "clear" / "1400.png")
+    hazy = read_image(folder / "hazy" / "1400_7.png")
+    assert fade_density(clear) < 0.6 < 1.0 < fade_density(hazy)
+
+
+def test_dcp_lowers_both_densities_on_a_real_hazy_photo(shared_data: Path):
+    photo = shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"
+    methods = [load_method(MethodSpec("hazy", "hazy")), load_method(MethodSpec("dcp", "dcp"))]
+    table = evaluate_haze([photo], methods)
+    assert table["dcp"]["fade"] < table["hazy"]["fade"]
+    assert table["dcp"]["dark_channel"] < table["hazy"]["dark_channel"]
+    assert table["hazy"]["images"] == 1
+
+
+def test_no_images_is_a_clear_error():
+    with pytest.raises(ImageError, match="no hazy images"):
+        evaluate_haze([], [load_method(MethodSpec("hazy", "hazy"))])
