@@ -1,0 +1,133 @@
+"""`dgdehaze export`: a dehazing model (or an Ultralytics detector) as an ONNX file or a TensorRT engine.
+
+    dgdehaze export --config lite --format onnx                      # dynamic batch/height/width
+    dgdehaze export --config lite --format onnx --height 480 --width 640
+    dgdehaze export --config lite --format engine --fp16 --height 480 --width 640
+    dgdehaze export --config lite --format engine --int8 --calib ../shared/data/clear/nuscenes
+    dgdehaze export --detector yolov8n.pt --format engine --imgsz 640 --fp16
+
+Every file is written atomically; an engine gets the JSON sidecar of the engine cache (GPU, TensorRT version,
+ONNX hash, profile, precision), so the node's cache recognises it or rebuilds it when it is stale.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+
+LOG = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="export a model to ONNX or a TensorRT engine")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="model configuration (lite, base): its shipped weights, or --weights")
+    source.add_argument("--detector", type=Path, help="an Ultralytics .pt detector to export instead")
+    parser.add_argument("--weights", type=Path, help="a dgdehaze checkpoint (.pt) of --config to export")
+    parser.add_argument("--untrained", action="store_true",
+                        help="export a freshly initialised --config model (for speed tests before training)")
+    parser.add_argument("--format", choices=("onnx", "engine"), default="onnx", help="ONNX file or TensorRT engine")
+    parser.add_argument("--fp16", action="store_true", help="half precision (ONNX weights/IO, or engine layers)")
+    parser.add_argument("--int8", action="store_true", help="int8 TensorRT engine, calibrated on --calib images")
+    parser.add_argument("--calib", type=Path,
+                        help="int8 calibration: a folder of images (model), a dataset YAML (detector)")
+    parser.add_argument("--height", type=int, help="input height: fixes the ONNX size / the engine's optimum")
+    parser.add_argument("--width", type=int, help="input width: fixes the ONNX size / the engine's optimum")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="keep batch, height and width free even when --height/--width are given")
+    parser.add_argument("--imgsz", type=int, default=640, help="detector input size (multiple of 32)")
+    parser.add_argument("--out", type=Path, help="output file (default: exports/<name>.<format>)")
+    parser.set_defaults(func=run)
+
+
+def _model(args: argparse.Namespace):  # -> DGDehazeNet
+    from dgdehaze_core.models import build_model, load_model, shipped_weights_path
+
+    if args.weights is not None:
+        model = load_model(args.weights)
+        if model.config_name != args.config:
+            raise ValueError(f"{args.weights} holds a {model.config_name!r} model, not {args.config!r}")
+        return model
+    if args.untrained:
+        LOG.warning("exporting an UNTRAINED %s model (fresh weights, seed 0): for speed tests only", args.config)
+        torch.manual_seed(0)
+        return build_model(args.config).eval()
+    if not shipped_weights_path(args.config).is_file():
+        raise FileNotFoundError(f"no trained weights for {args.config!r} at {shipped_weights_path(args.config)}; "
+                                f"give --weights PATH, or --untrained for a speed test")
+    return load_model(args.config)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.int8 and args.format != "engine":
+        raise ValueError("--int8 builds a TensorRT engine: use --format engine")
+    if args.int8 and args.detector is None and args.calib is None:
+        raise ValueError("--int8 needs --calib DIR (images to calibrate on)")
+    if args.calib is not None and args.detector is None and not args.calib.is_dir():
+        raise NotADirectoryError(f"--calib {args.calib} is not a folder")
+    if args.calib is not None and args.detector is not None and not args.calib.is_file():
+        raise FileNotFoundError(f"--calib for a detector is an Ultralytics dataset YAML; {args.calib} is not a file")
+    if (args.height is None) != (args.width is None):
+        raise ValueError("give both --height and --width, or neither")
+    if args.height is not None and (args.height < 1 or args.width < 1):
+        raise ValueError("--height and --width must be positive")
+    if args.detector is not None and (args.weights or args.untrained):
+        raise ValueError("--weights and --untrained belong to --config, not --detector")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    if args.detector is not None:
+        return _export_detector(args)
+    from dgdehaze_core.backends.engine_cache import EngineCache
+    from dgdehaze_core.onnx_export import export_onnx
+
+    model = _model(args)
+    stride = model.stride
+    size = None
+    if args.height is not None:
+        size = (-(-args.height // stride) * stride, -(-args.width // stride) * stride)
+        if size != (args.height, args.width):
+            LOG.warning("%dx%d is not a multiple of the stride %d; using %dx%d (the pipeline pads frames)",
+                        args.height, args.width, stride, size[0], size[1])
+    dynamic = args.dynamic or size is None
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    shape = "dynamic" if dynamic else f"{size[0]}x{size[1]}"  # type: ignore[index]
+    out = args.out or Path("exports") / f"dgdehaze_{args.config}_{shape}_{precision}.{args.format}"
+    if args.format == "onnx":
+        export_onnx(model, out, dynamic=dynamic, half=args.fp16, example_size=size)
+        print(out)
+        return 0
+
+    from dgdehaze_core.backends.tensorrt_backend import ShapeProfile, build_engine, engine_key, import_tensorrt
+
+    import_tensorrt()
+    height, width = size or (480, 640)
+    profile = ShapeProfile.for_camera(height, width, stride)
+    if not dynamic:
+        profile = ShapeProfile(profile.opt, profile.opt, profile.opt)
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
+        onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True)
+        key = engine_key(onnx_path, profile, precision, torch.device("cuda:0"), args.calib)
+        EngineCache(out.parent).build(key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision,
+                                                                        args.calib))
+    print(out)
+    return 0
+
+
+def _export_detector(args: argparse.Namespace) -> int:
+    from dgdehaze_core.atomic_files import atomic_path
+    from dgdehaze_core.detector_export import export_detector
+
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as cache:
+        built = export_detector(args.detector, args.format, imgsz=args.imgsz, half=args.fp16, int8=args.int8,
+                                dynamic=args.dynamic, data=str(args.calib) if args.calib else None,
+                                cache_dir=cache)
+        out = args.out or Path("exports") / built.name
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(built.read_bytes())
+    print(out)
+    return 0

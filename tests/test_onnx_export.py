@@ -1,0 +1,103 @@
+"""ONNX export with dynamic height and width, run by ONNX Runtime against PyTorch on real images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from dgdehaze_core.backends import OUTPUT_NAMES
+from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dgdehaze_core.data_paths import WEIGHTS_DIR
+from dgdehaze_core.image_io import bgr_to_rgb_float, read_image
+from dgdehaze_core.models import build_model
+from dgdehaze_core.onnx_export import export_onnx
+from dgdehaze_core.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
+
+pytestmark = pytest.mark.slow  # each export traces the model with torch.export (about 20 s)
+
+
+def build(config: str):
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    torch.nn.init.normal_(model.dehazer.clear_head.weight, std=0.1)
+    return model
+
+
+@pytest.fixture(scope="module", params=["lite", "base"])
+def exported(request, tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    model = build(request.param)
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / f"{request.param}.onnx")
+    return model, path
+
+
+def real_batch(shared_data: Path, stride: int, size: tuple[int, int]) -> np.ndarray:
+    """Two real hazy images (O-HAZE, URHI) resized to `size` (w, h) and padded to the stride: (2, 3, H, W)."""
+    paths = [shared_data / "hazy-real" / "o-haze" / sorted(p.name for p in (shared_data / "hazy-real" / "o-haze")
+                                                          .iterdir())[0],
+             shared_data / "hazy-real" / "urhi" / "SFC_Google_197.png"]
+    images = [cv2.resize(bgr_to_rgb_float(read_image(path)), size, interpolation=cv2.INTER_AREA) for path in paths]
+    return np.ascontiguousarray(pad_to_stride(np.stack(images), stride).transpose(0, 3, 1, 2))
+
+
+def test_onnx_runtime_matches_torch_at_several_sizes(exported, shared_data: Path) -> None:
+    model, path = exported
+    proto = onnx.load(str(path))
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert all(dim.dim_param and not dim.dim_value for i, dim in enumerate(dims) if i != 1), "batch/H/W dynamic"
+    assert proto.opset_import[0].version >= 17
+    backend = OnnxRuntimeBackend(path, threads=2)
+    assert backend.stride == model.stride and backend.config_name == model.config_name
+    for size in ((641, 479), (300, 200)):
+        batch = real_batch(shared_data, model.stride, size)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(batch))
+        actual = backend.run(batch)
+        for name in OUTPUT_NAMES:
+            assert actual[name].shape == tuple(expected[name].shape), name
+            error = np.abs(actual[name] - expected[name].numpy()).max()
+            assert error < 1e-3, f"{name} at {size}: ONNX Runtime differs from torch by {error}"
+
+
+def test_onnx_pipeline_matches_the_torch_pipeline(exported, shared_data: Path) -> None:
+    model, path = exported
+    frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    onnx_result = load_pipeline(str(path), working_size=(320, 240))(frame)
+    torch_result = pipeline_from_model(model, working_size=(320, 240))(frame)
+    assert np.abs(onnx_result.image.astype(int) - torch_result.image.astype(int)).max() <= 1
+    np.testing.assert_allclose(onnx_result.transmission, torch_result.transmission, atol=1e-3)
+    np.testing.assert_allclose(onnx_result.depth, torch_result.depth, atol=1e-3)
+
+
+def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path) -> None:
+    model = build("lite")
+    path = export_onnx(model, tmp_path / "lite_fp16.onnx", half=True)
+    backend = OnnxRuntimeBackend(path, threads=2)
+    assert backend.input_dtype == np.float16
+    batch = real_batch(shared_data, model.stride, (320, 240))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch))
+    actual = backend.run(batch)
+    for name in OUTPUT_NAMES:
+        assert actual[name].dtype == np.float32
+        assert np.abs(actual[name] - expected[name].numpy()).max() < 0.02, name
+
+
+def test_fixed_size_export_and_bad_files(tmp_path: Path) -> None:
+    model = build("lite")
+    with pytest.raises(ValueError, match="multiple of the stride"):
+        export_onnx(model, tmp_path / "bad.onnx", dynamic=False, example_size=(100, 100))
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(model, tmp_path / "bad.onnx", opset=11)
+    assert not list(tmp_path.iterdir()), "a failed export leaves no file behind"
+    with pytest.raises(ValueError, match="not a dgdehaze export"):
+        OnnxRuntimeBackend(WEIGHTS_DIR / "yolov8n_int8.onnx")
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        OnnxRuntimeBackend(truncated)
+    with pytest.raises(FileNotFoundError):
+        load_pipeline(str(tmp_path / "absent.onnx"))
