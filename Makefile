@@ -13,8 +13,13 @@ venv: $(VENV)/.ready
 test: venv
 	$(PY) -m pytest tests
 
+# The demo: the real dgdehaze_node replays the sample foggy-road bag shipped in data/demo; out/demo gets the report
+# (report.html), the output bag (bag/) with the node's outputs at the original stamps, and the figures table.
+DEMO_BAG := data/demo/foggy_road_night
 demo: venv
-	$(VENV)/bin/dgdehaze dehaze ../shared/data/hazy-real/urhi --method dcp --out out/demo
+	$(VENV)/bin/dgdehaze bag-eval $(DEMO_BAG) --image-topic /camera/image_raw/compressed \
+		--camera-info-topic /camera/camera_info --node --out out/demo --json out/demo_figures.json
+	@echo "demo report: out/demo/report.html"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -116,7 +118,7 @@ class BagEvaluation:
             "camera_info_topic": self.camera_info_topic, "mode": self.mode, "method": self.method,
             "backend": self.backend, "detector": self.detector, "frames_in_bag": self.frames_in_bag,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
-            "output_bag": self.output_bag, "notes": self.notes,
+            "output_bag": self.output_bag, "notes": self.notes, "machine": machine(),
             "figures": self.table(),
             "detection_median_depth": float(np.median(depths)) if depths else float("nan"),
             "per_frame": {
@@ -128,6 +130,13 @@ class BagEvaluation:
                 "detections_dehazed": [len(r.dehazed_detections) for r in self.records],
             },
         }
+
+
+def machine() -> dict[str, Any]:
+    """Where the timings were taken: CPU, core count and load (timings on a busy machine read high)."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "load_average_1min": load[0]}
 
 
 def _row(records: Sequence[FrameRecord], detections: Sequence[list[Detection]], density: Sequence[float],

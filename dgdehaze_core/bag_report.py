@@ -200,7 +200,9 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
                 ("detector", evaluation.detector or "none"),
                 ("frames", f"{len(evaluation.records)} evaluated of {evaluation.frames_in_bag} in the bag, "
                            f"{len(evaluation.skipped)} skipped"),
-                ("output bag", evaluation.output_bag)]
+                ("output bag", evaluation.output_bag),
+                ("machine", "{processor}, {cpu_count} CPUs, load {load_average_1min:.1f} at the end".format(
+                    **summary["machine"]))]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>dgdehaze bag evaluation</title><style>"
         "body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"

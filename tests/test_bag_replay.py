@@ -1,0 +1,58 @@
+"""`dgdehaze bag-eval --node`: a bag replayed through the real dgdehaze_node over DDS, its outputs recorded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or a ROS install)")
+
+from dgdehaze_core.cli import main  # noqa: E402
+from dgdehaze_core.rosbag_io import DETECTIONS_TYPE, IMAGE_TYPE, BagSource  # noqa: E402
+from test_bag_eval import read_all  # noqa: E402
+from test_bag_io import demo_frames, write_camera_bag  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.mark.slow
+def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_path: Path) -> None:
+    pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
+    frames = demo_frames(3, (320, 180))
+    stamps = write_camera_bag(tmp_path / "in", "sqlite3", frames, "jpeg")
+    out = tmp_path / "eval"
+    code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw",
+                 "--camera-info-topic", "/cam/camera_info", "--node", "--method", "dcp", "--out", str(out),
+                 "--no-progress", "--timeout", "30"])
+    assert code == 0, (out.parent / "eval.log")
+    with BagSource(out / "bag") as source:
+        topics = source.topics()
+    assert topics["/dgdehaze/image_dehazed"] == (IMAGE_TYPE, 3)
+    assert topics["/dgdehaze/depth"] == (IMAGE_TYPE, 3)
+    assert topics["/dgdehaze/detections"] == (DETECTIONS_TYPE, 3)
+    messages = read_all(out / "bag")
+    for name in ("image_dehazed", "depth", "detections", "camera_info"):
+        recorded = messages[f"/dgdehaze/{name}"]
+        assert [t for t, _ in recorded] == stamps, name
+        assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in recorded] == stamps, name
+        assert {m.header.frame_id for _, m in recorded} == {"camera_optical_frame"}
+    assert len(messages["/dgdehaze/haze_density"]) == 3
+    dehazed = messages["/dgdehaze/image_dehazed"][0][1]
+    assert (dehazed.encoding, dehazed.width, dehazed.height) == ("bgr8", 320, 180)
+    depth = messages["/dgdehaze/depth"][0][1]
+    assert depth.encoding == "32FC1" and np.isfinite(np.frombuffer(depth.data.tobytes(), "<f4")).any()
+    summary = (out / "summary.json").read_text()
+    assert '"mode": "node"' in summary
+    assert (out / "report.html").is_file() and (out / "node.log").is_file()
+
+
+def test_attach_without_a_running_node_fails_clearly_and_writes_nothing(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(1))
+    out = tmp_path / "eval"
+    code = main(["bag-eval", str(tmp_path / "in"), "--node", "--attach", "--node-name", "no_such_dgdehaze_node",
+                 "--no-detection", "--timeout", "1.5", "--out", str(out), "--no-progress"])
+    assert code == 2
+    assert "node /no_such_dgdehaze_node was not ready" in capsys.readouterr().err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["in"]
