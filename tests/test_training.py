@@ -1,0 +1,169 @@
+"""Training: haze synthesis and priors on real images, the loss falling, checkpoints, resume and bad input."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.data_paths import REPO_DIR
+from dgdehaze_core.image_io import ImageError
+from dgdehaze_core.models import load_model
+from dgdehaze_core.scattering import invert_scattering
+from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_validation
+from dgdehaze_core.training.priors import dcp_teacher
+from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
+from dgdehaze_core.training.trainer import Trainer
+
+SMOKE = REPO_DIR / "training" / "smoke.yaml"
+
+
+@pytest.fixture()
+def smoke_recipe(shared_data: Path):
+    return load_recipe(SMOKE)
+
+
+def _iterations(csv_path: Path) -> list[int]:
+    with open(csv_path, newline="") as handle:
+        return [int(row["iteration"]) for row in csv.DictReader(handle)]
+
+
+def test_synthetic_haze_follows_the_scattering_model(smoke_recipe) -> None:
+    trainer = Trainer(smoke_recipe, "unused", device="cpu")
+    clear = RandomCrops(smoke_recipe.clear, 64, 160, (1.0, 2.0), 0, "clear")
+    batch = torch.stack([clear[i] for i in range(4)])
+    haze = trainer.synthesize(batch)
+    depth, t, airlight = haze["depth"], haze["transmission"], haze["airlight"]
+    assert depth.amax(dim=(1, 2, 3)).allclose(torch.ones(4)) and depth.min() >= 0
+    beta = -torch.log(t) / depth.clamp_min(1e-3)
+    far = depth > 0.5
+    assert beta[far].min() >= 0.2 - 1e-3 and beta[far].max() <= 1.8 + 1e-3
+    assert (airlight >= 0.7 - 0.04 - 1e-6).all() and (airlight <= 1.0).all()
+    restored = invert_scattering(haze["hazy"], t, airlight, t_min=0.0)
+    assert torch.allclose(restored, batch, atol=1e-4)
+    assert (haze["hazy"] - batch).abs().mean() > 0.05
+
+
+def test_dcp_teacher_tracks_the_true_transmission(middlebury_scene) -> None:
+    image, depth = middlebury_scene
+    valid = np.isfinite(depth)
+    relative = np.where(valid, depth, np.nanmax(depth)) / np.nanmax(depth)
+    clear = torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255.0
+    true_t = torch.exp(-1.5 * torch.from_numpy(relative)[None, None].float())
+    hazy = clear * true_t + 0.9 * (1.0 - true_t)
+    teacher_t, teacher_a = dcp_teacher(hazy)
+    correlation = np.corrcoef(teacher_t[0, 0].numpy()[valid], true_t[0, 0].numpy()[valid])[0, 1]
+    assert correlation > 0.7
+    assert teacher_a.min() > 0.6 and teacher_a.max() <= 0.95
+
+
+def test_loss_falls_on_a_fixed_batch(smoke_recipe) -> None:
+    torch.set_num_threads(2)
+    trainer = Trainer(smoke_recipe, "unused", device="cpu")
+    clear = RandomCrops(smoke_recipe.clear, 64, 160, (1.0, 2.0), 0, "clear")
+    hazy = RandomCrops(smoke_recipe.hazy, 64, 160, (1.0, 2.0), 0, "hazy")
+    clear_batch = torch.stack([clear[i] for i in range(4)])
+    hazy_batch = torch.stack([hazy[i] for i in range(4)])
+    totals = []
+    for _ in range(20):
+        trainer.generator.manual_seed(0)  # the same synthetic haze every step
+        totals.append(trainer.step(clear_batch, hazy_batch)["total"])
+    assert np.isfinite(totals).all()
+    assert np.mean(totals[-5:]) < 0.75 * np.mean(totals[:3]), totals
+
+
+def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2"]
+    assert main(args + ["--iterations", "4"]) == 0
+    assert _iterations(out / "train.csv") == [1, 2, 3, 4]
+    assert main(args + ["--iterations", "4"]) == 2  # a fresh run never overwrites an existing one
+    exported = tmp_path / "weights.pt"
+    assert main(args + ["--iterations", "6", "--resume", "--export", str(exported)]) == 0
+    assert _iterations(out / "train.csv") == [1, 2, 3, 4, 5, 6]
+    assert _iterations(out / "val.csv").count(6) == 2  # the set and the mean
+    checkpoint = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["training"]["iteration"] == 6
+    model = load_model(exported)
+    assert model.config_name == "lite" and "training" not in torch.load(exported, weights_only=True)
+    assert torch.equal(model.state_dict()["dehazer.mix_gate"], checkpoint["state_dict"]["dehazer.mix_gate"])
+
+
+class _InterruptedTrainer(Trainer):
+    """Stops as Ctrl-C would, after `stop_at` iterations."""
+
+    stop_at = 3
+
+    def step(self, clear: torch.Tensor, real_hazy: torch.Tensor) -> dict[str, float]:
+        if self.iteration == self.stop_at:
+            raise KeyboardInterrupt
+        return super().step(clear, real_hazy)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    recipe = recipe_from_dict({"name": "r", "iterations": 5, "crop_size": 64, "batch_size": 2, "max_side": 128,
+                               "num_workers": 0, "checkpoint_every": 100, "net_depth_after": 2, "device": "cpu",
+                               "data": {"clear": [str(s.path) for s in smoke_recipe.clear],
+                                        "hazy": [str(s.path) for s in smoke_recipe.hazy]}}, tmp_path)
+    straight = Trainer(recipe, tmp_path / "straight")
+    straight.train(progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        _InterruptedTrainer(recipe, tmp_path / "broken").train(progress=False)
+    saved = torch.load(tmp_path / "broken" / "last.pt", map_location="cpu", weights_only=True)
+    assert saved["training"]["iteration"] == 3
+    resumed = Trainer(recipe, tmp_path / "broken", resume=True)
+    resumed.train(progress=False)
+    assert resumed.iteration == 5
+    for name, value in straight.model.state_dict().items():
+        assert torch.allclose(value.float(), resumed.model.state_dict()[name].float(), atol=1e-5), name
+
+
+def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ImageError, match="no images"):
+        collect_images([ImageSource(empty)], "clear")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        collect_images([ImageSource(tmp_path / "missing")], "hazy")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    cv2.imwrite(str(broken / "good.png"), np.full((80, 80, 3), 128, np.uint8))
+    (broken / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="bad.png"):
+        RandomCrops([ImageSource(broken)], 64, 128, (1.0, 1.0), 0, "clear")
+    paired = tmp_path / "paired"
+    (paired / "hazy").mkdir(parents=True)
+    (paired / "clear").mkdir()
+    cv2.imwrite(str(paired / "hazy" / "a_1.png"), np.zeros((40, 40, 3), np.uint8))
+    cv2.imwrite(str(paired / "clear" / "b.png"), np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(ValueError, match="a_1.png"):
+        load_validation([ImageSource(paired)], 64)
+    code = main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress",
+                 "--set", f"data.clear=[{empty}]"])
+    assert code == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"loss": {"dark_chanel": 1.0}}, "unknown loss"),
+    ({"loss": {"cycle": -1}}, "must be a number >= 0"),
+    ({"crop_size": 100}, "multiple of 16"),
+    ({"beta_indoor": [1.8, 0.6]}, "beta_indoor"),
+    ({"batch_sise": 4}, "unknown recipe field"),
+    ({"data": {"hazy": ["x"]}}, "'data.clear' must list"),
+    ({"val_output": "decoder"}, "val_output"),
+])
+def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str) -> None:
+    raw = {"name": "r", "iterations": 2, "data": {"clear": ["a"], "hazy": ["b"]}}
+    raw.update(change)
+    with pytest.raises(RecipeError, match=message):
+        recipe_from_dict(raw, tmp_path)
+
+
+def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        Trainer(smoke_recipe, tmp_path / "none", resume=True).train(progress=False)
