@@ -28,6 +28,10 @@ MODEL_CONFIGS: dict[str, Callable[[], tuple[DepthNet, DGHAT]]] = {
 
 CHECKPOINT_KEYS = ("config", "depth_guidance", "state_dict", "meta")
 
+# Checkpoints written before the trainer stored the torch version as a plain str hold a TorchVersion (a str
+# subclass); allowing it keeps `weights_only` loading (no arbitrary code) working for those files.
+torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
+
 __all__ = ["MODEL_CONFIGS", "DGDehazeNet", "DGHAT", "DepthNet", "build_model", "load_model", "save_checkpoint",
            "shipped_weights_path"]
 

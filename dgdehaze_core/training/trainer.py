@@ -206,7 +206,7 @@ class Trainer:
     def meta(self) -> dict[str, Any]:
         return {"recipe": self.recipe.name, "recipe_fields": self.recipe.as_dict(), "iterations": self.iteration,
                 "validation": self.best_validation, "best_iteration": self.best_iteration, "hardware": hardware_name(self.device),
-                "train_seconds": round(self.elapsed, 1), "commit": source_commit(), "torch": torch.__version__,
+                "train_seconds": round(self.elapsed, 1), "commit": source_commit(), "torch": str(torch.__version__),
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def save_last(self) -> Path:
