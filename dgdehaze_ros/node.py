@@ -5,7 +5,9 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
   `camera_info` (sensor_msgs/CameraInfo). QoS: `image_reliability`, history depth `image_qos_depth`.
 - out `~/image_dehazed` (Image, the input's encoding; bgr8 for compressed input), `~/depth` (32FC1, REP-117,
   NaN invalid, relative units), `~/camera_info` (the latest camera_info with the frame's header),
-  `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py), `~/haze_density` (std_msgs/Float32),
+  `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py; only for the frames the detector ran
+  on, every `detection_interval`-th, so each carries the header of the frame it describes),
+  `~/haze_density` (std_msgs/Float32),
   and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
 Every output carries the input's header (stamp and frame_id), except Float32 which has none.
 
@@ -38,6 +40,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header
 
 from dgdehaze_core.detection import Detector, DetectorUnavailable, median_depth
+from dgdehaze_core.detection_schedule import DetectionSchedule
 from dgdehaze_core.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_ros.conversions import (ImageConversionError, bgr8_to_image, compressed_to_bgr8, depth_to_image,
@@ -72,6 +75,7 @@ class DehazeNode(LifecycleNode):
         self._settings: NodeSettings | None = None
         self._pipeline: DehazePipeline | None = None
         self._detector: Detector | None = None
+        self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
         self._reload_note = ""
         self._pending_reloads: set[str] = set()
@@ -95,6 +99,7 @@ class DehazeNode(LifecycleNode):
             self._pipeline = None
             return TransitionCallbackReturn.FAILURE
         self._detector = self._load_detector(self._settings) if self._settings["detection_enabled"] else None
+        self._schedule = self._schedule_for(self._detector, self._settings)
         self._pending_reloads.clear()
         self._outputs = {
             "image": self.create_lifecycle_publisher(Image, "~/image_dehazed", OUTPUT_QOS),
@@ -123,6 +128,8 @@ class DehazeNode(LifecycleNode):
             image_sub = self.create_subscription(Image, "image", self._on_image, qos)
         info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self._inputs = [image_sub, info_sub]
+        if self._schedule is not None:
+            self._schedule.reset()
         self.worker.start()
         self.get_logger().info(f"active: listening on {image_sub.topic_name} "
                                f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
@@ -161,7 +168,7 @@ class DehazeNode(LifecycleNode):
         if self._diagnostics_pub is not None:
             self.destroy_publisher(self._diagnostics_pub)
         self._diagnostics_timer = self._diagnostics_pub = None
-        self._pipeline = self._detector = None
+        self._pipeline = self._detector = self._schedule = None
         self._camera_info = None
 
     # ---- parameters ------------------------------------------------------------------------------------------
@@ -180,6 +187,8 @@ class DehazeNode(LifecycleNode):
                     self._pending_reloads.add("detector")
                 if self._detector is not None:
                     self._apply_detector_settings(self._detector, settings)
+                if self._schedule is not None:
+                    self._schedule.interval = settings["detection_interval"]
         if "diagnostics_period" in changes and self._diagnostics_timer is not None:
             self._diagnostics_timer.timer_period_ns = int(settings["diagnostics_period"] * 1e9)
         return SetParametersResult(successful=True)
@@ -203,6 +212,10 @@ class DehazeNode(LifecycleNode):
         return detector
 
     @staticmethod
+    def _schedule_for(detector: Detector | None, settings: NodeSettings) -> DetectionSchedule | None:
+        return DetectionSchedule(detector, settings["detection_interval"]) if detector is not None else None
+
+    @staticmethod
     def _apply_detector_settings(detector: Detector, settings: NodeSettings) -> None:
         """Settings a running detector takes without reloading."""
         detector.conf, detector.iou, detector.max_det = settings["threshold"], settings["iou"], settings["max_det"]
@@ -224,7 +237,9 @@ class DehazeNode(LifecycleNode):
                 self._reload_note = f"pipeline reload failed, kept the previous one: {exc}"
                 self.get_logger().error(self._reload_note)
         if "detector" in pending and settings["detection_enabled"]:
-            self._detector = self._load_detector(settings) or self._detector
+            detector = self._load_detector(settings)
+            if detector is not None:
+                self._detector, self._schedule = detector, self._schedule_for(detector, settings)
 
     def _describe(self) -> str:
         pipeline = self._pipeline
@@ -243,7 +258,7 @@ class DehazeNode(LifecycleNode):
         started = time.perf_counter()
         waited_ms = (time.monotonic_ns() - frame.received_ns) / 1e6
         self._apply_reloads()
-        settings, pipeline, detector = self._settings, self._pipeline, self._detector
+        settings, pipeline, schedule = self._settings, self._pipeline, self._schedule
         if settings is None or pipeline is None:
             return
         msg = frame.msg
@@ -260,7 +275,8 @@ class DehazeNode(LifecycleNode):
             return
         begin = time.perf_counter()
         result = pipeline(bgr)
-        detections = detector(result.image) if detector is not None and settings["detection_enabled"] else None
+        scheduled = schedule(result.image) if schedule is not None and settings["detection_enabled"] else None
+        detections = scheduled.detections if scheduled is not None and scheduled.fresh else None
         inference_s = time.perf_counter() - begin
         self._publish(msg.header, encoding, original, result, detections, settings)
         done = time.perf_counter()

@@ -73,6 +73,8 @@ SPECS: tuple[ParameterSpec, ...] = (
                   reloads="pipeline"),
     ParameterSpec("publish_depth", True, "publish ~/depth (32FC1, REP-117: NaN invalid; relative units)"),
     ParameterSpec("detection_enabled", True, "run the detector on the dehazed frame and publish ~/detections"),
+    ParameterSpec("detection_interval", 1, "run the detector on every Nth frame and publish ~/detections for those "
+                  "frames only (dehazing and depth stay at the input rate)", int_range=(1, 100, 1)),
     ParameterSpec("detector_weights", "", "YOLO weights (.pt, .onnx or .engine); empty: the shipped offline "
                   "yolov8n_int8.onnx", reloads="detector"),
     ParameterSpec("threshold", 0.25, "detection confidence threshold", float_range=(0.0, 1.0)),
