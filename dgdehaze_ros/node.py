@@ -71,7 +71,6 @@ class DehazeNode(LifecycleNode):
 
     def __init__(self, node_name: str = "dgdehaze", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        declare_parameters(self)
         self._settings: NodeSettings | None = None
         self._pipeline: DehazePipeline | None = None
         self._detector: Detector | None = None
@@ -87,6 +86,7 @@ class DehazeNode(LifecycleNode):
         self._inputs: list[Any] = []
         self._diagnostics_pub = None
         self._diagnostics_timer = None
+        declare_parameters(self)  # after the attributes: a bad value raises here, and destroy_node still works
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("weights", "", "network weights file (.pt checkpoint or .onnx export); empty: the shipped "
                   "weights of `model`", reloads="pipeline"),
     ParameterSpec("backend", "auto", "inference backend of the network (auto: onnxruntime for .onnx, else torch)",
-                  ("auto", *BACKENDS), reloads="pipeline"),
+                  BACKENDS, reloads="pipeline"),
     ParameterSpec("device", "cpu", "device for the network and the detector: cpu, cuda, cuda:N",
                   reloads="pipeline"),
     ParameterSpec("half", False, "fp16 inference for the network and the detector", reloads="pipeline"),

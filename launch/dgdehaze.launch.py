@@ -1,0 +1,85 @@
+"""Launch dgdehaze_node, the dehazing lifecycle node, with its parameters from a YAML file.
+
+    ros2 launch dgdehaze dgdehaze.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
+    ros2 launch dgdehaze dgdehaze.launch.py namespace:=front image:=/front/image_raw/compressed \
+        input_transport:=compressed model:=lite backend:=tensorrt params_file:=/path/to/my_dgdehaze.yaml
+
+All tuning lives in `params_file` (default: share/dgdehaze/config/dgdehaze.yaml). The launch arguments `model`,
+`backend`, `image_reliability`, `input_transport` and `autostart` override the file when they are not empty.
+With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager):
+configure loads the models and builds engines, activate subscribes and publishes.
+Outputs are under the node: /<namespace>/<node_name>/{image_dehazed,depth,camera_info,detections,haze_density}.
+"""
+from __future__ import annotations
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode
+
+PACKAGE = "dgdehaze"
+
+OVERRIDES = {
+    "model": "dehazing method: dcp, lite or base",
+    "backend": "network backend: auto, torch, onnxruntime or tensorrt",
+    "image_reliability": "input QoS reliability: reliable, best_effort or system_default",
+    "input_transport": "raw (sensor_msgs/Image on `image`) or compressed (CompressedImage on `image`/compressed)",
+    "autostart": "true: configure and activate at start; false: wait for a lifecycle manager",
+}
+"""Launch arguments that override the parameter of the same name when given (empty: keep params_file's value)."""
+
+
+def _parameter_overrides(context: LaunchContext) -> dict[str, str | bool]:
+    overrides: dict[str, str | bool] = {}
+    for name in OVERRIDES:
+        value = LaunchConfiguration(name).perform(context).strip()
+        if name == "autostart" and value:
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"autostart must be true or false, got {value!r}")
+            overrides[name] = value.lower() == "true"
+        elif value:
+            overrides[name] = value
+    return overrides
+
+
+def _launch_setup(context: LaunchContext) -> list[LifecycleNode]:
+    image = LaunchConfiguration("image").perform(context).strip()
+    image_topic = image.removesuffix("/compressed")  # image_transport naming: <topic> and <topic>/compressed
+    node = LifecycleNode(
+        package=PACKAGE,
+        executable="dgdehaze_node",
+        name=LaunchConfiguration("node_name"),
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file"), _parameter_overrides(context)],
+        remappings=[
+            ("image", image_topic),
+            ("image/compressed", f"{image_topic}/compressed"),
+            ("camera_info", LaunchConfiguration("camera_info")),
+        ],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    )
+    return [node]
+
+
+def generate_launch_description() -> LaunchDescription:
+    default_params = os.path.join(get_package_share_directory(PACKAGE), "config", "dgdehaze.yaml")
+    arguments = [
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
+        DeclareLaunchArgument("node_name", default_value="dgdehaze", description="name of the node"),
+        DeclareLaunchArgument("image", default_value="/camera/image_raw",
+                              description="input image topic; with input_transport:=compressed the node "
+                                          "subscribes to <image>/compressed (either name may be given)"),
+        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
+                              description="input sensor_msgs/CameraInfo topic"),
+        DeclareLaunchArgument("params_file", default_value=default_params,
+                              description="YAML file with the node's parameters (under `/**: ros__parameters:`)"),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
+    ]
+    arguments += [DeclareLaunchArgument(name, default_value="", description=f"{text} (empty: from params_file)")
+                  for name, text in OVERRIDES.items()]
+    return LaunchDescription([*arguments, OpaqueFunction(function=_launch_setup)])

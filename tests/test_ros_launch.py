@@ -1,0 +1,157 @@
+"""launch/dgdehaze.launch.py, config/dgdehaze.yaml and their installation.
+
+launch/launch_ros are not on PyPI, so here the launch file is checked as source (it compiles, declares the
+arguments users pass, overrides only declared parameters); where launch_ros exists it is also built. The YAML is
+loaded by the real node through rclpy's `--params-file`, exactly as `ros2 launch` hands it over.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import py_compile
+import xml.etree.ElementTree as ElementTree
+from distutils.core import run_setup
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.exceptions import ParameterException  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from dgdehaze_ros.node import DehazeNode  # noqa: E402
+from dgdehaze_ros.parameters import SPEC_BY_NAME, SPECS, check_values  # noqa: E402
+from ros_harness import DOMAIN_ID  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = ROOT / "launch" / "dgdehaze.launch.py"
+CONFIG_FILE = ROOT / "config" / "dgdehaze.yaml"
+LAUNCH_ARGUMENTS = {"namespace", "image", "camera_info", "params_file", "backend", "model", "image_reliability",
+                    "input_transport", "autostart"}
+
+
+def shipped_parameters() -> dict[str, object]:
+    document = yaml.safe_load(CONFIG_FILE.read_text())
+    assert list(document) == ["/**"] and list(document["/**"]) == ["ros__parameters"]
+    return document["/**"]["ros__parameters"]
+
+
+def launch_source() -> ast.Module:
+    return ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+
+
+def test_the_launch_file_compiles_and_declares_the_arguments_users_pass() -> None:
+    py_compile.compile(str(LAUNCH_FILE), doraise=True)
+    tree = launch_source()
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+    imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert ("launch_ros.actions", "LifecycleNode") in imports
+    assert ("ament_index_python.packages", "get_package_share_directory") in imports
+    declared = {call.args[0].value for call in ast.walk(tree)
+                if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"
+                and call.args and isinstance(call.args[0], ast.Constant)}
+    overrides = next(ast.literal_eval(n.value) for n in tree.body
+                     if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "OVERRIDES")
+    assert LAUNCH_ARGUMENTS <= declared | set(overrides), LAUNCH_ARGUMENTS - declared - set(overrides)
+    assert set(overrides) <= set(SPEC_BY_NAME), "a launch argument overrides an undeclared parameter"
+    assert "dgdehaze_node" in LAUNCH_FILE.read_text()
+
+
+def test_the_launch_description_builds_where_launch_ros_is_installed() -> None:
+    pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI; needs a ROS 2 install")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dgdehaze_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = {a.name for a in description.get_launch_arguments()}
+    assert LAUNCH_ARGUMENTS <= names
+
+
+def test_the_config_names_every_parameter_with_its_default_and_valid_values() -> None:
+    values = shipped_parameters()
+    assert set(values) == set(SPEC_BY_NAME), set(values) ^ set(SPEC_BY_NAME)
+    for spec in SPECS:
+        value = values[spec.name]
+        if isinstance(spec.default, Parameter.Type):
+            assert value == [], f"{spec.name}: an unset array is written as []"
+            continue
+        assert type(value) is type(spec.default), f"{spec.name}: {value!r} is not a {type(spec.default).__name__}"
+        assert value == spec.default, f"{spec.name}: the config says {value!r}, the node's default is {spec.default!r}"
+        if spec.int_range is not None:
+            assert spec.int_range[0] <= value <= spec.int_range[1]
+        if spec.float_range is not None:
+            assert spec.float_range[0] <= value <= spec.float_range[1]
+    assert check_values(values) is None
+    for line in CONFIG_FILE.read_text().splitlines():
+        if line.startswith("    ") and ":" in line:
+            assert "#" in line, f"no comment on {line.strip()!r}"
+
+
+@pytest.fixture()
+def ros_context() -> Context:
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def test_the_node_configures_from_the_shipped_config_under_any_name_and_a_later_file_overrides_it(
+        ros_context: Context, tmp_path: Path) -> None:
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "detection_interval": 5, "image_reliability": "reliable", "threshold": 0.4, "classes": ["car", "person"]}}}))
+    node = DehazeNode("front_dehaze", namespace="/robot1", context=ros_context,
+                      cli_args=["--ros-args", "--params-file", str(CONFIG_FILE), "--params-file", str(override),
+                                "-p", "model:=dcp"])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        shipped = shipped_parameters()
+        changed = {"detection_interval": 5, "image_reliability": "reliable", "threshold": 0.4, "model": "dcp"}
+        for name, value in {**shipped, **changed}.items():
+            if name == "classes":
+                continue
+            actual = node.get_parameter(name).value
+            assert actual == value or (isinstance(value, float) and math.isclose(actual, value)), name
+        assert list(node.get_parameter("classes").value) == ["car", "person"]
+    finally:
+        node.destroy_node()
+
+
+def test_an_out_of_range_value_in_a_params_file_is_refused_at_start(ros_context: Context, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"detection_interval": 0}}}))
+    with pytest.raises(ParameterException, match="detection_interval"):
+        DehazeNode("dgdehaze", context=ros_context, cli_args=["--ros-args", "--params-file", str(bad)])
+
+
+def test_the_package_installs_the_launch_and_config_files_and_depends_on_what_they_import() -> None:
+    package = ElementTree.parse(ROOT / "package.xml").getroot()
+    assert package.tag == "package" and package.get("format") == "3"
+    assert package.findtext("name") == "dgdehaze"
+    assert package.findtext("export/build_type") == "ament_python"
+    exec_depends = {e.text for e in package.findall("exec_depend")}
+    assert {"rclpy", "launch", "launch_ros", "ament_index_python", "lifecycle_msgs", "sensor_msgs",
+            "diagnostic_msgs", "vision_msgs"} <= exec_depends, exec_depends
+
+    distribution = run_setup(str(ROOT / "setup.py"), stop_after="init")
+    data_files = dict(distribution.data_files)
+    assert data_files["share/dgdehaze/launch"] == ["launch/dgdehaze.launch.py"]
+    assert "config/dgdehaze.yaml" in data_files["share/dgdehaze/config"]
+    assert data_files["share/dgdehaze"] == ["package.xml"]
+    assert (ROOT / "resource" / "dgdehaze").is_file()
+    for files in data_files.values():
+        assert files and all((ROOT / f).is_file() for f in files)
+    scripts = distribution.entry_points["console_scripts"]
+    assert "dgdehaze_node = dgdehaze_ros.node:main" in scripts, "the launch file starts executable dgdehaze_node"
+    assert "install_scripts=$base/lib/dgdehaze" in (ROOT / "setup.cfg").read_text(), \
+        "ros2 launch finds executables in lib/<package>"
