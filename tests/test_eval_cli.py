@@ -110,3 +110,40 @@ def test_a_trained_model_runs_through_every_measure(shared_data: Path, sots_pair
     rows = json.loads(out.read_text())
     assert "quality/net" in rows and "depth/net@t0.45" in rows and "haze/net" in rows
     assert 0.0 <= rows["depth/net@t0.45"]["delta1"] <= 1.0
+
+
+def test_subset_rows_beside_the_whole_set_and_include(sots_pairs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "subset.json"
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy", "--subset", "dense=*_7.png",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert list(rows) == ["sots4/hazy", "sots4:dense/hazy"]
+    assert rows["sots4/hazy"]["pairs"] == 2 and rows["sots4:dense/hazy"]["pairs"] == 1
+    dense = psnr(read_image(sots_pairs / "hazy" / "1400_7.png"), read_image(sots_pairs / "clear" / "1400.png"))
+    assert rows["sots4:dense/hazy"]["psnr"] == pytest.approx(dense)
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy", "--include", "*_2.png",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["hazy"]["pairs"] == 1
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy", "--include", "1999_*"]) == 2
+    assert "no image in" in capsys.readouterr().err
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy", "--subset", "a/b=*"]) == 2
+    assert "NAME=GLOB" in capsys.readouterr().err
+
+
+def test_a_method_dehazes_each_distinct_frame_once():
+    import numpy as np
+
+    from dgdehaze_core.evaluation.methods import Method, MethodSpec
+
+    calls = []
+    reference = Method(MethodSpec("hazy", "hazy"), None)
+
+    def run(frame):
+        calls.append(frame.copy())
+        return reference.dehaze(frame)
+
+    method = Method(MethodSpec("counted", "counted"), run)
+    first, second = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4, 3), np.uint8)
+    assert method.dehaze(first) is method.dehaze(first.copy())
+    method.dehaze(second)
+    assert len(calls) == 2

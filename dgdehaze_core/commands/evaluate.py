@@ -8,7 +8,13 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
   scaling, on the clear image and on haze synthesized from the true depth at three densities;
 - haze: folders of real hazy photos (and the hazy/ of a paired set when named with --dataset): FADE and
   dark-channel density of the input and of each output.
-Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated.
+Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated. --include keeps only
+the images whose file name matches one of its globs (a pair by its hazy image, a depth sample by its name
+DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
+  dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
+--subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
+run (each image is dehazed once):
+  dgdehaze eval --dataset ../shared/data/paired/sots-indoor --subset held-out='143?_*,144?_*'
 
 Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets and by
 `MEASURE/` when several measures run; --json writes the same rows with the same column names.
@@ -16,10 +22,11 @@ Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from dgdehaze_core.data_paths import shared_data_dir
 from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
@@ -36,6 +43,7 @@ from dgdehaze_core.image_io import list_images
 from dgdehaze_core.paired_dataset import find_pairs, is_paired_set
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MEASURES = ("quality", "detection", "depth", "haze")
 LABELS_FOLDER = "labels-voc"
@@ -74,7 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--imgsz", type=int, default=640, help="detector input size")
     parser.add_argument("--conf", type=float, default=CONFIDENCE,
                         help="confidence for reference detections and for P/R/F1 (default 0.25)")
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N images of each set (0: all)")
+    parser.add_argument("--include", action="append", default=None, metavar="GLOB",
+                        help="keep only images whose file name matches GLOB (repeatable; see above)")
+    parser.add_argument("--subset", action="append", default=None, metavar="NAME=GLOB[,GLOB]",
+                        help="also report the images matching these globs as set DATASET:NAME (repeatable)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="use only the first N images of each set, after --include (0: all)")
     parser.set_defaults(func=run)
 
 
@@ -157,23 +170,61 @@ def _detector(args: argparse.Namespace) -> Callable:
     return Detector(args.detector, imgsz=args.imgsz, conf=AP_SCORE_FLOOR, max_det=300)
 
 
+def parse_subsets(items: list[str] | None) -> dict[str, list[str]]:
+    """['held-out=143?_*,144?_*'] -> {'held-out': ['143?_*', '144?_*']}; ValueError for malformed ones."""
+    subsets: dict[str, list[str]] = {}
+    for item in items or []:
+        name, _, text = (part.strip() for part in item.partition("="))
+        globs = [glob.strip() for glob in text.split(",") if glob.strip()]
+        if not name or not globs or any(c in name for c in "/:"):
+            raise ValueError(f"--subset {item!r}: write NAME=GLOB[,GLOB...] with a NAME free of '/' and ':'")
+        if name in subsets:
+            raise ValueError(f"--subset {name!r} is given twice")
+        subsets[name] = globs
+    return subsets
+
+
+def _matching(items: list[T], name: Callable[[T], str], globs: list[str], option: str, where: Path) -> list[T]:
+    kept = [item for item in items if any(fnmatch.fnmatch(name(item), glob) for glob in globs)]
+    if not kept:
+        raise ValueError(f"no image in {where} matches {option} {' '.join(globs)}")
+    return kept
+
+
+def select(items: list[T], name: Callable[[T], str], where: Path, args: argparse.Namespace,
+           subset: list[str] | None) -> list[T]:
+    """`items` whose name matches one of --include (all without it) and of `subset`, the first --limit of them."""
+    if args.include:
+        items = _matching(items, name, args.include, "--include", where)
+    if subset:
+        items = _matching(items, name, subset, "--subset", where)
+    return items[:args.limit or None]
+
+
 def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: argparse.Namespace,
-                 detector: Callable | None) -> dict[str, dict[str, object]]:
-    limit = args.limit or None
-    label = f"{measure} {dataset.name}"
+                 detector: Callable | None, subset: list[str] | None = None) -> dict[str, dict[str, object]]:
+    label = f"{measure} {dataset.name}" + (f" {','.join(subset)}" if subset else "")
+    where = dataset.path
+
+    def chosen(items: list[T], name: Callable[[T], str], folder: Path = where) -> list[T]:
+        return select(items, name, folder, args, subset)
+
     if measure == "quality":
-        return evaluate_quality(find_pairs(dataset.path)[:limit], quality_methods(methods), label)
+        pairs = chosen(find_pairs(where), lambda pair: pair.hazy.name)
+        return evaluate_quality(pairs, quality_methods(methods), label)
     if measure == "detection":
-        if is_paired_set(dataset.path):
-            return evaluate_recovery(find_pairs(dataset.path)[:limit], methods, detector, args.conf, label)
-        return evaluate_labelled(labelled_images(dataset.path, LABELS_FOLDER)[:limit], methods, detector,
-                                 args.conf, label)
+        if is_paired_set(where):
+            pairs = chosen(find_pairs(where), lambda pair: pair.hazy.name)
+            return evaluate_recovery(pairs, methods, detector, args.conf, label)
+        labelled = chosen(labelled_images(where, LABELS_FOLDER), lambda item: item.image.name)
+        return evaluate_labelled(labelled, methods, detector, args.conf, label)
     if measure == "depth":
-        depth_set = load_depth_set(dataset.path)
-        depth_set.samples = depth_set.samples[:limit]
+        depth_set = load_depth_set(where)
+        depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
         return evaluate_depth(depth_set, methods, label)
-    folder = dataset.path / "hazy" if is_paired_set(dataset.path) else dataset.path
-    return evaluate_haze(list_images(folder)[:limit], haze_methods(methods), label)
+    folder = where / "hazy" if is_paired_set(where) else where
+    return evaluate_haze(chosen(list_images(folder), lambda path: path.name, folder), haze_methods(methods),
+                         label)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--limit must be >= 0")
     if not 0.0 < args.conf <= 1.0:
         raise ValueError(f"--conf must lie in (0, 1], got {args.conf}")
+    subsets = parse_subsets(args.subset)
     measures = parse_measures(args.measure)
     datasets = datasets_for(measures, args.dataset)
     methods = [load_method(spec) for spec in _method_specs(args.method)]
@@ -189,15 +241,17 @@ def run(args: argparse.Namespace) -> int:
     for measure in measures:
         table: dict[str, dict[str, object]] = {}
         for dataset in datasets[measure]:
-            try:
-                result = _measure_one(measure, dataset, methods, args, detector)
-            except ValueError as exc:
-                if args.dataset:
-                    raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
-                LOG.warning("%s on %s left out: %s", measure, dataset.name, exc)
-                continue
-            prefix = f"{dataset.name}/" if len(datasets[measure]) > 1 else ""
-            table.update({prefix + key: value for key, value in result.items()})
+            for subset_name, globs in [(None, None), *subsets.items()]:
+                set_name = dataset.name if subset_name is None else f"{dataset.name}:{subset_name}"
+                try:
+                    result = _measure_one(measure, dataset, methods, args, detector, globs)
+                except ValueError as exc:
+                    if args.dataset:
+                        raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
+                    LOG.warning("%s on %s left out: %s", measure, set_name, exc)
+                    continue
+                prefix = f"{set_name}/" if len(datasets[measure]) > 1 or subsets else ""
+                table.update({prefix + key: value for key, value in result.items()})
         if not table:
             raise ValueError(f"the {measure} measure produced no figures (see the warnings above)")
         emit(table, TITLES[measure])

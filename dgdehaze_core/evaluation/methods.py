@@ -9,9 +9,10 @@ file stem).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +27,8 @@ LOG = logging.getLogger(__name__)
 HAZY = "hazy"
 CLEAR = "clear"
 REFERENCE_SOURCES = (HAZY, CLEAR)
+CACHED_FRAMES = 64
+"""Results a method keeps (by frame content), so measures run together over one set dehaze each image once."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Method:
 
     spec: MethodSpec
     run: Callable[[np.ndarray], DehazeResult] | None
+    _results: OrderedDict[bytes, DehazeResult] = field(default_factory=OrderedDict, repr=False)
 
     @property
     def name(self) -> str:
@@ -57,15 +61,32 @@ class Method:
         return self.run is not None
 
     def dehaze(self, hazy: np.ndarray) -> DehazeResult:
-        """The method's result on `hazy`; `hazy` returns the input unchanged (depth all NaN)."""
+        """The method's result on `hazy`; `hazy` returns the input unchanged (depth all NaN).
+
+        The results of the last CACHED_FRAMES distinct frames are reused (callers must not modify them).
+        """
         if self.run is not None:
-            return self.run(hazy)
+            key = _frame_key(hazy)
+            result = self._results.get(key)
+            if result is None:
+                result = self.run(hazy)
+                self._results[key] = result
+                if len(self._results) > CACHED_FRAMES:
+                    self._results.popitem(last=False)
+            else:
+                self._results.move_to_end(key)
+            return result
         if self.spec.source == HAZY:
             height, width = hazy.shape[:2]
             return DehazeResult(image=hazy, depth=np.full((height, width), np.nan, np.float32),
                                 transmission=np.ones((height, width), np.float32),
                                 airlight=np.full(3, np.nan, np.float32), haze_density=haze_density(hazy))
         raise ValueError(f"method {self.name!r} ({self.spec.source}) does not dehaze a hazy frame")
+
+
+def _frame_key(frame: np.ndarray) -> bytes:
+    header = f"{frame.shape}{frame.dtype}".encode()
+    return header + hashlib.blake2b(np.ascontiguousarray(frame).tobytes(), digest_size=16).digest()
 
 
 def parse_methods(text: str) -> list[MethodSpec]:
