@@ -13,13 +13,18 @@ from dgdehaze_core.scattering import synthesize_haze
 
 
 def measure(step: Callable[[], object], *, warmup: int = 3, repeats: int = 30,
-            min_seconds: float = 0.0) -> dict[str, float]:
-    """Run `step` `warmup` times untimed, then at least `repeats` times (and `min_seconds`), timing each call."""
+            min_seconds: float = 0.0, max_seconds: float | None = None) -> dict[str, float]:
+    """Run `step` `warmup` times untimed, then at least `repeats` times (and `min_seconds`), timing each call.
+
+    max_seconds: stop timing once this much time has passed, after at least 3 timed runs (slow rows on a small
+    CPU); `runs` in the result says how many were timed."""
     for _ in range(warmup):
         step()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - start < min_seconds:
+        if max_seconds is not None and len(times) >= 3 and time.perf_counter() - start >= max_seconds:
+            break
         begin = time.perf_counter()
         step()
         times.append(time.perf_counter() - begin)

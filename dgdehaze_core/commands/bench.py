@@ -1,52 +1,137 @@
-"""`dgdehaze bench [TARGET ...]`: latency and FPS of each method side by side in one run, with ratios to DCP."""
+"""`dgdehaze bench [TARGET ...]`: latency and FPS side by side in one run, with ratios to DCP.
+
+    dgdehaze bench                                  # dcp, lite, base, detector, chain at 640x480 and 1280x720
+    dgdehaze bench model --config lite              # one network on every backend available here (issue #3)
+    dgdehaze bench lite --backends onnxruntime --sizes 640x480 --json lite.json
+    dgdehaze bench detector --imgsz 640,480,320     # shipped int8 vs dynamic int8 vs float, detections kept
+    dgdehaze bench chain --detect-every 1,3         # dehaze + depth + detection per frame, as the node does
+    dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
+
+Rows and figures are described in dgdehaze_core/network_benchmark.py and detector_benchmark.py.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import cv2
 
-from dgdehaze_core.benchmark import hazy_test_frame, measure, parse_size
+from dgdehaze_core.benchmark import parse_size
 from dgdehaze_core.figures_table import emit
-from dgdehaze_core.pipeline import load_pipeline
 
 LOG = logging.getLogger(__name__)
 
-TARGETS = ("dcp",)
+NETWORK_TARGETS = ("lite", "base")
+TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "node")
+DEFAULT_TARGETS = ("dcp", *NETWORK_TARGETS, "detector", "chain")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="measure latency and FPS on this machine")
+    parser = subparsers.add_parser("bench", help="measure latency and FPS on this machine",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", metavar="TARGET",
-                        help=f"what to measure, of {', '.join(TARGETS)} (default: all)")
+                        help=f"what to measure, of {', '.join(TARGETS)} (default: {' '.join(DEFAULT_TARGETS)}; "
+                             f"`model` means the networks named by --config)")
+    parser.add_argument("--config", action="append", choices=NETWORK_TARGETS,
+                        help="network(s) for the `model` target (repeatable; default: lite and base)")
     parser.add_argument("--sizes", default="640x480,1280x720", help="comma-separated WIDTHxHEIGHT list")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="network runtimes to try; those unavailable here are skipped with a log line")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per row")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for OpenCV (0: library default)")
+    parser.add_argument("--max-seconds", type=float, default=60.0,
+                        help="stop timing a row after this long (at least 3 runs); 0: no cap")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for OpenCV, torch and ONNX Runtime (0: each library's default)")
+    parser.add_argument("--imgsz", type=_int_list, default=[640, 480, 320], help="detector input sizes")
+    parser.add_argument("--detect-every", type=_int_list, default=[1, 3],
+                        help="chain: detection intervals to measure (frames)")
+    parser.add_argument("--chain-model", default="lite", choices=NETWORK_TARGETS, help="chain: the network")
+    parser.add_argument("--chain-backend", default="auto", help="chain: the network's backend (auto picks)")
+    parser.add_argument("--node-model", default="lite", help="node: the node's `model` parameter")
+    parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second")
+    parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row")
+    parser.add_argument("--node-reliability", default="best_effort", help="node: image_reliability")
+    parser.add_argument("--node-detection", action="store_true", help="node: run the detector too")
     parser.add_argument("--json", type=str, default=None, help="also write the table to this JSON file")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.repeats < 1:
-        raise ValueError("--repeats must be at least 1")
-    if args.threads < 0:
-        raise ValueError("--threads must be >= 0")
+def _targets(args: argparse.Namespace) -> list[str]:
     unknown = sorted(set(args.targets) - set(TARGETS))
     if unknown:
         raise ValueError(f"unknown bench targets {unknown}; known: {', '.join(TARGETS)}")
-    args.targets = args.targets or list(TARGETS)
-    if args.threads:
-        cv2.setNumThreads(args.threads)
+    targets = list(args.targets or DEFAULT_TARGETS)
+    if "model" in targets:
+        targets.remove("model")
+        targets.extend(c for c in (args.config or NETWORK_TARGETS) if c not in targets)
+    elif args.config:
+        raise ValueError("--config belongs to the `model` target: `dgdehaze bench model --config lite`")
+    return targets
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.repeats < 1:
+        raise ValueError("--repeats must be at least 1")
+    if args.threads < 0 or args.max_seconds < 0:
+        raise ValueError("--threads and --max-seconds must be >= 0")
+    unknown = sorted(set(args.backends.split(",")) - set(BACKENDS))
+    if unknown:
+        raise ValueError(f"unknown backends {unknown}; known: {', '.join(BACKENDS)}")
+    if any(v % 32 or not 32 <= v <= 4096 for v in args.imgsz):
+        raise ValueError(f"--imgsz values must be multiples of 32 in [32, 4096], got {args.imgsz}")
+    if any(v < 1 for v in args.detect_every):
+        raise ValueError(f"--detect-every values must be at least 1, got {args.detect_every}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    targets = _targets(args)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
+    if args.threads:
+        import torch
+
+        cv2.setNumThreads(args.threads)
+        torch.set_num_threads(args.threads)
+    from dgdehaze_core import network_benchmark as nb
+
+    settings = nb.BenchSettings(repeats=args.repeats, max_seconds=args.max_seconds or None,
+                                threads=args.threads or None)
+    frames = nb.hazy_frames(sizes)
     table: dict[str, dict[str, float]] = {}
-    for width, height in sizes:
-        frame = hazy_test_frame(width, height)
-        baseline = None
-        if "dcp" in args.targets:
-            dcp = load_pipeline("dcp")
-            row = measure(lambda: dcp(frame), repeats=args.repeats)
-            baseline = row["latency_ms_median"]
-            table[f"dcp@{width}x{height}"] = {**row, "ratio_to_dcp": 1.0}
-        LOG.debug("measured %dx%d against baseline %s", width, height, baseline)
-    emit(table, title=f"dgdehaze bench (threads: {args.threads or 'default'})", json_path=args.json)
+    networks = [t for t in targets if t in NETWORK_TARGETS]
+    dcp_rows = nb.bench_dcp(frames, settings) if {"dcp", "chain", *networks} & set(targets) else {}
+    table.update(dcp_rows)
+    if networks:
+        peak = nb.peak_gmac_per_s(settings)
+        variants = nb.available_variants(args.backends.split(","), args.device)
+        for config in networks:
+            table.update(nb.bench_network(config, variants, frames, dcp_rows, peak, settings))
+        table["cpu-peak/torch-matmul"] = {"gmac_per_s": peak}
+    if "detector" in targets:
+        from dgdehaze_core.detector_benchmark import bench_detector
+
+        table.update(bench_detector(args.imgsz, frames[sizes[0]], settings))
+    if "chain" in targets:
+        size = sizes[0]
+        table.update(nb.bench_chain(args.chain_model, args.chain_backend, args.device, args.detect_every,
+                                    frames[size], dcp_rows.get(f"dcp@{size[0]}x{size[1]}"), settings))
+    if "node" in targets:
+        from dgdehaze_ros.node_benchmark import run_node_benchmark
+
+        for width, height in sizes:
+            table.update(run_node_benchmark(args.node_model, width, height, args.node_rate, args.node_seconds,
+                                            args.node_reliability, args.node_detection))
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    emit(table, title=f"dgdehaze bench ({os.cpu_count()} CPUs, load average {load}; threads: "
+                      f"{args.threads or 'default'})", json_path=args.json)
     return 0

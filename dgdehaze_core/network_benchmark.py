@@ -1,0 +1,206 @@
+"""Benchmark rows for the dehazing networks and the node's per-frame chain, measured side by side in one run.
+
+Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdehaze bench` prints:
+- every row: `latency_ms_median`, `latency_ms_p95`, `fps` (1000 / median) and `ratio_to_dcp` (this row's median
+  over the dark channel prior's median at the same size in the same run: 2.0 means twice as slow as DCP);
+- network rows also `network_ms_median` (the runtime's `run` alone, without colour conversion, padding and
+  cropping), `gmacs` (MACs of one forward pass at the padded size), `gmac_per_s` (gmacs / network time) and
+  `pct_of_peak` (gmac_per_s against `peak_gmac_per_s()`, a large fp32 matrix product measured in the same run on
+  the same threads: how much of what this CPU can do the network gets).
+
+The networks are freshly initialised (seed 0): latency does not depend on the weights' values, and a fresh
+model's ONNX export is cached across runs under the same key.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from dgdehaze_core.backends import InferenceBackend
+from dgdehaze_core.backends.selection import BackendUnavailable, choose_backend
+from dgdehaze_core.benchmark import measure
+from dgdehaze_core.detection import Detector, median_depth
+from dgdehaze_core.detection_schedule import DetectionSchedule
+from dgdehaze_core.models import DGDehazeNet, build_model
+from dgdehaze_core.models.complexity import count_macs
+from dgdehaze_core.pipeline import DehazePipeline, load_pipeline, pipeline_from_model
+
+LOG = logging.getLogger(__name__)
+
+Row = dict[str, float]
+
+PEAK_MATRIX = 2048
+"""Side of the square fp32 matrices whose product measures the CPU's attainable MAC rate."""
+
+
+@dataclass(frozen=True)
+class RuntimeVariant:
+    """One way to run a network: backend name, device and precision, and the row label it gets."""
+
+    backend: str
+    device: str
+    half: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}-fp16" if self.half else self.backend
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What every measurement shares: timed runs per row, a time cap per row, and threads (None: default)."""
+
+    repeats: int = 30
+    max_seconds: float | None = 60.0
+    threads: int | None = None
+
+    def measure(self, step: Callable[[], object], warmup: int = 2) -> Row:
+        return measure(step, warmup=warmup, repeats=self.repeats, max_seconds=self.max_seconds)
+
+
+def available_variants(backends: Sequence[str], device: str = "auto") -> list[RuntimeVariant]:
+    """The requested backends that can run here: each in fp32, and in fp16 where it runs on CUDA.
+
+    A backend that cannot run (no TensorRT, no GPU provider) is skipped with a log line saying why."""
+    variants: list[RuntimeVariant] = []
+    for name in backends:
+        try:
+            choice = choose_backend(name, device)
+        except BackendUnavailable as exc:
+            LOG.info("bench skips %s: %s", name, exc)
+            continue
+        if choice.name != name:
+            LOG.info("bench skips %s: it would run as %s here", name, choice.name)
+            continue
+        variants.append(RuntimeVariant(name, choice.device, False))
+        if choice.device.startswith("cuda"):
+            variants.append(RuntimeVariant(name, choice.device, True))
+        else:
+            LOG.info("bench runs %s in fp32 only: fp16 is for CUDA devices", name)
+    return variants
+
+
+def peak_gmac_per_s(settings: BenchSettings) -> float:
+    """GMAC/s of a large fp32 matrix product with torch on this CPU's current threads."""
+    left = torch.rand(PEAK_MATRIX, PEAK_MATRIX)
+    right = torch.rand(PEAK_MATRIX, PEAK_MATRIX)
+    row = measure(lambda: torch.mm(left, right), warmup=2, repeats=10, max_seconds=settings.max_seconds)
+    return PEAK_MATRIX ** 3 / (row["latency_ms_median"] / 1000.0) / 1e9
+
+
+class TimedRuntime:
+    """An inference backend that records how long each `run` takes (the network alone, inside a pipeline)."""
+
+    def __init__(self, runtime: InferenceBackend) -> None:
+        self.runtime = runtime
+        self.name = runtime.name
+        self.stride = runtime.stride
+        self.seconds: list[float] = []
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        begin = time.perf_counter()
+        outputs = self.runtime.run(batch)
+        self.seconds.append(time.perf_counter() - begin)
+        return outputs
+
+
+def hazy_frames(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+    from dgdehaze_core.benchmark import hazy_test_frame
+
+    return {size: hazy_test_frame(*size) for size in sizes}
+
+
+def bench_dcp(frames: dict[tuple[int, int], np.ndarray], settings: BenchSettings) -> dict[str, Row]:
+    """The dark channel prior at each size: the baseline every other row's `ratio_to_dcp` divides by."""
+    dcp = load_pipeline("dcp")
+    rows: dict[str, Row] = {}
+    for (width, height), frame in frames.items():
+        rows[f"dcp@{width}x{height}"] = {**settings.measure(lambda: dcp(frame)), "ratio_to_dcp": 1.0}
+    return rows
+
+
+def _padded(model: DGDehazeNet, width: int, height: int) -> tuple[int, int]:
+    stride = model.stride
+    return -(-height // stride) * stride, -(-width // stride) * stride
+
+
+def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[tuple[int, int], np.ndarray],
+                  dcp_rows: dict[str, Row], peak: float, settings: BenchSettings) -> dict[str, Row]:
+    """`config` on every variant at every frame size, each row with MACs, GMAC/s and the ratio to DCP."""
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    macs = {size: count_macs(model, *_padded(model, *size)) / 1e9 for size in frames}
+    rows: dict[str, Row] = {}
+    for variant in variants:
+        try:
+            pipeline = pipeline_from_model(model, backend=variant.backend, device=variant.device, half=variant.half,
+                                           threads=settings.threads)
+        except (BackendUnavailable, RuntimeError) as exc:
+            LOG.warning("bench skips %s on %s: %s", config, variant.label, exc)
+            continue
+        timed = TimedRuntime(pipeline.runtime)
+        pipeline.runtime = timed
+        for (width, height), frame in frames.items():
+            LOG.info("measuring %s/%s at %dx%d", config, variant.label, width, height)
+            timed.seconds.clear()
+            row = settings.measure(lambda: pipeline(frame))
+            network_ms = float(np.median(timed.seconds[-int(row["runs"]):])) * 1000.0
+            gmac_per_s = macs[(width, height)] / (network_ms / 1000.0)
+            dcp = dcp_rows.get(f"dcp@{width}x{height}")
+            rows[f"{config}/{variant.label}@{width}x{height}"] = {
+                **row, "ratio_to_dcp": row["latency_ms_median"] / dcp["latency_ms_median"] if dcp else float("nan"),
+                "network_ms_median": network_ms, "gmacs": macs[(width, height)], "gmac_per_s": gmac_per_s,
+                "pct_of_peak": 100.0 * gmac_per_s / peak}
+        model = model.float().cpu()  # a torch fp16 or CUDA variant converted the model in place
+    return rows
+
+
+class NodeChain:
+    """What the node does with each frame, without ROS: dehaze (image and depth), then every `interval`-th frame
+    detect on the dehazed image and take each detection's median depth."""
+
+    def __init__(self, pipeline: DehazePipeline, detector: Detector, interval: int) -> None:
+        self.pipeline = pipeline
+        self.schedule = DetectionSchedule(detector, interval)
+
+    def __call__(self, frame: np.ndarray) -> int:
+        result = self.pipeline(frame)
+        scheduled = self.schedule(result.image)
+        if scheduled.fresh:
+            for detection in scheduled.detections:
+                median_depth(detection, result.depth)
+        return len(scheduled.detections)
+
+
+def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
+                dcp_row: Row | None, settings: BenchSettings, detector_weights: str | None = None,
+                imgsz: int = 640) -> dict[str, Row]:
+    """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection every
+    frame and every Nth. With detection every N frames one timed step is N frames; latency figures are per frame
+    averaged over the step, `fps` is frames per second of throughput."""
+    torch.manual_seed(0)
+    pipeline = pipeline_from_model(build_model(config).eval(), backend=backend, device=device,
+                                   threads=settings.threads)
+    height, width = frame.shape[:2]
+    size = f"{width}x{height}"
+    label = f"{config}/{pipeline.backend}"
+    rows: dict[str, Row] = {}
+    dehaze = settings.measure(lambda: pipeline(frame))
+    rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, "detect_every": 0.0}
+    detector = Detector(detector_weights, imgsz=imgsz, device="cpu" if device in ("auto", "cpu") else device)
+    for interval in intervals:
+        chain = NodeChain(pipeline, detector, interval)
+        step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
+        per_frame = {"latency_ms_median": step["latency_ms_median"] / interval,
+                     "latency_ms_p95": step["latency_ms_p95"] / interval,
+                     "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
+        rows[f"chain/{label}/detect-every-{interval}@{size}"] = {**per_frame, "detect_every": float(interval)}
+    if dcp_row is not None:
+        for row in rows.values():
+            row["ratio_to_dcp"] = row["latency_ms_median"] / dcp_row["latency_ms_median"]
+    return rows

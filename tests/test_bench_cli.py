@@ -1,0 +1,64 @@
+"""`dgdehaze bench`: every target's rows carry the figures the docs name, as positive numbers (no timing limits)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.models import build_model
+from dgdehaze_core.models.complexity import count_macs
+
+TIMING = ("latency_ms_median", "latency_ms_p95", "fps", "ratio_to_dcp")
+NETWORK = (*TIMING, "network_ms_median", "gmacs", "gmac_per_s", "pct_of_peak")
+
+
+def run_bench(tmp_path: Path, *args: str) -> dict[str, dict[str, float]]:
+    out = tmp_path / "bench.json"
+    assert main(["bench", *args, "--repeats", "2", "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def positive(row: dict[str, float], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        assert isinstance(row.get(key), float) and row[key] > 0, f"{key}: {row.get(key)!r}"
+
+
+@pytest.mark.slow  # one ONNX export of lite (about 20 s) and the detector on a few frames
+def test_networks_and_chain_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "cache"))
+    table = run_bench(tmp_path, "dcp", "lite", "chain", "--sizes", "96x64", "--backends", "torch,onnxruntime",
+                      "--detect-every", "1,2")
+    assert set(table) == {"dcp@96x64", "lite/torch@96x64", "lite/onnxruntime@96x64", "cpu-peak/torch-matmul",
+                          "chain/lite/onnxruntime/no-detection@96x64", "chain/lite/onnxruntime/detect-every-1@96x64",
+                          "chain/lite/onnxruntime/detect-every-2@96x64"}
+    assert table["dcp@96x64"]["ratio_to_dcp"] == 1.0
+    positive(table["cpu-peak/torch-matmul"], ("gmac_per_s",))
+    expected_gmacs = count_macs(build_model("lite").eval(), 64, 96) / 1e9
+    for backend in ("torch", "onnxruntime"):
+        row = table[f"lite/{backend}@96x64"]
+        positive(row, NETWORK)
+        assert row["gmacs"] == pytest.approx(expected_gmacs)
+        assert row["network_ms_median"] <= row["latency_ms_median"], "the network is part of the pipeline's time"
+        assert row["gmac_per_s"] == pytest.approx(row["gmacs"] / row["network_ms_median"] * 1000.0)
+        assert row["ratio_to_dcp"] == pytest.approx(row["latency_ms_median"] / table["dcp@96x64"]["latency_ms_median"])
+    for interval in (1, 2):
+        row = table[f"chain/lite/onnxruntime/detect-every-{interval}@96x64"]
+        positive(row, TIMING)
+        assert row["detect_every"] == interval
+        assert row["fps"] == pytest.approx(1000.0 / row["latency_ms_median"])
+
+
+def test_model_alias_runs_the_configured_network_only(tmp_path: Path) -> None:
+    table = run_bench(tmp_path, "model", "--config", "lite", "--backends", "torch", "--sizes", "64x64")
+    assert set(table) == {"dcp@64x64", "lite/torch@64x64", "cpu-peak/torch-matmul"}
+    positive(table["lite/torch@64x64"], NETWORK)
+
+
+@pytest.mark.parametrize("args", [["nope"], ["lite", "--config", "lite"], ["dcp", "--sizes", "64"],
+                                  ["lite", "--backends", "tensorflow"], ["detector", "--imgsz", "300"],
+                                  ["chain", "--detect-every", "0"], ["dcp", "--repeats", "0"]])
+def test_bad_arguments_exit_2_with_a_message(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", *args]) == 2
+    assert "dgdehaze bench: error:" in capsys.readouterr().err
