@@ -1,0 +1,146 @@
+"""Backend selection, the TensorRT backend without TensorRT, and the engine cache (key, staleness, corruption,
+atomic writes), on this CPU-only machine."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgdehaze_core.backends.engine_cache import CacheKey, EngineCache, check_artifact, sidecar_path
+from dgdehaze_core.backends.selection import BackendUnavailable, choose_backend, create_backend
+from dgdehaze_core.models import build_model
+
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the choices of a machine without CUDA")
+
+
+@cpu_only
+def test_tensorrt_backend_imports_without_tensorrt_and_says_why_it_cannot_run() -> None:
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    module = importlib.import_module("dgdehaze_core.backends.tensorrt_backend")
+    with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):
+        module.import_tensorrt()
+    with pytest.raises(BackendUnavailable, match="tensorrt backend unavailable"):
+        choose_backend("tensorrt")
+    with pytest.raises(BackendUnavailable, match="tensorrt"):
+        create_backend(build_model("lite"), backend="tensorrt", device="auto")
+
+
+def test_shape_profile_for_a_camera() -> None:
+    from dgdehaze_core.backends.tensorrt_backend import ShapeProfile
+
+    profile = ShapeProfile.for_camera(480, 640, 32)
+    assert profile.opt == (1, 3, 480, 640) and profile.min == (1, 3, 64, 64)
+    assert profile.max == (1, 3, 1088, 1920)
+    assert profile.contains((1, 3, 736, 1280)) and not profile.contains((2, 3, 480, 640))
+    assert ShapeProfile.for_camera(479, 641, 32).opt == (1, 3, 480, 672)
+    assert profile.describe() == "hazy:1x3x64x64/1x3x480x640/1x3x1088x1920"
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        ShapeProfile((1, 3, 64, 64), (1, 3, 32, 64), (1, 3, 128, 128))
+
+
+@cpu_only
+def test_auto_picks_onnxruntime_on_the_cpu_and_explicit_requests_are_honoured(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="dgdehaze_core.backends.selection"):
+        choice = choose_backend("auto", "auto")
+    assert (choice.name, choice.device) == ("onnxruntime", "cpu")
+    assert "tensorrt skipped" in choice.reason and "tensorrt skipped" in caplog.text
+    assert choose_backend("torch", "cpu").name == "torch"
+    assert choose_backend("onnxruntime", "cpu").providers == ("CPUExecutionProvider",)
+    with pytest.raises(BackendUnavailable, match="CUDA is not available"):
+        choose_backend("torch", "cuda")
+    with pytest.raises(ValueError, match="unknown backend"):
+        choose_backend("openvino")
+    with pytest.raises(ValueError, match="device must be"):
+        choose_backend("auto", "tpu")
+
+
+def key(**changes: str) -> CacheKey:
+    fields = {"model_sha256": "ab" * 32, "runtime": "tensorrt-10.3.0", "device": "Orin sm87",
+              "shapes": "hazy:1x3x64x64/1x3x480x640/1x3x1088x1920", "precision": "fp16", **changes}
+    return CacheKey(**fields)  # type: ignore[arg-type]
+
+
+class Builds:
+    """A build function that writes known bytes and counts its calls, and a loader that checks them."""
+
+    def __init__(self, payload: bytes = b"engine-bytes") -> None:
+        self.payload, self.calls = payload, 0
+
+    def build(self, tmp: Path) -> None:
+        self.calls += 1
+        tmp.write_bytes(self.payload + str(self.calls).encode())
+
+    @staticmethod
+    def load(path: Path) -> bytes:
+        data = path.read_bytes()
+        if not data.startswith(b"engine-bytes"):
+            raise RuntimeError("not an engine")
+        return data
+
+
+def test_cache_builds_once_then_loads_and_rebuilds_when_stale(tmp_path: Path) -> None:
+    cache: EngineCache[bytes] = EngineCache(tmp_path)
+    builds = Builds()
+    value, path = cache.get_or_build(key(), "lite", ".engine", builds.build, builds.load)
+    assert value == b"engine-bytes1" and builds.calls == 1
+    assert path.name == "lite_fp16_hazy-1x3x64x64-1x3x480x640-1x3x1088x1920_orin-sm87.engine"
+    record = json.loads(sidecar_path(path).read_text())
+    assert record["key"]["runtime"] == "tensorrt-10.3.0" and record["bytes"] == len(value)
+    assert cache.get_or_build(key(), "lite", ".engine", builds.build, builds.load)[0] == value
+    assert builds.calls == 1, "a valid cached artifact is loaded, not rebuilt"
+
+    upgraded = key(runtime="tensorrt-10.4.0")
+    assert check_artifact(path, upgraded) == "stale: runtime changed"
+    value, same_path = cache.get_or_build(upgraded, "lite", ".engine", builds.build, builds.load)
+    assert builds.calls == 2 and value == b"engine-bytes2" and same_path == path, "replaced, not piled up"
+    assert check_artifact(path, key(model_sha256="cd" * 32)).startswith("stale: model_sha256")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "drop_sidecar", "garble_sidecar", "foreign_bytes"])
+def test_corrupt_artifacts_are_rebuilt_with_a_warning(damage: str, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    cache: EngineCache[bytes] = EngineCache(tmp_path)
+    builds = Builds()
+    _, path = cache.get_or_build(key(), "lite", ".engine", builds.build, builds.load)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:5])
+    elif damage == "drop_sidecar":
+        sidecar_path(path).unlink()
+    elif damage == "garble_sidecar":
+        sidecar_path(path).write_text("{not json")
+    else:  # right hash in the sidecar, bytes the loader rejects
+        path.write_bytes(b"garbage")
+        record = json.loads(sidecar_path(path).read_text())
+        from dgdehaze_core.backends.engine_cache import file_sha256
+        record["sha256"] = file_sha256(path)
+        sidecar_path(path).write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core.backends.engine_cache"):
+        value, _ = cache.get_or_build(key(), "lite", ".engine", builds.build, builds.load)
+    assert builds.calls == 2 and value == b"engine-bytes2"
+    assert "corrupt" in caplog.text
+    assert check_artifact(path, key()) is None
+
+
+def test_a_failed_build_leaves_the_previous_artifact_and_no_partial_file(tmp_path: Path) -> None:
+    cache: EngineCache[bytes] = EngineCache(tmp_path)
+    builds = Builds()
+    _, path = cache.get_or_build(key(), "lite", ".engine", builds.build, builds.load)
+
+    def crash(tmp: Path) -> None:
+        tmp.write_bytes(b"half an eng")
+        raise RuntimeError("builder ran out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        cache.get_or_build(key(precision="int8"), "lite", ".engine", crash, builds.load)
+    with pytest.raises(RuntimeError, match="produced no file"):
+        cache.build(key(precision="int8"), tmp_path / "empty.engine", lambda tmp: tmp.write_bytes(b""))
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert leftovers == sorted([path.name, sidecar_path(path).name])
+    assert check_artifact(path, key()) is None
