@@ -48,6 +48,7 @@ from dgdehaze_ros.conversions import (ImageConversionError, bgr8_to_image, compr
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE, detections_to_msg
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
+from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
 
 if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Detection2DArray
@@ -122,10 +123,13 @@ class DehazeNode(LifecycleNode):
         assert self._settings is not None
         qos = QoSProfile(depth=self._settings["image_qos_depth"], history=HistoryPolicy.KEEP_LAST,
                          reliability=RELIABILITY[self._settings["image_reliability"]])
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
+                                            message_lost=self._on_message_lost)
         if self._settings["input_transport"] == "compressed":
-            image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
+            image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos,
+                                                 event_callbacks=events)
         else:
-            image_sub = self.create_subscription(Image, "image", self._on_image, qos)
+            image_sub = self.create_subscription(Image, "image", self._on_image, qos, event_callbacks=events)
         info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self._inputs = [image_sub, info_sub]
         if self._schedule is not None:
@@ -251,6 +255,20 @@ class DehazeNode(LifecycleNode):
         self.stats.count_received()
         self.worker.submit(IncomingFrame(msg, time.monotonic_ns()))
 
+    def _on_message_lost(self, info: Any) -> None:
+        self.stats.count_lost(info.total_count_change)
+        self.get_logger().warning(
+            f"{info.total_count} input frames lost before reaching the node: large images over best_effort lose "
+            "fragments with Fast DDS defaults; use image_reliability: reliable with a reliable camera, or "
+            "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for every process (docs/ROS.md)", throttle_duration_sec=10.0)
+
+    def _on_incompatible_qos(self, info: Any) -> None:
+        reliability = self._settings["image_reliability"] if self._settings is not None else "?"
+        self.get_logger().warning(
+            f"a publisher of the input offers QoS incompatible with this node's (image_reliability: {reliability}); "
+            "no frames come from it. A best_effort camera needs image_reliability: best_effort",
+            throttle_duration_sec=10.0)
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
@@ -310,6 +328,9 @@ class DehazeNode(LifecycleNode):
         level, message = DiagnosticStatus.OK, "running" if active else "inactive"
         if active and summary["fps"] == 0.0:
             level, message = DiagnosticStatus.WARN, "no frames processed in the last period"
+        if summary["frames_lost_in_period"] > 0:
+            level, message = DiagnosticStatus.WARN, (f"{summary['frames_lost_in_period']:.0f} input frames lost in "
+                                                     "transport (see image_reliability in docs/ROS.md)")
         if self.stats.last_skip_reason:
             level, message = DiagnosticStatus.WARN, f"skipped bad input: {self.stats.last_skip_reason}"
             self.stats.last_skip_reason = ""

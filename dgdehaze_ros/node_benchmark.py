@@ -1,13 +1,23 @@
 """`dgdehaze bench node`: the node as a robot runs it, measured from outside.
 
-The node runs in its own process (`python -m dgdehaze_ros.node`, DCP, detection off unless asked) on a private
-DDS domain. This process plays the camera (publishes hazy frames stamped with the current time at a fixed rate)
+The interface `dgdehaze bench node` calls (keep it stable):
+
+    run_node_benchmark(model: str, width: int, height: int, rate_hz: float, duration_s: float, reliability: str,
+                       detection: bool) -> dict[str, dict[str, float]]
+
+returns one row for dgdehaze_core.figures_table (row name -> figures below); `measure_node` is one row with
+more knobs (publisher reliability, detection interval, Fast DDS environment).
+
+The node runs in its own process (`python -m dgdehaze_ros.node` with the given `model`, detection off unless
+asked) on a private DDS domain. This process plays the camera (publishes hazy frames stamped with the current time at a fixed rate)
 and the consumer (subscribes to ~/image_dehazed). Reported per row:
-- transport: frames published, frames the node received, frames lost in DDS between the two processes;
+- transport: frames published, frames the node received, frames lost in DDS between the two processes (and
+  how many of them the node's message_lost event reported);
 - end-to-end latency: consumer receive time minus the input stamp (camera -> node -> consumer, two DDS hops);
 - the node's own figures from /diagnostics: stamp-to-publish latency, inference time, overhead beyond inference
   (conversion, message building, publishing), frames dropped by the latest-frame worker, longest queue wait;
-- the node process's resident memory after warm-up and at the end (bounded memory under load).
+- the node process's resident memory after warm-up, at the end and the highest sampled (bounded memory);
+- whether the newest frame was processed (the last frame published came out of the node).
 """
 from __future__ import annotations
 
@@ -37,6 +47,9 @@ LOG = logging.getLogger(__name__)
 
 NODE_NAME = "dgdehaze_bench"
 STARTUP_TIMEOUT_S = 90.0
+CAMERA_QOS_DEPTH = 5
+"""History depth of the camera's publisher, as rclpy's sensor-data profile (a depth-1 reliable writer replaces a
+frame not yet acknowledged, which counts as transport loss)."""
 
 
 def _rss_mb(pid: int) -> float:
@@ -55,7 +68,7 @@ class _Camera(Node):
 
     def __init__(self, context: Context, publisher_reliability: str) -> None:
         super().__init__(f"bench_camera_{os.getpid()}", context=context)
-        qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+        qos = QoSProfile(depth=CAMERA_QOS_DEPTH, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE if publisher_reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
         self.publisher = self.create_publisher(Image, "/bench/image", qos)
@@ -64,6 +77,7 @@ class _Camera(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
         self.lock = threading.Lock()
         self.latencies_ms: list[float] = []
+        self.output_stamps: set[int] = set()
         self.outputs = 0
         self.diagnostics: dict[str, str] = {}
 
@@ -72,6 +86,7 @@ class _Camera(Node):
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.lock:
             self.outputs += 1
+            self.output_stamps.add(stamp)
             self.latencies_ms.append((now - stamp) / 1e6)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -80,9 +95,11 @@ class _Camera(Node):
                 with self.lock:
                     self.diagnostics = {kv.key: kv.value for kv in status.values}
 
-    def send(self, msg: Image) -> None:
+    def send(self, msg: Image) -> int:
+        """Publish `msg` stamped now; returns the stamp in nanoseconds."""
         msg.header.stamp = self.get_clock().now().to_msg()
         self.publisher.publish(msg)
+        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def _wait(condition: Any, timeout: float) -> bool:
@@ -94,26 +111,28 @@ def _wait(condition: Any, timeout: float) -> bool:
     return bool(condition())
 
 
-def measure_node(width: int, height: int, *, rate_hz: float = 30.0, seconds: float = 10.0,
-                 reliability: str = "best_effort", publisher_reliability: str = "reliable", detection: bool = False,
-                 extra_env: dict[str, str] | None = None, node_env: dict[str, str] | None = None) -> dict[str, float]:
-    """One benchmark row: the node in a child process fed `rate_hz` frames of `width`x`height` for `seconds`.
-
-    `extra_env` applies to both processes (e.g. Fast DDS transport settings), `node_env` to the node only."""
+def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float = 30.0, seconds: float = 10.0,
+                 reliability: str = "reliable", publisher_reliability: str = "reliable", detection: bool = False,
+                 detection_interval: int = 1, extra_env: dict[str, str] | None = None,
+                 node_env: dict[str, str] | None = None) -> dict[str, float]:
+    """One benchmark row: the node (`model`) in a child process fed `rate_hz` frames of `width`x`height` for
+    `seconds`. `extra_env` applies to both processes (e.g. Fast DDS transport settings), `node_env` to the node
+    only."""
     if reliability not in RELIABILITIES:
         raise ValueError(f"reliability must be one of {', '.join(RELIABILITIES)}, got {reliability!r}")
     if publisher_reliability not in ("reliable", "best_effort"):
         raise ValueError(f"the camera publishes reliable or best_effort, got {publisher_reliability!r}")
     if reliability == "reliable" and publisher_reliability == "best_effort":
         raise ValueError("a reliable subscriber never matches a best_effort publisher")
-    if rate_hz <= 0 or seconds <= 0:
-        raise ValueError("rate and duration must be positive")
+    if rate_hz <= 0 or seconds <= 0 or width < 1 or height < 1:
+        raise ValueError("size, rate and duration must be positive")
     domain = 1 + (os.getpid() + 101) % 200
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1", **(extra_env or {}),
            **(node_env or {})}
     command = [sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r", f"__node:={NODE_NAME}",
-               "-r", "image:=/bench/image", "-p", f"image_reliability:={reliability}",
-               "-p", f"detection_enabled:={'true' if detection else 'false'}", "-p", "diagnostics_period:=0.5"]
+               "-r", "image:=/bench/image", "-p", f"model:={model}", "-p", f"image_reliability:={reliability}",
+               "-p", f"detection_enabled:={'true' if detection else 'false'}",
+               "-p", f"detection_interval:={detection_interval}", "-p", "diagnostics_period:=0.5"]
     node_process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     context = Context()
     saved_env = {k: os.environ.get(k) for k in (extra_env or {})}
@@ -139,15 +158,20 @@ def measure_node(width: int, height: int, *, rate_hz: float = 30.0, seconds: flo
             camera.outputs = 0
             start_diag = dict(camera.diagnostics)
         rss_start = _rss_mb(node_process.pid)
+        rss_max, last_stamp = rss_start, 0
         published, start = 0, time.monotonic()
         while time.monotonic() - start < seconds:
-            camera.send(frame)
+            last_stamp = camera.send(frame)
             published += 1
+            if published % max(1, int(rate_hz)) == 0:
+                rss_max = max(rss_max, _rss_mb(node_process.pid))
             time.sleep(max(0.0, start + published / rate_hz - time.monotonic()))
-        time.sleep(1.5)  # the last frame's processing and two diagnostics periods
+        _wait(lambda: last_stamp in camera.output_stamps, 10.0)
+        time.sleep(1.2)  # two diagnostics periods after the last frame
         rss_end = _rss_mb(node_process.pid)
         with camera.lock:
             latencies, outputs, diag = np.asarray(camera.latencies_ms), camera.outputs, dict(camera.diagnostics)
+            newest_processed = last_stamp in camera.output_stamps
     finally:
         executor.shutdown(timeout_sec=2.0)
         camera.destroy_node()
@@ -171,6 +195,7 @@ def measure_node(width: int, height: int, *, rate_hz: float = 30.0, seconds: flo
     received = delta("frames_received")
     return {"published": float(published), "node_received": received,
             "transport_lost_pct": 100.0 * (published - received) / published,
+            "transport_lost_reported": delta("frames_lost_in_transport"),
             "worker_dropped": delta("frames_dropped"), "outputs": float(outputs),
             "e2e_latency_ms_median": float(np.median(latencies)) if latencies.size else float("nan"),
             "e2e_latency_ms_p95": float(np.percentile(latencies, 95)) if latencies.size else float("nan"),
@@ -178,4 +203,14 @@ def measure_node(width: int, height: int, *, rate_hz: float = 30.0, seconds: flo
             "inference_ms_median": float(diag.get("inference_ms_median", "nan")),
             "overhead_ms_median": float(diag.get("overhead_ms_median", "nan")),
             "queue_wait_ms_max": float(diag.get("queue_wait_ms_max", "nan")),
-            "rss_start_mb": rss_start, "rss_end_mb": rss_end}
+            "rss_start_mb": rss_start, "rss_end_mb": rss_end, "rss_max_mb": max(rss_max, rss_end),
+            "newest_frame_processed": float(newest_processed)}
+
+
+def run_node_benchmark(model: str, width: int, height: int, rate_hz: float, duration_s: float, reliability: str,
+                       detection: bool) -> dict[str, dict[str, float]]:
+    """The row `node <model>[+detection] <reliability> @WxH` for `dgdehaze bench node` (see the module docstring)."""
+    name = f"node {model}{'+detection' if detection else ''} {reliability} @{width}x{height}"
+    LOG.info("benchmarking %s: %g Hz for %g s", name, rate_hz, duration_s)
+    return {name: measure_node(width, height, model=model, rate_hz=rate_hz, seconds=duration_s,
+                               reliability=reliability, detection=detection)}

@@ -3,7 +3,8 @@
 Per processed frame the worker records: latency from the input's header stamp to the last publish (what a robot
 sees), the node's own time from taking the frame to the last publish, and the inference (dehazing + detection)
 inside it, and how long the frame waited for the worker. overhead = node time - inference: conversion, message
-building and publishing.
+building and publishing. Frames lost between the camera and the node (best_effort input of large images, see
+docs/ROS.md) are counted from the subscription's message_lost event.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class FrameStats:
         self.inference_ms: deque[float] = deque(maxlen=WINDOW)
         self.wait_ms: deque[float] = deque(maxlen=WINDOW)
         self.received = 0
+        self.lost = 0
+        self._period_lost = 0
         self.skipped = 0
         self.last_skip_reason = ""
         self.published = 0
@@ -45,6 +48,11 @@ class FrameStats:
     def count_received(self) -> None:
         with self._lock:
             self.received += 1
+
+    def count_lost(self, frames: int) -> None:
+        """Frames the middleware reported lost before they reached the node (QoS message_lost event)."""
+        with self._lock:
+            self.lost += frames
 
     def count_skipped(self, reason: str) -> None:
         with self._lock:
@@ -66,8 +74,9 @@ class FrameStats:
             now = time.monotonic()
             elapsed = max(now - self._period_start, 1e-9)
             fps = (self.published - self._period_published) / elapsed
+            lost_in_period = self.lost - self._period_lost
             if restart_period:
-                self._period_start, self._period_published = now, self.published
+                self._period_start, self._period_published, self._period_lost = now, self.published, self.lost
             overhead = [n - i for n, i in zip(self.node_ms, self.inference_ms)]
             return {"fps": fps, "latency_ms_median": _median(self.latency_ms),
                     "latency_ms_p95": float(np.percentile(self.latency_ms, 95)) if self.latency_ms else math.nan,
@@ -75,7 +84,8 @@ class FrameStats:
                     "overhead_ms_median": float(np.median(overhead)) if overhead else math.nan,
                     "queue_wait_ms_median": _median(self.wait_ms),
                     "queue_wait_ms_max": max(self.wait_ms) if self.wait_ms else math.nan,
-                    "frames_received": float(self.received), "frames_published": float(self.published),
+                    "frames_received": float(self.received), "frames_lost_in_transport": float(self.lost),
+                    "frames_lost_in_period": float(lost_in_period), "frames_published": float(self.published),
                     "frames_skipped": float(self.skipped)}
 
 

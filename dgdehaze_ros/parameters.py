@@ -84,8 +84,9 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_det", 100, "most detections per frame", int_range=(1, 1000, 1)),
     ParameterSpec("classes", Parameter.Type.STRING_ARRAY, "detect only these classes (names or ids); "
                   "unset or empty: all"),
-    ParameterSpec("image_reliability", "best_effort", "input QoS reliability (best_effort also accepts reliable "
-                  "publishers)", RELIABILITIES, read_only=True),
+    ParameterSpec("image_reliability", "reliable", "input QoS reliability; reliable receives every frame of a "
+                  "reliable camera, best_effort also matches best_effort cameras but loses most large frames with "
+                  "Fast DDS defaults (docs/ROS.md)", RELIABILITIES, read_only=True),
     ParameterSpec("image_qos_depth", 1, "input QoS history depth", int_range=(1, 100, 1), read_only=True),
     ParameterSpec("input_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
                   "sensor_msgs/CompressedImage on `image/compressed`", TRANSPORTS, read_only=True),

@@ -1,0 +1,39 @@
+"""Frames between two processes over real Fast DDS: the input QoS fix documented in docs/ROS.md holds, and the
+node benchmark that `dgdehaze bench node` calls runs the node in its own process and reports a sane row.
+
+How many frames a best_effort subscriber loses depends on the machine's buffers, so that is measured
+(`python -m dgdehaze_ros.qos_probe`), not asserted; what the docs promise, no loss with the fix, is asserted.
+"""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
+
+from dgdehaze_ros.node_benchmark import run_node_benchmark  # noqa: E402
+from dgdehaze_ros.qos_probe import measure_loss  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def test_a_reliable_input_and_the_large_data_transport_receive_every_640x360_frame_between_processes() -> None:
+    reliable = measure_loss(640, 360, reliability="reliable", frames=20)
+    assert reliable["received"] == reliable["published"] == 20
+    large_data = measure_loss(640, 360, reliability="best_effort", transport="large_data", frames=20)
+    assert large_data["received"] == 20 and large_data["lost_reported"] == 0
+    with pytest.raises(ValueError, match="never matches"):
+        measure_loss(640, 360, reliability="reliable", publisher_reliability="best_effort")
+
+
+def test_the_node_benchmark_row_under_load_drops_stale_frames_and_processes_the_newest() -> None:
+    """About 5 s of the 30 Hz load in a separate node process (docs/ROS.md has the 60 s run). At 1280x720 DCP
+    is slower than the frame period here, so the latest-frame worker must drop frames rather than queue them."""
+    table = run_node_benchmark("dcp", 1280, 720, 30.0, 4.0, "reliable", False)
+    (name, row), = table.items()
+    assert name == "node dcp reliable @1280x720"
+    assert row["published"] >= 100 and row["newest_frame_processed"] == 1.0
+    assert 0 < row["outputs"] <= row["node_received"] <= row["published"]
+    assert row["node_received"] - row["outputs"] == pytest.approx(row["worker_dropped"], abs=2)
+    assert row["queue_wait_ms_max"] < 1000.0, "a frame waited as if queued behind others"
+    assert row["rss_max_mb"] - row["rss_start_mb"] < 150.0
+    assert row["inference_ms_median"] > 0 and row["overhead_ms_median"] >= 0
