@@ -6,7 +6,8 @@ per-tensor scale and zero point, `ConvInteger` at run time). A fixed graph ignor
 weight: dequantised (w = (q - zero_point) * scale) they fill an Ultralytics YOLOv8n built from its YAML and fused,
 key for key. From that model:
 
-- `rebuild_float_detector()` gives the Ultralytics model (torch, float32; its weights carry the int8 rounding);
+- `rebuild_float_detector()` gives the Ultralytics model (torch, float32; its weights carry the int8 rounding),
+  `save_float_detector()` writes it as a `.pt` that `dgdehaze export --detector` turns into an engine;
 - `dynamic_detector_exports()` exports it to a float ONNX with dynamic height/width and re-quantises that the way
   the shipped file was made (`quantize_dynamic`, uint8 weights), so the int8 detector runs at 320, 480, 640, ...
 
@@ -80,6 +81,17 @@ def rebuild_float_detector(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR)
     yolo.model.names = names
     yolo.model.eval()
     return yolo
+
+
+def save_float_detector(int8_onnx: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Write the rebuilt float detector as an Ultralytics `.pt` (atomically), for `export_detector` and for
+    runtimes that take a `.pt` (TensorRT engines are built from it: TensorRT has no ConvInteger)."""
+    from dgdehaze_core.atomic_files import atomic_path
+
+    yolo = rebuild_float_detector(int8_onnx)
+    with atomic_path(path) as tmp:
+        yolo.save(str(tmp))
+    return Path(path)
 
 
 def _export_float(int8_onnx: Path, target: Path) -> None:

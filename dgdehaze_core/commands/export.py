@@ -5,6 +5,12 @@
     dgdehaze export --config lite --format engine --fp16 --height 480 --width 640
     dgdehaze export --config lite --format engine --int8 --calib ../shared/data/clear/nuscenes
     dgdehaze export --detector yolov8n.pt --format engine --imgsz 640 --fp16
+    dgdehaze export --detector dgdehaze_core/weights/yolov8n_int8.onnx --format engine --fp16   # shipped detector
+    dgdehaze export --detector dgdehaze_core/weights/yolov8n_int8.onnx --format onnx --int8      # any imgsz, CPU
+
+A quantised Ultralytics ONNX (the shipped yolov8n_int8.onnx, fixed at 640x640) is first rebuilt as a float
+YOLOv8n from its own weights (dgdehaze_core/detector_rebuild.py); `--int8 --format onnx` re-quantises it with
+dynamic height and width.
 
 Every file is written atomically; an engine gets the JSON sidecar of the engine cache (GPU, TensorRT version,
 ONNX hash, profile, precision), so the node's cache recognises it or rebuilds it when it is stale.
@@ -62,8 +68,11 @@ def _model(args: argparse.Namespace):  # -> DGDehazeNet
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.int8 and args.format != "engine":
+    from_quantised_onnx = args.detector is not None and args.detector.suffix == ".onnx"
+    if args.int8 and args.format != "engine" and not from_quantised_onnx:
         raise ValueError("--int8 builds a TensorRT engine: use --format engine")
+    if args.detector is not None and args.detector.suffix not in (".pt", ".onnx"):
+        raise ValueError(f"--detector takes an Ultralytics .pt or a quantised Ultralytics .onnx, got {args.detector}")
     if args.int8 and args.detector is None and args.calib is None:
         raise ValueError("--int8 needs --calib DIR (images to calibrate on)")
     if args.calib is not None and args.detector is None and not args.calib.is_dir():
@@ -119,15 +128,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export_detector(args: argparse.Namespace) -> int:
-    from dgdehaze_core.atomic_files import atomic_path
     from dgdehaze_core.detector_export import export_detector
+    from dgdehaze_core.detector_rebuild import dynamic_detector_exports, save_float_detector
 
     with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as cache:
-        built = export_detector(args.detector, args.format, imgsz=args.imgsz, half=args.fp16, int8=args.int8,
+        weights = args.detector
+        if weights.suffix == ".onnx":  # a quantised Ultralytics ONNX such as the shipped yolov8n_int8.onnx
+            if args.int8 and args.format == "onnx":
+                built = dynamic_detector_exports(weights, cache_dir=cache)["int8"]
+                return _copy_out(built, args.out or Path("exports") / f"{weights.stem}_dynamic.onnx")
+            weights = save_float_detector(weights, Path(cache) / f"{weights.stem}_float.pt")
+        built = export_detector(weights, args.format, imgsz=args.imgsz, half=args.fp16, int8=args.int8,
                                 dynamic=args.dynamic, data=str(args.calib) if args.calib else None,
                                 cache_dir=cache)
-        out = args.out or Path("exports") / built.name
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(built.read_bytes())
+        return _copy_out(built, args.out or Path("exports") / built.name)
+
+
+def _copy_out(built: Path, out: Path) -> int:
+    from dgdehaze_core.atomic_files import atomic_path
+
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(built.read_bytes())
     print(out)
     return 0

@@ -1,0 +1,77 @@
+"""`dgdehaze export` end to end on this CPU: a checkpoint to a fixed-size ONNX file, the shipped detector to ONNX at
+another input size, and clear refusals (no TensorRT here, bad arguments) that leave no file behind."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dgdehaze_core.cli import main
+from dgdehaze_core.detection import DEFAULT_DETECTOR, Detector
+from dgdehaze_core.image_io import bgr_to_rgb_float
+from dgdehaze_core.models import build_model, save_checkpoint
+
+
+def input_dims(path: Path) -> list[int | str]:
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_value or d.dim_param for d in dims]
+
+
+@pytest.mark.slow  # traces the model with torch.export (about 20 s)
+def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared_data: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(1)
+    model = build_model("lite").eval()
+    checkpoint = save_checkpoint(model, tmp_path / "lite.pt")
+    out = tmp_path / "out" / "lite.onnx"
+    assert main(["export", "--config", "lite", "--weights", str(checkpoint), "--format", "onnx",
+                 "--height", "60", "--width", "90", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert input_dims(out) == [1, 3, 64, 96], "rounded up to the stride, fixed"
+    backend = OnnxRuntimeBackend(out, threads=1)
+    assert backend.config_name == "lite"
+    frame = cv2.resize(cv2.imread(str(shared_data / "hazy-real" / "urhi" / "SFC_Google_197.png")), (96, 64))
+    batch = np.ascontiguousarray(bgr_to_rgb_float(frame).transpose(2, 0, 1)[None])
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch))
+    for name, value in backend.run(batch).items():
+        assert np.abs(value - expected[name].numpy()).max() < 1e-3, name
+    assert sorted(p.name for p in out.parent.iterdir()) == ["lite.onnx"], "no temporary files left"
+
+
+@pytest.mark.slow  # rebuilds YOLOv8n from the int8 file and exports it twice (about 10 s)
+def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: Path, shared_data: Path) -> None:
+    frame = cv2.imread(str(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"))
+    fixed = tmp_path / "yolov8n_320.onnx"
+    assert main(["export", "--detector", str(DEFAULT_DETECTOR), "--format", "onnx", "--imgsz", "320",
+                 "--out", str(fixed)]) == 0
+    assert input_dims(fixed) == [1, 3, 320, 320]
+    dynamic = tmp_path / "yolov8n_int8_dynamic.onnx"
+    assert main(["export", "--detector", str(DEFAULT_DETECTOR), "--format", "onnx", "--int8",
+                 "--out", str(dynamic)]) == 0
+    assert input_dims(dynamic) == ["batch", 3, "height", "width"]
+    for path in (fixed, dynamic):
+        persons = [d for d in Detector(path, imgsz=320)(frame) if d.class_name == "person"]
+        assert len(persons) >= 3, f"{path.name} finds the people of YST_Bing_667 (RTTS: nine)"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "lite", "--untrained", "--format", "engine"], "TensorRT is not installed"),
+    (["--config", "lite", "--untrained", "--int8"], "use --format engine"),
+    (["--config", "lite", "--untrained", "--height", "480"], "both --height and --width"),
+    (["--detector", "model.tflite"], "quantised Ultralytics .onnx"),
+    (["--detector", "absent.pt"], "no such detector weights"),
+])
+def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], message: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    if torch.cuda.is_available() and "engine" in args:
+        pytest.skip("CUDA is available: an engine may build here")
+    out = tmp_path / "out.bin"
+    assert main(["export", *args, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
