@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--node-model", default="lite", help="node: the node's `model` parameter")
     parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second")
     parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row")
-    parser.add_argument("--node-reliability", default="best_effort", help="node: image_reliability")
+    parser.add_argument("--node-reliability", default="reliable", help="node: image_reliability")
     parser.add_argument("--node-detection", action="store_true", help="node: run the detector too")
     parser.add_argument("--json", type=str, default=None, help="also write the table to this JSON file")
     parser.set_defaults(func=run)
