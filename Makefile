@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv test demo clean-venv
+.PHONY: venv test demo results clean-venv
 
 $(VENV)/.ready: requirements.txt requirements.lock setup.py tools/setup_venv.sh
 	VENV=$(VENV) bash tools/setup_venv.sh
@@ -20,6 +20,11 @@ demo: venv
 	$(VENV)/bin/dgdehaze bag-eval $(DEMO_BAG) --image-topic /camera/image_raw/compressed \
 		--camera-info-topic /camera/camera_info --node --out out/demo --json out/demo_figures.json
 	@echo "demo report: out/demo/report.html"
+
+# Every figure of docs/RESULTS.md: dgdehaze eval on every set of ../shared/data, JSON in docs/results/, tables
+# rendered into the doc (about 15 minutes on 2 CPU cores). LITE=path.pt evaluates another checkpoint as `lite`.
+results: venv
+	bash tools/make_results.sh
 
 clean-venv:
 	rm -rf $(VENV)

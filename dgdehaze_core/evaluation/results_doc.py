@@ -1,0 +1,364 @@
+"""docs/RESULTS.md from the JSON that `dgdehaze eval` writes, so that every figure in the doc comes from a file.
+
+`record NAME -- EVAL ARGS` runs `dgdehaze eval EVAL ARGS --json docs/results/NAME.json` and writes
+`NAME.meta.json` beside it: the command, the code's commit, when it ran, how long it took, the machine's load, and
+the weights each method used (file, sha256, training iterations and commit). `tools/make_results.sh` records every
+evaluation this way. `render` then rewrites the generated blocks of docs/RESULTS.md and keeps all text outside them:
+
+    <!-- results NAME MEASURE [SET] -->      a table of MEASURE's rows in NAME.json (SET: the rows of that set),
+    ...                                      then the command, data, commit and weights that produced it
+    <!-- /results -->
+    <!-- targets -->                         the project's targets, each computed from the JSON: met or not met
+    ...
+    <!-- /targets -->
+
+`render --check` exits 1 when the doc differs from what the JSON gives (a typed or stale figure).
+Usage: python -m dgdehaze_core.evaluation.results_doc {record NAME -- ARGS | render [--check]}
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from dgdehaze_core.atomic_files import atomic_write_text
+from dgdehaze_core.data_paths import REPO_DIR
+
+LOG = logging.getLogger(__name__)
+
+RESULTS_DIR = REPO_DIR / "docs" / "results"
+DOC_PATH = REPO_DIR / "docs" / "RESULTS.md"
+BLOCK = re.compile(r"<!-- results (?P<name>\S+) (?P<measure>\S+)(?: (?P<set>\S+))? -->\n.*?<!-- /results -->",
+                   re.DOTALL)
+TARGETS_BLOCK = re.compile(r"<!-- targets -->\n.*?<!-- /targets -->", re.DOTALL)
+NOT_MEASURED = "_Not measured yet: run `make results`._"
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: the JSON key, its heading, and the number of decimals (None: as is)."""
+
+    key: str
+    heading: str
+    decimals: int | None = 3
+
+
+COLUMNS: dict[str, tuple[Column, ...]] = {
+    "quality": (Column("psnr", "PSNR (dB) ↑", 2), Column("ssim", "SSIM ↑"), Column("ciede2000", "CIEDE2000 ↓", 2),
+                Column("pairs", "pairs", None)),
+    "detection": (Column("precision", "precision"), Column("recall", "recall"), Column("f1", "F1 ↑"),
+                  Column("f1_pooled", "F1 pooled"), Column("map50", "mAP50 ↑"), Column("objects", "objects", None),
+                  Column("detections", "detections", None), Column("images", "images", None)),
+    "depth": (Column("absrel", "AbsRel ↓"), Column("rmse_log", "RMSE(log) ↓"), Column("delta1", "δ<1.25 ↑"),
+              Column("mean_beta", "mean β (1/m)", 4), Column("images", "images", None)),
+    "haze": (Column("fade", "FADE ↓"), Column("dark_channel", "dark channel ↓"), Column("images", "images", None)),
+}
+
+
+def _cell(value: Any, decimals: int | None) -> str:
+    if value is None:
+        return "n/a"
+    if decimals is None or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:.{decimals}f}"
+
+
+def select_rows(rows: Mapping[str, Row], measure: str, set_name: str | None) -> dict[str, Row]:
+    """The rows of one measure (and set) of an eval JSON, keyed by method (`METHOD@CONDITION` for depth).
+
+    eval prefixes keys with `MEASURE/` when it ran several measures and `SET/` when it reported several sets; the
+    first prefix, most specific first, that leaves plain method names wins.
+    """
+    candidates = [f"{measure}/{set_name}/", f"{set_name}/"] if set_name else []
+    candidates += [f"{measure}/", ""]
+    for prefix in candidates:
+        chosen = {key[len(prefix):]: row for key, row in rows.items()
+                  if key.startswith(prefix) and "/" not in key[len(prefix):]}
+        if chosen:
+            return chosen
+    raise ValueError(f"no {measure} rows{f' of set {set_name}' if set_name else ''} among {', '.join(rows)}")
+
+
+def table_markdown(measure: str, rows: Mapping[str, Row]) -> str:
+    """A markdown table of one measure's rows."""
+    columns = COLUMNS[measure]
+    if measure == "depth":
+        ordered = sorted(rows.items(), key=lambda item: _depth_order(item[0]))
+        header = ["condition", "method", *(c.heading for c in columns)]
+        body = [[*(_depth_parts(key)), *(_cell(row.get(c.key), c.decimals) for c in columns)] for key, row in ordered]
+    else:
+        header = ["method", *(c.heading for c in columns)]
+        body = [[key, *(_cell(row.get(c.key), c.decimals) for c in columns)] for key, row in rows.items()]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(line) + " |" for line in body]
+    return "\n".join(lines)
+
+
+DEPTH_CONDITIONS = {"clear": "clear image", "t0.70": "light haze (mean t 0.70)", "t0.45": "medium haze (mean t 0.45)",
+                    "t0.25": "dense haze (mean t 0.25)"}
+
+
+def _depth_parts(key: str) -> tuple[str, str]:
+    method, _, condition = key.rpartition("@")
+    if not method:
+        return "any", f"{key} (no information)"
+    return DEPTH_CONDITIONS.get(condition, condition), method
+
+
+def _depth_order(key: str) -> int:
+    method, _, condition = key.rpartition("@")
+    conditions = list(DEPTH_CONDITIONS)
+    return conditions.index(condition) + 1 if method and condition in conditions else 0
+
+
+def provenance(meta: Mapping[str, Any], name: str) -> str:
+    """The list under a table: the command, data, commit, time, machine and weights that produced it."""
+    lines = [f"- Command (step `{name}` of `tools/make_results.sh`): `{meta['command']}`",
+             f"- Data: {', '.join(meta['data'])}",
+             f"- Code at commit `{meta['commit']}`; run {meta['started']}, {meta['seconds']:.0f} s on "
+             f"{meta['machine']}, load average {meta['load_before']:.1f} at the start"]
+    for method, weights in meta.get("weights", {}).items():
+        lines.append(f"- Weights of `{method}`: `{weights['path']}` (sha256 {weights['sha256']}, "
+                     f"{weights.get('iterations', '?')} training iterations of recipe {weights.get('recipe', '?')} "
+                     f"at commit `{weights.get('commit', '?')}`)")
+    return "\n".join(lines)
+
+
+def load_result(results_dir: Path, name: str) -> tuple[dict[str, Row], dict[str, Any]] | None:
+    """(rows, meta) of one recorded evaluation, None when it has not been recorded."""
+    rows_path, meta_path = results_dir / f"{name}.json", results_dir / f"{name}.meta.json"
+    if not rows_path.is_file() or not meta_path.is_file():
+        return None
+    return json.loads(rows_path.read_text()), json.loads(meta_path.read_text())
+
+
+def render_block(results_dir: Path, name: str, measure: str, set_name: str | None) -> str:
+    if measure not in COLUMNS:
+        raise ValueError(f"results block {name}: unknown measure {measure!r}; known: {', '.join(COLUMNS)}")
+    loaded = load_result(results_dir, name)
+    if loaded is None:
+        return NOT_MEASURED
+    rows, meta = loaded
+    chosen = select_rows(rows, measure, set_name)
+    reference = {str(row["reference"]) for row in chosen.values() if "reference" in row}
+    caption = f"Reference objects: {', '.join(sorted(reference))}.\n\n" if reference else ""
+    return f"{table_markdown(measure, chosen)}\n\n{caption}{provenance(meta, name)}"
+
+
+# --- targets -------------------------------------------------------------------------------------------------------
+
+MODEL, ABLATION, DCP, HAZY = "lite", "lite-no-depth", "dcp", "hazy"
+QUALITY_SETS = (("sots-indoor", "sots-indoor:held-out", "SOTS-indoor, held-out scenes 1430-1448"),
+                ("sots-outdoor", None, "SOTS-outdoor"), ("o-haze", None, "O-HAZE"))
+"""(result name, set, label) of the real paired sets the quality target applies to."""
+PSNR_MARGIN_DB = 1.0
+F1_GOAL = 0.89
+TIE = 5e-4
+"""Differences smaller than this (below the tables' last decimal) count as no difference."""
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def _rows(results_dir: Path, name: str, measure: str, set_name: str | None) -> dict[str, Row] | None:
+    loaded = load_result(results_dir, name)
+    if loaded is None:
+        return None
+    try:
+        return select_rows(loaded[0], measure, set_name)
+    except ValueError:
+        return None
+
+
+def _quality_targets(results_dir: Path) -> list[list[str]]:
+    lines = []
+    for name, set_name, label in QUALITY_SETS:
+        rows = _rows(results_dir, name, "quality", set_name)
+        if rows is None or MODEL not in rows or DCP not in rows:
+            lines.append([f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR, SSIM not below DCP", label, "not measured", "—"])
+            continue
+        model, dcp = rows[MODEL], rows[DCP]
+        gain = model["psnr"] - dcp["psnr"]
+        lines.append([f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR (#4)", label,
+                      f"lite {model['psnr']:.2f} dB, DCP {dcp['psnr']:.2f} dB ({gain:+.2f} dB)",
+                      _verdict(gain >= PSNR_MARGIN_DB)])
+        lines.append(["lite SSIM not below DCP (#4)", label,
+                      f"lite {model['ssim']:.3f}, DCP {dcp['ssim']:.3f} ({model['ssim'] - dcp['ssim']:+.3f})",
+                      _verdict(model["ssim"] >= dcp["ssim"])])
+    return lines
+
+
+def _detection_targets(results_dir: Path) -> list[list[str]]:
+    lines = []
+    for set_name, label in (("sots-indoor:held-out", "SOTS-indoor, held-out scenes 1430-1448"),
+                            ("sots-indoor", "SOTS-indoor, all 25 scenes")):
+        rows = _rows(results_dir, "sots-indoor", "detection", set_name)
+        if rows is None or not {MODEL, DCP, HAZY} <= set(rows):
+            lines.append([f"detection-recovery F1: lite > DCP and ≥ {F1_GOAL} (#9)", label, "not measured", "—"])
+            continue
+        f1 = {method: rows[method]["f1"] for method in (HAZY, DCP, MODEL)}
+        lines.append([f"detection-recovery F1: lite > DCP and ≥ {F1_GOAL} (#9)", label,
+                      f"hazy {f1[HAZY]:.3f}, DCP {f1[DCP]:.3f}, lite {f1[MODEL]:.3f}",
+                      _verdict(f1[MODEL] > f1[DCP] and f1[MODEL] >= F1_GOAL)])
+    return lines
+
+
+ABLATION_CHECKS: tuple[tuple[str, str, str | None, str, str, bool, str], ...] = (
+    ("sots-indoor", "quality", "sots-indoor:held-out", "psnr", "PSNR (dB)", True, "SOTS-indoor held-out"),
+    ("sots-outdoor", "quality", None, "psnr", "PSNR (dB)", True, "SOTS-outdoor"),
+    ("o-haze", "quality", None, "psnr", "PSNR (dB)", True, "O-HAZE"),
+    ("sots-indoor", "detection", "sots-indoor:held-out", "f1", "detection F1", True, "SOTS-indoor held-out"),
+    ("urhi", "detection", None, "f1", "F1 against RTTS human boxes", True, "URHI/RTTS photos"),
+    ("urhi", "haze", None, "fade", "FADE", False, "URHI photos"),
+    ("o-haze-photos", "haze", None, "fade", "FADE", False, "O-HAZE photos (no ground truth)"),
+    ("kitti-tiny", "depth", None, "absrel", "depth AbsRel, dense haze", False, "KITTI"),
+    ("middlebury2003", "depth", None, "absrel", "depth AbsRel, dense haze", False, "Middlebury 2003"),
+)
+"""(result, measure, set, column, what, higher is better, label) compared between lite and lite-no-depth."""
+
+
+def _ablation_targets(results_dir: Path) -> list[list[str]]:
+    lines = []
+    for name, measure, set_name, column, what, higher, label in ABLATION_CHECKS:
+        rows = _rows(results_dir, name, measure, set_name)
+        model, ablation = (MODEL, ABLATION) if measure != "depth" else (f"{MODEL}@t0.25", f"{ABLATION}@t0.25")
+        if rows is None or model not in rows or ablation not in rows or rows[model].get(column) is None:
+            lines.append([f"depth guidance helps: {what}", label, "not measured", "—"])
+            continue
+        with_depth, without = rows[model][column], rows[ablation][column]
+        gain = (with_depth - without) * (1 if higher else -1)
+        verdict = "helps" if gain > TIE else "**does not help**" if gain < -TIE else "**no difference**"
+        lines.append([f"depth guidance helps: {what}", label,
+                      f"lite {with_depth:.3f}, lite-no-depth {without:.3f} ({with_depth - without:+.3f})", verdict])
+    return lines
+
+
+def targets_markdown(results_dir: Path) -> str:
+    lines = [*_quality_targets(results_dir), *_detection_targets(results_dir), *_ablation_targets(results_dir)]
+    header = "| target | set | measured | verdict |\n|---|---|---|---|"
+    return header + "\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
+    """`doc_text` with every generated block rewritten from the JSON in `results_dir`."""
+    def block(match: re.Match[str]) -> str:
+        name, measure, set_name = match["name"], match["measure"], match["set"]
+        opening = f"<!-- results {name} {measure}{f' {set_name}' if set_name else ''} -->"
+        return f"{opening}\n{render_block(results_dir, name, measure, set_name)}\n<!-- /results -->"
+
+    text = BLOCK.sub(block, doc_text)
+    return TARGETS_BLOCK.sub(lambda _: f"<!-- targets -->\n{targets_markdown(results_dir)}\n<!-- /targets -->", text)
+
+
+# --- recording -----------------------------------------------------------------------------------------------------
+
+def _option_values(args: list[str], option: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == option]
+
+
+def _weights_of(method_text: str) -> dict[str, dict[str, Any]]:
+    """The weights file behind every network method of a --method value, with what its checkpoint says."""
+    import torch
+
+    from dgdehaze_core.evaluation.methods import parse_methods
+    from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
+
+    weights = {}
+    for spec in parse_methods(method_text):
+        path = shipped_weights_path(spec.source) if spec.source in MODEL_CONFIGS else Path(spec.source)
+        if path.suffix not in (".pt", ".onnx") or not path.is_file():
+            continue
+        entry: dict[str, Any] = {"path": _shown(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
+        if path.suffix == ".pt":
+            meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+            entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved") if key in meta})
+        weights[spec.name] = entry
+    return weights
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository where it lies inside it (or beside it, as ../shared/data does)."""
+    resolved = path.resolve()
+    for base, prefix in ((REPO_DIR, ""), (REPO_DIR.parent, "../")):
+        if resolved.is_relative_to(base):
+            return prefix + str(resolved.relative_to(base))
+    return str(path)
+
+
+def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> int:
+    """Run `dgdehaze eval EVAL_ARGS --json results_dir/NAME.json` and write NAME.meta.json; eval's exit code."""
+    from dgdehaze_core.cli import main
+    from dgdehaze_core.training.trainer import source_commit
+
+    if "--json" in eval_args:
+        raise ValueError("record writes --json itself; leave it out of the eval arguments")
+    json_path = results_dir / f"{name}.json"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    command = ["dgdehaze", "eval", *eval_args, "--json", _shown(json_path)]
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()[0]
+    begin = time.perf_counter()
+    code = main(["eval", *eval_args, "--json", str(json_path)])
+    seconds = time.perf_counter() - begin
+    if code != 0:
+        return code
+    data = [_shown(Path(folder)) for folder in _option_values(eval_args, "--dataset")]
+    for option in ("--include", "--subset", "--limit"):
+        data += [f"{option} {value}" for value in _option_values(eval_args, option)]
+    methods = _option_values(eval_args, "--method")
+    meta = {"command": shlex.join(command), "commit": source_commit(), "started": started,
+            "seconds": round(seconds, 1), "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
+            "data": data or ["every applicable set in ../shared/data"],
+            "weights": _weights_of(methods[-1]) if methods else {}}
+    atomic_write_text(results_dir / f"{name}.meta.json", json.dumps(meta, indent=2) + "\n")
+    LOG.info("recorded %s in %.0f s", name, seconds)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dgdehaze_core.evaluation.results_doc",
+                                     description=__doc__.split("\n\n", 1)[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    record_parser = commands.add_parser("record", help="run one dgdehaze eval and keep its JSON and provenance")
+    record_parser.add_argument("name", help="result name: docs/results/NAME.json")
+    record_parser.add_argument("eval_args", nargs=argparse.REMAINDER, help="-- then the dgdehaze eval arguments")
+    record_parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    render_parser = commands.add_parser("render", help="rewrite the generated blocks of docs/RESULTS.md")
+    render_parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    render_parser.add_argument("--doc", type=Path, default=DOC_PATH)
+    render_parser.add_argument("--check", action="store_true", help="exit 1 if the doc is not what the JSON gives")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "record":
+        eval_args = args.eval_args[1:] if args.eval_args[:1] == ["--"] else args.eval_args
+        return record(args.name, eval_args, args.results)
+    current = args.doc.read_text()
+    rendered = render(current, args.results)
+    if args.check:
+        if rendered != current:
+            print(f"{args.doc} differs from what {args.results} gives: run "
+                  "`python -m dgdehaze_core.evaluation.results_doc render`", file=sys.stderr)
+            return 1
+        return 0
+    atomic_write_text(args.doc, rendered)
+    LOG.info("rendered %s from %s", args.doc, args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

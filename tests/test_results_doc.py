@@ -1,0 +1,97 @@
+"""docs/RESULTS.md is rendered from the eval JSON: row selection, tables, targets, provenance, and the real doc."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, record, render,
+                                                  select_rows, targets_markdown)
+
+META = {"command": "dgdehaze eval --dataset X", "commit": "abc1234", "started": "2026-11-25 12:00 UTC",
+        "seconds": 12.3, "load_before": 0.4, "load_after": 1.9, "machine": "2 CPU cores (x86_64), no GPU",
+        "data": ["../shared/data/paired/sots-indoor"],
+        "weights": {"lite": {"path": "dgdehaze_core/weights/dgdehaze_lite.pt", "sha256": "0123456789ab",
+                             "iterations": 2000, "recipe": "lite", "commit": "def5678"}}}
+
+
+def _quality(psnr: float, ssim: float) -> dict[str, float]:
+    return {"psnr": psnr, "ssim": ssim, "ciede2000": 5.0, "pairs": 20}
+
+
+def _write(results: Path, name: str, rows: dict) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(rows))
+    (results / f"{name}.meta.json").write_text(json.dumps(META))
+
+
+def test_rows_are_selected_by_measure_and_set_prefix():
+    rows = {"quality/sots/hazy": {"psnr": 1}, "quality/sots:held-out/hazy": {"psnr": 2},
+            "detection/sots/hazy": {"f1": 3}}
+    assert select_rows(rows, "quality", "sots") == {"hazy": {"psnr": 1}}
+    assert select_rows(rows, "quality", "sots:held-out") == {"hazy": {"psnr": 2}}
+    assert select_rows({"hazy": {"psnr": 4}}, "quality", None) == {"hazy": {"psnr": 4}}
+    assert select_rows({"haze/hazy": {"fade": 1}, "detection/hazy": {"f1": 1}}, "haze", None) == {"hazy": {"fade": 1}}
+    with pytest.raises(ValueError, match="no quality rows of set other"):
+        select_rows(rows, "quality", "other")
+
+
+def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
+    _write(tmp_path, "sots", {"quality/sots:held-out/dcp": _quality(19.644, 0.8434),
+                              "quality/sots:held-out/lite": _quality(21.5, 0.85)})
+    doc = ("# Results\nProse stays.\n<!-- results sots quality sots:held-out -->\nstale\n<!-- /results -->\n"
+           "Between.\n<!-- results missing haze -->\n<!-- /results -->\nEnd.\n")
+    rendered = render(doc, tmp_path)
+    assert rendered.startswith("# Results\nProse stays.\n") and "\nBetween.\n" in rendered
+    assert rendered.endswith("End.\n") and "stale" not in rendered
+    assert "| dcp | 19.64 | 0.843 | 5.00 | 20 |" in rendered and "| lite | 21.50 | 0.850 | 5.00 | 20 |" in rendered
+    assert "`dgdehaze eval --dataset X`" in rendered and "commit `abc1234`" in rendered
+    assert "`dgdehaze_core/weights/dgdehaze_lite.pt` (sha256 0123456789ab, 2000 training iterations" in rendered
+    assert f"<!-- results missing haze -->\n{NOT_MEASURED}\n<!-- /results -->" in rendered
+    assert render(rendered, tmp_path) == rendered  # rendering again changes nothing
+
+
+def test_targets_are_judged_from_the_figures(tmp_path: Path):
+    _write(tmp_path, "sots-indoor", {
+        "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
+        "quality/sots-indoor:held-out/lite": _quality(21.2, 0.83),
+        "quality/sots-indoor:held-out/lite-no-depth": _quality(21.2, 0.83),
+        **{f"detection/sots-indoor:held-out/{m}": {"f1": f1} for m, f1 in
+           (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.90), ("lite-no-depth", 0.91))}})
+    lines = targets_markdown(tmp_path).splitlines()
+    held_out = [line for line in lines if "held-out" in line]
+    assert "lite 21.20 dB, DCP 20.00 dB (+1.20 dB) | **met**" in held_out[0]
+    assert "lite 0.830, DCP 0.840 (-0.010) | **not met**" in held_out[1]
+    assert "hazy 0.780, DCP 0.820, lite 0.900 | **met**" in held_out[2]
+    assert held_out[3].endswith("(+0.000) | **no difference** |")  # PSNR: the ablation ties
+    assert held_out[4].endswith("(-0.010) | **does not help** |")  # detection F1: the ablation is better
+    assert any("O-HAZE | not measured" in line for line in lines)
+
+
+def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: Path):
+    pairs = tmp_path / "sots1"
+    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
+        (pairs / folder).mkdir(parents=True)
+        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    results = tmp_path / "results"
+    assert record("tiny", ["--dataset", str(pairs), "--method", "hazy,dcp"], results) == 0
+    rows = json.loads((results / "tiny.json").read_text())
+    meta = json.loads((results / "tiny.meta.json").read_text())
+    assert set(rows) == {"hazy", "dcp"} and rows["dcp"]["pairs"] == 1
+    assert meta["command"].startswith("dgdehaze eval --dataset ") and meta["command"].endswith("tiny.json")
+    assert meta["data"] == [str(pairs)] and meta["weights"] == {} and meta["seconds"] > 0
+    assert meta["commit"] != "" and "CPU cores" in meta["machine"]
+    assert record("broken", ["--dataset", str(tmp_path / "absent")], results) == 2
+    assert not (results / "broken.meta.json").exists()
+    with pytest.raises(ValueError, match="leave it out"):
+        record("x", ["--json", "y.json"], results)
+
+
+def test_the_committed_results_doc_is_what_its_json_gives():
+    """Every figure in docs/RESULTS.md comes from docs/results/*.json (none typed by hand, none stale)."""
+    if not DOC_PATH.is_file() or not RESULTS_DIR.is_dir():
+        pytest.skip("docs/RESULTS.md or docs/results/ is absent (run `make results`)")
+    current = DOC_PATH.read_text()
+    assert render(current) == current, "run `python -m dgdehaze_core.evaluation.results_doc render`"
