@@ -27,6 +27,7 @@ def sots_pairs(shared_data: Path, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_quality_and_detection_on_real_pairs(sots_pairs: Path, tmp_path: Path, capsys):
     out = tmp_path / "eval.json"
     code = main(["eval", "--dataset", str(sots_pairs), "--measure", "quality,detection",
