@@ -7,8 +7,8 @@ PACKAGE = "dgdehaze"
 ROOT = Path(__file__).parent
 
 
-def share(folder: str, pattern: str) -> tuple[str, list[str]]:
-    files = sorted(str(p) for p in (ROOT / folder).glob(pattern) if p.is_file())
+def share(folder: str, *patterns: str) -> tuple[str, list[str]]:
+    files = sorted(str(p) for pattern in patterns for p in (ROOT / folder).glob(pattern) if p.is_file())
     return (f"share/{PACKAGE}/{folder}", [str(Path(f).relative_to(ROOT)) for f in files])
 
 
@@ -21,7 +21,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         (f"share/{PACKAGE}", ["package.xml"]),
         share("launch", "*.launch.py"),
-        share("config", "*.yaml"),
+        share("config", "*.yaml", "*.xml"),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

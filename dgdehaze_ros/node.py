@@ -259,8 +259,8 @@ class DehazeNode(LifecycleNode):
         self.stats.count_lost(info.total_count_change)
         self.get_logger().warning(
             f"{info.total_count} input frames lost before reaching the node: large images over best_effort lose "
-            "fragments with Fast DDS defaults; use image_reliability: reliable with a reliable camera, or "
-            "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for every process (docs/ROS.md)", throttle_duration_sec=10.0)
+            "fragments with Fast DDS defaults; use image_reliability: reliable with a reliable camera, or give "
+            "every process config/fastdds_large_images.xml (docs/ROS.md)", throttle_duration_sec=10.0)
 
     def _on_incompatible_qos(self, info: Any) -> None:
         reliability = self._settings["image_reliability"] if self._settings is not None else "?"

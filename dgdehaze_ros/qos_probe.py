@@ -3,7 +3,8 @@
 A camera driver and the dgdehaze node are separate processes, so a frame crosses Fast DDS between them. This
 probe runs a publisher process and a subscriber process on a private domain, sends `frames` bgr8 frames at
 `rate_hz`, and counts what arrives, per subscriber reliability and per Fast DDS transport setting
-(`FASTDDS_BUILTIN_TRANSPORTS`: the default SHM + UDPv4, UDPv4 only, LARGE_DATA). docs/ROS.md records the results.
+(the default SHM + UDPv4, UDPv4 only, LARGE_DATA, and the shipped config/fastdds_large_images.xml profile).
+docs/ROS.md records the results.
 
     python -m dgdehaze_ros.qos_probe --sizes 640x360,1280x720 --frames 20 --json out/qos.json
 
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,12 +31,37 @@ LOG = logging.getLogger(__name__)
 MODULE = "dgdehaze_ros.qos_probe"
 TOPIC = "/qos_probe/image"
 RELIABILITIES = ("reliable", "best_effort")
+PROFILE = "fastdds_large_images.xml"
 TRANSPORTS: dict[str, dict[str, str]] = {
     "default": {},
     "udp_only": {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"},
     "large_data": {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
+    "shm_profile": {"FASTRTPS_DEFAULT_PROFILES_FILE": PROFILE},
 }
-"""Fast DDS transport settings compared; each applies to both processes, as it would to a whole robot."""
+"""Fast DDS transport settings compared (environment of both processes, as for a whole robot); `shm_profile` is
+config/fastdds_large_images.xml, a shared-memory segment larger than a frame."""
+
+
+def fastdds_profile() -> Path:
+    """config/fastdds_large_images.xml of the source tree, else of the installed share/dgdehaze."""
+    local = Path(__file__).resolve().parents[1] / "config" / PROFILE
+    if local.is_file():
+        return local
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return local
+    try:
+        return Path(get_package_share_directory("dgdehaze")) / "config" / PROFILE
+    except PackageNotFoundError:
+        return local
+
+
+def transport_env(transport: str) -> dict[str, str]:
+    """The environment variables of one of TRANSPORTS."""
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+    return {k: str(fastdds_profile()) if v == PROFILE else v for k, v in TRANSPORTS[transport].items()}
 MATCH_TIMEOUT_S = 20.0
 PUBLISHER_DEPTH = 5
 """The camera's history depth, as rclpy's sensor-data profile; the subscriber's is the node's image_qos_depth."""
@@ -130,12 +157,10 @@ def measure_loss(width: int, height: int, *, reliability: str, publisher_reliabi
         raise ValueError(f"reliabilities are {', '.join(RELIABILITIES)}")
     if reliability == "reliable" and publisher_reliability == "best_effort":
         raise ValueError("a reliable subscriber never matches a best_effort publisher")
-    if transport not in TRANSPORTS:
-        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
     if frames < 1 or rate_hz <= 0 or width < 1 or height < 1:
         raise ValueError("frames, rate and size must be positive")
     domain = domain if domain is not None else 1 + (os.getpid() + 57) % 200
-    env = {**os.environ, **TRANSPORTS[transport], "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **transport_env(transport), "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     common = ["--domain", str(domain), "--frames", str(frames), "--depth", str(depth)]
     send_s = frames / rate_hz
     listener = subprocess.Popen(

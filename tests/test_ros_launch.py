@@ -146,7 +146,7 @@ def test_the_package_installs_the_launch_and_config_files_and_depends_on_what_th
     distribution = run_setup(str(ROOT / "setup.py"), stop_after="init")
     data_files = dict(distribution.data_files)
     assert data_files["share/dgdehaze/launch"] == ["launch/dgdehaze.launch.py"]
-    assert "config/dgdehaze.yaml" in data_files["share/dgdehaze/config"]
+    assert {"config/dgdehaze.yaml", "config/fastdds_large_images.xml"} <= set(data_files["share/dgdehaze/config"])
     assert data_files["share/dgdehaze"] == ["package.xml"]
     assert (ROOT / "resource" / "dgdehaze").is_file()
     for files in data_files.values():
@@ -155,3 +155,18 @@ def test_the_package_installs_the_launch_and_config_files_and_depends_on_what_th
     assert "dgdehaze_node = dgdehaze_ros.node:main" in scripts, "the launch file starts executable dgdehaze_node"
     assert "install_scripts=$base/lib/dgdehaze" in (ROOT / "setup.cfg").read_text(), \
         "ros2 launch finds executables in lib/<package>"
+
+
+def test_docs_ros_md_lists_every_parameter_with_its_default() -> None:
+    doc = (ROOT / "docs" / "ROS.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
+            for line in doc.splitlines() if line.startswith("| `")}
+    for spec in SPECS:
+        assert spec.name in rows, f"docs/ROS.md has no row for {spec.name}"
+        if isinstance(spec.default, Parameter.Type):
+            assert rows[spec.name].startswith("unset"), spec.name
+            continue
+        default = str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default)
+        expected = f"`{default}`" if default else '`""`'
+        assert rows[spec.name] == expected, \
+            f"docs/ROS.md says {spec.name} defaults to {rows[spec.name]}, the node to {spec.default!r}"

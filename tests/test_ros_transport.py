@@ -16,11 +16,12 @@ from dgdehaze_ros.qos_probe import measure_loss  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_a_reliable_input_and_the_large_data_transport_receive_every_640x360_frame_between_processes() -> None:
+def test_a_reliable_input_and_the_shipped_fastdds_profile_receive_every_640x360_frame_between_processes() -> None:
     reliable = measure_loss(640, 360, reliability="reliable", frames=20)
     assert reliable["received"] == reliable["published"] == 20
-    large_data = measure_loss(640, 360, reliability="best_effort", transport="large_data", frames=20)
-    assert large_data["received"] == 20 and large_data["lost_reported"] == 0
+    profile = measure_loss(640, 360, reliability="best_effort", publisher_reliability="best_effort",
+                           transport="shm_profile", frames=20)
+    assert profile["received"] == 20 and profile["lost_reported"] == 0, "config/fastdds_large_images.xml"
     with pytest.raises(ValueError, match="never matches"):
         measure_loss(640, 360, reliability="reliable", publisher_reliability="best_effort")
 
