@@ -47,6 +47,8 @@ LOG = logging.getLogger(__name__)
 
 NODE_NAME = "dgdehaze_bench"
 STARTUP_TIMEOUT_S = 90.0
+QUIET_S = 2.0
+"""After the last frame: how long without output (at least) means the node has nothing left to process."""
 CAMERA_QOS_DEPTH = 5
 """History depth of the camera's publisher, as rclpy's sensor-data profile (a depth-1 reliable writer replaces a
 frame not yet acknowledged, which counts as transport loss)."""
@@ -78,6 +80,7 @@ class _Camera(Node):
         self.lock = threading.Lock()
         self.latencies_ms: list[float] = []
         self.output_stamps: set[int] = set()
+        self.last_output = time.monotonic()
         self.outputs = 0
         self.diagnostics: dict[str, str] = {}
 
@@ -86,6 +89,7 @@ class _Camera(Node):
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.lock:
             self.outputs += 1
+            self.last_output = time.monotonic()
             self.output_stamps.add(stamp)
             self.latencies_ms.append((now - stamp) / 1e6)
 
@@ -166,7 +170,9 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
             if published % max(1, int(rate_hz)) == 0:
                 rss_max = max(rss_max, _rss_mb(node_process.pid))
             time.sleep(max(0.0, start + published / rate_hz - time.monotonic()))
-        _wait(lambda: last_stamp in camera.output_stamps, 10.0)
+        # the newest frame comes out, or (lost in transport) the node stays quiet for three output intervals
+        quiet_s = max(QUIET_S, 3.0 * seconds / max(1, camera.outputs))
+        _wait(lambda: last_stamp in camera.output_stamps or time.monotonic() - camera.last_output > quiet_s, 60.0)
         time.sleep(1.2)  # two diagnostics periods after the last frame
         rss_end = _rss_mb(node_process.pid)
         with camera.lock:

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
-from dgdehaze_ros.node_benchmark import run_node_benchmark  # noqa: E402
+from dgdehaze_ros.node_benchmark import measure_node, run_node_benchmark  # noqa: E402
 from dgdehaze_ros.qos_probe import measure_loss  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -38,3 +38,13 @@ def test_the_node_benchmark_row_under_load_drops_stale_frames_and_processes_the_
     assert row["queue_wait_ms_max"] < 1000.0, "a frame waited as if queued behind others"
     assert row["rss_max_mb"] - row["rss_start_mb"] < 150.0
     assert row["inference_ms_median"] > 0 and row["overhead_ms_median"] >= 0
+
+
+def test_the_node_reports_frames_lost_before_they_reach_it() -> None:
+    """A best_effort camera of 640x360 frames with Fast DDS defaults (the case docs/ROS.md warns about): the loss
+    is visible on /diagnostics as frames_lost_in_transport, not silent."""
+    row = measure_node(640, 360, model="dcp", rate_hz=30.0, seconds=2.0, reliability="best_effort",
+                       publisher_reliability="best_effort")
+    lost = row["published"] - row["node_received"]
+    assert lost > 0, "expected Fast DDS defaults to lose best_effort 640x360 frames between processes"
+    assert 0 < row["transport_lost_reported"] <= lost
