@@ -9,10 +9,11 @@ returns one row for dgdehaze_core.figures_table (row name -> figures below); `me
 more knobs (publisher reliability, detection interval, Fast DDS environment).
 
 The node runs in its own process (`python -m dgdehaze_ros.node` with the given `model`, detection off unless
-asked) on a private DDS domain. This process plays the camera (publishes hazy frames stamped with the current time at a fixed rate)
-and the consumer (subscribes to ~/image_dehazed). Reported per row:
-- transport: frames published, frames the node received, frames lost in DDS between the two processes (and
-  how many of them the node's message_lost event reported);
+asked) on a private DDS domain. This process plays the camera (publishes hazy frames stamped with the current
+time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported per row:
+- transport: frames published, frames the node's callback received, and the rest as `transport_lost_pct`:
+  lost between the processes (`transport_lost_reported` of them reported by the node's message_lost event), or
+  replaced in the node's depth-1 reader history while its executor thread was busy (with a reliable input);
 - end-to-end latency: consumer receive time minus the input stamp (camera -> node -> consumer, two DDS hops);
 - the node's own figures from /diagnostics: stamp-to-publish latency, inference time, overhead beyond inference
   (conversion, message building, publishing), frames dropped by the latest-frame worker, longest queue wait;

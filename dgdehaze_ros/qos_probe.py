@@ -9,7 +9,8 @@ docs/ROS.md records the results.
     python -m dgdehaze_ros.qos_probe --sizes 640x360,1280x720 --frames 20 --json out/qos.json
 
 `run_qos_probe(...)` returns the same rows for `dgdehaze bench`: {row: {published, received, lost_pct,
-latency_ms_median}}, latency being publish stamp to the subscriber's callback. The publisher and subscriber roles are the `publish` / `listen` subcommands of this module.
+latency_ms_median}}, latency being publish stamp to the subscriber's callback. The publisher and subscriber
+roles are the `publish` / `listen` subcommands of this module.
 """
 from __future__ import annotations
 
