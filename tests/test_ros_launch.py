@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import py_compile
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from distutils.core import run_setup
 from pathlib import Path
@@ -132,6 +135,16 @@ def test_an_out_of_range_value_in_a_params_file_is_refused_at_start(ros_context:
     bad.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"detection_interval": 0}}}))
     with pytest.raises(ParameterException, match="detection_interval"):
         DehazeNode("dgdehaze", context=ros_context, cli_args=["--ros-args", "--params-file", str(bad)])
+
+
+def test_the_executable_exits_with_a_clear_error_on_a_bad_parameter_at_start() -> None:
+    result = subprocess.run([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "--params-file",
+                             str(CONFIG_FILE), "-p", "model:=dcp", "-p", "image_qos_depth:=0"],
+                            env={**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID)}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "invalid parameter" in result.stderr and "image_qos_depth" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_package_installs_the_launch_and_config_files_and_depends_on_what_they_import() -> None:
