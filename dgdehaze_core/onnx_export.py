@@ -3,7 +3,8 @@
 The graph has one input, "hazy" (B, 3, H, W) RGB in [0, 1] with H and W multiples of the model's stride, and the
 outputs "clear", "transmission", "airlight", "depth" (the model's forward keys). The stride and configuration are
 stored in the file's metadata (`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_depth_guidance`) so that a
-runtime can pad frames without the PyTorch model.
+runtime can pad frames without the PyTorch model. The graph gets the output-preserving rewrites of
+`dgdehaze_core.onnx_graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from dgdehaze_core.atomic_files import atomic_path
 from dgdehaze_core.models import DGDehazeNet
+from dgdehaze_core.onnx_graph_rewrites import GRAPH_REWRITES_VERSION, rewrite_for_runtimes
 
 LOG = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = D
         rows = torch.export.Dim("rows", min=1, max=8192 // stride)
         cols = torch.export.Dim("cols", min=1, max=8192 // stride)
         dynamic_shapes = {"hazy": {0: batch_dim, 2: stride * rows, 3: stride * cols}}
+    for chatty in ("onnx_ir", "onnxscript"):  # one INFO line per folded constant otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
@@ -70,8 +74,10 @@ def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = D
                                     verbose=False)
         program.save(str(tmp), external_data=False)
         proto = onnx.load(str(tmp))
+        rewritten = rewrite_for_runtimes(proto)
         meta = {"dgdehaze_stride": str(stride), "dgdehaze_config": model.config_name,
-                "dgdehaze_depth_guidance": str(bool(model.depth_guidance))}
+                "dgdehaze_depth_guidance": str(bool(model.depth_guidance)),
+                "dgdehaze_graph_rewrites": f"v{GRAPH_REWRITES_VERSION}: {rewritten}"}
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value

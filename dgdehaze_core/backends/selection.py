@@ -145,8 +145,10 @@ def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.Pa
     """The model exported to ONNX (dynamic batch, height and width), from the cache when these exact weights
     were exported before by this torch version; an export takes half a minute on a 2-core CPU."""
     from dgdehaze_core.onnx_export import DEFAULT_OPSET, export_onnx
+    from dgdehaze_core.onnx_graph_rewrites import GRAPH_REWRITES_VERSION
 
-    key = CacheKey(model_sha256=model_digest(model), runtime=f"torch-{torch.__version__}-opset{DEFAULT_OPSET}",
+    runtime = f"torch-{torch.__version__}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
+    key = CacheKey(model_sha256=model_digest(model), runtime=runtime,
                    device="any", shapes="dynamic", precision="fp16" if half else "fp32")
     cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
     path, _ = cache.get_or_build(key, f"dgdehaze-{model.config_name}-{key.model_sha256[:12]}", ".onnx",

@@ -1,0 +1,48 @@
+"""The export's graph rewrites change where ONNX Runtime's layouts end, never what the graph computes."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from dgdehaze_core.onnx_graph_rewrites import KEEP_DIMS, rewrite_for_runtimes
+
+
+def head_graph() -> onnx.ModelProto:
+    """x (1,8,H,W) -> 3x3 conv to 1 channel -> 4x bilinear -> sigmoid, and a 4-channel conv -> 4x bilinear."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(1, 8, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(size=(4, 8, 1, 1)).astype(np.float32), "w4"),
+             numpy_helper.from_array(np.array([1, 1, 4, 4], dtype=np.float32), "scales")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["one"], pads=[1, 1, 1, 1], name="head"),
+             helper.make_node("Resize", ["one", "", "scales"], ["up1"], mode="linear", name="up_head"),
+             helper.make_node("Sigmoid", ["up1"], ["t"]),
+             helper.make_node("Conv", ["x", "w4"], ["four"], name="wide"),
+             helper.make_node("Resize", ["four", "", "scales"], ["u4"], mode="linear", name="up_wide")]
+    graph = helper.make_graph(nodes, "heads", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, "h", "w"])],
+                              [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 1, "H", "W"]),
+                               helper.make_tensor_value_info("u4", TensorProto.FLOAT, [1, 4, "H", "W"])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def run(proto: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})
+
+
+def test_single_channel_heads_get_a_no_op_reshape_and_outputs_stay_equal() -> None:
+    original = head_graph()
+    rewritten = head_graph()
+    assert rewrite_for_runtimes(rewritten) == 1, "only the one-channel head's Resize"
+    onnx.checker.check_model(rewritten)
+    resizes = {n.name: n for n in rewritten.graph.node if n.op_type == "Resize"}
+    producers = {o: n for n in rewritten.graph.node for o in n.output}
+    barrier = producers[resizes["up_head"].input[0]]
+    assert barrier.op_type == "Reshape" and barrier.input == ["one", KEEP_DIMS]
+    assert producers[resizes["up_wide"].input[0]].name == "wide"
+    x = np.random.default_rng(1).random((1, 8, 30, 40), dtype=np.float32)
+    for before, after in zip(run(original, x), run(rewritten, x)):
+        assert before.shape == after.shape
+        np.testing.assert_allclose(after, before, atol=1e-6)  # blocked and planar kernels round differently
+    assert rewrite_for_runtimes(head_graph()) == 1 and rewrite_for_runtimes(rewritten) == 0, "idempotent"
