@@ -48,7 +48,9 @@ class RuntimeVariant:
 
     @property
     def label(self) -> str:
-        return f"{self.backend}-fp16" if self.half else self.backend
+        """"torch", "onnxruntime", "torch-cuda-fp16", "tensorrt-fp16", ...: runtime, GPU, precision."""
+        cuda = "-cuda" if self.device.startswith("cuda") and self.backend != "tensorrt" else ""
+        return f"{self.backend}{cuda}{'-fp16' if self.half else ''}"
 
 
 @dataclass(frozen=True)
@@ -177,12 +179,21 @@ class NodeChain:
         return len(scheduled.detections)
 
 
+def chain_detector(imgsz: int, device: str) -> Detector:
+    """The shipped int8 detector at 640; at another size its dynamic rebuild (the shipped file ignores imgsz)."""
+    device = "cpu" if device in ("auto", "cpu") else device
+    if imgsz == 640:
+        return Detector(imgsz=imgsz, device=device)
+    from dgdehaze_core.detector_rebuild import dynamic_detector_exports
+
+    return Detector(dynamic_detector_exports()["int8"], imgsz=imgsz, device=device)
+
+
 def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
-                dcp_row: Row | None, settings: BenchSettings, detector_weights: str | None = None,
-                imgsz: int = 640) -> dict[str, Row]:
-    """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection every
-    frame and every Nth. With detection every N frames one timed step is N frames; latency figures are per frame
-    averaged over the step, `fps` is frames per second of throughput."""
+                dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,)) -> dict[str, Row]:
+    """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (int8 YOLOv8n
+    at each of `imgszs`) every frame and every Nth. With detection every N frames one timed step is N frames;
+    latency figures are per frame averaged over the step, `fps` is frames per second of throughput."""
     torch.manual_seed(0)
     pipeline = pipeline_from_model(build_model(config).eval(), backend=backend, device=device,
                                    threads=settings.threads)
@@ -191,15 +202,18 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     label = f"{config}/{pipeline.backend}"
     rows: dict[str, Row] = {}
     dehaze = settings.measure(lambda: pipeline(frame))
-    rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, "detect_every": 0.0}
-    detector = Detector(detector_weights, imgsz=imgsz, device="cpu" if device in ("auto", "cpu") else device)
-    for interval in intervals:
-        chain = NodeChain(pipeline, detector, interval)
-        step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
-        per_frame = {"latency_ms_median": step["latency_ms_median"] / interval,
-                     "latency_ms_p95": step["latency_ms_p95"] / interval,
-                     "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
-        rows[f"chain/{label}/detect-every-{interval}@{size}"] = {**per_frame, "detect_every": float(interval)}
+    rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, "detect_every": 0.0, "imgsz": 0.0}
+    for imgsz in imgszs:
+        detector = chain_detector(imgsz, device)
+        suffix = "" if imgsz == 640 else f"-imgsz{imgsz}"
+        for interval in intervals:
+            chain = NodeChain(pipeline, detector, interval)
+            step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
+            per_frame = {"latency_ms_median": step["latency_ms_median"] / interval,
+                         "latency_ms_p95": step["latency_ms_p95"] / interval,
+                         "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
+            rows[f"chain/{label}/detect-every-{interval}{suffix}@{size}"] = {
+                **per_frame, "detect_every": float(interval), "imgsz": float(imgsz)}
     if dcp_row is not None:
         for row in rows.values():
             row["ratio_to_dcp"] = row["latency_ms_median"] / dcp_row["latency_ms_median"]
