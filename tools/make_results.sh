@@ -19,6 +19,10 @@ DATA=${DGDEHAZE_DATA:-../shared/data}
 LITE=${LITE:-lite}
 NO_DEPTH=${NO_DEPTH:-runs/lite_no_depth/last.pt}
 METHODS="hazy,dcp,lite=$LITE,lite-no-depth=$NO_DEPTH,clear"
+if [ ! -f "$NO_DEPTH" ]; then  # runs/ is not in git: a fresh clone has no ablation weights
+    echo "make_results: no ablation weights at $NO_DEPTH (set NO_DEPTH): the lite-no-depth rows are left out" >&2
+    METHODS="hazy,dcp,lite=$LITE,clear"
+fi
 RESULTS=${RESULTS:-docs/results}
 DOC=${DOC:-docs/RESULTS.md}
 read -r -a EXTRA <<< "${EVAL_ARGS:-}"
