@@ -42,7 +42,8 @@ def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
     _write(tmp_path, "sots", {"quality/sots:held-out/dcp": _quality(19.644, 0.8434),
                               "quality/sots:held-out/lite": _quality(21.5, 0.85)})
     doc = ("# Results\nProse stays.\n<!-- results sots quality sots:held-out -->\nstale\n<!-- /results -->\n"
-           "Between.\n<!-- results missing haze -->\n<!-- /results -->\nEnd.\n")
+           "Between.\n<!-- results missing haze -->\n<!-- /results -->\n"
+           "<!-- results sots quality sots:held-out -->\n<!-- /results -->\nEnd.\n")
     rendered = render(doc, tmp_path)
     assert rendered.startswith("# Results\nProse stays.\n") and "\nBetween.\n" in rendered
     assert rendered.endswith("End.\n") and "stale" not in rendered
@@ -50,6 +51,8 @@ def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
     assert "`dgdehaze eval --dataset X`" in rendered and "commit `abc1234`" in rendered
     assert "`dgdehaze_core/weights/dgdehaze_lite.pt` (sha256 0123456789ab, 2000 training iterations" in rendered
     assert f"<!-- results missing haze -->\n{NOT_MEASURED}\n<!-- /results -->" in rendered
+    assert rendered.count("`dgdehaze eval --dataset X`") == 1  # a second table of one run points to the first
+    assert "From the same run as the first table of step `sots`" in rendered
     assert render(rendered, tmp_path) == rendered  # rendering again changes nothing
 
 

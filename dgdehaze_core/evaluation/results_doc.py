@@ -144,7 +144,8 @@ def load_result(results_dir: Path, name: str) -> tuple[dict[str, Row], dict[str,
     return json.loads(rows_path.read_text()), json.loads(meta_path.read_text())
 
 
-def render_block(results_dir: Path, name: str, measure: str, set_name: str | None) -> str:
+def render_block(results_dir: Path, name: str, measure: str, set_name: str | None, first: bool = True) -> str:
+    """One block's table; its provenance in full where `first`, else a pointer to the first table of the run."""
     if measure not in COLUMNS:
         raise ValueError(f"results block {name}: unknown measure {measure!r}; known: {', '.join(COLUMNS)}")
     loaded = load_result(results_dir, name)
@@ -154,7 +155,9 @@ def render_block(results_dir: Path, name: str, measure: str, set_name: str | Non
     chosen = select_rows(rows, measure, set_name)
     reference = {str(row["reference"]) for row in chosen.values() if "reference" in row}
     caption = f"Reference objects: {', '.join(sorted(reference))}.\n\n" if reference else ""
-    return f"{table_markdown(measure, chosen)}\n\n{caption}{provenance(meta, name)}"
+    source = provenance(meta, name) if first else (f"- From the same run as the first table of step `{name}` "
+                                                    f"(`docs/results/{name}.json`), commit `{meta['commit']}`")
+    return f"{table_markdown(measure, chosen)}\n\n{caption}{source}"
 
 
 # --- targets -------------------------------------------------------------------------------------------------------
@@ -254,10 +257,14 @@ def targets_markdown(results_dir: Path) -> str:
 
 def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
     """`doc_text` with every generated block rewritten from the JSON in `results_dir`."""
+    described: set[str] = set()
+
     def block(match: re.Match[str]) -> str:
         name, measure, set_name = match["name"], match["measure"], match["set"]
         opening = f"<!-- results {name} {measure}{f' {set_name}' if set_name else ''} -->"
-        return f"{opening}\n{render_block(results_dir, name, measure, set_name)}\n<!-- /results -->"
+        body = render_block(results_dir, name, measure, set_name, first=name not in described)
+        described.add(name)
+        return f"{opening}\n{body}\n<!-- /results -->"
 
     text = BLOCK.sub(block, doc_text)
     return TARGETS_BLOCK.sub(lambda _: f"<!-- targets -->\n{targets_markdown(results_dir)}\n<!-- /targets -->", text)
