@@ -43,7 +43,8 @@ def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
                               "quality/sots:held-out/lite": _quality(21.5, 0.85)})
     doc = ("# Results\nProse stays.\n<!-- results sots quality sots:held-out -->\nstale\n<!-- /results -->\n"
            "Between.\n<!-- results missing haze -->\n<!-- /results -->\n"
-           "<!-- results sots quality sots:held-out -->\n<!-- /results -->\nEnd.\n")
+           "<!-- results sots quality sots:held-out -->\n<!-- /results -->\n<!-- runtime -->\n<!-- /runtime -->\n"
+           "End.\n")
     rendered = render(doc, tmp_path)
     assert rendered.startswith("# Results\nProse stays.\n") and "\nBetween.\n" in rendered
     assert rendered.endswith("End.\n") and "stale" not in rendered
@@ -53,6 +54,7 @@ def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
     assert f"<!-- results missing haze -->\n{NOT_MEASURED}\n<!-- /results -->" in rendered
     assert rendered.count("`dgdehaze eval --dataset X`") == 1  # a second table of one run points to the first
     assert "From the same run as the first table of step `sots`" in rendered
+    assert "1 evaluations, 0.2 minutes in all on 2 CPU cores" in rendered
     assert render(rendered, tmp_path) == rendered  # rendering again changes nothing
 
 

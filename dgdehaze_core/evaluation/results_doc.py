@@ -11,6 +11,8 @@ evaluation this way. `render` then rewrites the generated blocks of docs/RESULTS
     <!-- targets -->                         the project's targets, each computed from the JSON: met or not met
     ...
     <!-- /targets -->
+    <!-- runtime -->                         how long the recorded evaluations took, and the machine's load
+    <!-- /runtime -->
 
 `render --check` exits 1 when the doc differs from what the JSON gives (a typed or stale figure).
 Usage: python -m dgdehaze_core.evaluation.results_doc {record NAME -- ARGS | render [--check]}
@@ -41,6 +43,7 @@ DOC_PATH = REPO_DIR / "docs" / "RESULTS.md"
 BLOCK = re.compile(r"<!-- results (?P<name>\S+) (?P<measure>\S+)(?: (?P<set>\S+))? -->\n.*?<!-- /results -->",
                    re.DOTALL)
 TARGETS_BLOCK = re.compile(r"<!-- targets -->\n.*?<!-- /targets -->", re.DOTALL)
+RUNTIME_BLOCK = re.compile(r"<!-- runtime -->\n.*?<!-- /runtime -->", re.DOTALL)
 NOT_MEASURED = "_Not measured yet: run `make results`._"
 
 Row = Mapping[str, Any]
@@ -255,6 +258,18 @@ def targets_markdown(results_dir: Path) -> str:
     return header + "\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
+def runtime_markdown(results_dir: Path) -> str:
+    """How long the recorded evaluations took together, and on what."""
+    metas = [json.loads(path.read_text()) for path in sorted(results_dir.glob("*.meta.json"))]
+    if not metas:
+        return NOT_MEASURED
+    loads = [meta["load_before"] for meta in metas]
+    return (f"The recorded run: {len(metas)} evaluations, {sum(meta['seconds'] for meta in metas) / 60:.1f} minutes "
+            f"in all on {metas[0]['machine']}, started {min(meta['started'] for meta in metas)}, load average "
+            f"{min(loads):.1f}-{max(loads):.1f} at the starts of the steps (the evaluation alone keeps it near 2; more "
+            "means other work shared the cores).")
+
+
 def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
     """`doc_text` with every generated block rewritten from the JSON in `results_dir`."""
     described: set[str] = set()
@@ -267,7 +282,8 @@ def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
         return f"{opening}\n{body}\n<!-- /results -->"
 
     text = BLOCK.sub(block, doc_text)
-    return TARGETS_BLOCK.sub(lambda _: f"<!-- targets -->\n{targets_markdown(results_dir)}\n<!-- /targets -->", text)
+    text = TARGETS_BLOCK.sub(lambda _: f"<!-- targets -->\n{targets_markdown(results_dir)}\n<!-- /targets -->", text)
+    return RUNTIME_BLOCK.sub(lambda _: f"<!-- runtime -->\n{runtime_markdown(results_dir)}\n<!-- /runtime -->", text)
 
 
 # --- recording -----------------------------------------------------------------------------------------------------
