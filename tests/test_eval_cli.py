@@ -127,6 +127,9 @@ def test_subset_rows_beside_the_whole_set_and_include(sots_pairs: Path, tmp_path
     assert json.loads(out.read_text())["hazy"]["pairs"] == 1
     assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy", "--include", "1999_*"]) == 2
     assert "no image in" in capsys.readouterr().err
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy", "--subset", "none=1999_*",
+                 "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())) == ["sots4/hazy"]  # a subset without images has no rows
     assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy", "--subset", "a/b=*"]) == 2
     assert "NAME=GLOB" in capsys.readouterr().err
 

@@ -13,7 +13,7 @@ the images whose file name matches one of its globs (a pair by its hazy image, a
 DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
-run (each image is dehazed once):
+run (each image is dehazed once; a set with no matching image gets no subset rows, with a warning):
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --subset held-out='143?_*,144?_*'
 
 Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets and by
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     result = _measure_one(measure, dataset, methods, args, detector, globs)
                 except ValueError as exc:
-                    if args.dataset:
+                    if args.dataset and subset_name is None:
                         raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
                     LOG.warning("%s on %s left out: %s", measure, set_name, exc)
                     continue
