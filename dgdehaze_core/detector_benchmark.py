@@ -25,12 +25,12 @@ from dgdehaze_core.network_benchmark import BenchSettings, Row
 LOG = logging.getLogger(__name__)
 
 MATCH_IOU = 0.5
-VIDEO_FRAMES = 8
-"""Frames taken, evenly spaced, from the shared foggy-road video for the detections-kept figure."""
+VIDEO_FRAMES = {"foggy_road_night.mp4": 16, "mist_park.mp4": 8}
+"""Frames taken, evenly spaced, from each shared fog video for the detections-kept figure."""
 
 
-def real_hazy_frames(video_frames: int = VIDEO_FRAMES) -> list[np.ndarray]:
-    """Real hazy frames from the shared data: RESIDE URHI and O-HAZE photos and foggy road video frames
+def real_hazy_frames(video_frames: dict[str, int] = VIDEO_FRAMES) -> list[np.ndarray]:
+    """Real hazy frames from the shared data: RESIDE URHI and O-HAZE photos and frames of the fog videos
     (empty where the shared data is absent)."""
     data = shared_data_dir()
     if data is None:
@@ -42,12 +42,14 @@ def real_hazy_frames(video_frames: int = VIDEO_FRAMES) -> list[np.ndarray]:
                 frames.append(read_image(path))
             except ImageError as exc:
                 LOG.warning("skipping %s: %s", path, exc)
-    video = data / "video" / "foggy_road_night.mp4"
-    if video.is_file() and video_frames > 0:
+    for name, count in video_frames.items():
+        video = data / "video" / name
+        if not video.is_file() or count < 1:
+            continue
         capture = cv2.VideoCapture(str(video))
         try:
             total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            for index in np.linspace(0, max(total - 1, 0), video_frames).astype(int):
+            for index in np.linspace(0, max(total - 1, 0), count).astype(int):
                 capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
                 ok, frame = capture.read()
                 if ok:

@@ -179,20 +179,27 @@ class NodeChain:
         return len(scheduled.detections)
 
 
-def chain_detector(imgsz: int, device: str) -> Detector:
-    """The shipped int8 detector at 640; at another size its dynamic rebuild (the shipped file ignores imgsz)."""
+CHAIN_DETECTORS = ("int8", "fp32")
+
+
+def chain_detector(kind: str, imgsz: int, device: str) -> Detector:
+    """YOLOv8n for the chain: "int8" is the shipped file at 640 (the node's default) and its dynamic rebuild at
+    other sizes (the shipped file ignores imgsz); "fp32" is the float rebuild (`detector_rebuild`)."""
+    if kind not in CHAIN_DETECTORS:
+        raise ValueError(f"chain detector must be one of {', '.join(CHAIN_DETECTORS)}, got {kind!r}")
     device = "cpu" if device in ("auto", "cpu") else device
-    if imgsz == 640:
+    if kind == "int8" and imgsz == 640:
         return Detector(imgsz=imgsz, device=device)
     from dgdehaze_core.detector_rebuild import dynamic_detector_exports
 
-    return Detector(dynamic_detector_exports()["int8"], imgsz=imgsz, device=device)
+    return Detector(dynamic_detector_exports()[kind], imgsz=imgsz, device=device)
 
 
 def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
-                dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,)) -> dict[str, Row]:
-    """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (int8 YOLOv8n
-    at each of `imgszs`) every frame and every Nth. With detection every N frames one timed step is N frames;
+                dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,),
+                detectors: Sequence[str] = ("int8",)) -> dict[str, Row]:
+    """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (YOLOv8n of
+    each kind in `detectors` at each of `imgszs`, see `chain_detector`) every frame and every Nth. With detection every N frames one timed step is N frames;
     latency figures are per frame averaged over the step, `fps` is frames per second of throughput."""
     torch.manual_seed(0)
     pipeline = pipeline_from_model(build_model(config).eval(), backend=backend, device=device,
@@ -203,9 +210,9 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     rows: dict[str, Row] = {}
     dehaze = settings.measure(lambda: pipeline(frame))
     rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, "detect_every": 0.0, "imgsz": 0.0}
-    for imgsz in imgszs:
-        detector = chain_detector(imgsz, device)
-        suffix = "" if imgsz == 640 else f"-imgsz{imgsz}"
+    for kind, imgsz in [(kind, imgsz) for kind in detectors for imgsz in imgszs]:
+        detector = chain_detector(kind, imgsz, device)
+        suffix = ("" if kind == "int8" else f"-{kind}") + ("" if imgsz == 640 else f"-imgsz{imgsz}")
         for interval in intervals:
             chain = NodeChain(pipeline, detector, interval)
             step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)

@@ -4,7 +4,7 @@
     dgdehaze bench model --config lite              # one network on every backend available here (issue #3)
     dgdehaze bench lite --backends onnxruntime --sizes 640x480 --json lite.json
     dgdehaze bench detector --imgsz 640,480,320     # shipped int8 vs dynamic int8 vs float, detections kept
-    dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320   # dehaze + depth + detection, as the node
+    dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320 --chain-detector int8,fp32   # as the node
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
 
 Rows and figures are described in dgdehaze_core/network_benchmark.py and detector_benchmark.py.
@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chain-backend", default="auto", help="chain: the network's backend (auto picks)")
     parser.add_argument("--chain-imgsz", type=_int_list, default=[640],
                         help="chain: detector input sizes (not 640: the dynamic int8 rebuild of the shipped model)")
+    parser.add_argument("--chain-detector", default="int8",
+                        help="chain: detector kinds, of int8 (shipped, the node's default) and fp32 (its float "
+                             "rebuild), comma-separated")
     parser.add_argument("--node-model", default="lite", help="node: the node's `model` parameter")
     parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second")
     parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row")
@@ -92,6 +95,9 @@ def _check(args: argparse.Namespace) -> None:
     if any(v % 32 or not 32 <= v <= 4096 for v in [*args.imgsz, *args.chain_imgsz]):
         raise ValueError(f"--imgsz and --chain-imgsz values must be multiples of 32 in [32, 4096], "
                          f"got {args.imgsz}, {args.chain_imgsz}")
+    unknown = sorted(set(args.chain_detector.split(",")) - {"int8", "fp32"})
+    if unknown:
+        raise ValueError(f"unknown chain detectors {unknown}; known: int8, fp32")
     if any(v < 1 for v in args.detect_every):
         raise ValueError(f"--detect-every values must be at least 1, got {args.detect_every}")
 
@@ -128,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         size = sizes[0]
         table.update(nb.bench_chain(args.chain_model, args.chain_backend, args.device, args.detect_every,
                                     frames[size], dcp_rows.get(f"dcp@{size[0]}x{size[1]}"), settings,
-                                    args.chain_imgsz))
+                                    args.chain_imgsz, args.chain_detector.split(",")))
     if "node" in targets:
         from dgdehaze_ros.node_benchmark import run_node_benchmark
 
