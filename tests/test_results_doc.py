@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, record, render,
-                                                  select_rows, targets_markdown)
+from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, ablation_recipe_note, record,
+                                                  render, select_rows, targets_markdown)
 
 META = {"command": "dgdehaze eval --dataset X", "commit": "abc1234", "started": "2026-11-25 12:00 UTC",
         "seconds": 12.3, "load_before": 0.4, "load_after": 1.9, "machine": "2 CPU cores (x86_64), no GPU",
@@ -73,6 +73,20 @@ def test_targets_are_judged_from_the_figures(tmp_path: Path):
     assert held_out[3].endswith("(+0.000) | **no difference** |")  # PSNR: the ablation ties
     assert held_out[4].endswith("(-0.010) | **does not help** |")  # detection F1: the ablation is better
     assert any("O-HAZE | not measured" in line for line in lines)
+
+
+def test_the_ablation_is_checked_to_differ_only_in_depth_guidance(tmp_path: Path):
+    recipe = {"name": "lite", "depth_guidance": True, "teacher_floor": 0.1, "lr": 0.0015}
+    weights = {"lite": {"iterations": 2000, "recipe_fields": recipe},
+               "lite-no-depth": {"iterations": 2000,
+                                 "recipe_fields": {**recipe, "name": "lite_no_depth", "depth_guidance": False}}}
+    (tmp_path / "a.meta.json").write_text(json.dumps({"weights": weights}))
+    assert ablation_recipe_note(tmp_path).startswith("lite and lite-no-depth were trained with the same recipe")
+    weights["lite-no-depth"]["recipe_fields"]["teacher_floor"] = 0.5
+    weights["lite-no-depth"]["iterations"] = 1500
+    (tmp_path / "a.meta.json").write_text(json.dumps({"weights": weights}))
+    assert "not like for like**: lite and lite-no-depth differ in iterations trained, teacher_floor" in \
+        ablation_recipe_note(tmp_path)
 
 
 def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: Path):

@@ -252,10 +252,39 @@ def _ablation_targets(results_dir: Path) -> list[list[str]]:
     return lines
 
 
+ABLATION_FREE_FIELDS = {"name", "depth_guidance", "source_file"}
+"""Recipe fields in which the ablation may differ from `lite`."""
+
+
+def ablation_recipe_note(results_dir: Path) -> str:
+    """Whether every recorded lite-no-depth was trained like the lite it is compared with, but for depth guidance."""
+    differences: set[str] = set()
+    compared = 0
+    for meta_path in sorted(results_dir.glob("*.meta.json")):
+        weights = json.loads(meta_path.read_text()).get("weights", {})
+        model, ablation = weights.get(MODEL, {}), weights.get(ABLATION, {})
+        if "recipe_fields" not in model or "recipe_fields" not in ablation:
+            continue
+        compared += 1
+        fields = set(model["recipe_fields"]) | set(ablation["recipe_fields"])
+        differences |= {key for key in fields - ABLATION_FREE_FIELDS
+                        if model["recipe_fields"].get(key) != ablation["recipe_fields"].get(key)}
+        if model.get("iterations") != ablation.get("iterations"):
+            differences.add("iterations trained")
+    if not compared:
+        return "The recipes of lite and lite-no-depth were not recorded, so the ablation's fairness is unchecked."
+    if differences:
+        return (f"**The ablation is not like for like**: lite and lite-no-depth differ in "
+                f"{', '.join(sorted(differences))}, so their difference is not depth guidance alone.")
+    return ("lite and lite-no-depth were trained with the same recipe and iterations but for depth guidance "
+            "(checked from the recipes stored in both weight files).")
+
+
 def targets_markdown(results_dir: Path) -> str:
     lines = [*_quality_targets(results_dir), *_detection_targets(results_dir), *_ablation_targets(results_dir)]
     header = "| target | set | measured | verdict |\n|---|---|---|---|"
-    return header + "\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    table = header + "\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    return f"{table}\n\n{ablation_recipe_note(results_dir)}"
 
 
 def runtime_markdown(results_dir: Path) -> str:
@@ -307,7 +336,8 @@ def _weights_of(method_text: str) -> dict[str, dict[str, Any]]:
         entry: dict[str, Any] = {"path": _shown(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
         if path.suffix == ".pt":
             meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
-            entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved") if key in meta})
+            entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved", "recipe_fields")
+                          if key in meta})
         weights[spec.name] = entry
     return weights
 
