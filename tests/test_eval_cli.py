@@ -95,7 +95,7 @@ def test_broken_sets_exit_2_naming_the_problem(sots_pairs: Path, tmp_path: Path,
 
 
 def test_a_trained_model_runs_through_every_measure(shared_data: Path, sots_pairs: Path, tmp_path: Path):
-    """The network path of the evaluation (depth, outputs at the input's size), with untrained weights."""
+    """The network path of the evaluation (depth, physics outputs at the input's size), with untrained weights."""
     import torch
 
     from dgdehaze_core.models import build_model, save_checkpoint
@@ -105,7 +105,7 @@ def test_a_trained_model_runs_through_every_measure(shared_data: Path, sots_pair
     assert load_pipeline(str(weights)) is not None
     out = tmp_path / "net.json"
     code = main(["eval", "--dataset", str(sots_pairs), "--dataset", str(shared_data / "depth" / "middlebury2003"),
-                 "--measure", "quality,depth,haze", "--method", f"net={weights}", "--limit", "1",
+                 "--measure", "quality,depth,haze", "--method", f"net={weights}", "--limit", "1", "--output", "physics",
                  "--json", str(out)])
     assert code == 0
     rows = json.loads(out.read_text())

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from dgdehaze_core.benchmark import parse_size
 from dgdehaze_core.data_paths import shared_data_dir
 from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
@@ -41,6 +42,7 @@ from dgdehaze_core.evaluation.voc_boxes import labelled_images
 from dgdehaze_core.figures_table import emit, write_json
 from dgdehaze_core.image_io import list_images
 from dgdehaze_core.paired_dataset import find_pairs, is_paired_set
+from dgdehaze_core.pipeline import OUTPUT_MODES
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default=None,
                         help="comma-separated SOURCE or NAME=SOURCE: hazy (the input), clear (detection only), "
                              "dcp, lite, base or a weights file (default: hazy, dcp and every shipped model)")
+    parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
+                        help="network image output: decoder, physics inversion, or auto as the node (default)")
+    parser.add_argument("--working-size", type=parse_size, default=None, metavar="WxH",
+                        help="size the networks run at (default: each input's size, as the node)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--detector", default=None, help="detector weights (.pt/.onnx/.engine; default: the "
                                                          "shipped YOLOv8n int8 ONNX)")
@@ -235,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
     subsets = parse_subsets(args.subset)
     measures = parse_measures(args.measure)
     datasets = datasets_for(measures, args.dataset)
-    methods = [load_method(spec) for spec in _method_specs(args.method)]
+    methods = [load_method(spec, output=args.output, working_size=args.working_size)
+               for spec in _method_specs(args.method)]
     detector = _detector(args) if "detection" in measures else None
     rows: dict[str, dict[str, object]] = {}
     for measure in measures:

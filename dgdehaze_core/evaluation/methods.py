@@ -122,12 +122,16 @@ def shipped_model_specs() -> list[MethodSpec]:
     return [MethodSpec(name, name) for name in MODEL_CONFIGS if shipped_weights_path(name).is_file()]
 
 
-def load_method(spec: MethodSpec) -> Method:
-    """Load the pipeline behind `spec`; a missing weights file or unknown name raises an error naming the method."""
+def load_method(spec: MethodSpec, **network_options: object) -> Method:
+    """Load the pipeline behind `spec`; a missing weights file or unknown name raises an error naming the method.
+
+    `network_options` (output, working_size, ...: see `load_pipeline`) apply to networks, not to dcp.
+    """
     if spec.is_reference:
         return Method(spec, None)
+    options = {} if spec.source == "dcp" else network_options
     try:
-        pipeline = load_pipeline(spec.source)
+        pipeline = load_pipeline(spec.source, **options)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"method {spec.name!r} is unavailable: {exc}") from exc
     except ValueError as exc:

@@ -194,7 +194,8 @@ def _quality_targets(results_dir: Path) -> list[list[str]]:
     for name, set_name, label in QUALITY_SETS:
         rows = _rows(results_dir, name, "quality", set_name)
         if rows is None or MODEL not in rows or DCP not in rows:
-            lines.append([f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR, SSIM not below DCP", label, "not measured", "—"])
+            lines.append([f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR, SSIM not below DCP", label, "not measured",
+                          "—"])
             continue
         model, dcp = rows[MODEL], rows[DCP]
         gain = model["psnr"] - dcp["psnr"]
