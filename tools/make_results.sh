@@ -7,19 +7,20 @@
 #   EVAL_ARGS="--limit 2" RESULTS=/tmp/r DOC=/tmp/RESULTS.md tools/make_results.sh   # a quick trial elsewhere
 #
 # Methods: hazy (the input), dcp, lite (LITE, default: the shipped dgdehaze_core/weights/dgdehaze_lite.pt),
-# lite-no-depth (NO_DEPTH: the same recipe with depth guidance off) and clear (detection recovery's ceiling).
+# lite-no-depth (NO_DEPTH, default dgdehaze_core/weights/dgdehaze_lite_no_depth.pt: the same recipe with depth
+# guidance off, exported from runs/lite_no_depth) and clear (detection recovery's ceiling).
 # SOTS-indoor scenes 1400-1428 were used (unpaired) in training; 1430-1448 never were: both are reported apart.
 # KITTI is evaluated on its left colour camera (image_02) only; image_03 holds the same 7 frames from 54 cm away.
-# About 15 minutes on 2 idle CPU cores.
+# docs/RESULTS.md says how long the recorded run took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${VENV:-.venv}/bin/python
 DATA=${DGDEHAZE_DATA:-../shared/data}
 LITE=${LITE:-lite}
-NO_DEPTH=${NO_DEPTH:-runs/lite_no_depth/last.pt}
+NO_DEPTH=${NO_DEPTH:-dgdehaze_core/weights/dgdehaze_lite_no_depth.pt}
 METHODS="hazy,dcp,lite=$LITE,lite-no-depth=$NO_DEPTH,clear"
-if [ ! -f "$NO_DEPTH" ]; then  # runs/ is not in git: a fresh clone has no ablation weights
+if [ ! -f "$NO_DEPTH" ]; then
     echo "make_results: no ablation weights at $NO_DEPTH (set NO_DEPTH): the lite-no-depth rows are left out" >&2
     METHODS="hazy,dcp,lite=$LITE,clear"
 fi
