@@ -42,7 +42,7 @@ def check_result(result: DehazeResult, height: int, width: int) -> None:
 
 def test_odd_size_frame_gives_full_size_outputs_equal_to_the_network_on_the_padded_frame(
         lite_model, hazy_frame: np.ndarray) -> None:
-    pipeline = pipeline_from_model(lite_model)
+    pipeline = pipeline_from_model(lite_model, output="decoder")
     result = pipeline(hazy_frame)
     check_result(result, 479, 641)
     padded = pad_to_stride(bgr_to_rgb_float(hazy_frame)[None], lite_model.stride)
@@ -138,6 +138,7 @@ def test_load_pipeline_reads_checkpoints_and_rejects_bad_options(lite_model, tmp
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             load_pipeline(str(path), device="cuda")
-    if not shipped_weights_path("lite").exists():
-        with pytest.raises(FileNotFoundError, match="dgdehaze_lite.pt"):
-            load_pipeline("lite")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_pipeline(str(tmp_path / "missing.pt"))
+    shipped = load_pipeline("lite")
+    assert shipped.method == "lite" and shipped_weights_path("lite").is_file()
