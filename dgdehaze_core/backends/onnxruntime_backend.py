@@ -40,6 +40,10 @@ class OnnxRuntimeBackend:
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # ORT's intra-op threads spin after each run by default; on a robot the cores are shared (the detector's
+        # own session, ROS, the rest of the stack) and the spinning threads steal them: with one of two cores
+        # busy elsewhere lite at 640x480 took 140 ms spinning and 72 ms without (docs/BENCHMARKS.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=providers or ["CPUExecutionProvider"])
