@@ -14,7 +14,9 @@ Every output carries the input's header (stamp and frame_id), except Float32 whi
 Lifecycle: configure reads and validates the parameters and loads the pipeline and the detector; activate
 subscribes and enables the publishers; deactivate unsubscribes and waits for the frame in progress; cleanup
 releases the models. The subscription callback only hands the message to a `LatestFrameWorker`: conversion,
-inference and publishing run in its thread on the newest frame only, so the executor never blocks.
+inference and publishing run in its thread on the newest frame only, so the executor never blocks. The image,
+depth, camera_info and haze density are published as soon as the frame is dehazed; detections follow when the
+detector has run, so detection never delays the image.
 """
 from __future__ import annotations
 
@@ -293,17 +295,21 @@ class DehazeNode(LifecycleNode):
             return
         begin = time.perf_counter()
         result = pipeline(bgr)
-        scheduled = schedule(result.image) if schedule is not None and settings["detection_enabled"] else None
-        detections = scheduled.detections if scheduled is not None and scheduled.fresh else None
-        inference_s = time.perf_counter() - begin
-        self._publish(msg.header, encoding, original, result, detections, settings)
-        done = time.perf_counter()
+        dehaze_s = time.perf_counter() - begin
+        self._publish_frame(msg.header, encoding, original, result, settings)  # the detector does not delay these
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
-        self.stats.record(latency_ms, (done - started) * 1000.0, inference_s * 1000.0, waited_ms)
+        begin = time.perf_counter()
+        scheduled = schedule(result.image) if schedule is not None and settings["detection_enabled"] else None
+        detect_s = time.perf_counter() - begin
+        if scheduled is not None and scheduled.fresh and "detections" in self._outputs:
+            depths = [median_depth(d, result.depth) for d in scheduled.detections]
+            self._outputs["detections"].publish(detections_to_msg(scheduled.detections, depths, msg.header))
+        done = time.perf_counter()
+        self.stats.record(latency_ms, (done - started) * 1000.0, (dehaze_s + detect_s) * 1000.0, waited_ms)
 
-    def _publish(self, header: Header, encoding: str, original: Any, result: Any, detections: Any,
-                 settings: NodeSettings) -> None:
+    def _publish_frame(self, header: Header, encoding: str, original: Any, result: Any,
+                       settings: NodeSettings) -> None:
         pubs = self._outputs
         pubs["image"].publish(bgr8_to_image(result.image, encoding, header, original))
         if settings["publish_depth"]:
@@ -313,9 +319,6 @@ class DehazeNode(LifecycleNode):
             relay = copy.copy(info)
             relay.header = header
             pubs["camera_info"].publish(relay)
-        if detections is not None and "detections" in pubs:
-            depths = [median_depth(d, result.depth) for d in detections]
-            pubs["detections"].publish(detections_to_msg(detections, depths, header))
         pubs["haze_density"].publish(Float32(data=float(result.haze_density)))
 
     # ---- diagnostics -----------------------------------------------------------------------------------------

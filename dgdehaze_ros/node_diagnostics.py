@@ -1,8 +1,9 @@
 """What the node measures about itself, and how it reports it on /diagnostics.
 
-Per processed frame the worker records: latency from the input's header stamp to the last publish (what a robot
-sees), the node's own time from taking the frame to the last publish, and the inference (dehazing + detection)
-inside it, and how long the frame waited for the worker. overhead = node time - inference: conversion, message
+Per processed frame the worker records: latency from the input's header stamp to the publish of
+~/image_dehazed (what a robot sees; detections follow after the detector), the node's own time from taking the
+frame to its last publish, and the inference (dehazing + detection) inside it, and how long the frame waited for
+the worker. overhead = node time - inference: conversion, message
 building and publishing. Frames lost between the camera and the node (best_effort input of large images, see
 docs/ROS.md) are counted from the subscription's message_lost event.
 """
