@@ -72,14 +72,18 @@ class Detector:
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
 
-        try:
+        try:  # reading .names opens the file for .onnx/.engine weights
             self.model = YOLO(str(self.weights), task="detect")
+            self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
         except Exception as exc:  # Ultralytics raises many types for unreadable files
             raise DetectorUnavailable(f"could not load detector {self.weights}: {exc}") from exc
-        self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
         self.imgsz, self.conf, self.iou, self.max_det = imgsz, conf, iou, max_det
         self.device, self.half = device, half
         self.classes = self._class_ids(classes)
+        try:  # Ultralytics opens .onnx/.engine files at the first predict: fail here, not on the first frame
+            self(np.zeros((imgsz, imgsz, 3), np.uint8))
+        except Exception as exc:
+            raise DetectorUnavailable(f"could not run detector {self.weights}: {exc}") from exc
         LOG.info("detector %s (%d classes) on %s", self.weights.name, len(self.names), device)
 
     def _class_ids(self, classes: Sequence[int | str] | None) -> list[int] | None:
@@ -103,7 +107,8 @@ class Detector:
         """Detect objects in one uint8 BGR frame."""
         frame = to_bgr8(frame)
         result = self.model.predict(frame, imgsz=self.imgsz, conf=self.conf, iou=self.iou, classes=self.classes,
-                                    max_det=self.max_det, device=self.device, half=self.half, verbose=False)[0]
+                                    max_det=self.max_det, device=self.device,
+                                    quantize=16 if self.half else None, verbose=False)[0]
         boxes = result.boxes
         xyxy = boxes.xyxy.cpu().numpy().astype(float)
         scores = boxes.conf.cpu().numpy().astype(float)

@@ -1,0 +1,89 @@
+"""The detector wrapper on the shipped offline YOLOv8n int8 ONNX and real hazy photos (RTTS human boxes)."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.detection import Detection, Detector, DetectorUnavailable, median_depth
+from dgdehaze_core.image_io import read_image
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector()
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area if area > 0 else 0.0
+
+
+def rtts_boxes(xml_path: Path, width: int, height: int) -> list[tuple[str, tuple[float, ...]]]:
+    """The human boxes of an RTTS annotation, scaled from the XML's image size to (width, height)."""
+    root = ElementTree.parse(xml_path).getroot()
+    sx = width / float(root.findtext("size/width"))
+    sy = height / float(root.findtext("size/height"))
+    boxes = []
+    for obj in root.iter("object"):
+        box = obj.find("bndbox")
+        x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        boxes.append((obj.findtext("name"), (x1 * sx, y1 * sy, x2 * sx, y2 * sy)))
+    return boxes
+
+
+def test_finds_the_labelled_people_in_a_real_hazy_photo(detector: Detector, shared_data: Path) -> None:
+    photo = shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"
+    frame = read_image(photo)
+    truth = rtts_boxes(shared_data / "hazy-real" / "urhi" / "labels-voc" / "YST_Bing_667.xml", frame.shape[1],
+                       frame.shape[0])
+    found = detector(frame)
+    persons = [d for d in found if d.class_name == "person"]
+    assert persons and all(0.25 <= d.score <= 1.0 for d in found)
+    for d in found:
+        x1, y1, x2, y2 = d.box
+        assert 0 <= x1 < x2 <= frame.shape[1] + 1 and 0 <= y1 < y2 <= frame.shape[0] + 1
+    matched = [d for d in persons if max(iou(d.box, box) for _, box in truth) >= 0.5]
+    assert len(matched) >= 2, f"{len(persons)} persons found, {len(matched)} on the 9 labelled people"
+
+
+def test_class_filter_and_confidence_are_applied(shared_data: Path) -> None:
+    frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    only_cars = Detector(classes=["car"])(frame)
+    assert all(d.class_name == "car" for d in only_cars)
+    strict = Detector(conf=0.6)(frame)
+    loose = Detector(conf=0.1)(frame)
+    assert all(d.score >= 0.6 for d in strict) and len(loose) > len(strict)
+
+
+def test_bad_settings_and_missing_weights_get_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="imgsz"):
+        Detector(imgsz=100)
+    with pytest.raises(ValueError, match="conf"):
+        Detector(conf=1.5)
+    with pytest.raises(ValueError, match="unknown class 'unicorn'"):
+        Detector(classes=["unicorn"])
+    with pytest.raises(DetectorUnavailable, match="not found"):
+        Detector(tmp_path / "absent.onnx")
+    with pytest.raises(DetectorUnavailable, match="must be one of"):
+        Detector(tmp_path / "weights.txt")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(DetectorUnavailable, match="could not (load|run) detector"):
+        Detector(broken)
+
+
+def test_median_depth_reads_only_valid_depth_inside_the_box() -> None:
+    depth = np.full((100, 200), np.nan, np.float32)
+    depth[20:60, 50:100] = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)
+    box = Detection(0, "person", 0.9, (50.0, 20.0, 100.0, 60.0))
+    assert median_depth(box, depth) == pytest.approx(np.median(np.arange(40 * 50)))
+    wider = Detection(0, "person", 0.9, (0.0, 0.0, 200.0, 100.0))
+    assert median_depth(wider, depth) == pytest.approx(np.median(np.arange(40 * 50)))
+    assert np.isnan(median_depth(Detection(0, "person", 0.9, (150.0, 70.0, 190.0, 95.0)), depth))
+    assert np.isnan(median_depth(Detection(0, "person", 0.9, (300.0, 0.0, 400.0, 50.0)), depth))
