@@ -56,12 +56,13 @@ class ParameterSpec:
 
 
 SPECS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("model", "dcp", "dehazing method: dcp (dark channel prior, no weights; ignores the network "
-                  "settings) or a network configuration whose shipped weights are used unless `weights` is set", MODELS, reloads="pipeline"),
+    ParameterSpec("model", "lite", "dehazing method: a network configuration (lite: the shipped weights, used "
+                  "unless `weights` is set) or dcp (dark channel prior, no weights; ignores the network settings)",
+                  MODELS, reloads="pipeline"),
     ParameterSpec("weights", "", "network weights file (.pt checkpoint or .onnx export); empty: the shipped "
                   "weights of `model`", reloads="pipeline"),
-    ParameterSpec("backend", "auto", "inference backend of the network (auto: onnxruntime for .onnx, else torch)",
-                  BACKENDS, reloads="pipeline"),
+    ParameterSpec("backend", "auto", "inference backend of the network (auto: the fastest available, logged at "
+                  "configure; docs/DEPLOYMENT.md)", BACKENDS, reloads="pipeline"),
     ParameterSpec("device", "cpu", "device for the network and the detector: cpu, cuda, cuda:N",
                   reloads="pipeline"),
     ParameterSpec("half", False, "fp16 inference for the network and the detector", reloads="pipeline"),
@@ -69,8 +70,8 @@ SPECS: tuple[ParameterSpec, ...] = (
                   int_range=(0, 7680, 1), reloads="pipeline"),
     ParameterSpec("working_height", 0, "height the network runs at (0 with working_width 0: the input's size)",
                   int_range=(0, 4320, 1), reloads="pipeline"),
-    ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto", OUTPUT_MODES,
-                  reloads="pipeline"),
+    ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto (= physics)",
+                  OUTPUT_MODES, reloads="pipeline"),
     ParameterSpec("publish_depth", True, "publish ~/depth (32FC1, REP-117: NaN invalid; relative units)"),
     ParameterSpec("detection_enabled", True, "run the detector on the dehazed frame and publish ~/detections"),
     ParameterSpec("detection_interval", 1, "run the detector on every Nth frame and publish ~/detections for those "
@@ -146,9 +147,8 @@ class NodeSettings:
         """(method, options) for `dgdehaze_core.pipeline.load_pipeline`."""
         if self["model"] == "dcp" and not self["weights"]:
             return "dcp", {}
-        options: dict[str, Any] = {"device": self["device"], "half": self["half"], "output": self["output"]}
-        if self["backend"] != "auto":
-            options["backend"] = self["backend"]
+        options: dict[str, Any] = {"device": self["device"], "half": self["half"], "output": self["output"],
+                                   "backend": self["backend"]}
         if self["working_width"]:
             options["working_size"] = (self["working_width"], self["working_height"])
         return self["weights"] or self["model"], options

@@ -244,3 +244,26 @@ def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_new
     assert 0 < after.processed - before.processed < sent
     assert node.stats.summary()["queue_wait_ms_max"] < 1000.0
     assert max(rss) - rss[0] < 100.0, f"memory grew from {rss[0]:.0f} to {max(rss):.0f} MB under load"
+
+
+def test_switching_to_the_shipped_network_runs_it_on_the_auto_backend(node: DehazeNode, probe: Probe,
+                                                                       shared_data) -> None:
+    from dgdehaze_core.image_io import read_image
+    from dgdehaze_core.pipeline import load_pipeline
+
+    frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    set_ok(node, model="lite", backend="auto", detection_enabled=False)
+    try:
+        probe.clear()
+        out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(60)), ("image_dehazed", "depth"),
+                            timeout=120.0)
+        expected = load_pipeline("lite", backend="onnxruntime")(frame)
+        received = image_to_array(out["image_dehazed"]).astype(np.int16)
+        assert np.abs(received - expected.image.astype(np.int16)).max() <= 1
+        depth = image_to_array(out["depth"])
+        assert depth.dtype == np.float32 and np.isfinite(depth).mean() > 0.99
+        assert probe.wait_for(lambda: any(kv.key == "backend" and kv.value == "onnxruntime"
+                                          for d in probe.messages("diagnostics") for s in d.status
+                                          for kv in s.values), 10.0)
+    finally:
+        set_ok(node, model="dcp", detection_enabled=True)
