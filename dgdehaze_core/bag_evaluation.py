@@ -185,13 +185,18 @@ def node_default_method() -> str:
     return FALLBACK_METHOD
 
 
+def _load_as_the_node_does(method: str) -> DehazePipeline:
+    """A network on `backend: auto`, the node's default, so offline figures are the node's."""
+    return load_pipeline(method) if method == FALLBACK_METHOD else load_pipeline(method, backend="auto")
+
+
 def open_pipeline(method: str | None, default: str) -> DehazePipeline:
     """The pipeline for `method`; when no method was asked for and the default's weights are missing or do not
     load, fall back to DCP and say so (an explicit method that fails is an error)."""
     if method:
-        return load_pipeline(method)
+        return _load_as_the_node_does(method)
     try:
-        return load_pipeline(default)
+        return _load_as_the_node_does(default)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         if default == FALLBACK_METHOD:
             raise
