@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError,
+            RuntimeError) as exc:
         if args.verbose:
             raise
         print(f"dgdehaze {args.command}: error: {exc}", file=sys.stderr)
