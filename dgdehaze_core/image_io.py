@@ -100,13 +100,17 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def bgr_to_rgb_float(image: np.ndarray) -> np.ndarray:
-    """uint8 BGR to float32 RGB in [0, 1]."""
-    return image[:, :, ::-1].astype(np.float32) / 255.0
+    """uint8 BGR to float32 RGB in [0, 1] (the channel swap in uint8, then one float buffer)."""
+    rgb = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB).astype(np.float32)
+    return np.divide(rgb, 255.0, out=rgb)
 
 
 def rgb_float_to_bgr(image: np.ndarray) -> np.ndarray:
-    """Float RGB in [0, 1] to uint8 BGR."""
-    return np.ascontiguousarray(np.clip(np.rint(image[:, :, ::-1] * 255.0), 0, 255).astype(np.uint8))
+    """Float RGB in [0, 1] to uint8 BGR (rounded to nearest; the channel swap after the cast, in uint8)."""
+    scaled = np.multiply(image, 255.0)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return cv2.cvtColor(scaled.astype(np.uint8), cv2.COLOR_RGB2BGR)
 
 
 def iter_video(path: str | Path) -> Iterator[np.ndarray]:

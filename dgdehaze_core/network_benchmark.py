@@ -4,11 +4,13 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
 - every row: `latency_ms_median`, `latency_ms_p95`, `fps` (1000 / median) and `ratio_to_dcp` (this row's median
   over the dark channel prior's median at the same size in the same run: 2.0 means twice as slow as DCP);
 - network rows also `network_ms_median` (the runtime's `run` alone, without colour conversion, padding and
-  cropping), `gmacs` (MACs of one forward pass at the padded size), `gmac_per_s` (gmacs / network time) and
+  cropping), `gmacs` (MACs of one forward pass at the padded size, as the physics output path runs it: without
+  the decoder's image branch), `gmac_per_s` (gmacs / network time) and
   `pct_of_peak` (gmac_per_s against `peak_gmac_per_s()`, a large fp32 matrix product measured in the same run on
   the same threads: how much of what this CPU can do the network gets).
 
-The networks are freshly initialised (seed 0): latency does not depend on the weights' values, and a fresh
+Network rows run the node's default image output (auto = physics inversion). The networks are freshly
+initialised (seed 0): latency does not depend on the weights' values, and a fresh
 model's ONNX export is cached across runs under the same key.
 """
 from __future__ import annotations
@@ -136,12 +138,12 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     """`config` on every variant at every frame size, each row with MACs, GMAC/s and the ratio to DCP."""
     torch.manual_seed(0)
     model = build_model(config).eval()
-    macs = {size: count_macs(model, *_padded(model, *size)) / 1e9 for size in frames}
+    macs = {size: count_macs(model, *_padded(model, *size), with_clear=False) / 1e9 for size in frames}
     rows: dict[str, Row] = {}
     for variant in variants:
         try:
             pipeline = pipeline_from_model(model, backend=variant.backend, device=variant.device, half=variant.half,
-                                           threads=settings.threads)
+                                           threads=settings.threads, output="physics")
         except (BackendUnavailable, RuntimeError) as exc:
             LOG.warning("bench skips %s on %s: %s", config, variant.label, exc)
             continue

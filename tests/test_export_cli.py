@@ -10,6 +10,7 @@ import onnx
 import pytest
 import torch
 
+from dgdehaze_core.backends import PHYSICS_OUTPUTS
 from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dgdehaze_core.cli import main
 from dgdehaze_core.detection import DEFAULT_DETECTOR, Detector
@@ -30,13 +31,13 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
     checkpoint = save_checkpoint(model, tmp_path / "lite.pt")
     out = tmp_path / "out" / "lite.onnx"
     assert main(["export", "--config", "lite", "--weights", str(checkpoint), "--format", "onnx",
-                 "--height", "60", "--width", "90", "--out", str(out)]) == 0
+                 "--height", "60", "--width", "90", "--physics-only", "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert input_dims(out) == [1, 3, 64, 96], "rounded up to the stride, fixed"
     metadata = {prop.key: prop.value for prop in onnx.load(str(out)).metadata_props}
     assert metadata["dgdehaze_graph_rewrites"] == "v1: 2", "the depth and transmission heads are kept planar"
     backend = OnnxRuntimeBackend(out, threads=1)
-    assert backend.config_name == "lite"
+    assert backend.config_name == "lite" and backend.outputs == PHYSICS_OUTPUTS
     frame = cv2.resize(cv2.imread(str(shared_data / "hazy-real" / "urhi" / "SFC_Google_197.png")), (96, 64))
     batch = np.ascontiguousarray(bgr_to_rgb_float(frame).transpose(2, 0, 1)[None])
     with torch.no_grad():
@@ -68,6 +69,7 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     (["--config", "lite", "--untrained", "--height", "480"], "both --height and --width"),
     (["--detector", "model.tflite"], "quantised Ultralytics .onnx"),
     (["--detector", "absent.pt"], "no such detector weights"),
+    (["--detector", "yolov8n.pt", "--physics-only"], "belong to --config"),
 ])
 def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], message: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,6 +51,11 @@ def test_outputs_have_the_promised_shapes_and_ranges_on_real_images(config: str,
     assert outputs["transmission"].min() > 0 and outputs["transmission"].max() <= 1
     assert outputs["airlight"].min() >= 0 and outputs["airlight"].max() <= 1
     assert outputs["depth"].min() > 0
+    with torch.no_grad():
+        physics = model(real_batch(shared_data, height, width), with_clear=False)
+    assert sorted(physics) == ["airlight", "depth", "transmission"]
+    for name, tensor in physics.items():
+        assert torch.equal(tensor, outputs[name]), f"{name} does not depend on computing the decoder's image"
 
 
 def test_eval_mode_is_deterministic_and_batch_independent(shared_data: Path) -> None:

@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from dgdehaze_core.backends import OUTPUT_NAMES
+from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, check_outputs
 from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dgdehaze_core.data_paths import WEIGHTS_DIR
 from dgdehaze_core.image_io import bgr_to_rgb_float, read_image
@@ -101,3 +101,28 @@ def test_fixed_size_export_and_bad_files(tmp_path: Path) -> None:
         OnnxRuntimeBackend(truncated)
     with pytest.raises(FileNotFoundError):
         load_pipeline(str(tmp_path / "absent.onnx"))
+
+
+@pytest.mark.parametrize("exported", ["lite"], indirect=True)
+def test_a_physics_only_export_drops_the_decoder_image_and_keeps_every_other_output(exported, shared_data: Path,
+                                                                                     tmp_path: Path) -> None:
+    model, full_path = exported
+    path = export_onnx(model, tmp_path / "physics.onnx", outputs=PHYSICS_OUTPUTS)
+    proto, full_proto = onnx.load(str(path)), onnx.load(str(full_path))
+    assert [output.name for output in proto.graph.output] == list(PHYSICS_OUTPUTS)
+    assert {p.key: p.value for p in proto.metadata_props}["dgdehaze_outputs"] == ",".join(PHYSICS_OUTPUTS)
+    assert len(proto.graph.node) < len(full_proto.graph.node), "the decoder's image branch is gone from the graph"
+    backend, full_backend = OnnxRuntimeBackend(path, threads=2), OnnxRuntimeBackend(full_path, threads=2)
+    assert backend.outputs == PHYSICS_OUTPUTS and full_backend.outputs == OUTPUT_NAMES
+    batch = real_batch(shared_data, model.stride, (641, 479))
+    physics, full = backend.run(batch), full_backend.run(batch)
+    assert set(physics) == set(PHYSICS_OUTPUTS)
+    for name in PHYSICS_OUTPUTS:
+        assert np.abs(physics[name] - full[name]).max() < 1e-5, name
+    frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    lean, complete = load_pipeline(str(path))(frame), load_pipeline(str(full_path), output="physics")(frame)
+    assert np.abs(lean.image.astype(int) - complete.image.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="without it"):
+        load_pipeline(str(path), output="decoder")
+    with pytest.raises(ValueError, match="network outputs must be"):
+        check_outputs(("clear", "depth"))

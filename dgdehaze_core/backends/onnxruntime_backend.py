@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from dgdehaze_core.backends import OUTPUT_NAMES
+from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS
 
 LOG = logging.getLogger(__name__)
 
@@ -24,7 +24,8 @@ def default_threads() -> int:
 
 
 class OnnxRuntimeBackend:
-    """Runs a dgdehaze ONNX file; the stride is read from the file's metadata."""
+    """Runs a dgdehaze ONNX file; the stride is read from the file's metadata, the outputs from its graph (all of
+    OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only export)."""
 
     name = "onnxruntime"
 
@@ -57,13 +58,15 @@ class OnnxRuntimeBackend:
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         self.input_dtype = np.float16 if "float16" in graph_input.type else np.float32
-        missing = set(OUTPUT_NAMES) - {output.name for output in self.session.get_outputs()}
+        graph_outputs = {output.name for output in self.session.get_outputs()}
+        missing = set(PHYSICS_OUTPUTS) - graph_outputs
         if missing:
             raise ValueError(f"{path} lacks the outputs {sorted(missing)}")
+        self.outputs = tuple(name for name in OUTPUT_NAMES if name in graph_outputs)
         self.threads = options.intra_op_num_threads
         LOG.info("onnxruntime backend: %s (%s model, %d threads, %s)", path, self.config_name, self.threads,
                  self.session.get_providers()[0])
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(list(OUTPUT_NAMES), {self.input_name: batch.astype(self.input_dtype, copy=False)})
-        return {name: np.asarray(value, dtype=np.float32) for name, value in zip(OUTPUT_NAMES, outputs)}
+        outputs = self.session.run(list(self.outputs), {self.input_name: batch.astype(self.input_dtype, copy=False)})
+        return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self.outputs, outputs)}

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from dgdehaze_core.backends import InferenceBackend
+from dgdehaze_core.backends import OUTPUT_NAMES, InferenceBackend, check_outputs
 from dgdehaze_core.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
 
 if TYPE_CHECKING:
@@ -141,18 +141,21 @@ def model_digest(model: "DGDehazeNet") -> str:
     return digest.hexdigest()
 
 
-def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The model exported to ONNX (dynamic batch, height and width), from the cache when these exact weights
-    were exported before by this torch version; an export takes half a minute on a 2-core CPU."""
+def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.PathLike[str] | None = None,
+                outputs: tuple[str, ...] = OUTPUT_NAMES) -> Path:
+    """The model exported to ONNX (dynamic batch, height and width) with `outputs`, from the cache when these
+    exact weights were exported before by this torch version; an export takes half a minute on a 2-core CPU."""
     from dgdehaze_core.onnx_export import DEFAULT_OPSET, export_onnx
     from dgdehaze_core.onnx_graph_rewrites import GRAPH_REWRITES_VERSION
 
+    outputs = check_outputs(outputs)
     runtime = f"torch-{torch.__version__}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
-    key = CacheKey(model_sha256=model_digest(model), runtime=runtime,
-                   device="any", shapes="dynamic", precision="fp16" if half else "fp32")
+    key = CacheKey(model_sha256=model_digest(model), runtime=runtime, device="any", shapes="dynamic",
+                   precision="fp16" if half else "fp32", extra={"outputs": ",".join(outputs)})
     cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
-    path, _ = cache.get_or_build(key, f"dgdehaze-{model.config_name}-{key.model_sha256[:12]}", ".onnx",
-                                 lambda tmp: export_onnx(model, tmp, half=half), _check_onnx)
+    stem = f"dgdehaze-{model.config_name}-{key.model_sha256[:12]}" + ("" if "clear" in outputs else "-physics")
+    path, _ = cache.get_or_build(key, stem, ".onnx", lambda tmp: export_onnx(model, tmp, half=half, outputs=outputs),
+                                 _check_onnx)
     return path
 
 
@@ -165,12 +168,15 @@ def _check_onnx(path: Path) -> Path:
 
 def create_backend(model: "DGDehazeNet | str | os.PathLike[str]", backend: str = "auto", device: str = "auto",
                    half: bool = False, threads: int | None = None, camera_size: tuple[int, int] = (640, 480),
-                   cache_dir: str | os.PathLike[str] | None = None) -> InferenceBackend:
+                   cache_dir: str | os.PathLike[str] | None = None,
+                   outputs: tuple[str, ...] = OUTPUT_NAMES) -> InferenceBackend:
     """Open `model` (an in-memory network or an exported .onnx file) on the chosen backend.
 
     half: fp16 (torch CUDA, TensorRT, ONNX Runtime GPU providers; ignored on the CPU, where it is slower).
     camera_size: (width, height) the TensorRT profile is optimised for. Exports and engines are cached in
     `cache_dir` (default: $DGDEHAZE_ENGINE_CACHE or ~/.cache/dgdehaze/engines).
+    outputs: what an in-memory network is run or exported with (PHYSICS_OUTPUTS drops the decoder's image); an
+    .onnx file keeps the outputs it was exported with.
     """
     choice = choose_backend(backend, device)
     onnx_file = None if hasattr(model, "state_dict") else Path(model)  # type: ignore[arg-type]
@@ -182,9 +188,10 @@ def create_backend(model: "DGDehazeNet | str | os.PathLike[str]", backend: str =
             raise BackendUnavailable(f"{onnx_file} is an ONNX export; the torch backend needs a .pt checkpoint")
         from dgdehaze_core.backends.torch_backend import TorchBackend
 
-        return TorchBackend(model, device=choice.device, half=half)  # type: ignore[arg-type]
+        return TorchBackend(model, device=choice.device, half=half, outputs=outputs)  # type: ignore[arg-type]
     if onnx_file is None:
-        onnx_file = cached_onnx(model, half=half and choice.name == "onnxruntime", cache_dir=cache_dir)  # type: ignore[arg-type]
+        onnx_file = cached_onnx(model, half=half and choice.name == "onnxruntime", cache_dir=cache_dir,  # type: ignore[arg-type]
+                                outputs=outputs)
     if choice.name == "onnxruntime":
         from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import torch
 
-from dgdehaze_core.backends import OUTPUT_NAMES
+from dgdehaze_core.backends import OUTPUT_NAMES, check_outputs
 from dgdehaze_core.models import DGDehazeNet
 
 LOG = logging.getLogger(__name__)
@@ -26,11 +26,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 class TorchBackend:
-    """Runs a `DGDehazeNet` under `torch.inference_mode`; half=True stores weights and activations in fp16."""
+    """Runs a `DGDehazeNet` under `torch.inference_mode`; half=True stores weights and activations in fp16;
+    `outputs` PHYSICS_OUTPUTS skips the decoder's image branch."""
 
     name = "torch"
 
-    def __init__(self, model: DGDehazeNet, device: str | torch.device = "cpu", half: bool = False) -> None:
+    def __init__(self, model: DGDehazeNet, device: str | torch.device = "cpu", half: bool = False,
+                 outputs: tuple[str, ...] = OUTPUT_NAMES) -> None:
+        self.outputs = check_outputs(outputs)
         self.device = resolve_device(device)
         self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
@@ -41,5 +44,5 @@ class TorchBackend:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             hazy = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
-            outputs = self.model(hazy)
-            return {name: outputs[name].float().cpu().numpy() for name in OUTPUT_NAMES}
+            outputs = self.model(hazy, with_clear="clear" in self.outputs)
+            return {name: outputs[name].float().cpu().numpy() for name in self.outputs}

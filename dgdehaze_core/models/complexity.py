@@ -14,8 +14,9 @@ def count_parameters(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def count_macs(model: nn.Module, height: int, width: int) -> int:
-    """MACs of one forward pass of `model` on a 1x3xHxW input (eval mode, no gradients)."""
+def count_macs(model: nn.Module, height: int, width: int, **forward_options: object) -> int:
+    """MACs of one forward pass of `model` on a 1x3xHxW input (eval mode, no gradients); `forward_options` go to
+    the forward, e.g. with_clear=False for a DGDehazeNet run for the physics path."""
     was_training = model.training
     model.eval()
     parameter = next(model.parameters())
@@ -23,7 +24,7 @@ def count_macs(model: nn.Module, height: int, width: int) -> int:
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:
-            model(example)
+            model(example, **forward_options)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2

@@ -11,7 +11,8 @@ from dgdehaze_core.models.dghat import DGHAT
 
 
 class DGDehazeNet(nn.Module):
-    """`forward(hazy)` -> {"clear", "transmission", "airlight", "depth"}.
+    """`forward(hazy)` -> {"clear", "transmission", "airlight", "depth"}; `forward(hazy, with_clear=False)` leaves
+    out "clear" (the physics output path needs only transmission, airlight and depth).
 
     hazy: (B, 3, H, W) RGB in [0, 1], H and W multiples of `stride`. The depth network predicts depth from the
     hazy image and the dehazer uses it as guidance. With `depth_guidance=False` (the ablation) the dehazer is fed
@@ -26,9 +27,9 @@ class DGDehazeNet(nn.Module):
         self.dehazer = dehazer
         self.stride = math.lcm(depth_net.stride, dehazer.stride)
 
-    def forward(self, hazy: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, hazy: torch.Tensor, with_clear: bool = True) -> dict[str, torch.Tensor]:
         depth = self.depth_net(hazy)
         guide = depth if self.depth_guidance else torch.ones_like(depth)
-        outputs = self.dehazer(hazy, guide)
+        outputs = self.dehazer(hazy, guide, with_clear=with_clear)
         outputs["depth"] = depth
         return outputs

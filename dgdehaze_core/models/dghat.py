@@ -81,7 +81,11 @@ def to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class DGHAT(nn.Module):
-    """The dehazer: `forward(hazy, depth)` -> {"clear", "transmission", "airlight"}; H, W multiples of `stride`."""
+    """The dehazer: `forward(hazy, depth)` -> {"clear", "transmission", "airlight"}; H, W multiples of `stride`.
+
+    `with_clear=False` skips the decoder's full-resolution image branch (a third of lite's time at 640x480) and
+    returns transmission and airlight only.
+    """
 
     def __init__(self, config: DGHATConfig) -> None:
         super().__init__()
@@ -130,7 +134,7 @@ class DGHAT(nn.Module):
         weight = self.mix_weight().to(hazy.dtype)
         return (1.0 - weight) * hazy + weight * normalized_inverse_depth(depth)
 
-    def forward(self, hazy: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, hazy: torch.Tensor, depth: torch.Tensor, with_clear: bool = True) -> dict[str, torch.Tensor]:
         hazy_stem, hazy_map = self.hazy_embed(hazy)
         _, guided_map = self.guided_embed(self.depth_guided_input(hazy, depth))
         height, width = hazy_map.shape[2], hazy_map.shape[3]
@@ -155,6 +159,8 @@ class DGHAT(nn.Module):
             quarter = self.up_to_stage1(to_map(y, deep_h, deep_w), skip)
         transmission = torch.sigmoid(F.interpolate(self.transmission_head(quarter), scale_factor=4.0,
                                                    mode="bilinear", align_corners=False))
+        if not with_clear:
+            return {"transmission": transmission, "airlight": airlight}
         half = self.up_to_half(quarter, F.pixel_unshuffle(hazy, 2))
         residual = F.pixel_shuffle(self.clear_head(half), 2)
         clear = torch.sigmoid(torch.logit(hazy.clamp(LOGIT_EPS, 1.0 - LOGIT_EPS)) + residual)
