@@ -134,11 +134,20 @@ def _padded(model: DGDehazeNet, width: int, height: int) -> tuple[int, int]:
 
 
 def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[tuple[int, int], np.ndarray],
-                  dcp_rows: dict[str, Row], peak: float, settings: BenchSettings) -> dict[str, Row]:
-    """`config` on every variant at every frame size, each row with MACs, GMAC/s and the ratio to DCP."""
+                  dcp_rows: dict[str, Row], peak: float, settings: BenchSettings,
+                  working_sizes: Sequence[tuple[int, int]] = ()) -> dict[str, Row]:
+    """`config` on every variant at every frame size, each row with MACs, GMAC/s and the ratio to DCP.
+
+    working_sizes: also run each frame size with the network at these (width, height) working resolutions, smaller
+    than the frame (the node's working_width/height: the physics inversion stays at the frame's size); rows
+    `<config>/<runtime>@<frame>/work<w>x<h>`, MACs at the working size.
+    """
     torch.manual_seed(0)
     model = build_model(config).eval()
-    macs = {size: count_macs(model, *_padded(model, *size), with_clear=False) / 1e9 for size in frames}
+    runs = [(size, None) for size in frames]
+    runs += [(size, work) for size in frames for work in working_sizes if work[0] * work[1] < size[0] * size[1]]
+    macs = {work or size: count_macs(model, *_padded(model, *(work or size)), with_clear=False) / 1e9
+            for size, work in runs}
     rows: dict[str, Row] = {}
     for variant in variants:
         try:
@@ -149,16 +158,20 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
             continue
         timed = TimedRuntime(pipeline.runtime)
         pipeline.runtime = timed
-        for (width, height), frame in frames.items():
-            LOG.info("measuring %s/%s at %dx%d", config, variant.label, width, height)
+        for (width, height), work in runs:
+            frame = frames[(width, height)]
+            name = f"{config}/{variant.label}@{width}x{height}" + (f"/work{work[0]}x{work[1]}" if work else "")
+            LOG.info("measuring %s", name)
+            pipeline.working_size = work
             timed.seconds.clear()
             row = settings.measure(lambda: pipeline(frame))
             network_ms = float(np.median(timed.seconds[-int(row["runs"]):])) * 1000.0
-            gmac_per_s = macs[(width, height)] / (network_ms / 1000.0)
+            gmacs = macs[work or (width, height)]
+            gmac_per_s = gmacs / (network_ms / 1000.0)
             dcp = dcp_rows.get(f"dcp@{width}x{height}")
-            rows[f"{config}/{variant.label}@{width}x{height}"] = {
+            rows[name] = {
                 **row, "ratio_to_dcp": row["latency_ms_median"] / dcp["latency_ms_median"] if dcp else float("nan"),
-                "network_ms_median": network_ms, "gmacs": macs[(width, height)], "gmac_per_s": gmac_per_s,
+                "network_ms_median": network_ms, "gmacs": gmacs, "gmac_per_s": gmac_per_s,
                 "pct_of_peak": 100.0 * gmac_per_s / peak}
         model = model.float().cpu()  # a torch fp16 or CUDA variant converted the model in place
     return rows

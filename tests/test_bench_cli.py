@@ -50,10 +50,16 @@ def test_networks_and_chain_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert row["fps"] == pytest.approx(1000.0 / row["latency_ms_median"])
 
 
-def test_model_alias_runs_the_configured_network_only(tmp_path: Path) -> None:
-    table = run_bench(tmp_path, "model", "--config", "lite", "--backends", "torch", "--sizes", "64x64")
-    assert set(table) == {"dcp@64x64", "lite/torch@64x64", "cpu-peak/torch-matmul"}
-    positive(table["lite/torch@64x64"], NETWORK)
+def test_model_alias_runs_the_configured_network_only_and_working_sizes_add_rows(tmp_path: Path) -> None:
+    table = run_bench(tmp_path, "model", "--config", "lite", "--backends", "torch", "--sizes", "128x64",
+                      "--working-sizes", "64x32,256x128")
+    assert set(table) == {"dcp@128x64", "lite/torch@128x64", "lite/torch@128x64/work64x32", "cpu-peak/torch-matmul"}
+    full, reduced = table["lite/torch@128x64"], table["lite/torch@128x64/work64x32"]
+    positive(full, NETWORK)
+    positive(reduced, NETWORK)
+    model = build_model("lite").eval()
+    assert reduced["gmacs"] == pytest.approx(count_macs(model, 32, 64, with_clear=False) / 1e9)
+    assert reduced["gmacs"] < full["gmacs"] / 3, "the network runs on a quarter of the pixels"
 
 
 @pytest.mark.parametrize("args", [["nope"], ["lite", "--config", "lite"], ["dcp", "--sizes", "64"],

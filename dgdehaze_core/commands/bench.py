@@ -3,6 +3,7 @@
     dgdehaze bench                                  # dcp, lite, base, detector, chain at 640x480 and 1280x720
     dgdehaze bench model --config lite              # one network on every backend available here (issue #3)
     dgdehaze bench lite --backends onnxruntime --sizes 640x480 --json lite.json
+    dgdehaze bench lite --sizes 640x480 --working-sizes 320x240       # network at 320x240, inversion at 640x480
     dgdehaze bench detector --imgsz 640,480,320     # shipped int8 vs dynamic int8 vs float, detections kept
     dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320 --chain-detector int8,fp32   # as the node
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
@@ -44,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", action="append", choices=NETWORK_TARGETS,
                         help="network(s) for the `model` target (repeatable; default: lite and base)")
     parser.add_argument("--sizes", default="640x480,1280x720", help="comma-separated WIDTHxHEIGHT list")
+    parser.add_argument("--working-sizes", default="",
+                        help="networks: also run each frame size with the network at these smaller WIDTHxHEIGHT "
+                             "working resolutions (comma-separated; the node's working_width/height)")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="network runtimes to try; those unavailable here are skipped with a log line")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -106,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     targets = _targets(args)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
+    working_sizes = [parse_size(s) for s in args.working_sizes.split(",") if s]
     if args.threads:
         import torch
 
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         peak = nb.peak_gmac_per_s(settings)
         variants = nb.available_variants(args.backends.split(","), args.device)
         for config in networks:
-            table.update(nb.bench_network(config, variants, frames, dcp_rows, peak, settings))
+            table.update(nb.bench_network(config, variants, frames, dcp_rows, peak, settings, working_sizes))
         table["cpu-peak/torch-matmul"] = {"gmac_per_s": peak}
     if "detector" in targets:
         from dgdehaze_core.detector_benchmark import bench_detector
