@@ -4,7 +4,7 @@ Order of preference, fastest first (docs/DEPLOYMENT.md):
 1. `tensorrt` on a CUDA device, when TensorRT 10 imports and CUDA works;
 2. `onnxruntime` with its TensorRT or CUDA execution provider, when the installed onnxruntime has one;
 3. `torch` on CUDA;
-4. on CPU, `onnxruntime`: it ran lite 1.2x and base 1.5x faster than torch eager at 640x480 in `dgdehaze bench`
+4. on CPU, `onnxruntime`: it ran lite 1.4x and base 1.35x faster than torch eager at 640x480 in `dgdehaze bench`
    (docs/BENCHMARKS.md) because it fuses the convolutions, norms and attention the eager model runs op by op;
    `torch` when onnxruntime is not installed.
 
@@ -124,7 +124,7 @@ def _choose(requested: str, device: str) -> BackendChoice:
                            "ONNX Runtime on the CPU)")
         else:
             return BackendChoice("onnxruntime", "cpu", ("CPUExecutionProvider",), "; ".join(
-                [*skipped, "ONNX Runtime on the CPU runs the fused graph 1.2-1.5x faster than torch eager "
+                [*skipped, "ONNX Runtime on the CPU runs the fused graph 1.35-1.45x faster than torch eager "
                            "(docs/BENCHMARKS.md)"]))
 
     if cuda:
