@@ -14,17 +14,22 @@ def _box(image: np.ndarray, radius: int) -> np.ndarray:
     return cv2.boxFilter(image, cv2.CV_32F, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Filter `source` (HxW float) guided by the grayscale `guide` (HxW float in [0, 1])."""
-    guide = guide.astype(np.float32, copy=False)
-    source = source.astype(np.float32, copy=False)
-    radius = max(1, min(radius, max(guide.shape) // 2))
+def _coefficients(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The local linear model source ~ a * guide + b of each window."""
     mean_i = _box(guide, radius)
     mean_p = _box(source, radius)
     cov_ip = _box(guide * source, radius) - mean_i * mean_p
     var_i = _box(guide * guide, radius) - mean_i * mean_i
     a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
+    return a, mean_p - a * mean_i
+
+
+def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Filter `source` (HxW float) guided by the grayscale `guide` (HxW float in [0, 1])."""
+    guide = guide.astype(np.float32, copy=False)
+    source = source.astype(np.float32, copy=False)
+    radius = max(1, min(radius, max(guide.shape) // 2))
+    a, b = _coefficients(guide, source, radius, eps)
     return _box(a, radius) * guide + _box(b, radius)
 
 
@@ -41,12 +46,7 @@ def fast_guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: 
                               interpolation=cv2.INTER_AREA)
     radius_small = max(1, radius // subsample)
     radius_small = min(radius_small, max(1, max(small_h, small_w) // 2))
-    mean_i = _box(guide_small, radius_small)
-    mean_p = _box(source_small, radius_small)
-    cov_ip = _box(guide_small * source_small, radius_small) - mean_i * mean_p
-    var_i = _box(guide_small * guide_small, radius_small) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
+    a, b = _coefficients(guide_small, source_small, radius_small, eps)
     mean_a = cv2.resize(_box(a, radius_small), (width, height), interpolation=cv2.INTER_LINEAR)
     mean_b = cv2.resize(_box(b, radius_small), (width, height), interpolation=cv2.INTER_LINEAR)
     return mean_a * guide.astype(np.float32, copy=False) + mean_b
