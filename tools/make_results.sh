@@ -46,6 +46,8 @@ record sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality,detect
 record sots-outdoor --dataset "$DATA/paired/sots-outdoor" --measure quality,detection
 record o-haze --dataset "$DATA/paired/o-haze" --measure quality,detection
 # the networks at the node's reduced working resolution (physics inversion at full size): what speed costs
+record sots-indoor-work320x240 --dataset "$DATA/paired/sots-indoor" --measure quality,detection \
+    --subset 'held-out=143?_*,144?_*' --subset 'seen=140?_*,141?_*,142?_*' --working-size 320x240
 record sots-outdoor-work320x240 --dataset "$DATA/paired/sots-outdoor" --measure quality --working-size 320x240
 record o-haze-work320x240 --dataset "$DATA/paired/o-haze" --measure quality --working-size 320x240
 record urhi --dataset "$DATA/hazy-real/urhi" --measure detection,haze
