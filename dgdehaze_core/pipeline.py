@@ -11,7 +11,8 @@ output is chosen by `output`:
 - "physics": J = (I - A) / t + A at the input's full resolution, with the working-resolution transmission lifted
   by a fast guided filter on the full-resolution gray frame (sharp edges at any working size);
 - "auto" (default): physics. On every real paired set the shipped lite scores a higher SSIM through the physics
-  path than through its decoder, at full and at reduced resolution (docs/RESULTS.md); "decoder" stays available.
+  path than through its decoder, at full and at reduced resolution (docs/RESULTS.md, "Image output"); "decoder"
+  stays available.
 A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not
 use: a third of lite's time at 640x480.
 Depth and transmission are always returned at the input's size; depth is NaN where the network gave no valid
