@@ -81,6 +81,9 @@ class DehazeNode(LifecycleNode):
         self._detector_note = "not loaded"
         self._reload_note = ""
         self._pending_reloads: set[str] = set()
+        self._loader: threading.Thread | None = None
+        self._generation = 0
+        """Counts configure and cleanup: a background load started before one of them is dropped, not swapped in."""
         self._lock = threading.Lock()
         self._camera_info: CameraInfo | None = None
         self.stats = FrameStats()
@@ -103,7 +106,9 @@ class DehazeNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._detector = self._load_detector(self._settings) if self._settings["detection_enabled"] else None
         self._schedule = self._schedule_for(self._detector, self._settings)
-        self._pending_reloads.clear()
+        with self._lock:
+            self._pending_reloads.clear()
+            self._generation += 1
         self._outputs = {
             "image": self.create_lifecycle_publisher(Image, "~/image_dehazed", OUTPUT_QOS),
             "depth": self.create_lifecycle_publisher(Image, "~/depth", OUTPUT_QOS),
@@ -163,6 +168,9 @@ class DehazeNode(LifecycleNode):
 
     def _release(self) -> None:
         self.worker.stop()
+        with self._lock:
+            self._pending_reloads.clear()
+            self._generation += 1
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
         self._inputs = []
@@ -197,6 +205,7 @@ class DehazeNode(LifecycleNode):
                     self._schedule.interval = settings["detection_interval"]
         if "diagnostics_period" in changes and self._diagnostics_timer is not None:
             self._diagnostics_timer.timer_period_ns = int(settings["diagnostics_period"] * 1e9)
+        self._start_reloads()
         return SetParametersResult(successful=True)
 
     def _load_pipeline(self, settings: NodeSettings) -> DehazePipeline:
@@ -227,25 +236,44 @@ class DehazeNode(LifecycleNode):
         detector.conf, detector.iou, detector.max_det = settings["threshold"], settings["iou"], settings["max_det"]
         detector.classes = detector._class_ids(list(settings["classes"] or []))
 
-    def _apply_reloads(self) -> None:
-        """Rebuild what changed parameters need, in the worker thread; on failure keep the previous model."""
+    def _start_reloads(self) -> None:
+        """Load what changed parameters need in a background thread. Frames keep flowing through the current
+        models meanwhile (a first ONNX export or TensorRT build takes from seconds to minutes) and the new ones are
+        swapped in when ready; on failure the previous ones stay and diagnostics say why."""
         with self._lock:
-            pending, settings = set(self._pending_reloads), self._settings
-            self._pending_reloads.clear()
-        if not pending or settings is None:
-            return
+            if not self._pending_reloads or self._loader is not None:
+                return
+            self._loader = threading.Thread(target=self._run_reloads, name=f"{self.get_name()}-loader", daemon=True)
+            self._loader.start()
+
+    def _run_reloads(self) -> None:
+        while True:
+            with self._lock:
+                pending, settings, generation = set(self._pending_reloads), self._settings, self._generation
+                self._pending_reloads.clear()
+                if not pending or settings is None:
+                    self._loader = None
+                    return
+            self._reload(pending, settings, generation)
+
+    def _reload(self, pending: set[str], settings: NodeSettings, generation: int) -> None:
         if "pipeline" in pending:
             try:
-                self._pipeline = self._load_pipeline(settings)
-                self._reload_note = ""
-                self.get_logger().info(f"reloaded pipeline: {self._describe()}")
+                pipeline = self._load_pipeline(settings)
             except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
                 self._reload_note = f"pipeline reload failed, kept the previous one: {exc}"
                 self.get_logger().error(self._reload_note)
+            else:
+                with self._lock:
+                    if generation == self._generation:
+                        self._pipeline, self._reload_note = pipeline, ""
+                self.get_logger().info(f"reloaded pipeline: {self._describe()}")
         if "detector" in pending and settings["detection_enabled"]:
             detector = self._load_detector(settings)
             if detector is not None:
-                self._detector, self._schedule = detector, self._schedule_for(detector, settings)
+                with self._lock:
+                    if generation == self._generation:
+                        self._detector, self._schedule = detector, self._schedule_for(detector, settings)
 
     def _describe(self) -> str:
         pipeline = self._pipeline
@@ -277,7 +305,6 @@ class DehazeNode(LifecycleNode):
     def _process(self, frame: IncomingFrame) -> None:
         started = time.perf_counter()
         waited_ms = (time.monotonic_ns() - frame.received_ns) / 1e6
-        self._apply_reloads()
         settings, pipeline, schedule = self._settings, self._pipeline, self._schedule
         if settings is None or pipeline is None:
             return

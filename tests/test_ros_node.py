@@ -246,24 +246,35 @@ def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_new
     assert max(rss) - rss[0] < 100.0, f"memory grew from {rss[0]:.0f} to {max(rss):.0f} MB under load"
 
 
-def test_switching_to_the_shipped_network_runs_it_on_the_auto_backend(node: DehazeNode, probe: Probe,
-                                                                       shared_data) -> None:
+def reported_backend(probe: Probe) -> str | None:
+    """The backend named by the node's newest diagnostics message."""
+    messages = probe.messages("diagnostics")
+    values = {kv.key: kv.value for s in messages[-1].status for kv in s.values} if messages else {}
+    return values.get("backend")
+
+
+def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_it_on_the_auto_backend(
+        node: DehazeNode, probe: Probe, shared_data, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dgdehaze_core.image_io import read_image
     from dgdehaze_core.pipeline import load_pipeline
 
     frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))  # cold cache: lite is exported (~20 s)
     set_ok(node, model="lite", backend="auto", detection_enabled=False)
     try:
         probe.clear()
-        out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(60)), ("image_dehazed", "depth"),
-                            timeout=120.0)
+        during = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(60)), ("image_dehazed",), 10.0)
+        previous = load_pipeline("dcp")(frame).image.astype(np.int16)
+        assert np.abs(image_to_array(during["image_dehazed"]).astype(np.int16) - previous).max() <= 1, \
+            "while lite loads, frames keep flowing through the previous model"
+        assert probe.wait_for(lambda: reported_backend(probe) == "onnxruntime", 180.0), reported_backend(probe)
+        out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(61)), ("image_dehazed", "depth"))
         expected = load_pipeline("lite", backend="onnxruntime")(frame)
         received = image_to_array(out["image_dehazed"]).astype(np.int16)
         assert np.abs(received - expected.image.astype(np.int16)).max() <= 1
         depth = image_to_array(out["depth"])
         assert depth.dtype == np.float32 and np.isfinite(depth).mean() > 0.99
-        assert probe.wait_for(lambda: any(kv.key == "backend" and kv.value == "onnxruntime"
-                                          for d in probe.messages("diagnostics") for s in d.status
-                                          for kv in s.values), 10.0)
     finally:
         set_ok(node, model="dcp", detection_enabled=True)
+        probe.clear()
+        assert probe.wait_for(lambda: reported_backend(probe) == "opencv", 30.0), "back on dcp for later tests"
