@@ -2,12 +2,13 @@
 
 A backend takes a batch of frames already padded to the network's stride, float32 NCHW RGB in [0, 1], and returns
 the network's outputs as float32 numpy arrays under the forward keys ("clear", "transmission", "airlight",
-"depth"), or, for a physics-only network, all of them but "clear". The pipeline (`dgdehaze_core.pipeline`) does everything else: colour conversion, resizing, padding,
-cropping and the physics output path, identically for every backend.
+"depth"), or, for a physics-only network, all of them but "clear". The pipeline (`dgdehaze_core.pipeline`) does
+everything else: colour conversion, resizing, padding, cropping and the physics output path, identically for every
+backend.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 
@@ -25,6 +26,16 @@ def check_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
         raise ValueError(f"network outputs must be {', '.join(OUTPUT_NAMES)} or {', '.join(PHYSICS_OUTPUTS)}; "
                          f"got {', '.join(outputs)}")
     return ordered
+
+
+def outputs_of(names: Iterable[str], source: object) -> tuple[str, ...]:
+    """The network outputs among a graph's or an engine's tensor `names`, in OUTPUT_NAMES order; ValueError naming
+    `source` when one that the physics path needs is missing."""
+    present = set(names)
+    missing = set(PHYSICS_OUTPUTS) - present
+    if missing:
+        raise ValueError(f"{source} lacks the outputs {sorted(missing)}")
+    return tuple(name for name in OUTPUT_NAMES if name in present)
 
 
 class InferenceBackend(Protocol):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS
+from dgdehaze_core.backends import outputs_of
 
 LOG = logging.getLogger(__name__)
 
@@ -58,11 +58,7 @@ class OnnxRuntimeBackend:
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         self.input_dtype = np.float16 if "float16" in graph_input.type else np.float32
-        graph_outputs = {output.name for output in self.session.get_outputs()}
-        missing = set(PHYSICS_OUTPUTS) - graph_outputs
-        if missing:
-            raise ValueError(f"{path} lacks the outputs {sorted(missing)}")
-        self.outputs = tuple(name for name in OUTPUT_NAMES if name in graph_outputs)
+        self.outputs = outputs_of((output.name for output in self.session.get_outputs()), path)
         self.threads = options.intra_op_num_threads
         LOG.info("onnxruntime backend: %s (%s model, %d threads, %s)", path, self.config_name, self.threads,
                  self.session.get_providers()[0])

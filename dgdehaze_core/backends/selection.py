@@ -190,8 +190,8 @@ def create_backend(model: "DGDehazeNet | str | os.PathLike[str]", backend: str =
 
         return TorchBackend(model, device=choice.device, half=half, outputs=outputs)  # type: ignore[arg-type]
     if onnx_file is None:
-        onnx_file = cached_onnx(model, half=half and choice.name == "onnxruntime", cache_dir=cache_dir,  # type: ignore[arg-type]
-                                outputs=outputs)
+        onnx_file = cached_onnx(model, half=half and choice.name == "onnxruntime",  # type: ignore[arg-type]
+                                cache_dir=cache_dir, outputs=outputs)
     if choice.name == "onnxruntime":
         from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 

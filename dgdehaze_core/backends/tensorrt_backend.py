@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS
+from dgdehaze_core.backends import outputs_of
 from dgdehaze_core.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
 from dgdehaze_core.backends.selection import BackendUnavailable
 from dgdehaze_core.image_io import bgr_to_rgb_float, list_images, read_image
@@ -239,10 +239,7 @@ class TensorRTBackend:
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        missing = set(PHYSICS_OUTPUTS) - set(names)
-        if missing:
-            raise ValueError(f"engine {self.engine_path} lacks the outputs {sorted(missing)}")
-        self.outputs = tuple(name for name in OUTPUT_NAMES if name in names)
+        self.outputs = outputs_of(names, f"engine {self.engine_path}")
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
         LOG.info("tensorrt backend: %s (%s, %s) on %s", self.engine_path.name, precision, profile.describe(),
                  gpu_name(self.device))
