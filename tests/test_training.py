@@ -14,12 +14,13 @@ from dgdehaze_core.data_paths import REPO_DIR
 from dgdehaze_core.image_io import ImageError
 from dgdehaze_core.models import load_model
 from dgdehaze_core.scattering import invert_scattering
-from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_validation
+from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_validation, validation_pairs
 from dgdehaze_core.training.priors import dcp_teacher
 from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
 from dgdehaze_core.training.trainer import Trainer
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
+RECIPES = sorted((REPO_DIR / "training").glob("*.yaml"))
 
 
 @pytest.fixture()
@@ -167,3 +168,14 @@ def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str
 def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         Trainer(smoke_recipe, tmp_path / "none", resume=True).train(progress=False)
+
+
+@pytest.mark.parametrize("recipe_file", RECIPES, ids=lambda path: path.name)
+def test_committed_recipes_validate_and_keep_validation_pairs_out_of_training(recipe_file: Path,
+                                                                              shared_data: Path) -> None:
+    recipe = load_recipe(recipe_file)
+    trained = {path.resolve() for path, _ in collect_images(recipe.clear, "clear") + collect_images(recipe.hazy, "hazy")}
+    pairs = validation_pairs(recipe.validation)
+    assert pairs or not recipe.validation
+    leaked = [pair.name for pair in pairs if pair.hazy.resolve() in trained or pair.clear.resolve() in trained]
+    assert not leaked, f"{recipe_file.name} trains on its validation pairs: {leaked}"

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dgdehaze_core.image_io import IMAGE_SUFFIXES, ImageError, read_image
-from dgdehaze_core.paired_dataset import find_pairs, load_pair
+from dgdehaze_core.paired_dataset import Pair, find_pairs, load_pair
 from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)
@@ -110,17 +110,25 @@ class ValidationPair:
     """RGB uint8, the same size as `hazy`."""
 
 
-def load_validation(sources: Sequence[ImageSource], max_side: int) -> list[ValidationPair]:
-    """Every pair of the validation folders (paired as `paired_dataset.find_pairs` does; `include` filters the
-    hazy names), both images scaled alike to a long side of at most `max_side`."""
-    pairs = []
+def validation_pairs(sources: Sequence[ImageSource]) -> list[Pair]:
+    """Every pair of the validation folders, paired as `paired_dataset.find_pairs` does; `include` filters the
+    hazy names."""
+    pairs: list[Pair] = []
     for source in sources:
         found = find_pairs(source.path)
         if source.include:
             found = [p for p in found if any(fnmatch.fnmatch(p.hazy.name, pattern) for pattern in source.include)]
             if not found:
                 raise ImageError(f"no hazy images matching {list(source.include)} in {source.path}")
-        for pair in found:
+        pairs.extend(found)
+    return pairs
+
+
+def load_validation(sources: Sequence[ImageSource], max_side: int) -> list[ValidationPair]:
+    """Every pair of `validation_pairs(sources)`, both images scaled alike to a long side of at most `max_side`."""
+    pairs = []
+    for source in sources:
+        for pair in validation_pairs([source]):
             hazy, clear = load_pair(pair)
             scale = min(1.0, max_side / max(hazy.shape[:2]))
             if scale < 1.0:
