@@ -2,6 +2,8 @@
 
 Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - quality: paired sets (hazy/ + clear/ or GT/): PSNR, SSIM, CIEDE2000 against the ground truth;
+- scattering: paired sets: each method's airlight and transmission against the scattering model fitted to the
+  pair (airlight error, t mean absolute error, t bias: positive = haze underestimated; fit_rmse: the fit's residual);
 - detection: paired sets (reference: the detector on the clear image) and folders of real hazy photos with
   labels-voc/ (reference: the human boxes): precision, recall, F1 at IoU 0.5 and confidence 0.25, mAP50;
 - depth: KITTI raw (proj_depth LiDAR) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median
@@ -38,6 +40,7 @@ from dgdehaze_core.evaluation.methods import (HAZY, Method, MethodSpec, load_met
                                               shipped_model_specs)
 from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, haze_methods
 from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_methods
+from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scattering_methods
 from dgdehaze_core.evaluation.voc_boxes import labelled_images
 from dgdehaze_core.figures_table import emit, write_json
 from dgdehaze_core.image_io import list_images
@@ -47,10 +50,12 @@ from dgdehaze_core.pipeline import OUTPUT_MODES
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MEASURES = ("quality", "detection", "depth", "haze")
+MEASURES = ("quality", "scattering", "detection", "depth", "haze")
 LABELS_FOLDER = "labels-voc"
 TITLES = {
     "quality": "Quality against ground truth (PSNR dB, SSIM: higher is better; CIEDE2000: lower is better)",
+    "scattering": "Airlight and transmission against the pair's fitted scattering model (errors: lower is "
+                  "better; t_bias > 0: haze underestimated)",
     "detection": "Detection recovery (P/R/F1 at IoU 0.5, conf 0.25; mAP50; reference = clear-image detections "
                  "or human boxes)",
     "depth": "Depth accuracy after median scaling (AbsRel, RMSE(log): lower is better; delta1 = delta<1.25: "
@@ -118,7 +123,7 @@ def _has_images(folder: Path) -> bool:
 
 def applies(measure: str, folder: Path, explicit: bool) -> bool:
     """Whether `measure` can run on `folder` (the hazy/ of a paired set counts for haze only when named)."""
-    if measure == "quality":
+    if measure in ("quality", "scattering"):
         return is_paired_set(folder)
     if measure == "detection":
         return is_paired_set(folder) or _has_labels(folder)
@@ -218,6 +223,9 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     if measure == "quality":
         pairs = chosen(find_pairs(where), lambda pair: pair.hazy.name)
         return evaluate_quality(pairs, quality_methods(methods), label)
+    if measure == "scattering":
+        pairs = chosen(find_pairs(where), lambda pair: pair.hazy.name)
+        return evaluate_scattering(pairs, scattering_methods(methods), label)
     if measure == "detection":
         if is_paired_set(where):
             pairs = chosen(find_pairs(where), lambda pair: pair.hazy.name)
