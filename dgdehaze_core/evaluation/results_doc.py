@@ -61,6 +61,9 @@ class Column:
 COLUMNS: dict[str, tuple[Column, ...]] = {
     "quality": (Column("psnr", "PSNR (dB) ↑", 2), Column("ssim", "SSIM ↑"), Column("ciede2000", "CIEDE2000 ↓", 2),
                 Column("pairs", "pairs", None)),
+    "scattering": (Column("airlight_error", "airlight error ↓"), Column("t_mae", "t error ↓"),
+                   Column("t_bias", "t bias (> 0: haze underestimated)"), Column("fit_rmse", "fit residual"),
+                   Column("pairs", "pairs", None)),
     "detection": (Column("precision", "precision"), Column("recall", "recall"), Column("f1", "F1 ↑"),
                   Column("f1_pooled", "F1 pooled"), Column("map50", "mAP50 ↑"), Column("objects", "objects", None),
                   Column("detections", "detections", None), Column("images", "images", None)),
