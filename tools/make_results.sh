@@ -9,7 +9,8 @@
 # Methods: hazy (the input), dcp, lite (LITE, default: the shipped dgdehaze_core/weights/dgdehaze_lite.pt),
 # lite-no-depth (NO_DEPTH, default dgdehaze_core/weights/dgdehaze_lite_no_depth.pt: the same recipe with depth
 # guidance off, exported from runs/lite_no_depth) and clear (detection recovery's ceiling).
-# SOTS-indoor scenes 1400-1428 were used (unpaired) in training; 1430-1448 never were: both are reported apart.
+# SOTS-indoor scenes 1400-1422 were used (unpaired) in training and 1424-1428 to choose the recipe ("seen");
+# 1430-1448 never were ("held-out"): both are reported apart.
 # KITTI is evaluated on its left colour camera (image_02) only; image_03 holds the same 7 frames from 54 cm away.
 # docs/RESULTS.md says how long the recorded run took.
 set -euo pipefail
