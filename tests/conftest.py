@@ -1,6 +1,7 @@
-"""Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent)."""
+"""Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent) and scenes from it."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -29,3 +30,16 @@ def middlebury_scene(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
     disparity = cv2.imread(str(scene / "disp2.pgm"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 4.0
     depth = np.where(disparity > 0, 935.0 * 0.16 / np.maximum(disparity, 1e-6), np.nan).astype(np.float32)
     return image, depth
+
+
+@pytest.fixture()
+def sots_pairs(shared_data: Path, tmp_path: Path) -> Path:
+    """One SOTS-indoor scene (nine chairs and a table) at its light and dense haze level: two pairs."""
+    source = shared_data / "paired" / "sots-indoor"
+    root = tmp_path / "sots4"
+    (root / "clear").mkdir(parents=True)
+    (root / "hazy").mkdir()
+    shutil.copy(source / "clear" / "1400.png", root / "clear")
+    for level in ("2", "7"):
+        shutil.copy(source / "hazy" / f"1400_{level}.png", root / "hazy")
+    return root

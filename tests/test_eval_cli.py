@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,6 @@ from dgdehaze_core.evaluation.methods import parse_methods
 from dgdehaze_core.image_io import read_image
 from dgdehaze_core.metrics import psnr
 from dgdehaze_core.pipeline import load_pipeline
-
-
-@pytest.fixture()
-def sots_pairs(shared_data: Path, tmp_path: Path) -> Path:
-    """One SOTS-indoor scene (nine chairs and a table) at its light and dense haze level: two pairs."""
-    source = shared_data / "paired" / "sots-indoor"
-    root = tmp_path / "sots4"
-    (root / "clear").mkdir(parents=True)
-    (root / "hazy").mkdir()
-    shutil.copy(source / "clear" / "1400.png", root / "clear")
-    for level in ("2", "7"):
-        shutil.copy(source / "hazy" / f"1400_{level}.png", root / "hazy")
-    return root
 
 
 @pytest.mark.slow
