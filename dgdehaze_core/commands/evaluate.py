@@ -44,7 +44,7 @@ from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scatte
 from dgdehaze_core.evaluation.voc_boxes import labelled_images
 from dgdehaze_core.figures_table import emit, write_json
 from dgdehaze_core.image_io import list_images
-from dgdehaze_core.paired_dataset import find_pairs, is_paired_set
+from dgdehaze_core.paired_dataset import Pair, find_pairs, is_paired_set
 from dgdehaze_core.pipeline import OUTPUT_MODES
 
 LOG = logging.getLogger(__name__)
@@ -220,16 +220,16 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     def chosen(items: list[T], name: Callable[[T], str], folder: Path = where) -> list[T]:
         return select(items, name, folder, args, subset)
 
+    def pairs() -> list[Pair]:
+        return chosen(find_pairs(where), lambda pair: pair.hazy.name)
+
     if measure == "quality":
-        pairs = chosen(find_pairs(where), lambda pair: pair.hazy.name)
-        return evaluate_quality(pairs, quality_methods(methods), label)
+        return evaluate_quality(pairs(), quality_methods(methods), label)
     if measure == "scattering":
-        pairs = chosen(find_pairs(where), lambda pair: pair.hazy.name)
-        return evaluate_scattering(pairs, scattering_methods(methods), label)
+        return evaluate_scattering(pairs(), scattering_methods(methods), label)
     if measure == "detection":
         if is_paired_set(where):
-            pairs = chosen(find_pairs(where), lambda pair: pair.hazy.name)
-            return evaluate_recovery(pairs, methods, detector, args.conf, label)
+            return evaluate_recovery(pairs(), methods, detector, args.conf, label)
         labelled = chosen(labelled_images(where, LABELS_FOLDER), lambda item: item.image.name)
         return evaluate_labelled(labelled, methods, detector, args.conf, label)
     if measure == "depth":
