@@ -89,6 +89,12 @@ def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_pat
     assert _iterations(out / "val.csv").count(6) == 2  # the set and the mean
     checkpoint = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     assert checkpoint["training"]["iteration"] == 6
+    meta = checkpoint["meta"]  # the figures of the weights in the file, and separately the best iteration's
+    with open(out / "val.csv", newline="") as handle:
+        logged = [row for row in csv.DictReader(handle) if row["iteration"] == "6" and row["set"] == "mean"]
+    assert meta["validation_iteration"] == 6
+    assert meta["validation"]["mean"]["psnr"] == pytest.approx(float(logged[0]["psnr"]), abs=1e-4)
+    assert meta["best_iteration"] in (3, 4, 6) and "mean" in meta["best_validation"]
     model = load_model(exported)
     assert model.config_name == "lite" and "training" not in torch.load(exported, weights_only=True)
     assert torch.equal(model.state_dict()["dehazer.mix_gate"], checkpoint["state_dict"]["dehazer.mix_gate"])

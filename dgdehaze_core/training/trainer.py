@@ -192,6 +192,8 @@ class Trainer:
         self.best_score = -math.inf
         self.best_validation: dict[str, dict[str, float]] = {}
         self.best_iteration = 0
+        self.last_validation: dict[str, dict[str, float]] = {}
+        self.last_validation_iteration = 0
         self.elapsed = 0.0
 
     # -- checkpoints -------------------------------------------------------------------------------------------
@@ -205,7 +207,9 @@ class Trainer:
 
     def meta(self) -> dict[str, Any]:
         return {"recipe": self.recipe.name, "recipe_fields": self.recipe.as_dict(), "iterations": self.iteration,
-                "validation": self.best_validation, "best_iteration": self.best_iteration, "hardware": hardware_name(self.device),
+                "validation": self.last_validation, "validation_iteration": self.last_validation_iteration,
+                "best_validation": self.best_validation, "best_iteration": self.best_iteration,
+                "hardware": hardware_name(self.device),
                 "train_seconds": round(self.elapsed, 1), "commit": source_commit(), "torch": str(torch.__version__),
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -218,6 +222,8 @@ class Trainer:
                               "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
                               "torch_rng": torch.get_rng_state(), "best_score": self.best_score,
                               "best_validation": self.best_validation, "best_iteration": self.best_iteration,
+                              "last_validation": self.last_validation,
+                              "last_validation_iteration": self.last_validation_iteration,
                               "elapsed": self.elapsed,
                               "recipe": self.recipe.as_dict()}}
         if self.discriminator is not None and self.disc_optimizer is not None:
@@ -252,6 +258,8 @@ class Trainer:
         self.best_score = float(training["best_score"])
         self.best_validation = training["best_validation"]
         self.best_iteration = int(training["best_iteration"])
+        self.last_validation = training.get("last_validation", {})
+        self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
         self.elapsed = float(training["elapsed"])
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
 
@@ -457,6 +465,8 @@ class Trainer:
             if board is not None:
                 for key, value in figures.items():
                     board.add_scalar(f"val/{name}/{key}", value, self.iteration)
+        self.last_validation = table
+        self.last_validation_iteration = self.iteration
         key = "psnr" if self.recipe.val_output == "physics" else "psnr_clear"
         score = table["mean"][key]
         LOG.info("iteration %d validation: %s", self.iteration,
