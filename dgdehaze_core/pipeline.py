@@ -8,11 +8,14 @@ The network pipeline runs the network at a working resolution: the input's own s
 `working_size=(w, h)`, padded by reflection to a multiple of the network's stride and cropped back. Its image
 output is chosen by `output`:
 - "decoder": the network's decoder image (resized to the input's size when the working size differs);
-- "physics": J = (I - A) / t + A at the input's full resolution, with the working-resolution transmission lifted
-  by a fast guided filter on the full-resolution gray frame (sharp edges at any working size);
+- "physics": J = (I - A) / t + A at the input's full resolution;
 - "auto" (default): physics. On every real paired set the shipped lite scores a higher SSIM through the physics
   path than through its decoder, at full and at reduced resolution (docs/RESULTS.md, "Image output"); "decoder"
   stays available.
+The transmission, at any working size, is refined (and lifted to the input's size) by a fast guided filter on the
+full-resolution gray frame (`refine_transmission`): edges follow the image at any working size, and the network's
+pixel-scale noise, which costs a detector more than it costs PSNR, is smoothed away (docs/RESULTS.md,
+"Transmission refinement").
 A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not
 use: a third of lite's time at 640x480.
 Depth and transmission are always returned at the input's size; depth is NaN where the network gave no valid
@@ -86,6 +89,18 @@ def _validate_working_size(working_size: Sequence[int] | None) -> tuple[int, int
     return width, height
 
 
+def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarray:
+    """The network's transmission (any resolution) filtered by a guided filter on `frame`'s gray image, at the
+    frame's size: edges follow the image, and the network's pixel-scale noise, which a detector reads as texture,
+    is smoothed away. The window is 1/16 of the frame's short side (at least 8 pixels, 29 at 640x460); the
+    coefficients are computed at 1/8 of the window (at most 8x subsampled), so the cost is a few box filters."""
+    height, width = frame.shape[:2]
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
+    radius = max(8, int(round(min(height, width) / 16)))
+    return fast_guided_filter(gray, transmission, radius=radius, eps=GUIDED_EPS,
+                              subsample=max(1, min(8, radius // 8)))
+
+
 def pad_to_stride(batch: np.ndarray, stride: int) -> np.ndarray:
     """Pad (B, H, W, C) at the bottom and right by reflection to multiples of `stride`."""
     height, width = batch.shape[1:3]
@@ -149,11 +164,8 @@ class NetworkPipeline:
             transmission = outputs["transmission"][index, 0, :work_h, :work_w]
             depth = outputs["depth"][index, 0, :work_h, :work_w]
             airlight_rgb = np.clip(outputs["airlight"][index, :, 0, 0], 0.0, 1.0).astype(np.float32)
+            transmission = refine_transmission(frame, transmission)
             if resized:
-                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
-                scale = max(width / work_w, height / work_h, 1.0)
-                transmission = fast_guided_filter(gray, transmission, radius=max(8, int(round(4 * scale))),
-                                                  eps=GUIDED_EPS, subsample=max(1, min(8, int(scale))))
                 depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
             transmission = np.clip(transmission, T_MIN, 1.0).astype(np.float32)
             if mode == "physics":

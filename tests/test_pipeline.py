@@ -11,8 +11,8 @@ import torch
 from dgdehaze_core.dehaze_result import DehazeResult
 from dgdehaze_core.image_io import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, save_checkpoint, shipped_weights_path
-from dgdehaze_core.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
-from dgdehaze_core.scattering import invert_scattering
+from dgdehaze_core.pipeline import load_pipeline, pad_to_stride, pipeline_from_model, refine_transmission
+from dgdehaze_core.scattering import invert_scattering, synthesize_haze
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +142,24 @@ def test_load_pipeline_reads_checkpoints_and_rejects_bad_options(lite_model, tmp
         load_pipeline(str(tmp_path / "missing.pt"))
     shipped = load_pipeline("lite")
     assert shipped.method == "lite" and shipped_weights_path("lite").is_file()
+
+
+def test_transmission_refinement_removes_pixel_noise_and_lifts_a_small_transmission(middlebury_scene) -> None:
+    """Haze synthesized from Middlebury's true depth; a transmission with pixel-scale noise (as a network's) and a
+    quarter-size one (a reduced working size) are refined on the hazy frame and compared with the true one."""
+    clear, depth = middlebury_scene
+    valid = np.isfinite(depth)
+    relative = np.where(valid, depth, np.nanmax(depth)) / np.nanmax(depth)
+    true_t = np.exp(-1.6 * relative).astype(np.float32)
+    hazy_rgb = synthesize_haze(bgr_to_rgb_float(clear), relative[:, :, None], 1.6, np.ones(3, np.float32))
+    hazy = np.clip(np.rint(hazy_rgb[:, :, ::-1] * 255.0), 0, 255).astype(np.uint8)
+    noisy = np.clip(true_t + np.random.default_rng(0).normal(0.0, 0.08, true_t.shape), 0.05, 1.0).astype(np.float32)
+    refined = refine_transmission(hazy, noisy)
+    assert refined.shape == true_t.shape and refined.dtype == np.float32
+    noisy_error = np.abs(noisy - true_t)[valid].mean()
+    assert np.abs(refined - true_t)[valid].mean() < 0.5 * noisy_error
+    height, width = true_t.shape
+    quarter = cv2.resize(true_t, (width // 4, height // 4), interpolation=cv2.INTER_AREA)
+    lifted = refine_transmission(hazy, quarter)
+    assert lifted.shape == true_t.shape
+    assert np.abs(lifted - true_t)[valid].mean() < 0.03

@@ -32,7 +32,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -40,6 +39,7 @@ from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
 from dgdehaze_core.data_paths import REPO_DIR
 from dgdehaze_core.metrics import psnr, ssim
 from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
+from dgdehaze_core.pipeline import pipeline_from_model
 from dgdehaze_core.scattering import synthesize_haze
 from dgdehaze_core.training import losses
 from dgdehaze_core.training.datasets import RandomCrops, ValidationPair, load_validation
@@ -88,38 +88,23 @@ def hardware_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-@torch.no_grad()
-def run_model(model: DGDehazeNet, hazy_rgb: np.ndarray, device: torch.device) -> dict[str, np.ndarray]:
-    """Dehaze one RGB uint8 image (padded to the model's stride): 'physics' and 'clear' RGB float images."""
-    height, width = hazy_rgb.shape[:2]
-    stride = model.stride
-    pad_h, pad_w = (-height) % stride, (-width) % stride
-    x = torch.from_numpy(hazy_rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
-    padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-    out = model(padded)
-    t = out["transmission"][..., :height, :width].float()
-    physics = losses.physics_restore(x, t, out["airlight"].float())
-    clear = out["clear"][..., :height, :width].float()
-    return {name: image[0].permute(1, 2, 0).cpu().numpy() for name, image in (("physics", physics), ("clear", clear))}
-
-
-def _to_bgr8(rgb: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.clip(np.rint(rgb[:, :, ::-1] * 255.0), 0, 255).astype(np.uint8))
-
-
 def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.device) -> dict[str, dict[str, float]]:
-    """PSNR/SSIM per validation set (name before '/') for both output paths, and their mean over the sets."""
+    """PSNR/SSIM per validation set (name before '/') for both output paths, and their mean over the sets.
+
+    The images come from the deployed pipeline (`pipeline_from_model`), so the figures are what `dgdehaze eval`
+    and the node would give at the validation size."""
     was_training = model.training
-    model.eval()
     per_set: dict[str, dict[str, list[float]]] = {}
+    paths = {output: pipeline_from_model(model, backend="torch", device=str(device), output=output)
+             for output in ("physics", "decoder")}
     try:
         for pair in pairs:
-            outputs = run_model(model, pair.hazy, device)
-            reference = _to_bgr8(pair.clear.astype(np.float32) / 255.0)
+            hazy = np.ascontiguousarray(pair.hazy[:, :, ::-1])
+            reference = np.ascontiguousarray(pair.clear[:, :, ::-1])
             figures = per_set.setdefault(pair.name.split("/")[0], {})
-            for path, image in outputs.items():
-                result = _to_bgr8(image)
-                suffix = "" if path == "physics" else "_clear"
+            for output, pipeline in paths.items():
+                result = pipeline(hazy).image
+                suffix = "" if output == "physics" else "_clear"
                 figures.setdefault("psnr" + suffix, []).append(psnr(result, reference))
                 figures.setdefault("ssim" + suffix, []).append(ssim(result, reference))
     finally:
