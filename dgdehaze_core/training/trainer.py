@@ -180,6 +180,8 @@ class Trainer:
         self.last_validation: dict[str, dict[str, float]] = {}
         self.last_validation_iteration = 0
         self.elapsed = 0.0
+        self.commit = source_commit()
+        """The code's commit when the run started (commits made while it runs do not change what it runs)."""
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     @property
@@ -195,7 +197,7 @@ class Trainer:
                 "validation": self.last_validation, "validation_iteration": self.last_validation_iteration,
                 "best_validation": self.best_validation, "best_iteration": self.best_iteration,
                 "hardware": hardware_name(self.device),
-                "train_seconds": round(self.elapsed, 1), "commit": source_commit(), "torch": str(torch.__version__),
+                "train_seconds": round(self.elapsed, 1), "commit": self.commit, "torch": str(torch.__version__),
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def save_last(self) -> Path:
