@@ -223,6 +223,7 @@ def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_new
     while time.monotonic() - start < 5.0:
         if before is None and time.monotonic() - start >= 1.0:
             before = node.worker.counts()
+            published_before = node.stats.published
             first_measured = index
         frame.header = stamped_header(index)
         probe.publish(frame)
@@ -242,7 +243,12 @@ def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_new
     assert max(pending_seen) <= 1, "more than one frame waited for the worker"
     assert after.dropped > before.dropped, "inference was slower than the input, yet nothing was dropped"
     assert 0 < after.processed - before.processed < sent
-    assert node.stats.summary()["queue_wait_ms_max"] < 1000.0
+    # the waits of this test's frames only: the window also holds earlier tests' (a frame queued behind the first
+    # detector load can wait seconds on a loaded machine)
+    measured = node.stats.published - published_before
+    assert 0 < measured <= len(node.stats.wait_ms)
+    waits = list(node.stats.wait_ms)[-measured:]
+    assert max(waits) < 1000.0, f"a frame waited {max(waits):.0f} ms for the worker"
     assert max(rss) - rss[0] < 100.0, f"memory grew from {rss[0]:.0f} to {max(rss):.0f} MB under load"
 
 
