@@ -105,9 +105,9 @@ class RandomCrops(Dataset):
 class ValidationPair:
     name: str
     hazy: np.ndarray
-    """RGB uint8."""
+    """BGR uint8, as the pipeline takes a camera frame."""
     clear: np.ndarray
-    """RGB uint8, the same size as `hazy`."""
+    """BGR uint8, the same size as `hazy`."""
 
 
 def validation_pairs(sources: Sequence[ImageSource]) -> list[Pair]:
@@ -135,6 +135,5 @@ def load_validation(sources: Sequence[ImageSource], max_side: int) -> list[Valid
                 size = (max(1, round(hazy.shape[1] * scale)), max(1, round(hazy.shape[0] * scale)))
                 hazy = cv2.resize(hazy, size, interpolation=cv2.INTER_AREA)
                 clear = cv2.resize(clear, size, interpolation=cv2.INTER_AREA)
-            pairs.append(ValidationPair(f"{source.path.name}/{pair.name}", np.ascontiguousarray(hazy[:, :, ::-1]),
-                                        np.ascontiguousarray(clear[:, :, ::-1])))
+            pairs.append(ValidationPair(f"{source.path.name}/{pair.name}", hazy, clear))
     return pairs

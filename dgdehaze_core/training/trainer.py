@@ -99,14 +99,12 @@ def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.devi
              for output in ("physics", "decoder")}
     try:
         for pair in pairs:
-            hazy = np.ascontiguousarray(pair.hazy[:, :, ::-1])
-            reference = np.ascontiguousarray(pair.clear[:, :, ::-1])
             figures = per_set.setdefault(pair.name.split("/")[0], {})
             for output, pipeline in paths.items():
-                result = pipeline(hazy).image
+                result = pipeline(pair.hazy).image
                 suffix = "" if output == "physics" else "_clear"
-                figures.setdefault("psnr" + suffix, []).append(psnr(result, reference))
-                figures.setdefault("ssim" + suffix, []).append(ssim(result, reference))
+                figures.setdefault("psnr" + suffix, []).append(psnr(result, pair.clear))
+                figures.setdefault("ssim" + suffix, []).append(ssim(result, pair.clear))
     finally:
         model.train(was_training)
     table = {name: {k: float(np.mean(v)) for k, v in figures.items()} for name, figures in per_set.items()}
