@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from dgdehaze_core.dehaze_result import DehazeResult
-from dgdehaze_core.guided_filter import fast_guided_filter, guided_filter
+from dgdehaze_core.guided_filter import fast_guided_filter, gray_guide, guided_filter
 from dgdehaze_core.image_io import to_bgr8
 from dgdehaze_core.scattering import depth_from_transmission, invert_scattering
 
@@ -83,7 +83,7 @@ class DarkChannelDehazer:
         minimum = cv2.min(cv2.min(normalised[0], normalised[1]), normalised[2])
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (self.patch, self.patch))
         raw = 1.0 - self.omega * cv2.erode(minimum, kernel, borderType=cv2.BORDER_REFLECT)
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
+        gray = gray_guide(frame)
         if self.subsample > 1:
             refined = fast_guided_filter(gray, raw, self.radius, self.eps, self.subsample)
         else:

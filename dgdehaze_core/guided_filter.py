@@ -24,6 +24,11 @@ def _coefficients(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
     return a, mean_p - a * mean_i
 
 
+def gray_guide(frame: np.ndarray) -> np.ndarray:
+    """The guide for filtering a map of a uint8 BGR frame: its gray image as float32 in [0, 1]."""
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
+
+
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
     """Filter `source` (HxW float) guided by the grayscale `guide` (HxW float in [0, 1])."""
     guide = guide.astype(np.float32, copy=False)

@@ -35,7 +35,7 @@ import numpy as np
 from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend
 from dgdehaze_core.dark_channel import DarkChannelDehazer, haze_density
 from dgdehaze_core.dehaze_result import DehazeResult
-from dgdehaze_core.guided_filter import fast_guided_filter
+from dgdehaze_core.guided_filter import fast_guided_filter, gray_guide
 from dgdehaze_core.image_io import bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
 from dgdehaze_core.scattering import T_MIN, invert_scattering
 
@@ -96,7 +96,7 @@ def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarr
     coefficients are computed on a grid subsampled by the power of two nearest below a quarter of the window (He
     and Sun's rule; 4 at 640x480, at most 8), so the cost is about 0.6 ms at 640x480 on one core."""
     height, width = frame.shape[:2]
-    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
+    gray = gray_guide(frame)
     radius = max(8, int(round(min(height, width) / 16)))
     subsample = min(8, 1 << (radius // 4).bit_length() - 1)
     return fast_guided_filter(gray, transmission, radius=radius, eps=GUIDED_EPS, subsample=subsample)
