@@ -17,10 +17,11 @@ from dgdehaze_core.pipeline import load_pipeline
 def test_quality_and_detection_on_real_pairs(sots_pairs: Path, tmp_path: Path, capsys):
     out = tmp_path / "eval.json"
     code = main(["eval", "--dataset", str(sots_pairs), "--measure", "quality,detection",
-                 "--method", "hazy,dcp,clear", "--json", str(out)])
+                 "--method", "hazy,dcp,clear,clear-jpeg90", "--json", str(out)])
     assert code == 0
     rows = json.loads(out.read_text())
-    assert set(rows) == {"quality/hazy", "quality/dcp", "detection/hazy", "detection/dcp", "detection/clear"}
+    assert set(rows) == {"quality/hazy", "quality/dcp", "detection/hazy", "detection/dcp", "detection/clear",
+                         "detection/clear-jpeg90"}
     printed = capsys.readouterr().out
     assert "psnr" in printed and "map50" in printed
     # the table's PSNR is the mean of the per-pair PSNRs
@@ -32,11 +33,12 @@ def test_quality_and_detection_on_real_pairs(sots_pairs: Path, tmp_path: Path, c
     assert rows["quality/dcp"]["ssim"] > rows["quality/hazy"]["ssim"]
     clear = rows["detection/clear"]
     assert clear["f1"] == clear["map50"] == 1.0 and clear["objects"] > 0
-    for method in ("hazy", "dcp"):
+    for method in ("hazy", "dcp", "clear-jpeg90"):
         row = rows[f"detection/{method}"]
         assert row["objects"] == clear["objects"] and row["images"] == 2 and row["detections"] > 0
         assert 0.0 <= row["f1"] <= 1.0 and 0.0 <= row["map50"] <= 1.0
         assert row["reference"] == "clear-image detections"
+    assert rows["detection/clear-jpeg90"]["f1"] >= 0.9  # a close copy: the detector sees nearly what it saw
 
 
 def test_one_measure_on_one_set_keys_rows_by_method(sots_pairs: Path, tmp_path: Path):
@@ -137,3 +139,12 @@ def test_a_method_dehazes_each_distinct_frame_once():
     assert method.dehaze(first) is method.dehaze(first.copy())
     method.dehaze(second)
     assert len(calls) == 2
+
+
+def test_the_jpeg_reference_is_a_close_copy_of_the_clear_image(sots_pairs: Path):
+    from dgdehaze_core.evaluation.methods import jpeg_copy
+
+    clear = read_image(sots_pairs / "clear" / "1400.png")
+    copy = jpeg_copy(clear)
+    assert copy.shape == clear.shape and copy.dtype == clear.dtype
+    assert 35.0 < psnr(copy, clear) < 60.0

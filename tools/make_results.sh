@@ -8,7 +8,8 @@
 #
 # Methods: hazy (the input), dcp, lite (LITE, default: the shipped dgdehaze_core/weights/dgdehaze_lite.pt),
 # lite-no-depth (NO_DEPTH, default dgdehaze_core/weights/dgdehaze_lite_no_depth.pt: the same recipe with depth
-# guidance off, exported from runs/lite_no_depth) and clear (detection recovery's ceiling).
+# guidance off, exported from runs/lite_no_depth), clear (detection recovery's ceiling) and clear-jpeg90 (the clear
+# image's JPEG copy: how much of that ceiling a near-lossless copy already loses).
 # SOTS-indoor scenes 1400-1422 were used (unpaired) in training and 1424-1428 to choose the recipe ("seen");
 # 1430-1448 never were ("held-out"): both are reported apart.
 # KITTI is evaluated on its left colour camera (image_02) only; image_03 holds the same 7 frames from 54 cm away.
@@ -20,10 +21,10 @@ PY=${VENV:-.venv}/bin/python
 DATA=${DGDEHAZE_DATA:-../shared/data}
 LITE=${LITE:-lite}
 NO_DEPTH=${NO_DEPTH:-dgdehaze_core/weights/dgdehaze_lite_no_depth.pt}
-METHODS="hazy,dcp,lite=$LITE,lite-no-depth=$NO_DEPTH,clear"
+METHODS="hazy,dcp,lite=$LITE,lite-no-depth=$NO_DEPTH,clear,clear-jpeg90"
 if [ ! -f "$NO_DEPTH" ]; then
     echo "make_results: no ablation weights at $NO_DEPTH (set NO_DEPTH): the lite-no-depth rows are left out" >&2
-    METHODS="hazy,dcp,lite=$LITE,clear"
+    METHODS="hazy,dcp,lite=$LITE,clear,clear-jpeg90"
 fi
 RESULTS=${RESULTS:-docs/results}
 DOC=${DOC:-docs/RESULTS.md}

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.detection import Detection
-from dgdehaze_core.evaluation.methods import CLEAR, Method
+from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
 from dgdehaze_core.image_io import read_image
 from dgdehaze_core.paired_dataset import Pair, load_pair
@@ -158,11 +158,21 @@ def score_matches(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
             "map50": float(np.mean(aps)), "objects": total, "detections": detections, "images": len(matches)}
 
 
+def _predictions(method: Method, hazy: np.ndarray, clear: np.ndarray, clear_detections: list[Detection],
+                 detect: DetectFn) -> list[Detection]:
+    if method.spec.source == CLEAR:
+        return clear_detections
+    if method.spec.source == CLEAR_JPEG:
+        return detect(jpeg_copy(clear))
+    return detect(method.dehaze(hazy).image)
+
+
 def evaluate_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: DetectFn, conf: float = CONFIDENCE,
                       label: str = "detection") -> dict[str, dict[str, object]]:
     """Per method: detections on its output scored against the detector's detections on the clear image.
 
-    `clear` scores the clear image itself (1.0 everywhere: the ceiling), `hazy` the untouched input.
+    `clear` scores the clear image itself (1.0 everywhere: the ceiling), `clear-jpeg90` its JPEG copy (the
+    protocol's own noise), `hazy` the untouched input.
     """
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in methods}
     for pair in tqdm(pairs, desc=label, unit="pair"):
@@ -170,8 +180,8 @@ def evaluate_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: 
         clear_detections = detect(clear)
         references = references_from_detections(clear_detections, conf)
         for method in methods:
-            predictions = clear_detections if method.spec.source == CLEAR else detect(method.dehaze(hazy).image)
-            matches[method.name].append(match_image(references, predictions))
+            matches[method.name].append(match_image(references, _predictions(method, hazy, clear, clear_detections,
+                                                                              detect)))
     return {name: {**score_matches(rows, conf), "reference": "clear-image detections"}
             for name, rows in matches.items()}
 
@@ -179,7 +189,7 @@ def evaluate_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: 
 def evaluate_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], detect: DetectFn,
                       conf: float = CONFIDENCE, label: str = "detection") -> dict[str, dict[str, object]]:
     """Per method: detections on its output of real hazy photos scored against human boxes (`clear` has none)."""
-    usable = [m for m in methods if m.spec.source != CLEAR]
+    usable = [m for m in methods if not m.spec.reads_clear]
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in usable}
     for item in tqdm(images, desc=label, unit="image"):
         hazy = read_image(item.image)

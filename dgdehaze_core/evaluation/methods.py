@@ -1,9 +1,11 @@
 """The methods an evaluation compares: names on the command line -> callables that dehaze one frame.
 
 A method is written `SOURCE` or `NAME=SOURCE`, SOURCE being anything `load_pipeline` accepts ("dcp", a model
-configuration such as "lite", a weights file), or one of two references that need no pipeline:
+configuration such as "lite", a weights file), or one of the references that need no pipeline:
 - `hazy`: the input itself, unchanged (the "before" row of every table);
-- `clear`: the clear ground-truth image, where a measure has one (detection recovery on paired sets).
+- `clear`: the clear ground-truth image, where a measure has one (detection recovery on paired sets);
+- `clear-jpeg90`: the clear image saved as a JPEG at quality 90 (detection recovery): how far an all but lossless
+  copy of the clear image already moves the detector, the protocol's own noise.
 NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a path's
 file stem).
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from dgdehaze_core.dark_channel import haze_density
@@ -26,7 +29,10 @@ LOG = logging.getLogger(__name__)
 
 HAZY = "hazy"
 CLEAR = "clear"
-REFERENCE_SOURCES = (HAZY, CLEAR)
+CLEAR_JPEG = "clear-jpeg90"
+JPEG_QUALITY = 90
+CLEAR_SOURCES = (CLEAR, CLEAR_JPEG)
+REFERENCE_SOURCES = (HAZY, *CLEAR_SOURCES)
 CACHED_FRAMES = 64
 """Results a method keeps (by frame content), so measures run together over one set dehaze each image once."""
 
@@ -40,13 +46,19 @@ class MethodSpec:
 
     @property
     def is_reference(self) -> bool:
-        """True for `hazy` and `clear`, which run no dehazer."""
+        """True for `hazy`, `clear` and `clear-jpeg90`, which run no dehazer."""
         return self.source in REFERENCE_SOURCES
+
+    @property
+    def reads_clear(self) -> bool:
+        """True for the references made from the clear image (`clear`, `clear-jpeg90`): paired sets only."""
+        return self.source in CLEAR_SOURCES
 
 
 @dataclass
 class Method:
-    """A loaded method. `run` is None for the references (`hazy`, `clear`); `gives_depth` says if it predicts depth."""
+    """A loaded method. `run` is None for the references (`hazy`, `clear`, `clear-jpeg90`); `gives_depth` says if it
+    predicts depth."""
 
     spec: MethodSpec
     run: Callable[[np.ndarray], DehazeResult] | None
@@ -82,6 +94,14 @@ class Method:
                                 transmission=np.ones((height, width), np.float32),
                                 airlight=np.full(3, np.nan, np.float32), haze_density=haze_density(hazy))
         raise ValueError(f"method {self.name!r} ({self.spec.source}) does not dehaze a hazy frame")
+
+
+def jpeg_copy(image: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
+    """`image` (uint8) after a JPEG encode and decode at `quality`."""
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {image.shape} {image.dtype} image as JPEG")
+    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
 
 
 def _frame_key(frame: np.ndarray) -> bytes:

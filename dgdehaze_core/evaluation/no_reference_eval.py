@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.dark_channel import haze_density
-from dgdehaze_core.evaluation.methods import CLEAR, Method
+from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.image_io import ImageError, read_image, to_bgr8
 
 LOG = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def fade_density(image: np.ndarray) -> float:
 
 def haze_methods(methods: Sequence[Method]) -> list[Method]:
     """The methods the no-reference measure applies to: all but `clear` (real hazy photos have none)."""
-    return [method for method in methods if method.spec.source != CLEAR]
+    return [method for method in methods if not method.spec.reads_clear]
 
 
 def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],

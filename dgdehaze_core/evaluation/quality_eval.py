@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.evaluation.methods import CLEAR, Method
+from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.metrics import ciede2000, psnr, ssim
 from dgdehaze_core.paired_dataset import Pair, load_pair
 
@@ -19,7 +19,7 @@ QUALITY_COLUMNS = ("psnr", "ssim", "ciede2000", "pairs")
 
 def quality_methods(methods: Sequence[Method]) -> list[Method]:
     """The methods quality applies to: all but `clear` (the ground truth itself)."""
-    return [method for method in methods if method.spec.source != CLEAR]
+    return [method for method in methods if not method.spec.reads_clear]
 
 
 def evaluate_quality(pairs: Sequence[Pair], methods: Sequence[Method],

@@ -47,6 +47,7 @@ class LossWeights:
     smooth_depth: float = 0.02
     dcp_teacher: float = 0.5
     adversarial: float = 0.0
+    detector_features: float = 0.0
 
 
 @dataclass(frozen=True)

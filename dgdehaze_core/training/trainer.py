@@ -26,7 +26,7 @@ import platform
 import random
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,15 +43,14 @@ from dgdehaze_core.pipeline import pipeline_from_model
 from dgdehaze_core.scattering import synthesize_haze
 from dgdehaze_core.training import losses
 from dgdehaze_core.training.datasets import RandomCrops, ValidationPair, load_validation
+from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
-from dgdehaze_core.training.recipe import Recipe
+from dgdehaze_core.training.recipe import LossWeights, Recipe
 
 LOG = logging.getLogger(__name__)
 
-LOSS_NAMES = ("cycle", "cycle_physics", "transmission", "airlight", "depth_consistency", "reconstruction",
-              "depth_transmission", "dark_channel", "smooth_transmission", "smooth_depth", "dcp_teacher",
-              "adversarial")
+LOSS_NAMES = tuple(f.name for f in fields(LossWeights))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -166,6 +165,9 @@ class Trainer:
         if recipe.loss.adversarial > 0:
             self.discriminator = PatchDiscriminator().to(self.device)
             self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
+        self.detector_features: DetectorFeatures | None = None
+        if recipe.loss.detector_features > 0:
+            self.detector_features = DetectorFeatures().to(self.device)
         self.amp_dtype: torch.dtype | None = None
         if recipe.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -295,9 +297,11 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {}
         if weights.cycle:
             terms["cycle"] = losses.cycle_loss(syn["clear"], clear)
+        restored = losses.physics_restore(synthetic["hazy"], syn["transmission"], syn["airlight"])
         if weights.cycle_physics:
-            restored = losses.physics_restore(synthetic["hazy"], syn["transmission"], syn["airlight"])
             terms["cycle_physics"] = losses.cycle_loss(restored, clear)
+        if weights.detector_features and self.detector_features is not None:
+            terms["detector_features"] = detector_feature_loss(self.detector_features, restored, clear)
         if weights.transmission:
             terms["transmission"] = losses.transmission_loss(syn["transmission"], synthetic["transmission"])
         if weights.airlight:
