@@ -10,7 +10,9 @@ On real hazy images H (no ground truth):
 - `dark_channel_loss`: the dehazed image's dark channel should be dark (He et al.'s prior);
 - `edge_aware_smoothness`: t and d vary smoothly except where the image has edges;
 - `teacher_loss`: t stays near the dark channel prior's transmission while the network is young.
-`discriminator_loss`/`generator_loss` are the least-squares GAN terms of the optional PatchGAN.
+`discriminator_loss`/`generator_loss` are the least-squares GAN terms of the optional PatchGAN; the optional
+detector-feature loss (the shipped detector's backbone on the dehazed synthetic image against the clear one) lives
+with its frozen network in `detector_features`.
 Depth is relative (its scale is unknown), so depth comparisons are made on mean-centred log depth.
 """
 from __future__ import annotations
