@@ -81,9 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", action="append", type=Path, metavar="DIR",
                         help="a set to evaluate (repeatable; default: every applicable set in ../shared/data)")
     parser.add_argument("--method", default=None,
-                        help="comma-separated SOURCE or NAME=SOURCE: hazy (the input), clear and clear-jpeg90 (the clear "
-                             "image and its JPEG copy; detection only), dcp, lite, base or a weights file (default: "
-                             "hazy, dcp and every shipped model)")
+                        help="comma-separated SOURCE or NAME=SOURCE: hazy (the input), clear and clear-jpeg90 "
+                             "(the clear image and its JPEG copy; detection only), dcp, lite, base or a weights "
+                             "file (default: hazy, dcp and every shipped model)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
     parser.add_argument("--working-size", type=parse_size, default=None, metavar="WxH",

@@ -54,7 +54,8 @@ def fade_density(image: np.ndarray) -> float:
 
 
 def haze_methods(methods: Sequence[Method]) -> list[Method]:
-    """The methods the no-reference measure applies to: all but `clear` (real hazy photos have none)."""
+    """The methods the no-reference measure applies to: all but the clear-image references (real hazy photos have
+    no clear image)."""
     return [method for method in methods if not method.spec.reads_clear]
 
 

@@ -18,7 +18,7 @@ QUALITY_COLUMNS = ("psnr", "ssim", "ciede2000", "pairs")
 
 
 def quality_methods(methods: Sequence[Method]) -> list[Method]:
-    """The methods quality applies to: all but `clear` (the ground truth itself)."""
+    """The methods quality applies to: all but the clear-image references (`clear` is the ground truth itself)."""
     return [method for method in methods if not method.spec.reads_clear]
 
 
