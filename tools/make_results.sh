@@ -21,11 +21,13 @@ PY=${VENV:-.venv}/bin/python
 DATA=${DGDEHAZE_DATA:-../shared/data}
 LITE=${LITE:-lite}
 NO_DEPTH=${NO_DEPTH:-dgdehaze_core/weights/dgdehaze_lite_no_depth.pt}
-METHODS="hazy,dcp,lite=$LITE,lite-no-depth=$NO_DEPTH,clear,clear-jpeg90"
-if [ ! -f "$NO_DEPTH" ]; then
+METHODS="hazy,dcp,lite=$LITE"
+if [ -f "$NO_DEPTH" ]; then
+    METHODS="$METHODS,lite-no-depth=$NO_DEPTH"
+else
     echo "make_results: no ablation weights at $NO_DEPTH (set NO_DEPTH): the lite-no-depth rows are left out" >&2
-    METHODS="hazy,dcp,lite=$LITE,clear,clear-jpeg90"
 fi
+METHODS="$METHODS,clear,clear-jpeg90"
 RESULTS=${RESULTS:-docs/results}
 DOC=${DOC:-docs/RESULTS.md}
 read -r -a EXTRA <<< "${EVAL_ARGS:-}"

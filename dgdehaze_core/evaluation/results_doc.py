@@ -35,7 +35,6 @@ from typing import Any, Mapping
 
 from dgdehaze_core.atomic_files import atomic_write_text
 from dgdehaze_core.data_paths import REPO_DIR
-from dgdehaze_core.evaluation.methods import CLEAR_JPEG
 
 LOG = logging.getLogger(__name__)
 
@@ -169,7 +168,7 @@ def render_block(results_dir: Path, name: str, measure: str, set_name: str | Non
 
 # --- targets -------------------------------------------------------------------------------------------------------
 
-MODEL, ABLATION, DCP, HAZY, JPEG = "lite", "lite-no-depth", "dcp", "hazy", CLEAR_JPEG
+MODEL, ABLATION, DCP, HAZY, JPEG = "lite", "lite-no-depth", "dcp", "hazy", "clear-jpeg90"
 QUALITY_SETS = (("sots-indoor", "sots-indoor:held-out", "SOTS-indoor, held-out scenes 1430-1448"),
                 ("sots-outdoor", None, "SOTS-outdoor"), ("o-haze", None, "O-HAZE"))
 """(result name, set, label) of the real paired sets the quality target applies to."""
