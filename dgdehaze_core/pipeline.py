@@ -46,6 +46,8 @@ LOG = logging.getLogger(__name__)
 
 OUTPUT_MODES = ("auto", "decoder", "physics")
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+FILE_BACKENDS = {".onnx": ("onnxruntime", "tensorrt"), ".engine": ("tensorrt",)}
+"""The backends an exported file runs on, its default first (a .pt checkpoint runs on every backend)."""
 GUIDED_EPS = 1e-3
 """Guided-filter regularisation for lifting the transmission to full resolution (gray in [0, 1])."""
 
@@ -212,9 +214,10 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     """Build the pipeline for `method`; unknown methods raise ValueError naming the known ones.
 
     Network options: backend ("auto", "torch", "onnxruntime", "tensorrt"; default: onnxruntime for a .onnx file,
-    else torch; "auto" picks the fastest available, see backends/selection.py),
-    device ("cpu", "cuda"), half (fp16), working_size ((w, h) or None for the input's size),
-    output ("auto", "decoder", "physics"), threads (ONNX Runtime intra-op threads).
+    tensorrt for a prebuilt .engine, else torch; "auto" picks the fastest available, see backends/selection.py),
+    device ("cpu", "cuda"; default cuda for an .engine, else cpu), half (fp16; an .engine keeps its own precision),
+    working_size ((w, h) or None for the input's size), output ("auto", "decoder", "physics"),
+    threads (ONNX Runtime intra-op threads).
     """
     from dgdehaze_core.models import MODEL_CONFIGS, load_model
 
@@ -228,19 +231,22 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
         raise ValueError(f"unknown pipeline options {unknown}; known: {', '.join(sorted(known_options))}")
     backend = options.pop("backend", None)
     path = Path(os.fspath(method))
-    if path.suffix.lower() == ".onnx":
-        if backend == "torch":
-            raise ValueError("an .onnx file runs on the onnxruntime or tensorrt backend, not torch")
+    suffix = path.suffix.lower()
+    if suffix in (".onnx", ".engine"):
+        if backend not in (None, "auto", *FILE_BACKENDS[suffix]):
+            raise ValueError(f"an {suffix} file runs on the {' or '.join(FILE_BACKENDS[suffix])} backend, "
+                             f"not {backend}")
         from dgdehaze_core.backends.selection import create_backend
 
         working_size = options.get("working_size")
-        runtime = create_backend(path, backend=str(backend or "onnxruntime"), device=str(options.get("device", "cpu")),
+        runtime = create_backend(path, backend=str(backend or FILE_BACKENDS[suffix][0]),
+                                 device=str(options.get("device", "cuda" if suffix == ".engine" else "cpu")),
                                  half=bool(options.get("half", False)), threads=options.get("threads"),  # type: ignore[arg-type]
                                  camera_size=_camera_size(working_size))  # type: ignore[arg-type]
         return NetworkPipeline(runtime, str(method), working_size,  # type: ignore[arg-type]
                                str(options.get("output", "auto")))
     if method not in MODEL_CONFIGS and path.suffix.lower() != ".pt":
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
-                         f"or a .pt / .onnx weights file")
+                         f"or a .pt / .onnx / .engine weights file")
     model = load_model(method)
     return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"), **options)  # type: ignore[arg-type]

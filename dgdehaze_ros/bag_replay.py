@@ -69,7 +69,7 @@ def _node_command(node_name: str, image_topic: str, compressed: bool, camera_inf
             "-p", f"input_transport:={'compressed' if compressed else 'raw'}",
             "-p", "image_reliability:=reliable", "-p", "image_qos_depth:=1",
             "-p", f"detection_enabled:={'true' if detection else 'false'}"]
-    if method.endswith((".pt", ".onnx")):
+    if method.endswith((".pt", ".onnx", ".engine")):
         args += ["-p", f"weights:={method}"]
     else:
         args += ["-p", f"model:={method}"]

@@ -59,8 +59,9 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model", "lite", "dehazing method: a network configuration (lite: the shipped weights, used "
                   "unless `weights` is set) or dcp (dark channel prior, no weights; ignores the network settings)",
                   MODELS, reloads="pipeline"),
-    ParameterSpec("weights", "", "network weights file (.pt checkpoint or .onnx export); empty: the shipped "
-                  "weights of `model`", reloads="pipeline"),
+    ParameterSpec("weights", "", "network weights file (.pt checkpoint, .onnx export, or a TensorRT .engine from "
+                  "`dgdehaze export --format engine` with its .json sidecar: backend tensorrt or auto, device cuda); "
+                  "empty: the shipped weights of `model`", reloads="pipeline"),
     ParameterSpec("backend", "auto", "inference backend of the network (auto: the fastest available, logged at "
                   "configure; docs/DEPLOYMENT.md)", BACKENDS, reloads="pipeline"),
     ParameterSpec("device", "cpu", "device for the network and the detector: cpu, cuda, cuda:N",
@@ -125,10 +126,15 @@ def check_values(values: Mapping[str, Any]) -> str | None:
         return f"device must be cpu, cuda, cuda:N or N, got {values['device']!r}"
     if (values["working_width"] == 0) != (values["working_height"] == 0):
         return "working_width and working_height are set together (both 0: the input's size)"
-    problem = (_check_file("weights", values["weights"], (".pt", ".onnx"))
+    problem = (_check_file("weights", values["weights"], (".pt", ".onnx", ".engine"))
                or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine")))
     if problem:
         return problem
+    if Path(values["weights"]).suffix.lower() == ".engine":
+        if values["backend"] not in ("auto", "tensorrt"):
+            return f"weights {values['weights']!r} is a TensorRT engine: backend must be tensorrt or auto"
+        if values["device"] == "cpu":
+            return f"weights {values['weights']!r} is a TensorRT engine: it runs on a CUDA device (device: cuda)"
     if any(not str(c).strip() for c in values["classes"] or ()):
         return "classes must not contain empty names"
     return None

@@ -144,3 +144,64 @@ def test_a_failed_build_leaves_the_previous_artifact_and_no_partial_file(tmp_pat
     leftovers = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
     assert leftovers == sorted([path.name, sidecar_path(path).name])
     assert check_artifact(path, key()) is None
+
+
+def test_shape_profile_parses_what_it_describes() -> None:
+    from dgdehaze_core.backends.tensorrt_backend import ShapeProfile
+
+    profile = ShapeProfile.for_camera(720, 1280, 32)
+    assert ShapeProfile.parse(profile.describe()) == profile
+    for bad in ("", "hazy:1x3x64x64/1x3x480x640", "image:1x3x64x64/1x3x480x640/1x3x1088x1920",
+                "hazy:1x3x64/1x3x480x640/1x3x1088x1920", "hazy:1x3xAx64/1x3x480x640/1x3x1088x1920"):
+        with pytest.raises(ValueError, match="not a shape profile"):
+            ShapeProfile.parse(bad)
+
+
+def prebuilt(tmp_path: Path, **changes: object) -> Path:
+    """An engine file with the sidecar `dgdehaze export --format engine` writes (bytes TensorRT would reject)."""
+    fields: dict[str, object] = {"extra": {"stride": "32"}, **changes}
+    path = tmp_path / "dgdehaze_lite_480x640_fp16.engine"
+    EngineCache(tmp_path).build(key(**fields), path,  # type: ignore[arg-type]
+                                lambda tmp: tmp.write_bytes(b"serialized engine"))
+    return path
+
+
+def test_a_prebuilt_engine_is_read_from_its_sidecar_and_refused_where_it_was_not_built(tmp_path: Path) -> None:
+    from dgdehaze_core.backends.tensorrt_backend import ShapeProfile, prebuilt_engine
+
+    here = ("tensorrt-10.3.0", "Orin sm87")
+    built = prebuilt_engine(prebuilt(tmp_path), *here)
+    assert (built.precision, built.stride) == ("fp16", 32)
+    assert built.profile == ShapeProfile.for_camera(480, 640, 32)
+    with pytest.raises(ValueError, match="built for runtime 'tensorrt-10.3.0'.*'tensorrt-10.7.0'.*dgdehaze export"):
+        prebuilt_engine(prebuilt(tmp_path), "tensorrt-10.7.0", here[1])
+    with pytest.raises(ValueError, match="built for device 'Orin sm87'.*'NVIDIA H100 sm90'"):
+        prebuilt_engine(prebuilt(tmp_path), here[0], "NVIDIA H100 sm90")
+    with pytest.raises(ValueError, match="no network stride"):
+        prebuilt_engine(prebuilt(tmp_path, extra={}), *here)
+
+    path = prebuilt(tmp_path)
+    path.write_bytes(b"serialized engine, edited")
+    with pytest.raises(ValueError, match="does not match the hash"):
+        prebuilt_engine(path, *here)
+    sidecar_path(path).unlink()
+    with pytest.raises(ValueError, match="has no sidecar"):
+        prebuilt_engine(path, *here)
+    with pytest.raises(FileNotFoundError, match="no such engine"):
+        prebuilt_engine(tmp_path / "missing.engine", *here)
+
+
+@cpu_only
+def test_a_prebuilt_engine_runs_on_the_tensorrt_backend_only_and_says_why_not_here(tmp_path: Path) -> None:
+    from dgdehaze_core.pipeline import load_pipeline
+
+    engine = prebuilt(tmp_path)
+    for backend in ("onnxruntime", "torch"):
+        with pytest.raises(ValueError, match=f"runs on the tensorrt backend, not {backend}"):
+            load_pipeline(str(engine), backend=backend)
+        with pytest.raises(BackendUnavailable, match=f"runs on the tensorrt backend, not {backend}"):
+            create_backend(engine, backend=backend)
+    with pytest.raises(BackendUnavailable, match="'cuda' was requested but CUDA is not available"):
+        load_pipeline(str(engine))
+    with pytest.raises(BackendUnavailable, match="tensorrt backend unavailable: the device is the CPU"):
+        load_pipeline(str(engine), backend="auto", device="cpu")

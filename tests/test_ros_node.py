@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -138,6 +139,19 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
         assert node.get_parameter(name).value == before
     result = node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, ["person", " "])])[0]
     assert not result.successful
+
+
+def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_backend(
+        node: DehazeNode, tmp_path: Path) -> None:
+    engine = tmp_path / "dgdehaze_lite_480x640_fp16.engine"
+    engine.write_bytes(b"serialized engine")
+    for changes, reason in (({"weights": str(engine)}, "runs on a CUDA device"),
+                            ({"weights": str(engine), "device": "cuda", "backend": "onnxruntime"},
+                             "backend must be tensorrt or auto")):
+        before = {name: node.get_parameter(name).value for name in changes}
+        result = node.set_parameters_atomically([Parameter(name, value=value) for name, value in changes.items()])
+        assert not result.successful and reason in result.reason
+        assert {name: node.get_parameter(name).value for name in changes} == before
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,

@@ -86,9 +86,8 @@ def sidecar_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + SIDECAR_SUFFIX)
 
 
-def check_artifact(artifact: Path, key: CacheKey) -> str | None:
-    """None when `artifact` is a valid build for `key`, else the reason it must be rebuilt
-    (starting with "missing", "stale" or "corrupt")."""
+def _read_sidecar(artifact: Path) -> dict[str, object] | str:
+    """The sidecar's record of `artifact`, or the reason there is none to trust ("missing" or "corrupt: ...")."""
     sidecar = sidecar_path(artifact)
     if not artifact.is_file():
         return "missing"
@@ -100,14 +99,39 @@ def check_artifact(artifact: Path, key: CacheKey) -> str | None:
         return f"corrupt: unreadable sidecar {sidecar.name} ({exc})"
     if not isinstance(recorded, dict) or not isinstance(recorded.get("key"), dict):
         return f"corrupt: sidecar {sidecar.name} holds no key"
-    wanted = key.as_dict()
-    if recorded["key"] != wanted:
-        changed = sorted(name for name in set(wanted) | set(recorded["key"])
-                         if wanted.get(name) != recorded["key"].get(name))
-        return f"stale: {', '.join(changed)} changed"
+    return recorded
+
+
+def _hash_problem(artifact: Path, recorded: dict[str, object]) -> str | None:
     if recorded.get("sha256") != file_sha256(artifact):
         return f"corrupt: {artifact.name} does not match the hash in its sidecar"
     return None
+
+
+def check_artifact(artifact: Path, key: CacheKey) -> str | None:
+    """None when `artifact` is a valid build for `key`, else the reason it must be rebuilt
+    (starting with "missing", "stale" or "corrupt")."""
+    recorded = _read_sidecar(artifact)
+    if isinstance(recorded, str):
+        return recorded
+    wanted = key.as_dict()
+    built_for: dict[str, object] = recorded["key"]  # type: ignore[assignment]
+    if built_for != wanted:
+        changed = sorted(name for name in set(wanted) | set(built_for) if wanted.get(name) != built_for.get(name))
+        return f"stale: {', '.join(changed)} changed"
+    return _hash_problem(artifact, recorded)
+
+
+def recorded_key(artifact: Path) -> dict[str, object]:
+    """The key a prebuilt artifact (one copied in by hand, say) was built for, read from its sidecar once the
+    artifact's hash matches it; ValueError saying why it cannot be trusted otherwise."""
+    recorded = _read_sidecar(artifact)
+    if isinstance(recorded, str):
+        raise ValueError(f"{artifact}: {recorded}")
+    problem = _hash_problem(artifact, recorded)
+    if problem:
+        raise ValueError(f"{artifact}: {problem}")
+    return recorded["key"]  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

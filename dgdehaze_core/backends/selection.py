@@ -170,7 +170,8 @@ def create_backend(model: "DGDehazeNet | str | os.PathLike[str]", backend: str =
                    half: bool = False, threads: int | None = None, camera_size: tuple[int, int] = (640, 480),
                    cache_dir: str | os.PathLike[str] | None = None,
                    outputs: tuple[str, ...] = OUTPUT_NAMES) -> InferenceBackend:
-    """Open `model` (an in-memory network or an exported .onnx file) on the chosen backend.
+    """Open `model` (an in-memory network, an exported .onnx file or a prebuilt TensorRT .engine) on the chosen
+    backend. An .engine runs on the tensorrt backend only, with the profile and precision it was built with.
 
     half: fp16 (torch CUDA, TensorRT, ONNX Runtime GPU providers; ignored on the CPU, where it is slower).
     camera_size: (width, height) the TensorRT profile is optimised for. Exports and engines are cached in
@@ -178,6 +179,8 @@ def create_backend(model: "DGDehazeNet | str | os.PathLike[str]", backend: str =
     outputs: what an in-memory network is run or exported with (PHYSICS_OUTPUTS drops the decoder's image); an
     .onnx file keeps the outputs it was exported with.
     """
+    if not hasattr(model, "state_dict") and Path(model).suffix.lower() == ".engine":  # type: ignore[arg-type]
+        return _prebuilt_engine(Path(model), backend, device)  # type: ignore[arg-type]
     choice = choose_backend(backend, device)
     onnx_file = None if hasattr(model, "state_dict") else Path(model)  # type: ignore[arg-type]
     if half and choice.device == "cpu":
@@ -206,3 +209,12 @@ def create_backend(model: "DGDehazeNet | str | os.PathLike[str]", backend: str =
     profile = ShapeProfile.for_camera(height, width, _onnx_stride(onnx_file))
     return TensorRTBackend(onnx_file, profile, precision="fp16" if half else "fp32", cache_dir=cache_dir,
                            device=choice.device)
+
+
+def _prebuilt_engine(engine_file: Path, backend: str, device: str) -> InferenceBackend:
+    if backend not in ("auto", "tensorrt"):
+        raise BackendUnavailable(f"{engine_file} is a TensorRT engine: it runs on the tensorrt backend, not {backend}")
+    choice = choose_backend("tensorrt", device)
+    from dgdehaze_core.backends.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend.from_engine(engine_file, device=choice.device)

@@ -5,6 +5,10 @@ one optimisation profile covers the input sizes a camera may deliver, and fp16 (
 on a folder of images) is enabled in the builder configuration. Engines are cached by `EngineCache`, keyed by GPU,
 TensorRT version, ONNX hash, shape profile and precision, and rebuilt when any of them changes.
 
+A prebuilt engine (`dgdehaze export --format engine`, or one copied from a cache) is loaded as it is by
+`TensorRTBackend.from_engine`: its sidecar says the profile, precision and stride it was built with, and an engine
+built by another TensorRT version or on another GPU is refused with the command that rebuilds it.
+
 Inference binds torch CUDA tensors as the engine's buffers (`set_tensor_address`) and runs `execute_async_v3` on
 torch's current stream, so no pycuda or cuda-python is needed.
 
@@ -25,7 +29,8 @@ import numpy as np
 import torch
 
 from dgdehaze_core.backends import outputs_of
-from dgdehaze_core.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
+from dgdehaze_core.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
+                                                 recorded_key)
 from dgdehaze_core.backends.selection import BackendUnavailable
 from dgdehaze_core.image_io import bgr_to_rgb_float, list_images, read_image
 
@@ -64,6 +69,19 @@ class ShapeProfile:
         def dims(shape: tuple[int, ...]) -> str:
             return "x".join(str(v) for v in shape)
         return f"{INPUT_NAME}:{dims(self.min)}/{dims(self.opt)}/{dims(self.max)}"
+
+    @classmethod
+    def parse(cls, text: str) -> ShapeProfile:
+        """The inverse of `describe`: "hazy:1x3x64x64/1x3x480x640/1x3x1088x1920" -> ShapeProfile."""
+        name, _, shapes = text.partition(":")
+        parts = shapes.split("/")
+        try:
+            dims = [tuple(int(v) for v in part.split("x")) for part in parts]
+        except ValueError:
+            dims = []
+        if name != INPUT_NAME or len(dims) != 3 or any(len(d) != 4 for d in dims):
+            raise ValueError(f"not a shape profile: {text!r} (expected {INPUT_NAME}:BxCxHxW/BxCxHxW/BxCxHxW)")
+        return cls(*dims)  # type: ignore[arg-type]
 
     def contains(self, shape: tuple[int, ...]) -> bool:
         return len(shape) == 4 and all(lo <= v <= hi for lo, v, hi in zip(self.min, shape, self.max))
@@ -195,17 +213,47 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
 
 def engine_key(onnx_path: Path, profile: ShapeProfile, precision: str, device: torch.device,
                calib_dir: Path | None = None) -> CacheKey:
-    """The cache key of an engine: GPU, TensorRT version, ONNX hash, profile, precision (and calibration set)."""
+    """The cache key of an engine: GPU, TensorRT version, ONNX hash, profile, precision (and calibration set);
+    the network's stride rides along so that the engine alone, with its sidecar, can be loaded later."""
     trt = import_tensorrt()
-    extra = {}
+    extra = {"stride": str(_onnx_stride(onnx_path))}
     if precision == "int8" and calib_dir is not None:
         extra["calibration"] = ",".join(sorted(p.name for p in _calibration_images(calib_dir)))
     return CacheKey(model_sha256=file_sha256(onnx_path), runtime=f"tensorrt-{trt.__version__}",
                     device=gpu_name(device), shapes=profile.describe(), precision=precision, extra=extra)
 
 
+@dataclass(frozen=True)
+class PrebuiltEngine:
+    """What a prebuilt engine's sidecar says about it."""
+
+    profile: ShapeProfile
+    precision: str
+    stride: int
+
+
+def prebuilt_engine(engine_path: Path, runtime: str, device_name: str) -> PrebuiltEngine:
+    """Read and check the sidecar of a prebuilt dgdehaze engine for this TensorRT `runtime` ("tensorrt-10.3.0")
+    and GPU `device_name`; ValueError saying what is wrong (no sidecar, bytes changed, another TensorRT or GPU)."""
+    if not engine_path.is_file():
+        raise FileNotFoundError(f"no such engine file: {engine_path}")
+    key = recorded_key(engine_path)
+    rebuild = "rebuild it here with `dgdehaze export --format engine`, or give the .pt / .onnx weights"
+    for field_name, here in (("runtime", runtime), ("device", device_name)):
+        if key.get(field_name) != here:
+            raise ValueError(f"{engine_path} was built for {field_name} {key.get(field_name)!r}, this machine has "
+                             f"{here!r}: an engine runs only where it was built; {rebuild}")
+    extra = key.get("extra")
+    stride = extra.get("stride") if isinstance(extra, dict) else None
+    if stride is None or not str(stride).isdigit():
+        raise ValueError(f"{engine_path}: its sidecar records no network stride (not a dgdehaze engine, or one "
+                         f"built before strides were recorded); {rebuild}")
+    return PrebuiltEngine(ShapeProfile.parse(str(key.get("shapes"))), str(key.get("precision")), int(stride))
+
+
 class TensorRTBackend:
-    """A dgdehaze ONNX file as a cached TensorRT engine; `run` takes and returns host arrays like every backend."""
+    """A dgdehaze network as a TensorRT engine, built from its ONNX file into the cache or loaded prebuilt
+    (`from_engine`); `run` takes and returns host arrays like every backend."""
 
     name = "tensorrt"
 
@@ -233,20 +281,45 @@ class TensorRTBackend:
             return engine
 
         with torch.cuda.device(self.device):
-            self.engine, self.engine_path = cache.get_or_build(
+            engine, engine_path = cache.get_or_build(
                 key, onnx_path.stem, ".engine", lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib),
                 load)
+        self._bind(trt, engine, engine_path, precision)
+
+    @classmethod
+    def from_engine(cls, engine_path: str | os.PathLike[str], device: str = "cuda:0") -> TensorRTBackend:
+        """A prebuilt engine with its sidecar, loaded as it is (no ONNX file, no build); refused with the reason
+        when it was built by another TensorRT version or on another GPU."""
+        trt = import_tensorrt()
+        engine_path = Path(engine_path)
+        self = cls.__new__(cls)
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
+        built = prebuilt_engine(engine_path, f"tensorrt-{trt.__version__}", gpu_name(self.device))
+        self.profile, self.stride = built.profile, built.stride
+        with torch.cuda.device(self.device):
+            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
+        if engine is None:
+            raise ValueError(f"TensorRT could not load {engine_path} (deserialize_cuda_engine returned None)")
+        self._bind(trt, engine, engine_path, built.precision)
+        return self
+
+    def _bind(self, trt: ModuleType, engine: Any, engine_path: Path, precision: str) -> None:
+        self.engine, self.engine_path = engine, engine_path
+        with torch.cuda.device(self.device):
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.outputs = outputs_of(names, f"engine {self.engine_path}")
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
-        LOG.info("tensorrt backend: %s (%s, %s) on %s", self.engine_path.name, precision, profile.describe(),
+        LOG.info("tensorrt backend: %s (%s, %s) on %s", self.engine_path.name, precision, self.profile.describe(),
                  gpu_name(self.device))
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if not self.profile.contains(batch.shape):
-            raise ValueError(f"input {batch.shape} is outside the engine's profile {self.profile.describe()}")
+            raise ValueError(f"input {batch.shape} is outside the engine's profile {self.profile.describe()}; "
+                             f"set a working size inside it (node: working_width/working_height)")
         with torch.cuda.device(self.device):
             stream = torch.cuda.current_stream(self.device)
             hazy = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtypes[self.input_name])
