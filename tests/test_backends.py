@@ -205,3 +205,24 @@ def test_a_prebuilt_engine_runs_on_the_tensorrt_backend_only_and_says_why_not_he
         load_pipeline(str(engine))
     with pytest.raises(BackendUnavailable, match="tensorrt backend unavailable: the device is the CPU"):
         load_pipeline(str(engine), backend="auto", device="cpu")
+
+
+def test_the_tensorrt_backend_releases_its_context_then_engine_then_runtime() -> None:
+    """TensorRT 10 calls destroying a runtime before its engines undefined behaviour (NVIDIA/TensorRT#4436); the
+    runtime is set first, so plain teardown would release it first. Stand-ins record the order (no TensorRT here)."""
+    from dgdehaze_core.backends.tensorrt_backend import TensorRTBackend
+
+    released: list[str] = []
+
+    class Handle:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __del__(self) -> None:
+            released.append(self.name)
+
+    backend = TensorRTBackend.__new__(TensorRTBackend)
+    for name in ("runtime", "engine", "context"):
+        setattr(backend, name, Handle(name))
+    del backend
+    assert released == ["context", "engine", "runtime"]

@@ -269,7 +269,7 @@ class TensorRTBackend:
             raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
         self.profile = profile
         self.stride = _onnx_stride(onnx_path)
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.runtime = runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         calib = Path(calib_dir) if calib_dir is not None else None
         key = engine_key(onnx_path, profile, precision, self.device, calib)
         cache: EngineCache[Any] = EngineCache(cache_dir or default_cache_dir())
@@ -298,8 +298,9 @@ class TensorRTBackend:
             raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
         built = prebuilt_engine(engine_path, f"tensorrt-{trt.__version__}", gpu_name(self.device))
         self.profile, self.stride = built.profile, built.stride
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         with torch.cuda.device(self.device):
-            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
+            engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if engine is None:
             raise ValueError(f"TensorRT could not load {engine_path} (deserialize_cuda_engine returned None)")
         self._bind(trt, engine, engine_path, built.precision)
@@ -315,6 +316,13 @@ class TensorRTBackend:
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
         LOG.info("tensorrt backend: %s (%s, %s) on %s", self.engine_path.name, precision, self.profile.describe(),
                  gpu_name(self.device))
+
+    def __del__(self) -> None:
+        """Release the context, then the engine, then the runtime: TensorRT 10 calls destroying a runtime before
+        the engines it deserialized undefined behaviour, and plain attribute teardown would release the runtime
+        (set first) first."""
+        for name in ("context", "engine", "runtime"):
+            self.__dict__.pop(name, None)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if not self.profile.contains(batch.shape):
