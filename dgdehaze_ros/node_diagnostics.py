@@ -81,7 +81,9 @@ class FrameStats:
             overhead = [n - i for n, i in zip(self.node_ms, self.inference_ms)]
             return {"fps": fps, "latency_ms_median": _median(self.latency_ms),
                     "latency_ms_p95": float(np.percentile(self.latency_ms, 95)) if self.latency_ms else math.nan,
-                    "node_ms_median": _median(self.node_ms), "inference_ms_median": _median(self.inference_ms),
+                    "node_ms_median": _median(self.node_ms),
+                    "node_ms_max": max(self.node_ms) if self.node_ms else math.nan,
+                    "inference_ms_median": _median(self.inference_ms),
                     "overhead_ms_median": float(np.median(overhead)) if overhead else math.nan,
                     "queue_wait_ms_median": _median(self.wait_ms),
                     "queue_wait_ms_max": max(self.wait_ms) if self.wait_ms else math.nan,

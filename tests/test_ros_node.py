@@ -223,13 +223,18 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+HAND_OVER_MS = 250.0
+"""Slack between the worker finishing a frame and starting the next (thread switch and GIL on 2 loaded cores)."""
+
+
 @pytest.mark.slow
 def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_newest_frame(
         node: DehazeNode, probe: Probe) -> None:
     """About 5 s of the load check (the 60 s version is `run_node_benchmark`, docs/ROS.md): 1 s to warm up at
-    1280x720, where DCP alone takes longer than the 33 ms frame period here, then 4 s measured. One frame at that
-    size goes through first: the first run at a new size (allocations, a clean clone's cold caches) can take over
-    a second, and a frame queued behind it would be counted in the measured window."""
+    1280x720, where DCP alone takes longer than the 33 ms frame period here, then 4 s measured. No backlog means
+    no frame waits for more than the one frame ahead of it: a frame's wait is bounded by the time the worker took
+    on the previous frame, not by a fixed figure, since one slow run (a first run at a new size, a clean clone's
+    cold caches, a stalled machine: 1.1-1.2 s seen in CI) delays the frame behind it without any queue forming."""
     set_ok(node, detection_enabled=False)
     frame = bgr8_to_image(hazy_test_frame(1280, 720), "bgr8", stamped_header(99))
     send_and_wait(probe, frame, ("image_dehazed",))
@@ -260,12 +265,13 @@ def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_new
     assert max(pending_seen) <= 1, "more than one frame waited for the worker"
     assert after.dropped > before.dropped, "inference was slower than the input, yet nothing was dropped"
     assert 0 < after.processed - before.processed < sent
-    # the waits of this test's frames only: the window also holds earlier tests' (a frame queued behind the first
-    # detector load can wait seconds on a loaded machine)
+    # this test's frames only (the window also holds earlier tests'), each against the frame processed before it
     measured = node.stats.published - published_before
-    assert 0 < measured <= len(node.stats.wait_ms)
-    waits = list(node.stats.wait_ms)[-measured:]
-    assert max(waits) < 1000.0, f"a frame waited {max(waits):.0f} ms for the worker"
+    waits, took = list(node.stats.wait_ms), list(node.stats.node_ms)
+    assert 0 < measured < len(waits)
+    for k in range(len(waits) - measured, len(waits)):
+        assert waits[k] <= took[k - 1] + HAND_OVER_MS, \
+            f"a frame waited {waits[k]:.0f} ms behind one that took {took[k - 1]:.0f} ms: frames queued"
     assert max(rss) - rss[0] < 100.0, f"memory grew from {rss[0]:.0f} to {max(rss):.0f} MB under load"
 
 
