@@ -104,6 +104,8 @@ class TimedRuntime:
         self.runtime = runtime
         self.name = runtime.name
         self.stride = runtime.stride
+        self.outputs = runtime.outputs
+        self.fixed_size = runtime.fixed_size
         self.seconds: list[float] = []
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:

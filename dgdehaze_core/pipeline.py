@@ -1,11 +1,12 @@
 """One object that turns a camera frame into a dehazed frame, depth and transmission, whatever the method.
 
 `load_pipeline(method)` takes a method name ("dcp", a model configuration such as "lite", or a weights path:
-`.pt` checkpoint or `.onnx` export) and returns a `DehazePipeline`. The CLI, the ROS node and bag evaluation all
-call it, so they run the same code.
+`.pt` checkpoint, `.onnx` export or TensorRT `.engine`) and returns a `DehazePipeline`. The CLI, the ROS node and
+bag evaluation all call it, so they run the same code.
 
 The network pipeline runs the network at a working resolution: the input's own size by default, or
-`working_size=(w, h)`, padded by reflection to a multiple of the network's stride and cropped back. Its image
+`working_size=(w, h)`, padded by reflection to a multiple of the network's stride and cropped back; a fixed-size
+export or engine runs at its own size, whatever the input's. Its image
 output is chosen by `output`:
 - "decoder": the network's decoder image (resized to the input's size when the working size differs);
 - "physics": J = (I - A) / t + A at the input's full resolution;
@@ -91,6 +92,26 @@ def _validate_working_size(working_size: Sequence[int] | None) -> tuple[int, int
     return width, height
 
 
+def _fixed_working_size(backend: InferenceBackend, working_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The working size a fixed-size export or engine needs: its own, when none is given (the network runs at that
+    size and the image is restored at the input's, as for any working size); ValueError when one given pads to
+    another size."""
+    if backend.fixed_size is None:
+        return working_size
+    height, width = backend.fixed_size
+    if working_size is None:
+        LOG.info("this %s network takes %dx%d inputs only: it runs at that size, the image is restored at the "
+                 "input's", backend.name, width, height)
+        return width, height
+    stride = backend.stride
+    padded = (-(-working_size[0] // stride) * stride, -(-working_size[1] // stride) * stride)
+    if padded != (width, height):
+        raise ValueError(f"this {backend.name} network takes {width}x{height} inputs only (a fixed-size export); "
+                         f"working size {working_size[0]}x{working_size[1]} does not fit it: leave the working "
+                         f"size unset, set it to {width}x{height}, or export with --dynamic")
+    return working_size
+
+
 def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarray:
     """The network's transmission (any resolution) filtered by a guided filter on `frame`'s gray image, at the
     frame's size: edges follow the image, and the network's pixel-scale noise, which a detector reads as texture,
@@ -124,7 +145,7 @@ class NetworkPipeline:
         self.backend = backend.name
         self.method = method
         self.stride = backend.stride
-        self.working_size = _validate_working_size(working_size)
+        self.working_size = _fixed_working_size(backend, _validate_working_size(working_size))
         self.output = output
         if output == "decoder" and "clear" not in backend.outputs:
             raise ValueError(f"output decoder needs the network's image, and this {self.backend} network was exported "

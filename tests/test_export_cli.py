@@ -16,6 +16,7 @@ from dgdehaze_core.cli import main
 from dgdehaze_core.detection import DEFAULT_DETECTOR, Detector
 from dgdehaze_core.image_io import bgr_to_rgb_float
 from dgdehaze_core.models import build_model, save_checkpoint
+from dgdehaze_core.pipeline import load_pipeline, pipeline_from_model
 
 
 def input_dims(path: Path) -> list[int | str]:
@@ -45,6 +46,19 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
     for name, value in backend.run(batch).items():
         assert np.abs(value - expected[name].numpy()).max() < 1e-3, name
     assert sorted(p.name for p in out.parent.iterdir()) == ["lite.onnx"], "no temporary files left"
+
+    # the pipeline runs a fixed-size export at its own size on a frame of any size, as torch does at that working size
+    photo = cv2.imread(str(shared_data / "hazy-real" / "urhi" / "SFC_Google_197.png"))
+    fixed = load_pipeline(str(out))
+    assert fixed.working_size == (96, 64)
+    result = fixed(photo)
+    expected_result = pipeline_from_model(model, working_size=(96, 64), output="physics")(photo)
+    assert result.image.shape == photo.shape and result.depth.shape == photo.shape[:2]
+    assert np.abs(result.image.astype(int) - expected_result.image.astype(int)).max() <= 2
+    assert np.allclose(result.depth, expected_result.depth, rtol=1e-3, atol=1e-3, equal_nan=True)
+    assert load_pipeline(str(out), working_size=(90, 60)).working_size == (90, 60), "pads to the export's size"
+    with pytest.raises(ValueError, match="takes 96x64 inputs only.*export with --dynamic"):
+        load_pipeline(str(out), working_size=(160, 120))
 
 
 @pytest.mark.slow  # rebuilds YOLOv8n from the int8 file and exports it twice (about 10 s)

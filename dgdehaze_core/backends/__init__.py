@@ -47,6 +47,8 @@ class InferenceBackend(Protocol):
     """Height and width of a batch must be multiples of this."""
     outputs: tuple[str, ...]
     """What `run` returns: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only network."""
+    fixed_size: tuple[int, int] | None
+    """(height, width) of the only input size a fixed-size export or engine takes; None: any multiple of stride."""
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """batch: (B, 3, H, W) float32 RGB in [0, 1] -> float32 arrays under `outputs`."""

@@ -308,6 +308,8 @@ class TensorRTBackend:
 
     def _bind(self, trt: ModuleType, engine: Any, engine_path: Path, precision: str) -> None:
         self.engine, self.engine_path = engine, engine_path
+        fixed = self.profile.min[2:] == self.profile.max[2:]
+        self.fixed_size = (self.profile.min[2], self.profile.min[3]) if fixed else None
         with torch.cuda.device(self.device):
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
