@@ -16,8 +16,9 @@ time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported
   replaced in the node's depth-1 reader history while its executor thread was busy (with a reliable input);
 - end-to-end latency: consumer receive time minus the input stamp (camera -> node -> consumer, two DDS hops);
 - the node's own figures from /diagnostics: stamp-to-publish latency, inference time, overhead beyond inference
-  (conversion, message building, publishing), frames dropped by the latest-frame worker, longest queue wait
-  and longest frame (`node_ms_max`: a wait longer than that would mean frames queued);
+  (conversion, message building, publishing), frames dropped by the latest-frame worker, median and longest
+  wait for the worker beside the median and longest time the worker took on a frame (`node_ms`: a typical wait
+  longer than a typical frame's time would mean frames queued);
 - the node process's resident memory after warm-up, at the end and the highest sampled (bounded memory);
 - whether the newest frame was processed (the last frame published came out of the node).
 """
@@ -213,7 +214,9 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
             "node_latency_ms_median": float(diag.get("latency_ms_median", "nan")),
             "inference_ms_median": float(diag.get("inference_ms_median", "nan")),
             "overhead_ms_median": float(diag.get("overhead_ms_median", "nan")),
+            "queue_wait_ms_median": float(diag.get("queue_wait_ms_median", "nan")),
             "queue_wait_ms_max": float(diag.get("queue_wait_ms_max", "nan")),
+            "node_ms_median": float(diag.get("node_ms_median", "nan")),
             "node_ms_max": float(diag.get("node_ms_max", "nan")),
             "rss_start_mb": rss_start, "rss_end_mb": rss_end, "rss_max_mb": max(rss_max, rss_end),
             "newest_frame_processed": float(newest_processed)}
