@@ -14,6 +14,8 @@ time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported
 - transport: frames published, frames the node's callback received, and the rest as `transport_lost_pct`:
   lost between the processes (`transport_lost_reported` of them reported by the node's message_lost event), or
   replaced in the node's depth-1 reader history while its executor thread was busy (with a reliable input);
+- outputs: frames the node published, and those that reached the consumer (`outputs`; fewer when the consumer's
+  process is too busy to take them before the node's depth-2 output history moves on);
 - end-to-end latency: consumer receive time minus the input stamp (camera -> node -> consumer, two DDS hops);
 - the node's own figures from /diagnostics: stamp-to-publish latency, inference time, overhead beyond inference
   (conversion, message building, publishing), frames dropped by the latest-frame worker, median and longest
@@ -208,7 +210,8 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
     return {"published": float(published), "node_received": received,
             "transport_lost_pct": 100.0 * (published - received) / published,
             "transport_lost_reported": delta("frames_lost_in_transport"),
-            "worker_dropped": delta("frames_dropped"), "outputs": float(outputs),
+            "worker_dropped": delta("frames_dropped"), "node_published": delta("frames_published"),
+            "outputs": float(outputs),
             "e2e_latency_ms_median": float(np.median(latencies)) if latencies.size else float("nan"),
             "e2e_latency_ms_p95": float(np.percentile(latencies, 95)) if latencies.size else float("nan"),
             "node_latency_ms_median": float(diag.get("latency_ms_median", "nan")),

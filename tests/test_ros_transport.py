@@ -33,8 +33,10 @@ def test_the_node_benchmark_row_under_load_drops_stale_frames_and_processes_the_
     (name, row), = table.items()
     assert name == "node dcp reliable @1280x720"
     assert row["published"] >= 100 and row["newest_frame_processed"] == 1.0
-    assert 0 < row["outputs"] <= row["node_received"] <= row["published"]
-    assert row["node_received"] - row["outputs"] == pytest.approx(row["worker_dropped"], abs=2)
+    assert 0 < row["outputs"] <= row["node_published"] <= row["node_received"] <= row["published"]
+    # every frame the node received was published or dropped by the worker (the consumer, busy playing the camera
+    # in this process, may miss a few published ones: 4 of about 60 in one CI run)
+    assert row["node_received"] - row["node_published"] == pytest.approx(row["worker_dropped"], abs=2)
     # no queue: a typical frame waits less than one frame's processing (medians: one frame can be held up by a
     # second in CI for reasons no queue explains; a queue would hold every frame for several runs)
     assert row["queue_wait_ms_median"] <= row["node_ms_median"] + 50.0, "frames waited as if queued behind others"
