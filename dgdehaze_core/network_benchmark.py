@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from dgdehaze_core.backends import InferenceBackend
+from dgdehaze_core.backends import InferenceBackend, round_up_to_stride
 from dgdehaze_core.backends.selection import BackendUnavailable, choose_backend
 from dgdehaze_core.benchmark import measure
 from dgdehaze_core.detection import Detector, median_depth
@@ -131,8 +131,7 @@ def bench_dcp(frames: dict[tuple[int, int], np.ndarray], settings: BenchSettings
 
 
 def _padded(model: DGDehazeNet, width: int, height: int) -> tuple[int, int]:
-    stride = model.stride
-    return -(-height // stride) * stride, -(-width // stride) * stride
+    return round_up_to_stride(height, model.stride), round_up_to_stride(width, model.stride)
 
 
 def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[tuple[int, int], np.ndarray],

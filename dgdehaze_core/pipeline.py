@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Protocol, Sequence
 import cv2
 import numpy as np
 
-from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend
+from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend, round_up_to_stride
 from dgdehaze_core.dark_channel import DarkChannelDehazer, haze_density
 from dgdehaze_core.dehaze_result import DehazeResult
 from dgdehaze_core.guided_filter import fast_guided_filter, gray_guide
@@ -103,8 +103,7 @@ def _fixed_working_size(backend: InferenceBackend, working_size: tuple[int, int]
         LOG.info("this %s network takes %dx%d inputs only: it runs at that size, the image is restored at the "
                  "input's", backend.name, width, height)
         return width, height
-    stride = backend.stride
-    padded = (-(-working_size[0] // stride) * stride, -(-working_size[1] // stride) * stride)
+    padded = tuple(round_up_to_stride(value, backend.stride) for value in working_size)
     if padded != (width, height):
         raise ValueError(f"this {backend.name} network takes {width}x{height} inputs only (a fixed-size export); "
                          f"working size {working_size[0]}x{working_size[1]} does not fit it: leave the working "
@@ -266,7 +265,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
                                  camera_size=_camera_size(working_size))  # type: ignore[arg-type]
         return NetworkPipeline(runtime, str(method), working_size,  # type: ignore[arg-type]
                                str(options.get("output", "auto")))
-    if method not in MODEL_CONFIGS and path.suffix.lower() != ".pt":
+    if method not in MODEL_CONFIGS and suffix != ".pt":
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
                          f"or a .pt / .onnx / .engine weights file")
     model = load_model(method)

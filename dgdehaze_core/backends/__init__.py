@@ -19,6 +19,11 @@ PHYSICS_OUTPUTS = ("transmission", "airlight", "depth")
 decoder's full-resolution image branch: lite at 640x480 ran 39 -> 26 ms on ONNX Runtime (docs/BENCHMARKS.md)."""
 
 
+def round_up_to_stride(value: int, stride: int) -> int:
+    """The smallest multiple of `stride` that is at least `value`: the size a frame is padded to."""
+    return -(-value // stride) * stride
+
+
 def check_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
     """`outputs` in OUTPUT_NAMES order; ValueError unless it is OUTPUT_NAMES or PHYSICS_OUTPUTS."""
     ordered = tuple(name for name in OUTPUT_NAMES if name in outputs)

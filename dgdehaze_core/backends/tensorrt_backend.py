@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from dgdehaze_core.backends import outputs_of
+from dgdehaze_core.backends import outputs_of, round_up_to_stride
 from dgdehaze_core.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
                                                  recorded_key)
 from dgdehaze_core.backends.selection import BackendUnavailable
@@ -59,10 +59,9 @@ class ShapeProfile:
     def for_camera(cls, height: int, width: int, stride: int, max_batch: int = 1) -> ShapeProfile:
         """Optimised for (height, width) rounded up to the stride; any size from 2 strides up to 1.5x (at
         least 1920x1088) is accepted, so a resized stream or a working-size change keeps the engine."""
-        def up(value: int) -> int:
-            return -(-value // stride) * stride
-        opt_h, opt_w = up(height), up(width)
-        max_h, max_w = up(max(int(opt_h * 1.5), 1088)), up(max(int(opt_w * 1.5), 1920))
+        opt_h, opt_w = round_up_to_stride(height, stride), round_up_to_stride(width, stride)
+        max_h = round_up_to_stride(max(int(opt_h * 1.5), 1088), stride)
+        max_w = round_up_to_stride(max(int(opt_w * 1.5), 1920), stride)
         return cls((1, 3, 2 * stride, 2 * stride), (1, 3, opt_h, opt_w), (max_batch, 3, max_h, max_w))
 
     def describe(self) -> str:
@@ -211,12 +210,12 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     return engine_path
 
 
-def engine_key(onnx_path: Path, profile: ShapeProfile, precision: str, device: torch.device,
+def engine_key(onnx_path: Path, stride: int, profile: ShapeProfile, precision: str, device: torch.device,
                calib_dir: Path | None = None) -> CacheKey:
     """The cache key of an engine: GPU, TensorRT version, ONNX hash, profile, precision (and calibration set);
-    the network's stride rides along so that the engine alone, with its sidecar, can be loaded later."""
+    the network's `stride` rides along so that the engine alone, with its sidecar, can be loaded later."""
     trt = import_tensorrt()
-    extra = {"stride": str(_onnx_stride(onnx_path))}
+    extra = {"stride": str(stride)}
     if precision == "int8" and calib_dir is not None:
         extra["calibration"] = ",".join(sorted(p.name for p in _calibration_images(calib_dir)))
     return CacheKey(model_sha256=file_sha256(onnx_path), runtime=f"tensorrt-{trt.__version__}",
@@ -271,7 +270,7 @@ class TensorRTBackend:
         self.stride = _onnx_stride(onnx_path)
         self.runtime = runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         calib = Path(calib_dir) if calib_dir is not None else None
-        key = engine_key(onnx_path, profile, precision, self.device, calib)
+        key = engine_key(onnx_path, self.stride, profile, precision, self.device, calib)
         cache: EngineCache[Any] = EngineCache(cache_dir or default_cache_dir())
 
         def load(path: Path) -> Any:

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if args.detector is not None:
         return _export_detector(args)
-    from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS
+    from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, round_up_to_stride
     from dgdehaze_core.backends.engine_cache import EngineCache
     from dgdehaze_core.onnx_export import export_onnx
 
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     stride = model.stride
     size = None
     if args.height is not None:
-        size = (-(-args.height // stride) * stride, -(-args.width // stride) * stride)
+        size = (round_up_to_stride(args.height, stride), round_up_to_stride(args.width, stride))
         if size != (args.height, args.width):
             LOG.warning("%dx%d is not a multiple of the stride %d; using %dx%d (the pipeline pads frames)",
                         args.height, args.width, stride, size[0], size[1])
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         profile = ShapeProfile(profile.opt, profile.opt, profile.opt)
     with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
         onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True, outputs=outputs)
-        key = engine_key(onnx_path, profile, precision, torch.device("cuda:0"), args.calib)
+        key = engine_key(onnx_path, stride, profile, precision, torch.device("cuda:0"), args.calib)
         EngineCache(out.parent).build(key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision,
                                                                         args.calib))
     print(out)
