@@ -1,4 +1,4 @@
-"""Training data: random crops from folders of unpaired images, and paired validation folders.
+"""Training data: random crops from folders of unpaired images and frames of videos, and paired validation folders.
 
 Validation folders are paired by `dgdehaze_core.paired_dataset` (the same rules as `dgdehaze eval`).
 Images are decoded once, scaled so that their long side is at most `max_side`, and kept in memory as RGB uint8.
@@ -18,39 +18,59 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dgdehaze_core.image_io import IMAGE_SUFFIXES, ImageError, read_image
+from dgdehaze_core.image_io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageError, iter_video, read_image,
+                                    video_frame_count)
 from dgdehaze_core.paired_dataset import Pair, find_pairs, load_pair
 from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)
 
 
-def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[Path, float]]:
-    """(path, draw weight) for every image of every source; a missing or empty source raises with its path.
+@dataclass(frozen=True)
+class TrainingImage:
+    """An image file, or frame `frame` of a video file."""
+
+    path: Path
+    frame: int | None = None
+
+
+def _video_frames(source: ImageSource, kind: str) -> list[TrainingImage]:
+    count = video_frame_count(source.path)
+    if count <= 0:
+        raise ImageError(f"{kind} images: {source.path} is not a readable video (no frame count)")
+    return [TrainingImage(source.path, frame) for frame in range(0, count, source.frame_step)]
+
+
+def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
+    if not source.path.is_dir():
+        raise NotADirectoryError(f"{kind} images: {source.path} is not a folder or a video file")
+    paths = sorted(p for p in source.path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if source.include:
+        paths = [p for p in paths if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
+    return [TrainingImage(path) for path in paths]
+
+
+def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[TrainingImage, float]]:
+    """(image, draw weight) for every image of every source (a folder, or every `frame_step`-th frame of a video
+    file); a missing or empty source raises with its path.
 
     A source's weight is shared by its images, so a source of 15 images with weight 1 is drawn as often as one
     of 200 images with weight 1.
     """
-    found: list[tuple[Path, float]] = []
+    found: list[tuple[TrainingImage, float]] = []
     for source in sources:
         if not source.path.exists():
-            raise FileNotFoundError(f"{kind} images: no such folder {source.path}")
-        if not source.path.is_dir():
-            raise NotADirectoryError(f"{kind} images: {source.path} is not a folder")
-        paths = sorted(p for p in source.path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if source.include:
-            paths = [p for p in paths if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
-        if not paths:
+            raise FileNotFoundError(f"{kind} images: no such folder or video {source.path}")
+        is_video = source.path.is_file() and source.path.suffix.lower() in VIDEO_SUFFIXES
+        images = _video_frames(source, kind) if is_video else _folder_images(source, kind)
+        if not images:
             detail = f" matching {list(source.include)}" if source.include else ""
             raise ImageError(f"{kind} images: no images{detail} in {source.path}")
-        found.extend((p, source.weight / len(paths)) for p in paths)
+        found.extend((image, source.weight / len(images)) for image in images)
     return found
 
 
-def load_rgb(path: Path, max_side: int, min_side: int = 1) -> np.ndarray:
-    """An image file as RGB uint8, scaled down so its long side is at most `max_side` and up so its short side is
-    at least `min_side`. ImageError names the file when it cannot be read."""
-    image = read_image(path)[:, :, ::-1]
+def _scaled(image: np.ndarray, max_side: int, min_side: int) -> np.ndarray:
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     scale = max(scale, min_side / min(height, width))
@@ -58,6 +78,28 @@ def load_rgb(path: Path, max_side: int, min_side: int = 1) -> np.ndarray:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
     return np.ascontiguousarray(image)
+
+
+def load_rgb(path: Path, max_side: int, min_side: int = 1) -> np.ndarray:
+    """An image file as RGB uint8, scaled down so its long side is at most `max_side` and up so its short side is
+    at least `min_side`. ImageError names the file when it cannot be read."""
+    return _scaled(read_image(path)[:, :, ::-1], max_side, min_side)
+
+
+def load_training_images(images: Sequence[TrainingImage], max_side: int, min_side: int = 1) -> list[np.ndarray]:
+    """Every image as `load_rgb` gives it; each video is decoded once for all its frames. ImageError names a video
+    that ends before a frame it listed."""
+    frames: dict[tuple[Path, int], np.ndarray] = {}
+    for video in sorted({image.path for image in images if image.frame is not None}):
+        wanted = {image.frame for image in images if image.path == video}
+        for index, frame in enumerate(iter_video(video)):
+            if index in wanted:
+                frames[(video, index)] = _scaled(frame[:, :, ::-1], max_side, min_side)
+        missing = sorted(index for index in wanted if (video, index) not in frames)
+        if missing:
+            raise ImageError(f"{video} ends before frame {missing[0]} (its container reports more frames)")
+    return [frames[(image.path, image.frame)] if image.frame is not None else load_rgb(image.path, max_side, min_side)
+            for image in images]
 
 
 class RandomCrops(Dataset):
@@ -75,10 +117,10 @@ class RandomCrops(Dataset):
         self.zoom_range = zoom_range
         self.seed = seed
         self.stream = {"clear": 1, "hazy": 2}.get(kind, 3)
-        self.paths = [p for p, _ in entries]
+        self.sources = [image for image, _ in entries]
         weights = np.array([w for _, w in entries], dtype=np.float64)
         self.probabilities = weights / weights.sum()
-        self.images = [load_rgb(p, max_side, min_side=crop) for p in self.paths]
+        self.images = load_training_images(self.sources, max_side, min_side=crop)
         LOG.info("%s: %d images from %d folder(s)", kind, len(self.images), len(sources))
 
     def __len__(self) -> int:

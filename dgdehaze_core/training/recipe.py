@@ -17,11 +17,14 @@ from typing import Any, Iterable
 import yaml
 
 from dgdehaze_core.data_paths import shared_data_dir
+from dgdehaze_core.data_splits import SplitError, expand_patterns
 
 
 @dataclass(frozen=True)
 class ImageSource:
-    """A folder of images (searched recursively); `include` keeps only names matching one of its glob patterns.
+    """A folder of images (searched recursively), or a video file of which every `frame_step`-th frame is taken;
+    `include` keeps only names matching one of its glob patterns (`@FILE:PART` in the recipe: a part of a split
+    file, see `data_splits`).
 
     `weight` is the share of draws this source gets relative to the other sources of the same kind.
     """
@@ -29,6 +32,7 @@ class ImageSource:
     path: Path
     include: tuple[str, ...] = ()
     weight: float = 1.0
+    frame_step: int = 1
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,8 @@ _SCALARS = {f.name: f for f in dataclasses.fields(Recipe)
             if f.name not in ("clear", "hazy", "validation", "loss", "source_file")}
 
 
-def _expand(path: str, base: Path) -> Path:
+def expand_path(path: str, base: Path) -> Path:
+    """A recipe path: `${DATA}/...` in the shared data folder, a relative path against `base`."""
     if path.startswith("${DATA}"):
         data = shared_data_dir()
         if data is None:
@@ -126,14 +131,15 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             raise RecipeError(f"'{key}' must list at least one folder")
         return ()
     if not isinstance(raw, list):
-        raise RecipeError(f"'{key}' must be a list of folders (a path or {{path, include, weight}}), got {raw!r}")
+        raise RecipeError(f"'{key}' must be a list of folders or videos (a path or {{path, include, weight, "
+                          f"frame_step}}), got {raw!r}")
     sources = []
     for item in raw:
         if isinstance(item, str):
             item = {"path": item}
         if not isinstance(item, dict) or "path" not in item:
             raise RecipeError(f"each entry of '{key}' needs a 'path', got {item!r}")
-        unknown = set(item) - {"path", "include", "weight"}
+        unknown = set(item) - {"path", "include", "weight", "frame_step"}
         if unknown:
             raise RecipeError(f"unknown field(s) {sorted(unknown)} in an entry of '{key}'")
         include = item.get("include") or []
@@ -142,11 +148,19 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
         weight = item.get("weight", 1.0)
         if not isinstance(weight, (int, float)) or weight <= 0:
             raise RecipeError(f"'weight' in '{key}' must be a positive number, got {weight!r}")
-        sources.append(ImageSource(_expand(str(item["path"]), base), tuple(str(p) for p in include), float(weight)))
+        frame_step = item.get("frame_step", 1)
+        if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
+            raise RecipeError(f"'frame_step' in '{key}' must be an integer >= 1, got {frame_step!r}")
+        try:
+            patterns = expand_patterns([str(p) for p in include], base)
+        except SplitError as exc:
+            raise RecipeError(f"'include' in '{key}': {exc}") from None
+        sources.append(ImageSource(expand_path(str(item["path"]), base), tuple(patterns), float(weight), frame_step))
     return tuple(sources)
 
 
-def _set_dotted(raw: dict[str, Any], override: str) -> None:
+def set_dotted(raw: dict[str, Any], override: str) -> None:
+    """Apply one "section.key=VALUE" override (VALUE read as YAML) to a raw recipe dict."""
     if "=" not in override:
         raise RecipeError(f"an override must read KEY=VALUE, got {override!r}")
     key, text = override.split("=", 1)
@@ -176,7 +190,7 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
         raise RecipeError(f"a recipe must be a mapping of fields, got {type(raw).__name__}")
     raw = copy.deepcopy(raw)
     for override in overrides:
-        _set_dotted(raw, override)
+        set_dotted(raw, override)
     unknown = set(raw) - set(_SCALARS) - {"data", "loss"}
     if unknown:
         raise RecipeError(f"unknown recipe field(s): {sorted(unknown)}; known: {sorted(set(_SCALARS) | {'data', 'loss'})}")

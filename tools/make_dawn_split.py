@@ -1,0 +1,88 @@
+"""Write data/splits/dawn-fog.yaml: the DAWN fog photos a recipe may learn from, those that choose the recipe, and
+those that only judge. Run once; the committed file is the split (re-running gives the same file).
+
+Each kind of photo (foggy-, haze-, mist-; a group of near-copies counts as its first member's kind) is shuffled with a fixed seed and cut into learn 40 %, validation 10 %,
+judge 50 %, so each part has the three kinds in the same proportions. Photos that are near-copies of each other
+(16x16 grey thumbnails correlating above 0.97; DAWN has some, across kinds too) are kept in one part, so a judged
+photo has no twin in training.
+
+    .venv/bin/python tools/make_dawn_split.py [--data ../shared/data]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+SEED = 17
+SHARES = (("learn", 0.4), ("validation", 0.1), ("judge", 0.5))
+TWIN_CORRELATION = 0.97
+HEADER = """\
+# DAWN Fog photos (../shared/data/detection/dawn-fog): which may be learnt from, which choose, which judge.
+# Written by tools/make_dawn_split.py (seed {seed}; per kind foggy/haze/mist: learn 40 %, validation 10 %, judge 50 %;
+# near-copies kept in one part). learn: unpaired hazy training images only, their boxes never read. validation:
+# choosing a recipe or a setting (never in a shipped table). judge: the only DAWN figures docs/RESULTS.md reports.
+"""
+
+
+def thumbnails(paths: list[Path]) -> np.ndarray:
+    rows = []
+    for path in paths:
+        grey = cv2.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), (16, 16), interpolation=cv2.INTER_AREA)
+        values = grey.astype(np.float64).ravel()
+        rows.append((values - values.mean()) / (values.std() + 1e-6))
+    return np.array(rows)
+
+
+def twin_groups(paths: list[Path]) -> list[list[Path]]:
+    """Paths grouped so that near-copies share a group (connected components of the twin relation)."""
+    thumbs = thumbnails(paths)
+    twins = thumbs @ thumbs.T / thumbs.shape[1] > TWIN_CORRELATION
+    group = list(range(len(paths)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(twins, 1))):
+        group[root(int(j))] = root(int(i))
+    members: dict[int, list[Path]] = {}
+    for i, path in enumerate(paths):
+        members.setdefault(root(i), []).append(path)
+    return list(members.values())
+
+
+def split(folder: Path) -> dict[str, list[str]]:
+    parts: dict[str, list[str]] = {name: [] for name, _ in SHARES}
+    rng = np.random.default_rng(SEED)
+    every = twin_groups(sorted(folder.glob("*-*.jpg")))
+    for kind in ("foggy", "haze", "mist"):
+        groups = [group for group in every if group[0].name.startswith(f"{kind}-")]
+        order = rng.permutation(len(groups))
+        total = sum(len(g) for g in groups)
+        bounds, filled = np.cumsum([share for _, share in SHARES]) * total, 0
+        for index in order:
+            part = next(i for i, bound in enumerate(bounds) if filled < round(bound))
+            parts[SHARES[part][0]].extend(p.name for p in groups[index])
+            filled += len(groups[index])
+    return {name: sorted(names) for name, names in parts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, default=Path("data/splits/dawn-fog.yaml"))
+    args = parser.parse_args()
+    parts = split(args.data / "detection" / "dawn-fog")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    body = yaml.safe_dump({"dataset": "detection/dawn-fog", "parts": parts}, sort_keys=False, width=120)
+    args.out.write_text(HEADER.format(seed=SEED) + body)
+    print(", ".join(f"{name} {len(names)}" for name, names in parts.items()), "->", args.out)
+
+
+if __name__ == "__main__":
+    main()
