@@ -8,7 +8,7 @@ import sys
 
 from dgdehaze_core import __version__
 
-COMMANDS = ("dehaze", "bench", "bag_eval", "train", "evaluate", "export")
+COMMANDS = ("dehaze", "bench", "bag_eval", "train", "train_depth", "evaluate", "export")
 """Modules of `dgdehaze_core.commands`, each with `register(subparsers)` that sets `func` on its parser."""
 
 

@@ -1,7 +1,7 @@
 """Clear images with metric ground-truth depth: KITTI raw (sparse LiDAR) and Middlebury 2003 (dense disparity).
 
 Depth maps are float32 metres with NaN where the ground truth is unknown.
-- KITTI raw: `DATE/DRIVE_sync/image_0X/data/NAME.png` with LiDAR projected into that camera at
+- KITTI raw: `DATE/DRIVE_sync/image_0X/data/NAME.png` (or .jpg) with LiDAR projected into that camera at
   `DRIVE_sync/proj_depth/velodyne/image_0X/NAME.npz` (one array, metres, 0 = no return) or KITTI depth's
   `proj_depth/groundtruth/image_0X/NAME.png` (uint16, metres * 256). Evaluated up to 80 m, the KITTI convention.
 - Middlebury 2003: `SCENE/imK.png` with `SCENE/dispK.pgm` holding 4 x disparity in pixels (0 = unknown), at the
@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dgdehaze_core.image_io import ImageError, read_image
+from dgdehaze_core.image_io import IMAGE_SUFFIXES, ImageError, read_image
 
 KITTI_MAX_DEPTH = 80.0
 MIDDLEBURY_FOCAL_PX = 935.0
@@ -84,9 +84,10 @@ def load_kitti(folder: str | Path) -> DepthSet:
             continue
         drive = depth_path.parents[3]
         camera = depth_path.parent.name
-        image_path = drive / camera / "data" / f"{depth_path.stem}.png"
-        if not image_path.is_file():
-            raise ImageError(f"{depth_path} has no image at {image_path}")
+        candidates = sorted((drive / camera / "data").glob(f"{depth_path.stem}.*"))
+        image_path = next((p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES), None)
+        if image_path is None:
+            raise ImageError(f"{depth_path} has no image {depth_path.stem}.* in {drive / camera / 'data'}")
         name = f"{drive.name}/{camera}/{depth_path.stem}"
         samples.append(_checked(name, read_image(image_path), _lidar_depth(depth_path)))
     if not samples:

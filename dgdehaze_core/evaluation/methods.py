@@ -1,7 +1,9 @@
 """The methods an evaluation compares: names on the command line -> callables that dehaze one frame.
 
 A method is written `SOURCE` or `NAME=SOURCE`, SOURCE being anything `load_pipeline` accepts ("dcp", a model
-configuration such as "lite", a weights file), or one of the references that need no pipeline:
+configuration such as "lite", a weights file), a clear-depth checkpoint of `dgdehaze train-depth` (a depth network
+alone: its frame is the input unchanged, so only the depth measure means anything), or one of the references that
+need no pipeline:
 - `hazy`: the input itself, unchanged (the "before" row of every table);
 - `clear`: the clear ground-truth image, where a measure has one (detection recovery on paired sets);
 - `clear-jpeg90`: the clear image saved as a JPEG at quality 90 (detection recovery): how far an all but lossless
@@ -132,6 +134,15 @@ def parse_methods(text: str) -> list[MethodSpec]:
     return specs
 
 
+def depth_only(predictor: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], DehazeResult]:
+    """A depth network as a method: the frame comes back unchanged (t = 1, airlight unknown) with its depth."""
+    def run(frame: np.ndarray) -> DehazeResult:
+        height, width = frame.shape[:2]
+        return DehazeResult(image=frame, depth=predictor(frame), transmission=np.ones((height, width), np.float32),
+                            airlight=np.full(3, np.nan, np.float32), haze_density=haze_density(frame))
+    return run
+
+
 def shipped_model_specs() -> list[MethodSpec]:
     """The model configurations whose shipped weights are installed (none before training has shipped any)."""
     try:
@@ -149,6 +160,11 @@ def load_method(spec: MethodSpec, **network_options: object) -> Method:
     """
     if spec.is_reference:
         return Method(spec, None)
+    if spec.source.endswith(".pt"):
+        from dgdehaze_core.models.clear_depth import ClearDepthPredictor, is_clear_depth_checkpoint
+
+        if is_clear_depth_checkpoint(spec.source):
+            return Method(spec, depth_only(ClearDepthPredictor.from_checkpoint(spec.source)))
     options = {} if spec.source == "dcp" else network_options
     try:
         pipeline = load_pipeline(spec.source, **options)

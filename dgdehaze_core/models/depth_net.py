@@ -84,7 +84,8 @@ class DepthNet(nn.Module):
             UpFuse(widths[index], widths[index - 1], widths[index - 1]) for index in range(len(widths) - 1, 0, -1))
         self.head = nn.Conv2d(widths[0], 1, 3, padding=1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        """The head's (B, 1, H, W) output before any activation, for heads that read it differently."""
         if self.input_scale == 2:
             image = F.avg_pool2d(image, 2)
         features = [self.stem(image * 2.0 - 1.0)]
@@ -93,9 +94,11 @@ class DepthNet(nn.Module):
         x = features[-1]
         for up, skip in zip(self.decoder, reversed(features[:-1])):
             x = up(x, skip)
-        logits = F.interpolate(self.head(x), scale_factor=2.0 * self.input_scale, mode="bilinear",
-                               align_corners=False)
-        return F.softplus(logits) + MIN_DEPTH
+        return F.interpolate(self.head(x), scale_factor=2.0 * self.input_scale, mode="bilinear",
+                             align_corners=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return F.softplus(self.logits(image)) + MIN_DEPTH
 
 
 def normalized_inverse_depth(depth: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,192 @@
+"""Recipes for self-supervised depth (`dgdehaze train-depth`): a YAML file read into a validated `DepthRecipe`.
+
+A recipe names its video (KITTI raw folders: consecutive frames with their calibration), the training size and
+frame offsets, the depth network's architecture, the optimisation and the loss switches. Ground-truth depth is
+never read for training: `validation` names KITTI folders whose LiDAR is only reported (val.csv) while training.
+Paths follow `recipe.expand_path` (`${DATA}/...`); `overrides` ("iterations=100", "architecture.input_scale=2")
+change fields before validation.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
+from dgdehaze_core.training.recipe import RecipeError, expand_path, set_dotted
+
+
+@dataclass(frozen=True)
+class DepthRecipe:
+    """Everything that defines one self-supervised depth run."""
+
+    name: str
+    sequences: tuple[Path, ...]
+    iterations: int
+    validation: tuple[Path, ...] = ()
+    camera: str = "02"
+    width: int = 416
+    height: int = 128
+    frame_offsets: tuple[int, ...] = (-1, 1)
+    min_frame_change: float = 0.0
+    architecture: ClearDepthArchitecture = field(default_factory=ClearDepthArchitecture)
+    pose_widths: tuple[int, ...] = (16, 32, 64, 128, 128, 128)
+    batch_size: int = 4
+    lr: float = 1e-4
+    lr_decay_at: float = 0.75
+    lr_decay: float = 0.1
+    ssim_weight: float = 0.85
+    smoothness: float = 1e-3
+    automask: bool = True
+    min_reprojection: bool = True
+    augment: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    val_every: int = 500
+    source_file: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (paths as strings, tuples as lists) for checkpoints and model cards."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+        return plain(dataclasses.asdict(self))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(DepthRecipe)}
+_PATH_LISTS = ("sequences", "validation")
+_INT_TUPLES = ("frame_offsets", "pose_widths")
+
+
+_REQUIRED_DEFAULTS = {"name": "", "iterations": 0}
+"""Type witnesses for the fields without a default."""
+
+
+def _scalar(key: str, value: Any) -> Any:
+    default = _REQUIRED_DEFAULTS.get(key, _FIELDS[key].default)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise RecipeError(f"'{key}' must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RecipeError(f"'{key}' must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise RecipeError(f"'{key}' must be a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise RecipeError(f"'{key}' must be a string, got {value!r}")
+    return str(value)
+
+
+def _paths(key: str, value: Any, base: Path) -> tuple[Path, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecipeError(f"'{key}' must be a list of folders, got {value!r}")
+    return tuple(expand_path(v, base) for v in value)
+
+
+def _ints(key: str, value: Any) -> tuple[int, ...]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise RecipeError(f"'{key}' must be a non-empty list of integers, got {value!r}")
+    return tuple(value)
+
+
+def _architecture(value: Any) -> ClearDepthArchitecture:
+    if not isinstance(value, dict):
+        raise RecipeError(f"'architecture' must be a mapping, got {value!r}")
+    known = {f.name for f in dataclasses.fields(ClearDepthArchitecture)}
+    unknown = set(value) - known
+    if unknown:
+        raise RecipeError(f"unknown architecture field(s) {sorted(unknown)}; known: {sorted(known)}")
+    merged = {**ClearDepthArchitecture().as_dict(), **value}
+    try:
+        architecture = architecture_from_dict(merged)
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(f"'architecture': {exc}") from None
+    if len(architecture.widths) != len(architecture.blocks) or len(architecture.widths) < 2:
+        raise RecipeError("'architecture': widths and blocks must have the same length, at least 2")
+    if architecture.input_scale not in (1, 2) or not 0 < architecture.min_depth < architecture.max_depth:
+        raise RecipeError("'architecture': input_scale must be 1 or 2 and 0 < min_depth < max_depth")
+    return architecture
+
+
+def depth_recipe_from_dict(raw: Any, base: Path, overrides: Iterable[str] = ()) -> DepthRecipe:
+    """Validate a depth recipe given as a dict (as read from YAML); relative paths resolve against `base`."""
+    if not isinstance(raw, dict):
+        raise RecipeError(f"a recipe must be a mapping of fields, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    for override in overrides:
+        set_dotted(raw, override)
+    unknown = set(raw) - set(_FIELDS) - {"source_file"}
+    if unknown:
+        raise RecipeError(f"unknown recipe field(s): {sorted(unknown)}; known: {sorted(_FIELDS)}")
+    if "name" not in raw or "iterations" not in raw or "sequences" not in raw:
+        raise RecipeError("the recipe needs 'name', 'iterations' and 'sequences'")
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _PATH_LISTS:
+            fields[key] = _paths(key, value, base)
+        elif key in _INT_TUPLES:
+            fields[key] = _ints(key, value)
+        elif key == "architecture":
+            fields[key] = _architecture(value)
+        else:
+            fields[key] = _scalar(key, value)
+    recipe = DepthRecipe(**fields)
+    _check(recipe)
+    return recipe
+
+
+def _check(recipe: DepthRecipe) -> None:
+    if not recipe.sequences:
+        raise RecipeError("'sequences' must name at least one folder")
+    for key in ("iterations", "width", "height", "batch_size", "log_every", "checkpoint_every", "val_every"):
+        if getattr(recipe, key) < 1:
+            raise RecipeError(f"'{key}' must be at least 1, got {getattr(recipe, key)}")
+    stride = recipe.architecture.stride
+    if recipe.width % stride or recipe.height % stride:
+        raise RecipeError(f"'width' and 'height' must be multiples of the depth network's stride ({stride}), got "
+                          f"{recipe.width}x{recipe.height}")
+    if 0 in recipe.frame_offsets or len(set(recipe.frame_offsets)) != len(recipe.frame_offsets):
+        raise RecipeError(f"'frame_offsets' must be distinct and non-zero, got {list(recipe.frame_offsets)}")
+    if not recipe.lr > 0 or not 0 < recipe.lr_decay <= 1 or not 0 < recipe.lr_decay_at <= 1:
+        raise RecipeError("'lr' must be > 0, 'lr_decay' and 'lr_decay_at' in (0, 1]")
+    if not 0 <= recipe.ssim_weight <= 1 or recipe.smoothness < 0 or recipe.min_frame_change < 0:
+        raise RecipeError("'ssim_weight' must lie in [0, 1]; 'smoothness' and 'min_frame_change' must be >= 0")
+    if recipe.num_workers < 0:
+        raise RecipeError(f"'num_workers' must be >= 0, got {recipe.num_workers}")
+    if recipe.device not in ("auto", "cpu", "cuda") and not recipe.device.startswith("cuda:"):
+        raise RecipeError(f"'device' must be auto, cpu, cuda or cuda:N, got {recipe.device!r}")
+
+
+def load_depth_recipe(path: str | Path, overrides: Iterable[str] = ()) -> DepthRecipe:
+    """Read and validate a YAML depth recipe; RecipeError (a ValueError) names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such recipe: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path} is not valid YAML: {exc}") from None
+    try:
+        recipe = depth_recipe_from_dict(raw, path.resolve().parent, overrides)
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None
+    return dataclasses.replace(recipe, source_file=path)

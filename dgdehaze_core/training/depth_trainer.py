@@ -1,0 +1,246 @@
+"""The self-supervised depth training loop (`dgdehaze train-depth`): depth and pose networks from video alone.
+
+Each iteration draws a batch of frame tuples (a target and its neighbours), predicts the target's disparity and
+the motion to each neighbour, warps the neighbours into the target's view and minimises monodepth2's loss
+(`self_supervised_depth`): per-pixel minimum reprojection with auto-masking, plus edge-aware smoothness.
+No ground-truth depth is read for training; the recipe's `validation` folders (KITTI with LiDAR) are scored every
+`val_every` iterations into val.csv, for the record only (nothing is chosen on them).
+
+Writes to the run folder, atomically: `last.pt` (resumable; it is also a clear-depth checkpoint that
+`load_clear_depth` and `dgdehaze eval` read), `train.csv`, `val.csv` and `recipe.yaml`. The shipped form of the
+weights (no optimiser, no pose network) comes from `export_clear_depth`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti
+from dgdehaze_core.evaluation.depth_eval import depth_errors
+from dgdehaze_core.models.clear_depth import (CHECKPOINT_KIND, ClearDepthNet, ClearDepthPredictor, load_clear_depth,
+                                              save_clear_depth)
+from dgdehaze_core.models.pose_net import PoseNet
+from dgdehaze_core.training.depth_recipe import DepthRecipe
+from dgdehaze_core.training.self_supervised_depth import inverse_warp, reprojection_loss, smoothness_loss
+from dgdehaze_core.training.trainer import CsvLog, hardware_name, resolve_device, seed_everything, source_commit
+from dgdehaze_core.training.video_frames import FrameTuples, find_kitti_sequences
+
+LOG = logging.getLogger(__name__)
+
+LOSS_COLUMNS = ("total", "reprojection", "smoothness", "automasked")
+VAL_COLUMNS = ("absrel", "rmse_log", "delta1")
+
+
+@dataclass
+class DepthTrainResult:
+    run_dir: Path
+    iterations: int
+    last_checkpoint: Path
+    first_loss: float = math.nan
+    last_loss: float = math.nan
+
+
+class DepthTrainer:
+    """Trains a `DepthRecipe` into `run_dir`."""
+
+    def __init__(self, recipe: DepthRecipe, run_dir: str | Path, device: str | None = None,
+                 resume: bool = False) -> None:
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device or recipe.device)
+        self.resume = resume
+        seed_everything(recipe.seed)
+        self.depth = ClearDepthNet(recipe.architecture).to(self.device)
+        self.pose = PoseNet(recipe.pose_widths).to(self.device)
+        self.optimizer = torch.optim.Adam([*self.depth.parameters(), *self.pose.parameters()], lr=recipe.lr)
+        self.iteration = 0
+        self.elapsed = 0.0
+        self.last_validation: dict[str, dict[str, float]] = {}
+        self.validation_sets: list[DepthSet] | None = None
+        self.commit = source_commit()
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.recipe.width, self.recipe.height
+
+    def meta(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.name, "recipe_fields": self.recipe.as_dict(), "iterations": self.iteration,
+                "validation": self.last_validation, "hardware": hardware_name(self.device),
+                "train_seconds": round(self.elapsed, 1), "commit": self.commit, "torch": str(torch.__version__),
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def save_last(self) -> Path:
+        """The resumable state, atomically; it is a clear-depth checkpoint with a `training` section added."""
+        state = {"kind": CHECKPOINT_KIND, "architecture": self.recipe.architecture.as_dict(),
+                 "input_size": list(self.input_size),
+                 "state_dict": {k: v.detach().cpu() for k, v in self.depth.state_dict().items()},
+                 "meta": self.meta(),
+                 "training": {"iteration": self.iteration, "pose": self.pose.state_dict(),
+                              "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                              "elapsed": self.elapsed, "recipe": self.recipe.as_dict()}}
+        with atomic_path(self.last_path) as tmp:
+            torch.save(state, tmp)
+        return self.last_path
+
+    def load_last(self) -> None:
+        if not self.last_path.is_file():
+            raise FileNotFoundError(f"nothing to resume: no checkpoint {self.last_path}")
+        try:
+            state = torch.load(self.last_path, map_location="cpu", weights_only=True)
+            training = state["training"]
+        except Exception as exc:  # torch raises several types for truncated or foreign files
+            raise ValueError(f"{self.last_path} is not a resumable depth training checkpoint: {exc}") from None
+        saved = training["recipe"]
+        for key in ("architecture", "pose_widths", "width", "height", "frame_offsets", "batch_size"):
+            if saved.get(key) != self.recipe.as_dict()[key]:
+                raise ValueError(f"cannot resume {self.last_path}: it was trained with {key}={saved.get(key)!r}, "
+                                 f"the recipe now says {self.recipe.as_dict()[key]!r}")
+        self.depth.load_state_dict(state["state_dict"])
+        self.pose.load_state_dict(training["pose"])
+        self.optimizer.load_state_dict(training["optimizer"])
+        torch.set_rng_state(training["torch_rng"])
+        self.iteration = int(training["iteration"])
+        self.elapsed = float(training["elapsed"])
+        self.last_validation = state["meta"].get("validation", {})
+        LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
+
+    # -- one iteration -----------------------------------------------------------------------------------------
+    def learning_rate(self) -> float:
+        decayed = self.iteration >= int(self.recipe.lr_decay_at * self.recipe.iterations)
+        return self.recipe.lr * (self.recipe.lr_decay if decayed else 1.0)
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss of one batch of tuples (frames/inputs (B, F, 3, H, W), frame 0 the target)."""
+        frames, inputs, intrinsics = batch["frames"], batch["inputs"], batch["intrinsics"]
+        disparity = self.depth.disparity(inputs[:, 0])
+        depth = self.depth.depth_from_disparity(disparity)
+        warped = [inverse_warp(frames[:, index], depth, self.pose(inputs[:, 0], inputs[:, index]), intrinsics)
+                  for index in range(1, frames.shape[1])]
+        sources = [frames[:, index] for index in range(1, frames.shape[1])]
+        reprojection = reprojection_loss(frames[:, 0], warped, sources, automask=self.recipe.automask,
+                                         min_reprojection=self.recipe.min_reprojection,
+                                         alpha=self.recipe.ssim_weight)
+        smoothness = smoothness_loss(disparity, frames[:, 0])
+        return {"total": reprojection.loss + self.recipe.smoothness * smoothness,
+                "reprojection": reprojection.loss, "smoothness": smoothness,
+                "automasked": 1.0 - reprojection.mask.mean()}
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        self.depth.train()
+        self.pose.train()
+        terms = self.loss_terms(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.optimizer.step()
+        self.iteration += 1
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def _dataset(self) -> FrameTuples:
+        sequences = [sequence for root in self.recipe.sequences
+                     for sequence in find_kitti_sequences(root, self.recipe.camera)]
+        return FrameTuples(sequences, self.recipe.width, self.recipe.height, self.recipe.frame_offsets,
+                           self.recipe.seed, self.recipe.augment, self.recipe.min_frame_change)
+
+    def _batches(self, dataset: FrameTuples) -> Iterator[dict[str, torch.Tensor]]:
+        recipe = self.recipe
+        indices = range(self.iteration * recipe.batch_size, recipe.iterations * recipe.batch_size)
+        loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
+                            drop_last=True)
+        for batch in loader:
+            yield {key: value.to(self.device) for key, value in batch.items()}
+
+    def validate(self) -> dict[str, dict[str, float]]:
+        """Median-scaled AbsRel, RMSE(log), delta1 of the depth network on each validation folder's LiDAR."""
+        predictor = ClearDepthPredictor(self.depth, self.input_size, self.device)
+        if self.validation_sets is None:
+            self.validation_sets = [load_kitti(folder) for folder in self.recipe.validation]
+        table: dict[str, dict[str, float]] = {}
+        for depth_set in self.validation_sets:
+            rows = [depth_errors(predictor(sample.image), sample.depth, depth_set.max_depth)
+                    for sample in depth_set.samples]
+            table[depth_set.name] = {key: float(np.mean([row[key] for row in rows])) for key in VAL_COLUMNS}
+        return table
+
+    def train(self, progress: bool = True) -> DepthTrainResult:
+        recipe = self.recipe
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            self.load_last()
+        elif self.last_path.exists():
+            raise FileExistsError(f"{self.last_path} exists: pass --resume to continue that run, or choose another "
+                                  f"--out folder")
+        dataset = self._dataset()
+        atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
+        resumed = self.iteration if self.resume else None
+        train_log = CsvLog(self.run_dir / "train.csv", ["iteration", *LOSS_COLUMNS, "lr", "seconds"], resumed)
+        val_log = CsvLog(self.run_dir / "val.csv", ["iteration", "set", *VAL_COLUMNS], resumed)
+        first_loss = last_loss = math.nan
+        bar = tqdm(total=recipe.iterations, initial=self.iteration, desc=f"train-depth {recipe.name}", unit="it",
+                   disable=not progress, dynamic_ncols=True)
+        LOG.info("training %s on %s (%s), %d -> %d iterations", recipe.name, self.device,
+                 hardware_name(self.device), self.iteration, recipe.iterations)
+        started = time.perf_counter()
+        try:
+            for batch in self._batches(dataset):
+                row = self.step(batch)
+                first_loss = row["total"] if math.isnan(first_loss) else first_loss
+                last_loss = row["total"]
+                now = time.perf_counter()
+                self.elapsed += now - started
+                started = now
+                bar.update(1)
+                done = self.iteration == recipe.iterations
+                if self.iteration % recipe.log_every == 0 or done:
+                    bar.set_postfix(loss=f"{row['total']:.4f}")
+                    train_log.write({"iteration": self.iteration, "lr": self.learning_rate(),
+                                     "seconds": round(self.elapsed, 2), **{k: round(v, 5) for k, v in row.items()}})
+                if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
+                    self._validate(val_log)
+                    started = time.perf_counter()
+                if self.iteration % recipe.checkpoint_every == 0 or done:
+                    self.save_last()
+        except KeyboardInterrupt:
+            LOG.warning("interrupted at iteration %d: saving %s", self.iteration, self.last_path)
+            self.save_last()
+            raise
+        finally:
+            bar.close()
+        return DepthTrainResult(self.run_dir, self.iteration, self.last_path, first_loss, last_loss)
+
+    def _validate(self, val_log: CsvLog) -> None:
+        self.last_validation = self.validate()
+        for name, figures in self.last_validation.items():
+            val_log.write({"iteration": self.iteration, "set": name, **{k: round(v, 4) for k, v in figures.items()}})
+            LOG.info("iteration %d, %s LiDAR (record only): AbsRel %.3f, delta1 %.3f", self.iteration, name,
+                     figures["absrel"], figures["delta1"])
+
+
+def _yaml_dump(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def export_clear_depth(checkpoint: str | Path, target: str | Path) -> Path:
+    """The depth network of a training checkpoint (no pose network, no optimiser) written to `target`."""
+    model, input_size = load_clear_depth(checkpoint)
+    state = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
+    return save_clear_depth(model, input_size, target, state.get("meta", {}))

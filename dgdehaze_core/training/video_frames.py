@@ -1,0 +1,161 @@
+"""Training data for self-supervised depth: consecutive frames of calibrated camera video.
+
+A `VideoSequence` is an ordered list of frames and the camera's intrinsics, stored normalised by the size the
+calibration refers to, so that they scale to any training resolution. Every frame is resized to the recipe's
+(width, height) whatever its own size. KITTI raw folders are found by their layout: `DATE/calib_cam_to_cam.txt`
+(P_rect_0X: the rectified camera's projection, S_rect_0X: the size it refers to) beside
+`DATE/DRIVE/image_0X/data/*`.
+
+`FrameTuples` draws a target frame with its neighbours at the recipe's offsets (e.g. -1, +1), flips the tuple
+left-right at random and jitters its colour (the same way for all of its frames); the network sees the jittered
+frames, the loss compares the unjittered ones (monodepth2). Tuples whose camera barely moves (`min_change`) are
+left out. Like `RandomCrops`, each sample is a function of its
+index alone, so a resumed run continues the same stream.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dgdehaze_core.image_io import IMAGE_SUFFIXES, ImageError, read_image
+
+LOG = logging.getLogger(__name__)
+
+KITTI_CALIBRATION = "calib_cam_to_cam.txt"
+BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.2, 0.2, 0.2, 0.05
+"""Colour-jitter ranges (monodepth2's): factors drawn from [1 - r, 1 + r]; hue as a fraction of the circle."""
+
+
+@dataclass(frozen=True)
+class VideoSequence:
+    """Ordered frame files and the intrinsics as fractions of the image size (fx/w, fy/h, cx/w, cy/h)."""
+
+    name: str
+    frames: tuple[Path, ...]
+    normalised_intrinsics: tuple[float, float, float, float]
+
+    def intrinsics(self, width: int, height: int) -> np.ndarray:
+        """The 3x3 K for frames resized to width x height."""
+        fx, fy, cx, cy = self.normalised_intrinsics
+        return np.array([[fx * width, 0.0, cx * width], [0.0, fy * height, cy * height], [0.0, 0.0, 1.0]],
+                        dtype=np.float32)
+
+
+def read_kitti_intrinsics(calibration: Path, camera: str) -> tuple[float, float, float, float]:
+    """Normalised (fx/w, fy/h, cx/w, cy/h) of rectified camera `camera` ("02") from a calib_cam_to_cam.txt."""
+    values: dict[str, list[float]] = {}
+    try:
+        for line in calibration.read_text(encoding="utf-8").splitlines():
+            key, _, text = line.partition(":")
+            if key.strip() in (f"P_rect_{camera}", f"S_rect_{camera}"):
+                values[key.strip()] = [float(v) for v in text.split()]
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{calibration} is not a readable KITTI calibration: {exc}") from None
+    projection, size = values.get(f"P_rect_{camera}"), values.get(f"S_rect_{camera}")
+    if projection is None or len(projection) != 12 or size is None or len(size) != 2:
+        raise ImageError(f"{calibration} lacks P_rect_{camera} (12 numbers) or S_rect_{camera} (width height)")
+    width, height = size
+    return projection[0] / width, projection[5] / height, projection[2] / width, projection[6] / height
+
+
+def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
+    """Every `DRIVE/image_<camera>/data` folder under `root` with the calibration of its date folder."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such sequence folder: {root}")
+    sequences = []
+    for folder in sorted(root.rglob(f"image_{camera}/data")):
+        drive = folder.parent.parent
+        calibration = drive.parent / KITTI_CALIBRATION
+        if not calibration.is_file():
+            raise ImageError(f"{folder} has no {KITTI_CALIBRATION} in {drive.parent}")
+        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        sequences.append(VideoSequence(f"{drive.name}/image_{camera}", frames,
+                                       read_kitti_intrinsics(calibration, camera)))
+    if not sequences:
+        raise ImageError(f"{root} holds no KITTI raw frames (DRIVE/image_{camera}/data/ beside a "
+                         f"{KITTI_CALIBRATION})")
+    return sequences
+
+
+def load_frame(path: Path, width: int, height: int) -> np.ndarray:
+    """A frame as RGB uint8 at exactly width x height (area-averaged down, cubic up)."""
+    image = read_image(path)[:, :, ::-1]
+    if image.shape[:2] != (height, width):
+        shrink = image.shape[0] > height and image.shape[1] > width
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return np.ascontiguousarray(image)
+
+
+def _jitter(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, saturation and hue changes drawn once, applied to every frame (F, H, W, 3) in [0, 1]."""
+    out = frames * rng.uniform(1 - BRIGHTNESS, 1 + BRIGHTNESS)
+    mean = out.mean(axis=(1, 2, 3), keepdims=True)
+    out = (out - mean) * rng.uniform(1 - CONTRAST, 1 + CONTRAST) + mean
+    gray = out.mean(axis=3, keepdims=True)
+    out = np.clip((out - gray) * rng.uniform(1 - SATURATION, 1 + SATURATION) + gray, 0.0, 1.0).astype(np.float32)
+    shift = rng.uniform(-HUE, HUE) * 360.0
+    hsv = np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) for frame in out])
+    hsv[..., 0] = np.mod(hsv[..., 0] + shift, 360.0)
+    return np.stack([cv2.cvtColor(frame, cv2.COLOR_HSV2RGB) for frame in hsv])
+
+
+class FrameTuples(Dataset):
+    """Samples {"frames", "inputs": (F, 3, H, W) float RGB in [0, 1], "intrinsics": (3, 3)}: frame 0 is the target,
+    then one source per offset. "frames" feed the loss, "inputs" (colour-jittered) the networks."""
+
+    def __init__(self, sequences: Sequence[VideoSequence], width: int, height: int, offsets: Sequence[int],
+                 seed: int = 0, augment: bool = True, min_change: float = 0.0) -> None:
+        if not offsets or 0 in offsets:
+            raise ValueError(f"frame offsets must be non-zero, got {list(offsets)}")
+        self.width, self.height, self.offsets = width, height, tuple(offsets)
+        self.seed, self.augment = seed, augment
+        self.sequences = list(sequences)
+        span = max(max(offsets), 0) - min(min(offsets), 0) + 1
+        self.frames: list[np.ndarray] = []
+        self.samples: list[tuple[int, int]] = []
+        for number, sequence in enumerate(self.sequences):
+            if len(sequence.frames) < span:
+                raise ImageError(f"sequence {sequence.name} has {len(sequence.frames)} frame(s); self-supervised "
+                                 f"depth needs at least {span} consecutive frames for offsets {list(offsets)}")
+            self.frames.append(np.stack([load_frame(path, width, height) for path in sequence.frames]))
+            first, last = -min(min(offsets), 0), len(sequence.frames) - max(max(offsets), 0)
+            self.samples += [(number, index) for index in range(first, last) if self._moves(number, index, min_change)]
+        if not self.samples:
+            raise ImageError(f"no frame tuple changes by at least {min_change} (mean absolute difference) between "
+                             "its target and its sources: the camera does not move")
+        LOG.info("%d training tuples from %d sequence(s) at %dx%d, offsets %s", len(self.samples),
+                 len(self.sequences), width, height, list(offsets))
+
+    def _moves(self, number: int, target: int, min_change: float) -> bool:
+        """Whether every source differs from the target by at least `min_change` (a static camera teaches
+        nothing: monodepth2 leaves such frames out)."""
+        frames = self.frames[number]
+        reference = frames[target].astype(np.float32)
+        return all(np.abs(frames[target + offset] - reference).mean() / 255.0 >= min_change
+                   for offset in self.offsets)
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, 4, int(index)])
+        number, target = self.samples[int(rng.integers(len(self.samples)))]
+        indices = [target, *(target + offset for offset in self.offsets)]
+        frames = self.frames[number][indices].astype(np.float32) / 255.0
+        intrinsics = self.sequences[number].intrinsics(self.width, self.height)
+        if self.augment and rng.random() < 0.5:
+            frames = frames[:, :, ::-1]
+            intrinsics[0, 2] = self.width - 1 - intrinsics[0, 2]
+        inputs = _jitter(frames, rng) if self.augment and rng.random() < 0.5 else frames
+
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+
+        return {"frames": tensor(frames), "inputs": tensor(inputs), "intrinsics": torch.from_numpy(intrinsics)}

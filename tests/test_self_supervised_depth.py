@@ -1,0 +1,229 @@
+"""Self-supervised depth from video: the geometry on a rendered scene, the losses' masks, the data and the trainer."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.evaluation.depth_datasets import load_kitti
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.image_io import ImageError
+from dgdehaze_core.models.clear_depth import ClearDepthPredictor, is_clear_depth_checkpoint, load_clear_depth
+from dgdehaze_core.models.pose_net import PoseNet, pose_matrix
+from dgdehaze_core.training.depth_recipe import load_depth_recipe
+from dgdehaze_core.training.depth_trainer import DepthTrainer
+from dgdehaze_core.training.self_supervised_depth import (inverse_warp, photometric_error, reprojection_loss,
+                                                          smoothness_loss)
+from dgdehaze_core.training.video_frames import FrameTuples, find_kitti_sequences, read_kitti_intrinsics
+
+REPO = Path(__file__).resolve().parents[1]
+HEIGHT, WIDTH = 96, 320
+CAMERA_HEIGHT, WALL_DEPTH = 1.6, 25.0
+
+
+def kitti_intrinsics(width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    """KITTI's left colour camera (P_rect_02 at 1242x375) scaled to width x height."""
+    fx, cx, fy, cy = 721.5377 * width / 1242, 609.5593 * width / 1242, 721.5377 * height / 375, 172.854 * height / 375
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
+
+
+def texture(points: np.ndarray) -> np.ndarray:
+    """A smooth colour pattern fixed to the world (N, 3) -> (N, 3) in [0, 1]."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    channels = [np.sin(1.7 * x + 0.9 * z) + np.cos(1.1 * y - 0.6 * x), np.sin(0.8 * z - 1.3 * y) * np.cos(0.7 * x),
+                np.cos(1.9 * x) * np.sin(0.5 * z + y)]
+    return 0.5 + 0.22 * np.stack(channels, axis=1)
+
+
+def render(rotation: np.ndarray, centre: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A road (y = CAMERA_HEIGHT, y down) ending at a wall (z = WALL_DEPTH) seen by a camera with world-to-camera
+    `rotation` at `centre`: the RGB image and the camera's z-depth."""
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH]
+    pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)]).astype(np.float64)
+    rays_camera = np.linalg.inv(intrinsics) @ pixels
+    rays_world = rotation.T @ rays_camera
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_ground = (CAMERA_HEIGHT - centre[1]) / rays_world[1]
+        to_wall = (WALL_DEPTH - centre[2]) / rays_world[2]
+    to_ground = np.where(to_ground > 0, to_ground, np.inf)
+    scale = np.minimum(to_ground, to_wall)
+    points = centre[:, None] + rays_world * scale
+    image = texture(points.T).reshape(HEIGHT, WIDTH, 3)
+    depth = (rays_camera[2] * scale).reshape(HEIGHT, WIDTH)
+    return image.astype(np.float32), depth.astype(np.float32)
+
+
+def tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float()
+
+
+@pytest.fixture(scope="module")
+def rendered_pair() -> dict[str, torch.Tensor]:
+    """A target view and a source view 0.6 m behind it, turned 2 degrees, with the target's true depth."""
+    intrinsics = kitti_intrinsics()
+    angle = np.deg2rad(2.0)
+    rotation = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    centre = np.array([0.1, 0.0, -0.6])
+    target, depth = render(np.eye(3), np.zeros(3), intrinsics)
+    source, _ = render(rotation, centre, intrinsics)
+    transform = np.eye(4)
+    transform[:3, :3], transform[:3, 3] = rotation, -rotation @ centre
+    return {"target": tensor(target), "source": tensor(source), "depth": torch.from_numpy(depth)[None, None],
+            "transform": torch.from_numpy(transform).float()[None],
+            "intrinsics": torch.from_numpy(intrinsics).float()[None]}
+
+
+def test_reprojection_with_true_depth_and_motion_resynthesises_the_target(rendered_pair):
+    pair = rendered_pair
+    warped = inverse_warp(pair["source"], pair["depth"], pair["transform"], pair["intrinsics"])
+    error = photometric_error(warped, pair["target"])[..., 2:-2, 2:-2].mean().item()
+    unwarped = photometric_error(pair["source"], pair["target"])[..., 2:-2, 2:-2].mean().item()
+    assert error < 0.01
+    assert unwarped > 5 * error
+    for wrong in (pair["depth"] * 0.5, pair["depth"] * 2.0, torch.full_like(pair["depth"], 10.0)):
+        warped_wrong = inverse_warp(pair["source"], wrong, pair["transform"], pair["intrinsics"])
+        assert photometric_error(warped_wrong, pair["target"])[..., 2:-2, 2:-2].mean().item() > 3 * error
+
+
+def test_minimum_reprojection_takes_the_source_that_matches(rendered_pair):
+    pair = rendered_pair
+    good = inverse_warp(pair["source"], pair["depth"], pair["transform"], pair["intrinsics"])
+    bad = torch.rand_like(good)
+    with_min = reprojection_loss(pair["target"], [good, bad], [pair["source"], bad], automask=False)
+    with_mean = reprojection_loss(pair["target"], [good, bad], [pair["source"], bad], automask=False,
+                                  min_reprojection=False)
+    assert with_min.loss.item() < 0.01 < with_mean.loss.item()
+
+
+def test_identical_frames_identity_pose_gives_zero_error_and_automask_drops_every_pixel(rendered_pair):
+    frame, depth, intrinsics = rendered_pair["target"], rendered_pair["depth"], rendered_pair["intrinsics"]
+    identity = torch.eye(4)[None]
+    for any_depth in (depth, torch.full_like(depth, 3.0)):
+        warped = inverse_warp(frame, any_depth, identity, intrinsics)
+        assert torch.allclose(warped, frame, atol=1e-4)
+    moved = inverse_warp(frame, depth, pose_matrix(torch.tensor([[0.0, 0.02, 0.0]]), torch.tensor([[0.3, 0, 0]])),
+                         intrinsics)
+    masked = reprojection_loss(frame, [moved], [frame], automask=True)
+    assert masked.mask.sum().item() == 0
+    assert masked.loss.item() == 0.0
+    unmasked = reprojection_loss(frame, [moved], [frame], automask=False)
+    assert unmasked.loss.item() > 0.01
+    pose = PoseNet()
+    with torch.no_grad():
+        transform = pose(frame, frame)[0]
+    rotation = transform[:3, :3]
+    assert torch.allclose(rotation @ rotation.T, torch.eye(3), atol=1e-5)
+    assert torch.allclose(transform, torch.eye(4), atol=0.05)
+
+
+def test_smoothness_is_scale_free_and_zero_for_flat_disparity(rendered_pair):
+    image = rendered_pair["target"]
+    disparity = 1.0 / rendered_pair["depth"]
+    assert smoothness_loss(torch.full_like(disparity, 0.3), image).item() == 0.0
+    assert smoothness_loss(disparity, image).item() == pytest.approx(smoothness_loss(disparity * 7.0, image).item(),
+                                                                    rel=1e-4)
+
+
+def kitti_sequence(root: Path, frames: list[np.ndarray], shared_data: Path | None = None) -> Path:
+    """A KITTI raw layout under `root` with `frames` (BGR) and the 2011_09_26 calibration."""
+    date = root / "2011_09_26"
+    data = date / "2011_09_26_drive_test_sync" / "image_02" / "data"
+    data.mkdir(parents=True)
+    calibration = ("S_rect_02: 1.242000e+03 3.750000e+02\nP_rect_02: 7.215377e+02 0.000000e+00 6.095593e+02 "
+                   "4.485728e+01 0.000000e+00 7.215377e+02 1.728540e+02 2.163791e-01 0.000000e+00 0.000000e+00 "
+                   "1.000000e+00 2.745884e-03\n")
+    (date / "calib_cam_to_cam.txt").write_text(calibration)
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(data / f"{index:010d}.png"), frame)
+    return root
+
+
+def test_intrinsics_scale_to_the_training_size(tmp_path: Path):
+    root = kitti_sequence(tmp_path, [np.zeros((375, 1242, 3), np.uint8)] * 2)
+    normalised = read_kitti_intrinsics(root / "2011_09_26" / "calib_cam_to_cam.txt", "02")
+    sequence = find_kitti_sequences(root)[0]
+    assert sequence.normalised_intrinsics == normalised
+    np.testing.assert_allclose(sequence.intrinsics(416, 128), kitti_intrinsics(416, 128), rtol=1e-5)
+
+
+def test_a_sequence_with_one_frame_is_a_clear_error(tmp_path: Path):
+    root = kitti_sequence(tmp_path / "data", [np.full((375, 1242, 3), 90, np.uint8)])
+    with pytest.raises(ImageError, match="has 1 frame"):
+        FrameTuples(find_kitti_sequences(root), 416, 128, (-1, 1))
+    recipe = tmp_path / "one.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "one", "sequences": [str(root)], "iterations": 1}))
+    assert main(["train-depth", "--config", str(recipe), "--out", str(tmp_path / "run")]) == 2
+
+
+def test_frames_of_different_sizes_train_and_predict_at_one_size(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    sizes = [(375, 1242), (188, 621), (300, 1000)]
+    frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    root = kitti_sequence(tmp_path, frames)
+    sample = FrameTuples(find_kitti_sequences(root), 160, 64, (-1, 1))[0]
+    assert sample["frames"].shape == (3, 3, 64, 160) and sample["inputs"].shape == (3, 3, 64, 160)
+    assert sample["intrinsics"].shape == (3, 3)
+    trainer = DepthTrainer(load_depth_recipe(REPO / "training" / "depth_kitti.yaml",
+                                             [f"sequences=[{root}]", "width=160", "height=64", "validation=[]"]),
+                           tmp_path / "run")
+    predictor = ClearDepthPredictor(trainer.depth, trainer.input_size)
+    for frame in frames:
+        depth = predictor(frame)
+        assert depth.shape == frame.shape[:2] and depth.dtype == np.float32 and np.isfinite(depth).all()
+
+
+@pytest.fixture()
+def three_kitti_frames(shared_data: Path, tmp_path: Path) -> Path:
+    """Frames 10-12 of kitti-seq with their calibration and LiDAR, in the KITTI raw layout."""
+    source = shared_data / "depth" / "kitti-seq" / "2011_09_26"
+    date = tmp_path / "kitti3" / "2011_09_26"
+    drive = date / "2011_09_26_drive_sfnd_sync"
+    (drive / "image_02" / "data").mkdir(parents=True)
+    (drive / "proj_depth" / "velodyne" / "image_02").mkdir(parents=True)
+    shutil.copy(source / "calib_cam_to_cam.txt", date)
+    for index in (10, 11, 12):
+        name = f"{index:010d}"
+        shutil.copy(source / drive.name / "image_02" / "data" / f"{name}.jpg", drive / "image_02" / "data")
+        shutil.copy(source / drive.name / "proj_depth" / "velodyne" / "image_02" / f"{name}.npz",
+                    drive / "proj_depth" / "velodyne" / "image_02")
+    return tmp_path / "kitti3"
+
+
+def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames: Path, tmp_path: Path):
+    torch.set_num_threads(1)
+    config = tmp_path / "depth.yaml"
+    raw = yaml.safe_load((REPO / "training" / "depth_kitti.yaml").read_text())
+    raw.update({"sequences": [str(three_kitti_frames)], "validation": [str(three_kitti_frames)], "width": 192,
+                "height": 64, "frame_offsets": [-1, 1], "min_frame_change": 0.0, "iterations": 4, "batch_size": 2,
+                "log_every": 1, "checkpoint_every": 2, "val_every": 2})
+    config.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    assert main(["train-depth", "--config", str(config), "--out", str(run), "--iterations", "2",
+                 "--no-progress"]) == 0
+    first = torch.load(run / "last.pt", weights_only=True)
+    assert first["training"]["iteration"] == 2
+    assert main(["train-depth", "--config", str(config), "--out", str(run), "--no-progress"]) == 2
+    exported = tmp_path / "depth.pt"
+    assert main(["train-depth", "--config", str(config), "--out", str(run), "--resume", "--no-progress",
+                 "--export", str(exported)]) == 0
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["training"]["iteration"] == 4
+    changed = [not torch.equal(first["state_dict"][k], last["state_dict"][k]) for k in last["state_dict"]]
+    assert any(changed)
+    rows = (run / "train.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3", "4"]
+    assert len((run / "val.csv").read_text().splitlines()) == 3
+    assert is_clear_depth_checkpoint(exported) and is_clear_depth_checkpoint(run / "last.pt")
+    model, size = load_clear_depth(exported)
+    assert size == (192, 64) and "training" not in torch.load(exported, weights_only=True)
+    method = load_method(MethodSpec("clear-depth", str(exported)))
+    sample = load_kitti(three_kitti_frames).samples[0]
+    result = method.dehaze(sample.image)
+    assert result.depth.shape == sample.depth.shape and np.isfinite(result.depth).all()
+    assert np.array_equal(result.image, sample.image)
