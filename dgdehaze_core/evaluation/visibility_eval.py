@@ -1,0 +1,118 @@
+"""Visibility and metric depth in fog: `dgdehaze eval --measure visibility`.
+
+Fog of a known visibility V (50, 150 and 400 m; beta = 3.912 / V) is synthesized on each clear frame from its true
+depth, along each pixel's ray (t = exp(-beta r), r = Z |ray|, the airlight a neutral grey 0.9), with the sky (above
+the topmost LiDAR return) at SKY_DISTANCE so that it is white fog. Each method's transmission then goes through the
+node's `VisibilityEstimator` with the camera's known mounting and intrinsics, one frame at a time (no smoothing), and
+nothing is scaled from the ground truth:
+- visibility_rel_error: median over the frames of |V_est / V - 1| (a frame without an estimate counts as infinitely
+  wrong); visibility_median: the median estimate (m);
+- absrel_metric: mean over the frames of mean |d - d*| / d* over the pixels with ground truth (up to the set's max
+  depth) that the method calls valid (a finite metric depth);
+- coverage: mean over the frames of the share of ground-truth pixels nearer than V (along the ray) that the method
+  calls valid.
+Only KITTI has a road and a known mounting (the left colour camera 1.65 m above the road, pitch about 0, intrinsics
+from calib_cam_to_cam.txt's P_rect); Middlebury's indoor scenes have neither and are refused with that reason.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from dgdehaze_core.evaluation.depth_datasets import DepthSample, DepthSet, is_kitti_set
+from dgdehaze_core.evaluation.depth_eval import AIRLIGHT, dense_depth
+from dgdehaze_core.evaluation.methods import Method
+from dgdehaze_core.image_io import bgr_to_rgb_float, rgb_float_to_bgr
+from dgdehaze_core.scattering import synthesize_haze
+from dgdehaze_core.visibility import KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, ray_norms
+
+LOG = logging.getLogger(__name__)
+
+VISIBILITIES = {"vis50": 50.0, "vis150": 150.0, "vis400": 400.0}
+"""Condition name -> visibility (m) of the synthesized fog."""
+KITTI_CAMERA_HEIGHT = 1.65
+"""KITTI's colour cameras above the road (m), from the recording platform's description."""
+KITTI_PITCH = 0.0
+SKY_DISTANCE = 5000.0
+"""Distance (m) given to the sky when synthesizing fog: far enough to be the airlight at every visibility here."""
+VISIBILITY_COLUMNS = ("visibility_rel_error", "visibility_median", "absrel_metric", "coverage", "images")
+
+
+def kitti_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
+    """The rectified intrinsics of the camera of `sample_name` (DRIVE/image_0X/FRAME) from the calib file of its
+    date folder under `folder`."""
+    drive, camera, _ = sample_name.split("/")
+    calib = next((d.parent / "calib_cam_to_cam.txt" for d in sorted(folder.rglob(drive)) if d.is_dir()), None)
+    if calib is None or not calib.is_file():
+        raise ValueError(f"{folder} has no calib_cam_to_cam.txt beside {drive}: the camera's intrinsics are unknown")
+    key = f"P_rect_{camera.removeprefix('image_')}:"
+    for line in calib.read_text().splitlines():
+        if line.startswith(key):
+            p = [float(v) for v in line.split()[1:]]
+            return Intrinsics(fx=p[0], fy=p[5], cx=p[2], cy=p[6])
+    raise ValueError(f"{calib} has no {key} line for {sample_name}")
+
+
+def synthesize_fog(sample: DepthSample, dense: np.ndarray, norms: np.ndarray, visibility: float) -> np.ndarray:
+    """The clear frame under fog of `visibility` (m), attenuated along each ray."""
+    distance = (dense * norms)[:, :, None].astype(np.float32)
+    hazy = synthesize_haze(bgr_to_rgb_float(sample.image), distance, KOSCHMIEDER / visibility, np.float32(AIRLIGHT))
+    return rgb_float_to_bgr(hazy)
+
+
+def frame_scores(estimate: np.ndarray, true: np.ndarray, norms: np.ndarray, visibility: float,
+                 max_depth: float) -> tuple[float, float]:
+    """(AbsRel over the valid estimated pixels with ground truth, coverage of the ground truth nearer than the
+    visibility); AbsRel is NaN when the method calls no such pixel valid."""
+    known = np.isfinite(true) & (true > 0) & (true <= max_depth)
+    called = known & np.isfinite(estimate)
+    absrel = float(np.mean(np.abs(estimate[called] - true[called]) / true[called])) if called.any() else math.nan
+    near = known & (true * norms < visibility)
+    coverage = float(np.mean(np.isfinite(estimate[near]))) if near.any() else math.nan
+    return absrel, coverage
+
+
+def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Method],
+                        label: str = "visibility") -> dict[str, dict[str, float]]:
+    """{"METHOD@visV": {VISIBILITY_COLUMNS}} for every method that gives a transmission."""
+    if not is_kitti_set(folder):
+        raise ValueError(f"{folder.name} has no road and no known camera mounting (an indoor Middlebury set): "
+                         "visibility is measured on the road, on KITTI sets only")
+    fog_methods = [m for m in methods if m.gives_depth]
+    if not fog_methods:
+        raise ValueError("none of the methods estimates a transmission (hazy and clear do not): add dcp or a model")
+    mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
+    rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}@{c}": [] for m in fog_methods
+                                                         for c in VISIBILITIES}
+    for sample in tqdm(depth_set.samples, desc=label, unit="image"):
+        intrinsics = kitti_intrinsics(folder, sample.name)
+        norms = ray_norms(sample.depth.shape, intrinsics)
+        dense = dense_depth(sample.depth, SKY_DISTANCE, depth_set.sparse)
+        for condition, visibility in VISIBILITIES.items():
+            hazy = synthesize_fog(sample, dense, norms, visibility)
+            for method in fog_methods:
+                reading = VisibilityEstimator(mounting, time_constant=0.0).update(
+                    method.dehaze(hazy).transmission, intrinsics, stamp=0.0)
+                absrel, coverage = frame_scores(reading.depth, sample.depth, norms, visibility, depth_set.max_depth)
+                LOG.debug("%s %s %s: visibility %.1f m (%s), AbsRel %.3f, coverage %.3f", sample.name, condition,
+                          method.name, reading.visibility, reading.reason or "measured", absrel, coverage)
+                rows[f"{method.name}@{condition}"].append((reading.visibility, absrel, coverage))
+    return {key: _summary(values, VISIBILITIES[key.rsplit("@", 1)[1]]) for key, values in rows.items()}
+
+
+def _summary(values: list[tuple[float, float, float]], visibility: float) -> dict[str, float]:
+    estimates = np.array([v[0] for v in values])
+    errors = np.where(np.isfinite(estimates), np.abs(estimates / visibility - 1.0), np.inf)
+    error = float(np.median(errors))
+    absrels = [v[1] for v in values if math.isfinite(v[1])]
+    return {"visibility_rel_error": error if math.isfinite(error) else math.nan,
+            "visibility_median": float(np.median(estimates[np.isfinite(estimates)])) if np.isfinite(
+                estimates).any() else math.nan,
+            "absrel_metric": float(np.mean(absrels)) if absrels else math.nan,
+            "coverage": float(np.nanmean([v[2] for v in values])),
+            "images": len(values)}

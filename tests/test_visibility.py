@@ -1,0 +1,124 @@
+"""Fog density, visibility and metric depth from a transmission map on a road of known geometry."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.scattering import T_MIN
+from dgdehaze_core.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, ground_range,
+                                      measure_beta, metric_depth, ray_norms, road_mask)
+
+SHAPE = (480, 640)
+CAMERA = Intrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0)
+MOUNT = Mounting(height=1.5, pitch=0.05)
+
+
+def road_scene(beta: float, mounting: Mounting = MOUNT) -> tuple[np.ndarray, np.ndarray]:
+    """The transmission of a flat road under uniform fog (the sky at the pipeline's floor) and its true Z (m)."""
+    distance = ground_range(SHAPE, CAMERA, mounting)
+    t = np.where(np.isfinite(distance), np.exp(-beta * np.nan_to_num(distance, nan=0.0)), T_MIN)
+    return np.clip(t, T_MIN, 1.0).astype(np.float32), distance / ray_norms(SHAPE, CAMERA)
+
+
+def test_ground_range_matches_the_flat_road_geometry():
+    distance = ground_range(SHAPE, CAMERA, Mounting(height=1.5, pitch=0.0))
+    assert np.isnan(distance[:241]).all()  # at and above the horizon (row cy with no pitch)
+    row = 240 + 50  # 50 px below the horizon, straight ahead: the road point (0, 1.5, Z = f h / 50)
+    assert distance[row, 320] == pytest.approx(math.hypot(500.0 * 1.5 / 50.0, 1.5))
+    pitched = ground_range(SHAPE, CAMERA, MOUNT)
+    horizon = 240 - 500.0 * math.tan(0.05)  # nose down: the horizon moves up the image
+    assert np.isfinite(pitched[int(horizon) + 1, 320]) and np.isnan(pitched[int(horizon) - 1, 320])
+
+
+@pytest.mark.parametrize("visibility", [50.0, 150.0, 400.0])
+def test_beta_is_recovered_on_a_synthetic_road(visibility: float):
+    beta = KOSCHMIEDER / visibility
+    t, _ = road_scene(beta)
+    estimator = VisibilityEstimator(MOUNT, time_constant=0.0)
+    reading = estimator.update(t, CAMERA, stamp=0.0)
+    assert reading.measurement.beta == pytest.approx(beta, rel=0.01)
+    assert reading.visibility == pytest.approx(visibility, rel=0.01)
+    assert reading.reason == ""
+
+
+def test_a_car_on_the_road_is_left_out_as_an_outlier():
+    beta = KOSCHMIEDER / 100.0
+    t, _ = road_scene(beta)
+    distance = ground_range(SHAPE, CAMERA, MOUNT)
+    road = road_mask(SHAPE, MOUNT.road_region) & (distance <= MOUNT.road_max_distance)
+    rows, cols = np.nonzero(road)
+    car = (rows > np.percentile(rows, 40)) & (cols > np.percentile(cols, 50))  # a quarter of the road, 8 m away
+    t[rows[car], cols[car]] = math.exp(-beta * 8.0)
+    assert measure_beta(t, distance, road).beta == pytest.approx(beta, rel=0.05)
+
+
+def test_metric_depth_is_the_true_z_on_the_road_and_nan_in_the_sky_and_without_haze_signal():
+    beta = KOSCHMIEDER / 150.0
+    t, true_z = road_scene(beta)
+    depth = metric_depth(t, beta, ray_norms(SHAPE, CAMERA))
+    assert depth.dtype == np.float32
+    measured = np.isfinite(depth)
+    np.testing.assert_allclose(depth[measured], true_z[measured], rtol=1e-3)
+    assert np.isnan(depth[:200]).all()  # sky: t at the floor
+    assert np.isnan(depth[t >= 0.95]).all()  # the road nearest the camera: no haze signal
+    assert np.isnan(depth[true_z > 150.0]).all()  # beyond the visibility
+    assert np.isnan(metric_depth(t, math.nan, ray_norms(SHAPE, CAMERA))).all()
+
+
+def test_a_clear_frame_has_no_visibility_rather_than_a_huge_one():
+    estimator = VisibilityEstimator(MOUNT, time_constant=0.0)
+    for t in (np.ones(SHAPE, np.float32), road_scene(KOSCHMIEDER / 5000.0)[0]):
+        reading = estimator.update(t, CAMERA, stamp=0.0)
+        assert math.isnan(reading.visibility)
+        assert "no fog to measure" in reading.reason
+        assert np.isnan(reading.depth).all()
+
+
+def test_a_frame_without_road_gives_nan_with_the_reason():
+    sky = np.full(SHAPE, T_MIN, np.float32)  # the road region shows nothing but fog: no usable transmission
+    reading = VisibilityEstimator(MOUNT, time_constant=0.0).update(sky, CAMERA, stamp=0.0)
+    assert math.isnan(reading.visibility) and math.isnan(reading.beta)
+    assert "usable transmission" in reading.reason
+    above = Mounting(height=1.5, pitch=0.0, road_region=(0.0, 0.0, 1.0, 0.4))  # a region above the horizon
+    reading = VisibilityEstimator(above, time_constant=0.0).update(road_scene(0.02)[0], CAMERA, stamp=0.0)
+    assert math.isnan(reading.visibility) and "no road below the horizon" in reading.reason
+
+
+def test_a_camera_pitched_up_sees_no_road():
+    up = Mounting(height=1.5, pitch=-0.6)  # nose up 34 degrees: the whole image lies above the horizon
+    assert np.isnan(ground_range(SHAPE, CAMERA, up)).all()
+    reading = VisibilityEstimator(up, time_constant=0.0).update(np.full(SHAPE, 0.5, np.float32), CAMERA, 0.0)
+    assert math.isnan(reading.visibility)
+    assert reading.reason == "no road below the horizon in the road region"
+    assert np.isnan(reading.depth).all()
+
+
+def test_smoothing_follows_the_frames_stamps_and_forgets_a_stale_value():
+    estimator = VisibilityEstimator(MOUNT, time_constant=2.0)
+    thin, dense = KOSCHMIEDER / 400.0, KOSCHMIEDER / 50.0
+    assert estimator.update(road_scene(thin)[0], CAMERA, stamp=10.0).beta == pytest.approx(thin, rel=0.01)
+    after_one_constant = estimator.update(road_scene(dense)[0], CAMERA, stamp=12.0).beta
+    assert after_one_constant == pytest.approx(thin + (1 - math.exp(-1)) * (dense - thin), rel=0.02)
+    no_road = np.full(SHAPE, T_MIN, np.float32)
+    assert estimator.update(no_road, CAMERA, stamp=13.0).beta == pytest.approx(after_one_constant)  # held
+    stale = estimator.update(no_road, CAMERA, stamp=12.0 + 3 * 2.0 + 0.1)
+    assert math.isnan(stale.beta) and math.isnan(stale.visibility)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"height": 0.0, "pitch": 0.0}, "height must be positive"),
+    ({"height": 1.5, "pitch": 2.0}, "pitch must lie within"),
+    ({"height": 1.5, "pitch": 0.0, "road_region": (0.7, 0.5, 0.3, 1.0)}, "left < right"),
+    ({"height": 1.5, "pitch": 0.0, "road_max_distance": 0.0}, "road max distance"),
+])
+def test_an_impossible_mounting_is_refused_with_the_reason(kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        Mounting(**kwargs)
+
+
+def test_intrinsics_need_positive_focal_lengths():
+    assert Intrinsics.from_k([500.0, 0, 320.0, 0, 510.0, 240.0, 0, 0, 1]) == Intrinsics(500.0, 510.0, 320.0, 240.0)
+    with pytest.raises(ValueError, match="positive focal lengths"):
+        Intrinsics.from_k([0.0] * 9)
