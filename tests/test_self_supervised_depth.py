@@ -227,3 +227,12 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
     result = method.dehaze(sample.image)
     assert result.depth.shape == sample.depth.shape and np.isfinite(result.depth).all()
     assert np.array_equal(result.image, sample.image)
+
+
+@pytest.mark.parametrize("recipe_file", sorted((REPO / "training").glob("depth_*.yaml")), ids=lambda path: path.name)
+def test_committed_depth_recipes_validate_and_never_train_on_kitti_tiny(recipe_file: Path, shared_data: Path):
+    recipe = load_depth_recipe(recipe_file)
+    sequences = [sequence for root in recipe.sequences for sequence in find_kitti_sequences(root, recipe.camera)]
+    frames = [frame.resolve() for sequence in sequences for frame in sequence.frames]
+    assert frames and not any("kitti-tiny" in part for frame in frames for part in frame.parts)
+    assert not any("kitti-tiny" in folder.parts for folder in recipe.validation)

@@ -76,6 +76,10 @@ class Recipe:
     teacher_floor: float = 0.2
     net_depth_after: int = 500
     net_depth_fraction: float = 0.5
+    clear_depth: str = ""
+    """A clear-depth checkpoint (`dgdehaze train-depth`): its depth of each clear crop makes the synthetic haze
+    instead of the prior field and the dehazer's own depth network, and is what depth_consistency distils the hazy
+    depth network towards (the paper's dual network). Empty: off."""
     beta_indoor: tuple[float, float] = (0.6, 1.8)
     beta_outdoor: tuple[float, float] = (0.2, 1.2)
     outdoor_fraction: float = 0.3
@@ -233,6 +237,8 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
             fields[key] = value
     if "name" not in fields or "iterations" not in fields:
         raise RecipeError("the recipe needs 'name' and 'iterations'")
+    if fields.get("clear_depth"):
+        fields["clear_depth"] = str(expand_path(fields["clear_depth"], base))
     fields["zoom_range"] = _range("zoom_range", fields.get("zoom_range", (1.0, 2.0)), 0.25, 8.0)
     fields["beta_indoor"] = _range("beta_indoor", fields.get("beta_indoor", (0.6, 1.8)), 0.0, 10.0)
     fields["beta_outdoor"] = _range("beta_outdoor", fields.get("beta_outdoor", (0.2, 1.2)), 0.0, 10.0)

@@ -2,9 +2,10 @@
 
 Each iteration draws a batch of clear crops J and a batch of real hazy crops H (unpaired):
 1. synthetic branch: a depth d for J (a prior depth field, or after `net_depth_after` iterations often the depth
-   network's own prediction on J), beta and a near-white airlight A are drawn, and I = J t + A (1 - t) with
-   t = exp(-beta d). The model must give back J (decoder and physics paths), t and A, and its depth network must
-   see d through the haze;
+   network's own prediction on J; with a `clear_depth` checkpoint, always that clear-image network's depth of J),
+   beta and a near-white airlight A are drawn, and I = J t + A (1 - t) with t = exp(-beta d). The model must give
+   back J (decoder and physics paths), t and A, and its depth network must see d through the haze (with
+   `clear_depth`, this depth_consistency term distils the hazy-image depth network towards the clear one);
 2. real branch: on H the model's J, t, A must re-synthesise H, the depth network must agree with -ln t, J's dark
    channel should be dark, t and d smooth except at edges, and t starts near the dark channel prior (a teacher
    whose weight decays to `teacher_floor` over `teacher_iterations`);
@@ -39,6 +40,7 @@ from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
 from dgdehaze_core.data_paths import REPO_DIR
 from dgdehaze_core.metrics import psnr, ssim
 from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
+from dgdehaze_core.models.clear_depth import ClearDepthNet, load_clear_depth
 from dgdehaze_core.pipeline import pipeline_from_model
 from dgdehaze_core.scattering import synthesize_haze
 from dgdehaze_core.training import losses
@@ -159,6 +161,13 @@ class Trainer:
         if recipe.crop_size % self.model.stride:
             raise ValueError(f"crop_size {recipe.crop_size} must be a multiple of the {recipe.model} model's stride "
                              f"({self.model.stride})")
+        self.clear_depth: ClearDepthNet | None = None
+        if recipe.clear_depth:
+            self.clear_depth, _ = load_clear_depth(recipe.clear_depth, self.device)
+            self.clear_depth.requires_grad_(False)
+            if recipe.crop_size % self.clear_depth.stride:
+                raise ValueError(f"crop_size {recipe.crop_size} must be a multiple of the clear-depth network's "
+                                 f"stride ({self.clear_depth.stride})")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         self.discriminator: PatchDiscriminator | None = None
         self.disc_optimizer: torch.optim.Optimizer | None = None
@@ -259,7 +268,9 @@ class Trainer:
         """A hazy batch from clear crops: its depth, beta, airlight, transmission and image."""
         recipe, batch = self.recipe, clear.shape[0]
         depth = prior_depth(clear, self.generator)
-        if self.iteration >= recipe.net_depth_after and recipe.net_depth_fraction > 0:
+        if self.clear_depth is not None:
+            depth = normalise_depth(self.clear_depth(clear).float(), near=depth.amin(dim=(1, 2, 3), keepdim=True))
+        elif self.iteration >= recipe.net_depth_after and recipe.net_depth_fraction > 0:
             self.model.depth_net.eval()
             predicted = normalise_depth(self.model.depth_net(clear).float(), near=depth.amin(dim=(1, 2, 3),
                                                                                               keepdim=True))
