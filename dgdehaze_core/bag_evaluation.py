@@ -41,7 +41,7 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
 """Output topics in the bag are the node's `~/` topics under its default name: /dgdehaze/image_dehazed, ..."""
-OUTPUT_TOPICS = {"image_dehazed": IMAGE_TYPE, "depth": IMAGE_TYPE, "detections": DETECTIONS_TYPE,
+OUTPUT_TOPICS = {"image_dehazed": IMAGE_TYPE, "depth_relative": IMAGE_TYPE, "detections": DETECTIONS_TYPE,
                  "haze_density": FLOAT32_TYPE, "camera_info": CAMERA_INFO_TYPE}
 FALLBACK_METHOD = "dcp"
 SAMPLE_COUNT = 4
@@ -266,7 +266,7 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
     """The node's outputs for one frame, on its `~/` topics, at the input frame's receive time and header."""
     header = writer.header(frame.stamp_ns, frame.header.frame_id)
     writer.write(f"{prefix}/image_dehazed", IMAGE_TYPE, frame.log_time_ns, writer.image_msg(header, result.image))
-    writer.write(f"{prefix}/depth", IMAGE_TYPE, frame.log_time_ns,
+    writer.write(f"{prefix}/depth_relative", IMAGE_TYPE, frame.log_time_ns,
                  writer.image_msg(header, result.depth.astype(np.float32)))
     writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
                  detections_msg(writer, header, record.dehazed_detections, record.detection_depths))

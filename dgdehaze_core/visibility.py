@@ -9,8 +9,9 @@ seconds of the frames' stamps) and gives:
 - visibility = 3.912 / beta (Koschmieder, 2 % contrast; the WMO's 5 % MOR is 2.996 / beta), NaN when there is no
   fog to measure (beta below 3.912 / max_visibility) or no road to measure it on, never a huge number;
 - metric depth (Z along the optical axis, REP-118) = cos(ray) * -ln(t) / beta, NaN where it is not trustworthy:
-  t near 1 (no haze signal), t near the pipeline's floor T_MIN (sky, or beyond what the fog lets through) and
-  beyond the visibility.
+  t near 1 (no haze signal), t near the pipeline's floor T_MIN, beyond the visibility, and where the frame's
+  contrast against the airlight is below Koschmieder's 2 % (the sky, and whatever the fog hides: there the
+  transmission is the method's guess, whatever floor the method clips it at).
 
 Conventions: the camera frame is REP-103's optical frame (x right, y down, z forward); `pitch` is the rotation of
 the camera about its x axis seen from the vehicle, positive nose down (REP-103's pitch, positive about y-left);
@@ -25,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dgdehaze_core.dark_channel import dark_channel, estimate_airlight
 from dgdehaze_core.scattering import T_MIN
 
 KOSCHMIEDER = 3.912
@@ -34,6 +36,8 @@ T_SIGNAL_MAX = 0.95
 T_FLOOR = T_MIN * 1.2
 """At or below this transmission (the pipeline clips t at T_MIN) a pixel is sky or beyond what the fog lets
 through: no beta, no metric depth."""
+MIN_CONTRAST = 0.02
+"""A pixel whose colour lies within this fraction of the airlight in every channel shows nothing but fog."""
 MIN_ROAD_PIXELS = 200
 """Fewest road pixels with a haze signal for a beta of the frame."""
 OUTLIER_MADS = 3.0
@@ -153,15 +157,26 @@ def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarra
     return BetaMeasurement(float(np.median(kept)), int(kept.size))
 
 
-def metric_depth(transmission: np.ndarray, beta: float, norms: np.ndarray) -> np.ndarray:
-    """Z (m, along the optical axis) = -ln(t) / beta / |ray|, NaN where untrustworthy (module docstring) or when
-    beta is not a positive number."""
+def fog_contrast(frame: np.ndarray) -> np.ndarray:
+    """max over the channels of |I - A| / A for a uint8 BGR frame, A being the colour of its haziest pixels (the
+    dark channel's brightest, He et al.'s airlight): the networks' own airlight is a few per cent off, as much as
+    the contrast tested."""
+    airlight = np.maximum(estimate_airlight(frame, dark_channel(frame)), 1e-3)
+    return (np.abs(frame.astype(np.float32) / 255.0 - airlight) / airlight).max(axis=2)
+
+
+def metric_depth(transmission: np.ndarray, beta: float, norms: np.ndarray,
+                 contrast: np.ndarray | None = None) -> np.ndarray:
+    """Z (m, along the optical axis) = -ln(t) / beta / |ray|, NaN where untrustworthy (module docstring; the
+    contrast test only when `contrast`, from `fog_contrast`, is given) or when beta is not a positive number."""
     if not (math.isfinite(beta) and beta > 0):
         return np.full(transmission.shape, np.nan, np.float32)
     t = transmission.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         distance = -np.log(t) / beta
     valid = (t > T_FLOOR) & (t < T_SIGNAL_MAX) & (distance <= KOSCHMIEDER / beta)
+    if contrast is not None:
+        valid &= contrast >= MIN_CONTRAST
     return np.where(valid, distance / norms, np.nan).astype(np.float32)
 
 
@@ -225,8 +240,10 @@ class VisibilityEstimator:
         self._stamp = stamp
         return self._beta
 
-    def update(self, transmission: np.ndarray, intrinsics: Intrinsics, stamp: float) -> VisibilityReading:
-        """Measure this frame, smooth, and derive the visibility and the metric depth."""
+    def update(self, transmission: np.ndarray, intrinsics: Intrinsics, stamp: float,
+               contrast: np.ndarray | None = None) -> VisibilityReading:
+        """Measure this frame, smooth, and derive the visibility and the metric depth (`contrast`: see
+        `metric_depth`)."""
         distance, road, norms = self._frame_geometry(transmission.shape[:2], intrinsics)
         measurement = measure_beta(transmission, distance, road)
         beta = self._smooth(measurement.beta, stamp)
@@ -235,5 +252,5 @@ class VisibilityEstimator:
         if math.isnan(visibility):
             reason = (measurement.reason or "no recent road measurement") if math.isnan(beta) else \
                 f"no fog to measure (visibility beyond {self.max_visibility:g} m)"
-        depth = metric_depth(transmission, beta if math.isfinite(visibility) else math.nan, norms)
+        depth = metric_depth(transmission, beta if math.isfinite(visibility) else math.nan, norms, contrast)
         return VisibilityReading(beta, visibility, depth, measurement, reason)

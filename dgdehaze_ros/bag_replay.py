@@ -7,7 +7,7 @@ previous one (matched by header stamp) have arrived, so the node's keep-newest-f
 latency is the node's own (publish to last output received). The recorded outputs, still CDR as received, go into
 the output bag at the input frames' original receive times, and the same report as the offline mode is written.
 
-Output topics are the node's `~/` topics: /<node_name>/image_dehazed, depth, detections, haze_density,
+Output topics are the node's `~/` topics: /<node_name>/image_dehazed, depth_relative, detections, haze_density,
 camera_info. The input topics are the bag's own names (as `ros2 bag play` would publish them); a started node is
 remapped onto them, an attached node must already subscribe to them.
 """
@@ -46,7 +46,8 @@ from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DE
 LOG = logging.getLogger(__name__)
 
 OUTPUTS: dict[str, tuple[type, str]] = {
-    "image_dehazed": (Image, IMAGE_TYPE), "depth": (Image, IMAGE_TYPE), "haze_density": (Float32, FLOAT32_TYPE),
+    "image_dehazed": (Image, IMAGE_TYPE), "depth_relative": (Image, IMAGE_TYPE),
+    "haze_density": (Float32, FLOAT32_TYPE),
     "camera_info": (CameraInfo, CAMERA_INFO_TYPE)}
 """The node's `~/` outputs: name -> (rclpy class, type name)."""
 try:
@@ -160,7 +161,7 @@ class NodeReplay:
 
     def expected_outputs(self) -> list[str]:
         """The stamped outputs to wait for per frame: those the node publishes (it may disable depth/detections)."""
-        return [name for name in ("image_dehazed", "depth", "detections", "camera_info")
+        return [name for name in ("image_dehazed", "depth_relative", "detections", "camera_info")
                 if name in self.recorder.connected() and (name != "camera_info" or self.info_pub is not None)]
 
 
@@ -380,7 +381,8 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
     dehazed = _image_from(store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE))
     detections = (_detections_from(store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE))
                   if outputs.get("detections") else [])
-    depth_msg = store.deserialize_cdr(outputs["depth"][1], IMAGE_TYPE) if outputs.get("depth") else None
+    depth_msg = (store.deserialize_cdr(outputs["depth_relative"][1], IMAGE_TYPE) if outputs.get("depth_relative")
+                 else None)
     depth = _image_from(depth_msg) if depth_msg is not None else np.full(dehazed.shape[:2], np.nan, np.float32)
     density = (float(store.deserialize_cdr(outputs["haze_density"][1], FLOAT32_TYPE).data)
                if outputs.get("haze_density") else haze_density(hazy))

@@ -3,8 +3,10 @@
 Topics (inputs are remappable names, outputs are private `~/` names, so under the node's name):
 - in  `image` (sensor_msgs/Image) or `image/compressed` (CompressedImage, `input_transport: compressed`);
   `camera_info` (sensor_msgs/CameraInfo). QoS: `image_reliability`, history depth `image_qos_depth`.
-- out `~/image_dehazed` (Image, the input's encoding; bgr8 for compressed input), `~/depth` (32FC1, REP-117,
-  NaN invalid, relative units), `~/camera_info` (the latest camera_info with the frame's header),
+- out `~/image_dehazed` (Image, the input's encoding; bgr8 for compressed input), `~/depth_relative` (32FC1,
+  REP-117, NaN invalid, unitless), with a `camera_height`: `~/depth` (32FC1 metres, REP-118, NaN where
+  untrustworthy) and `~/visibility` (sensor_msgs/Range, visibility_messages.py), `~/camera_info` (the latest
+  camera_info with the frame's header),
   `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py; only for the frames the detector ran
   on, every `detection_interval`-th, so each carries the header of the frame it describes),
   `~/haze_density` (std_msgs/Float32),
@@ -38,19 +40,22 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from std_msgs.msg import Float32, Header
 
 from dgdehaze_core.detection import Detector, DetectorUnavailable, median_depth
 from dgdehaze_core.detection_schedule import DetectionSchedule
 from dgdehaze_core.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
+from dgdehaze_core.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
 from dgdehaze_ros.conversions import (ImageConversionError, bgr8_to_image, compressed_to_bgr8, depth_to_image,
                                       image_to_array, array_to_bgr8)
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE, detections_to_msg
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
 from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
+from dgdehaze_ros.visibility_messages import (FOG_PARAMETERS, estimator_for, fog_diagnostics, intrinsics_of,
+                                              visibility_msg)
 
 if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Detection2DArray
@@ -86,6 +91,10 @@ class DehazeNode(LifecycleNode):
         """Counts configure and cleanup: a background load started before one of them is dropped, not swapped in."""
         self._lock = threading.Lock()
         self._camera_info: CameraInfo | None = None
+        self._fog: VisibilityEstimator | None = None
+        self._fog_reading: VisibilityReading | None = None
+        self._fog_said: set[str] = set()
+        """What the node cannot do about fog and depth in metres, each said once."""
         self.stats = FrameStats()
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, f"{node_name}-worker")
         self._outputs: dict[str, Any] = {}
@@ -106,12 +115,15 @@ class DehazeNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._detector = self._load_detector(self._settings) if self._settings["detection_enabled"] else None
         self._schedule = self._schedule_for(self._detector, self._settings)
+        self._fog, self._fog_reading = estimator_for(self._settings), None
         with self._lock:
             self._pending_reloads.clear()
             self._generation += 1
         self._outputs = {
             "image": self.create_lifecycle_publisher(Image, "~/image_dehazed", OUTPUT_QOS),
             "depth": self.create_lifecycle_publisher(Image, "~/depth", OUTPUT_QOS),
+            "depth_relative": self.create_lifecycle_publisher(Image, "~/depth_relative", OUTPUT_QOS),
+            "visibility": self.create_lifecycle_publisher(Range, "~/visibility", OUTPUT_QOS),
             "camera_info": self.create_lifecycle_publisher(CameraInfo, "~/camera_info", OUTPUT_QOS),
             "haze_density": self.create_lifecycle_publisher(Float32, "~/haze_density", OUTPUT_QOS),
         }
@@ -183,7 +195,7 @@ class DehazeNode(LifecycleNode):
             self.destroy_publisher(self._diagnostics_pub)
         self._diagnostics_timer = self._diagnostics_pub = None
         self._pipeline = self._detector = self._schedule = None
-        self._camera_info = None
+        self._camera_info = self._fog = self._fog_reading = None
 
     # ---- parameters ------------------------------------------------------------------------------------------
     def _on_set_parameters(self, parameters: Sequence[Parameter]) -> SetParametersResult:
@@ -203,6 +215,8 @@ class DehazeNode(LifecycleNode):
                     self._apply_detector_settings(self._detector, settings)
                 if self._schedule is not None:
                     self._schedule.interval = settings["detection_interval"]
+                if FOG_PARAMETERS & set(changes):
+                    self._fog, self._fog_reading = estimator_for(settings), None
         if "diagnostics_period" in changes and self._diagnostics_timer is not None:
             self._diagnostics_timer.timer_period_ns = int(settings["diagnostics_period"] * 1e9)
         self._start_reloads()
@@ -323,30 +337,60 @@ class DehazeNode(LifecycleNode):
         begin = time.perf_counter()
         result = pipeline(bgr)
         dehaze_s = time.perf_counter() - begin
-        self._publish_frame(msg.header, encoding, original, result, settings)  # the detector does not delay these
+        depth = self._publish_frame(msg.header, encoding, original, bgr, result, settings)  # before the detector
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
         begin = time.perf_counter()
         scheduled = schedule(result.image) if schedule is not None and settings["detection_enabled"] else None
         detect_s = time.perf_counter() - begin
         if scheduled is not None and scheduled.fresh and "detections" in self._outputs:
-            depths = [median_depth(d, result.depth) for d in scheduled.detections]
+            depths = [median_depth(d, depth) for d in scheduled.detections]
             self._outputs["detections"].publish(detections_to_msg(scheduled.detections, depths, msg.header))
         done = time.perf_counter()
         self.stats.record(latency_ms, (done - started) * 1000.0, (dehaze_s + detect_s) * 1000.0, waited_ms)
 
-    def _publish_frame(self, header: Header, encoding: str, original: Any, result: Any,
-                       settings: NodeSettings) -> None:
+    def _publish_frame(self, header: Header, encoding: str, original: Any, bgr: np.ndarray, result: Any,
+                       settings: NodeSettings) -> np.ndarray:
+        """Publish the frame's image, depths, visibility, camera_info and haze density; return the depth the
+        detections carry (metres with a mounting, else the relative depth)."""
         pubs = self._outputs
         pubs["image"].publish(bgr8_to_image(result.image, encoding, header, original))
+        reading = self._measure_fog(bgr, result.transmission, header)
+        if reading is not None:
+            pubs["visibility"].publish(visibility_msg(reading, header, self._fog, self._camera_info))
         if settings["publish_depth"]:
-            pubs["depth"].publish(depth_to_image(result.depth, header))
+            pubs["depth_relative"].publish(depth_to_image(result.depth, header))
+            if reading is not None:
+                pubs["depth"].publish(depth_to_image(reading.depth, header))
         info = self._camera_info
         if info is not None:
             relay = copy.copy(info)
             relay.header = header
             pubs["camera_info"].publish(relay)
         pubs["haze_density"].publish(Float32(data=float(result.haze_density)))
+        if reading is not None:
+            return reading.depth
+        return result.depth if self._fog is None else np.full(result.depth.shape, np.nan, np.float32)
+
+    def _measure_fog(self, bgr: np.ndarray, transmission: np.ndarray, header: Header) -> VisibilityReading | None:
+        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics."""
+        fog, info = self._fog, self._camera_info
+        if fog is None:
+            self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
+                           "(unitless) only, and detections carry its units")
+            return None
+        if info is None or intrinsics_of(info) is None:
+            self._say_once(f"{'no camera_info has arrived' if info is None else 'camera_info has no intrinsics'}: "
+                           "no ~/visibility, ~/depth or detection distances until one with intrinsics does")
+            return None
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        self._fog_reading = fog.update(transmission, intrinsics_of(info), stamp, fog_contrast(bgr))
+        return self._fog_reading
+
+    def _say_once(self, message: str) -> None:
+        if message not in self._fog_said:
+            self._fog_said.add(message)
+            self.get_logger().warning(message)
 
     # ---- diagnostics -----------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -368,7 +412,8 @@ class DehazeNode(LifecycleNode):
             level, message = DiagnosticStatus.ERROR, self._reload_note
         pipeline = self._pipeline
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
-                "detector": self._detector_note if self._detector is not None else "off"}
+                "detector": self._detector_note if self._detector is not None else "off",
+                **fog_diagnostics(self._fog, self._fog_reading)}
         self._diagnostics_pub.publish(diagnostic_array(
             f"{self.get_fully_qualified_name()}: dehazing", info["backend"], self.get_clock().now().to_msg(),
             summary, counts, info, level, message))

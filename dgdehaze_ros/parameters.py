@@ -19,6 +19,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from dgdehaze_core.pipeline import BACKENDS, OUTPUT_MODES
+from dgdehaze_core.visibility import Mounting
 
 RELIABILITIES = ("reliable", "best_effort", "system_default")
 TRANSPORTS = ("raw", "compressed")
@@ -73,7 +74,21 @@ SPECS: tuple[ParameterSpec, ...] = (
                   int_range=(0, 4320, 1), reloads="pipeline"),
     ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto (= physics)",
                   OUTPUT_MODES, reloads="pipeline"),
-    ParameterSpec("publish_depth", True, "publish ~/depth (32FC1, REP-117: NaN invalid; relative units)"),
+    ParameterSpec("publish_depth", True, "publish ~/depth (32FC1 metres, REP-118, NaN where untrustworthy; with a "
+                  "camera_height) and ~/depth_relative (the network's unitless depth)"),
+    ParameterSpec("camera_height", 0.0, "camera height above the road (m): with camera_pitch and camera_info it gives "
+                  "the fog's density on the road, hence ~/visibility, ~/depth in metres and detection distances; "
+                  "0: unknown (relative depth only)", float_range=(0.0, 20.0)),
+    ParameterSpec("camera_pitch", 0.0, "camera pitch (rad, REP-103: positive nose down) relative to the road",
+                  float_range=(-1.5, 1.5)),
+    ParameterSpec("road_region", [0.3, 0.5, 0.7, 1.0], "image rectangle [left, top, right, bottom] (fractions of "
+                  "width and height) where the road is seen; its pixels below the horizon measure the fog"),
+    ParameterSpec("road_max_distance", 30.0, "farthest road (m) measured: nearer road is sharper in the "
+                  "transmission map", float_range=(2.0, 500.0)),
+    ParameterSpec("max_visibility", 1000.0, "fog thinner than this visibility (m) is not measured: ~/visibility is "
+                  "NaN (no fog to measure)", float_range=(10.0, 100000.0)),
+    ParameterSpec("visibility_smoothing", 2.0, "time constant (s of the frames' stamps) of the exponential "
+                  "smoothing of the fog density; 0: none", float_range=(0.0, 600.0)),
     ParameterSpec("detection_enabled", True, "run the detector on the dehazed frame and publish ~/detections"),
     ParameterSpec("detection_interval", 1, "run the detector on every Nth frame and publish ~/detections for those "
                   "frames only (dehazing and depth stay at the input rate)", int_range=(1, 100, 1)),
@@ -137,6 +152,18 @@ def check_values(values: Mapping[str, Any]) -> str | None:
             return f"weights {values['weights']!r} is a TensorRT engine: it runs on a CUDA device (device: cuda)"
     if any(not str(c).strip() for c in values["classes"] or ()):
         return "classes must not contain empty names"
+    return _check_mounting(values)
+
+
+def _check_mounting(values: Mapping[str, Any]) -> str | None:
+    region = list(values["road_region"])
+    if len(region) != 4:
+        return f"road_region must be [left, top, right, bottom], 4 fractions of the image, got {region}"
+    try:
+        Mounting(max(values["camera_height"], 1.0), values["camera_pitch"], tuple(region),
+                 values["road_max_distance"])
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -158,6 +185,13 @@ class NodeSettings:
         if self["working_width"]:
             options["working_size"] = (self["working_width"], self["working_height"])
         return self["weights"] or self["model"], options
+
+    def mounting(self) -> Mounting | None:
+        """The camera's mounting and road region, or None when camera_height is 0 (unknown)."""
+        if self["camera_height"] <= 0:
+            return None
+        return Mounting(self["camera_height"], self["camera_pitch"], tuple(self["road_region"]),
+                        self["road_max_distance"])
 
     def detector_args(self) -> dict[str, Any]:
         """Keyword arguments for `dgdehaze_core.detection.Detector`."""

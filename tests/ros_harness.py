@@ -18,7 +18,7 @@ from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, Range
 from std_msgs.msg import Float32, Header
 
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE
@@ -71,7 +71,8 @@ class Probe(Node):
         self.received: dict[str, list[Any]] = defaultdict(list)
         self.image_pub = self.create_publisher(Image, image_topic, image_qos)
         self.info_pub = self.create_publisher(CameraInfo, info_topic, RELIABLE)
-        outputs: list[tuple[type, str]] = [(Image, "image_dehazed"), (Image, "depth"), (CameraInfo, "camera_info"),
+        outputs: list[tuple[type, str]] = [(Image, "image_dehazed"), (Image, "depth"), (Image, "depth_relative"),
+                                           (Range, "visibility"), (CameraInfo, "camera_info"),
                                            (Float32, "haze_density")]
         if VISION_MSGS_AVAILABLE:
             outputs.append((Detection2DArray, "detections"))

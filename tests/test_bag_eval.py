@@ -15,7 +15,7 @@ from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, FLOAT32_
                                      BagWriter)
 from test_bag_io import DEMO_BAG, DEMO_TOPIC, demo_frames, image_msg, write_camera_bag
 
-OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth": IMAGE_TYPE,
+OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth_relative": IMAGE_TYPE,
            "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": FLOAT32_TYPE,
            "/dgdehaze/camera_info": CAMERA_INFO_TYPE}
 
@@ -50,7 +50,7 @@ def test_output_bag_carries_inputs_and_outputs_at_the_original_stamps(tmp_path: 
         assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in topics[topic]
                 if hasattr(m, "header")] in ([], stamps)
     assert {m.encoding for _, m in topics["/cam/image_raw"]} == {"rgb8"}
-    for (_, dehazed), (_, depth), frame in zip(topics["/dgdehaze/image_dehazed"], topics["/dgdehaze/depth"], frames):
+    for (_, dehazed), (_, depth), frame in zip(topics["/dgdehaze/image_dehazed"], topics["/dgdehaze/depth_relative"], frames):
         assert (dehazed.encoding, dehazed.height, dehazed.width) == ("bgr8", 90, 160)
         assert dehazed.header.frame_id == "camera_optical_frame"
         assert (depth.encoding, depth.step) == ("32FC1", 160 * 4)

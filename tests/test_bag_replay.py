@@ -29,10 +29,10 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     with BagSource(out / "bag") as source:
         topics = source.topics()
     assert topics["/dgdehaze/image_dehazed"] == (IMAGE_TYPE, 3)
-    assert topics["/dgdehaze/depth"] == (IMAGE_TYPE, 3)
+    assert topics["/dgdehaze/depth_relative"] == (IMAGE_TYPE, 3)
     assert topics["/dgdehaze/detections"] == (DETECTIONS_TYPE, 3)
     messages = read_all(out / "bag")
-    for name in ("image_dehazed", "depth", "detections", "camera_info"):
+    for name in ("image_dehazed", "depth_relative", "detections", "camera_info"):
         recorded = messages[f"/dgdehaze/{name}"]
         assert [t for t, _ in recorded] == stamps, name
         assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in recorded] == stamps, name
@@ -40,7 +40,7 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert len(messages["/dgdehaze/haze_density"]) == 3
     dehazed = messages["/dgdehaze/image_dehazed"][0][1]
     assert (dehazed.encoding, dehazed.width, dehazed.height) == ("bgr8", 320, 180)
-    depth = messages["/dgdehaze/depth"][0][1]
+    depth = messages["/dgdehaze/depth_relative"][0][1]
     assert depth.encoding == "32FC1" and np.isfinite(np.frombuffer(depth.data.tobytes(), "<f4")).any()
     summary = (out / "summary.json").read_text()
     assert '"mode": "node"' in summary

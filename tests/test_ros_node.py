@@ -74,11 +74,11 @@ def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detect
         node: DehazeNode, probe: Probe) -> None:
     frame = hazy_test_frame(640, 480)
     msg = bgr8_to_image(frame, "bgr8", stamped_header(1))
-    topics = ("image_dehazed", "depth", "camera_info") + (("detections",) if VISION_MSGS_AVAILABLE else ())
+    topics = ("image_dehazed", "depth_relative", "camera_info") + (("detections",) if VISION_MSGS_AVAILABLE else ())
     out = send_and_wait(probe, msg, topics)
     for name, message in out.items():
         assert message.header.frame_id == "camera_optical_frame", name
-    image, depth, info = out["image_dehazed"], out["depth"], out["camera_info"]
+    image, depth, info = out["image_dehazed"], out["depth_relative"], out["camera_info"]
     assert (image.encoding, image.width, image.height, image.step) == ("bgr8", 640, 480, 640 * 3)
     assert (depth.encoding, depth.width, depth.height, depth.step) == ("32FC1", 640, 480, 640 * 4)
     assert (info.width, info.height, info.k[0]) == (640, 480, 500.0)
@@ -113,7 +113,7 @@ def test_the_dehazed_image_has_the_input_encoding(node: DehazeNode, probe: Probe
     set_ok(node, detection_enabled=False)
     index = 10 + ["rgb8", "mono8", "mono16", "bgra8", "yuyv"].index(encoding)
     msg = bgr8_to_image(hazy_test_frame(160, 120), encoding, stamped_header(index))
-    out = send_and_wait(probe, msg, ("image_dehazed", "depth"))
+    out = send_and_wait(probe, msg, ("image_dehazed", "depth_relative"))
     image = out["image_dehazed"]
     assert (image.encoding, image.width, image.height, image.step) == (encoding, 160, 120, msg.step)
 
@@ -123,15 +123,16 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
     try:
         send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(20)), ("image_dehazed",))
         time.sleep(0.3)
-        assert not [m for m in probe.messages("depth") if m.header.stamp.sec == stamped_header(20).stamp.sec]
+        assert not [m for m in probe.messages("depth_relative") if m.header.stamp.sec == stamped_header(20).stamp.sec]
     finally:
         set_ok(node, publish_depth=True)
-    send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(21)), ("depth",))
+    send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(21)), ("depth_relative",))
 
     refused = {"threshold": 1.5, "imgsz": 100, "model": "nope", "weights": "/no/such/weights.pt",
                "detector_weights": "/no/such/yolo.onnx", "device": "gpu0", "working_width": 320,
                "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed",
-               "detection_interval": 0}
+               "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
+               "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0}
     for name, value in refused.items():
         before = node.get_parameter(name).value
         result = node.set_parameters([Parameter(name, value=value)])[0]
@@ -162,7 +163,8 @@ def test_detection_interval_publishes_detections_for_every_nth_frame_only(node: 
     indices = range(50, 58)
     try:
         for index in indices:  # one at a time, so the worker drops none and the schedule sees every frame
-            send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(index)), ("image_dehazed", "depth"))
+            send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(index)),
+                          ("image_dehazed", "depth_relative"))
         time.sleep(0.3)
     finally:
         set_ok(node, detection_interval=1)
@@ -297,11 +299,12 @@ def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_i
         assert np.abs(image_to_array(during["image_dehazed"]).astype(np.int16) - previous).max() <= 1, \
             "while lite loads, frames keep flowing through the previous model"
         assert probe.wait_for(lambda: reported_backend(probe) == "onnxruntime", 180.0), reported_backend(probe)
-        out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(61)), ("image_dehazed", "depth"))
+        out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(61)),
+                            ("image_dehazed", "depth_relative"))
         expected = load_pipeline("lite", backend="onnxruntime")(frame)
         received = image_to_array(out["image_dehazed"]).astype(np.int16)
         assert np.abs(received - expected.image.astype(np.int16)).max() <= 1
-        depth = image_to_array(out["depth"])
+        depth = image_to_array(out["depth_relative"])
         assert depth.dtype == np.float32 and np.isfinite(depth).mean() > 0.99
     finally:
         set_ok(node, model="dcp", detection_enabled=True)

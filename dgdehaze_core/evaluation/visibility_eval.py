@@ -29,7 +29,8 @@ from dgdehaze_core.evaluation.depth_eval import AIRLIGHT, dense_depth
 from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.image_io import bgr_to_rgb_float, rgb_float_to_bgr
 from dgdehaze_core.scattering import synthesize_haze
-from dgdehaze_core.visibility import KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, ray_norms
+from dgdehaze_core.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
+                                      ray_norms)
 
 LOG = logging.getLogger(__name__)
 
@@ -95,9 +96,11 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
         dense = dense_depth(sample.depth, SKY_DISTANCE, depth_set.sparse)
         for condition, visibility in VISIBILITIES.items():
             hazy = synthesize_fog(sample, dense, norms, visibility)
+            contrast = fog_contrast(hazy)
             for method in fog_methods:
+                result = method.dehaze(hazy)
                 reading = VisibilityEstimator(mounting, time_constant=0.0).update(
-                    method.dehaze(hazy).transmission, intrinsics, stamp=0.0)
+                    result.transmission, intrinsics, 0.0, contrast)
                 absrel, coverage = frame_scores(reading.depth, sample.depth, norms, visibility, depth_set.max_depth)
                 LOG.debug("%s %s %s: visibility %.1f m (%s), AbsRel %.3f, coverage %.3f", sample.name, condition,
                           method.name, reading.visibility, reading.reason or "measured", absrel, coverage)

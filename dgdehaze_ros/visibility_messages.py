@@ -1,0 +1,63 @@
+"""The node's fog outputs: the estimator its parameters describe, `~/visibility` as sensor_msgs/Range, and the
+fog's figures on /diagnostics.
+
+`~/visibility` is a `sensor_msgs/Range` with the frame's header: `range` is the visibility in metres (NaN when
+there is no fog to measure or no road to measure it on, REP-117's "invalid"), `min_range` 0 and `max_range` the
+`max_visibility` parameter (the thinnest fog measured), `field_of_view` the camera's horizontal field of view,
+`variance` 0 (unknown). Range is the stamped distance-in-metres reading that ROS tools already understand (rviz
+draws it as a cone, rosbag2 and message filters align it by stamp); its radiation_type has no value for visible
+light, so it says INFRARED, the nearer of the two, and readers should ignore it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from sensor_msgs.msg import CameraInfo, Range
+from std_msgs.msg import Header
+
+from dgdehaze_core.visibility import Intrinsics, VisibilityEstimator, VisibilityReading
+from dgdehaze_ros.parameters import NodeSettings
+
+FOG_PARAMETERS = frozenset({"camera_height", "camera_pitch", "road_region", "road_max_distance", "max_visibility",
+                            "visibility_smoothing"})
+"""Parameters whose change starts a new estimator (and forgets the smoothed fog density)."""
+
+
+def estimator_for(settings: NodeSettings) -> VisibilityEstimator | None:
+    """The estimator the parameters describe, or None without a camera_height."""
+    mounting = settings.mounting()
+    if mounting is None:
+        return None
+    return VisibilityEstimator(mounting, time_constant=settings["visibility_smoothing"],
+                               max_visibility=settings["max_visibility"])
+
+
+def intrinsics_of(info: CameraInfo) -> Intrinsics | None:
+    """camera_info's intrinsics, or None when its K is unset (zero focal lengths)."""
+    try:
+        return Intrinsics.from_k(info.k)
+    except ValueError:
+        return None
+
+
+def visibility_msg(reading: VisibilityReading, header: Header, estimator: VisibilityEstimator,
+                   info: CameraInfo) -> Range:
+    """The reading as a Range with the frame's header (module docstring)."""
+    intrinsics = intrinsics_of(info)
+    fov = 2.0 * math.atan(info.width / (2.0 * intrinsics.fx)) if intrinsics is not None and info.width else 0.0
+    return Range(header=header, radiation_type=Range.INFRARED, field_of_view=fov, min_range=0.0,
+                 max_range=float(estimator.max_visibility), range=float(reading.visibility), variance=0.0)
+
+
+def fog_diagnostics(estimator: VisibilityEstimator | None, reading: VisibilityReading | None) -> Mapping[str, str]:
+    """/diagnostics values: the visibility (m), the smoothed and the frame's fog density (1/m), the road pixels
+    measured, and why there is no visibility."""
+    if estimator is None:
+        return {"visibility": "off: no camera_height"}
+    if reading is None:
+        return {"visibility": "waiting for a frame with camera_info"}
+    return {"visibility_m": f"{reading.visibility:.1f}", "fog_beta_per_m": f"{reading.beta:.5f}",
+            "fog_beta_frame_per_m": f"{reading.measurement.beta:.5f}",
+            "fog_road_pixels": str(reading.measurement.pixels),
+            "visibility": reading.reason or "measured"}

@@ -1,0 +1,137 @@
+"""The node's fog outputs over real DDS: ~/visibility (sensor_msgs/Range) with the frame's header, ~/depth in metres
+with NaN where untrustworthy, ~/depth_relative, and what it publishes without a camera mounting."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
+
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image, Range  # noqa: E402
+
+from dgdehaze_core.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range, ray_norms  # noqa: E402
+from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
+from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
+from ros_harness import Probe, RosSession, camera_info, stamped_header  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+NAME = "dgdehaze_fog"
+WIDTH, HEIGHT = 320, 240
+HEIGHT_M = 1.5
+CAMERA = Intrinsics(500.0, 500.0, WIDTH / 2, HEIGHT / 2)  # what ros_harness.camera_info sends
+
+
+def foggy_road(visibility: float) -> tuple[np.ndarray, np.ndarray]:
+    """A grey textured road under fog of `visibility` (m) seen by CAMERA 1.5 m up, level, the sky white fog; and
+    the road's true Z (m, NaN above the horizon)."""
+    distance = ground_range((HEIGHT, WIDTH), CAMERA, Mounting(HEIGHT_M, 0.0))
+    clear = np.full((HEIGHT, WIDTH, 3), (0.25, 0.27, 0.3)) + np.random.default_rng(0).uniform(-0.08, 0.08,
+                                                                                              (HEIGHT, WIDTH, 1))
+    t = np.exp(-(KOSCHMIEDER / visibility) * np.nan_to_num(distance, nan=1e4))[:, :, None]
+    hazy = np.clip(clear * t + 0.9 * (1.0 - t), 0.0, 1.0)
+    return (hazy * 255.0 + 0.5).astype(np.uint8), distance / ray_norms((HEIGHT, WIDTH), CAMERA)
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[RosSession]:
+    ros = RosSession()
+    yield ros
+    ros.close()
+
+
+@pytest.fixture(scope="module")
+def node(session: RosSession) -> Iterator[DehazeNode]:
+    dgdehaze = create_node({"model": "dcp", "detection_enabled": False, "diagnostics_period": 0.2,
+                            "camera_height": HEIGHT_M, "camera_pitch": 0.0, "visibility_smoothing": 0.0},
+                           name=NAME, remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},
+                           context=session.context)
+    session.add(dgdehaze)
+    yield dgdehaze
+    session.remove(dgdehaze)
+
+
+@pytest.fixture(scope="module")
+def probe(session: RosSession, node: DehazeNode) -> Probe:
+    probe = Probe(session.context, node_path=f"/{NAME}")
+    session.add(probe)
+    assert probe.wait_for_subscribers(), "the node never subscribed to /camera/image"
+    return probe
+
+
+def outputs_for(probe: Probe, msg: Image, topics: tuple[str, ...], timeout: float = 20.0) -> dict[str, object]:
+    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+    def matching(name: str) -> list[object]:
+        return [m for m in probe.messages(name) if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp]
+
+    probe.publish(msg, camera_info(msg.width, msg.height))
+    assert probe.wait_for(lambda: all(matching(t) for t in topics), timeout), \
+        f"missing outputs for stamp {stamp}: {[t for t in topics if not matching(t)]}"
+    time.sleep(0.2)  # whatever else the frame brought has arrived too
+    return {t: (matching(t) or [None])[0] for t in ("depth", "depth_relative", "visibility", *topics)}
+
+
+def diagnostic_values(probe: Probe) -> dict[str, str]:
+    for array in reversed(probe.messages("diagnostics")):
+        for status in array.status:
+            if NAME in status.name:
+                return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+def test_visibility_is_a_range_in_metres_with_the_frames_header_and_depth_is_metric_with_nan_in_the_sky(
+        node: DehazeNode, probe: Probe) -> None:
+    frame, true_z = foggy_road(visibility=60.0)
+    msg = bgr8_to_image(frame, "bgr8", stamped_header(301))
+    out = outputs_for(probe, msg, ("visibility", "depth", "depth_relative"))
+    visibility, depth = out["visibility"], out["depth"]
+    assert isinstance(visibility, Range)
+    for message in (visibility, depth, out["depth_relative"]):
+        assert message.header == msg.header
+    assert 30.0 < visibility.range < 120.0, "the road under 60 m fog, as the dark channel prior sees it"
+    assert visibility.max_range == pytest.approx(1000.0) and visibility.field_of_view == pytest.approx(
+        2 * math.atan(WIDTH / 1000.0))
+    metres = image_to_array(depth)
+    assert depth.encoding == "32FC1" and metres.shape == (HEIGHT, WIDTH)
+    assert np.isnan(metres[: HEIGHT // 2]).all(), "the sky (white fog above the horizon) has no depth"
+    near_road = np.isfinite(metres) & (true_z < 30.0)
+    assert near_road.sum() > 1000
+    ratio = np.median(metres[near_road] / true_z[near_road])
+    assert 0.5 < ratio < 2.0, f"metric depth on the road is {ratio:.2f} x the truth"
+    assert probe.wait_for(lambda: "visibility_m" in diagnostic_values(probe), 5.0)
+    assert float(diagnostic_values(probe)["fog_road_pixels"]) > 0
+
+
+def test_without_a_mounting_only_the_relative_depth_is_published(node: DehazeNode, probe: Probe) -> None:
+    frame, _ = foggy_road(visibility=60.0)
+    result = node.set_parameters([Parameter("camera_height", value=0.0)])[0]
+    assert result.successful, result.reason
+    try:
+        out = outputs_for(probe, bgr8_to_image(frame, "bgr8", stamped_header(302)), ("depth_relative",))
+        assert out["depth"] is None and out["visibility"] is None
+        assert probe.wait_for(lambda: diagnostic_values(probe).get("visibility") == "off: no camera_height", 5.0)
+    finally:
+        assert node.set_parameters([Parameter("camera_height", value=HEIGHT_M)])[0].successful
+    out = outputs_for(probe, bgr8_to_image(frame, "bgr8", stamped_header(303)), ("depth", "visibility"))
+    assert math.isfinite(out["visibility"].range)
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("camera_height", 25.0, "camera_height"),
+    ("camera_pitch", -2.0, "camera_pitch"),
+    ("road_region", [0.2, 0.5, 0.8], "road_region must be"),
+    ("road_region", [0.2, 0.9, 0.8, 0.5], "top < bottom"),
+    ("max_visibility", 5.0, "max_visibility"),
+])
+def test_fog_parameters_out_of_range_are_refused_with_the_reason(node: DehazeNode, name: str, value: object,
+                                                                 reason: str) -> None:
+    before = node.get_parameter(name).value
+    result = node.set_parameters([Parameter(name, value=value)])[0]
+    assert not result.successful and reason in result.reason, result.reason
+    assert node.get_parameter(name).value == before
