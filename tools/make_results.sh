@@ -60,6 +60,8 @@ record urhi --dataset "$DATA/hazy-real/urhi" --measure detection,haze
 record o-haze-photos --dataset "$DATA/hazy-real/o-haze" --measure haze
 record kitti-tiny --dataset "$DATA/depth/kitti-tiny" --measure depth --include '*/image_02/*'
 record middlebury2003 --dataset "$DATA/depth/middlebury2003" --measure depth
+# visibility and metric depth in fog (#19): KITTI only (Middlebury has no road); kitti-seq is where choices were made
+record kitti-tiny-visibility --dataset "$DATA/depth/kitti-tiny" --measure visibility --include '*/image_02/*'
 
 "$PY" -m dgdehaze_core.evaluation.results_doc render --results "$RESULTS" --doc "$DOC"
 echo "$DOC rendered from $RESULTS/"

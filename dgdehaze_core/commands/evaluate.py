@@ -9,7 +9,11 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - depth: KITTI raw (proj_depth LiDAR) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median
   scaling, on the clear image and on haze synthesized from the true depth at three densities;
 - haze: folders of real hazy photos (and the hazy/ of a paired set when named with --dataset): FADE and
-  dark-channel density of the input and of each output.
+  dark-channel density of the input and of each output;
+- visibility: KITTI raw sets (a road and a known camera mounting): fog synthesized from the true depth at
+  visibilities of 50, 150 and 400 m, the visibility estimated on the road (relative error), and the metric depth
+  from the transmission, unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the
+  visibility); Middlebury sets are refused: no road.
 Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated. --include keeps only
 the images whose file name matches one of its globs (a pair by its hazy image, a depth sample by its name
 DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
@@ -41,6 +45,7 @@ from dgdehaze_core.evaluation.methods import (HAZY, Method, MethodSpec, load_met
 from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, haze_methods
 from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_methods
 from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scattering_methods
+from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
 from dgdehaze_core.evaluation.voc_boxes import labelled_images
 from dgdehaze_core.figures_table import emit, write_json
 from dgdehaze_core.image_io import list_images
@@ -50,7 +55,7 @@ from dgdehaze_core.pipeline import OUTPUT_MODES
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MEASURES = ("quality", "scattering", "detection", "depth", "haze")
+MEASURES = ("quality", "scattering", "detection", "depth", "haze", "visibility")
 LABELS_FOLDER = "labels-voc"
 TITLES = {
     "quality": "Quality against ground truth (PSNR dB, SSIM: higher is better; CIEDE2000: lower is better)",
@@ -61,6 +66,8 @@ TITLES = {
     "depth": "Depth accuracy after median scaling (AbsRel, RMSE(log): lower is better; delta1 = delta<1.25: "
              "higher is better)",
     "haze": "No-reference haze density (FADE, dark channel: lower is clearer)",
+    "visibility": "Visibility and metric depth in synthesized fog, unscaled (visibility error, AbsRel: lower is "
+                  "better; coverage of the points nearer than the visibility: higher is better)",
 }
 
 
@@ -128,7 +135,7 @@ def applies(measure: str, folder: Path, explicit: bool) -> bool:
         return is_paired_set(folder)
     if measure == "detection":
         return is_paired_set(folder) or _has_labels(folder)
-    if measure == "depth":
+    if measure in ("depth", "visibility"):
         return is_kitti_set(folder) or is_middlebury_set(folder)
     if is_paired_set(folder):
         return explicit
@@ -237,6 +244,10 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         depth_set = load_depth_set(where)
         depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
         return evaluate_depth(depth_set, methods, label)
+    if measure == "visibility":
+        depth_set = load_depth_set(where)
+        depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
+        return evaluate_visibility(depth_set, where, methods, label)
     folder = where / "hazy" if is_paired_set(where) else where
     return evaluate_haze(chosen(list_images(folder), lambda path: path.name, folder), haze_methods(methods),
                          label)

@@ -70,6 +70,9 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     "depth": (Column("absrel", "AbsRel ↓"), Column("rmse_log", "RMSE(log) ↓"), Column("delta1", "δ<1.25 ↑"),
               Column("mean_beta", "mean β (1/m)", 4), Column("images", "images", None)),
     "haze": (Column("fade", "FADE ↓"), Column("dark_channel", "dark channel ↓"), Column("images", "images", None)),
+    "visibility": (Column("visibility_rel_error", "visibility error ↓"),
+                   Column("visibility_median", "visibility estimated (m)", 1), Column("absrel_metric", "metric AbsRel ↓"),
+                   Column("coverage", "coverage ↑"), Column("images", "images", None)),
 }
 
 
