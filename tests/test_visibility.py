@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.scattering import T_MIN
-from dgdehaze_core.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, ground_range,
-                                      measure_beta, metric_depth, ray_norms, road_mask)
+from dgdehaze_core.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
+                                      ground_range, measure_beta, metric_depth, ray_norms, road_mask)
 
 SHAPE = (480, 640)
 CAMERA = Intrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0)
@@ -122,3 +122,17 @@ def test_intrinsics_need_positive_focal_lengths():
     assert Intrinsics.from_k([500.0, 0, 320.0, 0, 510.0, 240.0, 0, 0, 1]) == Intrinsics(500.0, 510.0, 320.0, 240.0)
     with pytest.raises(ValueError, match="positive focal lengths"):
         Intrinsics.from_k([0.0] * 9)
+
+
+def test_pixels_that_show_only_fog_have_no_metric_depth_whatever_floor_the_method_clips_t_at():
+    beta = KOSCHMIEDER / 60.0
+    t, _ = road_scene(beta)
+    clear = np.random.default_rng(0).uniform(0.1, 0.4, SHAPE + (3,))
+    frame = ((clear * t[:, :, None] + 0.9 * (1.0 - t[:, :, None])) * 255.0 + 0.5).astype(np.uint8)
+    frame[t <= T_MIN] = round(0.9 * 255)  # the sky: the airlight itself
+    floored = np.maximum(t, 0.1)  # a method that never reports t below 0.1 (the dark channel prior's t0)
+    contrast = fog_contrast(frame)
+    depth = metric_depth(floored, beta, ray_norms(SHAPE, CAMERA), contrast)
+    assert np.isnan(depth[contrast < 0.02]).all() and np.isnan(depth[:200]).all()
+    assert np.isfinite(metric_depth(floored, beta, ray_norms(SHAPE, CAMERA))[:200]).all()  # without the test
+    assert np.isfinite(depth).sum() > 0.2 * depth.size

@@ -1,0 +1,55 @@
+"""`eval --measure visibility`: the fog synthesis along each ray, the scores, KITTI's camera, and the real set."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.evaluation.depth_datasets import DepthSample, load_kitti, load_middlebury
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.evaluation.visibility_eval import (VISIBILITY_COLUMNS, evaluate_visibility, frame_scores,
+                                                      kitti_intrinsics, synthesize_fog)
+from dgdehaze_core.visibility import KOSCHMIEDER
+
+
+def test_fog_is_synthesized_along_each_ray_towards_a_grey_airlight():
+    image = np.zeros((2, 2, 3), np.uint8)  # black: the hazy value is the airlight's share, 0.9 (1 - t)
+    dense = np.full((2, 2), 20.0, np.float32)
+    norms = np.array([[1.0, 1.5], [1.0, 2.0]])
+    hazy = synthesize_fog(DepthSample("x", image, dense), dense, norms, visibility=50.0)
+    expected = 0.9 * (1.0 - np.exp(-(KOSCHMIEDER / 50.0) * 20.0 * norms))
+    np.testing.assert_allclose(hazy[:, :, 0] / 255.0, expected, atol=1 / 255)
+
+
+def test_scores_count_valid_pixels_for_absrel_and_near_truth_for_coverage():
+    true = np.array([[10.0, 20.0, 60.0, np.nan]], np.float32)
+    estimate = np.array([[12.0, np.nan, 60.0, 5.0]], np.float32)
+    absrel, coverage = frame_scores(estimate, true, np.ones_like(true), visibility=50.0, max_depth=80.0)
+    assert absrel == pytest.approx((0.2 + 0.0) / 2)  # 10 and 60 m are called valid; no truth at the last pixel
+    assert coverage == pytest.approx(0.5)  # of the points nearer than 50 m (10, 20), one is called valid
+    nothing = np.full_like(true, np.nan)
+    assert math.isnan(frame_scores(nothing, true, np.ones_like(true), 50.0, 80.0)[0])
+
+
+def test_kitti_intrinsics_come_from_the_rectified_projection(shared_data: Path):
+    folder = shared_data / "depth" / "kitti-tiny"
+    camera = kitti_intrinsics(folder, "2011_09_26_drive_0023_sync/image_02/0000000000")
+    assert (camera.fx, camera.fy, camera.cx, camera.cy) == pytest.approx((721.5377, 721.5377, 609.5593, 172.854))
+
+
+def test_one_kitti_frame_gives_every_row_and_middlebury_is_refused_for_its_missing_road(shared_data: Path):
+    folder = shared_data / "depth" / "kitti-tiny"
+    depth_set = load_kitti(folder)
+    depth_set.samples = depth_set.samples[:1]
+    rows = evaluate_visibility(depth_set, folder, [load_method(MethodSpec("hazy", "hazy")),
+                                                   load_method(MethodSpec("dcp", "dcp"))])
+    assert list(rows) == ["dcp@vis50", "dcp@vis150", "dcp@vis400"]  # hazy estimates no transmission
+    for row in rows.values():
+        assert tuple(row) == VISIBILITY_COLUMNS and row["images"] == 1
+        assert 0.0 <= row["coverage"] <= 1.0 and row["absrel_metric"] > 0
+    assert rows["dcp@vis50"]["visibility_median"] < rows["dcp@vis400"]["visibility_median"]
+    middlebury = shared_data / "depth" / "middlebury2003"
+    with pytest.raises(ValueError, match="no road"):
+        evaluate_visibility(load_middlebury(middlebury), middlebury, [load_method(MethodSpec("dcp", "dcp"))])
