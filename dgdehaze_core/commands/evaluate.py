@@ -21,6 +21,9 @@ DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
 run (each image is dehazed once; a set with no matching image gets no subset rows, with a warning):
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --subset held-out='143?_*,144?_*'
+A glob `@FILE:PART` stands for the file names of one part of a split file (data/splits/), e.g. the DAWN fog photos
+that only judge:
+  dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection --include @data/splits/dawn-fog.yaml:judge
 
 Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets and by
 `MEASURE/` when several measures run; --json writes the same rows with the same column names.
@@ -36,11 +39,12 @@ from typing import Callable, TypeVar
 
 from dgdehaze_core.benchmark import parse_size
 from dgdehaze_core.data_paths import shared_data_dir
+from dgdehaze_core.data_splits import expand_patterns
 from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
 from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, evaluate_labelled,
                                                      evaluate_recovery)
-from dgdehaze_core.evaluation.methods import (HAZY, Method, MethodSpec, load_method, parse_methods,
+from dgdehaze_core.evaluation.methods import (HAZY, Method, MethodSpec, load_methods, parse_methods,
                                               shipped_model_specs)
 from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, haze_methods
 from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_methods
@@ -163,7 +167,7 @@ def datasets_for(measures: list[str], given: list[Path] | None) -> dict[str, lis
         data = shared_data_dir()
         if data is None:
             raise FileNotFoundError("no --dataset given and ../shared/data is absent (or set DGDEHAZE_DATA)")
-        candidates = [p for group in ("paired", "hazy-real", "depth") if (data / group).is_dir()
+        candidates = [p for group in ("paired", "hazy-real", "detection", "depth") if (data / group).is_dir()
                       for p in sorted((data / group).iterdir()) if p.is_dir()]
         explicit = False
     chosen: dict[str, list[EvalSet]] = {}
@@ -190,7 +194,8 @@ def _detector(args: argparse.Namespace) -> Callable:
 
 
 def parse_subsets(items: list[str] | None) -> dict[str, list[str]]:
-    """['held-out=143?_*,144?_*'] -> {'held-out': ['143?_*', '144?_*']}; ValueError for malformed ones."""
+    """['held-out=143?_*,144?_*'] -> {'held-out': ['143?_*', '144?_*']}; ValueError for malformed ones (and for an
+    `@FILE:PART` that names no split part)."""
     subsets: dict[str, list[str]] = {}
     for item in items or []:
         name, _, text = (part.strip() for part in item.partition("="))
@@ -199,12 +204,14 @@ def parse_subsets(items: list[str] | None) -> dict[str, list[str]]:
             raise ValueError(f"--subset {item!r}: write NAME=GLOB[,GLOB...] with a NAME free of '/' and ':'")
         if name in subsets:
             raise ValueError(f"--subset {name!r} is given twice")
+        expand_patterns(globs)
         subsets[name] = globs
     return subsets
 
 
 def _matching(items: list[T], name: Callable[[T], str], globs: list[str], option: str, where: Path) -> list[T]:
-    kept = [item for item in items if any(fnmatch.fnmatch(name(item), glob) for glob in globs)]
+    patterns = expand_patterns(globs)
+    kept = [item for item in items if any(fnmatch.fnmatch(name(item), glob) for glob in patterns)]
     if not kept:
         raise ValueError(f"no image in {where} matches {option} {' '.join(globs)}")
     return kept
@@ -224,6 +231,8 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
                  detector: Callable | None, subset: list[str] | None = None) -> dict[str, dict[str, object]]:
     label = f"{measure} {dataset.name}" + (f" {','.join(subset)}" if subset else "")
     where = dataset.path
+    if measure != "detection":
+        methods = [method for method in methods if not method.spec.fuse_input]
 
     def chosen(items: list[T], name: Callable[[T], str], folder: Path = where) -> list[T]:
         return select(items, name, folder, args, subset)
@@ -239,7 +248,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         if is_paired_set(where):
             return evaluate_recovery(pairs(), methods, detector, args.conf, label)
         labelled = chosen(labelled_images(where, LABELS_FOLDER), lambda item: item.image.name)
-        return evaluate_labelled(labelled, methods, detector, args.conf, label)
+        return evaluate_labelled(labelled, methods, detector, args.conf, label, detector.names.values())
     if measure == "depth":
         depth_set = load_depth_set(where)
         depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
@@ -259,10 +268,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.conf <= 1.0:
         raise ValueError(f"--conf must lie in (0, 1], got {args.conf}")
     subsets = parse_subsets(args.subset)
+    expand_patterns(args.include or [])  # a bad @FILE:PART fails here, before any model loads
     measures = parse_measures(args.measure)
     datasets = datasets_for(measures, args.dataset)
-    methods = [load_method(spec, output=args.output, working_size=args.working_size)
-               for spec in _method_specs(args.method)]
+    methods = load_methods(_method_specs(args.method), output=args.output, working_size=args.working_size)
     detector = _detector(args) if "detection" in measures else None
     rows: dict[str, dict[str, object]] = {}
     for measure in measures:

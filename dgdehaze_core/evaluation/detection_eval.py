@@ -13,17 +13,22 @@ Figures over a set:
 - mAP50: average precision at IoU 0.5 per class with all-point interpolation (the VOC 2010+ rule), over the
   full ranking of predictions (the detector runs with a low floor, `AP_SCORE_FLOOR`), averaged over the classes
   present in the reference.
+Against human boxes each class also gets its own row, `METHOD[CLASS]`: pooled precision, recall and F1 at `conf`,
+and its AP50 under `map50`. Human boxes of a class the detector does not know are set aside (no detector could
+find them; a warning names them), as `difficult` boxes are.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.detection import Detection
+from dgdehaze_core.detection_fusion import fuse_detections
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
 from dgdehaze_core.image_io import read_image
@@ -36,6 +41,7 @@ AP_SCORE_FLOOR = 0.001
 DETECTION_COLUMNS = ("precision", "recall", "f1", "f1_pooled", "map50", "objects", "detections", "images", "reference")
 
 DetectFn = Callable[[np.ndarray], list[Detection]]
+LOG = logging.getLogger(__name__)
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -158,13 +164,57 @@ def score_matches(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
             "map50": float(np.mean(aps)), "objects": total, "detections": detections, "images": len(matches)}
 
 
+def score_classes(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> dict[str, dict[str, float]]:
+    """Per reference class over a set: pooled precision, recall and F1 at `conf`, AP50 (`map50`), objects and
+    detections (score >= conf)."""
+    references: Counter = Counter()
+    for image in matches:
+        references.update(image.references)
+    classes = np.array([c for image in matches for c in image.classes], dtype=object)
+    scores = np.array([s for image in matches for s in image.scores], np.float64)
+    correct = np.array([k for image in matches for k in image.correct], bool)
+    rows = {}
+    for name, count in sorted(references.items()):
+        mine = classes == name
+        kept = mine & (scores >= conf)
+        hits = int(np.sum(correct & kept))
+        detections = int(np.sum(kept))
+        rows[name] = {"precision": hits / detections if detections else 0.0, "recall": hits / count,
+                      "f1": 2 * hits / (detections + count), "map50": average_precision(scores[mine], correct[mine],
+                                                                                         count),
+                      "objects": count, "detections": detections, "images": len(matches)}
+    return rows
+
+
+def known_references(images: Sequence[LabelledImage], classes: Collection[str]) -> list[LabelledImage]:
+    """`images` with the boxes of classes outside `classes` marked difficult (ignored), with one warning naming
+    them; unchanged when `classes` is empty (unknown)."""
+    if not classes:
+        return list(images)
+    unknown = Counter(box.class_name for item in images for box in item.boxes if box.class_name not in classes)
+    if unknown:
+        LOG.warning("human boxes of classes the detector does not know are ignored: %s",
+                    ", ".join(f"{name} ({count})" for name, count in sorted(unknown.items())))
+    return [LabelledImage(item.image, tuple(box if box.class_name in classes else replace(box, difficult=True)
+                                            for box in item.boxes)) for item in images]
+
+
+def method_detections(method: Method, hazy: np.ndarray, detect: DetectFn) -> list[Detection]:
+    """The detector on the method's output of `hazy`; for a `SOURCE+hazy` method, on the input and the output,
+    the two sets fused."""
+    output = method.dehaze(hazy).image
+    if not method.spec.fuse_input:
+        return detect(output)
+    return fuse_detections([detect(hazy), detect(output)], (hazy.shape[1], hazy.shape[0]))
+
+
 def _predictions(method: Method, hazy: np.ndarray, clear: np.ndarray, clear_detections: list[Detection],
                  detect: DetectFn) -> list[Detection]:
     if method.spec.source == CLEAR:
         return clear_detections
     if method.spec.source == CLEAR_JPEG:
         return detect(jpeg_copy(clear))
-    return detect(method.dehaze(hazy).image)
+    return method_detections(method, hazy, detect)
 
 
 def evaluate_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: DetectFn, conf: float = CONFIDENCE,
@@ -187,12 +237,20 @@ def evaluate_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: 
 
 
 def evaluate_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], detect: DetectFn,
-                      conf: float = CONFIDENCE, label: str = "detection") -> dict[str, dict[str, object]]:
-    """Per method: detections on its output of real hazy photos scored against human boxes (`clear` has none)."""
+                      conf: float = CONFIDENCE, label: str = "detection",
+                      classes: Collection[str] = ()) -> dict[str, dict[str, object]]:
+    """Per method: detections on its output of real hazy photos scored against human boxes (`clear` has none),
+    over all classes (`METHOD`) and per class (`METHOD[CLASS]`). `classes`: the detector's class names."""
     usable = [m for m in methods if not m.spec.reads_clear]
+    images = known_references(images, classes)
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in usable}
     for item in tqdm(images, desc=label, unit="image"):
         hazy = read_image(item.image)
         for method in usable:
-            matches[method.name].append(match_image(item.boxes, detect(method.dehaze(hazy).image)))
-    return {name: {**score_matches(rows, conf), "reference": "human boxes"} for name, rows in matches.items()}
+            matches[method.name].append(match_image(item.boxes, method_detections(method, hazy, detect)))
+    rows: dict[str, dict[str, object]] = {}
+    for name, matched in matches.items():
+        rows[name] = {**score_matches(matched, conf), "reference": "human boxes"}
+        rows.update({f"{name}[{cls}]": {**row, "reference": "human boxes"}
+                     for cls, row in score_classes(matched, conf).items()})
+    return rows

@@ -9,7 +9,8 @@ need no pipeline:
 - `clear-jpeg90`: the clear image saved as a JPEG at quality 90 (detection recovery): how far an all but lossless
   copy of the clear image already moves the detector, the protocol's own noise.
 NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a path's
-file stem).
+file stem). `SOURCE+hazy` (detection only) runs the detector on the input and on SOURCE's output and fuses the two
+sets of boxes (`detection_fusion`), as the node's `detection_input: fused`; it shares SOURCE's pipeline.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -35,6 +36,7 @@ CLEAR_JPEG = "clear-jpeg90"
 JPEG_QUALITY = 90
 CLEAR_SOURCES = (CLEAR, CLEAR_JPEG)
 REFERENCE_SOURCES = (HAZY, *CLEAR_SOURCES)
+FUSE_SUFFIX = "+hazy"
 CACHED_FRAMES = 64
 """Results a method keeps (by frame content), so measures run together over one set dehaze each image once."""
 
@@ -45,6 +47,8 @@ class MethodSpec:
 
     name: str
     source: str
+    fuse_input: bool = False
+    """Detection only: detect on the input and on the output, and fuse the boxes."""
 
     @property
     def is_reference(self) -> bool:
@@ -118,13 +122,20 @@ def parse_methods(text: str) -> list[MethodSpec]:
         if not item:
             continue
         name, equals, source = (part.strip() for part in item.partition("="))
+        source = source if equals else name
+        fuse_input = source.endswith(FUSE_SUFFIX)
+        if fuse_input:
+            source = source[:-len(FUSE_SUFFIX)]
         if not equals:
-            source, name = name, Path(name).stem if "/" in name else name
+            name = (Path(source).stem if "/" in source else source) + (FUSE_SUFFIX if fuse_input else "")
+        if fuse_input:
+            if source in REFERENCE_SOURCES:
+                raise ValueError(f"method {item!r}: only a dehazer's output is fused with the input, not {source}")
         if not name or not source:
-            raise ValueError(f"method {item!r}: write SOURCE or NAME=SOURCE")
+            raise ValueError(f"method {item!r}: write SOURCE, SOURCE{FUSE_SUFFIX} or NAME=SOURCE")
         if "/" in name:
             raise ValueError(f"method name {name!r} may not contain '/': it separates datasets in the table")
-        specs.append(MethodSpec(name, source))
+        specs.append(MethodSpec(name, source, fuse_input))
     if not specs:
         raise ValueError(f"no method given in {text!r}; e.g. --method hazy,dcp,lite")
     counts = Counter(spec.name for spec in specs)
@@ -151,6 +162,19 @@ def shipped_model_specs() -> list[MethodSpec]:
         LOG.debug("models unavailable: %s", exc)
         return []
     return [MethodSpec(name, name) for name in MODEL_CONFIGS if shipped_weights_path(name).is_file()]
+
+
+def load_methods(specs: Sequence[MethodSpec], **network_options: object) -> list[Method]:
+    """`load_method` for each spec; specs with the same source (`lite` and `lite+hazy`) share one pipeline and its
+    cache of results."""
+    pipelines: dict[str, Method] = {}
+    methods = []
+    for spec in specs:
+        if spec.source not in pipelines:
+            pipelines[spec.source] = load_method(MethodSpec(spec.name, spec.source), **network_options)
+        shared = pipelines[spec.source]
+        methods.append(shared if shared.spec == spec else Method(spec, shared.run, shared._results))
+    return methods
 
 
 def load_method(spec: MethodSpec, **network_options: object) -> Method:

@@ -6,6 +6,10 @@
   MATLAB release; where it is not installed or fails, the FADE column reads n/a and the reason is logged.
 - Dark-channel density (`dark_channel.haze_density`): the mean dark channel in [0, 1]; lower is clearer. Cheap, but
   it rewards any darkening, so read it beside FADE.
+- Noise (`noise_sigma`): the standard deviation of the image's noise in 8-bit levels, Donoho's robust estimate from
+  the finest wavelet coefficients (`skimage.restoration.estimate_sigma`, averaged over the colour channels).
+  Dehazing divides by the transmission, so where fog is dense it amplifies the sensor's and the JPEG's noise with
+  the scene; `noise_ratio` is the mean over the photos of each output's noise over its input's (1: no amplification).
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from dgdehaze_core.image_io import ImageError, read_image, to_bgr8
 
 LOG = logging.getLogger(__name__)
 
-HAZE_COLUMNS = ("fade", "dark_channel", "images")
+NOISE_FLOOR = 0.1
+"""Input noise below this (8-bit levels: a synthetic, noiseless image) is taken as this in `noise_ratio`."""
+HAZE_COLUMNS = ("fade", "dark_channel", "noise_sigma", "noise_ratio", "images")
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,22 +65,36 @@ def haze_methods(methods: Sequence[Method]) -> list[Method]:
     return [method for method in methods if not method.spec.reads_clear]
 
 
+def noise_sigma(image: np.ndarray) -> float:
+    """Noise standard deviation of a uint8 frame in 8-bit levels (wavelet MAD estimate, mean over channels)."""
+    from skimage.restoration import estimate_sigma
+
+    frame = to_bgr8(image).astype(np.float32) / 255.0
+    return float(estimate_sigma(frame, channel_axis=-1, average_sigmas=True)) * 255.0
+
+
 def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],
                   label: str = "haze") -> dict[str, dict[str, float]]:
-    """{method name: {fade, dark_channel, images}} as means over the hazy photos `images`."""
+    """{method name: {fade, dark_channel, noise_sigma, noise_ratio, images}} as means over the hazy photos."""
     if not images:
         raise ImageError("no hazy images to measure")
     reason = fade_unavailable_reason()
     if reason is not None:
         LOG.warning("FADE column left empty: %s", reason)
-    scores: dict[str, dict[str, list[float]]] = {m.name: {"fade": [], "dark_channel": []} for m in methods}
+    scores: dict[str, dict[str, list[float]]] = {m.name: {"fade": [], "dark_channel": [], "noise_sigma": [],
+                                                         "noise_ratio": []} for m in methods}
     for path in tqdm(images, desc=label, unit="image"):
         hazy = read_image(path)
+        input_noise = max(noise_sigma(hazy), NOISE_FLOOR)
         for method in methods:
             output = method.dehaze(hazy).image
-            scores[method.name]["dark_channel"].append(haze_density(output))
+            row = scores[method.name]
+            row["dark_channel"].append(haze_density(output))
+            row["noise_sigma"].append(noise_sigma(output))
+            row["noise_ratio"].append(row["noise_sigma"][-1] / input_noise)
             if reason is None:
-                scores[method.name]["fade"].append(fade_density(output))
+                row["fade"].append(fade_density(output))
     return {name: {"fade": float(np.mean(row["fade"])) if row["fade"] else float("nan"),
-                   "dark_channel": float(np.mean(row["dark_channel"])), "images": len(images)}
+                   **{key: float(np.mean(row[key])) for key in ("dark_channel", "noise_sigma", "noise_ratio")},
+                   "images": len(images)}
             for name, row in scores.items()}

@@ -2,16 +2,19 @@
 
 RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the COCO names the detector uses
 (motorbike -> motorcycle). Boxes flagged `difficult` are kept with that flag: detections on them are neither
-counted right nor wrong, as in the VOC protocol.
+counted right nor wrong, as in the VOC protocol. Boxes are clipped to the image; one with no area left inside it
+is dropped with a warning naming the file.
 """
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 from dgdehaze_core.image_io import list_images, read_image
 
+LOG = logging.getLogger(__name__)
 VOC_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",
                "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
 
@@ -64,8 +67,14 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
         if not name or box is None:
             raise ValueError(f"{xml_path}: an <object> lacks <name> or <bndbox>")
         x1, y1, x2, y2 = (_number(box, tag, xml_path) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        left, right = sorted((min(max(x1 * sx, 0.0), image_size[0]), min(max(x2 * sx, 0.0), image_size[0])))
+        top, bottom = sorted((min(max(y1 * sy, 0.0), image_size[1]), min(max(y2 * sy, 0.0), image_size[1])))
+        if right <= left or bottom <= top:
+            LOG.warning("%s: a %s box (%g, %g, %g, %g) has no area inside the %dx%d image; left out", xml_path.name,
+                        name, x1, y1, x2, y2, width, height)
+            continue
         difficult = (obj.findtext("difficult") or "0").strip() == "1"
-        boxes.append(ReferenceBox(VOC_TO_COCO.get(name, name), (x1 * sx, y1 * sy, x2 * sx, y2 * sy), difficult))
+        boxes.append(ReferenceBox(VOC_TO_COCO.get(name, name), (left, top, right, bottom), difficult))
     return tuple(boxes)
 
 

@@ -1,0 +1,259 @@
+"""Real fog detection (#17): the DAWN split, box fusion on known boxes, human boxes that are odd (none, a class the
+detector lacks, outside the image), per-class figures, and the `SOURCE+hazy` method through `dgdehaze eval`."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.data_paths import REPO_DIR
+from dgdehaze_core.data_splits import SplitError, expand_patterns, load_split
+from dgdehaze_core.detection import Detection
+from dgdehaze_core.detection_fusion import FusionSettings, fuse_detections
+from dgdehaze_core.evaluation.detection_eval import known_references, match_image, score_classes, score_matches
+from dgdehaze_core.evaluation.methods import MethodSpec, parse_methods
+from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, labelled_images, read_voc
+
+DAWN_SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
+VOC = """<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>{objects}</annotation>"""
+OBJECT = "<object><name>{name}</name><difficult>0</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>" \
+         "<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+
+
+def _det(box, score=0.9, name="car", class_id=2) -> Detection:
+    return Detection(class_id, name, score, tuple(float(v) for v in box))
+
+
+def _voc(path: Path, size: tuple[int, int], boxes: list[tuple[str, tuple[int, int, int, int]]]) -> Path:
+    objects = "".join(OBJECT.format(name=name, x1=b[0], y1=b[1], x2=b[2], y2=b[3]) for name, b in boxes)
+    path.write_text(VOC.format(w=size[0], h=size[1], objects=objects))
+    return path
+
+
+# --- the split -------------------------------------------------------------------------------------------------
+
+def test_the_dawn_split_is_disjoint_and_covers_the_set(shared_data: Path):
+    split = load_split(DAWN_SPLIT)
+    parts = {name: set(names) for name, names in split.parts.items()}
+    assert set(parts) == {"learn", "validation", "judge"}
+    assert not parts["learn"] & parts["judge"] and not parts["learn"] & parts["validation"]
+    assert not parts["validation"] & parts["judge"]
+    photos = {p.name for p in (shared_data / "detection" / "dawn-fog").glob("*.jpg")}
+    assert set().union(*parts.values()) == photos
+    assert len(parts["judge"]) == 100
+
+
+def test_split_tokens_expand_and_bad_ones_are_refused(tmp_path: Path):
+    names = expand_patterns(["1400_*", f"@{DAWN_SPLIT}:validation"])
+    assert names[0] == "1400_*" and len(names) == 21
+    overlapping = tmp_path / "bad.yaml"
+    overlapping.write_text("dataset: x\nparts:\n  a: [one.jpg, two.jpg]\n  b: [two.jpg]\n")
+    with pytest.raises(SplitError, match="two.jpg is in both"):
+        load_split(overlapping)
+    with pytest.raises(SplitError, match="no part 'test'"):
+        expand_patterns([f"@{DAWN_SPLIT}:test"])
+    with pytest.raises(SplitError, match="write @FILE:PART"):
+        expand_patterns(["@nofile"])
+    with pytest.raises(SplitError, match="no split file"):
+        expand_patterns([f"@{tmp_path / 'missing.yaml'}:judge"])
+
+
+# --- fusion ----------------------------------------------------------------------------------------------------
+
+def test_fusing_identical_sets_gives_the_same_boxes():
+    boxes = [_det((10, 10, 50, 40), 0.9), _det((100, 20, 140, 90), 0.6, "person", 0)]
+    fused = fuse_detections([boxes, boxes], (200, 100))
+    assert len(fused) == 2
+    for original, merged in zip(boxes, fused):
+        assert merged.class_name == original.class_name and merged.score == pytest.approx(original.score)
+        assert merged.box == pytest.approx(original.box, abs=1e-3)
+
+
+def test_fusing_disjoint_sets_keeps_every_box_with_its_score():
+    raw, dehazed = [_det((10, 10, 50, 40), 0.4)], [_det((100, 20, 140, 90), 0.7)]
+    fused = fuse_detections([raw, dehazed], (200, 100))
+    assert [d.score for d in fused] == pytest.approx([0.7, 0.4])
+    assert fused[1].box == pytest.approx((10, 10, 50, 40), abs=1e-3)
+
+
+def test_overlapping_boxes_merge_to_their_score_weighted_mean():
+    fused = fuse_detections([[_det((0, 0, 10, 10), 0.3)], [_det((1, 0, 11, 10), 0.9)]], (100, 100))
+    assert len(fused) == 1 and fused[0].score == pytest.approx(0.9)
+    assert fused[0].box[0] == pytest.approx((0 * 0.3 + 1 * 0.9) / 1.2, abs=1e-3)
+    other_class = fuse_detections([[_det((0, 0, 10, 10))], [_det((0, 0, 10, 10), name="truck", class_id=7)]],
+                                  (100, 100))
+    assert len(other_class) == 2
+
+
+def test_one_empty_set_and_bad_settings():
+    boxes = [_det((10, 10, 50, 40), 0.8)]
+    assert fuse_detections([[], boxes], (64, 64))[0].score == pytest.approx(0.8)
+    assert fuse_detections([[], []], (64, 64)) == []
+    clipped = fuse_detections([[_det((-5, -5, 80, 30))]], (64, 64))[0]
+    assert clipped.box == pytest.approx((0, 0, 64, 30), abs=1e-3)
+    with pytest.raises(ValueError, match="fusion score"):
+        FusionSettings(score="median")
+    with pytest.raises(ValueError, match="IoU"):
+        FusionSettings(iou=0.0)
+    with pytest.raises(ValueError, match="frame size"):
+        fuse_detections([boxes], (0, 10))
+
+
+def test_fused_method_names_parse_and_references_cannot_be_fused():
+    specs = parse_methods("hazy,lite,lite+hazy,fused=runs/x/last.pt+hazy,runs/y/best.pt+hazy")
+    assert specs[2] == MethodSpec("lite+hazy", "lite", True)
+    assert specs[3] == MethodSpec("fused", "runs/x/last.pt", True)
+    assert specs[4] == MethodSpec("best+hazy", "runs/y/best.pt", True)
+    with pytest.raises(ValueError, match="only a dehazer's output"):
+        parse_methods("hazy+hazy")
+
+
+# --- odd human boxes -------------------------------------------------------------------------------------------
+
+def test_a_photo_with_zero_boxes_counts_its_detections_as_false(tmp_path: Path):
+    empty = _voc(tmp_path / "empty.xml", (100, 50), [])
+    assert read_voc(empty, (100, 50)) == ()
+    labelled = match_image([ReferenceBox("car", (0, 0, 10, 10))], [_det((0, 0, 10, 10))])
+    nothing_there = match_image(read_voc(empty, (100, 50)), [_det((50, 10, 60, 20), 0.8)])
+    scores = score_matches([labelled, nothing_there])
+    assert scores["objects"] == 1 and scores["detections"] == 2 and scores["precision"] == pytest.approx(0.5)
+
+
+def test_a_box_outside_the_image_is_clipped_or_dropped(tmp_path: Path, caplog):
+    path = _voc(tmp_path / "out.xml", (100, 50), [("car", (90, 40, 130, 70)), ("car", (150, 60, 180, 80)),
+                                                  ("person", (-10, 5, 20, 30))])
+    boxes = read_voc(path, (100, 50))
+    assert [b.box for b in boxes] == [(90, 40, 100, 50), (0, 5, 20, 30)]
+    assert "no area inside" in caplog.text
+
+
+def test_a_class_the_detector_lacks_is_set_aside(tmp_path: Path, caplog):
+    images = [LabelledImage(tmp_path / "a.jpg", (ReferenceBox("car", (0, 0, 10, 10)),
+                                                 ReferenceBox("tractor", (20, 0, 40, 10))))]
+    kept = known_references(images, {"car", "person"})
+    assert "tractor (1)" in caplog.text
+    matched = match_image(kept[0].boxes, [_det((0, 0, 10, 10))])
+    assert score_matches([matched])["recall"] == 1.0  # the tractor cannot count as missed
+    assert set(score_classes([matched])) == {"car"}
+
+
+def test_per_class_rows_by_hand():
+    references = [ReferenceBox("car", (0, 0, 10, 10)), ReferenceBox("car", (20, 0, 30, 10)),
+                  ReferenceBox("person", (40, 0, 50, 10))]
+    predictions = [_det((0, 0, 10, 10), 0.9), _det((60, 0, 70, 10), 0.8), _det((40, 0, 50, 10), 0.2, "person", 0)]
+    rows = score_classes([match_image(references, predictions)])
+    assert rows["car"]["precision"] == 0.5 and rows["car"]["recall"] == 0.5 and rows["car"]["f1"] == 0.5
+    assert rows["car"]["map50"] == pytest.approx(0.5) and rows["car"]["objects"] == 2
+    assert rows["person"]["detections"] == 0 and rows["person"]["recall"] == 0.0  # 0.2 < conf 0.25
+    assert rows["person"]["map50"] == 1.0  # yet it ranks first among the person predictions
+
+
+def test_the_real_dawn_labels_read_as_coco_classes(shared_data: Path):
+    images = labelled_images(shared_data / "detection" / "dawn-fog")
+    classes = {box.class_name for item in images for box in item.boxes}
+    assert len(images) == 200 and classes <= {"car", "bus", "truck", "person", "bicycle", "motorcycle"}
+    for item in images[:20]:
+        height, width = cv2.imread(str(item.image)).shape[:2]
+        assert all(0 <= b.box[0] < b.box[2] <= width and 0 <= b.box[1] < b.box[3] <= height for b in item.boxes)
+
+
+def test_eval_scores_judged_dawn_photos_with_the_fused_method(shared_data: Path, tmp_path: Path):
+    """Two judged photos through `dgdehaze eval`: per-class rows, and the fused method keeps every box of its parts."""
+    names = expand_patterns([f"@{DAWN_SPLIT}:judge"])[:2]
+    folder = tmp_path / "dawn"
+    (folder / "labels-voc").mkdir(parents=True)
+    for name in names:
+        shutil.copy(shared_data / "detection" / "dawn-fog" / name, folder)
+        shutil.copy(shared_data / "detection" / "dawn-fog" / "labels-voc" / f"{Path(name).stem}.xml",
+                    folder / "labels-voc")
+    out = tmp_path / "dawn.json"
+    assert main(["eval", "--dataset", str(folder), "--measure", "detection", "--method", "hazy,dcp,dcp+hazy",
+                 "--include", f"@{DAWN_SPLIT}:judge", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert {"hazy", "dcp", "dcp+hazy"} <= set(rows) and any(key.startswith("dcp+hazy[") for key in rows)
+    assert rows["dcp+hazy"]["objects"] == rows["hazy"]["objects"] > 0
+    assert rows["dcp+hazy"]["detections"] >= max(rows["hazy"]["detections"], rows["dcp"]["detections"]) - 1
+    assert rows["dcp+hazy"]["recall"] >= min(rows["hazy"]["recall"], rows["dcp"]["recall"])
+    for key, row in rows.items():
+        assert 0.0 <= row["map50"] <= 1.0, key
+
+
+def test_eval_refuses_a_split_part_that_matches_nothing(shared_data: Path, capsys):
+    assert main(["eval", "--dataset", str(shared_data / "hazy-real" / "urhi"), "--measure", "detection",
+                 "--method", "hazy", "--include", f"@{DAWN_SPLIT}:judge"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(f"matches --include @{DAWN_SPLIT}:judge")
+    assert main(["eval", "--dataset", str(shared_data / "hazy-real" / "urhi"), "--measure", "detection",
+                 "--method", "hazy", "--include", f"@{DAWN_SPLIT}:test"]) == 2
+    assert "no part 'test'" in capsys.readouterr().err
+
+
+def test_noise_limited_inversion_is_exact_where_fog_is_light_and_bounded_where_dense():
+    from dgdehaze_core.guided_filter import smooth_base
+    from dgdehaze_core.scattering import invert_scattering, invert_scattering_detail_limited
+
+    rng = np.random.default_rng(0)
+    clear = np.tile(np.linspace(0.2, 0.8, 64, dtype=np.float32), (64, 1))[:, :, None].repeat(3, axis=2)
+    airlight = np.array([0.9, 0.9, 0.9], np.float32)
+    for t_value, gain_seen in ((0.8, 1 / 0.8), (0.1, 2.0)):
+        t = np.full((64, 64), t_value, np.float32)
+        noise = rng.normal(0, 0.004, clear.shape).astype(np.float32)
+        hazy = clear * t_value + airlight * (1 - t_value) + noise
+        base = smooth_base(hazy, 4, 0.032 ** 2)
+        limited = invert_scattering_detail_limited(hazy, base, t, airlight, max_detail_gain=2.0)
+        exact = invert_scattering(hazy, t[:, :, None], airlight)
+        if t_value > 0.5:
+            np.testing.assert_allclose(limited, exact, atol=1e-5)
+        residual = (limited - clear)[4:-4, 4:-4]
+        assert residual.std() < 0.004 * gain_seen * 1.2  # noise amplified at most `gain_seen` times
+        assert abs(float(residual.mean())) < 0.01  # the scene itself recovered
+    with pytest.raises(ValueError, match="max_detail_gain"):
+        invert_scattering_detail_limited(hazy, base, t, airlight, max_detail_gain=0.5)
+
+
+# --- real fog in training ---------------------------------------------------------------------------------------
+
+def test_a_recipe_learns_from_a_split_part_and_from_video_frames(shared_data: Path, tmp_path: Path):
+    from dgdehaze_core.training.datasets import collect_images, load_training_images
+    from dgdehaze_core.training.recipe import RecipeError, recipe_from_dict
+
+    split = tmp_path / "split.yaml"
+    split.write_text("dataset: detection/dawn-fog\nparts:\n  learn: [foggy-004.jpg, haze-032.jpg]\n"
+                     "  judge: [foggy-001.jpg]\n")
+    raw = {"name": "t", "iterations": 1, "data": {
+        "clear": ["${DATA}/clear/bdd"],
+        "hazy": [{"path": "${DATA}/detection/dawn-fog", "include": ["@split.yaml:learn"]},
+                 {"path": "${DATA}/video/fog_river.mp4", "frame_step": 12}]}}
+    recipe = recipe_from_dict(raw, tmp_path)
+    entries = collect_images(recipe.hazy, "hazy")
+    assert sorted(e.path.name for e, _ in entries[:2]) == ["foggy-004.jpg", "haze-032.jpg"]
+    assert [(e.path.name, e.frame) for e, _ in entries[2:]] == [("fog_river.mp4", 0), ("fog_river.mp4", 12),
+                                                                 ("fog_river.mp4", 24)]
+    assert sum(weight for _, weight in entries) == pytest.approx(2.0)  # each source weighs 1, shared by its images
+    frames = load_training_images([e for e, _ in entries[2:]], max_side=320)
+    assert [f.shape for f in frames] == [(180, 320, 3)] * 3 and frames[0].dtype == np.uint8
+    assert not np.array_equal(frames[0], frames[2])
+    for bad, message in ((0, "frame_step"), (1.5, "frame_step")):
+        raw["data"]["hazy"][1]["frame_step"] = bad
+        with pytest.raises(RecipeError, match=message):
+            recipe_from_dict(raw, tmp_path)
+    raw["data"]["hazy"][1]["frame_step"] = 1
+    raw["data"]["hazy"][0]["include"] = ["@split.yaml:validation"]
+    with pytest.raises(RecipeError, match="no part 'validation'"):
+        recipe_from_dict(raw, tmp_path)
+
+
+def test_committed_recipes_never_learn_from_judged_dawn_photos(shared_data: Path):
+    from dgdehaze_core.training.datasets import collect_images
+    from dgdehaze_core.training.recipe import load_recipe
+
+    held_out = set(load_split(DAWN_SPLIT).names("judge")) | set(load_split(DAWN_SPLIT).names("validation"))
+    for recipe_file in ("lite.yaml", "lite_no_depth.yaml"):
+        recipe = load_recipe(REPO_DIR / "training" / recipe_file)
+        learnt = {e.path.name for e, _ in collect_images(recipe.hazy, "hazy") if e.path.parent.name == "dawn-fog"}
+        assert len(learnt) == 80 and not learnt & held_out, recipe_file

@@ -1,0 +1,54 @@
+"""Choose the detection-fusion rule (score, IoU) on the DAWN validation part: mAP50 and F1 of each rule against
+human boxes, the detector run once per image on the input and on the dehazed image (`lite` or a weights file).
+Only the validation part is read, so the choice leaves the judging photos untouched.
+
+    .venv/bin/python tools/choose_fusion_rule.py [WEIGHTS] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dgdehaze_core.data_splits import expand_patterns
+from dgdehaze_core.detection import Detector
+from dgdehaze_core.detection_fusion import FUSION_SCORES, FusionSettings, fuse_detections
+from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, known_references, match_image, score_matches
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.evaluation.voc_boxes import labelled_images
+from dgdehaze_core.figures_table import emit, write_json
+from dgdehaze_core.image_io import read_image
+
+IOUS = (0.5, 0.55, 0.6)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights", nargs="?", default="lite")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/detection/dawn-fog"))
+    parser.add_argument("--split", default="@data/splits/dawn-fog.yaml:validation")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    names = set(expand_patterns([args.split]))
+    detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
+    images = known_references([i for i in labelled_images(args.data) if i.image.name in names],
+                               detector.names.values())
+    method = load_method(MethodSpec("dehazed", args.weights))
+    runs = []
+    for item in images:
+        hazy = read_image(item.image)
+        runs.append((item, detector(hazy), detector(method.dehaze(hazy).image), (hazy.shape[1], hazy.shape[0])))
+    rows = {"hazy": score_matches([match_image(item.boxes, raw) for item, raw, _, _ in runs]),
+            "dehazed": score_matches([match_image(item.boxes, dehazed) for item, _, dehazed, _ in runs])}
+    for score in FUSION_SCORES:
+        for iou in IOUS:
+            settings = FusionSettings(iou=iou, score=score)
+            rows[f"fused-{score}@{iou}"] = score_matches(
+                [match_image(item.boxes, fuse_detections([raw, dehazed], size, settings))
+                 for item, raw, dehazed, size in runs])
+    emit(rows, f"Fusion rules on {args.split} ({len(runs)} photos, weights {args.weights})")
+    if args.json:
+        write_json(args.json, rows)
+
+
+if __name__ == "__main__":
+    main()
