@@ -38,6 +38,16 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
     return _box(a, radius) * guide + _box(b, radius)
 
 
+def smooth_base(image: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Edge-preserving smoothing of every channel of `image` (HxW or HxWxC float) guided by itself: texture whose
+    local variance is well below `eps` (noise) is flattened, edges well above it are kept."""
+    image = image.astype(np.float32, copy=False)
+    mean = _box(image, radius)
+    variance = _box(image * image, radius) - mean * mean
+    a = variance / (variance + eps)
+    return _box(a, radius) * image + _box(mean - a * mean, radius)
+
+
 def fast_guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float,
                        subsample: int = 4) -> np.ndarray:
     """Guided filter with coefficients computed at 1/`subsample` resolution and applied at full resolution.

@@ -9,7 +9,8 @@ The network pipeline runs the network at a working resolution: the input's own s
 export or engine runs at its own size, whatever the input's. Its image
 output is chosen by `output`:
 - "decoder": the network's decoder image (resized to the input's size when the working size differs);
-- "physics": J = (I - A) / t + A at the input's full resolution;
+- "physics": J = (I - A) / t + A at the input's full resolution, fine detail amplified at most `MAX_DETAIL_GAIN`
+  times so that dense fog does not turn into grain (`scattering.invert_scattering_detail_limited`);
 - "auto" (default): physics. On every real paired set the shipped lite scores a higher SSIM through the physics
   path than through its decoder, at full and at reduced resolution (docs/RESULTS.md, "Image output"); "decoder"
   stays available.
@@ -36,9 +37,9 @@ import numpy as np
 from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend, round_up_to_stride
 from dgdehaze_core.dark_channel import DarkChannelDehazer, haze_density
 from dgdehaze_core.dehaze_result import DehazeResult
-from dgdehaze_core.guided_filter import fast_guided_filter, gray_guide
+from dgdehaze_core.guided_filter import fast_guided_filter, gray_guide, smooth_base
 from dgdehaze_core.image_io import bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
-from dgdehaze_core.scattering import T_MIN, invert_scattering
+from dgdehaze_core.scattering import T_MIN, invert_scattering, invert_scattering_detail_limited
 
 if TYPE_CHECKING:
     from dgdehaze_core.models import DGDehazeNet
@@ -51,6 +52,14 @@ FILE_BACKENDS = {".onnx": ("onnxruntime", "tensorrt"), ".engine": ("tensorrt",)}
 """The backends an exported file runs on, its default first (a .pt checkpoint runs on every backend)."""
 GUIDED_EPS = 1e-3
 """Guided-filter regularisation for lifting the transmission to full resolution (gray in [0, 1])."""
+MAX_DETAIL_GAIN = 2.0
+"""Most the physics path amplifies fine detail and noise (`scattering.invert_scattering_detail_limited`); None
+inverts exactly."""
+BASE_RADIUS = 4
+BASE_EPS = 0.032 ** 2
+"""The base layer that the inversion recovers in full: the frame smoothed over 9x9 windows, texture with a local
+standard deviation well below 0.032 (about 8 levels of 255: sensor noise and JPEG blocks) flattened, edges kept.
+Chosen with the gain on the DAWN learn and validation photos (docs/RESULTS.md, "Noise in dense fog")."""
 
 
 class DehazePipeline(Protocol):
@@ -137,7 +146,9 @@ class NetworkPipeline:
     """A network backend behind the pipeline interface; see the module docstring for sizes and outputs."""
 
     def __init__(self, backend: InferenceBackend, method: str, working_size: Sequence[int] | None = None,
-                 output: str = "auto") -> None:
+                 output: str = "auto", max_detail_gain: float | None = MAX_DETAIL_GAIN) -> None:
+        if max_detail_gain is not None and not max_detail_gain >= 1.0:
+            raise ValueError(f"max_detail_gain must be >= 1 (or None: exact inversion), got {max_detail_gain}")
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
         self.runtime = backend
@@ -146,6 +157,7 @@ class NetworkPipeline:
         self.stride = backend.stride
         self.working_size = _fixed_working_size(backend, _validate_working_size(working_size))
         self.output = output
+        self.max_detail_gain = max_detail_gain
         if output == "decoder" and "clear" not in backend.outputs:
             raise ValueError(f"output decoder needs the network's image, and this {self.backend} network was exported "
                              f"without it (physics only); use output physics or auto, or export with every output")
@@ -192,7 +204,7 @@ class NetworkPipeline:
                 depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
             transmission = np.clip(transmission, T_MIN, 1.0).astype(np.float32)
             if mode == "physics":
-                clear = invert_scattering(full_rgb[index], transmission[:, :, None], airlight_rgb)
+                clear = self._invert(full_rgb[index], transmission, airlight_rgb)
             else:
                 clear = outputs["clear"][index, :, :work_h, :work_w].transpose(1, 2, 0)
                 if resized:
@@ -203,9 +215,17 @@ class NetworkPipeline:
         return results
 
 
+    def _invert(self, rgb: np.ndarray, transmission: np.ndarray, airlight: np.ndarray) -> np.ndarray:
+        if self.max_detail_gain is None:
+            return invert_scattering(rgb, transmission[:, :, None], airlight)
+        base = smooth_base(rgb, BASE_RADIUS, BASE_EPS)
+        return invert_scattering_detail_limited(rgb, base, transmission, airlight, self.max_detail_gain)
+
+
 def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend: str = "torch",
                         device: str = "cpu", half: bool = False, working_size: Sequence[int] | None = None,
-                        output: str = "auto", threads: int | None = None) -> NetworkPipeline:
+                        output: str = "auto", threads: int | None = None,
+                        max_detail_gain: float | None = MAX_DETAIL_GAIN) -> NetworkPipeline:
     """Wrap an in-memory model (trained or freshly built) in a pipeline on `backend`."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -214,7 +234,7 @@ def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend
 
     runtime = create_backend(model, backend=backend, device=device, half=half, threads=threads,
                              camera_size=_camera_size(working_size), outputs=network_outputs(output))
-    return NetworkPipeline(runtime, method, working_size, output)
+    return NetworkPipeline(runtime, method, working_size, output, max_detail_gain)
 
 
 def network_outputs(output: str) -> tuple[str, ...]:
@@ -237,7 +257,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     tensorrt for a prebuilt .engine, else torch; "auto" picks the fastest available, see backends/selection.py),
     device ("cpu", "cuda"; default cuda for an .engine, else cpu), half (fp16; an .engine keeps its own precision),
     working_size ((w, h) or None for the input's size), output ("auto", "decoder", "physics"),
-    threads (ONNX Runtime intra-op threads).
+    threads (ONNX Runtime intra-op threads), max_detail_gain (the physics path's noise limit; None: exact).
     """
     from dgdehaze_core.models import MODEL_CONFIGS, load_model
 
@@ -245,7 +265,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
         if options:
             raise ValueError(f"the dcp method takes no options, got {sorted(options)}")
         return DarkChannelPipeline()
-    known_options = {"backend", "device", "half", "working_size", "output", "threads"}
+    known_options = {"backend", "device", "half", "working_size", "output", "threads", "max_detail_gain"}
     unknown = sorted(set(options) - known_options)
     if unknown:
         raise ValueError(f"unknown pipeline options {unknown}; known: {', '.join(sorted(known_options))}")
@@ -264,7 +284,8 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
                                  half=bool(options.get("half", False)), threads=options.get("threads"),  # type: ignore[arg-type]
                                  camera_size=_camera_size(working_size))  # type: ignore[arg-type]
         return NetworkPipeline(runtime, str(method), working_size,  # type: ignore[arg-type]
-                               str(options.get("output", "auto")))
+                               str(options.get("output", "auto")),
+                               options.get("max_detail_gain", MAX_DETAIL_GAIN))  # type: ignore[arg-type]
     if method not in MODEL_CONFIGS and suffix != ".pt":
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
                          f"or a .pt / .onnx / .engine weights file")

@@ -53,6 +53,24 @@ def invert_scattering(hazy: Any, transmission: Any, airlight: Any, t_min: float 
     return xp.clip((hazy - airlight) / t + airlight, 0.0, 1.0)
 
 
+def invert_scattering_detail_limited(hazy: np.ndarray, base: np.ndarray, transmission: np.ndarray,
+                                     airlight: np.ndarray, max_detail_gain: float, t_min: float = T_MIN) -> np.ndarray:
+    """The inversion with noise kept in check: J = (B - A) / t + A + (I - B) * min(1 / t, max_detail_gain).
+
+    `base` B is `hazy` I smoothed with its edges kept (HxWx3 like I; `transmission` HxWx1 or HxW). The inversion is
+    linear, so splitting I into B and the fine detail I - B changes nothing where 1 / t <= `max_detail_gain`; where
+    fog is denser, the scene's base layer is still recovered in full while its fine detail, and the sensor and JPEG
+    noise riding on it, is amplified `max_detail_gain` times instead of 1 / t. Clipped to [0, 1].
+    """
+    if max_detail_gain < 1.0:
+        raise ValueError(f"max_detail_gain must be >= 1 (1: detail not amplified), got {max_detail_gain}")
+    t = np.clip(transmission, t_min, 1.0)
+    t = t.reshape(t.shape[0], t.shape[1], 1)
+    clear = (base - airlight) / t + airlight
+    clear += (hazy - base) * np.minimum(1.0 / t, max_detail_gain)
+    return np.clip(clear, 0.0, 1.0)
+
+
 def _is_interleaved_frame(hazy: Any, t: Any, airlight: Any) -> bool:
     """An HxWxC numpy frame with one transmission per pixel and one airlight per channel (a camera frame)."""
     return (isinstance(hazy, np.ndarray) and hazy.ndim == 3 and isinstance(t, np.ndarray)
