@@ -85,8 +85,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "width and height) where the road is seen; its pixels below the horizon measure the fog"),
     ParameterSpec("road_max_distance", 30.0, "farthest road (m) measured: nearer road is sharper in the "
                   "transmission map", float_range=(2.0, 500.0)),
-    ParameterSpec("max_visibility", 1000.0, "fog thinner than this visibility (m) is not measured: ~/visibility is "
-                  "NaN (no fog to measure)", float_range=(10.0, 100000.0)),
+    ParameterSpec("max_visibility", 200.0, "fog thinner than this visibility (m) is not measured: ~/visibility is "
+                  "NaN (no fog to measure); the shipped methods read a clear road as 220 m fog or more",
+                  float_range=(10.0, 100000.0)),
     ParameterSpec("visibility_smoothing", 2.0, "time constant (s of the frames' stamps) of the exponential "
                   "smoothing of the fog density; 0: none", float_range=(0.0, 600.0)),
     ParameterSpec("detection_enabled", True, "run the detector on the dehazed frame and publish ~/detections"),

@@ -45,10 +45,12 @@ def test_one_kitti_frame_gives_every_row_and_middlebury_is_refused_for_its_missi
     depth_set.samples = depth_set.samples[:1]
     rows = evaluate_visibility(depth_set, folder, [load_method(MethodSpec("hazy", "hazy")),
                                                    load_method(MethodSpec("dcp", "dcp"))])
-    assert list(rows) == ["dcp@vis50", "dcp@vis150", "dcp@vis400"]  # hazy estimates no transmission
-    for row in rows.values():
+    assert list(rows) == ["dcp@clear", "dcp@vis50", "dcp@vis150", "dcp@vis400"]  # hazy estimates no transmission
+    for name, row in rows.items():
         assert tuple(row) == VISIBILITY_COLUMNS and row["images"] == 1
-        assert 0.0 <= row["coverage"] <= 1.0 and row["absrel_metric"] > 0
+        if name != "dcp@clear":
+            assert 0.0 <= row["coverage"] <= 1.0 and row["absrel_metric"] > 0
+    assert math.isnan(rows["dcp@clear"]["absrel_metric"]) and rows["dcp@clear"]["no_fog_share"] in (0.0, 1.0)
     assert rows["dcp@vis50"]["visibility_median"] < rows["dcp@vis400"]["visibility_median"]
     middlebury = shared_data / "depth" / "middlebury2003"
     with pytest.raises(ValueError, match="no road"):

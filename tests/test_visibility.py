@@ -36,7 +36,7 @@ def test_ground_range_matches_the_flat_road_geometry():
 def test_beta_is_recovered_on_a_synthetic_road(visibility: float):
     beta = KOSCHMIEDER / visibility
     t, _ = road_scene(beta)
-    estimator = VisibilityEstimator(MOUNT, time_constant=0.0)
+    estimator = VisibilityEstimator(MOUNT, time_constant=0.0, max_visibility=1000.0)
     reading = estimator.update(t, CAMERA, stamp=0.0)
     assert reading.measurement.beta == pytest.approx(beta, rel=0.01)
     assert reading.visibility == pytest.approx(visibility, rel=0.01)
@@ -68,7 +68,7 @@ def test_metric_depth_is_the_true_z_on_the_road_and_nan_in_the_sky_and_without_h
 
 
 def test_a_clear_frame_has_no_visibility_rather_than_a_huge_one():
-    estimator = VisibilityEstimator(MOUNT, time_constant=0.0)
+    estimator = VisibilityEstimator(MOUNT, time_constant=0.0, max_visibility=1000.0)
     for t in (np.ones(SHAPE, np.float32), road_scene(KOSCHMIEDER / 5000.0)[0]):
         reading = estimator.update(t, CAMERA, stamp=0.0)
         assert math.isnan(reading.visibility)
@@ -136,3 +136,10 @@ def test_pixels_that_show_only_fog_have_no_metric_depth_whatever_floor_the_metho
     assert np.isnan(depth[contrast < 0.02]).all() and np.isnan(depth[:200]).all()
     assert np.isfinite(metric_depth(floored, beta, ray_norms(SHAPE, CAMERA))[:200]).all()  # without the test
     assert np.isfinite(depth).sum() > 0.2 * depth.size
+
+
+def test_fog_thinner_than_max_visibility_reads_as_no_fog():
+    t, _ = road_scene(KOSCHMIEDER / 300.0)
+    reading = VisibilityEstimator(MOUNT, time_constant=0.0).update(t, CAMERA, stamp=0.0)  # default: 200 m
+    assert reading.measurement.beta == pytest.approx(KOSCHMIEDER / 300.0, rel=0.01)
+    assert math.isnan(reading.visibility) and reading.reason == "no fog to measure (visibility beyond 200 m)"

@@ -72,7 +72,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     "haze": (Column("fade", "FADE ↓"), Column("dark_channel", "dark channel ↓"), Column("images", "images", None)),
     "visibility": (Column("visibility_rel_error", "visibility error ↓"),
                    Column("visibility_median", "visibility estimated (m)", 1), Column("absrel_metric", "metric AbsRel ↓"),
-                   Column("coverage", "coverage ↑"), Column("images", "images", None)),
+                   Column("coverage", "coverage ↑"), Column("no_fog_share", "frames read as no fog"),
+                   Column("images", "images", None)),
 }
 
 

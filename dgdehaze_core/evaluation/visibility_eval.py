@@ -10,7 +10,10 @@ nothing is scaled from the ground truth:
 - absrel_metric: mean over the frames of mean |d - d*| / d* over the pixels with ground truth (up to the set's max
   depth) that the method calls valid (a finite metric depth);
 - coverage: mean over the frames of the share of ground-truth pixels nearer than V (along the ray) that the method
-  calls valid.
+  calls valid;
+- no_fog_share: the share of frames where the method reports no fog (NaN visibility).
+A row `METHOD@clear` runs the clear frames themselves: there no_fog_share should be 1 (a clear day read as fog
+counts against it), and the other columns are empty.
 Only KITTI has a road and a known mounting (the left colour camera 1.65 m above the road, pitch about 0, intrinsics
 from calib_cam_to_cam.txt's P_rect); Middlebury's indoor scenes have neither and are refused with that reason.
 """
@@ -41,7 +44,9 @@ KITTI_CAMERA_HEIGHT = 1.65
 KITTI_PITCH = 0.0
 SKY_DISTANCE = 5000.0
 """Distance (m) given to the sky when synthesizing fog: far enough to be the airlight at every visibility here."""
-VISIBILITY_COLUMNS = ("visibility_rel_error", "visibility_median", "absrel_metric", "coverage", "images")
+VISIBILITY_COLUMNS = ("visibility_rel_error", "visibility_median", "absrel_metric", "coverage", "no_fog_share",
+                      "images")
+CLEAR = "clear"
 
 
 def kitti_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
@@ -80,7 +85,7 @@ def frame_scores(estimate: np.ndarray, true: np.ndarray, norms: np.ndarray, visi
 
 def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Method],
                         label: str = "visibility") -> dict[str, dict[str, float]]:
-    """{"METHOD@visV": {VISIBILITY_COLUMNS}} for every method that gives a transmission."""
+    """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission."""
     if not is_kitti_set(folder):
         raise ValueError(f"{folder.name} has no road and no known camera mounting (an indoor Middlebury set): "
                          "visibility is measured on the road, on KITTI sets only")
@@ -89,13 +94,13 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
         raise ValueError("none of the methods estimates a transmission (hazy and clear do not): add dcp or a model")
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
     rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}@{c}": [] for m in fog_methods
-                                                         for c in VISIBILITIES}
+                                                         for c in (CLEAR, *VISIBILITIES)}
     for sample in tqdm(depth_set.samples, desc=label, unit="image"):
         intrinsics = kitti_intrinsics(folder, sample.name)
         norms = ray_norms(sample.depth.shape, intrinsics)
         dense = dense_depth(sample.depth, SKY_DISTANCE, depth_set.sparse)
-        for condition, visibility in VISIBILITIES.items():
-            hazy = synthesize_fog(sample, dense, norms, visibility)
+        for condition, visibility in {CLEAR: math.inf, **VISIBILITIES}.items():
+            hazy = sample.image if condition == CLEAR else synthesize_fog(sample, dense, norms, visibility)
             contrast = fog_contrast(hazy)
             for method in fog_methods:
                 result = method.dehaze(hazy)
@@ -105,17 +110,20 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
                 LOG.debug("%s %s %s: visibility %.1f m (%s), AbsRel %.3f, coverage %.3f", sample.name, condition,
                           method.name, reading.visibility, reading.reason or "measured", absrel, coverage)
                 rows[f"{method.name}@{condition}"].append((reading.visibility, absrel, coverage))
-    return {key: _summary(values, VISIBILITIES[key.rsplit("@", 1)[1]]) for key, values in rows.items()}
+    return {key: _summary(values, VISIBILITIES.get(key.rsplit("@", 1)[1], math.inf)) for key, values in rows.items()}
 
 
 def _summary(values: list[tuple[float, float, float]], visibility: float) -> dict[str, float]:
+    """The row of one condition (`visibility` inf: the clear frames, which have only a median and a share)."""
     estimates = np.array([v[0] for v in values])
-    errors = np.where(np.isfinite(estimates), np.abs(estimates / visibility - 1.0), np.inf)
-    error = float(np.median(errors))
-    absrels = [v[1] for v in values if math.isfinite(v[1])]
-    return {"visibility_rel_error": error if math.isfinite(error) else math.nan,
-            "visibility_median": float(np.median(estimates[np.isfinite(estimates)])) if np.isfinite(
-                estimates).any() else math.nan,
-            "absrel_metric": float(np.mean(absrels)) if absrels else math.nan,
-            "coverage": float(np.nanmean([v[2] for v in values])),
-            "images": len(values)}
+    measured = estimates[np.isfinite(estimates)]
+    row = {name: math.nan for name in VISIBILITY_COLUMNS}
+    row.update(visibility_median=float(np.median(measured)) if measured.size else math.nan,
+               no_fog_share=float(np.mean(np.isnan(estimates))), images=len(values))
+    if math.isfinite(visibility):
+        error = float(np.median(np.where(np.isfinite(estimates), np.abs(estimates / visibility - 1.0), np.inf)))
+        absrels = [v[1] for v in values if math.isfinite(v[1])]
+        row.update(visibility_rel_error=error if math.isfinite(error) else math.nan,
+                   absrel_metric=float(np.mean(absrels)) if absrels else math.nan,
+                   coverage=float(np.nanmean([v[2] for v in values])))
+    return row
