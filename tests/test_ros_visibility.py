@@ -14,8 +14,11 @@ pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS inst
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, Range  # noqa: E402
 
+from dgdehaze_core.benchmark import hazy_test_frame  # noqa: E402
+from dgdehaze_core.detection import default_detector_weights  # noqa: E402
 from dgdehaze_core.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range, ray_norms  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
+from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from ros_harness import Probe, RosSession, camera_info, stamped_header  # noqa: E402
 
@@ -135,3 +138,28 @@ def test_fog_parameters_out_of_range_are_refused_with_the_reason(node: DehazeNod
     result = node.set_parameters([Parameter(name, value=value)])[0]
     assert not result.successful and reason in result.reason, result.reason
     assert node.get_parameter(name).value == before
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector")
+def test_detections_carry_the_median_metric_depth_of_their_box(node: DehazeNode, probe: Probe) -> None:
+    assert node.set_parameters([Parameter("detection_enabled", value=True)])[0].successful
+    try:
+        assert probe.wait_for(lambda: diagnostic_values(probe).get("detector", "off") != "off", 60.0), \
+            "the detector never loaded"
+        frame = hazy_test_frame(640, 480)  # a KITTI road with cars under haze
+        msg = bgr8_to_image(frame, "bgr8", stamped_header(304))
+        out = outputs_for(probe, msg, ("depth", "detections"), timeout=60.0)
+    finally:
+        assert node.set_parameters([Parameter("detection_enabled", value=False)])[0].successful
+    metres = image_to_array(out["depth"])
+    detections = out["detections"].detections
+    assert detections, "YOLO found nothing on a KITTI road scene"
+    for detection in detections:
+        cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
+        w, h = detection.bbox.size_x, detection.bbox.size_y
+        box = metres[max(0, math.floor(cy - h / 2)):math.ceil(cy + h / 2),
+                     max(0, math.floor(cx - w / 2)):math.ceil(cx + w / 2)]
+        expected = float(np.nanmedian(box)) if np.isfinite(box).any() else math.nan
+        assert detection.results[0].pose.pose.position.z == pytest.approx(expected, rel=1e-4, nan_ok=True)
+    assert any(math.isfinite(d.results[0].pose.pose.position.z) for d in detections), "no box has a metric depth"
