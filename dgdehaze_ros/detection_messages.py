@@ -3,9 +3,10 @@
 Encoding (the same as `dgdehaze bag-eval` writes): one Detection2D per object with the input's header; its
 `bbox` is the box in pixels (center and size, theta 0); `results[0].hypothesis` holds the class name as
 `class_id` and the confidence as `score`; `results[0].pose.pose.position.z` is the median of the valid depth
-values inside the box (the node's ~/depth units; NaN when the box holds no valid depth), x and y are 0 and the
-orientation is identity. vision_msgs comes from the ROS distribution, or from tools/build_vision_msgs.sh in the
-pip venv; where it is missing, `VISION_MSGS_AVAILABLE` is False and the node publishes no detections topic.
+values inside the box (metres from ~/depth when the node has a camera_height, else ~/depth_relative's units; NaN
+when the box holds no valid depth), x and y are 0 and the orientation is identity. vision_msgs comes from the ROS
+distribution, or from tools/build_vision_msgs.sh in the pip venv; where it is missing, `VISION_MSGS_AVAILABLE` is
+False and the node publishes no detections topic.
 """
 from __future__ import annotations
 
