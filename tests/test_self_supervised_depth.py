@@ -236,3 +236,13 @@ def test_committed_depth_recipes_validate_and_never_train_on_kitti_tiny(recipe_f
     frames = [frame.resolve() for sequence in sequences for frame in sequence.frames]
     assert frames and not any("kitti-tiny" in part for frame in frames for part in frame.parts)
     assert not any("kitti-tiny" in folder.parts for folder in recipe.validation)
+
+
+def test_pose_between_frames_inverts_for_an_earlier_source(rendered_pair):
+    torch.manual_seed(0)
+    pose = PoseNet()
+    later, earlier = rendered_pair["target"], rendered_pair["source"]
+    with torch.no_grad():
+        forward = pose.between(earlier, later, source_is_earlier=False)
+        backward = pose.between(later, earlier, source_is_earlier=True)
+    assert torch.allclose(backward @ forward, torch.eye(4)[None], atol=1e-5)

@@ -2,8 +2,8 @@
 
 `PoseNet(target, source)` returns the (B, 4, 4) rigid transform that carries a point from the target camera's
 frame into the source camera's frame, the transform `self_supervised_depth.inverse_warp` needs to read the source
-image at the target's pixels. The network predicts an axis-angle rotation and a translation, both scaled by
-`POSE_SCALE` so that a fresh network starts near the identity.
+image at the target's pixels. The network predicts an axis-angle rotation and a translation, each scaled so that
+a fresh network starts near the identity.
 """
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-POSE_SCALE = 0.01
-"""Multiplier on the raw 6-vector: small initial motions keep the first warps inside the image."""
+ROTATION_SCALE = 0.01
+TRANSLATION_SCALE = 0.1
+"""Multipliers on the raw rotation and translation: a fresh network starts near the identity, and the motions
+of driving video (a few milliradians, a translation of about a tenth of the mean depth, see
+`self_supervised_depth.scale_normalised_depth`) lie at raw values near 1, which Adam reaches within hundreds of
+steps."""
 
 
 def rotation_from_axis_angle(axis_angle: torch.Tensor) -> torch.Tensor:
@@ -38,6 +42,16 @@ def pose_matrix(axis_angle: torch.Tensor, translation: torch.Tensor) -> torch.Te
     return matrix
 
 
+def rigid_inverse(transform: torch.Tensor) -> torch.Tensor:
+    """The inverse of (B, 4, 4) rigid transforms [R t; 0 1]: [R^T -R^T t; 0 1]."""
+    rotation = transform[:, :3, :3].transpose(1, 2)
+    inverse = torch.zeros_like(transform)
+    inverse[:, :3, :3] = rotation
+    inverse[:, :3, 3] = -(rotation @ transform[:, :3, 3:4])[:, :, 0]
+    inverse[:, 3, 3] = 1.0
+    return inverse
+
+
 class PoseNet(nn.Module):
     """Two RGB frames in [0, 1] (any size) -> the (B, 4, 4) transform from the target camera to the source camera.
 
@@ -57,7 +71,15 @@ class PoseNet(nn.Module):
         self.encoder = nn.Sequential(*layers)
         self.head = nn.Conv2d(channels, 6, 1)
 
+    def between(self, target: torch.Tensor, source: torch.Tensor, source_is_earlier: bool) -> torch.Tensor:
+        """The target -> source transform, with the frames always shown in time order (monodepth2): for an earlier
+        source the network gives source -> target, which is inverted. The network then only ever sees the camera
+        move forward in time."""
+        if source_is_earlier:
+            return rigid_inverse(self(source, target))
+        return self(target, source)
+
     def forward(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         features = self.encoder(torch.cat([target, source], dim=1) * 2.0 - 1.0)
-        motion = self.head(features).mean(dim=(2, 3)) * POSE_SCALE
-        return pose_matrix(motion[:, :3], motion[:, 3:])
+        motion = self.head(features).mean(dim=(2, 3))
+        return pose_matrix(motion[:, :3] * ROTATION_SCALE, motion[:, 3:] * TRANSLATION_SCALE)

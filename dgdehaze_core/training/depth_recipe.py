@@ -39,6 +39,7 @@ class DepthRecipe:
     lr: float = 1e-4
     lr_decay_at: float = 0.75
     lr_decay: float = 0.1
+    scales: int = 1
     ssim_weight: float = 0.85
     smoothness: float = 1e-3
     automask: bool = True
@@ -160,6 +161,8 @@ def _check(recipe: DepthRecipe) -> None:
     for key in ("iterations", "width", "height", "batch_size", "log_every", "checkpoint_every", "val_every"):
         if getattr(recipe, key) < 1:
             raise RecipeError(f"'{key}' must be at least 1, got {getattr(recipe, key)}")
+    if not 1 <= recipe.scales <= 4:
+        raise RecipeError(f"'scales' must lie in 1..4, got {recipe.scales}")
     stride = recipe.architecture.stride
     if recipe.width % stride or recipe.height % stride:
         raise RecipeError(f"'width' and 'height' must be multiples of the depth network's stride ({stride}), got "

@@ -2,7 +2,8 @@
 
 Each iteration draws a batch of frame tuples (a target and its neighbours), predicts the target's disparity and
 the motion to each neighbour, warps the neighbours into the target's view and minimises monodepth2's loss
-(`self_supervised_depth`): per-pixel minimum reprojection with auto-masking, plus edge-aware smoothness.
+(`self_supervised_depth`): per-pixel minimum reprojection with auto-masking, plus edge-aware smoothness; the
+depth is scale-normalised before warping, and the reprojection is averaged over `scales` halvings.
 No ground-truth depth is read for training; the recipe's `validation` folders (KITTI with LiDAR) are scored every
 `val_every` iterations into val.csv, for the record only (nothing is chosen on them).
 
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -31,7 +33,8 @@ from dgdehaze_core.models.clear_depth import (CHECKPOINT_KIND, ClearDepthNet, Cl
                                               save_clear_depth)
 from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
-from dgdehaze_core.training.self_supervised_depth import inverse_warp, reprojection_loss, smoothness_loss
+from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
+                                                          scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training.trainer import CsvLog, hardware_name, resolve_device, seed_everything, source_commit
 from dgdehaze_core.training.video_frames import FrameTuples, find_kitti_sequences
 
@@ -128,17 +131,24 @@ class DepthTrainer:
         """The loss of one batch of tuples (frames/inputs (B, F, 3, H, W), frame 0 the target)."""
         frames, inputs, intrinsics = batch["frames"], batch["inputs"], batch["intrinsics"]
         disparity = self.depth.disparity(inputs[:, 0])
-        depth = self.depth.depth_from_disparity(disparity)
-        warped = [inverse_warp(frames[:, index], depth, self.pose(inputs[:, 0], inputs[:, index]), intrinsics)
-                  for index in range(1, frames.shape[1])]
-        sources = [frames[:, index] for index in range(1, frames.shape[1])]
-        reprojection = reprojection_loss(frames[:, 0], warped, sources, automask=self.recipe.automask,
-                                         min_reprojection=self.recipe.min_reprojection,
-                                         alpha=self.recipe.ssim_weight)
+        poses = [self.pose.between(inputs[:, 0], inputs[:, index + 1], offset < 0)
+                 for index, offset in enumerate(self.recipe.frame_offsets)]
+        losses = []
+        for scale in range(self.recipe.scales):
+            factor = 2 ** scale
+            shrunk = F.avg_pool2d(frames.flatten(0, 1), factor).unflatten(0, frames.shape[:2]) if factor > 1 else frames
+            depth = scale_normalised_depth(self.depth.depth_from_disparity(
+                F.avg_pool2d(disparity, factor) if factor > 1 else disparity))
+            camera = downscale_intrinsics(intrinsics, factor) if factor > 1 else intrinsics
+            warped = [inverse_warp(shrunk[:, index + 1], depth, pose, camera) for index, pose in enumerate(poses)]
+            sources = [shrunk[:, index] for index in range(1, frames.shape[1])]
+            losses.append(reprojection_loss(shrunk[:, 0], warped, sources, automask=self.recipe.automask,
+                                            min_reprojection=self.recipe.min_reprojection,
+                                            alpha=self.recipe.ssim_weight))
+        reprojection = torch.stack([loss.loss for loss in losses]).mean()
         smoothness = smoothness_loss(disparity, frames[:, 0])
-        return {"total": reprojection.loss + self.recipe.smoothness * smoothness,
-                "reprojection": reprojection.loss, "smoothness": smoothness,
-                "automasked": 1.0 - reprojection.mask.mean()}
+        return {"total": reprojection + self.recipe.smoothness * smoothness, "reprojection": reprojection,
+                "smoothness": smoothness, "automasked": 1.0 - losses[0].mask.mean()}
 
     def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         for group in self.optimizer.param_groups:

@@ -8,6 +8,9 @@ together without any depth label. Of monodepth2's devices:
 - auto-masking: a pixel whose error is smaller for the unwarped source than for the warped one (a static camera,
   an object moving with the camera, a textureless region) is left out of the loss;
 - edge-aware smoothness on the mean-normalised disparity, weighted down where the image has edges.
+The depth is warped after `scale_normalised_depth`, which fixes the scale ambiguity (see there). The loss may also
+be taken on shrunk copies of the frames and the disparity (`downscale_intrinsics`): a pixel there spans several
+full-resolution pixels, so a depth that is far off still gets a useful gradient (the role of monodepth2's scales).
 Tensors are (B, C, H, W); images are RGB in [0, 1]; K is (B, 3, 3) at the image's resolution.
 """
 from __future__ import annotations
@@ -22,6 +25,24 @@ SSIM_WEIGHT = 0.85
 """alpha in alpha (1 - SSIM) / 2 + (1 - alpha) L1, monodepth2's value."""
 IDENTITY_JITTER = 1e-5
 """Noise added to the identity error so that ties (a truly static pixel) do not always favour the identity."""
+
+
+def scale_normalised_depth(depth: torch.Tensor) -> torch.Tensor:
+    """Depth divided per image so that its inverse has mean 1 (Wang et al., CVPR 2018).
+
+    Depth and translation are only known up to one common scale; without this, the two shrink together until the
+    disparity saturates (a slow camera asks for a tiny translation). Fixing the mean disparity leaves the scale to
+    the pose network alone.
+    """
+    return depth * (1.0 / depth).mean(dim=(2, 3), keepdim=True)
+
+
+def downscale_intrinsics(intrinsics: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, 3, 3) K for images shrunk by an integer `factor` (pixel centres at integer coordinates)."""
+    scaled = intrinsics.clone()
+    scaled[:, :2, :2] = intrinsics[:, :2, :2] / factor
+    scaled[:, :2, 2] = (intrinsics[:, :2, 2] + 0.5) / factor - 0.5
+    return scaled
 
 
 def pixel_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
