@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -71,3 +71,32 @@ def fuse_detections(sets: Sequence[Sequence[Detection]], size: tuple[int, int],
                        (float(box[0] * width), float(box[1] * height), float(box[2] * width), float(box[3] * height)))
              for box, score, label in zip(boxes, scores, labels)]
     return sorted(fused, key=lambda d: -d.score)
+
+
+class FrameDetector:
+    """The detector as the node applies it to a frame: on the dehazed frame, the raw one, or both fused
+    (`detection_input`, one of DETECTION_INPUTS). Call with (dehazed, raw), both uint8 BGR of one size."""
+
+    def __init__(self, detector: Callable[[np.ndarray], list[Detection]], detection_input: str = "dehazed",
+                 fusion: FusionSettings = FusionSettings()) -> None:
+        self.detector = detector
+        self.detection_input = detection_input
+        self.fusion = fusion
+
+    @property
+    def detection_input(self) -> str:
+        return self._detection_input
+
+    @detection_input.setter
+    def detection_input(self, value: str) -> None:
+        if value not in DETECTION_INPUTS:
+            raise ValueError(f"detection_input must be one of {', '.join(DETECTION_INPUTS)}, got {value!r}")
+        self._detection_input = value
+
+    def __call__(self, dehazed: np.ndarray, raw: np.ndarray) -> list[Detection]:
+        if self._detection_input == "dehazed":
+            return self.detector(dehazed)
+        if self._detection_input == "raw":
+            return self.detector(raw)
+        return fuse_detections([self.detector(raw), self.detector(dehazed)], (raw.shape[1], raw.shape[0]),
+                               self.fusion)

@@ -28,7 +28,7 @@ class ScheduledDetections:
 class DetectionSchedule:
     """Runs `detector` on every `interval`-th frame and reuses its last result in between."""
 
-    def __init__(self, detector: Callable[[np.ndarray], list[Detection]], interval: int = 1) -> None:
+    def __init__(self, detector: Callable[..., list[Detection]], interval: int = 1) -> None:
         self.detector = detector
         self.interval = interval
         self.reset()
@@ -48,9 +48,11 @@ class DetectionSchedule:
         self._last: list[Detection] = []
         self._age = -1
 
-    def __call__(self, frame: np.ndarray) -> ScheduledDetections:
+    def __call__(self, frame: np.ndarray, *more: np.ndarray) -> ScheduledDetections:
+        """Detections for `frame` (and any further frames the detector takes, e.g. the raw frame beside the
+        dehazed one for `detection_fusion.FrameDetector`)."""
         if self._age < 0 or self._age + 1 >= self._interval:
-            self._last = list(self.detector(frame))
+            self._last = list(self.detector(frame, *more))
             self._age = 0
             return ScheduledDetections(list(self._last), True, 0)
         self._age += 1

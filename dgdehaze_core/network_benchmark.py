@@ -27,6 +27,7 @@ from dgdehaze_core.backends import InferenceBackend, round_up_to_stride
 from dgdehaze_core.backends.selection import BackendUnavailable, choose_backend
 from dgdehaze_core.benchmark import measure
 from dgdehaze_core.detection import Detector, median_depth
+from dgdehaze_core.detection_fusion import FrameDetector
 from dgdehaze_core.detection_schedule import DetectionSchedule
 from dgdehaze_core.models import DGDehazeNet, build_model
 from dgdehaze_core.models.complexity import count_macs
@@ -180,15 +181,17 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
 
 class NodeChain:
     """What the node does with each frame, without ROS: dehaze (image and depth), then every `interval`-th frame
-    detect on the dehazed image and take each detection's median depth."""
+    detect (on the dehazed frame, the raw one or both fused: `detection_input`) and take each detection's median
+    depth."""
 
-    def __init__(self, pipeline: DehazePipeline, detector: Detector, interval: int) -> None:
+    def __init__(self, pipeline: DehazePipeline, detector: Detector, interval: int,
+                 detection_input: str = "dehazed") -> None:
         self.pipeline = pipeline
-        self.schedule = DetectionSchedule(detector, interval)
+        self.schedule = DetectionSchedule(FrameDetector(detector, detection_input), interval)
 
     def __call__(self, frame: np.ndarray) -> int:
         result = self.pipeline(frame)
-        scheduled = self.schedule(result.image)
+        scheduled = self.schedule(result.image, frame)
         if scheduled.fresh:
             for detection in scheduled.detections:
                 median_depth(detection, result.depth)
@@ -213,10 +216,12 @@ def chain_detector(kind: str, imgsz: int, device: str) -> Detector:
 
 def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
                 dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,),
-                detectors: Sequence[str] = ("int8",)) -> dict[str, Row]:
+                detectors: Sequence[str] = ("int8",), fused: bool = False) -> dict[str, Row]:
     """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (YOLOv8n of
-    each kind in `detectors` at each of `imgszs`, see `chain_detector`) every frame and every Nth. With detection every N frames one timed step is N frames;
-    latency figures are per frame averaged over the step, `fps` is frames per second of throughput."""
+    each kind in `detectors` at each of `imgszs`, see `chain_detector`) every frame and every Nth; with `fused`, also
+    detection on the raw and the dehazed frame fused (`-fused` rows, the node's `detection_input: fused`). With
+    detection every N frames one timed step is N frames; latency figures are per frame averaged over the step, `fps`
+    is frames per second of throughput."""
     torch.manual_seed(0)
     pipeline = pipeline_from_model(build_model(config).eval(), backend=backend, device=device,
                                    threads=settings.threads)
@@ -229,13 +234,14 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     for kind, imgsz in [(kind, imgsz) for kind in detectors for imgsz in imgszs]:
         detector = chain_detector(kind, imgsz, device)
         suffix = ("" if kind == "int8" else f"-{kind}") + ("" if imgsz == 640 else f"-imgsz{imgsz}")
-        for interval in intervals:
-            chain = NodeChain(pipeline, detector, interval)
+        for interval, detection_input in [(i, d) for i in intervals for d in ("dehazed", "fused")[:1 + fused]]:
+            chain = NodeChain(pipeline, detector, interval, detection_input)
             step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
             per_frame = {"latency_ms_median": step["latency_ms_median"] / interval,
                          "latency_ms_p95": step["latency_ms_p95"] / interval,
                          "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
-            rows[f"chain/{label}/detect-every-{interval}{suffix}@{size}"] = {
+            fusion = "-fused" if detection_input == "fused" else ""
+            rows[f"chain/{label}/detect-every-{interval}{suffix}{fusion}@{size}"] = {
                 **per_frame, "detect_every": float(interval), "imgsz": float(imgsz)}
     if dcp_row is not None:
         for row in rows.values():

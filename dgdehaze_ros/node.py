@@ -44,6 +44,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from std_msgs.msg import Float32, Header
 
 from dgdehaze_core.detection import Detector, DetectorUnavailable, median_depth
+from dgdehaze_core.detection_fusion import FrameDetector
 from dgdehaze_core.detection_schedule import DetectionSchedule
 from dgdehaze_core.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
@@ -215,6 +216,7 @@ class DehazeNode(LifecycleNode):
                     self._apply_detector_settings(self._detector, settings)
                 if self._schedule is not None:
                     self._schedule.interval = settings["detection_interval"]
+                    self._schedule.detector.detection_input = settings["detection_input"]
                 if FOG_PARAMETERS & set(changes):
                     self._fog, self._fog_reading = estimator_for(settings), None
         if "diagnostics_period" in changes and self._diagnostics_timer is not None:
@@ -242,7 +244,9 @@ class DehazeNode(LifecycleNode):
 
     @staticmethod
     def _schedule_for(detector: Detector | None, settings: NodeSettings) -> DetectionSchedule | None:
-        return DetectionSchedule(detector, settings["detection_interval"]) if detector is not None else None
+        if detector is None:
+            return None
+        return DetectionSchedule(FrameDetector(detector, settings["detection_input"]), settings["detection_interval"])
 
     @staticmethod
     def _apply_detector_settings(detector: Detector, settings: NodeSettings) -> None:
@@ -341,7 +345,7 @@ class DehazeNode(LifecycleNode):
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
         begin = time.perf_counter()
-        scheduled = schedule(result.image) if schedule is not None and settings["detection_enabled"] else None
+        scheduled = schedule(result.image, bgr) if schedule is not None and settings["detection_enabled"] else None
         detect_s = time.perf_counter() - begin
         if scheduled is not None and scheduled.fresh and "detections" in self._outputs:
             depths = [median_depth(d, depth) for d in scheduled.detections]

@@ -18,6 +18,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from dgdehaze_core.detection_fusion import DETECTION_INPUTS
 from dgdehaze_core.pipeline import BACKENDS, OUTPUT_MODES
 from dgdehaze_core.visibility import Mounting
 
@@ -72,6 +73,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   int_range=(0, 7680, 1), reloads="pipeline"),
     ParameterSpec("working_height", 0, "height the network runs at (0 with working_width 0: the input's size)",
                   int_range=(0, 4320, 1), reloads="pipeline"),
+    ParameterSpec("max_detail_gain", 2.0, "physics output: most the inversion amplifies fine detail and noise "
+                  "where fog is dense (1/t elsewhere); 0: the exact inversion J = (I - A)/t + A",
+                  float_range=(0.0, 100.0), reloads="pipeline"),
     ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto (= physics)",
                   OUTPUT_MODES, reloads="pipeline"),
     ParameterSpec("publish_depth", True, "publish ~/depth (32FC1 metres, REP-118, NaN where untrustworthy; with a "
@@ -90,7 +94,10 @@ SPECS: tuple[ParameterSpec, ...] = (
                   float_range=(10.0, 100000.0)),
     ParameterSpec("visibility_smoothing", 2.0, "time constant (s of the frames' stamps) of the exponential "
                   "smoothing of the fog density; 0: none", float_range=(0.0, 600.0)),
-    ParameterSpec("detection_enabled", True, "run the detector on the dehazed frame and publish ~/detections"),
+    ParameterSpec("detection_enabled", True, "run the detector and publish ~/detections"),
+    ParameterSpec("detection_input", "dehazed", "what the detector runs on: the dehazed frame, the raw frame, or "
+                  "fused: both, their boxes merged by weighted box fusion (about twice the detector's time; never "
+                  "misses what the raw frame shows)", choices=DETECTION_INPUTS),
     ParameterSpec("detection_interval", 1, "run the detector on every Nth frame and publish ~/detections for those "
                   "frames only (dehazing and depth stay at the input rate)", int_range=(1, 100, 1)),
     ParameterSpec("detector_weights", "", "YOLO weights (.pt, .onnx or .engine); empty: the shipped offline "
@@ -151,6 +158,8 @@ def check_values(values: Mapping[str, Any]) -> str | None:
             return f"weights {values['weights']!r} is a TensorRT engine: backend must be tensorrt or auto"
         if values["device"] == "cpu":
             return f"weights {values['weights']!r} is a TensorRT engine: it runs on a CUDA device (device: cuda)"
+    if 0.0 < values["max_detail_gain"] < 1.0:
+        return f"max_detail_gain must be 0 (the exact inversion) or at least 1, got {values['max_detail_gain']}"
     if any(not str(c).strip() for c in values["classes"] or ()):
         return "classes must not contain empty names"
     return _check_mounting(values)
@@ -182,7 +191,7 @@ class NodeSettings:
         if self["model"] == "dcp" and not self["weights"]:
             return "dcp", {}
         options: dict[str, Any] = {"device": self["device"], "half": self["half"], "output": self["output"],
-                                   "backend": self["backend"]}
+                                   "backend": self["backend"], "max_detail_gain": self["max_detail_gain"] or None}
         if self["working_width"]:
             options["working_size"] = (self["working_width"], self["working_height"])
         return self["weights"] or self["model"], options

@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dgdehaze_core.benchmark import hazy_test_frame  # noqa: E402
-from dgdehaze_core.detection import default_detector_weights  # noqa: E402
+from dgdehaze_core.detection import Detector, default_detector_weights  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
@@ -132,7 +132,8 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
                "detector_weights": "/no/such/yolo.onnx", "device": "gpu0", "working_width": 320,
                "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed",
                "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
-               "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0}
+               "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0,
+               "max_detail_gain": 0.5, "detection_input": "both"}
     for name, value in refused.items():
         before = node.get_parameter(name).value
         result = node.set_parameters([Parameter(name, value=value)])[0]
@@ -175,6 +176,26 @@ def test_detection_interval_publishes_detections_for_every_nth_frame_only(node: 
     send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(59)), ("detections",))
     result = node.set_parameters([Parameter("detection_interval", value=101)])[0]
     assert not result.successful and node.get_parameter("detection_interval").value == 1
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_detection_input_runs_the_detector_on_the_raw_frame_or_on_both_fused(node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, detection_enabled=True)
+    frame = hazy_test_frame(640, 480)
+    found = {}
+    try:
+        for index, mode in enumerate(("dehazed", "raw", "fused")):
+            set_ok(node, detection_input=mode)
+            out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(70 + index)), ("detections",))
+            found[mode] = out["detections"].detections
+    finally:
+        set_ok(node, detection_input="dehazed")
+    assert len(found["raw"]) == len(Detector()(frame))
+    assert len(found["fused"]) >= max(len(found["raw"]), len(found["dehazed"])) > 0
+    refused = node.set_parameters([Parameter("detection_input", value="both")])[0]
+    assert not refused.successful and "detection_input must be one of" in refused.reason
+    assert node.get_parameter("detection_input").value == "dehazed"
 
 
 def test_bad_input_is_logged_and_skipped_and_the_node_keeps_running(node: DehazeNode, probe: Probe) -> None:

@@ -6,6 +6,7 @@
     dgdehaze bench lite --sizes 640x480 --working-sizes 320x240       # network at 320x240, inversion at 640x480
     dgdehaze bench detector --imgsz 640,480,320     # shipped int8 vs dynamic int8 vs float, detections kept
     dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320 --chain-detector int8,fp32   # as the node
+    dgdehaze bench chain --detect-every 1 --chain-fused             # what detection on raw + dehazed, fused, costs
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
 
 Rows and figures are described in dgdehaze_core/network_benchmark.py and detector_benchmark.py.
@@ -66,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chain-detector", default="int8",
                         help="chain: detector kinds, of int8 (shipped, the node's default) and fp32 (its float "
                              "rebuild), comma-separated")
+    parser.add_argument("--chain-fused", action="store_true",
+                        help="chain: also detect on the raw and the dehazed frame and fuse the boxes (the node's "
+                             "detection_input: fused), rows ending -fused")
     parser.add_argument("--node-model", default="lite", help="node: the node's `model` parameter")
     parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second")
     parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row")
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         size = sizes[0]
         table.update(nb.bench_chain(args.chain_model, args.chain_backend, args.device, args.detect_every,
                                     frames[size], dcp_rows.get(f"dcp@{size[0]}x{size[1]}"), settings,
-                                    args.chain_imgsz, args.chain_detector.split(",")))
+                                    args.chain_imgsz, args.chain_detector.split(","), args.chain_fused))
     if "node" in targets:
         from dgdehaze_ros.node_benchmark import run_node_benchmark
 
