@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from dgdehaze_core.dark_channel import dark_channel, estimate_airlight
@@ -162,25 +163,35 @@ def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarra
 
 def fog_contrast(frame: np.ndarray) -> np.ndarray:
     """max over the channels of |I - A| / A for a uint8 BGR frame, A being the colour of its haziest pixels (the
-    dark channel's brightest, He et al.'s airlight): the networks' own airlight is a few per cent off, as much as
-    the contrast tested."""
-    airlight = np.maximum(estimate_airlight(frame, dark_channel(frame)), 1e-3)
-    return (np.abs(frame.astype(np.float32) / 255.0 - airlight) / airlight).max(axis=2)
+    dark channel's brightest, He et al.'s airlight, found on a quarter-size copy): the networks' own airlight is a
+    few per cent off, as much as the contrast tested."""
+    height, width = frame.shape[:2]
+    small = cv2.resize(frame, (max(1, width // 4), max(1, height // 4)), interpolation=cv2.INTER_AREA)
+    airlight = np.maximum(estimate_airlight(small, dark_channel(small, patch=5)), 1e-3)
+    contrast = None
+    for channel, light in zip(cv2.split(frame), airlight):
+        difference = cv2.absdiff(channel, np.full_like(channel, int(round(light * 255.0))))
+        scaled = difference.astype(np.float32) * np.float32(1.0 / (255.0 * light))
+        contrast = scaled if contrast is None else cv2.max(contrast, scaled)
+    return contrast
 
 
 def metric_depth(transmission: np.ndarray, beta: float, norms: np.ndarray,
                  contrast: np.ndarray | None = None) -> np.ndarray:
     """Z (m, along the optical axis) = -ln(t) / beta / |ray|, NaN where untrustworthy (module docstring; the
-    contrast test only when `contrast`, from `fog_contrast`, is given) or when beta is not a positive number."""
+    contrast test only when `contrast`, from `fog_contrast`, is given) or when beta is not a positive number.
+    T_FLOOR > exp(-KOSCHMIEDER) = 0.02, so every pixel it keeps lies within the visibility."""
     if not (math.isfinite(beta) and beta > 0):
         return np.full(transmission.shape, np.nan, np.float32)
-    t = transmission.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        distance = -np.log(t) / beta
-    valid = (t > T_FLOOR) & (t < T_SIGNAL_MAX) & (distance <= KOSCHMIEDER / beta)
+    t = np.ascontiguousarray(transmission, dtype=np.float32)
+    depth = cv2.log(np.maximum(t, np.float32(T_FLOOR)))
+    depth *= np.float32(-1.0 / beta)
+    np.divide(depth, norms, out=depth, casting="unsafe")
+    invalid = (t <= T_FLOOR) | (t >= T_SIGNAL_MAX)
     if contrast is not None:
-        valid &= contrast >= MIN_CONTRAST
-    return np.where(valid, distance / norms, np.nan).astype(np.float32)
+        invalid |= contrast < MIN_CONTRAST
+    depth[invalid] = np.nan
+    return depth
 
 
 def visibility_of(beta: float, max_visibility: float) -> float:
@@ -226,7 +237,7 @@ class VisibilityEstimator:
             distance = ground_range(shape, intrinsics, self.mounting)
             with np.errstate(invalid="ignore"):
                 road = road_mask(shape, self.mounting.road_region) & (distance <= self.mounting.road_max_distance)
-            self._geometry = (shape, intrinsics, distance, road, ray_norms(shape, intrinsics))
+            self._geometry = (shape, intrinsics, distance, road, ray_norms(shape, intrinsics).astype(np.float32))
         return self._geometry[2:]
 
     def _smooth(self, beta: float, stamp: float) -> float:

@@ -1,9 +1,12 @@
 """`eval --measure visibility`: the fog synthesis along each ray, the scores, KITTI's camera, and the real set."""
 from __future__ import annotations
 
+import json
 import math
+import runpy
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -11,7 +14,7 @@ from dgdehaze_core.evaluation.depth_datasets import DepthSample, load_kitti, loa
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 from dgdehaze_core.evaluation.visibility_eval import (VISIBILITY_COLUMNS, evaluate_visibility, frame_scores,
                                                       kitti_intrinsics, synthesize_fog)
-from dgdehaze_core.visibility import KOSCHMIEDER
+from dgdehaze_core.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range
 
 
 def test_fog_is_synthesized_along_each_ray_towards_a_grey_airlight():
@@ -55,3 +58,21 @@ def test_one_kitti_frame_gives_every_row_and_middlebury_is_refused_for_its_missi
     middlebury = shared_data / "depth" / "middlebury2003"
     with pytest.raises(ValueError, match="no road"):
         evaluate_visibility(load_middlebury(middlebury), middlebury, [load_method(MethodSpec("dcp", "dcp"))])
+
+
+def test_the_visibility_sheet_draws_every_photo_and_writes_its_estimate(tmp_path: Path):
+    sheet_tool = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "visibility_sheet.py"))
+    camera = Intrinsics(300.0, 300.0, 160.0, 120.0)  # what --hfov 56 gives a 320-wide photo
+    distance = ground_range((240, 320), camera, Mounting(1.4, 0.0))
+    clear = np.random.default_rng(0).uniform(0.15, 0.35, (240, 320, 3))
+    (tmp_path / "photos").mkdir()
+    for visibility in (40, 120):
+        t = np.exp(-(KOSCHMIEDER / visibility) * np.nan_to_num(distance, nan=1e4))[:, :, None]
+        cv2.imwrite(str(tmp_path / "photos" / f"fog{visibility}.png"),
+                    ((clear * t + 0.9 * (1 - t)) * 255 + 0.5).astype(np.uint8))
+    code = sheet_tool["main"]([str(tmp_path / "photos"), "--method", "dcp", "--hfov", str(2 * math.degrees(
+        math.atan(160 / 300))), "--out", str(tmp_path / "sheet.png"), "--json", str(tmp_path / "sheet.json")])
+    assert code == 0
+    figures = json.loads((tmp_path / "sheet.json").read_text())
+    assert figures["fog40.png"]["visibility_m"] < figures["fog120.png"]["visibility_m"]
+    assert cv2.imread(str(tmp_path / "sheet.png")).shape[1] == 4 * 320
