@@ -11,7 +11,7 @@
 # guidance off, exported from runs/lite_no_depth), clear (detection recovery's ceiling) and clear-jpeg90 (the clear
 # image's JPEG copy: how much of that ceiling a near-lossless copy already loses).
 # SOTS-indoor scenes 1400-1422 were used (unpaired) in training and 1424-1428 to choose the recipe ("seen");
-# 1430-1448 never were ("held-out"): both are reported apart.
+# 1430-1448 never were ("held-out"): both are reported apart. DAWN fog photos: only the split's judge part.
 # KITTI is evaluated on its left colour camera (image_02) only; image_03 holds the same 7 frames from 54 cm away.
 # docs/RESULTS.md says how long the recorded run took.
 set -euo pipefail
@@ -57,6 +57,11 @@ record sots-indoor-work320x240 --dataset "$DATA/paired/sots-indoor" --measure qu
 record sots-outdoor-work320x240 --dataset "$DATA/paired/sots-outdoor" --measure quality --working-size 320x240
 record o-haze-work320x240 --dataset "$DATA/paired/o-haze" --measure quality --working-size 320x240
 record urhi --dataset "$DATA/hazy-real/urhi" --measure detection,haze
+# real fog on the road: the DAWN photos of data/splits/dawn-fog.yaml's judge part only (the learn part is training
+# data, the validation part chose the recipe and the fusion rule); lite+hazy: the detector on the input and on lite's
+# output, the boxes fused (the node's detection_input: fused)
+METHODS="$METHODS,lite+hazy" record dawn-fog --dataset "$DATA/detection/dawn-fog" --measure detection,haze \
+    --include @data/splits/dawn-fog.yaml:judge
 record o-haze-photos --dataset "$DATA/hazy-real/o-haze" --measure haze
 record kitti-tiny --dataset "$DATA/depth/kitti-tiny" --measure depth --include '*/image_02/*'
 record middlebury2003 --dataset "$DATA/depth/middlebury2003" --measure depth

@@ -5,11 +5,12 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - scattering: paired sets: each method's airlight and transmission against the scattering model fitted to the
   pair (airlight error, t mean absolute error, t bias: positive = haze underestimated; fit_rmse: the fit's residual);
 - detection: paired sets (reference: the detector on the clear image) and folders of real hazy photos with
-  labels-voc/ (reference: the human boxes): precision, recall, F1 at IoU 0.5 and confidence 0.25, mAP50;
+  labels-voc/ (reference: the human boxes, e.g. detection/dawn-fog): precision, recall, F1 at IoU 0.5 and
+  confidence 0.25, mAP50, over all classes and, against human boxes, per class (rows METHOD[CLASS]);
 - depth: KITTI raw (proj_depth LiDAR) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median
   scaling, on the clear image and on haze synthesized from the true depth at three densities;
-- haze: folders of real hazy photos (and the hazy/ of a paired set when named with --dataset): FADE and
-  dark-channel density of the input and of each output;
+- haze: folders of real hazy photos (and the hazy/ of a paired set when named with --dataset): FADE,
+  dark-channel density and noise (and its ratio to the input's) of the input and of each output;
 - visibility: KITTI raw sets (a road and a known camera mounting): fog synthesized from the true depth at
   visibilities of 50, 150 and 400 m, the visibility estimated on the road (relative error), and the metric depth
   from the transmission, unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the
@@ -94,7 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default=None,
                         help="comma-separated SOURCE or NAME=SOURCE: hazy (the input), clear and clear-jpeg90 "
                              "(the clear image and its JPEG copy; detection only), dcp, lite, base or a weights "
-                             "file (default: hazy, dcp and every shipped model)")
+                             "file; SOURCE+hazy (detection only): detect on the input and on SOURCE's output and "
+                             "fuse the boxes (default: hazy, dcp and every shipped model)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
     parser.add_argument("--working-size", type=parse_size, default=None, metavar="WxH",

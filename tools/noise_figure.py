@@ -1,0 +1,71 @@
+"""docs/images/dense-fog-noise.jpg: dense fog dehazed with the exact inversion and with the noise limit, side by side.
+
+Each row is one photo: the hazy input, `lite` with the exact inversion J = (I - A)/t + A (max_detail_gain None),
+`lite` as shipped (fine detail amplified at most MAX_DETAIL_GAIN times), then a 2x crop of the sky of the last
+two, where the grain shows. The label gives each image's noise (`noise_sigma`, 8-bit levels).
+
+    .venv/bin/python tools/noise_figure.py [PHOTO ...] [--weights lite] [--out docs/images/dense-fog-noise.jpg]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.atomic_files import atomic_write_bytes
+from dgdehaze_core.evaluation.no_reference_eval import noise_sigma
+from dgdehaze_core.image_io import read_image
+from dgdehaze_core.pipeline import load_pipeline
+
+DAWN = Path("../shared/data/detection/dawn-fog")
+PHOTOS = ("haze-032.jpg", "foggy-061.jpg")
+"""The two densest DAWN photos of the split's learn part (lowest mean transmission under the shipped lite)."""
+HEIGHT = 240
+
+
+def _labelled(image: np.ndarray, text: str) -> np.ndarray:
+    scaled = cv2.resize(image, (round(image.shape[1] * HEIGHT / image.shape[0]), HEIGHT), interpolation=cv2.INTER_AREA)
+    (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    cv2.rectangle(scaled, (0, 0), (width + 10, height + 12), (0, 0, 0), -1)
+    cv2.putText(scaled, text, (5, height + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return scaled
+
+
+def _sky_crop(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    crop = image[height // 8: height // 8 + HEIGHT // 4, width // 3: width // 3 + HEIGHT // 4]
+    return cv2.resize(crop, (HEIGHT // 2, HEIGHT // 2), interpolation=cv2.INTER_NEAREST)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", nargs="*", type=Path, default=[DAWN / name for name in PHOTOS])
+    parser.add_argument("--weights", default="lite")
+    parser.add_argument("--out", type=Path, default=Path("docs/images/dense-fog-noise.jpg"))
+    args = parser.parse_args()
+    exact = load_pipeline(args.weights, max_detail_gain=None)
+    limited = load_pipeline(args.weights)
+    rows = []
+    for photo in args.photos:
+        hazy = read_image(photo)
+        raw, kept = exact(hazy).image, limited(hazy).image
+        crops = np.vstack([_sky_crop(raw), _sky_crop(kept)])
+        rows.append(np.hstack([
+            _labelled(hazy, f"{photo.name}: noise {noise_sigma(hazy):.2f}"),
+            _labelled(raw, f"exact inversion: {noise_sigma(raw):.2f}"),
+            _labelled(kept, f"noise limit {limited.max_detail_gain:g}x: {noise_sigma(kept):.2f}"),
+            cv2.resize(crops, (HEIGHT // 2, HEIGHT), interpolation=cv2.INTER_NEAREST)]))
+    width = max(row.shape[1] for row in rows)
+    sheet = np.vstack([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows])
+    ok, encoded = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the figure")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.out, encoded.tobytes())
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
