@@ -119,3 +119,27 @@ def test_the_committed_results_doc_is_what_its_json_gives():
         pytest.skip("docs/RESULTS.md or docs/results/ is absent (run `make results`)")
     current = DOC_PATH.read_text()
     assert render(current) == current, "run `python -m dgdehaze_core.evaluation.results_doc render`"
+
+
+def test_per_class_rows_get_their_own_table_and_real_fog_targets_are_checked(tmp_path: Path):
+    def row(map50: float, f1: float, objects: int) -> dict:
+        return {"precision": 0.5, "recall": 0.5, "f1": f1, "f1_pooled": f1, "map50": map50, "objects": objects,
+                "detections": 3, "images": 100, "reference": "human boxes"}
+
+    rows = {"detection/hazy": row(0.40, 0.45, 50), "detection/dcp": row(0.43, 0.50, 50),
+            "detection/lite": row(0.52, 0.55, 50), "detection/lite+hazy": row(0.55, 0.54, 50),
+            "detection/lite[car]": row(0.6, 0.7, 40), "detection/lite[bus]": row(0.2, 0.1, 10),
+            "detection/hazy[car]": row(0.5, 0.6, 40), "haze/lite": {"fade": 0.5}}
+    _write(tmp_path, "dawn-fog", rows)
+    assert set(select_rows(rows, "detection", None)) == {"hazy", "dcp", "lite", "lite+hazy"}
+    assert set(select_rows(rows, "detection-classes", None)) == {"lite[car]", "lite[bus]", "hazy[car]"}
+    doc = "<!-- results dawn-fog detection-classes -->\n<!-- /results -->\n<!-- targets -->\n<!-- /targets -->\n"
+    rendered = render(doc, tmp_path)
+    lines = rendered.splitlines()
+    assert lines[1] == "| class | objects | lite AP50 | hazy AP50 | lite F1 | hazy F1 |"
+    assert lines[3] == "| car | 40 | 0.600 | 0.500 | 0.700 | 0.600 |"  # most objects first
+    assert lines[4] == "| bus | 10 | 0.200 | n/a | 0.100 | n/a |"  # the hazy input found no bus row
+    assert "| lite mAP50 ≥ 0.50 and > DCP (#17) | DAWN fog, 100 judging photos | hazy 0.400, DCP 0.430, lite 0.520 " \
+           "| **met** |" in rendered
+    assert "| fused detection above both its parts (#17) | DAWN fog, 100 judging photos | hazy 0.400, lite 0.520, " \
+           "lite+hazy 0.550 | **met** |" in rendered
