@@ -23,14 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; errors from bad input print one line and exit 2 instead of a traceback."""
+    """Run one command; errors from bad input or an unwritable output (a read-only or full disk) print one line
+    and exit 2 instead of a traceback."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError,
-            RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: missing files, a read-only or full disk
         if args.verbose:
             raise
         print(f"dgdehaze {args.command}: error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.image_io import read_image
@@ -59,3 +60,27 @@ def test_one_pixel_image_is_dehazed(tmp_path: Path):
     cv2.imwrite(str(path), np.full((1, 1, 3), 200, np.uint8))
     assert main(["dehaze", str(path), "--out", str(tmp_path / "o")]) == 0
     assert read_image(tmp_path / "o" / "dot_dehazed.png").shape == (1, 1, 3)
+
+
+@pytest.fixture()
+def read_only_folder(tmp_path: Path):
+    """A read-only tmpfs (root can write anywhere else, so only a read-only mount makes writes fail)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("target", ["out", "out/inside"])
+def test_an_unwritable_output_gives_one_line_and_exit_2(read_only_folder: Path, tmp_path: Path, target: str):
+    image = tmp_path / "dot.png"
+    cv2.imwrite(str(image), np.full((8, 8, 3), 200, np.uint8))
+    run = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(image), "--method", "dcp",
+                          "--out", str(read_only_folder / target)], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Read-only file system" in errors[0]
+    assert not any(read_only_folder.iterdir())
