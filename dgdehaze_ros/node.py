@@ -357,16 +357,15 @@ class DehazeNode(LifecycleNode):
                        settings: NodeSettings) -> np.ndarray:
         """Publish the frame's image, depths, visibility, camera_info and haze density; return the depth the
         detections carry (metres with a mounting, else the relative depth)."""
-        pubs = self._outputs
+        pubs, fog, info = self._outputs, self._fog, self._camera_info  # a parameter change may replace them
         pubs["image"].publish(bgr8_to_image(result.image, encoding, header, original))
-        reading = self._measure_fog(bgr, result.transmission, header)
+        reading = self._measure_fog(fog, info, bgr, result.transmission, header)
         if reading is not None:
-            pubs["visibility"].publish(visibility_msg(reading, header, self._fog, self._camera_info))
+            pubs["visibility"].publish(visibility_msg(reading, header, fog, info))
         if settings["publish_depth"]:
             pubs["depth_relative"].publish(depth_to_image(result.depth, header))
             if reading is not None:
                 pubs["depth"].publish(depth_to_image(reading.depth, header))
-        info = self._camera_info
         if info is not None:
             relay = copy.copy(info)
             relay.header = header
@@ -374,11 +373,11 @@ class DehazeNode(LifecycleNode):
         pubs["haze_density"].publish(Float32(data=float(result.haze_density)))
         if reading is not None:
             return reading.depth
-        return result.depth if self._fog is None else np.full(result.depth.shape, np.nan, np.float32)
+        return result.depth if fog is None else np.full(result.depth.shape, np.nan, np.float32)
 
-    def _measure_fog(self, bgr: np.ndarray, transmission: np.ndarray, header: Header) -> VisibilityReading | None:
+    def _measure_fog(self, fog: VisibilityEstimator | None, info: CameraInfo | None, bgr: np.ndarray,
+                     transmission: np.ndarray, header: Header) -> VisibilityReading | None:
         """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics."""
-        fog, info = self._fog, self._camera_info
         if fog is None:
             self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
                            "(unitless) only, and detections carry its units")
@@ -388,7 +387,8 @@ class DehazeNode(LifecycleNode):
                            "no ~/visibility, ~/depth or detection distances until one with intrinsics does")
             return None
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
-        self._fog_reading = fog.update(transmission, intrinsics_of(info), stamp, fog_contrast(bgr))
+        intrinsics = intrinsics_of(info, transmission.shape[:2])
+        self._fog_reading = fog.update(transmission, intrinsics, stamp, fog_contrast(bgr))
         return self._fog_reading
 
     def _say_once(self, message: str) -> None:

@@ -33,12 +33,17 @@ def estimator_for(settings: NodeSettings) -> VisibilityEstimator | None:
                                max_visibility=settings["max_visibility"])
 
 
-def intrinsics_of(info: CameraInfo) -> Intrinsics | None:
-    """camera_info's intrinsics, or None when its K is unset (zero focal lengths)."""
+def intrinsics_of(info: CameraInfo, shape: tuple[int, int] | None = None) -> Intrinsics | None:
+    """camera_info's intrinsics, scaled to a frame of `shape` (height, width) when camera_info states another size;
+    None when its K is unset (zero focal lengths)."""
     try:
-        return Intrinsics.from_k(info.k)
+        intrinsics = Intrinsics.from_k(info.k)
     except ValueError:
         return None
+    if shape is None or not (info.width and info.height) or (info.height, info.width) == tuple(shape):
+        return intrinsics
+    sx, sy = shape[1] / info.width, shape[0] / info.height
+    return Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
 
 
 def visibility_msg(reading: VisibilityReading, header: Header, estimator: VisibilityEstimator,

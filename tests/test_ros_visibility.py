@@ -19,6 +19,7 @@ from dgdehaze_core.detection import default_detector_weights  # noqa: E402
 from dgdehaze_core.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range, ray_norms  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
+from dgdehaze_ros.visibility_messages import intrinsics_of  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from ros_harness import Probe, RosSession, camera_info, stamped_header  # noqa: E402
 
@@ -163,3 +164,11 @@ def test_detections_carry_the_median_metric_depth_of_their_box(node: DehazeNode,
         expected = float(np.nanmedian(box)) if np.isfinite(box).any() else math.nan
         assert detection.results[0].pose.pose.position.z == pytest.approx(expected, rel=1e-4, nan_ok=True)
     assert any(math.isfinite(d.results[0].pose.pose.position.z) for d in detections), "no box has a metric depth"
+
+
+def test_camera_info_of_another_resolution_is_scaled_to_the_frame() -> None:
+    info = camera_info(640, 480)  # K for 640x480: f 500, centre (320, 240)
+    assert intrinsics_of(info, (240, 320)) == Intrinsics(250.0, 250.0, 160.0, 120.0)
+    assert intrinsics_of(info, (480, 640)) == Intrinsics(500.0, 500.0, 320.0, 240.0)
+    info.k = [0.0] * 9
+    assert intrinsics_of(info, (480, 640)) is None
