@@ -248,12 +248,15 @@ def test_a_recipe_learns_from_a_split_part_and_from_video_frames(shared_data: Pa
         recipe_from_dict(raw, tmp_path)
 
 
-def test_committed_recipes_never_learn_from_judged_dawn_photos(shared_data: Path):
+def test_committed_recipes_never_learn_from_judged_or_validation_dawn_photos(shared_data: Path):
     from dgdehaze_core.training.datasets import collect_images
     from dgdehaze_core.training.recipe import load_recipe
 
     held_out = set(load_split(DAWN_SPLIT).names("judge")) | set(load_split(DAWN_SPLIT).names("validation"))
-    for recipe_file in ("lite.yaml", "lite_no_depth.yaml"):
-        recipe = load_recipe(REPO_DIR / "training" / recipe_file)
+    learners = 0
+    for recipe_file in sorted((REPO_DIR / "training").glob("lite*.yaml")):
+        recipe = load_recipe(recipe_file)
         learnt = {e.path.name for e, _ in collect_images(recipe.hazy, "hazy") if e.path.parent.name == "dawn-fog"}
-        assert len(learnt) == 80 and not learnt & held_out, recipe_file
+        assert not learnt & held_out, recipe_file.name
+        learners += bool(learnt)
+    assert learners >= 1  # lite_real_fog.yaml learns from the learn part
