@@ -20,26 +20,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train the dehazer and depth network from unpaired clear and hazy images",
         description="Train a model from a YAML recipe (training/*.yaml). Writes last.pt (resumable), best.pt, "
                     "train.csv and val.csv to --out; Ctrl-C or SIGTERM saves last.pt before stopping.")
-    parser.add_argument("--config", type=Path, required=True, help="the recipe, e.g. training/lite.yaml")
+    add_run_arguments(parser, "training/lite.yaml", "loss.dark_channel=0",
+                      "when done, write the last iteration's weights here (no optimiser state), e.g. "
+                      "dgdehaze_core/weights/dgdehaze_lite.pt; best.pt stays in the run folder")
+    parser.set_defaults(func=run)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_example: str,
+                      export_help: str) -> None:
+    """The options every training command takes: recipe, run folder, resume, device, overrides, threads, export."""
+    parser.add_argument("--config", type=Path, required=True, help=f"the recipe, e.g. {recipe_example}")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<recipe name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's)")
     parser.add_argument("--iterations", type=int, default=None, help="override the recipe's iteration count")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe field, e.g. --set loss.dark_channel=0 (repeatable)")
+                        help=f"override a recipe field, e.g. --set {set_example} (repeatable)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
-    parser.add_argument("--export", type=Path, default=None,
-                        help="when done, write the last iteration's weights here (no optimiser state), e.g. "
-                             "dgdehaze_core/weights/dgdehaze_lite.pt; best.pt stays in the run folder")
+    parser.add_argument("--export", type=Path, default=None, help=export_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    parser.set_defaults(func=run)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run(args: argparse.Namespace) -> int:
+def prepare_run(args: argparse.Namespace) -> list[str]:
+    """Check the common options, set torch's threads and SIGTERM's handling; the recipe overrides to apply."""
     overrides = list(args.overrides)
     if args.iterations is not None:
         if args.iterations < 1:
@@ -49,9 +56,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--threads must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    recipe = load_recipe(args.config, overrides)
-    run_dir = args.out or REPO_DIR / "runs" / recipe.name
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.config, prepare_run(args))
+    run_dir = args.out or REPO_DIR / "runs" / recipe.name
     trainer = Trainer(recipe, run_dir, device=args.device, resume=args.resume)
     result = trainer.train(progress=not args.no_progress)
     LOG.info("done: %d iterations in %s (loss %.4f -> %.4f)", result.iterations, result.run_dir, result.first_loss,
