@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import RecipeError, expand_path, set_dotted
+from dgdehaze_core.training.recipe import RecipeError, expand_path, read_recipe_file, set_dotted
 
 
 @dataclass(frozen=True)
@@ -181,15 +179,4 @@ def _check(recipe: DepthRecipe) -> None:
 
 def load_depth_recipe(path: str | Path, overrides: Iterable[str] = ()) -> DepthRecipe:
     """Read and validate a YAML depth recipe; RecipeError (a ValueError) names the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such recipe: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path} is not valid YAML: {exc}") from None
-    try:
-        recipe = depth_recipe_from_dict(raw, path.resolve().parent, overrides)
-    except RecipeError as exc:
-        raise RecipeError(f"{path}: {exc}") from None
-    return dataclasses.replace(recipe, source_file=path)
+    return read_recipe_file(path, depth_recipe_from_dict, overrides)

@@ -12,12 +12,14 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import yaml
 
 from dgdehaze_core.data_paths import shared_data_dir
 from dgdehaze_core.data_splits import SplitError, expand_patterns
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -280,8 +282,10 @@ def _check(recipe: Recipe) -> None:
                           f"{recipe.val_output!r}")
 
 
-def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
-    """Read and validate a YAML recipe; RecipeError (a ValueError) names the file and the problem."""
+def read_recipe_file(path: str | Path, from_dict: Callable[[Any, Path, Iterable[str]], T],
+                     overrides: Iterable[str] = ()) -> T:
+    """A YAML recipe file read by `from_dict` (raw data, the file's folder, overrides), with `source_file` set;
+    RecipeError (a ValueError) names the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such recipe: {path}")
@@ -290,7 +294,12 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path} is not valid YAML: {exc}") from None
     try:
-        recipe = recipe_from_dict(raw, path.resolve().parent, overrides)
+        recipe = from_dict(raw, path.resolve().parent, overrides)
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from None
-    return dataclasses.replace(recipe, source_file=path)
+    return dataclasses.replace(recipe, source_file=path)  # type: ignore[type-var]
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Read and validate a YAML recipe; RecipeError (a ValueError) names the file and the problem."""
+    return read_recipe_file(path, recipe_from_dict, overrides)
