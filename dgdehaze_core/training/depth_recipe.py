@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import RecipeError, expand_path, read_recipe_file, set_dotted
+from dgdehaze_core.training.recipe import RecipeError, expand_path, plain_data, read_recipe_file, set_dotted
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,7 @@ class DepthRecipe:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (paths as strings, tuples as lists) for checkpoints and model cards."""
-        def plain(value: Any) -> Any:
-            if isinstance(value, Path):
-                return str(value)
-            if isinstance(value, (list, tuple)):
-                return [plain(v) for v in value]
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            return value
-        return plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(DepthRecipe)}

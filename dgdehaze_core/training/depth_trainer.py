@@ -35,7 +35,8 @@ from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
-from dgdehaze_core.training.trainer import CsvLog, hardware_name, resolve_device, seed_everything, source_commit
+from dgdehaze_core.training.trainer import (CsvLog, hardware_name, load_resumable, resolve_device, seed_everything,
+                                            source_commit)
 from dgdehaze_core.training.video_frames import FrameTuples, find_kitti_sequences
 
 LOG = logging.getLogger(__name__)
@@ -101,18 +102,9 @@ class DepthTrainer:
         return self.last_path
 
     def load_last(self) -> None:
-        if not self.last_path.is_file():
-            raise FileNotFoundError(f"nothing to resume: no checkpoint {self.last_path}")
-        try:
-            state = torch.load(self.last_path, map_location="cpu", weights_only=True)
-            training = state["training"]
-        except Exception as exc:  # torch raises several types for truncated or foreign files
-            raise ValueError(f"{self.last_path} is not a resumable depth training checkpoint: {exc}") from None
-        saved = training["recipe"]
-        for key in ("architecture", "pose_widths", "width", "height", "frame_offsets", "batch_size"):
-            if saved.get(key) != self.recipe.as_dict()[key]:
-                raise ValueError(f"cannot resume {self.last_path}: it was trained with {key}={saved.get(key)!r}, "
-                                 f"the recipe now says {self.recipe.as_dict()[key]!r}")
+        state = load_resumable(self.last_path, "depth training", self.recipe.as_dict(),
+                               ("architecture", "pose_widths", "width", "height", "frame_offsets", "batch_size"))
+        training = state["training"]
         self.depth.load_state_dict(state["state_dict"])
         self.pose.load_state_dict(training["pose"])
         self.optimizer.load_state_dict(training["optimizer"])

@@ -22,6 +22,17 @@ from dgdehaze_core.data_splits import SplitError, expand_patterns
 T = TypeVar("T")
 
 
+def plain_data(value: Any) -> Any:
+    """`value` with paths as strings and tuples as lists, all the way down: what YAML and checkpoints hold."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_data(v) for k, v in value.items()}
+    return value
+
+
 @dataclass(frozen=True)
 class ImageSource:
     """A folder of images (searched recursively), or a video file of which every `frame_step`-th frame is taken;
@@ -101,15 +112,7 @@ class Recipe:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (paths as strings) for checkpoints and model cards."""
-        def plain(value: Any) -> Any:
-            if isinstance(value, Path):
-                return str(value)
-            if isinstance(value, (list, tuple)):
-                return [plain(v) for v in value]
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            return value
-        return plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
 
 class RecipeError(ValueError):

@@ -89,6 +89,23 @@ def hardware_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def load_resumable(path: Path, what: str, recipe: dict[str, Any], fixed: tuple[str, ...]) -> dict[str, Any]:
+    """A trainer's last.pt, read without running code; FileNotFoundError when absent, ValueError when it is not a
+    resumable `what` checkpoint or was trained with another value of one of the `fixed` recipe fields."""
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to resume: no checkpoint {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = state["training"]["recipe"]
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{path} is not a resumable {what} checkpoint: {exc}") from None
+    for key in fixed:
+        if saved.get(key) != recipe[key]:
+            raise ValueError(f"cannot resume {path}: it was trained with {key}={saved.get(key)!r}, "
+                             f"the recipe now says {recipe[key]!r}")
+    return state
+
+
 def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.device) -> dict[str, dict[str, float]]:
     """PSNR/SSIM per validation set (name before '/') for both output paths, and their mean over the sets.
 
@@ -230,18 +247,9 @@ class Trainer:
         return self.last_path
 
     def load_last(self) -> None:
-        if not self.last_path.is_file():
-            raise FileNotFoundError(f"nothing to resume: no checkpoint {self.last_path}")
-        try:
-            state = torch.load(self.last_path, map_location="cpu", weights_only=True)
-            training = state["training"]
-        except Exception as exc:  # torch raises several types for truncated or foreign files
-            raise ValueError(f"{self.last_path} is not a resumable training checkpoint: {exc}") from None
-        saved = training["recipe"]
-        for key in ("model", "depth_guidance", "crop_size", "batch_size"):
-            if saved.get(key) != getattr(self.recipe, key):
-                raise ValueError(f"cannot resume {self.last_path}: it was trained with {key}={saved.get(key)!r}, "
-                                 f"the recipe now says {getattr(self.recipe, key)!r}")
+        state = load_resumable(self.last_path, "training", self.recipe.as_dict(),
+                               ("model", "depth_guidance", "crop_size", "batch_size"))
+        training = state["training"]
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(training["optimizer"])
         self.scaler.load_state_dict(training["scaler"])
