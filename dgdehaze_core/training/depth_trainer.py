@@ -35,8 +35,8 @@ from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
-from dgdehaze_core.training.trainer import (CsvLog, hardware_name, load_resumable, resolve_device, seed_everything,
-                                            source_commit)
+from dgdehaze_core.training.trainer import (CsvLog, hardware_name, load_resumable, open_run_folder, resolve_device,
+                                            seed_everything, source_commit)
 from dgdehaze_core.training.video_frames import FrameTuples, find_kitti_sequences
 
 LOG = logging.getLogger(__name__)
@@ -183,12 +183,7 @@ class DepthTrainer:
 
     def train(self, progress: bool = True) -> DepthTrainResult:
         recipe = self.recipe
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.resume:
-            self.load_last()
-        elif self.last_path.exists():
-            raise FileExistsError(f"{self.last_path} exists: pass --resume to continue that run, or choose another "
-                                  f"--out folder")
+        open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
         dataset = self._dataset()
         atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
         resumed = self.iteration if self.resume else None

@@ -29,7 +29,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -104,6 +104,16 @@ def load_resumable(path: Path, what: str, recipe: dict[str, Any], fixed: tuple[s
             raise ValueError(f"cannot resume {path}: it was trained with {key}={saved.get(key)!r}, "
                              f"the recipe now says {recipe[key]!r}")
     return state
+
+
+def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Callable[[], None]) -> None:
+    """Create `run_dir`; with `resume` load its last.pt, else refuse to overwrite one (FileExistsError)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        load_last()
+    elif last_path.exists():
+        raise FileExistsError(f"{last_path} exists: pass --resume to continue that run, or choose another "
+                              f"--out folder")
 
 
 def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.device) -> dict[str, dict[str, float]]:
@@ -410,12 +420,7 @@ class Trainer:
 
     def train(self, progress: bool = True) -> TrainResult:
         recipe = self.recipe
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.resume:
-            self.load_last()
-        elif self.last_path.exists():
-            raise FileExistsError(f"{self.last_path} exists: pass --resume to continue that run, or choose another "
-                                  f"--out folder")
+        open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                  "clear")
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
