@@ -127,3 +127,18 @@ def camera_info(width: int, height: int) -> CameraInfo:
     info.k = [500.0, 0.0, width / 2, 0.0, 500.0, height / 2, 0.0, 0.0, 1.0]
     info.d = [0.0] * 5
     return info
+
+
+def stamped_outputs(probe: "Probe", topic: str, header: Header) -> list[Any]:
+    """What the probe received on `topic` carrying `header`'s stamp."""
+    stamp = (header.stamp.sec, header.stamp.nanosec)
+    return [m for m in probe.messages(topic) if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp]
+
+
+def send_and_wait(probe: "Probe", msg: Image, topics: tuple[str, ...], timeout: float = 20.0) -> dict[str, Any]:
+    """Publish one frame (with its camera_info) and return, per topic, the output carrying its stamp."""
+    probe.publish(msg, camera_info(msg.width, msg.height))
+    assert probe.wait_for(lambda: all(stamped_outputs(probe, t, msg.header) for t in topics), timeout), \
+        f"missing outputs for stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec}: " \
+        f"{[t for t in topics if not stamped_outputs(probe, t, msg.header)]}"
+    return {t: stamped_outputs(probe, t, msg.header)[0] for t in topics}

@@ -22,7 +22,7 @@ from dgdehaze_core.detection import Detector, default_detector_weights  # noqa: 
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
-from ros_harness import Probe, RosSession, camera_info, stamped_header  # noqa: E402
+from ros_harness import Probe, RosSession, send_and_wait, stamped_header  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -55,19 +55,6 @@ def probe(session: RosSession, node: DehazeNode) -> Probe:
 def set_ok(node: DehazeNode, **values: object) -> None:
     results = node.set_parameters([Parameter(k, value=v) for k, v in values.items()])
     assert all(r.successful for r in results), [r.reason for r in results]
-
-
-def send_and_wait(probe: Probe, msg: Image, topics: tuple[str, ...], timeout: float = 20.0) -> dict[str, object]:
-    """Publish one frame and return, per topic, the output carrying its stamp."""
-    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-
-    def matching(name: str) -> list[object]:
-        return [m for m in probe.messages(name) if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp]
-
-    probe.publish(msg, camera_info(msg.width, msg.height))
-    assert probe.wait_for(lambda: all(matching(t) for t in topics), timeout), \
-        f"missing outputs for stamp {stamp}: {[t for t in topics if not matching(t)]}"
-    return {t: matching(t)[0] for t in topics}
 
 
 def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detection_depths(

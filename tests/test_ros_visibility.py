@@ -21,7 +21,7 @@ from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.visibility_messages import intrinsics_of  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
-from ros_harness import Probe, RosSession, camera_info, stamped_header  # noqa: E402
+from ros_harness import Probe, RosSession, camera_info, send_and_wait, stamped_header, stamped_outputs  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -69,16 +69,11 @@ def probe(session: RosSession, node: DehazeNode) -> Probe:
 
 
 def outputs_for(probe: Probe, msg: Image, topics: tuple[str, ...], timeout: float = 20.0) -> dict[str, object]:
-    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-
-    def matching(name: str) -> list[object]:
-        return [m for m in probe.messages(name) if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp]
-
-    probe.publish(msg, camera_info(msg.width, msg.height))
-    assert probe.wait_for(lambda: all(matching(t) for t in topics), timeout), \
-        f"missing outputs for stamp {stamp}: {[t for t in topics if not matching(t)]}"
+    """`send_and_wait`, then also each fog output the frame brought (None for one it did not)."""
+    send_and_wait(probe, msg, topics, timeout)
     time.sleep(0.2)  # whatever else the frame brought has arrived too
-    return {t: (matching(t) or [None])[0] for t in ("depth", "depth_relative", "visibility", *topics)}
+    return {t: (stamped_outputs(probe, t, msg.header) or [None])[0]
+            for t in ("depth", "depth_relative", "visibility", *topics)}
 
 
 def diagnostic_values(probe: Probe) -> dict[str, str]:
