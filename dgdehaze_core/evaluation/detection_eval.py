@@ -199,6 +199,20 @@ def known_references(images: Sequence[LabelledImage], classes: Collection[str]) 
                                             for box in item.boxes)) for item in images]
 
 
+def _detect_each_frame_once(detect: DetectFn) -> DetectFn:
+    """`detect` remembering its result per frame object, for one image's methods: `hazy` and `SOURCE+hazy` both
+    detect on the input, `SOURCE` and `SOURCE+hazy` on the same cached output. Use one per image (frames are
+    told apart by identity, so they must stay alive meanwhile)."""
+    seen: dict[int, tuple[np.ndarray, list[Detection]]] = {}
+
+    def detect_once(frame: np.ndarray) -> list[Detection]:
+        if id(frame) not in seen:
+            seen[id(frame)] = (frame, detect(frame))
+        return seen[id(frame)][1]
+
+    return detect_once
+
+
 def method_detections(method: Method, hazy: np.ndarray, detect: DetectFn) -> list[Detection]:
     """The detector on the method's output of `hazy`; for a `SOURCE+hazy` method, on the input and the output,
     the two sets fused."""
@@ -227,11 +241,12 @@ def evaluate_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: 
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in methods}
     for pair in tqdm(pairs, desc=label, unit="pair"):
         hazy, clear = load_pair(pair)
-        clear_detections = detect(clear)
+        detect_once = _detect_each_frame_once(detect)
+        clear_detections = detect_once(clear)
         references = references_from_detections(clear_detections, conf)
         for method in methods:
             matches[method.name].append(match_image(references, _predictions(method, hazy, clear, clear_detections,
-                                                                              detect)))
+                                                                              detect_once)))
     return {name: {**score_matches(rows, conf), "reference": "clear-image detections"}
             for name, rows in matches.items()}
 
@@ -246,8 +261,9 @@ def evaluate_labelled(images: Sequence[LabelledImage], methods: Sequence[Method]
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in usable}
     for item in tqdm(images, desc=label, unit="image"):
         hazy = read_image(item.image)
+        detect_once = _detect_each_frame_once(detect)
         for method in usable:
-            matches[method.name].append(match_image(item.boxes, method_detections(method, hazy, detect)))
+            matches[method.name].append(match_image(item.boxes, method_detections(method, hazy, detect_once)))
     rows: dict[str, dict[str, object]] = {}
     for name, matched in matches.items():
         rows[name] = {**score_matches(matched, conf), "reference": "human boxes"}
