@@ -231,11 +231,11 @@ def test_a_recipe_learns_from_a_split_part_and_from_video_frames(shared_data: Pa
                  {"path": "${DATA}/video/fog_river.mp4", "frame_step": 12}]}}
     recipe = recipe_from_dict(raw, tmp_path)
     entries = collect_images(recipe.hazy, "hazy")
-    assert sorted(e.path.name for e, _ in entries[:2]) == ["foggy-004.jpg", "haze-032.jpg"]
-    assert [(e.path.name, e.frame) for e, _ in entries[2:]] == [("fog_river.mp4", 0), ("fog_river.mp4", 12),
+    assert sorted(e.path.name for e, _, _ in entries[:2]) == ["foggy-004.jpg", "haze-032.jpg"]
+    assert [(e.path.name, e.frame) for e, _, _ in entries[2:]] == [("fog_river.mp4", 0), ("fog_river.mp4", 12),
                                                                  ("fog_river.mp4", 24)]
-    assert sum(weight for _, weight in entries) == pytest.approx(2.0)  # each source weighs 1, shared by its images
-    frames = load_training_images([e for e, _ in entries[2:]], max_side=320)
+    assert sum(weight for _, weight, _ in entries) == pytest.approx(2.0)  # each source weighs 1, shared by its images
+    frames = load_training_images([e for e, _, _ in entries[2:]], max_side=320)
     assert [f.shape for f in frames] == [(180, 320, 3)] * 3 and frames[0].dtype == np.uint8
     assert not np.array_equal(frames[0], frames[2])
     for bad, message in ((0, "frame_step"), (1.5, "frame_step")):
@@ -256,7 +256,7 @@ def test_committed_recipes_never_learn_from_judged_or_validation_dawn_photos(sha
     learners = 0
     for recipe_file in sorted((REPO_DIR / "training").glob("lite*.yaml")):
         recipe = load_recipe(recipe_file)
-        learnt = {e.path.name for e, _ in collect_images(recipe.hazy, "hazy") if e.path.parent.name == "dawn-fog"}
+        learnt = {e.path.name for e, _, _ in collect_images(recipe.hazy, "hazy") if e.path.parent.name == "dawn-fog"}
         assert not learnt & held_out, recipe_file.name
         learners += bool(learnt)
     assert learners >= 1  # lite_real_fog.yaml learns from the learn part

@@ -181,7 +181,7 @@ def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:
 def test_committed_recipes_validate_and_keep_validation_pairs_out_of_training(recipe_file: Path,
                                                                               shared_data: Path) -> None:
     recipe = load_recipe(recipe_file)
-    trained = {image.path.resolve() for image, _ in collect_images(recipe.clear, "clear") + collect_images(recipe.hazy, "hazy")}
+    trained = {image.path.resolve() for image, _, _ in collect_images(recipe.clear, "clear") + collect_images(recipe.hazy, "hazy")}
     pairs = validation_pairs(recipe.validation)
     assert pairs or not recipe.validation
     leaked = [pair.name for pair in pairs if pair.hazy.resolve() in trained or pair.clear.resolve() in trained]

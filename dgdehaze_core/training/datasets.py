@@ -11,12 +11,13 @@ import fnmatch
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from dgdehaze_core.image_io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageError, iter_video, read_image,
                                     video_frame_count)
@@ -50,14 +51,14 @@ def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
     return [TrainingImage(path) for path in paths]
 
 
-def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[TrainingImage, float]]:
-    """(image, draw weight) for every image of every source (a folder, or every `frame_step`-th frame of a video
-    file); a missing or empty source raises with its path.
+def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[TrainingImage, float, ImageSource]]:
+    """(image, draw weight, its source) for every image of every source (a folder, or every `frame_step`-th frame
+    of a video file); a missing or empty source raises with its path.
 
     A source's weight is shared by its images, so a source of 15 images with weight 1 is drawn as often as one
     of 200 images with weight 1.
     """
-    found: list[tuple[TrainingImage, float]] = []
+    found: list[tuple[TrainingImage, float, ImageSource]] = []
     for source in sources:
         if not source.path.exists():
             raise FileNotFoundError(f"{kind} images: no such folder or video {source.path}")
@@ -66,7 +67,7 @@ def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[Trai
         if not images:
             detail = f" matching {list(source.include)}" if source.include else ""
             raise ImageError(f"{kind} images: no images{detail} in {source.path}")
-        found.extend((image, source.weight / len(images)) for image in images)
+        found.extend((image, source.weight / len(images), source) for image in images)
     return found
 
 
@@ -102,45 +103,77 @@ def load_training_images(images: Sequence[TrainingImage], max_side: int, min_sid
             for image in images]
 
 
+DepthOf = Callable[[np.ndarray], np.ndarray]
+"""RGB uint8 image (H, W, 3) -> float32 (H, W) relative depth of the whole image."""
+
+
 class RandomCrops(Dataset):
     """Square crops of `crop` pixels from unpaired images, as 3xHxW float RGB tensors in [0, 1].
 
     Each crop covers a window of `crop * zoom` pixels (zoom drawn from `zoom_range`, bounded by the image), resized
     to `crop`, so the network sees the scene at several scales; crops are flipped left-right at random.
+
+    With `depth_of`, each image's depth is computed once on the whole image (a depth network sees the field of view
+    it learned on, not a zoomed crop) and crops are 4xHxW: RGB and the same window of that depth, NaN for the
+    images of sources marked `prior_depth`.
     """
 
     def __init__(self, sources: Sequence[ImageSource], crop: int, max_side: int,
-                 zoom_range: tuple[float, float], seed: int, kind: str) -> None:
+                 zoom_range: tuple[float, float], seed: int, kind: str, depth_of: DepthOf | None = None) -> None:
         entries = collect_images(sources, kind)
         self.kind = kind
         self.crop = crop
         self.zoom_range = zoom_range
         self.seed = seed
         self.stream = {"clear": 1, "hazy": 2}.get(kind, 3)
-        self.sources = [image for image, _ in entries]
-        weights = np.array([w for _, w in entries], dtype=np.float64)
+        self.sources = [image for image, _, _ in entries]
+        weights = np.array([w for _, w, _ in entries], dtype=np.float64)
         self.probabilities = weights / weights.sum()
         self.images = load_training_images(self.sources, max_side, min_side=crop)
-        LOG.info("%s: %d images from %d folder(s)", kind, len(self.images), len(sources))
+        self.depths: list[np.ndarray] | None = None
+        if depth_of is not None:
+            self.depths = [np.full(image.shape[:2], np.nan, np.float32) if source.prior_depth
+                           else _checked_depth(depth_of(image), image, path)
+                           for image, (path, _, source) in tqdm(zip(self.images, entries), total=len(entries),
+                                                                 desc=f"{kind} depth", unit="image", leave=False,
+                                                                 disable=None)]
+        LOG.info("%s: %d images from %d folder(s)%s", kind, len(self.images), len(sources),
+                 ", each with its depth" if self.depths is not None else "")
 
     def __len__(self) -> int:
         return 2 ** 62
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, self.stream, int(index)])
-        image = self.images[rng.choice(len(self.images), p=self.probabilities)]
+        chosen = int(rng.choice(len(self.images), p=self.probabilities))
+        image = self.images[chosen]
         height, width = image.shape[:2]
         window = int(round(self.crop * rng.uniform(*self.zoom_range)))
         window = max(self.crop if min(height, width) >= self.crop else 1, min(window, height, width))
         top = int(rng.integers(0, height - window + 1))
         left = int(rng.integers(0, width - window + 1))
-        patch = image[top:top + window, left:left + window]
+        planes = [image[top:top + window, left:left + window]]
+        if self.depths is not None:
+            planes.append(self.depths[chosen][top:top + window, left:left + window, None])
         if window != self.crop:
-            patch = cv2.resize(patch, (self.crop, self.crop),
-                               interpolation=cv2.INTER_AREA if window > self.crop else cv2.INTER_CUBIC)
+            shrink = window > self.crop
+            planes = [cv2.resize(plane, (self.crop, self.crop), interpolation=cv2.INTER_AREA if shrink else
+                                 cv2.INTER_CUBIC if plane.dtype == np.uint8 else cv2.INTER_LINEAR).reshape(
+                self.crop, self.crop, -1) for plane in planes]
+        crop = torch.from_numpy(np.ascontiguousarray(planes[0])).permute(2, 0, 1).float().div_(255.0)
+        if self.depths is not None:
+            crop = torch.cat([crop, torch.from_numpy(np.ascontiguousarray(planes[1])).permute(2, 0, 1)])
         if rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float().div_(255.0)
+            crop = crop.flip(-1)
+        return crop
+
+
+def _checked_depth(depth: np.ndarray, image: np.ndarray, source: TrainingImage) -> np.ndarray:
+    if depth.shape != image.shape[:2] or not np.isfinite(depth).all() or float(depth.min()) <= 0:
+        raise ValueError(f"the clear-depth network gave no usable depth for {source.path}"
+                         f"{'' if source.frame is None else f' frame {source.frame}'}: shape {depth.shape}, "
+                         f"range [{np.nanmin(depth)}, {np.nanmax(depth)}]")
+    return depth.astype(np.float32)
 
 
 @dataclass(frozen=True)

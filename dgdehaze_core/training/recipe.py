@@ -40,12 +40,15 @@ class ImageSource:
     file, see `data_splits`).
 
     `weight` is the share of draws this source gets relative to the other sources of the same kind.
+    `prior_depth` keeps the prior depth field for this clear source's haze even when the recipe names a
+    `clear_depth` network (a network that learned from driving video knows nothing of rooms).
     """
 
     path: Path
     include: tuple[str, ...] = ()
     weight: float = 1.0
     frame_step: int = 1
+    prior_depth: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,10 @@ class Recipe:
     net_depth_after: int = 500
     net_depth_fraction: float = 0.5
     clear_depth: str = ""
-    """A clear-depth checkpoint (`dgdehaze train-depth`): its depth of each clear crop makes the synthetic haze
-    instead of the prior field and the dehazer's own depth network, and is what depth_consistency distils the hazy
-    depth network towards (the paper's dual network). Empty: off."""
+    """A clear-depth checkpoint (`dgdehaze train-depth`): its depth of each whole clear image, cropped with the
+    image, makes the synthetic haze instead of the prior field and the dehazer's own depth network, and is what
+    depth_consistency distils the hazy depth network towards (the paper's dual network). Clear sources marked
+    `prior_depth` keep the prior. Empty: off."""
     beta_indoor: tuple[float, float] = (0.6, 1.8)
     beta_outdoor: tuple[float, float] = (0.2, 1.2)
     outdoor_fraction: float = 0.3
@@ -141,14 +145,14 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
         return ()
     if not isinstance(raw, list):
         raise RecipeError(f"'{key}' must be a list of folders or videos (a path or {{path, include, weight, "
-                          f"frame_step}}), got {raw!r}")
+                          f"frame_step, prior_depth}}), got {raw!r}")
     sources = []
     for item in raw:
         if isinstance(item, str):
             item = {"path": item}
         if not isinstance(item, dict) or "path" not in item:
             raise RecipeError(f"each entry of '{key}' needs a 'path', got {item!r}")
-        unknown = set(item) - {"path", "include", "weight", "frame_step"}
+        unknown = set(item) - {"path", "include", "weight", "frame_step", "prior_depth"}
         if unknown:
             raise RecipeError(f"unknown field(s) {sorted(unknown)} in an entry of '{key}'")
         include = item.get("include") or []
@@ -160,11 +164,17 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
         frame_step = item.get("frame_step", 1)
         if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
             raise RecipeError(f"'frame_step' in '{key}' must be an integer >= 1, got {frame_step!r}")
+        prior = item.get("prior_depth", False)
+        if not isinstance(prior, bool):
+            raise RecipeError(f"'prior_depth' in '{key}' must be true or false, got {prior!r}")
+        if prior and key != "data.clear":
+            raise RecipeError(f"'prior_depth' applies to clear sources only (the haze made from them), not '{key}'")
         try:
             patterns = expand_patterns([str(p) for p in include], base)
         except SplitError as exc:
             raise RecipeError(f"'include' in '{key}': {exc}") from None
-        sources.append(ImageSource(expand_path(str(item["path"]), base), tuple(patterns), float(weight), frame_step))
+        sources.append(ImageSource(expand_path(str(item["path"]), base), tuple(patterns), float(weight), frame_step,
+                                   prior))
     return tuple(sources)
 
 

@@ -2,7 +2,8 @@
 
 Each iteration draws a batch of clear crops J and a batch of real hazy crops H (unpaired):
 1. synthetic branch: a depth d for J (a prior depth field, or after `net_depth_after` iterations often the depth
-   network's own prediction on J; with a `clear_depth` checkpoint, always that clear-image network's depth of J),
+   network's own prediction on J; with a `clear_depth` checkpoint, that clear-image network's depth of the whole
+   image J was cropped from, except for sources marked `prior_depth`),
    beta and a near-white airlight A are drawn, and I = J t + A (1 - t) with t = exp(-beta d). The model must give
    back J (decoder and physics paths), t and A, and its depth network must see d through the haze (with
    `clear_depth`, this depth_consistency term distils the hazy-image depth network towards the clear one);
@@ -40,7 +41,7 @@ from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
 from dgdehaze_core.data_paths import REPO_DIR
 from dgdehaze_core.metrics import psnr, ssim
 from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
-from dgdehaze_core.models.clear_depth import ClearDepthNet, load_clear_depth
+from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 from dgdehaze_core.pipeline import pipeline_from_model
 from dgdehaze_core.scattering import synthesize_haze
 from dgdehaze_core.training import losses
@@ -188,13 +189,10 @@ class Trainer:
         if recipe.crop_size % self.model.stride:
             raise ValueError(f"crop_size {recipe.crop_size} must be a multiple of the {recipe.model} model's stride "
                              f"({self.model.stride})")
-        self.clear_depth: ClearDepthNet | None = None
+        self.clear_depth: ClearDepthPredictor | None = None
         if recipe.clear_depth:
-            self.clear_depth, _ = load_clear_depth(recipe.clear_depth, self.device)
-            self.clear_depth.requires_grad_(False)
-            if recipe.crop_size % self.clear_depth.stride:
-                raise ValueError(f"crop_size {recipe.crop_size} must be a multiple of the clear-depth network's "
-                                 f"stride ({self.clear_depth.stride})")
+            self.clear_depth = ClearDepthPredictor.from_checkpoint(recipe.clear_depth, self.device)
+            self.clear_depth.model.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         self.discriminator: PatchDiscriminator | None = None
         self.disc_optimizer: torch.optim.Optimizer | None = None
@@ -281,13 +279,26 @@ class Trainer:
     def _uniform(self, batch: int, low: float, high: float) -> torch.Tensor:
         return (low + (high - low) * torch.rand(batch, generator=self.generator)).to(self.device)
 
+    def depth_of(self, image: np.ndarray) -> np.ndarray:
+        """The clear-depth network's depth of a whole RGB uint8 training image (what `RandomCrops` crops)."""
+        if self.clear_depth is None:
+            raise RuntimeError("this recipe names no clear_depth network")
+        return self.clear_depth(np.ascontiguousarray(image[:, :, ::-1]))
+
     @torch.no_grad()
-    def synthesize(self, clear: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A hazy batch from clear crops: its depth, beta, airlight, transmission and image."""
+    def synthesize(self, clear: torch.Tensor, known_depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """A hazy batch from clear crops: its depth, beta, airlight, transmission and image.
+
+        `known_depth` (B,1,H,W, NaN for a crop without one) is the clear-depth network's depth of each crop; it
+        replaces the prior where given."""
         recipe, batch = self.recipe, clear.shape[0]
         depth = prior_depth(clear, self.generator)
-        if self.clear_depth is not None:
-            depth = normalise_depth(self.clear_depth(clear).float(), near=depth.amin(dim=(1, 2, 3), keepdim=True))
+        if known_depth is not None:
+            known = torch.isfinite(known_depth).flatten(1).all(1)
+            if known.any():
+                near = depth.amin(dim=(1, 2, 3), keepdim=True)
+                scaled = normalise_depth(torch.nan_to_num(known_depth, nan=1.0).float(), near=near)
+                depth = torch.where(known.view(-1, 1, 1, 1), scaled, depth)
         elif self.iteration >= recipe.net_depth_after and recipe.net_depth_fraction > 0:
             self.model.depth_net.eval()
             predicted = normalise_depth(self.model.depth_net(clear).float(), near=depth.amin(dim=(1, 2, 3),
@@ -313,9 +324,11 @@ class Trainer:
         return recipe.loss.dcp_teacher * (1.0 - (1.0 - recipe.teacher_floor) * progress)
 
     def loss_terms(self, clear: torch.Tensor, real_hazy: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every loss with a non-zero weight, unweighted, as float32 scalars."""
+        """Every loss with a non-zero weight, unweighted, as float32 scalars. `clear` is RGB, or RGB and the
+        clear-depth network's depth (the crops of `RandomCrops` with `depth_of`)."""
         weights = self.recipe.loss
-        synthetic = self.synthesize(clear)
+        clear, known_depth = (clear[:, :3], clear[:, 3:]) if clear.shape[1] == 4 else (clear, None)
+        synthetic = self.synthesize(clear, known_depth)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
         with autocast:
@@ -393,7 +406,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.discriminator is not None and self.disc_optimizer is not None:
-            self._discriminator_step(clear)
+            self._discriminator_step(clear[:, :3])
         self.iteration += 1
         row = {name: float(value.detach()) for name, value in terms.items()}
         row.update(total=float(total.detach()), lr=lr)
@@ -422,7 +435,7 @@ class Trainer:
         recipe = self.recipe
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
-                                 "clear")
+                                 "clear", self.depth_of if self.clear_depth is not None else None)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                 "hazy")
         validation = load_validation(recipe.validation, recipe.val_max_side) if recipe.validation else []
