@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti, load_middlebury
-from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, dense_depth, depth_errors, evaluate_depth,
-                                                 synthesize)
+from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, change_between, dense_depth, depth_errors,
+                                                 evaluate_depth, synthesize)
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 from dgdehaze_core.image_io import ImageError
 
@@ -24,6 +24,17 @@ def test_identical_and_scaled_depth_have_no_error():
         assert errors["absrel"] == pytest.approx(0.0, abs=1e-6)
         assert errors["rmse_log"] == pytest.approx(0.0, abs=1e-6)
         assert errors["delta1"] == 1.0
+
+
+def test_change_vs_clear_ignores_scale_and_counts_what_haze_moved():
+    true = _ramp()
+    clear = true * 0.5
+    assert change_between(clear * 3.0, clear, true, max_depth=80.0) == pytest.approx(0.0, abs=1e-6)
+    moved = clear.copy()
+    moved[:4] = moved[:4][::-1]  # the top half's rows swapped top to bottom: the haze moved objects
+    assert change_between(moved, clear, true, max_depth=80.0) > 0.1
+    flat = np.full_like(clear, 7.0)  # a depth that reads only haze thickness loses the scene's layout
+    assert change_between(flat, clear, true, max_depth=80.0) > change_between(moved, clear, true, max_depth=80.0)
 
 
 def test_a_known_error_on_a_quarter_of_the_pixels():
@@ -110,3 +121,6 @@ def test_dcp_depth_on_real_middlebury_under_synthesized_haze(shared_data: Path):
     assert table["dcp@t0.25"]["delta1"] > table["dcp@clear"]["delta1"] + 0.2
     assert table["dcp@t0.25"]["absrel"] < table["constant"]["absrel"]
     assert table["dcp@t0.25"]["mean_beta"] > table["dcp@t0.70"]["mean_beta"] > 0
+    # DCP's depth is mostly haze: what it reads of the clear view moves a lot once the haze is there
+    assert np.isnan(table["dcp@clear"]["change_vs_clear"])
+    assert table["dcp@t0.25"]["change_vs_clear"] > 0.1

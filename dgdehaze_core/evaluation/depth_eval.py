@@ -6,6 +6,11 @@ is valid:
 - AbsRel = mean(|d - d*| / d*);  RMSE(log) = sqrt(mean((ln d - ln d*)^2));  delta<1.25 = share of max(d/d*, d*/d) < 1.25.
 Figures are means over the images.
 
+A depth that guides a robot in fog must not move an object because the fog thickened: `change_vs_clear` is, per
+haze density, the AbsRel of the method's depth of the hazy frame against its own depth of the clear frame (both
+median-scaled to the ground truth, on the measured pixels). 0 means the haze changed nothing; it is not defined
+for the clear row.
+
 Haze is synthesized from the true depth with the scattering model, I = J t + A (1 - t), t = exp(-beta d), at three
 densities. beta is solved per image so that the mean transmission over the image is 0.70 (light), 0.45 (medium)
 or 0.25 (dense): a fixed beta would mean very different haze on KITTI (5-80 m) and Middlebury (3-30 m). The airlight
@@ -34,7 +39,7 @@ HAZE_LEVELS = {"t0.70": 0.70, "t0.45": 0.45, "t0.25": 0.25}
 """Condition name -> mean transmission of the synthesized haze."""
 CONDITIONS = ("clear", *HAZE_LEVELS)
 AIRLIGHT = 0.9
-DEPTH_COLUMNS = ("absrel", "rmse_log", "delta1", "images", "mean_beta")
+DEPTH_COLUMNS = ("absrel", "rmse_log", "delta1", "change_vs_clear", "images", "mean_beta")
 CONSTANT_ROW = "constant"
 """The reference row of a depth that knows nothing: one constant value, median-scaled like the others."""
 
@@ -58,6 +63,20 @@ def depth_errors(predicted: np.ndarray, true: np.ndarray, max_depth: float,
     return {"absrel": float(np.mean(np.abs(pred - gt) / gt)),
             "rmse_log": float(np.sqrt(np.mean((np.log(pred) - np.log(gt)) ** 2))),
             "delta1": float(np.mean(ratio < 1.25))}
+
+
+def change_between(hazy: np.ndarray, clear: np.ndarray, true: np.ndarray, max_depth: float,
+                   min_depth: float = MIN_DEPTH) -> float:
+    """mean |h - c| / c over the measured pixels, with `hazy` and `clear` (relative depths of the same frame)
+    each median-scaled to `true`: how far haze moved the method's depth."""
+    valid = (np.isfinite(true) & (true >= min_depth) & (true <= max_depth) & np.isfinite(hazy)
+             & np.isfinite(clear))
+    if not valid.any():
+        raise ValueError("no pixel has a valid ground-truth depth and both predictions finite")
+    gt = np.median(true[valid].astype(np.float64))
+    scaled = [np.clip(np.maximum(d[valid].astype(np.float64), 1e-9) * gt / np.median(np.maximum(d[valid], 1e-9)),
+                      min_depth, max_depth) for d in (hazy, clear)]
+    return float(np.mean(np.abs(scaled[0] - scaled[1]) / scaled[1]))
 
 
 def dense_depth(true: np.ndarray, max_depth: float, sparse: bool) -> np.ndarray:
@@ -94,8 +113,8 @@ def synthesize(image: np.ndarray, depth: np.ndarray, beta: float, airlight: floa
 
 def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
                    label: str = "depth") -> dict[str, dict[str, float]]:
-    """{"METHOD@CONDITION": {absrel, rmse_log, delta1, images, mean_beta}} for every method that predicts depth,
-    and a "constant" row: what a depth without any information scores (the floor to beat)."""
+    """{"METHOD@CONDITION": {absrel, rmse_log, delta1, change_vs_clear, images, mean_beta}} for every method that
+    predicts depth, and a "constant" row: what a depth without any information scores (the floor to beat)."""
     depth_methods = [m for m in methods if m.gives_depth]
     if not depth_methods:
         raise ValueError("none of the methods predicts depth (hazy and clear do not): add dcp or a model")
@@ -113,14 +132,18 @@ def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
                       float(transmission_from_depth(filled, beta).mean()))
         scores[CONSTANT_ROW].append(depth_errors(np.ones_like(sample.depth), sample.depth, depth_set.max_depth))
         for method in depth_methods:
+            clear_depth = method.dehaze(inputs["clear"]).depth
             for condition, frame in inputs.items():
-                predicted = method.dehaze(frame).depth
-                scores[f"{method.name}@{condition}"].append(depth_errors(predicted, sample.depth,
-                                                                         depth_set.max_depth))
+                predicted = clear_depth if condition == "clear" else method.dehaze(frame).depth
+                row = depth_errors(predicted, sample.depth, depth_set.max_depth)
+                row["change_vs_clear"] = (float("nan") if condition == "clear" else
+                                          change_between(predicted, clear_depth, sample.depth, depth_set.max_depth))
+                scores[f"{method.name}@{condition}"].append(row)
     table: dict[str, dict[str, float]] = {}
     for key, rows in scores.items():
         condition = key.rsplit("@", 1)[-1]
-        table[key] = {name: float(np.mean([row[name] for row in rows])) for name in ("absrel", "rmse_log", "delta1")}
+        table[key] = {name: float(np.mean([row.get(name, np.nan) for row in rows]))
+                      for name in ("absrel", "rmse_log", "delta1", "change_vs_clear")}
         table[key]["images"] = len(rows)
         table[key]["mean_beta"] = float(np.mean(betas[condition])) if condition in betas else float("nan")
     return table
