@@ -1,6 +1,7 @@
 """Object detection on (dehazed) frames with Ultralytics YOLO, and the depth of each detection.
 
 The detector file's suffix picks Ultralytics' backend: `.pt` (torch), `.onnx` (ONNX Runtime) or `.engine` (TensorRT).
+A `.pt` is unpickled only after `detector_checkpoint` has found nothing in it but network layers and data.
 Nothing is downloaded: a weights path must exist on disk. The package ships one offline default,
 `dgdehaze_core/weights/yolov8n_int8.onnx` (COCO YOLOv8n, int8, AGPL-3.0; see weights/README.md).
 """
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from dgdehaze_core.data_paths import WEIGHTS_DIR
+from dgdehaze_core.detector_checkpoint import UnsafeCheckpoint, verified_copy
 from dgdehaze_core.image_io import to_bgr8
 
 LOG = logging.getLogger(__name__)
@@ -56,6 +59,15 @@ def _check_weights(weights: str | Path | None) -> Path:
     return path
 
 
+def _load_yolo(yolo_class: Any, weights: Path) -> Any:
+    """YOLO over `weights`; a `.pt` is loaded from a private copy that passed `check_detector_checkpoint` (reading
+    .names opens the file for .onnx/.engine weights, which hold no pickle)."""
+    if weights.suffix != ".pt":
+        return yolo_class(str(weights), task="detect")
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-detector-") as folder:
+        return yolo_class(str(verified_copy(weights, Path(folder))), task="detect")
+
+
 class Detector:
     """Ultralytics YOLO behind a small, validated interface: BGR frame in, `Detection`s out."""
 
@@ -72,9 +84,11 @@ class Detector:
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
 
-        try:  # reading .names opens the file for .onnx/.engine weights
-            self.model = YOLO(str(self.weights), task="detect")
+        try:
+            self.model = _load_yolo(YOLO, self.weights)
             self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
+        except UnsafeCheckpoint as exc:
+            raise DetectorUnavailable(str(exc)) from None
         except Exception as exc:  # Ultralytics raises many types for unreadable files
             raise DetectorUnavailable(f"could not load detector {self.weights}: {exc}") from exc
         self.imgsz, self.conf, self.iou, self.max_det = imgsz, conf, iou, max_det

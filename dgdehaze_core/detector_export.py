@@ -1,9 +1,9 @@
 """The detector on the same runtimes as the dehazer: Ultralytics exports of a `.pt`, cached like engines.
 
-`export_detector(weights, "onnx" | "engine", imgsz=...)` runs Ultralytics' exporter on a copy of the weights in a
-scratch folder and moves the result into the `EngineCache`, keyed by the weights' hash, Ultralytics (and
-TensorRT) version, GPU, input size and precision, so a node restart reuses it and a changed `.pt`, TensorRT
-upgrade or new `imgsz` rebuilds it. `detector_weights_for(weights, backend)` maps a node's `backend` setting to
+`export_detector(weights, "onnx" | "engine", imgsz=...)` runs Ultralytics' exporter on a checked copy of the
+weights (`detector_checkpoint`) in a scratch folder and moves the result into the `EngineCache`, keyed by the
+weights' hash, Ultralytics (and TensorRT) version, GPU, input size and precision, so a node restart reuses it
+and a changed `.pt`, TensorRT upgrade or new `imgsz` rebuilds it. `detector_weights_for(weights, backend)` maps a node's `backend` setting to
 the file `Detector` should load: a `.pt` becomes an `.onnx` for onnxruntime or an `.engine` for tensorrt; an
 `.onnx` or `.engine` is used as it is (Ultralytics picks its runtime by suffix).
 """
@@ -19,6 +19,7 @@ import torch
 
 from dgdehaze_core.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
 from dgdehaze_core.backends.selection import BackendUnavailable, choose_backend
+from dgdehaze_core.detector_checkpoint import UnsafeCheckpoint, verified_copy
 
 LOG = logging.getLogger(__name__)
 
@@ -31,8 +32,10 @@ def _export_into(weights: Path, fmt: str, target: Path, imgsz: int, half: bool, 
     from ultralytics import YOLO
 
     with tempfile.TemporaryDirectory(prefix="dgdehaze-yolo-export-") as folder:
-        copy = Path(folder) / weights.name
-        shutil.copy2(weights, copy)
+        try:
+            copy = verified_copy(weights, Path(folder))
+        except UnsafeCheckpoint as exc:
+            raise RuntimeError(str(exc)) from None
         options: dict[str, object] = {"format": fmt, "imgsz": imgsz, "half": half, "dynamic": dynamic,
                                       "device": device, "verbose": False}
         if fmt == "onnx":

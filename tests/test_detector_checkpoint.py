@@ -1,0 +1,107 @@
+"""Detector .pt files run no code when loaded (#21 item 1): a pickle that calls os.system is refused, unexecuted,
+by the library and by `dgdehaze export` (the running node: tests/test_ros_node.py); real Ultralytics checkpoints
+still load."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.detection import Detector, DetectorUnavailable
+from dgdehaze_core.detector_checkpoint import UnsafeCheckpoint, check_detector_checkpoint
+
+
+class _Payload:
+    """Unpickling this calls `call(*args)`, as a malicious weights file would."""
+
+    def __init__(self, call: object, *args: object) -> None:
+        self.call, self.args = call, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return self.call, self.args
+
+
+class _CallablePayload(_Payload):
+    """A payload pickle accepts where a callable is due; unpickled, it is whatever its call returns."""
+
+    def __call__(self, *args: object) -> None:
+        raise AssertionError("never called while pickling")
+
+
+def malicious_checkpoint(folder: Path, marker: Path, how: str = "torch") -> Path:
+    """A .pt that looks like a checkpoint and creates `marker` when unpickled."""
+    payload = {"model": _Payload(os.system, f"touch {marker}"), "date": "2026-12-01"}
+    path = folder / f"yolo_{how}.pt"
+    if how == "torch":
+        torch.save(payload, path)
+    elif how == "exec":
+        torch.save({"model": _Payload(exec, f"open({str(marker)!r}, 'w').close()")}, path)
+    else:  # a bare pickle, the format torch.load read before zip checkpoints
+        path.write_bytes(pickle.dumps(payload))
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Ultralytics YOLOv8n checkpoint as `YOLO.save` writes it (built from its YAML: nothing to download)."""
+    from dgdehaze_core.detector_rebuild import rebuild_float_detector
+
+    path = tmp_path_factory.mktemp("yolo") / "yolov8n_float.pt"
+    rebuild_float_detector().save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("how", ["torch", "exec", "bare-pickle"])
+def test_a_pickle_that_runs_code_is_refused_before_it_runs(how: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    weights = malicious_checkpoint(tmp_path, marker, how)
+    with pytest.raises(DetectorUnavailable) as refused:
+        Detector(weights)
+    message = str(refused.value)
+    assert "\n" not in message and str(weights) in message
+    assert ("os.system" in message or "posix.system" in message or "builtins.exec" in message
+            or "not a torch checkpoint" in message)
+    assert not marker.exists()
+
+
+def test_a_function_inside_an_allowed_package_is_refused(tmp_path: Path) -> None:
+    from ultralytics.nn import tasks
+
+    marker = tmp_path / "pwned"
+    weights = tmp_path / "sneaky.pt"
+    torch.save({"model": _Payload(tasks.torch_safe_load, str(tmp_path / "other.pt"))}, weights)
+    with pytest.raises(UnsafeCheckpoint, match="torch_safe_load"):
+        check_detector_checkpoint(weights)
+    assert not marker.exists()
+
+
+def test_a_callable_reached_through_getattr_is_never_called(tmp_path: Path) -> None:
+    weights = tmp_path / "chained.pt"  # getattr is allowed for bound methods; calling its result is not
+    hook = _CallablePayload(getattr, torch.nn.Module, "register_forward_hook")
+    torch.save({"model": _Payload(hook, None)}, weights)
+    with pytest.raises(UnsafeCheckpoint, match="restricted unpickler"):
+        check_detector_checkpoint(weights)
+
+
+def test_a_real_ultralytics_checkpoint_loads_and_detects(real_checkpoint: Path, shared_data: Path) -> None:
+    from dgdehaze_core.image_io import read_image
+
+    check_detector_checkpoint(real_checkpoint)
+    detector = Detector(real_checkpoint, imgsz=320)
+    frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    shipped = Detector(imgsz=320)
+    assert detector.names == shipped.names
+    assert {d.class_name for d in detector(frame)} & {d.class_name for d in shipped(frame)}
+
+
+def test_export_refuses_a_malicious_detector_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "pwned"
+    out = tmp_path / "out.onnx"
+    assert main(["export", "--detector", str(malicious_checkpoint(tmp_path, marker)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "refused" in err and len(err.splitlines()) == 1
+    assert not marker.exists() and not out.exists()
