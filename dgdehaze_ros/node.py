@@ -85,7 +85,11 @@ class DehazeNode(LifecycleNode):
         self._detector: Detector | None = None
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
-        self._reload_note = ""
+        self._loaded: dict[str, NodeSettings] = {}
+        """The settings the running pipeline and detector were loaded with: what a failed reload reverts to."""
+        self._reload_problems: dict[str, str] = {}
+        """Per component, why its last reload failed (cleared when one succeeds): an ERROR on /diagnostics."""
+        self._reverting = threading.local()
         self._pending_reloads: set[str] = set()
         self._loader: threading.Thread | None = None
         self._generation = 0
@@ -114,7 +118,15 @@ class DehazeNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc}")
             self._pipeline = None
             return TransitionCallbackReturn.FAILURE
-        self._detector = self._load_detector(self._settings) if self._settings["detection_enabled"] else None
+        self._loaded, self._reload_problems = {"pipeline": self._settings}, {}
+        self._detector = None
+        if self._settings["detection_enabled"]:
+            try:
+                self._detector = self._load_detector(self._settings)
+            except (DetectorUnavailable, ValueError) as exc:
+                self._detection_off(exc)
+        if self._detector is not None:
+            self._loaded["detector"] = self._settings
         self._schedule = self._schedule_for(self._detector, self._settings)
         self._fog, self._fog_reading = estimator_for(self._settings), None
         with self._lock:
@@ -208,8 +220,9 @@ class DehazeNode(LifecycleNode):
         with self._lock:
             configured = self._settings is not None
             self._settings = settings if configured else None
-            if configured:
+            if configured and not getattr(self._reverting, "active", False):
                 self._pending_reloads.update(SPEC_BY_NAME[n].reloads for n in changes if SPEC_BY_NAME[n].reloads)
+            if configured:
                 if settings["detection_enabled"] and self._detector is None:
                     self._pending_reloads.add("detector")
                 if self._detector is not None:
@@ -229,18 +242,37 @@ class DehazeNode(LifecycleNode):
         return load_pipeline(method, **options)
 
     def _load_detector(self, settings: NodeSettings) -> Detector | None:
+        """The detector `settings` ask for, run once; None without vision_msgs. DetectorUnavailable or ValueError
+        when it cannot load (a refused or missing file, a bad class name)."""
         if not VISION_MSGS_AVAILABLE:
             self._detector_note = "off: vision_msgs missing"
             return None
-        try:
-            detector = Detector(**settings.detector_args())
-        except (DetectorUnavailable, ValueError) as exc:
-            self.get_logger().warning(f"detection off: {exc}")
-            self._detector_note = f"off: {exc}"
-            return None
+        detector = Detector(**settings.detector_args())
         detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
         self._detector_note = detector.weights.name
         return detector
+
+    def _detection_off(self, exc: Exception) -> None:
+        self.get_logger().warning(f"detection off: {exc}")
+        self._detector_note = f"off: {exc}"
+
+    def _reload_failed(self, component: str, exc: Exception, requested: NodeSettings) -> None:
+        """Keep the running `component`, put the parameters that asked for the failed one back to the values it
+        runs with (so that get_parameters tells what is running), and report why on /diagnostics."""
+        running = self._loaded.get(component)
+        reverted = {} if running is None else {
+            name: running[name] for name, spec in SPEC_BY_NAME.items()
+            if spec.reloads == component and running[name] != requested[name]}
+        problem = f"{component} reload failed, kept the previous one: {exc}"
+        if reverted:
+            problem += "; put back " + ", ".join(f"{name}={value!r}" for name, value in reverted.items())
+            self._reverting.active = True
+            try:
+                self.set_parameters([Parameter(name, value=value) for name, value in reverted.items()])
+            finally:
+                self._reverting.active = False
+        self._reload_problems[component] = problem
+        self.get_logger().error(problem)
 
     @staticmethod
     def _schedule_for(detector: Detector | None, settings: NodeSettings) -> DetectionSchedule | None:
@@ -279,19 +311,28 @@ class DehazeNode(LifecycleNode):
             try:
                 pipeline = self._load_pipeline(settings)
             except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
-                self._reload_note = f"pipeline reload failed, kept the previous one: {exc}"
-                self.get_logger().error(self._reload_note)
+                self._reload_failed("pipeline", exc, settings)
             else:
                 with self._lock:
                     if generation == self._generation:
-                        self._pipeline, self._reload_note = pipeline, ""
+                        self._pipeline, self._loaded["pipeline"] = pipeline, settings
+                        self._reload_problems.pop("pipeline", None)
                 self.get_logger().info(f"reloaded pipeline: {self._describe()}")
         if "detector" in pending and settings["detection_enabled"]:
-            detector = self._load_detector(settings)
+            try:
+                detector = self._load_detector(settings)
+            except (DetectorUnavailable, ValueError) as exc:
+                if self._detector is None:
+                    self._detection_off(exc)
+                else:
+                    self._reload_failed("detector", exc, settings)
+                return
             if detector is not None:
                 with self._lock:
                     if generation == self._generation:
                         self._detector, self._schedule = detector, self._schedule_for(detector, settings)
+                        self._loaded["detector"] = settings
+                        self._reload_problems.pop("detector", None)
 
     def _describe(self) -> str:
         pipeline = self._pipeline
@@ -412,8 +453,8 @@ class DehazeNode(LifecycleNode):
         if self.stats.last_skip_reason:
             level, message = DiagnosticStatus.WARN, f"skipped bad input: {self.stats.last_skip_reason}"
             self.stats.last_skip_reason = ""
-        if self._reload_note:
-            level, message = DiagnosticStatus.ERROR, self._reload_note
+        if self._reload_problems:
+            level, message = DiagnosticStatus.ERROR, "; ".join(self._reload_problems.values())
         pipeline = self._pipeline
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
                 "detector": self._detector_note if self._detector is not None else "off",

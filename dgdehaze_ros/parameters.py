@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from dgdehaze_core.backends.selection import BackendUnavailable, choose_backend
 from dgdehaze_core.detection_fusion import DETECTION_INPUTS
+from dgdehaze_core.models import shipped_weights_path
 from dgdehaze_core.pipeline import BACKENDS, OUTPUT_MODES
 from dgdehaze_core.visibility import Mounting
 
@@ -158,11 +161,32 @@ def check_values(values: Mapping[str, Any]) -> str | None:
             return f"weights {values['weights']!r} is a TensorRT engine: backend must be tensorrt or auto"
         if values["device"] == "cpu":
             return f"weights {values['weights']!r} is a TensorRT engine: it runs on a CUDA device (device: cuda)"
+    problem = _check_runtime(values)
+    if problem:
+        return problem
     if 0.0 < values["max_detail_gain"] < 1.0:
         return f"max_detail_gain must be 0 (the exact inversion) or at least 1, got {values['max_detail_gain']}"
     if any(not str(c).strip() for c in values["classes"] or ()):
         return "classes must not contain empty names"
     return _check_mounting(values)
+
+
+def _check_runtime(values: Mapping[str, Any]) -> str | None:
+    """What can be told before loading: a CUDA device exists (the network and the detector run on it), the
+    network's backend runs here (checked for dcp too, so the value read back is one that would run), and a
+    `model` without `weights` has shipped weights. What only loading can tell
+    is reverted by the node when it fails."""
+    device = str(values["device"])
+    if device != "cpu" and not torch.cuda.is_available():
+        return f"device {device!r}: CUDA is not available on this machine (the network and the detector run on it)"
+    try:
+        choose_backend(values["backend"], f"cuda:{device}" if device.isdigit() else device)
+    except (ValueError, BackendUnavailable) as exc:
+        return f"backend {values['backend']!r} on device {device!r}: {exc}"
+    if values["model"] != "dcp" and not values["weights"] and not shipped_weights_path(values["model"]).is_file():
+        return (f"model {values['model']!r} has no shipped weights ({shipped_weights_path(values['model']).name}); "
+                "give its weights file in `weights`")
+    return None
 
 
 def _check_mounting(values: Mapping[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
@@ -17,8 +18,10 @@ from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from dgdehaze_core.backends.selection import tensorrt_unavailable_reason  # noqa: E402
 from dgdehaze_core.benchmark import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection import Detector, default_detector_weights  # noqa: E402
+from dgdehaze_core.models import shipped_weights_path  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
@@ -121,6 +124,10 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
                "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
                "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0,
                "max_detail_gain": 0.5, "detection_input": "both"}
+    # what can be told before loading is refused up front (#21 item 2); the rest is put back when loading fails
+    refused.update({"backend": "tensorrt"} if tensorrt_unavailable_reason() is not None else {})
+    refused.update({"device": "cuda"} if not torch.cuda.is_available() else {})
+    refused.update({"model": "base"} if not shipped_weights_path("base").is_file() else {})
     for name, value in refused.items():
         before = node.get_parameter(name).value
         result = node.set_parameters([Parameter(name, value=value)])[0]
@@ -287,9 +294,64 @@ def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_new
 
 def reported_backend(probe: Probe) -> str | None:
     """The backend named by the node's newest diagnostics message."""
+    return newest_diagnostics(probe)[2].get("backend")
+
+
+def newest_diagnostics(probe: Probe) -> tuple[int, str, dict[str, str]]:
+    """(level, message, values) of the node's newest diagnostics message; (-1, "", {}) before the first."""
     messages = probe.messages("diagnostics")
-    values = {kv.key: kv.value for s in messages[-1].status for kv in s.values} if messages else {}
-    return values.get("backend")
+    if not messages:
+        return -1, "", {}
+    status = messages[-1].status[0]
+    return int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level), \
+        status.message, {kv.key: kv.value for kv in status.values}
+
+
+def test_weights_that_fail_to_load_are_put_back_and_the_error_clears_on_a_good_change(
+        node: DehazeNode, probe: Probe, tmp_path: Path) -> None:
+    broken = tmp_path / "truncated.pt"
+    broken.write_bytes(shipped_weights_path("lite").read_bytes()[:5000])
+    set_ok(node, weights=str(broken))  # a file of the right kind: only loading can tell
+    try:
+        assert probe.wait_for(lambda: "put back weights=''" in newest_diagnostics(probe)[1], 60.0), \
+            newest_diagnostics(probe)
+        assert newest_diagnostics(probe)[0] == 2 and node.get_parameter("weights").value == ""
+        out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(80)),
+                            ("image_dehazed",))
+        assert out["image_dehazed"].header.stamp == stamped_header(80).stamp
+        set_ok(node, working_width=0, working_height=0)  # any good change of the pipeline clears the error
+        assert probe.wait_for(lambda: newest_diagnostics(probe)[0] < 2, 60.0), newest_diagnostics(probe)
+    finally:
+        set_ok(node, weights="")
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_a_detector_file_that_would_run_code_is_refused_and_the_parameter_reads_back_the_running_one(
+        node: DehazeNode, probe: Probe, tmp_path: Path) -> None:
+    from test_detector_checkpoint import malicious_checkpoint
+
+    marker = tmp_path / "pwned"
+    set_ok(node, detection_enabled=True)
+    shipped = default_detector_weights().name
+    assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("detector") == shipped, 60.0)
+    running = node.get_parameter("detector_weights").value
+    set_ok(node, detector_weights=str(malicious_checkpoint(tmp_path, marker)))  # only loading can tell
+    try:
+        assert probe.wait_for(lambda: "refused" in newest_diagnostics(probe)[1], 60.0), newest_diagnostics(probe)
+        level, message, values = newest_diagnostics(probe)
+        assert level == 2 and "put back detector_weights" in message
+        assert not marker.exists()
+        assert node.get_parameter("detector_weights").value == running
+        assert values["detector"] == shipped
+        out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(90)),
+                            ("image_dehazed", "detections"))
+        assert out["detections"].header.stamp == stamped_header(90).stamp
+        set_ok(node, imgsz=320)  # a later good change clears the error
+        assert probe.wait_for(lambda: newest_diagnostics(probe)[0] < 2 and values["detector"] in
+                              newest_diagnostics(probe)[2].get("detector", ""), 60.0), newest_diagnostics(probe)
+    finally:
+        set_ok(node, imgsz=640)
 
 
 def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_it_on_the_auto_backend(
