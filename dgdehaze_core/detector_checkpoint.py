@@ -17,6 +17,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from dgdehaze_core.checkpoint_file import load_error_line
+
 LOG = logging.getLogger(__name__)
 
 LAYER_MODULES = ("torch.nn.modules.", "ultralytics.nn.")
@@ -73,7 +75,7 @@ def check_detector_checkpoint(path: Path, shown: Path | None = None) -> None:
         with torch.serialization.safe_globals(classes):
             torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UnsafeCheckpoint(f"{shown} refused by the restricted unpickler: {str(exc).splitlines()[0]}") from None
+        raise UnsafeCheckpoint(f"{shown} refused by the restricted unpickler: {load_error_line(exc, path)}") from None
 
 
 def verified_copy(weights: Path, folder: Path) -> Path:

@@ -1,6 +1,6 @@
-"""Detector .pt files run no code when loaded (#21 item 1): a pickle that calls os.system is refused, unexecuted,
-by the library and by `dgdehaze export` (the running node: tests/test_ros_node.py); real Ultralytics checkpoints
-still load."""
+"""Weights files run no code when loaded (#21 items 1 and 6): a pickle that calls os.system is refused, unexecuted,
+in one line, by the detector, `dgdehaze export` and the dehazer's own loaders (the running node:
+tests/test_ros_node.py); real Ultralytics checkpoints still load."""
 from __future__ import annotations
 
 import os
@@ -105,3 +105,26 @@ def test_export_refuses_a_malicious_detector_in_one_line(tmp_path: Path, capsys:
     err = capsys.readouterr().err.strip()
     assert "refused" in err and len(err.splitlines()) == 1
     assert not marker.exists() and not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["malicious", "truncated"])
+def test_the_dehazers_own_loaders_refuse_in_one_line(kind: str, tmp_path: Path, shared_data: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from dgdehaze_core.data_paths import WEIGHTS_DIR
+    from dgdehaze_core.models.clear_depth import load_clear_depth
+
+    marker = tmp_path / "pwned"
+    if kind == "malicious":
+        weights = malicious_checkpoint(tmp_path, marker)
+    else:
+        weights = tmp_path / "truncated.pt"
+        weights.write_bytes((WEIGHTS_DIR / "dgdehaze_lite.pt").read_bytes()[:5000])
+    photo = shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"
+    assert main(["dehaze", "--method", str(weights), "--out", str(tmp_path / "out"), str(photo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(weights) in err
+    assert ("posix.system" in err or "os.system" in err) if kind == "malicious" else "truncated" in err
+    with pytest.raises(ValueError) as refused:
+        load_clear_depth(weights)
+    assert "\n" not in str(refused.value)
+    assert not marker.exists() and not (tmp_path / "out").exists()

@@ -393,8 +393,7 @@ def _option_values(args: list[str], option: str) -> list[str]:
 
 def _weights_of(method_text: str) -> dict[str, dict[str, Any]]:
     """The weights file behind every network method of a --method value, with what its checkpoint says."""
-    import torch
-
+    from dgdehaze_core.checkpoint_file import read_checkpoint
     from dgdehaze_core.evaluation.methods import parse_methods
     from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
 
@@ -405,7 +404,7 @@ def _weights_of(method_text: str) -> dict[str, dict[str, Any]]:
             continue
         entry: dict[str, Any] = {"path": _shown(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
         if path.suffix == ".pt":
-            meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+            meta = read_checkpoint(path).get("meta", {})
             entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved", "recipe_fields")
                           if key in meta})
         weights[spec.name] = entry

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 
 from dgdehaze_core.atomic_files import atomic_path
+from dgdehaze_core.checkpoint_file import read_checkpoint
 from dgdehaze_core.data_paths import WEIGHTS_DIR
 from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
@@ -60,10 +61,7 @@ def save_checkpoint(model: DGDehazeNet, path: str | os.PathLike[str], meta: dict
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path} is not a readable dgdehaze checkpoint: {exc}") from None
+    checkpoint = read_checkpoint(path, "dgdehaze checkpoint")
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in CHECKPOINT_KEYS):
         raise ValueError(f"{path} is not a dgdehaze checkpoint (expected keys {', '.join(CHECKPOINT_KEYS)})")
     return checkpoint

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgdehaze_core.atomic_files import atomic_path
+from dgdehaze_core.checkpoint_file import read_checkpoint
 from dgdehaze_core.models.depth_net import DepthNet
 
 CHECKPOINT_KIND = "clear_depth"
@@ -85,10 +86,7 @@ def save_clear_depth(model: ClearDepthNet, input_size: tuple[int, int], path: st
 
 
 def _read(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from None
+    return read_checkpoint(path)
 
 
 def is_clear_depth_checkpoint(source: str | os.PathLike[str]) -> bool:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.checkpoint_file import read_checkpoint
 from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti
 from dgdehaze_core.evaluation.depth_eval import depth_errors
 from dgdehaze_core.models.clear_depth import (CHECKPOINT_KIND, ClearDepthNet, ClearDepthPredictor, load_clear_depth,
@@ -239,5 +240,5 @@ def _yaml_dump(data: dict[str, Any]) -> str:
 def export_clear_depth(checkpoint: str | Path, target: str | Path) -> Path:
     """The depth network of a training checkpoint (no pose network, no optimiser) written to `target`."""
     model, input_size = load_clear_depth(checkpoint)
-    state = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
+    state = read_checkpoint(checkpoint, "clear-depth checkpoint")
     return save_clear_depth(model, input_size, target, state.get("meta", {}))

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.checkpoint_file import read_checkpoint
 from dgdehaze_core.data_paths import REPO_DIR
 from dgdehaze_core.metrics import psnr, ssim
 from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
@@ -95,11 +96,11 @@ def load_resumable(path: Path, what: str, recipe: dict[str, Any], fixed: tuple[s
     resumable `what` checkpoint or was trained with another value of one of the `fixed` recipe fields."""
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: no checkpoint {path}")
+    state = read_checkpoint(path, f"resumable {what} checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         saved = state["training"]["recipe"]
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path} is not a resumable {what} checkpoint: {exc}") from None
+    except (KeyError, TypeError):
+        raise ValueError(f"{path} is not a resumable {what} checkpoint: it holds no training state") from None
     for key in fixed:
         if saved.get(key) != recipe[key]:
             raise ValueError(f"cannot resume {path}: it was trained with {key}={saved.get(key)!r}, "
@@ -522,7 +523,7 @@ def _tensorboard(run_dir: Path) -> Any:
 
 def export_weights(checkpoint: str | Path, target: str | Path, extra_meta: dict[str, Any] | None = None) -> Path:
     """Write the model part of a checkpoint (no optimiser state) to `target` atomically, for shipping."""
-    state = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
+    state = read_checkpoint(checkpoint, "training checkpoint")
     model = build_model(state["config"], depth_guidance=bool(state["depth_guidance"]))
     model.load_state_dict(state["state_dict"])
     meta = {**state.get("meta", {}), **(extra_meta or {})}
