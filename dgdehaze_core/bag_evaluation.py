@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -34,8 +34,8 @@ from dgdehaze_core.data_paths import REPO_DIR
 from dgdehaze_core.detection import Detection, Detector, median_depth
 from dgdehaze_core.image_io import ImageError
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, FLOAT32_TYPE, IMAGE_TYPE, BagFrame,
-                                     BagSource, BagWriter)
+from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, FLOAT32_TYPE, IMAGE_TYPE, LABEL_INFO_TYPE,
+                                     BagFrame, BagSource, BagWriter)
 
 LOG = logging.getLogger(__name__)
 
@@ -239,7 +239,8 @@ class FrameProcessor:
 
 def detections_msg(writer: BagWriter, header: Any, detections: Sequence[Detection],
                    depths: Sequence[float]) -> Any:
-    """vision_msgs/Detection2DArray: one Detection2D per object, class name as class_id, the box in pixels and the
+    """vision_msgs/Detection2DArray: one Detection2D per object, the numeric class id as class_id (names in
+    `label_info_msg`), the box in pixels and the
     median depth in the box as the hypothesis pose's z (NaN where the box has no valid depth)."""
     types = writer.types
     out = []
@@ -251,7 +252,7 @@ def detections_msg(writer: BagWriter, header: Any, detections: Sequence[Detectio
                 orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
             covariance=np.zeros(36, np.float64))
         hypothesis = types["vision_msgs/msg/ObjectHypothesisWithPose"](
-            hypothesis=types["vision_msgs/msg/ObjectHypothesis"](class_id=detection.class_name,
+            hypothesis=types["vision_msgs/msg/ObjectHypothesis"](class_id=str(detection.class_id),
                                                                  score=float(detection.score)),
             pose=pose)
         bbox = types["vision_msgs/msg/BoundingBox2D"](
@@ -260,6 +261,13 @@ def detections_msg(writer: BagWriter, header: Any, detections: Sequence[Detectio
             size_x=float(x2 - x1), size_y=float(y2 - y1))
         out.append(types["vision_msgs/msg/Detection2D"](header=header, results=[hypothesis], bbox=bbox, id=""))
     return types[DETECTIONS_TYPE](header=header, detections=out)
+
+
+def label_info_msg(writer: BagWriter, header: Any, names: Mapping[int, str], threshold: float) -> Any:
+    """vision_msgs/LabelInfo: the detector's class ids and names, as the node latches on ~/label_info."""
+    vision_class = writer.types["vision_msgs/msg/VisionClass"]
+    return writer.types[LABEL_INFO_TYPE](header=header, threshold=float(threshold), class_map=[
+        vision_class(class_id=int(i), class_name=str(name)) for i, name in sorted(names.items())])
 
 
 def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record: FrameRecord, result: Any) -> None:
@@ -337,6 +345,10 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                     continue
                 record, result = processor(frame)
                 evaluation.records.append(record)
+                if len(evaluation.records) == 1 and processor.detector is not None:
+                    header = writer.header(frame.stamp_ns, frame.header.frame_id)
+                    writer.write(f"{prefix}/label_info", LABEL_INFO_TYPE, frame.log_time_ns,
+                                 label_info_msg(writer, header, processor.detector.names, processor.detector.conf))
                 write_frame_outputs(writer, prefix, frame, record, result)
                 if frame.index in keep:
                     evaluation.samples.append(Sample(frame.index, frame.stamp_ns, frame.image, result.image,

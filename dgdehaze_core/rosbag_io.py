@@ -33,6 +33,7 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
+LABEL_INFO_TYPE = "vision_msgs/msg/LabelInfo"
 FLOAT32_TYPE = "std_msgs/msg/Float32"
 FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 STORAGES = ("mcap", "sqlite3")
@@ -50,6 +51,8 @@ VISION_MSGS = {
         "std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
         "vision_msgs/BoundingBox2D bbox\nstring id\n"),
     "vision_msgs/msg/Detection2DArray": "std_msgs/Header header\nvision_msgs/Detection2D[] detections\n",
+    "vision_msgs/msg/VisionClass": "uint16 class_id\nstring class_name\n",
+    "vision_msgs/msg/LabelInfo": "std_msgs/Header header\nvision_msgs/VisionClass[] class_map\nfloat32 threshold\n",
 }
 """vision_msgs 4.x (Humble and later) message definitions, field for field as upstream."""
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import rclpy
@@ -41,7 +41,8 @@ from dgdehaze_core.dark_channel import haze_density
 from dgdehaze_core.detection import Detection, Detector, median_depth
 from dgdehaze_core.image_io import ImageError
 from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, FLOAT32_TYPE,
-                                     IMAGE_TYPE, BagSource, BagWriter, decode_image, stamp_ns)
+                                     IMAGE_TYPE, LABEL_INFO_TYPE, BagSource, BagWriter, decode_image, stamp_ns)
+from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 
 LOG = logging.getLogger(__name__)
 
@@ -50,8 +51,9 @@ OUTPUTS: dict[str, tuple[type, str]] = {
     "haze_density": (Float32, FLOAT32_TYPE),
     "camera_info": (CameraInfo, CAMERA_INFO_TYPE)}
 """The node's `~/` outputs: name -> (rclpy class, type name)."""
+LabelInfo: type | None = None
 try:
-    from vision_msgs.msg import Detection2DArray
+    from vision_msgs.msg import Detection2DArray, LabelInfo
 
     OUTPUTS["detections"] = (Detection2DArray, DETECTIONS_TYPE)
 except ImportError:  # the node publishes no detections without vision_msgs either (detection_messages.py)
@@ -95,6 +97,14 @@ class _Recorder:
         for name, (cls, _) in OUTPUTS.items():
             self.subscriptions[name] = node.create_subscription(
                 cls, f"/{node_name}/{name}", lambda raw, name=name: self._store(name, raw), qos, raw=True)
+        self.labels: bytes | None = None
+        """The node's latched ~/label_info (CDR), which names the class ids of its detections."""
+        if LabelInfo is not None:
+            self.label_subscription = node.create_subscription(
+                LabelInfo, f"/{node_name}/label_info", self._store_labels, LABEL_INFO_QOS, raw=True)
+
+    def _store_labels(self, raw: bytes) -> None:
+        self.labels = bytes(raw)
 
     def _store(self, name: str, raw: bytes) -> None:
         self.received[name].append((time.perf_counter(), bytes(raw)))
@@ -182,15 +192,17 @@ def _stamp_of(store: Any, raw: bytes, msgtype: str) -> int:
     return stamp_ns(store.deserialize_cdr(raw, msgtype).header)
 
 
-def _detections_from(msg: Any) -> list[Detection]:
+def _detections_from(msg: Any, names: Mapping[int, str]) -> list[Detection]:
+    """The node's detections; `class_id` is a numeric id named by its ~/label_info (the id itself if unnamed)."""
     out = []
     for detection in msg.detections:
         hypothesis = max(detection.results, key=lambda r: r.hypothesis.score).hypothesis if detection.results \
             else None
         cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
         w, h = detection.bbox.size_x, detection.bbox.size_y
-        name = hypothesis.class_id if hypothesis else ""
-        out.append(Detection(-1, name, float(hypothesis.score) if hypothesis else 0.0,
+        class_id = int(hypothesis.class_id) if hypothesis and hypothesis.class_id.isdigit() else -1
+        name = names.get(class_id, hypothesis.class_id) if hypothesis else ""
+        out.append(Detection(class_id, name, float(hypothesis.score) if hypothesis else 0.0,
                              (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
     return out
 
@@ -334,7 +346,8 @@ def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagE
 
 def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, expected: list[str],
               timeout: float) -> dict[str, Any] | None:
-    """Publish one frame and collect the node's outputs for it: {output: (receive time, raw)} plus "_sent".
+    """Publish one frame and collect the node's outputs for it: {output: (receive time, raw)} plus "_sent" and
+    "_labels" (the latched ~/label_info, or None).
 
     Waits up to `timeout` for the stamped outputs in `expected` (camera_info aside), then a moment more for
     camera_info (relayed only once the node has one) and haze_density (unstamped: the one published after this
@@ -347,7 +360,7 @@ def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, expect
     sent = time.perf_counter()
     replay.image_pub.publish(frame_msg)
     deadline = time.monotonic() + timeout
-    found: dict[str, Any] = {"_sent": sent}
+    found: dict[str, Any] = {"_sent": sent, "_labels": replay.recorder.labels}
     grace_until = None
     while time.monotonic() < (grace_until or deadline):
         replay.spin(0.005)
@@ -378,15 +391,19 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
     for name, (_, msgtype) in OUTPUTS.items():
         if outputs.get(name):
             writer.write_raw(f"{prefix}/{name}", msgtype, log_time, outputs[name][1])
+    labels = store.deserialize_cdr(outputs["_labels"], LABEL_INFO_TYPE) if outputs.get("_labels") else None
+    if labels is not None and not evaluation.records:
+        writer.write_raw(f"{prefix}/label_info", LABEL_INFO_TYPE, log_time, outputs["_labels"])
+    names = {int(c.class_id): str(c.class_name) for c in labels.class_map} if labels is not None else {}
     dehazed = _image_from(store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE))
-    detections = (_detections_from(store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE))
+    detections = (_detections_from(store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE), names)
                   if outputs.get("detections") else [])
     depth_msg = (store.deserialize_cdr(outputs["depth_relative"][1], IMAGE_TYPE) if outputs.get("depth_relative")
                  else None)
     depth = _image_from(depth_msg) if depth_msg is not None else np.full(dehazed.shape[:2], np.nan, np.float32)
     density = (float(store.deserialize_cdr(outputs["haze_density"][1], FLOAT32_TYPE).data)
                if outputs.get("haze_density") else haze_density(hazy))
-    last = max(value[0] for name, value in outputs.items() if name != "_sent" and value)
+    last = max(value[0] for name, value in outputs.items() if not name.startswith("_") and value)
     hazy_detections, hazy_ms = timed_detect(detector, hazy)
     depths = [median_depth(d, depth) for d in detections] if depth_msg is not None else []
     evaluation.records.append(FrameRecord(

@@ -1,8 +1,9 @@
 """Detections as vision_msgs/Detection2DArray, each with the median depth inside its box.
 
 Encoding (the same as `dgdehaze bag-eval` writes): one Detection2D per object with the input's header; its
-`bbox` is the box in pixels (center and size, theta 0); `results[0].hypothesis` holds the class name as
-`class_id` and the confidence as `score`; `results[0].pose.pose.position.z` is the median of the valid depth
+`bbox` is the box in pixels (center and size, theta 0); `results[0].hypothesis` holds the detector's numeric
+class id as `class_id` (a decimal string, as vision_msgs intends) and the confidence as `score`, and a
+vision_msgs/LabelInfo on a latched topic maps the ids to names (`label_info_msg`); `results[0].pose.pose.position.z` is the median of the valid depth
 values inside the box (metres from ~/depth when the node has a camera_height, else ~/depth_relative's units; NaN
 when the box holds no valid depth), x and y are 0 and the orientation is identity. vision_msgs comes from the ROS
 distribution, or from tools/build_vision_msgs.sh in the pip venv; where it is missing, `VISION_MSGS_AVAILABLE` is
@@ -10,19 +11,24 @@ False and the node publishes no detections topic.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
 from dgdehaze_core.detection import Detection
 
 try:
-    from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesis,
-                                 ObjectHypothesisWithPose)
+    from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, LabelInfo, ObjectHypothesis,
+                                 ObjectHypothesisWithPose, VisionClass)
 
     VISION_MSGS_AVAILABLE = True
 except ImportError:
     VISION_MSGS_AVAILABLE = False
+
+LABEL_INFO_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""~/label_info is latched: a subscriber that joins later still gets the class map (subscribe with this QoS)."""
 
 
 def detections_to_msg(detections: Sequence[Detection], depths: Sequence[float], header: Header) -> "Detection2DArray":
@@ -37,9 +43,15 @@ def detections_to_msg(detections: Sequence[Detection], depths: Sequence[float], 
         item.bbox.center.position.x = (x1 + x2) / 2.0
         item.bbox.center.position.y = (y1 + y2) / 2.0
         result = ObjectHypothesisWithPose(
-            hypothesis=ObjectHypothesis(class_id=detection.class_name, score=float(detection.score)))
+            hypothesis=ObjectHypothesis(class_id=str(detection.class_id), score=float(detection.score)))
         result.pose.pose.position.z = float(depth)
         result.pose.pose.orientation.w = 1.0
         item.results = [result]
         out.detections.append(item)
     return out
+
+
+def label_info_msg(names: Mapping[int, str], threshold: float, header: Header) -> "LabelInfo":
+    """The detector's class map (id -> name) and its confidence threshold, for the latched label topic."""
+    return LabelInfo(header=header, threshold=float(threshold),
+                     class_map=[VisionClass(class_id=int(i), class_name=str(name)) for i, name in sorted(names.items())])

@@ -8,8 +8,9 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
   untrustworthy) and `~/visibility` (sensor_msgs/Range, visibility_messages.py), `~/camera_info` (the latest
   camera_info with the frame's header),
   `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py; only for the frames the detector ran
-  on, every `detection_interval`-th, so each carries the header of the frame it describes),
-  `~/haze_density` (std_msgs/Float32),
+  on, every `detection_interval`-th, so each carries the header of the frame it describes; `class_id` is the
+  numeric class id), `~/label_info` (vision_msgs/LabelInfo, latched: the running detector's id -> name map and
+  threshold, republished when either changes), `~/haze_density` (std_msgs/Float32),
   and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
 Every output carries the input's header (stamp and frame_id), except Float32 which has none.
 
@@ -51,7 +52,8 @@ from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_core.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
 from dgdehaze_ros.conversions import (ImageConversionError, bgr8_to_image, compressed_to_bgr8, depth_to_image,
                                       image_to_array, array_to_bgr8)
-from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE, detections_to_msg
+from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg,
+                                             label_info_msg)
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
 from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
@@ -59,7 +61,7 @@ from dgdehaze_ros.visibility_messages import (FOG_PARAMETERS, estimator_for, fog
                                               visibility_msg)
 
 if VISION_MSGS_AVAILABLE:
-    from vision_msgs.msg import Detection2DArray
+    from vision_msgs.msg import Detection2DArray, LabelInfo
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
@@ -106,6 +108,7 @@ class DehazeNode(LifecycleNode):
         self._inputs: list[Any] = []
         self._diagnostics_pub = None
         self._diagnostics_timer = None
+        self._label_pub = None
         declare_parameters(self)  # after the attributes: a bad value raises here, and destroy_node still works
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -143,6 +146,8 @@ class DehazeNode(LifecycleNode):
         if VISION_MSGS_AVAILABLE:
             self._outputs["detections"] = self.create_lifecycle_publisher(Detection2DArray, "~/detections",
                                                                              OUTPUT_QOS)
+            self._label_pub = self.create_publisher(LabelInfo, "~/label_info", LABEL_INFO_QOS)
+            self._publish_labels()
         else:
             self.get_logger().warning("vision_msgs is not installed: no ~/detections topic "
                                       "(install ros-<distro>-vision-msgs, or run tools/build_vision_msgs.sh)")
@@ -204,9 +209,10 @@ class DehazeNode(LifecycleNode):
         self._outputs = {}
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
-        if self._diagnostics_pub is not None:
-            self.destroy_publisher(self._diagnostics_pub)
-        self._diagnostics_timer = self._diagnostics_pub = None
+        for publisher in (self._diagnostics_pub, self._label_pub):
+            if publisher is not None:
+                self.destroy_publisher(publisher)
+        self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
         self._camera_info = self._fog = self._fog_reading = None
 
@@ -232,6 +238,8 @@ class DehazeNode(LifecycleNode):
                     self._schedule.detector.detection_input = settings["detection_input"]
                 if FOG_PARAMETERS & set(changes):
                     self._fog, self._fog_reading = estimator_for(settings), None
+        if "threshold" in changes:
+            self._publish_labels()
         if "diagnostics_period" in changes and self._diagnostics_timer is not None:
             self._diagnostics_timer.timer_period_ns = int(settings["diagnostics_period"] * 1e9)
         self._start_reloads()
@@ -251,6 +259,14 @@ class DehazeNode(LifecycleNode):
         detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
         self._detector_note = detector.weights.name
         return detector
+
+    def _publish_labels(self) -> None:
+        """The running detector's class map and threshold on the latched ~/label_info."""
+        detector, settings, publisher = self._detector, self._settings, self._label_pub
+        if detector is None or settings is None or publisher is None:
+            return
+        header = Header(stamp=self.get_clock().now().to_msg())
+        publisher.publish(label_info_msg(detector.names, settings["threshold"], header))
 
     def _detection_off(self, exc: Exception) -> None:
         self.get_logger().warning(f"detection off: {exc}")
@@ -333,6 +349,7 @@ class DehazeNode(LifecycleNode):
                         self._detector, self._schedule = detector, self._schedule_for(detector, settings)
                         self._loaded["detector"] = settings
                         self._reload_problems.pop("detector", None)
+                self._publish_labels()
 
     def _describe(self) -> str:
         pipeline = self._pipeline

@@ -113,8 +113,11 @@ def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: p
     assert len(detections) == figures["dehazed"]["detections"] > 0
     scores = [d.results[0].hypothesis.score for d in detections]
     assert np.mean(scores) == pytest.approx(figures["dehazed"]["mean_confidence"])
+    (_, labels), = topics["/dgdehaze/label_info"]  # one class map, as the node latches it
+    names = {c.class_id: c.class_name for c in labels.class_map}
+    assert names[2] == "car" and len(names) == 80 and labels.threshold == pytest.approx(0.25)
     for detection in detections:
-        assert detection.results[0].hypothesis.class_id in ("car", "truck", "bus", "train", "person")
+        assert names[int(detection.results[0].hypothesis.class_id)] in ("car", "truck", "bus", "train", "person")
         assert 0 <= detection.bbox.center.position.x <= 640 and 0 < detection.bbox.size_x <= 640
         assert math.isnan(detection.results[0].pose.pose.position.z) or detection.results[0].pose.pose.position.z > 0
 

@@ -38,6 +38,11 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
         assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in recorded] == stamps, name
         assert {m.header.frame_id for _, m in recorded} == {"camera_optical_frame"}
     assert len(messages["/dgdehaze/haze_density"]) == 3
+    (_, labels), = messages["/dgdehaze/label_info"]  # the node's latched class map, recorded once
+    names = {c.class_id: c.class_name for c in labels.class_map}
+    assert names[0] == "person" and len(names) == 80
+    for _, array in messages["/dgdehaze/detections"]:
+        assert all(int(d.results[0].hypothesis.class_id) in names for d in array.detections)
     dehazed = messages["/dgdehaze/image_dehazed"][0][1]
     assert (dehazed.encoding, dehazed.width, dehazed.height) == ("bgr8", 320, 180)
     depth = messages["/dgdehaze/depth_relative"][0][1]

@@ -3,6 +3,7 @@ and load. One node per module, in-process, talking to a probe node through Fast 
 from __future__ import annotations
 
 import math
+import os
 import resource
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
+import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -82,7 +84,7 @@ def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detect
         assert detections, "YOLO found nothing on a KITTI road scene"
         for detection in detections:
             hypothesis = detection.results[0]
-            assert hypothesis.hypothesis.class_id and 0 < hypothesis.hypothesis.score <= 1
+            assert hypothesis.hypothesis.class_id.isdigit() and 0 < hypothesis.hypothesis.score <= 1
             cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
             w, h = detection.bbox.size_x, detection.bbox.size_y
             box = depth_map[max(0, math.floor(cy - h / 2)):math.ceil(cy + h / 2),
@@ -96,6 +98,33 @@ def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detect
         finally:
             set_ok(node, threshold=0.25)
         assert len(strict["detections"].detections) < len(detections), "threshold change had no effect"
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_a_late_subscriber_gets_the_latched_label_map_of_every_class_id_and_the_threshold(
+        node: DehazeNode, probe: Probe, session: RosSession) -> None:
+    from vision_msgs.msg import LabelInfo
+
+    from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
+
+    labels: list[LabelInfo] = []
+    late = rclpy.create_node(f"late_{os.getpid()}", context=session.context)
+    late.create_subscription(LabelInfo, "/dgdehaze/label_info", labels.append, LABEL_INFO_QOS)
+    session.add(late)
+    try:
+        assert probe.wait_for(lambda: bool(labels), 10.0), "no latched LabelInfo for a subscriber joining late"
+        names = {c.class_id: c.class_name for c in labels[-1].class_map}
+        assert names == Detector().names and labels[-1].threshold == pytest.approx(0.25)
+        out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(640, 480), "bgr8", stamped_header(3)),
+                            ("detections",))
+        ids = [int(d.results[0].hypothesis.class_id) for d in out["detections"].detections]
+        assert ids and set(ids) <= set(names)
+        set_ok(node, threshold=0.5)
+        assert probe.wait_for(lambda: labels[-1].threshold == pytest.approx(0.5), 10.0)
+    finally:
+        set_ok(node, threshold=0.25)
+        session.remove(late)
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "mono8", "mono16", "bgra8", "yuyv"])
