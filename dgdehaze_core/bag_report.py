@@ -10,9 +10,7 @@ import html
 import logging
 import math
 from pathlib import Path
-from typing import Sequence
 
-import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -20,10 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dgdehaze_core.bag_evaluation import BagEvaluation  # noqa: E402
-from dgdehaze_core.detection import Detection  # noqa: E402
 from dgdehaze_core.figures_table import format_table, write_json  # noqa: E402
 from dgdehaze_core.image_io import write_image  # noqa: E402
-from dgdehaze_core.visualize import colorize_depth  # noqa: E402
+from dgdehaze_core.visualize import colorize_depth, draw_detections  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 
@@ -35,22 +32,6 @@ FIGURES = {
 }
 """The report's plots: file stem -> caption. Before/after panels come on top of these, one per sample frame."""
 HAZY_COLOR, DEHAZED_COLOR = "#7f7f7f", "#1f77b4"
-
-
-def draw_detections(image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
-    """A copy of the BGR frame with each detection's box and 'class score' label drawn."""
-    out = image.copy()
-    thickness = max(1, round(min(out.shape[:2]) / 240))
-    for detection in detections:
-        x1, y1, x2, y2 = (int(round(v)) for v in detection.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 255), thickness)
-        label = f"{detection.class_name} {detection.score:.2f}"
-        (width, height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        top = max(0, y1 - height - baseline - 2)
-        cv2.rectangle(out, (x1, top), (x1 + width + 2, top + height + baseline + 2), (0, 255, 255), -1)
-        cv2.putText(out, label, (x1 + 1, top + height + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    return out
 
 
 def _seconds(evaluation: BagEvaluation) -> np.ndarray:

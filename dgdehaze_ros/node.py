@@ -10,7 +10,8 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
   `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py; only for the frames the detector ran
   on, every `detection_interval`-th, so each carries the header of the frame it describes; `class_id` is the
   numeric class id), `~/label_info` (vision_msgs/LabelInfo, latched: the running detector's id -> name map and
-  threshold, republished when either changes), `~/haze_density` (std_msgs/Float32),
+  threshold, republished when either changes), `~/debug_image` (bgr8 Image, only while subscribed: the dehazed
+  frame with the detections, their distances and the fog drawn), `~/haze_density` (std_msgs/Float32),
   and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
 Every output carries the input's header (stamp and frame_id), except Float32 which has none.
 
@@ -50,6 +51,7 @@ from dgdehaze_core.detection_schedule import DetectionSchedule
 from dgdehaze_core.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_core.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
+from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros.conversions import (ImageConversionError, bgr8_to_image, compressed_to_bgr8, depth_to_image,
                                       image_to_array, array_to_bgr8)
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg,
@@ -57,8 +59,8 @@ from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILAB
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
 from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
-from dgdehaze_ros.visibility_messages import (FOG_PARAMETERS, estimator_for, fog_diagnostics, intrinsics_of,
-                                              visibility_msg)
+from dgdehaze_ros.visibility_messages import (FOG_PARAMETERS, estimator_for, fog_banner, fog_diagnostics,
+                                              intrinsics_of, visibility_msg)
 
 if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -142,6 +144,7 @@ class DehazeNode(LifecycleNode):
             "visibility": self.create_lifecycle_publisher(Range, "~/visibility", OUTPUT_QOS),
             "camera_info": self.create_lifecycle_publisher(CameraInfo, "~/camera_info", OUTPUT_QOS),
             "haze_density": self.create_lifecycle_publisher(Float32, "~/haze_density", OUTPUT_QOS),
+            "debug_image": self.create_lifecycle_publisher(Image, "~/debug_image", OUTPUT_QOS),
         }
         if VISION_MSGS_AVAILABLE:
             self._outputs["detections"] = self.create_lifecycle_publisher(Detection2DArray, "~/detections",
@@ -399,22 +402,28 @@ class DehazeNode(LifecycleNode):
         begin = time.perf_counter()
         result = pipeline(bgr)
         dehaze_s = time.perf_counter() - begin
-        depth = self._publish_frame(msg.header, encoding, original, bgr, result, settings)  # before the detector
+        depth, reading = self._publish_frame(msg.header, encoding, original, bgr, result, settings)  # detector next
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
         begin = time.perf_counter()
         scheduled = schedule(result.image, bgr) if schedule is not None and settings["detection_enabled"] else None
         detect_s = time.perf_counter() - begin
+        detections = scheduled.detections if scheduled is not None else []
+        depths = [median_depth(d, depth) for d in detections]
         if scheduled is not None and scheduled.fresh and "detections" in self._outputs:
-            depths = [median_depth(d, depth) for d in scheduled.detections]
-            self._outputs["detections"].publish(detections_to_msg(scheduled.detections, depths, msg.header))
+            self._outputs["detections"].publish(detections_to_msg(detections, depths, msg.header))
+        debug = self._outputs.get("debug_image")
+        if debug is not None and debug.get_subscription_count() > 0:
+            drawn = draw_detections(result.image, detections, depths, "m" if reading is not None else "",
+                                    fog_banner(reading, result.haze_density))
+            debug.publish(bgr8_to_image(drawn, "bgr8", msg.header))
         done = time.perf_counter()
         self.stats.record(latency_ms, (done - started) * 1000.0, (dehaze_s + detect_s) * 1000.0, waited_ms)
 
     def _publish_frame(self, header: Header, encoding: str, original: Any, bgr: np.ndarray, result: Any,
-                       settings: NodeSettings) -> np.ndarray:
+                       settings: NodeSettings) -> tuple[np.ndarray, VisibilityReading | None]:
         """Publish the frame's image, depths, visibility, camera_info and haze density; return the depth the
-        detections carry (metres with a mounting, else the relative depth)."""
+        detections carry (metres with a mounting, else the relative depth) and the fog reading."""
         pubs, fog, info = self._outputs, self._fog, self._camera_info  # a parameter change may replace them
         pubs["image"].publish(bgr8_to_image(result.image, encoding, header, original))
         reading = self._measure_fog(fog, info, bgr, result.transmission, header)
@@ -430,8 +439,8 @@ class DehazeNode(LifecycleNode):
             pubs["camera_info"].publish(relay)
         pubs["haze_density"].publish(Float32(data=float(result.haze_density)))
         if reading is not None:
-            return reading.depth
-        return result.depth if fog is None else np.full(result.depth.shape, np.nan, np.float32)
+            return reading.depth, reading
+        return (result.depth if fog is None else np.full(result.depth.shape, np.nan, np.float32)), None
 
     def _measure_fog(self, fog: VisibilityEstimator | None, info: CameraInfo | None, bgr: np.ndarray,
                      transmission: np.ndarray, header: Header) -> VisibilityReading | None:

@@ -55,6 +55,16 @@ def visibility_msg(reading: VisibilityReading, header: Header, estimator: Visibi
                  max_range=float(estimator.max_visibility), range=float(reading.visibility), variance=0.0)
 
 
+def fog_banner(reading: VisibilityReading | None, haze_density: float) -> str:
+    """One line for the debug image: the haze density and the visibility (or why there is none)."""
+    text = f"haze {haze_density:.2f}"
+    if reading is None:
+        return text
+    if math.isfinite(reading.visibility):
+        return f"{text}  visibility {reading.visibility:.0f} m"
+    return f"{text}  visibility: {reading.reason or 'unknown'}"
+
+
 def fog_diagnostics(estimator: VisibilityEstimator | None, reading: VisibilityReading | None) -> Mapping[str, str]:
     """/diagnostics values: the visibility (m), the smoothed and the frame's fog density (1/m), the road pixels
     measured, and why there is no visibility."""

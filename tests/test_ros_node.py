@@ -102,6 +102,34 @@ def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detect
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
+def test_the_debug_image_draws_the_detections_on_the_dehazed_frame_for_a_subscriber(
+        probe: Probe, session: RosSession) -> None:
+    drawn: list[Image] = []
+    viewer = rclpy.create_node(f"viewer_{os.getpid()}", context=session.context)
+    viewer.create_subscription(Image, "/dgdehaze/debug_image", drawn.append, 10)
+    session.add(viewer)
+    try:
+        assert probe.wait_for(lambda: viewer.count_publishers("/dgdehaze/debug_image") > 0, 10.0)
+        time.sleep(0.5)  # discovery both ways: the node must see the subscription to publish
+        out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(640, 480), "bgr8", stamped_header(4)),
+                            ("image_dehazed", "detections"))
+        assert probe.wait_for(lambda: any(m.header.stamp == stamped_header(4).stamp for m in drawn), 10.0)
+        debug = next(m for m in drawn if m.header.stamp == stamped_header(4).stamp)
+        assert (debug.encoding, debug.width, debug.height) == ("bgr8", 640, 480)
+        assert debug.header.frame_id == "camera_optical_frame"
+        boxes = out["detections"].detections
+        assert boxes, "YOLO found nothing on a KITTI road scene"
+        box = boxes[0].bbox
+        left, top = int(box.center.position.x - box.size_x / 2), int(box.center.position.y - box.size_y / 2)
+        dehazed, overlay = image_to_array(out["image_dehazed"]), image_to_array(debug)
+        edge = (slice(max(top, 0), max(top, 0) + 2), slice(max(left, 0), int(left + box.size_x)))
+        assert np.abs(overlay[edge].astype(int) - dehazed[edge].astype(int)).max() > 50, "no box drawn"
+    finally:
+        session.remove(viewer)
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
 def test_a_late_subscriber_gets_the_latched_label_map_of_every_class_id_and_the_threshold(
         node: DehazeNode, probe: Probe, session: RosSession) -> None:
     from vision_msgs.msg import LabelInfo
