@@ -36,6 +36,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -155,7 +156,9 @@ class DehazeNode(LifecycleNode):
             self.get_logger().warning("vision_msgs is not installed: no ~/detections topic "
                                       "(install ros-<distro>-vision-msgs, or run tools/build_vision_msgs.sh)")
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diagnostics_timer = self.create_timer(self._settings["diagnostics_period"], self._publish_diagnostics)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # reports go on while a replayed /clock pauses
+        self._diagnostics_timer = self.create_timer(self._settings["diagnostics_period"], self._publish_diagnostics,
+                                                    clock=steady)
         self.get_logger().info(f"configured: {self._describe()}")
         return TransitionCallbackReturn.SUCCESS
 

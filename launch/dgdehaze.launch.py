@@ -6,6 +6,8 @@
 
 All tuning lives in `params_file` (default: share/dgdehaze/config/dgdehaze.yaml). The launch arguments `model`,
 `backend`, `image_reliability`, `input_transport` and `autostart` override the file when they are not empty.
+`use_sim_time:=true` makes the node follow /clock (a bag played with `ros2 bag play --clock`): the stamps of its
+own messages and the latency on /diagnostics are then measured against the bag's time.
 With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager):
 configure loads the models and builds engines, activate subscribes and publishes.
 Outputs are under the node: /<namespace>/<node_name>/{image_dehazed,depth,camera_info,detections,haze_density}.
@@ -45,6 +47,13 @@ def _parameter_overrides(context: LaunchContext) -> dict[str, str | bool]:
     return overrides
 
 
+def _use_sim_time(context: LaunchContext) -> bool:
+    value = LaunchConfiguration("use_sim_time").perform(context).strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"use_sim_time must be true or false, got {value!r}")
+    return value == "true"
+
+
 def _launch_setup(context: LaunchContext) -> list[LifecycleNode]:
     image = LaunchConfiguration("image").perform(context).strip()
     image_topic = image.removesuffix("/compressed")  # image_transport naming: <topic> and <topic>/compressed
@@ -55,7 +64,8 @@ def _launch_setup(context: LaunchContext) -> list[LifecycleNode]:
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
-        parameters=[LaunchConfiguration("params_file"), _parameter_overrides(context)],
+        parameters=[LaunchConfiguration("params_file"), _parameter_overrides(context),
+                    {"use_sim_time": _use_sim_time(context)}],
         remappings=[
             ("image", image_topic),
             ("image/compressed", f"{image_topic}/compressed"),
@@ -79,6 +89,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="YAML file with the node's parameters (under `/**: ros__parameters:`)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="true: follow /clock (ros2 bag play --clock) for stamps and latency"),
     ]
     arguments += [DeclareLaunchArgument(name, default_value="", description=f"{text} (empty: from params_file)")
                   for name, text in OVERRIDES.items()]

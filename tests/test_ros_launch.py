@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "dgdehaze.launch.py"
 CONFIG_FILE = ROOT / "config" / "dgdehaze.yaml"
 LAUNCH_ARGUMENTS = {"namespace", "image", "camera_info", "params_file", "backend", "model", "image_reliability",
-                    "input_transport", "autostart"}
+                    "input_transport", "autostart", "use_sim_time"}
 
 
 def shipped_parameters() -> dict[str, object]:

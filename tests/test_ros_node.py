@@ -18,6 +18,7 @@ pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS inst
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dgdehaze_core.backends.selection import tensorrt_unavailable_reason  # noqa: E402
@@ -437,3 +438,40 @@ def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_i
         set_ok(node, model="dcp", detection_enabled=True)
         probe.clear()
         assert probe.wait_for(lambda: reported_backend(probe) == "opencv", 30.0), "back on dcp for later tests"
+
+
+def test_with_use_sim_time_the_latency_is_measured_against_the_clock_topic(session: RosSession) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosgraph_msgs.msg import Clock
+
+    from ros_harness import RELIABLE
+
+    sim = create_node({"model": "dcp", "use_sim_time": True, "detection_enabled": False, "image_reliability":
+                       "reliable", "diagnostics_period": 0.2}, name="sim_dgdehaze",
+                      remappings={"image": "/sim/image", "camera_info": "/sim/camera_info"}, context=session.context)
+    player = rclpy.create_node(f"player_{os.getpid()}", context=session.context)
+    clock = player.create_publisher(Clock, "/clock", 10)
+    frames = player.create_publisher(Image, "/sim/image", RELIABLE)
+    reports: list[DiagnosticArray] = []
+    player.create_subscription(DiagnosticArray, "/diagnostics", reports.append, 10)
+    session.add(sim)
+    session.add(player)
+
+    def latency() -> float:
+        values = [{kv.key: kv.value for kv in s.values} for r in list(reports) for s in r.status
+                  if "sim_dgdehaze" in s.name]
+        medians = [float(v["latency_ms_median"]) for v in values if v.get("fps", "0") != "0"]
+        return medians[-1] if medians else math.nan
+
+    try:
+        header = stamped_header(0)
+        header.stamp.sec, header.stamp.nanosec = 1000, 0  # the bag's time: 500 ms before the clock below
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and not math.isfinite(latency()):
+            clock.publish(Clock(clock=Time(sec=1000, nanosec=500_000_000)))
+            frames.publish(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", header))
+            time.sleep(0.1)
+        assert latency() == pytest.approx(500.0, abs=1.0), "latency should follow /clock, not the wall clock"
+    finally:
+        session.remove(player)
+        session.remove(sim)
