@@ -43,6 +43,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from std_msgs.msg import Float32, Header
 
@@ -68,8 +69,9 @@ if VISION_MSGS_AVAILABLE:
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
-OUTPUT_QOS = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-"""Reliable outputs reach both reliable (rviz, rosbag2) and best-effort subscribers."""
+OVERRIDABLE = QoSOverridingOptions.with_default_policies()
+"""Every subscription and output publisher takes `qos_overrides./TOPIC.{subscription,publisher}.POLICY` parameters
+(read-only: give them in the params file), as rclpy's QoSOverridingOptions define them."""
 
 
 @dataclass(frozen=True)
@@ -138,18 +140,16 @@ class DehazeNode(LifecycleNode):
         with self._lock:
             self._pending_reloads.clear()
             self._generation += 1
-        self._outputs = {
-            "image": self.create_lifecycle_publisher(Image, "~/image_dehazed", OUTPUT_QOS),
-            "depth": self.create_lifecycle_publisher(Image, "~/depth", OUTPUT_QOS),
-            "depth_relative": self.create_lifecycle_publisher(Image, "~/depth_relative", OUTPUT_QOS),
-            "visibility": self.create_lifecycle_publisher(Range, "~/visibility", OUTPUT_QOS),
-            "camera_info": self.create_lifecycle_publisher(CameraInfo, "~/camera_info", OUTPUT_QOS),
-            "haze_density": self.create_lifecycle_publisher(Float32, "~/haze_density", OUTPUT_QOS),
-            "debug_image": self.create_lifecycle_publisher(Image, "~/debug_image", OUTPUT_QOS),
-        }
+        outputs = {"image": (Image, "~/image_dehazed"), "depth": (Image, "~/depth"),
+                   "depth_relative": (Image, "~/depth_relative"), "visibility": (Range, "~/visibility"),
+                   "camera_info": (CameraInfo, "~/camera_info"), "haze_density": (Float32, "~/haze_density"),
+                   "debug_image": (Image, "~/debug_image")}
         if VISION_MSGS_AVAILABLE:
-            self._outputs["detections"] = self.create_lifecycle_publisher(Detection2DArray, "~/detections",
-                                                                             OUTPUT_QOS)
+            outputs["detections"] = (Detection2DArray, "~/detections")
+        self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, self._output_qos(),
+                                                              qos_overriding_options=OVERRIDABLE)
+                         for key, (msg_type, topic) in outputs.items()}
+        if VISION_MSGS_AVAILABLE:
             self._label_pub = self.create_publisher(LabelInfo, "~/label_info", LABEL_INFO_QOS)
             self._publish_labels()
         else:
@@ -164,16 +164,17 @@ class DehazeNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self._settings is not None
-        qos = QoSProfile(depth=self._settings["image_qos_depth"], history=HistoryPolicy.KEEP_LAST,
-                         reliability=RELIABILITY[self._settings["image_reliability"]])
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
                                             message_lost=self._on_message_lost)
         if self._settings["input_transport"] == "compressed":
-            image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos,
-                                                 event_callbacks=events)
+            image_sub = self.create_subscription(CompressedImage, self._compressed_topic(), self._on_image,
+                                                 self._input_qos(), event_callbacks=events,
+                                                 qos_overriding_options=OVERRIDABLE)
         else:
-            image_sub = self.create_subscription(Image, "image", self._on_image, qos, event_callbacks=events)
-        info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+            image_sub = self.create_subscription(Image, "image", self._on_image, self._input_qos(),
+                                                 event_callbacks=events, qos_overriding_options=OVERRIDABLE)
+        info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, self._input_qos(),
+                                            qos_overriding_options=OVERRIDABLE)
         self._inputs = [image_sub, info_sub]
         if self._schedule is not None:
             self._schedule.reset()
@@ -181,6 +182,24 @@ class DehazeNode(LifecycleNode):
         self.get_logger().info(f"active: listening on {image_sub.topic_name} "
                                f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
         return super().on_activate(state)
+
+    def _output_qos(self) -> QoSProfile:
+        """A fresh profile per publisher (rclpy applies qos_overrides to the profile it is given): reliable, so
+        outputs reach both reliable (rviz, rosbag2) and best-effort subscribers."""
+        return QoSProfile(depth=self._settings["output_qos_depth"], history=HistoryPolicy.KEEP_LAST,
+                          reliability=ReliabilityPolicy.RELIABLE)
+
+    def _input_qos(self) -> QoSProfile:
+        """A fresh profile per subscription, from `image_reliability` and `image_qos_depth`."""
+        return QoSProfile(depth=self._settings["image_qos_depth"], history=HistoryPolicy.KEEP_LAST,
+                          reliability=RELIABILITY[self._settings["image_reliability"]])
+
+    def _compressed_topic(self) -> str:
+        """image_transport's naming: `<image as remapped>/compressed`, unless `image/compressed` is remapped itself."""
+        explicit = self.resolve_topic_name("image/compressed")
+        if explicit != self.resolve_topic_name("image/compressed", only_expand=True):
+            return explicit
+        return f"{self.resolve_topic_name('image')}/compressed"
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for subscription in self._inputs:

@@ -116,6 +116,8 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "reliable camera, best_effort also matches best_effort cameras but loses most large frames with "
                   "Fast DDS defaults (docs/ROS.md)", RELIABILITIES, read_only=True),
     ParameterSpec("image_qos_depth", 1, "input QoS history depth", int_range=(1, 100, 1), read_only=True),
+    ParameterSpec("output_qos_depth", 5, "history depth of the reliable outputs: how many messages a slow "
+                  "subscriber may fall behind before it loses one", int_range=(1, 100, 1), read_only=True),
     ParameterSpec("input_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
                   "sensor_msgs/CompressedImage on `image/compressed`", TRANSPORTS, read_only=True),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", float_range=(0.1, 60.0)),

@@ -475,3 +475,24 @@ def test_with_use_sim_time_the_latency_is_measured_against_the_clock_topic(sessi
     finally:
         session.remove(player)
         session.remove(sim)
+
+
+def test_qos_overrides_apply_and_the_compressed_input_follows_the_image_remap(session: RosSession) -> None:
+    from rclpy.qos import ReliabilityPolicy
+
+    node = create_node({"model": "dcp", "detection_enabled": False, "input_transport": "compressed",
+                        "qos_overrides./front/image_raw/compressed.subscription.reliability": "best_effort",
+                        "qos_overrides./qos_dgdehaze/image_dehazed.publisher.reliability": "best_effort"},
+                       name="qos_dgdehaze", remappings={"image": "/front/image_raw"}, context=session.context)
+    session.add(node)
+    try:  # image_transport's naming: the compressed topic of the remapped image, not /image/compressed
+        (subscription,) = node.get_subscriptions_info_by_topic("/front/image_raw/compressed")
+        assert subscription.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        assert not node.get_subscriptions_info_by_topic("/image/compressed")
+        (dehazed,) = node.get_publishers_info_by_topic("/qos_dgdehaze/image_dehazed")
+        (depth,) = node.get_publishers_info_by_topic("/qos_dgdehaze/depth_relative")
+        assert dehazed.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        assert depth.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert node.get_parameter("qos_overrides./qos_dgdehaze/depth_relative.publisher.depth").value == 5
+    finally:
+        session.remove(node)
