@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import cv2
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
@@ -25,7 +24,8 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from dgdehaze_core.image_io import ImageError, to_bgr8
+from dgdehaze_core.camera_frames import compressed_to_bgr8, raw_to_bgr8
+from dgdehaze_core.image_io import ImageError
 
 LOG = logging.getLogger(__name__)
 
@@ -73,50 +73,12 @@ def typestore() -> Typestore:
 
 # --- image messages <-> numpy -------------------------------------------------------------------------------------
 
-_CHANNELS = {"bgr8": 3, "rgb8": 3, "8UC3": 3, "bgra8": 4, "rgba8": 4, "8UC4": 4, "mono8": 1, "8UC1": 1,
-             "mono16": 1, "16UC1": 1}
-
-
 def decode_image(msg: Any, msgtype: str) -> np.ndarray:
-    """A sensor_msgs Image or CompressedImage (rosbags message) as a uint8 BGR frame; ImageError says why not."""
+    """A sensor_msgs Image or CompressedImage (rosbags message) as a uint8 BGR frame, by the node's decoder
+    (`camera_frames`); ImageError says why not."""
     if msgtype == COMPRESSED_IMAGE_TYPE:
-        frame = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if frame is None:
-            raise ImageError(f"compressed image ({msg.format!r}, {len(msg.data)} bytes) does not decode")
-        return to_bgr8(frame)
-    encoding = msg.encoding
-    if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv"):
-        pixels = _rows(msg, 2, np.uint8).reshape(msg.height, msg.width, 2)
-        code = cv2.COLOR_YUV2BGR_UYVY if encoding in ("yuv422", "uyvy") else cv2.COLOR_YUV2BGR_YUY2
-        return cv2.cvtColor(pixels, code)
-    if encoding in ("32FC1", "64FC1"):
-        raise ImageError(f"{encoding} is a depth encoding, not a camera frame")
-    if encoding not in _CHANNELS:
-        raise ImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(_CHANNELS)}, "
-                         "yuv422/uyvy, yuyv")
-    channels = _CHANNELS[encoding]
-    dtype = np.dtype(np.uint16 if encoding in ("mono16", "16UC1") else np.uint8)
-    if dtype.itemsize > 1:
-        dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
-    pixels = _rows(msg, channels * dtype.itemsize, dtype).reshape(msg.height, msg.width, channels)
-    pixels = pixels.astype(dtype.newbyteorder("="), copy=False)
-    if encoding in ("rgb8", "rgba8"):
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
-    return to_bgr8(pixels)
-
-
-def _rows(msg: Any, bytes_per_pixel: int, dtype: np.dtype) -> np.ndarray:
-    """The pixel bytes of an Image message without row padding, as `dtype`; checks the sizes."""
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ImageError(f"empty image ({width}x{height})")
-    row = width * bytes_per_pixel
-    data = np.asarray(msg.data, np.uint8)
-    if step < row or data.size < step * height:
-        raise ImageError(f"{msg.encoding} image of {width}x{height} needs {row} bytes a row and "
-                         f"{step * height} in all; step is {step}, data {data.size} bytes")
-    rows = data[:step * height].reshape(height, step)[:, :row]
-    return np.ascontiguousarray(rows).view(dtype)
+        return compressed_to_bgr8(msg)
+    return raw_to_bgr8(msg)
 
 
 def stamp_ns(header: Any) -> int:

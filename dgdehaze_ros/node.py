@@ -54,8 +54,7 @@ from dgdehaze_core.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_core.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
 from dgdehaze_core.visualize import draw_detections
-from dgdehaze_ros.conversions import (ImageConversionError, bgr8_to_image, compressed_to_bgr8, depth_to_image,
-                                      image_to_array, array_to_bgr8)
+from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg,
                                              label_info_msg)
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
@@ -411,12 +410,7 @@ class DehazeNode(LifecycleNode):
             return
         msg = frame.msg
         try:
-            if isinstance(msg, CompressedImage):
-                encoding, original = "bgr8", None
-                bgr = compressed_to_bgr8(msg)
-            else:
-                encoding, original = msg.encoding, image_to_array(msg)
-                bgr = array_to_bgr8(original, encoding)
+            bgr, encoding, original = camera_frame(msg)
         except ImageConversionError as exc:
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)

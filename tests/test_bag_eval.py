@@ -86,13 +86,13 @@ def test_undecodable_frames_are_skipped_and_listed(tmp_path: Path) -> None:
     bag = tmp_path / "in"
     with BagWriter(bag, "mcap") as writer:
         for index, frame in enumerate(frames):
-            encoding = "bayer_rggb8" if index == 1 else "bgr8"
+            encoding = "nv12" if index == 1 else "bgr8"
             writer.write("/cam/image_raw", IMAGE_TYPE, 10 + index,
                          image_msg(writer, writer.header(10 + index, "cam"), frame, encoding))
     evaluation = evaluate_bag(bag, "/cam/image_raw", tmp_path / "eval", method="dcp", progress=False)
     assert [r.index for r in evaluation.records] == [0, 2]
-    assert len(evaluation.skipped) == 1 and "bayer_rggb8" in evaluation.skipped[0]
-    assert "bayer_rggb8" in (tmp_path / "eval" / "report.html").read_text()
+    assert len(evaluation.skipped) == 1 and "nv12" in evaluation.skipped[0]
+    assert "nv12" in (tmp_path / "eval" / "report.html").read_text()
 
 
 def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -136,7 +136,7 @@ def broken_bags(tmp_path: Path) -> dict[str, tuple[Path, list[str], str]]:
         writer._writer.add_connection("/cam/image_raw", IMAGE_TYPE, typestore=writer.store)
     undecodable = tmp_path / "undecodable"
     with BagWriter(undecodable, "mcap") as writer:
-        writer.write("/cam/image_raw", IMAGE_TYPE, 1, image_msg(writer, writer.header(1, "c"), frames[0], "bayer_rggb8"))
+        writer.write("/cam/image_raw", IMAGE_TYPE, 1, image_msg(writer, writer.header(1, "c"), frames[0], "nv12"))
     return {
         "truncated": (truncated, ["--image-topic", "/cam/image_raw"], "corrupt, truncated"),
         "missing topic": (good, ["--image-topic", "/front/image"], "no topic '/front/image'"),

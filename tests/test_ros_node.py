@@ -258,7 +258,7 @@ def test_bad_input_is_logged_and_skipped_and_the_node_keeps_running(node: Dehaze
         msg.data = bytes(size)
         return msg
 
-    cases = [bad("bayer_grbg8", 64, 48, 64, 64 * 48, 30),     # unsupported encoding
+    cases = [bad("nv12", 64, 48, 64, 64 * 48, 30),            # unsupported encoding
              bad("bgr8", 64, 48, 100, 100 * 48, 31),          # step shorter than a row
              bad("bgr8", 64, 48, 192, 192 * 40, 32),          # truncated data
              bad("bgr8", 0, 0, 0, 0, 33),                     # 0x0
