@@ -44,6 +44,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from std_msgs.msg import Float32, Header
 
@@ -381,8 +382,10 @@ class DehazeNode(LifecycleNode):
                 f"detector {self._detector_note}")
 
     # ---- data path -------------------------------------------------------------------------------------------
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
         self.stats.count_received()
+        gid = info.get("publisher_gid") or {}
+        self.stats.count_sequence(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
         self.worker.submit(IncomingFrame(msg, time.monotonic_ns()))
 
     def _on_message_lost(self, info: Any) -> None:
@@ -489,9 +492,10 @@ class DehazeNode(LifecycleNode):
         level, message = DiagnosticStatus.OK, "running" if active else "inactive"
         if active and summary["fps"] == 0.0:
             level, message = DiagnosticStatus.WARN, "no frames processed in the last period"
-        if summary["frames_lost_in_period"] > 0:
-            level, message = DiagnosticStatus.WARN, (f"{summary['frames_lost_in_period']:.0f} input frames lost in "
-                                                     "transport (see image_reliability in docs/ROS.md)")
+        missing = max(summary["frames_lost_in_period"], summary["frames_missing_in_period"])
+        if missing > 0:
+            level, message = DiagnosticStatus.WARN, (f"{missing:.0f} input frames sent but never received (see "
+                                                     "image_reliability in docs/ROS.md)")
         if self.stats.last_skip_reason:
             level, message = DiagnosticStatus.WARN, f"skipped bad input: {self.stats.last_skip_reason}"
             self.stats.last_skip_reason = ""

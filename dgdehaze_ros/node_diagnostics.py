@@ -4,8 +4,11 @@ Per processed frame the worker records: latency from the input's header stamp to
 ~/image_dehazed (what a robot sees; detections follow after the detector), the node's own time from taking the
 frame to its last publish, and the inference (dehazing + detection) inside it, and how long the frame waited for
 the worker. overhead = node time - inference: conversion, message
-building and publishing. Frames lost between the camera and the node (best_effort input of large images, see
-docs/ROS.md) are counted from the subscription's message_lost event.
+building and publishing. Frames lost between the camera and the node are counted twice over, because neither
+count sees every loss: the subscription's message_lost event (what the middleware admits to) and the gaps in
+each publisher's sequence numbers (DDS numbers every sample a writer sends; a gap is a frame sent and never handed
+to the node, whether fragments were lost over best_effort or the reader's history overwrote it). Frames replaced
+in the node's one-deep queue before the worker took them are the worker's `frames_dropped`.
 """
 from __future__ import annotations
 
@@ -40,6 +43,9 @@ class FrameStats:
         self.received = 0
         self.lost = 0
         self._period_lost = 0
+        self.gaps = 0
+        self._period_gaps = 0
+        self._last_sequence: dict[bytes, int] = {}
         self.skipped = 0
         self.last_skip_reason = ""
         self.published = 0
@@ -54,6 +60,17 @@ class FrameStats:
         """Frames the middleware reported lost before they reached the node (QoS message_lost event)."""
         with self._lock:
             self.lost += frames
+
+    def count_sequence(self, publisher: bytes, sequence: int | None) -> None:
+        """A frame's publication sequence number from its publisher: a jump counts the frames in between as
+        missing; a number that goes back means the publisher restarted."""
+        if sequence is None:
+            return
+        with self._lock:
+            last = self._last_sequence.get(publisher)
+            if last is not None and sequence > last + 1:
+                self.gaps += sequence - last - 1
+            self._last_sequence[publisher] = sequence
 
     def count_skipped(self, reason: str) -> None:
         with self._lock:
@@ -76,8 +93,10 @@ class FrameStats:
             elapsed = max(now - self._period_start, 1e-9)
             fps = (self.published - self._period_published) / elapsed
             lost_in_period = self.lost - self._period_lost
+            gaps_in_period = self.gaps - self._period_gaps
             if restart_period:
                 self._period_start, self._period_published, self._period_lost = now, self.published, self.lost
+                self._period_gaps = self.gaps
             overhead = [n - i for n, i in zip(self.node_ms, self.inference_ms)]
             return {"fps": fps, "latency_ms_median": _median(self.latency_ms),
                     "latency_ms_p95": float(np.percentile(self.latency_ms, 95)) if self.latency_ms else math.nan,
@@ -88,7 +107,9 @@ class FrameStats:
                     "queue_wait_ms_median": _median(self.wait_ms),
                     "queue_wait_ms_max": max(self.wait_ms) if self.wait_ms else math.nan,
                     "frames_received": float(self.received), "frames_lost_in_transport": float(self.lost),
-                    "frames_lost_in_period": float(lost_in_period), "frames_published": float(self.published),
+                    "frames_lost_in_period": float(lost_in_period),
+                    "frames_missing_in_sequence": float(self.gaps),
+                    "frames_missing_in_period": float(gaps_in_period), "frames_published": float(self.published),
                     "frames_skipped": float(self.skipped)}
 
 

@@ -496,3 +496,25 @@ def test_qos_overrides_apply_and_the_compressed_input_follows_the_image_remap(se
         assert node.get_parameter("qos_overrides./qos_dgdehaze/depth_relative.publisher.depth").value == 5
     finally:
         session.remove(node)
+
+
+def test_every_frame_sent_is_either_received_or_counted_missing_by_sequence(node: DehazeNode, probe: Probe) -> None:
+    def counters() -> dict[str, float]:
+        return {k: float(v) for k, v in newest_diagnostics(probe)[2].items()
+                if k in ("frames_received", "frames_missing_in_sequence")}
+
+    frame = bgr8_to_image(hazy_test_frame(640, 480), "bgr8", stamped_header(70))
+    send_and_wait(probe, frame, ("image_dehazed",))  # the publisher's sequence is known to the node from here
+    time.sleep(0.5)
+    before = counters()
+    burst = [bgr8_to_image(hazy_test_frame(1920, 1080), "bgr8", stamped_header(71 + i)) for i in range(2)]
+    for index in range(40):  # a burst of large frames: the histories (writer 10, reader 1) overwrite some
+        probe.publish(burst[index % 2])
+    time.sleep(1.0)
+    send_and_wait(probe, bgr8_to_image(hazy_test_frame(640, 480), "bgr8", stamped_header(120)), ("image_dehazed",))
+    time.sleep(0.5)
+    assert probe.wait_for(lambda: counters()["frames_received"] >= before["frames_received"] + 1, 5.0)
+    after = counters()
+    received = after["frames_received"] - before["frames_received"]
+    missing = after["frames_missing_in_sequence"] - before["frames_missing_in_sequence"]
+    assert received + missing == 41, (received, missing)
