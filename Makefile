@@ -16,7 +16,7 @@ test: venv
 
 # The demo: the real dgdehaze_node replays the sample foggy-road bag shipped in data/demo; out/demo gets the report
 # (report.html), the output bag (bag/) with the node's outputs at the original stamps, and the figures table.
-DEMO_BAG := data/demo/foggy_road_night
+DEMO_BAG := data/demo/rural_fog_day
 demo: venv
 	$(VENV)/bin/dgdehaze bag-eval $(DEMO_BAG) --image-topic /camera/image_raw/compressed \
 		--camera-info-topic /camera/camera_info --node --out out/demo --json out/demo_figures.json

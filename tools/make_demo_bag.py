@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Build the sample hazy bag that `make demo` replays: real fog, committed under data/demo/.
+"""Build the sample hazy bags committed under data/demo/ (data/demo/README.md has their sources and licences).
 
-Source: ../shared/data/video/foggy_road_night.mp4 (640x360, 29 fps, a road at dusk in heavy fog). The default
-window (frames 2475-2594, 4.1 s) is the stretch of the clip where the shipped YOLOv8n finds the most vehicles.
+`make demo` replays the daytime one: ../shared/data/video/dvd_rural_fog_day.mp4 (62 frames, 1280x720, a forward
+car camera on a village road in dense daytime fog; Driving-Video Dehazing, Apache-2.0), scaled to 960x540. The
+night clip (foggy_road_night.mp4, 640x360, frames 2475-2594, the stretch where the shipped YOLOv8n finds the most
+vehicles) stays as the documented limit: at night the model is out of its domain.
 Frames go in as sensor_msgs/CompressedImage JPEG (what a camera driver's image_transport records) with a
 sensor_msgs/CameraInfo per frame, frame_id `camera_optical_frame`, header stamps at the video rate from a fixed
-start time, so the bag is byte-for-byte reproducible:
+start time, so a bag is byte-for-byte reproducible:
 
-    .venv/bin/python tools/make_demo_bag.py            # writes data/demo/foggy_road_night
+    .venv/bin/python tools/make_demo_bag.py            # writes data/demo/rural_fog_day
+    .venv/bin/python tools/make_demo_bag.py --video ../shared/data/video/foggy_road_night.mp4 \
+        --out data/demo/foggy_road_night --start 2475 --frames 120 --width 640 --quality 90
 """
 from __future__ import annotations
 
@@ -52,11 +56,11 @@ def camera_info(writer: BagWriter, header: object, width: int, height: int) -> o
         binning_x=0, binning_y=0, roi=roi)
 
 
-def build(video: Path, out: Path, start: int, count: int, quality: int, storage: str) -> int:
+def build(video: Path, out: Path, start: int, count: int, quality: int, storage: str, width: int = 0) -> int:
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise FileNotFoundError(f"cannot open video {video}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 29.0
+    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
     capture.set(cv2.CAP_PROP_POS_FRAMES, start)
     written = 0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +74,9 @@ def build(video: Path, out: Path, start: int, count: int, quality: int, storage:
                 ok, frame = capture.read()
                 if not ok:
                     break
+                if width and frame.shape[1] != width:
+                    height = round(frame.shape[0] * width / frame.shape[1])
+                    frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
                 stamp = START_NS + round(index * 1e9 / fps)
                 header = writer.header(stamp, FRAME_ID)
                 ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -96,17 +103,18 @@ def main() -> int:
     data = shared_data_dir()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=Path,
-                        default=data / "video" / "foggy_road_night.mp4" if data else None)
-    parser.add_argument("--out", type=Path, default=REPO_DIR / "data" / "demo" / "foggy_road_night")
-    parser.add_argument("--start", type=int, default=2475, help="first video frame")
-    parser.add_argument("--frames", type=int, default=120, help="number of frames")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
+                        default=data / "video" / "dvd_rural_fog_day.mp4" if data else None)
+    parser.add_argument("--out", type=Path, default=REPO_DIR / "data" / "demo" / "rural_fog_day")
+    parser.add_argument("--start", type=int, default=0, help="first video frame")
+    parser.add_argument("--frames", type=int, default=62, help="number of frames")
+    parser.add_argument("--width", type=int, default=960, help="scale frames to this width (0: as recorded)")
+    parser.add_argument("--quality", type=int, default=88, help="JPEG quality")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.video is None:
         parser.error("../shared/data is absent; pass --video")
-    count = build(args.video, args.out, args.start, args.frames, args.quality, args.storage)
+    count = build(args.video, args.out, args.start, args.frames, args.quality, args.storage, args.width)
     size = sum(p.stat().st_size for p in args.out.iterdir())
     LOG.info("wrote %d frames to %s (%.1f MB)", count, args.out, size / 1e6)
     return 0
