@@ -46,10 +46,15 @@ class LatestFrameWorker(Generic[Item]):
         self._submitted = self._processed = self._dropped = self._failed = 0
 
     def start(self) -> None:
-        """Start the thread (no-op when running)."""
+        """Start the thread (no-op when running). A thread still finishing its last item after a `stop` that
+        timed out is waited for first, so that a restart always gets a live worker and never two."""
         with self._condition:
-            if self._thread is not None:
+            previous = self._thread
+            if previous is not None and not self._stopping:
                 return
+        if previous is not None:
+            previous.join()
+        with self._condition:
             self._stopping = False
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()

@@ -1,1 +1,29 @@
-"""The ROS 2 side of dgdehaze: message conversion, parameters and the lifecycle node, thin over dgdehaze_core."""
+"""The ROS 2 side of dgdehaze: message conversion, parameters and the lifecycle node, thin over dgdehaze_core.
+
+Importing it bounds glibc's heap arenas to HEAP_ARENAS for the process. glibc gives each new thread its own arena
+(up to 8 per core), and every configure/cleanup cycle of the node starts threads (worker, loader, ONNX Runtime's)
+whose freed memory then stays in a new arena: the process grew by tens of MB per cycle until the cap. With two
+arenas it stays flat (tests/test_ros_lifecycle_memory.py); the node's threads rarely allocate at once. This runs
+at import, before the heavy libraries start their threads.
+"""
+from __future__ import annotations
+
+import ctypes
+
+M_ARENA_MAX = -8
+"""glibc's mallopt parameter for the most heap arenas."""
+HEAP_ARENAS = 2
+
+
+def glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc, else None."""
+    try:
+        library = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return library if hasattr(library, "mallopt") else None
+
+
+_LIBC = glibc()
+if _LIBC is not None:
+    _LIBC.mallopt(M_ARENA_MAX, HEAP_ARENAS)

@@ -25,6 +25,7 @@ detector has run, so detection never delays the image.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import sys
 import threading
@@ -55,6 +56,7 @@ from dgdehaze_core.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_core.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
 from dgdehaze_core.visualize import draw_detections
+from dgdehaze_ros import glibc
 from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg,
                                              label_info_msg)
@@ -240,6 +242,8 @@ class DehazeNode(LifecycleNode):
         self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
         self._camera_info = self._fog = self._fog_reading = None
+        gc.collect()
+        _return_freed_memory()
 
     # ---- parameters ------------------------------------------------------------------------------------------
     def _on_set_parameters(self, parameters: Sequence[Parameter]) -> SetParametersResult:
@@ -508,6 +512,13 @@ class DehazeNode(LifecycleNode):
         self._diagnostics_pub.publish(diagnostic_array(
             f"{self.get_fully_qualified_name()}: dehazing", info["backend"], self.get_clock().now().to_msg(),
             summary, counts, info, level, message))
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap pages freed by the released models back to the system."""
+    libc = glibc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def create_node(parameters: Mapping[str, Any] | None = None, *, name: str = "dgdehaze", namespace: str = "",

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, Range
@@ -33,12 +33,15 @@ RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=Rel
 
 
 class RosSession:
-    """One rclpy context on DOMAIN_ID with a multi-threaded executor spinning in the background."""
+    """One rclpy context on DOMAIN_ID with an executor spinning in the background: multi-threaded, or with
+    `single_threaded` the SingleThreadedExecutor the node's own executable uses (rclpy's multi-threaded executor
+    sometimes never delivers to a subscription re-created while it spins, as lifecycle cycles do)."""
 
-    def __init__(self) -> None:
+    def __init__(self, single_threaded: bool = False) -> None:
         self.context = Context()
         rclpy.init(context=self.context, domain_id=DOMAIN_ID)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = (SingleThreadedExecutor(context=self.context) if single_threaded
+                         else MultiThreadedExecutor(num_threads=2, context=self.context))
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 

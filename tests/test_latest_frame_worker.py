@@ -47,3 +47,25 @@ def test_a_failing_item_is_counted_and_the_worker_keeps_running() -> None:
     assert worker.wait_idle(2.0)
     assert seen == [7] and worker.counts().failed == 1 and worker.running
     assert worker.stop() and not worker.running
+
+
+def test_a_restart_after_a_stop_that_timed_out_gets_a_live_worker() -> None:
+    seen: list[int] = []
+    release = threading.Event()
+
+    def process(item: int) -> None:
+        if item == 0:
+            release.wait(5.0)
+        seen.append(item)
+
+    worker: LatestFrameWorker[int] = LatestFrameWorker(process)
+    worker.start()
+    worker.submit(0)
+    time.sleep(0.05)  # item 0 is in progress and slow: stop gives up waiting
+    assert not worker.stop(timeout=0.1)
+    threading.Timer(0.2, release.set).start()
+    worker.start()  # waits for item 0 to finish, then starts a fresh thread
+    worker.submit(1)
+    assert worker.wait_idle(2.0)
+    assert seen == [0, 1] and worker.running
+    assert worker.stop()
