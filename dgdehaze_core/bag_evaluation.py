@@ -43,7 +43,8 @@ DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
 """Output topics in the bag are the node's `~/` topics under its default name: /dgdehaze/image_dehazed, ..."""
 OUTPUT_TOPICS = {"image_dehazed": IMAGE_TYPE, "depth_relative": IMAGE_TYPE, "detections": DETECTIONS_TYPE,
                  "haze_density": FLOAT32_TYPE, "camera_info": CAMERA_INFO_TYPE}
-FALLBACK_METHOD = "dcp"
+FALLBACK_METHOD = "lite"
+"""The node's own `model` default (dgdehaze_ros/parameters.py), used when no configuration file sets one."""
 SAMPLE_COUNT = 4
 """Frames shown before/after in the report, evenly spaced over the evaluated frames."""
 
@@ -163,11 +164,27 @@ def sample_indices(count: int, samples: int = SAMPLE_COUNT) -> set[int]:
     return {int(round(v)) for v in np.linspace(0, count - 1, min(samples, count))}
 
 
+def config_folders() -> list[Path]:
+    """Where the node's shipped configuration lives: the source tree's config/, the installed package's share
+    folder found through the ament index (a colcon workspace), and the Python prefix's share folder (pip)."""
+    folders = [REPO_DIR / "config"]
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:  # no ROS install: the pip layout only
+        pass
+    else:
+        try:
+            folders.append(Path(get_package_share_directory("dgdehaze")) / "config")
+        except PackageNotFoundError:
+            pass
+    folders.append(Path(sys.prefix) / "share" / "dgdehaze" / "config")
+    return folders
+
+
 def node_default_method() -> str:
     """The dehazing method the node runs by default: its `weights` or `model` parameter in the shipped node
-    configuration (config/*.yaml in the source tree, or share/dgdehaze/config when installed); DCP when no
-    configuration sets one, as the node's own parameter default does."""
-    for folder in (REPO_DIR / "config", Path(sys.prefix) / "share" / "dgdehaze" / "config"):
+    configuration (the first of `config_folders` that sets one); the node's own default when none does."""
+    for folder in config_folders():
         for path in sorted(folder.glob("*.yaml")):
             try:
                 document = yaml.safe_load(path.read_text())

@@ -171,3 +171,22 @@ def test_image_topic_is_picked_when_unique(tmp_path: Path) -> None:
             writer.write(topic, IMAGE_TYPE, 1, image_msg(writer, writer.header(1, "c"), demo_frames(1)[0], "bgr8"))
     assert main(["bag-eval", str(tmp_path / "two"), "--out", str(tmp_path / "eval2"), "--no-progress"]) == 2
     assert not (tmp_path / "eval2").exists()
+
+
+def test_the_default_method_is_found_in_an_installed_package_through_the_ament_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ament_index_python")
+    from dgdehaze_core import bag_evaluation
+
+    prefix = tmp_path / "install" / "dgdehaze"  # a colcon install space, as ament_python installs the package
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "dgdehaze").write_text("")
+    (prefix / "share" / "dgdehaze" / "config").mkdir(parents=True)
+    (prefix / "share" / "dgdehaze" / "config" / "dgdehaze.yaml").write_text(
+        "/**:\n  ros__parameters:\n    model: dcp\n")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    monkeypatch.setattr(bag_evaluation, "REPO_DIR", tmp_path / "not-a-source-tree")
+    assert bag_evaluation.config_folders()[1] == prefix / "share" / "dgdehaze" / "config"
+    assert bag_evaluation.node_default_method() == "dcp"
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "empty"))
+    assert bag_evaluation.node_default_method() == "lite"  # the node's own default when nothing sets one

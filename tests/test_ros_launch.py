@@ -183,3 +183,48 @@ def test_docs_ros_md_lists_every_parameter_with_its_default() -> None:
         expected = f"`{default}`" if default else '`""`'
         assert rows[spec.name] == expected, \
             f"docs/ROS.md says {spec.name} defaults to {rows[spec.name]}, the node to {spec.default!r}"
+
+
+MODULE_SOURCES = {
+    "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "tqdm": "python3-tqdm",
+    "scipy": "python3-scipy", "skimage": "python3-skimage", "matplotlib": "python3-matplotlib",
+    "onnxruntime": "python3-onnxruntime-pip", "ultralytics": "python3-ultralytics-pip",
+    "rosbags": "python3-rosbags-pip", "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces",
+    "lifecycle_msgs": "lifecycle_msgs", "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs",
+    "diagnostic_msgs": "diagnostic_msgs", "vision_msgs": "vision_msgs", "launch": "launch",
+    "launch_ros": "launch_ros", "ament_index_python": "ament_index_python",
+    "torch": "pip:torch", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript", "pywt": "pip:PyWavelets",
+    "ensemble_boxes": "pip:ensemble-boxes", "pyfade": "pip:fade-python",
+}
+"""Third-party module -> the rosdep key in package.xml, or pip:NAME in requirements-ros.txt, that installs it."""
+OPTIONAL_MODULES = {"tensorrt"}
+"""Imported only where present (the TensorRT backend); the platform provides it."""
+
+
+def test_every_module_the_package_imports_is_installed_by_rosdep_or_requirements_ros() -> None:
+    import sys
+
+    imported: set[str] = set()
+    for folder in ("dgdehaze_core", "dgdehaze_ros", "launch"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.Import):
+                    imported |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"dgdehaze_core", "dgdehaze_ros"} - OPTIONAL_MODULES
+    assert third_party <= set(MODULE_SOURCES), f"imported but not declared: {sorted(third_party - set(MODULE_SOURCES))}"
+    package = ElementTree.parse(ROOT / "package.xml").getroot()
+    exec_depends = {e.text for e in package.findall("exec_depend")}
+    pip_names = {line.split(">=")[0].split("==")[0].strip().lower()
+                 for line in (ROOT / "requirements-ros.txt").read_text().splitlines()
+                 if line.strip() and not line.startswith("#")}
+    for module in sorted(third_party):
+        source = MODULE_SOURCES[module]
+        if source.startswith("pip:"):
+            assert source[4:].lower() in pip_names, f"{module}: {source[4:]} missing from requirements-ros.txt"
+        else:
+            assert source in exec_depends, f"{module}: <exec_depend>{source}</exec_depend> missing in package.xml"
+    assert not pip_names & {"numpy", "opencv-python", "opencv-python-headless", "scipy", "pyyaml"}, \
+        "requirements-ros.txt must leave the distribution's numpy, OpenCV, SciPy and PyYAML alone"
+    assert "python3-torch" not in exec_depends, "python3-torch has no apt candidate on some distros: pip or JetPack"
