@@ -246,3 +246,16 @@ def test_pose_between_frames_inverts_for_an_earlier_source(rendered_pair):
         forward = pose.between(earlier, later, source_is_earlier=False)
         backward = pose.between(later, earlier, source_is_earlier=True)
     assert torch.allclose(backward @ forward, torch.eye(4)[None], atol=1e-5)
+
+
+def test_the_shipped_clear_depth_network_beats_a_constant_on_a_drive_it_never_saw(shared_data: Path) -> None:
+    from dgdehaze_core.data_paths import WEIGHTS_DIR
+    from dgdehaze_core.evaluation.depth_eval import depth_errors
+
+    predictor = ClearDepthPredictor.from_checkpoint(WEIGHTS_DIR / "clear_depth_kitti.pt")
+    tiny = load_kitti(shared_data / "depth" / "kitti-tiny")
+    left = [s for s in tiny.samples if "image_02" in s.name]
+    assert left
+    network = [depth_errors(predictor(s.image), s.depth, tiny.max_depth)["absrel"] for s in left]
+    constant = [depth_errors(np.ones_like(s.depth), s.depth, tiny.max_depth)["absrel"] for s in left]
+    assert np.mean(network) < np.mean(constant) - 0.04, (np.mean(network), np.mean(constant))
