@@ -175,7 +175,7 @@ def config_folders() -> list[Path]:
     else:
         try:
             folders.append(Path(get_package_share_directory("dgdehaze")) / "config")
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # not installed, or no AMENT_PREFIX_PATH at all
             pass
     folders.append(Path(sys.prefix) / "share" / "dgdehaze" / "config")
     return folders

@@ -182,7 +182,7 @@ def _check_runtime(values: Mapping[str, Any]) -> str | None:
     if device != "cpu" and not torch.cuda.is_available():
         return f"device {device!r}: CUDA is not available on this machine (the network and the detector run on it)"
     try:
-        choose_backend(values["backend"], f"cuda:{device}" if device.isdigit() else device)
+        choose_backend(values["backend"], f"cuda:{device}" if device.isdigit() else device, log=False)
     except (ValueError, BackendUnavailable) as exc:
         return f"backend {values['backend']!r} on device {device!r}: {exc}"
     if values["model"] != "dcp" and not values["weights"] and not shipped_weights_path(values["model"]).is_file():

@@ -78,8 +78,9 @@ def _cuda_device(device: str) -> str:
     return "cuda:0" if device == "auto" else device
 
 
-def choose_backend(requested: str = "auto", device: str = "auto") -> BackendChoice:
-    """Resolve `requested` (one of BACKENDS) on `device` ("auto", "cpu", "cuda", "cuda:N") to a BackendChoice."""
+def choose_backend(requested: str = "auto", device: str = "auto", log: bool = True) -> BackendChoice:
+    """Resolve `requested` (one of BACKENDS) on `device` ("auto", "cpu", "cuda", "cuda:N") to a BackendChoice;
+    `log` says which and why (off for a mere check, e.g. of a parameter value)."""
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; known: {', '.join(BACKENDS)}")
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
@@ -87,7 +88,8 @@ def choose_backend(requested: str = "auto", device: str = "auto") -> BackendChoi
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BackendUnavailable(f"device {device!r} was requested but CUDA is not available")
     choice = _choose(requested, device)
-    LOG.info("backend %s on %s -> %s (%s): %s", requested, device, choice.name, choice.device, choice.reason)
+    if log:
+        LOG.info("backend %s on %s -> %s (%s): %s", requested, device, choice.name, choice.device, choice.reason)
     return choice
 
 
