@@ -14,6 +14,8 @@ time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported
 - transport: frames published, frames the node's callback received, and the rest as `transport_lost_pct`:
   lost between the processes (`transport_lost_reported` of them reported by the node's message_lost event), or
   replaced in the node's depth-1 reader history while its executor thread was busy (with a reliable input);
+  `missing_in_sequence` of them the node counted from gaps in the camera's sequence numbers, and `unaccounted`
+  what neither count saw (frames lost after the last one the node received);
 - outputs: frames the node published, and those that reached the consumer (`outputs`; fewer when the consumer's
   process is too busy to take them before the node's depth-2 output history moves on);
 - end-to-end latency: consumer receive time minus the input stamp (camera -> node -> consumer, two DDS hops);
@@ -207,9 +209,11 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
         return float(diag.get(key, "nan")) - float(start_diag.get(key, "0"))
 
     received = delta("frames_received")
+    missing = delta("frames_missing_in_sequence")
     return {"published": float(published), "node_received": received,
             "transport_lost_pct": 100.0 * (published - received) / published,
             "transport_lost_reported": delta("frames_lost_in_transport"),
+            "missing_in_sequence": missing, "unaccounted": float(published) - received - missing,
             "worker_dropped": delta("frames_dropped"), "node_published": delta("frames_published"),
             "outputs": float(outputs),
             "e2e_latency_ms_median": float(np.median(latencies)) if latencies.size else float("nan"),

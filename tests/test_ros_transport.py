@@ -52,3 +52,5 @@ def test_the_node_reports_frames_lost_before_they_reach_it() -> None:
     lost = row["published"] - row["node_received"]
     assert lost > 0, "expected Fast DDS defaults to lose best_effort 640x360 frames between processes"
     assert 0 < row["transport_lost_reported"] <= lost
+    # the camera's sequence numbers account for the frames lost between two that arrived
+    assert 0 < row["missing_in_sequence"] <= lost and row["unaccounted"] >= 0

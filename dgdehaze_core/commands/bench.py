@@ -8,6 +8,7 @@
     dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320 --chain-detector int8,fp32   # as the node
     dgdehaze bench chain --detect-every 1 --chain-fused             # what detection on raw + dehazed, fused, costs
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
+    dgdehaze bench node --sizes 1280x720 --soak 600 # a 10-minute soak: memory, loss accounted on /diagnostics
 
 Rows and figures are described in dgdehaze_core/network_benchmark.py and detector_benchmark.py.
 """
@@ -73,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--node-model", default="lite", help="node: the node's `model` parameter")
     parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second")
     parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row")
+    parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                        help="node: a soak run of this many seconds per row instead of --node-seconds (memory is "
+                             "sampled every second: rss_start_mb, rss_max_mb, rss_end_mb)")
     parser.add_argument("--node-reliability", default="reliable", help="node: image_reliability")
     parser.add_argument("--node-detection", action="store_true", help="node: run the detector too")
     parser.add_argument("--json", type=str, default=None, help="also write the table to this JSON file")
@@ -148,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
         from dgdehaze_ros.node_benchmark import run_node_benchmark
 
         for width, height in sizes:
-            table.update(run_node_benchmark(args.node_model, width, height, args.node_rate, args.node_seconds,
-                                            args.node_reliability, args.node_detection))
+            table.update(run_node_benchmark(args.node_model, width, height, args.node_rate,
+                                            args.soak or args.node_seconds, args.node_reliability,
+                                            args.node_detection))
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     emit(table, title=f"dgdehaze bench ({os.cpu_count()} CPUs, load average {load}; threads: "
                       f"{args.threads or 'default'})", json_path=args.json)
