@@ -276,7 +276,9 @@ def detections_msg(writer: BagWriter, header: Any, detections: Sequence[Detectio
             center=types["vision_msgs/msg/Pose2D"](
                 position=types["vision_msgs/msg/Point2D"](x=(x1 + x2) / 2.0, y=(y1 + y2) / 2.0), theta=0.0),
             size_x=float(x2 - x1), size_y=float(y2 - y1))
-        out.append(types["vision_msgs/msg/Detection2D"](header=header, results=[hypothesis], bbox=bbox, id=""))
+        out.append(types["vision_msgs/msg/Detection2D"](
+            header=header, results=[hypothesis], bbox=bbox,
+            id="" if detection.track_id is None else str(detection.track_id)))
     return types[DETECTIONS_TYPE](header=header, detections=out)
 
 

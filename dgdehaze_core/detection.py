@@ -24,6 +24,8 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_DETECTOR = WEIGHTS_DIR / "yolov8n_int8.onnx"
 DETECTOR_SUFFIXES = (".pt", ".onnx", ".engine")
+TRACKERS = ("bytetrack", "botsort")
+"""Ultralytics' multi-object trackers (its cfg/trackers/NAME.yaml, shipped inside the package: nothing downloaded)."""
 
 
 class DetectorUnavailable(RuntimeError):
@@ -38,6 +40,8 @@ class Detection:
     class_name: str
     score: float
     box: tuple[float, float, float, float]
+    track_id: int | None = None
+    """The object's identity across frames when the detector tracks (`Detector(tracker=...)`), else None."""
 
 
 def default_detector_weights() -> Path | None:
@@ -73,13 +77,16 @@ class Detector:
 
     def __init__(self, weights: str | Path | None = None, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
                  classes: Sequence[int | str] | None = None, max_det: int = 100, device: str = "cpu",
-                 half: bool = False) -> None:
+                 half: bool = False, tracker: str | None = None) -> None:
         if not 32 <= imgsz <= 4096 or imgsz % 32:
             raise ValueError(f"imgsz must be a multiple of 32 in [32, 4096], got {imgsz}")
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf} iou={iou}")
         if max_det < 1:
             raise ValueError(f"max_det must be at least 1, got {max_det}")
+        if tracker and tracker not in TRACKERS:
+            raise ValueError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
+        self.tracker = tracker or None
         self.weights = _check_weights(weights)
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
@@ -95,7 +102,7 @@ class Detector:
         self.device, self.half = device, half
         self.classes = self._class_ids(classes)
         try:  # Ultralytics opens .onnx/.engine files at the first predict: fail here, not on the first frame
-            self(np.zeros((imgsz, imgsz, 3), np.uint8))
+            self._run(np.zeros((imgsz, imgsz, 3), np.uint8), track=False)
         except Exception as exc:
             raise DetectorUnavailable(f"could not run detector {self.weights}: {exc}") from exc
         LOG.info("detector %s (%d classes) on %s", self.weights.name, len(self.names), device)
@@ -118,17 +125,26 @@ class Detector:
         return ids
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
-        """Detect objects in one uint8 BGR frame."""
-        frame = to_bgr8(frame)
-        result = self.model.predict(frame, imgsz=self.imgsz, conf=self.conf, iou=self.iou, classes=self.classes,
-                                    max_det=self.max_det, device=self.device,
-                                    quantize=16 if self.half else None, verbose=False)[0]
+        """Detect objects in one uint8 BGR frame; with a tracker, the frames of one stream in order, each
+        detection with its `track_id` (objects the tracker has not confirmed yet are left out)."""
+        return self._run(to_bgr8(frame), track=self.tracker is not None)
+
+    def _run(self, frame: np.ndarray, track: bool) -> list[Detection]:
+        options = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "classes": self.classes,
+                   "max_det": self.max_det, "device": self.device, "quantize": 16 if self.half else None,
+                   "verbose": False}
+        result = (self.model.track(frame, persist=True, tracker=f"{self.tracker}.yaml", **options) if track
+                  else self.model.predict(frame, **options))[0]
         boxes = result.boxes
         xyxy = boxes.xyxy.cpu().numpy().astype(float)
         scores = boxes.conf.cpu().numpy().astype(float)
         ids = boxes.cls.cpu().numpy().astype(int)
-        return [Detection(int(c), self.names.get(int(c), str(c)), float(s), tuple(float(v) for v in box))
-                for box, s, c in zip(xyxy, scores, ids)]
+        tracks = boxes.id.cpu().numpy().astype(int).tolist() if track and boxes.id is not None else None
+        if track and tracks is None:
+            return []
+        return [Detection(int(c), self.names.get(int(c), str(c)), float(s), tuple(float(v) for v in box),
+                          None if tracks is None else int(tracks[i]))
+                for i, (box, s, c) in enumerate(zip(xyxy, scores, ids))]
 
 
 def median_depth(detection: Detection, depth: np.ndarray) -> float:

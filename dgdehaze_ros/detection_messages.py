@@ -47,6 +47,7 @@ def detections_to_msg(detections: Sequence[Detection], depths: Sequence[float], 
         result.pose.pose.position.z = float(depth)
         result.pose.pose.orientation.w = 1.0
         item.results = [result]
+        item.id = "" if detection.track_id is None else str(detection.track_id)
         out.detections.append(item)
     return out
 

@@ -20,6 +20,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from dgdehaze_core.backends.selection import BackendUnavailable, choose_backend
+from dgdehaze_core.detection import TRACKERS
 from dgdehaze_core.detection_fusion import DETECTION_INPUTS
 from dgdehaze_core.models import shipped_weights_path
 from dgdehaze_core.pipeline import BACKENDS, OUTPUT_MODES
@@ -101,6 +102,9 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("detection_input", "dehazed", "what the detector runs on: the dehazed frame, the raw frame, or "
                   "fused: both, their boxes merged by weighted box fusion (about twice the detector's time; never "
                   "misses what the raw frame shows)", choices=DETECTION_INPUTS),
+    ParameterSpec("tracker", "", "multi-object tracker that gives each detection an identity across frames in "
+                  "Detection2D.id: bytetrack or botsort (Ultralytics'); empty: off", ("", *TRACKERS),
+                  reloads="detector"),
     ParameterSpec("detection_interval", 1, "run the detector on every Nth frame and publish ~/detections for those "
                   "frames only (dehazing and depth stay at the input rate)", int_range=(1, 100, 1)),
     ParameterSpec("detector_weights", "", "YOLO weights (.pt, .onnx or .engine); empty: the shipped offline "
@@ -170,6 +174,8 @@ def check_values(values: Mapping[str, Any]) -> str | None:
         return f"max_detail_gain must be 0 (the exact inversion) or at least 1, got {values['max_detail_gain']}"
     if any(not str(c).strip() for c in values["classes"] or ()):
         return "classes must not contain empty names"
+    if values["tracker"] and values["detection_input"] == "fused":
+        return "a tracker follows one stream of detections: detection_input dehazed or raw, not fused"
     return _check_mounting(values)
 
 
@@ -233,7 +239,7 @@ class NodeSettings:
         """Keyword arguments for `dgdehaze_core.detection.Detector`."""
         return {"weights": self["detector_weights"] or None, "imgsz": self["imgsz"], "conf": self["threshold"],
                 "iou": self["iou"], "classes": list(self["classes"] or []) or None, "max_det": self["max_det"],
-                "device": self["device"], "half": self["half"]}
+                "device": self["device"], "half": self["half"], "tracker": self["tracker"] or None}
 
 
 def _current(node: Node, name: str) -> Any:

@@ -87,3 +87,27 @@ def test_median_depth_reads_only_valid_depth_inside_the_box() -> None:
     assert median_depth(wider, depth) == pytest.approx(np.median(np.arange(40 * 50)))
     assert np.isnan(median_depth(Detection(0, "person", 0.9, (150.0, 70.0, 190.0, 95.0)), depth))
     assert np.isnan(median_depth(Detection(0, "person", 0.9, (300.0, 0.0, 400.0, 50.0)), depth))
+
+
+def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_data: Path) -> None:
+    from dgdehaze_core.data_paths import REPO_DIR
+    from dgdehaze_core.rosbag_io import BagSource, decode_image
+
+    with pytest.raises(ValueError, match="unknown tracker"):
+        Detector(tracker="sort")
+    frames = []
+    with BagSource(REPO_DIR / "data" / "demo" / "foggy_road_night") as bag:  # 29 fps: objects move a little
+        for connection, _, raw in bag.raw_messages():
+            if connection.topic.endswith("/compressed") and len(frames) < 20:
+                frames.append(decode_image(bag.deserialize(connection, raw), connection.msgtype))
+    tracked = Detector(tracker="bytetrack")
+    per_frame = [tracked(frame) for frame in frames]
+    ids = [[d.track_id for d in detections] for detections in per_frame]
+    assert all(isinstance(i, int) for frame_ids in ids for i in frame_ids)
+    assert all(len(set(frame_ids)) == len(frame_ids) for frame_ids in ids), "one identity per object in a frame"
+    seen: dict[int, int] = {}
+    for frame_ids in ids:
+        for track in frame_ids:
+            seen[track] = seen.get(track, 0) + 1
+    assert seen and max(seen.values()) >= 5, f"no object kept its identity over consecutive frames: {ids}"
+    assert all(d.track_id is None for d in Detector()(frames[0]))

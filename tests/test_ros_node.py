@@ -181,7 +181,7 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
                "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed",
                "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
                "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0,
-               "max_detail_gain": 0.5, "detection_input": "both"}
+               "max_detail_gain": 0.5, "detection_input": "both", "tracker": "sort"}
     # what can be told before loading is refused up front (#21 item 2); the rest is put back when loading fails
     refused.update({"backend": "tensorrt"} if tensorrt_unavailable_reason() is not None else {})
     refused.update({"device": "cuda"} if not torch.cuda.is_available() else {})
@@ -210,6 +210,26 @@ def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_b
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_with_a_tracker_each_detection_carries_its_track_id(node: DehazeNode, probe: Probe) -> None:
+    refused = node.set_parameters_atomically([Parameter("tracker", value="bytetrack"),
+                                              Parameter("detection_input", value="fused")])
+    assert not refused.successful and "fused" in refused.reason
+    set_ok(node, tracker="bytetrack", detection_enabled=True)
+    try:
+        frame = hazy_test_frame(640, 480)
+        ids: list[list[str]] = []
+        for index in range(6):  # the tracker confirms an object over its first frames
+            out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(130 + index)), ("detections",),
+                                60.0)
+            ids.append([d.id for d in out["detections"].detections])
+        assert ids[-1] and all(i.isdigit() for i in ids[-1]), ids
+        assert set(ids[-1]) == set(ids[-2]), "the same still scene keeps its identities"
+    finally:
+        set_ok(node, tracker="")
+
+
 def test_detection_interval_publishes_detections_for_every_nth_frame_only(node: DehazeNode, probe: Probe) -> None:
     set_ok(node, detection_enabled=True, detection_interval=3)
     frame = hazy_test_frame(160, 120)
