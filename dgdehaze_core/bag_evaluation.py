@@ -34,7 +34,7 @@ from dgdehaze_core.data_paths import REPO_DIR
 from dgdehaze_core.detection import Detection, Detector, median_depth
 from dgdehaze_core.image_io import ImageError
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, FLOAT32_TYPE, IMAGE_TYPE, LABEL_INFO_TYPE,
+from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, LABEL_INFO_TYPE,
                                      BagFrame, BagSource, BagWriter)
 
 LOG = logging.getLogger(__name__)
@@ -42,8 +42,10 @@ LOG = logging.getLogger(__name__)
 DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
 """Output topics in the bag are the node's `~/` topics under its default name: /dgdehaze/image_dehazed, ..."""
 OUTPUT_TOPICS = {"image_dehazed": IMAGE_TYPE, "depth_relative": IMAGE_TYPE, "detections": DETECTIONS_TYPE,
-                 "haze_density": FLOAT32_TYPE, "camera_info": CAMERA_INFO_TYPE}
-FALLBACK_METHOD = "lite"
+                 "haze_density": HAZE_TYPE, "camera_info": CAMERA_INFO_TYPE}
+FALLBACK_METHOD = "dcp"
+"""What runs when the default method's weights are missing or do not load (needs none)."""
+NODE_DEFAULT_MODEL = "lite"
 """The node's own `model` default (dgdehaze_ros/parameters.py), used when no configuration file sets one."""
 SAMPLE_COUNT = 4
 """Frames shown before/after in the report, evenly spaced over the evaluated frames."""
@@ -199,7 +201,7 @@ def node_default_method() -> str:
                     if isinstance(parameters.get(key), str) and parameters[key]:
                         LOG.info("default method %r: the node's %s parameter in %s", parameters[key], key, path)
                         return parameters[key]
-    return FALLBACK_METHOD
+    return NODE_DEFAULT_MODEL
 
 
 def _load_as_the_node_does(method: str) -> DehazePipeline:
@@ -297,8 +299,8 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
                  writer.image_msg(header, result.depth.astype(np.float32)))
     writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
                  detections_msg(writer, header, record.dehazed_detections, record.detection_depths))
-    writer.write(f"{prefix}/haze_density", FLOAT32_TYPE, frame.log_time_ns,
-                 writer.float32_msg(record.haze_density_hazy))
+    writer.write(f"{prefix}/haze_density", HAZE_TYPE, frame.log_time_ns,
+                 writer.haze_msg(header, record.haze_density_hazy))
     if frame.camera_info is not None:
         info = dataclasses.replace(frame.camera_info, header=header)
         writer.write(f"{prefix}/camera_info", CAMERA_INFO_TYPE, frame.log_time_ns, info)

@@ -34,7 +34,9 @@ COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
 LABEL_INFO_TYPE = "vision_msgs/msg/LabelInfo"
-FLOAT32_TYPE = "std_msgs/msg/Float32"
+HAZE_TYPE = "vision_msgs/msg/Classification"
+"""~/haze_density: the frame's header and one hypothesis, class HAZE_CLASS, whose score is the density."""
+HAZE_CLASS = "haze_density"
 FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 STORAGES = ("mcap", "sqlite3")
 BAG_VERSION = 8
@@ -53,6 +55,7 @@ VISION_MSGS = {
     "vision_msgs/msg/Detection2DArray": "std_msgs/Header header\nvision_msgs/Detection2D[] detections\n",
     "vision_msgs/msg/VisionClass": "uint16 class_id\nstring class_name\n",
     "vision_msgs/msg/LabelInfo": "std_msgs/Header header\nvision_msgs/VisionClass[] class_map\nfloat32 threshold\n",
+    "vision_msgs/msg/Classification": "std_msgs/Header header\nvision_msgs/ObjectHypothesis[] results\n",
 }
 """vision_msgs 4.x (Humble and later) message definitions, field for field as upstream."""
 
@@ -316,5 +319,7 @@ class BagWriter:
                                       is_bigendian=0, step=image.nbytes // height,
                                       data=np.frombuffer(image.tobytes(), np.uint8))
 
-    def float32_msg(self, value: float) -> Any:
-        return self.types[FLOAT32_TYPE](data=float(value))
+    def haze_msg(self, header: Any, density: float) -> Any:
+        """~/haze_density as the node publishes it (HAZE_TYPE)."""
+        hypothesis = self.types["vision_msgs/msg/ObjectHypothesis"](class_id=HAZE_CLASS, score=float(density))
+        return self.types[HAZE_TYPE](header=header, results=[hypothesis])

@@ -30,7 +30,6 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Float32
 from tqdm import tqdm
 
 from dgdehaze_core.atomic_files import atomic_path
@@ -40,7 +39,7 @@ from dgdehaze_core.bag_report import write_report
 from dgdehaze_core.dark_channel import haze_density
 from dgdehaze_core.detection import Detection, Detector, median_depth
 from dgdehaze_core.image_io import ImageError
-from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, FLOAT32_TYPE,
+from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE,
                                      IMAGE_TYPE, LABEL_INFO_TYPE, BagSource, BagWriter, decode_image, stamp_ns)
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 
@@ -48,14 +47,14 @@ LOG = logging.getLogger(__name__)
 
 OUTPUTS: dict[str, tuple[type, str]] = {
     "image_dehazed": (Image, IMAGE_TYPE), "depth_relative": (Image, IMAGE_TYPE),
-    "haze_density": (Float32, FLOAT32_TYPE),
     "camera_info": (CameraInfo, CAMERA_INFO_TYPE)}
 """The node's `~/` outputs: name -> (rclpy class, type name)."""
 LabelInfo: type | None = None
 try:
-    from vision_msgs.msg import Detection2DArray, LabelInfo
+    from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
 
     OUTPUTS["detections"] = (Detection2DArray, DETECTIONS_TYPE)
+    OUTPUTS["haze_density"] = (Classification, HAZE_TYPE)
 except ImportError:  # the node publishes no detections without vision_msgs either (detection_messages.py)
     LOG.warning("vision_msgs is not importable: node replay records no detections (see tools/build_vision_msgs.sh)")
 STARTUP_TIMEOUT = 120.0
@@ -350,8 +349,8 @@ def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, expect
     "_labels" (the latched ~/label_info, or None).
 
     Waits up to `timeout` for the stamped outputs in `expected` (camera_info aside), then a moment more for
-    camera_info (relayed only once the node has one) and haze_density (unstamped: the one published after this
-    frame). None when not even the dehazed image came.
+    camera_info (relayed only once the node has one) and haze_density; each is matched by its header stamp. None
+    when not even the dehazed image came.
     """
     received = replay.recorder.received
     marks = {name: len(received[name]) for name in received}
@@ -367,12 +366,7 @@ def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, expect
         for name in [*required, *optional]:
             if name in found:
                 continue
-            new = received[name][marks[name]:]
-            if name == "haze_density":
-                if new:
-                    found[name] = new[0]
-                continue
-            for arrival, raw in new:
+            for arrival, raw in received[name][marks[name]:]:
                 if _stamp_of(store, raw, OUTPUTS[name][1]) == stamp:
                     found[name] = (arrival, raw)
                     break
@@ -401,7 +395,7 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
     depth_msg = (store.deserialize_cdr(outputs["depth_relative"][1], IMAGE_TYPE) if outputs.get("depth_relative")
                  else None)
     depth = _image_from(depth_msg) if depth_msg is not None else np.full(dehazed.shape[:2], np.nan, np.float32)
-    density = (float(store.deserialize_cdr(outputs["haze_density"][1], FLOAT32_TYPE).data)
+    density = (float(store.deserialize_cdr(outputs["haze_density"][1], HAZE_TYPE).results[0].score)
                if outputs.get("haze_density") else haze_density(hazy))
     last = max(value[0] for name, value in outputs.items() if not name.startswith("_") and value)
     hazy_detections, hazy_ms = timed_detect(detector, hazy)

@@ -7,7 +7,10 @@ vision_msgs/LabelInfo on a latched topic maps the ids to names (`label_info_msg`
 values inside the box (metres from ~/depth when the node has a camera_height, else ~/depth_relative's units; NaN
 when the box holds no valid depth), x and y are 0 and the orientation is identity. vision_msgs comes from the ROS
 distribution, or from tools/build_vision_msgs.sh in the pip venv; where it is missing, `VISION_MSGS_AVAILABLE` is
-False and the node publishes no detections topic.
+False and the node publishes no detections and no haze density.
+
+The haze density goes out as a whole-image vision_msgs/Classification (`haze_msg`): std_msgs has no stamped
+number, and a stamped standard type lets a bag or a message filter align it with its frame.
 """
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import Header
 
 from dgdehaze_core.detection import Detection
+from dgdehaze_core.rosbag_io import HAZE_CLASS
 
 try:
-    from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, LabelInfo, ObjectHypothesis,
-                                 ObjectHypothesisWithPose, VisionClass)
+    from vision_msgs.msg import (BoundingBox2D, Classification, Detection2D, Detection2DArray, LabelInfo,
+                                 ObjectHypothesis, ObjectHypothesisWithPose, VisionClass)
 
     VISION_MSGS_AVAILABLE = True
 except ImportError:
@@ -56,3 +60,9 @@ def label_info_msg(names: Mapping[int, str], threshold: float, header: Header) -
     """The detector's class map (id -> name) and its confidence threshold, for the latched label topic."""
     return LabelInfo(header=header, threshold=float(threshold),
                      class_map=[VisionClass(class_id=int(i), class_name=str(name)) for i, name in sorted(names.items())])
+
+
+def haze_msg(density: float, header: Header) -> "Classification":
+    """~/haze_density: the frame's haze density (mean dark channel, 0 clear to 1 dense) as the score of the one
+    hypothesis, class `haze_density`, of a whole-image vision_msgs/Classification with the frame's header."""
+    return Classification(header=header, results=[ObjectHypothesis(class_id=HAZE_CLASS, score=float(density))])

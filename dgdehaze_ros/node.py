@@ -11,9 +11,10 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
   on, every `detection_interval`-th, so each carries the header of the frame it describes; `class_id` is the
   numeric class id), `~/label_info` (vision_msgs/LabelInfo, latched: the running detector's id -> name map and
   threshold, republished when either changes), `~/debug_image` (bgr8 Image, only while subscribed: the dehazed
-  frame with the detections, their distances and the fog drawn), `~/haze_density` (std_msgs/Float32),
+  frame with the detections, their distances and the fog drawn), `~/haze_density` (vision_msgs/Classification:
+  one hypothesis `haze_density` whose score is the frame's haze density, 0 clear to 1 dense),
   and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
-Every output carries the input's header (stamp and frame_id), except Float32 which has none.
+Every output carries the input's header (stamp and frame_id).
 
 Lifecycle: configure reads and validates the parameters and loads the pipeline and the detector; activate
 subscribes and enables the publishers; deactivate unsubscribes and waits for the frame in progress; cleanup
@@ -47,7 +48,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
-from std_msgs.msg import Float32, Header
+from std_msgs.msg import Header
 
 from dgdehaze_core.detection import Detector, DetectorUnavailable, median_depth
 from dgdehaze_core.detection_fusion import FrameDetector
@@ -58,7 +59,7 @@ from dgdehaze_core.visibility import VisibilityEstimator, VisibilityReading, fog
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import glibc
 from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
-from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg,
+from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
@@ -67,7 +68,7 @@ from dgdehaze_ros.visibility_messages import (FOG_PARAMETERS, estimator_for, fog
                                               intrinsics_of, visibility_msg)
 
 if VISION_MSGS_AVAILABLE:
-    from vision_msgs.msg import Detection2DArray, LabelInfo
+    from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
@@ -144,10 +145,10 @@ class DehazeNode(LifecycleNode):
             self._generation += 1
         outputs = {"image": (Image, "~/image_dehazed"), "depth": (Image, "~/depth"),
                    "depth_relative": (Image, "~/depth_relative"), "visibility": (Range, "~/visibility"),
-                   "camera_info": (CameraInfo, "~/camera_info"), "haze_density": (Float32, "~/haze_density"),
-                   "debug_image": (Image, "~/debug_image")}
+                   "camera_info": (CameraInfo, "~/camera_info"), "debug_image": (Image, "~/debug_image")}
         if VISION_MSGS_AVAILABLE:
             outputs["detections"] = (Detection2DArray, "~/detections")
+            outputs["haze_density"] = (Classification, "~/haze_density")
         self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, self._output_qos(),
                                                               qos_overriding_options=OVERRIDABLE)
                          for key, (msg_type, topic) in outputs.items()}
@@ -155,7 +156,7 @@ class DehazeNode(LifecycleNode):
             self._label_pub = self.create_publisher(LabelInfo, "~/label_info", LABEL_INFO_QOS)
             self._publish_labels()
         else:
-            self.get_logger().warning("vision_msgs is not installed: no ~/detections topic "
+            self.get_logger().warning("vision_msgs is not installed: no ~/detections and no ~/haze_density "
                                       "(install ros-<distro>-vision-msgs, or run tools/build_vision_msgs.sh)")
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # reports go on while a replayed /clock pauses
@@ -286,7 +287,7 @@ class DehazeNode(LifecycleNode):
             return None
         detector = Detector(**settings.detector_args())
         detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
-        self._detector_note = detector.weights.name
+        self._detector_note = detector.weights.name + (f" + {detector.tracker}" if detector.tracker else "")
         return detector
 
     def _publish_labels(self) -> None:
@@ -460,7 +461,8 @@ class DehazeNode(LifecycleNode):
             relay = copy.copy(info)
             relay.header = header
             pubs["camera_info"].publish(relay)
-        pubs["haze_density"].publish(Float32(data=float(result.haze_density)))
+        if "haze_density" in pubs:
+            pubs["haze_density"].publish(haze_msg(result.haze_density, header))
         if reading is not None:
             return reading.depth, reading
         return (result.depth if fog is None else np.full(result.depth.shape, np.nan, np.float32)), None

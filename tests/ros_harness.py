@@ -19,12 +19,12 @@ from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, Range
-from std_msgs.msg import Float32, Header
+from std_msgs.msg import Header
 
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE
 
 if VISION_MSGS_AVAILABLE:
-    from vision_msgs.msg import Detection2DArray
+    from vision_msgs.msg import Classification, Detection2DArray
 
 DOMAIN_ID = 1 + os.getpid() % 200
 """ROS_DOMAIN_ID of this test session (1..200; 0 is everyone's default)."""
@@ -75,10 +75,9 @@ class Probe(Node):
         self.image_pub = self.create_publisher(Image, image_topic, image_qos)
         self.info_pub = self.create_publisher(CameraInfo, info_topic, RELIABLE)
         outputs: list[tuple[type, str]] = [(Image, "image_dehazed"), (Image, "depth"), (Image, "depth_relative"),
-                                           (Range, "visibility"), (CameraInfo, "camera_info"),
-                                           (Float32, "haze_density")]
+                                           (Range, "visibility"), (CameraInfo, "camera_info")]
         if VISION_MSGS_AVAILABLE:
-            outputs.append((Detection2DArray, "detections"))
+            outputs += [(Detection2DArray, "detections"), (Classification, "haze_density")]
         for msg_type, name in outputs:
             self.create_subscription(msg_type, f"{node_path}/{name}", self._recorder(name), RELIABLE)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), RELIABLE)

@@ -11,12 +11,12 @@ import pytest
 from dgdehaze_core.bag_evaluation import evaluate_bag
 from dgdehaze_core.bag_report import FIGURES
 from dgdehaze_core.cli import main
-from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, FLOAT32_TYPE, IMAGE_TYPE, BagSource,
+from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource,
                                      BagWriter)
 from test_bag_io import DEMO_BAG, DEMO_TOPIC, demo_frames, image_msg, write_camera_bag
 
 OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth_relative": IMAGE_TYPE,
-           "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": FLOAT32_TYPE,
+           "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": HAZE_TYPE,
            "/dgdehaze/camera_info": CAMERA_INFO_TYPE}
 
 
@@ -58,7 +58,8 @@ def test_output_bag_carries_inputs_and_outputs_at_the_original_stamps(tmp_path: 
         assert np.isfinite(values).mean() > 0.9 and np.nanmin(values) >= 0
         image = np.frombuffer(dehazed.data.tobytes(), np.uint8).reshape(90, 160, 3)
         assert not np.array_equal(image, frame)
-    densities = [m.data for _, m in topics["/dgdehaze/haze_density"]]
+    densities = [m.results[0].score for _, m in topics["/dgdehaze/haze_density"]]
+    assert {m.results[0].class_id for _, m in topics["/dgdehaze/haze_density"]} == {"haze_density"}
     assert densities == pytest.approx([r.haze_density_hazy for r in evaluation.records], abs=1e-6)
     assert all(m.k[0] == 100.0 for _, m in topics["/dgdehaze/camera_info"])
     assert leftovers(tmp_path) == []

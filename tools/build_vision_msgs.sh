@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generate vision_msgs (the 4.x 2D detection messages and LabelInfo, tools/vision_msgs/) into the venv from the pip-installed ROS 2
+# Generate vision_msgs (the 4.x 2D detection messages, Classification and LabelInfo, tools/vision_msgs/) into the venv from the pip-installed ROS 2
 # build tools, so the node can publish vision_msgs/Detection2DArray without a ROS install.
 # Idempotent: does nothing when vision_msgs already imports (a real ROS install, or an earlier run).
 # Needs cmake, make and a C/C++ compiler (Debian: cmake g++ make). See ../shared/notes/vision-msgs-from-pip.md.
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 VENV=$(cd "$VENV" && pwd)
 PY="$VENV/bin/python"
-if "$PY" -c "from vision_msgs.msg import Detection2DArray, LabelInfo" 2>/dev/null; then
+if "$PY" -c "from vision_msgs.msg import Classification, Detection2DArray, LabelInfo" 2>/dev/null; then
   echo "dgdehaze: vision_msgs already importable; nothing to build"
   exit 0
 fi
@@ -57,5 +57,5 @@ cmake -S tools/vision_msgs -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_
   || { cat "$BUILD/configure.log" >&2; exit 1; }
 cmake --build "$BUILD" -j "$(nproc)" >"$BUILD/build.log" 2>&1 || { tail -50 "$BUILD/build.log" >&2; exit 1; }
 cmake --install "$BUILD" >/dev/null
-"$PY" -c "from vision_msgs.msg import Detection2DArray, LabelInfo; Detection2DArray(); LabelInfo()"
+"$PY" -c "from vision_msgs.msg import Classification, Detection2DArray, LabelInfo; Classification(); LabelInfo()"
 echo "dgdehaze: vision_msgs built into $VENV"
