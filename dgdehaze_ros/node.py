@@ -50,6 +50,7 @@ from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from std_msgs.msg import Header
 
+from dgdehaze_core.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
 from dgdehaze_core.detection import Detector, DetectorUnavailable, median_depth
 from dgdehaze_core.detection_fusion import FrameDetector
 from dgdehaze_core.detection_schedule import DetectionSchedule
@@ -443,6 +444,8 @@ class DehazeNode(LifecycleNode):
             debug.publish(bgr8_to_image(drawn, "bgr8", msg.header))
         done = time.perf_counter()
         self.stats.record(latency_ms, (done - started) * 1000.0, (dehaze_s + detect_s) * 1000.0, waited_ms)
+        if bgr.shape[0] * bgr.shape[1] > ARENA_KEEP_PIXELS:  # a huge frame's buffers go back, not to the heap
+            _return_freed_memory()
 
     def _publish_frame(self, header: Header, encoding: str, original: Any, bgr: np.ndarray, result: Any,
                        settings: NodeSettings) -> tuple[np.ndarray, VisibilityReading | None]:

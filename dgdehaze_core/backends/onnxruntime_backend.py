@@ -12,6 +12,11 @@ from dgdehaze_core.backends import outputs_of
 
 LOG = logging.getLogger(__name__)
 
+ARENA_KEEP_PIXELS = 1920 * 1088
+"""Inputs up to this size reuse ONNX Runtime's memory arena from run to run (the fast path of a camera's steady
+stream); after a larger one (a 4K frame) the arena gives back what that run grew, so a few huge frames do not
+leave the process gigabytes larger."""
+
 
 def default_threads() -> int:
     """Intra-op threads: the cores this process may use, at most 4 (more rarely helps a network this small and
@@ -66,5 +71,10 @@ class OnnxRuntimeBackend:
                  self.session.get_providers()[0])
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(list(self.outputs), {self.input_name: batch.astype(self.input_dtype, copy=False)})
+        options = None
+        if batch.shape[-2] * batch.shape[-1] > ARENA_KEEP_PIXELS:
+            options = ort.RunOptions()
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        outputs = self.session.run(list(self.outputs), {self.input_name: batch.astype(self.input_dtype, copy=False)},
+                                   options)
         return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self.outputs, outputs)}
