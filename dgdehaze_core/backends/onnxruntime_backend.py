@@ -1,4 +1,6 @@
-"""ONNX Runtime backend: an exported network (see `dgdehaze_core.onnx_export`) on the CPU execution provider."""
+"""ONNX Runtime backend: an exported network (see `dgdehaze_core.onnx_export`) on the execution providers given
+(`backends.selection` passes TensorRT's and CUDA's where this onnxruntime has them, CPU last), the CPU one alone by
+default."""
 from __future__ import annotations
 
 import logging
