@@ -542,3 +542,21 @@ def test_every_frame_sent_is_either_received_or_counted_missing_by_sequence(node
     received = after["frames_received"] - before["frames_received"]
     missing = after["frames_missing_in_sequence"] - before["frames_missing_in_sequence"]
     assert received + missing == 41, (received, missing)
+
+
+def test_over_dds_a_backend_that_cannot_run_here_is_refused_and_reads_back_what_runs(probe: Probe) -> None:
+    from rclpy.parameter_client import AsyncParameterClient
+
+    if tensorrt_unavailable_reason() is None:
+        pytest.skip("TensorRT runs here: the tensorrt backend is valid")
+    client = AsyncParameterClient(probe, "/dgdehaze")
+    assert client.wait_for_services(10.0)
+
+    def wait(future):  # the session's executor spins the probe
+        assert probe.wait_for(future.done, 10.0)
+        return future.result()
+
+    (result,) = wait(client.set_parameters([Parameter("backend", value="tensorrt")])).results
+    assert not result.successful and "tensorrt" in result.reason
+    (value,) = wait(client.get_parameters(["backend"])).values
+    assert value.string_value == "auto"
