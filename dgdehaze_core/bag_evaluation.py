@@ -66,6 +66,8 @@ class FrameRecord:
     dehazed_detections: list[Detection] = field(default_factory=list)
     detection_depths: list[float] = field(default_factory=list)
     """Median depth in each dehazed detection's box (relative units, NaN where no valid depth)."""
+    visibility_m: float = math.nan
+    """The node's ~/visibility for the frame (node replay with a camera_height; NaN otherwise or without fog)."""
 
 
 @dataclass
@@ -131,6 +133,7 @@ class BagEvaluation:
                 "latency_ms": [r.latency_ms for r in self.records],
                 "detections_hazy": [len(r.hazy_detections) for r in self.records],
                 "detections_dehazed": [len(r.dehazed_detections) for r in self.records],
+                "visibility_m": [r.visibility_m for r in self.records],
             },
         }
 

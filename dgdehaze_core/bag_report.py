@@ -132,6 +132,18 @@ def plot_detection_classes(evaluation: BagEvaluation, path: Path) -> None:
 
 PLOTTERS = {"haze_density": plot_haze_density, "latency": plot_latency,
             "detection_counts": plot_detection_counts, "detection_classes": plot_detection_classes}
+VISIBILITY_FIGURE = ("visibility", "Visibility over time: the node's ~/visibility (meteorological optical range from "
+                     "the road's transmission, needs the camera's mounting; gaps: no fog to measure or no road)")
+
+
+def plot_visibility(evaluation: BagEvaluation, path: Path) -> None:
+    t = _seconds(evaluation)
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot(t, [r.visibility_m for r in evaluation.records], color=DEHAZED_COLOR, marker=".", linewidth=1)
+    ax.set(xlabel="time in bag (s)", ylabel="visibility (m)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
 
 
 def write_samples(evaluation: BagEvaluation, figures: Path) -> list[tuple[str, str]]:
@@ -172,6 +184,10 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
     figures.mkdir(parents=True, exist_ok=True)
     for name, plotter in PLOTTERS.items():
         plotter(evaluation, figures / f"{name}.png")
+    captions = dict(FIGURES)
+    if any(math.isfinite(r.visibility_m) for r in evaluation.records):
+        plot_visibility(evaluation, figures / f"{VISIBILITY_FIGURE[0]}.png")
+        captions[VISIBILITY_FIGURE[0]] = VISIBILITY_FIGURE[1]
     samples = write_samples(evaluation, figures)
     summary = evaluation.summary()
     write_json(out_dir / "summary.json", summary)
@@ -202,7 +218,7 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
               f"</figure>" for name, caption in samples]
     parts.append("<h2>Over the drive</h2>")
     parts += [f"<figure><img src='figures/{name}.png' alt='{name}'><figcaption>{html.escape(caption)}"
-              f"</figcaption></figure>" for name, caption in FIGURES.items()]
+              f"</figcaption></figure>" for name, caption in captions.items()]
     if evaluation.skipped:
         parts.append("<h2>Skipped frames</h2><ul>" +
                      "".join(f"<li>{html.escape(s)}</li>" for s in evaluation.skipped) + "</ul>")

@@ -14,6 +14,7 @@ remapped onto them, an attached node must already subscribe to them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import subprocess
@@ -29,7 +30,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from tqdm import tqdm
 
 from dgdehaze_core.atomic_files import atomic_path
@@ -40,14 +41,15 @@ from dgdehaze_core.dark_channel import haze_density
 from dgdehaze_core.detection import Detection, Detector, median_depth
 from dgdehaze_core.image_io import ImageError
 from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE,
-                                     IMAGE_TYPE, LABEL_INFO_TYPE, BagSource, BagWriter, decode_image, stamp_ns)
+                                     IMAGE_TYPE, LABEL_INFO_TYPE, RANGE_TYPE, BagSource, BagWriter, decode_image,
+                                     stamp_ns)
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 
 LOG = logging.getLogger(__name__)
 
 OUTPUTS: dict[str, tuple[type, str]] = {
     "image_dehazed": (Image, IMAGE_TYPE), "depth_relative": (Image, IMAGE_TYPE),
-    "camera_info": (CameraInfo, CAMERA_INFO_TYPE)}
+    "camera_info": (CameraInfo, CAMERA_INFO_TYPE), "visibility": (Range, RANGE_TYPE)}
 """The node's `~/` outputs: name -> (rclpy class, type name)."""
 LabelInfo: type | None = None
 try:
@@ -355,7 +357,7 @@ def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, expect
     received = replay.recorder.received
     marks = {name: len(received[name]) for name in received}
     required = [name for name in expected if name != "camera_info"]
-    optional = [name for name in ("camera_info", "haze_density") if name in replay.recorder.connected()]
+    optional = [name for name in ("camera_info", "haze_density", "visibility") if name in replay.recorder.connected()]
     sent = time.perf_counter()
     replay.image_pub.publish(frame_msg)
     deadline = time.monotonic() + timeout
@@ -397,12 +399,14 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
     depth = _image_from(depth_msg) if depth_msg is not None else np.full(dehazed.shape[:2], np.nan, np.float32)
     density = (float(store.deserialize_cdr(outputs["haze_density"][1], HAZE_TYPE).results[0].score)
                if outputs.get("haze_density") else haze_density(hazy))
+    visibility = (float(store.deserialize_cdr(outputs["visibility"][1], RANGE_TYPE).range)
+                  if outputs.get("visibility") else math.nan)
     last = max(value[0] for name, value in outputs.items() if not name.startswith("_") and value)
     hazy_detections, hazy_ms = timed_detect(detector, hazy)
     depths = [median_depth(d, depth) for d in detections] if depth_msg is not None else []
     evaluation.records.append(FrameRecord(
         index=index, stamp_ns=stamp, haze_density_hazy=density, haze_density_dehazed=haze_density(dehazed),
         latency_ms=(last - outputs["_sent"]) * 1000.0, detect_hazy_ms=hazy_ms, hazy_detections=hazy_detections,
-        dehazed_detections=detections, detection_depths=depths))
+        dehazed_detections=detections, detection_depths=depths, visibility_m=visibility))
     if index in keep:
         evaluation.samples.append(Sample(index, stamp, hazy, dehazed, depth, hazy_detections, detections))

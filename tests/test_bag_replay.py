@@ -1,6 +1,8 @@
 """`dgdehaze bag-eval --node`: a bag replayed through the real dgdehaze_node over DDS, its outputs recorded."""
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     out = tmp_path / "eval"
     code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw",
                  "--camera-info-topic", "/cam/camera_info", "--node", "--method", "dcp", "--out", str(out),
-                 "--no-progress", "--timeout", "30"])
+                 "--node-param", "camera_height:=1.5", "--no-progress", "--timeout", "30"])
     assert code == 0, (out.parent / "eval.log")
     with BagSource(out / "bag") as source:
         topics = source.topics()
@@ -32,7 +34,7 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert topics["/dgdehaze/depth_relative"] == (IMAGE_TYPE, 3)
     assert topics["/dgdehaze/detections"] == (DETECTIONS_TYPE, 3)
     messages = read_all(out / "bag")
-    for name in ("image_dehazed", "depth_relative", "detections", "camera_info", "haze_density"):
+    for name in ("image_dehazed", "depth_relative", "detections", "camera_info", "haze_density", "visibility"):
         recorded = messages[f"/dgdehaze/{name}"]
         assert [t for t, _ in recorded] == stamps, name
         assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in recorded] == stamps, name
@@ -47,6 +49,7 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert (dehazed.encoding, dehazed.width, dehazed.height) == ("bgr8", 320, 180)
     depth = messages["/dgdehaze/depth_relative"][0][1]
     assert depth.encoding == "32FC1" and np.isfinite(np.frombuffer(depth.data.tobytes(), "<f4")).any()
+    assert len(json.loads((out / "summary.json").read_text())["per_frame"]["visibility_m"]) == 3
     summary = (out / "summary.json").read_text()
     assert '"mode": "node"' in summary
     assert (out / "report.html").is_file() and (out / "node.log").is_file()
