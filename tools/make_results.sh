@@ -5,6 +5,7 @@
 #   make results                        # the shipped lite weights against the ablation in runs/lite_no_depth
 #   LITE=runs/lite/last.pt make results # another checkpoint in the `lite` rows
 #   EVAL_ARGS="--limit 2" RESULTS=/tmp/r DOC=/tmp/RESULTS.md tools/make_results.sh   # a quick trial elsewhere
+#   ONLY=kitti-tiny,middlebury2003 make results   # re-record those steps only (each keeps its own provenance)
 #
 # Methods: hazy (the input), dcp, lite (LITE, default: the shipped dgdehaze_core/weights/dgdehaze_lite.pt),
 # lite-no-depth (NO_DEPTH, default dgdehaze_core/weights/dgdehaze_lite_no_depth.pt: the same recipe with depth
@@ -40,6 +41,9 @@ fi
 record() {  # record NAME EVAL-ARGS...: docs/results/NAME.json and NAME.meta.json
     local name=$1
     shift
+    if [ -n "${ONLY:-}" ] && [[ ",$ONLY," != *",$name,"* ]]; then
+        return 0
+    fi
     echo "== $name"
     "$PY" -m dgdehaze_core.evaluation.results_doc record --results "$RESULTS" "$name" -- \
         "$@" --method "$METHODS" "${EXTRA[@]}"

@@ -7,9 +7,9 @@ is valid:
 Figures are means over the images.
 
 A depth that guides a robot in fog must not move an object because the fog thickened: `change_vs_clear` is, per
-haze density, the AbsRel of the method's depth of the hazy frame against its own depth of the clear frame (both
-median-scaled to the ground truth, on the measured pixels). 0 means the haze changed nothing; it is not defined
-for the clear row.
+haze density, mean(|h - c| / d*) over the measured pixels, with h and c the method's depth of the hazy and of the
+clear frame, each median-scaled to the ground truth d*: how far the haze moved the depth, as a share of the true
+distance. 0 means the haze changed nothing; it is not defined for the clear row.
 
 Haze is synthesized from the true depth with the scattering model, I = J t + A (1 - t), t = exp(-beta d), at three
 densities. beta is solved per image so that the mean transmission over the image is 0.70 (light), 0.45 (medium)
@@ -67,8 +67,8 @@ def depth_errors(predicted: np.ndarray, true: np.ndarray, max_depth: float,
 
 def change_between(hazy: np.ndarray, clear: np.ndarray, true: np.ndarray, max_depth: float,
                    min_depth: float = MIN_DEPTH) -> float:
-    """mean |h - c| / c over the measured pixels, with `hazy` and `clear` (relative depths of the same frame)
-    each median-scaled to `true`: how far haze moved the method's depth."""
+    """mean |h - c| / d* over the measured pixels, with `hazy` and `clear` (relative depths of the same frame)
+    each median-scaled to `true` (d*): how far haze moved the method's depth, relative to the true distance."""
     valid = (np.isfinite(true) & (true >= min_depth) & (true <= max_depth) & np.isfinite(hazy)
              & np.isfinite(clear))
     if not valid.any():
@@ -76,7 +76,7 @@ def change_between(hazy: np.ndarray, clear: np.ndarray, true: np.ndarray, max_de
     gt = np.median(true[valid].astype(np.float64))
     scaled = [np.clip(np.maximum(d[valid].astype(np.float64), 1e-9) * gt / np.median(np.maximum(d[valid], 1e-9)),
                       min_depth, max_depth) for d in (hazy, clear)]
-    return float(np.mean(np.abs(scaled[0] - scaled[1]) / scaled[1]))
+    return float(np.mean(np.abs(scaled[0] - scaled[1]) / true[valid]))
 
 
 def dense_depth(true: np.ndarray, max_depth: float, sparse: bool) -> np.ndarray:
