@@ -260,7 +260,7 @@ class DehazeNode(LifecycleNode):
             if configured and not getattr(self._reverting, "active", False):
                 self._pending_reloads.update(SPEC_BY_NAME[n].reloads for n in changes if SPEC_BY_NAME[n].reloads)
             if configured:
-                if settings["detection_enabled"] and self._detector is None:
+                if settings["detection_enabled"] and self._detector_stale(settings):
                     self._pending_reloads.add("detector")
                 if self._detector is not None:
                     self._apply_detector_settings(self._detector, settings)
@@ -275,6 +275,12 @@ class DehazeNode(LifecycleNode):
             self._diagnostics_timer.timer_period_ns = int(settings["diagnostics_period"] * 1e9)
         self._start_reloads()
         return SetParametersResult(successful=True)
+
+    def _detector_stale(self, settings: NodeSettings) -> bool:
+        """No detector runs, or it was loaded with other detector settings (changed while detection was off)."""
+        loaded = self._loaded.get("detector")
+        return self._detector is None or loaded is None or any(
+            loaded[name] != settings[name] for name, spec in SPEC_BY_NAME.items() if spec.reloads == "detector")
 
     def _load_pipeline(self, settings: NodeSettings) -> DehazePipeline:
         method, options = settings.pipeline_args()

@@ -98,7 +98,7 @@ def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_d
     frames = []
     with BagSource(REPO_DIR / "data" / "demo" / "foggy_road_night") as bag:  # 29 fps: objects move a little
         for connection, _, raw in bag.raw_messages():
-            if connection.topic.endswith("/compressed") and len(frames) < 20:
+            if connection.topic.endswith("/compressed") and len(frames) < 14:
                 frames.append(decode_image(bag.deserialize(connection, raw), connection.msgtype))
     tracked = Detector(tracker="bytetrack")
     per_frame = [tracked(frame) for frame in frames]
