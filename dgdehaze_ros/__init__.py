@@ -27,3 +27,9 @@ def glibc() -> ctypes.CDLL | None:
 _LIBC = glibc()
 if _LIBC is not None:
     _LIBC.mallopt(M_ARENA_MAX, HEAP_ARENAS)
+
+
+def return_freed_memory() -> None:
+    """Hand the heap pages freed by released models or a huge frame back to the system (glibc only)."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)

@@ -37,6 +37,7 @@ from dgdehaze_core.atomic_files import atomic_path
 from dgdehaze_core.bag_evaluation import (BagEvaluation, FrameRecord, Sample, node_default_method, open_pipeline,
                                           sample_indices, timed_detect)
 from dgdehaze_core.bag_report import write_report
+from dgdehaze_core.camera_frames import raw_pixels
 from dgdehaze_core.dark_channel import haze_density
 from dgdehaze_core.detection import Detection, Detector, median_depth
 from dgdehaze_core.image_io import ImageError
@@ -210,8 +211,7 @@ def _detections_from(msg: Any, names: Mapping[int, str]) -> list[Detection]:
 
 def _image_from(msg: Any) -> np.ndarray:
     if msg.encoding == "32FC1":
-        rows = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width * 4]
-        return np.ascontiguousarray(rows).view("<f4" if not msg.is_bigendian else ">f4").astype(np.float32)
+        return raw_pixels(msg, camera=False).astype(np.float32)
     return decode_image(msg, IMAGE_TYPE)
 
 

@@ -58,7 +58,7 @@ from dgdehaze_core.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_core.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
 from dgdehaze_core.visualize import draw_detections
-from dgdehaze_ros import glibc
+from dgdehaze_ros import return_freed_memory
 from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
@@ -245,7 +245,7 @@ class DehazeNode(LifecycleNode):
         self._pipeline = self._detector = self._schedule = None
         self._camera_info = self._fog = self._fog_reading = None
         gc.collect()
-        _return_freed_memory()
+        return_freed_memory()
 
     # ---- parameters ------------------------------------------------------------------------------------------
     def _on_set_parameters(self, parameters: Sequence[Parameter]) -> SetParametersResult:
@@ -279,8 +279,7 @@ class DehazeNode(LifecycleNode):
     def _detector_stale(self, settings: NodeSettings) -> bool:
         """No detector runs, or it was loaded with other detector settings (changed while detection was off)."""
         loaded = self._loaded.get("detector")
-        return self._detector is None or loaded is None or any(
-            loaded[name] != settings[name] for name, spec in SPEC_BY_NAME.items() if spec.reloads == "detector")
+        return self._detector is None or loaded is None or bool(loaded.differing(settings, "detector"))
 
     def _load_pipeline(self, settings: NodeSettings) -> DehazePipeline:
         method, options = settings.pipeline_args()
@@ -313,9 +312,7 @@ class DehazeNode(LifecycleNode):
         """Keep the running `component`, put the parameters that asked for the failed one back to the values it
         runs with (so that get_parameters tells what is running), and report why on /diagnostics."""
         running = self._loaded.get(component)
-        reverted = {} if running is None else {
-            name: running[name] for name, spec in SPEC_BY_NAME.items()
-            if spec.reloads == component and running[name] != requested[name]}
+        reverted = {} if running is None else running.differing(requested, component)
         problem = f"{component} reload failed, kept the previous one: {exc}"
         if reverted:
             problem += "; put back " + ", ".join(f"{name}={value!r}" for name, value in reverted.items())
@@ -451,7 +448,7 @@ class DehazeNode(LifecycleNode):
         done = time.perf_counter()
         self.stats.record(latency_ms, (done - started) * 1000.0, (dehaze_s + detect_s) * 1000.0, waited_ms)
         if bgr.shape[0] * bgr.shape[1] > ARENA_KEEP_PIXELS:  # a huge frame's buffers go back, not to the heap
-            _return_freed_memory()
+            return_freed_memory()
 
     def _publish_frame(self, header: Header, encoding: str, original: Any, bgr: np.ndarray, result: Any,
                        settings: NodeSettings) -> tuple[np.ndarray, VisibilityReading | None]:
@@ -523,13 +520,6 @@ class DehazeNode(LifecycleNode):
         self._diagnostics_pub.publish(diagnostic_array(
             f"{self.get_fully_qualified_name()}: dehazing", info["backend"], self.get_clock().now().to_msg(),
             summary, counts, info, level, message))
-
-
-def _return_freed_memory() -> None:
-    """Hand the heap pages freed by the released models back to the system."""
-    libc = glibc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
 
 
 def create_node(parameters: Mapping[str, Any] | None = None, *, name: str = "dgdehaze", namespace: str = "",

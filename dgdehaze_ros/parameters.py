@@ -218,6 +218,12 @@ class NodeSettings:
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
 
+    def differing(self, other: NodeSettings, reloads: str) -> dict[str, Any]:
+        """{name: this value} of the parameters that reload `reloads` ("pipeline", "detector") and differ in
+        `other`."""
+        return {name: self[name] for name, spec in SPEC_BY_NAME.items()
+                if spec.reloads == reloads and self[name] != other[name]}
+
     def pipeline_args(self) -> tuple[str, dict[str, Any]]:
         """(method, options) for `dgdehaze_core.pipeline.load_pipeline`."""
         if self["model"] == "dcp" and not self["weights"]:

@@ -57,12 +57,18 @@ def depth_errors(predicted: np.ndarray, true: np.ndarray, max_depth: float,
     if not valid.any():
         raise ValueError("no pixel has both a valid ground-truth depth and a finite prediction")
     gt = true[valid].astype(np.float64)
-    pred = np.maximum(predicted[valid].astype(np.float64), 1e-9)
-    pred = np.clip(pred * (np.median(gt) / np.median(pred)), min_depth, max_depth)
+    pred = _median_scaled(predicted[valid], gt, min_depth, max_depth)
     ratio = np.maximum(pred / gt, gt / pred)
     return {"absrel": float(np.mean(np.abs(pred - gt) / gt)),
             "rmse_log": float(np.sqrt(np.mean((np.log(pred) - np.log(gt)) ** 2))),
             "delta1": float(np.mean(ratio < 1.25))}
+
+
+def _median_scaled(predicted: np.ndarray, true: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Relative depths scaled by median(true) / median(predicted) (predictions <= 0 count as the smallest depth),
+    clipped to [min_depth, max_depth]."""
+    pred = np.maximum(predicted.astype(np.float64), 1e-9)
+    return np.clip(pred * (np.median(true) / np.median(pred)), min_depth, max_depth)
 
 
 def change_between(hazy: np.ndarray, clear: np.ndarray, true: np.ndarray, max_depth: float,
@@ -73,10 +79,9 @@ def change_between(hazy: np.ndarray, clear: np.ndarray, true: np.ndarray, max_de
              & np.isfinite(clear))
     if not valid.any():
         raise ValueError("no pixel has a valid ground-truth depth and both predictions finite")
-    gt = np.median(true[valid].astype(np.float64))
-    scaled = [np.clip(np.maximum(d[valid].astype(np.float64), 1e-9) * gt / np.median(np.maximum(d[valid], 1e-9)),
-                      min_depth, max_depth) for d in (hazy, clear)]
-    return float(np.mean(np.abs(scaled[0] - scaled[1]) / true[valid]))
+    gt = true[valid].astype(np.float64)
+    scaled = [_median_scaled(d[valid], gt, min_depth, max_depth) for d in (hazy, clear)]
+    return float(np.mean(np.abs(scaled[0] - scaled[1]) / gt))
 
 
 def dense_depth(true: np.ndarray, max_depth: float, sparse: bool) -> np.ndarray:
