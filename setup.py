@@ -35,5 +35,9 @@ setup(
             "dgdehaze = dgdehaze_core.cli:main",
             "dgdehaze_node = dgdehaze_ros.node:main",
         ],
+        "dgdehaze.ros_modes": [  # found by dgdehaze_core/commands/ros_modes.py: the core imports no ROS code
+            "bag_replay = dgdehaze_ros.tools.bag_replay:replay_bag",
+            "node_benchmark = dgdehaze_ros.tools.node_benchmark:run_node_benchmark",
+        ],
     },
 )

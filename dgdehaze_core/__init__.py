@@ -1,7 +1,7 @@
-"""dgdehaze core: depth-guided dehazing with no ROS import.
+"""dgdehaze core: depth-guided dehazing with no ROS import; `dgdehaze_ros` is a thin layer over it.
 
-The physics (`scattering`, `dark_channel`), the networks (`models`), training, the inference pipeline,
-the backends, detection, metrics and the `dgdehaze` command line live here; `dgdehaze_ros` stays a thin layer
-over them.
+One folder per concern (docs/ARCHITECTURE.md): `physics` (scattering model, dark channel, visibility), `models`
+(the networks), `training`, `inference` (pipeline, frame chain, backends, export), `detection`, `evaluation`,
+`benchmarks`, `bags`, `datasets`, `io`, and `commands` behind the `dgdehaze` command line (`cli`).
 """
 __version__ = "0.1.0"

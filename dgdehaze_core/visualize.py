@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from dgdehaze_core.detection import Detection
+from dgdehaze_core.detection.detector import Detection
 
 BOX_COLOR = (0, 255, 255)
 

@@ -1,4 +1,5 @@
-"""The ROS 2 side of dgdehaze: message conversion, parameters and the lifecycle node, thin over dgdehaze_core.
+"""The ROS 2 side of dgdehaze: message conversion, parameters and the lifecycle node, thin over dgdehaze_core;
+`tools` holds what runs around the node (bag replay, the node benchmark, the QoS probe).
 
 Importing it bounds glibc's heap arenas to HEAP_ARENAS for the process. glibc gives each new thread its own arena
 (up to 8 per core), and every configure/cleanup cycle of the node starts threads (worker, loader, ONNX Runtime's)

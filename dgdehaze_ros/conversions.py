@@ -1,4 +1,4 @@
-"""sensor_msgs Image / CompressedImage <-> numpy for the node, over `dgdehaze_core.camera_frames`.
+"""sensor_msgs Image / CompressedImage <-> numpy for the node, over `dgdehaze_core.io.camera_frames`.
 
 Camera frames are decoded by `camera_frames`, the decoder bag replay uses too, so the node and `dgdehaze bag-eval`
 accept and refuse the same encodings; its errors are `ImageError`s (here also named `ImageConversionError`). This
@@ -11,12 +11,12 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from dgdehaze_core import camera_frames
-from dgdehaze_core.camera_frames import ENCODINGS, bgr8_to_pixels, layout_of, output_encoding, pixels_to_bgr8
-from dgdehaze_core.image_io import MAX_PIXELS, ImageError
+from dgdehaze_core.io import camera_frames
+from dgdehaze_core.io.camera_frames import ENCODINGS, bgr8_to_pixels, layout_of, output_encoding, pixels_to_bgr8
+from dgdehaze_core.io.images import MAX_PIXELS, ImageError
 
-__all__ = ["ENCODINGS", "ImageConversionError", "array_to_image", "bgr8_to_image", "camera_frame",
-           "compressed_to_bgr8", "depth_to_image", "image_to_array", "image_to_bgr8", "output_encoding"]
+__all__ = ["ENCODINGS", "ImageConversionError", "array_to_image", "bgr8_to_image", "camera_frame", "depth_to_image",
+           "image_to_array", "output_encoding"]
 
 
 ImageConversionError = ImageError
@@ -35,16 +35,6 @@ def camera_frame(msg: Image | CompressedImage, *,
         return camera_frames.compressed_to_bgr8(msg, max_pixels=max_pixels), "bgr8", None
     pixels = camera_frames.raw_pixels(msg, max_pixels=max_pixels)
     return pixels_to_bgr8(pixels, msg.encoding), output_encoding(msg.encoding), pixels
-
-
-def image_to_bgr8(msg: Image, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A raw camera Image as a uint8 BGR frame."""
-    return camera_frame(msg, max_pixels=max_pixels)[0]
-
-
-def compressed_to_bgr8(msg: CompressedImage, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A CompressedImage (JPEG, PNG, ...) as a uint8 BGR frame; the size is checked before decoding."""
-    return camera_frame(msg, max_pixels=max_pixels)[0]
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:

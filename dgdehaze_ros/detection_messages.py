@@ -19,8 +19,8 @@ from typing import Mapping, Sequence
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
-from dgdehaze_core.detection import Detection
-from dgdehaze_core.rosbag_io import HAZE_CLASS
+from dgdehaze_core.bags.io import HAZE_CLASS
+from dgdehaze_core.detection.detector import Detection
 
 try:
     from vision_msgs.msg import (BoundingBox2D, Classification, Detection2D, Detection2DArray, LabelInfo,

@@ -50,13 +50,13 @@ from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from std_msgs.msg import Header
 
-from dgdehaze_core.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
-from dgdehaze_core.detection import Detector, DetectorUnavailable, median_depth
-from dgdehaze_core.detection_fusion import FrameDetector
-from dgdehaze_core.detection_schedule import DetectionSchedule
-from dgdehaze_core.latest_frame_worker import LatestFrameWorker
-from dgdehaze_core.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
+from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
+from dgdehaze_core.detection.schedule import DetectionSchedule
+from dgdehaze_core.inference.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
+from dgdehaze_core.inference.frame_chain import FrameChain, detection_schedule
+from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
+from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import return_freed_memory
 from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
@@ -328,7 +328,7 @@ class DehazeNode(LifecycleNode):
     def _schedule_for(detector: Detector | None, settings: NodeSettings) -> DetectionSchedule | None:
         if detector is None:
             return None
-        return DetectionSchedule(FrameDetector(detector, settings["detection_input"]), settings["detection_interval"])
+        return detection_schedule(detector, settings["detection_interval"], settings["detection_input"])
 
     @staticmethod
     def _apply_detector_settings(detector: Detector, settings: NodeSettings) -> None:
@@ -427,26 +427,22 @@ class DehazeNode(LifecycleNode):
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
             return
-        begin = time.perf_counter()
-        result = pipeline(bgr)
-        dehaze_s = time.perf_counter() - begin
+        chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None)
+        dehazed = chain.dehaze(bgr)
+        result = dehazed.result
         depth, reading = self._publish_frame(msg.header, encoding, original, bgr, result, settings)  # detector next
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
-        begin = time.perf_counter()
-        scheduled = schedule(result.image, bgr) if schedule is not None and settings["detection_enabled"] else None
-        detect_s = time.perf_counter() - begin
-        detections = scheduled.detections if scheduled is not None else []
-        depths = [median_depth(d, depth) for d in detections]
-        if scheduled is not None and scheduled.fresh and "detections" in self._outputs:
-            self._outputs["detections"].publish(detections_to_msg(detections, depths, msg.header))
+        detected = chain.detect(dehazed, depth)
+        if detected.fresh and "detections" in self._outputs:
+            self._outputs["detections"].publish(detections_to_msg(detected.detections, detected.depths, msg.header))
         debug = self._outputs.get("debug_image")
         if debug is not None and debug.get_subscription_count() > 0:
-            drawn = draw_detections(result.image, detections, depths, "m" if reading is not None else "",
-                                    fog_banner(reading, result.haze_density))
+            drawn = draw_detections(result.image, detected.detections, detected.depths,
+                                    "m" if reading is not None else "", fog_banner(reading, result.haze_density))
             debug.publish(bgr8_to_image(drawn, "bgr8", msg.header))
         done = time.perf_counter()
-        self.stats.record(latency_ms, (done - started) * 1000.0, (dehaze_s + detect_s) * 1000.0, waited_ms)
+        self.stats.record(latency_ms, (done - started) * 1000.0, dehazed.dehaze_ms + detected.detect_ms, waited_ms)
         if bgr.shape[0] * bgr.shape[1] > ARENA_KEEP_PIXELS:  # a huge frame's buffers go back, not to the heap
             return_freed_memory()
 

@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from dgdehaze_core.latest_frame_worker import WorkerCounts
+from dgdehaze_core.inference.latest_frame_worker import WorkerCounts
 
 WINDOW = 300
 """Frames kept for the medians and percentiles."""

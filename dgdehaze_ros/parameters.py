@@ -13,18 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from dgdehaze_core.backends.selection import BackendUnavailable, choose_backend
-from dgdehaze_core.detection import TRACKERS
-from dgdehaze_core.detection_fusion import DETECTION_INPUTS
+from dgdehaze_core.detection.detector import TRACKERS
+from dgdehaze_core.detection.fusion import DETECTION_INPUTS
+from dgdehaze_core.devices import DeviceUnavailable, resolve_device
+from dgdehaze_core.inference.backends import BACKENDS, BackendUnavailable
+from dgdehaze_core.inference.backends.selection import choose_backend
+from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.models import shipped_weights_path
-from dgdehaze_core.pipeline import BACKENDS, OUTPUT_MODES
-from dgdehaze_core.visibility import Mounting
+from dgdehaze_core.physics.visibility import Mounting
 
 RELIABILITIES = ("reliable", "best_effort", "system_default")
 TRANSPORTS = ("raw", "compressed")
@@ -185,10 +186,13 @@ def _check_runtime(values: Mapping[str, Any]) -> str | None:
     `model` without `weights` has shipped weights. What only loading can tell
     is reverted by the node when it fails."""
     device = str(values["device"])
-    if device != "cpu" and not torch.cuda.is_available():
+    torch_device = f"cuda:{device}" if device.isdigit() else device
+    try:
+        resolve_device(torch_device)
+    except DeviceUnavailable:
         return f"device {device!r}: CUDA is not available on this machine (the network and the detector run on it)"
     try:
-        choose_backend(values["backend"], f"cuda:{device}" if device.isdigit() else device, log=False)
+        choose_backend(values["backend"], torch_device, log=False)
     except (ValueError, BackendUnavailable) as exc:
         return f"backend {values['backend']!r} on device {device!r}: {exc}"
     if values["model"] != "dcp" and not values["weights"] and not shipped_weights_path(values["model"]).is_file():
@@ -225,7 +229,7 @@ class NodeSettings:
                 if spec.reloads == reloads and self[name] != other[name]}
 
     def pipeline_args(self) -> tuple[str, dict[str, Any]]:
-        """(method, options) for `dgdehaze_core.pipeline.load_pipeline`."""
+        """(method, options) for `dgdehaze_core.inference.pipeline.load_pipeline`."""
         if self["model"] == "dcp" and not self["weights"]:
             return "dcp", {}
         options: dict[str, Any] = {"device": self["device"], "half": self["half"], "output": self["output"],
@@ -242,7 +246,7 @@ class NodeSettings:
                         self["road_max_distance"])
 
     def detector_args(self) -> dict[str, Any]:
-        """Keyword arguments for `dgdehaze_core.detection.Detector`."""
+        """Keyword arguments for `dgdehaze_core.detection.detector.Detector`."""
         return {"weights": self["detector_weights"] or None, "imgsz": self["imgsz"], "conf": self["threshold"],
                 "iou": self["iou"], "classes": list(self["classes"] or []) or None, "max_det": self["max_det"],
                 "device": self["device"], "half": self["half"], "tracker": self["tracker"] or None}

@@ -16,7 +16,7 @@ from typing import Mapping
 from sensor_msgs.msg import CameraInfo, Range
 from std_msgs.msg import Header
 
-from dgdehaze_core.visibility import Intrinsics, VisibilityEstimator, VisibilityReading
+from dgdehaze_core.physics.visibility import Intrinsics, VisibilityEstimator, VisibilityReading
 from dgdehaze_ros.parameters import NodeSettings
 
 FOG_PARAMETERS = frozenset({"camera_height", "camera_pitch", "road_region", "road_max_distance", "max_visibility",

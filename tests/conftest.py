@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.data_paths import shared_data_dir
+from dgdehaze_core.datasets.paths import shared_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dgdehaze_core.bag_evaluation import evaluate_bag
-from dgdehaze_core.bag_report import FIGURES
-from dgdehaze_core.cli import main
-from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource,
-                                     BagWriter)
 from test_bag_io import DEMO_BAG, DEMO_TOPIC, demo_frames, image_msg, write_camera_bag
+
+from dgdehaze_core.bags.evaluation import evaluate_bag
+from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource, BagWriter
+from dgdehaze_core.bags.report import FIGURES
+from dgdehaze_core.cli import main
 
 OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth_relative": IMAGE_TYPE,
            "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": HAZE_TYPE,
@@ -177,7 +176,7 @@ def test_image_topic_is_picked_when_unique(tmp_path: Path) -> None:
 def test_the_default_method_is_found_in_an_installed_package_through_the_ament_index(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("ament_index_python")
-    from dgdehaze_core import bag_evaluation
+    from dgdehaze_core.bags import evaluation as bag_evaluation
 
     prefix = tmp_path / "install" / "dgdehaze"  # a colcon install space, as ament_python installs the package
     (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from rosbags.typesys import get_types_from_msg
 
-from dgdehaze_core.data_paths import REPO_DIR
-from dgdehaze_core.image_io import ImageError
-from dgdehaze_core.rosbag_io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, VISION_MSGS, BagError,
-                                     BagSource, BagWriter, decode_image)
+from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, VISION_MSGS, BagError,
+                                   BagSource, BagWriter, decode_image)
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.images import ImageError
 
 DEMO_BAG = REPO_DIR / "data" / "demo" / "foggy_road_night"
 DEMO_TOPIC = "/camera/image_raw/compressed"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,11 @@ import pytest
 
 pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or a ROS install)")
 
-from dgdehaze_core.cli import main  # noqa: E402
-from dgdehaze_core.rosbag_io import DETECTIONS_TYPE, IMAGE_TYPE, BagSource  # noqa: E402
 from test_bag_eval import read_all  # noqa: E402
 from test_bag_io import demo_frames, write_camera_bag  # noqa: E402
+
+from dgdehaze_core.bags.io import DETECTIONS_TYPE, IMAGE_TYPE, BagSource  # noqa: E402
+from dgdehaze_core.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgdehaze_core.data_paths import REPO_DIR
+from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, ClearDepthNet, save_clear_depth
 from dgdehaze_core.training.datasets import RandomCrops
 from dgdehaze_core.training.recipe import RecipeError, load_recipe, recipe_from_dict

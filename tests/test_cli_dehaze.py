@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.cli import main
-from dgdehaze_core.image_io import read_image
+from dgdehaze_core.io.images import read_image
 
 
 def test_dehaze_folder_writes_images_and_skips_broken_files(shared_data: Path, tmp_path: Path):
@@ -44,15 +44,17 @@ def test_dehaze_video(shared_data: Path, tmp_path: Path):
     assert int(result.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
 
 
-def test_bad_input_gives_one_line_error_and_exit_2(tmp_path: Path):
+def test_bad_input_gives_one_line_error_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    run = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(tmp_path / "missing.png"),
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr  # the installed command's exit status and message, no traceback
+    assert "Traceback" not in run.stderr and "error:" in run.stderr
     empty = tmp_path / "zero.png"
     empty.write_bytes(b"")
-    for args in (["dehaze", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")],
-                 ["dehaze", str(empty), "--out", str(tmp_path / "o")],
+    for args in (["dehaze", str(empty), "--out", str(tmp_path / "o")],
                  ["dehaze", str(empty), "--method", "nonsense", "--out", str(tmp_path / "o")]):
-        run = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", *args], capture_output=True, text=True)
-        assert run.returncode == 2, run.stderr
-        assert "Traceback" not in run.stderr and "error:" in run.stderr
+        assert main(args) == 2
+        assert "error:" in capsys.readouterr().err
 
 
 def test_one_pixel_image_is_dehazed(tmp_path: Path):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from dgdehaze_core.dark_channel import DarkChannelDehazer, dark_channel, haze_density
-from dgdehaze_core.image_io import read_image
-from dgdehaze_core.metrics import psnr, ssim
-from dgdehaze_core.scattering import synthesize_haze
+from dgdehaze_core.evaluation.metrics import psnr, ssim
+from dgdehaze_core.io.images import read_image
+from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, dark_channel, haze_density
+from dgdehaze_core.physics.scattering import synthesize_haze
 
 
 def _hazy_from_true_depth(image: np.ndarray, depth: np.ndarray, beta: float) -> np.ndarray:

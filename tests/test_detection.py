@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dgdehaze_core.detection import Detection, Detector, DetectorUnavailable, median_depth
-from dgdehaze_core.image_io import read_image
+from dgdehaze_core.detection.detector import Detection, Detector, DetectorUnavailable, median_depth
+from dgdehaze_core.io.images import read_image
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,8 @@ def test_median_depth_reads_only_valid_depth_inside_the_box() -> None:
 
 
 def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_data: Path) -> None:
-    from dgdehaze_core.data_paths import REPO_DIR
-    from dgdehaze_core.rosbag_io import BagSource, decode_image
+    from dgdehaze_core.bags.io import BagSource, decode_image
+    from dgdehaze_core.datasets.paths import REPO_DIR
 
     with pytest.raises(ValueError, match="unknown tracker"):
         Detector(tracker="sort")

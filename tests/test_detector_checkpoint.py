@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from dgdehaze_core.cli import main
-from dgdehaze_core.detection import Detector, DetectorUnavailable
-from dgdehaze_core.detector_checkpoint import UnsafeCheckpoint, check_detector_checkpoint
+from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, check_detector_checkpoint
+from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 
 
 class _Payload:
@@ -48,7 +48,7 @@ def malicious_checkpoint(folder: Path, marker: Path, how: str = "torch") -> Path
 @pytest.fixture(scope="module")
 def real_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An Ultralytics YOLOv8n checkpoint as `YOLO.save` writes it (built from its YAML: nothing to download)."""
-    from dgdehaze_core.detector_rebuild import rebuild_float_detector
+    from dgdehaze_core.detection.rebuild import rebuild_float_detector
 
     path = tmp_path_factory.mktemp("yolo") / "yolov8n_float.pt"
     rebuild_float_detector().save(str(path))
@@ -88,7 +88,7 @@ def test_a_callable_reached_through_getattr_is_never_called(tmp_path: Path) -> N
 
 
 def test_a_real_ultralytics_checkpoint_loads_and_detects(real_checkpoint: Path, shared_data: Path) -> None:
-    from dgdehaze_core.image_io import read_image
+    from dgdehaze_core.io.images import read_image
 
     check_detector_checkpoint(real_checkpoint)
     detector = Detector(real_checkpoint, imgsz=320)
@@ -110,7 +110,7 @@ def test_export_refuses_a_malicious_detector_in_one_line(tmp_path: Path, capsys:
 @pytest.mark.parametrize("kind", ["malicious", "truncated"])
 def test_the_dehazers_own_loaders_refuse_in_one_line(kind: str, tmp_path: Path, shared_data: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from dgdehaze_core.data_paths import WEIGHTS_DIR
+    from dgdehaze_core.datasets.paths import WEIGHTS_DIR
     from dgdehaze_core.models.clear_depth import load_clear_depth
 
     marker = tmp_path / "pwned"

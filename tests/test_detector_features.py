@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgdehaze_core.image_io import bgr_to_rgb_float
+from dgdehaze_core.io.images import bgr_to_rgb_float
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer

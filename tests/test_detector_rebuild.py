@@ -11,10 +11,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from dgdehaze_core.benchmarks.detectors import kept
 from dgdehaze_core.cli import main
-from dgdehaze_core.detection import DEFAULT_DETECTOR, Detector
-from dgdehaze_core.detector_benchmark import kept
-from dgdehaze_core.detector_rebuild import dequantized_state_dict, dynamic_detector_exports
+from dgdehaze_core.detection.detector import DEFAULT_DETECTOR, Detector
+from dgdehaze_core.detection.rebuild import dequantized_state_dict, dynamic_detector_exports
 
 pytestmark = pytest.mark.slow  # builds YOLOv8n, exports and quantises it (about 10 s)
 

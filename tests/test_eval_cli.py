@@ -8,9 +8,9 @@ import pytest
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.evaluation.methods import parse_methods
-from dgdehaze_core.image_io import read_image
-from dgdehaze_core.metrics import psnr
-from dgdehaze_core.pipeline import load_pipeline
+from dgdehaze_core.evaluation.metrics import psnr
+from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.io.images import read_image
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti, load_m
 from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, change_between, dense_depth, depth_errors,
                                                  evaluate_depth, synthesize)
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.image_io import ImageError
+from dgdehaze_core.io.images import ImageError
 
 
 def _ramp(height: int = 8, width: int = 10) -> np.ndarray:

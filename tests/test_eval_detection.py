@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dgdehaze_core.detection import Detection
+from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.evaluation.detection_eval import (average_precision, box_iou, match_image,
                                                      references_from_detections, score_matches)
 from dgdehaze_core.evaluation.voc_boxes import ReferenceBox, labelled_images, read_voc

@@ -7,7 +7,7 @@ import pytest
 
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, fade_density, fade_unavailable_reason
-from dgdehaze_core.image_io import ImageError, read_image
+from dgdehaze_core.io.images import ImageError, read_image
 
 
 def test_fade_is_installed_and_ranks_a_real_hazy_image_above_its_clear_image(shared_data: Path):

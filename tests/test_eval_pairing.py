@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.paired_dataset import PairingError, find_pairs, is_paired_set, load_pair
+from dgdehaze_core.datasets.paired_sets import PairingError, find_pairs, is_paired_set, load_pair
 
 
 def _write(path: Path, size: tuple[int, int] = (24, 16), value: int = 100) -> None:

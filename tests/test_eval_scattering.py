@@ -9,8 +9,8 @@ import pytest
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.evaluation.scattering_eval import ScatteringFit, fit_scattering, scattering_errors
-from dgdehaze_core.image_io import ImageError
-from dgdehaze_core.scattering import synthesize_haze
+from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.physics.scattering import synthesize_haze
 
 
 def _hazed(clear_bgr: np.ndarray, depth: np.ndarray, beta: float, airlight: float) -> tuple[np.ndarray, np.ndarray]:

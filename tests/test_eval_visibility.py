@@ -14,7 +14,7 @@ from dgdehaze_core.evaluation.depth_datasets import DepthSample, load_kitti, loa
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 from dgdehaze_core.evaluation.visibility_eval import (VISIBILITY_COLUMNS, evaluate_visibility, frame_scores,
                                                       kitti_intrinsics, synthesize_fog)
-from dgdehaze_core.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range
+from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range
 
 
 def test_fog_is_synthesized_along_each_ray_towards_a_grey_airlight():

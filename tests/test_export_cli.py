@@ -10,13 +10,13 @@ import onnx
 import pytest
 import torch
 
-from dgdehaze_core.backends import PHYSICS_OUTPUTS
-from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dgdehaze_core.cli import main
-from dgdehaze_core.detection import DEFAULT_DETECTOR, Detector
-from dgdehaze_core.image_io import bgr_to_rgb_float
+from dgdehaze_core.detection.detector import DEFAULT_DETECTOR, Detector
+from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
+from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
+from dgdehaze_core.io.images import bgr_to_rgb_float
 from dgdehaze_core.models import build_model, save_checkpoint
-from dgdehaze_core.pipeline import load_pipeline, pipeline_from_model
 
 
 def input_dims(path: Path) -> list[int | str]:

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
-from dgdehaze_core.image_io import ImageError, read_image, to_bgr8, write_image
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.io.images import ImageError, read_image, to_bgr8, write_image
 
 
 def test_missing_empty_and_non_image_files(tmp_path: Path):

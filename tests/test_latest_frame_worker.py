@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from dgdehaze_core.latest_frame_worker import LatestFrameWorker
+from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
 
 
 def test_slow_processing_keeps_only_the_newest_item_and_counts_drops() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dgdehaze_core.image_io import ImageError, read_image
-from dgdehaze_core.metrics import ciede2000, psnr, ssim
+from dgdehaze_core.evaluation.metrics import ciede2000, psnr, ssim
+from dgdehaze_core.io.images import ImageError, read_image
 
 
 def test_identical_images():

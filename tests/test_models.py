@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dgdehaze_core.image_io import bgr_to_rgb_float, read_image
-from dgdehaze_core.models import (MODEL_CONFIGS, build_model, load_model, save_checkpoint,
-                                  shipped_weights_path)
+from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
+from dgdehaze_core.models import MODEL_CONFIGS, build_model, load_model, save_checkpoint, shipped_weights_path
 from dgdehaze_core.models.complexity import count_macs, count_parameters
 from dgdehaze_core.models.depth_guided_attention import pool_tokens
 

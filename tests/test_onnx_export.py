@@ -9,13 +9,13 @@ import onnx
 import pytest
 import torch
 
-from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, check_outputs
-from dgdehaze_core.backends.onnxruntime_backend import OnnxRuntimeBackend
-from dgdehaze_core.data_paths import WEIGHTS_DIR
-from dgdehaze_core.image_io import bgr_to_rgb_float, read_image
+from dgdehaze_core.datasets.paths import WEIGHTS_DIR
+from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, check_outputs
+from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dgdehaze_core.inference.export.to_onnx import export_onnx
+from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
+from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model
-from dgdehaze_core.onnx_export import export_onnx
-from dgdehaze_core.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
 
 pytestmark = pytest.mark.slow  # each export traces the model with torch.export (about 20 s)
 

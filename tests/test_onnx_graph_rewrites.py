@@ -6,7 +6,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from dgdehaze_core.onnx_graph_rewrites import KEEP_DIMS, rewrite_for_runtimes
+from dgdehaze_core.inference.export.graph_rewrites import KEEP_DIMS, rewrite_for_runtimes
 
 
 def head_graph() -> onnx.ModelProto:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from dgdehaze_core.dehaze_result import DehazeResult
-from dgdehaze_core.image_io import ImageError, bgr_to_rgb_float, read_image
+from dgdehaze_core.inference.dehaze_result import DehazeResult
+from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model, refine_transmission
+from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, save_checkpoint, shipped_weights_path
-from dgdehaze_core.pipeline import load_pipeline, pad_to_stride, pipeline_from_model, refine_transmission
-from dgdehaze_core.scattering import invert_scattering, synthesize_haze
+from dgdehaze_core.physics.scattering import invert_scattering, synthesize_haze
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.cli import main
-from dgdehaze_core.data_paths import REPO_DIR
-from dgdehaze_core.data_splits import SplitError, expand_patterns, load_split
-from dgdehaze_core.detection import Detection
-from dgdehaze_core.detection_fusion import FusionSettings, fuse_detections
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.datasets.splits import SplitError, expand_patterns, load_split
+from dgdehaze_core.detection.detector import Detection
+from dgdehaze_core.detection.fusion import FusionSettings, fuse_detections
 from dgdehaze_core.evaluation.detection_eval import known_references, match_image, score_classes, score_matches
 from dgdehaze_core.evaluation.methods import MethodSpec, parse_methods
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, labelled_images, read_voc
@@ -194,8 +194,8 @@ def test_eval_refuses_a_split_part_that_matches_nothing(shared_data: Path, capsy
 
 
 def test_noise_limited_inversion_is_exact_where_fog_is_light_and_bounded_where_dense():
-    from dgdehaze_core.guided_filter import smooth_base
-    from dgdehaze_core.scattering import invert_scattering, invert_scattering_detail_limited
+    from dgdehaze_core.physics.guided_filter import smooth_base
+    from dgdehaze_core.physics.scattering import invert_scattering, invert_scattering_detail_limited
 
     rng = np.random.default_rng(0)
     clear = np.tile(np.linspace(0.2, 0.8, 64, dtype=np.float32), (64, 1))[:, :, None].repeat(3, axis=2)

@@ -11,14 +11,18 @@ pytest.importorskip("rclpy", reason="needs ROS 2 message packages (pip ros-* whe
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from dgdehaze_core.benchmark import hazy_test_frame  # noqa: E402
-from dgdehaze_core.camera_frames import CAMERA_ENCODINGS  # noqa: E402
-from dgdehaze_core.rosbag_io import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, decode_image, typestore  # noqa: E402
+from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, decode_image, typestore  # noqa: E402
+from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
+from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS  # noqa: E402
 from dgdehaze_ros.conversions import (ENCODINGS, ImageConversionError, array_to_image, bgr8_to_image,  # noqa: E402
-                                      camera_frame, compressed_to_bgr8, depth_to_image, image_to_array,
-                                      image_to_bgr8)
+                                      camera_frame, depth_to_image, image_to_array)
 
 pytestmark = pytest.mark.ros
+
+
+def bgr8_of(msg: Image | CompressedImage) -> np.ndarray:
+    """The uint8 BGR frame the node makes of a camera message."""
+    return camera_frame(msg)[0]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def test_every_encoding_round_trips_with_header_size_and_step(frame: np.ndarray,
     layout = ENCODINGS[encoding]
     assert (msg.encoding, msg.width, msg.height, msg.header.frame_id) == (encoding, 64, 48, "camera_optical")
     assert msg.step == 64 * layout.channels * layout.dtype.itemsize and len(msg.data) == msg.step * 48
-    back = image_to_bgr8(msg)
+    back = bgr8_of(msg)
     assert back.shape == frame.shape and back.dtype == np.uint8
     if encoding in ("bgr8", "rgb8", "8UC3", "bgra8", "rgba8", "8UC4"):
         np.testing.assert_array_equal(back, frame)
@@ -63,7 +67,7 @@ def test_padded_rows_and_big_endian_are_read_correctly(frame: np.ndarray) -> Non
     padded[:, :64 * 3] = frame.reshape(48, -1)
     msg = Image(header=header(), height=48, width=64, encoding="bgr8", step=64 * 3 + 16)
     msg.data = padded.tobytes()
-    np.testing.assert_array_equal(image_to_bgr8(msg), frame)
+    np.testing.assert_array_equal(bgr8_of(msg), frame)
     values = (np.arange(48 * 64, dtype=np.uint16) * 13).reshape(48, 64)
     big = Image(header=header(), height=48, width=64, encoding="16UC1", is_bigendian=1, step=128)
     big.data = values.astype(">u2").tobytes()
@@ -90,7 +94,7 @@ def raw(encoding: str = "bgr8", width: int = 64, height: int = 48, step: int | N
 ])
 def test_bad_messages_raise_a_clear_error(msg: Image, reason: str) -> None:
     with pytest.raises(ImageConversionError, match=reason):
-        image_to_bgr8(msg)
+        bgr8_of(msg)
 
 
 def _mosaic(bgr: np.ndarray, pattern: str) -> np.ndarray:
@@ -111,7 +115,7 @@ def test_bayer_frames_demosaic_to_the_scene_and_are_published_as_bgr8(pattern: s
     assert encoding == "bgr8"
     assert np.abs(bgr[4:-4, 4:-4].astype(int) - scene[4:-4, 4:-4]).mean() < 3, "colours swapped or mosaic misread"
     wide = array_to_image(_mosaic(scene, pattern).astype(np.uint16) * 257, f"bayer_{pattern}16", header())
-    assert np.abs(image_to_bgr8(wide).astype(int) - bgr).max() <= 1
+    assert np.abs(bgr8_of(wide).astype(int) - bgr).max() <= 1
 
 
 @pytest.mark.parametrize("encoding", ["bayer_grbg8", "8UC4", "yuyv", "mono16", "rgb8"])
@@ -126,11 +130,11 @@ def test_the_node_and_bag_replay_decode_a_frame_alike(encoding: str) -> None:
             stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"),
             height=msg.height, width=msg.width, encoding=msg.encoding, is_bigendian=msg.is_bigendian,
             step=msg.step, data=np.frombuffer(bytes(msg.data), np.uint8)), IMAGE_TYPE), IMAGE_TYPE)
-    np.testing.assert_array_equal(image_to_bgr8(msg), decode_image(bag_msg, IMAGE_TYPE))
+    np.testing.assert_array_equal(bgr8_of(msg), decode_image(bag_msg, IMAGE_TYPE))
     jpeg = CompressedImage(header=header(), format="jpeg", data=cv2.imencode(".jpg", scene)[1].tobytes())
     bag_jpeg = store.types["sensor_msgs/msg/CompressedImage"](
         header=bag_msg.header, format="jpeg", data=np.frombuffer(bytes(jpeg.data), np.uint8))
-    np.testing.assert_array_equal(compressed_to_bgr8(jpeg), decode_image(bag_jpeg, COMPRESSED_IMAGE_TYPE))
+    np.testing.assert_array_equal(bgr8_of(jpeg), decode_image(bag_jpeg, COMPRESSED_IMAGE_TYPE))
 
 
 def test_depth_is_32fc1_with_nan_for_invalid() -> None:
@@ -144,13 +148,13 @@ def test_depth_is_32fc1_with_nan_for_invalid() -> None:
 def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(frame: np.ndarray) -> None:
     for fmt, ext in (("jpeg", ".jpg"), ("png", ".png")):
         msg = CompressedImage(header=header(), format=fmt, data=cv2.imencode(ext, frame)[1].tobytes())
-        decoded = compressed_to_bgr8(msg)
+        decoded = bgr8_of(msg)
         assert decoded.shape == frame.shape and np.abs(decoded.astype(int) - frame).mean() < 3
     with pytest.raises(ImageConversionError, match="does not decode"):
-        compressed_to_bgr8(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
+        bgr8_of(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
     with pytest.raises(ImageConversionError, match="empty"):
-        compressed_to_bgr8(CompressedImage(format="png", data=b""))
+        bgr8_of(CompressedImage(format="png", data=b""))
     huge_png = bytearray(cv2.imencode(".png", frame)[1].tobytes())
     huge_png[16:24] = (50_000).to_bytes(4, "big") + (50_000).to_bytes(4, "big")  # IHDR claims 50000x50000
     with pytest.raises(ImageConversionError, match="exceeds the limit"):
-        compressed_to_bgr8(CompressedImage(format="png", data=bytes(huge_png)))
+        bgr8_of(CompressedImage(format="png", data=bytes(huge_png)))

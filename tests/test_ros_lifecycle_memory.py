@@ -10,9 +10,10 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
-from dgdehaze_core.benchmark import hazy_test_frame  # noqa: E402
+from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image  # noqa: E402
 from dgdehaze_ros.node import IncomingFrame, create_node  # noqa: E402
+
 from ros_harness import Probe, RosSession, send_and_wait, stamped_header  # noqa: E402
 
 pytestmark = pytest.mark.ros

@@ -16,18 +16,19 @@ import torch
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
 import rclpy  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from dgdehaze_core.backends.selection import tensorrt_unavailable_reason  # noqa: E402
-from dgdehaze_core.benchmark import hazy_test_frame  # noqa: E402
-from dgdehaze_core.detection import Detector, default_detector_weights  # noqa: E402
+from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
+from dgdehaze_core.detection.detector import Detector, default_detector_weights  # noqa: E402
+from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reason  # noqa: E402
 from dgdehaze_core.models import shipped_weights_path  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
+
 from ros_harness import Probe, RosSession, send_and_wait, stamped_header  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -438,8 +439,8 @@ def test_a_detector_file_that_would_run_code_is_refused_and_the_parameter_reads_
 
 def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_it_on_the_auto_backend(
         node: DehazeNode, probe: Probe, shared_data, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dgdehaze_core.image_io import read_image
-    from dgdehaze_core.pipeline import load_pipeline
+    from dgdehaze_core.inference.pipeline import load_pipeline
+    from dgdehaze_core.io.images import read_image
 
     frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))  # cold cache: lite is exported (~20 s)

@@ -2,7 +2,7 @@
 node benchmark that `dgdehaze bench node` calls runs the node in its own process and reports a sane row.
 
 How many frames a best_effort subscriber loses depends on the machine's buffers, so that is measured
-(`python -m dgdehaze_ros.qos_probe`), not asserted; what the docs promise, no loss with the fix, is asserted.
+(`python -m dgdehaze_ros.tools.qos_probe`), not asserted; what the docs promise, no loss with the fix, is asserted.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
-from dgdehaze_ros.node_benchmark import measure_node, run_node_benchmark  # noqa: E402
-from dgdehaze_ros.qos_probe import measure_loss  # noqa: E402
+from dgdehaze_ros.tools.node_benchmark import measure_node, run_node_benchmark  # noqa: E402
+from dgdehaze_ros.tools.qos_probe import measure_loss  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dgdehaze_core.scattering import (depth_from_transmission, invert_scattering, synthesize_haze,
-                                      transmission_from_depth)
+from dgdehaze_core.physics.scattering import (depth_from_transmission, invert_scattering, synthesize_haze,
+                                              transmission_from_depth)
 
 
 def _filled(depth: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import yaml
 from dgdehaze_core.cli import main
 from dgdehaze_core.evaluation.depth_datasets import load_kitti
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.image_io import ImageError
+from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor, is_clear_depth_checkpoint, load_clear_depth
 from dgdehaze_core.models.pose_net import PoseNet, pose_matrix
 from dgdehaze_core.training.depth_recipe import load_depth_recipe
@@ -249,7 +249,7 @@ def test_pose_between_frames_inverts_for_an_earlier_source(rendered_pair):
 
 
 def test_the_shipped_clear_depth_network_beats_a_constant_on_a_drive_it_never_saw(shared_data: Path) -> None:
-    from dgdehaze_core.data_paths import WEIGHTS_DIR
+    from dgdehaze_core.datasets.paths import WEIGHTS_DIR
     from dgdehaze_core.evaluation.depth_eval import depth_errors
 
     predictor = ClearDepthPredictor.from_checkpoint(WEIGHTS_DIR / "clear_depth_kitti.pt")

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from dgdehaze_core.cli import main
-from dgdehaze_core.data_paths import REPO_DIR
-from dgdehaze_core.image_io import ImageError
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.models import load_model
-from dgdehaze_core.scattering import invert_scattering
+from dgdehaze_core.physics.scattering import invert_scattering
 from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_validation, validation_pairs
 from dgdehaze_core.training.priors import dcp_teacher
 from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from dgdehaze_core.scattering import T_MIN
-from dgdehaze_core.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
-                                      ground_range, measure_beta, metric_depth, ray_norms, road_mask)
+from dgdehaze_core.physics.scattering import T_MIN
+from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
+                                              ground_range, measure_beta, metric_depth, ray_norms, road_mask)
 
 SHAPE = (480, 640)
 CAMERA = Intrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgdehaze_core.data_splits import expand_patterns
-from dgdehaze_core.detection import Detector
-from dgdehaze_core.detection_fusion import FUSION_SCORES, FusionSettings, fuse_detections
+from dgdehaze_core.datasets.splits import expand_patterns
+from dgdehaze_core.detection.detector import Detector
+from dgdehaze_core.detection.fusion import FUSION_SCORES, FusionSettings, fuse_detections
 from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, known_references, match_image, score_matches
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 from dgdehaze_core.evaluation.voc_boxes import labelled_images
-from dgdehaze_core.figures_table import emit, write_json
-from dgdehaze_core.image_io import read_image
+from dgdehaze_core.io.images import read_image
+from dgdehaze_core.io.tables import emit, write_json
 
 IOUS = (0.5, 0.55, 0.6)
 

@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgdehaze_core.data_paths import REPO_DIR, shared_data_dir  # noqa: E402
-from dgdehaze_core.rosbag_io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, BagWriter  # noqa: E402
+from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, BagWriter  # noqa: E402
+from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
 
 LOG = logging.getLogger("make_demo_bag")
 

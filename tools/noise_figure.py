@@ -14,10 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dgdehaze_core.atomic_files import atomic_write_bytes
 from dgdehaze_core.evaluation.no_reference_eval import noise_sigma
-from dgdehaze_core.image_io import read_image
-from dgdehaze_core.pipeline import load_pipeline
+from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.io.atomic_files import atomic_write_bytes
+from dgdehaze_core.io.images import read_image
 
 DAWN = Path("../shared/data/detection/dawn-fog")
 PHOTOS = ("haze-032.jpg", "foggy-061.jpg")

@@ -1,7 +1,7 @@
 """Visibility estimates on real foggy photos, drawn on the photos: a contact sheet for a person to judge.
 
 Real fog has no ground-truth visibility, so the check is a look: does the estimate tell 40 m fog from 150 m fog?
-Each photo goes through the method and the node's estimator (dgdehaze_core/visibility.py) with an assumed camera
+Each photo goes through the method and the node's estimator (dgdehaze_core/physics/visibility.py) with an assumed camera
 (height, pitch and horizontal field of view, principal point at the centre: web photos do not say theirs); the
 sheet shows each photo with its road region outlined and the visibility, or why there is none. One frame at a
 time, no smoothing. --json writes {photo: {visibility_m, beta_per_m, road_pixels, reason}}.
@@ -19,9 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dgdehaze_core.image_io import list_images, read_image
-from dgdehaze_core.pipeline import load_pipeline
-from dgdehaze_core.visibility import Intrinsics, Mounting, VisibilityEstimator, VisibilityReading, fog_contrast
+from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.io.images import list_images, read_image
+from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator, VisibilityReading,
+                                              fog_contrast)
 
 THUMB_WIDTH = 320
 COLUMNS = 4

@@ -11,10 +11,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from dgdehaze_core.bag_evaluation import DEFAULT_OUTPUT_PREFIX, BagEvaluation, evaluate_bag, node_default_method
-from dgdehaze_core.detection import Detector, DetectorUnavailable
-from dgdehaze_core.figures_table import emit
-from dgdehaze_core.rosbag_io import FRAME_TYPES, STORAGES, BagError, BagSource
+from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
+from dgdehaze_core.bags.io import STORAGES, pick_image_topic
+from dgdehaze_core.bags.records import BagEvaluation
+from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
+from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
+from dgdehaze_core.io.tables import emit
 
 LOG = logging.getLogger(__name__)
 
@@ -53,17 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def pick_image_topic(bag: Path) -> str:
-    """The bag's only image topic; a clear error when there are none or several."""
-    with BagSource(bag) as source:
-        topics = source.topics()
-    images = sorted(t for t, (kind, _) in topics.items() if kind in FRAME_TYPES)
-    if len(images) != 1:
-        raise BagError(f"pass --image-topic: bag {bag} has {len(images)} image topics"
-                       f"{': ' + ', '.join(images) if images else ''} (all topics: {', '.join(sorted(topics))})")
-    return images[0]
-
-
 def run(args: argparse.Namespace) -> int:
     if (args.attach or args.node_param) and not args.node:
         raise ValueError("--attach and --node-param need --node")
@@ -84,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
                    max_frames=args.max_frames, storage=args.storage, progress=not args.no_progress)
     evaluation: BagEvaluation
     if args.node:
-        from dgdehaze_ros.bag_replay import replay_bag
-
+        replay_bag = ros_mode(BAG_REPLAY)
         evaluation = replay_bag(args.input, image_topic, args.out, node_name=args.node_name, attach=args.attach,
                                 timeout=args.timeout, node_params=args.node_param, **options)
     else:

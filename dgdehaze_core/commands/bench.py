@@ -10,7 +10,7 @@
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
     dgdehaze bench node --sizes 1280x720 --soak 600 # a 10-minute soak: memory, loss accounted on /diagnostics
 
-Rows and figures are described in dgdehaze_core/network_benchmark.py and detector_benchmark.py.
+Rows and figures are described in dgdehaze_core/benchmarks/networks.py and detector_benchmark.py.
 """
 from __future__ import annotations
 
@@ -20,15 +20,16 @@ import os
 
 import cv2
 
-from dgdehaze_core.benchmark import parse_size
-from dgdehaze_core.figures_table import emit
+from dgdehaze_core.benchmarks.timing import parse_size
+from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, ros_mode
+from dgdehaze_core.inference.backends import RUNTIMES
+from dgdehaze_core.io.tables import emit
 
 LOG = logging.getLogger(__name__)
 
 NETWORK_TARGETS = ("lite", "base")
 TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "node")
 DEFAULT_TARGETS = ("dcp", *NETWORK_TARGETS, "detector", "chain")
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def _int_list(text: str) -> list[int]:
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--working-sizes", default="",
                         help="networks: also run each frame size with the network at these smaller WIDTHxHEIGHT "
                              "working resolutions (comma-separated; the node's working_width/height)")
-    parser.add_argument("--backends", default=",".join(BACKENDS),
+    parser.add_argument("--backends", default=",".join(RUNTIMES),
                         help="network runtimes to try; those unavailable here are skipped with a log line")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per row")
@@ -101,9 +102,9 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--repeats must be at least 1")
     if args.threads < 0 or args.max_seconds < 0:
         raise ValueError("--threads and --max-seconds must be >= 0")
-    unknown = sorted(set(args.backends.split(",")) - set(BACKENDS))
+    unknown = sorted(set(args.backends.split(",")) - set(RUNTIMES))
     if unknown:
-        raise ValueError(f"unknown backends {unknown}; known: {', '.join(BACKENDS)}")
+        raise ValueError(f"unknown backends {unknown}; known: {', '.join(RUNTIMES)}")
     if any(v % 32 or not 32 <= v <= 4096 for v in [*args.imgsz, *args.chain_imgsz]):
         raise ValueError(f"--imgsz and --chain-imgsz values must be multiples of 32 in [32, 4096], "
                          f"got {args.imgsz}, {args.chain_imgsz}")
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
         cv2.setNumThreads(args.threads)
         torch.set_num_threads(args.threads)
-    from dgdehaze_core import network_benchmark as nb
+    from dgdehaze_core.benchmarks import networks as nb
 
     settings = nb.BenchSettings(repeats=args.repeats, max_seconds=args.max_seconds or None,
                                 threads=args.threads or None)
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             table.update(nb.bench_network(config, variants, frames, dcp_rows, peak, settings, working_sizes))
         table["cpu-peak/torch-matmul"] = {"gmac_per_s": peak}
     if "detector" in targets:
-        from dgdehaze_core.detector_benchmark import bench_detector
+        from dgdehaze_core.benchmarks.detectors import bench_detector
 
         table.update(bench_detector(args.imgsz, frames[sizes[0]], settings))
     if "chain" in targets:
@@ -149,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
                                     frames[size], dcp_rows.get(f"dcp@{size[0]}x{size[1]}"), settings,
                                     args.chain_imgsz, args.chain_detector.split(","), args.chain_fused))
     if "node" in targets:
-        from dgdehaze_ros.node_benchmark import run_node_benchmark
-
+        run_node_benchmark = ros_mode(NODE_BENCHMARK)
         for width, height in sizes:
             table.update(run_node_benchmark(args.node_model, width, height, args.node_rate,
                                             args.soak or args.node_seconds, args.node_reliability,

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.atomic_files import atomic_path
-from dgdehaze_core.image_io import (VIDEO_SUFFIXES, ImageError, iter_video, list_images, read_image,
-                                    video_frame_count, write_image)
-from dgdehaze_core.pipeline import load_pipeline
+from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.images import (VIDEO_SUFFIXES, ImageError, iter_video, list_images, read_image,
+                                     video_frame_count, write_image)
 from dgdehaze_core.visualize import colorize_depth
 
 LOG = logging.getLogger(__name__)

@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from dgdehaze_core.benchmark import parse_size
-from dgdehaze_core.data_paths import shared_data_dir
-from dgdehaze_core.data_splits import expand_patterns
+from dgdehaze_core.benchmarks.timing import parse_size
+from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, is_paired_set
+from dgdehaze_core.datasets.paths import shared_data_dir
+from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
 from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, evaluate_labelled,
@@ -52,10 +53,9 @@ from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_meth
 from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scattering_methods
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
 from dgdehaze_core.evaluation.voc_boxes import labelled_images
-from dgdehaze_core.figures_table import emit, write_json
-from dgdehaze_core.image_io import list_images
-from dgdehaze_core.paired_dataset import Pair, find_pairs, is_paired_set
-from dgdehaze_core.pipeline import OUTPUT_MODES
+from dgdehaze_core.inference.pipeline import OUTPUT_MODES
+from dgdehaze_core.io.images import list_images
+from dgdehaze_core.io.tables import emit, write_json
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -190,7 +190,7 @@ def _method_specs(text: str | None) -> list[MethodSpec]:
 
 
 def _detector(args: argparse.Namespace) -> Callable:
-    from dgdehaze_core.detection import Detector
+    from dgdehaze_core.detection.detector import Detector
 
     return Detector(args.detector, imgsz=args.imgsz, conf=AP_SCORE_FLOOR, max_det=300)
 

@@ -10,7 +10,7 @@
     dgdehaze export --detector dgdehaze_core/weights/yolov8n_int8.onnx --format onnx --int8      # any imgsz, CPU
 
 A quantised Ultralytics ONNX (the shipped yolov8n_int8.onnx, fixed at 640x640) is first rebuilt as a float
-YOLOv8n from its own weights (dgdehaze_core/detector_rebuild.py); `--int8 --format onnx` re-quantises it with
+YOLOv8n from its own weights (dgdehaze_core/detection/rebuild.py); `--int8 --format onnx` re-quantises it with
 dynamic height and width.
 
 Every file is written atomically; an engine gets the JSON sidecar of the engine cache (GPU, TensorRT version,
@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if args.detector is not None:
         return _export_detector(args)
-    from dgdehaze_core.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, round_up_to_stride
-    from dgdehaze_core.backends.engine_cache import EngineCache
-    from dgdehaze_core.onnx_export import export_onnx
+    from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, round_up_to_stride
+    from dgdehaze_core.inference.backends.engine_cache import EngineCache
+    from dgdehaze_core.inference.export.to_onnx import export_onnx
 
     model = _model(args)
     stride = model.stride
@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         print(out)
         return 0
 
-    from dgdehaze_core.backends.tensorrt_backend import ShapeProfile, build_engine, engine_key, import_tensorrt
+    from dgdehaze_core.inference.backends.tensorrt_backend import (ShapeProfile, build_engine, engine_key,
+                                                                   import_tensorrt)
 
     import_tensorrt()
     height, width = size or (480, 640)
@@ -136,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export_detector(args: argparse.Namespace) -> int:
-    from dgdehaze_core.detector_export import export_detector
-    from dgdehaze_core.detector_rebuild import dynamic_detector_exports, save_float_detector
+    from dgdehaze_core.detection.export import export_detector
+    from dgdehaze_core.detection.rebuild import dynamic_detector_exports, save_float_detector
 
     with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as cache:
         weights = args.detector
@@ -153,7 +154,7 @@ def _export_detector(args: argparse.Namespace) -> int:
 
 
 def _copy_out(built: Path, out: Path) -> int:
-    from dgdehaze_core.atomic_files import atomic_path
+    from dgdehaze_core.io.atomic_files import atomic_path
 
     with atomic_path(out) as tmp:
         tmp.write_bytes(built.read_bytes())

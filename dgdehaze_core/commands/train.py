@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dgdehaze_core.data_paths import REPO_DIR
+from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer, export_weights
 

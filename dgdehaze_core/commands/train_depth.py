@@ -5,7 +5,7 @@ import argparse
 import logging
 
 from dgdehaze_core.commands.train import add_run_arguments, prepare_run
-from dgdehaze_core.data_paths import REPO_DIR
+from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.training.depth_recipe import load_depth_recipe
 from dgdehaze_core.training.depth_trainer import DepthTrainer, export_clear_depth
 

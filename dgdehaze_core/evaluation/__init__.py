@@ -6,5 +6,6 @@
 - `no_reference_eval`: FADE and dark-channel haze density on real hazy photos without ground truth.
 
 `methods` turns method names ("hazy", "dcp", "lite", NAME=weights.pt) into callables; `depth_datasets` and
-`voc_boxes` read the ground truth of the depth sets and the RTTS boxes.
+`voc_boxes` read the ground truth of the depth sets and the human boxes; `metrics` holds PSNR, SSIM and CIEDE2000;
+`results_doc` renders docs/RESULTS.md from the JSON figures.
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dgdehaze_core.image_io import IMAGE_SUFFIXES, ImageError, read_image
+from dgdehaze_core.io.images import IMAGE_SUFFIXES, ImageError, read_image
 
 KITTI_MAX_DEPTH = 80.0
 MIDDLEBURY_FOCAL_PX = 935.0

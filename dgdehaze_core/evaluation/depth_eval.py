@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from dgdehaze_core.evaluation.depth_datasets import MIN_DEPTH, DepthSet
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.image_io import bgr_to_rgb_float, rgb_float_to_bgr
-from dgdehaze_core.scattering import synthesize_haze, transmission_from_depth
+from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr
+from dgdehaze_core.physics.scattering import synthesize_haze, transmission_from_depth
 
 LOG = logging.getLogger(__name__)
 

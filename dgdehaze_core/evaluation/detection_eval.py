@@ -27,12 +27,12 @@ from typing import Callable, Collection, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.detection import Detection
-from dgdehaze_core.detection_fusion import fuse_detections
+from dgdehaze_core.datasets.paired_sets import Pair, load_pair
+from dgdehaze_core.detection.detector import Detection
+from dgdehaze_core.detection.fusion import fuse_detections
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
-from dgdehaze_core.image_io import read_image
-from dgdehaze_core.paired_dataset import Pair, load_pair
+from dgdehaze_core.io.images import read_image
 
 IOU_THRESHOLD = 0.5
 CONFIDENCE = 0.25

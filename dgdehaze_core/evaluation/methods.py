@@ -24,9 +24,9 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from dgdehaze_core.dark_channel import haze_density
-from dgdehaze_core.dehaze_result import DehazeResult
-from dgdehaze_core.pipeline import load_pipeline
+from dgdehaze_core.inference.dehaze_result import DehazeResult
+from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.physics.dark_channel import haze_density
 
 LOG = logging.getLogger(__name__)
 

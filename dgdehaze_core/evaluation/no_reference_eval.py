@@ -21,9 +21,9 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.dark_channel import haze_density
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.image_io import ImageError, read_image, to_bgr8
+from dgdehaze_core.io.images import ImageError, read_image, to_bgr8
+from dgdehaze_core.physics.dark_channel import haze_density
 
 LOG = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Full-reference quality on a paired set: PSNR, SSIM and CIEDE2000 of each method's output against the clear image.
 
 Each pair is read once and every method runs on its hazy image; figures are means over the pairs, computed at full
-resolution in RGB by `dgdehaze_core.metrics` (the dehazing literature's convention).
+resolution in RGB by `dgdehaze_core.evaluation.metrics` (the dehazing literature's convention).
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from dgdehaze_core.datasets.paired_sets import Pair, load_pair
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.metrics import ciede2000, psnr, ssim
-from dgdehaze_core.paired_dataset import Pair, load_pair
+from dgdehaze_core.evaluation.metrics import ciede2000, psnr, ssim
 
 QUALITY_COLUMNS = ("psnr", "ssim", "ciede2000", "pairs")
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from dgdehaze_core.atomic_files import atomic_write_text
-from dgdehaze_core.data_paths import REPO_DIR
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.atomic_files import atomic_write_text
 
 LOG = logging.getLogger(__name__)
 
@@ -393,8 +393,8 @@ def _option_values(args: list[str], option: str) -> list[str]:
 
 def _weights_of(method_text: str) -> dict[str, dict[str, Any]]:
     """The weights file behind every network method of a --method value, with what its checkpoint says."""
-    from dgdehaze_core.checkpoint_file import read_checkpoint
     from dgdehaze_core.evaluation.methods import parse_methods
+    from dgdehaze_core.io.checkpoints import read_checkpoint
     from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
 
     weights = {}

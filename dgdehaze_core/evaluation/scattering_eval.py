@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from dgdehaze_core.datasets.paired_sets import Pair, load_pair
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.image_io import ImageError
-from dgdehaze_core.paired_dataset import Pair, load_pair
+from dgdehaze_core.io.images import ImageError
 
 AIRLIGHT_GRID = np.round(np.arange(0.30, 1.0001, 0.01), 2)
 MIN_CONTRAST = 0.1

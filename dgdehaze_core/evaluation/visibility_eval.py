@@ -30,10 +30,10 @@ from tqdm import tqdm
 from dgdehaze_core.evaluation.depth_datasets import DepthSample, DepthSet, is_kitti_set
 from dgdehaze_core.evaluation.depth_eval import AIRLIGHT, dense_depth
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.image_io import bgr_to_rgb_float, rgb_float_to_bgr
-from dgdehaze_core.scattering import synthesize_haze
-from dgdehaze_core.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
-                                      ray_norms)
+from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr
+from dgdehaze_core.physics.scattering import synthesize_haze
+from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
+                                              ray_norms)
 
 LOG = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from dgdehaze_core.image_io import list_images, read_image
+from dgdehaze_core.io.images import list_images, read_image
 
 LOG = logging.getLogger(__name__)
 VOC_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",

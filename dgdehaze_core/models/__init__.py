@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import torch
 
-from dgdehaze_core.atomic_files import atomic_path
-from dgdehaze_core.checkpoint_file import read_checkpoint
-from dgdehaze_core.data_paths import WEIGHTS_DIR
+from dgdehaze_core.datasets.paths import WEIGHTS_DIR
+from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.checkpoints import read_checkpoint
 from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
 from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgdehaze_core.atomic_files import atomic_path
-from dgdehaze_core.checkpoint_file import read_checkpoint
+from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.checkpoints import read_checkpoint
 from dgdehaze_core.models.depth_net import DepthNet
 
 CHECKPOINT_KIND = "clear_depth"

@@ -1,6 +1,6 @@
 """Training data: random crops from folders of unpaired images and frames of videos, and paired validation folders.
 
-Validation folders are paired by `dgdehaze_core.paired_dataset` (the same rules as `dgdehaze eval`).
+Validation folders are paired by `dgdehaze_core.datasets.paired_sets` (the same rules as `dgdehaze eval`).
 Images are decoded once, scaled so that their long side is at most `max_side`, and kept in memory as RGB uint8.
 Each sample is a function of its index alone (the generator is seeded with the recipe seed and the index), so a
 run draws the same crops whatever the number of loader workers, and a resumed run continues the same stream.
@@ -19,9 +19,9 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dgdehaze_core.image_io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageError, iter_video, read_image,
-                                    video_frame_count)
-from dgdehaze_core.paired_dataset import Pair, find_pairs, load_pair
+from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
+from dgdehaze_core.io.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageError, iter_video, read_image,
+                                     video_frame_count)
 from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)

@@ -26,17 +26,18 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
-from dgdehaze_core.checkpoint_file import read_checkpoint
+from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti
 from dgdehaze_core.evaluation.depth_eval import depth_errors
-from dgdehaze_core.models.clear_depth import (CHECKPOINT_KIND, ClearDepthNet, ClearDepthPredictor, load_clear_depth,
-                                              save_clear_depth)
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.models.clear_depth import (CHECKPOINT_KIND, ClearDepthNet, ClearDepthPredictor,
+                                              load_clear_depth, save_clear_depth)
 from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
-from dgdehaze_core.training.trainer import (CsvLog, hardware_name, load_resumable, open_run_folder, resolve_device,
+from dgdehaze_core.training.trainer import (CsvLog, hardware_name, load_resumable, open_run_folder,
                                             seed_everything, source_commit)
 from dgdehaze_core.training.video_frames import FrameTuples, find_kitti_sequences
 

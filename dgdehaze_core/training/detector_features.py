@@ -25,7 +25,7 @@ class DetectorFeatures(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from dgdehaze_core.detector_rebuild import rebuild_float_detector
+        from dgdehaze_core.detection.rebuild import rebuild_float_detector
 
         with torch.random.fork_rng(devices=[]):  # building the YOLO model draws random initial weights
             layers = rebuild_float_detector().model.model[:BACKBONE_LAYERS]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dgdehaze_core.scattering import invert_scattering, synthesize_haze
+from dgdehaze_core.physics.scattering import invert_scattering, synthesize_haze
 from dgdehaze_core.training.priors import dark_channel
 
 

@@ -1,7 +1,7 @@
 """Physics priors on torch batches: dark channel, the dark-channel-prior teacher, and prior depth fields.
 
 All functions take and return B,C,H,W float tensors (RGB in [0, 1]) and run on any device. The teacher mirrors
-`dgdehaze_core.dark_channel.DarkChannelDehazer` (He et al.) so that the network can start from what the classical
+`physics.dark_channel.DarkChannelDehazer` (He et al.) so that the network can start from what the classical
 prior knows about real haze; the prior depth fields give the haze synthesis a depth before the depth network has
 learnt one.
 """

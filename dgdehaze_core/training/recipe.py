@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import yaml
 
-from dgdehaze_core.data_paths import shared_data_dir
-from dgdehaze_core.data_splits import SplitError, expand_patterns
+from dgdehaze_core.datasets.paths import shared_data_dir
+from dgdehaze_core.datasets.splits import SplitError, expand_patterns
 
 T = TypeVar("T")
 

@@ -37,14 +37,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dgdehaze_core.atomic_files import atomic_path, atomic_write_text
-from dgdehaze_core.checkpoint_file import read_checkpoint
-from dgdehaze_core.data_paths import REPO_DIR
-from dgdehaze_core.metrics import psnr, ssim
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.devices import resolve_device
+from dgdehaze_core.evaluation.metrics import psnr, ssim
+from dgdehaze_core.inference.pipeline import pipeline_from_model
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.io.checkpoints import read_checkpoint
 from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
-from dgdehaze_core.pipeline import pipeline_from_model
-from dgdehaze_core.scattering import synthesize_haze
+from dgdehaze_core.physics.scattering import synthesize_haze
 from dgdehaze_core.training import losses
 from dgdehaze_core.training.datasets import RandomCrops, ValidationPair, load_validation
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
@@ -55,16 +56,6 @@ from dgdehaze_core.training.recipe import LossWeights, Recipe
 LOG = logging.getLogger(__name__)
 
 LOSS_NAMES = tuple(f.name for f in fields(LossWeights))
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error, not a silent fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but torch sees no CUDA GPU")
-    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dgdehaze_core.image_io import IMAGE_SUFFIXES, ImageError, read_image
+from dgdehaze_core.io.images import IMAGE_SUFFIXES, ImageError, read_image
 
 LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,264 @@
+"""Evaluate dehazing on a recorded drive: a ROS 2 bag in; an output bag, per-frame records and a report out.
+
+The offline mode (`evaluate_bag`) runs the node's frame chain (`inference.frame_chain`) in this process, with no
+ROS install. The node-replay mode (`dgdehaze_ros.tools.bag_replay`) sends the frames through a running node instead
+and fills the same `BagEvaluation` from what the node publishes. Both write one output folder atomically:
+
+    OUT/bag/          the input bag's topics unchanged, plus the node's outputs at the original stamps
+    OUT/report.html   before/after frames, depth, detections, haze density, latency, detection figures
+    OUT/summary.json  the figures of the report (`BagEvaluation.summary`)
+    OUT/figures/      the report's PNG files
+
+Detection is run on both the hazy input and the dehazed frame, so the report compares them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, LABEL_INFO_TYPE,
+                                   BagFrame, BagSource, BagWriter)
+from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
+from dgdehaze_core.bags.report import write_report
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.detection.detector import Detection, Detector
+from dgdehaze_core.inference.frame_chain import FrameChain, FrameOutput
+from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
+from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.physics.dark_channel import haze_density
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
+"""Output topics in the bag are the node's `~/` topics under its default name: /dgdehaze/image_dehazed, ..."""
+OUTPUT_TOPICS = {"image_dehazed": IMAGE_TYPE, "depth_relative": IMAGE_TYPE, "detections": DETECTIONS_TYPE,
+                 "haze_density": HAZE_TYPE, "camera_info": CAMERA_INFO_TYPE}
+FALLBACK_METHOD = "dcp"
+"""What runs when the default method's weights are missing or do not load (needs none)."""
+NODE_DEFAULT_MODEL = "lite"
+"""The node's own `model` default (dgdehaze_ros/parameters.py), used when no configuration file sets one."""
+
+
+def config_folders() -> list[Path]:
+    """Where the node's shipped configuration lives: the source tree's config/, the installed package's share
+    folder found through the ament index (a colcon workspace), and the Python prefix's share folder (pip)."""
+    folders = [REPO_DIR / "config"]
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:  # no ROS install: the pip layout only
+        pass
+    else:
+        try:
+            folders.append(Path(get_package_share_directory("dgdehaze")) / "config")
+        except (PackageNotFoundError, OSError):  # not installed, or no AMENT_PREFIX_PATH at all
+            pass
+    folders.append(Path(sys.prefix) / "share" / "dgdehaze" / "config")
+    return folders
+
+
+def node_default_method() -> str:
+    """The dehazing method the node runs by default: its `weights` or `model` parameter in the shipped node
+    configuration (the first of `config_folders` that sets one); the node's own default when none does."""
+    for folder in config_folders():
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                document = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                LOG.debug("skipping %s: %s", path, exc)
+                continue
+            for node in document.values() if isinstance(document, dict) else ():
+                parameters = node.get("ros__parameters") if isinstance(node, dict) else None
+                if not isinstance(parameters, dict):
+                    continue
+                for key in ("weights", "model"):
+                    if isinstance(parameters.get(key), str) and parameters[key]:
+                        LOG.info("default method %r: the node's %s parameter in %s", parameters[key], key, path)
+                        return parameters[key]
+    return NODE_DEFAULT_MODEL
+
+
+def _load_as_the_node_does(method: str) -> DehazePipeline:
+    """A network on `backend: auto`, the node's default, so offline figures are the node's."""
+    return load_pipeline(method) if method == FALLBACK_METHOD else load_pipeline(method, backend="auto")
+
+
+def open_pipeline(method: str | None, default: str) -> DehazePipeline:
+    """The pipeline for `method`; when no method was asked for and the default's weights are missing or do not
+    load, fall back to DCP and say so (an explicit method that fails is an error)."""
+    if method:
+        return _load_as_the_node_does(method)
+    try:
+        return _load_as_the_node_does(default)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        if default == FALLBACK_METHOD:
+            raise
+        LOG.warning("default method %r is unavailable (%s); falling back to %s. Train or install the %r weights, "
+                    "or pass --method.", default, exc, FALLBACK_METHOD, default)
+        return load_pipeline(FALLBACK_METHOD)
+
+
+def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Detection], float]:
+    if detector is None:
+        return [], 0.0
+    start = time.perf_counter()
+    detections = detector(image)
+    return detections, (time.perf_counter() - start) * 1000.0
+
+
+class FrameProcessor:
+    """The node's frame chain in process (every frame detected on the dehazed image), plus the detector on the
+    hazy frame as the baseline the report compares against."""
+
+    def __init__(self, pipeline: DehazePipeline, detector: Detector | None) -> None:
+        self.detector = detector
+        self.chain = FrameChain.build(pipeline, detector)
+        self._warm = False
+
+    def __call__(self, frame: BagFrame) -> tuple[FrameRecord, FrameOutput]:
+        if not self._warm:  # first calls allocate and compile: keep them out of the latency figures
+            FrameChain.build(self.chain.pipeline, self.detector)(frame.image)
+            self._warm = True
+        output = self.chain(frame.image)
+        hazy_detections, hazy_ms = timed_detect(self.detector, frame.image)
+        result, detected = output.result, output.detected
+        record = FrameRecord(
+            index=frame.index, stamp_ns=frame.stamp_ns, haze_density_hazy=float(result.haze_density),
+            haze_density_dehazed=haze_density(result.image), latency_ms=output.compute_ms, detect_hazy_ms=hazy_ms,
+            hazy_detections=hazy_detections, dehazed_detections=detected.detections,
+            detection_depths=detected.depths)
+        return record, output
+
+
+def detections_msg(writer: BagWriter, header: Any, detections: Sequence[Detection],
+                   depths: Sequence[float]) -> Any:
+    """vision_msgs/Detection2DArray: one Detection2D per object, the numeric class id as class_id (names in
+    `label_info_msg`), the box in pixels and the
+    median depth in the box as the hypothesis pose's z (NaN where the box has no valid depth)."""
+    types = writer.types
+    out = []
+    for detection, depth in zip(detections, depths):
+        x1, y1, x2, y2 = detection.box
+        pose = types["geometry_msgs/msg/PoseWithCovariance"](
+            pose=types["geometry_msgs/msg/Pose"](
+                position=types["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=float(depth)),
+                orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
+            covariance=np.zeros(36, np.float64))
+        hypothesis = types["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=types["vision_msgs/msg/ObjectHypothesis"](class_id=str(detection.class_id),
+                                                                 score=float(detection.score)),
+            pose=pose)
+        bbox = types["vision_msgs/msg/BoundingBox2D"](
+            center=types["vision_msgs/msg/Pose2D"](
+                position=types["vision_msgs/msg/Point2D"](x=(x1 + x2) / 2.0, y=(y1 + y2) / 2.0), theta=0.0),
+            size_x=float(x2 - x1), size_y=float(y2 - y1))
+        out.append(types["vision_msgs/msg/Detection2D"](
+            header=header, results=[hypothesis], bbox=bbox,
+            id="" if detection.track_id is None else str(detection.track_id)))
+    return types[DETECTIONS_TYPE](header=header, detections=out)
+
+
+def label_info_msg(writer: BagWriter, header: Any, names: Mapping[int, str], threshold: float) -> Any:
+    """vision_msgs/LabelInfo: the detector's class ids and names, as the node latches on ~/label_info."""
+    vision_class = writer.types["vision_msgs/msg/VisionClass"]
+    return writer.types[LABEL_INFO_TYPE](header=header, threshold=float(threshold), class_map=[
+        vision_class(class_id=int(i), class_name=str(name)) for i, name in sorted(names.items())])
+
+
+def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record: FrameRecord,
+                        output: FrameOutput) -> None:
+    """The node's outputs for one frame, on its `~/` topics, at the input frame's receive time and header."""
+    result = output.result
+    header = writer.header(frame.stamp_ns, frame.header.frame_id)
+    writer.write(f"{prefix}/image_dehazed", IMAGE_TYPE, frame.log_time_ns, writer.image_msg(header, result.image))
+    writer.write(f"{prefix}/depth_relative", IMAGE_TYPE, frame.log_time_ns,
+                 writer.image_msg(header, result.depth.astype(np.float32)))
+    writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
+                 detections_msg(writer, header, record.dehazed_detections, record.detection_depths))
+    writer.write(f"{prefix}/haze_density", HAZE_TYPE, frame.log_time_ns,
+                 writer.haze_msg(header, record.haze_density_hazy))
+    if frame.camera_info is not None:
+        info = dataclasses.replace(frame.camera_info, header=header)
+        writer.write(f"{prefix}/camera_info", CAMERA_INFO_TYPE, frame.log_time_ns, info)
+
+
+def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
+                 camera_info_topic: str | None = None, method: str | None = None,
+                 default_method: str | None = None, detector: Detector | None = None,
+                 max_frames: int | None = None, storage: str | None = None,
+                 output_prefix: str = DEFAULT_OUTPUT_PREFIX, progress: bool = True) -> BagEvaluation:
+    """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
+
+    method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
+    when that one's weights are missing or do not load.
+
+    Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
+    output exists; an error part-way leaves no output folder behind.
+    """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    out_dir = Path(out_dir)
+    with BagSource(input_bag) as source:
+        total = source.verify(image_topic, camera_info_topic)
+        count = min(total, max_frames) if max_frames else total
+        pipeline = open_pipeline(method, default_method or node_default_method())
+        evaluation = BagEvaluation(
+            input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
+            mode="offline", method=pipeline.method, backend=pipeline.backend,
+            detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
+            output_bag="bag")
+        processor = FrameProcessor(pipeline, detector)
+        keep = sample_indices(count)
+        with atomic_path(out_dir) as tmp:
+            tmp.mkdir()
+            with BagWriter(tmp / "bag", storage or source.storage) as writer:
+                _run_offline(source, writer, processor, evaluation, count, keep, output_prefix, progress)
+            if not evaluation.records:
+                raise ImageError(f"no frame of {image_topic!r} in {input_bag} could be decoded: "
+                                 f"{'; '.join(evaluation.skipped[:3])}")
+            write_report(evaluation, tmp)
+    LOG.info("evaluated %d frames of %s; report in %s", len(evaluation.records), input_bag, out_dir)
+    return evaluation
+
+
+def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor, evaluation: BagEvaluation,
+                 count: int, keep: set[int], prefix: str, progress: bool) -> None:
+    camera_info = None
+    index = 0
+    bar = tqdm(total=count, desc="bag-eval", unit="frame", disable=not progress)
+    try:
+        for connection, log_time, raw in source.raw_messages():
+            if index >= count:
+                break
+            writer.copy(connection, log_time, raw)
+            if connection.topic == evaluation.camera_info_topic:
+                camera_info = source.deserialize(connection, raw)
+            elif connection.topic == evaluation.image_topic:
+                frame = source.decode_frame(connection, log_time, raw, index, camera_info)
+                index += 1
+                bar.update()
+                if isinstance(frame, ImageError):
+                    LOG.warning("skipped: %s", frame)
+                    evaluation.skipped.append(str(frame))
+                    continue
+                record, output = processor(frame)
+                evaluation.records.append(record)
+                if len(evaluation.records) == 1 and processor.detector is not None:
+                    header = writer.header(frame.stamp_ns, frame.header.frame_id)
+                    writer.write(f"{prefix}/label_info", LABEL_INFO_TYPE, frame.log_time_ns,
+                                 label_info_msg(writer, header, processor.detector.names, processor.detector.conf))
+                write_frame_outputs(writer, prefix, frame, record, output)
+                if frame.index in keep:
+                    evaluation.samples.append(Sample(frame.index, frame.stamp_ns, frame.image, output.result.image,
+                                                     output.result.depth, record.hazy_detections,
+                                                     record.dehazed_detections))
+    finally:
+        bar.close()

@@ -1,0 +1,338 @@
+"""ROS 2 bags without a ROS install: read camera frames from sqlite3 and mcap bags, write evaluation output bags.
+
+Everything goes through the `rosbags` library's typestore, so a ROS 2 install is not needed. Output bags carry
+real `vision_msgs/msg/Detection2DArray` messages: the vision_msgs 4.x definitions are registered in the typestore
+from their .msg text (`VISION_MSGS`), with the same names and fields as upstream, so `ros2 bag play` of an output
+bag feeds real vision_msgs subscribers.
+
+Every problem with an input bag (missing, not a bag, corrupt or truncated, empty, topic absent, undecodable
+frame) is a `BagError`, a ValueError whose message says what is wrong and where.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import Connection
+from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
+from dgdehaze_core.io.images import ImageError
+
+LOG = logging.getLogger(__name__)
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
+LABEL_INFO_TYPE = "vision_msgs/msg/LabelInfo"
+RANGE_TYPE = "sensor_msgs/msg/Range"
+"""~/visibility: the meteorological visibility in metres as `range` (dgdehaze_ros/visibility_messages.py)."""
+HAZE_TYPE = "vision_msgs/msg/Classification"
+"""~/haze_density: the frame's header and one hypothesis, class HAZE_CLASS, whose score is the density."""
+HAZE_CLASS = "haze_density"
+FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
+STORAGES = ("mcap", "sqlite3")
+BAG_VERSION = 8
+"""rosbag2 metadata version written: 8 is what Jazzy writes and what Jazzy and later read."""
+
+VISION_MSGS = {
+    "vision_msgs/msg/Point2D": "float64 x\nfloat64 y\n",
+    "vision_msgs/msg/Pose2D": "vision_msgs/Point2D position\nfloat64 theta\n",
+    "vision_msgs/msg/BoundingBox2D": "vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y\n",
+    "vision_msgs/msg/ObjectHypothesis": "string class_id\nfloat64 score\n",
+    "vision_msgs/msg/ObjectHypothesisWithPose": (
+        "vision_msgs/ObjectHypothesis hypothesis\ngeometry_msgs/PoseWithCovariance pose\n"),
+    "vision_msgs/msg/Detection2D": (
+        "std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
+        "vision_msgs/BoundingBox2D bbox\nstring id\n"),
+    "vision_msgs/msg/Detection2DArray": "std_msgs/Header header\nvision_msgs/Detection2D[] detections\n",
+    "vision_msgs/msg/VisionClass": "uint16 class_id\nstring class_name\n",
+    "vision_msgs/msg/LabelInfo": "std_msgs/Header header\nvision_msgs/VisionClass[] class_map\nfloat32 threshold\n",
+    "vision_msgs/msg/Classification": "std_msgs/Header header\nvision_msgs/ObjectHypothesis[] results\n",
+}
+"""vision_msgs 4.x (Humble and later) message definitions, field for field as upstream."""
+
+
+class BagError(ValueError):
+    """A bag that cannot be used, with the reason in words."""
+
+
+def typestore() -> Typestore:
+    """ROS 2 Kilted message types plus vision_msgs 4.x."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    types: dict[str, Any] = {}
+    for name, text in VISION_MSGS.items():
+        types.update(get_types_from_msg(text, name))
+    store.register(types)
+    return store
+
+
+# --- image messages <-> numpy -------------------------------------------------------------------------------------
+
+def decode_image(msg: Any, msgtype: str) -> np.ndarray:
+    """A sensor_msgs Image or CompressedImage (rosbags message) as a uint8 BGR frame, by the node's decoder
+    (`camera_frames`); ImageError says why not."""
+    if msgtype == COMPRESSED_IMAGE_TYPE:
+        return compressed_to_bgr8(msg)
+    return raw_to_bgr8(msg)
+
+
+def stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+# --- reading ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class BagFrame:
+    """One camera frame of a bag, with the bag's receive time and the message header."""
+
+    index: int
+    log_time_ns: int
+    header: Any
+    image: np.ndarray
+    source_encoding: str
+    camera_info: Any | None
+
+    @property
+    def stamp_ns(self) -> int:
+        return stamp_ns(self.header)
+
+
+def _storage_of(path: Path) -> str:
+    if path.is_file():
+        return "mcap" if path.suffix == ".mcap" else "sqlite3"
+    files = [p.suffix for p in path.iterdir()] if path.is_dir() else []
+    return "mcap" if ".mcap" in files else "sqlite3"
+
+
+class BagSource:
+    """An open ROS 2 bag (a rosbag2 folder, or a single .mcap/.db3 file). Use as a context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no such bag: {self.path}")
+        if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
+            raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
+        self.storage = _storage_of(self.path)
+        try:
+            self._reader = AnyReader([self.path], default_typestore=typestore())
+            self._reader.open()
+        except (AnyReaderError, ReaderError, SerdeError, sqlite3.DatabaseError, KeyError, ValueError,
+                OSError) as exc:
+            raise BagError(f"cannot open bag {self.path} (corrupt, truncated or not a bag?): {exc}") from None
+
+    def __enter__(self) -> "BagSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._reader.stack is not None:
+            self._reader.close()
+
+    @property
+    def connections(self) -> list[Connection]:
+        return list(self._reader.connections)
+
+    def topics(self) -> dict[str, tuple[str, int]]:
+        """{topic: (message type, message count from the bag's index)}."""
+        return {name: (info.msgtype or "mixed", info.msgcount) for name, info in self._reader.topics.items()}
+
+    def _topic_connections(self, topic: str, kinds: Sequence[str], role: str) -> list[Connection]:
+        topics = self.topics()
+        if topic not in topics:
+            candidates = sorted(t for t, (kind, _) in topics.items() if kind in kinds)
+            raise BagError(f"bag {self.path} has no topic {topic!r}; its {role} topics: "
+                           f"{', '.join(candidates) or 'none'} (all topics: {', '.join(sorted(topics)) or 'none'})")
+        kind, count = topics[topic]
+        if kind not in kinds:
+            raise BagError(f"topic {topic!r} in {self.path} holds {kind}, not {' or '.join(kinds)}")
+        if count == 0:
+            raise BagError(f"topic {topic!r} in {self.path} has no messages (empty bag)")
+        return [c for c in self._reader.connections if c.topic == topic]
+
+    def verify(self, image_topic: str, camera_info_topic: str | None = None) -> int:
+        """Check that the topics exist, hold the right types and that every indexed message can be read.
+
+        Reads the raw messages once (no decoding), so that a truncated or corrupt bag fails before any work is
+        done. Returns the number of frames on `image_topic`.
+        """
+        connections = self._topic_connections(image_topic, FRAME_TYPES, "image")
+        if camera_info_topic:
+            connections += self._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
+        expected = {c.id: c.msgcount for c in connections}
+        found = dict.fromkeys(expected, 0)
+        try:
+            for connection, _, raw in self._reader.messages(connections=connections):
+                if len(raw) == 0:
+                    raise BagError(f"bag {self.path} holds an empty message on {connection.topic!r}")
+                found[connection.id] += 1
+        except (AnyReaderError, ReaderError, sqlite3.DatabaseError, OSError, EOFError, ValueError,
+                IndexError, KeyError) as exc:
+            if isinstance(exc, BagError):
+                raise
+            raise BagError(f"bag {self.path} is corrupt or truncated: reading it failed with: {exc}") from None
+        for connection in connections:
+            if found[connection.id] != expected[connection.id]:
+                raise BagError(f"bag {self.path} is truncated: its index lists {expected[connection.id]} messages "
+                               f"on {connection.topic!r} but only {found[connection.id]} can be read")
+        return sum(found[c.id] for c in connections if c.topic == image_topic)
+
+    def raw_messages(self, connections: Sequence[Connection] = ()) -> Iterator[tuple[Connection, int, bytes]]:
+        """The messages of `connections` (default: all) in time order, serialized as stored."""
+        try:
+            yield from self._reader.messages(connections=connections)
+        except (AnyReaderError, ReaderError, sqlite3.DatabaseError, OSError) as exc:
+            raise BagError(f"bag {self.path} is corrupt or truncated: {exc}") from None
+
+    def deserialize(self, connection: Connection, raw: bytes) -> Any:
+        """One stored message as a rosbags message object."""
+        try:
+            return self._reader.deserialize(raw, connection.msgtype)
+        except AnyReaderError as exc:
+            raise BagError(f"bag {self.path}: a message on {connection.topic!r} does not deserialize as "
+                           f"{connection.msgtype}: {exc}") from None
+
+    def frames(self, image_topic: str, camera_info_topic: str | None = None,
+               max_frames: int | None = None) -> Iterator[BagFrame | ImageError]:
+        """The frames of `image_topic` in time order, each with the latest CameraInfo received before it.
+
+        A frame that cannot be decoded comes back as the ImageError saying why, so that callers can skip it.
+        """
+        connections = self._topic_connections(image_topic, FRAME_TYPES, "image")
+        if camera_info_topic:
+            connections += self._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
+        camera_info = None
+        index = 0
+        for connection, log_time, raw in self.raw_messages(connections):
+            if connection.msgtype == CAMERA_INFO_TYPE:
+                camera_info = self.deserialize(connection, raw)
+                continue
+            if max_frames is not None and index >= max_frames:
+                return
+            yield self.decode_frame(connection, log_time, raw, index, camera_info)
+            index += 1
+
+    def decode_frame(self, connection: Connection, log_time: int, raw: bytes, index: int,
+                     camera_info: Any | None) -> BagFrame | ImageError:
+        """A stored Image/CompressedImage as a `BagFrame`, or the ImageError saying why it cannot be one."""
+        msg = self.deserialize(connection, raw)
+        encoding = msg.format if connection.msgtype == COMPRESSED_IMAGE_TYPE else msg.encoding
+        try:
+            image = decode_image(msg, connection.msgtype)
+        except ImageError as exc:
+            return ImageError(f"frame {index} at {log_time} ns on {connection.topic!r}: {exc}")
+        return BagFrame(index, log_time, msg.header, image, encoding, camera_info)
+
+
+def pick_image_topic(bag: Path) -> str:
+    """The bag's only image topic; a clear error when there are none or several."""
+    with BagSource(bag) as source:
+        topics = source.topics()
+    images = sorted(t for t, (kind, _) in topics.items() if kind in FRAME_TYPES)
+    if len(images) != 1:
+        raise BagError(f"pass --image-topic: bag {bag} has {len(images)} image topics"
+                       f"{': ' + ', '.join(images) if images else ''} (all topics: {', '.join(sorted(topics))})")
+    return images[0]
+
+
+# --- writing ------------------------------------------------------------------------------------------------------
+
+class BagWriter:
+    """A new ROS 2 bag (rosbag2 folder, mcap or sqlite3) that copies input topics and adds typed messages."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap") -> None:
+        if storage not in STORAGES:
+            raise ValueError(f"bag storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        self.path = Path(path)
+        self.store = typestore()
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        try:
+            self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=plugin)
+            self._writer.open()
+        except WriterError as exc:
+            raise BagError(f"cannot create bag {self.path}: {exc}") from None
+        self._by_topic: dict[str, Connection] = {}
+        self._copied: dict[int, Connection] = {}
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._writer.storage is not None:
+            self._writer.close()
+
+    @property
+    def types(self) -> Any:
+        """Message classes by type name, e.g. `writer.types['sensor_msgs/msg/Image']`."""
+        return self.store.types
+
+    def copy(self, connection: Connection, log_time_ns: int, raw: bytes) -> None:
+        """Write a message of an input bag unchanged, on a topic of the same name, type and QoS."""
+        out = self._copied.get(connection.id)
+        if out is None:
+            msgdef, digest = connection.msgdef.data, connection.digest
+            if not msgdef or not digest:
+                msgdef, digest = None, None
+            out = self._writer.add_connection(
+                connection.topic, connection.msgtype, typestore=self.store if msgdef is None else None,
+                msgdef=msgdef, rihs01=digest, offered_qos_profiles=getattr(connection.ext, "offered_qos_profiles", ()))
+            self._copied[connection.id] = out
+        self._writer.write(out, log_time_ns, raw)
+
+    def write(self, topic: str, msgtype: str, log_time_ns: int, msg: Any) -> None:
+        """Serialize `msg` (a message of `self.types`) and write it to `topic`."""
+        connection = self._by_topic.get(topic)
+        if connection is None:
+            connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
+            self._by_topic[topic] = connection
+        self._writer.write(connection, log_time_ns, self.store.serialize_cdr(msg, msgtype))
+
+    def write_raw(self, topic: str, msgtype: str, log_time_ns: int, raw: bytes) -> None:
+        """Write an already serialized (CDR) message, e.g. one received over DDS."""
+        connection = self._by_topic.get(topic)
+        if connection is None:
+            connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
+            self._by_topic[topic] = connection
+        self._writer.write(connection, log_time_ns, raw)
+
+    # Message builders over the typestore's classes.
+
+    def header(self, stamp: int, frame_id: str) -> Any:
+        time_type = self.types["builtin_interfaces/msg/Time"]
+        return self.types["std_msgs/msg/Header"](
+            stamp=time_type(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000), frame_id=frame_id)
+
+    def image_msg(self, header: Any, image: np.ndarray) -> Any:
+        """A bgr8 (uint8 HxWx3) or 32FC1 (float32 HxW) sensor_msgs/Image."""
+        if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+            encoding = "bgr8"
+        elif image.dtype == np.float32 and image.ndim == 2:
+            encoding = "32FC1"
+        else:
+            raise ValueError(f"image messages are bgr8 or 32FC1; got {image.dtype} {image.shape}")
+        image = np.ascontiguousarray(image.astype(image.dtype.newbyteorder("<"), copy=False))
+        height, width = image.shape[:2]
+        return self.types[IMAGE_TYPE](header=header, height=height, width=width, encoding=encoding,
+                                      is_bigendian=0, step=image.nbytes // height,
+                                      data=np.frombuffer(image.tobytes(), np.uint8))
+
+    def haze_msg(self, header: Any, density: float) -> Any:
+        """~/haze_density as the node publishes it (HAZE_TYPE)."""
+        hypothesis = self.types["vision_msgs/msg/ObjectHypothesis"](class_id=HAZE_CLASS, score=float(density))
+        return self.types[HAZE_TYPE](header=header, results=[hypothesis])

@@ -1,0 +1,137 @@
+"""What a bag evaluation records: per-frame figures, the frames kept for the report, and the run's summary.
+
+Filled by the offline evaluation (`bags.evaluation`) and by node replay (`dgdehaze_ros.tools.bag_replay`); read by
+the report (`bags.report`) and `dgdehaze bag-eval --json`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from dgdehaze_core.detection.detector import Detection
+
+SAMPLE_COUNT = 4
+"""Frames shown before/after in the report, evenly spaced over the evaluated frames."""
+
+
+@dataclass
+class FrameRecord:
+    """The figures of one evaluated frame."""
+
+    index: int
+    stamp_ns: int
+    haze_density_hazy: float
+    haze_density_dehazed: float
+    latency_ms: float
+    """Dehazing plus detection (offline: measured in process; node replay: publish to last output received)."""
+    detect_hazy_ms: float
+    hazy_detections: list[Detection] = field(default_factory=list)
+    dehazed_detections: list[Detection] = field(default_factory=list)
+    detection_depths: list[float] = field(default_factory=list)
+    """Median depth in each dehazed detection's box (relative units, NaN where no valid depth)."""
+    visibility_m: float = math.nan
+    """The node's ~/visibility for the frame (node replay with a camera_height; NaN otherwise or without fog)."""
+
+
+@dataclass
+class Sample:
+    """One frame kept whole for the report's before/after panels."""
+
+    index: int
+    stamp_ns: int
+    hazy: np.ndarray
+    dehazed: np.ndarray
+    depth: np.ndarray
+    hazy_detections: list[Detection]
+    dehazed_detections: list[Detection]
+
+
+@dataclass
+class BagEvaluation:
+    """Everything the report needs about one evaluated bag."""
+
+    input_bag: str
+    image_topic: str
+    camera_info_topic: str | None
+    mode: str
+    method: str
+    backend: str
+    detector: str | None
+    frames_in_bag: int
+    records: list[FrameRecord] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    output_bag: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> dict[str, dict[str, float | int]]:
+        """The figures table: rows "hazy" (the detector on the input frames) and "dehazed" (the node's output).
+
+        latency_ms/fps: detection alone for "hazy"; dehazing plus detection for "dehazed".
+        """
+        hazy_latency = [r.detect_hazy_ms for r in self.records]
+        latency = [r.latency_ms for r in self.records]
+        return {
+            "hazy": _row(self.records, [r.hazy_detections for r in self.records],
+                         [r.haze_density_hazy for r in self.records], hazy_latency),
+            "dehazed": _row(self.records, [r.dehazed_detections for r in self.records],
+                            [r.haze_density_dehazed for r in self.records], latency),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary: run settings, the figures table and per-frame series."""
+        depths = [d for r in self.records for d in r.detection_depths if math.isfinite(d)]
+        return {
+            "input_bag": self.input_bag, "image_topic": self.image_topic,
+            "camera_info_topic": self.camera_info_topic, "mode": self.mode, "method": self.method,
+            "backend": self.backend, "detector": self.detector, "frames_in_bag": self.frames_in_bag,
+            "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
+            "output_bag": self.output_bag, "notes": self.notes, "machine": machine(),
+            "figures": self.table(),
+            "detection_median_depth": float(np.median(depths)) if depths else float("nan"),
+            "per_frame": {
+                "stamp_ns": [r.stamp_ns for r in self.records],
+                "haze_density_hazy": [r.haze_density_hazy for r in self.records],
+                "haze_density_dehazed": [r.haze_density_dehazed for r in self.records],
+                "latency_ms": [r.latency_ms for r in self.records],
+                "detections_hazy": [len(r.hazy_detections) for r in self.records],
+                "detections_dehazed": [len(r.dehazed_detections) for r in self.records],
+                "visibility_m": [r.visibility_m for r in self.records],
+            },
+        }
+
+
+def machine() -> dict[str, Any]:
+    """Where the timings were taken: CPU, core count and load (timings on a busy machine read high)."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "load_average_1min": load[0]}
+
+
+def _row(records: Sequence[FrameRecord], detections: Sequence[list[Detection]], density: Sequence[float],
+         latency: Sequence[float]) -> dict[str, float | int]:
+    scores = [d.score for frame in detections for d in frame]
+    finite_latency = [v for v in latency if math.isfinite(v)]
+    median = float(np.median(finite_latency)) if finite_latency else float("nan")
+    return {
+        "frames": len(records),
+        "detections": len(scores),
+        "detections_per_frame": len(scores) / len(records) if records else float("nan"),
+        "mean_confidence": float(np.mean(scores)) if scores else float("nan"),
+        "haze_density": float(np.mean(density)) if density else float("nan"),
+        "latency_ms_median": median,
+        "latency_ms_p95": float(np.percentile(finite_latency, 95)) if finite_latency else float("nan"),
+        "fps": 1000.0 / median if finite_latency and median > 0 else float("nan"),
+    }
+
+
+def sample_indices(count: int, samples: int = SAMPLE_COUNT) -> set[int]:
+    """Evenly spaced frame indices for the report's before/after panels."""
+    if count <= 0:
+        return set()
+    return {int(round(v)) for v in np.linspace(0, count - 1, min(samples, count))}

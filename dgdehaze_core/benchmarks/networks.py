@@ -1,0 +1,230 @@
+"""Benchmark rows for the dehazing networks and the node's per-frame chain, measured side by side in one run.
+
+Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdehaze bench` prints:
+- every row: `latency_ms_median`, `latency_ms_p95`, `fps` (1000 / median) and `ratio_to_dcp` (this row's median
+  over the dark channel prior's median at the same size in the same run: 2.0 means twice as slow as DCP);
+- network rows also `network_ms_median` (the runtime's `run` alone, without colour conversion, padding and
+  cropping), `gmacs` (MACs of one forward pass at the padded size, as the physics output path runs it: without
+  the decoder's image branch), `gmac_per_s` (gmacs / network time) and
+  `pct_of_peak` (gmac_per_s against `peak_gmac_per_s()`, a large fp32 matrix product measured in the same run on
+  the same threads: how much of what this CPU can do the network gets).
+
+Network rows run the node's default image output (auto = physics inversion). The networks are freshly
+initialised (seed 0): latency does not depend on the weights' values, and a fresh
+model's ONNX export is cached across runs under the same key.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from dgdehaze_core.benchmarks.timing import measure
+from dgdehaze_core.detection.detector import Detector
+from dgdehaze_core.inference.backends import BackendUnavailable, InferenceBackend, round_up_to_stride
+from dgdehaze_core.inference.backends.selection import choose_backend
+from dgdehaze_core.inference.frame_chain import FrameChain
+from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
+from dgdehaze_core.models import DGDehazeNet, build_model
+from dgdehaze_core.models.complexity import count_macs
+
+LOG = logging.getLogger(__name__)
+
+Row = dict[str, float]
+
+PEAK_MATRIX = 2048
+"""Side of the square fp32 matrices whose product measures the CPU's attainable MAC rate."""
+
+
+@dataclass(frozen=True)
+class RuntimeVariant:
+    """One way to run a network: backend name, device and precision, and the row label it gets."""
+
+    backend: str
+    device: str
+    half: bool
+
+    @property
+    def label(self) -> str:
+        """"torch", "onnxruntime", "torch-cuda-fp16", "tensorrt-fp16", ...: runtime, GPU, precision."""
+        cuda = "-cuda" if self.device.startswith("cuda") and self.backend != "tensorrt" else ""
+        return f"{self.backend}{cuda}{'-fp16' if self.half else ''}"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What every measurement shares: timed runs per row, a time cap per row, and threads (None: default)."""
+
+    repeats: int = 30
+    max_seconds: float | None = 60.0
+    threads: int | None = None
+
+    def measure(self, step: Callable[[], object], warmup: int = 2) -> Row:
+        return measure(step, warmup=warmup, repeats=self.repeats, max_seconds=self.max_seconds)
+
+
+def available_variants(backends: Sequence[str], device: str = "auto") -> list[RuntimeVariant]:
+    """The requested backends that can run here: each in fp32, and in fp16 where it runs on CUDA.
+
+    A backend that cannot run (no TensorRT, no GPU provider) is skipped with a log line saying why."""
+    variants: list[RuntimeVariant] = []
+    for name in backends:
+        try:
+            choice = choose_backend(name, device)
+        except BackendUnavailable as exc:
+            LOG.info("bench skips %s: %s", name, exc)
+            continue
+        if choice.name != name:
+            LOG.info("bench skips %s: it would run as %s here", name, choice.name)
+            continue
+        variants.append(RuntimeVariant(name, choice.device, False))
+        if choice.device.startswith("cuda"):
+            variants.append(RuntimeVariant(name, choice.device, True))
+        else:
+            LOG.info("bench runs %s in fp32 only: fp16 is for CUDA devices", name)
+    return variants
+
+
+def peak_gmac_per_s(settings: BenchSettings) -> float:
+    """GMAC/s of a large fp32 matrix product with torch on this CPU's current threads."""
+    left = torch.rand(PEAK_MATRIX, PEAK_MATRIX)
+    right = torch.rand(PEAK_MATRIX, PEAK_MATRIX)
+    row = measure(lambda: torch.mm(left, right), warmup=2, repeats=10, max_seconds=settings.max_seconds)
+    return PEAK_MATRIX ** 3 / (row["latency_ms_median"] / 1000.0) / 1e9
+
+
+class TimedRuntime:
+    """An inference backend that records how long each `run` takes (the network alone, inside a pipeline)."""
+
+    def __init__(self, runtime: InferenceBackend) -> None:
+        self.runtime = runtime
+        self.name = runtime.name
+        self.stride = runtime.stride
+        self.outputs = runtime.outputs
+        self.fixed_size = runtime.fixed_size
+        self.seconds: list[float] = []
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        begin = time.perf_counter()
+        outputs = self.runtime.run(batch)
+        self.seconds.append(time.perf_counter() - begin)
+        return outputs
+
+
+def hazy_frames(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+    from dgdehaze_core.benchmarks.timing import hazy_test_frame
+
+    return {size: hazy_test_frame(*size) for size in sizes}
+
+
+def bench_dcp(frames: dict[tuple[int, int], np.ndarray], settings: BenchSettings) -> dict[str, Row]:
+    """The dark channel prior at each size: the baseline every other row's `ratio_to_dcp` divides by."""
+    dcp = load_pipeline("dcp")
+    rows: dict[str, Row] = {}
+    for (width, height), frame in frames.items():
+        rows[f"dcp@{width}x{height}"] = {**settings.measure(lambda: dcp(frame)), "ratio_to_dcp": 1.0}
+    return rows
+
+
+def _padded(model: DGDehazeNet, width: int, height: int) -> tuple[int, int]:
+    return round_up_to_stride(height, model.stride), round_up_to_stride(width, model.stride)
+
+
+def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[tuple[int, int], np.ndarray],
+                  dcp_rows: dict[str, Row], peak: float, settings: BenchSettings,
+                  working_sizes: Sequence[tuple[int, int]] = ()) -> dict[str, Row]:
+    """`config` on every variant at every frame size, each row with MACs, GMAC/s and the ratio to DCP.
+
+    working_sizes: also run each frame size with the network at these (width, height) working resolutions, smaller
+    than the frame (the node's working_width/height: the physics inversion stays at the frame's size); rows
+    `<config>/<runtime>@<frame>/work<w>x<h>`, MACs at the working size.
+    """
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    runs = [(size, None) for size in frames]
+    runs += [(size, work) for size in frames for work in working_sizes if work[0] * work[1] < size[0] * size[1]]
+    macs = {work or size: count_macs(model, *_padded(model, *(work or size)), with_clear=False) / 1e9
+            for size, work in runs}
+    rows: dict[str, Row] = {}
+    for variant in variants:
+        try:
+            pipeline = pipeline_from_model(model, backend=variant.backend, device=variant.device, half=variant.half,
+                                           threads=settings.threads, output="physics")
+        except (BackendUnavailable, RuntimeError) as exc:
+            LOG.warning("bench skips %s on %s: %s", config, variant.label, exc)
+            continue
+        timed = TimedRuntime(pipeline.runtime)
+        pipeline.runtime = timed
+        for (width, height), work in runs:
+            frame = frames[(width, height)]
+            name = f"{config}/{variant.label}@{width}x{height}" + (f"/work{work[0]}x{work[1]}" if work else "")
+            LOG.info("measuring %s", name)
+            pipeline.working_size = work
+            timed.seconds.clear()
+            row = settings.measure(lambda: pipeline(frame))
+            network_ms = float(np.median(timed.seconds[-int(row["runs"]):])) * 1000.0
+            gmacs = macs[work or (width, height)]
+            gmac_per_s = gmacs / (network_ms / 1000.0)
+            dcp = dcp_rows.get(f"dcp@{width}x{height}")
+            rows[name] = {
+                **row, "ratio_to_dcp": row["latency_ms_median"] / dcp["latency_ms_median"] if dcp else float("nan"),
+                "network_ms_median": network_ms, "gmacs": gmacs, "gmac_per_s": gmac_per_s,
+                "pct_of_peak": 100.0 * gmac_per_s / peak}
+        model = model.float().cpu()  # a torch fp16 or CUDA variant converted the model in place
+    return rows
+
+
+CHAIN_DETECTORS = ("int8", "fp32")
+
+
+def chain_detector(kind: str, imgsz: int, device: str) -> Detector:
+    """YOLOv8n for the chain: "int8" is the shipped file at 640 (the node's default) and its dynamic rebuild at
+    other sizes (the shipped file ignores imgsz); "fp32" is the float rebuild (`detector_rebuild`)."""
+    if kind not in CHAIN_DETECTORS:
+        raise ValueError(f"chain detector must be one of {', '.join(CHAIN_DETECTORS)}, got {kind!r}")
+    device = "cpu" if device in ("auto", "cpu") else device
+    if kind == "int8" and imgsz == 640:
+        return Detector(imgsz=imgsz, device=device)
+    from dgdehaze_core.detection.rebuild import dynamic_detector_exports
+
+    return Detector(dynamic_detector_exports()[kind], imgsz=imgsz, device=device)
+
+
+def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
+                dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,),
+                detectors: Sequence[str] = ("int8",), fused: bool = False) -> dict[str, Row]:
+    """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (YOLOv8n of
+    each kind in `detectors` at each of `imgszs`, see `chain_detector`) every frame and every Nth; with `fused`, also
+    detection on the raw and the dehazed frame fused (`-fused` rows, the node's `detection_input: fused`). With
+    detection every N frames one timed step is N frames; latency figures are per frame averaged over the step, `fps`
+    is frames per second of throughput."""
+    torch.manual_seed(0)
+    pipeline = pipeline_from_model(build_model(config).eval(), backend=backend, device=device,
+                                   threads=settings.threads)
+    height, width = frame.shape[:2]
+    size = f"{width}x{height}"
+    label = f"{config}/{pipeline.backend}"
+    rows: dict[str, Row] = {}
+    dehaze_only = FrameChain(pipeline)
+    dehaze = settings.measure(lambda: dehaze_only(frame))
+    rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, "detect_every": 0.0, "imgsz": 0.0}
+    for kind, imgsz in [(kind, imgsz) for kind in detectors for imgsz in imgszs]:
+        detector = chain_detector(kind, imgsz, device)
+        suffix = ("" if kind == "int8" else f"-{kind}") + ("" if imgsz == 640 else f"-imgsz{imgsz}")
+        for interval, detection_input in [(i, d) for i in intervals for d in ("dehazed", "fused")[:1 + fused]]:
+            chain = FrameChain.build(pipeline, detector, interval, detection_input)
+            step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
+            per_frame = {"latency_ms_median": step["latency_ms_median"] / interval,
+                         "latency_ms_p95": step["latency_ms_p95"] / interval,
+                         "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
+            fusion = "-fused" if detection_input == "fused" else ""
+            rows[f"chain/{label}/detect-every-{interval}{suffix}{fusion}@{size}"] = {
+                **per_frame, "detect_every": float(interval), "imgsz": float(imgsz)}
+    if dcp_row is not None:
+        for row in rows.values():
+            row["ratio_to_dcp"] = row["latency_ms_median"] / dcp_row["latency_ms_median"]
+    return rows

@@ -1,0 +1,160 @@
+"""Object detection on (dehazed) frames with Ultralytics YOLO, and the depth of each detection.
+
+The detector file's suffix picks Ultralytics' backend: `.pt` (torch), `.onnx` (ONNX Runtime) or `.engine` (TensorRT).
+A `.pt` is unpickled only after `detector_checkpoint` has found nothing in it but network layers and data.
+Nothing is downloaded: a weights path must exist on disk. The package ships one offline default,
+`dgdehaze_core/weights/yolov8n_int8.onnx` (COCO YOLOv8n, int8, AGPL-3.0; see weights/README.md).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dgdehaze_core.datasets.paths import WEIGHTS_DIR
+from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.io.images import to_bgr8
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_DETECTOR = WEIGHTS_DIR / "yolov8n_int8.onnx"
+DETECTOR_SUFFIXES = (".pt", ".onnx", ".engine")
+TRACKERS = ("bytetrack", "botsort")
+"""Ultralytics' multi-object trackers (its cfg/trackers/NAME.yaml, shipped inside the package: nothing downloaded)."""
+
+
+class DetectorUnavailable(RuntimeError):
+    """No usable detector weights: missing file, unsupported format, or a file Ultralytics cannot load."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object; `box` is (x1, y1, x2, y2) in pixels of the frame it was detected in."""
+
+    class_id: int
+    class_name: str
+    score: float
+    box: tuple[float, float, float, float]
+    track_id: int | None = None
+    """The object's identity across frames when the detector tracks (`Detector(tracker=...)`), else None."""
+
+
+def default_detector_weights() -> Path | None:
+    """The shipped offline detector, or None if the package was installed without it."""
+    return DEFAULT_DETECTOR if DEFAULT_DETECTOR.is_file() else None
+
+
+def _check_weights(weights: str | Path | None) -> Path:
+    if weights is None or str(weights) == "":
+        default = default_detector_weights()
+        if default is None:
+            raise DetectorUnavailable(f"no detector weights given and the default {DEFAULT_DETECTOR} is missing")
+        return default
+    path = Path(weights).expanduser()
+    if path.suffix not in DETECTOR_SUFFIXES:
+        raise DetectorUnavailable(f"detector weights must be one of {', '.join(DETECTOR_SUFFIXES)} files, got {path}")
+    if not path.is_file():
+        raise DetectorUnavailable(f"detector weights not found: {path} (nothing is downloaded; give a local file)")
+    return path
+
+
+def _load_yolo(yolo_class: Any, weights: Path) -> Any:
+    """YOLO over `weights`; a `.pt` is loaded from a private copy that passed `check_detector_checkpoint` (reading
+    .names opens the file for .onnx/.engine weights, which hold no pickle)."""
+    if weights.suffix != ".pt":
+        return yolo_class(str(weights), task="detect")
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-detector-") as folder:
+        return yolo_class(str(verified_copy(weights, Path(folder))), task="detect")
+
+
+class Detector:
+    """Ultralytics YOLO behind a small, validated interface: BGR frame in, `Detection`s out."""
+
+    def __init__(self, weights: str | Path | None = None, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
+                 classes: Sequence[int | str] | None = None, max_det: int = 100, device: str = "cpu",
+                 half: bool = False, tracker: str | None = None) -> None:
+        if not 32 <= imgsz <= 4096 or imgsz % 32:
+            raise ValueError(f"imgsz must be a multiple of 32 in [32, 4096], got {imgsz}")
+        if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
+            raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf} iou={iou}")
+        if max_det < 1:
+            raise ValueError(f"max_det must be at least 1, got {max_det}")
+        if tracker and tracker not in TRACKERS:
+            raise ValueError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
+        self.tracker = tracker or None
+        self.weights = _check_weights(weights)
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        from ultralytics import YOLO
+
+        try:
+            self.model = _load_yolo(YOLO, self.weights)
+            self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
+        except UnsafeCheckpoint as exc:
+            raise DetectorUnavailable(str(exc)) from None
+        except Exception as exc:  # Ultralytics raises many types for unreadable files
+            raise DetectorUnavailable(f"could not load detector {self.weights}: {exc}") from exc
+        self.imgsz, self.conf, self.iou, self.max_det = imgsz, conf, iou, max_det
+        self.device, self.half = device, half
+        self.classes = self._class_ids(classes)
+        try:  # Ultralytics opens .onnx/.engine files at the first predict: fail here, not on the first frame
+            self._run(np.zeros((imgsz, imgsz, 3), np.uint8), track=False)
+        except Exception as exc:
+            raise DetectorUnavailable(f"could not run detector {self.weights}: {exc}") from exc
+        LOG.info("detector %s (%d classes) on %s", self.weights.name, len(self.names), device)
+
+    def _class_ids(self, classes: Sequence[int | str] | None) -> list[int] | None:
+        if not classes:
+            return None
+        by_name = {name: idx for idx, name in self.names.items()}
+        ids: list[int] = []
+        for item in classes:
+            if isinstance(item, str) and not item.isdigit():
+                if item not in by_name:
+                    raise ValueError(f"unknown class {item!r}; the detector knows {sorted(by_name)}")
+                ids.append(by_name[item])
+            else:
+                idx = int(item)
+                if idx not in self.names:
+                    raise ValueError(f"class id {idx} is outside the detector's 0..{len(self.names) - 1}")
+                ids.append(idx)
+        return ids
+
+    def __call__(self, frame: np.ndarray) -> list[Detection]:
+        """Detect objects in one uint8 BGR frame; with a tracker, the frames of one stream in order, each
+        detection with its `track_id` (objects the tracker has not confirmed yet are left out)."""
+        return self._run(to_bgr8(frame), track=self.tracker is not None)
+
+    def _run(self, frame: np.ndarray, track: bool) -> list[Detection]:
+        options = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "classes": self.classes,
+                   "max_det": self.max_det, "device": self.device, "quantize": 16 if self.half else None,
+                   "verbose": False}
+        result = (self.model.track(frame, persist=True, tracker=f"{self.tracker}.yaml", **options) if track
+                  else self.model.predict(frame, **options))[0]
+        boxes = result.boxes
+        xyxy = boxes.xyxy.cpu().numpy().astype(float)
+        scores = boxes.conf.cpu().numpy().astype(float)
+        ids = boxes.cls.cpu().numpy().astype(int)
+        tracks = boxes.id.cpu().numpy().astype(int).tolist() if track and boxes.id is not None else None
+        if track and tracks is None:
+            return []
+        return [Detection(int(c), self.names.get(int(c), str(c)), float(s), tuple(float(v) for v in box),
+                          None if tracks is None else int(tracks[i]))
+                for i, (box, s, c) in enumerate(zip(xyxy, scores, ids))]
+
+
+def median_depth(detection: Detection, depth: np.ndarray) -> float:
+    """Median of the finite depth values inside the detection's box (NaN when there are none)."""
+    height, width = depth.shape[:2]
+    x1, y1, x2, y2 = detection.box
+    left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+    right, bottom = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
+    if right <= left or bottom <= top:
+        return float("nan")
+    values = depth[top:bottom, left:right]
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float("nan")

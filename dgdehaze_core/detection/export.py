@@ -1,0 +1,123 @@
+"""The detector on the same runtimes as the dehazer: Ultralytics exports of a `.pt`, cached like engines.
+
+`export_detector(weights, "onnx" | "engine", imgsz=...)` runs Ultralytics' exporter on a checked copy of the
+weights (`detector_checkpoint`) in a scratch folder and moves the result into the `EngineCache`, keyed by the
+weights' hash, Ultralytics (and TensorRT) version, GPU, input size and precision, so a node restart reuses it
+and a changed `.pt`, TensorRT upgrade or new `imgsz` rebuilds it. `detector_weights_for(weights, backend)` maps a node's `backend` setting to
+the file `Detector` should load: a `.pt` becomes an `.onnx` for onnxruntime or an `.engine` for tensorrt; an
+`.onnx` or `.engine` is used as it is (Ultralytics picks its runtime by suffix).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.inference.backends import BackendUnavailable
+from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
+from dgdehaze_core.inference.backends.selection import choose_backend
+
+LOG = logging.getLogger(__name__)
+
+DETECTOR_FORMATS = ("onnx", "engine")
+
+
+def _export_into(weights: Path, fmt: str, target: Path, imgsz: int, half: bool, int8: bool, dynamic: bool,
+                 data: str | None, device: str) -> None:
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-yolo-export-") as folder:
+        try:
+            copy = verified_copy(weights, Path(folder))
+        except UnsafeCheckpoint as exc:
+            raise RuntimeError(str(exc)) from None
+        options: dict[str, object] = {"format": fmt, "imgsz": imgsz, "half": half, "dynamic": dynamic,
+                                      "device": device, "verbose": False}
+        if fmt == "onnx":
+            options["simplify"] = False  # onnxslim would be installed at run time; ORT optimises the graph itself
+        if int8:
+            options["int8"] = True
+            if data:
+                options["data"] = data
+        try:
+            produced = YOLO(str(copy), task="detect").export(**options)
+        except Exception as exc:  # Ultralytics raises many types; the message is what the user needs
+            raise RuntimeError(f"Ultralytics could not export {weights} to {fmt}: {exc}") from exc
+        if not produced or not Path(produced).is_file():
+            raise RuntimeError(f"Ultralytics produced no {fmt} file from {weights}")
+        shutil.move(str(produced), target)
+
+
+def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: int = 640, half: bool = False,
+                    int8: bool = False, dynamic: bool = False, data: str | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None, device: str = "cpu") -> Path:
+    """An Ultralytics `.pt` exported to `fmt` ("onnx" or "engine"), from the cache when it is up to date.
+
+    int8 for "engine" calibrates on `data` (an Ultralytics dataset YAML); for "onnx" Ultralytics has no int8 path
+    (use onnxruntime.quantization.quantize_dynamic on the exported file).
+    """
+    weights = Path(weights)
+    if weights.suffix != ".pt":
+        raise ValueError(f"only a .pt detector can be exported, got {weights}")
+    if not weights.is_file():
+        raise FileNotFoundError(f"no such detector weights: {weights}")
+    if fmt not in DETECTOR_FORMATS:
+        raise ValueError(f"detector format must be one of {', '.join(DETECTOR_FORMATS)}, got {fmt!r}")
+    if imgsz % 32 or not 32 <= imgsz <= 4096:
+        raise ValueError(f"imgsz must be a multiple of 32 in [32, 4096], got {imgsz}")
+    if int8 and fmt == "onnx":
+        raise ValueError("Ultralytics exports int8 only as a TensorRT engine; quantise an ONNX file with "
+                         "onnxruntime.quantization.quantize_dynamic")
+    import ultralytics
+
+    runtime, gpu = f"ultralytics-{ultralytics.__version__}", "any"
+    if fmt == "engine":
+        from dgdehaze_core.inference.backends.tensorrt_backend import gpu_name, import_tensorrt
+
+        trt = import_tensorrt()
+        device = device if device.startswith("cuda") else "cuda:0"
+        runtime += f"-tensorrt-{trt.__version__}"
+        gpu = gpu_name(torch.device(device))
+    precision = "int8" if int8 else "fp16" if half else "fp32"
+    key = CacheKey(model_sha256=file_sha256(weights), runtime=runtime, device=gpu,
+                   shapes="images:dynamic" if dynamic else f"images:1x3x{imgsz}x{imgsz}", precision=precision,
+                   extra={"data": str(data)} if int8 and data else {})
+    cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
+    device_index = device.split(":")[1] if device.startswith("cuda:") else "0" if fmt == "engine" else "cpu"
+    path, _ = cache.get_or_build(
+        key, weights.stem, f".{fmt}",
+        lambda tmp: _export_into(weights, fmt, tmp, imgsz, half, int8, dynamic, data, device_index),
+        lambda p: p)
+    return path
+
+
+def detector_weights_for(weights: str | os.PathLike[str], backend: str = "auto", imgsz: int = 640,
+                         half: bool = False, device: str = "auto",
+                         cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The file `Detector` should load so the detector runs on `backend` ("auto", "tensorrt", "onnxruntime",
+    "torch"); exports a `.pt` when needed. `.onnx`/`.engine` files are returned as they are."""
+    weights = Path(weights)
+    if weights.suffix in (".onnx", ".engine"):
+        if backend not in ("auto", {".onnx": "onnxruntime", ".engine": "tensorrt"}[weights.suffix]):
+            raise ValueError(f"{weights.name} runs on {weights.suffix[1:]}'s runtime, not the {backend} backend")
+        return weights
+    choice = choose_backend(backend, device)
+    if choice.name == "torch":
+        return weights
+    fmt = "engine" if choice.name == "tensorrt" else "onnx"
+    try:
+        return export_detector(weights, fmt, imgsz=imgsz, half=half and fmt == "engine", cache_dir=cache_dir,
+                               device=choice.device)
+    except BackendUnavailable:
+        raise
+    except RuntimeError as exc:
+        if backend != "auto":
+            raise
+        LOG.warning("detector export to %s failed (%s); running the .pt with torch", fmt, exc)
+        return weights

@@ -1,0 +1,137 @@
+"""The shipped int8 detector at any input size: YOLOv8n rebuilt from the weights inside its ONNX file.
+
+`yolov8n_int8.onnx` was exported at a fixed 1x3x640x640 and then dynamically quantised (uint8 weights with a
+per-tensor scale and zero point, `ConvInteger` at run time). A fixed graph ignores `imgsz`: Ultralytics runs it at
+640 whatever is asked, so a smaller input buys no speed. No `.pt` can be downloaded here, but the file holds every
+weight: dequantised (w = (q - zero_point) * scale) they fill an Ultralytics YOLOv8n built from its YAML and fused,
+key for key. From that model:
+
+- `rebuild_float_detector()` gives the Ultralytics model (torch, float32; its weights carry the int8 rounding),
+  `save_float_detector()` writes it as a `.pt` that `dgdehaze export --detector` turns into an engine;
+- `dynamic_detector_exports()` exports it to a float ONNX with dynamic height/width and re-quantises that the way
+  the shipped file was made (`quantize_dynamic`, uint8 weights), so the int8 detector runs at 320, 480, 640, ...
+
+Both files are cached like engines (`EngineCache`), keyed by the int8 file's hash and the Ultralytics and ONNX
+Runtime versions. Re-quantising the dequantised weights reproduces the shipped uint8 weights exactly
+(tests/test_detector_rebuild.py checks that). At 640 the dynamic file still sees a slightly different input than
+the shipped one: Ultralytics letterboxes a dynamic model to the frame's aspect (640x480 for a 4:3 frame) and a
+fixed one to the padded 640x640 square, so scores differ by a few hundredths.
+"""
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgdehaze_core.detection.detector import DEFAULT_DETECTOR
+from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
+
+LOG = logging.getLogger(__name__)
+
+ARCHITECTURE = "yolov8n.yaml"
+"""The Ultralytics model definition the shipped file was exported from (its metadata says YOLOv8n)."""
+QUANTIZED_SUFFIX = "_quantized"
+
+
+def dequantized_state_dict(int8_onnx: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """The float weights and the class names inside a dynamically quantised Ultralytics ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(int8_onnx))
+    tensors = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    state: dict[str, np.ndarray] = {}
+    for name, values in tensors.items():
+        if name.endswith(".weight" + QUANTIZED_SUFFIX):
+            base = name[: -len(QUANTIZED_SUFFIX)]
+            scale, zero = tensors[base + "_scale"], tensors[base + "_zero_point"]
+            if scale.size != 1 or zero.size != 1:
+                raise ValueError(f"{int8_onnx}: {base} is quantised per channel; only per-tensor is supported")
+            state[base] = ((values.astype(np.float32) - np.float32(zero)) * np.float32(scale)).astype(np.float32)
+        elif name.startswith("model.") and name.endswith((".weight", ".bias")):
+            state[name] = values.astype(np.float32)
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    if not state or "names" not in metadata:
+        raise ValueError(f"{int8_onnx} is not a quantised Ultralytics detector (no model.* weights or class names)")
+    return state, {int(k): str(v) for k, v in ast.literal_eval(metadata["names"]).items()}
+
+
+def rebuild_float_detector(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR) -> Any:
+    """An `ultralytics.YOLO` (torch, fused, eval) holding the dequantised weights of `int8_onnx`."""
+    import torch
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    state, names = dequantized_state_dict(int8_onnx)
+    yolo = YOLO(ARCHITECTURE, task="detect")
+    yolo.model.fuse(verbose=False)
+    expected = {k for k in yolo.model.state_dict() if not k.endswith(("anchors", "strides"))}
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ValueError(f"{int8_onnx} does not hold a {ARCHITECTURE} model (missing {missing[:5]}, "
+                         f"unexpected {extra[:5]})")
+    yolo.model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    yolo.model.names = names
+    yolo.model.eval()
+    return yolo
+
+
+def save_float_detector(int8_onnx: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Write the rebuilt float detector as an Ultralytics `.pt` (atomically), for `export_detector` and for
+    runtimes that take a `.pt` (TensorRT engines are built from it: TensorRT has no ConvInteger)."""
+    from dgdehaze_core.io.atomic_files import atomic_path
+
+    yolo = rebuild_float_detector(int8_onnx)
+    with atomic_path(path) as tmp:
+        yolo.save(str(tmp))
+    return Path(path)
+
+
+def _export_float(int8_onnx: Path, target: Path) -> None:
+    yolo = rebuild_float_detector(int8_onnx)
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-yolo-rebuild-") as folder:
+        yolo.model.pt_path = str(Path(folder) / "yolov8n.pt")  # Ultralytics writes the export beside this path
+        produced = yolo.export(format="onnx", imgsz=640, dynamic=True, simplify=False, device="cpu", verbose=False)
+        if not produced or not Path(produced).is_file():
+            raise RuntimeError(f"Ultralytics produced no ONNX file from the rebuilt {ARCHITECTURE}")
+        shutil.move(str(produced), target)
+
+
+def _quantize(float_onnx: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.INFO)  # the quantiser logs one INFO line per tensor on the root logger
+    try:
+        quantize_dynamic(str(float_onnx), str(target), weight_type=QuantType.QUInt8)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def dynamic_detector_exports(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR,
+                             cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """{"fp32": float ONNX, "int8": re-quantised ONNX}, both with dynamic height and width, from the cache."""
+    import onnxruntime
+    import ultralytics
+
+    int8_onnx = Path(int8_onnx)
+    if not int8_onnx.is_file():
+        raise FileNotFoundError(f"no such detector file: {int8_onnx}")
+    cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
+    source = file_sha256(int8_onnx)
+    runtime = f"ultralytics-{ultralytics.__version__}-onnxruntime-{onnxruntime.__version__}"
+    stem = f"{int8_onnx.stem}-rebuilt"
+    float_key = CacheKey(source, runtime, "any", "images:dynamic", "fp32")
+    float_path, _ = cache.get_or_build(float_key, stem, ".onnx", lambda tmp: _export_float(int8_onnx, tmp),
+                                       lambda path: path)
+    int8_key = CacheKey(source, runtime, "any", "images:dynamic", "int8", {"fp32_sha256": file_sha256(float_path)})
+    int8_path, _ = cache.get_or_build(int8_key, stem, ".onnx", lambda tmp: _quantize(float_path, tmp),
+                                      lambda path: path)
+    LOG.info("dynamic detector exports of %s: %s, %s", int8_onnx.name, float_path, int8_path)
+    return {"fp32": float_path, "int8": int8_path}

@@ -1,0 +1,122 @@
+"""Inference backends: one network, several runtimes behind one small interface.
+
+A backend takes a batch of frames already padded to the network's stride, float32 NCHW RGB in [0, 1], and returns
+the network's outputs as float32 numpy arrays under the forward keys ("clear", "transmission", "airlight",
+"depth"), or, for a physics-only network, all of them but "clear". The pipeline (`inference.pipeline`) does
+everything else: colour conversion, resizing, padding, cropping and the physics output path, identically for every
+backend.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Protocol, Union
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dgdehaze_core.models import DGDehazeNet
+
+RUNTIMES = ("tensorrt", "onnxruntime", "torch")
+"""The runtimes a network runs on, in the order `auto` tries them (backends/selection.py)."""
+BACKENDS = ("auto", *RUNTIMES)
+"""What a `backend` option or parameter takes."""
+FILE_RUNTIMES = {".onnx": ("onnxruntime", "tensorrt"), ".engine": ("tensorrt",)}
+"""The runtimes an exported file runs on, its default first."""
+
+OUTPUT_NAMES = ("clear", "transmission", "airlight", "depth")
+"""Every output a network can give, with shapes (B,3,H,W), (B,1,H,W), (B,3,1,1), (B,1,H,W)."""
+PHYSICS_OUTPUTS = ("transmission", "airlight", "depth")
+"""What the physics output path J = (I - A) / t + A needs. A network exported with these alone leaves out the
+decoder's full-resolution image branch, a third of lite's time (docs/BENCHMARKS.md)."""
+
+
+def round_up_to_stride(value: int, stride: int) -> int:
+    """The smallest multiple of `stride` that is at least `value`: the size a frame is padded to."""
+    return -(-value // stride) * stride
+
+
+def check_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
+    """`outputs` in OUTPUT_NAMES order; ValueError unless it is OUTPUT_NAMES or PHYSICS_OUTPUTS."""
+    ordered = tuple(name for name in OUTPUT_NAMES if name in outputs)
+    if set(outputs) != set(ordered) or ordered not in (OUTPUT_NAMES, PHYSICS_OUTPUTS):
+        raise ValueError(f"network outputs must be {', '.join(OUTPUT_NAMES)} or {', '.join(PHYSICS_OUTPUTS)}; "
+                         f"got {', '.join(outputs)}")
+    return ordered
+
+
+def outputs_of(names: Iterable[str], source: object) -> tuple[str, ...]:
+    """The network outputs among a graph's or an engine's tensor `names`, in OUTPUT_NAMES order; ValueError naming
+    `source` when one that the physics path needs is missing."""
+    present = set(names)
+    missing = set(PHYSICS_OUTPUTS) - present
+    if missing:
+        raise ValueError(f"{source} lacks the outputs {sorted(missing)}")
+    return tuple(name for name in OUTPUT_NAMES if name in present)
+
+
+class InferenceBackend(Protocol):
+    """A loaded network on one runtime and device."""
+
+    name: str
+    """Runtime name shown in logs and benchmark tables: "torch", "onnxruntime", ..."""
+    stride: int
+    """Height and width of a batch must be multiples of this."""
+    outputs: tuple[str, ...]
+    """What `run` returns: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only network."""
+    fixed_size: tuple[int, int] | None
+    """(height, width) of the only input size a fixed-size export or engine takes; None: any multiple of stride."""
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """batch: (B, 3, H, W) float32 RGB in [0, 1] -> float32 arrays under `outputs`."""
+        ...
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run on this machine (library missing, no CUDA, provider absent)."""
+
+
+@dataclass(frozen=True)
+class NetworkSource:
+    """What a backend opens: an in-memory network (`network`; it runs on every runtime, exported to ONNX on the way
+    to ONNX Runtime and TensorRT) or an exported file (`file`: an .onnx export, or a prebuilt TensorRT .engine that
+    keeps the profile and precision it was built with)."""
+
+    network: DGDehazeNet | None = None
+    file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.network is None) == (self.file is None):
+            raise ValueError("a network source is either a network or a file")
+        if self.file is not None and self.file.suffix.lower() not in FILE_RUNTIMES:
+            raise ValueError(f"{self.file}: an exported network is a {' or '.join(FILE_RUNTIMES)} file")
+
+    @classmethod
+    def of(cls, source: Union["DGDehazeNet", "NetworkSource", str, os.PathLike[str]]) -> NetworkSource:
+        """A source from a network, a file path, or a source."""
+        if isinstance(source, NetworkSource):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            return cls(file=Path(os.fspath(source)))
+        return cls(network=source)
+
+    @property
+    def suffix(self) -> str:
+        """".onnx", ".engine", or "" for an in-memory network."""
+        return "" if self.file is None else self.file.suffix.lower()
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """The runtimes this source runs on, its default first (torch for an in-memory network)."""
+        return FILE_RUNTIMES[self.suffix] if self.file is not None else ("torch", "onnxruntime", "tensorrt")
+
+    def check_backend(self, backend: str) -> str:
+        """`backend` (one of BACKENDS) if this source can run on it; ValueError saying which ones it runs on."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+        if backend != "auto" and backend not in self.runtimes:
+            kind = "a TensorRT engine" if self.suffix == ".engine" else "an ONNX export"
+            raise ValueError(f"{self.file} is {kind}: it runs on the {' or '.join(self.runtimes)} backend, "
+                             f"not {backend}")
+        return backend

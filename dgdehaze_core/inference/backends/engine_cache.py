@@ -1,0 +1,195 @@
+"""A cache of built inference artifacts (TensorRT engines, exported detector files), rebuilt when stale.
+
+Building a TensorRT engine takes minutes and the result is only valid for one GPU model, one TensorRT version,
+one source model and one input-shape profile at one precision. Each cached artifact therefore carries its
+`CacheKey` in a JSON sidecar (`<artifact>.json`) together with the artifact's own SHA-256:
+
+- the key differs from the one asked for (new weights, TensorRT upgrade, another GPU, other shapes): **stale**,
+  rebuilt and replaced;
+- the sidecar is missing or unreadable, the artifact's hash does not match, or the loader rejects the bytes:
+  **corrupt**, rebuilt with a warning;
+- otherwise the artifact is loaded as it is.
+
+The artifact is written first and the sidecar second, both atomically (`atomic_files`), so a crash or a
+concurrent reader never sees half a file, and an artifact without its sidecar is never trusted. Builds of one
+artifact are serialised by an advisory lock (`<artifact>.lock`), so two nodes starting together build it once.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Generic, Iterator, TypeVar
+
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SIDECAR_SUFFIX = ".json"
+CACHE_FORMAT = 1
+"""Bumped when the sidecar layout changes; older sidecars are then stale."""
+
+
+def default_cache_dir() -> Path:
+    """$DGDEHAZE_ENGINE_CACHE, else ~/.cache/dgdehaze/engines (kept across runs and package upgrades)."""
+    configured = os.environ.get("DGDEHAZE_ENGINE_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "dgdehaze" / "engines"
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (engines and weights can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "none"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything a built artifact depends on.
+
+    model_sha256: hash of the source file (ONNX or .pt); runtime: e.g. "tensorrt-10.3.0";
+    device: GPU name (or "cpu"); shapes: the input profile, e.g. "hazy:1x3x256x256/1x3x480x640/1x3x1088x1920";
+    precision: "fp32", "fp16" or "int8"; extra: anything else that changes the build (calibration data hash).
+    """
+
+    model_sha256: str
+    runtime: str
+    device: str
+    shapes: str
+    precision: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"format": CACHE_FORMAT, **asdict(self)}
+
+    def file_stem(self, model_name: str) -> str:
+        """A readable file name for the artifact: model, precision, shapes and device; the versions and hashes
+        that make it stale live in the sidecar, so a rebuilt artifact replaces the old one instead of piling up."""
+        return "_".join(_slug(part) for part in (model_name, self.precision, self.shapes, self.device))
+
+
+def sidecar_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + SIDECAR_SUFFIX)
+
+
+def _read_sidecar(artifact: Path) -> dict[str, object] | str:
+    """The sidecar's record of `artifact`, or the reason there is none to trust ("missing" or "corrupt: ...")."""
+    sidecar = sidecar_path(artifact)
+    if not artifact.is_file():
+        return "missing"
+    try:
+        recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"corrupt: {artifact.name} has no sidecar {sidecar.name}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"corrupt: unreadable sidecar {sidecar.name} ({exc})"
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("key"), dict):
+        return f"corrupt: sidecar {sidecar.name} holds no key"
+    return recorded
+
+
+def _hash_problem(artifact: Path, recorded: dict[str, object]) -> str | None:
+    if recorded.get("sha256") != file_sha256(artifact):
+        return f"corrupt: {artifact.name} does not match the hash in its sidecar"
+    return None
+
+
+def check_artifact(artifact: Path, key: CacheKey) -> str | None:
+    """None when `artifact` is a valid build for `key`, else the reason it must be rebuilt
+    (starting with "missing", "stale" or "corrupt")."""
+    recorded = _read_sidecar(artifact)
+    if isinstance(recorded, str):
+        return recorded
+    wanted = key.as_dict()
+    built_for: dict[str, object] = recorded["key"]  # type: ignore[assignment]
+    if built_for != wanted:
+        changed = sorted(name for name in set(wanted) | set(built_for) if wanted.get(name) != built_for.get(name))
+        return f"stale: {', '.join(changed)} changed"
+    return _hash_problem(artifact, recorded)
+
+
+def recorded_key(artifact: Path) -> dict[str, object]:
+    """The key a prebuilt artifact (one copied in by hand, say) was built for, read from its sidecar once the
+    artifact's hash matches it; ValueError saying why it cannot be trusted otherwise."""
+    recorded = _read_sidecar(artifact)
+    if isinstance(recorded, str):
+        raise ValueError(f"{artifact}: {recorded}")
+    problem = _hash_problem(artifact, recorded)
+    if problem:
+        raise ValueError(f"{artifact}: {problem}")
+    return recorded["key"]  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _build_lock(artifact: Path) -> Iterator[None]:
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    with open(artifact.with_name(artifact.name + ".lock"), "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class EngineCache(Generic[T]):
+    """Artifacts under one directory, each built by a caller-supplied function and loaded by another.
+
+    `build(tmp_path)` must write the artifact to `tmp_path` (the cache renames it into place);
+    `load(path)` turns the file into the runtime object and raises on bytes it cannot use.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory).expanduser()
+
+    def path_for(self, key: CacheKey, model_name: str, suffix: str) -> Path:
+        return self.directory / f"{key.file_stem(model_name)}{suffix}"
+
+    def build(self, key: CacheKey, artifact: Path, build: Callable[[Path], None]) -> Path:
+        """Build `artifact` for `key` atomically and write its sidecar."""
+        with atomic_path(artifact) as tmp:
+            build(tmp)
+            if not tmp.is_file() or tmp.stat().st_size == 0:
+                raise RuntimeError(f"building {artifact.name} produced no file")
+            digest = file_sha256(tmp)
+        record = {"key": key.as_dict(), "sha256": digest, "bytes": artifact.stat().st_size}
+        atomic_write_text(sidecar_path(artifact), json.dumps(record, indent=2, sort_keys=True) + "\n")
+        LOG.info("cached %s (%d bytes)", artifact, record["bytes"])
+        return artifact
+
+    def get_or_build(self, key: CacheKey, model_name: str, suffix: str, build: Callable[[Path], None],
+                     load: Callable[[Path], T]) -> tuple[T, Path]:
+        """Load the cached artifact for `key`, building it first when it is missing, stale or corrupt."""
+        artifact = self.path_for(key, model_name, suffix)
+        reason = check_artifact(artifact, key)
+        if reason is None:
+            try:
+                return load(artifact), artifact
+            except Exception as exc:  # a loader (TensorRT, ORT) rejecting the bytes is corruption, not a crash
+                reason = f"corrupt: the loader rejected it ({exc})"
+        with _build_lock(artifact):
+            loader_rejected = reason.startswith("corrupt: the loader")
+            if not loader_rejected and check_artifact(artifact, key) is None:
+                LOG.info("%s was built by another process meanwhile", artifact.name)
+                return load(artifact), artifact
+            if reason == "missing":
+                LOG.info("no cached %s; building it", artifact.name)
+            elif reason.startswith("stale"):
+                LOG.info("cached %s is %s; rebuilding", artifact.name, reason)
+            else:
+                LOG.warning("cached %s is %s; rebuilding", artifact.name, reason)
+            self.build(key, artifact, build)
+        return load(artifact), artifact

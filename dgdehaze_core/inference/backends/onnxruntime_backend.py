@@ -1,0 +1,83 @@
+"""ONNX Runtime backend: an exported network (`inference.export.to_onnx`) on the execution providers it is given.
+
+`providers` are ONNX Runtime's: names, or (name, options) pairs, in priority order; the CPU provider alone when
+none are given. `backends.selection` gives the TensorRT (with its engine cache options) and CUDA providers, the CPU
+one last, when the device is a GPU and this onnxruntime has them; the CPU provider alone otherwise."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from dgdehaze_core.inference.backends import outputs_of
+
+LOG = logging.getLogger(__name__)
+
+ARENA_KEEP_PIXELS = 1920 * 1088
+"""Inputs up to this size reuse ONNX Runtime's memory arena from run to run (the fast path of a camera's steady
+stream); after a larger one (a 4K frame) the arena gives back what that run grew, so a few huge frames do not
+leave the process gigabytes larger."""
+
+
+def default_threads() -> int:
+    """Intra-op threads: the cores this process may use, at most 4 (more rarely helps a network this small and
+    takes cores from the rest of the robot's stack)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count() or 1
+    return max(1, min(4, available))
+
+
+class OnnxRuntimeBackend:
+    """Runs a dgdehaze ONNX file; the stride is read from the file's metadata, the outputs from its graph (all of
+    OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only export)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
+                 providers: list[str | tuple[str, dict[str, object]]] | None = None) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such ONNX file: {path}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # ORT's intra-op threads spin after each run by default; on a robot the cores are shared (the detector's
+        # own session, ROS, the rest of the stack) and the spinning threads steal them (docs/BENCHMARKS.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
+            raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if "dgdehaze_stride" not in metadata:
+            raise ValueError(f"{path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")
+        self.stride = int(metadata["dgdehaze_stride"])
+        self.config_name = metadata.get("dgdehaze_config", "unknown")
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        self.input_dtype = np.float16 if "float16" in graph_input.type else np.float32
+        height, width = graph_input.shape[2:4]
+        self.fixed_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+        self.outputs = outputs_of((output.name for output in self.session.get_outputs()), path)
+        self.threads = options.intra_op_num_threads
+        LOG.info("onnxruntime backend: %s (%s model, %d threads, %s)", path, self.config_name, self.threads,
+                 self.session.get_providers()[0])
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        options = None
+        if batch.shape[-2] * batch.shape[-1] > ARENA_KEEP_PIXELS:
+            options = ort.RunOptions()
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        outputs = self.session.run(list(self.outputs), {self.input_name: batch.astype(self.input_dtype, copy=False)},
+                                   options)
+        return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self.outputs, outputs)}

@@ -1,0 +1,207 @@
+"""Which runtime runs the network here: `backend: auto` picks the fastest one available and says why.
+
+Order of preference, fastest first (docs/DEPLOYMENT.md):
+1. `tensorrt` on a CUDA device, when TensorRT 10 imports and CUDA works;
+2. `onnxruntime` with its TensorRT or CUDA execution provider, when the installed onnxruntime has one;
+3. `torch` on CUDA;
+4. on CPU, `onnxruntime`: it fuses the convolutions, norms and attention the eager model runs op by op, and
+   runs the networks faster than torch eager (docs/BENCHMARKS.md); `torch` when onnxruntime is not installed.
+
+An explicit request ("tensorrt", "onnxruntime", "torch") is honoured or refused with `BackendUnavailable`, never
+silently replaced.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from dgdehaze_core.devices import DeviceUnavailable, resolve_device
+from dgdehaze_core.inference.backends import (BACKENDS, OUTPUT_NAMES, BackendUnavailable, InferenceBackend,
+                                              NetworkSource, check_outputs)
+from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
+
+if TYPE_CHECKING:
+    from dgdehaze_core.models import DGDehazeNet
+
+LOG = logging.getLogger(__name__)
+
+ORT_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """A runtime, the device it runs on, ONNX Runtime providers in priority order, and why it was chosen."""
+
+    name: str
+    device: str
+    providers: tuple[str, ...]
+    reason: str
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when the TensorRT backend can run here, else why not."""
+    from dgdehaze_core.inference.backends.tensorrt_backend import import_tensorrt
+
+    try:
+        import_tensorrt()
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def onnxruntime_providers() -> tuple[str, ...] | None:
+    """The execution providers of the installed onnxruntime, or None when it does not import."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return tuple(onnxruntime.get_available_providers())
+
+
+def _wants_cuda(device: str) -> bool:
+    return resolve_device(device).type == "cuda"
+
+
+def _cuda_device(device: str) -> str:
+    return "cuda:0" if device == "auto" else device
+
+
+def choose_backend(requested: str = "auto", device: str = "auto", log: bool = True) -> BackendChoice:
+    """Resolve `requested` (one of BACKENDS) on `device` ("auto", "cpu", "cuda", "cuda:N") to a BackendChoice;
+    `log` says which and why (off for a mere check, e.g. of a parameter value)."""
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown backend {requested!r}; known: {', '.join(BACKENDS)}")
+    try:
+        resolve_device(device)
+    except DeviceUnavailable as exc:
+        raise BackendUnavailable(str(exc)) from None
+    choice = _choose(requested, device)
+    if log:
+        LOG.info("backend %s on %s -> %s (%s): %s", requested, device, choice.name, choice.device, choice.reason)
+    return choice
+
+
+def _choose(requested: str, device: str) -> BackendChoice:
+    cuda = _wants_cuda(device)
+    providers = onnxruntime_providers()
+    gpu_providers = tuple(p for p in ORT_GPU_PROVIDERS if providers and p in providers)
+    skipped: list[str] = []
+
+    if requested in ("auto", "tensorrt"):
+        reason = "the device is the CPU" if device == "cpu" else tensorrt_unavailable_reason()
+        if reason is None:
+            return BackendChoice("tensorrt", _cuda_device(device), (), "TensorRT engine on CUDA, the fastest runtime")
+        if requested == "tensorrt":
+            raise BackendUnavailable(f"tensorrt backend unavailable: {reason}")
+        skipped.append(f"tensorrt skipped ({reason})")
+
+    if requested in ("auto", "onnxruntime"):
+        if providers is None:
+            if requested == "onnxruntime":
+                raise BackendUnavailable("onnxruntime backend unavailable: onnxruntime is not installed")
+            skipped.append("onnxruntime skipped (not installed)")
+        elif cuda and gpu_providers:
+            return BackendChoice("onnxruntime", _cuda_device(device), (*gpu_providers, "CPUExecutionProvider"),
+                                 "; ".join([*skipped, f"ONNX Runtime with {', '.join(gpu_providers)}"]))
+        elif cuda and requested == "onnxruntime":
+            if device != "auto":
+                raise BackendUnavailable(f"onnxruntime on {device} needs the CUDA or TensorRT execution provider; "
+                                         f"this onnxruntime has {', '.join(providers)} (pip install onnxruntime-gpu)")
+            return BackendChoice("onnxruntime", "cpu", ("CPUExecutionProvider",), "; ".join(
+                [*skipped, f"no GPU execution provider in this onnxruntime ({', '.join(providers)}); on the CPU"]))
+        elif cuda:
+            skipped.append("onnxruntime skipped (no CUDA or TensorRT execution provider, and torch on CUDA beats "
+                           "ONNX Runtime on the CPU)")
+        else:
+            return BackendChoice("onnxruntime", "cpu", ("CPUExecutionProvider",), "; ".join(
+                [*skipped, "ONNX Runtime on the CPU runs the fused graph faster than torch eager "
+                           "(docs/BENCHMARKS.md)"]))
+
+    if cuda:
+        return BackendChoice("torch", _cuda_device(device), (), "; ".join([*skipped, "torch eager on CUDA"]))
+    return BackendChoice("torch", "cpu", (), "; ".join([*skipped, "torch eager on CPU"]))
+
+
+def model_digest(model: "DGDehazeNet") -> str:
+    """SHA-256 over a model's configuration and weights: the cache key of its exports."""
+    digest = hashlib.sha256(f"{model.config_name}|{model.depth_guidance}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.PathLike[str] | None = None,
+                outputs: tuple[str, ...] = OUTPUT_NAMES) -> Path:
+    """The model exported to ONNX (dynamic batch, height and width) with `outputs`, from the cache when these
+    exact weights were exported before by this torch version; an export takes half a minute on a 2-core CPU."""
+    from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION
+    from dgdehaze_core.inference.export.to_onnx import DEFAULT_OPSET, export_onnx
+
+    outputs = check_outputs(outputs)
+    runtime = f"torch-{torch.__version__}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
+    key = CacheKey(model_sha256=model_digest(model), runtime=runtime, device="any", shapes="dynamic",
+                   precision="fp16" if half else "fp32", extra={"outputs": ",".join(outputs)})
+    cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
+    stem = f"dgdehaze-{model.config_name}-{key.model_sha256[:12]}" + ("" if "clear" in outputs else "-physics")
+    path, _ = cache.get_or_build(key, stem, ".onnx", lambda tmp: export_onnx(model, tmp, half=half, outputs=outputs),
+                                 _check_onnx)
+    return path
+
+
+def _check_onnx(path: Path) -> Path:
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str], backend: str = "auto",
+                   device: str = "auto", half: bool = False, threads: int | None = None,
+                   camera_size: tuple[int, int] = (640, 480), cache_dir: str | os.PathLike[str] | None = None,
+                   outputs: tuple[str, ...] = OUTPUT_NAMES) -> InferenceBackend:
+    """Open `source` (an in-memory network, an exported .onnx file or a prebuilt TensorRT .engine, see
+    `NetworkSource`) on the chosen backend; ValueError when the source does not run on `backend`.
+
+    half: fp16 (torch CUDA, TensorRT, ONNX Runtime GPU providers; ignored on the CPU, where it is slower).
+    camera_size: (width, height) the TensorRT profile is optimised for. Exports and engines are cached in
+    `cache_dir` (default: $DGDEHAZE_ENGINE_CACHE or ~/.cache/dgdehaze/engines).
+    outputs: what an in-memory network is run or exported with (PHYSICS_OUTPUTS drops the decoder's image); an
+    .onnx file keeps the outputs it was exported with.
+    """
+    source = NetworkSource.of(source)
+    source.check_backend(backend)
+    if source.suffix == ".engine":
+        from dgdehaze_core.inference.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend.from_engine(source.file, device=choose_backend("tensorrt", device).device)
+    choice = choose_backend(backend, device)
+    if half and choice.device == "cpu":
+        LOG.info("half precision is ignored on the CPU (fp16 runs slower there than fp32)")
+        half = False
+    if choice.name == "torch":
+        from dgdehaze_core.inference.backends.torch_backend import TorchBackend
+
+        return TorchBackend(source.network, device=choice.device, half=half, outputs=outputs)
+    onnx_file = source.file or cached_onnx(source.network, half=half and choice.name == "onnxruntime",
+                                           cache_dir=cache_dir, outputs=outputs)
+    if choice.name == "onnxruntime":
+        from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        trt_options = {"trt_fp16_enable": half, "trt_engine_cache_enable": True,
+                       "trt_engine_cache_path": str(Path(cache_dir or default_cache_dir()) / "onnxruntime-trt")}
+        providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name
+                     for name in choice.providers]
+        return OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
+    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, TensorRTBackend, _onnx_stride
+
+    width, height = camera_size
+    profile = ShapeProfile.for_camera(height, width, _onnx_stride(onnx_file))
+    return TensorRTBackend(onnx_file, profile, precision="fp16" if half else "fp32", cache_dir=cache_dir,
+                           device=choice.device)

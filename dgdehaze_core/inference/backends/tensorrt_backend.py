@@ -1,0 +1,361 @@
+"""TensorRT backend: an exported dgdehaze ONNX file built into a TensorRT 10 engine and run on CUDA.
+
+The engine is built with TensorRT's own Python API (no trtexec, no polygraphy): the ONNX parser fills a network,
+one optimisation profile covers the input sizes a camera may deliver, and fp16 (or int8 with entropy calibration
+on a folder of images) is enabled in the builder configuration. Engines are cached by `EngineCache`, keyed by GPU,
+TensorRT version, ONNX hash, shape profile and precision, and rebuilt when any of them changes.
+
+A prebuilt engine (`dgdehaze export --format engine`, or one copied from a cache) is loaded as it is by
+`TensorRTBackend.from_engine`: its sidecar says the profile, precision and stride it was built with, and an engine
+built by another TensorRT version or on another GPU is refused with the command that rebuilds it.
+
+Inference binds torch CUDA tensors as the engine's buffers (`set_tensor_address`) and runs `execute_async_v3` on
+torch's current stream, so no pycuda or cuda-python is needed.
+
+`tensorrt` is imported inside the functions: this module imports everywhere and raises `BackendUnavailable` with
+the reason where TensorRT or CUDA is missing. Not run on the development machine (no GPU): see docs/DEPLOYMENT.md.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
+from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
+                                                           recorded_key)
+from dgdehaze_core.io.images import bgr_to_rgb_float, list_images, read_image
+
+LOG = logging.getLogger(__name__)
+
+INPUT_NAME = "hazy"
+PRECISIONS = ("fp32", "fp16", "int8")
+WORKSPACE_BYTES = 2 << 30
+"""Builder scratch memory limit (2 GiB): enough for these networks, small enough for an 8 GB Jetson."""
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """The TensorRT optimisation profile of the input: smallest, typical and largest (B, 3, H, W)."""
+
+    min: tuple[int, int, int, int]
+    opt: tuple[int, int, int, int]
+    max: tuple[int, int, int, int]
+
+    def __post_init__(self) -> None:
+        for low, mid, high in zip(self.min, self.opt, self.max):
+            if not 1 <= low <= mid <= high:
+                raise ValueError(f"shape profile must satisfy 1 <= min <= opt <= max per axis, got {self}")
+
+    @classmethod
+    def for_camera(cls, height: int, width: int, stride: int, max_batch: int = 1) -> ShapeProfile:
+        """Optimised for (height, width) rounded up to the stride; any size from 2 strides up to 1.5x (at
+        least 1920x1088) is accepted, so a resized stream or a working-size change keeps the engine."""
+        opt_h, opt_w = round_up_to_stride(height, stride), round_up_to_stride(width, stride)
+        max_h = round_up_to_stride(max(int(opt_h * 1.5), 1088), stride)
+        max_w = round_up_to_stride(max(int(opt_w * 1.5), 1920), stride)
+        return cls((1, 3, 2 * stride, 2 * stride), (1, 3, opt_h, opt_w), (max_batch, 3, max_h, max_w))
+
+    def describe(self) -> str:
+        def dims(shape: tuple[int, ...]) -> str:
+            return "x".join(str(v) for v in shape)
+        return f"{INPUT_NAME}:{dims(self.min)}/{dims(self.opt)}/{dims(self.max)}"
+
+    @classmethod
+    def parse(cls, text: str) -> ShapeProfile:
+        """The inverse of `describe`: "hazy:1x3x64x64/1x3x480x640/1x3x1088x1920" -> ShapeProfile."""
+        name, _, shapes = text.partition(":")
+        parts = shapes.split("/")
+        try:
+            dims = [tuple(int(v) for v in part.split("x")) for part in parts]
+        except ValueError:
+            dims = []
+        if name != INPUT_NAME or len(dims) != 3 or any(len(d) != 4 for d in dims):
+            raise ValueError(f"not a shape profile: {text!r} (expected {INPUT_NAME}:BxCxHxW/BxCxHxW/BxCxHxW)")
+        return cls(*dims)  # type: ignore[arg-type]
+
+    def contains(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) == 4 and all(lo <= v <= hi for lo, v, hi in zip(self.min, shape, self.max))
+
+
+def import_tensorrt() -> ModuleType:
+    """The `tensorrt` module, or BackendUnavailable saying why it cannot be used here."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BackendUnavailable(f"TensorRT is not installed ({exc}); on Jetson it comes with JetPack, on x86 "
+                                 f"`pip install tensorrt`") from None
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("TensorRT is installed but CUDA is not available to torch")
+    major = int(str(trt.__version__).split(".")[0])
+    if major < 10:
+        raise BackendUnavailable(f"TensorRT {trt.__version__} found; dgdehaze needs TensorRT 10 or later")
+    return trt
+
+
+def gpu_name(device: torch.device) -> str:
+    """GPU model and compute capability: engines are specific to both."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(index)
+    return f"{torch.cuda.get_device_name(index)} sm{major}{minor}"
+
+
+def _calibration_images(calib_dir: Path) -> list[Path]:
+    images = list_images(calib_dir)
+    if not images:
+        raise ValueError(f"no images to calibrate int8 with in {calib_dir}")
+    return images
+
+
+def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: int, cache_file: Path) -> Any:
+    """An IInt8EntropyCalibrator2 that feeds `images` (resized to the profile's opt size) one at a time."""
+
+    class FolderCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.pending = list(images)
+            self.buffer = torch.empty((1, 3, height, width), dtype=torch.float32, device="cuda")
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            while self.pending:
+                path = self.pending.pop(0)
+                try:
+                    frame = cv2.resize(read_image(path), (width, height), interpolation=cv2.INTER_AREA)
+                except ValueError as exc:
+                    LOG.warning("calibration skips %s: %s", path, exc)
+                    continue
+                rgb = bgr_to_rgb_float(frame).transpose(2, 0, 1)[None]
+                self.buffer.copy_(torch.from_numpy(np.ascontiguousarray(rgb)))
+                torch.cuda.synchronize()
+                return [int(self.buffer.data_ptr())]
+            return None
+
+        def read_calibration_cache(self) -> bytes | None:
+            return cache_file.read_bytes() if cache_file.is_file() else None
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            from dgdehaze_core.io.atomic_files import atomic_write_bytes
+            atomic_write_bytes(cache_file, bytes(cache))
+
+    return FolderCalibrator()
+
+
+def _onnx_input_is_half(onnx_path: Path) -> bool:
+    import onnx
+
+    graph_input = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
+    return graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], profile: ShapeProfile,
+                 precision: str = "fp16", calib_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Parse `onnx_path`, build a serialized engine for `profile` at `precision`, write it to `engine_path`.
+
+    An fp16 ONNX file (exported with half=True) is built as a strongly typed network: its own types decide the
+    precision and the FP16 builder flag is not allowed. An fp32 file is built weakly typed with the FP16 (and
+    for int8 the INT8) flag, with normalisation layers held in fp32 where fp16 would overflow.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and calib_dir is None:
+        raise ValueError("int8 engines need calibration images (--calib DIR)")
+    trt = import_tensorrt()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    strongly_typed = _onnx_input_is_half(onnx_path)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    optimisation = builder.create_optimization_profile()
+    optimisation.set_shape(network.get_input(0).name, profile.min, profile.opt, profile.max)
+    config.add_optimization_profile(optimisation)
+    if not strongly_typed and precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+        for index in range(network.num_layers):
+            layer = network.get_layer(index)
+            if layer.type == trt.LayerType.NORMALIZATION:
+                layer.precision = trt.float32
+                layer.set_output_type(0, trt.float32)
+    if not strongly_typed and precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        images = _calibration_images(Path(calib_dir))  # type: ignore[arg-type]
+        cache_file = engine_path.with_name(engine_path.name + ".calib")
+        config.int8_calibrator = _make_calibrator(trt, images, profile.opt[2], profile.opt[3], cache_file)
+        config.set_calibration_profile(optimisation)
+    LOG.info("building TensorRT %s engine from %s for %s (%s typed); this takes a while", precision,
+             onnx_path.name, profile.describe(), "strongly" if strongly_typed else "weakly")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
+    engine_path.write_bytes(bytes(serialized))
+    return engine_path
+
+
+def engine_key(onnx_path: Path, stride: int, profile: ShapeProfile, precision: str, device: torch.device,
+               calib_dir: Path | None = None) -> CacheKey:
+    """The cache key of an engine: GPU, TensorRT version, ONNX hash, profile, precision (and calibration set);
+    the network's `stride` rides along so that the engine alone, with its sidecar, can be loaded later."""
+    trt = import_tensorrt()
+    extra = {"stride": str(stride)}
+    if precision == "int8" and calib_dir is not None:
+        extra["calibration"] = ",".join(sorted(p.name for p in _calibration_images(calib_dir)))
+    return CacheKey(model_sha256=file_sha256(onnx_path), runtime=f"tensorrt-{trt.__version__}",
+                    device=gpu_name(device), shapes=profile.describe(), precision=precision, extra=extra)
+
+
+@dataclass(frozen=True)
+class PrebuiltEngine:
+    """What a prebuilt engine's sidecar says about it."""
+
+    profile: ShapeProfile
+    precision: str
+    stride: int
+
+
+def prebuilt_engine(engine_path: Path, runtime: str, device_name: str) -> PrebuiltEngine:
+    """Read and check the sidecar of a prebuilt dgdehaze engine for this TensorRT `runtime` ("tensorrt-10.3.0")
+    and GPU `device_name`; ValueError saying what is wrong (no sidecar, bytes changed, another TensorRT or GPU)."""
+    if not engine_path.is_file():
+        raise FileNotFoundError(f"no such engine file: {engine_path}")
+    key = recorded_key(engine_path)
+    rebuild = "rebuild it here with `dgdehaze export --format engine`, or give the .pt / .onnx weights"
+    for field_name, here in (("runtime", runtime), ("device", device_name)):
+        if key.get(field_name) != here:
+            raise ValueError(f"{engine_path} was built for {field_name} {key.get(field_name)!r}, this machine has "
+                             f"{here!r}: an engine runs only where it was built; {rebuild}")
+    extra = key.get("extra")
+    stride = extra.get("stride") if isinstance(extra, dict) else None
+    if stride is None or not str(stride).isdigit():
+        raise ValueError(f"{engine_path}: its sidecar records no network stride (not a dgdehaze engine, or one "
+                         f"built before strides were recorded); {rebuild}")
+    return PrebuiltEngine(ShapeProfile.parse(str(key.get("shapes"))), str(key.get("precision")), int(stride))
+
+
+class TensorRTBackend:
+    """A dgdehaze network as a TensorRT engine, built from its ONNX file into the cache or loaded prebuilt
+    (`from_engine`); `run` takes and returns host arrays like every backend."""
+
+    name = "tensorrt"
+
+    def __init__(self, onnx_path: str | os.PathLike[str], profile: ShapeProfile, precision: str = "fp16",
+                 cache_dir: str | os.PathLike[str] | None = None, calib_dir: str | os.PathLike[str] | None = None,
+                 device: str = "cuda:0") -> None:
+        trt = import_tensorrt()
+        onnx_path = Path(onnx_path)
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"no such ONNX file: {onnx_path}")
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
+        self.profile = profile
+        self.stride = _onnx_stride(onnx_path)
+        self.runtime = runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        calib = Path(calib_dir) if calib_dir is not None else None
+        key = engine_key(onnx_path, self.stride, profile, precision, self.device, calib)
+        cache: EngineCache[Any] = EngineCache(cache_dir or default_cache_dir())
+
+        def load(path: Path) -> Any:
+            engine = runtime.deserialize_cuda_engine(path.read_bytes())
+            if engine is None:
+                raise RuntimeError("deserialize_cuda_engine returned None")
+            return engine
+
+        with torch.cuda.device(self.device):
+            engine, engine_path = cache.get_or_build(
+                key, onnx_path.stem, ".engine", lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib),
+                load)
+        self._bind(trt, engine, engine_path, precision)
+
+    @classmethod
+    def from_engine(cls, engine_path: str | os.PathLike[str], device: str = "cuda:0") -> TensorRTBackend:
+        """A prebuilt engine with its sidecar, loaded as it is (no ONNX file, no build); refused with the reason
+        when it was built by another TensorRT version or on another GPU."""
+        trt = import_tensorrt()
+        engine_path = Path(engine_path)
+        self = cls.__new__(cls)
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
+        built = prebuilt_engine(engine_path, f"tensorrt-{trt.__version__}", gpu_name(self.device))
+        self.profile, self.stride = built.profile, built.stride
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        with torch.cuda.device(self.device):
+            engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if engine is None:
+            raise ValueError(f"TensorRT could not load {engine_path} (deserialize_cuda_engine returned None)")
+        self._bind(trt, engine, engine_path, built.precision)
+        return self
+
+    def _bind(self, trt: ModuleType, engine: Any, engine_path: Path, precision: str) -> None:
+        self.engine, self.engine_path = engine, engine_path
+        fixed = self.profile.min[2:] == self.profile.max[2:]
+        self.fixed_size = (self.profile.min[2], self.profile.min[3]) if fixed else None
+        with torch.cuda.device(self.device):
+            self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.outputs = outputs_of(names, f"engine {self.engine_path}")
+        self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
+        LOG.info("tensorrt backend: %s (%s, %s) on %s", self.engine_path.name, precision, self.profile.describe(),
+                 gpu_name(self.device))
+
+    def __del__(self) -> None:
+        """Release the context, then the engine, then the runtime: TensorRT 10 calls destroying a runtime before
+        the engines it deserialized undefined behaviour, and plain attribute teardown would release the runtime
+        (set first) first."""
+        for name in ("context", "engine", "runtime"):
+            self.__dict__.pop(name, None)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if not self.profile.contains(batch.shape):
+            raise ValueError(f"input {batch.shape} is outside the engine's profile {self.profile.describe()}; "
+                             f"set a working size inside it (node: working_width/working_height)")
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream(self.device)
+            hazy = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtypes[self.input_name])
+            self.context.set_input_shape(self.input_name, tuple(hazy.shape))
+            self.context.set_tensor_address(self.input_name, hazy.data_ptr())
+            outputs: dict[str, torch.Tensor] = {}
+            for name in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(name))
+                outputs[name] = torch.empty(shape, dtype=self.dtypes[name], device=self.device)
+                self.context.set_tensor_address(name, outputs[name].data_ptr())
+            if not self.context.execute_async_v3(stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+            stream.synchronize()
+            return {name: value.float().cpu().numpy() for name, value in outputs.items()}
+
+
+def _torch_dtype(trt: ModuleType, dtype: Any) -> torch.dtype:
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
+             trt.int8: torch.int8, trt.bool: torch.bool}
+    if dtype not in table:
+        raise ValueError(f"unsupported engine tensor type {dtype}")
+    return table[dtype]
+
+
+def _onnx_stride(onnx_path: Path) -> int:
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    if "dgdehaze_stride" not in metadata:
+        raise ValueError(f"{onnx_path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")
+    return int(metadata["dgdehaze_stride"])

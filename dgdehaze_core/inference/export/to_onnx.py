@@ -1,0 +1,94 @@
+"""Export a DGDehazeNet to ONNX with dynamic batch, height and width, written atomically.
+
+The graph has one input, "hazy" (B, 3, H, W) RGB in [0, 1] with H and W multiples of the model's stride, and the
+outputs "clear", "transmission", "airlight", "depth" (the model's forward keys), or with
+`outputs=PHYSICS_OUTPUTS` all but "clear": the graph then leaves out the decoder's image branch, which the physics
+output path does not use. The stride, configuration and outputs are stored in the file's metadata
+(`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_depth_guidance`, `dgdehaze_outputs`) so that a runtime can pad
+frames without the PyTorch model. The graph gets the output-preserving rewrites of
+`dgdehaze_core.inference.export.graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from dgdehaze_core.inference.backends import OUTPUT_NAMES, check_outputs
+from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION, rewrite_for_runtimes
+from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.models import DGDehazeNet
+
+LOG = logging.getLogger(__name__)
+
+INPUT_NAME = "hazy"
+DEFAULT_OPSET = 18
+
+
+class _TupleOutputs(torch.nn.Module):
+    """The model with its dict returned as a tuple in `outputs` order (ONNX outputs are positional)."""
+
+    def __init__(self, model: DGDehazeNet, outputs: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.outputs = outputs
+
+    def forward(self, hazy: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(hazy, with_clear="clear" in self.outputs)
+        return tuple(outputs[name] for name in self.outputs)
+
+
+def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
+                dynamic: bool = True, half: bool = False, example_size: tuple[int, int] | None = None,
+                outputs: tuple[str, ...] = OUTPUT_NAMES) -> Path:
+    """Write `model` (eval mode, on CPU) as an ONNX file at `path` and return the path.
+
+    dynamic: batch, height and width are free (any multiple of the stride); otherwise fixed to `example_size`.
+    half: weights and input/outputs in float16 (for GPU runtimes; ONNX Runtime's CPU provider runs it slowly).
+    example_size: (height, width) of the tracing input; default 4 strides square.
+    outputs: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a graph without the decoder's image.
+    """
+    outputs = check_outputs(outputs)
+    if opset < 17:
+        raise ValueError(f"opset must be 17 or later (LayerNormalization), got {opset}")
+    stride = model.stride
+    height, width = example_size or (4 * stride, 4 * stride)
+    if height % stride or width % stride:
+        raise ValueError(f"example_size {height}x{width} must be a multiple of the stride {stride}")
+    wrapped = _TupleOutputs(copy.deepcopy(model).cpu().eval(), outputs)
+    dtype = torch.float16 if half else torch.float32
+    wrapped = wrapped.to(dtype)
+    example = torch.rand(2 if dynamic else 1, 3, height, width, dtype=dtype)  # size-1 dims would be specialised
+    dynamic_shapes = None
+    if dynamic:
+        batch_dim = torch.export.Dim("batch", min=1, max=64)
+        rows = torch.export.Dim("rows", min=1, max=8192 // stride)
+        cols = torch.export.Dim("cols", min=1, max=8192 // stride)
+        dynamic_shapes = {"hazy": {0: batch_dim, 2: stride * rows, 3: stride * cols}}
+    for chatty in ("onnx_ir", "onnxscript"):  # one INFO line per folded constant otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
+                                    input_names=[INPUT_NAME], output_names=list(outputs),
+                                    dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
+                                    verbose=False)
+        program.save(str(tmp), external_data=False)
+        proto = onnx.load(str(tmp))
+        rewritten = rewrite_for_runtimes(proto)
+        meta = {"dgdehaze_stride": str(stride), "dgdehaze_config": model.config_name,
+                "dgdehaze_depth_guidance": str(bool(model.depth_guidance)), "dgdehaze_outputs": ",".join(outputs),
+                "dgdehaze_graph_rewrites": f"v{GRAPH_REWRITES_VERSION}: {rewritten}"}
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+    LOG.info("exported %s model to %s (opset %d, %s, %s, outputs %s)", model.config_name, path, opset,
+             "dynamic HxW" if dynamic else f"{height}x{width}", "fp16" if half else "fp32", ",".join(outputs))
+    return Path(path)

@@ -1,0 +1,107 @@
+"""The node's work on one camera frame, written once: the node, bag evaluation and `dgdehaze bench chain` call it.
+
+    frame (uint8 BGR) -> dehaze (image, depth, transmission, haze density)
+                      -> detect on schedule (every `interval`-th frame; on the dehazed frame, the raw one or both
+                         fused) -> each detection's median depth in its box
+
+Two steps, so that a caller can publish the dehazed image before the detector runs (the node does: detection never
+delays the image) and can hand `detect` another depth map for the distances (the node's depth in metres when the
+fog gives the scale). Calling the chain runs both with the network's relative depth.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from dgdehaze_core.detection.detector import Detection, Detector, median_depth
+from dgdehaze_core.detection.fusion import FrameDetector
+from dgdehaze_core.detection.schedule import DetectionSchedule
+from dgdehaze_core.inference.dehaze_result import DehazeResult
+from dgdehaze_core.inference.pipeline import DehazePipeline
+
+
+@dataclass
+class DehazedFrame:
+    """The first step's output: the input frame, what the pipeline made of it, and how long that took."""
+
+    frame: np.ndarray
+    result: DehazeResult
+    dehaze_ms: float
+
+
+@dataclass
+class FrameDetections:
+    """The second step's output: the detections for this frame and the depth in each box.
+
+    fresh: the detector ran on this frame; otherwise the detections are its last run's, `age` frames old (and
+    none without a detector). depths: the median of the depth map in each box, in that map's units, NaN where
+    the box holds no valid depth."""
+
+    detections: list[Detection]
+    fresh: bool
+    age: int
+    depths: list[float]
+    detect_ms: float
+
+
+@dataclass
+class FrameOutput:
+    """Everything the chain makes of one frame: the outputs a node publishes for it."""
+
+    dehazed: DehazedFrame
+    detected: FrameDetections
+
+    @property
+    def result(self) -> DehazeResult:
+        return self.dehazed.result
+
+    @property
+    def compute_ms(self) -> float:
+        """Dehazing plus detection, without any waiting or conversion around them."""
+        return self.dehazed.dehaze_ms + self.detected.detect_ms
+
+
+NO_DETECTIONS = FrameDetections([], False, 0, [], 0.0)
+
+
+def detection_schedule(detector: Detector, interval: int = 1, detection_input: str = "dehazed") -> DetectionSchedule:
+    """The detector as a chain runs it: every `interval`-th frame, on `detection_input` (see `detection.fusion`).
+    A caller that swaps its pipeline keeps the schedule, so the count of frames goes on."""
+    return DetectionSchedule(FrameDetector(detector, detection_input), interval)
+
+
+class FrameChain:
+    """A dehazing pipeline and, optionally, a detector on a schedule, applied to frames in order."""
+
+    def __init__(self, pipeline: DehazePipeline, schedule: DetectionSchedule | None = None) -> None:
+        self.pipeline = pipeline
+        self.schedule = schedule
+
+    @classmethod
+    def build(cls, pipeline: DehazePipeline, detector: Detector | None = None, interval: int = 1,
+              detection_input: str = "dehazed") -> FrameChain:
+        """A chain that detects every `interval`-th frame on `detection_input` (see `detection_schedule`)."""
+        return cls(pipeline, None if detector is None else detection_schedule(detector, interval, detection_input))
+
+    def dehaze(self, frame: np.ndarray) -> DehazedFrame:
+        begin = time.perf_counter()
+        result = self.pipeline(frame)
+        return DehazedFrame(frame, result, (time.perf_counter() - begin) * 1000.0)
+
+    def detect(self, dehazed: DehazedFrame, depth: np.ndarray | None = None) -> FrameDetections:
+        """Detections for the frame (fresh or carried over by the schedule) and the median of `depth` (default:
+        the pipeline's relative depth) in each box."""
+        if self.schedule is None:
+            return NO_DETECTIONS
+        begin = time.perf_counter()
+        scheduled = self.schedule(dehazed.result.image, dehazed.frame)
+        depth = dehazed.result.depth if depth is None else depth
+        depths = [median_depth(d, depth) for d in scheduled.detections]
+        return FrameDetections(scheduled.detections, scheduled.fresh, scheduled.age, depths,
+                               (time.perf_counter() - begin) * 1000.0)
+
+    def __call__(self, frame: np.ndarray) -> FrameOutput:
+        dehazed = self.dehaze(frame)
+        return FrameOutput(dehazed, self.detect(dehazed))

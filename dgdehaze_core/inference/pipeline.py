@@ -1,0 +1,290 @@
+"""One object that turns a camera frame into a dehazed frame, depth and transmission, whatever the method.
+
+`load_pipeline(method)` takes a method name ("dcp", a model configuration such as "lite", or a weights path:
+`.pt` checkpoint, `.onnx` export or TensorRT `.engine`) and returns a `DehazePipeline`. The CLI, the ROS node and
+bag evaluation all call it, so they run the same code.
+
+The network pipeline runs the network at a working resolution: the input's own size by default, or
+`working_size=(w, h)`, padded by reflection to a multiple of the network's stride and cropped back; a fixed-size
+export or engine runs at its own size, whatever the input's. Its image
+output is chosen by `output`:
+- "decoder": the network's decoder image (resized to the input's size when the working size differs);
+- "physics": J = (I - A) / t + A at the input's full resolution, fine detail amplified at most `MAX_DETAIL_GAIN`
+  times so that dense fog does not turn into grain (`scattering.invert_scattering_detail_limited`);
+- "auto" (default): physics. On every real paired set the shipped lite scores a higher SSIM through the physics
+  path than through its decoder, at full and at reduced resolution (docs/RESULTS.md, "Image output"); "decoder"
+  stays available.
+The transmission, at any working size, is refined (and lifted to the input's size) by a fast guided filter on the
+full-resolution gray frame (`refine_transmission`): edges follow the image at any working size, and the network's
+pixel-scale noise, which costs a detector more than it costs PSNR, is smoothed away (docs/RESULTS.md,
+"Transmission refinement").
+A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not
+use: a third of lite's time at 640x480.
+Depth and transmission are always returned at the input's size; depth is NaN where the network gave no valid
+value.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.inference.backends import (OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend, NetworkSource,
+                                              round_up_to_stride)
+from dgdehaze_core.inference.dehaze_result import DehazeResult
+from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
+from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, haze_density
+from dgdehaze_core.physics.guided_filter import fast_guided_filter, gray_guide, smooth_base
+from dgdehaze_core.physics.scattering import T_MIN, invert_scattering, invert_scattering_detail_limited
+
+if TYPE_CHECKING:
+    from dgdehaze_core.models import DGDehazeNet
+
+LOG = logging.getLogger(__name__)
+
+OUTPUT_MODES = ("auto", "decoder", "physics")
+GUIDED_EPS = 1e-3
+"""Guided-filter regularisation for lifting the transmission to full resolution (gray in [0, 1])."""
+MAX_DETAIL_GAIN = 2.0
+"""Most the physics path amplifies fine detail and noise (`scattering.invert_scattering_detail_limited`); None
+inverts exactly."""
+BASE_RADIUS = 4
+BASE_EPS = 0.032 ** 2
+"""The base layer that the inversion recovers in full: the frame smoothed over 9x9 windows, texture with a local
+standard deviation well below 0.032 (about 8 levels of 255: sensor noise and JPEG blocks) flattened, edges kept.
+Chosen with the gain on the DAWN learn and validation photos (docs/RESULTS.md, "Noise in dense fog")."""
+
+
+class DehazePipeline(Protocol):
+    """Frame in (uint8 BGR, any size), `DehazeResult` out."""
+
+    method: str
+    backend: str
+
+    def __call__(self, frame: np.ndarray) -> DehazeResult: ...
+
+    def process_batch(self, frames: Sequence[np.ndarray]) -> list[DehazeResult]: ...
+
+
+class DarkChannelPipeline:
+    """The dark channel prior behind the pipeline interface (no weights, numpy/OpenCV only)."""
+
+    method = "dcp"
+    backend = "opencv"
+
+    def __init__(self, dehazer: DarkChannelDehazer | None = None) -> None:
+        self.dehazer = dehazer or DarkChannelDehazer()
+
+    def __call__(self, frame: np.ndarray) -> DehazeResult:
+        return self.dehazer.dehaze(to_bgr8(frame))
+
+    def process_batch(self, frames: Sequence[np.ndarray]) -> list[DehazeResult]:
+        return [self(frame) for frame in frames]
+
+
+def _validate_working_size(working_size: Sequence[int] | None) -> tuple[int, int] | None:
+    if working_size is None:
+        return None
+    try:
+        width, height = (int(v) for v in working_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"working_size must be (width, height), got {working_size!r}") from None
+    if width < 1 or height < 1:
+        raise ValueError(f"working_size must be positive, got {working_size!r}")
+    return width, height
+
+
+def _fixed_working_size(backend: InferenceBackend, working_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The working size a fixed-size export or engine needs: its own, when none is given (the network runs at that
+    size and the image is restored at the input's, as for any working size); ValueError when one given pads to
+    another size."""
+    if backend.fixed_size is None:
+        return working_size
+    height, width = backend.fixed_size
+    if working_size is None:
+        LOG.info("this %s network takes %dx%d inputs only: it runs at that size, the image is restored at the "
+                 "input's", backend.name, width, height)
+        return width, height
+    padded = tuple(round_up_to_stride(value, backend.stride) for value in working_size)
+    if padded != (width, height):
+        raise ValueError(f"this {backend.name} network takes {width}x{height} inputs only (a fixed-size export); "
+                         f"working size {working_size[0]}x{working_size[1]} does not fit it: leave the working "
+                         f"size unset, set it to {width}x{height}, or export with --dynamic")
+    return working_size
+
+
+def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarray:
+    """The network's transmission (any resolution) filtered by a guided filter on `frame`'s gray image, at the
+    frame's size: edges follow the image, and the network's pixel-scale noise, which a detector reads as texture,
+    is smoothed away. The window is 1/16 of the frame's short side (at least 8 pixels, 30 at 640x480); the
+    coefficients are computed on a grid subsampled by the power of two nearest below a quarter of the window (He
+    and Sun's rule; 4 at 640x480, at most 8), so its cost stays small beside the network's."""
+    height, width = frame.shape[:2]
+    gray = gray_guide(frame)
+    radius = max(8, int(round(min(height, width) / 16)))
+    subsample = min(8, 1 << (radius // 4).bit_length() - 1)
+    return fast_guided_filter(gray, transmission, radius=radius, eps=GUIDED_EPS, subsample=subsample)
+
+
+def pad_to_stride(batch: np.ndarray, stride: int) -> np.ndarray:
+    """Pad (B, H, W, C) at the bottom and right by reflection to multiples of `stride`."""
+    height, width = batch.shape[1:3]
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    if pad_h == 0 and pad_w == 0:
+        return batch
+    return np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+
+
+class NetworkPipeline:
+    """A network backend behind the pipeline interface; see the module docstring for sizes and outputs."""
+
+    def __init__(self, backend: InferenceBackend, method: str, working_size: Sequence[int] | None = None,
+                 output: str = "auto", max_detail_gain: float | None = MAX_DETAIL_GAIN) -> None:
+        if max_detail_gain is not None and not max_detail_gain >= 1.0:
+            raise ValueError(f"max_detail_gain must be >= 1 (or None: exact inversion), got {max_detail_gain}")
+        if output not in OUTPUT_MODES:
+            raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
+        self.runtime = backend
+        self.backend = backend.name
+        self.method = method
+        self.stride = backend.stride
+        self.working_size = _fixed_working_size(backend, _validate_working_size(working_size))
+        self.output = output
+        self.max_detail_gain = max_detail_gain
+        if output == "decoder" and "clear" not in backend.outputs:
+            raise ValueError(f"output decoder needs the network's image, and this {self.backend} network was exported "
+                             f"without it (physics only); use output physics or auto, or export with every output")
+
+    def __call__(self, frame: np.ndarray) -> DehazeResult:
+        return self.process_batch([frame])[0]
+
+    def process_batch(self, frames: Sequence[np.ndarray]) -> list[DehazeResult]:
+        """Dehaze several frames; frames of the same size go through the network as one batch."""
+        if len(frames) == 0:
+            return []
+        converted = [to_bgr8(frame) for frame in frames]
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, frame in enumerate(converted):
+            groups[frame.shape[:2]].append(index)
+        results: list[DehazeResult | None] = [None] * len(converted)
+        for indices in groups.values():
+            for index, result in zip(indices, self._run_same_size([converted[i] for i in indices])):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    def _run_same_size(self, frames: list[np.ndarray]) -> list[DehazeResult]:
+        height, width = frames[0].shape[:2]
+        work_w, work_h = self.working_size or (width, height)
+        resized = (work_w, work_h) != (width, height)
+        full_rgb = [bgr_to_rgb_float(frame) for frame in frames]
+        if resized:
+            shrinking = work_w * work_h < width * height
+            work_rgb = [cv2.resize(rgb, (work_w, work_h),
+                                   interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+                        for rgb in full_rgb]
+        else:
+            work_rgb = full_rgb
+        batch = pad_to_stride(np.stack(work_rgb), self.stride)
+        outputs = self.runtime.run(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        mode = "physics" if self.output == "auto" else self.output
+        results = []
+        for index, frame in enumerate(frames):
+            transmission = outputs["transmission"][index, 0, :work_h, :work_w]
+            depth = outputs["depth"][index, 0, :work_h, :work_w]
+            airlight_rgb = np.clip(outputs["airlight"][index, :, 0, 0], 0.0, 1.0).astype(np.float32)
+            transmission = refine_transmission(frame, transmission)
+            if resized:
+                depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
+            transmission = np.clip(transmission, T_MIN, 1.0).astype(np.float32)
+            if mode == "physics":
+                clear = self._invert(full_rgb[index], transmission, airlight_rgb)
+            else:
+                clear = outputs["clear"][index, :, :work_h, :work_w].transpose(1, 2, 0)
+                if resized:
+                    clear = cv2.resize(clear, (width, height), interpolation=cv2.INTER_LINEAR)
+            depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+            results.append(DehazeResult(image=rgb_float_to_bgr(clear), depth=depth, transmission=transmission,
+                                        airlight=airlight_rgb[::-1].copy(), haze_density=haze_density(frame)))
+        return results
+
+
+    def _invert(self, rgb: np.ndarray, transmission: np.ndarray, airlight: np.ndarray) -> np.ndarray:
+        if self.max_detail_gain is None:
+            return invert_scattering(rgb, transmission[:, :, None], airlight)
+        base = smooth_base(rgb, BASE_RADIUS, BASE_EPS)
+        return invert_scattering_detail_limited(rgb, base, transmission, airlight, self.max_detail_gain)
+
+
+def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend: str = "torch",
+                        device: str = "cpu", half: bool = False, working_size: Sequence[int] | None = None,
+                        output: str = "auto", threads: int | None = None,
+                        max_detail_gain: float | None = MAX_DETAIL_GAIN) -> NetworkPipeline:
+    """Wrap an in-memory model (trained or freshly built) in a pipeline on `backend`."""
+    method = method or model.config_name
+    from dgdehaze_core.inference.backends.selection import create_backend
+
+    runtime = create_backend(NetworkSource(network=model), backend=backend, device=device, half=half, threads=threads,
+                             camera_size=_camera_size(working_size), outputs=network_outputs(output))
+    return NetworkPipeline(runtime, method, working_size, output, max_detail_gain)
+
+
+def network_outputs(output: str) -> tuple[str, ...]:
+    """The network outputs an image `output` mode needs: the decoder mode all of them, the physics path all but
+    the decoder's image."""
+    if output not in OUTPUT_MODES:
+        raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
+    return OUTPUT_NAMES if output == "decoder" else PHYSICS_OUTPUTS
+
+
+def _camera_size(working_size: Sequence[int] | None) -> tuple[int, int]:
+    """The (width, height) a TensorRT profile is optimised for: the working size, else VGA."""
+    return (int(working_size[0]), int(working_size[1])) if working_size else (640, 480)
+
+
+def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
+    """Build the pipeline for `method`; unknown methods raise ValueError naming the known ones.
+
+    Network options: backend ("auto", "torch", "onnxruntime", "tensorrt"; default: onnxruntime for a .onnx file,
+    tensorrt for a prebuilt .engine, else torch; "auto" picks the fastest available, see backends/selection.py),
+    device ("cpu", "cuda"; default cuda for an .engine, else cpu), half (fp16; an .engine keeps its own precision),
+    working_size ((w, h) or None for the input's size), output ("auto", "decoder", "physics"),
+    threads (ONNX Runtime intra-op threads), max_detail_gain (the physics path's noise limit; None: exact).
+    """
+    from dgdehaze_core.models import MODEL_CONFIGS, load_model
+
+    if method == "dcp":
+        if options:
+            raise ValueError(f"the dcp method takes no options, got {sorted(options)}")
+        return DarkChannelPipeline()
+    known_options = {"backend", "device", "half", "working_size", "output", "threads", "max_detail_gain"}
+    unknown = sorted(set(options) - known_options)
+    if unknown:
+        raise ValueError(f"unknown pipeline options {unknown}; known: {', '.join(sorted(known_options))}")
+    backend = options.pop("backend", None)
+    suffix = Path(os.fspath(method)).suffix.lower()
+    if suffix in (".onnx", ".engine"):
+        return _file_pipeline(NetworkSource(file=Path(os.fspath(method))), backend, **options)
+    if method not in MODEL_CONFIGS and suffix != ".pt":
+        raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
+                         f"or a .pt / .onnx / .engine weights file")
+    model = load_model(method)
+    return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"), **options)  # type: ignore[arg-type]
+
+
+def _file_pipeline(source: NetworkSource, backend: object, device: str | None = None, half: bool = False,
+                   working_size: Sequence[int] | None = None, output: str = "auto", threads: int | None = None,
+                   max_detail_gain: float | None = MAX_DETAIL_GAIN) -> NetworkPipeline:
+    """An exported file's pipeline: its default runtime unless `backend` names another it runs on; an .engine on
+    CUDA unless `device` says otherwise."""
+    from dgdehaze_core.inference.backends.selection import create_backend
+
+    backend = source.check_backend(str(backend or source.runtimes[0]))
+    device = device or ("cuda" if source.suffix == ".engine" else "cpu")
+    runtime = create_backend(source, backend=backend, device=device, half=half, threads=threads,
+                             camera_size=_camera_size(working_size))
+    return NetworkPipeline(runtime, str(source.file), working_size, output, max_detail_gain)

@@ -1,0 +1,195 @@
+"""Camera frames from sensor_msgs/Image and CompressedImage fields: the one decoder of the node and of bag replay.
+
+Both take a message by its fields (`encoding`, `width`, `height`, `step`, `is_bigendian`, `data`; `format` and
+`data` for compressed), so an rclpy message and a rosbags one decode alike. Every message is checked against its
+own header before a pixel is touched: a wrong step, truncated data, a 0x0 or oversized image, an unknown encoding
+or a depth encoding (32FC1 and 64FC1 are depth, REP-118, never a camera frame) raises ImageError with the reason.
+The pipeline works on uint8 BGR; `pixels_to_bgr8` converts to it and `bgr8_to_pixels` back to the input's
+encoding, so the dehazed image keeps the camera's encoding (Bayer mosaics come back as bgr8: see `output_encoding`).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.io.images import MAX_PIXELS, ImageError, uint16_to_uint8
+
+
+@dataclass(frozen=True)
+class EncodingLayout:
+    """How one ROS encoding lays out a pixel: numpy dtype, channels, and the OpenCV code that makes it BGR."""
+
+    dtype: np.dtype
+    channels: int
+    to_bgr: int | None = None
+    """cv2.COLOR_* code from this layout to BGR (YUV 4:2:2, Bayer, RGB, alpha); None: grey or already BGR."""
+    camera: bool = True
+    """False for depth encodings, which a camera frame never has."""
+
+
+U8, U16, F32 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)
+ENCODINGS: dict[str, EncodingLayout] = {
+    "bgr8": EncodingLayout(U8, 3), "8UC3": EncodingLayout(U8, 3),
+    "rgb8": EncodingLayout(U8, 3, cv2.COLOR_RGB2BGR),
+    "bgra8": EncodingLayout(U8, 4, cv2.COLOR_BGRA2BGR), "8UC4": EncodingLayout(U8, 4, cv2.COLOR_BGRA2BGR),
+    "rgba8": EncodingLayout(U8, 4, cv2.COLOR_RGBA2BGR),
+    "mono8": EncodingLayout(U8, 1), "8UC1": EncodingLayout(U8, 1),
+    "mono16": EncodingLayout(U16, 1), "16UC1": EncodingLayout(U16, 1),
+    "uyvy": EncodingLayout(U8, 2, cv2.COLOR_YUV2BGR_UYVY), "yuv422": EncodingLayout(U8, 2, cv2.COLOR_YUV2BGR_UYVY),
+    "yuyv": EncodingLayout(U8, 2, cv2.COLOR_YUV2BGR_YUYV),
+    "yuv422_yuy2": EncodingLayout(U8, 2, cv2.COLOR_YUV2BGR_YUYV),
+    # OpenCV names a Bayer pattern by the second row's first two pixels: ROS rggb is OpenCV's BG (as cv_bridge)
+    "bayer_rggb8": EncodingLayout(U8, 1, cv2.COLOR_BayerBG2BGR),
+    "bayer_bggr8": EncodingLayout(U8, 1, cv2.COLOR_BayerRG2BGR),
+    "bayer_gbrg8": EncodingLayout(U8, 1, cv2.COLOR_BayerGR2BGR),
+    "bayer_grbg8": EncodingLayout(U8, 1, cv2.COLOR_BayerGB2BGR),
+    "bayer_rggb16": EncodingLayout(U16, 1, cv2.COLOR_BayerBG2BGR),
+    "bayer_bggr16": EncodingLayout(U16, 1, cv2.COLOR_BayerRG2BGR),
+    "bayer_gbrg16": EncodingLayout(U16, 1, cv2.COLOR_BayerGR2BGR),
+    "bayer_grbg16": EncodingLayout(U16, 1, cv2.COLOR_BayerGB2BGR),
+    "32FC1": EncodingLayout(F32, 1, camera=False), "64FC1": EncodingLayout(np.dtype(np.float64), 1, camera=False),
+}
+"""sensor_msgs/image_encodings names this package reads (and, but for Bayer, writes)."""
+CAMERA_ENCODINGS = tuple(name for name, layout in ENCODINGS.items() if layout.camera)
+
+BT601_BGR_TO_YUV = np.array([[24.966, 128.553, 65.481], [112.0, -74.203, -37.797], [-18.214, -93.786, 112.0]],
+                            np.float32)
+"""Limited-range BT.601 (the range OpenCV's YUV 4:2:2 decoders expect), rows Y, U, V over B, G, R columns."""
+COMPRESSED_DECODABLE = ("jpeg", "jpg", "png", "bmp", "tiff", "webp")
+
+
+def layout_of(encoding: str) -> EncodingLayout:
+    layout = ENCODINGS.get(encoding)
+    if layout is None:
+        raise ImageError(f"unsupported encoding {encoding!r}; supported: {', '.join(CAMERA_ENCODINGS)}")
+    return layout
+
+
+def output_encoding(encoding: str) -> str:
+    """The encoding a dehazed frame is published in: the input's, except bgr8 for a Bayer mosaic."""
+    return "bgr8" if encoding.startswith("bayer_") else encoding
+
+
+def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
+
+
+def raw_pixels(msg: Any, *, max_pixels: int = MAX_PIXELS, camera: bool = True) -> np.ndarray:
+    """The pixels of a raw Image as an (H, W) or (H, W, C) array in the message's own encoding and dtype (a view of
+    its buffer where the layout allows); YUV 4:2:2 comes back as (H, W, 2) bytes. With `camera`, a depth encoding
+    is refused."""
+    layout = layout_of(msg.encoding)
+    if camera and not layout.camera:
+        raise ImageError(f"{msg.encoding} is a depth encoding (REP-118), not a camera frame")
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    check_size(width, height, max_pixels)
+    if layout.channels == 2 and width % 2:
+        raise ImageError(f"{msg.encoding} needs an even width, got {width}")
+    row_bytes = width * layout.channels * layout.dtype.itemsize
+    if step < row_bytes:
+        raise ImageError(f"step {step} is shorter than one row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
+    if step % layout.dtype.itemsize:
+        raise ImageError(f"step {step} is not a multiple of the {layout.dtype.itemsize}-byte sample")
+    buffer = np.frombuffer(msg.data, dtype=np.uint8) if isinstance(msg.data, (bytes, bytearray, memoryview)) \
+        else np.asarray(msg.data, np.uint8)
+    if buffer.size < step * (height - 1) + row_bytes:
+        raise ImageError(f"truncated data: {buffer.size} bytes for {width}x{height} {msg.encoding} "
+                         f"with step {step} (needs {step * height})")
+    dtype = layout.dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    shape: tuple[int, ...] = (height, width) if layout.channels == 1 else (height, width, layout.channels)
+    strides: tuple[int, ...] = (step, layout.channels * dtype.itemsize, dtype.itemsize)[:len(shape)]
+    array = np.ndarray(shape, dtype=dtype, buffer=buffer, strides=strides)
+    if dtype.byteorder not in ("=", "|") and (dtype.byteorder == ">") != (sys.byteorder == "big"):
+        array = array.astype(layout.dtype)
+    return array
+
+
+def pixels_to_bgr8(array: np.ndarray, encoding: str) -> np.ndarray:
+    """Pixels in `encoding` (as `raw_pixels` returns them) to a contiguous uint8 BGR frame."""
+    layout = layout_of(encoding)
+    if layout.dtype == np.uint16:
+        array = uint16_to_uint8(array)
+    array = np.ascontiguousarray(array)
+    if layout.to_bgr is not None:
+        return cv2.cvtColor(array, layout.to_bgr)
+    if layout.channels == 1:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
+    return array
+
+
+def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = None) -> np.ndarray:
+    """A uint8 BGR frame in `encoding`'s layout (not Bayer: see `output_encoding`). `like`, the input frame in
+    that encoding, gives the alpha channel of 4-channel encodings (kept from the input); without it, opaque."""
+    layout = layout_of(encoding)
+    if encoding.startswith("bayer_"):
+        raise ImageError(f"frames are not written as {encoding}: publish {output_encoding(encoding)}")
+    if layout.channels == 2:
+        yuv = np.clip(bgr.astype(np.float32) @ BT601_BGR_TO_YUV.T / 255.0 + (16.0, 128.0, 128.0), 0, 255)
+        y, u, v = (np.rint(yuv[:, :, i]).astype(np.uint8) for i in range(3))
+        chroma = np.empty_like(y)
+        chroma[:, 0::2] = ((u[:, 0::2].astype(np.uint16) + u[:, 1::2] + 1) // 2).astype(np.uint8)
+        chroma[:, 1::2] = ((v[:, 0::2].astype(np.uint16) + v[:, 1::2] + 1) // 2).astype(np.uint8)
+        luma_first = layout.to_bgr == cv2.COLOR_YUV2BGR_YUYV
+        return np.ascontiguousarray(np.stack((y, chroma) if luma_first else (chroma, y), axis=2))
+    if layout.channels == 1:
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        if layout.dtype == np.uint16:
+            return gray.astype(np.uint16) * 257
+        if layout.dtype == np.float32:
+            return gray.astype(np.float32) / 255.0
+        return gray
+    if layout.channels == 4:
+        out = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA if encoding == "rgba8" else cv2.COLOR_BGR2BGRA)
+        if like is not None and like.shape[:2] == bgr.shape[:2]:
+            out[:, :, 3] = like[:, :, 3]
+        return out
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if encoding == "rgb8" else np.ascontiguousarray(bgr)
+
+
+def raw_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A raw Image message (rclpy or rosbags) as a uint8 BGR frame."""
+    return pixels_to_bgr8(raw_pixels(msg, max_pixels=max_pixels), msg.encoding)
+
+
+def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A CompressedImage (JPEG, PNG, ...; rclpy or rosbags) as a uint8 BGR frame; the size in the file's header is
+    checked before decoding, so a huge image is refused before it is allocated."""
+    fmt = str(msg.format).lower()
+    if fmt and not any(name in fmt for name in COMPRESSED_DECODABLE):
+        raise ImageError(f"unsupported compressed format {msg.format!r}")
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if data.size == 0:
+        raise ImageError("empty compressed image")
+    ok, size = _peek_size(data)
+    if ok:
+        check_size(size[0], size[1], max_pixels)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
+    check_size(image.shape[1], image.shape[0], max_pixels)
+    return image
+
+
+def _peek_size(data: np.ndarray) -> tuple[bool, tuple[int, int]]:
+    """(width, height) from a PNG or JPEG header without decoding."""
+    raw = data[:65536].tobytes()
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
+        return True, (int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big"))
+    if raw[:2] == b"\xff\xd8":
+        index = 2
+        while index + 9 < len(raw):
+            if raw[index] != 0xFF:
+                break
+            marker, length = raw[index + 1], int.from_bytes(raw[index + 2:index + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2):
+                return True, (int.from_bytes(raw[index + 7:index + 9], "big"),
+                              int.from_bytes(raw[index + 5:index + 7], "big"))
+            index += 2 + length
+    return False, (0, 0)

@@ -1,0 +1,141 @@
+"""Reading, normalising and writing images with clear errors.
+
+Everything downstream works on one frame type: a C-contiguous `uint8` array of shape (H, W, 3) in BGR order
+(OpenCV's and ROS `bgr8`'s layout). `to_bgr8` brings grayscale, 16-bit, float and 4-channel arrays to it.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.io.atomic_files import atomic_path
+
+LOG = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+MAX_PIXELS = 7680 * 4320
+"""Largest frame accepted anywhere (8K UHD); larger frames are refused rather than exhausting memory."""
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with the reason in words."""
+
+
+def uint16_to_uint8(array: np.ndarray) -> np.ndarray:
+    """16-bit pixels to 8-bit, full range to full range (x * 255 / 65535, rounded to nearest)."""
+    return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def to_bgr8(array: np.ndarray, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Convert a grayscale, BGR or BGRA image of any usual depth to a contiguous uint8 BGR frame.
+
+    uint16 is scaled by 1/257 (full range to full range), floats are taken as [0, 1] and clipped.
+    Raises ImageError for empty, oversized, non-finite or oddly shaped arrays.
+    """
+    if not isinstance(array, np.ndarray):
+        raise ImageError(f"expected a numpy array, got {type(array).__name__}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    height, width = array.shape[:2]
+    if height == 0 or width == 0:
+        raise ImageError(f"empty image ({height}x{width})")
+    if height * width > max_pixels:
+        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
+    if array.dtype == np.uint8:
+        out = array
+    elif array.dtype == np.uint16:
+        out = uint16_to_uint8(array)
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageError("image contains NaN or infinite values")
+        out = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    else:
+        raise ImageError(f"unsupported pixel type {array.dtype}")
+    if out.ndim == 2:
+        out = cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
+    elif out.shape[2] == 4:
+        out = cv2.cvtColor(out, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(out)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as a uint8 BGR frame; ImageError says why when it cannot."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"no such file: {path}")
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path} is empty (0 bytes)")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(f"{path} is not a readable image")
+    try:
+        return to_bgr8(image)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write an image atomically; the format follows the suffix."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise ImageError(f"could not encode an image for {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+    return path
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"no such folder: {folder}")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def bgr_to_rgb_float(image: np.ndarray) -> np.ndarray:
+    """uint8 BGR to float32 RGB in [0, 1] (the channel swap in uint8, then one float buffer)."""
+    rgb = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB).astype(np.float32)
+    return np.divide(rgb, 255.0, out=rgb)
+
+
+def rgb_float_to_bgr(image: np.ndarray) -> np.ndarray:
+    """Float RGB in [0, 1] to uint8 BGR (rounded to nearest; the channel swap after the cast, in uint8)."""
+    scaled = np.multiply(image, 255.0)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return cv2.cvtColor(scaled.astype(np.uint8), cv2.COLOR_RGB2BGR)
+
+
+def iter_video(path: str | Path) -> Iterator[np.ndarray]:
+    """Frames of a video file as uint8 BGR arrays."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ImageError(f"{path} is not a readable video")
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield to_bgr8(frame)
+    finally:
+        capture.release()
+
+
+def video_frame_count(path: str | Path) -> int:
+    """Frame count a video's container reports (0 when unknown)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+    finally:
+        capture.release()

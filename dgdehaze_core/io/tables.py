@@ -1,0 +1,62 @@
+"""Tables of figures for the CLI: one row per method or backend, printed and written as JSON.
+
+Every command that prints figures (`eval`, `bench`, `bag-eval`) goes through `emit`, so the printed table and the
+`--json` file always carry the same keys: {row name: {column name: value}}.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Mapping
+
+from dgdehaze_core.io.atomic_files import atomic_write_text
+
+Table = Mapping[str, Mapping[str, object]]
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)
+
+
+def format_table(table: Table, title: str = "") -> str:
+    """A fixed-width text table with the row names in the first column."""
+    columns: list[str] = []
+    for row in table.values():
+        columns.extend(c for c in row if c not in columns)
+    header = ["", *columns]
+    body = [[name, *(_cell(row.get(c, "")) for c in columns)] for name, row in table.items()]
+    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
+    lines = [title] if title else []
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in body)
+    return "\n".join(lines)
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, table: Table) -> Path:
+    """Write the table atomically as JSON (non-finite numbers become null)."""
+    return atomic_write_text(path, json.dumps(_json_safe(table), indent=2, sort_keys=False) + "\n")
+
+
+def emit(table: Table, title: str = "", json_path: str | Path | None = None) -> str:
+    """Print the table to stdout (the CLI's output, not a log) and write it to `json_path` if given."""
+    text = format_table(table, title)
+    print(text)
+    if json_path is not None:
+        write_json(json_path, table)
+    return text

@@ -1,0 +1,270 @@
+"""Fog density, visibility and metric depth from a transmission map and a camera of known mounting.
+
+Under uniform fog t = exp(-beta r), r being the distance along the pixel's ray, so the optical depth -ln t of a
+road pixel, whose distance the camera's height, pitch and intrinsics give (flat ground), measures beta:
+beta = -ln(t) / r. Per frame, beta is the median of that ratio over the road region's pixels below the horizon,
+after leaving out pixels whose ratio lies far from the median (a car on the road is nearer than the ground behind
+it, so its ratio is low). `VisibilityEstimator` smooths beta over time (exponentially, with a time constant in
+seconds of the frames' stamps) and gives:
+- visibility = 3.912 / beta (Koschmieder, 2 % contrast; the WMO's 5 % MOR is 2.996 / beta), NaN when there is no
+  fog to measure (beta below 3.912 / max_visibility) or no road to measure it on, never a huge number;
+- metric depth (Z along the optical axis, REP-118) = cos(ray) * -ln(t) / beta, NaN where it is not trustworthy:
+  t near 1 (no haze signal), t near the pipeline's floor T_MIN, beyond the visibility, and where the frame's
+  contrast against the airlight is below Koschmieder's 2 % (the sky, and whatever the fog hides: there the
+  transmission is the method's guess, whatever floor the method clips it at).
+
+Conventions: the camera frame is REP-103's optical frame (x right, y down, z forward); `pitch` is the rotation of
+the camera about its x axis seen from the vehicle, positive nose down (REP-103's pitch, positive about y-left);
+the road region is a rectangle in fractions of the image's width and height. Every reading carries the reason
+when it has no value.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.physics.dark_channel import dark_channel, estimate_airlight
+from dgdehaze_core.physics.scattering import T_MIN
+
+KOSCHMIEDER = 3.912
+"""-ln(0.02): visibility = KOSCHMIEDER / beta is where a black object's contrast falls to 2 %."""
+T_SIGNAL_MAX = 0.95
+"""Above this transmission the haze signal is lost in the transmission's noise: no beta, no metric depth."""
+T_FLOOR = T_MIN * 1.2
+"""At or below this transmission (the pipeline clips t at T_MIN) a pixel is sky or beyond what the fog lets
+through: no beta, no metric depth."""
+MIN_CONTRAST = 0.02
+"""A pixel whose colour lies within this fraction of the airlight in every channel shows nothing but fog."""
+MIN_ROAD_PIXELS = 200
+"""Fewest road pixels with a haze signal for a beta of the frame."""
+OUTLIER_MADS = 3.0
+"""A road pixel whose beta lies more than this many (normal-scaled) median absolute deviations from the median is
+left out: cars, people and road markings that do not lie on the flat ground or fit the haze."""
+DEFAULT_MAX_VISIBILITY = 200.0
+"""Thinnest fog measured by default (m): the shipped methods read a clear KITTI road (kitti-seq, 78 frames) as fog
+of 220 to 510 m (dcp) and 230 to 340 m (lite), so a longer visibility cannot be told from a clear day."""
+MAX_HOLD_CONSTANTS = 3.0
+"""A smoothed beta without a new measurement is kept this many time constants (at least 1 s), then dropped."""
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels (camera_info's K)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def from_k(cls, k: Sequence[float]) -> "Intrinsics":
+        """From a row-major 3x3 K; ValueError when the focal lengths are not positive (an unset camera_info)."""
+        intrinsics = cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+        if not (intrinsics.fx > 0 and intrinsics.fy > 0):
+            raise ValueError(f"camera intrinsics need positive focal lengths, got fx {k[0]}, fy {k[4]}")
+        return intrinsics
+
+
+@dataclass(frozen=True)
+class Mounting:
+    """Where the camera sits and where it sees road: `height` (m) above a flat road, `pitch` (rad, positive nose
+    down), the road region (left, top, right, bottom) as fractions of the image's width and height, and the
+    farthest road (m along the ray) measured: the transmission maps of the pipelines are smoothed over tens of
+    pixels, which near the horizon mixes road 20 m and 200 m away, so only the nearer road is measured."""
+
+    height: float
+    pitch: float
+    road_region: tuple[float, float, float, float] = (0.3, 0.5, 0.7, 1.0)
+    road_max_distance: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.height > 0:
+            raise ValueError(f"camera height must be positive (m above the road), got {self.height}")
+        if not abs(self.pitch) < math.pi / 2:
+            raise ValueError(f"camera pitch must lie within +-pi/2 rad, got {self.pitch}")
+        left, top, right, bottom = self.road_region
+        if not (0.0 <= left < right <= 1.0 and 0.0 <= top < bottom <= 1.0):
+            raise ValueError("road region must be [left, top, right, bottom] fractions of the image with "
+                             f"0 <= left < right <= 1 and 0 <= top < bottom <= 1, got {list(self.road_region)}")
+        if not self.road_max_distance > 0:
+            raise ValueError(f"road max distance must be positive (m), got {self.road_max_distance}")
+
+
+def ray_norms(shape: tuple[int, int], intrinsics: Intrinsics) -> np.ndarray:
+    """|(x/z, y/z, 1)| of each pixel's ray: distance along the ray = Z * this."""
+    height, width = shape
+    x = (np.arange(width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx
+    y = (np.arange(height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy
+    return np.sqrt(1.0 + x[None, :] ** 2 + y[:, None] ** 2)
+
+
+def ground_range(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mounting) -> np.ndarray:
+    """Distance (m) along each pixel's ray to a flat road `mounting.height` below the camera; NaN at and above the
+    horizon. A ray (x, y, 1) in the optical frame falls by y cos(pitch) + sin(pitch) per unit of Z, so it meets the
+    road at Z = height / that."""
+    height, _ = shape
+    y = (np.arange(height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy
+    fall = y * math.cos(mounting.pitch) + math.sin(mounting.pitch)
+    with np.errstate(divide="ignore"):
+        z = np.where(fall > 1e-9, mounting.height / np.maximum(fall, 1e-9), np.nan)
+    return z[:, None] * ray_norms(shape, intrinsics)
+
+
+def road_mask(shape: tuple[int, int], region: tuple[float, float, float, float]) -> np.ndarray:
+    """Boolean mask of the road region's rectangle."""
+    height, width = shape
+    left, top, right, bottom = region
+    mask = np.zeros(shape, bool)
+    mask[int(round(top * height)):int(round(bottom * height)), int(round(left * width)):int(round(right * width))] = 1
+    return mask
+
+
+@dataclass(frozen=True)
+class BetaMeasurement:
+    """One frame's beta (1/m; NaN with `reason` when the frame gives none) and the road pixels it rests on."""
+
+    beta: float
+    pixels: int
+    reason: str = ""
+
+
+def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarray,
+                 min_pixels: int = MIN_ROAD_PIXELS) -> BetaMeasurement:
+    """Robust beta from the road pixels (`road` mask, `distance` along the ray in m, NaN above the horizon).
+
+    beta = 0 (a clear frame) is a measurement: most road pixels show no haze signal. NaN with a reason when the
+    region has no road below the horizon or too few pixels with a usable transmission.
+    """
+    if transmission.shape != distance.shape or road.shape != distance.shape:
+        raise ValueError(f"transmission {transmission.shape}, distance {distance.shape} and road mask {road.shape} "
+                         "must have the same shape")
+    on_road = road & np.isfinite(distance) & np.isfinite(transmission)
+    ground = int(on_road.sum())
+    if ground < min_pixels:
+        return BetaMeasurement(math.nan, ground, "no road below the horizon in the road region" if ground == 0
+                               else f"only {ground} road pixels below the horizon (need {min_pixels})")
+    t = transmission[on_road].astype(np.float64)
+    if np.mean(t >= T_SIGNAL_MAX) > 0.5:
+        return BetaMeasurement(0.0, ground)
+    usable = (t > T_FLOOR) & (t < T_SIGNAL_MAX)
+    if usable.sum() < min_pixels:
+        return BetaMeasurement(math.nan, int(usable.sum()),
+                               f"only {int(usable.sum())} road pixels with a usable transmission (need {min_pixels})")
+    ratios = -np.log(t[usable]) / distance[on_road][usable]
+    centre = float(np.median(ratios))
+    spread = 1.4826 * float(np.median(np.abs(ratios - centre)))
+    kept = ratios[np.abs(ratios - centre) <= OUTLIER_MADS * spread] if spread > 0 else ratios
+    return BetaMeasurement(float(np.median(kept)), int(kept.size))
+
+
+def fog_contrast(frame: np.ndarray) -> np.ndarray:
+    """max over the channels of |I - A| / A for a uint8 BGR frame, A being the colour of its haziest pixels (the
+    dark channel's brightest, He et al.'s airlight, found on a quarter-size copy): the networks' own airlight is a
+    few per cent off, as much as the contrast tested."""
+    height, width = frame.shape[:2]
+    small = cv2.resize(frame, (max(1, width // 4), max(1, height // 4)), interpolation=cv2.INTER_AREA)
+    airlight = np.maximum(estimate_airlight(small, dark_channel(small, patch=5)), 1e-3)
+    contrast = None
+    for channel, light in zip(cv2.split(frame), airlight):
+        difference = cv2.absdiff(channel, np.full_like(channel, int(round(light * 255.0))))
+        scaled = difference.astype(np.float32) * np.float32(1.0 / (255.0 * light))
+        contrast = scaled if contrast is None else cv2.max(contrast, scaled)
+    return contrast
+
+
+def metric_depth(transmission: np.ndarray, beta: float, norms: np.ndarray,
+                 contrast: np.ndarray | None = None) -> np.ndarray:
+    """Z (m, along the optical axis) = -ln(t) / beta / |ray|, NaN where untrustworthy (module docstring; the
+    contrast test only when `contrast`, from `fog_contrast`, is given) or when beta is not a positive number.
+    T_FLOOR > exp(-KOSCHMIEDER) = 0.02, so every pixel it keeps lies within the visibility."""
+    if not (math.isfinite(beta) and beta > 0):
+        return np.full(transmission.shape, np.nan, np.float32)
+    t = np.ascontiguousarray(transmission, dtype=np.float32)
+    depth = cv2.log(np.maximum(t, np.float32(T_FLOOR)))
+    depth *= np.float32(-1.0 / beta)
+    np.divide(depth, norms, out=depth, casting="unsafe")
+    invalid = (t <= T_FLOOR) | (t >= T_SIGNAL_MAX)
+    if contrast is not None:
+        invalid |= contrast < MIN_CONTRAST
+    depth[invalid] = np.nan
+    return depth
+
+
+def visibility_of(beta: float, max_visibility: float) -> float:
+    """KOSCHMIEDER / beta in metres; NaN when beta is NaN or the fog is too thin to measure (beyond max_visibility)."""
+    if not math.isfinite(beta) or beta * max_visibility < KOSCHMIEDER:
+        return math.nan
+    return KOSCHMIEDER / beta
+
+
+@dataclass(frozen=True)
+class VisibilityReading:
+    """A frame's result: the smoothed beta (1/m), the visibility (m) and the metric depth, each NaN when unknown;
+    `reason` says why there is no visibility; `measurement` is the frame's own beta."""
+
+    beta: float
+    visibility: float
+    depth: np.ndarray
+    measurement: BetaMeasurement
+    reason: str = ""
+
+
+@dataclass
+class VisibilityEstimator:
+    """Per-camera state: the mounting, the smoothing time constant (s; 0: none) and the fog too thin to measure
+    (`max_visibility`, m). `update` takes each frame's transmission, intrinsics and stamp (s)."""
+
+    mounting: Mounting
+    time_constant: float = 2.0
+    max_visibility: float = DEFAULT_MAX_VISIBILITY
+    _beta: float = field(default=math.nan, init=False)
+    _stamp: float = field(default=math.nan, init=False)
+    _geometry: tuple[tuple[int, int], Intrinsics, np.ndarray, np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.time_constant < 0:
+            raise ValueError(f"time constant must be >= 0 s, got {self.time_constant}")
+        if not self.max_visibility > 0:
+            raise ValueError(f"max visibility must be positive, got {self.max_visibility}")
+
+    def _frame_geometry(self, shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[np.ndarray, ...]:
+        if self._geometry is None or self._geometry[:2] != (shape, intrinsics):
+            distance = ground_range(shape, intrinsics, self.mounting)
+            with np.errstate(invalid="ignore"):
+                road = road_mask(shape, self.mounting.road_region) & (distance <= self.mounting.road_max_distance)
+            self._geometry = (shape, intrinsics, distance, road, ray_norms(shape, intrinsics).astype(np.float32))
+        return self._geometry[2:]
+
+    def _smooth(self, beta: float, stamp: float) -> float:
+        """The exponentially smoothed beta after a measurement (NaN: none) at `stamp`."""
+        age = stamp - self._stamp if math.isfinite(self._stamp) else math.inf
+        if math.isnan(beta):
+            if age > max(1.0, MAX_HOLD_CONSTANTS * self.time_constant):
+                self._beta = math.nan
+            return self._beta
+        if math.isnan(self._beta) or self.time_constant == 0 or age < 0:
+            self._beta = beta
+        else:
+            self._beta += (1.0 - math.exp(-age / self.time_constant)) * (beta - self._beta)
+        self._stamp = stamp
+        return self._beta
+
+    def update(self, transmission: np.ndarray, intrinsics: Intrinsics, stamp: float,
+               contrast: np.ndarray | None = None) -> VisibilityReading:
+        """Measure this frame, smooth, and derive the visibility and the metric depth (`contrast`: see
+        `metric_depth`)."""
+        distance, road, norms = self._frame_geometry(transmission.shape[:2], intrinsics)
+        measurement = measure_beta(transmission, distance, road)
+        beta = self._smooth(measurement.beta, stamp)
+        visibility = visibility_of(beta, self.max_visibility)
+        reason = ""
+        if math.isnan(visibility):
+            reason = (measurement.reason or "no recent road measurement") if math.isnan(beta) else \
+                f"no fog to measure (visibility beyond {self.max_visibility:g} m)"
+        depth = metric_depth(transmission, beta if math.isfinite(visibility) else math.nan, norms, contrast)
+        return VisibilityReading(beta, visibility, depth, measurement, reason)

@@ -1,0 +1,411 @@
+"""Replay a bag through the real `dgdehaze_node` over ROS topics and record what it publishes.
+
+`replay_bag` either starts the node (`dgdehaze_node`, isolated on its own DDS domain, localhost only) or attaches
+to one that is already running (`attach=True`, the user's environment and node). It publishes every frame of the
+bag's image topic with its original header, in lockstep: the next frame goes out when the node's outputs for the
+previous one (matched by header stamp) have arrived, so the node's keep-newest-frame policy drops nothing and the
+latency is the node's own (publish to last output received). The recorded outputs, still CDR as received, go into
+the output bag at the input frames' original receive times, and the same report as the offline mode is written.
+
+Output topics are the node's `~/` topics: /<node_name>/image_dehazed, depth_relative, detections, haze_density,
+camera_info. The input topics are the bag's own names (as `ros2 bag play` would publish them); a started node is
+remapped onto them, an attached node must already subscribe to them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import rclpy
+from lifecycle_msgs.srv import GetState
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
+from tqdm import tqdm
+
+from dgdehaze_core.bags.evaluation import node_default_method, open_pipeline, timed_detect
+from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
+                                   LABEL_INFO_TYPE, RANGE_TYPE, BagSource, BagWriter, decode_image, stamp_ns)
+from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
+from dgdehaze_core.bags.report import write_report
+from dgdehaze_core.detection.detector import Detection, Detector, median_depth
+from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.camera_frames import raw_pixels
+from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.physics.dark_channel import haze_density
+from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
+
+LOG = logging.getLogger(__name__)
+
+OUTPUTS: dict[str, tuple[type, str]] = {
+    "image_dehazed": (Image, IMAGE_TYPE), "depth_relative": (Image, IMAGE_TYPE),
+    "camera_info": (CameraInfo, CAMERA_INFO_TYPE), "visibility": (Range, RANGE_TYPE)}
+"""The node's `~/` outputs: name -> (rclpy class, type name)."""
+LabelInfo: type | None = None
+try:
+    from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
+
+    OUTPUTS["detections"] = (Detection2DArray, DETECTIONS_TYPE)
+    OUTPUTS["haze_density"] = (Classification, HAZE_TYPE)
+except ImportError:  # the node publishes no detections without vision_msgs either (detection_messages.py)
+    LOG.warning("vision_msgs is not importable: node replay records no detections (see tools/build_vision_msgs.sh)")
+STARTUP_TIMEOUT = 120.0
+"""Seconds a started node gets to load its models and become active."""
+
+
+class NodeReplayError(RuntimeError):
+    """The node could not be started, reached or kept answering."""
+
+
+def _node_command(node_name: str, image_topic: str, compressed: bool, camera_info_topic: str | None,
+                  method: str, detection: bool, node_params: Sequence[str] = ()) -> list[str]:
+    args = ["--ros-args", "-r", f"__node:={node_name}",
+            "-p", f"input_transport:={'compressed' if compressed else 'raw'}",
+            "-p", "image_reliability:=reliable", "-p", "image_qos_depth:=1",
+            "-p", f"detection_enabled:={'true' if detection else 'false'}"]
+    if method.endswith((".pt", ".onnx", ".engine")):
+        args += ["-p", f"weights:={method}"]
+    else:
+        args += ["-p", f"model:={method}"]
+    input_name = "image/compressed" if compressed else "image"
+    args += ["-r", f"{input_name}:={image_topic}"]
+    if camera_info_topic:
+        args += ["-r", f"camera_info:={camera_info_topic}"]
+    for param in node_params:
+        if ":=" not in param:
+            raise ValueError(f"node parameters look like name:=value, got {param!r}")
+        args += ["-p", param]
+    return [sys.executable, "-c", "import sys; from dgdehaze_ros.node import main; sys.exit(main())", *args]
+
+
+class _Recorder:
+    """Subscriptions to the node's outputs; keeps each message as received (CDR bytes) with its receive time."""
+
+    def __init__(self, node: Any, node_name: str) -> None:
+        self.received: dict[str, list[tuple[float, bytes]]] = {name: [] for name in OUTPUTS}
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.subscriptions = {}
+        for name, (cls, _) in OUTPUTS.items():
+            self.subscriptions[name] = node.create_subscription(
+                cls, f"/{node_name}/{name}", lambda raw, name=name: self._store(name, raw), qos, raw=True)
+        self.labels: bytes | None = None
+        """The node's latched ~/label_info (CDR), which names the class ids of its detections."""
+        if LabelInfo is not None:
+            self.label_subscription = node.create_subscription(
+                LabelInfo, f"/{node_name}/label_info", self._store_labels, LABEL_INFO_QOS, raw=True)
+
+    def _store_labels(self, raw: bytes) -> None:
+        self.labels = bytes(raw)
+
+    def _store(self, name: str, raw: bytes) -> None:
+        self.received[name].append((time.perf_counter(), bytes(raw)))
+
+    def connected(self) -> list[str]:
+        return [name for name, sub in self.subscriptions.items() if sub.get_publisher_count() > 0]
+
+
+class NodeReplay:
+    """One replay session: a ROS context, the publisher of the bag's frames and the recorder of the outputs."""
+
+    def __init__(self, node_name: str, image_topic: str, compressed: bool, camera_info_topic: str | None,
+                 domain_id: int | None) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("dgdehaze_bag_replay", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.node.create_publisher(CompressedImage if compressed else Image, image_topic, qos)
+        self.info_pub = (self.node.create_publisher(CameraInfo, camera_info_topic, qos) if camera_info_topic
+                         else None)
+        self.recorder = _Recorder(self.node, node_name)
+        self.state_client = self.node.create_client(GetState, f"/{node_name}/get_state")
+        self.node_name = node_name
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+    def spin(self, seconds: float) -> None:
+        self.executor.spin_once(timeout_sec=seconds)
+
+    def node_state(self, timeout: float) -> str | None:
+        """The node's lifecycle state label, or None when it does not answer."""
+        if not self.state_client.wait_for_service(timeout_sec=min(timeout, 1.0)):
+            return None
+        future = self.state_client.call_async(GetState.Request())
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            self.spin(0.05)
+        return future.result().current_state.label if future.done() and future.result() else None
+
+    def wait_ready(self, timeout: float, process: subprocess.Popen | None, log_path: Path | None) -> None:
+        """Wait until the node is active and connected to our frame publisher and output subscriptions."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise NodeReplayError(f"dgdehaze_node exited with code {process.returncode} before it was ready"
+                                      f"{_log_tail(log_path)}")
+            state = self.node_state(1.0)
+            if (state == "active" and self.image_pub.get_subscription_count() > 0
+                    and "image_dehazed" in self.recorder.connected()):
+                return
+            self.spin(0.1)
+        raise NodeReplayError(
+            f"node /{self.node_name} was not ready within {timeout:.0f} s (lifecycle state: {state or 'no answer'}, "
+            f"subscribed to frames: {self.image_pub.get_subscription_count() > 0}, outputs connected: "
+            f"{', '.join(self.recorder.connected()) or 'none'})"
+            + ("" if process is not None else "; is it running and activated "
+               f"(ros2 lifecycle set /{self.node_name} activate)?") + _log_tail(log_path))
+
+    def expected_outputs(self) -> list[str]:
+        """The stamped outputs to wait for per frame: those the node publishes (it may disable depth/detections)."""
+        return [name for name in ("image_dehazed", "depth_relative", "detections", "camera_info")
+                if name in self.recorder.connected() and (name != "camera_info" or self.info_pub is not None)]
+
+
+def _log_tail(path: Path | None, lines: int = 15) -> str:
+    if path is None or not path.is_file():
+        return ""
+    tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    return "\nnode log (last lines):\n" + "\n".join(tail) if tail else ""
+
+
+def _to_rclpy(connection_type: str, raw: bytes) -> Any:
+    """A stored CDR message as the rclpy message class (same wire format, so no field copying)."""
+    cls = {IMAGE_TYPE: Image, COMPRESSED_IMAGE_TYPE: CompressedImage, CAMERA_INFO_TYPE: CameraInfo}[connection_type]
+    return deserialize_message(raw, cls)
+
+
+def _stamp_of(store: Any, raw: bytes, msgtype: str) -> int:
+    return stamp_ns(store.deserialize_cdr(raw, msgtype).header)
+
+
+def _detections_from(msg: Any, names: Mapping[int, str]) -> list[Detection]:
+    """The node's detections; `class_id` is a numeric id named by its ~/label_info (the id itself if unnamed)."""
+    out = []
+    for detection in msg.detections:
+        hypothesis = max(detection.results, key=lambda r: r.hypothesis.score).hypothesis if detection.results \
+            else None
+        cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
+        w, h = detection.bbox.size_x, detection.bbox.size_y
+        class_id = int(hypothesis.class_id) if hypothesis and hypothesis.class_id.isdigit() else -1
+        name = names.get(class_id, hypothesis.class_id) if hypothesis else ""
+        out.append(Detection(class_id, name, float(hypothesis.score) if hypothesis else 0.0,
+                             (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
+    return out
+
+
+def _image_from(msg: Any) -> np.ndarray:
+    if msg.encoding == "32FC1":
+        return raw_pixels(msg, camera=False).astype(np.float32)
+    return decode_image(msg, IMAGE_TYPE)
+
+
+def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
+               camera_info_topic: str | None = None, method: str | None = None, detector: Detector | None = None,
+               max_frames: int | None = None, storage: str | None = None, node_name: str = "dgdehaze",
+               attach: bool = False, timeout: float = 10.0, node_params: Sequence[str] = (),
+               progress: bool = True) -> BagEvaluation:
+    """Send the bag's frames through the node and write OUT (bag, report, summary) atomically.
+
+    `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
+    the dehazed frames. Raises BagError for a bad bag before anything starts, NodeReplayError when the node cannot
+    be started or stops answering; either way no output folder is left behind.
+    """
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    out_dir = Path(out_dir)
+    with BagSource(input_bag) as source:
+        total = source.verify(image_topic, camera_info_topic)
+        count = min(total, max_frames) if max_frames else total
+        frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
+        compressed = frame_type == COMPRESSED_IMAGE_TYPE
+        if attach:
+            method_label = "as configured on the running node"
+        else:
+            method_label = open_pipeline(method, node_default_method()).method
+        with atomic_path(out_dir) as tmp:
+            tmp.mkdir()
+            log_path = None if attach else tmp / "node.log"
+            domain = None if attach else random.randint(100, 200)
+            process = None
+            if not attach:
+                os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+                env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+                command = _node_command(node_name, image_topic, compressed, camera_info_topic, method_label,
+                                        detector is not None, node_params)
+                LOG.info("starting dgdehaze_node (%s) on DDS domain %d", method_label, domain)
+                with open(log_path, "w") as log:
+                    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            replay = NodeReplay(node_name, image_topic, compressed, camera_info_topic, domain)
+            try:
+                replay.wait_ready(STARTUP_TIMEOUT if not attach else timeout, process, log_path)
+                evaluation = BagEvaluation(
+                    input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
+                    mode="node", method=method_label, backend="dgdehaze_node",
+                    detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
+                    output_bag="bag")
+                with BagWriter(tmp / "bag", storage or source.storage) as writer:
+                    _run(source, replay, writer, evaluation, detector, count, timeout, progress)
+            finally:
+                replay.close()
+                if process is not None:
+                    _stop(process)
+            if not evaluation.records:
+                raise ImageError(f"the node answered none of the {count} frames of {image_topic!r}")
+            write_report(evaluation, tmp)
+    LOG.info("replayed %d frames of %s through /%s; report in %s", len(evaluation.records), input_bag, node_name,
+             out_dir)
+    return evaluation
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,
+         detector: Detector | None, count: int, timeout: float, progress: bool) -> None:
+    store = writer.store
+    expected = replay.expected_outputs()
+    LOG.info("waiting per frame for: %s", ", ".join(expected))
+    _warm_up(source, replay, store, evaluation, detector, expected, timeout)
+    keep = sample_indices(count)
+    bar = tqdm(total=count, desc="bag-eval (node)", unit="frame", disable=not progress)
+    index = 0
+    try:
+        for connection, log_time, raw in source.raw_messages():
+            if index >= count:
+                break
+            writer.copy(connection, log_time, raw)
+            if connection.topic == evaluation.camera_info_topic and replay.info_pub is not None:
+                replay.info_pub.publish(_to_rclpy(CAMERA_INFO_TYPE, raw))
+                continue
+            if connection.topic != evaluation.image_topic:
+                continue
+            msg = source.deserialize(connection, raw)
+            try:
+                hazy = decode_image(msg, connection.msgtype)
+            except ImageError as exc:
+                evaluation.skipped.append(f"frame {index} at {log_time} ns: {exc}")
+                index += 1
+                bar.update()
+                continue
+            stamp = stamp_ns(msg.header)
+            outputs = _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp, expected, timeout)
+            if outputs is None:
+                evaluation.skipped.append(f"frame {index} at {log_time} ns: no output from the node within "
+                                          f"{timeout:.1f} s")
+                LOG.warning("frame %d: the node did not answer within %.1f s", index, timeout)
+            else:
+                _record(evaluation, writer, store, replay.node_name, outputs, index, stamp, log_time, hazy,
+                        detector, keep)
+            index += 1
+            bar.update()
+    finally:
+        bar.close()
+    if len(evaluation.skipped) == count:
+        raise NodeReplayError(f"node /{replay.node_name} answered none of the {count} frames")
+
+
+def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagEvaluation,
+             detector: Detector | None, expected: list[str], timeout: float) -> None:
+    """Send the first decodable frame once, unrecorded, so that model warm-up in the node and in the local
+    detector stays out of the latency figures."""
+    for connection, _, raw in source.raw_messages():
+        if connection.topic != evaluation.image_topic:
+            continue
+        msg = source.deserialize(connection, raw)
+        try:
+            hazy = decode_image(msg, connection.msgtype)
+        except ImageError:
+            continue
+        timed_detect(detector, hazy)
+        if _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp_ns(msg.header), expected,
+                     max(timeout, 30.0)) is None:
+            raise NodeReplayError(f"node /{replay.node_name} did not answer the warm-up frame")
+        return
+
+
+def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, expected: list[str],
+              timeout: float) -> dict[str, Any] | None:
+    """Publish one frame and collect the node's outputs for it: {output: (receive time, raw)} plus "_sent" and
+    "_labels" (the latched ~/label_info, or None).
+
+    Waits up to `timeout` for the stamped outputs in `expected` (camera_info aside), then a moment more for
+    camera_info (relayed only once the node has one) and haze_density; each is matched by its header stamp. None
+    when not even the dehazed image came.
+    """
+    received = replay.recorder.received
+    marks = {name: len(received[name]) for name in received}
+    required = [name for name in expected if name != "camera_info"]
+    optional = [name for name in ("camera_info", "haze_density", "visibility") if name in replay.recorder.connected()]
+    sent = time.perf_counter()
+    replay.image_pub.publish(frame_msg)
+    deadline = time.monotonic() + timeout
+    found: dict[str, Any] = {"_sent": sent, "_labels": replay.recorder.labels}
+    grace_until = None
+    while time.monotonic() < (grace_until or deadline):
+        replay.spin(0.005)
+        for name in [*required, *optional]:
+            if name in found:
+                continue
+            for arrival, raw in received[name][marks[name]:]:
+                if _stamp_of(store, raw, OUTPUTS[name][1]) == stamp:
+                    found[name] = (arrival, raw)
+                    break
+        if all(name in found for name in required):
+            if all(name in found for name in optional):
+                break
+            grace_until = grace_until or time.monotonic() + 0.2
+    return found if "image_dehazed" in found else None
+
+
+def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name: str, outputs: dict[str, Any],
+            index: int, stamp: int, log_time: int, hazy: np.ndarray, detector: Detector | None,
+            keep: set[int]) -> None:
+    """Write the node's outputs for one frame at the frame's receive time and add its figures."""
+    prefix = f"/{node_name}"
+    for name, (_, msgtype) in OUTPUTS.items():
+        if outputs.get(name):
+            writer.write_raw(f"{prefix}/{name}", msgtype, log_time, outputs[name][1])
+    labels = store.deserialize_cdr(outputs["_labels"], LABEL_INFO_TYPE) if outputs.get("_labels") else None
+    if labels is not None and not evaluation.records:
+        writer.write_raw(f"{prefix}/label_info", LABEL_INFO_TYPE, log_time, outputs["_labels"])
+    names = {int(c.class_id): str(c.class_name) for c in labels.class_map} if labels is not None else {}
+    dehazed = _image_from(store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE))
+    detections = (_detections_from(store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE), names)
+                  if outputs.get("detections") else [])
+    depth_msg = (store.deserialize_cdr(outputs["depth_relative"][1], IMAGE_TYPE) if outputs.get("depth_relative")
+                 else None)
+    depth = _image_from(depth_msg) if depth_msg is not None else np.full(dehazed.shape[:2], np.nan, np.float32)
+    density = (float(store.deserialize_cdr(outputs["haze_density"][1], HAZE_TYPE).results[0].score)
+               if outputs.get("haze_density") else haze_density(hazy))
+    visibility = (float(store.deserialize_cdr(outputs["visibility"][1], RANGE_TYPE).range)
+                  if outputs.get("visibility") else math.nan)
+    last = max(value[0] for name, value in outputs.items() if not name.startswith("_") and value)
+    hazy_detections, hazy_ms = timed_detect(detector, hazy)
+    depths = [median_depth(d, depth) for d in detections] if depth_msg is not None else []
+    evaluation.records.append(FrameRecord(
+        index=index, stamp_ns=stamp, haze_density_hazy=density, haze_density_dehazed=haze_density(dehazed),
+        latency_ms=(last - outputs["_sent"]) * 1000.0, detect_hazy_ms=hazy_ms, hazy_detections=hazy_detections,
+        dehazed_detections=detections, detection_depths=depths, visibility_m=visibility))
+    if index in keep:
+        evaluation.samples.append(Sample(index, stamp, hazy, dehazed, depth, hazy_detections, detections))
