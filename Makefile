@@ -5,7 +5,7 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: venv test demo results clean-venv
 
-$(VENV)/.ready: requirements.txt requirements.lock setup.py tools/setup_venv.sh tools/build_vision_msgs.sh \
+$(VENV)/.ready: requirements.txt requirements-fleet.txt requirements.lock setup.py tools/setup_venv.sh tools/build_vision_msgs.sh \
 		$(wildcard tools/vision_msgs/msg/*.msg)
 	VENV=$(VENV) bash tools/setup_venv.sh
 

@@ -24,6 +24,7 @@ setup(
         share("config", "*.yaml", "*.xml"),
     ],
     install_requires=["setuptools"],
+    extras_require={"fleet": ["ray>=2.9"]},  # several bags at once on Ray (requirements-fleet.txt pins it)
     zip_safe=False,
     maintainer="dgdehaze maintainers",
     maintainer_email="maintainers@dgdehaze.org",

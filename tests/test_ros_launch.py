@@ -26,10 +26,10 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.exceptions import ParameterException  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_harness import DOMAIN_ID  # noqa: E402
 
 from dgdehaze_ros.node import DehazeNode  # noqa: E402
 from dgdehaze_ros.parameters import SPEC_BY_NAME, SPECS, check_values  # noqa: E402
-from ros_harness import DOMAIN_ID  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -197,8 +197,9 @@ MODULE_SOURCES = {
     "ensemble_boxes": "pip:ensemble-boxes", "pyfade": "pip:fade-python",
 }
 """Third-party module -> the rosdep key in package.xml, or pip:NAME in requirements-ros.txt, that installs it."""
-OPTIONAL_MODULES = {"tensorrt"}
-"""Imported only where present (the TensorRT backend); the platform provides it."""
+OPTIONAL_MODULES = {"tensorrt", "ray"}
+"""Imported only where present: the TensorRT backend (the platform provides it) and the bag fleet's Ray (the
+optional `fleet` extra, requirements-fleet.txt)."""
 
 
 def test_every_module_the_package_imports_is_installed_by_rosdep_or_requirements_ros() -> None:

@@ -14,7 +14,8 @@ import sys
 if sys.version_info[:2] != (3, 11):
     sys.exit(f"dgdehaze's pip-installed ROS 2 needs CPython 3.11 (the ros-* wheels are cp311); found {sys.version}")
 PY
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements.lock
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-fleet.txt \
+  -c requirements.lock
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 VENV="$VENV" bash tools/build_vision_msgs.sh
 touch "$VENV/.ready"

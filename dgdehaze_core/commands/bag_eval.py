@@ -1,9 +1,13 @@
-"""`dgdehaze bag-eval IN_BAG --out DIR`: replay a recorded drive through the dehazing pipeline and report on it.
+"""`dgdehaze bag-eval IN_BAG [IN_BAG ...] --out DIR`: replay recorded drives through the dehazing chain and report.
 
-Offline (default): the node's pipeline runs in this process, no ROS install needed. `--node`: the frames go over
+Offline (default): the node's frame chain runs in this process, no ROS install needed. `--node`: the frames go over
 ROS topics through the real `dgdehaze_node` (started here, or a running one with `--attach`) and what it publishes
-is recorded. Both write DIR/bag (input topics + outputs at the original stamps), DIR/report.html and
-DIR/summary.json atomically, and print the figures table (also written with --json).
+is recorded. One bag: DIR/bag (input topics + outputs at the original stamps), DIR/report.html and
+DIR/summary.json, written atomically, and the figures table printed (also written with --json).
+
+Several bags (a fleet, offline only): each bag is a Ray task (`--ray ADDRESS` for a cluster; without it a local Ray
+with `--workers` CPUs; without Ray installed, one after the other), each written to DIR/<bag name>/ as above, and
+DIR/fleet.json and DIR/index.html summarise them; a bag that fails is reported and the others go on.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import logging
 from pathlib import Path
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
+from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
 from dgdehaze_core.bags.io import STORAGES, pick_image_topic
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
@@ -25,11 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bag-eval", help="evaluate dehazing and detection on a ROS 2 bag (sqlite3 or mcap)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", type=Path, metavar="IN_BAG", help="rosbag2 folder, or a single .mcap/.db3 file")
+    parser.add_argument("input", type=Path, nargs="+", metavar="IN_BAG",
+                        help="rosbag2 folder, or a single .mcap/.db3 file; several for a fleet")
     parser.add_argument("--image-topic", default=None,
                         help="sensor_msgs/Image or CompressedImage topic (default: the bag's only image topic)")
     parser.add_argument("--camera-info-topic", default=None, help="sensor_msgs/CameraInfo topic to pass along")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (replaced atomically); with several bags, one folder per bag in it")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="several bags: run them on this Ray cluster (auto, or ray://HOST:10001)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="several bags without --ray: CPUs of the local Ray (default: all; 1: one after the other)")
     parser.add_argument("--method", default=None,
                         help="dcp, lite, base or a weights path (default: the node's configured method, "
                              "falling back to dcp when its weights are missing)")
@@ -62,13 +73,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--node-param sets parameters of a node started here; set an attached node's with ros2 param")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
-    if not args.input.exists():
-        raise FileNotFoundError(f"no such bag: {args.input}")
-    image_topic = args.image_topic or pick_image_topic(args.input)
+    if len(args.input) > 1:
+        return run_fleet_of(args)
+    if args.ray or args.workers is not None:
+        raise ValueError("--ray and --workers are for several bags")
+    bag = args.input[0]
+    if not bag.exists():
+        raise FileNotFoundError(f"no such bag: {bag}")
+    image_topic = args.image_topic or pick_image_topic(bag)
     detector = None
     if not args.no_detection:
         try:
-            detector = Detector(args.detector, conf=args.conf, imgsz=args.imgsz)
+            detector = Detector(**detector_settings(args))
         except DetectorUnavailable as exc:
             raise RuntimeError(f"{exc} (or pass --no-detection)") from None
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
@@ -76,13 +92,41 @@ def run(args: argparse.Namespace) -> int:
     evaluation: BagEvaluation
     if args.node:
         replay_bag = ros_mode(BAG_REPLAY)
-        evaluation = replay_bag(args.input, image_topic, args.out, node_name=args.node_name, attach=args.attach,
+        evaluation = replay_bag(bag, image_topic, args.out, node_name=args.node_name, attach=args.attach,
                                 timeout=args.timeout, node_params=args.node_param, **options)
     else:
-        evaluation = evaluate_bag(args.input, image_topic, args.out, default_method=node_default_method(),
+        evaluation = evaluate_bag(bag, image_topic, args.out, default_method=node_default_method(),
                                   output_prefix=args.output_prefix, **options)
-    title = (f"dgdehaze bag-eval: {args.input.name} ({evaluation.mode}, {evaluation.method}, "
+    title = (f"dgdehaze bag-eval: {bag.name} ({evaluation.mode}, {evaluation.method}, "
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
     LOG.info("report: %s", args.out / "report.html")
     return 0
+
+
+def detector_settings(args: argparse.Namespace) -> dict[str, object]:
+    return {"weights": args.detector, "conf": args.conf, "imgsz": args.imgsz}
+
+
+def run_fleet_of(args: argparse.Namespace) -> int:
+    """Several bags: the fleet (bags.fleet). Exit status 1 when any bag failed, 0 when all were evaluated."""
+    if args.node:
+        raise ValueError("--node evaluates one bag at a time through the node; a fleet runs offline (drop --node)")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    missing = [str(bag) for bag in args.input if not bag.exists()]
+    if missing:
+        raise FileNotFoundError(f"no such bag: {', '.join(missing)}")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; a fleet needs a folder")
+    default = node_default_method()
+    detector = None if args.no_detection else detector_settings(args)
+    jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+                   method=args.method, default_method=default, detector=detector, max_frames=args.max_frames,
+                   storage=args.storage, output_prefix=args.output_prefix)
+            for bag, folder in zip(args.input, output_folders(args.input, args.out))]
+    summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
+    emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "
+                                     f"({summary['wall_seconds']:.0f} s)", json_path=args.json)
+    LOG.info("fleet summary: %s", args.out / "index.html")
+    return 1 if summary["failed"] else 0

@@ -1,4 +1,7 @@
-"""`dgdehaze train --config training/lite.yaml`: self-supervised training from unpaired clear and hazy images."""
+"""`dgdehaze train --config training/lite.yaml`: self-supervised training from unpaired clear and hazy images.
+
+Under `torchrun --nproc_per_node=N -m dgdehaze_core.cli train ...` the same recipe trains data-parallel on N
+processes (training/distributed.py, docs/SCALING.md)."""
 from __future__ import annotations
 
 import argparse
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.out or REPO_DIR / "runs" / recipe.name
     trainer = Trainer(recipe, run_dir, device=args.device, resume=args.resume)
     result = trainer.train(progress=not args.no_progress)
+    if not trainer.rank.writer:  # a torchrun job: rank 0 reports and exports
+        return 0
     LOG.info("done: %d iterations in %s (loss %.4f -> %.4f)", result.iterations, result.run_dir, result.first_loss,
              result.last_loss)
     if result.best_validation:

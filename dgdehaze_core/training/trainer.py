@@ -40,13 +40,14 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation.metrics import psnr, ssim
+from dgdehaze_core.inference.backends.selection import model_digest
 from dgdehaze_core.inference.pipeline import pipeline_from_model
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
 from dgdehaze_core.io.checkpoints import read_checkpoint
 from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 from dgdehaze_core.physics.scattering import synthesize_haze
-from dgdehaze_core.training import losses
+from dgdehaze_core.training import distributed, losses
 from dgdehaze_core.training.datasets import RandomCrops, ValidationPair, load_validation
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.discriminator import PatchDiscriminator
@@ -174,7 +175,8 @@ class Trainer:
     def __init__(self, recipe: Recipe, run_dir: str | Path, device: str | None = None, resume: bool = False) -> None:
         self.recipe = recipe
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(device or recipe.device)
+        self.rank = distributed.Rank.from_environment()
+        self.device = distributed.device_for(self.rank, resolve_device(device or recipe.device))
         self.resume = resume
         seed_everything(recipe.seed)
         self.model = build_model(recipe.model, depth_guidance=recipe.depth_guidance).to(self.device)
@@ -198,7 +200,9 @@ class Trainer:
         if recipe.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.generator = torch.Generator().manual_seed(recipe.seed)
+        self.generator = torch.Generator().manual_seed(self._generator_seed(0))
+        self.forward_model: torch.nn.Module = self.model
+        """What the step runs the batch through: the model, or the model under DDP in a torchrun job."""
         self.iteration = 0
         self.best_score = -math.inf
         self.best_validation: dict[str, dict[str, float]] = {}
@@ -225,6 +229,13 @@ class Trainer:
                 "hardware": hardware_name(self.device),
                 "train_seconds": round(self.elapsed, 1), "commit": self.commit, "torch": str(torch.__version__),
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def _generator_seed(self, iteration: int) -> int:
+        """The haze synthesis draws' seed: the recipe's in one process; in a torchrun job each rank's own (and, on
+        resume, the resumed iteration's, since last.pt holds rank 0's generator)."""
+        if not self.rank.distributed:
+            return self.recipe.seed
+        return self.recipe.seed + 1_000_003 * self.rank.rank + iteration
 
     def save_last(self) -> Path:
         """Write the resumable training state atomically (the previous last.pt survives until the new one is whole)."""
@@ -265,6 +276,8 @@ class Trainer:
         self.last_validation = training.get("last_validation", {})
         self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
         self.elapsed = float(training["elapsed"])
+        if self.rank.distributed:
+            self.generator.manual_seed(self._generator_seed(self.iteration))
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
 
     # -- one iteration -----------------------------------------------------------------------------------------
@@ -324,7 +337,7 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
         with autocast:
-            both = self.model(torch.cat([synthetic["hazy"], real_hazy]))
+            both = self.forward_model(torch.cat([synthetic["hazy"], real_hazy]))
         batch = clear.shape[0]
         syn = {name: value[:batch] for name, value in both.items()}
         real = {name: value[batch:] for name, value in both.items()}
@@ -416,7 +429,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------------------
     def _loader(self, dataset: RandomCrops) -> Iterator[torch.Tensor]:
         recipe = self.recipe
-        indices = range(self.iteration * recipe.batch_size, recipe.iterations * recipe.batch_size)
+        indices = distributed.shard(self.iteration, recipe.iterations, recipe.batch_size, self.rank)
         loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
                             pin_memory=self.device.type == "cuda", drop_last=True,
                             persistent_workers=False)
@@ -424,24 +437,39 @@ class Trainer:
             yield batch.to(self.device, non_blocking=True)
 
     def train(self, progress: bool = True) -> TrainResult:
-        recipe = self.recipe
+        """Run the recipe to its last iteration (from last.pt with `resume`); in a torchrun job every rank calls
+        this and rank 0 writes the run folder."""
+        distributed.start(self.rank, self.device)
+        try:
+            return self._train(progress and self.rank.writer)
+        finally:
+            distributed.stop(self.rank)
+
+    def _train(self, progress: bool) -> TrainResult:
+        recipe, writer = self.recipe, self.rank.writer
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
+        self.forward_model = distributed.wrap(self.model, self.rank, self.device)
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                  "clear", self.depth_of if self.clear_depth is not None else None)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                 "hazy")
-        validation = load_validation(recipe.validation, recipe.val_max_side) if recipe.validation else []
-        atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
+        validation = (load_validation(recipe.validation, recipe.val_max_side)
+                      if recipe.validation and writer else [])
         resumed = self.iteration if self.resume else None
-        train_log = CsvLog(self.run_dir / "train.csv", ["iteration", "total", *LOSS_NAMES, "lr", "seconds"], resumed)
-        val_log = CsvLog(self.run_dir / "val.csv", ["iteration", "set", "psnr", "ssim", "psnr_clear", "ssim_clear"],
-                         resumed)
-        board = _tensorboard(self.run_dir)
+        train_log = val_log = board = None
+        if writer:
+            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
+            train_log = CsvLog(self.run_dir / "train.csv", ["iteration", "total", *LOSS_NAMES, "lr", "seconds"],
+                               resumed)
+            val_log = CsvLog(self.run_dir / "val.csv",
+                             ["iteration", "set", "psnr", "ssim", "psnr_clear", "ssim_clear"], resumed)
+            board = _tensorboard(self.run_dir)
         first_loss = last_loss = math.nan
         bar = tqdm(total=recipe.iterations, initial=self.iteration, desc=f"train {recipe.name}", unit="it",
                    disable=not progress, dynamic_ncols=True)
-        LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s", recipe.name, self.device,
-                 hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype)
+        LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s%s", recipe.name, self.device,
+                 hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
+                 f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
         started = time.perf_counter()
         try:
             for clear, hazy in zip(self._loader(clear_data), self._loader(hazy_data)):
@@ -452,7 +480,8 @@ class Trainer:
                 self.elapsed += now - started
                 started = now
                 bar.update(1)
-                if self.iteration % recipe.log_every == 0 or self.iteration == recipe.iterations:
+                if train_log is not None and (self.iteration % recipe.log_every == 0
+                                              or self.iteration == recipe.iterations):
                     bar.set_postfix(loss=f"{row['total']:.4f}")
                     train_log.write({"iteration": self.iteration, "seconds": round(self.elapsed, 2), **row})
                     if board is not None:
@@ -460,18 +489,23 @@ class Trainer:
                             board.add_scalar(f"train/{name}", value, self.iteration)
                 if validation and (self.iteration % recipe.val_every == 0 or self.iteration == recipe.iterations):
                     self._validate(validation, val_log, board)
-                if self.iteration % recipe.checkpoint_every == 0 or self.iteration == recipe.iterations:
+                if writer and (self.iteration % recipe.checkpoint_every == 0 or self.iteration == recipe.iterations):
                     self.save_last()
         except KeyboardInterrupt:
-            LOG.warning("interrupted at iteration %d: saving %s", self.iteration, self.last_path)
-            self.save_last()
+            if writer:
+                LOG.warning("interrupted at iteration %d: saving %s", self.iteration, self.last_path)
+                self.save_last()
             raise
         finally:
             bar.close()
             if board is not None:
                 board.close()
-        if not validation:
+        distributed.share_buffers(self.model, self.rank)
+        if writer and not validation:
             save_checkpoint(self.model, self.best_path, self.meta())
+        if self.rank.distributed:
+            LOG.info("rank %d of %d: weights sha256 %s", self.rank.rank, self.rank.world_size,
+                     model_digest(self.model))
         return TrainResult(self.run_dir, self.iteration, self.last_path,
                            self.best_path if self.best_path.exists() else None, self.best_validation,
                            first_loss, last_loss)

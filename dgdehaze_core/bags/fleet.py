@@ -1,0 +1,261 @@
+"""Many bags at once: each bag's offline evaluation as a Ray task, one report per bag and a fleet summary.
+
+`run_fleet(jobs, out_dir)` evaluates every `BagJob` with `evaluate_bag` (the node's frame chain, offline) and
+writes, besides each bag's own folder (`OUT/<bag name>/`: output bag, report.html, summary.json):
+
+    OUT/fleet.json   per bag and over all: status, frames, detections, mean confidence, haze density, visibility,
+                     latency; a failed bag carries its error and does not stop the others
+    OUT/index.html   the same as a table, each bag linked to its report
+
+Where the tasks run: on the Ray cluster at `ray_address` ("auto" for the one this machine belongs to, or
+"ray://HOST:10001"); without an address, on a Ray started for the run with `workers` CPUs; without Ray installed
+(it is the optional `fleet` extra), one bag after the other in this process. Each task loads its own pipeline and
+detector, so a task needs nothing from the driver but the job's settings.
+"""
+from __future__ import annotations
+
+import html
+import importlib.util
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag
+from dgdehaze_core.bags.io import pick_image_topic
+from dgdehaze_core.detection.detector import Detector
+from dgdehaze_core.io.atomic_files import atomic_write_text
+from dgdehaze_core.io.tables import write_json
+
+LOG = logging.getLogger(__name__)
+
+TASK_ERRORS = (ValueError, OSError, RuntimeError)
+"""What a bag's evaluation raises for bad input (a corrupt bag, a missing topic, unloadable weights): the bag is
+reported as failed and the fleet goes on. Anything else is a bug and stops the run."""
+FIGURES = ("frames", "detections", "mean_confidence", "haze_density", "visibility_m", "latency_ms_median")
+"""The fleet table's figures, per bag and over all."""
+
+
+@dataclass(frozen=True)
+class BagJob:
+    """One bag's evaluation: the bag, its output folder and the settings of `evaluate_bag` and the detector
+    (None: no detection)."""
+
+    input_bag: str
+    out_dir: str
+    image_topic: str | None = None
+    camera_info_topic: str | None = None
+    method: str | None = None
+    default_method: str | None = None
+    detector: dict[str, Any] | None = None
+    max_frames: int | None = None
+    storage: str | None = None
+    output_prefix: str = DEFAULT_OUTPUT_PREFIX
+
+
+@dataclass
+class BagOutcome:
+    """What became of one job: its figures (FIGURES) when it succeeded, else the error in one line."""
+
+    input_bag: str
+    out_dir: str
+    ok: bool
+    seconds: float
+    error: str = ""
+    figures: dict[str, float] = field(default_factory=dict)
+    frames_per_second_of_wall_time: float = math.nan
+
+
+def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
+    """OUT/<bag name> for each bag (a single-file bag without its .mcap/.db3); a name that repeats gets -2, -3, ..."""
+    folders, seen = [], {}
+    for bag in bags:
+        name = bag.stem if bag.suffix.lower() in (".mcap", ".db3") else bag.name
+        seen[name] = seen.get(name, 0) + 1
+        folders.append(out_dir / (name if seen[name] == 1 else f"{name}-{seen[name]}"))
+    return folders
+
+
+def evaluate_job(job: BagJob) -> BagOutcome:
+    """Evaluate one bag; bad input becomes a failed outcome with the reason, not an exception."""
+    began = time.perf_counter()
+    try:
+        detector = Detector(**job.detector) if job.detector is not None else None
+        topic = job.image_topic or pick_image_topic(Path(job.input_bag))
+        evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, camera_info_topic=job.camera_info_topic,
+                                  method=job.method, default_method=job.default_method, detector=detector,
+                                  max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
+                                  progress=False)
+    except TASK_ERRORS as exc:
+        return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began,
+                          error=f"{type(exc).__name__}: {exc}")
+    seconds = time.perf_counter() - began
+    return BagOutcome(job.input_bag, job.out_dir, True, seconds, figures=bag_figures(evaluation.summary()),
+                      frames_per_second_of_wall_time=len(evaluation.records) / seconds)
+
+
+def bag_figures(summary: dict[str, Any]) -> dict[str, float]:
+    """A bag's fleet figures from its summary.json content: the dehazed row, and the median visibility."""
+    row = summary["figures"]["dehazed"]
+    visibility = [v for v in summary["per_frame"]["visibility_m"] if v is not None and math.isfinite(v)]
+    return {"frames": float(row["frames"]), "detections": float(row["detections"]),
+            "mean_confidence": float(row["mean_confidence"]), "haze_density": float(row["haze_density"]),
+            "visibility_m": float(np.median(visibility)) if visibility else math.nan,
+            "latency_ms_median": float(row["latency_ms_median"])}
+
+
+def fleet_figures(outcomes: Sequence[BagOutcome]) -> dict[str, float]:
+    """The figures over every bag that succeeded: sums of frames and detections, frame-weighted means of the
+    rest (visibility and latency: medians over the bags that have one)."""
+    done = [o for o in outcomes if o.ok]
+    frames = sum(o.figures["frames"] for o in done)
+
+    def weighted(name: str) -> float:
+        pairs = [(o.figures[name], o.figures["frames"]) for o in done if math.isfinite(o.figures[name])]
+        total = sum(w for _, w in pairs)
+        return sum(v * w for v, w in pairs) / total if total else math.nan
+
+    def median(name: str) -> float:
+        values = [o.figures[name] for o in done if math.isfinite(o.figures[name])]
+        return float(np.median(values)) if values else math.nan
+
+    return {"frames": frames, "detections": sum(o.figures["detections"] for o in done),
+            "mean_confidence": weighted("mean_confidence"), "haze_density": weighted("haze_density"),
+            "visibility_m": median("visibility_m"), "latency_ms_median": median("latency_ms_median")}
+
+
+class SequentialRunner:
+    """One bag after the other in this process (no Ray installed, or one worker asked for)."""
+
+    name = "sequential"
+
+    def run(self, jobs: Sequence[BagJob]) -> Iterator[BagOutcome]:
+        for job in jobs:
+            yield evaluate_job(job)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class RayRunner:
+    """Each job as a Ray task (one CPU each), on a cluster or on a Ray started for the run; outcomes in the order
+    they finish."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+        import ray
+
+        self.ray = ray
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        self.task = ray.remote(num_cpus=1, max_retries=0)(evaluate_job)
+
+    def run(self, jobs: Sequence[BagJob]) -> Iterator[BagOutcome]:
+        pending = {self.task.remote(job): job for job in jobs}
+        while pending:
+            ready, _ = self.ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                yield self.ray.get(ready[0])
+            except self.ray.exceptions.RayError as exc:  # the worker died (out of memory, killed)
+                yield BagOutcome(job.input_bag, job.out_dir, False, math.nan, error=f"Ray task failed: {exc}")
+
+    def close(self) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+
+
+def ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+def choose_runner(address: str | None, workers: int | None) -> SequentialRunner | RayRunner:
+    """Ray when it is installed (a cluster at `address`, else a local one with `workers` CPUs); sequential when
+    it is not, or when one local worker is asked for. An address without Ray installed is an error."""
+    if not ray_available():
+        if address:
+            raise RuntimeError(f"--ray {address}: Ray is not installed (pip install 'dgdehaze[fleet]', or "
+                               "pip install -r requirements-fleet.txt)")
+        LOG.info("Ray is not installed: the bags run one after the other")
+        return SequentialRunner()
+    if not address and workers == 1:
+        return SequentialRunner()
+    return RayRunner(address, workers)
+
+
+def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str | None = None,
+              workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate every job, write OUT/fleet.json and OUT/index.html atomically, return the fleet summary."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runner = choose_runner(ray_address, workers)
+    began = time.perf_counter()
+    outcomes: list[BagOutcome] = []
+    bar = tqdm(total=len(jobs), desc="bag-eval fleet", unit="bag", disable=not progress)
+    try:
+        for outcome in runner.run(jobs):
+            outcomes.append(outcome)
+            bar.update()
+            bar.set_postfix(failed=sum(not o.ok for o in outcomes))
+            if not outcome.ok:
+                LOG.warning("%s failed: %s", outcome.input_bag, outcome.error)
+    finally:
+        bar.close()
+        runner.close()
+    wall = time.perf_counter() - began
+    order = {job.input_bag: i for i, job in enumerate(jobs)}
+    outcomes.sort(key=lambda o: order[o.input_bag])
+    summary = {"runner": runner.name, "ray_address": ray_address, "workers": workers, "wall_seconds": wall,
+               "bags": len(jobs), "failed": sum(not o.ok for o in outcomes),
+               "bags_per_minute": 60.0 * len(jobs) / wall if wall > 0 else math.nan,
+               "all": fleet_figures(outcomes), "per_bag": [asdict(o) for o in outcomes]}
+    write_json(out_dir / "fleet.json", summary)
+    atomic_write_text(out_dir / "index.html", fleet_html(summary, out_dir))
+    return summary
+
+
+def fleet_table(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The printed table: one row per bag (its folder name) and `all`; a failed bag's figures are NaN."""
+    rows: dict[str, dict[str, Any]] = {}
+    for outcome in summary["per_bag"]:
+        figures = outcome["figures"] if outcome["ok"] else dict.fromkeys(FIGURES, math.nan)
+        rows[Path(outcome["out_dir"]).name] = {"status": "ok" if outcome["ok"] else "failed", **figures}
+    rows["all"] = {"status": f"{summary['bags'] - summary['failed']}/{summary['bags']} ok", **summary["all"]}
+    return rows
+
+
+def fleet_html(summary: dict[str, Any], out_dir: Path) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "-" if not math.isfinite(value) else f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return html.escape(str(value))
+
+    rows = []
+    for name, row in fleet_table(summary).items():
+        outcome = next((o for o in summary["per_bag"] if Path(o["out_dir"]).name == name), None)
+        label = html.escape(name)
+        if outcome is not None and outcome["ok"]:
+            label = f'<a href="{html.escape(name)}/report.html">{label}</a>'
+        note = html.escape(outcome["error"]) if outcome is not None and not outcome["ok"] else ""
+        rows.append("<tr><td>" + label + "</td>" + "".join(f"<td>{cell(row[k])}</td>" for k in ("status", *FIGURES))
+                    + f"<td>{note}</td></tr>")
+    header = "".join(f"<th>{html.escape(k)}</th>" for k in ("bag", "status", *FIGURES, "error"))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>dgdehaze fleet: {out_dir.name}</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style></head><body>"
+            f"<h1>dgdehaze bag-eval fleet</h1><p>{summary['bags']} bags, {summary['failed']} failed, "
+            f"{summary['wall_seconds']:.0f} s on {html.escape(summary['runner'])} "
+            f"({summary['bags_per_minute']:.2f} bags per minute)</p>"
+            f"<table><tr>{header}</tr>{''.join(rows)}</table></body></html>\n")
+

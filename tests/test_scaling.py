@@ -1,0 +1,118 @@
+"""Beyond one process: bags evaluated as a fleet (Ray tasks, or one after the other without Ray) and training
+data-parallel under torchrun (two CPU ranks on gloo)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_bag_io import demo_frames, write_camera_bag
+
+from dgdehaze_core.bags.fleet import output_folders
+from dgdehaze_core.cli import main
+from dgdehaze_core.inference.backends.selection import model_digest
+from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.models import build_model
+from dgdehaze_core.training.distributed import Rank, shard
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def three_bags(tmp_path: Path) -> list[Path]:
+    """Two small camera bags (3 and 2 frames) and a corrupt one between them."""
+    first, second, broken = tmp_path / "drive_a", tmp_path / "drive_b", tmp_path / "broken.mcap"
+    write_camera_bag(first, "mcap", demo_frames(3), "bgr8")
+    write_camera_bag(second, "sqlite3", demo_frames(2), "rgb8")
+    broken.write_bytes(b"\x89MCAP0\r\n" + b"truncated in the middle of a record")
+    return [first, broken, second]
+
+
+def check_fleet(out: Path, bags: list[Path], runner: str) -> None:
+    fleet = json.loads((out / "fleet.json").read_text())
+    assert fleet["runner"] == runner and fleet["bags"] == 3 and fleet["failed"] == 1
+    per_bag = {Path(o["input_bag"]).name: o for o in fleet["per_bag"]}
+    assert [Path(o["input_bag"]) for o in fleet["per_bag"]] == bags  # in the order given
+    assert not per_bag["broken.mcap"]["ok"] and per_bag["broken.mcap"]["error"]
+    for name, frames in (("drive_a", 3), ("drive_b", 2)):
+        assert per_bag[name]["ok"] and per_bag[name]["figures"]["frames"] == frames
+        assert (out / name / "report.html").is_file() and (out / name / "summary.json").is_file()
+        assert (out / name / "bag").is_dir()
+    assert fleet["all"]["frames"] == 5
+    index = (out / "index.html").read_text()
+    assert 'href="drive_a/report.html"' in index and 'href="drive_b/report.html"' in index and "failed" in index
+
+
+def test_two_bags_on_a_local_ray_both_reported_and_a_corrupt_third_failed_alone(
+        three_bags: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("ray", reason="Ray is the optional fleet extra (requirements-fleet.txt)")
+    out, table = tmp_path / "fleet", tmp_path / "fleet_table.json"
+    code = main(["bag-eval", *map(str, three_bags), "--out", str(out), "--method", "dcp", "--no-detection",
+                 "--image-topic", "/cam/image_raw", "--workers", "2", "--json", str(table), "--no-progress"])
+    assert code == 1  # one bag failed
+    check_fleet(out, three_bags, "ray")
+    rows = json.loads(table.read_text())
+    assert rows["broken"]["status"] == "failed" and rows["drive_a"]["status"] == "ok"
+    assert rows["all"]["frames"] == 5 and "drive_b" in capsys.readouterr().out
+
+
+def test_with_one_worker_the_fleet_runs_one_bag_after_the_other(three_bags: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "fleet"
+    code = main(["bag-eval", *map(str, three_bags), "--out", str(out), "--method", "dcp", "--no-detection",
+                 "--image-topic", "/cam/image_raw", "--workers", "1", "--no-progress"])
+    assert code == 1
+    check_fleet(out, three_bags, "sequential")
+
+
+def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:
+    bags = [tmp_path / "a" / "drive", tmp_path / "b" / "drive", tmp_path / "c.mcap"]
+    assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["drive", "drive-2", "c"]
+
+
+def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path) -> None:
+    assert main(["bag-eval", str(three_bags[0]), "--out", str(tmp_path / "one"), "--workers", "2"]) == 2
+    assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--node"]) == 2
+    assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--workers", "0"]) == 2
+    assert not (tmp_path / "one").exists() and not (tmp_path / "many").exists()
+
+
+def test_each_rank_takes_its_own_batches_and_together_they_are_the_one_process_stream() -> None:
+    one = shard(0, 8, 3, Rank())
+    ranks = [shard(0, 4, 3, Rank(r, 2, r)) for r in range(2)]
+    assert not set(ranks[0]) & set(ranks[1])
+    assert sorted(ranks[0] + ranks[1]) == one
+    assert shard(2, 4, 3, Rank(1, 2, 1)) == ranks[1][6:]  # a resumed rank goes on where it stopped
+
+
+@pytest.mark.parametrize("environment", [{"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x"}])
+def test_an_inconsistent_torchrun_environment_is_refused(environment: dict[str, str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match="RANK|rank"):
+        Rank.from_environment()
+
+
+def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "dgdehaze_core.cli", "train", "--config", str(ROOT / "training" / "smoke.yaml"), "--out", str(run),
+         "--iterations", "1", "--threads", "1", "--no-progress"],
+        capture_output=True, text=True, timeout=600, env=environment, cwd=tmp_path)
+    log = process.stdout + process.stderr
+    assert process.returncode == 0, log[-3000:]
+    digests = dict(re.findall(r"rank (\d) of 2: weights sha256 ([0-9a-f]{64})", log))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], log[-3000:]
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "recipe.yaml", "train.csv", "val.csv"]
+    rows = (run / "train.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["1"]  # one writer: the iteration logged once
+    state = read_checkpoint(run / "last.pt")
+    model = build_model(state["config"], depth_guidance=state["depth_guidance"])
+    model.load_state_dict(state["state_dict"])
+    assert model_digest(model) == digests["0"]  # the checkpoint holds the weights both ranks ended with
