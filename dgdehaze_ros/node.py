@@ -4,9 +4,9 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
 - in  `image` (sensor_msgs/Image) or `image/compressed` (CompressedImage, `input_transport: compressed`);
   `camera_info` (sensor_msgs/CameraInfo). QoS: `image_reliability`, history depth `image_qos_depth`.
 - out `~/image_dehazed` (Image, the input's encoding; bgr8 for compressed input), `~/depth_relative` (32FC1,
-  REP-117, NaN invalid, unitless), with a `camera_height`: `~/depth` (32FC1 metres, REP-118, NaN where
-  untrustworthy) and `~/visibility` (sensor_msgs/Range, visibility_messages.py), `~/camera_info` (the latest
-  camera_info with the frame's header),
+  REP-117, NaN invalid, unitless), with a `camera_height` (or a `base_frame` in TF, mounting_tf.py): `~/depth`
+  (32FC1 metres, REP-118, NaN where untrustworthy) and `~/visibility` (sensor_msgs/Range, visibility_messages.py),
+  `~/camera_info` (the latest camera_info with the frame's header),
   `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py; only for the frames the detector ran
   on, every `detection_interval`-th, so each carries the header of the frame it describes; `class_id` is the
   numeric class id), `~/label_info` (vision_msgs/LabelInfo, latched: the running detector's id -> name map and
@@ -62,6 +62,7 @@ from dgdehaze_ros import return_freed_memory
 from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
+from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
 from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
@@ -108,6 +109,8 @@ class DehazeNode(LifecycleNode):
         self._lock = threading.Lock()
         self._camera_info: CameraInfo | None = None
         self._fog: VisibilityEstimator | None = None
+        self._tf: TfMounting | None = None
+        """The camera's mounting from TF, with a base_frame (see mounting_tf.py)."""
         self._fog_reading: VisibilityReading | None = None
         self._fog_said: set[str] = set()
         """What the node cannot do about fog and depth in metres, each said once."""
@@ -140,7 +143,7 @@ class DehazeNode(LifecycleNode):
         if self._detector is not None:
             self._loaded["detector"] = self._settings
         self._schedule = self._schedule_for(self._detector, self._settings)
-        self._fog, self._fog_reading = estimator_for(self._settings), None
+        self._start_fog(self._settings)
         with self._lock:
             self._pending_reloads.clear()
             self._generation += 1
@@ -243,7 +246,8 @@ class DehazeNode(LifecycleNode):
                 self.destroy_publisher(publisher)
         self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
-        self._camera_info = self._fog = self._fog_reading = None
+        self._camera_info = None
+        self._start_fog(None)
         gc.collect()
         return_freed_memory()
 
@@ -268,7 +272,7 @@ class DehazeNode(LifecycleNode):
                     self._schedule.interval = settings["detection_interval"]
                     self._schedule.detector.detection_input = settings["detection_input"]
                 if FOG_PARAMETERS & set(changes):
-                    self._fog, self._fog_reading = estimator_for(settings), None
+                    self._start_fog(settings)
         if "threshold" in changes:
             self._publish_labels()
         if "diagnostics_period" in changes and self._diagnostics_timer is not None:
@@ -472,6 +476,10 @@ class DehazeNode(LifecycleNode):
     def _measure_fog(self, fog: VisibilityEstimator | None, info: CameraInfo | None, bgr: np.ndarray,
                      transmission: np.ndarray, header: Header) -> VisibilityReading | None:
         """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics."""
+        if self._tf is not None:
+            fog = self._mount_from_tf(fog, header.frame_id)
+            if fog is None:
+                return None
         if fog is None:
             self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
                            "(unitless) only, and detections carry its units")
@@ -484,6 +492,33 @@ class DehazeNode(LifecycleNode):
         intrinsics = intrinsics_of(info, transmission.shape[:2])
         self._fog_reading = fog.update(transmission, intrinsics, stamp, fog_contrast(bgr))
         return self._fog_reading
+
+    def _start_fog(self, settings: NodeSettings | None) -> None:
+        """A fresh fog estimator for `settings` (none for None): from camera_height and camera_pitch, or, with a
+        base_frame, from TF at the first frame TF places; the TF listener follows base_frame."""
+        if self._tf is not None and (settings is None or settings["base_frame"] != self._tf.base_frame):
+            self._tf.close()
+            self._tf = None
+        if settings is not None and settings["base_frame"] and self._tf is None:
+            self._tf = TfMounting(self, settings["base_frame"])
+        self._fog = estimator_for(settings) if settings is not None else None
+        self._fog_reading = None
+
+    def _mount_from_tf(self, fog: VisibilityEstimator | None, frame_id: str) -> VisibilityEstimator | None:
+        """The estimator with the camera's height and pitch read from TF for this frame, or None (said once, with
+        TF's reason) while there is no transform."""
+        settings, tf = self._settings, self._tf
+        try:
+            mounting = settings.mounting_at(*tf.height_and_pitch(frame_id))
+        except (MountingUnavailable, ValueError) as exc:
+            self._say_once(f"no ~/visibility, ~/depth or detection distances until TF gives the camera's mounting: "
+                           f"{exc}")
+            return None
+        if fog is None:
+            fog = self._fog = estimator_for(settings, mounting)
+        else:
+            fog.remount(mounting)
+        return fog
 
     def _say_once(self, message: str) -> None:
         if message not in self._fog_said:
@@ -512,7 +547,7 @@ class DehazeNode(LifecycleNode):
         pipeline = self._pipeline
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
                 "detector": self._detector_note if self._detector is not None else "off",
-                **fog_diagnostics(self._fog, self._fog_reading)}
+                **fog_diagnostics(self._fog, self._fog_reading, self._tf.base_frame if self._tf is not None else "")}
         self._diagnostics_pub.publish(diagnostic_array(
             f"{self.get_fully_qualified_name()}: dehazing", info["backend"], self.get_clock().now().to_msg(),
             summary, counts, info, level, message))

@@ -26,6 +26,7 @@ from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.models import shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting
+from dgdehaze_ros.mounting_tf import MISSING_TF, TF_AVAILABLE
 
 RELIABILITIES = ("reliable", "best_effort", "system_default")
 TRANSPORTS = ("raw", "compressed")
@@ -90,6 +91,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "0: unknown (relative depth only)", float_range=(0.0, 20.0)),
     ParameterSpec("camera_pitch", 0.0, "camera pitch (rad, REP-103: positive nose down) relative to the road",
                   float_range=(-1.5, 1.5)),
+    ParameterSpec("base_frame", "", "a frame on the road plane, z up (REP-105 base_footprint): when set, the "
+                  "camera's height and pitch come from TF (base_frame to each image's frame_id) instead of "
+                  "camera_height and camera_pitch; needs tf2_ros"),
     ParameterSpec("road_region", [0.3, 0.5, 0.7, 1.0], "image rectangle [left, top, right, bottom] (fractions of "
                   "width and height) where the road is seen; its pixels below the horizon measure the fog"),
     ParameterSpec("road_max_distance", 30.0, "farthest road (m) measured: nearer road is sharper in the "
@@ -202,6 +206,11 @@ def _check_runtime(values: Mapping[str, Any]) -> str | None:
 
 
 def _check_mounting(values: Mapping[str, Any]) -> str | None:
+    base_frame = str(values["base_frame"])
+    if base_frame.startswith("/") or base_frame != base_frame.strip():
+        return f"base_frame {base_frame!r}: a TF frame id has no leading slash and no spaces"
+    if base_frame and not TF_AVAILABLE:
+        return MISSING_TF
     region = list(values["road_region"])
     if len(region) != 4:
         return f"road_region must be [left, top, right, bottom], 4 fractions of the image, got {region}"
@@ -239,11 +248,15 @@ class NodeSettings:
         return self["weights"] or self["model"], options
 
     def mounting(self) -> Mounting | None:
-        """The camera's mounting and road region, or None when camera_height is 0 (unknown)."""
-        if self["camera_height"] <= 0:
+        """The camera's mounting and road region from camera_height and camera_pitch, or None when camera_height
+        is 0 (unknown) or the mounting comes from TF (base_frame)."""
+        if self["camera_height"] <= 0 or self["base_frame"]:
             return None
-        return Mounting(self["camera_height"], self["camera_pitch"], tuple(self["road_region"]),
-                        self["road_max_distance"])
+        return self.mounting_at(self["camera_height"], self["camera_pitch"])
+
+    def mounting_at(self, height: float, pitch: float) -> Mounting:
+        """A mounting of this height and pitch with the parameters' road region (ValueError when out of range)."""
+        return Mounting(height, pitch, tuple(self["road_region"]), self["road_max_distance"])
 
     def detector_args(self) -> dict[str, Any]:
         """Keyword arguments for `dgdehaze_core.detection.detector.Detector`."""

@@ -16,17 +16,18 @@ from typing import Mapping
 from sensor_msgs.msg import CameraInfo, Range
 from std_msgs.msg import Header
 
-from dgdehaze_core.physics.visibility import Intrinsics, VisibilityEstimator, VisibilityReading
+from dgdehaze_core.physics.visibility import Intrinsics, Mounting, VisibilityEstimator, VisibilityReading
 from dgdehaze_ros.parameters import NodeSettings
 
-FOG_PARAMETERS = frozenset({"camera_height", "camera_pitch", "road_region", "road_max_distance", "max_visibility",
-                            "visibility_smoothing"})
+FOG_PARAMETERS = frozenset({"camera_height", "camera_pitch", "base_frame", "road_region", "road_max_distance",
+                            "max_visibility", "visibility_smoothing"})
 """Parameters whose change starts a new estimator (and forgets the smoothed fog density)."""
 
 
-def estimator_for(settings: NodeSettings) -> VisibilityEstimator | None:
-    """The estimator the parameters describe, or None without a camera_height."""
-    mounting = settings.mounting()
+def estimator_for(settings: NodeSettings, mounting: Mounting | None = None) -> VisibilityEstimator | None:
+    """The estimator for `mounting` (default: the parameters' camera_height and camera_pitch), or None without
+    one."""
+    mounting = mounting or settings.mounting()
     if mounting is None:
         return None
     return VisibilityEstimator(mounting, time_constant=settings["visibility_smoothing"],
@@ -65,11 +66,13 @@ def fog_banner(reading: VisibilityReading | None, haze_density: float) -> str:
     return f"{text}  visibility: {reading.reason or 'unknown'}"
 
 
-def fog_diagnostics(estimator: VisibilityEstimator | None, reading: VisibilityReading | None) -> Mapping[str, str]:
+def fog_diagnostics(estimator: VisibilityEstimator | None, reading: VisibilityReading | None,
+                    base_frame: str = "") -> Mapping[str, str]:
     """/diagnostics values: the visibility (m), the smoothed and the frame's fog density (1/m), the road pixels
-    measured, and why there is no visibility."""
+    measured, and why there is no visibility (`base_frame`: the mounting comes from TF)."""
     if estimator is None:
-        return {"visibility": "off: no camera_height"}
+        return {"visibility": f"off: no transform from base_frame {base_frame} to the camera yet" if base_frame
+                else "off: no camera_height"}
     if reading is None:
         return {"visibility": "waiting for a frame with camera_info"}
     return {"visibility_m": f"{reading.visibility:.1f}", "fog_beta_per_m": f"{reading.beta:.5f}",

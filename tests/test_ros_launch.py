@@ -192,7 +192,7 @@ MODULE_SOURCES = {
     "rosbags": "python3-rosbags-pip", "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces",
     "lifecycle_msgs": "lifecycle_msgs", "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "vision_msgs": "vision_msgs", "launch": "launch",
-    "launch_ros": "launch_ros", "ament_index_python": "ament_index_python",
+    "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "tf2_ros": "tf2_ros",
     "torch": "pip:torch", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript", "pywt": "pip:PyWavelets",
     "ensemble_boxes": "pip:ensemble-boxes", "pyfade": "pip:fade-python",
 }

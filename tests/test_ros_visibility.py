@@ -20,6 +20,7 @@ from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting,
                                               ray_norms)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
+from dgdehaze_ros.mounting_tf import TF_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from dgdehaze_ros.visibility_messages import intrinsics_of  # noqa: E402
 
@@ -130,6 +131,7 @@ def test_without_a_mounting_only_the_relative_depth_is_published(node: DehazeNod
     ("road_region", [0.2, 0.5, 0.8], "road_region must be"),
     ("road_region", [0.2, 0.9, 0.8, 0.5], "top < bottom"),
     ("max_visibility", 5.0, "max_visibility"),
+    ("base_frame", "/base_footprint", "no leading slash"),
 ])
 def test_fog_parameters_out_of_range_are_refused_with_the_reason(node: DehazeNode, name: str, value: object,
                                                                  reason: str) -> None:
@@ -170,3 +172,10 @@ def test_camera_info_of_another_resolution_is_scaled_to_the_frame() -> None:
     assert intrinsics_of(info, (480, 640)) == Intrinsics(500.0, 500.0, 320.0, 240.0)
     info.k = [0.0] * 9
     assert intrinsics_of(info, (480, 640)) is None
+
+
+@pytest.mark.skipif(TF_AVAILABLE, reason="tf2_ros is installed: base_frame is accepted")
+def test_without_tf2_ros_a_base_frame_is_refused_with_what_to_do_instead(node: DehazeNode) -> None:
+    result = node.set_parameters([Parameter("base_frame", value="base_footprint")])[0]
+    assert not result.successful and "tf2_ros" in result.reason and "camera_height" in result.reason
+    assert node.get_parameter("base_frame").value == ""

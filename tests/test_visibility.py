@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.physics.scattering import T_MIN
+from scipy.spatial.transform import Rotation
+
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
-                                              ground_range, measure_beta, metric_depth, ray_norms, road_mask)
+                                              ground_range, height_and_pitch, measure_beta, metric_depth, ray_norms,
+                                              road_mask)
 
 SHAPE = (480, 640)
 CAMERA = Intrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0)
@@ -143,3 +146,36 @@ def test_fog_thinner_than_max_visibility_reads_as_no_fog():
     reading = VisibilityEstimator(MOUNT, time_constant=0.0).update(t, CAMERA, stamp=0.0)  # default: 200 m
     assert reading.measurement.beta == pytest.approx(KOSCHMIEDER / 300.0, rel=0.01)
     assert math.isnan(reading.visibility) and reading.reason == "no fog to measure (visibility beyond 200 m)"
+
+
+OPTICAL_IN_BASE = Rotation.from_quat([-0.5, 0.5, -0.5, 0.5])
+"""REP-103 optical axes (z forward, x right, y down) in a REP-105 base frame (x forward, y left, z up): a level
+camera looking ahead."""
+
+
+@pytest.mark.parametrize("pitch", [0.0, 0.1, -0.2])
+@pytest.mark.parametrize("yaw", [0.0, 1.2])
+def test_height_and_pitch_come_from_the_camera_pose_in_a_frame_on_the_road(pitch: float, yaw: float):
+    """The pose TF gives for camera -> base_footprint: nose down by `pitch` about the base's y axis (REP-103:
+    positive pitch looks down), turned by `yaw`; the camera's yaw on the car does not change its pitch."""
+    pose = Rotation.from_euler("ZY", [yaw, pitch]) * OPTICAL_IN_BASE
+    height, found = height_and_pitch((0.8, -0.1, 1.45), pose.as_quat())
+    assert height == pytest.approx(1.45) and found == pytest.approx(pitch, abs=1e-9)
+    t, _ = road_scene(KOSCHMIEDER / 150.0, Mounting(height, found))  # the mounting then measures the fog
+    estimator = VisibilityEstimator(Mounting(height, found), time_constant=0.0, max_visibility=1000.0)
+    assert estimator.update(t, CAMERA, stamp=0.0).visibility == pytest.approx(150.0, rel=0.01)
+
+
+def test_a_new_mounting_changes_the_road_geometry_and_keeps_the_smoothed_fog():
+    estimator = VisibilityEstimator(MOUNT, time_constant=10.0, max_visibility=1000.0)
+    estimator.update(road_scene(KOSCHMIEDER / 100.0)[0], CAMERA, stamp=0.0)
+    lower = Mounting(height=1.0, pitch=0.05)
+    estimator.remount(lower)
+    reading = estimator.update(road_scene(KOSCHMIEDER / 100.0, lower)[0], CAMERA, stamp=0.1)
+    assert reading.measurement.beta == pytest.approx(KOSCHMIEDER / 100.0, rel=0.01)  # measured on the new geometry
+    assert reading.visibility == pytest.approx(100.0, rel=0.01)
+
+
+def test_a_pose_without_a_rotation_is_refused():
+    with pytest.raises(ValueError, match="unit quaternion"):
+        height_and_pitch((0.0, 0.0, 1.5), (0.0, 0.0, 0.0, 0.0))

@@ -94,6 +94,20 @@ class Mounting:
             raise ValueError(f"road max distance must be positive (m), got {self.road_max_distance}")
 
 
+def height_and_pitch(translation: Sequence[float], rotation: Sequence[float]) -> tuple[float, float]:
+    """The camera's height (m) and pitch (rad, positive nose down) from the pose of its optical frame (REP-103:
+    z forward, x right, y down) in a frame on the road plane with z up (REP-105 base_footprint): `translation`
+    (x, y, z) and `rotation` (x, y, z, w), as TF's transform from the camera frame to the road frame gives them.
+    The camera's roll does not enter (the road pixels' distances assume none)."""
+    x, y, z, w = (float(v) for v in rotation)
+    norm = math.sqrt(x * x + y * y + z * z + w * w)
+    if not norm > 0:
+        raise ValueError(f"rotation must be a unit quaternion (x, y, z, w), got {list(rotation)}")
+    x, y, z, w = x / norm, y / norm, z / norm, w / norm
+    forward = (2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y))  # the optical z axis, rotated
+    return float(translation[2]), math.atan2(-forward[2], math.hypot(forward[0], forward[1]))
+
+
 def ray_norms(shape: tuple[int, int], intrinsics: Intrinsics) -> np.ndarray:
     """|(x/z, y/z, 1)| of each pixel's ray: distance along the ray = Z * this."""
     height, width = shape
@@ -231,6 +245,11 @@ class VisibilityEstimator:
             raise ValueError(f"time constant must be >= 0 s, got {self.time_constant}")
         if not self.max_visibility > 0:
             raise ValueError(f"max visibility must be positive, got {self.max_visibility}")
+
+    def remount(self, mounting: Mounting) -> None:
+        """A new mounting (read from TF, say) for the next frames; the smoothed fog density is kept."""
+        if mounting != self.mounting:
+            self.mounting, self._geometry = mounting, None
 
     def _frame_geometry(self, shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[np.ndarray, ...]:
         if self._geometry is None or self._geometry[:2] != (shape, intrinsics):
