@@ -53,10 +53,11 @@ from std_msgs.msg import Header
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
-from dgdehaze_core.inference.frame_chain import FrameChain, detection_schedule
+from dgdehaze_core.inference.dehaze_result import DehazeResult
+from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain, detection_schedule
 from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, fog_contrast
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import return_freed_memory
 from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
@@ -67,7 +68,7 @@ from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
 from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
 from dgdehaze_ros.visibility_messages import (FOG_PARAMETERS, estimator_for, fog_banner, fog_diagnostics,
-                                              intrinsics_of, visibility_msg)
+                                              visibility_msg)
 
 if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
@@ -431,13 +432,17 @@ class DehazeNode(LifecycleNode):
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
             return
-        chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None)
+        info = self._camera_info  # one camera_info for the whole frame (a newer one may arrive meanwhile)
+        chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None,
+                           self._fog_for(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)
         result = dehazed.result
-        depth, reading = self._publish_frame(msg.header, encoding, original, bgr, result, settings)  # detector next
+        self._outputs["image"].publish(bgr8_to_image(result.image, encoding, msg.header, original))
+        reading = self._measure_fog(chain, dehazed, info, msg.header)
+        self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
-        detected = chain.detect(dehazed, depth)
+        detected = chain.detect(dehazed, chain.distance_map(dehazed, reading))
         if detected.fresh and "detections" in self._outputs:
             self._outputs["detections"].publish(detections_to_msg(detected.detections, detected.depths, msg.header))
         debug = self._outputs.get("debug_image")
@@ -450,13 +455,10 @@ class DehazeNode(LifecycleNode):
         if bgr.shape[0] * bgr.shape[1] > ARENA_KEEP_PIXELS:  # a huge frame's buffers go back, not to the heap
             return_freed_memory()
 
-    def _publish_frame(self, header: Header, encoding: str, original: Any, bgr: np.ndarray, result: Any,
-                       settings: NodeSettings) -> tuple[np.ndarray, VisibilityReading | None]:
-        """Publish the frame's image, depths, visibility, camera_info and haze density; return the depth the
-        detections carry (metres with a mounting, else the relative depth) and the fog reading."""
-        pubs, fog, info = self._outputs, self._fog, self._camera_info  # a parameter change may replace them
-        pubs["image"].publish(bgr8_to_image(result.image, encoding, header, original))
-        reading = self._measure_fog(fog, info, bgr, result.transmission, header)
+    def _publish_frame(self, header: Header, result: DehazeResult, reading: VisibilityReading | None,
+                       fog: VisibilityEstimator | None, info: CameraInfo | None, settings: NodeSettings) -> None:
+        """Publish the frame's depths, visibility, camera_info and haze density (the image went out first)."""
+        pubs = self._outputs
         if reading is not None:
             pubs["visibility"].publish(visibility_msg(reading, header, fog, info))
         if settings["publish_depth"]:
@@ -469,28 +471,28 @@ class DehazeNode(LifecycleNode):
             pubs["camera_info"].publish(relay)
         if "haze_density" in pubs:
             pubs["haze_density"].publish(haze_msg(result.haze_density, header))
-        if reading is not None:
-            return reading.depth, reading
-        return (result.depth if fog is None else np.full(result.depth.shape, np.nan, np.float32)), None
 
-    def _measure_fog(self, fog: VisibilityEstimator | None, info: CameraInfo | None, bgr: np.ndarray,
-                     transmission: np.ndarray, header: Header) -> VisibilityReading | None:
+    def _fog_for(self, frame_id: str) -> VisibilityEstimator | None:
+        """The fog estimator for this frame: the parameters' mounting, or TF's for its frame (None, said once with
+        the reason, while TF has no transform)."""
+        if self._tf is None:
+            return self._fog
+        return self._mount_from_tf(self._fog, frame_id)
+
+    def _measure_fog(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None,
+                     header: Header) -> VisibilityReading | None:
         """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics."""
-        if self._tf is not None:
-            fog = self._mount_from_tf(fog, header.frame_id)
-            if fog is None:
-                return None
-        if fog is None:
-            self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
-                           "(unitless) only, and detections carry its units")
+        if chain.fog is None:
+            if self._tf is None:
+                self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
+                               "(unitless) only, and detections carry its units")
             return None
-        if info is None or intrinsics_of(info) is None:
+        intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
+        if intrinsics is None:
             self._say_once(f"{'no camera_info has arrived' if info is None else 'camera_info has no intrinsics'}: "
                            "no ~/visibility, ~/depth or detection distances until one with intrinsics does")
             return None
-        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
-        intrinsics = intrinsics_of(info, transmission.shape[:2])
-        self._fog_reading = fog.update(transmission, intrinsics, stamp, fog_contrast(bgr))
+        self._fog_reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)
         return self._fog_reading
 
     def _start_fog(self, settings: NodeSettings | None) -> None:

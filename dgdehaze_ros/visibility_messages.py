@@ -16,7 +16,7 @@ from typing import Mapping
 from sensor_msgs.msg import CameraInfo, Range
 from std_msgs.msg import Header
 
-from dgdehaze_core.physics.visibility import Intrinsics, Mounting, VisibilityEstimator, VisibilityReading
+from dgdehaze_core.physics.visibility import Mounting, VisibilityEstimator, VisibilityReading, field_of_view
 from dgdehaze_ros.parameters import NodeSettings
 
 FOG_PARAMETERS = frozenset({"camera_height", "camera_pitch", "base_frame", "road_region", "road_max_distance",
@@ -34,25 +34,10 @@ def estimator_for(settings: NodeSettings, mounting: Mounting | None = None) -> V
                                max_visibility=settings["max_visibility"])
 
 
-def intrinsics_of(info: CameraInfo, shape: tuple[int, int] | None = None) -> Intrinsics | None:
-    """camera_info's intrinsics, scaled to a frame of `shape` (height, width) when camera_info states another size;
-    None when its K is unset (zero focal lengths)."""
-    try:
-        intrinsics = Intrinsics.from_k(info.k)
-    except ValueError:
-        return None
-    if shape is None or not (info.width and info.height) or (info.height, info.width) == tuple(shape):
-        return intrinsics
-    sx, sy = shape[1] / info.width, shape[0] / info.height
-    return Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
-
-
 def visibility_msg(reading: VisibilityReading, header: Header, estimator: VisibilityEstimator,
                    info: CameraInfo) -> Range:
     """The reading as a Range with the frame's header (module docstring)."""
-    intrinsics = intrinsics_of(info)
-    fov = 2.0 * math.atan(info.width / (2.0 * intrinsics.fx)) if intrinsics is not None and info.width else 0.0
-    return Range(header=header, radiation_type=Range.INFRARED, field_of_view=fov, min_range=0.0,
+    return Range(header=header, radiation_type=Range.INFRARED, field_of_view=field_of_view(info), min_range=0.0,
                  max_range=float(estimator.max_visibility), range=float(reading.visibility), variance=0.0)
 
 

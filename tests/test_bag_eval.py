@@ -13,6 +13,8 @@ from dgdehaze_core.bags.evaluation import evaluate_bag
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource, BagWriter
 from dgdehaze_core.bags.report import FIGURES
 from dgdehaze_core.cli import main
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.physics.visibility import Mounting
 
 OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth_relative": IMAGE_TYPE,
            "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": HAZE_TYPE,
@@ -120,6 +122,25 @@ def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: p
         assert names[int(detection.results[0].hypothesis.class_id)] in ("car", "truck", "bus", "train", "person")
         assert 0 <= detection.bbox.center.position.x <= 640 and 0 < detection.bbox.size_x <= 640
         assert math.isnan(detection.results[0].pose.pose.position.z) or detection.results[0].pose.pose.position.z > 0
+
+
+def test_offline_with_a_camera_mounting_the_fog_is_measured_as_the_node_measures_it(tmp_path: Path) -> None:
+    """The daytime demo drive with the mounting `make demo` gives the node: the visibility per frame, ~/depth in
+    metres and ~/visibility in the output bag, and detections that carry metres."""
+    bag, out = REPO_DIR / "data" / "demo" / "rural_fog_day", tmp_path / "eval"
+    evaluation = evaluate_bag(bag, DEMO_TOPIC, out, camera_info_topic="/camera/camera_info", method="dcp",
+                              mounting=Mounting(height=1.3, pitch=0.0), max_frames=6, progress=False)
+    visibility = [r.visibility_m for r in evaluation.records]
+    assert sum(math.isfinite(v) for v in visibility) >= 5
+    assert all(10.0 < v < 200.0 for v in visibility if math.isfinite(v)), visibility  # fog, not a clear road
+    topics = read_all(out / "bag")
+    ranges = [m.range for _, m in topics["/dgdehaze/visibility"]]
+    assert ranges == pytest.approx(visibility, nan_ok=True)
+    _, depth_msg = topics["/dgdehaze/depth"][-1]
+    depth = np.frombuffer(bytes(depth_msg.data), "<f4").reshape(depth_msg.height, depth_msg.width)
+    assert depth_msg.encoding == "32FC1" and np.nanmedian(depth) > 1.0  # metres on the road ahead
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["per_frame"]["visibility_m"] == pytest.approx(visibility, nan_ok=True)
 
 
 def broken_bags(tmp_path: Path) -> dict[str, tuple[Path, list[str], str]]:

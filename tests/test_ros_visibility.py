@@ -17,12 +17,11 @@ from sensor_msgs.msg import Image, Range  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, ground_range,  # noqa: E402
-                                              ray_norms)
+                                              intrinsics_of, ray_norms)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
-from dgdehaze_ros.visibility_messages import intrinsics_of  # noqa: E402
 
 from ros_harness import (Probe, RosSession, camera_info, send_and_wait, stamped_header,  # noqa: E402
                          stamped_outputs)

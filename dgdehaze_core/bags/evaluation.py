@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ import yaml
 from tqdm import tqdm
 
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, LABEL_INFO_TYPE,
-                                   BagFrame, BagSource, BagWriter)
+                                   RANGE_TYPE, BagFrame, BagSource, BagWriter)
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.datasets.paths import REPO_DIR
@@ -35,13 +36,12 @@ from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
+from dgdehaze_core.physics.visibility import Mounting, VisibilityEstimator, field_of_view, intrinsics_of
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
 """Output topics in the bag are the node's `~/` topics under its default name: /dgdehaze/image_dehazed, ..."""
-OUTPUT_TOPICS = {"image_dehazed": IMAGE_TYPE, "depth_relative": IMAGE_TYPE, "detections": DETECTIONS_TYPE,
-                 "haze_density": HAZE_TYPE, "camera_info": CAMERA_INFO_TYPE}
 FALLBACK_METHOD = "dcp"
 """What runs when the default method's weights are missing or do not load (needs none)."""
 NODE_DEFAULT_MODEL = "lite"
@@ -115,26 +115,31 @@ def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Det
 
 
 class FrameProcessor:
-    """The node's frame chain in process (every frame detected on the dehazed image), plus the detector on the
-    hazy frame as the baseline the report compares against."""
+    """The node's frame chain in process (every frame detected on the dehazed image; with a camera mounting, the
+    fog measured on the road with the bag's camera_info), plus the detector on the hazy frame as the baseline the
+    report compares against."""
 
-    def __init__(self, pipeline: DehazePipeline, detector: Detector | None) -> None:
+    def __init__(self, pipeline: DehazePipeline, detector: Detector | None, mounting: Mounting | None = None) -> None:
         self.detector = detector
-        self.chain = FrameChain.build(pipeline, detector)
+        fog = VisibilityEstimator(mounting) if mounting is not None else None
+        self.chain = FrameChain.build(pipeline, detector, fog=fog)
         self._warm = False
 
     def __call__(self, frame: BagFrame) -> tuple[FrameRecord, FrameOutput]:
         if not self._warm:  # first calls allocate and compile: keep them out of the latency figures
             FrameChain.build(self.chain.pipeline, self.detector)(frame.image)
             self._warm = True
-        output = self.chain(frame.image)
+        info = frame.camera_info
+        output = self.chain(frame.image, intrinsics_of(info, frame.image.shape[:2]) if info is not None else None,
+                            frame.stamp_ns * 1e-9)
         hazy_detections, hazy_ms = timed_detect(self.detector, frame.image)
         result, detected = output.result, output.detected
         record = FrameRecord(
             index=frame.index, stamp_ns=frame.stamp_ns, haze_density_hazy=float(result.haze_density),
             haze_density_dehazed=haze_density(result.image), latency_ms=output.compute_ms, detect_hazy_ms=hazy_ms,
             hazy_detections=hazy_detections, dehazed_detections=detected.detections,
-            detection_depths=detected.depths)
+            detection_depths=detected.depths,
+            visibility_m=output.fog.visibility if output.fog is not None else math.nan)
         return record, output
 
 
@@ -174,13 +179,20 @@ def label_info_msg(writer: BagWriter, header: Any, names: Mapping[int, str], thr
 
 
 def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record: FrameRecord,
-                        output: FrameOutput) -> None:
-    """The node's outputs for one frame, on its `~/` topics, at the input frame's receive time and header."""
+                        output: FrameOutput, fog: VisibilityEstimator | None = None) -> None:
+    """The node's outputs for one frame, on its `~/` topics, at the input frame's receive time and header; with a
+    fog reading also ~/depth (metres) and ~/visibility."""
     result = output.result
     header = writer.header(frame.stamp_ns, frame.header.frame_id)
     writer.write(f"{prefix}/image_dehazed", IMAGE_TYPE, frame.log_time_ns, writer.image_msg(header, result.image))
     writer.write(f"{prefix}/depth_relative", IMAGE_TYPE, frame.log_time_ns,
                  writer.image_msg(header, result.depth.astype(np.float32)))
+    if output.fog is not None and fog is not None:
+        writer.write(f"{prefix}/depth", IMAGE_TYPE, frame.log_time_ns,
+                     writer.image_msg(header, output.fog.depth.astype(np.float32)))
+        writer.write(f"{prefix}/visibility", RANGE_TYPE, frame.log_time_ns,
+                     writer.range_msg(header, output.fog.visibility, fog.max_visibility,
+                                      field_of_view(frame.camera_info)))
     writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
                  detections_msg(writer, header, record.dehazed_detections, record.detection_depths))
     writer.write(f"{prefix}/haze_density", HAZE_TYPE, frame.log_time_ns,
@@ -194,11 +206,14 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  camera_info_topic: str | None = None, method: str | None = None,
                  default_method: str | None = None, detector: Detector | None = None,
                  max_frames: int | None = None, storage: str | None = None,
-                 output_prefix: str = DEFAULT_OUTPUT_PREFIX, progress: bool = True) -> BagEvaluation:
+                 output_prefix: str = DEFAULT_OUTPUT_PREFIX, mounting: Mounting | None = None,
+                 progress: bool = True) -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
-    when that one's weights are missing or do not load.
+    when that one's weights are missing or do not load. mounting: the camera's height and pitch over the road, as
+    the node's camera_height and camera_pitch: the fog is measured with the bag's camera_info (visibility, depth in
+    metres, detection distances in metres), as the node does.
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
     output exists; an error part-way leaves no output folder behind.
@@ -215,7 +230,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             mode="offline", method=pipeline.method, backend=pipeline.backend,
             detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
             output_bag="bag")
-        processor = FrameProcessor(pipeline, detector)
+        processor = FrameProcessor(pipeline, detector, mounting)
         keep = sample_indices(count)
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
@@ -255,7 +270,7 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                     header = writer.header(frame.stamp_ns, frame.header.frame_id)
                     writer.write(f"{prefix}/label_info", LABEL_INFO_TYPE, frame.log_time_ns,
                                  label_info_msg(writer, header, processor.detector.names, processor.detector.conf))
-                write_frame_outputs(writer, prefix, frame, record, output)
+                write_frame_outputs(writer, prefix, frame, record, output, processor.chain.fog)
                 if frame.index in keep:
                     evaluation.samples.append(Sample(frame.index, frame.stamp_ns, frame.image, output.result.image,
                                                      output.result.depth, record.hazy_detections,

@@ -31,6 +31,7 @@ from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_text
 from dgdehaze_core.io.tables import write_json
+from dgdehaze_core.physics.visibility import Mounting
 
 LOG = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class BagJob:
     max_frames: int | None = None
     storage: str | None = None
     output_prefix: str = DEFAULT_OUTPUT_PREFIX
+    camera_height: float = 0.0
+    """The camera's height above the road (m) for the fog measurement; 0: none (as the node's camera_height)."""
+    camera_pitch: float = 0.0
 
 
 @dataclass
@@ -67,7 +71,7 @@ class BagOutcome:
     ok: bool
     seconds: float
     error: str = ""
-    figures: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, float | int] = field(default_factory=dict)
     frames_per_second_of_wall_time: float = math.nan
 
 
@@ -87,10 +91,11 @@ def evaluate_job(job: BagJob) -> BagOutcome:
     try:
         detector = Detector(**job.detector) if job.detector is not None else None
         topic = job.image_topic or pick_image_topic(Path(job.input_bag))
+        mounting = Mounting(job.camera_height, job.camera_pitch) if job.camera_height > 0 else None
         evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, camera_info_topic=job.camera_info_topic,
                                   method=job.method, default_method=job.default_method, detector=detector,
                                   max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
-                                  progress=False)
+                                  mounting=mounting, progress=False)
     except TASK_ERRORS as exc:
         return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began,
                           error=f"{type(exc).__name__}: {exc}")
@@ -99,17 +104,17 @@ def evaluate_job(job: BagJob) -> BagOutcome:
                       frames_per_second_of_wall_time=len(evaluation.records) / seconds)
 
 
-def bag_figures(summary: dict[str, Any]) -> dict[str, float]:
+def bag_figures(summary: dict[str, Any]) -> dict[str, float | int]:
     """A bag's fleet figures from its summary.json content: the dehazed row, and the median visibility."""
     row = summary["figures"]["dehazed"]
     visibility = [v for v in summary["per_frame"]["visibility_m"] if v is not None and math.isfinite(v)]
-    return {"frames": float(row["frames"]), "detections": float(row["detections"]),
+    return {"frames": int(row["frames"]), "detections": int(row["detections"]),
             "mean_confidence": float(row["mean_confidence"]), "haze_density": float(row["haze_density"]),
             "visibility_m": float(np.median(visibility)) if visibility else math.nan,
             "latency_ms_median": float(row["latency_ms_median"])}
 
 
-def fleet_figures(outcomes: Sequence[BagOutcome]) -> dict[str, float]:
+def fleet_figures(outcomes: Sequence[BagOutcome]) -> dict[str, float | int]:
     """The figures over every bag that succeeded: sums of frames and detections, frame-weighted means of the
     rest (visibility and latency: medians over the bags that have one)."""
     done = [o for o in outcomes if o.ok]

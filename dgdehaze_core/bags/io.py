@@ -332,6 +332,12 @@ class BagWriter:
                                       is_bigendian=0, step=image.nbytes // height,
                                       data=np.frombuffer(image.tobytes(), np.uint8))
 
+    def range_msg(self, header: Any, visibility: float, max_visibility: float, field_of_view: float) -> Any:
+        """~/visibility as the node publishes it (sensor_msgs/Range: the visibility in metres as `range`)."""
+        return self.types[RANGE_TYPE](header=header, radiation_type=1, field_of_view=float(field_of_view),
+                                      min_range=0.0, max_range=float(max_visibility), range=float(visibility),
+                                      variance=0.0)
+
     def haze_msg(self, header: Any, density: float) -> Any:
         """~/haze_density as the node publishes it (HAZE_TYPE)."""
         hypothesis = self.types["vision_msgs/msg/ObjectHypothesis"](class_id=HAZE_CLASS, score=float(density))

@@ -33,9 +33,11 @@ class FrameRecord:
     hazy_detections: list[Detection] = field(default_factory=list)
     dehazed_detections: list[Detection] = field(default_factory=list)
     detection_depths: list[float] = field(default_factory=list)
-    """Median depth in each dehazed detection's box (relative units, NaN where no valid depth)."""
+    """Median depth in each dehazed detection's box: metres with a camera mounting (NaN while no fog is measured),
+    else the network's relative units; NaN where the box holds no valid depth."""
     visibility_m: float = math.nan
-    """The node's ~/visibility for the frame (node replay with a camera_height; NaN otherwise or without fog)."""
+    """The frame's visibility (m) with a camera mounting (offline: --camera-height; node replay: the node's
+    ~/visibility); NaN without one or without fog."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.io.tables import emit
+from dgdehaze_core.physics.visibility import Mounting
 
 LOG = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold")
     parser.add_argument("--imgsz", type=int, default=640, help="detector input size")
     parser.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames")
+    parser.add_argument("--camera-height", type=float, default=0.0,
+                        help="camera height above the road (m), as the node's camera_height: the fog is measured "
+                             "with the bag's camera_info (visibility, depth and detection distances in metres)")
+    parser.add_argument("--camera-pitch", type=float, default=0.0,
+                        help="camera pitch (rad, positive nose down), as the node's camera_pitch")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
     parser.add_argument("--output-prefix", default=DEFAULT_OUTPUT_PREFIX,
                         help="namespace of the output topics in the bag (offline mode)")
@@ -73,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--node-param sets parameters of a node started here; set an attached node's with ros2 param")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
+    mounting = mounting_of(args)
+    if mounting is not None and args.attach:
+        raise ValueError("--camera-height sets a started node's mounting; set an attached node's with ros2 param")
+    if mounting is not None and args.node:
+        args.node_param += [f"camera_height:={mounting.height}", f"camera_pitch:={mounting.pitch}"]
     if len(args.input) > 1:
         return run_fleet_of(args)
     if args.ray or args.workers is not None:
@@ -96,12 +107,19 @@ def run(args: argparse.Namespace) -> int:
                                 timeout=args.timeout, node_params=args.node_param, **options)
     else:
         evaluation = evaluate_bag(bag, image_topic, args.out, default_method=node_default_method(),
-                                  output_prefix=args.output_prefix, **options)
+                                  output_prefix=args.output_prefix, mounting=mounting, **options)
     title = (f"dgdehaze bag-eval: {bag.name} ({evaluation.mode}, {evaluation.method}, "
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
     LOG.info("report: %s", args.out / "report.html")
     return 0
+
+
+def mounting_of(args: argparse.Namespace) -> Mounting | None:
+    """The camera mounting the options give (None without --camera-height); ValueError when out of range."""
+    if args.camera_height < 0:
+        raise ValueError(f"--camera-height must be positive (m above the road), got {args.camera_height}")
+    return Mounting(args.camera_height, args.camera_pitch) if args.camera_height > 0 else None
 
 
 def detector_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -123,7 +141,8 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     detector = None if args.no_detection else detector_settings(args)
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=args.method, default_method=default, detector=detector, max_frames=args.max_frames,
-                   storage=args.storage, output_prefix=args.output_prefix)
+                   storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
+                   camera_pitch=args.camera_pitch)
             for bag, folder in zip(args.input, output_folders(args.input, args.out))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "

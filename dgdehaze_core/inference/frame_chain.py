@@ -1,12 +1,14 @@
 """The node's work on one camera frame, written once: the node, bag evaluation and `dgdehaze bench chain` call it.
 
     frame (uint8 BGR) -> dehaze (image, depth, transmission, haze density)
+                      -> measure the fog on the road, with a camera mounting and intrinsics (visibility, depth in
+                         metres; physics/visibility.py)
                       -> detect on schedule (every `interval`-th frame; on the dehazed frame, the raw one or both
                          fused) -> each detection's median depth in its box
 
-Two steps, so that a caller can publish the dehazed image before the detector runs (the node does: detection never
-delays the image) and can hand `detect` another depth map for the distances (the node's depth in metres when the
-fog gives the scale). Calling the chain runs both with the network's relative depth.
+Separate steps, so that a caller can publish the dehazed image before the detector runs (the node does: detection
+never delays the image). Calling the chain runs them all: detections then carry metres where the fog gave the
+scale, NaN where a mounting is set but no fog was measured, and the network's relative depth without a mounting.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import DehazePipeline
+from dgdehaze_core.physics.visibility import Intrinsics, VisibilityEstimator, VisibilityReading, fog_contrast
 
 
 @dataclass
@@ -52,6 +55,8 @@ class FrameOutput:
 
     dehazed: DehazedFrame
     detected: FrameDetections
+    fog: VisibilityReading | None = None
+    """The fog measured on this frame (None without a mounting or intrinsics)."""
 
     @property
     def result(self) -> DehazeResult:
@@ -73,22 +78,44 @@ def detection_schedule(detector: Detector, interval: int = 1, detection_input: s
 
 
 class FrameChain:
-    """A dehazing pipeline and, optionally, a detector on a schedule, applied to frames in order."""
+    """A dehazing pipeline and, optionally, a detector on a schedule and a fog estimator for the camera's mounting
+    (which smooths over the frames' stamps), applied to frames in order."""
 
-    def __init__(self, pipeline: DehazePipeline, schedule: DetectionSchedule | None = None) -> None:
+    def __init__(self, pipeline: DehazePipeline, schedule: DetectionSchedule | None = None,
+                 fog: VisibilityEstimator | None = None) -> None:
         self.pipeline = pipeline
         self.schedule = schedule
+        self.fog = fog
 
     @classmethod
     def build(cls, pipeline: DehazePipeline, detector: Detector | None = None, interval: int = 1,
-              detection_input: str = "dehazed") -> FrameChain:
-        """A chain that detects every `interval`-th frame on `detection_input` (see `detection_schedule`)."""
-        return cls(pipeline, None if detector is None else detection_schedule(detector, interval, detection_input))
+              detection_input: str = "dehazed", fog: VisibilityEstimator | None = None) -> FrameChain:
+        """A chain that detects every `interval`-th frame on `detection_input` (see `detection_schedule`) and, with
+        `fog`, measures the fog."""
+        return cls(pipeline, None if detector is None else detection_schedule(detector, interval, detection_input),
+                   fog)
 
     def dehaze(self, frame: np.ndarray) -> DehazedFrame:
         begin = time.perf_counter()
         result = self.pipeline(frame)
         return DehazedFrame(frame, result, (time.perf_counter() - begin) * 1000.0)
+
+    def measure_fog(self, dehazed: DehazedFrame, intrinsics: Intrinsics | None,
+                    stamp_s: float) -> VisibilityReading | None:
+        """The fog on the road in this frame (visibility, depth in metres), or None without a fog estimator or
+        intrinsics. `stamp_s`: the frame's stamp in seconds, which the smoothing follows."""
+        if self.fog is None or intrinsics is None:
+            return None
+        return self.fog.update(dehazed.result.transmission, intrinsics, stamp_s, fog_contrast(dehazed.frame))
+
+    def distance_map(self, dehazed: DehazedFrame, reading: VisibilityReading | None) -> np.ndarray:
+        """The depth detections carry: metres from the fog reading; without a fog estimator the relative depth;
+        with one but no reading, NaN (a distance in unknown units would read as metres)."""
+        if reading is not None:
+            return reading.depth
+        if self.fog is None:
+            return dehazed.result.depth
+        return np.full(dehazed.result.depth.shape, np.nan, np.float32)
 
     def detect(self, dehazed: DehazedFrame, depth: np.ndarray | None = None) -> FrameDetections:
         """Detections for the frame (fresh or carried over by the schedule) and the median of `depth` (default:
@@ -102,6 +129,7 @@ class FrameChain:
         return FrameDetections(scheduled.detections, scheduled.fresh, scheduled.age, depths,
                                (time.perf_counter() - begin) * 1000.0)
 
-    def __call__(self, frame: np.ndarray) -> FrameOutput:
+    def __call__(self, frame: np.ndarray, intrinsics: Intrinsics | None = None, stamp_s: float = 0.0) -> FrameOutput:
         dehazed = self.dehaze(frame)
-        return FrameOutput(dehazed, self.detect(dehazed))
+        reading = self.measure_fog(dehazed, intrinsics, stamp_s)
+        return FrameOutput(dehazed, self.detect(dehazed, self.distance_map(dehazed, reading)), reading)

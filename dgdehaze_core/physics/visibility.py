@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -67,6 +67,27 @@ class Intrinsics:
         if not (intrinsics.fx > 0 and intrinsics.fy > 0):
             raise ValueError(f"camera intrinsics need positive focal lengths, got fx {k[0]}, fy {k[4]}")
         return intrinsics
+
+
+def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics | None:
+    """A sensor_msgs/CameraInfo's intrinsics (any message with its `k`, `width` and `height`: rclpy's or a bag
+    reader's), scaled to a frame of `shape` (height, width) when the message states another size; None when its K
+    is unset (zero focal lengths)."""
+    try:
+        intrinsics = Intrinsics.from_k(info.k)
+    except ValueError:
+        return None
+    if shape is None or not (info.width and info.height) or (info.height, info.width) == tuple(shape):
+        return intrinsics
+    sx, sy = shape[1] / info.width, shape[0] / info.height
+    return Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
+
+
+
+def field_of_view(info: Any) -> float:
+    """The horizontal field of view (rad) of a CameraInfo's K and width; 0 when unknown."""
+    intrinsics = intrinsics_of(info) if info is not None else None
+    return 2.0 * math.atan(info.width / (2.0 * intrinsics.fx)) if intrinsics is not None and info.width else 0.0
 
 
 @dataclass(frozen=True)
