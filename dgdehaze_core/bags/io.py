@@ -80,7 +80,7 @@ def typestore() -> Typestore:
 
 def decode_image(msg: Any, msgtype: str) -> np.ndarray:
     """A sensor_msgs Image or CompressedImage (rosbags message) as a uint8 BGR frame, by the node's decoder
-    (`camera_frames`); ImageError says why not."""
+    (`io.camera_frames`); ImageError says why not."""
     if msgtype == COMPRESSED_IMAGE_TYPE:
         return compressed_to_bgr8(msg)
     return raw_to_bgr8(msg)

@@ -1,6 +1,6 @@
 """The bag evaluation report: an HTML page with its PNG figures beside it, and the JSON summary.
 
-Written into an output folder that the caller creates atomically (`bag_evaluation.evaluate_bag`):
+Written into an output folder that the caller creates atomically (`bags.evaluation.evaluate_bag`):
 
     report.html, summary.json, figures/<name>.png for each name in FIGURES, figures/sample_<frame>.png per sample
 """

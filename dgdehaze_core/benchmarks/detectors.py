@@ -1,6 +1,6 @@
 """Benchmark rows for the detector: input size and int8 against float, speed and what each keeps.
 
-Variants, all YOLOv8n on ONNX Runtime with the CPU provider (`detector_rebuild` explains the rebuilt files):
+Variants, all YOLOv8n on ONNX Runtime with the CPU provider (`detection.rebuild` explains the rebuilt files):
 - `detector-int8-shipped`: the shipped `yolov8n_int8.onnx`, fixed at 640x640 (Ultralytics ignores other sizes);
 - `detector-int8`: the same uint8 weights in a graph with dynamic height and width, at each `imgsz`;
 - `detector-fp32`: the float model (dequantised weights) at each `imgsz`.

@@ -183,7 +183,7 @@ CHAIN_DETECTORS = ("int8", "fp32")
 
 def chain_detector(kind: str, imgsz: int, device: str) -> Detector:
     """YOLOv8n for the chain: "int8" is the shipped file at 640 (the node's default) and its dynamic rebuild at
-    other sizes (the shipped file ignores imgsz); "fp32" is the float rebuild (`detector_rebuild`)."""
+    other sizes (the shipped file ignores imgsz); "fp32" is the float rebuild (`detection.rebuild`)."""
     if kind not in CHAIN_DETECTORS:
         raise ValueError(f"chain detector must be one of {', '.join(CHAIN_DETECTORS)}, got {kind!r}")
     device = "cpu" if device in ("auto", "cpu") else device

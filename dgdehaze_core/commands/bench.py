@@ -10,7 +10,7 @@
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
     dgdehaze bench node --sizes 1280x720 --soak 600 # a 10-minute soak: memory, loss accounted on /diagnostics
 
-Rows and figures are described in dgdehaze_core/benchmarks/networks.py and detector_benchmark.py.
+Rows and figures are described in dgdehaze_core/benchmarks/networks.py and detectors.py.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Object detection on (dehazed) frames with Ultralytics YOLO, and the depth of each detection.
 
 The detector file's suffix picks Ultralytics' backend: `.pt` (torch), `.onnx` (ONNX Runtime) or `.engine` (TensorRT).
-A `.pt` is unpickled only after `detector_checkpoint` has found nothing in it but network layers and data.
+A `.pt` is unpickled only after `detection.checkpoint` has found nothing in it but network layers and data.
 Nothing is downloaded: a weights path must exist on disk. The package ships one offline default,
 `dgdehaze_core/weights/yolov8n_int8.onnx` (COCO YOLOv8n, int8, AGPL-3.0; see weights/README.md).
 """

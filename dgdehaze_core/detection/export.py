@@ -1,7 +1,7 @@
 """The detector on the same runtimes as the dehazer: Ultralytics exports of a `.pt`, cached like engines.
 
 `export_detector(weights, "onnx" | "engine", imgsz=...)` runs Ultralytics' exporter on a checked copy of the
-weights (`detector_checkpoint`) in a scratch folder and moves the result into the `EngineCache`, keyed by the
+weights (`detection.checkpoint`) in a scratch folder and moves the result into the `EngineCache`, keyed by the
 weights' hash, Ultralytics (and TensorRT) version, GPU, input size and precision, so a node restart reuses it
 and a changed `.pt`, TensorRT upgrade or new `imgsz` rebuilds it. `detector_weights_for(weights, backend)` maps a node's `backend` setting to
 the file `Detector` should load: a `.pt` becomes an `.onnx` for onnxruntime or an `.engine` for tensorrt; an

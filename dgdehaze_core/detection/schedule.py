@@ -50,7 +50,7 @@ class DetectionSchedule:
 
     def __call__(self, frame: np.ndarray, *more: np.ndarray) -> ScheduledDetections:
         """Detections for `frame` (and any further frames the detector takes, e.g. the raw frame beside the
-        dehazed one for `detection_fusion.FrameDetector`)."""
+        dehazed one for `detection.fusion.FrameDetector`)."""
         if self._age < 0 or self._age + 1 >= self._interval:
             self._last = list(self.detector(frame, *more))
             self._age = 0

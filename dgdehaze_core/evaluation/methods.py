@@ -10,7 +10,7 @@ need no pipeline:
   copy of the clear image already moves the detector, the protocol's own noise.
 NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a path's
 file stem). `SOURCE+hazy` (detection only) runs the detector on the input and on SOURCE's output and fuses the two
-sets of boxes (`detection_fusion`), as the node's `detection_input: fused`; it shares SOURCE's pipeline.
+sets of boxes (`detection.fusion`), as the node's `detection_input: fused`; it shares SOURCE's pipeline.
 """
 from __future__ import annotations
 

@@ -186,7 +186,7 @@ class ValidationPair:
 
 
 def validation_pairs(sources: Sequence[ImageSource]) -> list[Pair]:
-    """Every pair of the validation folders, paired as `paired_dataset.find_pairs` does; `include` filters the
+    """Every pair of the validation folders, paired as `datasets.paired_sets.find_pairs` does; `include` filters the
     hazy names."""
     pairs: list[Pair] = []
     for source in sources:

@@ -3,7 +3,7 @@
 Detection recovery (docs/RESULTS.md) asks whether the detector finds on the dehazed image what it finds on the
 clear image. PSNR-driven losses leave errors a detector is sensitive to (texture, local contrast of far objects)
 and ones it is blind to (a slight global tint) weighted alike. `DetectorFeatures` runs the backbone of the shipped
-YOLOv8n (rebuilt in float from its int8 ONNX file, `detector_rebuild`) and returns its P3, P4 and P5 feature maps
+YOLOv8n (rebuilt in float from its int8 ONNX file, `detection.rebuild`) and returns its P3, P4 and P5 feature maps
 (strides 8, 16, 32); `detector_feature_loss` compares them between the dehazed synthetic image and the clear image
 it was hazed from. Only the synthetic branch is used, so training still needs no hazy/clean pairs. The backbone is
 frozen (no parameter trains) and run in float32 outside autocast; gradients flow to its input.

@@ -2,7 +2,7 @@
 
 A recipe names its data (folders of unpaired clear images, of unpaired hazy images, and optional paired
 validation folders), the model, the optimisation, the haze synthesis ranges and one weight per loss. Paths may start
-with `${DATA}` (the shared real-data folder, see `data_paths.shared_data_dir`); other relative paths are taken
+with `${DATA}` (the shared real-data folder, see `datasets.paths.shared_data_dir`); other relative paths are taken
 relative to the recipe file. `overrides` ("loss.dark_channel=0", "iterations=200") change fields before validation,
 which is how the command line runs ablations without a new file.
 """
@@ -37,7 +37,7 @@ def plain_data(value: Any) -> Any:
 class ImageSource:
     """A folder of images (searched recursively), or a video file of which every `frame_step`-th frame is taken;
     `include` keeps only names matching one of its glob patterns (`@FILE:PART` in the recipe: a part of a split
-    file, see `data_splits`).
+    file, see `datasets.splits`).
 
     `weight` is the share of draws this source gets relative to the other sources of the same kind.
     `prior_depth` keeps the prior depth field for this clear source's haze even when the recipe names a
