@@ -24,7 +24,7 @@ from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import BACKENDS, BackendUnavailable
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
-from dgdehaze_core.models import shipped_weights_path
+from dgdehaze_core.models import CHECKPOINT_SUFFIXES, shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting
 from dgdehaze_ros.mounting_tf import MISSING_TF, TF_AVAILABLE
 
@@ -163,7 +163,7 @@ def check_values(values: Mapping[str, Any]) -> str | None:
         return f"device must be cpu, cuda, cuda:N or N, got {values['device']!r}"
     if (values["working_width"] == 0) != (values["working_height"] == 0):
         return "working_width and working_height are set together (both 0: the input's size)"
-    problem = (_check_file("weights", values["weights"], (".pt", ".onnx", ".engine"))
+    problem = (_check_file("weights", values["weights"], (*CHECKPOINT_SUFFIXES, ".onnx", ".engine"))
                or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine")))
     if problem:
         return problem

@@ -193,7 +193,7 @@ MODULE_SOURCES = {
     "lifecycle_msgs": "lifecycle_msgs", "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "vision_msgs": "vision_msgs", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "tf2_ros": "tf2_ros",
-    "torch": "pip:torch", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript", "pywt": "pip:PyWavelets",
+    "torch": "pip:torch", "torchvision": "pip:torchvision", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript", "pywt": "pip:PyWavelets",
     "ensemble_boxes": "pip:ensemble-boxes", "pyfade": "pip:fade-python",
 }
 """Third-party module -> the rosdep key in package.xml, or pip:NAME in requirements-ros.txt, that installs it."""

@@ -9,7 +9,8 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
   `pct_of_peak` (gmac_per_s against `peak_gmac_per_s()`, a large fp32 matrix product measured in the same run on
   the same threads: how much of what this CPU can do the network gets).
 
-Network rows run the node's default image output (auto = physics inversion). The networks are freshly
+Network rows run the node's default image output (auto: the physics inversion; the decoder for the paper's
+network, which has no other). The networks are freshly
 initialised (seed 0): latency does not depend on the weights' values, and a fresh
 model's ONNX export is cached across runs under the same key.
 """
@@ -153,7 +154,7 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     for variant in variants:
         try:
             pipeline = pipeline_from_model(model, backend=variant.backend, device=variant.device, half=variant.half,
-                                           threads=settings.threads, output="physics")
+                                           threads=settings.threads, output="auto")
         except (BackendUnavailable, RuntimeError) as exc:
             LOG.warning("bench skips %s on %s: %s", config, variant.label, exc)
             continue

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import (VIDEO_SUFFIXES, ImageError, iter_video, list_images, read_image,
                                      video_frame_count, write_image)
@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", type=Path, help="image file, folder of images, or video file")
     parser.add_argument("--method", default="dcp", help="dcp, a model configuration (lite, base) or weights path")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--output", choices=OUTPUT_MODES, default=None,
+                        help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
+                             "default); `decoder` with the paper's released weights gives the image the authors' "
+                             "code saves")
     parser.set_defaults(func=run)
 
 
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     source: Path = args.input
     if not source.exists():
         raise FileNotFoundError(f"no such input: {source}")
-    pipeline = load_pipeline(args.method)
+    pipeline = load_pipeline(args.method) if args.output is None else load_pipeline(args.method, output=args.output)
     args.out.mkdir(parents=True, exist_ok=True)
     if source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES:
         return _run_video(source, args.out, pipeline)

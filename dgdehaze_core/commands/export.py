@@ -31,9 +31,11 @@ LOG = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export a model to ONNX or a TensorRT engine")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="model configuration (lite, base): its shipped weights, or --weights")
+    source.add_argument("--config", help="model configuration (lite, base; paper: the released network, with "
+                                          "--weights model_Roadmap.pth): its shipped weights, or --weights")
     source.add_argument("--detector", type=Path, help="an Ultralytics .pt detector to export instead")
-    parser.add_argument("--weights", type=Path, help="a dgdehaze checkpoint (.pt) of --config to export")
+    parser.add_argument("--weights", type=Path,
+                        help="a dgdehaze checkpoint (.pt) of --config to export, or the paper's released .pth")
     parser.add_argument("--untrained", action="store_true",
                         help="export a freshly initialised --config model (for speed tests before training)")
     parser.add_argument("--format", choices=("onnx", "engine"), default="onnx", help="ONNX file or TensorRT engine")
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if args.detector is not None:
         return _export_detector(args)
-    from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, round_up_to_stride
+    from dgdehaze_core.inference.backends import DECODER_OUTPUTS, OUTPUT_NAMES, PHYSICS_OUTPUTS, round_up_to_stride
     from dgdehaze_core.inference.backends.engine_cache import EngineCache
     from dgdehaze_core.inference.export.to_onnx import export_onnx
 
@@ -109,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
             LOG.warning("%dx%d is not a multiple of the stride %d; using %dx%d (the pipeline pads frames)",
                         args.height, args.width, stride, size[0], size[1])
     dynamic = args.dynamic or size is None
-    outputs = PHYSICS_OUTPUTS if args.physics_only else OUTPUT_NAMES
+    own_outputs = getattr(model, "outputs", OUTPUT_NAMES)
+    if args.physics_only and own_outputs == DECODER_OUTPUTS:
+        raise ValueError(f"--physics-only: the {model.config_name} network gives no transmission or airlight")
+    outputs = PHYSICS_OUTPUTS if args.physics_only else own_outputs
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
     shape = "dynamic" if dynamic else f"{size[0]}x{size[1]}"  # type: ignore[index]
     variant = "_physics" if args.physics_only else ""

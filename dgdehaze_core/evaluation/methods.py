@@ -184,7 +184,7 @@ def load_method(spec: MethodSpec, **network_options: object) -> Method:
     """
     if spec.is_reference:
         return Method(spec, None)
-    if spec.source.endswith(".pt"):
+    if spec.source.endswith(".pt"):  # a clear-depth checkpoint is a dgdehaze .pt
         from dgdehaze_core.models.clear_depth import ClearDepthPredictor, is_clear_depth_checkpoint
 
         if is_clear_depth_checkpoint(spec.source):

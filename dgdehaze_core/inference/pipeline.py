@@ -21,7 +21,8 @@ pixel-scale noise, which costs a detector more than it costs PSNR, is smoothed a
 A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not
 use: a third of lite's time at 640x480.
 Depth and transmission are always returned at the input's size; depth is NaN where the network gave no valid
-value.
+value. A network without the scattering model (the paper's released one: image and depth only) runs the decoder
+path, and its transmission and airlight are the dark channel prior's (what the node's fog measurement reads).
 """
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ from typing import TYPE_CHECKING, Protocol, Sequence
 import cv2
 import numpy as np
 
-from dgdehaze_core.inference.backends import (OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend, NetworkSource,
-                                              round_up_to_stride)
+from dgdehaze_core.inference.backends import (DECODER_OUTPUTS, OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend,
+                                              NetworkSource, round_up_to_stride)
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, haze_density
@@ -159,6 +160,12 @@ class NetworkPipeline:
         if output == "decoder" and "clear" not in backend.outputs:
             raise ValueError(f"output decoder needs the network's image, and this {self.backend} network was exported "
                              f"without it (physics only); use output physics or auto, or export with every output")
+        self.scattering = "transmission" in backend.outputs
+        """False for a network without transmission and airlight: the decoder path, the scattering from DCP."""
+        if output == "physics" and not self.scattering:
+            raise ValueError(f"{method} gives no transmission or airlight (image and depth only): output physics "
+                             "needs them; use output decoder or auto")
+        self._dark_channel = None if self.scattering else DarkChannelDehazer()
 
     def __call__(self, frame: np.ndarray) -> DehazeResult:
         return self.process_batch([frame])[0]
@@ -191,13 +198,16 @@ class NetworkPipeline:
             work_rgb = full_rgb
         batch = pad_to_stride(np.stack(work_rgb), self.stride)
         outputs = self.runtime.run(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
-        mode = "physics" if self.output == "auto" else self.output
+        mode = ("physics" if self.scattering else "decoder") if self.output == "auto" else self.output
         results = []
         for index, frame in enumerate(frames):
-            transmission = outputs["transmission"][index, 0, :work_h, :work_w]
             depth = outputs["depth"][index, 0, :work_h, :work_w]
-            airlight_rgb = np.clip(outputs["airlight"][index, :, 0, 0], 0.0, 1.0).astype(np.float32)
-            transmission = refine_transmission(frame, transmission)
+            if self.scattering:
+                transmission = refine_transmission(frame, outputs["transmission"][index, 0, :work_h, :work_w])
+                airlight_rgb = np.clip(outputs["airlight"][index, :, 0, 0], 0.0, 1.0).astype(np.float32)
+            else:
+                prior = self._dark_channel.dehaze(frame)
+                transmission, airlight_rgb = prior.transmission, prior.airlight[::-1].astype(np.float32)
             if resized:
                 depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
             transmission = np.clip(transmission, T_MIN, 1.0).astype(np.float32)
@@ -229,15 +239,17 @@ def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend
     from dgdehaze_core.inference.backends.selection import create_backend
 
     runtime = create_backend(NetworkSource(network=model), backend=backend, device=device, half=half, threads=threads,
-                             camera_size=_camera_size(working_size), outputs=network_outputs(output))
+                             camera_size=_camera_size(working_size), outputs=network_outputs(output, model))
     return NetworkPipeline(runtime, method, working_size, output, max_detail_gain)
 
 
-def network_outputs(output: str) -> tuple[str, ...]:
+def network_outputs(output: str, model: "DGDehazeNet | None" = None) -> tuple[str, ...]:
     """The network outputs an image `output` mode needs: the decoder mode all of them, the physics path all but
-    the decoder's image."""
+    the decoder's image; a network without the scattering model (`model.outputs` DECODER_OUTPUTS) gives its own."""
     if output not in OUTPUT_MODES:
         raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
+    if getattr(model, "outputs", OUTPUT_NAMES) == DECODER_OUTPUTS:
+        return DECODER_OUTPUTS
     return OUTPUT_NAMES if output == "decoder" else PHYSICS_OUTPUTS
 
 
@@ -255,7 +267,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     working_size ((w, h) or None for the input's size), output ("auto", "decoder", "physics"),
     threads (ONNX Runtime intra-op threads), max_detail_gain (the physics path's noise limit; None: exact).
     """
-    from dgdehaze_core.models import MODEL_CONFIGS, load_model
+    from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER, load_model
 
     if method == "dcp":
         if options:
@@ -269,9 +281,9 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     suffix = Path(os.fspath(method)).suffix.lower()
     if suffix in (".onnx", ".engine"):
         return _file_pipeline(NetworkSource(file=Path(os.fspath(method))), backend, **options)
-    if method not in MODEL_CONFIGS and suffix != ".pt":
+    if method not in (*MODEL_CONFIGS, PAPER) and suffix not in CHECKPOINT_SUFFIXES:
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
-                         f"or a .pt / .onnx / .engine weights file")
+                         f"or a .pt (.pth) / .onnx / .engine weights file")
     model = load_model(method)
     return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"), **options)  # type: ignore[arg-type]
 

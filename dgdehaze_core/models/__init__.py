@@ -18,6 +18,7 @@ from dgdehaze_core.io.checkpoints import read_checkpoint
 from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
 from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite
+from dgdehaze_core.models.paper_net import PaperNet, is_official_state_dict, load_official
 
 LOG = logging.getLogger(__name__)
 
@@ -26,6 +27,10 @@ MODEL_CONFIGS: dict[str, Callable[[], tuple[DepthNet, DGHAT]]] = {
     "base": lambda: (DepthNet(widths=(24, 32, 64, 128, 192), blocks=(0, 1, 2, 2, 1)), dghat_base()),
 }
 """Configuration name -> factory of (depth network, dehazer)."""
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+"""Weights files torch loads: dgdehaze checkpoints (.pt) and the paper's released state_dict (.pth)."""
+PAPER = "paper"
+"""The paper's released network (models/paper_net.py): built here, its weights are the authors' file."""
 
 CHECKPOINT_KEYS = ("config", "depth_guidance", "state_dict", "meta")
 
@@ -33,14 +38,17 @@ CHECKPOINT_KEYS = ("config", "depth_guidance", "state_dict", "meta")
 # subclass); allowing it keeps `weights_only` loading (no arbitrary code) working for those files.
 torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
 
-__all__ = ["MODEL_CONFIGS", "DGDehazeNet", "DGHAT", "DepthNet", "build_model", "load_model", "save_checkpoint",
-           "shipped_weights_path"]
+__all__ = ["CHECKPOINT_SUFFIXES", "MODEL_CONFIGS", "PAPER", "DGDehazeNet", "DGHAT", "DepthNet", "PaperNet", "build_model", "load_model",
+           "save_checkpoint", "shipped_weights_path"]
 
 
-def build_model(config: str = "lite", depth_guidance: bool = True) -> DGDehazeNet:
-    """A freshly initialised model of configuration `config` (seed torch first for reproducible weights)."""
+def build_model(config: str = "lite", depth_guidance: bool = True) -> DGDehazeNet | PaperNet:
+    """A freshly initialised model of configuration `config` (seed torch first for reproducible weights); `paper`
+    is the released network's architecture (always depth-guided)."""
+    if config == PAPER:
+        return PaperNet()
     if config not in MODEL_CONFIGS:
-        raise ValueError(f"unknown model configuration {config!r}; known: {', '.join(MODEL_CONFIGS)}")
+        raise ValueError(f"unknown model configuration {config!r}; known: {', '.join(MODEL_CONFIGS)}, {PAPER}")
     depth_net, dehazer = MODEL_CONFIGS[config]()
     return DGDehazeNet(config, depth_net, dehazer, depth_guidance=depth_guidance)
 
@@ -60,15 +68,18 @@ def save_checkpoint(model: DGDehazeNet, path: str | os.PathLike[str], meta: dict
     return Path(path)
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    checkpoint = read_checkpoint(path, "dgdehaze checkpoint")
+def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in CHECKPOINT_KEYS):
         raise ValueError(f"{path} is not a dgdehaze checkpoint (expected keys {', '.join(CHECKPOINT_KEYS)})")
     return checkpoint
 
 
-def load_model(source: str | os.PathLike[str], device: str | torch.device = "cpu") -> DGDehazeNet:
-    """Load a checkpoint file, or the shipped weights of a configuration name, in eval mode on `device`."""
+def load_model(source: str | os.PathLike[str], device: str | torch.device = "cpu") -> DGDehazeNet | PaperNet:
+    """Load a checkpoint file, or the shipped weights of a configuration name, in eval mode on `device`. A file
+    holding the paper's released state_dict (`model_Roadmap.pth`) loads as the `paper` network."""
+    if isinstance(source, str) and source == PAPER:
+        raise FileNotFoundError("the paper's released weights are not shipped: pass the path of the authors' file "
+                                "(model_Roadmap.pth, docs/DEPLOYMENT.md)")
     if isinstance(source, str) and source in MODEL_CONFIGS:
         path = shipped_weights_path(source)
         if not path.is_file():
@@ -79,7 +90,12 @@ def load_model(source: str | os.PathLike[str], device: str | torch.device = "cpu
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"no such checkpoint: {path}")
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_checkpoint(path, "dgdehaze checkpoint")
+    if isinstance(checkpoint, dict) and is_official_state_dict(checkpoint):
+        model = load_official(checkpoint)
+        LOG.info("loaded the paper's released network from %s", path)
+        return model.to(device).eval()
+    checkpoint = _checked(checkpoint, path)
     model = build_model(str(checkpoint["config"]), depth_guidance=bool(checkpoint["depth_guidance"]))
     try:
         model.load_state_dict(checkpoint["state_dict"])

@@ -2,7 +2,8 @@
 
 A backend takes a batch of frames already padded to the network's stride, float32 NCHW RGB in [0, 1], and returns
 the network's outputs as float32 numpy arrays under the forward keys ("clear", "transmission", "airlight",
-"depth"), or, for a physics-only network, all of them but "clear". The pipeline (`inference.pipeline`) does
+"depth"), or, for a physics-only network, all of them but "clear", or, for a network without the scattering model
+(the paper's released one), "clear" and "depth". The pipeline (`inference.pipeline`) does
 everything else: colour conversion, resizing, padding, cropping and the physics output path, identically for every
 backend.
 """
@@ -30,6 +31,10 @@ OUTPUT_NAMES = ("clear", "transmission", "airlight", "depth")
 PHYSICS_OUTPUTS = ("transmission", "airlight", "depth")
 """What the physics output path J = (I - A) / t + A needs. A network exported with these alone leaves out the
 decoder's full-resolution image branch, a third of lite's time (docs/BENCHMARKS.md)."""
+DECODER_OUTPUTS = ("clear", "depth")
+"""What a network without the scattering model gives (the paper's released network, models/paper_net.py): its
+image and its depth; the pipeline takes transmission and airlight from the dark channel prior."""
+OUTPUT_SETS = (OUTPUT_NAMES, PHYSICS_OUTPUTS, DECODER_OUTPUTS)
 
 
 def round_up_to_stride(value: int, stride: int) -> int:
@@ -38,18 +43,20 @@ def round_up_to_stride(value: int, stride: int) -> int:
 
 
 def check_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
-    """`outputs` in OUTPUT_NAMES order; ValueError unless it is OUTPUT_NAMES or PHYSICS_OUTPUTS."""
+    """`outputs` in OUTPUT_NAMES order; ValueError unless it is one of OUTPUT_SETS."""
     ordered = tuple(name for name in OUTPUT_NAMES if name in outputs)
-    if set(outputs) != set(ordered) or ordered not in (OUTPUT_NAMES, PHYSICS_OUTPUTS):
-        raise ValueError(f"network outputs must be {', '.join(OUTPUT_NAMES)} or {', '.join(PHYSICS_OUTPUTS)}; "
-                         f"got {', '.join(outputs)}")
+    if set(outputs) != set(ordered) or ordered not in OUTPUT_SETS:
+        raise ValueError("network outputs must be " + " or ".join(", ".join(s) for s in OUTPUT_SETS)
+                         + f"; got {', '.join(outputs)}")
     return ordered
 
 
 def outputs_of(names: Iterable[str], source: object) -> tuple[str, ...]:
     """The network outputs among a graph's or an engine's tensor `names`, in OUTPUT_NAMES order; ValueError naming
-    `source` when one that the physics path needs is missing."""
+    `source` when one that the physics path needs is missing (and the graph is not a decoder-only network's)."""
     present = set(names)
+    if present & set(OUTPUT_NAMES) == set(DECODER_OUTPUTS):
+        return DECODER_OUTPUTS
     missing = set(PHYSICS_OUTPUTS) - present
     if missing:
         raise ValueError(f"{source} lacks the outputs {sorted(missing)}")

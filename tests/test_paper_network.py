@@ -1,0 +1,88 @@
+"""The paper's released network (`paper`): the official state_dict layout loads, and a file in that layout gives
+through `dgdehaze dehaze --output decoder` the image the authors' own code saves.
+
+tests/data/paper/official_output_seed0.png was made once by the authors' code (DongLiangSXU/Depth-Guidance-dehazing
+at 946dae3, timm 1.0.31, torch 2.14.1, CPU), read as documentation and run outside this repository: its
+`multi_Net` in nn.DataParallel loaded `released_layout_weights()` strictly and ran on hazy_96x64.png (RGB from
+ToTensor), and `torchvision.utils.save_image` wrote its output. The key digest below is of that network's
+state_dict keys, in order.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.io.images import read_image
+from dgdehaze_core.models import load_model
+from dgdehaze_core.models.paper_net import OFFICIAL_PARAMETERS, OFFICIAL_TENSORS, PaperNet
+
+DATA = Path(__file__).parent / "data" / "paper"
+OFFICIAL_KEYS_SHA256 = "a31363fbaf95d4fda7c7aae6975cf3fcbbc5b941a53a383f6b115b9e6242263b"
+
+
+def released_layout_weights() -> dict[str, torch.Tensor]:
+    """Seed-0 weights in the released file's layout (nn.DataParallel's `module.` keys), with the depth branch's
+    last layer and the image head scaled so that the depth and the image vary over the frame (freshly initialised,
+    both are nearly constant and would test little)."""
+    torch.manual_seed(0)
+    model = PaperNet()
+    with torch.no_grad():
+        model.depth_finetune.depth_es.finalconv.bias.fill_(2.0)
+        model.depth_finetune.depth_es.finalconv.weight.mul_(400.0)
+        model.Tfuse_second.output1[2].weight.mul_(40.0)
+        model.Tfuse_second.output1[2].bias.fill_(0.5)
+    return {f"module.{key}": value for key, value in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def released_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("paper") / "model_Roadmap.pth"
+    torch.save(released_layout_weights(), path)
+    return path
+
+
+def test_the_state_dict_has_the_released_layout_and_size() -> None:
+    model = PaperNet()
+    keys = [f"module.{key}" for key in model.state_dict()]
+    assert len(keys) == OFFICIAL_TENSORS
+    assert hashlib.sha256("\n".join(keys).encode()).hexdigest() == OFFICIAL_KEYS_SHA256
+    assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMETERS  # 45.02 M, as published
+
+
+def test_dehaze_with_the_decoder_output_gives_the_image_the_official_code_saves(released_file: Path,
+                                                                                tmp_path: Path) -> None:
+    assert main(["dehaze", str(DATA / "hazy_96x64.png"), "--method", str(released_file), "--output", "decoder",
+                 "--out", str(tmp_path)]) == 0
+    ours = read_image(tmp_path / "hazy_96x64_dehazed.png").astype(int)
+    official = read_image(DATA / "official_output_seed0.png").astype(int)
+    assert ours.shape == official.shape and official.std() > 20  # a varied image, not a constant
+    assert np.abs(ours - official).max() <= 1
+
+
+def test_in_the_pipeline_depth_is_the_networks_and_the_scattering_is_the_dark_channel_priors(
+        released_file: Path) -> None:
+    frame = read_image(DATA / "hazy_96x64.png")
+    result = load_pipeline(str(released_file))(frame)  # auto: the decoder, this network's only image
+    dcp = load_pipeline("dcp")(frame)
+    np.testing.assert_array_equal(result.transmission, dcp.transmission)
+    np.testing.assert_allclose(result.airlight, dcp.airlight, atol=1e-6)
+    assert np.isfinite(result.depth).all() and result.depth.min() >= 1.0 and result.depth.std() > 0.1
+    odd = read_image(DATA / "hazy_96x64.png")[:50, :70]  # not a multiple of 32: padded and cropped back
+    assert load_pipeline(str(released_file))(odd).image.shape == odd.shape
+
+
+def test_what_this_network_cannot_do_is_refused_with_the_reason(released_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no transmission or airlight"):
+        load_pipeline(str(released_file), output="physics")
+    with pytest.raises(FileNotFoundError, match="model_Roadmap.pth"):
+        load_model("paper")
+    damaged = {key: value for key, value in released_layout_weights().items() if "mix1" not in key}
+    torch.save(damaged, tmp_path / "damaged.pth")
+    with pytest.raises(ValueError, match="1 tensors missing"):
+        load_model(tmp_path / "damaged.pth")
