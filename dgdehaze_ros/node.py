@@ -432,11 +432,11 @@ class DehazeNode(LifecycleNode):
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
             return
-        info = self._camera_info  # one camera_info for the whole frame (a newer one may arrive meanwhile)
         chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None,
                            self._fog_for(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)
         result = dehazed.result
+        info = self._camera_info  # the latest once dehazed, then one camera_info for the rest of the frame
         self._outputs["image"].publish(bgr8_to_image(result.image, encoding, msg.header, original))
         reading = self._measure_fog(chain, dehazed, info, msg.header)
         self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next
