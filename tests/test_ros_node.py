@@ -232,7 +232,9 @@ def test_with_a_tracker_each_detection_carries_its_track_id(node: DehazeNode, pr
         assert ids[-1] and all(i.isdigit() for i in ids[-1]), ids
         assert set(ids[-1]) == set(ids[-2]), "the same still scene keeps its identities"
     finally:
-        set_ok(node, tracker="")
+        set_ok(node, tracker="")  # reloads the detector in the background: wait, or it lands in the next test
+        assert probe.wait_for(lambda: "bytetrack" not in newest_diagnostics(probe)[2].get("detector", "bytetrack"),
+                              60.0)
 
 
 def test_detection_interval_publishes_detections_for_every_nth_frame_only(node: DehazeNode, probe: Probe) -> None:
