@@ -206,8 +206,8 @@ class NetworkPipeline:
                 transmission = refine_transmission(frame, outputs["transmission"][index, 0, :work_h, :work_w])
                 airlight_rgb = np.clip(outputs["airlight"][index, :, 0, 0], 0.0, 1.0).astype(np.float32)
             else:
-                prior = self._dark_channel.dehaze(frame)
-                transmission, airlight_rgb = prior.transmission, prior.airlight[::-1].astype(np.float32)
+                transmission, airlight_bgr, _ = self._dark_channel.scattering(frame)
+                airlight_rgb = airlight_bgr[::-1].astype(np.float32)
             if resized:
                 depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
             transmission = np.clip(transmission, T_MIN, 1.0).astype(np.float32)

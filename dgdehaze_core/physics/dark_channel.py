@@ -90,12 +90,16 @@ class DarkChannelDehazer:
             refined = guided_filter(gray, raw, self.radius, self.eps)
         return np.clip(refined, self.t0, 1.0).astype(np.float32)
 
+    def scattering(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The prior's (transmission, airlight BGR, dark channel) of a uint8 BGR frame, without the inversion."""
+        dark = dark_channel(frame, self.patch)
+        airlight = estimate_airlight(frame, dark, self.top_fraction)
+        return self.transmission(frame, airlight), airlight, dark
+
     def dehaze(self, frame: np.ndarray) -> DehazeResult:
         """Dehaze one uint8 BGR frame (grayscale, 16-bit and BGRA are converted first)."""
         frame = to_bgr8(frame)
-        dark = dark_channel(frame, self.patch)
-        airlight = estimate_airlight(frame, dark, self.top_fraction)
-        t = self.transmission(frame, airlight)
+        t, airlight, dark = self.scattering(frame)
         return DehazeResult(image=recover_radiance(frame, t, airlight), depth=depth_from_transmission(t, 1.0),
                             transmission=t, airlight=airlight, haze_density=float(dark.mean()) / 255.0)
 
