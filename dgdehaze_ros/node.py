@@ -298,7 +298,7 @@ class DehazeNode(LifecycleNode):
             return None
         detector = Detector(**settings.detector_args())
         detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
-        self._detector_note = detector.weights.name + (f" + {detector.tracker}" if detector.tracker else "")
+        self._detector_note = detector.label + (f" + {detector.tracker}" if detector.tracker else "")
         return detector
 
     def _publish_labels(self) -> None:

@@ -20,6 +20,7 @@ from rclpy.parameter import Parameter
 
 from dgdehaze_core.detection.detector import TRACKERS
 from dgdehaze_core.detection.fusion import DETECTION_INPUTS
+from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import BACKENDS, BackendUnavailable
 from dgdehaze_core.inference.backends.selection import choose_backend
@@ -114,6 +115,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "frames only (dehazing and depth stay at the input rate)", int_range=(1, 100, 1)),
     ParameterSpec("detector_weights", "", "YOLO weights (.pt, .onnx or .engine); empty: the shipped offline "
                   "yolov8n_int8.onnx", reloads="detector"),
+    ParameterSpec("detector_precision", "auto", "auto: a dynamically quantised ONNX detector (the shipped int8 "
+                  "file) runs as its float rebuild on x86 CPUs and GPUs, where that is faster and takes imgsz; "
+                  "file: the weights as given; float: always the float rebuild", PRECISIONS, reloads="detector"),
     ParameterSpec("threshold", 0.25, "detection confidence threshold", float_range=(0.0, 1.0)),
     ParameterSpec("iou", 0.45, "detection non-maximum suppression IoU threshold", float_range=(0.0, 1.0)),
     ParameterSpec("imgsz", 640, "detector input size in pixels (multiple of 32)", int_range=(32, 4096, 32),
@@ -262,7 +266,8 @@ class NodeSettings:
         """Keyword arguments for `dgdehaze_core.detection.detector.Detector`."""
         return {"weights": self["detector_weights"] or None, "imgsz": self["imgsz"], "conf": self["threshold"],
                 "iou": self["iou"], "classes": list(self["classes"] or []) or None, "max_det": self["max_det"],
-                "device": self["device"], "half": self["half"], "tracker": self["tracker"] or None}
+                "device": self["device"], "half": self["half"], "tracker": self["tracker"] or None,
+                "precision": self["detector_precision"]}
 
 
 def _current(node: Node, name: str) -> Any:

@@ -25,14 +25,16 @@ def positive(row: dict[str, float], keys: tuple[str, ...]) -> None:
         assert isinstance(row.get(key), float) and row[key] > 0, f"{key}: {row.get(key)!r}"
 
 
-@pytest.mark.slow  # one ONNX export of lite (about 20 s) and the detector on a few frames
+@pytest.mark.slow  # one ONNX export of lite (about 20 s), the detector's float rebuild, a few frames
 def test_networks_and_chain_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "cache"))
     table = run_bench(tmp_path, "dcp", "lite", "chain", "--sizes", "96x64", "--backends", "torch,onnxruntime",
                       "--detect-every", "1,2")
     assert set(table) == {"dcp@96x64", "lite/torch@96x64", "lite/onnxruntime@96x64", "cpu-peak/torch-matmul",
                           "chain/lite/onnxruntime/no-detection@96x64", "chain/lite/onnxruntime/detect-every-1@96x64",
-                          "chain/lite/onnxruntime/detect-every-2@96x64"}
+                          "chain/lite/onnxruntime/detect-every-2@96x64",
+                          "chain/lite/onnxruntime/detect-every-1-file@96x64",
+                          "chain/lite/onnxruntime/detect-every-2-file@96x64"}
     assert table["dcp@96x64"]["ratio_to_dcp"] == 1.0
     positive(table["cpu-peak/torch-matmul"], ("gmac_per_s",))
     expected_gmacs = count_macs(build_model("lite").eval(), 64, 96, with_clear=False) / 1e9  # the physics path
@@ -48,6 +50,9 @@ def test_networks_and_chain_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         positive(row, TIMING)
         assert row["detect_every"] == interval
         assert row["fps"] == pytest.approx(1000.0 / row["latency_ms_median"])
+        as_file = table[f"chain/lite/onnxruntime/detect-every-{interval}-file@96x64"]
+        assert as_file["speedup_vs_file"] == 1.0
+        assert row["speedup_vs_file"] == pytest.approx(as_file["latency_ms_median"] / row["latency_ms_median"])
 
 
 def test_model_alias_runs_the_configured_network_only_and_working_sizes_add_rows(tmp_path: Path) -> None:

@@ -111,3 +111,39 @@ def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_d
             seen[track] = seen.get(track, 0) + 1
     assert seen and max(seen.values()) >= 5, f"no object kept its identity over consecutive frames: {ids}"
     assert all(d.track_id is None for d in Detector()(frames[0]))
+
+
+def test_the_shipped_int8_file_runs_as_its_float_rebuild_by_default_on_x86(shared_data: Path) -> None:
+    import platform
+
+    from dgdehaze_core.detection.detector import DEFAULT_DETECTOR
+    from dgdehaze_core.detection.precision import X86_MACHINES, is_dynamically_quantized
+
+    as_given, default = Detector(precision="file"), Detector()
+    assert as_given.runtime_file == DEFAULT_DETECTOR and as_given.label == "yolov8n_int8.onnx"
+    if platform.machine().lower() not in X86_MACHINES:
+        pytest.skip("auto keeps the int8 file on CPUs other than x86")
+    assert default.runtime_file != DEFAULT_DETECTOR and not is_dynamically_quantized(default.runtime_file)
+    assert default.label == "yolov8n_int8.onnx (float rebuild)" and default.names == as_given.names
+    frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    reference, found = as_given(frame), default(frame)
+    same = [r for r in reference if any(f.class_id == r.class_id and iou(f.box, r.box) >= 0.5 for f in found)]
+    assert len(reference) >= 4 and len(same) >= 0.75 * len(reference), "the rebuild finds what the file finds"
+    assert Detector(precision="float").runtime_file == default.runtime_file, "one cached rebuild"
+
+
+def test_precision_choices_and_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dgdehaze_core.detection import precision
+    from dgdehaze_core.detection.detector import DEFAULT_DETECTOR
+
+    with pytest.raises(ValueError, match="precision must be one of auto, file, float"):
+        Detector(precision="half")
+    float_file = Detector(precision="float").runtime_file
+    with pytest.raises(DetectorUnavailable, match="is not one"):
+        Detector(float_file, precision="float")
+    assert Detector(float_file).runtime_file == float_file, "a float file runs as given"
+    monkeypatch.setattr(precision.platform, "machine", lambda: "aarch64")
+    assert not precision.runs_float_rebuild(DEFAULT_DETECTOR, "auto", "cpu"), "ARM CPUs keep the int8 kernels"
+    assert precision.runs_float_rebuild(DEFAULT_DETECTOR, "auto", "cuda:0"), "no ConvInteger on GPUs"
+    assert precision.runs_float_rebuild(DEFAULT_DETECTOR, "float", "cpu")
+    assert not precision.runs_float_rebuild(tmp_path / "yolo.pt", "auto", "cpu")

@@ -45,13 +45,13 @@ def test_rebuilt_detectors_find_the_shipped_detections_on_real_hazy_photos(expor
                                                                            shared_data: Path) -> None:
     frames = [cv2.imread(str(shared_data / "hazy-real" / "urhi" / name))
               for name in ("YST_Bing_667.png", "SFC_Google_197.png", "MLS_Google_585.png")]
-    reference = [Detector()(frame) for frame in frames]
+    reference = [Detector(precision="file")(frame) for frame in frames]
     total = sum(len(r) for r in reference)
     assert total >= 8
     for path in exports.values():
-        found = [Detector(path)(frame) for frame in frames]
+        found = [Detector(path, precision="file")(frame) for frame in frames]
         assert sum(kept(r, f) for r, f in zip(reference, found)) >= 0.75 * total, path.name
-    persons = [d for d in Detector(exports["int8"], imgsz=320)(frames[0]) if d.class_name == "person"]
+    persons = [d for d in Detector(exports["int8"], imgsz=320, precision="file")(frames[0]) if d.class_name == "person"]
     assert len(persons) >= 3, "YST_Bing_667 shows nine people (RTTS labels); the 320 model still finds several"
 
 

@@ -185,7 +185,7 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
                "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed",
                "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
                "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0,
-               "max_detail_gain": 0.5, "detection_input": "both", "tracker": "sort"}
+               "max_detail_gain": 0.5, "detection_input": "both", "tracker": "sort", "detector_precision": "half"}
     # what can be told before loading is refused up front (#21 item 2); the rest is put back when loading fails
     refused.update({"backend": "tensorrt"} if tensorrt_unavailable_reason() is not None else {})
     refused.update({"device": "cuda"} if not torch.cuda.is_available() else {})
@@ -419,6 +419,7 @@ def test_a_detector_file_that_would_run_code_is_refused_and_the_parameter_reads_
     marker = tmp_path / "pwned"
     set_ok(node, detection_enabled=True)
     shipped = default_detector_weights().name
+    set_ok(node, detector_precision="file")  # the file as given, not its float rebuild: named as it is
     assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("detector") == shipped, 60.0)
     running = node.get_parameter("detector_weights").value
     set_ok(node, detector_weights=str(malicious_checkpoint(tmp_path, marker)))  # only loading can tell
@@ -436,7 +437,7 @@ def test_a_detector_file_that_would_run_code_is_refused_and_the_parameter_reads_
         assert probe.wait_for(lambda: newest_diagnostics(probe)[0] < 2 and values["detector"] in
                               newest_diagnostics(probe)[2].get("detector", ""), 60.0), newest_diagnostics(probe)
     finally:
-        set_ok(node, imgsz=640)
+        set_ok(node, imgsz=640, detector_precision="auto")
 
 
 def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_it_on_the_auto_backend(

@@ -228,7 +228,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         evaluation = BagEvaluation(
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,
-            detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
+            detector=detector.label if detector is not None else None, frames_in_bag=total,
             output_bag="bag")
         processor = FrameProcessor(pipeline, detector, mounting)
         keep = sample_indices(count)

@@ -1,6 +1,7 @@
 """Benchmark rows for the detector: input size and int8 against float, speed and what each keeps.
 
-Variants, all YOLOv8n on ONNX Runtime with the CPU provider (`detection.rebuild` explains the rebuilt files):
+Variants, all YOLOv8n on ONNX Runtime with the CPU provider, each file run as it is (`detection.rebuild` explains
+the rebuilt files; `detector-fp32` is what `Detector` runs for the shipped file by default on x86):
 - `detector-int8-shipped`: the shipped `yolov8n_int8.onnx`, fixed at 640x640 (Ultralytics ignores other sizes);
 - `detector-int8`: the same uint8 weights in a graph with dynamic height and width, at each `imgsz`;
 - `detector-fp32`: the float model (dequantised weights) at each `imgsz`.
@@ -96,7 +97,7 @@ def bench_detector(imgszs: Sequence[int], frame: np.ndarray, settings: BenchSett
     reference: list[list[Detection]] | None = None
     rows: dict[str, Row] = {}
     for name, path, imgsz in variants:
-        detector = Detector(path, imgsz=imgsz)
+        detector = Detector(path, imgsz=imgsz, precision="file")
         LOG.info("measuring %s at imgsz %d", name, imgsz)
         row: Row = {**settings.measure(lambda: detector(frame)), "imgsz": float(imgsz)}
         found = [detector(image) for image in frames]

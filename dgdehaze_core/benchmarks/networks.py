@@ -26,6 +26,7 @@ import torch
 
 from dgdehaze_core.benchmarks.timing import measure
 from dgdehaze_core.detection.detector import Detector
+from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.inference.backends import BackendUnavailable, InferenceBackend, round_up_to_stride
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.frame_chain import FrameChain
@@ -179,30 +180,29 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     return rows
 
 
-CHAIN_DETECTORS = ("int8", "fp32")
-
-
-def chain_detector(kind: str, imgsz: int, device: str) -> Detector:
-    """YOLOv8n for the chain: "int8" is the shipped file at 640 (the node's default) and its dynamic rebuild at
-    other sizes (the shipped file ignores imgsz); "fp32" is the float rebuild (`detection.rebuild`)."""
-    if kind not in CHAIN_DETECTORS:
-        raise ValueError(f"chain detector must be one of {', '.join(CHAIN_DETECTORS)}, got {kind!r}")
+def chain_detector(precision: str, imgsz: int, device: str) -> Detector:
+    """The shipped YOLOv8n for the chain at a `Detector` precision: "auto" as the node runs it by default, "float"
+    its float rebuild, "file" the int8 file as it is (at 640; the file is fixed at 640x640, so other sizes get its
+    dynamic int8 rebuild, `detection.rebuild`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"chain detector must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = "cpu" if device in ("auto", "cpu") else device
-    if kind == "int8" and imgsz == 640:
-        return Detector(imgsz=imgsz, device=device)
+    if precision != "file" or imgsz == 640:
+        return Detector(imgsz=imgsz, device=device, precision=precision)
     from dgdehaze_core.detection.rebuild import dynamic_detector_exports
 
-    return Detector(dynamic_detector_exports()[kind], imgsz=imgsz, device=device)
+    return Detector(dynamic_detector_exports()["int8"], imgsz=imgsz, device=device, precision="file")
 
 
 def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
                 dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,),
-                detectors: Sequence[str] = ("int8",), fused: bool = False) -> dict[str, Row]:
+                detectors: Sequence[str] = ("auto",), fused: bool = False) -> dict[str, Row]:
     """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (YOLOv8n of
-    each kind in `detectors` at each of `imgszs`, see `chain_detector`) every frame and every Nth; with `fused`, also
+    each precision in `detectors` at each of `imgszs`, see `chain_detector`) every frame and every Nth; with `fused`, also
     detection on the raw and the dehazed frame fused (`-fused` rows, the node's `detection_input: fused`). With
     detection every N frames one timed step is N frames; latency figures are per frame averaged over the step, `fps`
-    is frames per second of throughput."""
+    is frames per second of throughput. Where the "file" precision is measured too, each detection row gets
+    `speedup_vs_file`: the file row's median latency at the same interval, size and input over its own."""
     torch.manual_seed(0)
     pipeline = pipeline_from_model(build_model(config).eval(), backend=backend, device=device,
                                    threads=settings.threads)
@@ -213,9 +213,10 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     dehaze_only = FrameChain(pipeline)
     dehaze = settings.measure(lambda: dehaze_only(frame))
     rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, "detect_every": 0.0, "imgsz": 0.0}
+    by_setting: dict[tuple[int, int, str], dict[str, Row]] = {}
     for kind, imgsz in [(kind, imgsz) for kind in detectors for imgsz in imgszs]:
         detector = chain_detector(kind, imgsz, device)
-        suffix = ("" if kind == "int8" else f"-{kind}") + ("" if imgsz == 640 else f"-imgsz{imgsz}")
+        suffix = ("" if kind == "auto" else f"-{kind}") + ("" if imgsz == 640 else f"-imgsz{imgsz}")
         for interval, detection_input in [(i, d) for i in intervals for d in ("dehazed", "fused")[:1 + fused]]:
             chain = FrameChain.build(pipeline, detector, interval, detection_input)
             step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
@@ -223,8 +224,13 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
                          "latency_ms_p95": step["latency_ms_p95"] / interval,
                          "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
             fusion = "-fused" if detection_input == "fused" else ""
-            rows[f"chain/{label}/detect-every-{interval}{suffix}{fusion}@{size}"] = {
-                **per_frame, "detect_every": float(interval), "imgsz": float(imgsz)}
+            row = {**per_frame, "detect_every": float(interval), "imgsz": float(imgsz)}
+            rows[f"chain/{label}/detect-every-{interval}{suffix}{fusion}@{size}"] = row
+            by_setting.setdefault((interval, imgsz, detection_input), {})[kind] = row
+    for setting, kinds in by_setting.items():
+        if "file" in kinds:
+            for kind, row in kinds.items():
+                row["speedup_vs_file"] = kinds["file"]["latency_ms_median"] / row["latency_ms_median"]
     if dcp_row is not None:
         for row in rows.values():
             row["ratio_to_dcp"] = row["latency_ms_median"] / dcp_row["latency_ms_median"]

@@ -19,6 +19,7 @@ from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, n
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
 from dgdehaze_core.bags.io import STORAGES, pick_image_topic
 from dgdehaze_core.bags.records import BagEvaluation
+from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.io.tables import emit
@@ -45,10 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default=None,
                         help="dcp, lite, base or a weights path (default: the node's configured method, "
                              "falling back to dcp when its weights are missing)")
-    parser.add_argument("--detector", default=None, help="detector weights .pt/.onnx/.engine (default: shipped)")
+    add_detector_options(parser)
     parser.add_argument("--no-detection", action="store_true", help="skip object detection")
     parser.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold")
-    parser.add_argument("--imgsz", type=int, default=640, help="detector input size")
     parser.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames")
     parser.add_argument("--camera-height", type=float, default=0.0,
                         help="camera height above the road (m), as the node's camera_height: the fog is measured "
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     detector = None
     if not args.no_detection:
         try:
-            detector = Detector(**detector_settings(args))
+            detector = Detector(**detector_settings(args), conf=args.conf)
         except DetectorUnavailable as exc:
             raise RuntimeError(f"{exc} (or pass --no-detection)") from None
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
@@ -122,10 +122,6 @@ def mounting_of(args: argparse.Namespace) -> Mounting | None:
     return Mounting(args.camera_height, args.camera_pitch) if args.camera_height > 0 else None
 
 
-def detector_settings(args: argparse.Namespace) -> dict[str, object]:
-    return {"weights": args.detector, "conf": args.conf, "imgsz": args.imgsz}
-
-
 def run_fleet_of(args: argparse.Namespace) -> int:
     """Several bags: the fleet (bags.fleet). Exit status 1 when any bag failed, 0 when all were evaluated."""
     if args.node:
@@ -138,7 +134,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; a fleet needs a folder")
     default = node_default_method()
-    detector = None if args.no_detection else detector_settings(args)
+    detector = None if args.no_detection else {**detector_settings(args), "conf": args.conf}
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=args.method, default_method=default, detector=detector, max_frames=args.max_frames,
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,

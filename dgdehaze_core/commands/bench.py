@@ -5,7 +5,7 @@
     dgdehaze bench lite --backends onnxruntime --sizes 640x480 --json lite.json
     dgdehaze bench lite --sizes 640x480 --working-sizes 320x240       # network at 320x240, inversion at 640x480
     dgdehaze bench detector --imgsz 640,480,320     # shipped int8 vs dynamic int8 vs float, detections kept
-    dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320 --chain-detector int8,fp32   # as the node
+    dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320 --chain-detector auto,file   # as the node
     dgdehaze bench chain --detect-every 1 --chain-fused             # what detection on raw + dehazed, fused, costs
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
     dgdehaze bench node --sizes 1280x720 --soak 600 # a 10-minute soak: memory, loss accounted on /diagnostics
@@ -22,6 +22,7 @@ import cv2
 
 from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, ros_mode
+from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.inference.backends import RUNTIMES
 from dgdehaze_core.io.tables import emit
 
@@ -68,10 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chain-model", default="lite", choices=NETWORK_TARGETS, help="chain: the network")
     parser.add_argument("--chain-backend", default="auto", help="chain: the network's backend (auto picks)")
     parser.add_argument("--chain-imgsz", type=_int_list, default=[640],
-                        help="chain: detector input sizes (not 640: the dynamic int8 rebuild of the shipped model)")
-    parser.add_argument("--chain-detector", default="int8",
-                        help="chain: detector kinds, of int8 (shipped, the node's default) and fp32 (its float "
-                             "rebuild), comma-separated")
+                        help="chain: detector input sizes (file at sizes other than 640: the shipped model's "
+                             "dynamic int8 rebuild)")
+    parser.add_argument("--chain-detector", default="auto,file",
+                        help="chain: the shipped detector's precisions, comma-separated: auto (the node's default), "
+                             "file (the int8 file as it is), float (its float rebuild)")
     parser.add_argument("--chain-fused", action="store_true",
                         help="chain: also detect on the raw and the dehazed frame and fuse the boxes (the node's "
                              "detection_input: fused), rows ending -fused")
@@ -111,9 +113,9 @@ def _check(args: argparse.Namespace) -> None:
     if any(v % 32 or not 32 <= v <= 4096 for v in [*args.imgsz, *args.chain_imgsz]):
         raise ValueError(f"--imgsz and --chain-imgsz values must be multiples of 32 in [32, 4096], "
                          f"got {args.imgsz}, {args.chain_imgsz}")
-    unknown = sorted(set(args.chain_detector.split(",")) - {"int8", "fp32"})
+    unknown = sorted(set(args.chain_detector.split(",")) - set(PRECISIONS))
     if unknown:
-        raise ValueError(f"unknown chain detectors {unknown}; known: int8, fp32")
+        raise ValueError(f"unknown chain detectors {unknown}; known: {', '.join(PRECISIONS)}")
     if any(v < 1 for v in args.detect_every):
         raise ValueError(f"--detect-every values must be at least 1, got {args.detect_every}")
 

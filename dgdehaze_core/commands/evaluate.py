@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from dgdehaze_core.benchmarks.timing import parse_size
+from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, is_paired_set
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns
@@ -102,9 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--working-size", type=parse_size, default=None, metavar="WxH",
                         help="size the networks run at (default: each input's size, as the node)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows as JSON")
-    parser.add_argument("--detector", default=None, help="detector weights (.pt/.onnx/.engine; default: the "
-                                                         "shipped YOLOv8n int8 ONNX)")
-    parser.add_argument("--imgsz", type=int, default=640, help="detector input size")
+    add_detector_options(parser)
     parser.add_argument("--conf", type=float, default=CONFIDENCE,
                         help="confidence for reference detections and for P/R/F1 (default 0.25)")
     parser.add_argument("--include", action="append", default=None, metavar="GLOB",
@@ -192,7 +191,7 @@ def _method_specs(text: str | None) -> list[MethodSpec]:
 def _detector(args: argparse.Namespace) -> Callable:
     from dgdehaze_core.detection.detector import Detector
 
-    return Detector(args.detector, imgsz=args.imgsz, conf=AP_SCORE_FLOOR, max_det=300)
+    return Detector(**detector_settings(args), conf=AP_SCORE_FLOOR, max_det=300)
 
 
 def parse_subsets(items: list[str] | None) -> dict[str, list[str]]:

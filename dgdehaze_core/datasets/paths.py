@@ -6,6 +6,8 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = PACKAGE_DIR / "weights"
+DEFAULT_DETECTOR = WEIGHTS_DIR / "yolov8n_int8.onnx"
+"""The shipped offline detector (COCO YOLOv8n, dynamically quantised int8 ONNX; weights/README.md)."""
 REPO_DIR = PACKAGE_DIR.parent
 
 

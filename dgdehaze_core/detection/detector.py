@@ -2,6 +2,8 @@
 
 The detector file's suffix picks Ultralytics' backend: `.pt` (torch), `.onnx` (ONNX Runtime) or `.engine` (TensorRT).
 A `.pt` is unpickled only after `detection.checkpoint` has found nothing in it but network layers and data.
+A dynamically quantised `.onnx` (the shipped file) runs as its float rebuild where that is faster (`precision`,
+see `detection.precision`).
 Nothing is downloaded: a weights path must exist on disk. The package ships one offline default,
 `dgdehaze_core/weights/yolov8n_int8.onnx` (COCO YOLOv8n, int8, AGPL-3.0; see weights/README.md).
 """
@@ -16,13 +18,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dgdehaze_core.datasets.paths import WEIGHTS_DIR
+from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.detection.precision import PRECISIONS, runtime_weights
 from dgdehaze_core.io.images import to_bgr8
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_DETECTOR = WEIGHTS_DIR / "yolov8n_int8.onnx"
 DETECTOR_SUFFIXES = (".pt", ".onnx", ".engine")
 TRACKERS = ("bytetrack", "botsort")
 """Ultralytics' multi-object trackers (its cfg/trackers/NAME.yaml, shipped inside the package: nothing downloaded)."""
@@ -73,11 +75,12 @@ def _load_yolo(yolo_class: Any, weights: Path) -> Any:
 
 
 class Detector:
-    """Ultralytics YOLO behind a small, validated interface: BGR frame in, `Detection`s out."""
+    """Ultralytics YOLO behind a small, validated interface: BGR frame in, `Detection`s out. `weights` is the file
+    as given, `runtime_file` the one that runs (the same file or its float rebuild, by `precision`)."""
 
     def __init__(self, weights: str | Path | None = None, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
                  classes: Sequence[int | str] | None = None, max_det: int = 100, device: str = "cpu",
-                 half: bool = False, tracker: str | None = None) -> None:
+                 half: bool = False, tracker: str | None = None, precision: str = "auto") -> None:
         if not 32 <= imgsz <= 4096 or imgsz % 32:
             raise ValueError(f"imgsz must be a multiple of 32 in [32, 4096], got {imgsz}")
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
@@ -86,13 +89,21 @@ class Detector:
             raise ValueError(f"max_det must be at least 1, got {max_det}")
         if tracker and tracker not in TRACKERS:
             raise ValueError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"detector precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.tracker = tracker or None
         self.weights = _check_weights(weights)
+        try:
+            self.runtime_file = runtime_weights(self.weights, precision, device)
+        except ValueError as exc:
+            raise DetectorUnavailable(str(exc)) from None
+        except Exception as exc:  # Ultralytics' export raises many types
+            raise DetectorUnavailable(f"could not rebuild detector {self.weights} in float: {exc}") from exc
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
 
         try:
-            self.model = _load_yolo(YOLO, self.weights)
+            self.model = _load_yolo(YOLO, self.runtime_file)
             self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
         except UnsafeCheckpoint as exc:
             raise DetectorUnavailable(str(exc)) from None
@@ -105,7 +116,12 @@ class Detector:
             self._run(np.zeros((imgsz, imgsz, 3), np.uint8), track=False)
         except Exception as exc:
             raise DetectorUnavailable(f"could not run detector {self.weights}: {exc}") from exc
-        LOG.info("detector %s (%d classes) on %s", self.weights.name, len(self.names), device)
+        LOG.info("detector %s (%d classes) on %s", self.label, len(self.names), device)
+
+    @property
+    def label(self) -> str:
+        """The weights' file name, and "(float rebuild)" when that is what runs."""
+        return self.weights.name + ("" if self.runtime_file == self.weights else " (float rebuild)")
 
     def _class_ids(self, classes: Sequence[int | str] | None) -> list[int] | None:
         if not classes:

@@ -8,7 +8,8 @@ key for key. From that model:
 
 - `rebuild_float_detector()` gives the Ultralytics model (torch, float32; its weights carry the int8 rounding),
   `save_float_detector()` writes it as a `.pt` that `dgdehaze export --detector` turns into an engine;
-- `dynamic_detector_exports()` exports it to a float ONNX with dynamic height/width and re-quantises that the way
+- `float_detector_export()` exports it to a float ONNX with dynamic height/width (what `Detector` runs for such a
+  file by default on x86 CPUs, `detection.precision`); `dynamic_detector_exports()` also re-quantises that the way
   the shipped file was made (`quantize_dynamic`, uint8 weights), so the int8 detector runs at 320, 480, 640, ...
 
 Both files are cached like engines (`EngineCache`), keyed by the int8 file's hash and the Ultralytics and ONNX
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dgdehaze_core.detection.detector import DEFAULT_DETECTOR
+from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
 
 LOG = logging.getLogger(__name__)
@@ -114,24 +115,35 @@ def _quantize(float_onnx: Path, target: Path) -> None:
         logging.disable(logging.NOTSET)
 
 
-def dynamic_detector_exports(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR,
-                             cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """{"fp32": float ONNX, "int8": re-quantised ONNX}, both with dynamic height and width, from the cache."""
+def _cache_identity(int8_onnx: Path, cache_dir: str | os.PathLike[str] | None) -> tuple[EngineCache[Path], str, str]:
     import onnxruntime
     import ultralytics
 
-    int8_onnx = Path(int8_onnx)
     if not int8_onnx.is_file():
         raise FileNotFoundError(f"no such detector file: {int8_onnx}")
-    cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
-    source = file_sha256(int8_onnx)
     runtime = f"ultralytics-{ultralytics.__version__}-onnxruntime-{onnxruntime.__version__}"
-    stem = f"{int8_onnx.stem}-rebuilt"
-    float_key = CacheKey(source, runtime, "any", "images:dynamic", "fp32")
-    float_path, _ = cache.get_or_build(float_key, stem, ".onnx", lambda tmp: _export_float(int8_onnx, tmp),
-                                       lambda path: path)
+    return EngineCache(cache_dir or default_cache_dir()), file_sha256(int8_onnx), runtime
+
+
+def float_detector_export(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR,
+                          cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The float ONNX rebuild of `int8_onnx` with dynamic height and width, from the cache (built on a miss)."""
+    int8_onnx = Path(int8_onnx)
+    cache, source, runtime = _cache_identity(int8_onnx, cache_dir)
+    key = CacheKey(source, runtime, "any", "images:dynamic", "fp32")
+    path, _ = cache.get_or_build(key, f"{int8_onnx.stem}-rebuilt", ".onnx",
+                                 lambda tmp: _export_float(int8_onnx, tmp), lambda path: path)
+    return path
+
+
+def dynamic_detector_exports(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR,
+                             cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """{"fp32": float ONNX, "int8": re-quantised ONNX}, both with dynamic height and width, from the cache."""
+    int8_onnx = Path(int8_onnx)
+    float_path = float_detector_export(int8_onnx, cache_dir)
+    cache, source, runtime = _cache_identity(int8_onnx, cache_dir)
     int8_key = CacheKey(source, runtime, "any", "images:dynamic", "int8", {"fp32_sha256": file_sha256(float_path)})
-    int8_path, _ = cache.get_or_build(int8_key, stem, ".onnx", lambda tmp: _quantize(float_path, tmp),
-                                      lambda path: path)
+    int8_path, _ = cache.get_or_build(int8_key, f"{int8_onnx.stem}-rebuilt", ".onnx",
+                                      lambda tmp: _quantize(float_path, tmp), lambda path: path)
     LOG.info("dynamic detector exports of %s: %s, %s", int8_onnx.name, float_path, int8_path)
     return {"fp32": float_path, "int8": int8_path}

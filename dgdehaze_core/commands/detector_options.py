@@ -1,0 +1,21 @@
+"""The detector's command-line options, shared by the commands that detect (`eval`, `bag-eval`)."""
+from __future__ import annotations
+
+import argparse
+
+from dgdehaze_core.detection.precision import PRECISIONS
+
+
+def add_detector_options(parser: argparse.ArgumentParser) -> None:
+    """--detector, --imgsz and --detector-precision, as the node's detector_weights, imgsz and detector_precision."""
+    parser.add_argument("--detector", default=None,
+                        help="detector weights (.pt/.onnx/.engine; default: the shipped YOLOv8n int8 ONNX)")
+    parser.add_argument("--imgsz", type=int, default=640, help="detector input size")
+    parser.add_argument("--detector-precision", choices=PRECISIONS, default="auto",
+                        help="auto (default, as the node): a dynamically quantised ONNX detector runs as its float "
+                             "rebuild on x86 CPUs and GPUs; file: the weights as given; float: always the rebuild")
+
+
+def detector_settings(args: argparse.Namespace) -> dict[str, object]:
+    """`Detector` keyword arguments from the options above."""
+    return {"weights": args.detector, "imgsz": args.imgsz, "precision": args.detector_precision}
