@@ -216,6 +216,21 @@ def test_noise_limited_inversion_is_exact_where_fog_is_light_and_bounded_where_d
         invert_scattering_detail_limited(hazy, base, t, airlight, max_detail_gain=0.5)
 
 
+def test_the_smoother_reuses_its_buffers_without_touching_what_it_returned() -> None:
+    from dgdehaze_core.physics.guided_filter import SelfGuidedSmoother
+
+    rng = np.random.default_rng(1)
+    frames = [rng.random(shape).astype(np.float32) for shape in ((48, 64, 3), (48, 64, 3), (30, 20, 3), (48, 64))]
+    smoother = SelfGuidedSmoother(4, 0.032 ** 2)
+    results = [smoother(frame) for frame in frames]
+    for frame, result in zip(frames, results):
+        fresh = SelfGuidedSmoother(4, 0.032 ** 2)(frame)
+        np.testing.assert_array_equal(result, fresh)  # later calls did not write into an earlier result
+        assert result.shape == frame.shape and result.std() < frame.std(), "noise-like texture is flattened"
+    flat = np.full((32, 32, 3), 0.4, np.float32)
+    np.testing.assert_allclose(smoother(flat), flat, atol=1e-6)
+
+
 # --- real fog in training ---------------------------------------------------------------------------------------
 
 def test_a_recipe_learns_from_a_split_part_and_from_video_frames(shared_data: Path, tmp_path: Path):

@@ -197,11 +197,11 @@ def chain_detector(precision: str, imgsz: int, device: str) -> Detector:
 def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
                 dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,),
                 detectors: Sequence[str] = ("auto",), fused: bool = False) -> dict[str, Row]:
-    """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (YOLOv8n of
-    each precision in `detectors` at each of `imgszs`, see `chain_detector`) every frame and every Nth; with `fused`, also
-    detection on the raw and the dehazed frame fused (`-fused` rows, the node's `detection_input: fused`). With
-    detection every N frames one timed step is N frames; latency figures are per frame averaged over the step, `fps`
-    is frames per second of throughput. Where the "file" precision is measured too, each detection row gets
+    """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (YOLOv8n at
+    each precision in `detectors` and each of `imgszs`, see `chain_detector`) every frame and every Nth; with
+    `fused`, also detection on the raw and the dehazed frame fused (`-fused` rows, the node's `detection_input:
+    fused`). With detection every N frames one timed step is N frames; latency figures are per frame averaged over
+    the step, `fps` is frames per second of throughput. Where the "file" precision is measured too, each detection row gets
     `speedup_vs_file`: the file row's median latency at the same interval, size and input over its own."""
     torch.manual_seed(0)
     pipeline = pipeline_from_model(build_model(config).eval(), backend=backend, device=device,

@@ -116,7 +116,24 @@ class Detector:
             self._run(np.zeros((imgsz, imgsz, 3), np.uint8), track=False)
         except Exception as exc:
             raise DetectorUnavailable(f"could not run detector {self.weights}: {exc}") from exc
+        self._reopen_quietly()
         LOG.info("detector %s (%d classes) on %s", self.label, len(self.names), device)
+
+    def _reopen_quietly(self) -> None:
+        """Ultralytics opens an ONNX file in a default ONNX Runtime session, whose threads spin after each run and
+        take the cores from the dehazer that runs next; on the CPU provider it is reopened with the dehazer's
+        session options (threads as ORT chooses, no spinning). Other runtimes and providers are left as they are."""
+        backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
+        session = getattr(backend, "session", None)
+        if self.runtime_file.suffix != ".onnx" or session is None or \
+                session.get_providers() != ["CPUExecutionProvider"]:
+            return
+        import onnxruntime
+
+        from dgdehaze_core.inference.backends.onnxruntime_backend import session_options
+
+        backend.session = onnxruntime.InferenceSession(str(self.runtime_file), session_options(0),
+                                                       providers=["CPUExecutionProvider"])
 
     @property
     def label(self) -> str:

@@ -40,7 +40,7 @@ from dgdehaze_core.inference.backends import (DECODER_OUTPUTS, OUTPUT_NAMES, PHY
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, haze_density
-from dgdehaze_core.physics.guided_filter import fast_guided_filter, gray_guide, smooth_base
+from dgdehaze_core.physics.guided_filter import SelfGuidedSmoother, fast_guided_filter, gray_guide
 from dgdehaze_core.physics.scattering import T_MIN, invert_scattering, invert_scattering_detail_limited
 
 if TYPE_CHECKING:
@@ -142,7 +142,8 @@ def pad_to_stride(batch: np.ndarray, stride: int) -> np.ndarray:
 
 
 class NetworkPipeline:
-    """A network backend behind the pipeline interface; see the module docstring for sizes and outputs."""
+    """A network backend behind the pipeline interface; see the module docstring for sizes and outputs. One thread
+    at a time: the inversion reuses its work buffers from frame to frame."""
 
     def __init__(self, backend: InferenceBackend, method: str, working_size: Sequence[int] | None = None,
                  output: str = "auto", max_detail_gain: float | None = MAX_DETAIL_GAIN) -> None:
@@ -166,6 +167,7 @@ class NetworkPipeline:
             raise ValueError(f"{method} gives no transmission or airlight (image and depth only): output physics "
                              "needs them; use output decoder or auto")
         self._dark_channel = None if self.scattering else DarkChannelDehazer()
+        self._smoother = SelfGuidedSmoother(BASE_RADIUS, BASE_EPS)
 
     def __call__(self, frame: np.ndarray) -> DehazeResult:
         return self.process_batch([frame])[0]
@@ -226,7 +228,7 @@ class NetworkPipeline:
     def _invert(self, rgb: np.ndarray, transmission: np.ndarray, airlight: np.ndarray) -> np.ndarray:
         if self.max_detail_gain is None:
             return invert_scattering(rgb, transmission[:, :, None], airlight)
-        base = smooth_base(rgb, BASE_RADIUS, BASE_EPS)
+        base = self._smoother(rgb)
         return invert_scattering_detail_limited(rgb, base, transmission, airlight, self.max_detail_gain)
 
 

@@ -38,14 +38,40 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
     return _box(a, radius) * guide + _box(b, radius)
 
 
+class SelfGuidedSmoother:
+    """Edge-preserving smoothing of every channel of an image (HxW or HxWxC float) guided by itself, over windows of
+    `radius`: texture whose local variance is well below `eps` (noise) is flattened, edges well above it are kept.
+
+    The intermediate maps live in buffers kept from call to call while the image's shape stays the same: allocating
+    them afresh costs as much as the filtering (every new multi-megabyte array is fresh pages from the kernel). One
+    instance per thread; each call returns a new array."""
+
+    def __init__(self, radius: int, eps: float) -> None:
+        self.radius, self.eps = radius, np.float32(eps)
+        self._buffers: tuple[np.ndarray, ...] = ()
+
+    def _box_into(self, image: np.ndarray, out: np.ndarray) -> np.ndarray:
+        size = 2 * self.radius + 1
+        return cv2.boxFilter(image, cv2.CV_32F, (size, size), dst=out, borderType=cv2.BORDER_REFLECT)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        if not self._buffers or self._buffers[0].shape != image.shape:
+            self._buffers = tuple(np.empty_like(image) for _ in range(4))
+        mean, variance, a, scratch = self._buffers
+        self._box_into(image, mean)
+        self._box_into(np.multiply(image, image, out=scratch), variance)
+        variance -= np.multiply(mean, mean, out=scratch)
+        np.divide(variance, np.add(variance, self.eps, out=scratch), out=a)
+        mean -= np.multiply(a, mean, out=scratch)  # now b, each window's offset
+        smoothed = self._box_into(a, variance) * image
+        smoothed += self._box_into(mean, scratch)
+        return smoothed
+
+
 def smooth_base(image: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Edge-preserving smoothing of every channel of `image` (HxW or HxWxC float) guided by itself: texture whose
-    local variance is well below `eps` (noise) is flattened, edges well above it are kept."""
-    image = image.astype(np.float32, copy=False)
-    mean = _box(image, radius)
-    variance = _box(image * image, radius) - mean * mean
-    a = variance / (variance + eps)
-    return _box(a, radius) * image + _box(mean - a * mean, radius)
+    """`SelfGuidedSmoother(radius, eps)(image)`, once."""
+    return SelfGuidedSmoother(radius, eps)(image)
 
 
 def fast_guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float,

@@ -57,18 +57,39 @@ def invert_scattering_detail_limited(hazy: np.ndarray, base: np.ndarray, transmi
                                      airlight: np.ndarray, max_detail_gain: float, t_min: float = T_MIN) -> np.ndarray:
     """The inversion with noise kept in check: J = (B - A) / t + A + (I - B) * min(1 / t, max_detail_gain).
 
-    `base` B is `hazy` I smoothed with its edges kept (HxWx3 like I; `transmission` HxWx1 or HxW). The inversion is
+    `base` B is `hazy` I smoothed with its edges kept (HxWxC like I; `transmission` HxWx1 or HxW; `airlight` one value
+    per channel). The inversion is
     linear, so splitting I into B and the fine detail I - B changes nothing where 1 / t <= `max_detail_gain`; where
     fog is denser, the scene's base layer is still recovered in full while its fine detail, and the sensor and JPEG
     noise riding on it, is amplified `max_detail_gain` times instead of 1 / t. Clipped to [0, 1].
     """
     if max_detail_gain < 1.0:
         raise ValueError(f"max_detail_gain must be >= 1 (1: detail not amplified), got {max_detail_gain}")
-    t = np.clip(transmission, t_min, 1.0)
-    t = t.reshape(t.shape[0], t.shape[1], 1)
-    clear = (base - airlight) / t + airlight
-    clear += (hazy - base) * np.minimum(1.0 / t, max_detail_gain)
-    return np.clip(clear, 0.0, 1.0)
+    height, width, channels = hazy.shape
+    dtype = np.result_type(hazy, base, transmission, airlight)
+    inverse = 1.0 / np.clip(transmission.reshape(height, width), t_min, 1.0).astype(dtype, copy=False)
+    gain = np.minimum(inverse, dtype.type(max_detail_gain))
+    airlight_row = _channel_row(airlight, width, dtype)
+    base_rows = base.reshape(height, width * channels)
+    clear = np.subtract(base_rows, airlight_row, dtype=dtype)
+    clear *= _interleaved(inverse, channels)
+    clear += airlight_row
+    detail = np.subtract(hazy.reshape(height, width * channels), base_rows, dtype=dtype)
+    detail *= _interleaved(gain, channels)
+    clear += detail
+    return np.clip(clear, 0.0, 1.0, out=clear).reshape(height, width, channels)
+
+
+def _channel_row(values: Any, width: int, dtype: np.dtype) -> np.ndarray:
+    """Per-channel values repeated along a row of `width` interleaved pixels (W*C values)."""
+    return np.tile(np.asarray(values, dtype=dtype).reshape(-1), width)
+
+
+def _interleaved(plane: np.ndarray, channels: int) -> np.ndarray:
+    """An HxW map repeated for each channel as H rows of W*C values: numpy broadcasts a length-C axis one pixel at
+    a time, which is several times slower than whole rows."""
+    height, width = plane.shape
+    return cv2.merge([np.ascontiguousarray(plane)] * channels).reshape(height, width * channels)
 
 
 def _is_interleaved_frame(hazy: Any, t: Any, airlight: Any) -> bool:
@@ -79,13 +100,11 @@ def _is_interleaved_frame(hazy: Any, t: Any, airlight: Any) -> bool:
 
 
 def _invert_interleaved(hazy: np.ndarray, t: np.ndarray, airlight: Any) -> np.ndarray:
-    """The inversion on rows of W*C values in one buffer: numpy broadcasts a length-C axis one pixel at a time,
-    which is several times slower than this for the same result."""
+    """The inversion on rows of W*C values in one buffer (`_interleaved`)."""
     height, width, channels = hazy.shape
     dtype = np.result_type(hazy, t, airlight)
-    airlight_row = np.tile(np.asarray(airlight, dtype=dtype).reshape(-1), width)
-    t_row = cv2.merge([np.ascontiguousarray(t.reshape(height, width), dtype=dtype)] * channels)
+    airlight_row = _channel_row(airlight, width, dtype)
     clear = np.subtract(hazy.reshape(height, width * channels), airlight_row, dtype=dtype)
-    clear /= t_row.reshape(height, width * channels)
+    clear /= _interleaved(t.reshape(height, width).astype(dtype, copy=False), channels)
     clear += airlight_row
     return np.clip(clear, 0.0, 1.0, out=clear).reshape(height, width, channels)

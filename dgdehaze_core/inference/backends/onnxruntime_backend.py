@@ -32,6 +32,19 @@ def default_threads() -> int:
     return max(1, min(4, available))
 
 
+def session_options(threads: int) -> ort.SessionOptions:
+    """Every optimisation, `threads` intra-op threads (0: ONNX Runtime's own choice), one inter-op thread, and
+    threads that sleep between runs: ORT's spin after each run by default, and on a robot the cores are shared (the
+    detector's session, ROS, the rest of the stack), so spinning threads steal them (docs/BENCHMARKS.md)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxRuntimeBackend:
     """Runs a dgdehaze ONNX file; the stride is read from the file's metadata, the outputs from its graph (all of
     OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only export)."""
@@ -45,14 +58,7 @@ class OnnxRuntimeBackend:
             raise FileNotFoundError(f"no such ONNX file: {path}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # ORT's intra-op threads spin after each run by default; on a robot the cores are shared (the detector's
-        # own session, ROS, the rest of the stack) and the spinning threads steal them (docs/BENCHMARKS.md)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads or default_threads())
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=providers or ["CPUExecutionProvider"])
