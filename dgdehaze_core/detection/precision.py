@@ -5,8 +5,9 @@ nodes) quantises every convolution's input at run time, and its fixed 640x640 in
 every frame to the full square. Its float rebuild (`detection.rebuild`: the same int8-rounded weights in float,
 dynamic height and width) runs faster on x86 CPUs with ONNX Runtime, sees a 4:3 frame at 640x480 instead of
 640x640, and takes `imgsz` (docs/BENCHMARKS.md measures both side by side). The precision setting:
-- "auto": the float rebuild for a dynamically quantised ONNX file on an x86 CPU or on a GPU (ONNX Runtime has no
-  ConvInteger kernel there), the file as given otherwise (ARM CPUs have int8 dot-product kernels; not measured);
+- "auto": the float rebuild for a dynamically quantised ONNX file on an x86 CPU or on a GPU (ONNX Runtime's CUDA
+  provider has no ConvInteger kernel, microsoft/onnxruntime#5127, so those nodes would fall back to the CPU), the
+  file as given otherwise (ARM CPUs have int8 dot-product kernels; not measured here);
 - "file": the weights as given;
 - "float": the float rebuild; refused for a file that is not a dynamically quantised Ultralytics ONNX detector.
 The rebuild is cached like an engine (a few seconds once per file, runtime version and cache folder).
