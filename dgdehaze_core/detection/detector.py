@@ -117,7 +117,7 @@ class Detector:
         except Exception as exc:
             raise DetectorUnavailable(f"could not run detector {self.weights}: {exc}") from exc
         self._reopen_quietly()
-        LOG.info("detector %s (%d classes) on %s", self.label, len(self.names), device)
+        LOG.info("detector %s: %d classes, on %s", self.label, len(self.names), device)
 
     def _reopen_quietly(self) -> None:
         """Ultralytics opens an ONNX file in a default ONNX Runtime session, whose threads spin after each run and
