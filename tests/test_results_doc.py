@@ -107,7 +107,11 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
     assert set(rows) == {"hazy", "dcp"} and rows["dcp"]["pairs"] == 1
     assert meta["command"].startswith("dgdehaze eval --dataset ") and meta["command"].endswith("tiny.json")
     assert meta["data"] == [str(pairs)] and meta["weights"] == {} and meta["seconds"] > 0
-    assert meta["commit"] != "" and "CPU cores" in meta["machine"]
+    assert meta["commit"] != "" and "CPU cores" in meta["machine"] and "detector" not in meta, "quality only"
+    assert record("detected", ["--dataset", str(pairs), "--method", "hazy", "--measure", "detection",
+                               "--detector-precision", "file"], results) == 0
+    detected = json.loads((results / "detected.meta.json").read_text())
+    assert detected["detector"] == "`dgdehaze_core/weights/yolov8n_int8.onnx`, as it is (--detector-precision file)"
     assert record("broken", ["--dataset", str(tmp_path / "absent")], results) == 2
     assert not (results / "broken.meta.json").exists()
     with pytest.raises(ValueError, match="leave it out"):

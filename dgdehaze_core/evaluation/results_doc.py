@@ -163,6 +163,8 @@ def provenance(meta: Mapping[str, Any], name: str) -> str:
              f"- Data: {', '.join(meta['data'])}",
              f"- Code at commit `{meta['commit']}`; run {meta['started']}, {meta['seconds']:.0f} s on "
              f"{meta['machine']}, load average {meta['load_before']:.1f} at the start"]
+    if "detector" in meta:
+        lines.append(f"- Detector: {meta['detector']}")
     for method, weights in meta.get("weights", {}).items():
         lines.append(f"- Weights of `{method}`: `{weights['path']}` (sha256 {weights['sha256']}, "
                      f"{weights.get('iterations', '?')} training iterations of recipe {weights.get('recipe', '?')} "
@@ -343,9 +345,13 @@ def _real_fog_targets(results_dir: Path) -> list[list[str]]:
     if held_out is None or not {MODEL, DCP, HAZY, JPEG} <= set(held_out):
         return lines + [[goal, "SOTS-indoor held-out", "not measured", "—"]]
     f1 = {name: held_out[name]["f1"] for name in (HAZY, DCP, MODEL, JPEG)}
-    closed = (f1[MODEL] - f1[HAZY]) / (f1[JPEG] - f1[HAZY]) if f1[JPEG] > f1[HAZY] else float("nan")
+    if f1[JPEG] > f1[HAZY]:
+        closed = (f1[MODEL] - f1[HAZY]) / (f1[JPEG] - f1[HAZY])
+        gap = f"{closed:.0%} closed"
+    else:
+        closed, gap = float("nan"), "the JPEG copy scores below the hazy input, no gap to close"
     return lines + [[goal, "SOTS-indoor held-out", f"hazy {f1[HAZY]:.3f}, DCP {f1[DCP]:.3f}, lite {f1[MODEL]:.3f}, "
-                     f"clear-jpeg90 {f1[JPEG]:.3f}: {closed:.0%} closed",
+                     f"clear-jpeg90 {f1[JPEG]:.3f}: {gap}",
                      _verdict(f1[MODEL] > f1[DCP] and closed >= GAP_CLOSED_GOAL)]]
 
 
@@ -389,6 +395,21 @@ def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
 
 def _option_values(args: list[str], option: str) -> list[str]:
     return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == option]
+
+
+def detector_of(eval_args: list[str]) -> str | None:
+    """Which detector an eval with `eval_args` runs, and how (`detection.precision`); None when it detects
+    nothing."""
+    from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
+    from dgdehaze_core.detection.precision import runs_float_rebuild
+
+    measures = ",".join(_option_values(eval_args, "--measure")) or "quality"
+    if "detection" not in measures and "all" not in measures:
+        return None
+    weights = Path((_option_values(eval_args, "--detector") or [str(DEFAULT_DETECTOR)])[-1])
+    precision = (_option_values(eval_args, "--detector-precision") or ["auto"])[-1]
+    how = "its float rebuild" if runs_float_rebuild(weights, precision, "cpu") else "as it is"
+    return f"`{_shown(weights)}`, {how} (--detector-precision {precision})"
 
 
 def _weights_of(method_text: str) -> dict[str, dict[str, Any]]:
@@ -447,6 +468,9 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
             "data": data or ["every applicable set in ../shared/data"],
             "weights": _weights_of(methods[-1]) if methods else {}}
+    detector = detector_of(eval_args)
+    if detector is not None:
+        meta["detector"] = detector
     atomic_write_text(results_dir / f"{name}.meta.json", json.dumps(meta, indent=2) + "\n")
     LOG.info("recorded %s in %.0f s", name, seconds)
     return 0
