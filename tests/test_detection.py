@@ -147,3 +147,20 @@ def test_precision_choices_and_refusals(tmp_path: Path, monkeypatch: pytest.Monk
     assert precision.runs_float_rebuild(DEFAULT_DETECTOR, "auto", "cuda:0"), "no ConvInteger on GPUs"
     assert precision.runs_float_rebuild(DEFAULT_DETECTOR, "float", "cpu")
     assert not precision.runs_float_rebuild(tmp_path / "yolo.pt", "auto", "cpu")
+
+
+def test_a_rebuild_that_cannot_be_made_leaves_the_file_under_auto_and_is_refused_under_float(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from dgdehaze_core.detection import precision
+    from dgdehaze_core.detection.detector import DEFAULT_DETECTOR
+
+    monkeypatch.setattr(precision.platform, "machine", lambda: "x86_64")
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")  # as a read-only or full disk would refuse it
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(blocked))
+    with caplog.at_level("WARNING"):
+        detector = Detector()
+    assert detector.runtime_file == DEFAULT_DETECTOR and "could not be made" in caplog.text
+    assert detector(read_image(Path(__file__).parent / "data" / "paper" / "hazy_96x64.png")) is not None
+    with pytest.raises(DetectorUnavailable, match="could not rebuild"):
+        Detector(precision="float")

@@ -56,11 +56,20 @@ def runs_float_rebuild(weights: Path, precision: str, device: str) -> bool:
 
 
 def runtime_weights(weights: Path, precision: str, device: str, cache_dir: str | Path | None = None) -> Path:
-    """The file to load for `weights` at `precision` on `device`: `weights` itself or its cached float rebuild."""
+    """The file to load for `weights` at `precision` on `device`: `weights` itself or its cached float rebuild.
+    Under "auto" a rebuild that cannot be made (a read-only cache folder, a full disk) leaves the file as given,
+    with a warning: slower, but detecting; under "float" it raises."""
     if not runs_float_rebuild(weights, precision, device):
         return weights
     from dgdehaze_core.detection.rebuild import float_detector_export
 
-    path = float_detector_export(weights, cache_dir)
+    try:
+        path = float_detector_export(weights, cache_dir)
+    except Exception as exc:  # the cache, Ultralytics' exporter and ONNX raise many types
+        if precision == "float":
+            raise
+        LOG.warning("detector %s: its float rebuild could not be made (%s); running the file as it is, slower on "
+                    "this machine", weights.name, exc)
+        return weights
     LOG.info("detector %s runs as its float rebuild %s (precision %s)", weights.name, path.name, precision)
     return path
