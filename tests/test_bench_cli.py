@@ -25,9 +25,9 @@ def positive(row: dict[str, float], keys: tuple[str, ...]) -> None:
         assert isinstance(row.get(key), float) and row[key] > 0, f"{key}: {row.get(key)!r}"
 
 
-@pytest.mark.slow  # one ONNX export of lite (about 20 s), the detector's float rebuild, a few frames
-def test_networks_and_chain_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "cache"))
+@pytest.mark.slow  # the shipped lite's ONNX export (cached, as the node's pipeline caches it), the detector's float
+# rebuild, a few frames
+def test_networks_and_chain_rows(tmp_path: Path) -> None:
     table = run_bench(tmp_path, "dcp", "lite", "chain", "--sizes", "96x64", "--backends", "torch,onnxruntime",
                       "--detect-every", "1,2")
     assert set(table) == {"dcp@96x64", "lite/torch@96x64", "lite/onnxruntime@96x64", "cpu-peak/torch-matmul",

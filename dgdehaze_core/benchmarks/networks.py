@@ -10,9 +10,9 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
   the same threads: how much of what this CPU can do the network gets).
 
 Network rows run the node's default image output (auto: the physics inversion; the decoder for the paper's
-network, which has no other). The networks are freshly
-initialised (seed 0): latency does not depend on the weights' values, and a fresh
-model's ONNX export is cached across runs under the same key.
+network, which has no other). A network runs with its shipped weights where the package has them, so that its
+ONNX export is the one the node's pipeline caches, else freshly initialised with seed 0: latency does not depend
+on the weights' values, and either export is cached across runs under the same key.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from dgdehaze_core.inference.backends import BackendUnavailable, InferenceBacken
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.frame_chain import FrameChain
 from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
-from dgdehaze_core.models import DGDehazeNet, build_model
+from dgdehaze_core.models import MODEL_CONFIGS, DGDehazeNet, build_model, load_model, shipped_weights_path
 from dgdehaze_core.models.complexity import count_macs
 
 LOG = logging.getLogger(__name__)
@@ -145,8 +145,7 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     than the frame (the node's working_width/height: the physics inversion stays at the frame's size); rows
     `<config>/<runtime>@<frame>/work<w>x<h>`, MACs at the working size.
     """
-    torch.manual_seed(0)
-    model = build_model(config).eval()
+    model = timed_network(config)
     runs = [(size, None) for size in frames]
     runs += [(size, work) for size in frames for work in working_sizes if work[0] * work[1] < size[0] * size[1]]
     macs = {work or size: count_macs(model, *_padded(model, *(work or size)), with_clear=False) / 1e9
@@ -180,6 +179,14 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     return rows
 
 
+def timed_network(config: str) -> DGDehazeNet:
+    """The `config` network a row times (module docstring), in eval mode."""
+    if config in MODEL_CONFIGS and shipped_weights_path(config).is_file():
+        return load_model(config).eval()
+    torch.manual_seed(0)
+    return build_model(config).eval()
+
+
 def chain_detector(precision: str, imgsz: int, device: str) -> Detector:
     """The shipped YOLOv8n for the chain at a `Detector` precision: "auto" as the node runs it by default, "float"
     its float rebuild, "file" the int8 file as it is (at 640; the file is fixed at 640x640, so other sizes get its
@@ -203,8 +210,7 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     fused`). With detection every N frames one timed step is N frames; latency figures are per frame averaged over
     the step, `fps` is frames per second of throughput. Where the "file" precision is measured too, each detection row gets
     `speedup_vs_file`: the file row's median latency at the same interval, size and input over its own."""
-    torch.manual_seed(0)
-    pipeline = pipeline_from_model(build_model(config).eval(), backend=backend, device=device,
+    pipeline = pipeline_from_model(timed_network(config), backend=backend, device=device,
                                    threads=settings.threads)
     height, width = frame.shape[:2]
     size = f"{width}x{height}"
