@@ -70,9 +70,17 @@ def test_the_visibility_sheet_draws_every_photo_and_writes_its_estimate(tmp_path
         t = np.exp(-(KOSCHMIEDER / visibility) * np.nan_to_num(distance, nan=1e4))[:, :, None]
         cv2.imwrite(str(tmp_path / "photos" / f"fog{visibility}.png"),
                     ((clear * t + 0.9 * (1 - t)) * 255 + 0.5).astype(np.uint8))
-    code = sheet_tool["main"]([str(tmp_path / "photos"), "--method", "dcp", "--hfov", str(2 * math.degrees(
-        math.atan(160 / 300))), "--out", str(tmp_path / "sheet.png"), "--json", str(tmp_path / "sheet.json")])
+    hfov = str(2 * math.degrees(math.atan(160 / 300)))
+    code = sheet_tool["main"]([str(tmp_path / "photos"), "--method", "dcp", "--hfov", hfov, "--out",
+                               str(tmp_path / "sheet.png"), "--json", str(tmp_path / "sheet.json")])
     assert code == 0
     figures = json.loads((tmp_path / "sheet.json").read_text())
-    assert figures["fog40.png"]["visibility_m"] < figures["fog120.png"]["visibility_m"]
+    assert figures["fog40.png"]["dcp"]["visibility_m"] < figures["fog120.png"]["dcp"]["visibility_m"]
     assert cv2.imread(str(tmp_path / "sheet.png")).shape[1] == 4 * 320
+    table = sheet_tool["summary_table"](figures, ["dcp"])
+    assert table.splitlines()[-1].startswith("| all (2) | ") and table.splitlines()[-1].endswith(" | 0 |")
+    assert sheet_tool["main"]([str(tmp_path / "photos"), "--include", "fog40*", "--method", "dcp", "--hfov", hfov,
+                               "--out", str(tmp_path / "one.png"), "--json", str(tmp_path / "one.json")]) == 0
+    assert list(json.loads((tmp_path / "one.json").read_text())) == ["fog40.png"]
+    assert sheet_tool["main"]([str(tmp_path / "photos"), "--include", "none*", "--out", str(tmp_path / "x.png")]) == 2
+    assert not (tmp_path / "x.png").exists()

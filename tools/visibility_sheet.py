@@ -1,16 +1,21 @@
 """Visibility estimates on real foggy photos, drawn on the photos: a contact sheet for a person to judge.
 
 Real fog has no ground-truth visibility, so the check is a look: does the estimate tell 40 m fog from 150 m fog?
-Each photo goes through the method and the node's estimator (dgdehaze_core/physics/visibility.py) with an assumed camera
-(height, pitch and horizontal field of view, principal point at the centre: web photos do not say theirs); the
-sheet shows each photo with its road region outlined and the visibility, or why there is none. One frame at a
-time, no smoothing. --json writes {photo: {visibility_m, beta_per_m, road_pixels, reason}}.
+Each photo goes through each method and the node's estimator (dgdehaze_core/physics/visibility.py) with an assumed
+camera (height, pitch and horizontal field of view, principal point at the centre: web photos do not say theirs);
+the sheet shows each photo with its road region outlined and each method's visibility, or why there is none. One
+frame at a time, no smoothing. It prints a Markdown table of the median visibility per kind of photo (the name's
+prefix before '-': foggy, haze, mist in DAWN) over every selected photo, the sheet showing every Nth of them.
+--json writes {photo: {method: {visibility_m, beta_per_m, road_pixels, reason}}}.
 
-    .venv/bin/python tools/visibility_sheet.py ../shared/data/detection/dawn-fog --every 8 --out out/dawn_visibility.png
+    .venv/bin/python tools/visibility_sheet.py ../shared/data/detection/dawn-fog \
+        --include @data/splits/dawn-fog.yaml:judge --method lite,dcp --every 6 \
+        --out docs/images/dawn-visibility.jpg --json docs/results/dawn-visibility.json
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import sys
@@ -18,8 +23,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
 from dgdehaze_core.io.images import list_images, read_image
 from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator, VisibilityReading,
                                               fog_contrast)
@@ -48,10 +56,13 @@ def thumbnail(frame: np.ndarray, mounting: Mounting, name: str, text: str) -> np
     cv2.rectangle(image, (int(left * width), int(top * height)), (int(right * width) - 1, int(bottom * height) - 1),
                   (0, 255, 255), max(1, width // 320))
     image = cv2.resize(image, (THUMB_WIDTH, round(height * THUMB_WIDTH / width)), interpolation=cv2.INTER_AREA)
-    caption = f"{name}: {text}"
-    (text_width, text_height), _ = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)
-    cv2.rectangle(image, (0, 0), (text_width + 10, text_height + 12), (0, 0, 0), cv2.FILLED)
-    cv2.putText(image, caption, (5, text_height + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    y = 0
+    for line in (name, text):
+        (text_width, text_height), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(image, (0, y), (text_width + 10, y + text_height + 10), (0, 0, 0), cv2.FILLED)
+        cv2.putText(image, line, (5, y + text_height + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        y += text_height + 10
     return image
 
 
@@ -70,37 +81,64 @@ def sheet(thumbnails: list[np.ndarray]) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("photos", type=Path, help="a folder of photos")
-    parser.add_argument("--method", default="lite", help="dcp, lite or a weights file (default lite)")
+    parser.add_argument("--include", action="append", default=None, metavar="GLOB",
+                        help="only photos whose name matches (repeatable; @FILE:PART names a split's part)")
+    parser.add_argument("--method", default="lite", help="comma-separated of dcp, lite or weights files (default lite)")
     parser.add_argument("--camera-height", type=float, default=1.4, help="assumed height above the road, m")
     parser.add_argument("--camera-pitch", type=float, default=0.0, help="assumed pitch, rad, positive nose down")
     parser.add_argument("--hfov", type=float, default=60.0, help="assumed horizontal field of view, degrees")
-    parser.add_argument("--every", type=int, default=1, help="every Nth photo of the folder, sorted by name")
+    parser.add_argument("--every", type=int, default=1, help="the sheet shows every Nth selected photo, by name")
     parser.add_argument("--out", type=Path, required=True, help="the contact sheet (.png or .jpg)")
     parser.add_argument("--json", type=Path, default=None, help="also write the estimates as JSON")
     args = parser.parse_args(argv)
-    photos = list_images(args.photos)[::max(1, args.every)]
+    photos = list_images(args.photos)
+    if args.include:
+        globs = expand_patterns(args.include)
+        photos = [p for p in photos if any(fnmatch.fnmatch(p.name, g) for g in globs)]
     if not photos:
-        print(f"no photos in {args.photos}", file=sys.stderr)
+        print(f"no photos in {args.photos}" + (f" matching {args.include}" if args.include else ""), file=sys.stderr)
         return 2
-    pipeline = load_pipeline(args.method)
+    methods = [m for m in args.method.split(",") if m]
+    pipelines = {method: load_pipeline(method) for method in methods}
     mounting = Mounting(args.camera_height, args.camera_pitch)
+    shown = set(photos[::max(1, args.every)])
     thumbnails, figures = [], {}
-    for path in photos:
+    for path in tqdm(photos, desc="visibility", unit="photo"):
         frame = read_image(path)
-        camera = assumed_camera(frame.shape[1], frame.shape[0], args.hfov)
-        result = pipeline(frame)
-        reading = VisibilityEstimator(mounting, time_constant=0.0).update(result.transmission, camera, 0.0,
-                                                                          fog_contrast(frame))
-        thumbnails.append(thumbnail(frame, mounting, path.stem, label(reading)))
-        figures[path.name] = {"visibility_m": reading.visibility if math.isfinite(reading.visibility) else None,
-                              "beta_per_m": reading.measurement.beta if math.isfinite(reading.measurement.beta)
-                              else None, "road_pixels": reading.measurement.pixels, "reason": reading.reason}
-        print(f"{path.name}: {label(reading)}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), sheet(thumbnails))
+        camera, contrast = assumed_camera(frame.shape[1], frame.shape[0], args.hfov), fog_contrast(frame)
+        readings = {method: VisibilityEstimator(mounting, time_constant=0.0).update(
+            pipeline(frame).transmission, camera, 0.0, contrast) for method, pipeline in pipelines.items()}
+        figures[path.name] = {method: {
+            "visibility_m": r.visibility if math.isfinite(r.visibility) else None,
+            "beta_per_m": r.measurement.beta if math.isfinite(r.measurement.beta) else None,
+            "road_pixels": r.measurement.pixels, "reason": r.reason} for method, r in readings.items()}
+        if path in shown:
+            text = ", ".join(f"{method} {label(r)}" for method, r in readings.items())
+            thumbnails.append(thumbnail(frame, mounting, path.stem, text))
+    with atomic_path(args.out) as tmp:
+        if not cv2.imwrite(str(tmp), sheet(thumbnails)):
+            raise OSError(f"could not write {args.out}")
     if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(figures, indent=2) + "\n")
+    print(summary_table(figures, methods))
     return 0
+
+
+def summary_table(figures: dict[str, dict[str, dict]], methods: list[str]) -> str:
+    """Markdown: per kind of photo, each method's median visibility over the photos it measured and how many it
+    read as no fog or could not measure."""
+    kinds = sorted({name.split("-")[0] for name in figures})
+    lines = ["| photos | " + " | ".join(f"{m}: median visibility (m) | {m}: no estimate" for m in methods) + " |",
+             "|---|" + "---|---|" * len(methods)]
+    for kind in [*kinds, "all"]:
+        names = [n for n in figures if kind == "all" or n.split("-")[0] == kind]
+        cells = []
+        for method in methods:
+            values = [figures[n][method]["visibility_m"] for n in names]
+            measured = [v for v in values if v is not None]
+            cells += [f"{np.median(measured):.0f}" if measured else "n/a", f"{len(values) - len(measured)}"]
+        lines.append(f"| {kind} ({len(names)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
