@@ -164,3 +164,15 @@ def test_a_rebuild_that_cannot_be_made_leaves_the_file_under_auto_and_is_refused
     assert detector(read_image(Path(__file__).parent / "data" / "paper" / "hazy_96x64.png")) is not None
     with pytest.raises(DetectorUnavailable, match="could not rebuild"):
         Detector(precision="float")
+
+
+def test_the_detector_s_onnx_runtime_threads_do_not_spin_between_frames_tracked_or_not() -> None:
+    def spinning(detector: Detector) -> str:
+        options = detector.model.predictor.model.backend.session.get_session_options()
+        return options.get_session_config_entry("session.intra_op.allow_spinning")
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    plain, tracked = Detector(), Detector(tracker="bytetrack")
+    plain(frame)
+    tracked(frame)  # Ultralytics builds a new predictor, with a new session, for the first tracked frame
+    assert spinning(plain) == "0" and spinning(tracked) == "0"

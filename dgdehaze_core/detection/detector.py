@@ -110,30 +110,32 @@ class Detector:
         except Exception as exc:  # Ultralytics raises many types for unreadable files
             raise DetectorUnavailable(f"could not load detector {self.weights}: {exc}") from exc
         self.imgsz, self.conf, self.iou, self.max_det = imgsz, conf, iou, max_det
+        self._quiet_session: Any = None
         self.device, self.half = device, half
         self.classes = self._class_ids(classes)
         try:  # Ultralytics opens .onnx/.engine files at the first predict: fail here, not on the first frame
             self._run(np.zeros((imgsz, imgsz, 3), np.uint8), track=False)
         except Exception as exc:
             raise DetectorUnavailable(f"could not run detector {self.weights}: {exc}") from exc
-        self._reopen_quietly()
         LOG.info("detector %s: %d classes, on %s", self.label, len(self.names), device)
 
     def _reopen_quietly(self) -> None:
         """Ultralytics opens an ONNX file in a default ONNX Runtime session, whose threads spin after each run and
         take the cores from the dehazer that runs next; on the CPU provider it is reopened with the dehazer's
-        session options (threads as ORT chooses, no spinning). Other runtimes and providers are left as they are."""
+        session options (threads as ORT chooses, no spinning). Ultralytics opens a new one when it builds a new
+        predictor (the first tracked frame does), so this runs after every prediction and acts on a session it has
+        not reopened yet. Other runtimes and providers are left as they are."""
         backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
         session = getattr(backend, "session", None)
-        if self.runtime_file.suffix != ".onnx" or session is None or \
+        if session is None or session is self._quiet_session or self.runtime_file.suffix != ".onnx" or \
                 session.get_providers() != ["CPUExecutionProvider"]:
             return
         import onnxruntime
 
         from dgdehaze_core.inference.backends.onnxruntime_backend import session_options
 
-        backend.session = onnxruntime.InferenceSession(str(self.runtime_file), session_options(0),
-                                                       providers=["CPUExecutionProvider"])
+        self._quiet_session = backend.session = onnxruntime.InferenceSession(
+            str(self.runtime_file), session_options(0), providers=["CPUExecutionProvider"])
 
     @property
     def label(self) -> str:
@@ -168,6 +170,7 @@ class Detector:
                    "verbose": False}
         result = (self.model.track(frame, persist=True, tracker=f"{self.tracker}.yaml", **options) if track
                   else self.model.predict(frame, **options))[0]
+        self._reopen_quietly()
         boxes = result.boxes
         xyxy = boxes.xyxy.cpu().numpy().astype(float)
         scores = boxes.conf.cpu().numpy().astype(float)
