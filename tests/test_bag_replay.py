@@ -64,3 +64,15 @@ def test_attach_without_a_running_node_fails_clearly_and_writes_nothing(tmp_path
     assert code == 2
     assert "node /no_such_dgdehaze_node was not ready" in capsys.readouterr().err
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["in"]
+
+
+def test_a_started_node_gets_the_detector_of_the_hazy_row_unless_a_node_param_says_otherwise() -> None:
+    from argparse import Namespace
+
+    from dgdehaze_core.commands.bag_eval import node_detector_params
+
+    args = Namespace(node_param=["threshold:=0.4"], imgsz=480, detector_precision="file", conf=0.25, detector=None)
+    assert node_detector_params(args) == ["imgsz:=480", "detector_precision:=file"]
+    args = Namespace(node_param=[], imgsz=640, detector_precision="auto", conf=0.3, detector="/models/yolo.engine")
+    assert node_detector_params(args) == ["imgsz:=640", "detector_precision:=auto", "threshold:=0.3",
+                                          "detector_weights:=/models/yolo.engine"]

@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--camera-height sets a started node's mounting; set an attached node's with ros2 param")
     if mounting is not None and args.node:
         args.node_param += [f"camera_height:={mounting.height}", f"camera_pitch:={mounting.pitch}"]
+    if args.node and not args.attach:
+        args.node_param += node_detector_params(args)
     if len(args.input) > 1:
         return run_fleet_of(args)
     if args.ray or args.workers is not None:
@@ -120,6 +122,16 @@ def mounting_of(args: argparse.Namespace) -> Mounting | None:
     if args.camera_height < 0:
         raise ValueError(f"--camera-height must be positive (m above the road), got {args.camera_height}")
     return Mounting(args.camera_height, args.camera_pitch) if args.camera_height > 0 else None
+
+
+def node_detector_params(args: argparse.Namespace) -> list[str]:
+    """The node parameters that give a started node the detector of the `hazy` row (weights, size, precision,
+    threshold), so that both rows detect alike; any of them given with --node-param is left to that."""
+    given = {param.split(":=", 1)[0] for param in args.node_param}
+    wanted = {"imgsz": args.imgsz, "detector_precision": args.detector_precision, "threshold": args.conf}
+    if args.detector:
+        wanted["detector_weights"] = args.detector
+    return [f"{name}:={value}" for name, value in wanted.items() if name not in given]
 
 
 def run_fleet_of(args: argparse.Namespace) -> int:
