@@ -54,21 +54,20 @@ from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
 from dgdehaze_core.inference.dehaze_result import DehazeResult
-from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain, detection_schedule
+from dgdehaze_core.inference.frame_chain import FrameChain, detection_schedule
 from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import return_freed_memory
 from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
-from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
+from dgdehaze_ros.fog_measurement import FogMeasurement
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
 from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
-from dgdehaze_ros.visibility_messages import (FOG_PARAMETERS, estimator_for, fog_banner, fog_diagnostics,
-                                              visibility_msg)
+from dgdehaze_ros.visibility_messages import FOG_PARAMETERS, fog_banner, visibility_msg
 
 if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
@@ -109,11 +108,7 @@ class DehazeNode(LifecycleNode):
         """Counts configure and cleanup: a background load started before one of them is dropped, not swapped in."""
         self._lock = threading.Lock()
         self._camera_info: CameraInfo | None = None
-        self._fog: VisibilityEstimator | None = None
-        self._tf: TfMounting | None = None
-        """The camera's mounting from TF, with a base_frame (see mounting_tf.py)."""
-        self._fog_reading: VisibilityReading | None = None
-        self._fog_said: set[str] = set()
+        self._fog = FogMeasurement(self)
         """What the node cannot do about fog and depth in metres, each said once."""
         self.stats = FrameStats()
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, f"{node_name}-worker")
@@ -144,7 +139,7 @@ class DehazeNode(LifecycleNode):
         if self._detector is not None:
             self._loaded["detector"] = self._settings
         self._schedule = self._schedule_for(self._detector, self._settings)
-        self._start_fog(self._settings)
+        self._fog.restart(self._settings)
         with self._lock:
             self._pending_reloads.clear()
             self._generation += 1
@@ -248,7 +243,7 @@ class DehazeNode(LifecycleNode):
         self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
         self._camera_info = None
-        self._start_fog(None)
+        self._fog.restart(None)
         gc.collect()
         return_freed_memory()
 
@@ -273,7 +268,7 @@ class DehazeNode(LifecycleNode):
                     self._schedule.interval = settings["detection_interval"]
                     self._schedule.detector.detection_input = settings["detection_input"]
                 if FOG_PARAMETERS & set(changes):
-                    self._start_fog(settings)
+                    self._fog.restart(settings)
         if "threshold" in changes:
             self._publish_labels()
         if "diagnostics_period" in changes and self._diagnostics_timer is not None:
@@ -433,12 +428,12 @@ class DehazeNode(LifecycleNode):
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
             return
         chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None,
-                           self._fog_for(msg.header.frame_id))
+                           self._fog.estimator_for_frame(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)
         result = dehazed.result
         info = self._camera_info  # the latest once dehazed, then one camera_info for the rest of the frame
         self._outputs["image"].publish(bgr8_to_image(result.image, encoding, msg.header, original))
-        reading = self._measure_fog(chain, dehazed, info, msg.header)
+        reading = self._fog.measure(chain, dehazed, info, msg.header)
         self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
@@ -472,61 +467,6 @@ class DehazeNode(LifecycleNode):
         if "haze_density" in pubs:
             pubs["haze_density"].publish(haze_msg(result.haze_density, header))
 
-    def _fog_for(self, frame_id: str) -> VisibilityEstimator | None:
-        """The fog estimator for this frame: the parameters' mounting, or TF's for its frame (None, said once with
-        the reason, while TF has no transform)."""
-        if self._tf is None:
-            return self._fog
-        return self._mount_from_tf(self._fog, frame_id)
-
-    def _measure_fog(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None,
-                     header: Header) -> VisibilityReading | None:
-        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics."""
-        if chain.fog is None:
-            if self._tf is None:
-                self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
-                               "(unitless) only, and detections carry its units")
-            return None
-        intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
-        if intrinsics is None:
-            self._say_once(f"{'no camera_info has arrived' if info is None else 'camera_info has no intrinsics'}: "
-                           "no ~/visibility, ~/depth or detection distances until one with intrinsics does")
-            return None
-        self._fog_reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)
-        return self._fog_reading
-
-    def _start_fog(self, settings: NodeSettings | None) -> None:
-        """A fresh fog estimator for `settings` (none for None): from camera_height and camera_pitch, or, with a
-        base_frame, from TF at the first frame TF places; the TF listener follows base_frame."""
-        if self._tf is not None and (settings is None or settings["base_frame"] != self._tf.base_frame):
-            self._tf.close()
-            self._tf = None
-        if settings is not None and settings["base_frame"] and self._tf is None:
-            self._tf = TfMounting(self, settings["base_frame"])
-        self._fog = estimator_for(settings) if settings is not None else None
-        self._fog_reading = None
-
-    def _mount_from_tf(self, fog: VisibilityEstimator | None, frame_id: str) -> VisibilityEstimator | None:
-        """The estimator with the camera's height and pitch read from TF for this frame, or None (said once, with
-        TF's reason) while there is no transform."""
-        settings, tf = self._settings, self._tf
-        try:
-            mounting = settings.mounting_at(*tf.height_and_pitch(frame_id))
-        except (MountingUnavailable, ValueError) as exc:
-            self._say_once(f"no ~/visibility, ~/depth or detection distances until TF gives the camera's mounting: "
-                           f"{exc}")
-            return None
-        if fog is None:
-            fog = self._fog = estimator_for(settings, mounting)
-        else:
-            fog.remount(mounting)
-        return fog
-
-    def _say_once(self, message: str) -> None:
-        if message not in self._fog_said:
-            self._fog_said.add(message)
-            self.get_logger().warning(message)
-
     # ---- diagnostics -----------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         if self._diagnostics_pub is None:
@@ -549,7 +489,7 @@ class DehazeNode(LifecycleNode):
         pipeline = self._pipeline
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
                 "detector": self._detector_note if self._detector is not None else "off",
-                **fog_diagnostics(self._fog, self._fog_reading, self._tf.base_frame if self._tf is not None else "")}
+                **self._fog.diagnostics()}
         self._diagnostics_pub.publish(diagnostic_array(
             f"{self.get_fully_qualified_name()}: dehazing", info["backend"], self.get_clock().now().to_msg(),
             summary, counts, info, level, message))

@@ -1,0 +1,83 @@
+"""The node's fog measurement: the visibility estimator for each frame's camera mounting (from the parameters or,
+with a base_frame, from TF), the latest reading, and what cannot be measured, said once with the reason."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
+
+from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
+from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
+from dgdehaze_ros.parameters import NodeSettings
+from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
+
+
+class FogMeasurement:
+    """Per node: `restart` with the parameters (FOG_PARAMETERS changed, or configure/cleanup), then per frame
+    `estimator_for_frame` and `measure`. The smoothed fog density lives in the estimator and survives a remount."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._settings: NodeSettings | None = None
+        self.estimator: VisibilityEstimator | None = None
+        self.tf: TfMounting | None = None
+        """The camera's mounting from TF, with a base_frame (see mounting_tf.py)."""
+        self.reading: VisibilityReading | None = None
+        self._said: set[str] = set()
+
+    def restart(self, settings: NodeSettings | None) -> None:
+        """A fresh estimator for `settings` (none for None): from camera_height and camera_pitch, or, with a
+        base_frame, from TF at the first frame TF places; the TF listener follows base_frame."""
+        if self.tf is not None and (settings is None or settings["base_frame"] != self.tf.base_frame):
+            self.tf.close()
+            self.tf = None
+        if settings is not None and settings["base_frame"] and self.tf is None:
+            self.tf = TfMounting(self._node, settings["base_frame"])
+        self._settings = settings
+        self.estimator = estimator_for(settings) if settings is not None else None
+        self.reading = None
+
+    def estimator_for_frame(self, frame_id: str) -> VisibilityEstimator | None:
+        """The estimator for this frame: the parameters' mounting, or TF's for its frame (None, said once with
+        TF's reason, while TF has no transform)."""
+        if self.tf is None or self._settings is None:
+            return self.estimator
+        try:
+            mounting = self._settings.mounting_at(*self.tf.height_and_pitch(frame_id))
+        except (MountingUnavailable, ValueError) as exc:
+            self._say_once(f"no ~/visibility, ~/depth or detection distances until TF gives the camera's mounting: "
+                           f"{exc}")
+            return None
+        if self.estimator is None:
+            self.estimator = estimator_for(self._settings, mounting)
+        else:
+            self.estimator.remount(mounting)
+        return self.estimator
+
+    def measure(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None,
+                header: Header) -> VisibilityReading | None:
+        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics."""
+        if chain.fog is None:
+            if self.tf is None:
+                self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
+                               "(unitless) only, and detections carry its units")
+            return None
+        intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
+        if intrinsics is None:
+            self._say_once(f"{'no camera_info has arrived' if info is None else 'camera_info has no intrinsics'}: "
+                           "no ~/visibility, ~/depth or detection distances until one with intrinsics does")
+            return None
+        self.reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)
+        return self.reading
+
+    def diagnostics(self) -> Mapping[str, str]:
+        """/diagnostics values of the fog (`visibility_messages.fog_diagnostics`)."""
+        return fog_diagnostics(self.estimator, self.reading, self.tf.base_frame if self.tf is not None else "")
+
+    def _say_once(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            self._node.get_logger().warning(message)
