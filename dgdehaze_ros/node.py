@@ -109,7 +109,7 @@ class DehazeNode(LifecycleNode):
         self._lock = threading.Lock()
         self._camera_info: CameraInfo | None = None
         self._fog = FogMeasurement(self)
-        """What the node cannot do about fog and depth in metres, each said once."""
+        """The fog estimator for the camera's mounting (parameters or TF), its latest reading, what it cannot do."""
         self.stats = FrameStats()
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, f"{node_name}-worker")
         self._outputs: dict[str, Any] = {}
