@@ -69,7 +69,8 @@ def test_model_alias_runs_the_configured_network_only_and_working_sizes_add_rows
 
 @pytest.mark.parametrize("args", [["nope"], ["lite", "--config", "lite"], ["dcp", "--sizes", "64"],
                                   ["lite", "--backends", "tensorflow"], ["detector", "--imgsz", "300"],
-                                  ["chain", "--detect-every", "0"], ["dcp", "--repeats", "0"]])
+                                  ["chain", "--detect-every", "0"], ["dcp", "--repeats", "0"],
+                                  ["chain", "--chain-detector", "int8"]])
 def test_bad_arguments_exit_2_with_a_message(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", *args]) == 2
     assert "dgdehaze bench: error:" in capsys.readouterr().err
