@@ -26,7 +26,6 @@ import torch
 
 from dgdehaze_core.benchmarks.timing import measure
 from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.inference.backends import BackendUnavailable, InferenceBackend, round_up_to_stride
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.frame_chain import FrameChain
@@ -190,9 +189,7 @@ def timed_network(config: str) -> DGDehazeNet:
 def chain_detector(precision: str, imgsz: int, device: str) -> Detector:
     """The shipped YOLOv8n for the chain at a `Detector` precision: "auto" as the node runs it by default, "float"
     its float rebuild, "file" the int8 file as it is (at 640; the file is fixed at 640x640, so other sizes get its
-    dynamic int8 rebuild, `detection.rebuild`)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"chain detector must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    dynamic int8 rebuild, `detection.rebuild`); `Detector` refuses an unknown precision."""
     device = "cpu" if device in ("auto", "cpu") else device
     if precision != "file" or imgsz == 640:
         return Detector(imgsz=imgsz, device=device, precision=precision)
@@ -208,8 +205,9 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     each precision in `detectors` and each of `imgszs`, see `chain_detector`) every frame and every Nth; with
     `fused`, also detection on the raw and the dehazed frame fused (`-fused` rows, the node's `detection_input:
     fused`). With detection every N frames one timed step is N frames; latency figures are per frame averaged over
-    the step, `fps` is frames per second of throughput. Where the "file" precision is measured too, each detection row gets
-    `speedup_vs_file`: the file row's median latency at the same interval, size and input over its own."""
+    the step, `fps` is frames per second of throughput. Where the "file" precision is measured too, each
+    detection row gets `speedup_vs_file`: the file row's median latency at the same interval, size and input over
+    its own."""
     pipeline = pipeline_from_model(timed_network(config), backend=backend, device=device,
                                    threads=settings.threads)
     height, width = frame.shape[:2]
@@ -233,7 +231,7 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
             row = {**per_frame, "detect_every": float(interval), "imgsz": float(imgsz)}
             rows[f"chain/{label}/detect-every-{interval}{suffix}{fusion}@{size}"] = row
             by_setting.setdefault((interval, imgsz, detection_input), {})[kind] = row
-    for setting, kinds in by_setting.items():
+    for kinds in by_setting.values():
         if "file" in kinds:
             for kind, row in kinds.items():
                 row["speedup_vs_file"] = kinds["file"]["latency_ms_median"] / row["latency_ms_median"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
-from dgdehaze_core.detection.precision import PRECISIONS, runtime_weights
+from dgdehaze_core.detection.precision import check_precision, runtime_weights
 from dgdehaze_core.io.images import to_bgr8
 
 LOG = logging.getLogger(__name__)
@@ -89,8 +89,7 @@ class Detector:
             raise ValueError(f"max_det must be at least 1, got {max_det}")
         if tracker and tracker not in TRACKERS:
             raise ValueError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"detector precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_precision(precision)
         self.tracker = tracker or None
         self.weights = _check_weights(weights)
         try:

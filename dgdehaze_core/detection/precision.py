@@ -25,6 +25,13 @@ DYNAMIC_QUANTIZATION_OPS = frozenset({"DynamicQuantizeLinear", "ConvInteger"})
 X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686"})
 
 
+def check_precision(precision: str) -> str:
+    """`precision` when it is one of PRECISIONS, else ValueError naming them."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"detector precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 def is_dynamically_quantized(weights: Path) -> bool:
     """Whether `weights` is an ONNX graph quantised at run time (any DynamicQuantizeLinear/ConvInteger node)."""
     if weights.suffix != ".onnx":
@@ -41,9 +48,7 @@ def is_dynamically_quantized(weights: Path) -> bool:
 def runs_float_rebuild(weights: Path, precision: str, device: str) -> bool:
     """Whether a detector of `weights` at `precision` on `device` runs the float rebuild (module docstring);
     ValueError for an unknown precision or "float" of a file that has no rebuild."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"detector precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "file":
+    if check_precision(precision) == "file":
         return False
     quantized = is_dynamically_quantized(weights)
     if precision == "float":

@@ -129,7 +129,10 @@ def float_detector_export(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR,
                           cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The float ONNX rebuild of `int8_onnx` with dynamic height and width, from the cache (built on a miss)."""
     int8_onnx = Path(int8_onnx)
-    cache, source, runtime = _cache_identity(int8_onnx, cache_dir)
+    return _cached_float(int8_onnx, *_cache_identity(int8_onnx, cache_dir))
+
+
+def _cached_float(int8_onnx: Path, cache: EngineCache[Path], source: str, runtime: str) -> Path:
     key = CacheKey(source, runtime, "any", "images:dynamic", "fp32")
     path, _ = cache.get_or_build(key, f"{int8_onnx.stem}-rebuilt", ".onnx",
                                  lambda tmp: _export_float(int8_onnx, tmp), lambda path: path)
@@ -140,8 +143,8 @@ def dynamic_detector_exports(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTO
                              cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """{"fp32": float ONNX, "int8": re-quantised ONNX}, both with dynamic height and width, from the cache."""
     int8_onnx = Path(int8_onnx)
-    float_path = float_detector_export(int8_onnx, cache_dir)
     cache, source, runtime = _cache_identity(int8_onnx, cache_dir)
+    float_path = _cached_float(int8_onnx, cache, source, runtime)
     int8_key = CacheKey(source, runtime, "any", "images:dynamic", "int8", {"fp32_sha256": file_sha256(float_path)})
     int8_path, _ = cache.get_or_build(int8_key, f"{int8_onnx.stem}-rebuilt", ".onnx",
                                       lambda tmp: _quantize(float_path, tmp), lambda path: path)
