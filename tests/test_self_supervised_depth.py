@@ -20,7 +20,8 @@ from dgdehaze_core.training.depth_recipe import load_depth_recipe
 from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.self_supervised_depth import (inverse_warp, photometric_error, reprojection_loss,
                                                           smoothness_loss)
-from dgdehaze_core.training.video_frames import FrameTuples, find_kitti_sequences, read_kitti_intrinsics
+from dgdehaze_core.training.video_frames import (FrameTuples, find_kitti_sequences, load_sequences,
+                                                  read_kitti_intrinsics)
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 96, 320
@@ -232,7 +233,7 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
 @pytest.mark.parametrize("recipe_file", sorted((REPO / "training").glob("depth_*.yaml")), ids=lambda path: path.name)
 def test_committed_depth_recipes_validate_and_never_train_on_kitti_tiny(recipe_file: Path, shared_data: Path):
     recipe = load_depth_recipe(recipe_file)
-    sequences = [sequence for root in recipe.sequences for sequence in find_kitti_sequences(root, recipe.camera)]
+    sequences = [sequence for source in recipe.sequences for sequence in load_sequences(source, recipe.camera)]
     frames = [frame.resolve() for sequence in sequences for frame in sequence.frames]
     assert frames and not any("kitti-tiny" in part for frame in frames for part in frame.parts)
     assert not any("kitti-tiny" in folder.parts for folder in recipe.validation)

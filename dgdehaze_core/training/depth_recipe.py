@@ -1,6 +1,8 @@
 """Recipes for self-supervised depth (`dgdehaze train-depth`): a YAML file read into a validated `DepthRecipe`.
 
-A recipe names its video (KITTI raw folders: consecutive frames with their calibration), the training size and
+A recipe names its video (KITTI raw folders: consecutive frames with their calibration; or a mapping `path`,
+`intrinsics` [fx, fy, cx, cy] in the files' pixels, optional `include` pattern, `crop` [left, top, right,
+bottom] and `frame_offsets` of its own for any other folder of consecutive frames), the training size and
 frame offsets, the depth network's architecture, the optimisation and the loss switches. Ground-truth depth is
 never read for training: `validation` names KITTI folders whose LiDAR is only reported (val.csv) while training.
 Paths follow `recipe.expand_path` (`${DATA}/...`); `overrides` ("iterations=100", "architecture.input_scale=2")
@@ -16,6 +18,7 @@ from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
 from dgdehaze_core.training.recipe import RecipeError, expand_path, plain_data, read_recipe_file, set_dotted
+from dgdehaze_core.training.video_frames import FrameFolder
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class DepthRecipe:
     """Everything that defines one self-supervised depth run."""
 
     name: str
-    sequences: tuple[Path, ...]
+    sequences: tuple[Path | FrameFolder, ...]
     iterations: int
     validation: tuple[Path, ...] = ()
     camera: str = "02"
@@ -31,6 +34,7 @@ class DepthRecipe:
     height: int = 128
     frame_offsets: tuple[int, ...] = (-1, 1)
     min_frame_change: float = 0.0
+    max_frame_change: float = 1.0
     architecture: ClearDepthArchitecture = field(default_factory=ClearDepthArchitecture)
     pose_widths: tuple[int, ...] = (16, 32, 64, 128, 128, 128)
     batch_size: int = 4
@@ -57,7 +61,7 @@ class DepthRecipe:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(DepthRecipe)}
-_PATH_LISTS = ("sequences", "validation")
+_PATH_LISTS = ("validation",)
 _INT_TUPLES = ("frame_offsets", "pose_widths")
 
 
@@ -90,6 +94,41 @@ def _paths(key: str, value: Any, base: Path) -> tuple[Path, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise RecipeError(f"'{key}' must be a list of folders, got {value!r}")
     return tuple(expand_path(v, base) for v in value)
+
+
+def _numbers(key: str, value: Any, count: int) -> tuple[float, ...]:
+    if (not isinstance(value, list) or len(value) != count
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise RecipeError(f"'{key}' must be a list of {count} numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _sequence(value: Any, base: Path) -> Path | FrameFolder:
+    """One `sequences` entry: a KITTI raw folder, or a mapping for a plain folder of consecutive frames."""
+    if isinstance(value, str):
+        return expand_path(value, base)
+    if not isinstance(value, dict) or not isinstance(value.get("path"), str) or "intrinsics" not in value:
+        raise RecipeError(f"a 'sequences' entry must be a KITTI raw folder or a mapping with 'path' and "
+                          f"'intrinsics', got {value!r}")
+    unknown = set(value) - {"path", "intrinsics", "include", "crop", "frame_offsets"}
+    if unknown:
+        raise RecipeError(f"unknown 'sequences' field(s) {sorted(unknown)}; known: crop, frame_offsets, include, "
+                          "intrinsics, path")
+    fx, fy, cx, cy = _numbers("intrinsics", value["intrinsics"], 4)
+    if not (fx > 0 and fy > 0):
+        raise RecipeError(f"'intrinsics' needs positive focal lengths, got {value['intrinsics']!r}")
+    crop = None
+    if value.get("crop") is not None:
+        left, top, right, bottom = (int(v) for v in _numbers("crop", value["crop"], 4))
+        if not (0 <= left < right and 0 <= top < bottom):
+            raise RecipeError(f"'crop' must be [left, top, right, bottom] with left < right and top < bottom, got "
+                              f"{value['crop']!r}")
+        crop = (left, top, right, bottom)
+    include = value.get("include", "*")
+    if not isinstance(include, str) or not include:
+        raise RecipeError(f"'include' must be one file pattern, got {include!r}")
+    offsets = _ints("frame_offsets", value["frame_offsets"]) if "frame_offsets" in value else None
+    return FrameFolder(expand_path(value["path"], base), (fx, fy, cx, cy), include, crop, offsets)
 
 
 def _ints(key: str, value: Any) -> tuple[int, ...]:
@@ -134,6 +173,10 @@ def depth_recipe_from_dict(raw: Any, base: Path, overrides: Iterable[str] = ()) 
     for key, value in raw.items():
         if key in _PATH_LISTS:
             fields[key] = _paths(key, value, base)
+        elif key == "sequences":
+            if not isinstance(value, (str, list)):
+                raise RecipeError(f"'sequences' must be a list, got {value!r}")
+            fields[key] = tuple(_sequence(entry, base) for entry in ([value] if isinstance(value, str) else value))
         elif key in _INT_TUPLES:
             fields[key] = _ints(key, value)
         elif key == "architecture":
@@ -157,12 +200,18 @@ def _check(recipe: DepthRecipe) -> None:
     if recipe.width % stride or recipe.height % stride:
         raise RecipeError(f"'width' and 'height' must be multiples of the depth network's stride ({stride}), got "
                           f"{recipe.width}x{recipe.height}")
-    if 0 in recipe.frame_offsets or len(set(recipe.frame_offsets)) != len(recipe.frame_offsets):
-        raise RecipeError(f"'frame_offsets' must be distinct and non-zero, got {list(recipe.frame_offsets)}")
+    for offsets in (recipe.frame_offsets, *(s.frame_offsets for s in recipe.sequences
+                                            if isinstance(s, FrameFolder) and s.frame_offsets)):
+        if 0 in offsets or len(set(offsets)) != len(offsets) or len(offsets) != len(recipe.frame_offsets):
+            raise RecipeError(f"'frame_offsets' must be distinct and non-zero, and a sequence's as many as the "
+                              f"recipe's {list(recipe.frame_offsets)}, got {list(offsets)}")
     if not recipe.lr > 0 or not 0 < recipe.lr_decay <= 1 or not 0 < recipe.lr_decay_at <= 1:
         raise RecipeError("'lr' must be > 0, 'lr_decay' and 'lr_decay_at' in (0, 1]")
     if not 0 <= recipe.ssim_weight <= 1 or recipe.smoothness < 0 or recipe.min_frame_change < 0:
         raise RecipeError("'ssim_weight' must lie in [0, 1]; 'smoothness' and 'min_frame_change' must be >= 0")
+    if not recipe.min_frame_change < recipe.max_frame_change <= 1:
+        raise RecipeError(f"'max_frame_change' must lie above 'min_frame_change' and at most 1, got "
+                          f"{recipe.max_frame_change}")
     if recipe.num_workers < 0:
         raise RecipeError(f"'num_workers' must be >= 0, got {recipe.num_workers}")
     if recipe.device not in ("auto", "cpu", "cuda") and not recipe.device.startswith("cuda:"):

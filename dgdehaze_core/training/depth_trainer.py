@@ -39,7 +39,7 @@ from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, 
                                                           scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training.trainer import (CsvLog, hardware_name, load_resumable, open_run_folder,
                                             seed_everything, source_commit)
-from dgdehaze_core.training.video_frames import FrameTuples, find_kitti_sequences
+from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
 LOG = logging.getLogger(__name__)
 
@@ -158,10 +158,10 @@ class DepthTrainer:
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def _dataset(self) -> FrameTuples:
-        sequences = [sequence for root in self.recipe.sequences
-                     for sequence in find_kitti_sequences(root, self.recipe.camera)]
-        return FrameTuples(sequences, self.recipe.width, self.recipe.height, self.recipe.frame_offsets,
-                           self.recipe.seed, self.recipe.augment, self.recipe.min_frame_change)
+        recipe = self.recipe
+        sequences = [sequence for source in recipe.sequences for sequence in load_sequences(source, recipe.camera)]
+        return FrameTuples(sequences, recipe.width, recipe.height, recipe.frame_offsets, recipe.seed, recipe.augment,
+                           recipe.min_frame_change, recipe.max_frame_change)
 
     def _batches(self, dataset: FrameTuples) -> Iterator[dict[str, torch.Tensor]]:
         recipe = self.recipe

@@ -4,12 +4,15 @@ A `VideoSequence` is an ordered list of frames and the camera's intrinsics, stor
 calibration refers to, so that they scale to any training resolution. Every frame is resized to the recipe's
 (width, height) whatever its own size. KITTI raw folders are found by their layout: `DATE/calib_cam_to_cam.txt`
 (P_rect_0X: the rectified camera's projection, S_rect_0X: the size it refers to) beside
-`DATE/DRIVE/image_0X/data/*`.
+`DATE/DRIVE/image_0X/data/*`. A `FrameFolder` is any other folder of consecutive frames: the files that match its
+pattern in name order, with the camera's intrinsics in the files' pixels given by the recipe and an optional crop
+box (e.g. to cut a car's hood, or to bring a taller frame near the training aspect).
 
 `FrameTuples` draws a target frame with its neighbours at the recipe's offsets (e.g. -1, +1), flips the tuple
 left-right at random and jitters its colour (the same way for all of its frames); the network sees the jittered
 frames, the loss compares the unjittered ones (monodepth2). Tuples whose camera barely moves (`min_change`) are
-left out. Like `RandomCrops`, each sample is a function of its
+left out, and so are tuples that change by more than `max_change` (a cut between two recordings, or frames
+too far apart to overlap). Like `RandomCrops`, each sample is a function of its
 index alone, so a resumed run continues the same stream.
 """
 from __future__ import annotations
@@ -35,11 +38,15 @@ BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.2, 0.2, 0.2, 0.05
 
 @dataclass(frozen=True)
 class VideoSequence:
-    """Ordered frame files and the intrinsics as fractions of the image size (fx/w, fy/h, cx/w, cy/h)."""
+    """Ordered frame files and the intrinsics as fractions of the (cropped) image size (fx/w, fy/h, cx/w, cy/h);
+    `crop` (left, top, right, bottom in the files' pixels) is cut from every frame before it is resized, and
+    `frame_offsets`, where given, replace the recipe's for this sequence (video at another frame rate)."""
 
     name: str
     frames: tuple[Path, ...]
     normalised_intrinsics: tuple[float, float, float, float]
+    crop: tuple[int, int, int, int] | None = None
+    frame_offsets: tuple[int, ...] | None = None
 
     def intrinsics(self, width: int, height: int) -> np.ndarray:
         """The 3x3 K for frames resized to width x height."""
@@ -65,6 +72,43 @@ def read_kitti_intrinsics(calibration: Path, camera: str) -> tuple[float, float,
     return projection[0] / width, projection[5] / height, projection[2] / width, projection[6] / height
 
 
+@dataclass(frozen=True)
+class FrameFolder:
+    """A folder of consecutive frames that is not KITTI raw: the files matching `include` in name order, the
+    camera's intrinsics (fx, fy, cx, cy) in pixels of the files, an optional crop box (left, top, right, bottom)
+    in the same pixels, and optional frame offsets of its own (as many as the recipe's)."""
+
+    path: Path
+    intrinsics: tuple[float, float, float, float]
+    include: str = "*"
+    crop: tuple[int, int, int, int] | None = None
+    frame_offsets: tuple[int, ...] | None = None
+
+
+def folder_sequence(folder: FrameFolder) -> VideoSequence:
+    """The `VideoSequence` of a `FrameFolder`: intrinsics moved into the crop and normalised by its size."""
+    if not folder.path.is_dir():
+        raise FileNotFoundError(f"no such sequence folder: {folder.path}")
+    frames = tuple(sorted(p for p in folder.path.glob(folder.include) if p.suffix.lower() in IMAGE_SUFFIXES))
+    if not frames:
+        raise ImageError(f"{folder.path} holds no frames matching {folder.include!r}")
+    height, width = read_image(frames[0]).shape[:2]
+    left, top, right, bottom = folder.crop or (0, 0, width, height)
+    if not 0 <= left < right <= width or not 0 <= top < bottom <= height:
+        raise ImageError(f"crop {list(folder.crop or ())} does not lie inside the {width}x{height} frames of "
+                         f"{folder.path}")
+    fx, fy, cx, cy = folder.intrinsics
+    crop_width, crop_height = right - left, bottom - top
+    normalised = (fx / crop_width, fy / crop_height, (cx - left) / crop_width, (cy - top) / crop_height)
+    return VideoSequence(f"{folder.path.name}/{folder.include}", frames, normalised, folder.crop,
+                         folder.frame_offsets)
+
+
+def load_sequences(source: Path | FrameFolder, camera: str = "02") -> list[VideoSequence]:
+    """The sequences of one recipe entry: every KITTI raw drive under a folder, or one `FrameFolder`."""
+    return [folder_sequence(source)] if isinstance(source, FrameFolder) else find_kitti_sequences(source, camera)
+
+
 def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
     """Every `DRIVE/image_<camera>/data` folder under `root` with the calibration of its date folder."""
     if not root.is_dir():
@@ -84,9 +128,15 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
     return sequences
 
 
-def load_frame(path: Path, width: int, height: int) -> np.ndarray:
-    """A frame as RGB uint8 at exactly width x height (area-averaged down, cubic up)."""
+def load_frame(path: Path, width: int, height: int, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """A frame as RGB uint8 at exactly width x height (area-averaged down, cubic up), after cutting `crop` (left,
+    top, right, bottom) from it."""
     image = read_image(path)[:, :, ::-1]
+    if crop is not None:
+        left, top, right, bottom = crop
+        if image.shape[0] < bottom or image.shape[1] < right:
+            raise ImageError(f"{path} ({image.shape[1]}x{image.shape[0]}) is smaller than the crop {list(crop)}")
+        image = image[top:bottom, left:right]
     if image.shape[:2] != (height, width):
         shrink = image.shape[0] > height and image.shape[1] > width
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
@@ -111,35 +161,42 @@ class FrameTuples(Dataset):
     then one source per offset. "frames" feed the loss, "inputs" (colour-jittered) the networks."""
 
     def __init__(self, sequences: Sequence[VideoSequence], width: int, height: int, offsets: Sequence[int],
-                 seed: int = 0, augment: bool = True, min_change: float = 0.0) -> None:
+                 seed: int = 0, augment: bool = True, min_change: float = 0.0, max_change: float = 1.0) -> None:
         if not offsets or 0 in offsets:
             raise ValueError(f"frame offsets must be non-zero, got {list(offsets)}")
-        self.width, self.height, self.offsets = width, height, tuple(offsets)
+        self.width, self.height = width, height
         self.seed, self.augment = seed, augment
         self.sequences = list(sequences)
-        span = max(max(offsets), 0) - min(min(offsets), 0) + 1
+        self.offsets = [tuple(sequence.frame_offsets or offsets) for sequence in self.sequences]
         self.frames: list[np.ndarray] = []
         self.samples: list[tuple[int, int]] = []
-        for number, sequence in enumerate(self.sequences):
+        for number, (sequence, own) in enumerate(zip(self.sequences, self.offsets)):
+            if len(own) != len(offsets) or 0 in own:
+                raise ValueError(f"sequence {sequence.name}: its frame offsets {list(own)} must be non-zero and as "
+                                 f"many as the recipe's {list(offsets)}")
+            span = max(max(own), 0) - min(min(own), 0) + 1
             if len(sequence.frames) < span:
                 raise ImageError(f"sequence {sequence.name} has {len(sequence.frames)} frame(s); self-supervised "
-                                 f"depth needs at least {span} consecutive frames for offsets {list(offsets)}")
-            self.frames.append(np.stack([load_frame(path, width, height) for path in sequence.frames]))
-            first, last = -min(min(offsets), 0), len(sequence.frames) - max(max(offsets), 0)
-            self.samples += [(number, index) for index in range(first, last) if self._moves(number, index, min_change)]
+                                 f"depth needs at least {span} consecutive frames for offsets {list(own)}")
+            self.frames.append(np.stack([load_frame(path, width, height, sequence.crop)
+                                         for path in sequence.frames]))
+            first, last = -min(min(own), 0), len(sequence.frames) - max(max(own), 0)
+            self.samples += [(number, index) for index in range(first, last)
+                             if self._changes_within(number, index, min_change, max_change)]
         if not self.samples:
-            raise ImageError(f"no frame tuple changes by at least {min_change} (mean absolute difference) between "
-                             "its target and its sources: the camera does not move")
+            raise ImageError(f"no frame tuple changes by {min_change} to {max_change} (mean absolute difference) "
+                             "between its target and its sources: the camera does not move, or every neighbour is "
+                             "another scene")
         LOG.info("%d training tuples from %d sequence(s) at %dx%d, offsets %s", len(self.samples),
-                 len(self.sequences), width, height, list(offsets))
+                 len(self.sequences), width, height, sorted(set(self.offsets)))
 
-    def _moves(self, number: int, target: int, min_change: float) -> bool:
+    def _changes_within(self, number: int, target: int, min_change: float, max_change: float) -> bool:
         """Whether every source differs from the target by at least `min_change` (a static camera teaches
-        nothing: monodepth2 leaves such frames out)."""
+        nothing: monodepth2 leaves such frames out) and at most `max_change` (a cut to another scene)."""
         frames = self.frames[number]
         reference = frames[target].astype(np.float32)
-        return all(np.abs(frames[target + offset] - reference).mean() / 255.0 >= min_change
-                   for offset in self.offsets)
+        return all(min_change <= np.abs(frames[target + offset] - reference).mean() / 255.0 <= max_change
+                   for offset in self.offsets[number])
 
     def __len__(self) -> int:
         return 2 ** 62
@@ -147,7 +204,7 @@ class FrameTuples(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, 4, int(index)])
         number, target = self.samples[int(rng.integers(len(self.samples)))]
-        indices = [target, *(target + offset for offset in self.offsets)]
+        indices = [target, *(target + offset for offset in self.offsets[number])]
         frames = self.frames[number][indices].astype(np.float32) / 255.0
         intrinsics = self.sequences[number].intrinsics(self.width, self.height)
         if self.augment and rng.random() < 0.5:
