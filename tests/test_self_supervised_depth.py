@@ -16,11 +16,12 @@ from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor, is_clear_depth_checkpoint, load_clear_depth
 from dgdehaze_core.models.pose_net import PoseNet, pose_matrix
-from dgdehaze_core.training.depth_recipe import load_depth_recipe
+from dgdehaze_core.training.depth_recipe import depth_recipe_from_dict, load_depth_recipe
 from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.self_supervised_depth import (inverse_warp, photometric_error, reprojection_loss,
                                                           smoothness_loss)
-from dgdehaze_core.training.video_frames import (FrameTuples, find_kitti_sequences, load_sequences,
+from dgdehaze_core.training.recipe import RecipeError
+from dgdehaze_core.training.video_frames import (FrameFolder, FrameTuples, find_kitti_sequences, load_sequences,
                                                   read_kitti_intrinsics)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +178,78 @@ def test_frames_of_different_sizes_train_and_predict_at_one_size(tmp_path: Path)
     for frame in frames:
         depth = predictor(frame)
         assert depth.shape == frame.shape[:2] and depth.dtype == np.float32 and np.isfinite(depth).all()
+
+
+def framed_views(folder: Path, views: list[np.ndarray], top: int = 20, bottom: int = 12) -> None:
+    """Rendered views saved as PNG with a sky band of `top` rows above and a 'hood' of `bottom` rows below."""
+    folder.mkdir(parents=True)
+    for index, view in enumerate(views):
+        framed = np.concatenate([np.full((top, WIDTH, 3), 230, np.uint8), (view * 255).round().astype(np.uint8),
+                                 np.full((bottom, WIDTH, 3), 15, np.uint8)])
+        cv2.imwrite(str(folder / f"cam__{index:04d}.png"), framed[:, :, ::-1])
+
+
+def test_a_cropped_frame_folder_keeps_the_geometry_that_reprojection_needs(rendered_pair, tmp_path: Path):
+    intrinsics = kitti_intrinsics()
+    target, source = (pair_view[0].permute(1, 2, 0).numpy() for pair_view in (rendered_pair["target"],
+                                                                               rendered_pair["source"]))
+    framed_views(tmp_path / "frames", [source, target, source])
+    (tmp_path / "frames" / "notes.txt").write_text("not a frame")
+    fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+    folder = FrameFolder(tmp_path / "frames", (fx, fy, cx, cy + 20), "cam__*", (0, 20, WIDTH, 20 + HEIGHT))
+    sequence = load_sequences(folder)[0]
+    assert len(sequence.frames) == 3
+    sample = FrameTuples([sequence], WIDTH, HEIGHT, (-1, 1), augment=False)[0]
+    np.testing.assert_allclose(sample["intrinsics"].numpy(), intrinsics, rtol=1e-5)
+    frames = sample["frames"][:, None]
+    warped = inverse_warp(frames[1], rendered_pair["depth"], rendered_pair["transform"], sample["intrinsics"][None])
+    error = photometric_error(warped, frames[0])[..., 2:-2, 2:-2].mean().item()
+    assert error < 0.01
+    uncropped = FrameFolder(tmp_path / "frames", (fx, fy, cx, cy + 20), "cam__*")
+    sample = FrameTuples(load_sequences(uncropped), WIDTH, HEIGHT, (-1, 1), augment=False)[0]
+    warped = inverse_warp(sample["frames"][1:2], rendered_pair["depth"], rendered_pair["transform"],
+                          sample["intrinsics"][None])
+    assert photometric_error(warped, sample["frames"][:1])[..., 2:-2, 2:-2].mean().item() > 5 * error
+    with pytest.raises(ImageError, match="does not lie inside"):
+        load_sequences(FrameFolder(tmp_path / "frames", (fx, fy, cx, cy), "cam__*", (0, 0, WIDTH + 1, 50)))
+    with pytest.raises(ImageError, match="no frames matching"):
+        load_sequences(FrameFolder(tmp_path / "frames", (fx, fy, cx, cy), "*.jpg"))
+
+
+def test_tuples_across_a_cut_are_left_out_and_a_folder_may_pair_its_own_neighbours(rendered_pair, tmp_path: Path):
+    target = rendered_pair["target"][0].permute(1, 2, 0).numpy()
+    source = rendered_pair["source"][0].permute(1, 2, 0).numpy()
+    other_scene = 1.0 - target
+    framed_views(tmp_path / "frames", [source, target, source, other_scene, other_scene[::-1]], top=0, bottom=0)
+    intrinsics = tuple(float(v) for v in kitti_intrinsics()[[0, 1, 0, 1], [0, 1, 2, 2]])
+    sequence = load_sequences(FrameFolder(tmp_path / "frames", intrinsics, frame_offsets=(-1, 1)))[0]
+    everything = FrameTuples([sequence], WIDTH, HEIGHT, (-2, 2))
+    assert everything.offsets == [(-1, 1)] and [index for _, index in everything.samples] == [1, 2, 3]
+    within = FrameTuples([sequence], WIDTH, HEIGHT, (-2, 2), max_change=0.15)
+    assert [index for _, index in within.samples] == [1]
+    with pytest.raises(ImageError, match="another scene"):
+        FrameTuples([sequence], WIDTH, HEIGHT, (-2, 2), min_change=0.2, max_change=0.25)
+    with pytest.raises(ValueError, match="as many as the recipe's"):
+        FrameTuples([sequence], WIDTH, HEIGHT, (-2, -1, 1))
+
+
+def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path: Path):
+    base = {"name": "mixed", "iterations": 1, "frame_offsets": [-2, 2]}
+    entry = {"path": "frames", "include": "cam__*", "intrinsics": [700, 700, 300.5, 90], "crop": [0, 20, 320, 116],
+             "frame_offsets": [-1, 1]}
+    recipe = depth_recipe_from_dict({**base, "sequences": ["kitti", entry], "max_frame_change": 0.15}, tmp_path)
+    assert recipe.sequences == (tmp_path / "kitti", FrameFolder(tmp_path / "frames", (700.0, 700.0, 300.5, 90.0),
+                                                                "cam__*", (0, 20, 320, 116), (-1, 1)))
+    assert recipe.as_dict()["sequences"][1]["path"] == str(tmp_path / "frames")
+    bad_entries = {"'intrinsics'": {"path": "frames"}, "4 numbers": {**entry, "intrinsics": [700, 700, 300]},
+                   "'crop'": {**entry, "crop": [10, 20, 5, 116]}, "unknown 'sequences'": {**entry, "fps": 2},
+                   "as many as the recipe's": {**entry, "frame_offsets": [-1, 1, 2]}}
+    for reason, bad in bad_entries.items():
+        with pytest.raises(RecipeError, match=reason):
+            depth_recipe_from_dict({**base, "sequences": [bad]}, tmp_path)
+    with pytest.raises(RecipeError, match="max_frame_change"):
+        depth_recipe_from_dict({**base, "sequences": ["kitti"], "min_frame_change": 0.2, "max_frame_change": 0.1},
+                               tmp_path)
 
 
 @pytest.fixture()
