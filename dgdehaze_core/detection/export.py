@@ -3,9 +3,8 @@
 `export_detector(weights, "onnx" | "engine", imgsz=...)` runs Ultralytics' exporter on a checked copy of the
 weights (`detection.checkpoint`) in a scratch folder and moves the result into the `EngineCache`, keyed by the
 weights' hash, Ultralytics (and TensorRT) version, GPU, input size and precision, so a node restart reuses it
-and a changed `.pt`, TensorRT upgrade or new `imgsz` rebuilds it. `detector_weights_for(weights, backend)` maps a node's `backend` setting to
-the file `Detector` should load: a `.pt` becomes an `.onnx` for onnxruntime or an `.engine` for tensorrt; an
-`.onnx` or `.engine` is used as it is (Ultralytics picks its runtime by suffix).
+and a changed `.pt`, TensorRT upgrade or new `imgsz` rebuilds it. `dgdehaze export --detector` calls it; the node
+loads whatever file `detector_weights` names (Ultralytics picks the runtime by suffix).
 """
 from __future__ import annotations
 
@@ -18,9 +17,7 @@ from pathlib import Path
 import torch
 
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
-from dgdehaze_core.inference.backends import BackendUnavailable
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
-from dgdehaze_core.inference.backends.selection import choose_backend
 
 LOG = logging.getLogger(__name__)
 
@@ -96,28 +93,3 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
         lambda p: p)
     return path
 
-
-def detector_weights_for(weights: str | os.PathLike[str], backend: str = "auto", imgsz: int = 640,
-                         half: bool = False, device: str = "auto",
-                         cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The file `Detector` should load so the detector runs on `backend` ("auto", "tensorrt", "onnxruntime",
-    "torch"); exports a `.pt` when needed. `.onnx`/`.engine` files are returned as they are."""
-    weights = Path(weights)
-    if weights.suffix in (".onnx", ".engine"):
-        if backend not in ("auto", {".onnx": "onnxruntime", ".engine": "tensorrt"}[weights.suffix]):
-            raise ValueError(f"{weights.name} runs on {weights.suffix[1:]}'s runtime, not the {backend} backend")
-        return weights
-    choice = choose_backend(backend, device)
-    if choice.name == "torch":
-        return weights
-    fmt = "engine" if choice.name == "tensorrt" else "onnx"
-    try:
-        return export_detector(weights, fmt, imgsz=imgsz, half=half and fmt == "engine", cache_dir=cache_dir,
-                               device=choice.device)
-    except BackendUnavailable:
-        raise
-    except RuntimeError as exc:
-        if backend != "auto":
-            raise
-        LOG.warning("detector export to %s failed (%s); running the .pt with torch", fmt, exc)
-        return weights
