@@ -55,6 +55,13 @@ def test_the_clear_depth_network_makes_the_haze_from_its_depth_of_the_whole_imag
     beta = -torch.log(haze["transmission"]) / haze["depth"]
     assert (beta.std(dim=(1, 2, 3)) < 1e-4 * beta.mean(dim=(1, 2, 3))).all()
     assert (haze["depth"] - prior_only.synthesize(batch[:, :3])["depth"]).abs().mean() > 0.05
+    ratios = Trainer(load_recipe(SMOKE, [f"clear_depth={clear_depth_file}", "clear_depth_scaling=farthest"]),
+                     tmp_path / "ratios", device="cpu").synthesize(batch[:, :3], batch[:, 3:])
+    for used, predicted in zip(ratios["depth"], batch[:, 3:]):  # the clear network's depth over its farthest point
+        assert torch.allclose(used, predicted / predicted.max(), rtol=1e-5)
+        assert used.max().item() == pytest.approx(1.0)
+    with pytest.raises(RecipeError, match="clear_depth_scaling"):
+        load_recipe(SMOKE, ["clear_depth_scaling=median"])
 
 
 def _window_of(image: np.ndarray, crop: torch.Tensor) -> tuple[bool, int, int] | None:

@@ -97,6 +97,10 @@ class Recipe:
     image, makes the synthetic haze instead of the prior field and the dehazer's own depth network, and is what
     depth_consistency distils the hazy depth network towards (the paper's dual network). Clear sources marked
     `prior_depth` keep the prior. Empty: off."""
+    clear_depth_scaling: str = "range"
+    """How a crop's clear-image depth becomes the synthesis' relative depth: "range" maps its nearest and farthest
+    points to the prior's [near, 1] (the depth ratios change with the crop); "farthest" divides by its farthest
+    point, so that the haze and the depth the hazy network is taught keep the clear network's ratios."""
     beta_indoor: tuple[float, float] = (0.6, 1.8)
     beta_outdoor: tuple[float, float] = (0.2, 1.2)
     outdoor_fraction: float = 0.3
@@ -290,6 +294,8 @@ def _check(recipe: Recipe) -> None:
         raise RecipeError(f"'airlight_jitter' must lie in [0, 0.3], got {recipe.airlight_jitter}")
     if recipe.device not in ("auto", "cpu", "cuda") and not recipe.device.startswith("cuda:"):
         raise RecipeError(f"'device' must be auto, cpu, cuda or cuda:N, got {recipe.device!r}")
+    if recipe.clear_depth_scaling not in ("range", "farthest"):
+        raise RecipeError(f"'clear_depth_scaling' must be 'range' or 'farthest', got {recipe.clear_depth_scaling!r}")
     if recipe.val_output not in ("physics", "clear"):
         raise RecipeError(f"'val_output' must be 'physics' (J from t and A) or 'clear' (decoder), got "
                           f"{recipe.val_output!r}")

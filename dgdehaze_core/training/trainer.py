@@ -301,8 +301,11 @@ class Trainer:
         if known_depth is not None:
             known = torch.isfinite(known_depth).flatten(1).all(1)
             if known.any():
-                near = depth.amin(dim=(1, 2, 3), keepdim=True)
-                scaled = normalise_depth(torch.nan_to_num(known_depth, nan=1.0).float(), near=near)
+                known_depth = torch.nan_to_num(known_depth, nan=1.0).float()
+                if recipe.clear_depth_scaling == "farthest":
+                    scaled = known_depth / known_depth.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+                else:
+                    scaled = normalise_depth(known_depth, near=depth.amin(dim=(1, 2, 3), keepdim=True))
                 depth = torch.where(known.view(-1, 1, 1, 1), scaled, depth)
         elif self.iteration >= recipe.net_depth_after and recipe.net_depth_fraction > 0:
             self.model.depth_net.eval()
