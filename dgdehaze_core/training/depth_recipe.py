@@ -119,7 +119,10 @@ def _sequence(value: Any, base: Path) -> Path | FrameFolder:
         raise RecipeError(f"'intrinsics' needs positive focal lengths, got {value['intrinsics']!r}")
     crop = None
     if value.get("crop") is not None:
-        left, top, right, bottom = (int(v) for v in _numbers("crop", value["crop"], 4))
+        crop_box = _ints("crop", value["crop"])
+        if len(crop_box) != 4:
+            raise RecipeError(f"'crop' must be [left, top, right, bottom] in pixels, got {value['crop']!r}")
+        left, top, right, bottom = crop_box
         if not (0 <= left < right and 0 <= top < bottom):
             raise RecipeError(f"'crop' must be [left, top, right, bottom] with left < right and top < bottom, got "
                               f"{value['crop']!r}")
