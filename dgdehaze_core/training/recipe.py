@@ -81,6 +81,10 @@ class Recipe:
     validation: tuple[ImageSource, ...] = ()
     model: str = "lite"
     depth_guidance: bool = True
+    guide_trains_depth: bool = True
+    """Whether the dehazing losses also train the depth network through the depth the dehazer reads (the joint
+    training of the paper). False detaches that guide: the depth network learns only from its own losses
+    (depth_consistency, depth_transmission, smooth_depth) while the dehazer still reads its depth."""
     crop_size: int = 160
     batch_size: int = 8
     max_side: int = 640
