@@ -134,14 +134,14 @@ def test_without_depth_guidance_the_dehazer_ignores_the_depth_network(shared_dat
 
 def test_a_detached_guide_keeps_the_dehazing_losses_out_of_the_depth_network(shared_data: Path) -> None:
     hazy = real_batch(shared_data, 64, 64)
-    for guide_gradient in (True, False):
+    for guide_trains_depth in (True, False):
         model = fresh("lite")
-        model.guide_gradient = guide_gradient
+        model.guide_trains_depth = guide_trains_depth
         outputs = model(hazy)
         (outputs["clear"].mean() + outputs["transmission"].mean()).backward()
         depth_grads = [p.grad for p in model.depth_net.parameters()]
         reached = any(g is not None and g.abs().sum() > 0 for g in depth_grads)
-        assert reached is guide_gradient, f"guide_gradient={guide_gradient}"
+        assert reached is guide_trains_depth, f"guide_trains_depth={guide_trains_depth}"
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.dehazer.guided_embed.parameters())
         model.zero_grad()
         model(hazy)["depth"].mean().backward()

@@ -17,16 +17,16 @@ class DGDehazeNet(nn.Module):
     hazy: (B, 3, H, W) RGB in [0, 1], H and W multiples of `stride`. The depth network predicts depth from the
     hazy image and the dehazer uses it as guidance. With `depth_guidance=False` (the ablation) the dehazer is fed
     a constant depth instead, so its cross-attention queries carry no depth; "depth" is still predicted.
-    `guide_gradient` (a training choice, not saved with the weights): whether the dehazer's losses reach the depth
-    network through the guide it reads; False detaches the guide, so that the depth network learns from its own
-    losses only.
+    `guide_trains_depth` (the recipe field of that name; not saved with the weights): whether the dehazer's losses
+    reach the depth network through the guide it reads; False detaches the guide, so that the depth network learns
+    from its own losses only.
     """
 
     def __init__(self, config_name: str, depth_net: DepthNet, dehazer: DGHAT, depth_guidance: bool = True) -> None:
         super().__init__()
         self.config_name = config_name
         self.depth_guidance = depth_guidance
-        self.guide_gradient = True
+        self.guide_trains_depth = True
         self.depth_net = depth_net
         self.dehazer = dehazer
         self.stride = math.lcm(depth_net.stride, dehazer.stride)
@@ -36,7 +36,7 @@ class DGDehazeNet(nn.Module):
         if not self.depth_guidance:
             guide = torch.ones_like(depth)
         else:
-            guide = depth if self.guide_gradient else depth.detach()
+            guide = depth if self.guide_trains_depth else depth.detach()
         outputs = self.dehazer(hazy, guide, with_clear=with_clear)
         outputs["depth"] = depth
         return outputs

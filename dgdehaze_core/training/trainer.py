@@ -180,7 +180,7 @@ class Trainer:
         self.resume = resume
         seed_everything(recipe.seed)
         self.model = build_model(recipe.model, depth_guidance=recipe.depth_guidance).to(self.device)
-        self.model.guide_gradient = recipe.guide_trains_depth
+        self.model.guide_trains_depth = recipe.guide_trains_depth
         if recipe.crop_size % self.model.stride:
             raise ValueError(f"crop_size {recipe.crop_size} must be a multiple of the {recipe.model} model's stride "
                              f"({self.model.stride})")
