@@ -43,3 +43,30 @@ def test_torch_and_numpy_agree():
     t = transmission_from_depth(torch.from_numpy(depth), 0.7)
     back = invert_scattering(hazy_torch, t, torch.from_numpy(airlight), t_min=1e-6)
     np.testing.assert_allclose(back.numpy(), clear, atol=1e-4)
+
+
+def test_the_frame_inversion_on_bands_of_rows_gives_the_whole_frame_result(middlebury_scene):
+    from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr
+    from dgdehaze_core.physics.frame_inversion import FrameInverter
+
+    image, depth = middlebury_scene
+    rgb = bgr_to_rgb_float(image)
+    airlight = np.array([0.86, 0.88, 0.9], np.float32)
+    filled = _filled(depth)
+    t = np.clip(transmission_from_depth(filled, np.log(2.0) / np.median(filled)), 0.05, 1.0).astype(np.float32)
+    assert (t < 0.5).mean() > 0.2 and (t > 0.5).mean() > 0.2, "dense haze in part of the frame, light elsewhere"
+    hazy = rgb_float_to_bgr(synthesize_haze(rgb, (-np.log(t))[:, :, None], 1.0, airlight))
+    for rows in (hazy.shape[0], hazy.shape[0] - 37):  # bands of equal and of unequal height
+        frame, transmission = hazy[:rows], t[:rows]
+        whole = FrameInverter(2.0, radius=4, eps=0.032 ** 2, workers=1)(frame, transmission, airlight)
+        for workers in (2, 3):
+            banded = FrameInverter(2.0, radius=4, eps=0.032 ** 2, workers=workers)
+            np.testing.assert_array_equal(banded(frame, transmission, airlight), whole)
+            np.testing.assert_array_equal(banded(frame, transmission, airlight), whole)  # buffers reused
+    recovered = np.abs(whole.astype(np.float32) - image[:rows]).mean()
+    assert recovered < 0.5 * np.abs(frame.astype(np.float32) - image[:rows]).mean(), "the scene comes back"
+    exact = FrameInverter(None, radius=4, eps=0.032 ** 2, workers=2)(hazy, t, airlight)
+    reference = rgb_float_to_bgr(invert_scattering(bgr_to_rgb_float(hazy), t[:, :, None], airlight))
+    np.testing.assert_array_equal(exact, reference)
+    tiny = FrameInverter(2.0, radius=4, eps=0.032 ** 2, workers=4)(hazy[:5], t[:5], airlight)
+    assert tiny.shape == (5, *hazy.shape[1:]) and tiny.dtype == np.uint8

@@ -40,8 +40,9 @@ from dgdehaze_core.inference.backends import (DECODER_OUTPUTS, OUTPUT_NAMES, PHY
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, haze_density
-from dgdehaze_core.physics.guided_filter import SelfGuidedSmoother, fast_guided_filter, gray_guide
-from dgdehaze_core.physics.scattering import T_MIN, invert_scattering, invert_scattering_detail_limited
+from dgdehaze_core.physics.frame_inversion import FrameInverter
+from dgdehaze_core.physics.guided_filter import fast_guided_filter, gray_guide
+from dgdehaze_core.physics.scattering import T_MIN
 
 if TYPE_CHECKING:
     from dgdehaze_core.models import DGDehazeNet
@@ -141,14 +142,32 @@ def pad_to_stride(batch: np.ndarray, stride: int) -> np.ndarray:
     return np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
 
 
+def network_batch(frames: Sequence[np.ndarray], working_size: tuple[int, int], stride: int) -> np.ndarray:
+    """The network's input for same-size uint8 BGR frames: (B, 3, H, W) float32 RGB in [0, 1] at `working_size`
+    (w, h), padded by reflection to multiples of `stride`. At the frames' own size the padding is done on the
+    bytes and each colour plane is scaled straight into the batch; a resized frame is converted first, so that
+    the resizing averages floats."""
+    height, width = frames[0].shape[:2]
+    if tuple(working_size) == (width, height):
+        padded = pad_to_stride(np.stack(frames), stride)
+        batch = np.empty((padded.shape[0], 3, *padded.shape[1:3]), np.float32)
+        for plane in range(3):
+            np.multiply(padded[..., 2 - plane], np.float32(1.0 / 255.0), out=batch[:, plane])
+        return batch
+    shrinking = working_size[0] * working_size[1] < width * height
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    resized = [cv2.resize(bgr_to_rgb_float(frame), working_size, interpolation=interpolation) for frame in frames]
+    return np.ascontiguousarray(pad_to_stride(np.stack(resized), stride).transpose(0, 3, 1, 2))
+
+
 class NetworkPipeline:
     """A network backend behind the pipeline interface; see the module docstring for sizes and outputs. One thread
-    at a time: the inversion reuses its work buffers from frame to frame."""
+    at a time: the inversion reuses its work buffers from frame to frame. `inversion_workers`: threads of the
+    physics path's inversion (default: one per core, at most 4)."""
 
     def __init__(self, backend: InferenceBackend, method: str, working_size: Sequence[int] | None = None,
-                 output: str = "auto", max_detail_gain: float | None = MAX_DETAIL_GAIN) -> None:
-        if max_detail_gain is not None and not max_detail_gain >= 1.0:
-            raise ValueError(f"max_detail_gain must be >= 1 (or None: exact inversion), got {max_detail_gain}")
+                 output: str = "auto", max_detail_gain: float | None = MAX_DETAIL_GAIN,
+                 inversion_workers: int | None = None) -> None:
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
         self.runtime = backend
@@ -167,7 +186,7 @@ class NetworkPipeline:
             raise ValueError(f"{method} gives no transmission or airlight (image and depth only): output physics "
                              "needs them; use output decoder or auto")
         self._dark_channel = None if self.scattering else DarkChannelDehazer()
-        self._smoother = SelfGuidedSmoother(BASE_RADIUS, BASE_EPS)
+        self._inverter = FrameInverter(max_detail_gain, BASE_RADIUS, BASE_EPS, inversion_workers)
 
     def __call__(self, frame: np.ndarray) -> DehazeResult:
         return self.process_batch([frame])[0]
@@ -190,16 +209,7 @@ class NetworkPipeline:
         height, width = frames[0].shape[:2]
         work_w, work_h = self.working_size or (width, height)
         resized = (work_w, work_h) != (width, height)
-        full_rgb = [bgr_to_rgb_float(frame) for frame in frames]
-        if resized:
-            shrinking = work_w * work_h < width * height
-            work_rgb = [cv2.resize(rgb, (work_w, work_h),
-                                   interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-                        for rgb in full_rgb]
-        else:
-            work_rgb = full_rgb
-        batch = pad_to_stride(np.stack(work_rgb), self.stride)
-        outputs = self.runtime.run(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        outputs = self.runtime.run(network_batch(frames, (work_w, work_h), self.stride))
         mode = ("physics" if self.scattering else "decoder") if self.output == "auto" else self.output
         results = []
         for index, frame in enumerate(frames):
@@ -214,22 +224,16 @@ class NetworkPipeline:
                 depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
             transmission = np.clip(transmission, T_MIN, 1.0).astype(np.float32)
             if mode == "physics":
-                clear = self._invert(full_rgb[index], transmission, airlight_rgb)
+                image = self._inverter(frame, transmission, airlight_rgb)
             else:
                 clear = outputs["clear"][index, :, :work_h, :work_w].transpose(1, 2, 0)
                 if resized:
                     clear = cv2.resize(clear, (width, height), interpolation=cv2.INTER_LINEAR)
+                image = rgb_float_to_bgr(clear)
             depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
-            results.append(DehazeResult(image=rgb_float_to_bgr(clear), depth=depth, transmission=transmission,
+            results.append(DehazeResult(image=image, depth=depth, transmission=transmission,
                                         airlight=airlight_rgb[::-1].copy(), haze_density=haze_density(frame)))
         return results
-
-
-    def _invert(self, rgb: np.ndarray, transmission: np.ndarray, airlight: np.ndarray) -> np.ndarray:
-        if self.max_detail_gain is None:
-            return invert_scattering(rgb, transmission[:, :, None], airlight)
-        base = self._smoother(rgb)
-        return invert_scattering_detail_limited(rgb, base, transmission, airlight, self.max_detail_gain)
 
 
 def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend: str = "torch",
@@ -242,7 +246,7 @@ def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend
 
     runtime = create_backend(NetworkSource(network=model), backend=backend, device=device, half=half, threads=threads,
                              camera_size=_camera_size(working_size), outputs=network_outputs(output, model))
-    return NetworkPipeline(runtime, method, working_size, output, max_detail_gain)
+    return NetworkPipeline(runtime, method, working_size, output, max_detail_gain, inversion_workers=threads)
 
 
 def network_outputs(output: str, model: "DGDehazeNet | None" = None) -> tuple[str, ...]:
@@ -267,7 +271,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     tensorrt for a prebuilt .engine, else torch; "auto" picks the fastest available, see backends/selection.py),
     device ("cpu", "cuda"; default cuda for an .engine, else cpu), half (fp16; an .engine keeps its own precision),
     working_size ((w, h) or None for the input's size), output ("auto", "decoder", "physics"),
-    threads (ONNX Runtime intra-op threads), max_detail_gain (the physics path's noise limit; None: exact).
+    threads (ONNX Runtime intra-op threads, and the physics inversion's), max_detail_gain (the physics path's noise limit; None: exact).
     """
     from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER, load_model
 
@@ -301,4 +305,5 @@ def _file_pipeline(source: NetworkSource, backend: object, device: str | None = 
     device = device or ("cuda" if source.suffix == ".engine" else "cpu")
     runtime = create_backend(source, backend=backend, device=device, half=half, threads=threads,
                              camera_size=_camera_size(working_size))
-    return NetworkPipeline(runtime, str(source.file), working_size, output, max_detail_gain)
+    return NetworkPipeline(runtime, str(source.file), working_size, output, max_detail_gain,
+                           inversion_workers=threads)

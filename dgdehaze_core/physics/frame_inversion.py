@@ -1,0 +1,82 @@
+"""The physics path's inversion of a camera frame, J = (I - A) / t + A, on bands of rows in parallel.
+
+`FrameInverter` takes a uint8 BGR frame, its transmission and airlight and returns the dehazed uint8 BGR frame,
+with fine detail amplified at most `max_detail_gain` times (`scattering.invert_scattering_detail_limited`, its base
+layer from `guided_filter.SelfGuidedSmoother`) or exactly (`max_detail_gain` None). Numpy runs one core per call, so
+the frame is cut into one band of rows per worker: each band is converted, smoothed and inverted on its own thread
+(numpy and OpenCV release the GIL) with a margin of rows that the base layer's two box filters reach, so that the
+result is the same as on the whole frame.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.physics.guided_filter import SelfGuidedSmoother
+from dgdehaze_core.physics.scattering import invert_scattering, invert_scattering_detail_limited
+
+MIN_BAND_ROWS = 64
+"""Bands shorter than this are not worth a thread of their own."""
+
+
+def default_workers() -> int:
+    """One worker per core the process may use, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+class FrameInverter:
+    """uint8 BGR frame, transmission (HxW, already bounded below) and airlight (RGB, (3,)) in, uint8 BGR out.
+
+    One caller at a time: each band's smoother keeps its work buffers from frame to frame."""
+
+    def __init__(self, max_detail_gain: float | None, radius: int, eps: float, workers: int | None = None) -> None:
+        if max_detail_gain is not None and not max_detail_gain >= 1.0:
+            raise ValueError(f"max_detail_gain must be >= 1 (or None: exact inversion), got {max_detail_gain}")
+        self.max_detail_gain = max_detail_gain
+        self.workers = default_workers() if workers is None else int(workers)
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.margin = 2 * radius
+        """Rows beyond a band that its base layer reads: a box filter of `radius` over another's output."""
+        self._smoothers = [SelfGuidedSmoother(radius, eps) for _ in range(self.workers)]
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="inversion") if self.workers > 1 else None
+
+    def __call__(self, frame: np.ndarray, transmission: np.ndarray, airlight_rgb: np.ndarray) -> np.ndarray:
+        height = frame.shape[0]
+        bands = max(1, min(self.workers, height // MIN_BAND_ROWS))
+        edges = [height * index // bands for index in range(bands + 1)]
+        if bands == 1 or self._pool is None:
+            return self._band(0, frame, transmission, airlight_rgb, 0, height)
+        futures = [self._pool.submit(self._band, index, frame, transmission, airlight_rgb, start, stop)
+                   for index, (start, stop) in enumerate(zip(edges[:-1], edges[1:]))]
+        return np.concatenate([future.result() for future in futures])
+
+    def _band(self, index: int, frame: np.ndarray, transmission: np.ndarray, airlight_rgb: np.ndarray,
+              start: int, stop: int) -> np.ndarray:
+        """Rows start:stop, worked in the frame's BGR order (the channels are independent until the output)."""
+        airlight = np.ascontiguousarray(airlight_rgb[::-1])
+        if self.max_detail_gain is None:
+            clear = invert_scattering(_unit_float(frame[start:stop]), transmission[start:stop, :, None], airlight)
+            return _to_bytes(clear)
+        first, last = max(0, start - self.margin), min(frame.shape[0], stop + self.margin)
+        scaled = _unit_float(frame[first:last])
+        base = self._smoothers[index](scaled)
+        kept = slice(start - first, stop - first)
+        return _to_bytes(invert_scattering_detail_limited(scaled[kept], base[kept], transmission[start:stop],
+                                                          airlight, self.max_detail_gain))
+
+
+def _unit_float(frame: np.ndarray) -> np.ndarray:
+    """uint8 to float32 in [0, 1], the values of `images.bgr_to_rgb_float` in the frame's channel order."""
+    scaled = frame.astype(np.float32)
+    scaled /= 255.0
+    return scaled
+
+
+def _to_bytes(image: np.ndarray) -> np.ndarray:
+    """Float in [0, 1] to uint8, rounded to nearest as `images.rgb_float_to_bgr` does, in one OpenCV pass."""
+    return cv2.convertScaleAbs(image, alpha=255.0)
