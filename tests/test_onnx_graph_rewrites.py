@@ -46,3 +46,33 @@ def test_single_channel_heads_get_a_no_op_reshape_and_outputs_stay_equal() -> No
         assert before.shape == after.shape
         np.testing.assert_allclose(after, before, atol=1e-6)  # blocked and planar kernels round differently
     assert rewrite_for_runtimes(head_graph()) == 1 and rewrite_for_runtimes(rewritten) == 0, "idempotent"
+
+
+def softplus_graph() -> onnx.ModelProto:
+    """torch's thresholded softplus of x plus a floor, and a bare Softplus read as an output."""
+    inits = [numpy_helper.from_array(np.array(20.0, np.float32), "threshold"),
+             numpy_helper.from_array(np.array(0.1, np.float32), "floor")]
+    nodes = [helper.make_node("Softplus", ["x"], ["sp"], name="sp"),
+             helper.make_node("Greater", ["x", "threshold"], ["above"]),
+             helper.make_node("Where", ["above", "x", "sp"], ["thresholded"]),
+             helper.make_node("Add", ["thresholded", "floor"], ["depth"]),
+             helper.make_node("Softplus", ["x"], ["bare"], name="bare")]
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "softplus", [value("x", TensorProto.FLOAT, [1, 1, "h", "w"])],
+                              [value("depth", TensorProto.FLOAT, [1, 1, "h", "w"]),
+                               value("bare", TensorProto.FLOAT, [1, 1, "h", "w"])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_softplus_becomes_its_overflow_free_form_and_the_threshold_goes() -> None:
+    rewritten = softplus_graph()
+    assert rewrite_for_runtimes(rewritten) == 2
+    onnx.checker.check_model(rewritten)
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert "Softplus" not in ops and "Where" not in ops and "Greater" not in ops
+    assert "threshold" not in {init.name for init in rewritten.graph.initializer}, "nothing reads it any more"
+    x = np.linspace(-60.0, 90.0, 3000, dtype=np.float32).reshape(1, 1, 30, 100)
+    for before, after in zip(run(softplus_graph(), x), run(rewritten, x)):
+        assert np.isfinite(after).all()
+        np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
+    assert rewrite_for_runtimes(rewritten) == 0, "idempotent"
