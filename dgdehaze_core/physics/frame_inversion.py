@@ -9,23 +9,17 @@ result is the same as on the whole frame.
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 
+from dgdehaze_core.cpu_threads import default_threads
 from dgdehaze_core.physics.guided_filter import SelfGuidedSmoother
 from dgdehaze_core.physics.scattering import invert_scattering, invert_scattering_detail_limited
 
 MIN_BAND_ROWS = 64
 """Bands shorter than this are not worth a thread of their own."""
-
-
-def default_workers() -> int:
-    """One worker per core the process may use, at most 4."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores))
 
 
 class FrameInverter:
@@ -37,7 +31,7 @@ class FrameInverter:
         if max_detail_gain is not None and not max_detail_gain >= 1.0:
             raise ValueError(f"max_detail_gain must be >= 1 (or None: exact inversion), got {max_detail_gain}")
         self.max_detail_gain = max_detail_gain
-        self.workers = default_workers() if workers is None else int(workers)
+        self.workers = default_threads() if workers is None else int(workers)
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.margin = 2 * radius

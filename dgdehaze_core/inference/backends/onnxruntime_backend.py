@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from dgdehaze_core.cpu_threads import default_threads
 from dgdehaze_core.inference.backends import outputs_of
 
 LOG = logging.getLogger(__name__)
@@ -20,16 +21,6 @@ ARENA_KEEP_PIXELS = 1920 * 1088
 """Inputs up to this size reuse ONNX Runtime's memory arena from run to run (the fast path of a camera's steady
 stream); after a larger one (a 4K frame) the arena gives back what that run grew, so a few huge frames do not
 leave the process gigabytes larger."""
-
-
-def default_threads() -> int:
-    """Intra-op threads: the cores this process may use, at most 4 (more rarely helps a network this small and
-    takes cores from the rest of the robot's stack)."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count() or 1
-    return max(1, min(4, available))
 
 
 def session_options(threads: int) -> ort.SessionOptions:
