@@ -36,13 +36,16 @@ def test_networks_and_chain_rows(tmp_path: Path) -> None:
                           "chain/lite/onnxruntime/detect-every-1-file@96x64",
                           "chain/lite/onnxruntime/detect-every-2-file@96x64"}
     assert table["dcp@96x64"]["ratio_to_dcp"] == 1.0
-    positive(table["cpu-peak/torch-matmul"], ("gmac_per_s",))
+    peak = table["cpu-peak/torch-matmul"]
+    positive(peak, ("gmac_per_s", "before", "after"))
+    assert peak["gmac_per_s"] == max(peak["before"], peak["after"]), "the share is of the faster measurement"
     expected_gmacs = count_macs(build_model("lite").eval(), 64, 96, with_clear=False) / 1e9  # the physics path
     for backend in ("torch", "onnxruntime"):
         row = table[f"lite/{backend}@96x64"]
         positive(row, NETWORK)
         assert row["gmacs"] == pytest.approx(expected_gmacs)
         assert row["network_ms_median"] <= row["latency_ms_median"], "the network is part of the pipeline's time"
+        assert row["pct_of_peak"] == pytest.approx(100.0 * row["gmac_per_s"] / peak["gmac_per_s"])
         assert row["gmac_per_s"] == pytest.approx(row["gmacs"] / row["network_ms_median"] * 1000.0)
         assert row["ratio_to_dcp"] == pytest.approx(row["latency_ms_median"] / table["dcp@96x64"]["latency_ms_median"])
     for interval in (1, 2):

@@ -140,11 +140,12 @@ def run(args: argparse.Namespace) -> int:
     dcp_rows = nb.bench_dcp(frames, settings) if {"dcp", "chain", *networks} & set(targets) else {}
     table.update(dcp_rows)
     if networks:
-        peak = nb.peak_gmac_per_s(settings)
+        peak_before = nb.peak_gmac_per_s(settings)
         variants = nb.available_variants(args.backends.split(","), args.device)
+        rows: dict[str, dict[str, float]] = {}
         for config in networks:
-            table.update(nb.bench_network(config, variants, frames, dcp_rows, peak, settings, working_sizes))
-        table["cpu-peak/torch-matmul"] = {"gmac_per_s": peak}
+            rows.update(nb.bench_network(config, variants, frames, dcp_rows, settings, working_sizes))
+        table.update(nb.with_pct_of_peak(rows, peak_before, nb.peak_gmac_per_s(settings)))
     if "detector" in targets:
         from dgdehaze_core.benchmarks.detectors import bench_detector
 
