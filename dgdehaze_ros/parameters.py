@@ -1,8 +1,8 @@
 """The node's parameters: one table of names, defaults, descriptors and ranges, and one validator.
 
 Every parameter is declared with a `ParameterDescriptor` (description, range, read_only where a change needs new
-subscriptions). rclpy enforces types, ranges and read_only; `check_values` adds what a descriptor cannot say
-(choices, existing files, device names, pairs) and runs both at configure time and in the node's single
+subscriptions or thread pools). rclpy enforces types, ranges and read_only; `check_values` adds what a descriptor
+cannot say (choices, existing files, device names, pairs) and runs both at configure time and in the node's single
 `add_on_set_parameters_callback`. Detection names follow yolo_ros (`threshold`, `iou`, `imgsz`, `half`,
 `max_det`, `device`, `image_reliability`) so users find them where they expect.
 """
@@ -80,6 +80,10 @@ SPECS: tuple[ParameterSpec, ...] = (
                   int_range=(0, 7680, 1), reloads="pipeline"),
     ParameterSpec("working_height", 0, "height the network runs at (0 with working_width 0: the input's size)",
                   int_range=(0, 4320, 1), reloads="pipeline"),
+    ParameterSpec("cpu_threads", 0, "CPU threads of the dehazer (its ONNX Runtime session and the physics "
+                  "inversion's bands) and of the detector's ONNX Runtime session, each; 0: the dehazer one per core "
+                  "this process may use, at most 4, the detector ONNX Runtime's choice", int_range=(0, 256, 1),
+                  read_only=True),
     ParameterSpec("max_detail_gain", 2.0, "physics output: most the inversion amplifies fine detail and noise "
                   "where fog is dense (1/t elsewhere); 0: the exact inversion J = (I - A)/t + A",
                   float_range=(0.0, 100.0), reloads="pipeline"),
@@ -249,6 +253,8 @@ class NodeSettings:
                                    "backend": self["backend"], "max_detail_gain": self["max_detail_gain"] or None}
         if self["working_width"]:
             options["working_size"] = (self["working_width"], self["working_height"])
+        if self["cpu_threads"]:
+            options["threads"] = self["cpu_threads"]
         return self["weights"] or self["model"], options
 
     def mounting(self) -> Mounting | None:
@@ -267,7 +273,7 @@ class NodeSettings:
         return {"weights": self["detector_weights"] or None, "imgsz": self["imgsz"], "conf": self["threshold"],
                 "iou": self["iou"], "classes": list(self["classes"] or []) or None, "max_det": self["max_det"],
                 "device": self["device"], "half": self["half"], "tracker": self["tracker"] or None,
-                "precision": self["detector_precision"]}
+                "precision": self["detector_precision"], "threads": self["cpu_threads"] or None}
 
 
 def _current(node: Node, name: str) -> Any:

@@ -566,3 +566,17 @@ def test_over_dds_a_backend_that_cannot_run_here_is_refused_and_reads_back_what_
     assert not result.successful and "tensorrt" in result.reason
     (value,) = wait(client.get_parameters(["backend"])).values
     assert value.string_value == "auto"
+
+
+def test_cpu_threads_sets_the_dehazers_and_the_detectors_threads_and_is_fixed_at_start(session: RosSession) -> None:
+    threaded = create_node({"model": "lite", "backend": "onnxruntime", "cpu_threads": 1, "image_reliability":
+                            "reliable"}, name="threaded", context=session.context)
+    try:
+        pipeline, detector = threaded._pipeline, threaded._detector
+        assert pipeline.runtime.threads == 1 and pipeline._inverter.workers == 1
+        assert detector is not None and detector._quiet_session is not None
+        assert detector._quiet_session.get_session_options().intra_op_num_threads == 1
+        (result,) = threaded.set_parameters([Parameter("cpu_threads", value=2)])
+        assert not result.successful, "the thread pools are built at configure: a change needs a restart"
+    finally:
+        threaded.destroy_node()

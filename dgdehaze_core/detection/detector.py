@@ -76,11 +76,15 @@ def _load_yolo(yolo_class: Any, weights: Path) -> Any:
 
 class Detector:
     """Ultralytics YOLO behind a small, validated interface: BGR frame in, `Detection`s out. `weights` is the file
-    as given, `runtime_file` the one that runs (the same file or its float rebuild, by `precision`)."""
+    as given, `runtime_file` the one that runs (the same file or its float rebuild, by `precision`); `threads`: the
+    intra-op threads of an ONNX file's session on the CPU (None: ONNX Runtime's choice)."""
 
     def __init__(self, weights: str | Path | None = None, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
                  classes: Sequence[int | str] | None = None, max_det: int = 100, device: str = "cpu",
-                 half: bool = False, tracker: str | None = None, precision: str = "auto") -> None:
+                 half: bool = False, tracker: str | None = None, precision: str = "auto",
+                 threads: int | None = None) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1 (or None: ONNX Runtime's choice), got {threads}")
         if not 32 <= imgsz <= 4096 or imgsz % 32:
             raise ValueError(f"imgsz must be a multiple of 32 in [32, 4096], got {imgsz}")
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
@@ -110,7 +114,7 @@ class Detector:
             raise DetectorUnavailable(f"could not load detector {self.weights}: {exc}") from exc
         self.imgsz, self.conf, self.iou, self.max_det = imgsz, conf, iou, max_det
         self._quiet_session: Any = None
-        self.device, self.half = device, half
+        self.device, self.half, self.threads = device, half, threads
         self.classes = self._class_ids(classes)
         try:  # Ultralytics opens .onnx/.engine files at the first predict: fail here, not on the first frame
             self._run(np.zeros((imgsz, imgsz, 3), np.uint8), track=False)
@@ -121,7 +125,7 @@ class Detector:
     def _reopen_quietly(self) -> None:
         """Ultralytics opens an ONNX file in a default ONNX Runtime session, whose threads spin after each run and
         take the cores from the dehazer that runs next; on the CPU provider it is reopened with the dehazer's
-        session options (threads as ORT chooses, no spinning). Ultralytics opens a new one when it builds a new
+        session options (`threads`, no spinning). Ultralytics opens a new one when it builds a new
         predictor (the first tracked frame does), so this runs after every prediction and acts on a session it has
         not reopened yet. Other runtimes and providers are left as they are."""
         backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
@@ -134,7 +138,7 @@ class Detector:
         from dgdehaze_core.inference.backends.onnxruntime_backend import session_options
 
         self._quiet_session = backend.session = onnxruntime.InferenceSession(
-            str(self.runtime_file), session_options(0), providers=["CPUExecutionProvider"])
+            str(self.runtime_file), session_options(self.threads or 0), providers=["CPUExecutionProvider"])
 
     @property
     def label(self) -> str:
