@@ -11,7 +11,8 @@ from dgdehaze_core.models import build_model
 from dgdehaze_core.models.complexity import count_macs
 
 TIMING = ("latency_ms_median", "latency_ms_p95", "fps", "ratio_to_dcp")
-NETWORK = (*TIMING, "network_ms_median", "gmacs", "gmac_per_s", "pct_of_peak")
+NETWORK = (*TIMING, "network_ms_median", "pipeline_ms_median", "pipeline_ratio_to_dcp", "gmacs", "gmac_per_s",
+           "pct_of_peak")
 
 
 def run_bench(tmp_path: Path, *args: str) -> dict[str, dict[str, float]]:
@@ -46,6 +47,9 @@ def test_networks_and_chain_rows(tmp_path: Path) -> None:
         assert row["gmacs"] == pytest.approx(expected_gmacs)
         assert row["network_ms_median"] <= row["latency_ms_median"], "the network is part of the pipeline's time"
         assert row["pct_of_peak"] == pytest.approx(100.0 * row["gmac_per_s"] / peak["gmac_per_s"])
+        assert row["pipeline_ms_median"] < row["latency_ms_median"], "a frame's time less the network's"
+        dcp_ms = table["dcp@96x64"]["latency_ms_median"]
+        assert row["pipeline_ratio_to_dcp"] == pytest.approx(row["pipeline_ms_median"] / dcp_ms)
         assert row["gmac_per_s"] == pytest.approx(row["gmacs"] / row["network_ms_median"] * 1000.0)
         assert row["ratio_to_dcp"] == pytest.approx(row["latency_ms_median"] / table["dcp@96x64"]["latency_ms_median"])
     for interval in (1, 2):

@@ -4,8 +4,10 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
 - every row: `latency_ms_median`, `latency_ms_p95`, `fps` (1000 / median) and `ratio_to_dcp` (this row's median
   over the dark channel prior's median at the same size in the same run: 2.0 means twice as slow as DCP);
 - network rows also `network_ms_median` (the runtime's `run` alone, without colour conversion, padding and
-  cropping), `gmacs` (MACs of one forward pass at the padded size, as the physics output path runs it: without
-  the decoder's image branch), `gmac_per_s` (gmacs / network time) and
+  cropping), `pipeline_ms_median` (the rest of each frame's time: input conversion, transmission refinement,
+  inversion, output conversion; on a GPU runtime this is the CPU's share) and its `pipeline_ratio_to_dcp`,
+  `gmacs` (MACs of one forward pass at the padded size, as the physics output path runs it: without the
+  decoder's image branch), `gmac_per_s` (gmacs / network time) and
   `pct_of_peak` (gmac_per_s against `peak_gmac_per_s()`, a large fp32 matrix product measured in the same run on
   the same threads before and after the network rows, the faster of the two: a shared host's slow phase lowers a
   single measurement of the peak, which would flatter every row; how much of what this CPU can do the network
@@ -31,7 +33,7 @@ from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.inference.backends import BackendUnavailable, InferenceBackend, round_up_to_stride
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.frame_chain import FrameChain
-from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
+from dgdehaze_core.inference.pipeline import NetworkPipeline, load_pipeline, pipeline_from_model
 from dgdehaze_core.models import MODEL_CONFIGS, DGDehazeNet, build_model, load_model, shipped_weights_path
 from dgdehaze_core.models.complexity import count_macs
 
@@ -168,16 +170,27 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
             LOG.info("measuring %s", name)
             pipeline.working_size = work
             timed.seconds.clear()
-            row = settings.measure(lambda: pipeline(frame))
-            network_ms = float(np.median(timed.seconds[-int(row["runs"]):])) * 1000.0
+            totals: list[float] = []
+            row = settings.measure(lambda: _timed_call(pipeline, frame, totals))
+            count = int(row["runs"])
+            network_ms = float(np.median(timed.seconds[-count:])) * 1000.0
+            pipeline_ms = float(np.median(np.subtract(totals[-count:], timed.seconds[-count:]))) * 1000.0
             gmacs = macs[work or (width, height)]
             gmac_per_s = gmacs / (network_ms / 1000.0)
             dcp = dcp_rows.get(f"dcp@{width}x{height}")
+            dcp_ms = dcp["latency_ms_median"] if dcp else float("nan")
             rows[name] = {
-                **row, "ratio_to_dcp": row["latency_ms_median"] / dcp["latency_ms_median"] if dcp else float("nan"),
-                "network_ms_median": network_ms, "gmacs": gmacs, "gmac_per_s": gmac_per_s}
+                **row, "ratio_to_dcp": row["latency_ms_median"] / dcp_ms, "network_ms_median": network_ms,
+                "pipeline_ms_median": pipeline_ms, "pipeline_ratio_to_dcp": pipeline_ms / dcp_ms,
+                "gmacs": gmacs, "gmac_per_s": gmac_per_s}
         model = model.float().cpu()  # a torch fp16 or CUDA variant converted the model in place
     return rows
+
+
+def _timed_call(pipeline: NetworkPipeline, frame: np.ndarray, totals: list[float]) -> None:
+    begin = time.perf_counter()
+    pipeline(frame)
+    totals.append(time.perf_counter() - begin)
 
 
 def with_pct_of_peak(rows: dict[str, Row], peak_before: float, peak_after: float) -> dict[str, Row]:
