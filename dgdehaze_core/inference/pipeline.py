@@ -176,7 +176,6 @@ class NetworkPipeline:
         self.stride = backend.stride
         self.working_size = _fixed_working_size(backend, _validate_working_size(working_size))
         self.output = output
-        self.max_detail_gain = max_detail_gain
         if output == "decoder" and "clear" not in backend.outputs:
             raise ValueError(f"output decoder needs the network's image, and this {self.backend} network was exported "
                              f"without it (physics only); use output physics or auto, or export with every output")
@@ -187,6 +186,11 @@ class NetworkPipeline:
                              "needs them; use output decoder or auto")
         self._dark_channel = None if self.scattering else DarkChannelDehazer()
         self._inverter = FrameInverter(max_detail_gain, BASE_RADIUS, BASE_EPS, inversion_workers)
+
+    @property
+    def max_detail_gain(self) -> float | None:
+        """The physics path's noise limit (None: the exact inversion)."""
+        return self._inverter.max_detail_gain
 
     def __call__(self, frame: np.ndarray) -> DehazeResult:
         return self.process_batch([frame])[0]
@@ -271,7 +275,8 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     tensorrt for a prebuilt .engine, else torch; "auto" picks the fastest available, see backends/selection.py),
     device ("cpu", "cuda"; default cuda for an .engine, else cpu), half (fp16; an .engine keeps its own precision),
     working_size ((w, h) or None for the input's size), output ("auto", "decoder", "physics"),
-    threads (ONNX Runtime intra-op threads, and the physics inversion's), max_detail_gain (the physics path's noise limit; None: exact).
+    threads (ONNX Runtime intra-op threads, and the physics inversion's), max_detail_gain (the physics path's noise
+    limit; None: exact).
     """
     from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER, load_model
 

@@ -103,10 +103,15 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def unit_float(image: np.ndarray) -> np.ndarray:
+    """uint8 to float32 in [0, 1], channels as they are, in one float buffer."""
+    scaled = image.astype(np.float32)
+    return np.divide(scaled, 255.0, out=scaled)
+
+
 def bgr_to_rgb_float(image: np.ndarray) -> np.ndarray:
-    """uint8 BGR to float32 RGB in [0, 1] (the channel swap in uint8, then one float buffer)."""
-    rgb = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB).astype(np.float32)
-    return np.divide(rgb, 255.0, out=rgb)
+    """uint8 BGR to float32 RGB in [0, 1] (the channel swap in uint8, then `unit_float`)."""
+    return unit_float(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB))
 
 
 def rgb_float_to_bgr(image: np.ndarray) -> np.ndarray:

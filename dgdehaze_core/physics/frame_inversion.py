@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from dgdehaze_core.cpu_threads import default_threads
+from dgdehaze_core.io.images import unit_float
 from dgdehaze_core.physics.guided_filter import SelfGuidedSmoother
 from dgdehaze_core.physics.scattering import invert_scattering, invert_scattering_detail_limited
 
@@ -41,34 +42,27 @@ class FrameInverter:
 
     def __call__(self, frame: np.ndarray, transmission: np.ndarray, airlight_rgb: np.ndarray) -> np.ndarray:
         height = frame.shape[0]
+        airlight_bgr = np.ascontiguousarray(airlight_rgb[::-1])
         bands = max(1, min(self.workers, height // MIN_BAND_ROWS))
         edges = [height * index // bands for index in range(bands + 1)]
         if bands == 1 or self._pool is None:
-            return self._band(0, frame, transmission, airlight_rgb, 0, height)
-        futures = [self._pool.submit(self._band, index, frame, transmission, airlight_rgb, start, stop)
+            return self._band(0, frame, transmission, airlight_bgr, 0, height)
+        futures = [self._pool.submit(self._band, index, frame, transmission, airlight_bgr, start, stop)
                    for index, (start, stop) in enumerate(zip(edges[:-1], edges[1:]))]
         return np.concatenate([future.result() for future in futures])
 
-    def _band(self, index: int, frame: np.ndarray, transmission: np.ndarray, airlight_rgb: np.ndarray,
+    def _band(self, index: int, frame: np.ndarray, transmission: np.ndarray, airlight_bgr: np.ndarray,
               start: int, stop: int) -> np.ndarray:
         """Rows start:stop, worked in the frame's BGR order (the channels are independent until the output)."""
-        airlight = np.ascontiguousarray(airlight_rgb[::-1])
         if self.max_detail_gain is None:
-            clear = invert_scattering(_unit_float(frame[start:stop]), transmission[start:stop, :, None], airlight)
+            clear = invert_scattering(unit_float(frame[start:stop]), transmission[start:stop, :, None], airlight_bgr)
             return _to_bytes(clear)
         first, last = max(0, start - self.margin), min(frame.shape[0], stop + self.margin)
-        scaled = _unit_float(frame[first:last])
+        scaled = unit_float(frame[first:last])
         base = self._smoothers[index](scaled)
         kept = slice(start - first, stop - first)
         return _to_bytes(invert_scattering_detail_limited(scaled[kept], base[kept], transmission[start:stop],
-                                                          airlight, self.max_detail_gain))
-
-
-def _unit_float(frame: np.ndarray) -> np.ndarray:
-    """uint8 to float32 in [0, 1], the values of `images.bgr_to_rgb_float` in the frame's channel order."""
-    scaled = frame.astype(np.float32)
-    scaled /= 255.0
-    return scaled
+                                                          airlight_bgr, self.max_detail_gain))
 
 
 def _to_bytes(image: np.ndarray) -> np.ndarray:

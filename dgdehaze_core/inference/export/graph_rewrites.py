@@ -49,10 +49,10 @@ def planar_single_channel_resizes(graph: onnx.GraphProto) -> int:
     return len(targets)
 
 
-def _thresholded(graph: onnx.GraphProto, softplus: onnx.NodeProto) -> onnx.NodeProto | None:
+def _thresholded(graph: onnx.GraphProto, softplus: onnx.NodeProto,
+                 producers: dict[str, onnx.NodeProto]) -> onnx.NodeProto | None:
     """The `Where(x > c, x, softplus(x))` around `softplus`, when that is its only consumer and nothing else reads
-    the condition."""
-    producers = {output: node for node in graph.node for output in node.output}
+    the condition (`producers`: each node by its outputs)."""
     readers = [node for node in graph.node if softplus.output[0] in node.input]
     graph_outputs = {output.name for output in graph.output}
     if len(readers) != 1 or softplus.output[0] in graph_outputs:
@@ -79,7 +79,7 @@ def stable_softplus(graph: onnx.GraphProto) -> int:
     for softplus in targets:
         x, name = softplus.input[0], softplus.name or softplus.output[0]
         output = softplus.output[0]
-        where = _thresholded(graph, softplus)
+        where = _thresholded(graph, softplus, producers)
         if where is not None:
             output = where.output[0]
             condition = producers[where.input[0]]
