@@ -26,6 +26,13 @@ A glob `@FILE:PART` stands for the file names of one part of a split file (data/
 that only judge:
   dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection --include @data/splits/dawn-fog.yaml:judge
 
+--bootstrap N compares detection figures with a paired bootstrap over the images (N redraws): each method, or each
+--group (the mean of several methods, such as one recipe's seeds), minus the --baseline (the first method unless
+named), with a 95 % interval and the share of redraws in which it is better, in rows `GROUP vs BASELINE`:
+  dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection \
+      --include @data/splits/dawn-fog.yaml:validation --method V0=a.pt,V1=b.pt,D0=c.pt,D1=d.pt \
+      --bootstrap 2000 --baseline V=V0,V1 --group D=D0,D1
+
 Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets and by
 `MEASURE/` when several measures run; --json writes the same rows with the same column names.
 """
@@ -45,11 +52,12 @@ from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
-from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, evaluate_labelled,
-                                                     evaluate_recovery)
+from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, labelled_rows, match_labelled,
+                                                     match_recovery, recovery_rows)
 from dgdehaze_core.evaluation.methods import (HAZY, Method, MethodSpec, load_methods, parse_methods,
                                               shipped_model_specs)
 from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, haze_methods
+from dgdehaze_core.evaluation.paired_bootstrap import Group, paired_bootstrap
 from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_methods
 from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scattering_methods
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
@@ -75,6 +83,10 @@ TITLES = {
     "visibility": "Visibility and metric depth in synthesized fog, unscaled (visibility error, AbsRel: lower is "
                   "better; coverage of the points nearer than the visibility: higher is better)",
 }
+
+BOOTSTRAP_TITLE = ("Paired bootstrap over the images ({samples} redraws): GROUP minus BASELINE (diff), its 95 % interval "
+                   "(lo, hi) and the share of redraws where GROUP is better (p_better)")
+Rows = dict[str, dict[str, object]]
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also report the images matching these globs as set DATASET:NAME (repeatable)")
     parser.add_argument("--limit", type=int, default=0,
                         help="use only the first N images of each set, after --include (0: all)")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="detection: compare methods by a paired bootstrap over the images, N redraws (0: off)")
+    parser.add_argument("--baseline", type=Group.parse, default=None, metavar="[NAME=]METHOD[,METHOD]",
+                        help="what --bootstrap compares against: a method, or NAME=M1,M2 for their mean "
+                             "(default: the first method)")
+    parser.add_argument("--group", type=Group.parse, action="append", default=None,
+                        metavar="NAME=METHOD[,METHOD]",
+                        help="a side that --bootstrap compares with the baseline: the mean of these methods "
+                             "(repeatable; default: every other method alone)")
     parser.set_defaults(func=run)
 
 
@@ -228,8 +249,22 @@ def select(items: list[T], name: Callable[[T], str], where: Path, args: argparse
     return items[:args.limit or None]
 
 
+def comparison_groups(args: argparse.Namespace, methods: list[str]) -> tuple[Group, list[Group]]:
+    """--bootstrap's baseline and the groups compared with it, among the evaluated `methods`: --baseline or the first
+    method; --group, or every method outside the baseline alone."""
+    baseline = args.baseline or Group(methods[0], (methods[0],))
+    groups = args.group or [Group(m, (m,)) for m in methods if m not in baseline.methods]
+    unknown = sorted({m for group in (baseline, *groups) for m in group.methods} - set(methods))
+    if unknown:
+        raise ValueError(f"--baseline/--group name methods not in --method: {', '.join(unknown)}")
+    if not groups:
+        raise ValueError("--bootstrap has nothing to compare: give a second method or a --group")
+    return baseline, groups
+
+
 def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: argparse.Namespace,
-                 detector: Callable | None, subset: list[str] | None = None) -> dict[str, dict[str, object]]:
+                 detector: Callable | None, subset: list[str] | None = None) -> tuple[Rows, Rows]:
+    """(the measure's rows on one set, the --bootstrap comparisons of its detection figures or {})."""
     label = f"{measure} {dataset.name}" + (f" {','.join(subset)}" if subset else "")
     where = dataset.path
     if measure != "detection":
@@ -242,25 +277,32 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         return chosen(find_pairs(where), lambda pair: pair.hazy.name)
 
     if measure == "quality":
-        return evaluate_quality(pairs(), quality_methods(methods), label)
+        return evaluate_quality(pairs(), quality_methods(methods), label), {}
     if measure == "scattering":
-        return evaluate_scattering(pairs(), scattering_methods(methods), label)
+        return evaluate_scattering(pairs(), scattering_methods(methods), label), {}
     if measure == "detection":
         if is_paired_set(where):
-            return evaluate_recovery(pairs(), methods, detector, args.conf, label)
-        labelled = chosen(labelled_images(where, LABELS_FOLDER), lambda item: item.image.name)
-        return evaluate_labelled(labelled, methods, detector, args.conf, label, detector.names.values())
+            matches = match_recovery(pairs(), methods, detector, args.conf, label)
+            rows = recovery_rows(matches, args.conf)
+        else:
+            labelled = chosen(labelled_images(where, LABELS_FOLDER), lambda item: item.image.name)
+            matches = match_labelled(labelled, methods, detector, label, detector.names.values())
+            rows = labelled_rows(matches, args.conf)
+        if not args.bootstrap:
+            return rows, {}
+        baseline, groups = comparison_groups(args, list(matches))
+        return rows, paired_bootstrap(matches, baseline, groups, args.bootstrap, args.conf)
     if measure == "depth":
         depth_set = load_depth_set(where)
         depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
-        return evaluate_depth(depth_set, methods, label)
+        return evaluate_depth(depth_set, methods, label), {}
     if measure == "visibility":
         depth_set = load_depth_set(where)
         depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
-        return evaluate_visibility(depth_set, where, methods, label)
+        return evaluate_visibility(depth_set, where, methods, label), {}
     folder = where / "hazy" if is_paired_set(where) else where
     return evaluate_haze(chosen(list_images(folder), lambda path: path.name, folder), haze_methods(methods),
-                         label)
+                         label), {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -268,20 +310,28 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--limit must be >= 0")
     if not 0.0 < args.conf <= 1.0:
         raise ValueError(f"--conf must lie in (0, 1], got {args.conf}")
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0 redraws, got {args.bootstrap}")
+    if (args.baseline or args.group) and not args.bootstrap:
+        raise ValueError("--baseline and --group only apply with --bootstrap N")
     subsets = parse_subsets(args.subset)
     expand_patterns(args.include or [])  # a bad @FILE:PART fails here, before any model loads
     measures = parse_measures(args.measure)
     datasets = datasets_for(measures, args.dataset)
-    methods = load_methods(_method_specs(args.method), output=args.output, working_size=args.working_size)
+    specs = _method_specs(args.method)
+    if args.bootstrap:
+        comparison_groups(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
+    methods = load_methods(specs, output=args.output, working_size=args.working_size)
     detector = _detector(args) if "detection" in measures else None
-    rows: dict[str, dict[str, object]] = {}
+    rows: Rows = {}
     for measure in measures:
-        table: dict[str, dict[str, object]] = {}
+        table: Rows = {}
+        comparisons: Rows = {}
         for dataset in datasets[measure]:
             for subset_name, globs in [(None, None), *subsets.items()]:
                 set_name = dataset.name if subset_name is None else f"{dataset.name}:{subset_name}"
                 try:
-                    result = _measure_one(measure, dataset, methods, args, detector, globs)
+                    result, compared = _measure_one(measure, dataset, methods, args, detector, globs)
                 except ValueError as exc:
                     if args.dataset and subset_name is None:
                         raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
@@ -289,11 +339,16 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 prefix = f"{set_name}/" if len(datasets[measure]) > 1 or subsets else ""
                 table.update({prefix + key: value for key, value in result.items()})
+                comparisons.update({prefix + key: value for key, value in compared.items()})
         if not table:
             raise ValueError(f"the {measure} measure produced no figures (see the warnings above)")
         emit(table, TITLES[measure])
         print()
-        rows.update({(f"{measure}/" if len(measures) > 1 else "") + key: value for key, value in table.items()})
+        if comparisons:
+            emit(comparisons, BOOTSTRAP_TITLE.format(samples=args.bootstrap))
+            print()
+        rows.update({(f"{measure}/" if len(measures) > 1 else "") + key: value
+                     for key, value in {**table, **comparisons}.items()})
     if args.json is not None:
         write_json(args.json, rows)
     return 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable, Collection, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -231,13 +231,11 @@ def _predictions(method: Method, hazy: np.ndarray, clear: np.ndarray, clear_dete
     return method_detections(method, hazy, detect)
 
 
-def evaluate_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: DetectFn, conf: float = CONFIDENCE,
-                      label: str = "detection") -> dict[str, dict[str, object]]:
-    """Per method: detections on its output scored against the detector's detections on the clear image.
-
-    `clear` scores the clear image itself (1.0 everywhere: the ceiling), `clear-jpeg90` its JPEG copy (the
-    protocol's own noise), `hazy` the untouched input.
-    """
+def match_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: DetectFn, conf: float = CONFIDENCE,
+                   label: str = "detection") -> dict[str, list[ImageMatches]]:
+    """Per method, each pair's detections on its output matched to the detector's detections on the clear image
+    (score >= conf). `clear` is the clear image itself (the ceiling), `clear-jpeg90` its JPEG copy (the
+    protocol's own noise), `hazy` the untouched input."""
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in methods}
     for pair in tqdm(pairs, desc=label, unit="pair"):
         hazy, clear = load_pair(pair)
@@ -247,15 +245,20 @@ def evaluate_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: 
         for method in methods:
             matches[method.name].append(match_image(references, _predictions(method, hazy, clear, clear_detections,
                                                                               detect_once)))
+    return matches
+
+
+def recovery_rows(matches: Mapping[str, Sequence[ImageMatches]],
+                  conf: float = CONFIDENCE) -> dict[str, dict[str, object]]:
+    """`match_recovery`'s matches scored per method."""
     return {name: {**score_matches(rows, conf), "reference": "clear-image detections"}
             for name, rows in matches.items()}
 
 
-def evaluate_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], detect: DetectFn,
-                      conf: float = CONFIDENCE, label: str = "detection",
-                      classes: Collection[str] = ()) -> dict[str, dict[str, object]]:
-    """Per method: detections on its output of real hazy photos scored against human boxes (`clear` has none),
-    over all classes (`METHOD`) and per class (`METHOD[CLASS]`). `classes`: the detector's class names."""
+def match_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], detect: DetectFn,
+                   label: str = "detection", classes: Collection[str] = ()) -> dict[str, list[ImageMatches]]:
+    """Per method (`clear` has none here), each real hazy photo's detections on its output matched to the human
+    boxes; boxes of classes outside `classes` (the detector's class names) are ignored."""
     usable = [m for m in methods if not m.spec.reads_clear]
     images = known_references(images, classes)
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in usable}
@@ -264,6 +267,12 @@ def evaluate_labelled(images: Sequence[LabelledImage], methods: Sequence[Method]
         detect_once = _detect_each_frame_once(detect)
         for method in usable:
             matches[method.name].append(match_image(item.boxes, method_detections(method, hazy, detect_once)))
+    return matches
+
+
+def labelled_rows(matches: Mapping[str, Sequence[ImageMatches]],
+                  conf: float = CONFIDENCE) -> dict[str, dict[str, object]]:
+    """`match_labelled`'s matches scored per method over all classes (`METHOD`) and per class (`METHOD[CLASS]`)."""
     rows: dict[str, dict[str, object]] = {}
     for name, matched in matches.items():
         rows[name] = {**score_matches(matched, conf), "reference": "human boxes"}

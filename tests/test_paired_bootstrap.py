@@ -1,0 +1,111 @@
+"""The paired bootstrap of detection comparisons (`dgdehaze eval --bootstrap`) on matches whose answer is known."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.evaluation.detection_eval import ImageMatches
+from dgdehaze_core.evaluation.paired_bootstrap import BOOTSTRAP_COLUMNS, Group, paired_bootstrap
+
+DAWN_SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
+
+
+def _image(found: bool) -> ImageMatches:
+    """One car in the image; the method's one detection finds it or lies elsewhere."""
+    return ImageMatches(classes=["car"], scores=[0.9], correct=[found], references=Counter(car=1))
+
+
+def _matches(**found: list[bool]) -> dict[str, list[ImageMatches]]:
+    return {name: [_image(hit) for hit in hits] for name, hits in found.items()}
+
+
+def test_a_method_against_itself_differs_by_nothing():
+    matches = _matches(a=[True, False, True, True], b=[True, False, True, True])
+    row = paired_bootstrap(matches, Group("a", ("a",)), [Group("b", ("b",))], samples=200)["b vs a"]
+    assert set(row) == set(BOOTSTRAP_COLUMNS)
+    for figure in ("map50", "f1"):
+        assert row[f"{figure}_diff"] == row[f"{figure}_diff_lo"] == row[f"{figure}_diff_hi"] == 0.0
+        assert row[f"{figure}_p_better"] == 0.5
+    assert row["images"] == 4 and row["samples"] == 200
+
+
+def test_a_method_better_on_every_image_is_better_in_every_redraw():
+    matches = _matches(base=[False] * 6, better=[True] * 6)
+    row = paired_bootstrap(matches, Group("base", ("base",)), [Group("better", ("better",))], 300)["better vs base"]
+    assert row["map50_diff"] == row["map50_diff_lo"] == row["map50_diff_hi"] == 1.0
+    assert row["f1_diff_lo"] == 1.0 and row["map50_p_better"] == row["f1_p_better"] == 1.0
+
+
+def test_one_better_image_of_ten_is_not_a_settled_lead():
+    """The baseline misses one car of ten: a redraw without that image (about a third of them) ties."""
+    matches = _matches(base=[True] * 9 + [False], better=[True] * 10)
+    row = paired_bootstrap(matches, Group("base", ("base",)), [Group("better", ("better",))], 1000,
+                           seed=1)["better vs base"]
+    assert row["map50_diff"] == pytest.approx(0.1)
+    assert row["map50_diff_lo"] == 0.0 < row["map50_diff_hi"]
+    assert 0.7 < row["map50_p_better"] < 0.95  # 1 - 0.9**10 / 2 = 0.83
+    again = paired_bootstrap(matches, Group("base", ("base",)), [Group("better", ("better",))], 1000, seed=1)
+    assert again["better vs base"] == row
+
+
+def test_a_group_scores_the_mean_of_its_methods():
+    matches = _matches(base=[False] * 4, good=[True] * 4, same=[False] * 4)
+    rows = paired_bootstrap(matches, Group("base", ("base",)), [Group("recipe", ("good", "same"))], 100)
+    assert rows["recipe vs base"]["map50_diff"] == rows["recipe vs base"]["map50_diff_lo"] == 0.5
+    assert Group.parse("recipe=good, same") == Group("recipe", ("good", "same"))
+    assert Group.parse("lite") == Group("lite", ("lite",))
+
+
+def test_a_set_without_any_reference_has_nothing_to_compare():
+    empty = ImageMatches(classes=["car"], scores=[0.5], correct=[False], references=Counter())
+    with pytest.raises(ValueError, match="no reference objects"):
+        paired_bootstrap({"a": [empty, empty], "b": [empty, empty]}, Group("a", ("a",)), [Group("b", ("b",))], 10)
+
+
+@pytest.mark.parametrize("baseline, groups, samples, message", [
+    (Group("a", ("a",)), [Group("c", ("c",))], 10, "not evaluated"),
+    (Group("a", ("a",)), [Group("b", ("b",))], 0, "at least one sample"),
+    (Group("a", ("a",)), [Group("again", ("a",))], 10, "baseline itself"),
+    (Group("a", ("a",)), [Group("a", ("b",))], 10, "distinct names"),
+    (Group("a", ("a",)), [Group("short", ("short",))], 10, "different numbers of images"),
+])
+def test_bad_comparisons_are_refused(baseline, groups, samples, message):
+    matches = {**_matches(a=[True, False], b=[True, True]), "short": [_image(True)]}
+    with pytest.raises(ValueError, match=message):
+        paired_bootstrap(matches, baseline, groups, samples)
+
+
+@pytest.mark.parametrize("text", ["", "=a", "name=", "x=a,a"])
+def test_malformed_groups_are_refused(text):
+    with pytest.raises(ValueError, match="comparison group"):
+        Group.parse(text)
+
+
+def test_eval_compares_methods_on_real_fog_photos(shared_data: Path, tmp_path: Path):
+    out = tmp_path / "boot.json"
+    assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",
+                 "--include", f"@{DAWN_SPLIT}:validation", "--limit", "4", "--method", "hazy,dcp,again=dcp",
+                 "--bootstrap", "100", "--group", "dcp=dcp,again", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert {"hazy", "dcp", "again"} <= set(rows) and "again vs hazy" not in rows
+    row = rows["dcp vs hazy"]
+    assert set(row) == set(BOOTSTRAP_COLUMNS) and row["images"] == 4 and 0 < row["samples"] <= 100
+    assert row["map50_diff"] == pytest.approx(rows["dcp"]["map50"] - rows["hazy"]["map50"])
+    assert row["f1_diff_lo"] <= row["f1_diff"] <= row["f1_diff_hi"] and 0.0 <= row["f1_p_better"] <= 1.0
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--baseline", "hazy"], "only apply with --bootstrap"),
+    (["--bootstrap", "10", "--group", "x=lite"], "not in --method: lite"),
+    (["--bootstrap", "10", "--baseline", "hazy,dcp"], "nothing to compare"),
+    (["--bootstrap", "-1"], "must be >= 0"),
+])
+def test_eval_refuses_bad_comparisons_before_loading_anything(shared_data: Path, capsys, options, message):
+    assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",
+                 "--method", "hazy,dcp", *options]) == 2
+    assert message in capsys.readouterr().err
