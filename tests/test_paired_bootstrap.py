@@ -90,9 +90,12 @@ def test_eval_compares_methods_on_real_fog_photos(shared_data: Path, tmp_path: P
     out = tmp_path / "boot.json"
     assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",
                  "--include", f"@{DAWN_SPLIT}:validation", "--limit", "4", "--method", "hazy,dcp,again=dcp",
-                 "--bootstrap", "100", "--group", "dcp=dcp,again", "--json", str(out)]) == 0
+                 "--bootstrap", "100", "--group", "dcp=dcp,again", "--group", "hazy",
+                 "--baseline", "hazy", "--baseline", "twice=dcp,again", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert {"hazy", "dcp", "again"} <= set(rows) and "again vs hazy" not in rows
+    assert {"hazy", "dcp", "again", "dcp vs hazy", "hazy vs twice"} <= set(rows)
+    assert not {"again vs hazy", "hazy vs hazy", "dcp vs twice"} & set(rows)
+    assert rows["hazy vs twice"]["map50_diff"] == pytest.approx(-rows["dcp vs hazy"]["map50_diff"])
     row = rows["dcp vs hazy"]
     assert set(row) == set(BOOTSTRAP_COLUMNS) and row["images"] == 4 and 0 < row["samples"] <= 100
     assert row["map50_diff"] == pytest.approx(rows["dcp"]["map50"] - rows["hazy"]["map50"])

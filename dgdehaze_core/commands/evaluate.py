@@ -27,11 +27,12 @@ that only judge:
   dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection --include @data/splits/dawn-fog.yaml:judge
 
 --bootstrap N compares detection figures with a paired bootstrap over the images (N redraws): each method, or each
---group (the mean of several methods, such as one recipe's seeds), minus the --baseline (the first method unless
-named), with a 95 % interval and the share of redraws in which it is better, in rows `GROUP vs BASELINE`:
+--group (the mean of several methods, such as one recipe's seeds), minus each --baseline (the first method unless
+named; repeatable), with a 95 % interval and the share of redraws in which it is better, in rows
+`GROUP vs BASELINE`:
   dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection \
-      --include @data/splits/dawn-fog.yaml:validation --method V0=a.pt,V1=b.pt,D0=c.pt,D1=d.pt \
-      --bootstrap 2000 --baseline V=V0,V1 --group D=D0,D1
+      --include @data/splits/dawn-fog.yaml:validation --method V0=a.pt,V1=b.pt,D0=c.pt,D1=d.pt,hazy \
+      --bootstrap 2000 --baseline V=V0,V1 --baseline hazy --group D=D0,D1
 
 Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets and by
 `MEASURE/` when several measures run; --json writes the same rows with the same column names.
@@ -126,9 +127,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="use only the first N images of each set, after --include (0: all)")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
                         help="detection: compare methods by a paired bootstrap over the images, N redraws (0: off)")
-    parser.add_argument("--baseline", type=Group.parse, default=None, metavar="[NAME=]METHOD[,METHOD]",
+    parser.add_argument("--baseline", type=Group.parse, action="append", default=None,
+                        metavar="[NAME=]METHOD[,METHOD]",
                         help="what --bootstrap compares against: a method, or NAME=M1,M2 for their mean "
-                             "(default: the first method)")
+                             "(repeatable: each group against each baseline; default: the first method)")
     parser.add_argument("--group", type=Group.parse, action="append", default=None,
                         metavar="NAME=METHOD[,METHOD]",
                         help="a side that --bootstrap compares with the baseline: the mean of these methods "
@@ -249,17 +251,23 @@ def select(items: list[T], name: Callable[[T], str], where: Path, args: argparse
     return items[:args.limit or None]
 
 
-def comparison_groups(args: argparse.Namespace, methods: list[str]) -> tuple[Group, list[Group]]:
-    """--bootstrap's baseline and the groups compared with it, among the evaluated `methods`: --baseline or the first
-    method; --group, or every method outside the baseline alone."""
-    baseline = args.baseline or Group(methods[0], (methods[0],))
-    groups = args.group or [Group(m, (m,)) for m in methods if m not in baseline.methods]
-    unknown = sorted({m for group in (baseline, *groups) for m in group.methods} - set(methods))
+def comparisons(args: argparse.Namespace, methods: list[str]) -> list[tuple[Group, list[Group]]]:
+    """--bootstrap's baselines, each with the groups compared with it, among the evaluated `methods`: each
+    --baseline or the first method; the --group sides, or every method outside that baseline alone, less any
+    group that is that baseline (the same name or methods)."""
+    baselines = args.baseline or [Group(methods[0], (methods[0],))]
+    pairs = []
+    for baseline in baselines:
+        groups = [group for group in args.group or [Group(m, (m,)) for m in methods if m not in baseline.methods]
+                  if group.name != baseline.name and set(group.methods) != set(baseline.methods)]
+        pairs.append((baseline, groups))
+    unknown = sorted({m for baseline, groups in pairs for group in (baseline, *groups) for m in group.methods}
+                     - set(methods))
     if unknown:
         raise ValueError(f"--baseline/--group name methods not in --method: {', '.join(unknown)}")
-    if not groups:
+    if not any(groups for _, groups in pairs):
         raise ValueError("--bootstrap has nothing to compare: give a second method or a --group")
-    return baseline, groups
+    return pairs
 
 
 def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: argparse.Namespace,
@@ -290,8 +298,11 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
             rows = labelled_rows(matches, args.conf)
         if not args.bootstrap:
             return rows, {}
-        baseline, groups = comparison_groups(args, list(matches))
-        return rows, paired_bootstrap(matches, baseline, groups, args.bootstrap, args.conf)
+        compared: Rows = {}
+        for baseline, groups in comparisons(args, list(matches)):
+            if groups:
+                compared.update(paired_bootstrap(matches, baseline, groups, args.bootstrap, args.conf))
+        return rows, compared
     if measure == "depth":
         depth_set = load_depth_set(where)
         depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
@@ -320,13 +331,13 @@ def run(args: argparse.Namespace) -> int:
     datasets = datasets_for(measures, args.dataset)
     specs = _method_specs(args.method)
     if args.bootstrap:
-        comparison_groups(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
+        comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
     methods = load_methods(specs, output=args.output, working_size=args.working_size)
     detector = _detector(args) if "detection" in measures else None
     rows: Rows = {}
     for measure in measures:
         table: Rows = {}
-        comparisons: Rows = {}
+        bootstrap_rows: Rows = {}
         for dataset in datasets[measure]:
             for subset_name, globs in [(None, None), *subsets.items()]:
                 set_name = dataset.name if subset_name is None else f"{dataset.name}:{subset_name}"
@@ -339,16 +350,16 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 prefix = f"{set_name}/" if len(datasets[measure]) > 1 or subsets else ""
                 table.update({prefix + key: value for key, value in result.items()})
-                comparisons.update({prefix + key: value for key, value in compared.items()})
+                bootstrap_rows.update({prefix + key: value for key, value in compared.items()})
         if not table:
             raise ValueError(f"the {measure} measure produced no figures (see the warnings above)")
         emit(table, TITLES[measure])
         print()
-        if comparisons:
-            emit(comparisons, BOOTSTRAP_TITLE.format(samples=args.bootstrap))
+        if bootstrap_rows:
+            emit(bootstrap_rows, BOOTSTRAP_TITLE.format(samples=args.bootstrap))
             print()
         rows.update({(f"{measure}/" if len(measures) > 1 else "") + key: value
-                     for key, value in {**table, **comparisons}.items()})
+                     for key, value in {**table, **bootstrap_rows}.items()})
     if args.json is not None:
         write_json(args.json, rows)
     return 0
