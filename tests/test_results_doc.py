@@ -148,3 +148,30 @@ def test_per_class_rows_get_their_own_table_and_real_fog_targets_are_checked(tmp
            "| **met** |" in rendered
     assert "| fused detection above both its parts (#17) | DAWN fog, 100 judging photos | hazy 0.400, lite 0.520, " \
            "lite+hazy 0.550 | **met** |" in rendered
+
+
+def test_bootstrap_comparisons_get_their_own_table_and_settle_the_ablation_verdict(tmp_path: Path):
+    def row(map50: float, f1: float) -> dict:
+        return {"precision": 0.5, "recall": 0.5, "f1": f1, "f1_pooled": f1, "map50": map50, "objects": 50,
+                "detections": 3, "images": 100, "reference": "human boxes"}
+
+    def compared(diff: float, low: float, high: float) -> dict:
+        return {"map50_diff": diff, "map50_diff_lo": low, "map50_diff_hi": high, "map50_p_better": 0.6,
+                "f1_diff": diff, "f1_diff_lo": low + 0.05, "f1_diff_hi": high + 0.05, "f1_p_better": 0.99,
+                "images": 100, "samples": 2000}
+
+    rows = {"detection/hazy": row(0.40, 0.45), "detection/lite": row(0.42, 0.50),
+            "detection/lite-no-depth": row(0.41, 0.47),
+            "detection/lite vs hazy": compared(0.02, -0.03, 0.07),
+            "detection/lite vs lite-no-depth": compared(0.01, -0.04, 0.05)}
+    _write(tmp_path, "dawn-fog", rows)
+    assert set(select_rows(rows, "detection", None)) == {"hazy", "lite", "lite-no-depth"}
+    assert set(select_rows(rows, "detection-bootstrap", None)) == {"lite vs hazy", "lite vs lite-no-depth"}
+    doc = "<!-- results dawn-fog detection-bootstrap -->\n<!-- /results -->\n<!-- targets -->\n<!-- /targets -->\n"
+    rendered = render(doc, tmp_path)
+    assert "| lite vs hazy | 0.020 | -0.030 | 0.070 | 0.60 | 0.020 | 0.020 | 0.120 | 0.99 | 2000 |" in rendered
+    # mAP50's interval spans zero: not settled, though lite is ahead; F1's lies above zero: helps
+    assert "| depth guidance helps: mAP50 against human boxes | DAWN fog, judging photos | lite 0.420, " \
+           "lite-no-depth 0.410 (+0.010), 95 % interval -0.040 to +0.050 | **not settled** |" in rendered
+    assert "| depth guidance helps: F1 against human boxes | DAWN fog, judging photos | lite 0.500, " \
+           "lite-no-depth 0.470 (+0.030), 95 % interval +0.010 to +0.100 | helps |" in rendered

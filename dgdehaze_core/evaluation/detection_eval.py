@@ -119,7 +119,7 @@ def average_precision(scores: Sequence[float], correct: Sequence[bool], referenc
     return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
-def _image_agreement(image: ImageMatches, conf: float) -> tuple[float | None, float | None, float]:
+def image_agreement(image: ImageMatches, conf: float) -> tuple[float | None, float | None, float]:
     """(precision or None without predictions, recall or None without references, F1) of one image."""
     kept = [correct for correct, score in zip(image.correct, image.scores) if score >= conf]
     references = sum(image.references.values())
@@ -147,7 +147,7 @@ def score_matches(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
     if total == 0:
         raise ValueError("no reference objects in any image: there is nothing to recover, so precision, recall "
                          "and mAP are undefined (the detector finds nothing on the clear images?)")
-    per_image = [_image_agreement(image, conf) for image in matches]
+    per_image = [image_agreement(image, conf) for image in matches]
     precisions = [p for p, _, _ in per_image if p is not None]
     recalls = [r for _, r, _ in per_image if r is not None]
     classes = np.array([c for image in matches for c in image.classes], dtype=object)

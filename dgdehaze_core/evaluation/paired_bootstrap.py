@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dgdehaze_core.evaluation.detection_eval import CONFIDENCE, ImageMatches, score_matches
+from dgdehaze_core.evaluation.detection_eval import CONFIDENCE, ImageMatches, image_agreement
 
 FIGURES = ("map50", "f1")
 BOOTSTRAP_COLUMNS = tuple(f"{figure}_{part}" for figure in FIGURES for part in ("diff", "diff_lo", "diff_hi",
@@ -41,11 +41,61 @@ class Group:
         return cls(name, methods)
 
 
-def _figures(matches: Mapping[str, Sequence[ImageMatches]], group: Group, order: np.ndarray,
-             conf: float) -> np.ndarray:
-    """(len(FIGURES),): the group's mean figures on the images in `order`."""
-    rows = [score_matches([matches[m][i] for i in order], conf) for m in group.methods]
-    return np.array([[row[figure] for figure in FIGURES] for row in rows]).mean(axis=0)
+@dataclass(frozen=True)
+class _Scoring:
+    """One method's matches laid out to be scored with each image counted any number of times: per reference class
+    its predictions in descending score (hit or not, and the image each came from), the reference objects per image
+    and class, and each image's F1."""
+
+    hits: tuple[np.ndarray, ...]
+    images: tuple[np.ndarray, ...]
+    references: np.ndarray
+    f1: np.ndarray
+
+    @classmethod
+    def of(cls, matches: Sequence[ImageMatches], classes: Sequence[str], conf: float) -> _Scoring:
+        owner = np.array([index for index, image in enumerate(matches) for _ in image.classes], np.int64)
+        names = np.array([c for image in matches for c in image.classes], dtype=object)
+        scores = np.array([s for image in matches for s in image.scores], np.float64)
+        correct = np.array([k for image in matches for k in image.correct], bool)
+        hits, images = [], []
+        for name in classes:
+            mine = np.flatnonzero(names == name)
+            order = mine[np.argsort(-scores[mine], kind="stable")]
+            hits.append(correct[order])
+            images.append(owner[order])
+        references = np.array([[image.references.get(name, 0) for name in classes] for image in matches], np.float64)
+        f1 = np.array([image_agreement(image, conf)[2] for image in matches], np.float64)
+        return cls(tuple(hits), tuple(images), references.reshape(len(matches), len(classes)), f1)
+
+    def figures(self, counts: np.ndarray) -> np.ndarray | None:
+        """(mAP50, F1) over the set with image i counted counts[i] times (`score_matches`' figures on such a
+        list); None when the counted images hold no reference object."""
+        references = counts @ self.references
+        if not references.sum() > 0:
+            return None
+        precisions = []
+        for hits, images, total in zip(self.hits, self.images, references):
+            if total > 0:
+                precisions.append(_average_precision(hits, counts[images], total))
+        return np.array([np.mean(precisions), counts @ self.f1 / counts.sum()])
+
+
+def _average_precision(hits: np.ndarray, weights: np.ndarray, references: float) -> float:
+    """`detection_eval.average_precision` with each prediction counted `weights` times (0: absent)."""
+    true_positives = np.cumsum(weights * hits)
+    false_positives = np.cumsum(weights * ~hits)
+    recall = np.concatenate([[0.0], true_positives / references, [1.0]])
+    precision = np.concatenate([[1.0], true_positives / np.maximum(true_positives + false_positives, 1), [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1])
+    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+
+
+def _group_figures(scorings: Mapping[str, _Scoring], group: Group, counts: np.ndarray) -> np.ndarray | None:
+    """The group's mean (mAP50, F1); None when the counted images hold no reference object."""
+    figures = [scorings[m].figures(counts) for m in group.methods]
+    return None if any(f is None for f in figures) else np.mean(figures, axis=0)
 
 
 def paired_bootstrap(matches: Mapping[str, Sequence[ImageMatches]], baseline: Group, groups: Sequence[Group],
@@ -65,22 +115,24 @@ def paired_bootstrap(matches: Mapping[str, Sequence[ImageMatches]], baseline: Gr
     names = [group.name for group in (baseline, *groups)]
     if len(set(names)) != len(names):
         raise ValueError(f"comparison groups need distinct names, got {', '.join(names)}")
-    counts = {len(matches[m]) for group in (baseline, *groups) for m in group.methods}
-    if len(counts) != 1:
-        raise ValueError(f"the compared methods were matched on different numbers of images: {sorted(counts)}")
-    images = counts.pop()
-    everything = np.arange(images)
-    whole = {group.name: _figures(matches, group, everything, conf) for group in (baseline, *groups)}
+    lengths = {len(matches[m]) for group in (baseline, *groups) for m in group.methods}
+    if len(lengths) != 1:
+        raise ValueError(f"the compared methods were matched on different numbers of images: {sorted(lengths)}")
+    images = lengths.pop()
+    classes = sorted({name for method in matches.values() for image in method for name in image.references})
+    scorings = {m: _Scoring.of(matches[m], classes, conf) for group in (baseline, *groups) for m in group.methods}
+    whole = {group.name: _group_figures(scorings, group, np.ones(images)) for group in (baseline, *groups)}
+    if whole[baseline.name] is None:
+        raise ValueError("no reference objects in any image: there is nothing to compare")
     rng = np.random.default_rng(seed)
     differences: dict[str, list[np.ndarray]] = {group.name: [] for group in groups}
     for _ in range(samples):
-        order = rng.integers(0, images, images)
-        try:
-            base = _figures(matches, baseline, order, conf)
-            for group in groups:
-                differences[group.name].append(_figures(matches, group, order, conf) - base)
-        except ValueError:
+        counts = np.bincount(rng.integers(0, images, images), minlength=images).astype(np.float64)
+        base = _group_figures(scorings, baseline, counts)
+        if base is None:
             continue
+        for group in groups:
+            differences[group.name].append(_group_figures(scorings, group, counts) - base)
     kept = len(differences[groups[0].name]) if groups else samples
     if kept == 0:
         raise ValueError("no redrawn set of images holds a reference object: nothing to compare")

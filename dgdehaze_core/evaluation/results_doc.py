@@ -73,6 +73,11 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     "haze": (Column("fade", "FADE ↓"), Column("dark_channel", "dark channel ↓"), Column("noise_sigma", "noise σ (8-bit)", 2),
              Column("noise_ratio", "noise ÷ input's"), Column("images", "images", None)),
     "detection-classes": (),
+    "detection-bootstrap": (Column("map50_diff", "mAP50 difference"), Column("map50_diff_lo", "95 % from"),
+                            Column("map50_diff_hi", "to"), Column("map50_p_better", "ahead in", 2),
+                            Column("f1_diff", "F1 difference"), Column("f1_diff_lo", "95 % from"),
+                            Column("f1_diff_hi", "to"), Column("f1_p_better", "ahead in", 2),
+                            Column("samples", "redraws", None)),
     "visibility": (Column("visibility_rel_error", "visibility error ↓"),
                    Column("visibility_median", "visibility estimated (m)", 1), Column("absrel_metric", "metric AbsRel ↓"),
                    Column("coverage", "coverage ↑"), Column("no_fog_share", "frames read as no fog"),
@@ -92,16 +97,18 @@ def select_rows(rows: Mapping[str, Row], measure: str, set_name: str | None) -> 
     """The rows of one measure (and set) of an eval JSON, keyed by method (`METHOD@CONDITION` for depth).
 
     eval prefixes keys with `MEASURE/` when it ran several measures and `SET/` when it reported several sets; the
-    first prefix, most specific first, that leaves plain method names wins.
+    first prefix, most specific first, that leaves plain method names wins. `detection-classes` takes the per-class
+    rows (`METHOD[CLASS]`), `detection-bootstrap` the comparisons (`GROUP vs BASELINE`), `detection` neither.
     """
     per_class = measure == "detection-classes"
-    measure = "detection" if per_class else measure
+    compared = measure == "detection-bootstrap"
+    measure = "detection" if per_class or compared else measure
     candidates = [f"{measure}/{set_name}/", f"{set_name}/"] if set_name else []
     candidates += [f"{measure}/", ""]
     for prefix in candidates:
         chosen = {key[len(prefix):]: row for key, row in rows.items()
                   if key.startswith(prefix) and "/" not in key[len(prefix):]
-                  and ("[" in key[len(prefix):]) == per_class}
+                  and ("[" in key[len(prefix):]) == per_class and (" vs " in key[len(prefix):]) == compared}
         if chosen:
             return chosen
     raise ValueError(f"no {measure} rows{f' of set {set_name}' if set_name else ''} among {', '.join(rows)}")
@@ -287,9 +294,23 @@ def _ablation_targets(results_dir: Path) -> list[list[str]]:
         with_depth, without = rows[model][column], rows[ablation][column]
         gain = (with_depth - without) * (1 if higher else -1)
         verdict = "helps" if gain > TIE else "**does not help**" if gain < -TIE else "**no difference**"
-        lines.append([f"depth guidance helps: {what}", label,
-                      f"lite {with_depth:.3f}, lite-no-depth {without:.3f} ({with_depth - without:+.3f})", verdict])
+        figures = f"lite {with_depth:.3f}, lite-no-depth {without:.3f} ({with_depth - without:+.3f})"
+        interval = _comparison(results_dir, name, set_name, f"{MODEL} vs {ABLATION}", column)
+        if interval is not None:
+            low, high = interval
+            figures += f", 95 % interval {low:+.3f} to {high:+.3f}"
+            verdict = "helps" if low > 0 else "**does not help**" if high < 0 else "**not settled**"
+        lines.append([f"depth guidance helps: {what}", label, figures, verdict])
     return lines
+
+
+def _comparison(results_dir: Path, name: str, set_name: str | None, key: str,
+                column: str) -> tuple[float, float] | None:
+    """The bootstrap interval (low, high) of `column`'s difference in comparison row `key`, if recorded."""
+    row = (_rows(results_dir, name, "detection-bootstrap", set_name) or {}).get(key)
+    if row is None or row.get(f"{column}_diff_lo") is None:
+        return None
+    return row[f"{column}_diff_lo"], row[f"{column}_diff_hi"]
 
 
 ABLATION_FREE_FIELDS = {"name", "depth_guidance", "source_file"}
