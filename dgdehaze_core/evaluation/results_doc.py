@@ -140,7 +140,7 @@ def table_markdown(measure: str, rows: Mapping[str, Row]) -> str:
         header = ["condition", "method", *(c.heading for c in columns)]
         body = [[*(_depth_parts(key)), *(_cell(row.get(c.key), c.decimals) for c in columns)] for key, row in ordered]
     else:
-        header = ["method", *(c.heading for c in columns)]
+        header = ["comparison" if measure == "detection-bootstrap" else "method", *(c.heading for c in columns)]
         body = [[key, *(_cell(row.get(c.key), c.decimals) for c in columns)] for key, row in rows.items()]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(line) + " |" for line in body]
