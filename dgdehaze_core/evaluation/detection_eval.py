@@ -109,9 +109,15 @@ def average_precision(scores: Sequence[float], correct: Sequence[bool], referenc
     if references <= 0:
         raise ValueError("average precision is undefined for a class without reference objects")
     order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
-    hits = np.asarray(correct, bool)[order]
-    true_positives = np.cumsum(hits)
-    false_positives = np.cumsum(~hits)
+    return ranked_average_precision(np.asarray(correct, bool)[order], references)
+
+
+def ranked_average_precision(hits: np.ndarray, references: float, weights: np.ndarray | None = None) -> float:
+    """`average_precision` of predictions already in descending score (`hits`: right or not), each counted
+    `weights` times (default once; 0: absent), against `references` (> 0) objects."""
+    counted = np.ones(len(hits)) if weights is None else weights
+    true_positives = np.cumsum(counted * hits)
+    false_positives = np.cumsum(counted * ~hits)
     recall = np.concatenate([[0.0], true_positives / references, [1.0]])
     precision = np.concatenate([[1.0], true_positives / np.maximum(true_positives + false_positives, 1), [0.0]])
     precision = np.maximum.accumulate(precision[::-1])[::-1]

@@ -15,7 +15,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dgdehaze_core.evaluation.detection_eval import CONFIDENCE, ImageMatches, image_agreement
+from dgdehaze_core.evaluation.detection_eval import (CONFIDENCE, ImageMatches, image_agreement,
+                                                     ranked_average_precision)
 
 FIGURES = ("map50", "f1")
 BOOTSTRAP_COLUMNS = tuple(f"{figure}_{part}" for figure in FIGURES for part in ("diff", "diff_lo", "diff_hi",
@@ -77,19 +78,8 @@ class _Scoring:
         precisions = []
         for hits, images, total in zip(self.hits, self.images, references):
             if total > 0:
-                precisions.append(_average_precision(hits, counts[images], total))
+                precisions.append(ranked_average_precision(hits, total, counts[images]))
         return np.array([np.mean(precisions), counts @ self.f1 / counts.sum()])
-
-
-def _average_precision(hits: np.ndarray, weights: np.ndarray, references: float) -> float:
-    """`detection_eval.average_precision` with each prediction counted `weights` times (0: absent)."""
-    true_positives = np.cumsum(weights * hits)
-    false_positives = np.cumsum(weights * ~hits)
-    recall = np.concatenate([[0.0], true_positives / references, [1.0]])
-    precision = np.concatenate([[1.0], true_positives / np.maximum(true_positives + false_positives, 1), [0.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.flatnonzero(recall[1:] != recall[:-1])
-    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
 def _group_figures(scorings: Mapping[str, _Scoring], group: Group, counts: np.ndarray) -> np.ndarray | None:
