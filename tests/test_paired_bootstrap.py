@@ -26,7 +26,7 @@ def _matches(**found: list[bool]) -> dict[str, list[ImageMatches]]:
 
 def test_a_method_against_itself_differs_by_nothing():
     matches = _matches(a=[True, False, True, True], b=[True, False, True, True])
-    row = paired_bootstrap(matches, Group("a", ("a",)), [Group("b", ("b",))], samples=200)["b vs a"]
+    row = paired_bootstrap(matches, [(Group("a", ("a",)), [Group("b", ("b",))])], samples=200)["b vs a"]
     assert set(row) == set(BOOTSTRAP_COLUMNS)
     for figure in ("map50", "f1"):
         assert row[f"{figure}_diff"] == row[f"{figure}_diff_lo"] == row[f"{figure}_diff_hi"] == 0.0
@@ -36,7 +36,7 @@ def test_a_method_against_itself_differs_by_nothing():
 
 def test_a_method_better_on_every_image_is_better_in_every_redraw():
     matches = _matches(base=[False] * 6, better=[True] * 6)
-    row = paired_bootstrap(matches, Group("base", ("base",)), [Group("better", ("better",))], 300)["better vs base"]
+    row = paired_bootstrap(matches, [(Group("base", ("base",)), [Group("better", ("better",))])], 300)["better vs base"]
     for column in ("map50_diff", "map50_diff_lo", "map50_diff_hi", "f1_diff_lo"):
         assert row[column] == pytest.approx(1.0)
     assert row["map50_p_better"] == row["f1_p_better"] == 1.0
@@ -45,18 +45,18 @@ def test_a_method_better_on_every_image_is_better_in_every_redraw():
 def test_one_better_image_of_ten_is_not_a_settled_lead():
     """The baseline misses one car of ten: a redraw without that image (about a third of them) ties."""
     matches = _matches(base=[True] * 9 + [False], better=[True] * 10)
-    row = paired_bootstrap(matches, Group("base", ("base",)), [Group("better", ("better",))], 1000,
+    row = paired_bootstrap(matches, [(Group("base", ("base",)), [Group("better", ("better",))])], 1000,
                            seed=1)["better vs base"]
     assert row["map50_diff"] == pytest.approx(0.1)
     assert row["map50_diff_lo"] == 0.0 < row["map50_diff_hi"]
     assert 0.7 < row["map50_p_better"] < 0.95  # 1 - 0.9**10 / 2 = 0.83
-    again = paired_bootstrap(matches, Group("base", ("base",)), [Group("better", ("better",))], 1000, seed=1)
+    again = paired_bootstrap(matches, [(Group("base", ("base",)), [Group("better", ("better",))])], 1000, seed=1)
     assert again["better vs base"] == row
 
 
 def test_a_group_scores_the_mean_of_its_methods():
     matches = _matches(base=[False] * 4, good=[True] * 4, same=[False] * 4)
-    rows = paired_bootstrap(matches, Group("base", ("base",)), [Group("recipe", ("good", "same"))], 100)
+    rows = paired_bootstrap(matches, [(Group("base", ("base",)), [Group("recipe", ("good", "same"))])], 100)
     assert rows["recipe vs base"]["map50_diff"] == rows["recipe vs base"]["map50_diff_lo"] == 0.5
     assert Group.parse("recipe=good, same") == Group("recipe", ("good", "same"))
     assert Group.parse("lite") == Group("lite", ("lite",))
@@ -65,7 +65,7 @@ def test_a_group_scores_the_mean_of_its_methods():
 def test_a_set_without_any_reference_has_nothing_to_compare():
     empty = ImageMatches(classes=["car"], scores=[0.5], correct=[False], references=Counter())
     with pytest.raises(ValueError, match="no reference objects"):
-        paired_bootstrap({"a": [empty, empty], "b": [empty, empty]}, Group("a", ("a",)), [Group("b", ("b",))], 10)
+        paired_bootstrap({"a": [empty, empty], "b": [empty, empty]}, [(Group("a", ("a",)), [Group("b", ("b",))])], 10)
 
 
 @pytest.mark.parametrize("baseline, groups, samples, message", [
@@ -78,7 +78,7 @@ def test_a_set_without_any_reference_has_nothing_to_compare():
 def test_bad_comparisons_are_refused(baseline, groups, samples, message):
     matches = {**_matches(a=[True, False], b=[True, True]), "short": [_image(True)]}
     with pytest.raises(ValueError, match=message):
-        paired_bootstrap(matches, baseline, groups, samples)
+        paired_bootstrap(matches, [(baseline, groups)], samples)
 
 
 @pytest.mark.parametrize("text", ["", "=a", "name=", "x=a,a"])

@@ -298,11 +298,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
             rows = labelled_rows(matches, args.conf)
         if not args.bootstrap:
             return rows, {}
-        compared: Rows = {}
-        for baseline, groups in comparisons(args, list(matches)):
-            if groups:
-                compared.update(paired_bootstrap(matches, baseline, groups, args.bootstrap, args.conf))
-        return rows, compared
+        return rows, paired_bootstrap(matches, comparisons(args, list(matches)), args.bootstrap, args.conf)
     if measure == "depth":
         depth_set = load_depth_set(where)
         depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)

@@ -88,53 +88,70 @@ def _group_figures(scorings: Mapping[str, _Scoring], group: Group, counts: np.nd
     return None if any(f is None for f in figures) else np.mean(figures, axis=0)
 
 
-def paired_bootstrap(matches: Mapping[str, Sequence[ImageMatches]], baseline: Group, groups: Sequence[Group],
-                     samples: int, conf: float = CONFIDENCE, seed: int = DEFAULT_SEED) -> dict[str, dict[str, float]]:
-    """{"GROUP vs BASELINE": {BOOTSTRAP_COLUMNS}} for each group; `matches` holds every method's matched images,
-    in the same image order. ValueError for an unknown method, a group that is the baseline, fewer than one sample,
-    or a set with no reference object in any redraw."""
-    if samples < 1:
-        raise ValueError(f"the bootstrap needs at least one sample, got {samples}")
-    for group in (baseline, *groups):
-        unknown = [m for m in group.methods if m not in matches]
-        if unknown:
-            raise ValueError(f"comparison group {group.name!r} names methods that were not evaluated: "
-                             f"{', '.join(unknown)} (evaluated: {', '.join(matches)})")
-        if group is not baseline and set(group.methods) == set(baseline.methods):
-            raise ValueError(f"group {group.name!r} is the baseline itself")
-    names = [group.name for group in (baseline, *groups)]
-    if len(set(names)) != len(names):
-        raise ValueError(f"comparison groups need distinct names, got {', '.join(names)}")
-    lengths = {len(matches[m]) for group in (baseline, *groups) for m in group.methods}
+Comparison = tuple[Group, Sequence[Group]]
+"""A baseline and the groups compared with it."""
+
+
+def _checked(matches: Mapping[str, Sequence[ImageMatches]], comparisons: Sequence[Comparison]) -> int:
+    """The number of images every compared method was matched on; ValueError for an unknown method, a group that
+    is its baseline, or names that repeat within a comparison."""
+    for baseline, groups in comparisons:
+        for group in (baseline, *groups):
+            unknown = [m for m in group.methods if m not in matches]
+            if unknown:
+                raise ValueError(f"comparison group {group.name!r} names methods that were not evaluated: "
+                                 f"{', '.join(unknown)} (evaluated: {', '.join(matches)})")
+            if group is not baseline and set(group.methods) == set(baseline.methods):
+                raise ValueError(f"group {group.name!r} is the baseline itself")
+        names = [group.name for group in (baseline, *groups)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"comparison groups need distinct names, got {', '.join(names)}")
+    lengths = {len(matches[m]) for baseline, groups in comparisons for group in (baseline, *groups)
+               for m in group.methods}
     if len(lengths) != 1:
         raise ValueError(f"the compared methods were matched on different numbers of images: {sorted(lengths)}")
-    images = lengths.pop()
+    return lengths.pop()
+
+
+def paired_bootstrap(matches: Mapping[str, Sequence[ImageMatches]], comparisons: Sequence[Comparison],
+                     samples: int, conf: float = CONFIDENCE, seed: int = DEFAULT_SEED) -> dict[str, dict[str, float]]:
+    """{"GROUP vs BASELINE": {BOOTSTRAP_COLUMNS}} for each group of each (baseline, groups) comparison, every
+    comparison on the same redraws, each side scored once per redraw; `matches` holds every method's matched
+    images, in the same image order. ValueError for an unknown method, a group that is its baseline, fewer than
+    one sample, or a set with no reference object in any redraw."""
+    if samples < 1:
+        raise ValueError(f"the bootstrap needs at least one sample, got {samples}")
+    comparisons = [(baseline, list(groups)) for baseline, groups in comparisons if groups]
+    if not comparisons:
+        return {}
+    images = _checked(matches, comparisons)
+    sides = list(dict.fromkeys(group for baseline, groups in comparisons for group in (baseline, *groups)))
     classes = sorted({name for method in matches.values() for image in method for name in image.references})
-    scorings = {m: _Scoring.of(matches[m], classes, conf) for group in (baseline, *groups) for m in group.methods}
-    whole = {group.name: _group_figures(scorings, group, np.ones(images)) for group in (baseline, *groups)}
-    if whole[baseline.name] is None:
+    scorings = {m: _Scoring.of(matches[m], classes, conf) for group in sides for m in group.methods}
+    whole = {group: _group_figures(scorings, group, np.ones(images)) for group in sides}
+    if any(whole[baseline] is None for baseline, _ in comparisons):
         raise ValueError("no reference objects in any image: there is nothing to compare")
     rng = np.random.default_rng(seed)
-    differences: dict[str, list[np.ndarray]] = {group.name: [] for group in groups}
+    differences: dict[tuple[Group, Group], list[np.ndarray]] = {
+        (baseline, group): [] for baseline, groups in comparisons for group in groups}
     for _ in range(samples):
         counts = np.bincount(rng.integers(0, images, images), minlength=images).astype(np.float64)
-        base = _group_figures(scorings, baseline, counts)
-        if base is None:
+        drawn = {group: _group_figures(scorings, group, counts) for group in sides}
+        if any(figures is None for figures in drawn.values()):
             continue
-        for group in groups:
-            differences[group.name].append(_group_figures(scorings, group, counts) - base)
-    kept = len(differences[groups[0].name]) if groups else samples
-    if kept == 0:
-        raise ValueError("no redrawn set of images holds a reference object: nothing to compare")
+        for baseline, group in differences:
+            differences[baseline, group].append(drawn[group] - drawn[baseline])
     rows = {}
-    for group in groups:
-        drawn = np.array(differences[group.name])
+    for (baseline, group), found in differences.items():
+        if not found:
+            raise ValueError("no redrawn set of images holds a reference object: nothing to compare")
+        spread = np.array(found)
         row: dict[str, float] = {}
         for index, figure in enumerate(FIGURES):
-            low, high = np.percentile(drawn[:, index], [2.5, 97.5])
-            better = float(np.mean(drawn[:, index] > 0) + 0.5 * np.mean(drawn[:, index] == 0))
-            row.update({f"{figure}_diff": float(whole[group.name][index] - whole[baseline.name][index]),
+            low, high = np.percentile(spread[:, index], [2.5, 97.5])
+            better = float(np.mean(spread[:, index] > 0) + 0.5 * np.mean(spread[:, index] == 0))
+            row.update({f"{figure}_diff": float(whole[group][index] - whole[baseline][index]),
                         f"{figure}_diff_lo": float(low), f"{figure}_diff_hi": float(high),
                         f"{figure}_p_better": better})
-        rows[f"{group.name} vs {baseline.name}"] = {**row, "images": images, "samples": kept}
+        rows[f"{group.name} vs {baseline.name}"] = {**row, "images": images, "samples": len(found)}
     return rows
