@@ -23,8 +23,9 @@ TWIN_CORRELATION = 0.97
 HEADER = """\
 # DAWN Fog photos (../shared/data/detection/dawn-fog): which may be learnt from, which choose, which judge.
 # Written by tools/make_dawn_split.py (seed {seed}; per kind foggy/haze/mist: learn 40 %, validation 10 %, judge 50 %;
-# near-copies kept in one part). learn: unpaired hazy training images only, their boxes never read. validation:
-# choosing a recipe or a setting (never in a shipped table). judge: the only DAWN figures docs/RESULTS.md reports.
+# near-copies kept in one part). learn: unpaired hazy training images only, their boxes never read in training (they
+# may validate recipes that do not learn from DAWN). validation: choosing a recipe or a setting (never in a shipped
+# table). judge: the only DAWN figures docs/RESULTS.md reports.
 """
 
 
