@@ -8,8 +8,23 @@ import sys
 
 from dgdehaze_core import __version__
 
-COMMANDS = ("dehaze", "bench", "bag_eval", "train", "train_depth", "evaluate", "export")
-"""Modules of `dgdehaze_core.commands`, each with `register(subparsers)` that sets `func` on its parser."""
+COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train": "train",
+            "train-depth": "train_depth", "eval": "evaluate", "export": "export"}
+"""Command name -> module of `dgdehaze_core.commands`, each with `register(subparsers)` that sets `func` on its
+parser."""
+
+
+def _unavailable(subparsers: argparse._SubParsersAction, command: str, missing: str) -> None:
+    """A command whose module needs a package this installation lacks (rosbags on a training machine, say): it
+    stays listed, and running it says what to install, while every other command works."""
+    parser = subparsers.add_parser(command, help=f"(unavailable: needs the Python package {missing!r})",
+                                   add_help=False)
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+
+    def refuse(args: argparse.Namespace) -> int:
+        raise RuntimeError(f"this command needs the Python package {missing!r}, which is not installed here "
+                           "(pip install -r requirements.txt installs every command's packages)")
+    parser.set_defaults(func=refuse)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,8 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dgdehaze {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"dgdehaze_core.commands.{name}").register(subparsers)
+    for command, module in COMMANDS.items():
+        try:
+            importlib.import_module(f"dgdehaze_core.commands.{module}").register(subparsers)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] == "dgdehaze_core":
+                raise
+            _unavailable(subparsers, command, exc.name.split(".")[0])
     return parser
 
 

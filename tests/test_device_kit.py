@@ -1,0 +1,113 @@
+"""The GPU-machine kit: tools/device_kit.py packs what a recipe reads, tools/device_train.sh trains from it.
+
+Run here on the CPU with the smoke recipe: the packed data must give the trainer the same images (scaled as it
+scales them) and validation pairs, and the training script must bring back a resumable run and loadable weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.images import read_image
+from dgdehaze_core.models import load_model
+from dgdehaze_core.training.datasets import collect_images, load_rgb, validation_pairs
+from dgdehaze_core.training.recipe import load_recipe
+
+SMOKE = REPO_DIR / "training" / "smoke.yaml"
+
+
+def _pack(kit: Path, *recipes: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_DIR / "tools" / "device_kit.py"), *map(str, recipes),
+                           "--out", str(kit)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def smoke_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dgdehaze_core.datasets.paths import shared_data_dir
+    if shared_data_dir() is None:
+        pytest.skip("../shared/data is absent: the kit is packed from it")
+    kit = tmp_path_factory.mktemp("kit")
+    packed = _pack(kit, SMOKE)
+    assert packed.returncode == 0, packed.stderr
+    return kit
+
+
+def _recipe_with_data(data: Path):
+    previous = os.environ.get("DGDEHAZE_DATA")
+    os.environ["DGDEHAZE_DATA"] = str(data)
+    try:
+        recipe = load_recipe(SMOKE)
+        return recipe, collect_images(recipe.clear, "clear") + collect_images(recipe.hazy, "hazy"), \
+            validation_pairs(recipe.validation)
+    finally:
+        if previous is None:
+            del os.environ["DGDEHAZE_DATA"]
+        else:
+            os.environ["DGDEHAZE_DATA"] = previous
+
+
+def test_the_kit_gives_the_trainer_the_same_images(smoke_kit: Path, shared_data: Path) -> None:
+    recipe, original, original_pairs = _recipe_with_data(shared_data)
+    _, packed, packed_pairs = _recipe_with_data(smoke_kit / "data")
+    relative = [image.path.relative_to(shared_data) for image, _, _ in original]
+    assert [image.path.relative_to(smoke_kit / "data") for image, _, _ in packed] == relative
+    assert [weight for _, weight, _ in packed] == [weight for _, weight, _ in original]
+    for (source, _, _), (copy, _, _) in zip(original, packed):
+        expected = load_rgb(source.path, recipe.max_side)
+        stored = read_image(copy.path)[:, :, ::-1]
+        assert stored.shape == expected.shape and max(stored.shape[:2]) <= recipe.max_side
+        difference = np.abs(stored.astype(int) - expected.astype(int))
+        if source.path.suffix.lower() == ".png":
+            assert difference.max() == 0, source.path
+        else:  # a second JPEG pass at the shared data's quality: small next to what the crops' haze does
+            psnr = 10 * np.log10(255.0 ** 2 / np.mean(difference.astype(float) ** 2))
+            assert psnr > 35.0, (source.path, psnr)
+    assert [p.name for p in packed_pairs] == [p.name for p in original_pairs]
+    for source, copy in zip(original_pairs, packed_pairs):
+        assert copy.hazy.read_bytes() == source.hazy.read_bytes()
+        assert copy.clear.read_bytes() == source.clear.read_bytes()
+    manifest = json.loads((smoke_kit / "manifest.json").read_text())
+    assert manifest["files"] == len(original) + 2 * len(original_pairs)
+    assert manifest["kit_bytes"] == sum(p.stat().st_size for p in (smoke_kit / "data").rglob("*") if p.is_file())
+
+
+def test_a_recipe_reading_outside_the_shared_data_is_refused(tmp_path: Path, shared_data: Path) -> None:
+    images = tmp_path / "mine"
+    images.mkdir()
+    shutil.copy(shared_data / "paired" / "sots-outdoor" / "clear" / "0016.jpg", images)
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(SMOKE.read_text().replace("${DATA}/clear/bdd", str(images)))
+    packed = _pack(tmp_path / "kit", recipe)
+    assert packed.returncode != 0
+    assert "is not under the shared data folder" in packed.stderr
+
+
+def test_device_train_brings_back_a_resumable_run_and_weights(smoke_kit: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(out), "KIT": str(smoke_kit)}
+    trained = subprocess.run(["bash", str(REPO_DIR / "tools" / "device_train.sh"), str(SMOKE), "3", "5"],
+                             cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=400)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    run = out / "smoke"
+    assert {p.name for p in run.iterdir()} >= {"last.pt", "recipe.yaml", "train.csv", "val.csv"}
+    assert "3 iterations" in (out / "smoke.log").read_text()
+    model = load_model(out / "smoke.pt")
+    assert model.config_name == "lite"
+
+
+def test_device_train_refuses_without_a_kit(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path), "KIT": str(tmp_path / "no-kit")}
+    refused = subprocess.run(["bash", str(REPO_DIR / "tools" / "device_train.sh"), str(SMOKE), "3", "1"],
+                             cwd=REPO_DIR, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "pack the recipe's data with tools/device_kit.py" in refused.stderr
+    assert not list(tmp_path.iterdir())
