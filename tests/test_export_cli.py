@@ -79,7 +79,9 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
 
 @pytest.mark.parametrize("args, message", [
     (["--config", "lite", "--untrained", "--format", "engine"], "TensorRT is not installed"),
-    (["--config", "lite", "--untrained", "--int8"], "use --format engine"),
+    (["--config", "lite", "--untrained", "--int8"], "--int8 needs --calib DIR"),
+    (["--config", "lite", "--untrained", "--int8", "--fp16", "--calib", "."], "exclude each other"),
+    (["--detector", "yolov8n.pt", "--int8"], "use --format engine"),
     (["--config", "lite", "--untrained", "--height", "480"], "both --height and --width"),
     (["--detector", "model.tflite"], "quantised Ultralytics .onnx"),
     (["--detector", "absent.pt"], "no such detector weights"),

@@ -78,6 +78,26 @@ record kitti-tiny --dataset "$DATA/depth/kitti-tiny" --measure depth --include '
 record middlebury2003 --dataset "$DATA/depth/middlebury2003" --measure depth
 # visibility and metric depth in fog (#19): KITTI only (Middlebury has no road); kitti-seq is where choices were made
 record kitti-tiny-visibility --dataset "$DATA/depth/kitti-tiny" --measure visibility --include '*/image_02/*'
+# lite as a statically quantised int8 (QDQ) model against its own fp32 export, both on ONNX Runtime (#23): the
+# paired sets' quality and real fog's detection, calibrated on the real hazy photos of hazy-real (seen in training)
+if [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *",int8-"* ]]; then
+    EXPORTS=${EXPORTS:-out/int8}
+    WEIGHTS=()
+    if [ "$LITE" != lite ]; then
+        WEIGHTS=(--weights "$LITE")
+    fi
+    "$PY" -m dgdehaze_core.cli export --config lite "${WEIGHTS[@]}" --physics-only --dynamic \
+        --out "$EXPORTS/lite_fp32.onnx"
+    "$PY" -m dgdehaze_core.cli export --config lite "${WEIGHTS[@]}" --physics-only --dynamic --int8 \
+        --calib "$DATA/hazy-real" --out "$EXPORTS/lite_int8.onnx"
+    INT8="lite-fp32=$EXPORTS/lite_fp32.onnx,lite-int8=$EXPORTS/lite_int8.onnx"
+    METHODS=$INT8 record int8-sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality \
+        --subset 'held-out=143?_*,144?_*'
+    METHODS=$INT8 record int8-sots-outdoor --dataset "$DATA/paired/sots-outdoor" --measure quality
+    METHODS=$INT8 record int8-o-haze --dataset "$DATA/paired/o-haze" --measure quality
+    METHODS=$INT8 record int8-dawn-fog --dataset "$DATA/detection/dawn-fog" --measure detection \
+        --include @data/splits/dawn-fog.yaml:judge --bootstrap 2000 --group lite-int8 --baseline lite-fp32
+fi
 
 "$PY" -m dgdehaze_core.evaluation.results_doc render --results "$RESULTS" --doc "$DOC"
 echo "$DOC rendered from $RESULTS/"

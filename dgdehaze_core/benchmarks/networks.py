@@ -13,6 +13,10 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
   single measurement of the peak, which would flatter every row; how much of what this CPU can do the network
   gets).
 
+`onnxruntime-int8` rows run the network as a statically quantised QDQ export (`dgdehaze export --format onnx
+--int8`, calibrated on ../shared/data/hazy-real; skipped without it) on ONNX Runtime: its `gmacs` are the float
+network's, so that `pct_of_peak` says how its time compares with the fp32 peak.
+
 Network rows run the node's default image output (auto: the physics inversion; the decoder for the paper's
 network, which has no other). A network runs with its shipped weights where the package has them, so that its
 ONNX export is the one the node's pipeline caches, else freshly initialised with seed 0: latency does not depend
@@ -21,16 +25,19 @@ on the weights' values, and either export is cached across runs under the same k
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from dgdehaze_core.benchmarks.timing import measure
+from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.inference.backends import BackendUnavailable, InferenceBackend, round_up_to_stride
+from dgdehaze_core.inference.backends import INT8_RUNTIME, BackendUnavailable, InferenceBackend, round_up_to_stride
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.frame_chain import FrameChain
 from dgdehaze_core.inference.pipeline import NetworkPipeline, load_pipeline, pipeline_from_model
@@ -52,12 +59,14 @@ class RuntimeVariant:
     backend: str
     device: str
     half: bool
+    int8: bool = False
 
     @property
     def label(self) -> str:
-        """"torch", "onnxruntime", "torch-cuda-fp16", "tensorrt-fp16", ...: runtime, GPU, precision."""
+        """"torch", "onnxruntime", "torch-cuda-fp16", "tensorrt-fp16", "onnxruntime-int8", ...: runtime, GPU,
+        precision."""
         cuda = "-cuda" if self.device.startswith("cuda") and self.backend != "tensorrt" else ""
-        return f"{self.backend}{cuda}{'-fp16' if self.half else ''}"
+        return f"{self.backend}{cuda}{'-fp16' if self.half else ''}{'-int8' if self.int8 else ''}"
 
 
 @dataclass(frozen=True)
@@ -78,13 +87,17 @@ def available_variants(backends: Sequence[str], device: str = "auto") -> list[Ru
     A backend that cannot run (no TensorRT, no GPU provider) is skipped with a log line saying why."""
     variants: list[RuntimeVariant] = []
     for name in backends:
+        runtime = "onnxruntime" if name == INT8_RUNTIME else name
         try:
-            choice = choose_backend(name, device)
+            choice = choose_backend(runtime, device)
         except BackendUnavailable as exc:
             LOG.info("bench skips %s: %s", name, exc)
             continue
-        if choice.name != name:
+        if choice.name != runtime:
             LOG.info("bench skips %s: it would run as %s here", name, choice.name)
+            continue
+        if name == INT8_RUNTIME:
+            variants.append(RuntimeVariant(runtime, choice.device, False, int8=True))
             continue
         variants.append(RuntimeVariant(name, choice.device, False))
         if choice.device.startswith("cuda"):
@@ -157,9 +170,10 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     rows: dict[str, Row] = {}
     for variant in variants:
         try:
-            pipeline = pipeline_from_model(model, backend=variant.backend, device=variant.device, half=variant.half,
-                                           threads=settings.threads, output="auto")
-        except (BackendUnavailable, RuntimeError) as exc:
+            pipeline = _int8_pipeline(model, variant, settings) if variant.int8 else pipeline_from_model(
+                model, backend=variant.backend, device=variant.device, half=variant.half, threads=settings.threads,
+                output="auto")
+        except (BackendUnavailable, RuntimeError, ValueError) as exc:
             LOG.warning("bench skips %s on %s: %s", config, variant.label, exc)
             continue
         timed = TimedRuntime(pipeline.runtime)
@@ -185,6 +199,22 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
                 "gmacs": gmacs, "gmac_per_s": gmac_per_s}
         model = model.float().cpu()  # a torch fp16 or CUDA variant converted the model in place
     return rows
+
+
+def _int8_pipeline(model: DGDehazeNet, variant: RuntimeVariant, settings: BenchSettings) -> NetworkPipeline:
+    """The physics path of `model` as a QDQ int8 export on ONNX Runtime (module docstring)."""
+    from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
+    from dgdehaze_core.inference.backends.selection import cached_onnx
+    from dgdehaze_core.inference.export.quantize import quantize_onnx
+
+    data = shared_data_dir()
+    if data is None or not (data / "hazy-real").is_dir():
+        raise ValueError("its calibration images, ../shared/data/hazy-real, are absent")
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-bench-int8-") as folder:
+        float_onnx = cached_onnx(model, outputs=PHYSICS_OUTPUTS)
+        quantized = quantize_onnx(float_onnx, data / "hazy-real", Path(folder) / "int8.onnx")
+        return load_pipeline(str(quantized), backend=variant.backend, device=variant.device,
+                             threads=settings.threads, output="auto")
 
 
 def _timed_call(pipeline: NetworkPipeline, frame: np.ndarray, totals: list[float]) -> None:

@@ -23,7 +23,7 @@ import cv2
 from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, ros_mode
 from dgdehaze_core.detection.precision import PRECISIONS
-from dgdehaze_core.inference.backends import RUNTIMES
+from dgdehaze_core.inference.backends import INT8_RUNTIME, RUNTIMES
 from dgdehaze_core.io.tables import emit
 
 LOG = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="networks: also run each frame size with the network at these smaller WIDTHxHEIGHT "
                              "working resolutions (comma-separated; the node's working_width/height)")
     parser.add_argument("--backends", default=",".join(RUNTIMES),
-                        help="network runtimes to try; those unavailable here are skipped with a log line")
+                        help=f"network runtimes to try ({', '.join(RUNTIMES)}, or {INT8_RUNTIME}: a QDQ int8 "
+                             "export on ONNX Runtime); those unavailable here are skipped with a log line")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per row")
     parser.add_argument("--max-seconds", type=float, default=60.0,
@@ -107,9 +108,9 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--repeats must be at least 1")
     if args.threads < 0 or args.max_seconds < 0:
         raise ValueError("--threads and --max-seconds must be >= 0")
-    unknown = sorted(set(args.backends.split(",")) - set(RUNTIMES))
+    unknown = sorted(set(args.backends.split(",")) - {*RUNTIMES, INT8_RUNTIME})
     if unknown:
-        raise ValueError(f"unknown backends {unknown}; known: {', '.join(RUNTIMES)}")
+        raise ValueError(f"unknown backends {unknown}; known: {', '.join(RUNTIMES)}, {INT8_RUNTIME}")
     if any(v % 32 or not 32 <= v <= 4096 for v in [*args.imgsz, *args.chain_imgsz]):
         raise ValueError(f"--imgsz and --chain-imgsz values must be multiples of 32 in [32, 4096], "
                          f"got {args.imgsz}, {args.chain_imgsz}")

@@ -40,9 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="export a freshly initialised --config model (for speed tests before training)")
     parser.add_argument("--format", choices=("onnx", "engine"), default="onnx", help="ONNX file or TensorRT engine")
     parser.add_argument("--fp16", action="store_true", help="half precision (ONNX weights/IO, or engine layers)")
-    parser.add_argument("--int8", action="store_true", help="int8 TensorRT engine, calibrated on --calib images")
+    parser.add_argument("--int8", action="store_true",
+                        help="int8: a TensorRT engine calibrated on --calib images, or with --format onnx a "
+                             "statically quantised QDQ model (ONNX Runtime, TensorRT)")
     parser.add_argument("--calib", type=Path,
-                        help="int8 calibration: a folder of images (model), a dataset YAML (detector)")
+                        help="int8 calibration: a folder of images, subfolders too (model), a dataset YAML "
+                             "(detector)")
     parser.add_argument("--height", type=int, help="input height: fixes the ONNX size / the engine's optimum")
     parser.add_argument("--width", type=int, help="input width: fixes the ONNX size / the engine's optimum")
     parser.add_argument("--dynamic", action="store_true",
@@ -76,14 +79,21 @@ def _model(args: argparse.Namespace):  # -> DGDehazeNet
 
 def _check(args: argparse.Namespace) -> None:
     from_quantised_onnx = args.detector is not None and args.detector.suffix == ".onnx"
-    if args.int8 and args.format != "engine" and not from_quantised_onnx:
-        raise ValueError("--int8 builds a TensorRT engine: use --format engine")
+    if args.int8 and args.format != "engine" and args.detector is not None and not from_quantised_onnx:
+        raise ValueError("--int8 for an Ultralytics .pt detector builds a TensorRT engine: use --format engine")
+    if args.int8 and args.fp16:
+        raise ValueError("--int8 and --fp16 exclude each other (an int8 model keeps float16 nowhere)")
     if args.detector is not None and args.detector.suffix not in (".pt", ".onnx"):
         raise ValueError(f"--detector takes an Ultralytics .pt or a quantised Ultralytics .onnx, got {args.detector}")
     if args.int8 and args.detector is None and args.calib is None:
         raise ValueError("--int8 needs --calib DIR (images to calibrate on)")
-    if args.calib is not None and args.detector is None and not args.calib.is_dir():
-        raise NotADirectoryError(f"--calib {args.calib} is not a folder")
+    if args.calib is not None and args.detector is None:
+        from dgdehaze_core.inference.export.quantize import calibration_images
+
+        if not args.calib.is_dir():
+            raise NotADirectoryError(f"--calib {args.calib} is not a folder")
+        if not calibration_images(args.calib):
+            raise ValueError(f"no images to calibrate int8 with in {args.calib}")
     if args.calib is not None and args.detector is not None and not args.calib.is_file():
         raise FileNotFoundError(f"--calib for a detector is an Ultralytics dataset YAML; {args.calib} is not a file")
     if (args.height is None) != (args.width is None):
@@ -119,6 +129,15 @@ def run(args: argparse.Namespace) -> int:
     shape = "dynamic" if dynamic else f"{size[0]}x{size[1]}"  # type: ignore[index]
     variant = "_physics" if args.physics_only else ""
     out = args.out or Path("exports") / f"dgdehaze_{args.config}_{shape}_{precision}{variant}.{args.format}"
+    if args.format == "onnx" and args.int8:
+        from dgdehaze_core.inference.export.quantize import quantize_onnx
+
+        with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
+            float_onnx = export_onnx(model, Path(folder) / "float.onnx", dynamic=dynamic, example_size=size,
+                                     outputs=outputs)
+            quantize_onnx(float_onnx, args.calib, out)
+        print(out)
+        return 0
     if args.format == "onnx":
         export_onnx(model, out, dynamic=dynamic, half=args.fp16, example_size=size, outputs=outputs)
         print(out)

@@ -211,6 +211,10 @@ QUALITY_SETS = (("sots-indoor", "sots-indoor:held-out", "SOTS-indoor, held-out s
 """(result name, set, label) of the real paired sets the quality target applies to."""
 PSNR_MARGIN_DB = 1.0
 F1_GOAL = 0.89
+FP32, INT8 = "lite-fp32", "lite-int8"
+"""The int8 steps' methods: lite's fp32 ONNX export and its QDQ int8 model, both on ONNX Runtime."""
+INT8_PSNR_LOSS_DB, INT8_MAP50_LOSS = 0.3, 0.01
+"""#23: the most the int8 model may lose against fp32 on the paired sets' PSNR and on real fog's mAP50."""
 TIE = 5e-4
 """Differences smaller than this (below the tables' last decimal) count as no difference."""
 
@@ -376,9 +380,30 @@ def _real_fog_targets(results_dir: Path) -> list[list[str]]:
                      _verdict(f1[MODEL] > f1[DCP] and closed >= GAP_CLOSED_GOAL)]]
 
 
+def _int8_targets(results_dir: Path) -> list[list[str]]:
+    """#23: the int8 model's quality against its fp32 export (steps int8-*)."""
+    lines = []
+    for name, set_name, label in [(f"int8-{name}", set_name, label) for name, set_name, label in QUALITY_SETS]:
+        goal = f"int8 PSNR within {INT8_PSNR_LOSS_DB:g} dB of fp32 (#23)"
+        rows = _rows(results_dir, name, "quality", set_name)
+        if rows is None or not {FP32, INT8} <= set(rows):
+            lines.append([goal, label, "not measured", "—"])
+            continue
+        loss = rows[FP32]["psnr"] - rows[INT8]["psnr"]
+        lines.append([goal, label, f"fp32 {rows[FP32]['psnr']:.2f} dB, int8 {rows[INT8]['psnr']:.2f} dB "
+                      f"({-loss:+.2f} dB)", _verdict(loss <= INT8_PSNR_LOSS_DB)])
+    goal, label = f"int8 mAP50 within {INT8_MAP50_LOSS:g} of fp32 (#23)", "DAWN fog, 100 judging photos"
+    rows = _rows(results_dir, "int8-dawn-fog", "detection", None)
+    if rows is None or not {FP32, INT8} <= set(rows):
+        return lines + [[goal, label, "not measured", "—"]]
+    loss = rows[FP32]["map50"] - rows[INT8]["map50"]
+    return lines + [[goal, label, f"fp32 {rows[FP32]['map50']:.3f}, int8 {rows[INT8]['map50']:.3f} ({-loss:+.3f})",
+                     _verdict(loss <= INT8_MAP50_LOSS)]]
+
+
 def targets_markdown(results_dir: Path) -> str:
     lines = [*_quality_targets(results_dir), *_detection_targets(results_dir), *_real_fog_targets(results_dir),
-             *_ablation_targets(results_dir)]
+             *_int8_targets(results_dir), *_ablation_targets(results_dir)]
     header = "| target | set | measured | verdict |\n|---|---|---|---|"
     table = header + "\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines)
     return f"{table}\n\n{ablation_recipe_note(results_dir)}"

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 RUNTIMES = ("tensorrt", "onnxruntime", "torch")
 """The runtimes a network runs on, in the order `auto` tries them (backends/selection.py)."""
+INT8_RUNTIME = "onnxruntime-int8"
+"""`dgdehaze bench`'s name for a network run as a QDQ int8 export (export/quantize.py) on ONNX Runtime."""
 BACKENDS = ("auto", *RUNTIMES)
 """What a `backend` option or parameter takes."""
 FILE_RUNTIMES = {".onnx": ("onnxruntime", "tensorrt"), ".engine": ("tensorrt",)}

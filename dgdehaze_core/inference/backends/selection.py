@@ -193,8 +193,10 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
                                            cache_dir=cache_dir, outputs=outputs)
     if choice.name == "onnxruntime":
         from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
 
-        trt_options = {"trt_fp16_enable": half, "trt_engine_cache_enable": True,
+        trt_options = {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
+                       "trt_engine_cache_enable": True,
                        "trt_engine_cache_path": str(Path(cache_dir or default_cache_dir()) / "onnxruntime-trt")}
         providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name
                      for name in choice.providers]

@@ -31,7 +31,7 @@ import torch
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
                                                            recorded_key)
-from dgdehaze_core.io.images import bgr_to_rgb_float, list_images, read_image
+from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
 
 LOG = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ def gpu_name(device: torch.device) -> str:
 
 
 def _calibration_images(calib_dir: Path) -> list[Path]:
-    images = list_images(calib_dir)
+    from dgdehaze_core.inference.export.quantize import calibration_images
+
+    images = calibration_images(calib_dir)
     if not images:
         raise ValueError(f"no images to calibrate int8 with in {calib_dir}")
     return images
@@ -157,18 +159,29 @@ def _onnx_input_is_half(onnx_path: Path) -> bool:
     return graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
 
 
+def onnx_is_quantized(onnx_path: str | os.PathLike[str]) -> bool:
+    """Whether an ONNX file is explicitly quantised (QuantizeLinear nodes: a QDQ int8 export)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return any(node.op_type == "QuantizeLinear" for node in graph.node)
+
+
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], profile: ShapeProfile,
                  precision: str = "fp16", calib_dir: str | os.PathLike[str] | None = None) -> Path:
     """Parse `onnx_path`, build a serialized engine for `profile` at `precision`, write it to `engine_path`.
 
     An fp16 ONNX file (exported with half=True) is built as a strongly typed network: its own types decide the
     precision and the FP16 builder flag is not allowed. An fp32 file is built weakly typed with the FP16 (and
-    for int8 the INT8) flag, with normalisation layers held in fp32 where fp16 would overflow.
+    for int8 the INT8) flag, with normalisation layers held in fp32 where fp16 would overflow. A QDQ file
+    (`dgdehaze export --format onnx --int8`) carries its own int8 scales: it gets the INT8 flag at any precision
+    and no calibrator, and `precision` decides the float layers between its quantised ones.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "int8" and calib_dir is None:
-        raise ValueError("int8 engines need calibration images (--calib DIR)")
+    explicit = onnx_is_quantized(onnx_path)
+    if precision == "int8" and calib_dir is None and not explicit:
+        raise ValueError("int8 engines need calibration images (--calib DIR), or a QDQ ONNX file")
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
@@ -194,7 +207,9 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
             if layer.type == trt.LayerType.NORMALIZATION:
                 layer.precision = trt.float32
                 layer.set_output_type(0, trt.float32)
-    if not strongly_typed and precision == "int8":
+    if not strongly_typed and explicit:
+        config.set_flag(trt.BuilderFlag.INT8)
+    elif not strongly_typed and precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         images = _calibration_images(Path(calib_dir))  # type: ignore[arg-type]
         cache_file = engine_path.with_name(engine_path.name + ".calib")

@@ -1,0 +1,123 @@
+"""Static int8 quantisation of an exported dgdehaze ONNX file: a QDQ model (QuantizeLinear/DequantizeLinear pairs
+around each quantised operator), the explicitly quantised form that ONNX Runtime runs and that TensorRT builds an
+int8 engine from without a calibrator of its own. Scales are symmetric (zero point 0), as TensorRT requires, per
+output channel for weights.
+
+Calibration runs the float file on the images of a folder (and its subfolders), each made into the network's
+input as the pipeline makes a camera frame (`pipeline.network_batch`), resized to the file's fixed size, or for a
+file of free size to CALIBRATION_SIZE (the calibrator pools each activation over the images, so they share one
+size). Each activation's range is the given percentile of its magnitudes over the calibration images (outliers of
+a few pixels do not stretch the scale). Only the operators in `operators` are quantised, less those FLOAT_WEIGHTS
+names; the rest of the graph (layer norms, softmax, the heads' non-linearities) stays float between them. The file keeps the float file's dgdehaze metadata and records
+`dgdehaze_quantization`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import onnx
+
+from dgdehaze_core.inference.pipeline import network_batch
+from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.images import IMAGE_SUFFIXES, read_image
+
+LOG = logging.getLogger(__name__)
+
+CALIBRATION_SIZE = (640, 480)
+"""(width, height) of the calibration inputs of a file of free size: a common camera frame."""
+DEFAULT_OPERATORS = ("Conv",)
+"""Quantised by default: the convolutions (patch embeddings, the depth network, the decoder). The attention's
+matrix products are left float: their inputs span a range that int8 resolves poorly (docs/BENCHMARKS.md)."""
+DEFAULT_PERCENTILE = 99.99
+FLOAT_WEIGHTS = ("stem.", "head.")
+"""Operators whose weight's name contains one of these stay float: the stems, the first convolutions, which read
+the image itself (a symmetric int8 scale over [0, 1] keeps 128 levels, half the frame's, and cost the validation
+rooms about 0.25 dB), and the output heads (transmission, depth), whose outputs the pipeline divides by or takes
+the logarithm of."""
+
+
+def _input_of(model: onnx.ModelProto) -> tuple[str, tuple[int, int] | None, int]:
+    """(input name, fixed (height, width) or None, stride) of a dgdehaze ONNX file."""
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    if "dgdehaze_stride" not in metadata:
+        raise ValueError("not a dgdehaze export (no dgdehaze_stride in its metadata)")
+    graph_input = model.graph.input[0]
+    if graph_input.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise ValueError("int8 quantisation starts from an fp32 export (this file's input is not float32)")
+    dims = graph_input.type.tensor_type.shape.dim
+    fixed = (dims[2].dim_value, dims[3].dim_value) if dims[2].HasField("dim_value") and \
+        dims[3].HasField("dim_value") else None
+    return graph_input.name, fixed, int(metadata["dgdehaze_stride"])
+
+
+def calibration_batches(images: Sequence[Path], fixed: tuple[int, int] | None, stride: int) -> Iterator[np.ndarray]:
+    """The network input of each readable image, one at a time (unreadable ones are skipped with a warning)."""
+    for path in images:
+        try:
+            frame = read_image(path)
+        except ValueError as exc:
+            LOG.warning("calibration skips %s: %s", path, exc)
+            continue
+        size = (fixed[1], fixed[0]) if fixed is not None else CALIBRATION_SIZE
+        if size != (frame.shape[1], frame.shape[0]):
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        yield network_batch([frame], size, stride)
+
+
+def calibration_images(calib_dir: str | os.PathLike[str]) -> list[Path]:
+    """The image files under `calib_dir`, subfolders included, sorted; [] for a missing folder."""
+    folder = Path(calib_dir)
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) \
+        if folder.is_dir() else []
+
+
+def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLike[str],
+                  target: str | os.PathLike[str], operators: Sequence[str] = DEFAULT_OPERATORS,
+                  percentile: float = DEFAULT_PERCENTILE, float_weights: Sequence[str] = FLOAT_WEIGHTS) -> Path:
+    """Write the QDQ int8 model of `float_onnx` (an fp32 dgdehaze export) calibrated on the images of `calib_dir`
+    to `target`, atomically; returns `target`."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    images = calibration_images(calib_dir)
+    if not images:
+        raise ValueError(f"no images to calibrate int8 with in {calib_dir}")
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    model = onnx.load(str(float_onnx))
+    name, fixed, stride = _input_of(model)
+    kept_float = [node.name for node in model.graph.node
+                  if any(part in weight for weight in node.input[1:2] for part in float_weights)]
+
+    class FolderReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = calibration_batches(images, fixed, stride)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {name: batch}
+
+    with tempfile.TemporaryDirectory(prefix="dgdehaze-quantize-") as folder:
+        quantized = Path(folder) / "model_int8.onnx"
+        quantize_static(str(float_onnx), str(quantized), FolderReader(), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(operators), nodes_to_exclude=kept_float, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.Percentile,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                       "CalibPercentile": percentile},
+                        calibration_providers=["CPUExecutionProvider"])
+        result = onnx.load(str(quantized))
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    metadata["dgdehaze_quantization"] = (f"int8 QDQ, symmetric, per-channel weights; operators {','.join(operators)}; "
+                                         f"activations at the {percentile:g}th percentile of {len(images)} images")
+    onnx.helper.set_model_props(result, metadata)
+    with atomic_path(target) as tmp:
+        onnx.save(result, str(tmp))
+    LOG.info("quantised %s to %s (%s)", float_onnx, target, metadata["dgdehaze_quantization"])
+    return Path(target)

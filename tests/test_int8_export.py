@@ -1,0 +1,93 @@
+"""`dgdehaze export --format onnx --int8`: the shipped lite as a statically quantised QDQ model, calibrated on real
+hazy photos, checked against its fp32 export on real photos with ONNX Runtime, and its bench row. (TensorRT, which
+builds its engine from the same file, cannot run here.)"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
+from dgdehaze_core.inference.backends.selection import cached_onnx
+from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
+from dgdehaze_core.inference.export.quantize import FLOAT_WEIGHTS, quantize_onnx
+from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.models import load_model
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The shipped lite's fp32 physics export (the pipeline's cached one) and its QDQ int8 model."""
+    from dgdehaze_core.datasets.paths import shared_data_dir
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("../shared/data is absent: int8 calibration reads its real hazy photos")
+    fp32 = cached_onnx(load_model("lite"), outputs=PHYSICS_OUTPUTS)
+    int8 = quantize_onnx(fp32, data / "hazy-real", tmp_path_factory.mktemp("int8") / "lite_int8.onnx")
+    return fp32, int8
+
+
+def test_the_qdq_file_quantises_the_body_and_keeps_stems_heads_and_metadata(exports: tuple[Path, Path]) -> None:
+    fp32, int8 = exports
+    assert onnx_is_quantized(int8) and not onnx_is_quantized(fp32)
+    model = onnx.load(str(int8))
+    dequantized = {node.output[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    quantized = [node for node in convs if node.input[1] in dequantized]
+    float_convs = [node for node in convs if node.input[1] not in dequantized]
+    assert len(quantized) > 30, "the depth network, embeddings and decoder are int8"
+    assert float_convs and all(any(part in node.input[1] for part in FLOAT_WEIGHTS) for node in float_convs)
+    assert not any(node.op_type == "QuantizeLinear" and "MatMul" in node.output[0] for node in model.graph.node)
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    original = {entry.key: entry.value for entry in onnx.load(str(fp32)).metadata_props}
+    assert {key: metadata[key] for key in original} == original
+    assert "int8 QDQ, symmetric" in metadata["dgdehaze_quantization"]
+
+
+@pytest.mark.parametrize("photo", ["detection/dawn-fog/foggy-001.jpg", "paired/sots-outdoor/hazy/0016_0.8_0.08.jpg"])
+def test_int8_tracks_fp32_on_real_photos(exports: tuple[Path, Path], shared_data: Path, photo: str) -> None:
+    frame = cv2.imread(str(shared_data / photo))
+    fp32, int8 = (load_pipeline(str(path)) for path in exports)
+    reference, quantized = fp32(frame), int8(frame)
+    assert quantized.image.shape == frame.shape and quantized.transmission.shape == frame.shape[:2]
+    assert np.abs(quantized.transmission - reference.transmission).mean() < 0.02
+    assert np.abs(quantized.image.astype(float) - reference.image).mean() < 4.0, "levels of 255"
+    assert np.mean(np.abs(quantized.depth - reference.depth) / reference.depth) < 0.08
+
+
+@pytest.mark.slow  # an export and its calibration at a small fixed size
+def test_export_writes_a_qdq_file_of_the_size_asked(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "lite_int8_64x96.onnx"
+    assert main(["export", "--config", "lite", "--physics-only", "--int8", "--calib", str(shared_data / "hazy-real"),
+                 "--height", "64", "--width", "96", "--out", str(out)]) == 0
+    assert onnx_is_quantized(out)
+    dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [1, 3, 64, 96]
+    result = load_pipeline(str(out))(cv2.imread(str(shared_data / "detection/dawn-fog/foggy-001.jpg")))
+    assert np.isfinite(result.transmission).all()
+
+
+def test_calibration_needs_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("not an image")
+    out = tmp_path / "int8.onnx"
+    assert main(["export", "--config", "lite", "--int8", "--calib", str(empty), "--out", str(out)]) == 2
+    assert "no images to calibrate int8 with" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow  # quantises the shipped lite again for the row
+def test_bench_has_an_int8_row(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "model", "--config", "lite", "--backends", "onnxruntime,onnxruntime-int8", "--sizes",
+                 "128x96", "--repeats", "2", "--json", str(out)]) == 0
+    table = json.loads(out.read_text())
+    fp32, int8 = table["lite/onnxruntime@128x96"], table["lite/onnxruntime-int8@128x96"]
+    assert int8["gmacs"] == fp32["gmacs"], "the float network's MACs: pct_of_peak compares like with like"
+    assert int8["network_ms_median"] > 0 and int8["ratio_to_dcp"] > 0
