@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, ablation_recipe_note, record,
-                                                  render, select_rows, targets_markdown)
+from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, ablation_recipe_note,
+                                                  provenance, record, render, select_rows, targets_markdown)
 
 META = {"command": "dgdehaze eval --dataset X", "commit": "abc1234", "started": "2026-11-25 12:00 UTC",
         "seconds": 12.3, "load_before": 0.4, "load_after": 1.9, "machine": "2 CPU cores (x86_64), no GPU",
@@ -175,3 +175,27 @@ def test_bootstrap_comparisons_get_their_own_table_and_settle_the_ablation_verdi
            "lite-no-depth 0.410 (+0.010), 95 % interval -0.040 to +0.050 | **not settled** |" in rendered
     assert "| depth guidance helps: F1 against human boxes | DAWN fog, judging photos | lite 0.500, " \
            "lite-no-depth 0.470 (+0.030), 95 % interval +0.010 to +0.100 | helps |" in rendered
+
+
+def test_int8_targets_compare_the_quantised_model_with_its_fp32_export(tmp_path: Path):
+    _write(tmp_path, "int8-sots-indoor", {"quality/sots-indoor:held-out/lite-fp32": _quality(22.17, 0.86),
+                                          "quality/sots-indoor:held-out/lite-int8": _quality(21.90, 0.86)})
+    _write(tmp_path, "int8-o-haze", {"lite-fp32": _quality(18.80, 0.77), "lite-int8": _quality(18.40, 0.76)})
+    _write(tmp_path, "int8-dawn-fog", {"lite-fp32": {"map50": 0.382, "f1": 0.49},
+                                       "lite-int8": {"map50": 0.370, "f1": 0.48}})
+    lines = [line for line in targets_markdown(tmp_path).splitlines() if "(#23)" in line]
+    assert "fp32 22.17 dB, int8 21.90 dB (-0.27 dB) | **met**" in lines[0]   # within 0.3 dB
+    assert "SOTS-outdoor | not measured" in lines[1]
+    assert "fp32 18.80 dB, int8 18.40 dB (-0.40 dB) | **not met**" in lines[2]
+    assert "fp32 0.382, int8 0.370 (-0.012) | **not met**" in lines[3]       # more than 0.01 of mAP50
+
+
+def test_onnx_weights_are_described_by_their_metadata(tmp_path: Path):
+    meta = {**META, "weights": {"lite-int8": {"path": "out/int8/lite_int8.onnx", "sha256": "64aa9d8f75dc",
+                                              "onnx_config": "lite", "onnx_quantization": "int8 QDQ, symmetric"},
+                                "lite-fp32": {"path": "out/int8/lite_fp32.onnx", "sha256": "a76a6e91ab8f",
+                                              "onnx_config": "lite", "onnx_quantization": ""}}}
+    text = provenance(meta, "int8-o-haze")
+    assert "`out/int8/lite_int8.onnx` (sha256 64aa9d8f75dc, an ONNX export of a `lite` network, int8 QDQ" in text
+    assert "`out/int8/lite_fp32.onnx` (sha256 a76a6e91ab8f, an ONNX export of a `lite` network, fp32)" in text
+    assert "?" not in text

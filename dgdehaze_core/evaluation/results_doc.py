@@ -173,9 +173,13 @@ def provenance(meta: Mapping[str, Any], name: str) -> str:
     if "detector" in meta:
         lines.append(f"- Detector: {meta['detector']}")
     for method, weights in meta.get("weights", {}).items():
-        lines.append(f"- Weights of `{method}`: `{weights['path']}` (sha256 {weights['sha256']}, "
-                     f"{weights.get('iterations', '?')} training iterations of recipe {weights.get('recipe', '?')} "
-                     f"at commit `{weights.get('commit', '?')}`)")
+        if "onnx_config" in weights:
+            made = f"an ONNX export of a `{weights['onnx_config']}` network" + (
+                f", {weights['onnx_quantization']}" if weights.get("onnx_quantization") else ", fp32")
+        else:
+            made = (f"{weights.get('iterations', '?')} training iterations of recipe {weights.get('recipe', '?')} "
+                    f"at commit `{weights.get('commit', '?')}`")
+        lines.append(f"- Weights of `{method}`: `{weights['path']}` (sha256 {weights['sha256']}, {made})")
     return "\n".join(lines)
 
 
@@ -474,6 +478,12 @@ def _weights_of(method_text: str) -> dict[str, dict[str, Any]]:
             meta = read_checkpoint(path).get("meta", {})
             entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved", "recipe_fields")
                           if key in meta})
+        else:
+            import onnx
+
+            metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+            entry.update(onnx_config=metadata.get("dgdehaze_config", "unknown"),
+                         onnx_quantization=metadata.get("dgdehaze_quantization", ""))
         weights[spec.name] = entry
     return weights
 
