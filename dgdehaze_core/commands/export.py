@@ -88,11 +88,11 @@ def _check(args: argparse.Namespace) -> None:
     if args.int8 and args.detector is None and args.calib is None:
         raise ValueError("--int8 needs --calib DIR (images to calibrate on)")
     if args.calib is not None and args.detector is None:
-        from dgdehaze_core.inference.export.quantize import calibration_images
+        from dgdehaze_core.io.images import images_under
 
         if not args.calib.is_dir():
             raise NotADirectoryError(f"--calib {args.calib} is not a folder")
-        if not calibration_images(args.calib):
+        if not images_under(args.calib):
             raise ValueError(f"no images to calibrate int8 with in {args.calib}")
     if args.calib is not None and args.detector is not None and not args.calib.is_file():
         raise FileNotFoundError(f"--calib for a detector is an Ultralytics dataset YAML; {args.calib} is not a file")

@@ -103,6 +103,14 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def images_under(folder: str | Path) -> list[Path]:
+    """The image files in `folder` and its subfolders, sorted; [] for a missing folder."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def unit_float(image: np.ndarray) -> np.ndarray:
     """uint8 to float32 in [0, 1], channels as they are, in one float buffer."""
     scaled = image.astype(np.float32)

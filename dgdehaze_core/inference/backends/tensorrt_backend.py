@@ -31,7 +31,7 @@ import torch
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
                                                            recorded_key)
-from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
+from dgdehaze_core.io.images import bgr_to_rgb_float, images_under, read_image
 
 LOG = logging.getLogger(__name__)
 
@@ -108,9 +108,7 @@ def gpu_name(device: torch.device) -> str:
 
 
 def _calibration_images(calib_dir: Path) -> list[Path]:
-    from dgdehaze_core.inference.export.quantize import calibration_images
-
-    images = calibration_images(calib_dir)
+    images = images_under(calib_dir)
     if not images:
         raise ValueError(f"no images to calibrate int8 with in {calib_dir}")
     return images

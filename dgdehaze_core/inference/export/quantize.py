@@ -25,7 +25,7 @@ import onnx
 
 from dgdehaze_core.inference.pipeline import network_batch
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.images import IMAGE_SUFFIXES, read_image
+from dgdehaze_core.io.images import images_under, read_image
 
 LOG = logging.getLogger(__name__)
 
@@ -70,13 +70,6 @@ def calibration_batches(images: Sequence[Path], fixed: tuple[int, int] | None, s
         yield network_batch([frame], size, stride)
 
 
-def calibration_images(calib_dir: str | os.PathLike[str]) -> list[Path]:
-    """The image files under `calib_dir`, subfolders included, sorted; [] for a missing folder."""
-    folder = Path(calib_dir)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) \
-        if folder.is_dir() else []
-
-
 def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLike[str],
                   target: str | os.PathLike[str], operators: Sequence[str] = DEFAULT_OPERATORS,
                   percentile: float = DEFAULT_PERCENTILE, float_weights: Sequence[str] = FLOAT_WEIGHTS) -> Path:
@@ -85,7 +78,7 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    images = calibration_images(calib_dir)
+    images = images_under(calib_dir)
     if not images:
         raise ValueError(f"no images to calibrate int8 with in {calib_dir}")
     if not 0.0 < percentile <= 100.0:
