@@ -8,8 +8,9 @@ input as the pipeline makes a camera frame (`pipeline.network_batch`), resized t
 file of free size to CALIBRATION_SIZE (the calibrator pools each activation over the images, so they share one
 size). Each activation's range is the given percentile of its magnitudes over the calibration images (outliers of
 a few pixels do not stretch the scale). Only the operators in `operators` are quantised, less those FLOAT_WEIGHTS
-names; the rest of the graph (layer norms, softmax, the heads' non-linearities) stays float between them. The file keeps the float file's dgdehaze metadata and records
-`dgdehaze_quantization`.
+names; the rest of the graph (layer norms, softmax, the heads' non-linearities) stays float between them. The
+file keeps the float file's dgdehaze metadata and records `dgdehaze_quantization`. How these settings were chosen:
+training/MODEL_CARD_lite.md, "int8".
 """
 from __future__ import annotations
 
@@ -33,13 +34,12 @@ CALIBRATION_SIZE = (640, 480)
 """(width, height) of the calibration inputs of a file of free size: a common camera frame."""
 DEFAULT_OPERATORS = ("Conv",)
 """Quantised by default: the convolutions (patch embeddings, the depth network, the decoder). The attention's
-matrix products are left float: their inputs span a range that int8 resolves poorly (docs/BENCHMARKS.md)."""
+matrix products stay float: quantising them as well lost more on the validation rooms."""
 DEFAULT_PERCENTILE = 99.99
 FLOAT_WEIGHTS = ("stem.", "head.")
 """Operators whose weight's name contains one of these stay float: the stems, the first convolutions, which read
-the image itself (a symmetric int8 scale over [0, 1] keeps 128 levels, half the frame's, and cost the validation
-rooms about 0.25 dB), and the output heads (transmission, depth), whose outputs the pipeline divides by or takes
-the logarithm of."""
+the image itself (a symmetric int8 scale over [0, 1] keeps 128 levels, half of an 8-bit frame's), and the output
+heads (transmission, depth), whose outputs the pipeline divides by or takes the logarithm of."""
 
 
 def _input_of(model: onnx.ModelProto) -> tuple[str, tuple[int, int] | None, int]:
