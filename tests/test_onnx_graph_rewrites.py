@@ -76,3 +76,44 @@ def test_softplus_becomes_its_overflow_free_form_and_the_threshold_goes() -> Non
         assert np.isfinite(after).all()
         np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
     assert rewrite_for_runtimes(rewritten) == 0, "idempotent"
+
+
+def gelu_graph(shared_half: bool = False) -> onnx.ModelProto:
+    """torch's exact GELU as the export writes it, x * (0.5 * (1 + erf(x / sqrt 2))); with `shared_half` the
+    0.5 * (...) product is also an output, so that reordering it would change what the graph gives."""
+    inits = [numpy_helper.from_array(np.array(np.sqrt(2.0), np.float32), "root2"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    nodes = [helper.make_node("Div", ["x", "root2"], ["scaled"]),
+             helper.make_node("Erf", ["scaled"], ["erf"]),
+             helper.make_node("Add", ["erf", "one"], ["sum"]),
+             helper.make_node("Mul", ["half", "sum"], ["halved"]),
+             helper.make_node("Mul", ["x", "halved"], ["gelu"])]
+    value = helper.make_tensor_value_info
+    outputs = [value("gelu", TensorProto.FLOAT, [1, "n", 48])]
+    if shared_half:
+        outputs.append(value("halved", TensorProto.FLOAT, [1, "n", 48]))
+    graph = helper.make_graph(nodes, "gelu", [value("x", TensorProto.FLOAT, [1, "n", 48])], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def optimized_ops(proto: onnx.ModelProto, folder) -> set[str]:
+    """The op types of `proto` after ONNX Runtime's CPU graph optimisations."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return {node.op_type for node in onnx.load(str(folder / "optimized.onnx")).graph.node}
+
+
+def test_the_exported_gelu_is_reordered_into_the_form_onnx_runtime_fuses(tmp_path) -> None:
+    assert "Erf" in optimized_ops(gelu_graph(), tmp_path), "as exported, ONNX Runtime leaves it unfused"
+    rewritten = gelu_graph()
+    assert rewrite_for_runtimes(rewritten) == 1
+    onnx.checker.check_model(rewritten)
+    assert optimized_ops(rewritten, tmp_path) == {"Gelu"}
+    x = np.linspace(-8.0, 8.0, 4800, dtype=np.float32).reshape(1, 100, 48)
+    np.testing.assert_allclose(run(rewritten, x)[0], run(gelu_graph(), x)[0], rtol=1e-6, atol=1e-7)
+    assert rewrite_for_runtimes(rewritten) == 0, "idempotent"
+    shared = gelu_graph(shared_half=True)
+    assert rewrite_for_runtimes(shared) == 0, "a product read elsewhere is left as it is"
