@@ -36,7 +36,8 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
     assert capsys.readouterr().out.strip() == str(out)
     assert input_dims(out) == [1, 3, 64, 96], "rounded up to the stride, fixed"
     metadata = {prop.key: prop.value for prop in onnx.load(str(out)).metadata_props}
-    assert metadata["dgdehaze_graph_rewrites"] == "v2: 3", "two heads kept planar, the depth head's softplus"
+    assert metadata["dgdehaze_graph_rewrites"] == "v3: 8", \
+        "two heads kept planar, the depth head's softplus, five GELUs (four MLPs and the airlight head)"
     backend = OnnxRuntimeBackend(out, threads=1)
     assert backend.config_name == "lite" and backend.outputs == PHYSICS_OUTPUTS
     frame = cv2.resize(cv2.imread(str(shared_data / "hazy-real" / "urhi" / "SFC_Google_197.png")), (96, 64))
