@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
-from dgdehaze_core.io.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageError, iter_video, read_image,
+from dgdehaze_core.io.images import (VIDEO_SUFFIXES, ImageError, images_under, iter_video, read_image,
                                      video_frame_count)
 from dgdehaze_core.training.recipe import ImageSource
 
@@ -45,7 +45,7 @@ def _video_frames(source: ImageSource, kind: str) -> list[TrainingImage]:
 def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
     if not source.path.is_dir():
         raise NotADirectoryError(f"{kind} images: {source.path} is not a folder or a video file")
-    paths = sorted(p for p in source.path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = images_under(source.path)
     if source.include:
         paths = [p for p in paths if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
     return [TrainingImage(path) for path in paths]

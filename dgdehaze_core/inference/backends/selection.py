@@ -193,13 +193,15 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
                                            cache_dir=cache_dir, outputs=outputs)
     if choice.name == "onnxruntime":
         from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
-        from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
 
-        trt_options = {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
-                       "trt_engine_cache_enable": True,
-                       "trt_engine_cache_path": str(Path(cache_dir or default_cache_dir()) / "onnxruntime-trt")}
-        providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name
-                     for name in choice.providers]
+        providers: list[str | tuple[str, dict[str, object]]] = list(choice.providers)
+        if "TensorrtExecutionProvider" in providers:  # only then is the file read for its int8 scales
+            from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
+
+            trt_options = {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
+                           "trt_engine_cache_enable": True,
+                           "trt_engine_cache_path": str(Path(cache_dir or default_cache_dir()) / "onnxruntime-trt")}
+            providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name for name in providers]
         return OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
     from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, TensorRTBackend, _onnx_stride
 

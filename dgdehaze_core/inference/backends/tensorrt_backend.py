@@ -205,10 +205,9 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
             if layer.type == trt.LayerType.NORMALIZATION:
                 layer.precision = trt.float32
                 layer.set_output_type(0, trt.float32)
-    if not strongly_typed and explicit:
+    if not strongly_typed and (explicit or precision == "int8"):
         config.set_flag(trt.BuilderFlag.INT8)
-    elif not strongly_typed and precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
+    if not strongly_typed and precision == "int8" and not explicit:
         images = _calibration_images(Path(calib_dir))  # type: ignore[arg-type]
         cache_file = engine_path.with_name(engine_path.name + ".calib")
         config.int8_calibrator = _make_calibrator(trt, images, profile.opt[2], profile.opt[3], cache_file)
