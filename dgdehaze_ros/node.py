@@ -267,6 +267,7 @@ class DehazeNode(LifecycleNode):
                 if self._schedule is not None:
                     self._schedule.interval = settings["detection_interval"]
                     self._schedule.detector.detection_input = settings["detection_input"]
+                    self._schedule.detector.contrast = settings["detection_contrast"]
                 if FOG_PARAMETERS & set(changes):
                     self._fog.restart(settings)
         if "threshold" in changes:
@@ -328,7 +329,8 @@ class DehazeNode(LifecycleNode):
     def _schedule_for(detector: Detector | None, settings: NodeSettings) -> DetectionSchedule | None:
         if detector is None:
             return None
-        return detection_schedule(detector, settings["detection_interval"], settings["detection_input"])
+        return detection_schedule(detector, settings["detection_interval"], settings["detection_input"],
+                                  settings["detection_contrast"])
 
     @staticmethod
     def _apply_detector_settings(detector: Detector, settings: NodeSettings) -> None:

@@ -112,6 +112,9 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("detection_input", "dehazed", "what the detector runs on: the dehazed frame, the raw frame, or "
                   "fused: both, their boxes merged by weighted box fusion (about twice the detector's time; never "
                   "misses what the raw frame shows)", choices=DETECTION_INPUTS),
+    ParameterSpec("detection_contrast", False, "equalise the local contrast (CLAHE on the lightness) of each frame "
+                  "the detector reads: in fog the detector finds more of the objects people see (docs/RESULTS.md); "
+                  "a few ms per detected frame"),
     ParameterSpec("tracker", "", "multi-object tracker that gives each detection an identity across frames in "
                   "Detection2D.id: bytetrack or botsort (Ultralytics'); empty: off", ("", *TRACKERS),
                   reloads="detector"),

@@ -22,7 +22,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
+from dgdehaze_core.detection.contrast import local_contrast  # noqa: E402
 from dgdehaze_core.detection.detector import Detector, default_detector_weights  # noqa: E402
+from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reason  # noqa: E402
 from dgdehaze_core.models import shipped_weights_path  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
@@ -277,6 +279,23 @@ def test_detection_input_runs_the_detector_on_the_raw_frame_or_on_both_fused(nod
     assert node.get_parameter("detection_input").value == "dehazed"
 
 
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_detection_contrast_makes_the_detector_read_equalised_frames(node: DehazeNode, probe: Probe,
+                                                                     shared_data: Path) -> None:
+    fog = read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
+    set_ok(node, detection_enabled=True)
+    try:
+        set_ok(node, detection_input="raw", detection_contrast=True)
+        out = send_and_wait(probe, bgr8_to_image(fog, "bgr8", stamped_header(75)), ("detections",))
+    finally:
+        set_ok(node, detection_input="dehazed", detection_contrast=False)
+    detector = Detector()
+    assert len(out["detections"].detections) == len(detector(local_contrast(fog))) != len(detector(fog))
+    refused = node.set_parameters([Parameter("detection_contrast", value="yes")])[0]
+    assert not refused.successful and node.get_parameter("detection_contrast").value is False
+
+
 def test_bad_input_is_logged_and_skipped_and_the_node_keeps_running(node: DehazeNode, probe: Probe) -> None:
     set_ok(node, detection_enabled=False)
 
@@ -443,7 +462,6 @@ def test_a_detector_file_that_would_run_code_is_refused_and_the_parameter_reads_
 def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_it_on_the_auto_backend(
         node: DehazeNode, probe: Probe, shared_data, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dgdehaze_core.inference.pipeline import load_pipeline
-    from dgdehaze_core.io.images import read_image
 
     frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))  # cold cache: lite is exported (~20 s)

@@ -65,13 +65,15 @@ record o-haze-work320x240 --dataset "$DATA/paired/o-haze" --measure quality --wo
 record urhi --dataset "$DATA/hazy-real/urhi" --measure detection,haze
 # real fog on the road: the DAWN photos of data/splits/dawn-fog.yaml's judge part only (the learn part is training
 # data, the validation part chose the recipe and the fusion rule); lite+hazy: the detector on the input and on lite's
-# output, the boxes fused (the node's detection_input: fused); how sure each comparison of lite and the fused
-# detection is: a paired bootstrap over the photos (docs/EVALUATION.md)
-COMPARE=(--bootstrap 2000 --group lite --group lite+hazy --baseline hazy --baseline dcp --baseline lite)
+# output, the boxes fused (the node's detection_input: fused); +clahe: the detector reads the frames with their
+# local contrast equalised (the node's detection_contrast; hazy+clahe is the contrast-only baseline); how sure each
+# comparison is: a paired bootstrap over the photos (docs/EVALUATION.md)
+COMPARE=(--bootstrap 2000 --group lite --group lite+hazy --group hazy+clahe --group lite+clahe --group lite+hazy+clahe
+         --baseline hazy --baseline dcp --baseline lite)
 if [ -f "$NO_DEPTH" ]; then
     COMPARE+=(--baseline lite-no-depth)
 fi
-METHODS="$METHODS,lite+hazy" record dawn-fog --dataset "$DATA/detection/dawn-fog" --measure detection,haze \
+METHODS="$METHODS,lite+hazy,hazy+clahe,lite+clahe,lite+hazy+clahe" record dawn-fog --dataset "$DATA/detection/dawn-fog" --measure detection,haze \
     --include @data/splits/dawn-fog.yaml:judge "${COMPARE[@]}"
 record o-haze-photos --dataset "$DATA/hazy-real/o-haze" --measure haze
 record kitti-tiny --dataset "$DATA/depth/kitti-tiny" --measure depth --include '*/image_02/*'

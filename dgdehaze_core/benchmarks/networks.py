@@ -255,14 +255,16 @@ def chain_detector(precision: str, imgsz: int, device: str) -> Detector:
 
 def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
                 dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,),
-                detectors: Sequence[str] = ("auto",), fused: bool = False) -> dict[str, Row]:
+                detectors: Sequence[str] = ("auto",), fused: bool = False,
+                contrast: bool = False) -> dict[str, Row]:
     """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (YOLOv8n at
     each precision in `detectors` and each of `imgszs`, see `chain_detector`) every frame and every Nth; with
     `fused`, also detection on the raw and the dehazed frame fused (`-fused` rows, the node's `detection_input:
-    fused`). With detection every N frames one timed step is N frames; latency figures are per frame averaged over
-    the step, `fps` is frames per second of throughput. Where the "file" precision is measured too, each
-    detection row gets `speedup_vs_file`: the file row's median latency at the same interval, size and input over
-    its own."""
+    fused`); with `contrast`, also each of those with the detector's frames contrast-equalised (`-clahe` rows, the
+    node's `detection_contrast`). With detection every N frames one timed step is N frames; latency figures are
+    per frame averaged over the step, `fps` is frames per second of throughput. Where the "file" precision is
+    measured too, each detection row gets `speedup_vs_file`: the file row's median latency at the same interval,
+    size and input over its own."""
     pipeline = pipeline_from_model(timed_network(config), backend=backend, device=device,
                                    threads=settings.threads)
     height, width = frame.shape[:2]
@@ -272,20 +274,22 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     dehaze_only = FrameChain(pipeline)
     dehaze = settings.measure(lambda: dehaze_only(frame))
     rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, "detect_every": 0.0, "imgsz": 0.0}
-    by_setting: dict[tuple[int, int, str], dict[str, Row]] = {}
+    by_setting: dict[tuple[int, int, str, bool], dict[str, Row]] = {}
     for kind, imgsz in [(kind, imgsz) for kind in detectors for imgsz in imgszs]:
         detector = chain_detector(kind, imgsz, device)
         suffix = ("" if kind == "auto" else f"-{kind}") + ("" if imgsz == 640 else f"-imgsz{imgsz}")
-        for interval, detection_input in [(i, d) for i in intervals for d in ("dehazed", "fused")[:1 + fused]]:
-            chain = FrameChain.build(pipeline, detector, interval, detection_input)
+        inputs = ("dehazed", "fused")[:1 + fused]
+        for interval, detection_input, equalised in [(i, d, c) for i in intervals for d in inputs
+                                                     for c in (False, True)[:1 + contrast]]:
+            chain = FrameChain.build(pipeline, detector, interval, detection_input, contrast=equalised)
             step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
             per_frame = {"latency_ms_median": step["latency_ms_median"] / interval,
                          "latency_ms_p95": step["latency_ms_p95"] / interval,
                          "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
-            fusion = "-fused" if detection_input == "fused" else ""
+            fusion = ("-fused" if detection_input == "fused" else "") + ("-clahe" if equalised else "")
             row = {**per_frame, "detect_every": float(interval), "imgsz": float(imgsz)}
             rows[f"chain/{label}/detect-every-{interval}{suffix}{fusion}@{size}"] = row
-            by_setting.setdefault((interval, imgsz, detection_input), {})[kind] = row
+            by_setting.setdefault((interval, imgsz, detection_input, equalised), {})[kind] = row
     for kinds in by_setting.values():
         if "file" in kinds:
             for kind, row in kinds.items():

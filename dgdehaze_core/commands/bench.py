@@ -7,6 +7,7 @@
     dgdehaze bench detector --imgsz 640,480,320     # shipped int8 vs dynamic int8 vs float, detections kept
     dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320 --chain-detector auto,file   # as the node
     dgdehaze bench chain --detect-every 1 --chain-fused             # what detection on raw + dehazed, fused, costs
+    dgdehaze bench chain --detect-every 1 --chain-contrast          # what the detector's contrast equaliser costs
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
     dgdehaze bench node --sizes 1280x720 --soak 600 # a 10-minute soak: memory, loss accounted on /diagnostics
 
@@ -78,6 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chain-fused", action="store_true",
                         help="chain: also detect on the raw and the dehazed frame and fuse the boxes (the node's "
                              "detection_input: fused), rows ending -fused")
+    parser.add_argument("--chain-contrast", action="store_true",
+                        help="chain: also each detection row with the detector's frames contrast-equalised (the "
+                             "node's detection_contrast), rows ending -clahe")
     parser.add_argument("--node-model", default="lite", help="node: the node's `model` parameter")
     parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second")
     parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row")
@@ -155,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         size = sizes[0]
         table.update(nb.bench_chain(args.chain_model, args.chain_backend, args.device, args.detect_every,
                                     frames[size], dcp_rows.get(f"dcp@{size[0]}x{size[1]}"), settings,
-                                    args.chain_imgsz, args.chain_detector.split(","), args.chain_fused))
+                                    args.chain_imgsz, args.chain_detector.split(","), args.chain_fused,
+                                    args.chain_contrast))
     if "node" in targets:
         run_node_benchmark = ros_mode(NODE_BENCHMARK)
         for width, height in sizes:

@@ -110,7 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated SOURCE or NAME=SOURCE: hazy (the input), clear and clear-jpeg90 "
                              "(the clear image and its JPEG copy; detection only), dcp, lite, base or a weights "
                              "file; SOURCE+hazy (detection only): detect on the input and on SOURCE's output and "
-                             "fuse the boxes (default: hazy, dcp and every shipped model)")
+                             "fuse the boxes; METHOD+clahe (detection only): the detector reads METHOD's frames "
+                             "with their local contrast equalised (default: hazy, dcp and every shipped model)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
     parser.add_argument("--working-size", type=parse_size, default=None, metavar="WxH",
@@ -276,7 +277,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     label = f"{measure} {dataset.name}" + (f" {','.join(subset)}" if subset else "")
     where = dataset.path
     if measure != "detection":
-        methods = [method for method in methods if not method.spec.fuse_input]
+        methods = [method for method in methods if not method.spec.detection_only]
 
     def chosen(items: list[T], name: Callable[[T], str], folder: Path = where) -> list[T]:
         return select(items, name, folder, args, subset)

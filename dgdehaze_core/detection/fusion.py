@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 
 FUSION_SCORES = ("max", "avg", "box_and_model_avg")
@@ -75,13 +76,15 @@ def fuse_detections(sets: Sequence[Sequence[Detection]], size: tuple[int, int],
 
 class FrameDetector:
     """The detector as the node applies it to a frame: on the dehazed frame, the raw one, or both fused
-    (`detection_input`, one of DETECTION_INPUTS). Call with (dehazed, raw), both uint8 BGR of one size."""
+    (`detection_input`, one of DETECTION_INPUTS), each with its local contrast equalised first when `contrast`
+    (`detection.contrast`). Call with (dehazed, raw), both uint8 BGR of one size."""
 
     def __init__(self, detector: Callable[[np.ndarray], list[Detection]], detection_input: str = "dehazed",
-                 fusion: FusionSettings = FusionSettings()) -> None:
+                 fusion: FusionSettings = FusionSettings(), contrast: bool = False) -> None:
         self.detector = detector
         self.detection_input = detection_input
         self.fusion = fusion
+        self.contrast = contrast
 
     @property
     def detection_input(self) -> str:
@@ -93,10 +96,13 @@ class FrameDetector:
             raise ValueError(f"detection_input must be one of {', '.join(DETECTION_INPUTS)}, got {value!r}")
         self._detection_input = value
 
+    def _detect(self, frame: np.ndarray) -> list[Detection]:
+        return self.detector(local_contrast(frame) if self.contrast else frame)
+
     def __call__(self, dehazed: np.ndarray, raw: np.ndarray) -> list[Detection]:
         if self._detection_input == "dehazed":
-            return self.detector(dehazed)
+            return self._detect(dehazed)
         if self._detection_input == "raw":
-            return self.detector(raw)
-        return fuse_detections([self.detector(raw), self.detector(dehazed)], (raw.shape[1], raw.shape[0]),
+            return self._detect(raw)
+        return fuse_detections([self._detect(raw), self._detect(dehazed)], (raw.shape[1], raw.shape[0]),
                                self.fusion)

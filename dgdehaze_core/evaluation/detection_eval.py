@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence, TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
+from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import fuse_detections
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
@@ -205,36 +206,43 @@ def known_references(images: Sequence[LabelledImage], classes: Collection[str]) 
                                             for box in item.boxes)) for item in images]
 
 
-def _detect_each_frame_once(detect: DetectFn) -> DetectFn:
-    """`detect` remembering its result per frame object, for one image's methods: `hazy` and `SOURCE+hazy` both
-    detect on the input, `SOURCE` and `SOURCE+hazy` on the same cached output. Use one per image (frames are
-    told apart by identity, so they must stay alive meanwhile)."""
-    seen: dict[int, tuple[np.ndarray, list[Detection]]] = {}
+T = TypeVar("T")
 
-    def detect_once(frame: np.ndarray) -> list[Detection]:
+
+def _each_frame_once(apply: Callable[[np.ndarray], T]) -> Callable[[np.ndarray], T]:
+    """`apply` remembering its result per frame object, for one image's methods: `hazy` and `SOURCE+hazy` both
+    detect on the input, `SOURCE` and `SOURCE+hazy` on the same cached output, and the `+clahe` methods equalise
+    each of those frames once. Use one per image (frames are told apart by identity, so they must stay alive
+    meanwhile)."""
+    seen: dict[int, tuple[np.ndarray, T]] = {}
+
+    def apply_once(frame: np.ndarray) -> T:
         if id(frame) not in seen:
-            seen[id(frame)] = (frame, detect(frame))
+            seen[id(frame)] = (frame, apply(frame))
         return seen[id(frame)][1]
 
-    return detect_once
+    return apply_once
 
 
-def method_detections(method: Method, hazy: np.ndarray, detect: DetectFn) -> list[Detection]:
+def method_detections(method: Method, hazy: np.ndarray, detect: DetectFn,
+                      equalise: Callable[[np.ndarray], np.ndarray] = local_contrast) -> list[Detection]:
     """The detector on the method's output of `hazy`; for a `SOURCE+hazy` method, on the input and the output,
-    the two sets fused."""
-    output = method.dehaze(hazy).image
-    if not method.spec.fuse_input:
-        return detect(output)
-    return fuse_detections([detect(hazy), detect(output)], (hazy.shape[1], hazy.shape[0]))
+    the two sets fused; for a `+clahe` method, on those frames after `equalise` (their local contrast)."""
+    frames = [hazy, method.dehaze(hazy).image] if method.spec.fuse_input else [method.dehaze(hazy).image]
+    if method.spec.contrast:
+        frames = [equalise(frame) for frame in frames]
+    if len(frames) == 1:
+        return detect(frames[0])
+    return fuse_detections([detect(frame) for frame in frames], (hazy.shape[1], hazy.shape[0]))
 
 
 def _predictions(method: Method, hazy: np.ndarray, clear: np.ndarray, clear_detections: list[Detection],
-                 detect: DetectFn) -> list[Detection]:
+                 detect: DetectFn, equalise: Callable[[np.ndarray], np.ndarray]) -> list[Detection]:
     if method.spec.source == CLEAR:
         return clear_detections
     if method.spec.source == CLEAR_JPEG:
         return detect(jpeg_copy(clear))
-    return method_detections(method, hazy, detect)
+    return method_detections(method, hazy, detect, equalise)
 
 
 def match_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: DetectFn, conf: float = CONFIDENCE,
@@ -245,12 +253,12 @@ def match_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: Det
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in methods}
     for pair in tqdm(pairs, desc=label, unit="pair"):
         hazy, clear = load_pair(pair)
-        detect_once = _detect_each_frame_once(detect)
+        detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
         clear_detections = detect_once(clear)
         references = references_from_detections(clear_detections, conf)
         for method in methods:
             matches[method.name].append(match_image(references, _predictions(method, hazy, clear, clear_detections,
-                                                                              detect_once)))
+                                                                              detect_once, equalise_once)))
     return matches
 
 
@@ -270,9 +278,10 @@ def match_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], d
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in usable}
     for item in tqdm(images, desc=label, unit="image"):
         hazy = read_image(item.image)
-        detect_once = _detect_each_frame_once(detect)
+        detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
         for method in usable:
-            matches[method.name].append(match_image(item.boxes, method_detections(method, hazy, detect_once)))
+            matches[method.name].append(match_image(item.boxes, method_detections(method, hazy, detect_once,
+                                                                                  equalise_once)))
     return matches
 
 

@@ -10,7 +10,10 @@ need no pipeline:
   copy of the clear image already moves the detector, the protocol's own noise.
 NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a path's
 file stem). `SOURCE+hazy` (detection only) runs the detector on the input and on SOURCE's output and fuses the two
-sets of boxes (`detection.fusion`), as the node's `detection_input: fused`; it shares SOURCE's pipeline.
+sets of boxes (`detection.fusion`), as the node's `detection_input: fused`; it shares SOURCE's pipeline. A `+clahe`
+after any of these but the clear references (`hazy+clahe`, `lite+clahe`, `lite+hazy+clahe`; detection only) makes
+the detector read the method's frames with their local contrast equalised (`detection.contrast`), as the node's
+`detection_contrast`.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ JPEG_QUALITY = 90
 CLEAR_SOURCES = (CLEAR, CLEAR_JPEG)
 REFERENCE_SOURCES = (HAZY, *CLEAR_SOURCES)
 FUSE_SUFFIX = "+hazy"
+CONTRAST_SUFFIX = "+clahe"
 CACHED_FRAMES = 64
 """Results a method keeps (by frame content), so measures run together over one set dehaze each image once."""
 
@@ -49,6 +53,13 @@ class MethodSpec:
     source: str
     fuse_input: bool = False
     """Detection only: detect on the input and on the output, and fuse the boxes."""
+    contrast: bool = False
+    """Detection only: the detector reads the frames with their local contrast equalised."""
+
+    @property
+    def detection_only(self) -> bool:
+        """True where the spec says how the detector reads frames, which only the detection measure uses."""
+        return self.fuse_input or self.contrast
 
     @property
     def is_reference(self) -> bool:
@@ -123,19 +134,24 @@ def parse_methods(text: str) -> list[MethodSpec]:
             continue
         name, equals, source = (part.strip() for part in item.partition("="))
         source = source if equals else name
+        contrast = source.endswith(CONTRAST_SUFFIX)
+        source = source.removesuffix(CONTRAST_SUFFIX)
         fuse_input = source.endswith(FUSE_SUFFIX)
-        if fuse_input:
-            source = source[:-len(FUSE_SUFFIX)]
+        source = source.removesuffix(FUSE_SUFFIX)
         if not equals:
-            name = (Path(source).stem if "/" in source else source) + (FUSE_SUFFIX if fuse_input else "")
-        if fuse_input:
-            if source in REFERENCE_SOURCES:
-                raise ValueError(f"method {item!r}: only a dehazer's output is fused with the input, not {source}")
+            name = ((Path(source).stem if "/" in source else source) + (FUSE_SUFFIX if fuse_input else "")
+                    + (CONTRAST_SUFFIX if contrast else ""))
+        if fuse_input and source in REFERENCE_SOURCES:
+            raise ValueError(f"method {item!r}: only a dehazer's output is fused with the input, not {source}")
+        if contrast and source in CLEAR_SOURCES:
+            raise ValueError(f"method {item!r}: {source} is the clear image's own reference; {CONTRAST_SUFFIX} "
+                             "applies to the input and to dehazers")
         if not name or not source:
-            raise ValueError(f"method {item!r}: write SOURCE, SOURCE{FUSE_SUFFIX} or NAME=SOURCE")
+            raise ValueError(f"method {item!r}: write SOURCE, SOURCE{FUSE_SUFFIX}, SOURCE{CONTRAST_SUFFIX} or "
+                             "NAME=SOURCE")
         if "/" in name:
             raise ValueError(f"method name {name!r} may not contain '/': it separates datasets in the table")
-        specs.append(MethodSpec(name, source, fuse_input))
+        specs.append(MethodSpec(name, source, fuse_input, contrast))
     if not specs:
         raise ValueError(f"no method given in {text!r}; e.g. --method hazy,dcp,lite")
     counts = Counter(spec.name for spec in specs)

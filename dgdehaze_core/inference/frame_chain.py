@@ -71,10 +71,12 @@ class FrameOutput:
 NO_DETECTIONS = FrameDetections([], False, 0, [], 0.0)
 
 
-def detection_schedule(detector: Detector, interval: int = 1, detection_input: str = "dehazed") -> DetectionSchedule:
-    """The detector as a chain runs it: every `interval`-th frame, on `detection_input` (see `detection.fusion`).
-    A caller that swaps its pipeline keeps the schedule, so the count of frames goes on."""
-    return DetectionSchedule(FrameDetector(detector, detection_input), interval)
+def detection_schedule(detector: Detector, interval: int = 1, detection_input: str = "dehazed",
+                       contrast: bool = False) -> DetectionSchedule:
+    """The detector as a chain runs it: every `interval`-th frame, on `detection_input`, with the local contrast
+    equalised first when `contrast` (see `detection.fusion.FrameDetector`). A caller that swaps its pipeline keeps
+    the schedule, so the count of frames goes on."""
+    return DetectionSchedule(FrameDetector(detector, detection_input, contrast=contrast), interval)
 
 
 class FrameChain:
@@ -89,11 +91,12 @@ class FrameChain:
 
     @classmethod
     def build(cls, pipeline: DehazePipeline, detector: Detector | None = None, interval: int = 1,
-              detection_input: str = "dehazed", fog: VisibilityEstimator | None = None) -> FrameChain:
-        """A chain that detects every `interval`-th frame on `detection_input` (see `detection_schedule`) and, with
-        `fog`, measures the fog."""
-        return cls(pipeline, None if detector is None else detection_schedule(detector, interval, detection_input),
-                   fog)
+              detection_input: str = "dehazed", fog: VisibilityEstimator | None = None,
+              contrast: bool = False) -> FrameChain:
+        """A chain that detects every `interval`-th frame on `detection_input`, `contrast` as in
+        `detection_schedule`, and, with `fog`, measures the fog."""
+        schedule = None if detector is None else detection_schedule(detector, interval, detection_input, contrast)
+        return cls(pipeline, schedule, fog)
 
     def dehaze(self, frame: np.ndarray) -> DehazedFrame:
         begin = time.perf_counter()
