@@ -109,7 +109,10 @@ class Probe(Node):
         return condition()
 
     def wait_for_subscribers(self, timeout: float = 10.0) -> bool:
-        return self.wait_for(lambda: self.image_pub.get_subscription_count() > 0, timeout)
+        """Until the node subscribes to the image and to camera_info: a camera_info sent before its subscription
+        matched is lost, and the frame after it would have no intrinsics."""
+        return self.wait_for(lambda: self.image_pub.get_subscription_count() > 0
+                             and self.info_pub.get_subscription_count() > 0, timeout)
 
     def publish(self, msg: Image, info: CameraInfo | None = None) -> None:
         if info is not None:
