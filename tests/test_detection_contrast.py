@@ -60,6 +60,13 @@ def test_anything_but_a_uint8_bgr_frame_is_refused(frame) -> None:
         local_contrast(frame)
 
 
+def test_a_clip_limit_that_is_not_positive_is_refused(fog: np.ndarray) -> None:
+    assert tile_contrast(local_contrast(fog, 4.0)) > tile_contrast(local_contrast(fog, 1.0))
+    for clip in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="clip limit must be positive"):
+            local_contrast(fog, clip)
+
+
 def test_the_node_detector_reads_the_equalised_frames_when_asked(fog: np.ndarray, detector: Detector) -> None:
     dehazed = cv2.GaussianBlur(fog, (3, 3), 0)
     size = (fog.shape[1], fog.shape[0])

@@ -8,7 +8,8 @@ CIELAB is equalised: colours keep their hue, which the detector's classes depend
 It is an option for the frames the detector reads (`FrameDetector(contrast=True)`, the node's
 `detection_contrast`, `eval`'s `SOURCE+clahe` methods), not a dehazer: it estimates no haze, transmission or depth.
 The settings are OpenCV's customary ones (clip limit 2 in units of the tile's mean histogram height, 8 x 8 tiles),
-kept after clip limits 1, 2 and 4 were compared on the DAWN photos outside the judging part (docs/RESULTS.md).
+kept after clip limits 1, 2 and 4 were compared on the DAWN photos outside the judging part
+(`tools/choose_contrast_clip.py`, docs/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -25,18 +26,21 @@ TILES = (8, 8)
 _local = threading.local()
 
 
-def _equaliser() -> cv2.CLAHE:
-    """One CLAHE object per thread (OpenCV's keeps per-call state)."""
-    equaliser = getattr(_local, "equaliser", None)
-    if equaliser is None:
-        equaliser = _local.equaliser = cv2.createCLAHE(clipLimit=CLIP_LIMIT, tileGridSize=TILES)
-    return equaliser
+def _equaliser(clip_limit: float) -> cv2.CLAHE:
+    """One CLAHE object per thread and clip limit (OpenCV's keeps per-call state)."""
+    equalisers = _local.__dict__.setdefault("equalisers", {})
+    if clip_limit not in equalisers:
+        equalisers[clip_limit] = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=TILES)
+    return equalisers[clip_limit]
 
 
-def local_contrast(frame: np.ndarray) -> np.ndarray:
-    """A new uint8 BGR frame: `frame` (uint8 BGR, H x W x 3) with its CIELAB lightness equalised per tile.
+def local_contrast(frame: np.ndarray, clip_limit: float = CLIP_LIMIT) -> np.ndarray:
+    """A new uint8 BGR frame: `frame` (uint8 BGR, H x W x 3) with its CIELAB lightness equalised per tile, each
+    tile's gain limited by `clip_limit` (> 0).
 
-    ImageError for anything but a non-empty uint8 three-channel frame."""
+    ImageError for anything but a non-empty uint8 three-channel frame; ValueError for a clip limit <= 0."""
+    if not clip_limit > 0:
+        raise ValueError(f"the clip limit must be positive, got {clip_limit}")
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         shape = getattr(frame, "shape", None)
         raise ImageError(f"local contrast takes a uint8 BGR frame (H, W, 3), got {getattr(frame, 'dtype', None)} "
@@ -44,5 +48,5 @@ def local_contrast(frame: np.ndarray) -> np.ndarray:
     if frame.size == 0:
         raise ImageError(f"local contrast of an empty frame ({frame.shape[1]}x{frame.shape[0]})")
     lab = cv2.cvtColor(frame, cv2.COLOR_BGR2LAB)
-    lab[:, :, 0] = _equaliser().apply(np.ascontiguousarray(lab[:, :, 0]))
+    lab[:, :, 0] = _equaliser(clip_limit).apply(np.ascontiguousarray(lab[:, :, 0]))
     return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)

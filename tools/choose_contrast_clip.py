@@ -1,0 +1,58 @@
+"""Choose the clip limit of the detector's contrast equaliser (`detection.contrast`) on DAWN photos outside the
+judging part: mAP50 and F1 against human boxes of the detector on the raw frame and on the dehazed frame (`lite` or
+a weights file), each as it is and equalised at each clip limit. The judging photos are never read.
+
+    .venv/bin/python tools/choose_contrast_clip.py [WEIGHTS] [--split @FILE:PART ...] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dgdehaze_core.datasets.splits import expand_patterns
+from dgdehaze_core.detection.contrast import local_contrast
+from dgdehaze_core.detection.detector import Detector
+from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, known_references, match_image, score_matches
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.evaluation.voc_boxes import labelled_images
+from dgdehaze_core.io.images import read_image
+from dgdehaze_core.io.tables import emit, write_json
+
+CLIP_LIMITS = (1.0, 2.0, 4.0)
+OUTSIDE_THE_JUDGING_PART = ("@data/splits/dawn-fog.yaml:learn", "@data/splits/dawn-fog.yaml:validation")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights", nargs="?", default="lite")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/detection/dawn-fog"))
+    parser.add_argument("--split", action="append", default=None,
+                        help="split parts to read (repeatable; default: learn and validation)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    parts = args.split or list(OUTSIDE_THE_JUDGING_PART)
+    if any(part.endswith(":judge") for part in parts):
+        parser.error("the judging photos do not choose settings")
+    names = set(expand_patterns(parts))
+    detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
+    images = known_references([i for i in labelled_images(args.data) if i.image.name in names],
+                               detector.names.values())
+    method = load_method(MethodSpec("dehazed", args.weights))
+    matches: dict[str, list] = {}
+    for item in tqdm(images, desc="clip limits", unit="image"):
+        hazy = read_image(item.image)
+        for source, frame in (("hazy", hazy), ("dehazed", method.dehaze(hazy).image)):
+            matches.setdefault(source, []).append(match_image(item.boxes, detector(frame)))
+            for clip in CLIP_LIMITS:
+                matches.setdefault(f"{source}+clahe{clip:g}", []).append(
+                    match_image(item.boxes, detector(local_contrast(frame, clip))))
+    rows = {name: score_matches(rows) for name, rows in matches.items()}
+    emit(rows, f"Contrast clip limits on {', '.join(parts)} ({len(images)} photos, weights {args.weights})")
+    if args.json:
+        write_json(args.json, rows)
+
+
+if __name__ == "__main__":
+    main()
