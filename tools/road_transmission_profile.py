@@ -1,0 +1,79 @@
+"""How each method's transmission over the road follows distance: the measurement #19's visibility rests on.
+
+On a KITTI set (true LiDAR depth), fog is synthesized at each visibility as `eval --measure visibility` does it, and
+for each band of flat-road distance (the camera's mounting and intrinsics, `physics.visibility.ground_range`) inside
+the road region the tool prints the median over the frames of each band's median optical depth -ln t: the truth
+(beta times the LiDAR distance along the ray) and each method's. `flat_road_ratio` is the LiDAR distance over the
+flat-road distance: 1 where the band is road, below 1 where vehicles stand on it. Under uniform fog the truth grows
+with distance and a method that measures fog follows it; a constant offset on clear frames is a method reading the
+road's own grey as haze.
+
+    .venv/bin/python tools/road_transmission_profile.py ../shared/data/depth/kitti-seq --every 4 [--json FILE]
+
+Use it on the drives where choices are made (kitti-seq), not on kitti-tiny, which judges.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dgdehaze_core.evaluation.depth_datasets import load_kitti
+from dgdehaze_core.evaluation.depth_eval import dense_depth
+from dgdehaze_core.evaluation.methods import load_methods, parse_methods
+from dgdehaze_core.evaluation.visibility_eval import (KITTI_CAMERA_HEIGHT, KITTI_PITCH, SKY_DISTANCE, VISIBILITIES,
+                                                      kitti_intrinsics, synthesize_fog)
+from dgdehaze_core.io.tables import emit
+from dgdehaze_core.physics.visibility import KOSCHMIEDER, Mounting, ground_range, ray_norms, road_mask
+
+BANDS = (5.0, 8.0, 11.0, 15.0, 20.0, 25.0, 30.0)
+"""Edges (m) of the flat-road distance bands: the estimator reads road up to 30 m (Mounting.road_max_distance)."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--method", default="dcp,lite")
+    parser.add_argument("--every", type=int, default=1, help="use every Nth frame")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.every < 1:
+        parser.error("--every must be at least 1")
+    depth_set = load_kitti(args.dataset)
+    methods = [m for m in load_methods(parse_methods(args.method)) if m.gives_depth]
+    mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
+    conditions = {"clear": math.inf, **VISIBILITIES}
+    values: dict[str, list[list[float]]] = {}
+    samples = depth_set.samples[::args.every]
+    for sample in tqdm(samples, desc="road profile", unit="frame"):
+        intrinsics = kitti_intrinsics(args.dataset, sample.name)
+        norms = ray_norms(sample.depth.shape, intrinsics)
+        along_ray = sample.depth * norms
+        distance = ground_range(sample.depth.shape, intrinsics, mounting)
+        road = road_mask(distance.shape, mounting.road_region) & np.isfinite(distance)
+        bands = [road & (distance >= low) & (distance < high) for low, high in zip(BANDS[:-1], BANDS[1:])]
+        lidar = [band & np.isfinite(along_ray) for band in bands]
+        values.setdefault("flat_road_ratio", []).append(
+            [float(np.median(along_ray[b] / distance[b])) if b.any() else math.nan for b in lidar])
+        dense = dense_depth(sample.depth, SKY_DISTANCE, depth_set.sparse)
+        for condition, visibility in conditions.items():
+            beta = KOSCHMIEDER / visibility
+            values.setdefault(f"truth@{condition}", []).append(
+                [float(np.median(beta * along_ray[b])) if b.any() else math.nan for b in lidar])
+            hazy = sample.image if condition == "clear" else synthesize_fog(sample, dense, norms, visibility)
+            for method in methods:
+                optical = -np.log(np.clip(method.dehaze(hazy).transmission, 1e-6, 1.0))
+                values.setdefault(f"{method.name}@{condition}", []).append(
+                    [float(np.median(optical[b])) if b.any() else math.nan for b in bands])
+    table = {name: {f"{low:g}-{high:g} m": float(np.nanmedian([frame[i] for frame in rows]))
+                    for i, (low, high) in enumerate(zip(BANDS[:-1], BANDS[1:]))}
+             for name, rows in values.items()}
+    emit(table, f"Median optical depth -ln t over the road by flat-road distance ({args.dataset.name}, "
+                f"{len(samples)} frames)", args.json)
+
+
+if __name__ == "__main__":
+    main()
