@@ -312,6 +312,33 @@ def _ablation_targets(results_dir: Path) -> list[list[str]]:
     return lines
 
 
+CONTRAST_BASELINE = f"{HAZY}+clahe"
+"""The raw frame with its local contrast equalised, no dehazing: what a dehazer's detection gain must exceed."""
+
+
+def _contrast_baseline_checks(results_dir: Path) -> list[list[str]]:
+    """Does lite give the detector more than a local contrast stretch of the raw frame, on the DAWN judging photos
+    (with the bootstrap interval of `hazy+clahe vs lite` where recorded, turned round)?"""
+    label = "DAWN fog, judging photos"
+    rows = _rows(results_dir, "dawn-fog", "detection", None)
+    lines = []
+    for column, what in (("map50", "mAP50"), ("f1", "F1")):
+        check = f"dehazing beats a contrast stretch: {what}"
+        if rows is None or MODEL not in rows or CONTRAST_BASELINE not in rows:
+            lines.append([check, label, "not measured", "—"])
+            continue
+        model, stretch = rows[MODEL][column], rows[CONTRAST_BASELINE][column]
+        figures = f"lite {model:.3f}, {CONTRAST_BASELINE} {stretch:.3f} ({model - stretch:+.3f})"
+        verdict = "ahead" if model - stretch > TIE else "**behind**" if model - stretch < -TIE else "**level**"
+        interval = _comparison(results_dir, "dawn-fog", None, f"{CONTRAST_BASELINE} vs {MODEL}", column)
+        if interval is not None:
+            low, high = -interval[1], -interval[0]
+            figures += f", 95 % interval {low:+.3f} to {high:+.3f}"
+            verdict = "ahead" if low > 0 else "**behind**" if high < 0 else "**not settled**"
+        lines.append([check, label, figures, verdict])
+    return lines
+
+
 def _comparison(results_dir: Path, name: str, set_name: str | None, key: str,
                 column: str) -> tuple[float, float] | None:
     """The bootstrap interval (low, high) of `column`'s difference in comparison row `key`, if recorded."""
@@ -407,7 +434,7 @@ def _int8_targets(results_dir: Path) -> list[list[str]]:
 
 def targets_markdown(results_dir: Path) -> str:
     lines = [*_quality_targets(results_dir), *_detection_targets(results_dir), *_real_fog_targets(results_dir),
-             *_int8_targets(results_dir), *_ablation_targets(results_dir)]
+             *_int8_targets(results_dir), *_contrast_baseline_checks(results_dir), *_ablation_targets(results_dir)]
     header = "| target | set | measured | verdict |\n|---|---|---|---|"
     table = header + "\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines)
     return f"{table}\n\n{ablation_recipe_note(results_dir)}"
