@@ -20,6 +20,22 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def detector():
+    """The shipped detector as the node runs it, loaded once (read-only: tests do not change its settings)."""
+    from dgdehaze_core.detection.detector import Detector
+
+    return Detector()
+
+
+@pytest.fixture(scope="session")
+def foggy_road(shared_data: Path) -> np.ndarray:
+    """A real DAWN fog photo of a road with cars the detector finds (uint8 BGR; tests must not write to it)."""
+    from dgdehaze_core.io.images import read_image
+
+    return read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
+
+
+@pytest.fixture(scope="session")
 def middlebury_scene(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
     """Middlebury 2003 'cones' left view (uint8 BGR) and its dense true depth in metres (NaN unknown).
 

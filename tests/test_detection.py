@@ -11,11 +11,6 @@ from dgdehaze_core.detection.detector import Detection, Detector, DetectorUnavai
 from dgdehaze_core.io.images import read_image
 
 
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector()
-
-
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

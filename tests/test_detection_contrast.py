@@ -17,16 +17,6 @@ from dgdehaze_core.evaluation.voc_boxes import labelled_images
 from dgdehaze_core.io.images import ImageError, read_image
 
 
-@pytest.fixture(scope="module")
-def fog(shared_data: Path) -> np.ndarray:
-    return read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
-
-
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector()
-
-
 def tile_contrast(frame: np.ndarray, tile: int = 32) -> float:
     """Mean over 32-pixel tiles of the lightness's standard deviation: the local contrast fog takes away."""
     lightness = cv2.cvtColor(frame, cv2.COLOR_BGR2LAB)[:, :, 0].astype(np.float64)
@@ -39,11 +29,11 @@ def boxes(detections: list) -> list[tuple]:
     return [(d.class_id, tuple(round(v, 3) for v in d.box)) for d in detections]
 
 
-def test_a_fog_photo_gains_local_contrast_and_keeps_its_colours(fog: np.ndarray) -> None:
-    out = local_contrast(fog)
-    assert out.shape == fog.shape and out.dtype == np.uint8 and out is not fog
-    assert tile_contrast(out) > 1.3 * tile_contrast(fog)
-    before, after = (cv2.cvtColor(f, cv2.COLOR_BGR2LAB)[:, :, 1:].astype(int) for f in (fog, out))
+def test_a_fog_photo_gains_local_contrast_and_keeps_its_colours(foggy_road: np.ndarray) -> None:
+    out = local_contrast(foggy_road)
+    assert out.shape == foggy_road.shape and out.dtype == np.uint8 and out is not foggy_road
+    assert tile_contrast(out) > 1.3 * tile_contrast(foggy_road)
+    before, after = (cv2.cvtColor(f, cv2.COLOR_BGR2LAB)[:, :, 1:].astype(int) for f in (foggy_road, out))
     assert np.median(np.abs(after - before)) <= 1
 
 
@@ -60,24 +50,25 @@ def test_anything_but_a_uint8_bgr_frame_is_refused(frame) -> None:
         local_contrast(frame)
 
 
-def test_a_clip_limit_that_is_not_positive_is_refused(fog: np.ndarray) -> None:
-    assert tile_contrast(local_contrast(fog, 4.0)) > tile_contrast(local_contrast(fog, 1.0))
+def test_a_clip_limit_that_is_not_positive_is_refused(foggy_road: np.ndarray) -> None:
+    assert tile_contrast(local_contrast(foggy_road, 4.0)) > tile_contrast(local_contrast(foggy_road, 1.0))
     for clip in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="clip limit must be positive"):
-            local_contrast(fog, clip)
+            local_contrast(foggy_road, clip)
 
 
-def test_the_node_detector_reads_the_equalised_frames_when_asked(fog: np.ndarray, detector: Detector) -> None:
-    dehazed = cv2.GaussianBlur(fog, (3, 3), 0)
-    size = (fog.shape[1], fog.shape[0])
+def test_the_node_detector_reads_the_equalised_frames_when_asked(foggy_road: np.ndarray, detector: Detector) -> None:
+    dehazed = cv2.GaussianBlur(foggy_road, (3, 3), 0)
+    size = (foggy_road.shape[1], foggy_road.shape[0])
     plain = FrameDetector(detector, "dehazed")
-    assert boxes(plain(dehazed, fog)) == boxes(detector(dehazed))
+    assert boxes(plain(dehazed, foggy_road)) == boxes(detector(dehazed))
     plain.contrast = True
-    assert boxes(plain(dehazed, fog)) == boxes(detector(local_contrast(dehazed)))
+    assert boxes(plain(dehazed, foggy_road)) == boxes(detector(local_contrast(dehazed)))
     fused = FrameDetector(detector, "fused", contrast=True)
-    expected = fuse_detections([detector(local_contrast(fog)), detector(local_contrast(dehazed))], size)
-    assert boxes(fused(dehazed, fog)) == boxes(expected)
-    assert boxes(detector(local_contrast(fog))) != boxes(detector(fog)), "equalising changes what is found in fog"
+    expected = fuse_detections([detector(local_contrast(foggy_road)), detector(local_contrast(dehazed))], size)
+    assert boxes(fused(dehazed, foggy_road)) == boxes(expected)
+    assert boxes(detector(local_contrast(foggy_road))) != boxes(detector(foggy_road)), \
+        "equalising changes what is found in fog"
 
 
 def test_clahe_method_names_parse_and_the_clear_references_take_none() -> None:
