@@ -51,8 +51,9 @@ record() {  # record NAME EVAL-ARGS...: docs/results/NAME.json and NAME.meta.jso
 
 # scattering: airlight and transmission against the model fitted to each pair (where a quality loss comes from),
 # in the same run as quality and detection so that each image is dehazed once; detection recovery's comparisons
-# of lite with the input and DCP get a paired bootstrap over the pairs (docs/EVALUATION.md)
-record sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality,scattering,detection \
+# of lite with the input and DCP get a paired bootstrap over the pairs (docs/EVALUATION.md); the +clahe rows: what
+# the detector's contrast equaliser (the node's detection_contrast) does to agreement with the clear image
+METHODS="$METHODS,hazy+clahe,lite+clahe" record sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality,scattering,detection \
     --subset 'held-out=143?_*,144?_*' --subset 'seen=140?_*,141?_*,142?_*' \
     --bootstrap 2000 --group lite --baseline hazy --baseline dcp
 record sots-outdoor --dataset "$DATA/paired/sots-outdoor" --measure quality,scattering,detection
