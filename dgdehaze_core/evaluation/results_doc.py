@@ -300,16 +300,24 @@ def _ablation_targets(results_dir: Path) -> list[list[str]]:
             lines.append([f"depth guidance helps: {what}", label, "not measured", "—"])
             continue
         with_depth, without = rows[model][column], rows[ablation][column]
-        gain = (with_depth - without) * (1 if higher else -1)
-        verdict = "helps" if gain > TIE else "**does not help**" if gain < -TIE else "**no difference**"
-        figures = f"lite {with_depth:.3f}, lite-no-depth {without:.3f} ({with_depth - without:+.3f})"
-        interval = _comparison(results_dir, name, set_name, f"{MODEL} vs {ABLATION}", column)
-        if interval is not None:
-            low, high = interval
-            figures += f", 95 % interval {low:+.3f} to {high:+.3f}"
-            verdict = "helps" if low > 0 else "**does not help**" if high < 0 else "**not settled**"
+        interval, verdict = _judged((with_depth - without) * (1 if higher else -1),
+                                    _comparison(results_dir, name, set_name, f"{MODEL} vs {ABLATION}", column),
+                                    "helps", "**does not help**", "**no difference**")
+        figures = f"lite {with_depth:.3f}, lite-no-depth {without:.3f} ({with_depth - without:+.3f}){interval}"
         lines.append([f"depth guidance helps: {what}", label, figures, verdict])
     return lines
+
+
+def _judged(gain: float, interval: tuple[float, float] | None, better: str, worse: str,
+            even: str) -> tuple[str, str]:
+    """(the text of the bootstrap interval, "" without one; the verdict) of a difference `gain` (positive: the
+    side judged is better): from the interval where recorded (`better` above zero, `worse` below, else not
+    settled), else from the difference itself (`even` within TIE)."""
+    if interval is None:
+        return "", better if gain > TIE else worse if gain < -TIE else even
+    low, high = interval
+    return (f", 95 % interval {low:+.3f} to {high:+.3f}",
+            better if low > 0 else worse if high < 0 else "**not settled**")
 
 
 CONTRAST_BASELINE = f"{HAZY}+clahe"
@@ -328,13 +336,10 @@ def _contrast_baseline_checks(results_dir: Path) -> list[list[str]]:
             lines.append([check, label, "not measured", "—"])
             continue
         model, stretch = rows[MODEL][column], rows[CONTRAST_BASELINE][column]
-        figures = f"lite {model:.3f}, {CONTRAST_BASELINE} {stretch:.3f} ({model - stretch:+.3f})"
-        verdict = "ahead" if model - stretch > TIE else "**behind**" if model - stretch < -TIE else "**level**"
-        interval = _comparison(results_dir, "dawn-fog", None, f"{CONTRAST_BASELINE} vs {MODEL}", column)
-        if interval is not None:
-            low, high = -interval[1], -interval[0]
-            figures += f", 95 % interval {low:+.3f} to {high:+.3f}"
-            verdict = "ahead" if low > 0 else "**behind**" if high < 0 else "**not settled**"
+        recorded = _comparison(results_dir, "dawn-fog", None, f"{CONTRAST_BASELINE} vs {MODEL}", column)
+        interval, verdict = _judged(model - stretch, None if recorded is None else (-recorded[1], -recorded[0]),
+                                    "ahead", "**behind**", "**level**")
+        figures = f"lite {model:.3f}, {CONTRAST_BASELINE} {stretch:.3f} ({model - stretch:+.3f}){interval}"
         lines.append([check, label, figures, verdict])
     return lines
 
