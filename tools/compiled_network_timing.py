@@ -1,0 +1,109 @@
+"""Whether a compiler gets a network nearer the CPU's peak than ONNX Runtime does (#23), measured side by side.
+
+One run times the network alone (the physics path's outputs, as the node runs it) on a padded hazy test frame:
+ONNX Runtime on the node's cached export, torch eager, and torch.compile (Inductor, weights frozen into the graph)
+in fp32 and, where the CPU has AVX-512 BF16, in bf16 (weights and activations), in rounds that time every row in
+turn (a shared host's slow phase then falls on all of them). Each row has `network_ms_median` (over the rounds),
+`gmac_per_s` and `pct_of_peak` (against the faster of two fp32 matrix-product peaks measured before and after the
+rows, as `dgdehaze bench` does), compile seconds, and the largest difference of its transmission from torch eager
+fp32 (`max_abs_transmission`). Not a runtime the node offers: a measurement that says whether one would pay.
+
+    .venv/bin/python tools/compiled_network_timing.py [--config lite] [--size 640x480] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.benchmarks.networks import BenchSettings, peak_gmac_per_s, timed_network  # noqa: E402
+from dgdehaze_core.benchmarks.timing import hazy_test_frame, parse_size  # noqa: E402
+from dgdehaze_core.inference.backends import round_up_to_stride  # noqa: E402
+from dgdehaze_core.inference.pipeline import pipeline_from_model  # noqa: E402
+from dgdehaze_core.io.tables import emit  # noqa: E402
+from dgdehaze_core.models.complexity import count_macs  # noqa: E402
+
+Network = Callable[[torch.Tensor], torch.Tensor]
+
+
+def transmission_of(model: torch.nn.Module, dtype: torch.dtype) -> Network:
+    """The model's transmission for an fp32 batch, run in `dtype`."""
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return model(batch.to(dtype), with_clear=False)["transmission"].float()
+    return run
+
+
+def compiled(model: torch.nn.Module, dtype: torch.dtype, batch: torch.Tensor) -> tuple[Network, float]:
+    """torch.compile of a copy of `model` in `dtype` with frozen weights, and the seconds its first call took."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    network = torch.compile(transmission_of(timed_copy(model, dtype), dtype), dynamic=False)
+    begin = time.perf_counter()
+    with torch.inference_mode():
+        network(batch)
+    return network, time.perf_counter() - begin
+
+
+def timed_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    copy = timed_network(model.config_name)
+    return copy.to(dtype).eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="lite")
+    parser.add_argument("--size", type=parse_size, default=(640, 480))
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per row and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each timing every row in turn")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    settings = BenchSettings(repeats=args.repeats, max_seconds=20.0)
+    model = timed_network(args.config)
+    height, width = (round_up_to_stride(v, model.stride) for v in args.size[::-1])
+    frame = hazy_test_frame(width, height)
+    batch = torch.from_numpy(np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1))[None] / 255.0).float()
+    gmacs = count_macs(model, height, width, with_clear=False) / 1e9
+    runtime = pipeline_from_model(model, backend="onnxruntime", output="auto").runtime
+    numpy_batch = batch.numpy()
+    networks: dict[str, tuple[Network, float]] = {
+        "onnxruntime": (lambda b: torch.from_numpy(runtime.run(numpy_batch)["transmission"]), 0.0),
+        "torch": (transmission_of(model, torch.float32), 0.0),
+        "torch-compile": compiled(model, torch.float32, batch)}
+    if torch.cpu._is_avx512_bf16_supported():
+        networks["torch-compile-bf16"] = compiled(model, torch.bfloat16, batch)
+    with torch.inference_mode():
+        reference = networks["torch"][0](batch)
+    peak_before = peak_gmac_per_s(settings)
+    medians: dict[str, list[float]] = {name: [] for name in networks}
+    with torch.inference_mode():
+        for _ in tqdm(range(args.rounds), desc="rounds", unit="round"):
+            for name, (network, _) in networks.items():
+                medians[name].append(settings.measure(lambda: network(batch))["latency_ms_median"])
+    rows = {}
+    for name, (network, compile_seconds) in networks.items():
+        with torch.inference_mode():
+            difference = float((network(batch) - reference).abs().max())
+        network_ms = float(np.median(medians[name]))
+        rows[f"{args.config}/{name}@{width}x{height}"] = {
+            "network_ms_median": network_ms, "network_ms_rounds": " ".join(f"{v:.1f}" for v in medians[name]),
+            "gmacs": gmacs, "gmac_per_s": gmacs / (network_ms / 1000.0), "compile_s": compile_seconds,
+            "max_abs_transmission": difference}
+    peak = max(peak_before, peak_gmac_per_s(settings))
+    for row in rows.values():
+        row["pct_of_peak"] = 100.0 * row["gmac_per_s"] / peak
+    rows["cpu-peak/torch-matmul"] = {"gmac_per_s": peak}
+    emit(rows, f"{args.config}'s network at {width}x{height}: ONNX Runtime, torch eager, torch.compile "
+               f"({torch.get_num_threads()} threads)", args.json)
+
+
+if __name__ == "__main__":
+    main()
