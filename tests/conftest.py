@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent) and scenes from it."""
+"""Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent), scenes from it,
+the shipped detector, and a ROS session per test module."""
 from __future__ import annotations
 
 import shutil
@@ -25,6 +26,16 @@ def detector():
     from dgdehaze_core.detection.detector import Detector
 
     return Detector()
+
+
+@pytest.fixture(scope="module")
+def session():
+    """A ROS session (tests/ros_harness.py: an rclpy context and a background executor) for one test module."""
+    from ros_harness import RosSession
+
+    ros = RosSession()
+    yield ros
+    ros.close()
 
 
 @pytest.fixture(scope="session")

@@ -37,13 +37,6 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[RosSession]:
-    ros = RosSession()
-    yield ros
-    ros.close()
-
-
-@pytest.fixture(scope="module")
 def node(session: RosSession) -> Iterator[DehazeNode]:
     dgdehaze = create_node({"model": "dcp", "image_reliability": "reliable", "diagnostics_period": 0.2},
                            remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},

@@ -46,13 +46,6 @@ def foggy_road(visibility: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[RosSession]:
-    ros = RosSession()
-    yield ros
-    ros.close()
-
-
-@pytest.fixture(scope="module")
 def node(session: RosSession) -> Iterator[DehazeNode]:
     dgdehaze = create_node({"model": "dcp", "detection_enabled": False, "diagnostics_period": 0.2,
                             "camera_height": HEIGHT_M, "camera_pitch": 0.0, "visibility_smoothing": 0.0},
