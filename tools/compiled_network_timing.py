@@ -6,9 +6,12 @@ in fp32 and, where the CPU has AVX-512 BF16, in bf16 (weights and activations), 
 turn (a shared host's slow phase then falls on all of them). Each row has `network_ms_median` (over the rounds),
 `gmac_per_s` and `pct_of_peak` (against the faster of two fp32 matrix-product peaks measured before and after the
 rows, as `dgdehaze bench` does), compile seconds, and the largest difference of its transmission from torch eager
-fp32 (`max_abs_transmission`). Not a runtime the node offers: a measurement that says whether one would pay.
+fp32 (`max_abs_transmission`). With `--int8-calibration DIR` (and torchao installed) a statically quantised int8
+row too (PT2E, int8 convolutions and linears, calibrated on DIR's images). Not a runtime the node offers: a
+measurement that says whether one would pay.
 
     .venv/bin/python tools/compiled_network_timing.py [--config lite] [--size 640x480] [--json FILE]
+        [--int8-calibration ../shared/data/hazy-real]
 """
 from __future__ import annotations
 
@@ -58,12 +61,49 @@ def timed_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return copy.to(dtype).eval()
 
 
+class TransmissionOnly(torch.nn.Module):
+    """The network's transmission as one tensor output, for torch.export."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch, with_clear=False)["transmission"]
+
+
+def compiled_int8(model: torch.nn.Module, batch: torch.Tensor, calibration: Path) -> tuple[Network, float]:
+    """PT2E static int8 (torchao's X86InductorQuantizer: int8 convolutions and linears) calibrated on the images
+    under `calibration` as `dgdehaze export --int8` calibrates, then torch.compile with frozen weights."""
+    import torch._inductor.config as inductor_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    from dgdehaze_core.inference.export.quantize import calibration_batches
+    from dgdehaze_core.io.images import images_under
+
+    inductor_config.freezing = True
+    quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
+    with torch.no_grad():
+        prepared = prepare_pt2e(torch.export.export(TransmissionOnly(timed_copy(model, torch.float32)),
+                                                    (batch,)).module(), quantizer)
+        for calibration_batch in calibration_batches(images_under(calibration), tuple(batch.shape[2:]), model.stride):
+            prepared(torch.from_numpy(calibration_batch))
+        network = torch.compile(convert_pt2e(prepared))
+        begin = time.perf_counter()
+        network(batch)
+    return network, time.perf_counter() - begin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="lite")
     parser.add_argument("--size", type=parse_size, default=(640, 480))
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per row and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each timing every row in turn")
+    parser.add_argument("--int8-calibration", type=Path, default=None, metavar="DIR",
+                        help="also a PT2E int8 row calibrated on the images under DIR (needs torchao, which the "
+                             "package does not depend on)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     settings = BenchSettings(repeats=args.repeats, max_seconds=20.0)
@@ -80,6 +120,8 @@ def main() -> None:
         "torch-compile": compiled(model, torch.float32, batch)}
     if torch.cpu._is_avx512_bf16_supported():
         networks["torch-compile-bf16"] = compiled(model, torch.bfloat16, batch)
+    if args.int8_calibration is not None:
+        networks["torch-compile-int8"] = compiled_int8(model, batch, args.int8_calibration)
     with torch.inference_mode():
         reference = networks["torch"][0](batch)
     peak_before = peak_gmac_per_s(settings)
