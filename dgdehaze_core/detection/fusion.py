@@ -77,14 +77,17 @@ def fuse_detections(sets: Sequence[Sequence[Detection]], size: tuple[int, int],
 class FrameDetector:
     """The detector as the node applies it to a frame: on the dehazed frame, the raw one, or both fused
     (`detection_input`, one of DETECTION_INPUTS), each with its local contrast equalised first when `contrast`
-    (`detection.contrast`). Call with (dehazed, raw), both uint8 BGR of one size."""
+    (by `equalise`: `detection.contrast.local_contrast`, or a caller's memo of it). Call with (dehazed, raw), both
+    uint8 BGR of one size."""
 
     def __init__(self, detector: Callable[[np.ndarray], list[Detection]], detection_input: str = "dehazed",
-                 fusion: FusionSettings = FusionSettings(), contrast: bool = False) -> None:
+                 fusion: FusionSettings = FusionSettings(), contrast: bool = False,
+                 equalise: Callable[[np.ndarray], np.ndarray] = local_contrast) -> None:
         self.detector = detector
         self.detection_input = detection_input
         self.fusion = fusion
         self.contrast = contrast
+        self.equalise = equalise
 
     @property
     def detection_input(self) -> str:
@@ -97,7 +100,7 @@ class FrameDetector:
         self._detection_input = value
 
     def _detect(self, frame: np.ndarray) -> list[Detection]:
-        return self.detector(local_contrast(frame) if self.contrast else frame)
+        return self.detector(self.equalise(frame) if self.contrast else frame)
 
     def __call__(self, dehazed: np.ndarray, raw: np.ndarray) -> list[Detection]:
         if self._detection_input == "dehazed":

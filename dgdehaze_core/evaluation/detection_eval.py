@@ -30,7 +30,7 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
-from dgdehaze_core.detection.fusion import fuse_detections
+from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
 from dgdehaze_core.io.images import read_image
@@ -226,14 +226,12 @@ def _each_frame_once(apply: Callable[[np.ndarray], T]) -> Callable[[np.ndarray],
 
 def method_detections(method: Method, hazy: np.ndarray, detect: DetectFn,
                       equalise: Callable[[np.ndarray], np.ndarray] = local_contrast) -> list[Detection]:
-    """The detector on the method's output of `hazy`; for a `SOURCE+hazy` method, on the input and the output,
-    the two sets fused; for a `+clahe` method, on those frames after `equalise` (their local contrast)."""
-    frames = [hazy, method.dehaze(hazy).image] if method.spec.fuse_input else [method.dehaze(hazy).image]
-    if method.spec.contrast:
-        frames = [equalise(frame) for frame in frames]
-    if len(frames) == 1:
-        return detect(frames[0])
-    return fuse_detections([detect(frame) for frame in frames], (hazy.shape[1], hazy.shape[0]))
+    """The detector on the method's output of `hazy` as the node's `FrameDetector` runs it: for a `SOURCE+hazy`
+    method on the input and the output, the two sets fused; for a `+clahe` method on those frames after
+    `equalise` (their local contrast)."""
+    detection_input = "fused" if method.spec.fuse_input else "dehazed"
+    frame_detector = FrameDetector(detect, detection_input, contrast=method.spec.contrast, equalise=equalise)
+    return frame_detector(method.dehaze(hazy).image, hazy)
 
 
 def _predictions(method: Method, hazy: np.ndarray, clear: np.ndarray, clear_detections: list[Detection],
