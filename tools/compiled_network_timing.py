@@ -16,6 +16,7 @@ measurement that says whether one would pay.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch._inductor.config as inductor_config
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dgdehaze_core.benchmarks.networks import BenchSettings, peak_gmac_per_s, timed_network  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame, parse_size  # noqa: E402
 from dgdehaze_core.inference.backends import round_up_to_stride  # noqa: E402
-from dgdehaze_core.inference.pipeline import pipeline_from_model  # noqa: E402
+from dgdehaze_core.inference.pipeline import network_batch, pipeline_from_model  # noqa: E402
 from dgdehaze_core.io.tables import emit  # noqa: E402
 from dgdehaze_core.models.complexity import count_macs  # noqa: E402
 
@@ -45,20 +47,13 @@ def transmission_of(model: torch.nn.Module, dtype: torch.dtype) -> Network:
 
 
 def compiled(model: torch.nn.Module, dtype: torch.dtype, batch: torch.Tensor) -> tuple[Network, float]:
-    """torch.compile of a copy of `model` in `dtype` with frozen weights, and the seconds its first call took."""
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True
-    network = torch.compile(transmission_of(timed_copy(model, dtype), dtype), dynamic=False)
+    """torch.compile of a copy of `model` in `dtype` (weights frozen into the graph: `main` sets Inductor's
+    freezing), and the seconds its first call took."""
+    network = torch.compile(transmission_of(copy.deepcopy(model).to(dtype), dtype), dynamic=False)
     begin = time.perf_counter()
     with torch.inference_mode():
         network(batch)
     return network, time.perf_counter() - begin
-
-
-def timed_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    copy = timed_network(model.config_name)
-    return copy.to(dtype).eval()
 
 
 class TransmissionOnly(torch.nn.Module):
@@ -75,20 +70,18 @@ class TransmissionOnly(torch.nn.Module):
 def compiled_int8(model: torch.nn.Module, batch: torch.Tensor, calibration: Path) -> tuple[Network, float]:
     """PT2E static int8 (torchao's X86InductorQuantizer: int8 convolutions and linears) calibrated on the images
     under `calibration` as `dgdehaze export --int8` calibrates, then torch.compile with frozen weights."""
-    import torch._inductor.config as inductor_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
 
     from dgdehaze_core.inference.export.quantize import calibration_batches
     from dgdehaze_core.io.images import images_under
 
-    inductor_config.freezing = True
     quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
     with torch.no_grad():
-        prepared = prepare_pt2e(torch.export.export(TransmissionOnly(timed_copy(model, torch.float32)),
-                                                    (batch,)).module(), quantizer)
-        for calibration_batch in calibration_batches(images_under(calibration), tuple(batch.shape[2:]), model.stride):
-            prepared(torch.from_numpy(calibration_batch))
+        exported = torch.export.export(TransmissionOnly(copy.deepcopy(model)), (batch,)).module()
+        prepared = prepare_pt2e(exported, quantizer)
+        for frames in calibration_batches(images_under(calibration), tuple(batch.shape[2:]), model.stride):
+            prepared(torch.from_numpy(frames))
         network = torch.compile(convert_pt2e(prepared))
         begin = time.perf_counter()
         network(batch)
@@ -107,15 +100,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     settings = BenchSettings(repeats=args.repeats, max_seconds=20.0)
+    inductor_config.freezing = True
     model = timed_network(args.config)
     height, width = (round_up_to_stride(v, model.stride) for v in args.size[::-1])
-    frame = hazy_test_frame(width, height)
-    batch = torch.from_numpy(np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1))[None] / 255.0).float()
+    batch = torch.from_numpy(network_batch([hazy_test_frame(width, height)], (width, height), model.stride))
     gmacs = count_macs(model, height, width, with_clear=False) / 1e9
     runtime = pipeline_from_model(model, backend="onnxruntime", output="auto").runtime
-    numpy_batch = batch.numpy()
     networks: dict[str, tuple[Network, float]] = {
-        "onnxruntime": (lambda b: torch.from_numpy(runtime.run(numpy_batch)["transmission"]), 0.0),
+        "onnxruntime": (lambda b: torch.from_numpy(runtime.run(b.numpy())["transmission"]), 0.0),
         "torch": (transmission_of(model, torch.float32), 0.0),
         "torch-compile": compiled(model, torch.float32, batch)}
     if torch.cpu._is_avx512_bf16_supported():
