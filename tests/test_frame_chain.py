@@ -2,7 +2,6 @@
 detector: what it returns is what its parts return, in the order and on the frames the schedule says."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

@@ -275,16 +275,15 @@ def test_detection_input_runs_the_detector_on_the_raw_frame_or_on_both_fused(nod
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
 def test_detection_contrast_makes_the_detector_read_equalised_frames(node: DehazeNode, probe: Probe,
-                                                                     shared_data: Path) -> None:
-    fog = read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
+                                                                     foggy_road: np.ndarray,
+                                                                     detector: Detector) -> None:
     set_ok(node, detection_enabled=True)
     try:
         set_ok(node, detection_input="raw", detection_contrast=True)
-        out = send_and_wait(probe, bgr8_to_image(fog, "bgr8", stamped_header(75)), ("detections",))
+        out = send_and_wait(probe, bgr8_to_image(foggy_road, "bgr8", stamped_header(75)), ("detections",))
     finally:
         set_ok(node, detection_input="dehazed", detection_contrast=False)
-    detector = Detector()
-    assert len(out["detections"].detections) == len(detector(local_contrast(fog))) != len(detector(fog))
+    assert len(out["detections"].detections) == len(detector(local_contrast(foggy_road))) != len(detector(foggy_road))
     refused = node.set_parameters([Parameter("detection_contrast", value="yes")])[0]
     assert not refused.successful and node.get_parameter("detection_contrast").value is False
 
