@@ -29,6 +29,9 @@ if VISION_MSGS_AVAILABLE:
 DOMAIN_ID = 1 + os.getpid() % 200
 """ROS_DOMAIN_ID of this test session (1..200; 0 is everyone's default)."""
 
+PRIMER_SEC = 1_600_000_000
+"""Stamp (seconds) of `Probe.connect`'s frames, apart from every `stamped_header`."""
+
 RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -113,6 +116,25 @@ class Probe(Node):
         matched is lost, and the frame after it would have no intrinsics."""
         return self.wait_for(lambda: self.image_pub.get_subscription_count() > 0
                              and self.info_pub.get_subscription_count() > 0, timeout)
+
+    def connect(self, timeout: float = 20.0) -> bool:
+        """`wait_for_subscribers`, then small frames with camera_info until the node relays one: the node has
+        intrinsics before a test's first frame. Matching is not symmetric (the publisher can see the node's
+        subscription before the node accepts its samples), and the node's executor may take a frame before the
+        camera_info sent just ahead of it, so a test's first frame alone could find no camera_info."""
+        if not self.wait_for_subscribers(timeout):
+            return False
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while time.monotonic() < deadline:
+            header = Header(frame_id="camera_optical_frame")
+            header.stamp.sec = PRIMER_SEC + attempt
+            grey = Image(header=header, encoding="mono8", width=64, height=48, step=64, data=bytes([128]) * 3072)
+            self.publish(grey, camera_info(64, 48))
+            if self.wait_for(lambda: stamped_outputs(self, "camera_info", header), 1.0):
+                return True
+            attempt += 1
+        return False
 
     def publish(self, msg: Image, info: CameraInfo | None = None) -> None:
         if info is not None:
