@@ -169,6 +169,10 @@ class DehazeNode(LifecycleNode):
         assert self._settings is not None
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
                                             message_lost=self._on_message_lost)
+        # camera_info first: rclpy's executor takes ready subscriptions in creation order, so a camera_info that
+        # arrives with its frame is stored before the frame is queued
+        info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, self._input_qos(),
+                                            qos_overriding_options=OVERRIDABLE)
         if self._settings["input_transport"] == "compressed":
             image_sub = self.create_subscription(CompressedImage, self._compressed_topic(), self._on_image,
                                                  self._input_qos(), event_callbacks=events,
@@ -176,8 +180,6 @@ class DehazeNode(LifecycleNode):
         else:
             image_sub = self.create_subscription(Image, "image", self._on_image, self._input_qos(),
                                                  event_callbacks=events, qos_overriding_options=OVERRIDABLE)
-        info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, self._input_qos(),
-                                            qos_overriding_options=OVERRIDABLE)
         self._inputs = [image_sub, info_sub]
         if self._schedule is not None:
             self._schedule.reset()

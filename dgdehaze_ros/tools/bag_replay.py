@@ -160,6 +160,7 @@ class NodeReplay:
                                       f"{_log_tail(log_path)}")
             state = self.node_state(1.0)
             if (state == "active" and self.image_pub.get_subscription_count() > 0
+                    and (self.info_pub is None or self.info_pub.get_subscription_count() > 0)
                     and "image_dehazed" in self.recorder.connected()):
                 return
             self.spin(0.1)
