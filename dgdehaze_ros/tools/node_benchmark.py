@@ -160,12 +160,15 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
                      STARTUP_TIMEOUT_S) or node_process.poll() is not None:
             log = node_process.stderr.read()[-2000:] if node_process.stderr else ""
             raise RuntimeError(f"the node did not start: {log}")
-        warmed = _wait(lambda: (camera.send(frame), time.sleep(0.1), camera.outputs > 0)[-1], 30.0)
+        # the node subscribes once active, its models loaded: a reliable frame comes out within seconds, while a
+        # best_effort transport may lose every large frame (that loss is the measurement), so it waits less
+        warm_up_s = 30.0 if publisher_reliability == "reliable" else 10.0
+        warmed = _wait(lambda: (camera.send(frame), time.sleep(0.1), camera.outputs > 0)[-1], warm_up_s)
         if not warmed:
             if publisher_reliability == "reliable":
                 raise RuntimeError("the node published nothing during warm-up")
-            # a best_effort transport may lose every large frame: that loss is the measurement
-            LOG.warning("no best_effort warm-up frame reached the node in 30 s; measuring the loss anyway")
+            LOG.warning("no best_effort warm-up frame reached the node in %.0f s; measuring the loss anyway",
+                        warm_up_s)
         time.sleep(1.0)
         with camera.lock:
             camera.latencies_ms.clear()
