@@ -77,6 +77,8 @@ RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": Reliabilit
 OVERRIDABLE = QoSOverridingOptions.with_default_policies()
 """Every subscription and output publisher takes `qos_overrides./TOPIC.{subscription,publisher}.POLICY` parameters
 (read-only: give them in the params file), as rclpy's QoSOverridingOptions define them."""
+FIRST_CAMERA_INFO_WAIT_S = 0.5
+"""How long an activation's first frame waits for a camera_info that follows it (`_frame_camera_info`)."""
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,16 @@ class DehazeNode(LifecycleNode):
         """Counts configure and cleanup: a background load started before one of them is dropped, not swapped in."""
         self._lock = threading.Lock()
         self._camera_info: CameraInfo | None = None
+        self._camera_info_arrived = threading.Event()
+        self._awaited_camera_info = False
+        """Whether this activation's first frame has had its wait for a camera_info (`_frame_camera_info`)."""
         self._fog = FogMeasurement(self)
         """The fog estimator for the camera's mounting (parameters or TF), its latest reading, what it cannot do."""
         self.stats = FrameStats()
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, f"{node_name}-worker")
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
+        self._info_topic: str | None = None
         self._diagnostics_pub = None
         self._diagnostics_timer = None
         self._label_pub = None
@@ -173,6 +179,7 @@ class DehazeNode(LifecycleNode):
         # arrives with its frame is stored before the frame is queued
         info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, self._input_qos(),
                                             qos_overriding_options=OVERRIDABLE)
+        self._awaited_camera_info = False
         if self._settings["input_transport"] == "compressed":
             image_sub = self.create_subscription(CompressedImage, self._compressed_topic(), self._on_image,
                                                  self._input_qos(), event_callbacks=events,
@@ -181,6 +188,7 @@ class DehazeNode(LifecycleNode):
             image_sub = self.create_subscription(Image, "image", self._on_image, self._input_qos(),
                                                  event_callbacks=events, qos_overriding_options=OVERRIDABLE)
         self._inputs = [image_sub, info_sub]
+        self._info_topic = info_sub.topic_name
         if self._schedule is not None:
             self._schedule.reset()
         self.worker.start()
@@ -209,7 +217,7 @@ class DehazeNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        self._inputs = []
+        self._inputs, self._info_topic = [], None
         self.worker.stop()
         return super().on_deactivate(state)
 
@@ -233,7 +241,7 @@ class DehazeNode(LifecycleNode):
             self._generation += 1
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        self._inputs = []
+        self._inputs, self._info_topic = [], None
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
@@ -245,6 +253,7 @@ class DehazeNode(LifecycleNode):
         self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
         self._camera_info = None
+        self._camera_info_arrived.clear()
         self._fog.restart(None)
         gc.collect()
         return_freed_memory()
@@ -417,6 +426,18 @@ class DehazeNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+        self._camera_info_arrived.set()
+
+    def _frame_camera_info(self) -> CameraInfo | None:
+        """The latest camera_info. Before the first has come, the activation's first frame waits for it up to
+        FIRST_CAMERA_INFO_WAIT_S while its topic has a publisher: image_transport's CameraPublisher sends each frame
+        before its camera_info. Later frames never wait (a publisher that sends none costs one wait)."""
+        if self._camera_info is None and not self._awaited_camera_info:
+            self._awaited_camera_info = True
+            topic = self._info_topic
+            if topic is not None and self.count_publishers(topic) > 0:
+                self._camera_info_arrived.wait(FIRST_CAMERA_INFO_WAIT_S)
+        return self._camera_info
 
     def _process(self, frame: IncomingFrame) -> None:
         started = time.perf_counter()
@@ -435,7 +456,7 @@ class DehazeNode(LifecycleNode):
                            self._fog.estimator_for_frame(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)
         result = dehazed.result
-        info = self._camera_info  # the latest once dehazed, then one camera_info for the rest of the frame
+        info = self._frame_camera_info()  # the latest once dehazed, then one for the rest of the frame
         self._outputs["image"].publish(bgr8_to_image(result.image, encoding, msg.header, original))
         reading = self._fog.measure(chain, dehazed, info, msg.header)
         self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next

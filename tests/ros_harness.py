@@ -71,8 +71,9 @@ class Probe(Node):
     """Publishes frames to `image`/`camera_info` and records every output of the node under `node_path`."""
 
     def __init__(self, context: Context, node_path: str = "/dgdehaze", image_topic: str = "/camera/image",
-                 info_topic: str = "/camera/camera_info", image_qos: QoSProfile = RELIABLE) -> None:
-        super().__init__(f"probe_{os.getpid()}", context=context)
+                 info_topic: str = "/camera/camera_info", image_qos: QoSProfile = RELIABLE,
+                 name: str = "probe") -> None:
+        super().__init__(f"{name}_{os.getpid()}", context=context)
         self.lock = threading.Lock()
         self.received: dict[str, list[Any]] = defaultdict(list)
         self.image_pub = self.create_publisher(Image, image_topic, image_qos)

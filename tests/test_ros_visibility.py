@@ -117,6 +117,40 @@ def test_without_a_mounting_only_the_relative_depth_is_published(node: DehazeNod
     assert math.isfinite(out["visibility"].range)
 
 
+def test_the_first_frame_gets_the_camera_info_sent_just_after_it(session: RosSession) -> None:
+    """image_transport's CameraPublisher sends each frame before its camera_info: the first frame after activation
+    waits for it briefly, so it too has ~/depth and ~/visibility."""
+    name = "dgdehaze_first_info"
+    first = create_node({"model": "dcp", "detection_enabled": False, "camera_height": HEIGHT_M,
+                         "camera_pitch": 0.0}, name=name,
+                        remappings={"image": "/first/image", "camera_info": "/first/camera_info"},
+                        context=session.context)
+    session.add(first)
+    camera = Probe(session.context, node_path=f"/{name}", image_topic="/first/image",
+                   info_topic="/first/camera_info", name="first_camera")
+    session.add(camera)
+    try:
+        # matched on both sides: a camera_info the node has not yet accepted the publisher of would be dropped
+        inputs = [s for s in first.subscriptions if s.topic_name.startswith("/first/")]
+        assert len(inputs) == 2 and camera.wait_for(
+            lambda: camera.wait_for_subscribers(0.1) and all(s.get_publisher_count() > 0 for s in inputs), 10.0)
+        frame, _ = foggy_road(visibility=60.0)
+        msg = bgr8_to_image(frame, "bgr8", stamped_header(310))
+        info = camera_info(WIDTH, HEIGHT)
+        info.header = msg.header
+        camera.image_pub.publish(msg)
+        time.sleep(0.1)  # longer than dehazing this frame takes: the node must wait, not win a race
+        camera.info_pub.publish(info)
+        assert camera.wait_for(lambda: stamped_outputs(camera, "depth_relative", msg.header), 20.0)
+        time.sleep(0.2)  # whatever else the frame brought has arrived too
+        assert stamped_outputs(camera, "depth", msg.header), "the first frame went out without its camera_info"
+        (visibility,) = stamped_outputs(camera, "visibility", msg.header)
+        assert math.isfinite(visibility.range)
+    finally:
+        session.remove(camera)
+        session.remove(first)
+
+
 @pytest.mark.parametrize("name, value, reason", [
     ("camera_height", 25.0, "camera_height"),
     ("camera_pitch", -2.0, "camera_pitch"),
