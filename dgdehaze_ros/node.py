@@ -119,7 +119,6 @@ class DehazeNode(LifecycleNode):
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, f"{node_name}-worker")
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
-        self._info_topic: str | None = None
         self._diagnostics_pub = None
         self._diagnostics_timer = None
         self._label_pub = None
@@ -188,7 +187,6 @@ class DehazeNode(LifecycleNode):
             image_sub = self.create_subscription(Image, "image", self._on_image, self._input_qos(),
                                                  event_callbacks=events, qos_overriding_options=OVERRIDABLE)
         self._inputs = [image_sub, info_sub]
-        self._info_topic = info_sub.topic_name
         if self._schedule is not None:
             self._schedule.reset()
         self.worker.start()
@@ -217,7 +215,7 @@ class DehazeNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        self._inputs, self._info_topic = [], None
+        self._inputs = []
         self.worker.stop()
         return super().on_deactivate(state)
 
@@ -241,7 +239,7 @@ class DehazeNode(LifecycleNode):
             self._generation += 1
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        self._inputs, self._info_topic = [], None
+        self._inputs = []
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
@@ -434,8 +432,7 @@ class DehazeNode(LifecycleNode):
         before its camera_info. Later frames never wait (a publisher that sends none costs one wait)."""
         if self._camera_info is None and not self._awaited_camera_info:
             self._awaited_camera_info = True
-            topic = self._info_topic
-            if topic is not None and self.count_publishers(topic) > 0:
+            if self.count_publishers(self.resolve_topic_name("camera_info")) > 0:
                 self._camera_info_arrived.wait(FIRST_CAMERA_INFO_WAIT_S)
         return self._camera_info
 
