@@ -166,7 +166,12 @@ def stamped_outputs(probe: "Probe", topic: str, header: Header) -> list[Any]:
 def send_and_wait(probe: "Probe", msg: Image, topics: tuple[str, ...], timeout: float = 20.0) -> dict[str, Any]:
     """Publish one frame (with its camera_info) and return, per topic, the output carrying its stamp."""
     probe.publish(msg, camera_info(msg.width, msg.height))
-    assert probe.wait_for(lambda: all(stamped_outputs(probe, t, msg.header) for t in topics), timeout), \
-        f"missing outputs for stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec}: " \
-        f"{[t for t in topics if not stamped_outputs(probe, t, msg.header)]}"
-    return {t: stamped_outputs(probe, t, msg.header)[0] for t in topics}
+    return wait_for_outputs(probe, msg.header, topics, timeout)
+
+
+def wait_for_outputs(probe: "Probe", header: Header, topics: tuple[str, ...], timeout: float = 20.0) -> dict[str, Any]:
+    """Per topic, the first output carrying `header`'s stamp, once every topic has one (asserted within `timeout`)."""
+    assert probe.wait_for(lambda: all(stamped_outputs(probe, t, header) for t in topics), timeout), \
+        f"missing outputs for stamp {header.stamp.sec}.{header.stamp.nanosec}: " \
+        f"{[t for t in topics if not stamped_outputs(probe, t, header)]}"
+    return {t: stamped_outputs(probe, t, header)[0] for t in topics}
