@@ -39,32 +39,27 @@ from dgdehaze_core.models.complexity import count_macs  # noqa: E402
 Network = Callable[[torch.Tensor], torch.Tensor]
 
 
-def transmission_of(model: torch.nn.Module, dtype: torch.dtype) -> Network:
-    """The model's transmission for an fp32 batch, run in `dtype`."""
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        return model(batch.to(dtype), with_clear=False)["transmission"].float()
-    return run
+class TransmissionOnly(torch.nn.Module):
+    """The model's transmission for an fp32 batch, run in `dtype`, as one fp32 tensor (for torch.compile and
+    torch.export)."""
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch.to(self.dtype), with_clear=False)["transmission"].float()
 
 
 def compiled(model: torch.nn.Module, dtype: torch.dtype, batch: torch.Tensor) -> tuple[Network, float]:
     """torch.compile of a copy of `model` in `dtype` (weights frozen into the graph: `main` sets Inductor's
     freezing), and the seconds its first call took."""
-    network = torch.compile(transmission_of(copy.deepcopy(model).to(dtype), dtype), dynamic=False)
+    network = torch.compile(TransmissionOnly(copy.deepcopy(model).to(dtype), dtype), dynamic=False)
     begin = time.perf_counter()
     with torch.inference_mode():
         network(batch)
     return network, time.perf_counter() - begin
-
-
-class TransmissionOnly(torch.nn.Module):
-    """The network's transmission as one tensor output, for torch.export."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch, with_clear=False)["transmission"]
 
 
 def compiled_int8(model: torch.nn.Module, batch: torch.Tensor, calibration: Path) -> tuple[Network, float]:
@@ -108,7 +103,7 @@ def main() -> None:
     runtime = pipeline_from_model(model, backend="onnxruntime", output="auto").runtime
     networks: dict[str, tuple[Network, float]] = {
         "onnxruntime": (lambda b: torch.from_numpy(runtime.run(b.numpy())["transmission"]), 0.0),
-        "torch": (transmission_of(model, torch.float32), 0.0),
+        "torch": (TransmissionOnly(model), 0.0),
         "torch-compile": compiled(model, torch.float32, batch)}
     if torch.cpu._is_avx512_bf16_supported():
         networks["torch-compile-bf16"] = compiled(model, torch.bfloat16, batch)
