@@ -6,7 +6,9 @@ the road region the tool prints the median over the frames of each band's median
 (beta times the LiDAR distance along the ray) and each method's. `flat_road_ratio` is the LiDAR distance over the
 flat-road distance: 1 where the band is road, below 1 where vehicles stand on it. Under uniform fog the truth grows
 with distance and a method that measures fog follows it; a constant offset on clear frames is a method reading the
-road's own grey as haze.
+road's own grey as haze. A second table gives each method's mean absolute difference from the truth over the bands
+up to `--error-to` metres (kitti-seq's road is clear of its traffic queue to about 15 m), per condition and over
+all of them (`all`): one figure to compare recipes by.
 
     .venv/bin/python tools/road_transmission_profile.py ../shared/data/depth/kitti-seq --every 4 [--json FILE]
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -38,10 +41,14 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--method", default="dcp,lite")
     parser.add_argument("--every", type=int, default=1, help="use every Nth frame")
+    parser.add_argument("--error-to", type=float, default=15.0,
+                        help="farthest band edge (m) of the error table: bands beyond it are left out")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.every < 1:
         parser.error("--every must be at least 1")
+    if not BANDS[1] <= args.error_to:
+        parser.error(f"--error-to must reach at least the first band's far edge, {BANDS[1]:g} m")
     depth_set = load_kitti(args.dataset)
     methods = [m for m in load_methods(parse_methods(args.method)) if m.gives_depth]
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
@@ -73,6 +80,22 @@ def main() -> None:
              for name, rows in values.items()}
     emit(table, f"Median optical depth -ln t over the road by flat-road distance ({args.dataset.name}, "
                 f"{len(samples)} frames)", args.json)
+    errors = error_table(table, [m.name for m in methods], conditions, args.error_to)
+    emit(errors, f"Mean |method - truth| of the band medians up to {args.error_to:g} m",
+         args.json.with_name(f"{args.json.stem}-error{args.json.suffix}") if args.json else None)
+
+
+def error_table(table: dict[str, dict[str, float]], methods: list[str], conditions: Iterable[str],
+                error_to: float) -> dict[str, dict[str, float]]:
+    """{method: {condition: mean |method - truth| over the bands whose far edge is within `error_to`, "all":
+    the mean of those}} from the profile table."""
+    bands = [f"{low:g}-{high:g} m" for low, high in zip(BANDS[:-1], BANDS[1:]) if high <= error_to]
+    rows: dict[str, dict[str, float]] = {}
+    for method in methods:
+        row = {condition: float(np.mean([abs(table[f"{method}@{condition}"][band] - table[f"truth@{condition}"][band])
+                                         for band in bands])) for condition in conditions}
+        rows[method] = {**row, "all": float(np.mean(list(row.values())))}
+    return rows
 
 
 if __name__ == "__main__":
