@@ -15,7 +15,8 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.datasets.splits import SplitError, expand_patterns, load_split
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FusionSettings, fuse_detections
-from dgdehaze_core.evaluation.detection_eval import known_references, match_image, score_classes, score_matches
+from dgdehaze_core.evaluation.detection_eval import (choosing_images, known_references, match_image, score_classes,
+                                                     score_matches)
 from dgdehaze_core.evaluation.methods import MethodSpec, parse_methods
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, labelled_images, read_voc
 
@@ -151,6 +152,16 @@ def test_per_class_rows_by_hand():
     assert rows["car"]["map50"] == pytest.approx(0.5) and rows["car"]["objects"] == 2
     assert rows["person"]["detections"] == 0 and rows["person"]["recall"] == 0.0  # 0.2 < conf 0.25
     assert rows["person"]["map50"] == 1.0  # yet it ranks first among the person predictions
+
+
+def test_a_choosing_tool_gets_its_split_parts_photos_and_never_the_judging_ones(shared_data: Path):
+    folder = shared_data / "detection" / "dawn-fog"
+    split = load_split(DAWN_SPLIT)
+    images = choosing_images(folder, [f"@{DAWN_SPLIT}:validation"], {"car"})
+    assert sorted(item.image.name for item in images) == sorted(split.parts["validation"])
+    assert all(box.difficult for item in images for box in item.boxes if box.class_name != "car")
+    with pytest.raises(ValueError, match="judging photos do not choose"):
+        choosing_images(folder, [f"@{DAWN_SPLIT}:learn", f"@{DAWN_SPLIT}:judge"], {"car"})
 
 
 def test_the_real_dawn_labels_read_as_coco_classes(shared_data: Path):

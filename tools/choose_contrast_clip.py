@@ -11,12 +11,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, known_references, match_image, score_matches
+from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, choosing_images, match_image, score_matches
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.evaluation.voc_boxes import labelled_images
 from dgdehaze_core.io.images import read_image
 from dgdehaze_core.io.tables import emit, write_json
 
@@ -33,12 +31,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     parts = args.split or list(OUTSIDE_THE_JUDGING_PART)
-    if any(part.endswith(":judge") for part in parts):
-        parser.error("the judging photos do not choose settings")
-    names = set(expand_patterns(parts))
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
-    images = known_references([i for i in labelled_images(args.data) if i.image.name in names],
-                               detector.names.values())
+    try:
+        images = choosing_images(args.data, parts, detector.names.values())
+    except ValueError as error:
+        parser.error(str(error))
     method = load_method(MethodSpec("dehazed", args.weights))
     matches: dict[str, list] = {}
     for item in tqdm(images, desc="clip limits", unit="image"):

@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.detection.fusion import FUSION_SCORES, FusionSettings, fuse_detections
-from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, known_references, match_image, score_matches
+from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, choosing_images, match_image, score_matches
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.evaluation.voc_boxes import labelled_images
 from dgdehaze_core.io.images import read_image
 from dgdehaze_core.io.tables import emit, write_json
 
@@ -28,10 +26,11 @@ def main() -> None:
     parser.add_argument("--split", default="@data/splits/dawn-fog.yaml:validation")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    names = set(expand_patterns([args.split]))
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
-    images = known_references([i for i in labelled_images(args.data) if i.image.name in names],
-                               detector.names.values())
+    try:
+        images = choosing_images(args.data, [args.split], detector.names.values())
+    except ValueError as error:
+        parser.error(str(error))
     method = load_method(MethodSpec("dehazed", args.weights))
     runs = []
     for item in images:

@@ -22,17 +22,19 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Collection, Mapping, Sequence, TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
+from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
-from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
+from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, labelled_images
 from dgdehaze_core.io.images import read_image
 
 IOU_THRESHOLD = 0.5
@@ -204,6 +206,16 @@ def known_references(images: Sequence[LabelledImage], classes: Collection[str]) 
                     ", ".join(f"{name} ({count})" for name, count in sorted(unknown.items())))
     return [LabelledImage(item.image, tuple(box if box.class_name in classes else replace(box, difficult=True)
                                             for box in item.boxes)) for item in images]
+
+
+def choosing_images(folder: Path, parts: Sequence[str], classes: Collection[str]) -> list[LabelledImage]:
+    """The labelled photos of `folder` named by the split `parts` (`@FILE:PART`), as `known_references` leaves
+    them, for a tool that chooses a setting; ValueError for a judging part (`...:judge`): those photos only judge."""
+    judging = [part for part in parts if part.endswith(":judge")]
+    if judging:
+        raise ValueError(f"the judging photos do not choose settings: {', '.join(judging)}")
+    names = set(expand_patterns(parts))
+    return known_references([item for item in labelled_images(folder) if item.image.name in names], classes)
 
 
 T = TypeVar("T")
