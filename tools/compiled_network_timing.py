@@ -52,14 +52,18 @@ class TransmissionOnly(torch.nn.Module):
         return self.model(batch.to(self.dtype), with_clear=False)["transmission"].float()
 
 
-def compiled(model: torch.nn.Module, dtype: torch.dtype, batch: torch.Tensor) -> tuple[Network, float]:
-    """torch.compile of a copy of `model` in `dtype` (weights frozen into the graph: `main` sets Inductor's
-    freezing), and the seconds its first call took."""
-    network = torch.compile(TransmissionOnly(copy.deepcopy(model).to(dtype), dtype), dynamic=False)
+def first_call(network: Network, batch: torch.Tensor) -> tuple[Network, float]:
+    """`network` and the seconds its first call (the compile) took."""
     begin = time.perf_counter()
     with torch.inference_mode():
         network(batch)
     return network, time.perf_counter() - begin
+
+
+def compiled(model: torch.nn.Module, dtype: torch.dtype, batch: torch.Tensor) -> tuple[Network, float]:
+    """torch.compile of a copy of `model` in `dtype` (weights frozen into the graph: `main` sets Inductor's
+    freezing), and the seconds its first call took."""
+    return first_call(torch.compile(TransmissionOnly(copy.deepcopy(model).to(dtype), dtype), dynamic=False), batch)
 
 
 def compiled_int8(model: torch.nn.Module, batch: torch.Tensor, calibration: Path) -> tuple[Network, float]:
@@ -77,10 +81,8 @@ def compiled_int8(model: torch.nn.Module, batch: torch.Tensor, calibration: Path
         prepared = prepare_pt2e(exported, quantizer)
         for frames in calibration_batches(images_under(calibration), tuple(batch.shape[2:]), model.stride):
             prepared(torch.from_numpy(frames))
-        network = torch.compile(convert_pt2e(prepared))
-        begin = time.perf_counter()
-        network(batch)
-    return network, time.perf_counter() - begin
+        converted = convert_pt2e(prepared)
+    return first_call(torch.compile(converted), batch)
 
 
 def main() -> None:
