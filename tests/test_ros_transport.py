@@ -17,10 +17,13 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_a_reliable_input_and_the_shipped_fastdds_profile_receive_every_640x360_frame_between_processes() -> None:
-    reliable = measure_loss(640, 360, reliability="reliable", frames=20)
+    """What crosses the transport. The subscriber keeps every frame (depth 20): at the node's depth 1 a frame that
+    arrives before the subscriber has taken the previous one replaces it, which a busy machine makes happen now and
+    then (one of 20 in a suite run) and which is the latest-frame policy, not a loss in transport (docs/ROS.md)."""
+    reliable = measure_loss(640, 360, reliability="reliable", frames=20, depth=20)
     assert reliable["received"] == reliable["published"] == 20
     profile = measure_loss(640, 360, reliability="best_effort", publisher_reliability="best_effort",
-                           transport="shm_profile", frames=20)
+                           transport="shm_profile", frames=20, depth=20)
     assert profile["received"] == 20 and profile["lost_reported"] == 0, "config/fastdds_large_images.xml"
     with pytest.raises(ValueError, match="never matches"):
         measure_loss(640, 360, reliability="reliable", publisher_reliability="best_effort")
