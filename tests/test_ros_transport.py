@@ -54,7 +54,9 @@ def test_the_node_reports_frames_lost_before_they_reach_it() -> None:
                        publisher_reliability="best_effort")
     lost = row["published"] - row["node_received"]
     assert lost > 0, f"expected Fast DDS defaults to lose best_effort 640x360 frames between processes: {row}"
-    assert 0 < row["transport_lost_reported"] <= lost, row
+    # a loss is reported when the middleware sees the gap, which can be in the window for a warm-up frame lost before
+    # it (one suite run: 59 reported against 58 of the window's frames lost, after no warm-up frame had arrived)
+    assert 0 < row["transport_lost_reported"] <= lost + row["warm_up_published"], row
     # gaps in the camera's sequence numbers count only losses between two frames that arrived, and here as few as
     # none of 90 may arrive (one suite run), so only their bound is asserted; test_ros_node's burst test counts them
     assert 0 <= row["missing_in_sequence"] <= lost and row["unaccounted"] >= 0, row

@@ -12,7 +12,8 @@ The node runs in its own process (`python -m dgdehaze_ros.node` with the given `
 asked) on a private DDS domain. This process plays the camera (publishes hazy frames stamped with the current
 time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported per row:
 - transport: frames published, frames the node's callback received, and the rest as `transport_lost_pct`:
-  lost between the processes (`transport_lost_reported` of them reported by the node's message_lost event), or
+  lost between the processes (`transport_lost_reported` of them reported by the node's message_lost event, which
+  can also count a warm-up frame whose loss shows only in the window: `warm_up_published` frames went before it), or
   replaced in the node's depth-1 reader history while its executor thread was busy (with a reliable input);
   `missing_in_sequence` of them the node counted from gaps in the camera's sequence numbers, and `unaccounted`
   what neither count saw (frames lost after the last one the node received);
@@ -163,7 +164,16 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
         # the node subscribes once active, its models loaded: a reliable frame comes out within seconds, while a
         # best_effort transport may lose every large frame (that loss is the measurement), so it waits less
         warm_up_s = 30.0 if publisher_reliability == "reliable" else 10.0
-        warmed = _wait(lambda: (camera.send(frame), time.sleep(0.1), camera.outputs > 0)[-1], warm_up_s)
+        warm_up_sent = 0
+
+        def warm_up() -> bool:
+            nonlocal warm_up_sent
+            camera.send(frame)
+            warm_up_sent += 1
+            time.sleep(0.1)
+            return camera.outputs > 0
+
+        warmed = _wait(warm_up, warm_up_s)
         if not warmed:
             if publisher_reliability == "reliable":
                 raise RuntimeError("the node published nothing during warm-up")
@@ -213,7 +223,7 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
 
     received = delta("frames_received")
     missing = delta("frames_missing_in_sequence")
-    return {"published": float(published), "node_received": received,
+    return {"published": float(published), "warm_up_published": float(warm_up_sent), "node_received": received,
             "transport_lost_pct": 100.0 * (published - received) / published,
             "transport_lost_reported": delta("frames_lost_in_transport"),
             "missing_in_sequence": missing, "unaccounted": float(published) - received - missing,
