@@ -34,6 +34,13 @@ from dgdehaze_core.physics.visibility import KOSCHMIEDER, Mounting, ground_range
 
 BANDS = (5.0, 8.0, 11.0, 15.0, 20.0, 25.0, 30.0)
 """Edges (m) of the flat-road distance bands: the estimator reads road up to 30 m (Mounting.road_max_distance)."""
+BAND_RANGES = tuple(zip(BANDS[:-1], BANDS[1:]))
+"""(near, far) edges (m) of each band."""
+
+
+def band_name(near: float, far: float) -> str:
+    """A band's column in both tables."""
+    return f"{near:g}-{far:g} m"
 
 
 def main() -> None:
@@ -61,7 +68,7 @@ def main() -> None:
         along_ray = sample.depth * norms
         distance = ground_range(sample.depth.shape, intrinsics, mounting)
         road = road_mask(distance.shape, mounting.road_region) & np.isfinite(distance)
-        bands = [road & (distance >= low) & (distance < high) for low, high in zip(BANDS[:-1], BANDS[1:])]
+        bands = [road & (distance >= low) & (distance < high) for low, high in BAND_RANGES]
         lidar = [band & np.isfinite(along_ray) for band in bands]
         values.setdefault("flat_road_ratio", []).append(
             [float(np.median(along_ray[b] / distance[b])) if b.any() else math.nan for b in lidar])
@@ -75,8 +82,8 @@ def main() -> None:
                 optical = -np.log(np.clip(method.dehaze(hazy).transmission, 1e-6, 1.0))
                 values.setdefault(f"{method.name}@{condition}", []).append(
                     [float(np.median(optical[b])) if b.any() else math.nan for b in bands])
-    table = {name: {f"{low:g}-{high:g} m": float(np.nanmedian([frame[i] for frame in rows]))
-                    for i, (low, high) in enumerate(zip(BANDS[:-1], BANDS[1:]))}
+    table = {name: {band_name(*edges): float(np.nanmedian([frame[i] for frame in rows]))
+                    for i, edges in enumerate(BAND_RANGES)}
              for name, rows in values.items()}
     emit(table, f"Median optical depth -ln t over the road by flat-road distance ({args.dataset.name}, "
                 f"{len(samples)} frames)", args.json)
@@ -89,7 +96,7 @@ def error_table(table: dict[str, dict[str, float]], methods: list[str], conditio
                 error_to: float) -> dict[str, dict[str, float]]:
     """{method: {condition: mean |method - truth| over the bands whose far edge is within `error_to`, "all":
     the mean of those}} from the profile table."""
-    bands = [f"{low:g}-{high:g} m" for low, high in zip(BANDS[:-1], BANDS[1:]) if high <= error_to]
+    bands = [band_name(near, far) for near, far in BAND_RANGES if far <= error_to]
     rows: dict[str, dict[str, float]] = {}
     for method in methods:
         row = {condition: float(np.mean([abs(table[f"{method}@{condition}"][band] - table[f"truth@{condition}"][band])
