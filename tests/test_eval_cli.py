@@ -41,6 +41,17 @@ def test_quality_and_detection_on_real_pairs(sots_pairs: Path, tmp_path: Path, c
     assert rows["detection/clear-jpeg90"]["f1"] >= 0.9  # a close copy: the detector sees nearly what it saw
 
 
+def test_without_methods_every_shipped_model_runs_and_detection_adds_the_contrast_baseline(sots_pairs: Path,
+                                                                                          tmp_path: Path):
+    out = tmp_path / "default.json"
+    assert main(["eval", "--dataset", str(sots_pairs), "--measure", "quality,detection", "--limit", "1",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert set(rows) == {"quality/hazy", "quality/dcp", "quality/lite", "detection/hazy", "detection/dcp",
+                         "detection/lite", "detection/hazy+clahe"}
+    assert rows["detection/hazy+clahe"]["images"] == rows["detection/hazy"]["images"] == 1
+
+
 def test_one_measure_on_one_set_keys_rows_by_method(sots_pairs: Path, tmp_path: Path):
     out = tmp_path / "q.json"
     assert main(["eval", "--dataset", str(sots_pairs), "--method", "dcp", "--limit", "1", "--json", str(out)]) == 0

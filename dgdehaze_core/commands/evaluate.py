@@ -55,8 +55,7 @@ from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
 from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, labelled_rows, match_labelled,
                                                      match_recovery, recovery_rows)
-from dgdehaze_core.evaluation.methods import (HAZY, Method, MethodSpec, load_methods, parse_methods,
-                                              shipped_model_specs)
+from dgdehaze_core.evaluation.methods import Method, MethodSpec, default_method_specs, load_methods, parse_methods
 from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, haze_methods
 from dgdehaze_core.evaluation.paired_bootstrap import Group, paired_bootstrap
 from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_methods
@@ -111,7 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(the clear image and its JPEG copy; detection only), dcp, lite, base or a weights "
                              "file; SOURCE+hazy (detection only): detect on the input and on SOURCE's output and "
                              "fuse the boxes; METHOD+clahe (detection only): the detector reads METHOD's frames "
-                             "with their local contrast equalised (default: hazy, dcp and every shipped model)")
+                             "with their local contrast equalised (default: hazy, dcp, every shipped model "
+                             "and, for detection, hazy+clahe)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
     parser.add_argument("--working-size", type=parse_size, default=None, metavar="WxH",
@@ -207,7 +207,7 @@ def datasets_for(measures: list[str], given: list[Path] | None) -> dict[str, lis
 def _method_specs(text: str | None) -> list[MethodSpec]:
     if text:
         return parse_methods(text)
-    specs = [MethodSpec(HAZY, HAZY), MethodSpec("dcp", "dcp"), *shipped_model_specs()]
+    specs = default_method_specs()
     LOG.info("methods: %s", ", ".join(spec.name for spec in specs))
     return specs
 

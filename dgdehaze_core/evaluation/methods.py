@@ -180,6 +180,13 @@ def shipped_model_specs() -> list[MethodSpec]:
     return [MethodSpec(name, name) for name in MODEL_CONFIGS if shipped_weights_path(name).is_file()]
 
 
+def default_method_specs() -> list[MethodSpec]:
+    """What `eval` compares without `--method`: the input, DCP, every shipped model, and (detection only) the
+    contrast-only baseline `hazy+clahe` that a dehazer has to beat to be worth its cost."""
+    return [MethodSpec(HAZY, HAZY), MethodSpec("dcp", "dcp"), *shipped_model_specs(),
+            MethodSpec(HAZY + CONTRAST_SUFFIX, HAZY, contrast=True)]
+
+
 def load_methods(specs: Sequence[MethodSpec], **network_options: object) -> list[Method]:
     """`load_method` for each spec; specs with the same source (`lite` and `lite+hazy`) share one pipeline and its
     cache of results."""
