@@ -132,7 +132,7 @@ class DehazeNode(LifecycleNode):
             self._pipeline = self._load_pipeline(self._settings)
         except Exception as exc:  # any failure to load leaves the node unconfigured, with the reason logged
             self.get_logger().error(f"configure failed: {exc}")
-            self._pipeline = None
+            self._pipeline = self._settings = None
             return TransitionCallbackReturn.FAILURE
         self._loaded, self._reload_problems = {"pipeline": self._settings}, {}
         self._detector = None
@@ -189,6 +189,7 @@ class DehazeNode(LifecycleNode):
         self._inputs = [image_sub, info_sub]
         if self._schedule is not None:
             self._schedule.reset()
+        self.stats.restart_sequences()
         self.worker.start()
         self.get_logger().info(f"active: listening on {image_sub.topic_name} "
                                f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
@@ -235,6 +236,7 @@ class DehazeNode(LifecycleNode):
     def _release(self) -> None:
         self.worker.stop()
         with self._lock:
+            self._settings = None  # unconfigured: a parameter change loads nothing until the next configure
             self._pending_reloads.clear()
             self._generation += 1
         for subscription in self._inputs:
@@ -264,15 +266,20 @@ class DehazeNode(LifecycleNode):
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         with self._lock:
+            try:
+                class_ids = None if self._detector is None else self._detector.class_ids(settings["classes"])
+            except ValueError as exc:  # refused before anything changes: the values read back are the running ones
+                return SetParametersResult(successful=False, reason=str(exc))
             configured = self._settings is not None
             self._settings = settings if configured else None
             if configured and not getattr(self._reverting, "active", False):
-                self._pending_reloads.update(SPEC_BY_NAME[n].reloads for n in changes if SPEC_BY_NAME[n].reloads)
+                self._pending_reloads.update(component for name in changes
+                                             for component in SPEC_BY_NAME[name].reloads)
             if configured:
                 if settings["detection_enabled"] and self._detector_stale(settings):
                     self._pending_reloads.add("detector")
                 if self._detector is not None:
-                    self._apply_detector_settings(self._detector, settings)
+                    self._apply_detector_settings(self._detector, settings, class_ids)
                 if self._schedule is not None:
                     self._schedule.interval = settings["detection_interval"]
                     self._schedule.detector.detection_input = settings["detection_input"]
@@ -342,10 +349,10 @@ class DehazeNode(LifecycleNode):
                                   settings["detection_contrast"])
 
     @staticmethod
-    def _apply_detector_settings(detector: Detector, settings: NodeSettings) -> None:
-        """Settings a running detector takes without reloading."""
+    def _apply_detector_settings(detector: Detector, settings: NodeSettings, class_ids: list[int] | None) -> None:
+        """Settings a running detector takes without reloading (`class_ids`: `settings`' classes, checked)."""
         detector.conf, detector.iou, detector.max_det = settings["threshold"], settings["iou"], settings["max_det"]
-        detector.classes = detector._class_ids(list(settings["classes"] or []))
+        detector.classes = class_ids
 
     def _start_reloads(self) -> None:
         """Load what changed parameters need in a background thread. Frames keep flowing through the current

@@ -72,6 +72,12 @@ class FrameStats:
                 self.gaps += sequence - last - 1
             self._last_sequence[publisher] = sequence
 
+    def restart_sequences(self) -> None:
+        """Forget each publisher's last sequence number: frames sent while the node did not listen (inactive) are
+        not frames lost in transport."""
+        with self._lock:
+            self._last_sequence.clear()
+
     def count_skipped(self, reason: str) -> None:
         with self._lock:
             self.skipped += 1

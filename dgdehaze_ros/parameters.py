@@ -33,6 +33,8 @@ RELIABILITIES = ("reliable", "best_effort", "system_default")
 TRANSPORTS = ("raw", "compressed")
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|\d+)$")
 MODELS = ("dcp", "lite", "base")
+PIPELINE, DETECTOR = ("pipeline",), ("detector",)
+BOTH_MODELS = (*PIPELINE, *DETECTOR)
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,14 @@ class ParameterSpec:
     int_range: tuple[int, int, int] | None = None
     float_range: tuple[float, float] | None = None
     read_only: bool = False
-    reloads: str = ""
-    """What a change rebuilds while configured: "pipeline", "detector", or "" (applied at once)."""
+    reloads: tuple[str, ...] = ()
+    """What a change rebuilds while configured: "pipeline" and/or "detector"; none: applied at once."""
 
     def descriptor(self) -> ParameterDescriptor:
         constraints = f"one of: {', '.join(self.choices)}" if self.choices else ""
         if self.reloads:
-            constraints = (constraints + "; " if constraints else "") + f"a change reloads the {self.reloads}"
+            constraints = ((constraints + "; " if constraints else "")
+                           + f"a change reloads the {' and the '.join(self.reloads)}")
         descriptor = ParameterDescriptor(name=self.name, description=self.description,
                                          additional_constraints=constraints, read_only=self.read_only)
         if self.int_range is not None:
@@ -67,28 +70,28 @@ class ParameterSpec:
 SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model", "lite", "dehazing method: a network configuration (lite: the shipped weights, used "
                   "unless `weights` is set) or dcp (dark channel prior, no weights; ignores the network settings)",
-                  MODELS, reloads="pipeline"),
+                  MODELS, reloads=PIPELINE),
     ParameterSpec("weights", "", "network weights file (.pt checkpoint, .onnx export, or a TensorRT .engine from "
                   "`dgdehaze export --format engine` with its .json sidecar: backend tensorrt or auto, device cuda); "
-                  "empty: the shipped weights of `model`", reloads="pipeline"),
+                  "empty: the shipped weights of `model`", reloads=PIPELINE),
     ParameterSpec("backend", "auto", "inference backend of the network (auto: the fastest available, logged at "
-                  "configure; docs/DEPLOYMENT.md)", BACKENDS, reloads="pipeline"),
-    ParameterSpec("device", "cpu", "device for the network and the detector: cpu, cuda, cuda:N",
-                  reloads="pipeline"),
-    ParameterSpec("half", False, "fp16 inference for the network and the detector", reloads="pipeline"),
+                  "configure; docs/DEPLOYMENT.md)", BACKENDS, reloads=PIPELINE),
+    ParameterSpec("device", "cpu", "device for the network and the detector: cpu, cuda, cuda:N or N",
+                  reloads=BOTH_MODELS),
+    ParameterSpec("half", False, "fp16 inference for the network and the detector", reloads=BOTH_MODELS),
     ParameterSpec("working_width", 0, "width the network runs at (0 with working_height 0: the input's size)",
-                  int_range=(0, 7680, 1), reloads="pipeline"),
+                  int_range=(0, 7680, 1), reloads=PIPELINE),
     ParameterSpec("working_height", 0, "height the network runs at (0 with working_width 0: the input's size)",
-                  int_range=(0, 4320, 1), reloads="pipeline"),
+                  int_range=(0, 4320, 1), reloads=PIPELINE),
     ParameterSpec("cpu_threads", 0, "CPU threads of the dehazer (its ONNX Runtime session and the physics "
                   "inversion's bands) and of the detector's ONNX Runtime session, each; 0: the dehazer one per core "
                   "this process may use, at most 4, the detector ONNX Runtime's choice", int_range=(0, 256, 1),
                   read_only=True),
     ParameterSpec("max_detail_gain", 2.0, "physics output: most the inversion amplifies fine detail and noise "
                   "where fog is dense (1/t elsewhere); 0: the exact inversion J = (I - A)/t + A",
-                  float_range=(0.0, 100.0), reloads="pipeline"),
+                  float_range=(0.0, 100.0), reloads=PIPELINE),
     ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto (= physics)",
-                  OUTPUT_MODES, reloads="pipeline"),
+                  OUTPUT_MODES, reloads=PIPELINE),
     ParameterSpec("publish_depth", True, "publish ~/depth (32FC1 metres, REP-118, NaN where untrustworthy; with a "
                   "camera_height) and ~/depth_relative (the network's unitless depth)"),
     ParameterSpec("camera_height", 0.0, "camera height above the road (m): with camera_pitch and camera_info it gives "
@@ -117,18 +120,18 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "a few ms per detected frame"),
     ParameterSpec("tracker", "", "multi-object tracker that gives each detection an identity across frames in "
                   "Detection2D.id: bytetrack or botsort (Ultralytics'); empty: off", ("", *TRACKERS),
-                  reloads="detector"),
+                  reloads=DETECTOR),
     ParameterSpec("detection_interval", 1, "run the detector on every Nth frame and publish ~/detections for those "
                   "frames only (dehazing and depth stay at the input rate)", int_range=(1, 100, 1)),
     ParameterSpec("detector_weights", "", "YOLO weights (.pt, .onnx or .engine); empty: the shipped offline "
-                  "yolov8n_int8.onnx", reloads="detector"),
+                  "yolov8n_int8.onnx", reloads=DETECTOR),
     ParameterSpec("detector_precision", "auto", "auto: a dynamically quantised ONNX detector (the shipped int8 "
                   "file) runs as its float rebuild on x86 CPUs and GPUs, where that is faster and takes imgsz; "
-                  "file: the weights as given; float: always the float rebuild", PRECISIONS, reloads="detector"),
+                  "file: the weights as given; float: always the float rebuild", PRECISIONS, reloads=DETECTOR),
     ParameterSpec("threshold", 0.25, "detection confidence threshold", float_range=(0.0, 1.0)),
     ParameterSpec("iou", 0.45, "detection non-maximum suppression IoU threshold", float_range=(0.0, 1.0)),
     ParameterSpec("imgsz", 640, "detector input size in pixels (multiple of 32)", int_range=(32, 4096, 32),
-                  reloads="detector"),
+                  reloads=DETECTOR),
     ParameterSpec("max_det", 100, "most detections per frame", int_range=(1, 1000, 1)),
     ParameterSpec("classes", Parameter.Type.STRING_ARRAY, "detect only these classes (names or ids); "
                   "unset or empty: all"),
@@ -156,7 +159,10 @@ def declare_parameters(node: Node) -> None:
 def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:
     if not value:
         return None
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError as exc:  # ~name of a user this machine does not have
+        return f"{name}: {value!r} cannot be found ({exc})"
     if path.suffix.lower() not in suffixes:
         return f"{name} must be a {' / '.join(suffixes)} file, got {value!r}"
     if not path.is_file():
@@ -242,11 +248,11 @@ class NodeSettings:
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
 
-    def differing(self, other: NodeSettings, reloads: str) -> dict[str, Any]:
-        """{name: this value} of the parameters that reload `reloads` ("pipeline", "detector") and differ in
-        `other`."""
+    def differing(self, other: NodeSettings, component: str) -> dict[str, Any]:
+        """{name: this value} of the parameters whose change reloads `component` ("pipeline", "detector") and
+        that differ in `other`."""
         return {name: self[name] for name, spec in SPEC_BY_NAME.items()
-                if spec.reloads == reloads and self[name] != other[name]}
+                if component in spec.reloads and self[name] != other[name]}
 
     def pipeline_args(self) -> tuple[str, dict[str, Any]]:
         """(method, options) for `dgdehaze_core.inference.pipeline.load_pipeline`."""

@@ -194,6 +194,58 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
     assert not result.successful
 
 
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_a_class_the_detector_lacks_or_a_home_folder_that_does_not_exist_is_refused_and_the_node_runs_on(
+        node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, detection_enabled=True)
+    assert probe.wait_for(lambda: node._detector is not None, 60.0)
+    set_ok(node, classes=["train"])  # what YOLO finds in the test frame: a train (class 6) and a person
+    try:
+        for classes, reason in ((["unicorn"], "unknown class 'unicorn'"), (["999"], "class id 999 is outside")):
+            (result,) = node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, classes)])
+            assert not result.successful and reason in result.reason, result.reason
+            assert list(node.get_parameter("classes").value) == ["train"]
+        for name in ("weights", "detector_weights"):
+            (result,) = node.set_parameters([Parameter(name, value="~no_such_user_dgdehaze/w.onnx")])
+            assert not result.successful and "cannot be found" in result.reason, result.reason
+        out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(640, 480), "bgr8", stamped_header(22)),
+                            ("image_dehazed", "detections"))
+        assert {d.results[0].hypothesis.class_id for d in out["detections"].detections} == {"6"}
+    finally:
+        assert node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, [])])[0].successful
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_half_and_device_reload_the_detector_as_well_as_the_network(node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, detection_enabled=True)
+    assert probe.wait_for(lambda: node._detector is not None, 60.0)
+    running = node._detector
+    assert not running.half
+    set_ok(node, half=True)
+    try:
+        assert probe.wait_for(lambda: node._detector is not running and node._detector.half, 60.0), \
+            "half is documented for the network and the detector: the detector must follow"
+    finally:
+        set_ok(node, half=False)
+    assert probe.wait_for(lambda: not node._detector.half, 60.0)
+
+
+def test_after_cleanup_a_parameter_change_loads_nothing_until_the_next_configure(session: RosSession) -> None:
+    cleaned = create_node({"model": "dcp", "detection_enabled": False}, name="cleaned", context=session.context)
+    try:
+        cleaned.trigger_deactivate()
+        cleaned.trigger_cleanup()
+        set_ok(cleaned, model="lite", backend="torch")
+        time.sleep(1.0)
+        assert cleaned._pipeline is None and cleaned._loader is None, "an unconfigured node holds no model"
+        cleaned.trigger_configure()
+        assert (cleaned._pipeline.method, cleaned._pipeline.backend) == ("lite", "torch")
+    finally:
+        cleaned.destroy_node()
+
+
 def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_backend(
         node: DehazeNode, tmp_path: Path) -> None:
     engine = tmp_path / "dgdehaze_lite_480x640_fp16.engine"
@@ -316,6 +368,7 @@ def test_bad_input_is_logged_and_skipped_and_the_node_keeps_running(node: Dehaze
 
 def test_deactivate_stops_outputs_and_activate_resumes_them(node: DehazeNode, probe: Probe) -> None:
     set_ok(node, detection_enabled=False)
+    gaps = node.stats.gaps
     node.trigger_deactivate()
     try:
         assert probe.wait_for(lambda: probe.image_pub.get_subscription_count() == 0, 5.0)
@@ -326,6 +379,7 @@ def test_deactivate_stops_outputs_and_activate_resumes_them(node: DehazeNode, pr
         node.trigger_activate()
     assert probe.wait_for_subscribers()
     send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(41)), ("image_dehazed",))
+    assert node.stats.gaps == gaps, "a frame sent while the node was inactive is not a frame lost in transport"
 
 
 def rss_mb() -> float:

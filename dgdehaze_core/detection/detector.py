@@ -115,7 +115,7 @@ class Detector:
         self.imgsz, self.conf, self.iou, self.max_det = imgsz, conf, iou, max_det
         self._quiet_session: Any = None
         self.device, self.half, self.threads = device, half, threads
-        self.classes = self._class_ids(classes)
+        self.classes = self.class_ids(classes)
         try:  # Ultralytics opens .onnx/.engine files at the first predict: fail here, not on the first frame
             self._run(np.zeros((imgsz, imgsz, 3), np.uint8), track=False)
         except Exception as exc:
@@ -145,7 +145,9 @@ class Detector:
         """The weights' file name, and "(float rebuild)" when that is what runs."""
         return self.weights.name + ("" if self.runtime_file == self.weights else " (float rebuild)")
 
-    def _class_ids(self, classes: Sequence[int | str] | None) -> list[int] | None:
+    def class_ids(self, classes: Sequence[int | str] | None) -> list[int] | None:
+        """The ids of `classes` (names or ids, as strings or ints), None for all; ValueError for a class this
+        detector does not have."""
         if not classes:
             return None
         by_name = {name: idx for idx, name in self.names.items()}
