@@ -2,6 +2,8 @@
 alike (one decoder), and bad messages are refused with a reason."""
 from __future__ import annotations
 
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, decode_image, typestore  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
-from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS  # noqa: E402
+from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS, declared_size  # noqa: E402
 from dgdehaze_ros.conversions import (ENCODINGS, ImageConversionError, array_to_image, bgr8_to_image,  # noqa: E402
                                       camera_frame, depth_to_image, image_to_array)
 
@@ -150,11 +152,36 @@ def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(fra
         msg = CompressedImage(header=header(), format=fmt, data=cv2.imencode(ext, frame)[1].tobytes())
         decoded = bgr8_of(msg)
         assert decoded.shape == frame.shape and np.abs(decoded.astype(int) - frame).mean() < 3
-    with pytest.raises(ImageConversionError, match="does not decode"):
+    with pytest.raises(ImageConversionError, match="header does not read"):
         bgr8_of(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
     with pytest.raises(ImageConversionError, match="empty"):
         bgr8_of(CompressedImage(format="png", data=b""))
-    huge_png = bytearray(cv2.imencode(".png", frame)[1].tobytes())
-    huge_png[16:24] = (50_000).to_bytes(4, "big") + (50_000).to_bytes(4, "big")  # IHDR claims 50000x50000
+    for side, reason in ((7000, "exceeds the limit"), (50_000, "too many pixels")):
+        huge_png = bytearray(cv2.imencode(".png", frame)[1].tobytes())
+        huge_png[16:24] = side.to_bytes(4, "big") * 2  # IHDR claims side x side, with its checksum
+        huge_png[29:33] = zlib.crc32(bytes(huge_png[12:29])).to_bytes(4, "big")
+        with pytest.raises(ImageConversionError, match=reason):
+            bgr8_of(CompressedImage(format="png", data=bytes(huge_png)))
+
+
+def jpeg_declaring(frame: np.ndarray, width: int, height: int, comment_bytes: int) -> bytes:
+    """A JPEG of `frame` whose frame header (SOF0) declares width x height, after `comment_bytes` of comments."""
+    data = bytearray(cv2.imencode(".jpg", frame)[1].tobytes())
+    index = 2
+    while data[index + 1] != 0xC0:
+        index += 2 + int.from_bytes(data[index + 2:index + 4], "big")
+    data[index + 5:index + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    comment = b"\xff\xfe" + (65535).to_bytes(2, "big") + b"x" * 65533
+    return bytes(data[:2]) + comment * (comment_bytes // 65537) + bytes(data[2:])
+
+
+def test_a_compressed_frame_declaring_a_huge_size_deep_in_its_header_is_refused_before_decoding(
+        frame: np.ndarray) -> None:
+    bomb = jpeg_declaring(frame, 7000, 7000, comment_bytes=131_074)  # 131 KB declaring 49 Mpixels
+    assert declared_size(bomb) == (7000, 7000)  # read from the header, nothing decoded
     with pytest.raises(ImageConversionError, match="exceeds the limit"):
-        bgr8_of(CompressedImage(format="png", data=bytes(huge_png)))
+        bgr8_of(CompressedImage(format="jpeg", data=bomb))
+    with pytest.raises(ImageConversionError, match="too many pixels"):
+        bgr8_of(CompressedImage(format="jpeg", data=jpeg_declaring(frame, 20_000, 20_000, comment_bytes=131_074)))
+    honest = jpeg_declaring(frame, frame.shape[1], frame.shape[0], comment_bytes=131_074)
+    assert bgr8_of(CompressedImage(format="jpeg", data=honest)).shape == frame.shape

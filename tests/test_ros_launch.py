@@ -186,7 +186,7 @@ def test_docs_ros_md_lists_every_parameter_with_its_default() -> None:
 
 
 MODULE_SOURCES = {
-    "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "tqdm": "python3-tqdm",
+    "numpy": "python3-numpy", "cv2": "python3-opencv", "PIL": "python3-pil", "yaml": "python3-yaml", "tqdm": "python3-tqdm",
     "scipy": "python3-scipy", "skimage": "python3-skimage", "matplotlib": "python3-matplotlib",
     "onnxruntime": "python3-onnxruntime-pip", "ultralytics": "python3-ultralytics-pip",
     "rosbags": "python3-rosbags-pip", "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces",

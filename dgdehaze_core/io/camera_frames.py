@@ -9,12 +9,15 @@ encoding, so the dehazed image keeps the camera's encoding (Bayer mosaics come b
 """
 from __future__ import annotations
 
+import io
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
 
 from dgdehaze_core.io.images import MAX_PIXELS, ImageError, uint16_to_uint8
 
@@ -159,17 +162,17 @@ def raw_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 
 def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A CompressedImage (JPEG, PNG, ...; rclpy or rosbags) as a uint8 BGR frame; the size in the file's header is
-    checked before decoding, so a huge image is refused before it is allocated."""
+    """A CompressedImage (JPEG, PNG, ...; rclpy or rosbags) as a uint8 BGR frame; the size its header declares is
+    checked before decoding, so a huge image is refused before it is allocated, and one whose header does not
+    read is refused undecoded."""
     fmt = str(msg.format).lower()
     if fmt and not any(name in fmt for name in COMPRESSED_DECODABLE):
         raise ImageError(f"unsupported compressed format {msg.format!r}")
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if data.size == 0:
+    raw = bytes(msg.data)
+    if not raw:
         raise ImageError("empty compressed image")
-    ok, size = _peek_size(data)
-    if ok:
-        check_size(size[0], size[1], max_pixels)
+    check_size(*declared_size(raw), max_pixels)
+    data = np.frombuffer(raw, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
@@ -177,19 +180,16 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return image
 
 
-def _peek_size(data: np.ndarray) -> tuple[bool, tuple[int, int]]:
-    """(width, height) from a PNG or JPEG header without decoding."""
-    raw = data[:65536].tobytes()
-    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
-        return True, (int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big"))
-    if raw[:2] == b"\xff\xd8":
-        index = 2
-        while index + 9 < len(raw):
-            if raw[index] != 0xFF:
-                break
-            marker, length = raw[index + 1], int.from_bytes(raw[index + 2:index + 4], "big")
-            if marker in (0xC0, 0xC1, 0xC2):
-                return True, (int.from_bytes(raw[index + 7:index + 9], "big"),
-                              int.from_bytes(raw[index + 5:index + 7], "big"))
-            index += 2 + length
-    return False, (0, 0)
+def declared_size(data: bytes) -> tuple[int, int]:
+    """(width, height) that a compressed image's header declares, read by Pillow without decoding a pixel (every
+    JPEG frame type, PNG, BMP, TIFF, WebP); ImageError when the header does not read."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            return image.size
+    except PILImage.DecompressionBombError as exc:
+        raise ImageError(f"compressed image declares too many pixels: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"compressed image ({len(data)} bytes): its header does not read as JPEG, PNG, BMP, TIFF "
+                         "or WebP") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"compressed image ({len(data)} bytes): its header does not read ({exc})") from exc
