@@ -13,7 +13,7 @@ from std_msgs.msg import Header
 
 from dgdehaze_core.io import camera_frames
 from dgdehaze_core.io.camera_frames import ENCODINGS, bgr8_to_pixels, layout_of, output_encoding, pixels_to_bgr8
-from dgdehaze_core.io.images import MAX_PIXELS, ImageError
+from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, ImageError
 
 __all__ = ["ENCODINGS", "ImageConversionError", "array_to_image", "bgr8_to_image", "camera_frame", "depth_to_image",
            "image_to_array", "output_encoding"]
@@ -28,13 +28,14 @@ def image_to_array(msg: Image, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return camera_frames.raw_pixels(msg, max_pixels=max_pixels, camera=False)
 
 
-def camera_frame(msg: Image | CompressedImage, *,
-                 max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str, np.ndarray | None]:
-    """(uint8 BGR frame, encoding to publish its dehazed image in, the input's pixels or None for compressed)."""
+def camera_frame(msg: Image | CompressedImage, *, max_pixels: int = MAX_PIXELS,
+                 bits: int = SAMPLE_BITS) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """(uint8 BGR frame, encoding to publish its dehazed image in, the input's pixels or None for compressed);
+    16-bit samples have `bits` significant bits."""
     if isinstance(msg, CompressedImage):
         return camera_frames.compressed_to_bgr8(msg, max_pixels=max_pixels), "bgr8", None
     pixels = camera_frames.raw_pixels(msg, max_pixels=max_pixels)
-    return pixels_to_bgr8(pixels, msg.encoding), output_encoding(msg.encoding), pixels
+    return pixels_to_bgr8(pixels, msg.encoding, bits), output_encoding(msg.encoding), pixels
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
@@ -51,9 +52,11 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
     return msg
 
 
-def bgr8_to_image(bgr: np.ndarray, encoding: str, header: Header, like: np.ndarray | None = None) -> Image:
-    """A uint8 BGR frame as an Image in `encoding` (the input's), with `header` kept."""
-    return array_to_image(bgr8_to_pixels(bgr, encoding, like), encoding, header)
+def bgr8_to_image(bgr: np.ndarray, encoding: str, header: Header, like: np.ndarray | None = None,
+                  bits: int = SAMPLE_BITS) -> Image:
+    """A uint8 BGR frame as an Image in `encoding` (the input's; 16-bit samples on `bits` significant bits), with
+    `header` kept."""
+    return array_to_image(bgr8_to_pixels(bgr, encoding, like, bits), encoding, header)
 
 
 def depth_to_image(depth: np.ndarray, header: Header) -> Image:

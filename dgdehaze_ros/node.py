@@ -451,7 +451,7 @@ class DehazeNode(LifecycleNode):
             return
         msg = frame.msg
         try:
-            bgr, encoding, original = camera_frame(msg)
+            bgr, encoding, original = camera_frame(msg, bits=settings["input_bits"])
         except ImageConversionError as exc:
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
@@ -461,7 +461,8 @@ class DehazeNode(LifecycleNode):
         dehazed = chain.dehaze(bgr)
         result = dehazed.result
         info = self._frame_camera_info()  # the latest once dehazed, then one for the rest of the frame
-        self._outputs["image"].publish(bgr8_to_image(result.image, encoding, msg.header, original))
+        self._outputs["image"].publish(bgr8_to_image(result.image, encoding, msg.header, original,
+                                                     settings["input_bits"]))
         reading = self._fog.measure(chain, dehazed, info, msg.header)
         self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

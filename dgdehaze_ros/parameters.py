@@ -25,6 +25,7 @@ from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import BACKENDS, BackendUnavailable
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
+from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES, shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting
 from dgdehaze_ros.mounting_tf import MISSING_TF, TF_AVAILABLE
@@ -141,6 +142,9 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("image_qos_depth", 1, "input QoS history depth", int_range=(1, 100, 1), read_only=True),
     ParameterSpec("output_qos_depth", 5, "history depth of the reliable outputs: how many messages a slow "
                   "subscriber may fall behind before it loses one", int_range=(1, 100, 1), read_only=True),
+    ParameterSpec("input_bits", SAMPLE_BITS, "significant bits of 16-bit camera frames (mono16, 16UC1, "
+                  "bayer_*16): 12 for a 12-bit sensor whose samples run 0..4095; 16: the full range. The dehazed "
+                  "frame is published on the same range", int_range=(8, 16, 1)),
     ParameterSpec("input_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
                   "sensor_msgs/CompressedImage on `image/compressed`", TRANSPORTS, read_only=True),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", float_range=(0.1, 60.0)),

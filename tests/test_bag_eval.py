@@ -211,3 +211,25 @@ def test_the_default_method_is_found_in_an_installed_package_through_the_ament_i
     assert bag_evaluation.node_default_method() == "dcp"
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "empty"))
     assert bag_evaluation.node_default_method() == "lite"  # the node's own default when nothing sets one
+
+
+def test_input_bits_reads_a_12_bit_camera_as_the_node_does_and_bad_values_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    frames = demo_frames(2)
+    write_camera_bag(tmp_path / "mono12", "mcap", frames, "mono12")
+    write_camera_bag(tmp_path / "mono8", "mcap", frames, "mono8")
+    common = ["--method", "dcp", "--no-detection", "--no-progress"]
+    figures = {}
+    for name, extra in (("mono12", ["--input-bits", "12"]), ("mono8", [])):
+        assert main(["bag-eval", str(tmp_path / name), "--out", str(tmp_path / f"eval-{name}"), *common,
+                     *extra]) == 0
+        summary = json.loads((tmp_path / f"eval-{name}" / "summary.json").read_text())
+        figures[name] = summary["figures"]["hazy"]["haze_density"]
+        assert summary["input_bits"] == (12 if name == "mono12" else 16)
+    assert figures["mono12"] == pytest.approx(figures["mono8"], abs=0.01)
+    capsys.readouterr()
+    for args, message in ((["--input-bits", "20"], "8..16"),
+                          (["--node", "--node-param", "input_bits:=12"], "give the node's input_bits as --input-bits")):
+        assert main(["bag-eval", str(tmp_path / "mono12"), "--out", str(tmp_path / "refused"), *common, *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()

@@ -60,11 +60,13 @@ def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encodin
                 writer.write(topic, COMPRESSED_IMAGE_TYPE, stamp,
                              writer.types[COMPRESSED_IMAGE_TYPE](header=header, format="jpeg", data=data))
             else:
-                pixels = {"bgr8": frame, "rgb8": frame[:, :, ::-1],
-                          "mono8": cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY),
-                          "mono16": cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257}[encoding]
+                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                pixels = {"bgr8": frame, "rgb8": frame[:, :, ::-1], "mono8": gray,
+                          "mono16": gray.astype(np.uint16) * 257,
+                          "mono12": np.rint(gray * (4095 / 255)).astype(np.uint16)}[encoding]
                 writer.write(topic, IMAGE_TYPE, stamp,
-                             image_msg(writer, header, np.ascontiguousarray(pixels), encoding, pad,
+                             image_msg(writer, header, np.ascontiguousarray(pixels),
+                                       "mono16" if encoding == "mono12" else encoding, pad,
                                        bigendian=encoding == "mono16"))
             stamps.append(stamp)
     return stamps
@@ -95,6 +97,19 @@ def test_bag_round_trip(tmp_path: Path, frames: list[np.ndarray], storage: str, 
             cv2.cvtColor(original, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         tolerance = 12 if encoding == "jpeg" else 0
         assert np.abs(frame.image.astype(int) - expected.astype(int)).mean() <= tolerance
+
+
+def test_a_bag_of_12_bit_mono16_frames_reads_on_the_range_it_is_given(tmp_path: Path,
+                                                                       frames: list[np.ndarray]) -> None:
+    write_camera_bag(tmp_path / "b", "mcap", frames[:2], "mono12")
+    gray = [cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in frames[:2]]
+    with BagSource(tmp_path / "b", input_bits=12) as source:
+        read = [frame.image[:, :, 0] for frame in source.frames("/cam/image_raw")]
+    assert all(np.abs(image.astype(int) - expected).max() <= 1 for image, expected in zip(read, gray))
+    with BagSource(tmp_path / "b") as source:
+        assert max(frame.image.max() for frame in source.frames("/cam/image_raw")) <= 16  # full range: dark
+    with pytest.raises(ValueError, match="8..16"):
+        BagSource(tmp_path / "b", input_bits=20)
 
 
 def test_demo_bag_is_the_documented_sample() -> None:

@@ -64,6 +64,18 @@ def test_rgb8_is_channel_swapped_and_mono16_uses_full_range(frame: np.ndarray) -
     assert mono16.dtype == np.uint16 and mono16.max() == 257 * int(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).max())
 
 
+def test_a_12_bit_mono16_camera_reads_on_its_own_range_and_the_output_keeps_that_range(frame: np.ndarray) -> None:
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    twelve_bit = np.rint(gray.astype(np.float64) * 4095 / 255).astype(np.uint16)  # samples 0..4095
+    msg = array_to_image(twelve_bit, "mono16", header())
+    as_full_range = camera_frame(msg)[0]
+    assert as_full_range.max() <= 16, "read as 16-bit, a 12-bit frame is nearly black"
+    bgr, encoding, _ = camera_frame(msg, bits=12)
+    assert encoding == "mono16" and np.abs(bgr[:, :, 0].astype(int) - gray).max() <= 1
+    back = image_to_array(bgr8_to_image(bgr, "mono16", header(), bits=12))
+    assert back.max() <= 4095 and np.abs(back.astype(int) - twelve_bit).max() <= 17  # one 8-bit step of 4095
+
+
 def test_padded_rows_and_big_endian_are_read_correctly(frame: np.ndarray) -> None:
     padded = np.zeros((48, 64 * 3 + 16), np.uint8)
     padded[:, :64 * 3] = frame.reshape(48, -1)
@@ -148,6 +160,7 @@ def test_depth_is_32fc1_with_nan_for_invalid() -> None:
 
 
 def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(frame: np.ndarray) -> None:
+    import ultralytics.utils.patches  # noqa: F401  # wraps PIL.Image.open in the node's process (the detector's)
     for fmt, ext in (("jpeg", ".jpg"), ("png", ".png")):
         msg = CompressedImage(header=header(), format=fmt, data=cv2.imencode(ext, frame)[1].tobytes())
         decoded = bgr8_of(msg)
@@ -156,11 +169,11 @@ def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(fra
         bgr8_of(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
     with pytest.raises(ImageConversionError, match="empty"):
         bgr8_of(CompressedImage(format="png", data=b""))
-    for side, reason in ((7000, "exceeds the limit"), (50_000, "too many pixels")):
+    for side in (7000, 50_000):
         huge_png = bytearray(cv2.imencode(".png", frame)[1].tobytes())
         huge_png[16:24] = side.to_bytes(4, "big") * 2  # IHDR claims side x side, with its checksum
         huge_png[29:33] = zlib.crc32(bytes(huge_png[12:29])).to_bytes(4, "big")
-        with pytest.raises(ImageConversionError, match=reason):
+        with pytest.raises(ImageConversionError, match=f"{side}x{side} exceeds the limit"):
             bgr8_of(CompressedImage(format="png", data=bytes(huge_png)))
 
 
@@ -177,11 +190,9 @@ def jpeg_declaring(frame: np.ndarray, width: int, height: int, comment_bytes: in
 
 def test_a_compressed_frame_declaring_a_huge_size_deep_in_its_header_is_refused_before_decoding(
         frame: np.ndarray) -> None:
-    bomb = jpeg_declaring(frame, 7000, 7000, comment_bytes=131_074)  # 131 KB declaring 49 Mpixels
-    assert declared_size(bomb) == (7000, 7000)  # read from the header, nothing decoded
-    with pytest.raises(ImageConversionError, match="exceeds the limit"):
+    bomb = jpeg_declaring(frame, 20_000, 20_000, comment_bytes=131_074)  # 131 KB declaring 400 Mpixels
+    assert declared_size(bomb) == (20_000, 20_000)  # read from the header, nothing decoded
+    with pytest.raises(ImageConversionError, match="20000x20000 exceeds the limit"):
         bgr8_of(CompressedImage(format="jpeg", data=bomb))
-    with pytest.raises(ImageConversionError, match="too many pixels"):
-        bgr8_of(CompressedImage(format="jpeg", data=jpeg_declaring(frame, 20_000, 20_000, comment_bytes=131_074)))
     honest = jpeg_declaring(frame, frame.shape[1], frame.shape[0], comment_bytes=131_074)
     assert bgr8_of(CompressedImage(format="jpeg", data=honest)).shape == frame.shape

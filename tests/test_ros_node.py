@@ -165,6 +165,24 @@ def test_the_dehazed_image_has_the_input_encoding(node: DehazeNode, probe: Probe
     assert (image.encoding, image.width, image.height, image.step) == (encoding, 160, 120, msg.step)
 
 
+def test_input_bits_reads_a_12_bit_mono16_camera_and_publishes_on_its_range(node: DehazeNode, probe: Probe) -> None:
+    from dgdehaze_ros.conversions import array_to_image
+
+    set_ok(node, detection_enabled=False)
+    gray = hazy_test_frame(160, 120)[:, :, 1]
+    twelve_bit = np.rint(gray.astype(np.float64) * 4095 / 255).astype(np.uint16)
+    outputs = {}
+    for bits, index in ((16, 17), (12, 18)):
+        set_ok(node, input_bits=bits)
+        out = send_and_wait(probe, array_to_image(twelve_bit, "mono16", stamped_header(index)), ("image_dehazed",))
+        outputs[bits] = image_to_array(out["image_dehazed"])
+    set_ok(node, input_bits=16)
+    assert outputs[12].dtype == np.uint16 and 2000 < outputs[12].max() <= 4095  # dehazed on the camera's range
+    levels = {bits: len(np.unique(image)) for bits, image in outputs.items()}
+    assert levels[16] < 30 < 100 < levels[12], levels  # read as full range, 0..4095 is 17 grey levels
+    assert not node.set_parameters([Parameter("input_bits", value=20)])[0].successful
+
+
 def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: DehazeNode, probe: Probe) -> None:
     set_ok(node, publish_depth=False, detection_enabled=False)
     try:

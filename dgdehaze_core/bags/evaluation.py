@@ -34,7 +34,7 @@ from dgdehaze_core.detection.detector import Detection, Detector
 from dgdehaze_core.inference.frame_chain import FrameChain, FrameOutput
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_core.physics.visibility import Mounting, VisibilityEstimator, field_of_view, intrinsics_of
 
@@ -207,13 +207,14 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  default_method: str | None = None, detector: Detector | None = None,
                  max_frames: int | None = None, storage: str | None = None,
                  output_prefix: str = DEFAULT_OUTPUT_PREFIX, mounting: Mounting | None = None,
-                 progress: bool = True) -> BagEvaluation:
+                 input_bits: int = SAMPLE_BITS, progress: bool = True) -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
     when that one's weights are missing or do not load. mounting: the camera's height and pitch over the road, as
     the node's camera_height and camera_pitch: the fog is measured with the bag's camera_info (visibility, depth in
-    metres, detection distances in metres), as the node does.
+    metres, detection distances in metres), as the node does. input_bits: significant bits of 16-bit frames (mono16,
+    bayer_*16), as the node's input_bits.
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
     output exists; an error part-way leaves no output folder behind.
@@ -221,7 +222,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
     out_dir = Path(out_dir)
-    with BagSource(input_bag) as source:
+    with BagSource(input_bag, input_bits) as source:
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
         pipeline = open_pipeline(method, default_method or node_default_method())
@@ -229,7 +230,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,
             detector=detector.label if detector is not None else None, frames_in_bag=total,
-            output_bag="bag")
+            output_bag="bag", input_bits=source.input_bits)
         processor = FrameProcessor(pipeline, detector, mounting)
         keep = sample_indices(count)
         with atomic_path(out_dir) as tmp:

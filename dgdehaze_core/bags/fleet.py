@@ -30,6 +30,7 @@ from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag
 from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_text
+from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.tables import write_json
 from dgdehaze_core.physics.visibility import Mounting
 
@@ -60,6 +61,8 @@ class BagJob:
     camera_height: float = 0.0
     """The camera's height above the road (m) for the fog measurement; 0: none (as the node's camera_height)."""
     camera_pitch: float = 0.0
+    input_bits: int = SAMPLE_BITS
+    """Significant bits of 16-bit frames (as the node's input_bits)."""
 
 
 @dataclass
@@ -95,7 +98,7 @@ def evaluate_job(job: BagJob) -> BagOutcome:
         evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, camera_info_topic=job.camera_info_topic,
                                   method=job.method, default_method=job.default_method, detector=detector,
                                   max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
-                                  mounting=mounting, progress=False)
+                                  mounting=mounting, input_bits=job.input_bits, progress=False)
     except TASK_ERRORS as exc:
         return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began,
                           error=f"{type(exc).__name__}: {exc}")

@@ -25,7 +25,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
-from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, check_sample_bits
 
 LOG = logging.getLogger(__name__)
 
@@ -78,12 +78,13 @@ def typestore() -> Typestore:
 
 # --- image messages <-> numpy -------------------------------------------------------------------------------------
 
-def decode_image(msg: Any, msgtype: str) -> np.ndarray:
+def decode_image(msg: Any, msgtype: str, bits: int = SAMPLE_BITS) -> np.ndarray:
     """A sensor_msgs Image or CompressedImage (rosbags message) as a uint8 BGR frame, by the node's decoder
-    (`io.camera_frames`); ImageError says why not."""
+    (`io.camera_frames`; 16-bit samples with `bits` significant bits, as the node's input_bits); ImageError says
+    why not."""
     if msgtype == COMPRESSED_IMAGE_TYPE:
         return compressed_to_bgr8(msg)
-    return raw_to_bgr8(msg)
+    return raw_to_bgr8(msg, bits=bits)
 
 
 def stamp_ns(header: Any) -> int:
@@ -118,8 +119,10 @@ def _storage_of(path: Path) -> str:
 class BagSource:
     """An open ROS 2 bag (a rosbag2 folder, or a single .mcap/.db3 file). Use as a context manager."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, input_bits: int = SAMPLE_BITS) -> None:
+        """input_bits: significant bits of the frames' 16-bit samples (`decode_image`)."""
         self.path = Path(path)
+        self.input_bits = check_sample_bits(input_bits)
         if not self.path.exists():
             raise FileNotFoundError(f"no such bag: {self.path}")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
@@ -231,7 +234,7 @@ class BagSource:
         msg = self.deserialize(connection, raw)
         encoding = msg.format if connection.msgtype == COMPRESSED_IMAGE_TYPE else msg.encoding
         try:
-            image = decode_image(msg, connection.msgtype)
+            image = decode_image(msg, connection.msgtype, self.input_bits)
         except ImageError as exc:
             return ImageError(f"frame {index} at {log_time} ns on {connection.topic!r}: {exc}")
         return BagFrame(index, log_time, msg.header, image, encoding, camera_info)

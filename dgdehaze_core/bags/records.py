@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dgdehaze_core.detection.detector import Detection
+from dgdehaze_core.io.images import SAMPLE_BITS
 
 SAMPLE_COUNT = 4
 """Frames shown before/after in the report, evenly spaced over the evaluated frames."""
@@ -70,6 +71,8 @@ class BagEvaluation:
     skipped: list[str] = field(default_factory=list)
     output_bag: str = ""
     notes: list[str] = field(default_factory=list)
+    input_bits: int = SAMPLE_BITS
+    """Significant bits the frames' 16-bit samples were read with (the node's input_bits)."""
 
     def table(self) -> dict[str, dict[str, float | int]]:
         """The figures table: rows "hazy" (the detector on the input frames) and "dehazed" (the node's output).
@@ -93,7 +96,7 @@ class BagEvaluation:
             "camera_info_topic": self.camera_info_topic, "mode": self.mode, "method": self.method,
             "backend": self.backend, "detector": self.detector, "frames_in_bag": self.frames_in_bag,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
-            "output_bag": self.output_bag, "notes": self.notes, "machine": machine(),
+            "output_bag": self.output_bag, "notes": self.notes, "input_bits": self.input_bits, "machine": machine(),
             "figures": self.table(),
             "detection_median_depth": float(np.median(depths)) if depths else float("nan"),
             "per_frame": {

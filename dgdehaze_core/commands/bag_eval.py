@@ -22,6 +22,7 @@ from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
+from dgdehaze_core.io.images import SAMPLE_BITS, check_sample_bits
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.visibility import Mounting
 
@@ -55,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "with the bag's camera_info (visibility, depth and detection distances in metres)")
     parser.add_argument("--camera-pitch", type=float, default=0.0,
                         help="camera pitch (rad, positive nose down), as the node's camera_pitch")
+    parser.add_argument("--input-bits", type=int, default=SAMPLE_BITS, metavar="N",
+                        help="significant bits of 16-bit frames (mono16, bayer_*16), as the node's input_bits: 12 "
+                             "for a 12-bit sensor's 0..4095 (default 16: the full range); with --node it sets the "
+                             "started node's, with --attach give the running node's")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
     parser.add_argument("--output-prefix", default=DEFAULT_OUTPUT_PREFIX,
                         help="namespace of the output topics in the bag (offline mode)")
@@ -79,13 +84,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--node-param sets parameters of a node started here; set an attached node's with ros2 param")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
+    check_sample_bits(args.input_bits)
+    if any(param.split(":=", 1)[0] == "input_bits" for param in args.node_param):
+        raise ValueError("give the node's input_bits as --input-bits, which the report's frames are read with too")
     mounting = mounting_of(args)
     if mounting is not None and args.attach:
         raise ValueError("--camera-height sets a started node's mounting; set an attached node's with ros2 param")
     if mounting is not None and args.node:
         args.node_param += [f"camera_height:={mounting.height}", f"camera_pitch:={mounting.pitch}"]
     if args.node and not args.attach:
-        args.node_param += node_detector_params(args)
+        args.node_param += [*node_detector_params(args), f"input_bits:={args.input_bits}"]
     if len(args.input) > 1:
         return run_fleet_of(args)
     if args.ray or args.workers is not None:
@@ -101,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         except DetectorUnavailable as exc:
             raise RuntimeError(f"{exc} (or pass --no-detection)") from None
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
-                   max_frames=args.max_frames, storage=args.storage, progress=not args.no_progress)
+                   max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
+                   progress=not args.no_progress)
     evaluation: BagEvaluation
     if args.node:
         replay_bag = ros_mode(BAG_REPLAY)
@@ -150,7 +159,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=args.method, default_method=default, detector=detector, max_frames=args.max_frames,
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
-                   camera_pitch=args.camera_pitch)
+                   camera_pitch=args.camera_pitch, input_bits=args.input_bits)
             for bag, folder in zip(args.input, output_folders(args.input, args.out))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "

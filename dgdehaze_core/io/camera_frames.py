@@ -10,6 +10,7 @@ encoding, so the dehazed image keeps the camera's encoding (Bayer mosaics come b
 from __future__ import annotations
 
 import io
+import struct
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 
-from dgdehaze_core.io.images import MAX_PIXELS, ImageError, uint16_to_uint8
+from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, ImageError, uint8_to_uint16, uint16_to_uint8
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ BT601_BGR_TO_YUV = np.array([[24.966, 128.553, 65.481], [112.0, -74.203, -37.797
                             np.float32)
 """Limited-range BT.601 (the range OpenCV's YUV 4:2:2 decoders expect), rows Y, U, V over B, G, R columns."""
 COMPRESSED_DECODABLE = ("jpeg", "jpg", "png", "bmp", "tiff", "webp")
+HEADER_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
+"""Pillow's names of the formats whose header gives a compressed frame's size before it is decoded."""
 
 
 def layout_of(encoding: str) -> EncodingLayout:
@@ -114,11 +116,12 @@ def raw_pixels(msg: Any, *, max_pixels: int = MAX_PIXELS, camera: bool = True) -
     return array
 
 
-def pixels_to_bgr8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Pixels in `encoding` (as `raw_pixels` returns them) to a contiguous uint8 BGR frame."""
+def pixels_to_bgr8(array: np.ndarray, encoding: str, bits: int = SAMPLE_BITS) -> np.ndarray:
+    """Pixels in `encoding` (as `raw_pixels` returns them) to a contiguous uint8 BGR frame; 16-bit samples have
+    `bits` significant bits (12 for a 12-bit sensor's 0..4095)."""
     layout = layout_of(encoding)
     if layout.dtype == np.uint16:
-        array = uint16_to_uint8(array)
+        array = uint16_to_uint8(array, bits)
     array = np.ascontiguousarray(array)
     if layout.to_bgr is not None:
         return cv2.cvtColor(array, layout.to_bgr)
@@ -127,9 +130,11 @@ def pixels_to_bgr8(array: np.ndarray, encoding: str) -> np.ndarray:
     return array
 
 
-def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = None) -> np.ndarray:
-    """A uint8 BGR frame in `encoding`'s layout (not Bayer: see `output_encoding`). `like`, the input frame in
-    that encoding, gives the alpha channel of 4-channel encodings (kept from the input); without it, opaque."""
+def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = None,
+                   bits: int = SAMPLE_BITS) -> np.ndarray:
+    """A uint8 BGR frame in `encoding`'s layout (not Bayer: see `output_encoding`), 16-bit samples on the range of
+    `bits` significant bits, as `pixels_to_bgr8` read them. `like`, the input frame in that encoding, gives the
+    alpha channel of 4-channel encodings (kept from the input); without it, opaque."""
     layout = layout_of(encoding)
     if encoding.startswith("bayer_"):
         raise ImageError(f"frames are not written as {encoding}: publish {output_encoding(encoding)}")
@@ -144,7 +149,7 @@ def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = Non
     if layout.channels == 1:
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         if layout.dtype == np.uint16:
-            return gray.astype(np.uint16) * 257
+            return uint8_to_uint16(gray, bits)
         if layout.dtype == np.float32:
             return gray.astype(np.float32) / 255.0
         return gray
@@ -156,9 +161,9 @@ def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = Non
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if encoding == "rgb8" else np.ascontiguousarray(bgr)
 
 
-def raw_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A raw Image message (rclpy or rosbags) as a uint8 BGR frame."""
-    return pixels_to_bgr8(raw_pixels(msg, max_pixels=max_pixels), msg.encoding)
+def raw_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BITS) -> np.ndarray:
+    """A raw Image message (rclpy or rosbags) as a uint8 BGR frame (`bits`: as `pixels_to_bgr8`)."""
+    return pixels_to_bgr8(raw_pixels(msg, max_pixels=max_pixels), msg.encoding, bits)
 
 
 def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -181,15 +186,23 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 
 def declared_size(data: bytes) -> tuple[int, int]:
-    """(width, height) that a compressed image's header declares, read by Pillow without decoding a pixel (every
-    JPEG frame type, PNG, BMP, TIFF, WebP); ImageError when the header does not read."""
-    try:
-        with PILImage.open(io.BytesIO(data)) as image:
-            return image.size
-    except PILImage.DecompressionBombError as exc:
-        raise ImageError(f"compressed image declares too many pixels: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"compressed image ({len(data)} bytes): its header does not read as JPEG, PNG, BMP, TIFF "
-                         "or WebP") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"compressed image ({len(data)} bytes): its header does not read ({exc})") from exc
+    """(width, height) that a compressed image's header declares, read without decoding a pixel by Pillow's own
+    JPEG (every frame type), PNG, BMP, TIFF or WebP header parser; ImageError when none reads it.
+
+    The parsers are called from Pillow's registry rather than through `PIL.Image.open`, which Ultralytics replaces
+    with a wrapper that tries to install a HEIF plugin whenever a file is not recognised, and whose decompression
+    bomb check would refuse a large size before it could be reported.
+    """
+    PILImage.init()
+    prefix = data[:16]
+    for name in HEADER_FORMATS:
+        factory, accept = PILImage.OPEN.get(name, (None, None))
+        if factory is None or (accept is not None and accept(prefix) is not True):
+            continue
+        try:
+            return factory(io.BytesIO(data), "").size
+        except (OSError, SyntaxError, ValueError, IndexError, TypeError, struct.error) as exc:
+            raise ImageError(f"compressed image ({len(data)} bytes): its {name} header does not read "
+                             f"({exc})") from exc
+    raise ImageError(f"compressed image ({len(data)} bytes): its header does not read as "
+                     f"{', '.join(HEADER_FORMATS)}")

@@ -26,9 +26,29 @@ class ImageError(ValueError):
     """An image that cannot be used, with the reason in words."""
 
 
-def uint16_to_uint8(array: np.ndarray) -> np.ndarray:
-    """16-bit pixels to 8-bit, full range to full range (x * 255 / 65535, rounded to nearest)."""
-    return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+SAMPLE_BITS = 16
+"""Significant bits of a 16-bit sample unless told otherwise: the full range 0..65535."""
+
+
+def check_sample_bits(bits: int) -> int:
+    """`bits` when it is a valid number of significant bits of a 16-bit sample (8..16), else ValueError."""
+    if not 8 <= int(bits) <= 16:
+        raise ValueError(f"the significant bits of 16-bit samples must lie in 8..16, got {bits}")
+    return int(bits)
+
+
+def uint16_to_uint8(array: np.ndarray, bits: int = SAMPLE_BITS) -> np.ndarray:
+    """16-bit samples with `bits` significant bits (0 .. 2^bits - 1) to 8-bit, that range to 0..255, rounded to
+    nearest; larger values saturate at 255."""
+    top = (1 << check_sample_bits(bits)) - 1
+    scaled = (np.minimum(array.astype(np.uint32), top) * 255 + top // 2) // top
+    return scaled.astype(np.uint8)
+
+
+def uint8_to_uint16(array: np.ndarray, bits: int = SAMPLE_BITS) -> np.ndarray:
+    """8-bit samples back to 16-bit samples of `bits` significant bits (0..255 to 0 .. 2^bits - 1, rounded)."""
+    top = (1 << check_sample_bits(bits)) - 1
+    return ((array.astype(np.uint32) * top + 127) // 255).astype(np.uint16)
 
 
 def to_bgr8(array: np.ndarray, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:

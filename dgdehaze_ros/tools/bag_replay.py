@@ -41,7 +41,7 @@ from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.detection.detector import Detection, Detector, median_depth
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.camera_frames import raw_pixels
-from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 
@@ -209,17 +209,18 @@ def _detections_from(msg: Any, names: Mapping[int, str]) -> list[Detection]:
     return out
 
 
-def _image_from(msg: Any) -> np.ndarray:
+def _image_from(msg: Any, bits: int) -> np.ndarray:
+    """A node output as an array: 32FC1 as float, a frame as uint8 BGR (16-bit samples of `bits` bits)."""
     if msg.encoding == "32FC1":
         return raw_pixels(msg, camera=False).astype(np.float32)
-    return decode_image(msg, IMAGE_TYPE)
+    return decode_image(msg, IMAGE_TYPE, bits)
 
 
 def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                camera_info_topic: str | None = None, method: str | None = None, detector: Detector | None = None,
                max_frames: int | None = None, storage: str | None = None, node_name: str = "dgdehaze",
                attach: bool = False, timeout: float = 10.0, node_params: Sequence[str] = (),
-               progress: bool = True) -> BagEvaluation:
+               input_bits: int = SAMPLE_BITS, progress: bool = True) -> BagEvaluation:
     """Send the bag's frames through the node and write OUT (bag, report, summary) atomically.
 
     `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
@@ -229,7 +230,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
     out_dir = Path(out_dir)
-    with BagSource(input_bag) as source:
+    with BagSource(input_bag, input_bits) as source:
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
@@ -258,7 +259,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
-                    output_bag="bag")
+                    output_bag="bag", input_bits=source.input_bits)
                 with BagWriter(tmp / "bag", storage or source.storage) as writer:
                     _run(source, replay, writer, evaluation, detector, count, timeout, progress)
             finally:
@@ -303,7 +304,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                 continue
             msg = source.deserialize(connection, raw)
             try:
-                hazy = decode_image(msg, connection.msgtype)
+                hazy = decode_image(msg, connection.msgtype, source.input_bits)
             except ImageError as exc:
                 evaluation.skipped.append(f"frame {index} at {log_time} ns: {exc}")
                 index += 1
@@ -335,7 +336,7 @@ def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagE
             continue
         msg = source.deserialize(connection, raw)
         try:
-            hazy = decode_image(msg, connection.msgtype)
+            hazy = decode_image(msg, connection.msgtype, source.input_bits)
         except ImageError:
             continue
         timed_detect(detector, hazy)
@@ -391,12 +392,13 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
     if labels is not None and not evaluation.records:
         writer.write_raw(f"{prefix}/label_info", LABEL_INFO_TYPE, log_time, outputs["_labels"])
     names = {int(c.class_id): str(c.class_name) for c in labels.class_map} if labels is not None else {}
-    dehazed = _image_from(store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE))
+    dehazed = _image_from(store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE), evaluation.input_bits)
     detections = (_detections_from(store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE), names)
                   if outputs.get("detections") else [])
     depth_msg = (store.deserialize_cdr(outputs["depth_relative"][1], IMAGE_TYPE) if outputs.get("depth_relative")
                  else None)
-    depth = _image_from(depth_msg) if depth_msg is not None else np.full(dehazed.shape[:2], np.nan, np.float32)
+    depth = (_image_from(depth_msg, evaluation.input_bits) if depth_msg is not None
+             else np.full(dehazed.shape[:2], np.nan, np.float32))
     density = (float(store.deserialize_cdr(outputs["haze_density"][1], HAZE_TYPE).results[0].score)
                if outputs.get("haze_density") else haze_density(hazy))
     visibility = (float(store.deserialize_cdr(outputs["visibility"][1], RANGE_TYPE).range)
