@@ -233,3 +233,41 @@ def test_input_bits_reads_a_12_bit_camera_as_the_node_does_and_bad_values_are_re
         assert main(["bag-eval", str(tmp_path / "mono12"), "--out", str(tmp_path / "refused"), *common, *args]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
+
+
+def test_an_output_folder_that_would_lose_data_is_refused_before_any_work(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    bag = tmp_path / "drives" / "drive"
+    write_camera_bag(bag, "mcap", demo_frames(2))
+    (tmp_path / "drives" / "notes.txt").write_text("kept")
+    (tmp_path / "afile").write_text("kept")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "plan.txt").write_text("kept")
+    before = sorted(p for p in tmp_path.rglob("*"))
+    common = ["--method", "dcp", "--no-detection", "--no-progress"]
+    for out, message in ((bag, "would replace the input bag"), (tmp_path / "drives", "would replace the input bag"),
+                         (bag / "eval", "would replace the input bag"), (tmp_path / "afile", "is a file"),
+                         (tmp_path / "mine", "not an earlier evaluation's")):
+        assert main(["bag-eval", str(bag), "--out", str(out), *common]) == 2, out
+        assert message in capsys.readouterr().err, out
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert main(["bag-eval", str(bag), "--out", str(tmp_path / "eval"), *common]) == 0
+    assert main(["bag-eval", str(bag), "--out", str(tmp_path / "eval"), *common]) == 0, "an earlier output is replaced"
+
+
+def test_a_bag_that_already_holds_the_outputs_topics_asks_for_another_prefix(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / "first"), "--method", "dcp", "--no-detection",
+                 "--max-frames", "2", "--no-progress"]) == 0
+    recorded = tmp_path / "first" / "bag"  # the input's topics and /dgdehaze/..., as a robot running the node records
+    common = ["--method", "dcp", "--no-detection", "--max-frames", "2", "--no-progress", "--image-topic", DEMO_TOPIC]
+    assert main(["bag-eval", str(recorded), "--out", str(tmp_path / "again"), *common]) == 2
+    assert "already holds /dgdehaze/" in capsys.readouterr().err and not (tmp_path / "again").exists()
+    assert main(["bag-eval", str(recorded), "--out", str(tmp_path / "bad"), *common,
+                 "--output-prefix", "bad topic!"]) == 2
+    assert "not a ROS namespace" in capsys.readouterr().err
+    assert main(["bag-eval", str(recorded), "--out", str(tmp_path / "again"), *common,
+                 "--output-prefix", "/offline_eval"]) == 0
+    with BagSource(tmp_path / "again" / "bag") as source:
+        topics = source.topics()
+    assert topics["/offline_eval/image_dehazed"][1] == 2 and topics["/dgdehaze/image_dehazed"][1] >= 1  # kept

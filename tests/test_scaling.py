@@ -69,8 +69,8 @@ def test_with_one_worker_the_fleet_runs_one_bag_after_the_other(three_bags: list
 
 
 def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:
-    bags = [tmp_path / "a" / "drive", tmp_path / "b" / "drive", tmp_path / "c.mcap"]
-    assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["drive", "drive-2", "c"]
+    bags = [tmp_path / "a" / "drive", tmp_path / "b" / "drive", tmp_path / "c.mcap", tmp_path / "all"]
+    assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["drive", "drive-2", "c", "all-2"]
 
 
 def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path) -> None:
@@ -78,6 +78,11 @@ def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path
     assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--node"]) == 2
     assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--workers", "0"]) == 2
     assert not (tmp_path / "one").exists() and not (tmp_path / "many").exists()
+    folder = three_bags[0].parent
+    kept = sorted(path for path in folder.rglob("*"))
+    assert main(["bag-eval", *map(str, three_bags), "--out", str(folder), "--method", "dcp", "--no-detection",
+                 "--workers", "1", "--no-progress"]) == 2, "an --out holding the input bags is refused"
+    assert sorted(path for path in folder.rglob("*")) == kept
 
 
 def test_each_rank_takes_its_own_batches_and_together_they_are_the_one_process_stream() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
 """Output topics in the bag are the node's `~/` topics under its default name: /dgdehaze/image_dehazed, ..."""
+NAMESPACE = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
+"""An absolute ROS namespace: /name or /name/name..., each name a letter or underscore then letters, digits or
+underscores."""
 FALLBACK_METHOD = "dcp"
 """What runs when the default method's weights are missing or do not load (needs none)."""
 NODE_DEFAULT_MODEL = "lite"
@@ -202,6 +206,22 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
         writer.write(f"{prefix}/camera_info", CAMERA_INFO_TYPE, frame.log_time_ns, info)
 
 
+def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str = "summary.json") -> None:
+    """ValueError unless `out_dir` can be replaced by an evaluation's output without losing anything: not a file,
+    not an input bag, not inside one and not holding one, and, when it exists and is not empty, an earlier output
+    (it holds `marker`)."""
+    out = out_dir.resolve()
+    for bag in map(Path, inputs):
+        bag = bag.resolve()
+        if out == bag or bag.is_relative_to(out) or out.is_relative_to(bag):
+            raise ValueError(f"output folder {out_dir} would replace the input bag {bag}: give a folder outside it")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out_dir} is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise ValueError(f"output folder {out_dir} holds files that are not an earlier evaluation's (no {marker}); "
+                         "give a new folder")
+
+
 def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                  camera_info_topic: str | None = None, method: str | None = None,
                  default_method: str | None = None, detector: Detector | None = None,
@@ -221,8 +241,12 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     """
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    if not NAMESPACE.match(output_prefix):
+        raise ValueError(f"output prefix {output_prefix!r} is not a ROS namespace such as /dgdehaze or /eval/run_2")
     out_dir = Path(out_dir)
+    check_output_folder(out_dir, [input_bag])
     with BagSource(input_bag, input_bits) as source:
+        source.check_output_namespace(output_prefix, "give --output-prefix another namespace")
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
         pipeline = open_pipeline(method, default_method or node_default_method())

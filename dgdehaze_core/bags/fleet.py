@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag
+from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, check_output_folder, evaluate_bag
 from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_text
@@ -39,6 +39,8 @@ LOG = logging.getLogger(__name__)
 TASK_ERRORS = (ValueError, OSError, RuntimeError)
 """What a bag's evaluation raises for bad input (a corrupt bag, a missing topic, unloadable weights): the bag is
 reported as failed and the fleet goes on. Anything else is a bug and stops the run."""
+ALL_ROW = "all"
+"""The fleet table's row over every bag (no bag's folder takes this name)."""
 FIGURES = ("frames", "detections", "mean_confidence", "haze_density", "visibility_m", "latency_ms_median")
 """The fleet table's figures, per bag and over all."""
 
@@ -79,8 +81,9 @@ class BagOutcome:
 
 
 def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
-    """OUT/<bag name> for each bag (a single-file bag without its .mcap/.db3); a name that repeats gets -2, -3, ..."""
-    folders, seen = [], {}
+    """OUT/<bag name> for each bag (a single-file bag without its .mcap/.db3); a name that repeats, or is the
+    table's `all` row, gets -2, -3, ..."""
+    folders, seen = [], {ALL_ROW: 1}
     for bag in bags:
         name = bag.stem if bag.suffix.lower() in (".mcap", ".db3") else bag.name
         seen[name] = seen.get(name, 0) + 1
@@ -207,6 +210,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
+    check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json")
     out_dir.mkdir(parents=True, exist_ok=True)
     runner = choose_runner(ray_address, workers)
     began = time.perf_counter()
@@ -240,7 +244,7 @@ def fleet_table(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for outcome in summary["per_bag"]:
         figures = outcome["figures"] if outcome["ok"] else dict.fromkeys(FIGURES, math.nan)
         rows[Path(outcome["out_dir"]).name] = {"status": "ok" if outcome["ok"] else "failed", **figures}
-    rows["all"] = {"status": f"{summary['bags'] - summary['failed']}/{summary['bags']} ok", **summary["all"]}
+    rows[ALL_ROW] = {"status": f"{summary['bags'] - summary['failed']}/{summary['bags']} ok", **summary["all"]}
     return rows
 
 

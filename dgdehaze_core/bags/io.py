@@ -153,6 +153,14 @@ class BagSource:
         """{topic: (message type, message count from the bag's index)}."""
         return {name: (info.msgtype or "mixed", info.msgcount) for name, info in self._reader.topics.items()}
 
+    def check_output_namespace(self, prefix: str, remedy: str) -> None:
+        """BagError when the bag already holds topics under `prefix`, where an evaluation writes its outputs (a bag
+        recorded beside a running node holds its outputs): the two would be mixed on one topic."""
+        taken = sorted(topic for topic in self.topics() if topic.startswith(prefix.rstrip("/") + "/"))
+        if taken:
+            raise BagError(f"bag {self.path} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}"
+                           f" under {prefix}, where the outputs go: {remedy}")
+
     def _topic_connections(self, topic: str, kinds: Sequence[str], role: str) -> list[Connection]:
         topics = self.topics()
         if topic not in topics:

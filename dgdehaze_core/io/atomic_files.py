@@ -35,9 +35,12 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
+        elif target.is_dir():  # set the old folder aside, put the new one in its place, then drop the old one
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, aside / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(aside, ignore_errors=True)
         else:
-            if target.exists():
-                shutil.rmtree(target)
             os.replace(tmp, target)
     finally:
         if tmp.is_dir():

@@ -33,7 +33,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from tqdm import tqdm
 
-from dgdehaze_core.bags.evaluation import node_default_method, open_pipeline, timed_detect
+from dgdehaze_core.bags.evaluation import check_output_folder, node_default_method, open_pipeline, timed_detect
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
                                    LABEL_INFO_TYPE, RANGE_TYPE, BagSource, BagWriter, decode_image, stamp_ns)
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
@@ -230,7 +230,9 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
     out_dir = Path(out_dir)
+    check_output_folder(out_dir, [input_bag])
     with BagSource(input_bag, input_bits) as source:
+        source.check_output_namespace(f"/{node_name}", "give the node another name (--node-name)")
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
