@@ -1,6 +1,7 @@
 """Bad image input gets a clear ImageError, never a traceback from inside numpy or OpenCV."""
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import cv2
@@ -54,6 +55,19 @@ def test_huge_frames_are_refused_before_allocation():
     huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(10000, 10000, 3), strides=(0, 0, 0))
     with pytest.raises(ImageError, match="exceeds"):
         to_bgr8(huge)
+
+
+def test_an_image_file_declaring_a_huge_size_is_refused_from_its_header(tmp_path: Path):
+    png = bytearray(cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes())
+    png[16:24] = (20_000).to_bytes(4, "big") * 2  # the header says 20000x20000, with its checksum
+    png[29:33] = zlib.crc32(bytes(png[12:29])).to_bytes(4, "big")
+    (tmp_path / "bomb.png").write_bytes(bytes(png))
+    with pytest.raises(ImageError, match="bomb.png: image of 20000x20000 exceeds the limit"):
+        read_image(tmp_path / "bomb.png")
+    gray = np.arange(48 * 64, dtype=np.uint16).reshape(48, 64).astype(np.uint8)
+    for suffix in (".pgm", ".tif", ".webp", ".bmp"):  # the header check passes every readable format
+        cv2.imwrite(str(tmp_path / f"gray{suffix}"), gray)
+        assert read_image(tmp_path / f"gray{suffix}").shape == (48, 64, 3), suffix
 
 
 def test_atomic_writes_leave_the_old_file_on_failure(tmp_path: Path):

@@ -188,6 +188,18 @@ def test_bad_checkpoints_and_missing_weights_give_clear_errors(tmp_path: Path) -
     if not shipped_weights_path("base").exists():
         with pytest.raises(FileNotFoundError, match="dgdehaze_base.pt"):
             load_model("base")
+    diverged = fresh("lite")
+    with torch.no_grad():
+        diverged.dehazer.clear_head.weight[0, 0, 0, 0] = float("nan")
+    save_checkpoint(diverged, tmp_path / "diverged.pt")
+    with pytest.raises(ValueError, match="not finite .* first in 'dehazer.clear_head.weight'"):
+        load_model(tmp_path / "diverged.pt")
+    relabelled = torch.load(save_checkpoint(fresh("lite"), tmp_path / "lite.pt"), weights_only=True)
+    relabelled["config"] = "base"
+    torch.save(relabelled, tmp_path / "relabelled.pt")
+    with pytest.raises(ValueError, match=r"does not fit the 'base' network it names: \d+ tensors missing") as error:
+        load_model(tmp_path / "relabelled.pt")
+    assert "\n" not in str(error.value)
 
 
 def test_lite_stays_within_its_real_time_budget_and_base_is_larger() -> None:

@@ -9,17 +9,15 @@ encoding, so the dehazed image keeps the camera's encoding (Bayer mosaics come b
 """
 from __future__ import annotations
 
-import io
-import struct
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image as PILImage
 
-from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, ImageError, uint8_to_uint16, uint16_to_uint8
+from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, check_size, declared_size, uint8_to_uint16,
+                                     uint16_to_uint8)
 
 
 @dataclass(frozen=True)
@@ -63,8 +61,6 @@ BT601_BGR_TO_YUV = np.array([[24.966, 128.553, 65.481], [112.0, -74.203, -37.797
                             np.float32)
 """Limited-range BT.601 (the range OpenCV's YUV 4:2:2 decoders expect), rows Y, U, V over B, G, R columns."""
 COMPRESSED_DECODABLE = ("jpeg", "jpg", "png", "bmp", "tiff", "webp")
-HEADER_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
-"""Pillow's names of the formats whose header gives a compressed frame's size before it is decoded."""
 
 
 def layout_of(encoding: str) -> EncodingLayout:
@@ -77,13 +73,6 @@ def layout_of(encoding: str) -> EncodingLayout:
 def output_encoding(encoding: str) -> str:
     """The encoding a dehazed frame is published in: the input's, except bgr8 for a Bayer mosaic."""
     return "bgr8" if encoding.startswith("bayer_") else encoding
-
-
-def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
-    if width <= 0 or height <= 0:
-        raise ImageError(f"empty image ({width}x{height})")
-    if width * height > max_pixels:
-        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
 
 
 def raw_pixels(msg: Any, *, max_pixels: int = MAX_PIXELS, camera: bool = True) -> np.ndarray:
@@ -183,26 +172,3 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
     check_size(image.shape[1], image.shape[0], max_pixels)
     return image
-
-
-def declared_size(data: bytes) -> tuple[int, int]:
-    """(width, height) that a compressed image's header declares, read without decoding a pixel by Pillow's own
-    JPEG (every frame type), PNG, BMP, TIFF or WebP header parser; ImageError when none reads it.
-
-    The parsers are called from Pillow's registry rather than through `PIL.Image.open`, which Ultralytics replaces
-    with a wrapper that tries to install a HEIF plugin whenever a file is not recognised, and whose decompression
-    bomb check would refuse a large size before it could be reported.
-    """
-    PILImage.init()
-    prefix = data[:16]
-    for name in HEADER_FORMATS:
-        factory, accept = PILImage.OPEN.get(name, (None, None))
-        if factory is None or (accept is not None and accept(prefix) is not True):
-            continue
-        try:
-            return factory(io.BytesIO(data), "").size
-        except (OSError, SyntaxError, ValueError, IndexError, TypeError, struct.error) as exc:
-            raise ImageError(f"compressed image ({len(data)} bytes): its {name} header does not read "
-                             f"({exc})") from exc
-    raise ImageError(f"compressed image ({len(data)} bytes): its header does not read as "
-                     f"{', '.join(HEADER_FORMATS)}")

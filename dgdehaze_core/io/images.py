@@ -5,12 +5,15 @@ Everything downstream works on one frame type: a C-contiguous `uint8` array of s
 """
 from __future__ import annotations
 
+import io
 import logging
+import struct
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 from dgdehaze_core.io.atomic_files import atomic_path
 
@@ -24,6 +27,39 @@ MAX_PIXELS = 7680 * 4320
 
 class ImageError(ValueError):
     """An image that cannot be used, with the reason in words."""
+
+
+HEADER_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "PPM")
+"""Pillow's names of the formats whose header gives an image's size before it is decoded."""
+
+
+def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
+    """ImageError for an empty image or one of more than `max_pixels` pixels."""
+    if width <= 0 or height <= 0:
+        raise ImageError(f"empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
+
+
+def declared_size(data: bytes) -> tuple[int, int]:
+    """(width, height) that an image file's header declares, read without decoding a pixel by Pillow's own JPEG
+    (every frame type), PNG, BMP, TIFF, WebP or PPM header parser; ImageError when none reads it.
+
+    The parsers are called from Pillow's registry rather than through `PIL.Image.open`, which Ultralytics replaces
+    with a wrapper that tries to install a HEIF plugin whenever a file is not recognised, and whose decompression
+    bomb check would refuse a large size before it could be reported.
+    """
+    PILImage.init()
+    prefix = data[:16]
+    for name in HEADER_FORMATS:
+        factory, accept = PILImage.OPEN.get(name, (None, None))
+        if factory is None or (accept is not None and accept(prefix) is not True):
+            continue
+        try:
+            return factory(io.BytesIO(data), "").size
+        except (OSError, SyntaxError, ValueError, IndexError, TypeError, struct.error) as exc:
+            raise ImageError(f"image ({len(data)} bytes): its {name} header does not read ({exc})") from exc
+    raise ImageError(f"image ({len(data)} bytes): its header does not read as {', '.join(HEADER_FORMATS)}")
 
 
 SAMPLE_BITS = 16
@@ -94,7 +130,17 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path} is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes)")
-    data = np.fromfile(str(path), dtype=np.uint8)
+    raw = path.read_bytes()
+    data = np.frombuffer(raw, dtype=np.uint8)
+    try:
+        size = declared_size(raw)
+    except ImageError:
+        size = None  # a format whose header Pillow does not read: OpenCV decides below
+    if size is not None:
+        try:
+            check_size(*size)
+        except ImageError as exc:
+            raise ImageError(f"{path}: {exc}") from None
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageError(f"{path} is not a readable image")
