@@ -57,6 +57,24 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path: Path, capsys: pytes
         assert "error:" in capsys.readouterr().err
 
 
+def test_inputs_sharing_a_name_get_outputs_of_their_own_and_no_input_is_overwritten(tmp_path: Path,
+                                                                                    capsys: pytest.CaptureFixture):
+    source = tmp_path / "in"
+    source.mkdir()
+    frame = np.full((24, 32, 3), 180, np.uint8)
+    frame[8:16, 8:24] = 40
+    cv2.imwrite(str(source / "frame.png"), frame)
+    cv2.imwrite(str(source / "frame.jpg"), frame[:, ::-1])
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_dehazed.png")) == ["frame_jpg_dehazed.png",
+                                                                               "frame_png_dehazed.png"]
+    cv2.imwrite(str(source / "frame_png_dehazed.png"), frame)  # an input named as an output would be
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(source)]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+
+
 def test_one_pixel_image_is_dehazed(tmp_path: Path):
     path = tmp_path / "dot.png"
     cv2.imwrite(str(path), np.full((1, 1, 3), 200, np.uint8))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -33,15 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _images(source: Path) -> Iterator[tuple[str, np.ndarray | ImageError]]:
-    paths = list_images(source) if source.is_dir() else [source]
-    if not paths:
-        raise ImageError(f"no images in {source}")
+def output_names(paths: list[Path]) -> dict[Path, str]:
+    """The name each input's outputs start with: its stem, or its stem and suffix where two inputs share a stem
+    (frame.png and frame.jpg become frame_png and frame_jpg)."""
+    stems = Counter(path.stem for path in paths)
+    return {path: path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+            for path in paths}
+
+
+def _images(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
     for path in tqdm(paths, desc="dehaze", unit="image"):
         try:
-            yield path.stem, read_image(path)
+            yield path, read_image(path)
         except ImageError as exc:
-            yield path.stem, exc
+            yield path, exc
 
 
 def _run_video(source: Path, out: Path, pipeline) -> int:
@@ -82,20 +88,29 @@ def run(args: argparse.Namespace) -> int:
     source: Path = args.input
     if not source.exists():
         raise FileNotFoundError(f"no such input: {source}")
+    video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
+    paths = [] if video else list_images(source) if source.is_dir() else [source]
+    if not video and not paths:
+        raise ImageError(f"no images in {source}")
+    names = output_names(paths)
+    overwritten = {path.resolve() for path in paths} & {(args.out / f"{name}_{kind}.png").resolve()
+                                                        for name in names.values() for kind in ("dehazed", "depth")}
+    if overwritten:
+        raise ValueError(f"the outputs would overwrite the input {sorted(overwritten)[0]}: give another --out")
     pipeline = load_pipeline(args.method) if args.output is None else load_pipeline(args.method, output=args.output)
     args.out.mkdir(parents=True, exist_ok=True)
-    if source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES:
+    if video:
         return _run_video(source, args.out, pipeline)
     failures = 0
     written = 0
-    for stem, frame in _images(source):
+    for path, frame in _images(paths):
         if isinstance(frame, ImageError):
             LOG.error("skipped: %s", frame)
             failures += 1
             continue
         result = pipeline(frame)
-        write_image(args.out / f"{stem}_dehazed.png", result.image)
-        write_image(args.out / f"{stem}_depth.png", colorize_depth(result.depth))
+        write_image(args.out / f"{names[path]}_dehazed.png", result.image)
+        write_image(args.out / f"{names[path]}_depth.png", colorize_depth(result.depth))
         written += 1
     LOG.info("wrote %d dehazed images to %s (%d skipped)", written, args.out, failures)
     if written == 0:
