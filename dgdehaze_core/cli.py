@@ -5,6 +5,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from dgdehaze_core import __version__
 
@@ -49,11 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        json_path = getattr(args, "json", None)
+        if json_path is not None and Path(json_path).is_dir():
+            raise ValueError(f"--json {json_path} is a folder: give the file to write the figures to")
         return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: missing files, a read-only or full disk
         if args.verbose:
             raise
-        print(f"dgdehaze {args.command}: error: {exc}", file=sys.stderr)
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        more = f" (and {len(lines) - 1} more lines: run with -v)" if len(lines) > 1 else ""
+        print(f"dgdehaze {args.command}: error: {lines[0]}{more}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dgdehaze {args.command}: interrupted", file=sys.stderr)

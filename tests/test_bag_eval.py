@@ -271,3 +271,19 @@ def test_a_bag_that_already_holds_the_outputs_topics_asks_for_another_prefix(tmp
     with BagSource(tmp_path / "again" / "bag") as source:
         topics = source.topics()
     assert topics["/offline_eval/image_dehazed"][1] == 2 and topics["/dgdehaze/image_dehazed"][1] >= 1  # kept
+
+
+def test_errors_print_one_line_and_a_json_folder_is_refused_before_the_run(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  version: [\n")
+    common = ["--method", "dcp", "--no-detection", "--no-progress"]
+    assert main(["bag-eval", str(broken), "--out", str(tmp_path / "o"), *common]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "cannot open bag" in error and "run with -v" in error
+    write_camera_bag(tmp_path / "good", "mcap", demo_frames(1))
+    (tmp_path / "figures").mkdir()
+    assert main(["bag-eval", str(tmp_path / "good"), "--out", str(tmp_path / "o"), *common,
+                 "--json", str(tmp_path / "figures")]) == 2
+    assert "is a folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
