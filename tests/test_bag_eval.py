@@ -287,3 +287,15 @@ def test_errors_print_one_line_and_a_json_folder_is_refused_before_the_run(tmp_p
     assert main(["bag-eval", str(tmp_path / "good"), "--out", str(tmp_path / "o"), *common,
                  "--json", str(tmp_path / "figures")]) == 2
     assert "is a folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_a_camera_height_takes_the_bags_only_camera_info_and_without_one_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_camera_bag(tmp_path / "with_info", "mcap", demo_frames(2))
+    write_camera_bag(tmp_path / "without", "mcap", demo_frames(2), with_info=False)
+    common = ["--method", "dcp", "--no-detection", "--no-progress", "--camera-height", "1.5"]
+    assert main(["bag-eval", str(tmp_path / "with_info"), "--out", str(tmp_path / "a"), *common]) == 0
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["camera_info_topic"] == "/cam/camera_info"
+    capsys.readouterr()
+    assert main(["bag-eval", str(tmp_path / "without"), "--out", str(tmp_path / "b"), *common]) == 2
+    assert "pass --camera-info-topic" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -121,10 +121,13 @@ def test_an_impossible_mounting_is_refused_with_the_reason(kwargs: dict, message
         Mounting(**kwargs)
 
 
-def test_intrinsics_need_positive_focal_lengths():
+def test_intrinsics_need_positive_finite_focal_lengths_and_a_finite_centre():
     assert Intrinsics.from_k([500.0, 0, 320.0, 0, 510.0, 240.0, 0, 0, 1]) == Intrinsics(500.0, 510.0, 320.0, 240.0)
     with pytest.raises(ValueError, match="positive focal lengths"):
         Intrinsics.from_k([0.0] * 9)
+    for broken in ([math.inf, 0, 320.0, 0, 510.0, 240.0, 0, 0, 1], [500.0, 0, math.nan, 0, 510.0, 240.0, 0, 0, 1]):
+        with pytest.raises(ValueError, match="must be finite"):
+            Intrinsics.from_k(broken)
 
 
 def test_pixels_that_show_only_fog_have_no_metric_depth_whatever_floor_the_method_clips_t_at():

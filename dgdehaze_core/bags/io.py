@@ -250,13 +250,22 @@ class BagSource:
 
 def pick_image_topic(bag: Path) -> str:
     """The bag's only image topic; a clear error when there are none or several."""
+    return _only_topic(bag, FRAME_TYPES, "image", "--image-topic")
+
+
+def pick_camera_info_topic(bag: Path) -> str:
+    """The bag's only CameraInfo topic; a clear error when there are none or several."""
+    return _only_topic(bag, (CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic")
+
+
+def _only_topic(bag: Path, kinds: Sequence[str], role: str, option: str) -> str:
     with BagSource(bag) as source:
         topics = source.topics()
-    images = sorted(t for t, (kind, _) in topics.items() if kind in FRAME_TYPES)
-    if len(images) != 1:
-        raise BagError(f"pass --image-topic: bag {bag} has {len(images)} image topics"
-                       f"{': ' + ', '.join(images) if images else ''} (all topics: {', '.join(sorted(topics))})")
-    return images[0]
+    found = sorted(t for t, (kind, _) in topics.items() if kind in kinds)
+    if len(found) != 1:
+        raise BagError(f"pass {option}: bag {bag} has {len(found)} {role} topics"
+                       f"{': ' + ', '.join(found) if found else ''} (all topics: {', '.join(sorted(topics))})")
+    return found[0]
 
 
 # --- writing ------------------------------------------------------------------------------------------------------

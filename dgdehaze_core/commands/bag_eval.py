@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
-from dgdehaze_core.bags.io import STORAGES, pick_image_topic
+from dgdehaze_core.bags.io import STORAGES, pick_camera_info_topic, pick_image_topic
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames")
     parser.add_argument("--camera-height", type=float, default=0.0,
                         help="camera height above the road (m), as the node's camera_height: the fog is measured "
-                             "with the bag's camera_info (visibility, depth and detection distances in metres)")
+                             "with the bag's camera_info (visibility, depth and detection distances in metres; its "
+                             "only CameraInfo topic unless --camera-info-topic names one)")
     parser.add_argument("--camera-pitch", type=float, default=0.0,
                         help="camera pitch (rad, positive nose down), as the node's camera_pitch")
     parser.add_argument("--input-bits", type=int, default=SAMPLE_BITS, metavar="N",
@@ -102,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
     image_topic = args.image_topic or pick_image_topic(bag)
+    if mounting is not None and not args.camera_info_topic:  # the fog is measured with the camera's intrinsics
+        args.camera_info_topic = pick_camera_info_topic(bag)
     detector = None
     if not args.no_detection:
         try:

@@ -62,10 +62,13 @@ class Intrinsics:
 
     @classmethod
     def from_k(cls, k: Sequence[float]) -> "Intrinsics":
-        """From a row-major 3x3 K; ValueError when the focal lengths are not positive (an unset camera_info)."""
+        """From a row-major 3x3 K; ValueError when the focal lengths are not positive (an unset camera_info) or any
+        of fx, fy, cx, cy is not finite (a broken one)."""
         intrinsics = cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]))
         if not (intrinsics.fx > 0 and intrinsics.fy > 0):
             raise ValueError(f"camera intrinsics need positive focal lengths, got fx {k[0]}, fy {k[4]}")
+        if not all(map(math.isfinite, (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy))):
+            raise ValueError(f"camera intrinsics must be finite, got fx {k[0]}, fy {k[4]}, cx {k[2]}, cy {k[5]}")
         return intrinsics
 
 
