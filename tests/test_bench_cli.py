@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dgdehaze_core.cli import main
+from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reason
 from dgdehaze_core.models import build_model
 from dgdehaze_core.models.complexity import count_macs
 
@@ -81,3 +82,11 @@ def test_model_alias_runs_the_configured_network_only_and_working_sizes_add_rows
 def test_bad_arguments_exit_2_with_a_message(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", *args]) == 2
     assert "dgdehaze bench: error:" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(tensorrt_unavailable_reason() is None, reason="TensorRT runs here: its rows would exist")
+def test_a_network_target_none_of_whose_backends_runs_here_fails_with_the_reasons(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "lite", "--backends", "tensorrt", "--sizes", "64x48", "--repeats", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "no requested backend runs" in error and "tensorrt:" in error

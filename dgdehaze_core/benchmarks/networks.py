@@ -84,17 +84,21 @@ class BenchSettings:
 def available_variants(backends: Sequence[str], device: str = "auto") -> list[RuntimeVariant]:
     """The requested backends that can run here: each in fp32, and in fp16 where it runs on CUDA.
 
-    A backend that cannot run (no TensorRT, no GPU provider) is skipped with a log line saying why."""
+    A backend that cannot run (no TensorRT, no GPU provider) is skipped with a log line saying why; ValueError with
+    the reasons when none of them can."""
     variants: list[RuntimeVariant] = []
+    skipped: list[str] = []
     for name in backends:
         runtime = "onnxruntime" if name == INT8_RUNTIME else name
         try:
             choice = choose_backend(runtime, device)
         except BackendUnavailable as exc:
-            LOG.info("bench skips %s: %s", name, exc)
+            skipped.append(f"{name}: {exc}")
+            LOG.info("bench skips %s", skipped[-1])
             continue
         if choice.name != runtime:
-            LOG.info("bench skips %s: it would run as %s here", name, choice.name)
+            skipped.append(f"{name}: it would run as {choice.name} here")
+            LOG.info("bench skips %s", skipped[-1])
             continue
         if name == INT8_RUNTIME:
             variants.append(RuntimeVariant(runtime, choice.device, False, int8=True))
@@ -104,6 +108,8 @@ def available_variants(backends: Sequence[str], device: str = "auto") -> list[Ru
             variants.append(RuntimeVariant(name, choice.device, True))
         else:
             LOG.info("bench runs %s in fp32 only: fp16 is for CUDA devices", name)
+    if not variants:
+        raise ValueError(f"no requested backend runs on device {device!r} here ({'; '.join(skipped)})")
     return variants
 
 

@@ -145,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
     dcp_rows = nb.bench_dcp(frames, settings) if {"dcp", "chain", *networks} & set(targets) else {}
     table.update(dcp_rows)
     if networks:
-        peak_before = nb.peak_gmac_per_s(settings)
         variants = nb.available_variants(args.backends.split(","), args.device)
+        peak_before = nb.peak_gmac_per_s(settings)
         rows: dict[str, dict[str, float]] = {}
         for config in networks:
             rows.update(nb.bench_network(config, variants, frames, dcp_rows, settings, working_sizes))
