@@ -24,6 +24,7 @@ def test_quality_and_detection_on_real_pairs(sots_pairs: Path, tmp_path: Path, c
                          "detection/clear-jpeg90"}
     printed = capsys.readouterr().out
     assert "psnr" in printed and "map50" in printed
+    assert all(key in printed for key in rows), "the printed rows carry the names the JSON keys them by"
     # the table's PSNR is the mean of the per-pair PSNRs
     hazy_psnrs = [psnr(read_image(p), read_image(sots_pairs / "clear" / f"{p.stem.split('_')[0]}.png"))
                   for p in sorted((sots_pairs / "hazy").iterdir())]

@@ -350,13 +350,15 @@ def run(args: argparse.Namespace) -> int:
                 bootstrap_rows.update({prefix + key: value for key, value in compared.items()})
         if not table:
             raise ValueError(f"the {measure} measure produced no figures (see the warnings above)")
+        named = f"{measure}/" if len(measures) > 1 else ""  # rows printed under the keys the JSON has
+        table = {named + key: value for key, value in table.items()}
+        bootstrap_rows = {named + key: value for key, value in bootstrap_rows.items()}
         emit(table, TITLES[measure])
         print()
         if bootstrap_rows:
             emit(bootstrap_rows, BOOTSTRAP_TITLE.format(samples=args.bootstrap))
             print()
-        rows.update({(f"{measure}/" if len(measures) > 1 else "") + key: value
-                     for key, value in {**table, **bootstrap_rows}.items()})
+        rows.update({**table, **bootstrap_rows})
     if args.json is not None:
         write_json(args.json, rows)
     return 0
