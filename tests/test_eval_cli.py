@@ -81,6 +81,15 @@ def test_bad_arguments_exit_2_with_one_line(sots_pairs: Path, capsys, extra, mes
     assert message in capsys.readouterr().err
 
 
+def test_a_malformed_option_value_says_why(capsys):
+    for option, value, reason in (("--working-size", "12", "size must look like 640x480"),
+                                  ("--group", "", "a comparison group is NAME=METHOD")):
+        with pytest.raises(SystemExit) as exit_code:
+            main(["eval", option, value])
+        error = capsys.readouterr().err
+        assert exit_code.value.code == 2 and "invalid" not in error and reason in error, error
+
+
 def test_broken_sets_exit_2_naming_the_problem(sots_pairs: Path, tmp_path: Path, capsys):
     (sots_pairs / "hazy" / "1999_2.png").write_bytes((sots_pairs / "hazy" / "1400_2.png").read_bytes())
     assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy"]) == 2

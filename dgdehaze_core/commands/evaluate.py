@@ -44,7 +44,7 @@ import fnmatch
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
@@ -114,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "and, for detection, hazy+clahe)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
-    parser.add_argument("--working-size", type=parse_size, default=None, metavar="WxH",
+    parser.add_argument("--working-size", type=_with_reason(parse_size), default=None, metavar="WxH",
                         help="size the networks run at (default: each input's size, as the node)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows as JSON")
     add_detector_options(parser)
@@ -128,11 +128,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="use only the first N images of each set, after --include (0: all)")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
                         help="detection: compare methods by a paired bootstrap over the images, N redraws (0: off)")
-    parser.add_argument("--baseline", type=Group.parse, action="append", default=None,
+    parser.add_argument("--baseline", type=_with_reason(Group.parse), action="append", default=None,
                         metavar="[NAME=]METHOD[,METHOD]",
                         help="what --bootstrap compares against: a method, or NAME=M1,M2 for their mean "
                              "(repeatable: each group against each baseline; default: the first method)")
-    parser.add_argument("--group", type=Group.parse, action="append", default=None,
+    parser.add_argument("--group", type=_with_reason(Group.parse), action="append", default=None,
                         metavar="NAME=METHOD[,METHOD]",
                         help="a side that --bootstrap compares with the baseline: the mean of these methods "
                              "(repeatable; default: every other method alone)")
@@ -202,6 +202,17 @@ def datasets_for(measures: list[str], given: list[Path] | None) -> dict[str, lis
             raise ValueError(f"no dataset for the {measure} measure among {', '.join(map(str, candidates))}")
         chosen[measure] = _named(folders)
     return chosen
+
+
+def _with_reason(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse` for argparse's type=: its ValueError's reason reaches the user (argparse prints only "invalid
+    value" for a ValueError)."""
+    def parsed(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parsed
 
 
 def _method_specs(text: str | None) -> list[MethodSpec]:
