@@ -171,3 +171,18 @@ def test_the_detector_s_onnx_runtime_threads_do_not_spin_between_frames_tracked_
     plain(frame)
     tracked(frame)  # Ultralytics builds a new predictor, with a new session, for the first tracked frame
     assert spinning(plain) == "0" and spinning(tracked) == "0"
+
+
+def test_the_detector_loads_ultralytics_offline_so_it_never_downloads_or_pip_installs() -> None:
+    import os
+    import subprocess
+    import sys
+
+    probe = ("from dgdehaze_core.detection.detector import Detector; Detector(); "
+             "import ultralytics.utils as utils, ultralytics.utils.checks as checks; "
+             "print(utils.ONLINE, checks.AUTOINSTALL)")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["False", "False"], result.stdout

@@ -15,6 +15,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, decode_image, typestore  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
+from dgdehaze_core.detection.offline import offline_ultralytics  # noqa: E402
 from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS, declared_size  # noqa: E402
 from dgdehaze_ros.conversions import (ENCODINGS, ImageConversionError, array_to_image, bgr8_to_image,  # noqa: E402
                                       camera_frame, depth_to_image, image_to_array)
@@ -160,7 +161,8 @@ def test_depth_is_32fc1_with_nan_for_invalid() -> None:
 
 
 def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(frame: np.ndarray) -> None:
-    import ultralytics.utils.patches  # noqa: F401  # wraps PIL.Image.open in the node's process (the detector's)
+    offline_ultralytics()  # as the node's detector imports it
+    import ultralytics.utils.patches  # noqa: F401  # which wraps PIL.Image.open in the node's process
     for fmt, ext in (("jpeg", ".jpg"), ("png", ".png")):
         msg = CompressedImage(header=header(), format=fmt, data=cv2.imencode(ext, frame)[1].tobytes())
         decoded = bgr8_of(msg)

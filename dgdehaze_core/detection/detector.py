@@ -10,7 +10,6 @@ Nothing is downloaded: a weights path must exist on disk. The package ships one 
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
 from dgdehaze_core.io.images import to_bgr8
 
@@ -102,11 +102,8 @@ class Detector:
             raise DetectorUnavailable(str(exc)) from None
         except Exception as exc:  # Ultralytics' export raises many types
             raise DetectorUnavailable(f"could not rebuild detector {self.weights} in float: {exc}") from exc
-        os.environ.setdefault("YOLO_OFFLINE", "1")
-        from ultralytics import YOLO
-
         try:
-            self.model = _load_yolo(YOLO, self.runtime_file)
+            self.model = _load_yolo(offline_ultralytics().YOLO, self.runtime_file)
             self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
         except UnsafeCheckpoint as exc:
             raise DetectorUnavailable(str(exc)) from None

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
 
 LOG = logging.getLogger(__name__)
@@ -26,9 +27,7 @@ DETECTOR_FORMATS = ("onnx", "engine")
 
 def _export_into(weights: Path, fmt: str, target: Path, imgsz: int, half: bool, int8: bool, dynamic: bool,
                  data: str | None, device: str) -> None:
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ultralytics import YOLO
-
+    YOLO = offline_ultralytics().YOLO
     with tempfile.TemporaryDirectory(prefix="dgdehaze-yolo-export-") as folder:
         try:
             copy = verified_copy(weights, Path(folder))
@@ -71,9 +70,7 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
     if int8 and fmt == "onnx":
         raise ValueError("Ultralytics exports int8 only as a TensorRT engine; quantise an ONNX file with "
                          "onnxruntime.quantization.quantize_dynamic")
-    import ultralytics
-
-    runtime, gpu = f"ultralytics-{ultralytics.__version__}", "any"
+    runtime, gpu = f"ultralytics-{offline_ultralytics().__version__}", "any"
     if fmt == "engine":
         from dgdehaze_core.inference.backends.tensorrt_backend import gpu_name, import_tensorrt
 

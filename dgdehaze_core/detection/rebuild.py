@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
+from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
 
 LOG = logging.getLogger(__name__)
@@ -67,9 +68,7 @@ def rebuild_float_detector(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR)
     """An `ultralytics.YOLO` (torch, fused, eval) holding the dequantised weights of `int8_onnx`."""
     import torch
 
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ultralytics import YOLO
-
+    YOLO = offline_ultralytics().YOLO
     state, names = dequantized_state_dict(int8_onnx)
     yolo = YOLO(ARCHITECTURE, task="detect")
     yolo.model.fuse(verbose=False)
@@ -117,11 +116,10 @@ def _quantize(float_onnx: Path, target: Path) -> None:
 
 def _cache_identity(int8_onnx: Path, cache_dir: str | os.PathLike[str] | None) -> tuple[EngineCache[Path], str, str]:
     import onnxruntime
-    import ultralytics
 
     if not int8_onnx.is_file():
         raise FileNotFoundError(f"no such detector file: {int8_onnx}")
-    runtime = f"ultralytics-{ultralytics.__version__}-onnxruntime-{onnxruntime.__version__}"
+    runtime = f"ultralytics-{offline_ultralytics().__version__}-onnxruntime-{onnxruntime.__version__}"
     return EngineCache(cache_dir or default_cache_dir()), file_sha256(int8_onnx), runtime
 
 
