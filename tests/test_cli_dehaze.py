@@ -75,6 +75,17 @@ def test_inputs_sharing_a_name_get_outputs_of_their_own_and_no_input_is_overwrit
     assert {p.name: p.read_bytes() for p in source.iterdir()} == before
 
 
+def test_a_video_opencv_cannot_encode_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture):
+    video = tmp_path / "dot.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1, 1))
+    for _ in range(3):
+        writer.write(np.full((1, 1, 3), 120, np.uint8))
+    writer.release()
+    assert main(["dehaze", str(video), "--method", "dcp", "--out", str(tmp_path / "o")]) == 2
+    assert "cannot write a 1x1 MPEG-4 video" in capsys.readouterr().err
+    assert not list((tmp_path / "o").iterdir())
+
+
 def test_one_pixel_image_is_dehazed(tmp_path: Path):
     path = tmp_path / "dot.png"
     cv2.imwrite(str(path), np.full((1, 1, 3), 200, np.uint8))

@@ -65,6 +65,11 @@ def _run_video(source: Path, out: Path, pipeline) -> int:
             atomic_path(out / f"{source.stem}_depth.mp4") as depth_path:
         dehazed_writer = cv2.VideoWriter(str(dehazed_path), fourcc, fps, size)
         depth_writer = cv2.VideoWriter(str(depth_path), fourcc, fps, size)
+        if not (dehazed_writer.isOpened() and depth_writer.isOpened()):
+            dehazed_writer.release()
+            depth_writer.release()
+            raise ImageError(f"OpenCV cannot write a {size[0]}x{size[1]} MPEG-4 video of {source.name}'s frames; "
+                             "dehaze its frames as images instead")
         try:
             total = video_frame_count(source) or None
             for frame in tqdm(_chain(first, frames), total=total, desc="dehaze", unit="frame"):
