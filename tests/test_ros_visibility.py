@@ -197,6 +197,14 @@ def test_camera_info_of_another_resolution_is_scaled_to_the_frame() -> None:
     assert intrinsics_of(info, (480, 640)) is None
 
 
+def test_camera_info_with_a_region_of_interest_and_binning_describes_that_image() -> None:
+    info = camera_info(640, 480)  # calibrated at 640x480: f 500, centre (320, 240)
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 0, 240, 640, 240  # the lower half
+    assert intrinsics_of(info, (240, 640)) == Intrinsics(500.0, 500.0, 320.0, 0.0)
+    info.binning_x = info.binning_y = 2  # the lower half, binned 2x2: a 320x120 image
+    assert intrinsics_of(info, (120, 320)) == Intrinsics(250.0, 250.0, 160.0, 0.0)
+
+
 @pytest.mark.skipif(TF_AVAILABLE, reason="tf2_ros is installed: base_frame is accepted")
 def test_without_tf2_ros_a_base_frame_is_refused_with_what_to_do_instead(node: DehazeNode) -> None:
     result = node.set_parameters([Parameter("base_frame", value="base_footprint")])[0]

@@ -110,6 +110,17 @@ def test_smoothing_follows_the_frames_stamps_and_forgets_a_stale_value():
     assert math.isnan(stale.beta) and math.isnan(stale.visibility)
 
 
+def test_stamps_that_do_not_advance_leave_each_frame_its_own_measurement():
+    thin, dense = KOSCHMIEDER / 400.0, KOSCHMIEDER / 50.0
+    unstamped = VisibilityEstimator(MOUNT, time_constant=2.0)  # a driver stamping 0 (use_sim_time without /clock)
+    unstamped.update(road_scene(dense)[0], CAMERA, stamp=0.0)
+    assert unstamped.update(road_scene(thin)[0], CAMERA, stamp=0.0).beta == pytest.approx(thin, rel=0.01)
+    looped = VisibilityEstimator(MOUNT, time_constant=2.0)  # a bag played in a loop: the stamps jump back
+    looped.update(road_scene(dense)[0], CAMERA, stamp=30.0)
+    no_road = np.full(SHAPE, T_MIN, np.float32)
+    assert math.isnan(looped.update(no_road, CAMERA, stamp=1.0).beta), "a held value does not outlive a loop"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"height": 0.0, "pitch": 0.0}, "height must be positive"),
     ({"height": 1.5, "pitch": 2.0}, "pitch must lie within"),

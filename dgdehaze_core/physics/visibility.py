@@ -74,15 +74,24 @@ class Intrinsics:
 
 def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics | None:
     """A sensor_msgs/CameraInfo's intrinsics (any message with its `k`, `width` and `height`: rclpy's or a bag
-    reader's), scaled to a frame of `shape` (height, width) when the message states another size; None when its K
-    is unset (zero focal lengths)."""
+    reader's) for the image it describes: its region of interest and binning applied as REP-104 (and
+    image_geometry) do, then scaled to a frame of `shape` (height, width) when that image has another size; None
+    when its K is unset (zero focal lengths)."""
     try:
         intrinsics = Intrinsics.from_k(info.k)
     except ValueError:
         return None
-    if shape is None or not (info.width and info.height) or (info.height, info.width) == tuple(shape):
+    binning_x, binning_y = (max(int(getattr(info, name, 0) or 0), 1) for name in ("binning_x", "binning_y"))
+    roi = getattr(info, "roi", None)
+    cropped = roi is not None and roi.width > 0 and roi.height > 0
+    left, top = (roi.x_offset, roi.y_offset) if cropped else (0, 0)
+    width = (roi.width if cropped else info.width) // binning_x
+    height = (roi.height if cropped else info.height) // binning_y
+    intrinsics = Intrinsics(intrinsics.fx / binning_x, intrinsics.fy / binning_y, (intrinsics.cx - left) / binning_x,
+                            (intrinsics.cy - top) / binning_y)
+    if shape is None or not (width and height) or (height, width) == tuple(shape):
         return intrinsics
-    sx, sy = shape[1] / info.width, shape[0] / info.height
+    sx, sy = shape[1] / width, shape[0] / height
     return Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
 
 
@@ -284,13 +293,17 @@ class VisibilityEstimator:
         return self._geometry[2:]
 
     def _smooth(self, beta: float, stamp: float) -> float:
-        """The exponentially smoothed beta after a measurement (NaN: none) at `stamp`."""
+        """The exponentially smoothed beta after a measurement (NaN: none) at `stamp`.
+
+        Smoothing and holding run on the frames' stamps. A stamp that does not advance (frames stamped 0, or a bag
+        that loops back) gives no time to smooth or hold over, so the frame's own measurement stands (NaN included).
+        """
         age = stamp - self._stamp if math.isfinite(self._stamp) else math.inf
         if math.isnan(beta):
-            if age > max(1.0, MAX_HOLD_CONSTANTS * self.time_constant):
+            if age <= 0 or age > max(1.0, MAX_HOLD_CONSTANTS * self.time_constant):
                 self._beta = math.nan
             return self._beta
-        if math.isnan(self._beta) or self.time_constant == 0 or age < 0:
+        if math.isnan(self._beta) or self.time_constant == 0 or age <= 0:
             self._beta = beta
         else:
             self._beta += (1.0 - math.exp(-age / self.time_constant)) * (beta - self._beta)
