@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
@@ -26,6 +27,8 @@ class FogMeasurement:
         self.tf: TfMounting | None = None
         """The camera's mounting from TF, with a base_frame (see mounting_tf.py)."""
         self.reading: VisibilityReading | None = None
+        """The last frame's reading; None when it had none (then `_waiting` says why)."""
+        self._waiting = ""
         self._said: set[str] = set()
 
     def restart(self, settings: NodeSettings | None) -> None:
@@ -39,6 +42,7 @@ class FogMeasurement:
         self._settings = settings
         self.estimator = estimator_for(settings) if settings is not None else None
         self.reading = None
+        self._waiting = f"off: no transform from base_frame {self.tf.base_frame} to the camera yet" if self.tf else ""
 
     def estimator_for_frame(self, frame_id: str) -> VisibilityEstimator | None:
         """The estimator for this frame: the parameters' mounting, or TF's for its frame (None, said once with
@@ -50,6 +54,7 @@ class FogMeasurement:
         except (MountingUnavailable, ValueError) as exc:
             self._say_once(f"no ~/visibility, ~/depth or detection distances until TF gives the camera's mounting: "
                            f"{exc}")
+            self._waiting = f"off: no transform from base_frame {self.tf.base_frame} to {frame_id!r}: {exc}"
             return None
         if self.estimator is None:
             self.estimator = estimator_for(self._settings, mounting)
@@ -60,6 +65,7 @@ class FogMeasurement:
     def measure(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None,
                 header: Header) -> VisibilityReading | None:
         """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics."""
+        self.reading = None
         if chain.fog is None:
             if self.tf is None:
                 self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
@@ -67,15 +73,25 @@ class FogMeasurement:
             return None
         intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
         if intrinsics is None:
-            self._say_once(f"{'no camera_info has arrived' if info is None else 'camera_info has no intrinsics'}: "
-                           "no ~/visibility, ~/depth or detection distances until one with intrinsics does")
+            missing = "no camera_info has arrived" if info is None else "camera_info has no intrinsics"
+            self._say_once(f"{missing}: no ~/visibility, ~/depth or detection distances until one with intrinsics "
+                           "does")
+            self._waiting = f"waiting for a camera_info with intrinsics ({missing})"
             return None
         self.reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)
         return self.reading
 
+    def distance_map(self, chain: FrameChain, dehazed: DehazedFrame,
+                     reading: VisibilityReading | None) -> np.ndarray:
+        """The depth detections carry (`FrameChain.distance_map`), and NaN while TF has not placed the camera of a
+        base_frame mounting: the relative depth would read as metres."""
+        if chain.fog is None and self.tf is not None:
+            return np.full(dehazed.result.depth.shape, np.nan, np.float32)
+        return chain.distance_map(dehazed, reading)
+
     def diagnostics(self) -> Mapping[str, str]:
         """/diagnostics values of the fog (`visibility_messages.fog_diagnostics`)."""
-        return fog_diagnostics(self.estimator, self.reading, self.tf.base_frame if self.tf is not None else "")
+        return fog_diagnostics(self.estimator, self.reading, self._waiting)
 
     def _say_once(self, message: str) -> None:
         if message not in self._said:

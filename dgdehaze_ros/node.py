@@ -467,7 +467,7 @@ class DehazeNode(LifecycleNode):
         self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
-        detected = chain.detect(dehazed, chain.distance_map(dehazed, reading))
+        detected = chain.detect(dehazed, self._fog.distance_map(chain, dehazed, reading))
         if detected.fresh and "detections" in self._outputs:
             self._outputs["detections"].publish(detections_to_msg(detected.detections, detected.depths, msg.header))
         debug = self._outputs.get("debug_image")

@@ -52,14 +52,12 @@ def fog_banner(reading: VisibilityReading | None, haze_density: float) -> str:
 
 
 def fog_diagnostics(estimator: VisibilityEstimator | None, reading: VisibilityReading | None,
-                    base_frame: str = "") -> Mapping[str, str]:
+                    waiting: str = "") -> Mapping[str, str]:
     """/diagnostics values: the visibility (m), the smoothed and the frame's fog density (1/m), the road pixels
-    measured, and why there is no visibility (`base_frame`: the mounting comes from TF)."""
-    if estimator is None:
-        return {"visibility": f"off: no transform from base_frame {base_frame} to the camera yet" if base_frame
-                else "off: no camera_height"}
+    measured, and why there is no visibility (`waiting`: what the last frame lacked, when it had no reading)."""
     if reading is None:
-        return {"visibility": "waiting for a frame with camera_info"}
+        return {"visibility": waiting or ("off: no camera_height" if estimator is None
+                                          else "waiting for a frame with camera_info")}
     return {"visibility_m": f"{reading.visibility:.1f}", "fog_beta_per_m": f"{reading.beta:.5f}",
             "fog_beta_frame_per_m": f"{reading.measurement.beta:.5f}",
             "fog_road_pixels": str(reading.measurement.pixels),

@@ -20,7 +20,7 @@ from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting,
                                               intrinsics_of, ray_norms)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
-from dgdehaze_ros.mounting_tf import TF_AVAILABLE  # noqa: E402
+from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 
 from ros_harness import (Probe, RosSession, camera_info, send_and_wait, stamped_header,  # noqa: E402
@@ -210,3 +210,31 @@ def test_without_tf2_ros_a_base_frame_is_refused_with_what_to_do_instead(node: D
     result = node.set_parameters([Parameter("base_frame", value="base_footprint")])[0]
     assert not result.successful and "tf2_ros" in result.reason and "camera_height" in result.reason
     assert node.get_parameter("base_frame").value == ""
+
+
+class AwaitingTransform:
+    """What `TfMounting` answers while TF has no transform from the road frame to the camera (tf2_ros, which is
+    not on PyPI, is not here to give one)."""
+
+    base_frame = "base_footprint"
+
+    def height_and_pitch(self, frame_id: str) -> tuple[float, float]:
+        raise MountingUnavailable(f'"{self.base_frame}" passed to lookupTransform does not exist')
+
+    def close(self) -> None:
+        pass
+
+
+def test_while_tf_has_not_placed_the_camera_detections_carry_nan_and_diagnostics_say_why(node: DehazeNode) -> None:
+    from dgdehaze_core.inference.frame_chain import FrameChain
+    from dgdehaze_core.inference.pipeline import load_pipeline
+    from dgdehaze_ros.fog_measurement import FogMeasurement
+    from dgdehaze_ros.parameters import read_settings
+
+    fog = FogMeasurement(node)
+    fog._settings, fog.tf = read_settings(node), AwaitingTransform()
+    chain = FrameChain(load_pipeline("dcp"), fog=fog.estimator_for_frame("camera_optical_frame"))
+    dehazed = chain.dehaze(foggy_road(40.0)[0])
+    assert fog.measure(chain, dehazed, camera_info(640, 480), stamped_header(300)) is None
+    assert np.isnan(fog.distance_map(chain, dehazed, None)).all(), "a relative depth would read as metres"
+    assert fog.diagnostics()["visibility"].startswith("off: no transform from base_frame base_footprint")
