@@ -7,7 +7,8 @@
 All tuning lives in `params_file` (default: share/dgdehaze/config/dgdehaze.yaml). The launch arguments `model`,
 `backend`, `image_reliability`, `input_transport` and `autostart` override the file when they are not empty.
 `use_sim_time:=true` makes the node follow /clock (a bag played with `ros2 bag play --clock`): the stamps of its
-own messages and the latency on /diagnostics are then measured against the bag's time.
+own messages and the latency on /diagnostics are then measured against the bag's time; left empty, a
+`use_sim_time` in params_file applies (as in Nav2's files), else false.
 With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager):
 configure loads the models and builds engines, activate subscribes and publishes.
 Outputs are under the node: /<namespace>/<node_name>/{image_dehazed,depth,camera_info,detections,haze_density}.
@@ -47,11 +48,14 @@ def _parameter_overrides(context: LaunchContext) -> dict[str, str | bool]:
     return overrides
 
 
-def _use_sim_time(context: LaunchContext) -> bool:
+def _use_sim_time(context: LaunchContext) -> dict[str, bool]:
+    """{"use_sim_time": ...} when the argument is given; empty (params_file's value, else false) when it is not."""
     value = LaunchConfiguration("use_sim_time").perform(context).strip().lower()
+    if not value:
+        return {}
     if value not in ("true", "false"):
         raise ValueError(f"use_sim_time must be true or false, got {value!r}")
-    return value == "true"
+    return {"use_sim_time": value == "true"}
 
 
 def _launch_setup(context: LaunchContext) -> list[LifecycleNode]:
@@ -64,8 +68,7 @@ def _launch_setup(context: LaunchContext) -> list[LifecycleNode]:
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
-        parameters=[LaunchConfiguration("params_file"), _parameter_overrides(context),
-                    {"use_sim_time": _use_sim_time(context)}],
+        parameters=[LaunchConfiguration("params_file"), _parameter_overrides(context), _use_sim_time(context)],
         remappings=[
             ("image", image_topic),
             ("image/compressed", f"{image_topic}/compressed"),
@@ -89,8 +92,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="YAML file with the node's parameters (under `/**: ros__parameters:`)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
-                              description="true: follow /clock (ros2 bag play --clock) for stamps and latency"),
+        DeclareLaunchArgument("use_sim_time", default_value="",
+                              description="true: follow /clock (ros2 bag play --clock) for stamps and latency "
+                                          "(empty: from params_file, else false)"),
     ]
     arguments += [DeclareLaunchArgument(name, default_value="", description=f"{text} (empty: from params_file)")
                   for name, text in OVERRIDES.items()]
