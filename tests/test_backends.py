@@ -8,12 +8,14 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from dgdehaze_core.inference.backends import BackendUnavailable
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, check_artifact, sidecar_path
 from dgdehaze_core.inference.backends.selection import choose_backend, create_backend
+from dgdehaze_core.inference.pipeline import network_batch
 from dgdehaze_core.models import build_model
 
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the choices of a machine without CUDA")
@@ -36,11 +38,14 @@ def test_shape_profile_for_a_camera() -> None:
     from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile
 
     profile = ShapeProfile.for_camera(480, 640, 32)
-    assert profile.opt == (1, 3, 480, 640) and profile.min == (1, 3, 64, 64)
+    assert profile.opt == (1, 3, 480, 640) and profile.min == (1, 3, 32, 32)
     assert profile.max == (1, 3, 1088, 1920)
     assert profile.contains((1, 3, 736, 1280)) and not profile.contains((2, 3, 480, 640))
     assert ShapeProfile.for_camera(479, 641, 32).opt == (1, 3, 480, 672)
-    assert profile.describe() == "hazy:1x3x64x64/1x3x480x640/1x3x1088x1920"
+    assert profile.describe() == "hazy:1x3x32x32/1x3x480x640/1x3x1088x1920"
+    for height, width in ((1, 1), (9, 17), (3, 1000)):  # the smallest frames pad to one stride: inside the profile
+        frame = np.zeros((height, width, 3), np.uint8)
+        assert profile.contains(network_batch([frame], (width, height), 32).shape), (height, width)
     with pytest.raises(ValueError, match="min <= opt <= max"):
         ShapeProfile((1, 3, 64, 64), (1, 3, 32, 64), (1, 3, 128, 128))
 
@@ -64,7 +69,7 @@ def test_auto_picks_onnxruntime_on_the_cpu_and_explicit_requests_are_honoured(
 
 def key(**changes: str) -> CacheKey:
     fields = {"model_sha256": "ab" * 32, "runtime": "tensorrt-10.3.0", "device": "Orin sm87",
-              "shapes": "hazy:1x3x64x64/1x3x480x640/1x3x1088x1920", "precision": "fp16", **changes}
+              "shapes": "hazy:1x3x32x32/1x3x480x640/1x3x1088x1920", "precision": "fp16", **changes}
     return CacheKey(**fields)  # type: ignore[arg-type]
 
 
@@ -91,7 +96,7 @@ def test_cache_builds_once_then_loads_and_rebuilds_when_stale(tmp_path: Path) ->
     builds = Builds()
     value, path = cache.get_or_build(key(), "lite", ".engine", builds.build, builds.load)
     assert value == b"engine-bytes1" and builds.calls == 1
-    assert path.name == "lite_fp16_hazy-1x3x64x64-1x3x480x640-1x3x1088x1920_orin-sm87.engine"
+    assert path.name == "lite_fp16_hazy-1x3x32x32-1x3x480x640-1x3x1088x1920_orin-sm87.engine"
     record = json.loads(sidecar_path(path).read_text())
     assert record["key"]["runtime"] == "tensorrt-10.3.0" and record["bytes"] == len(value)
     assert cache.get_or_build(key(), "lite", ".engine", builds.build, builds.load)[0] == value

@@ -56,12 +56,13 @@ class ShapeProfile:
 
     @classmethod
     def for_camera(cls, height: int, width: int, stride: int, max_batch: int = 1) -> ShapeProfile:
-        """Optimised for (height, width) rounded up to the stride; any size from 2 strides up to 1.5x (at
-        least 1920x1088) is accepted, so a resized stream or a working-size change keeps the engine."""
+        """Optimised for (height, width) rounded up to the stride; any size from one stride (what the pipeline
+        pads the smallest frame to) up to 1.5x (at least 1920x1088) is accepted, so a resized stream or a
+        working-size change keeps the engine."""
         opt_h, opt_w = round_up_to_stride(height, stride), round_up_to_stride(width, stride)
         max_h = round_up_to_stride(max(int(opt_h * 1.5), 1088), stride)
         max_w = round_up_to_stride(max(int(opt_w * 1.5), 1920), stride)
-        return cls((1, 3, 2 * stride, 2 * stride), (1, 3, opt_h, opt_w), (max_batch, 3, max_h, max_w))
+        return cls((1, 3, stride, stride), (1, 3, opt_h, opt_w), (max_batch, 3, max_h, max_w))
 
     def describe(self) -> str:
         def dims(shape: tuple[int, ...]) -> str:
@@ -70,7 +71,7 @@ class ShapeProfile:
 
     @classmethod
     def parse(cls, text: str) -> ShapeProfile:
-        """The inverse of `describe`: "hazy:1x3x64x64/1x3x480x640/1x3x1088x1920" -> ShapeProfile."""
+        """The inverse of `describe`: "hazy:1x3x32x32/1x3x480x640/1x3x1088x1920" -> ShapeProfile."""
         name, _, shapes = text.partition(":")
         parts = shapes.split("/")
         try:
