@@ -143,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
         print(out)
         return 0
 
-    from dgdehaze_core.inference.backends.tensorrt_backend import (ShapeProfile, build_engine, engine_key,
-                                                                   import_tensorrt)
+    from dgdehaze_core.inference.backends.tensorrt_backend import (ShapeProfile, build_engine,
+                                                                   calibration_table_of, engine_key, import_tensorrt)
 
     import_tensorrt()
     height, width = size or (480, 640)
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True, outputs=outputs)
         key = engine_key(onnx_path, stride, profile, precision, torch.device("cuda:0"), args.calib)
         EngineCache(out.parent).build(key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision,
-                                                                        args.calib))
+                                                                        args.calib, calibration_table_of(out)))
     print(out)
     return 0
 

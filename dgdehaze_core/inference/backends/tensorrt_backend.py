@@ -167,8 +167,12 @@ def onnx_is_quantized(onnx_path: str | os.PathLike[str]) -> bool:
 
 
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], profile: ShapeProfile,
-                 precision: str = "fp16", calib_dir: str | os.PathLike[str] | None = None) -> Path:
+                 precision: str = "fp16", calib_dir: str | os.PathLike[str] | None = None,
+                 calibration_table: str | os.PathLike[str] | None = None) -> Path:
     """Parse `onnx_path`, build a serialized engine for `profile` at `precision`, write it to `engine_path`.
+
+    An int8 build calibrated on `calib_dir` keeps its calibration table in `calibration_table` (default:
+    `engine_path` + ".calib"; give the final engine's when `engine_path` is a temporary name) and reuses it.
 
     An fp16 ONNX file (exported with half=True) is built as a strongly typed network: its own types decide the
     precision and the FP16 builder flag is not allowed. An fp32 file is built weakly typed with the FP16 (and
@@ -210,7 +214,7 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
         config.set_flag(trt.BuilderFlag.INT8)
     if not strongly_typed and precision == "int8" and not explicit:
         images = _calibration_images(Path(calib_dir))  # type: ignore[arg-type]
-        cache_file = engine_path.with_name(engine_path.name + ".calib")
+        cache_file = Path(calibration_table) if calibration_table else calibration_table_of(engine_path)
         config.int8_calibrator = _make_calibrator(trt, images, profile.opt[2], profile.opt[3], cache_file)
         config.set_calibration_profile(optimisation)
     LOG.info("building TensorRT %s engine from %s for %s (%s typed); this takes a while", precision,
@@ -220,6 +224,11 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
     engine_path.write_bytes(bytes(serialized))
     return engine_path
+
+
+def calibration_table_of(engine_path: Path) -> Path:
+    """Where an int8 engine's calibration table is kept: beside the engine, named after it."""
+    return engine_path.with_name(engine_path.name + ".calib")
 
 
 def engine_key(onnx_path: Path, stride: int, profile: ShapeProfile, precision: str, device: torch.device,
@@ -292,9 +301,10 @@ class TensorRTBackend:
             return engine
 
         with torch.cuda.device(self.device):
+            table = calibration_table_of(cache.path_for(key, onnx_path.stem, ".engine"))
             engine, engine_path = cache.get_or_build(
-                key, onnx_path.stem, ".engine", lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib),
-                load)
+                key, onnx_path.stem, ".engine",
+                lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib, table), load)
         self._bind(trt, engine, engine_path, precision)
 
     @classmethod
