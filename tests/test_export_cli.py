@@ -96,3 +96,15 @@ def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], messa
     assert main(["export", *args, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_truncated_detector_file_is_refused_in_one_line_and_the_existing_output_kept(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    truncated = tmp_path / "yolo.onnx"
+    truncated.write_bytes(DEFAULT_DETECTOR.read_bytes()[:100_000])
+    out = tmp_path / "detector.onnx"
+    out.write_text("the previous export")
+    assert main(["export", "--detector", str(truncated), "--format", "onnx", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "is not a readable ONNX detector" in error and len(error.strip().splitlines()) == 1, error
+    assert out.read_text() == "the previous export"

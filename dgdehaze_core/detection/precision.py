@@ -18,6 +18,8 @@ import logging
 import platform
 from pathlib import Path
 
+from dgdehaze_core.io.onnx_files import read_onnx
+
 LOG = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "file", "float")
@@ -36,12 +38,7 @@ def is_dynamically_quantized(weights: Path) -> bool:
     """Whether `weights` is an ONNX graph quantised at run time (any DynamicQuantizeLinear/ConvInteger node)."""
     if weights.suffix != ".onnx":
         return False
-    import onnx
-
-    try:
-        graph = onnx.load(str(weights), load_external_data=False).graph
-    except Exception as exc:  # onnx raises DecodeError, OSError, ... for a file it cannot parse
-        raise ValueError(f"could not load detector {weights}: not a readable ONNX file ({exc})") from exc
+    graph = read_onnx(weights, "ONNX detector").graph
     return any(node.op_type in DYNAMIC_QUANTIZATION_OPS for node in graph.node)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
+from dgdehaze_core.io.onnx_files import read_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -43,10 +44,9 @@ QUANTIZED_SUFFIX = "_quantized"
 
 def dequantized_state_dict(int8_onnx: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     """The float weights and the class names inside a dynamically quantised Ultralytics ONNX file."""
-    import onnx
     from onnx import numpy_helper
 
-    proto = onnx.load(str(int8_onnx))
+    proto = read_onnx(int8_onnx, "ONNX detector", external_data=True)
     tensors = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     state: dict[str, np.ndarray] = {}
     for name, values in tensors.items():

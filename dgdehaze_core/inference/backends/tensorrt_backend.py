@@ -32,6 +32,7 @@ from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, rou
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
                                                            recorded_key)
 from dgdehaze_core.io.images import bgr_to_rgb_float, images_under, read_image
+from dgdehaze_core.io.onnx_files import read_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -154,15 +155,13 @@ def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: in
 def _onnx_input_is_half(onnx_path: Path) -> bool:
     import onnx
 
-    graph_input = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
+    graph_input = read_onnx(onnx_path).graph.input[0]
     return graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
 
 
 def onnx_is_quantized(onnx_path: str | os.PathLike[str]) -> bool:
     """Whether an ONNX file is explicitly quantised (QuantizeLinear nodes: a QDQ int8 export)."""
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    graph = read_onnx(onnx_path).graph
     return any(node.op_type == "QuantizeLinear" for node in graph.node)
 
 
@@ -376,9 +375,7 @@ def _torch_dtype(trt: ModuleType, dtype: Any) -> torch.dtype:
 
 
 def _onnx_stride(onnx_path: Path) -> int:
-    import onnx
-
-    metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    metadata = {p.key: p.value for p in read_onnx(onnx_path).metadata_props}
     if "dgdehaze_stride" not in metadata:
         raise ValueError(f"{onnx_path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")
     return int(metadata["dgdehaze_stride"])
