@@ -58,6 +58,9 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
     assert np.abs(result.image.astype(int) - expected_result.image.astype(int)).max() <= 2
     assert np.allclose(result.depth, expected_result.depth, rtol=1e-3, atol=1e-3, equal_nan=True)
     assert load_pipeline(str(out), working_size=(90, 60)).working_size == (90, 60), "pads to the export's size"
+    assert backend.max_batch == 1
+    pair = fixed.process_batch([photo, photo[::-1].copy()])  # a batch of one at a time, as the file takes
+    assert np.array_equal(pair[0].image, result.image) and pair[1].image.shape == photo.shape
     with pytest.raises(ValueError, match="takes 96x64 inputs only.*export with --dynamic"):
         load_pipeline(str(out), working_size=(160, 120))
 

@@ -130,6 +130,7 @@ class TimedRuntime:
         self.stride = runtime.stride
         self.outputs = runtime.outputs
         self.fixed_size = runtime.fixed_size
+        self.max_batch = runtime.max_batch
         self.seconds: list[float] = []
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:

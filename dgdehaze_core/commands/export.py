@@ -118,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
     if args.height is not None:
         size = (round_up_to_stride(args.height, stride), round_up_to_stride(args.width, stride))
         if size != (args.height, args.width):
-            LOG.warning("%dx%d is not a multiple of the stride %d; using %dx%d (the pipeline pads frames)",
-                        args.height, args.width, stride, size[0], size[1])
+            LOG.warning("%dx%d is not a multiple of the stride %d; using %dx%d (frames resized to %dx%d are "
+                        "padded to it; give that working size, or frames are resized to %dx%d)", args.height,
+                        args.width, stride, size[0], size[1], args.width, args.height, size[1], size[0])
     dynamic = args.dynamic or size is None
     own_outputs = getattr(model, "outputs", OUTPUT_NAMES)
     if args.physics_only and own_outputs == DECODER_OUTPUTS:

@@ -196,7 +196,8 @@ class NetworkPipeline:
         return self.process_batch([frame])[0]
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[DehazeResult]:
-        """Dehaze several frames; frames of the same size go through the network as one batch."""
+        """Dehaze several frames; frames of the same size go through the network as one batch (in batches of the
+        runtime's `max_batch`)."""
         if len(frames) == 0:
             return []
         converted = [to_bgr8(frame) for frame in frames]
@@ -204,9 +205,12 @@ class NetworkPipeline:
         for index, frame in enumerate(converted):
             groups[frame.shape[:2]].append(index)
         results: list[DehazeResult | None] = [None] * len(converted)
-        for indices in groups.values():
-            for index, result in zip(indices, self._run_same_size([converted[i] for i in indices])):
-                results[index] = result
+        limit = self.runtime.max_batch or len(converted)
+        for same_size in groups.values():
+            for start in range(0, len(same_size), limit):
+                indices = same_size[start:start + limit]
+                for index, result in zip(indices, self._run_same_size([converted[i] for i in indices])):
+                    results[index] = result
         return [result for result in results if result is not None]
 
     def _run_same_size(self, frames: list[np.ndarray]) -> list[DehazeResult]:

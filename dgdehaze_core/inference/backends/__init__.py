@@ -76,6 +76,8 @@ class InferenceBackend(Protocol):
     """What `run` returns: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only network."""
     fixed_size: tuple[int, int] | None
     """(height, width) of the only input size a fixed-size export or engine takes; None: any multiple of stride."""
+    max_batch: int | None
+    """Most frames one `run` takes (a fixed-size export's batch, an engine profile's); None: any number."""
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """batch: (B, 3, H, W) float32 RGB in [0, 1] -> float32 arrays under `outputs`."""

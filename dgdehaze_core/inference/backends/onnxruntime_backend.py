@@ -63,8 +63,9 @@ class OnnxRuntimeBackend:
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         self.input_dtype = np.float16 if "float16" in graph_input.type else np.float32
-        height, width = graph_input.shape[2:4]
+        batch, _, height, width = graph_input.shape
         self.fixed_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+        self.max_batch = batch if isinstance(batch, int) else None
         self.outputs = outputs_of((output.name for output in self.session.get_outputs()), path)
         self.threads = options.intra_op_num_threads
         LOG.info("onnxruntime backend: %s (%s model, %d threads, %s)", path, self.config_name, self.threads,

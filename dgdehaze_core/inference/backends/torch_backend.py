@@ -27,6 +27,7 @@ class TorchBackend:
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.stride = model.stride
         self.fixed_size = None
+        self.max_batch = None
         LOG.info("torch backend: %s model on %s, %s", model.config_name, self.device,
                  "fp16" if half else "fp32")
 
