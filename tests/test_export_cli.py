@@ -66,7 +66,9 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
 
 
 @pytest.mark.slow  # rebuilds YOLOv8n from the int8 file and exports it twice (about 10 s)
-def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: Path, shared_data: Path) -> None:
+def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: Path, shared_data: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "cache"))
     frame = cv2.imread(str(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"))
     fixed = tmp_path / "yolov8n_320.onnx"
     assert main(["export", "--detector", str(DEFAULT_DETECTOR), "--format", "onnx", "--imgsz", "320",
@@ -79,6 +81,9 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     for path in (fixed, dynamic):
         persons = [d for d in Detector(path, imgsz=320, precision="file")(frame) if d.class_name == "person"]
         assert len(persons) >= 3, f"{path.name} finds the people of YST_Bing_667 (RTTS: nine)"
+    cached = sorted(p.suffix for p in (tmp_path / "cache").iterdir() if p.suffix in (".onnx", ".json"))
+    assert cached.count(".onnx") >= 2 and cached.count(".json") == cached.count(".onnx"), \
+        "the exports are kept in the engine cache ($DGDEHAZE_ENGINE_CACHE) with their sidecars, as DEPLOYMENT.md says"
 
 
 @pytest.mark.parametrize("args, message", [
