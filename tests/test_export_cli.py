@@ -95,6 +95,7 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     (["--detector", "model.tflite"], "quantised Ultralytics .onnx"),
     (["--detector", "absent.pt"], "no such detector weights"),
     (["--detector", "yolov8n.pt", "--physics-only"], "belong to --config"),
+    (["--config", "nosuch"], "unknown model configuration 'nosuch'"),
 ])
 def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], message: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

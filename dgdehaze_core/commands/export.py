@@ -60,8 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _model(args: argparse.Namespace):  # -> DGDehazeNet
-    from dgdehaze_core.models import build_model, load_model, shipped_weights_path
+    from dgdehaze_core.models import MODEL_CONFIGS, PAPER, build_model, load_model, shipped_weights_path
 
+    if args.config not in (*MODEL_CONFIGS, PAPER):
+        raise ValueError(f"unknown model configuration {args.config!r}; known: {', '.join(MODEL_CONFIGS)}, {PAPER}")
     if args.weights is not None:
         model = load_model(args.weights)
         if model.config_name != args.config:

@@ -58,7 +58,11 @@ class OnnxRuntimeBackend:
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "dgdehaze_stride" not in metadata:
             raise ValueError(f"{path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")
-        self.stride = int(metadata["dgdehaze_stride"])
+        try:
+            self.stride = int(metadata["dgdehaze_stride"])
+        except ValueError:
+            raise ValueError(f"{path}: its dgdehaze_stride metadata {metadata['dgdehaze_stride']!r} is not a "
+                             "number") from None
         self.config_name = metadata.get("dgdehaze_config", "unknown")
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
