@@ -290,12 +290,14 @@ def test_with_a_tracker_each_detection_carries_its_track_id(node: DehazeNode, pr
         assert probe.wait_for(lambda: "bytetrack" in newest_diagnostics(probe)[2].get("detector", ""), 60.0)
         frame = hazy_test_frame(640, 480)
         ids: list[list[str]] = []
-        for index in range(6):  # the tracker confirms an object over its first frames
+        for index in range(12):  # the tracker confirms an object over its first frames
             out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(130 + index)), ("detections",),
                                 60.0)
             ids.append([d.id for d in out["detections"].detections])
-        assert ids[-1] and all(i.isdigit() for i in ids[-1]), ids
-        assert set(ids[-1]) == set(ids[-2]), "the same still scene keeps its identities"
+            if index >= 3 and ids[-1] and ids[-1] == ids[-2] == ids[-3]:
+                break
+        # the same still scene keeps its identities (a busy machine once gave one frame no track: tolerated)
+        assert ids[-1] and all(i.isdigit() for i in ids[-1]) and ids[-1] == ids[-2] == ids[-3], ids
     finally:
         set_ok(node, tracker="")  # reloads the detector in the background: wait, or it lands in the next test
         assert probe.wait_for(lambda: "bytetrack" not in newest_diagnostics(probe)[2].get("detector", "bytetrack"),
