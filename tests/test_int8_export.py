@@ -80,6 +80,10 @@ def test_calibration_needs_images(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["export", "--config", "lite", "--int8", "--calib", str(empty), "--out", str(out)]) == 2
     assert "no images to calibrate int8 with" in capsys.readouterr().err
     assert not out.exists()
+    (empty / "sub" / "broken.png").write_bytes(b"\x89PNG truncated")
+    assert main(["export", "--config", "lite", "--int8", "--calib", str(empty), "--height", "64", "--width", "96",
+                 "--physics-only", "--out", str(out)]) == 2
+    assert "none of the 1 images" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.slow  # quantises the shipped lite again for the row

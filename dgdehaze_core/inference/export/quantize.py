@@ -91,20 +91,29 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
     class FolderReader(CalibrationDataReader):
         def __init__(self) -> None:
             self.batches = calibration_batches(images, fixed, stride)
+            self.read = 0
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.batches, None)
+            self.read += batch is not None
             return None if batch is None else {name: batch}
 
+    reader = FolderReader()
     with tempfile.TemporaryDirectory(prefix="dgdehaze-quantize-") as folder:
         quantized = Path(folder) / "model_int8.onnx"
-        quantize_static(str(float_onnx), str(quantized), FolderReader(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(operators), nodes_to_exclude=kept_float, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                       "CalibPercentile": percentile},
-                        calibration_providers=["CPUExecutionProvider"])
+        try:
+            quantize_static(str(float_onnx), str(quantized), reader, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(operators), nodes_to_exclude=kept_float, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.Percentile,
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                           "CalibPercentile": percentile},
+                            calibration_providers=["CPUExecutionProvider"])
+        except Exception:
+            if reader.read == 0:  # ONNX Runtime says only "No data is collected"
+                raise ValueError(f"none of the {len(images)} images in {calib_dir} could be read to calibrate int8 "
+                                 "(see the warnings above)") from None
+            raise
         result = onnx.load(str(quantized))
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     metadata["dgdehaze_quantization"] = (f"int8 QDQ, symmetric, per-channel weights; operators {','.join(operators)}; "
