@@ -233,7 +233,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
     when that one's weights are missing or do not load. mounting: the camera's height and pitch over the road, as
     the node's camera_height and camera_pitch: the fog is measured with the bag's camera_info (visibility, depth in
-    metres, detection distances in metres), as the node does. input_bits: significant bits of 16-bit frames (mono16,
+    metres, detection distances in metres), as the node does; without `camera_info_topic`, the bag's only
+    CameraInfo topic. input_bits: significant bits of 16-bit frames (mono16,
     bayer_*16), as the node's input_bits.
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
@@ -247,6 +248,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     check_output_folder(out_dir, [input_bag])
     with BagSource(input_bag, input_bits) as source:
         source.check_output_namespace(output_prefix, "give --output-prefix another namespace")
+        if mounting is not None and camera_info_topic is None:  # the fog is measured with the camera's intrinsics
+            camera_info_topic = source.only_topic((CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic")
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
         pipeline = open_pipeline(method, default_method or node_default_method())

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, check_output_folder, evaluate_bag
-from dgdehaze_core.bags.io import pick_camera_info_topic, pick_image_topic
+from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_text
 from dgdehaze_core.io.images import SAMPLE_BITS
@@ -98,8 +98,7 @@ def evaluate_job(job: BagJob) -> BagOutcome:
         detector = Detector(**job.detector) if job.detector is not None else None
         topic = job.image_topic or pick_image_topic(Path(job.input_bag))
         mounting = Mounting(job.camera_height, job.camera_pitch) if job.camera_height > 0 else None
-        info_topic = job.camera_info_topic or (pick_camera_info_topic(Path(job.input_bag)) if mounting else None)
-        evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, camera_info_topic=info_topic,
+        evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, camera_info_topic=job.camera_info_topic,
                                   method=job.method, default_method=job.default_method, detector=detector,
                                   max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
                                   mounting=mounting, input_bits=job.input_bits, progress=False)

@@ -153,6 +153,15 @@ class BagSource:
         """{topic: (message type, message count from the bag's index)}."""
         return {name: (info.msgtype or "mixed", info.msgcount) for name, info in self._reader.topics.items()}
 
+    def only_topic(self, kinds: Sequence[str], role: str, option: str) -> str:
+        """The bag's one topic holding one of `kinds` (`role` names them); BagError saying to pass `option`."""
+        topics = self.topics()
+        found = sorted(t for t, (kind, _) in topics.items() if kind in kinds)
+        if len(found) != 1:
+            raise BagError(f"pass {option}: bag {self.path} has {len(found)} {role} topics"
+                           f"{': ' + ', '.join(found) if found else ''} (all topics: {', '.join(sorted(topics))})")
+        return found[0]
+
     def check_output_namespace(self, prefix: str, remedy: str) -> None:
         """BagError when the bag already holds topics under `prefix`, where an evaluation writes its outputs (a bag
         recorded beside a running node holds its outputs): the two would be mixed on one topic."""
@@ -250,22 +259,14 @@ class BagSource:
 
 def pick_image_topic(bag: Path) -> str:
     """The bag's only image topic; a clear error when there are none or several."""
-    return _only_topic(bag, FRAME_TYPES, "image", "--image-topic")
+    with BagSource(bag) as source:
+        return source.only_topic(FRAME_TYPES, "image", "--image-topic")
 
 
 def pick_camera_info_topic(bag: Path) -> str:
     """The bag's only CameraInfo topic; a clear error when there are none or several."""
-    return _only_topic(bag, (CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic")
-
-
-def _only_topic(bag: Path, kinds: Sequence[str], role: str, option: str) -> str:
     with BagSource(bag) as source:
-        topics = source.topics()
-    found = sorted(t for t, (kind, _) in topics.items() if kind in kinds)
-    if len(found) != 1:
-        raise BagError(f"pass {option}: bag {bag} has {len(found)} {role} topics"
-                       f"{': ' + ', '.join(found) if found else ''} (all topics: {', '.join(sorted(topics))})")
-    return found[0]
+        return source.only_topic((CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic")
 
 
 # --- writing ------------------------------------------------------------------------------------------------------

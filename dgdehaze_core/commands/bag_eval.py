@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
     image_topic = args.image_topic or pick_image_topic(bag)
-    if mounting is not None and not args.camera_info_topic:  # the fog is measured with the camera's intrinsics
+    if mounting is not None and args.node and not args.camera_info_topic:  # offline, evaluate_bag picks it
         args.camera_info_topic = pick_camera_info_topic(bag)
     detector = None
     if not args.no_detection:
