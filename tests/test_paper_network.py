@@ -86,3 +86,9 @@ def test_what_this_network_cannot_do_is_refused_with_the_reason(released_file: P
     torch.save(damaged, tmp_path / "damaged.pth")
     with pytest.raises(ValueError, match="1 tensors missing"):
         load_model(tmp_path / "damaged.pth")
+    misshaped = released_layout_weights()
+    misshaped["module.Tfuse_second.output1.2.weight"] = torch.zeros(3, 64, 3, 3)
+    torch.save(misshaped, tmp_path / "misshaped.pth")
+    with pytest.raises(ValueError, match="1 of another shape .first: 'Tfuse_second.output1.2.weight'") as error:
+        load_model(tmp_path / "misshaped.pth")
+    assert "\n" not in str(error.value)

@@ -19,6 +19,7 @@ from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
 from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite
 from dgdehaze_core.models.paper_net import PaperNet, is_official_state_dict, load_official
+from dgdehaze_core.models.state_fit import misfit
 
 LOG = logging.getLogger(__name__)
 
@@ -99,9 +100,10 @@ def load_model(source: str | os.PathLike[str], device: str | torch.device = "cpu
     checkpoint = _checked(checkpoint, path)
     _check_finite(checkpoint["state_dict"], path)
     model = build_model(str(checkpoint["config"]), depth_guidance=bool(checkpoint["depth_guidance"]))
-    problem = _misfit(model, checkpoint["state_dict"])
+    problem = misfit(model, checkpoint["state_dict"])
     if problem:
-        raise ValueError(f"{path} does not fit the {checkpoint['config']!r} network it names: {problem}")
+        raise ValueError(f"{path} does not fit the {checkpoint['config']!r} network it names: {problem}; was it "
+                         "saved from another configuration?")
     model.load_state_dict(checkpoint["state_dict"])
     LOG.info("loaded %s model from %s", model.config_name, path)
     return model.to(device).eval()
@@ -113,17 +115,3 @@ def _check_finite(state_dict: dict[str, Any], path: Path) -> None:
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(f"{path} holds weights that are not finite (NaN or infinity), first in {name!r}: "
                              "a training run that diverged?")
-
-
-def _misfit(model: torch.nn.Module, state_dict: dict[str, Any]) -> str:
-    """In one line, how `state_dict` does not fit `model` (missing, unexpected, mis-shaped tensors), or ''."""
-    expected = model.state_dict()
-    missing = [name for name in expected if name not in state_dict]
-    unexpected = [name for name in state_dict if name not in expected]
-    misshaped = [name for name in expected if name in state_dict and isinstance(state_dict[name], torch.Tensor)
-                 and state_dict[name].shape != expected[name].shape]
-    if not (missing or unexpected or misshaped):
-        return ""
-    first = (misshaped or missing or unexpected)[0]
-    return (f"{len(missing)} tensors missing, {len(unexpected)} unexpected, {len(misshaped)} of another shape "
-            f"(first: {first!r}); was it saved from another configuration?")

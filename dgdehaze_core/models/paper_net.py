@@ -28,6 +28,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from dgdehaze_core.models.state_fit import misfit
+
 STRIDE = 32
 """The encoder's total downsampling: inputs must be multiples of it."""
 OFFICIAL_TENSORS = 2159
@@ -301,13 +303,12 @@ def is_official_state_dict(state: Mapping[str, object]) -> bool:
 
 def load_official(state: Mapping[str, torch.Tensor]) -> PaperNet:
     """A PaperNet holding a state_dict in the released layout (`model_Roadmap.pth`: nn.DataParallel's, every key
-    prefixed `module.`); ValueError naming what is missing or unexpected."""
+    prefixed `module.`); ValueError naming, in one line, what is missing, unexpected or of another shape."""
     unprefixed = {key[len(OFFICIAL_PREFIX):] if key.startswith(OFFICIAL_PREFIX) else key: value
                   for key, value in state.items()}
     model = PaperNet()
-    result = model.load_state_dict(unprefixed, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"not the released network's layout: {len(result.missing_keys)} tensors missing (e.g. "
-                         f"{result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected (e.g. "
-                         f"{result.unexpected_keys[:3]})")
+    problem = misfit(model, unprefixed)
+    if problem:
+        raise ValueError(f"not the released network's layout: {problem}")
+    model.load_state_dict(unprefixed)
     return model.eval()

@@ -50,7 +50,8 @@ def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = D
 
     dynamic: batch, height and width are free (any multiple of the stride); otherwise fixed to `example_size`.
     half: weights and input/outputs in float16 (for GPU runtimes; ONNX Runtime's CPU provider runs it slowly).
-    example_size: (height, width) of the tracing input; default 4 strides square.
+    example_size: (height, width) of the tracing input; default 4 strides square. With `dynamic`, a side of one
+        stride is traced at two (torch.export would fix a side it sees at one stride).
     outputs: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a graph without the decoder's image.
     """
     outputs = check_outputs(outputs)
@@ -60,6 +61,8 @@ def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = D
     height, width = example_size or (4 * stride, 4 * stride)
     if height % stride or width % stride:
         raise ValueError(f"example_size {height}x{width} must be a multiple of the stride {stride}")
+    if dynamic:
+        height, width = max(height, 2 * stride), max(width, 2 * stride)
     wrapped = _TupleOutputs(copy.deepcopy(model).cpu().eval(), outputs)
     dtype = torch.float16 if half else torch.float32
     wrapped = wrapped.to(dtype)

@@ -1,0 +1,20 @@
+"""Whether a state_dict fits a network, said in one line (the checkpoint loaders' refusal)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+
+def misfit(model: torch.nn.Module, state_dict: Mapping[str, Any]) -> str:
+    """In one line, how `state_dict` does not fit `model` (missing, unexpected, mis-shaped tensors), or ''."""
+    expected = model.state_dict()
+    missing = [name for name in expected if name not in state_dict]
+    unexpected = [name for name in state_dict if name not in expected]
+    misshaped = [name for name in expected if name in state_dict and isinstance(state_dict[name], torch.Tensor)
+                 and state_dict[name].shape != expected[name].shape]
+    if not (missing or unexpected or misshaped):
+        return ""
+    first = (misshaped or missing or unexpected)[0]
+    return (f"{len(missing)} tensors missing, {len(unexpected)} unexpected, {len(misshaped)} of another shape "
+            f"(first: {first!r})")
