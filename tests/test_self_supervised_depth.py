@@ -1,7 +1,10 @@
 """Self-supervised depth from video: the geometry on a rendered scene, the losses' masks, the data and the trainer."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import cv2
@@ -241,7 +244,7 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
     assert recipe.sequences == (tmp_path / "kitti", FrameFolder(tmp_path / "frames", (700.0, 700.0, 300.5, 90.0),
                                                                 "cam__*", (0, 20, 320, 116), (-1, 1)))
     assert recipe.as_dict()["sequences"][1]["path"] == str(tmp_path / "frames")
-    bad_entries = {"'intrinsics'": {"path": "frames"}, "4 numbers": {**entry, "intrinsics": [700, 700, 300]},
+    bad_entries = {"'intrinsics'": {"path": "frames"}, "4 finite numbers": {**entry, "intrinsics": [700, 700, 300]},
                    "'crop'": {**entry, "crop": [10, 20, 5, 116]}, "unknown 'sequences'": {**entry, "fps": 2},
                    "as many as the recipe's": {**entry, "frame_offsets": [-1, 1, 2]}}
     for reason, bad in bad_entries.items():
@@ -250,6 +253,8 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
     with pytest.raises(RecipeError, match="max_frame_change"):
         depth_recipe_from_dict({**base, "sequences": ["kitti"], "min_frame_change": 0.2, "max_frame_change": 0.1},
                                tmp_path)
+    with pytest.raises(RecipeError, match="'smoothness' must be a finite number"):
+        depth_recipe_from_dict({**base, "sequences": ["kitti"], "smoothness": float("nan")}, tmp_path)
 
 
 @pytest.fixture()
@@ -283,9 +288,13 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
     first = torch.load(run / "last.pt", weights_only=True)
     assert first["training"]["iteration"] == 2
     assert main(["train-depth", "--config", str(config), "--out", str(run), "--no-progress"]) == 2
-    exported = tmp_path / "depth.pt"
     assert main(["train-depth", "--config", str(config), "--out", str(run), "--resume", "--no-progress",
-                 "--export", str(exported)]) == 0
+                 "--set", "smoothness=0.5"]) == 2  # another recipe: refused, the run untouched
+    assert torch.load(run / "last.pt", weights_only=True)["training"]["recipe"]["smoothness"] == raw["smoothness"]
+    exported = tmp_path / "depth.pt"
+    figures = tmp_path / "figures.json"
+    assert main(["train-depth", "--config", str(config), "--out", str(run), "--resume", "--no-progress",
+                 "--export", str(exported), "--json", str(figures)]) == 0
     last = torch.load(run / "last.pt", weights_only=True)
     assert last["training"]["iteration"] == 4
     changed = [not torch.equal(first["state_dict"][k], last["state_dict"][k]) for k in last["state_dict"]]
@@ -293,6 +302,9 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
     rows = (run / "train.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3", "4"]
     assert len((run / "val.csv").read_text().splitlines()) == 3
+    written = json.loads(figures.read_text())
+    assert written["loss"]["iterations"] == 4 and set(written[f"last/{three_kitti_frames.name}"]) == {
+        "absrel", "rmse_log", "delta1"}
     assert is_clear_depth_checkpoint(exported) and is_clear_depth_checkpoint(run / "last.pt")
     model, size = load_clear_depth(exported)
     assert size == (192, 64) and "training" not in torch.load(exported, weights_only=True)
@@ -301,6 +313,32 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
     result = method.dehaze(sample.image)
     assert result.depth.shape == sample.depth.shape and np.isfinite(result.depth).all()
     assert np.array_equal(result.image, sample.image)
+
+
+class _InterruptedDepthTrainer(DepthTrainer):
+    """Gets a real Ctrl-C (SIGINT) in the middle of step 1."""
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(batch)
+        if self.iteration == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return terms
+
+
+def test_an_interrupted_depth_run_resumes_to_the_run_it_was_cut_from(three_kitti_frames: Path, tmp_path: Path):
+    torch.set_num_threads(1)
+    recipe = depth_recipe_from_dict({"name": "cut", "iterations": 4, "sequences": [str(three_kitti_frames)],
+                                     "width": 192, "height": 64, "frame_offsets": [-1, 1], "min_frame_change": 0.0,
+                                     "batch_size": 2, "checkpoint_every": 100, "device": "cpu"}, tmp_path)
+    straight = DepthTrainer(recipe, tmp_path / "straight")
+    straight.train(progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        _InterruptedDepthTrainer(recipe, tmp_path / "cut").train(progress=False)
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["training"]["iteration"] == 2
+    resumed = DepthTrainer(recipe, tmp_path / "cut", resume=True)
+    resumed.train(progress=False)
+    for name, value in straight.depth.state_dict().items():
+        assert torch.equal(value, resumed.depth.state_dict()[name]), name
 
 
 @pytest.mark.parametrize("recipe_file", sorted((REPO / "training").glob("depth_*.yaml")), ids=lambda path: path.name)

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
+import os
+import signal
 from pathlib import Path
 
 import cv2
@@ -17,6 +21,7 @@ from dgdehaze_core.physics.scattering import invert_scattering
 from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_validation, validation_pairs
 from dgdehaze_core.training.priors import dcp_teacher
 from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
+from dgdehaze_core.training.run_control import StepBoundaryStop
 from dgdehaze_core.training.trainer import Trainer
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
@@ -84,8 +89,12 @@ def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_pat
     assert main(args + ["--iterations", "4"]) == 0
     assert _iterations(out / "train.csv") == [1, 2, 3, 4]
     assert main(args + ["--iterations", "4"]) == 2  # a fresh run never overwrites an existing one
+    recorded = (out / "recipe.yaml").read_text()
+    assert main(args + ["--iterations", "6", "--resume", "--set", "lr=0.05"]) == 2  # not the run's recipe
+    assert (out / "recipe.yaml").read_text() == recorded
     exported = tmp_path / "weights.pt"
-    assert main(args + ["--iterations", "6", "--resume", "--export", str(exported)]) == 0
+    figures = tmp_path / "figures.json"
+    assert main(args + ["--iterations", "6", "--resume", "--export", str(exported), "--json", str(figures)]) == 0
     assert _iterations(out / "train.csv") == [1, 2, 3, 4, 5, 6]
     assert _iterations(out / "val.csv").count(6) == 2  # the set and the mean
     checkpoint = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
@@ -96,20 +105,24 @@ def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_pat
     assert meta["validation_iteration"] == 6
     assert meta["validation"]["mean"]["psnr"] == pytest.approx(float(logged[0]["psnr"]), abs=1e-4)
     assert meta["best_iteration"] in (3, 4, 6) and "mean" in meta["best_validation"]
+    written = json.loads(figures.read_text())
+    assert written["loss"]["iterations"] == 6 and math.isfinite(written["loss"]["last"])
+    assert written["best/mean"]["psnr"] == pytest.approx(meta["best_validation"]["mean"]["psnr"])
     model = load_model(exported)
     assert model.config_name == "lite" and "training" not in torch.load(exported, weights_only=True)
     assert torch.equal(model.state_dict()["dehazer.mix_gate"], checkpoint["state_dict"]["dehazer.mix_gate"])
 
 
 class _InterruptedTrainer(Trainer):
-    """Stops as Ctrl-C would, after `stop_at` iterations."""
+    """Gets a real Ctrl-C (SIGINT) in the middle of step `stop_at`, after that step's haze was drawn."""
 
-    stop_at = 3
+    stop_at = 2
 
-    def step(self, clear: torch.Tensor, real_hazy: torch.Tensor) -> dict[str, float]:
+    def synthesize(self, clear: torch.Tensor, known_depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        haze = super().synthesize(clear, known_depth)
         if self.iteration == self.stop_at:
-            raise KeyboardInterrupt
-        return super().step(clear, real_hazy)
+            os.kill(os.getpid(), signal.SIGINT)
+        return haze
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: Path) -> None:
@@ -123,12 +136,28 @@ def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: 
     with pytest.raises(KeyboardInterrupt):
         _InterruptedTrainer(recipe, tmp_path / "broken").train(progress=False)
     saved = torch.load(tmp_path / "broken" / "last.pt", map_location="cpu", weights_only=True)
-    assert saved["training"]["iteration"] == 3
+    assert saved["training"]["iteration"] == 3, "the step under way finishes, then the run saves and stops"
     resumed = Trainer(recipe, tmp_path / "broken", resume=True)
     resumed.train(progress=False)
     assert resumed.iteration == 5
     for name, value in straight.model.state_dict().items():
         assert torch.allclose(value.float(), resumed.model.state_dict()[name].float(), atol=1e-5), name
+
+
+def test_a_second_signal_stops_at_once_and_the_handlers_are_restored() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with StepBoundaryStop() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before
+    saved: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        stop.after_step(7, lambda: saved.append(7) or Path("last.pt"))
+    assert saved == [7]
+    StepBoundaryStop().after_step(8, lambda: saved.append(8) or Path("last.pt"))  # nothing asked: nothing done
+    assert saved == [7]
 
 
 def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
@@ -158,7 +187,9 @@ def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("change, message", [
     ({"loss": {"dark_chanel": 1.0}}, "unknown loss"),
-    ({"loss": {"cycle": -1}}, "must be a number >= 0"),
+    ({"loss": {"cycle": -1}}, "must be a finite number >= 0"),
+    ({"loss": {"cycle": float("nan")}}, "must be a finite number >= 0"),
+    ({"lr": float("inf")}, "'lr' must be a finite number"),
     ({"crop_size": 100}, "multiple of 16"),
     ({"beta_indoor": [1.8, 0.6]}, "beta_indoor"),
     ({"batch_sise": 4}, "unknown recipe field"),
@@ -170,6 +201,18 @@ def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str
     raw.update(change)
     with pytest.raises(RecipeError, match=message):
         recipe_from_dict(raw, tmp_path)
+
+
+def test_weights_that_went_nan_are_never_saved(smoke_recipe, tmp_path: Path) -> None:
+    recipe = recipe_from_dict({"name": "r", "iterations": 3, "crop_size": 64, "batch_size": 2, "max_side": 128,
+                               "num_workers": 0, "checkpoint_every": 1, "device": "cpu",
+                               "data": {"clear": [str(s.path) for s in smoke_recipe.clear],
+                                        "hazy": [str(s.path) for s in smoke_recipe.hazy]}}, tmp_path)
+    trainer = Trainer(recipe, tmp_path / "run")
+    next(trainer.model.parameters()).register_hook(lambda grad: grad * float("nan"))  # a finite loss, NaN gradients
+    with pytest.raises(RuntimeError, match="weights became NaN or infinite at iteration 0"):
+        trainer.train(progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ import argparse
 import logging
 import signal
 from pathlib import Path
+from typing import Mapping
 
 import torch
 
 from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.tables import emit
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer, export_weights
 
@@ -22,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train the dehazer and depth network from unpaired clear and hazy images",
         description="Train a model from a YAML recipe (training/*.yaml). Writes last.pt (resumable), best.pt, "
-                    "train.csv and val.csv to --out; Ctrl-C or SIGTERM saves last.pt before stopping.")
+                    "train.csv and val.csv to --out; Ctrl-C or SIGTERM stops after the step under way and saves "
+                    "last.pt (a second one stops at once, without saving).")
     add_run_arguments(parser, "training/lite.yaml", "loss.dark_channel=0",
                       "when done, write the last iteration's weights here (no optimiser state), e.g. "
                       "dgdehaze_core/weights/dgdehaze_lite.pt; best.pt stays in the run folder")
@@ -34,7 +37,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_
     """The options every training command takes: recipe, run folder, resume, device, overrides, threads, export."""
     parser.add_argument("--config", type=Path, required=True, help=f"the recipe, e.g. {recipe_example}")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<recipe name>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last.pt, with the same recipe (only iterations, "
+                             "device, num_workers and the *_every fields may change)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's)")
     parser.add_argument("--iterations", type=int, default=None, help="override the recipe's iteration count")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -42,6 +47,18 @@ def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
     parser.add_argument("--export", type=Path, default=None, help=export_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--json", type=str, default=None,
+                        help="also write the run's figures (loss, validation) to this JSON file")
+
+
+def report(iterations: int, first_loss: float, last_loss: float, validation: Mapping[str, Mapping[str, float]],
+           validation_prefix: str, title: str, json_path: str | None) -> None:
+    """Print the run's figures as a table (row `loss`, and a row per validation set under `validation_prefix`)
+    and write them to `json_path` if given."""
+    table: dict[str, dict[str, object]] = {"loss": {"iterations": iterations, "first": first_loss,
+                                                    "last": last_loss}}
+    table.update({f"{validation_prefix}/{name}": dict(figures) for name, figures in validation.items()})
+    emit(table, title, json_path)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -70,11 +87,8 @@ def run(args: argparse.Namespace) -> int:
     result = trainer.train(progress=not args.no_progress)
     if not trainer.rank.writer:  # a torchrun job: rank 0 reports and exports
         return 0
-    LOG.info("done: %d iterations in %s (loss %.4f -> %.4f)", result.iterations, result.run_dir, result.first_loss,
-             result.last_loss)
-    if result.best_validation:
-        mean = result.best_validation.get("mean", {})
-        LOG.info("best validation: %.2f dB / %.3f", mean.get("psnr", float("nan")), mean.get("ssim", float("nan")))
+    report(result.iterations, result.first_loss, result.last_loss, result.best_validation, "best",
+           f"trained {recipe.name} in {result.run_dir} (best: the validation of best.pt)", args.json)
     if args.export is not None:
         export_weights(result.last_checkpoint, args.export)
         LOG.info("exported %s to %s", result.last_checkpoint, args.export)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from dgdehaze_core.commands.train import add_run_arguments, prepare_run
+from dgdehaze_core.commands.train import add_run_arguments, prepare_run, report
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.training.depth_recipe import load_depth_recipe
 from dgdehaze_core.training.depth_trainer import DepthTrainer, export_clear_depth
@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-depth", help="train a depth network self-supervised on calibrated clear video (monodepth2-style)",
         description="Train a depth and a pose network from consecutive frames (no ground-truth depth) with a YAML "
                     "recipe (training/depth_*.yaml). Writes last.pt (resumable, and readable by dgdehaze eval as "
-                    "a depth method), train.csv and val.csv to --out; Ctrl-C or SIGTERM saves last.pt first.")
+                    "a depth method), train.csv and val.csv to --out; Ctrl-C or SIGTERM stops after the step under way "
+                    "and saves last.pt.")
     add_run_arguments(parser, "training/depth_kitti.yaml", "smoothness=0.01",
                       "when done, write the depth network alone here, e.g. dgdehaze_core/weights/depth_kitti.pt")
     parser.set_defaults(func=run)
@@ -28,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.out or REPO_DIR / "runs" / recipe.name
     result = DepthTrainer(recipe, run_dir, device=args.device, resume=args.resume).train(
         progress=not args.no_progress)
-    LOG.info("done: %d iterations in %s (loss %.4f -> %.4f)", result.iterations, result.run_dir, result.first_loss,
-             result.last_loss)
+    report(result.iterations, result.first_loss, result.last_loss, result.validation, "last",
+           f"trained {recipe.name} in {result.run_dir} (last: the LiDAR validation of last.pt, for the record)",
+           args.json)
     if args.export is not None:
         export_clear_depth(result.last_checkpoint, args.export)
         LOG.info("exported the depth network of %s to %s", result.last_checkpoint, args.export)

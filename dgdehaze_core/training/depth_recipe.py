@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -80,8 +81,8 @@ def _scalar(key: str, value: Any) -> Any:
             raise RecipeError(f"'{key}' must be an integer, got {value!r}")
         return value
     if isinstance(default, float):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise RecipeError(f"'{key}' must be a number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise RecipeError(f"'{key}' must be a finite number, got {value!r}")
         return float(value)
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise RecipeError(f"'{key}' must be a string, got {value!r}")
@@ -98,8 +99,8 @@ def _paths(key: str, value: Any, base: Path) -> tuple[Path, ...]:
 
 def _numbers(key: str, value: Any, count: int) -> tuple[float, ...]:
     if (not isinstance(value, list) or len(value) != count
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise RecipeError(f"'{key}' must be a list of {count} numbers, got {value!r}")
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+        raise RecipeError(f"'{key}' must be a list of {count} finite numbers, got {value!r}")
     return tuple(float(v) for v in value)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,8 +37,9 @@ from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
-from dgdehaze_core.training.trainer import (CsvLog, hardware_name, load_resumable, open_run_folder,
-                                            seed_everything, source_commit)
+from dgdehaze_core.training.run_control import (StepBoundaryStop, check_finite_loss, check_finite_weights,
+                                                load_resumable, open_run_folder)
+from dgdehaze_core.training.trainer import CsvLog, hardware_name, seed_everything, source_commit
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
 LOG = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class DepthTrainResult:
     last_checkpoint: Path
     first_loss: float = math.nan
     last_loss: float = math.nan
+    validation: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The last validation's figures per folder (absrel, rmse_log, delta1), empty without validation."""
 
 
 class DepthTrainer:
@@ -104,8 +107,7 @@ class DepthTrainer:
         return self.last_path
 
     def load_last(self) -> None:
-        state = load_resumable(self.last_path, "depth training", self.recipe.as_dict(),
-                               ("architecture", "pose_widths", "width", "height", "frame_offsets", "batch_size"))
+        state = load_resumable(self.last_path, "depth training", self.recipe.as_dict())
         training = state["training"]
         self.depth.load_state_dict(state["state_dict"])
         self.pose.load_state_dict(training["pose"])
@@ -150,9 +152,11 @@ class DepthTrainer:
         self.depth.train()
         self.pose.train()
         terms = self.loss_terms(batch)
+        check_finite_loss(terms["total"], terms, self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.optimizer.step()
+        check_finite_weights([*self.depth.parameters(), *self.pose.parameters()], self.iteration)
         self.iteration += 1
         return {name: float(value.detach()) for name, value in terms.items()}
 
@@ -167,7 +171,7 @@ class DepthTrainer:
         recipe = self.recipe
         indices = range(self.iteration * recipe.batch_size, recipe.iterations * recipe.batch_size)
         loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
-                            drop_last=True)
+                            drop_last=True, generator=torch.Generator().manual_seed(recipe.seed))  # not the global RNG
         for batch in loader:
             yield {key: value.to(self.device) for key, value in batch.items()}
 
@@ -198,31 +202,31 @@ class DepthTrainer:
                  hardware_name(self.device), self.iteration, recipe.iterations)
         started = time.perf_counter()
         try:
-            for batch in self._batches(dataset):
-                row = self.step(batch)
-                first_loss = row["total"] if math.isnan(first_loss) else first_loss
-                last_loss = row["total"]
-                now = time.perf_counter()
-                self.elapsed += now - started
-                started = now
-                bar.update(1)
-                done = self.iteration == recipe.iterations
-                if self.iteration % recipe.log_every == 0 or done:
-                    bar.set_postfix(loss=f"{row['total']:.4f}")
-                    train_log.write({"iteration": self.iteration, "lr": self.learning_rate(),
-                                     "seconds": round(self.elapsed, 2), **{k: round(v, 5) for k, v in row.items()}})
-                if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
-                    self._validate(val_log)
-                    started = time.perf_counter()
-                if self.iteration % recipe.checkpoint_every == 0 or done:
-                    self.save_last()
-        except KeyboardInterrupt:
-            LOG.warning("interrupted at iteration %d: saving %s", self.iteration, self.last_path)
-            self.save_last()
-            raise
+            with StepBoundaryStop() as stop:
+                for batch in self._batches(dataset):
+                    row = self.step(batch)
+                    first_loss = row["total"] if math.isnan(first_loss) else first_loss
+                    last_loss = row["total"]
+                    now = time.perf_counter()
+                    self.elapsed += now - started
+                    started = now
+                    bar.update(1)
+                    done = self.iteration == recipe.iterations
+                    if self.iteration % recipe.log_every == 0 or done:
+                        bar.set_postfix(loss=f"{row['total']:.4f}")
+                        train_log.write({"iteration": self.iteration, "lr": self.learning_rate(),
+                                         "seconds": round(self.elapsed, 2), **{k: round(v, 5) for k, v in row.items()}})
+                    if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
+                        self._validate(val_log)
+                        started = time.perf_counter()
+                    if self.iteration % recipe.checkpoint_every == 0 or done:
+                        self.save_last()
+                    if not done:
+                        stop.after_step(self.iteration, self.save_last)
         finally:
             bar.close()
-        return DepthTrainResult(self.run_dir, self.iteration, self.last_path, first_loss, last_loss)
+        return DepthTrainResult(self.run_dir, self.iteration, self.last_path, first_loss, last_loss,
+                                self.last_validation)
 
     def _validate(self, val_log: CsvLog) -> None:
         self.last_validation = self.validate()

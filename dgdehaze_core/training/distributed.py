@@ -95,6 +95,15 @@ def share_buffers(model: torch.nn.Module, rank: Rank) -> None:
             dist.broadcast(buffer.data, src=0)
 
 
+def any_rank(flag: bool, rank: Rank, device: torch.device) -> bool:
+    """Whether `flag` holds on any rank of the job; every rank must call this at the same point."""
+    if not rank.distributed:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def shard(first_iteration: int, iterations: int, batch_size: int, rank: Rank) -> list[int]:
     """The sample indices this rank trains on from `first_iteration` to `iterations`: at each iteration the job
     takes world_size consecutive batches of the one index stream, rank r the r-th. In one process this is the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
@@ -235,8 +236,8 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
     if unknown:
         raise RecipeError(f"unknown loss(es) {sorted(unknown)}; known: {sorted(loss_names)}")
     for name, weight in loss_raw.items():
-        if not isinstance(weight, (int, float)) or weight < 0:
-            raise RecipeError(f"loss weight '{name}' must be a number >= 0, got {weight!r}")
+        if not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise RecipeError(f"loss weight '{name}' must be a finite number >= 0, got {weight!r}")
     fields: dict[str, Any] = {}
     for key, value in raw.items():
         default = _SCALARS[key].default
@@ -251,8 +252,8 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
                 raise RecipeError(f"'{key}' must be an integer, got {value!r}")
             fields[key] = value
         elif isinstance(default, float):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise RecipeError(f"'{key}' must be a number, got {value!r}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise RecipeError(f"'{key}' must be a finite number, got {value!r}")
             fields[key] = float(value)
         else:
             if not isinstance(value, str):

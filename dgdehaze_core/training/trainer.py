@@ -30,7 +30,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -53,6 +53,8 @@ from dgdehaze_core.training.detector_features import DetectorFeatures, detector_
 from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
 from dgdehaze_core.training.recipe import LossWeights, Recipe
+from dgdehaze_core.training.run_control import (StepBoundaryStop, check_finite_loss, check_finite_weights,
+                                                load_resumable, open_run_folder)
 
 LOG = logging.getLogger(__name__)
 
@@ -81,33 +83,6 @@ def hardware_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def load_resumable(path: Path, what: str, recipe: dict[str, Any], fixed: tuple[str, ...]) -> dict[str, Any]:
-    """A trainer's last.pt, read without running code; FileNotFoundError when absent, ValueError when it is not a
-    resumable `what` checkpoint or was trained with another value of one of the `fixed` recipe fields."""
-    if not path.is_file():
-        raise FileNotFoundError(f"nothing to resume: no checkpoint {path}")
-    state = read_checkpoint(path, f"resumable {what} checkpoint")
-    try:
-        saved = state["training"]["recipe"]
-    except (KeyError, TypeError):
-        raise ValueError(f"{path} is not a resumable {what} checkpoint: it holds no training state") from None
-    for key in fixed:
-        if saved.get(key) != recipe[key]:
-            raise ValueError(f"cannot resume {path}: it was trained with {key}={saved.get(key)!r}, "
-                             f"the recipe now says {recipe[key]!r}")
-    return state
-
-
-def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Callable[[], None]) -> None:
-    """Create `run_dir`; with `resume` load its last.pt, else refuse to overwrite one (FileExistsError)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume:
-        load_last()
-    elif last_path.exists():
-        raise FileExistsError(f"{last_path} exists: pass --resume to continue that run, or choose another "
-                              f"--out folder")
 
 
 def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.device) -> dict[str, dict[str, float]]:
@@ -259,8 +234,7 @@ class Trainer:
         return self.last_path
 
     def load_last(self) -> None:
-        state = load_resumable(self.last_path, "training", self.recipe.as_dict(),
-                               ("model", "depth_guidance", "crop_size", "batch_size"))
+        state = load_resumable(self.last_path, "training", self.recipe.as_dict())
         training = state["training"]
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(training["optimizer"])
@@ -405,15 +379,14 @@ class Trainer:
         self.model.train()
         terms = self.loss_terms(clear, real_hazy)
         total = self.weighted_total(terms)
-        if not torch.isfinite(total):
-            raise RuntimeError(f"the loss became {total.item()} at iteration {self.iteration}: "
-                               f"{ {k: float(v) for k, v in terms.items()} }; lower lr or resume from last.pt")
+        check_finite_loss(total, terms, self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        check_finite_weights(self.model.parameters(), self.iteration)
         if self.discriminator is not None and self.disc_optimizer is not None:
             self._discriminator_step(clear[:, :3])
         self.iteration += 1
@@ -435,8 +408,8 @@ class Trainer:
         recipe = self.recipe
         indices = distributed.shard(self.iteration, recipe.iterations, recipe.batch_size, self.rank)
         loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
-                            pin_memory=self.device.type == "cuda", drop_last=True,
-                            persistent_workers=False)
+                            pin_memory=self.device.type == "cuda", drop_last=True, persistent_workers=False,
+                            generator=torch.Generator().manual_seed(recipe.seed))  # not the global RNG
         for batch in loader:
             yield batch.to(self.device, non_blocking=True)
 
@@ -475,31 +448,30 @@ class Trainer:
                  hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
                  f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
         started = time.perf_counter()
+        stop = StepBoundaryStop(lambda requested: distributed.any_rank(requested, self.rank, self.device))
         try:
-            for clear, hazy in zip(self._loader(clear_data), self._loader(hazy_data)):
-                row = self.step(clear, hazy)
-                first_loss = row["total"] if math.isnan(first_loss) else first_loss
-                last_loss = row["total"]
-                now = time.perf_counter()
-                self.elapsed += now - started
-                started = now
-                bar.update(1)
-                if train_log is not None and (self.iteration % recipe.log_every == 0
-                                              or self.iteration == recipe.iterations):
-                    bar.set_postfix(loss=f"{row['total']:.4f}")
-                    train_log.write({"iteration": self.iteration, "seconds": round(self.elapsed, 2), **row})
-                    if board is not None:
-                        for name, value in row.items():
-                            board.add_scalar(f"train/{name}", value, self.iteration)
-                if validation and (self.iteration % recipe.val_every == 0 or self.iteration == recipe.iterations):
-                    self._validate(validation, val_log, board)
-                if writer and (self.iteration % recipe.checkpoint_every == 0 or self.iteration == recipe.iterations):
-                    self.save_last()
-        except KeyboardInterrupt:
-            if writer:
-                LOG.warning("interrupted at iteration %d: saving %s", self.iteration, self.last_path)
-                self.save_last()
-            raise
+            with stop:
+                for clear, hazy in zip(self._loader(clear_data), self._loader(hazy_data)):
+                    row = self.step(clear, hazy)
+                    first_loss = row["total"] if math.isnan(first_loss) else first_loss
+                    last_loss = row["total"]
+                    now = time.perf_counter()
+                    self.elapsed += now - started
+                    started = now
+                    bar.update(1)
+                    done = self.iteration == recipe.iterations
+                    if train_log is not None and (self.iteration % recipe.log_every == 0 or done):
+                        bar.set_postfix(loss=f"{row['total']:.4f}")
+                        train_log.write({"iteration": self.iteration, "seconds": round(self.elapsed, 2), **row})
+                        if board is not None:
+                            for name, value in row.items():
+                                board.add_scalar(f"train/{name}", value, self.iteration)
+                    if validation and (self.iteration % recipe.val_every == 0 or done):
+                        self._validate(validation, val_log, board)
+                    if writer and (self.iteration % recipe.checkpoint_every == 0 or done):
+                        self.save_last()
+                    if not done:
+                        stop.after_step(self.iteration, self.save_last if writer else None)
         finally:
             bar.close()
             if board is not None:

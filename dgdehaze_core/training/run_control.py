@@ -1,0 +1,132 @@
+"""What every training loop shares about its run: the run folder, resuming the same recipe, refusing a step that
+went non-finite, and stopping on Ctrl-C or SIGTERM only between steps.
+
+A checkpoint is only ever taken between two steps and only of finite weights, so `last.pt` is always a state the
+run passed through and `--resume` continues the run it was cut from.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+
+from dgdehaze_core.io.checkpoints import read_checkpoint
+
+LOG = logging.getLogger(__name__)
+
+RESUMABLE_CHANGES = ("iterations", "device", "num_workers", "log_every", "val_every", "checkpoint_every",
+                     "source_file")
+"""Recipe fields a resumed run may change (a longer run, another machine, other bookkeeping); any other change
+would continue one run with another recipe."""
+
+
+def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """A trainer's last.pt, read without running code; FileNotFoundError when absent, ValueError when it is not a
+    resumable `what` checkpoint or its recipe differs from `recipe` in a field outside RESUMABLE_CHANGES.
+
+    Paths are compared by their last two parts, so a run resumes on a machine whose data lies elsewhere."""
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to resume: no checkpoint {path}")
+    state = read_checkpoint(path, f"resumable {what} checkpoint")
+    try:
+        saved = state["training"]["recipe"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{path} is not a resumable {what} checkpoint: it holds no training state") from None
+    changed = [key for key in recipe if key in saved and key not in RESUMABLE_CHANGES
+               and _portable(saved[key]) != _portable(recipe[key])]
+    if changed:
+        differences = "; ".join(f"{key} {_short(saved[key])} -> {_short(recipe[key])}" for key in changed)
+        raise ValueError(f"cannot resume {path} with another recipe: {differences} (a resumed run may change only "
+                         f"{', '.join(RESUMABLE_CHANGES[:-1])}; start a new run in another --out folder)")
+    return state
+
+
+def _portable(value: Any) -> Any:
+    """`value` with every absolute path cut to its last two parts."""
+    if isinstance(value, str) and value.startswith("/"):
+        return "/".join(Path(value).parts[-2:])
+    if isinstance(value, Mapping):
+        return {key: _portable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(item) for item in value]
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Callable[[], None]) -> None:
+    """Create `run_dir`; with `resume` load its last.pt, else refuse to overwrite one (FileExistsError)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        load_last()
+    elif last_path.exists():
+        raise FileExistsError(f"{last_path} exists: pass --resume to continue that run, or choose another "
+                              f"--out folder")
+
+
+def check_finite_loss(total: torch.Tensor, terms: Mapping[str, torch.Tensor], iteration: int) -> None:
+    """RuntimeError, before any weight moves, when the step's loss is NaN or infinite."""
+    if not torch.isfinite(total):
+        raise RuntimeError(f"the loss became {total.item()} at iteration {iteration}: "
+                           f"{ {name: float(value) for name, value in terms.items()} }; last.pt keeps the last "
+                           "checkpoint: lower lr or resume from it")
+
+
+def check_finite_weights(parameters: Iterable[torch.Tensor], iteration: int) -> None:
+    """RuntimeError when a step left a weight NaN or infinite (gradients that were not finite), so that no
+    checkpoint is written of it."""
+    if not all(bool(torch.isfinite(parameter).all()) for parameter in parameters):
+        raise RuntimeError(f"the weights became NaN or infinite at iteration {iteration}; last.pt keeps the last "
+                           "checkpoint: lower lr or resume from it")
+
+
+class StepBoundaryStop:
+    """Within its `with` block, Ctrl-C (SIGINT) and SIGTERM ask the loop to stop after the step under way: a state
+    saved mid-step (haze drawn, batch-norm statistics moved, the step not counted) would not resume to the run it
+    was cut from. A second signal stops at once, without saving. Outside the main thread it changes nothing.
+
+    `agree` turns this process's request into the job's decision (in a torchrun job every rank must stop at the
+    same step); by default the request itself."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, agree: Callable[[bool], bool] | None = None) -> None:
+        self.requested: str | None = None
+        self._agree = agree or (lambda requested: requested)
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StepBoundaryStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._request)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _request(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is not None:
+            LOG.warning("%s again: stopping at once, mid-step; last.pt keeps the last checkpoint", name)
+            raise KeyboardInterrupt
+        self.requested = name
+        LOG.warning("%s: stopping after the step under way (send it again to stop at once, without saving)", name)
+
+    def after_step(self, iteration: int, save: Callable[[], Path] | None) -> None:
+        """At a step boundary: when a stop was asked, `save` (None on a rank that does not write) and raise
+        KeyboardInterrupt."""
+        if not self._agree(self.requested is not None):
+            return
+        if save is not None:
+            LOG.warning("stopped at iteration %d: saved %s", iteration, save())
+        raise KeyboardInterrupt
