@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from dgdehaze_core.cli import main
@@ -11,6 +14,7 @@ from dgdehaze_core.evaluation.methods import parse_methods
 from dgdehaze_core.evaluation.metrics import psnr
 from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.io.images import read_image
+from dgdehaze_core.io.tables import format_table, write_json
 
 
 @pytest.mark.slow
@@ -169,3 +173,46 @@ def test_the_jpeg_reference_is_a_close_copy_of_the_clear_image(sots_pairs: Path)
     copy = jpeg_copy(clear)
     assert copy.shape == clear.shape and copy.dtype == clear.dtype
     assert 35.0 < psnr(copy, clear) < 60.0
+
+
+def _paired_set(root: Path, clear: np.ndarray, hazy: np.ndarray) -> Path:
+    """A one-pair set of hand-made images: root/clear/1.png and root/hazy/1_1.png."""
+    (root / "clear").mkdir(parents=True)
+    (root / "hazy").mkdir()
+    cv2.imwrite(str(root / "clear" / "1.png"), clear)
+    cv2.imwrite(str(root / "hazy" / "1_1.png"), hazy)
+    return root
+
+
+def test_sets_whose_folder_and_parent_agree_keep_apart_rows(tmp_path: Path, capsys):
+    clear = np.full((16, 16, 3), 100, np.uint8)
+    first = _paired_set(tmp_path / "x1" / "sets" / "q", clear, clear + np.uint8(10))
+    second = _paired_set(tmp_path / "x2" / "sets" / "q", clear, clear + np.uint8(40))
+    out = tmp_path / "two.json"
+    assert main(["eval", "--dataset", str(first), "--dataset", str(second), "--method", "hazy",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert list(rows) == ["x1/sets/q/hazy", "x2/sets/q/hazy"]
+    assert rows["x1/sets/q/hazy"]["psnr"] > rows["x2/sets/q/hazy"]["psnr"] + 10
+    assert main(["eval", "--dataset", str(first), "--dataset", str(first), "--method", "hazy"]) == 2
+    assert f"--dataset {first} is given twice" in capsys.readouterr().err
+
+
+def test_an_identical_pair_keeps_the_mean_psnr_finite_in_the_table_and_json(tmp_path: Path, capsys):
+    clear = np.full((16, 16, 3), 100, np.uint8)
+    root = _paired_set(tmp_path / "same", clear, clear)
+    cv2.imwrite(str(root / "clear" / "2.png"), clear)
+    cv2.imwrite(str(root / "hazy" / "2_1.png"), clear + np.uint8(10))
+    out = tmp_path / "same.json"
+    assert main(["eval", "--dataset", str(root), "--method", "hazy", "--json", str(out)]) == 0
+    shifted = 10 * math.log10(1.0 / (10 / 255) ** 2)
+    assert json.loads(out.read_text())["hazy"]["psnr"] == pytest.approx((100.0 + shifted) / 2)
+    assert f"{(100.0 + shifted) / 2:.2f}" in capsys.readouterr().out
+
+
+def test_the_json_writes_an_infinite_figure_as_the_table_prints_it(tmp_path: Path):
+    rows = {"a": {"error": math.inf, "low": -math.inf, "none": math.nan, "n": 3, "name": "x"}}
+    write_json(tmp_path / "rows.json", rows)
+    assert json.loads((tmp_path / "rows.json").read_text()) == {"a": {"error": "inf", "low": "-inf", "none": None,
+                                                                       "n": 3, "name": "x"}}
+    assert format_table(rows).splitlines()[-1].split()[1:3] == ["inf", "-inf"]

@@ -12,8 +12,8 @@ import pytest
 
 from dgdehaze_core.evaluation.depth_datasets import DepthSample, load_kitti, load_middlebury
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.evaluation.visibility_eval import (VISIBILITY_COLUMNS, evaluate_visibility, frame_scores,
-                                                      kitti_intrinsics, synthesize_fog)
+from dgdehaze_core.evaluation.visibility_eval import (VISIBILITY_COLUMNS, condition_row, evaluate_visibility,
+                                                      frame_scores, kitti_intrinsics, synthesize_fog)
 from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range
 
 
@@ -34,6 +34,14 @@ def test_scores_count_valid_pixels_for_absrel_and_near_truth_for_coverage():
     assert coverage == pytest.approx(0.5)  # of the points nearer than 50 m (10, 20), one is called valid
     nothing = np.full_like(true, np.nan)
     assert math.isnan(frame_scores(nothing, true, np.ones_like(true), 50.0, 80.0)[0])
+
+
+def test_a_method_without_an_estimate_on_most_frames_reads_infinitely_wrong_not_unmeasured():
+    frames = [(math.nan, math.nan, 0.0), (math.nan, math.nan, 0.0), (60.0, 0.1, 0.5)]  # no fog read twice at 50 m
+    row = condition_row(frames, visibility=50.0)
+    assert row["visibility_rel_error"] == math.inf and row["no_fog_share"] == pytest.approx(2 / 3)
+    assert row["visibility_median"] == 60.0 and row["absrel_metric"] == pytest.approx(0.1)
+    assert condition_row(frames[2:], visibility=50.0)["visibility_rel_error"] == pytest.approx(0.2)
 
 
 def test_kitti_intrinsics_come_from_the_rectified_projection(shared_data: Path):

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dgdehaze_core.evaluation.metrics import ciede2000, psnr, ssim
+from dgdehaze_core.evaluation.metrics import PSNR_CAP, ciede2000, psnr, ssim
 from dgdehaze_core.io.images import ImageError, read_image
 
 
 def test_identical_images():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    assert psnr(image, image) == float("inf")
+    assert psnr(image, image) == PSNR_CAP == 100.0  # capped: one identical pair leaves a set's mean finite
     assert ssim(image, image) == pytest.approx(1.0)
     assert ciede2000(image, image) == pytest.approx(0.0, abs=1e-9)
 
@@ -21,6 +21,9 @@ def test_psnr_of_a_known_error():
     shifted = image + np.uint8(10)
     expected = 10 * np.log10(1.0 / (10 / 255) ** 2)
     assert psnr(shifted, image) == pytest.approx(expected, abs=1e-9)
+    one_pixel = image.copy()
+    one_pixel[0, 0, 0] += 1
+    assert 60.0 < psnr(one_pixel, image) < PSNR_CAP  # the cap leaves a one-level difference alone
     assert ciede2000(shifted, image) > 1.0
 
 

@@ -143,6 +143,43 @@ def test_a_class_the_detector_lacks_is_set_aside(tmp_path: Path, caplog):
     assert set(score_classes([matched])) == {"car"}
 
 
+@pytest.mark.parametrize("tag, size, box", [("xmin", ("100", "50"), ("nan", "5", "20", "30")),
+                                             ("ymax", ("100", "50"), ("0", "5", "20", "inf")),
+                                             ("width", ("inf", "50"), ("0", "5", "20", "30")),
+                                             ("height", ("100", "NaN"), ("0", "5", "20", "30"))])
+def test_a_number_that_is_not_finite_is_refused_naming_the_file_and_tag(tmp_path: Path, tag, size, box):
+    path = tmp_path / "odd.xml"
+    path.write_text(VOC.format(w=size[0], h=size[1], objects=OBJECT.format(name="car", x1=box[0], y1=box[1],
+                                                                           x2=box[2], y2=box[3])))
+    with pytest.raises(ValueError, match=rf"odd\.xml: <{tag}> is not a finite number"):
+        read_voc(path, (100, 50))
+
+
+def test_an_inverted_box_is_dropped_with_a_warning_not_swapped(tmp_path: Path, caplog):
+    path = _voc(tmp_path / "inverted.xml", (100, 50), [("car", (50, 10, 20, 30)), ("car", (10, 30, 20, 5)),
+                                                       ("person", (0, 5, 20, 30))])
+    assert [b.box for b in read_voc(path, (100, 50))] == [(0, 5, 20, 30)]
+    assert caplog.text.count("inverted.xml: a car box") == 2 and "xmin > xmax or ymin > ymax" in caplog.text
+
+
+def test_photos_without_a_voc_file_are_skipped_with_one_warning(tmp_path: Path, caplog):
+    (tmp_path / "labels-voc").mkdir()
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.zeros((50, 100, 3), np.uint8))
+    _voc(tmp_path / "labels-voc" / "b.xml", (100, 50), [("car", (0, 5, 20, 30))])
+    assert [item.image.name for item in labelled_images(tmp_path)] == ["b.png"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "2 image(s)" in warning and "a.png" in warning and "c.png" in warning
+
+
+def test_boxes_all_of_classes_the_detector_lacks_are_named_in_the_error(tmp_path: Path):
+    images = [LabelledImage(tmp_path / "a.jpg", (ReferenceBox("tractor", (0, 0, 10, 10)),
+                                                 ReferenceBox("car", (20, 0, 40, 10), difficult=True))),
+              LabelledImage(tmp_path / "b.jpg", (ReferenceBox("cow", (0, 0, 10, 10)),))]
+    with pytest.raises(ValueError, match=r"cow \(1\), tractor \(1\)"):
+        known_references(images, {"car", "person"})
+
+
 def test_per_class_rows_by_hand():
     references = [ReferenceBox("car", (0, 0, 10, 10)), ReferenceBox("car", (20, 0, 30, 10)),
                   ReferenceBox("person", (40, 0, 50, 10))]

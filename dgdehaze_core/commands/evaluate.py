@@ -34,14 +34,17 @@ named; repeatable), with a 95 % interval and the share of redraws in which it is
       --include @data/splits/dawn-fog.yaml:validation --method V0=a.pt,V1=b.pt,D0=c.pt,D1=d.pt,hazy \
       --bootstrap 2000 --baseline V=V0,V1 --baseline hazy --group D=D0,D1
 
-Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets and by
-`MEASURE/` when several measures run; --json writes the same rows with the same column names.
+Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets (by
+the folder's name, with as many parent folders as tell two sets apart) and by `MEASURE/` when several measures run;
+--json writes the same rows with the same column names (a figure that could not be computed as null, an infinite
+one as the string "inf", as the table prints it).
 """
 from __future__ import annotations
 
 import argparse
 import fnmatch
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -172,9 +175,22 @@ def applies(measure: str, folder: Path, explicit: bool) -> bool:
 
 
 def _named(folders: list[Path]) -> list[EvalSet]:
-    """Sets named by folder, or PARENT/FOLDER where two folders share a name."""
-    names = [folder.name for folder in folders]
-    return [EvalSet(f"{f.parent.name}/{f.name}" if names.count(f.name) > 1 else f.name, f) for f in folders]
+    """Sets named by folder, or by the folder and as many of its parents as tell it from every other folder
+    (PARENT/FOLDER, GRANDPARENT/PARENT/FOLDER, ...; the whole path where nothing shorter does); ValueError for a
+    folder given twice."""
+    paths = [Path(os.path.abspath(folder)) for folder in folders]
+    for index, path in enumerate(paths):
+        if path in paths[:index]:
+            raise ValueError(f"--dataset {folders[index]} is given twice")
+
+    def name(path: Path) -> str:
+        parts = path.relative_to(path.anchor).parts
+        for depth in range(1, len(parts) + 1):
+            if all(other.parts[-depth:] != parts[-depth:] for other in paths if other != path):
+                return "/".join(parts[-depth:])
+        return str(path)
+
+    return [EvalSet(name(path), folder) for path, folder in zip(paths, folders)]
 
 
 def datasets_for(measures: list[str], given: list[Path] | None) -> dict[str, list[EvalSet]]:

@@ -15,7 +15,7 @@ Figures over a set:
   present in the reference.
 Against human boxes each class also gets its own row, `METHOD[CLASS]`: pooled precision, recall and F1 at `conf`,
 and its AP50 under `map50`. Human boxes of a class the detector does not know are set aside (no detector could
-find them; a warning names them), as `difficult` boxes are.
+find them; a warning names them, an error where no other box is left to score), as `difficult` boxes are.
 """
 from __future__ import annotations
 
@@ -197,15 +197,21 @@ def score_classes(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
 
 def known_references(images: Sequence[LabelledImage], classes: Collection[str]) -> list[LabelledImage]:
     """`images` with the boxes of classes outside `classes` marked difficult (ignored), with one warning naming
-    them; unchanged when `classes` is empty (unknown)."""
+    them; unchanged when `classes` is empty (unknown). ValueError naming those classes when no other box is left
+    to score."""
     if not classes:
         return list(images)
     unknown = Counter(box.class_name for item in images for box in item.boxes if box.class_name not in classes)
-    if unknown:
-        LOG.warning("human boxes of classes the detector does not know are ignored: %s",
-                    ", ".join(f"{name} ({count})" for name, count in sorted(unknown.items())))
-    return [LabelledImage(item.image, tuple(box if box.class_name in classes else replace(box, difficult=True)
-                                            for box in item.boxes)) for item in images]
+    if not unknown:
+        return list(images)
+    named = ", ".join(f"{name} ({count})" for name, count in sorted(unknown.items()))
+    known = [LabelledImage(item.image, tuple(box if box.class_name in classes else replace(box, difficult=True)
+                                             for box in item.boxes)) for item in images]
+    if not any(not box.difficult for item in known for box in item.boxes):
+        raise ValueError(f"no human box to score: every box that is not difficult is of a class the detector does "
+                         f"not know: {named}")
+    LOG.warning("human boxes of classes the detector does not know are ignored: %s", named)
+    return known
 
 
 def choosing_images(folder: Path, parts: Sequence[str], classes: Collection[str]) -> list[LabelledImage]:

@@ -1,7 +1,8 @@
 """Full-reference image quality: PSNR, SSIM and CIEDE2000, computed the way the dehazing literature does.
 
 All three take two uint8 BGR frames of the same size and compare them at full resolution in RGB:
-- PSNR on RGB scaled to [0, 1], over all pixels and channels;
+- PSNR on RGB scaled to [0, 1], over all pixels and channels, capped at `PSNR_CAP` (100 dB) so that an identical
+  pair (infinite PSNR) leaves a set's mean finite, as common evaluation code does;
 - SSIM as scikit-image's `structural_similarity` over the RGB channels (7x7 uniform window, data range 1),
   the convention of the paper's evaluation code;
 - CIEDE2000 as the mean per-pixel colour difference in CIELAB (scikit-image), lower is better.
@@ -14,6 +15,10 @@ from skimage.metrics import structural_similarity
 
 from dgdehaze_core.io.images import ImageError
 
+PSNR_CAP = 100.0
+"""The highest PSNR (dB) a pair gets; identical images get it. Real pairs lie far below (8-bit images one level
+apart at every pixel: 48 dB)."""
+
 
 def _pair(result: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if result.shape != reference.shape:
@@ -24,10 +29,10 @@ def _pair(result: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def psnr(result: np.ndarray, reference: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB (inf for identical images)."""
+    """Peak signal-to-noise ratio in dB, at most `PSNR_CAP` (which identical images get)."""
     a, b = _pair(result, reference)
     mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0.0 else 10.0 * np.log10(1.0 / mse)
+    return PSNR_CAP if mse == 0.0 else min(PSNR_CAP, float(10.0 * np.log10(1.0 / mse)))
 
 
 def ssim(result: np.ndarray, reference: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """Full-reference quality on a paired set: PSNR, SSIM and CIEDE2000 of each method's output against the clear image.
 
 Each pair is read once and every method runs on its hazy image; figures are means over the pairs, computed at full
-resolution in RGB by `dgdehaze_core.evaluation.metrics` (the dehazing literature's convention).
+resolution in RGB by `dgdehaze_core.evaluation.metrics` (the dehazing literature's convention); a pair's PSNR is
+capped at `PSNR_CAP` (100 dB), so an identical pair keeps the mean finite.
 """
 from __future__ import annotations
 

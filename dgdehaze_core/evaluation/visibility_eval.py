@@ -6,7 +6,7 @@ the topmost LiDAR return) at SKY_DISTANCE so that it is white fog. Each method's
 node's `VisibilityEstimator` with the camera's known mounting and intrinsics, one frame at a time (no smoothing), and
 nothing is scaled from the ground truth:
 - visibility_rel_error: median over the frames of |V_est / V - 1| (a frame without an estimate counts as infinitely
-  wrong); visibility_median: the median estimate (m);
+  wrong, so the error is inf when half the frames or more have none); visibility_median: the median estimate (m);
 - absrel_metric: mean over the frames of mean |d - d*| / d* over the pixels with ground truth (up to the set's max
   depth) that the method calls valid (a finite metric depth);
 - coverage: mean over the frames of the share of ground-truth pixels nearer than V (along the ray) that the method
@@ -110,11 +110,14 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
                 LOG.debug("%s %s %s: visibility %.1f m (%s), AbsRel %.3f, coverage %.3f", sample.name, condition,
                           method.name, reading.visibility, reading.reason or "measured", absrel, coverage)
                 rows[f"{method.name}@{condition}"].append((reading.visibility, absrel, coverage))
-    return {key: _summary(values, VISIBILITIES.get(key.rsplit("@", 1)[1], math.inf)) for key, values in rows.items()}
+    return {key: condition_row(values, VISIBILITIES.get(key.rsplit("@", 1)[1], math.inf))
+            for key, values in rows.items()}
 
 
-def _summary(values: list[tuple[float, float, float]], visibility: float) -> dict[str, float]:
-    """The row of one condition (`visibility` inf: the clear frames, which have only a median and a share)."""
+def condition_row(values: list[tuple[float, float, float]], visibility: float) -> dict[str, float]:
+    """The row of one condition from its frames' (visibility estimate, AbsRel, coverage); `visibility` inf: the
+    clear frames, which have only a median and a share. NaN where a figure has nothing to measure; the error is inf
+    where half the frames or more have no estimate."""
     estimates = np.array([v[0] for v in values])
     measured = estimates[np.isfinite(estimates)]
     row = {name: math.nan for name in VISIBILITY_COLUMNS}
@@ -123,7 +126,7 @@ def _summary(values: list[tuple[float, float, float]], visibility: float) -> dic
     if math.isfinite(visibility):
         error = float(np.median(np.where(np.isfinite(estimates), np.abs(estimates / visibility - 1.0), np.inf)))
         absrels = [v[1] for v in values if math.isfinite(v[1])]
-        row.update(visibility_rel_error=error if math.isfinite(error) else math.nan,
+        row.update(visibility_rel_error=error,
                    absrel_metric=float(np.mean(absrels)) if absrels else math.nan,
                    coverage=float(np.nanmean([v[2] for v in values])))
     return row

@@ -2,12 +2,15 @@
 
 RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the COCO names the detector uses
 (motorbike -> motorcycle). Boxes flagged `difficult` are kept with that flag: detections on them are neither
-counted right nor wrong, as in the VOC protocol. Boxes are clipped to the image; one with no area left inside it
-is dropped with a warning naming the file.
+counted right nor wrong, as in the VOC protocol. Boxes are clipped to the image; one with no area left inside it,
+or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file. A number that is not finite (nan,
+inf) in a box or in <size> is refused. A photo of a labelled folder without a VOC file is left out, with one
+warning for the folder (some sets label only some photos).
 """
 from __future__ import annotations
 
 import logging
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,8 @@ from pathlib import Path
 from dgdehaze_core.io.images import list_images, read_image
 
 LOG = logging.getLogger(__name__)
+NAMES_SHOWN = 5
+"""How many unlabelled photos the warning of `labelled_images` names."""
 VOC_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",
                "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
 
@@ -37,17 +42,24 @@ class LabelledImage:
 
 
 def _number(node: ET.Element, tag: str, source: Path) -> float:
+    """The finite number in `node`'s <tag>; ValueError naming `source` and the tag when missing, not a number, or
+    not finite (nan, inf)."""
     text = node.findtext(tag)
     if text is None:
         raise ValueError(f"{source}: <{tag}> is missing")
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"{source}: <{tag}> is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{source}: <{tag}> is not a finite number: {text!r}")
+    return value
 
 
 def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[ReferenceBox, ...]:
-    """Boxes of one VOC file, scaled from the XML's <size> to `image_size` (width, height)."""
+    """Boxes of one VOC file, scaled from the XML's <size> to `image_size` (width, height), clipped to the image;
+    inverted boxes and boxes with no area inside the image are left out with a warning. ValueError naming the file
+    for unreadable XML, a missing or non-positive <size>, and a missing or non-finite number."""
     xml_path = Path(xml_path)
     try:
         root = ET.parse(xml_path).getroot()
@@ -67,8 +79,12 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
         if not name or box is None:
             raise ValueError(f"{xml_path}: an <object> lacks <name> or <bndbox>")
         x1, y1, x2, y2 = (_number(box, tag, xml_path) for tag in ("xmin", "ymin", "xmax", "ymax"))
-        left, right = sorted((min(max(x1 * sx, 0.0), image_size[0]), min(max(x2 * sx, 0.0), image_size[0])))
-        top, bottom = sorted((min(max(y1 * sy, 0.0), image_size[1]), min(max(y2 * sy, 0.0), image_size[1])))
+        if x1 > x2 or y1 > y2:
+            LOG.warning("%s: a %s box (%g, %g, %g, %g) has xmin > xmax or ymin > ymax; left out", xml_path.name,
+                        name, x1, y1, x2, y2)
+            continue
+        left, right = (min(max(x * sx, 0.0), image_size[0]) for x in (x1, x2))
+        top, bottom = (min(max(y * sy, 0.0), image_size[1]) for y in (y1, y2))
         if right <= left or bottom <= top:
             LOG.warning("%s: a %s box (%g, %g, %g, %g) has no area inside the %dx%d image; left out", xml_path.name,
                         name, x1, y1, x2, y2, width, height)
@@ -79,7 +95,11 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
 
 
 def labelled_images(folder: str | Path, labels_folder: str = "labels-voc") -> list[LabelledImage]:
-    """Every image in `folder` with a VOC file in `folder/labels-voc` (matched by file stem)."""
+    """Every image in `folder` with a VOC file in `folder/labels-voc` (matched by file stem).
+
+    Images without a VOC file are left out with one warning (their count and the first few names); ValueError when
+    the folder has no such subfolder or no .xml in it, or when a VOC file names no image of the folder.
+    """
     folder = Path(folder)
     labels = folder / labels_folder
     if not labels.is_dir():
@@ -94,4 +114,10 @@ def labelled_images(folder: str | Path, labels_folder: str = "labels-voc") -> li
         result.append(LabelledImage(image_path, read_voc(xml_path, (width, height))))
     if not result:
         raise ValueError(f"{labels} holds no VOC .xml files")
+    labelled = {item.image for item in result}
+    unlabelled = sorted(path.name for path in images.values() if path not in labelled)
+    if unlabelled:
+        more = ", ..." if len(unlabelled) > NAMES_SHOWN else ""
+        LOG.warning("%s: %d image(s) without a VOC file in %s/ left out: %s%s", folder, len(unlabelled), labels_folder,
+                    ", ".join(unlabelled[:NAMES_SHOWN]), more)
     return result

@@ -39,8 +39,12 @@ def format_table(table: Table, title: str = "") -> str:
 
 
 def _json_safe(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
+    """JSON for `value`: NaN (a figure that could not be computed, `n/a` in the table) as null, an infinite figure
+    as the string the table prints ("inf", "-inf"; Python's float() reads it back)."""
+    if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -49,7 +53,7 @@ def _json_safe(value: object) -> object:
 
 
 def write_json(path: str | Path, table: Table) -> Path:
-    """Write the table atomically as JSON (non-finite numbers become null)."""
+    """Write the table atomically as JSON (NaN as null, infinities as "inf" and "-inf")."""
     return atomic_write_text(path, json.dumps(_json_safe(table), indent=2, sort_keys=False) + "\n")
 
 
