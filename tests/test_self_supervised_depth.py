@@ -255,6 +255,8 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
                                tmp_path)
     with pytest.raises(RecipeError, match="'smoothness' must be a finite number"):
         depth_recipe_from_dict({**base, "sequences": ["kitti"], "smoothness": float("nan")}, tmp_path)
+    with pytest.raises(RecipeError, match="'camera' must be a KITTI camera.*got '2'"):
+        depth_recipe_from_dict({**base, "sequences": ["kitti"], "camera": 2}, tmp_path)  # YAML's camera: 02
 
 
 @pytest.fixture()

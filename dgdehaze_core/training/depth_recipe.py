@@ -62,6 +62,8 @@ class DepthRecipe:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(DepthRecipe)}
+KITTI_CAMERAS = ("00", "01", "02", "03")
+"""The cameras of a KITTI raw drive (image_00 ... image_03)."""
 _PATH_LISTS = ("validation",)
 _INT_TUPLES = ("frame_offsets", "pose_widths")
 
@@ -218,6 +220,9 @@ def _check(recipe: DepthRecipe) -> None:
                           f"{recipe.max_frame_change}")
     if recipe.num_workers < 0:
         raise RecipeError(f"'num_workers' must be >= 0, got {recipe.num_workers}")
+    if recipe.camera not in KITTI_CAMERAS:
+        raise RecipeError(f"'camera' must be a KITTI camera, {', '.join(KITTI_CAMERAS)} (quoted in YAML: '02' unquoted "
+                          f"is the number 2), got {recipe.camera!r}")
     if recipe.device not in ("auto", "cpu", "cuda") and not recipe.device.startswith("cuda:"):
         raise RecipeError(f"'device' must be auto, cpu, cuda or cuda:N, got {recipe.device!r}")
 
