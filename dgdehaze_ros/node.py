@@ -189,6 +189,8 @@ class DehazeNode(LifecycleNode):
         self._inputs = [image_sub, info_sub]
         if self._schedule is not None:
             self._schedule.reset()
+        if self._detector is not None:
+            self._detector.reset_tracks()  # frames sent while inactive are missing: tracks start again
         self.stats.restart_sequences()
         self.worker.start()
         self.get_logger().info(f"active: listening on {image_sub.topic_name} "
@@ -310,6 +312,7 @@ class DehazeNode(LifecycleNode):
             return None
         detector = Detector(**settings.detector_args())
         detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
+        detector.reset_tracks()  # that frame is no camera's: the first real frame is the tracker's first
         self._detector_note = detector.label + (f" + {detector.tracker}" if detector.tracker else "")
         return detector
 

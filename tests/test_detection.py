@@ -106,6 +106,11 @@ def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_d
             seen[track] = seen.get(track, 0) + 1
     assert seen and max(seen.values()) >= 5, f"no object kept its identity over consecutive frames: {ids}"
     assert all(d.track_id is None for d in Detector()(frames[0]))
+    tracked(np.zeros_like(frames[0]))  # a warm-up (as the node's) or another stream's frames, then a new stream
+    tracked.reset_tracks()
+    first = tracked(frames[0])
+    assert len(first) == len(per_frame[0]) > 0, "the new stream's first frame is the tracker's first: confirmed"
+    assert sorted(d.track_id for d in first) == sorted(ids[0]), "identities count from 1 again"
 
 
 def test_the_shipped_int8_file_runs_as_its_float_rebuild_by_default_on_x86(shared_data: Path) -> None:

@@ -161,6 +161,12 @@ class Detector:
                 ids.append(idx)
         return ids
 
+    def reset_tracks(self) -> None:
+        """Forget every track (a new stream starts): the next frame is the tracker's first, whose objects are
+        confirmed at once, and identities count from 1 again. Nothing without a tracker."""
+        for tracker in getattr(getattr(self.model, "predictor", None), "trackers", None) or ():
+            tracker.reset()
+
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect objects in one uint8 BGR frame; with a tracker, the frames of one stream in order, each
         detection with its `track_id` (objects the tracker has not confirmed yet are left out)."""
