@@ -1,10 +1,13 @@
 """The scattering model on a real image with its real dense depth (Middlebury 'cones')."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 import torch
 
-from dgdehaze_core.physics.scattering import (depth_from_transmission, invert_scattering, synthesize_haze,
+from dgdehaze_core.physics.scattering import (depth_from_transmission, invert_scattering,
+                                              invert_scattering_detail_limited, synthesize_haze,
                                               transmission_from_depth)
 
 
@@ -70,3 +73,18 @@ def test_the_frame_inversion_on_bands_of_rows_gives_the_whole_frame_result(middl
     np.testing.assert_array_equal(exact, reference)
     tiny = FrameInverter(2.0, radius=4, eps=0.032 ** 2, workers=4)(hazy[:5], t[:5], airlight)
     assert tiny.shape == (5, *hazy.shape[1:]) and tiny.dtype == np.uint8
+
+
+def test_the_inversions_take_the_airlight_as_a_list_or_one_value_and_keep_the_image_dtype():
+    rng = np.random.default_rng(0)
+    hazy = rng.uniform(0.3, 1.0, (6, 5, 3)).astype(np.float32)
+    base = cv2.blur(hazy, (3, 3))
+    t = rng.uniform(0.2, 1.0, (6, 5, 1)).astype(np.float32)
+    as_array = invert_scattering(hazy, t, np.array([0.7, 0.8, 0.9], np.float32))
+    as_list = invert_scattering(hazy, t, [0.7, 0.8, 0.9])
+    assert as_list.dtype == np.float32 and np.allclose(as_list, as_array, atol=1e-6)
+    limited = invert_scattering_detail_limited(hazy, base, t, [0.8, 0.8, 0.8], 2.0)
+    assert np.allclose(invert_scattering_detail_limited(hazy, base, t, 0.8, 2.0), limited, atol=1e-6)
+    assert invert_scattering_detail_limited(hazy, base, t, np.full(3, 0.8), 2.0).dtype == np.float32
+    with pytest.raises(ValueError, match="max_detail_gain must be >= 1"):
+        invert_scattering_detail_limited(hazy, base, t, [0.8, 0.8, 0.8], float("nan"))

@@ -58,18 +58,18 @@ def invert_scattering_detail_limited(hazy: np.ndarray, base: np.ndarray, transmi
     """The inversion with noise kept in check: J = (B - A) / t + A + (I - B) * min(1 / t, max_detail_gain).
 
     `base` B is `hazy` I smoothed with its edges kept (HxWxC like I; `transmission` HxWx1 or HxW; `airlight` one
-    value per channel). The inversion is linear, so splitting I into B and the fine detail I - B changes nothing
+    value per channel, or one for all; the result has the images' dtype). The inversion is linear, so splitting I into B and the fine detail I - B changes nothing
     where 1 / t <= `max_detail_gain`; where fog is denser, the scene's base layer is still recovered in full while
     its fine detail, and the sensor and JPEG noise riding on it, is amplified `max_detail_gain` times instead of
     1 / t. Clipped to [0, 1].
     """
-    if max_detail_gain < 1.0:
+    if not max_detail_gain >= 1.0:
         raise ValueError(f"max_detail_gain must be >= 1 (1: detail not amplified), got {max_detail_gain}")
     height, width, channels = hazy.shape
-    dtype = np.result_type(hazy, base, transmission, airlight)
+    dtype = np.result_type(hazy, base, transmission)
     inverse = 1.0 / np.clip(transmission.reshape(height, width), t_min, 1.0).astype(dtype, copy=False)
     gain = np.minimum(inverse, dtype.type(max_detail_gain))
-    airlight_row = _channel_row(airlight, width, dtype)
+    airlight_row = _channel_row(airlight, width, channels, dtype)
     base_rows = base.reshape(height, width * channels)
     clear = np.subtract(base_rows, airlight_row, dtype=dtype)
     clear *= _interleaved(inverse, channels)
@@ -80,9 +80,10 @@ def invert_scattering_detail_limited(hazy: np.ndarray, base: np.ndarray, transmi
     return np.clip(clear, 0.0, 1.0, out=clear).reshape(height, width, channels)
 
 
-def _channel_row(values: Any, width: int, dtype: np.dtype) -> np.ndarray:
-    """Per-channel values repeated along a row of `width` interleaved pixels (W*C values)."""
-    return np.tile(np.asarray(values, dtype=dtype).reshape(-1), width)
+def _channel_row(values: Any, width: int, channels: int, dtype: np.dtype) -> np.ndarray:
+    """Per-channel values (or one for every channel; an array, list or number) repeated along a row of `width`
+    interleaved pixels (W*C values)."""
+    return np.tile(np.broadcast_to(np.asarray(values, dtype=dtype).reshape(-1), (channels,)), width)
 
 
 def _interleaved(plane: np.ndarray, channels: int) -> np.ndarray:
@@ -102,8 +103,8 @@ def _is_interleaved_frame(hazy: Any, t: Any, airlight: Any) -> bool:
 def _invert_interleaved(hazy: np.ndarray, t: np.ndarray, airlight: Any) -> np.ndarray:
     """The inversion on rows of W*C values in one buffer (`_interleaved`)."""
     height, width, channels = hazy.shape
-    dtype = np.result_type(hazy, t, airlight)
-    airlight_row = _channel_row(airlight, width, dtype)
+    dtype = np.result_type(hazy, t)
+    airlight_row = _channel_row(airlight, width, channels, dtype)
     clear = np.subtract(hazy.reshape(height, width * channels), airlight_row, dtype=dtype)
     clear /= _interleaved(t.reshape(height, width).astype(dtype, copy=False), channels)
     clear += airlight_row
