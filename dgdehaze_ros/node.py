@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import rclpy
@@ -46,7 +46,6 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from std_msgs.msg import Header
 
@@ -66,7 +65,7 @@ from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILAB
 from dgdehaze_ros.fog_measurement import FogMeasurement
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
-from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
+from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, SubscriptionEventCallbacks
 from dgdehaze_ros.visibility_messages import FOG_PARAMETERS, fog_banner, visibility_msg
 
 if VISION_MSGS_AVAILABLE:
@@ -180,11 +179,11 @@ class DehazeNode(LifecycleNode):
                                             qos_overriding_options=OVERRIDABLE)
         self._awaited_camera_info = False
         if self._settings["input_transport"] == "compressed":
-            image_sub = self.create_subscription(CompressedImage, self._compressed_topic(), self._on_image,
+            image_sub = self.create_subscription(CompressedImage, self._compressed_topic(), self._image_callback(),
                                                  self._input_qos(), event_callbacks=events,
                                                  qos_overriding_options=OVERRIDABLE)
         else:
-            image_sub = self.create_subscription(Image, "image", self._on_image, self._input_qos(),
+            image_sub = self.create_subscription(Image, "image", self._image_callback(), self._input_qos(),
                                                  event_callbacks=events, qos_overriding_options=OVERRIDABLE)
         self._inputs = [image_sub, info_sub]
         if self._schedule is not None:
@@ -412,7 +411,14 @@ class DehazeNode(LifecycleNode):
                 f"detector {self._detector_note}")
 
     # ---- data path -------------------------------------------------------------------------------------------
-    def _on_image(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
+    def _image_callback(self) -> Callable[..., None]:
+        """The frame callback as this rclpy calls it: with each message's info where it gives one (the sequence
+        numbers that count frames lost in transport), else (Humble) with the message alone."""
+        if MESSAGE_INFO_CALLBACKS:
+            return self._on_image
+        return lambda msg: self._on_image(msg, {})
+
+    def _on_image(self, msg: Image | CompressedImage, info: Mapping[str, Any]) -> None:
         self.stats.count_received()
         gid = info.get("publisher_gid") or {}
         self.stats.count_sequence(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))

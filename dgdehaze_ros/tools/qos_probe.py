@@ -111,7 +111,7 @@ def _listen(args: argparse.Namespace) -> dict[str, float]:
     import rclpy
     from sensor_msgs.msg import Image
 
-    from dgdehaze_ros.qos_compat import SubscriptionEventCallbacks
+    from dgdehaze_ros.rclpy_compat import SubscriptionEventCallbacks
 
     stop = False
 
