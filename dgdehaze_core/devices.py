@@ -13,18 +13,21 @@ class DeviceUnavailable(RuntimeError):
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """"auto" -> the first CUDA GPU when torch sees one, else the CPU; "cpu", "cuda" and "cuda:N" as given.
+    """"auto" -> the first CUDA GPU when torch sees one, else the CPU; "cpu", "cuda" and "cuda:N" as given; "N"
+    (Ultralytics' and the node's short form) -> "cuda:N".
 
     ValueError for any other name; DeviceUnavailable for CUDA without a GPU (an error, never a silent fallback).
     """
     if isinstance(name, str) and name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(name, str) and name.isascii() and name.isdigit():
+        name = f"cuda:{name}"
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or N") from None
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailable(f"device {str(name)!r} was requested but CUDA is not available on this machine")
     return device

@@ -211,13 +211,12 @@ def _check_runtime(values: Mapping[str, Any]) -> str | None:
     `model` without `weights` has shipped weights. What only loading can tell
     is reverted by the node when it fails."""
     device = str(values["device"])
-    torch_device = f"cuda:{device}" if device.isdigit() else device
     try:
-        resolve_device(torch_device)
+        resolve_device(device)
     except DeviceUnavailable:
         return f"device {device!r}: CUDA is not available on this machine (the network and the detector run on it)"
     try:
-        choose_backend(values["backend"], torch_device, log=False)
+        choose_backend(values["backend"], device, log=False)
     except (ValueError, BackendUnavailable) as exc:
         return f"backend {values['backend']!r} on device {device!r}: {exc}"
     if values["model"] != "dcp" and not values["weights"] and not shipped_weights_path(values["model"]).is_file():

@@ -136,8 +136,9 @@ def test_load_pipeline_reads_checkpoints_and_rejects_bad_options(lite_model, tmp
     with pytest.raises(ValueError, match="unknown backend"):
         load_pipeline(str(path), backend="tensorflow")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            load_pipeline(str(path), device="cuda")
+        for device in ("cuda", "0"):  # "0": the node's and Ultralytics' short form of cuda:0
+            with pytest.raises(RuntimeError, match="CUDA is not available"):
+                load_pipeline(str(path), device=device)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_pipeline(str(tmp_path / "missing.pt"))
     shipped = load_pipeline("lite")
