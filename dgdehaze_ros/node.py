@@ -324,8 +324,18 @@ class DehazeNode(LifecycleNode):
         publisher.publish(label_info_msg(detector.names, settings["threshold"], header))
 
     def _detection_off(self, exc: Exception) -> None:
-        self.get_logger().warning(f"detection off: {exc}")
+        """No detector could load and none runs: the dehazer goes on without detection, `detection_enabled` is put
+        back to false (it reads back what runs) and /diagnostics is an ERROR with the reason until a detector loads
+        (set `detection_enabled` again after mending the detector's settings)."""
+        problem = f"detector failed to load, detection off: {exc}; put back detection_enabled=False"
         self._detector_note = f"off: {exc}"
+        self._reverting.active = True
+        try:
+            self.set_parameters([Parameter("detection_enabled", value=False)])
+        finally:
+            self._reverting.active = False
+        self._reload_problems["detector"] = problem
+        self.get_logger().error(problem)
 
     def _reload_failed(self, component: str, exc: Exception, requested: NodeSettings) -> None:
         """Keep the running `component`, put the parameters that asked for the failed one back to the values it

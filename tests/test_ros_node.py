@@ -264,6 +264,25 @@ def test_after_cleanup_a_parameter_change_loads_nothing_until_the_next_configure
         cleaned.destroy_node()
 
 
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_a_detector_that_cannot_load_at_configure_leaves_the_dehazer_running_and_says_why(
+        session: RosSession) -> None:
+    broken = create_node({"model": "dcp", "classes": ["unicorn"]}, name="nodetector", context=session.context)
+    try:
+        assert broken._pipeline is not None and broken._detector is None, "configured, without detection"
+        assert broken.get_parameter("detection_enabled").value is False, "the parameter reads back what runs"
+        assert "unknown class 'unicorn'" in broken._reload_problems["detector"], "an ERROR on /diagnostics"
+        assert broken.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, [])])[0].successful
+        set_ok(broken, detection_enabled=True)  # mended: the detector loads and the error clears
+        deadline = time.monotonic() + 60.0
+        while (broken._detector is None or broken._reload_problems) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert broken._detector is not None and not broken._reload_problems
+    finally:
+        broken.destroy_node()
+
+
 def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_backend(
         node: DehazeNode, tmp_path: Path) -> None:
     engine = tmp_path / "dgdehaze_lite_480x640_fp16.engine"
