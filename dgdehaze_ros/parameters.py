@@ -69,8 +69,9 @@ class ParameterSpec:
 
 
 SPECS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("model", "lite", "dehazing method: a network configuration (lite: the shipped weights, used "
-                  "unless `weights` is set) or dcp (dark channel prior, no weights; ignores the network settings)",
+    ParameterSpec("model", "lite", "dehazing method: a network configuration (lite: the shipped weights; base "
+                  "ships none and needs `weights`) or dcp (dark channel prior, no weights; ignores the network "
+                  "settings); a non-empty `weights` runs that file whatever `model` says",
                   MODELS, reloads=PIPELINE),
     ParameterSpec("weights", "", "network weights file (.pt checkpoint, .onnx export, or a TensorRT .engine from "
                   "`dgdehaze export --format engine` with its .json sidecar: backend tensorrt or auto, device cuda); "
@@ -89,7 +90,7 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "this process may use, at most 4, the detector ONNX Runtime's choice", int_range=(0, 256, 1),
                   read_only=True),
     ParameterSpec("max_detail_gain", 2.0, "physics output: most the inversion amplifies fine detail and noise "
-                  "where fog is dense (1/t elsewhere); 0: the exact inversion J = (I - A)/t + A",
+                  "where fog is dense (1/t elsewhere): 1..100; 0: the exact inversion J = (I - A)/t + A",
                   float_range=(0.0, 100.0), reloads=PIPELINE),
     ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto (= physics)",
                   OUTPUT_MODES, reloads=PIPELINE),

@@ -26,7 +26,7 @@ from launch_ros.actions import LifecycleNode
 PACKAGE = "dgdehaze"
 
 OVERRIDES = {
-    "model": "dehazing method: dcp, lite or base",
+    "model": "dehazing method: dcp, lite, or base with a weights file",
     "backend": "network backend: auto, torch, onnxruntime or tensorrt",
     "image_reliability": "input QoS reliability: reliable, best_effort or system_default",
     "input_transport": "raw (sensor_msgs/Image on `image`) or compressed (CompressedImage on `image`/compressed)",

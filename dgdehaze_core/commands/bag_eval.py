@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="several bags without --ray: CPUs of the local Ray (default: all; 1: one after the other)")
     parser.add_argument("--method", default=None,
-                        help="dcp, lite, base or a weights path (default: the node's configured method, "
+                        help="dcp, lite or a weights path (default: the node's configured method, "
                              "falling back to dcp when its weights are missing)")
     add_detector_options(parser)
     parser.add_argument("--no-detection", action="store_true", help="skip object detection")

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Write NAME_dehazed.png and NAME_depth.png for each input image "
                                                "(or NAME_dehazed.mp4 and NAME_depth.mp4 for a video).")
     parser.add_argument("input", type=Path, help="image file, folder of images, or video file")
-    parser.add_argument("--method", default="dcp", help="dcp, a model configuration (lite, base) or weights path")
+    parser.add_argument("--method", default="dcp", help="dcp, lite (its shipped weights) or a weights path")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--output", choices=OUTPUT_MODES, default=None,
                         help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
