@@ -66,13 +66,20 @@ def test_split_tokens_expand_and_bad_ones_are_refused(tmp_path: Path):
 
 # --- fusion ----------------------------------------------------------------------------------------------------
 
-def test_fusing_identical_sets_gives_the_same_boxes():
-    boxes = [_det((10, 10, 50, 40), 0.9), _det((100, 20, 140, 90), 0.6, "person", 0)]
-    fused = fuse_detections([boxes, boxes], (200, 100))
-    assert len(fused) == 2
-    for original, merged in zip(boxes, fused):
-        assert merged.class_name == original.class_name and merged.score == pytest.approx(original.score)
-        assert merged.box == pytest.approx(original.box, abs=1e-3)
+def test_fusing_identical_sets_gives_the_same_boxes_exactly():
+    boxes = [_det((1000.3, 500, 1400.7, 800), 0.9), _det((100, 20, 140, 90), 0.6, "person", 0),
+             _det((500, 500, 520, 530), 0.0)]
+    assert fuse_detections([boxes, boxes], (1920, 1080)) == boxes
+
+
+def test_two_objects_one_frame_told_apart_are_never_merged():
+    raw = [_det((0, 0, 100, 100), 0.9, "person", 0), _det((0, 38, 100, 138), 0.8, "person", 0)]  # IoU 0.45
+    dehazed = [_det((0, 19, 100, 119), 0.95, "person", 0)]  # overlaps both by more than the fusion's IoU
+    fused = fuse_detections([raw, dehazed], (640, 480))
+    assert len(fused) == 2, "each of the raw frame's objects survives the fusion"
+    assert fused[0].box == pytest.approx((0, (0 * 0.9 + 19 * 0.95) / 1.85, 100, 100 + (19 * 0.95) / 1.85))
+    close = [_det((0, 0, 100, 100), 0.9, "person", 0), _det((0, 25, 100, 125), 0.7, "person", 0)]  # IoU 0.6
+    assert fuse_detections([close, []], (640, 480)) == close, "a set fused with nothing comes back as it was"
 
 
 def test_fusing_disjoint_sets_keeps_every_box_with_its_score():

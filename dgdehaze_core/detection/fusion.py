@@ -1,19 +1,21 @@
 """Detection on the raw and the dehazed frame at once: the two sets of boxes merged by weighted box fusion.
 
 Dehazing helps a detector on most foggy frames and hurts it on some (an object the haze model mistakes for sky, a
-colour cast). Running the detector on both frames and fusing the boxes keeps what either finds: boxes of one class
-that overlap (IoU >= `iou`) are merged into one whose corners are the score-weighted mean of theirs
-(ZFTurbo's `ensemble_boxes.weighted_boxes_fusion`, the reference implementation of Solovyev et al., 2021).
+colour cast). Running the detector on both frames and fusing the boxes keeps what either finds. Weighted box fusion
+(Solovyev et al., 2021): boxes are taken from the best score down; each joins the cluster of its class whose fused
+box it overlaps most (IoU >= `iou`), else starts one, and a cluster's box is the score-weighted mean of its
+members' corners. Unlike the reference implementation (ensemble_boxes), a cluster takes at most one box from each
+set: two objects one frame's detector told apart (NMS kept both) are never merged into one, so the fused list keeps
+every box a frame found, and a set fused with nothing comes back as it was. Corners and scores are float64; a
+cluster of identical boxes gives that box back exactly.
 
 `score` says what a merged box scores:
 - `max`: the best score among the merged boxes, so a box either frame finds keeps its score (the union);
-- `avg`: the mean over both frames, a frame that missed the object counting 0, so agreement ranks first;
-- `box_and_model_avg`: the mean of the merged boxes, scaled by the share of frames that found the object.
+- `avg`: the mean over the sets, a set that missed the object counting 0, so agreement ranks first.
 """
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,7 +23,7 @@ import numpy as np
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 
-FUSION_SCORES = ("max", "avg", "box_and_model_avg")
+FUSION_SCORES = ("max", "avg")
 DETECTION_INPUTS = ("dehazed", "raw", "fused")
 """What the detector runs on: the dehazed frame, the raw frame, or both with their boxes fused."""
 
@@ -40,37 +42,64 @@ class FusionSettings:
             raise ValueError(f"fusion score must be one of {', '.join(FUSION_SCORES)}, got {self.score!r}")
 
 
-def _normalised(detections: Sequence[Detection], width: int, height: int) -> tuple[np.ndarray, np.ndarray,
-                                                                                   np.ndarray]:
-    boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4) / [width, height, width, height]
-    scores = np.array([d.score for d in detections], np.float64)
-    labels = np.array([d.class_id for d in detections], np.int64)
-    return np.clip(boxes, 0.0, 1.0), scores, labels
+@dataclass
+class _Cluster:
+    """Boxes of one class, at most one from each set, and their score-weighted mean box."""
+
+    first: Detection
+    box: np.ndarray
+    members: list[tuple[int, np.ndarray, float]] = field(default_factory=list)
+
+    def add(self, set_index: int, box: np.ndarray, score: float) -> None:
+        self.members.append((set_index, box, score))
+        scores = np.array([member[2] for member in self.members])
+        weights = scores if scores.sum() > 0 else np.ones_like(scores)  # score-0 boxes: a plain mean
+        origin = self.members[0][1]  # offsets from the first box: identical boxes give it back exactly
+        offsets = np.stack([member[1] - origin for member in self.members])
+        self.box = origin + (weights[:, None] * offsets).sum(axis=0) / weights.sum()
+
+    def takes_from(self, set_index: int) -> bool:
+        return all(member[0] != set_index for member in self.members)
+
+    def score(self, rule: str, sets: int) -> float:
+        """The fused box's score under `rule` (one of FUSION_SCORES) when `sets` sets were fused."""
+        scores = [member[2] for member in self.members]
+        return float(max(scores)) if rule == "max" else float(sum(scores) / sets)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
 
 
 def fuse_detections(sets: Sequence[Sequence[Detection]], size: tuple[int, int],
                     settings: FusionSettings = FusionSettings()) -> list[Detection]:
     """One list of detections from several detector runs on frames of `size` (width, height), highest score
-    first. Boxes are clipped to the frame; an empty set contributes nothing."""
+    first. Boxes are clipped to the frame (one with no area left is dropped); an empty set contributes nothing."""
     width, height = size
     if width < 1 or height < 1:
         raise ValueError(f"frame size must be positive, got {width}x{height}")
     if not sets:
         raise ValueError("fusion needs at least one set of detections")
-    names = {d.class_id: d.class_name for detections in sets for d in detections}
-    if not names:
-        return []
-    from ensemble_boxes import weighted_boxes_fusion
-
-    arrays = [_normalised(detections, width, height) for detections in sets]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # it warns on every zero-area box, which it drops
-        boxes, scores, labels = weighted_boxes_fusion([a[0] for a in arrays], [a[1] for a in arrays],
-                                                      [a[2] for a in arrays], iou_thr=settings.iou,
-                                                      skip_box_thr=0.0, conf_type=settings.score)
-    fused = [Detection(int(label), names[int(label)], float(score),
-                       (float(box[0] * width), float(box[1] * height), float(box[2] * width), float(box[3] * height)))
-             for box, score, label in zip(boxes, scores, labels)]
+    limits = np.array([width, height, width, height], np.float64)
+    boxes = [(index, detection, np.clip(np.array(detection.box, np.float64), 0.0, limits))
+             for index, detections in enumerate(sets) for detection in detections]
+    boxes = [item for item in boxes if item[2][2] > item[2][0] and item[2][3] > item[2][1]]
+    clusters: list[_Cluster] = []
+    for index, detection, box in sorted(boxes, key=lambda item: -item[1].score):
+        overlaps = [(_iou(cluster.box, box), cluster) for cluster in clusters
+                    if cluster.first.class_id == detection.class_id and cluster.takes_from(index)]
+        best_iou, best = max(overlaps, key=lambda pair: pair[0], default=(0.0, None))
+        if best is None or best_iou < settings.iou:
+            best = _Cluster(detection, box)
+            clusters.append(best)
+        best.add(index, box, detection.score)
+    fused = [Detection(cluster.first.class_id, cluster.first.class_name, cluster.score(settings.score, len(sets)),
+                       tuple(float(v) for v in cluster.box)) for cluster in clusters]
     return sorted(fused, key=lambda d: -d.score)
 
 
