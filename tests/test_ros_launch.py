@@ -194,7 +194,7 @@ MODULE_SOURCES = {
     "diagnostic_msgs": "diagnostic_msgs", "vision_msgs": "vision_msgs", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "tf2_ros": "tf2_ros",
     "torch": "pip:torch", "torchvision": "pip:torchvision", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript", "pywt": "pip:PyWavelets",
-    "ensemble_boxes": "pip:ensemble-boxes", "pyfade": "pip:fade-python",
+    "pyfade": "pip:fade-python",
 }
 """Third-party module -> the rosdep key in package.xml, or pip:NAME in requirements-ros.txt, that installs it."""
 OPTIONAL_MODULES = {"tensorrt", "ray"}
