@@ -83,18 +83,28 @@ def test_report_names_every_figure_and_summary_matches(tmp_path: Path) -> None:
     assert summary["per_frame"]["stamp_ns"] == [r.stamp_ns for r in evaluation.records]
 
 
-def test_undecodable_frames_are_skipped_and_listed(tmp_path: Path) -> None:
-    frames = demo_frames(3)
+def test_undecodable_frames_are_skipped_and_listed_and_what_follows_the_last_frame_is_kept(tmp_path: Path) -> None:
+    frames = demo_frames(4)
     bag = tmp_path / "in"
     with BagWriter(bag, "mcap") as writer:
         for index, frame in enumerate(frames):
             encoding = "nv12" if index == 1 else "bgr8"
-            writer.write("/cam/image_raw", IMAGE_TYPE, 10 + index,
-                         image_msg(writer, writer.header(10 + index, "cam"), frame, encoding))
+            msg = image_msg(writer, writer.header(10 + index, "cam"), frame, encoding)
+            raw = writer.store.serialize_cdr(msg, IMAGE_TYPE)
+            writer.write_raw("/cam/image_raw", IMAGE_TYPE, 10 + index, raw[:40] if index == 2 else raw)  # damaged
+        for index in range(3):  # a recording goes on after the camera's last frame (lidar, tf, logs)
+            writer.write("/log", "std_msgs/msg/String", 20 + index, writer.types["std_msgs/msg/String"](data="x"))
     evaluation = evaluate_bag(bag, "/cam/image_raw", tmp_path / "eval", method="dcp", progress=False)
-    assert [r.index for r in evaluation.records] == [0, 2]
-    assert len(evaluation.skipped) == 1 and "nv12" in evaluation.skipped[0]
+    assert [r.index for r in evaluation.records] == [0, 3]
+    assert len(evaluation.skipped) == 2 and "nv12" in evaluation.skipped[0]
+    assert "does not deserialize" in evaluation.skipped[1]
     assert "nv12" in (tmp_path / "eval" / "report.html").read_text()
+    with BagSource(tmp_path / "eval" / "bag") as output:  # the damaged frame is copied as it is: count, not read
+        assert output.topics()["/log"][1] == 3, "every topic of the input, to its end"
+    shortened = evaluate_bag(bag, "/cam/image_raw", tmp_path / "first", method="dcp", max_frames=1, progress=False)
+    with BagSource(tmp_path / "first" / "bag") as output:
+        assert len(shortened.records) == 1 and "/log" not in output.topics(), \
+            "--max-frames ends the output bag with the last frame evaluated"
 
 
 def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -39,22 +39,27 @@ def image_msg(writer: BagWriter, header, pixels: np.ndarray, encoding: str, pad:
                                     is_bigendian=int(bigendian), step=rows.shape[1], data=rows.ravel().copy())
 
 
+def camera_info_msg(writer: BagWriter, header, frame: np.ndarray):
+    """A plumb-bob CameraInfo for `frame` (fx = fy = 100)."""
+    return writer.types[CAMERA_INFO_TYPE](
+        header=header, height=frame.shape[0], width=frame.shape[1], distortion_model="plumb_bob", d=np.zeros(5),
+        k=np.array([100.0, 0, 80, 0, 100, 45, 0, 0, 1]), r=np.eye(3).ravel(), p=np.zeros(12), binning_x=0,
+        binning_y=0, roi=writer.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                                         do_rectify=False))
+
+
 def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encoding: str = "bgr8",
-                     topic: str = "/cam/image_raw", pad: int = 0, with_info: bool = True) -> list[int]:
-    """A bag of `frames` on `topic` in `encoding` plus CameraInfo; returns the header stamps."""
+                     topic: str = "/cam/image_raw", pad: int = 0, with_info: bool = True,
+                     info_after_last: int = 0) -> list[int]:
+    """A bag of `frames` on `topic` in `encoding` plus CameraInfo (and `info_after_last` more CameraInfo after the
+    last frame, as a recording goes on after a camera stops); returns the frames' header stamps."""
     stamps = []
     with BagWriter(path, storage) as writer:
         for index, frame in enumerate(frames):
             stamp = START + index * PERIOD
             header = writer.header(stamp, "camera_optical_frame")
             if with_info:
-                info = writer.types[CAMERA_INFO_TYPE](
-                    header=header, height=frame.shape[0], width=frame.shape[1], distortion_model="plumb_bob",
-                    d=np.zeros(5), k=np.array([100.0, 0, 80, 0, 100, 45, 0, 0, 1]), r=np.eye(3).ravel(),
-                    p=np.zeros(12), binning_x=0, binning_y=0,
-                    roi=writer.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0,
-                                                                         width=0, do_rectify=False))
-                writer.write("/cam/camera_info", CAMERA_INFO_TYPE, stamp, info)
+                writer.write("/cam/camera_info", CAMERA_INFO_TYPE, stamp, camera_info_msg(writer, header, frame))
             if encoding == "jpeg":
                 data = np.frombuffer(cv2.imencode(".jpg", frame)[1].tobytes(), np.uint8)
                 writer.write(topic, COMPRESSED_IMAGE_TYPE, stamp,
@@ -69,6 +74,10 @@ def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encodin
                                        "mono16" if encoding == "mono12" else encoding, pad,
                                        bigendian=encoding == "mono16"))
             stamps.append(stamp)
+        for index in range(len(frames), len(frames) + info_after_last):
+            stamp = START + index * PERIOD
+            writer.write("/cam/camera_info", CAMERA_INFO_TYPE, stamp,
+                         camera_info_msg(writer, writer.header(stamp, "camera_optical_frame"), frames[-1]))
     return stamps
 
 
@@ -157,6 +166,24 @@ def test_truncated_and_corrupt_bags_fail_clearly(tmp_path: Path, frames: list[np
     (corrupt / data_file.name).write_bytes(b"\x00garbage" * 100)
     with pytest.raises(BagError, match="corrupt, truncated"):
         BagSource(corrupt)
+
+
+def test_a_damaged_index_or_a_compression_the_files_lack_fail_clearly(tmp_path: Path,
+                                                                      frames: list[np.ndarray]) -> None:
+    bag = tmp_path / "drive"
+    write_camera_bag(bag, "sqlite3", frames)
+    metadata = (bag / "metadata.yaml").read_text()
+    counted = tmp_path / "counted"
+    shutil.copytree(bag, counted)
+    (counted / "metadata.yaml").write_text(metadata.replace("message_count: 4", "message_count: four"))
+    with BagSource(counted) as source, pytest.raises(BagError, match="index that cannot be read"):
+        source.verify("/cam/image_raw")
+    compressed = tmp_path / "compressed"
+    shutil.copytree(bag, compressed)
+    (compressed / "metadata.yaml").write_text(metadata.replace("compression_mode: ''", "compression_mode: file")
+                                              .replace("compression_format: ''", "compression_format: zstd"))
+    with pytest.raises(BagError, match="corrupt, truncated"):
+        BagSource(compressed)
 
 
 def test_messages_missing_from_the_index_are_reported(tmp_path: Path, frames: list[np.ndarray]) -> None:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ros
 def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_path: Path) -> None:
     pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
     frames = demo_frames(3, (320, 180))
-    stamps = write_camera_bag(tmp_path / "in", "sqlite3", frames, "jpeg")
+    stamps = write_camera_bag(tmp_path / "in", "sqlite3", frames, "jpeg", info_after_last=2)
     out = tmp_path / "eval"
     code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw",
                  "--camera-info-topic", "/cam/camera_info", "--node", "--method", "dcp", "--out", str(out),
@@ -33,6 +33,7 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert topics["/dgdehaze/image_dehazed"] == (IMAGE_TYPE, 3)
     assert topics["/dgdehaze/depth_relative"] == (IMAGE_TYPE, 3)
     assert topics["/dgdehaze/detections"] == (DETECTIONS_TYPE, 3)
+    assert topics["/cam/camera_info"][1] == 5, "every message of the input, those after the last frame too"
     messages = read_all(out / "bag")
     for name in ("image_dehazed", "depth_relative", "detections", "camera_info", "haze_density", "visibility"):
         recorded = messages[f"/dgdehaze/{name}"]

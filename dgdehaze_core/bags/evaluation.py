@@ -280,7 +280,10 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
     try:
         for connection, log_time, raw in source.raw_messages():
             if index >= count:
-                break
+                if count < evaluation.frames_in_bag:
+                    break  # --max-frames: the output bag ends with the last frame evaluated
+                writer.copy(connection, log_time, raw)  # what the bag recorded after its last frame
+                continue
             writer.copy(connection, log_time, raw)
             if connection.topic == evaluation.camera_info_topic:
                 camera_info = source.deserialize(connection, raw)

@@ -11,16 +11,14 @@ frame) is a `BagError`, a ValueError whose message says what is wrong and where.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
-from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
-from rosbags.serde import SerdeError
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
@@ -131,9 +129,9 @@ class BagSource:
         try:
             self._reader = AnyReader([self.path], default_typestore=typestore())
             self._reader.open()
-        except (AnyReaderError, ReaderError, SerdeError, sqlite3.DatabaseError, KeyError, ValueError,
-                OSError) as exc:
-            raise BagError(f"cannot open bag {self.path} (corrupt, truncated or not a bag?): {exc}") from None
+        except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
+            raise BagError(f"cannot open bag {self.path} (corrupt, truncated or not a bag?): "
+                           f"{exc or type(exc).__name__}") from None
 
     def __enter__(self) -> "BagSource":
         return self
@@ -150,8 +148,12 @@ class BagSource:
         return list(self._reader.connections)
 
     def topics(self) -> dict[str, tuple[str, int]]:
-        """{topic: (message type, message count from the bag's index)}."""
-        return {name: (info.msgtype or "mixed", info.msgcount) for name, info in self._reader.topics.items()}
+        """{topic: (message type, message count from the bag's index)}; BagError for an index that cannot be read."""
+        try:
+            return {name: (info.msgtype or "mixed", int(info.msgcount))
+                    for name, info in self._reader.topics.items()}
+        except Exception as exc:  # a damaged metadata.yaml or index (a count that is not a number, ...)
+            raise BagError(f"bag {self.path} has an index that cannot be read: {exc or type(exc).__name__}") from None
 
     def only_topic(self, kinds: Sequence[str], role: str, option: str) -> str:
         """The bag's one topic holding one of `kinds` (`role` names them); BagError saying to pass `option`."""
@@ -199,11 +201,11 @@ class BagSource:
                 if len(raw) == 0:
                     raise BagError(f"bag {self.path} holds an empty message on {connection.topic!r}")
                 found[connection.id] += 1
-        except (AnyReaderError, ReaderError, sqlite3.DatabaseError, OSError, EOFError, ValueError,
-                IndexError, KeyError) as exc:
-            if isinstance(exc, BagError):
-                raise
-            raise BagError(f"bag {self.path} is corrupt or truncated: reading it failed with: {exc}") from None
+        except BagError:
+            raise
+        except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
+            raise BagError(f"bag {self.path} is corrupt or truncated: reading it failed with: "
+                           f"{exc or type(exc).__name__}") from None
         for connection in connections:
             if found[connection.id] != expected[connection.id]:
                 raise BagError(f"bag {self.path} is truncated: its index lists {expected[connection.id]} messages "
@@ -214,14 +216,14 @@ class BagSource:
         """The messages of `connections` (default: all) in time order, serialized as stored."""
         try:
             yield from self._reader.messages(connections=connections)
-        except (AnyReaderError, ReaderError, sqlite3.DatabaseError, OSError) as exc:
-            raise BagError(f"bag {self.path} is corrupt or truncated: {exc}") from None
+        except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
+            raise BagError(f"bag {self.path} is corrupt or truncated: {exc or type(exc).__name__}") from None
 
     def deserialize(self, connection: Connection, raw: bytes) -> Any:
         """One stored message as a rosbags message object."""
         try:
             return self._reader.deserialize(raw, connection.msgtype)
-        except AnyReaderError as exc:
+        except Exception as exc:  # a damaged message: rosbags' deserializers raise many types
             raise BagError(f"bag {self.path}: a message on {connection.topic!r} does not deserialize as "
                            f"{connection.msgtype}: {exc}") from None
 
@@ -247,8 +249,12 @@ class BagSource:
 
     def decode_frame(self, connection: Connection, log_time: int, raw: bytes, index: int,
                      camera_info: Any | None) -> BagFrame | ImageError:
-        """A stored Image/CompressedImage as a `BagFrame`, or the ImageError saying why it cannot be one."""
-        msg = self.deserialize(connection, raw)
+        """A stored Image/CompressedImage as a `BagFrame`, or the ImageError saying why it cannot be one (a
+        message that does not deserialize too: one damaged frame is skipped, not the bag)."""
+        try:
+            msg = self.deserialize(connection, raw)
+        except BagError as exc:
+            return ImageError(f"frame {index} at {log_time} ns: {exc}")
         encoding = msg.format if connection.msgtype == COMPRESSED_IMAGE_TYPE else msg.encoding
         try:
             image = decode_image(msg, connection.msgtype, self.input_bits)

@@ -35,7 +35,8 @@ from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import check_output_folder, node_default_method, open_pipeline, timed_detect
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
-                                   LABEL_INFO_TYPE, RANGE_TYPE, BagSource, BagWriter, decode_image, stamp_ns)
+                                   LABEL_INFO_TYPE, RANGE_TYPE, BagError, BagSource, BagWriter, decode_image,
+                                   stamp_ns)
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.detection.detector import Detection, Detector, median_depth
@@ -297,17 +298,20 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
     try:
         for connection, log_time, raw in source.raw_messages():
             if index >= count:
-                break
+                if count < evaluation.frames_in_bag:
+                    break  # --max-frames: the output bag ends with the last frame evaluated
+                writer.copy(connection, log_time, raw)  # what the bag recorded after its last frame
+                continue
             writer.copy(connection, log_time, raw)
             if connection.topic == evaluation.camera_info_topic and replay.info_pub is not None:
                 replay.info_pub.publish(_to_rclpy(CAMERA_INFO_TYPE, raw))
                 continue
             if connection.topic != evaluation.image_topic:
                 continue
-            msg = source.deserialize(connection, raw)
             try:
+                msg = source.deserialize(connection, raw)
                 hazy = decode_image(msg, connection.msgtype, source.input_bits)
-            except ImageError as exc:
+            except (BagError, ImageError) as exc:  # one damaged frame is skipped, not the bag
                 evaluation.skipped.append(f"frame {index} at {log_time} ns: {exc}")
                 index += 1
                 bar.update()
