@@ -49,8 +49,10 @@ def test_finds_the_labelled_people_in_a_real_hazy_photo(detector: Detector, shar
 
 def test_class_filter_and_confidence_are_applied(shared_data: Path) -> None:
     frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
-    only_cars = Detector(classes=["car"])(frame)
-    assert all(d.class_name == "car" for d in only_cars)
+    cars = Detector(classes=["car"])
+    assert all(d.class_name == "car" for d in cars(frame))
+    with pytest.raises(ValueError, match="unknown class '²'"):  # a digit to str.isdigit, not to int()
+        cars.class_ids(["²"])
     strict = Detector(conf=0.6)(frame)
     loose = Detector(conf=0.1)(frame)
     assert all(d.score >= 0.6 for d in strict) and len(loose) > len(strict)

@@ -64,6 +64,8 @@ def test_the_node_detector_reads_the_equalised_frames_when_asked(foggy_road: np.
     assert boxes(plain(dehazed, foggy_road)) == boxes(detector(dehazed))
     plain.contrast = True
     assert boxes(plain(dehazed, foggy_road)) == boxes(detector(local_contrast(dehazed)))
+    grey = cv2.cvtColor(dehazed, cv2.COLOR_BGR2GRAY)  # the detector reads grey frames: equalised as BGR
+    assert boxes(plain(grey, foggy_road)) == boxes(detector(local_contrast(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))))
     fused = FrameDetector(detector, "fused", contrast=True)
     expected = fuse_detections([detector(local_contrast(foggy_road)), detector(local_contrast(dehazed))], size)
     assert boxes(fused(dehazed, foggy_road)) == boxes(expected)

@@ -150,7 +150,7 @@ class Detector:
         by_name = {name: idx for idx, name in self.names.items()}
         ids: list[int] = []
         for item in classes:
-            if isinstance(item, str) and not item.isdigit():
+            if isinstance(item, str) and not (item.isascii() and item.isdigit()):
                 if item not in by_name:
                     raise ValueError(f"unknown class {item!r}; the detector knows {sorted(by_name)}")
                 ids.append(by_name[item])

@@ -22,6 +22,7 @@ import numpy as np
 
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
+from dgdehaze_core.io.images import to_bgr8
 
 FUSION_SCORES = ("max", "avg")
 DETECTION_INPUTS = ("dehazed", "raw", "fused")
@@ -107,7 +108,7 @@ class FrameDetector:
     """The detector as the node applies it to a frame: on the dehazed frame, the raw one, or both fused
     (`detection_input`, one of DETECTION_INPUTS), each with its local contrast equalised first when `contrast`
     (by `equalise`: `detection.contrast.local_contrast`, or a caller's memo of it). Call with (dehazed, raw), both
-    uint8 BGR of one size."""
+    frames of one size the detector reads (uint8 BGR, grey or 16-bit; equalised as BGR)."""
 
     def __init__(self, detector: Callable[[np.ndarray], list[Detection]], detection_input: str = "dehazed",
                  fusion: FusionSettings = FusionSettings(), contrast: bool = False,
@@ -129,7 +130,7 @@ class FrameDetector:
         self._detection_input = value
 
     def _detect(self, frame: np.ndarray) -> list[Detection]:
-        return self.detector(self.equalise(frame) if self.contrast else frame)
+        return self.detector(self.equalise(to_bgr8(frame)) if self.contrast else frame)
 
     def __call__(self, dehazed: np.ndarray, raw: np.ndarray) -> list[Detection]:
         if self._detection_input == "dehazed":
