@@ -37,8 +37,8 @@ from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
-from dgdehaze_core.training.run_control import (StepBoundaryStop, check_finite_loss, check_finite_weights,
-                                                load_resumable, open_run_folder)
+from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
+                                                check_finite_weights, load_resumable, open_run_folder)
 from dgdehaze_core.training.trainer import CsvLog, hardware_name, seed_everything, source_commit
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
@@ -195,21 +195,16 @@ class DepthTrainer:
         resumed = self.iteration if self.resume else None
         train_log = CsvLog(self.run_dir / "train.csv", ["iteration", *LOSS_COLUMNS, "lr", "seconds"], resumed)
         val_log = CsvLog(self.run_dir / "val.csv", ["iteration", "set", *VAL_COLUMNS], resumed)
-        first_loss = last_loss = math.nan
         bar = tqdm(total=recipe.iterations, initial=self.iteration, desc=f"train-depth {recipe.name}", unit="it",
                    disable=not progress, dynamic_ncols=True)
         LOG.info("training %s on %s (%s), %d -> %d iterations", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations)
-        started = time.perf_counter()
+        tally = StepTally(self.elapsed)
         try:
             with StepBoundaryStop() as stop:
                 for batch in self._batches(dataset):
                     row = self.step(batch)
-                    first_loss = row["total"] if math.isnan(first_loss) else first_loss
-                    last_loss = row["total"]
-                    now = time.perf_counter()
-                    self.elapsed += now - started
-                    started = now
+                    self.elapsed = tally.step_done(row["total"])
                     bar.update(1)
                     done = self.iteration == recipe.iterations
                     if self.iteration % recipe.log_every == 0 or done:
@@ -218,14 +213,14 @@ class DepthTrainer:
                                          "seconds": round(self.elapsed, 2), **{k: round(v, 5) for k, v in row.items()}})
                     if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
                         self._validate(val_log)
-                        started = time.perf_counter()
+                        tally.pause_done()
                     if self.iteration % recipe.checkpoint_every == 0 or done:
                         self.save_last()
                     if not done:
                         stop.after_step(self.iteration, self.save_last)
         finally:
             bar.close()
-        return DepthTrainResult(self.run_dir, self.iteration, self.last_path, first_loss, last_loss,
+        return DepthTrainResult(self.run_dir, self.iteration, self.last_path, tally.first_loss, tally.last_loss,
                                 self.last_validation)
 
     def _validate(self, val_log: CsvLog) -> None:

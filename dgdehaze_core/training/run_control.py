@@ -7,8 +7,10 @@ run passed through and `--resume` continues the run it was cut from.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterable, Mapping
@@ -86,6 +88,28 @@ def check_finite_weights(parameters: Iterable[torch.Tensor], iteration: int) -> 
     if not all(bool(torch.isfinite(parameter).all()) for parameter in parameters):
         raise RuntimeError(f"the weights became NaN or infinite at iteration {iteration}; last.pt keeps the last "
                            "checkpoint: lower lr or resume from it")
+
+
+class StepTally:
+    """A training loop's first and last loss and its training time, counted from `elapsed` (a resumed run's)."""
+
+    def __init__(self, elapsed: float) -> None:
+        self.elapsed = elapsed
+        self.first_loss = self.last_loss = math.nan
+        self._started = time.perf_counter()
+
+    def step_done(self, loss: float) -> float:
+        """Count a finished step of loss `loss`; the training time so far (s)."""
+        self.first_loss = loss if math.isnan(self.first_loss) else self.first_loss
+        self.last_loss = loss
+        now = time.perf_counter()
+        self.elapsed += now - self._started
+        self._started = now
+        return self.elapsed
+
+    def pause_done(self) -> None:
+        """Leave the time since the last step (a validation) out of the training time."""
+        self._started = time.perf_counter()
 
 
 class StepBoundaryStop:

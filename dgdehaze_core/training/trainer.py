@@ -53,8 +53,8 @@ from dgdehaze_core.training.detector_features import DetectorFeatures, detector_
 from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
 from dgdehaze_core.training.recipe import LossWeights, Recipe
-from dgdehaze_core.training.run_control import (StepBoundaryStop, check_finite_loss, check_finite_weights,
-                                                load_resumable, open_run_folder)
+from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
+                                                check_finite_weights, load_resumable, open_run_folder)
 
 LOG = logging.getLogger(__name__)
 
@@ -441,23 +441,18 @@ class Trainer:
             val_log = CsvLog(self.run_dir / "val.csv",
                              ["iteration", "set", "psnr", "ssim", "psnr_clear", "ssim_clear"], resumed)
             board = _tensorboard(self.run_dir)
-        first_loss = last_loss = math.nan
         bar = tqdm(total=recipe.iterations, initial=self.iteration, desc=f"train {recipe.name}", unit="it",
                    disable=not progress, dynamic_ncols=True)
         LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s%s", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
                  f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
-        started = time.perf_counter()
+        tally = StepTally(self.elapsed)
         stop = StepBoundaryStop(lambda requested: distributed.any_rank(requested, self.rank, self.device))
         try:
             with stop:
                 for clear, hazy in zip(self._loader(clear_data), self._loader(hazy_data)):
                     row = self.step(clear, hazy)
-                    first_loss = row["total"] if math.isnan(first_loss) else first_loss
-                    last_loss = row["total"]
-                    now = time.perf_counter()
-                    self.elapsed += now - started
-                    started = now
+                    self.elapsed = tally.step_done(row["total"])
                     bar.update(1)
                     done = self.iteration == recipe.iterations
                     if train_log is not None and (self.iteration % recipe.log_every == 0 or done):
@@ -484,7 +479,7 @@ class Trainer:
                      model_digest(self.model))
         return TrainResult(self.run_dir, self.iteration, self.last_path,
                            self.best_path if self.best_path.exists() else None, self.best_validation,
-                           first_loss, last_loss)
+                           tally.first_loss, tally.last_loss)
 
     def _validate(self, validation: list[ValidationPair], val_log: CsvLog, board: Any) -> None:
         table = validate(self.model, validation, self.device)
