@@ -308,4 +308,4 @@ def test_a_camera_height_takes_the_bags_only_camera_info_and_without_one_is_refu
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["camera_info_topic"] == "/cam/camera_info"
     capsys.readouterr()
     assert main(["bag-eval", str(tmp_path / "without"), "--out", str(tmp_path / "b"), *common]) == 2
-    assert "pass --camera-info-topic" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert "holds no camera info topic" in capsys.readouterr().err and not (tmp_path / "b").exists()

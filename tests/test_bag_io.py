@@ -212,6 +212,8 @@ def test_missing_topic_and_empty_bag(tmp_path: Path, frames: list[np.ndarray]) -
     BagWriter(nothing, "sqlite3").close()
     with BagSource(nothing) as source, pytest.raises(BagError, match="image topics: none"):
         source.verify("/cam/image_raw")
+    with BagSource(nothing) as source, pytest.raises(BagError, match="holds no image topic .its topics: none"):
+        source.only_topic((IMAGE_TYPE,), "image", "--image-topic")  # not "pass --image-topic", which cannot help
     with pytest.raises(FileNotFoundError):
         BagSource(tmp_path / "absent")
     (tmp_path / "folder").mkdir()

@@ -159,6 +159,9 @@ class BagSource:
         """The bag's one topic holding one of `kinds` (`role` names them); BagError saying to pass `option`."""
         topics = self.topics()
         found = sorted(t for t, (kind, _) in topics.items() if kind in kinds)
+        if not found:
+            raise BagError(f"bag {self.path} holds no {role} topic (its topics: "
+                           f"{', '.join(sorted(topics)) or 'none, an empty bag'})")
         if len(found) != 1:
             raise BagError(f"pass {option}: bag {self.path} has {len(found)} {role} topics"
                            f"{': ' + ', '.join(found) if found else ''} (all topics: {', '.join(sorted(topics))})")
