@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -103,6 +104,18 @@ def test_kitti_and_middlebury_loaders(shared_data: Path):
     assert np.isfinite(depth).mean() > 0.9
     # the nearest cones: disparity 55 px -> 935 * 0.16 / 55 = 2.72 m
     assert np.nanmin(depth) == pytest.approx(935 * 0.16 / 55.0, rel=1e-4)
+
+
+def test_kitti_files_with_upper_case_suffixes_are_found(tmp_path: Path):
+    drive = tmp_path / "2011_09_26" / "2011_09_26_drive_0001_sync"
+    (drive / "image_02" / "data").mkdir(parents=True)
+    (drive / "proj_depth" / "groundtruth" / "image_02").mkdir(parents=True)
+    cv2.imwrite(str(drive / "image_02" / "data" / "0000000000.PNG"), np.full((20, 30, 3), 80, np.uint8))
+    lidar = np.zeros((20, 30), np.uint16)
+    lidar[15:, :] = 10 * 256  # 10 m on the lower rows
+    cv2.imwrite(str(drive / "proj_depth" / "groundtruth" / "image_02" / "0000000000.PNG"), lidar)
+    (sample,) = load_kitti(tmp_path).samples
+    assert np.nanmax(sample.depth) == pytest.approx(10.0)
 
 
 def test_loaders_refuse_folders_without_depth(tmp_path: Path):

@@ -81,3 +81,31 @@ def test_atomic_writes_leave_the_old_file_on_failure(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     write_image(tmp_path / "frame.png", np.zeros((3, 3, 3), np.uint8))
     assert read_image(tmp_path / "frame.png").shape == (3, 3, 3)
+
+
+def test_hidden_files_and_folders_are_not_images(tmp_path: Path):
+    from dgdehaze_core.io.images import images_under, list_images
+
+    pixels = np.full((8, 8, 3), 90, np.uint8)
+    for name in ("a.png", "._a.png", ".ipynb_checkpoints/a-checkpoint.png", "sub/b.PNG"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), pixels)
+    assert [p.name for p in list_images(tmp_path)] == ["a.png"]
+    assert [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)] == ["a.png", "sub/b.PNG"]
+
+
+def test_a_jpeg_s_orientation_tag_is_read_alike_by_the_node_and_from_files(tmp_path: Path):
+    from PIL import Image
+
+    from dgdehaze_core.io.camera_frames import compressed_to_bgr8
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90" (a phone's portrait photo); ROS' image_transport does not apply it
+    path = tmp_path / "tagged.jpg"
+    Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(path, exif=exif)
+
+    class Message:
+        format = "jpeg"
+        data = path.read_bytes()
+
+    assert compressed_to_bgr8(Message()).shape == read_image(path).shape == (40, 60, 3)

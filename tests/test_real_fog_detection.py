@@ -56,6 +56,10 @@ def test_split_tokens_expand_and_bad_ones_are_refused(tmp_path: Path):
     overlapping.write_text("dataset: x\nparts:\n  a: [one.jpg, two.jpg]\n  b: [two.jpg]\n")
     with pytest.raises(SplitError, match="two.jpg is in both"):
         load_split(overlapping)
+    globbing = tmp_path / "globbing.yaml"
+    globbing.write_text("parts:\n  learn: ['scene[1].png']\n  judge: [scene1.png, '*.png']\n")
+    with pytest.raises(SplitError, match="names 'scene\\[1\\].png': split entries are file names"):
+        load_split(globbing)  # as globs, learn's entry would take judge's scene1.png
     with pytest.raises(SplitError, match="no part 'test'"):
         expand_patterns([f"@{DAWN_SPLIT}:test"])
     with pytest.raises(SplitError, match="write @FILE:PART"):

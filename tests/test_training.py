@@ -160,6 +160,21 @@ def test_a_second_signal_stops_at_once_and_the_handlers_are_restored() -> None:
     assert saved == [7]
 
 
+def test_a_folder_source_takes_every_frame_step_th_image_and_a_strip_too_thin_to_crop_is_refused(
+        tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(8):
+        cv2.imwrite(str(frames / f"frame_{index:02d}.png"), np.full((40, 40, 3), 10 * index, np.uint8))
+    taken = collect_images([ImageSource(frames, frame_step=3)], "clear")
+    assert [image.path.name for image, _, _ in taken] == ["frame_00.png", "frame_03.png", "frame_06.png"]
+    strip = tmp_path / "strip"
+    strip.mkdir()
+    cv2.imwrite(str(strip / "strip.png"), np.full((1, 16000, 3), 90, np.uint8))  # 64 rows would be 1024000 wide
+    with pytest.raises(ImageError, match="strip.png: a 16000x1 image would be scaled to 1024000x64"):
+        RandomCrops([ImageSource(strip)], 64, 128, (1.0, 1.0), 0, "clear")
+
+
 def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

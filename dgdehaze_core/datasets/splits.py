@@ -50,6 +50,10 @@ def load_split(path: str | Path) -> Split:
     for part, names in raw["parts"].items():
         if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
             raise SplitError(f"{path}: part {part!r} must be a non-empty list of file names")
+        patterned = [name for name in names if any(char in name for char in "*?[")]
+        if patterned:  # the names are matched as globs: a pattern would reach into another part
+            raise SplitError(f"{path}: part {part!r} names {patterned[0]!r}: split entries are file names, "
+                             "without * ? or [")
         for name in names:
             if name in owner:
                 raise SplitError(f"{path}: {name} is in both {owner[name]!r} and {part!r}: parts must be disjoint")

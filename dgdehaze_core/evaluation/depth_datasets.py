@@ -54,7 +54,7 @@ def _checked(name: str, image: np.ndarray, depth: np.ndarray) -> DepthSample:
 
 
 def _lidar_depth(path: Path) -> np.ndarray:
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         with np.load(path) as archive:
             if len(archive.files) != 1:
                 raise ImageError(f"{path} should hold one depth array, holds {archive.files}")
@@ -80,7 +80,7 @@ def load_kitti(folder: str | Path) -> DepthSet:
     folder = Path(folder)
     samples = []
     for depth_path in sorted(folder.rglob("proj_depth/*/image_0[0-9]/*")):
-        if depth_path.suffix not in (".npz", ".png"):
+        if depth_path.suffix.lower() not in (".npz", ".png"):
             continue
         drive = depth_path.parents[3]
         camera = depth_path.parent.name

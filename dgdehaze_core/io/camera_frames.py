@@ -167,7 +167,7 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError("empty compressed image")
     check_size(*declared_size(raw), max_pixels)
     data = np.frombuffer(raw, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as image_transport, read_image
     if image is None:
         raise ImageError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
     check_size(image.shape[1], image.shape[0], max_pixels)

@@ -161,20 +161,29 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     return path
 
 
+def is_hidden(path: Path, root: Path) -> bool:
+    """Whether `path` or a folder between `root` and it is hidden (a name starting with '.': macOS' ._ sidecars,
+    .ipynb_checkpoints copies), which the image listings leave out."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name."""
+    """Image files directly inside `folder`, sorted by name; hidden files left out."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"no such folder: {folder}")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))
 
 
 def images_under(folder: str | Path) -> list[Path]:
-    """The image files in `folder` and its subfolders, sorted; [] for a missing folder."""
+    """The image files in `folder` and its subfolders, sorted; hidden files and folders left out; [] for a
+    missing folder."""
     root = Path(folder)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in root.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not is_hidden(p, root))
 
 
 def unit_float(image: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
-from dgdehaze_core.io.images import (VIDEO_SUFFIXES, ImageError, images_under, iter_video, read_image,
-                                     video_frame_count)
+from dgdehaze_core.io.images import (MAX_PIXELS, VIDEO_SUFFIXES, ImageError, images_under, iter_video,
+                                     read_image, video_frame_count)
 from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
     paths = images_under(source.path)
     if source.include:
         paths = [p for p in paths if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
-    return [TrainingImage(path) for path in paths]
+    return [TrainingImage(path) for path in paths[::source.frame_step]]
 
 
 def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[TrainingImage, float, ImageSource]]:
@@ -77,14 +77,20 @@ def _scaled(image: np.ndarray, max_side: int, min_side: int) -> np.ndarray:
     scale = max(scale, min_side / min(height, width))
     if scale != 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if size[0] * size[1] > MAX_PIXELS:  # a long thin strip brought up to the crop's short side
+            raise ImageError(f"a {width}x{height} image would be scaled to {size[0]}x{size[1]} to reach the "
+                             f"crop's {min_side} pixels on its short side")
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
     return np.ascontiguousarray(image)
 
 
 def load_rgb(path: Path, max_side: int, min_side: int = 1) -> np.ndarray:
     """An image file as RGB uint8, scaled down so its long side is at most `max_side` and up so its short side is
-    at least `min_side`. ImageError names the file when it cannot be read."""
-    return _scaled(read_image(path)[:, :, ::-1], max_side, min_side)
+    at least `min_side`. ImageError names the file when it cannot be read or would grow too large."""
+    try:
+        return _scaled(read_image(path)[:, :, ::-1], max_side, min_side)
+    except ImageError as exc:
+        raise ImageError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
 
 
 def load_training_images(images: Sequence[TrainingImage], max_side: int, min_side: int = 1) -> list[np.ndarray]:

@@ -36,9 +36,9 @@ def plain_data(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ImageSource:
-    """A folder of images (searched recursively), or a video file of which every `frame_step`-th frame is taken;
-    `include` keeps only names matching one of its glob patterns (`@FILE:PART` in the recipe: a part of a split
-    file, see `datasets.splits`).
+    """A folder of images (searched recursively, hidden files left out), or a video file; every `frame_step`-th
+    frame of the video, or image of the folder in name order, is taken; `include` keeps only names matching one of
+    its glob patterns (`@FILE:PART` in the recipe: a part of a split file, see `datasets.splits`), before the step.
 
     `weight` is the share of draws this source gets relative to the other sources of the same kind.
     `prior_depth` keeps the prior depth field for this clear source's haze even when the recipe names a

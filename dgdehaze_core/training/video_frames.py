@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dgdehaze_core.io.images import IMAGE_SUFFIXES, ImageError, read_image
+from dgdehaze_core.io.images import IMAGE_SUFFIXES, ImageError, is_hidden, read_image
 
 LOG = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def folder_sequence(folder: FrameFolder) -> VideoSequence:
     """The `VideoSequence` of a `FrameFolder`: intrinsics moved into the crop and normalised by its size."""
     if not folder.path.is_dir():
         raise FileNotFoundError(f"no such sequence folder: {folder.path}")
-    frames = tuple(sorted(p for p in folder.path.glob(folder.include) if p.suffix.lower() in IMAGE_SUFFIXES))
+    frames = tuple(sorted(p for p in folder.path.glob(folder.include)
+                          if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder.path)))
     if not frames:
         raise ImageError(f"{folder.path} holds no frames matching {folder.include!r}")
     height, width = read_image(frames[0]).shape[:2]
