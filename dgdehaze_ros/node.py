@@ -127,26 +127,31 @@ class DehazeNode(LifecycleNode):
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._settings = read_settings(self)
-            self._pipeline = self._load_pipeline(self._settings)
+            self._settings = settings = read_settings(self)
+            self._pipeline = self._load_pipeline(settings)
         except Exception as exc:  # any failure to load leaves the node unconfigured, with the reason logged
             self.get_logger().error(f"configure failed: {exc}")
             self._pipeline = self._settings = None
             return TransitionCallbackReturn.FAILURE
-        self._loaded, self._reload_problems = {"pipeline": self._settings}, {}
+        self._loaded, self._reload_problems = {"pipeline": settings}, {}
         self._detector = None
-        if self._settings["detection_enabled"]:
+        if settings["detection_enabled"]:
             try:
-                self._detector = self._load_detector(self._settings)
+                self._detector = self._load_detector(settings)
+                self._detector_note = self._detector_label(self._detector)
             except (DetectorUnavailable, ValueError) as exc:
                 self._detection_off(exc)
         if self._detector is not None:
-            self._loaded["detector"] = self._settings
-        self._schedule = self._schedule_for(self._detector, self._settings)
-        self._fog.restart(self._settings)
+            self._loaded["detector"] = settings
+        self._schedule = self._schedule_for(self._detector, settings)
+        self._fog.restart(settings)
         with self._lock:
+            self._generation += 1  # a reload a change started while this configure loaded is dropped, and ...
             self._pending_reloads.clear()
-            self._generation += 1
+            changed = read_settings(self)
+            self._settings = changed
+            self._pending_reloads.update(component for component in ("pipeline", "detector")
+                                         if settings.differing(changed, component))  # ... done again now
         outputs = {"image": (Image, "~/image_dehazed"), "depth": (Image, "~/depth"),
                    "depth_relative": (Image, "~/depth_relative"), "visibility": (Range, "~/visibility"),
                    "camera_info": (CameraInfo, "~/camera_info"), "debug_image": (Image, "~/debug_image")}
@@ -167,6 +172,7 @@ class DehazeNode(LifecycleNode):
         self._diagnostics_timer = self.create_timer(self._settings["diagnostics_period"], self._publish_diagnostics,
                                                     clock=steady)
         self.get_logger().info(f"configured: {self._describe()}")
+        self._start_reloads()
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -232,6 +238,10 @@ class DehazeNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self.worker.stop()
+        with self._lock:  # a reload still loading finds it dropped and leaves the destroyed node alone
+            self._generation += 1
+            self._pending_reloads.clear()
+            self._settings = None
         super().destroy_node()
 
     def _release(self) -> None:
@@ -303,17 +313,23 @@ class DehazeNode(LifecycleNode):
         method, options = settings.pipeline_args()
         return load_pipeline(method, **options)
 
-    def _load_detector(self, settings: NodeSettings) -> Detector | None:
+    @staticmethod
+    def _load_detector(settings: NodeSettings) -> Detector | None:
         """The detector `settings` ask for, run once; None without vision_msgs. DetectorUnavailable or ValueError
         when it cannot load (a refused or missing file, a bad class name)."""
         if not VISION_MSGS_AVAILABLE:
-            self._detector_note = "off: vision_msgs missing"
             return None
         detector = Detector(**settings.detector_args())
         detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
         detector.reset_tracks()  # that frame is no camera's: the first real frame is the tracker's first
-        self._detector_note = detector.label + (f" + {detector.tracker}" if detector.tracker else "")
         return detector
+
+    @staticmethod
+    def _detector_label(detector: Detector | None) -> str:
+        """What /diagnostics says of a running detector."""
+        if detector is None:
+            return "off: vision_msgs missing"
+        return detector.label + (f" + {detector.tracker}" if detector.tracker else "")
 
     def _publish_labels(self) -> None:
         """The running detector's class map and threshold on the latched ~/label_info."""
@@ -323,10 +339,15 @@ class DehazeNode(LifecycleNode):
         header = Header(stamp=self.get_clock().now().to_msg())
         publisher.publish(label_info_msg(detector.names, settings["threshold"], header))
 
-    def _detection_off(self, exc: Exception) -> None:
+    def _detection_off(self, exc: Exception, generation: int | None = None) -> None:
         """No detector could load and none runs: the dehazer goes on without detection, `detection_enabled` is put
         back to false (it reads back what runs) and /diagnostics is an ERROR with the reason until a detector loads
-        (set `detection_enabled` again after mending the detector's settings)."""
+        (set `detection_enabled` again after mending the detector's settings). A background load from before the
+        last configure or cleanup (`generation`) changes nothing."""
+        with self._lock:
+            if generation is not None and (generation != self._generation or self._settings is None):
+                self.get_logger().info(f"a detector load from an earlier configuration failed: {exc}")
+                return
         problem = f"detector failed to load, detection off: {exc}; put back detection_enabled=False"
         self._detector_note = f"off: {exc}"
         self._reverting.active = True
@@ -337,11 +358,18 @@ class DehazeNode(LifecycleNode):
         self._reload_problems["detector"] = problem
         self.get_logger().error(problem)
 
-    def _reload_failed(self, component: str, exc: Exception, requested: NodeSettings) -> None:
+    def _reload_failed(self, component: str, exc: Exception, requested: NodeSettings, generation: int) -> None:
         """Keep the running `component`, put the parameters that asked for the failed one back to the values it
-        runs with (so that get_parameters tells what is running), and report why on /diagnostics."""
+        runs with (so that get_parameters tells what is running), and report why on /diagnostics. A parameter
+        changed again since (its newer value waits for the next reload) is left alone, and a reload from before the
+        last configure or cleanup (`generation`) changes nothing."""
+        with self._lock:
+            if generation != self._generation or self._settings is None:
+                self.get_logger().info(f"a {component} reload from an earlier configuration failed: {exc}")
+                return
+            current = self._settings
         running = self._loaded.get(component)
-        reverted = {} if running is None else running.differing(requested, component)
+        reverted = {} if running is None else running.put_back(requested, current, component)
         problem = f"{component} reload failed, kept the previous one: {exc}"
         if reverted:
             problem += "; put back " + ", ".join(f"{name}={value!r}" for name, value in reverted.items())
@@ -391,28 +419,33 @@ class DehazeNode(LifecycleNode):
             try:
                 pipeline = self._load_pipeline(settings)
             except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
-                self._reload_failed("pipeline", exc, settings)
+                self._reload_failed("pipeline", exc, settings, generation)
             else:
                 with self._lock:
-                    if generation == self._generation:
+                    swapped = generation == self._generation
+                    if swapped:
                         self._pipeline, self._loaded["pipeline"] = pipeline, settings
                         self._reload_problems.pop("pipeline", None)
-                self.get_logger().info(f"reloaded pipeline: {self._describe()}")
+                if swapped:
+                    self.get_logger().info(f"reloaded pipeline: {self._describe()}")
         if "detector" in pending and settings["detection_enabled"]:
             try:
                 detector = self._load_detector(settings)
             except (DetectorUnavailable, ValueError) as exc:
                 if self._detector is None:
-                    self._detection_off(exc)
+                    self._detection_off(exc, generation)
                 else:
-                    self._reload_failed("detector", exc, settings)
+                    self._reload_failed("detector", exc, settings, generation)
                 return
-            if detector is not None:
-                with self._lock:
-                    if generation == self._generation:
+            with self._lock:
+                swapped = generation == self._generation
+                if swapped:
+                    self._detector_note = self._detector_label(detector)
+                    if detector is not None:
                         self._detector, self._schedule = detector, self._schedule_for(detector, settings)
                         self._loaded["detector"] = settings
                         self._reload_problems.pop("detector", None)
+            if swapped:
                 self._publish_labels()
 
     def _describe(self) -> str:

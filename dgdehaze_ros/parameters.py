@@ -258,6 +258,13 @@ class NodeSettings:
         return {name: self[name] for name, spec in SPEC_BY_NAME.items()
                 if component in spec.reloads and self[name] != other[name]}
 
+    def put_back(self, requested: NodeSettings, current: NodeSettings, component: str) -> dict[str, Any]:
+        """{name: this value} for the parameters to put back when `requested`'s load of `component` failed and this
+        is what runs: those `requested` changed that still hold the requested value in `current` (one changed
+        again since keeps its newer value, which the next reload loads)."""
+        return {name: value for name, value in self.differing(requested, component).items()
+                if current[name] == requested[name]}
+
     def pipeline_args(self) -> tuple[str, dict[str, Any]]:
         """(method, options) for `dgdehaze_core.inference.pipeline.load_pipeline`."""
         if self["model"] == "dcp" and not self["weights"]:

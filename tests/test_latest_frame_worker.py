@@ -69,3 +69,21 @@ def test_a_restart_after_a_stop_that_timed_out_gets_a_live_worker() -> None:
     assert worker.wait_idle(2.0)
     assert seen == [0, 1] and worker.running
     assert worker.stop()
+
+
+def test_an_item_offered_while_stopped_is_dropped_not_processed_after_a_restart() -> None:
+    seen: list[int] = []
+    worker: LatestFrameWorker[int] = LatestFrameWorker(seen.append)
+    assert worker.submit(1) is False  # before the first start
+    worker.start()
+    assert worker.wait_idle(2.0) and seen == []
+    worker.submit(2)
+    assert worker.wait_idle(2.0) and worker.stop()
+    worker.submit(3)  # a frame arriving while the node deactivates
+    worker.start()  # the next activate
+    assert worker.wait_idle(2.0) and seen == [2], "the frame from before the deactivate is not processed"
+    worker.submit(4)
+    assert worker.wait_idle(2.0) and worker.stop()
+    assert seen == [2, 4]
+    counts = worker.counts()
+    assert (counts.submitted, counts.processed, counts.dropped) == (4, 2, 2)

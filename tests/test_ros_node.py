@@ -18,6 +18,7 @@ pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS inst
 import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -30,6 +31,7 @@ from dgdehaze_core.models import shipped_weights_path  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
+from dgdehaze_ros.parameters import read_settings  # noqa: E402
 
 from ros_harness import Probe, RosSession, send_and_wait, stamped_header  # noqa: E402
 
@@ -281,6 +283,40 @@ def test_a_detector_that_cannot_load_at_configure_leaves_the_dehazer_running_and
         assert broken._detector is not None and not broken._reload_problems
     finally:
         broken.destroy_node()
+
+
+class _ChangedWhileConfiguring(DehazeNode):
+    """A user's parameter change arrives while configure loads the pipeline (a slow export or engine build)."""
+
+    def _load_pipeline(self, settings):
+        if self._generation == 0:
+            assert self.set_parameters([Parameter("model", value="lite")])[0].successful
+        return super()._load_pipeline(settings)
+
+
+def test_a_change_during_configure_is_loaded_and_a_failed_reload_leaves_newer_and_later_settings_alone(
+        session: RosSession) -> None:
+    racing = _ChangedWhileConfiguring("racing", context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("backend", value="torch"),
+        Parameter("detection_enabled", value=False)])
+    try:
+        assert racing.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        deadline = time.monotonic() + 60.0
+        while racing._pipeline.method != "lite" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert racing._pipeline.method == "lite", "the change was loaded, not only accepted"
+        running = read_settings(racing)
+        requested = read_settings(racing, {"max_detail_gain": 4.0})  # its load fails ...
+        assert running.put_back(requested, requested, "pipeline") == {"max_detail_gain": 2.0}
+        newer = read_settings(racing, {"max_detail_gain": 3.0})  # ... after the user asked for 3.0
+        assert running.put_back(requested, newer, "pipeline") == {}, "the newer value is not put back"
+        stale = racing._generation
+        racing.trigger_cleanup()
+        assert racing.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        racing._reload_failed("pipeline", ValueError("corrupt"), requested, stale)  # from before the cleanup
+        assert "pipeline" not in racing._reload_problems, "a reload of an earlier configuration reports nothing"
+    finally:
+        racing.destroy_node()
 
 
 def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_backend(

@@ -56,6 +56,7 @@ class LatestFrameWorker(Generic[Item]):
             previous.join()
         with self._condition:
             self._stopping = False
+            self._slot, self._has_item = None, False  # nothing offered while stopped is processed after a restart
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
@@ -79,8 +80,14 @@ class LatestFrameWorker(Generic[Item]):
         return True
 
     def submit(self, item: Item) -> bool:
-        """Offer the newest item; returns True when it replaced an unprocessed one (counted as dropped)."""
+        """Offer the newest item; returns True when it replaced an unprocessed one (counted as dropped). An item
+        offered while the worker is stopped (not started, or stopping) is dropped at once: a frame that arrives
+        during a deactivate is never processed after the next activate."""
         with self._condition:
+            if self._thread is None or self._stopping:
+                self._submitted += 1
+                self._dropped += 1
+                return False
             replaced = self._has_item
             self._slot, self._has_item = item, True
             self._submitted += 1
