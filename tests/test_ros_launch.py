@@ -194,12 +194,12 @@ MODULE_SOURCES = {
     "diagnostic_msgs": "diagnostic_msgs", "vision_msgs": "vision_msgs", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "tf2_ros": "tf2_ros",
     "torch": "pip:torch", "torchvision": "pip:torchvision", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript", "pywt": "pip:PyWavelets",
-    "pyfade": "pip:fade-python",
 }
 """Third-party module -> the rosdep key in package.xml, or pip:NAME in requirements-ros.txt, that installs it."""
-OPTIONAL_MODULES = {"tensorrt", "ray"}
-"""Imported only where present: the TensorRT backend (the platform provides it) and the bag fleet's Ray (the
-optional `fleet` extra, requirements-fleet.txt)."""
+OPTIONAL_MODULES = {"tensorrt", "ray", "pyfade"}
+"""Imported only where present: the TensorRT backend (the platform provides it), the bag fleet's Ray (the
+optional `fleet` extra, requirements-fleet.txt) and FADE's fade-python (eval's haze measure; it needs numpy 2,
+which a ROS install keeps out)."""
 
 
 def test_every_module_the_package_imports_is_installed_by_rosdep_or_requirements_ros() -> None:
@@ -226,6 +226,9 @@ def test_every_module_the_package_imports_is_installed_by_rosdep_or_requirements
             assert source[4:].lower() in pip_names, f"{module}: {source[4:]} missing from requirements-ros.txt"
         else:
             assert source in exec_depends, f"{module}: <exec_depend>{source}</exec_depend> missing in package.xml"
-    assert not pip_names & {"numpy", "opencv-python", "opencv-python-headless", "scipy", "pyyaml"}, \
+    assert not pip_names & {"opencv-python", "opencv-python-headless", "scipy", "pyyaml"}, \
         "requirements-ros.txt must leave the distribution's numpy, OpenCV, SciPy and PyYAML alone"
+    numpy_lines = [line.strip() for line in (ROOT / "requirements-ros.txt").read_text().splitlines()
+                   if line.strip().lower().startswith("numpy")]
+    assert numpy_lines == ["numpy<2"], "numpy is only capped (the distribution's 1.x stays), never pinned or raised"
     assert "python3-torch" not in exec_depends, "python3-torch has no apt candidate on some distros: pip or JetPack"
