@@ -230,6 +230,13 @@ def test_weights_that_went_nan_are_never_saved(smoke_recipe, tmp_path: Path) -> 
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_without_out_a_run_goes_to_runs_in_the_working_folder(shared_data: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # an installed package: not into site-packages beside the code
+    assert main(["train", "--config", str(SMOKE), "--iterations", "1", "--no-progress", "--threads", "2"]) == 0
+    assert (tmp_path / "runs" / load_recipe(SMOKE).name / "last.pt").is_file()
+
+
 def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         Trainer(smoke_recipe, tmp_path / "none", resume=True).train(progress=False)

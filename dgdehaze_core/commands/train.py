@@ -12,7 +12,6 @@ from typing import Mapping
 
 import torch
 
-from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer, export_weights
@@ -36,7 +35,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_
                       export_help: str) -> None:
     """The options every training command takes: recipe, run folder, resume, device, overrides, threads, export."""
     parser.add_argument("--config", type=Path, required=True, help=f"the recipe, e.g. {recipe_example}")
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<recipe name>)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run folder (default: runs/<recipe name> in the working folder)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last.pt, with the same recipe (only iterations, "
                              "device, num_workers and the *_every fields may change)")
@@ -82,7 +82,7 @@ def prepare_run(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.config, prepare_run(args))
-    run_dir = args.out or REPO_DIR / "runs" / recipe.name
+    run_dir = args.out or Path("runs") / recipe.name  # under the working folder, as --help says
     trainer = Trainer(recipe, run_dir, device=args.device, resume=args.resume)
     result = trainer.train(progress=not args.no_progress)
     if not trainer.rank.writer:  # a torchrun job: rank 0 reports and exports

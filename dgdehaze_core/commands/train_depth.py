@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from dgdehaze_core.commands.train import add_run_arguments, prepare_run, report
-from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.training.depth_recipe import load_depth_recipe
 from dgdehaze_core.training.depth_trainer import DepthTrainer, export_clear_depth
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_depth_recipe(args.config, prepare_run(args))
-    run_dir = args.out or REPO_DIR / "runs" / recipe.name
+    run_dir = args.out or Path("runs") / recipe.name  # under the working folder, as --help says
     result = DepthTrainer(recipe, run_dir, device=args.device, resume=args.resume).train(
         progress=not args.no_progress)
     report(result.iterations, result.first_loss, result.last_loss, result.validation, "last",
