@@ -143,15 +143,21 @@ class DehazeNode(LifecycleNode):
                 self._detection_off(exc)
         if self._detector is not None:
             self._loaded["detector"] = settings
-        self._schedule = self._schedule_for(self._detector, settings)
-        self._fog.restart(settings)
         with self._lock:
             self._generation += 1  # a reload a change started while this configure loaded is dropped, and ...
             self._pending_reloads.clear()
-            changed = read_settings(self)
-            self._settings = changed
+            changed = self._settings  # (the parameter callback stores a change that arrived meanwhile here)
             self._pending_reloads.update(component for component in ("pipeline", "detector")
                                          if settings.differing(changed, component))  # ... done again now
+            if changed["detection_enabled"] and self._detector_stale(changed):
+                self._pending_reloads.add("detector")
+        if self._detector is not None and changed is not settings:
+            try:
+                self._apply_detector_settings(self._detector, changed, self._detector.class_ids(changed["classes"]))
+            except ValueError as exc:  # classes the loaded detector lacks: its own, checked at load, stay
+                self.get_logger().warning(f"classes {changed['classes']} not applied: {exc}")
+        self._schedule = self._schedule_for(self._detector, changed)
+        self._fog.restart(changed)
         outputs = {"image": (Image, "~/image_dehazed"), "depth": (Image, "~/depth"),
                    "depth_relative": (Image, "~/depth_relative"), "visibility": (Range, "~/visibility"),
                    "camera_info": (CameraInfo, "~/camera_info"), "debug_image": (Image, "~/debug_image")}
@@ -177,6 +183,12 @@ class DehazeNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self._settings is not None
+        if self._schedule is not None:
+            self._schedule.reset()
+        if self._detector is not None:
+            self._detector.reset_tracks()  # frames sent while inactive are missing: tracks start again
+        self.stats.restart_sequences()
+        self.worker.start()  # before the subscriptions: a frame the moment they exist is processed, not dropped
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
                                             message_lost=self._on_message_lost)
         # camera_info first: rclpy's executor takes ready subscriptions in creation order, so a camera_info that
@@ -192,12 +204,6 @@ class DehazeNode(LifecycleNode):
             image_sub = self.create_subscription(Image, "image", self._image_callback(), self._input_qos(),
                                                  event_callbacks=events, qos_overriding_options=OVERRIDABLE)
         self._inputs = [image_sub, info_sub]
-        if self._schedule is not None:
-            self._schedule.reset()
-        if self._detector is not None:
-            self._detector.reset_tracks()  # frames sent while inactive are missing: tracks start again
-        self.stats.restart_sequences()
-        self.worker.start()
         self.get_logger().info(f"active: listening on {image_sub.topic_name} "
                                f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
         return super().on_activate(state)

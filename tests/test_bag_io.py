@@ -186,6 +186,21 @@ def test_a_damaged_index_or_a_compression_the_files_lack_fail_clearly(tmp_path: 
         BagSource(compressed)
 
 
+def test_an_error_of_the_code_is_not_taken_for_a_damaged_bag(tmp_path: Path, frames: list[np.ndarray],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    write_camera_bag(tmp_path / "drive", "mcap", frames)
+
+    def changed_api(raw, msgtype):
+        raise AttributeError("'Reader' object has no attribute 'deserialize'")  # as a rosbags upgrade might
+
+    with BagSource(tmp_path / "drive") as source:
+        monkeypatch.setattr(source._reader, "deserialize", changed_api)
+        connection = next(c for c in source.connections if c.topic == "/cam/image_raw")
+        raw = next(raw for c, _, raw in source.raw_messages([connection]))
+        with pytest.raises(AttributeError):
+            source.decode_frame(connection, 0, raw, 0, None)  # not every frame skipped as "damaged"
+
+
 def test_messages_missing_from_the_index_are_reported(tmp_path: Path, frames: list[np.ndarray]) -> None:
     bag = tmp_path / "drive"
     write_camera_bag(bag, "sqlite3", frames)

@@ -286,11 +286,13 @@ def test_a_detector_that_cannot_load_at_configure_leaves_the_dehazer_running_and
 
 
 class _ChangedWhileConfiguring(DehazeNode):
-    """A user's parameter change arrives while configure loads the pipeline (a slow export or engine build)."""
+    """A user's parameter changes arrive while configure loads the pipeline (a slow export or engine build)."""
+
+    during_configure = [Parameter("model", value="lite")]
 
     def _load_pipeline(self, settings):
-        if self._generation == 0:
-            assert self.set_parameters([Parameter("model", value="lite")])[0].successful
+        changes, self.during_configure = self.during_configure, []
+        assert all(result.successful for result in self.set_parameters(changes))
         return super()._load_pipeline(settings)
 
 
@@ -315,6 +317,14 @@ def test_a_change_during_configure_is_loaded_and_a_failed_reload_leaves_newer_an
         assert racing.trigger_configure() == TransitionCallbackReturn.SUCCESS
         racing._reload_failed("pipeline", ValueError("corrupt"), requested, stale)  # from before the cleanup
         assert "pipeline" not in racing._reload_problems, "a reload of an earlier configuration reports nothing"
+        if VISION_MSGS_AVAILABLE and default_detector_weights() is not None:  # detection switched on meanwhile
+            racing.trigger_cleanup()
+            racing.during_configure = [Parameter("detection_enabled", value=True)]
+            assert racing.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            deadline = time.monotonic() + 60.0
+            while racing._detector is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert racing._detector is not None, "detection switched on during a configure runs"
     finally:
         racing.destroy_node()
 

@@ -1,6 +1,7 @@
 """Training: haze synthesis and priors on real images, the loss falling, checkpoints, resume and bad input."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -21,7 +22,7 @@ from dgdehaze_core.physics.scattering import invert_scattering
 from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_validation, validation_pairs
 from dgdehaze_core.training.priors import dcp_teacher
 from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
-from dgdehaze_core.training.run_control import StepBoundaryStop
+from dgdehaze_core.training.run_control import StepBoundaryStop, load_resumable, quiet_loader_worker
 from dgdehaze_core.training.trainer import Trainer
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
@@ -175,6 +176,20 @@ def test_a_folder_source_takes_every_frame_step_th_image_and_a_strip_too_thin_to
         RandomCrops([ImageSource(strip)], 64, 128, (1.0, 1.0), 0, "clear")
 
 
+def test_an_ignored_signal_stays_ignored_and_loader_workers_leave_stopping_to_the_trainer() -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a run started with nohup or in the background
+    try:
+        with StepBoundaryStop():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        quiet_loader_worker(0)  # what a forked DataLoader worker runs first
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -216,6 +231,22 @@ def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str
     raw.update(change)
     with pytest.raises(RecipeError, match=message):
         recipe_from_dict(raw, tmp_path)
+
+
+def test_a_checkpoint_from_before_a_recipe_field_existed_resumes_and_another_recipe_does_not(
+        smoke_recipe, tmp_path: Path) -> None:
+    current = smoke_recipe.as_dict()
+    older = copy.deepcopy(current)
+    for source in older["clear"]:
+        del source["prior_depth"]  # a source field added since
+    del older["loss"]["detector_features"]  # a loss term added since
+    del older["val_output"]
+    torch.save({"training": {"recipe": older}}, tmp_path / "old.pt")
+    assert load_resumable(tmp_path / "old.pt", "training", current)
+    older["loss"]["cycle"] = 3.0
+    torch.save({"training": {"recipe": older}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="another recipe: loss"):
+        load_resumable(tmp_path / "other.pt", "training", current)
 
 
 def test_weights_that_went_nan_are_never_saved(smoke_recipe, tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, check_sample_bits
 
 LOG = logging.getLogger(__name__)
+PROGRAMMING_ERRORS = (NameError, AttributeError)
+"""Errors of this code or of a changed rosbags API, which a damaged bag does not cause: never read as a bad bag."""
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -126,12 +128,15 @@ class BagSource:
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
             raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
         self.storage = _storage_of(self.path)
+        store = typestore()
         try:
-            self._reader = AnyReader([self.path], default_typestore=typestore())
+            self._reader = AnyReader([self.path], default_typestore=store)
             self._reader.open()
+        except PROGRAMMING_ERRORS:
+            raise
         except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
             raise BagError(f"cannot open bag {self.path} (corrupt, truncated or not a bag?): "
-                           f"{exc or type(exc).__name__}") from None
+                           f"{exc or type(exc).__name__}") from exc
 
     def __enter__(self) -> "BagSource":
         return self
@@ -152,8 +157,10 @@ class BagSource:
         try:
             return {name: (info.msgtype or "mixed", int(info.msgcount))
                     for name, info in self._reader.topics.items()}
+        except PROGRAMMING_ERRORS:
+            raise
         except Exception as exc:  # a damaged metadata.yaml or index (a count that is not a number, ...)
-            raise BagError(f"bag {self.path} has an index that cannot be read: {exc or type(exc).__name__}") from None
+            raise BagError(f"bag {self.path} has an index that cannot be read: {exc or type(exc).__name__}") from exc
 
     def only_topic(self, kinds: Sequence[str], role: str, option: str) -> str:
         """The bag's one topic holding one of `kinds` (`role` names them); BagError saying to pass `option`."""
@@ -204,11 +211,11 @@ class BagSource:
                 if len(raw) == 0:
                     raise BagError(f"bag {self.path} holds an empty message on {connection.topic!r}")
                 found[connection.id] += 1
-        except BagError:
+        except (BagError, *PROGRAMMING_ERRORS):
             raise
         except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
             raise BagError(f"bag {self.path} is corrupt or truncated: reading it failed with: "
-                           f"{exc or type(exc).__name__}") from None
+                           f"{exc or type(exc).__name__}") from exc
         for connection in connections:
             if found[connection.id] != expected[connection.id]:
                 raise BagError(f"bag {self.path} is truncated: its index lists {expected[connection.id]} messages "
@@ -219,16 +226,20 @@ class BagSource:
         """The messages of `connections` (default: all) in time order, serialized as stored."""
         try:
             yield from self._reader.messages(connections=connections)
+        except PROGRAMMING_ERRORS:
+            raise
         except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
-            raise BagError(f"bag {self.path} is corrupt or truncated: {exc or type(exc).__name__}") from None
+            raise BagError(f"bag {self.path} is corrupt or truncated: {exc or type(exc).__name__}") from exc
 
     def deserialize(self, connection: Connection, raw: bytes) -> Any:
         """One stored message as a rosbags message object."""
         try:
             return self._reader.deserialize(raw, connection.msgtype)
+        except PROGRAMMING_ERRORS:
+            raise
         except Exception as exc:  # a damaged message: rosbags' deserializers raise many types
             raise BagError(f"bag {self.path}: a message on {connection.topic!r} does not deserialize as "
-                           f"{connection.msgtype}: {exc}") from None
+                           f"{connection.msgtype}: {exc}") from exc
 
     def frames(self, image_topic: str, camera_info_topic: str | None = None,
                max_frames: int | None = None) -> Iterator[BagFrame | ImageError]:

@@ -38,7 +38,8 @@ from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
-                                                check_finite_weights, load_resumable, open_run_folder)
+                                                check_finite_weights, load_resumable, open_run_folder,
+                                                quiet_loader_worker)
 from dgdehaze_core.training.trainer import CsvLog, hardware_name, seed_everything, source_commit
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
@@ -171,7 +172,8 @@ class DepthTrainer:
         recipe = self.recipe
         indices = range(self.iteration * recipe.batch_size, recipe.iterations * recipe.batch_size)
         loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
-                            drop_last=True, generator=torch.Generator().manual_seed(recipe.seed))  # not the global RNG
+                            drop_last=True, generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
+                            worker_init_fn=quiet_loader_worker)
         for batch in loader:
             yield {key: value.to(self.device) for key, value in batch.items()}
 

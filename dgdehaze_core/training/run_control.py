@@ -31,7 +31,8 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
     """A trainer's last.pt, read without running code; FileNotFoundError when absent, ValueError when it is not a
     resumable `what` checkpoint or its recipe differs from `recipe` in a field outside RESUMABLE_CHANGES.
 
-    Paths are compared by their last two parts, so a run resumes on a machine whose data lies elsewhere."""
+    Paths are compared by their last two parts, so a run resumes on a machine whose data lies elsewhere; a field
+    the saved recipe lacks (at any depth: written before the field existed) takes the current value."""
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: no checkpoint {path}")
     state = read_checkpoint(path, f"resumable {what} checkpoint")
@@ -40,12 +41,21 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
     except (KeyError, TypeError):
         raise ValueError(f"{path} is not a resumable {what} checkpoint: it holds no training state") from None
     changed = [key for key in recipe if key in saved and key not in RESUMABLE_CHANGES
-               and _portable(saved[key]) != _portable(recipe[key])]
+               and _differs(saved[key], recipe[key])]
     if changed:
         differences = "; ".join(f"{key} {_short(saved[key])} -> {_short(recipe[key])}" for key in changed)
         raise ValueError(f"cannot resume {path} with another recipe: {differences} (a resumed run may change only "
                          f"{', '.join(RESUMABLE_CHANGES[:-1])}; start a new run in another --out folder)")
     return state
+
+
+def _differs(saved: Any, current: Any) -> bool:
+    """Whether a saved recipe value differs from the current one, fields the saved one lacks left out."""
+    if isinstance(saved, Mapping) and isinstance(current, Mapping):
+        return any(key in saved and _differs(saved[key], value) for key, value in current.items())
+    if isinstance(saved, (list, tuple)) and isinstance(current, (list, tuple)):
+        return len(saved) != len(current) or any(_differs(a, b) for a, b in zip(saved, current))
+    return _portable(saved) != _portable(current)
 
 
 def _portable(value: Any) -> Any:
@@ -85,7 +95,8 @@ def check_finite_loss(total: torch.Tensor, terms: Mapping[str, torch.Tensor], it
 def check_finite_weights(parameters: Iterable[torch.Tensor], iteration: int) -> None:
     """RuntimeError when a step left a weight NaN or infinite (gradients that were not finite), so that no
     checkpoint is written of it."""
-    if not all(bool(torch.isfinite(parameter).all()) for parameter in parameters):
+    finite = [torch.isfinite(parameter).all() for parameter in parameters]
+    if finite and not bool(torch.stack(finite).all()):  # one device sync, not one per tensor
         raise RuntimeError(f"the weights became NaN or infinite at iteration {iteration}; last.pt keeps the last "
                            "checkpoint: lower lr or resume from it")
 
@@ -112,6 +123,13 @@ class StepTally:
         self._started = time.perf_counter()
 
 
+def quiet_loader_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: a forked worker inherits `StepBoundaryStop`'s handlers; Ctrl-C at the terminal
+    reaches every worker, which leaves stopping to the training process, and SIGTERM ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class StepBoundaryStop:
     """Within its `with` block, Ctrl-C (SIGINT) and SIGTERM ask the loop to stop after the step under way: a state
     saved mid-step (haze drawn, batch-norm statistics moved, the step not counted) would not resume to the run it
@@ -130,12 +148,13 @@ class StepBoundaryStop:
     def __enter__(self) -> StepBoundaryStop:
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._request)
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # a signal ignored before (nohup) stays so
+                    self._previous[signum] = signal.signal(signum, self._request)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous.clear()
 
     def _request(self, signum: int, frame: FrameType | None) -> None:

@@ -54,7 +54,8 @@ from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
 from dgdehaze_core.training.recipe import LossWeights, Recipe
 from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
-                                                check_finite_weights, load_resumable, open_run_folder)
+                                                check_finite_weights, load_resumable, open_run_folder,
+                                                quiet_loader_worker)
 
 LOG = logging.getLogger(__name__)
 
@@ -409,7 +410,8 @@ class Trainer:
         indices = distributed.shard(self.iteration, recipe.iterations, recipe.batch_size, self.rank)
         loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
                             pin_memory=self.device.type == "cuda", drop_last=True, persistent_workers=False,
-                            generator=torch.Generator().manual_seed(recipe.seed))  # not the global RNG
+                            generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
+                            worker_init_fn=quiet_loader_worker)
         for batch in loader:
             yield batch.to(self.device, non_blocking=True)
 
