@@ -70,3 +70,17 @@ def sots_pairs(shared_data: Path, tmp_path: Path) -> Path:
     for level in ("2", "7"):
         shutil.copy(source / "hazy" / f"1400_{level}.png", root / "hazy")
     return root
+
+
+@pytest.fixture()
+def terminal_signals():
+    """SIGINT and SIGTERM as a run started from a terminal has them (an earlier test's libraries may have left
+    SIGINT ignored, which a training run rightly leaves so); restored after the test."""
+    import signal
+
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)

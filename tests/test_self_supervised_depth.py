@@ -327,7 +327,8 @@ class _InterruptedDepthTrainer(DepthTrainer):
         return terms
 
 
-def test_an_interrupted_depth_run_resumes_to_the_run_it_was_cut_from(three_kitti_frames: Path, tmp_path: Path):
+def test_an_interrupted_depth_run_resumes_to_the_run_it_was_cut_from(three_kitti_frames: Path, tmp_path: Path,
+                                                                   terminal_signals):
     torch.set_num_threads(1)
     recipe = depth_recipe_from_dict({"name": "cut", "iterations": 4, "sequences": [str(three_kitti_frames)],
                                      "width": 192, "height": 64, "frame_offsets": [-1, 1], "min_frame_change": 0.0,

@@ -126,7 +126,7 @@ class _InterruptedTrainer(Trainer):
         return haze
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: Path) -> None:
+def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: Path, terminal_signals) -> None:
     torch.set_num_threads(2)
     recipe = recipe_from_dict({"name": "r", "iterations": 5, "crop_size": 64, "batch_size": 2, "max_side": 128,
                                "num_workers": 0, "checkpoint_every": 100, "net_depth_after": 2, "device": "cpu",
@@ -145,7 +145,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: 
         assert torch.allclose(value.float(), resumed.model.state_dict()[name].float(), atol=1e-5), name
 
 
-def test_a_second_signal_stops_at_once_and_the_handlers_are_restored() -> None:
+def test_a_second_signal_stops_at_once_and_the_handlers_are_restored(terminal_signals) -> None:
     before = signal.getsignal(signal.SIGTERM)
     with StepBoundaryStop() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -176,7 +176,8 @@ def test_a_folder_source_takes_every_frame_step_th_image_and_a_strip_too_thin_to
         RandomCrops([ImageSource(strip)], 64, 128, (1.0, 1.0), 0, "clear")
 
 
-def test_an_ignored_signal_stays_ignored_and_loader_workers_leave_stopping_to_the_trainer() -> None:
+def test_an_ignored_signal_stays_ignored_and_loader_workers_leave_stopping_to_the_trainer(
+        terminal_signals) -> None:
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a run started with nohup or in the background
     try:
         with StepBoundaryStop():
