@@ -20,10 +20,11 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
+from rosbags.interfaces import Connection
 from tqdm import tqdm
 
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, LABEL_INFO_TYPE,
@@ -272,19 +273,31 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     return evaluation
 
 
+def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluation,
+                    count: int) -> Iterator[tuple[Connection, int, bytes]]:
+    """The bag's messages up to its `count`-th frame on the evaluation's image topic, each copied to `writer`
+    before it is handed on. After that frame the rest of the bag is copied unread (what it recorded after the
+    camera's last frame), unless `count` cuts the bag short (--max-frames): the output bag then ends with the last
+    frame evaluated."""
+    frames = 0
+    for connection, log_time, raw in source.raw_messages():
+        if frames >= count:
+            if count < evaluation.frames_in_bag:
+                return
+            writer.copy(connection, log_time, raw)
+            continue
+        writer.copy(connection, log_time, raw)
+        frames += connection.topic == evaluation.image_topic
+        yield connection, log_time, raw
+
+
 def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor, evaluation: BagEvaluation,
                  count: int, keep: set[int], prefix: str, progress: bool) -> None:
     camera_info = None
     index = 0
     bar = tqdm(total=count, desc="bag-eval", unit="frame", disable=not progress)
     try:
-        for connection, log_time, raw in source.raw_messages():
-            if index >= count:
-                if count < evaluation.frames_in_bag:
-                    break  # --max-frames: the output bag ends with the last frame evaluated
-                writer.copy(connection, log_time, raw)  # what the bag recorded after its last frame
-                continue
-            writer.copy(connection, log_time, raw)
+        for connection, log_time, raw in copied_messages(source, writer, evaluation, count):
             if connection.topic == evaluation.camera_info_topic:
                 camera_info = source.deserialize(connection, raw)
             elif connection.topic == evaluation.image_topic:

@@ -11,6 +11,7 @@ frame) is a `BagError`, a ValueError whose message says what is wrong and where.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -64,6 +65,19 @@ VISION_MSGS = {
 
 class BagError(ValueError):
     """A bag that cannot be used, with the reason in words."""
+
+
+@contextmanager
+def _damage_as_bag_error(what: str) -> Iterator[None]:
+    """A failure of rosbags within the block as the BagError `what: reason`: on damaged files it raises many types
+    (struct.error, MemoryError, EOFError, zstd's, TypeError from an index, ...). BagError and PROGRAMMING_ERRORS
+    pass as they are."""
+    try:
+        yield
+    except (BagError, *PROGRAMMING_ERRORS):
+        raise
+    except Exception as exc:
+        raise BagError(f"{what}: {exc or type(exc).__name__}") from exc
 
 
 def typestore() -> Typestore:
@@ -129,14 +143,9 @@ class BagSource:
             raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
         self.storage = _storage_of(self.path)
         store = typestore()
-        try:
+        with _damage_as_bag_error(f"cannot open bag {self.path} (corrupt, truncated or not a bag?)"):
             self._reader = AnyReader([self.path], default_typestore=store)
             self._reader.open()
-        except PROGRAMMING_ERRORS:
-            raise
-        except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
-            raise BagError(f"cannot open bag {self.path} (corrupt, truncated or not a bag?): "
-                           f"{exc or type(exc).__name__}") from exc
 
     def __enter__(self) -> "BagSource":
         return self
@@ -154,13 +163,9 @@ class BagSource:
 
     def topics(self) -> dict[str, tuple[str, int]]:
         """{topic: (message type, message count from the bag's index)}; BagError for an index that cannot be read."""
-        try:
+        with _damage_as_bag_error(f"bag {self.path} has an index that cannot be read"):
             return {name: (info.msgtype or "mixed", int(info.msgcount))
                     for name, info in self._reader.topics.items()}
-        except PROGRAMMING_ERRORS:
-            raise
-        except Exception as exc:  # a damaged metadata.yaml or index (a count that is not a number, ...)
-            raise BagError(f"bag {self.path} has an index that cannot be read: {exc or type(exc).__name__}") from exc
 
     def only_topic(self, kinds: Sequence[str], role: str, option: str) -> str:
         """The bag's one topic holding one of `kinds` (`role` names them); BagError saying to pass `option`."""
@@ -206,16 +211,11 @@ class BagSource:
             connections += self._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
         expected = {c.id: c.msgcount for c in connections}
         found = dict.fromkeys(expected, 0)
-        try:
+        with _damage_as_bag_error(f"bag {self.path} is corrupt or truncated: reading it failed with"):
             for connection, _, raw in self._reader.messages(connections=connections):
                 if len(raw) == 0:
                     raise BagError(f"bag {self.path} holds an empty message on {connection.topic!r}")
                 found[connection.id] += 1
-        except (BagError, *PROGRAMMING_ERRORS):
-            raise
-        except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
-            raise BagError(f"bag {self.path} is corrupt or truncated: reading it failed with: "
-                           f"{exc or type(exc).__name__}") from exc
         for connection in connections:
             if found[connection.id] != expected[connection.id]:
                 raise BagError(f"bag {self.path} is truncated: its index lists {expected[connection.id]} messages "
@@ -224,22 +224,14 @@ class BagSource:
 
     def raw_messages(self, connections: Sequence[Connection] = ()) -> Iterator[tuple[Connection, int, bytes]]:
         """The messages of `connections` (default: all) in time order, serialized as stored."""
-        try:
+        with _damage_as_bag_error(f"bag {self.path} is corrupt or truncated"):
             yield from self._reader.messages(connections=connections)
-        except PROGRAMMING_ERRORS:
-            raise
-        except Exception as exc:  # rosbags fails on damaged files with many types (struct.error, MemoryError, ...)
-            raise BagError(f"bag {self.path} is corrupt or truncated: {exc or type(exc).__name__}") from exc
 
     def deserialize(self, connection: Connection, raw: bytes) -> Any:
         """One stored message as a rosbags message object."""
-        try:
+        with _damage_as_bag_error(f"bag {self.path}: a message on {connection.topic!r} does not deserialize as "
+                                  f"{connection.msgtype}"):
             return self._reader.deserialize(raw, connection.msgtype)
-        except PROGRAMMING_ERRORS:
-            raise
-        except Exception as exc:  # a damaged message: rosbags' deserializers raise many types
-            raise BagError(f"bag {self.path}: a message on {connection.topic!r} does not deserialize as "
-                           f"{connection.msgtype}: {exc}") from exc
 
     def frames(self, image_topic: str, camera_info_topic: str | None = None,
                max_frames: int | None = None) -> Iterator[BagFrame | ImageError]:

@@ -58,10 +58,10 @@ def invert_scattering_detail_limited(hazy: np.ndarray, base: np.ndarray, transmi
     """The inversion with noise kept in check: J = (B - A) / t + A + (I - B) * min(1 / t, max_detail_gain).
 
     `base` B is `hazy` I smoothed with its edges kept (HxWxC like I; `transmission` HxWx1 or HxW; `airlight` one
-    value per channel, or one for all; the result has the images' dtype). The inversion is linear, so splitting I into B and the fine detail I - B changes nothing
-    where 1 / t <= `max_detail_gain`; where fog is denser, the scene's base layer is still recovered in full while
-    its fine detail, and the sensor and JPEG noise riding on it, is amplified `max_detail_gain` times instead of
-    1 / t. Clipped to [0, 1].
+    value per channel, or one for all; the result has the images' dtype). The inversion is linear, so splitting I
+    into B and the fine detail I - B changes nothing where 1 / t <= `max_detail_gain`; where fog is denser, the
+    scene's base layer is still recovered in full while its fine detail, and the sensor and JPEG noise riding on
+    it, is amplified `max_detail_gain` times instead of 1 / t. Clipped to [0, 1].
     """
     if not max_detail_gain >= 1.0:
         raise ValueError(f"max_detail_gain must be >= 1 (1: detail not amplified), got {max_detail_gain}")

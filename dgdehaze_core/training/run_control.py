@@ -59,13 +59,9 @@ def _differs(saved: Any, current: Any) -> bool:
 
 
 def _portable(value: Any) -> Any:
-    """`value` with every absolute path cut to its last two parts."""
+    """A recipe's leaf value, an absolute path cut to its last two parts (`_differs` walks the containers)."""
     if isinstance(value, str) and value.startswith("/"):
         return "/".join(Path(value).parts[-2:])
-    if isinstance(value, Mapping):
-        return {key: _portable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_portable(item) for item in value]
     return value
 
 

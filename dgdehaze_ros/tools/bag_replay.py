@@ -33,7 +33,8 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from tqdm import tqdm
 
-from dgdehaze_core.bags.evaluation import check_output_folder, node_default_method, open_pipeline, timed_detect
+from dgdehaze_core.bags.evaluation import (check_output_folder, copied_messages, node_default_method, open_pipeline,
+                                           timed_detect)
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
                                    LABEL_INFO_TYPE, RANGE_TYPE, BagError, BagSource, BagWriter, decode_image,
                                    stamp_ns)
@@ -296,13 +297,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
     bar = tqdm(total=count, desc="bag-eval (node)", unit="frame", disable=not progress)
     index = 0
     try:
-        for connection, log_time, raw in source.raw_messages():
-            if index >= count:
-                if count < evaluation.frames_in_bag:
-                    break  # --max-frames: the output bag ends with the last frame evaluated
-                writer.copy(connection, log_time, raw)  # what the bag recorded after its last frame
-                continue
-            writer.copy(connection, log_time, raw)
+        for connection, log_time, raw in copied_messages(source, writer, evaluation, count):
             if connection.topic == evaluation.camera_info_topic and replay.info_pub is not None:
                 replay.info_pub.publish(_to_rclpy(CAMERA_INFO_TYPE, raw))
                 continue
