@@ -350,38 +350,40 @@ class DehazeNode(LifecycleNode):
         back to false (it reads back what runs) and /diagnostics is an ERROR with the reason until a detector loads
         (set `detection_enabled` again after mending the detector's settings). A background load from before the
         last configure or cleanup (`generation`) changes nothing."""
-        with self._lock:
-            if generation is not None and (generation != self._generation or self._settings is None):
-                self.get_logger().info(f"a detector load from an earlier configuration failed: {exc}")
-                return
-        problem = f"detector failed to load, detection off: {exc}; put back detection_enabled=False"
+        if self._current_settings(generation, "detector load", exc) is None:
+            return
         self._detector_note = f"off: {exc}"
-        self._reverting.active = True
-        try:
-            self.set_parameters([Parameter("detection_enabled", value=False)])
-        finally:
-            self._reverting.active = False
-        self._reload_problems["detector"] = problem
-        self.get_logger().error(problem)
+        self._report_failure("detector", f"detector failed to load, detection off: {exc}", {"detection_enabled": False})
 
     def _reload_failed(self, component: str, exc: Exception, requested: NodeSettings, generation: int) -> None:
         """Keep the running `component`, put the parameters that asked for the failed one back to the values it
         runs with (so that get_parameters tells what is running), and report why on /diagnostics. A parameter
         changed again since (its newer value waits for the next reload) is left alone, and a reload from before the
         last configure or cleanup (`generation`) changes nothing."""
-        with self._lock:
-            if generation != self._generation or self._settings is None:
-                self.get_logger().info(f"a {component} reload from an earlier configuration failed: {exc}")
-                return
-            current = self._settings
+        current = self._current_settings(generation, f"{component} reload", exc)
+        if current is None:
+            return
         running = self._loaded.get(component)
-        reverted = {} if running is None else running.put_back(requested, current, component)
-        problem = f"{component} reload failed, kept the previous one: {exc}"
-        if reverted:
-            problem += "; put back " + ", ".join(f"{name}={value!r}" for name, value in reverted.items())
+        self._report_failure(component, f"{component} reload failed, kept the previous one: {exc}",
+                             {} if running is None else running.put_back(requested, current, component))
+
+    def _current_settings(self, generation: int | None, what: str, exc: Exception) -> NodeSettings | None:
+        """The settings now, or None (logged, nothing else done) when `what` failed in a load from before the last
+        configure or cleanup (`generation`; None: a load of the configure under way)."""
+        with self._lock:
+            if generation is not None and (generation != self._generation or self._settings is None):
+                self.get_logger().info(f"a {what} from an earlier configuration failed: {exc}")
+                return None
+            return self._settings
+
+    def _report_failure(self, component: str, problem: str, put_back: Mapping[str, Any]) -> None:
+        """Put the `put_back` parameters back (get_parameters then tells what runs) and make `problem`, with what was
+        put back, the ERROR /diagnostics shows for `component` until it loads."""
+        if put_back:
+            problem += "; put back " + ", ".join(f"{name}={value!r}" for name, value in put_back.items())
             self._reverting.active = True
             try:
-                self.set_parameters([Parameter(name, value=value) for name, value in reverted.items()])
+                self.set_parameters([Parameter(name, value=value) for name, value in put_back.items()])
             finally:
                 self._reverting.active = False
         self._reload_problems[component] = problem
