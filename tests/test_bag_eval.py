@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bag_io import DEMO_BAG, DEMO_TOPIC, demo_frames, image_msg, write_camera_bag
+from test_bag_io import DEMO_BAG, DEMO_TOPIC, PERIOD, START, demo_frames, image_msg, write_camera_bag
 
 from dgdehaze_core.bags.evaluation import evaluate_bag
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource, BagWriter
@@ -81,6 +81,19 @@ def test_report_names_every_figure_and_summary_matches(tmp_path: Path) -> None:
     assert set(summary["figures"]) == {"hazy", "dehazed"}
     assert summary["figures"]["dehazed"]["haze_density"] < summary["figures"]["hazy"]["haze_density"]
     assert summary["per_frame"]["stamp_ns"] == [r.stamp_ns for r in evaluation.records]
+
+
+def test_the_reports_time_runs_by_recording_time_where_header_stamps_run_backwards(tmp_path: Path) -> None:
+    frames = demo_frames(4)
+    with BagWriter(tmp_path / "in", "mcap") as writer:  # a camera whose clock was set back mid-recording
+        for index, frame in enumerate(frames):
+            header = writer.header(START - index * 10**9, "camera_optical_frame")
+            writer.write("/cam/image_raw", IMAGE_TYPE, START + index * PERIOD, image_msg(writer, header, frame, "bgr8"))
+    evaluation = evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "eval", method="dcp", progress=False)
+    assert evaluation.seconds_in_bag() == pytest.approx([index * PERIOD / 1e9 for index in range(4)])
+    per_frame = json.loads((tmp_path / "eval" / "summary.json").read_text())["per_frame"]
+    assert per_frame["stamp_ns"] == [START - index * 10**9 for index in range(4)]
+    assert per_frame["log_time_ns"] == [START + index * PERIOD for index in range(4)]
 
 
 def test_undecodable_frames_are_skipped_and_listed_and_what_follows_the_last_frame_is_kept(tmp_path: Path) -> None:

@@ -140,7 +140,8 @@ class FrameProcessor:
         hazy_detections, hazy_ms = timed_detect(self.detector, frame.image)
         result, detected = output.result, output.detected
         record = FrameRecord(
-            index=frame.index, stamp_ns=frame.stamp_ns, haze_density_hazy=float(result.haze_density),
+            index=frame.index, stamp_ns=frame.stamp_ns, log_time_ns=frame.log_time_ns,
+            haze_density_hazy=float(result.haze_density),
             haze_density_dehazed=haze_density(result.image), latency_ms=output.compute_ms, detect_hazy_ms=hazy_ms,
             hazy_detections=hazy_detections, dehazed_detections=detected.detections,
             detection_depths=detected.depths,

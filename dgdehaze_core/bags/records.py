@@ -26,6 +26,9 @@ class FrameRecord:
 
     index: int
     stamp_ns: int
+    """The frame's header stamp (the camera's clock: may repeat, jump or run backwards)."""
+    log_time_ns: int
+    """When the bag recorded the frame (in order: the report's time axis)."""
     haze_density_hazy: float
     haze_density_dehazed: float
     latency_ms: float
@@ -74,6 +77,12 @@ class BagEvaluation:
     input_bits: int = SAMPLE_BITS
     """Significant bits the frames' 16-bit samples were read with (the node's input_bits)."""
 
+    def seconds_in_bag(self) -> np.ndarray:
+        """Each record's time since the first, by the bag's recording times (header stamps may repeat or run
+        backwards: a camera on simulated time without /clock stamps every frame 0)."""
+        times = np.array([r.log_time_ns for r in self.records], np.int64)  # ns since 1970 exceed float64's 53 bits
+        return (times - times[0]) / 1e9 if times.size else times.astype(np.float64)
+
     def table(self) -> dict[str, dict[str, float | int]]:
         """The figures table: rows "hazy" (the detector on the input frames) and "dehazed" (the node's output).
 
@@ -101,6 +110,7 @@ class BagEvaluation:
             "detection_median_depth": float(np.median(depths)) if depths else float("nan"),
             "per_frame": {
                 "stamp_ns": [r.stamp_ns for r in self.records],
+                "log_time_ns": [r.log_time_ns for r in self.records],
                 "haze_density_hazy": [r.haze_density_hazy for r in self.records],
                 "haze_density_dehazed": [r.haze_density_dehazed for r in self.records],
                 "latency_ms": [r.latency_ms for r in self.records],

@@ -34,11 +34,6 @@ FIGURES = {
 HAZY_COLOR, DEHAZED_COLOR = "#7f7f7f", "#1f77b4"
 
 
-def _seconds(evaluation: BagEvaluation) -> np.ndarray:
-    stamps = np.array([r.stamp_ns for r in evaluation.records], np.float64)
-    return (stamps - stamps[0]) / 1e9 if stamps.size else stamps
-
-
 def _save(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -46,7 +41,7 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 
 def plot_haze_density(evaluation: BagEvaluation, path: Path) -> None:
-    t = _seconds(evaluation)
+    t = evaluation.seconds_in_bag()
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.plot(t, [r.haze_density_hazy for r in evaluation.records], color=HAZY_COLOR, label="hazy input")
     ax.plot(t, [r.haze_density_dehazed for r in evaluation.records], color=DEHAZED_COLOR, label="dehazed output")
@@ -57,7 +52,7 @@ def plot_haze_density(evaluation: BagEvaluation, path: Path) -> None:
 
 
 def plot_latency(evaluation: BagEvaluation, path: Path) -> None:
-    t = _seconds(evaluation)
+    t = evaluation.seconds_in_bag()
     latency = np.array([r.latency_ms for r in evaluation.records], np.float64)
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.plot(t, latency, color=DEHAZED_COLOR, label="latency: dehaze + detect")
@@ -93,7 +88,7 @@ def _rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_detection_counts(evaluation: BagEvaluation, path: Path) -> None:
-    t = _seconds(evaluation)
+    t = evaluation.seconds_in_bag()
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.step(t, [len(r.hazy_detections) for r in evaluation.records], where="mid", color=HAZY_COLOR,
             label="hazy input")
@@ -137,7 +132,7 @@ VISIBILITY_FIGURE = ("visibility", "Visibility over time: the node's ~/visibilit
 
 
 def plot_visibility(evaluation: BagEvaluation, path: Path) -> None:
-    t = _seconds(evaluation)
+    t = evaluation.seconds_in_bag()
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.plot(t, [r.visibility_m for r in evaluation.records], color=DEHAZED_COLOR, marker=".", linewidth=1)
     ax.set(xlabel="time in bag (s)", ylabel="visibility (m)")
