@@ -18,7 +18,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from dgdehaze_core.detection.detector import TRACKERS
+from dgdehaze_core.detection.tracking import TRACKERS
 from dgdehaze_core.detection.fusion import DETECTION_INPUTS
 from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
@@ -121,7 +121,7 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "the detector reads: in fog the detector finds more of the objects people see (docs/RESULTS.md); "
                   "a few ms per detected frame"),
     ParameterSpec("tracker", "", "multi-object tracker that gives each detection an identity across frames in "
-                  "Detection2D.id: bytetrack or botsort (Ultralytics'); empty: off", ("", *TRACKERS),
+                  "Detection2D.id: bytetrack or botsort (Ultralytics'), also over fused detections; empty: off", ("", *TRACKERS),
                   reloads=DETECTOR),
     ParameterSpec("detection_interval", 1, "run the detector on every Nth frame and publish ~/detections for those "
                   "frames only (dehazing and depth stay at the input rate)", int_range=(1, 100, 1)),
@@ -201,8 +201,6 @@ def check_values(values: Mapping[str, Any]) -> str | None:
         return f"max_detail_gain must be 0 (the exact inversion) or at least 1, got {values['max_detail_gain']}"
     if any(not str(c).strip() for c in values["classes"] or ()):
         return "classes must not contain empty names"
-    if values["tracker"] and values["detection_input"] == "fused":
-        return "a tracker follows one stream of detections: detection_input dehazed or raw, not fused"
     return _check_mounting(values)
 
 

@@ -86,17 +86,23 @@ def test_median_depth_reads_only_valid_depth_inside_the_box() -> None:
     assert np.isnan(median_depth(Detection(0, "person", 0.9, (300.0, 0.0, 400.0, 50.0)), depth))
 
 
-def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_data: Path) -> None:
+def demo_drive(count: int) -> list[np.ndarray]:
+    """The first `count` frames of the demo bag's night drive (29 fps: objects move a little between frames)."""
     from dgdehaze_core.bags.io import BagSource, decode_image
     from dgdehaze_core.datasets.paths import REPO_DIR
 
+    frames = []
+    with BagSource(REPO_DIR / "data" / "demo" / "foggy_road_night") as bag:
+        for connection, _, raw in bag.raw_messages():
+            if connection.topic.endswith("/compressed") and len(frames) < count:
+                frames.append(decode_image(bag.deserialize(connection, raw), connection.msgtype))
+    return frames
+
+
+def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_data: Path) -> None:
     with pytest.raises(ValueError, match="unknown tracker"):
         Detector(tracker="sort")
-    frames = []
-    with BagSource(REPO_DIR / "data" / "demo" / "foggy_road_night") as bag:  # 29 fps: objects move a little
-        for connection, _, raw in bag.raw_messages():
-            if connection.topic.endswith("/compressed") and len(frames) < 14:
-                frames.append(decode_image(bag.deserialize(connection, raw), connection.msgtype))
+    frames = demo_drive(14)
     tracked = Detector(tracker="bytetrack")
     per_frame = [tracked(frame) for frame in frames]
     ids = [[d.track_id for d in detections] for detections in per_frame]
@@ -113,6 +119,35 @@ def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_d
     first = tracked(frames[0])
     assert len(first) == len(per_frame[0]) > 0, "the new stream's first frame is the tracker's first: confirmed"
     assert sorted(d.track_id for d in first) == sorted(ids[0]), "identities count from 1 again"
+
+
+@pytest.mark.parametrize("kind", ["bytetrack", "botsort"])
+def test_tracking_gives_what_ultralytics_track_mode_gives_and_follows_fused_boxes(kind: str,
+                                                                                 foggy_road: np.ndarray) -> None:
+    from dgdehaze_core.detection.fusion import FrameDetector
+    from dgdehaze_core.inference.pipeline import load_pipeline
+
+    frames = demo_drive(10)
+    ours = Detector(tracker=kind)
+    reference = Detector()  # Ultralytics' own track mode on the same detector file and options
+    options = {"imgsz": 640, "conf": reference.conf, "iou": reference.iou, "max_det": reference.max_det,
+               "verbose": False}
+    for frame in frames:
+        expected = reference.model.track(frame, persist=True, tracker=f"{kind}.yaml", **options)[0].boxes
+        got = ours(frame)
+        assert [d.track_id for d in got] == ([] if expected.id is None else expected.id.int().tolist())
+        assert np.allclose(np.reshape([d.box for d in got], (-1, 4)), expected.xyxy.numpy().reshape(-1, 4), atol=1e-3)
+    width = foggy_road.shape[1]
+    panning = [np.ascontiguousarray(foggy_road[:, 3 * i:width - 30 + 3 * i]) for i in range(8)]  # a camera turning
+    fused = FrameDetector(ours.detect, "fused", track=ours.track)
+    ours.reset_tracks()
+    results = load_pipeline("dcp").process_batch(panning)
+    per_frame = [fused(result.image, frame) for result, frame in zip(results, panning)]
+    ids = [[d.track_id for d in found] for found in per_frame]
+    assert all(isinstance(i, int) for found in ids for i in found) and all(len(set(f)) == len(f) for f in ids)
+    untracked = FrameDetector(ours.detect, "fused")(results[0].image, panning[0])
+    assert len(per_frame[0]) == len(untracked) > 0, "the first frame's fused objects are confirmed at once"
+    assert set(ids[0]).intersection(*ids[1:]), f"no fused object kept its identity as the camera turned: {ids}"
 
 
 def test_the_shipped_int8_file_runs_as_its_float_rebuild_by_default_on_x86(shared_data: Path) -> None:
@@ -176,7 +211,7 @@ def test_the_detector_s_onnx_runtime_threads_do_not_spin_between_frames_tracked_
     frame = np.zeros((240, 320, 3), np.uint8)
     plain, tracked = Detector(), Detector(tracker="bytetrack")
     plain(frame)
-    tracked(frame)  # Ultralytics builds a new predictor, with a new session, for the first tracked frame
+    tracked(frame)
     assert spinning(plain) == "0" and spinning(tracked) == "0"
 
 

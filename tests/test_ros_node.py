@@ -346,11 +346,8 @@ def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_b
                     reason="needs vision_msgs and the shipped detector weights")
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
-def test_with_a_tracker_each_detection_carries_its_track_id(node: DehazeNode, probe: Probe) -> None:
-    refused = node.set_parameters_atomically([Parameter("tracker", value="bytetrack"),
-                                              Parameter("detection_input", value="fused")])
-    assert not refused.successful and "fused" in refused.reason
-    set_ok(node, tracker="bytetrack", detection_enabled=True)
+def test_with_a_tracker_each_fused_detection_carries_its_track_id(node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, tracker="bytetrack", detection_enabled=True, detection_input="fused")
     try:  # the detector reloads in the background; diagnostics name the one running
         assert probe.wait_for(lambda: "bytetrack" in newest_diagnostics(probe)[2].get("detector", ""), 60.0)
         frame = hazy_test_frame(640, 480)
@@ -364,7 +361,7 @@ def test_with_a_tracker_each_detection_carries_its_track_id(node: DehazeNode, pr
         # the same still scene keeps its identities (a busy machine once gave one frame no track: tolerated)
         assert ids[-1] and all(i.isdigit() for i in ids[-1]) and ids[-1] == ids[-2] == ids[-3], ids
     finally:
-        set_ok(node, tracker="")  # reloads the detector in the background: wait, or it lands in the next test
+        set_ok(node, tracker="", detection_input="dehazed")  # reloads the detector in the background: wait, or it lands in the next test
         assert probe.wait_for(lambda: "bytetrack" not in newest_diagnostics(probe)[2].get("detector", "bytetrack"),
                               60.0)
 

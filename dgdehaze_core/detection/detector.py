@@ -21,13 +21,12 @@ from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
+from dgdehaze_core.detection.tracking import TRACKERS, BoxTracker
 from dgdehaze_core.io.images import to_bgr8
 
 LOG = logging.getLogger(__name__)
 
 DETECTOR_SUFFIXES = (".pt", ".onnx", ".engine")
-TRACKERS = ("bytetrack", "botsort")
-"""Ultralytics' multi-object trackers (its cfg/trackers/NAME.yaml, shipped inside the package: nothing downloaded)."""
 
 
 class DetectorUnavailable(RuntimeError):
@@ -43,7 +42,8 @@ class Detection:
     score: float
     box: tuple[float, float, float, float]
     track_id: int | None = None
-    """The object's identity across frames when the detector tracks (`Detector(tracker=...)`), else None."""
+    """The object's identity across frames when the detector tracks (`Detector(tracker=...)`, by
+    `detection.tracking.BoxTracker`), else None."""
 
 
 def default_detector_weights() -> Path | None:
@@ -95,6 +95,7 @@ class Detector:
             raise ValueError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
         check_precision(precision)
         self.tracker = tracker or None
+        self._tracks = BoxTracker(tracker) if tracker else None
         self.weights = _check_weights(weights)
         try:
             self.runtime_file = runtime_weights(self.weights, precision, device)
@@ -114,7 +115,7 @@ class Detector:
         self.device, self.half, self.threads = device, half, threads
         self.classes = self.class_ids(classes)
         try:  # Ultralytics opens .onnx/.engine files at the first predict: fail here, not on the first frame
-            self._run(np.zeros((imgsz, imgsz, 3), np.uint8), track=False)
+            self.detect(np.zeros((imgsz, imgsz, 3), np.uint8))
         except Exception as exc:
             raise DetectorUnavailable(f"could not run detector {self.weights}: {exc}") from exc
         LOG.info("detector %s: %d classes, on %s", self.label, len(self.names), device)
@@ -123,8 +124,7 @@ class Detector:
         """Ultralytics opens an ONNX file in a default ONNX Runtime session, whose threads spin after each run and
         take the cores from the dehazer that runs next; on the CPU provider it is reopened with the dehazer's
         session options (`threads`, no spinning). Ultralytics opens a new one when it builds a new
-        predictor (the first tracked frame does), so this runs after every prediction and acts on a session it has
-        not reopened yet. Other runtimes and providers are left as they are."""
+        predictor, so this runs after every prediction and acts on a session it has not reopened yet. Other runtimes and providers are left as they are."""
         backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
         session = getattr(backend, "session", None)
         if session is None or session is self._quiet_session or self.runtime_file.suffix != ".onnx" or \
@@ -164,31 +164,33 @@ class Detector:
     def reset_tracks(self) -> None:
         """Forget every track (a new stream starts): the next frame is the tracker's first, whose objects are
         confirmed at once, and identities count from 1 again. Nothing without a tracker."""
-        for tracker in getattr(getattr(self.model, "predictor", None), "trackers", None) or ():
-            tracker.reset()
+        if self._tracks is not None:
+            self._tracks.reset()
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect objects in one uint8 BGR frame; with a tracker, the frames of one stream in order, each
         detection with its `track_id` (objects the tracker has not confirmed yet are left out)."""
-        return self._run(to_bgr8(frame), track=self.tracker is not None)
+        frame = to_bgr8(frame)
+        return self.track(self.detect(frame), frame)
 
-    def _run(self, frame: np.ndarray, track: bool) -> list[Detection]:
+    def track(self, detections: Sequence[Detection], frame: np.ndarray) -> list[Detection]:
+        """`detections` of the stream's next `frame` (from this detector, or several of its runs fused) with their
+        track ids; as they are without a tracker."""
+        return list(detections) if self._tracks is None else self._tracks(detections, frame)
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """The objects in one frame (uint8 BGR, grey or 16-bit), without tracking."""
         options = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "classes": self.classes,
                    "max_det": self.max_det, "device": self.device, "quantize": 16 if self.half else None,
                    "verbose": False}
-        result = (self.model.track(frame, persist=True, tracker=f"{self.tracker}.yaml", **options) if track
-                  else self.model.predict(frame, **options))[0]
+        result = self.model.predict(to_bgr8(frame), **options)[0]
         self._reopen_quietly()
         boxes = result.boxes
         xyxy = boxes.xyxy.cpu().numpy().astype(float)
         scores = boxes.conf.cpu().numpy().astype(float)
         ids = boxes.cls.cpu().numpy().astype(int)
-        tracks = boxes.id.cpu().numpy().astype(int).tolist() if track and boxes.id is not None else None
-        if track and tracks is None:
-            return []
-        return [Detection(int(c), self.names.get(int(c), str(c)), float(s), tuple(float(v) for v in box),
-                          None if tracks is None else int(tracks[i]))
-                for i, (box, s, c) in enumerate(zip(xyxy, scores, ids))]
+        return [Detection(int(c), self.names.get(int(c), str(c)), float(s), tuple(float(v) for v in box))
+                for box, s, c in zip(xyxy, scores, ids)]
 
 
 def median_depth(detection: Detection, depth: np.ndarray) -> float:

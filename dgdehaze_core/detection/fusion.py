@@ -108,12 +108,16 @@ class FrameDetector:
     """The detector as the node applies it to a frame: on the dehazed frame, the raw one, or both fused
     (`detection_input`, one of DETECTION_INPUTS), each with its local contrast equalised first when `contrast`
     (by `equalise`: `detection.contrast.local_contrast`, or a caller's memo of it). Call with (dehazed, raw), both
-    frames of one size the detector reads (uint8 BGR, grey or 16-bit; equalised as BGR)."""
+    frames of one size the detector reads (uint8 BGR, grey or 16-bit; equalised as BGR), the frames of one stream
+    in order. With `track` (`Detector.track`), what the detector found, or the fused boxes, get their identities
+    across frames."""
 
     def __init__(self, detector: Callable[[np.ndarray], list[Detection]], detection_input: str = "dehazed",
                  fusion: FusionSettings = FusionSettings(), contrast: bool = False,
-                 equalise: Callable[[np.ndarray], np.ndarray] = local_contrast) -> None:
+                 equalise: Callable[[np.ndarray], np.ndarray] = local_contrast,
+                 track: Callable[[list[Detection], np.ndarray], list[Detection]] | None = None) -> None:
         self.detector = detector
+        self.track = track
         self.detection_input = detection_input
         self.fusion = fusion
         self.contrast = contrast
@@ -134,8 +138,11 @@ class FrameDetector:
 
     def __call__(self, dehazed: np.ndarray, raw: np.ndarray) -> list[Detection]:
         if self._detection_input == "dehazed":
-            return self._detect(dehazed)
-        if self._detection_input == "raw":
-            return self._detect(raw)
-        return fuse_detections([self._detect(raw), self._detect(dehazed)], (raw.shape[1], raw.shape[0]),
-                               self.fusion)
+            found, frame = self._detect(dehazed), dehazed
+        elif self._detection_input == "raw":
+            found, frame = self._detect(raw), raw
+        else:
+            found = fuse_detections([self._detect(raw), self._detect(dehazed)], (raw.shape[1], raw.shape[0]),
+                                    self.fusion)
+            frame = raw  # the camera's own pixels for a tracker's motion compensation
+        return found if self.track is None else self.track(found, to_bgr8(frame))

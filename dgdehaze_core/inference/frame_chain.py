@@ -76,7 +76,8 @@ def detection_schedule(detector: Detector, interval: int = 1, detection_input: s
     """The detector as a chain runs it: every `interval`-th frame, on `detection_input`, with the local contrast
     equalised first when `contrast` (see `detection.fusion.FrameDetector`). A caller that swaps its pipeline keeps
     the schedule, so the count of frames goes on."""
-    return DetectionSchedule(FrameDetector(detector, detection_input, contrast=contrast), interval)
+    return DetectionSchedule(FrameDetector(detector.detect, detection_input, contrast=contrast,
+                                           track=detector.track if detector.tracker else None), interval)
 
 
 class FrameChain:

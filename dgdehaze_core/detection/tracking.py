@@ -1,0 +1,54 @@
+"""Identities across frames: Ultralytics' multi-object trackers fed with any stream of detections.
+
+Ultralytics' own `track` mode runs its tracker on one detector's boxes for one image. A `BoxTracker` takes the
+boxes from wherever they come (one frame's detections, or the raw and the dehazed frame's fused by
+`detection.fusion`) and gives each confirmed object its track id, as Ultralytics' track mode would: the box is
+the tracker's (the matched detection smoothed by its Kalman filter), and objects not yet confirmed are left out.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence, TypeVar
+
+import numpy as np
+
+from dgdehaze_core.detection.offline import offline_ultralytics
+
+TRACKERS = ("bytetrack", "botsort")
+"""Ultralytics' multi-object trackers (its cfg/trackers/NAME.yaml, shipped inside the package: nothing downloaded)."""
+
+Box = TypeVar("Box")
+"""A detection: a frozen dataclass with `box` (x1, y1, x2, y2), `score`, `class_id` and `track_id`
+(`detection.detector.Detection`)."""
+
+
+class BoxTracker:
+    """One stream's tracker: `kind` is one of TRACKERS (its configuration is the YAML file Ultralytics ships)."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in TRACKERS:
+            raise ValueError(f"unknown tracker {kind!r}; known: {', '.join(TRACKERS)}")
+        offline_ultralytics()
+        from ultralytics.engine.results import Boxes
+        from ultralytics.trackers.track import TRACKER_MAP
+        from ultralytics.utils import YAML, IterableSimpleNamespace
+        from ultralytics.utils.checks import check_yaml
+
+        settings = IterableSimpleNamespace(**YAML.load(check_yaml(f"{kind}.yaml")))
+        self.kind = kind
+        self._boxes = Boxes
+        self._tracker: Any = TRACKER_MAP[settings.tracker_type](args=settings)
+
+    def reset(self) -> None:
+        """Forget every track (a new stream starts): the next frame's objects are confirmed at once, and
+        identities count from 1 again."""
+        self._tracker.reset()
+
+    def __call__(self, detections: Sequence[Box], frame: np.ndarray) -> list[Box]:
+        """The confirmed objects among `detections` of the stream's next `frame` (whose pixels the camera-motion
+        compensation of botsort reads), each with its `track_id` and the tracker's box."""
+        rows = np.array([[*d.box, d.score, d.class_id] for d in detections], np.float32).reshape(-1, 6)
+        tracks = self._tracker.update(self._boxes(rows, frame.shape[:2]), frame)
+        return [dataclasses.replace(detections[int(row[7])], box=tuple(float(v) for v in row[:4]),
+                                    track_id=int(row[4]))
+                for row in np.asarray(tracks, np.float64).reshape(-1, 8)]
