@@ -94,6 +94,18 @@ def test_hidden_files_and_folders_are_not_images(tmp_path: Path):
     assert [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)] == ["a.png", "sub/b.PNG"]
 
 
+def test_a_linked_folder_of_images_is_followed_and_a_link_loop_ends(tmp_path: Path):
+    from dgdehaze_core.io.images import images_under
+
+    data, training = tmp_path / "shared" / "fog", tmp_path / "training"
+    data.mkdir(parents=True)
+    training.mkdir()
+    cv2.imwrite(str(data / "f.png"), np.full((8, 8, 3), 90, np.uint8))
+    (training / "fog").symlink_to(data, target_is_directory=True)
+    (data / "loop").symlink_to(data.parent, target_is_directory=True)  # shared/fog/loop -> shared
+    assert [p.relative_to(training).as_posix() for p in images_under(training)] == ["fog/f.png"]
+
+
 def test_a_jpeg_s_orientation_tag_is_read_alike_by_the_node_and_from_files(tmp_path: Path):
     from PIL import Image
 

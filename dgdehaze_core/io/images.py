@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import struct
 from pathlib import Path
 from typing import Iterator
@@ -178,12 +179,20 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def images_under(folder: str | Path) -> list[Path]:
     """The image files in `folder` and its subfolders, sorted; hidden files and folders left out; [] for a
-    missing folder."""
+    missing folder. Symlinked subfolders are followed (a data set linked into a training folder), each real
+    folder once, so a link back up the tree ends."""
     root = Path(folder)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not is_hidden(p, root))
+    found, seen = [], set()
+    for current, folders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        found.extend(Path(current) / name for name in files)
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not is_hidden(p, root))
 
 
 def unit_float(image: np.ndarray) -> np.ndarray:
