@@ -71,6 +71,8 @@ def test_with_one_worker_the_fleet_runs_one_bag_after_the_other(three_bags: list
 def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:
     bags = [tmp_path / "a" / "drive", tmp_path / "b" / "drive", tmp_path / "c.mcap", tmp_path / "all"]
     assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["drive", "drive-2", "c", "all-2"]
+    clashing = [tmp_path / "x" / "road", tmp_path / "y" / "road", tmp_path / "z" / "road-2", tmp_path / "all-2"]
+    assert [p.name for p in output_folders(clashing, tmp_path / "out")] == ["road", "road-2", "road-2-2", "all-2"]
 
 
 def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path) -> None:

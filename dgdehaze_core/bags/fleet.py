@@ -81,13 +81,17 @@ class BagOutcome:
 
 
 def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
-    """OUT/<bag name> for each bag (a single-file bag without its .mcap/.db3); a name that repeats, or is the
-    table's `all` row, gets -2, -3, ..."""
-    folders, seen = [], {ALL_ROW: 1}
+    """OUT/<bag name> for each bag (a single-file bag without its .mcap/.db3); a name already taken (by an earlier
+    bag, another's -N name, or the table's `all` row) gets the first free -2, -3, ..."""
+    folders, taken = [], {ALL_ROW}
     for bag in bags:
         name = bag.stem if bag.suffix.lower() in (".mcap", ".db3") else bag.name
-        seen[name] = seen.get(name, 0) + 1
-        folders.append(out_dir / (name if seen[name] == 1 else f"{name}-{seen[name]}"))
+        number, unique = 1, name
+        while unique in taken:
+            number += 1
+            unique = f"{name}-{number}"
+        taken.add(unique)
+        folders.append(out_dir / unique)
     return folders
 
 
