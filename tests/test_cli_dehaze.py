@@ -29,15 +29,20 @@ def test_dehaze_folder_writes_images_and_skips_broken_files(shared_data: Path, t
     assert not [p for p in out.iterdir() if ".part" in p.name]
 
 
-def test_dehaze_video(shared_data: Path, tmp_path: Path):
+def fog_clip(shared_data: Path, path: Path, frames: int = 5) -> Path:
+    """The first `frames` frames of a real fog video at 320x180."""
     capture = cv2.VideoCapture(str(shared_data / "video" / "fog_river.mp4"))
-    clip = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 180))
-    for _ in range(5):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 180))
+    for _ in range(frames):
         ok, frame = capture.read()
         assert ok
         writer.write(cv2.resize(frame, (320, 180)))
     writer.release()
+    return path
+
+
+def test_dehaze_video(shared_data: Path, tmp_path: Path):
+    clip = fog_clip(shared_data, tmp_path / "clip.mp4")
     out = tmp_path / "out"
     assert main(["dehaze", str(clip), "--out", str(out)]) == 0
     result = cv2.VideoCapture(str(out / "clip_dehazed.mp4"))
@@ -73,6 +78,26 @@ def test_inputs_sharing_a_name_get_outputs_of_their_own_and_no_input_is_overwrit
     assert main(["dehaze", str(source), "--method", "dcp", "--out", str(source)]) == 2
     assert "would overwrite the input" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+
+
+def test_a_video_write_that_fails_part_way_says_so_and_keeps_the_earlier_output(shared_data: Path,
+                                                                                tmp_path: Path) -> None:
+    import resource
+    import signal
+
+    clip, out = fog_clip(shared_data, tmp_path / "clip.mp4", frames=12), tmp_path / "out"
+    command = [sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(clip), "--method", "dcp", "--out", str(out)]
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    limit = min(len(data) for data in earlier.values()) // 2
+
+    def small_files() -> None:  # files over `limit` bytes fail to write (EFBIG), as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = subprocess.run(command, capture_output=True, text=True, preexec_fn=small_files)
+    assert run.returncode == 2 and "failed (a full disk or a file size limit?)" in run.stderr, run.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier, "the earlier videos stay, nothing is left"
 
 
 def test_a_video_opencv_cannot_encode_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture):

@@ -80,8 +80,19 @@ def _run_video(source: Path, out: Path, pipeline) -> int:
         finally:
             dehazed_writer.release()
             depth_writer.release()
+        for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
+            _check_video(path, count, out / f"{source.stem}_{target}.mp4")
     LOG.info("wrote %d frames to %s", count, out)
     return 0
+
+
+def _check_video(path: Path, frames: int, target: Path) -> None:
+    """OpenCV's video writer reports no failed write (a full disk, a file size limit): the file it wrote must
+    open and hold every frame before it replaces `target`."""
+    written = video_frame_count(path)
+    if written != frames:
+        raise ImageError(f"writing {target} failed (a full disk or a file size limit?): the video holds "
+                         f"{written} of {frames} frames; {target} was left as it was")
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
