@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
+from typing import Iterator
 
 from dgdehaze_core import __version__
 
@@ -26,6 +31,30 @@ def _unavailable(subparsers: argparse._SubParsersAction, command: str, missing: 
         raise RuntimeError(f"this command needs the Python package {missing!r}, which is not installed here "
                            "(pip install -r requirements.txt installs every command's packages)")
     parser.set_defaults(func=refuse)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a container stopping) raised in the main thread, so that every write under way is
+    removed by its `finally` as on Ctrl-C instead of being left half-written."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM interrupts like Ctrl-C (unless it is ignored, as under nohup, or this is not
+    the main thread); the handler before is put back after."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         json_path = getattr(args, "json", None)
         if json_path is not None and Path(json_path).is_dir():
             raise ValueError(f"--json {json_path} is a folder: give the file to write the figures to")
-        return int(args.func(args) or 0)
+        with sigterm_interrupts():
+            return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: missing files, a read-only or full disk
         if args.verbose:
             raise
@@ -61,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         more = f" (and {len(lines) - 1} more lines: run with -v)" if len(lines) > 1 else ""
         print(f"dgdehaze {args.command}: error: {lines[0]}{more}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"dgdehaze {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"dgdehaze {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -100,6 +100,23 @@ def test_a_video_write_that_fails_part_way_says_so_and_keeps_the_earlier_output(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier, "the earlier videos stay, nothing is left"
 
 
+def test_sigterm_stops_a_command_like_ctrl_c_and_leaves_no_half_written_file(shared_data: Path,
+                                                                            tmp_path: Path) -> None:
+    import signal
+    import time
+
+    clip, out = fog_clip(shared_data, tmp_path / "clip.mp4", frames=36), tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(clip), "--method", "dcp",
+                            "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(".part" in p.name for p in out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM and "terminated (SIGTERM)" in stderr, stderr
+    assert list(out.iterdir()) == [], "the videos being written are removed, not left as .part files"
+
+
 def test_a_video_opencv_cannot_encode_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture):
     video = tmp_path / "dot.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1, 1))

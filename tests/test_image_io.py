@@ -83,6 +83,40 @@ def test_atomic_writes_leave_the_old_file_on_failure(tmp_path: Path):
     assert read_image(tmp_path / "frame.png").shape == (3, 3, 3)
 
 
+def test_what_a_killed_writer_left_goes_with_the_next_write_and_a_live_writer_s_part_stays(tmp_path: Path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "out"
+    write = ("import os, signal, sys, time; from pathlib import Path; "
+             "from dgdehaze_core.io.atomic_files import atomic_path\n"
+             "with atomic_path(Path(sys.argv[1])) as tmp:\n"
+             "    tmp.mkdir(); (tmp / 'bag.mcap').write_bytes(bytes(1 << 20)); print(tmp.name, flush=True)\n"
+             "    os.kill(os.getpid(), signal.SIGKILL) if sys.argv[2] == 'die' else sys.stdin.read()\n")
+    killed = subprocess.run([sys.executable, "-c", write, str(target), "die"], capture_output=True, text=True)
+    dead_part = tmp_path / killed.stdout.strip()
+    assert killed.returncode == -9 and dead_part.is_dir()
+    aside = tmp_path / dead_part.name.replace(".part", ".old")  # as if killed between setting aside and renaming
+    (aside / "out").mkdir(parents=True)
+    (aside / "out" / "summary.json").write_text("earlier")
+    atomic_write_text(tmp_path / "other", "a write of another target leaves them")
+    assert dead_part.exists() and aside.exists() and not target.exists()
+    live = subprocess.Popen([sys.executable, "-c", write, str(target), "wait"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        live_part = tmp_path / live.stdout.readline().strip()
+        assert (target / "summary.json").read_text() == "earlier", "the set-aside folder is put back"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", "other", live_part.name])
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+        assert live_part.is_dir(), "a running writer's part is its own"
+    finally:
+        live.communicate("")
+    long_name = tmp_path / ("n" * 240 + ".json")
+    atomic_write_text(long_name, "a long but legal name")
+    assert long_name.read_text() == "a long but legal name"
+
+
 def test_hidden_files_and_folders_are_not_images(tmp_path: Path):
     from dgdehaze_core.io.images import images_under, list_images
 

@@ -1,15 +1,58 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never half of one.
 
-Checkpoints, engines, reports and bags are written to a temporary sibling and renamed into place.
+Checkpoints, engines, reports and bags are written to a temporary sibling and renamed into place. The sibling's
+name carries the writing process (host and pid): what a killed process left beside a target (a half-written bag
+folder can take hundreds of MB) is removed by the next write of that target on the same host, and an old folder
+it had set aside without putting the new one in its place is put back.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+NAME_CHARS = 100
+"""How much of the target's name the temporary sibling's name repeats (a file name holds at most 255 bytes)."""
+
+
+def _host() -> str:
+    return socket.gethostname().split(".")[0][:40] or "host"
+
+
+def _prefix(target: Path, pid: int | None = None) -> str:
+    return f".{target.name[:NAME_CHARS]}.{_host()}-{os.getpid() if pid is None else pid}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove the temporary siblings of `target` that dead processes of this host left; put back an old folder
+    set aside when `target` itself is missing."""
+    stem = _prefix(target, 0)[:-2]  # ".NAME.HOST-"
+    for sibling in target.parent.glob(glob.escape(stem) + "*"):
+        pid = sibling.name[len(stem):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        kept = sibling / target.name
+        if sibling.name.endswith(".old") and kept.exists() and not os.path.lexists(target):
+            os.replace(kept, target)
+        if sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -21,8 +64,9 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".part" + (suffix if suffix is not None else target.suffix),
+        prefix=_prefix(target), suffix=".part" + (suffix if suffix is not None else target.suffix)[:20],
         dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -36,7 +80,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
         elif target.is_dir():  # set the old folder aside, put the new one in its place, then drop the old one
-            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            aside = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
             os.replace(target, aside / target.name)
             os.replace(tmp, target)
             shutil.rmtree(aside, ignore_errors=True)
