@@ -34,6 +34,30 @@ def test_tensorrt_backend_imports_without_tensorrt_and_says_why_it_cannot_run() 
         create_backend(build_model("lite"), backend="tensorrt", device="auto")
 
 
+def test_an_int8_calibration_table_is_read_back_only_for_the_network_images_and_size_it_was_measured_on(
+        tmp_path: Path) -> None:
+    from dgdehaze_core.inference.backends.tensorrt_backend import CalibrationTable, calibration_key
+
+    model_a, model_b = tmp_path / "lite.onnx", tmp_path / "other" / "lite.onnx"  # same name, other network
+    model_b.parent.mkdir()
+    model_a.write_bytes(b"network A")
+    model_b.write_bytes(b"network B")
+    images = []
+    for name in ("a.png", "b.png"):
+        images.append(tmp_path / name)
+        images[-1].write_bytes(name.encode())
+    key = calibration_key(model_a, images, 480, 640)
+    assert len({key, calibration_key(model_b, images, 480, 640), calibration_key(model_a, images[:1], 480, 640),
+                calibration_key(model_a, images, 240, 320)}) == 4
+    table = CalibrationTable(tmp_path / "lite.engine.calib", key)
+    assert table.read() is None
+    table.write(b"TRT-calibration of A")
+    assert table.read() == b"TRT-calibration of A"
+    assert CalibrationTable(table.path, calibration_key(model_b, images, 480, 640)).read() is None
+    table.sidecar.unlink()  # a write cut between the table and its sidecar
+    assert table.read() is None
+
+
 def test_shape_profile_for_a_camera() -> None:
     from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile
 

@@ -17,6 +17,7 @@ the reason where TensorRT or CUDA is missing. Not run on the development machine
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import torch
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
                                                            recorded_key)
+from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.images import bgr_to_rgb_float, images_under, read_image
 from dgdehaze_core.io.onnx_files import read_onnx
 
@@ -116,7 +118,43 @@ def _calibration_images(calib_dir: Path) -> list[Path]:
     return images
 
 
-def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: int, cache_file: Path) -> Any:
+@dataclass(frozen=True)
+class CalibrationTable:
+    """An int8 calibration table kept for reuse (`path`, as TensorRT writes it) with what it was measured on
+    (`key`, from `calibration_key`) in a sidecar: a table of another network, other images or another input size
+    is never read back, though an engine of the same name may be rebuilt from them."""
+
+    path: Path
+    key: str
+
+    @property
+    def sidecar(self) -> Path:
+        return self.path.with_name(self.path.name + ".key")
+
+    def read(self) -> bytes | None:
+        """The table, when one was written for this key; else None (TensorRT calibrates)."""
+        if not (self.path.is_file() and self.sidecar.is_file()) or self.sidecar.read_text() != self.key:
+            return None
+        return self.path.read_bytes()
+
+    def write(self, table: bytes) -> None:
+        """Keep `table` for this key (the sidecar last: a table without its sidecar is never read)."""
+        self.sidecar.unlink(missing_ok=True)
+        atomic_write_bytes(self.path, table)
+        atomic_write_text(self.sidecar, self.key)
+
+
+def calibration_key(onnx_path: Path, images: list[Path], height: int, width: int) -> str:
+    """What a calibration table depends on: the ONNX file's contents, the calibration images (names and sizes)
+    and the size they are fed at."""
+    digest = hashlib.sha256(f"{file_sha256(onnx_path)}\n{height}x{width}\n".encode())
+    for path in images:
+        digest.update(f"{path.name}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: int,
+                     table: CalibrationTable) -> Any:
     """An IInt8EntropyCalibrator2 that feeds `images` (resized to the profile's opt size) one at a time."""
 
     class FolderCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
@@ -143,11 +181,10 @@ def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: in
             return None
 
         def read_calibration_cache(self) -> bytes | None:
-            return cache_file.read_bytes() if cache_file.is_file() else None
+            return table.read()
 
         def write_calibration_cache(self, cache: Any) -> None:
-            from dgdehaze_core.io.atomic_files import atomic_write_bytes
-            atomic_write_bytes(cache_file, bytes(cache))
+            table.write(bytes(cache))
 
     return FolderCalibrator()
 
@@ -171,7 +208,8 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     """Parse `onnx_path`, build a serialized engine for `profile` at `precision`, write it to `engine_path`.
 
     An int8 build calibrated on `calib_dir` keeps its calibration table in `calibration_table` (default:
-    `engine_path` + ".calib"; give the final engine's when `engine_path` is a temporary name) and reuses it.
+    `engine_path` + ".calib"; give the final engine's when `engine_path` is a temporary name) and reuses it for
+    the same network, images and size (`CalibrationTable`).
 
     An fp16 ONNX file (exported with half=True) is built as a strongly typed network: its own types decide the
     precision and the FP16 builder flag is not allowed. An fp32 file is built weakly typed with the FP16 (and
@@ -213,8 +251,10 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
         config.set_flag(trt.BuilderFlag.INT8)
     if not strongly_typed and precision == "int8" and not explicit:
         images = _calibration_images(Path(calib_dir))  # type: ignore[arg-type]
-        cache_file = Path(calibration_table) if calibration_table else calibration_table_of(engine_path)
-        config.int8_calibrator = _make_calibrator(trt, images, profile.opt[2], profile.opt[3], cache_file)
+        height, width = profile.opt[2], profile.opt[3]
+        table = CalibrationTable(Path(calibration_table) if calibration_table else calibration_table_of(engine_path),
+                                 calibration_key(onnx_path, images, height, width))
+        config.int8_calibrator = _make_calibrator(trt, images, height, width, table)
         config.set_calibration_profile(optimisation)
     LOG.info("building TensorRT %s engine from %s for %s (%s typed); this takes a while", precision,
              onnx_path.name, profile.describe(), "strongly" if strongly_typed else "weakly")
