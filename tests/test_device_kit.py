@@ -111,3 +111,19 @@ def test_device_train_refuses_without_a_kit(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "pack the recipe's data with tools/device_kit.py" in refused.stderr
     assert not list(tmp_path.iterdir())
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "data").mkdir(parents=True)  # packing was cut short: no manifest.json yet
+    env["KIT"] = str(unfinished)
+    refused = subprocess.run(["bash", str(REPO_DIR / "tools" / "device_train.sh"), str(SMOKE), "3", "1"],
+                             cwd=REPO_DIR, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "no finished kit" in refused.stderr
+
+
+def test_the_kit_refuses_a_folder_that_is_no_kit_and_deletes_nothing(tmp_path: Path) -> None:
+    precious = tmp_path / "data" / "demo.mcap"
+    precious.parent.mkdir()
+    precious.write_bytes(b"a recording")
+    refused = subprocess.run([sys.executable, str(REPO_DIR / "tools" / "device_kit.py"), str(SMOKE),
+                              "--out", str(tmp_path)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "no kit (no manifest.json)" in refused.stderr
+    assert precious.read_bytes() == b"a recording"

@@ -117,6 +117,10 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     recipes = [load_recipe(path) for path in args.recipes]
+    if args.out.exists() and any(args.out.iterdir()) and not (args.out / "manifest.json").is_file():
+        LOG.error("%s holds files and is no kit (no manifest.json): give a new folder or an earlier kit", args.out)
+        return 2
+    (args.out / "manifest.json").unlink(missing_ok=True)  # written last: a kit without it is unfinished
     if (args.out / "data").exists():
         shutil.rmtree(args.out / "data")
     manifest = pack(recipes, args.out)

@@ -22,8 +22,8 @@ python=${PYTHON:-python3}
 device=${DEVICE:-cuda}
 out=${OUT:?OUT must name the folder whose files come back}
 kit=$(realpath -m "${KIT:-.device}")
-if [ ! -d "$kit/data" ]; then
-    echo "no $kit/data: pack the recipe's data with tools/device_kit.py and carry .device" >&2
+if [ ! -f "$kit/manifest.json" ]; then
+    echo "no finished kit in $kit (no manifest.json): pack the recipe's data with tools/device_kit.py and carry .device" >&2
     exit 2
 fi
 name=$(basename "$recipe" .yaml)

@@ -11,11 +11,16 @@ photo has no twin in training.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.io.atomic_files import atomic_write_text  # noqa: E402
 
 SEED = 17
 SHARES = (("learn", 0.4), ("validation", 0.1), ("judge", 0.5))
@@ -81,7 +86,7 @@ def main() -> None:
     parts = split(args.data / "detection" / "dawn-fog")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump({"dataset": "detection/dawn-fog", "parts": parts}, sort_keys=False, width=120)
-    args.out.write_text(HEADER.format(seed=SEED) + body)
+    atomic_write_text(args.out, HEADER.format(seed=SEED) + body)
     print(", ".join(f"{name} {len(names)}" for name, names in parts.items()), "->", args.out)
 
 

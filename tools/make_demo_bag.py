@@ -57,6 +57,9 @@ def camera_info(writer: BagWriter, header: object, width: int, height: int) -> o
 
 
 def build(video: Path, out: Path, start: int, count: int, quality: int, storage: str, width: int = 0) -> int:
+    if os.path.lexists(out) and not (out.is_dir() and (out / "metadata.yaml").is_file()):
+        raise FileExistsError(f"{out} exists and is not a bag folder (no metadata.yaml): give a new folder or a bag "
+                              "to replace")
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise FileNotFoundError(f"cannot open video {video}")
@@ -114,7 +117,11 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.video is None:
         parser.error("../shared/data is absent; pass --video")
-    count = build(args.video, args.out, args.start, args.frames, args.quality, args.storage, args.width)
+    try:
+        count = build(args.video, args.out, args.start, args.frames, args.quality, args.storage, args.width)
+    except (OSError, ValueError, RuntimeError) as exc:
+        LOG.error("%s", exc)
+        return 2
     size = sum(p.stat().st_size for p in args.out.iterdir())
     LOG.info("wrote %d frames to %s (%.1f MB)", count, args.out, size / 1e6)
     return 0
