@@ -116,7 +116,8 @@ def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(tmp_p
     assert process.returncode == 0, log[-3000:]
     digests = dict(re.findall(r"rank (\d) of 2: weights sha256 ([0-9a-f]{64})", log))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], log[-3000:]
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "recipe.yaml", "train.csv", "val.csv"]
+    written = sorted(p.name for p in run.iterdir())
+    assert written == [".lock", "best.pt", "last.pt", "recipe.yaml", "train.csv", "val.csv"]
     rows = (run / "train.csv").read_text().splitlines()[1:]
     assert [row.split(",")[0] for row in rows] == ["1"]  # one writer: the iteration logged once
     state = read_checkpoint(run / "last.pt")

@@ -269,6 +269,25 @@ def test_without_out_a_run_goes_to_runs_in_the_working_folder(shared_data: Path,
     assert (tmp_path / "runs" / load_recipe(SMOKE).name / "last.pt").is_file()
 
 
+def test_a_finished_run_without_last_pt_and_a_folder_in_use_are_refused(smoke_recipe, tmp_path: Path) -> None:
+    from dgdehaze_core.training.run_control import run_folder_lock
+
+    out = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2", "--iterations", "2"]
+    assert main(args) == 0
+    (out / "last.pt").unlink()  # deleted to save space: best.pt and the logs are what the run left
+    kept = {name: (out / name).read_bytes() for name in ("best.pt", "train.csv", "recipe.yaml")}
+    assert main(args) == 2
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    busy = tmp_path / "busy"
+    with run_folder_lock(busy):  # as a training started into the same --out a moment before holds it
+        with pytest.raises(FileExistsError, match=f"another training \\(pid {os.getpid()}\\) is writing into"):
+            Trainer(smoke_recipe, busy, device="cpu").train(progress=False)
+        assert main(["train", "--config", str(SMOKE), "--out", str(busy), "--no-progress", "--iterations", "1"]) == 2
+        assert not (busy / "recipe.yaml").exists()
+    assert main(["train", "--config", str(SMOKE), "--out", str(busy), "--no-progress", "--iterations", "1"]) == 0
+
+
 def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         Trainer(smoke_recipe, tmp_path / "none", resume=True).train(progress=False)

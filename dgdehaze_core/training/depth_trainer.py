@@ -39,7 +39,7 @@ from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, 
                                                           scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, load_resumable, open_run_folder,
-                                                quiet_loader_worker)
+                                                quiet_loader_worker, run_folder_lock)
 from dgdehaze_core.training.trainer import CsvLog, hardware_name, seed_everything, source_commit
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
@@ -190,6 +190,11 @@ class DepthTrainer:
         return table
 
     def train(self, progress: bool = True) -> DepthTrainResult:
+        """Run the recipe to its last iteration (from last.pt with `resume`)."""
+        with run_folder_lock(self.run_dir):
+            return self._train(progress)
+
+    def _train(self, progress: bool) -> DepthTrainResult:
         recipe = self.recipe
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
         dataset = self._dataset()

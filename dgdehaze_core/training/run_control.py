@@ -6,14 +6,17 @@ run passed through and `--resume` continues the run it was cut from.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import math
+import os
 import signal
 import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
@@ -70,14 +73,52 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Callable[[], None]) -> None:
-    """Create `run_dir`; with `resume` load its last.pt, else refuse to overwrite one (FileExistsError)."""
+RUN_FILES = ("last.pt", "best.pt", "recipe.yaml", "train.csv", "val.csv")
+"""What a training writes into its run folder."""
+
+
+def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Callable[[], None],
+                    writer: bool = True) -> None:
+    """Create `run_dir`; with `resume` load its last.pt, else (on the rank that writes) refuse a folder holding
+    any of a run's files (FileExistsError): a finished run whose last.pt was deleted keeps its best.pt and logs."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         load_last()
-    elif last_path.exists():
+        return
+    found = [name for name in RUN_FILES if (run_dir / name).exists()] if writer else []
+    if last_path.exists():
         raise FileExistsError(f"{last_path} exists: pass --resume to continue that run, or choose another "
                               f"--out folder")
+    if found:
+        raise FileExistsError(f"{run_dir} holds an earlier run's {', '.join(found)} (no {last_path.name} to "
+                              "resume from): choose another --out folder, or delete them")
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path, writer: bool = True) -> Iterator[None]:
+    """While a training writes into `run_dir` no other may: a second one (the same --out twice) is refused with
+    FileExistsError instead of mixing its checkpoints and logs with the first's. Nothing on a rank that does not
+    write."""
+    if not writer:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise FileExistsError(f"another training ({owner}) is writing into {run_dir}: wait for it to end, "
+                                  "or choose another --out folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_finite_loss(total: torch.Tensor, terms: Mapping[str, torch.Tensor], iteration: int) -> None:

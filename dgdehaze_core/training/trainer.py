@@ -55,7 +55,7 @@ from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_de
 from dgdehaze_core.training.recipe import LossWeights, Recipe
 from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, load_resumable, open_run_folder,
-                                                quiet_loader_worker)
+                                                quiet_loader_worker, run_folder_lock)
 
 LOG = logging.getLogger(__name__)
 
@@ -420,13 +420,14 @@ class Trainer:
         this and rank 0 writes the run folder."""
         distributed.start(self.rank, self.device)
         try:
-            return self._train(progress and self.rank.writer)
+            with run_folder_lock(self.run_dir, self.rank.writer):
+                return self._train(progress and self.rank.writer)
         finally:
             distributed.stop(self.rank)
 
     def _train(self, progress: bool) -> TrainResult:
         recipe, writer = self.recipe, self.rank.writer
-        open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
+        open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last, writer)
         self.forward_model = distributed.wrap(self.model, self.rank, self.device)
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                  "clear", self.depth_of if self.clear_depth is not None else None)
