@@ -78,3 +78,20 @@ def test_a_file_that_is_not_a_quantised_detector_is_refused(tmp_path: Path) -> N
         dequantized_state_dict(stripped)
     with pytest.raises(FileNotFoundError):
         dynamic_detector_exports(tmp_path / "absent.onnx", cache_dir=tmp_path)
+
+
+def test_two_detector_files_of_one_name_keep_a_cache_entry_each(tmp_path: Path) -> None:
+    from dgdehaze_core.detection.rebuild import float_detector_export
+
+    proto = onnx.load(str(DEFAULT_DETECTOR))
+    scale = next(init for init in proto.graph.initializer
+                 if init.data_type == onnx.TensorProto.FLOAT and "scale" in init.name)
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 1.01, scale.name))  # a fine-tuned twin
+    twin = tmp_path / "other" / DEFAULT_DETECTOR.name
+    twin.parent.mkdir()
+    onnx.save(proto, str(twin))
+    cache = tmp_path / "cache"
+    ours, theirs = float_detector_export(DEFAULT_DETECTOR, cache), float_detector_export(twin, cache)
+    assert ours != theirs and ours.is_file() and theirs.is_file()
+    built = ours.stat().st_mtime_ns
+    assert float_detector_export(DEFAULT_DETECTOR, cache) == ours and ours.stat().st_mtime_ns == built

@@ -85,7 +85,7 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
     cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
     device_index = device.split(":")[1] if device.startswith("cuda:") else "0" if fmt == "engine" else "cpu"
     path, _ = cache.get_or_build(
-        key, weights.stem, f".{fmt}",
+        key, f"{weights.stem}-{key.model_sha256[:12]}", f".{fmt}",  # two files of one name: an entry each
         lambda tmp: _export_into(weights, fmt, tmp, imgsz, half, int8, dynamic, data, device_index),
         lambda p: p)
     return path

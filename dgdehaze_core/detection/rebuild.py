@@ -130,9 +130,15 @@ def float_detector_export(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR,
     return _cached_float(int8_onnx, *_cache_identity(int8_onnx, cache_dir))
 
 
+def _cache_name(int8_onnx: Path, source: str) -> str:
+    """The rebuild's name in the cache, with its source's hash: two detector files of one name (every Ultralytics
+    training writes a best.pt) keep an entry each instead of rebuilding over each other."""
+    return f"{int8_onnx.stem}-{source[:12]}-rebuilt"
+
+
 def _cached_float(int8_onnx: Path, cache: EngineCache[Path], source: str, runtime: str) -> Path:
     key = CacheKey(source, runtime, "any", "images:dynamic", "fp32")
-    path, _ = cache.get_or_build(key, f"{int8_onnx.stem}-rebuilt", ".onnx",
+    path, _ = cache.get_or_build(key, _cache_name(int8_onnx, source), ".onnx",
                                  lambda tmp: _export_float(int8_onnx, tmp), lambda path: path)
     return path
 
@@ -144,7 +150,7 @@ def dynamic_detector_exports(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTO
     cache, source, runtime = _cache_identity(int8_onnx, cache_dir)
     float_path = _cached_float(int8_onnx, cache, source, runtime)
     int8_key = CacheKey(source, runtime, "any", "images:dynamic", "int8", {"fp32_sha256": file_sha256(float_path)})
-    int8_path, _ = cache.get_or_build(int8_key, f"{int8_onnx.stem}-rebuilt", ".onnx",
+    int8_path, _ = cache.get_or_build(int8_key, _cache_name(int8_onnx, source), ".onnx",
                                       lambda tmp: _quantize(float_path, tmp), lambda path: path)
     LOG.info("dynamic detector exports of %s: %s, %s", int8_onnx.name, float_path, int8_path)
     return {"fp32": float_path, "int8": int8_path}
