@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, ablation_recipe_note,
+from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, ablation_recipe_note, main,
                                                   provenance, record, render, select_rows, targets_markdown)
 
 META = {"command": "dgdehaze eval --dataset X", "commit": "abc1234", "started": "2026-11-25 12:00 UTC",
@@ -116,6 +116,11 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
     assert not (results / "broken.meta.json").exists()
     with pytest.raises(ValueError, match="leave it out"):
         record("x", ["--json", "y.json"], results)
+    (results / "stuck.meta.json").mkdir()  # the provenance cannot be written: the figures must not land alone
+    assert main(["record", "--results", str(results), "stuck", "--", "--dataset", str(pairs), "--method", "dcp"]) == 2
+    assert not (results / "stuck.json").exists()
+    assert sorted(p.name for p in results.iterdir()) == ["detected.json", "detected.meta.json", "stuck.meta.json",
+                                                         "tiny.json", "tiny.meta.json"]
 
 
 def test_the_committed_results_doc_is_what_its_json_gives():

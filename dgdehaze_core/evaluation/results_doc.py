@@ -530,9 +530,9 @@ def _shown(path: Path) -> str:
 
 
 def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> int:
-    """Run `dgdehaze eval EVAL_ARGS --json results_dir/NAME.json` and write NAME.meta.json; eval's exit code."""
+    """Run `dgdehaze eval EVAL_ARGS --json results_dir/NAME.json` and write NAME.meta.json; eval's exit code. The
+    figures land in NAME.json only after their provenance is in NAME.meta.json: never figures without it."""
     from dgdehaze_core.cli import main
-    from dgdehaze_core.training.trainer import source_commit
 
     if "--json" in eval_args:
         raise ValueError("record writes --json itself; leave it out of the eval arguments")
@@ -542,10 +542,24 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = os.getloadavg()[0]
     begin = time.perf_counter()
-    code = main(["eval", *eval_args, "--json", str(json_path)])
-    seconds = time.perf_counter() - begin
-    if code != 0:
-        return code
+    figures = results_dir / f".{name}.unrecorded.json"  # eval's own --json is written atomically
+    try:
+        code = main(["eval", *eval_args, "--json", str(figures)])
+        seconds = time.perf_counter() - begin
+        if code != 0:
+            return code
+        _write_meta(results_dir / f"{name}.meta.json", command, started, seconds, load_before, eval_args)
+        os.replace(figures, json_path)
+    finally:
+        figures.unlink(missing_ok=True)
+    LOG.info("recorded %s in %.0f s", name, seconds)
+    return 0
+
+
+def _write_meta(path: Path, command: list[str], started: str, seconds: float, load_before: float,
+                eval_args: list[str]) -> None:
+    from dgdehaze_core.training.trainer import source_commit
+
     data = [_shown(Path(folder)) for folder in _option_values(eval_args, "--dataset")]
     for option in ("--include", "--subset", "--limit"):
         data += [f"{option} {value}" for value in _option_values(eval_args, option)]
@@ -559,9 +573,7 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
     detector = detector_of(eval_args)
     if detector is not None:
         meta["detector"] = detector
-    atomic_write_text(results_dir / f"{name}.meta.json", json.dumps(meta, indent=2) + "\n")
-    LOG.info("recorded %s in %.0f s", name, seconds)
-    return 0
+    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -578,6 +590,14 @@ def main(argv: list[str] | None = None) -> int:
     render_parser.add_argument("--check", action="store_true", help="exit 1 if the doc is not what the JSON gives")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except (OSError, ValueError) as exc:  # an unwritable doc or results folder, a bad argument
+        print(f"results_doc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "record":
         eval_args = args.eval_args[1:] if args.eval_args[:1] == ["--"] else args.eval_args
         return record(args.name, eval_args, args.results)
