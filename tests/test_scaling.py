@@ -68,6 +68,30 @@ def test_with_one_worker_the_fleet_runs_one_bag_after_the_other(three_bags: list
     check_fleet(out, three_bags, "sequential")
 
 
+def test_a_fleet_killed_part_way_says_it_is_unfinished_and_runs_again_over_its_folder(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    first, long = tmp_path / "short", tmp_path / "long"
+    write_camera_bag(first, "mcap", demo_frames(2), "bgr8")
+    write_camera_bag(long, "mcap", demo_frames(40, (640, 360)), "bgr8")
+    out = tmp_path / "fleet"
+    command = [sys.executable, "-m", "dgdehaze_core.cli", "bag-eval", str(first), str(long), "--out", str(out),
+               "--method", "dcp", "--no-detection", "--image-topic", "/cam/image_raw", "--workers", "1",
+               "--no-progress"]
+    assert main(command[3:]) == 0  # an earlier, finished run
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(".part" in p.name for p in out.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first bag is being written again
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    assert json.loads((out / "fleet.json").read_text())["status"] == "running"
+    assert not (out / "index.html").exists(), "no earlier run's index beside this run's bag outputs"
+    assert main(command[3:]) == 0
+    assert json.loads((out / "fleet.json").read_text())["status"] == "done" and (out / "index.html").is_file()
+
+
 def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:
     bags = [tmp_path / "a" / "drive", tmp_path / "b" / "drive", tmp_path / "c.mcap", tmp_path / "all"]
     assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["drive", "drive-2", "c", "all-2"]

@@ -216,6 +216,11 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     out_dir = Path(out_dir)
     check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # until the run ends, the folder says it is unfinished: an interrupted run is neither mistaken for a finished
+    # one (an earlier run's index.html beside new bag outputs) nor refused as a folder of strangers' files
+    (out_dir / "index.html").unlink(missing_ok=True)
+    write_json(out_dir / "fleet.json", {"status": "running", "bags": len(jobs),
+                                        "per_bag": [str(job.input_bag) for job in jobs]})
     runner = choose_runner(ray_address, workers)
     began = time.perf_counter()
     outcomes: list[BagOutcome] = []
@@ -233,7 +238,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     wall = time.perf_counter() - began
     order = {job.input_bag: i for i, job in enumerate(jobs)}
     outcomes.sort(key=lambda o: order[o.input_bag])
-    summary = {"runner": runner.name, "ray_address": ray_address, "workers": workers, "wall_seconds": wall,
+    summary = {"status": "done", "runner": runner.name, "ray_address": ray_address, "workers": workers, "wall_seconds": wall,
                "bags": len(jobs), "failed": sum(not o.ok for o in outcomes),
                "bags_per_minute": 60.0 * len(jobs) / wall if wall > 0 else math.nan,
                "all": fleet_figures(outcomes), "per_bag": [asdict(o) for o in outcomes]}
