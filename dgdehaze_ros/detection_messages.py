@@ -1,11 +1,13 @@
-"""Detections as vision_msgs/Detection2DArray, each with the median depth inside its box.
+"""Detections as vision_msgs/Detection2DArray, each with the object's position in metres where it is known.
 
 Encoding (the same as `dgdehaze bag-eval` writes): one Detection2D per object with the input's header; its
 `bbox` is the box in pixels (center and size, theta 0); `results[0].hypothesis` holds the detector's numeric
 class id as `class_id` (a decimal string, as vision_msgs intends) and the confidence as `score`, and a
-vision_msgs/LabelInfo on a latched topic maps the ids to names (`label_info_msg`); `results[0].pose.pose.position.z` is the median of the valid depth
-values inside the box (metres from ~/depth when the node has a camera_height, else ~/depth_relative's units; NaN
-when the box holds no valid depth), x and y are 0 and the orientation is identity. vision_msgs comes from the ROS
+vision_msgs/LabelInfo on a latched topic maps the ids to names (`label_info_msg`). `results[0].pose.pose.position`
+is the object's position in the header's (optical) frame, in metres, as vision_msgs and REP-103 mean a pose: the
+box centre's ray at the median of ~/depth inside the box, when the fog gave the depth its scale; NaN (x, y and z)
+when it did not or the box holds no valid depth (a relative depth in a pose would read as metres). The orientation
+is identity and the covariance zero (unknown). vision_msgs comes from the ROS
 distribution, or from tools/build_vision_msgs.sh in the pip venv; where it is missing, `VISION_MSGS_AVAILABLE` is
 False and the node publishes no detections and no haze density.
 
@@ -35,12 +37,14 @@ LABEL_INFO_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliabilit
 """~/label_info is latched: a subscriber that joins later still gets the class map (subscribe with this QoS)."""
 
 
-def detections_to_msg(detections: Sequence[Detection], depths: Sequence[float], header: Header) -> "Detection2DArray":
-    """One Detection2DArray for one frame; `depths[i]` is the median depth of `detections[i]`."""
-    if len(detections) != len(depths):
-        raise ValueError(f"{len(detections)} detections but {len(depths)} depths")
+def detections_to_msg(detections: Sequence[Detection], positions: Sequence[tuple[float, float, float]],
+                      header: Header) -> "Detection2DArray":
+    """One Detection2DArray for one frame; `positions[i]` is the (x, y, z) of `detections[i]` in metres in the
+    optical frame, NaN where unknown (`FrameDetections.positions`)."""
+    if len(detections) != len(positions):
+        raise ValueError(f"{len(detections)} detections but {len(positions)} positions")
     out = Detection2DArray(header=header)
-    for detection, depth in zip(detections, depths):
+    for detection, position in zip(detections, positions):
         x1, y1, x2, y2 = detection.box
         item = Detection2D(header=header)
         item.bbox = BoundingBox2D(size_x=float(x2 - x1), size_y=float(y2 - y1))
@@ -48,7 +52,8 @@ def detections_to_msg(detections: Sequence[Detection], depths: Sequence[float], 
         item.bbox.center.position.y = (y1 + y2) / 2.0
         result = ObjectHypothesisWithPose(
             hypothesis=ObjectHypothesis(class_id=str(detection.class_id), score=float(detection.score)))
-        result.pose.pose.position.z = float(depth)
+        point = result.pose.pose.position
+        point.x, point.y, point.z = (float(value) for value in position)
         result.pose.pose.orientation.w = 1.0
         item.results = [result]
         item.id = "" if detection.track_id is None else str(detection.track_id)

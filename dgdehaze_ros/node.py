@@ -56,7 +56,7 @@ from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.frame_chain import FrameChain, detection_schedule
 from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import return_freed_memory
 from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
@@ -527,9 +527,11 @@ class DehazeNode(LifecycleNode):
         self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
-        detected = chain.detect(dehazed, self._fog.distance_map(chain, dehazed, reading))
+        metric = intrinsics_of(info, bgr.shape[:2]) if reading is not None and info is not None else None
+        detected = chain.detect(dehazed, self._fog.distance_map(chain, dehazed, reading), metric)
         if detected.fresh and "detections" in self._outputs:
-            self._outputs["detections"].publish(detections_to_msg(detected.detections, detected.depths, msg.header))
+            self._outputs["detections"].publish(detections_to_msg(detected.detections, detected.positions,
+                                                                  msg.header))
         debug = self._outputs.get("debug_image")
         if debug is not None and debug.get_subscription_count() > 0:
             drawn = draw_detections(result.image, detected.detections, detected.depths,

@@ -144,15 +144,19 @@ def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: p
     for detection in detections:
         assert names[int(detection.results[0].hypothesis.class_id)] in ("car", "truck", "bus", "train", "person")
         assert 0 <= detection.bbox.center.position.x <= 640 and 0 < detection.bbox.size_x <= 640
-        assert math.isnan(detection.results[0].pose.pose.position.z) or detection.results[0].pose.pose.position.z > 0
+        position = detection.results[0].pose.pose.position  # no mounting: no metres, so no position
+        assert all(math.isnan(value) for value in (position.x, position.y, position.z))
 
 
 def test_offline_with_a_camera_mounting_the_fog_is_measured_as_the_node_measures_it(tmp_path: Path) -> None:
     """The daytime demo drive with the mounting `make demo` gives the node: the visibility per frame, ~/depth in
     metres and ~/visibility in the output bag, and detections that carry metres."""
+    from dgdehaze_core.detection.detector import Detector
+
     bag, out = REPO_DIR / "data" / "demo" / "rural_fog_day", tmp_path / "eval"
     evaluation = evaluate_bag(bag, DEMO_TOPIC, out, camera_info_topic="/camera/camera_info", method="dcp",
-                              mounting=Mounting(height=1.3, pitch=0.0), max_frames=6, progress=False)
+                              mounting=Mounting(height=1.3, pitch=0.0), max_frames=6, detector=Detector(conf=0.1),
+                              progress=False)
     visibility = [r.visibility_m for r in evaluation.records]
     assert sum(math.isfinite(v) for v in visibility) >= 5
     assert all(10.0 < v < 200.0 for v in visibility if math.isfinite(v)), visibility  # fog, not a clear road
@@ -164,6 +168,17 @@ def test_offline_with_a_camera_mounting_the_fog_is_measured_as_the_node_measures
     assert depth_msg.encoding == "32FC1" and np.nanmedian(depth) > 1.0  # metres on the road ahead
     summary = json.loads((out / "summary.json").read_text())
     assert summary["per_frame"]["visibility_m"] == pytest.approx(visibility, nan_ok=True)
+    (_, info), *_ = topics["/dgdehaze/camera_info"]
+    fx, _, ox, _, fy, oy = info.k[:6]
+    located = 0
+    for (_, array), record in zip(topics["/dgdehaze/detections"], evaluation.records):
+        for detection, z in zip(array.detections, record.detection_depths):  # metres: the box centre's ray at z
+            cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
+            position = detection.results[0].pose.pose.position
+            assert (position.x, position.y, position.z) == pytest.approx(
+                ((cx - ox) / fx * z, (cy - oy) / fy * z, z), rel=1e-4, abs=1e-6, nan_ok=True)
+            located += math.isfinite(position.z)
+    assert located > 0, "no detection got a position in metres"
 
 
 def broken_bags(tmp_path: Path) -> dict[str, tuple[Path, list[str], str]]:

@@ -173,20 +173,24 @@ def test_detections_carry_the_median_metric_depth_of_their_box(node: DehazeNode,
             "the detector never loaded"
         frame = hazy_test_frame(640, 480)  # a KITTI road with cars under haze
         msg = bgr8_to_image(frame, "bgr8", stamped_header(304))
-        out = outputs_for(probe, msg, ("depth", "detections"), timeout=60.0)
+        out = outputs_for(probe, msg, ("depth", "detections", "camera_info"), timeout=60.0)
     finally:
         assert node.set_parameters([Parameter("detection_enabled", value=False)])[0].successful
     metres = image_to_array(out["depth"])
+    fx, _, ox, _, fy, oy = out["camera_info"].k[:6]
     detections = out["detections"].detections
     assert detections, "YOLO found nothing on a KITTI road scene"
-    for detection in detections:
+    for detection in detections:  # the object's position in metres in the optical frame (vision_msgs, REP-103)
         cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
         w, h = detection.bbox.size_x, detection.bbox.size_y
         box = metres[max(0, math.floor(cy - h / 2)):math.ceil(cy + h / 2),
                      max(0, math.floor(cx - w / 2)):math.ceil(cx + w / 2)]
-        expected = float(np.nanmedian(box)) if np.isfinite(box).any() else math.nan
-        assert detection.results[0].pose.pose.position.z == pytest.approx(expected, rel=1e-4, nan_ok=True)
+        z = float(np.nanmedian(box)) if np.isfinite(box).any() else math.nan
+        position = detection.results[0].pose.pose.position
+        assert (position.x, position.y, position.z) == pytest.approx(
+            ((cx - ox) / fx * z, (cy - oy) / fy * z, z), rel=1e-4, abs=1e-6, nan_ok=True)
     assert any(math.isfinite(d.results[0].pose.pose.position.z) for d in detections), "no box has a metric depth"
+    assert any(abs(d.results[0].pose.pose.position.x) > 0.1 for d in detections), "objects off the optical axis"
 
 
 def test_camera_info_of_another_resolution_is_scaled_to_the_frame() -> None:

@@ -150,17 +150,17 @@ class FrameProcessor:
 
 
 def detections_msg(writer: BagWriter, header: Any, detections: Sequence[Detection],
-                   depths: Sequence[float]) -> Any:
-    """vision_msgs/Detection2DArray: one Detection2D per object, the numeric class id as class_id (names in
-    `label_info_msg`), the box in pixels and the
-    median depth in the box as the hypothesis pose's z (NaN where the box has no valid depth)."""
+                   positions: Sequence[tuple[float, float, float]]) -> Any:
+    """vision_msgs/Detection2DArray as the node publishes it (`dgdehaze_ros.detection_messages`): one Detection2D
+    per object, the numeric class id as class_id (names in `label_info_msg`), the box in pixels and the object's
+    position in metres in the optical frame as the hypothesis pose (NaN where unknown)."""
     types = writer.types
     out = []
-    for detection, depth in zip(detections, depths):
+    for detection, (x, y, z) in zip(detections, positions):
         x1, y1, x2, y2 = detection.box
         pose = types["geometry_msgs/msg/PoseWithCovariance"](
             pose=types["geometry_msgs/msg/Pose"](
-                position=types["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=float(depth)),
+                position=types["geometry_msgs/msg/Point"](x=float(x), y=float(y), z=float(z)),
                 orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
             covariance=np.zeros(36, np.float64))
         hypothesis = types["vision_msgs/msg/ObjectHypothesisWithPose"](
@@ -200,7 +200,7 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
                      writer.range_msg(header, output.fog.visibility, fog.max_visibility,
                                       field_of_view(frame.camera_info)))
     writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
-                 detections_msg(writer, header, record.dehazed_detections, record.detection_depths))
+                 detections_msg(writer, header, record.dehazed_detections, output.detected.positions))
     writer.write(f"{prefix}/haze_density", HAZE_TYPE, frame.log_time_ns,
                  writer.haze_msg(header, record.haze_density_hazy))
     if frame.camera_info is not None:

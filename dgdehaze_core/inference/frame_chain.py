@@ -12,6 +12,7 @@ scale, NaN where a mounting is set but no fog was measured, and the network's re
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -40,13 +41,15 @@ class FrameDetections:
 
     fresh: the detector ran on this frame; otherwise the detections are its last run's, `age` frames old (and
     none without a detector). depths: the median of the depth map in each box, in that map's units, NaN where
-    the box holds no valid depth."""
+    the box holds no valid depth. positions: each object's position in metres in the camera's optical frame (the
+    box centre's ray at its median depth) when the depth is metric, else NaN."""
 
     detections: list[Detection]
     fresh: bool
     age: int
     depths: list[float]
     detect_ms: float
+    positions: list[tuple[float, float, float]]
 
 
 @dataclass
@@ -68,7 +71,8 @@ class FrameOutput:
         return self.dehazed.dehaze_ms + self.detected.detect_ms
 
 
-NO_DETECTIONS = FrameDetections([], False, 0, [], 0.0)
+NO_DETECTIONS = FrameDetections([], False, 0, [], 0.0, [])
+UNKNOWN_POSITION = (math.nan, math.nan, math.nan)
 
 
 def detection_schedule(detector: Detector, interval: int = 1, detection_input: str = "dehazed",
@@ -121,19 +125,25 @@ class FrameChain:
             return dehazed.result.depth
         return np.full(dehazed.result.depth.shape, np.nan, np.float32)
 
-    def detect(self, dehazed: DehazedFrame, depth: np.ndarray | None = None) -> FrameDetections:
+    def detect(self, dehazed: DehazedFrame, depth: np.ndarray | None = None,
+               metric: Intrinsics | None = None) -> FrameDetections:
         """Detections for the frame (fresh or carried over by the schedule) and the median of `depth` (default:
-        the pipeline's relative depth) in each box."""
+        the pipeline's relative depth) in each box; with `metric`, the frame's intrinsics when `depth` is in
+        metres, each object's position too."""
         if self.schedule is None:
             return NO_DETECTIONS
         begin = time.perf_counter()
         scheduled = self.schedule(dehazed.result.image, dehazed.frame)
         depth = dehazed.result.depth if depth is None else depth
         depths = [median_depth(d, depth) for d in scheduled.detections]
+        positions = [UNKNOWN_POSITION if metric is None else
+                     metric.point_at((d.box[0] + d.box[2]) / 2.0, (d.box[1] + d.box[3]) / 2.0, z)
+                     for d, z in zip(scheduled.detections, depths)]
         return FrameDetections(scheduled.detections, scheduled.fresh, scheduled.age, depths,
-                               (time.perf_counter() - begin) * 1000.0)
+                               (time.perf_counter() - begin) * 1000.0, positions)
 
     def __call__(self, frame: np.ndarray, intrinsics: Intrinsics | None = None, stamp_s: float = 0.0) -> FrameOutput:
         dehazed = self.dehaze(frame)
         reading = self.measure_fog(dehazed, intrinsics, stamp_s)
-        return FrameOutput(dehazed, self.detect(dehazed, self.distance_map(dehazed, reading)), reading)
+        detected = self.detect(dehazed, self.distance_map(dehazed, reading), intrinsics if reading is not None else None)
+        return FrameOutput(dehazed, detected, reading)

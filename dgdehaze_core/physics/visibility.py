@@ -71,6 +71,11 @@ class Intrinsics:
             raise ValueError(f"camera intrinsics must be finite, got fx {k[0]}, fy {k[4]}, cx {k[2]}, cy {k[5]}")
         return intrinsics
 
+    def point_at(self, u: float, v: float, depth: float) -> tuple[float, float, float]:
+        """The point seen at pixel (u, v) at `depth` along the optical axis: (x, y, z) in the camera's optical
+        frame (REP-103: x right, y down, z forward), in `depth`'s units; NaN where `depth` is."""
+        return ((u - self.cx) / self.fx * depth, (v - self.cy) / self.fy * depth, depth)
+
 
 def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics | None:
     """A sensor_msgs/CameraInfo's intrinsics (any message with its `k`, `width` and `height`: rclpy's or a bag
