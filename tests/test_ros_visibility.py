@@ -16,8 +16,8 @@ from sensor_msgs.msg import Image, Range  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
-from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, ground_range,  # noqa: E402
-                                              intrinsics_of, ray_norms)
+from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, field_of_view,  # noqa: E402
+                                              ground_range, intrinsics_of, ray_norms)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable  # noqa: E402
@@ -205,8 +205,13 @@ def test_camera_info_with_a_region_of_interest_and_binning_describes_that_image(
     info = camera_info(640, 480)  # calibrated at 640x480: f 500, centre (320, 240)
     info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 0, 240, 640, 240  # the lower half
     assert intrinsics_of(info, (240, 640)) == Intrinsics(500.0, 500.0, 320.0, 0.0)
+    full_width = 2 * math.atan(640 / (2 * 500.0))
+    assert field_of_view(info) == pytest.approx(full_width)  # the lower half spans the calibration's width
     info.binning_x = info.binning_y = 2  # the lower half, binned 2x2: a 320x120 image
     assert intrinsics_of(info, (120, 320)) == Intrinsics(250.0, 250.0, 160.0, 0.0)
+    assert field_of_view(info) == pytest.approx(full_width), "binning changes no angle (rviz's cone)"
+    info.roi.x_offset, info.roi.width = 160, 320  # the centre half of the width, binned
+    assert field_of_view(info) == pytest.approx(2 * math.atan(320 / (2 * 500.0)))
 
 
 @pytest.mark.skipif(TF_AVAILABLE, reason="tf2_ros is installed: base_frame is accepted")

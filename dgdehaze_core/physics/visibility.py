@@ -86,12 +86,10 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
         intrinsics = Intrinsics.from_k(info.k)
     except ValueError:
         return None
-    binning_x, binning_y = (max(int(getattr(info, name, 0) or 0), 1) for name in ("binning_x", "binning_y"))
+    binning_x, binning_y = _binning(info)
     roi = getattr(info, "roi", None)
-    cropped = roi is not None and roi.width > 0 and roi.height > 0
-    left, top = (roi.x_offset, roi.y_offset) if cropped else (0, 0)
-    width = (roi.width if cropped else info.width) // binning_x
-    height = (roi.height if cropped else info.height) // binning_y
+    left, top = (roi.x_offset, roi.y_offset) if _cropped(info) else (0, 0)
+    width, height = _described_size(info)
     intrinsics = Intrinsics(intrinsics.fx / binning_x, intrinsics.fy / binning_y, (intrinsics.cx - left) / binning_x,
                             (intrinsics.cy - top) / binning_y)
     if shape is None or not (width and height) or (height, width) == tuple(shape):
@@ -101,10 +99,28 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
 
 
 
+def _binning(info: Any) -> tuple[int, int]:
+    return tuple(max(int(getattr(info, name, 0) or 0), 1) for name in ("binning_x", "binning_y"))  # type: ignore
+
+
+def _cropped(info: Any) -> bool:
+    roi = getattr(info, "roi", None)
+    return roi is not None and roi.width > 0 and roi.height > 0
+
+
+def _described_size(info: Any) -> tuple[int, int]:
+    """(width, height) of the image a CameraInfo describes: its region of interest, binned (REP-104)."""
+    binning_x, binning_y = _binning(info)
+    width, height = (info.roi.width, info.roi.height) if _cropped(info) else (info.width, info.height)
+    return width // binning_x, height // binning_y
+
+
 def field_of_view(info: Any) -> float:
-    """The horizontal field of view (rad) of a CameraInfo's K and width; 0 when unknown."""
+    """The horizontal field of view (rad) of the image a CameraInfo describes (its region of interest and binning
+    applied, as `intrinsics_of`); 0 when unknown."""
     intrinsics = intrinsics_of(info) if info is not None else None
-    return 2.0 * math.atan(info.width / (2.0 * intrinsics.fx)) if intrinsics is not None and info.width else 0.0
+    width = _described_size(info)[0] if intrinsics is not None else 0
+    return 2.0 * math.atan(width / (2.0 * intrinsics.fx)) if width else 0.0
 
 
 @dataclass(frozen=True)
