@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import posixpath
 import sys
 import threading
 import time
@@ -193,8 +194,8 @@ class DehazeNode(LifecycleNode):
                                             message_lost=self._on_message_lost)
         # camera_info first: rclpy's executor takes ready subscriptions in creation order, so a camera_info that
         # arrives with its frame is stored before the frame is queued
-        info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, self._input_qos(),
-                                            qos_overriding_options=OVERRIDABLE)
+        info_sub = self.create_subscription(CameraInfo, self._camera_info_topic(), self._on_camera_info,
+                                            self._input_qos(), qos_overriding_options=OVERRIDABLE)
         self._awaited_camera_info = False
         if self._settings["input_transport"] == "compressed":
             image_sub = self.create_subscription(CompressedImage, self._compressed_topic(), self._image_callback(),
@@ -221,10 +222,18 @@ class DehazeNode(LifecycleNode):
 
     def _compressed_topic(self) -> str:
         """image_transport's naming: `<image as remapped>/compressed`, unless `image/compressed` is remapped itself."""
-        explicit = self.resolve_topic_name("image/compressed")
-        if explicit != self.resolve_topic_name("image/compressed", only_expand=True):
-            return explicit
-        return f"{self.resolve_topic_name('image')}/compressed"
+        return self._beside_image("image/compressed", f"{self.resolve_topic_name('image')}/compressed")
+
+    def _camera_info_topic(self) -> str:
+        """image_transport's CameraSubscriber naming: `camera_info` in the namespace of the image as remapped
+        (`-r image:=/front/image_raw` reads /front/camera_info), unless `camera_info` is remapped itself."""
+        return self._beside_image("camera_info", posixpath.join(posixpath.dirname(self.resolve_topic_name("image")),
+                                                                 "camera_info"))
+
+    def _beside_image(self, name: str, derived: str) -> str:
+        """The topic `name` as remapped when a remapping names it, else `derived` from the image topic."""
+        explicit = self.resolve_topic_name(name)
+        return explicit if explicit != self.resolve_topic_name(name, only_expand=True) else derived
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for subscription in self._inputs:

@@ -61,6 +61,7 @@ def _use_sim_time(context: LaunchContext) -> dict[str, bool]:
 def _launch_setup(context: LaunchContext) -> list[LifecycleNode]:
     image = LaunchConfiguration("image").perform(context).strip()
     image_topic = image.removesuffix("/compressed")  # image_transport naming: <topic> and <topic>/compressed
+    camera_info = LaunchConfiguration("camera_info").perform(context).strip()  # empty: the node reads the one
     node = LifecycleNode(
         package=PACKAGE,
         executable="dgdehaze_node",
@@ -72,7 +73,7 @@ def _launch_setup(context: LaunchContext) -> list[LifecycleNode]:
         remappings=[
             ("image", image_topic),
             ("image/compressed", f"{image_topic}/compressed"),
-            ("camera_info", LaunchConfiguration("camera_info")),
+            *([("camera_info", camera_info)] if camera_info else []),
         ],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
     )
@@ -87,8 +88,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
                               description="input image topic; with input_transport:=compressed the node "
                                           "subscribes to <image>/compressed (either name may be given)"),
-        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
-                              description="input sensor_msgs/CameraInfo topic"),
+        DeclareLaunchArgument("camera_info", default_value="",
+                              description="input sensor_msgs/CameraInfo topic (empty: camera_info beside the "
+                                          "image topic, as image_transport's CameraSubscriber reads it)"),
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="YAML file with the node's parameters (under `/**: ros__parameters:`)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),

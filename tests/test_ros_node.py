@@ -662,6 +662,9 @@ def test_qos_overrides_apply_and_the_compressed_input_follows_the_image_remap(se
         (subscription,) = node.get_subscriptions_info_by_topic("/front/image_raw/compressed")
         assert subscription.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
         assert not node.get_subscriptions_info_by_topic("/image/compressed")
+        # and CameraSubscriber's: camera_info beside the remapped image, not /camera_info
+        assert node.get_subscriptions_info_by_topic("/front/camera_info")
+        assert not node.get_subscriptions_info_by_topic("/camera_info")
         (dehazed,) = node.get_publishers_info_by_topic("/qos_dgdehaze/image_dehazed")
         (depth,) = node.get_publishers_info_by_topic("/qos_dgdehaze/depth_relative")
         assert dehazed.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
