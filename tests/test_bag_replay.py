@@ -77,3 +77,38 @@ def test_a_started_node_gets_the_detector_of_the_hazy_row_unless_a_node_param_sa
     args = Namespace(node_param=[], imgsz=640, detector_precision="auto", conf=0.3, detector="/models/yolo.engine")
     assert node_detector_params(args) == ["imgsz:=640", "detector_precision:=auto", "threshold:=0.3",
                                           "detector_weights:=/models/yolo.engine"]
+
+
+def test_the_plan_waits_only_for_what_the_node_publishes_for_each_frame() -> None:
+    from dgdehaze_ros.tools.node_outputs import OutputPlan
+
+    offered = ["image_dehazed", "depth_relative", "detections", "haze_density", "visibility", "camera_info"]
+    started = OutputPlan.from_parameters({"detection_interval": 3, "camera_height": 0.0}, offered, True, True)
+    assert [("detections" in started.required(n)) for n in range(7)] == [True, False, False, True, False, False, True]
+    assert started.optional(1) == ["camera_info", "haze_density"], "no mounting: no ~/visibility to wait for"
+    attached = OutputPlan.from_parameters({"detection_interval": 3, "camera_height": 1.4}, offered, False, False)
+    assert "detections" not in attached.required(0) and "detections" in attached.optional(0), "count unknown"
+    assert attached.optional(0) == ["haze_density", "visibility", "detections"]
+    quiet = OutputPlan.from_parameters({"detection_enabled": False, "publish_depth": False}, offered, True, True)
+    assert quiet.required(0) == ["image_dehazed"] and "detections" not in quiet.optional(0)
+    assert OutputPlan.from_parameters({}, offered, True, False).required(5) == [
+        "image_dehazed", "depth_relative", "detections"], "without an answer: the node's defaults"
+    assert OutputPlan.from_parameters({}, offered[:2], True, False).required(0) == offered[:2]  # no vision_msgs
+    assert "detections" not in started.without_detections().required(0)
+
+
+@pytest.mark.slow
+def test_frames_between_detections_are_not_held_back_waiting_for_detections(tmp_path: Path) -> None:
+    import time
+
+    pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
+    stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(4, (320, 180)), "bgr8", with_info=False)
+    out = tmp_path / "eval"
+    began = time.monotonic()
+    code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--node", "--method", "dcp",
+                 "--out", str(out), "--node-param", "detection_interval:=2", "--no-progress", "--timeout", "30"])
+    took = time.monotonic() - began
+    assert code == 0
+    detected = [t for t, _ in read_all(out / "bag")["/dgdehaze/detections"]]
+    assert detected == stamps[1::2], "the node detects on its frames 0 (the warm-up), 2, 4: the bag's 1 and 3"
+    assert took < 55, f"{took:.0f} s: the frames without detections each waited out the 30 s timeout"

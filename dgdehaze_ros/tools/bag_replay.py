@@ -46,6 +46,7 @@ from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
+from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
 
 LOG = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def _node_command(node_name: str, image_topic: str, compressed: bool, camera_inf
 
 
 class _Recorder:
-    """Subscriptions to the node's outputs; keeps each message as received (CDR bytes) with its receive time."""
+    """Subscriptions to the node's outputs; keeps each message as received (CDR bytes) with its receive time, until
+    the next frame goes out (`forget`)."""
 
     def __init__(self, node: Any, node_name: str) -> None:
         self.received: dict[str, list[tuple[float, bytes]]] = {name: [] for name in OUTPUTS}
@@ -111,6 +113,11 @@ class _Recorder:
 
     def _store(self, name: str, raw: bytes) -> None:
         self.received[name].append((time.perf_counter(), bytes(raw)))
+
+    def forget(self) -> None:
+        """Drop what was received so far (a replay of an hour-long bag would keep every output otherwise)."""
+        for messages in self.received.values():
+            messages.clear()
 
     def connected(self) -> list[str]:
         return [name for name, sub in self.subscriptions.items() if sub.get_publisher_count() > 0]
@@ -173,10 +180,13 @@ class NodeReplay:
             + ("" if process is not None else "; is it running and activated "
                f"(ros2 lifecycle set /{self.node_name} activate)?") + _log_tail(log_path))
 
-    def expected_outputs(self) -> list[str]:
-        """The stamped outputs to wait for per frame: those the node publishes (it may disable depth/detections)."""
-        return [name for name in ("image_dehazed", "depth_relative", "detections", "camera_info")
-                if name in self.recorder.connected() and (name != "camera_info" or self.info_pub is not None)]
+    def output_plan(self, started_here: bool, timeout: float) -> OutputPlan:
+        """Which outputs each frame gets, from the node's parameters (read once it is active)."""
+        values = read_parameters(self.node, f"/{self.node_name}", self.spin, timeout)
+        if not values:
+            LOG.warning("node /%s did not answer its parameter services: waiting for its default outputs",
+                        self.node_name)
+        return OutputPlan.from_parameters(values, self.recorder.connected(), started_here, self.info_pub is not None)
 
 
 def _log_tail(path: Path | None, lines: int = 15) -> str:
@@ -265,7 +275,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
                     output_bag="bag", input_bits=source.input_bits)
                 with BagWriter(tmp / "bag", storage or source.storage) as writer:
-                    _run(source, replay, writer, evaluation, detector, count, timeout, progress)
+                    _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
             finally:
                 replay.close()
                 if process is not None:
@@ -288,11 +298,13 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,
-         detector: Detector | None, count: int, timeout: float, progress: bool) -> None:
+         detector: Detector | None, count: int, timeout: float, progress: bool, started_here: bool) -> None:
     store = writer.store
-    expected = replay.expected_outputs()
-    LOG.info("waiting per frame for: %s", ", ".join(expected))
-    _warm_up(source, replay, store, evaluation, detector, expected, timeout)
+    plan = replay.output_plan(started_here, timeout)
+    LOG.info("waiting per frame for: %s (%s as well when they come)", ", ".join(plan.required(0)),
+             ", ".join(plan.optional(0)) or "nothing")
+    plan = _warm_up(source, replay, store, evaluation, detector, plan, timeout)
+    sent = 1  # the node's frames since activation: the warm-up was its first
     keep = sample_indices(count)
     bar = tqdm(total=count, desc="bag-eval (node)", unit="frame", disable=not progress)
     index = 0
@@ -312,7 +324,9 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                 bar.update()
                 continue
             stamp = stamp_ns(msg.header)
-            outputs = _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp, expected, timeout)
+            outputs = _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp, plan.required(sent),
+                                plan.optional(sent), timeout)
+            sent += 1
             if outputs is None:
                 evaluation.skipped.append(f"frame {index} at {log_time} ns: no output from the node within "
                                           f"{timeout:.1f} s")
@@ -329,9 +343,10 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
 
 
 def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagEvaluation,
-             detector: Detector | None, expected: list[str], timeout: float) -> None:
+             detector: Detector | None, plan: OutputPlan, timeout: float) -> OutputPlan:
     """Send the first decodable frame once, unrecorded, so that model warm-up in the node and in the local
-    detector stays out of the latency figures."""
+    detector stays out of the latency figures; the plan, without detections when the node sent none for it (its
+    detector did not load)."""
     for connection, _, raw in source.raw_messages():
         if connection.topic != evaluation.image_topic:
             continue
@@ -341,25 +356,29 @@ def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagE
         except ImageError:
             continue
         timed_detect(detector, hazy)
-        if _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp_ns(msg.header), expected,
-                     max(timeout, 30.0)) is None:
+        found = _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp_ns(msg.header),
+                          plan.required(0), plan.optional(0), max(timeout, 30.0))
+        if found is None:
             raise NodeReplayError(f"node /{replay.node_name} did not answer the warm-up frame")
-        return
+        if "detections" in plan.required(0) and "detections" not in found:
+            LOG.warning("node /%s published no detections for the warm-up frame (is its detector loaded?): not "
+                        "waiting for them", replay.node_name)
+            return plan.without_detections()
+        return plan
+    return plan
 
 
-def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, expected: list[str],
-              timeout: float) -> dict[str, Any] | None:
+def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, required: list[str],
+              optional: list[str], timeout: float) -> dict[str, Any] | None:
     """Publish one frame and collect the node's outputs for it: {output: (receive time, raw)} plus "_sent" and
     "_labels" (the latched ~/label_info, or None).
 
-    Waits up to `timeout` for the stamped outputs in `expected` (camera_info aside), then a moment more for
-    camera_info (relayed only once the node has one) and haze_density; each is matched by its header stamp. None
-    when not even the dehazed image came.
+    Waits up to `timeout` for the outputs in `required`, then a moment more for those in `optional` (camera_info
+    is relayed only once the node has one); each is matched by its header stamp. None when not even the dehazed
+    image came.
     """
+    replay.recorder.forget()
     received = replay.recorder.received
-    marks = {name: len(received[name]) for name in received}
-    required = [name for name in expected if name != "camera_info"]
-    optional = [name for name in ("camera_info", "haze_density", "visibility") if name in replay.recorder.connected()]
     sent = time.perf_counter()
     replay.image_pub.publish(frame_msg)
     deadline = time.monotonic() + timeout
@@ -370,7 +389,7 @@ def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, expect
         for name in [*required, *optional]:
             if name in found:
                 continue
-            for arrival, raw in received[name][marks[name]:]:
+            for arrival, raw in received[name]:
                 if _stamp_of(store, raw, OUTPUTS[name][1]) == stamp:
                     found[name] = (arrival, raw)
                     break
