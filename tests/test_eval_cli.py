@@ -150,7 +150,7 @@ def test_subset_rows_beside_the_whole_set_and_include(sots_pairs: Path, tmp_path
 def test_a_method_dehazes_each_distinct_frame_once():
     import numpy as np
 
-    from dgdehaze_core.evaluation.methods import Method, MethodSpec
+    from dgdehaze_core.evaluation.methods import CACHED_BYTES, Method, MethodSpec
 
     calls = []
     reference = Method(MethodSpec("hazy", "hazy"), None)
@@ -164,6 +164,12 @@ def test_a_method_dehazes_each_distinct_frame_once():
     assert method.dehaze(first) is method.dehaze(first.copy())
     method.dehaze(second)
     assert len(calls) == 2
+    photo = np.zeros((3000, 4000, 3), np.uint8)  # 12 megapixels: one result holds about 130 MB
+    kept = [method.dehaze(photo + i) for i in range(4)]
+    assert CACHED_BYTES < sum(r.image.nbytes + r.depth.nbytes + r.transmission.nbytes for r in kept)
+    assert len(calls) == 6 and method.dehaze(photo + 3) is kept[3], "the newest result stays"
+    method.dehaze(photo)
+    assert len(calls) == 7, "the oldest went, rather than holding gigabytes"
 
 
 def test_the_jpeg_reference_is_a_close_copy_of_the_clear_image(sots_pairs: Path):

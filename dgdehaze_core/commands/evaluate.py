@@ -20,7 +20,8 @@ the images whose file name matches one of its globs (a pair by its hazy image, a
 DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
-run (each image is dehazed once; a set with no matching image gets no subset rows, with a warning):
+run (an image is dehazed once while a method's last 256 MB of results hold it; a set with no matching image
+gets no subset rows, with a warning):
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --subset held-out='143?_*,144?_*'
 A glob `@FILE:PART` stands for the file names of one part of a split file (data/splits/), e.g. the DAWN fog photos
 that only judge:

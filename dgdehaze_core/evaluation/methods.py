@@ -41,8 +41,10 @@ CLEAR_SOURCES = (CLEAR, CLEAR_JPEG)
 REFERENCE_SOURCES = (HAZY, *CLEAR_SOURCES)
 FUSE_SUFFIX = "+hazy"
 CONTRAST_SUFFIX = "+clahe"
-CACHED_FRAMES = 64
-"""Results a method keeps (by frame content), so measures run together over one set dehaze each image once."""
+CACHED_BYTES = 256 * 2**20
+"""Memory a method's kept results may take (by frame content, newest first), so that measures and subsets run
+together over a set dehaze each of its images once while they fit; 12-megapixel photos would otherwise keep
+gigabytes."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Method:
     spec: MethodSpec
     run: Callable[[np.ndarray], DehazeResult] | None
     _results: OrderedDict[bytes, DehazeResult] = field(default_factory=OrderedDict, repr=False)
+    _cached_bytes: int = field(default=0, repr=False)
 
     @property
     def name(self) -> str:
@@ -92,7 +95,7 @@ class Method:
     def dehaze(self, hazy: np.ndarray) -> DehazeResult:
         """The method's result on `hazy`; `hazy` returns the input unchanged (depth all NaN).
 
-        The results of the last CACHED_FRAMES distinct frames are reused (callers must not modify them).
+        The results of the latest distinct frames, up to CACHED_BYTES, are reused (callers must not modify them).
         """
         if self.run is not None:
             key = _frame_key(hazy)
@@ -100,8 +103,9 @@ class Method:
             if result is None:
                 result = self.run(hazy)
                 self._results[key] = result
-                if len(self._results) > CACHED_FRAMES:
-                    self._results.popitem(last=False)
+                self._cached_bytes += _result_bytes(result)
+                while self._cached_bytes > CACHED_BYTES and len(self._results) > 1:
+                    self._cached_bytes -= _result_bytes(self._results.popitem(last=False)[1])
             else:
                 self._results.move_to_end(key)
             return result
@@ -119,6 +123,10 @@ def jpeg_copy(image: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
     if not ok:
         raise ValueError(f"OpenCV could not encode a {image.shape} {image.dtype} image as JPEG")
     return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+
+
+def _result_bytes(result: DehazeResult) -> int:
+    return sum(array.nbytes for array in (result.image, result.depth, result.transmission))
 
 
 def _frame_key(frame: np.ndarray) -> bytes:
