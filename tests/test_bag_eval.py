@@ -81,6 +81,7 @@ def test_report_names_every_figure_and_summary_matches(tmp_path: Path) -> None:
     assert set(summary["figures"]) == {"hazy", "dehazed"}
     assert summary["figures"]["dehazed"]["haze_density"] < summary["figures"]["hazy"]["haze_density"]
     assert summary["per_frame"]["stamp_ns"] == [r.stamp_ns for r in evaluation.records]
+    assert len(read_all(out / "bag")["/dgdehaze/camera_info"]) == 3, "the bag's only camera_info, relayed unasked"
 
 
 def test_the_reports_time_runs_by_recording_time_where_header_stamps_run_backwards(tmp_path: Path) -> None:

@@ -98,17 +98,20 @@ def test_the_plan_waits_only_for_what_the_node_publishes_for_each_frame() -> Non
 
 
 @pytest.mark.slow
-def test_frames_between_detections_are_not_held_back_waiting_for_detections(tmp_path: Path) -> None:
+def test_frames_between_detections_are_not_held_back_and_the_bags_camera_info_reaches_the_node(
+        tmp_path: Path) -> None:
     import time
 
     pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
-    stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(4, (320, 180)), "bgr8", with_info=False)
+    stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(4, (320, 180)), "bgr8")
     out = tmp_path / "eval"
     began = time.monotonic()
     code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--node", "--method", "dcp",
                  "--out", str(out), "--node-param", "detection_interval:=2", "--no-progress", "--timeout", "30"])
     took = time.monotonic() - began
     assert code == 0
-    detected = [t for t, _ in read_all(out / "bag")["/dgdehaze/detections"]]
+    recorded = read_all(out / "bag")
+    detected = [t for t, _ in recorded["/dgdehaze/detections"]]
     assert detected == stamps[1::2], "the node detects on its frames 0 (the warm-up), 2, 4: the bag's 1 and 3"
+    assert [t for t, _ in recorded["/dgdehaze/camera_info"]] == stamps, "no --camera-info-topic: the bag's only one"
     assert took < 55, f"{took:.0f} s: the frames without detections each waited out the 30 s timeout"

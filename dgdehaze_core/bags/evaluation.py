@@ -96,11 +96,12 @@ def _load_as_the_node_does(method: str) -> DehazePipeline:
     return load_pipeline(method) if method == FALLBACK_METHOD else load_pipeline(method, backend="auto")
 
 
-def open_pipeline(method: str | None, default: str) -> DehazePipeline:
-    """The pipeline for `method`; when no method was asked for and the default's weights are missing or do not
-    load, fall back to DCP and say so (an explicit method that fails is an error)."""
+def open_pipeline(method: str | None, default: str | None = None) -> DehazePipeline:
+    """The pipeline for `method`; without one, `default` (None: the node's, `node_default_method`), and when its
+    weights are missing or do not load, DCP, saying so (an explicit method that fails is an error)."""
     if method:
         return _load_as_the_node_does(method)
+    default = default or node_default_method()
     try:
         return _load_as_the_node_does(default)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -250,11 +251,11 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     check_output_folder(out_dir, [input_bag])
     with BagSource(input_bag, input_bits) as source:
         source.check_output_namespace(output_prefix, "give --output-prefix another namespace")
-        if mounting is not None and camera_info_topic is None:  # the fog is measured with the camera's intrinsics
-            camera_info_topic = source.only_topic((CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic")
+        if camera_info_topic is None:  # relayed as the node relays it; the fog is measured with its intrinsics
+            camera_info_topic = source.camera_info_for_frames(required=mounting is not None)
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
-        pipeline = open_pipeline(method, default_method or node_default_method())
+        pipeline = open_pipeline(method, default_method)
         evaluation = BagEvaluation(
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,

@@ -179,6 +179,18 @@ class BagSource:
                            f"{': ' + ', '.join(found) if found else ''} (all topics: {', '.join(sorted(topics))})")
         return found[0]
 
+    def camera_info_for_frames(self, required: bool) -> str | None:
+        """The CameraInfo topic to take when none was named: the bag's only one; None when it has none or several
+        and nothing needs one (several: said once), else (`required`: a camera mounting needs the intrinsics)
+        BagError saying to pass --camera-info-topic."""
+        found = sorted(t for t, (kind, _) in self.topics().items() if kind == CAMERA_INFO_TYPE)
+        if len(found) == 1 or required:
+            return self.only_topic((CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic")
+        if found:
+            LOG.warning("bag %s has %d camera info topics (%s): none goes with the frames; pass --camera-info-topic",
+                        self.path, len(found), ", ".join(found))
+        return None
+
     def check_output_namespace(self, prefix: str, remedy: str) -> None:
         """BagError when the bag already holds topics under `prefix`, where an evaluation writes its outputs (a bag
         recorded beside a running node holds its outputs): the two would be mixed on one topic."""
@@ -275,10 +287,10 @@ def pick_image_topic(bag: Path) -> str:
         return source.only_topic(FRAME_TYPES, "image", "--image-topic")
 
 
-def pick_camera_info_topic(bag: Path) -> str:
-    """The bag's only CameraInfo topic; a clear error when there are none or several."""
+def pick_camera_info_topic(bag: Path, required: bool = True) -> str | None:
+    """`BagSource.camera_info_for_frames` of the bag at `bag`."""
     with BagSource(bag) as source:
-        return source.only_topic((CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic")
+        return source.camera_info_for_frames(required)
 
 
 # --- writing ------------------------------------------------------------------------------------------------------

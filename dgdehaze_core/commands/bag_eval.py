@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
     image_topic = args.image_topic or pick_image_topic(bag)
-    if mounting is not None and args.node and not args.camera_info_topic:  # offline, evaluate_bag picks it
-        args.camera_info_topic = pick_camera_info_topic(bag)
+    if args.node and not args.camera_info_topic:  # the node gets the bag's camera_info; offline, evaluate_bag picks it
+        args.camera_info_topic = pick_camera_info_topic(bag, required=mounting is not None)
     detector = None
     if not args.no_detection:
         try:
@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
         evaluation = replay_bag(bag, image_topic, args.out, node_name=args.node_name, attach=args.attach,
                                 timeout=args.timeout, node_params=args.node_param, **options)
     else:
-        evaluation = evaluate_bag(bag, image_topic, args.out, default_method=node_default_method(),
-                                  output_prefix=args.output_prefix, mounting=mounting, **options)
+        evaluation = evaluate_bag(bag, image_topic, args.out, output_prefix=args.output_prefix, mounting=mounting,
+                                  **options)
     title = (f"dgdehaze bag-eval: {bag.name} ({evaluation.mode}, {evaluation.method}, "
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
@@ -157,7 +157,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such bag: {', '.join(missing)}")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; a fleet needs a folder")
-    default = node_default_method()
+    default = None if args.method else node_default_method()  # looked up once for every bag
     detector = None if args.no_detection else {**detector_settings(args), "conf": args.conf}
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=args.method, default_method=default, detector=detector, max_frames=args.max_frames,

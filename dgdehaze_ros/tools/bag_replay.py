@@ -33,8 +33,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from tqdm import tqdm
 
-from dgdehaze_core.bags.evaluation import (check_output_folder, copied_messages, node_default_method, open_pipeline,
-                                           timed_detect)
+from dgdehaze_core.bags.evaluation import check_output_folder, copied_messages, open_pipeline, timed_detect
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
                                    LABEL_INFO_TYPE, RANGE_TYPE, BagError, BagSource, BagWriter, decode_image,
                                    stamp_ns)
@@ -252,7 +251,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         if attach:
             method_label = "as configured on the running node"
         else:
-            method_label = open_pipeline(method, node_default_method()).method
+            method_label = open_pipeline(method).method
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
             log_path = None if attach else tmp / "node.log"
