@@ -115,6 +115,28 @@ class Builds:
         return data
 
 
+def test_a_build_removes_what_no_process_loaded_for_the_kept_days(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    cache: EngineCache[bytes] = EngineCache(tmp_path, keep_days=30)
+    builds = Builds()
+    paths = [cache.get_or_build(key(), name, ".onnx", builds.build, builds.load)[1] for name in ("old", "used")]
+    months_ago = time.time() - 90 * 86400
+    for path in paths:
+        os.utime(sidecar_path(path), (months_ago, months_ago))
+    cache.get_or_build(key(), "used", ".onnx", builds.build, builds.load)  # a node loads it: it stays
+    cache.get_or_build(key(), "new", ".onnx", builds.build, builds.load)
+    kept = sorted(p.name.split("_")[0] for p in tmp_path.glob("*.onnx"))
+    assert kept == ["new", "used"] and builds.calls == 3
+    assert not sidecar_path(paths[0]).exists(), "the sidecar goes with its artifact"
+    assert EngineCache(tmp_path, keep_days=0).remove_unused() == []
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "soon")
+    with pytest.raises(ValueError, match="DGDEHAZE_ENGINE_CACHE_DAYS"):
+        EngineCache(tmp_path)
+
+
 def test_cache_builds_once_then_loads_and_rebuilds_when_stale(tmp_path: Path) -> None:
     cache: EngineCache[bytes] = EngineCache(tmp_path)
     builds = Builds()

@@ -13,6 +13,10 @@ one source model and one input-shape profile at one precision. Each cached artif
 The artifact is written first and the sidecar second, both atomically (`atomic_files`), so a crash or a
 concurrent reader never sees half a file, and an artifact without its sidecar is never trusted. Builds of one
 artifact are serialised by an advisory lock (`<artifact>.lock`), so two nodes starting together build it once.
+
+Every load touches the sidecar; a build removes the artifacts no process loaded for `keep_days`
+($DGDEHAZE_ENGINE_CACHE_DAYS, 60 by default; 0 keeps everything): the exports of every checkpoint a user ever ran
+would otherwise pile up.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import json
 import logging
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Generic, Iterator, TypeVar
@@ -42,6 +47,21 @@ def default_cache_dir() -> Path:
     """$DGDEHAZE_ENGINE_CACHE, else ~/.cache/dgdehaze/engines (kept across runs and package upgrades)."""
     configured = os.environ.get("DGDEHAZE_ENGINE_CACHE")
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "dgdehaze" / "engines"
+
+
+DEFAULT_KEEP_DAYS = 60.0
+
+
+def default_keep_days() -> float:
+    """$DGDEHAZE_ENGINE_CACHE_DAYS (0: keep everything), else DEFAULT_KEEP_DAYS; ValueError for a bad value."""
+    configured = os.environ.get("DGDEHAZE_ENGINE_CACHE_DAYS", "").strip()
+    try:
+        days = float(configured) if configured else DEFAULT_KEEP_DAYS
+    except ValueError:
+        raise ValueError(f"DGDEHAZE_ENGINE_CACHE_DAYS must be a number of days, got {configured!r}") from None
+    if not days >= 0:
+        raise ValueError(f"DGDEHAZE_ENGINE_CACHE_DAYS must be 0 or more, got {configured!r}")
+    return days
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -152,8 +172,9 @@ class EngineCache(Generic[T]):
     `load(path)` turns the file into the runtime object and raises on bytes it cannot use.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], keep_days: float | None = None) -> None:
         self.directory = Path(directory).expanduser()
+        self.keep_days = default_keep_days() if keep_days is None else keep_days
 
     def path_for(self, key: CacheKey, model_name: str, suffix: str) -> Path:
         return self.directory / f"{key.file_stem(model_name)}{suffix}"
@@ -168,7 +189,33 @@ class EngineCache(Generic[T]):
         record = {"key": key.as_dict(), "sha256": digest, "bytes": artifact.stat().st_size}
         atomic_write_text(sidecar_path(artifact), json.dumps(record, indent=2, sort_keys=True) + "\n")
         LOG.info("cached %s (%d bytes)", artifact, record["bytes"])
+        self.remove_unused()
         return artifact
+
+    def remove_unused(self) -> list[Path]:
+        """Remove the artifacts (and sidecars) not loaded or built for `keep_days`; what was removed."""
+        if not self.keep_days:
+            return []
+        oldest = time.time() - self.keep_days * 86400.0
+        removed = []
+        for sidecar in self.directory.glob(f"*{SIDECAR_SUFFIX}"):
+            artifact = sidecar.with_name(sidecar.name[:-len(SIDECAR_SUFFIX)])
+            try:
+                if sidecar.stat().st_mtime >= oldest or not artifact.is_file():
+                    continue
+                artifact.unlink()
+                sidecar.unlink()
+            except OSError:  # removed by another process meanwhile, or a read-only cache
+                continue
+            removed.append(artifact)
+        if removed:
+            LOG.info("removed %d cached artifacts unused for %g days: %s", len(removed), self.keep_days,
+                     ", ".join(path.name for path in removed))
+        return removed
+
+    def _used(self, artifact: Path) -> None:
+        with contextlib.suppress(OSError):  # a read-only cache (a prebuilt one) stays as it is
+            os.utime(sidecar_path(artifact))
 
     def get_or_build(self, key: CacheKey, model_name: str, suffix: str, build: Callable[[Path], None],
                      load: Callable[[Path], T]) -> tuple[T, Path]:
@@ -177,7 +224,9 @@ class EngineCache(Generic[T]):
         reason = check_artifact(artifact, key)
         if reason is None:
             try:
-                return load(artifact), artifact
+                loaded = load(artifact)
+                self._used(artifact)
+                return loaded, artifact
             except Exception as exc:  # a loader (TensorRT, ORT) rejecting the bytes is corruption, not a crash
                 reason = f"corrupt: the loader rejected it ({exc})"
         with _build_lock(artifact):
