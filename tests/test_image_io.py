@@ -106,15 +106,20 @@ def test_what_a_killed_writer_left_goes_with_the_next_write_and_a_live_writer_s_
     try:
         live_part = tmp_path / live.stdout.readline().strip()
         assert (target / "summary.json").read_text() == "earlier", "the set-aside folder is put back"
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", "other", live_part.name])
+        live_lock = live_part.name.removesuffix(".part") + ".lock"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", "other", live_part.name, live_lock])
         with atomic_path(target) as tmp:
             tmp.mkdir()
-        assert live_part.is_dir(), "a running writer's part is its own"
+        assert live_part.is_dir(), "a running writer's part is its own, while it holds its lock"
     finally:
         live.communicate("")
-    long_name = tmp_path / ("n" * 240 + ".json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "out"]
+    long_name = tmp_path / ("é" * 120 + ".json")  # 245 bytes: a legal name
+    twin = tmp_path / ("é" * 120 + ".yaml")  # the same first 100 bytes: another target's siblings are not its own
+    killed = subprocess.run([sys.executable, "-c", write, str(twin), "die"], capture_output=True, text=True)
     atomic_write_text(long_name, "a long but legal name")
     assert long_name.read_text() == "a long but legal name"
+    assert (tmp_path / killed.stdout.strip()).is_dir(), "a write of another target leaves its leftovers"
 
 
 def test_hidden_files_and_folders_are_not_images(tmp_path: Path):

@@ -1,58 +1,59 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never half of one.
 
-Checkpoints, engines, reports and bags are written to a temporary sibling and renamed into place. The sibling's
-name carries the writing process (host and pid): what a killed process left beside a target (a half-written bag
-folder can take hundreds of MB) is removed by the next write of that target on the same host, and an old folder
-it had set aside without putting the new one in its place is put back.
+Checkpoints, engines, reports and bags are written to a temporary sibling and renamed into place. Each write holds
+an advisory lock (`fcntl.flock`) on a lock file beside its temporary sibling for as long as it runs: what a killed
+process left beside a target (a half-written bag folder can take hundreds of MB) is removed by the next write of
+that target, and an old folder it had set aside without putting the new one in its place is put back, but only
+once that lock can be taken, so a writer still at work (in another container or on another machine sharing the
+folder) loses nothing.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
+import hashlib
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-NAME_CHARS = 100
-"""How much of the target's name the temporary sibling's name repeats (a file name holds at most 255 bytes)."""
+NAME_BYTES = 100
+"""How much of the target's name (in UTF-8 bytes) the temporary siblings' names repeat, beside a hash of all of it
+(a file name holds at most 255 bytes)."""
 
 
-def _host() -> str:
-    return socket.gethostname().split(".")[0][:40] or "host"
-
-
-def _prefix(target: Path, pid: int | None = None) -> str:
-    return f".{target.name[:NAME_CHARS]}.{_host()}-{os.getpid() if pid is None else pid}."
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+def _prefix(target: Path) -> str:
+    """".NAME~HASH.": the start of every temporary sibling of `target` and of no other target's."""
+    short = target.name.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")
+    return f".{short}~{hashlib.sha1(target.name.encode('utf-8')).hexdigest()[:8]}."
 
 
 def _remove_leftovers(target: Path) -> None:
-    """Remove the temporary siblings of `target` that dead processes of this host left; put back an old folder
-    set aside when `target` itself is missing."""
-    stem = _prefix(target, 0)[:-2]  # ".NAME.HOST-"
-    for sibling in target.parent.glob(glob.escape(stem) + "*"):
-        pid = sibling.name[len(stem):].split(".", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+    """Remove the temporary siblings of `target` whose writer is gone (its lock can be taken); put back an old
+    folder it had set aside when `target` itself is missing."""
+    for lock_path in target.parent.glob(glob.escape(_prefix(target)) + "*.lock"):
+        stem = str(lock_path)[:-len(".lock")]
+        try:
+            handle = open(lock_path, "a+b")
+        except OSError:
             continue
-        kept = sibling / target.name
-        if sibling.name.endswith(".old") and kept.exists() and not os.path.lexists(target):
-            os.replace(kept, target)
-        if sibling.is_dir() and not sibling.is_symlink():
-            shutil.rmtree(sibling, ignore_errors=True)
-        else:
-            sibling.unlink(missing_ok=True)
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # its writer is still at work
+                continue
+            kept = Path(stem + ".old") / target.name
+            with contextlib.suppress(OSError):
+                if kept.exists() and not os.path.lexists(target):
+                    os.replace(kept, target)
+            for leftover in map(Path, glob.glob(glob.escape(stem) + ".part*") + [stem + ".old"]):
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                elif os.path.lexists(leftover):
+                    leftover.unlink(missing_ok=True)
+            lock_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -65,12 +66,10 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(target)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=_prefix(target), suffix=".part" + (suffix if suffix is not None else target.suffix)[:20],
-        dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()
+    fd, lock_name = tempfile.mkstemp(prefix=_prefix(target), suffix=".lock", dir=target.parent)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    stem = lock_name[:-len(".lock")]
+    tmp = Path(stem + ".part" + (suffix if suffix is not None else target.suffix)[:20])
     try:
         yield tmp
         if not tmp.exists():
@@ -80,17 +79,20 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
         elif target.is_dir():  # set the old folder aside, put the new one in its place, then drop the old one
-            aside = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
+            aside = Path(stem + ".old")
+            aside.mkdir()
             os.replace(target, aside / target.name)
             os.replace(tmp, target)
             shutil.rmtree(aside, ignore_errors=True)
         else:
             os.replace(tmp, target)
     finally:
-        if tmp.is_dir():
+        if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
+        elif os.path.lexists(tmp):
             tmp.unlink()
+        Path(lock_name).unlink(missing_ok=True)
+        os.close(fd)
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
