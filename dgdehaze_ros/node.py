@@ -508,7 +508,7 @@ class DehazeNode(LifecycleNode):
         before its camera_info. Later frames never wait (a publisher that sends none costs one wait)."""
         if self._camera_info is None and not self._awaited_camera_info:
             self._awaited_camera_info = True
-            if self.count_publishers(self.resolve_topic_name("camera_info")) > 0:
+            if self.count_publishers(self._camera_info_topic()) > 0:
                 self._camera_info_arrived.wait(FIRST_CAMERA_INFO_WAIT_S)
         return self._camera_info
 

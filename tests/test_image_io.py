@@ -142,6 +142,7 @@ def test_a_linked_folder_of_images_is_followed_and_a_link_loop_ends(tmp_path: Pa
     cv2.imwrite(str(data / "f.png"), np.full((8, 8, 3), 90, np.uint8))
     (training / "fog").symlink_to(data, target_is_directory=True)
     (data / "loop").symlink_to(data.parent, target_is_directory=True)  # shared/fog/loop -> shared
+    (training / ".latest").symlink_to(data, target_is_directory=True)  # a hidden link to the same folder
     assert [p.relative_to(training).as_posix() for p in images_under(training)] == ["fog/f.png"]
 
 

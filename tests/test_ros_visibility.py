@@ -123,7 +123,7 @@ def test_the_first_frame_gets_the_camera_info_sent_just_after_it(session: RosSes
     name = "dgdehaze_first_info"
     first = create_node({"model": "dcp", "detection_enabled": False, "camera_height": HEIGHT_M,
                          "camera_pitch": 0.0}, name=name,
-                        remappings={"image": "/first/image", "camera_info": "/first/camera_info"},
+                        remappings={"image": "/first/image"},  # camera_info beside it, as CameraSubscriber
                         context=session.context)
     session.add(first)
     camera = Probe(session.context, node_path=f"/{name}", image_topic="/first/image",

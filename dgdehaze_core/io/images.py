@@ -186,6 +186,7 @@ def images_under(folder: str | Path) -> list[Path]:
         return []
     found, seen = [], set()
     for current, folders, files in os.walk(root, followlinks=True):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))  # hidden ones are left out
         real = os.path.realpath(current)
         if real in seen:
             folders.clear()
