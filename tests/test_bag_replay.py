@@ -87,8 +87,12 @@ def test_the_plan_waits_only_for_what_the_node_publishes_for_each_frame() -> Non
     assert [("detections" in started.required(n)) for n in range(7)] == [True, False, False, True, False, False, True]
     assert started.optional(1) == ["camera_info", "haze_density"], "no mounting: no ~/visibility to wait for"
     attached = OutputPlan.from_parameters({"detection_interval": 3, "camera_height": 1.4}, offered, False, False)
-    assert "detections" not in attached.required(0) and "detections" in attached.optional(0), "count unknown"
-    assert attached.optional(0) == ["haze_density", "visibility", "detections"]
+    assert all("detections" in attached.required(n) for n in range(3)), "count unknown: waited for, to learn it"
+    assert attached.optional(0) == ["haze_density", "visibility"]
+    learnt = attached.answered(0, ["image_dehazed"]).answered(1, ["image_dehazed", "detections"])
+    assert [("detections" in learnt.required(n)) for n in range(2, 8)] == [False, False, True, False, False, True]
+    resynced = started.answered(2, ["image_dehazed", "detections"])  # the node's count went another way
+    assert [("detections" in resynced.required(n)) for n in range(3, 6)] == [False, False, True]
     quiet = OutputPlan.from_parameters({"detection_enabled": False, "publish_depth": False}, offered, True, True)
     assert quiet.required(0) == ["image_dehazed"] and "detections" not in quiet.optional(0)
     assert OutputPlan.from_parameters({}, offered, True, False).required(5) == [

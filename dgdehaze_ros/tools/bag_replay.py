@@ -325,6 +325,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
             stamp = stamp_ns(msg.header)
             outputs = _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp, plan.required(sent),
                                 plan.optional(sent), timeout)
+            plan = plan.answered(sent, outputs or {})
             sent += 1
             if outputs is None:
                 evaluation.skipped.append(f"frame {index} at {log_time} ns: no output from the node within "
@@ -359,11 +360,12 @@ def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagE
                           plan.required(0), plan.optional(0), max(timeout, 30.0))
         if found is None:
             raise NodeReplayError(f"node /{replay.node_name} did not answer the warm-up frame")
-        if "detections" in plan.required(0) and "detections" not in found:
+        counted = plan.detected_frame is not None or plan.interval == 1  # else this frame may be between two
+        if "detections" in plan.required(0) and "detections" not in found and counted:
             LOG.warning("node /%s published no detections for the warm-up frame (is its detector loaded?): not "
                         "waiting for them", replay.node_name)
             return plan.without_detections()
-        return plan
+        return plan.answered(0, found)
     return plan
 
 

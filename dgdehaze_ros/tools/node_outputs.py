@@ -5,11 +5,12 @@ publish for that frame (detections with detection off or between two detected fr
 mounting, depth with publish_depth off) would cost the whole timeout per frame; leaving out one it will publish
 would record the frame without it. The node's parameters say which is which: `detection_interval` counts frames
 from activation, so a node the replay started (whose first frame is the replay's warm-up) detects on the replay's
-frames 0, N, 2N, ...; for a node already running that count is unknown, and its detections are taken when they
-come with the rest.
+frames 0, N, 2N, ...; for a node already running that count is unknown until its first detections come (waited
+for on every frame until then), and detections that come on another frame than counted set the count anew.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -31,28 +32,28 @@ class OutputPlan:
     depth: bool = True
     detections: bool = True
     interval: int = 1
-    counted_from_activation: bool = True
+    detected_frame: int | None = 0
+    """A frame the node detected on (0: the first since activation), None while unknown."""
     mounting: bool = False
     camera_info: bool = False
 
     @classmethod
     def from_parameters(cls, values: dict[str, Any], available: Sequence[str], counted_from_activation: bool,
                         camera_info: bool) -> OutputPlan:
-        """The plan for a node with these parameter `values` (a missing one keeps the node's default)."""
+        """The plan for a node with these parameter `values` (a missing one keeps the node's default); with
+        `counted_from_activation` the replay's frame 0 is the node's first."""
         return cls(frozenset(available), depth=bool(values.get("publish_depth", True)),
                    detections=bool(values.get("detection_enabled", True)),
                    interval=max(int(values.get("detection_interval", 1)), 1),
-                   counted_from_activation=counted_from_activation,
+                   detected_frame=0 if counted_from_activation else None,
                    mounting=float(values.get("camera_height", 0.0)) > 0 or bool(values.get("base_frame", "")),
                    camera_info=camera_info)
 
-    def _detected(self, n: int) -> bool | None:
-        """Whether frame `n` gets detections (None: cannot be told)."""
+    def _detected(self, n: int) -> bool:
+        """Whether frame `n` gets detections (while the count is unknown: waited for, to learn it)."""
         if not self.detections:
             return False
-        if self.interval == 1:
-            return True
-        return n % self.interval == 0 if self.counted_from_activation else None
+        return self.detected_frame is None or (n - self.detected_frame) % self.interval == 0
 
     def required(self, n: int) -> list[str]:
         wanted = ["image_dehazed", *(["depth_relative"] if self.depth else []),
@@ -61,13 +62,18 @@ class OutputPlan:
 
     def optional(self, n: int) -> list[str]:
         wanted = [*(["camera_info"] if self.camera_info else []), "haze_density",
-                  *(["visibility"] if self.mounting else []), *(["detections"] if self._detected(n) is None else [])]
+                  *(["visibility"] if self.mounting else [])]
         return [name for name in wanted if name in self.available]
+
+    def answered(self, n: int, outputs: Sequence[str]) -> OutputPlan:
+        """The plan after frame `n` came back with `outputs`: detections on it fix the count of frames."""
+        if "detections" in outputs and self.detections and self.detected_frame != n:
+            return dataclasses.replace(self, detected_frame=n)
+        return self
 
     def without_detections(self) -> OutputPlan:
         """The plan once the node has shown it publishes no detections (its detector did not load)."""
-        return OutputPlan(self.available, self.depth, False, self.interval, self.counted_from_activation,
-                          self.mounting, self.camera_info)
+        return dataclasses.replace(self, detections=False)
 
 
 def read_parameters(node: Any, remote: str, spin: Callable[[float], None], timeout: float) -> dict[str, Any]:
