@@ -47,8 +47,11 @@ def test_an_int8_calibration_table_is_read_back_only_for_the_network_images_and_
         images.append(tmp_path / name)
         images[-1].write_bytes(name.encode())
     key = calibration_key(model_a, images, 480, 640)
+    other_scene = tmp_path / "other" / "a.png"  # the same name and size, other pixels
+    other_scene.write_bytes(b"a.pnh")
     assert len({key, calibration_key(model_b, images, 480, 640), calibration_key(model_a, images[:1], 480, 640),
-                calibration_key(model_a, images, 240, 320)}) == 4
+                calibration_key(model_a, images, 240, 320), calibration_key(model_a, [other_scene, images[1]], 480, 640)}
+               ) == 5
     table = CalibrationTable(tmp_path / "lite.engine.calib", key)
     assert table.read() is None
     table.write(b"TRT-calibration of A")

@@ -145,11 +145,11 @@ class CalibrationTable:
 
 
 def calibration_key(onnx_path: Path, images: list[Path], height: int, width: int) -> str:
-    """What a calibration table depends on: the ONNX file's contents, the calibration images (names and sizes)
-    and the size they are fed at."""
+    """What a calibration table depends on: the contents of the ONNX file and of the calibration images, and the
+    size they are fed at."""
     digest = hashlib.sha256(f"{file_sha256(onnx_path)}\n{height}x{width}\n".encode())
     for path in images:
-        digest.update(f"{path.name}:{path.stat().st_size}\n".encode())
+        digest.update(f"{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
