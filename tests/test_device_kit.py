@@ -127,3 +127,10 @@ def test_the_kit_refuses_a_folder_that_is_no_kit_and_deletes_nothing(tmp_path: P
                               "--out", str(tmp_path)], capture_output=True, text=True)
     assert refused.returncode == 2 and "no kit (no manifest.json)" in refused.stderr
     assert precious.read_bytes() == b"a recording"
+    cut = tmp_path / "cut"  # a kit whose packing was cut short: data/ and runs/, no manifest.json yet
+    for folder in ("data/clear", "runs/smoke"):
+        (cut / folder).mkdir(parents=True)
+    (cut / ".packing").touch()
+    packed = subprocess.run([sys.executable, str(REPO_DIR / "tools" / "device_kit.py"), str(SMOKE),
+                             "--out", str(cut)], capture_output=True, text=True)
+    assert packed.returncode == 0 and (cut / "manifest.json").is_file(), packed.stderr

@@ -34,6 +34,8 @@ from dgdehaze_core.training.datasets import collect_images, load_rgb, validation
 from dgdehaze_core.training.recipe import Recipe, load_recipe  # noqa: E402
 
 LOG = logging.getLogger("device_kit")
+PACKING = ".packing"
+"""Marks a kit being packed, from before its old data goes until its manifest.json is written."""
 KIT_DIR = REPO_DIR / ".device"
 TRANSFER_LIMIT = 64 * 2**20
 """The device tool's limit on what travels: tracked and untracked files of the repository plus the carried kit."""
@@ -117,13 +119,17 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     recipes = [load_recipe(path) for path in args.recipes]
-    if args.out.exists() and any(args.out.iterdir()) and not (args.out / "manifest.json").is_file():
+    kit = any((args.out / name).is_file() for name in ("manifest.json", PACKING))  # finished, or cut short
+    if args.out.is_dir() and any(args.out.iterdir()) and not kit:
         LOG.error("%s holds files and is no kit (no manifest.json): give a new folder or an earlier kit", args.out)
         return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / PACKING).touch()
     (args.out / "manifest.json").unlink(missing_ok=True)  # written last: a kit without it is unfinished
     if (args.out / "data").exists():
         shutil.rmtree(args.out / "data")
     manifest = pack(recipes, args.out)
+    (args.out / PACKING).unlink()
     total = int(manifest["kit_bytes"]) + int(manifest["repository_bytes"])
     LOG.info("%d files, kit %.1f MiB + repository %.1f MiB = %.1f MiB of the device tool's %d MiB",
              manifest["files"], int(manifest["kit_bytes"]) / 2**20, int(manifest["repository_bytes"]) / 2**20,
