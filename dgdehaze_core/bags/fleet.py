@@ -220,7 +220,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     # one (an earlier run's index.html beside new bag outputs) nor refused as a folder of strangers' files
     (out_dir / "index.html").unlink(missing_ok=True)
     write_json(out_dir / "fleet.json", {"status": "running", "bags": len(jobs),
-                                        "per_bag": [str(job.input_bag) for job in jobs]})
+                                        "inputs": [str(job.input_bag) for job in jobs]})
     runner = choose_runner(ray_address, workers)
     began = time.perf_counter()
     outcomes: list[BagOutcome] = []
