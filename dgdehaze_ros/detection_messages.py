@@ -63,8 +63,8 @@ def detections_to_msg(detections: Sequence[Detection], positions: Sequence[tuple
 
 def label_info_msg(names: Mapping[int, str], threshold: float, header: Header) -> "LabelInfo":
     """The detector's class map (id -> name) and its confidence threshold, for the latched label topic."""
-    return LabelInfo(header=header, threshold=float(threshold),
-                     class_map=[VisionClass(class_id=int(i), class_name=str(name)) for i, name in sorted(names.items())])
+    class_map = [VisionClass(class_id=int(i), class_name=str(name)) for i, name in sorted(names.items())]
+    return LabelInfo(header=header, threshold=float(threshold), class_map=class_map)
 
 
 def haze_msg(density: float, header: Header) -> "Classification":

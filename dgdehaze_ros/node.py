@@ -302,7 +302,7 @@ class DehazeNode(LifecycleNode):
                 self._pending_reloads.update(component for name in changes
                                              for component in SPEC_BY_NAME[name].reloads)
             if configured:
-                if settings["detection_enabled"] and self._detector_stale(settings):
+                if "detection_enabled" in changes and settings["detection_enabled"] and self._detector_stale(settings):
                     self._pending_reloads.add("detector")
                 if self._detector is not None:
                     self._apply_detector_settings(self._detector, settings, class_ids)
@@ -405,6 +405,17 @@ class DehazeNode(LifecycleNode):
         return detection_schedule(detector, settings["detection_interval"], settings["detection_input"],
                                   settings["detection_contrast"])
 
+    def _take_settings_changed_during_load(self, detector: Detector, current: NodeSettings) -> None:
+        """Give a detector loaded with older settings the threshold, iou, max_det and classes set since (the
+        interval and detection input go with the schedule built from `current`). Classes the new detector lacks
+        leave it on the classes it loaded with, and say so."""
+        try:
+            class_ids = detector.class_ids(current["classes"])
+        except ValueError as exc:
+            class_ids = detector.classes
+            self.get_logger().error(f"the reloaded detector keeps the classes it loaded with: {exc}")
+        self._apply_detector_settings(detector, current, class_ids)
+
     @staticmethod
     def _apply_detector_settings(detector: Detector, settings: NodeSettings, class_ids: list[int] | None) -> None:
         """Settings a running detector takes without reloading (`class_ids`: `settings`' classes, checked)."""
@@ -455,11 +466,13 @@ class DehazeNode(LifecycleNode):
                     self._reload_failed("detector", exc, settings, generation)
                 return
             with self._lock:
-                swapped = generation == self._generation
+                current = self._settings
+                swapped = generation == self._generation and current is not None
                 if swapped:
                     self._detector_note = self._detector_label(detector)
                     if detector is not None:
-                        self._detector, self._schedule = detector, self._schedule_for(detector, settings)
+                        self._take_settings_changed_during_load(detector, current)
+                        self._detector, self._schedule = detector, self._schedule_for(detector, current)
                         self._loaded["detector"] = settings
                         self._reload_problems.pop("detector", None)
             if swapped:

@@ -121,8 +121,8 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "the detector reads: in fog the detector finds more of the objects people see (docs/RESULTS.md); "
                   "a few ms per detected frame"),
     ParameterSpec("tracker", "", "multi-object tracker that gives each detection an identity across frames in "
-                  "Detection2D.id: bytetrack or botsort (Ultralytics'), also over fused detections; empty: off", ("", *TRACKERS),
-                  reloads=DETECTOR),
+                  "Detection2D.id: bytetrack or botsort (Ultralytics'), also over fused detections; empty: off",
+                  ("", *TRACKERS), reloads=DETECTOR),
     ParameterSpec("detection_interval", 1, "run the detector on every Nth frame and publish ~/detections for those "
                   "frames only (dehazing and depth stay at the input rate)", int_range=(1, 100, 1)),
     ParameterSpec("detector_weights", "", "YOLO weights (.pt, .onnx or .engine); empty: the shipped offline "

@@ -343,8 +343,6 @@ def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_b
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
-@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
-                    reason="needs vision_msgs and the shipped detector weights")
 def test_with_a_tracker_each_fused_detection_carries_its_track_id(node: DehazeNode, probe: Probe) -> None:
     set_ok(node, tracker="bytetrack", detection_enabled=True, detection_input="fused")
     try:  # the detector reloads in the background; diagnostics name the one running
@@ -360,7 +358,7 @@ def test_with_a_tracker_each_fused_detection_carries_its_track_id(node: DehazeNo
         # the same still scene keeps its identities (a busy machine once gave one frame no track: tolerated)
         assert ids[-1] and all(i.isdigit() for i in ids[-1]) and ids[-1] == ids[-2] == ids[-3], ids
     finally:
-        set_ok(node, tracker="", detection_input="dehazed")  # reloads the detector in the background: wait, or it lands in the next test
+        set_ok(node, tracker="", detection_input="dehazed")  # the detector reloads in the background: wait for it
         assert probe.wait_for(lambda: "bytetrack" not in newest_diagnostics(probe)[2].get("detector", "bytetrack"),
                               60.0)
 
@@ -383,6 +381,32 @@ def test_detection_interval_publishes_detections_for_every_nth_frame_only(node: 
     send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(59)), ("detections",))
     result = node.set_parameters([Parameter("detection_interval", value=101)])[0]
     assert not result.successful and node.get_parameter("detection_interval").value == 1
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_settings_changed_while_the_detector_reloads_hold_for_the_reloaded_detector(node: DehazeNode,
+                                                                                   probe: Probe) -> None:
+    frame = hazy_test_frame(640, 480)  # on the raw frame the detector finds one object, scored about 0.55
+    set_ok(node, detection_enabled=True, detection_input="raw", threshold=0.6)
+    try:  # the interval and the threshold change while the tracker's detector loads in the background
+        set_ok(node, tracker="bytetrack")
+        time.sleep(0.05)  # the loader has read the settings it loads with; the load takes longer
+        set_ok(node, detection_interval=3, threshold=0.25)
+        assert probe.wait_for(lambda: "bytetrack" in newest_diagnostics(probe)[2].get("detector", ""), 60.0)
+        indices = range(140, 147)
+        for index in indices:
+            send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(index)), ("image_dehazed",))
+        time.sleep(0.3)
+    finally:
+        set_ok(node, tracker="", detection_interval=1, detection_input="dehazed")
+        assert probe.wait_for(lambda: "bytetrack" not in newest_diagnostics(probe)[2].get("detector", "bytetrack"),
+                              60.0)
+    sent = {stamped_header(i).stamp.sec: i for i in indices}
+    published = [m for m in probe.messages("detections") if m.header.stamp.sec in sent]
+    detected = sorted(sent[m.header.stamp.sec] for m in published)
+    assert len(detected) >= 2 and all(b - a == 3 for a, b in zip(detected, detected[1:])), detected
+    assert any(m.detections for m in published), "the reloaded detector kept the threshold of before the change"
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
