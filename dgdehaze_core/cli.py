@@ -8,11 +8,11 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Iterator
 
 from dgdehaze_core import __version__
+from dgdehaze_core.io.atomic_files import check_writable_file
 
 COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train": "train",
             "train-depth": "train_depth", "eval": "evaluate", "export": "export"}
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         json_path = getattr(args, "json", None)
-        if json_path is not None and Path(json_path).is_dir():
-            raise ValueError(f"--json {json_path} is a folder: give the file to write the figures to")
+        if json_path is not None:
+            check_writable_file(json_path, "--json")
         with sigterm_interrupts():
             return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: missing files, a read-only or full disk

@@ -18,6 +18,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from dgdehaze_core.commands.ros_modes import NODE_MODELS, RELIABILITIES
 from dgdehaze_core.detection.tracking import TRACKERS
 from dgdehaze_core.detection.fusion import DETECTION_INPUTS
 from dgdehaze_core.detection.precision import PRECISIONS
@@ -30,10 +31,8 @@ from dgdehaze_core.models import CHECKPOINT_SUFFIXES, shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting
 from dgdehaze_ros.mounting_tf import MISSING_TF, TF_AVAILABLE
 
-RELIABILITIES = ("reliable", "best_effort", "system_default")
 TRANSPORTS = ("raw", "compressed")
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|\d+)$")
-MODELS = ("dcp", "lite", "base")
 PIPELINE, DETECTOR = ("pipeline",), ("detector",)
 BOTH_MODELS = (*PIPELINE, *DETECTOR)
 
@@ -72,7 +71,7 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model", "lite", "dehazing method: a network configuration (lite: the shipped weights; base "
                   "ships none and needs `weights`) or dcp (dark channel prior, no weights; ignores the network "
                   "settings); a non-empty `weights` runs that file whatever `model` says",
-                  MODELS, reloads=PIPELINE),
+                  NODE_MODELS, reloads=PIPELINE),
     ParameterSpec("weights", "", "network weights file (.pt checkpoint, .onnx export, or a TensorRT .engine from "
                   "`dgdehaze export --format engine` with its .json sidecar: backend tensorrt or auto, device cuda); "
                   "empty: the shipped weights of `model`", reloads=PIPELINE),

@@ -84,6 +84,27 @@ def test_bad_arguments_exit_2_with_a_message(args: list[str], capsys: pytest.Cap
     assert "dgdehaze bench: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["chain", "--chain-backend", "tensorflow"], "unknown backend 'tensorflow'"),
+    (["lite", "--device", "gpu7"], "unknown device 'gpu7'"),
+    (["node", "--node-seconds", "0"], "--node-rate and --node-seconds must be positive"),
+    (["--sizes", "100000x100000"], "exceeds the limit"),
+    (["--json", "/proc/figures.json"], "--json /proc/figures.json cannot be written"),
+    *([(["chain", "--chain-backend", "tensorrt"], "tensorrt backend unavailable")] if tensorrt_unavailable_reason()
+      else []),
+])
+def test_a_bad_option_of_a_later_target_is_refused_before_anything_is_measured(
+        args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import dgdehaze_core.benchmarks.networks as networks
+
+    def measured_too_early(*_: object) -> None:
+        raise AssertionError("DCP was measured before the options were checked")
+
+    monkeypatch.setattr(networks, "bench_dcp", measured_too_early)
+    assert main(["bench", "dcp", *args, "--repeats", "1"]) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.skipif(tensorrt_unavailable_reason() is None, reason="TensorRT runs here: its rows would exist")
 def test_a_network_target_none_of_whose_backends_runs_here_fails_with_the_reasons(
         capsys: pytest.CaptureFixture[str]) -> None:

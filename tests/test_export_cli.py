@@ -96,6 +96,8 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     (["--detector", "absent.pt"], "no such detector weights"),
     (["--detector", "yolov8n.pt", "--physics-only"], "belong to --config"),
     (["--config", "nosuch"], "unknown model configuration 'nosuch'"),
+    (["--config", "lite", "--untrained", "--height", "8200", "--width", "40", "--dynamic"], "up to 8192 pixels a side"),
+    (["--config", "lite", "--untrained", "--height", "100000", "--width", "100000"], "exceeds the limit"),
 ])
 def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], message: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,6 +107,14 @@ def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], messa
     assert main(["export", *args, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("out, message", [("folder", "is a folder"), ("/proc/lite.onnx", "cannot be written")])
+def test_an_output_that_cannot_be_written_is_refused_before_the_export(out: str, message: str, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path if out == "folder" else Path(out)
+    assert main(["export", "--config", "lite", "--untrained", "--out", str(target)]) == 2
+    assert message in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
 def test_a_truncated_detector_file_is_refused_in_one_line_and_the_existing_output_kept(

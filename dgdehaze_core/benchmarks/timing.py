@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from dgdehaze_core.datasets.paths import shared_data_dir
-from dgdehaze_core.io.images import list_images, read_image
+from dgdehaze_core.io.images import MAX_PIXELS, list_images, read_image
 from dgdehaze_core.physics.scattering import synthesize_haze
 
 
@@ -55,11 +55,13 @@ def hazy_test_frame(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480): width x height."""
+    """'640x480' -> (640, 480): width x height; ValueError for a malformed, empty or too large size."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"size must look like 640x480, got {text!r}") from None
     if width < 1 or height < 1:
         raise ValueError(f"size must be positive, got {text!r}")
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"size {text!r} exceeds the limit of {MAX_PIXELS} pixels")
     return width, height

@@ -1,6 +1,7 @@
 """`dgdehaze bench [TARGET ...]`: latency and FPS side by side in one run, with ratios to DCP.
 
-    dgdehaze bench                                  # dcp, lite, base, detector, chain at 640x480 and 1280x720
+    dgdehaze bench                                  # dcp, lite, base at 640x480 and 1280x720; detector, chain
+                                                    # at the first size
     dgdehaze bench model --config lite              # one network on every backend available here (issue #3)
     dgdehaze bench lite --backends onnxruntime --sizes 640x480 --json lite.json
     dgdehaze bench lite --sizes 640x480 --working-sizes 320x240       # network at 320x240, inversion at 640x480
@@ -22,9 +23,11 @@ import os
 import cv2
 
 from dgdehaze_core.benchmarks.timing import parse_size
-from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, ros_mode
+from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
 from dgdehaze_core.detection.precision import PRECISIONS
+from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import INT8_RUNTIME, RUNTIMES
+from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.io.tables import emit
 
 LOG = logging.getLogger(__name__)
@@ -82,13 +85,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chain-contrast", action="store_true",
                         help="chain: also each detection row with the detector's frames contrast-equalised (the "
                              "node's detection_contrast), rows ending -clahe")
-    parser.add_argument("--node-model", default="lite", help="node: the node's `model` parameter")
+    parser.add_argument("--node-model", default="lite", choices=NODE_MODELS, help="node: the node's `model` parameter")
     parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second")
     parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="node: a soak run of this many seconds per row instead of --node-seconds (memory is "
                              "sampled every second: rss_start_mb, rss_max_mb, rss_end_mb)")
-    parser.add_argument("--node-reliability", default="reliable", help="node: image_reliability")
+    parser.add_argument("--node-reliability", default="reliable", choices=RELIABILITIES,
+                        help="node: image_reliability")
     parser.add_argument("--node-detection", action="store_true", help="node: run the detector too")
     parser.add_argument("--json", type=str, default=None, help="also write the table to this JSON file")
     parser.set_defaults(func=run)
@@ -107,7 +111,8 @@ def _targets(args: argparse.Namespace) -> list[str]:
     return targets
 
 
-def _check(args: argparse.Namespace) -> None:
+def _check(args: argparse.Namespace, targets: list[str]) -> None:
+    """Refuse bad options of every target before any is measured (a late error would lose the rows measured)."""
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
     if args.threads < 0 or args.max_seconds < 0:
@@ -123,13 +128,19 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"unknown chain detectors {unknown}; known: {', '.join(PRECISIONS)}")
     if any(v < 1 for v in args.detect_every):
         raise ValueError(f"--detect-every values must be at least 1, got {args.detect_every}")
+    resolve_device(args.device)
+    if "chain" in targets:
+        choose_backend(args.chain_backend, args.device, log=False)
+    if "node" in targets and not (args.node_rate > 0 and args.node_seconds > 0 and args.soak >= 0):
+        raise ValueError("--node-rate and --node-seconds must be positive, --soak at least 0")
 
 
 def run(args: argparse.Namespace) -> int:
-    _check(args)
     targets = _targets(args)
+    _check(args, targets)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     working_sizes = [parse_size(s) for s in args.working_sizes.split(",") if s]
+    run_node_benchmark = ros_mode(NODE_BENCHMARK) if "node" in targets else None
     if args.threads:
         import torch
 
@@ -161,8 +172,7 @@ def run(args: argparse.Namespace) -> int:
                                     frames[size], dcp_rows.get(f"dcp@{size[0]}x{size[1]}"), settings,
                                     args.chain_imgsz, args.chain_detector.split(","), args.chain_fused,
                                     args.chain_contrast))
-    if "node" in targets:
-        run_node_benchmark = ros_mode(NODE_BENCHMARK)
+    if run_node_benchmark is not None:
         for width, height in sizes:
             table.update(run_node_benchmark(args.node_model, width, height, args.node_rate,
                                             args.soak or args.node_seconds, args.node_reliability,

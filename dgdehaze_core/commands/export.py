@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 
+from dgdehaze_core.io.atomic_files import check_writable_file
+from dgdehaze_core.io.images import MAX_PIXELS
+
 LOG = logging.getLogger(__name__)
 
 
@@ -100,10 +103,24 @@ def _check(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--calib for a detector is an Ultralytics dataset YAML; {args.calib} is not a file")
     if (args.height is None) != (args.width is None):
         raise ValueError("give both --height and --width, or neither")
-    if args.height is not None and (args.height < 1 or args.width < 1):
-        raise ValueError("--height and --width must be positive")
+    if args.height is not None:
+        _check_size(args.height, args.width, args.dynamic)
+    if args.out is not None:
+        check_writable_file(args.out, "--out")
     if args.detector is not None and (args.weights or args.untrained or args.physics_only):
         raise ValueError("--weights, --untrained and --physics-only belong to --config, not --detector")
+
+
+def _check_size(height: int, width: int, dynamic: bool) -> None:
+    from dgdehaze_core.inference.export.to_onnx import MAX_DYNAMIC_SIDE
+
+    if height < 1 or width < 1:
+        raise ValueError("--height and --width must be positive")
+    if dynamic and max(height, width) > MAX_DYNAMIC_SIDE:
+        raise ValueError(f"a dynamic export takes frames of up to {MAX_DYNAMIC_SIDE} pixels a side, got "
+                         f"{width}x{height}: give a fixed size (no --dynamic) or a working size within it")
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"--height {height} --width {width} exceeds the limit of {MAX_PIXELS} pixels")
 
 
 def run(args: argparse.Namespace) -> int:

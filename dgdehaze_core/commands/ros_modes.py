@@ -14,6 +14,10 @@ BAG_REPLAY = "bag_replay"
 """`dgdehaze bag-eval --node`: the bag's frames through a running dgdehaze node (`replay_bag`)."""
 NODE_BENCHMARK = "node_benchmark"
 """`dgdehaze bench node`: the node's frame rate and latency over DDS (`run_node_benchmark`)."""
+NODE_MODELS = ("dcp", "lite", "base")
+"""The node's `model` parameter's values."""
+RELIABILITIES = ("reliable", "best_effort", "system_default")
+"""The node's `image_reliability` parameter's values: its input QoS."""
 
 
 class RosModeUnavailable(RuntimeError):

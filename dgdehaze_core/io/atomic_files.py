@@ -24,6 +24,23 @@ NAME_BYTES = 100
 (a file name holds at most 255 bytes)."""
 
 
+def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
+    """`path` as a Path when a file can be written there; else, before any work is done, ValueError for a folder
+    or OSError naming `flag` when the nearest existing folder takes no new file (read-only, /proc, no folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: give the file to write")
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".dgdehaze-probe-", dir=folder):
+            pass
+    except OSError as exc:
+        raise OSError(f"{flag} {path} cannot be written: {exc.strerror or exc} in {folder}") from None
+    return path
+
+
 def _prefix(target: Path) -> str:
     """".NAME~HASH.": the start of every temporary sibling of `target` and of no other target's."""
     short = target.name.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")

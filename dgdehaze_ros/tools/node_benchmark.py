@@ -48,8 +48,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame
+from dgdehaze_core.commands.ros_modes import RELIABILITIES
 from dgdehaze_ros.conversions import bgr8_to_image
-from dgdehaze_ros.parameters import RELIABILITIES
 
 LOG = logging.getLogger(__name__)
 

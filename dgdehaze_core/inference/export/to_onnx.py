@@ -28,6 +28,8 @@ LOG = logging.getLogger(__name__)
 
 INPUT_NAME = "hazy"
 DEFAULT_OPSET = 18
+MAX_DYNAMIC_SIDE = 8192
+"""The largest frame side (pixels) a dynamic export takes."""
 
 
 class _TupleOutputs(torch.nn.Module):
@@ -70,8 +72,8 @@ def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = D
     dynamic_shapes = None
     if dynamic:
         batch_dim = torch.export.Dim("batch", min=1, max=64)
-        rows = torch.export.Dim("rows", min=1, max=8192 // stride)
-        cols = torch.export.Dim("cols", min=1, max=8192 // stride)
+        rows = torch.export.Dim("rows", min=1, max=MAX_DYNAMIC_SIDE // stride)
+        cols = torch.export.Dim("cols", min=1, max=MAX_DYNAMIC_SIDE // stride)
         dynamic_shapes = {"hazy": {0: batch_dim, 2: stride * rows, 3: stride * cols}}
     for chatty in ("onnx_ir", "onnxscript"):  # one INFO line per folded constant otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
