@@ -24,6 +24,7 @@ on the weights' values, and either export is cached across runs under the same k
 """
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import time
@@ -178,8 +179,8 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     for variant in variants:
         try:
             pipeline = _int8_pipeline(model, variant, settings) if variant.int8 else pipeline_from_model(
-                model, backend=variant.backend, device=variant.device, half=variant.half, threads=settings.threads,
-                output="auto")
+                copy.deepcopy(model), backend=variant.backend, device=variant.device, half=variant.half,
+                threads=settings.threads, output="auto")  # a copy: torch fp16 and CUDA convert it in place
         except (BackendUnavailable, RuntimeError, ValueError) as exc:
             LOG.warning("bench skips %s on %s: %s", config, variant.label, exc)
             continue
@@ -204,7 +205,6 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
                 **row, "ratio_to_dcp": row["latency_ms_median"] / dcp_ms, "network_ms_median": network_ms,
                 "pipeline_ms_median": pipeline_ms, "pipeline_ratio_to_dcp": pipeline_ms / dcp_ms,
                 "gmacs": gmacs, "gmac_per_s": gmac_per_s}
-        model = model.float().cpu()  # a torch fp16 or CUDA variant converted the model in place
     return rows
 
 
