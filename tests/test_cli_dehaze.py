@@ -1,6 +1,7 @@
 """`dgdehaze dehaze` on a real image, a folder with a broken file, a video, and bad input."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -157,3 +158,47 @@ def test_an_unwritable_output_gives_one_line_and_exit_2(read_only_folder: Path, 
     errors = [line for line in run.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Read-only file system" in errors[0]
     assert not any(read_only_folder.iterdir())
+
+
+def test_inputs_whose_names_differ_in_case_or_build_another_s_output_name_each_keep_their_outputs(tmp_path: Path):
+    source = tmp_path / "in"
+    source.mkdir()
+    names = ("frame.png", "frame.PNG", "a.png", "a.jpg", "a_png.png")
+    for index, name in enumerate(names):
+        cv2.imwrite(str(source / name), np.full((24, 32, 3), 40 + 30 * index, np.uint8))
+    out = tmp_path / "out"
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 0
+    dehazed = sorted(out.glob("*_dehazed.png"))
+    assert len(dehazed) == len(names) and len({p.name.lower() for p in dehazed}) == len(names), dehazed
+    assert len({int(read_image(p)[0, 0, 0]) for p in dehazed}) == len(names), "each input has its own output"
+
+
+def test_a_file_opencv_refuses_or_with_a_name_that_is_no_utf8_is_one_input_of_the_batch(tmp_path: Path):
+    source = tmp_path / "in"
+    source.mkdir()
+    frame = np.full((24, 32, 3), 150, np.uint8)
+    cv2.imwrite(str(source / "a.png"), frame)
+    latin1 = Path(os.fsdecode(bytes(source) + b"/caf\xe9.png"))  # a Latin-1 name from an old camera
+    latin1.write_bytes(cv2.imencode(".png", frame)[1].tobytes())
+    (source / "b.png").write_bytes(b"P7\nWIDTH 60000\nHEIGHT 60000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n"
+                                   + bytes(64))  # a PAM header, which OpenCV refuses from its own pixel limit
+    out = tmp_path / "out"
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 1
+    assert sorted(os.fsencode(p.name) for p in out.glob("*_dehazed.png")) == [b"a_dehazed.png",
+                                                                              b"caf\xe9_dehazed.png"]
+
+
+def test_an_output_that_is_a_folder_or_a_name_too_long_is_refused_before_any_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(source / name), np.full((24, 32, 3), 150, np.uint8))
+    out = tmp_path / "out"
+    (out / "b_depth.png").mkdir(parents=True)
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 2
+    assert "b_depth.png, is a folder" in capsys.readouterr().err and [p.name for p in out.iterdir()] == ["b_depth.png"]
+    (out / "b_depth.png").rmdir()
+    cv2.imwrite(str(source / ("x" * 246 + ".png")), np.full((24, 32, 3), 150, np.uint8))
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 2
+    assert "longer than a file name may be" in capsys.readouterr().err and list(out.iterdir()) == []

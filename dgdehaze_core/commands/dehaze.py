@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +19,9 @@ from dgdehaze_core.io.images import (VIDEO_SUFFIXES, ImageError, iter_video, lis
 from dgdehaze_core.visualize import colorize_depth
 
 LOG = logging.getLogger(__name__)
+
+NAME_MAX = 255
+"""The longest file name (bytes) of common file systems."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,11 +39,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def output_names(paths: list[Path]) -> dict[Path, str]:
-    """The name each input's outputs start with: its stem, or its stem and suffix where two inputs share a stem
-    (frame.png and frame.jpg become frame_png and frame_jpg)."""
-    stems = Counter(path.stem for path in paths)
-    return {path: path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
-            for path in paths}
+    """The name each input's outputs start with, one per input even where names differ only in case (a
+    case-insensitive disk): its stem, or its stem and suffix where two inputs share a stem (frame.png and frame.jpg
+    become frame_png and frame_jpg), and a number after a name already taken (frame.png and frame.PNG)."""
+    stems = Counter(path.stem.lower() for path in paths)
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in paths:
+        base = path.stem if stems[path.stem.lower()] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        name, number = base, 2
+        while name.lower() in taken:
+            name, number = f"{base}-{number}", number + 1
+        taken.add(name.lower())
+        names[path] = name
+    return names
+
+
+def _check_outputs(inputs: list[Path], outputs: list[Path]) -> None:
+    """Refuse, before any work, outputs that would overwrite an input, that are folders, or whose names are too
+    long for a file system (255 bytes)."""
+    for path in outputs:
+        if len(os.fsencode(path.name)) > NAME_MAX:
+            raise ValueError(f"the output name {path.name[:40]}... is longer than a file name may be "
+                             f"({NAME_MAX} bytes): rename the input")
+        if path.is_dir():
+            raise ValueError(f"an output, {path}, is a folder: move it or give another --out")
+    overwritten = {path.resolve() for path in inputs} & {path.resolve() for path in outputs}
+    if overwritten:
+        raise ValueError(f"the outputs would overwrite the input {sorted(overwritten)[0]}: give another --out")
 
 
 def _images(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
@@ -59,6 +86,10 @@ def _run_video(source: Path, out: Path, pipeline) -> int:
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     capture.release()
     size = (first.shape[1], first.shape[0])
+    if size[0] % 2 or size[1] % 2:
+        LOG.warning("%s is %dx%d: the MPEG-4 writer takes even sizes and its videos come out %dx%d; dehaze its "
+                    "frames as images to keep every pixel", source.name, size[0], size[1], size[0] - size[0] % 2,
+                    size[1] - size[1] % 2)
     fourcc = cv2.VideoWriter_fourcc(*"mp4v")
     count = 0
     with atomic_path(out / f"{source.stem}_dehazed.mp4") as dehazed_path, \
@@ -108,11 +139,10 @@ def run(args: argparse.Namespace) -> int:
     paths = [] if video else list_images(source) if source.is_dir() else [source]
     if not video and not paths:
         raise ImageError(f"no images in {source}")
-    names = output_names(paths)
-    overwritten = {path.resolve() for path in paths} & {(args.out / f"{name}_{kind}.png").resolve()
-                                                        for name in names.values() for kind in ("dehazed", "depth")}
-    if overwritten:
-        raise ValueError(f"the outputs would overwrite the input {sorted(overwritten)[0]}: give another --out")
+    names = {source: source.stem} if video else output_names(paths)
+    suffix = ".mp4" if video else ".png"
+    _check_outputs(paths or [source], [args.out / f"{name}_{kind}{suffix}" for name in names.values()
+                           for kind in ("dehazed", "depth")])
     pipeline = load_pipeline(args.method) if args.output is None else load_pipeline(args.method, output=args.output)
     args.out.mkdir(parents=True, exist_ok=True)
     if video:

@@ -43,8 +43,9 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
 
 def _prefix(target: Path) -> str:
     """".NAME~HASH.": the start of every temporary sibling of `target` and of no other target's."""
-    short = target.name.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")
-    return f".{short}~{hashlib.sha1(target.name.encode('utf-8')).hexdigest()[:8]}."
+    name = os.fsencode(target.name)  # a name that is no UTF-8 (Latin-1 from an old camera) as the disk holds it
+    short = name[:NAME_BYTES].decode("utf-8", "ignore")
+    return f".{short}~{hashlib.sha1(name).hexdigest()[:8]}."
 
 
 def _remove_leftovers(target: Path) -> None:

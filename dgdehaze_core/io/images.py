@@ -123,7 +123,8 @@ def to_bgr8(array: np.ndarray, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as a uint8 BGR frame; ImageError says why when it cannot."""
+    """Read an image file as a uint8 BGR frame, its pixels as stored (an EXIF orientation is not applied, as ROS'
+    image_transport does not apply it to a compressed frame); ImageError says why when it cannot."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"no such file: {path}")
@@ -131,7 +132,10 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path} is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes)")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path} cannot be read: {exc.strerror or exc}") from None
     data = np.frombuffer(raw, dtype=np.uint8)
     try:
         size = declared_size(raw)
@@ -142,7 +146,10 @@ def read_image(path: str | Path) -> np.ndarray:
             check_size(*size)
         except ImageError as exc:
             raise ImageError(f"{path}: {exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # a header OpenCV refuses (its own pixel limit for formats Pillow does not read)
+        raise ImageError(f"{path} is not a readable image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
         raise ImageError(f"{path} is not a readable image")
     try:
