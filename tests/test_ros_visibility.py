@@ -201,6 +201,15 @@ def test_camera_info_of_another_resolution_is_scaled_to_the_frame() -> None:
     assert intrinsics_of(info, (480, 640)) is None
 
 
+def test_a_rectified_camera_s_intrinsics_come_from_p_not_from_the_raw_image_s_k() -> None:
+    info = camera_info(1242, 375)  # KITTI's camera 2 as kitti2bag publishes it: K of the raw image, P rectified
+    info.k = [959.8, 0.0, 696.0, 0.0, 956.9, 224.2, 0.0, 0.0, 1.0]
+    info.p = [721.5, 0.0, 609.6, 44.9, 0.0, 721.5, 172.9, 0.2, 0.0, 0.0, 1.0, 0.003]
+    assert intrinsics_of(info, (375, 1242)) == Intrinsics(721.5, 721.5, 609.6, 172.9)
+    info.p = [0.0] * 12  # an uncalibrated rectification: K
+    assert intrinsics_of(info, (375, 1242)) == Intrinsics(959.8, 956.9, 696.0, 224.2)
+
+
 def test_camera_info_with_a_region_of_interest_and_binning_describes_that_image() -> None:
     info = camera_info(640, 480)  # calibrated at 640x480: f 500, centre (320, 240)
     info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 0, 240, 640, 240  # the lower half

@@ -78,12 +78,12 @@ class Intrinsics:
 
 
 def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics | None:
-    """A sensor_msgs/CameraInfo's intrinsics (any message with its `k`, `width` and `height`: rclpy's or a bag
-    reader's) for the image it describes: its region of interest and binning applied as REP-104 (and
+    """A sensor_msgs/CameraInfo's intrinsics (any message with its `p` or `k`, `width` and `height`: rclpy's or a
+    bag reader's) for the image it describes: its region of interest and binning applied as REP-104 (and
     image_geometry) do, then scaled to a frame of `shape` (height, width) when that image has another size; None
-    when its K is unset (zero focal lengths)."""
+    when neither P nor K is set (zero focal lengths)."""
     try:
-        intrinsics = Intrinsics.from_k(info.k)
+        intrinsics = _projection(info)
     except ValueError:
         return None
     binning_x, binning_y = _binning(info)
@@ -97,6 +97,15 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
     sx, sy = shape[1] / width, shape[0] / height
     return Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
 
+
+
+def _projection(info: Any) -> Intrinsics:
+    """The camera matrix of P, the projection that image_geometry and depth_image_proc take (the rectified image's:
+    for a rectified camera such as KITTI's it differs from K, the raw image's), or K when P is unset."""
+    p = [] if getattr(info, "p", None) is None else [float(v) for v in info.p]
+    if len(p) == 12 and p[0] > 0 and p[5] > 0:
+        return Intrinsics.from_k([p[0], p[1], p[2], p[4], p[5], p[6], p[8], p[9], p[10]])
+    return Intrinsics.from_k(info.k)
 
 
 def _binning(info: Any) -> tuple[int, int]:
