@@ -70,6 +70,21 @@ def test_metric_depth_is_the_true_z_on_the_road_and_nan_in_the_sky_and_without_h
     assert np.isnan(metric_depth(t, math.nan, ray_norms(SHAPE, CAMERA))).all()
 
 
+def test_fog_denser_than_a_method_s_transmission_floor_reads_no_visibility_rather_than_the_floor_s() -> None:
+    from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
+
+    dcp = DarkChannelDehazer()
+    assert dcp.dehaze(np.full((32, 48, 3), 200, np.uint8)).transmission_floor == dcp.t0
+    readings = []
+    for visibility in (3.0, 4.0):  # DCP clips t at t0: the whole road sits at the floor
+        t = np.maximum(road_scene(KOSCHMIEDER / visibility)[0], np.float32(dcp.t0))
+        reading = VisibilityEstimator(MOUNT, time_constant=0.0).update(t, CAMERA, 0.0, transmission_floor=dcp.t0)
+        assert math.isnan(reading.visibility) and "usable transmission" in reading.reason
+        assert not np.isfinite(reading.depth).any()
+        readings.append(VisibilityEstimator(MOUNT, time_constant=0.0).update(t, CAMERA, 0.0).visibility)
+    assert readings[0] == pytest.approx(readings[1]), "the floor read as fog: one number for 3 m and 4 m"
+
+
 def test_a_clear_frame_has_no_visibility_rather_than_a_huge_one():
     estimator = VisibilityEstimator(MOUNT, time_constant=0.0, max_visibility=1000.0)
     for t in (np.ones(SHAPE, np.float32), road_scene(KOSCHMIEDER / 5000.0)[0]):

@@ -105,7 +105,7 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
             for method in fog_methods:
                 result = method.dehaze(hazy)
                 reading = VisibilityEstimator(mounting, time_constant=0.0).update(
-                    result.transmission, intrinsics, 0.0, contrast)
+                    result.transmission, intrinsics, 0.0, contrast, result.transmission_floor)
                 absrel, coverage = frame_scores(reading.depth, sample.depth, norms, visibility, depth_set.max_depth)
                 LOG.debug("%s %s %s: visibility %.1f m (%s), AbsRel %.3f, coverage %.3f", sample.name, condition,
                           method.name, reading.visibility, reading.reason or "measured", absrel, coverage)

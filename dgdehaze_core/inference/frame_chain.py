@@ -114,7 +114,8 @@ class FrameChain:
         intrinsics. `stamp_s`: the frame's stamp in seconds, which the smoothing follows."""
         if self.fog is None or intrinsics is None:
             return None
-        return self.fog.update(dehazed.result.transmission, intrinsics, stamp_s, fog_contrast(dehazed.frame))
+        return self.fog.update(dehazed.result.transmission, intrinsics, stamp_s, fog_contrast(dehazed.frame),
+                               dehazed.result.transmission_floor)
 
     def distance_map(self, dehazed: DehazedFrame, reading: VisibilityReading | None) -> np.ndarray:
         """The depth detections carry: metres from the fog reading; without a fog estimator the relative depth;

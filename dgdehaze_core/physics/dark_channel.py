@@ -101,7 +101,8 @@ class DarkChannelDehazer:
         frame = to_bgr8(frame)
         t, airlight, dark = self.scattering(frame)
         return DehazeResult(image=recover_radiance(frame, t, airlight), depth=depth_from_transmission(t, 1.0),
-                            transmission=t, airlight=airlight, haze_density=float(dark.mean()) / 255.0)
+                            transmission=t, airlight=airlight, haze_density=float(dark.mean()) / 255.0,
+                            transmission_floor=self.t0)
 
 
 def recover_radiance(frame: np.ndarray, transmission: np.ndarray, airlight: np.ndarray) -> np.ndarray:

@@ -34,9 +34,11 @@ KOSCHMIEDER = 3.912
 """-ln(0.02): visibility = KOSCHMIEDER / beta is where a black object's contrast falls to 2 %."""
 T_SIGNAL_MAX = 0.95
 """Above this transmission the haze signal is lost in the transmission's noise: no beta, no metric depth."""
-T_FLOOR = T_MIN * 1.2
-"""At or below this transmission (the pipeline clips t at T_MIN) a pixel is sky or beyond what the fog lets
-through: no beta, no metric depth."""
+FLOOR_MARGIN = 1.2
+T_FLOOR = T_MIN * FLOOR_MARGIN
+"""At or below this transmission (the networks' pipeline clips t at T_MIN; a method with a higher floor, such as
+DCP's t0, has its own: `usable_floor`) a pixel is sky or beyond what the fog lets through: no beta, no metric
+depth."""
 MIN_CONTRAST = 0.02
 """A pixel whose colour lies within this fraction of the airlight in every channel shows nothing but fog."""
 MIN_ROAD_PIXELS = 200
@@ -209,12 +211,18 @@ class BetaMeasurement:
     reason: str = ""
 
 
+def usable_floor(transmission_floor: float) -> float:
+    """The transmission at or below which a method whose least transmission is `transmission_floor` tells nothing
+    (`DehazeResult.transmission_floor`): the floor and a margin for the refinement's smoothing around it."""
+    return transmission_floor * FLOOR_MARGIN
+
+
 def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarray,
-                 min_pixels: int = MIN_ROAD_PIXELS) -> BetaMeasurement:
+                 min_pixels: int = MIN_ROAD_PIXELS, t_floor: float = T_FLOOR) -> BetaMeasurement:
     """Robust beta from the road pixels (`road` mask, `distance` along the ray in m, NaN above the horizon).
 
     beta = 0 (a clear frame) is a measurement: most road pixels show no haze signal. NaN with a reason when the
-    region has no road below the horizon or too few pixels with a usable transmission.
+    region has no road below the horizon or too few pixels with a usable transmission (above `t_floor`).
     """
     if transmission.shape != distance.shape or road.shape != distance.shape:
         raise ValueError(f"transmission {transmission.shape}, distance {distance.shape} and road mask {road.shape} "
@@ -227,7 +235,7 @@ def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarra
     t = transmission[on_road].astype(np.float64)
     if np.mean(t >= T_SIGNAL_MAX) > 0.5:
         return BetaMeasurement(0.0, ground)
-    usable = (t > T_FLOOR) & (t < T_SIGNAL_MAX)
+    usable = (t > t_floor) & (t < T_SIGNAL_MAX)
     if usable.sum() < min_pixels:
         return BetaMeasurement(math.nan, int(usable.sum()),
                                f"only {int(usable.sum())} road pixels with a usable transmission (need {min_pixels})")
@@ -254,17 +262,17 @@ def fog_contrast(frame: np.ndarray) -> np.ndarray:
 
 
 def metric_depth(transmission: np.ndarray, beta: float, norms: np.ndarray,
-                 contrast: np.ndarray | None = None) -> np.ndarray:
-    """Z (m, along the optical axis) = -ln(t) / beta / |ray|, NaN where untrustworthy (module docstring; the
-    contrast test only when `contrast`, from `fog_contrast`, is given) or when beta is not a positive number.
-    T_FLOOR > exp(-KOSCHMIEDER) = 0.02, so every pixel it keeps lies within the visibility."""
+                 contrast: np.ndarray | None = None, t_floor: float = T_FLOOR) -> np.ndarray:
+    """Z (m, along the optical axis) = -ln(t) / beta / |ray|, NaN where untrustworthy (module docstring; at or
+    below `t_floor`; the contrast test only when `contrast`, from `fog_contrast`, is given) or when beta is not a
+    positive number. T_FLOOR > exp(-KOSCHMIEDER) = 0.02, so every pixel it keeps lies within the visibility."""
     if not (math.isfinite(beta) and beta > 0):
         return np.full(transmission.shape, np.nan, np.float32)
     t = np.ascontiguousarray(transmission, dtype=np.float32)
-    depth = cv2.log(np.maximum(t, np.float32(T_FLOOR)))
+    depth = cv2.log(np.maximum(t, np.float32(t_floor)))
     depth *= np.float32(-1.0 / beta)
     np.divide(depth, norms, out=depth, casting="unsafe")
-    invalid = (t <= T_FLOOR) | (t >= T_SIGNAL_MAX)
+    invalid = (t <= t_floor) | (t >= T_SIGNAL_MAX)
     if contrast is not None:
         invalid |= contrast < MIN_CONTRAST
     depth[invalid] = np.nan
@@ -341,16 +349,18 @@ class VisibilityEstimator:
         return self._beta
 
     def update(self, transmission: np.ndarray, intrinsics: Intrinsics, stamp: float,
-               contrast: np.ndarray | None = None) -> VisibilityReading:
+               contrast: np.ndarray | None = None, transmission_floor: float = T_MIN) -> VisibilityReading:
         """Measure this frame, smooth, and derive the visibility and the metric depth (`contrast`: see
-        `metric_depth`)."""
+        `metric_depth`; `transmission_floor`: the method's least transmission, `DehazeResult.transmission_floor`)."""
         distance, road, norms = self._frame_geometry(transmission.shape[:2], intrinsics)
-        measurement = measure_beta(transmission, distance, road)
+        t_floor = usable_floor(transmission_floor)
+        measurement = measure_beta(transmission, distance, road, t_floor=t_floor)
         beta = self._smooth(measurement.beta, stamp)
         visibility = visibility_of(beta, self.max_visibility)
         reason = ""
         if math.isnan(visibility):
             reason = (measurement.reason or "no recent road measurement") if math.isnan(beta) else \
                 f"no fog to measure (visibility beyond {self.max_visibility:g} m)"
-        depth = metric_depth(transmission, beta if math.isfinite(visibility) else math.nan, norms, contrast)
+        depth = metric_depth(transmission, beta if math.isfinite(visibility) else math.nan, norms, contrast,
+                             t_floor)
         return VisibilityReading(beta, visibility, depth, measurement, reason)
