@@ -90,7 +90,8 @@ def test_a_clear_frame_has_no_visibility_rather_than_a_huge_one():
     for t in (np.ones(SHAPE, np.float32), road_scene(KOSCHMIEDER / 5000.0)[0]):
         reading = estimator.update(t, CAMERA, stamp=0.0)
         assert math.isnan(reading.visibility)
-        assert "no fog to measure" in reading.reason
+        assert reading.reason == "no fog to measure (most of the road in view shows no haze signal)", \
+            "not 'beyond max_visibility': fog too thin for the road in view says so"
         assert np.isnan(reading.depth).all()
 
 

@@ -358,9 +358,11 @@ class VisibilityEstimator:
         beta = self._smooth(measurement.beta, stamp)
         visibility = visibility_of(beta, self.max_visibility)
         reason = ""
-        if math.isnan(visibility):
-            reason = (measurement.reason or "no recent road measurement") if math.isnan(beta) else \
-                f"no fog to measure (visibility beyond {self.max_visibility:g} m)"
+        if math.isnan(beta):
+            reason = measurement.reason or "no recent road measurement"
+        elif math.isnan(visibility):
+            reason = "no fog to measure (" + ("most of the road in view shows no haze signal)" if beta == 0 else
+                                              f"visibility beyond {self.max_visibility:g} m)")
         depth = metric_depth(transmission, beta if math.isfinite(visibility) else math.nan, norms, contrast,
                              t_floor)
         return VisibilityReading(beta, visibility, depth, measurement, reason)
