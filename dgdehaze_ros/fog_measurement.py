@@ -10,7 +10,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain
-from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of, size_mismatch
 from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
 from dgdehaze_ros.parameters import NodeSettings
 from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
@@ -73,7 +73,8 @@ class FogMeasurement:
             return None
         intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
         if intrinsics is None:
-            missing = "no camera_info has arrived" if info is None else "camera_info has no intrinsics"
+            missing = "no camera_info has arrived" if info is None else \
+                size_mismatch(info, dehazed.result.transmission.shape[:2]) or "camera_info has no intrinsics"
             self._say_once(f"{missing}: no ~/visibility, ~/depth or detection distances until one with intrinsics "
                            "does")
             self._waiting = f"waiting for a camera_info with intrinsics ({missing})"

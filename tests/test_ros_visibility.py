@@ -17,7 +17,7 @@ from sensor_msgs.msg import Image, Range  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, field_of_view,  # noqa: E402
-                                              ground_range, intrinsics_of, ray_norms)
+                                              ground_range, intrinsics_of, ray_norms, size_mismatch)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable  # noqa: E402
@@ -197,6 +197,8 @@ def test_camera_info_of_another_resolution_is_scaled_to_the_frame() -> None:
     info = camera_info(640, 480)  # K for 640x480: f 500, centre (320, 240)
     assert intrinsics_of(info, (240, 320)) == Intrinsics(250.0, 250.0, 160.0, 120.0)
     assert intrinsics_of(info, (480, 640)) == Intrinsics(500.0, 500.0, 320.0, 240.0)
+    assert intrinsics_of(info, (360, 640)) is None, "a 4:3 calibration does not describe 16:9 frames"
+    assert "another aspect ratio" in size_mismatch(info, (360, 640)) and not size_mismatch(info, (240, 320))
     info.k = [0.0] * 9
     assert intrinsics_of(info, (480, 640)) is None
 

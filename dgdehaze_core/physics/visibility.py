@@ -83,7 +83,7 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
     """A sensor_msgs/CameraInfo's intrinsics (any message with its `p` or `k`, `width` and `height`: rclpy's or a
     bag reader's) for the image it describes: its region of interest and binning applied as REP-104 (and
     image_geometry) do, then scaled to a frame of `shape` (height, width) when that image has another size; None
-    when neither P nor K is set (zero focal lengths)."""
+    when neither P nor K is set (zero focal lengths) or the frame has another aspect ratio (`size_mismatch`)."""
     try:
         intrinsics = _projection(info)
     except ValueError:
@@ -92,6 +92,8 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
     roi = getattr(info, "roi", None)
     left, top = (roi.x_offset, roi.y_offset) if _cropped(info) else (0, 0)
     width, height = _described_size(info)
+    if shape is not None and size_mismatch(info, shape):
+        return None
     intrinsics = Intrinsics(intrinsics.fx / binning_x, intrinsics.fy / binning_y, (intrinsics.cx - left) / binning_x,
                             (intrinsics.cy - top) / binning_y)
     if shape is None or not (width and height) or (height, width) == tuple(shape):
@@ -99,6 +101,20 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
     sx, sy = shape[1] / width, shape[0] / height
     return Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
 
+
+
+def size_mismatch(info: Any, shape: tuple[int, int]) -> str:
+    """Why a CameraInfo does not describe a frame of `shape` (height, width): the image it describes has another
+    aspect ratio (a crop that its region of interest does not declare, or another camera's calibration), so no
+    scaling maps one onto the other; "" when it does describe it (the same size, or scaled alike in x and y)."""
+    width, height = _described_size(info)
+    if not (width and height):
+        return ""
+    sx, sy = shape[1] / width, shape[0] / height
+    if abs(sx - sy) <= 0.01 * max(sx, sy):
+        return ""
+    return (f"camera_info describes a {width}x{height} image but the frames are {shape[1]}x{shape[0]}, of another "
+            "aspect ratio (a crop its region of interest does not declare?)")
 
 
 def _projection(info: Any) -> Intrinsics:
