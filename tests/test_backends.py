@@ -77,6 +77,27 @@ def test_shape_profile_for_a_camera() -> None:
         ShapeProfile((1, 3, 64, 64), (1, 3, 32, 64), (1, 3, 128, 128))
 
 
+def test_an_onnx_file_of_a_fixed_size_gets_an_engine_profile_of_that_size_alone(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, onnx_input_dims
+
+    def identity(path: Path, dims: list[int | str]) -> Path:
+        tensor = helper.make_tensor_value_info
+        graph = helper.make_graph([helper.make_node("Identity", ["hazy"], ["out"])], "g",
+                                  [tensor("hazy", TensorProto.FLOAT, dims)], [tensor("out", TensorProto.FLOAT, dims)])
+        onnx.save(helper.make_model(graph), str(path))
+        return path
+
+    fixed = onnx_input_dims(identity(tmp_path / "fixed.onnx", [1, 3, 480, 640]))
+    assert fixed == (1, 3, 480, 640)
+    camera = ShapeProfile.for_camera(720, 1280, 32)  # what the pipeline asks for a 1280x720 camera
+    assert camera.fitted(fixed) == ShapeProfile((1, 3, 480, 640), (1, 3, 480, 640), (1, 3, 480, 640))
+    free = onnx_input_dims(identity(tmp_path / "dynamic.onnx", ["batch", 3, "rows", "cols"]))
+    assert free == (None, 3, None, None) and camera.fitted(free) == camera
+
+
 @cpu_only
 def test_auto_picks_onnxruntime_on_the_cpu_and_explicit_requests_are_honoured(
         caplog: pytest.LogCaptureFixture) -> None:

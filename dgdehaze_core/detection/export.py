@@ -79,9 +79,10 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
         runtime += f"-tensorrt-{trt.__version__}"
         gpu = gpu_name(torch.device(device))
     precision = "int8" if int8 else "fp16" if half else "fp32"
-    key = CacheKey(model_sha256=file_sha256(weights), runtime=runtime, device=gpu,
-                   shapes="images:dynamic" if dynamic else f"images:1x3x{imgsz}x{imgsz}", precision=precision,
-                   extra={"data": str(data)} if int8 and data else {})
+    # Ultralytics' dynamic engine takes sizes up to twice imgsz: another imgsz is another engine
+    shapes = f"images:dynamic-imgsz{imgsz}" if dynamic else f"images:1x3x{imgsz}x{imgsz}"
+    key = CacheKey(model_sha256=file_sha256(weights), runtime=runtime, device=gpu, shapes=shapes,
+                   precision=precision, extra={"data": str(data)} if int8 and data else {})
     cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
     device_index = device.split(":")[1] if device.startswith("cuda:") else "0" if fmt == "engine" else "cpu"
     path, _ = cache.get_or_build(

@@ -154,6 +154,12 @@ def recorded_key(artifact: Path) -> dict[str, object]:
     return recorded["key"]  # type: ignore[return-value]
 
 
+def mark_used(artifact: Path) -> None:
+    """Note that `artifact` was loaded now (its sidecar's time), so that a cache pruning what lies unused keeps it."""
+    with contextlib.suppress(OSError):  # a read-only cache (a prebuilt one) stays as it is
+        os.utime(sidecar_path(artifact))
+
+
 @contextlib.contextmanager
 def _build_lock(artifact: Path) -> Iterator[None]:
     artifact.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +179,8 @@ class EngineCache(Generic[T]):
     """
 
     def __init__(self, directory: str | os.PathLike[str], keep_days: float | None = None) -> None:
+        """`keep_days`: builds remove what was not loaded or built for so long (None: DGDEHAZE_ENGINE_CACHE_DAYS;
+        0: nothing, for a folder that is not only the cache's, such as an export's --out)."""
         self.directory = Path(directory).expanduser()
         self.keep_days = default_keep_days() if keep_days is None else keep_days
 
@@ -213,10 +221,6 @@ class EngineCache(Generic[T]):
                      ", ".join(path.name for path in removed))
         return removed
 
-    def _used(self, artifact: Path) -> None:
-        with contextlib.suppress(OSError):  # a read-only cache (a prebuilt one) stays as it is
-            os.utime(sidecar_path(artifact))
-
     def get_or_build(self, key: CacheKey, model_name: str, suffix: str, build: Callable[[Path], None],
                      load: Callable[[Path], T]) -> tuple[T, Path]:
         """Load the cached artifact for `key`, building it first when it is missing, stale or corrupt."""
@@ -225,7 +229,7 @@ class EngineCache(Generic[T]):
         if reason is None:
             try:
                 loaded = load(artifact)
-                self._used(artifact)
+                mark_used(artifact)
                 return loaded, artifact
             except Exception as exc:  # a loader (TensorRT, ORT) rejecting the bytes is corruption, not a crash
                 reason = f"corrupt: the loader rejected it ({exc})"

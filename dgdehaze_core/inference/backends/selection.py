@@ -203,9 +203,10 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
                            "trt_engine_cache_path": str(Path(cache_dir or default_cache_dir()) / "onnxruntime-trt")}
             providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name for name in providers]
         return OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
-    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, TensorRTBackend, _onnx_stride
+    from dgdehaze_core.inference.backends.tensorrt_backend import (ShapeProfile, TensorRTBackend, _onnx_stride,
+                                                                   onnx_input_dims)
 
     width, height = camera_size
-    profile = ShapeProfile.for_camera(height, width, _onnx_stride(onnx_file))
+    profile = ShapeProfile.for_camera(height, width, _onnx_stride(onnx_file)).fitted(onnx_input_dims(onnx_file))
     return TensorRTBackend(onnx_file, profile, precision="fp16" if half else "fp32", cache_dir=cache_dir,
                            device=choice.device)

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -31,7 +31,7 @@ import torch
 
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
-                                                           recorded_key)
+                                                           mark_used, recorded_key)
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.images import bgr_to_rgb_float, images_under, read_image
 from dgdehaze_core.io.onnx_files import read_onnx
@@ -88,6 +88,14 @@ class ShapeProfile:
     def contains(self, shape: tuple[int, ...]) -> bool:
         return len(shape) == 4 and all(lo <= v <= hi for lo, v, hi in zip(self.min, shape, self.max))
 
+    def fitted(self, dims: Sequence[int | None]) -> ShapeProfile:
+        """This profile with the axes that the network fixes (`dims`: an int where fixed, None where free) held at
+        their size: TensorRT lets a profile range only over a network's free axes, so an ONNX file exported at a
+        fixed size builds for that size alone."""
+        def fit(shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+            return tuple(d if d else v for v, d in zip(shape, dims))  # type: ignore[return-value]
+        return ShapeProfile(fit(self.min), fit(self.opt), fit(self.max))
+
 
 def import_tensorrt() -> ModuleType:
     """The `tensorrt` module, or BackendUnavailable saying why it cannot be used here."""
@@ -95,12 +103,15 @@ def import_tensorrt() -> ModuleType:
         import tensorrt as trt
     except ImportError as exc:
         raise BackendUnavailable(f"TensorRT is not installed ({exc}); on Jetson it comes with JetPack, on x86 "
-                                 f"`pip install tensorrt`") from None
+                                 f"`pip install 'tensorrt>=10,<11'`") from None
     if not torch.cuda.is_available():
         raise BackendUnavailable("TensorRT is installed but CUDA is not available to torch")
     major = int(str(trt.__version__).split(".")[0])
-    if major < 10:
-        raise BackendUnavailable(f"TensorRT {trt.__version__} found; dgdehaze needs TensorRT 10 or later")
+    if major != 10:
+        raise BackendUnavailable(f"TensorRT {trt.__version__} found; dgdehaze's engine builder is written for "
+                                 "TensorRT 10 (11 removed the FP16/INT8 builder flags and the int8 calibrator it "
+                                 "uses): install TensorRT 10 (pip install 'tensorrt>=10,<11'), or use the "
+                                 "onnxruntime backend")
     return trt
 
 
@@ -276,8 +287,8 @@ def engine_key(onnx_path: Path, stride: int, profile: ShapeProfile, precision: s
     the network's `stride` rides along so that the engine alone, with its sidecar, can be loaded later."""
     trt = import_tensorrt()
     extra = {"stride": str(stride)}
-    if precision == "int8" and calib_dir is not None:
-        extra["calibration"] = ",".join(sorted(p.name for p in _calibration_images(calib_dir)))
+    if precision == "int8" and calib_dir is not None:  # the images' contents, as the calibration table's key
+        extra["calibration"] = calibration_key(onnx_path, _calibration_images(calib_dir), *profile.opt[2:])
     return CacheKey(model_sha256=file_sha256(onnx_path), runtime=f"tensorrt-{trt.__version__}",
                     device=gpu_name(device), shapes=profile.describe(), precision=precision, extra=extra)
 
@@ -364,6 +375,7 @@ class TensorRTBackend:
         if engine is None:
             raise ValueError(f"TensorRT could not load {engine_path} (deserialize_cuda_engine returned None)")
         self._bind(trt, engine, engine_path, built.precision)
+        mark_used(engine_path)  # a prebuilt engine in the cache folder stays while it is run
         return self
 
     def _bind(self, trt: ModuleType, engine: Any, engine_path: Path, precision: str) -> None:
@@ -373,6 +385,9 @@ class TensorRTBackend:
         self.max_batch = self.profile.max[0]
         with torch.cuda.device(self.device):
             self.context = self.engine.create_execution_context()
+            self.stream = torch.cuda.Stream(self.device)  # enqueueV3 on the legacy default stream syncs extra
+        if self.context is None:
+            raise RuntimeError(f"TensorRT could not create an execution context for {engine_path} (GPU memory?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.outputs = outputs_of(names, f"engine {self.engine_path}")
@@ -384,15 +399,15 @@ class TensorRTBackend:
         """Release the context, then the engine, then the runtime: TensorRT 10 calls destroying a runtime before
         the engines it deserialized undefined behaviour, and plain attribute teardown would release the runtime
         (set first) first."""
-        for name in ("context", "engine", "runtime"):
+        for name in ("context", "engine", "runtime", "stream"):
             self.__dict__.pop(name, None)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if not self.profile.contains(batch.shape):
             raise ValueError(f"input {batch.shape} is outside the engine's profile {self.profile.describe()}; "
                              f"set a working size inside it (node: working_width/working_height)")
-        with torch.cuda.device(self.device):
-            stream = torch.cuda.current_stream(self.device)
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
+            stream = self.stream
             hazy = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtypes[self.input_name])
             self.context.set_input_shape(self.input_name, tuple(hazy.shape))
             self.context.set_tensor_address(self.input_name, hazy.data_ptr())
@@ -413,6 +428,12 @@ def _torch_dtype(trt: ModuleType, dtype: Any) -> torch.dtype:
     if dtype not in table:
         raise ValueError(f"unsupported engine tensor type {dtype}")
     return table[dtype]
+
+
+def onnx_input_dims(onnx_path: str | os.PathLike[str]) -> tuple[int | None, ...]:
+    """The ONNX file's input shape: each axis's size where the file fixes it, None where it is free."""
+    dims = read_onnx(onnx_path).graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
 
 
 def _onnx_stride(onnx_path: Path) -> int:
