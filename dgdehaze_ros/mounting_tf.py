@@ -16,8 +16,8 @@ from rclpy.time import Time
 from dgdehaze_core.physics.visibility import height_and_pitch
 
 TF_AVAILABLE = importlib.util.find_spec("tf2_ros") is not None
-MISSING_TF = ("base_frame needs tf2_ros (ros-<distro>-tf2-ros, part of every ROS 2 install; the pip-installed ROS 2 "
-              "lacks it): give camera_height and camera_pitch instead")
+MISSING_TF = ("base_frame needs the Python tf2_ros (ros-<distro>-tf2-ros-py, which the ros_core variant and the "
+              "pip-installed ROS 2 lack): install it, or give camera_height and camera_pitch instead")
 
 
 class MountingUnavailable(RuntimeError):

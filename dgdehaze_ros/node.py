@@ -614,8 +614,7 @@ def create_node(parameters: Mapping[str, Any] | None = None, *, name: str = "dgd
                 activate: bool = True) -> DehazeNode:
     """A DehazeNode in this process, configured and activated unless `activate` is False (for bag replay tools,
     tests and composition). `remappings` maps input names (`image`, `camera_info`) to topics."""
-    overrides = [Parameter(k, Parameter.Type.STRING_ARRAY, list(v)) if k == "classes" else Parameter(k, value=v)
-                 for k, v in (parameters or {}).items()]
+    overrides = [Parameter(k, value=v) for k, v in (parameters or {}).items()]
     cli_args = ["--ros-args"] + [arg for src, dst in (remappings or {}).items() for arg in ("-r", f"{src}:={dst}")]
     node = DehazeNode(name, namespace=namespace, context=context, parameter_overrides=overrides,
                       cli_args=cli_args if remappings else None)
@@ -638,11 +637,11 @@ def main(args: list[str] | None = None) -> int:
         rclpy.try_shutdown()
         return 2
     if node.get_parameter("autostart").value:
-        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            node.destroy_node()
-            rclpy.try_shutdown()
-            return 1
-        node.trigger_activate()
+        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
+        else:  # a lifecycle node stays up unconfigured: mend the parameters, then configure again
+            node.get_logger().error(f"the node stays unconfigured: set the parameters right, then `ros2 lifecycle "
+                                    f"set {node.get_fully_qualified_name()} configure` and `activate`")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

@@ -16,7 +16,6 @@ from typing import Any, Mapping
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 
 from dgdehaze_core.commands.ros_modes import NODE_MODELS, RELIABILITIES
 from dgdehaze_core.detection.tracking import TRACKERS
@@ -39,7 +38,8 @@ BOTH_MODELS = (*PIPELINE, *DETECTOR)
 
 @dataclass(frozen=True)
 class ParameterSpec:
-    """One parameter: its default (a value, or a `Parameter.Type` for "unset") and what it means."""
+    """One parameter: its default (a value; None: unset, for a parameter of `dynamic_typing`) and what it means;
+    `dynamic_typing`: any type is taken and `check_values` decides (`classes`: names or ids)."""
 
     name: str
     default: Any
@@ -50,6 +50,7 @@ class ParameterSpec:
     read_only: bool = False
     reloads: tuple[str, ...] = ()
     """What a change rebuilds while configured: "pipeline" and/or "detector"; none: applied at once."""
+    dynamic_typing: bool = False
 
     def descriptor(self) -> ParameterDescriptor:
         constraints = f"one of: {', '.join(self.choices)}" if self.choices else ""
@@ -57,7 +58,8 @@ class ParameterSpec:
             constraints = ((constraints + "; " if constraints else "")
                            + f"a change reloads the {' and the '.join(self.reloads)}")
         descriptor = ParameterDescriptor(name=self.name, description=self.description,
-                                         additional_constraints=constraints, read_only=self.read_only)
+                                         additional_constraints=constraints, read_only=self.read_only,
+                                         dynamic_typing=self.dynamic_typing)
         if self.int_range is not None:
             low, high, step = self.int_range
             descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=step)]
@@ -134,8 +136,8 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("imgsz", 640, "detector input size in pixels (multiple of 32)", int_range=(32, 4096, 32),
                   reloads=DETECTOR),
     ParameterSpec("max_det", 100, "most detections per frame", int_range=(1, 1000, 1)),
-    ParameterSpec("classes", Parameter.Type.STRING_ARRAY, "detect only these classes (names or ids); "
-                  "unset or empty: all"),
+    ParameterSpec("classes", None, "detect only these classes: a list of names or ids (strings or integers, "
+                  "[\"car\", \"person\"] or [2, 0]); unset or empty: all", dynamic_typing=True),
     ParameterSpec("image_reliability", "reliable", "input QoS reliability; reliable receives every frame of a "
                   "reliable camera, best_effort also matches best_effort cameras but loses most large frames with "
                   "Fast DDS defaults (docs/ROS.md)", RELIABILITIES, read_only=True),
@@ -198,7 +200,10 @@ def check_values(values: Mapping[str, Any]) -> str | None:
         return problem
     if 0.0 < values["max_detail_gain"] < 1.0:
         return f"max_detail_gain must be 0 (the exact inversion) or at least 1, got {values['max_detail_gain']}"
-    if any(not str(c).strip() for c in values["classes"] or ()):
+    classes = values["classes"]
+    if any(isinstance(c, bool) or not isinstance(c, (str, int)) for c in classes):
+        return f"classes must be a list of class names or ids (strings or integers), got {classes!r}"
+    if any(not str(c).strip() for c in classes):
         return "classes must not contain empty names"
     return _check_mounting(values)
 
@@ -304,8 +309,12 @@ def read_settings(node: Node, changes: Mapping[str, Any] | None = None) -> NodeS
     """The node's current parameters (with `changes` applied on top); ValueError says what is invalid."""
     values = {spec.name: _current(node, spec.name) for spec in SPECS}
     values.update(changes or {})
-    values["classes"] = list(values["classes"] or [])
+    classes = values["classes"]
+    if isinstance(classes, (str, bytes, int, float)):
+        raise ValueError(f"classes must be a list of class names or ids (strings or integers), got {classes!r}")
+    values["classes"] = [] if classes is None else list(classes)  # rclpy gives an integer list as an array
     problem = check_values(values)
     if problem:
         raise ValueError(problem)
+    values["classes"] = [str(c) for c in values["classes"]]
     return NodeSettings(values)

@@ -9,8 +9,9 @@ All tuning lives in `params_file` (default: share/dgdehaze/config/dgdehaze.yaml)
 `use_sim_time:=true` makes the node follow /clock (a bag played with `ros2 bag play --clock`): the stamps of its
 own messages and the latency on /diagnostics are then measured against the bag's time; left empty, a
 `use_sim_time` in params_file applies (as in Nav2's files), else false.
-With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager):
-configure loads the models and builds engines, activate subscribes and publishes.
+With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager, with
+`bond_timeout: 0.0`: the node keeps no bond): configure loads the models and builds engines, activate subscribes
+and publishes.
 Outputs are under the node: /<namespace>/<node_name>/{image_dehazed,depth,camera_info,detections,haze_density}.
 """
 from __future__ import annotations

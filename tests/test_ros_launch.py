@@ -12,6 +12,8 @@ import os
 import py_compile
 import subprocess
 import sys
+import threading
+import time
 import xml.etree.ElementTree as ElementTree
 from distutils.core import run_setup
 from pathlib import Path
@@ -25,7 +27,6 @@ import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.exceptions import ParameterException  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from ros_harness import DOMAIN_ID  # noqa: E402
 
 from dgdehaze_ros.node import DehazeNode  # noqa: E402
@@ -85,8 +86,8 @@ def test_the_config_names_every_parameter_with_its_default_and_valid_values() ->
     assert set(values) == set(SPEC_BY_NAME), set(values) ^ set(SPEC_BY_NAME)
     for spec in SPECS:
         value = values[spec.name]
-        if isinstance(spec.default, Parameter.Type):
-            assert value == [], f"{spec.name}: an unset array is written as []"
+        if spec.default is None:
+            assert value == [], f"{spec.name}: an unset list is written as []"
             continue
         assert type(value) is type(spec.default), f"{spec.name}: {value!r} is not a {type(spec.default).__name__}"
         assert value == spec.default, f"{spec.name}: the config says {value!r}, the node's default is {spec.default!r}"
@@ -137,6 +138,28 @@ def test_an_out_of_range_value_in_a_params_file_is_refused_at_start(ros_context:
         DehazeNode("dgdehaze", context=ros_context, cli_args=["--ros-args", "--params-file", str(bad)])
 
 
+def test_with_autostart_a_failed_configure_leaves_the_node_up_and_unconfigured_as_a_lifecycle_node() -> None:
+    node = subprocess.Popen([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r", "__node:=unconfigured",
+                             "-p", "model:=base"],  # base ships no weights: configure fails
+                            env={**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID)}, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120.0, node.kill)  # a node that never says so fails the test, not hangs it
+    watchdog.start()
+    try:
+        lines = []
+        for line in node.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "stays unconfigured" in line:
+                break
+        assert any("configure failed" in line and "no shipped weights" in line for line in lines), lines
+        time.sleep(1.0)
+        assert node.poll() is None, "the process ended instead of waiting to be configured again"
+        assert "lifecycle set /unconfigured configure" in lines[-1]
+    finally:
+        watchdog.cancel()
+        node.terminate()
+        node.wait(30)
+
+
 def test_the_executable_exits_with_a_clear_error_on_a_bad_parameter_at_start() -> None:
     result = subprocess.run([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "--params-file",
                              str(CONFIG_FILE), "-p", "model:=dcp", "-p", "image_qos_depth:=0"],
@@ -176,7 +199,7 @@ def test_docs_ros_md_lists_every_parameter_with_its_default() -> None:
             for line in doc.splitlines() if line.startswith("| `")}
     for spec in SPECS:
         assert spec.name in rows, f"docs/ROS.md has no row for {spec.name}"
-        if isinstance(spec.default, Parameter.Type):
+        if spec.default is None:
             assert rows[spec.name].startswith("unset"), spec.name
             continue
         default = str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default)
@@ -192,7 +215,7 @@ MODULE_SOURCES = {
     "rosbags": "python3-rosbags-pip", "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces",
     "lifecycle_msgs": "lifecycle_msgs", "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "vision_msgs": "vision_msgs", "launch": "launch",
-    "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "tf2_ros": "tf2_ros",
+    "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "tf2_ros": "tf2_ros_py",
     "torch": "pip:torch", "torchvision": "pip:torchvision", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript", "pywt": "pip:PyWavelets",
 }
 """Third-party module -> the rosdep key in package.xml, or pip:NAME in requirements-ros.txt, that installs it."""

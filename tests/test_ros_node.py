@@ -237,6 +237,26 @@ def test_a_class_the_detector_lacks_or_a_home_folder_that_does_not_exist_is_refu
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
+def test_classes_take_integer_ids_and_an_empty_list_of_any_type_clears_them(node: DehazeNode, probe: Probe) -> None:
+    set_ok(node, detection_enabled=True)
+    assert probe.wait_for(lambda: node._detector is not None, 60.0)
+    frame = hazy_test_frame(640, 480)
+    try:
+        set_ok(node, classes=[6])  # YAML's [6], and what `ros2 param set ... classes "[6]"` sends: integers
+        out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(23)), ("detections",))
+        assert {d.results[0].hypothesis.class_id for d in out["detections"].detections} == {"6"}
+        for value in ([1.5], [True], "train"):
+            (result,) = node.set_parameters([Parameter("classes", value=value)])
+            assert not result.successful and "names or ids" in result.reason, result.reason
+            assert list(node.get_parameter("classes").value) == [6]
+    finally:  # `ros2 param set ... classes "[]"` sends an empty bool array
+        assert node.set_parameters([Parameter("classes", Parameter.Type.BOOL_ARRAY, [])])[0].successful
+    out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(24)), ("detections",))
+    assert "6" in {d.results[0].hypothesis.class_id for d in out["detections"].detections}
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
 def test_half_and_device_reload_the_detector_as_well_as_the_network(node: DehazeNode, probe: Probe) -> None:
     set_ok(node, detection_enabled=True)
     assert probe.wait_for(lambda: node._detector is not None, 60.0)
