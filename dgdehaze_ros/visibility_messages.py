@@ -47,8 +47,7 @@ def fog_banner(reading: VisibilityReading | None, haze_density: float) -> str:
     if reading is None:
         return text
     if math.isfinite(reading.visibility):
-        bound = "at most " if reading.measurement.at_least else ""
-        return f"{text}  visibility {bound}{reading.visibility:.0f} m"
+        return f"{text}  visibility {reading.visibility:.0f} m"
     return f"{text}  visibility: {reading.reason or 'unknown'}"
 
 

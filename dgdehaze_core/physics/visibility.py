@@ -7,9 +7,7 @@ after leaving out pixels whose ratio lies far from the median (a car on the road
 it, so its ratio is low). `VisibilityEstimator` smooths beta over time (exponentially, with a time constant in
 seconds of the frames' stamps) and gives:
 - visibility = 3.912 / beta (Koschmieder, 2 % contrast; the WMO's 5 % MOR is 2.996 / beta), NaN when there is no
-  fog to measure (beta below 3.912 / max_visibility) or no road to measure it on, never a huge number; in fog
-  denser than the method resolves (most of the road at its least transmission) an upper bound, which the reading's
-  reason states;
+  fog to measure (beta below 3.912 / max_visibility) or no road to measure it on, never a huge number;
 - metric depth (Z along the optical axis, REP-118) = cos(ray) * -ln(t) / beta, NaN where it is not trustworthy:
   t near 1 (no haze signal), t near the pipeline's floor T_MIN, beyond the visibility, and where the frame's
   contrast against the airlight is below Koschmieder's 2 % (the sky, and whatever the fog hides: there the
@@ -222,13 +220,11 @@ def road_mask(shape: tuple[int, int], region: tuple[float, float, float, float])
 
 @dataclass(frozen=True)
 class BetaMeasurement:
-    """One frame's beta (1/m; NaN with `reason` when the frame gives none) and the road pixels it rests on;
-    `at_least`: beta is a lower bound, the fog being denser than the method resolves on this road."""
+    """One frame's beta (1/m; NaN with `reason` when the frame gives none) and the road pixels it rests on."""
 
     beta: float
     pixels: int
     reason: str = ""
-    at_least: bool = False
 
 
 def usable_floor(transmission_floor: float) -> float:
@@ -241,10 +237,8 @@ def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarra
                  min_pixels: int = MIN_ROAD_PIXELS, t_floor: float = T_FLOOR) -> BetaMeasurement:
     """Robust beta from the road pixels (`road` mask, `distance` along the ray in m, NaN above the horizon).
 
-    beta = 0 (a clear frame) is a measurement: most road pixels show no haze signal. When most lie at or below
-    `t_floor`, the fog is denser than the method resolves: beta is at least -ln(t_floor) over the distance of the
-    nearest of them (5th percentile), a lower bound (`at_least`). NaN with a reason when the region has no road
-    below the horizon or too few pixels with a usable transmission (above `t_floor`).
+    beta = 0 (a clear frame) is a measurement: most road pixels show no haze signal. NaN with a reason when the
+    region has no road below the horizon or too few pixels with a usable transmission (above `t_floor`).
     """
     if transmission.shape != distance.shape or road.shape != distance.shape:
         raise ValueError(f"transmission {transmission.shape}, distance {distance.shape} and road mask {road.shape} "
@@ -257,10 +251,6 @@ def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarra
     t = transmission[on_road].astype(np.float64)
     if np.mean(t >= T_SIGNAL_MAX) > 0.5:
         return BetaMeasurement(0.0, ground)
-    floored = t <= t_floor
-    if np.mean(floored) > 0.5:
-        nearest = float(np.percentile(distance[on_road][floored], 5))
-        return BetaMeasurement(-math.log(t_floor) / nearest, int(floored.sum()), at_least=True)
     usable = (t > t_floor) & (t < T_SIGNAL_MAX)
     if usable.sum() < min_pixels:
         return BetaMeasurement(math.nan, int(usable.sum()),
@@ -315,8 +305,7 @@ def visibility_of(beta: float, max_visibility: float) -> float:
 @dataclass(frozen=True)
 class VisibilityReading:
     """A frame's result: the smoothed beta (1/m), the visibility (m) and the metric depth, each NaN when unknown;
-    `reason` says why there is no visibility, or that it is an upper bound (`measurement.at_least`: fog denser
-    than the method resolves); `measurement` is the frame's own beta."""
+    `reason` says why there is no visibility; `measurement` is the frame's own beta."""
 
     beta: float
     visibility: float
@@ -385,14 +374,11 @@ class VisibilityEstimator:
         beta = self._smooth(measurement.beta, stamp)
         visibility = visibility_of(beta, self.max_visibility)
         reason = ""
-        if measurement.at_least and math.isfinite(visibility):
-            reason = (f"visibility at most {visibility:.1f} m: the fog is denser than the method resolves on the "
-                      "road in view")
-        elif math.isnan(beta):
+        if math.isnan(beta):
             reason = measurement.reason or "no recent road measurement"
         elif math.isnan(visibility):
             reason = "no fog to measure (" + ("most of the road in view shows no haze signal)" if beta == 0 else
                                               f"visibility beyond {self.max_visibility:g} m)")
-        known = math.isfinite(visibility) and not measurement.at_least  # a bound would put every pixel too far
-        depth = metric_depth(transmission, beta if known else math.nan, norms, contrast, t_floor)
+        depth = metric_depth(transmission, beta if math.isfinite(visibility) else math.nan, norms, contrast,
+                             t_floor)
         return VisibilityReading(beta, visibility, depth, measurement, reason)
