@@ -239,8 +239,10 @@ class NetworkPipeline:
                     clear = cv2.resize(clear, (width, height), interpolation=cv2.INTER_LINEAR)
                 image = rgb_float_to_bgr(clear)
             depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+            floor = T_MIN if self.scattering else self._dark_channel.t0  # without a head: DCP's, clipped at t0
             results.append(DehazeResult(image=image, depth=depth, transmission=transmission,
-                                        airlight=airlight_rgb[::-1].copy(), haze_density=haze_density(frame)))
+                                        airlight=airlight_rgb[::-1].copy(), haze_density=haze_density(frame),
+                                        transmission_floor=floor))
         return results
 
 
