@@ -448,6 +448,9 @@ class DehazeNode(LifecycleNode):
                 pipeline = self._load_pipeline(settings)
             except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
                 self._reload_failed("pipeline", exc, settings, generation)
+                with self._lock:  # a parameter of both models (device, half) was put back: the detector follows
+                    if generation == self._generation and self._settings is not None:
+                        settings = self._settings
             else:
                 with self._lock:
                     swapped = generation == self._generation
@@ -456,7 +459,7 @@ class DehazeNode(LifecycleNode):
                         self._reload_problems.pop("pipeline", None)
                 if swapped:
                     self.get_logger().info(f"reloaded pipeline: {self._describe()}")
-        if "detector" in pending and settings["detection_enabled"]:
+        if "detector" in pending and settings["detection_enabled"] and self._detector_stale(settings):
             try:
                 detector = self._load_detector(settings)
             except (DetectorUnavailable, ValueError) as exc:
@@ -464,6 +467,7 @@ class DehazeNode(LifecycleNode):
                     self._detection_off(exc, generation)
                 else:
                     self._reload_failed("detector", exc, settings, generation)
+                    self._reload_pipeline_if_put_back(generation)
                 return
             with self._lock:
                 current = self._settings
@@ -477,6 +481,15 @@ class DehazeNode(LifecycleNode):
                         self._reload_problems.pop("detector", None)
             if swapped:
                 self._publish_labels()
+
+    def _reload_pipeline_if_put_back(self, generation: int) -> None:
+        """After a failed detector load put back a parameter of both models (device, half), the pipeline, loaded
+        with the refused value, loads again with the value put back."""
+        with self._lock:
+            loaded, current = self._loaded.get("pipeline"), self._settings
+            if generation == self._generation and current is not None and loaded is not None \
+                    and loaded.differing(current, "pipeline"):
+                self._pending_reloads.add("pipeline")
 
     def _describe(self) -> str:
         pipeline = self._pipeline
