@@ -188,7 +188,7 @@ def test_a_file_opencv_refuses_or_with_a_name_that_is_no_utf8_is_one_input_of_th
                                                                               b"caf\xe9_dehazed.png"]
 
 
-def test_an_output_that_is_a_folder_or_a_name_too_long_is_refused_before_any_is_written(
+def test_an_output_that_is_a_folder_a_name_too_long_or_an_out_that_is_a_file_is_refused_before_any_work(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "in"
     source.mkdir()
@@ -202,3 +202,7 @@ def test_an_output_that_is_a_folder_or_a_name_too_long_is_refused_before_any_is_
     cv2.imwrite(str(source / ("x" * 246 + ".png")), np.full((24, 32, 3), 150, np.uint8))
     assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 2
     assert "longer than a file name may be" in capsys.readouterr().err and list(out.iterdir()) == []
+    (source / ("x" * 246 + ".png")).unlink()
+    (out / "a_file").write_text("kept")
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out / "a_file")]) == 2
+    assert "is a file: give the folder" in capsys.readouterr().err and (out / "a_file").read_text() == "kept"

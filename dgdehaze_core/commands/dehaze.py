@@ -139,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     paths = [] if video else list_images(source) if source.is_dir() else [source]
     if not video and not paths:
         raise ImageError(f"no images in {source}")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file: give the folder to write the outputs to")
     names = {source: source.stem} if video else output_names(paths)
     suffix = ".mp4" if video else ".png"
     _check_outputs(paths or [source], [args.out / f"{name}_{kind}{suffix}" for name in names.values()
