@@ -82,8 +82,9 @@ def test_a_fleet_killed_part_way_says_it_is_unfinished_and_runs_again_over_its_f
     assert main(command[3:]) == 0  # an earlier, finished run
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not any(".part" in p.name for p in out.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the first bag is being written again
+    while not any(".part" in p.name and not p.name.startswith(".fleet.json") for p in out.iterdir()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first bag is being written again (not fleet.json, whose "running" comes first)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     assert json.loads((out / "fleet.json").read_text())["status"] == "running"
