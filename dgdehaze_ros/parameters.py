@@ -201,7 +201,7 @@ def check_values(values: Mapping[str, Any]) -> str | None:
     if 0.0 < values["max_detail_gain"] < 1.0:
         return f"max_detail_gain must be 0 (the exact inversion) or at least 1, got {values['max_detail_gain']}"
     classes = values["classes"]
-    if any(isinstance(c, bool) or not isinstance(c, (str, int)) for c in classes):
+    if not isinstance(classes, list) or any(isinstance(c, bool) or not isinstance(c, (str, int)) for c in classes):
         return f"classes must be a list of class names or ids (strings or integers), got {classes!r}"
     if any(not str(c).strip() for c in classes):
         return "classes must not contain empty names"
@@ -310,9 +310,10 @@ def read_settings(node: Node, changes: Mapping[str, Any] | None = None) -> NodeS
     values = {spec.name: _current(node, spec.name) for spec in SPECS}
     values.update(changes or {})
     classes = values["classes"]
-    if isinstance(classes, (str, bytes, int, float)):
-        raise ValueError(f"classes must be a list of class names or ids (strings or integers), got {classes!r}")
-    values["classes"] = [] if classes is None else list(classes)  # rclpy gives an integer list as an array
+    if classes is None:
+        values["classes"] = []
+    elif not isinstance(classes, (str, bytes, int, float)):
+        values["classes"] = list(classes)  # rclpy gives an integer list as an array; check_values refuses a scalar
     problem = check_values(values)
     if problem:
         raise ValueError(problem)

@@ -174,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
         onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True, outputs=outputs)
         key = engine_key(onnx_path, stride, profile, precision, torch.device("cuda:0"), args.calib)
-        EngineCache(out.parent, keep_days=0).build(key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision,
-                                                                        args.calib, calibration_table_of(out)))
+        table = calibration_table_of(out)
+        EngineCache(out.parent, keep_days=0).build(
+            key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision, args.calib, table))
     print(out)
     return 0
 
