@@ -130,17 +130,21 @@ def test_an_inconsistent_torchrun_environment_is_refused(environment: dict[str, 
 
 
 def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(tmp_path: Path) -> None:
+    """The model and the adversarial discriminator (which trains outside DDP) end alike on both ranks, though
+    each rank learned from its own batches."""
     run = tmp_path / "run"
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
          "dgdehaze_core.cli", "train", "--config", str(ROOT / "training" / "smoke.yaml"), "--out", str(run),
-         "--iterations", "1", "--threads", "1", "--no-progress"],
+         "--iterations", "1", "--threads", "1", "--no-progress", "--set", "loss.adversarial=0.05"],
         capture_output=True, text=True, timeout=600, env=environment, cwd=tmp_path)
     log = process.stdout + process.stderr
     assert process.returncode == 0, log[-3000:]
     digests = dict(re.findall(r"rank (\d) of 2: weights sha256 ([0-9a-f]{64})", log))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], log[-3000:]
+    discriminators = dict(re.findall(r"rank (\d) of 2: discriminator sha256 ([0-9a-f]{64})", log))
+    assert set(discriminators) == {"0", "1"} and discriminators["0"] == discriminators["1"], log[-3000:]
     written = sorted(p.name for p in run.iterdir())
     assert written == [".lock", "best.pt", "last.pt", "recipe.yaml", "train.csv", "val.csv"]
     rows = (run / "train.csv").read_text().splitlines()[1:]

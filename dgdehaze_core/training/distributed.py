@@ -86,6 +86,25 @@ def wrap(model: torch.nn.Module, rank: Rank, device: torch.device) -> torch.nn.M
                                    find_unused_parameters=True)
 
 
+def share_state(module: torch.nn.Module, rank: Rank) -> None:
+    """Give every rank rank 0's weights and buffers of a module that trains outside DDP (the adversarial
+    discriminator), so the ranks start it alike; `average_gradients` then keeps them alike."""
+    if rank.distributed:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def average_gradients(module: torch.nn.Module, rank: Rank) -> None:
+    """Average a module's gradients over the job after its backward (what DDP does for the model), so that every
+    rank's optimiser takes the same step and a module outside DDP does not drift apart across ranks."""
+    if not rank.distributed:
+        return
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+            parameter.grad.div_(rank.world_size)
+
+
 def share_buffers(model: torch.nn.Module, rank: Rank) -> None:
     """Give every rank rank 0's buffers (batch-norm statistics, which each rank's last forward pass moved on its
     own batch), so that every rank ends with the model rank 0 saves. The weights already agree: DDP averaged the

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation.metrics import psnr, ssim
-from dgdehaze_core.inference.backends.selection import model_digest
+from dgdehaze_core.inference.backends.selection import model_digest, state_digest
 from dgdehaze_core.inference.pipeline import pipeline_from_model
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
 from dgdehaze_core.io.checkpoints import read_checkpoint
@@ -402,6 +402,7 @@ class Trainer:
             loss = losses.discriminator_loss(self.discriminator(clear), self.discriminator(self._fake_for_discriminator))
         self.disc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.discriminator, self.rank)
         self.disc_optimizer.step()
 
     # -- the loop ----------------------------------------------------------------------------------------------
@@ -429,6 +430,8 @@ class Trainer:
         recipe, writer = self.recipe, self.rank.writer
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last, writer)
         self.forward_model = distributed.wrap(self.model, self.rank, self.device)
+        if self.discriminator is not None:
+            distributed.share_state(self.discriminator, self.rank)
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                  "clear", self.depth_of if self.clear_depth is not None else None)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
@@ -480,6 +483,9 @@ class Trainer:
         if self.rank.distributed:
             LOG.info("rank %d of %d: weights sha256 %s", self.rank.rank, self.rank.world_size,
                      model_digest(self.model))
+            if self.discriminator is not None:
+                LOG.info("rank %d of %d: discriminator sha256 %s", self.rank.rank, self.rank.world_size,
+                         state_digest(self.discriminator))
         return TrainResult(self.run_dir, self.iteration, self.last_path,
                            self.best_path if self.best_path.exists() else None, self.best_validation,
                            tally.first_loss, tally.last_loss)

@@ -128,13 +128,18 @@ def _choose(requested: str, device: str) -> BackendChoice:
     return BackendChoice("torch", "cpu", (), "; ".join([*skipped, "torch eager on CPU"]))
 
 
-def model_digest(model: "DGDehazeNet") -> str:
-    """SHA-256 over a model's configuration and weights: the cache key of its exports."""
-    digest = hashlib.sha256(f"{model.config_name}|{model.depth_guidance}".encode())
-    for name, tensor in sorted(model.state_dict().items()):
+def state_digest(module: torch.nn.Module, prefix: bytes = b"") -> str:
+    """SHA-256 over `prefix` and a module's weights and buffers, by name."""
+    digest = hashlib.sha256(prefix)
+    for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def model_digest(model: "DGDehazeNet") -> str:
+    """SHA-256 over a model's configuration and weights: the cache key of its exports."""
+    return state_digest(model, f"{model.config_name}|{model.depth_guidance}".encode())
 
 
 def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.PathLike[str] | None = None,
