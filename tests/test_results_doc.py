@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,3 +214,22 @@ def test_onnx_weights_are_described_by_their_metadata(tmp_path: Path):
     assert "`out/int8/lite_int8.onnx` (sha256 64aa9d8f75dc, an ONNX export of a `lite` network, int8 QDQ" in text
     assert "`out/int8/lite_fp32.onnx` (sha256 a76a6e91ab8f, an ONNX export of a `lite` network, fp32)" in text
     assert "?" not in text
+
+
+def test_per_class_ties_are_ordered_by_name_whatever_the_hash_seed(tmp_path: Path):
+    """Classes of equal object count come by name: the doc must not change between runs (PYTHONHASHSEED)."""
+    names = ["truck", "bus", "person", "bicycle", "motorcycle"]
+    rows = {f"detection/lite[{name}]": {"map50": 0.5, "f1": 0.5, "objects": 4} for name in names}
+    rows["detection/lite[car]"] = {"map50": 0.6, "f1": 0.6, "objects": 40}
+    _write(tmp_path, "dawn-fog", rows)
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- results dawn-fog detection-classes -->\n<!-- /results -->\n")
+    script = ("import sys; from pathlib import Path; from dgdehaze_core.evaluation.results_doc import render; "
+              "print(render(Path(sys.argv[1]).read_text(), Path(sys.argv[2])))")
+    orders = set()
+    for seed in ("0", "1", "2", "3"):
+        done = subprocess.run([sys.executable, "-c", script, str(doc), str(tmp_path)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}, check=True, timeout=120)
+        table = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+        orders.add(tuple(line.split(" | ")[0].removeprefix("| ") for line in table))
+    assert orders == {("car", "bicycle", "bus", "motorcycle", "person", "truck")}

@@ -115,10 +115,14 @@ def select_rows(rows: Mapping[str, Row], measure: str, set_name: str | None) -> 
 
 
 def class_table_markdown(rows: Mapping[str, Row]) -> str:
-    """Per-class detection rows (`METHOD[CLASS]`) as one table: a row per class, AP50 then F1 per method."""
+    """Per-class detection rows (`METHOD[CLASS]`) as one table: a row per class, AP50 then F1 per method.
+
+    Classes run from the most objects to the fewest, classes of equal count by name, so the table is the same on
+    every run (a set's order alone would follow the interpreter's hash seed)."""
     methods = list(dict.fromkeys(key.split("[", 1)[0] for key in rows))
     classes = sorted({key.split("[", 1)[1].rstrip("]") for key in rows},
-                     key=lambda name: -max(row["objects"] for key, row in rows.items() if key.endswith(f"[{name}]")))
+                     key=lambda name: (-max(row["objects"] for key, row in rows.items()
+                                            if key.endswith(f"[{name}]")), name))
     header = ["class", "objects", *(f"{m} AP50" for m in methods), *(f"{m} F1" for m in methods)]
     body = []
     for name in classes:
