@@ -233,3 +233,33 @@ def test_per_class_ties_are_ordered_by_name_whatever_the_hash_seed(tmp_path: Pat
         table = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
         orders.add(tuple(line.split(" | ")[0].removeprefix("| ") for line in table))
     assert orders == {("car", "bicycle", "bus", "motorcycle", "person", "truck")}
+
+
+def test_null_and_infinite_figures_render_as_not_measured(tmp_path: Path):
+    """eval writes a figure it could not compute as null and an infinite one as "inf": neither may stop the render or
+    pass for a measurement in a verdict."""
+    _write(tmp_path, "sots-indoor", {
+        "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
+        "quality/sots-indoor:held-out/lite": {**_quality(21.2, 0.85), "psnr": None},
+        "quality/sots-indoor:held-out/lite-no-depth": _quality(21.0, 0.83),
+        **{f"detection/sots-indoor:held-out/{m}": {"f1": f1} for m, f1 in
+           (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.90), ("lite-no-depth", None), ("clear-jpeg90", None))}})
+    (tmp_path / "o-haze.json").write_text('{"dcp": {"psnr": 17.0, "ssim": 0.7, "ciede2000": "inf", "pairs": 2}, '
+                                          '"lite": {"psnr": Infinity, "ssim": 0.8, "ciede2000": 5.0, "pairs": 2}}')
+    (tmp_path / "o-haze.meta.json").write_text(json.dumps(META))
+    _write(tmp_path, "int8-o-haze", {"lite-fp32": _quality(18.8, 0.77), "lite-int8": {**_quality(18.4, 0.76),
+                                                                                       "psnr": "inf"}})
+    doc = ("<!-- results o-haze quality -->\n<!-- /results -->\n<!-- targets -->\n<!-- /targets -->\n")
+    rendered = render(doc, tmp_path)
+    assert "| dcp | 17.00 | 0.700 | n/a | 2 |" in rendered and "| lite | n/a | 0.800 | 5.00 | 2 |" in rendered
+    lines = [line for line in rendered.splitlines() if line.startswith("| ")]
+    assert "| lite ≥ DCP + 1 dB PSNR (#4) | SOTS-indoor, held-out scenes 1430-1448 | not measured | — |" in lines
+    assert "| lite SSIM not below DCP (#4) | SOTS-indoor, held-out scenes 1430-1448 | lite 0.850, DCP 0.840 " \
+           "(+0.010) | **met** |" in lines
+    assert "| lite ≥ DCP + 1 dB PSNR (#4) | O-HAZE | not measured | — |" in lines
+    assert "| detection-recovery F1: lite > DCP and ≥ 0.89 (#9) | SOTS-indoor, held-out scenes 1430-1448 | " \
+           "hazy 0.780, DCP 0.820, lite 0.900 | **met** |" in lines  # the JPEG copy's null F1 is left out
+    assert "| depth guidance helps: PSNR (dB) | SOTS-indoor held-out | not measured | — |" in lines
+    assert "| depth guidance helps: detection F1 | SOTS-indoor held-out | not measured | — |" in lines
+    assert "| int8 PSNR within 0.3 dB of fp32 (#23) | O-HAZE | not measured | — |" in lines
+    assert not any("inf" in line or "nan" in line for line in lines)

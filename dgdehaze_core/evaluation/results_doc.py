@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -31,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.atomic_files import atomic_write_text
@@ -85,8 +86,25 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
 }
 
 
+def _finite(value: Any) -> float | None:
+    """`value` where it is a finite number, else None: eval writes a figure it could not compute (NaN) as null and
+    an infinite one as the string "inf", and neither is a measurement a table or a target can use."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether `value` is NaN or infinite, as a number or as the string eval writes for it ("inf", "-inf")."""
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _cell(value: Any, decimals: int | None) -> str:
-    if value is None:
+    """A table cell: "n/a" where the figure is missing, null or not finite."""
+    if value is None or _non_finite(value):
         return "n/a"
     if decimals is None or not isinstance(value, (int, float)):
         return str(value)
@@ -231,6 +249,16 @@ def _verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
+def _not_measured(goal: str, label: str) -> list[str]:
+    return [goal, label, "not measured", "—"]
+
+
+def _figures(rows: Mapping[str, Row], methods: Iterable[str], column: str) -> dict[str, float] | None:
+    """`column` of each of `methods`; None (not measured) unless every one has a row with a finite number there."""
+    found = {method: _finite(rows[method].get(column)) if method in rows else None for method in methods}
+    return None if any(value is None for value in found.values()) else found
+
+
 def _rows(results_dir: Path, name: str, measure: str, set_name: str | None) -> dict[str, Row] | None:
     loaded = load_result(results_dir, name)
     if loaded is None:
@@ -246,17 +274,22 @@ def _quality_targets(results_dir: Path) -> list[list[str]]:
     for name, set_name, label in QUALITY_SETS:
         rows = _rows(results_dir, name, "quality", set_name)
         if rows is None or MODEL not in rows or DCP not in rows:
-            lines.append([f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR, SSIM not below DCP", label, "not measured",
-                          "—"])
+            lines.append(_not_measured(f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR, SSIM not below DCP", label))
             continue
-        model, dcp = rows[MODEL], rows[DCP]
-        gain = model["psnr"] - dcp["psnr"]
-        lines.append([f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR (#4)", label,
-                      f"lite {model['psnr']:.2f} dB, DCP {dcp['psnr']:.2f} dB ({gain:+.2f} dB)",
-                      _verdict(gain >= PSNR_MARGIN_DB)])
-        lines.append(["lite SSIM not below DCP (#4)", label,
-                      f"lite {model['ssim']:.3f}, DCP {dcp['ssim']:.3f} ({model['ssim'] - dcp['ssim']:+.3f})",
-                      _verdict(model["ssim"] >= dcp["ssim"])])
+        psnr, ssim = _figures(rows, (MODEL, DCP), "psnr"), _figures(rows, (MODEL, DCP), "ssim")
+        goal = f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR (#4)"
+        if psnr is None:
+            lines.append(_not_measured(goal, label))
+        else:
+            gain = psnr[MODEL] - psnr[DCP]
+            lines.append([goal, label, f"lite {psnr[MODEL]:.2f} dB, DCP {psnr[DCP]:.2f} dB ({gain:+.2f} dB)",
+                          _verdict(gain >= PSNR_MARGIN_DB)])
+        goal = "lite SSIM not below DCP (#4)"
+        if ssim is None:
+            lines.append(_not_measured(goal, label))
+        else:
+            lines.append([goal, label, f"lite {ssim[MODEL]:.3f}, DCP {ssim[DCP]:.3f} ({ssim[MODEL] - ssim[DCP]:+.3f})",
+                          _verdict(ssim[MODEL] >= ssim[DCP])])
     return lines
 
 
@@ -268,11 +301,12 @@ def _detection_targets(results_dir: Path) -> list[list[str]]:
             ("sots-indoor-work320x240", "sots-indoor:held-out", "SOTS-indoor held-out, networks at 320x240"),
             ("sots-indoor-work320x240", "sots-indoor", "SOTS-indoor all scenes, networks at 320x240")):
         rows = _rows(results_dir, result, "detection", set_name)
-        if rows is None or not {MODEL, DCP, HAZY} <= set(rows):
-            lines.append([f"detection-recovery F1: lite > DCP and ≥ {F1_GOAL} (#9)", label, "not measured", "—"])
+        f1 = None if rows is None else _figures(rows, (HAZY, DCP, MODEL), "f1")
+        if rows is None or f1 is None:
+            lines.append(_not_measured(f"detection-recovery F1: lite > DCP and ≥ {F1_GOAL} (#9)", label))
             continue
-        f1 = {method: rows[method]["f1"] for method in (HAZY, DCP, MODEL)}
-        noise = f" (the clear image as a JPEG: {rows[JPEG]['f1']:.3f})" if JPEG in rows else ""
+        jpeg = _figures(rows, (JPEG,), "f1")
+        noise = f" (the clear image as a JPEG: {jpeg[JPEG]:.3f})" if jpeg is not None else ""
         lines.append([f"detection-recovery F1: lite > DCP and ≥ {F1_GOAL} (#9)", label,
                       f"hazy {f1[HAZY]:.3f}, DCP {f1[DCP]:.3f}, lite {f1[MODEL]:.3f}{noise}",
                       _verdict(f1[MODEL] > f1[DCP] and f1[MODEL] >= F1_GOAL)])
@@ -300,10 +334,11 @@ def _ablation_targets(results_dir: Path) -> list[list[str]]:
     for name, measure, set_name, column, what, higher, label in ABLATION_CHECKS:
         rows = _rows(results_dir, name, measure, set_name)
         model, ablation = (MODEL, ABLATION) if measure != "depth" else (f"{MODEL}@t0.25", f"{ABLATION}@t0.25")
-        if rows is None or model not in rows or ablation not in rows or rows[model].get(column) is None:
-            lines.append([f"depth guidance helps: {what}", label, "not measured", "—"])
+        figures = None if rows is None else _figures(rows, (model, ablation), column)
+        if figures is None:
+            lines.append(_not_measured(f"depth guidance helps: {what}", label))
             continue
-        with_depth, without = rows[model][column], rows[ablation][column]
+        with_depth, without = figures[model], figures[ablation]
         interval, verdict = _judged((with_depth - without) * (1 if higher else -1),
                                     _comparison(results_dir, name, set_name, f"{MODEL} vs {ABLATION}", column),
                                     "helps", "**does not help**", "**no difference**")
@@ -336,10 +371,11 @@ def _contrast_baseline_checks(results_dir: Path) -> list[list[str]]:
     lines = []
     for column, what in (("map50", "mAP50"), ("f1", "F1")):
         check = f"dehazing beats a contrast stretch: {what}"
-        if rows is None or MODEL not in rows or CONTRAST_BASELINE not in rows:
-            lines.append([check, label, "not measured", "—"])
+        figures = None if rows is None else _figures(rows, (MODEL, CONTRAST_BASELINE), column)
+        if figures is None:
+            lines.append(_not_measured(check, label))
             continue
-        model, stretch = rows[MODEL][column], rows[CONTRAST_BASELINE][column]
+        model, stretch = figures[MODEL], figures[CONTRAST_BASELINE]
         recorded = _comparison(results_dir, "dawn-fog", None, f"{CONTRAST_BASELINE} vs {MODEL}", column)
         interval, verdict = _judged(model - stretch, None if recorded is None else (-recorded[1], -recorded[0]),
                                     "ahead", "**behind**", "**level**")
@@ -350,11 +386,12 @@ def _contrast_baseline_checks(results_dir: Path) -> list[list[str]]:
 
 def _comparison(results_dir: Path, name: str, set_name: str | None, key: str,
                 column: str) -> tuple[float, float] | None:
-    """The bootstrap interval (low, high) of `column`'s difference in comparison row `key`, if recorded."""
-    row = (_rows(results_dir, name, "detection-bootstrap", set_name) or {}).get(key)
-    if row is None or row.get(f"{column}_diff_lo") is None:
+    """The bootstrap interval (low, high) of `column`'s difference in comparison row `key`, if recorded (finite)."""
+    rows = _rows(results_dir, name, "detection-bootstrap", set_name) or {}
+    low, high = _figures(rows, (key,), f"{column}_diff_lo"), _figures(rows, (key,), f"{column}_diff_hi")
+    if low is None or high is None:
         return None
-    return row[f"{column}_diff_lo"], row[f"{column}_diff_hi"]
+    return low[key], high[key]
 
 
 ABLATION_FREE_FIELDS = {"name", "depth_guidance", "source_file"}
@@ -394,22 +431,25 @@ def _real_fog_targets(results_dir: Path) -> list[list[str]]:
     """#17: real fog detection on the DAWN judging photos, and the SOTS-indoor gap closed towards clear-jpeg90."""
     label = "DAWN fog, 100 judging photos"
     rows = _rows(results_dir, "dawn-fog", "detection", None)
-    if rows is None or not {MODEL, DCP, HAZY} <= set(rows):
-        lines = [[f"lite mAP50 ≥ {MAP50_GOAL:.2f} and > DCP (#17)", label, "not measured", "—"]]
+    m = None if rows is None else _figures(rows, (HAZY, DCP, MODEL), "map50")
+    if rows is None or m is None:
+        lines = [_not_measured(f"lite mAP50 ≥ {MAP50_GOAL:.2f} and > DCP (#17)", label)]
     else:
-        m = {name: row["map50"] for name, row in rows.items()}
         lines = [[f"lite mAP50 ≥ {MAP50_GOAL:.2f} and > DCP (#17)", label,
                   f"hazy {m[HAZY]:.3f}, DCP {m[DCP]:.3f}, lite {m[MODEL]:.3f}",
                   _verdict(m[MODEL] >= MAP50_GOAL and m[MODEL] > m[DCP])]]
-        if FUSED in m:
+        fused = _figures(rows, (FUSED,), "map50")
+        if FUSED in rows and fused is None:
+            lines.append(_not_measured("fused detection above both its parts (#17)", label))
+        elif fused is not None:
             lines.append(["fused detection above both its parts (#17)", label,
-                          f"hazy {m[HAZY]:.3f}, lite {m[MODEL]:.3f}, lite+hazy {m[FUSED]:.3f}",
-                          _verdict(m[FUSED] > max(m[HAZY], m[MODEL]))])
+                          f"hazy {m[HAZY]:.3f}, lite {m[MODEL]:.3f}, lite+hazy {fused[FUSED]:.3f}",
+                          _verdict(fused[FUSED] > max(m[HAZY], m[MODEL]))])
     held_out = _rows(results_dir, "sots-indoor", "detection", "sots-indoor:held-out")
     goal = f"SOTS-indoor detection F1 > DCP, ≥ {GAP_CLOSED_GOAL:.0%} of the gap to clear-jpeg90 closed (#17)"
-    if held_out is None or not {MODEL, DCP, HAZY, JPEG} <= set(held_out):
-        return lines + [[goal, "SOTS-indoor held-out", "not measured", "—"]]
-    f1 = {name: held_out[name]["f1"] for name in (HAZY, DCP, MODEL, JPEG)}
+    f1 = None if held_out is None else _figures(held_out, (HAZY, DCP, MODEL, JPEG), "f1")
+    if f1 is None:
+        return lines + [_not_measured(goal, "SOTS-indoor held-out")]
     if f1[JPEG] > f1[HAZY]:
         closed = (f1[MODEL] - f1[HAZY]) / (f1[JPEG] - f1[HAZY])
         gap = f"{closed:.0%} closed"
@@ -426,18 +466,20 @@ def _int8_targets(results_dir: Path) -> list[list[str]]:
     for name, set_name, label in [(f"int8-{name}", set_name, label) for name, set_name, label in QUALITY_SETS]:
         goal = f"int8 PSNR within {INT8_PSNR_LOSS_DB:g} dB of fp32 (#23)"
         rows = _rows(results_dir, name, "quality", set_name)
-        if rows is None or not {FP32, INT8} <= set(rows):
-            lines.append([goal, label, "not measured", "—"])
+        psnr = None if rows is None else _figures(rows, (FP32, INT8), "psnr")
+        if psnr is None:
+            lines.append(_not_measured(goal, label))
             continue
-        loss = rows[FP32]["psnr"] - rows[INT8]["psnr"]
-        lines.append([goal, label, f"fp32 {rows[FP32]['psnr']:.2f} dB, int8 {rows[INT8]['psnr']:.2f} dB "
-                      f"({-loss:+.2f} dB)", _verdict(loss <= INT8_PSNR_LOSS_DB)])
+        loss = psnr[FP32] - psnr[INT8]
+        lines.append([goal, label, f"fp32 {psnr[FP32]:.2f} dB, int8 {psnr[INT8]:.2f} dB ({-loss:+.2f} dB)",
+                      _verdict(loss <= INT8_PSNR_LOSS_DB)])
     goal, label = f"int8 mAP50 within {INT8_MAP50_LOSS:g} of fp32 (#23)", "DAWN fog, 100 judging photos"
     rows = _rows(results_dir, "int8-dawn-fog", "detection", None)
-    if rows is None or not {FP32, INT8} <= set(rows):
-        return lines + [[goal, label, "not measured", "—"]]
-    loss = rows[FP32]["map50"] - rows[INT8]["map50"]
-    return lines + [[goal, label, f"fp32 {rows[FP32]['map50']:.3f}, int8 {rows[INT8]['map50']:.3f} ({-loss:+.3f})",
+    map50 = None if rows is None else _figures(rows, (FP32, INT8), "map50")
+    if map50 is None:
+        return lines + [_not_measured(goal, label)]
+    loss = map50[FP32] - map50[INT8]
+    return lines + [[goal, label, f"fp32 {map50[FP32]:.3f}, int8 {map50[INT8]:.3f} ({-loss:+.3f})",
                      _verdict(loss <= INT8_MAP50_LOSS)]]
 
 
