@@ -263,3 +263,20 @@ def test_null_and_infinite_figures_render_as_not_measured(tmp_path: Path):
     assert "| depth guidance helps: detection F1 | SOTS-indoor held-out | not measured | — |" in lines
     assert "| int8 PSNR within 0.3 dB of fp32 (#23) | O-HAZE | not measured | — |" in lines
     assert not any("inf" in line or "nan" in line for line in lines)
+
+
+def test_a_block_without_rows_is_not_measured_and_the_rest_renders(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """A dawn-fog JSON recorded without --bootstrap has no `vs` rows: its bootstrap block says not measured (with a
+    warning naming it), and the run's provenance goes under its first table that is rendered."""
+    _write(tmp_path, "dawn-fog", {"detection/hazy": {"f1": 0.44, "map50": 0.33, "objects": 665},
+                                  "detection/lite": {"f1": 0.49, "map50": 0.38, "objects": 665}})
+    doc = ("<!-- results dawn-fog detection-bootstrap -->\n<!-- /results -->\n"
+           "<!-- results dawn-fog detection -->\n<!-- /results -->\n<!-- targets -->\n<!-- /targets -->\n")
+    with caplog.at_level("WARNING", logger="dgdehaze_core.evaluation.results_doc"):
+        rendered = render(doc, tmp_path)
+    assert rendered.startswith(f"<!-- results dawn-fog detection-bootstrap -->\n{NOT_MEASURED}\n<!-- /results -->")
+    assert "| lite | n/a | n/a | 0.490 | n/a | 0.380 | 665 | n/a | n/a |" in rendered
+    assert "- Command (step `dawn-fog` of `tools/make_results.sh`)" in rendered and "From the same run" not in rendered
+    assert "| lite mAP50 ≥ 0.50 and > DCP (#17) | DAWN fog, 100 judging photos | not measured | — |" in rendered
+    assert "results block 'dawn-fog detection-bootstrap' rendered as not measured: no detection-bootstrap rows" \
+        in caplog.text

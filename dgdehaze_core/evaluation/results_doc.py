@@ -120,16 +120,17 @@ def select_rows(rows: Mapping[str, Row], measure: str, set_name: str | None) -> 
     """
     per_class = measure == "detection-classes"
     compared = measure == "detection-bootstrap"
-    measure = "detection" if per_class or compared else measure
-    candidates = [f"{measure}/{set_name}/", f"{set_name}/"] if set_name else []
-    candidates += [f"{measure}/", ""]
+    keyed = "detection" if per_class or compared else measure
+    candidates = [f"{keyed}/{set_name}/", f"{set_name}/"] if set_name else []
+    candidates += [f"{keyed}/", ""]
     for prefix in candidates:
         chosen = {key[len(prefix):]: row for key, row in rows.items()
                   if key.startswith(prefix) and "/" not in key[len(prefix):]
                   and ("[" in key[len(prefix):]) == per_class and (" vs " in key[len(prefix):]) == compared}
         if chosen:
             return chosen
-    raise ValueError(f"no {measure} rows{f' of set {set_name}' if set_name else ''} among {', '.join(rows)}")
+    shown = ", ".join(list(rows)[:12]) + (f" and {len(rows) - 12} more" if len(rows) > 12 else "")
+    raise ValueError(f"no {measure} rows{f' of set {set_name}' if set_name else ''} among {shown}")
 
 
 def class_table_markdown(rows: Mapping[str, Row]) -> str:
@@ -214,14 +215,22 @@ def load_result(results_dir: Path, name: str) -> tuple[dict[str, Row], dict[str,
 
 
 def render_block(results_dir: Path, name: str, measure: str, set_name: str | None, first: bool = True) -> str:
-    """One block's table; its provenance in full where `first`, else a pointer to the first table of the run."""
+    """One block's table; its provenance in full where `first`, else a pointer to the first table of the run.
+
+    NOT_MEASURED where NAME has not been recorded, or its JSON has no rows for this block (a step recorded without
+    some of its measures or comparisons): that block alone, with a warning that names it, not the whole render."""
     if measure not in COLUMNS:
         raise ValueError(f"results block {name}: unknown measure {measure!r}; known: {', '.join(COLUMNS)}")
     loaded = load_result(results_dir, name)
     if loaded is None:
         return NOT_MEASURED
     rows, meta = loaded
-    chosen = select_rows(rows, measure, set_name)
+    try:
+        chosen = select_rows(rows, measure, set_name)
+    except ValueError as exc:
+        LOG.warning("results block '%s %s%s' rendered as not measured: %s", name, measure,
+                    f" {set_name}" if set_name else "", exc)
+        return NOT_MEASURED
     reference = {str(row["reference"]) for row in chosen.values() if "reference" in row}
     caption = f"Reference objects: {', '.join(sorted(reference))}.\n\n" if reference else ""
     source = provenance(meta, name) if first else (f"- From the same run as the first table of step `{name}` "
@@ -511,7 +520,8 @@ def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
         name, measure, set_name = match["name"], match["measure"], match["set"]
         opening = f"<!-- results {name} {measure}{f' {set_name}' if set_name else ''} -->"
         body = render_block(results_dir, name, measure, set_name, first=name not in described)
-        described.add(name)
+        if body != NOT_MEASURED:  # the run's provenance is written out under its first table, not a missing one
+            described.add(name)
         return f"{opening}\n{body}\n<!-- /results -->"
 
     text = BLOCK.sub(block, doc_text)
