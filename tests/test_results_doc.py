@@ -179,7 +179,7 @@ def test_bootstrap_comparisons_get_their_own_table_and_settle_the_ablation_verdi
                                                                    "hazy+clahe vs lite"}
     doc = "<!-- results dawn-fog detection-bootstrap -->\n<!-- /results -->\n<!-- targets -->\n<!-- /targets -->\n"
     rendered = render(doc, tmp_path)
-    assert "| lite vs hazy | 0.020 | -0.030 | 0.070 | 0.60 | 0.020 | 0.020 | 0.120 | 0.99 | 2000 |" in rendered
+    assert "| lite vs hazy | 0.020 | -0.030 | 0.070 | 0.600 | 0.020 | 0.020 | 0.120 | 0.990 | 2000 |" in rendered
     # mAP50's interval spans zero: not settled, though lite is ahead; F1's lies above zero: helps
     assert "| depth guidance helps: mAP50 against human boxes | DAWN fog, judging photos | lite 0.420, " \
            "lite-no-depth 0.410 (+0.010), 95 % interval -0.040 to +0.050 | **not settled** |" in rendered
@@ -280,3 +280,17 @@ def test_a_block_without_rows_is_not_measured_and_the_rest_renders(tmp_path: Pat
     assert "| lite mAP50 ≥ 0.50 and > DCP (#17) | DAWN fog, 100 judging photos | not measured | — |" in rendered
     assert "results block 'dawn-fog detection-bootstrap' rendered as not measured: no detection-bootstrap rows" \
         in caplog.text
+
+
+def test_shares_of_redraws_never_round_to_a_certainty(tmp_path: Path):
+    """0.997 of the redraws is not "every redraw": three decimals, and a share that rounds to 0 or 1 without being it
+    is shown as <0.001 or >0.999."""
+    shares = {"a vs b": (0.997, 0.9995), "c vs b": (1.0, 0.0004), "d vs b": (0.0, 0.5)}
+    _write(tmp_path, "dawn-fog", {f"detection/{key}": {"map50_diff": 0.05, "map50_diff_lo": 0.01, "map50_diff_hi": 0.1,
+                                                       "map50_p_better": p_map50, "f1_diff": 0.05, "f1_diff_lo": 0.01,
+                                                       "f1_diff_hi": 0.1, "f1_p_better": p_f1, "samples": 2000}
+                                  for key, (p_map50, p_f1) in shares.items()})
+    rendered = render("<!-- results dawn-fog detection-bootstrap -->\n<!-- /results -->\n", tmp_path)
+    assert "| a vs b | 0.050 | 0.010 | 0.100 | 0.997 | 0.050 | 0.010 | 0.100 | >0.999 | 2000 |" in rendered
+    assert "| c vs b | 0.050 | 0.010 | 0.100 | 1.000 | 0.050 | 0.010 | 0.100 | <0.001 | 2000 |" in rendered
+    assert "| d vs b | 0.050 | 0.010 | 0.100 | 0.000 | 0.050 | 0.010 | 0.100 | 0.500 | 2000 |" in rendered

@@ -52,11 +52,13 @@ Row = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: the JSON key, its heading, and the number of decimals (None: as is)."""
+    """A table column: the JSON key, its heading, the number of decimals (None: as is), and whether it is a share
+    (a fraction of redraws): one that rounds to 0 or 1 without being it shows as "<0.001" or ">0.999"."""
 
     key: str
     heading: str
     decimals: int | None = 3
+    share: bool = False
 
 
 COLUMNS: dict[str, tuple[Column, ...]] = {
@@ -75,9 +77,9 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
              Column("noise_ratio", "noise ÷ input's"), Column("images", "images", None)),
     "detection-classes": (),
     "detection-bootstrap": (Column("map50_diff", "mAP50 difference"), Column("map50_diff_lo", "95 % from"),
-                            Column("map50_diff_hi", "to"), Column("map50_p_better", "ahead in", 2),
+                            Column("map50_diff_hi", "to"), Column("map50_p_better", "ahead in", share=True),
                             Column("f1_diff", "F1 difference"), Column("f1_diff_lo", "95 % from"),
-                            Column("f1_diff_hi", "to"), Column("f1_p_better", "ahead in", 2),
+                            Column("f1_diff_hi", "to"), Column("f1_p_better", "ahead in", share=True),
                             Column("samples", "redraws", None)),
     "visibility": (Column("visibility_rel_error", "visibility error ↓"),
                    Column("visibility_median", "visibility estimated (m)", 1), Column("absrel_metric", "metric AbsRel ↓"),
@@ -102,13 +104,17 @@ def _non_finite(value: Any) -> bool:
         return False
 
 
-def _cell(value: Any, decimals: int | None) -> str:
-    """A table cell: "n/a" where the figure is missing, null or not finite."""
+def _cell(value: Any, decimals: int | None, share: bool = False) -> str:
+    """A table cell: "n/a" where the figure is missing, null or not finite; a `share` never rounds to a certainty
+    (0.9995 of the redraws is ">0.999", not "1.000")."""
     if value is None or _non_finite(value):
         return "n/a"
     if decimals is None or not isinstance(value, (int, float)):
         return str(value)
-    return f"{value:.{decimals}f}"
+    text = f"{value:.{decimals}f}"
+    if share and 0 < value < 1 and float(text) in (0.0, 1.0):
+        return f">{1 - 10 ** -decimals:.{decimals}f}" if value > 0.5 else f"<{10 ** -decimals:.{decimals}f}"
+    return text
 
 
 def select_rows(rows: Mapping[str, Row], measure: str, set_name: str | None) -> dict[str, Row]:
@@ -161,10 +167,11 @@ def table_markdown(measure: str, rows: Mapping[str, Row]) -> str:
     if measure == "depth":
         ordered = sorted(rows.items(), key=lambda item: _depth_order(item[0]))
         header = ["condition", "method", *(c.heading for c in columns)]
-        body = [[*(_depth_parts(key)), *(_cell(row.get(c.key), c.decimals) for c in columns)] for key, row in ordered]
+        body = [[*(_depth_parts(key)), *(_cell(row.get(c.key), c.decimals, c.share) for c in columns)]
+                for key, row in ordered]
     else:
         header = ["comparison" if measure == "detection-bootstrap" else "method", *(c.heading for c in columns)]
-        body = [[key, *(_cell(row.get(c.key), c.decimals) for c in columns)] for key, row in rows.items()]
+        body = [[key, *(_cell(row.get(c.key), c.decimals, c.share) for c in columns)] for key, row in rows.items()]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(line) + " |" for line in body]
     return "\n".join(lines)
