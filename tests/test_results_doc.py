@@ -57,7 +57,8 @@ def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
     assert f"<!-- results missing haze -->\n{NOT_MEASURED}\n<!-- /results -->" in rendered
     assert rendered.count("`dgdehaze eval --dataset X`") == 1  # a second table of one run points to the first
     assert "From the same run as the first table of step `sots`" in rendered
-    assert "1 evaluations, 0.2 minutes in all on 2 CPU cores" in rendered
+    assert "1 step of `tools/make_results.sh`, each recorded on its own, started 2026-11-25 12:00 UTC at commit " \
+           "`abc1234`; 0.2 minutes of evaluation in all on 2 CPU cores" in rendered
     assert render(rendered, tmp_path) == rendered  # rendering again changes nothing
 
 
@@ -294,3 +295,18 @@ def test_shares_of_redraws_never_round_to_a_certainty(tmp_path: Path):
     assert "| a vs b | 0.050 | 0.010 | 0.100 | 0.997 | 0.050 | 0.010 | 0.100 | >0.999 | 2000 |" in rendered
     assert "| c vs b | 0.050 | 0.010 | 0.100 | 1.000 | 0.050 | 0.010 | 0.100 | <0.001 | 2000 |" in rendered
     assert "| d vs b | 0.050 | 0.010 | 0.100 | 0.000 | 0.050 | 0.010 | 0.100 | 0.500 | 2000 |" in rendered
+
+
+def test_the_runtime_line_spans_every_recorded_step(tmp_path: Path):
+    """Steps recorded on different days at different commits are not one run: the line gives the range of their
+    start times and each commit, in the order they ran."""
+    for name, started, commit, seconds in (("urhi", "2026-12-01 09:54 UTC", "ca6a7e3", 60.0),
+                                           ("dawn-fog", "2026-12-02 15:02 UTC", "aae80fb", 120.0),
+                                           ("o-haze", "2026-12-01 04:45 UTC", "26772c8", 30.0),
+                                           ("sots-outdoor", "2026-12-01 09:49 UTC", "ca6a7e3", 30.0)):
+        _write(tmp_path, name, {"hazy": _quality(12.0, 0.7)})
+        (tmp_path / f"{name}.meta.json").write_text(json.dumps({**META, "started": started, "commit": commit,
+                                                                "seconds": seconds}))
+    rendered = render("<!-- runtime -->\n<!-- /runtime -->\n", tmp_path)
+    assert "4 steps of `tools/make_results.sh`, each recorded on its own, started between 2026-12-01 04:45 UTC and " \
+           "2026-12-02 15:02 UTC at 3 commits (`26772c8`, `ca6a7e3`, `aae80fb`); 4.0 minutes of evaluation" in rendered

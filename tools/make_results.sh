@@ -14,7 +14,7 @@
 # SOTS-indoor scenes 1400-1422 were used (unpaired) in training and 1424-1428 to choose the recipe ("seen");
 # 1430-1448 never were ("held-out"): both are reported apart. DAWN fog photos: only the split's judge part.
 # KITTI is evaluated on its left colour camera (image_02) only; image_03 holds the same 7 frames from 54 cm away.
-# docs/RESULTS.md says how long the recorded run took.
+# docs/RESULTS.md says how long the recorded steps took, when and at which commits (each table: its own step's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

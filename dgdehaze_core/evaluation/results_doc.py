@@ -508,15 +508,25 @@ def targets_markdown(results_dir: Path) -> str:
 
 
 def runtime_markdown(results_dir: Path) -> str:
-    """How long the recorded evaluations took together, and on what."""
-    metas = [json.loads(path.read_text()) for path in sorted(results_dir.glob("*.meta.json"))]
+    """How long the recorded evaluations took together, and on what. Each step is recorded on its own (`ONLY=`
+    re-records some), so this gives the range of their start times and every commit they ran at (in the order of
+    their starts), not one run's."""
+    metas = sorted((json.loads(path.read_text()) for path in sorted(results_dir.glob("*.meta.json"))),
+                   key=lambda meta: meta["started"])
     if not metas:
         return NOT_MEASURED
     loads = [meta["load_before"] for meta in metas]
-    return (f"The recorded run: {len(metas)} evaluations, {sum(meta['seconds'] for meta in metas) / 60:.1f} minutes "
-            f"in all on {metas[0]['machine']}, started {min(meta['started'] for meta in metas)}, load average "
-            f"{min(loads):.1f}-{max(loads):.1f} at the starts of the steps (the evaluation alone keeps it near 2; more "
-            "means other work shared the cores).")
+    first, last = metas[0]["started"], metas[-1]["started"]
+    commits = list(dict.fromkeys(meta["commit"] for meta in metas))
+    machines = list(dict.fromkeys(meta["machine"] for meta in metas))
+    steps = f"{len(metas)} step{'s' if len(metas) > 1 else ''} of `tools/make_results.sh`, each recorded on its own"
+    when = f"started {first}" if first == last else f"started between {first} and {last}"
+    code = (f"at commit `{commits[0]}`" if len(commits) == 1 else
+            f"at {len(commits)} commits ({', '.join(f'`{commit}`' for commit in commits)})")
+    return (f"The recorded evaluations: {steps}, {when} {code}; {sum(meta['seconds'] for meta in metas) / 60:.1f} "
+            f"minutes of evaluation in all on {' and '.join(machines)}, load average {min(loads):.1f}-{max(loads):.1f} "
+            "at the starts of the steps (the evaluation alone keeps it near 2; more means other work shared the "
+            "cores). Each table names the commit and time of its own step.")
 
 
 def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
