@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, ablation_recipe_note, main,
                                                   provenance, record, render, select_rows, targets_markdown)
 
@@ -310,3 +311,38 @@ def test_the_runtime_line_spans_every_recorded_step(tmp_path: Path):
     rendered = render("<!-- runtime -->\n<!-- /runtime -->\n", tmp_path)
     assert "4 steps of `tools/make_results.sh`, each recorded on its own, started between 2026-12-01 04:45 UTC and " \
            "2026-12-02 15:02 UTC at 3 commits (`26772c8`, `ca6a7e3`, `aae80fb`); 4.0 minutes of evaluation" in rendered
+
+
+def _run_make_results(tmp_path: Path, only: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """tools/make_results.sh with ONLY=`only` and a stand-in python that logs its arguments and does nothing, so no
+    evaluation, export or render can start whatever the script does; (the run, the stand-in's calls)."""
+    venv, calls = tmp_path / "venv", tmp_path / "calls.txt"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    python.chmod(0o755)
+    calls.unlink(missing_ok=True)
+    env = {**os.environ, "ONLY": only, "VENV": str(venv), "DGDEHAZE_DATA": str(tmp_path),
+           "RESULTS": str(tmp_path / "results"), "DOC": str(tmp_path / "RESULTS.md"), "EXPORTS": str(tmp_path / "out")}
+    done = subprocess.run(["bash", str(REPO_DIR / "tools" / "make_results.sh")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_make_results_refuses_an_unknown_only_name_before_running_anything(tmp_path: Path):
+    """A misspelt ONLY= name ran no step and exited 0, as if the step had been re-recorded."""
+    done, calls = _run_make_results(tmp_path, "urhi,sots-indor")
+    assert done.returncode == 2 and calls == []
+    assert "unknown step 'sots-indor' in ONLY=urhi,sots-indor; the steps are: sots-indoor,sots-outdoor,o-haze," \
+        in done.stderr and ",int8-dawn-fog" in done.stderr
+    done, calls = _run_make_results(tmp_path, "urhi,int8-o-haze")
+    assert done.returncode == 0, done.stderr
+    recorded = [call.split()[5] for call in calls if call.startswith("-m dgdehaze_core.evaluation.results_doc record")]
+    assert recorded == ["urhi", "int8-o-haze"]
+    assert calls[-1].startswith("-m dgdehaze_core.evaluation.results_doc render")
+    done, calls = _run_make_results(tmp_path, "")  # every step: STEPS must list each one the script records
+    assert done.returncode == 0, done.stderr
+    assert [call.split()[5] for call in calls if " record " in f" {call} "] == [
+        "sots-indoor", "sots-outdoor", "o-haze", "sots-indoor-work320x240", "sots-outdoor-work320x240",
+        "o-haze-work320x240", "urhi", "dawn-fog", "o-haze-photos", "kitti-tiny", "middlebury2003",
+        "kitti-tiny-visibility", "int8-sots-indoor", "int8-sots-outdoor", "int8-o-haze", "int8-dawn-fog"]

@@ -5,7 +5,8 @@
 #   make results                        # the shipped lite weights against the ablation in runs/lite_no_depth
 #   LITE=runs/lite/last.pt make results # another checkpoint in the `lite` rows
 #   EVAL_ARGS="--limit 2" RESULTS=/tmp/r DOC=/tmp/RESULTS.md tools/make_results.sh   # a quick trial elsewhere
-#   ONLY=kitti-tiny,middlebury2003 make results   # re-record those steps only (each keeps its own provenance)
+#   ONLY=kitti-tiny,middlebury2003 make results   # re-record those steps only (each keeps its own provenance;
+#                                                 # a name not among STEPS below stops it, listing them)
 #
 # Methods: hazy (the input), dcp, lite (LITE, default: the shipped dgdehaze_core/weights/dgdehaze_lite.pt),
 # lite-no-depth (NO_DEPTH, default dgdehaze_core/weights/dgdehaze_lite_no_depth.pt: the same recipe with depth
@@ -17,6 +18,23 @@
 # docs/RESULTS.md says how long the recorded steps took, when and at which commits (each table: its own step's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# every step below, in the order it runs: ONLY= may name these and nothing else
+STEPS=(sots-indoor sots-outdoor o-haze sots-indoor-work320x240 sots-outdoor-work320x240 o-haze-work320x240 urhi
+       dawn-fog o-haze-photos kitti-tiny middlebury2003 kitti-tiny-visibility
+       int8-sots-indoor int8-sots-outdoor int8-o-haze int8-dawn-fog)
+is_step() {  # is_step NAME: whether NAME is one of STEPS
+    [[ " ${STEPS[*]} " == *" $1 "* ]]
+}
+if [ -n "${ONLY:-}" ]; then  # a misspelt name would otherwise run nothing and exit 0
+    IFS=, read -r -a WANTED <<< "$ONLY"
+    for name in "${WANTED[@]}"; do
+        if ! is_step "$name"; then
+            echo "make_results: unknown step '$name' in ONLY=$ONLY; the steps are: $(IFS=,; echo "${STEPS[*]}")" >&2
+            exit 2
+        fi
+    done
+fi
 
 PY=${VENV:-.venv}/bin/python
 DATA=${DGDEHAZE_DATA:-../shared/data}
@@ -41,6 +59,10 @@ fi
 record() {  # record NAME EVAL-ARGS...: docs/results/NAME.json and NAME.meta.json
     local name=$1
     shift
+    if ! is_step "$name"; then
+        echo "make_results: step $name is not in STEPS: add it there so that ONLY= accepts it" >&2
+        exit 2
+    fi
     if [ -n "${ONLY:-}" ] && [[ ",$ONLY," != *",$name,"* ]]; then
         return 0
     fi
