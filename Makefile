@@ -25,7 +25,7 @@ demo: venv
 		--out out/demo --json out/demo_figures.json
 	@echo "demo report: out/demo/report.html"
 
-# Every figure of docs/RESULTS.md: dgdehaze eval on every set of ../shared/data, JSON in docs/results/, tables
+# The generated tables of docs/RESULTS.md: dgdehaze eval on every set of ../shared/data, JSON in docs/results/, tables
 # rendered into the doc (about 15 minutes on 2 CPU cores). LITE=path.pt evaluates another checkpoint as `lite`.
 results: venv
 	bash tools/make_results.sh

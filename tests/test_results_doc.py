@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -129,7 +130,7 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
 
 
 def test_the_committed_results_doc_is_what_its_json_gives():
-    """Every figure in docs/RESULTS.md comes from docs/results/*.json (none typed by hand, none stale)."""
+    """Every generated block of docs/RESULTS.md is what docs/results/*.json gives (none typed by hand, none stale)."""
     if not DOC_PATH.is_file() or not RESULTS_DIR.is_dir():
         pytest.skip("docs/RESULTS.md or docs/results/ is absent (run `make results`)")
     current = DOC_PATH.read_text()
@@ -346,3 +347,45 @@ def test_make_results_refuses_an_unknown_only_name_before_running_anything(tmp_p
         "sots-indoor", "sots-outdoor", "o-haze", "sots-indoor-work320x240", "sots-outdoor-work320x240",
         "o-haze-work320x240", "urhi", "dawn-fog", "o-haze-photos", "kitti-tiny", "middlebury2003",
         "kitti-tiny-visibility", "int8-sots-indoor", "int8-sots-outdoor", "int8-o-haze", "int8-dawn-fog"]
+
+
+def _hand_table(section: str, label: str) -> list[str]:
+    """The cells after the label of the row `label` in the table under `### section` of docs/RESULTS.md, unbolded."""
+    text = DOC_PATH.read_text().split(f"\n### {section}", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
+    assert len(rows) == 1, f"{label!r} under {section!r}"
+    return [cell.strip().strip("*") for cell in rows[0].strip("|").split("|")[1:]]
+
+
+def test_the_hand_copied_tables_are_what_their_json_gives():
+    """docs/RESULTS.md names three tables copied by hand from JSON outside the generated blocks: each figure must be
+    that JSON's (rounded as the generated tables round: dB to 2 decimals, the rest to 3, metres to whole ones)."""
+    if not DOC_PATH.is_file() or not RESULTS_DIR.is_dir():
+        pytest.skip("docs/RESULTS.md or docs/results/ is absent (run `make results`)")
+
+    def read(path: str) -> dict:
+        return json.loads((RESULTS_DIR / path).read_text())
+
+    for label, part, key in (("SOTS-indoor held-out (20 pairs)", "indoor", "lite"),
+                             ("SOTS-outdoor (2 pairs)", "outdoor", "sots-outdoor/lite"),
+                             ("O-HAZE (2 pairs)", "outdoor", "o-haze/lite")):
+        rows = [read(f"image-output/pd-{part}-{output}-{size}.json")[key]
+                for size in ("full", "320x240") for output in ("decoder", "physics")]
+        assert _hand_table("Image output", label) == [f"{row['psnr']:.2f} / {row['ssim']:.3f}" for row in rows]
+    for label, name, prefix in (("SOTS-indoor seen scenes 1400-1428 (30 pairs)", "sots-indoor", "sots-indoor:seen/"),
+                                ("SOTS-indoor held-out scenes 1430-1448 (20 pairs)", "sots-indoor",
+                                 "sots-indoor:held-out/"),
+                                ("SOTS-outdoor (2 pairs)", "sots-outdoor", ""), ("O-HAZE (2 pairs)", "o-haze", "")):
+        runs = [read(f"transmission-refinement/{name}-{kind}.json") for kind in ("raw", "refined")]
+        assert _hand_table("Transmission refinement", label) == [
+            f"{run[f'quality/{prefix}lite']['psnr']:.2f} / {run[f'quality/{prefix}lite']['ssim']:.3f} / "
+            f"{run[f'detection/{prefix}lite']['f1']:.3f}" for run in runs]
+    photos = read("dawn-visibility.json")
+    for kind in ("foggy", "haze", "mist", "all"):
+        names = [name for name in photos if kind in ("all", name.split("-")[0])]
+        cells = []
+        for method in ("lite", "dcp"):
+            measured = [photos[name][method]["visibility_m"] for name in names
+                        if photos[name][method]["visibility_m"] is not None]
+            cells += [f"{statistics.median(measured):.0f}", str(len(names) - len(measured))]
+        assert _hand_table("Real fog on the road, no ground truth", f"{kind} ({len(names)})") == cells

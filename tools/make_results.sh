@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every figure of docs/RESULTS.md, from scratch: runs `dgdehaze eval` for every measure on every set in
-# ../shared/data, keeps each run's JSON and provenance in docs/results/, then renders the doc's tables from them.
+# Every generated table of docs/RESULTS.md, from scratch: runs `dgdehaze eval` for every measure on every set in
+# ../shared/data, keeps each run's JSON and provenance in docs/results/, then renders the doc's tables from them
+# (the three tables the doc says are copied by hand come from other commands' JSON, not from this script).
 #
 #   make results                        # the shipped lite weights against the ablation in runs/lite_no_depth
 #   LITE=runs/lite/last.pt make results # another checkpoint in the `lite` rows

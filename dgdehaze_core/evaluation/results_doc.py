@@ -1,4 +1,5 @@
-"""docs/RESULTS.md from the JSON that `dgdehaze eval` writes, so that every figure in the doc comes from a file.
+"""The generated blocks of docs/RESULTS.md from the JSON that `dgdehaze eval` writes, so that every figure in them
+comes from a file (the doc names the few tables it copies by hand, and tests/test_results_doc.py checks those).
 
 `record NAME -- EVAL ARGS` runs `dgdehaze eval EVAL ARGS --json docs/results/NAME.json` and writes
 `NAME.meta.json` beside it: the command, the code's commit, when it ran, how long it took, the machine's load, and
@@ -14,7 +15,7 @@ evaluation this way. `render` then rewrites the generated blocks of docs/RESULTS
     <!-- runtime -->                         how long the recorded evaluations took, and the machine's load
     <!-- /runtime -->
 
-`render --check` exits 1 when the doc differs from what the JSON gives (a typed or stale figure).
+`render --check` exits 1 when a generated block differs from what the JSON gives (a typed or stale figure).
 Usage: python -m dgdehaze_core.evaluation.results_doc {record NAME -- ARGS | render [--check]}
 """
 from __future__ import annotations
