@@ -31,9 +31,9 @@ def image_to_array(msg: Image, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 def camera_frame(msg: Image | CompressedImage, *, max_pixels: int = MAX_PIXELS,
                  bits: int = SAMPLE_BITS) -> tuple[np.ndarray, str, np.ndarray | None]:
     """(uint8 BGR frame, encoding to publish its dehazed image in, the input's pixels or None for compressed);
-    16-bit samples have `bits` significant bits."""
+    16-bit samples, raw or in a compressed PNG, have `bits` significant bits."""
     if isinstance(msg, CompressedImage):
-        return camera_frames.compressed_to_bgr8(msg, max_pixels=max_pixels), "bgr8", None
+        return camera_frames.compressed_to_bgr8(msg, max_pixels=max_pixels, bits=bits), "bgr8", None
     pixels = camera_frames.raw_pixels(msg, max_pixels=max_pixels)
     return pixels_to_bgr8(pixels, msg.encoding, bits), output_encoding(msg.encoding), pixels
 

@@ -145,8 +145,8 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("output_qos_depth", 5, "history depth of the reliable outputs: how many messages a slow "
                   "subscriber may fall behind before it loses one", int_range=(1, 100, 1), read_only=True),
     ParameterSpec("input_bits", SAMPLE_BITS, "significant bits of 16-bit camera frames (mono16, 16UC1, "
-                  "bayer_*16): 12 for a 12-bit sensor whose samples run 0..4095; 16: the full range. The dehazed "
-                  "frame is published on the same range", int_range=(8, 16, 1)),
+                  "bayer_*16, a 16-bit compressed PNG): 12 for a 12-bit sensor whose samples run 0..4095; 16: the "
+                  "full range. The dehazed frame is published on the same range", int_range=(8, 16, 1)),
     ParameterSpec("input_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
                   "sensor_msgs/CompressedImage on `image/compressed`", TRANSPORTS, read_only=True),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", float_range=(0.1, 60.0)),

@@ -60,10 +60,12 @@ def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encodin
             header = writer.header(stamp, "camera_optical_frame")
             if with_info:
                 writer.write("/cam/camera_info", CAMERA_INFO_TYPE, stamp, camera_info_msg(writer, header, frame))
-            if encoding == "jpeg":
-                data = np.frombuffer(cv2.imencode(".jpg", frame)[1].tobytes(), np.uint8)
-                writer.write(topic, COMPRESSED_IMAGE_TYPE, stamp,
-                             writer.types[COMPRESSED_IMAGE_TYPE](header=header, format="jpeg", data=data))
+            if encoding in ("jpeg", "png12"):  # png12: image_transport's 16-bit PNG of a 12-bit camera
+                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                fmt, encoded = ("jpeg", cv2.imencode(".jpg", frame)[1]) if encoding == "jpeg" else \
+                    ("mono16; png compressed", cv2.imencode(".png", np.rint(gray * (4095 / 255)).astype(np.uint16))[1])
+                writer.write(topic, COMPRESSED_IMAGE_TYPE, stamp, writer.types[COMPRESSED_IMAGE_TYPE](
+                    header=header, format=fmt, data=np.frombuffer(encoded.tobytes(), np.uint8)))
             else:
                 gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
                 pixels = {"bgr8": frame, "rgb8": frame[:, :, ::-1], "mono8": gray,
@@ -108,9 +110,10 @@ def test_bag_round_trip(tmp_path: Path, frames: list[np.ndarray], storage: str, 
         assert np.abs(frame.image.astype(int) - expected.astype(int)).mean() <= tolerance
 
 
-def test_a_bag_of_12_bit_mono16_frames_reads_on_the_range_it_is_given(tmp_path: Path,
-                                                                       frames: list[np.ndarray]) -> None:
-    write_camera_bag(tmp_path / "b", "mcap", frames[:2], "mono12")
+@pytest.mark.parametrize("encoding", ["mono12", "png12"])
+def test_a_bag_of_12_bit_mono16_frames_reads_on_the_range_it_is_given(tmp_path: Path, frames: list[np.ndarray],
+                                                                       encoding: str) -> None:
+    write_camera_bag(tmp_path / "b", "mcap", frames[:2], encoding)
     gray = [cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in frames[:2]]
     with BagSource(tmp_path / "b", input_bits=12) as source:
         read = [frame.image[:, :, 0] for frame in source.frames("/cam/image_raw")]

@@ -17,6 +17,7 @@ from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, decode_imag
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.offline import offline_ultralytics  # noqa: E402
 from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS, declared_size  # noqa: E402
+from dgdehaze_core.io.images import uint16_to_uint8  # noqa: E402
 from dgdehaze_ros.conversions import (ENCODINGS, ImageConversionError, array_to_image, bgr8_to_image,  # noqa: E402
                                       camera_frame, depth_to_image, image_to_array)
 
@@ -177,6 +178,35 @@ def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(fra
         huge_png[29:33] = zlib.crc32(bytes(huge_png[12:29])).to_bytes(4, "big")
         with pytest.raises(ImageConversionError, match=f"{side}x{side} exceeds the limit"):
             bgr8_of(CompressedImage(format="png", data=bytes(huge_png)))
+
+
+
+def test_a_16_bit_png_reads_on_input_bits_range_as_the_raw_frame_does_in_the_node_and_in_bag_replay(
+        frame: np.ndarray) -> None:
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    twelve_bit = np.rint(gray.astype(np.float64) * 4095 / 255).astype(np.uint16)  # a 12-bit camera, 0..4095
+    colour = np.rint(frame.astype(np.float64) * 4095 / 255).astype(np.uint16)
+    store = typestore()
+    for fmt, samples, encoding, scene in (("mono16; png compressed", twelve_bit, "mono16", cv2.merge([gray] * 3)),
+                                          ("bgr16; png compressed bgr16", colour, None, frame)):
+        png = cv2.imencode(".png", samples)[1].tobytes()  # image_transport's PNG keeps the 16-bit samples
+        msg = CompressedImage(header=header(), format=fmt, data=png)
+        stamp = store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0)
+        bag_msg = store.types["sensor_msgs/msg/CompressedImage"](  # as bag-eval reads it
+            header=store.types["std_msgs/msg/Header"](stamp=stamp, frame_id="c"), format=fmt,
+            data=np.frombuffer(png, np.uint8))
+        for bits in (12, 16):
+            raw = (camera_frame(array_to_image(samples, encoding, header()), bits=bits)[0] if encoding
+                   else uint16_to_uint8(samples, bits))
+            decoded = camera_frame(msg, bits=bits)[0]
+            np.testing.assert_array_equal(decoded, raw, err_msg=f"{fmt}, {bits} bits")
+            np.testing.assert_array_equal(decode_image(bag_msg, COMPRESSED_IMAGE_TYPE, bits), raw)
+        assert np.abs(camera_frame(msg, bits=12)[0].astype(int) - scene).max() <= 1, "not read on 0..4095"
+        assert bgr8_of(msg).max() <= 16  # the default: the full 16-bit range, where 0..4095 is nearly black
+    bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
+    bgra[:, :, 3] = 40
+    with_alpha = CompressedImage(format="png", data=cv2.imencode(".png", bgra)[1].tobytes())
+    np.testing.assert_array_equal(bgr8_of(with_alpha), frame)
 
 
 def jpeg_declaring(frame: np.ndarray, width: int, height: int, comment_bytes: int) -> bytes:

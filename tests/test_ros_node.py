@@ -184,6 +184,45 @@ def test_input_bits_reads_a_12_bit_mono16_camera_and_publishes_on_its_range(node
     assert not node.set_parameters([Parameter("input_bits", value=20)])[0].successful
 
 
+
+def test_input_bits_reads_a_12_bit_camera_s_16_bit_png_as_its_8_bit_png(session: RosSession) -> None:
+    """image_transport's compressed PNG of a mono16 camera keeps its 16-bit samples ("mono16; png compressed")."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from ros_harness import RELIABLE
+
+    node = create_node({"model": "dcp", "detection_enabled": False, "input_transport": "compressed",
+                        "image_reliability": "reliable", "input_bits": 12},
+                       name="png_dgdehaze", remappings={"image": "/png_camera/image"}, context=session.context)
+    session.add(node)
+    camera = rclpy.create_node(f"png_camera_{os.getpid()}", context=session.context)
+    frames = camera.create_publisher(CompressedImage, "/png_camera/image/compressed", RELIABLE)
+    dehazed: list[Image] = []
+    camera.create_subscription(Image, "/png_dgdehaze/image_dehazed", dehazed.append, RELIABLE)
+    session.add(camera)
+    gray = hazy_test_frame(160, 120)[:, :, 1]
+    twelve_bit = np.rint(gray.astype(np.float64) * 4095 / 255).astype(np.uint16)
+    outputs = {}
+    try:
+        for index, (fmt, samples) in enumerate((("mono8; png compressed", gray),
+                                                ("mono16; png compressed", twelve_bit))):
+            msg = CompressedImage(header=stamped_header(200 + index), format=fmt,
+                                  data=cv2.imencode(".png", samples)[1].tobytes())
+            deadline = time.monotonic() + 20.0
+            while time.monotonic() < deadline and not any(m.header.stamp == msg.header.stamp for m in dehazed):
+                frames.publish(msg)  # again until the node has matched the camera: one sent before is not received
+                time.sleep(0.5)
+            image = next((m for m in dehazed if m.header.stamp == msg.header.stamp), None)
+            assert image is not None and image.encoding == "bgr8", f"no dehazed image of the {fmt} frame"
+            outputs[fmt] = image_to_array(image).astype(int)
+    finally:
+        session.remove(camera)
+        session.remove(node)
+    eight, sixteen = outputs.values()
+    assert np.abs(sixteen - eight).mean() < 2, "the 12-bit PNG was not read on input_bits' range"
+
+
 def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: DehazeNode, probe: Probe) -> None:
     set_ok(node, publish_depth=False, detection_enabled=False)
     try:

@@ -97,7 +97,7 @@ def decode_image(msg: Any, msgtype: str, bits: int = SAMPLE_BITS) -> np.ndarray:
     (`io.camera_frames`; 16-bit samples with `bits` significant bits, as the node's input_bits); ImageError says
     why not."""
     if msgtype == COMPRESSED_IMAGE_TYPE:
-        return compressed_to_bgr8(msg)
+        return compressed_to_bgr8(msg, bits=bits)
     return raw_to_bgr8(msg, bits=bits)
 
 

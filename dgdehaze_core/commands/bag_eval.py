@@ -58,9 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera-pitch", type=float, default=0.0,
                         help="camera pitch (rad, positive nose down), as the node's camera_pitch")
     parser.add_argument("--input-bits", type=int, default=SAMPLE_BITS, metavar="N",
-                        help="significant bits of 16-bit frames (mono16, bayer_*16), as the node's input_bits: 12 "
-                             "for a 12-bit sensor's 0..4095 (default 16: the full range); with --node it sets the "
-                             "started node's, with --attach give the running node's")
+                        help="significant bits of 16-bit frames (mono16, bayer_*16, 16-bit PNG), as the node's "
+                             "input_bits: 12 for a 12-bit sensor's 0..4095 (default 16: the full range); with --node "
+                             "it sets the started node's, with --attach give the running node's")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
     parser.add_argument("--output-prefix", default=DEFAULT_OUTPUT_PREFIX,
                         help="namespace of the output topics in the bag (offline mode)")

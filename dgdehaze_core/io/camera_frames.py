@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, check_size, declared_size, uint8_to_uint16,
-                                     uint16_to_uint8)
+from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, check_size, declared_size, to_bgr8,
+                                     uint8_to_uint16, uint16_to_uint8)
 
 
 @dataclass(frozen=True)
@@ -155,10 +155,13 @@ def raw_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BI
     return pixels_to_bgr8(raw_pixels(msg, max_pixels=max_pixels), msg.encoding, bits)
 
 
-def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BITS) -> np.ndarray:
     """A CompressedImage (JPEG, PNG, ...; rclpy or rosbags) as a uint8 BGR frame; the size its header declares is
     checked before decoding, so a huge image is refused before it is allocated, and one whose header does not
-    read is refused undecoded."""
+    read is refused undecoded. It is decoded as stored, as image_transport's compressed subscriber does: a 16-bit
+    PNG (image_transport's `mono16; png compressed`, `bgr16; ...`) keeps its samples, read with `bits` significant
+    bits as `pixels_to_bgr8` reads a raw frame; grey and BGRA become BGR; a JPEG's EXIF orientation is not
+    applied."""
     fmt = str(msg.format).lower()
     if fmt and not any(name in fmt for name in COMPRESSED_DECODABLE):
         raise ImageError(f"unsupported compressed format {msg.format!r}")
@@ -167,8 +170,9 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError("empty compressed image")
     check_size(*declared_size(raw), max_pixels)
     data = np.frombuffer(raw, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as image_transport, read_image
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # as image_transport, read_image; no EXIF orientation
     if image is None:
         raise ImageError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
-    check_size(image.shape[1], image.shape[0], max_pixels)
-    return image
+    if image.dtype == np.uint16:
+        image = uint16_to_uint8(image, bits)
+    return to_bgr8(image, max_pixels=max_pixels)
