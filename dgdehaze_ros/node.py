@@ -558,10 +558,9 @@ class DehazeNode(LifecycleNode):
         info = self._frame_camera_info()  # the latest once dehazed, then one for the rest of the frame
         self._outputs["image"].publish(bgr8_to_image(result.image, encoding, msg.header, original,
                                                      settings["input_bits"]))
+        latency_ms = self._latency_ms(msg.header)  # what a subscriber of the image sees, not the outputs after it
         reading = self._fog.measure(chain, dehazed, info, msg.header)
         self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        latency_ms = ((self.get_clock().now().nanoseconds - stamp_ns) / 1e6) if stamp_ns else float("nan")
         metric = intrinsics_of(info, bgr.shape[:2]) if reading is not None and info is not None else None
         detected = chain.detect(dehazed, self._fog.distance_map(chain, dehazed, reading), metric)
         if detected.fresh and "detections" in self._outputs:
@@ -576,6 +575,12 @@ class DehazeNode(LifecycleNode):
         self.stats.record(latency_ms, (done - started) * 1000.0, dehazed.dehaze_ms + detected.detect_ms, waited_ms)
         if bgr.shape[0] * bgr.shape[1] > ARENA_KEEP_PIXELS:  # a huge frame's buffers go back, not to the heap
             return_freed_memory()
+
+    def _latency_ms(self, header: Header) -> float:
+        """Milliseconds from `header`'s stamp to now on the node's clock (/clock with use_sim_time); NaN for an
+        unstamped frame."""
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 if stamp_ns else float("nan")
 
     def _publish_frame(self, header: Header, result: DehazeResult, reading: VisibilityReading | None,
                        fog: VisibilityEstimator | None, info: CameraInfo | None, settings: NodeSettings) -> None:

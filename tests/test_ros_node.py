@@ -21,6 +21,7 @@ from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.contrast import local_contrast  # noqa: E402
@@ -544,6 +545,40 @@ def test_deactivate_stops_outputs_and_activate_resumes_them(node: DehazeNode, pr
     assert probe.wait_for_subscribers()
     send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(41)), ("image_dehazed",))
     assert node.stats.gaps == gaps, "a frame sent while the node was inactive is not a frame lost in transport"
+
+
+
+def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_fog_and_the_other_outputs(
+        node: DehazeNode, probe: Probe, session: RosSession) -> None:
+    """At 1920x1080 the fog measurement and the depth messages after the image take tens of milliseconds: a latency
+    taken after them would end later than the image reached its subscriber."""
+    from ros_harness import RELIABLE
+
+    set_ok(node, detection_enabled=False, camera_height=1.5)
+    arrivals: dict[tuple[int, int], int] = {}
+    viewer = rclpy.create_node(f"latency_viewer_{os.getpid()}", context=session.context)
+    viewer.create_subscription(Image, "/dgdehaze/image_dehazed", lambda m: arrivals.setdefault(
+        (m.header.stamp.sec, m.header.stamp.nanosec), time.time_ns()), RELIABLE)
+    session.add(viewer)
+    frame = hazy_test_frame(1920, 1080)
+    late_ms = []
+    try:
+        assert probe.wait_for(lambda: viewer.count_publishers("/dgdehaze/image_dehazed") > 0, 10.0)
+        time.sleep(0.5)  # discovery both ways: the node must see the subscription to publish to it
+        for _ in range(4):
+            header = Header(frame_id="camera_optical_frame", stamp=node.get_clock().now().to_msg())  # as latency
+            published = node.stats.published
+            send_and_wait(probe, bgr8_to_image(frame, "bgr8", header), ("image_dehazed", "depth_relative"))
+            assert probe.wait_for(lambda: node.stats.published > published and
+                                  (header.stamp.sec, header.stamp.nanosec) in arrivals, 10.0)
+            sent_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            late_ms.append(sent_ns / 1e6 + node.stats.latency_ms[-1] - arrivals[header.stamp.sec,
+                                                                                 header.stamp.nanosec] / 1e6)
+    finally:
+        set_ok(node, camera_height=0.0)
+        session.remove(viewer)
+    assert probe.messages("visibility"), "no fog was measured after the image"
+    assert np.median(late_ms) < 15.0, f"latency ended {late_ms} ms after the image had arrived"
 
 
 def rss_mb() -> float:
