@@ -2,13 +2,14 @@
 
 Per processed frame the worker records: latency from the input's header stamp to the publish of
 ~/image_dehazed (what a robot sees; detections follow after the detector), the node's own time from taking the
-frame to its last publish, and the inference (dehazing + detection) inside it, and how long the frame waited for
-the worker. overhead = node time - inference: conversion, message
-building and publishing. Frames lost between the camera and the node are counted twice over, because neither
-count sees every loss: the subscription's message_lost event (what the middleware admits to) and the gaps in
-each publisher's sequence numbers (DDS numbers every sample a writer sends; a gap is a frame sent and never handed
-to the node, whether fragments were lost over best_effort or the reader's history overwrote it). Frames replaced
-in the node's one-deep queue before the worker took them are the worker's `frames_dropped`.
+frame to its last publish (without the activation's first frame's wait for a camera_info), the inference
+(dehazing + detection) and the fog measurement inside it, and how long the frame waited for the worker.
+overhead = node time - inference - fog measurement: conversion, message building and publishing. Frames lost
+between the camera and the node are counted twice over, because neither count sees every loss: the
+subscription's message_lost event (what the middleware admits to) and the gaps in each publisher's sequence
+numbers (DDS numbers every sample a writer sends; a gap is a frame sent and never handed to the node, whether
+fragments were lost over best_effort or the reader's history overwrote it). Frames replaced in the node's
+one-deep queue before the worker took them are the worker's `frames_dropped`.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class FrameStats:
         self.latency_ms: deque[float] = deque(maxlen=WINDOW)
         self.node_ms: deque[float] = deque(maxlen=WINDOW)
         self.inference_ms: deque[float] = deque(maxlen=WINDOW)
+        self.fog_ms: deque[float] = deque(maxlen=WINDOW)
         self.wait_ms: deque[float] = deque(maxlen=WINDOW)
         self.received = 0
         self.lost = 0
@@ -83,13 +85,16 @@ class FrameStats:
             self.skipped += 1
             self.last_skip_reason = reason
 
-    def record(self, latency_ms: float, node_ms: float, inference_ms: float, wait_ms: float) -> None:
+    def record(self, latency_ms: float, node_ms: float, inference_ms: float, fog_ms: float, wait_ms: float) -> None:
+        """One published frame: `node_ms` holds `inference_ms` and `fog_ms` (the fog measurement) and the rest is
+        overhead; `wait_ms` came before it."""
         with self._lock:
             self.published += 1
             if math.isfinite(latency_ms):
                 self.latency_ms.append(latency_ms)
             self.node_ms.append(node_ms)
             self.inference_ms.append(inference_ms)
+            self.fog_ms.append(fog_ms)
             self.wait_ms.append(wait_ms)
 
     def summary(self, restart_period: bool = False) -> dict[str, float]:
@@ -103,12 +108,13 @@ class FrameStats:
             if restart_period:
                 self._period_start, self._period_published, self._period_lost = now, self.published, self.lost
                 self._period_gaps = self.gaps
-            overhead = [n - i for n, i in zip(self.node_ms, self.inference_ms)]
+            overhead = [n - i - f for n, i, f in zip(self.node_ms, self.inference_ms, self.fog_ms)]
             return {"fps": fps, "latency_ms_median": _median(self.latency_ms),
                     "latency_ms_p95": float(np.percentile(self.latency_ms, 95)) if self.latency_ms else math.nan,
                     "node_ms_median": _median(self.node_ms),
                     "node_ms_max": max(self.node_ms) if self.node_ms else math.nan,
                     "inference_ms_median": _median(self.inference_ms),
+                    "fog_ms_median": _median(self.fog_ms),
                     "overhead_ms_median": float(np.median(overhead)) if overhead else math.nan,
                     "queue_wait_ms_median": _median(self.wait_ms),
                     "queue_wait_ms_max": max(self.wait_ms) if self.wait_ms else math.nan,

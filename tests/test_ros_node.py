@@ -34,7 +34,7 @@ from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from dgdehaze_ros.parameters import read_settings  # noqa: E402
 
-from ros_harness import Probe, RosSession, send_and_wait, stamped_header  # noqa: E402
+from ros_harness import Probe, RosSession, send_and_wait, stamped_header, wait_for_outputs  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -579,6 +579,65 @@ def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_f
         session.remove(viewer)
     assert probe.messages("visibility"), "no fog was measured after the image"
     assert np.median(late_ms) < 15.0, f"latency ended {late_ms} ms after the image had arrived"
+
+
+
+def overhead_node(session: RosSession, name: str, **parameters: object) -> tuple[DehazeNode, Probe]:
+    """A fresh node `name` (its diagnostics window holds only the test's frames) on its own camera topics, and a
+    probe for it whose subscriptions the node has matched."""
+    node = create_node({"model": "dcp", "detection_enabled": False, "image_reliability": "reliable",
+                        "publish_depth": False, **parameters}, name=name,
+                       remappings={"image": f"/{name}_camera/image"}, context=session.context)
+    session.add(node)
+    probe = Probe(session.context, node_path=f"/{name}", image_topic=f"/{name}_camera/image",
+                  info_topic=f"/{name}_camera/camera_info", name=f"{name}_probe")
+    session.add(probe)
+    assert probe.wait_for_subscribers()
+    time.sleep(0.5)  # matching is not symmetric: the node may not take samples the moment the probe sees it
+    return node, probe
+
+
+def test_the_overhead_leaves_out_the_first_frame_s_wait_for_camera_info(session: RosSession) -> None:
+    """A camera_info publisher that sends none makes the activation's first frame wait FIRST_CAMERA_INFO_WAIT_S:
+    that is no work of the node's, nor is it the time the worker needs per frame."""
+    from dgdehaze_ros.node import FIRST_CAMERA_INFO_WAIT_S
+
+    node, probe = overhead_node(session, "wait_dgdehaze")
+    try:
+        msg = bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(300))
+        sent = time.monotonic()
+        probe.publish(msg)  # no camera_info: the node waits for one
+        wait_for_outputs(probe, msg.header, ("image_dehazed",))
+        assert time.monotonic() - sent >= FIRST_CAMERA_INFO_WAIT_S, "the frame did not wait for a camera_info"
+        summary = node.stats.summary()
+    finally:
+        session.remove(probe)
+        session.remove(node)
+    assert summary["frames_published"] == 1
+    assert summary["node_ms_max"] < FIRST_CAMERA_INFO_WAIT_S * 1000 / 2, summary
+    assert summary["overhead_ms_median"] < FIRST_CAMERA_INFO_WAIT_S * 1000 / 2, summary
+
+
+def test_the_overhead_leaves_out_the_fog_measurement_which_is_timed_on_its_own(session: RosSession) -> None:
+    """The same 1920x1080 frames without and with a camera_height: the fog measurement (about 20 ms here) shows
+    as fog_ms, and the overhead stays what it was."""
+    frame = hazy_test_frame(1920, 1080)
+    summaries = {}
+    for camera_height in (0.0, 1.5):
+        node, probe = overhead_node(session, f"fog{int(camera_height)}_dgdehaze", camera_height=camera_height)
+        try:
+            for index in range(6):
+                send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(310 + index)), ("image_dehazed",))
+            assert probe.wait_for(lambda: node.stats.published == 6, 10.0)
+            if camera_height:
+                assert probe.messages("visibility"), "no fog was measured"
+            summaries[camera_height] = node.stats.summary()
+        finally:
+            session.remove(probe)
+            session.remove(node)
+    without, with_fog = summaries[0.0], summaries[1.5]
+    assert with_fog["overhead_ms_median"] - without["overhead_ms_median"] < 10.0, (without, with_fog)
+    assert without["fog_ms_median"] < 1.0 and with_fog["fog_ms_median"] > 10.0, (without, with_fog)
 
 
 def rss_mb() -> float:
