@@ -10,10 +10,10 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
   `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py; only for the frames the detector ran
   on, every `detection_interval`-th, so each carries the header of the frame it describes; `class_id` is the
   numeric class id), `~/label_info` (vision_msgs/LabelInfo, latched: the running detector's id -> name map and
-  threshold, republished when either changes), `~/debug_image` (bgr8 Image, only while subscribed: the dehazed
-  frame with the detections, their distances and the fog drawn), `~/haze_density` (vision_msgs/Classification:
-  one hypothesis `haze_density` whose score is the frame's haze density, 0 clear to 1 dense),
-  and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
+  threshold, published on activation and when either changes while active), `~/debug_image` (bgr8 Image, only
+  while subscribed: the dehazed frame with the detections, their distances and the fog drawn), `~/haze_density`
+  (vision_msgs/Classification: one hypothesis `haze_density` whose score is the frame's haze density, 0 clear to
+  1 dense), and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
 Every output carries the input's header (stamp and frame_id).
 
 Lifecycle: configure reads and validates the parameters and loads the pipeline and the detector; activate
@@ -168,9 +168,8 @@ class DehazeNode(LifecycleNode):
         self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, self._output_qos(),
                                                               qos_overriding_options=OVERRIDABLE)
                          for key, (msg_type, topic) in outputs.items()}
-        if VISION_MSGS_AVAILABLE:
-            self._label_pub = self.create_publisher(LabelInfo, "~/label_info", LABEL_INFO_QOS)
-            self._publish_labels()
+        if VISION_MSGS_AVAILABLE:  # a lifecycle publisher: the class map goes out on activation (on_activate)
+            self._label_pub = self.create_lifecycle_publisher(LabelInfo, "~/label_info", LABEL_INFO_QOS)
         else:
             self.get_logger().warning("vision_msgs is not installed: no ~/detections and no ~/haze_density "
                                       "(install ros-<distro>-vision-msgs, or run tools/build_vision_msgs.sh)")
@@ -207,7 +206,9 @@ class DehazeNode(LifecycleNode):
         self._inputs = [image_sub, info_sub]
         self.get_logger().info(f"active: listening on {image_sub.topic_name} "
                                f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
-        return super().on_activate(state)
+        result = super().on_activate(state)  # enables the publishers
+        self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
+        return result
 
     def _output_qos(self) -> QoSProfile:
         """A fresh profile per publisher (rclpy applies qos_overrides to the profile it is given): reliable, so
@@ -270,12 +271,13 @@ class DehazeNode(LifecycleNode):
         self._inputs = []
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
+        if self._label_pub is not None:
+            self.destroy_lifecycle_publisher(self._label_pub)
         self._outputs = {}
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
-        for publisher in (self._diagnostics_pub, self._label_pub):
-            if publisher is not None:
-                self.destroy_publisher(publisher)
+        if self._diagnostics_pub is not None:
+            self.destroy_publisher(self._diagnostics_pub)
         self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
         self._camera_info = None

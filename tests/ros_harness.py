@@ -105,12 +105,7 @@ class Probe(Node):
             return list(self.received[name])
 
     def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.01)
-        return condition()
+        return wait_until(condition, timeout)
 
     def wait_for_subscribers(self, timeout: float = 10.0) -> bool:
         """Until the node subscribes to the image and to camera_info: a camera_info sent before its subscription
@@ -142,6 +137,16 @@ class Probe(Node):
             info.header = msg.header
             self.info_pub.publish(info)
         self.image_pub.publish(msg)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether `condition` held within `timeout` seconds (polled every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
 
 
 def stamped_header(index: int, frame_id: str = "camera_optical_frame") -> Header:

@@ -34,7 +34,8 @@ from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from dgdehaze_ros.parameters import read_settings  # noqa: E402
 
-from ros_harness import Probe, RosSession, send_and_wait, stamped_header, wait_for_outputs  # noqa: E402
+from ros_harness import (Probe, RosSession, send_and_wait, stamped_header, wait_for_outputs,  # noqa: E402
+                         wait_until)
 
 pytestmark = pytest.mark.ros
 
@@ -155,6 +156,40 @@ def test_a_late_subscriber_gets_the_latched_label_map_of_every_class_id_and_the_
     finally:
         set_ok(node, threshold=0.25)
         session.remove(late)
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_the_label_map_is_published_on_activation_not_while_the_node_is_inactive(session: RosSession) -> None:
+    """A lifecycle node publishes nothing while inactive; what changed meanwhile goes out when it activates."""
+    from vision_msgs.msg import LabelInfo
+
+    from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
+
+    node = create_node({"model": "dcp"}, name="labels_dgdehaze", context=session.context, activate=False)
+    session.add(node)
+    labels: list[LabelInfo] = []
+    listener = rclpy.create_node(f"labels_listener_{os.getpid()}", context=session.context)
+    listener.create_subscription(LabelInfo, "/labels_dgdehaze/label_info", labels.append, LABEL_INFO_QOS)
+    session.add(listener)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert wait_until(lambda: listener.count_publishers("/labels_dgdehaze/label_info") > 0, 10.0)
+        time.sleep(1.0)
+        assert not labels, "the configured but inactive node published ~/label_info"
+        node.trigger_activate()
+        assert wait_until(lambda: bool(labels), 10.0), "no ~/label_info on activation"
+        assert labels[-1].threshold == pytest.approx(0.25) and labels[-1].class_map
+        node.trigger_deactivate()
+        set_ok(node, threshold=0.6)
+        time.sleep(1.0)
+        assert len(labels) == 1, "the inactive node published ~/label_info"
+        node.trigger_activate()
+        assert wait_until(lambda: len(labels) == 2, 10.0), "no ~/label_info on reactivation"
+        assert labels[-1].threshold == pytest.approx(0.6)
+    finally:
+        session.remove(listener)
+        session.remove(node)
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "mono8", "mono16", "bgra8", "yuyv"])
