@@ -540,19 +540,21 @@ class DehazeNode(LifecycleNode):
                 self._camera_info_arrived.wait(FIRST_CAMERA_INFO_WAIT_S)
         return self._camera_info
 
-    def _process(self, frame: IncomingFrame) -> None:
+    def _process(self, frame: IncomingFrame) -> bool:
+        """Dehaze, measure and detect one frame and publish its outputs; False when it was skipped (bad input, or
+        the node unconfigured meanwhile): the worker then counts it skipped, not processed."""
         started = time.perf_counter()
         waited_ms = (time.monotonic_ns() - frame.received_ns) / 1e6
         settings, pipeline, schedule = self._settings, self._pipeline, self._schedule
         if settings is None or pipeline is None:
-            return
+            return False
         msg = frame.msg
         try:
             bgr, encoding, original = camera_frame(msg, bits=settings["input_bits"])
         except ImageConversionError as exc:
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
-            return
+            return False
         chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None,
                            self._fog.estimator_for_frame(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)
@@ -581,6 +583,7 @@ class DehazeNode(LifecycleNode):
         self.stats.record(latency_ms, node_ms, dehazed.dehaze_ms + detected.detect_ms, fog_ms, waited_ms)
         if bgr.shape[0] * bgr.shape[1] > ARENA_KEEP_PIXELS:  # a huge frame's buffers go back, not to the heap
             return_freed_memory()
+        return True
 
     def _latency_ms(self, header: Header) -> float:
         """Milliseconds from `header`'s stamp to now on the node's clock (/clock with use_sim_time); NaN for an

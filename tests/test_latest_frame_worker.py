@@ -31,6 +31,18 @@ def test_slow_processing_keeps_only_the_newest_item_and_counts_drops() -> None:
     assert worker.stop()
 
 
+
+def test_an_item_the_process_skips_is_counted_skipped_not_processed() -> None:
+    worker: LatestFrameWorker[int] = LatestFrameWorker(lambda item: item >= 0)  # False: a bad frame, skipped
+    worker.start()
+    for item in (-1, 3, -2):
+        worker.submit(item)
+        assert worker.wait_idle(2.0)
+    counts = worker.counts()
+    assert (counts.submitted, counts.processed, counts.skipped, counts.failed) == (3, 1, 2, 0)
+    assert worker.stop()
+
+
 def test_a_failing_item_is_counted_and_the_worker_keeps_running() -> None:
     seen: list[int] = []
 

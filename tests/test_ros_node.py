@@ -553,6 +553,8 @@ def test_bad_input_is_logged_and_skipped_and_the_node_keeps_running(node: Dehaze
              bad("bgr8", 64, 48, 192, 192 * 40, 32),          # truncated data
              bad("bgr8", 0, 0, 0, 0, 33),                     # 0x0
              bad("bgr8", 100_000, 80_000, 300_000, 64, 34)]   # huge
+    assert node.worker.wait_idle(10.0)  # an earlier frame still in progress would count after this
+    processed = node.worker.counts().processed
     for msg in cases:
         skipped = node.stats.skipped
         probe.publish(msg)
@@ -560,6 +562,9 @@ def test_bad_input_is_logged_and_skipped_and_the_node_keeps_running(node: Dehaze
     out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(35)),
                         ("image_dehazed",))
     assert out["image_dehazed"].width == 160
+    assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("frames_processed") == str(processed + 1), 5.0), \
+        f"frames_processed counts skipped frames: {newest_diagnostics(probe)[2].get('frames_processed')} after " \
+        f"{processed} and one good frame"
     bad_stamps = {stamped_header(i).stamp.sec for i in range(30, 35)}
     assert not [m for m in probe.messages("image_dehazed") if m.header.stamp.sec in bad_stamps]
     assert probe.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "skipped" in s.message

@@ -18,12 +18,13 @@ Item = TypeVar("Item")
 
 @dataclass(frozen=True)
 class WorkerCounts:
-    """Counters since start: submitted = processed + failed + dropped + pending (+ one in progress)."""
+    """Counters since start: submitted = processed + skipped + failed + dropped + pending (+ one in progress)."""
 
     submitted: int
     processed: int
     dropped: int
     failed: int
+    skipped: int
     pending: int
     busy: bool
 
@@ -31,10 +32,12 @@ class WorkerCounts:
 class LatestFrameWorker(Generic[Item]):
     """Run `process(item)` in one background thread on the newest submitted item only.
 
-    Exceptions from `process` are logged and counted (`failed`); the worker keeps running.
+    An item for which `process` returns False was taken but not processed (a bad frame it skipped): counted
+    `skipped`, not `processed`. Exceptions from `process` are logged and counted (`failed`); the worker keeps
+    running.
     """
 
-    def __init__(self, process: Callable[[Item], None], name: str = "latest-frame-worker") -> None:
+    def __init__(self, process: Callable[[Item], bool | None], name: str = "latest-frame-worker") -> None:
         self._process = process
         self._name = name
         self._condition = threading.Condition()
@@ -43,7 +46,7 @@ class LatestFrameWorker(Generic[Item]):
         self._busy = False
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._submitted = self._processed = self._dropped = self._failed = 0
+        self._submitted = self._processed = self._dropped = self._failed = self._skipped = 0
 
     def start(self) -> None:
         """Start the thread (no-op when running). A thread still finishing its last item after a `stop` that
@@ -98,7 +101,7 @@ class LatestFrameWorker(Generic[Item]):
 
     def counts(self) -> WorkerCounts:
         with self._condition:
-            return WorkerCounts(self._submitted, self._processed, self._dropped, self._failed,
+            return WorkerCounts(self._submitted, self._processed, self._dropped, self._failed, self._skipped,
                                 int(self._has_item), self._busy)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -120,15 +123,17 @@ class LatestFrameWorker(Generic[Item]):
                 item, self._slot, self._has_item = self._slot, None, False
                 self._busy = True
             try:
-                self._process(item)  # type: ignore[arg-type]
-                ok = True
+                processed = self._process(item) is not False  # type: ignore[arg-type]
+                failed = False
             except Exception:  # a failed frame must not end the worker
                 LOG.exception("%s: processing failed", self._name)
-                ok = False
+                processed, failed = False, True
             with self._condition:
                 self._busy = False
-                if ok:
+                if failed:
+                    self._failed += 1
+                elif processed:
                     self._processed += 1
                 else:
-                    self._failed += 1
+                    self._skipped += 1
                 self._condition.notify_all()
