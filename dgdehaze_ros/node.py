@@ -17,7 +17,7 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
 Every output carries the input's header (stamp and frame_id).
 
 Lifecycle: configure reads and validates the parameters and loads the pipeline and the detector; activate
-subscribes and enables the publishers; deactivate unsubscribes and waits for the frame in progress; cleanup
+enables the publishers, then subscribes; deactivate unsubscribes and waits for the frame in progress; cleanup
 releases the models. The subscription callback only hands the message to a `LatestFrameWorker`: conversion,
 inference and publishing run in its thread on the newest frame only, so the executor never blocks. The image,
 depth, camera_info and haze density are published as soon as the frame is dehazed; detections follow when the
@@ -188,6 +188,8 @@ class DehazeNode(LifecycleNode):
         if self._detector is not None:
             self._detector.reset_tracks()  # frames sent while inactive are missing: tracks start again
         self.stats.restart_sequences()
+        result = super().on_activate(state)  # enables the publishers before a frame can arrive and be processed
+        self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
         self.worker.start()  # before the subscriptions: a frame the moment they exist is processed, not dropped
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
                                             message_lost=self._on_message_lost)
@@ -206,8 +208,6 @@ class DehazeNode(LifecycleNode):
         self._inputs = [image_sub, info_sub]
         self.get_logger().info(f"active: listening on {image_sub.topic_name} "
                                f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
-        result = super().on_activate(state)  # enables the publishers
-        self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
         return result
 
     def _output_qos(self) -> QoSProfile:

@@ -680,6 +680,45 @@ def test_the_overhead_leaves_out_the_fog_measurement_which_is_timed_on_its_own(s
     assert without["fog_ms_median"] < 1.0 and with_fog["fog_ms_median"] > 10.0, (without, with_fog)
 
 
+
+def test_a_frame_that_arrives_as_activation_subscribes_has_its_outputs_published(session: RosSession) -> None:
+    """A camera already publishing can deliver a frame the moment the image subscription exists, before
+    on_activate returns. The node below hands itself such a frame right then and lets the worker finish it before
+    activation goes on (the widest that window can be); its dehazed image must still go out."""
+    from ros_harness import RELIABLE
+
+    header = stamped_header(400)
+
+    class FrameOnSubscribe(DehazeNode):
+        def create_subscription(self, msg_type, topic, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
+            subscription = super().create_subscription(msg_type, topic, callback, *args, **kwargs)
+            if msg_type is Image:
+                self._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", header), {})
+                assert self.worker.wait_idle(10.0)
+            return subscription
+
+    node = FrameOnSubscribe("early_dgdehaze", context=session.context, cli_args=["--ros-args", "-r",
+                                                                                 "image:=/early_camera/image"],
+                            parameter_overrides=[Parameter("model", value="dcp"),
+                                                 Parameter("detection_enabled", value=False)])
+    session.add(node)
+    dehazed: list[Image] = []
+    viewer = rclpy.create_node(f"early_viewer_{os.getpid()}", context=session.context)
+    viewer.create_subscription(Image, "/early_dgdehaze/image_dehazed", dehazed.append, RELIABLE)
+    session.add(viewer)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert wait_until(lambda: viewer.count_publishers("/early_dgdehaze/image_dehazed") > 0, 10.0)
+        time.sleep(0.5)  # discovery both ways: the node must see the subscription to publish to it
+        node.trigger_activate()
+        assert node.worker.counts().processed == 1
+        assert wait_until(lambda: any(m.header.stamp == header.stamp for m in dehazed), 5.0), \
+            "the frame was processed while the publishers were still disabled: its outputs were dropped"
+    finally:
+        session.remove(viewer)
+        session.remove(node)
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
