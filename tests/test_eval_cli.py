@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -105,6 +106,28 @@ def test_broken_sets_exit_2_naming_the_problem(sots_pairs: Path, tmp_path: Path,
     assert "holds no images" in capsys.readouterr().err
     assert main(["eval", "--dataset", str(tmp_path / "absent")]) == 2
     assert "no such dataset folder" in capsys.readouterr().err
+
+
+def test_the_default_run_leaves_out_a_set_a_measure_refuses_but_fails_on_broken_data(sots_pairs: Path, tmp_path: Path,
+                                                                                     monkeypatch, capsys, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(sots_pairs, data / "paired" / "good")
+    other = data / "paired" / "other"
+    (other / "clear").mkdir(parents=True)
+    (other / "hazy").mkdir()
+    shutil.copy(sots_pairs / "clear" / "1400.png", other / "clear" / "1401.png")
+    shutil.copy(sots_pairs / "hazy" / "1400_2.png", other / "hazy" / "1401_2.png")
+    monkeypatch.setenv("DGDEHAZE_DATA", str(data))
+    out = tmp_path / "rows.json"
+    assert main(["eval", "--method", "hazy", "--include", "1400_*", "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())) == ["good/hazy"]  # `other` holds no selected image: refused, left out
+    assert "quality on other left out: no image in" in caplog.text
+    hazy = other / "hazy" / "1401_2.png"
+    hazy.write_bytes(hazy.read_bytes()[:300])  # a truncated download
+    assert main(["eval", "--method", "hazy", "--json", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # the lines before: tqdm's progress
+    assert error.startswith("dgdehaze eval: error: quality on ")
+    assert error.endswith("1401_2.png is not a readable image")
 
 
 def test_a_trained_model_runs_through_every_measure(shared_data: Path, sots_pairs: Path, tmp_path: Path):

@@ -15,9 +15,11 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
   visibilities of 50, 150 and 400 m, the visibility estimated on the road (relative error), and the metric depth
   from the transmission, unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the
   visibility); Middlebury sets are refused: no road.
-Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated. --include keeps only
-the images whose file name matches one of its globs (a pair by its hazy image, a depth sample by its name
-DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
+Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated: a set that a measure
+refuses for what it is (Middlebury has no road for visibility, no image matches --include) is left out with a
+warning, while broken data (an unreadable or unpaired image) fails the run, as it does with --dataset.
+--include keeps only the images whose file name matches one of its globs (a pair by its hazy image, a depth sample
+by its name DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
 run (an image is dehazed once while a method's last 256 MB of results hold it; a set with no matching image
@@ -55,6 +57,7 @@ from dgdehaze_core.commands.detector_options import add_detector_options, detect
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, is_paired_set
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns
+from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
 from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, labelled_rows, match_labelled,
@@ -266,7 +269,7 @@ def _matching(items: list[T], name: Callable[[T], str], globs: list[str], option
     patterns = expand_patterns(globs)
     kept = [item for item in items if any(fnmatch.fnmatch(name(item), glob) for glob in patterns)]
     if not kept:
-        raise ValueError(f"no image in {where} matches {option} {' '.join(globs)}")
+        raise NotApplicable(f"no image in {where} matches {option} {' '.join(globs)}")
     return kept
 
 
@@ -368,11 +371,13 @@ def run(args: argparse.Namespace) -> int:
                 set_name = dataset.name if subset_name is None else f"{dataset.name}:{subset_name}"
                 try:
                     result, compared = _measure_one(measure, dataset, methods, args, detector, globs)
-                except ValueError as exc:
+                except NotApplicable as exc:
                     if args.dataset and subset_name is None:
-                        raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
+                        raise NotApplicable(f"{measure} on {dataset.path}: {exc}") from exc
                     LOG.warning("%s on %s left out: %s", measure, set_name, exc)
                     continue
+                except ValueError as exc:  # broken data (ImageError, PairingError) or a failed method: no figures
+                    raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
                 prefix = f"{set_name}/" if len(datasets[measure]) > 1 or subsets else ""
                 table.update({prefix + key: value for key, value in result.items()})
                 bootstrap_rows.update({prefix + key: value for key, value in compared.items()})

@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import DepthSample, DepthSet, is_kitti_set
 from dgdehaze_core.evaluation.depth_eval import AIRLIGHT, dense_depth
 from dgdehaze_core.evaluation.methods import Method
@@ -90,13 +91,14 @@ def frame_scores(estimate: np.ndarray, true: np.ndarray, norms: np.ndarray, visi
 
 def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Method],
                         label: str = "visibility") -> dict[str, dict[str, float]]:
-    """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission."""
+    """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission;
+    NotApplicable for a set without a road (Middlebury) or without such a method."""
     if not is_kitti_set(folder):
-        raise ValueError(f"{folder.name} has no road and no known camera mounting (an indoor Middlebury set): "
+        raise NotApplicable(f"{folder.name} has no road and no known camera mounting (an indoor Middlebury set): "
                          "visibility is measured on the road, on KITTI sets only")
     fog_methods = [m for m in methods if m.gives_depth]
     if not fog_methods:
-        raise ValueError("none of the methods estimates a transmission (hazy and clear do not): add dcp or a model")
+        raise NotApplicable("none of the methods estimates a transmission (hazy and clear do not): add dcp or a model")
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
     rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}@{c}": [] for m in fog_methods
                                                          for c in (CLEAR, *VISIBILITIES)}
