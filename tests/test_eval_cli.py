@@ -130,6 +130,19 @@ def test_the_default_run_leaves_out_a_set_a_measure_refuses_but_fails_on_broken_
     assert error.endswith("1401_2.png is not a readable image")
 
 
+def test_measure_all_on_a_given_set_runs_what_applies_and_leaves_out_the_rest(shared_data: Path, tmp_path: Path,
+                                                                             caplog, capsys):
+    middlebury = shared_data / "depth" / "middlebury2003"
+    out = tmp_path / "all.json"
+    assert main(["eval", "--dataset", str(middlebury), "--measure", "all", "--method", "dcp", "--limit", "1",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert "depth/dcp@t0.45" in rows and all(key.startswith("depth/") for key in rows)
+    assert "visibility on middlebury2003 left out: middlebury2003 has no road" in caplog.text
+    assert main(["eval", "--dataset", str(middlebury), "--measure", "visibility", "--method", "dcp"]) == 2
+    assert "has no road" in capsys.readouterr().err  # named on its own, the measure's refusal fails the run
+
+
 def test_a_trained_model_runs_through_every_measure(shared_data: Path, sots_pairs: Path, tmp_path: Path):
     """The network path of the evaluation (depth, physics outputs at the input's size), with untrained weights."""
     import torch
