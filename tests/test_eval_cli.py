@@ -77,6 +77,7 @@ def test_method_names_and_sources():
 
 @pytest.mark.parametrize("extra, message", [
     (["--measure", "speed"], "unknown measure"),
+    (["--measure", "quality", "--method", "hazy,dcp", "--bootstrap", "100"], "--bootstrap compares detection"),
     (["--method", "missing=/nonexistent/lite.pt"], "method 'missing' is unavailable: no such checkpoint"),
     (["--method", "nonsense"], "unknown dehazing method 'nonsense'"),
     (["--measure", "depth"], "fits none of the measures depth"),

@@ -395,6 +395,9 @@ def run(args: argparse.Namespace) -> int:
     everything = asks_all(args.measure)
     datasets = datasets_for(requested, args.dataset, everything)
     measures = [measure for measure in requested if measure in datasets]
+    if args.bootstrap and "detection" not in measures:
+        raise ValueError("--bootstrap compares detection figures, and the detection measure does not run here: "
+                         "add it to --measure (on a paired set or photos with labels-voc/) or leave --bootstrap out")
     specs = _method_specs(args.method)
     if args.bootstrap:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
