@@ -48,3 +48,18 @@ def test_a_black_photo_is_left_out_of_the_figures_it_has_none_of_and_counted(sha
     assert both["dark_channel"] == pytest.approx(alone["dark_channel"] / 2)  # the black photo's 0 counts
     assert (both["images"], both["skipped"], alone["skipped"]) == (2, 1, 0)
     assert f"{black} through hazy: noise_sigma, noise_ratio, fade not finite" in caplog.text
+
+
+def test_a_photo_too_small_for_fade_keeps_its_other_figures_and_is_named(shared_data: Path, tmp_path: Path, caplog):
+    photo = tmp_path / "YST_Bing_667.png"
+    shutil.copy(shared_data / "hazy-real" / "urhi" / photo.name, photo)
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.random.default_rng(0).integers(0, 256, (6, 6, 3), dtype=np.uint8))
+    with pytest.raises(ImageError, match="FADE needs at least 8x8 pixels, got 6x6"):
+        fade_density(read_image(tiny))
+    methods = [load_method(MethodSpec("hazy", "hazy"))]
+    alone = evaluate_haze([photo], methods)["hazy"]
+    both = evaluate_haze([photo, tiny], methods)["hazy"]
+    assert both["fade"] == pytest.approx(alone["fade"]) and both["skipped"] == 1
+    assert both["noise_sigma"] != pytest.approx(alone["noise_sigma"])  # its noise is measured: it counts there
+    assert f"{tiny} through hazy: fade not finite" in caplog.text

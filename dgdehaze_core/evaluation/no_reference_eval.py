@@ -10,9 +10,9 @@
   the finest wavelet coefficients (`skimage.restoration.estimate_sigma`, averaged over the colour channels).
   Dehazing divides by the transmission, so where fog is dense it amplifies the sensor's and the JPEG's noise with
   the scene; `noise_ratio` is the mean over the photos of each output's noise over its input's (1: no amplification).
-A figure that is not finite for one photo (FADE and the noise of a flat or black image) is left out of that
-column's mean with a warning naming the photo; `skipped` counts the photos left out of any column, so that one
-such photo does not blank a column.
+A figure that is not finite for one photo (FADE and the noise of a flat or black image, FADE of an image under 8x8
+pixels) is left out of that column's mean with a warning naming the photo; `skipped` counts the photos left out of
+any column, so that one such photo does not blank a column.
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ LOG = logging.getLogger(__name__)
 
 NOISE_FLOOR = 0.1
 """Input noise below this (8-bit levels: a synthetic, noiseless image) is taken as this in `noise_ratio`."""
+FADE_MIN_SIDE = 8
+"""fade-python's smallest image side (pixels)."""
 FIGURES = ("fade", "dark_channel", "noise_sigma", "noise_ratio")
 HAZE_COLUMNS = (*FIGURES, "images", "skipped")
 
@@ -56,10 +58,13 @@ def fade_unavailable_reason() -> str | None:
 
 def fade_density(image: np.ndarray) -> float:
     """FADE of a uint8 BGR frame (lower is clearer; NaN for a flat or black frame); RuntimeError when fade-python
-    cannot run here."""
+    cannot run here, ImageError for a frame under FADE_MIN_SIDE pixels on a side."""
     reason = fade_unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"FADE unavailable: {reason}")
+    height, width = image.shape[:2]
+    if min(height, width) < FADE_MIN_SIDE:
+        raise ImageError(f"FADE needs at least {FADE_MIN_SIDE}x{FADE_MIN_SIDE} pixels, got {width}x{height}")
     from pyfade import fade
 
     return float(fade(np.ascontiguousarray(to_bgr8(image)[:, :, ::-1])))
@@ -82,12 +87,13 @@ def noise_sigma(image: np.ndarray) -> float:
 
 def output_figures(output: np.ndarray, input_noise: float, with_fade: bool) -> dict[str, float]:
     """FIGURES of one output (FADE only `with_fade`), `input_noise` being its input's `noise_sigma`; NaN where a
-    figure is undefined: FADE and the noise of a flat or black frame, the noise ratio of a black input."""
+    figure is undefined: FADE and the noise of a flat or black frame, FADE of a frame under FADE_MIN_SIDE pixels on
+    a side, the noise ratio of a black input."""
     sigma = noise_sigma(output)
     figures = {"dark_channel": haze_density(output), "noise_sigma": sigma,
                "noise_ratio": sigma / max(input_noise, NOISE_FLOOR) if math.isfinite(input_noise) else math.nan}
     if with_fade:
-        figures["fade"] = fade_density(output)
+        figures["fade"] = fade_density(output) if min(output.shape[:2]) >= FADE_MIN_SIDE else math.nan
     return figures
 
 
@@ -111,8 +117,9 @@ def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],
             figures = output_figures(method.dehaze(hazy).image, input_noise, reason is None)
             undefined = [name for name, value in figures.items() if not math.isfinite(value)]
             if undefined:
-                LOG.warning("%s through %s: %s not finite (a flat or black image): left out of those means", path,
-                            method.name, ", ".join(undefined))
+                LOG.warning("%s through %s: %s not finite (a flat or black image, or FADE under %dx%d pixels): left "
+                            "out of those means", path, method.name, ", ".join(undefined), FADE_MIN_SIDE,
+                            FADE_MIN_SIDE)
                 skipped[method.name] += 1
             for name, value in figures.items():
                 if math.isfinite(value):
