@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -76,6 +77,7 @@ def test_method_names_and_sources():
 
 @pytest.mark.parametrize("extra, message", [
     (["--measure", "speed"], "unknown measure"),
+    (["--measure", "quality", "--method", "hazy,dcp", "--bootstrap", "100"], "--bootstrap compares detection"),
     (["--method", "missing=/nonexistent/lite.pt"], "method 'missing' is unavailable: no such checkpoint"),
     (["--method", "nonsense"], "unknown dehazing method 'nonsense'"),
     (["--measure", "depth"], "fits none of the measures depth"),
@@ -105,6 +107,41 @@ def test_broken_sets_exit_2_naming_the_problem(sots_pairs: Path, tmp_path: Path,
     assert "holds no images" in capsys.readouterr().err
     assert main(["eval", "--dataset", str(tmp_path / "absent")]) == 2
     assert "no such dataset folder" in capsys.readouterr().err
+
+
+def test_the_default_run_leaves_out_a_set_a_measure_refuses_but_fails_on_broken_data(sots_pairs: Path, tmp_path: Path,
+                                                                                     monkeypatch, capsys, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(sots_pairs, data / "paired" / "good")
+    other = data / "paired" / "other"
+    (other / "clear").mkdir(parents=True)
+    (other / "hazy").mkdir()
+    shutil.copy(sots_pairs / "clear" / "1400.png", other / "clear" / "1401.png")
+    shutil.copy(sots_pairs / "hazy" / "1400_2.png", other / "hazy" / "1401_2.png")
+    monkeypatch.setenv("DGDEHAZE_DATA", str(data))
+    out = tmp_path / "rows.json"
+    assert main(["eval", "--method", "hazy", "--include", "1400_*", "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())) == ["good/hazy"]  # `other` holds no selected image: refused, left out
+    assert "quality on other left out: no image in" in caplog.text
+    hazy = other / "hazy" / "1401_2.png"
+    hazy.write_bytes(hazy.read_bytes()[:300])  # a truncated download
+    assert main(["eval", "--method", "hazy", "--json", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # the lines before: tqdm's progress
+    assert error.startswith("dgdehaze eval: error: quality on ")
+    assert error.endswith("1401_2.png is not a readable image")
+
+
+def test_measure_all_on_a_given_set_runs_what_applies_and_leaves_out_the_rest(shared_data: Path, tmp_path: Path,
+                                                                             caplog, capsys):
+    middlebury = shared_data / "depth" / "middlebury2003"
+    out = tmp_path / "all.json"
+    assert main(["eval", "--dataset", str(middlebury), "--measure", "all", "--method", "dcp", "--limit", "1",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert "depth/dcp@t0.45" in rows and all(key.startswith("depth/") for key in rows)
+    assert "visibility on middlebury2003 left out: middlebury2003 has no road" in caplog.text
+    assert main(["eval", "--dataset", str(middlebury), "--measure", "visibility", "--method", "dcp"]) == 2
+    assert "has no road" in capsys.readouterr().err  # named on its own, the measure's refusal fails the run
 
 
 def test_a_trained_model_runs_through_every_measure(shared_data: Path, sots_pairs: Path, tmp_path: Path):

@@ -118,6 +118,30 @@ def test_kitti_files_with_upper_case_suffixes_are_found(tmp_path: Path):
     assert np.nanmax(sample.depth) == pytest.approx(10.0)
 
 
+def test_a_kitti_depth_layout_gives_one_sample_per_frame_from_groundtruth_first(shared_data: Path, tmp_path: Path):
+    """KITTI depth holds groundtruth/ and velodyne_raw/ beside each other: one sample per frame, its groundtruth where
+    the frame has one, else its raw LiDAR."""
+    source = shared_data / "depth" / "kitti-tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
+    drive = tmp_path / "2011_09_26" / source.name
+    (drive / "image_02" / "data").mkdir(parents=True)
+    lidar = {}
+    for frame in ("0000000000", "0000000001", "0000000002"):
+        (drive / "image_02" / "data" / f"{frame}.png").write_bytes(
+            (source / "image_02" / "data" / f"{frame}.png").read_bytes())
+        with np.load(source / "proj_depth" / "velodyne" / "image_02" / f"{frame}.npz") as archive:
+            lidar[frame] = np.nan_to_num(archive[archive.files[0]].astype(np.float32))
+    for kind, frames, scale in (("velodyne_raw", lidar, 1.0), ("groundtruth", list(lidar)[:2], 0.5)):
+        (drive / "proj_depth" / kind / "image_02").mkdir(parents=True)
+        for frame in frames:  # groundtruth halved, so that the source of each sample shows
+            cv2.imwrite(str(drive / "proj_depth" / kind / "image_02" / f"{frame}.png"),
+                        np.round(lidar[frame] * scale * 256).astype(np.uint16))
+    samples = load_kitti(tmp_path).samples
+    assert [s.name for s in samples] == [f"{source.name}/image_02/000000000{i}" for i in range(3)]
+    for sample, scale in zip(samples, (0.5, 0.5, 1.0)):
+        true = lidar[sample.name.rsplit("/", 1)[1]]
+        np.testing.assert_allclose(np.nan_to_num(sample.depth), true * scale, atol=1 / 256)
+
+
 def test_loaders_refuse_folders_without_depth(tmp_path: Path):
     with pytest.raises(ImageError, match="no KITTI frames"):
         load_kitti(tmp_path)

@@ -1,8 +1,11 @@
 """No-reference haze density on real photos: FADE (fade-python) and the dark-channel density."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
@@ -30,3 +33,33 @@ def test_dcp_lowers_both_densities_on_a_real_hazy_photo(shared_data: Path):
 def test_no_images_is_a_clear_error():
     with pytest.raises(ImageError, match="no hazy images"):
         evaluate_haze([], [load_method(MethodSpec("hazy", "hazy"))])
+
+
+def test_a_black_photo_is_left_out_of_the_figures_it_has_none_of_and_counted(shared_data: Path, tmp_path: Path,
+                                                                             caplog):
+    photo = tmp_path / "YST_Bing_667.png"
+    shutil.copy(shared_data / "hazy-real" / "urhi" / photo.name, photo)
+    black = tmp_path / "black.png"
+    cv2.imwrite(str(black), np.zeros((64, 64, 3), np.uint8))  # FADE and the noise estimate are NaN on it
+    methods = [load_method(MethodSpec("hazy", "hazy"))]
+    alone = evaluate_haze([photo], methods)["hazy"]
+    both = evaluate_haze([photo, black], methods)["hazy"]
+    assert both["fade"] == pytest.approx(alone["fade"]) and both["noise_sigma"] == pytest.approx(alone["noise_sigma"])
+    assert both["dark_channel"] == pytest.approx(alone["dark_channel"] / 2)  # the black photo's 0 counts
+    assert (both["images"], both["skipped"], alone["skipped"]) == (2, 1, 0)
+    assert f"{black} through hazy: noise_sigma, noise_ratio, fade not finite" in caplog.text
+
+
+def test_a_photo_too_small_for_fade_keeps_its_other_figures_and_is_named(shared_data: Path, tmp_path: Path, caplog):
+    photo = tmp_path / "YST_Bing_667.png"
+    shutil.copy(shared_data / "hazy-real" / "urhi" / photo.name, photo)
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.random.default_rng(0).integers(0, 256, (6, 6, 3), dtype=np.uint8))
+    with pytest.raises(ImageError, match="FADE needs at least 8x8 pixels, got 6x6"):
+        fade_density(read_image(tiny))
+    methods = [load_method(MethodSpec("hazy", "hazy"))]
+    alone = evaluate_haze([photo], methods)["hazy"]
+    both = evaluate_haze([photo, tiny], methods)["hazy"]
+    assert both["fade"] == pytest.approx(alone["fade"]) and both["skipped"] == 1
+    assert both["noise_sigma"] != pytest.approx(alone["noise_sigma"])  # its noise is measured: it counts there
+    assert f"{tiny} through hazy: fade not finite" in caplog.text

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.evaluation.depth_datasets import DepthSample, load_kitti, load_middlebury
-from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.evaluation.visibility_eval import (VISIBILITY_COLUMNS, condition_row, evaluate_visibility,
-                                                      frame_scores, kitti_intrinsics, synthesize_fog)
-from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range
+from dgdehaze_core.evaluation.depth_eval import dense_depth
+from dgdehaze_core.evaluation.methods import Method, MethodSpec, load_method
+from dgdehaze_core.evaluation.visibility_eval import (SKY_DISTANCE, VISIBILITIES, VISIBILITY_COLUMNS, condition_row,
+                                                      evaluate_visibility, frame_scores, kitti_intrinsics,
+                                                      synthesize_fog)
+from dgdehaze_core.inference.dehaze_result import DehazeResult
+from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range, ray_norms
 
 
 def test_fog_is_synthesized_along_each_ray_towards_a_grey_airlight():
@@ -66,6 +69,34 @@ def test_one_kitti_frame_gives_every_row_and_middlebury_is_refused_for_its_missi
     middlebury = shared_data / "depth" / "middlebury2003"
     with pytest.raises(ValueError, match="no road"):
         evaluate_visibility(load_middlebury(middlebury), middlebury, [load_method(MethodSpec("dcp", "dcp"))])
+
+
+def test_the_true_transmission_reads_every_visibility_including_400_m(shared_data: Path):
+    """An oracle that returns the very transmission each fog was synthesized with must read each visibility: the
+    estimator's ceiling lies above the thinnest fog evaluated (the node's default of 200 m made 400 m 'no fog')."""
+    folder = shared_data / "depth" / "kitti-tiny"
+    depth_set = load_kitti(folder)
+    depth_set.samples = [s for s in depth_set.samples if "/image_02/" in s.name][:1]
+    sample = depth_set.samples[0]
+    norms = ray_norms(sample.depth.shape, kitti_intrinsics(folder, sample.name))
+    dense = dense_depth(sample.depth, SKY_DISTANCE, depth_set.sparse)
+    floor = 0.05
+    truth = {synthesize_fog(sample, dense, norms, v).tobytes():
+             np.maximum(np.exp(-(KOSCHMIEDER / v) * dense * norms), floor).astype(np.float32)
+             for v in VISIBILITIES.values()}
+
+    def oracle(frame: np.ndarray) -> DehazeResult:
+        transmission = truth.get(frame.tobytes(), np.ones(frame.shape[:2], np.float32))
+        return DehazeResult(frame, np.zeros_like(transmission), transmission, np.full(3, 0.9, np.float32), 0.0,
+                            transmission_floor=floor)
+
+    rows = evaluate_visibility(depth_set, folder, [Method(MethodSpec("oracle", "oracle"), oracle)])
+    for condition, visibility in VISIBILITIES.items():
+        row = rows[f"oracle@{condition}"]
+        assert row["no_fog_share"] == 0.0, condition
+        assert row["visibility_median"] == pytest.approx(visibility, rel=0.1), condition
+        assert row["visibility_rel_error"] < 0.1 and 0.0 < row["absrel_metric"] < 0.1, condition
+    assert rows["oracle@clear"]["no_fog_share"] == 1.0  # t = 1 everywhere: no fog
 
 
 def test_the_visibility_sheet_draws_every_photo_and_writes_its_estimate(tmp_path: Path):

@@ -15,9 +15,13 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
   visibilities of 50, 150 and 400 m, the visibility estimated on the road (relative error), and the metric depth
   from the transmission, unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the
   visibility); Middlebury sets are refused: no road.
-Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated. --include keeps only
-the images whose file name matches one of its globs (a pair by its hazy image, a depth sample by its name
-DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
+`all` runs every measure on the sets it applies to; one that applies to none of them, or refuses them all, is
+left out with a warning (a measure named on its own fails the run when it refuses a --dataset).
+Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated: a set that a measure
+refuses for what it is (Middlebury has no road for visibility, no image matches --include) is left out with a
+warning, while broken data (an unreadable or unpaired image) fails the run, as it does with --dataset.
+--include keeps only the images whose file name matches one of its globs (a pair by its hazy image, a depth sample
+by its name DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
 run (an image is dehazed once while a method's last 256 MB of results hold it; a set with no matching image
@@ -55,6 +59,7 @@ from dgdehaze_core.commands.detector_options import add_detector_options, detect
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, is_paired_set
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns
+from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
 from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, labelled_rows, match_labelled,
@@ -143,10 +148,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def asks_all(text: str) -> bool:
+    """Whether --measure names `all`: every measure that applies, the others left out with a warning."""
+    return "all" in {item.strip() for item in text.split(",")}
+
+
 def parse_measures(text: str) -> list[str]:
     """'quality,depth' or 'all' -> measures in canonical order; ValueError names unknown ones."""
     items = {item.strip() for item in text.split(",") if item.strip()}
-    if "all" in items:
+    if asks_all(text):
         return list(MEASURES)
     unknown = sorted(items - set(MEASURES))
     if unknown or not items:
@@ -194,8 +204,9 @@ def _named(folders: list[Path]) -> list[EvalSet]:
     return [EvalSet(name(path), folder) for path, folder in zip(paths, folders)]
 
 
-def datasets_for(measures: list[str], given: list[Path] | None) -> dict[str, list[EvalSet]]:
-    """The sets of each measure: the given folders where they apply, else every applicable shared set."""
+def datasets_for(measures: list[str], given: list[Path] | None, everything: bool = False) -> dict[str, list[EvalSet]]:
+    """The sets of each measure: the given folders where they apply, else every applicable shared set. ValueError
+    for a measure that applies to none of them, unless `everything` (--measure all) leaves it out."""
     if given:
         for folder in given:
             if not folder.is_dir():
@@ -215,6 +226,9 @@ def datasets_for(measures: list[str], given: list[Path] | None) -> dict[str, lis
     chosen: dict[str, list[EvalSet]] = {}
     for measure in measures:
         folders = [folder for folder in candidates if applies(measure, folder, explicit)]
+        if not folders and everything:
+            LOG.info("the %s measure applies to none of the sets: left out", measure)
+            continue
         if not folders:
             raise ValueError(f"no dataset for the {measure} measure among {', '.join(map(str, candidates))}")
         chosen[measure] = _named(folders)
@@ -266,7 +280,7 @@ def _matching(items: list[T], name: Callable[[T], str], globs: list[str], option
     patterns = expand_patterns(globs)
     kept = [item for item in items if any(fnmatch.fnmatch(name(item), glob) for glob in patterns)]
     if not kept:
-        raise ValueError(f"no image in {where} matches {option} {' '.join(globs)}")
+        raise NotApplicable(f"no image in {where} matches {option} {' '.join(globs)}")
     return kept
 
 
@@ -341,6 +355,31 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
                          label), {}
 
 
+def _measure_all(measure: str, datasets: list[EvalSet], methods: list[Method], args: argparse.Namespace,
+                 detector: Callable | None, subsets: dict[str, list[str]], everything: bool) -> tuple[Rows, Rows]:
+    """(one measure's rows over its sets and their subsets, its --bootstrap comparisons). A set the measure refuses
+    (NotApplicable) is left out with a warning, except a set named with --dataset for a measure named in --measure:
+    that fails, as does anything else (broken data), naming the measure and the set."""
+    table: Rows = {}
+    bootstrap_rows: Rows = {}
+    for dataset in datasets:
+        for subset_name, globs in [(None, None), *subsets.items()]:
+            set_name = dataset.name if subset_name is None else f"{dataset.name}:{subset_name}"
+            try:
+                result, compared = _measure_one(measure, dataset, methods, args, detector, globs)
+            except NotApplicable as exc:
+                if args.dataset and subset_name is None and not everything:
+                    raise NotApplicable(f"{measure} on {dataset.path}: {exc}") from exc
+                LOG.warning("%s on %s left out: %s", measure, set_name, exc)
+                continue
+            except ValueError as exc:  # broken data (ImageError, PairingError) or a failed method: no figures
+                raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
+            prefix = f"{set_name}/" if len(datasets) > 1 or subsets else ""
+            table.update({prefix + key: value for key, value in result.items()})
+            bootstrap_rows.update({prefix + key: value for key, value in compared.items()})
+    return table, bootstrap_rows
+
+
 def run(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ValueError("--limit must be >= 0")
@@ -352,8 +391,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--baseline and --group only apply with --bootstrap N")
     subsets = parse_subsets(args.subset)
     expand_patterns(args.include or [])  # a bad @FILE:PART fails here, before any model loads
-    measures = parse_measures(args.measure)
-    datasets = datasets_for(measures, args.dataset)
+    requested = parse_measures(args.measure)
+    everything = asks_all(args.measure)
+    datasets = datasets_for(requested, args.dataset, everything)
+    measures = [measure for measure in requested if measure in datasets]
+    if args.bootstrap and "detection" not in measures:
+        raise ValueError("--bootstrap compares detection figures, and the detection measure does not run here: "
+                         "add it to --measure (on a paired set or photos with labels-voc/) or leave --bootstrap out")
     specs = _method_specs(args.method)
     if args.bootstrap:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
@@ -361,24 +405,13 @@ def run(args: argparse.Namespace) -> int:
     detector = _detector(args) if "detection" in measures else None
     rows: Rows = {}
     for measure in measures:
-        table: Rows = {}
-        bootstrap_rows: Rows = {}
-        for dataset in datasets[measure]:
-            for subset_name, globs in [(None, None), *subsets.items()]:
-                set_name = dataset.name if subset_name is None else f"{dataset.name}:{subset_name}"
-                try:
-                    result, compared = _measure_one(measure, dataset, methods, args, detector, globs)
-                except ValueError as exc:
-                    if args.dataset and subset_name is None:
-                        raise ValueError(f"{measure} on {dataset.path}: {exc}") from exc
-                    LOG.warning("%s on %s left out: %s", measure, set_name, exc)
-                    continue
-                prefix = f"{set_name}/" if len(datasets[measure]) > 1 or subsets else ""
-                table.update({prefix + key: value for key, value in result.items()})
-                bootstrap_rows.update({prefix + key: value for key, value in compared.items()})
+        table, bootstrap_rows = _measure_all(measure, datasets[measure], methods, args, detector, subsets, everything)
+        if not table and everything:
+            LOG.warning("the %s measure produced no figures: left out (see the warnings above)", measure)
+            continue
         if not table:
             raise ValueError(f"the {measure} measure produced no figures (see the warnings above)")
-        named = f"{measure}/" if len(measures) > 1 else ""  # rows printed under the keys the JSON has
+        named = f"{measure}/" if len(requested) > 1 else ""  # rows printed under the keys the JSON has
         table = {named + key: value for key, value in table.items()}
         bootstrap_rows = {named + key: value for key, value in bootstrap_rows.items()}
         emit(table, TITLES[measure])
@@ -387,6 +420,8 @@ def run(args: argparse.Namespace) -> int:
             emit(bootstrap_rows, BOOTSTRAP_TITLE.format(samples=args.bootstrap))
             print()
         rows.update({**table, **bootstrap_rows})
+    if not rows:
+        raise ValueError("no measure produced figures (see the warnings above)")
     if args.json is not None:
         write_json(args.json, rows)
     return 0

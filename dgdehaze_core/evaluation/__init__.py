@@ -8,4 +8,14 @@
 `methods` turns method names ("hazy", "dcp", "lite", NAME=weights.pt) into callables; `depth_datasets` and
 `voc_boxes` read the ground truth of the depth sets and the human boxes; `metrics` holds PSNR, SSIM and CIEDE2000;
 `results_doc` renders docs/RESULTS.md from the JSON figures.
+
+A measure that does not apply to a set, or to the methods given, raises `NotApplicable`: `dgdehaze eval` leaves it
+out with a warning where it chose the sets itself or ran `--measure all`. Any other ValueError (ImageError,
+PairingError: broken data) fails the run.
 """
+from __future__ import annotations
+
+
+class NotApplicable(ValueError):
+    """A measure refuses a set or the methods for what they are (no road, no method that estimates depth, no image
+    selected, nothing to score), not because anything in them is broken."""

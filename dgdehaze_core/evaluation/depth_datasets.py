@@ -4,11 +4,14 @@ Depth maps are float32 metres with NaN where the ground truth is unknown.
 - KITTI raw: `DATE/DRIVE_sync/image_0X/data/NAME.png` (or .jpg) with LiDAR projected into that camera at
   `DRIVE_sync/proj_depth/velodyne/image_0X/NAME.npz` (one array, metres, 0 = no return) or KITTI depth's
   `proj_depth/groundtruth/image_0X/NAME.png` (uint16, metres * 256). Evaluated up to 80 m, the KITTI convention.
+  One sample per frame: where a frame has several depth files (KITTI depth ships velodyne_raw/ beside
+  groundtruth/), its groundtruth/ one, else the first of the others by folder name.
 - Middlebury 2003: `SCENE/imK.png` with `SCENE/dispK.pgm` holding 4 x disparity in pixels (0 = unknown), at the
   quarter-size resolution (450x375) where f is about 935 px and the baseline about 0.16 m: Z = f * B / d.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,12 @@ import numpy as np
 
 from dgdehaze_core.io.images import IMAGE_SUFFIXES, ImageError, read_image
 
+LOG = logging.getLogger(__name__)
+
 KITTI_MAX_DEPTH = 80.0
+KITTI_GROUND_TRUTH = "groundtruth"
+"""KITTI depth's ground-truth folder under proj_depth/ (LiDAR accumulated over frames and checked against stereo),
+preferred over its velodyne_raw/ scans of the same frame."""
 MIDDLEBURY_FOCAL_PX = 935.0
 MIDDLEBURY_BASELINE_M = 0.16
 MIDDLEBURY_DISPARITY_SCALE = 4.0
@@ -75,13 +83,29 @@ def is_middlebury_set(folder: Path) -> bool:
     return any(folder.glob("*/disp[0-9].pgm"))
 
 
-def load_kitti(folder: str | Path) -> DepthSet:
-    """Every KITTI raw frame under `folder` that has projected LiDAR depth."""
-    folder = Path(folder)
-    samples = []
+def kitti_depth_files(folder: Path) -> list[Path]:
+    """One projected depth file per KITTI frame (drive, camera, frame) under `folder`, in frame order: the frame's
+    groundtruth/ file where it has one, else the first of its others by path (velodyne/ before velodyne_raw/)."""
+    chosen: dict[tuple[Path, str, str], Path] = {}
     for depth_path in sorted(folder.rglob("proj_depth/*/image_0[0-9]/*")):
         if depth_path.suffix.lower() not in (".npz", ".png"):
             continue
+        frame = (depth_path.parents[3], depth_path.parent.name, depth_path.stem)
+        if frame not in chosen or (depth_path.parents[1].name == KITTI_GROUND_TRUTH
+                                   and chosen[frame].parents[1].name != KITTI_GROUND_TRUTH):
+            chosen[frame] = depth_path
+    truth = sum(path.parents[1].name == KITTI_GROUND_TRUTH for path in chosen.values())
+    if 0 < truth < len(chosen):
+        LOG.info("%s: %d of %d KITTI frames have no %s/ depth: their LiDAR scan stands in", folder,
+                 len(chosen) - truth, len(chosen), KITTI_GROUND_TRUTH)
+    return [chosen[frame] for frame in sorted(chosen)]
+
+
+def load_kitti(folder: str | Path) -> DepthSet:
+    """Every KITTI raw frame under `folder` that has projected LiDAR depth, once (`kitti_depth_files`)."""
+    folder = Path(folder)
+    samples = []
+    for depth_path in kitti_depth_files(folder):
         drive = depth_path.parents[3]
         camera = depth_path.parent.name
         candidates = sorted((drive / camera / "data").glob(f"{depth_path.stem}.*"))

@@ -28,6 +28,7 @@ from scipy import ndimage
 from scipy.optimize import brentq
 from tqdm import tqdm
 
+from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import MIN_DEPTH, DepthSet
 from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr
@@ -119,10 +120,11 @@ def synthesize(image: np.ndarray, depth: np.ndarray, beta: float, airlight: floa
 def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
                    label: str = "depth") -> dict[str, dict[str, float]]:
     """{"METHOD@CONDITION": {absrel, rmse_log, delta1, change_vs_clear, images, mean_beta}} for every method that
-    predicts depth, and a "constant" row: what a depth without any information scores (the floor to beat)."""
+    predicts depth, and a "constant" row: what a depth without any information scores (the floor to beat);
+    NotApplicable when no method predicts depth."""
     depth_methods = [m for m in methods if m.gives_depth]
     if not depth_methods:
-        raise ValueError("none of the methods predicts depth (hazy and clear do not): add dcp or a model")
+        raise NotApplicable("none of the methods predicts depth (hazy and clear do not): add dcp or a model")
     scores: dict[str, list[dict[str, float]]] = {f"{m.name}@{c}": [] for m in depth_methods for c in CONDITIONS}
     scores[CONSTANT_ROW] = []
     betas: dict[str, list[float]] = {condition: [] for condition in HAZE_LEVELS}

@@ -33,6 +33,7 @@ from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FrameDetector
+from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, labelled_images
 from dgdehaze_core.io.images import read_image
@@ -147,14 +148,14 @@ def score_matches(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
     precision, recall, f1: per-image agreement averaged over the images (precision over the images with
     predictions, recall over those with references; F1 over all, 1 where both are empty, 0 where one is);
     f1_pooled: F1 of the true/false positives pooled over the set; map50 over the full ranking; objects and
-    detections (score >= conf) counted over the set.
+    detections (score >= conf) counted over the set. NotApplicable when no image holds a reference object.
     """
     references: Counter = Counter()
     for image in matches:
         references.update(image.references)
     total = sum(references.values())
     if total == 0:
-        raise ValueError("no reference objects in any image: there is nothing to recover, so precision, recall "
+        raise NotApplicable("no reference objects in any image: there is nothing to recover, so precision, recall "
                          "and mAP are undefined (the detector finds nothing on the clear images?)")
     per_image = [image_agreement(image, conf) for image in matches]
     precisions = [p for p, _, _ in per_image if p is not None]
@@ -197,7 +198,7 @@ def score_classes(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
 
 def known_references(images: Sequence[LabelledImage], classes: Collection[str]) -> list[LabelledImage]:
     """`images` with the boxes of classes outside `classes` marked difficult (ignored), with one warning naming
-    them; unchanged when `classes` is empty (unknown). ValueError naming those classes when no other box is left
+    them; unchanged when `classes` is empty (unknown). NotApplicable naming those classes when no other box is left
     to score."""
     if not classes:
         return list(images)
@@ -208,7 +209,7 @@ def known_references(images: Sequence[LabelledImage], classes: Collection[str]) 
     known = [LabelledImage(item.image, tuple(box if box.class_name in classes else replace(box, difficult=True)
                                              for box in item.boxes)) for item in images]
     if not any(not box.difficult for item in known for box in item.boxes):
-        raise ValueError(f"no human box to score: every box that is not difficult is of a class the detector does "
+        raise NotApplicable(f"no human box to score: every box that is not difficult is of a class the detector does "
                          f"not know: {named}")
     LOG.warning("human boxes of classes the detector does not know are ignored: %s", named)
     return known

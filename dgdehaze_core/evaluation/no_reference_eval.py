@@ -10,11 +10,15 @@
   the finest wavelet coefficients (`skimage.restoration.estimate_sigma`, averaged over the colour channels).
   Dehazing divides by the transmission, so where fog is dense it amplifies the sensor's and the JPEG's noise with
   the scene; `noise_ratio` is the mean over the photos of each output's noise over its input's (1: no amplification).
+A figure that is not finite for one photo (FADE and the noise of a flat or black image, FADE of an image under 8x8
+pixels) is left out of that column's mean with a warning naming the photo; `skipped` counts the photos left out of
+any column, so that one such photo does not blank a column.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +33,10 @@ LOG = logging.getLogger(__name__)
 
 NOISE_FLOOR = 0.1
 """Input noise below this (8-bit levels: a synthetic, noiseless image) is taken as this in `noise_ratio`."""
-HAZE_COLUMNS = ("fade", "dark_channel", "noise_sigma", "noise_ratio", "images")
+FADE_MIN_SIDE = 8
+"""fade-python's smallest image side (pixels)."""
+FIGURES = ("fade", "dark_channel", "noise_sigma", "noise_ratio")
+HAZE_COLUMNS = (*FIGURES, "images", "skipped")
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,10 +57,14 @@ def fade_unavailable_reason() -> str | None:
 
 
 def fade_density(image: np.ndarray) -> float:
-    """FADE of a uint8 BGR frame (lower is clearer); RuntimeError when fade-python cannot run here."""
+    """FADE of a uint8 BGR frame (lower is clearer; NaN for a flat or black frame); RuntimeError when fade-python
+    cannot run here, ImageError for a frame under FADE_MIN_SIDE pixels on a side."""
     reason = fade_unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"FADE unavailable: {reason}")
+    height, width = image.shape[:2]
+    if min(height, width) < FADE_MIN_SIDE:
+        raise ImageError(f"FADE needs at least {FADE_MIN_SIDE}x{FADE_MIN_SIDE} pixels, got {width}x{height}")
     from pyfade import fade
 
     return float(fade(np.ascontiguousarray(to_bgr8(image)[:, :, ::-1])))
@@ -66,35 +77,53 @@ def haze_methods(methods: Sequence[Method]) -> list[Method]:
 
 
 def noise_sigma(image: np.ndarray) -> float:
-    """Noise standard deviation of a uint8 frame in 8-bit levels (wavelet MAD estimate, mean over channels)."""
+    """Noise standard deviation of a uint8 frame in 8-bit levels (wavelet MAD estimate, mean over channels); NaN for
+    a black frame."""
     from skimage.restoration import estimate_sigma
 
     frame = to_bgr8(image).astype(np.float32) / 255.0
     return float(estimate_sigma(frame, channel_axis=-1, average_sigmas=True)) * 255.0
 
 
+def output_figures(output: np.ndarray, input_noise: float, with_fade: bool) -> dict[str, float]:
+    """FIGURES of one output (FADE only `with_fade`), `input_noise` being its input's `noise_sigma`; NaN where a
+    figure is undefined: FADE and the noise of a flat or black frame, FADE of a frame under FADE_MIN_SIDE pixels on
+    a side, the noise ratio of a black input."""
+    sigma = noise_sigma(output)
+    figures = {"dark_channel": haze_density(output), "noise_sigma": sigma,
+               "noise_ratio": sigma / max(input_noise, NOISE_FLOOR) if math.isfinite(input_noise) else math.nan}
+    if with_fade:
+        figures["fade"] = fade_density(output) if min(output.shape[:2]) >= FADE_MIN_SIDE else math.nan
+    return figures
+
+
 def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],
                   label: str = "haze") -> dict[str, dict[str, float]]:
-    """{method name: {fade, dark_channel, noise_sigma, noise_ratio, images}} as means over the hazy photos."""
+    """{method name: {fade, dark_channel, noise_sigma, noise_ratio, images, skipped}}: each figure the mean over the
+    photos where it is finite (NaN where none is; FADE NaN throughout when fade-python cannot run here), `images`
+    the photos measured and `skipped` how many of them were left out of at least one figure's mean (each with a
+    warning naming it)."""
     if not images:
         raise ImageError("no hazy images to measure")
     reason = fade_unavailable_reason()
     if reason is not None:
         LOG.warning("FADE column left empty: %s", reason)
-    scores: dict[str, dict[str, list[float]]] = {m.name: {"fade": [], "dark_channel": [], "noise_sigma": [],
-                                                         "noise_ratio": []} for m in methods}
+    scores: dict[str, dict[str, list[float]]] = {m.name: {name: [] for name in FIGURES} for m in methods}
+    skipped = {m.name: 0 for m in methods}
     for path in tqdm(images, desc=label, unit="image"):
         hazy = read_image(path)
-        input_noise = max(noise_sigma(hazy), NOISE_FLOOR)
+        input_noise = noise_sigma(hazy)
         for method in methods:
-            output = method.dehaze(hazy).image
-            row = scores[method.name]
-            row["dark_channel"].append(haze_density(output))
-            row["noise_sigma"].append(noise_sigma(output))
-            row["noise_ratio"].append(row["noise_sigma"][-1] / input_noise)
-            if reason is None:
-                row["fade"].append(fade_density(output))
-    return {name: {"fade": float(np.mean(row["fade"])) if row["fade"] else float("nan"),
-                   **{key: float(np.mean(row[key])) for key in ("dark_channel", "noise_sigma", "noise_ratio")},
-                   "images": len(images)}
+            figures = output_figures(method.dehaze(hazy).image, input_noise, reason is None)
+            undefined = [name for name, value in figures.items() if not math.isfinite(value)]
+            if undefined:
+                LOG.warning("%s through %s: %s not finite (a flat or black image, or FADE under %dx%d pixels): left "
+                            "out of those means", path, method.name, ", ".join(undefined), FADE_MIN_SIDE,
+                            FADE_MIN_SIDE)
+                skipped[method.name] += 1
+            for name, value in figures.items():
+                if math.isfinite(value):
+                    scores[method.name][name].append(value)
+    return {name: {**{figure: float(np.mean(values)) if values else math.nan for figure, values in row.items()},
+                   "images": len(images), "skipped": skipped[name]}
             for name, row in scores.items()}

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
+from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.io.images import ImageError
 
@@ -75,11 +76,12 @@ def scattering_methods(methods: Sequence[Method]) -> list[Method]:
 
 def evaluate_scattering(pairs: Sequence[Pair], methods: Sequence[Method],
                         label: str = "scattering") -> dict[str, dict[str, float]]:
-    """{method: {airlight_error, t_mae, t_bias, fit_rmse, pairs}} as means over `pairs` (fit_rmse: the fit's own)."""
+    """{method: {airlight_error, t_mae, t_bias, fit_rmse, pairs}} as means over `pairs` (fit_rmse: the fit's own);
+    NotApplicable when no method estimates A and t."""
     if not pairs:
         raise ValueError("scattering needs at least one hazy/clear pair")
     if not methods:
-        raise ValueError("scattering needs a method that estimates A and t (not only hazy or clear)")
+        raise NotApplicable("scattering needs a method that estimates A and t (not only hazy or clear)")
     scores: dict[str, dict[str, list[float]]] = {m.name: {} for m in methods}
     residuals = []
     for pair in tqdm(pairs, desc=label, unit="pair"):

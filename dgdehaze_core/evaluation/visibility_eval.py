@@ -3,8 +3,9 @@
 Fog of a known visibility V (50, 150 and 400 m; beta = 3.912 / V) is synthesized on each clear frame from its true
 depth, along each pixel's ray (t = exp(-beta r), r = Z |ray|, the airlight a neutral grey 0.9), with the sky (above
 the topmost LiDAR return) at SKY_DISTANCE so that it is white fog. Each method's transmission then goes through the
-node's `VisibilityEstimator` with the camera's known mounting and intrinsics, one frame at a time (no smoothing), and
-nothing is scaled from the ground truth:
+node's `VisibilityEstimator` with the camera's known mounting and intrinsics, one frame at a time (no smoothing), with
+a ceiling of MAX_VISIBILITY (twice the thinnest fog synthesized, above the node's default), and nothing is scaled
+from the ground truth:
 - visibility_rel_error: median over the frames of |V_est / V - 1| (a frame without an estimate counts as infinitely
   wrong, so the error is inf when half the frames or more have none); visibility_median: the median estimate (m);
 - absrel_metric: mean over the frames of mean |d - d*| / d* over the pixels with ground truth (up to the set's max
@@ -13,7 +14,7 @@ nothing is scaled from the ground truth:
   calls valid;
 - no_fog_share: the share of frames where the method reports no fog (NaN visibility).
 A row `METHOD@clear` runs the clear frames themselves: there no_fog_share should be 1 (a clear day read as fog
-counts against it), and the other columns are empty.
+thinner than MAX_VISIBILITY counts against it), and the other columns are empty.
 Only KITTI has a road and a known mounting (the left colour camera 1.65 m above the road, pitch about 0, intrinsics
 from calib_cam_to_cam.txt's P_rect); Middlebury's indoor scenes have neither and are refused with that reason.
 """
@@ -27,6 +28,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import DepthSample, DepthSet, is_kitti_set
 from dgdehaze_core.evaluation.depth_eval import AIRLIGHT, dense_depth
 from dgdehaze_core.evaluation.methods import Method
@@ -39,6 +41,10 @@ LOG = logging.getLogger(__name__)
 
 VISIBILITIES = {"vis50": 50.0, "vis150": 150.0, "vis400": 400.0}
 """Condition name -> visibility (m) of the synthesized fog."""
+MAX_VISIBILITY = 2.0 * max(VISIBILITIES.values())
+"""The estimator's ceiling here (m): fog thinner than this reads as no fog. Twice the thinnest synthesized fog, so
+that every condition can be read correctly (the node's default, 200 m, lies below 400 m and would turn a right
+reading at 400 m into "no fog") and a reading up to twice too high still counts as an estimate."""
 KITTI_CAMERA_HEIGHT = 1.65
 """KITTI's colour cameras above the road (m), from the recording platform's description."""
 KITTI_PITCH = 0.0
@@ -85,13 +91,14 @@ def frame_scores(estimate: np.ndarray, true: np.ndarray, norms: np.ndarray, visi
 
 def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Method],
                         label: str = "visibility") -> dict[str, dict[str, float]]:
-    """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission."""
+    """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission;
+    NotApplicable for a set without a road (Middlebury) or without such a method."""
     if not is_kitti_set(folder):
-        raise ValueError(f"{folder.name} has no road and no known camera mounting (an indoor Middlebury set): "
+        raise NotApplicable(f"{folder.name} has no road and no known camera mounting (an indoor Middlebury set): "
                          "visibility is measured on the road, on KITTI sets only")
     fog_methods = [m for m in methods if m.gives_depth]
     if not fog_methods:
-        raise ValueError("none of the methods estimates a transmission (hazy and clear do not): add dcp or a model")
+        raise NotApplicable("none of the methods estimates a transmission (hazy and clear do not): add dcp or a model")
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
     rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}@{c}": [] for m in fog_methods
                                                          for c in (CLEAR, *VISIBILITIES)}
@@ -104,7 +111,7 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
             contrast = fog_contrast(hazy)
             for method in fog_methods:
                 result = method.dehaze(hazy)
-                reading = VisibilityEstimator(mounting, time_constant=0.0).update(
+                reading = VisibilityEstimator(mounting, time_constant=0.0, max_visibility=MAX_VISIBILITY).update(
                     result.transmission, intrinsics, 0.0, contrast, result.transmission_floor)
                 absrel, coverage = frame_scores(reading.depth, sample.depth, norms, visibility, depth_set.max_depth)
                 LOG.debug("%s %s %s: visibility %.1f m (%s), AbsRel %.3f, coverage %.3f", sample.name, condition,
