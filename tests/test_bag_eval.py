@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bag_io import DEMO_BAG, DEMO_TOPIC, PERIOD, START, demo_frames, image_msg, write_camera_bag
+from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, START, demo_frames, image_msg, write_camera_bag,
+                         write_humble_bag)
 
 from dgdehaze_core.bags.evaluation import evaluate_bag
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource, BagWriter
@@ -197,8 +198,11 @@ def broken_bags(tmp_path: Path) -> dict[str, tuple[Path, list[str], str]]:
     undecodable = tmp_path / "undecodable"
     with BagWriter(undecodable, "mcap") as writer:
         writer.write("/cam/image_raw", IMAGE_TYPE, 1, image_msg(writer, writer.header(1, "c"), frames[0], "nv12"))
+    undescribed = tmp_path / "undescribed"
+    write_humble_bag(undescribed, "sqlite3", frames, definitions=False)
     return {
         "truncated": (truncated, ["--image-topic", "/cam/image_raw"], "corrupt, truncated"),
+        "custom type undescribed": (undescribed, [], f"{CUSTOM_TYPE}, which the bag stores no definition of"),
         "missing topic": (good, ["--image-topic", "/front/image"], "no topic '/front/image'"),
         "empty": (empty, ["--image-topic", "/cam/image_raw"], "has no messages"),
         "no frame decodes": (undecodable, ["--image-topic", "/cam/image_raw"], "could be decoded"),
@@ -219,6 +223,19 @@ def test_cli_broken_bags_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest
         assert error.startswith("dgdehaze bag-eval: error:") and message in error, (name, error)
         assert not out.exists(), name
     assert sorted(p.name for p in results.iterdir()) == []
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_bag_recorded_before_jazzy_with_a_custom_type_is_evaluated_and_the_type_copied(tmp_path: Path,
+                                                                                        storage: str) -> None:
+    write_humble_bag(tmp_path / "in", storage, demo_frames(2))
+    evaluation = evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "out", method="dcp", progress=False)
+    assert len(evaluation.records) == 2
+    with BagSource(tmp_path / "out" / "bag") as output:
+        assert output.topics()["/wiper"] == (CUSTOM_TYPE, 2)
+        wiper = next(c for c in output.connections if c.topic == "/wiper")
+        assert wiper.digest.startswith("RIHS01_")
+        assert {output.deserialize(wiper, raw).speed for _, _, raw in output.raw_messages([wiper])} == {2}
 
 
 def test_image_topic_is_picked_when_unique(tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
+from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, VISION_MSGS, BagError,
-                                   BagSource, BagWriter, decode_image)
+                                   BagSource, BagWriter, decode_image, typestore)
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import ImageError
 
@@ -81,6 +83,45 @@ def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encodin
             writer.write("/cam/camera_info", CAMERA_INFO_TYPE, stamp,
                          camera_info_msg(writer, writer.header(stamp, "camera_optical_frame"), frames[-1]))
     return stamps
+
+
+CUSTOM_TYPE = "wiper_msgs/msg/WiperState"
+CUSTOM_DEFINITION = "std_msgs/Header header\nuint8 speed\nfloat32 angle\n"
+
+
+def write_humble_bag(path: Path, storage: str, frames: list[np.ndarray], definitions: bool = True) -> None:
+    """A camera bag that also records a custom type (`CUSTOM_TYPE`, on /wiper) with no type description hash, as
+    rosbag2 before Jazzy records; `definitions`: the message definitions are stored (else none, as Humble's
+    sqlite3 storage; sqlite3 only: mcap always stores them)."""
+    assert definitions or storage == "sqlite3", "mcap always stores the message definitions"
+    store = typestore()
+    store.register(get_types_from_msg(CUSTOM_DEFINITION, CUSTOM_TYPE))
+    types = store.types
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=8, storage_plugin=plugin) as writer:
+        camera = writer.add_connection("/cam/image_raw", IMAGE_TYPE, typestore=store)
+        wiper = writer.add_connection("/wiper", CUSTOM_TYPE, typestore=store)
+        for index, frame in enumerate(frames):
+            stamp = START + index * PERIOD
+            header = types["std_msgs/msg/Header"](
+                stamp=types["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
+                frame_id="camera_optical_frame")
+            writer.write(wiper, stamp, store.serialize_cdr(types[CUSTOM_TYPE](header=header, speed=2, angle=0.5),
+                                                           CUSTOM_TYPE))
+            height, width = frame.shape[:2]
+            image = types[IMAGE_TYPE](header=header, height=height, width=width, encoding="bgr8", is_bigendian=0,
+                                      step=width * 3, data=frame.ravel().copy())
+            writer.write(camera, stamp, store.serialize_cdr(image, IMAGE_TYPE))
+    metadata = yaml.safe_load((path / "metadata.yaml").read_text())
+    for topic in metadata["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        topic["topic_metadata"]["type_description_hash"] = ""
+    (path / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+    for database in path.glob("*.db3"):
+        with sqlite3.connect(database) as db:
+            db.execute("UPDATE topics SET type_description_hash = ''")
+            db.execute("UPDATE message_definitions SET type_description_hash = ''")
+            if not definitions:
+                db.execute("DELETE FROM message_definitions")
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +289,32 @@ def test_vision_msgs_definitions_match_the_package_built_for_ros() -> None:
         short = name.rsplit("/", 1)[1]
         built = (msg_dir / f"{short}.msg").read_text()
         assert get_types_from_msg(built, name) == get_types_from_msg(text, name), name
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_custom_type_recorded_without_a_hash_is_copied_with_its_stored_definition(
+        tmp_path: Path, frames: list[np.ndarray], storage: str) -> None:
+    write_humble_bag(tmp_path / "humble", storage, frames[:2])
+    with BagSource(tmp_path / "humble") as source, BagWriter(tmp_path / "out", storage) as writer:
+        assert {c.topic: c.digest for c in source.connections} == {"/cam/image_raw": "", "/wiper": ""}
+        for connection, log_time, raw in source.raw_messages():
+            writer.copy(connection, log_time, raw)
+    store = typestore()
+    store.register(get_types_from_msg(CUSTOM_DEFINITION, CUSTOM_TYPE))
+    with BagSource(tmp_path / "out") as copied:
+        wiper = next(c for c in copied.connections if c.topic == "/wiper")
+        assert wiper.digest == store.hash_rihs01(CUSTOM_TYPE)  # what Jazzy computes for the definition
+        messages = [copied.deserialize(wiper, raw) for _, _, raw in copied.raw_messages([wiper])]
+        assert [(m.speed, m.angle) for m in messages] == [(2, 0.5)] * 2
+        assert copied.verify("/cam/image_raw") == 2
+
+
+def test_a_custom_type_whose_definition_the_bag_lacks_cannot_be_copied_and_says_so(
+        tmp_path: Path, frames: list[np.ndarray]) -> None:
+    write_humble_bag(tmp_path / "humble", "sqlite3", frames[:1], definitions=False)
+    with BagSource(tmp_path / "humble") as source:
+        with pytest.raises(BagError, match=r"'/wiper' holds wiper_msgs/msg/WiperState, which the bag stores no "
+                                           r"definition of") as raised:
+            source.check_copyable()
+        assert "\n" not in str(raised.value)
+        assert source.verify("/cam/image_raw") == 1  # the standard types are still read with the typestore's

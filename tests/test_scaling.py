@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_bag_io import demo_frames, write_camera_bag
+from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag
 
-from dgdehaze_core.bags.fleet import output_folders
+from dgdehaze_core.bags import fleet as bag_fleet
+from dgdehaze_core.bags.fleet import BagJob, evaluate_job, output_folders
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends.selection import model_digest
 from dgdehaze_core.io.checkpoints import read_checkpoint
@@ -91,6 +92,33 @@ def test_a_fleet_killed_part_way_says_it_is_unfinished_and_runs_again_over_its_f
     assert not (out / "index.html").exists(), "no earlier run's index beside this run's bag outputs"
     assert main(command[3:]) == 0
     assert json.loads((out / "fleet.json").read_text())["status"] == "done" and (out / "index.html").is_file()
+
+
+def test_bags_with_a_custom_type_recorded_before_jazzy_are_evaluated_or_fail_alone_in_one_line(
+        tmp_path: Path) -> None:
+    """A Humble recording of a custom type stores no hash (an mcap still stores the definition, a Humble sqlite3
+    bag none); the fleet evaluates the first, fails the second in one line and finishes."""
+    described, undescribed = tmp_path / "described", tmp_path / "undescribed"
+    write_humble_bag(described, "mcap", demo_frames(2))
+    write_humble_bag(undescribed, "sqlite3", demo_frames(2), definitions=False)
+    out = tmp_path / "fleet"
+    code = main(["bag-eval", str(described), str(undescribed), "--out", str(out), "--method", "dcp",
+                 "--no-detection", "--workers", "1", "--no-progress"])
+    fleet = json.loads((out / "fleet.json").read_text())
+    assert code == 1 and fleet["status"] == "done" and fleet["failed"] == 1
+    first, second = fleet["per_bag"]
+    assert first["ok"] and first["figures"]["frames"] == 2
+    assert not second["ok"] and second["error"].startswith("BagError: ")
+    assert CUSTOM_TYPE in second["error"] and "\n" not in second["error"]
+
+
+def test_any_exception_of_a_bag_fails_that_bag_in_one_line(tmp_path: Path) -> None:
+    write_camera_bag(tmp_path / "drive", "mcap", demo_frames(1))
+    outcome = evaluate_job(BagJob(str(tmp_path / "drive"), str(tmp_path / "out"), method="dcp",
+                                  detector={"weight": "yolo.pt"}))  # a setting Detector does not take
+    assert not outcome.ok and outcome.error.startswith("TypeError: ") and "weight" in outcome.error
+    assert bag_fleet.one_line(LookupError("two\nlines")) == "LookupError: two lines"
+    assert bag_fleet.one_line(MemoryError()) == "MemoryError"
 
 
 def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:

@@ -251,6 +251,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     check_output_folder(out_dir, [input_bag])
     with BagSource(input_bag, input_bits) as source:
         source.check_output_namespace(output_prefix, "give --output-prefix another namespace")
+        source.check_copyable()
         if camera_info_topic is None:  # relayed as the node relays it; the fog is measured with its intrinsics
             camera_info_topic = source.camera_info_for_frames(required=mounting is not None)
         total = source.verify(image_topic, camera_info_topic)

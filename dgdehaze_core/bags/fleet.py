@@ -37,8 +37,9 @@ from dgdehaze_core.physics.visibility import Mounting
 LOG = logging.getLogger(__name__)
 
 TASK_ERRORS = (ValueError, OSError, RuntimeError)
-"""What a bag's evaluation raises for bad input (a corrupt bag, a missing topic, unloadable weights): the bag is
-reported as failed and the fleet goes on. Anything else is a bug and stops the run."""
+"""What a bag's evaluation raises for bad input (a corrupt bag, a missing topic, unloadable weights). Any other
+Exception fails its bag too (with its traceback logged, as a bug of this code or a library's), so that one bag
+neither stops the others nor leaves fleet.json unfinished."""
 ALL_ROW = "all"
 """The fleet table's row over every bag (no bag's folder takes this name)."""
 FIGURES = ("frames", "detections", "mean_confidence", "haze_density", "visibility_m", "latency_ms_median")
@@ -96,7 +97,7 @@ def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
 
 
 def evaluate_job(job: BagJob) -> BagOutcome:
-    """Evaluate one bag; bad input becomes a failed outcome with the reason, not an exception."""
+    """Evaluate one bag; any Exception becomes a failed outcome with the reason in one line, not an exception."""
     began = time.perf_counter()
     try:
         detector = Detector(**job.detector) if job.detector is not None else None
@@ -106,12 +107,19 @@ def evaluate_job(job: BagJob) -> BagOutcome:
                                   method=job.method, default_method=job.default_method, detector=detector,
                                   max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
                                   mounting=mounting, input_bits=job.input_bits, progress=False)
-    except TASK_ERRORS as exc:
-        return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began,
-                          error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # one bag's failure, whatever it is, is that bag's outcome
+        if not isinstance(exc, TASK_ERRORS):
+            LOG.exception("%s failed unexpectedly", job.input_bag)
+        return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc))
     seconds = time.perf_counter() - began
     return BagOutcome(job.input_bag, job.out_dir, True, seconds, figures=bag_figures(evaluation.summary()),
                       frames_per_second_of_wall_time=len(evaluation.records) / seconds)
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line (a message's newlines and runs of spaces as single spaces)."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def bag_figures(summary: dict[str, Any]) -> dict[str, float | int]:
@@ -182,12 +190,22 @@ class RayRunner:
             job = pending.pop(ready[0])
             try:
                 yield self.ray.get(ready[0])
-            except self.ray.exceptions.RayError as exc:  # the worker died (out of memory, killed)
-                yield BagOutcome(job.input_bag, job.out_dir, False, math.nan, error=f"Ray task failed: {exc}")
+            except self.ray.exceptions.RayError as exc:  # the worker died (out of memory, killed) or cannot run it
+                yield BagOutcome(job.input_bag, job.out_dir, False, math.nan, error=ray_error_line(exc))
 
     def close(self) -> None:
         if self.started_here:
             self.ray.shutdown()
+
+
+def ray_error_line(exc: Exception) -> str:
+    """A failed Ray task in one line: what the task raised outside `evaluate_job` (a worker that cannot import
+    this package), else the first line of Ray's message (whose traceback and advice follow)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, Exception) and cause is not exc:
+        return f"Ray task failed: {one_line(cause)}"
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"Ray task failed: {type(exc).__name__}{': ' + first if first else ''}"
 
 
 def ray_available() -> bool:

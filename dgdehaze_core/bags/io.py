@@ -18,9 +18,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 from rosbags.highlevel import AnyReader
-from rosbags.interfaces import Connection
+from rosbags.interfaces import Connection, MessageDefinition, MessageDefinitionFormat
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
@@ -80,6 +80,22 @@ def _damage_as_bag_error(what: str) -> Iterator[None]:
         raise BagError(f"{what}: {exc or type(exc).__name__}") from exc
 
 
+def stored_types(definition: MessageDefinition, msgtype: str) -> dict[str, Any]:
+    """The types of a bag's stored definition of `msgtype` (rosbag2's .msg or IDL text, its dependencies
+    included), as rosbags' AnyReader reads them; TypesysError when it does not parse."""
+    if definition.format == MessageDefinitionFormat.MSG:
+        return dict(get_types_from_msg(definition.data, msgtype))
+    separator = "=" * 80 + "\n"
+    if definition.data.startswith(f"{separator}IDL: "):  # one "IDL: name" section per type
+        texts = [section.split("\n", 1)[1] for section in definition.data.split(separator)[1:]]
+    else:
+        texts = [definition.data]
+    types: dict[str, Any] = {}
+    for text in texts:
+        types.update(get_types_from_idl(text))
+    return types
+
+
 def typestore() -> Typestore:
     """ROS 2 Kilted message types plus vision_msgs 4.x."""
     store = get_typestore(Stores.ROS2_KILTED)
@@ -88,6 +104,26 @@ def typestore() -> Typestore:
         types.update(get_types_from_msg(text, name))
     store.register(types)
     return store
+
+
+def output_definition(connection: Connection, store: Typestore) -> tuple[str, str]:
+    """The message definition and RIHS01 hash that copy an input connection to an output bag: as stored; a stored
+    definition without a hash (rosbag2 before Jazzy writes none) with the hash of that definition; without a
+    stored definition, `store`'s for a type it knows. BagError for a type the bag stores no definition of (a
+    Humble sqlite3 bag stores none) that `store` does not know: its messages cannot be described."""
+    stored = connection.msgdef
+    if stored.format != MessageDefinitionFormat.NONE and stored.data:
+        if connection.digest:
+            return stored.data, connection.digest
+        with _damage_as_bag_error(f"topic {connection.topic!r}: the stored definition of {connection.msgtype} "
+                                  "does not parse"):
+            own = get_typestore(Stores.EMPTY)
+            own.register(stored_types(stored, connection.msgtype))
+            return stored.data, own.hash_rihs01(connection.msgtype)
+    if connection.msgtype not in store.fielddefs:
+        raise BagError(f"topic {connection.topic!r} holds {connection.msgtype}, which the bag stores no definition "
+                       "of and is no standard ROS 2 type: it cannot be copied to the output bag")
+    return store.generate_msgdef(connection.msgtype, ros_version=2)[0], store.hash_rihs01(connection.msgtype)
 
 
 # --- image messages <-> numpy -------------------------------------------------------------------------------------
@@ -198,6 +234,13 @@ class BagSource:
         if taken:
             raise BagError(f"bag {self.path} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}"
                            f" under {prefix}, where the outputs go: {remedy}")
+
+    def check_copyable(self) -> None:
+        """BagError when a topic cannot be copied to an output bag (`output_definition`), so that it fails before
+        any work is done."""
+        store = typestore()
+        for connection in self.connections:
+            output_definition(connection, store)
 
     def _topic_connections(self, topic: str, kinds: Sequence[str], role: str) -> list[Connection]:
         topics = self.topics()
@@ -331,12 +374,10 @@ class BagWriter:
         """Write a message of an input bag unchanged, on a topic of the same name, type and QoS."""
         out = self._copied.get(connection.id)
         if out is None:
-            msgdef, digest = connection.msgdef.data, connection.digest
-            if not msgdef or not digest:
-                msgdef, digest = None, None
+            msgdef, digest = output_definition(connection, self.store)
             out = self._writer.add_connection(
-                connection.topic, connection.msgtype, typestore=self.store if msgdef is None else None,
-                msgdef=msgdef, rihs01=digest, offered_qos_profiles=getattr(connection.ext, "offered_qos_profiles", ()))
+                connection.topic, connection.msgtype, msgdef=msgdef, rihs01=digest,
+                offered_qos_profiles=getattr(connection.ext, "offered_qos_profiles", ()))
             self._copied[connection.id] = out
         self._writer.write(out, log_time_ns, raw)
 
