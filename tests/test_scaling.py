@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag
@@ -31,6 +36,41 @@ def three_bags(tmp_path: Path) -> list[Path]:
     write_camera_bag(second, "sqlite3", demo_frames(2), "rgb8")
     broken.write_bytes(b"\x89MCAP0\r\n" + b"truncated in the middle of a record")
     return [first, broken, second]
+
+
+@pytest.fixture()
+def ray_cluster(tmp_path: Path) -> Iterator[str]:
+    """A Ray cluster of one node (`ray start --head`, as on a cluster's head) whose workers run in a folder of their
+    own, as a cluster's do; its address. It records itself in a temporary folder of its own, so that no other Ray
+    started meanwhile takes it for this machine's cluster, and its processes are ended by their ids."""
+    pytest.importorskip("ray", reason="Ray is the optional fleet extra (requirements-fleet.txt)")
+    import psutil
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    head = tmp_path / "head_node"
+    head.mkdir()
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit 107 characters
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+         "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
+         "--temp-dir", str(temp)], cwd=head, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"})  # a driver given an address sends no token
+    try:
+        deadline = time.monotonic() + 120
+        while not (list(temp.glob("session_*/sockets/raylet*")) or time.monotonic() > deadline):
+            assert process.poll() is None, "ray start --head failed"
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        started = psutil.Process(process.pid).children(recursive=True)  # the cluster's servers and its workers
+        for child in started:
+            child.kill()
+        process.kill()
+        process.wait()
+        psutil.wait_procs(started, timeout=20)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def check_fleet(out: Path, bags: list[Path], runner: str) -> None:
@@ -59,6 +99,22 @@ def test_two_bags_on_a_local_ray_both_reported_and_a_corrupt_third_failed_alone(
     rows = json.loads(table.read_text())
     assert rows["broken"]["status"] == "failed" and rows["drive_a"]["status"] == "ok"
     assert rows["all"]["frames"] == 5 and "drive_b" in capsys.readouterr().out
+
+
+def test_a_cluster_whose_workers_run_in_another_folder_finds_bags_and_outputs_given_relative(
+        ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = tmp_path / "driver"
+    here.mkdir()
+    write_camera_bag(here / "drive_a", "mcap", demo_frames(2))
+    write_camera_bag(here / "drive_b", "sqlite3", demo_frames(1))
+    monkeypatch.chdir(here)
+    code = main(["bag-eval", "drive_a", "drive_b", "--out", "fleet", "--ray", ray_cluster, "--method", "dcp",
+                 "--no-detection", "--no-progress"])
+    fleet = json.loads((here / "fleet" / "fleet.json").read_text())
+    assert code == 0, fleet.get("per_bag", fleet)
+    assert fleet["runner"] == "ray" and [o["figures"]["frames"] for o in fleet["per_bag"]] == [2, 1]
+    assert (here / "fleet" / "drive_a" / "report.html").is_file() and (here / "fleet" / "drive_b" / "bag").is_dir()
+    assert not (tmp_path / "head_node" / "fleet").exists()
 
 
 def test_with_one_worker_the_fleet_runs_one_bag_after_the_other(three_bags: list[Path], tmp_path: Path) -> None:

@@ -158,12 +158,17 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; a fleet needs a folder")
     default = None if args.method else node_default_method()  # looked up once for every bag
+    # every path absolute: a cluster's workers run in another folder than this command
     detector = None if args.no_detection else {**detector_settings(args), "conf": args.conf}
+    if detector is not None and detector["weights"]:
+        detector["weights"] = str(Path(detector["weights"]).expanduser().resolve())
+    method = str(Path(args.method).resolve()) if args.method and Path(args.method).suffix else args.method
+    bags = [bag.resolve() for bag in args.input]
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-                   method=args.method, default_method=default, detector=detector, max_frames=args.max_frames,
+                   method=method, default_method=default, detector=detector, max_frames=args.max_frames,
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
                    camera_pitch=args.camera_pitch, input_bits=args.input_bits)
-            for bag, folder in zip(args.input, output_folders(args.input, args.out))]
+            for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "
                                      f"({summary['wall_seconds']:.0f} s)", json_path=args.json)
