@@ -117,6 +117,29 @@ def test_a_cluster_whose_workers_run_in_another_folder_finds_bags_and_outputs_gi
     assert not (tmp_path / "head_node" / "fleet").exists()
 
 
+def test_with_ray_address_set_a_fleet_without_ray_runs_on_a_ray_of_its_own(
+        ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a", "b"):
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # as in a shell set up for the cluster
+    code = main(["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "fleet"),
+                 "--method", "dcp", "--no-detection", "--workers", "2", "--no-progress"])
+    fleet = json.loads((tmp_path / "fleet" / "fleet.json").read_text())
+    assert code == 0 and fleet["status"] == "done" and fleet["runner"] == "ray" and fleet["failed"] == 0
+
+
+def test_a_runner_that_cannot_start_leaves_the_earlier_fleet_as_it_was(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is the optional fleet extra (requirements-fleet.txt)")
+    for name in ("a", "b"):
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
+    command = ["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "fleet"), "--method",
+               "dcp", "--no-detection", "--no-progress"]
+    assert main([*command, "--workers", "1"]) == 0
+    earlier = {name: (tmp_path / "fleet" / name).read_text() for name in ("fleet.json", "index.html")}
+    assert main([*command, "--ray", "no-such-address"]) == 2  # Ray refuses the address
+    assert {name: (tmp_path / "fleet" / name).read_text() for name in earlier} == earlier
+
+
 def test_with_one_worker_the_fleet_runs_one_bag_after_the_other(three_bags: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "fleet"
     code = main(["bag-eval", *map(str, three_bags), "--out", str(out), "--method", "dcp", "--no-detection",

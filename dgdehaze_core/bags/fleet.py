@@ -179,8 +179,8 @@ class RayRunner:
         if self.started_here:
             if address:
                 ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            else:  # "local": without it, Ray joins the cluster RAY_ADDRESS or an earlier `ray start` names
+                ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
         self.task = ray.remote(num_cpus=1, max_retries=0)(evaluate_job)
 
     def run(self, jobs: Sequence[BagJob]) -> Iterator[BagOutcome]:
@@ -233,17 +233,17 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
     check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # until the run ends, the folder says it is unfinished: an interrupted run is neither mistaken for a finished
-    # one (an earlier run's index.html beside new bag outputs) nor refused as a folder of strangers' files
-    (out_dir / "index.html").unlink(missing_ok=True)
-    write_json(out_dir / "fleet.json", {"status": "running", "bags": len(jobs),
-                                        "inputs": [str(job.input_bag) for job in jobs]})
-    runner = choose_runner(ray_address, workers)
+    runner = choose_runner(ray_address, workers)  # one that cannot start leaves an earlier run's folder as it was
     began = time.perf_counter()
     outcomes: list[BagOutcome] = []
     bar = tqdm(total=len(jobs), desc="bag-eval fleet", unit="bag", disable=not progress)
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # until the run ends, the folder says it is unfinished: an interrupted run is neither mistaken for a
+        # finished one (an earlier run's index.html beside new bag outputs) nor refused as a folder of strangers'
+        (out_dir / "index.html").unlink(missing_ok=True)
+        write_json(out_dir / "fleet.json", {"status": "running", "bags": len(jobs),
+                                            "inputs": [str(job.input_bag) for job in jobs]})
         for outcome in runner.run(jobs):
             outcomes.append(outcome)
             bar.update()
@@ -256,8 +256,8 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     wall = time.perf_counter() - began
     order = {job.input_bag: i for i, job in enumerate(jobs)}
     outcomes.sort(key=lambda o: order[o.input_bag])
-    summary = {"status": "done", "runner": runner.name, "ray_address": ray_address, "workers": workers, "wall_seconds": wall,
-               "bags": len(jobs), "failed": sum(not o.ok for o in outcomes),
+    summary = {"status": "done", "runner": runner.name, "ray_address": ray_address, "workers": workers,
+               "wall_seconds": wall, "bags": len(jobs), "failed": sum(not o.ok for o in outcomes),
                "bags_per_minute": 60.0 * len(jobs) / wall if wall > 0 else math.nan,
                "all": fleet_figures(outcomes), "per_bag": [asdict(o) for o in outcomes]}
     write_json(out_dir / "fleet.json", summary)
