@@ -207,6 +207,14 @@ def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_pat
     assert [p.name for p in output_folders(clashing, tmp_path / "out")] == ["road", "road-2", "road-2-2", "all-2"]
 
 
+def test_a_bag_given_as_dot_or_dot_dot_gets_the_folder_of_its_name_not_out_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "drive" / "inner").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "drive" / "inner")
+    bags = [Path("."), Path(".."), Path("../inner/.."), Path(str(tmp_path / "drive" / "inner") + "/.")]
+    assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["inner", "drive", "drive-2", "inner-2"]
+
+
 def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path) -> None:
     assert main(["bag-eval", str(three_bags[0]), "--out", str(tmp_path / "one"), "--workers", "2"]) == 2
     assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--node"]) == 2
