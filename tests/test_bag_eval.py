@@ -345,6 +345,12 @@ def test_errors_print_one_line_and_a_json_folder_is_refused_before_the_run(tmp_p
     assert "is a folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+def test_a_bag_whose_only_camera_info_topic_holds_no_message_is_evaluated_without_one(tmp_path: Path) -> None:
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(2), with_info=False, declared_info=["/cam/camera_info"])
+    evaluation = evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "out", method="dcp", progress=False)
+    assert len(evaluation.records) == 2 and evaluation.camera_info_topic is None
+
+
 def test_a_camera_height_takes_the_bags_only_camera_info_and_without_one_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_camera_bag(tmp_path / "with_info", "mcap", demo_frames(2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -52,11 +53,14 @@ def camera_info_msg(writer: BagWriter, header, frame: np.ndarray):
 
 def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encoding: str = "bgr8",
                      topic: str = "/cam/image_raw", pad: int = 0, with_info: bool = True,
-                     info_after_last: int = 0) -> list[int]:
+                     info_after_last: int = 0, declared_info: Sequence[str] = ()) -> list[int]:
     """A bag of `frames` on `topic` in `encoding` plus CameraInfo (and `info_after_last` more CameraInfo after the
-    last frame, as a recording goes on after a camera stops); returns the frames' header stamps."""
+    last frame, as a recording goes on after a camera stops; `declared_info`: CameraInfo topics recorded without a
+    message, as for a camera that never published); returns the frames' header stamps."""
     stamps = []
     with BagWriter(path, storage) as writer:
+        for declared in declared_info:
+            writer._writer.add_connection(declared, CAMERA_INFO_TYPE, typestore=writer.store)
         for index, frame in enumerate(frames):
             stamp = START + index * PERIOD
             header = writer.header(stamp, "camera_optical_frame")
@@ -318,3 +322,16 @@ def test_a_custom_type_whose_definition_the_bag_lacks_cannot_be_copied_and_says_
             source.check_copyable()
         assert "\n" not in str(raised.value)
         assert source.verify("/cam/image_raw") == 1  # the standard types are still read with the typestore's
+
+
+def test_a_camera_info_topic_without_messages_is_not_taken_for_the_frames(tmp_path: Path,
+                                                                          frames: list[np.ndarray]) -> None:
+    write_camera_bag(tmp_path / "declared", "mcap", frames[:2], with_info=False, declared_info=["/cam/camera_info"])
+    with BagSource(tmp_path / "declared") as source:
+        assert source.camera_info_for_frames(required=False) is None
+        with pytest.raises(BagError, match="holds no camera info topic with messages"):
+            source.camera_info_for_frames(required=True)
+    write_camera_bag(tmp_path / "beside", "sqlite3", frames[:2], declared_info=["/other/camera_info"])
+    with BagSource(tmp_path / "beside") as source:
+        assert source.camera_info_for_frames(required=False) == "/cam/camera_info"
+        assert source.camera_info_for_frames(required=True) == "/cam/camera_info"

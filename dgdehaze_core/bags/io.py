@@ -203,25 +203,27 @@ class BagSource:
             return {name: (info.msgtype or "mixed", int(info.msgcount))
                     for name, info in self._reader.topics.items()}
 
-    def only_topic(self, kinds: Sequence[str], role: str, option: str) -> str:
-        """The bag's one topic holding one of `kinds` (`role` names them); BagError saying to pass `option`."""
+    def only_topic(self, kinds: Sequence[str], role: str, option: str, with_messages: bool = False) -> str:
+        """The bag's one topic holding one of `kinds` (`role` names them; `with_messages`: one that holds
+        messages, a topic only declared is left out); BagError saying to pass `option`."""
         topics = self.topics()
-        found = sorted(t for t, (kind, _) in topics.items() if kind in kinds)
+        found = sorted(t for t, (kind, count) in topics.items() if kind in kinds and (count or not with_messages))
         if not found:
-            raise BagError(f"bag {self.path} holds no {role} topic (its topics: "
-                           f"{', '.join(sorted(topics)) or 'none, an empty bag'})")
+            raise BagError(f"bag {self.path} holds no {role} topic{' with messages' if with_messages else ''} "
+                           f"(its topics: {', '.join(sorted(topics)) or 'none, an empty bag'})")
         if len(found) != 1:
             raise BagError(f"pass {option}: bag {self.path} has {len(found)} {role} topics"
                            f"{': ' + ', '.join(found) if found else ''} (all topics: {', '.join(sorted(topics))})")
         return found[0]
 
     def camera_info_for_frames(self, required: bool) -> str | None:
-        """The CameraInfo topic to take when none was named: the bag's only one; None when it has none or several
-        and nothing needs one (several: said once), else (`required`: a camera mounting needs the intrinsics)
-        BagError saying to pass --camera-info-topic."""
-        found = sorted(t for t, (kind, _) in self.topics().items() if kind == CAMERA_INFO_TYPE)
+        """The CameraInfo topic to take when none was named: the bag's only one that holds messages (one only
+        declared, as a recorder subscribed to a camera that never published, is left out); None when it has none
+        or several and nothing needs one (several: said once), else (`required`: a camera mounting needs the
+        intrinsics) BagError saying to pass --camera-info-topic."""
+        found = sorted(t for t, (kind, count) in self.topics().items() if kind == CAMERA_INFO_TYPE and count)
         if len(found) == 1 or required:
-            return self.only_topic((CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic")
+            return self.only_topic((CAMERA_INFO_TYPE,), "camera info", "--camera-info-topic", with_messages=True)
         if found:
             LOG.warning("bag %s has %d camera info topics (%s): none goes with the frames; pass --camera-info-topic",
                         self.path, len(found), ", ".join(found))

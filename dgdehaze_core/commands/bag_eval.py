@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera-height", type=float, default=0.0,
                         help="camera height above the road (m), as the node's camera_height: the fog is measured "
                              "with the bag's camera_info (visibility, depth and detection distances in metres; its "
-                             "only CameraInfo topic unless --camera-info-topic names one)")
+                             "only CameraInfo topic with messages unless --camera-info-topic names one)")
     parser.add_argument("--camera-pitch", type=float, default=0.0,
                         help="camera pitch (rad, positive nose down), as the node's camera_pitch")
     parser.add_argument("--input-bits", type=int, default=SAMPLE_BITS, metavar="N",
