@@ -200,6 +200,19 @@ def test_any_exception_of_a_bag_fails_that_bag_in_one_line(tmp_path: Path) -> No
     assert bag_fleet.one_line(MemoryError()) == "MemoryError"
 
 
+def test_a_bag_that_fails_on_a_run_again_keeps_no_report_of_the_earlier_run(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
+    out = tmp_path / "fleet"
+    command = ["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--method", "dcp",
+               "--no-detection", "--workers", "1", "--no-progress"]
+    assert main(command) == 0 and (out / "b" / "report.html").is_file()
+    (tmp_path / "b" / "b.mcap").write_bytes(b"\x89MCAP0\r\n" + b"cut off")  # the bag is damaged since
+    assert main(command) == 1
+    assert not (out / "b").exists() and (out / "a" / "report.html").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["a", "fleet.json", "index.html"]
+
+
 def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:
     bags = [tmp_path / "a" / "drive", tmp_path / "b" / "drive", tmp_path / "c.mcap", tmp_path / "all"]
     assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["drive", "drive-2", "c", "all-2"]

@@ -18,6 +18,9 @@ import html
 import importlib.util
 import logging
 import math
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -251,6 +254,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
             bar.set_postfix(failed=sum(not o.ok for o in outcomes))
             if not outcome.ok:
                 LOG.warning("%s failed: %s", outcome.input_bag, outcome.error)
+                remove_earlier_output(Path(outcome.out_dir))
     finally:
         bar.close()
         runner.close()
@@ -264,6 +268,18 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     write_json(out_dir / "fleet.json", summary)
     atomic_write_text(out_dir / "index.html", fleet_html(summary, out_dir))
     return summary
+
+
+def remove_earlier_output(folder: Path) -> None:
+    """Remove what an earlier run evaluated into `folder` (it holds summary.json) for a bag that failed in this
+    run, so that OUT holds no report that is not this run's. It is moved into a hidden folder before it is
+    deleted: a run killed meanwhile leaves no half of it in its place. Anything else there is left alone."""
+    if not (folder / "summary.json").is_file():
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.failed.", dir=folder.parent))
+    os.replace(folder, aside / folder.name)
+    shutil.rmtree(aside, ignore_errors=True)
+    LOG.info("removed %s, an earlier run's output of a bag that failed now", folder)
 
 
 def fleet_table(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
