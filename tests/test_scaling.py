@@ -3,6 +3,7 @@ data-parallel under torchrun (two CPU ranks on gloo)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import pytest
 from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag
 
 from dgdehaze_core.bags import fleet as bag_fleet
-from dgdehaze_core.bags.fleet import BagJob, evaluate_job, output_folders
+from dgdehaze_core.bags.fleet import BagJob, BagOutcome, evaluate_job, fleet_figures, output_folders
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends.selection import model_digest
 from dgdehaze_core.io.checkpoints import read_checkpoint
@@ -211,6 +212,18 @@ def test_a_bag_that_fails_on_a_run_again_keeps_no_report_of_the_earlier_run(tmp_
     assert main(command) == 1
     assert not (out / "b").exists() and (out / "a" / "report.html").is_file()
     assert sorted(p.name for p in out.iterdir()) == ["a", "fleet.json", "index.html"]
+
+
+def test_the_fleets_mean_confidence_is_over_its_detections_and_its_haze_over_its_frames() -> None:
+    def bag(frames: int, detections: int, confidence: float, haze: float) -> BagOutcome:
+        return BagOutcome("in", "out", True, 1.0, figures={
+            "frames": frames, "detections": detections, "mean_confidence": confidence, "haze_density": haze,
+            "visibility_m": math.nan, "latency_ms_median": 5.0})
+
+    figures = fleet_figures([bag(10, 1, 0.9, 0.2), bag(1, 9, 0.5, 0.8), bag(4, 0, math.nan, 0.5)])
+    assert figures["frames"] == 15 and figures["detections"] == 10
+    assert figures["mean_confidence"] == pytest.approx((0.9 * 1 + 0.5 * 9) / 10)
+    assert figures["haze_density"] == pytest.approx((0.2 * 10 + 0.8 * 1 + 0.5 * 4) / 15)
 
 
 def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:

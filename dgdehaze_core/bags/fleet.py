@@ -137,13 +137,14 @@ def bag_figures(summary: dict[str, Any]) -> dict[str, float | int]:
 
 
 def fleet_figures(outcomes: Sequence[BagOutcome]) -> dict[str, float | int]:
-    """The figures over every bag that succeeded: sums of frames and detections, frame-weighted means of the
-    rest (visibility and latency: medians over the bags that have one)."""
+    """The figures over every bag that succeeded: sums of frames and detections, the mean confidence over all
+    detections (each bag's weighted by its detections), the haze density over all frames (weighted by frames);
+    visibility and latency: medians over the bags that have one."""
     done = [o for o in outcomes if o.ok]
     frames = sum(o.figures["frames"] for o in done)
 
-    def weighted(name: str) -> float:
-        pairs = [(o.figures[name], o.figures["frames"]) for o in done if math.isfinite(o.figures[name])]
+    def weighted(name: str, weight: str) -> float:
+        pairs = [(o.figures[name], o.figures[weight]) for o in done if math.isfinite(o.figures[name])]
         total = sum(w for _, w in pairs)
         return sum(v * w for v, w in pairs) / total if total else math.nan
 
@@ -152,7 +153,8 @@ def fleet_figures(outcomes: Sequence[BagOutcome]) -> dict[str, float | int]:
         return float(np.median(values)) if values else math.nan
 
     return {"frames": frames, "detections": sum(o.figures["detections"] for o in done),
-            "mean_confidence": weighted("mean_confidence"), "haze_density": weighted("haze_density"),
+            "mean_confidence": weighted("mean_confidence", "detections"),
+            "haze_density": weighted("haze_density", "frames"),
             "visibility_m": median("visibility_m"), "latency_ms_median": median("latency_ms_median")}
 
 
