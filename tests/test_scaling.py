@@ -2,6 +2,7 @@
 data-parallel under torchrun (two CPU ranks on gloo)."""
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
@@ -224,6 +226,21 @@ def test_the_fleets_mean_confidence_is_over_its_detections_and_its_haze_over_its
     assert figures["frames"] == 15 and figures["detections"] == 10
     assert figures["mean_confidence"] == pytest.approx((0.9 * 1 + 0.5 * 9) / 10)
     assert figures["haze_density"] == pytest.approx((0.2 * 10 + 0.8 * 1 + 0.5 * 4) / 15)
+
+
+def test_index_links_reach_reports_of_bags_whose_names_are_no_plain_url(tmp_path: Path) -> None:
+    names = ["drive#2", "fog 100%", "a?b"]
+    for name in names:
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
+    out = tmp_path / "fleet"
+    assert main(["bag-eval", *(str(tmp_path / name) for name in names), "--out", str(out), "--method", "dcp",
+                 "--no-detection", "--workers", "1", "--no-progress"]) == 0
+    links = re.findall(r'href="([^"]*)"', (out / "index.html").read_text())
+    assert len(links) == 3
+    for link in links:  # as a browser reads a relative link: path only, percent-decoded
+        parsed = urllib.parse.urlsplit(link)
+        assert not parsed.query and not parsed.fragment, link
+        assert (out / urllib.parse.unquote(html.unescape(parsed.path))).is_file(), link
 
 
 def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+from urllib.parse import quote
 
 import numpy as np
 from tqdm import tqdm
@@ -305,7 +306,7 @@ def fleet_html(summary: dict[str, Any], out_dir: Path) -> str:
         outcome = next((o for o in summary["per_bag"] if Path(o["out_dir"]).name == name), None)
         label = html.escape(name)
         if outcome is not None and outcome["ok"]:
-            label = f'<a href="{html.escape(name)}/report.html">{label}</a>'
+            label = f'<a href="{html.escape(quote(name))}/report.html">{label}</a>'
         note = html.escape(outcome["error"]) if outcome is not None and not outcome["ok"] else ""
         rows.append("<tr><td>" + label + "</td>" + "".join(f"<td>{cell(row[k])}</td>" for k in ("status", *FIGURES))
                     + f"<td>{note}</td></tr>")
