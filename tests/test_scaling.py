@@ -243,6 +243,19 @@ def test_index_links_reach_reports_of_bags_whose_names_are_no_plain_url(tmp_path
         assert (out / urllib.parse.unquote(html.unescape(parsed.path))).is_file(), link
 
 
+def test_a_ray_task_that_fails_outside_the_evaluation_is_one_line() -> None:
+    ray = pytest.importorskip("ray", reason="Ray is the optional fleet extra (requirements-fleet.txt)")
+    cause = ModuleNotFoundError("No module named 'dgdehaze_core'")  # a cluster node without this package
+    traceback = "Traceback (most recent call last):\n" + '  File "worker.py", line 1\n' * 19 + repr(cause)
+    failed = ray.exceptions.RayTaskError("evaluate_job", traceback, cause, "ray::evaluate_job", 1, "127.0.0.1")
+    assert len(str(failed.as_instanceof_cause()).splitlines()) > 20
+    assert bag_fleet.ray_error_line(failed.as_instanceof_cause()) == (
+        "Ray task failed: ModuleNotFoundError: No module named 'dgdehaze_core'")
+    assert bag_fleet.ray_error_line(ray.exceptions.WorkerCrashedError()) == (
+        "Ray task failed: WorkerCrashedError: The worker died unexpectedly while executing this task. Check "
+        "python-core-worker-*.log files for more information.")
+
+
 def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_path: Path) -> None:
     bags = [tmp_path / "a" / "drive", tmp_path / "b" / "drive", tmp_path / "c.mcap", tmp_path / "all"]
     assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["drive", "drive-2", "c", "all-2"]
