@@ -58,6 +58,13 @@ class RosSession:
         self.executor.add_node(node)
         return node
 
+    def listener(self, name: str, msg_type: type, topic: str, callback: Callable[[Any], None],
+                 qos: QoSProfile | int) -> Node:
+        """A node of this session (named `name` and the pid) that hands every message on `topic` to `callback`."""
+        node = rclpy.create_node(f"{name}_{os.getpid()}", context=self.context)
+        node.create_subscription(msg_type, topic, callback, qos)
+        return self.add(node)
+
     def remove(self, node: Node) -> None:
         self.executor.remove_node(node)
         node.destroy_node()

@@ -108,9 +108,7 @@ def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detect
 def test_the_debug_image_draws_the_detections_on_the_dehazed_frame_for_a_subscriber(
         probe: Probe, session: RosSession) -> None:
     drawn: list[Image] = []
-    viewer = rclpy.create_node(f"viewer_{os.getpid()}", context=session.context)
-    viewer.create_subscription(Image, "/dgdehaze/debug_image", drawn.append, 10)
-    session.add(viewer)
+    viewer = session.listener("viewer", Image, "/dgdehaze/debug_image", drawn.append, 10)
     try:
         assert probe.wait_for(lambda: viewer.count_publishers("/dgdehaze/debug_image") > 0, 10.0)
         time.sleep(0.5)  # discovery both ways: the node must see the subscription to publish
@@ -140,9 +138,7 @@ def test_a_late_subscriber_gets_the_latched_label_map_of_every_class_id_and_the_
     from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 
     labels: list[LabelInfo] = []
-    late = rclpy.create_node(f"late_{os.getpid()}", context=session.context)
-    late.create_subscription(LabelInfo, "/dgdehaze/label_info", labels.append, LABEL_INFO_QOS)
-    session.add(late)
+    late = session.listener("late", LabelInfo, "/dgdehaze/label_info", labels.append, LABEL_INFO_QOS)
     try:
         assert probe.wait_for(lambda: bool(labels), 10.0), "no latched LabelInfo for a subscriber joining late"
         names = {c.class_id: c.class_name for c in labels[-1].class_map}
@@ -169,9 +165,8 @@ def test_the_label_map_is_published_on_activation_not_while_the_node_is_inactive
     node = create_node({"model": "dcp"}, name="labels_dgdehaze", context=session.context, activate=False)
     session.add(node)
     labels: list[LabelInfo] = []
-    listener = rclpy.create_node(f"labels_listener_{os.getpid()}", context=session.context)
-    listener.create_subscription(LabelInfo, "/labels_dgdehaze/label_info", labels.append, LABEL_INFO_QOS)
-    session.add(listener)
+    listener = session.listener("labels_listener", LabelInfo, "/labels_dgdehaze/label_info", labels.append,
+                                LABEL_INFO_QOS)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert wait_until(lambda: listener.count_publishers("/labels_dgdehaze/label_info") > 0, 10.0)
@@ -596,10 +591,8 @@ def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_f
 
     set_ok(node, detection_enabled=False, camera_height=1.5)
     arrivals: dict[tuple[int, int], int] = {}
-    viewer = rclpy.create_node(f"latency_viewer_{os.getpid()}", context=session.context)
-    viewer.create_subscription(Image, "/dgdehaze/image_dehazed", lambda m: arrivals.setdefault(
+    viewer = session.listener("latency_viewer", Image, "/dgdehaze/image_dehazed", lambda m: arrivals.setdefault(
         (m.header.stamp.sec, m.header.stamp.nanosec), time.time_ns()), RELIABLE)
-    session.add(viewer)
     frame = hazy_test_frame(1920, 1080)
     late_ms = []
     try:
@@ -703,9 +696,7 @@ def test_a_frame_that_arrives_as_activation_subscribes_has_its_outputs_published
                                                  Parameter("detection_enabled", value=False)])
     session.add(node)
     dehazed: list[Image] = []
-    viewer = rclpy.create_node(f"early_viewer_{os.getpid()}", context=session.context)
-    viewer.create_subscription(Image, "/early_dgdehaze/image_dehazed", dehazed.append, RELIABLE)
-    session.add(viewer)
+    viewer = session.listener("early_viewer", Image, "/early_dgdehaze/image_dehazed", dehazed.append, RELIABLE)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert wait_until(lambda: viewer.count_publishers("/early_dgdehaze/image_dehazed") > 0, 10.0)
