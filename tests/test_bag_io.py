@@ -1,6 +1,7 @@
 """ROS 2 bag reading and writing with rosbags (sqlite3 and mcap): real bags round-trip, broken bags fail clearly."""
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -14,7 +15,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, VISION_MSGS, BagError,
-                                   BagSource, BagWriter, decode_image, typestore)
+                                   BagSource, BagWriter, decode_image, pick_image_topic, typestore)
+from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import ImageError
 
@@ -53,14 +55,17 @@ def camera_info_msg(writer: BagWriter, header, frame: np.ndarray):
 
 def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encoding: str = "bgr8",
                      topic: str = "/cam/image_raw", pad: int = 0, with_info: bool = True,
-                     info_after_last: int = 0, declared_info: Sequence[str] = ()) -> list[int]:
+                     info_after_last: int = 0, declared_info: Sequence[str] = (),
+                     declared_images: Sequence[str] = ()) -> list[int]:
     """A bag of `frames` on `topic` in `encoding` plus CameraInfo (and `info_after_last` more CameraInfo after the
-    last frame, as a recording goes on after a camera stops; `declared_info`: CameraInfo topics recorded without a
-    message, as for a camera that never published); returns the frames' header stamps."""
+    last frame, as a recording goes on after a camera stops; `declared_info` and `declared_images`: CameraInfo and
+    Image topics recorded without a message, as for a camera that never published); returns the frames' header
+    stamps."""
     stamps = []
     with BagWriter(path, storage) as writer:
-        for declared in declared_info:
-            writer._writer.add_connection(declared, CAMERA_INFO_TYPE, typestore=writer.store)
+        for declared, kind in [*((t, CAMERA_INFO_TYPE) for t in declared_info),
+                               *((t, IMAGE_TYPE) for t in declared_images)]:
+            writer._writer.add_connection(declared, kind, typestore=writer.store)
         for index, frame in enumerate(frames):
             stamp = START + index * PERIOD
             header = writer.header(stamp, "camera_optical_frame")
@@ -322,6 +327,19 @@ def test_a_custom_type_whose_definition_the_bag_lacks_cannot_be_copied_and_says_
             source.check_copyable()
         assert "\n" not in str(raised.value)
         assert source.verify("/cam/image_raw") == 1  # the standard types are still read with the typestore's
+
+
+def test_an_image_topic_without_messages_is_not_taken_for_the_frames(tmp_path: Path, frames: list[np.ndarray],
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """A recorder subscribed to a second camera that never published: bag-eval takes the one with frames."""
+    write_camera_bag(tmp_path / "beside", "mcap", frames[:2], declared_images=["/cam2/image_raw"])
+    assert pick_image_topic(tmp_path / "beside") == "/cam/image_raw"
+    assert main(["bag-eval", str(tmp_path / "beside"), "--out", str(tmp_path / "out"), "--method", "dcp",
+                 "--no-detection", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["image_topic"] == "/cam/image_raw"
+    write_camera_bag(tmp_path / "declared", "mcap", [], with_info=False, declared_images=["/cam/image_raw"])
+    with pytest.raises(BagError, match="holds no image topic with messages"):
+        pick_image_topic(tmp_path / "declared")
 
 
 def test_a_camera_info_topic_without_messages_is_not_taken_for_the_frames(tmp_path: Path,

@@ -327,9 +327,10 @@ class BagSource:
 
 
 def pick_image_topic(bag: Path) -> str:
-    """The bag's only image topic; a clear error when there are none or several."""
+    """The bag's only image topic that holds messages (one only declared, as a recorder subscribed to a camera that
+    never published, is left out); a clear error when there are none or several."""
     with BagSource(bag) as source:
-        return source.only_topic(FRAME_TYPES, "image", "--image-topic")
+        return source.only_topic(FRAME_TYPES, "image", "--image-topic", with_messages=True)
 
 
 def pick_camera_info_topic(bag: Path, required: bool = True) -> str | None:

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", type=Path, nargs="+", metavar="IN_BAG",
                         help="rosbag2 folder, or a single .mcap/.db3 file; several for a fleet")
     parser.add_argument("--image-topic", default=None,
-                        help="sensor_msgs/Image or CompressedImage topic (default: the bag's only image topic)")
+                        help="sensor_msgs/Image or CompressedImage topic (default: the bag's only one with messages)")
     parser.add_argument("--camera-info-topic", default=None, help="sensor_msgs/CameraInfo topic to pass along")
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder (replaced atomically); with several bags, one folder per bag in it")
