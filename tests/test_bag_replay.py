@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or a ROS install)")
 
 from test_bag_eval import read_all  # noqa: E402
-from test_bag_io import demo_frames, write_camera_bag  # noqa: E402
+from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag  # noqa: E402
 
 from dgdehaze_core.bags.io import DETECTIONS_TYPE, IMAGE_TYPE, BagSource  # noqa: E402
 from dgdehaze_core.cli import main  # noqa: E402
@@ -54,6 +54,18 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     summary = (out / "summary.json").read_text()
     assert '"mode": "node"' in summary
     assert (out / "report.html").is_file() and (out / "node.log").is_file()
+
+
+def test_a_bag_that_cannot_be_copied_is_refused_before_any_node_is_asked(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """A custom type the bag stores no definition of (Humble's sqlite3) fails at once, not after the node ran."""
+    write_humble_bag(tmp_path / "in", "sqlite3", demo_frames(1), definitions=False)
+    out = tmp_path / "eval"
+    code = main(["bag-eval", str(tmp_path / "in"), "--node", "--attach", "--node-name", "no_such_dgdehaze_node",
+                 "--no-detection", "--timeout", "1.5", "--out", str(out), "--no-progress"])
+    assert code == 2
+    assert f"{CUSTOM_TYPE}, which the bag stores no definition of" in capsys.readouterr().err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["in"]
 
 
 def test_attach_without_a_running_node_fails_clearly_and_writes_nothing(tmp_path: Path,

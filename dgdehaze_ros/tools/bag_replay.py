@@ -244,6 +244,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     check_output_folder(out_dir, [input_bag])
     with BagSource(input_bag, input_bits) as source:
         source.check_output_namespace(f"/{node_name}", "give the node another name (--node-name)")
+        source.check_copyable()
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
