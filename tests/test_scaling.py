@@ -263,12 +263,18 @@ def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_pat
     assert [p.name for p in output_folders(clashing, tmp_path / "out")] == ["road", "road-2", "road-2-2", "all-2"]
 
 
-def test_a_bag_given_as_dot_or_dot_dot_gets_the_folder_of_its_name_not_out_itself(
+def test_a_bag_given_as_dot_dot_dot_or_a_link_gets_the_folder_of_its_own_name_not_out_or_the_target(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "drive" / "inner").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "drive" / "inner")
     bags = [Path("."), Path(".."), Path("../inner/.."), Path(str(tmp_path / "drive" / "inner") + "/.")]
     assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["inner", "drive", "drive-2", "inner-2"]
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "monday.mcap").symlink_to(tmp_path / "recordings" / "run-0001.mcap")
+    (tmp_path / "tuesday").symlink_to(tmp_path / "recordings", target_is_directory=True)
+    links = [tmp_path / "monday.mcap", tmp_path / "tuesday"]
+    assert [p.name for p in output_folders(links, tmp_path / "out")] == ["monday", "tuesday"], \
+        "a link is named by itself, not by its target"
 
 
 def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path) -> None:

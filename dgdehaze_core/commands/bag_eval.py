@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
@@ -163,7 +164,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     if detector is not None and detector["weights"]:
         detector["weights"] = str(Path(detector["weights"]).expanduser().resolve())
     method = str(Path(args.method).resolve()) if args.method and Path(args.method).suffix else args.method
-    bags = [bag.resolve() for bag in args.input]
+    bags = [Path(os.path.abspath(bag)) for bag in args.input]  # a link keeps its name: its folder is named by it
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=method, default_method=default, detector=detector, max_frames=args.max_frames,
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
