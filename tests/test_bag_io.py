@@ -98,10 +98,12 @@ CUSTOM_TYPE = "wiper_msgs/msg/WiperState"
 CUSTOM_DEFINITION = "std_msgs/Header header\nuint8 speed\nfloat32 angle\n"
 
 
-def write_humble_bag(path: Path, storage: str, frames: list[np.ndarray], definitions: bool = True) -> None:
+def write_humble_bag(path: Path, storage: str, frames: list[np.ndarray], definitions: bool = True,
+                     wiper_messages: bool = True) -> None:
     """A camera bag that also records a custom type (`CUSTOM_TYPE`, on /wiper) with no type description hash, as
     rosbag2 before Jazzy records; `definitions`: the message definitions are stored (else none, as Humble's
-    sqlite3 storage; sqlite3 only: mcap always stores them)."""
+    sqlite3 storage; sqlite3 only: mcap always stores them); `wiper_messages`: /wiper holds a message per frame
+    (else it is declared and empty, a publisher that never sent)."""
     assert definitions or storage == "sqlite3", "mcap always stores the message definitions"
     store = typestore()
     store.register(get_types_from_msg(CUSTOM_DEFINITION, CUSTOM_TYPE))
@@ -115,8 +117,9 @@ def write_humble_bag(path: Path, storage: str, frames: list[np.ndarray], definit
             header = types["std_msgs/msg/Header"](
                 stamp=types["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
                 frame_id="camera_optical_frame")
-            writer.write(wiper, stamp, store.serialize_cdr(types[CUSTOM_TYPE](header=header, speed=2, angle=0.5),
-                                                           CUSTOM_TYPE))
+            if wiper_messages:
+                writer.write(wiper, stamp, store.serialize_cdr(types[CUSTOM_TYPE](header=header, speed=2,
+                                                                                  angle=0.5), CUSTOM_TYPE))
             height, width = frame.shape[:2]
             image = types[IMAGE_TYPE](header=header, height=height, width=width, encoding="bgr8", is_bigendian=0,
                                       step=width * 3, data=frame.ravel().copy())
@@ -327,6 +330,11 @@ def test_a_custom_type_whose_definition_the_bag_lacks_cannot_be_copied_and_says_
             source.check_copyable()
         assert "\n" not in str(raised.value)
         assert source.verify("/cam/image_raw") == 1  # the standard types are still read with the typestore's
+    write_humble_bag(tmp_path / "humble-quiet", "sqlite3", frames[:2], definitions=False, wiper_messages=False)
+    with BagSource(tmp_path / "humble-quiet") as source:
+        source.check_copyable()  # a declared topic without messages has nothing to copy
+    assert main(["bag-eval", str(tmp_path / "humble-quiet"), "--out", str(tmp_path / "out"), "--method", "dcp",
+                 "--no-detection", "--no-progress"]) == 0
 
 
 def test_an_image_topic_without_messages_is_not_taken_for_the_frames(tmp_path: Path, frames: list[np.ndarray],

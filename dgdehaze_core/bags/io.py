@@ -238,11 +238,12 @@ class BagSource:
                            f" under {prefix}, where the outputs go: {remedy}")
 
     def check_copyable(self) -> None:
-        """BagError when a topic cannot be copied to an output bag (`output_definition`), so that it fails before
-        any work is done."""
+        """BagError when a topic with messages cannot be copied to an output bag (`output_definition`), so that it
+        fails before any work is done; a declared topic without messages has nothing to copy."""
         store = typestore()
         for connection in self.connections:
-            output_definition(connection, store)
+            if connection.msgcount:
+                output_definition(connection, store)
 
     def _topic_connections(self, topic: str, kinds: Sequence[str], role: str) -> list[Connection]:
         topics = self.topics()
