@@ -199,6 +199,12 @@ def test_any_exception_of_a_bag_fails_that_bag_in_one_line(tmp_path: Path) -> No
     outcome = evaluate_job(BagJob(str(tmp_path / "drive"), str(tmp_path / "out"), method="dcp",
                                   detector={"weight": "yolo.pt"}))  # a setting Detector does not take
     assert not outcome.ok and outcome.error.startswith("TypeError: ") and "weight" in outcome.error
+    assert outcome.traceback.startswith("Traceback") and "in evaluate_job" in outcome.traceback, \
+        "the traceback travels in the outcome: a Ray worker's log does not reach the fleet's"
+    write_camera_bag(tmp_path / "short", "mcap", demo_frames(1))
+    (tmp_path / "short" / "short.mcap").write_bytes(b"\x89MCAP0\r\n")
+    expected = evaluate_job(BagJob(str(tmp_path / "short"), str(tmp_path / "out2"), method="dcp", detector=None))
+    assert not expected.ok and expected.error and not expected.traceback, "bad input is no bug: one line only"
     assert bag_fleet.one_line(LookupError("two\nlines")) == "LookupError: two lines"
     assert bag_fleet.one_line(MemoryError()) == "MemoryError"
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -42,8 +43,8 @@ LOG = logging.getLogger(__name__)
 
 TASK_ERRORS = (ValueError, OSError, RuntimeError)
 """What a bag's evaluation raises for bad input (a corrupt bag, a missing topic, unloadable weights). Any other
-Exception fails its bag too (with its traceback logged, as a bug of this code or a library's), so that one bag
-neither stops the others nor leaves fleet.json unfinished."""
+Exception fails its bag too (its traceback carried back in the outcome and logged by the fleet's own process, as a
+bug of this code or a library's), so that one bag neither stops the others nor leaves fleet.json unfinished."""
 ALL_ROW = "all"
 """The fleet table's row over every bag (no bag's folder takes this name)."""
 FIGURES = ("frames", "detections", "mean_confidence", "haze_density", "visibility_m", "latency_ms_median")
@@ -81,6 +82,9 @@ class BagOutcome:
     ok: bool
     seconds: float
     error: str = ""
+    traceback: str = ""
+    """For an exception outside TASK_ERRORS (a bug): its traceback, from the process that ran the bag (a Ray
+    worker's own log does not reach this one)."""
     figures: dict[str, float | int] = field(default_factory=dict)
     frames_per_second_of_wall_time: float = math.nan
 
@@ -114,9 +118,9 @@ def evaluate_job(job: BagJob) -> BagOutcome:
                                   max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
                                   mounting=mounting, input_bits=job.input_bits, progress=False)
     except Exception as exc:  # one bag's failure, whatever it is, is that bag's outcome
-        if not isinstance(exc, TASK_ERRORS):
-            LOG.exception("%s failed unexpectedly", job.input_bag)
-        return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc))
+        trace = "" if isinstance(exc, TASK_ERRORS) else traceback.format_exc()
+        return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc),
+                          traceback=trace)
     seconds = time.perf_counter() - began
     return BagOutcome(job.input_bag, job.out_dir, True, seconds, figures=bag_figures(evaluation.summary()),
                       frames_per_second_of_wall_time=len(evaluation.records) / seconds)
@@ -258,6 +262,9 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
             bar.set_postfix(failed=sum(not o.ok for o in outcomes))
             if not outcome.ok:
                 LOG.warning("%s failed: %s", outcome.input_bag, outcome.error)
+                if outcome.traceback:
+                    LOG.error("%s failed unexpectedly (a bug of this code or a library's):\n%s",
+                              outcome.input_bag, outcome.traceback.rstrip())
                 remove_earlier_output(Path(outcome.out_dir))
     finally:
         bar.close()
