@@ -641,14 +641,17 @@ def test_the_overhead_leaves_out_the_first_frame_s_wait_for_camera_info(session:
         sent = time.monotonic()
         probe.publish(msg)  # no camera_info: the node waits for one
         wait_for_outputs(probe, msg.header, ("image_dehazed",))
-        assert time.monotonic() - sent >= FIRST_CAMERA_INFO_WAIT_S, "the frame did not wait for a camera_info"
+        elapsed_ms = (time.monotonic() - sent) * 1000
+        assert elapsed_ms >= FIRST_CAMERA_INFO_WAIT_S * 1000, "the frame did not wait for a camera_info"
         summary = node.stats.summary()
     finally:
         session.remove(probe)
         session.remove(node)
     assert summary["frames_published"] == 1
-    assert summary["node_ms_max"] < FIRST_CAMERA_INFO_WAIT_S * 1000 / 2, summary
-    assert summary["overhead_ms_median"] < FIRST_CAMERA_INFO_WAIT_S * 1000 / 2, summary
+    # the frame's round trip holds the wait and the node's work: what the node counts fits in what is left
+    work_ms = elapsed_ms - FIRST_CAMERA_INFO_WAIT_S * 1000
+    assert summary["node_ms_max"] <= work_ms, (summary, elapsed_ms)
+    assert summary["overhead_ms_median"] <= work_ms, (summary, elapsed_ms)
 
 
 def test_the_overhead_leaves_out_the_fog_measurement_which_is_timed_on_its_own(session: RosSession) -> None:
