@@ -31,7 +31,6 @@ def test_slow_processing_keeps_only_the_newest_item_and_counts_drops() -> None:
     assert worker.stop()
 
 
-
 def test_an_item_the_process_skips_is_counted_skipped_not_processed() -> None:
     worker: LatestFrameWorker[int] = LatestFrameWorker(lambda item: item >= 0)  # False: a bad frame, skipped
     worker.start()

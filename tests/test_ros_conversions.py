@@ -180,7 +180,6 @@ def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(fra
             bgr8_of(CompressedImage(format="png", data=bytes(huge_png)))
 
 
-
 def test_a_16_bit_png_reads_on_input_bits_range_as_the_raw_frame_does_in_the_node_and_in_bag_replay(
         frame: np.ndarray) -> None:
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)

@@ -215,7 +215,6 @@ def test_input_bits_reads_a_12_bit_mono16_camera_and_publishes_on_its_range(node
     assert not node.set_parameters([Parameter("input_bits", value=20)])[0].successful
 
 
-
 def test_input_bits_reads_a_12_bit_camera_s_16_bit_png_as_its_8_bit_png(session: RosSession) -> None:
     """image_transport's compressed PNG of a mono16 camera keeps its 16-bit samples ("mono16; png compressed")."""
     import cv2
@@ -582,7 +581,6 @@ def test_deactivate_stops_outputs_and_activate_resumes_them(node: DehazeNode, pr
     assert node.stats.gaps == gaps, "a frame sent while the node was inactive is not a frame lost in transport"
 
 
-
 def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_fog_and_the_other_outputs(
         node: DehazeNode, probe: Probe, session: RosSession) -> None:
     """At 1920x1080 the fog measurement and the depth messages after the image take tens of milliseconds: a latency
@@ -612,7 +610,6 @@ def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_f
         session.remove(viewer)
     assert probe.messages("visibility"), "no fog was measured after the image"
     assert np.median(late_ms) < 15.0, f"latency ended {late_ms} ms after the image had arrived"
-
 
 
 def overhead_node(session: RosSession, name: str, **parameters: object) -> tuple[DehazeNode, Probe]:
@@ -674,7 +671,6 @@ def test_the_overhead_leaves_out_the_fog_measurement_which_is_timed_on_its_own(s
     without, with_fog = summaries[0.0], summaries[1.5]
     assert with_fog["overhead_ms_median"] - without["overhead_ms_median"] < 10.0, (without, with_fog)
     assert without["fog_ms_median"] < 1.0 and with_fog["fog_ms_median"] > 10.0, (without, with_fog)
-
 
 
 def test_a_frame_that_arrives_as_activation_subscribes_has_its_outputs_published(session: RosSession) -> None:

@@ -206,7 +206,7 @@ def _named(folders: list[Path]) -> list[EvalSet]:
 
 def datasets_for(measures: list[str], given: list[Path] | None, everything: bool = False) -> dict[str, list[EvalSet]]:
     """The sets of each measure: the given folders where they apply, else every applicable shared set. ValueError
-    for a measure that applies to none of them, unless `everything` (--measure all) leaves it out."""
+    for a measure that applies to none of them, unless `everything` (--measure all) leaves it out (a warning)."""
     if given:
         for folder in given:
             if not folder.is_dir():
@@ -227,7 +227,7 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
     for measure in measures:
         folders = [folder for folder in candidates if applies(measure, folder, explicit)]
         if not folders and everything:
-            LOG.info("the %s measure applies to none of the sets: left out", measure)
+            LOG.warning("the %s measure applies to none of the sets: left out", measure)
             continue
         if not folders:
             raise ValueError(f"no dataset for the {measure} measure among {', '.join(map(str, candidates))}")
