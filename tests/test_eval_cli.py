@@ -140,6 +140,8 @@ def test_measure_all_on_a_given_set_runs_what_applies_and_leaves_out_the_rest(sh
     rows = json.loads(out.read_text())
     assert "depth/dcp@t0.45" in rows and all(key.startswith("depth/") for key in rows)
     assert "visibility on middlebury2003 left out: middlebury2003 has no road" in caplog.text
+    unfit = [r for r in caplog.records if "measure applies to none of the sets" in r.getMessage()]
+    assert unfit and all(r.levelname == "WARNING" for r in unfit), "a measure left out whole is said at warning"
     assert main(["eval", "--dataset", str(middlebury), "--measure", "visibility", "--method", "dcp"]) == 2
     assert "has no road" in capsys.readouterr().err  # named on its own, the measure's refusal fails the run
 
