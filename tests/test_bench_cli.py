@@ -63,6 +63,16 @@ def test_networks_and_chain_rows(tmp_path: Path) -> None:
         assert row["speedup_vs_file"] == pytest.approx(as_file["latency_ms_median"] / row["latency_ms_median"])
 
 
+@pytest.mark.parametrize("precision", ["auto", "file"])
+def test_the_chain_s_detector_runs_on_the_bench_s_threads(precision: str) -> None:
+    """--threads holds for every library the bench times: the detector's ONNX Runtime session takes it too."""
+    from dgdehaze_core.benchmarks.networks import chain_detector
+
+    detector = chain_detector(precision, 640, "cpu", threads=1)
+    session = detector._quiet_session  # the session the detector's runs go through (opened by its warm-up)
+    assert session is not None and session.get_session_options().intra_op_num_threads == 1
+
+
 def test_model_alias_runs_the_configured_network_only_and_working_sizes_add_rows(tmp_path: Path) -> None:
     table = run_bench(tmp_path, "model", "--config", "lite", "--backends", "torch", "--sizes", "128x64",
                       "--working-sizes", "64x32,256x128")

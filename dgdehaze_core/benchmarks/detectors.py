@@ -97,7 +97,7 @@ def bench_detector(imgszs: Sequence[int], frame: np.ndarray, settings: BenchSett
     reference: list[list[Detection]] | None = None
     rows: dict[str, Row] = {}
     for name, path, imgsz in variants:
-        detector = Detector(path, imgsz=imgsz, precision="file")
+        detector = Detector(path, imgsz=imgsz, precision="file", threads=settings.threads)
         LOG.info("measuring %s at imgsz %d", name, imgsz)
         row: Row = {**settings.measure(lambda: detector(frame)), "imgsz": float(imgsz)}
         found = [detector(image) for image in frames]

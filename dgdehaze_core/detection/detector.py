@@ -123,8 +123,9 @@ class Detector:
     def _reopen_quietly(self) -> None:
         """Ultralytics opens an ONNX file in a default ONNX Runtime session, whose threads spin after each run and
         take the cores from the dehazer that runs next; on the CPU provider it is reopened with the dehazer's
-        session options (`threads`, no spinning). Ultralytics opens a new one when it builds a new
-        predictor, so this runs after every prediction and acts on a session it has not reopened yet. Other runtimes and providers are left as they are."""
+        session options (`threads`, no spinning). Ultralytics opens a new one when it builds a new predictor, so
+        this runs after every prediction and acts on a session it has not reopened yet. Other runtimes and
+        providers are left as they are."""
         backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
         session = getattr(backend, "session", None)
         if session is None or session is self._quiet_session or self.runtime_file.suffix != ".onnx" or \
