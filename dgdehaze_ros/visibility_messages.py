@@ -47,7 +47,7 @@ def fog_banner(reading: VisibilityReading | None, haze_density: float) -> str:
     if reading is None:
         return text
     if math.isfinite(reading.visibility):
-        return f"{text}  visibility {reading.visibility:.0f} m"
+        return f"{text}  visibility {'at most ' if reading.at_most else ''}{reading.visibility:.0f} m"
     return f"{text}  visibility: {reading.reason or 'unknown'}"
 
 
@@ -61,4 +61,5 @@ def fog_diagnostics(estimator: VisibilityEstimator | None, reading: VisibilityRe
     return {"visibility_m": f"{reading.visibility:.1f}", "fog_beta_per_m": f"{reading.beta:.5f}",
             "fog_beta_frame_per_m": f"{reading.measurement.beta:.5f}",
             "fog_road_pixels": str(reading.measurement.pixels),
-            "visibility": reading.reason or "measured"}
+            "visibility": reading.reason or ("at most visibility_m: fog hides the road in view" if reading.at_most
+                                             else "measured")}

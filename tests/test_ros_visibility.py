@@ -17,7 +17,8 @@ from sensor_msgs.msg import Image, Range  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, field_of_view,  # noqa: E402
-                                              ground_range, intrinsics_of, ray_norms, size_mismatch)
+                                              VisibilityEstimator, ground_range, intrinsics_of, ray_norms,
+                                              size_mismatch)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable  # noqa: E402
@@ -191,6 +192,19 @@ def test_detections_carry_the_median_metric_depth_of_their_box(node: DehazeNode,
             ((cx - ox) / fx * z, (cy - oy) / fy * z, z), rel=1e-4, abs=1e-6, nan_ok=True)
     assert any(math.isfinite(d.results[0].pose.pose.position.z) for d in detections), "no box has a metric depth"
     assert any(abs(d.results[0].pose.pose.position.x) > 0.1 for d in detections), "objects off the optical axis"
+
+
+def test_fog_that_hides_the_road_is_reported_as_the_most_the_visibility_can_be() -> None:
+    """A white-out: /diagnostics and the debug banner say the visibility is a bound, not a measurement."""
+    from dgdehaze_ros.visibility_messages import fog_banner, fog_diagnostics
+
+    camera = Intrinsics(500.0, 500.0, 320.0, 240.0)
+    estimator = VisibilityEstimator(Mounting(1.5, 0.0), time_constant=0.0)
+    reading = estimator.update(np.full((480, 640), 0.05, np.float32), camera, 0.0)
+    values = fog_diagnostics(estimator, reading)
+    assert values["visibility"] == "at most visibility_m: fog hides the road in view"
+    assert 0.0 < float(values["visibility_m"]) < 15.0
+    assert f"visibility at most {reading.visibility:.0f} m" in fog_banner(reading, 0.9)
 
 
 def test_camera_info_of_another_resolution_is_scaled_to_the_frame() -> None:

@@ -70,19 +70,29 @@ def test_metric_depth_is_the_true_z_on_the_road_and_nan_in_the_sky_and_without_h
     assert np.isnan(metric_depth(t, math.nan, ray_norms(SHAPE, CAMERA))).all()
 
 
-def test_fog_denser_than_a_method_s_transmission_floor_reads_no_visibility_rather_than_the_floor_s() -> None:
+def test_fog_that_hides_the_road_reads_the_most_its_visibility_can_be_not_no_fog_nor_the_floor_s() -> None:
+    """Fog so dense that the whole road in view sits at the method's transmission floor: not NaN (a consumer reads
+    that as no fog) but the bound the nearest hidden road gives, marked as such, and no metric depth."""
     from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
 
     dcp = DarkChannelDehazer()
     assert dcp.dehaze(np.full((32, 48, 3), 200, np.uint8)).transmission_floor == dcp.t0
+    distance = ground_range(SHAPE, CAMERA, MOUNT)
+    road = road_mask(SHAPE, MOUNT.road_region) & (distance <= MOUNT.road_max_distance)
+    nearest = float(np.percentile(distance[road], 5))
     readings = []
     for visibility in (3.0, 4.0):  # DCP clips t at t0: the whole road sits at the floor
         t = np.maximum(road_scene(KOSCHMIEDER / visibility)[0], np.float32(dcp.t0))
-        reading = VisibilityEstimator(MOUNT, time_constant=0.0).update(t, CAMERA, 0.0, transmission_floor=dcp.t0)
-        assert math.isnan(reading.visibility) and "usable transmission" in reading.reason
-        assert not np.isfinite(reading.depth).any()
-        readings.append(VisibilityEstimator(MOUNT, time_constant=0.0).update(t, CAMERA, 0.0).visibility)
-    assert readings[0] == pytest.approx(readings[1]), "the floor read as fog: one number for 3 m and 4 m"
+        estimator = VisibilityEstimator(MOUNT, time_constant=0.0, max_visibility=10.0)
+        reading = estimator.update(t, CAMERA, 0.0, transmission_floor=dcp.t0)
+        assert reading.at_most and reading.reason == ""
+        assert visibility < reading.visibility == pytest.approx(KOSCHMIEDER * nearest / -math.log(1.2 * dcp.t0))
+        assert not np.isfinite(reading.depth).any(), "a bound on beta would put every point too far"
+        readings.append(VisibilityEstimator(MOUNT, time_constant=0.0).update(t, CAMERA, 0.0))
+    assert not readings[0].at_most and readings[0].visibility == pytest.approx(readings[1].visibility), \
+        "without the method's floor, the floor reads as fog: one number for 3 m and 4 m"
+    whiteout = VisibilityEstimator(MOUNT, time_constant=0.0).update(np.full(SHAPE, T_MIN, np.float32), CAMERA, 0.0)
+    assert whiteout.at_most and whiteout.visibility < 15.0
 
 
 def test_a_clear_frame_has_no_visibility_rather_than_a_huge_one():
@@ -96,9 +106,13 @@ def test_a_clear_frame_has_no_visibility_rather_than_a_huge_one():
 
 
 def test_a_frame_without_road_gives_nan_with_the_reason():
-    sky = np.full(SHAPE, T_MIN, np.float32)  # the road region shows nothing but fog: no usable transmission
-    reading = VisibilityEstimator(MOUNT, time_constant=0.0).update(sky, CAMERA, stamp=0.0)
-    assert math.isnan(reading.visibility) and math.isnan(reading.beta)
+    distance = ground_range(SHAPE, CAMERA, MOUNT)
+    road = np.flatnonzero(road_mask(SHAPE, MOUNT.road_region) & (distance <= MOUNT.road_max_distance))
+    half = road.size // 2
+    mixed = np.full(SHAPE, np.nan, np.float32)  # half the road at the floor, half without haze signal
+    mixed.flat[road[:half]], mixed.flat[road[half:2 * half]] = T_MIN, 0.97
+    reading = VisibilityEstimator(MOUNT, time_constant=0.0).update(mixed, CAMERA, stamp=0.0)
+    assert math.isnan(reading.visibility) and math.isnan(reading.beta) and not reading.at_most
     assert "usable transmission" in reading.reason
     above = Mounting(height=1.5, pitch=0.0, road_region=(0.0, 0.0, 1.0, 0.4))  # a region above the horizon
     reading = VisibilityEstimator(above, time_constant=0.0).update(road_scene(0.02)[0], CAMERA, stamp=0.0)
@@ -120,7 +134,7 @@ def test_smoothing_follows_the_frames_stamps_and_forgets_a_stale_value():
     assert estimator.update(road_scene(thin)[0], CAMERA, stamp=10.0).beta == pytest.approx(thin, rel=0.01)
     after_one_constant = estimator.update(road_scene(dense)[0], CAMERA, stamp=12.0).beta
     assert after_one_constant == pytest.approx(thin + (1 - math.exp(-1)) * (dense - thin), rel=0.02)
-    no_road = np.full(SHAPE, T_MIN, np.float32)
+    no_road = np.full(SHAPE, np.nan, np.float32)  # a frame that measures nothing
     assert estimator.update(no_road, CAMERA, stamp=13.0).beta == pytest.approx(after_one_constant)  # held
     stale = estimator.update(no_road, CAMERA, stamp=12.0 + 3 * 2.0 + 0.1)
     assert math.isnan(stale.beta) and math.isnan(stale.visibility)
@@ -133,7 +147,7 @@ def test_stamps_that_do_not_advance_leave_each_frame_its_own_measurement():
     assert unstamped.update(road_scene(thin)[0], CAMERA, stamp=0.0).beta == pytest.approx(thin, rel=0.01)
     looped = VisibilityEstimator(MOUNT, time_constant=2.0)  # a bag played in a loop: the stamps jump back
     looped.update(road_scene(dense)[0], CAMERA, stamp=30.0)
-    no_road = np.full(SHAPE, T_MIN, np.float32)
+    no_road = np.full(SHAPE, np.nan, np.float32)  # a frame that measures nothing
     assert math.isnan(looped.update(no_road, CAMERA, stamp=1.0).beta), "a held value does not outlive a loop"
 
 

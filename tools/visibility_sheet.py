@@ -44,7 +44,7 @@ def assumed_camera(width: int, height: int, hfov_deg: float) -> Intrinsics:
 
 def label(reading: VisibilityReading) -> str:
     if math.isfinite(reading.visibility):
-        return f"{reading.visibility:.0f} m"
+        return f"{'<= ' if reading.at_most else ''}{reading.visibility:.0f} m"
     return "no fog" if reading.reason.startswith("no fog") else "no road"
 
 

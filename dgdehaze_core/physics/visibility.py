@@ -7,7 +7,8 @@ after leaving out pixels whose ratio lies far from the median (a car on the road
 it, so its ratio is low). `VisibilityEstimator` smooths beta over time (exponentially, with a time constant in
 seconds of the frames' stamps) and gives:
 - visibility = 3.912 / beta (Koschmieder, 2 % contrast; the WMO's 5 % MOR is 2.996 / beta), NaN when there is no
-  fog to measure (beta below 3.912 / max_visibility) or no road to measure it on, never a huge number;
+  fog to measure (beta below 3.912 / max_visibility) or no road to measure it on, never a huge number; where the
+  fog hides the road in view (most of it at the transmission's floor), the most the visibility can be (`bound`);
 - metric depth (Z along the optical axis, REP-118) = cos(ray) * -ln(t) / beta, NaN where it is not trustworthy:
   t near 1 (no haze signal), t near the pipeline's floor T_MIN, beyond the visibility, and where the frame's
   contrast against the airlight is below Koschmieder's 2 % (the sky, and whatever the fog hides: there the
@@ -220,11 +221,13 @@ def road_mask(shape: tuple[int, int], region: tuple[float, float, float, float])
 
 @dataclass(frozen=True)
 class BetaMeasurement:
-    """One frame's beta (1/m; NaN with `reason` when the frame gives none) and the road pixels it rests on."""
+    """One frame's beta (1/m; NaN with `reason` when the frame gives none) and the road pixels it rests on.
+    `bound`: the fog hides the road in view, so beta is only the least it can be (from the nearest hidden road)."""
 
     beta: float
     pixels: int
     reason: str = ""
+    bound: bool = False
 
 
 def usable_floor(transmission_floor: float) -> float:
@@ -237,8 +240,10 @@ def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarra
                  min_pixels: int = MIN_ROAD_PIXELS, t_floor: float = T_FLOOR) -> BetaMeasurement:
     """Robust beta from the road pixels (`road` mask, `distance` along the ray in m, NaN above the horizon).
 
-    beta = 0 (a clear frame) is a measurement: most road pixels show no haze signal. NaN with a reason when the
-    region has no road below the horizon or too few pixels with a usable transmission (above `t_floor`).
+    beta = 0 (a clear frame) is a measurement: most road pixels show no haze signal. Most road pixels at or below
+    `t_floor` is fog denser than the road in view can measure: beta is at least -ln(t_floor) / r over those
+    pixels, the bound taken at the nearest of them (their 5th percentile of r), and the measurement says `bound`.
+    NaN with a reason when the region has no road below the horizon or too few pixels with a usable transmission.
     """
     if transmission.shape != distance.shape or road.shape != distance.shape:
         raise ValueError(f"transmission {transmission.shape}, distance {distance.shape} and road mask {road.shape} "
@@ -252,6 +257,10 @@ def measure_beta(transmission: np.ndarray, distance: np.ndarray, road: np.ndarra
     if np.mean(t >= T_SIGNAL_MAX) > 0.5:
         return BetaMeasurement(0.0, ground)
     usable = (t > t_floor) & (t < T_SIGNAL_MAX)
+    hidden = t <= t_floor
+    if usable.sum() < min_pixels and np.mean(hidden) > 0.5:
+        nearest = float(np.percentile(distance[on_road][hidden], 5))
+        return BetaMeasurement(-math.log(t_floor) / nearest, int(hidden.sum()), bound=True)
     if usable.sum() < min_pixels:
         return BetaMeasurement(math.nan, int(usable.sum()),
                                f"only {int(usable.sum())} road pixels with a usable transmission (need {min_pixels})")
@@ -313,6 +322,11 @@ class VisibilityReading:
     measurement: BetaMeasurement
     reason: str = ""
 
+    @property
+    def at_most(self) -> bool:
+        """The fog hides the road in view: the visibility is the most it can be, not a measurement of it."""
+        return self.measurement.bound and math.isfinite(self.visibility)
+
 
 @dataclass
 class VisibilityEstimator:
@@ -372,13 +386,14 @@ class VisibilityEstimator:
         t_floor = usable_floor(transmission_floor)
         measurement = measure_beta(transmission, distance, road, t_floor=t_floor)
         beta = self._smooth(measurement.beta, stamp)
-        visibility = visibility_of(beta, self.max_visibility)
+        # fog that hides the road is dense whatever its bound says: max_visibility is for telling thin fog from none
+        visibility = KOSCHMIEDER / beta if measurement.bound else visibility_of(beta, self.max_visibility)
         reason = ""
         if math.isnan(beta):
             reason = measurement.reason or "no recent road measurement"
         elif math.isnan(visibility):
             reason = "no fog to measure (" + ("most of the road in view shows no haze signal)" if beta == 0 else
                                               f"visibility beyond {self.max_visibility:g} m)")
-        depth = metric_depth(transmission, beta if math.isfinite(visibility) else math.nan, norms, contrast,
-                             t_floor)
+        known = math.isfinite(visibility) and not measurement.bound  # a bound beta would read distances too far
+        depth = metric_depth(transmission, beta if known else math.nan, norms, contrast, t_floor)
         return VisibilityReading(beta, visibility, depth, measurement, reason)
