@@ -119,6 +119,17 @@ def test_a_frame_without_road_gives_nan_with_the_reason():
     assert math.isnan(reading.visibility) and "no road below the horizon" in reading.reason
 
 
+def test_a_road_region_without_road_near_enough_or_without_pixels_says_which():
+    far = Intrinsics(fx=5000.0, fy=5000.0, cx=320.0, cy=240.0)  # a telephoto lens: the road in view is far away
+    reading = VisibilityEstimator(Mounting(1.5, 0.0), time_constant=0.0).update(
+        np.full(SHAPE, 0.5, np.float32), far, 0.0)
+    assert math.isnan(reading.visibility)
+    assert reading.reason == "the road region's nearest road is 31 m away, beyond road_max_distance (30 m)"
+    thin = Mounting(1.5, 0.0, road_region=(0.3, 0.5, 0.7, 0.501))
+    reading = VisibilityEstimator(thin, time_constant=0.0).update(road_scene(0.02, thin)[0], CAMERA, 0.0)
+    assert reading.reason == "the road region [0.3, 0.5, 0.7, 0.501] holds no pixel of a 640x480 frame"
+
+
 def test_a_camera_pitched_up_sees_no_road():
     up = Mounting(height=1.5, pitch=-0.6)  # nose up 34 degrees: the whole image lies above the horizon
     assert np.isnan(ground_range(SHAPE, CAMERA, up)).all()

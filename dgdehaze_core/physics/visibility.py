@@ -21,6 +21,7 @@ when it has no value.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -338,7 +339,7 @@ class VisibilityEstimator:
     max_visibility: float = DEFAULT_MAX_VISIBILITY
     _beta: float = field(default=math.nan, init=False)
     _stamp: float = field(default=math.nan, init=False)
-    _geometry: tuple[tuple[int, int], Intrinsics, np.ndarray, np.ndarray, np.ndarray] | None = field(
+    _geometry: tuple[tuple[int, int], Intrinsics, np.ndarray, np.ndarray, np.ndarray, str] | None = field(
         default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -352,13 +353,29 @@ class VisibilityEstimator:
         if mounting != self.mounting:
             self.mounting, self._geometry = mounting, None
 
-    def _frame_geometry(self, shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[np.ndarray, ...]:
+    def _frame_geometry(self, shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[Any, ...]:
+        """Per frame size and intrinsics (cached): each pixel's road distance, the road pixels measured, the rays'
+        norms, and why the road region can hold no road pixel at all ("" when it can)."""
         if self._geometry is None or self._geometry[:2] != (shape, intrinsics):
             distance = ground_range(shape, intrinsics, self.mounting)
+            region = road_mask(shape, self.mounting.road_region)
             with np.errstate(invalid="ignore"):
-                road = road_mask(shape, self.mounting.road_region) & (distance <= self.mounting.road_max_distance)
-            self._geometry = (shape, intrinsics, distance, road, ray_norms(shape, intrinsics).astype(np.float32))
+                road = region & (distance <= self.mounting.road_max_distance)
+            self._geometry = (shape, intrinsics, distance, road, ray_norms(shape, intrinsics).astype(np.float32),
+                              self._no_road_because(shape, region, distance, road))
         return self._geometry[2:]
+
+    def _no_road_because(self, shape: tuple[int, int], region: np.ndarray, distance: np.ndarray,
+                         road: np.ndarray) -> str:
+        if road.any():
+            return ""
+        if not region.any():
+            return f"the road region {list(self.mounting.road_region)} holds no pixel of a {shape[1]}x{shape[0]} frame"
+        seen = distance[region & np.isfinite(distance)]
+        if seen.size:
+            return (f"the road region's nearest road is {float(seen.min()):.0f} m away, beyond road_max_distance "
+                    f"({self.mounting.road_max_distance:g} m)")
+        return "no road below the horizon in the road region"
 
     def _smooth(self, beta: float, stamp: float) -> float:
         """The exponentially smoothed beta after a measurement (NaN: none) at `stamp`.
@@ -382,9 +399,11 @@ class VisibilityEstimator:
                contrast: np.ndarray | None = None, transmission_floor: float = T_MIN) -> VisibilityReading:
         """Measure this frame, smooth, and derive the visibility and the metric depth (`contrast`: see
         `metric_depth`; `transmission_floor`: the method's least transmission, `DehazeResult.transmission_floor`)."""
-        distance, road, norms = self._frame_geometry(transmission.shape[:2], intrinsics)
+        distance, road, norms, no_road = self._frame_geometry(transmission.shape[:2], intrinsics)
         t_floor = usable_floor(transmission_floor)
         measurement = measure_beta(transmission, distance, road, t_floor=t_floor)
+        if no_road:
+            measurement = dataclasses.replace(measurement, reason=no_road)
         beta = self._smooth(measurement.beta, stamp)
         # fog that hides the road is dense whatever its bound says: max_visibility is for telling thin fog from none
         visibility = KOSCHMIEDER / beta if measurement.bound else visibility_of(beta, self.max_visibility)
