@@ -49,8 +49,9 @@ OUTLIER_MADS = 3.0
 """A road pixel whose beta lies more than this many (normal-scaled) median absolute deviations from the median is
 left out: cars, people and road markings that do not lie on the flat ground or fit the haze."""
 DEFAULT_MAX_VISIBILITY = 200.0
-"""Thinnest fog measured by default (m): the shipped methods read a clear KITTI road (kitti-seq, 78 frames) as fog
-of 220 to 510 m (dcp) and 230 to 340 m (lite), so a longer visibility cannot be told from a clear day."""
+"""Thinnest fog measured by default (m): the shipped methods read a clear KITTI road (kitti-seq, 78 frames, where it
+was chosen) as fog of 220 to 510 m (dcp) and 230 to 340 m (lite), so a longer visibility cannot be told from a
+clear day. Another drive's clear road reads nearer (kitti-tiny: lite 160-190 m on 6 of 7 frames), there as fog."""
 MAX_HOLD_CONSTANTS = 3.0
 """A smoothed beta without a new measurement is kept this many time constants (at least 1 s), then dropped."""
 
