@@ -2,7 +2,9 @@
 
 Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdehaze bench` prints:
 - every row: `latency_ms_median`, `latency_ms_p95`, `fps` (1000 / median) and `ratio_to_dcp` (this row's median
-  over the dark channel prior's median at the same size in the same run: 2.0 means twice as slow as DCP);
+  over the dark channel prior's median at the same size, `dcp_ms_median`, timed again right before the row: a
+  shared host's speed drifts over the minutes a run takes, so each ratio divides two times taken seconds apart;
+  2.0 means twice as slow as DCP);
 - network rows also `network_ms_median` (the runtime's `run` alone, without colour conversion, padding and
   cropping), `pipeline_ms_median` (the rest of each frame's time: input conversion, transmission refinement,
   inversion, output conversion; on a GPU runtime this is the CPU's share) and its `pipeline_ratio_to_dcp`,
@@ -148,7 +150,7 @@ def hazy_frames(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.nd
 
 
 def bench_dcp(frames: dict[tuple[int, int], np.ndarray], settings: BenchSettings) -> dict[str, Row]:
-    """The dark channel prior at each size: the baseline every other row's `ratio_to_dcp` divides by."""
+    """The dark channel prior at each size: the baseline of the ratios, as its own rows."""
     dcp = load_pipeline("dcp")
     rows: dict[str, Row] = {}
     for (width, height), frame in frames.items():
@@ -156,13 +158,26 @@ def bench_dcp(frames: dict[tuple[int, int], np.ndarray], settings: BenchSettings
     return rows
 
 
+def _against_dcp(row: Row, dcp_ms: float) -> Row:
+    return {"ratio_to_dcp": row["latency_ms_median"] / dcp_ms, "dcp_ms_median": dcp_ms}
+
+
+class DcpBeside:
+    """The dark channel prior's median time on a frame, measured when asked: right before the row it divides."""
+
+    def __init__(self, settings: BenchSettings) -> None:
+        self.settings, self.dcp = settings, load_pipeline("dcp")
+
+    def ms(self, frame: np.ndarray) -> float:
+        return self.settings.measure(lambda: self.dcp(frame))["latency_ms_median"]
+
+
 def _padded(model: DGDehazeNet, width: int, height: int) -> tuple[int, int]:
     return round_up_to_stride(height, model.stride), round_up_to_stride(width, model.stride)
 
 
 def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[tuple[int, int], np.ndarray],
-                  dcp_rows: dict[str, Row], settings: BenchSettings,
-                  working_sizes: Sequence[tuple[int, int]] = ()) -> dict[str, Row]:
+                  settings: BenchSettings, working_sizes: Sequence[tuple[int, int]] = ()) -> dict[str, Row]:
     """`config` on every variant at every frame size, each row with MACs, GMAC/s and the ratio to DCP (the share
     of the peak: `with_pct_of_peak`).
 
@@ -176,6 +191,7 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     macs = {work or size: count_macs(model, *_padded(model, *(work or size)), with_clear=False) / 1e9
             for size, work in runs}
     rows: dict[str, Row] = {}
+    beside = DcpBeside(settings)
     for variant in variants:
         try:
             pipeline = _int8_pipeline(model, variant, settings) if variant.int8 else pipeline_from_model(
@@ -191,6 +207,7 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
             name = f"{config}/{variant.label}@{width}x{height}" + (f"/work{work[0]}x{work[1]}" if work else "")
             LOG.info("measuring %s", name)
             pipeline.working_size = work
+            dcp_ms = beside.ms(frame)
             timed.seconds.clear()
             totals: list[float] = []
             row = settings.measure(lambda: _timed_call(pipeline, frame, totals))
@@ -199,10 +216,8 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
             pipeline_ms = float(np.median(np.subtract(totals[-count:], timed.seconds[-count:]))) * 1000.0
             gmacs = macs[work or (width, height)]
             gmac_per_s = gmacs / (network_ms / 1000.0)
-            dcp = dcp_rows.get(f"dcp@{width}x{height}")
-            dcp_ms = dcp["latency_ms_median"] if dcp else float("nan")
             rows[name] = {
-                **row, "ratio_to_dcp": row["latency_ms_median"] / dcp_ms, "network_ms_median": network_ms,
+                **row, **_against_dcp(row, dcp_ms), "network_ms_median": network_ms,
                 "pipeline_ms_median": pipeline_ms, "pipeline_ratio_to_dcp": pipeline_ms / dcp_ms,
                 "gmacs": gmacs, "gmac_per_s": gmac_per_s}
     return rows
@@ -263,7 +278,7 @@ def chain_detector(precision: str, imgsz: int, device: str, threads: int | None 
 
 
 def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int], frame: np.ndarray,
-                dcp_row: Row | None, settings: BenchSettings, imgszs: Sequence[int] = (640,),
+                settings: BenchSettings, imgszs: Sequence[int] = (640,),
                 detectors: Sequence[str] = ("auto",), fused: bool = False,
                 contrast: bool = False) -> dict[str, Row]:
     """Frames per second of the node's work at `frame`'s size: dehazing alone, then with detection (YOLOv8n at
@@ -280,9 +295,12 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     size = f"{width}x{height}"
     label = f"{config}/{pipeline.backend}"
     rows: dict[str, Row] = {}
+    beside = DcpBeside(settings)
     dehaze_only = FrameChain(pipeline)
+    dcp_ms = beside.ms(frame)
     dehaze = settings.measure(lambda: dehaze_only(frame))
-    rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, "detect_every": 0.0, "imgsz": 0.0}
+    rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, **_against_dcp(dehaze, dcp_ms), "detect_every": 0.0,
+                                                   "imgsz": 0.0}
     by_setting: dict[tuple[int, int, str, bool], dict[str, Row]] = {}
     for kind, imgsz in [(kind, imgsz) for kind in detectors for imgsz in imgszs]:
         detector = chain_detector(kind, imgsz, device, settings.threads)
@@ -291,19 +309,18 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
         for interval, detection_input, equalised in [(i, d, c) for i in intervals for d in inputs
                                                      for c in (False, True)[:1 + contrast]]:
             chain = FrameChain.build(pipeline, detector, interval, detection_input, contrast=equalised)
+            dcp_ms = beside.ms(frame)
             step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
             per_frame = {"latency_ms_median": step["latency_ms_median"] / interval,
                          "latency_ms_p95": step["latency_ms_p95"] / interval,
                          "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
             fusion = ("-fused" if detection_input == "fused" else "") + ("-clahe" if equalised else "")
-            row = {**per_frame, "detect_every": float(interval), "imgsz": float(imgsz)}
+            row = {**per_frame, **_against_dcp(per_frame, dcp_ms), "detect_every": float(interval),
+                   "imgsz": float(imgsz)}
             rows[f"chain/{label}/detect-every-{interval}{suffix}{fusion}@{size}"] = row
             by_setting.setdefault((interval, imgsz, detection_input, equalised), {})[kind] = row
     for kinds in by_setting.values():
         if "file" in kinds:
             for kind, row in kinds.items():
                 row["speedup_vs_file"] = kinds["file"]["latency_ms_median"] / row["latency_ms_median"]
-    if dcp_row is not None:
-        for row in rows.values():
-            row["ratio_to_dcp"] = row["latency_ms_median"] / dcp_row["latency_ms_median"]
     return rows
