@@ -40,6 +40,22 @@ def test_conversions_to_bgr8(tmp_path: Path):
     assert frame.shape == (10, 10, 3) and frame[-1, -1, 0] == 255
 
 
+def test_pgm_and_ppm_files_read_on_the_range_their_header_declares(tmp_path: Path):
+    """A netpbm file's maximum value (4095 for a 12-bit camera's PGM) is white, not 1/16 of it."""
+    twelve_bit = np.array([[0, 2048], [4095, 4095]], ">u2")
+    (tmp_path / "camera12.pgm").write_bytes(b"P5\n# a 12-bit sensor\n2 2\n4095\n" + twelve_bit.tobytes())
+    frame = read_image(tmp_path / "camera12.pgm")
+    assert frame.shape == (2, 2, 3) and frame[1, 1, 0] == 255 and frame[0, 0, 0] == 0
+    assert abs(int(frame[0, 1, 0]) - 128) <= 1
+    (tmp_path / "low.ppm").write_bytes(b"P6 1 1 100\n" + bytes([100, 50, 0]))  # 8-bit samples up to 100
+    assert read_image(tmp_path / "low.ppm")[0, 0].tolist() == [0, 128, 255]  # BGR of RGB (100, 50, 0) of 100
+    cv2.imwrite(str(tmp_path / "full.pgm"), np.full((3, 3), 200, np.uint8))  # OpenCV's own, maximum 255
+    assert (read_image(tmp_path / "full.pgm") == 200).all()
+    (tmp_path / "cut.pgm").write_bytes(b"P5\n4 4\n255\n" + bytes(5))  # 16 pixels declared, 5 stored
+    with pytest.raises(ImageError, match="not a readable image"):
+        read_image(tmp_path / "cut.pgm")
+
+
 @pytest.mark.parametrize("bad, reason", [
     (np.zeros((0, 5, 3), np.uint8), "empty"),
     (np.zeros((4, 4, 2), np.uint8), "shape"),

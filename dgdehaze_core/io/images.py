@@ -122,6 +122,27 @@ def to_bgr8(array: np.ndarray, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+NETPBM_MAGIC = (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+"""The first bytes of PBM, PGM and PPM files (plain and raw)."""
+
+
+def netpbm_pixels(data: bytes) -> np.ndarray | None:
+    """A PBM/PGM/PPM file's pixels (greyscale, or BGR) scaled from the maximum value its header declares to their
+    type's full range, as Pillow's reader scales them: OpenCV returns them as stored, so a 12-bit PGM (maximum
+    4095) would read nearly black. None when the file does not decode."""
+    PILImage.init()
+    try:
+        image = PILImage.OPEN["PPM"][0](io.BytesIO(data), "")
+        image.load()
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error):
+        return None
+    if image.mode == "I":  # 16-bit samples, already on 0..65535
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "RGB":
+        return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)
+    return np.asarray(image.convert("L"))
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as a uint8 BGR frame, its pixels as stored (an EXIF orientation is not applied, as ROS'
     image_transport does not apply it to a compressed frame); ImageError says why when it cannot."""
@@ -147,7 +168,7 @@ def read_image(path: str | Path) -> np.ndarray:
         except ImageError as exc:
             raise ImageError(f"{path}: {exc}") from None
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        image = netpbm_pixels(raw) if raw[:2] in NETPBM_MAGIC else cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # a header OpenCV refuses (its own pixel limit for formats Pillow does not read)
         raise ImageError(f"{path} is not a readable image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
