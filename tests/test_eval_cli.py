@@ -261,3 +261,7 @@ def test_the_json_writes_an_infinite_figure_as_the_table_prints_it(tmp_path: Pat
     assert json.loads((tmp_path / "rows.json").read_text()) == {"a": {"error": "inf", "low": "-inf", "none": None,
                                                                        "n": 3, "name": "x"}}
     assert format_table(rows).splitlines()[-1].split()[1:3] == ["inf", "-inf"]
+    numpy_rows = {"a": {"psnr": np.float32(21.5), "images": np.int64(7), "absrel": np.float32("nan")}}
+    write_json(tmp_path / "numpy.json", numpy_rows)  # a figure computed in float32 is written, not a TypeError
+    assert json.loads((tmp_path / "numpy.json").read_text()) == {"a": {"psnr": 21.5, "images": 7, "absrel": None}}
+    assert format_table(numpy_rows).splitlines()[-1].split() == ["a", "21.50", "7", "n/a"], "as a Python float prints"

@@ -10,12 +10,16 @@ import math
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
+
 from dgdehaze_core.io.atomic_files import atomic_write_text
 
 Table = Mapping[str, Mapping[str, object]]
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
         if math.isnan(value):
             return "n/a"
@@ -40,7 +44,10 @@ def format_table(table: Table, title: str = "") -> str:
 
 def _json_safe(value: object) -> object:
     """JSON for `value`: NaN (a figure that could not be computed, `n/a` in the table) as null, an infinite figure
-    as the string the table prints ("inf", "-inf"; Python's float() reads it back)."""
+    as the string the table prints ("inf", "-inf"; Python's float() reads it back); a numpy number as the Python
+    number it holds."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, float) and math.isinf(value):
