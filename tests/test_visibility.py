@@ -173,6 +173,16 @@ def test_an_impossible_mounting_is_refused_with_the_reason(kwargs: dict, message
         Mounting(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{"time_constant": -1.0}, {"time_constant": math.nan},
+                                    {"time_constant": math.inf}, {"max_visibility": 0.0},
+                                    {"max_visibility": math.nan}, {"max_visibility": math.inf}])
+def test_impossible_smoothing_or_visibility_limits_are_refused(kwargs: dict):
+    """A NaN time constant would make the smoothed fog alternate with NaN frame after frame; an infinite
+    max_visibility would divide by a clear frame's beta of 0."""
+    with pytest.raises(ValueError, match="time constant must be|max visibility must be"):
+        VisibilityEstimator(MOUNT, **kwargs)
+
+
 def test_intrinsics_need_positive_finite_focal_lengths_and_a_finite_centre():
     assert Intrinsics.from_k([500.0, 0, 320.0, 0, 510.0, 240.0, 0, 0, 1]) == Intrinsics(500.0, 510.0, 320.0, 240.0)
     with pytest.raises(ValueError, match="positive focal lengths"):

@@ -344,10 +344,10 @@ class VisibilityEstimator:
         default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.time_constant < 0:
-            raise ValueError(f"time constant must be >= 0 s, got {self.time_constant}")
-        if not self.max_visibility > 0:
-            raise ValueError(f"max visibility must be positive, got {self.max_visibility}")
+        if not (math.isfinite(self.time_constant) and self.time_constant >= 0):
+            raise ValueError(f"time constant must be a finite number of seconds >= 0, got {self.time_constant}")
+        if not (math.isfinite(self.max_visibility) and self.max_visibility > 0):
+            raise ValueError(f"max visibility must be a positive number of metres, got {self.max_visibility}")
 
     def remount(self, mounting: Mounting) -> None:
         """A new mounting (read from TF, say) for the next frames; the smoothed fog density is kept."""
