@@ -74,6 +74,13 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     assert main(["export", "--detector", str(DEFAULT_DETECTOR), "--format", "onnx", "--imgsz", "320",
                  "--out", str(fixed)]) == 0
     assert input_dims(fixed) == [1, 3, 320, 320]
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    again = tmp_path / "yolov8n_320_again.onnx"
+    assert main(["export", "--detector", str(DEFAULT_DETECTOR), "--format", "onnx", "--imgsz", "320",
+                 "--out", str(again)]) == 0
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == entries, \
+        "the same export again comes from the cache: nothing is built or added (an engine takes minutes)"
+    assert again.read_bytes() == fixed.read_bytes()
     dynamic = tmp_path / "yolov8n_int8_dynamic.onnx"
     assert main(["export", "--detector", str(DEFAULT_DETECTOR), "--format", "onnx", "--int8",
                  "--out", str(dynamic)]) == 0
@@ -81,8 +88,9 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     for path in (fixed, dynamic):
         persons = [d for d in Detector(path, imgsz=320, precision="file")(frame) if d.class_name == "person"]
         assert len(persons) >= 3, f"{path.name} finds the people of YST_Bing_667 (RTTS: nine)"
-    cached = sorted(p.suffix for p in (tmp_path / "cache").iterdir() if p.suffix in (".onnx", ".json"))
-    assert cached.count(".onnx") >= 2 and cached.count(".json") == cached.count(".onnx"), \
+    cached = sorted(p.suffix for p in (tmp_path / "cache").iterdir() if p.suffix in (".onnx", ".pt", ".json"))
+    assert cached.count(".onnx") >= 2 and cached.count(".pt") == 1, "the rebuilt .pt is cached with the exports"
+    assert cached.count(".json") == cached.count(".onnx") + cached.count(".pt"), \
         "the exports are kept in the engine cache ($DGDEHAZE_ENGINE_CACHE) with their sidecars, as DEPLOYMENT.md says"
 
 

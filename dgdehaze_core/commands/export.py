@@ -183,18 +183,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _export_detector(args: argparse.Namespace) -> int:
     from dgdehaze_core.detection.export import export_detector
-    from dgdehaze_core.detection.rebuild import dynamic_detector_exports, save_float_detector
+    from dgdehaze_core.detection.rebuild import dynamic_detector_exports, float_detector_pt
 
-    with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:  # built in the engine cache
-        weights = args.detector
-        if weights.suffix == ".onnx":  # a quantised Ultralytics ONNX such as the shipped yolov8n_int8.onnx
-            if args.int8 and args.format == "onnx":
-                built = dynamic_detector_exports(weights)["int8"]
-                return _copy_out(built, args.out or Path("exports") / f"{weights.stem}_dynamic.onnx")
-            weights = save_float_detector(weights, Path(folder) / f"{weights.stem}_float.pt")
-        built = export_detector(weights, args.format, imgsz=args.imgsz, half=args.fp16, int8=args.int8,
-                                dynamic=args.dynamic, data=str(args.calib) if args.calib else None)
-        return _copy_out(built, args.out or Path("exports") / built.name)
+    weights = args.detector
+    if weights.suffix == ".onnx":  # a quantised Ultralytics ONNX such as the shipped yolov8n_int8.onnx
+        if args.int8 and args.format == "onnx":
+            built = dynamic_detector_exports(weights)["int8"]
+            return _copy_out(built, args.out or Path("exports") / f"{weights.stem}_dynamic.onnx")
+        weights = float_detector_pt(weights)  # in the engine cache, as what is built from it
+    built = export_detector(weights, args.format, imgsz=args.imgsz, half=args.fp16, int8=args.int8,
+                            dynamic=args.dynamic, data=str(args.calib) if args.calib else None)
+    return _copy_out(built, args.out or Path("exports") / built.name)
 
 
 def _copy_out(built: Path, out: Path) -> int:

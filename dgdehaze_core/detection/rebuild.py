@@ -7,12 +7,12 @@ weight: dequantised (w = (q - zero_point) * scale) they fill an Ultralytics YOLO
 key for key. From that model:
 
 - `rebuild_float_detector()` gives the Ultralytics model (torch, float32; its weights carry the int8 rounding),
-  `save_float_detector()` writes it as a `.pt` that `dgdehaze export --detector` turns into an engine;
+  `float_detector_pt()` writes it as a `.pt` that `dgdehaze export --detector` turns into an engine;
 - `float_detector_export()` exports it to a float ONNX with dynamic height/width (what `Detector` runs for such a
   file by default on x86 CPUs, `detection.precision`); `dynamic_detector_exports()` also re-quantises that the way
   the shipped file was made (`quantize_dynamic`, uint8 weights), so the int8 detector runs at 320, 480, 640, ...
 
-Both files are cached like engines (`EngineCache`), keyed by the int8 file's hash and the Ultralytics and ONNX
+These files are cached like engines (`EngineCache`), keyed by the int8 file's hash and the Ultralytics and ONNX
 Runtime versions. Re-quantising the dequantised weights reproduces the shipped uint8 weights exactly
 (tests/test_detector_rebuild.py checks that). At 640 the dynamic file still sees a slightly different input than
 the shipped one: Ultralytics letterboxes a dynamic model to the frame's aspect (640x480 for a 4:3 frame) and a
@@ -83,15 +83,18 @@ def rebuild_float_detector(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR)
     return yolo
 
 
-def save_float_detector(int8_onnx: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
-    """Write the rebuilt float detector as an Ultralytics `.pt` (atomically), for `export_detector` and for
-    runtimes that take a `.pt` (TensorRT engines are built from it: TensorRT has no ConvInteger)."""
-    from dgdehaze_core.io.atomic_files import atomic_path
-
-    yolo = rebuild_float_detector(int8_onnx)
-    with atomic_path(path) as tmp:
-        yolo.save(str(tmp))
-    return Path(path)
+def float_detector_pt(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR,
+                      cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The rebuilt float detector as an Ultralytics `.pt`, from the cache, for `export_detector` and for runtimes
+    that take a `.pt` (TensorRT engines are built from it: TensorRT has no ConvInteger). Cached under the int8
+    file's hash: Ultralytics stamps each saved `.pt` with the time, so a `.pt` saved anew would have another hash
+    on every run, and every export keyed on it would be built again."""
+    int8_onnx = Path(int8_onnx)
+    cache, source, runtime = _cache_identity(int8_onnx, cache_dir)
+    key = CacheKey(source, runtime, "any", "images:dynamic", "fp32", {"format": "ultralytics-pt"})
+    path, _ = cache.get_or_build(key, _cache_name(int8_onnx, source), ".pt",
+                                 lambda tmp: rebuild_float_detector(int8_onnx).save(str(tmp)), lambda path: path)
+    return path
 
 
 def _export_float(int8_onnx: Path, target: Path) -> None:
