@@ -317,6 +317,17 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
     assert np.array_equal(result.image, sample.image)
 
 
+@pytest.mark.parametrize("fields", [{}, {"architecture": {"widths": [8]}, "input_size": [192, 64]},
+                                    {"architecture": None, "input_size": "wide"}])
+def test_a_damaged_clear_depth_checkpoint_is_refused_in_one_line(tmp_path: Path, fields: dict) -> None:
+    from dgdehaze_core.models.clear_depth import CHECKPOINT_KIND
+
+    torch.save({"kind": CHECKPOINT_KIND, "state_dict": {}, **fields}, tmp_path / "damaged.pt")
+    with pytest.raises(ValueError, match="damaged clear-depth checkpoint") as raised:
+        load_clear_depth(tmp_path / "damaged.pt")
+    assert "\n" not in str(raised.value)
+
+
 class _InterruptedDepthTrainer(DepthTrainer):
     """Gets a real Ctrl-C (SIGINT) in the middle of step 1."""
 

@@ -117,12 +117,14 @@ def load_clear_depth(path: str | os.PathLike[str],
     checkpoint = _read(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
         raise ValueError(f"{path} is not a clear-depth checkpoint (written by dgdehaze train-depth)")
-    model = ClearDepthNet(architecture_from_dict(checkpoint["architecture"]))
     try:
+        model = ClearDepthNet(architecture_from_dict(checkpoint["architecture"]))
+        width, height = (int(v) for v in checkpoint["input_size"])
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"{path} does not match its own architecture: {exc}") from None
-    width, height = (int(v) for v in checkpoint["input_size"])
+    except (KeyError, TypeError, ValueError) as exc:  # a field missing or malformed: a damaged or foreign file
+        raise ValueError(f"{path} is a damaged clear-depth checkpoint ({type(exc).__name__}: {exc})") from None
     return model.to(device).eval(), (width, height)
 
 
