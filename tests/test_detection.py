@@ -1,6 +1,7 @@
 """The detector wrapper on the shipped offline YOLOv8n int8 ONNX and real hazy photos (RTTS human boxes)."""
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def test_median_depth_reads_only_valid_depth_inside_the_box() -> None:
     assert median_depth(wider, depth) == pytest.approx(np.median(np.arange(40 * 50)))
     assert np.isnan(median_depth(Detection(0, "person", 0.9, (150.0, 70.0, 190.0, 95.0)), depth))
     assert np.isnan(median_depth(Detection(0, "person", 0.9, (300.0, 0.0, 400.0, 50.0)), depth))
+    for broken in ((math.nan, 20.0, 100.0, 60.0), (50.0, 20.0, math.inf, 60.0)):
+        assert np.isnan(median_depth(Detection(0, "person", 0.9, broken), depth)), "not a ValueError"
 
 
 def demo_drive(count: int) -> list[np.ndarray]:

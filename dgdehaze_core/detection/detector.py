@@ -10,6 +10,7 @@ Nothing is downloaded: a weights path must exist on disk. The package ships one 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,8 +196,11 @@ class Detector:
 
 
 def median_depth(detection: Detection, depth: np.ndarray) -> float:
-    """Median of the finite depth values inside the detection's box (NaN when there are none)."""
+    """Median of the finite depth values inside the detection's box (NaN when there are none, or the box has a
+    coordinate that is not a number: a tracker's prediction can diverge)."""
     height, width = depth.shape[:2]
+    if not all(map(math.isfinite, detection.box)):
+        return float("nan")
     x1, y1, x2, y2 = detection.box
     left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
     right, bottom = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
