@@ -42,6 +42,10 @@ def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
         raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
 
 
+PILLOW_PARSE_ERRORS = (OSError, SyntaxError, ValueError, IndexError, TypeError, struct.error)
+"""What Pillow's format parsers raise for a header or pixel data they cannot read."""
+
+
 def declared_size(data: bytes) -> tuple[int, int]:
     """(width, height) that an image file's header declares, read without decoding a pixel by Pillow's own JPEG
     (every frame type), PNG, BMP, TIFF, WebP or PPM header parser; ImageError when none reads it.
@@ -58,7 +62,7 @@ def declared_size(data: bytes) -> tuple[int, int]:
             continue
         try:
             return factory(io.BytesIO(data), "").size
-        except (OSError, SyntaxError, ValueError, IndexError, TypeError, struct.error) as exc:
+        except PILLOW_PARSE_ERRORS as exc:
             raise ImageError(f"image ({len(data)} bytes): its {name} header does not read ({exc})") from exc
     raise ImageError(f"image ({len(data)} bytes): its header does not read as {', '.join(HEADER_FORMATS)}")
 
@@ -126,7 +130,7 @@ NETPBM_MAGIC = (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
 """The first bytes of PBM, PGM and PPM files (plain and raw)."""
 
 
-def netpbm_pixels(data: bytes) -> np.ndarray | None:
+def _netpbm_pixels(data: bytes) -> np.ndarray | None:
     """A PBM/PGM/PPM file's pixels (greyscale, or BGR) scaled from the maximum value its header declares to their
     type's full range, as Pillow's reader scales them: OpenCV returns them as stored, so a 12-bit PGM (maximum
     4095) would read nearly black. None when the file does not decode."""
@@ -134,7 +138,7 @@ def netpbm_pixels(data: bytes) -> np.ndarray | None:
     try:
         image = PILImage.OPEN["PPM"][0](io.BytesIO(data), "")
         image.load()
-    except (OSError, SyntaxError, ValueError, IndexError, struct.error):
+    except PILLOW_PARSE_ERRORS:
         return None
     if image.mode == "I":  # 16-bit samples, already on 0..65535
         return np.asarray(image).astype(np.uint16)
@@ -168,7 +172,7 @@ def read_image(path: str | Path) -> np.ndarray:
         except ImageError as exc:
             raise ImageError(f"{path}: {exc}") from None
     try:
-        image = netpbm_pixels(raw) if raw[:2] in NETPBM_MAGIC else cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        image = _netpbm_pixels(raw) if raw[:2] in NETPBM_MAGIC else cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # a header OpenCV refuses (its own pixel limit for formats Pillow does not read)
         raise ImageError(f"{path} is not a readable image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:

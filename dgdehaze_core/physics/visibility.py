@@ -356,7 +356,8 @@ class VisibilityEstimator:
 
     def _frame_geometry(self, shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[Any, ...]:
         """Per frame size and intrinsics (cached): each pixel's road distance, the road pixels measured, the rays'
-        norms, and why the road region can hold no road pixel at all ("" when it can)."""
+        norms, and why the road region holds no road pixel when its geometry, not the horizon, is the reason (a
+        region too small for a pixel, or road only beyond road_max_distance; "" otherwise)."""
         if self._geometry is None or self._geometry[:2] != (shape, intrinsics):
             distance = ground_range(shape, intrinsics, self.mounting)
             region = road_mask(shape, self.mounting.road_region)
@@ -376,7 +377,7 @@ class VisibilityEstimator:
         if seen.size:
             return (f"the road region's nearest road is {float(seen.min()):.0f} m away, beyond road_max_distance "
                     f"({self.mounting.road_max_distance:g} m)")
-        return "no road below the horizon in the road region"
+        return ""  # all of it above the horizon: measure_beta says so itself
 
     def _smooth(self, beta: float, stamp: float) -> float:
         """The exponentially smoothed beta after a measurement (NaN: none) at `stamp`.
