@@ -215,8 +215,10 @@ def test_truncated_and_corrupt_bags_fail_clearly(tmp_path: Path, frames: list[np
     shutil.copytree(bag, truncated)
     with open(truncated / data_file.name, "r+b") as handle:
         handle.truncate(data_file.stat().st_size * 2 // 3)
-    with pytest.raises(BagError, match="corrupt, truncated"):
+    repair = {"mcap": "mcap recover", "sqlite3": "ros2 bag reindex"}[storage]
+    with pytest.raises(BagError, match="corrupt, truncated") as refused:
         BagSource(truncated)
+    assert f"repaired with `{repair}`" in str(refused.value), "the error names the tool that repairs a cut-off bag"
     corrupt = tmp_path / "corrupt"
     shutil.copytree(bag, corrupt)
     (corrupt / data_file.name).write_bytes(b"\x00garbage" * 100)

@@ -68,16 +68,16 @@ class BagError(ValueError):
 
 
 @contextmanager
-def _damage_as_bag_error(what: str) -> Iterator[None]:
-    """A failure of rosbags within the block as the BagError `what: reason`: on damaged files it raises many types
-    (struct.error, MemoryError, EOFError, zstd's, TypeError from an index, ...). BagError and PROGRAMMING_ERRORS
-    pass as they are."""
+def _damage_as_bag_error(what: str, advice: str = "") -> Iterator[None]:
+    """A failure of rosbags within the block as the BagError `what: reason` and `advice`: on damaged files it raises
+    many types (struct.error, MemoryError, EOFError, zstd's, TypeError from an index, ...). BagError and
+    PROGRAMMING_ERRORS pass as they are."""
     try:
         yield
     except (BagError, *PROGRAMMING_ERRORS):
         raise
     except Exception as exc:
-        raise BagError(f"{what}: {exc or type(exc).__name__}") from exc
+        raise BagError(f"{what}: {exc or type(exc).__name__}{advice}") from exc
 
 
 def stored_types(definition: MessageDefinition, msgtype: str) -> dict[str, Any]:
@@ -179,9 +179,14 @@ class BagSource:
             raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
         self.storage = _storage_of(self.path)
         store = typestore()
-        with _damage_as_bag_error(f"cannot open bag {self.path} (corrupt, truncated or not a bag?)"):
+        with _damage_as_bag_error(f"cannot open bag {self.path} (corrupt, truncated or not a bag?)", self._repair()):
             self._reader = AnyReader([self.path], default_typestore=store)
             self._reader.open()
+
+    def _repair(self) -> str:
+        """How a cut-off recording of this storage is usually repaired, for the errors on damaged bags."""
+        tool = "mcap recover" if self.storage == "mcap" else "ros2 bag reindex"
+        return f" (a recording cut off is often repaired with `{tool}` first: docs/BAGS.md)"
 
     def __enter__(self) -> "BagSource":
         return self
@@ -269,7 +274,7 @@ class BagSource:
             connections += self._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
         expected = {c.id: c.msgcount for c in connections}
         found = dict.fromkeys(expected, 0)
-        with _damage_as_bag_error(f"bag {self.path} is corrupt or truncated: reading it failed with"):
+        with _damage_as_bag_error(f"bag {self.path} is corrupt or truncated: reading it failed with", self._repair()):
             for connection, _, raw in self._reader.messages(connections=connections):
                 if len(raw) == 0:
                     raise BagError(f"bag {self.path} holds an empty message on {connection.topic!r}")
@@ -277,7 +282,7 @@ class BagSource:
         for connection in connections:
             if found[connection.id] != expected[connection.id]:
                 raise BagError(f"bag {self.path} is truncated: its index lists {expected[connection.id]} messages "
-                               f"on {connection.topic!r} but only {found[connection.id]} can be read")
+                               f"on {connection.topic!r} but only {found[connection.id]} can be read{self._repair()}")
         return sum(found[c.id] for c in connections if c.topic == image_topic)
 
     def raw_messages(self, connections: Sequence[Connection] = ()) -> Iterator[tuple[Connection, int, bytes]]:
