@@ -2,7 +2,8 @@
 fog's figures on /diagnostics.
 
 `~/visibility` is a `sensor_msgs/Range` with the frame's header: `range` is the visibility in metres (NaN when
-there is no fog to measure or no road to measure it on, REP-117's "invalid"), `min_range` 0 and `max_range` the
+there is no fog to measure or no road to measure it on, REP-117's "invalid"; an upper bound when fog hides the road
+in view, which /diagnostics and the debug image mark `at most`), `min_range` 0 and `max_range` the
 `max_visibility` parameter (the thinnest fog measured), `field_of_view` the camera's horizontal field of view,
 `variance` 0 (unknown). Range is the stamped distance-in-metres reading that ROS tools already understand (rviz
 draws it as a cone, rosbag2 and message filters align it by stamp); its radiation_type has no value for visible

@@ -12,7 +12,8 @@ own messages and the latency on /diagnostics are then measured against the bag's
 With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager, with
 `bond_timeout: 0.0`: the node keeps no bond): configure loads the models and builds engines, activate subscribes
 and publishes.
-Outputs are under the node: /<namespace>/<node_name>/{image_dehazed,depth,camera_info,detections,haze_density}.
+Outputs are under the node: /<namespace>/<node_name>/{image_dehazed,depth,depth_relative,visibility,camera_info,
+detections,haze_density,label_info,debug_image} (docs/ROS.md).
 """
 from __future__ import annotations
 
