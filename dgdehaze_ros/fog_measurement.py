@@ -69,7 +69,7 @@ class FogMeasurement:
         if chain.fog is None:
             if self.tf is None:
                 self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
-                               "(unitless) only, and detections carry its units")
+                               "(unitless) only, and detection positions are NaN")
             return None
         intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
         if intrinsics is None:

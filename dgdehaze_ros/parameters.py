@@ -187,7 +187,9 @@ def check_values(values: Mapping[str, Any]) -> str | None:
     if not DEVICE_PATTERN.match(str(values["device"])):
         return f"device must be cpu, cuda, cuda:N or N, got {values['device']!r}"
     if (values["working_width"] == 0) != (values["working_height"] == 0):
-        return "working_width and working_height are set together (both 0: the input's size)"
+        return ("working_width and working_height change together (both 0: the input's size): set both in one call "
+                "of the node's set_parameters_atomically service, or in the params file at launch (`ros2 param set` "
+                "and `ros2 param load` set one parameter at a time)")
     problem = (_check_file("weights", values["weights"], (*CHECKPOINT_SUFFIXES, ".onnx", ".engine"))
                or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine")))
     if problem:

@@ -282,6 +282,13 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
     assert not result.successful
 
 
+def test_the_working_size_set_one_parameter_at_a_time_is_refused_with_the_call_that_sets_it(node: DehazeNode) -> None:
+    """`ros2 param set` and `ros2 param load` reach the node one parameter at a time; half a working size is refused,
+    so the refusal must say how to set the pair."""
+    result = node.set_parameters([Parameter("working_width", value=320)])[0]
+    assert not result.successful and "set_parameters_atomically" in result.reason
+
+
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
 def test_a_class_the_detector_lacks_or_a_home_folder_that_does_not_exist_is_refused_and_the_node_runs_on(
