@@ -159,15 +159,27 @@ class DehazeNode(LifecycleNode):
                 self.get_logger().warning(f"classes {changed['classes']} not applied: {exc}")
         self._schedule = self._schedule_for(self._detector, changed)
         self._fog.restart(changed)
+        try:
+            self._create_outputs()
+        except Exception as exc:  # e.g. a qos_overrides value rclpy refuses: released whole, with the reason
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"configured: {self._describe()}")
+        self._start_reloads()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _create_outputs(self) -> None:
+        """The publishers and the diagnostics timer, each stored as it is made, so that `_release` frees a part."""
         outputs = {"image": (Image, "~/image_dehazed"), "depth": (Image, "~/depth"),
                    "depth_relative": (Image, "~/depth_relative"), "visibility": (Range, "~/visibility"),
                    "camera_info": (CameraInfo, "~/camera_info"), "debug_image": (Image, "~/debug_image")}
         if VISION_MSGS_AVAILABLE:
             outputs["detections"] = (Detection2DArray, "~/detections")
             outputs["haze_density"] = (Classification, "~/haze_density")
-        self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, self._output_qos(),
-                                                              qos_overriding_options=OVERRIDABLE)
-                         for key, (msg_type, topic) in outputs.items()}
+        for key, (msg_type, topic) in outputs.items():
+            self._outputs[key] = self.create_lifecycle_publisher(msg_type, topic, self._output_qos(),
+                                                                 qos_overriding_options=OVERRIDABLE)
         if VISION_MSGS_AVAILABLE:  # a lifecycle publisher: the class map goes out on activation (on_activate)
             self._label_pub = self.create_lifecycle_publisher(LabelInfo, "~/label_info", LABEL_INFO_QOS)
         else:
@@ -177,9 +189,6 @@ class DehazeNode(LifecycleNode):
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # reports go on while a replayed /clock pauses
         self._diagnostics_timer = self.create_timer(self._settings["diagnostics_period"], self._publish_diagnostics,
                                                     clock=steady)
-        self.get_logger().info(f"configured: {self._describe()}")
-        self._start_reloads()
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self._settings is not None
@@ -191,12 +200,25 @@ class DehazeNode(LifecycleNode):
         result = super().on_activate(state)  # enables the publishers before a frame can arrive and be processed
         self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
         self.worker.start()  # before the subscriptions: a frame the moment they exist is processed, not dropped
+        try:
+            image_sub = self._subscribe_inputs()
+        except Exception as exc:  # e.g. a qos_overrides value rclpy refuses: back to inactive, with the reason
+            self.get_logger().error(f"activate failed: {exc}")
+            self.on_deactivate(state)
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"active: listening on {image_sub.topic_name} "
+                               f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
+        return result
+
+    def _subscribe_inputs(self) -> Any:
+        """The camera_info and image subscriptions, each kept in `_inputs` as it is made; returns the image's."""
+        assert self._settings is not None
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
                                             message_lost=self._on_message_lost)
         # camera_info first: rclpy's executor takes ready subscriptions in creation order, so a camera_info that
         # arrives with its frame is stored before the frame is queued
-        info_sub = self.create_subscription(CameraInfo, self._camera_info_topic(), self._on_camera_info,
-                                            self._input_qos(), qos_overriding_options=OVERRIDABLE)
+        self._inputs.append(self.create_subscription(CameraInfo, self._camera_info_topic(), self._on_camera_info,
+                                                     self._input_qos(), qos_overriding_options=OVERRIDABLE))
         self._awaited_camera_info = False
         if self._settings["input_transport"] == "compressed":
             image_sub = self.create_subscription(CompressedImage, self._compressed_topic(), self._image_callback(),
@@ -205,10 +227,8 @@ class DehazeNode(LifecycleNode):
         else:
             image_sub = self.create_subscription(Image, "image", self._image_callback(), self._input_qos(),
                                                  event_callbacks=events, qos_overriding_options=OVERRIDABLE)
-        self._inputs = [image_sub, info_sub]
-        self.get_logger().info(f"active: listening on {image_sub.topic_name} "
-                               f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
-        return result
+        self._inputs.append(image_sub)
+        return image_sub
 
     def _output_qos(self) -> QoSProfile:
         """A fresh profile per publisher (rclpy applies qos_overrides to the profile it is given): reliable, so
@@ -649,7 +669,9 @@ def create_node(parameters: Mapping[str, Any] | None = None, *, name: str = "dgd
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             node.destroy_node()
             raise RuntimeError(f"{name}: configure failed (see the log for the reason)")
-        node.trigger_activate()
+        if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            node.destroy_node()
+            raise RuntimeError(f"{name}: activate failed (see the log for the reason)")
     return node
 
 
@@ -665,7 +687,9 @@ def main(args: list[str] | None = None) -> int:
         return 2
     if node.get_parameter("autostart").value:
         if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error(f"the node stays inactive: mend what the error says, then `ros2 lifecycle "
+                                        f"set {node.get_fully_qualified_name()} activate` (or cleanup first)")
         else:  # a lifecycle node stays up unconfigured: mend the parameters, then configure again
             node.get_logger().error(f"the node stays unconfigured: set the parameters right, then `ros2 lifecycle "
                                     f"set {node.get_fully_qualified_name()} configure` and `activate`")

@@ -282,6 +282,28 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
     assert not result.successful
 
 
+def test_a_qos_override_rclpy_refuses_fails_the_transition_with_its_reason_and_leaks_nothing(
+        session: RosSession) -> None:
+    """A typo in a qos_overrides value makes rclpy raise inside configure or activate; the transition fails and
+    what it had made is released (no publishers, subscriptions, timer or worker left behind)."""
+    base = {"model": "dcp", "detection_enabled": False}
+    with pytest.raises(RuntimeError, match="configure failed"):
+        create_node({**base, "qos_overrides./qos_typo_out/image_dehazed.publisher.reliability": "bogus"},
+                    name="qos_typo_out", context=session.context)
+    node = create_node({**base, "qos_overrides./qos_typo_in/image.subscription.reliability": "bogus"},
+                       name="qos_typo_in", remappings={"image": "/qos_typo_in/image"}, context=session.context,
+                       activate=False)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.FAILURE
+        assert node._state_machine.current_state[1] == "inactive"
+        assert node._inputs == [] and not node.worker.running
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.count_publishers("/qos_typo_in/image_dehazed") == 0 and not list(node.timers)
+    finally:
+        node.destroy_node()
+
+
 def test_the_working_size_set_one_parameter_at_a_time_is_refused_with_the_call_that_sets_it(node: DehazeNode) -> None:
     """`ros2 param set` and `ros2 param load` reach the node one parameter at a time; half a working size is refused,
     so the refusal must say how to set the pair."""
