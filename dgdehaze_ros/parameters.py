@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import InvalidParameterValueException, ParameterUninitializedException
 from rclpy.node import Node
 
 from dgdehaze_core.commands.ros_modes import NODE_MODELS, RELIABILITIES
@@ -159,9 +159,15 @@ SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
 
 def declare_parameters(node: Node) -> None:
-    """Declare every parameter of SPECS on `node` with its descriptor."""
+    """Declare every parameter of SPECS on `node` with its descriptor.
+
+    InvalidParameterValueException for a read-only parameter outside its choices: no later call could mend it, so
+    the node must not start unconfigurable."""
     for spec in SPECS:
-        node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        if spec.read_only and spec.choices and value not in spec.choices:
+            raise InvalidParameterValueException(spec.name, value, f"must be one of {', '.join(spec.choices)} "
+                                                                   f"(read-only: set it at start)")
 
 
 def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:

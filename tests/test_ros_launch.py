@@ -27,6 +27,7 @@ import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.exceptions import ParameterException  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from ros_harness import DOMAIN_ID  # noqa: E402
 
 from dgdehaze_ros.node import DehazeNode  # noqa: E402
@@ -136,6 +137,14 @@ def test_an_out_of_range_value_in_a_params_file_is_refused_at_start(ros_context:
     bad.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"detection_interval": 0}}}))
     with pytest.raises(ParameterException, match="detection_interval"):
         DehazeNode("dgdehaze", context=ros_context, cli_args=["--ros-args", "--params-file", str(bad)])
+
+
+@pytest.mark.parametrize("name, value", [("image_reliability", "best-effort"), ("input_transport", "jpeg")])
+def test_a_read_only_parameter_outside_its_choices_is_refused_at_start(ros_context: Context, name: str,
+                                                                       value: str) -> None:
+    """Read-only: a node started with it could never be configured, and no parameter call could mend it."""
+    with pytest.raises(ParameterException, match=name):
+        DehazeNode("dgdehaze", context=ros_context, parameter_overrides=[Parameter(name, value=value)])
 
 
 def test_with_autostart_a_failed_configure_leaves_the_node_up_and_unconfigured_as_a_lifecycle_node() -> None:
