@@ -257,6 +257,8 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
         depth_recipe_from_dict({**base, "sequences": ["kitti"], "smoothness": float("nan")}, tmp_path)
     with pytest.raises(RecipeError, match="'camera' must be a KITTI camera.*got '2'"):
         depth_recipe_from_dict({**base, "sequences": ["kitti"], "camera": 2}, tmp_path)  # YAML's camera: 02
+    with pytest.raises(RecipeError, match="'seed' must lie in"):  # else it fails after the run folder is made
+        depth_recipe_from_dict({**base, "sequences": ["kitti"], "seed": -1}, tmp_path)
 
 
 @pytest.fixture()

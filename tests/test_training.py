@@ -226,6 +226,10 @@ def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
     ({"batch_sise": 4}, "unknown recipe field"),
     ({"data": {"hazy": ["x"]}}, "'data.clear' must list"),
     ({"val_output": "decoder"}, "val_output"),
+    ({"seed": -1}, "'seed' must lie in"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "b", "weight": float("inf")}]}}, "positive finite number"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "b", "weight": float("nan")}]}}, "positive finite number"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "b", "include": 5}]}}, "a pattern or a list of patterns"),
 ])
 def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str) -> None:
     raw = {"name": "r", "iterations": 2, "data": {"clear": ["a"], "hazy": ["b"]}}

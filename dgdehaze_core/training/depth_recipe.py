@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import RecipeError, expand_path, plain_data, read_recipe_file, set_dotted
+from dgdehaze_core.training.recipe import (RecipeError, check_seed, expand_path, plain_data, read_recipe_file,
+                                           set_dotted)
 from dgdehaze_core.training.video_frames import FrameFolder
 
 
@@ -197,6 +198,7 @@ def depth_recipe_from_dict(raw: Any, base: Path, overrides: Iterable[str] = ()) 
 def _check(recipe: DepthRecipe) -> None:
     if not recipe.sequences:
         raise RecipeError("'sequences' must name at least one folder")
+    check_seed(recipe.seed)
     for key in ("iterations", "width", "height", "batch_size", "log_every", "checkpoint_every", "val_every"):
         if getattr(recipe, key) < 1:
             raise RecipeError(f"'{key}' must be at least 1, got {getattr(recipe, key)}")

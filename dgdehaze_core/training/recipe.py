@@ -167,9 +167,11 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
         include = item.get("include") or []
         if isinstance(include, str):
             include = [include]
+        if not isinstance(include, list) or not all(isinstance(pattern, str) for pattern in include):
+            raise RecipeError(f"'include' in '{key}' must be a pattern or a list of patterns, got {include!r}")
         weight = item.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or weight <= 0:
-            raise RecipeError(f"'weight' in '{key}' must be a positive number, got {weight!r}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
+            raise RecipeError(f"'weight' in '{key}' must be a positive finite number, got {weight!r}")
         frame_step = item.get("frame_step", 1)
         if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
             raise RecipeError(f"'frame_step' in '{key}' must be an integer >= 1, got {frame_step!r}")
@@ -277,6 +279,12 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
     return recipe
 
 
+def check_seed(seed: int) -> None:
+    """RecipeError unless `seed` is one torch's generators take (0 .. 2**63 - 1)."""
+    if not 0 <= seed < 2**63:
+        raise RecipeError(f"'seed' must lie in 0 .. 2**63 - 1, got {seed}")
+
+
 def _check(recipe: Recipe) -> None:
     positive = ("iterations", "crop_size", "batch_size", "max_side", "log_every", "val_every", "checkpoint_every",
                 "val_max_side")
@@ -292,6 +300,7 @@ def _check(recipe: Recipe) -> None:
         raise RecipeError(f"'crop_size' ({recipe.crop_size}) cannot exceed 'max_side' ({recipe.max_side})")
     if not recipe.lr > 0 or recipe.weight_decay < 0:
         raise RecipeError("'lr' must be > 0 and 'weight_decay' >= 0")
+    check_seed(recipe.seed)
     for key in ("teacher_floor", "net_depth_fraction", "outdoor_fraction"):
         if not 0.0 <= getattr(recipe, key) <= 1.0:
             raise RecipeError(f"'{key}' must lie in [0, 1], got {getattr(recipe, key)}")
