@@ -180,6 +180,9 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             raise RecipeError(f"'prior_depth' in '{key}' must be true or false, got {prior!r}")
         if prior and key != "data.clear":
             raise RecipeError(f"'prior_depth' applies to clear sources only (the haze made from them), not '{key}'")
+        judging = [pattern for pattern in include if pattern.startswith("@") and pattern.endswith(":judge")]
+        if judging:
+            raise RecipeError(f"'include' in '{key}': the judging photos never train: {', '.join(judging)}")
         try:
             patterns = expand_patterns([str(p) for p in include], base)
         except SplitError as exc:
