@@ -15,6 +15,8 @@ from typing import Iterable
 import yaml
 
 SPLIT_TOKEN = "@"
+JUDGE_PART = "judge"
+"""The part of a split whose files only judge: nothing learns from them or chooses a setting on them."""
 
 
 class SplitError(ValueError):
@@ -60,6 +62,11 @@ def load_split(path: str | Path) -> Split:
             owner[name] = str(part)
         parts[str(part)] = tuple(names)
     return Split(str(raw.get("dataset", "")), parts)
+
+
+def judging_parts(patterns: Iterable[str]) -> list[str]:
+    """The patterns among `patterns` that name a judging part (`...:judge`), for the callers that must refuse them."""
+    return [pattern for pattern in patterns if pattern.endswith(f":{JUDGE_PART}")]
 
 
 def expand_patterns(patterns: Iterable[str], base: Path | None = None) -> list[str]:

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
-from dgdehaze_core.datasets.splits import expand_patterns
+from dgdehaze_core.datasets.splits import expand_patterns, judging_parts
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FrameDetector
@@ -218,7 +218,7 @@ def known_references(images: Sequence[LabelledImage], classes: Collection[str]) 
 def choosing_images(folder: Path, parts: Sequence[str], classes: Collection[str]) -> list[LabelledImage]:
     """The labelled photos of `folder` named by the split `parts` (`@FILE:PART`), as `known_references` leaves
     them, for a tool that chooses a setting; ValueError for a judging part (`...:judge`): those photos only judge."""
-    judging = [part for part in parts if part.endswith(":judge")]
+    judging = judging_parts(parts)
     if judging:
         raise ValueError(f"the judging photos do not choose settings: {', '.join(judging)}")
     names = set(expand_patterns(parts))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import yaml
 
 from dgdehaze_core.datasets.paths import shared_data_dir
-from dgdehaze_core.datasets.splits import SplitError, expand_patterns
+from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_parts
 
 T = TypeVar("T")
 
@@ -180,11 +180,11 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             raise RecipeError(f"'prior_depth' in '{key}' must be true or false, got {prior!r}")
         if prior and key != "data.clear":
             raise RecipeError(f"'prior_depth' applies to clear sources only (the haze made from them), not '{key}'")
-        judging = [pattern for pattern in include if pattern.startswith("@") and pattern.endswith(":judge")]
+        judging = judging_parts(include)
         if judging:
             raise RecipeError(f"'include' in '{key}': the judging photos never train: {', '.join(judging)}")
         try:
-            patterns = expand_patterns([str(p) for p in include], base)
+            patterns = expand_patterns(include, base)
         except SplitError as exc:
             raise RecipeError(f"'include' in '{key}': {exc}") from None
         sources.append(ImageSource(expand_path(str(item["path"]), base), tuple(patterns), float(weight), frame_step,
