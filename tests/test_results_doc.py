@@ -314,9 +314,10 @@ def test_the_runtime_line_spans_every_recorded_step(tmp_path: Path):
            "2026-12-02 15:02 UTC at 3 commits (`26772c8`, `ca6a7e3`, `aae80fb`); 4.0 minutes of evaluation" in rendered
 
 
-def _run_make_results(tmp_path: Path, only: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """tools/make_results.sh with ONLY=`only` and a stand-in python that logs its arguments and does nothing, so no
-    evaluation, export or render can start whatever the script does; (the run, the stand-in's calls)."""
+def _run_make_results(tmp_path: Path, only: str, **env_extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """tools/make_results.sh with ONLY=`only` (and `env_extra`) and a stand-in python that logs its arguments and
+    does nothing, so no evaluation, export or render can start whatever the script does; (the run, the stand-in's
+    calls)."""
     venv, calls = tmp_path / "venv", tmp_path / "calls.txt"
     (venv / "bin").mkdir(parents=True, exist_ok=True)
     python = venv / "bin" / "python"
@@ -324,7 +325,7 @@ def _run_make_results(tmp_path: Path, only: str) -> tuple[subprocess.CompletedPr
     python.chmod(0o755)
     calls.unlink(missing_ok=True)
     env = {**os.environ, "ONLY": only, "VENV": str(venv), "DGDEHAZE_DATA": str(tmp_path),
-           "RESULTS": str(tmp_path / "results"), "DOC": str(tmp_path / "RESULTS.md"), "EXPORTS": str(tmp_path / "out")}
+           "RESULTS": str(tmp_path / "results"), "DOC": str(tmp_path / "RESULTS.md"), "EXPORTS": str(tmp_path / "out"), **env_extra}
     done = subprocess.run(["bash", str(REPO_DIR / "tools" / "make_results.sh")], env=env, capture_output=True,
                           text=True, timeout=60)
     return done, calls.read_text().splitlines() if calls.exists() else []
@@ -347,6 +348,28 @@ def test_make_results_refuses_an_unknown_only_name_before_running_anything(tmp_p
         "sots-indoor", "sots-outdoor", "o-haze", "sots-indoor-work320x240", "sots-outdoor-work320x240",
         "o-haze-work320x240", "urhi", "dawn-fog", "o-haze-photos", "kitti-tiny", "middlebury2003",
         "kitti-tiny-visibility", "int8-sots-indoor", "int8-sots-outdoor", "int8-o-haze", "int8-dawn-fog"]
+
+
+def test_make_results_runs_the_lite_checkpoint_it_is_given_in_every_lite_row(tmp_path: Path):
+    """`LITE=runs/x/last.pt make results` recorded the fused and contrast rows (`lite+hazy`, `lite+clahe`) with the
+    shipped weights, beside a `lite` row of the checkpoint."""
+    from dgdehaze_core.evaluation.methods import parse_methods
+
+    checkpoint = "runs/candidate/last.pt"
+    done, calls = _run_make_results(tmp_path, "sots-indoor,dawn-fog,int8-o-haze", LITE=checkpoint)
+    assert done.returncode == 0, done.stderr
+    names, sources = set(), set()
+    for call in calls:
+        arguments = call.split()
+        if "--method" in arguments:
+            for spec in parse_methods(arguments[arguments.index("--method") + 1]):
+                names.add(spec.name)
+                if spec.name.split("+")[0] == "lite":
+                    sources.add(spec.source)
+        if "export" in arguments:
+            assert arguments[arguments.index("--weights") + 1] == checkpoint
+    assert {"lite", "lite+hazy", "lite+clahe", "lite+hazy+clahe"} <= names
+    assert sources == {checkpoint}
 
 
 def _hand_table(section: str, label: str) -> list[str]:

@@ -76,7 +76,7 @@ record() {  # record NAME EVAL-ARGS...: docs/results/NAME.json and NAME.meta.jso
 # in the same run as quality and detection so that each image is dehazed once; detection recovery's comparisons
 # of lite with the input and DCP get a paired bootstrap over the pairs (docs/EVALUATION.md); the +clahe rows: what
 # the detector's contrast equaliser (the node's detection_contrast) does to agreement with the clear image
-METHODS="$METHODS,hazy+clahe,lite+clahe" record sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality,scattering,detection \
+METHODS="$METHODS,hazy+clahe,lite+clahe=$LITE+clahe" record sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality,scattering,detection \
     --subset 'held-out=143?_*,144?_*' --subset 'seen=140?_*,141?_*,142?_*' \
     --bootstrap 2000 --group lite --baseline hazy --baseline dcp
 record sots-outdoor --dataset "$DATA/paired/sots-outdoor" --measure quality,scattering,detection
@@ -91,13 +91,15 @@ record urhi --dataset "$DATA/hazy-real/urhi" --measure detection,haze
 # data, the validation part chose the recipe and the fusion rule); lite+hazy: the detector on the input and on lite's
 # output, the boxes fused (the node's detection_input: fused); +clahe: the detector reads the frames with their
 # local contrast equalised (the node's detection_contrast; hazy+clahe is the contrast-only baseline); how sure each
-# comparison is: a paired bootstrap over the photos (docs/EVALUATION.md)
+# comparison is: a paired bootstrap over the photos (docs/EVALUATION.md). Every lite row runs LITE, named in full:
+# a bare lite+... would run the shipped weights whatever LITE says
 COMPARE=(--bootstrap 2000 --group lite --group lite+hazy --group hazy+clahe --group lite+clahe --group lite+hazy+clahe
          --baseline hazy --baseline dcp --baseline lite)
 if [ -f "$NO_DEPTH" ]; then
     COMPARE+=(--baseline lite-no-depth)
 fi
-METHODS="$METHODS,lite+hazy,hazy+clahe,lite+clahe,lite+hazy+clahe" record dawn-fog --dataset "$DATA/detection/dawn-fog" --measure detection,haze \
+DAWN_METHODS="lite+hazy=$LITE+hazy,hazy+clahe,lite+clahe=$LITE+clahe,lite+hazy+clahe=$LITE+hazy+clahe"
+METHODS="$METHODS,$DAWN_METHODS" record dawn-fog --dataset "$DATA/detection/dawn-fog" --measure detection,haze \
     --include @data/splits/dawn-fog.yaml:judge "${COMPARE[@]}"
 record o-haze-photos --dataset "$DATA/hazy-real/o-haze" --measure haze
 record kitti-tiny --dataset "$DATA/depth/kitti-tiny" --measure depth --include '*/image_02/*'
