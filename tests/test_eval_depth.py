@@ -142,6 +142,21 @@ def test_a_kitti_depth_layout_gives_one_sample_per_frame_from_groundtruth_first(
         np.testing.assert_allclose(np.nan_to_num(sample.depth), true * scale, atol=1 / 256)
 
 
+def test_a_truncated_kitti_depth_archive_is_refused_naming_it(shared_data: Path, tmp_path: Path):
+    """A LiDAR .npz cut short (a copy that stopped) raised zipfile's BadZipFile as a traceback from `eval`."""
+    source = shared_data / "depth" / "kitti-tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
+    drive = tmp_path / "2011_09_26" / source.name
+    (drive / "image_02" / "data").mkdir(parents=True)
+    (drive / "proj_depth" / "velodyne" / "image_02").mkdir(parents=True)
+    (drive / "image_02" / "data" / "0000000000.png").write_bytes(
+        (source / "image_02" / "data" / "0000000000.png").read_bytes())
+    archive = source / "proj_depth" / "velodyne" / "image_02" / "0000000000.npz"
+    damaged = drive / "proj_depth" / "velodyne" / "image_02" / "0000000000.npz"
+    damaged.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(ImageError, match=f"{damaged} is not a readable depth archive"):
+        load_kitti(tmp_path)
+
+
 def test_loaders_refuse_folders_without_depth(tmp_path: Path):
     with pytest.raises(ImageError, match="no KITTI frames"):
         load_kitti(tmp_path)

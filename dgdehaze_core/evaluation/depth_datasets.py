@@ -12,6 +12,8 @@ Depth maps are float32 metres with NaN where the ground truth is unknown.
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +65,15 @@ def _checked(name: str, image: np.ndarray, depth: np.ndarray) -> DepthSample:
 
 def _lidar_depth(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npz":
-        with np.load(path) as archive:
-            if len(archive.files) != 1:
-                raise ImageError(f"{path} should hold one depth array, holds {archive.files}")
-            depth = archive[archive.files[0]].astype(np.float32)
+        try:
+            with np.load(path) as archive:
+                if len(archive.files) != 1:
+                    raise ImageError(f"{path} should hold one depth array, holds {archive.files}")
+                depth = archive[archive.files[0]].astype(np.float32)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            if isinstance(exc, ImageError):
+                raise
+            raise ImageError(f"{path} is not a readable depth archive (truncated or damaged?): {exc}") from exc
     else:
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if raw is None or raw.dtype != np.uint16:
