@@ -1,6 +1,7 @@
 """Self-supervised depth from video: the geometry on a rendered scene, the losses' masks, the data and the trainer."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -295,6 +296,11 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
     assert main(["train-depth", "--config", str(config), "--out", str(run), "--resume", "--no-progress",
                  "--set", "smoothness=0.5"]) == 2  # another recipe: refused, the run untouched
     assert torch.load(run / "last.pt", weights_only=True)["training"]["recipe"]["smoothness"] == raw["smoothness"]
+    recorded = (run / "recipe.yaml").read_text()
+    assert main(["train-depth", "--config", str(config), "--out", str(run), "--resume", "--no-progress",
+                 "--iterations", "1"]) == 2  # a run at iteration 2 cannot end at 1: refused, the run untouched
+    assert (run / "recipe.yaml").read_text() == recorded
+    assert torch.load(run / "last.pt", weights_only=True)["training"]["iteration"] == 2
     exported = tmp_path / "depth.pt"
     figures = tmp_path / "figures.json"
     assert main(["train-depth", "--config", str(config), "--out", str(run), "--resume", "--no-progress",
@@ -303,9 +309,16 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
     assert last["training"]["iteration"] == 4
     changed = [not torch.equal(first["state_dict"][k], last["state_dict"][k]) for k in last["state_dict"]]
     assert any(changed)
-    rows = (run / "train.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3", "4"]
+    with open(run / "train.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["iteration"] for row in rows] == ["1", "2", "3", "4"]
+    # each row's lr is the one its step ran at: the rate falls at 75 % of the run (step 2 of 2, then 4 of 4)
+    lr, decayed = raw["lr"], raw["lr"] * raw["lr_decay"]
+    assert [float(row["lr"]) for row in rows] == pytest.approx([lr, decayed, lr, decayed])
     assert len((run / "val.csv").read_text().splitlines()) == 3
+    assert last["meta"]["validation_iteration"] == 4
+    assert last["meta"]["commit"] == first["meta"]["commit"]  # the run's start; each resume is listed
+    assert [leg["iteration"] for leg in last["meta"]["resumes"]] == [2]
     written = json.loads(figures.read_text())
     assert written["loss"]["iterations"] == 4 and set(written[f"last/{three_kitti_frames.name}"]) == {
         "absrel", "rmse_log", "delta1"}
@@ -328,6 +341,18 @@ def test_a_damaged_clear_depth_checkpoint_is_refused_in_one_line(tmp_path: Path,
     with pytest.raises(ValueError, match="damaged clear-depth checkpoint") as raised:
         load_clear_depth(tmp_path / "damaged.pt")
     assert "\n" not in str(raised.value)
+
+
+def test_a_missing_validation_folder_is_refused_before_any_step(three_kitti_frames: Path, tmp_path: Path):
+    """A validation folder without LiDAR was found at the first validation, val_every steps into the run."""
+    (tmp_path / "empty").mkdir()
+    recipe = depth_recipe_from_dict({"name": "v", "iterations": 4, "sequences": [str(three_kitti_frames)],
+                                     "validation": [str(tmp_path / "empty")], "width": 192, "height": 64,
+                                     "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2,
+                                     "val_every": 2, "device": "cpu"}, tmp_path)
+    with pytest.raises(ImageError, match="no KITTI frames"):
+        DepthTrainer(recipe, tmp_path / "run").train(progress=False)
+    assert not any((tmp_path / "run" / name).exists() for name in ("last.pt", "train.csv", "recipe.yaml"))
 
 
 class _InterruptedDepthTrainer(DepthTrainer):

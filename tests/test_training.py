@@ -92,7 +92,9 @@ def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_pat
     assert main(args + ["--iterations", "4"]) == 2  # a fresh run never overwrites an existing one
     recorded = (out / "recipe.yaml").read_text()
     assert main(args + ["--iterations", "6", "--resume", "--set", "lr=0.05"]) == 2  # not the run's recipe
+    assert main(args + ["--iterations", "3", "--resume"]) == 2  # at iteration 4 already: refused, not "done"
     assert (out / "recipe.yaml").read_text() == recorded
+    started = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["meta"]
     exported = tmp_path / "weights.pt"
     figures = tmp_path / "figures.json"
     assert main(args + ["--iterations", "6", "--resume", "--export", str(exported), "--json", str(figures)]) == 0
@@ -104,6 +106,8 @@ def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_pat
     with open(out / "val.csv", newline="") as handle:
         logged = [row for row in csv.DictReader(handle) if row["iteration"] == "6" and row["set"] == "mean"]
     assert meta["validation_iteration"] == 6
+    assert meta["commit"] == started["commit"] and started["resumes"] == []  # the run's start; each resume listed
+    assert [leg["iteration"] for leg in meta["resumes"]] == [4]
     assert meta["validation"]["mean"]["psnr"] == pytest.approx(float(logged[0]["psnr"]), abs=1e-4)
     assert meta["best_iteration"] in (3, 4, 6) and "mean" in meta["best_validation"]
     written = json.loads(figures.read_text())
@@ -291,6 +295,18 @@ def test_a_finished_run_without_last_pt_and_a_folder_in_use_are_refused(smoke_re
         assert main(["train", "--config", str(SMOKE), "--out", str(busy), "--no-progress", "--iterations", "1"]) == 2
         assert not (busy / "recipe.yaml").exists()
     assert main(["train", "--config", str(SMOKE), "--out", str(busy), "--no-progress", "--iterations", "1"]) == 0
+
+
+def test_a_run_saved_without_gradient_scaling_resumes_where_fp16_scales_gradients(smoke_recipe,
+                                                                                   tmp_path: Path) -> None:
+    """A run begun on CPU (or a bf16 GPU) saves an empty GradScaler state, which an fp16-only GPU's enabled scaler
+    refused to load; the CPU's own enabled scaler stands for that GPU's here."""
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+                 "--iterations", "2"]) == 0
+    trainer = Trainer(smoke_recipe, tmp_path / "run", device="cpu", resume=True)
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    trainer.load_last()
+    assert trainer.iteration == 2 and trainer.scaler.is_enabled()
 
 
 def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, 
                                                           scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, load_resumable, open_run_folder,
-                                                quiet_loader_worker, run_folder_lock)
+                                                quiet_loader_worker, resumed_commits, run_folder_lock)
 from dgdehaze_core.training.trainer import CsvLog, hardware_name, seed_everything, source_commit
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
@@ -76,8 +76,12 @@ class DepthTrainer:
         self.iteration = 0
         self.elapsed = 0.0
         self.last_validation: dict[str, dict[str, float]] = {}
-        self.validation_sets: list[DepthSet] | None = None
+        self.last_validation_iteration = 0
+        self.validation_sets: list[DepthSet] = []
         self.commit = source_commit()
+        """The code's commit when the run started."""
+        self.resumes: list[dict[str, Any]] = []
+        """Each resume's iteration and the code's commit then."""
 
     @property
     def last_path(self) -> Path:
@@ -89,8 +93,9 @@ class DepthTrainer:
 
     def meta(self) -> dict[str, Any]:
         return {"recipe": self.recipe.name, "recipe_fields": self.recipe.as_dict(), "iterations": self.iteration,
-                "validation": self.last_validation, "hardware": hardware_name(self.device),
-                "train_seconds": round(self.elapsed, 1), "commit": self.commit, "torch": str(torch.__version__),
+                "validation": self.last_validation, "validation_iteration": self.last_validation_iteration,
+                "hardware": hardware_name(self.device), "train_seconds": round(self.elapsed, 1), "commit": self.commit,
+                "resumes": self.resumes, "torch": str(torch.__version__),
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     # -- checkpoints -------------------------------------------------------------------------------------------
@@ -117,6 +122,8 @@ class DepthTrainer:
         self.iteration = int(training["iteration"])
         self.elapsed = float(training["elapsed"])
         self.last_validation = state["meta"].get("validation", {})
+        self.last_validation_iteration = int(state["meta"].get("validation_iteration", 0))
+        self.commit, self.resumes = resumed_commits(state, self.commit)
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
 
     # -- one iteration -----------------------------------------------------------------------------------------
@@ -148,8 +155,10 @@ class DepthTrainer:
                 "smoothness": smoothness, "automasked": 1.0 - losses[0].mask.mean()}
 
     def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimisation step; returns the loss terms and the learning rate it ran at."""
+        lr = self.learning_rate()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate()
+            group["lr"] = lr
         self.depth.train()
         self.pose.train()
         terms = self.loss_terms(batch)
@@ -159,7 +168,7 @@ class DepthTrainer:
         self.optimizer.step()
         check_finite_weights([*self.depth.parameters(), *self.pose.parameters()], self.iteration)
         self.iteration += 1
-        return {name: float(value.detach()) for name, value in terms.items()}
+        return {**{name: float(value.detach()) for name, value in terms.items()}, "lr": lr}
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def _dataset(self) -> FrameTuples:
@@ -180,8 +189,6 @@ class DepthTrainer:
     def validate(self) -> dict[str, dict[str, float]]:
         """Median-scaled AbsRel, RMSE(log), delta1 of the depth network on each validation folder's LiDAR."""
         predictor = ClearDepthPredictor(self.depth, self.input_size, self.device)
-        if self.validation_sets is None:
-            self.validation_sets = [load_kitti(folder) for folder in self.recipe.validation]
         table: dict[str, dict[str, float]] = {}
         for depth_set in self.validation_sets:
             rows = [depth_errors(predictor(sample.image), sample.depth, depth_set.max_depth)
@@ -198,6 +205,7 @@ class DepthTrainer:
         recipe = self.recipe
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
         dataset = self._dataset()
+        self.validation_sets = [load_kitti(folder) for folder in recipe.validation]  # a bad folder fails now
         atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
         resumed = self.iteration if self.resume else None
         train_log = CsvLog(self.run_dir / "train.csv", ["iteration", *LOSS_COLUMNS, "lr", "seconds"], resumed)
@@ -216,8 +224,8 @@ class DepthTrainer:
                     done = self.iteration == recipe.iterations
                     if self.iteration % recipe.log_every == 0 or done:
                         bar.set_postfix(loss=f"{row['total']:.4f}")
-                        train_log.write({"iteration": self.iteration, "lr": self.learning_rate(),
-                                         "seconds": round(self.elapsed, 2), **{k: round(v, 5) for k, v in row.items()}})
+                        train_log.write({"iteration": self.iteration, "seconds": round(self.elapsed, 2),
+                                         **{k: round(v, 5) for k, v in row.items()}, "lr": row["lr"]})
                     if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
                         self._validate(val_log)
                         tally.pause_done()
@@ -232,6 +240,7 @@ class DepthTrainer:
 
     def _validate(self, val_log: CsvLog) -> None:
         self.last_validation = self.validate()
+        self.last_validation_iteration = self.iteration
         for name, figures in self.last_validation.items():
             val_log.write({"iteration": self.iteration, "set": name, **{k: round(v, 4) for k, v in figures.items()}})
             LOG.info("iteration %d, %s LiDAR (record only): AbsRel %.3f, delta1 %.3f", self.iteration, name,

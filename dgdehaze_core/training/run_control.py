@@ -32,7 +32,8 @@ would continue one run with another recipe."""
 
 def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
     """A trainer's last.pt, read without running code; FileNotFoundError when absent, ValueError when it is not a
-    resumable `what` checkpoint or its recipe differs from `recipe` in a field outside RESUMABLE_CHANGES.
+    resumable `what` checkpoint, its recipe differs from `recipe` in a field outside RESUMABLE_CHANGES, or it is
+    past `recipe`'s last iteration (a shorter run cannot be had by resuming a longer one).
 
     Paths are compared by their last two parts, so a run resumes on a machine whose data lies elsewhere; a field
     the saved recipe lacks (at any depth: written before the field existed) takes the current value."""
@@ -49,7 +50,19 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
         differences = "; ".join(f"{key} {_short(saved[key])} -> {_short(recipe[key])}" for key in changed)
         raise ValueError(f"cannot resume {path} with another recipe: {differences} (a resumed run may change only "
                          f"{', '.join(RESUMABLE_CHANGES[:-1])}; start a new run in another --out folder)")
+    reached = int(state["training"].get("iteration", 0))
+    if "iterations" in recipe and reached > recipe["iterations"]:
+        raise ValueError(f"cannot resume {path} to iteration {recipe['iterations']}: it is at iteration {reached} "
+                         f"already (resume with --iterations {reached} or more, or export its weights as they are)")
     return state
+
+
+def resumed_commits(state: Mapping[str, Any], commit: str) -> tuple[str, list[dict[str, Any]]]:
+    """A resumed run's code: (the commit it started at, each resume's iteration and commit with this one, at
+    `commit`, last), from the meta of its last.pt."""
+    meta = state.get("meta", {})
+    resumes = [*meta.get("resumes", []), {"iteration": int(state["training"]["iteration"]), "commit": commit}]
+    return str(meta.get("commit", "unknown")), resumes
 
 
 def _differs(saved: Any, current: Any) -> bool:

@@ -55,7 +55,7 @@ from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_de
 from dgdehaze_core.training.recipe import LossWeights, Recipe
 from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, load_resumable, open_run_folder,
-                                                quiet_loader_worker, run_folder_lock)
+                                                quiet_loader_worker, resumed_commits, run_folder_lock)
 
 LOG = logging.getLogger(__name__)
 
@@ -189,6 +189,8 @@ class Trainer:
         self.elapsed = 0.0
         self.commit = source_commit()
         """The code's commit when the run started (commits made while it runs do not change what it runs)."""
+        self.resumes: list[dict[str, Any]] = []
+        """Each resume's iteration and the code's commit then."""
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     @property
@@ -204,8 +206,8 @@ class Trainer:
                 "validation": self.last_validation, "validation_iteration": self.last_validation_iteration,
                 "best_validation": self.best_validation, "best_iteration": self.best_iteration,
                 "hardware": hardware_name(self.device),
-                "train_seconds": round(self.elapsed, 1), "commit": self.commit, "torch": str(torch.__version__),
-                "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "train_seconds": round(self.elapsed, 1), "commit": self.commit, "resumes": self.resumes,
+                "torch": str(torch.__version__), "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def _generator_seed(self, iteration: int) -> int:
         """The haze synthesis draws' seed: the recipe's in one process; in a torchrun job each rank's own (and, on
@@ -239,7 +241,8 @@ class Trainer:
         training = state["training"]
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(training["optimizer"])
-        self.scaler.load_state_dict(training["scaler"])
+        if training["scaler"]:  # empty when saved where fp16 gradient scaling was off (CPU, bf16)
+            self.scaler.load_state_dict(training["scaler"])
         self.generator.set_state(training["generator"])
         torch.set_rng_state(training["torch_rng"])
         if self.discriminator is not None and "discriminator" in training:
@@ -252,6 +255,7 @@ class Trainer:
         self.last_validation = training.get("last_validation", {})
         self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
         self.elapsed = float(training["elapsed"])
+        self.commit, self.resumes = resumed_commits(state, self.commit)
         if self.rank.distributed:
             self.generator.manual_seed(self._generator_seed(self.iteration))
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
