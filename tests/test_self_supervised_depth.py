@@ -355,6 +355,25 @@ def test_a_missing_validation_folder_is_refused_before_any_step(three_kitti_fram
     assert not any((tmp_path / "run" / name).exists() for name in ("last.pt", "train.csv", "recipe.yaml"))
 
 
+@pytest.mark.parametrize("field", ["sequences", "validation"])
+def test_the_drive_that_judges_depth_never_trains_or_validates(field: str, three_kitti_frames: Path,
+                                                               shared_data: Path, tmp_path: Path):
+    """`sequences: [${DATA}/depth]` (or validation there) reached kitti-tiny, the drive every depth and visibility
+    figure is judged on, as well as kitti-seq."""
+    from dgdehaze_core.datasets.splits import SplitError
+
+    fields = {"sequences": [str(three_kitti_frames)], field: [str(shared_data / "depth")]}
+    recipe = depth_recipe_from_dict({"name": "j", "iterations": 2, "width": 192, "height": 64,
+                                     "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2,
+                                     "device": "cpu", **fields}, tmp_path)
+    # the recipe's camera (02): 7 frames; the LiDAR of both cameras: 14 files
+    what, count = ("training video", 7) if field == "sequences" else ("validation LiDAR", 14)
+    with pytest.raises(SplitError, match=f"{what}: {count} file\\(s\\) that only judge may not train, e.g. "
+                                         ".*kitti-tiny/.* \\(depth/kitti-tiny only judges\\)"):
+        DepthTrainer(recipe, tmp_path / "run").train(progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 class _InterruptedDepthTrainer(DepthTrainer):
     """Gets a real Ctrl-C (SIGINT) in the middle of step 1."""
 

@@ -309,6 +309,25 @@ def test_a_run_saved_without_gradient_scaling_resumes_where_fp16_scales_gradient
     assert trainer.iteration == 2 and trainer.scaler.is_enabled()
 
 
+def test_images_that_only_judge_are_refused_however_a_recipe_reaches_them(shared_data: Path) -> None:
+    """The recipe check refuses an include naming the judge part; a folder without include, or a plain glob,
+    reached the 100 DAWN photos that only judge all the same."""
+    from dgdehaze_core.datasets.splits import SplitError, expand_patterns, load_split
+
+    dawn = shared_data / "detection" / "dawn-fog"
+    judge = load_split(REPO_DIR / "data" / "splits" / "dawn-fog.yaml").names("judge")
+    for source, count in ((ImageSource(dawn), len(judge)), (ImageSource(shared_data / "detection"), len(judge)),
+                          (ImageSource(dawn, ("foggy-*",)), sum(name.startswith("foggy-") for name in judge))):
+        with pytest.raises(SplitError, match=f"hazy images: {count} file\\(s\\) that only judge may not train, "
+                                             "e.g. .*dawn-fog/.* \\(the judge part of dawn-fog.yaml"):
+            collect_images([source], "hazy")
+    with pytest.raises(SplitError, match="1 file"):
+        collect_images([ImageSource(dawn, (judge[0], "foggy-004.jpg"))], "hazy")
+    learn = collect_images([ImageSource(dawn, tuple(expand_patterns(["@data/splits/dawn-fog.yaml:learn"],
+                                                                     REPO_DIR)))], "hazy")
+    assert learn and not {image.path.name for image, _, _ in learn} & set(judge)
+
+
 def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         Trainer(smoke_recipe, tmp_path / "none", resume=True).train(progress=False)

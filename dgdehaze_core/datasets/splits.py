@@ -5,6 +5,9 @@ a list of file names. Parts are disjoint; together they cover the data set (the 
 
 Anywhere a list of file-name globs is taken (`dgdehaze eval --include/--subset`, a recipe's `include`), the token
 `@FILE:PART` stands for the names of that part, e.g. `--include @data/splits/dawn-fog.yaml:judge`.
+
+The training loaders refuse what only judges (`judging_files`): the judge part of each split in data/splits/, and
+the sets that judge whole (WHOLLY_JUDGING), wherever a recipe's folders or globs reach them in the shared data folder.
 """
 from __future__ import annotations
 
@@ -14,9 +17,15 @@ from typing import Iterable
 
 import yaml
 
+from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir
+
 SPLIT_TOKEN = "@"
 JUDGE_PART = "judge"
 """The part of a split whose files only judge: nothing learns from them or chooses a setting on them."""
+SPLITS_DIR = REPO_DIR / "data" / "splits"
+WHOLLY_JUDGING = ("depth/kitti-tiny",)
+"""Sets (relative to the shared data folder) that only judge, every file: kitti-tiny's drive is the depth and
+visibility figures' unseen drive (docs/DEPTH.md)."""
 
 
 class SplitError(ValueError):
@@ -85,3 +94,36 @@ def expand_patterns(patterns: Iterable[str], base: Path | None = None) -> list[s
             file_path = base / file_path
         expanded.extend(load_split(file_path).names(part))
     return expanded
+
+
+def judging_files(paths: Iterable[Path], data_dir: Path | None = None,
+                  splits_dir: Path = SPLITS_DIR) -> dict[Path, str]:
+    """The paths among `paths` (files or folders) that only judge, each with the reason: under a WHOLLY_JUDGING
+    set, or in a split's data set and named in its judge part. Sets lie in `data_dir` (the shared data folder when
+    None); a copy elsewhere is not recognised."""
+    data_dir = data_dir or shared_data_dir()
+    if data_dir is None:
+        return {}
+    rules = [((data_dir / name).resolve(), None, f"{name} only judges") for name in WHOLLY_JUDGING]
+    for split_file in sorted(splits_dir.glob("*.yaml")):
+        split = load_split(split_file)
+        if split.dataset and JUDGE_PART in split.parts:
+            rules.append(((data_dir / split.dataset).resolve(), frozenset(split.parts[JUDGE_PART]),
+                          f"the judge part of {split_file.name}; learn from its other parts, e.g. include: "
+                          f"@data/splits/{split_file.name}:learn"))
+    judged = {}
+    for path in paths:
+        resolved = Path(path).resolve()
+        for folder, names, reason in rules:
+            if resolved.is_relative_to(folder) and (names is None or resolved.name in names):
+                judged[Path(path)] = reason
+                break
+    return judged
+
+
+def refuse_judging_files(paths: Iterable[Path], what: str) -> None:
+    """SplitError naming the first of `paths` that only judges (`judging_files`), why, and how many do."""
+    judged = judging_files(paths)
+    if judged:
+        first, reason = next(iter(judged.items()))
+        raise SplitError(f"{what}: {len(judged)} file(s) that only judge may not train, e.g. {first} ({reason})")

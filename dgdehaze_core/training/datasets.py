@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
+from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.io.images import (MAX_PIXELS, VIDEO_SUFFIXES, ImageError, images_under, iter_video,
                                      read_image, video_frame_count)
 from dgdehaze_core.training.recipe import ImageSource
@@ -53,7 +54,8 @@ def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
 
 def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[TrainingImage, float, ImageSource]]:
     """(image, draw weight, its source) for every image of every source (a folder, or every `frame_step`-th frame
-    of a video file); a missing or empty source raises with its path.
+    of a video file); a missing or empty source raises with its path, and SplitError refuses images that only judge
+    (`judging_files`: a folder without `include`, or a glob, can reach a split's judge part).
 
     A source's weight is shared by its images, so a source of 15 images with weight 1 is drawn as often as one
     of 200 images with weight 1.
@@ -68,6 +70,7 @@ def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[Trai
             detail = f" matching {list(source.include)}" if source.include else ""
             raise ImageError(f"{kind} images: no images{detail} in {source.path}")
         found.extend((image, source.weight / len(images), source) for image in images)
+    refuse_judging_files(sorted({image.path for image, _, _ in found}), f"{kind} images")
     return found
 
 

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.devices import resolve_device
-from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti
+from dgdehaze_core.evaluation.depth_datasets import DepthSet, kitti_depth_files, load_kitti
 from dgdehaze_core.evaluation.depth_eval import depth_errors
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
 from dgdehaze_core.io.checkpoints import read_checkpoint
@@ -174,6 +175,7 @@ class DepthTrainer:
     def _dataset(self) -> FrameTuples:
         recipe = self.recipe
         sequences = [sequence for source in recipe.sequences for sequence in load_sequences(source, recipe.camera)]
+        refuse_judging_files([frame for sequence in sequences for frame in sequence.frames], "training video")
         return FrameTuples(sequences, recipe.width, recipe.height, recipe.frame_offsets, recipe.seed, recipe.augment,
                            recipe.min_frame_change, recipe.max_frame_change)
 
@@ -205,6 +207,8 @@ class DepthTrainer:
         recipe = self.recipe
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
         dataset = self._dataset()
+        refuse_judging_files([path for folder in recipe.validation for path in kitti_depth_files(folder)],
+                             "validation LiDAR")
         self.validation_sets = [load_kitti(folder) for folder in recipe.validation]  # a bad folder fails now
         atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
         resumed = self.iteration if self.resume else None
