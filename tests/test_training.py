@@ -235,6 +235,7 @@ def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
     ({"data": {"clear": ["a"], "hazy": [{"path": "b", "weight": float("nan")}]}}, "positive finite number"),
     ({"data": {"clear": ["a"], "hazy": [{"path": "b", "include": 5}]}}, "a pattern or a list of patterns"),
     ({"data": {"clear": ["a"], "hazy": [{"path": "b", "include": "@split.yaml:judge"}]}}, "never train"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "fog.MP4", "include": "x*"}]}}, "fog.MP4 is a video"),
 ])
 def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str) -> None:
     raw = {"name": "r", "iterations": 2, "data": {"clear": ["a"], "hazy": ["b"]}}

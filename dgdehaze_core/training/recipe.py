@@ -19,6 +19,7 @@ import yaml
 
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_parts
+from dgdehaze_core.io.images import VIDEO_SUFFIXES
 
 T = TypeVar("T")
 
@@ -180,6 +181,9 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             raise RecipeError(f"'prior_depth' in '{key}' must be true or false, got {prior!r}")
         if prior and key != "data.clear":
             raise RecipeError(f"'prior_depth' applies to clear sources only (the haze made from them), not '{key}'")
+        if include and Path(str(item["path"])).suffix.lower() in VIDEO_SUFFIXES:
+            raise RecipeError(f"'include' in '{key}' chooses a folder's images by name; {item['path']} is a video, "
+                              "whose frames 'frame_step' chooses")
         judging = judging_parts(include)
         if judging:
             raise RecipeError(f"'include' in '{key}': the judging photos never train: {', '.join(judging)}")
