@@ -329,6 +329,24 @@ def test_images_that_only_judge_are_refused_however_a_recipe_reaches_them(shared
     assert learn and not {image.path.name for image, _, _ in learn} & set(judge)
 
 
+def test_a_resume_refuses_another_clear_depth_network_at_the_recipe_s_path(shared_data: Path, tmp_path: Path) -> None:
+    """The recipe names its clear-depth network by path: a network retrained into that path continued the run with
+    another teacher, unnoticed."""
+    from dgdehaze_core.datasets.paths import WEIGHTS_DIR
+
+    teacher = tmp_path / "clear_depth.pt"
+    teacher.write_bytes((WEIGHTS_DIR / "clear_depth_kitti.pt").read_bytes())
+    args = ["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+            "--set", f"clear_depth={teacher}"]
+    assert main(args + ["--iterations", "1"]) == 0
+    assert main(args + ["--iterations", "2", "--resume"]) == 0  # the same file: resumes
+    teacher.write_bytes((WEIGHTS_DIR / "clear_depth_kitti_nuscenes.pt").read_bytes())
+    with pytest.raises(ValueError, match="clear-depth network at .*clear_depth.pt is another file"):
+        Trainer(load_recipe(SMOKE, [f"clear_depth={teacher}", "iterations=3"]), tmp_path / "run",
+                resume=True).train(progress=False)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]["iteration"] == 2
+
+
 def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         Trainer(smoke_recipe, tmp_path / "none", resume=True).train(progress=False)

@@ -39,7 +39,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_
                         help="run folder (default: runs/<recipe name> in the working folder)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last.pt, with the same recipe (only iterations, "
-                             "device, num_workers and the *_every fields may change)")
+                             "never below the saved one, device, num_workers and the *_every fields may change) "
+                             "and the same clear-depth network file")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's)")
     parser.add_argument("--iterations", type=int, default=None, help="override the recipe's iteration count")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation.metrics import psnr, ssim
+from dgdehaze_core.inference.backends.engine_cache import file_sha256
 from dgdehaze_core.inference.backends.selection import model_digest, state_digest
 from dgdehaze_core.inference.pipeline import pipeline_from_model
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
@@ -161,9 +162,12 @@ class Trainer:
             raise ValueError(f"crop_size {recipe.crop_size} must be a multiple of the {recipe.model} model's stride "
                              f"({self.model.stride})")
         self.clear_depth: ClearDepthPredictor | None = None
+        self.clear_depth_sha256 = ""
+        """The clear-depth network file's digest: a resume refuses another file at the recipe's path."""
         if recipe.clear_depth:
             self.clear_depth = ClearDepthPredictor.from_checkpoint(recipe.clear_depth, self.device)
             self.clear_depth.model.requires_grad_(False)
+            self.clear_depth_sha256 = file_sha256(recipe.clear_depth)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         self.discriminator: PatchDiscriminator | None = None
         self.disc_optimizer: torch.optim.Optimizer | None = None
@@ -227,7 +231,7 @@ class Trainer:
                               "best_validation": self.best_validation, "best_iteration": self.best_iteration,
                               "last_validation": self.last_validation,
                               "last_validation_iteration": self.last_validation_iteration,
-                              "elapsed": self.elapsed,
+                              "elapsed": self.elapsed, "clear_depth_sha256": self.clear_depth_sha256,
                               "recipe": self.recipe.as_dict()}}
         if self.discriminator is not None and self.disc_optimizer is not None:
             state["training"]["discriminator"] = self.discriminator.state_dict()
@@ -239,6 +243,11 @@ class Trainer:
     def load_last(self) -> None:
         state = load_resumable(self.last_path, "training", self.recipe.as_dict())
         training = state["training"]
+        saved_teacher = training.get("clear_depth_sha256", self.clear_depth_sha256)
+        if saved_teacher != self.clear_depth_sha256:
+            raise ValueError(f"cannot resume {self.last_path}: the clear-depth network at {self.recipe.clear_depth} "
+                             f"is another file than the run began with (sha256 {self.clear_depth_sha256[:12]}, was "
+                             f"{saved_teacher[:12]}); put that file back, or start a new run in another --out folder")
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(training["optimizer"])
         if training["scaler"]:  # empty when saved where fp16 gradient scaling was off (CPU, bf16)
