@@ -238,9 +238,10 @@ def test_per_class_ties_are_ordered_by_name_whatever_the_hash_seed(tmp_path: Pat
     assert orders == {("car", "bicycle", "bus", "motorcycle", "person", "truck")}
 
 
-def test_null_and_infinite_figures_render_as_not_measured(tmp_path: Path):
+def test_null_and_infinite_figures_render_as_such_and_judge_nothing(tmp_path: Path):
     """eval writes a figure it could not compute as null and an infinite one as "inf": neither may stop the render or
-    pass for a measurement in a verdict."""
+    pass for a finite measurement in a verdict; the table shows an infinite figure as one (a visibility error is
+    infinite when most frames have no estimate: "n/a" hid that failure)."""
     _write(tmp_path, "sots-indoor", {
         "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
         "quality/sots-indoor:held-out/lite": {**_quality(21.2, 0.85), "psnr": None},
@@ -254,7 +255,7 @@ def test_null_and_infinite_figures_render_as_not_measured(tmp_path: Path):
                                                                                        "psnr": "inf"}})
     doc = ("<!-- results o-haze quality -->\n<!-- /results -->\n<!-- targets -->\n<!-- /targets -->\n")
     rendered = render(doc, tmp_path)
-    assert "| dcp | 17.00 | 0.700 | n/a | 2 |" in rendered and "| lite | n/a | 0.800 | 5.00 | 2 |" in rendered
+    assert "| dcp | 17.00 | 0.700 | ∞ | 2 |" in rendered and "| lite | ∞ | 0.800 | 5.00 | 2 |" in rendered
     lines = [line for line in rendered.splitlines() if line.startswith("| ")]
     assert "| lite ≥ DCP + 1 dB PSNR (#4) | SOTS-indoor, held-out scenes 1430-1448 | not measured | — |" in lines
     assert "| lite SSIM not below DCP (#4) | SOTS-indoor, held-out scenes 1430-1448 | lite 0.850, DCP 0.840 " \

@@ -106,10 +106,12 @@ def _non_finite(value: Any) -> bool:
 
 
 def _cell(value: Any, decimals: int | None, share: bool = False) -> str:
-    """A table cell: "n/a" where the figure is missing, null or not finite; a `share` never rounds to a certainty
-    (0.9995 of the redraws is ">0.999", not "1.000")."""
+    """A table cell: "n/a" where the figure is missing or null (NaN: nothing to measure), "∞" or "-∞" where it is
+    infinite (a measurement: a visibility error is infinite when most frames have no estimate); a `share` never
+    rounds to a certainty (0.9995 of the redraws is ">0.999", not "1.000")."""
     if value is None or _non_finite(value):
-        return "n/a"
+        number = math.nan if value is None else float(value)
+        return "n/a" if math.isnan(number) else ("∞" if number > 0 else "-∞")
     if decimals is None or not isinstance(value, (int, float)):
         return str(value)
     text = f"{value:.{decimals}f}"
