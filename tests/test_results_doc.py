@@ -199,13 +199,14 @@ def test_int8_targets_compare_the_quantised_model_with_its_fp32_export(tmp_path:
     _write(tmp_path, "int8-sots-indoor", {"quality/sots-indoor:held-out/lite-fp32": _quality(22.17, 0.86),
                                           "quality/sots-indoor:held-out/lite-int8": _quality(21.90, 0.86)})
     _write(tmp_path, "int8-o-haze", {"lite-fp32": _quality(18.80, 0.77), "lite-int8": _quality(18.40, 0.76)})
-    _write(tmp_path, "int8-dawn-fog", {"lite-fp32": {"map50": 0.382, "f1": 0.49},
-                                       "lite-int8": {"map50": 0.370, "f1": 0.48}})
+    _write(tmp_path, "int8-dawn-fog", {"lite-fp32": {"map50": 0.382, "f1": 0.49, "images": 20},
+                                       "lite-int8": {"map50": 0.370, "f1": 0.48, "images": 20}})
     lines = [line for line in targets_markdown(tmp_path).splitlines() if "(#23)" in line]
     assert "fp32 22.17 dB, int8 21.90 dB (-0.27 dB) | **met**" in lines[0]   # within 0.3 dB
     assert "SOTS-outdoor | not measured" in lines[1]
     assert "fp32 18.80 dB, int8 18.40 dB (-0.40 dB) | **not met**" in lines[2]
     assert "fp32 0.382, int8 0.370 (-0.012) | **not met**" in lines[3]       # more than 0.01 of mAP50
+    assert "| DAWN fog, 20 judging photos |" in lines[3]  # the photos counted (EVAL_ARGS="--limit 20"), not 100
 
 
 def test_onnx_weights_are_described_by_their_metadata(tmp_path: Path):
@@ -281,7 +282,7 @@ def test_a_block_without_rows_is_not_measured_and_the_rest_renders(tmp_path: Pat
     assert rendered.startswith(f"<!-- results dawn-fog detection-bootstrap -->\n{NOT_MEASURED}\n<!-- /results -->")
     assert "| lite | n/a | n/a | 0.490 | n/a | 0.380 | 665 | n/a | n/a |" in rendered
     assert "- Command (step `dawn-fog` of `tools/make_results.sh`)" in rendered and "From the same run" not in rendered
-    assert "| lite mAP50 ≥ 0.50 and > DCP (#17) | DAWN fog, 100 judging photos | not measured | — |" in rendered
+    assert "| lite mAP50 ≥ 0.50 and > DCP (#17) | DAWN fog, judging photos | not measured | — |" in rendered
     assert "results block 'dawn-fog detection-bootstrap' rendered as not measured: no detection-bootstrap rows" \
         in caplog.text
 

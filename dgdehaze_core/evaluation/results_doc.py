@@ -446,10 +446,17 @@ GAP_CLOSED_GOAL = 0.75
 FUSED = f"{MODEL}+hazy"
 
 
+def _dawn_label(rows: Mapping[str, Row] | None, method: str) -> str:
+    """The DAWN targets' set label, with the number of photos `method`'s row counts (fewer under --limit)."""
+    images = None if rows is None or method not in rows else rows[method].get("images")
+    counted = isinstance(images, int) and not isinstance(images, bool)
+    return f"DAWN fog, {images} judging photos" if counted else "DAWN fog, judging photos"
+
+
 def _real_fog_targets(results_dir: Path) -> list[list[str]]:
     """#17: real fog detection on the DAWN judging photos, and the SOTS-indoor gap closed towards clear-jpeg90."""
-    label = "DAWN fog, 100 judging photos"
     rows = _rows(results_dir, "dawn-fog", "detection", None)
+    label = _dawn_label(rows, MODEL)
     m = None if rows is None else _figures(rows, (HAZY, DCP, MODEL), "map50")
     if rows is None or m is None:
         lines = [_not_measured(f"lite mAP50 ≥ {MAP50_GOAL:.2f} and > DCP (#17)", label)]
@@ -492,8 +499,8 @@ def _int8_targets(results_dir: Path) -> list[list[str]]:
         loss = psnr[FP32] - psnr[INT8]
         lines.append([goal, label, f"fp32 {psnr[FP32]:.2f} dB, int8 {psnr[INT8]:.2f} dB ({-loss:+.2f} dB)",
                       _verdict(loss <= INT8_PSNR_LOSS_DB)])
-    goal, label = f"int8 mAP50 within {INT8_MAP50_LOSS:g} of fp32 (#23)", "DAWN fog, 100 judging photos"
     rows = _rows(results_dir, "int8-dawn-fog", "detection", None)
+    goal, label = f"int8 mAP50 within {INT8_MAP50_LOSS:g} of fp32 (#23)", _dawn_label(rows, INT8)
     map50 = None if rows is None else _figures(rows, (FP32, INT8), "map50")
     if map50 is None:
         return lines + [_not_measured(goal, label)]
