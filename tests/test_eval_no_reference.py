@@ -50,6 +50,15 @@ def test_a_black_photo_is_left_out_of_the_figures_it_has_none_of_and_counted(sha
     assert f"{black} through hazy: noise_sigma, noise_ratio, fade not finite" in caplog.text
 
 
+def test_a_noiseless_input_passed_through_amplifies_no_noise(tmp_path: Path):
+    """The input itself has noise_ratio 1 by definition; on a flat or smooth synthetic frame (noise ~1e-12 levels)
+    it read 0, as if dehazing had removed noise."""
+    flat = tmp_path / "flat.png"
+    cv2.imwrite(str(flat), np.tile(np.linspace(60, 200, 96).astype(np.uint8)[None, :, None], (64, 1, 3)))
+    table = evaluate_haze([flat], [load_method(MethodSpec("hazy", "hazy"))])
+    assert table["hazy"]["noise_ratio"] == pytest.approx(1.0)
+
+
 def test_a_photo_too_small_for_fade_keeps_its_other_figures_and_is_named(shared_data: Path, tmp_path: Path, caplog):
     photo = tmp_path / "YST_Bing_667.png"
     shutil.copy(shared_data / "hazy-real" / "urhi" / photo.name, photo)

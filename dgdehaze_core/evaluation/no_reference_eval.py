@@ -32,7 +32,8 @@ from dgdehaze_core.physics.dark_channel import haze_density
 LOG = logging.getLogger(__name__)
 
 NOISE_FLOOR = 0.1
-"""Input noise below this (8-bit levels: a synthetic, noiseless image) is taken as this in `noise_ratio`."""
+"""Noise below this (8-bit levels: a synthetic, noiseless image) is taken as this in `noise_ratio`, on both sides:
+a noiseless output of a noiseless input amplified nothing (1, not 0)."""
 FADE_MIN_SIDE = 8
 """fade-python's smallest image side (pixels)."""
 FIGURES = ("fade", "dark_channel", "noise_sigma", "noise_ratio")
@@ -91,7 +92,8 @@ def output_figures(output: np.ndarray, input_noise: float, with_fade: bool) -> d
     a side, the noise ratio of a black input."""
     sigma = noise_sigma(output)
     figures = {"dark_channel": haze_density(output), "noise_sigma": sigma,
-               "noise_ratio": sigma / max(input_noise, NOISE_FLOOR) if math.isfinite(input_noise) else math.nan}
+               "noise_ratio": (max(sigma, NOISE_FLOOR) / max(input_noise, NOISE_FLOOR) if math.isfinite(input_noise)
+                               else math.nan)}
     if with_fade:
         figures["fade"] = fade_density(output) if min(output.shape[:2]) >= FADE_MIN_SIDE else math.nan
     return figures
