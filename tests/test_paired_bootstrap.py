@@ -103,6 +103,17 @@ def test_eval_compares_methods_on_real_fog_photos(shared_data: Path, tmp_path: P
     assert row["f1_diff_lo"] <= row["f1_diff"] <= row["f1_diff_hi"] and 0.0 <= row["f1_p_better"] <= 1.0
 
 
+def test_a_clear_reference_as_a_side_on_photos_without_a_clear_image_is_refused_before_they_run(
+        shared_data: Path, capsys):
+    """The clear references get no rows on a labelled set: naming one as a side failed after every photo had run,
+    saying it was not in --method when it was."""
+    assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",
+                 "--method", "hazy,clear", "--bootstrap", "10", "--baseline", "clear"]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline/--group name clear: dawn-fog is a set of photos with human boxes and no clear image" in err
+    assert "detection dawn-fog:" not in err  # no photo ran
+
+
 @pytest.mark.parametrize("options, message", [
     (["--baseline", "hazy"], "only apply with --bootstrap"),
     (["--bootstrap", "10", "--group", "x=lite"], "not in --method: lite"),

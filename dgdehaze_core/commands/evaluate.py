@@ -313,6 +313,17 @@ def comparisons(args: argparse.Namespace, methods: list[str]) -> list[tuple[Grou
     return pairs
 
 
+def _refuse_clear_comparisons(args: argparse.Namespace, methods: list[Method], set_name: str) -> None:
+    """ValueError, before any photo runs, when --baseline/--group name a clear reference on a set of photos with
+    human boxes (it has no clear image, so those methods get no rows there)."""
+    clear = {method.name for method in methods if method.spec.reads_clear}
+    named = sorted({name for group in [*(args.baseline or []), *(args.group or [])] for name in group.methods}
+                   & clear)
+    if named:
+        raise ValueError(f"--baseline/--group name {', '.join(named)}: {set_name} is a set of photos with human "
+                         "boxes and no clear image, so the clear references have no rows to compare there")
+
+
 def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: argparse.Namespace,
                  detector: Callable | None, subset: list[str] | None = None) -> tuple[Rows, Rows]:
     """(the measure's rows on one set, the --bootstrap comparisons of its detection figures or {})."""
@@ -336,6 +347,8 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
             matches = match_recovery(pairs(), methods, detector, args.conf, label)
             rows = recovery_rows(matches, args.conf)
         else:
+            if args.bootstrap:
+                _refuse_clear_comparisons(args, methods, dataset.name)
             labelled = chosen(labelled_images(where, LABELS_FOLDER), lambda item: item.image.name)
             matches = match_labelled(labelled, methods, detector, label, detector.names.values())
             rows = labelled_rows(matches, args.conf)
