@@ -312,6 +312,34 @@ def test_an_inconsistent_torchrun_environment_is_refused(environment: dict[str, 
         Rank.from_environment()
 
 
+def _torchrun_train(tmp_path: Path, run: Path, *options: str) -> str:
+    """`train` of the smoke recipe by torchrun on two CPU ranks into `run`; its log (the run must succeed)."""
+    process = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "dgdehaze_core.cli", "train", "--config", str(ROOT / "training" / "smoke.yaml"), "--out", str(run),
+         "--threads", "1", "--no-progress", *options],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+    log = process.stdout + process.stderr
+    assert process.returncode == 0, log[-3000:]
+    return log
+
+
+def test_a_resumed_torchrun_job_continues_the_run_it_was_cut_from(tmp_path: Path) -> None:
+    """last.pt held rank 0's haze generator alone, so a resumed job reseeded every rank and drew other haze than an
+    uninterrupted one; it now keeps every rank's random state. (A warm-up longer than the run keeps the learning
+    rate independent of --iterations, so the two legs and the straight run step alike.)"""
+    options = ("--set", "warmup_iterations=4", "--set", "val_every=100")
+    _torchrun_train(tmp_path, tmp_path / "straight", "--iterations", "2", *options)
+    _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "1", *options)
+    log = _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "2", "--resume", *options)
+    assert "reseeded" not in log
+    straight, resumed = read_checkpoint(tmp_path / "straight" / "last.pt"), read_checkpoint(tmp_path / "cut" / "last.pt")
+    assert len(resumed["training"]["rank_random_states"]) == 2
+    different = [name for name, value in straight["state_dict"].items()
+                 if not value.equal(resumed["state_dict"][name])]
+    assert not different, different[:5]
+
+
 def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(tmp_path: Path) -> None:
     """The model and the adversarial discriminator (which trains outside DDP) end alike on both ranks, though
     each rank learned from its own batches."""

@@ -3,7 +3,7 @@
 `torchrun --nproc_per_node=N -m dgdehaze_core.cli train --config R.yaml` runs N copies of the same recipe: each
 process (rank) builds the same model, DDP makes its weights rank 0's and averages the gradients at every step, and
 each rank draws its own crops (`shard`), so one iteration learns from N batches. Rank 0 alone writes the run folder
-(checkpoints, logs, validation); every rank resumes from the same last.pt. The process group runs on gloo for the
+(checkpoints, logs, validation), with every rank's random state; every rank resumes from the same last.pt. The process group runs on gloo for the
 CPU and NCCL for CUDA; across machines torchrun's rendezvous options do the rest (docs/SCALING.md).
 
 Without torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) training is the one-process loop it always was.
@@ -112,6 +112,15 @@ def share_buffers(model: torch.nn.Module, rank: Rank) -> None:
     if rank.distributed:
         for buffer in model.buffers():
             dist.broadcast(buffer.data, src=0)
+
+
+def gather(value: object, rank: Rank) -> list[object]:
+    """Every rank's `value` in rank order (a picklable object); every rank must call this at the same point."""
+    if not rank.distributed:
+        return [value]
+    gathered: list[object] = [None] * rank.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def any_rank(flag: bool, rank: Rank, device: torch.device) -> bool:

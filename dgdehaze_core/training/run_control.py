@@ -215,11 +215,12 @@ class StepBoundaryStop:
         self.requested = name
         LOG.warning("%s: stopping after the step under way (send it again to stop at once, without saving)", name)
 
-    def after_step(self, iteration: int, save: Callable[[], Path] | None) -> None:
-        """At a step boundary: when a stop was asked, `save` (None on a rank that does not write) and raise
-        KeyboardInterrupt."""
+    def after_step(self, iteration: int, save: Callable[[], Path | None]) -> None:
+        """At a step boundary: when a stop was asked, `save` (which returns None on a rank that does not write) and
+        raise KeyboardInterrupt."""
         if not self._agree(self.requested is not None):
             return
-        if save is not None:
-            LOG.warning("stopped at iteration %d: saved %s", iteration, save())
+        saved = save()
+        if saved is not None:
+            LOG.warning("stopped at iteration %d: saved %s", iteration, saved)
         raise KeyboardInterrupt

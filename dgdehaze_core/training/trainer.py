@@ -181,7 +181,7 @@ class Trainer:
         if recipe.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.generator = torch.Generator().manual_seed(self._generator_seed(0))
+        self.generator = torch.Generator().manual_seed(self._generator_seed())
         self.forward_model: torch.nn.Module = self.model
         """What the step runs the batch through: the model, or the model under DDP in a torchrun job."""
         self.iteration = 0
@@ -213,15 +213,17 @@ class Trainer:
                 "train_seconds": round(self.elapsed, 1), "commit": self.commit, "resumes": self.resumes,
                 "torch": str(torch.__version__), "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
-    def _generator_seed(self, iteration: int) -> int:
-        """The haze synthesis draws' seed: the recipe's in one process; in a torchrun job each rank's own (and, on
-        resume, the resumed iteration's, since last.pt holds rank 0's generator)."""
-        if not self.rank.distributed:
-            return self.recipe.seed
-        return self.recipe.seed + 1_000_003 * self.rank.rank + iteration
+    def _generator_seed(self) -> int:
+        """The haze synthesis draws' seed: the recipe's in one process; in a torchrun job each rank's own."""
+        return self.recipe.seed + 1_000_003 * self.rank.rank
 
-    def save_last(self) -> Path:
-        """Write the resumable training state atomically (the previous last.pt survives until the new one is whole)."""
+    def save_last(self) -> Path | None:
+        """Write the resumable training state atomically (the previous last.pt survives until the new one is whole);
+        in a torchrun job every rank calls it, hands over its random state, and rank 0 writes (None elsewhere)."""
+        random_states = distributed.gather({"generator": self.generator.get_state(),
+                                            "torch_rng": torch.get_rng_state()}, self.rank)
+        if not self.rank.writer:
+            return None
         state = {"config": self.model.config_name, "depth_guidance": self.model.depth_guidance,
                  "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                  "meta": self.meta(),
@@ -232,6 +234,7 @@ class Trainer:
                               "last_validation": self.last_validation,
                               "last_validation_iteration": self.last_validation_iteration,
                               "elapsed": self.elapsed, "clear_depth_sha256": self.clear_depth_sha256,
+                              "rank_random_states": random_states,
                               "recipe": self.recipe.as_dict()}}
         if self.discriminator is not None and self.disc_optimizer is not None:
             state["training"]["discriminator"] = self.discriminator.state_dict()
@@ -266,8 +269,20 @@ class Trainer:
         self.elapsed = float(training["elapsed"])
         self.commit, self.resumes = resumed_commits(state, self.commit)
         if self.rank.distributed:
-            self.generator.manual_seed(self._generator_seed(self.iteration))
+            self._resume_rank_random_state(training.get("rank_random_states", []))
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
+
+    def _resume_rank_random_state(self, saved: list[dict[str, torch.Tensor]]) -> None:
+        """This rank's random state from last.pt; a job of another size (or a last.pt from before the states were
+        kept) cannot continue the same draws, and reseeds each rank for the resumed iteration instead."""
+        if len(saved) == self.rank.world_size:
+            self.generator.set_state(saved[self.rank.rank]["generator"])
+            torch.set_rng_state(saved[self.rank.rank]["torch_rng"])
+            return
+        LOG.warning("%s holds the random state of %d rank(s), the job has %d: the ranks are reseeded, so the "
+                    "resumed run draws other haze than an uninterrupted one", self.last_path, len(saved) or 1,
+                    self.rank.world_size)
+        self.generator.manual_seed(self._generator_seed() + self.iteration)
 
     # -- one iteration -----------------------------------------------------------------------------------------
     def _uniform(self, batch: int, low: float, high: float) -> torch.Tensor:
@@ -482,10 +497,10 @@ class Trainer:
                                 board.add_scalar(f"train/{name}", value, self.iteration)
                     if validation and (self.iteration % recipe.val_every == 0 or done):
                         self._validate(validation, val_log, board)
-                    if writer and (self.iteration % recipe.checkpoint_every == 0 or done):
+                    if self.iteration % recipe.checkpoint_every == 0 or done:
                         self.save_last()
                     if not done:
-                        stop.after_step(self.iteration, self.save_last if writer else None)
+                        stop.after_step(self.iteration, self.save_last)
         finally:
             bar.close()
             if board is not None:
