@@ -108,6 +108,7 @@ class DepthTrainer:
                  "meta": self.meta(),
                  "training": {"iteration": self.iteration, "pose": self.pose.state_dict(),
                               "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                              "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                               "elapsed": self.elapsed, "recipe": self.recipe.as_dict()}}
         with atomic_path(self.last_path) as tmp:
             torch.save(state, tmp)
@@ -120,6 +121,8 @@ class DepthTrainer:
         self.pose.load_state_dict(training["pose"])
         self.optimizer.load_state_dict(training["optimizer"])
         torch.set_rng_state(training["torch_rng"])
+        if training.get("cuda_rng") is not None and self.device.type == "cuda":  # automasking's jitter draws on it
+            torch.cuda.set_rng_state(training["cuda_rng"], self.device)
         self.iteration = int(training["iteration"])
         self.elapsed = float(training["elapsed"])
         self.last_validation = state["meta"].get("validation", {})
