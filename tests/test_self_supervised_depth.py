@@ -235,6 +235,8 @@ def test_tuples_across_a_cut_are_left_out_and_a_folder_may_pair_its_own_neighbou
         FrameTuples([sequence], WIDTH, HEIGHT, (-2, 2), min_change=0.2, max_change=0.25)
     with pytest.raises(ValueError, match="as many as the recipe's"):
         FrameTuples([sequence], WIDTH, HEIGHT, (-2, -1, 1))
+    with pytest.raises(ValueError, match="of their signs in their order"):  # the pose would run backwards
+        FrameTuples([sequence], WIDTH, HEIGHT, (2, -2))
 
 
 def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path: Path):
@@ -247,7 +249,8 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
     assert recipe.as_dict()["sequences"][1]["path"] == str(tmp_path / "frames")
     bad_entries = {"'intrinsics'": {"path": "frames"}, "4 finite numbers": {**entry, "intrinsics": [700, 700, 300]},
                    "'crop'": {**entry, "crop": [10, 20, 5, 116]}, "unknown 'sequences'": {**entry, "fps": 2},
-                   "as many as the recipe's": {**entry, "frame_offsets": [-1, 1, 2]}}
+                   "as many as the recipe's": {**entry, "frame_offsets": [-1, 1, 2]},
+                   "with their signs in their order": {**entry, "frame_offsets": [1, -1]}}
     for reason, bad in bad_entries.items():
         with pytest.raises(RecipeError, match=reason):
             depth_recipe_from_dict({**base, "sequences": [bad]}, tmp_path)

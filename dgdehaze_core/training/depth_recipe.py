@@ -210,9 +210,11 @@ def _check(recipe: DepthRecipe) -> None:
                           f"{recipe.width}x{recipe.height}")
     for offsets in (recipe.frame_offsets, *(s.frame_offsets for s in recipe.sequences
                                             if isinstance(s, FrameFolder) and s.frame_offsets)):
-        if 0 in offsets or len(set(offsets)) != len(offsets) or len(offsets) != len(recipe.frame_offsets):
+        if (0 in offsets or len(set(offsets)) != len(offsets) or len(offsets) != len(recipe.frame_offsets)
+                or [o < 0 for o in offsets] != [o < 0 for o in recipe.frame_offsets]):
             raise RecipeError(f"'frame_offsets' must be distinct and non-zero, and a sequence's as many as the "
-                              f"recipe's {list(recipe.frame_offsets)}, got {list(offsets)}")
+                              f"recipe's {list(recipe.frame_offsets)} with their signs in their order (the pose "
+                              f"network is told which sources come earlier by the recipe's), got {list(offsets)}")
     if not recipe.lr > 0 or not 0 < recipe.lr_decay <= 1 or not 0 < recipe.lr_decay_at <= 1:
         raise RecipeError("'lr' must be > 0, 'lr_decay' and 'lr_decay_at' in (0, 1]")
     if not 0 <= recipe.ssim_weight <= 1 or recipe.smoothness < 0 or recipe.min_frame_change < 0:

@@ -172,9 +172,10 @@ class FrameTuples(Dataset):
         self.frames: list[np.ndarray] = []
         self.samples: list[tuple[int, int]] = []
         for number, (sequence, own) in enumerate(zip(self.sequences, self.offsets)):
-            if len(own) != len(offsets) or 0 in own:
-                raise ValueError(f"sequence {sequence.name}: its frame offsets {list(own)} must be non-zero and as "
-                                 f"many as the recipe's {list(offsets)}")
+            if len(own) != len(offsets) or 0 in own or [o < 0 for o in own] != [o < 0 for o in offsets]:
+                raise ValueError(f"sequence {sequence.name}: its frame offsets {list(own)} must be non-zero, as "
+                                 f"many as the recipe's {list(offsets)} and of their signs in their order (the "
+                                 "pose network is told which sources come earlier by the recipe's)")
             span = max(max(own), 0) - min(min(own), 0) + 1
             if len(sequence.frames) < span:
                 raise ImageError(f"sequence {sequence.name} has {len(sequence.frames)} frame(s); self-supervised "
