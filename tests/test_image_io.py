@@ -1,6 +1,7 @@
 """Bad image input gets a clear ImageError, never a traceback from inside numpy or OpenCV."""
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 
@@ -97,6 +98,24 @@ def test_atomic_writes_leave_the_old_file_on_failure(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     write_image(tmp_path / "frame.png", np.zeros((3, 3, 3), np.uint8))
     assert read_image(tmp_path / "frame.png").shape == (3, 3, 3)
+
+
+def test_atomic_writes_reach_the_disk_before_they_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The rename was not synced (nor a new folder's files): after a power cut, common on a robot, a checkpoint or
+    bag folder could be gone or hold empty files. Each fsync is recorded by the path of its descriptor."""
+    real_fsync, synced = os.fsync, []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    target = tmp_path / "runs" / "report.md"
+    atomic_write_text(target, "# report")
+    assert synced[-1] == str(target.parent) and len(synced) == 2  # the file's data (as its part), then the rename
+    synced.clear()
+    with atomic_path(tmp_path / "bag") as folder:
+        (folder / "meta").mkdir(parents=True)
+        (folder / "meta" / "metadata.yaml").write_text("x")
+        (folder / "bag_0.mcap").write_bytes(b"\0" * 10)
+    written = [Path(path).name for path in synced]
+    assert {"metadata.yaml", "bag_0.mcap", "meta"} <= set(written[:-2])  # every file and folder inside first
+    assert written[-2].endswith(".part") and synced[-1] == str(tmp_path)  # the new folder, then the rename
 
 
 def test_what_a_killed_writer_left_goes_with_the_next_write_and_a_live_writer_s_part_stays(tmp_path: Path):

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never half of one.
+"""Atomic file writes: a reader sees the old file or the complete new one, never half of one, also after a power
+cut (the new file's data, a new folder's files and the rename itself are synced to disk before the write returns).
 
 Checkpoints, engines, reports and bags are written to a temporary sibling and renamed into place. Each write holds
 an advisory lock (`fcntl.flock`) on a lock file beside its temporary sibling for as long as it runs: what a killed
@@ -74,6 +75,33 @@ def _remove_leftovers(target: Path) -> None:
             lock_path.unlink(missing_ok=True)
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk; a file system that cannot sync a folder (some network
+    mounts) is left as it is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """`_fsync` every file and folder under `folder`, the folder last."""
+    for root, folders, files in os.walk(folder):
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                _fsync(Path(root, name))
+        for name in folders:
+            _fsync(Path(root, name))
+    _fsync(folder)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it over `target`, on error remove it.
@@ -93,17 +121,20 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to {tmp} for {target}")
         if tmp.is_file():
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
+            _fsync(tmp)
             os.replace(tmp, target)
-        elif target.is_dir():  # set the old folder aside, put the new one in its place, then drop the old one
-            aside = Path(stem + ".old")
-            aside.mkdir()
-            os.replace(target, aside / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(aside, ignore_errors=True)
         else:
-            os.replace(tmp, target)
+            if tmp.is_dir() and not tmp.is_symlink():
+                _fsync_tree(tmp)
+            if target.is_dir():  # set the old folder aside, put the new one in its place, then drop the old one
+                aside = Path(stem + ".old")
+                aside.mkdir()
+                os.replace(target, aside / target.name)
+                os.replace(tmp, target)
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        _fsync(target.parent)  # the rename itself
     finally:
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
