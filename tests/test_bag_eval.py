@@ -150,6 +150,25 @@ def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: p
         assert all(math.isnan(value) for value in (position.x, position.y, position.z))
 
 
+def test_fog_that_hides_the_road_is_marked_as_the_most_the_visibility_can_be(tmp_path: Path) -> None:
+    """A white-out (no road in view) reads the visibility's upper bound: the report plotted and the summary kept it
+    as a measurement, beside the frames of the real fog drive."""
+    frames = demo_frames(3, (640, 360))
+    frames[1:1] = [np.full_like(frames[0], 225)] * 2  # two frames of fog so dense nothing shows
+    write_camera_bag(tmp_path / "in", "mcap", frames)
+    out = tmp_path / "eval"
+    evaluation = evaluate_bag(tmp_path / "in", "/cam/image_raw", out, method="dcp", detector=None, progress=False,
+                              mounting=Mounting(height=1.3, pitch=0.0))
+    bounds = [r.visibility_at_most for r in evaluation.records]
+    assert bounds == [False, True, True, False, False], [(r.visibility_m, r.visibility_at_most)
+                                                         for r in evaluation.records]
+    assert all(math.isfinite(r.visibility_m) for r in evaluation.records)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["per_frame"]["visibility_at_most"] == bounds
+    assert "open triangles: fog hides the road" in (out / "report.html").read_text()
+    assert (out / "figures" / "visibility.png").stat().st_size > 0
+
+
 def test_offline_with_a_camera_mounting_the_fog_is_measured_as_the_node_measures_it(tmp_path: Path) -> None:
     """The daytime demo drive with the mounting `make demo` gives the node: the visibility per frame, ~/depth in
     metres and ~/visibility in the output bag, and detections that carry metres."""

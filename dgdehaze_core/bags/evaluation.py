@@ -146,7 +146,8 @@ class FrameProcessor:
             haze_density_dehazed=haze_density(result.image), latency_ms=output.compute_ms, detect_hazy_ms=hazy_ms,
             hazy_detections=hazy_detections, dehazed_detections=detected.detections,
             detection_depths=detected.depths,
-            visibility_m=output.fog.visibility if output.fog is not None else math.nan)
+            visibility_m=output.fog.visibility if output.fog is not None else math.nan,
+            visibility_at_most=output.fog.at_most if output.fog is not None else None)
         return record, output
 
 

@@ -42,6 +42,9 @@ class FrameRecord:
     visibility_m: float = math.nan
     """The frame's visibility (m) with a camera mounting (offline: --camera-height; node replay: the node's
     ~/visibility); NaN without one or without fog."""
+    visibility_at_most: bool | None = None
+    """Whether `visibility_m` is an upper bound (the fog hides the road in view) rather than a measurement; None
+    where it is not known (node replay: ~/visibility does not say) or there is no reading."""
 
 
 @dataclass
@@ -117,6 +120,7 @@ class BagEvaluation:
                 "detections_hazy": [len(r.hazy_detections) for r in self.records],
                 "detections_dehazed": [len(r.dehazed_detections) for r in self.records],
                 "visibility_m": [r.visibility_m for r in self.records],
+                "visibility_at_most": [r.visibility_at_most for r in self.records],
             },
         }
 

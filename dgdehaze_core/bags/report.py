@@ -129,13 +129,21 @@ PLOTTERS = {"haze_density": plot_haze_density, "latency": plot_latency,
             "detection_counts": plot_detection_counts, "detection_classes": plot_detection_classes}
 VISIBILITY_FIGURE = ("visibility", "Visibility over time: the node's ~/visibility (Koschmieder's visibility, 3.912 / "
                      "beta, from the road's transmission; needs the camera's mounting; gaps: no fog to measure or no "
-                     "road)")
+                     "road; open triangles: fog hides the road, the most the visibility can be, offline only)")
 
 
 def plot_visibility(evaluation: BagEvaluation, path: Path) -> None:
-    t = evaluation.seconds_in_bag()
+    """The visibility per frame; a frame whose fog hides the road (its reading the most the visibility can be)
+    as an open downward triangle, not a measurement."""
+    t = np.asarray(evaluation.seconds_in_bag())
+    visibility = np.array([r.visibility_m for r in evaluation.records], np.float64)
+    bound = np.array([r.visibility_at_most is True for r in evaluation.records])
     fig, ax = plt.subplots(figsize=(8, 3))
-    ax.plot(t, [r.visibility_m for r in evaluation.records], color=DEHAZED_COLOR, marker=".", linewidth=1)
+    ax.plot(t, np.where(bound, np.nan, visibility), color=DEHAZED_COLOR, marker=".", linewidth=1, label="measured")
+    if bound.any():
+        ax.plot(t[bound], visibility[bound], linestyle="none", marker="v", markerfacecolor="none",
+                color=DEHAZED_COLOR, label="at most (fog hides the road)")
+        ax.legend(loc="best")
     ax.set(xlabel="time in bag (s)", ylabel="visibility (m)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
