@@ -8,11 +8,12 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Iterator
 
 from dgdehaze_core import __version__
-from dgdehaze_core.io.atomic_files import check_writable_file
+from dgdehaze_core.io.atomic_files import check_replaceable_json, check_writable_file, refuse_input_as_output
 
 COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train": "train",
             "train-depth": "train_depth", "eval": "evaluate", "export": "export"}
@@ -72,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _path_arguments(args: argparse.Namespace) -> dict[str, list[Path]]:
+    """The command's path-valued options and arguments but --json, by name."""
+    found: dict[str, list[Path]] = {}
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        paths = [item for item in values if isinstance(item, Path)]
+        if name != "json" and paths:
+            found[name] = paths
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors from bad input or an unwritable output (a read-only or full disk) print one line
     and exit 2 instead of a traceback."""
@@ -82,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         json_path = getattr(args, "json", None)
         if json_path is not None:
             check_writable_file(json_path, "--json")
+            check_replaceable_json(json_path, "--json")
+            for name, paths in _path_arguments(args).items():
+                refuse_input_as_output(json_path, paths, "--json", what="--out" if name == "out" else "the input")
         with sigterm_interrupts():
             return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: missing files, a read-only or full disk

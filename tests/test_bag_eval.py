@@ -150,6 +150,32 @@ def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: p
         assert all(math.isnan(value) for value in (position.x, position.y, position.z))
 
 
+def test_outputs_never_replace_inputs_and_bad_paths_fail_before_any_work(tmp_path: Path, capsys) -> None:
+    """--json naming the input bag's .mcap replaced the bag with the figures; --json naming --out failed after the
+    whole evaluation; the same bag twice was evaluated and counted twice; a NaN camera height passed as none."""
+    bag = tmp_path / "bagA"
+    write_camera_bag(bag, "mcap", demo_frames(2))
+    (recording,) = bag.glob("*.mcap")
+    before = recording.read_bytes()
+    out = tmp_path / "eval"
+    options = ["--no-detection", "--out", str(out)]
+    refusals = {"exists and holds no JSON": ["--json", str(recording)],
+                f"would overwrite --out {out}": ["--json", str(out)],
+                "lies in --out": ["--json", str(out / "report.html")],
+                "a bag is given twice": [f"{bag}/"],
+                "--camera-height must be a finite height": ["--camera-height", "nan"],
+                "--camera-pitch must be a finite angle": ["--camera-height", "1.3", "--camera-pitch", "inf"]}
+    for message, extra in refusals.items():
+        assert main(["bag-eval", str(bag), *extra, *options]) == 2, message
+        assert message in capsys.readouterr().err
+        assert not out.exists(), f"{message}: work was done"
+    assert recording.read_bytes() == before
+    figures = tmp_path / "figures.json"
+    figures.write_text("{}")  # an earlier run's figures: replaced
+    assert main(["bag-eval", str(bag), *options, "--json", str(figures)]) == 0
+    assert "dehazed" in json.loads(figures.read_text())
+
+
 def test_fog_that_hides_the_road_is_marked_as_the_most_the_visibility_can_be(tmp_path: Path) -> None:
     """A white-out (no road in view) reads the visibility's upper bound: the report plotted and the summary kept it
     as a measurement, beside the frames of the real fog drive."""

@@ -125,6 +125,25 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_export(out: str,
     assert message in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
+def test_an_export_never_writes_over_the_file_it_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out` naming the weights or the detector being exported replaced them with the export (a checkpoint
+    became an ONNX file, the int8 detector its float rebuild)."""
+    from dgdehaze_core.models import shipped_weights_path
+
+    weights, detector = tmp_path / "lite.pt", tmp_path / "yolo.onnx"
+    weights.write_bytes(shipped_weights_path("lite").read_bytes())
+    detector.write_bytes(DEFAULT_DETECTOR.read_bytes())
+    (tmp_path / "link.pt").symlink_to(weights)
+    for args, source in ((["--config", "lite", "--weights", str(weights), "--out", str(weights)], weights),
+                         (["--config", "lite", "--weights", str(weights), "--out", str(tmp_path / "link.pt")], weights),
+                         (["--detector", str(detector), "--format", "onnx", "--imgsz", "320", "--out", str(detector)],
+                          detector)):
+        before = source.read_bytes()
+        assert main(["export", *args]) == 2
+        assert "would overwrite the input" in capsys.readouterr().err
+        assert source.read_bytes() == before
+
+
 def test_a_truncated_detector_file_is_refused_in_one_line_and_the_existing_output_kept(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     truncated = tmp_path / "yolo.onnx"

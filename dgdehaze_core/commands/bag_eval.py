@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -79,7 +80,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Before any work: no bag given twice (a fleet would count it twice), --out not a bag, and --json not among
+    the files --out receives (the report, the summary, a bag's folder)."""
+    resolved = [bag.expanduser().resolve() for bag in args.input]
+    twice = sorted({str(bag) for bag, path in zip(args.input, resolved) if resolved.count(path) > 1})
+    if twice:
+        raise ValueError(f"a bag is given twice: {', '.join(twice)}")
+    if args.json is not None and Path(args.json).expanduser().resolve().is_relative_to(args.out.expanduser().resolve()):
+        raise ValueError(f"--json {args.json} lies in --out {args.out}, which bag-eval writes whole: put it elsewhere")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_paths(args)
     if (args.attach or args.node_param) and not args.node:
         raise ValueError("--attach and --node-param need --node")
     if args.attach and args.node_param:
@@ -132,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
 
 def mounting_of(args: argparse.Namespace) -> Mounting | None:
     """The camera mounting the options give (None without --camera-height); ValueError when out of range."""
-    if args.camera_height < 0:
-        raise ValueError(f"--camera-height must be positive (m above the road), got {args.camera_height}")
+    if not 0 <= args.camera_height < math.inf:
+        raise ValueError(f"--camera-height must be a finite height (m above the road; 0: none), got "
+                         f"{args.camera_height}")
+    if not math.isfinite(args.camera_pitch):
+        raise ValueError(f"--camera-pitch must be a finite angle (rad), got {args.camera_pitch}")
     return Mounting(args.camera_height, args.camera_pitch) if args.camera_height > 0 else None
 
 

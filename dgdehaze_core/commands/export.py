@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from dgdehaze_core.io.atomic_files import check_writable_file
+from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
 from dgdehaze_core.io.images import MAX_PIXELS
 
 LOG = logging.getLogger(__name__)
@@ -82,6 +82,17 @@ def _model(args: argparse.Namespace):  # -> DGDehazeNet
     return load_model(args.config)
 
 
+def _sources(args: argparse.Namespace) -> list[Path]:
+    """What an export reads: the detector or the weights (the configuration's shipped file without --weights),
+    and the calibration images or dataset YAML."""
+    from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
+
+    sources = [path for path in (args.detector, args.weights, args.calib) if path is not None]
+    if args.config in MODEL_CONFIGS and args.weights is None and not args.untrained:
+        sources.append(shipped_weights_path(args.config))
+    return sources
+
+
 def _check(args: argparse.Namespace) -> None:
     from_quantised_onnx = args.detector is not None and args.detector.suffix == ".onnx"
     if args.int8 and args.format != "engine" and args.detector is not None and not from_quantised_onnx:
@@ -107,6 +118,7 @@ def _check(args: argparse.Namespace) -> None:
         _check_size(args.height, args.width, args.dynamic)
     if args.out is not None:
         check_writable_file(args.out, "--out")
+        refuse_input_as_output(args.out, _sources(args), "--out")
     if args.detector is not None and (args.weights or args.untrained or args.physics_only):
         raise ValueError("--weights, --untrained and --physics-only belong to --config, not --detector")
 

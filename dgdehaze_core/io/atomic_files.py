@@ -14,11 +14,12 @@ import contextlib
 import fcntl
 import glob
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 NAME_BYTES = 100
 """How much of the target's name (in UTF-8 bytes) the temporary siblings' names repeat, beside a hash of all of it
@@ -40,6 +41,37 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
     except OSError as exc:
         raise OSError(f"{flag} {path} cannot be written: {exc.strerror or exc} in {folder}") from None
     return path
+
+
+def refuse_input_as_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], flag: str,
+                           what: str = "the input") -> None:
+    """ValueError, before any work, when `output` is one of `inputs` (the same path, or the same file through a
+    link): writing it would destroy what the command reads (or writes elsewhere: `what` says which)."""
+    target = Path(output).expanduser().resolve()
+    for item in inputs:
+        source = Path(item).expanduser().resolve()
+        if target == source or (target.exists() and source.exists() and os.path.samefile(target, source)):
+            raise ValueError(f"{flag} {output} would overwrite {what} {item}: give another path")
+
+
+JSON_CHECK_BYTES = 64 * 2**20
+"""An existing --json target larger than this is taken as no figures file (a bag, weights) without reading it."""
+
+
+def check_replaceable_json(path: str | os.PathLike[str], flag: str) -> None:
+    """ValueError when `path` exists and holds no JSON: a figures file may be written over, a bag, weights or an
+    image named by mistake may not."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        if path.stat().st_size <= JSON_CHECK_BYTES:
+            json.loads(path.read_bytes())
+            return
+    except (ValueError, OSError):
+        pass
+    raise ValueError(f"{flag} {path} exists and holds no JSON (it would be overwritten): give a new file or a "
+                     "JSON one")
 
 
 def _prefix(target: Path) -> str:

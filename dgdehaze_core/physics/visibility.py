@@ -166,8 +166,8 @@ class Mounting:
     road_max_distance: float = 30.0
 
     def __post_init__(self) -> None:
-        if not self.height > 0:
-            raise ValueError(f"camera height must be positive (m above the road), got {self.height}")
+        if not 0 < self.height < math.inf:
+            raise ValueError(f"camera height must be positive and finite (m above the road), got {self.height}")
         if not abs(self.pitch) < math.pi / 2:
             raise ValueError(f"camera pitch must lie within +-pi/2 rad, got {self.pitch}")
         left, top, right, bottom = self.road_region
