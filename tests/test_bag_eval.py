@@ -159,14 +159,16 @@ def test_outputs_never_replace_inputs_and_bad_paths_fail_before_any_work(tmp_pat
     before = recording.read_bytes()
     out = tmp_path / "eval"
     options = ["--no-detection", "--out", str(out)]
-    refusals = {"exists and holds no JSON": ["--json", str(recording)],
-                f"would overwrite --out {out}": ["--json", str(out)],
-                "lies in --out": ["--json", str(out / "report.html")],
-                "a bag is given twice": [f"{bag}/"],
-                "--camera-height must be a finite height": ["--camera-height", "nan"],
-                "--camera-pitch must be a finite angle": ["--camera-height", "1.3", "--camera-pitch", "inf"]}
-    for message, extra in refusals.items():
-        assert main(["bag-eval", str(bag), *extra, *options]) == 2, message
+    refusals = {"exists and holds no JSON": [str(bag), *options, "--json", str(recording)],
+                f"would overwrite --out {out}": [str(bag), *options, "--json", str(out)],
+                "lies in --out": [str(bag), *options, "--json", str(out / "report.html")],
+                "a bag is given twice": [str(bag), f"{bag}/", *options],
+                "--camera-height must be a finite height": [str(bag), *options, "--camera-height", "nan"],
+                "--camera-pitch must be a finite angle": [str(bag), *options, "--camera-height", "1.3",
+                                                          "--camera-pitch", "inf"],
+                "--out /proc/eval cannot be written": [str(bag), *options, "--out", "/proc/eval"]}  # was: a .lock
+    for message, args in refusals.items():
+        assert main(["bag-eval", *args]) == 2, message
         assert message in capsys.readouterr().err
         assert not out.exists(), f"{message}: work was done"
     assert recording.read_bytes() == before

@@ -22,6 +22,7 @@ from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fl
 from dgdehaze_core.bags.io import STORAGES, pick_camera_info_topic, pick_image_topic
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
+from dgdehaze_core.io.atomic_files import check_writable_place
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.io.images import SAMPLE_BITS, check_sample_bits
@@ -81,8 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    """Before any work: no bag given twice (a fleet would count it twice), --out not a bag, and --json not among
-    the files --out receives (the report, the summary, a bag's folder)."""
+    """Before any work: no bag given twice (a fleet would count it twice), --out where a folder can be written,
+    and --json not among the files --out receives (the report, the summary, a bag's folder)."""
+    check_writable_place(args.out, "--out")
     resolved = [bag.expanduser().resolve() for bag in args.input]
     twice = sorted({str(bag) for bag, path in zip(args.input, resolved) if resolved.count(path) > 1})
     if twice:

@@ -32,6 +32,13 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder: give the file to write")
+    return check_writable_place(path, flag)
+
+
+def check_writable_place(path: str | os.PathLike[str], flag: str) -> Path:
+    """`path` as a Path when the folder it goes in (or, where that does not exist yet, the nearest existing one
+    above it) takes new files, as an atomic write of `path`, file or folder, needs; else OSError naming `flag`."""
+    path = Path(path)
     folder = path.absolute().parent
     while not folder.exists():
         folder = folder.parent
