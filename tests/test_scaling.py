@@ -176,6 +176,35 @@ def test_a_fleet_killed_part_way_says_it_is_unfinished_and_runs_again_over_its_f
     assert json.loads((out / "fleet.json").read_text())["status"] == "done" and (out / "index.html").is_file()
 
 
+def test_a_fleet_interrupted_part_way_indexes_the_bags_it_finished(tmp_path: Path) -> None:
+    """Ctrl-C during a rerun left fleet.json "running" and no index.html: the earlier run's summary was gone and the
+    bags this run had finished were indexed nowhere."""
+    import signal
+    import time
+
+    first, long = tmp_path / "short", tmp_path / "long"
+    write_camera_bag(first, "mcap", demo_frames(2), "bgr8")
+    write_camera_bag(long, "mcap", demo_frames(40, (640, 360)), "bgr8")
+    out = tmp_path / "fleet"
+    command = [sys.executable, "-m", "dgdehaze_core.cli", "bag-eval", str(first), str(long), "--out", str(out),
+               "--method", "lite", "--no-detection", "--image-topic", "/cam/image_raw", "--workers", "1",
+               "--no-progress"]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(p.name.startswith(".long~") for p in out.iterdir())) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)  # the second bag is being evaluated: the first is done
+    os.kill(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode in (130, -signal.SIGINT), err[-2000:]  # a shell reads both as 130
+    assert "interrupted after 1 of 2 bags" in err
+    fleet = json.loads((out / "fleet.json").read_text())
+    assert fleet["status"] == "interrupted" and (fleet["bags"], fleet["bags_given"]) == (1, 2)
+    assert [Path(bag["out_dir"]).name for bag in fleet["per_bag"]] == ["short"] and fleet["per_bag"][0]["ok"]
+    index = (out / "index.html").read_text()
+    assert "(interrupted)" in index and 'href="short/report.html"' in index and "1 of 2 bags" in index
+
+
 def test_bags_with_a_custom_type_recorded_before_jazzy_are_evaluated_or_fail_alone_in_one_line(
         tmp_path: Path) -> None:
     """A Humble recording of a custom type stores no hash (an mcap still stores the definition, a Humble sqlite3

@@ -240,7 +240,8 @@ def choose_runner(address: str | None, workers: int | None) -> SequentialRunner 
 
 def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str | None = None,
               workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate every job, write OUT/fleet.json and OUT/index.html atomically, return the fleet summary."""
+    """Evaluate every job, write OUT/fleet.json and OUT/index.html atomically, return the fleet summary. Stopped
+    by Ctrl-C or SIGTERM, it writes them for the bags evaluated so far (status "interrupted") before it stops."""
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
@@ -266,15 +267,28 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
                     LOG.error("%s failed unexpectedly (a bug of this code or a library's):\n%s",
                               outcome.input_bag, outcome.traceback.rstrip())
                 remove_earlier_output(Path(outcome.out_dir))
+    except KeyboardInterrupt:  # also SIGTERM, which the CLI raises as one
+        if outcomes:
+            LOG.warning("interrupted after %d of %d bags: %s indexes those", len(outcomes), len(jobs),
+                        out_dir / "index.html")
+            _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "interrupted")
+        raise
     finally:
         bar.close()
         runner.close()
+    return _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "done")
+
+
+def _write_summary(out_dir: Path, jobs: Sequence[BagJob], outcomes: list[BagOutcome], runner: str,
+                   ray_address: str | None, workers: int | None, began: float, status: str) -> dict[str, Any]:
+    """OUT/fleet.json and OUT/index.html of the bags in `outcomes` (in the jobs' order), atomically."""
     wall = time.perf_counter() - began
     order = {job.input_bag: i for i, job in enumerate(jobs)}
-    outcomes.sort(key=lambda o: order[o.input_bag])
-    summary = {"status": "done", "runner": runner.name, "ray_address": ray_address, "workers": workers,
-               "wall_seconds": wall, "bags": len(jobs), "failed": sum(not o.ok for o in outcomes),
-               "bags_per_minute": 60.0 * len(jobs) / wall if wall > 0 else math.nan,
+    outcomes = sorted(outcomes, key=lambda o: order[o.input_bag])
+    summary = {"status": status, "runner": runner, "ray_address": ray_address, "workers": workers,
+               "wall_seconds": wall, "bags": len(outcomes), "bags_given": len(jobs),
+               "failed": sum(not o.ok for o in outcomes),
+               "bags_per_minute": 60.0 * len(outcomes) / wall if wall > 0 else math.nan,
                "all": fleet_figures(outcomes), "per_bag": [asdict(o) for o in outcomes]}
     write_json(out_dir / "fleet.json", summary)
     atomic_write_text(out_dir / "index.html", fleet_html(summary, out_dir))
@@ -321,7 +335,8 @@ def fleet_html(summary: dict[str, Any], out_dir: Path) -> str:
     header = "".join(f"<th>{html.escape(k)}</th>" for k in ("bag", "status", *FIGURES, "error"))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>dgdehaze fleet: {out_dir.name}</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style></head><body>"
-            f"<h1>dgdehaze bag-eval fleet</h1><p>{summary['bags']} bags, {summary['failed']} failed, "
+            f"<h1>dgdehaze bag-eval fleet{' (interrupted)' if summary['status'] == 'interrupted' else ''}</h1>"
+            f"<p>{summary['bags']} of {summary.get('bags_given', summary['bags'])} bags, {summary['failed']} failed, "
             f"{summary['wall_seconds']:.0f} s on {html.escape(summary['runner'])} "
             f"({summary['bags_per_minute']:.2f} bags per minute)</p>"
             f"<table><tr>{header}</tr>{''.join(rows)}</table></body></html>\n")
