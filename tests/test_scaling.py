@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag
@@ -151,23 +152,30 @@ def test_with_one_worker_the_fleet_runs_one_bag_after_the_other(three_bags: list
     check_fleet(out, three_bags, "sequential")
 
 
-def test_a_fleet_killed_part_way_says_it_is_unfinished_and_runs_again_over_its_folder(tmp_path: Path) -> None:
-    import signal
-    import time
-
+def _short_and_long_fleet(tmp_path: Path, method: str) -> tuple[Path, list[str]]:
+    """A bag of 2 frames and one of 40 for a fleet run one after the other: (its --out, the bag-eval process's
+    command line)."""
     first, long = tmp_path / "short", tmp_path / "long"
     write_camera_bag(first, "mcap", demo_frames(2), "bgr8")
     write_camera_bag(long, "mcap", demo_frames(40, (640, 360)), "bgr8")
     out = tmp_path / "fleet"
-    command = [sys.executable, "-m", "dgdehaze_core.cli", "bag-eval", str(first), str(long), "--out", str(out),
-               "--method", "dcp", "--no-detection", "--image-topic", "/cam/image_raw", "--workers", "1",
-               "--no-progress"]
+    return out, [sys.executable, "-m", "dgdehaze_core.cli", "bag-eval", str(first), str(long), "--out", str(out),
+                 "--method", method, "--no-detection", "--image-topic", "/cam/image_raw", "--workers", "1",
+                 "--no-progress"]
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_fleet_killed_part_way_says_it_is_unfinished_and_runs_again_over_its_folder(tmp_path: Path) -> None:
+    out, command = _short_and_long_fleet(tmp_path, "dcp")
     assert main(command[3:]) == 0  # an earlier, finished run
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not any(".part" in p.name and not p.name.startswith(".fleet.json") for p in out.iterdir()) \
-            and time.monotonic() < deadline:
-        time.sleep(0.01)  # the first bag is being written again (not fleet.json, whose "running" comes first)
+    # the first bag is being written again (not fleet.json, whose "running" comes first)
+    _wait_for(lambda: any(".part" in p.name and not p.name.startswith(".fleet.json") for p in out.iterdir()))
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     assert json.loads((out / "fleet.json").read_text())["status"] == "running"
@@ -179,21 +187,10 @@ def test_a_fleet_killed_part_way_says_it_is_unfinished_and_runs_again_over_its_f
 def test_a_fleet_interrupted_part_way_indexes_the_bags_it_finished(tmp_path: Path) -> None:
     """Ctrl-C during a rerun left fleet.json "running" and no index.html: the earlier run's summary was gone and the
     bags this run had finished were indexed nowhere."""
-    import signal
-    import time
-
-    first, long = tmp_path / "short", tmp_path / "long"
-    write_camera_bag(first, "mcap", demo_frames(2), "bgr8")
-    write_camera_bag(long, "mcap", demo_frames(40, (640, 360)), "bgr8")
-    out = tmp_path / "fleet"
-    command = [sys.executable, "-m", "dgdehaze_core.cli", "bag-eval", str(first), str(long), "--out", str(out),
-               "--method", "lite", "--no-detection", "--image-topic", "/cam/image_raw", "--workers", "1",
-               "--no-progress"]
+    out, command = _short_and_long_fleet(tmp_path, "lite")
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out.is_dir() and any(p.name.startswith(".long~") for p in out.iterdir())) \
-            and time.monotonic() < deadline:
-        time.sleep(0.01)  # the second bag is being evaluated: the first is done
+    # the second bag is being evaluated: the first is done
+    _wait_for(lambda: out.is_dir() and any(p.name.startswith(".long~") for p in out.iterdir()))
     os.kill(run.pid, signal.SIGINT)
     _, err = run.communicate(timeout=120)
     assert run.returncode in (130, -signal.SIGINT), err[-2000:]  # a shell reads both as 130
