@@ -129,6 +129,18 @@ def test_a_video_opencv_cannot_encode_is_refused_with_the_reason(tmp_path: Path,
     assert not list((tmp_path / "o").iterdir())
 
 
+def test_an_input_with_nothing_to_dehaze_leaves_no_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A video without frames made an empty --out before it was found unreadable."""
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "broken.png").write_bytes(b"not a png")
+    for source, message in ((tmp_path / "empty.mp4", "is not a readable video"),
+                            (tmp_path / "photos", "could be read")):
+        assert main(["dehaze", str(source), "--method", "dcp", "--out", str(tmp_path / "o")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()
+
+
 def test_one_pixel_image_is_dehazed(tmp_path: Path):
     path = tmp_path / "dot.png"
     cv2.imwrite(str(path), np.full((1, 1, 3), 200, np.uint8))

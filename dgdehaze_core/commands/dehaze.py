@@ -146,8 +146,7 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(paths or [source], [args.out / f"{name}_{kind}{suffix}" for name in names.values()
                            for kind in ("dehazed", "depth")])
     pipeline = load_pipeline(args.method) if args.output is None else load_pipeline(args.method, output=args.output)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if video:
+    if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
         return _run_video(source, args.out, pipeline)
     failures = 0
     written = 0
