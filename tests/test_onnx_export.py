@@ -7,8 +7,10 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 import torch
 
+from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import WEIGHTS_DIR
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, check_outputs
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -43,6 +45,30 @@ def real_batch(shared_data: Path, stride: int, size: tuple[int, int]) -> np.ndar
              shared_data / "hazy-real" / "urhi" / "SFC_Google_197.png"]
     images = [cv2.resize(bgr_to_rgb_float(read_image(path)), size, interpolation=cv2.INTER_AREA) for path in paths]
     return np.ascontiguousarray(pad_to_stride(np.stack(images), stride).transpose(0, 3, 1, 2))
+
+
+def test_an_export_with_nan_weights_or_a_bad_stride_is_refused_not_run_to_black_frames(exported, tmp_path: Path,
+                                                                                         capsys) -> None:
+    """ONNX Runtime ran an export whose weights held a NaN and every frame came out black (exit 0); a stride of 0
+    in its metadata divided by zero at the first frame."""
+    _, path = exported
+    model = onnx.load(str(path))
+    weight = next(i for i in model.graph.initializer if numpy_helper.to_array(i).dtype == np.float32)
+    values = numpy_helper.to_array(weight).copy()
+    values.flat[0] = np.nan
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(model, str(tmp_path / "nan.onnx"))
+    with pytest.raises(ValueError, match=f"holds weights that are not finite .*first in '{weight.name}'"):
+        OnnxRuntimeBackend(tmp_path / "nan.onnx")
+    model = onnx.load(str(path))
+    next(prop for prop in model.metadata_props if prop.key == "dgdehaze_stride").value = "0"
+    onnx.save(model, str(tmp_path / "stride0.onnx"))
+    with pytest.raises(ValueError, match="dgdehaze_stride metadata '0' is not a positive number"):
+        OnnxRuntimeBackend(tmp_path / "stride0.onnx")
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), np.full((40, 60, 3), 180, np.uint8))
+    assert main(["dehaze", str(frame), "--method", str(tmp_path / "nan.onnx"), "--out", str(tmp_path / "o")]) == 2
+    assert "holds weights that are not finite" in capsys.readouterr().err
 
 
 def test_onnx_runtime_matches_torch_at_several_sizes(exported, shared_data: Path) -> None:

@@ -15,3 +15,27 @@ def read_onnx(path: str | os.PathLike[str], what: str = "ONNX file", external_da
     except Exception as exc:  # DecodeError, OSError, ...: whatever the parser meets
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"{path} is not a readable {what}: {reason}") from None
+
+
+def checked_dgdehaze_export(path: str | os.PathLike[str]) -> int:
+    """The stride of a dgdehaze ONNX export (its `dgdehaze_stride` metadata); ValueError when the file is no such
+    export, its stride is not a positive number, or a float weight holds NaN or infinity (ONNX Runtime and TensorRT
+    run such a file, and every frame comes out black)."""
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    model = read_onnx(path, "dgdehaze ONNX export")
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    if "dgdehaze_stride" not in metadata:
+        raise ValueError(f"{path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")
+    stride = metadata["dgdehaze_stride"]
+    if not stride.isdigit() or int(stride) < 1:
+        raise ValueError(f"{path}: its dgdehaze_stride metadata {stride!r} is not a positive number")
+    for initializer in model.graph.initializer:
+        if initializer.data_location == TensorProto.EXTERNAL:  # not loaded: its runtime reads it
+            continue
+        values = numpy_helper.to_array(initializer)
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            raise ValueError(f"{path} holds weights that are not finite (NaN or infinity), first in "
+                             f"{initializer.name!r}: exported from a training run that diverged?")
+    return int(stride)

@@ -14,6 +14,7 @@ import onnxruntime as ort
 
 from dgdehaze_core.cpu_threads import default_threads
 from dgdehaze_core.inference.backends import outputs_of
+from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
 
 LOG = logging.getLogger(__name__)
 
@@ -56,13 +57,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
             raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
-        if "dgdehaze_stride" not in metadata:
-            raise ValueError(f"{path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")
-        try:
-            self.stride = int(metadata["dgdehaze_stride"])
-        except ValueError:
-            raise ValueError(f"{path}: its dgdehaze_stride metadata {metadata['dgdehaze_stride']!r} is not a "
-                             "number") from None
+        self.stride = checked_dgdehaze_export(path)
         self.config_name = metadata.get("dgdehaze_config", "unknown")
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
@@ -83,3 +78,4 @@ class OnnxRuntimeBackend:
         outputs = self.session.run(list(self.outputs), {self.input_name: batch.astype(self.input_dtype, copy=False)},
                                    options)
         return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self.outputs, outputs)}
+

@@ -34,7 +34,7 @@ from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache
                                                            mark_used, recorded_key)
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.images import bgr_to_rgb_float, images_under, read_image
-from dgdehaze_core.io.onnx_files import read_onnx
+from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, read_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ class TensorRTBackend:
         if self.device.type != "cuda":
             raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
         self.profile = profile
-        self.stride = _onnx_stride(onnx_path)
+        self.stride = checked_dgdehaze_export(onnx_path)
         self.runtime = runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         calib = Path(calib_dir) if calib_dir is not None else None
         key = engine_key(onnx_path, self.stride, profile, precision, self.device, calib)
@@ -436,8 +436,3 @@ def onnx_input_dims(onnx_path: str | os.PathLike[str]) -> tuple[int | None, ...]
     return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
 
 
-def _onnx_stride(onnx_path: Path) -> int:
-    metadata = {p.key: p.value for p in read_onnx(onnx_path).metadata_props}
-    if "dgdehaze_stride" not in metadata:
-        raise ValueError(f"{onnx_path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")
-    return int(metadata["dgdehaze_stride"])
