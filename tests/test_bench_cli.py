@@ -76,8 +76,9 @@ def test_the_chain_s_detector_runs_on_the_bench_s_threads(precision: str) -> Non
 
 def test_model_alias_runs_the_configured_network_only_and_working_sizes_add_rows(tmp_path: Path) -> None:
     table = run_bench(tmp_path, "model", "--config", "lite", "--backends", "torch", "--sizes", "128x64",
-                      "--working-sizes", "64x32,256x128")
-    assert set(table) == {"dcp@128x64", "lite/torch@128x64", "lite/torch@128x64/work64x32", "cpu-peak/torch-matmul"}
+                      "--working-sizes", "64x32,128x32")
+    assert set(table) == {"dcp@128x64", "lite/torch@128x64", "lite/torch@128x64/work64x32",
+                          "lite/torch@128x64/work128x32", "cpu-peak/torch-matmul"}
     full, reduced = table["lite/torch@128x64"], table["lite/torch@128x64/work64x32"]
     positive(full, NETWORK)
     positive(reduced, NETWORK)
@@ -101,6 +102,9 @@ def test_bad_arguments_exit_2_with_a_message(args: list[str], capsys: pytest.Cap
     (["node", "--node-seconds", "0"], "--node-rate and --node-seconds must be positive"),
     (["--sizes", "100000x100000"], "exceeds the limit"),
     (["--json", "/proc/figures.json"], "--json /proc/figures.json cannot be written"),
+    (["lite", "--sizes", "160x120", "--working-sizes", "320x240,2000x8"],  # was: no row and no word
+     "--working-sizes 320x240 is not smaller than any of --sizes 160x120"),
+    (["--threads", "100000"], "exceeds this machine's"),  # was: MemoryError traceback reading the frames
     *([(["chain", "--chain-backend", "tensorrt"], "tensorrt backend unavailable")] if tensorrt_unavailable_reason()
       else []),
 ])
@@ -114,6 +118,14 @@ def test_a_bad_option_of_a_later_target_is_refused_before_anything_is_measured(
     monkeypatch.setattr(networks, "bench_dcp", measured_too_early)
     assert main(["bench", "dcp", *args, "--repeats", "1"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_bad_cache_setting_is_refused_not_taken_for_a_missing_backend(monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed DGDEHAZE_ENGINE_CACHE_DAYS skipped every cached network row with a warning, exit 0."""
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "abc")
+    assert main(["bench", "lite", "--backends", "onnxruntime", "--sizes", "64x48", "--repeats", "1"]) == 2
+    assert "DGDEHAZE_ENGINE_CACHE_DAYS must be a number of days, got 'abc'" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(tensorrt_unavailable_reason() is None, reason="TensorRT runs here: its rows would exist")

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from dgdehaze_core.benchmarks.timing import measure
+from dgdehaze_core.benchmarks.timing import measure, smaller_than
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.inference.backends import INT8_RUNTIME, BackendUnavailable, InferenceBackend, round_up_to_stride
@@ -187,7 +187,7 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
     """
     model = timed_network(config)
     runs = [(size, None) for size in frames]
-    runs += [(size, work) for size in frames for work in working_sizes if work[0] * work[1] < size[0] * size[1]]
+    runs += [(size, work) for size in frames for work in working_sizes if smaller_than(work, size)]
     macs = {work or size: count_macs(model, *_padded(model, *(work or size)), with_clear=False) / 1e9
             for size, work in runs}
     rows: dict[str, Row] = {}

@@ -65,3 +65,8 @@ def parse_size(text: str) -> tuple[int, int]:
     if width * height > MAX_PIXELS:
         raise ValueError(f"size {text!r} exceeds the limit of {MAX_PIXELS} pixels")
     return width, height
+
+
+def smaller_than(work: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Whether a working size (w, h) is a reduced resolution of a frame size: within it on both axes, not it."""
+    return work[0] <= size[0] and work[1] <= size[1] and work != size

@@ -22,11 +22,12 @@ import os
 
 import cv2
 
-from dgdehaze_core.benchmarks.timing import parse_size
+from dgdehaze_core.benchmarks.timing import parse_size, smaller_than
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
 from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import INT8_RUNTIME, RUNTIMES
+from dgdehaze_core.inference.backends.engine_cache import default_keep_days
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.io.tables import emit
 
@@ -117,6 +118,15 @@ def _check(args: argparse.Namespace, targets: list[str]) -> None:
         raise ValueError("--repeats must be at least 1")
     if args.threads < 0 or args.max_seconds < 0:
         raise ValueError("--threads and --max-seconds must be >= 0")
+    if args.threads > (os.cpu_count() or 1):
+        raise ValueError(f"--threads {args.threads} exceeds this machine's {os.cpu_count()} CPUs: a benchmark on "
+                         "more threads than cores measures the oversubscription")
+    default_keep_days()  # a bad $DGDEHAZE_ENGINE_CACHE_DAYS would skip every cached network row, not fail
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    for work in (parse_size(s) for s in args.working_sizes.split(",") if s):
+        if not any(smaller_than(work, size) for size in sizes):
+            raise ValueError(f"--working-sizes {work[0]}x{work[1]} is not smaller than any of --sizes "
+                             f"{args.sizes}: it would run no row")
     unknown = sorted(set(args.backends.split(",")) - {*RUNTIMES, INT8_RUNTIME})
     if unknown:
         raise ValueError(f"unknown backends {unknown}; known: {', '.join(RUNTIMES)}, {INT8_RUNTIME}")
