@@ -105,8 +105,8 @@ def test_bad_arguments_exit_2_with_a_message(args: list[str], capsys: pytest.Cap
     (["lite", "--sizes", "160x120", "--working-sizes", "320x240,2000x8"],  # was: no row and no word
      "--working-sizes 320x240 is not smaller than any of --sizes 160x120"),
     (["--threads", "100000"], "exceeds this machine's"),  # was: MemoryError traceback reading the frames
-    *([(["chain", "--chain-backend", "tensorrt"], "tensorrt backend unavailable")] if tensorrt_unavailable_reason()
-      else []),
+    *([(["chain", "--chain-backend", "tensorrt"], "tensorrt backend unavailable"),
+       (["lite", "--backends", "tensorrt"], "tensorrt")] if tensorrt_unavailable_reason() else []),
 ])
 def test_a_bad_option_of_a_later_target_is_refused_before_anything_is_measured(
         args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -163,10 +163,10 @@ def run(args: argparse.Namespace) -> int:
     frames = nb.hazy_frames(sizes)
     table: dict[str, dict[str, float]] = {}
     networks = [t for t in targets if t in NETWORK_TARGETS]
+    variants = nb.available_variants(args.backends.split(","), args.device) if networks else []  # none: before DCP
     if {"dcp", "chain", *networks} & set(targets):  # the baseline as rows of its own; each ratio times it again
         table.update(nb.bench_dcp(frames, settings))
     if networks:
-        variants = nb.available_variants(args.backends.split(","), args.device)
         peak_before = nb.peak_gmac_per_s(settings)
         rows: dict[str, dict[str, float]] = {}
         for config in networks:
