@@ -222,6 +222,23 @@ def test_a_failed_build_leaves_the_previous_artifact_and_no_partial_file(tmp_pat
     assert check_artifact(path, key()) is None
 
 
+def test_a_cache_that_cannot_take_a_build_says_it_is_the_cache(tmp_path: Path) -> None:
+    """A cache folder that is a file (or full, or read-only) failed with the OS error alone ("[Errno 17] File
+    exists"), naming neither the cache nor the variable that moves it; a builder's own OSError stays its own."""
+    (tmp_path / "cache").write_text("not a folder")
+    builds = Builds()
+    with pytest.raises(OSError, match=f"the engine cache {tmp_path / 'cache'} cannot take lite.*missing.*"
+                                      "set DGDEHAZE_ENGINE_CACHE to another folder"):
+        EngineCache(tmp_path / "cache").get_or_build(key(), "lite", ".engine", builds.build, builds.load)
+
+    def missing_source(tmp: Path) -> None:
+        (tmp_path / "weights.pt").read_bytes()
+
+    with pytest.raises(FileNotFoundError, match="weights.pt") as raised:
+        EngineCache(tmp_path / "good").get_or_build(key(), "lite", ".engine", missing_source, builds.load)
+    assert "engine cache" not in str(raised.value)
+
+
 def test_shape_profile_parses_what_it_describes() -> None:
     from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile
 

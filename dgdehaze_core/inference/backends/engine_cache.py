@@ -21,6 +21,7 @@ would otherwise pile up.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -233,16 +234,31 @@ class EngineCache(Generic[T]):
                 return loaded, artifact
             except Exception as exc:  # a loader (TensorRT, ORT) rejecting the bytes is corruption, not a crash
                 reason = f"corrupt: the loader rejected it ({exc})"
-        with _build_lock(artifact):
-            loader_rejected = reason.startswith("corrupt: the loader")
-            if not loader_rejected and check_artifact(artifact, key) is None:
-                LOG.info("%s was built by another process meanwhile", artifact.name)
-                return load(artifact), artifact
-            if reason == "missing":
-                LOG.info("no cached %s; building it", artifact.name)
-            elif reason.startswith("stale"):
-                LOG.info("cached %s is %s; rebuilding", artifact.name, reason)
-            else:
-                LOG.warning("cached %s is %s; rebuilding", artifact.name, reason)
-            self.build(key, artifact, build)
+        try:
+            with _build_lock(artifact):
+                loader_rejected = reason.startswith("corrupt: the loader")
+                if not loader_rejected and check_artifact(artifact, key) is None:
+                    LOG.info("%s was built by another process meanwhile", artifact.name)
+                    return load(artifact), artifact
+                if reason == "missing":
+                    LOG.info("no cached %s; building it", artifact.name)
+                elif reason.startswith("stale"):
+                    LOG.info("cached %s is %s; rebuilding", artifact.name, reason)
+                else:
+                    LOG.warning("cached %s is %s; rebuilding", artifact.name, reason)
+                self.build(key, artifact, build)
+        except OSError as exc:
+            if not self._is_the_cache_s(exc):
+                raise
+            raise OSError(exc.errno, f"the engine cache {self.directory} cannot take {artifact.name} ({reason}): "
+                                     f"{exc.strerror or exc}; free space there, or set DGDEHAZE_ENGINE_CACHE to "
+                                     "another folder") from exc
         return load(artifact), artifact
+
+    def _is_the_cache_s(self, exc: OSError) -> bool:
+        """Whether a build's OSError is the cache folder's (full, read-only, not a folder) rather than the
+        builder's own (a missing source file)."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return True
+        name = exc.filename
+        return bool(name) and Path(os.fsdecode(name)).absolute().is_relative_to(self.directory.absolute())
