@@ -5,7 +5,8 @@ the rebuilt files; `detector-fp32` is what `Detector` runs for the shipped file 
 - `detector-int8-shipped`: the shipped `yolov8n_int8.onnx`, fixed at 640x640 (Ultralytics ignores other sizes);
 - `detector-int8`: the same uint8 weights in a graph with dynamic height and width, at each `imgsz`;
 - `detector-fp32`: the float model (dequantised weights) at each `imgsz`.
-Speed is timed on one hazy 640x480 frame through `Detector` (Ultralytics pre- and post-processing included).
+Speed is timed on one hazy frame of the bench's first `--sizes` (640x480 by default) through `Detector`
+(Ultralytics pre- and post-processing included); a row's `@N` is the detector's input size, not the frame's.
 `detections_kept_pct` is the share of the shipped model's detections at 640 (conf 0.25) that a variant finds
 again (same class, IoU >= 0.5) on real hazy frames; `detections_per_frame` is how many it finds per frame.
 """
