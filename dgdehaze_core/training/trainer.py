@@ -228,8 +228,7 @@ class Trainer:
                  "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                  "meta": self.meta(),
                  "training": {"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
-                              "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
-                              "torch_rng": torch.get_rng_state(), "best_score": self.best_score,
+                              "scaler": self.scaler.state_dict(), "best_score": self.best_score,
                               "best_validation": self.best_validation, "best_iteration": self.best_iteration,
                               "last_validation": self.last_validation,
                               "last_validation_iteration": self.last_validation_iteration,
@@ -255,8 +254,6 @@ class Trainer:
         self.optimizer.load_state_dict(training["optimizer"])
         if training["scaler"]:  # empty when saved where fp16 gradient scaling was off (CPU, bf16)
             self.scaler.load_state_dict(training["scaler"])
-        self.generator.set_state(training["generator"])
-        torch.set_rng_state(training["torch_rng"])
         if self.discriminator is not None and "discriminator" in training:
             self.discriminator.load_state_dict(training["discriminator"])
             self.disc_optimizer.load_state_dict(training["disc_optimizer"])
@@ -268,21 +265,23 @@ class Trainer:
         self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
         self.elapsed = float(training["elapsed"])
         self.commit, self.resumes = resumed_commits(state, self.commit)
-        if self.rank.distributed:
-            self._resume_rank_random_state(training.get("rank_random_states", []))
+        self._resume_random_state(training.get("rank_random_states") or [  # a last.pt from before: rank 0's alone
+            {"generator": training["generator"], "torch_rng": training["torch_rng"]}])
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
 
-    def _resume_rank_random_state(self, saved: list[dict[str, torch.Tensor]]) -> None:
-        """This rank's random state from last.pt; a job of another size (or a last.pt from before the states were
-        kept) cannot continue the same draws, and reseeds each rank for the resumed iteration instead."""
-        if len(saved) == self.rank.world_size:
-            self.generator.set_state(saved[self.rank.rank]["generator"])
-            torch.set_rng_state(saved[self.rank.rank]["torch_rng"])
+    def _resume_random_state(self, saved: list[dict[str, torch.Tensor]]) -> None:
+        """The random state of this rank from last.pt's, in rank order (one process continues rank 0's). A torchrun
+        job of another size than the one that saved cannot continue the same draws: every rank takes rank 0's
+        torch state and reseeds its haze generator for the resumed iteration."""
+        if self.rank.distributed and len(saved) != self.rank.world_size:
+            LOG.warning("%s holds the random state of %d rank(s), the job has %d: the ranks are reseeded, so the "
+                        "resumed run draws other haze than an uninterrupted one", self.last_path, len(saved),
+                        self.rank.world_size)
+            torch.set_rng_state(saved[0]["torch_rng"])
+            self.generator.manual_seed(self._generator_seed() + self.iteration)
             return
-        LOG.warning("%s holds the random state of %d rank(s), the job has %d: the ranks are reseeded, so the "
-                    "resumed run draws other haze than an uninterrupted one", self.last_path, len(saved) or 1,
-                    self.rank.world_size)
-        self.generator.manual_seed(self._generator_seed() + self.iteration)
+        self.generator.set_state(saved[self.rank.rank]["generator"])
+        torch.set_rng_state(saved[self.rank.rank]["torch_rng"])
 
     # -- one iteration -----------------------------------------------------------------------------------------
     def _uniform(self, batch: int, low: float, high: float) -> torch.Tensor:
