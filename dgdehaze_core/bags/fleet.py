@@ -336,7 +336,7 @@ def fleet_html(summary: dict[str, Any], out_dir: Path) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>dgdehaze fleet: {out_dir.name}</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style></head><body>"
             f"<h1>dgdehaze bag-eval fleet{' (interrupted)' if summary['status'] == 'interrupted' else ''}</h1>"
-            f"<p>{summary['bags']} of {summary.get('bags_given', summary['bags'])} bags, {summary['failed']} failed, "
+            f"<p>{summary['bags']} of {summary['bags_given']} bags, {summary['failed']} failed, "
             f"{summary['wall_seconds']:.0f} s on {html.escape(summary['runner'])} "
             f"({summary['bags_per_minute']:.2f} bags per minute)</p>"
             f"<table><tr>{header}</tr>{''.join(rows)}</table></body></html>\n")

@@ -22,9 +22,9 @@ from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fl
 from dgdehaze_core.bags.io import STORAGES, pick_camera_info_topic, pick_image_topic
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
-from dgdehaze_core.io.atomic_files import check_writable_place
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
+from dgdehaze_core.io.atomic_files import check_writable_place
 from dgdehaze_core.io.images import SAMPLE_BITS, check_sample_bits
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.visibility import Mounting

@@ -112,8 +112,9 @@ def _targets(args: argparse.Namespace) -> list[str]:
     return targets
 
 
-def _check(args: argparse.Namespace, targets: list[str]) -> None:
-    """Refuse bad options of every target before any is measured (a late error would lose the rows measured)."""
+def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Refuse bad options of every target before any is measured (a late error would lose the rows measured); the
+    frame sizes and working sizes."""
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
     if args.threads < 0 or args.max_seconds < 0:
@@ -123,7 +124,8 @@ def _check(args: argparse.Namespace, targets: list[str]) -> None:
                          "more threads than cores measures the oversubscription")
     default_keep_days()  # a bad $DGDEHAZE_ENGINE_CACHE_DAYS would skip every cached network row, not fail
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-    for work in (parse_size(s) for s in args.working_sizes.split(",") if s):
+    working_sizes = [parse_size(s) for s in args.working_sizes.split(",") if s]
+    for work in working_sizes:
         if not any(smaller_than(work, size) for size in sizes):
             raise ValueError(f"--working-sizes {work[0]}x{work[1]} is not smaller than any of --sizes "
                              f"{args.sizes}: it would run no row")
@@ -143,13 +145,12 @@ def _check(args: argparse.Namespace, targets: list[str]) -> None:
         choose_backend(args.chain_backend, args.device, log=False)
     if "node" in targets and not (args.node_rate > 0 and args.node_seconds > 0 and args.soak >= 0):
         raise ValueError("--node-rate and --node-seconds must be positive, --soak at least 0")
+    return sizes, working_sizes
 
 
 def run(args: argparse.Namespace) -> int:
     targets = _targets(args)
-    _check(args, targets)
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    working_sizes = [parse_size(s) for s in args.working_sizes.split(",") if s]
+    sizes, working_sizes = _check(args, targets)
     run_node_benchmark = ros_mode(NODE_BENCHMARK) if "node" in targets else None
     if args.threads:
         import torch

@@ -78,4 +78,3 @@ class OnnxRuntimeBackend:
         outputs = self.session.run(list(self.outputs), {self.input_name: batch.astype(self.input_dtype, copy=False)},
                                    options)
         return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self.outputs, outputs)}
-

@@ -434,5 +434,3 @@ def onnx_input_dims(onnx_path: str | os.PathLike[str]) -> tuple[int | None, ...]
     """The ONNX file's input shape: each axis's size where the file fixes it, None where it is free."""
     dims = read_onnx(onnx_path).graph.input[0].type.tensor_type.shape.dim
     return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
-
-
