@@ -66,6 +66,8 @@ def test_bench_detector_rows(exports: dict[str, Path], tmp_path: Path, monkeypat
     assert table["detector-int8-shipped/onnxruntime@640"]["detections_kept_pct"] == 100.0
     for row in table.values():
         assert row["latency_ms_median"] > 0 and row["fps"] > 0 and row["detections_per_frame"] > 0
+        assert row["ratio_to_dcp"] == pytest.approx(row["latency_ms_median"] / row["dcp_ms_median"])
+        assert row["dcp_ms_median"] > 0
         assert 0 < row["detections_kept_pct"] <= 100
 
 

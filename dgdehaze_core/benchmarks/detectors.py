@@ -6,7 +6,8 @@ the rebuilt files; `detector-fp32` is what `Detector` runs for the shipped file 
 - `detector-int8`: the same uint8 weights in a graph with dynamic height and width, at each `imgsz`;
 - `detector-fp32`: the float model (dequantised weights) at each `imgsz`.
 Speed is timed on one hazy frame of the bench's first `--sizes` (640x480 by default) through `Detector`
-(Ultralytics pre- and post-processing included); a row's `@N` is the detector's input size, not the frame's.
+(Ultralytics pre- and post-processing included); a row's `@N` is the detector's input size, not the frame's, and
+its `ratio_to_dcp` divides by DCP's time on that frame, measured right before the row.
 `detections_kept_pct` is the share of the shipped model's detections at 640 (conf 0.25) that a variant finds
 again (same class, IoU >= 0.5) on real hazy frames; `detections_per_frame` is how many it finds per frame.
 """
@@ -19,7 +20,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from dgdehaze_core.benchmarks.networks import BenchSettings, Row
+from dgdehaze_core.benchmarks.networks import BenchSettings, DcpBeside, Row, against_dcp
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.detection.detector import DEFAULT_DETECTOR, Detection, Detector
 from dgdehaze_core.io.images import ImageError, list_images, read_image
@@ -97,10 +98,13 @@ def bench_detector(imgszs: Sequence[int], frame: np.ndarray, settings: BenchSett
         variants.extend((name, path, imgsz) for imgsz in imgszs)
     reference: list[list[Detection]] | None = None
     rows: dict[str, Row] = {}
+    beside = DcpBeside(settings)
     for name, path, imgsz in variants:
         detector = Detector(path, imgsz=imgsz, precision="file", threads=settings.threads)
         LOG.info("measuring %s at imgsz %d", name, imgsz)
-        row: Row = {**settings.measure(lambda: detector(frame)), "imgsz": float(imgsz)}
+        dcp_ms = beside.ms(frame)
+        timed = settings.measure(lambda: detector(frame))
+        row: Row = {**timed, **against_dcp(timed, dcp_ms), "imgsz": float(imgsz)}
         found = [detector(image) for image in frames]
         if reference is None:
             reference = found

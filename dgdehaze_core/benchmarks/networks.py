@@ -158,7 +158,8 @@ def bench_dcp(frames: dict[tuple[int, int], np.ndarray], settings: BenchSettings
     return rows
 
 
-def _against_dcp(row: Row, dcp_ms: float) -> Row:
+def against_dcp(row: Row, dcp_ms: float) -> Row:
+    """`ratio_to_dcp` and `dcp_ms_median` for a row timed right after DCP took `dcp_ms` on the same frame."""
     return {"ratio_to_dcp": row["latency_ms_median"] / dcp_ms, "dcp_ms_median": dcp_ms}
 
 
@@ -217,7 +218,7 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
             gmacs = macs[work or (width, height)]
             gmac_per_s = gmacs / (network_ms / 1000.0)
             rows[name] = {
-                **row, **_against_dcp(row, dcp_ms), "network_ms_median": network_ms,
+                **row, **against_dcp(row, dcp_ms), "network_ms_median": network_ms,
                 "pipeline_ms_median": pipeline_ms, "pipeline_ratio_to_dcp": pipeline_ms / dcp_ms,
                 "gmacs": gmacs, "gmac_per_s": gmac_per_s}
     return rows
@@ -299,7 +300,7 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
     dehaze_only = FrameChain(pipeline)
     dcp_ms = beside.ms(frame)
     dehaze = settings.measure(lambda: dehaze_only(frame))
-    rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, **_against_dcp(dehaze, dcp_ms), "detect_every": 0.0,
+    rows[f"chain/{label}/no-detection@{size}"] = {**dehaze, **against_dcp(dehaze, dcp_ms), "detect_every": 0.0,
                                                    "imgsz": 0.0}
     by_setting: dict[tuple[int, int, str, bool], dict[str, Row]] = {}
     for kind, imgsz in [(kind, imgsz) for kind in detectors for imgsz in imgszs]:
@@ -315,7 +316,7 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
                          "latency_ms_p95": step["latency_ms_p95"] / interval,
                          "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
             fusion = ("-fused" if detection_input == "fused" else "") + ("-clahe" if equalised else "")
-            row = {**per_frame, **_against_dcp(per_frame, dcp_ms), "detect_every": float(interval),
+            row = {**per_frame, **against_dcp(per_frame, dcp_ms), "detect_every": float(interval),
                    "imgsz": float(imgsz)}
             rows[f"chain/{label}/detect-every-{interval}{suffix}{fusion}@{size}"] = row
             by_setting.setdefault((interval, imgsz, detection_input, equalised), {})[kind] = row
