@@ -155,10 +155,46 @@ def test_a_build_removes_what_no_process_loaded_for_the_kept_days(tmp_path: Path
     kept = sorted(p.name.split("_")[0] for p in tmp_path.glob("*.onnx"))
     assert kept == ["new", "used"] and builds.calls == 3
     assert not sidecar_path(paths[0]).exists(), "the sidecar goes with its artifact"
+    assert sorted(p.name.split("_")[0] for p in tmp_path.glob("*.lock")) == ["new", "used"], "and its lock file"
     assert EngineCache(tmp_path, keep_days=0).remove_unused() == []
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "soon")
     with pytest.raises(ValueError, match="DGDEHAZE_ENGINE_CACHE_DAYS"):
         EngineCache(tmp_path)
+
+
+def test_an_entry_being_built_is_not_pruned_and_a_build_after_a_prune_locks_the_new_lock_file(
+        tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from dgdehaze_core.inference.backends.engine_cache import _build_lock
+
+    cache: EngineCache[bytes] = EngineCache(tmp_path, keep_days=30)
+    builds = Builds()
+    path = cache.get_or_build(key(), "old", ".onnx", builds.build, builds.load)[1]
+    months_ago = time.time() - 90 * 86400
+    os.utime(sidecar_path(path), (months_ago, months_ago))
+    with _build_lock(path):  # another node rebuilding it right now
+        assert cache.remove_unused() == [] and path.is_file() and sidecar_path(path).is_file()
+    lock = path.with_name(path.name + ".lock")
+    assert cache.remove_unused() == [path] and not path.exists() and not lock.exists()
+
+    seen: list[bool] = []
+
+    def build_waiting_for_the_lock() -> None:
+        with _build_lock(path):
+            seen.append(lock.is_file())
+
+    with open(lock, "a+b") as pruner:  # a prune holds the lock, removes the file, lets go
+        fcntl.flock(pruner.fileno(), fcntl.LOCK_EX)
+        waiting = threading.Thread(target=build_waiting_for_the_lock)
+        waiting.start()
+        time.sleep(0.5)
+        lock.unlink()
+    waiting.join(10)
+    assert seen == [True], "the waiting build locks the lock file a later build opens, not the removed one"
 
 
 def test_cache_builds_once_then_loads_and_rebuilds_when_stale(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ concurrent reader never sees half a file, and an artifact without its sidecar is
 artifact are serialised by an advisory lock (`<artifact>.lock`), so two nodes starting together build it once.
 
 Every load touches the sidecar; a build removes the artifacts no process loaded for `keep_days`
-($DGDEHAZE_ENGINE_CACHE_DAYS, 60 by default; 0 keeps everything): the exports of every checkpoint a user ever ran
-would otherwise pile up.
+($DGDEHAZE_ENGINE_CACHE_DAYS, 60 by default; 0 keeps everything), with their sidecars and lock files, except one
+another process is building: the exports of every checkpoint a user ever ran would otherwise pile up.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import BinaryIO, Callable, Generic, Iterator, TypeVar
 
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
 
@@ -161,15 +161,49 @@ def mark_used(artifact: Path) -> None:
         os.utime(sidecar_path(artifact))
 
 
+def _lock_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".lock")
+
+
+def _holds_the_lock_file(handle: BinaryIO, lock: Path) -> bool:
+    """Whether the locked `handle` is still the file at `lock` (a prune may have removed it meanwhile)."""
+    try:
+        return os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
 @contextlib.contextmanager
 def _build_lock(artifact: Path) -> Iterator[None]:
     artifact.parent.mkdir(parents=True, exist_ok=True)
-    with open(artifact.with_name(artifact.name + ".lock"), "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = _lock_path(artifact)
+    while True:
+        with open(lock, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            if not _holds_the_lock_file(handle, lock):  # pruned while this process waited: lock the new one
+                continue
+            try:
+                yield
+                return
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_entry(artifact: Path, sidecar: Path, oldest: float) -> bool:
+    """Remove an artifact unused since before `oldest`, its sidecar and its lock file, under its lock; False when
+    it was used meanwhile, is being built (its lock is held) or cannot be removed (a read-only cache)."""
+    lock = _lock_path(artifact)
+    try:
+        with open(lock, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _holds_the_lock_file(handle, lock) or sidecar.stat().st_mtime >= oldest:
+                return False
+            artifact.unlink()
+            sidecar.unlink()
+            lock.unlink()
+            return True
+    except OSError:  # held by a build, removed by another process meanwhile, or a read-only cache
+        return False
 
 
 class EngineCache(Generic[T]):
@@ -202,7 +236,8 @@ class EngineCache(Generic[T]):
         return artifact
 
     def remove_unused(self) -> list[Path]:
-        """Remove the artifacts (and sidecars) not loaded or built for `keep_days`; what was removed."""
+        """Remove the artifacts (with their sidecars and lock files) not loaded or built for `keep_days`, except one
+        being built now; what was removed."""
         if not self.keep_days:
             return []
         oldest = time.time() - self.keep_days * 86400.0
@@ -212,11 +247,10 @@ class EngineCache(Generic[T]):
             try:
                 if sidecar.stat().st_mtime >= oldest or not artifact.is_file():
                     continue
-                artifact.unlink()
-                sidecar.unlink()
-            except OSError:  # removed by another process meanwhile, or a read-only cache
+            except OSError:  # removed by another process meanwhile
                 continue
-            removed.append(artifact)
+            if _remove_entry(artifact, sidecar, oldest):
+                removed.append(artifact)
         if removed:
             LOG.info("removed %d cached artifacts unused for %g days: %s", len(removed), self.keep_days,
                      ", ".join(path.name for path in removed))
