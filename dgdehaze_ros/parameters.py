@@ -81,7 +81,8 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "configure; docs/DEPLOYMENT.md)", BACKENDS, reloads=PIPELINE),
     ParameterSpec("device", "cpu", "device for the network and the detector: cpu, cuda, cuda:N or N",
                   reloads=BOTH_MODELS),
-    ParameterSpec("half", False, "fp16 inference for the network and the detector", reloads=BOTH_MODELS),
+    ParameterSpec("half", False, "fp16 inference for the network and the detector on a CUDA device; on the CPU "
+                  "they run fp32 whatever it says (fp16 is slower there)", reloads=BOTH_MODELS),
     ParameterSpec("working_width", 0, "width the network runs at (0 with working_height 0: the input's size)",
                   int_range=(0, 7680, 1), reloads=PIPELINE),
     ParameterSpec("working_height", 0, "height the network runs at (0 with working_width 0: the input's size)",
