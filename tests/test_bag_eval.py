@@ -122,6 +122,27 @@ def test_undecodable_frames_are_skipped_and_listed_and_what_follows_the_last_fra
             "--max-frames ends the output bag with the last frame evaluated"
 
 
+def test_bag_eval_exits_1_when_frames_could_not_be_decoded_alone_and_in_a_fleet(tmp_path: Path) -> None:
+    bag, good = tmp_path / "damaged", tmp_path / "good"
+    with BagWriter(bag, "mcap") as writer:
+        for index, frame in enumerate(demo_frames(3)):
+            msg = image_msg(writer, writer.header(10 + index, "cam"), frame, "nv12" if index == 1 else "bgr8")
+            writer.write("/cam/image_raw", IMAGE_TYPE, 10 + index, msg)
+    write_camera_bag(good, "mcap", demo_frames(2), "bgr8")
+    common = ["--method", "dcp", "--no-detection", "--image-topic", "/cam/image_raw", "--no-progress"]
+    assert main(["bag-eval", str(good), "--out", str(tmp_path / "good-eval"), *common]) == 0
+    assert main(["bag-eval", str(bag), "--out", str(tmp_path / "one"), *common]) == 1
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert (summary["frames_evaluated"], summary["frames_skipped"]) == (2, 1), "the frames that decoded are written"
+    figures = tmp_path / "fleet.json"
+    assert main(["bag-eval", str(good), str(bag), "--out", str(tmp_path / "fleet"), "--workers", "1", *common,
+                 "--json", str(figures)]) == 1
+    table = json.loads(figures.read_text())
+    assert (table["good"]["frames_skipped"], table["damaged"]["frames_skipped"], table["all"]["frames_skipped"]) \
+        == (0, 1, 1)
+    assert table["all"]["status"] == "2/2 ok", "a bag that skipped frames is still evaluated"
+
+
 def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out, table = tmp_path / "eval", tmp_path / "table.json"
     code = main(["bag-eval", str(DEMO_BAG), "--camera-info-topic", "/camera/camera_info", "--out", str(out),

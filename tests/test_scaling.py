@@ -249,13 +249,13 @@ def test_a_bag_that_fails_on_a_run_again_keeps_no_report_of_the_earlier_run(tmp_
 
 
 def test_the_fleets_mean_confidence_is_over_its_detections_and_its_haze_over_its_frames() -> None:
-    def bag(frames: int, detections: int, confidence: float, haze: float) -> BagOutcome:
+    def bag(frames: int, detections: int, confidence: float, haze: float, skipped: int = 0) -> BagOutcome:
         return BagOutcome("in", "out", True, 1.0, figures={
-            "frames": frames, "detections": detections, "mean_confidence": confidence, "haze_density": haze,
-            "visibility_m": math.nan, "latency_ms_median": 5.0})
+            "frames": frames, "frames_skipped": skipped, "detections": detections, "mean_confidence": confidence,
+            "haze_density": haze, "visibility_m": math.nan, "latency_ms_median": 5.0})
 
-    figures = fleet_figures([bag(10, 1, 0.9, 0.2), bag(1, 9, 0.5, 0.8), bag(4, 0, math.nan, 0.5)])
-    assert figures["frames"] == 15 and figures["detections"] == 10
+    figures = fleet_figures([bag(10, 1, 0.9, 0.2), bag(1, 9, 0.5, 0.8, skipped=2), bag(4, 0, math.nan, 0.5)])
+    assert figures["frames"] == 15 and figures["detections"] == 10 and figures["frames_skipped"] == 2
     assert figures["mean_confidence"] == pytest.approx((0.9 * 1 + 0.5 * 9) / 10)
     assert figures["haze_density"] == pytest.approx((0.2 * 10 + 0.8 * 1 + 0.5 * 4) / 15)
 

@@ -47,8 +47,9 @@ Exception fails its bag too (its traceback carried back in the outcome and logge
 bug of this code or a library's), so that one bag neither stops the others nor leaves fleet.json unfinished."""
 ALL_ROW = "all"
 """The fleet table's row over every bag (no bag's folder takes this name)."""
-FIGURES = ("frames", "detections", "mean_confidence", "haze_density", "visibility_m", "latency_ms_median")
-"""The fleet table's figures, per bag and over all."""
+FIGURES = ("frames", "frames_skipped", "detections", "mean_confidence", "haze_density", "visibility_m",
+           "latency_ms_median")
+"""The fleet table's figures, per bag and over all (`frames_skipped`: frames that could not be decoded)."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,8 @@ def bag_figures(summary: dict[str, Any]) -> dict[str, float | int]:
     """A bag's fleet figures from its summary.json content: the dehazed row, and the median visibility."""
     row = summary["figures"]["dehazed"]
     visibility = [v for v in summary["per_frame"]["visibility_m"] if v is not None and math.isfinite(v)]
-    return {"frames": int(row["frames"]), "detections": int(row["detections"]),
-            "mean_confidence": float(row["mean_confidence"]), "haze_density": float(row["haze_density"]),
+    return {"frames": int(row["frames"]), "frames_skipped": int(summary["frames_skipped"]),
+            "detections": int(row["detections"]), "mean_confidence": float(row["mean_confidence"]), "haze_density": float(row["haze_density"]),
             "visibility_m": float(np.median(visibility)) if visibility else math.nan,
             "latency_ms_median": float(row["latency_ms_median"])}
 
@@ -158,7 +159,8 @@ def fleet_figures(outcomes: Sequence[BagOutcome]) -> dict[str, float | int]:
         values = [o.figures[name] for o in done if math.isfinite(o.figures[name])]
         return float(np.median(values)) if values else math.nan
 
-    return {"frames": frames, "detections": sum(o.figures["detections"] for o in done),
+    return {"frames": frames, "frames_skipped": sum(o.figures["frames_skipped"] for o in done),
+            "detections": sum(o.figures["detections"] for o in done),
             "mean_confidence": weighted("mean_confidence", "detections"),
             "haze_density": weighted("haze_density", "frames"),
             "visibility_m": median("visibility_m"), "latency_ms_median": median("latency_ms_median")}

@@ -142,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
     LOG.info("report: %s", args.out / "report.html")
+    if evaluation.skipped:
+        LOG.warning("%d frames of %s could not be decoded and are not in the figures (listed in the report and "
+                    "summary.json)", len(evaluation.skipped), bag)
+        return 1
     return 0
 
 
@@ -166,7 +170,8 @@ def node_detector_params(args: argparse.Namespace) -> list[str]:
 
 
 def run_fleet_of(args: argparse.Namespace) -> int:
-    """Several bags: the fleet (bags.fleet). Exit status 1 when any bag failed, 0 when all were evaluated."""
+    """Several bags: the fleet (bags.fleet). Exit status 1 when any bag failed or skipped frames it could not
+    decode, 0 when every frame of every bag was evaluated."""
     if args.node:
         raise ValueError("--node evaluates one bag at a time through the node; a fleet runs offline (drop --node)")
     if args.workers is not None and args.workers < 1:
@@ -192,4 +197,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "
                                      f"({summary['wall_seconds']:.0f} s)", json_path=args.json)
     LOG.info("fleet summary: %s", args.out / "index.html")
-    return 1 if summary["failed"] else 0
+    if summary["all"]["frames_skipped"]:
+        LOG.warning("%d frames could not be decoded and are not in the figures (each bag's report lists its own)",
+                    summary["all"]["frames_skipped"])
+    return 1 if summary["failed"] or summary["all"]["frames_skipped"] else 0
