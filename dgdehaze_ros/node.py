@@ -616,7 +616,7 @@ class DehazeNode(LifecycleNode):
         """Publish the frame's depths, visibility, camera_info and haze density (the image went out first)."""
         pubs = self._outputs
         if reading is not None:
-            pubs["visibility"].publish(visibility_msg(reading, header, fog, info))
+            pubs["visibility"].publish(visibility_msg(reading, header, fog, info, result.depth.shape[:2]))
         if settings["publish_depth"]:
             pubs["depth_relative"].publish(depth_to_image(result.depth, header))
             if reading is not None:

@@ -36,10 +36,11 @@ def estimator_for(settings: NodeSettings, mounting: Mounting | None = None) -> V
 
 
 def visibility_msg(reading: VisibilityReading, header: Header, estimator: VisibilityEstimator,
-                   info: CameraInfo) -> Range:
-    """The reading as a Range with the frame's header (module docstring)."""
-    return Range(header=header, radiation_type=Range.INFRARED, field_of_view=field_of_view(info), min_range=0.0,
-                 max_range=float(estimator.max_visibility), range=float(reading.visibility), variance=0.0)
+                   info: CameraInfo, shape: tuple[int, int]) -> Range:
+    """The reading of a frame of `shape` (height, width) as a Range with the frame's header (module docstring)."""
+    return Range(header=header, radiation_type=Range.INFRARED, field_of_view=field_of_view(info, shape),
+                 min_range=0.0, max_range=float(estimator.max_visibility), range=float(reading.visibility),
+                 variance=0.0)
 
 
 def fog_banner(reading: VisibilityReading | None, haze_density: float) -> str:

@@ -237,6 +237,15 @@ def test_camera_info_with_a_region_of_interest_and_binning_describes_that_image(
     assert field_of_view(info) == pytest.approx(full_width), "binning changes no angle (rviz's cone)"
     info.roi.x_offset, info.roi.width = 160, 320  # the centre half of the width, binned
     assert field_of_view(info) == pytest.approx(2 * math.atan(320 / (2 * 500.0)))
+    assert field_of_view(info, (240, 320)) == pytest.approx(field_of_view(info)), "a frame scaled alike: one angle"
+
+
+def test_the_field_of_view_of_a_camera_info_without_an_image_size_is_the_frame_s() -> None:
+    info = camera_info(0, 0)  # a driver that fills K alone
+    info.k = [500.0, 0.0, 160.0, 0.0, 500.0, 120.0, 0.0, 0.0, 1.0]
+    assert field_of_view(info, (240, 320)) == pytest.approx(2 * math.atan(320 / (2 * 500.0)))
+    assert field_of_view(info) == 0.0, "no size and no frame: unknown"
+    assert field_of_view(camera_info(640, 480), (480, 320)) == 0.0, "another aspect ratio: not this frame's camera"
 
 
 @pytest.mark.skipif(TF_AVAILABLE, reason="tf2_ros is installed: base_frame is accepted")

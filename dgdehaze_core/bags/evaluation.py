@@ -200,7 +200,7 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
                      writer.image_msg(header, output.fog.depth.astype(np.float32)))
         writer.write(f"{prefix}/visibility", RANGE_TYPE, frame.log_time_ns,
                      writer.range_msg(header, output.fog.visibility, fog.max_visibility,
-                                      field_of_view(frame.camera_info)))
+                                      field_of_view(frame.camera_info, result.image.shape[:2])))
     writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
                  detections_msg(writer, header, record.dehazed_detections, output.detected.positions))
     writer.write(f"{prefix}/haze_density", HAZE_TYPE, frame.log_time_ns,

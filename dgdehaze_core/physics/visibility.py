@@ -105,7 +105,6 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
     return Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
 
 
-
 def size_mismatch(info: Any, shape: tuple[int, int]) -> str:
     """Why a CameraInfo does not describe a frame of `shape` (height, width): the image it describes has another
     aspect ratio (a crop that its region of interest does not declare, or another camera's calibration), so no
@@ -145,11 +144,14 @@ def _described_size(info: Any) -> tuple[int, int]:
     return width // binning_x, height // binning_y
 
 
-def field_of_view(info: Any) -> float:
+def field_of_view(info: Any, shape: tuple[int, int] | None = None) -> float:
     """The horizontal field of view (rad) of the image a CameraInfo describes (its region of interest and binning
-    applied, as `intrinsics_of`); 0 when unknown."""
-    intrinsics = intrinsics_of(info) if info is not None else None
-    width = _described_size(info)[0] if intrinsics is not None else 0
+    applied, as `intrinsics_of`), or of the frame of `shape` (height, width) it is for, which also serves a
+    CameraInfo that gives no image size; 0 when unknown."""
+    intrinsics = intrinsics_of(info, shape) if info is not None else None
+    if intrinsics is None:
+        return 0.0
+    width = shape[1] if shape is not None else _described_size(info)[0]
     return 2.0 * math.atan(width / (2.0 * intrinsics.fx)) if width else 0.0
 
 
