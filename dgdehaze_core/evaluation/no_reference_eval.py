@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -79,11 +80,13 @@ def haze_methods(methods: Sequence[Method]) -> list[Method]:
 
 def noise_sigma(image: np.ndarray) -> float:
     """Noise standard deviation of a uint8 frame in 8-bit levels (wavelet MAD estimate, mean over channels); NaN for
-    a black frame."""
+    a black or flat frame (no wavelet detail to estimate it from), without numpy's empty-slice warnings."""
     from skimage.restoration import estimate_sigma
 
     frame = to_bgr8(image).astype(np.float32) / 255.0
-    return float(estimate_sigma(frame, channel_axis=-1, average_sigmas=True)) * 255.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(estimate_sigma(frame, channel_axis=-1, average_sigmas=True)) * 255.0
 
 
 def output_figures(output: np.ndarray, input_noise: float, with_fade: bool) -> dict[str, float]:
