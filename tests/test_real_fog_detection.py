@@ -183,6 +183,19 @@ def test_photos_without_a_voc_file_are_skipped_with_one_warning(tmp_path: Path, 
     assert "2 image(s)" in warning and "a.png" in warning and "c.png" in warning
 
 
+def test_voc_files_of_any_case_and_two_images_of_one_labelled_name(tmp_path: Path):
+    (tmp_path / "labels-voc").mkdir()
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((50, 100, 3), np.uint8))
+    _voc(tmp_path / "labels-voc" / "a.XML", (100, 50), [("car", (0, 5, 20, 30))])
+    assert [item.image.name for item in labelled_images(tmp_path)] == ["a.png"], "a VOC file from Windows tools"
+    (tmp_path / "b.jpg").write_bytes(b"")  # an unreadable photo that the selection leaves out is never read
+    _voc(tmp_path / "labels-voc" / "b.xml", (100, 50), [("car", (0, 5, 20, 30))])
+    assert [item.image.name for item in labelled_images(tmp_path, keep=lambda name: name == "a.png")] == ["a.png"]
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((50, 100, 3), np.uint8))
+    with pytest.raises(ValueError, match="a.XML labels two images .*a.jpg, a.png"):
+        labelled_images(tmp_path)
+
+
 def test_boxes_all_of_classes_the_detector_lacks_are_named_in_the_error(tmp_path: Path):
     images = [LabelledImage(tmp_path / "a.jpg", (ReferenceBox("tractor", (0, 0, 10, 10)),
                                                  ReferenceBox("car", (20, 0, 40, 10), difficult=True))),
@@ -210,6 +223,15 @@ def test_a_choosing_tool_gets_its_split_parts_photos_and_never_the_judging_ones(
     assert all(box.difficult for item in images for box in item.boxes if box.class_name != "car")
     with pytest.raises(ValueError, match="judging photos do not choose"):
         choosing_images(folder, [f"@{DAWN_SPLIT}:learn", f"@{DAWN_SPLIT}:judge"], {"car"})
+    judged = split.parts["judge"][0]
+    for named in ([judged], ["foggy-*"], [f"@{DAWN_SPLIT}:validation", judged]):  # by name or glob, not the part
+        with pytest.raises(ValueError, match=f"judging photos do not choose.*only judge, e.g. "):
+            choosing_images(folder, named, {"car"})
+    first = sorted(split.parts["validation"])[0]
+    assert [item.image.name for item in choosing_images(folder, [Path(first).stem + ".*"], {"car"})] == [first], \
+        "a glob that matches no judging photo chooses"
+    with pytest.raises(ValueError, match="no labelled photo of .* matches nothing-*"):
+        choosing_images(folder, ["nothing-*"], {"car"})
 
 
 def test_the_real_dawn_labels_read_as_coco_classes(shared_data: Path):

@@ -19,6 +19,7 @@ find them; a warning names them, an error where no other box is left to score), 
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -29,14 +30,14 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
-from dgdehaze_core.datasets.splits import expand_patterns, judging_parts
+from dgdehaze_core.datasets.splits import expand_patterns, judging_files, judging_parts
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, labelled_images
-from dgdehaze_core.io.images import read_image
+from dgdehaze_core.io.images import list_images, read_image
 
 IOU_THRESHOLD = 0.5
 CONFIDENCE = 0.25
@@ -216,13 +217,27 @@ def known_references(images: Sequence[LabelledImage], classes: Collection[str]) 
 
 
 def choosing_images(folder: Path, parts: Sequence[str], classes: Collection[str]) -> list[LabelledImage]:
-    """The labelled photos of `folder` named by the split `parts` (`@FILE:PART`), as `known_references` leaves
-    them, for a tool that chooses a setting; ValueError for a judging part (`...:judge`): those photos only judge."""
+    """The labelled photos of `folder` whose names match `parts` (split parts `@FILE:PART`, file names or globs), as
+    `known_references` leaves them, for a tool that chooses a setting. ValueError, before any photo is read, for a
+    judging part (`...:judge`) or any chosen photo that only judges however it was named (`judging_files`), and
+    when no labelled photo matches."""
     judging = judging_parts(parts)
     if judging:
         raise ValueError(f"the judging photos do not choose settings: {', '.join(judging)}")
-    names = set(expand_patterns(parts))
-    return known_references([item for item in labelled_images(folder) if item.image.name in names], classes)
+    patterns = expand_patterns(parts)
+
+    def chosen(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+    judged = judging_files([path for path in list_images(folder) if chosen(path.name)])
+    if judged:
+        first, reason = next(iter(judged.items()))
+        raise ValueError(f"the judging photos do not choose settings: {len(judged)} of those {' '.join(parts)} "
+                         f"names only judge, e.g. {first.name} ({reason})")
+    images = labelled_images(folder, keep=chosen)
+    if not images:
+        raise ValueError(f"no labelled photo of {folder} matches {' '.join(parts)}")
+    return known_references(images, classes)
 
 
 T = TypeVar("T")

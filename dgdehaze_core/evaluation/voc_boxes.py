@@ -14,6 +14,7 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from dgdehaze_core.io.images import list_images, read_image
 
@@ -94,28 +95,41 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
     return tuple(boxes)
 
 
-def labelled_images(folder: str | Path, labels_folder: str = "labels-voc") -> list[LabelledImage]:
-    """Every image in `folder` with a VOC file in `folder/labels-voc` (matched by file stem).
+def labelled_images(folder: str | Path, labels_folder: str = "labels-voc",
+                    keep: Callable[[str], bool] | None = None) -> list[LabelledImage]:
+    """Every image in `folder` with a VOC file (`.xml`, any case) in `folder/labels-voc`, matched by file stem; with
+    `keep`, only the images whose file name it keeps (the others are not read).
 
     Images without a VOC file are left out with one warning (their count and the first few names); ValueError when
-    the folder has no such subfolder or no .xml in it, or when a VOC file names no image of the folder.
+    the folder has no such subfolder or no .xml in it, when a VOC file names no image of the folder, or when two
+    images share the stem of a VOC file (which one it labels cannot be told).
     """
     folder = Path(folder)
     labels = folder / labels_folder
     if not labels.is_dir():
         raise ValueError(f"{folder} has no {labels_folder}/ folder of VOC boxes")
-    images = {path.stem: path for path in list_images(folder)}
+    images: dict[str, list[Path]] = {}
+    for path in list_images(folder):
+        images.setdefault(path.stem, []).append(path)
+    xml_paths = sorted(path for path in labels.iterdir() if path.suffix.lower() == ".xml" and path.is_file())
+    if not xml_paths:
+        raise ValueError(f"{labels} holds no VOC .xml files")
     result = []
-    for xml_path in sorted(labels.glob("*.xml")):
-        image_path = images.get(xml_path.stem)
-        if image_path is None:
+    for xml_path in xml_paths:
+        candidates = images.get(xml_path.stem, [])
+        if not candidates:
             raise ValueError(f"{xml_path.name} labels an image that is not in {folder}")
+        if len(candidates) > 1:
+            raise ValueError(f"{xml_path.name} labels two images of {folder}: "
+                             f"{', '.join(sorted(p.name for p in candidates))}; keep one image per name")
+        image_path = candidates[0]
+        if keep is not None and not keep(image_path.name):
+            continue
         height, width = read_image(image_path).shape[:2]
         result.append(LabelledImage(image_path, read_voc(xml_path, (width, height))))
-    if not result:
-        raise ValueError(f"{labels} holds no VOC .xml files")
-    labelled = {item.image for item in result}
-    unlabelled = sorted(path.name for path in images.values() if path not in labelled)
+    labelled = {path.stem for path in xml_paths}
+    unlabelled = sorted(path.name for stem, paths in images.items() if stem not in labelled for path in paths
+                        if keep is None or keep(path.name))
     if unlabelled:
         more = ", ..." if len(unlabelled) > NAMES_SHOWN else ""
         LOG.warning("%s: %d image(s) without a VOC file in %s/ left out: %s%s", folder, len(unlabelled), labels_folder,
