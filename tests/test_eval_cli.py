@@ -81,10 +81,27 @@ def test_method_names_and_sources():
     (["--method", "missing=/nonexistent/lite.pt"], "method 'missing' is unavailable: no such checkpoint"),
     (["--method", "nonsense"], "unknown dehazing method 'nonsense'"),
     (["--measure", "depth"], "fits none of the measures depth"),
+    (["--measure", "all,speed"], "unknown measure(s) ['speed']"),
+    (["--method", ""], "--method is empty"),
+    (["--method", "clear,hazy+clahe"], "none of the methods clear, hazy+clahe applies"),
+    (["--measure", "scattering", "--method", "hazy"], "none of the methods hazy applies (it needs a method that"),
+    (["--measure", "detection", "--method", "hazy,dcp", "--bootstrap", "10"], "at least 100 redraws"),
 ])
 def test_bad_arguments_exit_2_with_one_line(sots_pairs: Path, capsys, extra, message):
     assert main(["eval", "--dataset", str(sots_pairs), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_refused(
+        sots_pairs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "q.json"
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "hazy", "--method", "dcp", "--limit", "1",
+                 "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())) == ["hazy", "dcp"]
+    link = tmp_path / "link"
+    link.symlink_to(sots_pairs)
+    assert main(["eval", "--dataset", str(sots_pairs), "--dataset", str(link), "--method", "hazy"]) == 2
+    assert f"--dataset {link} is given twice" in capsys.readouterr().err
 
 
 def test_a_malformed_option_value_says_why(capsys):

@@ -108,7 +108,7 @@ def test_a_clear_reference_as_a_side_on_photos_without_a_clear_image_is_refused_
     """The clear references get no rows on a labelled set: naming one as a side failed after every photo had run,
     saying it was not in --method when it was."""
     assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",
-                 "--method", "hazy,clear", "--bootstrap", "10", "--baseline", "clear"]) == 2
+                 "--method", "hazy,clear", "--bootstrap", "100", "--baseline", "clear"]) == 2
     err = capsys.readouterr().err
     assert "--baseline/--group name clear: dawn-fog is a set of photos with human boxes and no clear image" in err
     assert "detection dawn-fog:" not in err  # no photo ran
@@ -116,9 +116,12 @@ def test_a_clear_reference_as_a_side_on_photos_without_a_clear_image_is_refused_
 
 @pytest.mark.parametrize("options, message", [
     (["--baseline", "hazy"], "only apply with --bootstrap"),
-    (["--bootstrap", "10", "--group", "x=lite"], "not in --method: lite"),
-    (["--bootstrap", "10", "--baseline", "hazy,dcp"], "nothing to compare"),
-    (["--bootstrap", "-1"], "must be >= 0"),
+    (["--bootstrap", "100", "--group", "x=lite"], "not in --method: lite"),
+    (["--bootstrap", "100", "--baseline", "hazy,dcp"], "nothing to compare"),
+    (["--bootstrap", "-1"], "must be 0 (off) or at least 100"),
+    (["--bootstrap", "100", "--baseline", "X=hazy", "--baseline", "X=dcp"], "--baseline names must be distinct: X"),
+    (["--bootstrap", "100", "--group", "G=dcp", "--group", "G=hazy"], "--group names must be distinct: G"),
+    (["--bootstrap", "100", "--baseline", "B=hazy", "--group", "B=dcp"], "--group B has the name of a --baseline"),
 ])
 def test_eval_refuses_bad_comparisons_before_loading_anything(shared_data: Path, capsys, options, message):
     assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",

@@ -80,6 +80,8 @@ T = TypeVar("T")
 
 MEASURES = ("quality", "scattering", "detection", "depth", "haze", "visibility")
 LABELS_FOLDER = "labels-voc"
+MIN_BOOTSTRAP = 100
+"""The fewest --bootstrap redraws: a 95 % interval's 2.5 and 97.5 percentiles need some redraws beyond them."""
 TITLES = {
     "quality": "Quality against ground truth (PSNR dB, SSIM: higher is better; CIEDE2000: lower is better)",
     "scattering": "Airlight and transmission against the pair's fitted scattering model (errors: lower is "
@@ -114,8 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"comma-separated of {', '.join(MEASURES)}, or all (default: quality)")
     parser.add_argument("--dataset", action="append", type=Path, metavar="DIR",
                         help="a set to evaluate (repeatable; default: every applicable set in ../shared/data)")
-    parser.add_argument("--method", default=None,
-                        help="comma-separated SOURCE or NAME=SOURCE: hazy (the input), clear and clear-jpeg90 "
+    parser.add_argument("--method", action="append", default=None,
+                        help="comma-separated SOURCE or NAME=SOURCE (repeatable): hazy (the input), clear and clear-jpeg90 "
                              "(the clear image and its JPEG copy; detection only), dcp, lite, base or a weights "
                              "file; SOURCE+hazy (detection only): detect on the input and on SOURCE's output and "
                              "fuse the boxes; METHOD+clahe (detection only): the detector reads METHOD's frames "
@@ -136,7 +138,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=0,
                         help="use only the first N images of each set, after --include (0: all)")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                        help="detection: compare methods by a paired bootstrap over the images, N redraws (0: off)")
+                        help=f"detection: compare methods by a paired bootstrap over the images, N redraws (0: off; "
+                             f"at least {MIN_BOOTSTRAP})")
     parser.add_argument("--baseline", type=_with_reason(Group.parse), action="append", default=None,
                         metavar="[NAME=]METHOD[,METHOD]",
                         help="what --bootstrap compares against: a method, or NAME=M1,M2 for their mean "
@@ -156,11 +159,11 @@ def asks_all(text: str) -> bool:
 def parse_measures(text: str) -> list[str]:
     """'quality,depth' or 'all' -> measures in canonical order; ValueError names unknown ones."""
     items = {item.strip() for item in text.split(",") if item.strip()}
-    if asks_all(text):
-        return list(MEASURES)
-    unknown = sorted(items - set(MEASURES))
+    unknown = sorted(items - set(MEASURES) - {"all"})
     if unknown or not items:
         raise ValueError(f"unknown measure(s) {unknown or text!r}; known: {', '.join(MEASURES)}, all")
+    if asks_all(text):
+        return list(MEASURES)
     return [measure for measure in MEASURES if measure in items]
 
 
@@ -188,10 +191,11 @@ def applies(measure: str, folder: Path, explicit: bool) -> bool:
 def _named(folders: list[Path]) -> list[EvalSet]:
     """Sets named by folder, or by the folder and as many of its parents as tell it from every other folder
     (PARENT/FOLDER, GRANDPARENT/PARENT/FOLDER, ...; the whole path where nothing shorter does); ValueError for a
-    folder given twice."""
+    folder given twice (also through a link)."""
     paths = [Path(os.path.abspath(folder)) for folder in folders]
-    for index, path in enumerate(paths):
-        if path in paths[:index]:
+    resolved = [Path(folder).resolve() for folder in folders]
+    for index, path in enumerate(resolved):
+        if path in resolved[:index]:
             raise ValueError(f"--dataset {folders[index]} is given twice")
 
     def name(path: Path) -> str:
@@ -246,9 +250,12 @@ def _with_reason(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return parsed
 
 
-def _method_specs(text: str | None) -> list[MethodSpec]:
-    if text:
-        return parse_methods(text)
+def _method_specs(given: list[str] | None) -> list[MethodSpec]:
+    """The methods of every --method (each a comma-separated list), or the default set without one."""
+    if given is not None:
+        if not any(item.strip(", ") for item in given):
+            raise ValueError("--method is empty: name the methods, or leave --method out for the default set")
+        return parse_methods(",".join(item for item in given if item.strip(", ")))
     specs = default_method_specs()
     LOG.info("methods: %s", ", ".join(spec.name for spec in specs))
     return specs
@@ -299,6 +306,15 @@ def comparisons(args: argparse.Namespace, methods: list[str]) -> list[tuple[Grou
     --baseline or the first method; the --group sides, or every method outside that baseline alone, less any
     group that is that baseline (the same name or methods)."""
     baselines = args.baseline or [Group(methods[0], (methods[0],))]
+    for option, given in (("--baseline", args.baseline or []), ("--group", args.group or [])):
+        names = [group.name for group in given]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{option} names must be distinct: {', '.join(twice)} is given twice")
+    shared = sorted({g.name for g in args.group or []} & {b.name for b in baselines}
+                    - {g.name for g in args.group or [] for b in baselines if g == b})
+    if shared:
+        raise ValueError(f"--group {shared[0]} has the name of a --baseline but other methods: name it apart")
     pairs = []
     for baseline in baselines:
         groups = [group for group in args.group or [Group(m, (m,)) for m in methods if m not in baseline.methods]
@@ -329,8 +345,16 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     """(the measure's rows on one set, the --bootstrap comparisons of its detection figures or {})."""
     label = f"{measure} {dataset.name}" + (f" {','.join(subset)}" if subset else "")
     where = dataset.path
+    given = methods
     if measure != "detection":
         methods = [method for method in methods if not method.spec.detection_only]
+
+    def some(scored: list[Method], needs: str = "") -> list[Method]:
+        if not scored:
+            raise NotApplicable(f"none of the methods {', '.join(m.name for m in given)} applies ({needs}"
+                                "clear and clear-jpeg90 are for detection on paired sets, the +hazy and +clahe "
+                                "methods for detection alone)")
+        return scored
 
     def chosen(items: list[T], name: Callable[[T], str], folder: Path = where) -> list[T]:
         return select(items, name, folder, args, subset)
@@ -339,9 +363,9 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         return chosen(find_pairs(where), lambda pair: pair.hazy.name)
 
     if measure == "quality":
-        return evaluate_quality(pairs(), quality_methods(methods), label), {}
+        return evaluate_quality(pairs(), some(quality_methods(methods)), label), {}
     if measure == "scattering":
-        return evaluate_scattering(pairs(), scattering_methods(methods), label), {}
+        return evaluate_scattering(pairs(), some(scattering_methods(methods), "it needs a method that estimates A and t; "), label), {}
     if measure == "detection":
         if is_paired_set(where):
             matches = match_recovery(pairs(), methods, detector, args.conf, label)
@@ -349,6 +373,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         else:
             if args.bootstrap:
                 _refuse_clear_comparisons(args, methods, dataset.name)
+            some([method for method in methods if not method.spec.reads_clear])
             labelled = chosen(labelled_images(where, LABELS_FOLDER), lambda item: item.image.name)
             matches = match_labelled(labelled, methods, detector, label, detector.names.values())
             rows = labelled_rows(matches, args.conf)
@@ -364,7 +389,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
         return evaluate_visibility(depth_set, where, methods, label), {}
     folder = where / "hazy" if is_paired_set(where) else where
-    return evaluate_haze(chosen(list_images(folder), lambda path: path.name, folder), haze_methods(methods),
+    return evaluate_haze(chosen(list_images(folder), lambda path: path.name, folder), some(haze_methods(methods)),
                          label), {}
 
 
@@ -398,8 +423,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--limit must be >= 0")
     if not 0.0 < args.conf <= 1.0:
         raise ValueError(f"--conf must lie in (0, 1], got {args.conf}")
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap must be >= 0 redraws, got {args.bootstrap}")
+    if args.bootstrap < 0 or 0 < args.bootstrap < MIN_BOOTSTRAP:
+        raise ValueError(f"--bootstrap must be 0 (off) or at least {MIN_BOOTSTRAP} redraws (fewer give no 95 % "
+                         f"interval worth the name), got {args.bootstrap}")
     if (args.baseline or args.group) and not args.bootstrap:
         raise ValueError("--baseline and --group only apply with --bootstrap N")
     subsets = parse_subsets(args.subset)
