@@ -26,10 +26,17 @@ def _quality(psnr: float, ssim: float) -> dict[str, float]:
     return {"psnr": psnr, "ssim": ssim, "ciede2000": 5.0, "pairs": 20}
 
 
-def _write(results: Path, name: str, rows: dict) -> None:
+STEP_DATA = {"dawn-fog": ["../shared/data/detection/dawn-fog", "--include @data/splits/dawn-fog.yaml:judge"],
+             "o-haze": ["../shared/data/paired/o-haze"], "sots-outdoor": ["../shared/data/paired/sots-outdoor"]}
+"""What tools/make_results.sh records each step on (META's: SOTS-indoor)."""
+
+
+def _write(results: Path, name: str, rows: dict, data: list[str] | None = None) -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(rows))
-    (results / f"{name}.meta.json").write_text(json.dumps(META))
+    step = name.removeprefix("int8-").split("-work")[0]
+    meta = {**META, "data": data or STEP_DATA.get(step, META["data"])}
+    (results / f"{name}.meta.json").write_text(json.dumps(meta))
 
 
 def test_rows_are_selected_by_measure_and_set_prefix():
@@ -87,6 +94,23 @@ def test_targets_are_judged_from_the_figures(tmp_path: Path):
     assert any("O-HAZE | not measured" in line for line in lines)
 
 
+def test_a_step_recorded_on_part_of_its_set_or_on_another_set_judges_no_target(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    rows = {"quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
+            "quality/sots-indoor:held-out/lite": _quality(21.2, 0.85)}
+    label = "| SOTS-indoor, held-out scenes 1430-1448 |"
+    _write(tmp_path, "sots-indoor", rows)
+    assert f"(#4) {label} lite 21.20 dB, DCP 20.00 dB (+1.20 dB) | **met** |" in targets_markdown(tmp_path)
+    for data, why in ((["../shared/data/paired/sots-indoor", "--limit 1"], "recorded with --limit 1"),
+                      (["/tmp/p1"], "recorded on /tmp/p1, not paired/sots-indoor")):
+        _write(tmp_path, "sots-indoor", rows, data)
+        assert f"SSIM not below DCP {label} not measured |" in targets_markdown(tmp_path)
+        assert why in caplog.text
+    _write(tmp_path, "dawn-fog", {f"detection/{m}": {"map50": 0.5, "f1": 0.5} for m in ("hazy", "dcp", "lite")},
+           ["../shared/data/detection/dawn-fog"])
+    assert "DAWN fog, judging photos | not measured" in targets_markdown(tmp_path), "all 200 photos: not the judges"
+
+
 def test_the_ablation_is_checked_to_differ_only_in_depth_guidance(tmp_path: Path):
     recipe = {"name": "lite", "depth_guidance": True, "teacher_floor": 0.1, "lr": 0.0015}
     weights = {"lite": {"iterations": 2000, "recipe_fields": recipe},
@@ -118,6 +142,12 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
                                "--detector-precision", "file"], results) == 0
     detected = json.loads((results / "detected.meta.json").read_text())
     assert detected["detector"] == "`dgdehaze_core/weights/yolov8n_int8.onnx`, as it is (--detector-precision file)"
+    assert record("spelt", [f"--dataset={pairs}", "--method=hazy", "--method", "dcp", "--limit=1"], results) == 0
+    spelt = json.loads((results / "spelt.meta.json").read_text())
+    assert spelt["data"] == [str(pairs), "--limit 1"] and set(json.loads((results / "spelt.json").read_text())) \
+        == {"hazy", "dcp"}, "eval's own spellings: --opt=value, a repeated --method"
+    with pytest.raises(ValueError, match="leave it out"):
+        record("x", ["--json=y.json"], results)
     assert record("broken", ["--dataset", str(tmp_path / "absent")], results) == 2
     assert not (results / "broken.meta.json").exists()
     with pytest.raises(ValueError, match="leave it out"):
@@ -125,8 +155,34 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
     (results / "stuck.meta.json").mkdir()  # the provenance cannot be written: the figures must not land alone
     assert main(["record", "--results", str(results), "stuck", "--", "--dataset", str(pairs), "--method", "dcp"]) == 2
     assert not (results / "stuck.json").exists()
-    assert sorted(p.name for p in results.iterdir()) == ["detected.json", "detected.meta.json", "stuck.meta.json",
-                                                         "tiny.json", "tiny.meta.json"]
+    assert sorted(p.name for p in results.iterdir()) == ["detected.json", "detected.meta.json", "spelt.json",
+                                                         "spelt.meta.json", "stuck.meta.json", "tiny.json",
+                                                         "tiny.meta.json"]
+
+
+def test_the_recorded_commit_is_dirty_when_a_split_or_a_tool_changed(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    """A figure depends on which photos judge (data/splits) and on the scripts that run it (tools/), not only on
+    the package: a change to either left the commit recorded clean."""
+    from dgdehaze_core.training import trainer
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    files = ["dgdehaze_core/a.py", "data/splits/dawn-fog.yaml", "tools/make_results.sh", "docs/RESULTS.md"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "x")
+    monkeypatch.setattr(trainer, "REPO_DIR", tmp_path)
+    assert not trainer.source_commit().endswith("+dirty")
+    for name in files:
+        (tmp_path / name).write_text("y\n")
+        assert trainer.source_commit().endswith("+dirty") != (name == "docs/RESULTS.md"), name
+        git("checkout", "-q", "--", name)
 
 
 def test_the_committed_results_doc_is_what_its_json_gives():
@@ -251,7 +307,7 @@ def test_null_and_infinite_figures_render_as_such_and_judge_nothing(tmp_path: Pa
            (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.90), ("lite-no-depth", None), ("clear-jpeg90", None))}})
     (tmp_path / "o-haze.json").write_text('{"dcp": {"psnr": 17.0, "ssim": 0.7, "ciede2000": "inf", "pairs": 2}, '
                                           '"lite": {"psnr": Infinity, "ssim": 0.8, "ciede2000": 5.0, "pairs": 2}}')
-    (tmp_path / "o-haze.meta.json").write_text(json.dumps(META))
+    (tmp_path / "o-haze.meta.json").write_text(json.dumps({**META, "data": STEP_DATA["o-haze"]}))
     _write(tmp_path, "int8-o-haze", {"lite-fp32": _quality(18.8, 0.77), "lite-int8": {**_quality(18.4, 0.76),
                                                                                        "psnr": "inf"}})
     doc = ("<!-- results o-haze quality -->\n<!-- /results -->\n<!-- targets -->\n<!-- /targets -->\n")

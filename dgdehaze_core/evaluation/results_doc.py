@@ -278,9 +278,36 @@ def _figures(rows: Mapping[str, Row], methods: Iterable[str], column: str) -> di
     return None if any(value is None for value in found.values()) else found
 
 
+STEP_SETS: dict[str, tuple[str, ...]] = {
+    "sots-indoor": ("paired/sots-indoor",), "sots-outdoor": ("paired/sots-outdoor",), "o-haze": ("paired/o-haze",),
+    "urhi": ("hazy-real/urhi",), "dawn-fog": ("detection/dawn-fog", "--include @data/splits/dawn-fog.yaml:judge")}
+"""What the steps the targets read must have been recorded on (their name without `int8-` and `-workWxH`): the set
+under the shared data folder, and for DAWN its judging photos."""
+
+
+def unjudgeable(name: str, meta: Mapping[str, Any]) -> str:
+    """Why step `name`'s figures cannot judge a target ("" when they can): recorded with --limit (a part of the
+    set), or on another set than the step's name stands for (STEP_SETS)."""
+    data = [str(entry) for entry in meta.get("data", [])]
+    limited = [entry for entry in data if entry.startswith("--limit ") and entry != "--limit 0"]
+    if limited:
+        return f"recorded with {limited[0]}, on part of the set"
+    wanted = STEP_SETS.get(re.sub(r"-work\d+x\d+$", "", name.removeprefix("int8-")), ())
+    datasets = [entry for entry in data if not entry.startswith("--")]
+    if wanted and not (len(datasets) == 1 and datasets[0].endswith(wanted[0])
+                       and all(option in data for option in wanted[1:])):
+        return f"recorded on {', '.join(data)}, not {' '.join(wanted)}"
+    return ""
+
+
 def _rows(results_dir: Path, name: str, measure: str, set_name: str | None) -> dict[str, Row] | None:
+    """The rows a target reads; None when not recorded or not `unjudgeable`-free (logged)."""
     loaded = load_result(results_dir, name)
     if loaded is None:
+        return None
+    problem = unjudgeable(name, loaded[1])
+    if problem:
+        LOG.warning("targets: step %s judges nothing: %s", name, problem)
         return None
     try:
         return select_rows(loaded[0], measure, set_name)
@@ -558,33 +585,41 @@ def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
 
 # --- recording -----------------------------------------------------------------------------------------------------
 
-def _option_values(args: list[str], option: str) -> list[str]:
-    return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == option]
+def parsed_eval_args(eval_args: list[str]) -> argparse.Namespace:
+    """`eval_args` as `dgdehaze eval` reads them (any spelling it takes: `--opt value`, `--opt=value`, repeats);
+    ValueError for arguments it refuses."""
+    from dgdehaze_core.cli import build_parser
+
+    try:
+        return build_parser().parse_args(["eval", *eval_args])
+    except SystemExit:  # argparse printed why
+        raise ValueError(f"dgdehaze eval refuses the arguments {shlex.join(eval_args)}") from None
 
 
-def detector_of(eval_args: list[str]) -> str | None:
-    """Which detector an eval with `eval_args` runs, and how (`detection.precision`); None when it detects
+def detector_of(args: argparse.Namespace) -> str | None:
+    """Which detector an eval with the parsed `args` runs, and how (`detection.precision`); None when it detects
     nothing."""
+    from dgdehaze_core.commands.evaluate import parse_measures
     from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
     from dgdehaze_core.detection.precision import runs_float_rebuild
 
-    measures = ",".join(_option_values(eval_args, "--measure")) or "quality"
-    if "detection" not in measures and "all" not in measures:
+    if "detection" not in parse_measures(args.measure):
         return None
-    weights = Path((_option_values(eval_args, "--detector") or [str(DEFAULT_DETECTOR)])[-1])
-    precision = (_option_values(eval_args, "--detector-precision") or ["auto"])[-1]
-    how = "its float rebuild" if runs_float_rebuild(weights, precision, "cpu") else "as it is"
-    return f"`{_shown(weights)}`, {how} (--detector-precision {precision})"
+    weights = Path(args.detector or DEFAULT_DETECTOR)
+    how = "its float rebuild" if runs_float_rebuild(weights, args.detector_precision, "cpu") else "as it is"
+    return f"`{_shown(weights)}`, {how} (--detector-precision {args.detector_precision})"
 
 
-def _weights_of(method_text: str) -> dict[str, dict[str, Any]]:
-    """The weights file behind every network method of a --method value, with what its checkpoint says."""
-    from dgdehaze_core.evaluation.methods import parse_methods
+def _weights_of(methods: list[str] | None) -> dict[str, dict[str, Any]]:
+    """The weights file behind every network method of the --method values (the default set without one), with
+    what its checkpoint says."""
+    from dgdehaze_core.evaluation.methods import default_method_specs, parse_methods
     from dgdehaze_core.io.checkpoints import read_checkpoint
     from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
 
     weights = {}
-    for spec in parse_methods(method_text):
+    specs = parse_methods(",".join(methods)) if methods else default_method_specs()
+    for spec in specs:
         path = shipped_weights_path(spec.source) if spec.source in MODEL_CONFIGS else Path(spec.source)
         if path.suffix not in (".pt", ".onnx") or not path.is_file():
             continue
@@ -617,7 +652,8 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
     figures land in NAME.json only after their provenance is in NAME.meta.json: never figures without it."""
     from dgdehaze_core.cli import main
 
-    if "--json" in eval_args:
+    parsed = parsed_eval_args(eval_args)
+    if parsed.json is not None:
         raise ValueError("record writes --json itself; leave it out of the eval arguments")
     json_path = results_dir / f"{name}.json"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -631,7 +667,7 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
         seconds = time.perf_counter() - begin
         if code != 0:
             return code
-        _write_meta(results_dir / f"{name}.meta.json", command, started, seconds, load_before, eval_args)
+        _write_meta(results_dir / f"{name}.meta.json", command, started, seconds, load_before, parsed)
         os.replace(figures, json_path)
     finally:
         figures.unlink(missing_ok=True)
@@ -640,20 +676,20 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
 
 
 def _write_meta(path: Path, command: list[str], started: str, seconds: float, load_before: float,
-                eval_args: list[str]) -> None:
+                args: argparse.Namespace) -> None:
     from dgdehaze_core.training.trainer import source_commit
 
-    data = [_shown(Path(folder)) for folder in _option_values(eval_args, "--dataset")]
-    for option in ("--include", "--subset", "--limit"):
-        data += [f"{option} {value}" for value in _option_values(eval_args, option)]
-    methods = _option_values(eval_args, "--method")
+    data = [_shown(Path(folder)) for folder in args.dataset or []]
+    data += [f"--include {value}" for value in args.include or []]
+    data += [f"--subset {value}" for value in args.subset or []]
+    data += [f"--limit {args.limit}"] if args.limit else []
     meta = {"command": shlex.join(command), "commit": source_commit(), "started": started,
             "seconds": round(seconds, 1), "load_before": round(load_before, 2),
             "load_after": round(os.getloadavg()[0], 2),
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
             "data": data or ["every applicable set in ../shared/data"],
-            "weights": _weights_of(methods[-1]) if methods else {}}
-    detector = detector_of(eval_args)
+            "weights": _weights_of(args.method)}
+    detector = detector_of(args)
     if detector is not None:
         meta["detector"] = detector
     atomic_write_text(path, json.dumps(meta, indent=2) + "\n")

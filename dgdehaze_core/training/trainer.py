@@ -69,12 +69,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+SOURCE_PATHS = ("dgdehaze_core", "data/splits", "tools")
+"""What a recorded figure or weights file comes from: the package, the splits that say which files judge, and the
+scripts that run and choose (a change to any of them marks the commit '+dirty')."""
+
+
 def source_commit() -> str:
-    """The git commit of the code (with '+dirty' for uncommitted changes), $DGDEHAZE_COMMIT, or 'unknown'."""
+    """The git commit of the code (with '+dirty' for uncommitted changes to SOURCE_PATHS), $DGDEHAZE_COMMIT, or
+    'unknown'."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "dgdehaze_core"], cwd=REPO_DIR,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *SOURCE_PATHS], cwd=REPO_DIR,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
