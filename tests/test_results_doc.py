@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from dgdehaze_core.datasets.paths import REPO_DIR
-from dgdehaze_core.evaluation.results_doc import (DOC_PATH, NOT_MEASURED, RESULTS_DIR, ablation_recipe_note, main,
-                                                  provenance, record, render, select_rows, targets_markdown)
+from dgdehaze_core.evaluation.results_doc import DOC_PATH, main, render
+from dgdehaze_core.evaluation.results_record import record
+from dgdehaze_core.evaluation.results_tables import NOT_MEASURED, RESULTS_DIR, provenance, select_rows
+from dgdehaze_core.evaluation.results_targets import ablation_recipe_note, targets_markdown
 
 META = {"command": "dgdehaze eval --dataset X", "commit": "abc1234", "started": "2026-11-25 12:00 UTC",
         "seconds": 12.3, "load_before": 0.4, "load_after": 1.9, "machine": "2 CPU cores (x86_64), no GPU",
@@ -333,7 +335,7 @@ def test_a_block_without_rows_is_not_measured_and_the_rest_renders(tmp_path: Pat
                                   "detection/lite": {"f1": 0.49, "map50": 0.38, "objects": 665}})
     doc = ("<!-- results dawn-fog detection-bootstrap -->\n<!-- /results -->\n"
            "<!-- results dawn-fog detection -->\n<!-- /results -->\n<!-- targets -->\n<!-- /targets -->\n")
-    with caplog.at_level("WARNING", logger="dgdehaze_core.evaluation.results_doc"):
+    with caplog.at_level("WARNING", logger="dgdehaze_core.evaluation.results_tables"):
         rendered = render(doc, tmp_path)
     assert rendered.startswith(f"<!-- results dawn-fog detection-bootstrap -->\n{NOT_MEASURED}\n<!-- /results -->")
     assert "| lite | n/a | n/a | 0.490 | n/a | 0.380 | 665 | n/a | n/a |" in rendered

@@ -1,0 +1,131 @@
+"""Recording one evaluation for docs/RESULTS.md: `dgdehaze eval ARGS --json docs/results/NAME.json` run here, and
+NAME.meta.json beside it: the command, the code's commit, when it ran, how long it took, the machine's load, and the
+weights each method used (file, sha256, training iterations and commit)."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.evaluation.results_tables import RESULTS_DIR
+from dgdehaze_core.io.atomic_files import atomic_write_text
+
+LOG = logging.getLogger(__name__)
+
+
+def parsed_eval_args(eval_args: list[str]) -> argparse.Namespace:
+    """`eval_args` as `dgdehaze eval` reads them (any spelling it takes: `--opt value`, `--opt=value`, repeats);
+    ValueError for arguments it refuses."""
+    from dgdehaze_core.cli import build_parser
+
+    try:
+        return build_parser().parse_args(["eval", *eval_args])
+    except SystemExit:  # argparse printed why
+        raise ValueError(f"dgdehaze eval refuses the arguments {shlex.join(eval_args)}") from None
+
+
+def detector_of(args: argparse.Namespace) -> str | None:
+    """Which detector an eval with the parsed `args` runs, and how (`detection.precision`); None when it detects
+    nothing."""
+    from dgdehaze_core.commands.evaluate import parse_measures
+    from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
+    from dgdehaze_core.detection.precision import runs_float_rebuild
+
+    if "detection" not in parse_measures(args.measure):
+        return None
+    weights = Path(args.detector or DEFAULT_DETECTOR)
+    how = "its float rebuild" if runs_float_rebuild(weights, args.detector_precision, "cpu") else "as it is"
+    return f"`{_shown(weights)}`, {how} (--detector-precision {args.detector_precision})"
+
+
+def _weights_of(methods: list[str] | None) -> dict[str, dict[str, Any]]:
+    """The weights file behind every network method of the --method values (the default set without one), with
+    what its checkpoint says."""
+    from dgdehaze_core.evaluation.methods import default_method_specs, parse_methods
+    from dgdehaze_core.io.checkpoints import read_checkpoint
+    from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
+
+    weights = {}
+    specs = parse_methods(",".join(methods)) if methods else default_method_specs()
+    for spec in specs:
+        path = shipped_weights_path(spec.source) if spec.source in MODEL_CONFIGS else Path(spec.source)
+        if path.suffix not in (".pt", ".onnx") or not path.is_file():
+            continue
+        entry: dict[str, Any] = {"path": _shown(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
+        if path.suffix == ".pt":
+            meta = read_checkpoint(path).get("meta", {})
+            entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved", "recipe_fields")
+                          if key in meta})
+        else:
+            import onnx
+
+            metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+            entry.update(onnx_config=metadata.get("dgdehaze_config", "unknown"),
+                         onnx_quantization=metadata.get("dgdehaze_quantization", ""))
+        weights[spec.name] = entry
+    return weights
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository where it lies inside it (or beside it, as ../shared/data does)."""
+    resolved = path.resolve()
+    for base, prefix in ((REPO_DIR, ""), (REPO_DIR.parent, "../")):
+        if resolved.is_relative_to(base):
+            return prefix + str(resolved.relative_to(base))
+    return str(path)
+
+
+def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> int:
+    """Run `dgdehaze eval EVAL_ARGS --json results_dir/NAME.json` and write NAME.meta.json; eval's exit code. The
+    figures land in NAME.json only after their provenance is in NAME.meta.json: never figures without it."""
+    from dgdehaze_core.cli import main
+
+    parsed = parsed_eval_args(eval_args)
+    if parsed.json is not None:
+        raise ValueError("record writes --json itself; leave it out of the eval arguments")
+    json_path = results_dir / f"{name}.json"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    command = ["dgdehaze", "eval", *eval_args, "--json", _shown(json_path)]
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()[0]
+    begin = time.perf_counter()
+    figures = results_dir / f".{name}.unrecorded.json"  # eval's own --json is written atomically
+    try:
+        code = main(["eval", *eval_args, "--json", str(figures)])
+        seconds = time.perf_counter() - begin
+        if code != 0:
+            return code
+        _write_meta(results_dir / f"{name}.meta.json", command, started, seconds, load_before, parsed)
+        os.replace(figures, json_path)
+    finally:
+        figures.unlink(missing_ok=True)
+    LOG.info("recorded %s in %.0f s", name, seconds)
+    return 0
+
+
+def _write_meta(path: Path, command: list[str], started: str, seconds: float, load_before: float,
+                args: argparse.Namespace) -> None:
+    from dgdehaze_core.training.trainer import source_commit
+
+    data = [_shown(Path(folder)) for folder in args.dataset or []]
+    data += [f"--include {value}" for value in args.include or []]
+    data += [f"--subset {value}" for value in args.subset or []]
+    data += [f"--limit {args.limit}"] if args.limit else []
+    meta = {"command": shlex.join(command), "commit": source_commit(), "started": started,
+            "seconds": round(seconds, 1), "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
+            "data": data or ["every applicable set in ../shared/data"],
+            "weights": _weights_of(args.method)}
+    detector = detector_of(args)
+    if detector is not None:
+        meta["detector"] = detector
+    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
