@@ -12,25 +12,32 @@ all of them (`all`): one figure to compare recipes by.
 
     .venv/bin/python tools/road_transmission_profile.py ../shared/data/depth/kitti-seq --every 4 [--json FILE]
 
-Use it on the drives where choices are made (kitti-seq), not on kitti-tiny, which judges.
+Use it on the drives where choices are made (kitti-seq): a frame that only judges (kitti-tiny,
+`dgdehaze_core.datasets.splits.judging_files`) is refused before any frame is read.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.evaluation.depth_datasets import load_kitti
-from dgdehaze_core.evaluation.depth_eval import dense_depth
-from dgdehaze_core.evaluation.methods import load_methods, parse_methods
-from dgdehaze_core.evaluation.visibility_eval import (KITTI_CAMERA_HEIGHT, KITTI_PITCH, SKY_DISTANCE, VISIBILITIES,
-                                                      kitti_intrinsics, synthesize_fog)
-from dgdehaze_core.io.tables import emit
-from dgdehaze_core.physics.visibility import KOSCHMIEDER, Mounting, ground_range, ray_norms, road_mask
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.datasets.splits import refuse_judging_files  # noqa: E402
+from dgdehaze_core.evaluation.depth_datasets import kitti_depth_files, load_kitti  # noqa: E402
+from dgdehaze_core.evaluation.depth_eval import dense_depth  # noqa: E402
+from dgdehaze_core.evaluation.methods import load_methods, parse_methods  # noqa: E402
+from dgdehaze_core.evaluation.visibility_eval import (KITTI_CAMERA_HEIGHT, KITTI_PITCH, SKY_DISTANCE,  # noqa: E402
+                                                      VISIBILITIES, kitti_intrinsics, synthesize_fog)
+from dgdehaze_core.io.images import ImageError  # noqa: E402
+from dgdehaze_core.io.tables import emit  # noqa: E402
+from dgdehaze_core.physics.visibility import KOSCHMIEDER, Mounting, ground_range, ray_norms, road_mask  # noqa: E402
+from tools.tool_cli import check_json_output, one_line_errors  # noqa: E402
 
 BANDS = (5.0, 8.0, 11.0, 15.0, 20.0, 25.0, 30.0)
 """Edges (m) of the flat-road distance bands: the estimator reads road up to 30 m (Mounting.road_max_distance)."""
@@ -43,7 +50,15 @@ def band_name(near: float, far: float) -> str:
     return f"{near:g}-{far:g} m"
 
 
-def main() -> None:
+def error_json(path: Path) -> Path:
+    """Where the error table goes beside the profile's --json file."""
+    return path.with_name(f"{path.stem}-error{path.suffix}")
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    """Print (and with --json write) both tables; every argument, output and frame is checked before a frame is
+    read."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--method", default="dcp,lite")
@@ -51,11 +66,20 @@ def main() -> None:
     parser.add_argument("--error-to", type=float, default=15.0,
                         help="farthest band edge (m) of the error table: bands beyond it are left out")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.every < 1:
         parser.error("--every must be at least 1")
     if not BANDS[1] <= args.error_to:
         parser.error(f"--error-to must reach at least the first band's far edge, {BANDS[1]:g} m")
+    if args.json is not None:
+        check_json_output(args.json, inputs=[args.dataset])
+        check_json_output(error_json(args.json), "--json's error table", [args.dataset])
+    if not args.dataset.is_dir():
+        raise FileNotFoundError(f"no such folder: {args.dataset}")
+    frames = kitti_depth_files(args.dataset)
+    if not frames:
+        raise ImageError(f"{args.dataset} holds no KITTI frames with proj_depth/ LiDAR depth")
+    refuse_judging_files(frames, f"{args.dataset}: the profile chooses recipes, so it reads no judging frame")
     depth_set = load_kitti(args.dataset)
     methods = [m for m in load_methods(parse_methods(args.method)) if m.gives_depth]
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
@@ -89,7 +113,7 @@ def main() -> None:
                 f"{len(samples)} frames)", args.json)
     errors = error_table(table, [m.name for m in methods], conditions, args.error_to)
     emit(errors, f"Mean |method - truth| of the band medians up to {args.error_to:g} m",
-         args.json.with_name(f"{args.json.stem}-error{args.json.suffix}") if args.json else None)
+         error_json(args.json) if args.json else None)
 
 
 def error_table(table: dict[str, dict[str, float]], methods: list[str], conditions: Iterable[str],
@@ -106,4 +130,4 @@ def error_table(table: dict[str, dict[str, float]], methods: list[str], conditio
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The scripts in tools/ as a user runs them: bad input and an output that cannot (or must not) be written end in one
+line on stderr and exit status 2, before any work, not in a traceback or a silently overwritten photo; a profile
+that chooses recipes refuses the frames that only judge.
+
+Each runs the script in a fresh interpreter on tiny synthetic data or on the shared data set it names.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dgdehaze_core.datasets.paths import REPO_DIR
+
+TOOLS = REPO_DIR / "tools"
+
+
+def _tool(name: str, *arguments: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOLS / name), *map(str, arguments)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO_DIR)
+
+
+def _error(result: subprocess.CompletedProcess, name: str) -> str:
+    """The one line `NAME: error: MESSAGE` that is all a refused run writes to stderr (its message)."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: error: "), result.stderr
+    return lines[0]
+
+
+def _photos(folder: Path, count: int = 2) -> list[Path]:
+    """`count` small foggy-road-like JPEGs (sky bright, road darker) in `folder`, named as DAWN names them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(count):
+        image = np.full((120, 160, 3), 200, np.uint8)
+        image[60:] = 120 + index * 20
+        image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+        paths.append(folder / f"foggy-{index + 1:03d}.jpg")
+        cv2.imwrite(str(paths[-1]), image)
+    return paths
+
+
+def test_the_road_profile_refuses_the_frames_that_only_judge(shared_data: Path) -> None:
+    for dataset in (shared_data / "depth" / "kitti-tiny", shared_data / "depth"):
+        result = _tool("road_transmission_profile.py", dataset, "--method", "dcp", "--every", "100")
+        assert "only judge" in _error(result, "road_transmission_profile.py") and "kitti-tiny" in result.stderr
+        assert result.stdout == ""
+
+
+def test_the_road_profile_refuses_a_folder_without_kitti_frames_and_an_unwritable_json(tmp_path: Path,
+                                                                                       shared_data: Path) -> None:
+    _photos(tmp_path / "photos")
+    assert "no KITTI frames" in _error(_tool("road_transmission_profile.py", tmp_path / "photos", "--method", "dcp"),
+                                       "road_transmission_profile.py")
+    unwritable = _tool("road_transmission_profile.py", shared_data / "depth" / "kitti-seq", "--method", "dcp",
+                       "--every", "1000", "--json", "/proc/profile.json")
+    assert "--json /proc/profile.json cannot be written" in _error(unwritable, "road_transmission_profile.py")
+    assert unwritable.stdout == ""  # refused before the profile ran
+    (tmp_path / "p-error.json").mkdir()
+    sibling = _tool("road_transmission_profile.py", shared_data / "depth" / "kitti-seq", "--method", "dcp",
+                    "--every", "1000", "--json", tmp_path / "p.json")
+    assert "error table" in _error(sibling, "road_transmission_profile.py") and sibling.stdout == ""

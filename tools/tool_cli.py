@@ -1,0 +1,79 @@
+"""What the scripts in tools/ share as command lines: one-line errors instead of tracebacks, and the checks an output
+path must pass before any work is done.
+
+A tool decorates its `main(argv)` with `one_line_errors` and ends with `sys.exit(main())`; it checks each output with
+`check_image_output` / `check_json_output` (and `refuse_inside` where an output must stay out of an input folder)
+right after parsing its arguments, so that a typo in a path costs no model load and no pass over the data.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+import cv2
+
+from dgdehaze_core.cli import Terminated, sigterm_interrupts
+from dgdehaze_core.io.atomic_files import check_replaceable_json, check_writable_file, refuse_input_as_output
+
+Main = Callable[[list[str] | None], int | None]
+"""A tool's entry point: its arguments (None: sys.argv[1:]) -> its exit status (None as 0)."""
+
+
+def one_line_errors(main: Main) -> Callable[[list[str] | None], int]:
+    """`main` returning its exit status, with logging set up as `dgdehaze` sets it up (INFO, `LEVEL name: text`).
+
+    Bad input or an output that cannot be written (ValueError, OSError, RuntimeError; ImageError and SplitError are
+    ValueErrors) prints `TOOL: error: MESSAGE` on one line of stderr and returns 2 instead of a traceback, as
+    `dgdehaze_core.cli.main` does; Ctrl-C returns 130 and SIGTERM 143, each after the atomic writes under way were
+    removed (`sigterm_interrupts`)."""
+    tool = Path(main.__code__.co_filename).name
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            with sigterm_interrupts():
+                return int(main(argv) or 0)
+        except (ValueError, OSError, RuntimeError) as exc:
+            message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            print(f"{tool}: error: {message or type(exc).__name__}", file=sys.stderr)
+            return 2
+        except Terminated:
+            print(f"{tool}: terminated (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        except KeyboardInterrupt:
+            print(f"{tool}: interrupted", file=sys.stderr)
+            return 130
+
+    return run
+
+
+def check_image_output(path: Path, flag: str, inputs: Iterable[Path] = ()) -> Path:
+    """`path` when OpenCV writes an image of its suffix's format there and it is none of `inputs`; else ValueError
+    (a suffix such as .txt, a folder, an input) or OSError (a place that takes no new file), before any work."""
+    if not cv2.haveImageWriter(str(path)):
+        raise ValueError(f"{flag} {path}: OpenCV writes no image format of suffix {path.suffix!r}: give a .png or "
+                         ".jpg file")
+    check_writable_file(path, flag)
+    refuse_input_as_output(path, inputs, flag)
+    return path
+
+
+def check_json_output(path: Path, flag: str = "--json", inputs: Iterable[Path] = ()) -> Path:
+    """`path` when a JSON file can be written there (`check_writable_file`), replaces no file that holds other than
+    JSON (`check_replaceable_json`) and is none of `inputs`; else ValueError or OSError, before any work."""
+    check_writable_file(path, flag)
+    check_replaceable_json(path, flag)
+    refuse_input_as_output(path, inputs, flag)
+    return path
+
+
+def refuse_inside(path: Path, folder: Path, flag: str) -> None:
+    """ValueError when `path` is `folder` or lies inside it (links resolved): an output written there would
+    overwrite an input or be read as one the next time."""
+    if Path(path).expanduser().resolve().is_relative_to(Path(folder).expanduser().resolve()):
+        raise ValueError(f"{flag} {path} lies in the input folder {folder}: write it elsewhere")
