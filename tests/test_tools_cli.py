@@ -6,6 +6,7 @@ Each runs the script in a fresh interpreter on tiny synthetic data or on the sha
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,11 @@ def _photos(folder: Path, count: int = 2) -> list[Path]:
     return paths
 
 
+def _truncated(path: Path, source: Path) -> Path:
+    path.write_bytes(source.read_bytes()[:600])
+    return path
+
+
 def test_the_road_profile_refuses_the_frames_that_only_judge(shared_data: Path) -> None:
     for dataset in (shared_data / "depth" / "kitti-tiny", shared_data / "depth"):
         result = _tool("road_transmission_profile.py", dataset, "--method", "dcp", "--every", "100")
@@ -65,3 +71,40 @@ def test_the_road_profile_refuses_a_folder_without_kitti_frames_and_an_unwritabl
     sibling = _tool("road_transmission_profile.py", shared_data / "depth" / "kitti-seq", "--method", "dcp",
                     "--every", "1000", "--json", tmp_path / "p.json")
     assert "error table" in _error(sibling, "road_transmission_profile.py") and sibling.stdout == ""
+
+
+def test_the_visibility_sheet_writes_nothing_into_its_photo_folder(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos")
+    before = {path: path.read_bytes() for path in photos}
+    for out in (photos[0], tmp_path / "photos" / "sheet.jpg", tmp_path / "photos"):
+        result = _tool("visibility_sheet.py", tmp_path / "photos", "--method", "dcp", "--out", out)
+        assert "lies in the input folder" in _error(result, "visibility_sheet.py")
+    json_inside = _tool("visibility_sheet.py", tmp_path / "photos", "--method", "dcp", "--out", tmp_path / "s.jpg",
+                        "--json", photos[1])
+    assert "--json" in _error(json_inside, "visibility_sheet.py")
+    assert {path: path.read_bytes() for path in photos} == before
+    assert sorted((tmp_path / "photos").iterdir()) == photos and not (tmp_path / "s.jpg").exists()
+
+
+def test_the_visibility_sheet_refuses_outputs_it_cannot_write_before_any_work(tmp_path: Path) -> None:
+    _photos(tmp_path / "photos")
+    unwritable = _tool("visibility_sheet.py", tmp_path / "photos", "--method", "dcp", "--out", tmp_path / "s.jpg",
+                       "--json", "/proc/sheet.json")
+    assert "--json /proc/sheet.json cannot be written" in _error(unwritable, "visibility_sheet.py")
+    not_an_image = _tool("visibility_sheet.py", tmp_path / "photos", "--method", "dcp", "--out", tmp_path / "s.txt")
+    assert "'.txt'" in _error(not_an_image, "visibility_sheet.py")
+    assert list(tmp_path.iterdir()) == [tmp_path / "photos"]
+
+
+def test_the_visibility_sheet_skips_an_unreadable_photo_and_says_so(tmp_path: Path) -> None:
+    good, other = _photos(tmp_path / "photos")
+    _truncated(other, good)
+    result = _tool("visibility_sheet.py", tmp_path / "photos", "--method", "dcp", "--out", tmp_path / "s.png",
+                   "--json", tmp_path / "s.json")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and f"skipped: {other} is not a readable image" in result.stderr
+    assert list(json.loads((tmp_path / "s.json").read_text())) == [good.name]
+    assert cv2.imread(str(tmp_path / "s.png")) is not None and "| all (1) |" in result.stdout
+    _truncated(good, other)
+    assert "none of the 2 photos" in _tool("visibility_sheet.py", tmp_path / "photos", "--method", "dcp", "--out",
+                                           tmp_path / "t.png").stderr

@@ -6,7 +6,10 @@ camera (height, pitch and horizontal field of view, principal point at the centr
 the sheet shows each photo with its road region outlined and each method's visibility, or why there is none. One
 frame at a time, no smoothing. It prints a Markdown table of the median visibility per kind of photo (the name's
 prefix before '-': foggy, haze, mist in DAWN) over every selected photo, the sheet showing every Nth of them.
---json writes {photo: {method: {visibility_m, beta_per_m, road_pixels, reason}}}.
+--json writes {photo: {method: {visibility_m, beta_per_m, road_pixels, reason}}}. A photo that cannot be read is
+skipped with an error logged, as `dgdehaze dehaze` skips one, and the tool then exits 1; --out and --json are
+refused before any work when they cannot be written or lie in the photo folder (where they would overwrite a photo
+or be read as one next time).
 
     .venv/bin/python tools/visibility_sheet.py ../shared/data/detection/dawn-fog \
         --include @data/splits/dawn-fog.yaml:judge --method lite,dcp --every 6 \
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -25,12 +29,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.datasets.splits import expand_patterns
-from dgdehaze_core.inference.pipeline import load_pipeline
-from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
-from dgdehaze_core.io.images import list_images, read_image
-from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator, VisibilityReading,
-                                              fog_contrast)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.datasets.splits import expand_patterns  # noqa: E402
+from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, refuse_input_as_output  # noqa: E402
+from dgdehaze_core.io.images import ImageError, list_images, read_image  # noqa: E402
+from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator,  # noqa: E402
+                                              VisibilityReading, fog_contrast)
+from tools.tool_cli import check_image_output, check_json_output, one_line_errors, refuse_inside  # noqa: E402
+
+LOG = logging.getLogger("visibility_sheet")
 
 THUMB_WIDTH = 320
 COLUMNS = 4
@@ -78,7 +87,9 @@ def sheet(thumbnails: list[np.ndarray]) -> np.ndarray:
     return np.vstack(rows)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
+    """Write the sheet (and --json), print the table; 0, or 1 when a photo was skipped as unreadable."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("photos", type=Path, help="a folder of photos")
     parser.add_argument("--include", action="append", default=None, metavar="GLOB",
@@ -87,24 +98,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-height", type=float, default=1.4, help="assumed height above the road, m")
     parser.add_argument("--camera-pitch", type=float, default=0.0, help="assumed pitch, rad, positive nose down")
     parser.add_argument("--hfov", type=float, default=60.0, help="assumed horizontal field of view, degrees")
-    parser.add_argument("--every", type=int, default=1, help="the sheet shows every Nth selected photo, by name")
+    parser.add_argument("--every", type=int, default=1,
+                        help="the sheet shows every Nth selected photo that could be read, by name")
     parser.add_argument("--out", type=Path, required=True, help="the contact sheet (.png or .jpg)")
     parser.add_argument("--json", type=Path, default=None, help="also write the estimates as JSON")
     args = parser.parse_args(argv)
+    if not 0.0 < args.hfov < 180.0:
+        raise ValueError(f"--hfov {args.hfov:g}: a field of view lies between 0 and 180 degrees")
+    refuse_inside(args.out, args.photos, "--out")
+    check_image_output(args.out, "--out")
+    if args.json is not None:
+        refuse_inside(args.json, args.photos, "--json")
+        check_json_output(args.json)
+        refuse_input_as_output(args.json, [args.out], "--json", what="--out")
     photos = list_images(args.photos)
     if args.include:
         globs = expand_patterns(args.include)
         photos = [p for p in photos if any(fnmatch.fnmatch(p.name, g) for g in globs)]
     if not photos:
-        print(f"no photos in {args.photos}" + (f" matching {args.include}" if args.include else ""), file=sys.stderr)
-        return 2
+        raise ImageError(f"no photos in {args.photos}" + (f" matching {args.include}" if args.include else ""))
     methods = [m for m in args.method.split(",") if m]
     pipelines = {method: load_pipeline(method) for method in methods}
     mounting = Mounting(args.camera_height, args.camera_pitch)
-    shown = set(photos[::max(1, args.every)])
-    thumbnails, figures = [], {}
+    thumbnails, figures, skipped = [], {}, 0
     for path in tqdm(photos, desc="visibility", unit="photo"):
-        frame = read_image(path)
+        try:
+            frame = read_image(path)
+        except ImageError as exc:
+            LOG.error("skipped: %s", exc)
+            skipped += 1
+            continue
+        shown = len(figures) % max(1, args.every) == 0
         camera, contrast = assumed_camera(frame.shape[1], frame.shape[0], args.hfov), fog_contrast(frame)
         readings = {method: VisibilityEstimator(mounting, time_constant=0.0).update(
             pipeline(frame).transmission, camera, 0.0, contrast) for method, pipeline in pipelines.items()}
@@ -112,16 +136,21 @@ def main(argv: list[str] | None = None) -> int:
             "visibility_m": r.visibility if math.isfinite(r.visibility) else None,
             "beta_per_m": r.measurement.beta if math.isfinite(r.measurement.beta) else None,
             "road_pixels": r.measurement.pixels, "reason": r.reason} for method, r in readings.items()}
-        if path in shown:
+        if shown:
             text = ", ".join(f"{method} {label(r)}" for method, r in readings.items())
             thumbnails.append(thumbnail(frame, mounting, path.stem, text))
+    if not figures:
+        raise ImageError(f"none of the {len(photos)} photos of {args.photos} could be read")
     with atomic_path(args.out) as tmp:
         if not cv2.imwrite(str(tmp), sheet(thumbnails)):
             raise OSError(f"could not write {args.out}")
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(figures, indent=2) + "\n")
     print(summary_table(figures, methods))
-    return 0
+    if skipped:
+        LOG.error("%d of %d photos skipped as unreadable: the sheet and the table leave them out", skipped,
+                  len(photos))
+    return 1 if skipped else 0
 
 
 def summary_table(figures: dict[str, dict[str, dict]], methods: list[str]) -> str:
