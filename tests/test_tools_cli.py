@@ -108,3 +108,22 @@ def test_the_visibility_sheet_skips_an_unreadable_photo_and_says_so(tmp_path: Pa
     _truncated(good, other)
     assert "none of the 2 photos" in _tool("visibility_sheet.py", tmp_path / "photos", "--method", "dcp", "--out",
                                            tmp_path / "t.png").stderr
+
+
+def test_the_noise_figure_refuses_a_missing_photo_and_an_output_that_is_no_image(tmp_path: Path) -> None:
+    photo, = _photos(tmp_path / "photos", 1)
+    missing = _tool("noise_figure.py", tmp_path / "photos" / "none.jpg", "--out", tmp_path / "n.jpg")
+    assert "no such file" in _error(missing, "noise_figure.py")
+    unreadable = _tool("noise_figure.py", _truncated(tmp_path / "cut.jpg", photo), "--out", tmp_path / "n.jpg")
+    assert "not a readable image" in _error(unreadable, "noise_figure.py")
+    assert "'.txt'" in _error(_tool("noise_figure.py", photo, "--out", tmp_path / "n.txt"), "noise_figure.py")
+    assert "would overwrite the input" in _error(_tool("noise_figure.py", photo, "--out", photo), "noise_figure.py")
+    assert "cannot be written" in _error(_tool("noise_figure.py", photo, "--out", "/proc/n.jpg"), "noise_figure.py")
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "cut.jpg", tmp_path / "photos"]
+
+
+def test_the_noise_figure_writes_the_format_its_out_names(tmp_path: Path) -> None:
+    photo, = _photos(tmp_path / "photos", 1)
+    result = _tool("noise_figure.py", photo, "--out", tmp_path / "figure.png", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

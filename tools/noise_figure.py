@@ -5,24 +5,32 @@ Each row is one photo: the hazy input, `lite` with the exact inversion J = (I - 
 two, where the grain shows. The label gives each image's noise (`noise_sigma`, 8-bit levels).
 
     .venv/bin/python tools/noise_figure.py [PHOTO ...] [--weights lite] [--out docs/images/dense-fog-noise.jpg]
+
+--out is written in the format its suffix names (.jpg at quality 92, .png, ...); one OpenCV does not write, an
+unwritable place and an input photo are refused, as is a photo that cannot be read, before a model loads.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from dgdehaze_core.evaluation.no_reference_eval import noise_sigma
-from dgdehaze_core.inference.pipeline import load_pipeline
-from dgdehaze_core.io.atomic_files import atomic_write_bytes
-from dgdehaze_core.io.images import read_image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.evaluation.no_reference_eval import noise_sigma  # noqa: E402
+from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
+from dgdehaze_core.io.atomic_files import atomic_write_bytes  # noqa: E402
+from dgdehaze_core.io.images import read_image  # noqa: E402
+from tools.tool_cli import check_image_output, one_line_errors  # noqa: E402
 
 DAWN = Path("../shared/data/detection/dawn-fog")
 PHOTOS = ("haze-032.jpg", "foggy-061.jpg")
 """The two densest DAWN photos of the split's learn part (lowest mean transmission under the shipped lite)."""
 HEIGHT = 240
+JPEG_QUALITY = 92
 
 
 def _labelled(image: np.ndarray, text: str) -> np.ndarray:
@@ -39,17 +47,20 @@ def _sky_crop(image: np.ndarray) -> np.ndarray:
     return cv2.resize(crop, (HEIGHT // 2, HEIGHT // 2), interpolation=cv2.INTER_NEAREST)
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    """Write the figure to --out and print its path; every photo is read before a model loads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", nargs="*", type=Path, default=[DAWN / name for name in PHOTOS])
     parser.add_argument("--weights", default="lite")
     parser.add_argument("--out", type=Path, default=Path("docs/images/dense-fog-noise.jpg"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_image_output(args.out, "--out", args.photos)
+    photos = {photo: read_image(photo) for photo in args.photos}
     exact = load_pipeline(args.weights, max_detail_gain=None)
     limited = load_pipeline(args.weights)
     rows = []
-    for photo in args.photos:
-        hazy = read_image(photo)
+    for photo, hazy in photos.items():
         raw, kept = exact(hazy).image, limited(hazy).image
         crops = np.vstack([_sky_crop(raw), _sky_crop(kept)])
         rows.append(np.hstack([
@@ -59,13 +70,13 @@ def main() -> None:
             cv2.resize(crops, (HEIGHT // 2, HEIGHT), interpolation=cv2.INTER_NEAREST)]))
     width = max(row.shape[1] for row in rows)
     sheet = np.vstack([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows])
-    ok, encoded = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    jpeg = args.out.suffix.lower() in (".jpg", ".jpeg", ".jpe")
+    ok, encoded = cv2.imencode(args.out.suffix, sheet, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if jpeg else [])
     if not ok:
-        raise RuntimeError("OpenCV could not encode the figure")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+        raise RuntimeError(f"OpenCV could not encode the figure as {args.out.suffix}")
     atomic_write_bytes(args.out, encoded.tobytes())
     print(args.out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
