@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 
@@ -127,3 +128,17 @@ def test_the_noise_figure_writes_the_format_its_out_names(tmp_path: Path) -> Non
     result = _tool("noise_figure.py", photo, "--out", tmp_path / "figure.png", timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_validate_runs_refuses_a_missing_run_and_an_unwritable_json_before_anything_runs(tmp_path: Path) -> None:
+    missing = _tool("validate_runs.py", f"A={tmp_path / 'no-run'}", "--json", tmp_path / "round.json")
+    assert "no weights at" in _error(missing, "validate_runs.py")
+    unwritable = _tool("validate_runs.py", f"A={tmp_path / 'no-run'}", "--json", "/proc/round.json")
+    assert "--json /proc/round.json cannot be written" in _error(unwritable, "validate_runs.py")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("tool", ["choose_contrast_clip.py", "choose_fusion_rule.py"])
+def test_the_choosing_tools_refuse_an_unwritable_json_before_a_model_loads(tool: str, tmp_path: Path) -> None:
+    result = _tool(tool, "--data", tmp_path, "--json", "/proc/rows.json")
+    assert "--json /proc/rows.json cannot be written" in _error(result, tool)

@@ -7,35 +7,41 @@ a weights file), each as it is and equalised at each clip limit. The judging pho
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from dgdehaze_core.detection.contrast import local_contrast
-from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, choosing_images, match_image, score_matches
-from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.io.images import read_image
-from dgdehaze_core.io.tables import emit, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.detection.contrast import local_contrast  # noqa: E402
+from dgdehaze_core.detection.detector import Detector  # noqa: E402
+from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, match_image,  # noqa: E402
+                                                     score_matches)
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method  # noqa: E402
+from dgdehaze_core.io.images import read_image  # noqa: E402
+from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
+from tools.tool_cli import check_json_output, one_line_errors  # noqa: E402
 
 CLIP_LIMITS = (1.0, 2.0, 4.0)
 OUTSIDE_THE_JUDGING_PART = ("@data/splits/dawn-fog.yaml:learn", "@data/splits/dawn-fog.yaml:validation")
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    """Print (and with --json write) the table; a --json that cannot be written is refused before a model loads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", nargs="?", default="lite")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/detection/dawn-fog"))
     parser.add_argument("--split", action="append", default=None,
                         help="split parts to read (repeatable; default: learn and validation)")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.json is not None:
+        check_json_output(args.json, inputs=[args.data, Path(args.weights)])
     parts = args.split or list(OUTSIDE_THE_JUDGING_PART)
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
-    try:
-        images = choosing_images(args.data, parts, detector.names.values())
-    except ValueError as error:
-        parser.error(str(error))
+    images = choosing_images(args.data, parts, detector.names.values())
     method = load_method(MethodSpec("dehazed", args.weights))
     matches: dict[str, list] = {}
     for item in tqdm(images, desc="clip limits", unit="image"):
@@ -52,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

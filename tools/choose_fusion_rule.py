@@ -7,30 +7,36 @@ Only the validation part is read, so the choice leaves the judging photos untouc
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.detection.fusion import FUSION_SCORES, FusionSettings, fuse_detections
-from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, choosing_images, match_image, score_matches
-from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.io.images import read_image
-from dgdehaze_core.io.tables import emit, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.detection.detector import Detector  # noqa: E402
+from dgdehaze_core.detection.fusion import FUSION_SCORES, FusionSettings, fuse_detections  # noqa: E402
+from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, match_image,  # noqa: E402
+                                                     score_matches)
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method  # noqa: E402
+from dgdehaze_core.io.images import read_image  # noqa: E402
+from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
+from tools.tool_cli import check_json_output, one_line_errors  # noqa: E402
 
 IOUS = (0.5, 0.55, 0.6)
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    """Print (and with --json write) the table; a --json that cannot be written is refused before a model loads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", nargs="?", default="lite")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/detection/dawn-fog"))
     parser.add_argument("--split", default="@data/splits/dawn-fog.yaml:validation")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.json is not None:
+        check_json_output(args.json, inputs=[args.data, Path(args.weights)])
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
-    try:
-        images = choosing_images(args.data, [args.split], detector.names.values())
-    except ValueError as error:
-        parser.error(str(error))
+    images = choosing_images(args.data, [args.split], detector.names.values())
     method = load_method(MethodSpec("dehazed", args.weights))
     runs = []
     for item in images:
@@ -50,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,8 @@ For each RUN (a run folder with last.pt and val.csv, or a weights file):
 - the SOTS-indoor validation rooms' PSNR / SSIM of the run's last validation (val.csv, row `mean`);
 - the depth-guidance gates (sigmoid of the mix gate and of the stage-1 hybrid blocks' gates).
 kitti-tiny, the DAWN judging photos and the held-out rooms are never read. One JSON file holds every row, keyed
-as the round files in docs/results/recipe-variants/ are; the summary table is printed.
+as the round files in docs/results/recipe-variants/ are; the summary table is printed. A --json that cannot be
+written and a RUN without weights are refused before anything runs.
 
     .venv/bin/python tools/validate_runs.py R0=runs/r2 R1=runs/r2_s1 V0=dgdehaze_core/weights/dgdehaze_lite.pt \\
         --baseline V=V0 --group R2=R0,R1 --bootstrap 2000 --json round.json
@@ -19,14 +20,18 @@ import argparse
 import csv
 import json
 import math
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from dgdehaze_core.cli import main as dgdehaze
-from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir
-from dgdehaze_core.io.tables import emit, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgdehaze_core.cli import main as dgdehaze  # noqa: E402
+from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
+from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
+from tools.tool_cli import check_json_output, one_line_errors  # noqa: E402
 
 SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
 GATES = {"gate_mix": "dehazer.mix_gate", "gate_block0": "dehazer.stage1.0.gate", "gate_block1": "dehazer.stage1.1.gate"}
@@ -66,24 +71,27 @@ def evaluate(arguments: list[str]) -> dict[str, dict[str, object]]:
         return json.loads(out.read_text())
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    """Evaluate the runs, print the summary and write every row to --json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN", help="a run folder or a weights file, named")
     parser.add_argument("--baseline", action="append", default=[], metavar="[NAME=]RUN[,RUN]")
     parser.add_argument("--group", action="append", default=[], metavar="NAME=RUN[,RUN]")
     parser.add_argument("--bootstrap", type=int, default=2000, help="redraws of the photos (with --group)")
     parser.add_argument("--json", type=Path, required=True)
-    args = parser.parse_args()
-    data = shared_data_dir()
-    if data is None:
-        parser.error("../shared/data is absent (or set DGDEHAZE_DATA)")
+    args = parser.parse_args(argv)
     runs = {}
     for item in args.runs:
         name, _, path = item.partition("=")
         if not name or not path or name in runs:
             parser.error(f"runs are NAME=RUN with distinct names, got {item!r}")
         runs[name] = Path(path)
+    check_json_output(args.json, inputs=[*runs.values(), *(run / "val.csv" for run in runs.values())])
     methods = ",".join(f"{name}={weights_of(run)}" for name, run in runs.items())
+    data = shared_data_dir()
+    if data is None:
+        parser.error("../shared/data is absent (or set DGDEHAZE_DATA)")
     comparisons = [option for group in args.group for option in ("--group", group)]
     comparisons += [option for baseline in args.baseline for option in ("--baseline", baseline)]
     if comparisons:
@@ -109,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
