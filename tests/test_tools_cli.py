@@ -142,3 +142,26 @@ def test_validate_runs_refuses_a_missing_run_and_an_unwritable_json_before_anyth
 def test_the_choosing_tools_refuse_an_unwritable_json_before_a_model_loads(tool: str, tmp_path: Path) -> None:
     result = _tool(tool, "--data", tmp_path, "--json", "/proc/rows.json")
     assert "--json /proc/rows.json cannot be written" in _error(result, tool)
+
+
+def test_make_dawn_split_refuses_a_folder_without_photos(tmp_path: Path) -> None:
+    (tmp_path / "detection" / "dawn-fog").mkdir(parents=True)
+    result = _tool("make_dawn_split.py", "--data", tmp_path, "--out", tmp_path / "split.yaml")
+    assert "holds no DAWN photos" in _error(result, "make_dawn_split.py")
+    _photos(tmp_path / "detection" / "dawn-fog", 1)
+    result = _tool("make_dawn_split.py", "--data", tmp_path, "--out", tmp_path / "split.yaml")
+    assert "empty" in _error(result, "make_dawn_split.py") and not (tmp_path / "split.yaml").exists()
+
+
+def test_make_demo_bag_refuses_a_bad_width_or_frame_count(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for index in range(3):
+        writer.write(np.full((48, 64, 3), 60 * index, np.uint8))
+    writer.release()
+    for flags, named in ((["--width", "-5"], "--width -5"), (["--frames", "0"], "--frames 0")):
+        result = _tool("make_demo_bag.py", "--video", video, "--out", tmp_path / "bag", *flags)
+        assert named in _error(result, "make_demo_bag.py")
+    late = _tool("make_demo_bag.py", "--video", video, "--out", tmp_path / "bag", "--start", "7", "--width", "0")
+    assert "no frames from index 7 (it holds 3)" in _error(late, "make_demo_bag.py")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]

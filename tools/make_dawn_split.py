@@ -1,10 +1,10 @@
 """Write data/splits/dawn-fog.yaml: the DAWN fog photos a recipe may learn from, those that choose the recipe, and
 those that only judge. Run once; the committed file is the split (re-running gives the same file).
 
-Each kind of photo (foggy-, haze-, mist-; a group of near-copies counts as its first member's kind) is shuffled with a fixed seed and cut into learn 40 %, validation 10 %,
-judge 50 %, so each part has the three kinds in the same proportions. Photos that are near-copies of each other
-(16x16 grey thumbnails correlating above 0.97; DAWN has some, across kinds too) are kept in one part, so a judged
-photo has no twin in training.
+Each kind of photo (foggy-, haze-, mist-; a group of near-copies counts as its first member's kind) is shuffled with
+a fixed seed and cut into learn 40 %, validation 10 %, judge 50 %, so each part has the three kinds in the same
+proportions. Photos that are near-copies of each other (16x16 grey thumbnails correlating above 0.97; DAWN has
+some, across kinds too) are kept in one part, so a judged photo has no twin in training.
 
     .venv/bin/python tools/make_dawn_split.py [--data ../shared/data]
 """
@@ -20,7 +20,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgdehaze_core.io.atomic_files import atomic_write_text  # noqa: E402
+from dgdehaze_core.io.atomic_files import atomic_write_text, check_writable_file  # noqa: E402
+from dgdehaze_core.io.images import ImageError  # noqa: E402
+from tools.tool_cli import one_line_errors, refuse_inside  # noqa: E402
 
 SEED = 17
 SHARES = (("learn", 0.4), ("validation", 0.1), ("judge", 0.5))
@@ -35,9 +37,14 @@ HEADER = """\
 
 
 def thumbnails(paths: list[Path]) -> np.ndarray:
+    """Each photo as a 16x16 grey thumbnail, standardised to mean 0 and deviation 1 (one row each); ImageError for
+    one OpenCV cannot read."""
     rows = []
     for path in paths:
-        grey = cv2.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), (16, 16), interpolation=cv2.INTER_AREA)
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise ImageError(f"{path} is not a readable image")
+        grey = cv2.resize(image, (16, 16), interpolation=cv2.INTER_AREA)
         values = grey.astype(np.float64).ravel()
         rows.append((values - values.mean()) / (values.std() + 1e-6))
     return np.array(rows)
@@ -63,9 +70,16 @@ def twin_groups(paths: list[Path]) -> list[list[Path]]:
 
 
 def split(folder: Path) -> dict[str, list[str]]:
+    """Part name -> the sorted names of its photos, every part non-empty; ValueError (ImageError) for a folder
+    without enough DAWN photos `KIND-NNN.jpg` to fill every part."""
+    if not folder.is_dir():
+        raise ImageError(f"no such folder: {folder}")
+    photos = sorted(folder.glob("*-*.jpg"))
+    if not photos:
+        raise ImageError(f"{folder} holds no DAWN photos (KIND-NNN.jpg)")
     parts: dict[str, list[str]] = {name: [] for name, _ in SHARES}
     rng = np.random.default_rng(SEED)
-    every = twin_groups(sorted(folder.glob("*-*.jpg")))
+    every = twin_groups(photos)
     for kind in ("foggy", "haze", "mist"):
         groups = [group for group in every if group[0].name.startswith(f"{kind}-")]
         order = rng.permutation(len(groups))
@@ -75,20 +89,28 @@ def split(folder: Path) -> dict[str, list[str]]:
             part = next(i for i, bound in enumerate(bounds) if filled < round(bound))
             parts[SHARES[part][0]].extend(p.name for p in groups[index])
             filled += len(groups[index])
+    empty = [name for name, names in parts.items() if not names]
+    if empty:
+        raise ImageError(f"{folder}: its {len(photos)} photo(s) leave the part(s) {', '.join(empty)} empty (a split "
+                         "file's parts hold at least one name): give the whole DAWN fog folder")
     return {name: sorted(names) for name, names in parts.items()}
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    """Write the split to --out (checked before a photo is read) and print each part's size."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("data/splits/dawn-fog.yaml"))
-    args = parser.parse_args()
-    parts = split(args.data / "detection" / "dawn-fog")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args = parser.parse_args(argv)
+    folder = args.data / "detection" / "dawn-fog"
+    refuse_inside(args.out, folder, "--out")
+    check_writable_file(args.out, "--out")
+    parts = split(folder)
     body = yaml.safe_dump({"dataset": "detection/dawn-fog", "parts": parts}, sort_keys=False, width=120)
     atomic_write_text(args.out, HEADER.format(seed=SEED) + body)
     print(", ".join(f"{name} {len(names)}" for name, names in parts.items()), "->", args.out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, BagWriter  # noqa: E402
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 LOG = logging.getLogger("make_demo_bag")
 
@@ -57,6 +58,9 @@ def camera_info(writer: BagWriter, header: object, width: int, height: int) -> o
 
 
 def build(video: Path, out: Path, start: int, count: int, quality: int, storage: str, width: int = 0) -> int:
+    """Write up to `count` (at least 1) frames of `video` from frame `start` (0 or more) as the bag folder `out`,
+    scaled to `width` (0: as recorded), JPEG `quality` 0-100, and return how many were written. FileExistsError for
+    an `out` that is no bag, ValueError when the video has no frame at `start`."""
     if os.path.lexists(out) and not (out.is_dir() and (out / "metadata.yaml").is_file()):
         raise FileExistsError(f"{out} exists and is not a bag folder (no metadata.yaml): give a new folder or a bag "
                               "to replace")
@@ -92,7 +96,8 @@ def build(video: Path, out: Path, start: int, count: int, quality: int, storage:
                 writer.write(IMAGE_TOPIC, COMPRESSED_IMAGE_TYPE, stamp, image)
                 written += 1
         if written == 0:
-            raise ValueError(f"{video} has no frames from index {start}")
+            frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            raise ValueError(f"{video} has no frames from index {start} (it holds {frames}): give a smaller --start")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -102,7 +107,9 @@ def build(video: Path, out: Path, start: int, count: int, quality: int, storage:
     return written
 
 
-def main() -> int:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    """Build the bag --out and log how many frames it holds."""
     data = shared_data_dir()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=Path,
@@ -113,18 +120,17 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=960, help="scale frames to this width (0: as recorded)")
     parser.add_argument("--quality", type=int, default=88, help="JPEG quality")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parser.parse_args(argv)
+    for flag, value, low, high in (("--frames", args.frames, 1, None), ("--start", args.start, 0, None),
+                                   ("--width", args.width, 0, None), ("--quality", args.quality, 0, 100)):
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"{flag} {value}: it must be " + (f"at least {low}" if high is None
+                                                                 else f"between {low} and {high}"))
     if args.video is None:
         parser.error("../shared/data is absent; pass --video")
-    try:
-        count = build(args.video, args.out, args.start, args.frames, args.quality, args.storage, args.width)
-    except (OSError, ValueError, RuntimeError) as exc:
-        LOG.error("%s", exc)
-        return 2
+    count = build(args.video, args.out, args.start, args.frames, args.quality, args.storage, args.width)
     size = sum(p.stat().st_size for p in args.out.iterdir())
     LOG.info("wrote %d frames to %s (%.1f MB)", count, args.out, size / 1e6)
-    return 0
 
 
 if __name__ == "__main__":
