@@ -371,7 +371,8 @@ def test_the_drive_that_judges_depth_never_trains_or_validates(field: str, three
                                      "device": "cpu", **fields}, tmp_path)
     # the recipe's camera (02): 7 frames; the LiDAR of both cameras: 14 files
     what, count = ("training video", 7) if field == "sequences" else ("validation LiDAR", 14)
-    with pytest.raises(SplitError, match=f"{what}: {count} file\\(s\\) that only judge may not train, e.g. "
+    with pytest.raises(SplitError, match=f"{what}: {count} file\\(s\\) that only judge may not train or choose "
+                                         f"a setting, e.g. "
                                          ".*kitti-tiny/.* \\(depth/kitti-tiny only judges\\)"):
         DepthTrainer(recipe, tmp_path / "run").train(progress=False)
     assert not (tmp_path / "run" / "last.pt").exists()

@@ -126,4 +126,5 @@ def refuse_judging_files(paths: Iterable[Path], what: str) -> None:
     judged = judging_files(paths)
     if judged:
         first, reason = next(iter(judged.items()))
-        raise SplitError(f"{what}: {len(judged)} file(s) that only judge may not train, e.g. {first} ({reason})")
+        raise SplitError(f"{what}: {len(judged)} file(s) that only judge may not train or choose a setting, "
+                         f"e.g. {first} ({reason})")
