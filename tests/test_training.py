@@ -319,9 +319,8 @@ def test_images_that_only_judge_are_refused_however_a_recipe_reaches_them(shared
     judge = load_split(REPO_DIR / "data" / "splits" / "dawn-fog.yaml").names("judge")
     for source, count in ((ImageSource(dawn), len(judge)), (ImageSource(shared_data / "detection"), len(judge)),
                           (ImageSource(dawn, ("foggy-*",)), sum(name.startswith("foggy-") for name in judge))):
-        with pytest.raises(SplitError, match=f"hazy images: {count} file\\(s\\) that only judge may not train or choose "
-                                             f"a setting, "
-                                             "e.g. .*dawn-fog/.* \\(the judge part of dawn-fog.yaml"):
+        with pytest.raises(SplitError, match=f"hazy images: {count} file\\(s\\) that only judge may not train or "
+                                             "choose a setting, e.g. .*dawn-fog/.* \\(the judge part of dawn-fog.yaml"):
             collect_images([source], "hazy")
     with pytest.raises(SplitError, match="1 file"):
         collect_images([ImageSource(dawn, (judge[0], "foggy-004.jpg"))], "hazy")

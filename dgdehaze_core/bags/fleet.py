@@ -138,7 +138,8 @@ def bag_figures(summary: dict[str, Any]) -> dict[str, float | int]:
     row = summary["figures"]["dehazed"]
     visibility = [v for v in summary["per_frame"]["visibility_m"] if v is not None and math.isfinite(v)]
     return {"frames": int(row["frames"]), "frames_skipped": int(summary["frames_skipped"]),
-            "detections": int(row["detections"]), "mean_confidence": float(row["mean_confidence"]), "haze_density": float(row["haze_density"]),
+            "detections": int(row["detections"]), "mean_confidence": float(row["mean_confidence"]),
+            "haze_density": float(row["haze_density"]),
             "visibility_m": float(np.median(visibility)) if visibility else math.nan,
             "latency_ms_median": float(row["latency_ms_median"])}
 

@@ -117,10 +117,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", action="append", type=Path, metavar="DIR",
                         help="a set to evaluate (repeatable; default: every applicable set in ../shared/data)")
     parser.add_argument("--method", action="append", default=None,
-                        help="comma-separated SOURCE or NAME=SOURCE (repeatable): hazy (the input), clear and clear-jpeg90 "
-                             "(the clear image and its JPEG copy; detection only), dcp, lite, base or a weights "
-                             "file; SOURCE+hazy (detection only): detect on the input and on SOURCE's output and "
-                             "fuse the boxes; METHOD+clahe (detection only): the detector reads METHOD's frames "
+                        help="comma-separated SOURCE or NAME=SOURCE (repeatable): hazy (the input), clear and "
+                             "clear-jpeg90 (the clear image and its JPEG copy; detection only), dcp, lite, base or a "
+                             "weights file; SOURCE+hazy (detection only): detect on the input and on SOURCE's output "
+                             "and fuse the boxes; METHOD+clahe (detection only): the detector reads METHOD's frames "
                              "with their local contrast equalised (default: hazy, dcp, every shipped model "
                              "and, for detection, hazy+clahe)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
@@ -365,7 +365,8 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     if measure == "quality":
         return evaluate_quality(pairs(), some(quality_methods(methods)), label), {}
     if measure == "scattering":
-        return evaluate_scattering(pairs(), some(scattering_methods(methods), "it needs a method that estimates A and t; "), label), {}
+        scattering = some(scattering_methods(methods), "it needs a method that estimates A and t; ")
+        return evaluate_scattering(pairs(), scattering, label), {}
     if measure == "detection":
         if is_paired_set(where):
             matches = match_recovery(pairs(), methods, detector, args.conf, label)
