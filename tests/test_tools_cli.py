@@ -94,6 +94,8 @@ def test_the_visibility_sheet_refuses_outputs_it_cannot_write_before_any_work(tm
     assert "--json /proc/sheet.json cannot be written" in _error(unwritable, "visibility_sheet.py")
     not_an_image = _tool("visibility_sheet.py", tmp_path / "photos", "--method", "dcp", "--out", tmp_path / "s.txt")
     assert "'.txt'" in _error(not_an_image, "visibility_sheet.py")
+    no_method = _tool("visibility_sheet.py", tmp_path / "photos", "--method", ",", "--out", tmp_path / "s.jpg")
+    assert "--method ',' names no method" in _error(no_method, "visibility_sheet.py"), "an empty table, exit 0"
     assert list(tmp_path.iterdir()) == [tmp_path / "photos"]
 
 

@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         photos = [p for p in photos if any(fnmatch.fnmatch(p.name, g) for g in globs)]
     if not photos:
         raise ImageError(f"no photos in {args.photos}" + (f" matching {args.include}" if args.include else ""))
-    methods = [m for m in args.method.split(",") if m]
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    if not methods:
+        raise ValueError(f"--method {args.method!r} names no method: give e.g. lite,dcp")
     pipelines = {method: load_pipeline(method) for method in methods}
     mounting = Mounting(args.camera_height, args.camera_pitch)
     thumbnails, figures, skipped = [], {}, 0
