@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Iterator
+from typing import Callable, Iterator
 
 from dgdehaze_core import __version__
 from dgdehaze_core.io.atomic_files import check_replaceable_json, check_writable_file, refuse_input_as_output
@@ -90,27 +90,43 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def run() -> int | None:
         json_path = getattr(args, "json", None)
         if json_path is not None:
             check_writable_file(json_path, "--json")
             check_replaceable_json(json_path, "--json")
             for name, paths in _path_arguments(args).items():
                 refuse_input_as_output(json_path, paths, "--json", what="--out" if name == "out" else "the input")
+        return args.func(args)
+
+    return report_errors(f"dgdehaze {args.command}", run, verbose=args.verbose)
+
+
+def report_errors(label: str, run: Callable[[], int | None], verbose: bool | None = None) -> int:
+    """`run()`'s exit status (None as 0). Bad input or an output that cannot be written (ValueError, OSError such as
+    a missing file or a read-only or full disk, RuntimeError) prints `LABEL: error: MESSAGE` on one line of stderr
+    and returns 2 instead of a traceback: the message's first line and how many more there are (`verbose` False:
+    the command has -v, which raises the error instead; None: no -v, the lines joined). SIGTERM returns 143 and
+    Ctrl-C 130, after the atomic writes under way were removed (`sigterm_interrupts`)."""
+    try:
         with sigterm_interrupts():
-            return int(args.func(args) or 0)
-    except (ValueError, OSError, RuntimeError) as exc:  # OSError: missing files, a read-only or full disk
-        if args.verbose:
+            return int(run() or 0)
+    except (ValueError, OSError, RuntimeError) as exc:
+        if verbose:
             raise
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        more = f" (and {len(lines) - 1} more lines: run with -v)" if len(lines) > 1 else ""
-        print(f"dgdehaze {args.command}: error: {lines[0]}{more}", file=sys.stderr)
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+        if verbose is None:
+            message = " ".join(lines)
+        else:
+            message = lines[0] + (f" (and {len(lines) - 1} more lines: run with -v)" if len(lines) > 1 else "")
+        print(f"{label}: error: {message}", file=sys.stderr)
         return 2
     except Terminated:
-        print(f"dgdehaze {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        print(f"{label}: terminated (SIGTERM)", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"dgdehaze {args.command}: interrupted", file=sys.stderr)
+        print(f"{label}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
-import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
 import cv2
 
-from dgdehaze_core.cli import Terminated, sigterm_interrupts
+from dgdehaze_core.cli import report_errors
 from dgdehaze_core.io.atomic_files import check_replaceable_json, check_writable_file, refuse_input_as_output
 
 Main = Callable[[list[str] | None], int | None]
@@ -26,28 +24,14 @@ Main = Callable[[list[str] | None], int | None]
 def one_line_errors(main: Main) -> Callable[[list[str] | None], int]:
     """`main` returning its exit status, with logging set up as `dgdehaze` sets it up (INFO, `LEVEL name: text`).
 
-    Bad input or an output that cannot be written (ValueError, OSError, RuntimeError; ImageError and SplitError are
-    ValueErrors) prints `TOOL: error: MESSAGE` on one line of stderr and returns 2 instead of a traceback, as
-    `dgdehaze_core.cli.main` does; Ctrl-C returns 130 and SIGTERM 143, each after the atomic writes under way were
-    removed (`sigterm_interrupts`)."""
+    Bad input or an output that cannot be written prints `TOOL: error: MESSAGE` on one line of stderr and returns 2
+    instead of a traceback, Ctrl-C 130 and SIGTERM 143, as `dgdehaze` does (`dgdehaze_core.cli.report_errors`)."""
     tool = Path(main.__code__.co_filename).name
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        try:
-            with sigterm_interrupts():
-                return int(main(argv) or 0)
-        except (ValueError, OSError, RuntimeError) as exc:
-            message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-            print(f"{tool}: error: {message or type(exc).__name__}", file=sys.stderr)
-            return 2
-        except Terminated:
-            print(f"{tool}: terminated (SIGTERM)", file=sys.stderr)
-            return 128 + signal.SIGTERM
-        except KeyboardInterrupt:
-            print(f"{tool}: interrupted", file=sys.stderr)
-            return 130
+        return report_errors(tool, lambda: main(argv))
 
     return run
 
