@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgdehaze_core.cli import main
+from dgdehaze_core.cli import Terminated, main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.models import load_model
@@ -158,11 +158,29 @@ def test_a_second_signal_stops_at_once_and_the_handlers_are_restored(terminal_si
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
     saved: list[int] = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Terminated):  # dgdehaze exits 143, "terminated (SIGTERM)", not 130 as for Ctrl-C
         stop.after_step(7, lambda: saved.append(7) or Path("last.pt"))
     assert saved == [7]
     StepBoundaryStop().after_step(8, lambda: saved.append(8) or Path("last.pt"))  # nothing asked: nothing done
     assert saved == [7]
+
+
+def test_an_export_that_would_replace_the_recipe_or_the_run_s_checkpoint_is_refused_before_training(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = tmp_path / "smoke.yaml"
+    recipe.write_text(SMOKE.read_text())
+    run = tmp_path / "run"
+    for command in ("train", "train-depth"):
+        for export, message in ((recipe, f"--export {recipe} would overwrite --config"),
+                                (run / "last.pt", f"--export {run / 'last.pt'} lies in the run folder"),
+                                (tmp_path, f"--export {tmp_path} is a folder")):
+            config = recipe if command == "train" else REPO_DIR / "training" / "depth_kitti.yaml"
+            if export == recipe and command == "train-depth":
+                export, message = config, f"--export {config} would overwrite --config"
+            assert main([command, "--config", str(config), "--out", str(run), "--export", str(export),
+                         "--no-progress"]) == 2
+            assert message in capsys.readouterr().err, (command, export)
+    assert not run.exists() and recipe.read_text() == SMOKE.read_text()
 
 
 def test_a_folder_source_takes_every_frame_step_th_image_and_a_strip_too_thin_to_crop_is_refused(

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
+from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer, export_weights
@@ -62,12 +62,9 @@ def report(iterations: int, first_loss: float, last_loss: float, validation: Map
     emit(table, title, json_path)
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def prepare_run(args: argparse.Namespace) -> list[str]:
-    """Check the common options, set torch's threads and SIGTERM's handling; the recipe overrides to apply."""
+    """Check the common options and set torch's threads; the recipe overrides to apply. SIGTERM stops a run as
+    `dgdehaze` handles it (`cli.report_errors`: exit 143), after the step under way once training has begun."""
     overrides = list(args.overrides)
     if args.iterations is not None:
         if args.iterations < 1:
@@ -77,13 +74,25 @@ def prepare_run(args: argparse.Namespace) -> list[str]:
         raise ValueError("--threads must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     return overrides
+
+
+def check_export(args: argparse.Namespace, run_dir: Path) -> None:
+    """Before any training: --export must be a file that can be written, not the recipe, and outside the run
+    folder (where it would replace last.pt, which --resume needs, or best.pt)."""
+    if args.export is None:
+        return
+    check_writable_file(args.export, "--export")
+    refuse_input_as_output(args.export, [args.config], "--export", what="--config")
+    if args.export.expanduser().resolve().is_relative_to(run_dir.expanduser().resolve()):
+        raise ValueError(f"--export {args.export} lies in the run folder {run_dir} (last.pt, best.pt): write the "
+                         "exported weights elsewhere")
 
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.config, prepare_run(args))
     run_dir = args.out or Path("runs") / recipe.name  # under the working folder, as --help says
+    check_export(args, run_dir)
     trainer = Trainer(recipe, run_dir, device=args.device, resume=args.resume)
     result = trainer.train(progress=not args.no_progress)
     if not trainer.rank.writer:  # a torchrun job: rank 0 reports and exports

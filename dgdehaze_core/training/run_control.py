@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
+from dgdehaze_core.cli import Terminated
 from dgdehaze_core.io.checkpoints import read_checkpoint
 
 LOG = logging.getLogger(__name__)
@@ -211,16 +212,16 @@ class StepBoundaryStop:
         name = signal.Signals(signum).name
         if self.requested is not None:
             LOG.warning("%s again: stopping at once, mid-step; last.pt keeps the last checkpoint", name)
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         self.requested = name
         LOG.warning("%s: stopping after the step under way (send it again to stop at once, without saving)", name)
 
     def after_step(self, iteration: int, save: Callable[[], Path | None]) -> None:
         """At a step boundary: when a stop was asked, `save` (which returns None on a rank that does not write) and
-        raise KeyboardInterrupt."""
+        raise KeyboardInterrupt (`cli.Terminated` for SIGTERM, which `dgdehaze` exits with as 143)."""
         if not self._agree(self.requested is not None):
             return
         saved = save()
         if saved is not None:
             LOG.warning("stopped at iteration %d: saved %s", iteration, saved)
-        raise KeyboardInterrupt
+        raise Terminated if self.requested == "SIGTERM" else KeyboardInterrupt
