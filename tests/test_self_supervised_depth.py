@@ -263,6 +263,14 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
         depth_recipe_from_dict({**base, "sequences": ["kitti"], "camera": 2}, tmp_path)  # YAML's camera: 02
     with pytest.raises(RecipeError, match="'seed' must lie in"):  # else it fails after the run folder is made
         depth_recipe_from_dict({**base, "sequences": ["kitti"], "seed": -1}, tmp_path)
+    for change, reason in (({"pose_widths": [0]}, "'pose_widths' must all be at least 1"),
+                           ({"pose_widths": [-16, 32]}, "'pose_widths' must all be at least 1"),
+                           ({"architecture": {"widths": [0, 0, 0, 0, 0]}}, "widths must be at least 1"),
+                           ({"architecture": {"blocks": [0, -1, 1, 2, 1]}}, "blocks at least 0"),
+                           ({"architecture": {"max_depth": float("inf")}}, "max_depth, finite"),
+                           ({"name": "/tmp/x"}, "'name' names the run folder")):  # raw torch errors, or ran
+        with pytest.raises(RecipeError, match=reason):
+            depth_recipe_from_dict({**base, "sequences": ["kitti"], **change}, tmp_path)
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from dgdehaze_core.cli import Terminated, main
 from dgdehaze_core.datasets.paths import REPO_DIR
@@ -254,12 +256,37 @@ def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
     ({"data": {"clear": ["a"], "hazy": [{"path": "b", "include": 5}]}}, "a pattern or a list of patterns"),
     ({"data": {"clear": ["a"], "hazy": [{"path": "b", "include": "@split.yaml:judge"}]}}, "never train"),
     ({"data": {"clear": ["a"], "hazy": [{"path": "fog.MP4", "include": "x*"}]}}, "fog.MP4 is a video"),
+    ({"val_max_side": 1}, "'val_max_side' must be at least 64"),  # failed at the first validation, every resume too
+    ({"name": "/tmp/elsewhere"}, "'name' names the run folder runs/NAME"),
+    ({"name": ".."}, "'name' names the run folder runs/NAME"),
+    ({"loss": {"cycle": True}}, "must be a finite number >= 0"),
 ])
 def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str) -> None:
     raw = {"name": "r", "iterations": 2, "data": {"clear": ["a"], "hazy": ["b"]}}
     raw.update(change)
     with pytest.raises(RecipeError, match=message):
         recipe_from_dict(raw, tmp_path)
+
+
+def test_exponent_numbers_read_as_numbers_and_a_malformed_override_is_one_clear_error(tmp_path: Path) -> None:
+    text = SMOKE.read_text().replace("lr: 0.002", "lr: 2e-3")
+    assert text != SMOKE.read_text()
+    (tmp_path / "r.yaml").write_text(text)
+    recipe = load_recipe(tmp_path / "r.yaml", ["loss.cycle=1E-1", "weight_decay=5e-5"])
+    assert (recipe.lr, recipe.loss.cycle, recipe.weight_decay) == (0.002, 0.1, 5e-5), "YAML 1.1 read 2e-3 as a string"
+    for override in ("lr=[1,2", "data.clear=[{path: ${DATA}/clear/bdd}]"):
+        with pytest.raises(RecipeError, match="the value is not valid YAML"):
+            load_recipe(SMOKE, [override])
+
+
+def test_a_run_s_recipe_yaml_reads_back_as_the_recipe_it_ran(shared_data: Path, tmp_path: Path) -> None:
+    from dgdehaze_core.training.recipe import read_yaml
+
+    recipe = load_recipe(REPO_DIR / "training" / "lite_real_fog.yaml")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe.as_recipe_file()))
+    again = load_recipe(tmp_path / "recipe.yaml")
+    assert dataclasses.replace(again, source_file=None) == dataclasses.replace(recipe, source_file=None)
+    assert read_yaml((tmp_path / "recipe.yaml").read_text())["data"]["hazy"], "the layout of a recipe file"
 
 
 def test_a_checkpoint_from_before_a_recipe_field_existed_resumes_and_another_recipe_does_not(

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import (RecipeError, check_seed, expand_path, plain_data, read_recipe_file,
-                                           set_dotted)
+from dgdehaze_core.training.recipe import (RecipeError, check_run_name, check_seed, expand_path, plain_data,
+                                           read_recipe_file, set_dotted)
 from dgdehaze_core.training.video_frames import FrameFolder
 
 
@@ -159,8 +159,11 @@ def _architecture(value: Any) -> ClearDepthArchitecture:
         raise RecipeError(f"'architecture': {exc}") from None
     if len(architecture.widths) != len(architecture.blocks) or len(architecture.widths) < 2:
         raise RecipeError("'architecture': widths and blocks must have the same length, at least 2")
-    if architecture.input_scale not in (1, 2) or not 0 < architecture.min_depth < architecture.max_depth:
-        raise RecipeError("'architecture': input_scale must be 1 or 2 and 0 < min_depth < max_depth")
+    if architecture.input_scale not in (1, 2) or not 0 < architecture.min_depth < architecture.max_depth < math.inf:
+        raise RecipeError("'architecture': input_scale must be 1 or 2 and 0 < min_depth < max_depth, finite")
+    if min(architecture.widths) < 1 or min(architecture.blocks) < 0:
+        raise RecipeError(f"'architecture': widths must be at least 1 and blocks at least 0, got widths "
+                          f"{list(architecture.widths)}, blocks {list(architecture.blocks)}")
     return architecture
 
 
@@ -198,7 +201,11 @@ def depth_recipe_from_dict(raw: Any, base: Path, overrides: Iterable[str] = ()) 
 def _check(recipe: DepthRecipe) -> None:
     if not recipe.sequences:
         raise RecipeError("'sequences' must name at least one folder")
+    check_run_name(recipe.name)
     check_seed(recipe.seed)
+    if min(recipe.pose_widths) < 1:
+        raise RecipeError(f"'pose_widths' must all be at least 1 (channels of the pose network's layers), got "
+                          f"{list(recipe.pose_widths)}")
     for key in ("iterations", "width", "height", "batch_size", "log_every", "checkpoint_every", "val_every"):
         if getattr(recipe, key) < 1:
             raise RecipeError(f"'{key}' must be at least 1, got {getattr(recipe, key)}")

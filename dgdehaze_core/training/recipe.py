@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
@@ -22,6 +23,27 @@ from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_p
 from dgdehaze_core.io.images import VIDEO_SUFFIXES
 
 T = TypeVar("T")
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A recipe's `name`: the run folder `runs/NAME` when no --out is given, so one folder name, no path."""
+MIN_VAL_MAX_SIDE = 64
+"""The smallest `val_max_side`: SSIM on the validation pairs needs 7 pixels on the short side, and a 4:3 pair
+scaled to 64 on its long side keeps 48."""
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """YAML as PyYAML reads it, but for numbers in exponent notation without a dot (`1e-3`), which YAML 1.1 leaves
+    as strings and YAML 1.2 and every user read as numbers."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def read_yaml(text: str) -> Any:
+    """`text` read as YAML by `RecipeLoader`."""
+    return yaml.load(text, Loader=RecipeLoader)
 
 
 def plain_data(value: Any) -> Any:
@@ -128,6 +150,15 @@ class Recipe:
         """Plain data (paths as strings) for checkpoints and model cards."""
         return plain_data(dataclasses.asdict(self))
 
+    def as_recipe_file(self) -> dict[str, Any]:
+        """The recipe in the layout a recipe file has (`data` and `loss` sections; paths expanded, split parts as
+        the names they stood for): what a run folder's recipe.yaml holds, which `load_recipe` reads back to this
+        recipe."""
+        fields = self.as_dict()
+        del fields["source_file"]
+        fields["data"] = {kind: fields.pop(kind) for kind in ("clear", "hazy", "validation")}
+        return fields
+
 
 class RecipeError(ValueError):
     """A recipe that cannot be used, with the field and the reason."""
@@ -201,7 +232,12 @@ def set_dotted(raw: dict[str, Any], override: str) -> None:
     if "=" not in override:
         raise RecipeError(f"an override must read KEY=VALUE, got {override!r}")
     key, text = override.split("=", 1)
-    value = yaml.safe_load(text)
+    try:
+        value = read_yaml(text)
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise RecipeError(f"override {override!r}: the value is not valid YAML ({reason}); quote a string that "
+                          "holds { } [ ] , or : (\"${DATA}/x\")") from None
     parts = key.strip().split(".")
     node = raw
     for part in parts[:-1]:
@@ -245,7 +281,7 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
     if unknown:
         raise RecipeError(f"unknown loss(es) {sorted(unknown)}; known: {sorted(loss_names)}")
     for name, weight in loss_raw.items():
-        if not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
             raise RecipeError(f"loss weight '{name}' must be a finite number >= 0, got {weight!r}")
     fields: dict[str, Any] = {}
     for key, value in raw.items():
@@ -286,6 +322,13 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
     return recipe
 
 
+def check_run_name(name: str) -> None:
+    """RecipeError unless `name` is one folder name (RUN_NAME): it is the default run folder runs/NAME."""
+    if not RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise RecipeError(f"'name' names the run folder runs/NAME: letters, digits, '.', '_' and '-', not a path, "
+                          f"got {name!r}")
+
+
 def check_seed(seed: int) -> None:
     """RecipeError unless `seed` is one torch's generators take (0 .. 2**63 - 1)."""
     if not 0 <= seed < 2**63:
@@ -298,6 +341,10 @@ def _check(recipe: Recipe) -> None:
     for key in positive:
         if getattr(recipe, key) < 1:
             raise RecipeError(f"'{key}' must be at least 1, got {getattr(recipe, key)}")
+    check_run_name(recipe.name)
+    if recipe.val_max_side < MIN_VAL_MAX_SIDE:
+        raise RecipeError(f"'val_max_side' must be at least {MIN_VAL_MAX_SIDE} (the validation's SSIM needs 7 pixels "
+                          f"on a pair's short side), got {recipe.val_max_side}")
     for key in ("warmup_iterations", "teacher_iterations", "net_depth_after", "num_workers"):
         if getattr(recipe, key) < 0:
             raise RecipeError(f"'{key}' must be >= 0, got {getattr(recipe, key)}")
@@ -330,7 +377,7 @@ def read_recipe_file(path: str | Path, from_dict: Callable[[Any, Path, Iterable[
     if not path.is_file():
         raise FileNotFoundError(f"no such recipe: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path} is not valid YAML: {exc}") from None
     try:
