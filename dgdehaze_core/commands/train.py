@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "train.csv and val.csv to --out; Ctrl-C or SIGTERM stops after the step under way and saves "
                     "last.pt (a second one stops at once, without saving).")
     add_run_arguments(parser, "training/lite.yaml", "loss.dark_channel=0",
-                      "when done, write the last iteration's weights here (no optimiser state), e.g. "
-                      "dgdehaze_core/weights/dgdehaze_lite.pt; best.pt stays in the run folder")
+                      "when done, write the last iteration's weights here (no optimiser state; outside the run "
+                      "folder), e.g. dgdehaze_core/weights/dgdehaze_lite.pt; best.pt stays in the run folder")
     parser.set_defaults(func=run)
 
 

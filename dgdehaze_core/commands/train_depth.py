@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "a depth method), train.csv and val.csv to --out; Ctrl-C or SIGTERM stops after the step under way "
                     "and saves last.pt.")
     add_run_arguments(parser, "training/depth_kitti.yaml", "smoothness=0.01",
-                      "when done, write the depth network alone here, e.g. dgdehaze_core/weights/clear_depth_kitti.pt")
+                      "when done, write the depth network alone here (outside the run folder), e.g. "
+                      "dgdehaze_core/weights/clear_depth_kitti.pt")
     parser.set_defaults(func=run)
 
 
