@@ -160,8 +160,9 @@ def test_intrinsics_scale_to_the_training_size(tmp_path: Path):
 
 def test_a_sequence_with_one_frame_is_a_clear_error(tmp_path: Path):
     root = kitti_sequence(tmp_path / "data", [np.full((375, 1242, 3), 90, np.uint8)])
-    with pytest.raises(ImageError, match="has 1 frame"):
+    with pytest.raises(ImageError, match="has 1 frame") as raised:
         FrameTuples(find_kitti_sequences(root), 416, 128, (-1, 1))
+    assert str(root / "2011_09_26" / "2011_09_26_drive_test_sync" / "image_02" / "data") in str(raised.value)
     recipe = tmp_path / "one.yaml"
     recipe.write_text(yaml.safe_dump({"name": "one", "sequences": [str(root)], "iterations": 1}))
     assert main(["train-depth", "--config", str(recipe), "--out", str(tmp_path / "run")]) == 2

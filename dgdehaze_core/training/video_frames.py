@@ -40,13 +40,20 @@ BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.2, 0.2, 0.2, 0.05
 class VideoSequence:
     """Ordered frame files and the intrinsics as fractions of the (cropped) image size (fx/w, fy/h, cx/w, cy/h);
     `crop` (left, top, right, bottom in the files' pixels) is cut from every frame before it is resized, and
-    `frame_offsets`, where given, replace the recipe's for this sequence (video at another frame rate)."""
+    `frame_offsets`, where given, replace the recipe's for this sequence (video at another frame rate). `folder`,
+    where the frames lie, tells apart two sequences of one name (the same drive under two roots)."""
 
     name: str
     frames: tuple[Path, ...]
     normalised_intrinsics: tuple[float, float, float, float]
     crop: tuple[int, int, int, int] | None = None
     frame_offsets: tuple[int, ...] | None = None
+    folder: Path | None = None
+
+    @property
+    def where(self) -> str:
+        """The sequence for a message: its name and the folder its frames lie in."""
+        return self.name if self.folder is None else f"{self.name} ({self.folder})"
 
     def intrinsics(self, width: int, height: int) -> np.ndarray:
         """The 3x3 K for frames resized to width x height."""
@@ -102,7 +109,7 @@ def folder_sequence(folder: FrameFolder) -> VideoSequence:
     crop_width, crop_height = right - left, bottom - top
     normalised = (fx / crop_width, fy / crop_height, (cx - left) / crop_width, (cy - top) / crop_height)
     return VideoSequence(f"{folder.path.name}/{folder.include}", frames, normalised, folder.crop,
-                         folder.frame_offsets)
+                         folder.frame_offsets, folder.path)
 
 
 def load_sequences(source: Path | FrameFolder, camera: str = "02") -> list[VideoSequence]:
@@ -122,7 +129,7 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
             raise ImageError(f"{folder} has no {KITTI_CALIBRATION} in {drive.parent}")
         frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
         sequences.append(VideoSequence(f"{drive.name}/image_{camera}", frames,
-                                       read_kitti_intrinsics(calibration, camera)))
+                                       read_kitti_intrinsics(calibration, camera), folder=folder))
     if not sequences:
         raise ImageError(f"{root} holds no KITTI raw frames (DRIVE/image_{camera}/data/ beside a "
                          f"{KITTI_CALIBRATION})")
@@ -173,12 +180,12 @@ class FrameTuples(Dataset):
         self.samples: list[tuple[int, int]] = []
         for number, (sequence, own) in enumerate(zip(self.sequences, self.offsets)):
             if len(own) != len(offsets) or 0 in own or [o < 0 for o in own] != [o < 0 for o in offsets]:
-                raise ValueError(f"sequence {sequence.name}: its frame offsets {list(own)} must be non-zero, as "
+                raise ValueError(f"sequence {sequence.where}: its frame offsets {list(own)} must be non-zero, as "
                                  f"many as the recipe's {list(offsets)} and of their signs in their order (the "
                                  "pose network is told which sources come earlier by the recipe's)")
             span = max(max(own), 0) - min(min(own), 0) + 1
             if len(sequence.frames) < span:
-                raise ImageError(f"sequence {sequence.name} has {len(sequence.frames)} frame(s); self-supervised "
+                raise ImageError(f"sequence {sequence.where} has {len(sequence.frames)} frame(s); self-supervised "
                                  f"depth needs at least {span} consecutive frames for offsets {list(own)}")
             self.frames.append(np.stack([load_frame(path, width, height, sequence.crop)
                                          for path in sequence.frames]))
