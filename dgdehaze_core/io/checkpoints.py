@@ -1,31 +1,57 @@
-"""Reading torch checkpoint files without running code in them, with errors of one line.
+"""Reading and writing torch checkpoint files, with errors of one line.
 
 Every `.pt` the package reads goes through torch's restricted unpickler (`weights_only=True`): a file whose pickle
 would call a function outside torch's safe set is refused before anything in it runs. Torch explains such a
 refusal in several paragraphs; `load_error_line` keeps the sentence that names what was refused.
+
+Every `.pt` the package writes goes through `write_checkpoint`: atomically, and with an OSError naming the file
+where torch reports a failed write (a full disk) only as an internal check that failed.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dgdehaze_core.io.atomic_files import atomic_path
+
 REFUSAL_MARKERS = ("Trying to load unsupported GLOBAL", "Unsupported global", "Unsupported operand",
                    "Unsupported class")
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+"""How a checkpoint in torch's format from before 1.6 (a pickle, no zip archive) begins: its magic number."""
+WRITE_FAILURE_MARKERS = ("inline_container", "PytorchStreamWriter", "iostream error", "cannot be opened")
+"""What torch's RuntimeError says when it could not write a checkpoint file (rather than serialise its state)."""
+FULL_DISK_BYTES = 2 ** 20
+"""A write that failed where less than this is left free on the file system is taken as a full disk."""
+
+
+def is_torch_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at `path` has the form of a torch checkpoint: a zip archive, or torch's legacy pickle."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as handle:
+        return handle.read(len(LEGACY_MAGIC)) == LEGACY_MAGIC
 
 
 def load_error_line(exc: BaseException, path: str | os.PathLike[str] | None = None) -> str:
-    """One line saying why torch could not read a checkpoint."""
+    """One line saying why torch could not read a checkpoint; a file that has no checkpoint's form (random bytes,
+    a YAML file) is said to be none before torch's reason, which for such a file names a pickle opcode."""
+    if path is not None and Path(path).is_file():
+        try:
+            if not is_torch_file(path):
+                return "truncated, or not a torch checkpoint (no zip archive in it)"
+        except OSError:
+            pass  # unreadable: torch's own error says why
     text = str(exc).strip()
     if "Weights only load failed" in text:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         detail = next((line for line in lines if line.startswith(REFUSAL_MARKERS)), lines[-1])
         return f"refused: loading it would run code outside torch's safe set ({detail.rstrip('.')})"
-    if path is not None and Path(path).is_file() and not zipfile.is_zipfile(path):
-        return "truncated, or not a torch checkpoint (no zip archive in it)"
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -36,3 +62,43 @@ def read_checkpoint(path: str | os.PathLike[str], what: str = "checkpoint") -> A
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated, foreign and unsafe files
         raise ValueError(f"{path} is not a readable {what}: {load_error_line(exc, path)}") from None
+
+
+def save_error(exc: BaseException, target: str | os.PathLike[str], written: str | os.PathLike[str]) -> OSError:
+    """The OSError to raise for `exc`, which `torch.save` raised while writing `written` (a temporary sibling)
+    for `target`: it names `target`, with errno ENOSPC when the disk is full (an errno an OSError in the chain of
+    `exc` carries, else less than FULL_DISK_BYTES free where `written` lies), as torch says only "[enforce fail at
+    inline_container.cc] unexpected pos"."""
+    cause: BaseException | None = exc
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno):
+        cause = cause.__cause__ or cause.__context__
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    code = cause.errno if isinstance(cause, OSError) else None
+    if code is None:
+        try:
+            free = shutil.disk_usage(Path(written).parent).free
+        except OSError:
+            free = None
+        if free is not None and free < FULL_DISK_BYTES:
+            code = errno.ENOSPC
+    if code == errno.ENOSPC:
+        return OSError(errno.ENOSPC, f"{target} could not be written: no space left on device")
+    if code is not None:
+        return OSError(code, f"{target} could not be written: {os.strerror(code)}")
+    return OSError(f"{target} could not be written: {detail}")
+
+
+def write_checkpoint(state: Any, path: str | os.PathLike[str]) -> Path:
+    """Write `state` with `torch.save` to `path` atomically (a reader sees the old file or the whole new one);
+    OSError naming `path` (`save_error`) when torch cannot write it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(state, tmp)
+        except OSError as exc:
+            raise save_error(exc, path, tmp) from exc
+        except RuntimeError as exc:  # torch reports a failed write as a RuntimeError
+            if not any(marker in str(exc) for marker in WRITE_FAILURE_MARKERS):
+                raise
+            raise save_error(exc, path, tmp) from exc
+    return path

@@ -13,8 +13,7 @@ from typing import Any, Callable
 import torch
 
 from dgdehaze_core.datasets.paths import WEIGHTS_DIR
-from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
 from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
 from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite
@@ -60,13 +59,12 @@ def shipped_weights_path(config: str) -> Path:
 
 
 def save_checkpoint(model: DGDehazeNet, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
-    """Write `model` to `path` atomically (a reader never sees half a checkpoint)."""
+    """Write `model` to `path` atomically (a reader never sees half a checkpoint); OSError naming `path` when it
+    cannot be written (a full disk: ENOSPC)."""
     checkpoint = {"config": model.config_name, "depth_guidance": model.depth_guidance,
                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                   "meta": dict(meta or {})}
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-    return Path(path)
+    return write_checkpoint(checkpoint, path)
 
 
 def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:

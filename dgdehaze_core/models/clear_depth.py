@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
 from dgdehaze_core.models.depth_net import DepthNet
 
 CHECKPOINT_KIND = "clear_depth"
@@ -75,14 +74,13 @@ class ClearDepthNet(nn.Module):
 
 def save_clear_depth(model: ClearDepthNet, input_size: tuple[int, int], path: str | os.PathLike[str],
                      meta: dict[str, Any] | None = None) -> Path:
-    """Write `model` (and the (w, h) it was trained at) to `path` atomically."""
+    """Write `model` (and the (w, h) it was trained at) to `path` atomically; OSError naming `path` when it cannot
+    be written (a full disk: ENOSPC)."""
     checkpoint = {"kind": CHECKPOINT_KIND, "architecture": model.architecture.as_dict(),
                   "input_size": list(input_size),
                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                   "meta": dict(meta or {})}
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-    return Path(path)
+    return write_checkpoint(checkpoint, path)
 
 
 def _read(path: Path) -> Any:

@@ -30,8 +30,8 @@ from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation.depth_datasets import DepthSet, kitti_depth_files, load_kitti
 from dgdehaze_core.evaluation.depth_eval import depth_errors
-from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
-from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.io.atomic_files import atomic_write_text
+from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
 from dgdehaze_core.models.clear_depth import (CHECKPOINT_KIND, ClearDepthNet, ClearDepthPredictor,
                                               load_clear_depth, save_clear_depth)
 from dgdehaze_core.models.pose_net import PoseNet
@@ -101,7 +101,8 @@ class DepthTrainer:
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def save_last(self) -> Path:
-        """The resumable state, atomically; it is a clear-depth checkpoint with a `training` section added."""
+        """The resumable state, atomically; it is a clear-depth checkpoint with a `training` section added. OSError
+        naming last.pt when it cannot be written (a full disk: ENOSPC)."""
         state = {"kind": CHECKPOINT_KIND, "architecture": self.recipe.architecture.as_dict(),
                  "input_size": list(self.input_size),
                  "state_dict": {k: v.detach().cpu() for k, v in self.depth.state_dict().items()},
@@ -110,9 +111,7 @@ class DepthTrainer:
                               "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                               "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                               "elapsed": self.elapsed, "recipe": self.recipe.as_dict()}}
-        with atomic_path(self.last_path) as tmp:
-            torch.save(state, tmp)
-        return self.last_path
+        return write_checkpoint(state, self.last_path)
 
     def load_last(self) -> None:
         state = load_resumable(self.last_path, "depth training", self.recipe.as_dict())

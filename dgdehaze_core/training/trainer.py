@@ -43,8 +43,8 @@ from dgdehaze_core.evaluation.metrics import psnr, ssim
 from dgdehaze_core.inference.backends.engine_cache import file_sha256
 from dgdehaze_core.inference.backends.selection import model_digest, state_digest
 from dgdehaze_core.inference.pipeline import pipeline_from_model
-from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
-from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.io.atomic_files import atomic_write_text
+from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
 from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 from dgdehaze_core.physics.scattering import synthesize_haze
@@ -225,7 +225,8 @@ class Trainer:
 
     def save_last(self) -> Path | None:
         """Write the resumable training state atomically (the previous last.pt survives until the new one is whole);
-        in a torchrun job every rank calls it, hands over its random state, and rank 0 writes (None elsewhere)."""
+        in a torchrun job every rank calls it, hands over its random state, and rank 0 writes (None elsewhere).
+        OSError naming last.pt when it cannot be written (a full disk: ENOSPC)."""
         random_states = distributed.gather({"generator": self.generator.get_state(),
                                             "torch_rng": torch.get_rng_state()}, self.rank)
         if not self.rank.writer:
@@ -244,9 +245,7 @@ class Trainer:
         if self.discriminator is not None and self.disc_optimizer is not None:
             state["training"]["discriminator"] = self.discriminator.state_dict()
             state["training"]["disc_optimizer"] = self.disc_optimizer.state_dict()
-        with atomic_path(self.last_path) as tmp:
-            torch.save(state, tmp)
-        return self.last_path
+        return write_checkpoint(state, self.last_path)
 
     def load_last(self) -> None:
         state = load_resumable(self.last_path, "training", self.recipe.as_dict())

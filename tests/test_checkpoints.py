@@ -1,0 +1,75 @@
+"""Checkpoint files: a file that is none says so, and a write that fails (a full disk) names the file."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.checkpoints import read_checkpoint, save_error
+
+
+def test_random_bytes_or_a_yaml_file_are_no_torch_checkpoint(tmp_path: Path) -> None:
+    """torch's restricted unpickler read such a file as a pickle and refused its first byte as an unsafe
+    'operand': the message spoke of code outside torch's safe set."""
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes([187]) + os.urandom(4095))
+    recipe = tmp_path / "recipe.pt"
+    recipe.write_bytes((REPO_DIR / "training" / "smoke.yaml").read_bytes())
+    for path in (noise, recipe):
+        with pytest.raises(ValueError, match="not a torch checkpoint") as refused:
+            read_checkpoint(path, "resumable training checkpoint")
+        assert "safe set" not in str(refused.value) and str(path) in str(refused.value)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"a": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_checkpoint(legacy)["a"], torch.ones(2))  # torch's format before 1.6 still reads
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full, whose every write fails")
+def test_a_failed_torch_save_becomes_an_os_error_naming_the_checkpoint(tmp_path: Path) -> None:
+    """torch says only '[enforce fail at inline_container.cc] unexpected pos' when its writes fail."""
+    with pytest.raises(RuntimeError) as raised:
+        torch.save({"w": torch.zeros(10 ** 5)}, "/dev/full")  # every write fails: ENOSPC
+    error = save_error(raised.value, tmp_path / "last.pt", "/dev/full")
+    assert isinstance(error, OSError) and str(tmp_path / "last.pt") in str(error)
+    assert "could not be written" in str(error)
+
+
+FULL_DISK_SCRIPT = """
+import errno, sys
+from pathlib import Path
+from dgdehaze_core.training.recipe import recipe_from_dict
+from dgdehaze_core.training.trainer import Trainer
+run = Path(sys.argv[1]) / "run"
+trainer = Trainer(recipe_from_dict({"name": "r", "iterations": 1, "device": "cpu",
+                                    "data": {"clear": ["a"], "hazy": ["b"]}}, run), run)
+try:
+    trainer.save_last()
+except OSError as exc:
+    print(exc.errno == errno.ENOSPC, exc, sorted(path.name for path in run.iterdir()))
+"""
+
+
+def test_a_full_disk_is_an_enospc_error_naming_last_pt(tmp_path: Path) -> None:
+    """A 1 MB tmpfs mounted in a user namespace (no root needed where the kernel allows such namespaces) takes no
+    whole last.pt; what was written of it is removed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    unshare = shutil.which("unshare")
+    mount = f"mount -t tmpfs -o size=1m tmpfs {disk}"
+    if unshare is None or subprocess.run([unshare, "--user", "--map-root-user", "--mount", "sh", "-c", mount],
+                                         capture_output=True).returncode:
+        pytest.skip("no unprivileged mount namespace to make a small file system in")
+    result = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "sh", "-c",
+                             f'{mount} && exec "$0" -c "$1" {disk}', sys.executable, FULL_DISK_SCRIPT],
+                            capture_output=True, text=True, cwd=REPO_DIR, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO_DIR)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"True [Errno {errno.ENOSPC}] {disk / 'run' / 'last.pt'} could not be written: "
+                                     "no space left on device []")
