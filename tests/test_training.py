@@ -406,3 +406,31 @@ def test_committed_recipes_validate_and_keep_validation_pairs_out_of_training(re
     assert pairs or not recipe.validation
     leaked = [pair.name for pair in pairs if pair.hazy.resolve() in trained or pair.clear.resolve() in trained]
     assert not leaked, f"{recipe_file.name} trains on its validation pairs: {leaked}"
+
+
+def test_a_run_that_fails_on_its_data_or_has_nothing_to_resume_leaves_no_folder(smoke_recipe,
+                                                                                tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "new" / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--iterations", "1"]
+    for change in (f"data.clear=[{tmp_path / 'missing'}]", f"data.hazy=[{broken}]",
+                   f"data.validation=[{tmp_path / 'missing'}]"):
+        assert main(args + ["--set", change]) == 2
+        assert not (tmp_path / "new").exists(), change
+    assert main(args + ["--resume"]) == 2
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_out_that_is_a_file_and_a_last_pt_that_is_a_folder_are_named(smoke_recipe, tmp_path: Path) -> None:
+    file = tmp_path / "file"
+    file.write_text("x")
+    with pytest.raises(NotADirectoryError, match=f"--out {file} is a file: give a folder"):
+        Trainer(smoke_recipe, file, device="cpu").train(progress=False)
+    with pytest.raises(NotADirectoryError, match=f"--out {file / 'run'} lies under {file}, a file: give a folder"):
+        Trainer(smoke_recipe, file / "run", device="cpu").train(progress=False)
+    (tmp_path / "run" / "last.pt").mkdir(parents=True)
+    for resume in (False, True):
+        with pytest.raises(IsADirectoryError, match="last.pt is not a file"):
+            Trainer(smoke_recipe, tmp_path / "run", device="cpu", resume=resume).train(progress=False)

@@ -38,6 +38,7 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
 
     Paths are compared by their last two parts, so a run resumes on a machine whose data lies elsewhere; a field
     the saved recipe lacks (at any depth: written before the field existed) takes the current value."""
+    _refuse_a_last_that_is_no_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: no checkpoint {path}")
     state = read_checkpoint(path, f"resumable {what} checkpoint")
@@ -94,8 +95,11 @@ RUN_FILES = ("last.pt", "best.pt", "recipe.yaml", "train.csv", "val.csv")
 def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Callable[[], None],
                     writer: bool = True) -> None:
     """Create `run_dir`; with `resume` load its last.pt, else (on the rank that writes) refuse a folder holding
-    any of a run's files (FileExistsError): a finished run whose last.pt was deleted keeps its best.pt and logs."""
+    any of a run's files (FileExistsError): a finished run whose last.pt was deleted keeps its best.pt and logs.
+    A last.pt that is no file (a folder) is refused either way (IsADirectoryError)."""
+    check_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_a_last_that_is_no_file(last_path)
     if resume:
         load_last()
         return
@@ -108,16 +112,42 @@ def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Cal
                               "resume from): choose another --out folder, or delete them")
 
 
+def check_run_folder(run_dir: Path) -> None:
+    """NotADirectoryError when `run_dir`, or a folder above it, exists as something other than a folder."""
+    for place in (run_dir, *run_dir.parents):
+        if place.exists() or place.is_symlink():
+            if place.is_dir():
+                return
+            where = (("is a file" if place.is_file() else "is not a folder") if place == run_dir
+                     else f"lies under {place}, {'a file' if place.is_file() else 'no folder'}")
+            raise NotADirectoryError(f"--out {run_dir} {where}: give a folder")
+
+
+def _refuse_a_last_that_is_no_file(last_path: Path) -> None:
+    """IsADirectoryError when `last_path` exists as something other than a file: neither a fresh run nor a resume
+    can take that folder."""
+    if last_path.exists() and not last_path.is_file():
+        raise IsADirectoryError(f"{last_path} is not a file (a folder?): a run's last.pt is its checkpoint; move "
+                                "it away, or choose another --out folder")
+
+
 @contextlib.contextmanager
 def run_folder_lock(run_dir: Path, writer: bool = True) -> Iterator[None]:
     """While a training writes into `run_dir` no other may: a second one (the same --out twice) is refused with
     FileExistsError instead of mixing its checkpoints and logs with the first's. Nothing on a rank that does not
-    write."""
+    write.
+
+    The folders it creates for `run_dir` are removed again when the training leaves nothing but its lock in them
+    (bad data, nothing to resume, a loss that went NaN before the first checkpoint): a failed run leaves no new
+    folder behind."""
     if not writer:
         yield
         return
+    check_run_folder(run_dir)
+    created = [place for place in (run_dir, *run_dir.parents) if not place.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "a+") as handle:
+    lock_path = run_dir / ".lock"
+    with open(lock_path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -132,7 +162,21 @@ def run_folder_lock(run_dir: Path, writer: bool = True) -> Iterator[None]:
         try:
             yield
         finally:
+            if created:
+                _remove_if_only_locked(lock_path, created)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_if_only_locked(lock_path: Path, created: list[Path]) -> None:
+    """Remove `lock_path` and the folders `created` for it (innermost first) when its folder holds nothing else.
+    The caller still holds the lock, so a training that opened it a moment ago is refused; one that put a file
+    in meanwhile keeps its folder."""
+    with contextlib.suppress(OSError):
+        if [entry.name for entry in lock_path.parent.iterdir()] != [lock_path.name]:
+            return
+        lock_path.unlink()
+        for place in created:
+            place.rmdir()
 
 
 def check_finite_loss(total: torch.Tensor, terms: Mapping[str, torch.Tensor], iteration: int) -> None:
