@@ -368,6 +368,32 @@ def test_a_missing_validation_folder_is_refused_before_any_step(three_kitti_fram
     assert not (tmp_path / "run").exists()
 
 
+class _DivergingDepthTrainer(DepthTrainer):
+    """Its loss goes NaN at step 1."""
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(batch)
+        if self.iteration == 1:
+            terms["total"] = terms["total"] * float("nan")
+        return terms
+
+
+def test_a_depth_run_that_fails_before_its_first_checkpoint_leaves_its_folder_to_the_next_run(
+        three_kitti_frames: Path, tmp_path: Path):
+    torch.set_num_threads(1)
+    fields = {"name": "nan", "iterations": 3, "sequences": [str(three_kitti_frames)], "width": 192, "height": 64,
+              "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2, "log_every": 1,
+              "checkpoint_every": 100, "device": "cpu"}
+    recipe = depth_recipe_from_dict(fields, tmp_path)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="loss became nan at iteration 1: .*no checkpoint was saved yet"):
+        _DivergingDepthTrainer(recipe, run).train(progress=False)
+    assert not run.exists()
+    DepthTrainer(depth_recipe_from_dict({**fields, "checkpoint_every": 1}, tmp_path), run).train(progress=False)
+    rows = (run / "train.csv").read_bytes()
+    assert b"\r" not in rows and len(rows.splitlines()) == 4
+
+
 @pytest.mark.parametrize("field", ["sequences", "validation"])
 def test_the_drive_that_judges_depth_never_trains_or_validates(field: str, three_kitti_frames: Path,
                                                                shared_data: Path, tmp_path: Path):

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import warnings
 from pathlib import Path
 
 import cv2
@@ -406,6 +407,33 @@ def test_committed_recipes_validate_and_keep_validation_pairs_out_of_training(re
     assert pairs or not recipe.validation
     leaked = [pair.name for pair in pairs if pair.hazy.resolve() in trained or pair.clear.resolve() in trained]
     assert not leaked, f"{recipe_file.name} trains on its validation pairs: {leaked}"
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_its_folder_to_the_next_run(
+        smoke_recipe, tmp_path: Path) -> None:
+    """A loss that went NaN before the first last.pt left recipe.yaml and the logs behind: the next run into the
+    folder was refused, and so was --resume; the message promised a last.pt that did not exist."""
+    out = tmp_path / "run"
+    diverging = load_recipe(SMOKE, ["lr=100000.0", "checkpoint_every=100", "iterations=20"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="the loss became nan") as failed:
+            Trainer(diverging, out, device="cpu").train(progress=False)
+    assert "no checkpoint was saved yet" in str(failed.value) and "keeps the last" not in str(failed.value)
+    assert not [w for w in caught if "requires_grad" in str(w.message)]
+    assert not out.exists()  # the folder this run made, with nothing but its lock, went with it
+    out.mkdir()  # a folder the user made: kept, with nothing of the run in it
+    with pytest.raises(RuntimeError, match="the loss became nan"):
+        Trainer(diverging, out, device="cpu").train(progress=False)
+    assert [path.name for path in out.iterdir()] == [".lock"]
+    saved_first = load_recipe(SMOKE, ["lr=100000.0", "checkpoint_every=1", "iterations=20"])
+    with pytest.raises(RuntimeError, match=f"{tmp_path / 'saved' / 'last.pt'} keeps the last checkpoint: lower lr"):
+        Trainer(saved_first, tmp_path / "saved", device="cpu").train(progress=False)
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2"]
+    assert main(args + ["--iterations", "3", "--set", "checkpoint_every=1"]) == 0
+    assert _iterations(out / "train.csv") == [1, 2, 3] and _iterations(out / "val.csv") == [3, 3]
+    for log in ("train.csv", "val.csv"):  # the header and the rows alike end in LF
+        assert b"\r" not in (out / log).read_bytes()
 
 
 def test_a_run_that_fails_on_its_data_or_has_nothing_to_resume_leaves_no_folder(smoke_recipe,

@@ -8,7 +8,8 @@ No ground-truth depth is read for training; the recipe's `validation` folders (K
 `val_every` iterations into val.csv, for the record only (nothing is chosen on them).
 
 Writes to the run folder, atomically: `last.pt` (resumable; it is also a clear-depth checkpoint that
-`load_clear_depth` and `dgdehaze eval` read), `train.csv`, `val.csv` and `recipe.yaml`. The shipped form of the
+`load_clear_depth` and `dgdehaze eval` read), `train.csv`, `val.csv` and `recipe.yaml` (a fresh run's with its
+first `last.pt`). The shipped form of the
 weights (no optimiser, no pose network) comes from `export_clear_depth`.
 """
 from __future__ import annotations
@@ -165,11 +166,11 @@ class DepthTrainer:
         self.depth.train()
         self.pose.train()
         terms = self.loss_terms(batch)
-        check_finite_loss(terms["total"], terms, self.iteration)
+        check_finite_loss(terms["total"], terms, self.iteration, self.last_path)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.optimizer.step()
-        check_finite_weights([*self.depth.parameters(), *self.pose.parameters()], self.iteration)
+        check_finite_weights([*self.depth.parameters(), *self.pose.parameters()], self.iteration, self.last_path)
         self.iteration += 1
         return {**{name: float(value.detach()) for name, value in terms.items()}, "lr": lr}
 
@@ -212,7 +213,8 @@ class DepthTrainer:
         refuse_judging_files([path for folder in recipe.validation for path in kitti_depth_files(folder)],
                              "validation LiDAR")
         self.validation_sets = [load_kitti(folder) for folder in recipe.validation]  # a bad folder fails now
-        atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
+        if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`_checkpoint`)
+            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
         resumed = self.iteration if self.resume else None
         train_log = CsvLog(self.run_dir / "train.csv", ["iteration", *LOSS_COLUMNS, "lr", "seconds"], resumed)
         val_log = CsvLog(self.run_dir / "val.csv", ["iteration", "set", *VAL_COLUMNS], resumed)
@@ -236,13 +238,23 @@ class DepthTrainer:
                         self._validate(val_log)
                         tally.pause_done()
                     if self.iteration % recipe.checkpoint_every == 0 or done:
-                        self.save_last()
+                        self._checkpoint([train_log, val_log])
                     if not done:
-                        stop.after_step(self.iteration, self.save_last)
+                        stop.after_step(self.iteration, lambda: self._checkpoint([train_log, val_log]))
         finally:
             bar.close()
         return DepthTrainResult(self.run_dir, self.iteration, self.last_path, tally.first_loss, tally.last_loss,
                                 self.last_validation)
+
+    def _checkpoint(self, logs: list[CsvLog]) -> Path:
+        """`save_last`; at a fresh run's first checkpoint also its recipe.yaml and the logs held until then, so that
+        a run folder holds a run's files only once it holds a last.pt to resume from."""
+        saved = self.save_last()
+        if any(log.held is not None for log in logs):
+            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(self.recipe.as_dict()))
+            for log in logs:
+                log.keep()
+        return saved
 
     def _validate(self, val_log: CsvLog) -> None:
         self.last_validation = self.validate()

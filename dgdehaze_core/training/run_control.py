@@ -179,21 +179,30 @@ def _remove_if_only_locked(lock_path: Path, created: list[Path]) -> None:
             place.rmdir()
 
 
-def check_finite_loss(total: torch.Tensor, terms: Mapping[str, torch.Tensor], iteration: int) -> None:
-    """RuntimeError, before any weight moves, when the step's loss is NaN or infinite."""
+def check_finite_loss(total: torch.Tensor, terms: Mapping[str, torch.Tensor], iteration: int,
+                      last_path: Path) -> None:
+    """RuntimeError, before any weight moves, when the step's loss is NaN or infinite; it says whether
+    `last_path` holds a checkpoint to resume from."""
     if not torch.isfinite(total):
-        raise RuntimeError(f"the loss became {total.item()} at iteration {iteration}: "
-                           f"{ {name: float(value) for name, value in terms.items()} }; last.pt keeps the last "
-                           "checkpoint: lower lr or resume from it")
+        figures = {name: float(value.detach()) for name, value in terms.items()}
+        raise RuntimeError(f"the loss became {float(total.detach())} at iteration {iteration}: {figures}; "
+                           f"{_after_failure(last_path)}")
 
 
-def check_finite_weights(parameters: Iterable[torch.Tensor], iteration: int) -> None:
+def check_finite_weights(parameters: Iterable[torch.Tensor], iteration: int, last_path: Path) -> None:
     """RuntimeError when a step left a weight NaN or infinite (gradients that were not finite), so that no
-    checkpoint is written of it."""
+    checkpoint is written of it; it says whether `last_path` holds a checkpoint to resume from."""
     finite = [torch.isfinite(parameter).all() for parameter in parameters]
     if finite and not bool(torch.stack(finite).all()):  # one device sync, not one per tensor
-        raise RuntimeError(f"the weights became NaN or infinite at iteration {iteration}; last.pt keeps the last "
-                           "checkpoint: lower lr or resume from it")
+        raise RuntimeError(f"the weights became NaN or infinite at iteration {iteration}; "
+                           f"{_after_failure(last_path)}")
+
+
+def _after_failure(last_path: Path) -> str:
+    """What a run that failed can do next: resume from its last checkpoint, or (before its first) run again."""
+    if last_path.is_file():
+        return f"{last_path} keeps the last checkpoint: lower lr or resume from it"
+    return "no checkpoint was saved yet: lower lr and run again into the same --out folder"
 
 
 class StepTally:

@@ -14,7 +14,8 @@ Each iteration draws a batch of clear crops J and a batch of real hazy crops H (
 
 Runs on any device (AMP on CUDA: bfloat16 where supported, else float16 with loss scaling), seeds everything,
 writes `last.pt` (resumable) and `best.pt` (best validation) atomically, logs `train.csv` and `val.csv` (and
-TensorBoard when installed), and shows a tqdm bar.
+TensorBoard when installed), and shows a tqdm bar. A fresh run's `recipe.yaml` and logs appear with its first `last.pt`, so that a run which fails before
+that leaves its --out folder free for the next.
 """
 from __future__ import annotations
 
@@ -120,25 +121,43 @@ def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.devi
 
 
 class CsvLog:
-    """Append rows to a CSV file with a fixed header; on resume, rows past the resumed iteration are dropped."""
+    """Append rows to a CSV file with a fixed header (lines end in LF); on resume, rows past the resumed iteration
+    are dropped. A fresh run's log (`resume_from` None) is held in memory until `keep` (its first checkpoint):
+    a run that fails before it has one leaves no log behind, so its --out folder takes a new run."""
 
     def __init__(self, path: Path, columns: list[str], resume_from: int | None) -> None:
         self.path = path
         self.columns = columns
-        if resume_from is not None and path.exists():
+        self.held: list[dict[str, Any]] | None = None
+        """The rows of a log not yet written (a fresh run before its first checkpoint), else None."""
+        if resume_from is None:
+            self.held = []
+        elif path.exists():
             with open(path, newline="") as handle:
-                kept = [row for row in csv.DictReader(handle) if int(row["iteration"]) <= resume_from]
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, columns)
-            writer.writeheader()
-            writer.writerows(kept)
-            atomic_write_text(path, buffer.getvalue())
-        elif not path.exists() or resume_from is None:
-            atomic_write_text(path, ",".join(columns) + "\n")
+                self._rewrite([row for row in csv.DictReader(handle) if int(row["iteration"]) <= resume_from])
+        else:
+            self._rewrite([])
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, buffer.getvalue())
 
     def write(self, row: dict[str, Any]) -> None:
+        row = {k: row.get(k, "") for k in self.columns}
+        if self.held is not None:
+            self.held.append(row)
+            return
         with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, self.columns).writerow({k: row.get(k, "") for k in self.columns})
+            csv.DictWriter(handle, self.columns, lineterminator="\n").writerow(row)
+
+    def keep(self) -> None:
+        """Write the header and the rows held so far (nothing when the log is on disk already)."""
+        if self.held is not None:
+            self._rewrite(self.held)
+            self.held = None
 
 
 @dataclass
@@ -412,14 +431,14 @@ class Trainer:
         self.model.train()
         terms = self.loss_terms(clear, real_hazy)
         total = self.weighted_total(terms)
-        check_finite_loss(total, terms, self.iteration)
+        check_finite_loss(total, terms, self.iteration, self.last_path)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        check_finite_weights(self.model.parameters(), self.iteration)
+        check_finite_weights(self.model.parameters(), self.iteration, self.last_path)
         if self.discriminator is not None and self.disc_optimizer is not None:
             self._discriminator_step(clear[:, :3])
         self.iteration += 1
@@ -473,12 +492,14 @@ class Trainer:
         resumed = self.iteration if self.resume else None
         train_log = val_log = board = None
         if writer:
-            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
+            if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`_checkpoint`)
+                atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
             train_log = CsvLog(self.run_dir / "train.csv", ["iteration", "total", *LOSS_NAMES, "lr", "seconds"],
                                resumed)
             val_log = CsvLog(self.run_dir / "val.csv",
                              ["iteration", "set", "psnr", "ssim", "psnr_clear", "ssim_clear"], resumed)
             board = _tensorboard(self.run_dir)
+        logs = [log for log in (train_log, val_log) if log is not None]
         bar = tqdm(total=recipe.iterations, initial=self.iteration, desc=f"train {recipe.name}", unit="it",
                    disable=not progress, dynamic_ncols=True)
         LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s%s", recipe.name, self.device,
@@ -502,9 +523,9 @@ class Trainer:
                     if validation and (self.iteration % recipe.val_every == 0 or done):
                         self._validate(validation, val_log, board)
                     if self.iteration % recipe.checkpoint_every == 0 or done:
-                        self.save_last()
+                        self._checkpoint(logs)
                     if not done:
-                        stop.after_step(self.iteration, self.save_last)
+                        stop.after_step(self.iteration, lambda: self._checkpoint(logs))
         finally:
             bar.close()
             if board is not None:
@@ -521,6 +542,16 @@ class Trainer:
         return TrainResult(self.run_dir, self.iteration, self.last_path,
                            self.best_path if self.best_path.exists() else None, self.best_validation,
                            tally.first_loss, tally.last_loss)
+
+    def _checkpoint(self, logs: list[CsvLog]) -> Path | None:
+        """`save_last`; at a fresh run's first checkpoint also its recipe.yaml and the logs held until then, so that
+        a run folder holds a run's files only once it holds a last.pt to resume from."""
+        saved = self.save_last()
+        if saved is not None and any(log.held is not None for log in logs):
+            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(self.recipe.as_dict()))
+            for log in logs:
+                log.keep()
+        return saved
 
     def _validate(self, validation: list[ValidationPair], val_log: CsvLog, board: Any) -> None:
         table = validate(self.model, validation, self.device)
