@@ -392,6 +392,12 @@ def test_a_depth_run_that_fails_before_its_first_checkpoint_leaves_its_folder_to
     DepthTrainer(depth_recipe_from_dict({**fields, "checkpoint_every": 1}, tmp_path), run).train(progress=False)
     rows = (run / "train.csv").read_bytes()
     assert b"\r" not in rows and len(rows.splitlines()) == 4
+    frames = three_kitti_frames / "2011_09_26" / "2011_09_26_drive_sfnd_sync" / "image_02" / "data"
+    shutil.copy(frames / "0000000010.jpg", frames / "0000000011.jpg")
+    with pytest.raises(ValueError, match="training data changed since it was saved: frames \\(3 -> 3 files: "
+                                         "2011_09_26_drive_sfnd_sync/image_02/0000000011.jpg [0-9]+ -> [0-9]+ bytes"):
+        DepthTrainer(depth_recipe_from_dict({**fields, "iterations": 4}, tmp_path), run,
+                     resume=True).train(progress=False)
 
 
 @pytest.mark.parametrize("field", ["sequences", "validation"])

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import warnings
 from pathlib import Path
@@ -462,3 +463,29 @@ def test_an_out_that_is_a_file_and_a_last_pt_that_is_a_folder_are_named(smoke_re
     for resume in (False, True):
         with pytest.raises(IsADirectoryError, match="last.pt is not a file"):
             Trainer(smoke_recipe, tmp_path / "run", device="cpu", resume=resume).train(progress=False)
+
+
+def test_a_resume_refuses_changed_training_images_and_a_last_pt_from_before_still_resumes(
+        shared_data: Path, tmp_path: Path) -> None:
+    """The samples are drawn by index from the image lists: a replaced image continued another stream."""
+    clear = tmp_path / "clear"
+    shutil.copytree(shared_data / "clear" / "bdd", clear)
+    first = sorted(clear.iterdir())[0]
+    original = first.read_bytes()
+    overrides = [f"data.clear=[{clear}]"]
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+                 "--iterations", "2", "--set", overrides[0]]) == 0
+    first.write_bytes((shared_data / "clear" / "bdd" / sorted(clear.iterdir())[1].name).read_bytes())
+    with pytest.raises(ValueError, match=f"training data changed since it was saved: clear \\(3 -> 3 files: "
+                                         f"clear/{first.name} {len(original)} -> "):
+        Trainer(load_recipe(SMOKE, overrides + ["iterations=3"]), tmp_path / "run", resume=True).train(False)
+    last = tmp_path / "run" / "last.pt"
+    assert torch.load(last, weights_only=True)["training"]["iteration"] == 2
+    first.write_bytes(original)
+    Trainer(load_recipe(SMOKE, overrides + ["iterations=3"]), tmp_path / "run", resume=True).train(False)
+    state = torch.load(last, weights_only=True)
+    del state["training"]["data"]  # as a last.pt saved before the image lists were
+    torch.save(state, last)
+    first.unlink()
+    Trainer(load_recipe(SMOKE, overrides + ["iterations=4"]), tmp_path / "run", resume=True).train(False)
+    assert torch.load(last, weights_only=True)["training"]["data"]["clear"][0][0] != f"clear/{first.name}"

@@ -8,8 +8,8 @@ No ground-truth depth is read for training; the recipe's `validation` folders (K
 `val_every` iterations into val.csv, for the record only (nothing is chosen on them).
 
 Writes to the run folder, atomically: `last.pt` (resumable; it is also a clear-depth checkpoint that
-`load_clear_depth` and `dgdehaze eval` read), `train.csv`, `val.csv` and `recipe.yaml` (a fresh run's with its
-first `last.pt`). The shipped form of the
+`load_clear_depth` and `dgdehaze eval` read; it keeps the frames' names and sizes, so a resume refuses changed
+video), `train.csv`, `val.csv` and `recipe.yaml` (a fresh run's with its first `last.pt`). The shipped form of the
 weights (no optimiser, no pose network) comes from `export_clear_depth`.
 """
 from __future__ import annotations
@@ -39,9 +39,10 @@ from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
-from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
-                                                check_finite_weights, load_resumable, open_run_folder,
-                                                quiet_loader_worker, resumed_commits, run_folder_lock)
+from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
+                                                check_finite_weights, check_same_data, file_fingerprint,
+                                                load_resumable, open_run_folder, quiet_loader_worker,
+                                                resumed_commits, run_folder_lock)
 from dgdehaze_core.training.trainer import CsvLog, hardware_name, seed_everything, source_commit
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
@@ -84,6 +85,10 @@ class DepthTrainer:
         """The code's commit when the run started."""
         self.resumes: list[dict[str, Any]] = []
         """Each resume's iteration and the code's commit then."""
+        self.data: DataFingerprint = {}
+        """The training frames' names and sizes, saved in last.pt."""
+        self.resumed_data: DataFingerprint | None = None
+        """Those of the run resumed (None: none, or a last.pt saved before they were)."""
 
     @property
     def last_path(self) -> Path:
@@ -111,7 +116,7 @@ class DepthTrainer:
                  "training": {"iteration": self.iteration, "pose": self.pose.state_dict(),
                               "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                               "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-                              "elapsed": self.elapsed, "recipe": self.recipe.as_dict()}}
+                              "elapsed": self.elapsed, "data": self.data, "recipe": self.recipe.as_dict()}}
         return write_checkpoint(state, self.last_path)
 
     def load_last(self) -> None:
@@ -128,6 +133,7 @@ class DepthTrainer:
         self.last_validation = state["meta"].get("validation", {})
         self.last_validation_iteration = int(state["meta"].get("validation_iteration", 0))
         self.commit, self.resumes = resumed_commits(state, self.commit)
+        self.resumed_data = training.get("data")
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
 
     # -- one iteration -----------------------------------------------------------------------------------------
@@ -210,6 +216,10 @@ class DepthTrainer:
         recipe = self.recipe
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
         dataset = self._dataset()
+        self.data = {"frames": file_fingerprint((f"{sequence.name}/{frame.name}", frame)
+                                                for sequence in dataset.sequences for frame in sequence.frames)}
+        if self.resume:
+            check_same_data(self.last_path, self.resumed_data, self.data)
         refuse_judging_files([path for folder in recipe.validation for path in kitti_depth_files(folder)],
                              "validation LiDAR")
         self.validation_sets = [load_kitti(folder) for folder in recipe.validation]  # a bad folder fails now

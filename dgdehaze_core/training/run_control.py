@@ -59,6 +59,42 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
     return state
 
 
+DataFingerprint = dict[str, list[tuple[str, int]]]
+"""Each kind of training data ("clear", "hazy", "frames") as its files' (name, size in bytes), in the order the
+samples index them."""
+
+
+def file_fingerprint(files: Iterable[tuple[str, Path]]) -> list[tuple[str, int]]:
+    """(name, size in bytes) of each (name, file): cheap (no file is read) and the same wherever the data lies,
+    as the names are the caller's (a folder's name and the file's path below it)."""
+    return [(name, path.stat().st_size) for name, path in files]
+
+
+def check_same_data(last_path: Path, saved: DataFingerprint | None, current: DataFingerprint) -> None:
+    """ValueError naming the first files that changed when the training data differs from what `last_path`'s run
+    trained on: the samples are drawn by index from these lists, so a resumed run would not continue the same
+    stream. Nothing for a last.pt from before the fingerprint was saved (`saved` None)."""
+    if saved is None:
+        return
+    changes = []
+    for kind in sorted(set(saved) | set(current)):
+        before, after = [tuple(entry) for entry in saved.get(kind, [])], current.get(kind, [])
+        if before == after:
+            continue
+        sizes, now = dict(before), dict(after)
+        named = ([f"{name} removed" for name in sizes if name not in now]
+                 + [f"{name} added" for name in now if name not in sizes]
+                 + [f"{name} {sizes[name]} -> {now[name]} bytes" for name in now
+                    if name in sizes and sizes[name] != now[name]])
+        shown = named[:3] or ["the same files in another order"]
+        more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+        changes.append(f"{kind} ({len(before)} -> {len(after)} files: {', '.join(shown)}{more})")
+    if changes:
+        raise ValueError(f"cannot resume {last_path}: the training data changed since it was saved: "
+                         f"{'; '.join(changes)} (a resumed run draws its samples by index from the same files: "
+                         "put them back, or start a new run in another --out folder)")
+
+
 def resumed_commits(state: Mapping[str, Any], commit: str) -> tuple[str, list[dict[str, Any]]]:
     """A resumed run's code: (the commit it started at, each resume's iteration and commit with this one, at
     `commit`, last), from the meta of its last.pt."""

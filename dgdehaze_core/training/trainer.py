@@ -13,8 +13,9 @@ Each iteration draws a batch of clear crops J and a batch of real hazy crops H (
 3. optionally a PatchGAN scores the dehazed H against real clear J.
 
 Runs on any device (AMP on CUDA: bfloat16 where supported, else float16 with loss scaling), seeds everything,
-writes `last.pt` (resumable) and `best.pt` (best validation) atomically, logs `train.csv` and `val.csv` (and
-TensorBoard when installed), and shows a tqdm bar. A fresh run's `recipe.yaml` and logs appear with its first `last.pt`, so that a run which fails before
+writes `last.pt` (resumable, with the names and sizes of the training images: a resume refuses changed data) and
+`best.pt` (best validation) atomically, logs `train.csv` and `val.csv` (and TensorBoard when installed), and shows a
+tqdm bar. A fresh run's `recipe.yaml` and logs appear with its first `last.pt`, so that a run which fails before
 that leaves its --out folder free for the next.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,10 +55,11 @@ from dgdehaze_core.training.datasets import RandomCrops, ValidationPair, load_va
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
-from dgdehaze_core.training.recipe import LossWeights, Recipe
-from dgdehaze_core.training.run_control import (StepBoundaryStop, StepTally, check_finite_loss,
-                                                check_finite_weights, load_resumable, open_run_folder,
-                                                quiet_loader_worker, resumed_commits, run_folder_lock)
+from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
+from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
+                                                check_finite_weights, check_same_data, file_fingerprint,
+                                                load_resumable, open_run_folder, quiet_loader_worker,
+                                                resumed_commits, run_folder_lock)
 
 LOG = logging.getLogger(__name__)
 
@@ -220,6 +222,10 @@ class Trainer:
         """The code's commit when the run started (commits made while it runs do not change what it runs)."""
         self.resumes: list[dict[str, Any]] = []
         """Each resume's iteration and the code's commit then."""
+        self.data: DataFingerprint = {}
+        """The training images' names and sizes (`crops_fingerprint`), saved in last.pt."""
+        self.resumed_data: DataFingerprint | None = None
+        """Those of the run resumed (None: none, or a last.pt saved before they were)."""
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     @property
@@ -259,7 +265,7 @@ class Trainer:
                               "last_validation": self.last_validation,
                               "last_validation_iteration": self.last_validation_iteration,
                               "elapsed": self.elapsed, "clear_depth_sha256": self.clear_depth_sha256,
-                              "rank_random_states": random_states,
+                              "rank_random_states": random_states, "data": self.data,
                               "recipe": self.recipe.as_dict()}}
         if self.discriminator is not None and self.disc_optimizer is not None:
             state["training"]["discriminator"] = self.discriminator.state_dict()
@@ -289,6 +295,7 @@ class Trainer:
         self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
         self.elapsed = float(training["elapsed"])
         self.commit, self.resumes = resumed_commits(state, self.commit)
+        self.resumed_data = training.get("data")
         self._resume_random_state(training.get("rank_random_states") or [  # a last.pt from before: rank 0's alone
             {"generator": training["generator"], "torch_rng": training["torch_rng"]}])
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
@@ -487,6 +494,10 @@ class Trainer:
                                  "clear", self.depth_of if self.clear_depth is not None else None)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                 "hazy")
+        self.data = {"clear": crops_fingerprint(clear_data, recipe.clear),
+                     "hazy": crops_fingerprint(hazy_data, recipe.hazy)}
+        if self.resume:
+            check_same_data(self.last_path, self.resumed_data, self.data)
         validation = (load_validation(recipe.validation, recipe.val_max_side)
                       if recipe.validation and writer else [])
         resumed = self.iteration if self.resume else None
@@ -572,6 +583,17 @@ class Trainer:
             self.best_validation = table
             self.best_iteration = self.iteration
             save_checkpoint(self.model, self.best_path, self.meta())
+
+
+def crops_fingerprint(crops: RandomCrops, sources: Sequence[ImageSource]) -> list[tuple[str, int]]:
+    """`file_fingerprint` of the images `crops` draws from, each named by its source's folder name and its path
+    below it (a video's frame after '#'), so that the data may lie elsewhere when the run resumes."""
+    def name(path: Path, frame: int | None) -> str:
+        source = next((s.path for s in sources if s.path == path or s.path in path.parents), path.parent)
+        named = path.relative_to(source.parent).as_posix()
+        return named if frame is None else f"{named}#{frame}"
+
+    return file_fingerprint((name(image.path, image.frame), image.path) for image in crops.sources)
 
 
 def _yaml_dump(data: dict[str, Any]) -> str:
