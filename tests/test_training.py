@@ -95,6 +95,9 @@ def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_pat
     assert _iterations(out / "train.csv") == [1, 2, 3, 4]
     assert main(args + ["--iterations", "4"]) == 2  # a fresh run never overwrites an existing one
     recorded = (out / "recipe.yaml").read_text()
+    rerun = load_recipe(out / "recipe.yaml")  # the model card's "the run folder keeps the recipe it ran"
+    assert dataclasses.replace(rerun, source_file=None) == dataclasses.replace(
+        load_recipe(SMOKE, ["iterations=4"]), source_file=None)
     assert main(args + ["--iterations", "6", "--resume", "--set", "lr=0.05"]) == 2  # not the run's recipe
     assert main(args + ["--iterations", "3", "--resume"]) == 2  # at iteration 4 already: refused, not "done"
     assert (out / "recipe.yaml").read_text() == recorded

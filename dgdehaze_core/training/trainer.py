@@ -504,7 +504,7 @@ class Trainer:
         train_log = val_log = board = None
         if writer:
             if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`_checkpoint`)
-                atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
+                atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_recipe_file()))
             train_log = CsvLog(self.run_dir / "train.csv", ["iteration", "total", *LOSS_NAMES, "lr", "seconds"],
                                resumed)
             val_log = CsvLog(self.run_dir / "val.csv",
@@ -559,7 +559,7 @@ class Trainer:
         a run folder holds a run's files only once it holds a last.pt to resume from."""
         saved = self.save_last()
         if saved is not None and any(log.held is not None for log in logs):
-            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(self.recipe.as_dict()))
+            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(self.recipe.as_recipe_file()))
             for log in logs:
                 log.keep()
         return saved
