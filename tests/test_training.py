@@ -306,7 +306,12 @@ def test_a_checkpoint_from_before_a_recipe_field_existed_resumes_and_another_rec
     assert load_resumable(tmp_path / "old.pt", "training", current)
     older["loss"]["cycle"] = 3.0
     torch.save({"training": {"recipe": older}}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="another recipe: loss"):
+    with pytest.raises(ValueError, match=r"another recipe: loss\.cycle 3\.0 -> 1\.0 \("):  # the leaf, not the section
+        load_resumable(tmp_path / "other.pt", "training", current)
+    older["loss"]["cycle"] = current["loss"]["cycle"]
+    older["clear"][0]["weight"] = 2.0
+    torch.save({"training": {"recipe": older}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"another recipe: clear\[0\]\.weight 2\.0 -> 1\.0 \("):
         load_resumable(tmp_path / "other.pt", "training", current)
 
 

@@ -46,10 +46,10 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
         saved = state["training"]["recipe"]
     except (KeyError, TypeError):
         raise ValueError(f"{path} is not a resumable {what} checkpoint: it holds no training state") from None
-    changed = [key for key in recipe if key in saved and key not in RESUMABLE_CHANGES
-               and _differs(saved[key], recipe[key])]
+    changed = [difference for key in recipe if key in saved and key not in RESUMABLE_CHANGES
+               for difference in _differences(key, saved[key], recipe[key])]
     if changed:
-        differences = "; ".join(f"{key} {_short(saved[key])} -> {_short(recipe[key])}" for key in changed)
+        differences = "; ".join(f"{key} {_short(was)} -> {_short(now)}" for key, was, now in changed)
         raise ValueError(f"cannot resume {path} with another recipe: {differences} (a resumed run may change only "
                          f"{', '.join(RESUMABLE_CHANGES[:-1])}; start a new run in another --out folder)")
     reached = int(state["training"].get("iteration", 0))
@@ -103,17 +103,23 @@ def resumed_commits(state: Mapping[str, Any], commit: str) -> tuple[str, list[di
     return str(meta.get("commit", "unknown")), resumes
 
 
-def _differs(saved: Any, current: Any) -> bool:
-    """Whether a saved recipe value differs from the current one, fields the saved one lacks left out."""
+def _differences(name: str, saved: Any, current: Any) -> list[tuple[str, Any, Any]]:
+    """(dotted name, saved, current) of each leaf in which a saved recipe value differs from the current one
+    (`loss.dcp_teacher`, `data.clear[0].weight`; a list of another length as a whole), fields the saved one lacks
+    left out."""
     if isinstance(saved, Mapping) and isinstance(current, Mapping):
-        return any(key in saved and _differs(saved[key], value) for key, value in current.items())
+        return [difference for key, value in current.items() if key in saved
+                for difference in _differences(f"{name}.{key}", saved[key], value)]
     if isinstance(saved, (list, tuple)) and isinstance(current, (list, tuple)):
-        return len(saved) != len(current) or any(_differs(a, b) for a, b in zip(saved, current))
-    return _portable(saved) != _portable(current)
+        if len(saved) != len(current):
+            return [(name, saved, current)]
+        return [difference for index, (a, b) in enumerate(zip(saved, current))
+                for difference in _differences(f"{name}[{index}]", a, b)]
+    return [(name, saved, current)] if _portable(saved) != _portable(current) else []
 
 
 def _portable(value: Any) -> Any:
-    """A recipe's leaf value, an absolute path cut to its last two parts (`_differs` walks the containers)."""
+    """A recipe's leaf value, an absolute path cut to its last two parts (`_differences` walks the containers)."""
     if isinstance(value, str) and value.startswith("/"):
         return "/".join(Path(value).parts[-2:])
     return value
