@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
-from typing import Callable, Iterator
 
 from dgdehaze_core import __version__
+from dgdehaze_core.exits import report_errors
 from dgdehaze_core.io.atomic_files import check_replaceable_json, check_writable_file, refuse_input_as_output
 
 COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train": "train",
@@ -32,30 +28,6 @@ def _unavailable(subparsers: argparse._SubParsersAction, command: str, missing: 
         raise RuntimeError(f"this command needs the Python package {missing!r}, which is not installed here "
                            "(pip install -r requirements.txt installs every command's packages)")
     parser.set_defaults(func=refuse)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a `kill`, a container stopping) raised in the main thread, so that every write under way is
-    removed by its `finally` as on Ctrl-C instead of being left half-written."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
-
-
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM interrupts like Ctrl-C (unless it is ignored, as under nohup, or this is not
-    the main thread); the handler before is put back after."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,33 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
 
     return report_errors(f"dgdehaze {args.command}", run, verbose=args.verbose)
-
-
-def report_errors(label: str, run: Callable[[], int | None], verbose: bool | None = None) -> int:
-    """`run()`'s exit status (None as 0). Bad input or an output that cannot be written (ValueError, OSError such as
-    a missing file or a read-only or full disk, RuntimeError) prints `LABEL: error: MESSAGE` on one line of stderr
-    and returns 2 instead of a traceback: the message's first line and how many more there are (`verbose` False:
-    the command has -v, which raises the error instead; None: no -v, the lines joined). SIGTERM returns 143 and
-    Ctrl-C 130, after the atomic writes under way were removed (`sigterm_interrupts`)."""
-    try:
-        with sigterm_interrupts():
-            return int(run() or 0)
-    except (ValueError, OSError, RuntimeError) as exc:
-        if verbose:
-            raise
-        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
-        if verbose is None:
-            message = " ".join(lines)
-        else:
-            message = lines[0] + (f" (and {len(lines) - 1} more lines: run with -v)" if len(lines) > 1 else "")
-        print(f"{label}: error: {message}", file=sys.stderr)
-        return 2
-    except Terminated:
-        print(f"{label}: terminated (SIGTERM)", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print(f"{label}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

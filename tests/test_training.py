@@ -18,7 +18,8 @@ import pytest
 import torch
 import yaml
 
-from dgdehaze_core.cli import Terminated, main
+from dgdehaze_core.cli import main
+from dgdehaze_core.exits import Terminated
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.models import load_model

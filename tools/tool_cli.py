@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 import cv2
 
-from dgdehaze_core.cli import report_errors
+from dgdehaze_core.exits import report_errors
 from dgdehaze_core.io.atomic_files import check_replaceable_json, check_writable_file, refuse_input_as_output
 
 Main = Callable[[list[str] | None], int | None]
@@ -25,7 +25,7 @@ def one_line_errors(main: Main) -> Callable[[list[str] | None], int]:
     """`main` returning its exit status, with logging set up as `dgdehaze` sets it up (INFO, `LEVEL name: text`).
 
     Bad input or an output that cannot be written prints `TOOL: error: MESSAGE` on one line of stderr and returns 2
-    instead of a traceback, Ctrl-C 130 and SIGTERM 143, as `dgdehaze` does (`dgdehaze_core.cli.report_errors`)."""
+    instead of a traceback, Ctrl-C 130 and SIGTERM 143, as `dgdehaze` does (`dgdehaze_core.exits.report_errors`)."""
     tool = Path(main.__code__.co_filename).name
 
     @functools.wraps(main)

@@ -64,7 +64,7 @@ def report(iterations: int, first_loss: float, last_loss: float, validation: Map
 
 def prepare_run(args: argparse.Namespace) -> list[str]:
     """Check the common options and set torch's threads; the recipe overrides to apply. SIGTERM stops a run as
-    `dgdehaze` handles it (`cli.report_errors`: exit 143), after the step under way once training has begun."""
+    `dgdehaze` handles it (`exits.report_errors`: exit 143), after the step under way once training has begun."""
     overrides = list(args.overrides)
     if args.iterations is not None:
         if args.iterations < 1:

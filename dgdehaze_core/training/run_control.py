@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from dgdehaze_core.cli import Terminated
+from dgdehaze_core.exits import Terminated
 from dgdehaze_core.io.checkpoints import read_checkpoint
 
 LOG = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ class StepBoundaryStop:
 
     def after_step(self, iteration: int, save: Callable[[], Path | None]) -> None:
         """At a step boundary: when a stop was asked, `save` (which returns None on a rank that does not write) and
-        raise KeyboardInterrupt (`cli.Terminated` for SIGTERM, which `dgdehaze` exits with as 143)."""
+        raise KeyboardInterrupt (`exits.Terminated` for SIGTERM, which `dgdehaze` exits with as 143)."""
         if not self._agree(self.requested is not None):
             return
         saved = save()
