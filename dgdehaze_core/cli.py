@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dgdehaze_core import __version__
 from dgdehaze_core.exits import report_errors
-from dgdehaze_core.io.atomic_files import check_replaceable_json, check_writable_file, refuse_input_as_output
+from dgdehaze_core.io.atomic_files import check_json_output, refuse_input_as_output
 
 COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train": "train",
             "train-depth": "train_depth", "eval": "evaluate", "export": "export"}
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int | None:
         json_path = getattr(args, "json", None)
         if json_path is not None:
-            check_writable_file(json_path, "--json")
-            check_replaceable_json(json_path, "--json")
+            check_json_output(json_path)
             for name, paths in _path_arguments(args).items():
                 refuse_input_as_output(json_path, paths, "--json", what="--out" if name == "out" else "the input")
         return args.func(args)

@@ -21,7 +21,8 @@ from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_im
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method  # noqa: E402
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
-from tools.tool_cli import check_json_output, one_line_errors  # noqa: E402
+from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 CLIP_LIMITS = (1.0, 2.0, 4.0)
 OUTSIDE_THE_JUDGING_PART = ("@data/splits/dawn-fog.yaml:learn", "@data/splits/dawn-fog.yaml:validation")

@@ -19,7 +19,8 @@ from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_im
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method  # noqa: E402
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
-from tools.tool_cli import check_json_output, one_line_errors  # noqa: E402
+from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 IOUS = (0.5, 0.55, 0.6)
 

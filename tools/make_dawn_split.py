@@ -20,9 +20,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgdehaze_core.io.atomic_files import atomic_write_text, check_writable_file  # noqa: E402
+from dgdehaze_core.io.atomic_files import atomic_write_text, check_writable_file, refuse_inside  # noqa: E402
 from dgdehaze_core.io.images import ImageError  # noqa: E402
-from tools.tool_cli import one_line_errors, refuse_inside  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 SEED = 17
 SHARES = (("learn", 0.4), ("validation", 0.1), ("judge", 0.5))
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("data/splits/dawn-fog.yaml"))
     args = parser.parse_args(argv)
     folder = args.data / "detection" / "dawn-fog"
-    refuse_inside(args.out, folder, "--out")
+    refuse_inside(args.out, folder, "--out", "the input folder")
     check_writable_file(args.out, "--out")
     parts = split(folder)
     body = yaml.safe_dump({"dataset": "detection/dawn-fog", "parts": parts}, sort_keys=False, width=120)

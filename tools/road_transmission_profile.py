@@ -37,7 +37,8 @@ from dgdehaze_core.evaluation.visibility_eval import (KITTI_CAMERA_HEIGHT, KITTI
 from dgdehaze_core.io.images import ImageError  # noqa: E402
 from dgdehaze_core.io.tables import emit  # noqa: E402
 from dgdehaze_core.physics.visibility import KOSCHMIEDER, Mounting, ground_range, ray_norms, road_mask  # noqa: E402
-from tools.tool_cli import check_json_output, one_line_errors  # noqa: E402
+from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 BANDS = (5.0, 8.0, 11.0, 15.0, 20.0, 25.0, 30.0)
 """Edges (m) of the flat-road distance bands: the estimator reads road up to 30 m (Mounting.road_max_distance)."""

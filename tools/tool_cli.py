@@ -2,8 +2,9 @@
 path must pass before any work is done.
 
 A tool decorates its `main(argv)` with `one_line_errors` and ends with `sys.exit(main())`; it checks each output with
-`check_image_output` / `check_json_output` (and `refuse_inside` where an output must stay out of an input folder)
-right after parsing its arguments, so that a typo in a path costs no model load and no pass over the data.
+`check_image_output` or `atomic_files.check_json_output` (and `atomic_files.refuse_inside` where an output must stay
+out of an input folder) right after parsing its arguments, so that a typo in a path costs no model load and no pass
+over the data.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Callable, Iterable
 import cv2
 
 from dgdehaze_core.exits import report_errors
-from dgdehaze_core.io.atomic_files import check_replaceable_json, check_writable_file, refuse_input_as_output
+from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
 
 Main = Callable[[list[str] | None], int | None]
 """A tool's entry point: its arguments (None: sys.argv[1:]) -> its exit status (None as 0)."""
@@ -45,19 +46,3 @@ def check_image_output(path: Path, flag: str, inputs: Iterable[Path] = ()) -> Pa
     check_writable_file(path, flag)
     refuse_input_as_output(path, inputs, flag)
     return path
-
-
-def check_json_output(path: Path, flag: str = "--json", inputs: Iterable[Path] = ()) -> Path:
-    """`path` when a JSON file can be written there (`check_writable_file`), replaces no file that holds other than
-    JSON (`check_replaceable_json`) and is none of `inputs`; else ValueError or OSError, before any work."""
-    check_writable_file(path, flag)
-    check_replaceable_json(path, flag)
-    refuse_input_as_output(path, inputs, flag)
-    return path
-
-
-def refuse_inside(path: Path, folder: Path, flag: str) -> None:
-    """ValueError when `path` is `folder` or lies inside it (links resolved): an output written there would
-    overwrite an input or be read as one the next time."""
-    if Path(path).expanduser().resolve().is_relative_to(Path(folder).expanduser().resolve()):
-        raise ValueError(f"{flag} {path} lies in the input folder {folder}: write it elsewhere")

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dgdehaze_core.cli import main as dgdehaze  # noqa: E402
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
-from tools.tool_cli import check_json_output, one_line_errors  # noqa: E402
+from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
 GATES = {"gate_mix": "dehazer.mix_gate", "gate_block0": "dehazer.stage1.0.gate", "gate_block1": "dehazer.stage1.1.gate"}

@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.datasets.splits import expand_patterns  # noqa: E402
 from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
-from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, refuse_input_as_output  # noqa: E402
+from dgdehaze_core.io.atomic_files import (atomic_path, atomic_write_text, check_json_output,  # noqa: E402
+                                           refuse_input_as_output, refuse_inside)
 from dgdehaze_core.io.images import ImageError, list_images, read_image  # noqa: E402
 from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator,  # noqa: E402
                                               VisibilityReading, fog_contrast)
-from tools.tool_cli import check_image_output, check_json_output, one_line_errors, refuse_inside  # noqa: E402
+from tools.tool_cli import check_image_output, one_line_errors  # noqa: E402
 
 LOG = logging.getLogger("visibility_sheet")
 
@@ -105,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0.0 < args.hfov < 180.0:
         raise ValueError(f"--hfov {args.hfov:g}: a field of view lies between 0 and 180 degrees")
-    refuse_inside(args.out, args.photos, "--out")
+    refuse_inside(args.out, args.photos, "--out", "the input folder")
     check_image_output(args.out, "--out")
     if args.json is not None:
-        refuse_inside(args.json, args.photos, "--json")
+        refuse_inside(args.json, args.photos, "--json", "the input folder")
         check_json_output(args.json)
         refuse_input_as_output(args.json, [args.out], "--json", what="--out")
     photos = list_images(args.photos)

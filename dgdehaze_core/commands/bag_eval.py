@@ -24,7 +24,7 @@ from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
-from dgdehaze_core.io.atomic_files import check_writable_place
+from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside
 from dgdehaze_core.io.images import SAMPLE_BITS, check_sample_bits
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.visibility import Mounting
@@ -89,8 +89,8 @@ def _check_paths(args: argparse.Namespace) -> None:
     twice = sorted({str(bag) for bag, path in zip(args.input, resolved) if resolved.count(path) > 1})
     if twice:
         raise ValueError(f"a bag is given twice: {', '.join(twice)}")
-    if args.json is not None and Path(args.json).expanduser().resolve().is_relative_to(args.out.expanduser().resolve()):
-        raise ValueError(f"--json {args.json} lies in --out {args.out}, which bag-eval writes whole: put it elsewhere")
+    if args.json is not None:
+        refuse_inside(args.json, args.out, "--json", "--out", ", which bag-eval writes whole")
 
 
 def run(args: argparse.Namespace) -> int:

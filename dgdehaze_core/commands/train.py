@@ -11,7 +11,7 @@ from typing import Mapping
 
 import torch
 
-from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
+from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output, refuse_inside
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer, export_weights
@@ -84,9 +84,7 @@ def check_export(args: argparse.Namespace, run_dir: Path) -> None:
         return
     check_writable_file(args.export, "--export")
     refuse_input_as_output(args.export, [args.config], "--export", what="--config")
-    if args.export.expanduser().resolve().is_relative_to(run_dir.expanduser().resolve()):
-        raise ValueError(f"--export {args.export} lies in the run folder {run_dir} (last.pt, best.pt): write the "
-                         "exported weights elsewhere")
+    refuse_inside(args.export, run_dir, "--export", "the run folder", " (last.pt, best.pt)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -61,6 +61,15 @@ def refuse_input_as_output(output: str | os.PathLike[str], inputs: Iterable[str 
             raise ValueError(f"{flag} {output} would overwrite {what} {item}: give another path")
 
 
+def refuse_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str], flag: str, what: str,
+                  why: str = "") -> None:
+    """ValueError, before any work, when `path` is `folder` or lies inside it (links resolved): an output written
+    there would overwrite what the folder holds or be read as part of it (`what` names the folder, `why` says more
+    in the message)."""
+    if Path(path).expanduser().resolve().is_relative_to(Path(folder).expanduser().resolve()):
+        raise ValueError(f"{flag} {path} lies in {what} {folder}{why}: write it elsewhere")
+
+
 JSON_CHECK_BYTES = 64 * 2**20
 """An existing --json target larger than this is taken as no figures file (a bag, weights) without reading it."""
 
@@ -79,6 +88,17 @@ def check_replaceable_json(path: str | os.PathLike[str], flag: str) -> None:
         pass
     raise ValueError(f"{flag} {path} exists and holds no JSON (it would be overwritten): give a new file or a "
                      "JSON one")
+
+
+def check_json_output(path: str | os.PathLike[str], flag: str = "--json",
+                      inputs: Iterable[str | os.PathLike[str]] = (), what: str = "the input") -> Path:
+    """`path` when a JSON file can be written there (`check_writable_file`), replaces no file that holds other than
+    JSON (`check_replaceable_json`) and is none of `inputs` (`refuse_input_as_output`); else ValueError or OSError,
+    before any work."""
+    check_writable_file(path, flag)
+    check_replaceable_json(path, flag)
+    refuse_input_as_output(path, inputs, flag, what)
+    return Path(path)
 
 
 def _prefix(target: Path) -> str:
