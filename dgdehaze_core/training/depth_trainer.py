@@ -31,7 +31,6 @@ from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation.depth_datasets import DepthSet, kitti_depth_files, load_kitti
 from dgdehaze_core.evaluation.depth_eval import depth_errors
-from dgdehaze_core.io.atomic_files import atomic_write_text
 from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
 from dgdehaze_core.models.clear_depth import (CHECKPOINT_KIND, ClearDepthNet, ClearDepthPredictor,
                                               load_clear_depth, save_clear_depth)
@@ -43,7 +42,8 @@ from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundarySto
                                                 check_finite_weights, check_same_data, file_fingerprint,
                                                 load_resumable, open_run_folder, quiet_loader_worker,
                                                 resumed_commits, run_folder_lock)
-from dgdehaze_core.training.trainer import CsvLog, hardware_name, seed_everything, source_commit
+from dgdehaze_core.training.trainer import (CsvLog, hardware_name, keep_run_files, seed_everything, source_commit,
+                                            write_recipe)
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
 LOG = logging.getLogger(__name__)
@@ -223,8 +223,8 @@ class DepthTrainer:
         refuse_judging_files([path for folder in recipe.validation for path in kitti_depth_files(folder)],
                              "validation LiDAR")
         self.validation_sets = [load_kitti(folder) for folder in recipe.validation]  # a bad folder fails now
-        if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`_checkpoint`)
-            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_dict()))
+        if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`keep_run_files`)
+            write_recipe(self.run_dir, recipe.as_dict())
         resumed = self.iteration if self.resume else None
         train_log = CsvLog(self.run_dir / "train.csv", ["iteration", *LOSS_COLUMNS, "lr", "seconds"], resumed)
         val_log = CsvLog(self.run_dir / "val.csv", ["iteration", "set", *VAL_COLUMNS], resumed)
@@ -257,13 +257,9 @@ class DepthTrainer:
                                 self.last_validation)
 
     def _checkpoint(self, logs: list[CsvLog]) -> Path:
-        """`save_last`; at a fresh run's first checkpoint also its recipe.yaml and the logs held until then, so that
-        a run folder holds a run's files only once it holds a last.pt to resume from."""
+        """`save_last`, then `keep_run_files`."""
         saved = self.save_last()
-        if any(log.held is not None for log in logs):
-            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(self.recipe.as_dict()))
-            for log in logs:
-                log.keep()
+        keep_run_files(self.run_dir, self.recipe.as_dict(), logs)
         return saved
 
     def _validate(self, val_log: CsvLog) -> None:
@@ -273,12 +269,6 @@ class DepthTrainer:
             val_log.write({"iteration": self.iteration, "set": name, **{k: round(v, 4) for k, v in figures.items()}})
             LOG.info("iteration %d, %s LiDAR (record only): AbsRel %.3f, delta1 %.3f", self.iteration, name,
                      figures["absrel"], figures["delta1"])
-
-
-def _yaml_dump(data: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def export_clear_depth(checkpoint: str | Path, target: str | Path) -> Path:

@@ -32,7 +32,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -160,6 +160,22 @@ class CsvLog:
         if self.held is not None:
             self._rewrite(self.held)
             self.held = None
+
+
+def write_recipe(run_dir: Path, fields: Mapping[str, Any]) -> None:
+    """The run folder's recipe.yaml: the recipe the run ran."""
+    import yaml
+
+    atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(dict(fields), sort_keys=False))
+
+
+def keep_run_files(run_dir: Path, fields: Mapping[str, Any], logs: Sequence[CsvLog]) -> None:
+    """At a fresh run's first checkpoint, its recipe.yaml and the logs held until then (nothing once they are on
+    disk), so that a run folder holds a run's files only once it holds a last.pt to resume from."""
+    if any(log.held is not None for log in logs):
+        write_recipe(run_dir, fields)
+        for log in logs:
+            log.keep()
 
 
 @dataclass
@@ -503,8 +519,8 @@ class Trainer:
         resumed = self.iteration if self.resume else None
         train_log = val_log = board = None
         if writer:
-            if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`_checkpoint`)
-                atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(recipe.as_recipe_file()))
+            if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`keep_run_files`)
+                write_recipe(self.run_dir, recipe.as_recipe_file())
             train_log = CsvLog(self.run_dir / "train.csv", ["iteration", "total", *LOSS_NAMES, "lr", "seconds"],
                                resumed)
             val_log = CsvLog(self.run_dir / "val.csv",
@@ -555,13 +571,10 @@ class Trainer:
                            tally.first_loss, tally.last_loss)
 
     def _checkpoint(self, logs: list[CsvLog]) -> Path | None:
-        """`save_last`; at a fresh run's first checkpoint also its recipe.yaml and the logs held until then, so that
-        a run folder holds a run's files only once it holds a last.pt to resume from."""
+        """`save_last`, and on the rank that writes `keep_run_files`."""
         saved = self.save_last()
-        if saved is not None and any(log.held is not None for log in logs):
-            atomic_write_text(self.run_dir / "recipe.yaml", _yaml_dump(self.recipe.as_recipe_file()))
-            for log in logs:
-                log.keep()
+        if saved is not None:
+            keep_run_files(self.run_dir, self.recipe.as_recipe_file(), logs)
         return saved
 
     def _validate(self, validation: list[ValidationPair], val_log: CsvLog, board: Any) -> None:
@@ -594,12 +607,6 @@ def crops_fingerprint(crops: RandomCrops, sources: Sequence[ImageSource]) -> lis
         return named if frame is None else f"{named}#{frame}"
 
     return file_fingerprint((name(image.path, image.frame), image.path) for image in crops.sources)
-
-
-def _yaml_dump(data: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _tensorboard(run_dir: Path) -> Any:
