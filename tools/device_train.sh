@@ -5,11 +5,12 @@
 #
 #   bash tools/device_train.sh RECIPE ITERATIONS MINUTES [--set KEY=VALUE ...]
 #
-# Trains RECIPE for ITERATIONS (the recipe's schedule stretched to that length), stopping after MINUTES of wall
-# time if it has not finished: SIGTERM makes the trainer save last.pt, so a later call continues it when the
+# Trains RECIPE for ITERATIONS (its cosine decay stretched to that length), stopping after MINUTES of wall time
+# if it has not finished: SIGTERM makes the trainer save last.pt, so a later call continues it when the
 # run folder that came back is put at $KIT/runs/NAME/ (it is then carried with the kit, and --resume is
 # added). What comes back under $OUT (at most 8 files): NAME/{last.pt,best.pt,recipe.yaml,train.csv,val.csv},
 # NAME.log, and NAME.pt (the shipped-weights format, `dgdehaze train --export`) when the run finished.
+# NAME is the recipe's file name unless $NAME gives another (two runs of one recipe side by side).
 set -uo pipefail
 
 if [ $# -lt 3 ]; then
@@ -26,7 +27,7 @@ if [ ! -f "$kit/manifest.json" ]; then
     echo "no finished kit in $kit (no manifest.json): pack the recipe's data with tools/device_kit.py and carry .device" >&2
     exit 2
 fi
-name=$(basename "$recipe" .yaml)
+name=${NAME:-$(basename "$recipe" .yaml)}
 run=$(mktemp -d)/$name
 mkdir -p "$run"
 resume=()

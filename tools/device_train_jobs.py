@@ -1,0 +1,155 @@
+"""Train several recipes side by side on one GPU machine lent through the `device` tool, each for as many
+iterations as fit the minutes given; the machine's own python3 (with PyTorch) runs it, from the kit that
+tools/device_kit.py packed into .device (carried).
+
+    python3 tools/device_train_jobs.py --minutes 6 \\
+        --job lite_b32 training/lite.yaml 13500 batch_size=32 \\
+        --job base_b32 training/base.yaml 13500 batch_size=32
+
+1. Calibration: every job trains `--calibration` iterations, all at once as they will run, which proves each
+   recipe runs there and measures its iterations per second beside the others (from its train.csv).
+2. Schedules: each job gets the iterations that fit `--minutes` at that rate (less `--margin` for validation and
+   checkpoints), at most its cap, in hundreds; its cosine decay is stretched to them (`--iterations`).
+3. The jobs run side by side through tools/device_train.sh, whose own stop after the minutes plus one is the hard
+   limit. Each job's files come back as $OUT/NAME.tgz (the tool brings back 8 files at most; the largest files
+   are left out first where one would pass `--max-mib`), and $OUT/jobs.json holds the rates, iterations, exit
+   codes and the tool's command.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PRIORITY = ("NAME.pt", "train.csv", "val.csv", "recipe.yaml", "NAME.log", "calibration.log", "last.pt", "best.pt")
+"""What a job's archive keeps first: the weights, the logs, then the resumable checkpoints."""
+
+
+def parse_job(words: list[str]) -> dict[str, object]:
+    if len(words) < 3 or not words[2].isdigit():
+        raise SystemExit(f"--job takes NAME RECIPE MAX_ITERATIONS [KEY=VALUE ...], got {' '.join(words)}")
+    name, recipe, cap, *sets = words
+    if not (REPO / recipe).is_file():
+        raise SystemExit(f"--job {name}: no recipe {recipe}")
+    if any("=" not in s for s in sets):
+        raise SystemExit(f"--job {name}: overrides are KEY=VALUE, got {sets}")
+    return {"name": name, "recipe": recipe, "cap": int(cap), "sets": sets}
+
+
+def train_command(job: dict[str, object], iterations: int, out: Path, extra: list[str]) -> list[str]:
+    sets = [*job["sets"], *extra]  # type: ignore[misc]
+    return [sys.executable, "-m", "dgdehaze_core.cli", "train", "--config", str(job["recipe"]), "--out", str(out),
+            "--iterations", str(iterations), "--device", os.environ.get("DEVICE", "cuda"), "--no-progress",
+            *[a for s in sets for a in ("--set", s)]]
+
+
+def rate(train_csv: Path, skip: int) -> float:
+    """Iterations per second of training time after the first `skip` iterations (warm-up, kernel choice)."""
+    rows = [(int(r["iteration"]), float(r["seconds"])) for r in csv.DictReader(train_csv.open())]
+    later = [r for r in rows if r[0] >= skip]
+    if len(later) < 2:
+        raise RuntimeError(f"{train_csv}: too few logged iterations to time")
+    (i0, s0), (i1, s1) = later[0], later[-1]
+    return (i1 - i0) / max(s1 - s0, 1e-6)
+
+
+def calibrate(jobs: list[dict[str, object]], iterations: int, work: Path) -> None:
+    env = {**os.environ, "DGDEHAZE_DATA": str((REPO / os.environ.get("KIT", ".device") / "data").resolve()),
+           "PYTHONUNBUFFERED": "1"}
+    runs = []
+    for job in jobs:
+        folder = work / f"calibration-{job['name']}"
+        log = (work / f"calibration-{job['name']}.log").open("w")
+        command = train_command(job, iterations, folder, ["log_every=10", f"val_every={10 * iterations}",
+                                                           f"checkpoint_every={10 * iterations}"])
+        runs.append((job, folder, log, subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
+                                                        stderr=subprocess.STDOUT)))
+    for job, folder, log, process in runs:
+        job["calibration_exit"] = process.wait()
+        log.close()
+        try:
+            job["rate"] = rate(folder / "train.csv", iterations // 3)
+        except (OSError, RuntimeError, ValueError) as error:
+            job["rate"], job["error"] = 0.0, str(error)
+
+
+def archive(job: dict[str, object], folder: Path, work: Path, out: Path, max_bytes: int) -> None:
+    name = str(job["name"])
+    files = {"NAME.pt": folder / f"{name}.pt", "NAME.log": folder / f"{name}.log",
+             "calibration.log": work / f"calibration-{name}.log",
+             **{key: folder / name / key for key in ("train.csv", "val.csv", "recipe.yaml", "last.pt", "best.pt")}}
+    kept, total = [], 0
+    for key in PRIORITY:
+        path = files[key]
+        if path.is_file() and total + path.stat().st_size <= max_bytes:
+            kept.append(path)
+            total += path.stat().st_size
+    job["archived"] = [p.name for p in kept]
+    with tarfile.open(out / f"{name}.tgz", "w:gz") as tar:
+        for path in kept:
+            tar.add(path, arcname=f"{name}/{path.name}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--job", nargs="+", action="append", required=True,
+                        metavar="NAME RECIPE MAX_ITERATIONS [KEY=VALUE", help="a run: name, recipe, cap, overrides")
+    parser.add_argument("--tie", action="append", default=[], metavar="NAME,NAME",
+                        help="jobs compared with each other (a model and its ablation): all get the fewest "
+                        "iterations of them")
+    parser.add_argument("--minutes", type=float, required=True, help="training time after calibration")
+    parser.add_argument("--calibration", type=int, default=60, help="iterations each job trains to be timed")
+    parser.add_argument("--margin", type=float, default=0.85, help="share of the minutes planned for iterations")
+    parser.add_argument("--max-mib", type=float, default=15.5, help="largest archive (the tool returns 16 MiB)")
+    args = parser.parse_args()
+    jobs = [parse_job(words) for words in args.job]
+    if len({j["name"] for j in jobs}) != len(jobs):
+        raise SystemExit("two jobs of one name")
+    unknown = {name for tie in args.tie for name in tie.split(",")} - {j["name"] for j in jobs}
+    if unknown:
+        raise SystemExit(f"--tie names no job {', '.join(sorted(unknown))}")
+    out = Path(os.environ["OUT"])
+    work = Path(os.environ.get("WORK", "/tmp/device_train_jobs"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    calibrate(jobs, args.calibration, work)
+    plan_s = args.minutes * 60.0 * args.margin
+    for job in jobs:
+        job["iterations"] = min(int(job["cap"]), int(float(job["rate"]) * plan_s) // 100 * 100)  # type: ignore
+    by_name = {job["name"]: job for job in jobs}
+    for tie in args.tie:
+        tied = [by_name[name] for name in tie.split(",")]
+        for job in tied:
+            job["iterations"] = min(int(j["iterations"]) for j in tied)  # type: ignore[arg-type]
+    for job in jobs:
+        print(f"{job['name']}: {float(job['rate']):.1f} it/s side by side -> {job['iterations']} iterations",
+              flush=True)
+    runs = []
+    for job in jobs:
+        if int(job["iterations"]) < 100:
+            archive(job, work / "none", work, out, int(args.max_mib * 2**20))  # type: ignore[arg-type]
+            continue
+        folder = work / f"out-{job['name']}"
+        folder.mkdir()
+        env = {**os.environ, "OUT": str(folder), "NAME": str(job["name"]), "TMPDIR": str(work)}
+        command = ["bash", "tools/device_train.sh", str(job["recipe"]), str(job["iterations"]),
+                   f"{args.minutes + 1:g}", *[a for s in job["sets"] for a in ("--set", s)]]  # type: ignore
+        job["command"] = " ".join(command)
+        runs.append((job, folder, subprocess.Popen(command, cwd=REPO, env=env)))
+    for job, folder, process in runs:
+        job["exit"] = process.wait()
+        archive(job, folder, work, out, int(args.max_mib * 2**20))
+    summary = {"seconds": round(time.monotonic() - started, 1), "minutes": args.minutes, "jobs": jobs}
+    (out / "jobs.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0 if runs and all(j.get("exit") == 0 for j, _, _ in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
