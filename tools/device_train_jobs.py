@@ -9,7 +9,7 @@ tools/device_kit.py packed into .device (carried).
 1. Calibration: every job trains `--calibration` iterations, all at once as they will run, which proves each
    recipe runs there and measures its iterations per second beside the others (from its train.csv).
 2. Schedules: each job gets the iterations that fit `--minutes` at that rate (less `--margin` for validation and
-   checkpoints), at most its cap, in hundreds; its cosine decay is stretched to them (`--iterations`).
+   checkpoints), at most its cap, in tens; its cosine decay is stretched to them (`--iterations`).
 3. The jobs run side by side through tools/device_train.sh, whose own stop after the minutes plus one is the hard
    limit. Each job's files come back as $OUT/NAME.tgz (the tool brings back 8 files at most; the largest files
    are left out first where one would pass `--max-mib`), and $OUT/jobs.json holds the rates, iterations, exit
@@ -122,7 +122,7 @@ def main() -> int:
     calibrate(jobs, args.calibration, work)
     plan_s = args.minutes * 60.0 * args.margin
     for job in jobs:
-        job["iterations"] = min(int(job["cap"]), int(float(job["rate"]) * plan_s) // 100 * 100)  # type: ignore
+        job["iterations"] = min(int(job["cap"]), int(float(job["rate"]) * plan_s) // 10 * 10)  # type: ignore
     by_name = {job["name"]: job for job in jobs}
     for tie in args.tie:
         tied = [by_name[name] for name in tie.split(",")]
@@ -133,7 +133,7 @@ def main() -> int:
               flush=True)
     runs = []
     for job in jobs:
-        if int(job["iterations"]) < 100:
+        if int(job["iterations"]) < 10:
             archive(job, work / "none", work, out, int(args.max_mib * 2**20))  # type: ignore[arg-type]
             continue
         folder = work / f"out-{job['name']}"
