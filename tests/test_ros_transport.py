@@ -6,10 +6,14 @@ How many frames a best_effort subscriber loses depends on the machine's buffers,
 """
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
+from dgdehaze_ros.tools import qos_probe  # noqa: E402
 from dgdehaze_ros.tools.node_benchmark import measure_node, run_node_benchmark  # noqa: E402
 from dgdehaze_ros.tools.qos_probe import measure_loss  # noqa: E402
 
@@ -29,6 +33,15 @@ def test_a_reliable_input_and_the_shipped_fastdds_profile_receive_every_640x360_
         measure_loss(640, 360, reliability="reliable", publisher_reliability="best_effort")
 
 
+def test_a_subscriber_process_not_ready_in_time_is_killed_and_fails_the_probe_row(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe waited for the subscriber's "ready" line without a bound; a watchdog now kills a subscriber that
+    is not ready within READY_TIMEOUT_S (here shorter than its Python can start: about 0.3 s)."""
+    monkeypatch.setattr(qos_probe, "READY_TIMEOUT_S", 0.05)
+    with pytest.raises(RuntimeError, match=r"did not start: no \"ready\" within 0.05 s [(]exit code -9[)]"):
+        measure_loss(64, 48, reliability="reliable", frames=1)
+
+
 def test_the_node_benchmark_row_under_load_drops_stale_frames_and_processes_the_newest() -> None:
     """About 5 s of the 30 Hz load in a separate node process (docs/ROS.md has the 60 s run). At 1280x720 DCP
     is slower than the frame period here, so the latest-frame worker must drop frames rather than queue them."""
@@ -45,6 +58,17 @@ def test_the_node_benchmark_row_under_load_drops_stale_frames_and_processes_the_
     assert row["queue_wait_ms_median"] <= row["node_ms_median"] + 50.0, "frames waited as if queued behind others"
     assert row["rss_max_mb"] - row["rss_start_mb"] < 150.0
     assert row["inference_ms_median"] > 0 and row["overhead_ms_median"] >= 0
+
+
+def test_a_node_that_never_subscribes_fails_the_row_within_the_startup_timeout() -> None:
+    """A node still running but not subscribed when the startup timeout ran out had its unread stderr pipe read to
+    the end, which waited for the node to exit: forever (a CI run hung there). Here the node runs on another DDS
+    domain (`node_env`), so it never subscribes; the row fails with the node's log and the node is stopped."""
+    other_domain = str(201 + os.getpid() % 30)  # the tests and tools take domains 1..200
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="the node did not start [(]it did not subscribe within 5 s[)]"):
+        measure_node(64, 48, node_env={"ROS_DOMAIN_ID": other_domain}, startup_timeout_s=5.0)
+    assert time.monotonic() - start < 60.0, "5 s to subscribe and 10 s to stop"
 
 
 def test_the_node_reports_frames_lost_before_they_reach_it() -> None:

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -45,6 +46,7 @@ from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
+from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
 
 LOG = logging.getLogger(__name__)
@@ -279,22 +281,13 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
             finally:
                 replay.close()
                 if process is not None:
-                    _stop(process)
+                    stop(process, signal.SIGTERM)
             if not evaluation.records:
                 raise ImageError(f"the node answered none of the {count} frames of {image_topic!r}")
             write_report(evaluation, tmp)
     LOG.info("replayed %d frames of %s through /%s; report in %s", len(evaluation.records), input_bag, node_name,
              out_dir)
     return evaluation
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,

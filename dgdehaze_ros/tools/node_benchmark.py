@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -50,11 +50,13 @@ from sensor_msgs.msg import Image
 from dgdehaze_core.benchmarks.timing import hazy_test_frame
 from dgdehaze_core.commands.ros_modes import RELIABILITIES
 from dgdehaze_ros.conversions import bgr8_to_image
+from dgdehaze_ros.tools.child_process import log_tail, stop
 
 LOG = logging.getLogger(__name__)
 
 NODE_NAME = "dgdehaze_bench"
 STARTUP_TIMEOUT_S = 90.0
+"""Seconds the node gets to load its models and subscribe to the camera's frames."""
 QUIET_S = 2.0
 """After the last frame: how long without output (at least) means the node has nothing left to process."""
 CAMERA_QOS_DEPTH = 5
@@ -126,10 +128,12 @@ def _wait(condition: Any, timeout: float) -> bool:
 def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float = 30.0, seconds: float = 10.0,
                  reliability: str = "reliable", publisher_reliability: str = "reliable", detection: bool = False,
                  detection_interval: int = 1, extra_env: dict[str, str] | None = None,
-                 node_env: dict[str, str] | None = None) -> dict[str, float]:
+                 node_env: dict[str, str] | None = None,
+                 startup_timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, float]:
     """One benchmark row: the node (`model`) in a child process fed `rate_hz` frames of `width`x`height` for
     `seconds`. `extra_env` applies to both processes (e.g. Fast DDS transport settings), `node_env` to the node
-    only."""
+    only. A node that has not subscribed to the frames within `startup_timeout_s` is stopped, and RuntimeError
+    ("the node did not start") carries the end of its log; the node process has ended whenever this returns."""
     if reliability not in RELIABILITIES:
         raise ValueError(f"reliability must be one of {', '.join(RELIABILITIES)}, got {reliability!r}")
     if publisher_reliability not in ("reliable", "best_effort"):
@@ -145,7 +149,8 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
                "-r", "image:=/bench/image", "-p", f"model:={model}", "-p", f"image_reliability:={reliability}",
                "-p", f"detection_enabled:={'true' if detection else 'false'}",
                "-p", f"detection_interval:={detection_interval}", "-p", "diagnostics_period:=0.5"]
-    node_process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    node_log = tempfile.TemporaryFile()
+    node_process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=node_log)
     context = Context()
     saved_env = {k: os.environ.get(k) for k in (extra_env or {})}
     os.environ.update(extra_env or {})
@@ -158,9 +163,12 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
     try:
         frame = bgr8_to_image(hazy_test_frame(width, height), "bgr8", Image().header)
         if not _wait(lambda: camera.publisher.get_subscription_count() > 0 or node_process.poll() is not None,
-                     STARTUP_TIMEOUT_S) or node_process.poll() is not None:
-            log = node_process.stderr.read()[-2000:] if node_process.stderr else ""
-            raise RuntimeError(f"the node did not start: {log}")
+                     startup_timeout_s) or node_process.poll() is not None:
+            exit_code = node_process.poll()
+            stop(node_process)
+            why = (f"it exited with code {exit_code}" if exit_code is not None
+                   else f"it did not subscribe within {startup_timeout_s:g} s")
+            raise RuntimeError(f"the node did not start ({why}): {log_tail(node_log)}")
         # the node subscribes once active, its models loaded: a reliable frame comes out within seconds, while a
         # best_effort transport may lose every large frame (that loss is the measurement), so it waits less
         warm_up_s = 30.0 if publisher_reliability == "reliable" else 10.0
@@ -210,13 +218,8 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        if node_process.poll() is None:
-            node_process.send_signal(signal.SIGINT)
-            try:
-                node_process.wait(10)
-            except subprocess.TimeoutExpired:
-                node_process.kill()
-                node_process.wait()
+        stop(node_process)
+        node_log.close()
 
     def delta(key: str) -> float:
         return float(diag.get(key, "nan")) - float(start_diag.get(key, "0"))

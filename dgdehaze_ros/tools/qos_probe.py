@@ -21,11 +21,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from dgdehaze_ros.tools.child_process import log_tail, stop
 
 LOG = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ def transport_env(transport: str) -> dict[str, str]:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
     return {k: str(fastdds_profile()) if v == PROFILE else v for k, v in TRANSPORTS[transport].items()}
 MATCH_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 60.0
+"""Seconds the subscriber process gets to import rclpy and subscribe (it then prints "ready")."""
 PUBLISHER_DEPTH = 5
 """The camera's history depth, as rclpy's sensor-data profile; the subscriber's is the node's image_qos_depth."""
 
@@ -153,7 +159,9 @@ def _listen(args: argparse.Namespace) -> dict[str, float]:
 def measure_loss(width: int, height: int, *, reliability: str, publisher_reliability: str = "reliable",
                  transport: str = "default", frames: int = 20, rate_hz: float = 30.0, depth: int = 1,
                  domain: int | None = None) -> dict[str, float]:
-    """One row: `frames` frames from a publisher process to a subscriber process, counted at the subscriber."""
+    """One row: `frames` frames from a publisher process to a subscriber process, counted at the subscriber.
+    RuntimeError when either process fails or the subscriber is not ready within READY_TIMEOUT_S; both processes
+    have ended whenever this returns."""
     if reliability not in RELIABILITIES or publisher_reliability not in RELIABILITIES:
         raise ValueError(f"reliabilities are {', '.join(RELIABILITIES)}")
     if reliability == "reliable" and publisher_reliability == "best_effort":
@@ -164,29 +172,37 @@ def measure_loss(width: int, height: int, *, reliability: str, publisher_reliabi
     env = {**os.environ, **transport_env(transport), "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     common = ["--domain", str(domain), "--frames", str(frames), "--depth", str(depth)]
     send_s = frames / rate_hz
+    listener_log = tempfile.TemporaryFile()
     listener = subprocess.Popen(
         [sys.executable, "-m", MODULE, "listen", *common, "--reliability", reliability,
          "--timeout", str(MATCH_TIMEOUT_S + send_s + 10.0)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=listener_log, text=True)
+    watchdog = threading.Timer(READY_TIMEOUT_S, listener.kill)  # a killed listener's stdout ends: readline returns
+    watchdog.start()
     try:
         assert listener.stdout is not None
-        if listener.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the subscriber process did not start: {listener.stderr.read()[-2000:]}")
+        ready = listener.stdout.readline().strip() == "ready"
+        watchdog.cancel()
+        if not ready:
+            stop(listener, signal.SIGKILL)
+            raise RuntimeError(f"the subscriber process did not start: no \"ready\" within {READY_TIMEOUT_S:g} s "
+                               f"(exit code {listener.returncode}): {log_tail(listener_log)}")
         publisher = subprocess.run(
             [sys.executable, "-m", MODULE, "publish", *common, "--reliability", publisher_reliability,
              "--width", str(width), "--height", str(height), "--rate", str(rate_hz), "--linger", "1.0"],
             env=env, capture_output=True, text=True, timeout=MATCH_TIMEOUT_S + send_s + 30.0)
         if publisher.returncode != 0:
             raise RuntimeError(f"the publisher process failed: {publisher.stderr[-2000:]}")
-        if listener.poll() is None:
-            listener.send_signal(signal.SIGTERM)
-        out, err = listener.communicate(timeout=30.0)
+        stop(listener, signal.SIGTERM, 30.0)
+        out = listener.stdout.read()
         if listener.returncode != 0:
-            raise RuntimeError(f"the subscriber process failed: {err[-2000:]}")
+            raise RuntimeError(f"the subscriber process failed (exit code {listener.returncode}): "
+                               f"{log_tail(listener_log)}")
     finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
+        watchdog.cancel()
+        stop(listener, signal.SIGKILL)
+        listener.stdout.close()
+        listener_log.close()
     sent = json.loads(publisher.stdout.strip().splitlines()[-1])
     got = json.loads(out.strip().splitlines()[-1])
     return {"published": sent["published"], "received": got["received"],
