@@ -121,6 +121,7 @@ def test_atomic_writes_reach_the_disk_before_they_return(tmp_path: Path, monkeyp
 def test_what_a_killed_writer_left_goes_with_the_next_write_and_a_live_writer_s_part_stays(tmp_path: Path):
     import subprocess
     import sys
+    import threading
 
     target = tmp_path / "out"
     write = ("import os, signal, sys, time; from pathlib import Path; "
@@ -128,7 +129,8 @@ def test_what_a_killed_writer_left_goes_with_the_next_write_and_a_live_writer_s_
              "with atomic_path(Path(sys.argv[1])) as tmp:\n"
              "    tmp.mkdir(); (tmp / 'bag.mcap').write_bytes(bytes(1 << 20)); print(tmp.name, flush=True)\n"
              "    os.kill(os.getpid(), signal.SIGKILL) if sys.argv[2] == 'die' else sys.stdin.read()\n")
-    killed = subprocess.run([sys.executable, "-c", write, str(target), "die"], capture_output=True, text=True)
+    killed = subprocess.run([sys.executable, "-c", write, str(target), "die"], capture_output=True, text=True,
+                            timeout=120)
     dead_part = tmp_path / killed.stdout.strip()
     assert killed.returncode == -9 and dead_part.is_dir()
     aside = tmp_path / dead_part.name.replace(".part", ".old")  # as if killed between setting aside and renaming
@@ -138,6 +140,8 @@ def test_what_a_killed_writer_left_goes_with_the_next_write_and_a_live_writer_s_
     assert dead_part.exists() and aside.exists() and not target.exists()
     live = subprocess.Popen([sys.executable, "-c", write, str(target), "wait"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120.0, live.kill)  # a writer that hangs fails the test (its stdout ends), not hangs it
+    watchdog.start()
     try:
         live_part = tmp_path / live.stdout.readline().strip()
         assert (target / "summary.json").read_text() == "earlier", "the set-aside folder is put back"
@@ -148,10 +152,12 @@ def test_what_a_killed_writer_left_goes_with_the_next_write_and_a_live_writer_s_
         assert live_part.is_dir(), "a running writer's part is its own, while it holds its lock"
     finally:
         live.communicate("")
+        watchdog.cancel()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "out"]
     long_name = tmp_path / ("é" * 120 + ".json")  # 245 bytes: a legal name
     twin = tmp_path / ("é" * 120 + ".yaml")  # the same first 100 bytes: another target's siblings are not its own
-    killed = subprocess.run([sys.executable, "-c", write, str(twin), "die"], capture_output=True, text=True)
+    killed = subprocess.run([sys.executable, "-c", write, str(twin), "die"], capture_output=True, text=True,
+                            timeout=120)
     atomic_write_text(long_name, "a long but legal name")
     assert long_name.read_text() == "a long but legal name"
     assert (tmp_path / killed.stdout.strip()).is_dir(), "a write of another target leaves its leftovers"

@@ -10,6 +10,7 @@ import ast
 import math
 import os
 import py_compile
+import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from ros_harness import DOMAIN_ID  # noqa: E402
 
 from dgdehaze_ros.node import DehazeNode  # noqa: E402
 from dgdehaze_ros.parameters import SPEC_BY_NAME, SPECS, check_values  # noqa: E402
+from dgdehaze_ros.tools.child_process import stop  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -165,8 +167,7 @@ def test_with_autostart_a_failed_configure_leaves_the_node_up_and_unconfigured_a
         assert "lifecycle set /unconfigured configure" in lines[-1]
     finally:
         watchdog.cancel()
-        node.terminate()
-        node.wait(30)
+        stop(node, signal.SIGTERM, 30.0)
 
 
 def test_the_executable_exits_with_a_clear_error_on_a_bad_parameter_at_start() -> None:
