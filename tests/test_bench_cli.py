@@ -134,3 +134,23 @@ def test_a_network_target_none_of_whose_backends_runs_here_fails_with_the_reason
     assert main(["bench", "lite", "--backends", "tensorrt", "--sizes", "64x48", "--repeats", "1"]) == 2
     error = capsys.readouterr().err
     assert "no requested backend runs" in error and "tensorrt:" in error
+
+
+def test_each_network_row_is_a_share_of_its_own_devices_peak() -> None:
+    """A CUDA row against the CPU's matmul peak read as hundreds of per cent (an H200 run: 260 %): each row is now
+    compared with the peak of the device and precision it runs in, and each peak has its row."""
+    from dgdehaze_core.benchmarks.networks import RuntimeVariant, peak_name, with_pct_of_peak
+
+    variants = [RuntimeVariant("onnxruntime", "cpu", False), RuntimeVariant("torch", "cuda", False),
+                RuntimeVariant("torch", "cuda", True), RuntimeVariant("tensorrt", "cuda:0", True)]
+    assert [peak_name(v) for v in variants] == ["cpu-peak/torch-matmul", "cuda-peak/torch-matmul",
+                                                "cuda-peak/torch-matmul-fp16", "cuda-peak/torch-matmul-fp16"]
+    rows = {f"lite/{v.label}@640x480": {"gmac_per_s": 50.0} for v in variants}
+    before = {"cpu-peak/torch-matmul": 100.0, "cuda-peak/torch-matmul": 40_000.0, "cuda-peak/torch-matmul-fp16": 1e5}
+    after = {"cpu-peak/torch-matmul": 200.0, "cuda-peak/torch-matmul": 50_000.0, "cuda-peak/torch-matmul-fp16": 2e5}
+    table = with_pct_of_peak(rows, variants, before, after)
+    assert table["lite/onnxruntime@640x480"]["pct_of_peak"] == pytest.approx(25.0)
+    assert table["lite/torch-cuda@640x480"]["pct_of_peak"] == pytest.approx(0.1)
+    assert table["lite/torch-cuda-fp16@640x480"]["pct_of_peak"] == pytest.approx(0.025)
+    assert table["lite/tensorrt-fp16@640x480"]["pct_of_peak"] == pytest.approx(0.025)
+    assert table["cuda-peak/torch-matmul"] == {"gmac_per_s": 50_000.0, "before": 40_000.0, "after": 50_000.0}

@@ -10,10 +10,11 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
   inversion, output conversion; on a GPU runtime this is the CPU's share) and its `pipeline_ratio_to_dcp`,
   `gmacs` (MACs of one forward pass at the padded size, as the physics output path runs it: without the
   decoder's image branch), `gmac_per_s` (gmacs / network time) and
-  `pct_of_peak` (gmac_per_s against `peak_gmac_per_s()`, a large fp32 matrix product measured in the same run on
-  the same threads before and after the network rows, the faster of the two: a shared host's slow phase lowers a
-  single measurement of the peak, which would flatter every row; how much of what this CPU can do the network
-  gets).
+  `pct_of_peak` (gmac_per_s against `peak_gmac_per_s()`, a large matrix product measured in the same run on the
+  row's own device before and after the network rows, the faster of the two: a shared host's slow phase lowers a
+  single measurement of the peak, which would flatter every row; how much of what this CPU or GPU can do the
+  network gets). CPU rows compare with the CPU's fp32 peak (the row `cpu-peak/torch-matmul`), CUDA rows with the
+  GPU's, fp32 or fp16 as they run (`cuda-peak/torch-matmul`, `cuda-peak/torch-matmul-fp16`).
 
 `onnxruntime-int8` rows run the network as a statically quantised QDQ export (`dgdehaze export --format onnx
 --int8`, calibrated on ../shared/data/hazy-real; skipped without it) on ONNX Runtime: its `gmacs` are the float
@@ -52,7 +53,11 @@ LOG = logging.getLogger(__name__)
 Row = dict[str, float]
 
 PEAK_MATRIX = 2048
-"""Side of the square fp32 matrices whose product measures the CPU's attainable MAC rate."""
+"""Side of the square matrices whose product measures the CPU's attainable MAC rate."""
+PEAK_MATRIX_CUDA = 8192
+"""The same on a GPU, which a smaller product leaves waiting on the launch."""
+CPU_PEAK = "cpu-peak/torch-matmul"
+CUDA_PEAK = "cuda-peak/torch-matmul"
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,34 @@ def available_variants(backends: Sequence[str], device: str = "auto") -> list[Ru
     return variants
 
 
-def peak_gmac_per_s(settings: BenchSettings) -> float:
-    """GMAC/s of a large fp32 matrix product with torch on this CPU's current threads."""
-    left = torch.rand(PEAK_MATRIX, PEAK_MATRIX)
-    right = torch.rand(PEAK_MATRIX, PEAK_MATRIX)
-    row = measure(lambda: torch.mm(left, right), warmup=2, repeats=10, max_seconds=settings.max_seconds)
-    return PEAK_MATRIX ** 3 / (row["latency_ms_median"] / 1000.0) / 1e9
+def peak_name(variant: RuntimeVariant) -> str:
+    """The row of the peak that `variant`'s rows are compared with: its device's, in its precision on a GPU."""
+    if not variant.device.startswith("cuda"):
+        return CPU_PEAK
+    return CUDA_PEAK + ("-fp16" if variant.half else "")
+
+
+def peak_gmac_per_s(settings: BenchSettings, variant: RuntimeVariant | None = None) -> float:
+    """GMAC/s of a large matrix product with torch on `variant`'s device (None: this CPU's current threads), in
+    fp16 for a CUDA fp16 variant, else fp32."""
+    device = variant.device if variant is not None and variant.device.startswith("cuda") else "cpu"
+    dtype = torch.float16 if device != "cpu" and variant is not None and variant.half else torch.float32
+    side = PEAK_MATRIX if device == "cpu" else PEAK_MATRIX_CUDA
+    left = torch.rand(side, side, device=device, dtype=dtype)
+    right = torch.rand(side, side, device=device, dtype=dtype)
+
+    def product() -> None:
+        torch.mm(left, right)
+        if device != "cpu":
+            torch.cuda.synchronize(device)
+    row = measure(product, warmup=2, repeats=10, max_seconds=settings.max_seconds)
+    return side ** 3 / (row["latency_ms_median"] / 1000.0) / 1e9
+
+
+def peaks_of(variants: Sequence[RuntimeVariant], settings: BenchSettings) -> dict[str, float]:
+    """The peak (GMAC/s) of every device and precision that `variants` run on, by `peak_name`; the CPU's always."""
+    chosen = {CPU_PEAK: None, **{peak_name(v): v for v in variants}}
+    return {name: peak_gmac_per_s(settings, variant) for name, variant in chosen.items()}
 
 
 class TimedRuntime:
@@ -246,13 +273,19 @@ def _timed_call(pipeline: NetworkPipeline, frame: np.ndarray, totals: list[float
     totals.append(time.perf_counter() - begin)
 
 
-def with_pct_of_peak(rows: dict[str, Row], peak_before: float, peak_after: float) -> dict[str, Row]:
-    """The network rows with `pct_of_peak` against the faster of two peaks (GMAC/s) measured in the same run before
-    and after them, and the peak's own row `cpu-peak/torch-matmul`: `gmac_per_s` (that faster one), `before` and
-    `after`."""
-    peak = max(peak_before, peak_after)
-    table = {name: {**row, "pct_of_peak": 100.0 * row["gmac_per_s"] / peak} for name, row in rows.items()}
-    table["cpu-peak/torch-matmul"] = {"gmac_per_s": peak, "before": peak_before, "after": peak_after}
+def with_pct_of_peak(rows: dict[str, Row], variants: Sequence[RuntimeVariant], before: dict[str, float],
+                     after: dict[str, float]) -> dict[str, Row]:
+    """The network rows of `variants` with `pct_of_peak` against the faster of their device's two peaks (GMAC/s,
+    `peaks_of`) measured in the same run before and after them, and each peak's own row (`peak_name`):
+    `gmac_per_s` (that faster one), `before` and `after`."""
+    peaks = {name: max(before[name], after[name]) for name in before}
+    of_label = {variant.label: peak_name(variant) for variant in variants}
+    table = {}
+    for name, row in rows.items():
+        label = name.split("/")[1].split("@")[0]
+        table[name] = {**row, "pct_of_peak": 100.0 * row["gmac_per_s"] / peaks[of_label[label]]}
+    for name, peak in peaks.items():
+        table[name] = {"gmac_per_s": peak, "before": before[name], "after": after[name]}
     return table
 
 

@@ -168,11 +168,11 @@ def run(args: argparse.Namespace) -> int:
     if {"dcp", "chain", *networks} & set(targets):  # the baseline as rows of its own; each ratio times it again
         table.update(nb.bench_dcp(frames, settings))
     if networks:
-        peak_before = nb.peak_gmac_per_s(settings)
+        peaks_before = nb.peaks_of(variants, settings)
         rows: dict[str, dict[str, float]] = {}
         for config in networks:
             rows.update(nb.bench_network(config, variants, frames, settings, working_sizes))
-        table.update(nb.with_pct_of_peak(rows, peak_before, nb.peak_gmac_per_s(settings)))
+        table.update(nb.with_pct_of_peak(rows, variants, peaks_before, nb.peaks_of(variants, settings)))
     if "detector" in targets:
         from dgdehaze_core.benchmarks.detectors import bench_detector
 
