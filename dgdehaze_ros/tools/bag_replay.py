@@ -268,7 +268,12 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                 LOG.info("starting dgdehaze_node (%s) on DDS domain %d", method_label, domain)
                 with open(log_path, "w") as log:
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-            replay = NodeReplay(node_name, image_topic, compressed, camera_info_topic, domain)
+            try:
+                replay = NodeReplay(node_name, image_topic, compressed, camera_info_topic, domain)
+            except BaseException:  # the node started above must not outlive a replay that could not begin
+                if process is not None:
+                    stop(process, signal.SIGTERM)
+                raise
             try:
                 replay.wait_ready(STARTUP_TIMEOUT if not attach else timeout, process, log_path)
                 evaluation = BagEvaluation(

@@ -149,8 +149,6 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
                "-r", "image:=/bench/image", "-p", f"model:={model}", "-p", f"image_reliability:={reliability}",
                "-p", f"detection_enabled:={'true' if detection else 'false'}",
                "-p", f"detection_interval:={detection_interval}", "-p", "diagnostics_period:=0.5"]
-    node_log = tempfile.TemporaryFile()
-    node_process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=node_log)
     context = Context()
     saved_env = {k: os.environ.get(k) for k in (extra_env or {})}
     os.environ.update(extra_env or {})
@@ -160,6 +158,8 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
     executor.add_node(camera)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
+    node_log = tempfile.TemporaryFile()  # the node starts last: a failure above leaves no process behind
+    node_process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=node_log)
     try:
         frame = bgr8_to_image(hazy_test_frame(width, height), "bgr8", Image().header)
         if not _wait(lambda: camera.publisher.get_subscription_count() > 0 or node_process.poll() is not None,
