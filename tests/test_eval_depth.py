@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti, load_middlebury
+from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti, load_middlebury, middlebury_depth
 from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, change_between, dense_depth, depth_errors,
                                                  evaluate_depth, synthesize)
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
@@ -176,3 +176,23 @@ def test_dcp_depth_on_real_middlebury_under_synthesized_haze(shared_data: Path):
     # DCP's depth is mostly haze: what it reads of the clear view moves a lot once the haze is there
     assert np.isnan(table["dcp@clear"]["change_vs_clear"])
     assert table["dcp@t0.25"]["change_vs_clear"] > 0.1
+
+
+def test_a_middlebury_disparity_not_in_one_8_bit_channel_is_refused(shared_data: Path, tmp_path: Path):
+    """A 16-bit copy of a disparity file gave depths 257 times too small and figures to match, exit 0."""
+    disparity = cv2.imread(str(shared_data / "depth" / "middlebury2003" / "cones" / "disp2.pgm"), cv2.IMREAD_UNCHANGED)
+    wide = tmp_path / "wide.pgm"
+    cv2.imwrite(str(wide), disparity.astype(np.uint16) * 257)
+    with pytest.raises(ValueError, match="one 8-bit channel"):
+        middlebury_depth(wide)
+    colour = tmp_path / "colour.png"
+    cv2.imwrite(str(colour), cv2.merge([disparity] * 3))
+    with pytest.raises(ValueError, match="one 8-bit channel"):
+        middlebury_depth(colour)
+    assert np.nanmin(middlebury_depth(shared_data / "depth" / "middlebury2003" / "cones" / "disp2.pgm")) > 0
+
+
+def test_a_depth_map_of_more_than_one_plane_is_refused_with_its_shape():
+    from dgdehaze_core.evaluation.depth_datasets import _checked
+    with pytest.raises(ValueError, match=r"its depth has shape \(4, 5, 1\), not one plane"):
+        _checked("frame", np.zeros((4, 5, 3), np.uint8), np.ones((4, 5, 1), np.float32))

@@ -123,3 +123,49 @@ def test_the_visibility_sheet_draws_every_photo_and_writes_its_estimate(tmp_path
     assert list(json.loads((tmp_path / "one.json").read_text())) == ["fog40.png"]
     assert sheet_tool["main"]([str(tmp_path / "photos"), "--include", "none*", "--out", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def _kitti_copy(shared_data: Path, tmp_path: Path) -> tuple[Path, str]:
+    """kitti-tiny's calibration and the first left-camera frame's layout, copied (files linked) to edit."""
+    import shutil
+    source = shared_data / "depth" / "kitti-tiny"
+    folder = tmp_path / "kitti"
+    shutil.copytree(source, folder, copy_function=lambda a, b: Path(b).symlink_to(a))
+    calib = next(folder.rglob("calib_cam_to_cam.txt"))
+    text = calib.read_text()
+    calib.unlink()
+    calib.write_text(text)
+    return folder, "2011_09_26_drive_0023_sync/image_02/0000000000"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: "P_rect_02: " + " ".join(p[:3]), "3 numbers, not the 12"),
+    (lambda p: "P_rect_02: 0 " + " ".join(p[1:]), "positive focal lengths"),
+    (lambda p: "P_rect_02: nan " + " ".join(p[1:]), "positive focal lengths"),
+    (lambda p: "P_rect_02: " + " ".join(p[:5]) + " inf " + " ".join(p[6:]), "positive focal lengths|finite"),
+    (lambda p: "P_rect_02: abc " + " ".join(p[1:]), "could not convert"),
+])
+def test_a_malformed_kitti_projection_is_refused_naming_the_file(shared_data: Path, tmp_path: Path, edit,
+                                                                 message: str):
+    """Too few numbers were a traceback (IndexError) and fx 0 or NaN a set of figures reading 'no fog' (exit 0)."""
+    folder, name = _kitti_copy(shared_data, tmp_path)
+    calib = next(folder.rglob("calib_cam_to_cam.txt"))
+    lines = calib.read_text().splitlines()
+    lines = [edit(line.split()[1:]) if line.startswith("P_rect_02:") else line for line in lines]
+    calib.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=message) as refused:
+        kitti_intrinsics(folder, name)
+    assert str(calib) in str(refused.value)
+    calib.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match="not a KITTI calibration text file"):
+        kitti_intrinsics(folder, name)
+
+
+def test_a_frame_with_no_ground_truth_within_range_is_refused_not_left_out_of_the_means(shared_data: Path):
+    folder = shared_data / "depth" / "kitti-tiny"
+    depth_set = load_kitti(folder)
+    sample = depth_set.samples[0]
+    far = np.where(np.isfinite(sample.depth), depth_set.max_depth + 10.0, np.nan).astype(np.float32)
+    depth_set.samples = [DepthSample(sample.name, sample.image, far), *depth_set.samples[1:2]]
+    with pytest.raises(ValueError, match=f"{sample.name}: no ground-truth depth within"):
+        evaluate_visibility(depth_set, folder, [load_method(MethodSpec("dcp", "dcp"))])

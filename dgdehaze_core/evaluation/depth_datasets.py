@@ -55,6 +55,8 @@ class DepthSet:
 
 
 def _checked(name: str, image: np.ndarray, depth: np.ndarray) -> DepthSample:
+    if depth.ndim != 2:
+        raise ImageError(f"{name}: its depth has shape {depth.shape}, not one plane of height x width")
     if image.shape[:2] != depth.shape:
         raise ImageError(f"{name}: image is {image.shape[1]}x{image.shape[0]} but its depth is "
                          f"{depth.shape[1]}x{depth.shape[0]}")
@@ -131,6 +133,9 @@ def middlebury_depth(disparity_file: str | Path) -> np.ndarray:
     raw = cv2.imread(str(disparity_file), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ImageError(f"{disparity_file} is not a readable disparity image")
+    if raw.dtype != np.uint8 or raw.ndim != 2:
+        raise ImageError(f"{disparity_file} is {raw.dtype} with {raw.shape[2] if raw.ndim == 3 else 1} channel(s): a "
+                         "Middlebury 2003 disparity is one 8-bit channel (its scale would be read wrong)")
     disparity = raw.astype(np.float32) / MIDDLEBURY_DISPARITY_SCALE
     with np.errstate(divide="ignore"):
         depth = MIDDLEBURY_FOCAL_PX * MIDDLEBURY_BASELINE_M / disparity

@@ -32,7 +32,7 @@ from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import DepthSample, DepthSet, is_kitti_set
 from dgdehaze_core.evaluation.depth_eval import AIRLIGHT, dense_depth
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr
+from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, rgb_float_to_bgr
 from dgdehaze_core.physics.scattering import synthesize_haze
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
                                               ray_norms)
@@ -63,10 +63,19 @@ def kitti_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
     if calib is None or not calib.is_file():
         raise ValueError(f"{folder} has no calib_cam_to_cam.txt beside {drive}: the camera's intrinsics are unknown")
     key = f"P_rect_{camera.removeprefix('image_')}:"
-    for line in calib.read_text().splitlines():
+    try:
+        lines = calib.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{calib} is not a KITTI calibration text file") from None
+    for line in lines:
         if line.startswith(key):
-            p = [float(v) for v in line.split()[1:]]
-            return Intrinsics(fx=p[0], fy=p[5], cx=p[2], cy=p[6])
+            try:
+                p = [float(v) for v in line.split()[1:]]
+                if len(p) != 12:
+                    raise ValueError(f"{len(p)} numbers, not the 12 of a 3x4 projection")
+                return Intrinsics.from_k([p[0], p[1], p[2], p[4], p[5], p[6], p[8], p[9], p[10]])
+            except ValueError as exc:
+                raise ValueError(f"{calib}: {key} {exc}") from None
     raise ValueError(f"{calib} has no {key} line for {sample_name}")
 
 
@@ -103,6 +112,9 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
     rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}@{c}": [] for m in fog_methods
                                                          for c in (CLEAR, *VISIBILITIES)}
     for sample in tqdm(depth_set.samples, desc=label, unit="image"):
+        if not (np.isfinite(sample.depth) & (sample.depth > 0) & (sample.depth <= depth_set.max_depth)).any():
+            raise ImageError(f"{sample.name}: no ground-truth depth within {depth_set.max_depth:g} m, so its "
+                             "AbsRel and coverage would be left out of the means without a word")
         intrinsics = kitti_intrinsics(folder, sample.name)
         norms = ray_norms(sample.depth.shape, intrinsics)
         dense = dense_depth(sample.depth, SKY_DISTANCE, depth_set.sparse)
