@@ -96,10 +96,25 @@ def test_bad_arguments_exit_2_with_a_message(args: list[str], capsys: pytest.Cap
     assert "dgdehaze bench: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["--detect-every", ""], ["--detect-every", ","], ["--chain-imgsz", ""]])
+def test_an_empty_list_of_intervals_or_sizes_is_refused_not_run_as_no_rows(
+        args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:  # argparse's own usage error
+        main(["bench", "chain", *args])
+    assert refused.value.code == 2 and "expected at least one integer" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["chain", "--chain-backend", "tensorflow"], "unknown backend 'tensorflow'"),
     (["lite", "--device", "gpu7"], "unknown device 'gpu7'"),
-    (["node", "--node-seconds", "0"], "--node-rate and --node-seconds must be positive"),
+    (["node", "--node-seconds", "0"], "--node-seconds must be above 0"),
+    (["node", "--node-seconds", "inf"], "--node-seconds must be above 0 and at most 86400 s"),  # ran for ever
+    (["node", "--soak", "inf"], "--soak must be 0 (none) to 86400 s"),
+    (["node", "--soak", "nan"], "--soak must be 0 (none) to 86400 s"),
+    (["node", "--node-rate", "inf"], "--node-rate must be above 0 and at most 1000 Hz"),  # was a traceback
+    (["node", "--node-rate", "nan"], "--node-rate must be above 0"),
+    (["node", "--node-rate", "1e-9"], "publishes no frame in 10 s"),  # slept 1/rate s, far past the window
+    (["dcp", "--max-seconds", "nan"], "--max-seconds a number of seconds"),
     (["--sizes", "100000x100000"], "exceeds the limit"),
     (["--json", "/proc/figures.json"], "--json /proc/figures.json cannot be written"),
     (["lite", "--sizes", "160x120", "--working-sizes", "320x240,2000x8"],  # was: no row and no word

@@ -84,3 +84,14 @@ def test_the_node_reports_frames_lost_before_they_reach_it() -> None:
     # gaps in the camera's sequence numbers count only losses between two frames that arrived, and here as few as
     # none of 90 may arrive (one suite run), so only their bound is asserted; test_ros_node's burst test counts them
     assert 0 <= row["missing_in_sequence"] <= lost and row["unaccounted"] >= 0, row
+
+
+@pytest.mark.parametrize("rate_hz, seconds, message", [(float("inf"), 2.0, "positive and finite"),
+                                                       (30.0, float("nan"), "positive and finite"),
+                                                       (0.1, 2.0, "publishes no frame in 2 s")])
+def test_a_camera_that_never_ends_or_never_publishes_is_refused_before_the_node_starts(
+        rate_hz: float, seconds: float, message: str) -> None:
+    """An infinite rate was an OverflowError, an infinite window a run for ever, a rate below one frame in the
+    window a sleep far past it."""
+    with pytest.raises(ValueError, match=message):
+        measure_node(64, 48, rate_hz=rate_hz, seconds=seconds)

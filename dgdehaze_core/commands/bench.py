@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 
 import cv2
@@ -38,13 +39,20 @@ DEFAULT_NETWORKS = ("lite", "base")
 """The paper's 45 M-parameter network is measured only when asked for (about a second per VGA frame on a CPU)."""
 TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "node")
 DEFAULT_TARGETS = ("dcp", *DEFAULT_NETWORKS, "detector", "chain")
+MAX_NODE_RATE_HZ = 1000.0
+"""The fastest camera the node benchmark plays."""
+MAX_NODE_SECONDS = 86400.0
+"""The longest node run or soak: a day."""
 
 
 def _int_list(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:  # an empty list would run none of the option's rows and say nothing
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,8 +125,8 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
     frame sizes and working sizes."""
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
-    if args.threads < 0 or args.max_seconds < 0:
-        raise ValueError("--threads and --max-seconds must be >= 0")
+    if args.threads < 0 or not (math.isfinite(args.max_seconds) and args.max_seconds >= 0):
+        raise ValueError("--threads and --max-seconds must be >= 0 (--max-seconds a number of seconds; 0: no cap)")
     if args.threads > (os.cpu_count() or 1):
         raise ValueError(f"--threads {args.threads} exceeds this machine's {os.cpu_count()} CPUs: a benchmark on "
                          "more threads than cores measures the oversubscription")
@@ -143,9 +151,22 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
     resolve_device(args.device)
     if "chain" in targets:
         choose_backend(args.chain_backend, args.device, log=False)
-    if "node" in targets and not (args.node_rate > 0 and args.node_seconds > 0 and args.soak >= 0):
-        raise ValueError("--node-rate and --node-seconds must be positive, --soak at least 0")
+    if "node" in targets:
+        if not 0 <= args.soak <= MAX_NODE_SECONDS:
+            raise ValueError(f"--soak must be 0 (none) to {MAX_NODE_SECONDS:g} s, got {args.soak:g}")
+        _check_node_load(args.node_rate, args.soak or args.node_seconds)
     return sizes, working_sizes
+
+
+def _check_node_load(rate_hz: float, seconds: float) -> None:
+    """The node benchmark's camera: finite, at most MAX_NODE_RATE_HZ and MAX_NODE_SECONDS (a run must end), and at
+    least one frame in the window."""
+    if not (math.isfinite(rate_hz) and 0 < rate_hz <= MAX_NODE_RATE_HZ):
+        raise ValueError(f"--node-rate must be above 0 and at most {MAX_NODE_RATE_HZ:g} Hz, got {rate_hz:g}")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_NODE_SECONDS):
+        raise ValueError(f"--node-seconds must be above 0 and at most {MAX_NODE_SECONDS:g} s, got {seconds:g}")
+    if rate_hz * seconds < 1:
+        raise ValueError(f"--node-rate {rate_hz:g} Hz publishes no frame in {seconds:g} s: at least one is needed")
 
 
 def run(args: argparse.Namespace) -> int:

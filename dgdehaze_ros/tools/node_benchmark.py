@@ -30,6 +30,7 @@ time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -140,8 +141,11 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
         raise ValueError(f"the camera publishes reliable or best_effort, got {publisher_reliability!r}")
     if reliability == "reliable" and publisher_reliability == "best_effort":
         raise ValueError("a reliable subscriber never matches a best_effort publisher")
-    if rate_hz <= 0 or seconds <= 0 or width < 1 or height < 1:
-        raise ValueError("size, rate and duration must be positive")
+    if not (math.isfinite(rate_hz) and math.isfinite(seconds)) or rate_hz <= 0 or seconds <= 0 or width < 1 \
+            or height < 1:
+        raise ValueError("size, rate and duration must be positive and finite")
+    if rate_hz * seconds < 1:
+        raise ValueError(f"{rate_hz:g} Hz publishes no frame in {seconds:g} s")
     domain = 1 + (os.getpid() + 101) % 200
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1", **(extra_env or {}),
            **(node_env or {})}
@@ -200,7 +204,7 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
             published += 1
             if published % max(1, int(rate_hz)) == 0:
                 rss_max = max(rss_max, _rss_mb(node_process.pid))
-            time.sleep(max(0.0, start + published / rate_hz - time.monotonic()))
+            time.sleep(max(0.0, min(start + published / rate_hz, start + seconds) - time.monotonic()))
         # the newest frame comes out, or (lost in transport) the node stays quiet for three output intervals
         quiet_s = max(QUIET_S, 3.0 * seconds / max(1, camera.outputs))
         _wait(lambda: last_stamp in camera.output_stamps or time.monotonic() - camera.last_output > quiet_s, 60.0)
