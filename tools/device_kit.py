@@ -10,7 +10,7 @@ validation pairs are copied as they are. Video sources are copied whole. The kit
 fit the device tool's 64 MiB together: this tool says so and exits 2 when they would not.
 
     .venv/bin/python tools/device_kit.py training/lite.yaml [training/lite_no_depth.yaml ...]
-    # then, through the device tool: run(command="bash tools/device_train.sh training/lite.yaml 13500 8",
+    # then, through the device tool: run(command="bash tools/device_train.sh training/lite.yaml 3000 8",
     #                                    carry=[".device"])
 """
 from __future__ import annotations
