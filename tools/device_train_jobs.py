@@ -6,8 +6,9 @@ tools/device_kit.py packed into .device (carried).
         --job lite_b32 training/lite.yaml 13500 batch_size=32 \\
         --job base_b32 training/base.yaml 13500 batch_size=32
 
-1. Calibration: every job trains `--calibration` iterations, all at once as they will run, which proves each
-   recipe runs there and measures its iterations per second beside the others (from its train.csv).
+1. Calibration: every job trains `--calibration` iterations through tools/device_train.sh, all at once as they
+   will run, which proves each recipe runs there and measures its iterations per second beside the others (from
+   its train.csv).
 2. Schedules: each job gets the iterations that fit `--minutes` at that rate (less `--margin` for validation and
    checkpoints), at most its cap, in tens; its cosine decay is stretched to them (`--iterations`).
 3. The jobs run side by side through tools/device_train.sh, whose own stop after the minutes plus one is the hard
@@ -26,10 +27,9 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-PRIORITY = ("NAME.pt", "train.csv", "val.csv", "recipe.yaml", "NAME.log", "calibration.log", "last.pt", "best.pt")
-"""What a job's archive keeps first: the weights, the logs, then the resumable checkpoints."""
 
 
 def parse_job(words: list[str]) -> dict[str, object]:
@@ -43,11 +43,15 @@ def parse_job(words: list[str]) -> dict[str, object]:
     return {"name": name, "recipe": recipe, "cap": int(cap), "sets": sets}
 
 
-def train_command(job: dict[str, object], iterations: int, out: Path, extra: list[str]) -> list[str]:
+def start_training(job: dict[str, object], name: str, iterations: int, minutes: float, folder: Path,
+                   extra: Sequence[str] = ()) -> subprocess.Popen:
+    """tools/device_train.sh training `job`'s recipe as run `name`, its files in `folder`, stopped after `minutes`."""
+    folder.mkdir(parents=True)
     sets = [*job["sets"], *extra]  # type: ignore[misc]
-    return [sys.executable, "-m", "dgdehaze_core.cli", "train", "--config", str(job["recipe"]), "--out", str(out),
-            "--iterations", str(iterations), "--device", os.environ.get("DEVICE", "cuda"), "--no-progress",
-            *[a for s in sets for a in ("--set", s)]]
+    command = ["bash", "tools/device_train.sh", str(job["recipe"]), str(iterations), f"{minutes:g}",
+               *[a for s in sets for a in ("--set", s)]]
+    env = {**os.environ, "OUT": str(folder), "NAME": name, "TMPDIR": str(folder.parent)}
+    return subprocess.Popen(command, cwd=REPO, env=env)
 
 
 def rate(train_csv: Path, skip: int) -> float:
@@ -60,34 +64,28 @@ def rate(train_csv: Path, skip: int) -> float:
     return (i1 - i0) / max(s1 - s0, 1e-6)
 
 
-def calibrate(jobs: list[dict[str, object]], iterations: int, work: Path) -> None:
-    env = {**os.environ, "DGDEHAZE_DATA": str((REPO / os.environ.get("KIT", ".device") / "data").resolve()),
-           "PYTHONUNBUFFERED": "1"}
-    runs = []
-    for job in jobs:
-        folder = work / f"calibration-{job['name']}"
-        log = (work / f"calibration-{job['name']}.log").open("w")
-        command = train_command(job, iterations, folder, ["log_every=10", f"val_every={10 * iterations}",
-                                                           f"checkpoint_every={10 * iterations}"])
-        runs.append((job, folder, log, subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
-                                                        stderr=subprocess.STDOUT)))
-    for job, folder, log, process in runs:
+def calibrate(jobs: list[dict[str, object]], iterations: int, minutes: float, work: Path) -> None:
+    extra = ["log_every=10", f"val_every={10 * iterations}", f"checkpoint_every={10 * iterations}"]
+    runs = [(job, start_training(job, "calibration", iterations, minutes, work / f"calibration-{job['name']}",
+                                 extra)) for job in jobs]
+    for job, process in runs:
         job["calibration_exit"] = process.wait()
-        log.close()
         try:
-            job["rate"] = rate(folder / "train.csv", iterations // 3)
+            job["rate"] = rate(work / f"calibration-{job['name']}" / "calibration" / "train.csv", iterations // 3)
         except (OSError, RuntimeError, ValueError) as error:
             job["rate"], job["error"] = 0.0, str(error)
 
 
-def archive(job: dict[str, object], folder: Path, work: Path, out: Path, max_bytes: int) -> None:
+def archive(job: dict[str, object], work: Path, out: Path, max_bytes: int) -> None:
+    """Pack the job's files into `out`/NAME.tgz, at most `max_bytes` of them: the weights, the logs, the
+    calibration's log, then the resumable checkpoints, each left out where it would not fit."""
     name = str(job["name"])
-    files = {"NAME.pt": folder / f"{name}.pt", "NAME.log": folder / f"{name}.log",
-             "calibration.log": work / f"calibration-{name}.log",
-             **{key: folder / name / key for key in ("train.csv", "val.csv", "recipe.yaml", "last.pt", "best.pt")}}
+    run = work / f"out-{name}"
+    paths = [run / f"{name}.pt", *(run / name / f for f in ("train.csv", "val.csv", "recipe.yaml")),
+             run / f"{name}.log", work / f"calibration-{name}" / "calibration.log",
+             *(run / name / f for f in ("last.pt", "best.pt"))]
     kept, total = [], 0
-    for key in PRIORITY:
-        path = files[key]
+    for path in paths:
         if path.is_file() and total + path.stat().st_size <= max_bytes:
             kept.append(path)
             total += path.stat().st_size
@@ -119,7 +117,7 @@ def main() -> int:
     work = Path(os.environ.get("WORK", "/tmp/device_train_jobs"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    calibrate(jobs, args.calibration, work)
+    calibrate(jobs, args.calibration, args.minutes, work)
     plan_s = args.minutes * 60.0 * args.margin
     for job in jobs:
         job["iterations"] = min(int(job["cap"]), int(float(job["rate"]) * plan_s) // 10 * 10)  # type: ignore
@@ -131,24 +129,17 @@ def main() -> int:
     for job in jobs:
         print(f"{job['name']}: {float(job['rate']):.1f} it/s side by side -> {job['iterations']} iterations",
               flush=True)
-    runs = []
-    for job in jobs:
-        if int(job["iterations"]) < 10:
-            archive(job, work / "none", work, out, int(args.max_mib * 2**20))  # type: ignore[arg-type]
-            continue
-        folder = work / f"out-{job['name']}"
-        folder.mkdir()
-        env = {**os.environ, "OUT": str(folder), "NAME": str(job["name"]), "TMPDIR": str(work)}
-        command = ["bash", "tools/device_train.sh", str(job["recipe"]), str(job["iterations"]),
-                   f"{args.minutes + 1:g}", *[a for s in job["sets"] for a in ("--set", s)]]  # type: ignore
-        job["command"] = " ".join(command)
-        runs.append((job, folder, subprocess.Popen(command, cwd=REPO, env=env)))
-    for job, folder, process in runs:
+    runs = [(job, start_training(job, str(job["name"]), int(job["iterations"]), args.minutes + 1,  # type: ignore
+                                 work / f"out-{job['name']}"))
+            for job in jobs if int(job["iterations"]) >= 10]  # type: ignore[arg-type]
+    for job, process in runs:
+        job["command"] = " ".join(process.args)  # type: ignore[arg-type]
         job["exit"] = process.wait()
-        archive(job, folder, work, out, int(args.max_mib * 2**20))
+    for job in jobs:
+        archive(job, work, out, int(args.max_mib * 2**20))
     summary = {"seconds": round(time.monotonic() - started, 1), "minutes": args.minutes, "jobs": jobs}
     (out / "jobs.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return 0 if runs and all(j.get("exit") == 0 for j, _, _ in runs) else 1
+    return 0 if runs and all(j.get("exit") == 0 for j, _ in runs) else 1
 
 
 if __name__ == "__main__":
