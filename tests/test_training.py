@@ -74,6 +74,37 @@ def test_dcp_teacher_tracks_the_true_transmission(middlebury_scene) -> None:
     assert teacher_a.min() > 0.6 and teacher_a.max() <= 0.95
 
 
+def test_box_mean_counts_only_the_pixels_inside_and_the_guided_filter_takes_each_channel_alone() -> None:
+    from dgdehaze_core.training.priors import box_mean, guided_filter
+
+    x = torch.rand(2, 3, 9, 13, dtype=torch.float64)
+    radius = 2
+    brute = torch.empty_like(x)
+    for row in range(9):
+        for col in range(13):
+            window = x[:, :, max(0, row - radius):row + radius + 1, max(0, col - radius):col + radius + 1]
+            brute[:, :, row, col] = window.mean((-2, -1))
+    assert torch.allclose(box_mean(x, radius), brute, atol=1e-12)
+    guide, source = torch.rand(2, 1, 40, 50), torch.rand(2, 3, 40, 50)  # the maps are filtered stacked
+    together = guided_filter(guide, source, 6, 1e-3)
+    for channel in range(3):
+        alone = guided_filter(guide, source[:, channel:channel + 1], 6, 1e-3)
+        assert torch.allclose(together[:, channel:channel + 1], alone, atol=1e-6)
+
+
+def test_a_weight_that_became_infinite_or_nan_is_caught_in_any_tensor(tmp_path: Path) -> None:
+    from dgdehaze_core.training.run_control import check_finite_weights
+
+    weights = [torch.randn(64, 64), torch.randn(3), torch.randn(8, 8, 3, 3)]
+    check_finite_weights(weights, 5, tmp_path / "last.pt")
+    check_finite_weights([], 5, tmp_path / "last.pt")
+    for bad in (math.inf, -math.inf, math.nan):
+        spoilt = [w.clone() for w in weights]
+        spoilt[2][4, 1, 0, 2] = bad
+        with pytest.raises(RuntimeError, match="weights became NaN or infinite at iteration 5; no checkpoint"):
+            check_finite_weights(spoilt, 5, tmp_path / "last.pt")
+
+
 def test_loss_falls_on_a_fixed_batch(smoke_recipe) -> None:
     torch.set_num_threads(2)
     trainer = Trainer(smoke_recipe, "unused", device="cpu")

@@ -41,7 +41,7 @@ from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, 
 from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, check_same_data, file_fingerprint,
                                                 load_resumable, open_run_folder, quiet_loader_worker,
-                                                resumed_commits, run_folder_lock)
+                                                resumed_commits, run_folder_lock, step_figures)
 from dgdehaze_core.training.trainer import (CsvLog, hardware_name, keep_run_files, seed_everything, source_commit,
                                             write_recipe)
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
@@ -75,7 +75,8 @@ class DepthTrainer:
         seed_everything(recipe.seed)
         self.depth = ClearDepthNet(recipe.architecture).to(self.device)
         self.pose = PoseNet(recipe.pose_widths).to(self.device)
-        self.optimizer = torch.optim.Adam([*self.depth.parameters(), *self.pose.parameters()], lr=recipe.lr)
+        self.optimizer = torch.optim.Adam([*self.depth.parameters(), *self.pose.parameters()], lr=recipe.lr,
+                                          foreach=True)
         self.iteration = 0
         self.elapsed = 0.0
         self.last_validation: dict[str, dict[str, float]] = {}
@@ -178,7 +179,7 @@ class DepthTrainer:
         self.optimizer.step()
         check_finite_weights([*self.depth.parameters(), *self.pose.parameters()], self.iteration, self.last_path)
         self.iteration += 1
-        return {**{name: float(value.detach()) for name, value in terms.items()}, "lr": lr}
+        return {**step_figures(terms), "lr": lr}
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def _dataset(self) -> FrameTuples:

@@ -13,33 +13,39 @@ import torch.nn.functional as F
 LUMA = (0.299, 0.587, 0.114)
 
 
-def _box_sum(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
-    """Sum over a window of 2r+1 along `dim` (clipped at the borders), by cumulative sums: O(1) per pixel."""
-    length = x.shape[dim]
+def _window(length: int, radius: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each position's window of 2r+1 along an axis of `length`, clipped at the borders: its first index and one
+    past its last."""
+    index = torch.arange(length, device=device)
+    return (index - radius).clamp(min=0), (index + radius + 1).clamp(max=length)
+
+
+def _box_sum(x: torch.Tensor, window: tuple[torch.Tensor, torch.Tensor], dim: int) -> torch.Tensor:
+    """Sum over each position's `window` along `dim`, by cumulative sums: O(1) per pixel."""
     cumulative = torch.cumsum(x, dim)
     cumulative = torch.cat([torch.zeros_like(cumulative.narrow(dim, 0, 1)), cumulative], dim)
-    index = torch.arange(length, device=x.device)
-    upper = (index + radius + 1).clamp(max=length)
-    lower = (index - radius).clamp(min=0)
+    lower, upper = window
     return cumulative.index_select(dim, upper) - cumulative.index_select(dim, lower)
 
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 window, counting only pixels inside the image (separable cumulative sums)."""
-    ones = torch.ones_like(x[:1, :1])
-    count = _box_sum(_box_sum(ones, radius, -1), radius, -2)
-    return _box_sum(_box_sum(x, radius, -1), radius, -2) / count
+    """Mean over a (2r+1)^2 window, counting only pixels inside the image (separable cumulative sums); each channel
+    on its own, so that stacking maps along the channels filters them all in one pass."""
+    rows, cols = _window(x.shape[-2], radius, x.device), _window(x.shape[-1], radius, x.device)
+    count = ((rows[1] - rows[0])[:, None] * (cols[1] - cols[0])[None, :]).to(x.dtype)
+    return _box_sum(_box_sum(x, cols, -1), rows, -2) / count
 
 
 def guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
     """He et al.'s guided filter with a 1-channel guide: edge-preserving smoothing of `source` along `guide`."""
     radius = max(1, min(radius, (min(guide.shape[-2:]) - 1) // 2))
-    mean_g, mean_s = box_mean(guide, radius), box_mean(source, radius)
-    cov = box_mean(guide * source, radius) - mean_g * mean_s
-    var = box_mean(guide * guide, radius) - mean_g * mean_g
-    a = cov / (var + eps)
+    channels = source.shape[1]
+    means = box_mean(torch.cat([guide, source, guide * source, guide * guide], 1), radius)
+    mean_g, mean_s, mean_gs, mean_gg = means.split([1, channels, channels, 1], 1)
+    a = (mean_gs - mean_g * mean_s) / (mean_gg - mean_g * mean_g + eps)
     b = mean_s - a * mean_g
-    return box_mean(a, radius) * guide + box_mean(b, radius)
+    mean_a, mean_b = box_mean(torch.cat([a, b], 1), radius).split(channels, 1)
+    return mean_a * guide + mean_b
 
 
 def gray(image: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
 from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, check_same_data, file_fingerprint,
                                                 load_resumable, open_run_folder, quiet_loader_worker,
-                                                resumed_commits, run_folder_lock)
+                                                resumed_commits, run_folder_lock, step_figures)
 
 LOG = logging.getLogger(__name__)
 
@@ -211,12 +211,14 @@ class Trainer:
             self.clear_depth = ClearDepthPredictor.from_checkpoint(recipe.clear_depth, self.device)
             self.clear_depth.model.requires_grad_(False)
             self.clear_depth_sha256 = file_sha256(recipe.clear_depth)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                                           foreach=True)
         self.discriminator: PatchDiscriminator | None = None
         self.disc_optimizer: torch.optim.Optimizer | None = None
         if recipe.loss.adversarial > 0:
             self.discriminator = PatchDiscriminator().to(self.device)
-            self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
+            self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.lr, betas=(0.5, 0.999),
+                                                   foreach=True)
         self.detector_features: DetectorFeatures | None = None
         if recipe.loss.detector_features > 0:
             self.detector_features = DetectorFeatures().to(self.device)
@@ -465,9 +467,7 @@ class Trainer:
         if self.discriminator is not None and self.disc_optimizer is not None:
             self._discriminator_step(clear[:, :3])
         self.iteration += 1
-        row = {name: float(value.detach()) for name, value in terms.items()}
-        row.update(total=float(total.detach()), lr=lr)
-        return row
+        return {**step_figures({**terms, "total": total}), "lr": lr}
 
     def _discriminator_step(self, clear: torch.Tensor) -> None:
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
