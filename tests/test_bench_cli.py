@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dgdehaze_core.cli import main
+from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reason
 from dgdehaze_core.models import build_model
 from dgdehaze_core.models.complexity import count_macs
@@ -120,6 +121,9 @@ def test_an_empty_list_of_intervals_or_sizes_is_refused_not_run_as_no_rows(
     (["lite", "--sizes", "160x120", "--working-sizes", "320x240,2000x8"],  # was: no row and no word
      "--working-sizes 320x240 is not smaller than any of --sizes 160x120"),
     (["--threads", "100000"], "exceeds this machine's"),  # was: MemoryError traceback reading the frames
+    (["train", "--train-batch", "0"], "--train-batch values must be 1 to 512"),
+    (["train", "--train-batch", "4,100000"], "--train-batch values must be 1 to 512"),
+    (["train", "--train-config", "/nonexistent/recipe.yaml"], "/nonexistent/recipe.yaml"),
     *([(["chain", "--chain-backend", "tensorrt"], "tensorrt backend unavailable"),
        (["lite", "--backends", "tensorrt"], "tensorrt")] if tensorrt_unavailable_reason() else []),
 ])
@@ -149,6 +153,20 @@ def test_a_network_target_none_of_whose_backends_runs_here_fails_with_the_reason
     assert main(["bench", "lite", "--backends", "tensorrt", "--sizes", "64x48", "--repeats", "1"]) == 2
     error = capsys.readouterr().err
     assert "no requested backend runs" in error and "tensorrt:" in error
+
+
+def test_a_training_step_is_timed_with_the_operations_it_dispatches(tmp_path: Path) -> None:
+    smoke = REPO_DIR / "training" / "smoke.yaml"
+    table = run_bench(tmp_path, "train", "--train-config", str(smoke), "--train-batch", "1,2", "--device", "cpu")
+    assert set(table) == {"train/smoke@cpu/batch1", "train/smoke@cpu/batch2"}
+    for batch in (1, 2):
+        row = table[f"train/smoke@cpu/batch{batch}"]
+        positive(row, ("step_ms_median", "step_ms_p95", "steps_per_s", "crops_per_s", "dispatched_ops"))
+        assert row["runs"] == 2
+        assert row["steps_per_s"] == pytest.approx(1000.0 / row["step_ms_median"])
+        assert row["crops_per_s"] == pytest.approx(row["steps_per_s"] * 2 * batch)
+        assert row["dispatched_ops"] > 1000, "a step's forward, backward and optimizer: thousands of operations"
+    assert list(tmp_path.iterdir()) == [tmp_path / "bench.json"], "the step writes no run folder"
 
 
 def test_each_network_row_is_a_share_of_its_own_devices_peak() -> None:

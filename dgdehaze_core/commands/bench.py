@@ -11,8 +11,9 @@
     dgdehaze bench chain --detect-every 1 --chain-contrast          # what the detector's contrast equaliser costs
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
     dgdehaze bench node --sizes 1280x720 --soak 600 # a 10-minute soak: memory, loss accounted on /diagnostics
+    dgdehaze bench train --train-batch 8,32 --device cuda   # a training step of training/lite.yaml
 
-Rows and figures are described in dgdehaze_core/benchmarks/networks.py and detectors.py.
+Rows and figures are described in dgdehaze_core/benchmarks/networks.py, detectors.py and training.py.
 """
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ import argparse
 import logging
 import math
 import os
+from pathlib import Path
 
 import cv2
 
 from dgdehaze_core.benchmarks.timing import parse_size, smaller_than
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
+from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import INT8_RUNTIME, RUNTIMES
@@ -37,12 +40,14 @@ LOG = logging.getLogger(__name__)
 NETWORK_TARGETS = ("lite", "base", "paper")
 DEFAULT_NETWORKS = ("lite", "base")
 """The paper's 45 M-parameter network is measured only when asked for (about a second per VGA frame on a CPU)."""
-TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "node")
+TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "node", "train")
 DEFAULT_TARGETS = ("dcp", *DEFAULT_NETWORKS, "detector", "chain")
 MAX_NODE_RATE_HZ = 1000.0
 """The fastest camera the node benchmark plays."""
 MAX_NODE_SECONDS = 86400.0
 """The longest node run or soak: a day."""
+MAX_TRAIN_BATCH = 512
+"""The largest batch `bench train` times (its random crops are made in memory)."""
 
 
 def _int_list(text: str) -> list[int]:
@@ -103,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--node-reliability", default="reliable", choices=RELIABILITIES,
                         help="node: image_reliability")
     parser.add_argument("--node-detection", action="store_true", help="node: run the detector too")
+    parser.add_argument("--train-config", type=Path, default=REPO_DIR / "training" / "lite.yaml",
+                        help="train: the recipe whose step is timed (default: training/lite.yaml)")
+    parser.add_argument("--train-batch", type=_int_list, default=[8], help="train: comma-separated batch sizes")
     parser.add_argument("--json", type=str, default=None, help="also write the table to this JSON file")
     parser.set_defaults(func=run)
 
@@ -155,6 +163,12 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
         if not 0 <= args.soak <= MAX_NODE_SECONDS:
             raise ValueError(f"--soak must be 0 (none) to {MAX_NODE_SECONDS:g} s, got {args.soak:g}")
         _check_node_load(args.node_rate, args.soak or args.node_seconds)
+    if "train" in targets:
+        if any(not 1 <= v <= MAX_TRAIN_BATCH for v in args.train_batch):
+            raise ValueError(f"--train-batch values must be 1 to {MAX_TRAIN_BATCH}, got {args.train_batch}")
+        from dgdehaze_core.training.recipe import load_recipe
+
+        load_recipe(args.train_config)  # a missing or bad recipe fails here, before any row is measured
     return sizes, working_sizes
 
 
@@ -209,6 +223,10 @@ def run(args: argparse.Namespace) -> int:
             table.update(run_node_benchmark(args.node_model, width, height, args.node_rate,
                                             args.soak or args.node_seconds, args.node_reliability,
                                             args.node_detection))
+    if "train" in targets:
+        from dgdehaze_core.benchmarks.training import bench_training
+
+        table.update(bench_training(args.train_config, args.train_batch, args.device, settings))
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     emit(table, title=f"dgdehaze bench ({os.cpu_count()} CPUs, load average {load}; threads: "
                       f"{args.threads or 'default'})", json_path=args.json)
