@@ -54,6 +54,8 @@ def test_networks_and_chain_rows(tmp_path: Path) -> None:
         assert row["pipeline_ratio_to_dcp"] == pytest.approx(row["pipeline_ms_median"] / dcp_ms)
         assert row["gmac_per_s"] == pytest.approx(row["gmacs"] / row["network_ms_median"] * 1000.0)
         assert row["ratio_to_dcp"] == pytest.approx(row["latency_ms_median"] / dcp_ms)
+    assert table["lite/torch@96x64"]["dispatched_ops"] > 100, "the eager network's operations, counted"
+    assert "dispatched_ops" not in table["lite/onnxruntime@96x64"], "a runtime of its own: nothing to count"
     for interval in (1, 2):
         row = table[f"chain/lite/onnxruntime/detect-every-{interval}@96x64"]
         positive(row, TIMING)
@@ -81,8 +83,8 @@ def test_model_alias_runs_the_configured_network_only_and_working_sizes_add_rows
     assert set(table) == {"dcp@128x64", "lite/torch@128x64", "lite/torch@128x64/work64x32",
                           "lite/torch@128x64/work128x32", "cpu-peak/torch-matmul"}
     full, reduced = table["lite/torch@128x64"], table["lite/torch@128x64/work64x32"]
-    positive(full, NETWORK)
-    positive(reduced, NETWORK)
+    positive(full, (*NETWORK, "dispatched_ops"))
+    positive(reduced, (*NETWORK, "dispatched_ops"))
     model = build_model("lite").eval()
     assert reduced["gmacs"] == pytest.approx(count_macs(model, 32, 64, with_clear=False) / 1e9)
     assert reduced["gmacs"] < full["gmacs"] / 3, "the network runs on a quarter of the pixels"

@@ -157,6 +157,25 @@ def test_token_pooling_equals_adaptive_average_pooling(height: int, width: int) 
     torch.testing.assert_close(pool_tokens(tokens, height, width, 4), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_token_pooling_kept_from_inference_serves_training_and_each_size_and_dtype_its_own() -> None:
+    torch.manual_seed(0)
+    grid_map = torch.randn(2, 6, 13, 21)
+    tokens = grid_map.flatten(2).transpose(1, 2)
+    with torch.inference_mode():  # the node's first frame: what is kept must not be an inference tensor
+        first = pool_tokens(tokens, 13, 21, 4)
+    trained = tokens.clone().requires_grad_(True)
+    pool_tokens(trained, 13, 21, 4).square().sum().backward()  # inference tensors cannot be saved for backward
+    assert trained.grad is not None and trained.grad.abs().sum() > 0
+    torch.testing.assert_close(pool_tokens(tokens, 13, 21, 4), first)
+    wide = pool_tokens(tokens.double(), 13, 21, 4)
+    assert wide.dtype == torch.float64
+    torch.testing.assert_close(wide.float(), first, atol=1e-6, rtol=1e-6)
+    other = torch.randn(1, 6, 9, 21)
+    expected = F.adaptive_avg_pool2d(other, 4).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(pool_tokens(other.flatten(2).transpose(1, 2), 9, 21, 4), expected, atol=1e-5,
+                               rtol=1e-5)
+
+
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model = fresh("lite", seed=3, depth_guidance=False)
     path = save_checkpoint(model, tmp_path / "nested" / "lite.pt", meta={"recipe": "test"})

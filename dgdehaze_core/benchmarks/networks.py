@@ -14,7 +14,9 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
   row's own device before and after the network rows, the faster of the two: a shared host's slow phase lowers a
   single measurement of the peak, which would flatter every row; how much of what this CPU or GPU can do the
   network gets). CPU rows compare with the CPU's fp32 peak (the row `cpu-peak/torch-matmul`), CUDA rows with the
-  GPU's, fp32 or fp16 as they run (`cuda-peak/torch-matmul`, `cuda-peak/torch-matmul-fp16`).
+  GPU's, fp32 or fp16 as they run (`cuda-peak/torch-matmul`, `cuda-peak/torch-matmul-fp16`). Rows of the torch
+  backend also carry `dispatched_ops`: the tensor operations one frame sends to PyTorch, each a launch of its own
+  on a GPU in eager mode.
 
 `onnxruntime-int8` rows run the network as a statically quantised QDQ export (`dgdehaze export --format onnx
 --int8`, calibrated on ../shared/data/hazy-real; skipped without it) on ONNX Runtime: its `gmacs` are the float
@@ -38,7 +40,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from dgdehaze_core.benchmarks.timing import measure, smaller_than
+from dgdehaze_core.benchmarks.timing import count_dispatched, measure, smaller_than
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.inference.backends import INT8_RUNTIME, BackendUnavailable, InferenceBackend, round_up_to_stride
@@ -248,6 +250,8 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
                 **row, **against_dcp(row, dcp_ms), "network_ms_median": network_ms,
                 "pipeline_ms_median": pipeline_ms, "pipeline_ratio_to_dcp": pipeline_ms / dcp_ms,
                 "gmacs": gmacs, "gmac_per_s": gmac_per_s}
+            if variant.backend == "torch":  # eager: each operation is a launch of its own
+                rows[name]["dispatched_ops"] = float(count_dispatched(lambda: pipeline(frame)))
     return rows
 
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.io.images import MAX_PIXELS, list_images, read_image
@@ -32,6 +33,27 @@ def measure(step: Callable[[], object], *, warmup: int = 3, repeats: int = 30,
     median = float(np.median(latencies))
     return {"latency_ms_median": median, "latency_ms_p95": float(np.percentile(latencies, 95)),
             "fps": 1000.0 / median, "runs": len(times)}
+
+
+class _OperationCount(TorchDispatchMode):
+    """Counts the operations that reach PyTorch's dispatcher in this thread while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_dispatched(step: Callable[[], object]) -> int:
+    """How many tensor operations one call of `step` dispatches (views and in-place ones included): on a GPU in
+    eager mode each is a launch from Python, a cost that arithmetic does not show."""
+    counter = _OperationCount()
+    with counter:
+        step()
+    return counter.count
 
 
 def hazy_test_frame(width: int, height: int, seed: int = 0) -> np.ndarray:

@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from dgdehaze_core.benchmarks.networks import BenchSettings, Row
+from dgdehaze_core.benchmarks.timing import count_dispatched
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer
-
-class _OperationCount(TorchDispatchMode):
-    """Counts the operations that reach the dispatcher while it is active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
 
 def bench_training(recipe_path: Path, batches: list[int], device: str, settings: BenchSettings) -> dict[str, Row]:
     """One row per batch size, `train/NAME@DEVICE/batchB`: the step's median and p95 time, steps and crops (clear
@@ -58,11 +45,8 @@ def _bench_batch(trainer: Trainer, batch: int, settings: BenchSettings) -> dict[
         trainer.step(clear, hazy)  # its figures for the log are read from the device: the step has finished
 
     timing = settings.measure(step)
-    counter = _OperationCount()
-    with counter:
-        step()
     steps_per_s = timing["fps"]
     return {f"train/{recipe.name}@{trainer.device.type}/batch{batch}": {
         "step_ms_median": timing["latency_ms_median"], "step_ms_p95": timing["latency_ms_p95"],
         "steps_per_s": steps_per_s, "crops_per_s": steps_per_s * 2 * batch,
-        "dispatched_ops": float(counter.count), "runs": timing["runs"]}}
+        "dispatched_ops": float(count_dispatched(step)), "runs": timing["runs"]}}

@@ -7,6 +7,8 @@ fixed `kv_grid` x `kv_grid` grid, so one attention costs N * kv_grid^2 * C: line
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,15 +17,33 @@ from torch import nn
 def _pooling_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
     """(bins, size) matrix whose row i averages positions [floor(i*size/bins), ceil((i+1)*size/bins)).
 
-    The same bins as `adaptive_avg_pool2d`; every bin is non-empty, also when size < bins.
+    The same bins as `adaptive_avg_pool2d`; every bin is non-empty, also when size < bins. Built from the size
+    while a graph is traced (so that an export keeps height and width dynamic), else kept per size, device and
+    dtype: built anew it costs a dozen small operations per pooling, launched one by one in eager mode.
     """
-    positions = torch.arange(size, device=like.device, dtype=torch.float32)
-    index = torch.arange(bins, device=like.device, dtype=torch.float32)
+    if _tracing() or not isinstance(size, int):
+        return _build_pooling_matrix(size, bins, like.device, like.dtype)
+    return _kept_pooling_matrix(size, bins, like.device, like.dtype)
+
+
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def _build_pooling_matrix(size: int, bins: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    positions = torch.arange(size, device=device, dtype=torch.float32)
+    index = torch.arange(bins, device=device, dtype=torch.float32)
     start = torch.floor(index * size / bins)
     end = torch.ceil((index + 1.0) * size / bins)
     inside = (positions[None, :] >= start[:, None]) & (positions[None, :] < end[:, None])
     weights = inside.to(torch.float32)
-    return (weights / weights.sum(dim=1, keepdim=True)).to(like.dtype)
+    return (weights / weights.sum(dim=1, keepdim=True)).to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_pooling_matrix(size: int, bins: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    with torch.inference_mode(False), torch.no_grad():
+        return _build_pooling_matrix(size, bins, device, dtype)
 
 
 def pool_tokens(tokens: torch.Tensor, height: int, width: int, grid: int) -> torch.Tensor:
