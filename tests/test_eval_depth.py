@@ -93,14 +93,14 @@ def test_sparse_lidar_is_filled_with_max_depth_above_its_top_return():
 
 def test_kitti_and_middlebury_loaders(shared_data: Path):
     kitti = load_kitti(shared_data / "depth" / "kitti-tiny")
-    assert len(kitti.samples) == 14 and kitti.sparse and kitti.max_depth == 80.0
-    sample = kitti.samples[0]
+    assert len(kitti.frames) == 14 and kitti.sparse and kitti.max_depth == 80.0
+    sample = kitti.frames[0].read()
     assert sample.image.shape == (375, 1242, 3) and sample.depth.shape == (375, 1242)
     lidar = sample.depth[np.isfinite(sample.depth)]
     assert 5_000 < lidar.size < 40_000 and 1.0 < lidar.min() and lidar.max() < 120.0
     middlebury = load_middlebury(shared_data / "depth" / "middlebury2003")
-    assert [s.name for s in middlebury.samples] == ["cones/im2", "cones/im6", "teddy/im2", "teddy/im6"]
-    depth = middlebury.samples[0].depth
+    assert [s.name for s in middlebury.samples()] == ["cones/im2", "cones/im6", "teddy/im2", "teddy/im6"]
+    depth = middlebury.frames[0].read().depth
     assert np.isfinite(depth).mean() > 0.9
     # the nearest cones: disparity 55 px -> 935 * 0.16 / 55 = 2.72 m
     assert np.nanmin(depth) == pytest.approx(935 * 0.16 / 55.0, rel=1e-4)
@@ -114,7 +114,7 @@ def test_kitti_files_with_upper_case_suffixes_are_found(tmp_path: Path):
     lidar = np.zeros((20, 30), np.uint16)
     lidar[15:, :] = 10 * 256  # 10 m on the lower rows
     cv2.imwrite(str(drive / "proj_depth" / "groundtruth" / "image_02" / "0000000000.PNG"), lidar)
-    (sample,) = load_kitti(tmp_path).samples
+    (sample,) = load_kitti(tmp_path).samples()
     assert np.nanmax(sample.depth) == pytest.approx(10.0)
 
 
@@ -135,7 +135,7 @@ def test_a_kitti_depth_layout_gives_one_sample_per_frame_from_groundtruth_first(
         for frame in frames:  # groundtruth halved, so that the source of each sample shows
             cv2.imwrite(str(drive / "proj_depth" / kind / "image_02" / f"{frame}.png"),
                         np.round(lidar[frame] * scale * 256).astype(np.uint16))
-    samples = load_kitti(tmp_path).samples
+    samples = list(load_kitti(tmp_path).samples())
     assert [s.name for s in samples] == [f"{source.name}/image_02/000000000{i}" for i in range(3)]
     for sample, scale in zip(samples, (0.5, 0.5, 1.0)):
         true = lidar[sample.name.rsplit("/", 1)[1]]
@@ -154,7 +154,7 @@ def test_a_truncated_kitti_depth_archive_is_refused_naming_it(shared_data: Path,
     damaged = drive / "proj_depth" / "velodyne" / "image_02" / "0000000000.npz"
     damaged.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(ImageError, match=f"{damaged} is not a readable depth archive"):
-        load_kitti(tmp_path)
+        load_kitti(tmp_path).read_all()
 
 
 def test_loaders_refuse_folders_without_depth(tmp_path: Path):
@@ -166,7 +166,7 @@ def test_loaders_refuse_folders_without_depth(tmp_path: Path):
 
 def test_dcp_depth_on_real_middlebury_under_synthesized_haze(shared_data: Path):
     scene = load_middlebury(shared_data / "depth" / "middlebury2003")
-    one = DepthSet(scene.name, scene.samples[:1], scene.max_depth, scene.sparse)
+    one = DepthSet(scene.name, scene.frames[:1], scene.max_depth, scene.sparse)
     table = evaluate_depth(one, [load_method(MethodSpec("dcp", "dcp")), load_method(MethodSpec("hazy", "hazy"))])
     assert "hazy@clear" not in table  # the input predicts no depth
     # DCP reads depth from haze: with dense haze its -ln(t) tracks the true depth far better than on the clear view

@@ -56,7 +56,7 @@ def test_kitti_intrinsics_come_from_the_rectified_projection(shared_data: Path):
 def test_one_kitti_frame_gives_every_row_and_middlebury_is_refused_for_its_missing_road(shared_data: Path):
     folder = shared_data / "depth" / "kitti-tiny"
     depth_set = load_kitti(folder)
-    depth_set.samples = depth_set.samples[:1]
+    depth_set.frames = depth_set.frames[:1]
     rows = evaluate_visibility(depth_set, folder, [load_method(MethodSpec("hazy", "hazy")),
                                                    load_method(MethodSpec("dcp", "dcp"))])
     assert list(rows) == ["dcp@clear", "dcp@vis50", "dcp@vis150", "dcp@vis400"]  # hazy estimates no transmission
@@ -76,8 +76,8 @@ def test_the_true_transmission_reads_every_visibility_including_400_m(shared_dat
     estimator's ceiling lies above the thinnest fog evaluated (the node's default of 200 m made 400 m 'no fog')."""
     folder = shared_data / "depth" / "kitti-tiny"
     depth_set = load_kitti(folder)
-    depth_set.samples = [s for s in depth_set.samples if "/image_02/" in s.name][:1]
-    sample = depth_set.samples[0]
+    depth_set.frames = [f for f in depth_set.frames if "/image_02/" in f.name][:1]
+    sample = depth_set.frames[0].read()
     norms = ray_norms(sample.depth.shape, kitti_intrinsics(folder, sample.name))
     dense = dense_depth(sample.depth, SKY_DISTANCE, depth_set.sparse)
     floor = 0.05
@@ -164,8 +164,8 @@ def test_a_malformed_kitti_projection_is_refused_naming_the_file(shared_data: Pa
 def test_a_frame_with_no_ground_truth_within_range_is_refused_not_left_out_of_the_means(shared_data: Path):
     folder = shared_data / "depth" / "kitti-tiny"
     depth_set = load_kitti(folder)
-    sample = depth_set.samples[0]
+    sample = depth_set.frames[0].read()
     far = np.where(np.isfinite(sample.depth), depth_set.max_depth + 10.0, np.nan).astype(np.float32)
-    depth_set.samples = [DepthSample(sample.name, sample.image, far), *depth_set.samples[1:2]]
+    depth_set.frames = [DepthSample(sample.name, sample.image, far), *depth_set.frames[1:2]]
     with pytest.raises(ValueError, match=f"{sample.name}: no ground-truth depth within"):
         evaluate_visibility(depth_set, folder, [load_method(MethodSpec("dcp", "dcp"))])

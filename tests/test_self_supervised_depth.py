@@ -339,7 +339,7 @@ def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames
     model, size = load_clear_depth(exported)
     assert size == (192, 64) and "training" not in torch.load(exported, weights_only=True)
     method = load_method(MethodSpec("clear-depth", str(exported)))
-    sample = load_kitti(three_kitti_frames).samples[0]
+    sample = load_kitti(three_kitti_frames).frames[0].read()
     result = method.dehaze(sample.image)
     assert result.depth.shape == sample.depth.shape and np.isfinite(result.depth).all()
     assert np.array_equal(result.image, sample.image)
@@ -472,7 +472,7 @@ def test_the_shipped_clear_depth_network_beats_a_constant_on_a_drive_it_never_sa
 
     predictor = ClearDepthPredictor.from_checkpoint(WEIGHTS_DIR / "clear_depth_kitti.pt")
     tiny = load_kitti(shared_data / "depth" / "kitti-tiny")
-    left = [s for s in tiny.samples if "image_02" in s.name]
+    left = [frame.read() for frame in tiny.frames if "image_02" in frame.name]
     assert left
     network = [depth_errors(predictor(s.image), s.depth, tiny.max_depth)["absrel"] for s in left]
     constant = [depth_errors(np.ones_like(s.depth), s.depth, tiny.max_depth)["absrel"] for s in left]

@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
     conditions = {"clear": math.inf, **VISIBILITIES}
     values: dict[str, list[list[float]]] = {}
-    samples = depth_set.samples[::args.every]
-    for sample in tqdm(samples, desc="road profile", unit="frame"):
+    depth_set.frames = depth_set.frames[::args.every]
+    for sample in tqdm(depth_set.samples(), total=len(depth_set.frames), desc="road profile", unit="frame"):
         intrinsics = kitti_intrinsics(args.dataset, sample.name)
         norms = ray_norms(sample.depth.shape, intrinsics)
         along_ray = sample.depth * norms
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
                     for i, edges in enumerate(BAND_RANGES)}
              for name, rows in values.items()}
     emit(table, f"Median optical depth -ln t over the road by flat-road distance ({args.dataset.name}, "
-                f"{len(samples)} frames)", args.json)
+                f"{len(depth_set.frames)} frames)", args.json)
     errors = error_table(table, [m.name for m in methods], conditions, args.error_to)
     emit(errors, f"Mean |method - truth| of the band medians up to {args.error_to:g} m",
          error_json(args.json) if args.json else None)

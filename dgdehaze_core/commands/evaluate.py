@@ -383,11 +383,11 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         return rows, paired_bootstrap(matches, comparisons(args, list(matches)), args.bootstrap, args.conf)
     if measure == "depth":
         depth_set = load_depth_set(where)
-        depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
+        depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
         return evaluate_depth(depth_set, methods, label), {}
     if measure == "visibility":
         depth_set = load_depth_set(where)
-        depth_set.samples = chosen(depth_set.samples, lambda sample: sample.name)
+        depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
         return evaluate_visibility(depth_set, where, methods, label), {}
     folder = where / "hazy" if is_paired_set(where) else where
     return evaluate_haze(chosen(list_images(folder), lambda path: path.name, folder), some(haze_methods(methods)),

@@ -8,14 +8,18 @@ Depth maps are float32 metres with NaN where the ground truth is unknown.
   groundtruth/), its groundtruth/ one, else the first of the others by folder name.
 - Middlebury 2003: `SCENE/imK.png` with `SCENE/dispK.pgm` holding 4 x disparity in pixels (0 = unknown), at the
   quarter-size resolution (450x375) where f is about 935 px and the baseline about 0.16 m: Z = f * B / d.
+The loaders list the frames (names and files, and that each depth file has its image) without reading any pixel;
+`DepthSet.samples` reads each frame when it is reached, so that selecting frames (`eval --include/--limit`) bounds
+what is read and a broken frame fails only where it is used, naming its file.
 """
 from __future__ import annotations
 
 import logging
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -43,15 +47,50 @@ class DepthSample:
     image: np.ndarray
     depth: np.ndarray
 
+    def read(self) -> DepthSample:
+        """Itself: a sample already in memory is a frame with nothing left to read."""
+        return self
+
+
+@dataclass(frozen=True)
+class DepthFrame:
+    """One listed frame, not read yet: its name, its image file, its ground-truth file and the reader that turns
+    that file into depth (float32 metres, NaN unknown)."""
+
+    name: str
+    image_path: Path
+    depth_path: Path
+    depth_reader: Callable[[Path], np.ndarray]
+
+    def read(self) -> DepthSample:
+        """The frame's image and depth, read and checked now; ImageError names the file or frame that fails."""
+        return _checked(self.name, read_image(self.image_path), self.depth_reader(self.depth_path))
+
+
+Frame = DepthFrame | DepthSample
+"""A frame of a depth set: listed on disk, or a sample already in memory (both `read()` into a DepthSample)."""
+
 
 @dataclass
 class DepthSet:
-    """A depth set: samples, the depth range evaluated, and whether the ground truth is sparse (LiDAR)."""
+    """A depth set: its frames in order, the depth range evaluated, and whether the ground truth is sparse (LiDAR).
+
+    Selecting from `frames` reads nothing; `samples()` reads the frames one by one as they are used."""
 
     name: str
-    samples: list[DepthSample]
+    frames: list[Frame]
     max_depth: float
     sparse: bool
+
+    def samples(self) -> Iterator[DepthSample]:
+        """Each frame read when it is reached, in order: a caller that keeps none holds one frame at a time (and
+        the next while it is read). A frame that cannot be read fails here, naming its file or frame."""
+        for frame in self.frames:
+            yield frame.read()
+
+    def read_all(self) -> DepthSet:
+        """The same set with every frame read into memory now, so that a broken frame fails here."""
+        return replace(self, frames=list(self.samples()))
 
 
 def _checked(name: str, image: np.ndarray, depth: np.ndarray) -> DepthSample:
@@ -111,9 +150,10 @@ def kitti_depth_files(folder: Path) -> list[Path]:
 
 
 def load_kitti(folder: str | Path) -> DepthSet:
-    """Every KITTI raw frame under `folder` that has projected LiDAR depth, once (`kitti_depth_files`)."""
+    """Every KITTI raw frame under `folder` that has projected LiDAR depth, once (`kitti_depth_files`), listed
+    unread; ImageError for a depth file without its image or a folder without frames."""
     folder = Path(folder)
-    samples = []
+    frames: list[Frame] = []
     for depth_path in kitti_depth_files(folder):
         drive = depth_path.parents[3]
         camera = depth_path.parent.name
@@ -121,11 +161,10 @@ def load_kitti(folder: str | Path) -> DepthSet:
         image_path = next((p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES), None)
         if image_path is None:
             raise ImageError(f"{depth_path} has no image {depth_path.stem}.* in {drive / camera / 'data'}")
-        name = f"{drive.name}/{camera}/{depth_path.stem}"
-        samples.append(_checked(name, read_image(image_path), _lidar_depth(depth_path)))
-    if not samples:
+        frames.append(DepthFrame(f"{drive.name}/{camera}/{depth_path.stem}", image_path, depth_path, _lidar_depth))
+    if not frames:
         raise ImageError(f"{folder} holds no KITTI frames with proj_depth/ LiDAR depth")
-    return DepthSet(folder.name, samples, KITTI_MAX_DEPTH, sparse=True)
+    return DepthSet(folder.name, frames, KITTI_MAX_DEPTH, sparse=True)
 
 
 def middlebury_depth(disparity_file: str | Path) -> np.ndarray:
@@ -143,23 +182,24 @@ def middlebury_depth(disparity_file: str | Path) -> np.ndarray:
 
 
 def load_middlebury(folder: str | Path) -> DepthSet:
-    """Every view `SCENE/imK.png` under `folder` with its `SCENE/dispK.pgm`."""
+    """Every view `SCENE/imK.png` under `folder` with its `SCENE/dispK.pgm`, listed unread; ImageError for a
+    disparity file without its image or a folder without any."""
     folder = Path(folder)
-    samples = []
+    frames: list[Frame] = []
     for disparity_path in sorted(folder.glob("*/disp[0-9].pgm")):
         view = disparity_path.stem.removeprefix("disp")
         image_path = disparity_path.with_name(f"im{view}.png")
         if not image_path.is_file():
             raise ImageError(f"{disparity_path} has no image {image_path.name} beside it")
-        name = f"{disparity_path.parent.name}/im{view}"
-        samples.append(_checked(name, read_image(image_path), middlebury_depth(disparity_path)))
-    if not samples:
+        frames.append(DepthFrame(f"{disparity_path.parent.name}/im{view}", image_path, disparity_path,
+                                 middlebury_depth))
+    if not frames:
         raise ImageError(f"{folder} holds no Middlebury SCENE/dispK.pgm files")
-    return DepthSet(folder.name, samples, MIDDLEBURY_MAX_DEPTH, sparse=False)
+    return DepthSet(folder.name, frames, MIDDLEBURY_MAX_DEPTH, sparse=False)
 
 
 def load_depth_set(folder: str | Path) -> DepthSet:
-    """A KITTI or Middlebury set, told apart by its layout."""
+    """A KITTI or Middlebury set, told apart by its layout, listed unread."""
     folder = Path(folder)
     if is_kitti_set(folder):
         return load_kitti(folder)

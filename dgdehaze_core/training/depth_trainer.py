@@ -204,7 +204,7 @@ class DepthTrainer:
         table: dict[str, dict[str, float]] = {}
         for depth_set in self.validation_sets:
             rows = [depth_errors(predictor(sample.image), sample.depth, depth_set.max_depth)
-                    for sample in depth_set.samples]
+                    for sample in depth_set.samples()]
             table[depth_set.name] = {key: float(np.mean([row[key] for row in rows])) for key in VAL_COLUMNS}
         return table
 
@@ -223,7 +223,8 @@ class DepthTrainer:
             check_same_data(self.last_path, self.resumed_data, self.data)
         refuse_judging_files([path for folder in recipe.validation for path in kitti_depth_files(folder)],
                              "validation LiDAR")
-        self.validation_sets = [load_kitti(folder) for folder in recipe.validation]  # a bad folder fails now
+        # read whole now, as each validation uses every frame: a bad folder or frame fails before training
+        self.validation_sets = [load_kitti(folder).read_all() for folder in recipe.validation]
         if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`keep_run_files`)
             write_recipe(self.run_dir, recipe.as_dict())
         resumed = self.iteration if self.resume else None
