@@ -23,6 +23,9 @@ warning, while broken data (an unreadable or unpaired image) fails the run, as i
 --include keeps only the images whose file name matches one of its globs (a pair by its hazy image, a depth sample
 by its name DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
+--include, --subset and --limit select a depth set's frames before any is read, and each is read when it is
+evaluated: an unreadable image or depth file outside the selection does not fail the run (a depth file without its
+image still does).
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
 run (an image is dehazed once while a method's last 256 MB of results hold it; a set with no matching image
 gets no subset rows, with a warning):
