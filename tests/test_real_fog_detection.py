@@ -264,6 +264,35 @@ def test_eval_scores_judged_dawn_photos_with_the_fused_method(shared_data: Path,
         assert 0.0 <= row["map50"] <= 1.0, key
 
 
+def test_a_broken_photo_or_voc_file_outside_include_or_limit_fails_nothing(shared_data: Path, tmp_path: Path,
+                                                                           capsys):
+    """Only the selected photos and their boxes are read: a truncated photo and a garbled VOC file that --include
+    and --limit leave out change no figure, and a selected broken photo fails the run naming it."""
+    names = ["foggy-001.jpg", "foggy-002.jpg", "foggy-004.jpg", "foggy-006.jpg"]
+    clean, broken = tmp_path / "clean", tmp_path / "broken"
+    for folder in (clean, broken):
+        (folder / "labels-voc").mkdir(parents=True)
+        for name in names:
+            shutil.copy(shared_data / "detection" / "dawn-fog" / name, folder)
+            shutil.copy(shared_data / "detection" / "dawn-fog" / "labels-voc" / f"{Path(name).stem}.xml",
+                        folder / "labels-voc")
+    photo = (broken / "foggy-006.jpg").read_bytes()
+    (broken / "foggy-006.jpg").write_bytes(photo[:200])
+    (broken / "labels-voc" / "foggy-004.xml").write_text("<annotation><object>")
+
+    def figures(folder: Path, *selection: str) -> dict:
+        out = tmp_path / f"{folder.name}.json"
+        assert main(["eval", "--dataset", str(folder), "--measure", "detection", "--method", "hazy", *selection,
+                     "--json", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    assert figures(broken, "--limit", "2") == figures(clean, "--limit", "2")
+    assert figures(broken, "--include", "foggy-00[12].jpg") == figures(clean, "--include", "foggy-00[12].jpg")
+    assert main(["eval", "--dataset", str(broken), "--measure", "detection", "--method", "hazy",
+                 "--include", "foggy-006.jpg"]) == 2
+    assert "foggy-006.jpg" in capsys.readouterr().err
+
+
 def test_eval_refuses_a_split_part_that_matches_nothing(shared_data: Path, capsys):
     assert main(["eval", "--dataset", str(shared_data / "hazy-real" / "urhi"), "--measure", "detection",
                  "--method", "hazy", "--include", f"@{DAWN_SPLIT}:judge"]) == 2

@@ -23,8 +23,8 @@ warning, while broken data (an unreadable or unpaired image) fails the run, as i
 --include keeps only the images whose file name matches one of its globs (a pair by its hazy image, a depth sample
 by its name DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
---include, --subset and --limit select a depth set's frames before any is read, and each is read when it is
-evaluated: an unreadable image or depth file outside the selection does not fail the run (a depth file without its
+--include, --subset and --limit select a depth set's frames, or a folder's labelled photos, before any is read: an
+unreadable image, depth or VOC file outside the selection does not fail the run (a depth or VOC file without its
 image still does).
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
 run (an image is dehazed once while a method's last 256 MB of results hold it; a set with no matching image
@@ -378,7 +378,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
             if args.bootstrap:
                 _refuse_clear_comparisons(args, methods, dataset.name)
             some([method for method in methods if not method.spec.reads_clear])
-            labelled = chosen(labelled_images(where, LABELS_FOLDER), lambda item: item.image.name)
+            labelled = labelled_images(where, LABELS_FOLDER, choose=lambda paths: chosen(paths, lambda p: p.name))
             matches = match_labelled(labelled, methods, detector, label, detector.names.values())
             rows = labelled_rows(matches, args.conf)
         if not args.bootstrap:

@@ -96,9 +96,12 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
 
 
 def labelled_images(folder: str | Path, labels_folder: str = "labels-voc",
-                    keep: Callable[[str], bool] | None = None) -> list[LabelledImage]:
-    """Every image in `folder` with a VOC file (`.xml`, any case) in `folder/labels-voc`, matched by file stem; with
-    `keep`, only the images whose file name it keeps (the others are not read).
+                    keep: Callable[[str], bool] | None = None,
+                    choose: Callable[[list[Path]], list[Path]] | None = None) -> list[LabelledImage]:
+    """Every image in `folder` with a VOC file (`.xml`, any case) in `folder/labels-voc`, matched by file stem, in
+    the VOC files' order; with `keep`, only the images whose file name it keeps; with `choose`, only those it
+    returns from that ordered list of labelled images (a selection such as eval's --include/--limit). Neither an
+    image nor a VOC file left out is read, so a broken one there fails nothing.
 
     Images without a VOC file are left out with one warning (their count and the first few names); ValueError when
     the folder has no such subfolder or no .xml in it, when a VOC file names no image of the folder, or when two
@@ -114,7 +117,7 @@ def labelled_images(folder: str | Path, labels_folder: str = "labels-voc",
     xml_paths = sorted(path for path in labels.iterdir() if path.suffix.lower() == ".xml" and path.is_file())
     if not xml_paths:
         raise ValueError(f"{labels} holds no VOC .xml files")
-    result = []
+    matched: dict[Path, Path] = {}
     for xml_path in xml_paths:
         candidates = images.get(xml_path.stem, [])
         if not candidates:
@@ -122,11 +125,13 @@ def labelled_images(folder: str | Path, labels_folder: str = "labels-voc",
         if len(candidates) > 1:
             raise ValueError(f"{xml_path.name} labels two images of {folder}: "
                              f"{', '.join(sorted(p.name for p in candidates))}; keep one image per name")
-        image_path = candidates[0]
-        if keep is not None and not keep(image_path.name):
-            continue
+        if keep is None or keep(candidates[0].name):
+            matched[candidates[0]] = xml_path
+    chosen = list(matched) if choose is None else choose(list(matched))
+    result = []
+    for image_path in chosen:
         height, width = read_image(image_path).shape[:2]
-        result.append(LabelledImage(image_path, read_voc(xml_path, (width, height))))
+        result.append(LabelledImage(image_path, read_voc(matched[image_path], (width, height))))
     labelled = {path.stem for path in xml_paths}
     unlabelled = sorted(path.name for stem, paths in images.items() if stem not in labelled for path in paths
                         if keep is None or keep(path.name))
