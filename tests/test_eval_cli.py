@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.evaluation.methods import parse_methods
@@ -86,10 +87,32 @@ def test_method_names_and_sources():
     (["--method", "clear,hazy+clahe"], "none of the methods clear, hazy+clahe applies"),
     (["--measure", "scattering", "--method", "hazy"], "none of the methods hazy applies (it needs a method that"),
     (["--measure", "detection", "--method", "hazy,dcp", "--bootstrap", "10"], "at least 100 redraws"),
+    (["--method", "lite", "--half"], "--half runs the networks in fp16 on a GPU: add --device cuda"),
+    (["--method", "lite", "--device", "gpu7"], "unknown device 'gpu7'"),
+    *([(["--method", "lite", "--device", "cuda"], "CUDA is not available"),
+       (["--method", "lite", "--backend", "tensorrt"], "CUDA is not available")] if not torch.cuda.is_available()
+      else []),
 ])
 def test_bad_arguments_exit_2_with_one_line(sots_pairs: Path, capsys, extra, message):
     assert main(["eval", "--dataset", str(sots_pairs), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_networks_run_on_the_backend_asked_for_and_score_as_on_torch(sots_pairs: Path, tmp_path: Path,
+                                                                          caplog) -> None:
+    """What a deployment runs (here ONNX Runtime, the node's backend on a CPU) scores within a hundredth of a dB
+    of torch; the log names the runtime each method ran on."""
+    caplog.set_level("INFO", logger="dgdehaze_core.evaluation.methods")
+    figures = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / f"{backend}.json"
+        assert main(["eval", "--dataset", str(sots_pairs), "--method", "lite", "--backend", backend,
+                     "--json", str(out)]) == 0
+        figures[backend] = json.loads(out.read_text())["lite"]
+        assert f"method lite: lite on {backend}" in caplog.text
+        caplog.clear()
+    assert figures["onnxruntime"]["psnr"] == pytest.approx(figures["torch"]["psnr"], abs=0.01)
+    assert figures["onnxruntime"]["ssim"] == pytest.approx(figures["torch"]["ssim"], abs=1e-3)
 
 
 def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_refused(

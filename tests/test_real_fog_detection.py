@@ -225,7 +225,7 @@ def test_a_choosing_tool_gets_its_split_parts_photos_and_never_the_judging_ones(
         choosing_images(folder, [f"@{DAWN_SPLIT}:learn", f"@{DAWN_SPLIT}:judge"], {"car"})
     judged = split.parts["judge"][0]
     for named in ([judged], ["foggy-*"], [f"@{DAWN_SPLIT}:validation", judged]):  # by name or glob, not the part
-        with pytest.raises(ValueError, match=f"judging photos do not choose.*only judge, e.g. "):
+        with pytest.raises(ValueError, match="judging photos do not choose.*only judge, e.g. "):
             choosing_images(folder, named, {"car"})
     first = sorted(split.parts["validation"])[0]
     assert [item.image.name for item in choosing_images(folder, [Path(first).stem + ".*"], {"car"})] == [first], \
