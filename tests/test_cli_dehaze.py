@@ -218,3 +218,17 @@ def test_an_output_that_is_a_folder_a_name_too_long_or_an_out_that_is_a_file_is_
     (out / "a_file").write_text("kept")
     assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out / "a_file")]) == 2
     assert "is a file: give the folder" in capsys.readouterr().err and (out / "a_file").read_text() == "kept"
+
+
+def test_dehaze_runs_the_network_on_the_backend_asked_for_and_refuses_fp16_off_a_gpu(shared_data: Path,
+                                                                                   tmp_path: Path, capsys):
+    photo = sorted((shared_data / "hazy-real" / "urhi").iterdir())[0]
+    images = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        assert main(["dehaze", str(photo), "--method", "lite", "--backend", backend, "--out", str(out)]) == 0
+        images[backend] = read_image(out / f"{photo.stem}_dehazed.png").astype(np.int16)
+    assert np.abs(images["onnxruntime"] - images["torch"]).max() <= 2, "one network on two runtimes"
+    assert main(["dehaze", str(photo), "--method", "lite", "--half", "--out", str(tmp_path / "half")]) == 2
+    assert "--half runs the networks in fp16 on a GPU" in capsys.readouterr().err
+    assert not (tmp_path / "half").exists()

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import (VIDEO_SUFFIXES, ImageError, iter_video, list_images, read_image,
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
                              "default); `decoder` with the paper's released weights gives the image the authors' "
                              "code saves")
+    add_network_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -145,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
     suffix = ".mp4" if video else ".png"
     _check_outputs(paths or [source], [args.out / f"{name}_{kind}{suffix}" for name in names.values()
                            for kind in ("dehazed", "depth")])
-    pipeline = load_pipeline(args.method) if args.output is None else load_pipeline(args.method, output=args.output)
+    options = network_runtime(args)
+    if args.output is not None:
+        options["output"] = args.output
+    pipeline = load_pipeline(args.method, **options)
     if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
         return _run_video(source, args.out, pipeline)
     failures = 0

@@ -59,10 +59,10 @@ from typing import Any, Callable, TypeVar
 
 from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
+from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, is_paired_set
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns
-from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
@@ -75,7 +75,6 @@ from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_meth
 from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scattering_methods
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
 from dgdehaze_core.evaluation.voc_boxes import labelled_images
-from dgdehaze_core.inference.backends import RUNTIMES
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.io.images import list_images
 from dgdehaze_core.io.tables import emit, write_json
@@ -132,16 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
     parser.add_argument("--working-size", type=_with_reason(parse_size), default=None, metavar="WxH",
                         help="size the networks run at (default: each input's size, as the node)")
-    parser.add_argument("--backend", choices=("auto", *RUNTIMES), default=None,
-                        help="runtime of the networks (default: torch for a model, onnxruntime for an .onnx file, "
-                             "tensorrt for an .engine; auto: the fastest here, as the node's)")
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda or cuda:N: where the networks run (default: the CPU; CUDA for an .engine "
-                             "and --backend tensorrt, a GPU where there is one for --backend auto; the figures of "
-                             "docs/RESULTS.md are the CPU's)")
-    parser.add_argument("--half", action="store_true",
-                        help="run the networks in fp16 (with --device cuda; an .engine keeps its own precision): "
-                             "what an fp16 deployment scores")
+    add_network_options(parser)
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows as JSON")
     add_detector_options(parser)
     parser.add_argument("--conf", type=float, default=CONFIDENCE,
@@ -434,22 +424,6 @@ def _measure_all(measure: str, datasets: list[EvalSet], methods: list[Method], a
     return table, bootstrap_rows
 
 
-def _runtime_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The networks' backend, device and precision as `load_pipeline` takes them; ValueError (DeviceUnavailable)
-    for a device this machine lacks and for fp16 on the CPU, where the networks run fp32 only."""
-    implied = {"tensorrt": "cuda", "auto": "auto"}.get(args.backend or "")  # TensorRT runs on CUDA only
-    name = args.device or implied
-    device = None if name is None else resolve_device(name)
-    if args.half and (device is None or device.type != "cuda"):
-        raise ValueError("--half runs the networks in fp16 on a GPU: add --device cuda (on the CPU they run in fp32)")
-    options: dict[str, Any] = {"half": True} if args.half else {}
-    if device is not None:
-        options["device"] = str(device)
-    if args.backend is not None:
-        options["backend"] = args.backend
-    return options
-
-
 def run(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ValueError("--limit must be >= 0")
@@ -472,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
     specs = _method_specs(args.method)
     if args.bootstrap:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
-    methods = load_methods(specs, output=args.output, working_size=args.working_size, **_runtime_options(args))
+    methods = load_methods(specs, output=args.output, working_size=args.working_size, **network_runtime(args))
     detector = _detector(args) if "detection" in measures else None
     rows: Rows = {}
     for measure in measures:

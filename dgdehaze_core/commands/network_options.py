@@ -1,0 +1,40 @@
+"""Where and how the dehazing networks run, as command-line options shared by the commands that dehaze (`eval`,
+`dehaze`): the node's backend, device and half parameters."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dgdehaze_core.devices import resolve_device
+from dgdehaze_core.inference.backends import RUNTIMES
+
+IMPLIED_DEVICE = {"tensorrt": "cuda", "auto": "auto"}
+"""The device a --backend implies when --device is not given: TensorRT runs on CUDA only, auto picks a GPU where
+there is one."""
+
+
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+    """--backend, --device and --half."""
+    parser.add_argument("--backend", choices=("auto", *RUNTIMES), default=None,
+                        help="runtime of the networks (default: torch for a model, onnxruntime for an .onnx file, "
+                             "tensorrt for an .engine; auto: the fastest here, as the node's)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N: where the networks run (default: the CPU; CUDA for an .engine "
+                             "and --backend tensorrt, a GPU where there is one for --backend auto)")
+    parser.add_argument("--half", action="store_true",
+                        help="run the networks in fp16 (with --device cuda; an .engine keeps its own precision)")
+
+
+def network_runtime(args: argparse.Namespace) -> dict[str, Any]:
+    """The options above as `load_pipeline` takes them (only those given); ValueError (DeviceUnavailable) for a
+    device this machine lacks, and for fp16 off a GPU, where the networks run fp32 only."""
+    name = args.device or IMPLIED_DEVICE.get(args.backend or "")
+    device = None if name is None else resolve_device(name)
+    if args.half and (device is None or device.type != "cuda"):
+        raise ValueError("--half runs the networks in fp16 on a GPU: add --device cuda (on the CPU they run in fp32)")
+    options: dict[str, Any] = {"half": True} if args.half else {}
+    if device is not None:
+        options["device"] = str(device)
+    if args.backend is not None:
+        options["backend"] = args.backend
+    return options
