@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 
+from dgdehaze_core.benchmarks.node_load import MAX_NODE_SECONDS, check_node_load
 from dgdehaze_core.benchmarks.timing import parse_size, smaller_than
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
 from dgdehaze_core.datasets.paths import REPO_DIR
@@ -42,10 +43,6 @@ DEFAULT_NETWORKS = ("lite", "base")
 """The paper's 45 M-parameter network is measured only when asked for (about a second per VGA frame on a CPU)."""
 TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "node", "train")
 DEFAULT_TARGETS = ("dcp", *DEFAULT_NETWORKS, "detector", "chain")
-MAX_NODE_RATE_HZ = 1000.0
-"""The fastest camera the node benchmark plays."""
-MAX_NODE_SECONDS = 86400.0
-"""The longest node run or soak: a day."""
 MAX_TRAIN_BATCH = 512
 """The largest batch `bench train` times (its random crops are made in memory)."""
 
@@ -162,7 +159,8 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
     if "node" in targets:
         if not 0 <= args.soak <= MAX_NODE_SECONDS:
             raise ValueError(f"--soak must be 0 (none) to {MAX_NODE_SECONDS:g} s, got {args.soak:g}")
-        _check_node_load(args.node_rate, args.soak or args.node_seconds)
+        check_node_load(args.node_rate, args.soak or args.node_seconds, "--node-rate",
+                        "--soak" if args.soak else "--node-seconds")
     if "train" in targets:
         if any(not 1 <= v <= MAX_TRAIN_BATCH for v in args.train_batch):
             raise ValueError(f"--train-batch values must be 1 to {MAX_TRAIN_BATCH}, got {args.train_batch}")
@@ -170,17 +168,6 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
 
         load_recipe(args.train_config)  # a missing or bad recipe fails here, before any row is measured
     return sizes, working_sizes
-
-
-def _check_node_load(rate_hz: float, seconds: float) -> None:
-    """The node benchmark's camera: finite, at most MAX_NODE_RATE_HZ and MAX_NODE_SECONDS (a run must end), and at
-    least one frame in the window."""
-    if not (math.isfinite(rate_hz) and 0 < rate_hz <= MAX_NODE_RATE_HZ):
-        raise ValueError(f"--node-rate must be above 0 and at most {MAX_NODE_RATE_HZ:g} Hz, got {rate_hz:g}")
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_NODE_SECONDS):
-        raise ValueError(f"--node-seconds must be above 0 and at most {MAX_NODE_SECONDS:g} s, got {seconds:g}")
-    if rate_hz * seconds < 1:
-        raise ValueError(f"--node-rate {rate_hz:g} Hz publishes no frame in {seconds:g} s: at least one is needed")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,6 @@ time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported
 from __future__ import annotations
 
 import logging
-import math
 import os
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from dgdehaze_core.benchmarks.node_load import check_node_load
 from dgdehaze_core.benchmarks.timing import hazy_test_frame
 from dgdehaze_core.commands.ros_modes import RELIABILITIES
 from dgdehaze_ros.conversions import bgr8_to_image
@@ -141,11 +141,9 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
         raise ValueError(f"the camera publishes reliable or best_effort, got {publisher_reliability!r}")
     if reliability == "reliable" and publisher_reliability == "best_effort":
         raise ValueError("a reliable subscriber never matches a best_effort publisher")
-    if not (math.isfinite(rate_hz) and math.isfinite(seconds)) or rate_hz <= 0 or seconds <= 0 or width < 1 \
-            or height < 1:
-        raise ValueError("size, rate and duration must be positive and finite")
-    if rate_hz * seconds < 1:
-        raise ValueError(f"{rate_hz:g} Hz publishes no frame in {seconds:g} s")
+    if width < 1 or height < 1:
+        raise ValueError(f"the frame size must be positive, got {width}x{height}")
+    check_node_load(rate_hz, seconds)
     domain = 1 + (os.getpid() + 101) % 200
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1", **(extra_env or {}),
            **(node_env or {})}
