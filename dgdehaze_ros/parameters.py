@@ -83,10 +83,10 @@ SPECS: tuple[ParameterSpec, ...] = (
                   reloads=BOTH_MODELS),
     ParameterSpec("half", False, "fp16 inference for the network and the detector on a CUDA device; on the CPU "
                   "they run fp32 whatever it says (fp16 is slower there)", reloads=BOTH_MODELS),
-    ParameterSpec("working_width", 0, "width the network runs at (0 with working_height 0: the input's size)",
-                  int_range=(0, 7680, 1), reloads=PIPELINE),
-    ParameterSpec("working_height", 0, "height the network runs at (0 with working_width 0: the input's size)",
-                  int_range=(0, 4320, 1), reloads=PIPELINE),
+    ParameterSpec("working_width", 0, "width the network runs at (0: from working_height and the input's aspect "
+                  "ratio; both 0: the input's size)", int_range=(0, 7680, 1), reloads=PIPELINE),
+    ParameterSpec("working_height", 0, "height the network runs at (0: from working_width and the input's aspect "
+                  "ratio; both 0: the input's size)", int_range=(0, 4320, 1), reloads=PIPELINE),
     ParameterSpec("cpu_threads", 0, "CPU threads of the dehazer (its ONNX Runtime session and the physics "
                   "inversion's bands) and of the detector's ONNX Runtime session, each; 0: the dehazer one per core "
                   "this process may use, at most 4, the detector ONNX Runtime's choice", int_range=(0, 256, 1),
@@ -193,10 +193,6 @@ def check_values(values: Mapping[str, Any]) -> str | None:
             return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
     if not DEVICE_PATTERN.match(str(values["device"])):
         return f"device must be cpu, cuda, cuda:N or N, got {values['device']!r}"
-    if (values["working_width"] == 0) != (values["working_height"] == 0):
-        return ("working_width and working_height change together (both 0: the input's size): set both in one call "
-                "of the node's set_parameters_atomically service, or in the params file at launch (`ros2 param set` "
-                "and `ros2 param load` set one parameter at a time)")
     problem = (_check_file("weights", values["weights"], (*CHECKPOINT_SUFFIXES, ".onnx", ".engine"))
                or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine")))
     if problem:
@@ -284,7 +280,7 @@ class NodeSettings:
             return "dcp", {}
         options: dict[str, Any] = {"device": self["device"], "half": self["half"], "output": self["output"],
                                    "backend": self["backend"], "max_detail_gain": self["max_detail_gain"] or None}
-        if self["working_width"]:
+        if self["working_width"] or self["working_height"]:
             options["working_size"] = (self["working_width"], self["working_height"])
         if self["cpu_threads"]:
             options["threads"] = self["cpu_threads"]

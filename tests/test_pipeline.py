@@ -72,6 +72,22 @@ def test_reduced_working_size_uses_the_physics_path_at_full_resolution(lite_mode
     assert not np.allclose(result.transmission, bilinear, atol=1e-4)
 
 
+def test_a_working_size_of_one_side_takes_the_other_from_each_frames_aspect_ratio(lite_model,
+                                                                                 hazy_frame: np.ndarray) -> None:
+    """The node's `ros2 param set ... working_width 320` alone: a 641x479 frame runs at 320x239, a 16:9 one at
+    320x180, each the same result as that size given whole."""
+    pipeline = pipeline_from_model(lite_model, working_size=(320, 0))
+    widescreen = cv2.resize(hazy_frame, (640, 360), interpolation=cv2.INTER_AREA)
+    for frame, whole in ((hazy_frame, (320, 239)), (widescreen, (320, 180))):
+        result = pipeline(frame)
+        expected = pipeline_from_model(lite_model, working_size=whole)(frame)
+        np.testing.assert_array_equal(result.image, expected.image)
+        np.testing.assert_array_equal(result.depth, expected.depth)
+    by_height = pipeline_from_model(lite_model, working_size=(0, 180))(widescreen)
+    np.testing.assert_array_equal(by_height.image, pipeline_from_model(lite_model, working_size=(320, 180))(
+        widescreen).image)
+
+
 def test_process_batch_equals_frame_by_frame(lite_model, shared_data: Path) -> None:
     paths = sorted((shared_data / "paired" / "sots-indoor" / "hazy").glob("*.png"))[:2]
     frames = [read_image(path) for path in paths]
@@ -129,8 +145,9 @@ def test_load_pipeline_reads_checkpoints_and_rejects_bad_options(lite_model, tmp
         load_pipeline("nonsense")
     with pytest.raises(ValueError, match="output must be one of"):
         load_pipeline(str(path), output="sharpest")
-    with pytest.raises(ValueError, match="working_size"):
-        load_pipeline(str(path), working_size=(0, 240))
+    for bad in ((0, 0), (-1, 240), (320,)):
+        with pytest.raises(ValueError, match="working_size"):
+            load_pipeline(str(path), working_size=bad)
     with pytest.raises(ValueError, match="unknown pipeline options"):
         load_pipeline(str(path), colour="red")
     with pytest.raises(ValueError, match="unknown backend"):

@@ -32,7 +32,7 @@ from dgdehaze_core.models import shipped_weights_path  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
-from dgdehaze_ros.parameters import read_settings  # noqa: E402
+from dgdehaze_ros.parameters import NodeSettings, read_settings  # noqa: E402
 
 from ros_harness import (Probe, RosSession, send_and_wait, stamped_header, wait_for_outputs,  # noqa: E402
                          wait_until)
@@ -264,7 +264,7 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
     send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(21)), ("depth_relative",))
 
     refused = {"threshold": 1.5, "imgsz": 100, "model": "nope", "weights": "/no/such/weights.pt",
-               "detector_weights": "/no/such/yolo.onnx", "device": "gpu0", "working_width": 320,
+               "detector_weights": "/no/such/yolo.onnx", "device": "gpu0", "working_width": -1,
                "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed",
                "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
                "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0,
@@ -304,11 +304,16 @@ def test_a_qos_override_rclpy_refuses_fails_the_transition_with_its_reason_and_l
         node.destroy_node()
 
 
-def test_the_working_size_set_one_parameter_at_a_time_is_refused_with_the_call_that_sets_it(node: DehazeNode) -> None:
-    """`ros2 param set` and `ros2 param load` reach the node one parameter at a time; half a working size is refused,
-    so the refusal must say how to set the pair."""
-    result = node.set_parameters([Parameter("working_width", value=320)])[0]
-    assert not result.successful and "set_parameters_atomically" in result.reason
+def test_the_working_size_set_one_parameter_at_a_time_is_taken(node: DehazeNode) -> None:
+    """`ros2 param set` and `ros2 param load` reach the node one parameter at a time: one side of the working size
+    alone is taken (the other follows the input's aspect ratio) and passed to the pipeline."""
+    try:
+        set_ok(node, working_width=320)
+        assert node._settings is not None and node.get_parameter("working_width").value == 320
+        as_lite = NodeSettings({**node._settings.values, "model": "lite"})  # this node runs dcp: no network
+        assert as_lite.pipeline_args()[1]["working_size"] == (320, 0)
+    finally:
+        set_ok(node, working_width=0)
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,

@@ -5,8 +5,9 @@
 bag evaluation all call it, so they run the same code.
 
 The network pipeline runs the network at a working resolution: the input's own size by default, or
-`working_size=(w, h)`, padded by reflection to a multiple of the network's stride and cropped back; a fixed-size
-export or engine runs at its own size, whatever the input's. Its image
+`working_size=(w, h)` (one of the two 0: that side follows the input's aspect ratio), padded by reflection to a
+multiple of the network's stride and cropped back; a fixed-size export or engine runs at its own size, whatever the
+input's. Its image
 output is chosen by `output`:
 - "decoder": the network's decoder image (resized to the input's size when the working size differs);
 - "physics": J = (I - A) / t + A at the input's full resolution, fine detail amplified at most `MAX_DETAIL_GAIN`
@@ -96,9 +97,23 @@ def _validate_working_size(working_size: Sequence[int] | None) -> tuple[int, int
         width, height = (int(v) for v in working_size)
     except (TypeError, ValueError):
         raise ValueError(f"working_size must be (width, height), got {working_size!r}") from None
-    if width < 1 or height < 1:
-        raise ValueError(f"working_size must be positive, got {working_size!r}")
+    if width < 0 or height < 0 or width + height < 1:
+        raise ValueError(f"working_size must be positive (one side 0: from the input's aspect ratio), got "
+                         f"{working_size!r}")
     return width, height
+
+
+def resolve_working_size(working_size: tuple[int, int] | None, width: int, height: int) -> tuple[int, int]:
+    """The (w, h) a `width` x `height` frame runs at: its own size without a working size, and a side given as 0
+    from the other and the frame's aspect ratio (at least 1 pixel)."""
+    if working_size is None:
+        return width, height
+    work_w, work_h = working_size
+    if work_w == 0:
+        work_w = max(1, round(work_h * width / height))
+    if work_h == 0:
+        work_h = max(1, round(work_w * height / width))
+    return work_w, work_h
 
 
 def _fixed_working_size(backend: InferenceBackend, working_size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -108,6 +123,9 @@ def _fixed_working_size(backend: InferenceBackend, working_size: tuple[int, int]
     if backend.fixed_size is None:
         return working_size
     height, width = backend.fixed_size
+    if working_size is not None and 0 in working_size:
+        raise ValueError(f"this {backend.name} network takes {width}x{height} inputs only (a fixed-size export): "
+                         f"give both sides of the working size, or leave it unset")
     if working_size is None:
         LOG.info("this %s network takes %dx%d inputs only: it runs at that size, the image is restored at the "
                  "input's", backend.name, width, height)
@@ -215,7 +233,7 @@ class NetworkPipeline:
 
     def _run_same_size(self, frames: list[np.ndarray]) -> list[DehazeResult]:
         height, width = frames[0].shape[:2]
-        work_w, work_h = self.working_size or (width, height)
+        work_w, work_h = resolve_working_size(self.working_size, width, height)
         resized = (work_w, work_h) != (width, height)
         outputs = self.runtime.run(network_batch(frames, (work_w, work_h), self.stride))
         mode = ("physics" if self.scattering else "decoder") if self.output == "auto" else self.output
@@ -270,8 +288,9 @@ def network_outputs(output: str, model: "DGDehazeNet | None" = None) -> tuple[st
 
 
 def _camera_size(working_size: Sequence[int] | None) -> tuple[int, int]:
-    """The (width, height) a TensorRT profile is optimised for: the working size, else VGA."""
-    return (int(working_size[0]), int(working_size[1])) if working_size else (640, 480)
+    """The (width, height) a TensorRT profile is optimised for: the working size (a side given as 0 at VGA's 4:3),
+    else VGA."""
+    return resolve_working_size(_validate_working_size(working_size), 640, 480)
 
 
 def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
