@@ -115,6 +115,30 @@ def test_the_networks_run_on_the_backend_asked_for_and_score_as_on_torch(sots_pa
     assert figures["onnxruntime"]["ssim"] == pytest.approx(figures["torch"]["ssim"], abs=1e-3)
 
 
+def test_a_clear_depth_network_runs_on_the_device_asked_for_and_refuses_what_it_cannot_run(
+        sots_pairs: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """A `train-depth` checkpoint ran on torch on the CPU whatever --backend, --device and --half said."""
+    from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+    from dgdehaze_core.models.clear_depth import (ClearDepthArchitecture, ClearDepthNet, ClearDepthPredictor,
+                                                  save_clear_depth)
+
+    checkpoint = save_clear_depth(ClearDepthNet(ClearDepthArchitecture(widths=(8, 16), blocks=(0, 0))).eval(),
+                                  (64, 64), tmp_path / "depthnet.pt")
+    for extra, message in ((["--backend", "onnxruntime"], "'depthnet': a clear-depth network runs on torch only"),
+                           (["--backend", "tensorrt", "--device", "cpu"], "runs on torch only, not tensorrt")):
+        assert main(["eval", "--dataset", str(sots_pairs), "--method", str(checkpoint), *extra]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'depthnet': a clear-depth network runs in fp32 only"):
+        load_method(MethodSpec("depthnet", str(checkpoint)), device="cuda", half=True)
+    devices = []
+    loaded = ClearDepthPredictor.from_checkpoint.__func__
+    monkeypatch.setattr(ClearDepthPredictor, "from_checkpoint",
+                        classmethod(lambda cls, path, device="cpu": devices.append(device) or loaded(cls, path)))
+    for options in ({"device": "cuda:1", "backend": "torch"}, {"device": "cpu", "backend": "auto"}, {}):
+        load_method(MethodSpec("depthnet", str(checkpoint)), **options)
+    assert devices == ["cuda:1", "cpu", "cpu"]
+
+
 def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_refused(
         sots_pairs: Path, tmp_path: Path, capsys):
     out = tmp_path / "q.json"

@@ -178,6 +178,19 @@ def depth_only(predictor: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.nd
     return run
 
 
+def _clear_depth_predictor(spec: MethodSpec, network_options: dict[str, object]) -> Callable[[np.ndarray], np.ndarray]:
+    """A clear-depth checkpoint's network on `network_options`' device (the CPU by default). It runs on torch in
+    fp32 only: ValueError for another backend or for fp16, which it would otherwise leave unused without a word."""
+    from dgdehaze_core.models.clear_depth import ClearDepthPredictor
+
+    backend = network_options.get("backend")
+    if backend not in (None, "auto", "torch"):
+        raise ValueError(f"method {spec.name!r}: a clear-depth network runs on torch only, not {backend}")
+    if network_options.get("half"):
+        raise ValueError(f"method {spec.name!r}: a clear-depth network runs in fp32 only, not with --half")
+    return ClearDepthPredictor.from_checkpoint(spec.source, str(network_options.get("device") or "cpu"))
+
+
 def shipped_model_specs() -> list[MethodSpec]:
     """The model configurations whose shipped weights are installed (none before training has shipped any)."""
     try:
@@ -216,10 +229,10 @@ def load_method(spec: MethodSpec, **network_options: object) -> Method:
     if spec.is_reference:
         return Method(spec, None)
     if spec.source.endswith(".pt"):  # a clear-depth checkpoint is a dgdehaze .pt
-        from dgdehaze_core.models.clear_depth import ClearDepthPredictor, is_clear_depth_checkpoint
+        from dgdehaze_core.models.clear_depth import is_clear_depth_checkpoint
 
         if is_clear_depth_checkpoint(spec.source):
-            return Method(spec, depth_only(ClearDepthPredictor.from_checkpoint(spec.source)))
+            return Method(spec, depth_only(_clear_depth_predictor(spec, network_options)))
     options = {} if spec.source == "dcp" else network_options
     try:
         pipeline = load_pipeline(spec.source, **options)
