@@ -232,3 +232,5 @@ def test_dehaze_runs_the_network_on_the_backend_asked_for_and_refuses_fp16_off_a
     assert main(["dehaze", str(photo), "--method", "lite", "--half", "--out", str(tmp_path / "half")]) == 2
     assert "--half runs the networks in fp16 on a GPU" in capsys.readouterr().err
     assert not (tmp_path / "half").exists()
+    assert main(["dehaze", str(photo), "--method", "dcp", "--backend", "auto", "--out", str(tmp_path / "d")]) == 2
+    assert "dcp has none" in capsys.readouterr().err  # it named --device, which was not given

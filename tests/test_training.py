@@ -92,12 +92,18 @@ def test_box_mean_counts_only_the_pixels_inside_and_the_guided_filter_takes_each
         assert torch.allclose(together[:, channel:channel + 1], alone, atol=1e-6)
 
 
-def test_a_weight_that_became_infinite_or_nan_is_caught_in_any_tensor(tmp_path: Path) -> None:
+@pytest.mark.parametrize("torch_before_2_6", [False, True])
+def test_a_weight_that_became_infinite_or_nan_is_caught_in_any_tensor(tmp_path: Path, torch_before_2_6: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from dgdehaze_core.training.run_control import check_finite_weights
+
+    if torch_before_2_6:  # requirements-ros.txt allows torch 2.4, which has no get_total_norm
+        monkeypatch.delattr(torch.nn.utils, "get_total_norm")
 
     weights = [torch.randn(64, 64), torch.randn(3), torch.randn(8, 8, 3, 3)]
     check_finite_weights(weights, 5, tmp_path / "last.pt")
     check_finite_weights([], 5, tmp_path / "last.pt")
+    check_finite_weights([torch.full((1000,), 1e20), torch.ones(3)], 5, tmp_path / "last.pt")  # large, finite
     for bad in (math.inf, -math.inf, math.nan):
         spoilt = [w.clone() for w in weights]
         spoilt[2][4, 1, 0, 2] = bad

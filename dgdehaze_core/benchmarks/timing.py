@@ -6,7 +6,6 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.io.images import MAX_PIXELS, list_images, read_image
@@ -35,25 +34,23 @@ def measure(step: Callable[[], object], *, warmup: int = 3, repeats: int = 30,
             "fps": 1000.0 / median, "runs": len(times)}
 
 
-class _OperationCount(TorchDispatchMode):
-    """Counts the operations that reach PyTorch's dispatcher in this thread while it is active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def count_dispatched(step: Callable[[], object]) -> int:
-    """How many tensor operations one call of `step` dispatches (views and in-place ones included): on a GPU in
-    eager mode each is a launch from Python, a cost that arithmetic does not show."""
-    counter = _OperationCount()
-    with counter:
+    """How many tensor operations one call of `step` dispatches in this thread (views and in-place ones included):
+    on a GPU in eager mode each is a launch from Python, a cost that arithmetic does not show. Imports torch only
+    when called (the node benchmark's harness and the QoS probe use this module without it)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    count = 0
+
+    class OperationCount(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+            nonlocal count
+            count += 1
+            return func(*args, **(kwargs or {}))
+
+    with OperationCount():
         step()
-    return counter.count
+    return count
 
 
 def hazy_test_frame(width: int, height: int, seed: int = 0) -> np.ndarray:

@@ -148,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(paths or [source], [args.out / f"{name}_{kind}{suffix}" for name in names.values()
                            for kind in ("dehazed", "depth")])
     options = network_runtime(args)
+    if args.method == "dcp" and (options or args.output is not None):
+        raise ValueError("--backend, --device, --half and --output choose how a network runs; dcp has none")
     if args.output is not None:
         options["output"] = args.output
     pipeline = load_pipeline(args.method, **options)

@@ -240,11 +240,21 @@ def check_finite_weights(parameters: Iterable[torch.Tensor], iteration: int, las
     """RuntimeError when a step left a weight NaN or infinite (gradients that were not finite), so that no
     checkpoint is written of it; it says whether `last_path` holds a checkpoint to resume from."""
     tensors = list(parameters)
-    # One multi-tensor norm (NaN or infinite when any element is) and one device sync: a test per tensor costs
-    # several kernel launches each, which on a GPU bound a training step more than its arithmetic does.
-    if tensors and not bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, foreach=True))):
+    if tensors and not bool(torch.isfinite(_largest_magnitude(tensors))):
         raise RuntimeError(f"the weights became NaN or infinite at iteration {iteration}; "
                            f"{_after_failure(last_path)}")
+
+
+def _largest_magnitude(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The largest |value| over `tensors`, NaN when any is NaN: one multi-tensor max norm (it cannot overflow as a
+    sum of squares would) instead of several kernel launches per tensor, which on a GPU bound a training step more
+    than its arithmetic does. PyTorch before 2.6 (requirements-ros.txt allows 2.4) has no get_total_norm: there,
+    one maximum per tensor."""
+    total_norm = getattr(torch.nn.utils, "get_total_norm", None)
+    if total_norm is not None:
+        return total_norm(tensors, norm_type=math.inf, foreach=True)
+    with torch.no_grad():
+        return torch.stack([tensor.detach().abs().amax() for tensor in tensors]).amax()
 
 
 def _after_failure(last_path: Path) -> str:
