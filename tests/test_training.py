@@ -111,6 +111,24 @@ def test_a_weight_that_became_infinite_or_nan_is_caught_in_any_tensor(tmp_path: 
             check_finite_weights(spoilt, 5, tmp_path / "last.pt")
 
 
+def test_a_run_resumed_from_a_checkpoint_of_the_per_tensor_optimizer_keeps_the_multi_tensor_one(smoke_recipe,
+                                                                                                tmp_path: Path) -> None:
+    """A last.pt saved before the trainers chose `foreach` holds foreach None in its optimizer's state: loading it
+    must not bring the slower per-tensor loop back, nor lose the moments it saved."""
+    trainer = Trainer(smoke_recipe, tmp_path / "run", device="cpu")
+    older = torch.optim.AdamW(trainer.model.parameters(), lr=smoke_recipe.lr, foreach=None)
+    trainer.model(torch.rand(1, 3, 64, 64))["clear"].mean().backward()
+    older.step()
+    saved = copy.deepcopy(older.state_dict())
+    assert saved["param_groups"][0]["foreach"] is None
+    from dgdehaze_core.training.run_control import load_optimizer_state
+
+    load_optimizer_state(trainer.optimizer, saved)
+    assert trainer.optimizer.param_groups[0]["foreach"] is True
+    first = next(iter(trainer.model.parameters()))
+    torch.testing.assert_close(trainer.optimizer.state[first]["exp_avg"], older.state[first]["exp_avg"])
+
+
 def test_loss_falls_on_a_fixed_batch(smoke_recipe) -> None:
     torch.set_num_threads(2)
     trainer = Trainer(smoke_recipe, "unused", device="cpu")

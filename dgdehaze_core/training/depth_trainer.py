@@ -40,8 +40,8 @@ from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, 
                                                           scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, check_same_data, file_fingerprint,
-                                                load_resumable, open_run_folder, quiet_loader_worker,
-                                                resumed_commits, run_folder_lock, step_figures)
+                                                load_optimizer_state, load_resumable, open_run_folder,
+                                                quiet_loader_worker, resumed_commits, run_folder_lock, step_figures)
 from dgdehaze_core.training.trainer import (CsvLog, hardware_name, keep_run_files, seed_everything, source_commit,
                                             write_recipe)
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
@@ -125,7 +125,7 @@ class DepthTrainer:
         training = state["training"]
         self.depth.load_state_dict(state["state_dict"])
         self.pose.load_state_dict(training["pose"])
-        self.optimizer.load_state_dict(training["optimizer"])
+        load_optimizer_state(self.optimizer, training["optimizer"])
         torch.set_rng_state(training["torch_rng"])
         if training.get("cuda_rng") is not None and self.device.type == "cuda":  # automasking's jitter draws on it
             torch.cuda.set_rng_state(training["cuda_rng"], self.device)

@@ -221,6 +221,15 @@ def _remove_if_only_locked(lock_path: Path, created: list[Path]) -> None:
             place.rmdir()
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """`optimizer.load_state_dict(state)` keeping this run's implementation choice (`foreach`): a checkpoint saved
+    before the trainers chose the multi-tensor form would bring back the per-tensor loop it was saved with."""
+    chosen = [group.get("foreach") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, foreach in zip(optimizer.param_groups, chosen):
+        group["foreach"] = foreach
+
+
 def step_figures(terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """A step's loss terms as floats for its log, read from the device in one sync instead of one per term."""
     return dict(zip(terms, torch.stack([value.detach().float() for value in terms.values()]).tolist()))

@@ -58,8 +58,8 @@ from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_de
 from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
 from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, check_same_data, file_fingerprint,
-                                                load_resumable, open_run_folder, quiet_loader_worker,
-                                                resumed_commits, run_folder_lock, step_figures)
+                                                load_optimizer_state, load_resumable, open_run_folder,
+                                                quiet_loader_worker, resumed_commits, run_folder_lock, step_figures)
 
 LOG = logging.getLogger(__name__)
 
@@ -299,12 +299,12 @@ class Trainer:
                              f"is another file than the run began with (sha256 {self.clear_depth_sha256[:12]}, was "
                              f"{saved_teacher[:12]}); put that file back, or start a new run in another --out folder")
         self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(training["optimizer"])
+        load_optimizer_state(self.optimizer, training["optimizer"])
         if training["scaler"]:  # empty when saved where fp16 gradient scaling was off (CPU, bf16)
             self.scaler.load_state_dict(training["scaler"])
         if self.discriminator is not None and "discriminator" in training:
             self.discriminator.load_state_dict(training["discriminator"])
-            self.disc_optimizer.load_state_dict(training["disc_optimizer"])
+            load_optimizer_state(self.disc_optimizer, training["disc_optimizer"])
         self.iteration = int(training["iteration"])
         self.best_score = float(training["best_score"])
         self.best_validation = training["best_validation"]
