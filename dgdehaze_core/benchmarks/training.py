@@ -19,6 +19,7 @@ from dgdehaze_core.benchmarks.timing import count_dispatched
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer
 
+
 def bench_training(recipe_path: Path, batches: list[int], device: str, settings: BenchSettings) -> dict[str, Row]:
     """One row per batch size, `train/NAME@DEVICE/batchB`: the step's median and p95 time, steps and crops (clear
     and hazy) per second, and the operations one step dispatches."""
