@@ -5,7 +5,8 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - scattering: paired sets: each method's airlight and transmission against the scattering model fitted to the
   pair (airlight error, t mean absolute error, t bias: positive = haze underestimated; fit_rmse: the fit's residual);
 - detection: paired sets (reference: the detector on the clear image) and folders of real hazy photos with
-  labels-voc/ (reference: the human boxes, e.g. detection/dawn-fog): precision, recall, F1 at IoU 0.5 and
+  VOC boxes (reference: the human boxes, e.g. detection/dawn-fog; labels-voc/ beside the photos, Pascal VOC's
+  JPEGImages/ + Annotations/ as RTTS, or DAWN's Fog_PASCAL_VOC/): precision, recall, F1 at IoU 0.5 and
   confidence 0.25, mAP50, over all classes and, against human boxes, per class (rows METHOD[CLASS]);
 - depth: KITTI raw (proj_depth LiDAR) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median
   scaling, on the clear image and on haze synthesized from the true depth at three densities;
@@ -74,7 +75,7 @@ from dgdehaze_core.evaluation.paired_bootstrap import Group, paired_bootstrap
 from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_methods
 from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scattering_methods
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
-from dgdehaze_core.evaluation.voc_boxes import labelled_images
+from dgdehaze_core.evaluation.voc_boxes import labelled_images, labelled_layout
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.io.images import list_images
 from dgdehaze_core.io.tables import emit, write_json
@@ -83,7 +84,6 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MEASURES = ("quality", "scattering", "detection", "depth", "haze", "visibility")
-LABELS_FOLDER = "labels-voc"
 MIN_BOOTSTRAP = 100
 """The fewest --bootstrap redraws: a 95 % interval's 2.5 and 97.5 percentiles need some redraws beyond them."""
 TITLES = {
@@ -172,12 +172,17 @@ def parse_measures(text: str) -> list[str]:
     return [measure for measure in MEASURES if measure in items]
 
 
-def _has_labels(folder: Path) -> bool:
-    return (folder / LABELS_FOLDER).is_dir() and any((folder / LABELS_FOLDER).glob("*.xml"))
+def _photo_folder(folder: Path) -> Path:
+    """Where a set's photos are: a paired set's hazy/, a labelled set's (JPEGImages/ in Pascal VOC's layout), else
+    the folder itself."""
+    if is_paired_set(folder):
+        return folder / "hazy"
+    layout = labelled_layout(folder)
+    return folder if layout is None else layout.photos
 
 
 def _has_images(folder: Path) -> bool:
-    return bool(list_images(folder))
+    return bool(list_images(_photo_folder(folder)))
 
 
 def applies(measure: str, folder: Path, explicit: bool) -> bool:
@@ -185,7 +190,7 @@ def applies(measure: str, folder: Path, explicit: bool) -> bool:
     if measure in ("quality", "scattering"):
         return is_paired_set(folder)
     if measure == "detection":
-        return is_paired_set(folder) or _has_labels(folder)
+        return is_paired_set(folder) or labelled_layout(folder) is not None
     if measure in ("depth", "visibility"):
         return is_kitti_set(folder) or is_middlebury_set(folder)
     if is_paired_set(folder):
@@ -222,7 +227,7 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
                 raise FileNotFoundError(f"no such dataset folder: {folder}")
             if not any(applies(m, folder, True) for m in measures):
                 raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}: expected a paired set "
-                                 "(hazy/ + clear/), a folder of hazy images (labels-voc/ for detection), or a depth "
+                                 "(hazy/ + clear/), a folder of hazy images (VOC boxes for detection), or a depth "
                                  "set (KITTI proj_depth/ or Middlebury dispK.pgm)")
         candidates, explicit = list(given), True
     else:
@@ -380,7 +385,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
             if args.bootstrap:
                 _refuse_clear_comparisons(args, methods, dataset.name)
             some([method for method in methods if not method.spec.reads_clear])
-            labelled = labelled_images(where, LABELS_FOLDER, choose=lambda paths: chosen(paths, lambda p: p.name))
+            labelled = labelled_images(where, choose=lambda paths: chosen(paths, lambda p: p.name))
             matches = match_labelled(labelled, methods, detector, label, detector.names.values())
             rows = labelled_rows(matches, args.conf)
         if not args.bootstrap:
@@ -394,7 +399,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         depth_set = load_depth_set(where)
         depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
         return evaluate_visibility(depth_set, where, methods, label), {}
-    folder = where / "hazy" if is_paired_set(where) else where
+    folder = _photo_folder(where)
     return evaluate_haze(chosen(list_images(folder), lambda path: path.name, folder), some(haze_methods(methods)),
                          label), {}
 
@@ -442,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
     measures = [measure for measure in requested if measure in datasets]
     if args.bootstrap and "detection" not in measures:
         raise ValueError("--bootstrap compares detection figures, and the detection measure does not run here: "
-                         "add it to --measure (on a paired set or photos with labels-voc/) or leave --bootstrap out")
+                         "add it to --measure (on a paired set or labelled photos) or leave --bootstrap out")
     specs = _method_specs(args.method)
     if args.bootstrap:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading

@@ -6,6 +6,10 @@ counted right nor wrong, as in the VOC protocol. Boxes are clipped to the image;
 or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file. A number that is not finite (nan,
 inf) in a box or in <size> is refused. A photo of a labelled folder without a VOC file is left out, with one
 warning for the folder (some sets label only some photos).
+
+A labelled set is read in the layouts such sets are published in (`labelled_layout`): this project's (the photos
+in a folder, their VOC files in its `labels-voc/`), Pascal VOC's (`JPEGImages/` and `Annotations/`: RTTS, VOC
+conversions of foggy driving sets) and DAWN's (the photos of `Fog/` beside `Fog/Fog_PASCAL_VOC/`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,12 @@ NAMES_SHOWN = 5
 """How many unlabelled photos the warning of `labelled_images` names."""
 VOC_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",
                "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
+LABELS_FOLDER = "labels-voc"
+"""This project's layout: a folder of photos keeps their VOC files in this subfolder."""
+VOC_PHOTOS, VOC_LABELS = "JPEGImages", "Annotations"
+"""Pascal VOC's layout (RTTS's too): the photos and their VOC files in these two subfolders of the set."""
+DAWN_LABELS = "*_PASCAL_VOC"
+"""DAWN's layout: a folder of photos (`Fog/`) keeps their VOC files in a subfolder so named (`Fog_PASCAL_VOC/`)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,14 @@ class ReferenceBox:
     class_name: str
     box: tuple[float, float, float, float]
     difficult: bool = False
+
+
+@dataclass(frozen=True)
+class LabelledLayout:
+    """Where a labelled photo set keeps its photos and their VOC files."""
+
+    photos: Path
+    labels: Path
 
 
 @dataclass(frozen=True)
@@ -95,28 +113,47 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
     return tuple(boxes)
 
 
-def labelled_images(folder: str | Path, labels_folder: str = "labels-voc",
-                    keep: Callable[[str], bool] | None = None,
-                    choose: Callable[[list[Path]], list[Path]] | None = None) -> list[LabelledImage]:
-    """Every image in `folder` with a VOC file (`.xml`, any case) in `folder/labels-voc`, matched by file stem, in
-    the VOC files' order; with `keep`, only the images whose file name it keeps; with `choose`, only those it
-    returns from that ordered list of labelled images (a selection such as eval's --include/--limit). Neither an
-    image nor a VOC file left out is read, so a broken one there fails nothing.
+def _has_voc_files(folder: Path) -> bool:
+    return folder.is_dir() and any(path.suffix.lower() == ".xml" and path.is_file() for path in folder.iterdir())
 
-    Images without a VOC file are left out with one warning (their count and the first few names); ValueError when
-    the folder has no such subfolder or no .xml in it, when a VOC file names no image of the folder, or when two
-    images share the stem of a VOC file (which one it labels cannot be told).
-    """
+
+def labelled_layout(folder: str | Path) -> LabelledLayout | None:
+    """The photos and VOC files of the labelled set at `folder`, in any of the layouts of the module's docstring;
+    None when `folder` has none of them (a labels folder without a .xml file counts as none). ValueError when it
+    has two, naming both: which boxes judge the photos cannot be told."""
     folder = Path(folder)
-    labels = folder / labels_folder
-    if not labels.is_dir():
-        raise ValueError(f"{folder} has no {labels_folder}/ folder of VOC boxes")
+    found = [LabelledLayout(folder, labels) for labels in sorted(folder.glob(DAWN_LABELS)) if _has_voc_files(labels)]
+    if _has_voc_files(folder / LABELS_FOLDER):
+        found.append(LabelledLayout(folder, folder / LABELS_FOLDER))
+    if (folder / VOC_PHOTOS).is_dir() and _has_voc_files(folder / VOC_LABELS):
+        found.append(LabelledLayout(folder / VOC_PHOTOS, folder / VOC_LABELS))
+    if len(found) > 1:
+        raise ValueError(f"{folder} holds VOC boxes in {len(found)} places "
+                         f"({', '.join(str(layout.labels.relative_to(folder)) + '/' for layout in found)}): keep one")
+    return found[0] if found else None
+
+
+def labelled_images(folder: str | Path, keep: Callable[[str], bool] | None = None,
+                    choose: Callable[[list[Path]], list[Path]] | None = None) -> list[LabelledImage]:
+    """Every photo of the labelled set at `folder` (`labelled_layout`) with a VOC file (`.xml`, any case), matched
+    by file stem, in the VOC files' order; with `keep`, only the photos whose file name it keeps; with `choose`,
+    only those it returns from that ordered list of labelled photos (a selection such as eval's --include/--limit).
+    Neither a photo nor a VOC file left out is read, so a broken one there fails nothing.
+
+    Photos without a VOC file are left out with one warning (their count and the first few names); ValueError when
+    the folder is in none of the layouts (or in two), when a VOC file names no photo of the set, or when two photos
+    share the stem of a VOC file (which one it labels cannot be told).
+    """
+    layout = labelled_layout(folder)
+    if layout is None:
+        raise ValueError(f"{folder} has no VOC boxes: expected {LABELS_FOLDER}/ beside the photos, "
+                         f"{VOC_PHOTOS}/ and {VOC_LABELS}/ (Pascal VOC, RTTS), or {DAWN_LABELS}/ beside the photos "
+                         "(DAWN)")
+    folder, labels = layout.photos, layout.labels
     images: dict[str, list[Path]] = {}
     for path in list_images(folder):
         images.setdefault(path.stem, []).append(path)
     xml_paths = sorted(path for path in labels.iterdir() if path.suffix.lower() == ".xml" and path.is_file())
-    if not xml_paths:
-        raise ValueError(f"{labels} holds no VOC .xml files")
     matched: dict[Path, Path] = {}
     for xml_path in xml_paths:
         candidates = images.get(xml_path.stem, [])
@@ -137,6 +174,6 @@ def labelled_images(folder: str | Path, labels_folder: str = "labels-voc",
                         if keep is None or keep(path.name))
     if unlabelled:
         more = ", ..." if len(unlabelled) > NAMES_SHOWN else ""
-        LOG.warning("%s: %d image(s) without a VOC file in %s/ left out: %s%s", folder, len(unlabelled), labels_folder,
+        LOG.warning("%s: %d image(s) without a VOC file in %s/ left out: %s%s", folder, len(unlabelled), labels.name,
                     ", ".join(unlabelled[:NAMES_SHOWN]), more)
     return result

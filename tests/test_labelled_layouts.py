@@ -1,0 +1,77 @@
+"""Labelled photo sets in the layouts they are published in: this project's labels-voc/, Pascal VOC's JPEGImages/ +
+Annotations/ (RTTS) and DAWN's Fog/ + Fog/Fog_PASCAL_VOC/, all scored alike by `dgdehaze eval`, on real DAWN
+photos and their human boxes."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.evaluation.voc_boxes import labelled_images, labelled_layout
+
+PHOTOS = ["foggy-001.jpg", "haze-003.jpg", "mist-002.jpg"]
+
+
+def _layout(shared_data: Path, photos: Path, labels: Path) -> None:
+    """The PHOTOS of the shared DAWN set with their VOC files, copied into `photos` and `labels`."""
+    dawn = shared_data / "detection" / "dawn-fog"
+    for folder in (photos, labels):
+        folder.mkdir(parents=True, exist_ok=True)
+    for name in PHOTOS:
+        shutil.copy(dawn / name, photos)
+        shutil.copy(dawn / "labels-voc" / f"{Path(name).stem}.xml", labels)
+
+
+@pytest.fixture
+def layouts(shared_data: Path, tmp_path: Path) -> dict[str, Path]:
+    """The same photos and boxes in each layout: the set's folder by layout name."""
+    sets = {"labels-voc": tmp_path / "project", "voc": tmp_path / "RTTS", "dawn": tmp_path / "DAWN" / "Fog"}
+    _layout(shared_data, sets["labels-voc"], sets["labels-voc"] / "labels-voc")
+    _layout(shared_data, sets["voc"] / "JPEGImages", sets["voc"] / "Annotations")
+    _layout(shared_data, sets["dawn"], sets["dawn"] / "Fog_PASCAL_VOC")
+    return sets
+
+
+def test_every_layout_reads_the_same_photos_and_boxes(layouts: dict[str, Path]):
+    read = {name: labelled_images(folder) for name, folder in layouts.items()}
+    reference = read["labels-voc"]
+    assert [item.image.name for item in reference] == PHOTOS and all(item.boxes for item in reference)
+    for name, items in read.items():
+        assert [(item.image.name, item.boxes) for item in items] == [(i.image.name, i.boxes) for i in reference], name
+    assert labelled_layout(layouts["voc"]).photos == layouts["voc"] / "JPEGImages"
+
+
+def test_eval_scores_each_layout_alike_and_reads_a_voc_sets_photos_for_haze(layouts: dict[str, Path],
+                                                                             tmp_path: Path):
+    figures = {}
+    for name, folder in layouts.items():
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--dataset", str(folder), "--measure", "detection", "--method", "hazy",
+                     "--json", str(out)]) == 0
+        figures[name] = json.loads(out.read_text())
+    assert figures["labels-voc"]["hazy"]["objects"] > 0
+    assert figures["voc"] == figures["labels-voc"] == figures["dawn"]
+    out = tmp_path / "haze.json"
+    assert main(["eval", "--dataset", str(layouts["voc"]), "--measure", "haze", "--method", "hazy",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["hazy"]["images"] == len(PHOTOS)
+
+
+def test_boxes_in_two_places_are_refused_naming_both(layouts: dict[str, Path], capsys):
+    folder = layouts["dawn"]
+    shutil.copytree(folder / "Fog_PASCAL_VOC", folder / "labels-voc")
+    assert main(["eval", "--dataset", str(folder), "--measure", "detection", "--method", "hazy"]) == 2
+    error = capsys.readouterr().err
+    assert "Fog_PASCAL_VOC/" in error and "labels-voc/" in error and "keep one" in error
+
+
+def test_a_folder_without_boxes_names_the_layouts_it_reads(layouts: dict[str, Path]):
+    folder = layouts["voc"]
+    for xml in (folder / "Annotations").iterdir():
+        xml.unlink()
+    assert labelled_layout(folder) is None  # an Annotations/ without a VOC file labels nothing
+    with pytest.raises(ValueError, match="no VOC boxes: expected labels-voc/ .*JPEGImages/ and Annotations/"):
+        labelled_images(folder)
