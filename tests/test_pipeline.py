@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dgdehaze_core.inference.dehaze_result import DehazeResult
-from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model, refine_transmission
+from dgdehaze_core.inference.pipeline import (load_pipeline, pad_to_stride, pipeline_from_model, refine_transmission,
+                                             resolve_working_size)
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, save_checkpoint, shipped_weights_path
 from dgdehaze_core.physics.scattering import invert_scattering, synthesize_haze
@@ -86,6 +87,17 @@ def test_a_working_size_of_one_side_takes_the_other_from_each_frames_aspect_rati
     by_height = pipeline_from_model(lite_model, working_size=(0, 180))(widescreen)
     np.testing.assert_array_equal(by_height.image, pipeline_from_model(lite_model, working_size=(320, 180))(
         widescreen).image)
+
+
+def test_a_working_size_of_one_side_stays_within_8k_pixels(lite_model) -> None:
+    """`working_width: 7680` alone on a 640x540 camera would run 7680x6480 (50 Mpx, gigabytes of activations):
+    the derived size shrinks to 8K's pixel count keeping the frame's aspect ratio; a size given whole is kept, and
+    one beyond 8K's pixels is refused."""
+    assert resolve_working_size((7680, 0), 640, 540) == (6270, 5290)
+    assert resolve_working_size((0, 4320), 100, 2000) == (216, 4320), "within 8K's pixels: as derived"
+    assert resolve_working_size((7680, 4320), 640, 540) == (7680, 4320)
+    with pytest.raises(ValueError, match="more pixels than 7680x4320"):
+        pipeline_from_model(lite_model, working_size=(8000, 4320))
 
 
 def test_process_batch_equals_frame_by_frame(lite_model, shared_data: Path) -> None:

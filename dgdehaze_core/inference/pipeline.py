@@ -28,6 +28,7 @@ path, and its transmission and airlight are the dark channel prior's (what the n
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -39,7 +40,7 @@ import numpy as np
 from dgdehaze_core.inference.backends import (DECODER_OUTPUTS, OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend,
                                               NetworkSource, round_up_to_stride)
 from dgdehaze_core.inference.dehaze_result import DehazeResult
-from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
+from dgdehaze_core.io.images import MAX_PIXELS, bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, haze_density
 from dgdehaze_core.physics.frame_inversion import FrameInverter
 from dgdehaze_core.physics.guided_filter import fast_guided_filter, gray_guide
@@ -100,19 +101,29 @@ def _validate_working_size(working_size: Sequence[int] | None) -> tuple[int, int
     if width < 0 or height < 0 or width + height < 1:
         raise ValueError(f"working_size must be positive (one side 0: from the input's aspect ratio), got "
                          f"{working_size!r}")
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"working_size {width}x{height} has more pixels than 7680x4320 (8K), the most a frame may "
+                         "have")
     return width, height
 
 
 def resolve_working_size(working_size: tuple[int, int] | None, width: int, height: int) -> tuple[int, int]:
     """The (w, h) a `width` x `height` frame runs at: its own size without a working size, and a side given as 0
-    from the other and the frame's aspect ratio (at least 1 pixel)."""
+    from the other and the frame's aspect ratio (at least 1 pixel), both sides then shrunk together, keeping that
+    aspect ratio, where they would exceed 8K's pixel count (`MAX_PIXELS`, the most a frame may have): a working
+    width of 7680 alone runs a 640x540 camera's frames at 6270x5290, not 7680x6480."""
     if working_size is None:
         return width, height
     work_w, work_h = working_size
+    if work_w and work_h:
+        return work_w, work_h
     if work_w == 0:
         work_w = max(1, round(work_h * width / height))
-    if work_h == 0:
+    else:
         work_h = max(1, round(work_w * height / width))
+    if work_w * work_h > MAX_PIXELS:
+        scale = math.sqrt(MAX_PIXELS / (work_w * work_h))
+        work_w, work_h = max(1, math.floor(work_w * scale)), max(1, math.floor(work_h * scale))
     return work_w, work_h
 
 
