@@ -1,13 +1,17 @@
-"""Pairing hazy images with their ground truth: the naming rule, and a clear error for every broken set."""
+"""Pairing hazy images with their ground truth: the naming rule, the layouts the public benchmarks are published in,
+and a clear error for every broken set."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.datasets.paired_sets import PairingError, find_pairs, is_paired_set, load_pair
+from dgdehaze_core.cli import main
+from dgdehaze_core.datasets.paired_sets import PairingError, find_pairs, hazy_images, is_paired_set, load_pair
 
 
 def _write(path: Path, size: tuple[int, int] = (24, 16), value: int = 100) -> None:
@@ -83,3 +87,114 @@ def test_unreadable_and_mismatched_pairs_name_the_file(tmp_path: Path):
 def test_the_shared_paired_sets_pair_completely(shared_data: Path):
     counts = {name: len(find_pairs(shared_data / "paired" / name)) for name in ("sots-indoor", "sots-outdoor", "o-haze")}
     assert counts == {"sots-indoor": 50, "sots-outdoor": 2, "o-haze": 2}
+
+
+O_HAZE_SCENES = ("27", "35")
+
+
+@pytest.fixture()
+def o_haze_small(shared_data: Path, tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    """The real O-HAZE pairs of the shared data scaled to 160x120: {scene: (hazy file, clear file)}."""
+    source, small = shared_data / "paired" / "o-haze", tmp_path / "source"
+    small.mkdir()
+    files = {}
+    for scene in O_HAZE_SCENES:
+        for kind, path in (("hazy", source / "hazy" / f"{scene}_hazy.png"),
+                           ("clear", source / "clear" / f"{scene}.png")):
+            image = cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (160, 120), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(small / f"{scene}-{kind}.png"), image)
+        files[scene] = (small / f"{scene}-hazy.png", small / f"{scene}-clear.png")
+    return files
+
+
+# (hazy folder, clear folder, hazy name, clear name) of each layout: as the shared O-HAZE pairs are kept, then as
+# the benchmarks are published ("" for the flat folder of NH-HAZE)
+LAYOUTS = {
+    "shared-o-haze": ("hazy", "clear", "{}_hazy.png", "{}.png"),
+    "o-haze": ("hazy", "GT", "{}_outdoor_hazy.png", "{}_outdoor_GT.png"),
+    "i-haze": ("hazy", "GT", "{}_indoor_hazy.png", "{}_indoor_GT.png"),
+    "dense-haze": ("hazy", "GT", "{}_hazy.png", "{}_GT.png"),
+    "nh-haze": ("", "", "{}_hazy.png", "{}_GT.png"),
+    "folders-in-other-cases": ("HAZY", "Clean", "{}_Haze.png", "{}_CLEAN.png"),
+}
+
+
+def _published(root: Path, layout: str, files: dict[str, tuple[Path, Path]]) -> Path:
+    """`files` copied byte for byte into `root` in one of LAYOUTS."""
+    hazy_folder, clear_folder, hazy_name, clear_name = LAYOUTS[layout]
+    (root / hazy_folder).mkdir(parents=True, exist_ok=True)
+    (root / clear_folder).mkdir(parents=True, exist_ok=True)
+    for scene, (hazy, clear) in files.items():
+        shutil.copyfile(hazy, root / hazy_folder / hazy_name.format(scene))
+        shutil.copyfile(clear, root / clear_folder / clear_name.format(scene))
+    return root
+
+
+@pytest.mark.parametrize("layout", [layout for layout in LAYOUTS if layout != "shared-o-haze"])
+def test_published_layouts_pair_each_hazy_image_with_its_own_ground_truth(o_haze_small, tmp_path: Path, layout):
+    root = _published(tmp_path / layout, layout, o_haze_small)
+    assert is_paired_set(root)
+    pairs = find_pairs(root)
+    assert [pair.hazy for pair in pairs] == hazy_images(root)
+    assert len(pairs) == len(O_HAZE_SCENES)
+    for pair, scene in zip(pairs, O_HAZE_SCENES):
+        hazy, clear = o_haze_small[scene]
+        assert pair.hazy.read_bytes() == hazy.read_bytes() and pair.clear.read_bytes() == clear.read_bytes()
+        assert pair.scene.startswith(scene)
+
+
+def test_a_flat_set_is_one_only_with_both_kinds_of_name_and_a_folder_of_photos_is_not(o_haze_small, tmp_path: Path,
+                                                                                     shared_data: Path):
+    flat = _published(tmp_path / "nh-haze", "nh-haze", o_haze_small)
+    assert is_paired_set(flat) and hazy_images(flat) == [flat / "27_hazy.png", flat / "35_hazy.png"]
+    (flat / "35_GT.png").unlink()
+    assert is_paired_set(flat)
+    with pytest.raises(PairingError, match=r"1 hazy image\(s\) in .*nh-haze have no clear image NAME_GT.*: "
+                                           r"35_hazy\.png$"):
+        find_pairs(flat)
+    (flat / "27_GT.png").unlink()
+    assert not is_paired_set(flat), "hazy photos alone (as hazy-real/o-haze holds them) are photos, not a set"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for scene, (hazy, _) in o_haze_small.items():
+        shutil.copyfile(hazy, photos / f"{scene}.png")
+    assert not any(is_paired_set(folder) for folder in (photos, shared_data / "hazy-real" / "urhi",
+                                                        shared_data / "hazy-real" / "o-haze"))
+
+
+def test_a_flat_set_with_an_image_named_as_neither_kind_is_refused_naming_it(o_haze_small, tmp_path: Path):
+    flat = _published(tmp_path / "nh-haze", "nh-haze", o_haze_small)
+    shutil.copyfile(o_haze_small["27"][0], flat / "27_extra.png")
+    with pytest.raises(PairingError, match=r"1 image\(s\) named as neither: 27_extra\.png"):
+        find_pairs(flat)
+
+
+@pytest.mark.parametrize("clear, message", [
+    (["clear/01.png", "clear/01_GT.png"], r"several files for one name: 01 \(01\.png, 01_GT\.png\)"),
+    (["01_GT.png", "01_gt.png"], r"several files for one name: 01 \(01_GT\.png, 01_gt\.png\)"),
+    (["GT/01.png", "gt/01.png"], r"2 clear folders \(GT/, gt/\)"),
+    (["clear/01.png", "Hazy/01_hazy.png"], r"2 hazy folders \(Hazy/, hazy/\)"),
+])
+def test_ambiguous_sets_are_refused_naming_the_files(tmp_path: Path, clear: list[str], message: str):
+    hazy = "01_hazy.png" if "/" not in clear[0] else "hazy/01_hazy.png"
+    for name in [hazy, *clear]:
+        _write(tmp_path / name)
+    if len(list(tmp_path.iterdir())) < len({name.split("/")[0] for name in [hazy, *clear]}):
+        pytest.skip("the filesystem does not tell names apart by case")
+    with pytest.raises(PairingError, match=message):
+        find_pairs(tmp_path)
+
+
+def test_eval_scores_a_flat_set_as_the_same_pairs_in_folders(o_haze_small, tmp_path: Path):
+    """Quality and haze figures of NH-HAZE's flat layout equal those of hazy/ + clear/ of the same files: the flat
+    set's ground truth is neither scored as a hazy photo nor left unpaired."""
+    rows = {}
+    for layout in ("shared-o-haze", "nh-haze"):
+        root = _published(tmp_path / layout, layout, o_haze_small)
+        out = tmp_path / f"{layout}.json"
+        assert main(["eval", "--dataset", str(root), "--measure", "quality,haze", "--method", "hazy",
+                     "--json", str(out)]) == 0
+        rows[layout] = json.loads(out.read_text())
+    assert rows["nh-haze"] == rows["shared-o-haze"]
+    assert rows["nh-haze"]["quality/hazy"]["pairs"] == rows["nh-haze"]["haze/hazy"]["images"] == len(O_HAZE_SCENES)
+    assert 5.0 < rows["nh-haze"]["quality/hazy"]["psnr"] < 40.0

@@ -1,7 +1,8 @@
 """`dgdehaze eval`: quality, detection recovery, depth accuracy and haze density of dehazing methods on real data.
 
 Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
-- quality: paired sets (hazy/ + clear/ or GT/): PSNR, SSIM, CIEDE2000 against the ground truth;
+- quality: paired sets (hazy/ + clear/ or GT/, as RESIDE, O-HAZE, I-HAZE and Dense-HAZE are published, or one
+  folder of NAME_hazy.* beside NAME_GT.*, as NH-HAZE): PSNR, SSIM, CIEDE2000 against the ground truth;
 - scattering: paired sets: each method's airlight and transmission against the scattering model fitted to the
   pair (airlight error, t mean absolute error, t bias: positive = haze underestimated; fit_rmse: the fit's residual);
 - detection: paired sets (reference: the detector on the clear image) and folders of real hazy photos with
@@ -10,7 +11,7 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
   confidence 0.25, mAP50, over all classes and, against human boxes, per class (rows METHOD[CLASS]);
 - depth: KITTI raw (proj_depth LiDAR) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median
   scaling, on the clear image and on haze synthesized from the true depth at three densities;
-- haze: folders of real hazy photos (and the hazy/ of a paired set when named with --dataset): FADE,
+- haze: folders of real hazy photos (and the hazy images of a paired set when named with --dataset): FADE,
   dark-channel density and noise (and its ratio to the input's) of the input and of each output;
 - visibility: KITTI raw sets (a road and a known camera mounting): fog synthesized from the true depth at
   visibilities of 50, 150 and 400 m, the visibility estimated on the road (relative error), and the metric depth
@@ -61,7 +62,7 @@ from typing import Any, Callable, TypeVar
 from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
-from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, is_paired_set
+from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, hazy_images, is_paired_set
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.evaluation import NotApplicable
@@ -172,21 +173,17 @@ def parse_measures(text: str) -> list[str]:
     return [measure for measure in MEASURES if measure in items]
 
 
-def _photo_folder(folder: Path) -> Path:
-    """Where a set's photos are: a paired set's hazy/, a labelled set's (JPEGImages/ in Pascal VOC's layout), else
-    the folder itself."""
+def _photos(folder: Path) -> list[Path]:
+    """A set's photos, sorted by name: a paired set's hazy images (`hazy_images`), a labelled set's (those in
+    JPEGImages/ in Pascal VOC's layout), else the images in the folder itself."""
     if is_paired_set(folder):
-        return folder / "hazy"
+        return hazy_images(folder)
     layout = labelled_layout(folder)
-    return folder if layout is None else layout.photos
-
-
-def _has_images(folder: Path) -> bool:
-    return bool(list_images(_photo_folder(folder)))
+    return list_images(folder if layout is None else layout.photos)
 
 
 def applies(measure: str, folder: Path, explicit: bool) -> bool:
-    """Whether `measure` can run on `folder` (the hazy/ of a paired set counts for haze only when named)."""
+    """Whether `measure` can run on `folder` (a paired set's hazy images count for haze only when named)."""
     if measure in ("quality", "scattering"):
         return is_paired_set(folder)
     if measure == "detection":
@@ -195,7 +192,7 @@ def applies(measure: str, folder: Path, explicit: bool) -> bool:
         return is_kitti_set(folder) or is_middlebury_set(folder)
     if is_paired_set(folder):
         return explicit
-    return not is_kitti_set(folder) and not is_middlebury_set(folder) and _has_images(folder)
+    return not is_kitti_set(folder) and not is_middlebury_set(folder) and bool(_photos(folder))
 
 
 def _named(folders: list[Path]) -> list[EvalSet]:
@@ -227,8 +224,9 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
                 raise FileNotFoundError(f"no such dataset folder: {folder}")
             if not any(applies(m, folder, True) for m in measures):
                 raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}: expected a paired set "
-                                 "(hazy/ + clear/), a folder of hazy images (VOC boxes for detection), or a depth "
-                                 "set (KITTI proj_depth/ or Middlebury dispK.pgm)")
+                                 "(hazy/ + clear/ or GT/, or NAME_hazy.* beside NAME_GT.*), a folder of hazy images "
+                                 "(VOC boxes for detection), or a depth set (KITTI proj_depth/ or Middlebury "
+                                 "dispK.pgm)")
         candidates, explicit = list(given), True
     else:
         data = shared_data_dir()
@@ -399,9 +397,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         depth_set = load_depth_set(where)
         depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
         return evaluate_visibility(depth_set, where, methods, label), {}
-    folder = _photo_folder(where)
-    return evaluate_haze(chosen(list_images(folder), lambda path: path.name, folder), some(haze_methods(methods)),
-                         label), {}
+    return evaluate_haze(chosen(_photos(where), lambda path: path.name), some(haze_methods(methods)), label), {}
 
 
 def _measure_all(measure: str, datasets: list[EvalSet], methods: list[Method], args: argparse.Namespace,

@@ -1,13 +1,24 @@
 """Paired dehazing sets: hazy images with their clear ground truth, matched by name.
 
-A paired set is a folder with `hazy/` and `clear/` (or `GT/`). A hazy file `NAME_anything.ext` (or `NAME.ext`)
-pairs with `clear/NAME.*`: RESIDE's `1400_7.png` -> `1400.png`, SOTS outdoor's `0016_0.8_0.08.jpg` -> `0016.jpg`,
-O-HAZE's `27_hazy.png` -> `27.png`. When several clear names fit, the longest wins (`a_b_1.png` -> `a_b.png`
-before `a.png`). Every problem (missing folder, empty folder, a hazy image without its clear image, two clear
-files with one name, unreadable files, sizes that differ) raises a `PairingError` that names the files.
+A paired set is a folder in one of the layouts the public benchmarks are published in:
+- a `hazy/` folder beside a `clear/` (or `GT/`, `clean/`) folder, names matched in any case: RESIDE (SOTS, ITS,
+  OTS), O-HAZE and I-HAZE (`hazy/01_outdoor_hazy.jpg` with `GT/01_outdoor_GT.jpg`), Dense-HAZE (`hazy/01_hazy.png`
+  with `GT/01_GT.png`);
+- one flat folder of images named `NAME_hazy.*` beside `NAME_GT.*`: NH-HAZE and NH-HAZE2 (`01_hazy.png` with
+  `01_GT.png`).
+A hazy file `NAME_anything.ext` (or `NAME.ext`) pairs with the clear file `NAME.*` or `NAME_GT.*` (a clear name's
+role token `_GT`, `_clear` or `_clean`, in any case, is not part of its NAME): RESIDE's `1400_7.png` -> `1400.png`,
+SOTS outdoor's `0016_0.8_0.08.jpg` -> `0016.jpg`, O-HAZE's `27_hazy.png` -> `27.png` and `01_outdoor_hazy.jpg` ->
+`01_outdoor_GT.jpg`. When several clear names fit, the longest wins (`a_b_1.png` -> `a_b.png` before `a.png`). In
+the flat layout the hazy images are those named with a hazy role token (`_hazy` or `_haze`, any case) and every
+image must carry one of the two kinds of token. Every problem (missing folder, empty folder, two hazy or two clear
+folders, a hazy image without its clear image, two clear files with one name such as `01.png` and `01_GT.png`, an
+image of a flat set named as neither, unreadable files, sizes that differ) raises a `PairingError` that names the
+files.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +27,12 @@ import numpy as np
 
 from dgdehaze_core.io.images import ImageError, list_images, read_image
 
-CLEAR_FOLDER_NAMES = ("clear", "GT", "gt")
-HAZY_FOLDER_NAME = "hazy"
+HAZY_FOLDER_NAMES = ("hazy",)
+CLEAR_FOLDER_NAMES = ("clear", "gt", "clean")
+"""Folder names of the two kinds, matched in any case (`GT/`, `Hazy/`)."""
+HAZY_ROLE = re.compile(r"(?P<name>.+)_(hazy|haze)", re.IGNORECASE)
+CLEAR_ROLE = re.compile(r"(?P<name>.+)_(gt|clear|clean)", re.IGNORECASE)
+"""A file stem that ends in a role token (matched whole with `fullmatch`), and its NAME before the token."""
 
 
 class PairingError(ValueError):
@@ -34,22 +49,94 @@ class Pair:
     clear: Path
 
 
-def is_paired_set(folder: Path) -> bool:
-    """True when `folder` has a `hazy/` folder and a `clear/` (or `GT/`) folder."""
-    return (folder / HAZY_FOLDER_NAME).is_dir() and any((folder / name).is_dir() for name in CLEAR_FOLDER_NAMES)
+@dataclass(frozen=True)
+class _Layout:
+    """Where a set's hazy and clear images lie (one folder for both in the flat layout) and the images there."""
+
+    hazy_folder: Path
+    clear_folder: Path
+    hazy: list[Path]
+    clear: list[Path]
+
+    @property
+    def flat(self) -> bool:
+        """True for the flat layout: the hazy images and their ground truth in one folder."""
+        return self.hazy_folder == self.clear_folder
 
 
-def _clear_folder(root: Path) -> Path:
-    for name in CLEAR_FOLDER_NAMES:
-        if (root / name).is_dir():
-            return root / name
-    raise PairingError(f"{root} has no clear/ (or GT/) folder of ground-truth images")
+def _subfolders(root: Path, names: tuple[str, ...]) -> list[Path]:
+    """The folders directly in `root` whose name is one of `names` in any case, sorted."""
+    return sorted(path for path in root.iterdir() if path.is_dir() and path.name.lower() in names)
 
 
-def _scene_of(hazy_stem: str, clear_stems: set[str]) -> str | None:
-    """The longest clear stem that the hazy stem equals or starts with, followed by '_'."""
+def _one_folder(root: Path, names: tuple[str, ...], kind: str) -> Path | None:
+    """The one `kind` folder of `root`, None without one; PairingError naming them when there are several."""
+    found = _subfolders(root, names)
+    if len(found) > 1:
+        raise PairingError(f"{root} holds {len(found)} {kind} folders ({', '.join(p.name + '/' for p in found)}): "
+                           "which one holds the set cannot be told, keep one")
+    return found[0] if found else None
+
+
+def _flat_roles(images: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """`images` split into (hazy-named, clear-named, named as neither), each in the given order."""
+    split: tuple[list[Path], list[Path], list[Path]] = ([], [], [])
+    for path in images:
+        split[0 if HAZY_ROLE.fullmatch(path.stem) else 1 if CLEAR_ROLE.fullmatch(path.stem) else 2].append(path)
+    return split
+
+
+def is_paired_set(folder: str | Path) -> bool:
+    """True when `folder` has a hazy folder and a clear (or GT, clean) folder, names in any case, or, without a hazy
+    folder, holds images named `NAME_hazy.*` and images named `NAME_GT.*` (role tokens as in the module's
+    docstring). A folder of photos whose names carry no clear role token (URHI, O-HAZE's hazy photos alone) is not
+    one. It says nothing of whether the set pairs: `find_pairs` tells."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    if _subfolders(folder, HAZY_FOLDER_NAMES):
+        return bool(_subfolders(folder, CLEAR_FOLDER_NAMES))
+    hazy, clear, _ = _flat_roles(list_images(folder))
+    return bool(hazy and clear)
+
+
+def _layout(root: Path) -> _Layout:
+    """The layout of the set at `root` (module docstring); PairingError when it is in neither."""
+    if not root.is_dir():
+        raise PairingError(f"no such paired set: {root}")
+    hazy_folder = _one_folder(root, HAZY_FOLDER_NAMES, "hazy")
+    if hazy_folder is None:
+        hazy, clear, neither = _flat_roles(list_images(root))
+        if not hazy:
+            raise PairingError(f"{root} has no hazy/ folder (a paired set holds hazy/ and clear/ or GT/) and no images "
+                               "named NAME_hazy.* beside NAME_GT.*")
+        if neither:
+            raise PairingError(f"{root} holds hazy images beside their ground truth (NAME_hazy.* with NAME_GT.*) and "
+                               f"{len(neither)} image(s) named as neither: {_listing([p.name for p in neither])}")
+        return _Layout(root, root, hazy, clear)
+    clear_folder = _one_folder(root, CLEAR_FOLDER_NAMES, "clear")
+    if clear_folder is None:
+        raise PairingError(f"{root} has no clear/ (or GT/) folder of ground-truth images")
+    return _Layout(hazy_folder, clear_folder, list_images(hazy_folder), list_images(clear_folder))
+
+
+def hazy_images(root: str | Path) -> list[Path]:
+    """The hazy images of the paired set at `root`, sorted by name: its hazy folder's images, or in the flat layout
+    those named `NAME_hazy.*`. Whether each has its clear image is not checked (`find_pairs` does); PairingError
+    when `root` is in neither layout."""
+    return _layout(Path(root)).hazy
+
+
+def _clear_name(stem: str) -> str:
+    """The NAME a clear file pairs by: its stem less a trailing clear role token (`01_outdoor_GT` -> `01_outdoor`)."""
+    role = CLEAR_ROLE.fullmatch(stem)
+    return stem if role is None else role.group("name")
+
+
+def _scene_of(hazy_stem: str, clear_names: set[str]) -> str | None:
+    """The longest clear name that the hazy stem equals or starts with, followed by '_'."""
     candidates = [hazy_stem] + [hazy_stem[:i] for i in range(len(hazy_stem) - 1, 0, -1) if hazy_stem[i] == "_"]
-    return next((stem for stem in candidates if stem in clear_stems), None)
+    return next((name for name in candidates if name in clear_names), None)
 
 
 def _listing(items: list[str], limit: int = 5) -> str:
@@ -58,41 +145,38 @@ def _listing(items: list[str], limit: int = 5) -> str:
 
 
 def find_pairs(root: str | Path) -> list[Pair]:
-    """All pairs of the set at `root`, sorted by hazy name; raises PairingError when the set is not usable."""
+    """All pairs of the set at `root`, sorted by hazy name, each hazy image with the clear image of its NAME
+    (module docstring); raises PairingError when the set is not usable."""
     root = Path(root)
-    if not root.is_dir():
-        raise PairingError(f"no such paired set: {root}")
-    hazy_folder = root / HAZY_FOLDER_NAME
-    if not hazy_folder.is_dir():
-        raise PairingError(f"{root} has no hazy/ folder (a paired set holds hazy/ and clear/ or GT/)")
-    clear_folder = _clear_folder(root)
-    hazy_files = list_images(hazy_folder)
-    clear_files = list_images(clear_folder)
-    if not hazy_files:
+    layout = _layout(root)
+    hazy_folder, clear_folder = layout.hazy_folder, layout.clear_folder
+    if not layout.hazy:
         raise PairingError(f"{hazy_folder} holds no images")
-    if not clear_files:
+    if not layout.clear and not layout.flat:
         raise PairingError(f"{clear_folder} holds no images")
-    by_stem: dict[str, list[Path]] = {}
-    for path in clear_files:
-        by_stem.setdefault(path.stem, []).append(path)
-    ambiguous = sorted(f"{stem} ({', '.join(p.name for p in paths)})" for stem, paths in by_stem.items()
+    by_name: dict[str, list[Path]] = {}
+    for path in layout.clear:
+        by_name.setdefault(_clear_name(path.stem), []).append(path)
+    ambiguous = sorted(f"{name} ({', '.join(p.name for p in paths)})" for name, paths in by_name.items()
                        if len(paths) > 1)
     if ambiguous:
         raise PairingError(f"{clear_folder} holds several files for one name: {_listing(ambiguous)}")
-    duplicates = sorted(stem for stem, count in Counter(path.stem for path in hazy_files).items() if count > 1)
+    duplicates = sorted(stem for stem, count in Counter(path.stem for path in layout.hazy).items() if count > 1)
     if duplicates:
         raise PairingError(f"{hazy_folder} holds several files for one name: {_listing(duplicates)}")
     pairs: list[Pair] = []
     unmatched: list[str] = []
-    for path in hazy_files:
-        scene = _scene_of(path.stem, set(by_stem))
+    for path in layout.hazy:
+        scene = _scene_of(path.stem, set(by_name))
         if scene is None:
             unmatched.append(path.name)
         else:
-            pairs.append(Pair(path.stem, scene, path, by_stem[scene][0]))
+            pairs.append(Pair(path.stem, scene, path, by_name[scene][0]))
     if unmatched:
-        raise PairingError(f"{len(unmatched)} hazy image(s) in {hazy_folder} have no clear image "
-                           f"NAME.* in {clear_folder} (NAME_anything.ext pairs with NAME.*): {_listing(unmatched)}")
+        rule = ("NAME_GT.* beside them (NAME_hazy.ext pairs with NAME_GT.*)" if layout.flat else
+                f"NAME.* or NAME_GT.* in {clear_folder} (NAME_anything.ext pairs with NAME.* or NAME_GT.*)")
+        raise PairingError(f"{len(unmatched)} hazy image(s) in {hazy_folder} have no clear image {rule}: "
+                           f"{_listing(unmatched)}")
     return pairs
 
 
