@@ -9,14 +9,16 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
   VOC boxes (reference: the human boxes, e.g. detection/dawn-fog; labels-voc/ beside the photos, Pascal VOC's
   JPEGImages/ + Annotations/ as RTTS, or DAWN's Fog_PASCAL_VOC/): precision, recall, F1 at IoU 0.5 and
   confidence 0.25, mAP50, over all classes and, against human boxes, per class (rows METHOD[CLASS]);
-- depth: KITTI raw (proj_depth LiDAR) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median
-  scaling, on the clear image and on haze synthesized from the true depth at three densities;
+- depth: KITTI raw (proj_depth LiDAR), KITTI depth's selection (val_selection_cropped: image/ +
+  groundtruth_depth/) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median scaling, on the clear
+  image and on haze synthesized from the true depth at three densities;
 - haze: folders of real hazy photos (and the hazy images of a paired set when named with --dataset): FADE,
   dark-channel density and noise (and its ratio to the input's) of the input and of each output;
-- visibility: KITTI raw sets (a road and a known camera mounting): fog synthesized from the true depth at
-  visibilities of 50, 150 and 400 m, the visibility estimated on the road (relative error), and the metric depth
-  from the transmission, unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the
-  visibility); Middlebury sets are refused: no road.
+- visibility: KITTI raw and depth-selection sets (a road and a known camera mounting; the selection's
+  intrinsics/ give each cropped frame's camera): fog synthesized from the true depth at visibilities of 50, 150
+  and 400 m, the visibility estimated on the road (relative error), and the metric depth from the transmission,
+  unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the visibility); Middlebury
+  sets are refused: no road.
 `all` runs every measure on the sets it applies to; one that applies to none of them, or refuses them all, is
 left out with a warning (a measure named on its own fails the run when it refuses a --dataset).
 Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated: a set that a measure
@@ -66,7 +68,8 @@ from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, hazy_images, is
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns
 from dgdehaze_core.evaluation import NotApplicable
-from dgdehaze_core.evaluation.depth_datasets import is_kitti_set, is_middlebury_set, load_depth_set
+from dgdehaze_core.evaluation.depth_datasets import (is_kitti_selection_set, is_kitti_set, is_middlebury_set,
+                                                     load_depth_set)
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
 from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, labelled_rows, match_labelled,
                                                      match_recovery, recovery_rows)
@@ -189,10 +192,14 @@ def applies(measure: str, folder: Path, explicit: bool) -> bool:
     if measure == "detection":
         return is_paired_set(folder) or labelled_layout(folder) is not None
     if measure in ("depth", "visibility"):
-        return is_kitti_set(folder) or is_middlebury_set(folder)
+        return _is_depth_set(folder)
     if is_paired_set(folder):
         return explicit
-    return not is_kitti_set(folder) and not is_middlebury_set(folder) and bool(_photos(folder))
+    return not _is_depth_set(folder) and bool(_photos(folder))
+
+
+def _is_depth_set(folder: Path) -> bool:
+    return is_kitti_set(folder) or is_kitti_selection_set(folder) or is_middlebury_set(folder)
 
 
 def _named(folders: list[Path]) -> list[EvalSet]:
@@ -225,8 +232,8 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
             if not any(applies(m, folder, True) for m in measures):
                 raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}: expected a paired set "
                                  "(hazy/ + clear/ or GT/, or NAME_hazy.* beside NAME_GT.*), a folder of hazy images "
-                                 "(VOC boxes for detection), or a depth set (KITTI proj_depth/ or Middlebury "
-                                 "dispK.pgm)")
+                                 "(VOC boxes for detection), or a depth set (KITTI raw proj_depth/, KITTI depth's "
+                                 "selection image/ + groundtruth_depth/ + intrinsics/, or Middlebury dispK.pgm)")
         candidates, explicit = list(given), True
     else:
         data = shared_data_dir()

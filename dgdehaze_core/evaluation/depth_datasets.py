@@ -6,6 +6,12 @@ Depth maps are float32 metres with NaN where the ground truth is unknown.
   `proj_depth/groundtruth/image_0X/NAME.png` (uint16, metres * 256). Evaluated up to 80 m, the KITTI convention.
   One sample per frame: where a frame has several depth files (KITTI depth ships velodyne_raw/ beside
   groundtruth/), its groundtruth/ one, else the first of the others by folder name.
+- KITTI depth's selection (`depth_selection/val_selection_cropped/`): `image/DRIVE_image_FRAME_image_0X.png`
+  cropped to 1216x352, its `groundtruth_depth/DRIVE_groundtruth_depth_FRAME_image_0X.png` (uint16, metres * 256)
+  and `intrinsics/DRIVE_image_FRAME_image_0X.txt` (the cropped image's 3x3 K, 9 numbers row-major), each frame
+  named DRIVE/image_0X/FRAME as in the raw layout, up to 80 m. `velodyne_raw/` (the depth-completion input, not the
+  ground truth) stands in only for a frame without groundtruth_depth/, as in the raw layout. Every image needs a
+  depth file and every depth file its image; the intrinsics are read only by `selection_intrinsics`.
 - Middlebury 2003: `SCENE/imK.png` with `SCENE/dispK.pgm` holding 4 x disparity in pixels (0 = unknown), at the
   quarter-size resolution (450x375) where f is about 935 px and the baseline about 0.16 m: Z = f * B / d.
 The loaders list the frames (names and files, and that each depth file has its image) without reading any pixel;
@@ -15,6 +21,8 @@ what is read and a broken frame fails only where it is used, naming its file.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, replace
@@ -25,6 +33,7 @@ import cv2
 import numpy as np
 
 from dgdehaze_core.io.images import IMAGE_SUFFIXES, ImageError, read_image
+from dgdehaze_core.physics.visibility import Intrinsics
 
 LOG = logging.getLogger(__name__)
 
@@ -32,6 +41,13 @@ KITTI_MAX_DEPTH = 80.0
 KITTI_GROUND_TRUTH = "groundtruth"
 """KITTI depth's ground-truth folder under proj_depth/ (LiDAR accumulated over frames and checked against stereo),
 preferred over its velodyne_raw/ scans of the same frame."""
+SELECTION_IMAGE = "image"
+SELECTION_TRUTH = "groundtruth_depth"
+SELECTION_LIDAR = "velodyne_raw"
+SELECTION_INTRINSICS = "intrinsics"
+SELECTION_NAME = re.compile(rf"(?P<drive>.+)_(?P<kind>{SELECTION_IMAGE}|{SELECTION_TRUTH}|{SELECTION_LIDAR})_"
+                            r"(?P<frame>[0-9]+)_(?P<camera>image_[0-9]{2})")
+"""A depth-selection file's stem: DRIVE_KIND_FRAME_image_0X, KIND its folder's name."""
 MIDDLEBURY_FOCAL_PX = 935.0
 MIDDLEBURY_BASELINE_M = 0.16
 MIDDLEBURY_DISPARITY_SCALE = 4.0
@@ -117,8 +133,11 @@ def _lidar_depth(path: Path) -> np.ndarray:
             raise ImageError(f"{path} is not a readable depth archive (truncated or damaged?): {exc}") from exc
     else:
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None or raw.dtype != np.uint16:
-            raise ImageError(f"{path} is not a KITTI uint16 depth PNG")
+        if raw is None:
+            raise ImageError(f"{path} is not a readable depth PNG (truncated or damaged?)")
+        if raw.dtype != np.uint16 or raw.ndim != 2:
+            raise ImageError(f"{path} is {raw.dtype} with {raw.shape[2] if raw.ndim == 3 else 1} channel(s): a KITTI "
+                             "depth PNG is one 16-bit channel of metres * 256 (its depth would be read wrong)")
         depth = raw.astype(np.float32) / 256.0
     return np.where(depth > 0, depth, np.nan).astype(np.float32)
 
@@ -167,6 +186,89 @@ def load_kitti(folder: str | Path) -> DepthSet:
     return DepthSet(folder.name, frames, KITTI_MAX_DEPTH, sparse=True)
 
 
+def is_kitti_selection_set(folder: Path) -> bool:
+    """Whether `folder` has KITTI depth's selection layout (val_selection_cropped): image/ beside
+    groundtruth_depth/."""
+    return all((folder / kind).is_dir() for kind in (SELECTION_IMAGE, SELECTION_TRUTH))
+
+
+def _selection_files(folder: Path, kind: str, suffixes: tuple[str, ...]) -> dict[tuple[str, str, str], Path]:
+    """{(drive, camera, frame): file} of the `kind/` folder of a selection layout ({} without it), hidden files and
+    other suffixes left out; ImageError for a file not named as KITTI names that folder's, or two of one frame."""
+    files: dict[tuple[str, str, str], Path] = {}
+    if not (folder / kind).is_dir():
+        return files
+    for path in sorted((folder / kind).iterdir()):
+        if not path.is_file() or path.suffix.lower() not in suffixes or path.name.startswith("."):
+            continue
+        match = SELECTION_NAME.fullmatch(path.stem)
+        if match is None or match["kind"] != kind:
+            raise ImageError(f"{path} is not named DRIVE_{kind}_FRAME_image_0X{path.suffix} as KITTI's depth "
+                             "selection names its files")
+        frame = (match["drive"], match["camera"], match["frame"])
+        if frame in files:
+            raise ImageError(f"{files[frame]} and {path} are the same frame: keep one")
+        files[frame] = path
+    return files
+
+
+def load_kitti_selection(folder: str | Path) -> DepthSet:
+    """Every frame of a KITTI depth-selection folder (image/ + groundtruth_depth/, velodyne_raw/ standing in for a
+    missing groundtruth file), listed unread and named DRIVE/image_0X/FRAME; ImageError for an image without a
+    depth file, a depth file without its image, a misnamed file or a folder without frames."""
+    folder = Path(folder)
+    images = _selection_files(folder, SELECTION_IMAGE, IMAGE_SUFFIXES)
+    truth = _selection_files(folder, SELECTION_TRUTH, (".png",))
+    lidar = _selection_files(folder, SELECTION_LIDAR, (".png",))
+    for frame, depth_path in {**lidar, **truth}.items():
+        if frame not in images:
+            raise ImageError(f"{depth_path} has no image {_selection_stem(SELECTION_IMAGE, frame)}.png in "
+                             f"{folder / SELECTION_IMAGE}")
+    frames: list[Frame] = []
+    for frame in sorted(images):
+        depth_path = truth.get(frame, lidar.get(frame))
+        if depth_path is None:
+            raise ImageError(f"{images[frame]} has no ground truth {_selection_stem(SELECTION_TRUTH, frame)}.png in "
+                             f"{folder / SELECTION_TRUTH}")
+        drive, camera, name = frame
+        frames.append(DepthFrame(f"{drive}/{camera}/{name}", images[frame], depth_path, _lidar_depth))
+    if not frames:
+        raise ImageError(f"{folder / SELECTION_IMAGE} holds no KITTI depth-selection images")
+    if len(truth) < len(frames):
+        LOG.info("%s: %d of %d KITTI frames have no %s/ depth: their LiDAR scan stands in", folder,
+                 len(frames) - len(truth), len(frames), SELECTION_TRUTH)
+    return DepthSet(folder.name, frames, KITTI_MAX_DEPTH, sparse=True)
+
+
+def _selection_stem(kind: str, frame: tuple[str, str, str]) -> str:
+    drive, camera, name = frame
+    return f"{drive}_{kind}_{name}_{camera}"
+
+
+def selection_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
+    """The intrinsics of frame `sample_name` (DRIVE/image_0X/FRAME) of a depth-selection `folder`, from its
+    `intrinsics/` file: 9 finite numbers, a 3x3 K with positive focal lengths and a last row 0 0 1 (ImageError
+    naming the file otherwise)."""
+    drive, camera, name = sample_name.split("/")
+    path = folder / SELECTION_INTRINSICS / f"{_selection_stem(SELECTION_IMAGE, (drive, camera, name))}.txt"
+    if not path.is_file():
+        raise ImageError(f"{path} is missing: the intrinsics of {sample_name} are unknown")
+    try:
+        k = [float(value) for value in path.read_text().split()]
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ImageError(f"{path} is not a text file of 9 numbers (the 3x3 K): {exc}") from None
+    if len(k) != 9 or not all(map(math.isfinite, k)):
+        raise ImageError(f"{path} holds {len(k)} numbers{'' if len(k) != 9 else ', not all finite'}: the 3x3 K is 9 "
+                         "finite numbers")
+    if k[6:] != [0.0, 0.0, 1.0]:
+        raise ImageError(f"{path}: K's last row is {k[6:]}, not 0 0 1 (a transposed K puts the principal point "
+                         "there)")
+    try:
+        return Intrinsics.from_k(k)
+    except ValueError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+
+
 def middlebury_depth(disparity_file: str | Path) -> np.ndarray:
     """Metres from a Middlebury 2003 quarter-size disparity file (NaN where the disparity is unknown)."""
     raw = cv2.imread(str(disparity_file), cv2.IMREAD_UNCHANGED)
@@ -199,10 +301,13 @@ def load_middlebury(folder: str | Path) -> DepthSet:
 
 
 def load_depth_set(folder: str | Path) -> DepthSet:
-    """A KITTI or Middlebury set, told apart by its layout, listed unread."""
+    """A KITTI (raw or depth-selection) or Middlebury set, told apart by its layout, listed unread."""
     folder = Path(folder)
     if is_kitti_set(folder):
         return load_kitti(folder)
+    if is_kitti_selection_set(folder):
+        return load_kitti_selection(folder)
     if is_middlebury_set(folder):
         return load_middlebury(folder)
-    raise ImageError(f"{folder} is neither a KITTI raw set (proj_depth/) nor a Middlebury set (SCENE/dispK.pgm)")
+    raise ImageError(f"{folder} is neither a KITTI raw set (proj_depth/), a KITTI depth selection (image/ + "
+                     "groundtruth_depth/) nor a Middlebury set (SCENE/dispK.pgm)")

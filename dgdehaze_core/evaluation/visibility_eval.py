@@ -15,8 +15,10 @@ from the ground truth:
 - no_fog_share: the share of frames where the method reports no fog (NaN visibility).
 A row `METHOD@clear` runs the clear frames themselves: there no_fog_share should be 1 (a clear day read as fog
 thinner than MAX_VISIBILITY counts against it), and the other columns are empty.
-Only KITTI has a road and a known mounting (the left colour camera 1.65 m above the road, pitch about 0, intrinsics
-from calib_cam_to_cam.txt's P_rect); Middlebury's indoor scenes have neither and are refused with that reason.
+Only KITTI has a road and a known mounting (the colour cameras 1.65 m above the road, pitch about 0; intrinsics
+from calib_cam_to_cam.txt's P_rect in the raw layout, from each frame's intrinsics/ file in the depth selection,
+whose principal point already accounts for the crop); Middlebury's indoor scenes have neither and are refused with
+that reason.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.evaluation import NotApplicable
-from dgdehaze_core.evaluation.depth_datasets import DepthSample, DepthSet, is_kitti_set
+from dgdehaze_core.evaluation.depth_datasets import (DepthSample, DepthSet, is_kitti_selection_set, is_kitti_set,
+                                                     selection_intrinsics)
 from dgdehaze_core.evaluation.depth_eval import AIRLIGHT, dense_depth
 from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, rgb_float_to_bgr
@@ -79,6 +82,14 @@ def kitti_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
     raise ValueError(f"{calib} has no {key} line for {sample_name}")
 
 
+def frame_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
+    """The rectified intrinsics of frame `sample_name` (DRIVE/image_0X/FRAME) of the KITTI set `folder`: its own
+    intrinsics/ file in the depth-selection layout, its camera's P_rect in the raw layout's calib file."""
+    if is_kitti_selection_set(folder):
+        return selection_intrinsics(folder, sample_name)
+    return kitti_intrinsics(folder, sample_name)
+
+
 def synthesize_fog(sample: DepthSample, dense: np.ndarray, norms: np.ndarray, visibility: float) -> np.ndarray:
     """The clear frame under fog of `visibility` (m), attenuated along each ray."""
     distance = (dense * norms)[:, :, None].astype(np.float32)
@@ -103,7 +114,7 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
     """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission;
     NotApplicable for a set without a road (Middlebury) or without such a method. Reads the set's frames one at a
     time, each when it is scored."""
-    if not is_kitti_set(folder):
+    if not (is_kitti_set(folder) or is_kitti_selection_set(folder)):
         raise NotApplicable(f"{folder.name} has no road and no known camera mounting (an indoor Middlebury set): "
                          "visibility is measured on the road, on KITTI sets only")
     fog_methods = [m for m in methods if m.gives_depth]
@@ -116,7 +127,7 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
         if not (np.isfinite(sample.depth) & (sample.depth > 0) & (sample.depth <= depth_set.max_depth)).any():
             raise ImageError(f"{sample.name}: no ground-truth depth within {depth_set.max_depth:g} m, so its "
                              "AbsRel and coverage would be left out of the means without a word")
-        intrinsics = kitti_intrinsics(folder, sample.name)
+        intrinsics = frame_intrinsics(folder, sample.name)
         norms = ray_norms(sample.depth.shape, intrinsics)
         dense = dense_depth(sample.depth, SKY_DISTANCE, depth_set.sparse)
         for condition, visibility in {CLEAR: math.inf, **VISIBILITIES}.items():
