@@ -1,4 +1,5 @@
-"""ROS 2 bags without a ROS install: read camera frames from sqlite3 and mcap bags, write evaluation output bags.
+"""ROS 2 bags without a ROS install: read camera frames from sqlite3 and mcap bags (and ROS 1 bags, converted to ROS
+2 first: bags/ros1.py), write evaluation output bags.
 
 Everything goes through the `rosbags` library's typestore, so a ROS 2 install is not needed. Output bags carry
 real `vision_msgs/msg/Detection2DArray` messages: the vision_msgs 4.x definitions are registered in the typestore
@@ -11,6 +12,7 @@ frame) is a `BagError`, a ValueError whose message says what is wrong and where.
 from __future__ import annotations
 
 import logging
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from dgdehaze_core.bags.ros1 import is_ros1_bag, ros2_copy
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, check_sample_bits
 
@@ -167,26 +170,49 @@ def _storage_of(path: Path) -> str:
 
 
 class BagSource:
-    """An open ROS 2 bag (a rosbag2 folder, or a single .mcap/.db3 file). Use as a context manager."""
+    """An open bag: a rosbag2 folder, a single .mcap/.db3 file, or a ROS 1 bag file. Use as a context manager."""
 
-    def __init__(self, path: str | Path, input_bits: int = SAMPLE_BITS) -> None:
-        """input_bits: significant bits of the frames' 16-bit samples (`decode_image`)."""
+    def __init__(self, path: str | Path, input_bits: int = SAMPLE_BITS, as_ros2: bool = True) -> None:
+        """input_bits: significant bits of the frames' 16-bit samples (`decode_image`). as_ros2: a ROS 1 bag is
+        read from a ROS 2 copy (bags/ros1.py, removed on close), so that its raw messages are ROS 2's to copy to an
+        output bag or replay to a node; without it (topics and frames only) the ROS 1 bag is read as it is."""
         self.path = Path(path)
         self.input_bits = check_sample_bits(input_bits)
         if not self.path.exists():
             raise FileNotFoundError(f"no such bag: {self.path}")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
             raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
+        self.ros1 = is_ros1_bag(self.path)
         self.storage = _storage_of(self.path)
         store = typestore()
-        with _damage_as_bag_error(f"cannot open bag {self.path} (corrupt, truncated or not a bag?)", self._repair()):
-            self._reader = AnyReader([self.path], default_typestore=store)
-            self._reader.open()
+        self._converted: Path | None = None
+        readable = self.path
+        if self.ros1 and as_ros2:
+            with _damage_as_bag_error(f"cannot convert ROS 1 bag {self.path} to ROS 2 (corrupt or truncated?)",
+                                      self._repair()):
+                readable, self._converted = ros2_copy(self.path, store)
+            self.storage = _storage_of(readable)
+        try:
+            with _damage_as_bag_error(f"cannot open bag {self.path} (corrupt, truncated or not a bag?)",
+                                      self._repair()):
+                self._reader = AnyReader([readable], default_typestore=store)
+                self._reader.open()
+        except BaseException:
+            self._remove_copy()
+            raise
 
     def _repair(self) -> str:
         """How a cut-off recording of this storage is usually repaired, for the errors on damaged bags."""
-        tool = "mcap recover" if self.storage == "mcap" else "ros2 bag reindex"
+        if self.ros1:
+            tool = "rosbag reindex"
+        else:
+            tool = "mcap recover" if self.storage == "mcap" else "ros2 bag reindex"
         return f" (a recording cut off is often repaired with `{tool}` first: docs/BAGS.md)"
+
+    def _remove_copy(self) -> None:
+        if self._converted is not None:
+            shutil.rmtree(self._converted, ignore_errors=True)
+            self._converted = None
 
     def __enter__(self) -> "BagSource":
         return self
@@ -197,6 +223,7 @@ class BagSource:
     def close(self) -> None:
         if self._reader.stack is not None:
             self._reader.close()
+        self._remove_copy()
 
     @property
     def connections(self) -> list[Connection]:
@@ -335,13 +362,13 @@ class BagSource:
 def pick_image_topic(bag: Path) -> str:
     """The bag's only image topic that holds messages (one only declared, as a recorder subscribed to a camera that
     never published, is left out); a clear error when there are none or several."""
-    with BagSource(bag) as source:
+    with BagSource(bag, as_ros2=False) as source:
         return source.only_topic(FRAME_TYPES, "image", "--image-topic", with_messages=True)
 
 
 def pick_camera_info_topic(bag: Path, required: bool = True) -> str | None:
     """`BagSource.camera_info_for_frames` of the bag at `bag`."""
-    with BagSource(bag) as source:
+    with BagSource(bag, as_ros2=False) as source:
         return source.camera_info_for_frames(required)
 
 

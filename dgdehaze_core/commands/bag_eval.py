@@ -34,10 +34,11 @@ LOG = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bag-eval", help="evaluate dehazing and detection on a ROS 2 bag (sqlite3 or mcap)",
+        "bag-eval", help="evaluate dehazing and detection on a ROS 2 bag (sqlite3 or mcap) or a ROS 1 bag",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, nargs="+", metavar="IN_BAG",
-                        help="rosbag2 folder, or a single .mcap/.db3 file; several for a fleet")
+                        help="rosbag2 folder, a single .mcap/.db3 file, or a ROS 1 .bag (converted to ROS 2 "
+                             "first); several for a fleet")
     parser.add_argument("--image-topic", default=None,
                         help="sensor_msgs/Image or CompressedImage topic (default: the bag's only one with messages)")
     parser.add_argument("--camera-info-topic", default=None, help="sensor_msgs/CameraInfo topic to pass along")

@@ -1,0 +1,53 @@
+"""ROS 1 bags as input: many recorded fog drives predate ROS 2.
+
+rosbags reads a ROS 1 bag's topics and decodes its messages, but its messages are in ROS 1's serialization and
+its definitions are ROS 1's (a CameraInfo's `D`, `K`, `R`, `P`; a Header's `seq`): copied byte for byte into a ROS
+2 output bag, or handed to rclpy as ROS 2 messages, they would be garbage. So a ROS 1 bag that is copied or replayed
+is first converted to a ROS 2 bag in a temporary folder by rosbags' own converter (what `rosbags-convert` does),
+with the ROS 2 message definitions the rest of the package writes.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from rosbags.convert import convert
+from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.store import Typestore
+
+LOG = logging.getLogger(__name__)
+ROS1_MAGIC = b"#ROSBAG V2.0"
+"""The first bytes of every ROS 1 bag file."""
+CONVERTED_STORAGE = "mcap"
+"""Storage of the ROS 2 copy: rosbag2's default since Iron."""
+CONVERTED_VERSION = 8
+"""rosbag2 metadata version of the copy, as the output bags (bags/io.py's BAG_VERSION)."""
+
+
+def is_ros1_bag(path: Path) -> bool:
+    """Whether `path` is a ROS 1 bag file, by its header (its name may end in anything)."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as stream:
+        return stream.read(len(ROS1_MAGIC)) == ROS1_MAGIC
+
+
+def ros2_copy(bag: Path, store: Typestore) -> tuple[Path, Path]:
+    """A ROS 2 copy (mcap) of the ROS 1 bag `bag`, every topic kept, its messages in `store`'s ROS 2 definitions:
+    (the copy, the temporary folder holding it, which the caller removes). Any failure of the converter (a corrupt
+    or truncated bag, a message type it cannot map) propagates after the folder is removed; a full disk there is the
+    usual one for a large bag (TMPDIR chooses where it goes)."""
+    folder = Path(tempfile.mkdtemp(prefix="dgdehaze-ros1-"))
+    copy = folder / bag.stem
+    LOG.info("%s is a ROS 1 bag (%.0f MB): converting it to ROS 2 in %s first", bag, bag.stat().st_size / 2 ** 20,
+             folder)
+    try:
+        convert(srcs=[bag], dst=copy, dst_storage=CONVERTED_STORAGE, dst_version=CONVERTED_VERSION, compress=None,
+                compress_mode="file", default_typestore=get_typestore(Stores.ROS1_NOETIC), typestore=store,
+                exclude_topics=[], include_topics=[], exclude_msgtypes=[], include_msgtypes=[])
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return copy, folder

@@ -1,0 +1,113 @@
+"""ROS 1 bags as bag-eval input: real fog frames in a ROS 1 bag written with ROS 1 Noetic's own message definitions
+(a CameraInfo's `K`, a Header's `seq`) are evaluated as the same frames in a ROS 2 bag are, and the output bag holds
+ROS 2 messages that read back; a damaged ROS 1 bag fails before any output, leaving no temporary copy behind."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag1 import Writer
+from rosbags.typesys import Stores, get_typestore
+from test_bag_eval import read_all
+from test_bag_io import PERIOD, START, demo_frames, write_camera_bag
+
+from dgdehaze_core.bags.evaluation import evaluate_bag
+from dgdehaze_core.bags.io import BagSource
+from dgdehaze_core.bags.ros1 import is_ros1_bag
+from dgdehaze_core.cli import main
+
+K = [100.0, 0.0, 80.0, 0.0, 100.0, 45.0, 0.0, 0.0, 1.0]
+
+
+def write_ros1_bag(path: Path, frames: list[np.ndarray]) -> None:
+    """`frames` as bgr8 sensor_msgs/Image on /cam/image_raw with a CameraInfo on /cam/camera_info, stamped and
+    timed as tests/test_bag_io.py's ROS 2 bags, in ROS 1 Noetic's message definitions and serialization."""
+    store = get_typestore(Stores.ROS1_NOETIC)
+    types = store.types
+    with Writer(path) as writer:
+        info_topic = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=store)
+        image_topic = writer.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        for index, frame in enumerate(frames):
+            stamp = START + index * PERIOD
+            header = types["std_msgs/msg/Header"](seq=index, frame_id="camera_optical_frame",
+                                                  stamp=types["builtin_interfaces/msg/Time"](sec=stamp // 10**9,
+                                                                                             nanosec=stamp % 10**9))
+            roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                             do_rectify=False)
+            info = types["sensor_msgs/msg/CameraInfo"](
+                header=header, height=frame.shape[0], width=frame.shape[1], distortion_model="plumb_bob",
+                D=np.zeros(5), K=np.array(K), R=np.eye(3).ravel(), P=np.zeros(12), binning_x=0, binning_y=0, roi=roi)
+            image = types["sensor_msgs/msg/Image"](header=header, height=frame.shape[0], width=frame.shape[1],
+                                                   encoding="bgr8", is_bigendian=0, step=frame.shape[1] * 3,
+                                                   data=frame.ravel().copy())
+            writer.write(info_topic, stamp, store.serialize_ros1(info, "sensor_msgs/msg/CameraInfo"))
+            writer.write(image_topic, stamp, store.serialize_ros1(image, "sensor_msgs/msg/Image"))
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TMPDIR of the test's own, where the ROS 2 copy of a ROS 1 bag goes: empty again after every run."""
+    folder = tmp_path / "tmpdir"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    return folder
+
+
+def copies(folder: Path) -> list[str]:
+    """The ROS 2 copies of ROS 1 bags left in `folder` (torch keeps its own caches there too)."""
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("dgdehaze-ros1-"))
+
+
+def test_a_ros1_bag_is_evaluated_as_the_same_frames_in_a_ros2_bag(tmp_path: Path, private_tmp: Path) -> None:
+    frames = demo_frames(4)
+    write_ros1_bag(tmp_path / "drive.bag", frames)
+    write_camera_bag(tmp_path / "drive2", "mcap", frames)
+    assert is_ros1_bag(tmp_path / "drive.bag") and not is_ros1_bag(tmp_path / "drive2" / "drive2_0.mcap")
+    runs = {name: evaluate_bag(tmp_path / bag, "/cam/image_raw", tmp_path / f"out-{name}", method="dcp",
+                               camera_info_topic="/cam/camera_info", progress=False)
+            for name, bag in (("ros1", "drive.bag"), ("ros2", "drive2"))}
+    assert copies(private_tmp) == [], "the ROS 2 copy is removed"
+    ros1, ros2 = (read_all(tmp_path / f"out-{name}" / "bag") for name in ("ros1", "ros2"))
+    assert set(ros1) == set(ros2)
+    for topic in ros2:
+        assert [t for t, _ in ros1[topic]] == [t for t, _ in ros2[topic]], topic
+    assert [list(m.k) for _, m in ros1["/cam/camera_info"]] == [K] * 4, "ROS 1's K is ROS 2's k in the output"
+    for (_, mine), (_, theirs) in zip(ros1["/dgdehaze/image_dehazed"], ros2["/dgdehaze/image_dehazed"]):
+        assert mine.header.frame_id == "camera_optical_frame" and np.array_equal(mine.data, theirs.data)
+    assert [r.haze_density_hazy for r in runs["ros1"].records] == [r.haze_density_hazy for r in runs["ros2"].records]
+    with BagSource(tmp_path / "out-ros1" / "bag") as output:
+        assert output.storage == "mcap" and not output.ros1
+
+
+def test_a_truncated_ros1_bag_fails_naming_it_and_leaves_nothing(tmp_path: Path, private_tmp: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    write_ros1_bag(tmp_path / "drive.bag", demo_frames(3))
+    data = (tmp_path / "drive.bag").read_bytes()
+    (tmp_path / "cut.bag").write_bytes(data[:len(data) // 2])
+    assert main(["bag-eval", str(tmp_path / "cut.bag"), "--image-topic", "/cam/image_raw", "--method", "dcp",
+                 "--no-detection", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "cut.bag" in error and "rosbag reindex" in error
+    assert not (tmp_path / "out").exists() and copies(private_tmp) == []
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_ros1_bag_replayed_through_the_node_reaches_it_as_ros2_messages(tmp_path: Path, private_tmp: Path) -> None:
+    """The node gets rclpy's ROS 2 messages from the ROS 2 copy: frames, and a CameraInfo whose `k` measures the
+    fog (`camera_height`), all at the bag's stamps."""
+    pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or a ROS install)")
+    pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
+    write_ros1_bag(tmp_path / "drive.bag", demo_frames(3, (320, 180)))
+    out = tmp_path / "eval"
+    assert main(["bag-eval", str(tmp_path / "drive.bag"), "--image-topic", "/cam/image_raw", "--camera-info-topic",
+                 "/cam/camera_info", "--node", "--method", "dcp", "--out", str(out), "--node-param",
+                 "camera_height:=1.5", "--no-progress", "--timeout", "30"]) == 0
+    messages = read_all(out / "bag")
+    stamps = [START + index * PERIOD for index in range(3)]
+    for name in ("image_dehazed", "camera_info", "visibility"):
+        assert [t for t, _ in messages[f"/dgdehaze/{name}"]] == stamps, name
+    assert [list(m.k) for _, m in messages["/dgdehaze/camera_info"]] == [K] * 3
+    assert copies(private_tmp) == []
