@@ -141,6 +141,16 @@ def test_an_input_with_nothing_to_dehaze_leaves_no_output_folder(tmp_path: Path,
         assert not (tmp_path / "o").exists()
 
 
+def test_a_folder_of_folders_names_them(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A data set's root (DAWN/ with Fog/ and Rain/) holds no image itself: the error says what it does hold."""
+    for kind in ("Fog", "Rain"):
+        (tmp_path / "DAWN" / kind).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "DAWN" / kind / "a.jpg"), np.full((8, 8, 3), 200, np.uint8))
+    assert main(["dehaze", str(tmp_path / "DAWN"), "--method", "dcp", "--out", str(tmp_path / "o")]) == 2
+    assert "no images in" in (error := capsys.readouterr().err) and "Fog/, Rain/: name one" in error
+    assert not (tmp_path / "o").exists()
+
+
 def test_one_pixel_image_is_dehazed(tmp_path: Path):
     path = tmp_path / "dot.png"
     cv2.imwrite(str(path), np.full((1, 1, 3), 200, np.uint8))

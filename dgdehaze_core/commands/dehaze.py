@@ -140,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
     video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
     paths = [] if video else list_images(source) if source.is_dir() else [source]
     if not video and not paths:
-        raise ImageError(f"no images in {source}")
+        folders = sorted(p.name + "/" for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+        hint = f" (only the images directly in it are read; it holds {', '.join(folders[:5])}" \
+               f"{' ...' if len(folders) > 5 else ''}: name one)" if folders else ""
+        raise ImageError(f"no images in {source}{hint}")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file: give the folder to write the outputs to")
     names = {source: source.stem} if video else output_names(paths)
