@@ -75,3 +75,10 @@ def test_a_folder_without_boxes_names_the_layouts_it_reads(layouts: dict[str, Pa
     assert labelled_layout(folder) is None  # an Annotations/ without a VOC file labels nothing
     with pytest.raises(ValueError, match="no VOC boxes: expected labels-voc/ .*JPEGImages/ and Annotations/"):
         labelled_images(folder)
+
+
+def test_a_sets_root_given_for_the_set_in_it_is_refused_naming_the_subfolder(layouts: dict[str, Path], capsys):
+    """DAWN as downloaded is DAWN/Fog/, DAWN/Rain/, ...: `--dataset DAWN` says which subfolder to give."""
+    assert main(["eval", "--dataset", str(layouts["dawn"].parent), "--measure", "detection", "--method", "hazy"]) == 2
+    assert "fits none of the measures detection (its subfolder Fog/ does: give it as --dataset)" in \
+        capsys.readouterr().err

@@ -222,6 +222,24 @@ def _named(folders: list[Path]) -> list[EvalSet]:
     return [EvalSet(name(path), folder) for path, folder in zip(paths, folders)]
 
 
+def _fitting_inside(folder: Path, measures: list[str]) -> str:
+    """For a folder that fits none of `measures`, its subfolders that do (a data set's root given for the set in
+    it: DAWN/ for DAWN/Fog/), as words for the error; "" when none does."""
+    def fits(sub: Path) -> bool:
+        try:
+            return any(applies(measure, sub, True) for measure in measures)
+        except ValueError:  # a subfolder that is itself broken (boxes in two places) is no hint
+            return False
+
+    fitting = [sub.name + "/" for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
+               and fits(sub)]
+    if not fitting:
+        return ""
+    listed = ", ".join(fitting[:5]) + (" ..." if len(fitting) > 5 else "")
+    return f" (its subfolder {listed} does: give it as --dataset)" if len(fitting) == 1 else \
+        f" (its subfolders {listed} do: give one as --dataset)"
+
+
 def datasets_for(measures: list[str], given: list[Path] | None, everything: bool = False) -> dict[str, list[EvalSet]]:
     """The sets of each measure: the given folders where they apply, else every applicable shared set. ValueError
     for a measure that applies to none of them, unless `everything` (--measure all) leaves it out (a warning)."""
@@ -230,7 +248,8 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
             if not folder.is_dir():
                 raise FileNotFoundError(f"no such dataset folder: {folder}")
             if not any(applies(m, folder, True) for m in measures):
-                raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}: expected a paired set "
+                raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}"
+                                 f"{_fitting_inside(folder, measures)}: expected a paired set "
                                  "(hazy/ + clear/ or GT/, or NAME_hazy.* beside NAME_GT.*), a folder of hazy images "
                                  "(VOC boxes for detection), or a depth set (KITTI raw proj_depth/, KITTI depth's "
                                  "selection image/ + groundtruth_depth/ + intrinsics/, or Middlebury dispK.pgm)")
