@@ -13,7 +13,7 @@ from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.detection.fusion import FrameDetector, fuse_detections
 from dgdehaze_core.evaluation.detection_eval import match_labelled, method_detections
 from dgdehaze_core.evaluation.methods import MethodSpec, load_methods, parse_methods
-from dgdehaze_core.evaluation.voc_boxes import labelled_images
+from dgdehaze_core.evaluation.labelled_sets import labelled_images
 from dgdehaze_core.io.images import ImageError, read_image
 
 

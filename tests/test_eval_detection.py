@@ -9,7 +9,8 @@ import pytest
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.evaluation.detection_eval import (average_precision, box_iou, match_image,
                                                      references_from_detections, score_matches)
-from dgdehaze_core.evaluation.voc_boxes import ReferenceBox, labelled_images, read_voc
+from dgdehaze_core.evaluation.labelled_sets import labelled_images
+from dgdehaze_core.evaluation.voc_boxes import ReferenceBox, read_voc
 
 
 def _det(box, score=0.9, name="car") -> Detection:

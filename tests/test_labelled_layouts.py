@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dgdehaze_core.cli import main
-from dgdehaze_core.evaluation.voc_boxes import labelled_images, labelled_layout
+from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
 
 PHOTOS = ["foggy-001.jpg", "haze-003.jpg", "mist-002.jpg"]
 
@@ -73,7 +73,8 @@ def test_a_folder_without_boxes_names_the_layouts_it_reads(layouts: dict[str, Pa
     for xml in (folder / "Annotations").iterdir():
         xml.unlink()
     assert labelled_layout(folder) is None  # an Annotations/ without a VOC file labels nothing
-    with pytest.raises(ValueError, match="no VOC boxes: expected labels-voc/ .*JPEGImages/ and Annotations/"):
+    with pytest.raises(ValueError, match="no labelled boxes: expected VOC files in labels-voc/ .*Annotations/ beside "
+                                         "JPEGImages/.*a COCO JSON .*YOLO labels/"):
         labelled_images(folder)
 
 

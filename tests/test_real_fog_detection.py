@@ -18,7 +18,8 @@ from dgdehaze_core.detection.fusion import FusionSettings, fuse_detections
 from dgdehaze_core.evaluation.detection_eval import (choosing_images, known_references, match_image, score_classes,
                                                      score_matches)
 from dgdehaze_core.evaluation.methods import MethodSpec, parse_methods
-from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, labelled_images, read_voc
+from dgdehaze_core.evaluation.labelled_sets import labelled_images
+from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, read_voc
 
 DAWN_SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
 VOC = """<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>{objects}</annotation>"""

@@ -6,9 +6,12 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - scattering: paired sets: each method's airlight and transmission against the scattering model fitted to the
   pair (airlight error, t mean absolute error, t bias: positive = haze underestimated; fit_rmse: the fit's residual);
 - detection: paired sets (reference: the detector on the clear image) and folders of real hazy photos with
-  VOC boxes (reference: the human boxes, e.g. detection/dawn-fog; labels-voc/ beside the photos, Pascal VOC's
-  JPEGImages/ + Annotations/ as RTTS, or DAWN's Fog_PASCAL_VOC/): precision, recall, F1 at IoU 0.5 and
-  confidence 0.25, mAP50, over all classes and, against human boxes, per class (rows METHOD[CLASS]);
+  human boxes (reference: those boxes, e.g. detection/dawn-fog) in Pascal VOC XML (labels-voc/ beside the
+  photos, Pascal VOC's JPEGImages/ + Annotations/ as RTTS, or DAWN's Fog_PASCAL_VOC/), in COCO JSON (one file
+  beside the photos as Roboflow's _annotations.coco.json, or in annotations/ beside images/ as CVAT's) or in YOLO
+  files (images/ + labels/ and the class names of a data.yaml: give the folder holding both, or Ultralytics'
+  images/SPLIT): precision, recall, F1 at IoU 0.5 and confidence 0.25, mAP50, over all classes and, against
+  human boxes, per class (rows METHOD[CLASS]);
 - depth: KITTI raw (proj_depth LiDAR), KITTI depth's selection (val_selection_cropped: image/ +
   groundtruth_depth/) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median scaling, on the clear
   image and on haze synthesized from the true depth at three densities;
@@ -28,8 +31,8 @@ warning, while broken data (an unreadable or unpaired image) fails the run, as i
 by its name DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
 --include, --subset and --limit select a depth set's frames, or a folder's labelled photos, before any is read: an
-unreadable image, depth or VOC file outside the selection does not fail the run (a depth or VOC file without its
-image still does).
+unreadable image, depth or label file (or a COCO annotation) outside the selection does not fail the run (a depth
+or label file without its image still does).
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
 run (an image is dehazed once while a method's last 256 MB of results hold it; a set with no matching image
 gets no subset rows, with a warning):
@@ -79,7 +82,7 @@ from dgdehaze_core.evaluation.paired_bootstrap import Group, paired_bootstrap
 from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_methods
 from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scattering_methods
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
-from dgdehaze_core.evaluation.voc_boxes import labelled_images, labelled_layout
+from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.io.images import list_images
 from dgdehaze_core.io.tables import emit, write_json
@@ -178,7 +181,7 @@ def parse_measures(text: str) -> list[str]:
 
 def _photos(folder: Path) -> list[Path]:
     """A set's photos, sorted by name: a paired set's hazy images (`hazy_images`), a labelled set's (those in
-    JPEGImages/ in Pascal VOC's layout), else the images in the folder itself."""
+    JPEGImages/ in Pascal VOC's layout, images/ in YOLO's), else the images in the folder itself."""
     if is_paired_set(folder):
         return hazy_images(folder)
     layout = labelled_layout(folder)
@@ -251,8 +254,9 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
                 raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}"
                                  f"{_fitting_inside(folder, measures)}: expected a paired set "
                                  "(hazy/ + clear/ or GT/, or NAME_hazy.* beside NAME_GT.*), a folder of hazy images "
-                                 "(VOC boxes for detection), or a depth set (KITTI raw proj_depth/, KITTI depth's "
-                                 "selection image/ + groundtruth_depth/ + intrinsics/, or Middlebury dispK.pgm)")
+                                 "(with VOC, COCO JSON or YOLO boxes for detection), or a depth set (KITTI raw "
+                                 "proj_depth/, KITTI depth's selection image/ + groundtruth_depth/ + intrinsics/, "
+                                 "or Middlebury dispK.pgm)")
         candidates, explicit = list(given), True
     else:
         data = shared_data_dir()

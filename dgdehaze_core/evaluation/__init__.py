@@ -5,9 +5,10 @@
 - `depth_eval`: depth accuracy against LiDAR or disparity ground truth, on clear images and synthesized haze.
 - `no_reference_eval`: FADE and dark-channel haze density on real hazy photos without ground truth.
 
-`methods` turns method names ("hazy", "dcp", "lite", NAME=weights.pt) into callables; `depth_datasets` and
-`voc_boxes` read the ground truth of the depth sets and the human boxes; `metrics` holds PSNR, SSIM and CIEDE2000;
-`results_doc` renders docs/RESULTS.md from the JSON figures.
+`methods` turns method names ("hazy", "dcp", "lite", NAME=weights.pt) into callables; `depth_datasets` reads the
+ground truth of the depth sets and `labelled_sets` the human boxes (Pascal VOC in `voc_boxes`, COCO JSON in
+`coco_boxes`, YOLO in `yolo_boxes`); `metrics` holds PSNR, SSIM and CIEDE2000; `results_doc` renders
+docs/RESULTS.md from the JSON figures.
 
 A measure that does not apply to a set, or to the methods given, raises `NotApplicable`: `dgdehaze eval` leaves it
 out with a warning where it chose the sets itself or ran `--measure all`. Any other ValueError (ImageError,

@@ -35,8 +35,9 @@ from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.evaluation import NotApplicable
+from dgdehaze_core.evaluation.labelled_sets import labelled_images
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
-from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, labelled_images
+from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
 from dgdehaze_core.io.images import list_images, read_image
 
 IOU_THRESHOLD = 0.5

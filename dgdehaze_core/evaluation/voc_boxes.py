@@ -1,4 +1,6 @@
-"""Human-labelled boxes in Pascal VOC XML (the RTTS annotations), scaled to the image they are scored on.
+"""Human-labelled boxes in Pascal VOC XML (the RTTS annotations), scaled to the image they are scored on, and the
+types and rules every labelled format shares (`labelled_sets` reads a set in any of them: VOC here, COCO JSON in
+`coco_boxes`, YOLO in `yolo_boxes`).
 
 RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the COCO names the detector uses
 (motorbike -> motorcycle). Boxes flagged `difficult` are kept with that flag: detections on them are neither
@@ -7,8 +9,8 @@ or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file. A
 inf) in a box or in <size> is refused. A photo of a labelled folder without a VOC file is left out, with one
 warning for the folder (some sets label only some photos).
 
-A labelled set is read in the layouts such sets are published in (`labelled_layout`): this project's (the photos
-in a folder, their VOC files in its `labels-voc/`), Pascal VOC's (`JPEGImages/` and `Annotations/`: RTTS, VOC
+VOC files are found in the layouts such sets are published in (`voc_layouts`): this project's (the photos in a
+folder, their VOC files in its `labels-voc/`), Pascal VOC's (`JPEGImages/` and `Annotations/`: RTTS, VOC
 conversions of foggy driving sets) and DAWN's (the photos of `Fog/` beside `Fog/Fog_PASCAL_VOC/`).
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dgdehaze_core.io.images import list_images, read_image
 
 LOG = logging.getLogger(__name__)
 NAMES_SHOWN = 5
-"""How many unlabelled photos the warning of `labelled_images` names."""
+"""How many unlabelled photos the warning of `warn_unlabelled` names."""
 VOC_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",
                "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
 LABELS_FOLDER = "labels-voc"
@@ -46,10 +48,12 @@ class ReferenceBox:
 
 @dataclass(frozen=True)
 class LabelledLayout:
-    """Where a labelled photo set keeps its photos and their VOC files."""
+    """Where a labelled photo set keeps its photos and their boxes: `labels` is the folder of VOC files (`kind`
+    "voc"), the COCO JSON file ("coco") or the folder of YOLO label files ("yolo")."""
 
     photos: Path
     labels: Path
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -102,53 +106,63 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
             LOG.warning("%s: a %s box (%g, %g, %g, %g) has xmin > xmax or ymin > ymax; left out", xml_path.name,
                         name, x1, y1, x2, y2)
             continue
-        left, right = (min(max(x * sx, 0.0), image_size[0]) for x in (x1, x2))
-        top, bottom = (min(max(y * sy, 0.0), image_size[1]) for y in (y1, y2))
-        if right <= left or bottom <= top:
-            LOG.warning("%s: a %s box (%g, %g, %g, %g) has no area inside the %dx%d image; left out", xml_path.name,
-                        name, x1, y1, x2, y2, width, height)
-            continue
-        difficult = (obj.findtext("difficult") or "0").strip() == "1"
-        boxes.append(ReferenceBox(VOC_TO_COCO.get(name, name), (left, top, right, bottom), difficult))
+        clipped = clip_box(xml_path.name, name, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), image_size)
+        if clipped is not None:
+            difficult = (obj.findtext("difficult") or "0").strip() == "1"
+            boxes.append(ReferenceBox(coco_name(name), clipped, difficult))
     return tuple(boxes)
+
+
+def coco_name(name: str) -> str:
+    """The COCO name the detector uses for a class name of a labelled set (lower case; VOC's names mapped)."""
+    name = name.strip().lower()
+    return VOC_TO_COCO.get(name, name)
+
+
+def clip_box(source: str, name: str, box: tuple[float, float, float, float],
+             image_size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """`box` (x1, y1, x2, y2 in the pixels of an image of `image_size`, width and height) clipped to the image;
+    None, with a warning naming `source` and the class `name`, when no area of it is left inside."""
+    left, right = (min(max(x, 0.0), image_size[0]) for x in (box[0], box[2]))
+    top, bottom = (min(max(y, 0.0), image_size[1]) for y in (box[1], box[3]))
+    if right <= left or bottom <= top:
+        LOG.warning("%s: a %s box (%g, %g, %g, %g) has no area inside the %dx%d image; left out", source, name,
+                    *box, *image_size)
+        return None
+    return left, top, right, bottom
+
+
+def warn_unlabelled(photos: Path, unlabelled: list[str], labels: str) -> None:
+    """One warning for the photos of `photos` that `labels` (a folder or file name) has no boxes for, naming their
+    count and the first few; none when there are none."""
+    if unlabelled:
+        more = ", ..." if len(unlabelled) > NAMES_SHOWN else ""
+        LOG.warning("%s: %d image(s) without boxes in %s left out: %s%s", photos, len(unlabelled), labels,
+                    ", ".join(unlabelled[:NAMES_SHOWN]), more)
 
 
 def _has_voc_files(folder: Path) -> bool:
     return folder.is_dir() and any(path.suffix.lower() == ".xml" and path.is_file() for path in folder.iterdir())
 
 
-def labelled_layout(folder: str | Path) -> LabelledLayout | None:
-    """The photos and VOC files of the labelled set at `folder`, in any of the layouts of the module's docstring;
-    None when `folder` has none of them (a labels folder without a .xml file counts as none). ValueError when it
-    has two, naming both: which boxes judge the photos cannot be told."""
-    folder = Path(folder)
-    found = [LabelledLayout(folder, labels) for labels in sorted(folder.glob(DAWN_LABELS)) if _has_voc_files(labels)]
+def voc_layouts(folder: Path) -> list[LabelledLayout]:
+    """The layouts of the module's docstring in which `folder` holds VOC files (a labels folder without a .xml file
+    counts as none)."""
+    found = [LabelledLayout(folder, labels, "voc") for labels in sorted(folder.glob(DAWN_LABELS))
+             if _has_voc_files(labels)]
     if _has_voc_files(folder / LABELS_FOLDER):
-        found.append(LabelledLayout(folder, folder / LABELS_FOLDER))
+        found.append(LabelledLayout(folder, folder / LABELS_FOLDER, "voc"))
     if (folder / VOC_PHOTOS).is_dir() and _has_voc_files(folder / VOC_LABELS):
-        found.append(LabelledLayout(folder / VOC_PHOTOS, folder / VOC_LABELS))
-    if len(found) > 1:
-        raise ValueError(f"{folder} holds VOC boxes in {len(found)} places "
-                         f"({', '.join(str(layout.labels.relative_to(folder)) + '/' for layout in found)}): keep one")
-    return found[0] if found else None
+        found.append(LabelledLayout(folder / VOC_PHOTOS, folder / VOC_LABELS, "voc"))
+    return found
 
 
-def labelled_images(folder: str | Path, keep: Callable[[str], bool] | None = None,
-                    choose: Callable[[list[Path]], list[Path]] | None = None) -> list[LabelledImage]:
-    """Every photo of the labelled set at `folder` (`labelled_layout`) with a VOC file (`.xml`, any case), matched
-    by file stem, in the VOC files' order; with `keep`, only the photos whose file name it keeps; with `choose`,
-    only those it returns from that ordered list of labelled photos (a selection such as eval's --include/--limit).
-    Neither a photo nor a VOC file left out is read, so a broken one there fails nothing.
-
-    Photos without a VOC file are left out with one warning (their count and the first few names); ValueError when
-    the folder is in none of the layouts (or in two), when a VOC file names no photo of the set, or when two photos
-    share the stem of a VOC file (which one it labels cannot be told).
-    """
-    layout = labelled_layout(folder)
-    if layout is None:
-        raise ValueError(f"{folder} has no VOC boxes: expected {LABELS_FOLDER}/ beside the photos, "
-                         f"{VOC_PHOTOS}/ and {VOC_LABELS}/ (Pascal VOC, RTTS), or {DAWN_LABELS}/ beside the photos "
-                         "(DAWN)")
+def voc_images(layout: LabelledLayout, keep: Callable[[str], bool] | None = None,
+               choose: Callable[[list[Path]], list[Path]] | None = None) -> list[LabelledImage]:
+    """Every photo of a VOC `layout` with a VOC file (`.xml`, any case), matched by file stem, in the VOC files'
+    order, selected as `labelled_sets.labelled_images` says. Photos without a VOC file are left out with one
+    warning; ValueError when a VOC file names no photo of the set, or when two photos share the stem of a VOC file
+    (which one it labels cannot be told)."""
     folder, labels = layout.photos, layout.labels
     images: dict[str, list[Path]] = {}
     for path in list_images(folder):
@@ -170,10 +184,6 @@ def labelled_images(folder: str | Path, keep: Callable[[str], bool] | None = Non
         height, width = read_image(image_path).shape[:2]
         result.append(LabelledImage(image_path, read_voc(matched[image_path], (width, height))))
     labelled = {path.stem for path in xml_paths}
-    unlabelled = sorted(path.name for stem, paths in images.items() if stem not in labelled for path in paths
-                        if keep is None or keep(path.name))
-    if unlabelled:
-        more = ", ..." if len(unlabelled) > NAMES_SHOWN else ""
-        LOG.warning("%s: %d image(s) without a VOC file in %s/ left out: %s%s", folder, len(unlabelled), labels.name,
-                    ", ".join(unlabelled[:NAMES_SHOWN]), more)
+    warn_unlabelled(folder, sorted(path.name for stem, paths in images.items() if stem not in labelled
+                                   for path in paths if keep is None or keep(path.name)), labels.name + "/")
     return result

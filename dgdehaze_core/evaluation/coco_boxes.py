@@ -1,0 +1,142 @@
+"""Human-labelled boxes in COCO JSON, as Roboflow, CVAT, Label Studio and Detectron conversions share them.
+
+One JSON file whose top level holds `images` (id, file_name, width, height), `annotations` (image_id,
+category_id, bbox [x, y, w, h] in pixels, optional iscrowd) and `categories` (id, name), found in the set folder
+(Roboflow's `train/_annotations.coco.json`, Label Studio's `result.json`) or in its `annotations/` (CVAT's
+`annotations/instances_default.json`). The photos are those directly in the set folder or, where it has none, in
+its `images/`. Other JSON files there are no labels; two that hold COCO's keys are refused.
+
+An image's `file_name` is found as a path under the photos folder, else by its base name there (exports write
+`images/x.jpg` or `JPEGImages/x.jpg`); an image whose file is not there is refused, naming it. Category names are
+mapped to COCO's as VOC's are (`voc_boxes.coco_name`: motorbike -> motorcycle); other names are kept, so a class
+the detector does not know is set aside as the evaluation says. Boxes are scaled from the image's JSON width and
+height to the photo's own size (a set whose photos were resized after labelling), then clipped to the photo.
+`iscrowd: 1` boxes are difficult: neither right nor wrong, as COCO's own evaluation ignores crowds. A listed image
+without an annotation is a photo with no object (COCO's meaning); a photo the JSON does not list is left out with
+one warning. A number that is not finite, an annotation of an unlisted image or an unknown category, and a width
+or height that is not positive are refused naming the JSON file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+from dgdehaze_core.evaluation.voc_boxes import (LabelledImage, LabelledLayout, ReferenceBox, clip_box, coco_name,
+                                                warn_unlabelled)
+from dgdehaze_core.io.images import list_images, read_image
+
+LOG = logging.getLogger(__name__)
+COCO_KEYS = ("images", "annotations", "categories")
+ANNOTATIONS, IMAGES = "annotations", "images"
+"""The subfolders that may hold the JSON file and the photos."""
+
+
+def _coco(path: Path) -> dict[str, Any] | None:
+    """The JSON at `path` when its top level holds COCO's keys; None for any other (or unreadable) JSON."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        LOG.debug("%s is no COCO JSON: %s", path, exc)
+        return None
+    return data if isinstance(data, dict) and all(key in data for key in COCO_KEYS) else None
+
+
+def coco_layouts(folder: Path) -> list[LabelledLayout]:
+    """The COCO layout of `folder` (the module's docstring) as a list of one, or []; ValueError naming them when
+    two JSON files there hold COCO's keys."""
+    places = [folder, folder / ANNOTATIONS]
+    candidates = [path for place in places if place.is_dir() for path in sorted(place.iterdir())
+                  if path.suffix.lower() == ".json" and path.is_file()]
+    found = [path for path in candidates if _coco(path) is not None]
+    if len(found) > 1:
+        named = ", ".join(str(path.relative_to(folder)) for path in found)
+        raise ValueError(f"{folder} holds {len(found)} COCO JSON files ({named}): keep one")
+    if not found:
+        return []
+    photos = folder if list_images(folder) or not (folder / IMAGES).is_dir() else folder / IMAGES
+    return [LabelledLayout(photos, found[0], "coco")]
+
+
+def _number(value: Any, what: str, source: Path) -> float:
+    """`value` as a finite number; ValueError naming `source` and `what` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{source}: {what} is not a finite number: {value!r}")
+    return float(value)
+
+
+def _photo(entry: dict[str, Any], photos: Path, source: Path) -> Path:
+    """The photo file of a COCO image entry: its file_name under `photos` (an absolute one too), else its base name
+    there."""
+    name = str(entry.get("file_name", "")).replace("\\", "/").lstrip("/")
+    for candidate in (photos / name, photos / PurePosixPath(name).name):
+        if name and candidate.is_file():
+            return candidate
+    raise ValueError(f"{source}: image {entry.get('id')} ({name or 'no file_name'}) is not in {photos}")
+
+
+def _boxes(annotations: list[dict[str, Any]], names: dict[Any, str], entry: dict[str, Any], image: Path,
+           source: Path) -> tuple[ReferenceBox, ...]:
+    """The boxes of one image's annotations, scaled from its `entry`'s width and height to the photo `image`'s
+    size and clipped to the photo."""
+    size = [_number(entry.get(key), f"the {key} of image {image.name}", source) for key in ("width", "height")]
+    if min(size) <= 0:
+        raise ValueError(f"{source}: image {image.name} must have a positive width and height, got {size}")
+    height, width = read_image(image).shape[:2]
+    scale = width / size[0], height / size[1]
+    boxes = []
+    for annotation in annotations:
+        bbox = annotation.get("bbox")
+        what = f"the bbox of annotation {annotation.get('id')} (image {image.name})"
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise ValueError(f"{source}: {what} is not [x, y, w, h]: {bbox!r}")
+        x, y, w, h = (_number(value, what, source) for value in bbox)
+        name = names[annotation["category_id"]]
+        if w < 0 or h < 0:
+            LOG.warning("%s: a %s box of %s has a negative width or height; left out", source.name, name, image.name)
+            continue
+        box = (x * scale[0], y * scale[1], (x + w) * scale[0], (y + h) * scale[1])
+        clipped = clip_box(f"{source.name} ({image.name})", name, box, (width, height))
+        if clipped is not None:
+            boxes.append(ReferenceBox(name, clipped, annotation.get("iscrowd", 0) == 1))
+    return tuple(boxes)
+
+
+def coco_images(layout: LabelledLayout, keep: Callable[[str], bool] | None = None,
+                choose: Callable[[list[Path]], list[Path]] | None = None) -> list[LabelledImage]:
+    """Every image the COCO JSON of `layout` lists, in the photos folder's order, with its boxes, selected as
+    `labelled_sets.labelled_images` says (the JSON is read whole; the boxes and photo of an image left out are
+    not). ValueError naming the JSON for what the module's docstring refuses, and for two images of one photo."""
+    source, data = layout.labels, _coco(layout.labels)
+    if data is None:
+        raise ValueError(f"{source} is not readable COCO JSON")
+    if not all(isinstance(data[key], list) and all(isinstance(item, dict) for item in data[key]) for key in COCO_KEYS):
+        raise ValueError(f"{source}: {', '.join(COCO_KEYS)} must each be a list of objects")
+    names = {category.get("id"): coco_name(str(category.get("name") or "")) for category in data["categories"]}
+    if "" in names.values():
+        raise ValueError(f"{source}: a category has no name")
+    entries: dict[Any, dict[str, Any]] = {}
+    photo_of: dict[Path, Any] = {}
+    for entry in data["images"]:
+        photo = _photo(entry, layout.photos, source)
+        if photo in photo_of:
+            raise ValueError(f"{source}: images {photo_of[photo]} and {entry.get('id')} are both {photo.name}")
+        photo_of[photo] = entry.get("id")
+        entries[entry.get("id")] = entry
+    annotations: dict[Any, list[dict[str, Any]]] = {key: [] for key in entries}
+    for annotation in data["annotations"]:
+        if annotation.get("image_id") not in entries or annotation.get("category_id") not in names:
+            raise ValueError(f"{source}: annotation {annotation.get('id')} is of an image or category the file "
+                             f"does not list (image {annotation.get('image_id')}, "
+                             f"category {annotation.get('category_id')})")
+        annotations[annotation["image_id"]].append(annotation)
+    listed = [path for path in sorted(photo_of) if keep is None or keep(path.name)]
+    result = []
+    for photo in listed if choose is None else choose(listed):
+        entry = entries[photo_of[photo]]
+        result.append(LabelledImage(photo, _boxes(annotations[entry.get("id")], names, entry, photo, source)))
+    warn_unlabelled(layout.photos, [path.name for path in list_images(layout.photos)
+                                    if path not in photo_of and (keep is None or keep(path.name))], source.name)
+    return result

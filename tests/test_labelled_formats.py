@@ -1,0 +1,227 @@
+"""Labelled photo sets in COCO JSON (Roboflow, CVAT) and YOLO (Ultralytics, Roboflow) read and scored as the same
+photos with their VOC files are: real DAWN photos, their human boxes converted here into each format."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
+
+PHOTOS = ["foggy-001.jpg", "haze-003.jpg", "mist-002.jpg"]
+COCO_IDS = {"car": 1, "person": 7, "bus": 9}
+"""Category ids of the converted sets, unlike COCO's own (person 1, car 3, bus 6)."""
+YOLO_NAMES = ["bicycle", "bus", "person", "car"]
+"""Class ids of the converted sets: car 3, as in DAWN's own YOLO files."""
+
+
+@pytest.fixture
+def voc(shared_data: Path, tmp_path: Path) -> Path:
+    """The PHOTOS of the shared DAWN set with their VOC files, in this project's labels-voc/ layout."""
+    dawn, folder = shared_data / "detection" / "dawn-fog", tmp_path / "voc"
+    (folder / "labels-voc").mkdir(parents=True)
+    for name in PHOTOS:
+        shutil.copy(dawn / name, folder)
+        shutil.copy(dawn / "labels-voc" / f"{Path(name).stem}.xml", folder / "labels-voc")
+    return folder
+
+
+def _coco(voc: Path, photos: Path, json_path: Path, prefix: str = "") -> dict:
+    """The VOC set's photos copied into `photos` and their boxes written to `json_path` as COCO JSON (file names
+    after `prefix`); the JSON's content."""
+    photos.mkdir(parents=True, exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    data: dict = {"info": {}, "images": [], "annotations": [],
+                  "categories": [{"id": i, "name": name.capitalize(), "supercategory": "vehicle"}
+                                 for name, i in COCO_IDS.items()]}
+    for image_id, item in enumerate(labelled_images(voc), 10):
+        shutil.copy(item.image, photos)
+        height, width = _size(item.image)
+        data["images"].append({"id": image_id, "file_name": prefix + item.image.name, "width": width,
+                               "height": height})
+        for box in item.boxes:
+            x1, y1, x2, y2 = box.box
+            data["annotations"].append({"id": len(data["annotations"]), "image_id": image_id, "iscrowd": 0,
+                                        "category_id": COCO_IDS[box.class_name], "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    json_path.write_text(json.dumps(data))
+    return data
+
+
+def _yolo(voc: Path, photos: Path, labels: Path) -> None:
+    """The VOC set's photos copied into `photos` and their boxes written as YOLO label files into `labels`: the
+    second box of each photo as a segment (its four corners), a blank line between."""
+    for folder in (photos, labels):
+        folder.mkdir(parents=True, exist_ok=True)
+    for item in labelled_images(voc):
+        shutil.copy(item.image, photos)
+        height, width = _size(item.image)
+        lines = []
+        for index, box in enumerate(item.boxes):
+            x1, y1, x2, y2 = box.box[0] / width, box.box[1] / height, box.box[2] / width, box.box[3] / height
+            corners = f"{x1!r} {y1!r} {x2!r} {y1!r} {x2!r} {y2!r} {x1!r} {y2!r}"
+            centre = f"{(x1 + x2) / 2!r} {(y1 + y2) / 2!r} {x2 - x1!r} {y2 - y1!r}"
+            lines.append(f"{YOLO_NAMES.index(box.class_name)} {corners if index == 1 else centre}")
+        (labels / f"{item.image.stem}.txt").write_text("\n\n".join(lines) + "\n")
+
+
+def _size(image: Path) -> tuple[int, int]:
+    """(height, width) of an image file."""
+    return cv2.imread(str(image)).shape[:2]
+
+
+@pytest.fixture
+def formats(voc: Path, tmp_path: Path) -> dict[str, Path]:
+    """The same photos and boxes as `voc` in each format and layout: the folder to give, by name."""
+    sets = {"voc": voc, "roboflow-coco": tmp_path / "roboflow" / "train", "cvat-coco": tmp_path / "cvat",
+            "roboflow-yolo": tmp_path / "yolo" / "valid", "ultralytics": tmp_path / "fog-yolo" / "images" / "val"}
+    _coco(voc, sets["roboflow-coco"], sets["roboflow-coco"] / "_annotations.coco.json")
+    _coco(voc, sets["cvat-coco"] / "images", sets["cvat-coco"] / "annotations" / "instances_default.json", "images/")
+    _yolo(voc, sets["roboflow-yolo"] / "images", sets["roboflow-yolo"] / "labels")
+    (tmp_path / "yolo" / "data.yaml").write_text(f"train: ../train/images\nnc: 4\nnames: {YOLO_NAMES}\n")
+    root = tmp_path / "fog-yolo"
+    _yolo(voc, sets["ultralytics"], root / "labels" / "val")
+    (root / "dataset.yaml").write_text("path: .\nval: images/val\nnames:\n" +
+                                       "".join(f"  {i}: {name}\n" for i, name in enumerate(YOLO_NAMES)))
+    return sets
+
+
+def test_coco_and_yolo_sets_read_the_same_photos_and_boxes_as_their_voc_files(formats: dict[str, Path]):
+    reference = labelled_images(formats["voc"])
+    assert [item.image.name for item in reference] == PHOTOS and all(item.boxes for item in reference)
+    for name, folder in formats.items():
+        items = labelled_images(folder)
+        assert [item.image.name for item in items] == PHOTOS, name
+        for item, expected in zip(items, reference):
+            assert [(b.class_name, b.difficult) for b in item.boxes] == \
+                [(b.class_name, b.difficult) for b in expected.boxes], name
+            if name.endswith("coco") or name == "voc":
+                assert item.boxes == expected.boxes, name
+            else:
+                assert [b.box for b in item.boxes] == [pytest.approx(b.box, abs=1e-6) for b in expected.boxes], name
+    assert labelled_layout(formats["cvat-coco"]).photos == formats["cvat-coco"] / "images"
+    assert labelled_layout(formats["ultralytics"]).labels == formats["ultralytics"].parents[1] / "labels" / "val"
+
+
+def test_eval_scores_every_format_alike_and_reads_a_yolo_sets_photos_for_haze(formats: dict[str, Path],
+                                                                            tmp_path: Path):
+    out = tmp_path / "detection.json"
+    datasets = [arg for folder in formats.values() for arg in ("--dataset", str(folder))]
+    assert main(["eval", *datasets, "--measure", "detection", "--method", "hazy", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    by_set: dict[str, dict] = {}
+    for key, value in rows.items():
+        name, _, row = key.rpartition("/")
+        by_set.setdefault(name, {})[row] = value
+    assert len(by_set) == len(formats) and by_set[next(iter(by_set))]["hazy"]["objects"] == 11
+    assert all(figures == by_set[next(iter(by_set))] for figures in by_set.values())
+    out = tmp_path / "haze.json"
+    assert main(["eval", "--dataset", str(formats["roboflow-yolo"]), "--measure", "haze", "--method", "hazy",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["hazy"]["images"] == len(PHOTOS)
+
+
+def test_a_coco_image_without_annotations_has_no_object_and_an_unlisted_photo_is_left_out(voc: Path,
+                                                                                          tmp_path: Path, caplog):
+    folder = tmp_path / "coco"
+    data = _coco(voc, folder, folder / "_annotations.coco.json")
+    first, last = data["images"][0]["id"], data["images"][2]["id"]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in (first, last)]
+    data["images"] = data["images"][:2]
+    (folder / "_annotations.coco.json").write_text(json.dumps(data))
+    items = labelled_images(folder)
+    assert [item.image.name for item in items] == PHOTOS[:2] and items[0].boxes == () and items[1].boxes
+    assert "1 image(s) without boxes in _annotations.coco.json left out: mist-002.jpg" in caplog.text
+
+
+def test_coco_crowds_are_difficult_and_its_sizes_scale_the_boxes(voc: Path, tmp_path: Path):
+    folder = tmp_path / "coco"
+    data = _coco(voc, folder, folder / "_annotations.coco.json")
+    reference = labelled_images(folder)[1].boxes  # haze-003.jpg: 640x360, two cars
+    data["annotations"][1]["iscrowd"] = 1
+    data["images"][1].update(width=1280, height=720)  # labelled on a copy twice the size of the photo
+    (folder / "_annotations.coco.json").write_text(json.dumps(data))
+    boxes = labelled_images(folder)[1].boxes
+    assert [b.difficult for b in boxes] == [True, False]
+    assert [b.box for b in boxes] == [tuple(x / 2 for x in b.box) for b in reference]
+
+
+@pytest.mark.parametrize("prefix", ["images/", "JPEGImages/", "train\\", "/data/upload/1/"])
+def test_a_coco_file_name_with_a_folder_prefix_finds_the_photo(voc: Path, tmp_path: Path, prefix: str):
+    folder = tmp_path / "coco"
+    _coco(voc, folder, folder / "_annotations.coco.json", prefix)
+    assert [item.image for item in labelled_images(folder)] == [folder / name for name in PHOTOS]
+
+
+def test_broken_coco_sets_are_refused_naming_what_is_wrong(voc: Path, tmp_path: Path):
+    folder = tmp_path / "coco"
+    _coco(voc, folder, folder / "_annotations.coco.json")
+    (folder / "notes.json").write_text('{"project": "fog"}')  # another JSON is no labels
+    assert labelled_layout(folder).labels.name == "_annotations.coco.json"
+    shutil.copy(folder / "_annotations.coco.json", folder / "copy.json")
+    with pytest.raises(ValueError, match=r"2 COCO JSON files \(_annotations.coco.json, copy.json\): keep one"):
+        labelled_layout(folder)
+    (folder / "copy.json").unlink()
+    (folder / "haze-003.jpg").unlink()
+    with pytest.raises(ValueError, match=r"_annotations.coco.json: image 11 \(haze-003.jpg\) is not in"):
+        labelled_images(folder)
+
+
+def test_selection_reads_no_unselected_photo_or_label(formats: dict[str, Path]):
+    """A broken photo, annotation or label line outside --include/--limit fails nothing."""
+    coco = formats["roboflow-coco"]
+    data = json.loads((coco / "_annotations.coco.json").read_text())
+    data["annotations"][-1]["bbox"] = [float("nan"), 0, 1, 1]  # mist-002.jpg's last box
+    (coco / "_annotations.coco.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"annotation 10 \(image mist-002.jpg\) is not a finite number"):
+        labelled_images(coco)
+    yolo = formats["roboflow-yolo"]
+    (yolo / "labels" / "mist-002.txt").write_text("3 0.5 0.5 0.1\n")
+    for folder in (coco, yolo / "images"):
+        (folder / "mist-002.jpg").write_bytes(b"")
+    for folder in (coco, yolo):
+        assert [i.image.name for i in labelled_images(folder, keep=lambda name: not name.startswith("mist"))] == \
+            PHOTOS[:2]
+        assert [i.image.name for i in labelled_images(folder, choose=lambda paths: paths[:1])] == PHOTOS[:1]
+
+
+def test_a_yolo_set_without_class_names_is_refused_naming_what_was_looked_for(formats: dict[str, Path]):
+    folder = formats["roboflow-yolo"]
+    (folder.parent / "data.yaml").unlink()
+    with pytest.raises(ValueError, match=r"need their names.*data.yaml, dataset.yaml \(names:\), classes.txt or "
+                                         r"\*.names in .*labels"):
+        labelled_images(folder)
+    (folder / "classes.txt").write_text("\n".join(YOLO_NAMES) + "\n")  # Label Studio's YOLO export
+    assert sum(len(item.boxes) for item in labelled_images(folder)) == 11
+
+
+@pytest.mark.parametrize("line, error", [("3 0.5 0.5 0.1", "4 fields; expected class cx cy w h"),
+                                         ("3 0.5 nan 0.1 0.1", "a number is not finite"),
+                                         ("4 0.5 0.5 0.1 0.1", "class 4 has no name"),
+                                         ("3 320 180 40 40", "coordinates must be normalised to")])
+def test_a_malformed_yolo_line_is_refused_naming_file_and_line(formats: dict[str, Path], line: str, error: str):
+    labels = formats["roboflow-yolo"] / "labels" / "haze-003.txt"
+    labels.write_text(labels.read_text() + line + "\n")
+    with pytest.raises(ValueError, match=rf"haze-003.txt, line 4: {error}"):
+        labelled_images(formats["roboflow-yolo"])
+
+
+def test_a_yolo_photo_without_labels_has_no_object_unless_no_photo_has_one(formats: dict[str, Path]):
+    folder = formats["roboflow-yolo"]
+    (folder / "labels" / "foggy-001.txt").unlink()
+    items = labelled_images(folder)
+    assert [item.image.name for item in items] == PHOTOS and items[0].boxes == () and items[1].boxes
+    for labels in (folder / "labels").iterdir():
+        labels.unlink()
+    assert labelled_layout(folder) is None
+
+
+def test_boxes_in_two_formats_are_refused_naming_both(formats: dict[str, Path], capsys):
+    folder = formats["voc"]
+    shutil.copy(formats["roboflow-coco"] / "_annotations.coco.json", folder)
+    assert main(["eval", "--dataset", str(folder), "--measure", "detection", "--method", "hazy"]) == 2
+    error = capsys.readouterr().err
+    assert "labels-voc/" in error and "_annotations.coco.json" in error and "keep one" in error
