@@ -1,4 +1,5 @@
-"""Training data: random crops from folders of unpaired images and frames of videos, and paired validation folders.
+"""Training data: random crops from folders of unpaired images, frames of videos and of bags (`bag_frames`), and
+paired validation folders.
 
 Validation folders are paired by `dgdehaze_core.datasets.paired_sets` (the same rules as `dgdehaze eval`).
 Images are decoded once, scaled so that their long side is at most `max_side`, and kept in memory as RGB uint8.
@@ -11,6 +12,7 @@ import fnmatch
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from collections import Counter
 from typing import Callable, Sequence
 
 import cv2
@@ -23,6 +25,7 @@ from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
 from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.io.images import (MAX_PIXELS, VIDEO_SUFFIXES, ImageError, images_under, iter_video,
                                      read_image, video_frame_count)
+from dgdehaze_core.training.bag_frames import bag_frame_indices, decode_bag_frames, is_bag_path
 from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)
@@ -30,10 +33,16 @@ LOG = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingImage:
-    """An image file, or frame `frame` of a video file."""
+    """An image file, frame `frame` of a video file, or (with `topic`) frame `frame` of that image topic of a bag."""
 
     path: Path
     frame: int | None = None
+    topic: str = ""
+
+
+def _bag_frames(source: ImageSource, kind: str) -> list[TrainingImage]:
+    topic, indices = bag_frame_indices(source.path, source.topic, source.frame_step, kind)
+    return [TrainingImage(source.path, index, topic) for index in indices]
 
 
 def _video_frames(source: ImageSource, kind: str) -> list[TrainingImage]:
@@ -54,8 +63,9 @@ def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
 
 def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[TrainingImage, float, ImageSource]]:
     """(image, draw weight, its source) for every image of every source (a folder, or every `frame_step`-th frame
-    of a video file); a missing or empty source raises with its path, and SplitError refuses images that only judge
-    (`judging_files`: a folder without `include`, or a glob, can reach a split's judge part).
+    of a video file or of a bag's image topic, listed from the bag's index without decoding); a missing or empty
+    source raises with its path, a `topic` on a source that is no bag is refused, and SplitError refuses images that
+    only judge (`judging_files`: a folder without `include`, or a glob, can reach a split's judge part).
 
     A source's weight is shared by its images, so a source of 15 images with weight 1 is drawn as often as one
     of 200 images with weight 1.
@@ -65,7 +75,13 @@ def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[Trai
         if not source.path.exists():
             raise FileNotFoundError(f"{kind} images: no such folder or video {source.path}")
         is_video = source.path.is_file() and source.path.suffix.lower() in VIDEO_SUFFIXES
-        images = _video_frames(source, kind) if is_video else _folder_images(source, kind)
+        if is_bag_path(source.path):
+            images = _bag_frames(source, kind)
+        elif source.topic:
+            raise ImageError(f"{kind} images: 'topic' {source.topic!r} names a bag's image topic, but {source.path} "
+                             "is no bag (a rosbag2 folder with metadata.yaml, a .mcap, .db3 or .bag file)")
+        else:
+            images = _video_frames(source, kind) if is_video else _folder_images(source, kind)
         if not images:
             detail = f" matching {list(source.include)}" if source.include else ""
             raise ImageError(f"{kind} images: no images{detail} in {source.path}")
@@ -96,11 +112,19 @@ def load_rgb(path: Path, max_side: int, min_side: int = 1) -> np.ndarray:
         raise ImageError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
 
 
-def load_training_images(images: Sequence[TrainingImage], max_side: int, min_side: int = 1) -> list[np.ndarray]:
-    """Every image as `load_rgb` gives it; each video is decoded once for all its frames. ImageError names a video
-    that ends before a frame it listed."""
+def decode_training_images(images: Sequence[TrainingImage], max_side: int,
+                           min_side: int = 1) -> dict[TrainingImage, np.ndarray]:
+    """Every image as `load_rgb` gives it, by image; each video and each bag is decoded once for all its frames.
+    A bag frame that does not decode is left out (`bag_frames.decode_bag_frames`: one warning per bag, ImageError
+    when none of its frames decodes). ImageError names a video or bag that ends before a frame it listed."""
+    decoded: dict[TrainingImage, np.ndarray] = {}
+    for bag, topic in sorted({(image.path, image.topic) for image in images if image.topic}):
+        listed = [image for image in images if image.path == bag and image.topic == topic]
+        taken = decode_bag_frames(bag, topic, {image.frame for image in listed if image.frame is not None})
+        decoded.update((image, _scaled(taken[image.frame][:, :, ::-1], max_side, min_side)) for image in listed
+                       if image.frame in taken)
     frames: dict[tuple[Path, int], np.ndarray] = {}
-    for video in sorted({image.path for image in images if image.frame is not None}):
+    for video in sorted({image.path for image in images if image.frame is not None and not image.topic}):
         wanted = {image.frame for image in images if image.path == video}
         for index, frame in enumerate(iter_video(video)):
             if index in wanted:
@@ -108,8 +132,17 @@ def load_training_images(images: Sequence[TrainingImage], max_side: int, min_sid
         missing = sorted(index for index in wanted if (video, index) not in frames)
         if missing:
             raise ImageError(f"{video} ends before frame {missing[0]} (its container reports more frames)")
-    return [frames[(image.path, image.frame)] if image.frame is not None else load_rgb(image.path, max_side, min_side)
-            for image in images]
+    for image in images:
+        if not image.topic:
+            decoded[image] = (frames[(image.path, image.frame)] if image.frame is not None
+                              else load_rgb(image.path, max_side, min_side))
+    return decoded
+
+
+def load_training_images(images: Sequence[TrainingImage], max_side: int, min_side: int = 1) -> list[np.ndarray]:
+    """`decode_training_images` in the order of `images`, those left out (bag frames that do not decode) skipped."""
+    decoded = decode_training_images(images, max_side, min_side)
+    return [decoded[image] for image in images if image in decoded]
 
 
 DepthOf = Callable[[np.ndarray], np.ndarray]
@@ -129,16 +162,21 @@ class RandomCrops(Dataset):
 
     def __init__(self, sources: Sequence[ImageSource], crop: int, max_side: int,
                  zoom_range: tuple[float, float], seed: int, kind: str, depth_of: DepthOf | None = None) -> None:
-        entries = collect_images(sources, kind)
+        listed = collect_images(sources, kind)
         self.kind = kind
         self.crop = crop
         self.zoom_range = zoom_range
         self.seed = seed
         self.stream = {"clear": 1, "hazy": 2}.get(kind, 3)
+        decoded = decode_training_images([image for image, _, _ in listed], max_side, min_side=crop)
+        entries = [entry for entry in listed if entry[0] in decoded]
         self.sources = [image for image, _, _ in entries]
-        weights = np.array([w for _, w, _ in entries], dtype=np.float64)
+        self.images = [decoded[image] for image in self.sources]
+        # a source's weight stays shared by the images it still has when bag frames that do not decode are left out
+        share = Counter(source for _, _, source in listed)
+        kept = Counter(source for _, _, source in entries)
+        weights = np.array([w * share[source] / kept[source] for _, w, source in entries], dtype=np.float64)
         self.probabilities = weights / weights.sum()
-        self.images = load_training_images(self.sources, max_side, min_side=crop)
         self.depths: list[np.ndarray] | None = None
         if depth_of is not None:
             self.depths = [np.full(image.shape[:2], np.nan, np.float32) if source.prior_depth

@@ -21,6 +21,8 @@ import yaml
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_parts
 from dgdehaze_core.io.images import VIDEO_SUFFIXES
+from dgdehaze_core.models import MODEL_CONFIGS
+from dgdehaze_core.training.bag_frames import is_bag_path
 
 T = TypeVar("T")
 
@@ -59,9 +61,12 @@ def plain_data(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ImageSource:
-    """A folder of images (searched recursively, hidden files left out), or a video file; every `frame_step`-th
-    frame of the video, or image of the folder in name order, is taken; `include` keeps only names matching one of
-    its glob patterns (`@FILE:PART` in the recipe: a part of a split file, see `datasets.splits`), before the step.
+    """A folder of images (searched recursively, hidden files left out), a video file, or a bag (a rosbag2 folder
+    with metadata.yaml, a .mcap/.db3 file or a ROS 1 .bag file: `training.bag_frames`); every `frame_step`-th
+    frame of the video or bag, or image of the folder in name order, is taken; `include` keeps only names of a
+    folder matching one of its glob patterns (`@FILE:PART` in the recipe: a part of a split file, see
+    `datasets.splits`), before the step. `topic` names a bag's image topic (needed when it has several; refused on
+    a folder or a video); empty: the bag's only image topic with messages.
 
     `weight` is the share of draws this source gets relative to the other sources of the same kind.
     `prior_depth` keeps the prior depth field for this clear source's haze even when the recipe names a
@@ -73,6 +78,7 @@ class ImageSource:
     weight: float = 1.0
     frame_step: int = 1
     prior_depth: bool = False
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,11 @@ class Recipe:
     validation: tuple[ImageSource, ...] = ()
     model: str = "lite"
     depth_guidance: bool = True
+    init_weights: str = ""
+    """The weights the run's model starts from: a model name with shipped weights ("lite": `shipped_weights_path`)
+    or a checkpoint file (.pt, as `load_model` reads it; a run's last.pt or best.pt too), which must hold the
+    recipe's `model` and `depth_guidance`; the optimizer starts fresh. Empty: from scratch (random weights). A
+    resumed run (--resume) continues from its last.pt and ignores this field. See `training.initial_weights`."""
     guide_trains_depth: bool = True
     """Whether the dehazing losses also train the depth network through the depth the dehazer reads (the joint
     training of the paper). False detaches that guide: the depth network learns only from its own losses
@@ -185,15 +196,15 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             raise RecipeError(f"'{key}' must list at least one folder")
         return ()
     if not isinstance(raw, list):
-        raise RecipeError(f"'{key}' must be a list of folders or videos (a path or {{path, include, weight, "
-                          f"frame_step, prior_depth}}), got {raw!r}")
+        raise RecipeError(f"'{key}' must be a list of folders, videos or bags (a path or {{path, include, weight, "
+                          f"frame_step, prior_depth, topic}}), got {raw!r}")
     sources = []
     for item in raw:
         if isinstance(item, str):
             item = {"path": item}
         if not isinstance(item, dict) or "path" not in item:
             raise RecipeError(f"each entry of '{key}' needs a 'path', got {item!r}")
-        unknown = set(item) - {"path", "include", "weight", "frame_step", "prior_depth"}
+        unknown = set(item) - {"path", "include", "weight", "frame_step", "prior_depth", "topic"}
         if unknown:
             raise RecipeError(f"unknown field(s) {sorted(unknown)} in an entry of '{key}'")
         include = item.get("include") or []
@@ -212,9 +223,16 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             raise RecipeError(f"'prior_depth' in '{key}' must be true or false, got {prior!r}")
         if prior and key != "data.clear":
             raise RecipeError(f"'prior_depth' applies to clear sources only (the haze made from them), not '{key}'")
-        if include and Path(str(item["path"])).suffix.lower() in VIDEO_SUFFIXES:
-            raise RecipeError(f"'include' in '{key}' chooses a folder's images by name; {item['path']} is a video, "
-                              "whose frames 'frame_step' chooses")
+        path = expand_path(str(item["path"]), base)
+        if include and (path.suffix.lower() in VIDEO_SUFFIXES or is_bag_path(path)):
+            raise RecipeError(f"'include' in '{key}' chooses a folder's images by name; {item['path']} is a video or "
+                              "a bag, whose frames 'frame_step' chooses")
+        topic = item.get("topic", "")
+        if not isinstance(topic, str):
+            raise RecipeError(f"'topic' in '{key}' must be a topic name, got {topic!r}")
+        if topic and (path.suffix.lower() in VIDEO_SUFFIXES or path.is_dir() and not is_bag_path(path)):
+            raise RecipeError(f"'topic' in '{key}' names a bag's image topic; {item['path']} is a video or a folder "
+                              "without a bag's metadata.yaml")
         judging = judging_parts(include)
         if judging:
             raise RecipeError(f"'include' in '{key}': the judging photos never train: {', '.join(judging)}")
@@ -222,8 +240,7 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             patterns = expand_patterns(include, base)
         except SplitError as exc:
             raise RecipeError(f"'include' in '{key}': {exc}") from None
-        sources.append(ImageSource(expand_path(str(item["path"]), base), tuple(patterns), float(weight), frame_step,
-                                   prior))
+        sources.append(ImageSource(path, tuple(patterns), float(weight), frame_step, prior, topic))
     return tuple(sources)
 
 
@@ -308,6 +325,8 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
         raise RecipeError("the recipe needs 'name' and 'iterations'")
     if fields.get("clear_depth"):
         fields["clear_depth"] = str(expand_path(fields["clear_depth"], base))
+    if fields.get("init_weights") and fields["init_weights"] not in MODEL_CONFIGS:
+        fields["init_weights"] = str(expand_path(fields["init_weights"], base))
     fields["zoom_range"] = _range("zoom_range", fields.get("zoom_range", (1.0, 2.0)), 0.25, 8.0)
     fields["beta_indoor"] = _range("beta_indoor", fields.get("beta_indoor", (0.6, 1.8)), 0.0, 10.0)
     fields["beta_outdoor"] = _range("beta_outdoor", fields.get("beta_outdoor", (0.2, 1.2)), 0.0, 10.0)

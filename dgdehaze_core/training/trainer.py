@@ -54,6 +54,7 @@ from dgdehaze_core.training import distributed, losses
 from dgdehaze_core.training.datasets import RandomCrops, ValidationPair, load_validation
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.discriminator import PatchDiscriminator
+from dgdehaze_core.training.initial_weights import FROM_SCRATCH, start_from
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
 from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
 from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
@@ -201,6 +202,10 @@ class Trainer:
         seed_everything(recipe.seed)
         self.model = build_model(recipe.model, depth_guidance=recipe.depth_guidance).to(self.device)
         self.model.guide_trains_depth = recipe.guide_trains_depth
+        self.started_from: dict[str, Any] = FROM_SCRATCH
+        """Where the model's weights started (`initial_weights.start_from`); a resumed run's as its last.pt says."""
+        if recipe.init_weights and not resume:  # a resumed run continues from last.pt (`load_last`)
+            self.started_from = start_from(self.model, recipe.init_weights, recipe.model, recipe.depth_guidance)
         if recipe.crop_size % self.model.stride:
             raise ValueError(f"crop_size {recipe.crop_size} must be a multiple of the {recipe.model} model's stride "
                              f"({self.model.stride})")
@@ -260,6 +265,7 @@ class Trainer:
                 "best_validation": self.best_validation, "best_iteration": self.best_iteration,
                 "hardware": hardware_name(self.device),
                 "train_seconds": round(self.elapsed, 1), "commit": self.commit, "resumes": self.resumes,
+                "started_from": self.started_from,
                 "torch": str(torch.__version__), "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def _generator_seed(self) -> int:
@@ -313,6 +319,7 @@ class Trainer:
         self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
         self.elapsed = float(training["elapsed"])
         self.commit, self.resumes = resumed_commits(state, self.commit)
+        self.started_from = state.get("meta", {}).get("started_from", FROM_SCRATCH)  # before init_weights: scratch
         self.resumed_data = training.get("data")
         self._resume_random_state(training.get("rank_random_states") or [  # a last.pt from before: rank 0's alone
             {"generator": training["generator"], "torch_rng": training["torch_rng"]}])

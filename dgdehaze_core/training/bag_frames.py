@@ -1,0 +1,74 @@
+"""Training images from camera recordings: the frames of a bag's image topic, decoded as `dgdehaze bag-eval`
+decodes them (`BagSource.decode_frame`).
+
+A bag is a rosbag2 folder (with metadata.yaml), a single .mcap or .db3 file, or a ROS 1 .bag file, read as it is
+(a ROS 1 bag is not converted: only its frames are needed). Listing a bag's frames reads its index only; the
+frames are decoded when the training images are loaded, each bag once for all of its frames.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Collection
+
+import numpy as np
+
+from dgdehaze_core.bags.io import FRAME_TYPES, BagFrame, BagSource
+from dgdehaze_core.io.images import ImageError
+
+LOG = logging.getLogger(__name__)
+
+BAG_SUFFIXES = (".mcap", ".db3", ".bag")
+"""The files read as a bag: a single-file rosbag2 (mcap, sqlite3) or a ROS 1 bag."""
+
+
+def is_bag_path(path: Path) -> bool:
+    """Whether `path` is read as a bag: a folder holding metadata.yaml, or a file named *.mcap, *.db3 or *.bag."""
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file()
+    return path.suffix.lower() in BAG_SUFFIXES
+
+
+def bag_frame_indices(bag: Path, topic: str, frame_step: int, kind: str) -> tuple[str, list[int]]:
+    """(the image topic, every `frame_step`-th frame index of it, from the bag's index): `topic`, or where empty the
+    bag's only image topic with messages. BagError (a ValueError) names the bag and its image topics when `topic`
+    is no image topic of it, or when it is empty and the bag has none or several."""
+    with BagSource(bag, as_ros2=False) as source:
+        topics = source.topics()
+        if not topic:
+            topic = source.only_topic(FRAME_TYPES, "image", f"'topic' in the {kind} source", with_messages=True)
+        elif topics.get(topic, ("", 0))[0] not in FRAME_TYPES:
+            images = sorted(name for name, (msgtype, _) in topics.items() if msgtype in FRAME_TYPES)
+            raise ImageError(f"{kind} images: bag {bag} has no image topic {topic!r}; its image topics: "
+                             f"{', '.join(images) or 'none'}")
+        return topic, list(range(0, topics[topic][1], frame_step))
+
+
+def decode_bag_frames(bag: Path, topic: str, wanted: Collection[int]) -> dict[int, np.ndarray]:
+    """The frames `wanted` (indices on `topic`, in time order) of the bag as BGR uint8, read in one pass that stops
+    after the last one wanted. A frame that does not decode is left out with one warning for the bag, naming the
+    first; ImageError when none decodes, or when the bag ends before a wanted frame (its index lists more)."""
+    decoded: dict[int, np.ndarray] = {}
+    failed: dict[int, ImageError] = {}
+    last = max(wanted)
+    with BagSource(bag, as_ros2=False) as source:
+        connections = [connection for connection in source.connections if connection.topic == topic]
+        for index, (connection, log_time, raw) in enumerate(source.raw_messages(connections)):
+            if index in wanted:
+                frame = source.decode_frame(connection, log_time, raw, index, None)
+                if isinstance(frame, BagFrame):
+                    decoded[index] = frame.image
+                else:
+                    failed[index] = frame
+            if index == last:
+                break
+    missing = sorted(set(wanted) - set(decoded) - set(failed))
+    if missing:
+        raise ImageError(f"bag {bag} ends before frame {missing[0]} of {topic!r} (its index lists more frames)")
+    first = next(iter(failed.values()), None)
+    if not decoded:
+        raise ImageError(f"bag {bag}: none of the {len(failed)} frames taken from {topic!r} decodes, e.g. {first}")
+    if failed:
+        LOG.warning("bag %s: %d of the %d frames taken from %s do not decode and are left out, e.g. %s", bag,
+                    len(failed), len(wanted), topic, first)
+    return decoded

@@ -1,0 +1,50 @@
+"""A training run's starting weights (the recipe's `init_weights`): shipped weights or a checkpoint file, checked
+against the recipe's network before the first step."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dgdehaze_core.inference.backends.engine_cache import file_sha256
+from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.models import MODEL_CONFIGS, load_model, shipped_weights_path
+
+LOG = logging.getLogger(__name__)
+
+FROM_SCRATCH: dict[str, Any] = {"init_weights": ""}
+"""What a run's checkpoint metadata says (`started_from`) when its model started from random weights."""
+
+
+def weights_file(init_weights: str) -> Path:
+    """The file `init_weights` names: the shipped weights of a model name, else the path itself."""
+    return shipped_weights_path(init_weights) if init_weights in MODEL_CONFIGS else Path(init_weights)
+
+
+def start_from(model: torch.nn.Module, init_weights: str, config: str, depth_guidance: bool) -> dict[str, Any]:
+    """Load the weights `init_weights` names into `model` (the recipe's `config` network with `depth_guidance`)
+    and say where they came from, for the run's checkpoint metadata: the setting, the file, its sha256, and the
+    recipe, iterations and commit its own metadata records. ValueError (FileNotFoundError for a missing file)
+    naming the file and the reason when it is missing, unreadable, holds weights that are not finite, or holds
+    another network (configuration or depth guidance) than the recipe's. torch's random state is left as it was,
+    so a run draws the same data and haze whatever weights it starts from."""
+    path = weights_file(init_weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_weights: no such weights file {path}")
+    with torch.random.fork_rng(devices=[]):
+        try:
+            loaded = load_model(path)
+        except ValueError as exc:
+            raise ValueError(f"init_weights: {exc}") from None
+    held = (getattr(loaded, "config_name", type(loaded).__name__), bool(getattr(loaded, "depth_guidance", True)))
+    if held != (config, depth_guidance):
+        raise ValueError(f"init_weights: {path} holds a {held[0]!r} network with depth_guidance {held[1]}; the "
+                         f"recipe trains {config!r} with depth_guidance {depth_guidance}: set init_weights to "
+                         "weights of the recipe's model, or change 'model' and 'depth_guidance'")
+    model.load_state_dict(loaded.state_dict())
+    meta = read_checkpoint(path, "dgdehaze checkpoint").get("meta", {})
+    LOG.info("the model starts from %s (%s)", path, init_weights)
+    return {"init_weights": init_weights, "file": str(path), "sha256": file_sha256(path),
+            **{key: meta[key] for key in ("recipe", "iterations", "commit") if key in meta}}

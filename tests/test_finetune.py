@@ -1,0 +1,179 @@
+"""Adapting a model to one's own camera: a run that starts from shipped or trained weights (`init_weights`) and
+training images taken from the frames of bags (ROS 2 folders and files, ROS 1 bags)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dgdehaze_core.bags.io import IMAGE_TYPE, BagSource, BagWriter
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.models import build_model, load_model, save_checkpoint, shipped_weights_path
+from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_training_images
+from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
+from dgdehaze_core.training.trainer import Trainer
+from test_bag_io import START, PERIOD, image_msg
+from test_bag_ros1 import write_ros1_bag
+
+DEMO_BAG = REPO_DIR / "data" / "demo" / "rural_fog_day"
+DEMO_TOPIC = "/camera/image_raw/compressed"
+SMOKE = REPO_DIR / "training" / "smoke.yaml"
+FINETUNE = REPO_DIR / "training" / "finetune.yaml"
+
+
+def _tiny(shared_data: Path, **fields) -> dict:
+    """A recipe of 1 iteration on tiny crops of the smoke data, changed by `fields`."""
+    raw = {"name": "tiny", "iterations": 1, "crop_size": 64, "batch_size": 2, "max_side": 128, "num_workers": 0,
+           "device": "cpu", "amp": False, "warmup_iterations": 0, "checkpoint_every": 1,
+           "data": {"clear": [str(shared_data / "clear" / "bdd")], "hazy": [str(shared_data / "hazy-real" / "urhi")]}}
+    raw.update(fields)
+    return raw
+
+
+def _two_camera_bag(path: Path, broken: int | None = None) -> list[np.ndarray]:
+    """A bag with 4 bgr8 frames on /left/image_raw and their mirror images on /right/image_raw; frame `broken` of
+    /right is recorded in an encoding no decoder knows. Returns the left frames."""
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (72, 96, 3), dtype=np.uint8) for _ in range(4)]
+    with BagWriter(path, "mcap") as writer:
+        for index, frame in enumerate(frames):
+            header = writer.header(START + index * PERIOD, "camera")
+            writer.write("/left/image_raw", IMAGE_TYPE, START + index * PERIOD, image_msg(writer, header, frame, "bgr8"))
+            encoding = "no-such-encoding" if index == broken else "bgr8"
+            writer.write("/right/image_raw", IMAGE_TYPE, START + index * PERIOD,
+                         image_msg(writer, header, np.ascontiguousarray(frame[:, ::-1]), encoding))
+    return frames
+
+
+# --- init_weights -------------------------------------------------------------------------------------------------
+
+def test_a_run_with_init_weights_lite_starts_from_exactly_the_shipped_weights_and_records_it(
+        shared_data: Path, tmp_path: Path) -> None:
+    shipped = load_model("lite").state_dict()
+    recipe = recipe_from_dict(_tiny(shared_data, init_weights="lite"), tmp_path)
+    trainer = Trainer(recipe, tmp_path / "run", device="cpu")
+    assert all(torch.equal(value, shipped[name]) for name, value in trainer.model.state_dict().items())
+    assert not trainer.optimizer.state  # the optimizer starts fresh
+    trainer.train(progress=False)
+    meta = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)["meta"]
+    assert meta["started_from"]["init_weights"] == "lite"
+    assert meta["started_from"]["file"].endswith("dgdehaze_lite.pt") and len(meta["started_from"]["sha256"]) == 64
+    scratch = Trainer(recipe_from_dict(_tiny(shared_data), tmp_path), tmp_path / "other", device="cpu")
+    assert scratch.meta()["started_from"] == {"init_weights": ""}
+    assert not all(torch.equal(value, shipped[name]) for name, value in scratch.model.state_dict().items())
+
+
+def test_init_weights_of_another_network_missing_or_not_finite_are_refused_naming_the_file(
+        shared_data: Path, tmp_path: Path) -> None:
+    base = save_checkpoint(build_model("base"), tmp_path / "base.pt")
+    with pytest.raises(ValueError, match=r"base\.pt holds a 'base' network .* recipe trains 'lite'"):
+        Trainer(recipe_from_dict(_tiny(shared_data, init_weights="base.pt"), tmp_path), tmp_path / "a", device="cpu")
+    unguided = save_checkpoint(build_model("lite", depth_guidance=False), tmp_path / "unguided.pt")
+    with pytest.raises(ValueError, match=r"unguided\.pt holds a 'lite' network with depth_guidance False"):
+        Trainer(recipe_from_dict(_tiny(shared_data, init_weights=str(unguided)), tmp_path), tmp_path / "b",
+                device="cpu")
+    with pytest.raises(FileNotFoundError, match=r"init_weights: no such weights file .*missing\.pt"):
+        Trainer(recipe_from_dict(_tiny(shared_data, init_weights="missing.pt"), tmp_path), tmp_path / "c",
+                device="cpu")
+    model = build_model("lite")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    save_checkpoint(model, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match=r"init_weights: .*nan\.pt holds weights that are not finite"):
+        Trainer(recipe_from_dict(_tiny(shared_data, init_weights="nan.pt"), tmp_path), tmp_path / "d", device="cpu")
+
+
+def test_a_resumed_run_continues_from_last_pt_and_ignores_init_weights(shared_data: Path, tmp_path: Path) -> None:
+    shutil.copy(shipped_weights_path("lite"), tmp_path / "start.pt")
+    recipe = recipe_from_dict(_tiny(shared_data, init_weights="start.pt"), tmp_path)
+    Trainer(recipe, tmp_path / "run", device="cpu").train(progress=False)
+    saved = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    (tmp_path / "start.pt").unlink()  # read no more: the resumed run starts from last.pt
+    resumed = Trainer(dataclasses.replace(recipe, iterations=2), tmp_path / "run", device="cpu", resume=True)
+    resumed.load_last()
+    assert all(torch.equal(value, saved["state_dict"][name]) for name, value in resumed.model.state_dict().items())
+    assert resumed.meta()["started_from"] == saved["meta"]["started_from"]
+
+
+# --- bag sources --------------------------------------------------------------------------------------------------
+
+def test_a_recipe_whose_hazy_source_is_the_demo_bag_trains(shared_data: Path, tmp_path: Path) -> None:
+    raw = _tiny(shared_data, iterations=2)
+    raw["data"]["hazy"] = [{"path": str(DEMO_BAG), "frame_step": 10}]
+    recipe = recipe_from_dict(raw, tmp_path)
+    trainer = Trainer(recipe, tmp_path / "run", device="cpu")
+    result = trainer.train(progress=False)
+    assert result.iterations == 2 and np.isfinite(result.last_loss)
+    assert [name for name, _ in trainer.data["hazy"]][:2] == ["rural_fog_day#0", "rural_fog_day#10"]
+
+
+def test_a_bag_source_lists_every_frame_step_th_frame_decoded_as_bag_eval_decodes_it() -> None:
+    listed = collect_images([ImageSource(DEMO_BAG, frame_step=15)], "hazy")
+    assert [(image.frame, image.topic) for image, _, _ in listed] == [(i, DEMO_TOPIC) for i in (0, 15, 30, 45, 60)]
+    with BagSource(DEMO_BAG, as_ros2=False) as bag:
+        frame = [f for f in bag.frames(DEMO_TOPIC, max_frames=31)][30].image
+    loaded = load_training_images([listed[2][0]], max_side=320)[0]
+    expected = cv2.resize(frame[:, :, ::-1], (320, 180), interpolation=cv2.INTER_AREA)
+    assert loaded.shape == (180, 320, 3) and np.array_equal(loaded, expected)
+
+
+def test_topic_picks_one_of_two_cameras_and_is_required_then_and_refused_on_a_folder(tmp_path: Path) -> None:
+    left = _two_camera_bag(tmp_path / "two")
+    with pytest.raises(ValueError, match=r"'topic' in the hazy source.*2 image topics: /left/image_raw, "
+                                         r"/right/image_raw"):
+        collect_images([ImageSource(tmp_path / "two")], "hazy")
+    chosen = [image for image, _, _ in collect_images([ImageSource(tmp_path / "two", topic="/right/image_raw",
+                                                                   frame_step=2)], "hazy")]
+    assert [image.frame for image in chosen] == [0, 2]
+    images = load_training_images(chosen, max_side=96)
+    assert np.array_equal(images[1], left[2][:, ::-1, ::-1])
+    with pytest.raises(ImageError, match=r"no image topic '/front'; its image topics: /left/image_raw, /right"):
+        collect_images([ImageSource(tmp_path / "two", topic="/front")], "hazy")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), left[0])
+    with pytest.raises(ImageError, match=r"'topic' '/left/image_raw' names a bag's image topic, but .*folder"):
+        collect_images([ImageSource(folder, topic="/left/image_raw")], "hazy")
+    with pytest.raises(RecipeError, match=r"'topic' in 'data.hazy' names a bag's image topic; .*folder"):
+        recipe_from_dict({"name": "r", "iterations": 1, "data": {
+            "clear": [str(folder)], "hazy": [{"path": str(folder), "topic": "/left/image_raw"}]}}, tmp_path)
+
+
+def test_a_bag_frame_that_does_not_decode_is_skipped_with_one_warning(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    _two_camera_bag(tmp_path / "two", broken=1)
+    source = ImageSource(tmp_path / "two", topic="/right/image_raw")
+    with caplog.at_level(logging.WARNING):
+        crops = RandomCrops([source], 64, 96, (1.0, 1.0), 0, "hazy")
+    assert [image.frame for image in crops.sources] == [0, 2, 3]
+    assert np.allclose(crops.probabilities, 1 / 3)
+    warnings = [r for r in caplog.records if "do not decode" in r.getMessage()]
+    assert len(warnings) == 1 and "1 of the 4 frames" in warnings[0].getMessage()
+
+
+def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]
+    write_ros1_bag(tmp_path / "drive.bag", frames)
+    listed = [image for image, _, _ in collect_images([ImageSource(tmp_path / "drive.bag", frame_step=2)], "clear")]
+    assert [(image.frame, image.topic) for image in listed] == [(0, "/cam/image_raw"), (2, "/cam/image_raw"),
+                                                               (4, "/cam/image_raw")]
+    assert np.array_equal(load_training_images(listed, max_side=64)[2], frames[4][:, :, ::-1])
+
+
+# --- the recipe ---------------------------------------------------------------------------------------------------
+
+def test_finetune_recipe_validates_and_starts_from_the_shipped_lite(shared_data: Path) -> None:
+    recipe = load_recipe(FINETUNE)
+    lite = load_recipe(REPO_DIR / "training" / "lite.yaml")
+    assert recipe.init_weights == "lite" and recipe.model == lite.model
+    assert recipe.loss == lite.loss and recipe.validation == lite.validation
+    assert recipe.lr < lite.lr and recipe.iterations < lite.iterations
+    assert collect_images(recipe.hazy, "hazy") and collect_images(recipe.clear, "clear")
