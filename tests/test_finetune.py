@@ -44,10 +44,11 @@ def _two_camera_bag(path: Path, broken: int | None = None) -> list[np.ndarray]:
     frames = [rng.integers(0, 256, (72, 96, 3), dtype=np.uint8) for _ in range(4)]
     with BagWriter(path, "mcap") as writer:
         for index, frame in enumerate(frames):
-            header = writer.header(START + index * PERIOD, "camera")
-            writer.write("/left/image_raw", IMAGE_TYPE, START + index * PERIOD, image_msg(writer, header, frame, "bgr8"))
+            stamp = START + index * PERIOD
+            header = writer.header(stamp, "camera")
+            writer.write("/left/image_raw", IMAGE_TYPE, stamp, image_msg(writer, header, frame, "bgr8"))
             encoding = "no-such-encoding" if index == broken else "bgr8"
-            writer.write("/right/image_raw", IMAGE_TYPE, START + index * PERIOD,
+            writer.write("/right/image_raw", IMAGE_TYPE, stamp,
                          image_msg(writer, header, np.ascontiguousarray(frame[:, ::-1]), encoding))
     return frames
 
@@ -72,7 +73,7 @@ def test_a_run_with_init_weights_lite_starts_from_exactly_the_shipped_weights_an
 
 def test_init_weights_of_another_network_missing_or_not_finite_are_refused_naming_the_file(
         shared_data: Path, tmp_path: Path) -> None:
-    base = save_checkpoint(build_model("base"), tmp_path / "base.pt")
+    save_checkpoint(build_model("base"), tmp_path / "base.pt")
     with pytest.raises(ValueError, match=r"base\.pt holds a 'base' network .* recipe trains 'lite'"):
         Trainer(recipe_from_dict(_tiny(shared_data, init_weights="base.pt"), tmp_path), tmp_path / "a", device="cpu")
     unguided = save_checkpoint(build_model("lite", depth_guidance=False), tmp_path / "unguided.pt")
