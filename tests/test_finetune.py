@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import shutil
 from pathlib import Path
+from typing import Collection
 
 import cv2
 import numpy as np
@@ -19,7 +21,7 @@ from dgdehaze_core.models import build_model, load_model, save_checkpoint, shipp
 from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_training_images
 from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
 from dgdehaze_core.training.trainer import Trainer
-from test_bag_io import START, PERIOD, image_msg
+from test_bag_io import START, PERIOD, demo_frames, image_msg
 from test_bag_ros1 import write_ros1_bag
 
 DEMO_BAG = REPO_DIR / "data" / "demo" / "rural_fog_day"
@@ -37,9 +39,9 @@ def _tiny(shared_data: Path, **fields) -> dict:
     return raw
 
 
-def _two_camera_bag(path: Path, broken: int | None = None) -> list[np.ndarray]:
-    """A bag with 4 bgr8 frames on /left/image_raw and their mirror images on /right/image_raw; frame `broken` of
-    /right is recorded in an encoding no decoder knows. Returns the left frames."""
+def _two_camera_bag(path: Path, broken: Collection[int] = ()) -> list[np.ndarray]:
+    """A bag with 4 bgr8 frames on /left/image_raw and their mirror images on /right/image_raw; the frames `broken`
+    of /right are recorded in an encoding no decoder knows. Returns the left frames."""
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (72, 96, 3), dtype=np.uint8) for _ in range(4)]
     with BagWriter(path, "mcap") as writer:
@@ -47,7 +49,7 @@ def _two_camera_bag(path: Path, broken: int | None = None) -> list[np.ndarray]:
             stamp = START + index * PERIOD
             header = writer.header(stamp, "camera")
             writer.write("/left/image_raw", IMAGE_TYPE, stamp, image_msg(writer, header, frame, "bgr8"))
-            encoding = "no-such-encoding" if index == broken else "bgr8"
+            encoding = "no-such-encoding" if index in broken else "bgr8"
             writer.write("/right/image_raw", IMAGE_TYPE, stamp,
                          image_msg(writer, header, np.ascontiguousarray(frame[:, ::-1]), encoding))
     return frames
@@ -105,24 +107,32 @@ def test_a_resumed_run_continues_from_last_pt_and_ignores_init_weights(shared_da
 
 # --- bag sources --------------------------------------------------------------------------------------------------
 
-def test_a_recipe_whose_hazy_source_is_the_demo_bag_trains(shared_data: Path, tmp_path: Path) -> None:
+def test_a_recipe_whose_hazy_sources_are_the_demo_bag_and_a_ros1_bag_trains(shared_data: Path,
+                                                                           tmp_path: Path) -> None:
+    write_ros1_bag(tmp_path / "drive.bag", demo_frames(4))
     raw = _tiny(shared_data, iterations=2)
-    raw["data"]["hazy"] = [{"path": str(DEMO_BAG), "frame_step": 10}]
+    raw["data"]["hazy"] = [{"path": str(DEMO_BAG), "frame_step": 10}, {"path": "drive.bag", "frame_step": 2}]
     recipe = recipe_from_dict(raw, tmp_path)
     trainer = Trainer(recipe, tmp_path / "run", device="cpu")
     result = trainer.train(progress=False)
     assert result.iterations == 2 and np.isfinite(result.last_loss)
-    assert [name for name, _ in trainer.data["hazy"]][:2] == ["rural_fog_day#0", "rural_fog_day#10"]
+    bag_size = sum(file.stat().st_size for file in DEMO_BAG.iterdir())  # a folder's own size is the file system's
+    assert trainer.data["hazy"][:2] == [("rural_fog_day#0", bag_size), ("rural_fog_day#10", bag_size)]
+    assert [name for name, _ in trainer.data["hazy"]][-2:] == ["drive.bag#0", "drive.bag#2"]
 
 
-def test_a_bag_source_lists_every_frame_step_th_frame_decoded_as_bag_eval_decodes_it() -> None:
-    listed = collect_images([ImageSource(DEMO_BAG, frame_step=15)], "hazy")
-    assert [(image.frame, image.topic) for image, _, _ in listed] == [(i, DEMO_TOPIC) for i in (0, 15, 30, 45, 60)]
+def test_a_bag_source_gives_every_frame_step_th_frame_decoded_as_bag_eval_decodes_it(tmp_path: Path) -> None:
     with BagSource(DEMO_BAG, as_ros2=False) as bag:
+        count = bag.topics()[DEMO_TOPIC][1]
         frame = [f for f in bag.frames(DEMO_TOPIC, max_frames=31)][30].image
-    loaded = load_training_images([listed[2][0]], max_side=320)[0]
-    expected = cv2.resize(frame[:, :, ::-1], (320, 180), interpolation=cv2.INTER_AREA)
-    assert loaded.shape == (180, 320, 3) and np.array_equal(loaded, expected)
+    listed = collect_images([ImageSource(DEMO_BAG, frame_step=15)], "hazy")
+    assert len(listed) == math.ceil(count / 15)
+    assert [(image.frame, image.topic) for image, _, _ in listed] == [(i, DEMO_TOPIC) for i in range(0, count, 15)]
+    crops = RandomCrops([ImageSource(DEMO_BAG, frame_step=15)], 128, 320, (1.0, 1.0), 0, "hazy")
+    (tmp_path / "png").mkdir()
+    cv2.imwrite(str(tmp_path / "png" / "frame30.png"), frame)  # the same frame as an image file, scaled as files are
+    as_file = RandomCrops([ImageSource(tmp_path / "png")], 128, 320, (1.0, 1.0), 0, "hazy").images[0]
+    assert crops.images[2].shape == (180, 320, 3) and np.array_equal(crops.images[2], as_file)
 
 
 def test_topic_picks_one_of_two_cameras_and_is_required_then_and_refused_on_a_folder(tmp_path: Path) -> None:
@@ -147,16 +157,20 @@ def test_topic_picks_one_of_two_cameras_and_is_required_then_and_refused_on_a_fo
             "clear": [str(folder)], "hazy": [{"path": str(folder), "topic": "/left/image_raw"}]}}, tmp_path)
 
 
-def test_a_bag_frame_that_does_not_decode_is_skipped_with_one_warning(tmp_path: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    _two_camera_bag(tmp_path / "two", broken=1)
+def test_a_bag_frame_that_does_not_decode_is_skipped_with_one_warning_and_a_bag_of_none_refused(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _two_camera_bag(tmp_path / "two", broken={1, 3})
     source = ImageSource(tmp_path / "two", topic="/right/image_raw")
     with caplog.at_level(logging.WARNING):
         crops = RandomCrops([source], 64, 96, (1.0, 1.0), 0, "hazy")
-    assert [image.frame for image in crops.sources] == [0, 2, 3]
-    assert np.allclose(crops.probabilities, 1 / 3)
-    warnings = [r for r in caplog.records if "do not decode" in r.getMessage()]
-    assert len(warnings) == 1 and "1 of the 4 frames" in warnings[0].getMessage()
+    assert [image.frame for image in crops.sources] == [0, 2]
+    assert np.allclose(crops.probabilities, 1 / 2)
+    warnings = [r.getMessage() for r in caplog.records if "do not decode" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of the 4 frames" in warnings[0] and "frame 1 at" in warnings[0]
+    _two_camera_bag(tmp_path / "broken", broken=range(4))
+    with pytest.raises(ImageError, match=r"broken: none of the 4 frames taken from '/right/image_raw' decodes, "
+                                         r"e\.g\. frame 0 at"):
+        RandomCrops([ImageSource(tmp_path / "broken", topic="/right/image_raw")], 64, 96, (1.0, 1.0), 0, "hazy")
 
 
 def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:

@@ -66,8 +66,17 @@ samples index them."""
 
 def file_fingerprint(files: Iterable[tuple[str, Path]]) -> list[tuple[str, int]]:
     """(name, size in bytes) of each (name, file): cheap (no file is read) and the same wherever the data lies,
-    as the names are the caller's (a folder's name and the file's path below it)."""
-    return [(name, path.stat().st_size) for name, path in files]
+    as the names are the caller's (a folder's name and the file's path below it). A folder (a rosbag2 bag's) is
+    the total size of the files directly in it: a folder's own size depends on the file system it lies on."""
+    sizes: dict[Path, int] = {}
+
+    def size(path: Path) -> int:
+        if path not in sizes:
+            sizes[path] = (sum(file.stat().st_size for file in path.iterdir() if file.is_file()) if path.is_dir()
+                           else path.stat().st_size)
+        return sizes[path]
+
+    return [(name, size(path)) for name, path in files]
 
 
 def check_same_data(last_path: Path, saved: DataFingerprint | None, current: DataFingerprint) -> None:
