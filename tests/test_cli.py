@@ -33,3 +33,16 @@ def test_the_other_commands_work_without_it(tmp_path: Path) -> None:
     assert trained.returncode == 0 and "--resume" in trained.stdout
     refused = _cli("dehaze", "no-such-image.png", "--method", "dcp", "--out", str(tmp_path / "out.png"))
     assert refused.returncode == 2 and "no such input: no-such-image.png" in refused.stderr
+
+
+def test_train_reads_a_bag_source_only_with_rosbags_and_says_so_without(tmp_path: Path) -> None:
+    """The lent GPU machine has no rosbags: train works there, and a recipe naming a bag says what it needs."""
+    recipe = (REPO_DIR / "training" / "smoke.yaml").read_text().replace(
+        "    - path: ${DATA}/hazy-real/urhi", f"    - path: {REPO_DIR / 'data' / 'demo' / 'rural_fog_day'}")
+    assert "rural_fog_day" in recipe
+    (tmp_path / "bag.yaml").write_text(recipe)
+    refused = _cli("train", "--config", str(tmp_path / "bag.yaml"), "--out", str(tmp_path / "run"), "--iterations",
+                   "1", "--no-progress")
+    assert refused.returncode == 2 and "needs the Python package 'rosbags'" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+

@@ -3,17 +3,18 @@ decodes them (`BagSource.decode_frame`).
 
 A bag is a rosbag2 folder (with metadata.yaml), a single .mcap or .db3 file, or a ROS 1 .bag file, read as it is
 (a ROS 1 bag is not converted: only its frames are needed). Listing a bag's frames reads its index only; the
-frames are decoded when the training images are loaded, each bag once for all of its frames.
+frames are decoded when the training images are loaded, each bag once for all of its frames. rosbags is imported
+only when a bag is read, so that `dgdehaze train` runs where it is not installed (the lent GPU machine).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import ModuleType
 from typing import Collection
 
 import numpy as np
 
-from dgdehaze_core.bags.io import FRAME_TYPES, BagFrame, BagSource
 from dgdehaze_core.io.images import ImageError
 
 LOG = logging.getLogger(__name__)
@@ -29,16 +30,28 @@ def is_bag_path(path: Path) -> bool:
     return path.suffix.lower() in BAG_SUFFIXES
 
 
+def _bags(bag: Path) -> ModuleType:
+    """`dgdehaze_core.bags.io`, imported when a bag is read; ImageError naming the bag where rosbags is missing."""
+    try:
+        from dgdehaze_core.bags import io
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "rosbags").split(".")[0]
+        raise ImageError(f"{bag} is a bag: reading it needs the Python package {package!r} (pip install rosbags)") \
+            from None
+    return io
+
+
 def bag_frame_indices(bag: Path, topic: str, frame_step: int, kind: str) -> tuple[str, list[int]]:
     """(the image topic, every `frame_step`-th frame index of it, from the bag's index): `topic`, or where empty the
     bag's only image topic with messages. BagError (a ValueError) names the bag and its image topics when `topic`
     is no image topic of it, or when it is empty and the bag has none or several."""
-    with BagSource(bag, as_ros2=False) as source:
+    bags = _bags(bag)
+    with bags.BagSource(bag, as_ros2=False) as source:
         topics = source.topics()
         if not topic:
-            topic = source.only_topic(FRAME_TYPES, "image", f"'topic' in the {kind} source", with_messages=True)
-        elif topics.get(topic, ("", 0))[0] not in FRAME_TYPES:
-            images = sorted(name for name, (msgtype, _) in topics.items() if msgtype in FRAME_TYPES)
+            topic = source.only_topic(bags.FRAME_TYPES, "image", f"'topic' in the {kind} source", with_messages=True)
+        elif topics.get(topic, ("", 0))[0] not in bags.FRAME_TYPES:
+            images = sorted(name for name, (msgtype, _) in topics.items() if msgtype in bags.FRAME_TYPES)
             raise ImageError(f"{kind} images: bag {bag} has no image topic {topic!r}; its image topics: "
                              f"{', '.join(images) or 'none'}")
         return topic, list(range(0, topics[topic][1], frame_step))
@@ -51,12 +64,13 @@ def decode_bag_frames(bag: Path, topic: str, wanted: Collection[int]) -> dict[in
     decoded: dict[int, np.ndarray] = {}
     failed: dict[int, ImageError] = {}
     last = max(wanted)
-    with BagSource(bag, as_ros2=False) as source:
+    bags = _bags(bag)
+    with bags.BagSource(bag, as_ros2=False) as source:
         connections = [connection for connection in source.connections if connection.topic == topic]
         for index, (connection, log_time, raw) in enumerate(source.raw_messages(connections)):
             if index in wanted:
                 frame = source.decode_frame(connection, log_time, raw, index, None)
-                if isinstance(frame, BagFrame):
+                if isinstance(frame, bags.BagFrame):
                     decoded[index] = frame.image
                 else:
                     failed[index] = frame
