@@ -18,7 +18,7 @@ from dgdehaze_core.bags.io import IMAGE_TYPE, BagSource, BagWriter
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.models import build_model, load_model, save_checkpoint, shipped_weights_path
-from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_training_images
+from dgdehaze_core.training.datasets import RandomCrops, collect_images, decode_training_images
 from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
 from dgdehaze_core.training.trainer import Trainer
 from test_bag_io import START, PERIOD, demo_frames, image_msg
@@ -143,8 +143,8 @@ def test_topic_picks_one_of_two_cameras_and_is_required_then_and_refused_on_a_fo
     chosen = [image for image, _, _ in collect_images([ImageSource(tmp_path / "two", topic="/right/image_raw",
                                                                    frame_step=2)], "hazy")]
     assert [image.frame for image in chosen] == [0, 2]
-    images = load_training_images(chosen, max_side=96)
-    assert np.array_equal(images[1], left[2][:, ::-1, ::-1])
+    images = decode_training_images(chosen, max_side=96)
+    assert np.array_equal(images[chosen[1]], left[2][:, ::-1, ::-1])
     with pytest.raises(ImageError, match=r"no image topic '/front'; its image topics: /left/image_raw, /right"):
         collect_images([ImageSource(tmp_path / "two", topic="/front")], "hazy")
     folder = tmp_path / "folder"
@@ -180,7 +180,7 @@ def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:
     listed = [image for image, _, _ in collect_images([ImageSource(tmp_path / "drive.bag", frame_step=2)], "clear")]
     assert [(image.frame, image.topic) for image in listed] == [(0, "/cam/image_raw"), (2, "/cam/image_raw"),
                                                                (4, "/cam/image_raw")]
-    assert np.array_equal(load_training_images(listed, max_side=64)[2], frames[4][:, :, ::-1])
+    assert np.array_equal(decode_training_images(listed, max_side=64)[listed[2]], frames[4][:, :, ::-1])
 
 
 # --- the recipe ---------------------------------------------------------------------------------------------------

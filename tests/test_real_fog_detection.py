@@ -345,7 +345,7 @@ def test_the_smoother_reuses_its_buffers_without_touching_what_it_returned() -> 
 # --- real fog in training ---------------------------------------------------------------------------------------
 
 def test_a_recipe_learns_from_a_split_part_and_from_video_frames(shared_data: Path, tmp_path: Path):
-    from dgdehaze_core.training.datasets import collect_images, load_training_images
+    from dgdehaze_core.training.datasets import collect_images, decode_training_images
     from dgdehaze_core.training.recipe import RecipeError, recipe_from_dict
 
     split = tmp_path / "split.yaml"
@@ -361,7 +361,9 @@ def test_a_recipe_learns_from_a_split_part_and_from_video_frames(shared_data: Pa
     assert [(e.path.name, e.frame) for e, _, _ in entries[2:]] == [("fog_river.mp4", 0), ("fog_river.mp4", 12),
                                                                  ("fog_river.mp4", 24)]
     assert sum(weight for _, weight, _ in entries) == pytest.approx(2.0)  # each source weighs 1, shared by its images
-    frames = load_training_images([e for e, _, _ in entries[2:]], max_side=320)
+    video = [e for e, _, _ in entries[2:]]
+    decoded = decode_training_images(video, max_side=320)
+    frames = [decoded[e] for e in video]
     assert [f.shape for f in frames] == [(180, 320, 3)] * 3 and frames[0].dtype == np.uint8
     assert not np.array_equal(frames[0], frames[2])
     for bad, message in ((0, "frame_step"), (1.5, "frame_step")):

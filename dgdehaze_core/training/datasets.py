@@ -139,12 +139,6 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int,
     return decoded
 
 
-def load_training_images(images: Sequence[TrainingImage], max_side: int, min_side: int = 1) -> list[np.ndarray]:
-    """`decode_training_images` in the order of `images`, those left out (bag frames that do not decode) skipped."""
-    decoded = decode_training_images(images, max_side, min_side)
-    return [decoded[image] for image in images if image in decoded]
-
-
 DepthOf = Callable[[np.ndarray], np.ndarray]
 """RGB uint8 image (H, W, 3) -> float32 (H, W) relative depth of the whole image."""
 
