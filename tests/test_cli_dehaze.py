@@ -244,3 +244,25 @@ def test_dehaze_runs_the_network_on_the_backend_asked_for_and_refuses_fp16_off_a
     assert not (tmp_path / "half").exists()
     assert main(["dehaze", str(photo), "--method", "dcp", "--backend", "auto", "--out", str(tmp_path / "d")]) == 2
     assert "dcp has none" in capsys.readouterr().err  # it named --device, which was not given
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_phone_photo_is_dehazed_upright_as_viewers_show_it(shared_data: Path, tmp_path: Path, orientation: int):
+    from PIL import Image, ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # a phone's photo, stored turned: viewers turn it upright
+    turn = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
+    photo = tmp_path / "phone.jpg"
+    Image.open(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg").transpose(turn).save(photo, quality=95,
+                                                                                              exif=exif)
+    upright = tmp_path / "upright.png"
+    ImageOps.exif_transpose(Image.open(photo)).save(upright)  # the same photo as viewers show it, untagged
+    for source, out in ((photo, tmp_path / "out"), (upright, tmp_path / "reference")):
+        assert main(["dehaze", str(source), "--method", "lite", "--out", str(out)]) == 0
+    for kind in ("dehazed", "depth"):
+        output = Image.open(tmp_path / "out" / f"phone_{kind}.png")
+        assert output.getexif().get(0x0112) is None and output.size == (640, 338)  # shown as written: upright
+        reference = np.asarray(Image.open(tmp_path / "reference" / f"upright_{kind}.png"), dtype=float)
+        # the network read the photo with its sky on top, as it learnt scenes, not sideways or upside down
+        assert np.abs(np.asarray(output, dtype=float) - reference).mean() < 1, kind

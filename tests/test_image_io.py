@@ -187,18 +187,21 @@ def test_a_linked_folder_of_images_is_followed_and_a_link_loop_ends(tmp_path: Pa
     assert [p.relative_to(training).as_posix() for p in images_under(training)] == ["fog/f.png"]
 
 
-def test_a_jpeg_s_orientation_tag_is_read_alike_by_the_node_and_from_files(tmp_path: Path):
+def test_a_phone_photo_file_is_read_upright_and_a_compressed_camera_frame_as_stored(shared_data: Path,
+                                                                                      tmp_path: Path):
     from PIL import Image
 
     from dgdehaze_core.io.camera_frames import compressed_to_bgr8
 
     exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90" (a phone's portrait photo); ROS' image_transport does not apply it
+    exif[0x0112] = 6  # "rotate 90": a phone's portrait photo, stored sideways
     path = tmp_path / "tagged.jpg"
-    Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(path, exif=exif)
+    view = Image.open(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")  # 640x338, sky on top
+    view.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
 
     class Message:
         format = "jpeg"
         data = path.read_bytes()
 
-    assert compressed_to_bgr8(Message()).shape == read_image(path).shape == (40, 60, 3)
+    assert read_image(path).shape == (338, 640, 3)  # as viewers show the photo
+    assert compressed_to_bgr8(Message()).shape == (640, 338, 3)  # as ROS' image_transport decodes a frame: as stored

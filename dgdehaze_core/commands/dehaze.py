@@ -28,7 +28,9 @@ NAME_MAX = 255
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("dehaze", help="dehaze an image, a folder or a video",
                                    description="Write NAME_dehazed.png and NAME_depth.png for each input image "
-                                               "(or NAME_dehazed.mp4 and NAME_depth.mp4 for a video).")
+                                               "(or NAME_dehazed.mp4 and NAME_depth.mp4 for a video). A photo is "
+                                               "dehazed upright, turned by its EXIF orientation as viewers show "
+                                               "it, and its outputs are written so.")
     parser.add_argument("input", type=Path, help="image file, folder of images, or video file")
     parser.add_argument("--method", default="dcp", help="dcp, lite (its shipped weights) or a weights path")
     parser.add_argument("--out", type=Path, required=True, help="output folder")

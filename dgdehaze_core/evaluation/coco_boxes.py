@@ -10,7 +10,8 @@ An image's `file_name` is found as a path under the photos folder, else by its b
 `images/x.jpg` or `JPEGImages/x.jpg`); an image whose file is not there is refused, naming it. Category names are
 mapped to COCO's as VOC's are (`voc_boxes.coco_name`: motorbike -> motorcycle); other names are kept, so a class
 the detector does not know is set aside as the evaluation says. Boxes are scaled from the image's JSON width and
-height to the photo's own size (a set whose photos were resized after labelling), then clipped to the photo.
+height to the photo's own size (a set whose photos were resized after labelling), placed on its upright view as
+`io.orientation` says for a photo with an EXIF orientation, then clipped to the photo.
 `iscrowd: 1` boxes are difficult: neither right nor wrong, as COCO's own evaluation ignores crowds. A listed image
 without an annotation is a photo with no object (COCO's meaning); a photo the JSON does not list is left out with
 one warning. A number that is not finite, an annotation of an unlisted image or an unknown category, and a width
@@ -27,6 +28,7 @@ from typing import Any, Callable
 from dgdehaze_core.evaluation.voc_boxes import (LabelledImage, LabelledLayout, ReferenceBox, clip_box, coco_name,
                                                 warn_unlabelled)
 from dgdehaze_core.io.images import list_images, read_image
+from dgdehaze_core.io.orientation import labelled_view
 
 LOG = logging.getLogger(__name__)
 COCO_KEYS = ("images", "annotations", "categories")
@@ -85,7 +87,7 @@ def _boxes(annotations: list[dict[str, Any]], names: dict[Any, str], entry: dict
     if min(size) <= 0:
         raise ValueError(f"{source}: image {image.name} must have a positive width and height, got {size}")
     height, width = read_image(image).shape[:2]
-    scale = width / size[0], height / size[1]
+    view = labelled_view(f"{source.name} ({image.name})", image, (size[0], size[1]), (width, height))
     boxes = []
     for annotation in annotations:
         bbox = annotation.get("bbox")
@@ -97,8 +99,8 @@ def _boxes(annotations: list[dict[str, Any]], names: dict[Any, str], entry: dict
         if w < 0 or h < 0:
             LOG.warning("%s: a %s box of %s has a negative width or height; left out", source.name, name, image.name)
             continue
-        box = (x * scale[0], y * scale[1], (x + w) * scale[0], (y + h) * scale[1])
-        clipped = clip_box(f"{source.name} ({image.name})", name, box, (width, height))
+        clipped = clip_box(f"{source.name} ({image.name})", name, view.to_upright((x, y, x + w, y + h)),
+                           (width, height))
         if clipped is not None:
             boxes.append(ReferenceBox(name, clipped, annotation.get("iscrowd", 0) == 1))
     return tuple(boxes)

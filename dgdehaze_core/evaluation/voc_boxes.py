@@ -5,9 +5,10 @@ types and rules every labelled format shares (`labelled_sets` reads a set in any
 RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the COCO names the detector uses
 (motorbike -> motorcycle). Boxes flagged `difficult` are kept with that flag: detections on them are neither
 counted right nor wrong, as in the VOC protocol. Boxes are clipped to the image; one with no area left inside it,
-or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file. A number that is not finite (nan,
-inf) in a box or in <size> is refused. A photo of a labelled folder without a VOC file is left out, with one
-warning for the folder (some sets label only some photos).
+or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file. The boxes of a photo with an EXIF
+orientation are placed on its upright view, which `read_image` gives, as `io.orientation` says. A number that is
+not finite (nan, inf) in a box or in <size> is refused. A photo of a labelled folder without a VOC file is left out,
+with one warning for the folder (some sets label only some photos).
 
 VOC files are found in the layouts such sets are published in (`voc_layouts`): this project's (the photos in a
 folder, their VOC files in its `labels-voc/`), Pascal VOC's (`JPEGImages/` and `Annotations/`: RTTS, VOC
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from dgdehaze_core.io.images import list_images, read_image
+from dgdehaze_core.io.orientation import LabelledView, labelled_view
 
 LOG = logging.getLogger(__name__)
 NAMES_SHOWN = 5
@@ -79,10 +81,13 @@ def _number(node: ET.Element, tag: str, source: Path) -> float:
     return value
 
 
-def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[ReferenceBox, ...]:
+def read_voc(xml_path: str | Path, image_size: tuple[int, int],
+             photo: Path | None = None) -> tuple[ReferenceBox, ...]:
     """Boxes of one VOC file, scaled from the XML's <size> to `image_size` (width, height), clipped to the image;
-    inverted boxes and boxes with no area inside the image are left out with a warning. ValueError naming the file
-    for unreadable XML, a missing or non-positive <size>, and a missing or non-finite number."""
+    inverted boxes and boxes with no area inside the image are left out with a warning. The boxes of a `photo` with
+    an EXIF orientation are placed on its upright view as `orientation.labelled_view` says (None: boxes drawn on
+    the image as it is). ValueError naming the file for unreadable XML, a missing or non-positive <size>, a missing or
+    non-finite number, and a <size> that `labelled_view` refuses."""
     xml_path = Path(xml_path)
     try:
         root = ET.parse(xml_path).getroot()
@@ -94,7 +99,8 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
     width, height = _number(size, "width", xml_path), _number(size, "height", xml_path)
     if width <= 0 or height <= 0:
         raise ValueError(f"{xml_path}: <size> must be positive, got {width}x{height}")
-    sx, sy = image_size[0] / width, image_size[1] / height
+    view = LabelledView((width, height), image_size) if photo is None else \
+        labelled_view(xml_path.name, photo, (width, height), image_size)
     boxes = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip().lower()
@@ -106,7 +112,7 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int]) -> tuple[Referen
             LOG.warning("%s: a %s box (%g, %g, %g, %g) has xmin > xmax or ymin > ymax; left out", xml_path.name,
                         name, x1, y1, x2, y2)
             continue
-        clipped = clip_box(xml_path.name, name, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), image_size)
+        clipped = clip_box(xml_path.name, name, view.to_upright((x1, y1, x2, y2)), image_size)
         if clipped is not None:
             difficult = (obj.findtext("difficult") or "0").strip() == "1"
             boxes.append(ReferenceBox(coco_name(name), clipped, difficult))
@@ -182,7 +188,7 @@ def voc_images(layout: LabelledLayout, keep: Callable[[str], bool] | None = None
     result = []
     for image_path in chosen:
         height, width = read_image(image_path).shape[:2]
-        result.append(LabelledImage(image_path, read_voc(matched[image_path], (width, height))))
+        result.append(LabelledImage(image_path, read_voc(matched[image_path], (width, height), image_path)))
     labelled = {path.stem for path in xml_paths}
     warn_unlabelled(folder, sorted(path.name for stem, paths in images.items() if stem not in labelled
                                    for path in paths if keep is None or keep(path.name)), labels.name + "/")

@@ -3,10 +3,10 @@
 The photos in `images/` and one label file per photo in `labels/` (the photo's stem, `.txt`). Give either the
 folder holding both (a Roboflow split such as `train/`, or a set without splits) or, in Ultralytics' own layout
 `images/SPLIT/` + `labels/SPLIT/`, the folder `images/SPLIT` (its labels are where Ultralytics looks: `images`
-replaced by `labels` in the path). A line is `class cx cy w h`, normalised to [0, 1] by the photo's width and
-height, or a segment `class x1 y1 x2 y2 x3 y3 ...`, whose bounding box is taken; blank lines are allowed. A photo
-without a label file is a photo with no object (Ultralytics' background image); a folder where no photo has one is
-no YOLO set.
+replaced by `labels` in the path). A line is `class cx cy w h`, normalised to [0, 1] by the width and height of
+the photo as Ultralytics and `read_image` read it (upright: turned by its EXIF orientation), or a segment
+`class x1 y1 x2 y2 x3 y3 ...`, whose bounding box is taken; blank lines are allowed. A photo without a label file is
+a photo with no object (Ultralytics' background image); a folder where no photo has one is no YOLO set.
 
 Class ids mean nothing without their names (DAWN's YOLO files number car 3 in their own list), so the names are
 required: the `names:` of a `data.yaml` or `dataset.yaml` (a list, or a map from id to name), or a darknet
@@ -89,8 +89,8 @@ def class_names(labels: Path) -> dict[int, str]:
 
 
 def read_yolo(path: Path, names: dict[int, str], image_size: tuple[int, int]) -> tuple[ReferenceBox, ...]:
-    """The boxes of one label file in the pixels of its photo of `image_size` (width, height), clipped to it;
-    ValueError naming the file and line for a malformed line (the module's docstring)."""
+    """The boxes of one label file in the pixels of its photo of `image_size` (width, height, upright), clipped to
+    it; ValueError naming the file and line for a malformed line (the module's docstring)."""
     boxes = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         fields = line.split()

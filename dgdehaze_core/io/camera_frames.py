@@ -160,8 +160,8 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SA
     checked before decoding, so a huge image is refused before it is allocated, and one whose header does not
     read is refused undecoded. It is decoded as stored, as image_transport's compressed subscriber does: a 16-bit
     PNG (image_transport's `mono16; png compressed`, `bgr16; ...`) keeps its samples, read with `bits` significant
-    bits as `pixels_to_bgr8` reads a raw frame; grey and BGRA become BGR; a JPEG's EXIF orientation is not
-    applied."""
+    bits as `pixels_to_bgr8` reads a raw frame; grey and BGRA become BGR; an EXIF orientation is not applied (a
+    camera frame is no photo file: `images.read_image` turns a file upright)."""
     fmt = str(msg.format).lower()
     if fmt and not any(name in fmt for name in COMPRESSED_DECODABLE):
         raise ImageError(f"unsupported compressed format {msg.format!r}")
@@ -170,7 +170,7 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SA
         raise ImageError("empty compressed image")
     check_size(*declared_size(raw), max_pixels)
     data = np.frombuffer(raw, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # as image_transport, read_image; no EXIF orientation
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # as image_transport: no EXIF orientation
     if image is None:
         raise ImageError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
     if image.dtype == np.uint16:

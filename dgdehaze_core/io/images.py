@@ -2,6 +2,12 @@
 
 Everything downstream works on one frame type: a C-contiguous `uint8` array of shape (H, W, 3) in BGR order
 (OpenCV's and ROS `bgr8`'s layout). `to_bgr8` brings grayscale, 16-bit, float and 4-channel arrays to it.
+
+An image file is read upright: a phone stores a portrait photo as landscape pixels with an EXIF orientation tag
+(0x0112, values 1-8) saying how a viewer turns or mirrors them, and `read_image` turns them so, as viewers,
+OpenCV's `imread`, Ultralytics and labelling tools (CVAT, Label Studio) show the photo, so that the depth network
+and the detector see its sky on top. A camera frame is no file: `camera_frames` decodes a CompressedImage as stored,
+as image_transport does.
 """
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import logging
 import os
 import struct
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -46,9 +52,9 @@ PILLOW_PARSE_ERRORS = (OSError, SyntaxError, ValueError, IndexError, TypeError, 
 """What Pillow's format parsers raise for a header or pixel data they cannot read."""
 
 
-def declared_size(data: bytes) -> tuple[int, int]:
-    """(width, height) that an image file's header declares, read without decoding a pixel by Pillow's own JPEG
-    (every frame type), PNG, BMP, TIFF, WebP or PPM header parser; ImageError when none reads it.
+def pillow_header(data: bytes) -> PILImage.Image:
+    """An image file's header read, without decoding a pixel, by Pillow's own JPEG (every frame type), PNG, BMP,
+    TIFF, WebP or PPM header parser (its size, mode and EXIF); ImageError when none reads it.
 
     The parsers are called from Pillow's registry rather than through `PIL.Image.open`, which Ultralytics replaces
     with a wrapper that tries to install a HEIF plugin whenever a file is not recognised, and whose decompression
@@ -61,10 +67,56 @@ def declared_size(data: bytes) -> tuple[int, int]:
         if factory is None or (accept is not None and accept(prefix) is not True):
             continue
         try:
-            return factory(io.BytesIO(data), "").size
+            return factory(io.BytesIO(data), "")
         except PILLOW_PARSE_ERRORS as exc:
             raise ImageError(f"image ({len(data)} bytes): its {name} header does not read ({exc})") from exc
     raise ImageError(f"image ({len(data)} bytes): its header does not read as {', '.join(HEADER_FORMATS)}")
+
+
+def declared_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of the pixels as an image file stores them, which its header declares (`pillow_header`);
+    ImageError when none reads it. Its product is the pixel count whichever way the image is turned."""
+    return pillow_header(data).size
+
+
+ORIENTATION_TAG = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)
+"""The EXIF orientations whose upright view swaps the stored width and height."""
+DECODER_TURNS = ("TIFF",)
+"""The formats whose EXIF orientation OpenCV's decoder applies itself, even when asked for the pixels unchanged."""
+UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    1: lambda image: image, 2: lambda image: image[:, ::-1], 3: lambda image: image[::-1, ::-1],
+    4: lambda image: image[::-1], 5: lambda image: image.swapaxes(0, 1), 6: lambda image: np.rot90(image, -1),
+    7: lambda image: np.rot90(image, 2).swapaxes(0, 1), 8: lambda image: np.rot90(image, 1)}
+"""How a viewer turns or mirrors the stored pixels (rows, columns first) of each EXIF orientation upright."""
+
+
+def _header_orientation(header: PILImage.Image) -> int:
+    """The EXIF orientation (1-8) of an image file whose header `pillow_header` read; 1 (upright as stored) when it
+    has none, a value outside 1-8, or EXIF that does not read. A PNG's is read from an eXIf chunk before its pixel
+    data, where the PNG specification places it (Pillow would decode the pixels to look for one after them)."""
+    if header.format == "PNG" and "exif" not in header.info:
+        return 1
+    try:
+        value = header.getexif().get(ORIENTATION_TAG, 1)
+    except PILLOW_PARSE_ERRORS:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1-8) of an image file (`_header_orientation`), which `read_image` applies; 1 as well for
+    a file that does not read or whose header Pillow does not read."""
+    try:
+        return _header_orientation(pillow_header(path.read_bytes()))
+    except (OSError, ImageError):
+        return 1
+
+
+def upright_size(stored: tuple[float, float], orientation: int) -> tuple[float, float]:
+    """(width, height) of the upright view that `orientation` gives of pixels stored at `stored` (width, height);
+    the stored size of an upright view alike."""
+    return (stored[1], stored[0]) if orientation in QUARTER_TURNS else stored
 
 
 SAMPLE_BITS = 16
@@ -148,8 +200,9 @@ def _netpbm_pixels(data: bytes) -> np.ndarray | None:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as a uint8 BGR frame, its pixels as stored (an EXIF orientation is not applied, as ROS'
-    image_transport does not apply it to a compressed frame); ImageError says why when it cannot."""
+    """Read an image file as a uint8 BGR frame, upright: turned or mirrored by its EXIF orientation as a viewer
+    shows it, whatever its format (OpenCV's decoder turns a TIFF itself; a JPEG's, PNG's or WebP's pixels are turned
+    here); ImageError says why when it cannot. The size limit is checked on the header's size before decoding."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"no such file: {path}")
@@ -163,12 +216,12 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path} cannot be read: {exc.strerror or exc}") from None
     data = np.frombuffer(raw, dtype=np.uint8)
     try:
-        size = declared_size(raw)
+        header = pillow_header(raw)
     except ImageError:
-        size = None  # a format whose header Pillow does not read: OpenCV decides below
-    if size is not None:
+        header = None  # a format whose header Pillow does not read: OpenCV decides below
+    if header is not None:
         try:
-            check_size(*size)
+            check_size(*header.size)
         except ImageError as exc:
             raise ImageError(f"{path}: {exc}") from None
     try:
@@ -177,6 +230,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path} is not a readable image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
         raise ImageError(f"{path} is not a readable image")
+    if header is not None and header.format not in DECODER_TURNS:
+        image = np.ascontiguousarray(UPRIGHT[_header_orientation(header)](image))
     try:
         return to_bgr8(image)
     except ImageError as exc:
