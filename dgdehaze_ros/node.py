@@ -28,12 +28,13 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import os
 import posixpath
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 import numpy as np
 import rclpy
@@ -79,6 +80,11 @@ OVERRIDABLE = QoSOverridingOptions.with_default_policies()
 (read-only: give them in the params file), as rclpy's QoSOverridingOptions define them."""
 FIRST_CAMERA_INFO_WAIT_S = 0.5
 """How long an activation's first frame waits for a camera_info that follows it (`_frame_camera_info`)."""
+LOADER_STOP_WAIT_S = 3.0
+"""How long `destroy_node` waits for a background model load to end. One that takes longer (an ONNX export, a
+TensorRT build) is abandoned, its result dropped: stopping the node never waits minutes, and ends before
+`ros2 launch` follows its SIGINT with a SIGTERM (5 s)."""
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -273,12 +279,27 @@ class DehazeNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
+        """Stop the frame worker and the background model load, then destroy the node. A load still running after
+        LOADER_STOP_WAIT_S is abandoned (said in the log): it finds its result dropped and leaves the destroyed node
+        alone; `threads_running` tells whether one outlived its wait."""
         self.worker.stop()
         with self._lock:  # a reload still loading finds it dropped and leaves the destroyed node alone
             self._generation += 1
             self._pending_reloads.clear()
             self._settings = None
+            loader = self._loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join(LOADER_STOP_WAIT_S)
+            if loader.is_alive():  # Python logging: after Ctrl-C the context, and so /rosout, is shut down
+                LOG.warning("%s: a model load still running after %g s is abandoned; its result is dropped",
+                            self.get_name(), LOADER_STOP_WAIT_S)
         super().destroy_node()
+
+    def threads_running(self) -> bool:
+        """Whether a frame or a model load of this node still runs in its thread (after `destroy_node`: one that
+        outlived its bounded wait)."""
+        loader = self._loader
+        return self.worker.running or (loader is not None and loader.is_alive())
 
     def _release(self) -> None:
         self.worker.stop()
@@ -676,7 +697,8 @@ def create_node(parameters: Mapping[str, Any] | None = None, *, name: str = "dgd
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of `dgdehaze_node --ros-args -p name:=value ...`."""
+    """Entry point of `dgdehaze_node --ros-args -p name:=value ...`. Ctrl-C (or `ros2 launch`'s SIGINT) ends it with
+    code 0 whenever it comes, during autostart's configure too."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rclpy.init(args=args)
     try:
@@ -685,24 +707,41 @@ def main(args: list[str] | None = None) -> int:
         logging.getLogger("dgdehaze_node").error("invalid parameter: %s", exc)
         rclpy.try_shutdown()
         return 2
-    if node.get_parameter("autostart").value:
-        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().error(f"the node stays inactive: mend what the error says, then `ros2 lifecycle "
-                                        f"set {node.get_fully_qualified_name()} activate` (or cleanup first)")
-        else:  # a lifecycle node stays up unconfigured: mend the parameters, then configure again
-            node.get_logger().error(f"the node stays unconfigured: set the parameters right, then `ros2 lifecycle "
-                                    f"set {node.get_fully_qualified_name()} configure` and `activate`")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     try:
+        if node.get_parameter("autostart").value:
+            _autostart(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    if node.threads_running():
+        _exit_leaving_threads()
     return 0
+
+
+def _autostart(node: DehazeNode) -> None:
+    """Configure and activate `node`; a transition that fails leaves it up in the state before, saying how to go on."""
+    if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().error(f"the node stays inactive: mend what the error says, then `ros2 lifecycle "
+                                    f"set {node.get_fully_qualified_name()} activate` (or cleanup first)")
+    else:  # a lifecycle node stays up unconfigured: mend the parameters, then configure again
+        node.get_logger().error(f"the node stays unconfigured: set the parameters right, then `ros2 lifecycle "
+                                f"set {node.get_fully_qualified_name()} configure` and `activate`")
+
+
+def _exit_leaving_threads() -> NoReturn:
+    """End the process with code 0 at once, the node destroyed and rclpy shut down. Python's own exit would stop a
+    thread still running (an abandoned model load) inside torch's or ONNX Runtime's native code, which aborts the
+    process ("terminate called without an active exception", code -6): only the log is flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

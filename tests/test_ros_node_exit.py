@@ -1,0 +1,181 @@
+"""Stopping the node while a model loads: `destroy_node` waits a bounded time for a background load, and the
+executable ends cleanly on Ctrl-C (code 0, no traceback, no abort) right after a parameter change or during its
+autostart configure. The executable's loads are real ONNX exports of lite into an empty engine cache (seconds)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
+
+import rclpy  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from dgdehaze_ros import node as node_module  # noqa: E402
+from dgdehaze_ros.node import LOADER_STOP_WAIT_S, DehazeNode  # noqa: E402
+from dgdehaze_ros.parameters import NodeSettings  # noqa: E402
+from dgdehaze_ros.tools.child_process import stop  # noqa: E402
+
+from ros_harness import DOMAIN_ID, RosSession, wait_until  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+EXIT_MARGIN_S = 5.0
+"""What ending the process may take beyond the loader's wait (destroying the node, shutting rclpy down)."""
+
+
+class _GatedLoads(DehazeNode):
+    """A background load of lite (a slow export or engine build) that ends only when the test opens `gate`."""
+
+    def __init__(self, name: str, **kwargs: object) -> None:
+        self.loading, self.gate = threading.Event(), threading.Event()
+        super().__init__(name, **kwargs)
+
+    def _load_pipeline(self, settings: NodeSettings):
+        if settings["model"] == "lite":
+            self.loading.set()
+            self.gate.wait(60.0)
+        return super()._load_pipeline(settings)
+
+
+def gated_node(session: RosSession, name: str) -> _GatedLoads:
+    """A configured and active dcp node of `session` whose change to lite is loading in the background."""
+    node = _GatedLoads(name, context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("backend", value="torch"),
+        Parameter("detection_enabled", value=False)])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    session.add(node)
+    assert node.set_parameters([Parameter("model", value="lite")])[0].successful
+    assert node.loading.wait(30.0), "the change to lite started no background load"
+    return node
+
+
+def loader_threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"{name}-loader" and t.is_alive()]
+
+
+def test_destroy_node_waits_for_a_load_that_ends_within_the_bound(session: RosSession) -> None:
+    """The load used to run on after destroy_node returned, into rclpy's teardown of the node and its context."""
+    node = gated_node(session, "stopped_loading")
+    session.executor.remove_node(node)
+    threading.Timer(1.0, node.gate.set).start()
+    started = time.monotonic()
+    node.destroy_node()
+    took = time.monotonic() - started
+    assert not loader_threads("stopped_loading"), "the load still ran after destroy_node returned"
+    assert not node.threads_running()
+    assert 0.9 <= took <= LOADER_STOP_WAIT_S + 1.0, f"destroy_node took {took:.1f} s"
+    assert node._pipeline is None or node._pipeline.method == "dcp", "a load of a destroyed node was swapped in"
+
+
+def test_a_load_still_running_after_the_bound_is_abandoned_said_and_leaves_the_destroyed_node_alone(
+        session: RosSession, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(node_module, "LOADER_STOP_WAIT_S", 0.5)
+    failures: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    node = gated_node(session, "abandoned_loading")
+    session.executor.remove_node(node)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_ros.node"):
+        node.destroy_node()
+    took = time.monotonic() - started
+    assert 0.4 <= took <= 0.5 + 1.0, f"destroy_node took {took:.1f} s"
+    assert "abandoned_loading: a model load still running after 0.5 s is abandoned" in caplog.text
+    assert node.threads_running(), "the load outlived the wait, and the node says so"
+    (loader,) = loader_threads("abandoned_loading")
+    node.gate.set()  # the load ends on a destroyed node: its result is dropped, nothing raises
+    loader.join(30.0)
+    assert not loader.is_alive() and not node.threads_running()
+    assert not failures, [f.exc_value for f in failures]
+    assert node._pipeline is None or node._pipeline.method == "dcp"
+
+
+class _Executable:
+    """`python -m dgdehaze_ros.node` on this session's domain, with an empty engine cache (lite is exported when it
+    first loads), its stderr collected line by line."""
+
+    def __init__(self, tmp_path: Path, name: str, *params: str) -> None:
+        env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "PYTHONUNBUFFERED": "1",
+               "DGDEHAZE_ENGINE_CACHE": str(tmp_path / "engines")}
+        arguments = [arg for param in ("detection_enabled:=false", *params) for arg in ("-p", param)]
+        self.process = subprocess.Popen([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r",
+                                         f"__node:={name}", *arguments], env=env, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:  # type: ignore[union-attr]
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 120.0) -> None:
+        assert wait_until(lambda: text in self.output() or self.process.poll() is not None, timeout) \
+            and text in self.output(), f"no {text!r} from the node: {self.output()[-3000:]}"
+
+    def interrupt(self) -> tuple[int, float, str]:
+        """Ctrl-C: the exit code, the seconds it took to end, and all the node wrote."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            code = self.process.wait(60.0)
+        finally:
+            stop(self.process, signal.SIGKILL, 1.0)
+        took = time.monotonic() - started
+        self._reader.join(10.0)
+        return code, took, self.output()
+
+
+def assert_clean_exit(code: int, output: str) -> None:
+    assert code == 0, f"exit code {code}: {output[-3000:]}"
+    assert "Traceback" not in output and "terminate called" not in output, output[-3000:]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_changed_parameter_loads_its_model_ends_the_executable_cleanly_within_the_bound(
+        tmp_path: Path, session: RosSession) -> None:
+    """The process aborted (code -6, "terminate called without an active exception"): Python's exit stopped the
+    loader thread inside the export's native code."""
+    node = _Executable(tmp_path, "stopped_reloading", "model:=dcp")
+    try:
+        node.wait_for("active: listening")
+        user = session.add(rclpy.create_node(f"exit_user_{os.getpid()}", context=session.context))
+        client = user.create_client(SetParameters, "/stopped_reloading/set_parameters")
+        assert client.wait_for_service(timeout_sec=30.0)
+        request = SetParameters.Request(parameters=[Parameter("model", value="lite").to_parameter_msg(),
+                                                    Parameter("backend", value="auto").to_parameter_msg()])
+        future = client.call_async(request)
+        assert wait_until(future.done, 30.0) and all(r.successful for r in future.result().results)
+        session.remove(user)
+        node.wait_for("building it")  # the export of lite: seconds on any machine
+    finally:
+        code, took, output = node.interrupt()
+    assert_clean_exit(code, output)
+    assert "stopped_reloading: a model load still running after" in output and "is abandoned" in output
+    assert took <= LOADER_STOP_WAIT_S + EXIT_MARGIN_S, f"the node took {took:.1f} s to end"
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_autostart_configure_ends_the_executable_cleanly(tmp_path: Path) -> None:
+    """A Ctrl-C while autostart configured the node (here exporting lite) printed a KeyboardInterrupt traceback
+    hundreds of lines long and ended the process by SIGINT, the node never destroyed."""
+    node = _Executable(tmp_path, "stopped_configuring", "model:=lite", "backend:=auto")
+    try:
+        node.wait_for("building it")
+    finally:
+        code, took, output = node.interrupt()
+    assert_clean_exit(code, output)
+    assert took <= LOADER_STOP_WAIT_S + EXIT_MARGIN_S, f"the node took {took:.1f} s to end"
