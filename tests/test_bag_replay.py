@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,13 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     frames = demo_frames(3, (320, 180))
     stamps = write_camera_bag(tmp_path / "in", "sqlite3", frames, "jpeg", info_after_last=2)
     out = tmp_path / "eval"
+    discovery = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
     code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw",
                  "--camera-info-topic", "/cam/camera_info", "--node", "--method", "dcp", "--out", str(out),
                  "--node-param", "camera_height:=1.5", "--no-progress", "--timeout", "30"])
     assert code == 0, (out.parent / "eval.log")
+    assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == discovery, \
+        "the replay's localhost-only discovery stayed in the caller's environment, for every ROS context after it"
     with BagSource(out / "bag") as source:
         topics = source.topics()
     assert topics["/dgdehaze/image_dehazed"] == (IMAGE_TYPE, 3)

@@ -13,9 +13,14 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+
 from dgdehaze_ros.tools import qos_probe  # noqa: E402
 from dgdehaze_ros.tools.node_benchmark import measure_node, run_node_benchmark  # noqa: E402
 from dgdehaze_ros.tools.qos_probe import measure_loss  # noqa: E402
+
+from ros_harness import DOMAIN_ID  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -69,6 +74,21 @@ def test_a_node_that_never_subscribes_fails_the_row_within_the_startup_timeout()
     with pytest.raises(RuntimeError, match="the node did not start [(]it did not subscribe within 5 s[)]"):
         measure_node(64, 48, node_env={"ROS_DOMAIN_ID": other_domain}, startup_timeout_s=5.0)
     assert time.monotonic() - start < 60.0, "5 s to subscribe and 10 s to stop"
+
+
+def test_the_environment_the_benchmark_gives_its_own_context_is_not_left_in_the_callers() -> None:
+    """`extra_env` was set in this process's environment for the camera's context and put back only once the
+    measurement ran: a context that failed to start left it there, and this enforced security with a missing
+    keystore then refused every ROS context the caller started afterwards."""
+    secured = {"ROS_SECURITY_ENABLE": "true", "ROS_SECURITY_STRATEGY": "Enforce",
+               "ROS_SECURITY_KEYSTORE": "/nonexistent/keystore"}
+    before = dict(os.environ)
+    with pytest.raises(RuntimeError, match="SECURITY ERROR"):
+        measure_node(64, 48, seconds=1.0, extra_env=secured, startup_timeout_s=5.0)
+    assert dict(os.environ) == before
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)  # the caller's next context starts
+    rclpy.try_shutdown(context=context)
 
 
 def test_the_node_reports_frames_lost_before_they_reach_it() -> None:

@@ -47,6 +47,7 @@ from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 from dgdehaze_ros.tools.child_process import stop
+from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ except ImportError:  # the node publishes no detections without vision_msgs eith
     LOG.warning("vision_msgs is not importable: node replay records no detections (see tools/build_vision_msgs.sh)")
 STARTUP_TIMEOUT = 120.0
 """Seconds a started node gets to load its models and become active."""
+LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+"""A started node and this replay's context discover each other on this machine only (rcl reads it at init)."""
 
 
 class NodeReplayError(RuntimeError):
@@ -261,15 +264,15 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
             domain = None if attach else random.randint(100, 200)
             process = None
             if not attach:
-                os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-                env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+                env = {**os.environ, **LOCAL_DISCOVERY, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
                 command = _node_command(node_name, image_topic, compressed, camera_info_topic, method_label,
                                         detector is not None, node_params)
                 LOG.info("starting dgdehaze_node (%s) on DDS domain %d", method_label, domain)
                 with open(log_path, "w") as log:
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             try:
-                replay = NodeReplay(node_name, image_topic, compressed, camera_info_topic, domain)
+                with scoped_environ({} if attach else LOCAL_DISCOVERY):
+                    replay = NodeReplay(node_name, image_topic, compressed, camera_info_topic, domain)
             except BaseException:  # the node started above must not outlive a replay that could not begin
                 if process is not None:
                     stop(process, signal.SIGTERM)

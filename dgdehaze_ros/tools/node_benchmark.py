@@ -52,6 +52,7 @@ from dgdehaze_core.benchmarks.timing import hazy_test_frame
 from dgdehaze_core.commands.ros_modes import RELIABILITIES
 from dgdehaze_ros.conversions import bgr8_to_image
 from dgdehaze_ros.tools.child_process import log_tail, stop
+from dgdehaze_ros.tools.environment import scoped_environ
 
 LOG = logging.getLogger(__name__)
 
@@ -132,9 +133,10 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
                  node_env: dict[str, str] | None = None,
                  startup_timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, float]:
     """One benchmark row: the node (`model`) in a child process fed `rate_hz` frames of `width`x`height` for
-    `seconds`. `extra_env` applies to both processes (e.g. Fast DDS transport settings), `node_env` to the node
-    only. A node that has not subscribed to the frames within `startup_timeout_s` is stopped, and RuntimeError
-    ("the node did not start") carries the end of its log; the node process has ended whenever this returns."""
+    `seconds`. `extra_env` applies to both processes (e.g. Fast DDS transport settings; here only while the
+    camera's ROS context starts, never left in the caller's environment), `node_env` to the node only. A node that
+    has not subscribed to the frames within `startup_timeout_s` is stopped, and RuntimeError ("the node did not
+    start") carries the end of its log; the node process has ended whenever this returns."""
     if reliability not in RELIABILITIES:
         raise ValueError(f"reliability must be one of {', '.join(RELIABILITIES)}, got {reliability!r}")
     if publisher_reliability not in ("reliable", "best_effort"):
@@ -152,10 +154,9 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
                "-p", f"detection_enabled:={'true' if detection else 'false'}",
                "-p", f"detection_interval:={detection_interval}", "-p", "diagnostics_period:=0.5"]
     context = Context()
-    saved_env = {k: os.environ.get(k) for k in (extra_env or {})}
-    os.environ.update(extra_env or {})
-    rclpy.init(context=context, domain_id=domain)
-    camera = _Camera(context, publisher_reliability)
+    with scoped_environ(extra_env or {}):  # read by rclpy.init and by the camera's middleware participant only
+        rclpy.init(context=context, domain_id=domain)
+        camera = _Camera(context, publisher_reliability)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(camera)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -215,11 +216,6 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
         executor.shutdown(timeout_sec=2.0)
         camera.destroy_node()
         rclpy.try_shutdown(context=context)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         stop(node_process)
         node_log.close()
 
