@@ -489,7 +489,7 @@ class DehazeNode(LifecycleNode):
         if "pipeline" in pending:
             try:
                 pipeline = self._load_pipeline(settings)
-            except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
+            except Exception as exc:  # any failure (a refused file, a full engine cache) keeps the running one
                 self._reload_failed("pipeline", exc, settings, generation)
                 with self._lock:  # a parameter of both models (device, half) was put back: the detector follows
                     if generation == self._generation and self._settings is not None:

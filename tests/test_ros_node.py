@@ -838,6 +838,29 @@ def test_weights_that_fail_to_load_are_put_back_and_the_error_clears_on_a_good_c
         set_ok(node, weights="")
 
 
+def test_an_engine_cache_that_cannot_take_the_export_fails_the_reload_and_later_changes_still_load(
+        node: DehazeNode, probe: Probe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's OSError (a full disk, a read-only folder; here a folder under a file) was none of the errors a
+    reload expected: it ended the loader thread with a traceback, `model` read back a network that never ran,
+    /diagnostics said nothing, and no later change loaded anything."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(blocker / "engines"))
+    set_ok(node, model="lite", backend="auto")  # auto on the CPU: ONNX Runtime, exported into the cache
+    try:
+        assert probe.wait_for(lambda: "engine cache" in newest_diagnostics(probe)[1], 60.0), newest_diagnostics(probe)
+        level, message, values = newest_diagnostics(probe)
+        assert level == 2 and "put back model='dcp'" in message and values["backend"] == "opencv"
+        assert node.get_parameter("model").value == "dcp"
+        set_ok(node, model="lite", backend="torch")  # needs no cache
+        assert probe.wait_for(lambda: reported_backend(probe) == "torch", 60.0), newest_diagnostics(probe)
+        assert probe.wait_for(lambda: newest_diagnostics(probe)[0] < 2, 10.0), newest_diagnostics(probe)
+    finally:
+        set_ok(node, model="dcp", backend="auto")
+        probe.clear()
+        assert probe.wait_for(lambda: reported_backend(probe) == "opencv", 30.0), "back on dcp for later tests"
+
+
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
 def test_a_detector_file_that_would_run_code_is_refused_and_the_parameter_reads_back_the_running_one(
