@@ -25,6 +25,7 @@ detector has run, so detection never delays the image.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import logging
@@ -115,6 +116,8 @@ class DehazeNode(LifecycleNode):
         self._generation = 0
         """Counts configure and cleanup: a background load started before one of them is dropped, not swapped in."""
         self._lock = threading.Lock()
+        self._loader_ended = threading.Condition(self._lock)
+        """Notified when the loader thread is done with the node (`_loader` back to None)."""
         self._camera_info: CameraInfo | None = None
         self._camera_info_arrived = threading.Event()
         self._awaited_camera_info = False
@@ -281,25 +284,29 @@ class DehazeNode(LifecycleNode):
     def destroy_node(self) -> None:
         """Stop the frame worker and the background model load, then destroy the node. A load still running after
         LOADER_STOP_WAIT_S is abandoned (said in the log): it finds its result dropped and leaves the destroyed node
-        alone; `threads_running` tells whether one outlived its wait."""
-        self.worker.stop()
+        alone; `threads_running` tells whether one outlived its wait. A KeyboardInterrupt (a second Ctrl-C) ends the
+        waits early and propagates once the node is destroyed."""
         with self._lock:  # a reload still loading finds it dropped and leaves the destroyed node alone
             self._generation += 1
             self._pending_reloads.clear()
             self._settings = None
-            loader = self._loader
-        if loader is not None and loader is not threading.current_thread():
-            loader.join(LOADER_STOP_WAIT_S)
-            if loader.is_alive():  # Python logging: after Ctrl-C the context, and so /rosout, is shut down
-                LOG.warning("%s: a model load still running after %g s is abandoned; its result is dropped",
+        waited = False
+        try:
+            self.worker.stop()
+            with self._lock:  # not Thread.join: one a KeyboardInterrupt cuts short marks the thread ended (3.11)
+                waited = self._loader is not None and self._loader is not threading.current_thread()
+                if waited:
+                    self._loader_ended.wait_for(lambda: self._loader is None, LOADER_STOP_WAIT_S)
+        finally:
+            if waited and self._loader is not None:  # Python logging: after Ctrl-C, /rosout's context is shut down
+                LOG.warning("%s: abandoned a model load still running (waited up to %g s); its result is dropped",
                             self.get_name(), LOADER_STOP_WAIT_S)
-        super().destroy_node()
+            super().destroy_node()
 
     def threads_running(self) -> bool:
         """Whether a frame or a model load of this node still runs in its thread (after `destroy_node`: one that
         outlived its bounded wait)."""
-        loader = self._loader
-        return self.worker.running or (loader is not None and loader.is_alive())
+        return self.worker.running or self._loader is not None
 
     def _release(self) -> None:
         self.worker.stop()
@@ -482,6 +489,7 @@ class DehazeNode(LifecycleNode):
                 self._pending_reloads.clear()
                 if not pending or settings is None:
                     self._loader = None
+                    self._loader_ended.notify_all()
                     return
             self._reload(pending, settings, generation)
 
@@ -716,7 +724,8 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C ends destroy_node's waits early
+            node.destroy_node()
         rclpy.try_shutdown()
     if node.threads_running():
         _exit_leaving_threads()
