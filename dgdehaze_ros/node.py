@@ -397,12 +397,15 @@ class DehazeNode(LifecycleNode):
         return detector.label + (f" + {detector.tracker}" if detector.tracker else "")
 
     def _publish_labels(self) -> None:
-        """The running detector's class map and threshold on the latched ~/label_info."""
-        detector, settings, publisher = self._detector, self._settings, self._label_pub
-        if detector is None or settings is None or publisher is None:
-            return
-        header = Header(stamp=self.get_clock().now().to_msg())
-        publisher.publish(label_info_msg(detector.names, settings["threshold"], header))
+        """The running detector's class map and threshold on the latched ~/label_info. Under the lock: a cleanup
+        (`_release`) clears the settings under it before it destroys the publisher, so a detector swapped in by the
+        loader thread never publishes on a destroyed publisher."""
+        with self._lock:
+            detector, settings, publisher = self._detector, self._settings, self._label_pub
+            if detector is None or settings is None or publisher is None:
+                return
+            header = Header(stamp=self.get_clock().now().to_msg())
+            publisher.publish(label_info_msg(detector.names, settings["threshold"], header))
 
     def _detection_off(self, exc: Exception, generation: int | None = None) -> None:
         """No detector could load and none runs: the dehazer goes on without detection, `detection_enabled` is put
