@@ -11,6 +11,7 @@ import shutil
 import signal
 import warnings
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -499,6 +500,55 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_its_folder_to_the_n
     assert _iterations(out / "train.csv") == [1, 2, 3] and _iterations(out / "val.csv") == [3, 3]
     for log in ("train.csv", "val.csv"):  # the header and the rows alike end in LF
         assert b"\r" not in (out / log).read_bytes()
+
+
+class _ValidatedThenStoppedTrainer(_InterruptedTrainer):
+    """Validates after every step, keeping the weights each validation saw, and gets `signals` Ctrl-C (SIGINT) in
+    the middle of step `stop_at`: one stops after that step and saves, two stop at once without saving."""
+
+    signals = 2
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validated: dict[int, dict[str, torch.Tensor]] = {}
+
+    def synthesize(self, clear: torch.Tensor, known_depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if self.iteration == self.stop_at:
+            for _ in range(self.signals - 1):
+                os.kill(os.getpid(), signal.SIGINT)
+        return super().synthesize(clear, known_depth)
+
+    def _validate(self, *args: Any) -> None:
+        self.validated[self.iteration] = copy.deepcopy(self.model.state_dict())
+        super()._validate(*args)
+
+
+def test_a_run_stopped_between_its_first_best_pt_and_its_first_last_pt_leaves_its_folder_to_the_next_run(
+        smoke_recipe, tmp_path: Path, terminal_signals) -> None:
+    """best.pt was written at each new best validation, also before the run's first last.pt: a run stopped at once
+    in between (Ctrl-C twice, a kill, a crash) left best.pt alone in its folder, and the next run into it was
+    refused ('holds an earlier run's best.pt') while --resume had nothing to resume. A fresh run's best.pt now
+    comes with its first last.pt, as its recipe.yaml and logs do, with the weights of its best validation."""
+    recipe = load_recipe(SMOKE, ["val_every=1", "checkpoint_every=100", "iterations=4", "lr=0.2"])  # best at 1
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _ValidatedThenStoppedTrainer(recipe, out, device="cpu").train(progress=False)
+    assert not out.exists()  # nothing of the run: no best.pt without a last.pt to resume from
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2",
+            "--iterations", "2", "--set", "val_every=1"]
+    assert main(args) == 0 and (out / "best.pt").is_file()
+    stopped = _ValidatedThenStoppedTrainer(recipe, tmp_path / "stopped", device="cpu")
+    stopped.signals = 1
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train(progress=False)
+    best = torch.load(tmp_path / "stopped" / "best.pt", map_location="cpu", weights_only=True)
+    last = torch.load(tmp_path / "stopped" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["training"]["iteration"] == 3 and sorted(stopped.validated) == [1, 2, 3]
+    chosen = best["meta"]["best_iteration"]
+    assert best["meta"]["iterations"] == chosen == last["meta"]["best_iteration"] < 3
+    for name, value in stopped.validated[chosen].items():  # the weights validated then, not those of last.pt
+        assert torch.equal(value, best["state_dict"][name]), name
+    assert Trainer(recipe, tmp_path / "stopped", device="cpu", resume=True).train(progress=False).iterations == 4
 
 
 def test_a_run_that_fails_on_its_data_or_has_nothing_to_resume_leaves_no_folder(smoke_recipe,

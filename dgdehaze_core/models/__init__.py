@@ -38,8 +38,8 @@ CHECKPOINT_KEYS = ("config", "depth_guidance", "state_dict", "meta")
 # subclass); allowing it keeps `weights_only` loading (no arbitrary code) working for those files.
 torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
 
-__all__ = ["CHECKPOINT_SUFFIXES", "MODEL_CONFIGS", "PAPER", "DGDehazeNet", "DGHAT", "DepthNet", "PaperNet", "build_model", "load_model",
-           "save_checkpoint", "shipped_weights_path"]
+__all__ = ["CHECKPOINT_SUFFIXES", "MODEL_CONFIGS", "PAPER", "DGDehazeNet", "DGHAT", "DepthNet", "PaperNet",
+           "build_model", "checkpoint_state", "load_model", "save_checkpoint", "shipped_weights_path"]
 
 
 def build_model(config: str = "lite", depth_guidance: bool = True) -> DGDehazeNet | PaperNet:
@@ -58,13 +58,17 @@ def shipped_weights_path(config: str) -> Path:
     return WEIGHTS_DIR / f"dgdehaze_{config}.pt"
 
 
+def checkpoint_state(model: DGDehazeNet, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint file of `model` holds, its weights copied to the CPU: later steps do not change it."""
+    return {"config": model.config_name, "depth_guidance": model.depth_guidance,
+            "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+            "meta": dict(meta or {})}
+
+
 def save_checkpoint(model: DGDehazeNet, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
     """Write `model` to `path` atomically (a reader never sees half a checkpoint); OSError naming `path` when it
     cannot be written (a full disk: ENOSPC)."""
-    checkpoint = {"config": model.config_name, "depth_guidance": model.depth_guidance,
-                  "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                  "meta": dict(meta or {})}
-    return write_checkpoint(checkpoint, path)
+    return write_checkpoint(checkpoint_state(model, meta), path)
 
 
 def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:

@@ -15,8 +15,8 @@ Each iteration draws a batch of clear crops J and a batch of real hazy crops H (
 Runs on any device (AMP on CUDA: bfloat16 where supported, else float16 with loss scaling), seeds everything,
 writes `last.pt` (resumable, with the names and sizes of the training images: a resume refuses changed data) and
 `best.pt` (best validation) atomically, logs `train.csv` and `val.csv` (and TensorBoard when installed), and shows a
-tqdm bar. A fresh run's `recipe.yaml` and logs appear with its first `last.pt`, so that a run which fails before
-that leaves its --out folder free for the next.
+tqdm bar. A fresh run's `recipe.yaml`, logs and `best.pt` appear with its first `last.pt`, so that a run which fails
+or is killed before that leaves its --out folder free for the next.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ from dgdehaze_core.inference.backends.selection import model_digest, state_diges
 from dgdehaze_core.inference.pipeline import pipeline_from_model
 from dgdehaze_core.io.atomic_files import atomic_write_text
 from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
-from dgdehaze_core.models import DGDehazeNet, build_model, save_checkpoint
+from dgdehaze_core.models import DGDehazeNet, build_model, checkpoint_state, save_checkpoint
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 from dgdehaze_core.physics.scattering import synthesize_haze
 from dgdehaze_core.training import distributed, losses
@@ -240,6 +240,9 @@ class Trainer:
         self.best_iteration = 0
         self.last_validation: dict[str, dict[str, float]] = {}
         self.last_validation_iteration = 0
+        self.held_best: dict[str, Any] | None = None
+        """A fresh run's best.pt before its first last.pt (`checkpoint_state`), written with it: a best.pt alone
+        would keep the next run out of a folder that holds nothing to resume."""
         self.elapsed = 0.0
         self.commit = source_commit()
         """The code's commit when the run started (commits made while it runs do not change what it runs)."""
@@ -578,10 +581,13 @@ class Trainer:
                            tally.first_loss, tally.last_loss)
 
     def _checkpoint(self, logs: list[CsvLog]) -> Path | None:
-        """`save_last`, and on the rank that writes `keep_run_files`."""
+        """`save_last`, and on the rank that writes `keep_run_files` and the best.pt held until then."""
         saved = self.save_last()
         if saved is not None:
             keep_run_files(self.run_dir, self.recipe.as_recipe_file(), logs)
+            if self.held_best is not None:
+                write_checkpoint(self.held_best, self.best_path)
+                self.held_best = None
         return saved
 
     def _validate(self, validation: list[ValidationPair], val_log: CsvLog, board: Any) -> None:
@@ -602,7 +608,11 @@ class Trainer:
             self.best_score = score
             self.best_validation = table
             self.best_iteration = self.iteration
-            save_checkpoint(self.model, self.best_path, self.meta())
+            best = checkpoint_state(self.model, self.meta())
+            if val_log.held is not None:  # a fresh run before its first last.pt: best.pt comes with it
+                self.held_best = best
+            else:
+                write_checkpoint(best, self.best_path)
 
 
 def crops_fingerprint(crops: RandomCrops, sources: Sequence[ImageSource]) -> list[tuple[str, int]]:
