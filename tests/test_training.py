@@ -4,9 +4,11 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import warnings
@@ -397,10 +399,28 @@ def test_a_finished_run_without_last_pt_and_a_folder_in_use_are_refused(smoke_re
     out = tmp_path / "run"
     args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2", "--iterations", "2"]
     assert main(args) == 0
+    shutil.copytree(out, tmp_path / "copied")
     (out / "last.pt").unlink()  # deleted to save space: best.pt and the logs are what the run left
     kept = {name: (out / name).read_bytes() for name in ("best.pt", "train.csv", "recipe.yaml")}
     assert main(args) == 2
+    left = (f"{out} holds an earlier run's best.pt, recipe.yaml, train.csv, val.csv but no last.pt to resume from: "
+            f"choose another --out folder, or move them away; its best.pt can start a new run from its weights "
+            f"(--set init_weights={out / 'best.pt'})")
+    with pytest.raises(FileExistsError, match=f"^{re.escape(left)}$"):
+        Trainer(smoke_recipe, out, device="cpu").train(progress=False)
+    with pytest.raises(FileNotFoundError, match=f"^nothing to resume: {re.escape(left)}$"):  # said only 'no checkpoint'
+        Trainer(smoke_recipe, out, device="cpu", resume=True).train(progress=False)
     assert {name: (out / name).read_bytes() for name in kept} == kept
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "next"), "--no-progress", "--threads", "2",
+                 "--iterations", "1", "--set", f"init_weights={out / 'best.pt'}"]) == 0  # as the message says
+    started = torch.load(tmp_path / "next" / "last.pt", weights_only=True)["meta"]["started_from"]
+    assert started["sha256"] == hashlib.sha256(kept["best.pt"]).hexdigest()
+    copied = tmp_path / "copied" / "last.pt"  # a copy cut short: --resume said why, a fresh run said --resume
+    copied.write_bytes(copied.read_bytes()[:100_000])
+    with pytest.raises(ValueError, match="truncated, .*; the run cannot be continued: start a new run in another "
+                                         "--out folder$"):
+        Trainer(smoke_recipe, tmp_path / "copied", device="cpu", resume=True).train(progress=False)
+    assert copied.stat().st_size == 100_000
     busy = tmp_path / "busy"
     with run_folder_lock(busy):  # as a training started into the same --out a moment before holds it
         with pytest.raises(FileExistsError, match=f"another training \\(pid {os.getpid()}\\) is writing into"):

@@ -41,7 +41,10 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
     _refuse_a_last_that_is_no_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: no checkpoint {path}")
-    state = read_checkpoint(path, f"resumable {what} checkpoint")
+    try:
+        state = read_checkpoint(path, f"resumable {what} checkpoint")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; the run cannot be continued: start a new run in another --out folder") from None
     try:
         saved = state["training"]["recipe"]
     except (KeyError, TypeError):
@@ -147,20 +150,31 @@ def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Cal
                     writer: bool = True) -> None:
     """Create `run_dir`; with `resume` load its last.pt, else (on the rank that writes) refuse a folder holding
     any of a run's files (FileExistsError): a finished run whose last.pt was deleted keeps its best.pt and logs.
-    A last.pt that is no file (a folder) is refused either way (IsADirectoryError)."""
+    A last.pt that is no file (a folder) is refused either way (IsADirectoryError); a resume of such a folder
+    without last.pt is FileNotFoundError saying what the folder holds."""
     check_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _refuse_a_last_that_is_no_file(last_path)
+    found = [name for name in RUN_FILES if (run_dir / name).exists()] if writer else []
     if resume:
+        if found and not last_path.exists():
+            raise FileNotFoundError(f"nothing to resume: {_left_without_last(run_dir, last_path, found)}")
         load_last()
         return
-    found = [name for name in RUN_FILES if (run_dir / name).exists()] if writer else []
     if last_path.exists():
         raise FileExistsError(f"{last_path} exists: pass --resume to continue that run, or choose another "
                               f"--out folder")
     if found:
-        raise FileExistsError(f"{run_dir} holds an earlier run's {', '.join(found)} (no {last_path.name} to "
-                              "resume from): choose another --out folder, or delete them")
+        raise FileExistsError(_left_without_last(run_dir, last_path, found))
+
+
+def _left_without_last(run_dir: Path, last_path: Path, found: list[str]) -> str:
+    """What a folder holding an earlier run's `found` files but no last.pt holds, and how to go on without losing
+    them."""
+    weights = (f"; its best.pt can start a new run from its weights (--set init_weights={run_dir / 'best.pt'})"
+               if "best.pt" in found else "")
+    return (f"{run_dir} holds an earlier run's {', '.join(found)} but no {last_path.name} to resume from: choose "
+            f"another --out folder, or move them away{weights}")
 
 
 def check_run_folder(run_dir: Path) -> None:
