@@ -162,6 +162,38 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
                                                          "tiny.meta.json"]
 
 
+def test_a_fine_tuned_model_s_record_says_which_weights_it_started_from(shared_data: Path, tmp_path: Path):
+    """The record copied a checkpoint's recipe fields (init_weights: 'lite', a name) but not `started_from`, the
+    file and sha256 the fine-tune was adapted from: its figures did not say from which model."""
+    from dgdehaze_core.inference.backends.engine_cache import file_sha256
+    from dgdehaze_core.models import shipped_weights_path
+    from dgdehaze_core.training.recipe import recipe_from_dict
+    from dgdehaze_core.training.trainer import Trainer
+
+    recipe = recipe_from_dict({"name": "tiny", "iterations": 1, "crop_size": 64, "batch_size": 2, "max_side": 128,
+                               "num_workers": 0, "device": "cpu", "amp": False, "init_weights": "lite",
+                               "data": {"clear": [str(shared_data / "clear" / "bdd")],
+                                        "hazy": [str(shared_data / "hazy-real" / "urhi")]}}, tmp_path)
+    Trainer(recipe, tmp_path / "run", device="cpu").train(progress=False)
+    pairs = tmp_path / "sots1"
+    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
+        (pairs / folder).mkdir(parents=True)
+        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    results = tmp_path / "results"
+    assert record("mine", ["--dataset", str(pairs), "--method", f"mine={tmp_path / 'run' / 'last.pt'},lite"],
+                  results) == 0
+    meta = json.loads((results / "mine.meta.json").read_text())
+    lite_sha256 = file_sha256(shipped_weights_path("lite"))
+    assert meta["weights"]["mine"]["started_from"]["sha256"] == lite_sha256
+    assert meta["weights"]["mine"]["started_from"]["init_weights"] == "lite"
+    assert "started_from" not in meta["weights"]["lite"]  # trained before it was recorded: nothing is made up
+    lines = provenance(meta, "mine").splitlines()
+    assert lines[-2].endswith(f"1 training iterations of recipe tiny at commit `{meta['weights']['mine']['commit']}`"
+                              f", started from `lite` (sha256 {lite_sha256[:12]}))")
+    assert lines[-1].endswith("training iterations of recipe lite at commit `"
+                              f"{meta['weights']['lite']['commit']}`)")
+
+
 def test_the_recorded_commit_is_dirty_when_a_split_or_a_tool_changed(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch):
     """A figure depends on which photos judge (data/splits) and on the scripts that run it (tools/), not only on

@@ -1,6 +1,6 @@
 """Recording one evaluation for docs/RESULTS.md: `dgdehaze eval ARGS --json docs/results/NAME.json` run here, and
 NAME.meta.json beside it: the command, the code's commit, when it ran, how long it took, the machine's load, and the
-weights each method used (file, sha256, training iterations and commit)."""
+weights each method used (file, sha256, training iterations and commit, and the weights a fine-tune started from)."""
 from __future__ import annotations
 
 import argparse
@@ -62,8 +62,8 @@ def _weights_of(methods: list[str] | None) -> dict[str, dict[str, Any]]:
         entry: dict[str, Any] = {"path": _shown(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
         if path.suffix == ".pt":
             meta = read_checkpoint(path).get("meta", {})
-            entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved", "recipe_fields")
-                          if key in meta})
+            entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved", "recipe_fields",
+                                                     "started_from") if key in meta})
         else:
             import onnx
 

@@ -180,6 +180,9 @@ def provenance(meta: Mapping[str, Any], name: str) -> str:
         else:
             made = (f"{weights.get('iterations', '?')} training iterations of recipe {weights.get('recipe', '?')} "
                     f"at commit `{weights.get('commit', '?')}`")
+            started = weights.get("started_from", {})
+            if started.get("init_weights"):
+                made += f", started from `{started['init_weights']}` (sha256 {started.get('sha256', '?')[:12]})"
         lines.append(f"- Weights of `{method}`: `{weights['path']}` (sha256 {weights['sha256']}, {made})")
     return "\n".join(lines)
 
