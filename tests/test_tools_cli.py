@@ -155,6 +155,23 @@ def test_make_dawn_split_refuses_a_folder_without_photos(tmp_path: Path) -> None
     assert "empty" in _error(result, "make_dawn_split.py") and not (tmp_path / "split.yaml").exists()
 
 
+def test_make_dawn_split_refuses_a_truncated_photo_naming_it(shared_data: Path, tmp_path: Path) -> None:
+    """cv2.imread decodes a JPEG cut short with only a warning on stderr, the missing rows grey: the split listed
+    a photo that every reader of the project refuses."""
+    folder = tmp_path / "detection" / "dawn-fog"
+    folder.mkdir(parents=True)
+    for photo in sorted((shared_data / "detection" / "dawn-fog").glob("foggy-*.jpg"))[:10]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    assert _tool("make_dawn_split.py", "--data", tmp_path, "--out", tmp_path / "whole.yaml").returncode == 0
+    cut = sorted(folder.iterdir())[3]
+    whole = cut.read_bytes()
+    cut.write_bytes(whole[:len(whole) - 2000])
+    assert cv2.imread(str(cut)) is not None  # what the tool read it with
+    result = _tool("make_dawn_split.py", "--data", tmp_path, "--out", tmp_path / "split.yaml")
+    assert f"{cut} is not a readable image (truncated or damaged?)" in _error(result, "make_dawn_split.py")
+    assert not (tmp_path / "split.yaml").exists()
+
+
 def test_make_demo_bag_refuses_a_bad_width_or_frame_count(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))

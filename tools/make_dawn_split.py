@@ -21,7 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.io.atomic_files import atomic_write_text, check_writable_file, refuse_inside  # noqa: E402
-from dgdehaze_core.io.images import ImageError  # noqa: E402
+from dgdehaze_core.io.images import ImageError, read_image  # noqa: E402
 from tools.tool_cli import one_line_errors  # noqa: E402
 
 SEED = 17
@@ -38,12 +38,14 @@ HEADER = """\
 
 def thumbnails(paths: list[Path]) -> np.ndarray:
     """Each photo as a 16x16 grey thumbnail, standardised to mean 0 and deviation 1 (one row each); ImageError for
-    one OpenCV cannot read."""
+    one that does not decode whole (`read_image`: a truncated JPEG too, which cv2.imread fills in grey)."""
     rows = []
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise ImageError(f"{path} is not a readable image")
+        try:
+            image = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
+        except ImageError as exc:
+            raise ImageError(f"{exc} (truncated or damaged?): a split lists only whole photos; restore it from "
+                             "DAWN as downloaded") from None
         grey = cv2.resize(image, (16, 16), interpolation=cv2.INTER_AREA)
         values = grey.astype(np.float64).ravel()
         rows.append((values - values.mean()) / (values.std() + 1e-6))
