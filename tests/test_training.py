@@ -544,7 +544,7 @@ class _ValidatedThenStoppedTrainer(_InterruptedTrainer):
 
 
 def test_a_run_stopped_between_its_first_best_pt_and_its_first_last_pt_leaves_its_folder_to_the_next_run(
-        smoke_recipe, tmp_path: Path, terminal_signals) -> None:
+        smoke_recipe, tmp_path: Path, terminal_signals, caplog: pytest.LogCaptureFixture) -> None:
     """best.pt was written at each new best validation, also before the run's first last.pt: a run stopped at once
     in between (Ctrl-C twice, a kill, a crash) left best.pt alone in its folder, and the next run into it was
     refused ('holds an earlier run's best.pt') while --resume had nothing to resume. A fresh run's best.pt now
@@ -554,6 +554,8 @@ def test_a_run_stopped_between_its_first_best_pt_and_its_first_last_pt_leaves_it
     with pytest.raises(KeyboardInterrupt):
         _ValidatedThenStoppedTrainer(recipe, out, device="cpu").train(progress=False)
     assert not out.exists()  # nothing of the run: no best.pt without a last.pt to resume from
+    assert "SIGINT again: stopping at once, mid-step; no checkpoint was saved yet: the --out folder takes a new " \
+           "run" in caplog.messages, "it said 'last.pt keeps the last checkpoint', of a last.pt never saved"
     args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2",
             "--iterations", "2", "--set", "val_every=1"]
     assert main(args) == 0 and (out / "best.pt").is_file()

@@ -236,7 +236,7 @@ class DepthTrainer:
                  hardware_name(self.device), self.iteration, recipe.iterations)
         tally = StepTally(self.elapsed)
         try:
-            with StepBoundaryStop() as stop:
+            with StepBoundaryStop(last_path=self.last_path) as stop:
                 for batch in self._batches(dataset):
                     row = self.step(batch)
                     self.elapsed = tally.step_done(row["total"])

@@ -331,13 +331,15 @@ class StepBoundaryStop:
     was cut from. A second signal stops at once, without saving. Outside the main thread it changes nothing.
 
     `agree` turns this process's request into the job's decision (in a torchrun job every rank must stop at the
-    same step); by default the request itself."""
+    same step); by default the request itself. `last_path`, the run's last.pt, lets a stop at once say whether a
+    checkpoint is kept."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, agree: Callable[[bool], bool] | None = None) -> None:
+    def __init__(self, agree: Callable[[bool], bool] | None = None, last_path: Path | None = None) -> None:
         self.requested: str | None = None
         self._agree = agree or (lambda requested: requested)
+        self._last_path = last_path
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StepBoundaryStop:
@@ -355,7 +357,10 @@ class StepBoundaryStop:
     def _request(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.requested is not None:
-            LOG.warning("%s again: stopping at once, mid-step; last.pt keeps the last checkpoint", name)
+            kept = ("no checkpoint was saved yet: the --out folder takes a new run"
+                    if self._last_path is not None and not self._last_path.is_file()
+                    else f"{self._last_path or 'last.pt'} keeps the last checkpoint")
+            LOG.warning("%s again: stopping at once, mid-step; %s", name, kept)
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         self.requested = name
         LOG.warning("%s: stopping after the step under way (send it again to stop at once, without saving)", name)

@@ -543,7 +543,8 @@ class Trainer:
                  hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
                  f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
         tally = StepTally(self.elapsed)
-        stop = StepBoundaryStop(lambda requested: distributed.any_rank(requested, self.rank, self.device))
+        stop = StepBoundaryStop(lambda requested: distributed.any_rank(requested, self.rank, self.device),
+                                self.last_path)
         try:
             with stop:
                 for clear, hazy in zip(self._loader(clear_data), self._loader(hazy_data)):
