@@ -571,6 +571,12 @@ def test_a_run_stopped_between_its_first_best_pt_and_its_first_last_pt_leaves_it
     for name, value in stopped.validated[chosen].items():  # the weights validated then, not those of last.pt
         assert torch.equal(value, best["state_dict"][name]), name
     assert Trainer(recipe, tmp_path / "stopped", device="cpu", resume=True).train(progress=False).iterations == 4
+    (tmp_path / "stopped" / "best.pt").unlink()  # as a run stopped between its first last.pt and best.pt after it
+    longer = dataclasses.replace(recipe, iterations=6)
+    resumed = Trainer(longer, tmp_path / "stopped", device="cpu", resume=True).train(progress=False)
+    assert resumed.best_checkpoint == tmp_path / "stopped" / "best.pt", "no best.pt, yet best figures reported"
+    best = torch.load(tmp_path / "stopped" / "best.pt", map_location="cpu", weights_only=True)["meta"]
+    assert best["best_iteration"] == best["iterations"] > 4 and resumed.best_validation == best["best_validation"]
 
 
 def test_a_run_that_fails_on_its_data_or_has_nothing_to_resume_leaves_no_folder(smoke_recipe,

@@ -318,6 +318,11 @@ class Trainer:
         self.best_score = float(training["best_score"])
         self.best_validation = training["best_validation"]
         self.best_iteration = int(training["best_iteration"])
+        if self.best_iteration and self.rank.writer and not self.best_path.is_file():
+            LOG.warning("%s is missing (a run stopped as it wrote its first checkpoint, or deleted): the best "
+                        "validation of iteration %d is forgotten, and best.pt will be the best from here on",
+                        self.best_path, self.best_iteration)
+            self.best_score, self.best_validation, self.best_iteration = -math.inf, {}, 0
         self.last_validation = training.get("last_validation", {})
         self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
         self.elapsed = float(training["elapsed"])
