@@ -3,7 +3,7 @@ types and rules every labelled format shares (`labelled_sets` reads a set in any
 `coco_boxes`, YOLO in `yolo_boxes`).
 
 RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the COCO names the detector uses
-(motorbike -> motorcycle). Boxes flagged `difficult` are kept with that flag: detections on them are neither
+(motorbike -> motorcycle; the road sets' pedestrian -> person: `COCO_SYNONYMS`). Boxes flagged `difficult` are kept with that flag: detections on them are neither
 counted right nor wrong, as in the VOC protocol. Boxes are clipped to the image; one with no area left inside it,
 or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file. The boxes of a photo with an EXIF
 orientation are placed on its upright view, which `read_image` gives, as `io.orientation` says. A number that is
@@ -29,8 +29,12 @@ from dgdehaze_core.io.orientation import LabelledView, labelled_view
 LOG = logging.getLogger(__name__)
 NAMES_SHOWN = 5
 """How many unlabelled photos the warning of `warn_unlabelled` names."""
-VOC_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",
-               "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
+COCO_SYNONYMS = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",
+                 "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv",
+                 "pedestrian": "person", "person_sitting": "person", "bike": "bicycle", "motor": "motorcycle"}
+"""Class names of labelled sets that mean a COCO class under another name: Pascal VOC's (RTTS), and the road sets'
+(KITTI's Pedestrian and Person_sitting, BDD100K's pedestrian, bike and motor). Names that are no single COCO class
+(KITTI's Cyclist and Van, BDD100K's rider) are kept, and set aside as classes the detector lacks."""
 LABELS_FOLDER = "labels-voc"
 """This project's layout: a folder of photos keeps their VOC files in this subfolder."""
 VOC_PHOTOS, VOC_LABELS = "JPEGImages", "Annotations"
@@ -120,9 +124,9 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int],
 
 
 def coco_name(name: str) -> str:
-    """The COCO name the detector uses for a class name of a labelled set (lower case; VOC's names mapped)."""
+    """The COCO name the detector uses for a class name of a labelled set (lower case; `COCO_SYNONYMS` mapped)."""
     name = name.strip().lower()
-    return VOC_TO_COCO.get(name, name)
+    return COCO_SYNONYMS.get(name, name)
 
 
 def clip_box(source: str, name: str, box: tuple[float, float, float, float],
