@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+import shutil
+
 import cv2
 import numpy as np
 import onnx
@@ -13,7 +16,11 @@ import torch
 from dgdehaze_core.cli import main
 from dgdehaze_core.detection.detector import DEFAULT_DETECTOR, Detector
 from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
+from dgdehaze_core.evaluation.results_record import record
+from dgdehaze_core.evaluation.results_tables import provenance
+from dgdehaze_core.inference.backends.engine_cache import file_sha256
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dgdehaze_core.inference.export.to_onnx import EXPORTED_FROM
 from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
 from dgdehaze_core.io.images import bgr_to_rgb_float
 from dgdehaze_core.models import build_model, save_checkpoint
@@ -29,7 +36,7 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     torch.manual_seed(1)
     model = build_model("lite").eval()
-    checkpoint = save_checkpoint(model, tmp_path / "lite.pt")
+    checkpoint = save_checkpoint(model, tmp_path / "lite.pt", {"iterations": 7, "recipe": "mine", "commit": "abc1234"})
     out = tmp_path / "out" / "lite.onnx"
     assert main(["export", "--config", "lite", "--weights", str(checkpoint), "--format", "onnx",
                  "--height", "60", "--width", "90", "--physics-only", "--out", str(out)]) == 0
@@ -38,6 +45,9 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
     metadata = {prop.key: prop.value for prop in onnx.load(str(out)).metadata_props}
     assert metadata["dgdehaze_graph_rewrites"] == "v3: 8", \
         "two heads kept planar, the depth head's softplus, five GELUs (four MLPs and the airlight head)"
+    source = json.loads(metadata[EXPORTED_FROM])
+    assert source == {"path": "lite.pt", "sha256": file_sha256(checkpoint)[:12], "iterations": 7, "recipe": "mine",
+                      "commit": "abc1234"}, "the export says which trained weights it holds"
     backend = OnnxRuntimeBackend(out, threads=1)
     assert backend.config_name == "lite" and backend.outputs == PHYSICS_OUTPUTS
     frame = cv2.resize(cv2.imread(str(shared_data / "hazy-real" / "urhi" / "SFC_Google_197.png")), (96, 64))
@@ -47,6 +57,15 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
     for name, value in backend.run(batch).items():
         assert np.abs(value - expected[name].numpy()).max() < 1e-3, name
     assert sorted(p.name for p in out.parent.iterdir()) == ["lite.onnx"], "no temporary files left"
+    pairs = tmp_path / "sots1"
+    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
+        (pairs / folder).mkdir(parents=True)
+        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    assert record("exported", ["--dataset", str(pairs), "--method", f"mine={out}"], tmp_path / "results") == 0
+    meta = json.loads((tmp_path / "results" / "exported.meta.json").read_text())
+    assert provenance(meta, "exported").splitlines()[-1].endswith(
+        f"an ONNX export of a `lite` network, fp32, of `lite.pt` (sha256 {source['sha256']}, 7 training iterations "
+        "of recipe mine at commit `abc1234`))"), "a figure of an export says which trained weights it measured"
 
     # the pipeline runs a fixed-size export at its own size on a frame of any size, as torch does at that working size
     photo = cv2.imread(str(shared_data / "hazy-real" / "urhi" / "SFC_Google_197.png"))

@@ -13,11 +13,13 @@ import pytest
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
+from dgdehaze_core.inference.backends.engine_cache import file_sha256
 from dgdehaze_core.inference.backends.selection import cached_onnx
 from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
 from dgdehaze_core.inference.export.quantize import FLOAT_WEIGHTS, quantize_onnx
+from dgdehaze_core.inference.export.to_onnx import EXPORTED_FROM
 from dgdehaze_core.inference.pipeline import load_pipeline
-from dgdehaze_core.models import load_model
+from dgdehaze_core.models import load_model, shipped_weights_path
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +68,9 @@ def test_export_writes_a_qdq_file_of_the_size_asked(tmp_path: Path, shared_data:
     assert main(["export", "--config", "lite", "--physics-only", "--int8", "--calib", str(shared_data / "hazy-real"),
                  "--height", "64", "--width", "96", "--out", str(out)]) == 0
     assert onnx_is_quantized(out)
+    source = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}[EXPORTED_FROM])
+    assert source["path"] == "dgdehaze_lite.pt" and source["sha256"] == file_sha256(shipped_weights_path("lite"))[:12]
+    assert source["iterations"] == 4500, "the shipped weights' training, kept through the quantisation"
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [1, 3, 64, 96]
     result = load_pipeline(str(out))(cv2.imread(str(shared_data / "detection/dawn-fog/foggy-001.jpg")))

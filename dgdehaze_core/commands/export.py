@@ -22,6 +22,7 @@ import argparse
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -80,6 +81,17 @@ def _model(args: argparse.Namespace):  # -> DGDehazeNet
         raise FileNotFoundError(f"no trained weights for {args.config!r} at {shipped_weights_path(args.config)}; "
                                 f"give --weights PATH, or --untrained for a speed test")
     return load_model(args.config)
+
+
+def _weights_source(args: argparse.Namespace) -> dict[str, Any] | None:
+    """What an ONNX export records of the weights file it was made from (None for --untrained)."""
+    from dgdehaze_core.io.checkpoints import weights_provenance
+    from dgdehaze_core.models import shipped_weights_path
+
+    if args.untrained:
+        return None
+    path = args.weights if args.weights is not None else shipped_weights_path(args.config)
+    return {**weights_provenance(path), "path": path.name}
 
 
 def _sources(args: argparse.Namespace) -> list[Path]:
@@ -166,12 +178,13 @@ def run(args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
             float_onnx = export_onnx(model, Path(folder) / "float.onnx", dynamic=dynamic, example_size=size,
-                                     outputs=outputs)
+                                     outputs=outputs, source=_weights_source(args))
             quantize_onnx(float_onnx, args.calib, out)
         print(out)
         return 0
     if args.format == "onnx":
-        export_onnx(model, out, dynamic=dynamic, half=args.fp16, example_size=size, outputs=outputs)
+        export_onnx(model, out, dynamic=dynamic, half=args.fp16, example_size=size, outputs=outputs,
+                    source=_weights_source(args))
         print(out)
         return 0
 

@@ -4,7 +4,6 @@ weights each method used (file, sha256, training iterations and commit, and the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -50,7 +49,7 @@ def _weights_of(methods: list[str] | None) -> dict[str, dict[str, Any]]:
     """The weights file behind every network method of the --method values (the default set without one), with
     what its checkpoint says."""
     from dgdehaze_core.evaluation.methods import default_method_specs, parse_methods
-    from dgdehaze_core.io.checkpoints import read_checkpoint
+    from dgdehaze_core.io.checkpoints import weights_provenance
     from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
 
     weights = {}
@@ -59,17 +58,17 @@ def _weights_of(methods: list[str] | None) -> dict[str, dict[str, Any]]:
         path = shipped_weights_path(spec.source) if spec.source in MODEL_CONFIGS else Path(spec.source)
         if path.suffix not in (".pt", ".onnx") or not path.is_file():
             continue
-        entry: dict[str, Any] = {"path": _shown(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
-        if path.suffix == ".pt":
-            meta = read_checkpoint(path).get("meta", {})
-            entry.update({key: meta[key] for key in ("iterations", "recipe", "commit", "saved", "recipe_fields",
-                                                     "started_from") if key in meta})
-        else:
+        entry = {**weights_provenance(path), "path": _shown(path)}
+        if path.suffix == ".onnx":
             import onnx
+
+            from dgdehaze_core.inference.export.to_onnx import EXPORTED_FROM
 
             metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
             entry.update(onnx_config=metadata.get("dgdehaze_config", "unknown"),
                          onnx_quantization=metadata.get("dgdehaze_quantization", ""))
+            if EXPORTED_FROM in metadata:
+                entry["exported_from"] = json.loads(metadata[EXPORTED_FROM])
         weights[spec.name] = entry
     return weights
 

@@ -10,6 +10,7 @@ where torch reports a failed write (a full disk) only as an internal check that 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import zipfile
@@ -53,6 +54,21 @@ def load_error_line(exc: BaseException, path: str | os.PathLike[str] | None = No
         detail = next((line for line in lines if line.startswith(REFUSAL_MARKERS)), lines[-1])
         return f"refused: loading it would run code outside torch's safe set ({detail.rstrip('.')})"
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+PROVENANCE_KEYS = ("iterations", "recipe", "commit", "saved", "recipe_fields", "started_from")
+"""What a checkpoint's metadata says of how its weights were made: training iterations, recipe name, the code's
+commit, when it was saved, the recipe's fields, and the weights a fine-tune started from."""
+
+
+def weights_provenance(path: Path) -> dict[str, Any]:
+    """A weights file's name, sha256 (12 hex digits) and, for a `.pt` of this package, its metadata's
+    PROVENANCE_KEYS; ValueError naming the file when a `.pt` does not read."""
+    found: dict[str, Any] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
+    if path.suffix == ".pt":
+        meta = read_checkpoint(path).get("meta", {})
+        found.update({key: meta[key] for key in PROVENANCE_KEYS if key in meta})
+    return found
 
 
 def read_checkpoint(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:

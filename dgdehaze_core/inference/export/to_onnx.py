@@ -5,16 +5,18 @@ outputs "clear", "transmission", "airlight", "depth" (the model's forward keys),
 `outputs=PHYSICS_OUTPUTS` all but "clear": the graph then leaves out the decoder's image branch, which the physics
 output path does not use. The stride, configuration and outputs are stored in the file's metadata
 (`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_depth_guidance`, `dgdehaze_outputs`) so that a runtime can pad
-frames without the PyTorch model. The graph gets the output-preserving rewrites of
+frames without the PyTorch model, and the weights file it was exported from under `dgdehaze_exported_from`. The graph gets the output-preserving rewrites of
 `dgdehaze_core.inference.export.graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
 """
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any, Mapping
 
 import onnx
 import torch
@@ -30,6 +32,8 @@ INPUT_NAME = "hazy"
 DEFAULT_OPSET = 18
 MAX_DYNAMIC_SIDE = 8192
 """The largest frame side (pixels) a dynamic export takes."""
+EXPORTED_FROM = "dgdehaze_exported_from"
+"""Metadata key of the weights file an export was made from (JSON: its name, sha256 and training provenance)."""
 
 
 class _TupleOutputs(torch.nn.Module):
@@ -47,7 +51,7 @@ class _TupleOutputs(torch.nn.Module):
 
 def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
                 dynamic: bool = True, half: bool = False, example_size: tuple[int, int] | None = None,
-                outputs: tuple[str, ...] = OUTPUT_NAMES) -> Path:
+                outputs: tuple[str, ...] = OUTPUT_NAMES, source: Mapping[str, Any] | None = None) -> Path:
     """Write `model` (eval mode, on CPU) as an ONNX file at `path` and return the path.
 
     dynamic: batch, height and width are free (any multiple of the stride); otherwise fixed to `example_size`.
@@ -55,6 +59,8 @@ def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = D
     example_size: (height, width) of the tracing input; default 4 strides square. With `dynamic`, a side of one
         stride is traced at two (torch.export would fix a side it sees at one stride).
     outputs: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a graph without the decoder's image.
+    source: the weights file the model was read from (`checkpoints.weights_provenance`), kept as JSON under the
+        metadata key EXPORTED_FROM, so that an export says which trained weights it holds.
     """
     outputs = check_outputs(outputs)
     if opset < 17:
@@ -89,6 +95,8 @@ def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = D
         meta = {"dgdehaze_stride": str(stride), "dgdehaze_config": model.config_name,
                 "dgdehaze_depth_guidance": str(bool(model.depth_guidance)), "dgdehaze_outputs": ",".join(outputs),
                 "dgdehaze_graph_rewrites": f"v{GRAPH_REWRITES_VERSION}: {rewritten}"}
+        if source is not None:
+            meta[EXPORTED_FROM] = json.dumps(dict(source), sort_keys=True, default=str)
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
