@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
-from dgdehaze_core.io.images import ImageError, read_image, to_bgr8, write_image
+from dgdehaze_core.io.images import ImageError, ImageReader, read_image, to_bgr8, write_image
 
 
 def test_missing_empty_and_non_image_files(tmp_path: Path):
@@ -55,6 +55,54 @@ def test_pgm_and_ppm_files_read_on_the_range_their_header_declares(tmp_path: Pat
     (tmp_path / "cut.pgm").write_bytes(b"P5\n4 4\n255\n" + bytes(5))  # 16 pixels declared, 5 stored
     with pytest.raises(ImageError, match="not a readable image"):
         read_image(tmp_path / "cut.pgm")
+
+
+def twelve_bit_export(photo: np.ndarray, path: Path) -> Path:
+    """`photo` (uint8) as a 12-bit camera's frame exported to a 16-bit PNG: samples 0..4095."""
+    assert cv2.imwrite(str(path), ((photo.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16))
+    return path
+
+
+def test_a_12_bit_camera_s_16_bit_png_reads_whole_with_12_significant_bits(shared_data: Path, tmp_path: Path):
+    photo = read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
+    export = twelve_bit_export(photo, tmp_path / "camera12.png")
+    assert read_image(export).mean() < 20  # read with all 16 bits: nearly black
+    for frame in (read_image(export, bits=12), ImageReader(12)(export)):
+        assert frame.shape == photo.shape and np.abs(frame.astype(int) - photo).max() <= 1
+    twelve_bit = np.array([[0, 2048], [4095, 4095]], ">u2")  # a PGM's header declares its range: bits do not apply
+    (tmp_path / "camera12.pgm").write_bytes(b"P5\n2 2\n4095\n" + twelve_bit.tobytes())
+    assert read_image(tmp_path / "camera12.pgm", bits=12).tolist() == read_image(tmp_path / "camera12.pgm").tolist()
+    for bits in (7, 17):
+        with pytest.raises(ValueError, match="8..16"):
+            read_image(export, bits=bits)
+        with pytest.raises(ValueError, match="8..16"):
+            ImageReader(bits)
+
+
+def test_a_run_reading_12_bit_exports_with_16_bits_is_warned_once_and_no_other_file_is(shared_data: Path,
+                                                                                     tmp_path: Path, caplog):
+    photo = read_image(shared_data / "detection" / "dawn-fog" / "foggy-002.jpg")
+    export = twelve_bit_export(photo, tmp_path / "camera12.png")
+    eight = tmp_path / "eight.png"
+    cv2.imwrite(str(eight), photo)
+    full = tmp_path / "full.png"
+    cv2.imwrite(str(full), photo.astype(np.uint16) * 257)
+    pgm = tmp_path / "camera12.pgm"
+    pgm.write_bytes(b"P5\n2 1\n65535\n" + np.array([[100, 4095]], ">u2").tobytes())
+    with caplog.at_level("WARNING", logger="dgdehaze_core.io.images"):
+        quiet = ImageReader()
+        for path in (eight, full, pgm, eight):
+            quiet(path)
+        assert not caplog.records
+        ImageReader(12)(export)
+        assert not caplog.records
+        run = ImageReader()
+        for _ in range(3):
+            run(export)
+        assert len(caplog.records) == 1
+        assert "camera12.png" in caplog.text and "none above 4095" in caplog.text and "--input-bits 12" in caplog.text
+        ImageReader()(export)  # another run is warned again
+        assert len(caplog.records) == 2
 
 
 @pytest.mark.parametrize("bad, reason", [

@@ -199,11 +199,10 @@ def _netpbm_pixels(data: bytes) -> np.ndarray | None:
     return np.asarray(image.convert("L"))
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as a uint8 BGR frame, upright: turned or mirrored by its EXIF orientation as a viewer
-    shows it, whatever its format (OpenCV's decoder turns a TIFF itself; a JPEG's, PNG's or WebP's pixels are turned
-    here); ImageError says why when it cannot. The size limit is checked on the header's size before decoding."""
-    path = Path(path)
+def _file_pixels(path: Path) -> tuple[np.ndarray, bool]:
+    """An image file's pixels as decoded, upright (`read_image`), and whether its header declares its samples' range
+    (a PBM/PGM/PPM's maximum value, by which they are scaled to their type's full range); ImageError says why when
+    it cannot be read."""
     if not path.exists():
         raise ImageError(f"no such file: {path}")
     if path.is_dir():
@@ -224,18 +223,71 @@ def read_image(path: str | Path) -> np.ndarray:
             check_size(*header.size)
         except ImageError as exc:
             raise ImageError(f"{path}: {exc}") from None
+    netpbm = raw[:2] in NETPBM_MAGIC
     try:
-        image = _netpbm_pixels(raw) if raw[:2] in NETPBM_MAGIC else cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        image = _netpbm_pixels(raw) if netpbm else cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # a header OpenCV refuses (its own pixel limit for formats Pillow does not read)
         raise ImageError(f"{path} is not a readable image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
         raise ImageError(f"{path} is not a readable image")
     if header is not None and header.format not in DECODER_TURNS:
         image = np.ascontiguousarray(UPRIGHT[_header_orientation(header)](image))
+    return image, netpbm
+
+
+def _file_bgr8(path: Path, image: np.ndarray, bits: int) -> np.ndarray:
+    """A file's pixels (`_file_pixels`) as a uint8 BGR frame, 16-bit samples with `bits` significant bits."""
+    if image.dtype == np.uint16:
+        image = uint16_to_uint8(image, bits)
     try:
         return to_bgr8(image)
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}") from None
+
+
+def read_image(path: str | Path, bits: int = SAMPLE_BITS) -> np.ndarray:
+    """Read an image file as a uint8 BGR frame, upright: turned or mirrored by its EXIF orientation as a viewer
+    shows it, whatever its format (OpenCV's decoder turns a TIFF itself; a JPEG's, PNG's or WebP's pixels are turned
+    here); ImageError says why when it cannot. The size limit is checked on the header's size before decoding.
+
+    The 16-bit samples of a PNG or TIFF have `bits` significant bits (as the node's input_bits: 12 for a 12-bit
+    camera's 0..4095, the rest of the range saturating); a PGM's or PPM's header declares their range, and they are
+    read by it whatever `bits` says."""
+    path = Path(path)
+    image, declared = _file_pixels(path)
+    return _file_bgr8(path, image, SAMPLE_BITS if declared else check_sample_bits(bits))
+
+
+ReadImage = Callable[[Path], np.ndarray]
+"""How a run reads an image file as a uint8 BGR frame: `read_image`, or an `ImageReader` of its --input-bits."""
+
+
+NARROW_SAMPLE = (1 << 12) - 1
+"""The largest sample of a 12-bit camera: a 16-bit file read with 16 significant bits that holds none above it
+reads nearly black (at most 16 of 255)."""
+
+
+class ImageReader:
+    """`read_image` for one run (a command over many files): 16-bit samples with `bits` significant bits, as the
+    node's input_bits, and, the first time only, a warning when a 16-bit file read with all 16 bits holds samples
+    but none above 4095: the signature of a 12-bit camera's frames exported to 16-bit files, which would be
+    processed as nearly black images without a word."""
+
+    def __init__(self, bits: int = SAMPLE_BITS) -> None:
+        """bits: as `read_image`'s (ValueError outside 8..16)."""
+        self.bits = check_sample_bits(bits)
+        self.warned = False
+
+    def __call__(self, path: str | Path) -> np.ndarray:
+        path = Path(path)
+        image, declared = _file_pixels(path)
+        if not (self.warned or declared) and self.bits == SAMPLE_BITS and image.dtype == np.uint16 \
+                and 0 < image.max() <= NARROW_SAMPLE:
+            self.warned = True
+            LOG.warning("%s holds 16-bit samples but none above %d, as a 12-bit camera's frames exported to 16 bits: "
+                        "read with all 16 significant bits it is nearly black; if its samples have 12 significant "
+                        "bits, give --input-bits 12 (this is said once per run)", path, NARROW_SAMPLE)
+        return _file_bgr8(path, image, SAMPLE_BITS if declared else self.bits)
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
