@@ -266,3 +266,38 @@ def test_a_phone_photo_is_dehazed_upright_as_viewers_show_it(shared_data: Path, 
         reference = np.asarray(Image.open(tmp_path / "reference" / f"upright_{kind}.png"), dtype=float)
         # the network read the photo with its sky on top, as it learnt scenes, not sideways or upside down
         assert np.abs(np.asarray(output, dtype=float) - reference).mean() < 1, kind
+
+
+def test_a_12_bit_camera_s_16_bit_pngs_are_dehazed_as_their_8_bit_photos_with_input_bits_12(shared_data: Path,
+                                                                                          tmp_path: Path, caplog):
+    """Frames of a 12-bit camera exported to 16-bit PNGs (samples 0..4095): with --input-bits 12 their outputs are
+    those of the photos as 8 bits; without it a warning, once for the folder, says to give it."""
+    eight, twelve = tmp_path / "eight", tmp_path / "twelve"
+    eight.mkdir()
+    twelve.mkdir()
+    for name in ("foggy-001.jpg", "foggy-004.jpg"):
+        photo = read_image(shared_data / "detection" / "dawn-fog" / name)
+        cv2.imwrite(str(eight / f"{Path(name).stem}.png"), photo)
+        cv2.imwrite(str(twelve / f"{Path(name).stem}.png"), ((photo.astype(np.uint32) * 4095 + 127) // 255)
+                    .astype(np.uint16))
+    with caplog.at_level("WARNING", logger="dgdehaze_core.io.images"):
+        assert main(["dehaze", str(eight), "--out", str(tmp_path / "out8")]) == 0
+        assert main(["dehaze", str(twelve), "--input-bits", "12", "--out", str(tmp_path / "out12")]) == 0
+        assert not caplog.records
+        assert main(["dehaze", str(twelve), "--out", str(tmp_path / "out16")]) == 0
+    assert len(caplog.records) == 1 and "give --input-bits 12" in caplog.text
+    for name in ("foggy-001_dehazed.png", "foggy-004_dehazed.png"):
+        expected = read_image(tmp_path / "out8" / name).astype(int)
+        assert np.abs(read_image(tmp_path / "out12" / name).astype(int) - expected).max() <= 1
+        assert read_image(tmp_path / "out16" / name).mean() < expected.mean() / 2  # black in, dark out
+
+
+def test_input_bits_outside_8_to_16_or_with_a_video_is_refused_before_any_output(shared_data: Path, tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((8, 8, 3), 1000, np.uint16))
+    clip = fog_clip(shared_data, tmp_path / "clip.mp4", frames=1)
+    for source, bits, reason in ((photo, "7", "8..16"), (photo, "17", "8..16"), (clip, "12", "video")):
+        assert main(["dehaze", str(source), "--input-bits", bits, "--out", str(tmp_path / "out")]) == 2
+        assert reason in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -22,10 +22,11 @@ from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fl
 from dgdehaze_core.bags.io import STORAGES, pick_camera_info_topic, pick_image_topic
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
+from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside
-from dgdehaze_core.io.images import SAMPLE_BITS, check_sample_bits
+from dgdehaze_core.io.images import check_sample_bits
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.visibility import Mounting
 
@@ -61,10 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "only CameraInfo topic with messages unless --camera-info-topic names one)")
     parser.add_argument("--camera-pitch", type=float, default=0.0,
                         help="camera pitch (rad, positive nose down), as the node's camera_pitch")
-    parser.add_argument("--input-bits", type=int, default=SAMPLE_BITS, metavar="N",
-                        help="significant bits of 16-bit frames (mono16, bayer_*16, 16-bit PNG), as the node's "
-                             "input_bits: 12 for a 12-bit sensor's 0..4095 (default 16: the full range); with --node "
-                             "it sets the started node's, with --attach give the running node's")
+    add_input_bits_option(parser, "16-bit frames (mono16, bayer_*16, 16-bit PNG)",
+                          "; with --node it sets the started node's, with --attach give the running node's")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
     parser.add_argument("--output-prefix", default=DEFAULT_OUTPUT_PREFIX,
                         help="namespace of the output topics in the bag (offline mode)")

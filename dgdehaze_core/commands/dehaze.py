@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.images import (VIDEO_SUFFIXES, ImageError, iter_video, list_images, read_image,
+from dgdehaze_core.io.images import (SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, iter_video, list_images,
                                      video_frame_count, write_image)
 from dgdehaze_core.visualize import colorize_depth
 
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
                              "default); `decoder` with the paper's released weights gives the image the authors' "
                              "code saves")
+    add_input_bits_option(parser)
     add_network_options(parser)
     parser.set_defaults(func=run)
 
@@ -73,10 +75,10 @@ def _check_outputs(inputs: list[Path], outputs: list[Path]) -> None:
         raise ValueError(f"the outputs would overwrite the input {sorted(overwritten)[0]}: give another --out")
 
 
-def _images(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
+def _images(paths: list[Path], read: ImageReader) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
     for path in tqdm(paths, desc="dehaze", unit="image"):
         try:
-            yield path, read_image(path)
+            yield path, read(path)
         except ImageError as exc:
             yield path, exc
 
@@ -140,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"no such input: {source}")
     video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
+    read = ImageReader(args.input_bits)
+    if video and args.input_bits != SAMPLE_BITS:
+        raise ValueError("--input-bits is for 16-bit image files; a video's frames are read as 8-bit")
     paths = [] if video else list_images(source) if source.is_dir() else [source]
     if not video and not paths:
         folders = sorted(p.name + "/" for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -162,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_video(source, args.out, pipeline)
     failures = 0
     written = 0
-    for path, frame in _images(paths):
+    for path, frame in _images(paths, read):
         if isinstance(frame, ImageError):
             LOG.error("skipped: %s", frame)
             failures += 1
