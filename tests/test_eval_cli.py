@@ -329,3 +329,39 @@ def test_the_json_writes_an_infinite_figure_as_the_table_prints_it(tmp_path: Pat
     write_json(tmp_path / "numpy.json", numpy_rows)  # a figure computed in float32 is written, not a TypeError
     assert json.loads((tmp_path / "numpy.json").read_text()) == {"a": {"psnr": 21.5, "images": 7, "absrel": None}}
     assert format_table(numpy_rows).splitlines()[-1].split() == ["a", "21.50", "7", "n/a"], "as a Python float prints"
+
+
+def test_a_12_bit_camera_s_16_bit_pngs_are_scored_as_their_8_bit_images_with_input_bits_12(shared_data: Path,
+                                                                                         tmp_path: Path, caplog):
+    """A paired set and a folder of hazy photos exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): with
+    --input-bits 12 every figure is that of the images as 8 bits; without it a warning, once for the run, says to
+    give it."""
+    sources = {"pairs/hazy/0016_0.8_0.08": shared_data / "paired" / "sots-outdoor" / "hazy" / "0016_0.8_0.08.jpg",
+               "pairs/clear/0016": shared_data / "paired" / "sots-outdoor" / "clear" / "0016.jpg",
+               "photos/foggy-001": shared_data / "detection" / "dawn-fog" / "foggy-001.jpg",
+               "photos/foggy-004": shared_data / "detection" / "dawn-fog" / "foggy-004.jpg"}
+    for bits in (8, 12):
+        for name, source in sources.items():
+            image = read_image(source)
+            target = tmp_path / str(bits) / f"{name}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(target), image if bits == 8 else ((image.astype(np.uint32) * 4095 + 127) // 255)
+                        .astype(np.uint16))
+
+    def rows(folder: str, *options: str) -> dict:
+        out = tmp_path / f"{folder}{''.join(options)}.json"
+        sets = [item for kind in ("pairs", "photos") for item in ("--dataset", str(tmp_path / folder / kind))]
+        assert main(["eval", *sets, "--measure", "quality,haze", "--method", "hazy,dcp", *options,
+                     "--json", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    with caplog.at_level("WARNING", logger="dgdehaze_core.io.images"):
+        expected = rows("8")
+        assert rows("12", "--input-bits", "12") == expected
+        assert not caplog.records
+        black = rows("12")
+    assert len(caplog.records) == 1 and "give --input-bits 12" in caplog.text
+    assert set(black) == set(expected) and "haze/photos/dcp" in expected
+    for row in ("haze/pairs/hazy", "haze/photos/hazy"):  # read as 16 bits: nearly black photos, scored as such
+        assert black[row]["dark_channel"] < expected[row]["dark_channel"] / 4
+    assert main(["eval", "--dataset", str(tmp_path / "12" / "photos"), "--measure", "haze", "--input-bits", "17"]) == 2

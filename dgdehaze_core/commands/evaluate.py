@@ -66,6 +66,7 @@ from typing import Any, Callable, TypeVar
 
 from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
+from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, hazy_images, is_paired_set
 from dgdehaze_core.datasets.paths import shared_data_dir
@@ -84,7 +85,7 @@ from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scatte
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
 from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
-from dgdehaze_core.io.images import list_images
+from dgdehaze_core.io.images import ImageReader, ReadImage, list_images
 from dgdehaze_core.io.tables import emit, write_json
 
 LOG = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
     parser.add_argument("--working-size", type=_with_reason(parse_size), default=None, metavar="WxH",
                         help="size the networks run at (default: each input's size, as the node)")
+    add_input_bits_option(parser, f"{IMAGE_FILES} in paired, labelled and hazy-photo sets (a depth set's are "
+                                  "8-bit)")
     add_network_options(parser)
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows as JSON")
     add_detector_options(parser)
@@ -379,8 +382,9 @@ def _refuse_clear_comparisons(args: argparse.Namespace, methods: list[Method], s
 
 
 def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: argparse.Namespace,
-                 detector: Callable | None, subset: list[str] | None = None) -> tuple[Rows, Rows]:
-    """(the measure's rows on one set, the --bootstrap comparisons of its detection figures or {})."""
+                 detector: Callable | None, read: ReadImage, subset: list[str] | None = None) -> tuple[Rows, Rows]:
+    """(the measure's rows on one set, its photos read with `read`; the --bootstrap comparisons of its detection
+    figures or {})."""
     label = f"{measure} {dataset.name}" + (f" {','.join(subset)}" if subset else "")
     where = dataset.path
     given = methods
@@ -401,20 +405,20 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         return chosen(find_pairs(where), lambda pair: pair.hazy.name)
 
     if measure == "quality":
-        return evaluate_quality(pairs(), some(quality_methods(methods)), label), {}
+        return evaluate_quality(pairs(), some(quality_methods(methods)), label, read), {}
     if measure == "scattering":
         scattering = some(scattering_methods(methods), "it needs a method that estimates A and t; ")
-        return evaluate_scattering(pairs(), scattering, label), {}
+        return evaluate_scattering(pairs(), scattering, label, read), {}
     if measure == "detection":
         if is_paired_set(where):
-            matches = match_recovery(pairs(), methods, detector, args.conf, label)
+            matches = match_recovery(pairs(), methods, detector, args.conf, label, read)
             rows = recovery_rows(matches, args.conf)
         else:
             if args.bootstrap:
                 _refuse_clear_comparisons(args, methods, dataset.name)
             some([method for method in methods if not method.spec.reads_clear])
             labelled = labelled_images(where, choose=lambda paths: chosen(paths, lambda p: p.name))
-            matches = match_labelled(labelled, methods, detector, label, detector.names.values())
+            matches = match_labelled(labelled, methods, detector, label, detector.names.values(), read)
             rows = labelled_rows(matches, args.conf)
         if not args.bootstrap:
             return rows, {}
@@ -427,11 +431,13 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         depth_set = load_depth_set(where)
         depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
         return evaluate_visibility(depth_set, where, methods, label), {}
-    return evaluate_haze(chosen(_photos(where), lambda path: path.name), some(haze_methods(methods)), label), {}
+    return evaluate_haze(chosen(_photos(where), lambda path: path.name), some(haze_methods(methods)), label,
+                         read), {}
 
 
 def _measure_all(measure: str, datasets: list[EvalSet], methods: list[Method], args: argparse.Namespace,
-                 detector: Callable | None, subsets: dict[str, list[str]], everything: bool) -> tuple[Rows, Rows]:
+                 detector: Callable | None, read: ReadImage, subsets: dict[str, list[str]],
+                 everything: bool) -> tuple[Rows, Rows]:
     """(one measure's rows over its sets and their subsets, its --bootstrap comparisons). A set the measure refuses
     (NotApplicable) is left out with a warning, except a set named with --dataset for a measure named in --measure:
     that fails, as does anything else (broken data), naming the measure and the set."""
@@ -441,7 +447,7 @@ def _measure_all(measure: str, datasets: list[EvalSet], methods: list[Method], a
         for subset_name, globs in [(None, None), *subsets.items()]:
             set_name = dataset.name if subset_name is None else f"{dataset.name}:{subset_name}"
             try:
-                result, compared = _measure_one(measure, dataset, methods, args, detector, globs)
+                result, compared = _measure_one(measure, dataset, methods, args, detector, read, globs)
             except NotApplicable as exc:
                 if args.dataset and subset_name is None and not everything:
                     raise NotApplicable(f"{measure} on {dataset.path}: {exc}") from exc
@@ -465,6 +471,7 @@ def run(args: argparse.Namespace) -> int:
                          f"interval worth the name), got {args.bootstrap}")
     if (args.baseline or args.group) and not args.bootstrap:
         raise ValueError("--baseline and --group only apply with --bootstrap N")
+    read = ImageReader(args.input_bits)
     subsets = parse_subsets(args.subset)
     expand_patterns(args.include or [])  # a bad @FILE:PART fails here, before any model loads
     requested = parse_measures(args.measure)
@@ -481,7 +488,8 @@ def run(args: argparse.Namespace) -> int:
     detector = _detector(args) if "detection" in measures else None
     rows: Rows = {}
     for measure in measures:
-        table, bootstrap_rows = _measure_all(measure, datasets[measure], methods, args, detector, subsets, everything)
+        table, bootstrap_rows = _measure_all(measure, datasets[measure], methods, args, detector, read, subsets,
+                                             everything)
         if not table and everything:
             LOG.warning("the %s measure produced no figures: left out (see the warnings above)", measure)
             continue

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dgdehaze_core.io.images import ImageError, list_images, read_image
+from dgdehaze_core.io.images import ImageError, ReadImage, list_images, read_image
 
 HAZY_FOLDER_NAMES = ("hazy",)
 CLEAR_FOLDER_NAMES = ("clear", "gt", "clean")
@@ -180,11 +180,11 @@ def find_pairs(root: str | Path) -> list[Pair]:
     return pairs
 
 
-def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """Read a pair as two uint8 BGR frames of the same size; PairingError names the file that fails."""
+def load_pair(pair: Pair, read: ReadImage = read_image) -> tuple[np.ndarray, np.ndarray]:
+    """Read a pair with `read` as two uint8 BGR frames of the same size; PairingError names the file that fails."""
     try:
-        hazy = read_image(pair.hazy)
-        clear = read_image(pair.clear)
+        hazy = read(pair.hazy)
+        clear = read(pair.clear)
     except ImageError as exc:
         raise PairingError(f"pair {pair.name}: {exc}") from None
     if hazy.shape != clear.shape:

@@ -38,7 +38,7 @@ from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.labelled_sets import labelled_images
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
-from dgdehaze_core.io.images import list_images, read_image
+from dgdehaze_core.io.images import ReadImage, list_images, read_image
 
 IOU_THRESHOLD = 0.5
 CONFIDENCE = 0.25
@@ -279,13 +279,13 @@ def _predictions(method: Method, hazy: np.ndarray, clear: np.ndarray, clear_dete
 
 
 def match_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: DetectFn, conf: float = CONFIDENCE,
-                   label: str = "detection") -> dict[str, list[ImageMatches]]:
+                   label: str = "detection", read: ReadImage = read_image) -> dict[str, list[ImageMatches]]:
     """Per method, each pair's detections on its output matched to the detector's detections on the clear image
-    (score >= conf). `clear` is the clear image itself (the ceiling), `clear-jpeg90` its JPEG copy (the
-    protocol's own noise), `hazy` the untouched input."""
+    (score >= conf), the pair read with `read`. `clear` is the clear image itself (the ceiling), `clear-jpeg90` its
+    JPEG copy (the protocol's own noise), `hazy` the untouched input."""
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in methods}
     for pair in tqdm(pairs, desc=label, unit="pair"):
-        hazy, clear = load_pair(pair)
+        hazy, clear = load_pair(pair, read)
         detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
         clear_detections = detect_once(clear)
         references = references_from_detections(clear_detections, conf)
@@ -303,14 +303,16 @@ def recovery_rows(matches: Mapping[str, Sequence[ImageMatches]],
 
 
 def match_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], detect: DetectFn,
-                   label: str = "detection", classes: Collection[str] = ()) -> dict[str, list[ImageMatches]]:
+                   label: str = "detection", classes: Collection[str] = (),
+                   read: ReadImage = read_image) -> dict[str, list[ImageMatches]]:
     """Per method (`clear` has none here), each real hazy photo's detections on its output matched to the human
-    boxes; boxes of classes outside `classes` (the detector's class names) are ignored."""
+    boxes, the photo read with `read`; boxes of classes outside `classes` (the detector's class names) are
+    ignored."""
     usable = [m for m in methods if not m.spec.reads_clear]
     images = known_references(images, classes)
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in usable}
     for item in tqdm(images, desc=label, unit="image"):
-        hazy = read_image(item.image)
+        hazy = read(item.image)
         detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
         for method in usable:
             matches[method.name].append(match_image(item.boxes, method_detections(method, hazy, detect_once,

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.io.images import ImageError, read_image, to_bgr8
+from dgdehaze_core.io.images import ImageError, ReadImage, read_image, to_bgr8
 from dgdehaze_core.physics.dark_channel import haze_density
 
 LOG = logging.getLogger(__name__)
@@ -103,11 +103,11 @@ def output_figures(output: np.ndarray, input_noise: float, with_fade: bool) -> d
 
 
 def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],
-                  label: str = "haze") -> dict[str, dict[str, float]]:
+                  label: str = "haze", read: ReadImage = read_image) -> dict[str, dict[str, float]]:
     """{method name: {fade, dark_channel, noise_sigma, noise_ratio, images, skipped}}: each figure the mean over the
     photos where it is finite (NaN where none is; FADE NaN throughout when fade-python cannot run here), `images`
     the photos measured and `skipped` how many of them were left out of at least one figure's mean (each with a
-    warning naming it)."""
+    warning naming it). Each photo is read with `read`."""
     if not images:
         raise ImageError("no hazy images to measure")
     reason = fade_unavailable_reason()
@@ -116,7 +116,7 @@ def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],
     scores: dict[str, dict[str, list[float]]] = {m.name: {name: [] for name in FIGURES} for m in methods}
     skipped = {m.name: 0 for m in methods}
     for path in tqdm(images, desc=label, unit="image"):
-        hazy = read_image(path)
+        hazy = read(path)
         input_noise = noise_sigma(hazy)
         for method in methods:
             figures = output_figures(method.dehaze(hazy).image, input_noise, reason is None)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
 from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.evaluation.metrics import ciede2000, psnr, ssim
+from dgdehaze_core.io.images import ReadImage, read_image
 
 QUALITY_COLUMNS = ("psnr", "ssim", "ciede2000", "pairs")
 
@@ -24,13 +25,13 @@ def quality_methods(methods: Sequence[Method]) -> list[Method]:
 
 
 def evaluate_quality(pairs: Sequence[Pair], methods: Sequence[Method],
-                     label: str = "quality") -> dict[str, dict[str, float]]:
-    """{method name: {psnr, ssim, ciede2000, pairs}} as means over `pairs`."""
+                     label: str = "quality", read: ReadImage = read_image) -> dict[str, dict[str, float]]:
+    """{method name: {psnr, ssim, ciede2000, pairs}} as means over `pairs`, each read with `read`."""
     if not pairs:
         raise ValueError("quality needs at least one hazy/clear pair")
     scores: dict[str, dict[str, list[float]]] = {m.name: {"psnr": [], "ssim": [], "ciede2000": []} for m in methods}
     for pair in tqdm(pairs, desc=label, unit="pair"):
-        hazy, clear = load_pair(pair)
+        hazy, clear = load_pair(pair, read)
         for method in methods:
             output = method.dehaze(hazy).image
             row = scores[method.name]

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
 from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.io.images import ImageError, ReadImage, read_image
 
 AIRLIGHT_GRID = np.round(np.arange(0.30, 1.0001, 0.01), 2)
 MIN_CONTRAST = 0.1
@@ -75,8 +75,9 @@ def scattering_methods(methods: Sequence[Method]) -> list[Method]:
 
 
 def evaluate_scattering(pairs: Sequence[Pair], methods: Sequence[Method],
-                        label: str = "scattering") -> dict[str, dict[str, float]]:
-    """{method: {airlight_error, t_mae, t_bias, fit_rmse, pairs}} as means over `pairs` (fit_rmse: the fit's own);
+                        label: str = "scattering", read: ReadImage = read_image) -> dict[str, dict[str, float]]:
+    """{method: {airlight_error, t_mae, t_bias, fit_rmse, pairs}} as means over `pairs`, each read with `read`
+    (fit_rmse: the fit's own);
     NotApplicable when no method estimates A and t."""
     if not pairs:
         raise ValueError("scattering needs at least one hazy/clear pair")
@@ -85,7 +86,7 @@ def evaluate_scattering(pairs: Sequence[Pair], methods: Sequence[Method],
     scores: dict[str, dict[str, list[float]]] = {m.name: {} for m in methods}
     residuals = []
     for pair in tqdm(pairs, desc=label, unit="pair"):
-        hazy, clear = load_pair(pair)
+        hazy, clear = load_pair(pair, read)
         fit = fit_scattering(hazy, clear)
         residuals.append(fit.rmse)
         for method in methods:
