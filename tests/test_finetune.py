@@ -16,13 +16,14 @@ import torch
 
 from dgdehaze_core.bags.io import IMAGE_TYPE, BagSource, BagWriter
 from dgdehaze_core.datasets.paths import REPO_DIR
-from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.io.images import ImageError, read_image
 from dgdehaze_core.models import build_model, load_model, save_checkpoint, shipped_weights_path
-from dgdehaze_core.training.datasets import RandomCrops, collect_images, decode_training_images
+from dgdehaze_core.training.datasets import RandomCrops, collect_images, decode_training_images, load_validation
 from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
 from dgdehaze_core.training.trainer import Trainer
-from test_bag_io import START, PERIOD, demo_frames, image_msg
+from test_bag_io import START, PERIOD, demo_frames, image_msg, write_camera_bag
 from test_bag_ros1 import write_ros1_bag
+from test_image_io import twelve_bit_export
 
 DEMO_BAG = REPO_DIR / "data" / "demo" / "rural_fog_day"
 DEMO_TOPIC = "/camera/image_raw/compressed"
@@ -181,6 +182,60 @@ def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:
     assert [(image.frame, image.topic) for image in listed] == [(0, "/cam/image_raw"), (2, "/cam/image_raw"),
                                                                (4, "/cam/image_raw")]
     assert np.array_equal(decode_training_images(listed, max_side=64)[listed[2]], frames[4][:, :, ::-1])
+
+
+# --- a 12-bit camera ---------------------------------------------------------------------------------------------
+
+def test_a_12_bit_camera_s_png_exports_train_whole_with_input_bits_12_and_are_warned_once_a_source_without(
+        shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    photo = read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
+    for name in ("camera", "other"):
+        (tmp_path / name).mkdir()
+        for index in range(2):
+            twelve_bit_export(photo, tmp_path / name / f"frame{index}.png")
+    recipe = recipe_from_dict({"name": "r", "iterations": 1, "data": {
+        "clear": [str(tmp_path / "other")], "hazy": [{"path": str(tmp_path / "camera"), "input_bits": 12}]}}, tmp_path)
+    assert recipe.hazy[0].input_bits == 12 and recipe.clear[0].input_bits == 16
+    side = max(photo.shape[:2])
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core.io.images"):
+        crops = RandomCrops(recipe.hazy, 64, side, (1.0, 1.0), 0, "hazy")
+        assert not caplog.records
+        assert all(np.abs(image.astype(int) - photo[:, :, ::-1]).max() <= 1 for image in crops.images)
+        dark = RandomCrops([*recipe.clear, ImageSource(tmp_path / "camera")], 64, side, (1.0, 1.0), 0, "clear")
+    assert all(image.mean() < 20 for image in dark.images)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2 and all("set input_bits: 12 on its source" in warning for warning in warnings)
+    assert "other" in warnings[0] and "camera" in warnings[1]
+    for folder in ("hazy", "clear"):  # a validation set exported by the same camera
+        (tmp_path / "val" / folder).mkdir(parents=True)
+        twelve_bit_export(photo, tmp_path / "val" / folder / "a.png")
+    pair = load_validation([ImageSource(tmp_path / "val", input_bits=12)], side)[0]
+    assert all(np.abs(image.astype(int) - photo).max() <= 1 for image in (pair.hazy, pair.clear))
+
+
+def test_input_bits_reads_a_12_bit_camera_s_bag_frames_whole_and_is_checked_when_the_recipe_is_read(
+        shared_data: Path, tmp_path: Path) -> None:
+    photo = cv2.resize(read_image(shared_data / "detection" / "dawn-fog" / "foggy-002.jpg"), (160, 90),
+                       interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    for encoding in ("mono12", "png12"):  # mono16 samples 0..4095, raw and as image_transport's 16-bit PNG
+        write_camera_bag(tmp_path / encoding, "mcap", [photo], encoding)
+        for bits, check in ((12, lambda image: np.abs(image.astype(int) - gray[:, :, None]).max() <= 1),
+                            (16, lambda image: image.mean() < 20)):
+            crops = RandomCrops([ImageSource(tmp_path / encoding, input_bits=bits)], 64, 160, (1.0, 1.0), 0, "hazy")
+            assert check(crops.images[0]), (encoding, bits)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), photo)
+    for item, message in (({"path": str(folder), "input_bits": 17}, r"'input_bits' in 'data.hazy' must be an "
+                                                                      r"integer in 8\.\.16.*got 17"),
+                          ({"path": str(folder), "input_bits": "12"}, r"'input_bits' in 'data.hazy'.*got '12'"),
+                          ({"path": str(folder), "input_bits": True}, r"'input_bits' in 'data.hazy'.*got True"),
+                          ({"path": str(tmp_path / "drive.mp4"), "input_bits": 12},
+                           r"'input_bits' in 'data.hazy'.*drive\.mp4 is a video, whose frames are 8-bit")):
+        with pytest.raises(RecipeError, match=message):
+            recipe_from_dict({"name": "r", "iterations": 1, "data": {"clear": [str(folder)], "hazy": [item]}},
+                             tmp_path)
 
 
 # --- the recipe ---------------------------------------------------------------------------------------------------

@@ -273,9 +273,12 @@ class ImageReader:
     but none above 4095: the signature of a 12-bit camera's frames exported to 16-bit files, which would be
     processed as nearly black images without a word."""
 
-    def __init__(self, bits: int = SAMPLE_BITS) -> None:
-        """bits: as `read_image`'s (ValueError outside 8..16)."""
+    def __init__(self, bits: int = SAMPLE_BITS,
+                 remedy: str = "give --input-bits 12 (this is said once per run)") -> None:
+        """bits: as `read_image`'s (ValueError outside 8..16). remedy: how the warning tells the user to say 12 bits
+        (a command's option, a recipe's field)."""
         self.bits = check_sample_bits(bits)
+        self.remedy = remedy
         self.warned = False
 
     def __call__(self, path: str | Path) -> np.ndarray:
@@ -286,7 +289,7 @@ class ImageReader:
             self.warned = True
             LOG.warning("%s holds 16-bit samples but none above %d, as a 12-bit camera's frames exported to 16 bits: "
                         "read with all 16 significant bits it is nearly black; if its samples have 12 significant "
-                        "bits, give --input-bits 12 (this is said once per run)", path, NARROW_SAMPLE)
+                        "bits, %s", path, NARROW_SAMPLE, self.remedy)
         return _file_bgr8(path, image, SAMPLE_BITS if declared else self.bits)
 
 

@@ -15,7 +15,7 @@ from typing import Collection
 
 import numpy as np
 
-from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 
 LOG = logging.getLogger(__name__)
 
@@ -57,15 +57,17 @@ def bag_frame_indices(bag: Path, topic: str, frame_step: int, kind: str) -> tupl
         return topic, list(range(0, topics[topic][1], frame_step))
 
 
-def decode_bag_frames(bag: Path, topic: str, wanted: Collection[int]) -> dict[int, np.ndarray]:
-    """The frames `wanted` (indices on `topic`, in time order) of the bag as BGR uint8, read in one pass that stops
-    after the last one wanted. A frame that does not decode is left out with one warning for the bag, naming the
-    first; ImageError when none decodes, or when the bag ends before a wanted frame (its index lists more)."""
+def decode_bag_frames(bag: Path, topic: str, wanted: Collection[int],
+                      bits: int = SAMPLE_BITS) -> dict[int, np.ndarray]:
+    """The frames `wanted` (indices on `topic`, in time order) of the bag as BGR uint8 (16-bit samples with `bits`
+    significant bits, as bag-eval's --input-bits), read in one pass that stops after the last one wanted. A frame
+    that does not decode is left out with one warning for the bag, naming the first; ImageError when none decodes,
+    or when the bag ends before a wanted frame (its index lists more)."""
     decoded: dict[int, np.ndarray] = {}
     failed: dict[int, ImageError] = {}
     last = max(wanted)
     bags = _bags(bag)
-    with bags.BagSource(bag, as_ros2=False) as source:
+    with bags.BagSource(bag, input_bits=bits, as_ros2=False) as source:
         connections = [connection for connection in source.connections if connection.topic == topic]
         for index, (connection, log_time, raw) in enumerate(source.raw_messages(connections)):
             if index in wanted:

@@ -23,12 +23,15 @@ from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
 from dgdehaze_core.datasets.splits import refuse_judging_files
-from dgdehaze_core.io.images import (MAX_PIXELS, VIDEO_SUFFIXES, ImageError, images_under, iter_video,
-                                     read_image, video_frame_count)
+from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, ReadImage,
+                                     images_under, iter_video, read_image, video_frame_count)
 from dgdehaze_core.training.bag_frames import bag_frame_indices, decode_bag_frames, is_bag_path
 from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)
+
+FILE_REMEDY = "set input_bits: 12 on its source in the recipe (this is said once per source)"
+"""What the warning of a training source's `ImageReader` asks for (`io.images.ImageReader`)."""
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,13 @@ class TrainingImage:
     path: Path
     frame: int | None = None
     topic: str = ""
+    bits: int = SAMPLE_BITS
+    """Significant bits of its 16-bit samples (its source's `input_bits`)."""
 
 
 def _bag_frames(source: ImageSource, kind: str) -> list[TrainingImage]:
     topic, indices = bag_frame_indices(source.path, source.topic, source.frame_step, kind)
-    return [TrainingImage(source.path, index, topic) for index in indices]
+    return [TrainingImage(source.path, index, topic, source.input_bits) for index in indices]
 
 
 def _video_frames(source: ImageSource, kind: str) -> list[TrainingImage]:
@@ -58,7 +63,7 @@ def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
     paths = images_under(source.path)
     if source.include:
         paths = [p for p in paths if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
-    return [TrainingImage(path) for path in paths[::source.frame_step]]
+    return [TrainingImage(path, bits=source.input_bits) for path in paths[::source.frame_step]]
 
 
 def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[TrainingImage, float, ImageSource]]:
@@ -103,24 +108,26 @@ def _scaled(image: np.ndarray, max_side: int, min_side: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def load_rgb(path: Path, max_side: int, min_side: int = 1) -> np.ndarray:
-    """An image file as RGB uint8, scaled down so its long side is at most `max_side` and up so its short side is
-    at least `min_side`. ImageError names the file when it cannot be read or would grow too large."""
+def load_rgb(path: Path, max_side: int, min_side: int = 1, read: ReadImage = read_image) -> np.ndarray:
+    """An image file read with `read` as RGB uint8, scaled down so its long side is at most `max_side` and up so its
+    short side is at least `min_side`. ImageError names the file when it cannot be read or would grow too large."""
     try:
-        return _scaled(read_image(path)[:, :, ::-1], max_side, min_side)
+        return _scaled(read(path)[:, :, ::-1], max_side, min_side)
     except ImageError as exc:
         raise ImageError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
 
 
 def decode_training_images(images: Sequence[TrainingImage], max_side: int,
                            min_side: int = 1) -> dict[TrainingImage, np.ndarray]:
-    """Every image as `load_rgb` gives it, by image; each video and each bag is decoded once for all its frames.
-    A bag frame that does not decode is left out (`bag_frames.decode_bag_frames`: one warning per bag, ImageError
-    when none of its frames decodes). ImageError names a video or bag that ends before a frame it listed."""
+    """Every image as `load_rgb` gives it, by image, with its `bits`; each video and each bag is decoded once for all
+    its frames. A bag frame that does not decode is left out (`bag_frames.decode_bag_frames`: one warning per bag,
+    ImageError when none of its frames decodes). ImageError names a video or bag that ends before a frame it listed.
+    The image files are read by one `ImageReader` per `bits`, which warns once per call when one read with 16 bits
+    looks like a 12-bit camera's."""
     decoded: dict[TrainingImage, np.ndarray] = {}
-    for bag, topic in sorted({(image.path, image.topic) for image in images if image.topic}):
-        listed = [image for image in images if image.path == bag and image.topic == topic]
-        taken = decode_bag_frames(bag, topic, {image.frame for image in listed if image.frame is not None})
+    for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in images if image.topic}):
+        listed = [image for image in images if image.path == bag and image.topic == topic and image.bits == bits]
+        taken = decode_bag_frames(bag, topic, {image.frame for image in listed if image.frame is not None}, bits)
         decoded.update((image, _scaled(taken[image.frame][:, :, ::-1], max_side, min_side)) for image in listed
                        if image.frame in taken)
     frames: dict[tuple[Path, int], np.ndarray] = {}
@@ -132,10 +139,12 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int,
         missing = sorted(index for index in wanted if (video, index) not in frames)
         if missing:
             raise ImageError(f"{video} ends before frame {missing[0]} (its container reports more frames)")
+    readers: dict[int, ImageReader] = {}
     for image in images:
         if not image.topic:
+            reader = readers.setdefault(image.bits, ImageReader(image.bits, FILE_REMEDY))
             decoded[image] = (frames[(image.path, image.frame)] if image.frame is not None
-                              else load_rgb(image.path, max_side, min_side))
+                              else load_rgb(image.path, max_side, min_side, reader))
     return decoded
 
 
@@ -162,7 +171,10 @@ class RandomCrops(Dataset):
         self.zoom_range = zoom_range
         self.seed = seed
         self.stream = {"clear": 1, "hazy": 2}.get(kind, 3)
-        decoded = decode_training_images([image for image, _, _ in listed], max_side, min_side=crop)
+        decoded: dict[TrainingImage, np.ndarray] = {}
+        for source in sources:  # one call a source: its reader warns once for it
+            decoded.update(decode_training_images([image for image, _, of in listed if of is source], max_side,
+                                                  min_side=crop))
         entries = [entry for entry in listed if entry[0] in decoded]
         self.sources = [image for image, _, _ in entries]
         self.images = [decoded[image] for image in self.sources]
@@ -244,8 +256,9 @@ def load_validation(sources: Sequence[ImageSource], max_side: int) -> list[Valid
     """Every pair of `validation_pairs(sources)`, both images scaled alike to a long side of at most `max_side`."""
     pairs = []
     for source in sources:
+        reader = ImageReader(source.input_bits, FILE_REMEDY)
         for pair in validation_pairs([source]):
-            hazy, clear = load_pair(pair)
+            hazy, clear = load_pair(pair, reader)
             scale = min(1.0, max_side / max(hazy.shape[:2]))
             if scale < 1.0:
                 size = (max(1, round(hazy.shape[1] * scale)), max(1, round(hazy.shape[0] * scale)))

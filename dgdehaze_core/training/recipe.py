@@ -20,7 +20,7 @@ import yaml
 
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_parts
-from dgdehaze_core.io.images import VIDEO_SUFFIXES
+from dgdehaze_core.io.images import SAMPLE_BITS, VIDEO_SUFFIXES
 from dgdehaze_core.models import MODEL_CONFIGS
 from dgdehaze_core.training.bag_frames import is_bag_path
 
@@ -66,7 +66,9 @@ class ImageSource:
     frame of the video or bag, or image of the folder in name order, is taken; `include` keeps only names of a
     folder matching one of its glob patterns (`@FILE:PART` in the recipe: a part of a split file, see
     `datasets.splits`), before the step. `topic` names a bag's image topic (needed when it has several; refused on
-    a folder or a video); empty: the bag's only image topic with messages.
+    a folder or a video); empty: the bag's only image topic with messages. `input_bits` gives the significant bits
+    of a folder's or bag's 16-bit samples, as the node's input_bits (12 for a 12-bit camera's 0..4095; refused on a
+    video, whose frames are 8-bit).
 
     `weight` is the share of draws this source gets relative to the other sources of the same kind.
     `prior_depth` keeps the prior depth field for this clear source's haze even when the recipe names a
@@ -79,6 +81,7 @@ class ImageSource:
     frame_step: int = 1
     prior_depth: bool = False
     topic: str = ""
+    input_bits: int = SAMPLE_BITS
 
 
 @dataclass(frozen=True)
@@ -197,14 +200,14 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
         return ()
     if not isinstance(raw, list):
         raise RecipeError(f"'{key}' must be a list of folders, videos or bags (a path or {{path, include, weight, "
-                          f"frame_step, prior_depth, topic}}), got {raw!r}")
+                          f"frame_step, prior_depth, topic, input_bits}}), got {raw!r}")
     sources = []
     for item in raw:
         if isinstance(item, str):
             item = {"path": item}
         if not isinstance(item, dict) or "path" not in item:
             raise RecipeError(f"each entry of '{key}' needs a 'path', got {item!r}")
-        unknown = set(item) - {"path", "include", "weight", "frame_step", "prior_depth", "topic"}
+        unknown = set(item) - {"path", "include", "weight", "frame_step", "prior_depth", "topic", "input_bits"}
         if unknown:
             raise RecipeError(f"unknown field(s) {sorted(unknown)} in an entry of '{key}'")
         include = item.get("include") or []
@@ -233,6 +236,13 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
         if topic and (path.suffix.lower() in VIDEO_SUFFIXES or path.is_dir() and not is_bag_path(path)):
             raise RecipeError(f"'topic' in '{key}' names a bag's image topic; {item['path']} is a video or a folder "
                               "without a bag's metadata.yaml")
+        bits = item.get("input_bits", SAMPLE_BITS)
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 8 <= bits <= 16:
+            raise RecipeError(f"'input_bits' in '{key}' must be an integer in 8..16 (the significant bits of 16-bit "
+                              f"samples), got {bits!r}")
+        if bits != SAMPLE_BITS and path.suffix.lower() in VIDEO_SUFFIXES:
+            raise RecipeError(f"'input_bits' in '{key}' gives the significant bits of 16-bit samples; {item['path']} "
+                              "is a video, whose frames are 8-bit")
         judging = judging_parts(include)
         if judging:
             raise RecipeError(f"'include' in '{key}': the judging photos never train: {', '.join(judging)}")
@@ -240,7 +250,7 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             patterns = expand_patterns(include, base)
         except SplitError as exc:
             raise RecipeError(f"'include' in '{key}': {exc}") from None
-        sources.append(ImageSource(path, tuple(patterns), float(weight), frame_step, prior, topic))
+        sources.append(ImageSource(path, tuple(patterns), float(weight), frame_step, prior, topic, bits))
     return tuple(sources)
 
 
