@@ -91,7 +91,7 @@ def _weights_source(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.untrained:
         return None
     path = args.weights if args.weights is not None else shipped_weights_path(args.config)
-    return {**weights_provenance(path), "path": path.name}
+    return {"path": path.name, **weights_provenance(path)}
 
 
 def _sources(args: argparse.Namespace) -> list[Path]:

@@ -58,7 +58,7 @@ def _weights_of(methods: list[str] | None) -> dict[str, dict[str, Any]]:
         path = shipped_weights_path(spec.source) if spec.source in MODEL_CONFIGS else Path(spec.source)
         if path.suffix not in (".pt", ".onnx") or not path.is_file():
             continue
-        entry = {**weights_provenance(path), "path": _shown(path)}
+        entry = {"path": _shown(path), **weights_provenance(path)}
         if path.suffix == ".onnx":
             import onnx
 

@@ -62,9 +62,9 @@ commit, when it was saved, the recipe's fields, and the weights a fine-tune star
 
 
 def weights_provenance(path: Path) -> dict[str, Any]:
-    """A weights file's name, sha256 (12 hex digits) and, for a `.pt` of this package, its metadata's
-    PROVENANCE_KEYS; ValueError naming the file when a `.pt` does not read."""
-    found: dict[str, Any] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
+    """A weights file's sha256 (12 hex digits) and, for a `.pt` of this package, its metadata's PROVENANCE_KEYS;
+    ValueError naming the file when a `.pt` does not read. The caller names the file as it shows it."""
+    found: dict[str, Any] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
     if path.suffix == ".pt":
         meta = read_checkpoint(path).get("meta", {})
         found.update({key: meta[key] for key in PROVENANCE_KEYS if key in meta})

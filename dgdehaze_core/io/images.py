@@ -235,10 +235,11 @@ def _file_pixels(path: Path) -> tuple[np.ndarray, bool]:
     return image, netpbm
 
 
-def _file_bgr8(path: Path, image: np.ndarray, bits: int) -> np.ndarray:
-    """A file's pixels (`_file_pixels`) as a uint8 BGR frame, 16-bit samples with `bits` significant bits."""
+def _file_bgr8(path: Path, image: np.ndarray, declared: bool, bits: int) -> np.ndarray:
+    """A file's pixels (`_file_pixels`) as a uint8 BGR frame: 16-bit samples with `bits` significant bits, unless
+    the file's header `declared` their range (they are scaled to the full range already)."""
     if image.dtype == np.uint16:
-        image = uint16_to_uint8(image, bits)
+        image = uint16_to_uint8(image, SAMPLE_BITS if declared else bits)
     try:
         return to_bgr8(image)
     except ImageError as exc:
@@ -254,8 +255,7 @@ def read_image(path: str | Path, bits: int = SAMPLE_BITS) -> np.ndarray:
     camera's 0..4095, the rest of the range saturating); a PGM's or PPM's header declares their range, and they are
     read by it whatever `bits` says."""
     path = Path(path)
-    image, declared = _file_pixels(path)
-    return _file_bgr8(path, image, SAMPLE_BITS if declared else check_sample_bits(bits))
+    return _file_bgr8(path, *_file_pixels(path), check_sample_bits(bits))
 
 
 ReadImage = Callable[[Path], np.ndarray]
@@ -290,7 +290,7 @@ class ImageReader:
             LOG.warning("%s holds 16-bit samples but none above %d, as a 12-bit camera's frames exported to 16 bits: "
                         "read with all 16 significant bits it is nearly black; if its samples have 12 significant "
                         "bits, %s", path, NARROW_SAMPLE, self.remedy)
-        return _file_bgr8(path, image, SAMPLE_BITS if declared else self.bits)
+        return _file_bgr8(path, image, declared, self.bits)
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
