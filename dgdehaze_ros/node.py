@@ -59,6 +59,7 @@ from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.frame_chain import FrameChain, detection_schedule
 from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
+from dgdehaze_core.inference.provenance import weights_summary
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import return_freed_memory
@@ -547,8 +548,9 @@ class DehazeNode(LifecycleNode):
 
     def _describe(self) -> str:
         pipeline = self._pipeline
+        weights = weights_summary(str(getattr(pipeline, "method", "")))
         return (f"method {getattr(pipeline, 'method', '-')}, backend {getattr(pipeline, 'backend', '-')}, "
-                f"detector {self._detector_note}")
+                + (f"weights {weights}, " if weights else "") + f"detector {self._detector_note}")
 
     # ---- data path -------------------------------------------------------------------------------------------
     def _image_callback(self) -> Callable[..., None]:
@@ -681,6 +683,7 @@ class DehazeNode(LifecycleNode):
             level, message = DiagnosticStatus.ERROR, "; ".join(self._reload_problems.values())
         pipeline = self._pipeline
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
+                "weights": weights_summary(str(getattr(pipeline, "method", ""))) or "none",
                 "detector": self._detector_note if self._detector is not None else "off",
                 **self._fog.diagnostics()}
         self._diagnostics_pub.publish(diagnostic_array(

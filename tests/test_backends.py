@@ -320,6 +320,38 @@ def test_a_prebuilt_engine_is_read_from_its_sidecar_and_refused_where_it_was_not
         prebuilt_engine(tmp_path / "missing.engine", *here)
 
 
+def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -> None:
+    """Engines carried no provenance (only ONNX exports did): an engine deployed on a vehicle, or scored by eval,
+    could not say which trained weights it holds. Its sidecar now records them, and everything that names a
+    network file (the results record, the node's /diagnostics) reads them from there."""
+    from dgdehaze_core.evaluation.results_record import _weights_of
+    from dgdehaze_core.inference.provenance import how_made, network_file_provenance, weights_summary
+    from dgdehaze_core.io.checkpoints import weights_provenance
+    from dgdehaze_core.models import shipped_weights_path
+
+    lite = shipped_weights_path("lite")
+    source = {"path": lite.name, **weights_provenance(lite)}
+    engine = tmp_path / "lite.engine"
+    EngineCache(tmp_path).build(key(extra={"stride": "32"}), engine, lambda tmp: tmp.write_bytes(b"serialized engine"),
+                                source)
+    entry = network_file_provenance(engine)
+    assert entry["exported_from"] == source and entry["engine_precision"] == "fp16"
+    made = how_made(entry)
+    assert made.startswith(f"a TensorRT engine, fp16, built with tensorrt-10.3.0 for Orin sm87, of `{lite.name}` "
+                           f"(sha256 {source['sha256']}, {source['iterations']} training iterations of recipe lite")
+    assert _weights_of([f"trt={engine}"])["trt"] == {"path": str(engine), **entry}
+    assert weights_summary(str(engine)) == f"lite.engine (sha256 {entry['sha256']}, {made})"
+
+    builds = Builds()  # an engine the cache builds (the node's, from an .onnx) keeps what it is given too
+    _, cached = EngineCache(tmp_path / "cache").get_or_build(key(), "lite", ".engine", builds.build, builds.load,
+                                                            source)
+    assert json.loads(sidecar_path(cached).read_text())["exported_from"] == source
+    engine.write_bytes(b"serialized engine, edited")
+    with pytest.raises(ValueError, match="does not match the hash"):
+        network_file_provenance(engine)
+    assert "does not match the hash" in weights_summary(str(engine)), "a changed file is read again, not remembered"
+
+
 @cpu_only
 def test_a_prebuilt_engine_runs_on_the_tensorrt_backend_only_and_says_why_not_here(tmp_path: Path) -> None:
     from dgdehaze_core.inference.pipeline import load_pipeline

@@ -2,6 +2,7 @@
 and load. One node per module, in-process, talking to a probe node through Fast DDS on a private domain."""
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import resource
@@ -822,6 +823,24 @@ def newest_diagnostics(probe: Probe) -> tuple[int, str, dict[str, str]]:
     status = messages[-1].status[0]
     return int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level), \
         status.message, {kv.key: kv.value for kv in status.values}
+
+
+def test_diagnostics_name_the_trained_weights_the_node_runs(node: DehazeNode, probe: Probe) -> None:
+    """/diagnostics named the method and backend only: a fleet's recorded diagnostics could not tell which trained
+    weights a vehicle ran (a model name reads the same before and after an update of its file)."""
+    assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("weights") == "none", 10.0), \
+        newest_diagnostics(probe)
+    lite = shipped_weights_path("lite")
+    named = f"{lite.name} (sha256 {hashlib.sha256(lite.read_bytes()).hexdigest()[:12]}, "
+    set_ok(node, model="lite", backend="torch")
+    try:
+        assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("weights", "").startswith(named), 60.0), \
+            newest_diagnostics(probe)
+        assert "training iterations of recipe lite at commit" in newest_diagnostics(probe)[2]["weights"]
+    finally:
+        set_ok(node, model="dcp", backend="auto")
+        probe.clear()
+        assert probe.wait_for(lambda: reported_backend(probe) == "opencv", 30.0), "back on dcp for later tests"
 
 
 def test_weights_that_fail_to_load_are_put_back_and_the_error_clears_on_a_good_change(

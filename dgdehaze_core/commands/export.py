@@ -84,7 +84,7 @@ def _model(args: argparse.Namespace):  # -> DGDehazeNet
 
 
 def _weights_source(args: argparse.Namespace) -> dict[str, Any] | None:
-    """What an ONNX export records of the weights file it was made from (None for --untrained)."""
+    """What an ONNX export or a TensorRT engine records of the weights file it was made from (None for --untrained)."""
     from dgdehaze_core.io.checkpoints import weights_provenance
     from dgdehaze_core.models import shipped_weights_path
 
@@ -196,12 +196,14 @@ def run(args: argparse.Namespace) -> int:
     profile = ShapeProfile.for_camera(height, width, stride)
     if not dynamic:
         profile = ShapeProfile(profile.opt, profile.opt, profile.opt)
+    source = _weights_source(args)
     with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
-        onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True, outputs=outputs)
+        onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True, outputs=outputs,
+                                source=source)
         key = engine_key(onnx_path, stride, profile, precision, torch.device("cuda:0"), args.calib)
         table = calibration_table_of(out)
         EngineCache(out.parent, keep_days=0).build(
-            key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision, args.calib, table))
+            key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision, args.calib, table), source)
     print(out)
     return 0
 

@@ -49,27 +49,15 @@ def _weights_of(methods: list[str] | None) -> dict[str, dict[str, Any]]:
     """The weights file behind every network method of the --method values (the default set without one), with
     what its checkpoint says."""
     from dgdehaze_core.evaluation.methods import default_method_specs, parse_methods
-    from dgdehaze_core.io.checkpoints import weights_provenance
+    from dgdehaze_core.inference.provenance import NETWORK_FILE_SUFFIXES, network_file_provenance
     from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
 
     weights = {}
     specs = parse_methods(",".join(methods)) if methods else default_method_specs()
     for spec in specs:
         path = shipped_weights_path(spec.source) if spec.source in MODEL_CONFIGS else Path(spec.source)
-        if path.suffix not in (".pt", ".onnx") or not path.is_file():
-            continue
-        entry = {"path": _shown(path), **weights_provenance(path)}
-        if path.suffix == ".onnx":
-            import onnx
-
-            from dgdehaze_core.inference.export.to_onnx import EXPORTED_FROM
-
-            metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-            entry.update(onnx_config=metadata.get("dgdehaze_config", "unknown"),
-                         onnx_quantization=metadata.get("dgdehaze_quantization", ""))
-            if EXPORTED_FROM in metadata:
-                entry["exported_from"] = json.loads(metadata[EXPORTED_FROM])
-        weights[spec.name] = entry
+        if path.suffix in NETWORK_FILE_SUFFIXES and path.is_file():
+            weights[spec.name] = {"path": _shown(path), **network_file_provenance(path)}
     return weights
 
 

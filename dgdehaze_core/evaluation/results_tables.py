@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.inference.provenance import how_made
 
 LOG = logging.getLogger(__name__)
 
@@ -165,16 +166,6 @@ def _depth_order(key: str) -> int:
     return conditions.index(condition) + 1 if method and condition in conditions else 0
 
 
-def _training(weights: Mapping[str, Any]) -> str:
-    """How a weights file was trained, from what its checkpoint says (`checkpoints.weights_provenance`)."""
-    made = (f"{weights.get('iterations', '?')} training iterations of recipe {weights.get('recipe', '?')} "
-            f"at commit `{weights.get('commit', '?')}`")
-    started = weights.get("started_from", {})
-    if started.get("init_weights"):
-        made += f", started from `{started['init_weights']}` (sha256 {started.get('sha256', '?')[:12]})"
-    return made
-
-
 def provenance(meta: Mapping[str, Any], name: str) -> str:
     """The list under a table: the command, data, commit, time, machine and weights that produced it."""
     lines = [f"- Command (step `{name}` of `tools/make_results.sh`): `{meta['command']}`",
@@ -184,15 +175,7 @@ def provenance(meta: Mapping[str, Any], name: str) -> str:
     if "detector" in meta:
         lines.append(f"- Detector: {meta['detector']}")
     for method, weights in meta.get("weights", {}).items():
-        if "onnx_config" in weights:
-            made = f"an ONNX export of a `{weights['onnx_config']}` network" + (
-                f", {weights['onnx_quantization']}" if weights.get("onnx_quantization") else ", fp32")
-            source = weights.get("exported_from")
-            if source:
-                made += f", of `{source['path']}` (sha256 {source['sha256']}, {_training(source)})"
-        else:
-            made = _training(weights)
-        lines.append(f"- Weights of `{method}`: `{weights['path']}` (sha256 {weights['sha256']}, {made})")
+        lines.append(f"- Weights of `{method}`: `{weights['path']}` (sha256 {weights['sha256']}, {how_made(weights)})")
     return "\n".join(lines)
 
 

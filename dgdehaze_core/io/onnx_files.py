@@ -17,6 +17,11 @@ def read_onnx(path: str | os.PathLike[str], what: str = "ONNX file", external_da
         raise ValueError(f"{path} is not a readable {what}: {reason}") from None
 
 
+def onnx_metadata(path: str | os.PathLike[str], what: str = "ONNX file") -> dict[str, str]:
+    """The metadata properties of the ONNX file at `path` (`read_onnx`'s errors)."""
+    return {prop.key: prop.value for prop in read_onnx(path, what).metadata_props}
+
+
 def checked_dgdehaze_export(path: str | os.PathLike[str]) -> int:
     """The stride of a dgdehaze ONNX export (its `dgdehaze_stride` metadata); ValueError when the file is no such
     export, its stride is not a positive number, or a float weight holds NaN or infinity (ONNX Runtime and TensorRT

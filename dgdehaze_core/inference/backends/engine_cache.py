@@ -31,7 +31,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Generic, Iterator, TypeVar
+from typing import BinaryIO, Callable, Generic, Iterator, Mapping, TypeVar
 
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
 
@@ -143,16 +143,17 @@ def check_artifact(artifact: Path, key: CacheKey) -> str | None:
     return _hash_problem(artifact, recorded)
 
 
-def recorded_key(artifact: Path) -> dict[str, object]:
-    """The key a prebuilt artifact (one copied in by hand, say) was built for, read from its sidecar once the
-    artifact's hash matches it; ValueError saying why it cannot be trusted otherwise."""
+def trusted_record(artifact: Path) -> dict[str, object]:
+    """A prebuilt artifact's sidecar record (one copied in by hand, say: its `key`, `sha256`, `bytes` and, where its
+    build knew them, the weights it was `exported_from`), once the artifact's hash matches it; ValueError saying
+    why it cannot be trusted otherwise."""
     recorded = _read_sidecar(artifact)
     if isinstance(recorded, str):
         raise ValueError(f"{artifact}: {recorded}")
     problem = _hash_problem(artifact, recorded)
     if problem:
         raise ValueError(f"{artifact}: {problem}")
-    return recorded["key"]  # type: ignore[return-value]
+    return recorded
 
 
 def mark_used(artifact: Path) -> None:
@@ -222,14 +223,19 @@ class EngineCache(Generic[T]):
     def path_for(self, key: CacheKey, model_name: str, suffix: str) -> Path:
         return self.directory / f"{key.file_stem(model_name)}{suffix}"
 
-    def build(self, key: CacheKey, artifact: Path, build: Callable[[Path], None]) -> Path:
-        """Build `artifact` for `key` atomically and write its sidecar."""
+    def build(self, key: CacheKey, artifact: Path, build: Callable[[Path], None],
+              exported_from: Mapping[str, object] | None = None) -> Path:
+        """Build `artifact` for `key` atomically and write its sidecar, with `exported_from` (the record of the
+        trained weights it holds, `inference.provenance`) where the caller knows it: the key does not hold it,
+        as the source's hash already changes with the weights."""
         with atomic_path(artifact) as tmp:
             build(tmp)
             if not tmp.is_file() or tmp.stat().st_size == 0:
                 raise RuntimeError(f"building {artifact.name} produced no file")
             digest = file_sha256(tmp)
-        record = {"key": key.as_dict(), "sha256": digest, "bytes": artifact.stat().st_size}
+        record: dict[str, object] = {"key": key.as_dict(), "sha256": digest, "bytes": artifact.stat().st_size}
+        if exported_from is not None:
+            record["exported_from"] = dict(exported_from)
         atomic_write_text(sidecar_path(artifact), json.dumps(record, indent=2, sort_keys=True) + "\n")
         LOG.info("cached %s (%d bytes)", artifact, record["bytes"])
         self.remove_unused()
@@ -257,8 +263,9 @@ class EngineCache(Generic[T]):
         return removed
 
     def get_or_build(self, key: CacheKey, model_name: str, suffix: str, build: Callable[[Path], None],
-                     load: Callable[[Path], T]) -> tuple[T, Path]:
-        """Load the cached artifact for `key`, building it first when it is missing, stale or corrupt."""
+                     load: Callable[[Path], T], exported_from: Mapping[str, object] | None = None) -> tuple[T, Path]:
+        """Load the cached artifact for `key`, building it first (`build`, with `exported_from`) when it is
+        missing, stale or corrupt."""
         artifact = self.path_for(key, model_name, suffix)
         reason = check_artifact(artifact, key)
         if reason is None:
@@ -280,7 +287,7 @@ class EngineCache(Generic[T]):
                     LOG.info("cached %s is %s; rebuilding", artifact.name, reason)
                 else:
                     LOG.warning("cached %s is %s; rebuilding", artifact.name, reason)
-                self.build(key, artifact, build)
+                self.build(key, artifact, build, exported_from)
         except OSError as exc:
             if not self._is_the_cache_s(exc):
                 raise

@@ -31,10 +31,11 @@ import torch
 
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
-                                                           mark_used, recorded_key)
+                                                           mark_used, trusted_record)
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.images import bgr_to_rgb_float, images_under, read_image
-from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, read_onnx
+from dgdehaze_core.inference.provenance import exported_from
+from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, onnx_metadata, read_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ def prebuilt_engine(engine_path: Path, runtime: str, device_name: str) -> Prebui
     and GPU `device_name`; ValueError saying what is wrong (no sidecar, bytes changed, another TensorRT or GPU)."""
     if not engine_path.is_file():
         raise FileNotFoundError(f"no such engine file: {engine_path}")
-    key = recorded_key(engine_path)
+    key: dict[str, object] = trusted_record(engine_path)["key"]  # type: ignore[assignment]
     rebuild = "rebuild it here with `dgdehaze export --format engine`, or give the .pt / .onnx weights"
     for field_name, here in (("runtime", runtime), ("device", device_name)):
         if key.get(field_name) != here:
@@ -354,7 +355,8 @@ class TensorRTBackend:
             table = calibration_table_of(cache.path_for(key, onnx_path.stem, ".engine"))
             engine, engine_path = cache.get_or_build(
                 key, onnx_path.stem, ".engine",
-                lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib, table), load)
+                lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib, table), load,
+                exported_from(onnx_metadata(onnx_path)))
         self._bind(trt, engine, engine_path, precision)
 
     @classmethod

@@ -1,0 +1,118 @@
+"""What a network file says of the weights it holds, whatever its kind: one record for a checkpoint (`.pt`), an ONNX
+export and a TensorRT engine, and one line that tells a person how they were made.
+
+A checkpoint carries its training's metadata (`checkpoints.weights_provenance`); an export made by `dgdehaze
+export` keeps the checkpoint's record in its ONNX metadata (`to_onnx.EXPORTED_FROM`), and an engine built from such
+an export keeps the same record in its sidecar (`engine_cache`). The results record, `eval`'s provenance lines
+and the node's /diagnostics read them here, so that a figure or a running vehicle names the trained weights
+behind it, not only the file it was given.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+NETWORK_FILE_SUFFIXES = (".pt", ".pth", ".onnx", ".engine")
+
+
+def exported_from(metadata: Mapping[str, str]) -> dict[str, Any] | None:
+    """The record of the weights an export was made from, from its ONNX metadata; None when it has none (an
+    export of untrained weights, or one made by another tool or an older version)."""
+    from dgdehaze_core.inference.export.to_onnx import EXPORTED_FROM
+
+    text = metadata.get(EXPORTED_FROM)
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def network_file_provenance(path: Path) -> dict[str, Any]:
+    """What `path` says of itself: its sha256 (12 hex digits) and, by kind,
+    - `.pt`: the checkpoint's training metadata (`checkpoints.PROVENANCE_KEYS`);
+    - `.onnx`: `onnx_config`, `onnx_quantization` ("" for float) and `exported_from` when it records it;
+    - `.engine`: `engine_precision`, `engine_runtime`, `engine_device` from its sidecar, and `exported_from`.
+    ValueError naming the file when a checkpoint does not read or an engine's sidecar cannot be trusted."""
+    from dgdehaze_core.io.checkpoints import weights_provenance
+    from dgdehaze_core.io.onnx_files import onnx_metadata
+
+    if path.suffix == ".engine":
+        from dgdehaze_core.inference.backends.engine_cache import trusted_record
+
+        record = trusted_record(path)
+        key: Mapping[str, Any] = record["key"]
+        found: dict[str, Any] = {"sha256": str(record["sha256"])[:12], "engine_precision": key.get("precision", "?"),
+                                 "engine_runtime": key.get("runtime", "?"), "engine_device": key.get("device", "?")}
+        if isinstance(record.get("exported_from"), dict):
+            found["exported_from"] = record["exported_from"]
+        return found
+    found = weights_provenance(path)
+    if path.suffix == ".onnx":
+        metadata = onnx_metadata(path)
+        found.update(onnx_config=metadata.get("dgdehaze_config", "unknown"),
+                     onnx_quantization=metadata.get("dgdehaze_quantization", ""))
+        source = exported_from(metadata)
+        if source is not None:
+            found["exported_from"] = source
+    return found
+
+
+def training_line(weights: Mapping[str, Any]) -> str:
+    """How a checkpoint's weights were trained, from what its metadata says (`checkpoints.weights_provenance`)."""
+    if "iterations" not in weights and "recipe" not in weights:
+        return "a checkpoint that records no training of this package (the paper's released file, say)"
+    made = (f"{weights.get('iterations', '?')} training iterations of recipe {weights.get('recipe', '?')} "
+            f"at commit `{weights.get('commit', '?')}`")
+    started = weights.get("started_from", {})
+    if started.get("init_weights"):
+        made += f", started from `{started['init_weights']}` (sha256 {started.get('sha256', '?')[:12]})"
+    return made
+
+
+def how_made(entry: Mapping[str, Any]) -> str:
+    """How the weights of a `network_file_provenance` record were made, in words: a checkpoint's training, or what
+    an export or engine is and the checkpoint it was made from (when it records one)."""
+    if "engine_precision" in entry:
+        made = (f"a TensorRT engine, {entry['engine_precision']}, built with {entry['engine_runtime']} for "
+                f"{entry['engine_device']}")
+    elif "onnx_config" in entry:
+        made = f"an ONNX export of a `{entry['onnx_config']}` network" + (
+            f", {entry['onnx_quantization']}" if entry.get("onnx_quantization") else ", fp32")
+    else:
+        return training_line(entry)
+    source = entry.get("exported_from")
+    if source:
+        made += f", of `{source.get('path', '?')}` (sha256 {source.get('sha256', '?')}, {training_line(source)})"
+    return made
+
+
+def weights_summary(method: str) -> str:
+    """One line naming the weights file a dehazing `method` (a configuration's name or a weights file, as the
+    node's `method` parameter) runs and how they were made, for logs and /diagnostics; "" for a method without
+    weights (dcp), and the reason when the file cannot be read. Remembered per file, size and time of change: a
+    caller may ask every second."""
+    from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
+
+    path = shipped_weights_path(method) if method in MODEL_CONFIGS else Path(method)
+    if path.suffix.lower() not in NETWORK_FILE_SUFFIXES:
+        return ""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        return f"{path.name}: {exc.strerror or exc}"
+    return _summary(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _summary(path: Path, size: int, mtime_ns: int) -> str:
+    """`weights_summary` of one version of a file (`size` and `mtime_ns` tell versions apart)."""
+    try:
+        entry = network_file_provenance(path)
+    except (OSError, ValueError) as exc:
+        return f"{path.name}: {exc}"
+    return f"{path.name} (sha256 {entry['sha256']}, {how_made(entry)})"
