@@ -1,6 +1,8 @@
 """`dgdehaze bag-eval` offline: output bag at the original stamps, the report and its figures, clean failures."""
 from __future__ import annotations
 
+import hashlib
+import html
 import json
 import math
 from pathlib import Path
@@ -15,6 +17,7 @@ from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, 
 from dgdehaze_core.bags.report import FIGURES
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.models import shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting
 
 OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth_relative": IMAGE_TYPE,
@@ -78,11 +81,24 @@ def test_report_names_every_figure_and_summary_matches(tmp_path: Path) -> None:
     assert samples == ["sample_000000.png", "sample_000001.png", "sample_000002.png"]
     assert all(f"figures/{name}" in report for name in samples)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames_evaluated"] == 3 and summary["method"] == "dcp"
+    assert summary["frames_evaluated"] == 3 and summary["method"] == "dcp" and summary["weights"] == "none"
     assert set(summary["figures"]) == {"hazy", "dehazed"}
     assert summary["figures"]["dehazed"]["haze_density"] < summary["figures"]["hazy"]["haze_density"]
     assert summary["per_frame"]["stamp_ns"] == [r.stamp_ns for r in evaluation.records]
     assert len(read_all(out / "bag")["/dgdehaze/camera_info"]) == 3, "the bag's only camera_info, relayed unasked"
+
+
+def test_the_report_names_the_trained_weights_it_ran(tmp_path: Path) -> None:
+    """The report named the method ("lite") but not its weights: two reports of one bag before and after an update
+    of the weights file read alike."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(1), "bgr8")
+    out = tmp_path / "eval"
+    evaluate_bag(tmp_path / "in", "/cam/image_raw", out, method="lite", progress=False)
+    lite = shipped_weights_path("lite")
+    named = f"{lite.name} (sha256 {hashlib.sha256(lite.read_bytes()).hexdigest()[:12]}, "
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["weights"].startswith(named) and "training iterations of recipe lite" in summary["weights"]
+    assert f"<th>weights</th><td style='text-align:left'>{html.escape(named)}" in (out / "report.html").read_text()
 
 
 def test_the_reports_time_runs_by_recording_time_where_header_stamps_run_backwards(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dgdehaze_core.detection.detector import Detection
+from dgdehaze_core.inference.provenance import weights_summary
 from dgdehaze_core.io.images import SAMPLE_BITS
 
 SAMPLE_COUNT = 4
@@ -100,13 +101,19 @@ class BagEvaluation:
                             [r.haze_density_dehazed for r in self.records], latency),
         }
 
+    def weights(self) -> str:
+        """The trained weights the method ran (`weights_summary`): "none" for dcp, "unknown" where the method is a
+        running node's, which this process does not see."""
+        return weights_summary(self.method) or ("none" if self.method == "dcp" else "unknown")
+
     def summary(self) -> dict[str, Any]:
         """The JSON summary: run settings, the figures table and per-frame series."""
         depths = [d for r in self.records for d in r.detection_depths if math.isfinite(d)]
         return {
             "input_bag": self.input_bag, "image_topic": self.image_topic,
             "camera_info_topic": self.camera_info_topic, "mode": self.mode, "method": self.method,
-            "backend": self.backend, "detector": self.detector, "frames_in_bag": self.frames_in_bag,
+            "backend": self.backend, "weights": self.weights(),
+            "detector": self.detector, "frames_in_bag": self.frames_in_bag,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
             "output_bag": self.output_bag, "notes": self.notes, "input_bits": self.input_bits, "machine": machine(),
             "figures": self.table(),

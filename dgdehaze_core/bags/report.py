@@ -197,7 +197,7 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
     write_json(out_dir / "summary.json", summary)
     settings = [("input bag", evaluation.input_bag), ("image topic", evaluation.image_topic),
                 ("camera info topic", evaluation.camera_info_topic or "none"), ("mode", evaluation.mode),
-                ("method", f"{evaluation.method} ({evaluation.backend})"),
+                ("method", f"{evaluation.method} ({evaluation.backend})"), ("weights", summary["weights"]),
                 ("detector", evaluation.detector or "none"),
                 ("frames", f"{len(evaluation.records)} evaluated of {evaluation.frames_in_bag} in the bag, "
                            f"{len(evaluation.skipped)} skipped"),
