@@ -13,7 +13,7 @@ from std_msgs.msg import Header
 
 from dgdehaze_core.io import camera_frames
 from dgdehaze_core.io.camera_frames import ENCODINGS, bgr8_to_pixels, layout_of, output_encoding, pixels_to_bgr8
-from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, ImageError
+from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, ImageError, NarrowSamples
 
 __all__ = ["ENCODINGS", "ImageConversionError", "array_to_image", "bgr8_to_image", "camera_frame", "depth_to_image",
            "image_to_array", "output_encoding"]
@@ -28,14 +28,15 @@ def image_to_array(msg: Image, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return camera_frames.raw_pixels(msg, max_pixels=max_pixels, camera=False)
 
 
-def camera_frame(msg: Image | CompressedImage, *, max_pixels: int = MAX_PIXELS,
-                 bits: int = SAMPLE_BITS) -> tuple[np.ndarray, str, np.ndarray | None]:
+def camera_frame(msg: Image | CompressedImage, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BITS,
+                 samples: NarrowSamples | None = None) -> tuple[np.ndarray, str, np.ndarray | None]:
     """(uint8 BGR frame, encoding to publish its dehazed image in, the input's pixels or None for compressed);
-    16-bit samples, raw or in a compressed PNG, have `bits` significant bits."""
+    16-bit samples, raw or in a compressed PNG, have `bits` significant bits and are shown to `samples` (the
+    node's test of a 12-bit camera read with 16 bits)."""
     if isinstance(msg, CompressedImage):
-        return camera_frames.compressed_to_bgr8(msg, max_pixels=max_pixels, bits=bits), "bgr8", None
+        return camera_frames.compressed_to_bgr8(msg, max_pixels=max_pixels, bits=bits, samples=samples), "bgr8", None
     pixels = camera_frames.raw_pixels(msg, max_pixels=max_pixels)
-    return pixels_to_bgr8(pixels, msg.encoding, bits), output_encoding(msg.encoding), pixels
+    return pixels_to_bgr8(pixels, msg.encoding, bits, samples), output_encoding(msg.encoding), pixels
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:

@@ -60,6 +60,7 @@ from dgdehaze_core.inference.frame_chain import FrameChain, detection_schedule
 from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_core.inference.provenance import weights_summary
+from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import return_freed_memory
@@ -82,6 +83,13 @@ OVERRIDABLE = QoSOverridingOptions.with_default_policies()
 (read-only: give them in the params file), as rclpy's QoSOverridingOptions define them."""
 FIRST_CAMERA_INFO_WAIT_S = 0.5
 """How long an activation's first frame waits for a camera_info that follows it (`_frame_camera_info`)."""
+NARROW_TEST_EVERY = 30
+"""The node tests every NARROW_TEST_EVERY-th 16-bit frame read with 16 bits (the activation's first included) for
+samples that look like a 12-bit camera's (`images.NarrowSamples`): one max over a frame's samples per second at
+30 Hz, nothing on the other frames, and /diagnostics follows a change within that many frames. A strided max on
+every frame would cost more and could miss the few bright pixels of a night scene, and testing only the first
+frames would leave the WARN on after input_bits is set right."""
+NARROW_REMEDY = "set the parameter input_bits: 12 (said once per activation; a WARN on /diagnostics while it holds)"
 LOADER_STOP_WAIT_S = 3.0
 """How long `destroy_node` waits for a background model load to end. One that takes longer (an ONNX export, a
 TensorRT build) is abandoned, its result dropped: stopping the node never waits minutes, and ends before
@@ -129,6 +137,8 @@ class DehazeNode(LifecycleNode):
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, f"{node_name}-worker")
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
+        self._samples = NarrowSamples(NARROW_REMEDY)
+        """This activation's test of 16-bit frames that look like a 12-bit camera's read with 16 bits."""
         self._diagnostics_pub = None
         self._diagnostics_timer = None
         self._label_pub = None
@@ -209,6 +219,9 @@ class DehazeNode(LifecycleNode):
         self.stats.restart_sequences()
         result = super().on_activate(state)  # enables the publishers before a frame can arrive and be processed
         self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
+        topic = self._compressed_topic() if self._settings["input_transport"] == "compressed" \
+            else self.resolve_topic_name("image")
+        self._samples = NarrowSamples(NARROW_REMEDY, f"frames on {topic}", NARROW_TEST_EVERY, self.get_logger().warning)
         self.worker.start()  # before the subscriptions: a frame the moment they exist is processed, not dropped
         try:
             image_sub = self._subscribe_inputs()
@@ -604,7 +617,7 @@ class DehazeNode(LifecycleNode):
             return False
         msg = frame.msg
         try:
-            bgr, encoding, original = camera_frame(msg, bits=settings["input_bits"])
+            bgr, encoding, original = camera_frame(msg, bits=settings["input_bits"], samples=self._samples)
         except ImageConversionError as exc:
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
@@ -670,6 +683,10 @@ class DehazeNode(LifecycleNode):
         counts = self.worker.counts()
         active = bool(self._inputs)
         level, message = DiagnosticStatus.OK, "running" if active else "inactive"
+        if active and self._samples.narrow:
+            level, message = DiagnosticStatus.WARN, (f"16-bit frames hold no sample above {NARROW_SAMPLE}, as a "
+                                                     "12-bit camera's, and are read with input_bits: 16 as nearly "
+                                                     "black images: set input_bits: 12 if the camera is 12-bit")
         if active and summary["fps"] == 0.0:
             level, message = DiagnosticStatus.WARN, "no frames processed in the last period"
         missing = max(summary["frames_lost_in_period"], summary["frames_missing_in_period"])

@@ -375,6 +375,29 @@ def test_input_bits_reads_a_12_bit_camera_as_the_node_does_and_bad_values_are_re
     assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.parametrize("encoding", ["mono12", "png12"])
+def test_a_12_bit_camera_s_bag_read_with_16_bits_is_warned_once_naming_input_bits(
+        tmp_path: Path, foggy_road: np.ndarray, caplog: pytest.LogCaptureFixture, encoding: str) -> None:
+    """A real photo as a 12-bit camera's frames (mono16 samples 0..4095, raw or image_transport's 16-bit PNG): read
+    with the default 16 bits they are evaluated as nearly black images, which bag-eval says once for the bag."""
+    import cv2
+
+    photo = cv2.resize(foggy_road, (160, 90), interpolation=cv2.INTER_AREA)
+    write_camera_bag(tmp_path / "drive", "mcap", [photo] * 3, encoding)
+    common = ["bag-eval", str(tmp_path / "drive"), "--method", "dcp", "--no-detection", "--no-progress"]
+    with caplog.at_level("WARNING"):
+        assert main([*common, "--out", str(tmp_path / "sixteen")]) == 0
+        warnings = [r.getMessage() for r in caplog.records if "none above 4095" in r.getMessage()]
+        assert len(warnings) == 1 and "--input-bits 12" in warnings[0] and str(tmp_path / "drive") in warnings[0]
+        caplog.clear()
+        assert main([*common, "--out", str(tmp_path / "twelve"), "--input-bits", "12"]) == 0
+        assert not [r for r in caplog.records if "none above 4095" in r.getMessage()]
+    write_camera_bag(tmp_path / "full", "mcap", [photo] * 2, "mono16")  # a 16-bit camera on the full range
+    with caplog.at_level("WARNING"):
+        assert main(["bag-eval", str(tmp_path / "full"), *common[2:], "--out", str(tmp_path / "full-eval")]) == 0
+        assert not [r for r in caplog.records if "none above 4095" in r.getMessage()]
+
+
 def test_an_output_folder_that_would_lose_data_is_refused_before_any_work(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
     bag = tmp_path / "drives" / "drive"

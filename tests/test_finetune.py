@@ -214,16 +214,22 @@ def test_a_12_bit_camera_s_png_exports_train_whole_with_input_bits_12_and_are_wa
 
 
 def test_input_bits_reads_a_12_bit_camera_s_bag_frames_whole_and_is_checked_when_the_recipe_is_read(
-        shared_data: Path, tmp_path: Path) -> None:
+        shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     photo = cv2.resize(read_image(shared_data / "detection" / "dawn-fog" / "foggy-002.jpg"), (160, 90),
                        interpolation=cv2.INTER_AREA)
     gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
     for encoding in ("mono12", "png12"):  # mono16 samples 0..4095, raw and as image_transport's 16-bit PNG
-        write_camera_bag(tmp_path / encoding, "mcap", [photo], encoding)
+        write_camera_bag(tmp_path / encoding, "mcap", [photo, photo], encoding)
         for bits, check in ((12, lambda image: np.abs(image.astype(int) - gray[:, :, None]).max() <= 1),
                             (16, lambda image: image.mean() < 20)):
-            crops = RandomCrops([ImageSource(tmp_path / encoding, input_bits=bits)], 64, 160, (1.0, 1.0), 0, "hazy")
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="dgdehaze_core.io.images"):
+                crops = RandomCrops([ImageSource(tmp_path / encoding, input_bits=bits)], 64, 160, (1.0, 1.0), 0,
+                                    "hazy")
             assert check(crops.images[0]), (encoding, bits)
+            warnings = [record.getMessage() for record in caplog.records]  # once for the bag, read with 16 bits
+            assert len(warnings) == (bits == 16), (encoding, bits, warnings)
+            assert all(str(tmp_path / encoding) in w and "set input_bits: 12 on its source" in w for w in warnings)
     folder = tmp_path / "camera"
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), photo)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
-from dgdehaze_core.io.images import ImageError, ImageReader, read_image, to_bgr8, write_image
+from dgdehaze_core.io.images import ImageError, ImageReader, NarrowSamples, read_image, to_bgr8, write_image
 
 
 def test_missing_empty_and_non_image_files(tmp_path: Path):
@@ -103,6 +103,31 @@ def test_a_run_reading_12_bit_exports_with_16_bits_is_warned_once_and_no_other_f
         assert "camera12.png" in caplog.text and "none above 4095" in caplog.text and "--input-bits 12" in caplog.text
         ImageReader()(export)  # another run is warned again
         assert len(caplog.records) == 2
+
+
+def test_a_stream_is_tested_on_its_first_and_every_nth_16_bit_image_and_warned_once(shared_data: Path) -> None:
+    """The node's and a bag's test (`NarrowSamples`): the verdict follows every `every`-th 16-bit image read with 16
+    bits, and at once an 8-bit image or one read with fewer bits; the warning comes once, naming the remedy."""
+    photo = read_image(shared_data / "detection" / "dawn-fog" / "foggy-002.jpg")[:, :, 1]
+    twelve = ((photo.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)
+    full = photo.astype(np.uint16) * 257
+    said: list[str] = []
+    stream = NarrowSamples("set input_bits: 12", "frames on /camera", every=3, warn=said.append)
+    verdicts = []
+    for samples in (twelve, full, full, full, twelve, twelve, twelve):
+        stream.see(samples, 16)
+        verdicts.append(stream.narrow)
+    assert verdicts == [True, True, True, False, False, False, True]
+    assert len(said) == 1 and said[0].startswith("frames on /camera: 16-bit samples but none above 4095")
+    assert said[0].endswith("set input_bits: 12")
+    stream.see(twelve, 12)
+    assert not stream.narrow
+    stream.see(twelve, 16)
+    stream.see(photo, 16)
+    assert not stream.narrow and len(said) == 1
+    black = NarrowSamples("", warn=said.append)
+    black.see(np.zeros_like(twelve), 16)  # a black frame holds no samples: no camera's range to tell
+    assert not black.narrow and len(said) == 1
 
 
 @pytest.mark.parametrize("bad, reason", [

@@ -254,6 +254,63 @@ def test_input_bits_reads_a_12_bit_camera_s_16_bit_png_as_its_8_bit_png(session:
     assert np.abs(sixteen - eight).mean() < 2, "the 12-bit PNG was not read on input_bits' range"
 
 
+def test_a_12_bit_camera_read_with_input_bits_16_is_warned_once_per_activation_and_on_diagnostics_while_it_holds(
+        session: RosSession, foggy_road: np.ndarray) -> None:
+    """A real photo as a 12-bit mono16 camera's frames (samples 0..4095): read with the default 16 bits they are
+    dehazed as nearly black images, which the log says once per activation (naming the parameter) and /diagnostics
+    warns of while it holds; a full-range mono16 frame, or input_bits: 12, is no such thing."""
+    import cv2
+    from rcl_interfaces.msg import Log
+
+    from dgdehaze_ros.conversions import array_to_image
+    from ros_harness import RELIABLE
+
+    gray = cv2.cvtColor(cv2.resize(foggy_road, (320, 240), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    twelve_bit = ((gray.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)
+    warnings: list[str] = []
+    logs = session.listener("bits_log", Log, "/rosout", lambda m: m.name.endswith("bits_dgdehaze") and
+                            "input_bits: 12" in m.msg and warnings.append(m.msg), RELIABLE)
+    node, probe = overhead_node(session, "bits_dgdehaze", diagnostics_period=0.1)
+
+    def reports() -> list[DiagnosticStatus]:  # this node's, not the module's node's
+        return [s for d in probe.messages("diagnostics") for s in d.status if s.name.startswith("/bits_dgdehaze:")]
+
+    def send(samples: np.ndarray, index: int) -> bool:
+        """Whether a diagnostics report of the node from the frame's sending to the first after it was processed
+        warns of a 12-bit camera (the one of the period the frame was published in: the others, without a frame,
+        warn that none was processed)."""
+        before = len(reports())
+        send_and_wait(probe, array_to_image(samples, "mono16", stamped_header(index)), ("image_dehazed",))
+        assert node.worker.wait_idle(10.0)
+        after = len(reports())
+        assert probe.wait_for(lambda: len(reports()) > after, 5.0)
+        return any(s.level == DiagnosticStatus.WARN and "input_bits: 12" in s.message
+                   for s in reports()[before:])
+
+    def reactivate() -> None:
+        node.trigger_deactivate()
+        node.trigger_activate()
+        assert probe.wait_for_subscribers()
+        time.sleep(0.5)  # matching is not symmetric: the node may not take samples the moment the probe sees it
+
+    try:
+        assert not send(gray.astype(np.uint16) * 257, 400) and not warnings  # a 16-bit camera's full range
+        reactivate()  # an activation's first frame is tested, then every NARROW_TEST_EVERY-th
+        assert all(send(twelve_bit, index) for index in (401, 402, 403))
+        assert wait_until(lambda: len(warnings) == 1, 5.0) and len(warnings) == 1, warnings
+        assert "/bits_dgdehaze_camera/image" in warnings[0] and "none above 4095" in warnings[0]
+        set_ok(node, input_bits=12)
+        assert not send(twelve_bit, 404)
+        set_ok(node, input_bits=16)
+        reactivate()
+        assert send(twelve_bit, 405)
+        assert wait_until(lambda: len(warnings) == 2, 5.0), "a new activation is not warned again"
+    finally:
+        session.remove(probe)
+        session.remove(node)
+        session.remove(logs)
+
+
 def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: DehazeNode, probe: Probe) -> None:
     set_ok(node, publish_depth=False, detection_enabled=False)
     try:

@@ -27,7 +27,7 @@ from rosbags.typesys.store import Typestore
 
 from dgdehaze_core.bags.ros1 import is_ros1_bag, ros2_copy
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
-from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, check_sample_bits
+from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, NarrowSamples, check_sample_bits
 
 LOG = logging.getLogger(__name__)
 PROGRAMMING_ERRORS = (NameError, AttributeError)
@@ -131,13 +131,13 @@ def output_definition(connection: Connection, store: Typestore) -> tuple[str, st
 
 # --- image messages <-> numpy -------------------------------------------------------------------------------------
 
-def decode_image(msg: Any, msgtype: str, bits: int = SAMPLE_BITS) -> np.ndarray:
+def decode_image(msg: Any, msgtype: str, bits: int = SAMPLE_BITS, samples: NarrowSamples | None = None) -> np.ndarray:
     """A sensor_msgs Image or CompressedImage (rosbags message) as a uint8 BGR frame, by the node's decoder
-    (`io.camera_frames`; 16-bit samples with `bits` significant bits, as the node's input_bits); ImageError says
-    why not."""
+    (`io.camera_frames`; 16-bit samples with `bits` significant bits, as the node's input_bits, shown to `samples`);
+    ImageError says why not."""
     if msgtype == COMPRESSED_IMAGE_TYPE:
-        return compressed_to_bgr8(msg, bits=bits)
-    return raw_to_bgr8(msg, bits=bits)
+        return compressed_to_bgr8(msg, bits=bits, samples=samples)
+    return raw_to_bgr8(msg, bits=bits, samples=samples)
 
 
 def stamp_ns(header: Any) -> int:
@@ -169,15 +169,24 @@ def _storage_of(path: Path) -> str:
     return "mcap" if ".mcap" in files else "sqlite3"
 
 
+BITS_REMEDY = "give --input-bits 12 (this is said once per bag)"
+"""What the warning on a bag's frames read with 16 bits that look like a 12-bit camera's asks for, by default
+bag-eval's option (`BagSource`)."""
+
+
 class BagSource:
     """An open bag: a rosbag2 folder, a single .mcap/.db3 file, or a ROS 1 bag file. Use as a context manager."""
 
-    def __init__(self, path: str | Path, input_bits: int = SAMPLE_BITS, as_ros2: bool = True) -> None:
+    def __init__(self, path: str | Path, input_bits: int = SAMPLE_BITS, as_ros2: bool = True,
+                 remedy: str = BITS_REMEDY) -> None:
         """input_bits: significant bits of the frames' 16-bit samples (`decode_image`). as_ros2: a ROS 1 bag is
         read from a ROS 2 copy (bags/ros1.py, removed on close), so that its raw messages are ROS 2's to copy to an
-        output bag or replay to a node; without it (topics and frames only) the ROS 1 bag is read as it is."""
+        output bag or replay to a node; without it (topics and frames only) the ROS 1 bag is read as it is.
+        remedy: how the warning on frames that look like a 12-bit camera's read with 16 bits (said once for the
+        bag, `decode`) tells the user to read them with 12."""
         self.path = Path(path)
         self.input_bits = check_sample_bits(input_bits)
+        self.samples = NarrowSamples(remedy, f"frames of bag {self.path}")
         if not self.path.exists():
             raise FileNotFoundError(f"no such bag: {self.path}")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
@@ -343,6 +352,12 @@ class BagSource:
             yield self.decode_frame(connection, log_time, raw, index, camera_info)
             index += 1
 
+    def decode(self, msg: Any, msgtype: str) -> np.ndarray:
+        """A deserialized Image or CompressedImage of the bag as a uint8 BGR frame (`decode_image` with the bag's
+        input_bits); the first frame whose 16-bit samples look like a 12-bit camera's read with 16 bits is warned
+        of, once for the bag."""
+        return decode_image(msg, msgtype, self.input_bits, self.samples)
+
     def decode_frame(self, connection: Connection, log_time: int, raw: bytes, index: int,
                      camera_info: Any | None) -> BagFrame | ImageError:
         """A stored Image/CompressedImage as a `BagFrame`, or the ImageError saying why it cannot be one (a
@@ -353,7 +368,7 @@ class BagSource:
             return ImageError(f"frame {index} at {log_time} ns: {exc}")
         encoding = msg.format if connection.msgtype == COMPRESSED_IMAGE_TYPE else msg.encoding
         try:
-            image = decode_image(msg, connection.msgtype, self.input_bits)
+            image = self.decode(msg, connection.msgtype)
         except ImageError as exc:
             return ImageError(f"frame {index} at {log_time} ns on {connection.topic!r}: {exc}")
         return BagFrame(index, log_time, msg.header, image, encoding, camera_info)

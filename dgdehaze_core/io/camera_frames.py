@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, check_size, declared_size, to_bgr8,
-                                     uint8_to_uint16, uint16_to_uint8)
+from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, NarrowSamples, check_size, declared_size,
+                                     to_bgr8, uint8_to_uint16, uint16_to_uint8)
 
 
 @dataclass(frozen=True)
@@ -105,10 +105,14 @@ def raw_pixels(msg: Any, *, max_pixels: int = MAX_PIXELS, camera: bool = True) -
     return array
 
 
-def pixels_to_bgr8(array: np.ndarray, encoding: str, bits: int = SAMPLE_BITS) -> np.ndarray:
+def pixels_to_bgr8(array: np.ndarray, encoding: str, bits: int = SAMPLE_BITS,
+                   samples: NarrowSamples | None = None) -> np.ndarray:
     """Pixels in `encoding` (as `raw_pixels` returns them) to a contiguous uint8 BGR frame; 16-bit samples have
-    `bits` significant bits (12 for a 12-bit sensor's 0..4095)."""
+    `bits` significant bits (12 for a 12-bit sensor's 0..4095). The samples are shown to `samples`, the stream's
+    test of 16-bit frames that look like a 12-bit camera's read with 16 bits."""
     layout = layout_of(encoding)
+    if samples is not None:
+        samples.see(array, bits)
     if layout.dtype == np.uint16:
         array = uint16_to_uint8(array, bits)
     array = np.ascontiguousarray(array)
@@ -150,18 +154,20 @@ def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = Non
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if encoding == "rgb8" else np.ascontiguousarray(bgr)
 
 
-def raw_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BITS) -> np.ndarray:
-    """A raw Image message (rclpy or rosbags) as a uint8 BGR frame (`bits`: as `pixels_to_bgr8`)."""
-    return pixels_to_bgr8(raw_pixels(msg, max_pixels=max_pixels), msg.encoding, bits)
+def raw_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BITS,
+                samples: NarrowSamples | None = None) -> np.ndarray:
+    """A raw Image message (rclpy or rosbags) as a uint8 BGR frame (`bits`, `samples`: as `pixels_to_bgr8`)."""
+    return pixels_to_bgr8(raw_pixels(msg, max_pixels=max_pixels), msg.encoding, bits, samples)
 
 
-def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BITS) -> np.ndarray:
+def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BITS,
+                       samples: NarrowSamples | None = None) -> np.ndarray:
     """A CompressedImage (JPEG, PNG, ...; rclpy or rosbags) as a uint8 BGR frame; the size its header declares is
     checked before decoding, so a huge image is refused before it is allocated, and one whose header does not
     read is refused undecoded. It is decoded as stored, as image_transport's compressed subscriber does: a 16-bit
     PNG (image_transport's `mono16; png compressed`, `bgr16; ...`) keeps its samples, read with `bits` significant
-    bits as `pixels_to_bgr8` reads a raw frame; grey and BGRA become BGR; an EXIF orientation is not applied (a
-    camera frame is no photo file: `images.read_image` turns a file upright)."""
+    bits and shown to `samples` as `pixels_to_bgr8` reads a raw frame; grey and BGRA become BGR; an EXIF
+    orientation is not applied (a camera frame is no photo file: `images.read_image` turns a file upright)."""
     fmt = str(msg.format).lower()
     if fmt and not any(name in fmt for name in COMPRESSED_DECODABLE):
         raise ImageError(f"unsupported compressed format {msg.format!r}")
@@ -173,6 +179,8 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SA
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # as image_transport: no EXIF orientation
     if image is None:
         raise ImageError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
+    if samples is not None:
+        samples.see(image, bits)
     if image.dtype == np.uint16:
         image = uint16_to_uint8(image, bits)
     return to_bgr8(image, max_pixels=max_pixels)

@@ -263,33 +263,64 @@ ReadImage = Callable[[Path], np.ndarray]
 
 
 NARROW_SAMPLE = (1 << 12) - 1
-"""The largest sample of a 12-bit camera: a 16-bit file read with 16 significant bits that holds none above it
-reads nearly black (at most 16 of 255)."""
+"""The largest sample of a 12-bit camera: 16-bit samples read with 16 significant bits that hold none above it read
+nearly black (at most 16 of 255)."""
+
+
+class NarrowSamples:
+    """The one test of whether 16-bit samples read with all 16 significant bits are a 12-bit camera's (they hold
+    samples but none above 4095), for a stream of images: a run's files (`ImageReader`), the node's frames and a
+    bag's (`camera_frames`, through `see`). The first time it holds, `warn` says so once, with the `remedy`.
+
+    Every `every`-th 16-bit image read with 16 bits is tested, the first one included, by one max over its samples:
+    a node at camera rate spends that once per `every` frames. `narrow` is the last test's verdict (an 8-bit image,
+    or one read with fewer bits, is not narrow), so that a node's status follows a change of camera or of
+    input_bits; a run over files tests every file, whose decoding costs far more than the max."""
+
+    def __init__(self, remedy: str, source: str = "", every: int = 1,
+                 warn: Callable[[str], None] = LOG.warning) -> None:
+        """remedy: how the warning tells the user to say 12 bits (a command's option, a parameter, a recipe's
+        field). source: what the images are, for the warning (a topic, a bag), unless `see` names each."""
+        self.remedy, self.source, self.every, self.warn = remedy, source, max(1, int(every)), warn
+        self.narrow = False
+        self.warned = False
+        self._seen = 0
+
+    def see(self, samples: np.ndarray, bits: int, source: str = "") -> None:
+        """Test an image's `samples` read with `bits` significant bits (8-bit ones, or 16-bit ones read with
+        fewer bits, are not narrow); `source` names them in the warning instead of the stream's."""
+        if samples.dtype != np.uint16 or bits != SAMPLE_BITS:
+            self.narrow = False
+            return
+        self._seen += 1
+        if (self._seen - 1) % self.every:
+            return
+        self.narrow = 0 < int(samples.max()) <= NARROW_SAMPLE
+        if self.narrow and not self.warned:
+            self.warned = True
+            self.warn(f"{source or self.source}: 16-bit samples but none above {NARROW_SAMPLE}, as a 12-bit "
+                      f"camera's: read with all 16 significant bits they are nearly black; if they have 12 "
+                      f"significant bits, {self.remedy}")
 
 
 class ImageReader:
     """`read_image` for one run (a command over many files): 16-bit samples with `bits` significant bits, as the
-    node's input_bits, and, the first time only, a warning when a 16-bit file read with all 16 bits holds samples
-    but none above 4095: the signature of a 12-bit camera's frames exported to 16-bit files, which would be
-    processed as nearly black images without a word."""
+    node's input_bits, and, the first time only, a warning when a 16-bit file read with all 16 bits looks like a
+    12-bit camera's (`NarrowSamples`: a PGM's or PPM's declared range is never narrow), which would be processed as
+    a nearly black image without a word."""
 
     def __init__(self, bits: int = SAMPLE_BITS,
                  remedy: str = "give --input-bits 12 (this is said once per run)") -> None:
         """bits: as `read_image`'s (ValueError outside 8..16). remedy: how the warning tells the user to say 12 bits
         (a command's option, a recipe's field)."""
         self.bits = check_sample_bits(bits)
-        self.remedy = remedy
-        self.warned = False
+        self.samples = NarrowSamples(remedy)
 
     def __call__(self, path: str | Path) -> np.ndarray:
         path = Path(path)
         image, declared = _file_pixels(path)
-        if not (self.warned or declared) and self.bits == SAMPLE_BITS and image.dtype == np.uint16 \
-                and 0 < image.max() <= NARROW_SAMPLE:
-            self.warned = True
-            LOG.warning("%s holds 16-bit samples but none above %d, as a 12-bit camera's frames exported to 16 bits: "
-                        "read with all 16 significant bits it is nearly black; if its samples have 12 significant "
-                        "bits, %s", path, NARROW_SAMPLE, self.remedy)
+        if not declared:
+            self.samples.see(image, self.bits, str(path))
         return _file_bgr8(path, image, declared, self.bits)
 
 

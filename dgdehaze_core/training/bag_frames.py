@@ -57,17 +57,18 @@ def bag_frame_indices(bag: Path, topic: str, frame_step: int, kind: str) -> tupl
         return topic, list(range(0, topics[topic][1], frame_step))
 
 
-def decode_bag_frames(bag: Path, topic: str, wanted: Collection[int],
-                      bits: int = SAMPLE_BITS) -> dict[int, np.ndarray]:
+def decode_bag_frames(bag: Path, topic: str, wanted: Collection[int], bits: int = SAMPLE_BITS, *,
+                      remedy: str) -> dict[int, np.ndarray]:
     """The frames `wanted` (indices on `topic`, in time order) of the bag as BGR uint8 (16-bit samples with `bits`
-    significant bits, as bag-eval's --input-bits), read in one pass that stops after the last one wanted. A frame
+    significant bits, as bag-eval's --input-bits; frames read with 16 bits that look like a 12-bit camera's are
+    warned of once, the warning asking for `remedy`), read in one pass that stops after the last one wanted. A frame
     that does not decode is left out with one warning for the bag, naming the first; ImageError when none decodes,
     or when the bag ends before a wanted frame (its index lists more)."""
     decoded: dict[int, np.ndarray] = {}
     failed: dict[int, ImageError] = {}
     last = max(wanted)
     bags = _bags(bag)
-    with bags.BagSource(bag, input_bits=bits, as_ros2=False) as source:
+    with bags.BagSource(bag, input_bits=bits, as_ros2=False, remedy=remedy) as source:
         connections = [connection for connection in source.connections if connection.topic == topic]
         for index, (connection, log_time, raw) in enumerate(source.raw_messages(connections)):
             if index in wanted:

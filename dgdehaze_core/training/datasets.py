@@ -31,7 +31,8 @@ from dgdehaze_core.training.recipe import ImageSource
 LOG = logging.getLogger(__name__)
 
 FILE_REMEDY = "set input_bits: 12 on its source in the recipe (this is said once per source)"
-"""What the warning of a training source's `ImageReader` asks for (`io.images.ImageReader`)."""
+"""What the warning on a training source's 16-bit images that look like a 12-bit camera's asks for (its files'
+`io.images.ImageReader`, its bag's `bags.io.BagSource`)."""
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,12 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int,
     its frames. A bag frame that does not decode is left out (`bag_frames.decode_bag_frames`: one warning per bag,
     ImageError when none of its frames decodes). ImageError names a video or bag that ends before a frame it listed.
     The image files are read by one `ImageReader` per `bits`, which warns once per call when one read with 16 bits
-    looks like a 12-bit camera's."""
+    looks like a 12-bit camera's; a bag's frames are warned of alike, once per bag."""
     decoded: dict[TrainingImage, np.ndarray] = {}
     for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in images if image.topic}):
         listed = [image for image in images if image.path == bag and image.topic == topic and image.bits == bits]
-        taken = decode_bag_frames(bag, topic, {image.frame for image in listed if image.frame is not None}, bits)
+        taken = decode_bag_frames(bag, topic, {image.frame for image in listed if image.frame is not None}, bits,
+                                  remedy=FILE_REMEDY)
         decoded.update((image, _scaled(taken[image.frame][:, :, ::-1], max_side, min_side)) for image in listed
                        if image.frame in taken)
     frames: dict[tuple[Path, int], np.ndarray] = {}

@@ -318,7 +318,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                 continue
             try:
                 msg = source.deserialize(connection, raw)
-                hazy = decode_image(msg, connection.msgtype, source.input_bits)
+                hazy = source.decode(msg, connection.msgtype)
             except (BagError, ImageError) as exc:  # one damaged frame is skipped, not the bag
                 evaluation.skipped.append(f"frame {index} at {log_time} ns: {exc}")
                 index += 1
@@ -354,7 +354,7 @@ def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagE
             continue
         msg = source.deserialize(connection, raw)
         try:
-            hazy = decode_image(msg, connection.msgtype, source.input_bits)
+            hazy = source.decode(msg, connection.msgtype)
         except ImageError:
             continue
         timed_detect(detector, hazy)
