@@ -34,7 +34,7 @@ def test_tensorrt_backend_imports_without_tensorrt_and_says_why_it_cannot_run() 
         create_backend(build_model("lite"), backend="tensorrt", device="auto")
 
 
-def test_an_int8_calibration_table_is_read_back_only_for_the_network_images_and_size_it_was_measured_on(
+def test_an_int8_calibration_table_is_read_back_only_for_the_network_images_size_and_bits_it_was_measured_on(
         tmp_path: Path) -> None:
     from dgdehaze_core.inference.backends.tensorrt_backend import CalibrationTable, calibration_key
 
@@ -49,14 +49,17 @@ def test_an_int8_calibration_table_is_read_back_only_for_the_network_images_and_
     key = calibration_key(model_a, images, 480, 640)
     other_scene = tmp_path / "other" / "a.png"  # the same name and size, other pixels
     other_scene.write_bytes(b"a.pnh")
-    assert len({key, calibration_key(model_b, images, 480, 640), calibration_key(model_a, images[:1], 480, 640),
-                calibration_key(model_a, images, 240, 320), calibration_key(model_a, [other_scene, images[1]], 480, 640)}
-               ) == 5
+    others = [calibration_key(model_b, images, 480, 640), calibration_key(model_a, images[:1], 480, 640),
+              calibration_key(model_a, images, 240, 320), calibration_key(model_a, [other_scene, images[1]], 480, 640),
+              calibration_key(model_a, images, 480, 640, bits=12)]  # the last: a 12-bit camera's images read with 12
+    assert len({key, *others}) == 6
+    assert calibration_key(model_a, images, 480, 640, bits=16) == key, "the tables of full-range images stay valid"
     table = CalibrationTable(tmp_path / "lite.engine.calib", key)
     assert table.read() is None
     table.write(b"TRT-calibration of A")
     assert table.read() == b"TRT-calibration of A"
     assert CalibrationTable(table.path, calibration_key(model_b, images, 480, 640)).read() is None
+    assert CalibrationTable(table.path, calibration_key(model_a, images, 480, 640, bits=12)).read() is None
     table.sidecar.unlink()  # a write cut between the table and its sidecar
     assert table.read() is None
 

@@ -131,6 +131,10 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     (["--config", "nosuch"], "unknown model configuration 'nosuch'"),
     (["--config", "lite", "--untrained", "--height", "8200", "--width", "40", "--dynamic"], "up to 8192 pixels a side"),
     (["--config", "lite", "--untrained", "--height", "100000", "--width", "100000"], "exceeds the limit"),
+    (["--config", "lite", "--untrained", "--input-bits", "12"], "goes with --config --int8 --calib DIR only"),
+    (["--detector", "yolov8n.pt", "--format", "engine", "--int8", "--calib", "data.yaml", "--input-bits", "12"],
+     "goes with --config --int8 --calib DIR only"),
+    (["--config", "lite", "--untrained", "--int8", "--calib", ".", "--input-bits", "17"], "must lie in 8..16"),
 ])
 def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], message: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
@@ -75,6 +76,50 @@ def test_export_writes_a_qdq_file_of_the_size_asked(tmp_path: Path, shared_data:
     assert [d.dim_value for d in dims] == [1, 3, 64, 96]
     result = load_pipeline(str(out))(cv2.imread(str(shared_data / "detection/dawn-fog/foggy-001.jpg")))
     assert np.isfinite(result.transmission).all()
+
+
+def activation_scales(path: Path) -> dict[str, float]:
+    """The scale of each quantised activation of a QDQ file (a QuantizeLinear fed by the graph, not a weight): the
+    range its calibration measured."""
+    model = onnx.load(str(path))
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+    return {node.input[0]: float(constants[node.input[1]].max()) for node in model.graph.node
+            if node.op_type == "QuantizeLinear" and node.input[0] not in constants}
+
+
+def test_a_12_bit_camera_s_calibration_images_calibrate_int8_on_their_range_with_input_bits_12(
+        tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Real hazy photos exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): with --input-bits 12 int8 is
+    calibrated on what the photos show, the very ranges their 8-bit files give; with the default 16 bits on nearly
+    black images (other ranges), which is warned once, naming --input-bits 12."""
+    from dgdehaze_core.io.images import images_under, read_image
+
+    photos = [cv2.resize(read_image(path), (96, 64), interpolation=cv2.INTER_AREA)
+              for path in images_under(shared_data / "hazy-real")[:3]]
+    for folder in ("eight", "twelve"):
+        (tmp_path / folder).mkdir()
+    for index, photo in enumerate(photos):
+        cv2.imwrite(str(tmp_path / "eight" / f"frame{index}.png"), photo)
+        cv2.imwrite(str(tmp_path / "twelve" / f"frame{index}.png"),
+                    ((photo.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16))
+    common = ["export", "--config", "lite", "--physics-only", "--height", "64", "--width", "96", "--int8"]
+    runs = {"eight": ["--calib", str(tmp_path / "eight")], "12": ["--calib", str(tmp_path / "twelve"),
+                                                                   "--input-bits", "12"],
+            "16": ["--calib", str(tmp_path / "twelve")]}
+    scales = {}
+    for name, args in runs.items():
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="dgdehaze_core.io.images"):
+            assert main([*common, *args, "--out", str(tmp_path / f"{name}.onnx")]) == 0
+        warnings = [record.getMessage() for record in caplog.records if record.name == "dgdehaze_core.io.images"]
+        assert len(warnings) == (name == "16"), (name, warnings)
+        scales[name] = activation_scales(tmp_path / f"{name}.onnx")
+    assert "none above 4095" in warnings[0] and "--input-bits 12" in warnings[0]
+    assert len(scales["eight"]) > 30 and scales["12"] == pytest.approx(scales["eight"], rel=1e-6)
+    changed = [name for name, scale in scales["16"].items() if abs(scale / scales["eight"][name] - 1) > 0.2]
+    assert len(changed) > len(scales["eight"]) / 3, "calibrated on nearly black images, the ranges differ"
+    recorded = {entry.key: entry.value for entry in onnx.load(str(tmp_path / "12.onnx")).metadata_props}
+    assert recorded["dgdehaze_quantization"].endswith("of 3 images read with 12 significant bits")
 
 
 def test_calibration_needs_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
+from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
 from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
-from dgdehaze_core.io.images import MAX_PIXELS
+from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, check_sample_bits
 
 LOG = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--calib", type=Path,
                         help="int8 calibration: a folder of images, subfolders too (model), a dataset YAML "
                              "(detector)")
+    add_input_bits_option(parser, f"--calib's {IMAGE_FILES}", "; a 12-bit camera's exports read with 16 would "
+                          "calibrate int8 on nearly black images")
     parser.add_argument("--height", type=int, help="input height: fixes the ONNX size / the engine's optimum")
     parser.add_argument("--width", type=int, help="input width: fixes the ONNX size / the engine's optimum")
     parser.add_argument("--dynamic", action="store_true",
@@ -115,6 +118,10 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--detector takes an Ultralytics .pt or a quantised Ultralytics .onnx, got {args.detector}")
     if args.int8 and args.detector is None and args.calib is None:
         raise ValueError("--int8 needs --calib DIR (images to calibrate on)")
+    check_sample_bits(args.input_bits)
+    if args.input_bits != SAMPLE_BITS and (args.detector is not None or args.calib is None):
+        raise ValueError("--input-bits gives the significant bits of --calib's images, which a model's --int8 "
+                         "export calibrates on: it goes with --config --int8 --calib DIR only")
     if args.calib is not None and args.detector is None:
         from dgdehaze_core.io.images import images_under
 
@@ -179,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
             float_onnx = export_onnx(model, Path(folder) / "float.onnx", dynamic=dynamic, example_size=size,
                                      outputs=outputs, source=_weights_source(args))
-            quantize_onnx(float_onnx, args.calib, out)
+            quantize_onnx(float_onnx, args.calib, out, bits=args.input_bits)
         print(out)
         return 0
     if args.format == "onnx":
@@ -200,10 +207,11 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
         onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True, outputs=outputs,
                                 source=source)
-        key = engine_key(onnx_path, stride, profile, precision, torch.device("cuda:0"), args.calib)
+        key = engine_key(onnx_path, stride, profile, precision, torch.device("cuda:0"), args.calib, args.input_bits)
         table = calibration_table_of(out)
         EngineCache(out.parent, keep_days=0).build(
-            key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision, args.calib, table), source)
+            key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision, args.calib, table, args.input_bits),
+            source)
     print(out)
     return 0
 

@@ -1,5 +1,5 @@
 """--input-bits, the significant bits of 16-bit samples as the node's input_bits, shared by the commands that read
-them (`dehaze`, `eval`, `bag-eval`)."""
+them (`dehaze`, `eval`, `bag-eval`, `export`)."""
 from __future__ import annotations
 
 import argparse

@@ -32,9 +32,9 @@ import torch
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
                                                            mark_used, trusted_record)
-from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
-from dgdehaze_core.io.images import bgr_to_rgb_float, images_under, read_image
 from dgdehaze_core.inference.provenance import exported_from
+from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
+from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, bgr_to_rgb_float, images_under
 from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, onnx_metadata, read_onnx
 
 LOG = logging.getLogger(__name__)
@@ -156,18 +156,23 @@ class CalibrationTable:
         atomic_write_text(self.sidecar, self.key)
 
 
-def calibration_key(onnx_path: Path, images: list[Path], height: int, width: int) -> str:
-    """What a calibration table depends on: the contents of the ONNX file and of the calibration images, and the
-    size they are fed at."""
+def calibration_key(onnx_path: Path, images: list[Path], height: int, width: int, bits: int = SAMPLE_BITS) -> str:
+    """What a calibration table depends on: the contents of the ONNX file and of the calibration images, the size
+    they are fed at and the significant `bits` their 16-bit samples are read with (a table measured on a 12-bit
+    camera's exports read with 16 bits saw nearly black images). The full 16 bits add nothing, so the keys of the
+    tables made before bits were given stay valid."""
     digest = hashlib.sha256(f"{file_sha256(onnx_path)}\n{height}x{width}\n".encode())
+    if bits != SAMPLE_BITS:
+        digest.update(f"{bits} significant bits\n".encode())
     for path in images:
         digest.update(f"{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
-def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: int,
-                     table: CalibrationTable) -> Any:
-    """An IInt8EntropyCalibrator2 that feeds `images` (resized to the profile's opt size) one at a time."""
+def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: int, table: CalibrationTable,
+                     read: ReadImage) -> Any:
+    """An IInt8EntropyCalibrator2 that feeds `images`, read by `read` (an `ImageReader` of the calibration's
+    bits) and resized to the profile's opt size, one at a time."""
 
     class FolderCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -182,7 +187,7 @@ def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: in
             while self.pending:
                 path = self.pending.pop(0)
                 try:
-                    frame = cv2.resize(read_image(path), (width, height), interpolation=cv2.INTER_AREA)
+                    frame = cv2.resize(read(path), (width, height), interpolation=cv2.INTER_AREA)
                 except ValueError as exc:
                     LOG.warning("calibration skips %s: %s", path, exc)
                     continue
@@ -216,12 +221,13 @@ def onnx_is_quantized(onnx_path: str | os.PathLike[str]) -> bool:
 
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], profile: ShapeProfile,
                  precision: str = "fp16", calib_dir: str | os.PathLike[str] | None = None,
-                 calibration_table: str | os.PathLike[str] | None = None) -> Path:
+                 calibration_table: str | os.PathLike[str] | None = None, calib_bits: int = SAMPLE_BITS) -> Path:
     """Parse `onnx_path`, build a serialized engine for `profile` at `precision`, write it to `engine_path`.
 
-    An int8 build calibrated on `calib_dir` keeps its calibration table in `calibration_table` (default:
-    `engine_path` + ".calib"; give the final engine's when `engine_path` is a temporary name) and reuses it for
-    the same network, images and size (`CalibrationTable`).
+    An int8 build calibrated on `calib_dir` (16-bit images read with `calib_bits` significant bits, by an
+    `ImageReader` that warns once when they look like a 12-bit camera's read with 16) keeps its calibration table
+    in `calibration_table` (default: `engine_path` + ".calib"; give the final engine's when `engine_path` is a
+    temporary name) and reuses it for the same network, images, size and bits (`CalibrationTable`).
 
     An fp16 ONNX file (exported with half=True) is built as a strongly typed network: its own types decide the
     precision and the FP16 builder flag is not allowed. An fp32 file is built weakly typed with the FP16 (and
@@ -265,8 +271,8 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
         images = _calibration_images(Path(calib_dir))  # type: ignore[arg-type]
         height, width = profile.opt[2], profile.opt[3]
         table = CalibrationTable(Path(calibration_table) if calibration_table else calibration_table_of(engine_path),
-                                 calibration_key(onnx_path, images, height, width))
-        config.int8_calibrator = _make_calibrator(trt, images, height, width, table)
+                                 calibration_key(onnx_path, images, height, width, calib_bits))
+        config.int8_calibrator = _make_calibrator(trt, images, height, width, table, ImageReader(calib_bits))
         config.set_calibration_profile(optimisation)
     LOG.info("building TensorRT %s engine from %s for %s (%s typed); this takes a while", precision,
              onnx_path.name, profile.describe(), "strongly" if strongly_typed else "weakly")
@@ -283,13 +289,15 @@ def calibration_table_of(engine_path: Path) -> Path:
 
 
 def engine_key(onnx_path: Path, stride: int, profile: ShapeProfile, precision: str, device: torch.device,
-               calib_dir: Path | None = None) -> CacheKey:
-    """The cache key of an engine: GPU, TensorRT version, ONNX hash, profile, precision (and calibration set);
-    the network's `stride` rides along so that the engine alone, with its sidecar, can be loaded later."""
+               calib_dir: Path | None = None, calib_bits: int = SAMPLE_BITS) -> CacheKey:
+    """The cache key of an engine: GPU, TensorRT version, ONNX hash, profile, precision (and calibration set, with
+    the bits its images are read with); the network's `stride` rides along so that the engine alone, with its
+    sidecar, can be loaded later."""
     trt = import_tensorrt()
     extra = {"stride": str(stride)}
     if precision == "int8" and calib_dir is not None:  # the images' contents, as the calibration table's key
-        extra["calibration"] = calibration_key(onnx_path, _calibration_images(calib_dir), *profile.opt[2:])
+        extra["calibration"] = calibration_key(onnx_path, _calibration_images(calib_dir), *profile.opt[2:],
+                                               calib_bits)
     return CacheKey(model_sha256=file_sha256(onnx_path), runtime=f"tensorrt-{trt.__version__}",
                     device=gpu_name(device), shapes=profile.describe(), precision=precision, extra=extra)
 
@@ -330,7 +338,7 @@ class TensorRTBackend:
 
     def __init__(self, onnx_path: str | os.PathLike[str], profile: ShapeProfile, precision: str = "fp16",
                  cache_dir: str | os.PathLike[str] | None = None, calib_dir: str | os.PathLike[str] | None = None,
-                 device: str = "cuda:0") -> None:
+                 device: str = "cuda:0", calib_bits: int = SAMPLE_BITS) -> None:
         trt = import_tensorrt()
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
@@ -342,7 +350,7 @@ class TensorRTBackend:
         self.stride = checked_dgdehaze_export(onnx_path)
         self.runtime = runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         calib = Path(calib_dir) if calib_dir is not None else None
-        key = engine_key(onnx_path, self.stride, profile, precision, self.device, calib)
+        key = engine_key(onnx_path, self.stride, profile, precision, self.device, calib, calib_bits)
         cache: EngineCache[Any] = EngineCache(cache_dir or default_cache_dir())
 
         def load(path: Path) -> Any:
@@ -355,7 +363,7 @@ class TensorRTBackend:
             table = calibration_table_of(cache.path_for(key, onnx_path.stem, ".engine"))
             engine, engine_path = cache.get_or_build(
                 key, onnx_path.stem, ".engine",
-                lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib, table), load,
+                lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib, table, calib_bits), load,
                 exported_from(onnx_metadata(onnx_path)))
         self._bind(trt, engine, engine_path, precision)
 

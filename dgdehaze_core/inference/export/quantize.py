@@ -26,7 +26,7 @@ import onnx
 
 from dgdehaze_core.inference.pipeline import network_batch
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.images import images_under, read_image
+from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, images_under, read_image
 
 LOG = logging.getLogger(__name__)
 
@@ -56,11 +56,13 @@ def _input_of(model: onnx.ModelProto) -> tuple[str, tuple[int, int] | None, int]
     return graph_input.name, fixed, int(metadata["dgdehaze_stride"])
 
 
-def calibration_batches(images: Sequence[Path], fixed: tuple[int, int] | None, stride: int) -> Iterator[np.ndarray]:
-    """The network input of each readable image, one at a time (unreadable ones are skipped with a warning)."""
+def calibration_batches(images: Sequence[Path], fixed: tuple[int, int] | None, stride: int,
+                        read: ReadImage = read_image) -> Iterator[np.ndarray]:
+    """The network input of each readable image, read by `read` (a run's `ImageReader` of its --input-bits), one
+    at a time (unreadable ones are skipped with a warning)."""
     for path in images:
         try:
-            frame = read_image(path)
+            frame = read(path)
         except ValueError as exc:
             LOG.warning("calibration skips %s: %s", path, exc)
             continue
@@ -72,9 +74,12 @@ def calibration_batches(images: Sequence[Path], fixed: tuple[int, int] | None, s
 
 def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLike[str],
                   target: str | os.PathLike[str], operators: Sequence[str] = DEFAULT_OPERATORS,
-                  percentile: float = DEFAULT_PERCENTILE, float_weights: Sequence[str] = FLOAT_WEIGHTS) -> Path:
+                  percentile: float = DEFAULT_PERCENTILE, float_weights: Sequence[str] = FLOAT_WEIGHTS,
+                  bits: int = SAMPLE_BITS) -> Path:
     """Write the QDQ int8 model of `float_onnx` (an fp32 dgdehaze export) calibrated on the images of `calib_dir`
-    to `target`, atomically; returns `target`."""
+    to `target`, atomically; returns `target`. `bits`: the significant bits of the images' 16-bit samples (as
+    `dgdehaze export --input-bits`: 12 for a 12-bit camera's exports, which read with 16 would calibrate the
+    activations of nearly black images), read by one `ImageReader` that warns once when they look 12-bit."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -83,6 +88,7 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
         raise ValueError(f"no images to calibrate int8 with in {calib_dir}")
     if not 0.0 < percentile <= 100.0:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    read = ImageReader(bits)
     model = onnx.load(str(float_onnx))
     name, fixed, stride = _input_of(model)
     kept_float = [node.name for node in model.graph.node
@@ -90,7 +96,7 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
 
     class FolderReader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = calibration_batches(images, fixed, stride)
+            self.batches = calibration_batches(images, fixed, stride, read)
             self.read = 0
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -117,7 +123,8 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
         result = onnx.load(str(quantized))
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     metadata["dgdehaze_quantization"] = (f"int8 QDQ, symmetric, per-channel weights; operators {','.join(operators)}; "
-                                         f"activations at the {percentile:g}th percentile of {len(images)} images")
+                                         f"activations at the {percentile:g}th percentile of {len(images)} images"
+                                         + (f" read with {bits} significant bits" if bits != SAMPLE_BITS else ""))
     onnx.helper.set_model_props(result, metadata)
     with atomic_path(target) as tmp:
         onnx.save(result, str(tmp))
