@@ -292,6 +292,42 @@ def three_kitti_frames(shared_data: Path, tmp_path: Path) -> Path:
     return tmp_path / "kitti3"
 
 
+def test_a_12_bit_camera_s_frame_folder_trains_on_its_frames_with_input_bits_12_and_is_warned_without(
+        three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Three real KITTI frames exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): a sequence with
+    input_bits: 12 trains on the frames their 8-bit PNGs give; one without trains on nearly black frames, which is
+    warned once for the sequence, naming input_bits: 12."""
+    from dgdehaze_core.io.images import read_image
+
+    for folder in ("eight", "twelve"):
+        (tmp_path / folder).mkdir()
+    for path in sorted(three_kitti_frames.rglob("image_02/data/*.jpg")):
+        photo = read_image(path)
+        cv2.imwrite(str(tmp_path / "eight" / f"{path.stem}.png"), photo)
+        cv2.imwrite(str(tmp_path / "twelve" / f"{path.stem}.png"),
+                    ((photo.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16))
+    base = {"name": "camera12", "iterations": 1, "frame_offsets": [-1, 1]}
+    entry = {"path": "twelve", "intrinsics": [721.5, 721.5, 609.6, 172.9], "input_bits": 12}
+    recipe = depth_recipe_from_dict({**base, "sequences": [entry]}, tmp_path)
+    assert recipe.sequences[0].input_bits == 12 and recipe.as_dict()["sequences"][0]["input_bits"] == 12
+    frames = {}
+    for name, source in (("eight", {**entry, "path": "eight", "input_bits": 16}), ("12", entry),
+                         ("16", {**entry, "input_bits": 16})):
+        caplog.clear()
+        folder = depth_recipe_from_dict({**base, "sequences": [source]}, tmp_path).sequences[0]
+        with caplog.at_level("WARNING", logger="dgdehaze_core.io.images"):
+            frames[name] = FrameTuples(load_sequences(folder), 416, 128, (-1, 1), augment=False).frames[0]
+        warnings = [record.getMessage() for record in caplog.records if record.name == "dgdehaze_core.io.images"]
+        assert len(warnings) == (name == "16"), (name, warnings)
+    assert "none above 4095" in warnings[0] and "set input_bits: 12 on its entry in the recipe's sequences" in \
+        warnings[0]
+    assert np.array_equal(frames["12"], frames["eight"]) and frames["eight"].mean() > 60
+    assert frames["16"].mean() < 20, "read with 16 bits, the 12-bit frames are nearly black"
+    for bad in (17, "12", True):
+        with pytest.raises(RecipeError, match=r"'input_bits' in 'sequences' must be an integer in 8\.\.16"):
+            depth_recipe_from_dict({**base, "sequences": [{**entry, "input_bits": bad}]}, tmp_path)
+
+
 def test_training_on_real_frames_runs_checkpoints_and_resumes(three_kitti_frames: Path, tmp_path: Path):
     torch.set_num_threads(1)
     config = tmp_path / "depth.yaml"

@@ -2,7 +2,8 @@
 
 A recipe names its video (KITTI raw folders: consecutive frames with their calibration; or a mapping `path`,
 `intrinsics` [fx, fy, cx, cy] in the files' pixels, optional `include` pattern, `crop` [left, top, right,
-bottom] and `frame_offsets` of its own for any other folder of consecutive frames), the training size and
+bottom], `frame_offsets` of its own and `input_bits`, the significant bits of its 16-bit frames, for any other folder
+of consecutive frames), the training size and
 frame offsets, the depth network's architecture, the optimisation and the loss switches. Ground-truth depth is
 never read for training: `validation` names KITTI folders whose LiDAR is only reported (val.csv) while training.
 Paths follow `recipe.expand_path` (`${DATA}/...`); `overrides` ("iterations=100", "architecture.input_scale=2")
@@ -19,7 +20,7 @@ from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
 from dgdehaze_core.training.recipe import (RecipeError, check_run_name, check_seed, expand_path, plain_data,
-                                           read_recipe_file, set_dotted)
+                                           read_recipe_file, recipe_input_bits, set_dotted)
 from dgdehaze_core.training.video_frames import FrameFolder
 
 
@@ -114,10 +115,10 @@ def _sequence(value: Any, base: Path) -> Path | FrameFolder:
     if not isinstance(value, dict) or not isinstance(value.get("path"), str) or "intrinsics" not in value:
         raise RecipeError(f"a 'sequences' entry must be a KITTI raw folder or a mapping with 'path' and "
                           f"'intrinsics', got {value!r}")
-    unknown = set(value) - {"path", "intrinsics", "include", "crop", "frame_offsets"}
+    unknown = set(value) - {"path", "intrinsics", "include", "crop", "frame_offsets", "input_bits"}
     if unknown:
         raise RecipeError(f"unknown 'sequences' field(s) {sorted(unknown)}; known: crop, frame_offsets, include, "
-                          "intrinsics, path")
+                          "input_bits, intrinsics, path")
     fx, fy, cx, cy = _numbers("intrinsics", value["intrinsics"], 4)
     if not (fx > 0 and fy > 0):
         raise RecipeError(f"'intrinsics' needs positive focal lengths, got {value['intrinsics']!r}")
@@ -135,7 +136,8 @@ def _sequence(value: Any, base: Path) -> Path | FrameFolder:
     if not isinstance(include, str) or not include:
         raise RecipeError(f"'include' must be one file pattern, got {include!r}")
     offsets = _ints("frame_offsets", value["frame_offsets"]) if "frame_offsets" in value else None
-    return FrameFolder(expand_path(value["path"], base), (fx, fy, cx, cy), include, crop, offsets)
+    return FrameFolder(expand_path(value["path"], base), (fx, fy, cx, cy), include, crop, offsets,
+                       recipe_input_bits(value, "sequences"))
 
 
 def _ints(key: str, value: Any) -> tuple[int, ...]:

@@ -178,6 +178,16 @@ class RecipeError(ValueError):
     """A recipe that cannot be used, with the field and the reason."""
 
 
+def recipe_input_bits(item: dict[str, Any], key: str) -> int:
+    """The `input_bits` of a recipe's source mapping (`key` names it): the significant bits of its 16-bit samples,
+    as the node's input_bits (default 16); RecipeError unless an integer in 8..16."""
+    bits = item.get("input_bits", SAMPLE_BITS)
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 8 <= bits <= 16:
+        raise RecipeError(f"'input_bits' in '{key}' must be an integer in 8..16 (the significant bits of 16-bit "
+                          f"samples), got {bits!r}")
+    return bits
+
+
 _SCALARS = {f.name: f for f in dataclasses.fields(Recipe)
             if f.name not in ("clear", "hazy", "validation", "loss", "source_file")}
 
@@ -236,10 +246,7 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
         if topic and (path.suffix.lower() in VIDEO_SUFFIXES or path.is_dir() and not is_bag_path(path)):
             raise RecipeError(f"'topic' in '{key}' names a bag's image topic; {item['path']} is a video or a folder "
                               "without a bag's metadata.yaml")
-        bits = item.get("input_bits", SAMPLE_BITS)
-        if isinstance(bits, bool) or not isinstance(bits, int) or not 8 <= bits <= 16:
-            raise RecipeError(f"'input_bits' in '{key}' must be an integer in 8..16 (the significant bits of 16-bit "
-                              f"samples), got {bits!r}")
+        bits = recipe_input_bits(item, key)
         if bits != SAMPLE_BITS and path.suffix.lower() in VIDEO_SUFFIXES:
             raise RecipeError(f"'input_bits' in '{key}' gives the significant bits of 16-bit samples; {item['path']} "
                               "is a video, whose frames are 8-bit")

@@ -5,8 +5,10 @@ calibration refers to, so that they scale to any training resolution. Every fram
 (width, height) whatever its own size. KITTI raw folders are found by their layout: `DATE/calib_cam_to_cam.txt`
 (P_rect_0X: the rectified camera's projection, S_rect_0X: the size it refers to) beside
 `DATE/DRIVE/image_0X/data/*`. A `FrameFolder` is any other folder of consecutive frames: the files that match its
-pattern in name order, with the camera's intrinsics in the files' pixels given by the recipe and an optional crop
-box (e.g. to cut a car's hood, or to bring a taller frame near the training aspect).
+pattern in name order, with the camera's intrinsics in the files' pixels given by the recipe, an optional crop
+box (e.g. to cut a car's hood, or to bring a taller frame near the training aspect) and the significant bits of
+its 16-bit samples (`input_bits`, as the node's: 12 for a 12-bit camera's PNG exports, which read with 16 train on
+nearly black frames; a sequence whose frames look so is warned of once).
 
 `FrameTuples` draws a target frame with its neighbours at the recipe's offsets (e.g. -1, +1), flips the tuple
 left-right at random and jitters its colour (the same way for all of its frames); the network sees the jittered
@@ -27,11 +29,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dgdehaze_core.io.images import IMAGE_SUFFIXES, ImageError, is_hidden, read_image
+from dgdehaze_core.io.images import (IMAGE_SUFFIXES, SAMPLE_BITS, ImageError, ImageReader, ReadImage, is_hidden,
+                                     read_image)
 
 LOG = logging.getLogger(__name__)
 
 KITTI_CALIBRATION = "calib_cam_to_cam.txt"
+BITS_REMEDY = "set input_bits: 12 on its entry in the recipe's sequences (this is said once per sequence)"
+"""What the warning on a sequence's 16-bit frames that look like a 12-bit camera's read with 16 bits asks for."""
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.2, 0.2, 0.2, 0.05
 """Colour-jitter ranges (monodepth2's): factors drawn from [1 - r, 1 + r]; hue as a fraction of the circle."""
 
@@ -41,7 +46,8 @@ class VideoSequence:
     """Ordered frame files and the intrinsics as fractions of the (cropped) image size (fx/w, fy/h, cx/w, cy/h);
     `crop` (left, top, right, bottom in the files' pixels) is cut from every frame before it is resized, and
     `frame_offsets`, where given, replace the recipe's for this sequence (video at another frame rate). `folder`,
-    where the frames lie, tells apart two sequences of one name (the same drive under two roots)."""
+    where the frames lie, tells apart two sequences of one name (the same drive under two roots). `bits`: the
+    significant bits of the frames' 16-bit samples."""
 
     name: str
     frames: tuple[Path, ...]
@@ -49,6 +55,7 @@ class VideoSequence:
     crop: tuple[int, int, int, int] | None = None
     frame_offsets: tuple[int, ...] | None = None
     folder: Path | None = None
+    bits: int = SAMPLE_BITS
 
     @property
     def where(self) -> str:
@@ -83,13 +90,15 @@ def read_kitti_intrinsics(calibration: Path, camera: str) -> tuple[float, float,
 class FrameFolder:
     """A folder of consecutive frames that is not KITTI raw: the files matching `include` in name order, the
     camera's intrinsics (fx, fy, cx, cy) in pixels of the files, an optional crop box (left, top, right, bottom)
-    in the same pixels, and optional frame offsets of its own (as many as the recipe's)."""
+    in the same pixels, optional frame offsets of its own (as many as the recipe's) and the significant bits of
+    its 16-bit samples."""
 
     path: Path
     intrinsics: tuple[float, float, float, float]
     include: str = "*"
     crop: tuple[int, int, int, int] | None = None
     frame_offsets: tuple[int, ...] | None = None
+    input_bits: int = SAMPLE_BITS
 
 
 def folder_sequence(folder: FrameFolder) -> VideoSequence:
@@ -109,7 +118,7 @@ def folder_sequence(folder: FrameFolder) -> VideoSequence:
     crop_width, crop_height = right - left, bottom - top
     normalised = (fx / crop_width, fy / crop_height, (cx - left) / crop_width, (cy - top) / crop_height)
     return VideoSequence(f"{folder.path.name}/{folder.include}", frames, normalised, folder.crop,
-                         folder.frame_offsets, folder.path)
+                         folder.frame_offsets, folder.path, folder.input_bits)
 
 
 def load_sequences(source: Path | FrameFolder, camera: str = "02") -> list[VideoSequence]:
@@ -136,10 +145,11 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
     return sequences
 
 
-def load_frame(path: Path, width: int, height: int, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """A frame as RGB uint8 at exactly width x height (area-averaged down, cubic up), after cutting `crop` (left,
-    top, right, bottom) from it."""
-    image = read_image(path)[:, :, ::-1]
+def load_frame(path: Path, width: int, height: int, crop: tuple[int, int, int, int] | None = None,
+               read: ReadImage = read_image) -> np.ndarray:
+    """A frame read by `read` (its sequence's `ImageReader`) as RGB uint8 at exactly width x height (area-averaged
+    down, cubic up), after cutting `crop` (left, top, right, bottom) from it."""
+    image = read(path)[:, :, ::-1]
     if crop is not None:
         left, top, right, bottom = crop
         if image.shape[0] < bottom or image.shape[1] < right:
@@ -187,7 +197,8 @@ class FrameTuples(Dataset):
             if len(sequence.frames) < span:
                 raise ImageError(f"sequence {sequence.where} has {len(sequence.frames)} frame(s); self-supervised "
                                  f"depth needs at least {span} consecutive frames for offsets {list(own)}")
-            self.frames.append(np.stack([load_frame(path, width, height, sequence.crop)
+            read = ImageReader(sequence.bits, BITS_REMEDY)
+            self.frames.append(np.stack([load_frame(path, width, height, sequence.crop, read)
                                          for path in sequence.frames]))
             first, last = -min(min(own), 0), len(sequence.frames) - max(max(own), 0)
             self.samples += [(number, index) for index in range(first, last)
