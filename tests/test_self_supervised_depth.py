@@ -241,6 +241,17 @@ def test_tuples_across_a_cut_are_left_out_and_a_folder_may_pair_its_own_neighbou
         FrameTuples([sequence], WIDTH, HEIGHT, (2, -2))
 
 
+def test_a_run_s_recipe_reads_back_as_the_recipe_it_ran(tmp_path: Path):
+    """A run folder's recipe.yaml held `frame_offsets: null` for a frame folder without offsets of its own, and
+    `source_file: null` for a recipe not read from a file, which the reader refused: the recipe a run wrote could
+    not be given to train-depth to run it again."""
+    entry = {"path": "frames", "intrinsics": [700, 700, 300.5, 90]}
+    recipe = depth_recipe_from_dict({"name": "mixed", "iterations": 1, "sequences": ["kitti", entry]}, tmp_path)
+    written = yaml.safe_load(yaml.safe_dump(recipe.as_recipe_file(), sort_keys=False))
+    assert written["sequences"][1]["frame_offsets"] is None
+    assert depth_recipe_from_dict(written, tmp_path) == recipe
+
+
 def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path: Path):
     base = {"name": "mixed", "iterations": 1, "frame_offsets": [-2, 2]}
     entry = {"path": "frames", "include": "cam__*", "intrinsics": [700, 700, 300.5, 90], "crop": [0, 20, 320, 116],

@@ -62,6 +62,13 @@ class DepthRecipe:
         """Plain data (paths as strings, tuples as lists) for checkpoints and model cards."""
         return plain_data(dataclasses.asdict(self))
 
+    def as_recipe_file(self) -> dict[str, Any]:
+        """What a run folder's recipe.yaml holds (paths expanded), which `load_depth_recipe` reads back to this
+        recipe."""
+        fields = self.as_dict()
+        del fields["source_file"]
+        return fields
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(DepthRecipe)}
 KITTI_CAMERAS = ("00", "01", "02", "03")
@@ -135,7 +142,7 @@ def _sequence(value: Any, base: Path) -> Path | FrameFolder:
     include = value.get("include", "*")
     if not isinstance(include, str) or not include:
         raise RecipeError(f"'include' must be one file pattern, got {include!r}")
-    offsets = _ints("frame_offsets", value["frame_offsets"]) if "frame_offsets" in value else None
+    offsets = _ints("frame_offsets", value["frame_offsets"]) if value.get("frame_offsets") is not None else None
     return FrameFolder(expand_path(value["path"], base), (fx, fy, cx, cy), include, crop, offsets,
                        recipe_input_bits(value, "sequences"))
 

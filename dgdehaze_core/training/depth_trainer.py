@@ -226,7 +226,7 @@ class DepthTrainer:
         # read whole now, as each validation uses every frame: a bad folder or frame fails before training
         self.validation_sets = [load_kitti(folder).read_all() for folder in recipe.validation]
         if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`keep_run_files`)
-            write_recipe(self.run_dir, recipe.as_dict())
+            write_recipe(self.run_dir, recipe.as_recipe_file())
         resumed = self.iteration if self.resume else None
         train_log = CsvLog(self.run_dir / "train.csv", ["iteration", *LOSS_COLUMNS, "lr", "seconds"], resumed)
         val_log = CsvLog(self.run_dir / "val.csv", ["iteration", "set", *VAL_COLUMNS], resumed)
@@ -261,7 +261,7 @@ class DepthTrainer:
     def _checkpoint(self, logs: list[CsvLog]) -> Path:
         """`save_last`, then `keep_run_files`."""
         saved = self.save_last()
-        keep_run_files(self.run_dir, self.recipe.as_dict(), logs)
+        keep_run_files(self.run_dir, self.recipe.as_recipe_file(), logs)
         return saved
 
     def _validate(self, val_log: CsvLog) -> None:
