@@ -112,6 +112,8 @@ class DehazeNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self._settings: NodeSettings | None = None
         self._pipeline: DehazePipeline | None = None
+        self._weights = ""
+        """The weights the running pipeline was loaded from (`weights_summary` as it loaded), "" for none."""
         self._detector: Detector | None = None
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
@@ -149,7 +151,7 @@ class DehazeNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._settings = settings = read_settings(self)
-            self._pipeline = self._load_pipeline(settings)
+            self._pipeline, self._weights = self._load_pipeline(settings)
         except Exception as exc:  # any failure to load leaves the node unconfigured, with the reason logged
             self.get_logger().error(f"configure failed: {exc}")
             self._pipeline = self._settings = None
@@ -342,6 +344,7 @@ class DehazeNode(LifecycleNode):
             self.destroy_publisher(self._diagnostics_pub)
         self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
+        self._weights = ""
         self._camera_info = None
         self._camera_info_arrived.clear()
         self._fog.restart(None)
@@ -388,9 +391,12 @@ class DehazeNode(LifecycleNode):
         loaded = self._loaded.get("detector")
         return self._detector is None or loaded is None or bool(loaded.differing(settings, "detector"))
 
-    def _load_pipeline(self, settings: NodeSettings) -> DehazePipeline:
+    def _load_pipeline(self, settings: NodeSettings) -> tuple[DehazePipeline, str]:
+        """The pipeline of `settings` and the weights it loads, named as they are read: /diagnostics names the
+        weights that run, not a file put in their place since."""
         method, options = settings.pipeline_args()
-        return load_pipeline(method, **options)
+        weights = weights_summary(method)
+        return load_pipeline(method, **options), weights
 
     @staticmethod
     def _load_detector(settings: NodeSettings) -> Detector | None:
@@ -513,7 +519,7 @@ class DehazeNode(LifecycleNode):
     def _reload(self, pending: set[str], settings: NodeSettings, generation: int) -> None:
         if "pipeline" in pending:
             try:
-                pipeline = self._load_pipeline(settings)
+                pipeline, weights = self._load_pipeline(settings)
             except Exception as exc:  # any failure (a refused file, a full engine cache) keeps the running one
                 self._reload_failed("pipeline", exc, settings, generation)
                 with self._lock:  # a parameter of both models (device, half) was put back: the detector follows
@@ -523,7 +529,7 @@ class DehazeNode(LifecycleNode):
                 with self._lock:
                     swapped = generation == self._generation
                     if swapped:
-                        self._pipeline, self._loaded["pipeline"] = pipeline, settings
+                        self._pipeline, self._weights, self._loaded["pipeline"] = pipeline, weights, settings
                         self._reload_problems.pop("pipeline", None)
                 if swapped:
                     self.get_logger().info(f"reloaded pipeline: {self._describe()}")
@@ -561,9 +567,8 @@ class DehazeNode(LifecycleNode):
 
     def _describe(self) -> str:
         pipeline = self._pipeline
-        weights = weights_summary(str(getattr(pipeline, "method", "")))
         return (f"method {getattr(pipeline, 'method', '-')}, backend {getattr(pipeline, 'backend', '-')}, "
-                + (f"weights {weights}, " if weights else "") + f"detector {self._detector_note}")
+                + (f"weights {self._weights}, " if self._weights else "") + f"detector {self._detector_note}")
 
     # ---- data path -------------------------------------------------------------------------------------------
     def _image_callback(self) -> Callable[..., None]:
@@ -700,7 +705,7 @@ class DehazeNode(LifecycleNode):
             level, message = DiagnosticStatus.ERROR, "; ".join(self._reload_problems.values())
         pipeline = self._pipeline
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
-                "weights": weights_summary(str(getattr(pipeline, "method", ""))) or "none",
+                "weights": self._weights or "none",
                 "detector": self._detector_note if self._detector is not None else "off",
                 **self._fog.diagnostics()}
         self._diagnostics_pub.publish(diagnostic_array(

@@ -6,6 +6,7 @@ import hashlib
 import math
 import os
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -882,20 +883,26 @@ def newest_diagnostics(probe: Probe) -> tuple[int, str, dict[str, str]]:
         status.message, {kv.key: kv.value for kv in status.values}
 
 
-def test_diagnostics_name_the_trained_weights_the_node_runs(node: DehazeNode, probe: Probe) -> None:
+def test_diagnostics_name_the_trained_weights_the_node_runs(node: DehazeNode, probe: Probe, tmp_path: Path) -> None:
     """/diagnostics named the method and backend only: a fleet's recorded diagnostics could not tell which trained
-    weights a vehicle ran (a model name reads the same before and after an update of its file)."""
+    weights a vehicle ran (a model name reads the same before and after an update of its file). They name the
+    weights as loaded: a file replaced under the running node is not what runs."""
     assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("weights") == "none", 10.0), \
         newest_diagnostics(probe)
-    lite = shipped_weights_path("lite")
-    named = f"{lite.name} (sha256 {hashlib.sha256(lite.read_bytes()).hexdigest()[:12]}, "
-    set_ok(node, model="lite", backend="torch")
+    mine = tmp_path / "mine.pt"
+    shutil.copyfile(shipped_weights_path("lite"), mine)
+    named = f"mine.pt (sha256 {hashlib.sha256(mine.read_bytes()).hexdigest()[:12]}, "
+    set_ok(node, weights=str(mine), backend="torch")
     try:
         assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("weights", "").startswith(named), 60.0), \
             newest_diagnostics(probe)
         assert "training iterations of recipe lite at commit" in newest_diagnostics(probe)[2]["weights"]
+        shutil.copyfile(shipped_weights_path("lite_no_depth"), mine)  # an update lands; nothing reloads
+        probe.clear()
+        assert probe.wait_for(lambda: len(probe.messages("diagnostics")) >= 2, 10.0)
+        assert newest_diagnostics(probe)[2]["weights"].startswith(named), "the running weights, not the file's"
     finally:
-        set_ok(node, model="dcp", backend="auto")
+        set_ok(node, weights="", backend="auto")
         probe.clear()
         assert probe.wait_for(lambda: reported_backend(probe) == "opencv", 30.0), "back on dcp for later tests"
 
