@@ -352,7 +352,7 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     engine.write_bytes(b"serialized engine, edited")
     with pytest.raises(ValueError, match="does not match the hash"):
         network_file_provenance(engine)
-    assert "does not match the hash" in weights_summary(str(engine)), "a changed file is read again, not remembered"
+    assert "does not match the hash" in weights_summary(str(engine)), "an edited engine is named as untrusted"
 
 
 @cpu_only

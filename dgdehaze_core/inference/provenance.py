@@ -9,7 +9,6 @@ behind it, not only the file it was given.
 """
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -93,26 +92,15 @@ def how_made(entry: Mapping[str, Any]) -> str:
 
 def weights_summary(method: str) -> str:
     """One line naming the weights file a dehazing `method` (a configuration's name or a weights file, as the
-    node's `method` parameter) runs and how they were made, for logs and /diagnostics; "" for a method without
-    weights (dcp), and the reason when the file cannot be read. Remembered per file, size and time of change: a
-    caller may ask every second."""
+    node's `method` parameter) runs and how they were made, for logs, reports and /diagnostics; "" for a method
+    without weights (dcp), and the reason when the file cannot be read."""
     from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
 
     path = shipped_weights_path(method) if method in MODEL_CONFIGS else Path(method)
     if path.suffix.lower() not in NETWORK_FILE_SUFFIXES:
         return ""
     try:
-        stat = path.stat()
-    except OSError as exc:
-        return f"{path.name}: {exc.strerror or exc}"
-    return _summary(path.resolve(), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=16)
-def _summary(path: Path, size: int, mtime_ns: int) -> str:
-    """`weights_summary` of one version of a file (`size` and `mtime_ns` tell versions apart)."""
-    try:
         entry = network_file_provenance(path)
     except (OSError, ValueError) as exc:
-        return f"{path.name}: {exc}"
+        return f"{path.name}: {getattr(exc, 'strerror', None) or exc}"
     return f"{path.name} (sha256 {entry['sha256']}, {how_made(entry)})"
