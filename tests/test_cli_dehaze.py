@@ -30,6 +30,25 @@ def test_dehaze_folder_writes_images_and_skips_broken_files(shared_data: Path, t
     assert not [p for p in out.iterdir() if ".part" in p.name]
 
 
+def test_links_named_as_images_that_lead_nowhere_are_skipped_and_named_not_left_out(tmp_path: Path, caplog):
+    source = tmp_path / "in"
+    source.mkdir()
+    cv2.imwrite(str(source / "a.png"), np.full((24, 32, 3), 150, np.uint8))
+    (source / "b.png").symlink_to(tmp_path / "unmounted" / "b.png")  # frames on a drive not mounted
+    (source / "c.png").symlink_to("d.png")
+    (source / "d.png").symlink_to("c.png")  # a loop of links
+    out = tmp_path / "out"
+    with caplog.at_level("ERROR", logger="dgdehaze_core.commands.dehaze"):
+        assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 1
+    assert [p.name for p in out.glob("*_dehazed.png")] == ["a_dehazed.png"]
+    skipped = [record.getMessage() for record in caplog.records]
+    assert len(skipped) == 3 and all("which leads to no file" in message for message in skipped), skipped
+    (source / "a.png").unlink()
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(tmp_path / "o2")]) == 2, \
+        "a folder of links that lead nowhere is no folder of images read whole"
+    assert main(["dehaze", str(source / "c.png"), "--method", "dcp", "--out", str(tmp_path / "o3")]) == 2
+
+
 def fog_clip(shared_data: Path, path: Path, frames: int = 5) -> Path:
     """The first `frames` frames of a real fog video at 320x180."""
     capture = cv2.VideoCapture(str(shared_data / "video" / "fog_river.mp4"))

@@ -260,6 +260,24 @@ def test_a_linked_folder_of_images_is_followed_and_a_link_loop_ends(tmp_path: Pa
     assert [p.relative_to(training).as_posix() for p in images_under(training)] == ["fog/f.png"]
 
 
+def test_links_named_as_images_that_lead_nowhere_are_listed_and_reading_one_says_so(tmp_path: Path):
+    from dgdehaze_core.io.images import images_under, list_images
+
+    (tmp_path / "sub").mkdir()
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((8, 8, 3), 90, np.uint8))
+    (tmp_path / "b.png").symlink_to(tmp_path / "unmounted" / "b.png")
+    (tmp_path / "sub" / "c.png").symlink_to("d.png")
+    (tmp_path / "sub" / "d.png").symlink_to("c.png")
+    (tmp_path / "notes.txt").symlink_to("nowhere.txt")
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.png"]
+    assert [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)] == ["a.png", "b.png", "sub/c.png",
+                                                                                   "sub/d.png"]
+    with pytest.raises(ImageError, match="b.png is a link to .*unmounted/b.png, which leads to no file"):
+        read_image(tmp_path / "b.png")
+    with pytest.raises(ImageError, match="loop of links"):
+        read_image(tmp_path / "sub" / "c.png")
+
+
 def test_a_phone_photo_file_is_read_upright_and_a_compressed_camera_frame_as_stored(shared_data: Path,
                                                                                       tmp_path: Path):
     from PIL import Image

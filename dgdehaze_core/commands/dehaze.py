@@ -17,7 +17,7 @@ from dgdehaze_core.commands.network_options import add_network_options, network_
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import (SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, iter_video, list_images,
-                                     video_frame_count, write_image)
+                                     missing, video_frame_count, write_image)
 from dgdehaze_core.visualize import colorize_depth
 
 LOG = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _check_outputs(inputs: list[Path], outputs: list[Path]) -> None:
                              f"({NAME_MAX} bytes): rename the input")
         if path.is_dir():
             raise ValueError(f"an output, {path}, is a folder: move it or give another --out")
-    overwritten = {path.resolve() for path in inputs} & {path.resolve() for path in outputs}
+    overwritten = {path.resolve() for path in inputs if path.exists()} & {path.resolve() for path in outputs}
     if overwritten:
         raise ValueError(f"the outputs would overwrite the input {sorted(overwritten)[0]}: give another --out")
 
@@ -140,7 +140,7 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
 def run(args: argparse.Namespace) -> int:
     source: Path = args.input
     if not source.exists():
-        raise FileNotFoundError(f"no such input: {source}")
+        raise FileNotFoundError(missing(source, "input"))
     video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
     read = ImageReader(args.input_bits)
     if video and args.input_bits != SAMPLE_BITS:

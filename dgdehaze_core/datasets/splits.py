@@ -11,6 +11,7 @@ the sets that judge whole (WHOLLY_JUDGING), wherever a recipe's folders or globs
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -113,7 +114,7 @@ def judging_files(paths: Iterable[Path], data_dir: Path | None = None,
                           f"@data/splits/{split_file.name}:learn"))
     judged = {}
     for path in paths:
-        resolved = Path(path).resolve()
+        resolved = Path(os.path.realpath(path))  # a loop of links (read later, to say so) raises no error here
         for folder, names, reason in rules:
             if resolved.is_relative_to(folder) and (names is None or resolved.name in names):
                 judged[Path(path)] = reason

@@ -199,12 +199,20 @@ def _netpbm_pixels(data: bytes) -> np.ndarray | None:
     return np.asarray(image.convert("L"))
 
 
+def missing(path: Path, what: str = "file") -> str:
+    """Why `path`, which does not exist, cannot be read: no such `what`, or a link that leads to no file (its target
+    missing, as on a drive not mounted, or a loop of links)."""
+    if path.is_symlink():
+        return f"{path} is a link to {os.readlink(path)}, which leads to no {what} (missing, or a loop of links)"
+    return f"no such {what}: {path}"
+
+
 def _file_pixels(path: Path) -> tuple[np.ndarray, bool]:
     """An image file's pixels as decoded, upright (`read_image`), and whether its header declares its samples' range
     (a PBM/PGM/PPM's maximum value, by which they are scaled to their type's full range); ImageError says why when
     it cannot be read."""
     if not path.exists():
-        raise ImageError(f"no such file: {path}")
+        raise ImageError(missing(path))
     if path.is_dir():
         raise ImageError(f"{path} is a folder, not an image")
     if path.stat().st_size == 0:
@@ -341,19 +349,25 @@ def is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _image_entry(path: Path) -> bool:
+    """Whether a folder entry named as an image is listed as one: a file, or a link that leads to no file, which is
+    listed so that reading it says so (a frame silently left out would change a run's result without a word)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or (path.is_symlink() and not path.exists()))
+
+
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name; hidden files left out."""
+    """Image files directly inside `folder` (and links named as images that lead to no file: `_image_entry`), sorted
+    by name; hidden files left out."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"no such folder: {folder}")
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))
+    return sorted(p for p in folder.iterdir() if _image_entry(p) and not is_hidden(p, folder))
 
 
 def images_under(folder: str | Path) -> list[Path]:
-    """The image files in `folder` and its subfolders, sorted; hidden files and folders left out; [] for a
-    missing folder. Symlinked subfolders are followed (a data set linked into a training folder), each real
-    folder once, so a link back up the tree ends."""
+    """The image files in `folder` and its subfolders (and links named as images that lead to no file:
+    `_image_entry`), sorted; hidden files and folders left out; [] for a missing folder. Symlinked subfolders are
+    followed (a data set linked into a training folder), each real folder once, so a link back up the tree ends."""
     root = Path(folder)
     if not root.is_dir():
         return []
@@ -366,7 +380,7 @@ def images_under(folder: str | Path) -> list[Path]:
             continue
         seen.add(real)
         found.extend(Path(current) / name for name in files)
-    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not is_hidden(p, root))
+    return sorted(p for p in found if _image_entry(p) and not is_hidden(p, root))
 
 
 def unit_float(image: np.ndarray) -> np.ndarray:
