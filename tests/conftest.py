@@ -1,8 +1,9 @@
 """Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent), scenes from it,
-the shipped detector, and a ROS session per test module."""
+the shipped detector, a read-only folder, and a ROS session per test module."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,18 @@ def detector():
     from dgdehaze_core.detection.detector import Detector
 
     return Detector()
+
+
+@pytest.fixture()
+def read_only_folder(tmp_path: Path):
+    """A read-only tmpfs (root can write anywhere else, so only a read-only mount makes writes fail)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture(scope="module")

@@ -177,18 +177,6 @@ def test_one_pixel_image_is_dehazed(tmp_path: Path):
     assert read_image(tmp_path / "o" / "dot_dehazed.png").shape == (1, 1, 3)
 
 
-@pytest.fixture()
-def read_only_folder(tmp_path: Path):
-    """A read-only tmpfs (root can write anywhere else, so only a read-only mount makes writes fail)."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
-
-
 @pytest.mark.parametrize("target", ["out", "out/inside"])
 def test_an_unwritable_output_gives_one_line_and_exit_2(read_only_folder: Path, tmp_path: Path, target: str):
     image = tmp_path / "dot.png"
@@ -199,6 +187,19 @@ def test_an_unwritable_output_gives_one_line_and_exit_2(read_only_folder: Path, 
     errors = [line for line in run.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Read-only file system" in errors[0]
     assert not any(read_only_folder.iterdir())
+
+
+def test_an_out_folder_that_takes_no_file_is_named_before_the_model_is_loaded(read_only_folder: Path, tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]):
+    """An existing read-only --out was named only by a write's temporary lock file ('[Errno 30] Read-only file
+    system: .../.a_dehazed.png~....lock'), and any unwritable --out only after the model was loaded."""
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.full((8, 8, 3), 200, np.uint8))
+    for out in (read_only_folder, read_only_folder / "new"):
+        assert main(["dehaze", str(image), "--method", str(tmp_path / "absent.pt"), "--out", str(out)]) == 2
+        assert f"--out {out} cannot be written: Read-only file system in {read_only_folder}" in capsys.readouterr().err
+    assert main(["dehaze", str(image), "--out", str(image / "out")]) == 2
+    assert f"--out {image / 'out'} lies under {image}, a file: give a folder" in capsys.readouterr().err
 
 
 def test_inputs_whose_names_differ_in_case_or_build_another_s_output_name_each_keep_their_outputs(tmp_path: Path):
@@ -246,7 +247,7 @@ def test_an_output_that_is_a_folder_a_name_too_long_or_an_out_that_is_a_file_is_
     (source / ("x" * 246 + ".png")).unlink()
     (out / "a_file").write_text("kept")
     assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out / "a_file")]) == 2
-    assert "is a file: give the folder" in capsys.readouterr().err and (out / "a_file").read_text() == "kept"
+    assert "is a file: give a folder" in capsys.readouterr().err and (out / "a_file").read_text() == "kept"
 
 
 def test_dehaze_runs_the_network_on_the_backend_asked_for_and_refuses_fp16_off_a_gpu(shared_data: Path,

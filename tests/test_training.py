@@ -249,6 +249,15 @@ def test_an_export_that_would_replace_the_recipe_or_the_run_s_checkpoint_is_refu
     assert not run.exists() and recipe.read_text() == SMOKE.read_text()
 
 
+def test_a_run_folder_that_takes_no_file_is_named_before_training(shared_data: Path, read_only_folder: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """Python's '[Errno 30] Read-only file system: PATH' was all a run folder that takes no file got."""
+    for command, config in (("train", SMOKE), ("train-depth", REPO_DIR / "training" / "depth_kitti.yaml")):
+        for out in (read_only_folder, read_only_folder / "run"):
+            assert main([command, "--config", str(config), "--out", str(out), "--no-progress"]) == 2
+            assert f"--out {out} cannot be written: Read-only file system" in capsys.readouterr().err, command
+
+
 def test_a_folder_source_takes_every_frame_step_th_image_and_a_strip_too_thin_to_crop_is_refused(
         tmp_path: Path) -> None:
     frames = tmp_path / "frames"

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline
-from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.atomic_files import atomic_path, check_writable_place
 from dgdehaze_core.io.images import (SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, iter_video, list_images,
                                      missing, video_frame_count, write_image)
 from dgdehaze_core.visualize import colorize_depth
@@ -151,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
         hint = f" (only the images directly in it are read; it holds {', '.join(folders[:5])}" \
                f"{' ...' if len(folders) > 5 else ''}: name one)" if folders else ""
         raise ImageError(f"no images in {source}{hint}")
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a file: give the folder to write the outputs to")
+    check_writable_place(args.out, "--out", inside=True)
     names = {source: source.stem} if video else output_names(paths)
     suffix = ".mp4" if video else ".png"
     _check_outputs(paths or [source], [args.out / f"{name}_{kind}{suffix}" for name in names.values()

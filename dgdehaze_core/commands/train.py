@@ -11,7 +11,8 @@ from typing import Mapping
 
 import torch
 
-from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output, refuse_inside
+from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_place, refuse_input_as_output,
+                                           refuse_inside)
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer, export_weights
@@ -77,9 +78,10 @@ def prepare_run(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def check_export(args: argparse.Namespace, run_dir: Path) -> None:
-    """Before any training: --export must be a file that can be written, not the recipe, and outside the run
-    folder (where it would replace last.pt, which --resume needs, or best.pt)."""
+def check_outputs(args: argparse.Namespace, run_dir: Path) -> None:
+    """Before any training: the run folder must take new files, and --export must be a file that can be written,
+    not the recipe, and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt)."""
+    check_writable_place(run_dir, "--out", inside=True)
     if args.export is None:
         return
     check_writable_file(args.export, "--export")
@@ -90,7 +92,7 @@ def check_export(args: argparse.Namespace, run_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.config, prepare_run(args))
     run_dir = args.out or Path("runs") / recipe.name  # under the working folder, as --help says
-    check_export(args, run_dir)
+    check_outputs(args, run_dir)
     trainer = Trainer(recipe, run_dir, device=args.device, resume=args.resume)
     result = trainer.train(progress=not args.no_progress)
     if not trainer.rank.writer:  # a torchrun job: rank 0 reports and exports

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from dgdehaze_core.commands.train import add_run_arguments, check_export, prepare_run, report
+from dgdehaze_core.commands.train import add_run_arguments, check_outputs, prepare_run, report
 from dgdehaze_core.training.depth_recipe import load_depth_recipe
 from dgdehaze_core.training.depth_trainer import DepthTrainer, export_clear_depth
 
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     recipe = load_depth_recipe(args.config, prepare_run(args))
     run_dir = args.out or Path("runs") / recipe.name  # under the working folder, as --help says
-    check_export(args, run_dir)
+    check_outputs(args, run_dir)
     result = DepthTrainer(recipe, run_dir, device=args.device, resume=args.resume).train(
         progress=not args.no_progress)
     report(result.iterations, result.first_loss, result.last_loss, result.validation, "last",

@@ -35,11 +35,27 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
     return check_writable_place(path, flag)
 
 
-def check_writable_place(path: str | os.PathLike[str], flag: str) -> Path:
-    """`path` as a Path when the folder it goes in (or, where that does not exist yet, the nearest existing one
-    above it) takes new files, as an atomic write of `path`, file or folder, needs; else OSError naming `flag`."""
+def check_folder_path(path: str | os.PathLike[str], flag: str) -> Path:
+    """`path` as a Path unless it, or a folder above it, exists as something other than a folder (NotADirectoryError
+    naming `flag`)."""
     path = Path(path)
-    folder = path.absolute().parent
+    for place in (path, *path.parents):
+        if place.exists() or place.is_symlink():
+            if place.is_dir():
+                return path
+            where = (("is a file" if place.is_file() else "is not a folder") if place == path
+                     else f"lies under {place}, {'a file' if place.is_file() else 'no folder'}")
+            raise NotADirectoryError(f"{flag} {path} {where}: give a folder")
+    return path
+
+
+def check_writable_place(path: str | os.PathLike[str], flag: str, inside: bool = False) -> Path:
+    """`path` as a Path when the folder it goes in (`inside`: `path` itself, a folder whose files its writer writes
+    one by one, which must then be or become a folder: `check_folder_path`) or, where that does not exist yet, the
+    nearest existing one above it takes new files, as an atomic write of `path`, file or folder, needs (or of each
+    file in it); else OSError naming `flag`."""
+    path = check_folder_path(path, flag) if inside else Path(path)
+    folder = path.absolute() if inside else path.absolute().parent
     while not folder.exists():
         folder = folder.parent
     try:

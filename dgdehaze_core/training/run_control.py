@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 
 from dgdehaze_core.exits import Terminated
+from dgdehaze_core.io.atomic_files import check_folder_path
 from dgdehaze_core.io.checkpoints import read_checkpoint
 
 LOG = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Cal
     any of a run's files (FileExistsError): a finished run whose last.pt was deleted keeps its best.pt and logs.
     A last.pt that is no file (a folder) is refused either way (IsADirectoryError); a resume of such a folder
     without last.pt is FileNotFoundError saying what the folder holds."""
-    check_run_folder(run_dir)
+    check_folder_path(run_dir, "--out")
     run_dir.mkdir(parents=True, exist_ok=True)
     _refuse_a_last_that_is_no_file(last_path)
     found = [name for name in RUN_FILES if (run_dir / name).exists()] if writer else []
@@ -177,17 +178,6 @@ def _left_without_last(run_dir: Path, last_path: Path, found: list[str]) -> str:
             f"another --out folder, or move them away{weights}")
 
 
-def check_run_folder(run_dir: Path) -> None:
-    """NotADirectoryError when `run_dir`, or a folder above it, exists as something other than a folder."""
-    for place in (run_dir, *run_dir.parents):
-        if place.exists() or place.is_symlink():
-            if place.is_dir():
-                return
-            where = (("is a file" if place.is_file() else "is not a folder") if place == run_dir
-                     else f"lies under {place}, {'a file' if place.is_file() else 'no folder'}")
-            raise NotADirectoryError(f"--out {run_dir} {where}: give a folder")
-
-
 def _refuse_a_last_that_is_no_file(last_path: Path) -> None:
     """IsADirectoryError when `last_path` exists as something other than a file: neither a fresh run nor a resume
     can take that folder."""
@@ -208,7 +198,7 @@ def run_folder_lock(run_dir: Path, writer: bool = True) -> Iterator[None]:
     if not writer:
         yield
         return
-    check_run_folder(run_dir)
+    check_folder_path(run_dir, "--out")
     created = [place for place in (run_dir, *run_dir.parents) if not place.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     lock_path = run_dir / ".lock"
