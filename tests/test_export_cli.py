@@ -140,7 +140,7 @@ def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], messa
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     if torch.cuda.is_available() and "engine" in args:
         pytest.skip("CUDA is available: an engine may build here")
-    out = tmp_path / "out.bin"
+    out = tmp_path / ("out.engine" if "engine" in args else "out.onnx")
     assert main(["export", *args, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
@@ -171,6 +171,25 @@ def test_an_export_never_writes_over_the_file_it_exports(tmp_path: Path, capsys:
         assert main(["export", *args]) == 2
         assert "would overwrite the input" in capsys.readouterr().err
         assert source.read_bytes() == before
+
+
+def test_an_export_named_as_another_kind_of_file_is_refused_and_never_replaces_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out` was written whatever its name: an ONNX export replaced a checkpoint (`--out best.pt`) or a photo, and
+    the file it left was read by its suffix as a checkpoint, which it is not."""
+    from dgdehaze_core.models import shipped_weights_path
+
+    checkpoint, photo = tmp_path / "best.pt", tmp_path / "road.png"
+    checkpoint.write_bytes(shipped_weights_path("lite").read_bytes())
+    cv2.imwrite(str(photo), np.full((8, 8, 3), 90, np.uint8))
+    kept = {path: path.read_bytes() for path in (checkpoint, photo)}
+    for args, out, message in (([], checkpoint, "an ONNX file is read only from a file named *.onnx"),
+                               ([], photo, "an ONNX file is read only from a file named *.onnx"),
+                               (["--format", "engine"], tmp_path / "lite.onnx", "a TensorRT engine is read only "
+                                                                               "from a file named *.engine")):
+        assert main(["export", "--config", "lite", "--untrained", *args, "--out", str(out)]) == 2
+        assert f"--out {out}: {message}" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in kept} == kept and len(list(tmp_path.iterdir())) == 2
 
 
 def test_a_truncated_detector_file_is_refused_in_one_line_and_the_existing_output_kept(

@@ -136,8 +136,9 @@ def _check(args: argparse.Namespace) -> None:
     if args.height is not None:
         _check_size(args.height, args.width, args.dynamic)
     if args.out is not None:
-        check_writable_file(args.out, "--out")
         refuse_input_as_output(args.out, _sources(args), "--out")
+        kind = "an ONNX file" if args.format == "onnx" else "a TensorRT engine"
+        check_writable_file(args.out, "--out", (f".{args.format}",), kind)
     if args.detector is not None and (args.weights or args.untrained or args.physics_only):
         raise ValueError("--weights, --untrained and --physics-only belong to --config, not --detector")
 

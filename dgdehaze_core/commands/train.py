@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
 from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_place, refuse_input_as_output,
                                            refuse_inside)
 from dgdehaze_core.io.tables import emit
+from dgdehaze_core.models import CHECKPOINT_SUFFIXES
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer, export_weights
 
@@ -78,15 +79,17 @@ def prepare_run(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def check_outputs(args: argparse.Namespace, run_dir: Path) -> None:
-    """Before any training: the run folder must take new files, and --export must be a file that can be written,
-    not the recipe, and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt)."""
+def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequence[str] = CHECKPOINT_SUFFIXES,
+                  export_kind: str = "a weights file") -> None:
+    """Before any training: the run folder must take new files, and --export must be a file that can be written
+    under a name of `export_suffixes` (what `export_kind` is loaded from), not the recipe, and outside the run
+    folder (where it would replace last.pt, which --resume needs, or best.pt)."""
     check_writable_place(run_dir, "--out", inside=True)
     if args.export is None:
         return
-    check_writable_file(args.export, "--export")
     refuse_input_as_output(args.export, [args.config], "--export", what="--config")
     refuse_inside(args.export, run_dir, "--export", "the run folder", " (last.pt, best.pt)")
+    check_writable_file(args.export, "--export", export_suffixes, export_kind)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     recipe = load_depth_recipe(args.config, prepare_run(args))
     run_dir = args.out or Path("runs") / recipe.name  # under the working folder, as --help says
-    check_outputs(args, run_dir)
+    check_outputs(args, run_dir, (".pt",), "a clear-depth network")
     result = DepthTrainer(recipe, run_dir, device=args.device, resume=args.resume).train(
         progress=not args.no_progress)
     report(result.iterations, result.first_loss, result.last_loss, result.validation, "last",

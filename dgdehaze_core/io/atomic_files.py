@@ -19,19 +19,27 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 NAME_BYTES = 100
 """How much of the target's name (in UTF-8 bytes) the temporary siblings' names repeat, beside a hash of all of it
 (a file name holds at most 255 bytes)."""
 
 
-def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
+def check_writable_file(path: str | os.PathLike[str], flag: str, suffixes: Sequence[str] = (),
+                        kind: str = "it") -> Path:
     """`path` as a Path when a file can be written there; else, before any work is done, ValueError for a folder
-    or OSError naming `flag` when the nearest existing folder takes no new file (read-only, /proc, no folder)."""
+    or OSError naming `flag` when the nearest existing folder takes no new file (read-only, /proc, no folder).
+
+    suffixes: where the file, `kind`, is read back by its suffix (weights, exports), the ones it may end in: any
+    other name is refused (ValueError), as it would be read as another kind of file, or replace one (a checkpoint
+    under `--out best.pt`)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder: give the file to write")
+    if suffixes and path.suffix not in suffixes:
+        raise ValueError(f"{flag} {path}: {kind} is read only from a file named *{' or *'.join(suffixes)}, and this "
+                         f"name would be taken for another kind of file (or replace one): give a {suffixes[0]} name")
     return check_writable_place(path, flag)
 
 
