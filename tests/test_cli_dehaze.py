@@ -137,6 +137,50 @@ def test_sigterm_stops_a_command_like_ctrl_c_and_leaves_no_half_written_file(sha
     assert list(out.iterdir()) == [], "the videos being written are removed, not left as .part files"
 
 
+def test_ctrl_c_in_a_folder_keeps_the_outputs_written_and_says_how_to_go_on_with_resume(
+        shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C said only 'interrupted': the outputs written were whole, but nothing said so, and the only way on was
+    to dehaze the whole folder again."""
+    import signal
+    import time
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    photo = (shared_data / "detection" / "dawn-fog" / "foggy-001.jpg").read_bytes()
+    for index in range(80):
+        (source / f"frame_{index:03d}.jpg").write_bytes(photo)
+    run = subprocess.Popen([sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(source), "--method", "dcp",
+                            "--out", str(out)], stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (out / "frame_002_depth.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and "the same command with --resume dehazes the rest" in stderr, stderr
+    earlier = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    shape = read_image(source / "frame_000.jpg").shape
+    assert 6 <= len(earlier) < 160 and all(read_image(p).shape == shape for p in earlier), "whole images"
+    os.utime(source / "frame_000.jpg")  # changed after its outputs were written: dehazed again
+    with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):
+        assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out), "--resume"]) == 0
+    done = len([p for p in earlier if p.name.endswith("_depth.png")]) - 1
+    assert f"--resume: {done} of 80 images have their outputs in {out} already" in caplog.text
+    assert len(list(out.iterdir())) == 160
+    kept = {p for p, changed in earlier.items() if p.stat().st_mtime_ns == changed}
+    assert {p.name for p in set(earlier) - kept} >= {"frame_000_dehazed.png", "frame_000_depth.png"}
+    assert len(kept) >= 2 * done
+    with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):
+        assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out), "--resume"]) == 0
+    assert "80 of 80 images have their outputs" in caplog.text
+
+
+def test_resume_is_refused_for_a_video(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    clip = fog_clip(shared_data, tmp_path / "clip.mp4", frames=2)
+    assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(tmp_path / "o"), "--resume"]) == 2
+    assert "--resume is for a folder of images" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def test_a_video_opencv_cannot_encode_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture):
     video = tmp_path / "dot.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1, 1))

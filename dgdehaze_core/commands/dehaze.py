@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
                              "default); `decoder` with the paper's released weights gives the image the authors' "
                              "code saves")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with a folder's run that was stopped: skip each image whose two outputs are in "
+                             "--out already, written after it (whatever method wrote them)")
     add_input_bits_option(parser)
     add_network_options(parser)
     parser.set_defaults(func=run)
@@ -75,12 +78,48 @@ def _check_outputs(inputs: list[Path], outputs: list[Path]) -> None:
         raise ValueError(f"the outputs would overwrite the input {sorted(overwritten)[0]}: give another --out")
 
 
+def _done(path: Path, outputs: list[Path]) -> bool:
+    """Whether an input's `outputs` are all files written after it was last changed (a run stopped part way wrote
+    them)."""
+    try:
+        changed = path.stat().st_mtime_ns
+        return all(output.is_file() and output.stat().st_mtime_ns >= changed for output in outputs)
+    except OSError:  # an input that does not read (a link that leads to no file): its reading says why
+        return False
+
+
 def _images(paths: list[Path], read: ImageReader) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
     for path in tqdm(paths, desc="dehaze", unit="image"):
         try:
             yield path, read(path)
         except ImageError as exc:
             yield path, exc
+
+
+def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
+                out: Path) -> int:
+    """Dehaze each image of `paths` (of `source`) into its two `outputs`; 1 when some were skipped (unreadable),
+    ImageError when none could be read. Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
+    failures = 0
+    written = 0
+    try:
+        for path, frame in _images(paths, read):
+            if isinstance(frame, ImageError):
+                LOG.error("skipped: %s", frame)
+                failures += 1
+                continue
+            result = pipeline(frame)
+            write_image(outputs[path][0], result.image)
+            write_image(outputs[path][1], colorize_depth(result.depth))
+            written += 1
+    except KeyboardInterrupt:
+        LOG.warning("stopped after %d of the %d images to dehaze; the outputs written to %s are whole: the same "
+                    "command with --resume dehazes the rest", written + failures, len(paths), out)
+        raise
+    LOG.info("wrote %d dehazed images to %s (%d skipped)", written, out, failures)
+    if written == 0:
+        raise ImageError(f"no image in {source} could be read")
+    return 1 if failures else 0
 
 
 def _run_video(source: Path, out: Path, pipeline) -> int:
@@ -152,30 +191,25 @@ def run(args: argparse.Namespace) -> int:
                f"{' ...' if len(folders) > 5 else ''}: name one)" if folders else ""
         raise ImageError(f"no images in {source}{hint}")
     check_writable_place(args.out, "--out", inside=True)
+    if video and args.resume:
+        raise ValueError("--resume is for a folder of images: a video's outputs are written whole, at its end")
     names = {source: source.stem} if video else output_names(paths)
     suffix = ".mp4" if video else ".png"
-    _check_outputs(paths or [source], [args.out / f"{name}_{kind}{suffix}" for name in names.values()
-                           for kind in ("dehazed", "depth")])
+    outputs = {path: [args.out / f"{name}_{kind}{suffix}" for kind in ("dehazed", "depth")]
+               for path, name in names.items()}
+    _check_outputs(paths or [source], [output for pair in outputs.values() for output in pair])
     options = network_runtime(args)
     if args.method == "dcp" and (options or args.output is not None):
         raise ValueError("--backend, --device, --half and --output choose how a network runs; dcp has none")
     if args.output is not None:
         options["output"] = args.output
+    todo = [path for path in paths if not (args.resume and _done(path, outputs[path]))]
+    if len(todo) < len(paths):
+        LOG.info("--resume: %d of %d images have their outputs in %s already", len(paths) - len(todo), len(paths),
+                 args.out)
+        if not todo:
+            return 0
     pipeline = load_pipeline(args.method, **options)
     if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
         return _run_video(source, args.out, pipeline)
-    failures = 0
-    written = 0
-    for path, frame in _images(paths, read):
-        if isinstance(frame, ImageError):
-            LOG.error("skipped: %s", frame)
-            failures += 1
-            continue
-        result = pipeline(frame)
-        write_image(args.out / f"{names[path]}_dehazed.png", result.image)
-        write_image(args.out / f"{names[path]}_depth.png", colorize_depth(result.depth))
-        written += 1
-    LOG.info("wrote %d dehazed images to %s (%d skipped)", written, args.out, failures)
-    if written == 0:
-        raise ImageError(f"no image in {source} could be read")
-    return 1 if failures else 0
+    return _run_images(source, todo, outputs, read, pipeline, args.out)
