@@ -192,6 +192,15 @@ def test_an_export_named_as_another_kind_of_file_is_refused_and_never_replaces_o
     assert {path: path.read_bytes() for path in kept} == kept and len(list(tmp_path.iterdir())) == 2
 
 
+def test_an_export_given_as_the_weights_to_export_is_named_as_an_export(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """An ONNX file given as --weights (or as a recipe's init_weights) was 'truncated, or not a torch checkpoint'."""
+    assert main(["export", "--config", "lite", "--weights", str(DEFAULT_DETECTOR),
+                 "--out", str(tmp_path / "lite.onnx")]) == 2
+    assert f"{DEFAULT_DETECTOR} is not a readable dgdehaze checkpoint: it is an ONNX file (an export, which runs as " \
+           "a --method), not a torch checkpoint (.pt)" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
 def test_a_truncated_detector_file_is_refused_in_one_line_and_the_existing_output_kept(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     truncated = tmp_path / "yolo.onnx"

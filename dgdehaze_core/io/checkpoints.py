@@ -31,6 +31,10 @@ FULL_DISK_BYTES = 2 ** 20
 """A write that failed where less than this is left free on the file system is taken as a full disk."""
 
 
+EXPORT_KINDS = {".onnx": "an ONNX file", ".engine": "a TensorRT engine"}
+"""What an exported file is, by its suffix."""
+
+
 def is_torch_file(path: str | os.PathLike[str]) -> bool:
     """Whether the file at `path` has the form of a torch checkpoint: a zip archive, or torch's legacy pickle."""
     if zipfile.is_zipfile(path):
@@ -41,10 +45,14 @@ def is_torch_file(path: str | os.PathLike[str]) -> bool:
 
 def load_error_line(exc: BaseException, path: str | os.PathLike[str] | None = None) -> str:
     """One line saying why torch could not read a checkpoint; a file that has no checkpoint's form (random bytes,
-    a YAML file) is said to be none before torch's reason, which for such a file names a pickle opcode."""
+    a YAML file, an export given where its weights are wanted) is said to be none before torch's reason, which for
+    such a file names a pickle opcode."""
     if path is not None and Path(path).is_file():
         try:
             if not is_torch_file(path):
+                export = EXPORT_KINDS.get(Path(path).suffix.lower())
+                if export:
+                    return f"it is {export} (an export, which runs as a --method), not a torch checkpoint (.pt)"
                 return "truncated, or not a torch checkpoint (no zip archive in it)"
         except OSError:
             pass  # unreadable: torch's own error says why
