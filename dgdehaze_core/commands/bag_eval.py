@@ -150,12 +150,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def mounting_of(args: argparse.Namespace) -> Mounting | None:
-    """The camera mounting the options give (None without --camera-height); ValueError when out of range."""
+    """The camera mounting the options give (None without --camera-height); ValueError when out of range, or for
+    a pitch without a height, which would go unused without a word."""
     if not 0 <= args.camera_height < math.inf:
         raise ValueError(f"--camera-height must be a finite height (m above the road; 0: none), got "
                          f"{args.camera_height}")
     if not math.isfinite(args.camera_pitch):
         raise ValueError(f"--camera-pitch must be a finite angle (rad), got {args.camera_pitch}")
+    if args.camera_pitch and not args.camera_height:
+        raise ValueError("--camera-pitch needs --camera-height: the mounting is both, and without it the fog is not "
+                         "measured")
     return Mounting(args.camera_height, args.camera_pitch) if args.camera_height > 0 else None
 
 
