@@ -159,6 +159,26 @@ def test_bag_eval_exits_1_when_frames_could_not_be_decoded_alone_and_in_a_fleet(
     assert table["all"]["status"] == "2/2 ok", "a bag that skipped frames is still evaluated"
 
 
+def test_an_earlier_evaluation_holding_other_files_is_not_replaced(tmp_path: Path, capsys) -> None:
+    """An earlier evaluation's folder was replaced whole, and with it what the user had put there since (notes, an
+    analysis, a copied recording), without a word."""
+    bag, out = tmp_path / "bag", tmp_path / "eval"
+    write_camera_bag(bag, "mcap", demo_frames(2), "bgr8")
+    common = ["--method", "dcp", "--no-detection", "--image-topic", "/cam/image_raw", "--no-progress"]
+    assert main(["bag-eval", str(bag), "--out", str(out), *common]) == 0
+    (out / "notes.md").write_text("frame 1: the truck is missed")
+    (out / "analysis").mkdir()
+    summary = (out / "summary.json").read_bytes()
+    assert main(["bag-eval", str(bag), "--out", str(out), *common]) == 2
+    assert f"output folder {out}, an earlier evaluation, also holds analysis, notes.md, which replacing it would " \
+           "delete" in capsys.readouterr().err
+    assert (out / "notes.md").read_text() == "frame 1: the truck is missed" and \
+        (out / "summary.json").read_bytes() == summary
+    (out / "notes.md").unlink()
+    (out / "analysis").rmdir()
+    assert main(["bag-eval", str(bag), "--out", str(out), *common]) == 0, "an earlier evaluation alone is replaced"
+
+
 def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out, table = tmp_path / "eval", tmp_path / "table.json"
     code = main(["bag-eval", str(DEMO_BAG), "--camera-info-topic", "/camera/camera_info", "--out", str(out),

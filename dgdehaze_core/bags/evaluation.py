@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -210,10 +210,17 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
         writer.write(f"{prefix}/camera_info", CAMERA_INFO_TYPE, frame.log_time_ns, info)
 
 
-def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str = "summary.json") -> None:
+EVALUATION_ENTRIES = frozenset({"bag", "figures", "report.html", "summary.json", "node.log"})
+"""What an evaluation writes into its folder (`evaluate_bag`, `report.write_report`; a node replay its node's log
+too), which replaces it whole."""
+
+
+def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str = "summary.json",
+                        entries: Collection[str] | None = EVALUATION_ENTRIES) -> None:
     """ValueError unless `out_dir` can be replaced by an evaluation's output without losing anything: not a file,
     not an input bag, not inside one and not holding one, and, when it exists and is not empty, an earlier output
-    (it holds `marker`)."""
+    (it holds `marker`) that holds nothing but `entries` (None: an output that keeps what else it holds, a
+    fleet's)."""
     out = out_dir.resolve()
     for bag in map(Path, inputs):
         bag = bag.resolve()
@@ -223,6 +230,12 @@ def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str
         raise ValueError(f"output folder {out_dir} is a file")
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise ValueError(f"output folder {out_dir} holds files that are not an earlier evaluation's (no {marker}); "
+                         "give a new folder")
+    others = sorted(path.name for path in out.iterdir() if path.name not in entries) \
+        if entries is not None and out.is_dir() else []
+    if others:
+        raise ValueError(f"output folder {out_dir}, an earlier evaluation, also holds {', '.join(others[:5])}"
+                         f"{' ...' if len(others) > 5 else ''}, which replacing it would delete: move them out, or "
                          "give a new folder")
 
 

@@ -248,7 +248,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
-    check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json")
+    check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json", entries=None)
     runner = choose_runner(ray_address, workers)  # one that cannot start leaves an earlier run's folder as it was
     began = time.perf_counter()
     outcomes: list[BagOutcome] = []
