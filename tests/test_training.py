@@ -358,6 +358,21 @@ def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str
         recipe_from_dict(raw, tmp_path)
 
 
+def test_a_recipe_of_the_other_training_or_a_folder_is_named_so(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A train-depth recipe given to train (or the reverse) listed a score of unknown and known fields, and a folder
+    of recipes was 'no such recipe': the user could not tell they had the wrong file or the wrong command."""
+    training = REPO_DIR / "training"
+    for command, recipe, other in (("train", "depth_kitti.yaml", "train-depth"), ("train-depth", "lite.yaml", "train")):
+        assert main([command, "--config", str(training / recipe), "--out", str(tmp_path / "run")]) == 2
+        error = capsys.readouterr().err
+        assert f"a `dgdehaze {other}` recipe" in error and f"run `dgdehaze {other} --config` with it" in error, error
+        assert "unknown recipe field" not in error
+        assert main([command, "--config", str(training), "--out", str(tmp_path / "run")]) == 2
+        assert f"{training} is a folder: give a recipe file" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_exponent_numbers_read_as_numbers_and_a_malformed_override_is_one_clear_error(tmp_path: Path) -> None:
     text = SMOKE.read_text().replace("lr: 0.002", "lr: 2e-3")
     assert text != SMOKE.read_text()

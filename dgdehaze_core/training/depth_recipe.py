@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import (RecipeError, check_run_name, check_seed, expand_path, plain_data,
-                                           read_recipe_file, recipe_input_bits, set_dotted)
+from dgdehaze_core.training.recipe import (RecipeError, check_known_fields, check_run_name, check_seed, expand_path,
+                                           plain_data, read_recipe_file, recipe_input_bits, set_dotted)
 from dgdehaze_core.training.video_frames import FrameFolder
 
 
@@ -183,9 +183,7 @@ def depth_recipe_from_dict(raw: Any, base: Path, overrides: Iterable[str] = ()) 
     raw = copy.deepcopy(raw)
     for override in overrides:
         set_dotted(raw, override)
-    unknown = set(raw) - set(_FIELDS) - {"source_file"}
-    if unknown:
-        raise RecipeError(f"unknown recipe field(s): {sorted(unknown)}; known: {sorted(_FIELDS)}")
+    check_known_fields(raw, set(_FIELDS))
     if "name" not in raw or "iterations" not in raw or "sequences" not in raw:
         raise RecipeError("the recipe needs 'name', 'iterations' and 'sequences'")
     fields: dict[str, Any] = {}

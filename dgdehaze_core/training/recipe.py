@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import yaml
 
@@ -298,9 +298,7 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
     raw = copy.deepcopy(raw)
     for override in overrides:
         set_dotted(raw, override)
-    unknown = set(raw) - set(_SCALARS) - {"data", "loss"}
-    if unknown:
-        raise RecipeError(f"unknown recipe field(s): {sorted(unknown)}; known: {sorted(set(_SCALARS) | {'data', 'loss'})}")
+    check_known_fields(raw, set(_SCALARS) | {"data", "loss"})
     data = raw.pop("data", None)
     if not isinstance(data, dict):
         raise RecipeError("the recipe needs a 'data' section with 'clear', 'hazy' and optionally 'validation'")
@@ -405,11 +403,31 @@ def _check(recipe: Recipe) -> None:
                           f"{recipe.val_output!r}")
 
 
+RECIPE_KINDS = {"data": ("dgdehaze train", "the dehazer, from unpaired images"),
+                "sequences": ("dgdehaze train-depth", "depth from clear video")}
+"""The field that marks each kind of recipe: the command that reads it, and what it trains."""
+
+
+def check_known_fields(raw: Mapping[str, Any], known: set[str]) -> None:
+    """RecipeError when `raw` holds fields outside `known`: naming the command a recipe of the other kind belongs
+    to (a train-depth recipe given to train, or the reverse), else listing the unknown and the known fields."""
+    unknown = set(raw) - known
+    if not unknown:
+        return
+    for field_name, (command, what) in RECIPE_KINDS.items():
+        if field_name in unknown:
+            raise RecipeError(f"a `{command}` recipe ({what}: it has '{field_name}'), which this command does not "
+                              f"read: run `{command} --config` with it")
+    raise RecipeError(f"unknown recipe field(s): {sorted(unknown)}; known: {sorted(known)}")
+
+
 def read_recipe_file(path: str | Path, from_dict: Callable[[Any, Path, Iterable[str]], T],
                      overrides: Iterable[str] = ()) -> T:
     """A YAML recipe file read by `from_dict` (raw data, the file's folder, overrides), with `source_file` set;
     RecipeError (a ValueError) names the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise RecipeError(f"{path} is a folder: give a recipe file (a YAML file, such as those in training/)")
     if not path.is_file():
         raise FileNotFoundError(f"no such recipe: {path}")
     try:
