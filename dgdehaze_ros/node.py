@@ -124,11 +124,14 @@ class DehazeNode(LifecycleNode):
         self._reverting = threading.local()
         self._pending_reloads: set[str] = set()
         self._loader: threading.Thread | None = None
+        """The thread loading what the current configuration's parameter changes need."""
+        self._loaders: set[threading.Thread] = set()
+        """Every loader thread still running: `_loader` and the loads a cleanup dropped, which end on their own."""
         self._generation = 0
         """Counts configure and cleanup: a background load started before one of them is dropped, not swapped in."""
         self._lock = threading.Lock()
         self._loader_ended = threading.Condition(self._lock)
-        """Notified when the loader thread is done with the node (`_loader` back to None)."""
+        """Notified when a loader thread is done with the node (gone from `_loaders`)."""
         self._camera_info: CameraInfo | None = None
         self._camera_info_arrived = threading.Event()
         self._awaited_camera_info = False
@@ -298,10 +301,10 @@ class DehazeNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
-        """Stop the frame worker and the background model load, then destroy the node. A load still running after
-        LOADER_STOP_WAIT_S is abandoned (said in the log): it finds its result dropped and leaves the destroyed node
-        alone; `threads_running` tells whether one outlived its wait. A KeyboardInterrupt (a second Ctrl-C) ends the
-        waits early and propagates once the node is destroyed."""
+        """Stop the frame worker and the background model loads (one a cleanup dropped too), then destroy the node.
+        A load still running after LOADER_STOP_WAIT_S is abandoned (said in the log): it finds its result dropped and
+        leaves the destroyed node alone; `threads_running` tells whether one outlived its wait. A KeyboardInterrupt (a
+        second Ctrl-C) ends the waits early and propagates once the node is destroyed."""
         with self._lock:  # a reload still loading finds it dropped and leaves the destroyed node alone
             self._generation += 1
             self._pending_reloads.clear()
@@ -310,26 +313,38 @@ class DehazeNode(LifecycleNode):
         try:
             self.worker.stop()
             with self._lock:  # not Thread.join: one a KeyboardInterrupt cuts short marks the thread ended (3.11)
-                waited = self._loader is not None and self._loader is not threading.current_thread()
+                waited = bool(self._other_loaders())
                 if waited:
-                    self._loader_ended.wait_for(lambda: self._loader is None, LOADER_STOP_WAIT_S)
+                    self._loader_ended.wait_for(lambda: not self._other_loaders(), LOADER_STOP_WAIT_S)
         finally:
-            if waited and self._loader is not None:  # Python logging: after Ctrl-C, /rosout's context is shut down
+            with self._lock:
+                abandoned = waited and bool(self._other_loaders())
+            if abandoned:  # Python logging: after Ctrl-C, /rosout's context is shut down
                 LOG.warning("%s: abandoned a model load still running (waited up to %g s); its result is dropped",
                             self.get_name(), LOADER_STOP_WAIT_S)
             super().destroy_node()
 
+    def _other_loaders(self) -> set[threading.Thread]:
+        """The loader threads still running but the calling one."""
+        return self._loaders - {threading.current_thread()}
+
     def threads_running(self) -> bool:
         """Whether a frame or a model load of this node still runs in its thread (after `destroy_node`: one that
         outlived its bounded wait)."""
-        return self.worker.running or self._loader is not None
+        return self.worker.running or bool(self._loaders)
 
     def _release(self) -> None:
+        """Unconfigure: stop the worker, free the models, subscriptions, publishers and timer. A background load
+        still running is dropped, not waited for (a TensorRT build takes minutes): it ends on its own, its result
+        unused, and the next configure's reloads run in a loader of their own."""
         self.worker.stop()
         with self._lock:
             self._settings = None  # unconfigured: a parameter change loads nothing until the next configure
             self._pending_reloads.clear()
             self._generation += 1
+            dropped, self._loader = self._loader, None
+        if dropped is not None:
+            self.get_logger().info("dropped the model load still running: it ends on its own, its result unused")
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
         self._inputs = []
@@ -503,17 +518,25 @@ class DehazeNode(LifecycleNode):
             if not self._pending_reloads or self._loader is not None:
                 return
             self._loader = threading.Thread(target=self._run_reloads, name=f"{self.get_name()}-loader", daemon=True)
+            self._loaders.add(self._loader)
             self._loader.start()
 
     def _run_reloads(self) -> None:
+        """The loader thread: load what is pending until nothing is. One a cleanup dropped (no longer `_loader`)
+        ends after its load, leaving what the next configuration asks for to that configuration's loader."""
+        loader = threading.current_thread()
         while True:
             with self._lock:
+                current = self._loader is loader
                 pending, settings, generation = set(self._pending_reloads), self._settings, self._generation
-                self._pending_reloads.clear()
-                if not pending or settings is None:
-                    self._loader = None
+                if not current or not pending or settings is None:
+                    if current:
+                        self._loader = None
+                        self._pending_reloads.clear()
+                    self._loaders.discard(loader)
                     self._loader_ended.notify_all()
                     return
+                self._pending_reloads.clear()
             self._reload(pending, settings, generation)
 
     def _reload(self, pending: set[str], settings: NodeSettings, generation: int) -> None:

@@ -1,6 +1,7 @@
-"""Stopping the node while a model loads: `destroy_node` waits a bounded time for a background load, and the
-executable ends cleanly on Ctrl-C (code 0, no traceback, no abort) right after a parameter change or during its
-autostart configure. The executable's loads are real ONNX exports of lite into an empty engine cache (seconds)."""
+"""Stopping or cleaning up the node while a model loads: `destroy_node` waits a bounded time for a background load,
+a cleanup drops it (the next configuration neither waits for it nor takes anything from it), and the executable
+ends cleanly on Ctrl-C (code 0, no traceback, no abort) right after a parameter change or during its autostart
+configure. The executable's loads are real ONNX exports of lite into an empty engine cache (seconds)."""
 from __future__ import annotations
 
 import logging
@@ -35,16 +36,19 @@ EXIT_MARGIN_S = 5.0
 
 
 class _GatedLoads(DehazeNode):
-    """A background load of lite (a slow export or engine build) that ends only when the test opens `gate`."""
+    """A background load of lite (a slow export or engine build) that ends only when the test opens `gate`, then
+    fails when `fail` is set (a truncated file); lite loads at once in a configure."""
 
     def __init__(self, name: str, **kwargs: object) -> None:
-        self.loading, self.gate = threading.Event(), threading.Event()
+        self.loading, self.gate, self.fail = threading.Event(), threading.Event(), False
         super().__init__(name, **kwargs)
 
     def _load_pipeline(self, settings: NodeSettings):
-        if settings["model"] == "lite":
+        if settings["model"] == "lite" and threading.current_thread() in loader_threads(self.get_name()):
             self.loading.set()
             self.gate.wait(60.0)
+            if self.fail:
+                raise ValueError("truncated weights")
         return super()._load_pipeline(settings)
 
 
@@ -101,6 +105,36 @@ def test_a_load_still_running_after_the_bound_is_abandoned_said_and_leaves_the_d
     assert not loader.is_alive() and not node.threads_running()
     assert not failures, [f.exc_value for f in failures]
     assert node._pipeline is None or node._pipeline.method == "dcp"
+
+
+@pytest.mark.parametrize("dropped_load", ["succeeds", "fails"])
+def test_cleanup_drops_a_running_load_and_the_next_configuration_neither_waits_for_it_nor_takes_from_it(
+        session: RosSession, monkeypatch: pytest.MonkeyPatch, dropped_load: str) -> None:
+    """After `cleanup` then `configure` during a background load (a TensorRT build takes minutes), every later
+    reload queued behind the dropped load: a change of model ran only once that load had ended."""
+    failures: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    node = gated_node(session, f"cleaned_loading_{dropped_load}")
+    node.fail = dropped_load == "fails"
+    (dropped,) = loader_threads(node.get_name())
+    try:
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.threads_running(), "the dropped load still runs, and the node says so"
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node._pipeline.method == "lite", "the configure loads what the parameters ask for itself"
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert node.set_parameters([Parameter("model", value="dcp")])[0].successful
+        assert wait_until(lambda: node._pipeline.method == "dcp", 20.0), "the change waited for the dropped load"
+        node.gate.set()
+        dropped.join(30.0)
+        assert not dropped.is_alive() and wait_until(lambda: not loader_threads(node.get_name()), 5.0)
+        assert node._pipeline.method == "dcp" and node.get_parameter("model").value == "dcp"
+        assert not node._reload_problems, "the dropped load reported on the new configuration"
+        assert not failures, [f.exc_value for f in failures]
+    finally:
+        node.gate.set()
+        session.remove(node)
 
 
 class _Executable:
