@@ -121,6 +121,9 @@ class DehazeNode(LifecycleNode):
         """The settings the running pipeline and detector were loaded with: what a failed reload reverts to."""
         self._reload_problems: dict[str, str] = {}
         """Per component, why its last reload failed (cleared when one succeeds): an ERROR on /diagnostics."""
+        self._unsent_problems: dict[str, str] = {}
+        """Reload failures no /diagnostics report has carried yet: sent once even when a reload of a change that came
+        during the failed load succeeded before the report."""
         self._reverting = threading.local()
         self._pending_reloads: set[str] = set()
         self._loader: threading.Thread | None = None
@@ -159,7 +162,7 @@ class DehazeNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc}")
             self._pipeline = self._settings = None
             return TransitionCallbackReturn.FAILURE
-        self._loaded, self._reload_problems = {"pipeline": settings}, {}
+        self._loaded, self._reload_problems, self._unsent_problems = {"pipeline": settings}, {}, {}
         self._detector = None
         if settings["detection_enabled"]:
             try:
@@ -475,7 +478,7 @@ class DehazeNode(LifecycleNode):
 
     def _report_failure(self, component: str, problem: str, put_back: Mapping[str, Any]) -> None:
         """Put the `put_back` parameters back (get_parameters then tells what runs) and make `problem`, with what was
-        put back, the ERROR /diagnostics shows for `component` until it loads."""
+        put back, the ERROR /diagnostics shows for `component` until it loads, and in at least one report."""
         if put_back:
             problem += "; put back " + ", ".join(f"{name}={value!r}" for name, value in put_back.items())
             self._reverting.active = True
@@ -483,7 +486,8 @@ class DehazeNode(LifecycleNode):
                 self.set_parameters([Parameter(name, value=value) for name, value in put_back.items()])
             finally:
                 self._reverting.active = False
-        self._reload_problems[component] = problem
+        with self._lock:
+            self._reload_problems[component] = self._unsent_problems[component] = problem
         self.get_logger().error(problem)
 
     @staticmethod
@@ -724,8 +728,10 @@ class DehazeNode(LifecycleNode):
         if self.stats.last_skip_reason:
             level, message = DiagnosticStatus.WARN, f"skipped bad input: {self.stats.last_skip_reason}"
             self.stats.last_skip_reason = ""
-        if self._reload_problems:
-            level, message = DiagnosticStatus.ERROR, "; ".join(self._reload_problems.values())
+        with self._lock:
+            problems, self._unsent_problems = {**self._unsent_problems, **self._reload_problems}, {}
+        if problems:
+            level, message = DiagnosticStatus.ERROR, "; ".join(problems.values())
         pipeline = self._pipeline
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
                 "weights": self._weights or "none",

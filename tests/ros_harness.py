@@ -1,5 +1,6 @@
-"""Real rclpy pub/sub for the ROS tests: a private DDS domain per test session, a spinning executor, and a probe
-node that publishes camera frames and records everything the dgdehaze node publishes.
+"""Real rclpy pub/sub for the ROS tests: a private DDS domain per test session, a spinning executor, a probe node
+that publishes camera frames and records everything the dgdehaze node publishes, and a dgdehaze node whose
+background model loads the test holds for as long as it needs them to overlap something else (GatedLoads).
 
 Imported by tests/test_ros_*.py (kept out of the shared conftest). The domain id comes from the pid so parallel
 sessions of other agents do not see each other's topics.
@@ -16,12 +17,16 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, Range
 from std_msgs.msg import Header
 
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE
+from dgdehaze_ros.node import DehazeNode
+from dgdehaze_ros.parameters import NodeSettings
 
 if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Classification, Detection2DArray
@@ -144,6 +149,44 @@ class Probe(Node):
             info.header = msg.header
             self.info_pub.publish(info)
         self.image_pub.publish(msg)
+
+
+class GatedLoads(DehazeNode):
+    """A background load of a network (lite, or `weights`: a slow export or engine build) that ends only when the
+    test opens `gate`, then fails when `fail` is set (a truncated file); a configure loads them at once."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        self.loading, self.gate, self.fail = threading.Event(), threading.Event(), False
+        super().__init__(name, **kwargs)
+
+    def _load_pipeline(self, settings: NodeSettings) -> Any:
+        network = settings["model"] == "lite" or bool(settings["weights"])
+        if network and threading.current_thread() in loader_threads(self.get_name()):
+            self.loading.set()
+            self.gate.wait(60.0)
+            if self.fail:
+                raise ValueError("truncated weights")
+        return super()._load_pipeline(settings)
+
+
+def gated_node(session: RosSession, name: str, change: dict[str, Any] | None = None, **parameters: Any) -> GatedLoads:
+    """A configured and active dcp node of `session` (with `parameters`) whose `change` (default: to lite) is loading
+    in the background."""
+    node = GatedLoads(name, context=session.context, parameter_overrides=[
+        Parameter(key, value=value) for key, value in
+        {"model": "dcp", "backend": "torch", "detection_enabled": False, **parameters}.items()])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    session.add(node)
+    changes = [Parameter(key, value=value) for key, value in (change or {"model": "lite"}).items()]
+    assert all(result.successful for result in node.set_parameters(changes))
+    assert node.loading.wait(30.0), f"the change {change} started no background load"
+    return node
+
+
+def loader_threads(name: str) -> list[threading.Thread]:
+    """The live loader threads of the node `name`."""
+    return [t for t in threading.enumerate() if t.name == f"{name}-loader" and t.is_alive()]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:

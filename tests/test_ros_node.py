@@ -19,7 +19,7 @@ pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS inst
 
 import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -36,8 +36,8 @@ from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from dgdehaze_ros.parameters import NodeSettings, read_settings  # noqa: E402
 
-from ros_harness import (Probe, RosSession, send_and_wait, stamped_header, wait_for_outputs,  # noqa: E402
-                         wait_until)
+from ros_harness import (Probe, RosSession, gated_node, send_and_wait, stamped_header,  # noqa: E402
+                         wait_for_outputs, wait_until)
 
 pytestmark = pytest.mark.ros
 
@@ -923,6 +923,34 @@ def test_weights_that_fail_to_load_are_put_back_and_the_error_clears_on_a_good_c
         assert probe.wait_for(lambda: newest_diagnostics(probe)[0] < 2, 60.0), newest_diagnostics(probe)
     finally:
         set_ok(node, weights="")
+
+
+def test_a_failed_reload_mended_by_a_change_that_came_while_it_loaded_is_still_an_error_on_diagnostics(
+        session: RosSession, tmp_path: Path) -> None:
+    """A change that arrived while a reload loaded ran as soon as that reload failed and, loading at once, cleared
+    its ERROR before /diagnostics sent it: a user watching /diagnostics (rqt_robot_monitor) never saw that the
+    weights were refused and put back; only the log said so."""
+    broken = tmp_path / "truncated.pt"
+    broken.write_bytes(shipped_weights_path("lite").read_bytes()[:5000])
+    name = "mended_mid_load"
+    reports: list[DiagnosticStatus] = []
+    listener = session.listener(f"{name}_monitor", DiagnosticArray, "/diagnostics",
+                                lambda msg: reports.extend(s for s in msg.status if s.name.startswith(f"/{name}:")),
+                                10)
+    node = gated_node(session, name, {"weights": str(broken)}, diagnostics_period=0.5)
+    try:
+        set_ok(node, working_width=320)  # while the weights load: it reloads the pipeline once they have failed
+        node.gate.set()
+        assert wait_until(lambda: node._loaded["pipeline"]["working_width"] == 320, 30.0), "the change never loaded"
+        assert node.get_parameter("weights").value == "", "the refused weights were put back"
+        assert wait_until(lambda: any(s.level == DiagnosticStatus.ERROR and "put back weights=''" in s.message
+                                      for s in reports), 5.0), [s.message for s in reports]
+        assert wait_until(lambda: reports[-1].level != DiagnosticStatus.ERROR, 5.0), \
+            "once sent, the error clears: the reload after it succeeded"
+    finally:
+        node.gate.set()
+        session.remove(node)
+        session.remove(listener)
 
 
 def test_an_engine_cache_that_cannot_take_the_export_fails_the_reload_and_later_changes_still_load(

@@ -23,50 +23,15 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from dgdehaze_ros import node as node_module  # noqa: E402
-from dgdehaze_ros.node import LOADER_STOP_WAIT_S, DehazeNode  # noqa: E402
-from dgdehaze_ros.parameters import NodeSettings  # noqa: E402
+from dgdehaze_ros.node import LOADER_STOP_WAIT_S  # noqa: E402
 from dgdehaze_ros.tools.child_process import stop  # noqa: E402
 
-from ros_harness import DOMAIN_ID, RosSession, wait_until  # noqa: E402
+from ros_harness import DOMAIN_ID, RosSession, gated_node, loader_threads, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
 EXIT_MARGIN_S = 5.0
 """What ending the process may take beyond the loader's wait (destroying the node, shutting rclpy down)."""
-
-
-class _GatedLoads(DehazeNode):
-    """A background load of lite (a slow export or engine build) that ends only when the test opens `gate`, then
-    fails when `fail` is set (a truncated file); lite loads at once in a configure."""
-
-    def __init__(self, name: str, **kwargs: object) -> None:
-        self.loading, self.gate, self.fail = threading.Event(), threading.Event(), False
-        super().__init__(name, **kwargs)
-
-    def _load_pipeline(self, settings: NodeSettings):
-        if settings["model"] == "lite" and threading.current_thread() in loader_threads(self.get_name()):
-            self.loading.set()
-            self.gate.wait(60.0)
-            if self.fail:
-                raise ValueError("truncated weights")
-        return super()._load_pipeline(settings)
-
-
-def gated_node(session: RosSession, name: str) -> _GatedLoads:
-    """A configured and active dcp node of `session` whose change to lite is loading in the background."""
-    node = _GatedLoads(name, context=session.context, parameter_overrides=[
-        Parameter("model", value="dcp"), Parameter("backend", value="torch"),
-        Parameter("detection_enabled", value=False)])
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    session.add(node)
-    assert node.set_parameters([Parameter("model", value="lite")])[0].successful
-    assert node.loading.wait(30.0), "the change to lite started no background load"
-    return node
-
-
-def loader_threads(name: str) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"{name}-loader" and t.is_alive()]
 
 
 def test_destroy_node_waits_for_a_load_that_ends_within_the_bound(session: RosSession) -> None:
