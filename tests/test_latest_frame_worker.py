@@ -1,8 +1,12 @@
 """The latest-frame worker keeps no backlog: a slow consumer sees the newest item, older ones are counted dropped."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+
+import pytest
 
 from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
 
@@ -98,3 +102,37 @@ def test_an_item_offered_while_stopped_is_dropped_not_processed_after_a_restart(
     assert seen == [2, 4]
     counts = worker.counts()
     assert (counts.submitted, counts.processed, counts.dropped) == (4, 2, 2)
+
+
+def test_a_ctrl_c_during_stop_leaves_the_item_in_progress_counted_running(terminal_signals) -> None:
+    """A KeyboardInterrupt (a second Ctrl-C as dgdehaze_node stops) cutting `stop`'s wait short marked the thread
+    ended on Python 3.11 while its item still ran: `running` said False, so the node's executable exited through
+    the interpreter with the frame inside native code, and a `start` ran a second worker beside it."""
+    release, seen = threading.Event(), []
+
+    def process(item: int) -> None:
+        if item == 0:
+            release.wait(10.0)
+        seen.append(item)
+
+    worker: LatestFrameWorker[int] = LatestFrameWorker(process)
+    worker.start()
+    worker.submit(0)
+    assert wait_busy(worker, 2.0)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        worker.stop(timeout=5.0)
+    assert worker.running, "the item in progress still runs"
+    threading.Timer(0.3, release.set).start()
+    worker.start()  # waits for item 0, then starts the only worker
+    worker.submit(1)
+    assert worker.wait_idle(2.0) and seen == [0, 1]
+    assert [t.name for t in threading.enumerate()].count("latest-frame-worker") == 1
+    assert worker.stop() and not worker.running
+
+
+def wait_busy(worker: LatestFrameWorker[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not worker.counts().busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return worker.counts().busy

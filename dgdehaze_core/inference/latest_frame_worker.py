@@ -46,40 +46,34 @@ class LatestFrameWorker(Generic[Item]):
         self._busy = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        """The worker thread, until it has finished its last item after a stop (it clears this itself)."""
         self._submitted = self._processed = self._dropped = self._failed = self._skipped = 0
 
     def start(self) -> None:
         """Start the thread (no-op when running). A thread still finishing its last item after a `stop` that
         timed out is waited for first, so that a restart always gets a live worker and never two."""
         with self._condition:
-            previous = self._thread
-            if previous is not None and not self._stopping:
+            if self._thread is not None and not self._stopping:
                 return
-        if previous is not None:
-            previous.join()
-        with self._condition:
+            self._condition.wait_for(lambda: self._thread is None)
             self._stopping = False
             self._slot, self._has_item = None, False  # nothing offered while stopped is processed after a restart
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Stop after the item in progress (a waiting one is discarded as dropped); False if it did not finish."""
+        """Stop after the item in progress (a waiting one is discarded as dropped); False if it did not finish. A
+        KeyboardInterrupt ends the wait early, and `running` still tells whether the item runs on."""
         with self._condition:
-            thread = self._thread
             self._stopping = True
             if self._has_item:
                 self._dropped += 1
             self._slot, self._has_item = None, False
             self._condition.notify_all()
-        if thread is None:
-            return True
-        thread.join(timeout)
-        with self._condition:
-            if thread.is_alive():
+            # not Thread.join: one a KeyboardInterrupt cuts short marks the thread ended (Python 3.11)
+            if not self._condition.wait_for(lambda: self._thread is None, timeout):
                 LOG.warning("%s did not stop within %.1f s", self._name, timeout)
                 return False
-            self._thread = None
         return True
 
     def submit(self, item: Item) -> bool:
@@ -111,13 +105,15 @@ class LatestFrameWorker(Generic[Item]):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Whether the worker thread runs: started and not yet done with its last item after a stop."""
+        return self._thread is not None
 
     def _run(self) -> None:
         while True:
             with self._condition:
                 self._condition.wait_for(lambda: self._has_item or self._stopping)
                 if self._stopping:
+                    self._thread = None
                     self._condition.notify_all()
                     return
                 item, self._slot, self._has_item = self._slot, None, False
