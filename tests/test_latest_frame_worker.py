@@ -67,15 +67,7 @@ def test_a_failing_item_is_counted_and_the_worker_keeps_running() -> None:
 def test_a_restart_after_a_stop_that_timed_out_gets_a_live_worker() -> None:
     seen: list[int] = []
     release = threading.Event()
-
-    def process(item: int) -> None:
-        if item == 0:
-            release.wait(5.0)
-        seen.append(item)
-
-    worker: LatestFrameWorker[int] = LatestFrameWorker(process)
-    worker.start()
-    worker.submit(0)
+    worker = busy_with_a_slow_item(release, seen)
     time.sleep(0.05)  # item 0 is in progress and slow: stop gives up waiting
     assert not worker.stop(timeout=0.1)
     threading.Timer(0.2, release.set).start()
@@ -109,15 +101,7 @@ def test_a_ctrl_c_during_stop_leaves_the_item_in_progress_counted_running(termin
     ended on Python 3.11 while its item still ran: `running` said False, so the node's executable exited through
     the interpreter with the frame inside native code, and a `start` ran a second worker beside it."""
     release, seen = threading.Event(), []
-
-    def process(item: int) -> None:
-        if item == 0:
-            release.wait(10.0)
-        seen.append(item)
-
-    worker: LatestFrameWorker[int] = LatestFrameWorker(process)
-    worker.start()
-    worker.submit(0)
+    worker = busy_with_a_slow_item(release, seen)
     assert wait_busy(worker, 2.0)
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
@@ -129,6 +113,20 @@ def test_a_ctrl_c_during_stop_leaves_the_item_in_progress_counted_running(termin
     assert worker.wait_idle(2.0) and seen == [0, 1]
     assert [t.name for t in threading.enumerate()].count("latest-frame-worker") == 1
     assert worker.stop() and not worker.running
+
+
+def busy_with_a_slow_item(release: threading.Event, seen: list[int]) -> LatestFrameWorker[int]:
+    """A started worker given item 0, which waits (up to 10 s) for `release`; each item is put in `seen` once
+    processed."""
+    def process(item: int) -> None:
+        if item == 0:
+            release.wait(10.0)
+        seen.append(item)
+
+    worker: LatestFrameWorker[int] = LatestFrameWorker(process)
+    worker.start()
+    worker.submit(0)
+    return worker
 
 
 def wait_busy(worker: LatestFrameWorker[int], timeout: float) -> bool:
