@@ -962,7 +962,8 @@ def test_an_engine_cache_that_cannot_take_the_export_fails_the_reload_and_later_
     blocker.write_text("")
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(blocker / "engines"))
     assert node.get_parameter("backend").value == "auto"  # on the CPU: ONNX Runtime, lite exported into the cache
-    set_ok(node, model="lite")  # one change: a second would reload dcp after the put-back (the error then lasts one report)
+    # one change: a second would reload dcp after the put-back (the error then lasts one report)
+    set_ok(node, model="lite")
     try:
         assert probe.wait_for(lambda: "engine cache" in newest_diagnostics(probe)[1], 60.0), newest_diagnostics(probe)
         level, message, values = newest_diagnostics(probe)
