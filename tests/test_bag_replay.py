@@ -56,7 +56,7 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert depth.encoding == "32FC1" and np.isfinite(np.frombuffer(depth.data.tobytes(), "<f4")).any()
     assert len(json.loads((out / "summary.json").read_text())["per_frame"]["visibility_m"]) == 3
     summary = (out / "summary.json").read_text()
-    assert '"mode": "node"' in summary
+    assert '"mode": "node"' in summary and json.loads(summary)["weights"] == "none", "dcp runs no weights"
     assert (out / "report.html").is_file() and (out / "node.log").is_file()
 
 

@@ -14,7 +14,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from dgdehaze_core.detection.detector import Detection
-from dgdehaze_core.inference.provenance import weights_summary
 from dgdehaze_core.io.images import SAMPLE_BITS
 
 SAMPLE_COUNT = 4
@@ -80,6 +79,9 @@ class BagEvaluation:
     notes: list[str] = field(default_factory=list)
     input_bits: int = SAMPLE_BITS
     """Significant bits the frames' 16-bit samples were read with (the node's input_bits)."""
+    weights: str = "unknown"
+    """The trained weights the method ran, named as it loaded them (`inference.provenance.weights_summary`):
+    "none" for dcp, "unknown" where the method is a running node's, which this process does not see."""
 
     def seconds_in_bag(self) -> np.ndarray:
         """Each record's time since the first, by the bag's recording times (header stamps may repeat or run
@@ -101,18 +103,13 @@ class BagEvaluation:
                             [r.haze_density_dehazed for r in self.records], latency),
         }
 
-    def weights(self) -> str:
-        """The trained weights the method ran (`weights_summary`): "none" for dcp, "unknown" where the method is a
-        running node's, which this process does not see."""
-        return weights_summary(self.method) or ("none" if self.method == "dcp" else "unknown")
-
     def summary(self) -> dict[str, Any]:
         """The JSON summary: run settings, the figures table and per-frame series."""
         depths = [d for r in self.records for d in r.detection_depths if math.isfinite(d)]
         return {
             "input_bag": self.input_bag, "image_topic": self.image_topic,
             "camera_info_topic": self.camera_info_topic, "mode": self.mode, "method": self.method,
-            "backend": self.backend, "weights": self.weights(),
+            "backend": self.backend, "weights": self.weights,
             "detector": self.detector, "frames_in_bag": self.frames_in_bag,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
             "output_bag": self.output_bag, "notes": self.notes, "input_bits": self.input_bits, "machine": machine(),

@@ -41,6 +41,7 @@ from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETE
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.detection.detector import Detection, Detector, median_depth
+from dgdehaze_core.inference.provenance import weights_summary
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
@@ -254,10 +255,12 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
         compressed = frame_type == COMPRESSED_IMAGE_TYPE
+        weights = "unknown"
         if attach:
             method_label = "as configured on the running node"
         else:
             method_label = open_pipeline(method).method
+            weights = weights_summary(method_label) or "none"
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
             log_path = None if attach else tmp / "node.log"
@@ -283,7 +286,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
-                    output_bag="bag", input_bits=source.input_bits)
+                    output_bag="bag", input_bits=source.input_bits, weights=weights)
                 with BagWriter(tmp / "bag", storage or source.storage) as writer:
                     _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
             finally:
