@@ -24,7 +24,7 @@ from dgdehaze_core.inference.export.to_onnx import EXPORTED_FROM
 from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
 from dgdehaze_core.inference.provenance import exported_from, weights_summary
 from dgdehaze_core.io.images import bgr_to_rgb_float
-from dgdehaze_core.io.onnx_files import onnx_metadata
+from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
 from dgdehaze_core.models import build_model, save_checkpoint
 
 
@@ -50,7 +50,8 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
     source = json.loads(metadata[EXPORTED_FROM])
     assert source == {"path": "lite.pt", "sha256": file_sha256(checkpoint)[:12], "iterations": 7, "recipe": "mine",
                       "commit": "abc1234"}, "the export says which trained weights it holds"
-    assert exported_from(onnx_metadata(out)) == source, "what an engine built from it records (tensorrt_backend)"
+    assert exported_from(checked_dgdehaze_export(out).metadata) == source, \
+        "what an engine built from it records (tensorrt_backend)"
     assert weights_summary(str(out)).endswith(
         f"an ONNX export of a `lite` network, fp32, of `lite.pt` (sha256 {source['sha256']}, 7 training iterations "
         "of recipe mine at commit `abc1234`))"), "named so on the node's /diagnostics"

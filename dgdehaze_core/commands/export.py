@@ -28,6 +28,7 @@ import torch
 
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
 from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
+from dgdehaze_core.io.checkpoints import EXPORT_KINDS
 from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, check_sample_bits
 
 LOG = logging.getLogger(__name__)
@@ -137,8 +138,8 @@ def _check(args: argparse.Namespace) -> None:
         _check_size(args.height, args.width, args.dynamic)
     if args.out is not None:
         refuse_input_as_output(args.out, _sources(args), "--out")
-        kind = "an ONNX file" if args.format == "onnx" else "a TensorRT engine"
-        check_writable_file(args.out, "--out", (f".{args.format}",), kind)
+        suffix = f".{args.format}"
+        check_writable_file(args.out, "--out", (suffix,), EXPORT_KINDS[suffix])
     if args.detector is not None and (args.weights or args.untrained or args.physics_only):
         raise ValueError("--weights, --untrained and --physics-only belong to --config, not --detector")
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def read_onnx(path: str | os.PathLike[str], what: str = "ONNX file", external_data: bool = False) -> Any:
@@ -22,10 +22,17 @@ def onnx_metadata(path: str | os.PathLike[str], what: str = "ONNX file") -> dict
     return {prop.key: prop.value for prop in read_onnx(path, what).metadata_props}
 
 
-def checked_dgdehaze_export(path: str | os.PathLike[str]) -> int:
-    """The stride of a dgdehaze ONNX export (its `dgdehaze_stride` metadata); ValueError when the file is no such
-    export, its stride is not a positive number, or a float weight holds NaN or infinity (ONNX Runtime and TensorRT
-    run such a file, and every frame comes out black)."""
+class DgdehazeExport(NamedTuple):
+    """What a dgdehaze ONNX export says of itself: its network's stride and its metadata properties."""
+
+    stride: int
+    metadata: dict[str, str]
+
+
+def checked_dgdehaze_export(path: str | os.PathLike[str]) -> DgdehazeExport:
+    """The stride (its `dgdehaze_stride` metadata) and metadata of a dgdehaze ONNX export, read in one parse;
+    ValueError when the file is no such export, its stride is not a positive number, or a float weight holds NaN or
+    infinity (ONNX Runtime and TensorRT run such a file, and every frame comes out black)."""
     import numpy as np
     from onnx import TensorProto, numpy_helper
 
@@ -43,4 +50,4 @@ def checked_dgdehaze_export(path: str | os.PathLike[str]) -> int:
         if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
             raise ValueError(f"{path} holds weights that are not finite (NaN or infinity), first in "
                              f"{initializer.name!r}: exported from a training run that diverged?")
-    return int(stride)
+    return DgdehazeExport(int(stride), metadata)

@@ -1,13 +1,12 @@
 """Recipes for self-supervised depth (`dgdehaze train-depth`): a YAML file read into a validated `DepthRecipe`.
 
 A recipe names its video (KITTI raw folders: consecutive frames with their calibration; or a mapping `path`,
-`intrinsics` [fx, fy, cx, cy] in the files' pixels, optional `include` pattern, `crop` [left, top, right,
-bottom], `frame_offsets` of its own and `input_bits`, the significant bits of its 16-bit frames, for any other folder
-of consecutive frames), the training size and
-frame offsets, the depth network's architecture, the optimisation and the loss switches. Ground-truth depth is
-never read for training: `validation` names KITTI folders whose LiDAR is only reported (val.csv) while training.
-Paths follow `recipe.expand_path` (`${DATA}/...`); `overrides` ("iterations=100", "architecture.input_scale=2")
-change fields before validation.
+`intrinsics` [fx, fy, cx, cy] in the files' pixels, optional `include` pattern, `crop` [left, top, right, bottom],
+`frame_offsets` of its own and `input_bits`, the significant bits of its 16-bit frames, for any other folder of
+consecutive frames), the training size and frame offsets, the depth network's architecture, the optimisation and
+the loss switches. Ground-truth depth is never read for training: `validation` names KITTI folders whose LiDAR is
+only reported (val.csv) while training. Paths follow `recipe.expand_path` (`${DATA}/...`); `overrides`
+("iterations=100", "architecture.input_scale=2") change fields before validation.
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
             raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
-        self.stride = checked_dgdehaze_export(path)
+        self.stride = checked_dgdehaze_export(path).stride
         self.config_name = metadata.get("dgdehaze_config", "unknown")
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name

@@ -35,7 +35,7 @@ from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache
 from dgdehaze_core.inference.provenance import exported_from
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, bgr_to_rgb_float, images_under
-from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, onnx_metadata, read_onnx
+from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, read_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -347,7 +347,8 @@ class TensorRTBackend:
         if self.device.type != "cuda":
             raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
         self.profile = profile
-        self.stride = checked_dgdehaze_export(onnx_path)
+        export = checked_dgdehaze_export(onnx_path)
+        self.stride = export.stride
         self.runtime = runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         calib = Path(calib_dir) if calib_dir is not None else None
         key = engine_key(onnx_path, self.stride, profile, precision, self.device, calib, calib_bits)
@@ -364,7 +365,7 @@ class TensorRTBackend:
             engine, engine_path = cache.get_or_build(
                 key, onnx_path.stem, ".engine",
                 lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib, table, calib_bits), load,
-                exported_from(onnx_metadata(onnx_path)))
+                exported_from(export.metadata))
         self._bind(trt, engine, engine_path, precision)
 
     @classmethod
