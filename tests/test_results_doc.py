@@ -198,7 +198,7 @@ def test_the_recorded_commit_is_dirty_when_a_split_or_a_tool_changed(tmp_path: P
                                                                     monkeypatch: pytest.MonkeyPatch):
     """A figure depends on which photos judge (data/splits) and on the scripts that run it (tools/), not only on
     the package: a change to either left the commit recorded clean."""
-    from dgdehaze_core.training import trainer
+    from dgdehaze_core.training import run_files
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
@@ -211,11 +211,11 @@ def test_the_recorded_commit_is_dirty_when_a_split_or_a_tool_changed(tmp_path: P
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "x")
-    monkeypatch.setattr(trainer, "REPO_DIR", tmp_path)
-    assert not trainer.source_commit().endswith("+dirty")
+    monkeypatch.setattr(run_files, "REPO_DIR", tmp_path)
+    assert not run_files.source_commit().endswith("+dirty")
     for name in files:
         (tmp_path / name).write_text("y\n")
-        assert trainer.source_commit().endswith("+dirty") != (name == "docs/RESULTS.md"), name
+        assert run_files.source_commit().endswith("+dirty") != (name == "docs/RESULTS.md"), name
         git("checkout", "-q", "--", name)
 
 

@@ -100,7 +100,7 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
 
 def _write_meta(path: Path, command: list[str], started: str, seconds: float, load_before: float,
                 args: argparse.Namespace) -> None:
-    from dgdehaze_core.training.trainer import source_commit
+    from dgdehaze_core.training.run_files import source_commit
 
     data = [_shown(Path(folder)) for folder in args.dataset or []]
     data += [f"--include {value}" for value in args.include or []]

@@ -41,9 +41,9 @@ from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, 
 from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, check_same_data, file_fingerprint,
                                                 load_optimizer_state, load_resumable, open_run_folder,
-                                                quiet_loader_worker, resumed_commits, run_folder_lock, step_figures)
-from dgdehaze_core.training.trainer import (CsvLog, hardware_name, keep_run_files, seed_everything, source_commit,
-                                            write_recipe)
+                                                quiet_loader_worker, resumed_commits, run_folder_lock, seed_everything,
+                                                step_figures)
+from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, source_commit, write_recipe
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
 LOG = logging.getLogger(__name__)

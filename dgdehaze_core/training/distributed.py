@@ -3,8 +3,9 @@
 `torchrun --nproc_per_node=N -m dgdehaze_core.cli train --config R.yaml` runs N copies of the same recipe: each
 process (rank) builds the same model, DDP makes its weights rank 0's and averages the gradients at every step, and
 each rank draws its own crops (`shard`), so one iteration learns from N batches. Rank 0 alone writes the run folder
-(checkpoints, logs, validation), with every rank's random state; every rank resumes from the same last.pt. The process group runs on gloo for the
-CPU and NCCL for CUDA; across machines torchrun's rendezvous options do the rest (docs/SCALING.md).
+(checkpoints, logs, validation), with every rank's random state; every rank resumes from the same last.pt. The
+process group runs on gloo for the CPU and NCCL for CUDA; across machines torchrun's rendezvous options do the rest
+(docs/SCALING.md).
 
 Without torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) training is the one-process loop it always was.
 """

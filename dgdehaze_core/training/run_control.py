@@ -1,5 +1,5 @@
-"""What every training loop shares about its run: the run folder, resuming the same recipe, refusing a step that
-went non-finite, and stopping on Ctrl-C or SIGTERM only between steps.
+"""What every training loop shares about its run: its seeds, the run folder, resuming the same recipe, refusing a
+step that went non-finite, and stopping on Ctrl-C or SIGTERM only between steps.
 
 A checkpoint is only ever taken between two steps and only of finite weights, so `last.pt` is always a state the
 run passed through and `--resume` continues the run it was cut from.
@@ -11,6 +11,7 @@ import fcntl
 import logging
 import math
 import os
+import random
 import signal
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+import numpy as np
 import torch
 
 from dgdehaze_core.exits import Terminated
@@ -30,6 +32,13 @@ RESUMABLE_CHANGES = ("iterations", "device", "num_workers", "log_every", "val_ev
                      "source_file")
 """Recipe fields a resumed run may change (a longer run, another machine, other bookkeeping); any other change
 would continue one run with another recipe."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators, so that a recipe run again draws the same data."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
 
 
 def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,31 +21,23 @@ or is killed before that leaves its --out folder free for the next.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import math
-import os
-import platform
-import random
-import subprocess
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation.metrics import psnr, ssim
 from dgdehaze_core.inference.backends.engine_cache import file_sha256
 from dgdehaze_core.inference.backends.selection import model_digest, state_digest
 from dgdehaze_core.inference.pipeline import pipeline_from_model
-from dgdehaze_core.io.atomic_files import atomic_write_text
 from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
 from dgdehaze_core.models import DGDehazeNet, build_model, checkpoint_state, save_checkpoint
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
@@ -60,41 +52,14 @@ from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
 from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, check_same_data, file_fingerprint,
                                                 load_optimizer_state, load_resumable, open_run_folder,
-                                                quiet_loader_worker, resumed_commits, run_folder_lock, step_figures)
+                                                quiet_loader_worker, resumed_commits, run_folder_lock, seed_everything,
+                                                step_figures)
+from dgdehaze_core.training.run_files import (CsvLog, hardware_name, keep_run_files, source_commit, tensorboard_writer,
+                                              write_recipe)
 
 LOG = logging.getLogger(__name__)
 
 LOSS_NAMES = tuple(f.name for f in fields(LossWeights))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
-SOURCE_PATHS = ("dgdehaze_core", "data/splits", "tools")
-"""What a recorded figure or weights file comes from: the package, the splits that say which files judge, and the
-scripts that run and choose (a change to any of them marks the commit '+dirty')."""
-
-
-def source_commit() -> str:
-    """The git commit of the code (with '+dirty' for uncommitted changes to SOURCE_PATHS), $DGDEHAZE_COMMIT, or
-    'unknown'."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *SOURCE_PATHS], cwd=REPO_DIR,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("DGDEHAZE_COMMIT", "unknown")
-
-
-def hardware_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.device) -> dict[str, dict[str, float]]:
@@ -121,62 +86,6 @@ def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.devi
         keys = next(iter(table.values())).keys()
         table["mean"] = {k: float(np.mean([figures[k] for figures in table.values()])) for k in keys}
     return table
-
-
-class CsvLog:
-    """Append rows to a CSV file with a fixed header (lines end in LF); on resume, rows past the resumed iteration
-    are dropped. A fresh run's log (`resume_from` None) is held in memory until `keep` (its first checkpoint):
-    a run that fails before it has one leaves no log behind, so its --out folder takes a new run."""
-
-    def __init__(self, path: Path, columns: list[str], resume_from: int | None) -> None:
-        self.path = path
-        self.columns = columns
-        self.held: list[dict[str, Any]] | None = None
-        """The rows of a log not yet written (a fresh run before its first checkpoint), else None."""
-        if resume_from is None:
-            self.held = []
-        elif path.exists():
-            with open(path, newline="") as handle:
-                self._rewrite([row for row in csv.DictReader(handle) if int(row["iteration"]) <= resume_from])
-        else:
-            self._rewrite([])
-
-    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, self.columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path, buffer.getvalue())
-
-    def write(self, row: dict[str, Any]) -> None:
-        row = {k: row.get(k, "") for k in self.columns}
-        if self.held is not None:
-            self.held.append(row)
-            return
-        with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, self.columns, lineterminator="\n").writerow(row)
-
-    def keep(self) -> None:
-        """Write the header and the rows held so far (nothing when the log is on disk already)."""
-        if self.held is not None:
-            self._rewrite(self.held)
-            self.held = None
-
-
-def write_recipe(run_dir: Path, fields: Mapping[str, Any]) -> None:
-    """The run folder's recipe.yaml: the recipe the run ran."""
-    import yaml
-
-    atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(dict(fields), sort_keys=False))
-
-
-def keep_run_files(run_dir: Path, fields: Mapping[str, Any], logs: Sequence[CsvLog]) -> None:
-    """At a fresh run's first checkpoint, its recipe.yaml and the logs held until then (nothing once they are on
-    disk), so that a run folder holds a run's files only once it holds a last.pt to resume from."""
-    if any(log.held is not None for log in logs):
-        write_recipe(run_dir, fields)
-        for log in logs:
-            log.keep()
 
 
 @dataclass
@@ -382,7 +291,8 @@ class Trainer:
             use_net = (torch.rand(batch, generator=self.generator) < recipe.net_depth_fraction).to(self.device)
             depth = torch.where(use_net.view(-1, 1, 1, 1), predicted, depth)
         outdoor = (torch.rand(batch, generator=self.generator) < recipe.outdoor_fraction).to(self.device)
-        beta = torch.where(outdoor, self._uniform(batch, *recipe.beta_outdoor), self._uniform(batch, *recipe.beta_indoor))
+        beta = torch.where(outdoor, self._uniform(batch, *recipe.beta_outdoor),
+                           self._uniform(batch, *recipe.beta_indoor))
         grey = self._uniform(batch, *recipe.airlight).view(-1, 1, 1, 1)
         jitter = (torch.rand(batch, 3, 1, 1, generator=self.generator) * 2 - 1).to(self.device) * recipe.airlight_jitter
         airlight = (grey + jitter).clamp(0.0, 1.0)
@@ -488,7 +398,8 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
         with autocast:
-            loss = losses.discriminator_loss(self.discriminator(clear), self.discriminator(self._fake_for_discriminator))
+            loss = losses.discriminator_loss(self.discriminator(clear),
+                                             self.discriminator(self._fake_for_discriminator))
         self.disc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.discriminator, self.rank)
@@ -540,7 +451,7 @@ class Trainer:
                                resumed)
             val_log = CsvLog(self.run_dir / "val.csv",
                              ["iteration", "set", "psnr", "ssim", "psnr_clear", "ssim_clear"], resumed)
-            board = _tensorboard(self.run_dir)
+            board = tensorboard_writer(self.run_dir)
         logs = [log for log in (train_log, val_log) if log is not None]
         bar = tqdm(total=recipe.iterations, initial=self.iteration, desc=f"train {recipe.name}", unit="it",
                    disable=not progress, dynamic_ncols=True)
@@ -630,15 +541,6 @@ def crops_fingerprint(crops: RandomCrops, sources: Sequence[ImageSource]) -> lis
         return named if frame is None else f"{named}#{frame}"
 
     return file_fingerprint((name(image.path, image.frame), image.path) for image in crops.sources)
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    """A TensorBoard writer when the tensorboard package is installed, else None (the CSV logs always exist)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def export_weights(checkpoint: str | Path, target: str | Path, extra_meta: dict[str, Any] | None = None) -> Path:
