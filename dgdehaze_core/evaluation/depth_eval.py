@@ -3,7 +3,8 @@
 The methods predict relative depth, so each prediction is scaled by median(true) / median(predicted) over the valid
 pixels (per image, Monodepth-style), clipped to [MIN_DEPTH, the set's max depth], and scored where the ground truth
 is valid:
-- AbsRel = mean(|d - d*| / d*);  RMSE(log) = sqrt(mean((ln d - ln d*)^2));  delta<1.25 = share of max(d/d*, d*/d) < 1.25.
+- AbsRel = mean(|d - d*| / d*);  RMSE(log) = sqrt(mean((ln d - ln d*)^2));
+- delta<1.25 = share of max(d/d*, d*/d) < 1.25.
 Figures are means over the images.
 
 A depth that guides a robot in fog must not move an object because the fog thickened: `change_vs_clear` is, per

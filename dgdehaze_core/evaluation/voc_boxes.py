@@ -3,12 +3,12 @@ types and rules every labelled format shares (`labelled_sets` reads a set in any
 `coco_boxes`, YOLO in `yolo_boxes`).
 
 RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the COCO names the detector uses
-(motorbike -> motorcycle; the road sets' pedestrian -> person: `COCO_SYNONYMS`). Boxes flagged `difficult` are kept with that flag: detections on them are neither
-counted right nor wrong, as in the VOC protocol. Boxes are clipped to the image; one with no area left inside it,
-or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file. The boxes of a photo with an EXIF
-orientation are placed on its upright view, which `read_image` gives, as `io.orientation` says. A number that is
-not finite (nan, inf) in a box or in <size> is refused. A photo of a labelled folder without a VOC file is left out,
-with one warning for the folder (some sets label only some photos).
+(motorbike -> motorcycle; the road sets' pedestrian -> person: `COCO_SYNONYMS`). Boxes flagged `difficult` are kept with
+that flag: detections on them are neither counted right nor wrong, as in the VOC protocol. Boxes are clipped to the
+image; one with no area left inside it, or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file.
+The boxes of a photo with an EXIF orientation are placed on its upright view, which `read_image` gives, as
+`io.orientation` says. A number that is not finite (nan, inf) in a box or in <size> is refused. A photo of a labelled
+folder without a VOC file is left out, with one warning for the folder (some sets label only some photos).
 
 VOC files are found in the layouts such sets are published in (`voc_layouts`): this project's (the photos in a
 folder, their VOC files in its `labels-voc/`), Pascal VOC's (`JPEGImages/` and `Annotations/`: RTTS, VOC

@@ -146,5 +146,6 @@ class FrameChain:
     def __call__(self, frame: np.ndarray, intrinsics: Intrinsics | None = None, stamp_s: float = 0.0) -> FrameOutput:
         dehazed = self.dehaze(frame)
         reading = self.measure_fog(dehazed, intrinsics, stamp_s)
-        detected = self.detect(dehazed, self.distance_map(dehazed, reading), intrinsics if reading is not None else None)
+        detected = self.detect(dehazed, self.distance_map(dehazed, reading),
+                               intrinsics if reading is not None else None)
         return FrameOutput(dehazed, detected, reading)

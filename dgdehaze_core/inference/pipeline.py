@@ -332,7 +332,8 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
                          f"or a .pt (.pth) / .onnx / .engine weights file")
     model = load_model(method)
-    return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"), **options)  # type: ignore[arg-type]
+    return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"),  # type: ignore[arg-type]
+                               **options)
 
 
 def _file_pipeline(source: NetworkSource, backend: object, device: str | None = None, half: bool = False,

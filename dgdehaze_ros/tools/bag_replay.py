@@ -433,7 +433,8 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
     hazy_detections, hazy_ms = timed_detect(detector, hazy)
     depths = [median_depth(d, depth) for d in detections] if depth_msg is not None else []
     evaluation.records.append(FrameRecord(
-        index=index, stamp_ns=stamp, log_time_ns=log_time, haze_density_hazy=density, haze_density_dehazed=haze_density(dehazed),
+        index=index, stamp_ns=stamp, log_time_ns=log_time, haze_density_hazy=density,
+        haze_density_dehazed=haze_density(dehazed),
         latency_ms=(last - outputs["_sent"]) * 1000.0, detect_hazy_ms=hazy_ms, hazy_detections=hazy_detections,
         dehazed_detections=detections, detection_depths=depths, visibility_m=visibility))
     if index in keep:
