@@ -97,3 +97,12 @@ def terminal_signals():
     yield
     for signum, handler in saved.items():
         signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+@pytest.fixture()
+def smoke_recipe(shared_data: Path):
+    """training/smoke.yaml: the few-iteration recipe of the training tests (its data is the shared folder's)."""
+    from dgdehaze_core.datasets.paths import REPO_DIR
+    from dgdehaze_core.training.recipe import load_recipe
+
+    return load_recipe(REPO_DIR / "training" / "smoke.yaml")

@@ -1,0 +1,167 @@
+"""Training recipes and data: bad recipes, bad or judging images and the committed recipes each named clearly."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_validation, validation_pairs
+from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
+
+
+SMOKE = REPO_DIR / "training" / "smoke.yaml"
+RECIPES = sorted(p for p in (REPO_DIR / "training").glob("*.yaml") if not p.name.startswith("depth_"))
+"""The dehazer recipes (depth_*.yaml are `train-depth` recipes, checked in test_self_supervised_depth)."""
+
+
+def test_a_folder_source_takes_every_frame_step_th_image_and_a_strip_too_thin_to_crop_is_refused(
+        tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(8):
+        cv2.imwrite(str(frames / f"frame_{index:02d}.png"), np.full((40, 40, 3), 10 * index, np.uint8))
+    taken = collect_images([ImageSource(frames, frame_step=3)], "clear")
+    assert [image.path.name for image, _, _ in taken] == ["frame_00.png", "frame_03.png", "frame_06.png"]
+    strip = tmp_path / "strip"
+    strip.mkdir()
+    cv2.imwrite(str(strip / "strip.png"), np.full((1, 16000, 3), 90, np.uint8))  # 64 rows would be 1024000 wide
+    with pytest.raises(ImageError, match="strip.png: a 16000x1 image would be scaled to 1024000x64"):
+        RandomCrops([ImageSource(strip)], 64, 128, (1.0, 1.0), 0, "clear")
+
+
+def test_a_training_image_that_is_a_loop_of_links_is_refused_naming_it(shared_data: Path, tmp_path: Path) -> None:
+    """A loop of links named as an image was left out of the images without a word; listed, the check for images
+    that only judge resolved it and failed with Python's 'Symlink loop from ...'."""
+    folder = tmp_path / "clear"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "good.png"), np.full((80, 80, 3), 128, np.uint8))
+    (folder / "c.png").symlink_to("d.png")
+    (folder / "d.png").symlink_to("c.png")
+    with pytest.raises(ImageError, match="c.png is a link to d.png, which leads to no file"):
+        RandomCrops([ImageSource(folder)], 64, 128, (1.0, 1.0), 0, "clear")
+
+
+def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ImageError, match="no images"):
+        collect_images([ImageSource(empty)], "clear")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        collect_images([ImageSource(tmp_path / "missing")], "hazy")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    cv2.imwrite(str(broken / "good.png"), np.full((80, 80, 3), 128, np.uint8))
+    (broken / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="bad.png"):
+        RandomCrops([ImageSource(broken)], 64, 128, (1.0, 1.0), 0, "clear")
+    paired = tmp_path / "paired"
+    (paired / "hazy").mkdir(parents=True)
+    (paired / "clear").mkdir()
+    cv2.imwrite(str(paired / "hazy" / "a_1.png"), np.zeros((40, 40, 3), np.uint8))
+    cv2.imwrite(str(paired / "clear" / "b.png"), np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(ValueError, match="a_1.png"):
+        load_validation([ImageSource(paired)], 64)
+    code = main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress",
+                 "--set", f"data.clear=[{empty}]"])
+    assert code == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"loss": {"dark_chanel": 1.0}}, "unknown loss"),
+    ({"loss": {"cycle": -1}}, "must be a finite number >= 0"),
+    ({"loss": {"cycle": float("nan")}}, "must be a finite number >= 0"),
+    ({"lr": float("inf")}, "'lr' must be a finite number"),
+    ({"crop_size": 100}, "multiple of 16"),
+    ({"beta_indoor": [1.8, 0.6]}, "beta_indoor"),
+    ({"batch_sise": 4}, "unknown recipe field"),
+    ({"data": {"hazy": ["x"]}}, "'data.clear' must list"),
+    ({"val_output": "decoder"}, "val_output"),
+    ({"seed": -1}, "'seed' must lie in"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "b", "weight": float("inf")}]}}, "positive finite number"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "b", "weight": float("nan")}]}}, "positive finite number"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "b", "include": 5}]}}, "a pattern or a list of patterns"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "b", "include": "@split.yaml:judge"}]}}, "never train"),
+    ({"data": {"clear": ["a"], "hazy": [{"path": "fog.MP4", "include": "x*"}]}}, "fog.MP4 is a video"),
+    ({"val_max_side": 1}, "'val_max_side' must be at least 64"),  # failed at the first validation, every resume too
+    ({"name": "/tmp/elsewhere"}, "'name' names the run folder runs/NAME"),
+    ({"name": ".."}, "'name' names the run folder runs/NAME"),
+    ({"loss": {"cycle": True}}, "must be a finite number >= 0"),
+])
+def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str) -> None:
+    raw = {"name": "r", "iterations": 2, "data": {"clear": ["a"], "hazy": ["b"]}}
+    raw.update(change)
+    with pytest.raises(RecipeError, match=message):
+        recipe_from_dict(raw, tmp_path)
+
+
+def test_a_recipe_of_the_other_training_or_a_folder_is_named_so(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A train-depth recipe given to train (or the reverse) listed a score of unknown and known fields, and a folder
+    of recipes was 'no such recipe': the user could not tell they had the wrong file or the wrong command."""
+    training = REPO_DIR / "training"
+    for command, recipe, other in (("train", "depth_kitti.yaml", "train-depth"), ("train-depth", "lite.yaml", "train")):
+        assert main([command, "--config", str(training / recipe), "--out", str(tmp_path / "run")]) == 2
+        error = capsys.readouterr().err
+        assert f"a `dgdehaze {other}` recipe" in error and f"run `dgdehaze {other} --config` with it" in error, error
+        assert "unknown recipe field" not in error
+        assert main([command, "--config", str(training), "--out", str(tmp_path / "run")]) == 2
+        assert f"{training} is a folder: give a recipe file" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_exponent_numbers_read_as_numbers_and_a_malformed_override_is_one_clear_error(tmp_path: Path) -> None:
+    text = SMOKE.read_text().replace("lr: 0.002", "lr: 2e-3")
+    assert text != SMOKE.read_text()
+    (tmp_path / "r.yaml").write_text(text)
+    recipe = load_recipe(tmp_path / "r.yaml", ["loss.cycle=1E-1", "weight_decay=5e-5"])
+    assert (recipe.lr, recipe.loss.cycle, recipe.weight_decay) == (0.002, 0.1, 5e-5), "YAML 1.1 read 2e-3 as a string"
+    for override in ("lr=[1,2", "data.clear=[{path: ${DATA}/clear/bdd}]"):
+        with pytest.raises(RecipeError, match="the value is not valid YAML"):
+            load_recipe(SMOKE, [override])
+
+
+def test_a_run_s_recipe_yaml_reads_back_as_the_recipe_it_ran(shared_data: Path, tmp_path: Path) -> None:
+    from dgdehaze_core.training.recipe import read_yaml
+
+    recipe = load_recipe(REPO_DIR / "training" / "lite_real_fog.yaml")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe.as_recipe_file()))
+    again = load_recipe(tmp_path / "recipe.yaml")
+    assert dataclasses.replace(again, source_file=None) == dataclasses.replace(recipe, source_file=None)
+    assert read_yaml((tmp_path / "recipe.yaml").read_text())["data"]["hazy"], "the layout of a recipe file"
+
+
+def test_images_that_only_judge_are_refused_however_a_recipe_reaches_them(shared_data: Path) -> None:
+    """The recipe check refuses an include naming the judge part; a folder without include, or a plain glob,
+    reached the 100 DAWN photos that only judge all the same."""
+    from dgdehaze_core.datasets.splits import SplitError, expand_patterns, load_split
+
+    dawn = shared_data / "detection" / "dawn-fog"
+    judge = load_split(REPO_DIR / "data" / "splits" / "dawn-fog.yaml").names("judge")
+    for source, count in ((ImageSource(dawn), len(judge)), (ImageSource(shared_data / "detection"), len(judge)),
+                          (ImageSource(dawn, ("foggy-*",)), sum(name.startswith("foggy-") for name in judge))):
+        with pytest.raises(SplitError, match=f"hazy images: {count} file\\(s\\) that only judge may not train or "
+                                             "choose a setting, e.g. .*dawn-fog/.* \\(the judge part of dawn-fog.yaml"):
+            collect_images([source], "hazy")
+    with pytest.raises(SplitError, match="1 file"):
+        collect_images([ImageSource(dawn, (judge[0], "foggy-004.jpg"))], "hazy")
+    learn = collect_images([ImageSource(dawn, tuple(expand_patterns(["@data/splits/dawn-fog.yaml:learn"],
+                                                                     REPO_DIR)))], "hazy")
+    assert learn and not {image.path.name for image, _, _ in learn} & set(judge)
+
+
+@pytest.mark.parametrize("recipe_file", RECIPES, ids=lambda path: path.name)
+def test_committed_recipes_validate_and_keep_validation_pairs_out_of_training(recipe_file: Path,
+                                                                              shared_data: Path) -> None:
+    recipe = load_recipe(recipe_file)
+    trained = {image.path.resolve() for image, _, _ in collect_images(recipe.clear, "clear") + collect_images(recipe.hazy, "hazy")}
+    pairs = validation_pairs(recipe.validation)
+    assert pairs or not recipe.validation
+    leaked = [pair.name for pair in pairs if pair.hazy.resolve() in trained or pair.clear.resolve() in trained]
+    assert not leaked, f"{recipe_file.name} trains on its validation pairs: {leaked}"

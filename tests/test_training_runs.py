@@ -1,0 +1,416 @@
+"""Training runs: checkpoints, logs, resume, Ctrl-C and SIGTERM, and the run folder kept free for the next run."""
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.exits import Terminated
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.models import load_model
+from dgdehaze_core.training.recipe import load_recipe, recipe_from_dict
+from dgdehaze_core.training.run_control import StepBoundaryStop, load_resumable, quiet_loader_worker
+from dgdehaze_core.training.trainer import Trainer
+
+
+SMOKE = REPO_DIR / "training" / "smoke.yaml"
+
+
+def _iterations(csv_path: Path) -> list[int]:
+    with open(csv_path, newline="") as handle:
+        return [int(row["iteration"]) for row in csv.DictReader(handle)]
+
+
+def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2"]
+    assert main(args + ["--iterations", "4"]) == 0
+    assert _iterations(out / "train.csv") == [1, 2, 3, 4]
+    assert main(args + ["--iterations", "4"]) == 2  # a fresh run never overwrites an existing one
+    recorded = (out / "recipe.yaml").read_text()
+    rerun = load_recipe(out / "recipe.yaml")  # the model card's "the run folder keeps the recipe it ran"
+    assert dataclasses.replace(rerun, source_file=None) == dataclasses.replace(
+        load_recipe(SMOKE, ["iterations=4"]), source_file=None)
+    assert main(args + ["--iterations", "6", "--resume", "--set", "lr=0.05"]) == 2  # not the run's recipe
+    assert main(args + ["--iterations", "3", "--resume"]) == 2  # at iteration 4 already: refused, not "done"
+    assert (out / "recipe.yaml").read_text() == recorded
+    started = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["meta"]
+    exported = tmp_path / "weights.pt"
+    figures = tmp_path / "figures.json"
+    assert main(args + ["--iterations", "6", "--resume", "--export", str(exported), "--json", str(figures)]) == 0
+    assert _iterations(out / "train.csv") == [1, 2, 3, 4, 5, 6]
+    assert _iterations(out / "val.csv").count(6) == 2  # the set and the mean
+    checkpoint = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["training"]["iteration"] == 6
+    meta = checkpoint["meta"]  # the figures of the weights in the file, and separately the best iteration's
+    with open(out / "val.csv", newline="") as handle:
+        logged = [row for row in csv.DictReader(handle) if row["iteration"] == "6" and row["set"] == "mean"]
+    assert meta["validation_iteration"] == 6
+    assert meta["commit"] == started["commit"] and started["resumes"] == []  # the run's start; each resume listed
+    assert [leg["iteration"] for leg in meta["resumes"]] == [4]
+    assert meta["validation"]["mean"]["psnr"] == pytest.approx(float(logged[0]["psnr"]), abs=1e-4)
+    assert meta["best_iteration"] in (3, 4, 6) and "mean" in meta["best_validation"]
+    written = json.loads(figures.read_text())
+    assert written["loss"]["iterations"] == 6 and math.isfinite(written["loss"]["last"])
+    assert written["best/mean"]["psnr"] == pytest.approx(meta["best_validation"]["mean"]["psnr"])
+    model = load_model(exported)
+    assert model.config_name == "lite" and "training" not in torch.load(exported, weights_only=True)
+    assert torch.equal(model.state_dict()["dehazer.mix_gate"], checkpoint["state_dict"]["dehazer.mix_gate"])
+
+
+class _InterruptedTrainer(Trainer):
+    """Gets a real Ctrl-C (SIGINT) in the middle of step `stop_at`, after that step's haze was drawn."""
+
+    stop_at = 2
+
+    def synthesize(self, clear: torch.Tensor, known_depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        haze = super().synthesize(clear, known_depth)
+        if self.iteration == self.stop_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return haze
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: Path, terminal_signals) -> None:
+    torch.set_num_threads(2)
+    recipe = recipe_from_dict({"name": "r", "iterations": 5, "crop_size": 64, "batch_size": 2, "max_side": 128,
+                               "num_workers": 0, "checkpoint_every": 100, "net_depth_after": 2, "device": "cpu",
+                               "data": {"clear": [str(s.path) for s in smoke_recipe.clear],
+                                        "hazy": [str(s.path) for s in smoke_recipe.hazy]}}, tmp_path)
+    straight = Trainer(recipe, tmp_path / "straight")
+    straight.train(progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        _InterruptedTrainer(recipe, tmp_path / "broken").train(progress=False)
+    saved = torch.load(tmp_path / "broken" / "last.pt", map_location="cpu", weights_only=True)
+    assert saved["training"]["iteration"] == 3, "the step under way finishes, then the run saves and stops"
+    resumed = Trainer(recipe, tmp_path / "broken", resume=True)
+    resumed.train(progress=False)
+    assert resumed.iteration == 5
+    for name, value in straight.model.state_dict().items():
+        assert torch.allclose(value.float(), resumed.model.state_dict()[name].float(), atol=1e-5), name
+
+
+def test_a_second_signal_stops_at_once_and_the_handlers_are_restored(terminal_signals) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with StepBoundaryStop() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before
+    saved: list[int] = []
+    with pytest.raises(Terminated):  # dgdehaze exits 143, "terminated (SIGTERM)", not 130 as for Ctrl-C
+        stop.after_step(7, lambda: saved.append(7) or Path("last.pt"))
+    assert saved == [7]
+    StepBoundaryStop().after_step(8, lambda: saved.append(8) or Path("last.pt"))  # nothing asked: nothing done
+    assert saved == [7]
+
+
+def test_an_export_that_would_replace_the_recipe_or_the_run_s_checkpoint_is_refused_before_training(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = tmp_path / "smoke.yaml"
+    recipe.write_text(SMOKE.read_text())
+    run = tmp_path / "run"
+    for command in ("train", "train-depth"):
+        for export, message in ((recipe, f"--export {recipe} would overwrite --config"),
+                                (run / "last.pt", f"--export {run / 'last.pt'} lies in the run folder"),
+                                (tmp_path, f"--export {tmp_path} is a folder"),
+                                (tmp_path / "lite.onnx", "is read only from a file named *.pt"),
+                                (tmp_path / "depth.pth", f"--export {tmp_path / 'depth.pth'}: a clear-depth network "
+                                                         "is read only from a file named *.pt")):
+            if export.suffix == ".pth" and command == "train":
+                continue  # the paper's .pth weights load as a dehazer's
+            config = recipe if command == "train" else REPO_DIR / "training" / "depth_kitti.yaml"
+            if export == recipe and command == "train-depth":
+                export, message = config, f"--export {config} would overwrite --config"
+            assert main([command, "--config", str(config), "--out", str(run), "--export", str(export),
+                         "--no-progress"]) == 2
+            assert message in capsys.readouterr().err, (command, export)
+    assert not run.exists() and recipe.read_text() == SMOKE.read_text()
+
+
+def test_a_run_folder_that_takes_no_file_is_named_before_training(shared_data: Path, read_only_folder: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """Python's '[Errno 30] Read-only file system: PATH' was all a run folder that takes no file got."""
+    for command, config in (("train", SMOKE), ("train-depth", REPO_DIR / "training" / "depth_kitti.yaml")):
+        for out in (read_only_folder, read_only_folder / "run"):
+            assert main([command, "--config", str(config), "--out", str(out), "--no-progress"]) == 2
+            assert f"--out {out} cannot be written: Read-only file system" in capsys.readouterr().err, command
+
+
+def test_an_ignored_signal_stays_ignored_and_loader_workers_leave_stopping_to_the_trainer(
+        terminal_signals) -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a run started with nohup or in the background
+    try:
+        with StepBoundaryStop():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        quiet_loader_worker(0)  # what a forked DataLoader worker runs first
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_a_checkpoint_from_before_a_recipe_field_existed_resumes_and_another_recipe_does_not(
+        smoke_recipe, tmp_path: Path) -> None:
+    current = smoke_recipe.as_dict()
+    older = copy.deepcopy(current)
+    for source in older["clear"]:
+        del source["prior_depth"]  # a source field added since
+    del older["loss"]["detector_features"]  # a loss term added since
+    del older["val_output"]
+    torch.save({"training": {"recipe": older}}, tmp_path / "old.pt")
+    assert load_resumable(tmp_path / "old.pt", "training", current)
+    older["loss"]["cycle"] = 3.0
+    torch.save({"training": {"recipe": older}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"another recipe: loss\.cycle 3\.0 -> 1\.0 \("):  # the leaf, not the section
+        load_resumable(tmp_path / "other.pt", "training", current)
+    older["loss"]["cycle"] = current["loss"]["cycle"]
+    older["clear"][0]["weight"] = 2.0
+    torch.save({"training": {"recipe": older}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"another recipe: clear\[0\]\.weight 2\.0 -> 1\.0 \("):
+        load_resumable(tmp_path / "other.pt", "training", current)
+
+
+def test_weights_that_went_nan_are_never_saved(smoke_recipe, tmp_path: Path) -> None:
+    recipe = recipe_from_dict({"name": "r", "iterations": 3, "crop_size": 64, "batch_size": 2, "max_side": 128,
+                               "num_workers": 0, "checkpoint_every": 1, "device": "cpu",
+                               "data": {"clear": [str(s.path) for s in smoke_recipe.clear],
+                                        "hazy": [str(s.path) for s in smoke_recipe.hazy]}}, tmp_path)
+    trainer = Trainer(recipe, tmp_path / "run")
+    next(trainer.model.parameters()).register_hook(lambda grad: grad * float("nan"))  # a finite loss, NaN gradients
+    with pytest.raises(RuntimeError, match="weights became NaN or infinite at iteration 0"):
+        trainer.train(progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_without_out_a_run_goes_to_runs_in_the_working_folder(shared_data: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # an installed package: not into site-packages beside the code
+    assert main(["train", "--config", str(SMOKE), "--iterations", "1", "--no-progress", "--threads", "2"]) == 0
+    assert (tmp_path / "runs" / load_recipe(SMOKE).name / "last.pt").is_file()
+
+
+def test_a_finished_run_without_last_pt_and_a_folder_in_use_are_refused(smoke_recipe, tmp_path: Path) -> None:
+    from dgdehaze_core.training.run_control import run_folder_lock
+
+    out = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2", "--iterations", "2"]
+    assert main(args) == 0
+    shutil.copytree(out, tmp_path / "copied")
+    (out / "last.pt").unlink()  # deleted to save space: best.pt and the logs are what the run left
+    kept = {name: (out / name).read_bytes() for name in ("best.pt", "train.csv", "recipe.yaml")}
+    assert main(args) == 2
+    left = (f"{out} holds an earlier run's best.pt, recipe.yaml, train.csv, val.csv but no last.pt to resume from: "
+            f"choose another --out folder, or move them away; its best.pt can start a new run from its weights "
+            f"(--set init_weights={out / 'best.pt'})")
+    with pytest.raises(FileExistsError, match=f"^{re.escape(left)}$"):
+        Trainer(smoke_recipe, out, device="cpu").train(progress=False)
+    with pytest.raises(FileNotFoundError, match=f"^nothing to resume: {re.escape(left)}$"):  # said only 'no checkpoint'
+        Trainer(smoke_recipe, out, device="cpu", resume=True).train(progress=False)
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "next"), "--no-progress", "--threads", "2",
+                 "--iterations", "1", "--set", f"init_weights={out / 'best.pt'}"]) == 0  # as the message says
+    started = torch.load(tmp_path / "next" / "last.pt", weights_only=True)["meta"]["started_from"]
+    assert started["sha256"] == hashlib.sha256(kept["best.pt"]).hexdigest()
+    copied = tmp_path / "copied" / "last.pt"  # a copy cut short: --resume said why, a fresh run said --resume
+    copied.write_bytes(copied.read_bytes()[:100_000])
+    with pytest.raises(ValueError, match="truncated, .*; the run cannot be continued: start a new run in another "
+                                         "--out folder$"):
+        Trainer(smoke_recipe, tmp_path / "copied", device="cpu", resume=True).train(progress=False)
+    assert copied.stat().st_size == 100_000
+    busy = tmp_path / "busy"
+    with run_folder_lock(busy):  # as a training started into the same --out a moment before holds it
+        with pytest.raises(FileExistsError, match=f"another training \\(pid {os.getpid()}\\) is writing into"):
+            Trainer(smoke_recipe, busy, device="cpu").train(progress=False)
+        assert main(["train", "--config", str(SMOKE), "--out", str(busy), "--no-progress", "--iterations", "1"]) == 2
+        assert not (busy / "recipe.yaml").exists()
+    assert main(["train", "--config", str(SMOKE), "--out", str(busy), "--no-progress", "--iterations", "1"]) == 0
+
+
+def test_a_run_saved_without_gradient_scaling_resumes_where_fp16_scales_gradients(smoke_recipe,
+                                                                                   tmp_path: Path) -> None:
+    """A run begun on CPU (or a bf16 GPU) saves an empty GradScaler state, which an fp16-only GPU's enabled scaler
+    refused to load; the CPU's own enabled scaler stands for that GPU's here."""
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+                 "--iterations", "2"]) == 0
+    trainer = Trainer(smoke_recipe, tmp_path / "run", device="cpu", resume=True)
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    trainer.load_last()
+    assert trainer.iteration == 2 and trainer.scaler.is_enabled()
+
+
+def test_a_resume_refuses_another_clear_depth_network_at_the_recipe_s_path(shared_data: Path, tmp_path: Path) -> None:
+    """The recipe names its clear-depth network by path: a network retrained into that path continued the run with
+    another teacher, unnoticed."""
+    from dgdehaze_core.datasets.paths import WEIGHTS_DIR
+
+    teacher = tmp_path / "clear_depth.pt"
+    teacher.write_bytes((WEIGHTS_DIR / "clear_depth_kitti.pt").read_bytes())
+    args = ["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+            "--set", f"clear_depth={teacher}"]
+    assert main(args + ["--iterations", "1"]) == 0
+    assert main(args + ["--iterations", "2", "--resume"]) == 0  # the same file: resumes
+    teacher.write_bytes((WEIGHTS_DIR / "clear_depth_kitti_nuscenes.pt").read_bytes())
+    with pytest.raises(ValueError, match="clear-depth network at .*clear_depth.pt is another file"):
+        Trainer(load_recipe(SMOKE, [f"clear_depth={teacher}", "iterations=3"]), tmp_path / "run",
+                resume=True).train(progress=False)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]["iteration"] == 2
+
+
+def test_resume_needs_a_checkpoint(smoke_recipe, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        Trainer(smoke_recipe, tmp_path / "none", resume=True).train(progress=False)
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_its_folder_to_the_next_run(
+        smoke_recipe, tmp_path: Path) -> None:
+    """A loss that went NaN before the first last.pt left recipe.yaml and the logs behind: the next run into the
+    folder was refused, and so was --resume; the message promised a last.pt that did not exist."""
+    out = tmp_path / "run"
+    diverging = load_recipe(SMOKE, ["lr=100000.0", "checkpoint_every=100", "iterations=20"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="the loss became nan") as failed:
+            Trainer(diverging, out, device="cpu").train(progress=False)
+    assert "no checkpoint was saved yet" in str(failed.value) and "keeps the last" not in str(failed.value)
+    assert not [w for w in caught if "requires_grad" in str(w.message)]
+    assert not out.exists()  # the folder this run made, with nothing but its lock, went with it
+    out.mkdir()  # a folder the user made: kept, with nothing of the run in it
+    with pytest.raises(RuntimeError, match="the loss became nan"):
+        Trainer(diverging, out, device="cpu").train(progress=False)
+    assert [path.name for path in out.iterdir()] == [".lock"]
+    saved_first = load_recipe(SMOKE, ["lr=100000.0", "checkpoint_every=1", "iterations=20"])
+    with pytest.raises(RuntimeError, match=f"{tmp_path / 'saved' / 'last.pt'} keeps the last checkpoint: lower lr"):
+        Trainer(saved_first, tmp_path / "saved", device="cpu").train(progress=False)
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2"]
+    assert main(args + ["--iterations", "3", "--set", "checkpoint_every=1"]) == 0
+    assert _iterations(out / "train.csv") == [1, 2, 3] and _iterations(out / "val.csv") == [3, 3]
+    for log in ("train.csv", "val.csv"):  # the header and the rows alike end in LF
+        assert b"\r" not in (out / log).read_bytes()
+
+
+class _ValidatedThenStoppedTrainer(_InterruptedTrainer):
+    """Validates after every step, keeping the weights each validation saw, and gets `signals` Ctrl-C (SIGINT) in
+    the middle of step `stop_at`: one stops after that step and saves, two stop at once without saving."""
+
+    signals = 2
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validated: dict[int, dict[str, torch.Tensor]] = {}
+
+    def synthesize(self, clear: torch.Tensor, known_depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if self.iteration == self.stop_at:
+            for _ in range(self.signals - 1):
+                os.kill(os.getpid(), signal.SIGINT)
+        return super().synthesize(clear, known_depth)
+
+    def _validate(self, *args: Any) -> None:
+        self.validated[self.iteration] = copy.deepcopy(self.model.state_dict())
+        super()._validate(*args)
+
+
+def test_a_run_stopped_between_its_first_best_pt_and_its_first_last_pt_leaves_its_folder_to_the_next_run(
+        smoke_recipe, tmp_path: Path, terminal_signals, caplog: pytest.LogCaptureFixture) -> None:
+    """best.pt was written at each new best validation, also before the run's first last.pt: a run stopped at once
+    in between (Ctrl-C twice, a kill, a crash) left best.pt alone in its folder, and the next run into it was
+    refused ('holds an earlier run's best.pt') while --resume had nothing to resume. A fresh run's best.pt now
+    comes with its first last.pt, as its recipe.yaml and logs do, with the weights of its best validation."""
+    recipe = load_recipe(SMOKE, ["val_every=1", "checkpoint_every=100", "iterations=4", "lr=0.2"])  # best at 1
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _ValidatedThenStoppedTrainer(recipe, out, device="cpu").train(progress=False)
+    assert not out.exists()  # nothing of the run: no best.pt without a last.pt to resume from
+    assert "SIGINT again: stopping at once, mid-step; no checkpoint was saved yet: the --out folder takes a new " \
+           "run" in caplog.messages, "it said 'last.pt keeps the last checkpoint', of a last.pt never saved"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2",
+            "--iterations", "2", "--set", "val_every=1"]
+    assert main(args) == 0 and (out / "best.pt").is_file()
+    stopped = _ValidatedThenStoppedTrainer(recipe, tmp_path / "stopped", device="cpu")
+    stopped.signals = 1
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train(progress=False)
+    best = torch.load(tmp_path / "stopped" / "best.pt", map_location="cpu", weights_only=True)
+    last = torch.load(tmp_path / "stopped" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["training"]["iteration"] == 3 and sorted(stopped.validated) == [1, 2, 3]
+    chosen = best["meta"]["best_iteration"]
+    assert best["meta"]["iterations"] == chosen == last["meta"]["best_iteration"] < 3
+    for name, value in stopped.validated[chosen].items():  # the weights validated then, not those of last.pt
+        assert torch.equal(value, best["state_dict"][name]), name
+    assert Trainer(recipe, tmp_path / "stopped", device="cpu", resume=True).train(progress=False).iterations == 4
+    (tmp_path / "stopped" / "best.pt").unlink()  # as a run stopped between its first last.pt and best.pt after it
+    longer = dataclasses.replace(recipe, iterations=6)
+    resumed = Trainer(longer, tmp_path / "stopped", device="cpu", resume=True).train(progress=False)
+    assert resumed.best_checkpoint == tmp_path / "stopped" / "best.pt", "no best.pt, yet best figures reported"
+    best = torch.load(tmp_path / "stopped" / "best.pt", map_location="cpu", weights_only=True)["meta"]
+    assert best["best_iteration"] == best["iterations"] > 4 and resumed.best_validation == best["best_validation"]
+
+
+def test_a_run_that_fails_on_its_data_or_has_nothing_to_resume_leaves_no_folder(smoke_recipe,
+                                                                                tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "new" / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--iterations", "1"]
+    for change in (f"data.clear=[{tmp_path / 'missing'}]", f"data.hazy=[{broken}]",
+                   f"data.validation=[{tmp_path / 'missing'}]"):
+        assert main(args + ["--set", change]) == 2
+        assert not (tmp_path / "new").exists(), change
+    assert main(args + ["--resume"]) == 2
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_out_that_is_a_file_and_a_last_pt_that_is_a_folder_are_named(smoke_recipe, tmp_path: Path) -> None:
+    file = tmp_path / "file"
+    file.write_text("x")
+    with pytest.raises(NotADirectoryError, match=f"--out {file} is a file: give a folder"):
+        Trainer(smoke_recipe, file, device="cpu").train(progress=False)
+    with pytest.raises(NotADirectoryError, match=f"--out {file / 'run'} lies under {file}, a file: give a folder"):
+        Trainer(smoke_recipe, file / "run", device="cpu").train(progress=False)
+    (tmp_path / "run" / "last.pt").mkdir(parents=True)
+    for resume in (False, True):
+        with pytest.raises(IsADirectoryError, match="last.pt is not a file"):
+            Trainer(smoke_recipe, tmp_path / "run", device="cpu", resume=resume).train(progress=False)
+
+
+def test_a_resume_refuses_changed_training_images_and_a_last_pt_from_before_still_resumes(
+        shared_data: Path, tmp_path: Path) -> None:
+    """The samples are drawn by index from the image lists: a replaced image continued another stream."""
+    clear = tmp_path / "clear"
+    shutil.copytree(shared_data / "clear" / "bdd", clear)
+    first = sorted(clear.iterdir())[0]
+    original = first.read_bytes()
+    overrides = [f"data.clear=[{clear}]"]
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+                 "--iterations", "2", "--set", overrides[0]]) == 0
+    first.write_bytes((shared_data / "clear" / "bdd" / sorted(clear.iterdir())[1].name).read_bytes())
+    with pytest.raises(ValueError, match=f"training data changed since it was saved: clear \\(3 -> 3 files: "
+                                         f"clear/{first.name} {len(original)} -> "):
+        Trainer(load_recipe(SMOKE, overrides + ["iterations=3"]), tmp_path / "run", resume=True).train(False)
+    last = tmp_path / "run" / "last.pt"
+    assert torch.load(last, weights_only=True)["training"]["iteration"] == 2
+    first.write_bytes(original)
+    Trainer(load_recipe(SMOKE, overrides + ["iterations=3"]), tmp_path / "run", resume=True).train(False)
+    state = torch.load(last, weights_only=True)
+    del state["training"]["data"]  # as a last.pt saved before the image lists were
+    torch.save(state, last)
+    first.unlink()
+    Trainer(load_recipe(SMOKE, overrides + ["iterations=4"]), tmp_path / "run", resume=True).train(False)
+    assert torch.load(last, weights_only=True)["training"]["data"]["clear"][0][0] != f"clear/{first.name}"
