@@ -3,13 +3,16 @@ photos with their VOC files are: real DAWN photos, their human boxes converted h
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import pytest
 
 from dgdehaze_core.cli import main
+from dgdehaze_core.evaluation import coco_boxes
 from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
 
 PHOTOS = ["foggy-001.jpg", "haze-003.jpg", "mist-002.jpg"]
@@ -168,6 +171,41 @@ def test_broken_coco_sets_are_refused_naming_what_is_wrong(voc: Path, tmp_path: 
     (folder / "haze-003.jpg").unlink()
     with pytest.raises(ValueError, match=r"_annotations.coco.json: image 11 \(haze-003.jpg\) is not in"):
         labelled_images(folder)
+
+
+def test_a_coco_json_is_parsed_once_while_unchanged_and_again_once_changed(formats: dict[str, Path], tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """Finding the layout and reading the boxes each parsed the whole JSON (eval asked for the layout three times
+    and then the boxes: four parses of a file full COCO makes hundreds of MB); one parse now serves them while the
+    file is unchanged, and a changed file (even of the same size) is read again."""
+    folder = formats["roboflow-coco"]
+    expected = [(item.image.name, item.boxes) for item in labelled_images(formats["voc"])]
+    labels = folder / "_annotations.coco.json"
+    parsed: list[str] = []
+
+    def counted(text: str) -> object:
+        parsed.append(text)
+        return json.loads(text)
+
+    monkeypatch.setattr(coco_boxes, "json", SimpleNamespace(loads=counted, JSONDecodeError=json.JSONDecodeError))
+    stat = labels.stat()
+    os.utime(labels, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))  # a file no earlier test has parsed
+    out = tmp_path / "detection.json"
+    assert main(["eval", "--dataset", str(folder), "--measure", "detection", "--method", "hazy",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["hazy"]["objects"] == 11
+    assert labelled_layout(folder).labels == labels
+    assert [(item.image.name, item.boxes) for item in labelled_images(folder)] == expected
+    assert len(parsed) == 1
+    data = json.loads(labels.read_text())
+    data["categories"][0]["name"] = "Bus"  # the car category (id 1) renamed: same size, other boxes
+    labels.write_text(json.dumps(data))
+    assert labels.stat().st_size == stat.st_size
+    os.utime(labels, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10 ** 9))
+    renamed = labelled_images(folder)
+    assert len(parsed) == 2
+    assert [box.class_name for item in renamed for box in item.boxes] == \
+        ["bus" if box.class_name == "car" else box.class_name for _, boxes in expected for box in boxes]
 
 
 def test_selection_reads_no_unselected_photo_or_label(formats: dict[str, Path]):

@@ -36,14 +36,30 @@ ANNOTATIONS, IMAGES = "annotations", "images"
 """The subfolders that may hold the JSON file and the photos."""
 
 
+_LAST_PARSED: dict[tuple[str, int, int], dict[str, Any]] = {}
+"""The last COCO JSON parsed, by (resolved path, modification time in ns, size): one entry at most."""
+
+
 def _coco(path: Path) -> dict[str, Any] | None:
-    """The JSON at `path` when its top level holds COCO's keys; None for any other (or unreadable) JSON."""
+    """The JSON at `path` when its top level holds COCO's keys; None for any other (or unreadable) JSON.
+
+    A COCO file is parsed once while it is unchanged (same size and modification time): finding a set's layout and
+    reading its boxes, each of which asks for it, share one parse of a file that may be hundreds of MB (full
+    COCO's). Only the last one is kept. The dict is shared between callers, who only read it."""
     try:
+        stat = path.stat()
+        stamp = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if stamp in _LAST_PARSED:
+            return _LAST_PARSED[stamp]
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         LOG.debug("%s is no COCO JSON: %s", path, exc)
         return None
-    return data if isinstance(data, dict) and all(key in data for key in COCO_KEYS) else None
+    if not (isinstance(data, dict) and all(key in data for key in COCO_KEYS)):
+        return None
+    _LAST_PARSED.clear()
+    _LAST_PARSED[stamp] = data
+    return data
 
 
 def coco_layouts(folder: Path) -> list[LabelledLayout]:
