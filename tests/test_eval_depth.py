@@ -196,3 +196,56 @@ def test_a_depth_map_of_more_than_one_plane_is_refused_with_its_shape():
     from dgdehaze_core.evaluation.depth_datasets import _checked
     with pytest.raises(ValueError, match=r"its depth has shape \(4, 5, 1\), not one plane"):
         _checked("frame", np.zeros((4, 5, 3), np.uint8), np.ones((4, 5, 1), np.float32))
+
+
+def _tagged_kitti_frame(shared_data: Path, root: Path, image_turn: int, depth_turn: int | None) -> tuple[Path, ...]:
+    """Frame 0 of kitti-tiny's left camera written under `root` as a camera that tags its files stores it: its photo
+    a PNG whose stored pixels `image_turn` (an EXIF orientation) turns upright, its LiDAR a KITTI depth PNG
+    (metres * 256) stored and tagged alike with `depth_turn`, or the untagged .npz as KITTI ships it (None).
+    (the photo as shipped, its depth in metres as shipped, the depth file written)."""
+    from PIL import Image
+
+    source = shared_data / "depth" / "kitti-tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
+    drive = root / "2011_09_26" / source.name
+    (drive / "image_02" / "data").mkdir(parents=True)
+    image = cv2.imread(str(source / "image_02" / "data" / "0000000000.png"))
+    with np.load(source / "proj_depth" / "velodyne" / "image_02" / "0000000000.npz") as archive:
+        lidar = archive[archive.files[0]].astype(np.float32)
+    to_stored = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90}
+
+    def save(picture: Image.Image, path: Path, turn: int) -> None:
+        exif = Image.Exif()
+        exif[0x0112] = turn
+        stored = picture if to_stored[turn] is None else picture.transpose(to_stored[turn])
+        stored.save(path, exif=exif)
+
+    save(Image.fromarray(image[:, :, ::-1]), drive / "image_02" / "data" / "0000000000.png", image_turn)
+    if depth_turn is None:
+        (drive / "proj_depth" / "velodyne" / "image_02").mkdir(parents=True)
+        depth_path = drive / "proj_depth" / "velodyne" / "image_02" / "0000000000.npz"
+        depth_path.write_bytes((source / "proj_depth" / "velodyne" / "image_02" / "0000000000.npz").read_bytes())
+    else:
+        (drive / "proj_depth" / "groundtruth" / "image_02").mkdir(parents=True)
+        depth_path = drive / "proj_depth" / "groundtruth" / "image_02" / "0000000000.png"
+        save(Image.fromarray(np.round(lidar * 256).astype(np.uint16)), depth_path, depth_turn)
+    return image, np.where(lidar > 0, np.round(lidar * 256) / 256, np.nan), depth_path
+
+
+@pytest.mark.parametrize("turn", [3, 6])
+def test_a_kitti_frame_whose_photo_and_depth_carry_one_exif_orientation_is_read_upright_and_aligned(
+        shared_data: Path, tmp_path: Path, turn: int):
+    image, depth, _ = _tagged_kitti_frame(shared_data, tmp_path, turn, turn)
+    (sample,) = load_kitti(tmp_path).samples()
+    assert np.array_equal(sample.image, image)
+    np.testing.assert_allclose(sample.depth, depth, atol=1e-6)
+
+
+@pytest.mark.parametrize("image_turn, depth_turn", [(3, None), (1, 3), (6, 1)])
+def test_a_kitti_frame_whose_photo_and_depth_carry_different_orientations_is_refused_naming_both(
+        shared_data: Path, tmp_path: Path, image_turn: int, depth_turn: int | None):
+    """The photo was read upright by its EXIF orientation and its depth as stored: a photo tagged as turned half a
+    circle over KITTI's untagged LiDAR was scored against its depth upside down, without a word."""
+    _, _, depth_path = _tagged_kitti_frame(shared_data, tmp_path, image_turn, depth_turn)
+    with pytest.raises(ImageError, match=rf"0000000000.png carries EXIF orientation {image_turn} and its depth "
+                                         rf"{depth_path} {depth_turn or 1}: which way the depth lies"):
+        load_kitti(tmp_path).read_all()

@@ -14,6 +14,8 @@ Depth maps are float32 metres with NaN where the ground truth is unknown.
   depth file and every depth file its image; the intrinsics are read only by `selection_intrinsics`.
 - Middlebury 2003: `SCENE/imK.png` with `SCENE/dispK.pgm` holding 4 x disparity in pixels (0 = unknown), at the
   quarter-size resolution (450x375) where f is about 935 px and the baseline about 0.16 m: Z = f * B / d.
+A frame's image is read upright as its EXIF orientation says (`read_image`), its depth turned alike when its file
+carries the same orientation; a frame whose two files carry different ones is refused (`upright_depth`).
 The loaders list the frames (names and files, and that each depth file has its image) without reading any pixel;
 `DepthSet.samples` reads each frame when it is reached, so that selecting frames (`eval --include/--limit`) bounds
 what is read and a broken frame fails only where it is used, naming its file.
@@ -32,7 +34,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from dgdehaze_core.io.images import IMAGE_SUFFIXES, ImageError, read_image
+from dgdehaze_core.io.images import IMAGE_SUFFIXES, UPRIGHT, ImageError, exif_orientation, read_image
 from dgdehaze_core.physics.visibility import Intrinsics
 
 LOG = logging.getLogger(__name__)
@@ -79,8 +81,25 @@ class DepthFrame:
     depth_reader: Callable[[Path], np.ndarray]
 
     def read(self) -> DepthSample:
-        """The frame's image and depth, read and checked now; ImageError names the file or frame that fails."""
-        return _checked(self.name, read_image(self.image_path), self.depth_reader(self.depth_path))
+        """The frame's image and depth, read and checked now, both upright (`upright_depth`); ImageError names the
+        file or frame that fails."""
+        image = read_image(self.image_path)
+        return _checked(self.name, image, upright_depth(self.image_path, self.depth_path,
+                                                        self.depth_reader(self.depth_path)))
+
+
+def upright_depth(image_path: Path, depth_path: Path, depth: np.ndarray) -> np.ndarray:
+    """The ground truth `depth`, as `depth_path` stores it, on the upright view `read_image` gives of `image_path`:
+    turned by the EXIF orientation the two files share (the pixels of both as stored when neither has one).
+    ImageError naming both when their orientations differ (an .npz or a PGM carries none): a photo tagged as turned
+    half a circle over untagged depth would pass the size check with its depth upside down, and whether untagged
+    depth lies as the photo is stored or as it is viewed cannot be told."""
+    image_turn, depth_turn = exif_orientation(image_path), exif_orientation(depth_path)
+    if image_turn != depth_turn:
+        raise ImageError(f"{image_path} carries EXIF orientation {image_turn} and its depth {depth_path} "
+                         f"{depth_turn}: which way the depth lies on the photo cannot be told; give both files "
+                         "the same orientation, or none")
+    return np.ascontiguousarray(UPRIGHT[depth_turn](depth))
 
 
 Frame = DepthFrame | DepthSample
