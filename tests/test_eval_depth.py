@@ -198,7 +198,8 @@ def test_a_depth_map_of_more_than_one_plane_is_refused_with_its_shape():
         _checked("frame", np.zeros((4, 5, 3), np.uint8), np.ones((4, 5, 1), np.float32))
 
 
-def _tagged_kitti_frame(shared_data: Path, root: Path, image_turn: int, depth_turn: int | None) -> tuple[Path, ...]:
+def _tagged_kitti_frame(shared_data: Path, root: Path, image_turn: int,
+                        depth_turn: int | None) -> tuple[np.ndarray, np.ndarray, Path]:
     """Frame 0 of kitti-tiny's left camera written under `root` as a camera that tags its files stores it: its photo
     a PNG whose stored pixels `image_turn` (an EXIF orientation) turns upright, its LiDAR a KITTI depth PNG
     (metres * 256) stored and tagged alike with `depth_turn`, or the untagged .npz as KITTI ships it (None).
