@@ -125,6 +125,8 @@ class DehazeNode(LifecycleNode):
         """Reload failures no /diagnostics report has carried yet: sent once even when a reload of a change that came
         during the failed load succeeded before the report."""
         self._reverting = threading.local()
+        """In the thread putting parameters back after a failed load (`_report_failure`): `generation`, the
+        configuration the load was for (None: the configure under way), checked where the put-back is applied."""
         self._pending_reloads: set[str] = set()
         self._loader: threading.Thread | None = None
         """The thread loading what the current configuration's parameter changes need."""
@@ -376,14 +378,17 @@ class DehazeNode(LifecycleNode):
             settings = read_settings(self, changes)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        reverting = hasattr(self._reverting, "generation")
         with self._lock:
+            if reverting and self._stale(self._reverting.generation):  # checked and applied under the one lock
+                return SetParametersResult(successful=False, reason="a put-back for an earlier configuration")
             try:
                 class_ids = None if self._detector is None else self._detector.class_ids(settings["classes"])
             except ValueError as exc:  # refused before anything changes: the values read back are the running ones
                 return SetParametersResult(successful=False, reason=str(exc))
             configured = self._settings is not None
             self._settings = settings if configured else None
-            if configured and not getattr(self._reverting, "active", False):
+            if configured and not reverting:
                 self._pending_reloads.update(component for name in changes
                                              for component in SPEC_BY_NAME[name].reloads)
             if configured:
@@ -450,10 +455,13 @@ class DehazeNode(LifecycleNode):
         back to false (it reads back what runs) and /diagnostics is an ERROR with the reason until a detector loads
         (set `detection_enabled` again after mending the detector's settings). A background load from before the
         last configure or cleanup (`generation`) changes nothing."""
-        if self._current_settings(generation, "detector load", exc) is None:
-            return
-        self._detector_note = f"off: {exc}"
-        self._report_failure("detector", f"detector failed to load, detection off: {exc}", {"detection_enabled": False})
+        with self._lock:
+            if self._stale(generation):
+                self.get_logger().info(f"a detector load from an earlier configuration failed: {exc}")
+                return
+            self._detector_note = f"off: {exc}"
+        self._report_failure("detector", f"detector failed to load, detection off: {exc}", {"detection_enabled": False},
+                             generation)
 
     def _reload_failed(self, component: str, exc: Exception, requested: NodeSettings, generation: int) -> None:
         """Keep the running `component`, put the parameters that asked for the failed one back to the values it
@@ -465,30 +473,44 @@ class DehazeNode(LifecycleNode):
             return
         running = self._loaded.get(component)
         self._report_failure(component, f"{component} reload failed, kept the previous one: {exc}",
-                             {} if running is None else running.put_back(requested, current, component))
+                             {} if running is None else running.put_back(requested, current, component), generation)
 
     def _current_settings(self, generation: int | None, what: str, exc: Exception) -> NodeSettings | None:
         """The settings now, or None (logged, nothing else done) when `what` failed in a load from before the last
         configure or cleanup (`generation`; None: a load of the configure under way)."""
         with self._lock:
-            if generation is not None and (generation != self._generation or self._settings is None):
+            if self._stale(generation):
                 self.get_logger().info(f"a {what} from an earlier configuration failed: {exc}")
                 return None
             return self._settings
 
-    def _report_failure(self, component: str, problem: str, put_back: Mapping[str, Any]) -> None:
+    def _stale(self, generation: int | None) -> bool:
+        """Whether a load for the configuration `generation` (None: the configure under way) was for one a configure
+        or cleanup has ended since. Under the lock."""
+        return generation is not None and (generation != self._generation or self._settings is None)
+
+    def _report_failure(self, component: str, problem: str, put_back: Mapping[str, Any],
+                        generation: int | None) -> None:
         """Put the `put_back` parameters back (get_parameters then tells what runs) and make `problem`, with what was
-        put back, the ERROR /diagnostics shows for `component` until it loads, and in at least one report."""
+        put back, the ERROR /diagnostics shows for `component` until it loads, and in at least one report. Each is
+        done under the lock that a configure and cleanup take, only while `generation` (the configuration the failed
+        load was for; None: the configure under way) is the node's: a cleanup landing in between leaves the next
+        configuration's parameters and /diagnostics alone."""
         if put_back:
             problem += "; put back " + ", ".join(f"{name}={value!r}" for name, value in put_back.items())
-            self._reverting.active = True
+            self._reverting.generation = generation
             try:
                 self.set_parameters([Parameter(name, value=value) for name, value in put_back.items()])
             finally:
-                self._reverting.active = False
+                del self._reverting.generation
         with self._lock:
-            self._reload_problems[component] = self._unsent_problems[component] = problem
-        self.get_logger().error(problem)
+            stale = self._stale(generation)
+            if not stale:
+                self._reload_problems[component] = self._unsent_problems[component] = problem
+        if stale:
+            self.get_logger().info(f"a failure from an earlier configuration, neither put back nor reported: {problem}")
+        else:
+            self.get_logger().error(problem)
 
     @staticmethod
     def _schedule_for(detector: Detector | None, settings: NodeSettings) -> DetectionSchedule | None:

@@ -153,11 +153,20 @@ class Probe(Node):
 
 class GatedLoads(DehazeNode):
     """A background load of a network (lite, or `weights`: a slow export or engine build) that ends only when the
-    test opens `gate`, then fails when `fail` is set (a truncated file); a configure loads them at once."""
+    test opens `gate`, then fails when `fail` is set (a truncated file); a configure loads them at once. With
+    `hold_put_back` set, the loader's put-back of the parameters a failed load asked for (set_parameters) waits,
+    `putting_back` set, until the test opens `put_back_gate`."""
 
     def __init__(self, name: str, **kwargs: Any) -> None:
         self.loading, self.gate, self.fail = threading.Event(), threading.Event(), False
+        self.hold_put_back, self.putting_back, self.put_back_gate = False, threading.Event(), threading.Event()
         super().__init__(name, **kwargs)
+
+    def set_parameters(self, parameter_list: list[Parameter]) -> Any:
+        if self.hold_put_back and threading.current_thread() in loader_threads(self.get_name()):
+            self.putting_back.set()
+            self.put_back_gate.wait(60.0)
+        return super().set_parameters(parameter_list)
 
     def _load_pipeline(self, settings: NodeSettings) -> Any:
         network = settings["model"] == "lite" or bool(settings["weights"])

@@ -102,6 +102,33 @@ def test_cleanup_drops_a_running_load_and_the_next_configuration_neither_waits_f
         session.remove(node)
 
 
+def test_a_dropped_load_failing_as_the_next_configuration_starts_neither_puts_back_nor_reports_on_it(
+        session: RosSession) -> None:
+    """A failed load checked that its configuration was still the node's, then put its parameters back and recorded
+    its ERROR outside the node's lock: a cleanup and configure landing in that gap had the new configuration's
+    `model` read back a network it does not run, with an ERROR on /diagnostics for a load it never asked for."""
+    node = gated_node(session, "put_back_in_the_gap")
+    node.fail = node.hold_put_back = True
+    (dropped,) = loader_threads(node.get_name())
+    try:
+        node.gate.set()
+        assert node.putting_back.wait(30.0), "the failed load put nothing back"
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert node._pipeline.method == "lite"
+        node.put_back_gate.set()
+        dropped.join(30.0)
+        assert not dropped.is_alive()
+        assert node.get_parameter("model").value == "lite", "the dropped load put its parameters back"
+        assert not node._reload_problems, "the dropped load reported on the new configuration"
+    finally:
+        node.gate.set()
+        node.put_back_gate.set()
+        session.remove(node)
+
+
 class _Executable:
     """`python -m dgdehaze_ros.node` on this session's domain, with an empty engine cache (lite is exported when it
     first loads), its stderr collected line by line."""
