@@ -355,6 +355,34 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     assert "does not match the hash" in weights_summary(str(engine)), "an edited engine is named as untrusted"
 
 
+@pytest.mark.slow  # two exports, each traced with torch.export (about 20 s)
+def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_was_read_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .pt run on the tensorrt backend (node or CLI) was exported without the checkpoint's record, and a cached
+    export of the same weights was taken as it was: the engine built from it had no `exported_from` in its sidecar,
+    so /diagnostics and eval could not name the trained weights the engine holds. The fp32 export ONNX Runtime runs
+    on the CPU is the one a TensorRT engine is built from (`create_backend`), whose sidecar takes its record."""
+    from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
+    from dgdehaze_core.inference.provenance import exported_from, source_record
+    from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
+    from dgdehaze_core.models import load_model, save_checkpoint
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(cache))
+    checkpoint = save_checkpoint(load_model("lite"), tmp_path / "mine.pt",
+                                 {"iterations": 7, "recipe": "mine", "commit": "abc1234"})
+    pipeline_from_model(load_model(checkpoint), backend="onnxruntime")  # the same weights, trained in memory
+    (bare,) = cache.glob("*.onnx")
+    assert exported_from(checked_dgdehaze_export(bare).metadata) is None
+    load_pipeline(str(checkpoint), backend="onnxruntime")
+    (recorded,) = set(cache.glob("*.onnx")) - {bare}
+    source = exported_from(checked_dgdehaze_export(recorded).metadata)
+    assert source == source_record(checkpoint)
+    assert source["path"] == "mine.pt" and (source["iterations"], source["recipe"]) == (7, "mine")
+    load_pipeline(str(checkpoint), backend="onnxruntime")
+    assert set(cache.glob("*.onnx")) == {bare, recorded}, "loaded again from the cache, not exported again"
+
+
 @cpu_only
 def test_a_prebuilt_engine_runs_on_the_tensorrt_backend_only_and_says_why_not_here(tmp_path: Path) -> None:
     from dgdehaze_core.inference.pipeline import load_pipeline

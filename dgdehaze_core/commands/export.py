@@ -89,13 +89,12 @@ def _model(args: argparse.Namespace):  # -> DGDehazeNet
 
 def _weights_source(args: argparse.Namespace) -> dict[str, Any] | None:
     """What an ONNX export or a TensorRT engine records of the weights file it was made from (None for --untrained)."""
-    from dgdehaze_core.io.checkpoints import weights_provenance
+    from dgdehaze_core.inference.provenance import source_record
     from dgdehaze_core.models import shipped_weights_path
 
     if args.untrained:
         return None
-    path = args.weights if args.weights is not None else shipped_weights_path(args.config)
-    return {"path": path.name, **weights_provenance(path)}
+    return source_record(args.weights if args.weights is not None else shipped_weights_path(args.config))
 
 
 def _sources(args: argparse.Namespace) -> list[Path]:

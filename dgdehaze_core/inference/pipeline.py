@@ -278,13 +278,16 @@ class NetworkPipeline:
 def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend: str = "torch",
                         device: str = "cpu", half: bool = False, working_size: Sequence[int] | None = None,
                         output: str = "auto", threads: int | None = None,
-                        max_detail_gain: float | None = MAX_DETAIL_GAIN) -> NetworkPipeline:
-    """Wrap an in-memory model (trained or freshly built) in a pipeline on `backend`."""
+                        max_detail_gain: float | None = MAX_DETAIL_GAIN,
+                        weights: Path | None = None) -> NetworkPipeline:
+    """Wrap an in-memory model (trained or freshly built; `weights`: the checkpoint it was read from, which an
+    export of it on the way to ONNX Runtime or TensorRT records) in a pipeline on `backend`."""
     method = method or model.config_name
     from dgdehaze_core.inference.backends.selection import create_backend
 
-    runtime = create_backend(NetworkSource(network=model), backend=backend, device=device, half=half, threads=threads,
-                             camera_size=_camera_size(working_size), outputs=network_outputs(output, model))
+    runtime = create_backend(NetworkSource(network=model, weights=weights), backend=backend, device=device, half=half,
+                             threads=threads, camera_size=_camera_size(working_size),
+                             outputs=network_outputs(output, model))
     return NetworkPipeline(runtime, method, working_size, output, max_detail_gain, inversion_workers=threads)
 
 
@@ -314,7 +317,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     threads (ONNX Runtime intra-op threads, and the physics inversion's), max_detail_gain (the physics path's noise
     limit; None: exact).
     """
-    from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER, load_model
+    from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER, load_model, shipped_weights_path
 
     if method == "dcp":
         if options:
@@ -332,8 +335,9 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
                          f"or a .pt (.pth) / .onnx / .engine weights file")
     model = load_model(method)
+    weights = shipped_weights_path(method) if method in MODEL_CONFIGS else Path(os.fspath(method))
     return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"),  # type: ignore[arg-type]
-                               **options)
+                               weights=weights, **options)
 
 
 def _file_pipeline(source: NetworkSource, backend: object, device: str | None = None, half: bool = False,

@@ -1,9 +1,10 @@
 """What a network file says of the weights it holds, whatever its kind: one record for a checkpoint (`.pt`), an ONNX
 export and a TensorRT engine, and one line that tells a person how they were made.
 
-A checkpoint carries its training's metadata (`checkpoints.weights_provenance`); an export made by `dgdehaze
-export` keeps the checkpoint's record in its ONNX metadata (`to_onnx.EXPORTED_FROM`), and an engine built from such
-an export keeps the same record in its sidecar (`engine_cache`). The results record, `eval`'s provenance lines
+A checkpoint carries its training's metadata (`checkpoints.weights_provenance`); an export of a checkpoint (by
+`dgdehaze export`, or on the way to ONNX Runtime or TensorRT when a `.pt` runs on them) keeps the checkpoint's record
+(`source_record`) in its ONNX metadata (`to_onnx.EXPORTED_FROM`), and an engine built from such an export keeps the
+same record in its sidecar (`engine_cache`). The results record, `eval`'s provenance lines
 and the node's /diagnostics read them here, so that a figure or a running vehicle names the trained weights
 behind it, not only the file it was given.
 """
@@ -14,6 +15,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 NETWORK_FILE_SUFFIXES = (".pt", ".pth", ".onnx", ".engine")
+
+
+def source_record(path: Path) -> dict[str, Any]:
+    """What an export or engine made from the weights file `path` records of it (`exported_from`): its name, its
+    sha256 (12 hex digits) and, for a `.pt` of this package, its training metadata; ValueError when it does not
+    read."""
+    from dgdehaze_core.io.checkpoints import weights_provenance
+
+    return {"path": path.name, **weights_provenance(path)}
 
 
 def exported_from(metadata: Mapping[str, str]) -> dict[str, Any] | None:

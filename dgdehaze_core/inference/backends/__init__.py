@@ -91,15 +91,19 @@ class BackendUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class NetworkSource:
     """What a backend opens: an in-memory network (`network`; it runs on every runtime, exported to ONNX on the way
-    to ONNX Runtime and TensorRT) or an exported file (`file`: an .onnx export, or a prebuilt TensorRT .engine that
-    keeps the profile and precision it was built with)."""
+    to ONNX Runtime and TensorRT, and `weights`, the checkpoint it was read from, if any, is what that export and an
+    engine built from it record, `provenance.source_record`) or an exported file (`file`: an .onnx export, or a
+    prebuilt TensorRT .engine that keeps the profile and precision it was built with)."""
 
     network: DGDehazeNet | None = None
     file: Path | None = None
+    weights: Path | None = None
 
     def __post_init__(self) -> None:
         if (self.network is None) == (self.file is None):
             raise ValueError("a network source is either a network or a file")
+        if self.weights is not None and self.network is None:
+            raise ValueError("only an in-memory network names the weights file it was read from")
         if self.file is not None and self.file.suffix.lower() not in FILE_RUNTIMES:
             raise ValueError(f"{self.file}: an exported network is a {' or '.join(FILE_RUNTIMES)} file")
 

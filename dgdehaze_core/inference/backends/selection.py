@@ -143,20 +143,31 @@ def model_digest(model: "DGDehazeNet") -> str:
 
 
 def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.PathLike[str] | None = None,
-                outputs: tuple[str, ...] = OUTPUT_NAMES) -> Path:
+                outputs: tuple[str, ...] = OUTPUT_NAMES, weights: Path | None = None) -> Path:
     """The model exported to ONNX (dynamic batch, height and width) with `outputs`, from the cache when these
-    exact weights were exported before by this torch version; an export takes half a minute on a 2-core CPU."""
+    exact weights were exported before by this torch version; an export takes half a minute on a 2-core CPU.
+    `weights`: the checkpoint the model was read from, recorded in the export (`provenance.source_record`, as
+    `dgdehaze export` does) and so in an engine built from it; an export of it is cached apart from one of the same
+    weights without it (a model trained in memory)."""
     from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION
     from dgdehaze_core.inference.export.to_onnx import DEFAULT_OPSET, export_onnx
+    from dgdehaze_core.inference.provenance import source_record
 
     outputs = check_outputs(outputs)
+    source = None if weights is None else source_record(weights)
     runtime = f"torch-{torch.__version__}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
+    extra = {"outputs": ",".join(outputs)}
+    if source is not None:
+        extra["exported_from"] = f"{source['path']} {source['sha256']}"
     key = CacheKey(model_sha256=model_digest(model), runtime=runtime, device="any", shapes="dynamic",
-                   precision="fp16" if half else "fp32", extra={"outputs": ",".join(outputs)})
+                   precision="fp16" if half else "fp32", extra=extra)
     cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
     stem = f"dgdehaze-{model.config_name}-{key.model_sha256[:12]}" + ("" if "clear" in outputs else "-physics")
-    path, _ = cache.get_or_build(key, stem, ".onnx", lambda tmp: export_onnx(model, tmp, half=half, outputs=outputs),
-                                 _check_onnx)
+    if source is not None:  # its own file: alternating with a run of the bare weights rebuilds neither
+        stem += f"-from-{source['sha256']}"
+    path, _ = cache.get_or_build(
+        key, stem, ".onnx", lambda tmp: export_onnx(model, tmp, half=half, outputs=outputs, source=source),
+        _check_onnx)
     return path
 
 
@@ -195,7 +206,7 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
 
         return TorchBackend(source.network, device=choice.device, half=half, outputs=outputs)
     onnx_file = source.file or cached_onnx(source.network, half=half and choice.name == "onnxruntime",
-                                           cache_dir=cache_dir, outputs=outputs)
+                                           cache_dir=cache_dir, outputs=outputs, weights=source.weights)
     if choice.name == "onnxruntime":
         from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
