@@ -158,7 +158,7 @@ def test_a_build_removes_what_no_process_loaded_for_the_kept_days(tmp_path: Path
     kept = sorted(p.name.split("_")[0] for p in tmp_path.glob("*.onnx"))
     assert kept == ["new", "used"] and builds.calls == 3
     assert not sidecar_path(paths[0]).exists(), "the sidecar goes with its artifact"
-    assert sorted(p.name.split("_")[0] for p in tmp_path.glob("*.lock")) == ["new", "used"], "and its lock file"
+    assert not list(tmp_path.glob("*.lock")), "nor lock files: a build removes its own when it ends"
     assert EngineCache(tmp_path, keep_days=0).remove_unused() == []
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "soon")
     with pytest.raises(ValueError, match="DGDEHAZE_ENGINE_CACHE_DAYS"):
@@ -198,6 +198,52 @@ def test_an_entry_being_built_is_not_pruned_and_a_build_after_a_prune_locks_the_
         lock.unlink()
     waiting.join(10)
     assert seen == [True], "the waiting build locks the lock file a later build opens, not the removed one"
+
+
+def test_what_a_build_killed_midway_left_is_removed_by_a_later_build_and_never_while_it_runs(tmp_path: Path) -> None:
+    """A build killed midway (a node stopped during a TensorRT build) left its lock files, and what it had written,
+    in the cache for ever when that artifact was not built again."""
+    import dataclasses
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    cache_dir, building = tmp_path / "cache", tmp_path / "building"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache
+
+        def build(tmp):
+            tmp.write_bytes(b"half an engine")
+            Path(sys.argv[2]).touch()
+            time.sleep(300)
+
+        EngineCache(sys.argv[1], keep_days=30).get_or_build(CacheKey(**{dataclasses.asdict(key())!r}), "killed",
+                                                            ".engine", build, Path.read_bytes)
+        """)
+    cache: EngineCache[bytes] = EngineCache(cache_dir, keep_days=30)
+    builds = Builds()
+    child = subprocess.Popen([sys.executable, "-c", script, str(cache_dir), str(building)])
+    try:
+        deadline = time.monotonic() + 60
+        while not building.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert building.exists(), "the child never started its build"
+        running = {p.name for p in cache_dir.iterdir()}
+        assert len(running) == 3 and all("killed" in name for name in running), running  # 2 locks and a part
+        cache.get_or_build(key(), "during", ".engine", builds.build, builds.load)
+        assert running <= {p.name for p in cache_dir.iterdir()}, "a build removed what a running build holds"
+    finally:
+        child.kill()
+        child.wait(10)
+    _, after = cache.get_or_build(key(), "after", ".engine", builds.build, builds.load)
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(
+        name for path in (after, cache.path_for(key(), "during", ".engine"))
+        for name in (path.name, sidecar_path(path).name)), "what the killed build left stays"
+    _, killed = cache.get_or_build(key(), "killed", ".engine", builds.build, builds.load)
+    assert builds.load(killed).startswith(b"engine-bytes"), "its artifact builds: its lock died with it"
 
 
 def test_cache_builds_once_then_loads_and_rebuilds_when_stale(tmp_path: Path) -> None:

@@ -132,9 +132,9 @@ def _prefix(target: Path) -> str:
     return f".{short}~{hashlib.sha1(name).hexdigest()[:8]}."
 
 
-def _remove_leftovers(target: Path) -> None:
+def remove_leftovers(target: Path) -> None:
     """Remove the temporary siblings of `target` whose writer is gone (its lock can be taken); put back an old
-    folder it had set aside when `target` itself is missing."""
+    folder it had set aside when `target` itself is missing. Each write of `target` does so first."""
     for lock_path in target.parent.glob(glob.escape(_prefix(target)) + "*.lock"):
         stem = str(lock_path)[:-len(".lock")]
         try:
@@ -194,7 +194,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(target)
+    remove_leftovers(target)
     fd, lock_name = tempfile.mkstemp(prefix=_prefix(target), suffix=".lock", dir=target.parent)
     fcntl.flock(fd, fcntl.LOCK_EX)
     stem = lock_name[:-len(".lock")]

@@ -12,11 +12,14 @@ one source model and one input-shape profile at one precision. Each cached artif
 
 The artifact is written first and the sidecar second, both atomically (`atomic_files`), so a crash or a
 concurrent reader never sees half a file, and an artifact without its sidecar is never trusted. Builds of one
-artifact are serialised by an advisory lock (`<artifact>.lock`), so two nodes starting together build it once.
+artifact are serialised by an advisory lock (`flock` on `<artifact>.lock`, removed when the build ends), so two
+nodes starting together build it once. The lock dies with its process: a build killed midway blocks no later one.
 
 Every load touches the sidecar; a build removes the artifacts no process loaded for `keep_days`
 ($DGDEHAZE_ENGINE_CACHE_DAYS, 60 by default; 0 keeps everything), with their sidecars and lock files, except one
-another process is building: the exports of every checkpoint a user ever ran would otherwise pile up.
+another process is building: the exports of every checkpoint a user ever ran would otherwise pile up. It also
+removes the lock files no process holds, with the temporary files their builds left: what a build killed midway
+left of an artifact never built again would otherwise stay.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Generic, Iterator, Mapping, TypeVar
 
-from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, remove_leftovers
 
 LOG = logging.getLogger(__name__)
 
@@ -176,18 +179,40 @@ def _holds_the_lock_file(handle: BinaryIO, lock: Path) -> bool:
 
 @contextlib.contextmanager
 def _build_lock(artifact: Path) -> Iterator[None]:
+    """Hold `artifact`'s lock file, and remove it when done (a process waiting on it finds it gone and locks the
+    one a later build opens)."""
     artifact.parent.mkdir(parents=True, exist_ok=True)
     lock = _lock_path(artifact)
     while True:
         with open(lock, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            if not _holds_the_lock_file(handle, lock):  # pruned while this process waited: lock the new one
+            if not _holds_the_lock_file(handle, lock):  # removed while this process waited: lock the new one
                 continue
             try:
                 yield
                 return
             finally:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_abandoned_lock(lock: Path) -> bool:
+    """Remove the lock file `lock` when no process holds it (its build was killed midway: the lock died with it),
+    with the temporary files that build left beside its artifact and sidecar; False, touching nothing, while a
+    process holds it or when it cannot be removed (a read-only cache)."""
+    artifact = lock.with_name(lock.name[:-len(".lock")])
+    try:
+        with open(lock, "rb") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _holds_the_lock_file(handle, lock):
+                return False
+            remove_leftovers(artifact)
+            remove_leftovers(sidecar_path(artifact))
+            lock.unlink()
+            return True
+    except OSError:  # held by a build, removed by another process meanwhile, or a read-only cache
+        return False
 
 
 def _remove_entry(artifact: Path, sidecar: Path, oldest: float) -> bool:
@@ -243,9 +268,13 @@ class EngineCache(Generic[T]):
 
     def remove_unused(self) -> list[Path]:
         """Remove the artifacts (with their sidecars and lock files) not loaded or built for `keep_days`, except one
-        being built now; what was removed."""
+        being built now, and the lock files no process holds (`_remove_abandoned_lock`); the artifacts removed."""
         if not self.keep_days:
             return []
+        abandoned = [lock.name for lock in self.directory.glob("*.lock")
+                     if not lock.name.startswith(".") and _remove_abandoned_lock(lock)]  # not atomic_path's own
+        if abandoned:
+            LOG.info("removed the lock files of builds no process runs (killed midway): %s", ", ".join(abandoned))
         oldest = time.time() - self.keep_days * 86400.0
         removed = []
         for sidecar in self.directory.glob(f"*{SIDECAR_SUFFIX}"):
