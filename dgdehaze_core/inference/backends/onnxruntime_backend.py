@@ -51,6 +51,9 @@ class OnnxRuntimeBackend:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         options = session_options(threads or default_threads())
+        # the path, not bytes read once for the session and the checks (they would spare a read, not a parse): ORT's
+        # TensorRT provider names its engine cache by the file's name (a cached export's holds its weights' hash),
+        # never by the weights, and an export's external data lies beside the file
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=providers or ["CPUExecutionProvider"])
