@@ -163,8 +163,8 @@ def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.Pa
                    precision="fp16" if half else "fp32", extra=extra)
     cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
     stem = f"dgdehaze-{model.config_name}-{key.model_sha256[:12]}" + ("" if "clear" in outputs else "-physics")
-    if source is not None:  # its own file: alternating with a run of the bare weights rebuilds neither
-        stem += f"-from-{source['sha256']}"
+    if source is not None:  # its own file: runs of the bare weights, or of a copy named otherwise, rebuild none
+        stem += "-from-" + hashlib.sha256(extra["exported_from"].encode()).hexdigest()[:12]
     path, _ = cache.get_or_build(
         key, stem, ".onnx", lambda tmp: export_onnx(model, tmp, half=half, outputs=outputs, source=source),
         _check_onnx)
