@@ -279,7 +279,7 @@ def test_corrupt_artifacts_are_rebuilt_with_a_warning(damage: str, tmp_path: Pat
     else:  # right hash in the sidecar, bytes the loader rejects
         path.write_bytes(b"garbage")
         record = json.loads(sidecar_path(path).read_text())
-        from dgdehaze_core.inference.backends.engine_cache import file_sha256
+        from dgdehaze_core.io.file_digest import file_sha256
         record["sha256"] = file_sha256(path)
         sidecar_path(path).write_text(json.dumps(record))
     with caplog.at_level(logging.WARNING, logger="dgdehaze_core.inference.backends.engine_cache"):

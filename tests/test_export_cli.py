@@ -18,7 +18,7 @@ from dgdehaze_core.detection.detector import DEFAULT_DETECTOR, Detector
 from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
 from dgdehaze_core.evaluation.results_record import record
 from dgdehaze_core.evaluation.results_tables import provenance
-from dgdehaze_core.inference.backends.engine_cache import file_sha256
+from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dgdehaze_core.inference.export.to_onnx import EXPORTED_FROM
 from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model

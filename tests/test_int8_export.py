@@ -14,7 +14,7 @@ from onnx import numpy_helper
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
-from dgdehaze_core.inference.backends.engine_cache import file_sha256
+from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.inference.backends.selection import cached_onnx
 from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
 from dgdehaze_core.inference.export.quantize import FLOAT_WEIGHTS, quantize_onnx

@@ -165,7 +165,7 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
 def test_a_fine_tuned_model_s_record_says_which_weights_it_started_from(shared_data: Path, tmp_path: Path):
     """The record copied a checkpoint's recipe fields (init_weights: 'lite', a name) but not `started_from`, the
     file and sha256 the fine-tune was adapted from: its figures did not say from which model."""
-    from dgdehaze_core.inference.backends.engine_cache import file_sha256
+    from dgdehaze_core.io.file_digest import file_sha256
     from dgdehaze_core.models import shipped_weights_path
     from dgdehaze_core.training.recipe import recipe_from_dict
     from dgdehaze_core.training.trainer import Trainer

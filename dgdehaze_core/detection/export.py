@@ -18,7 +18,8 @@ import torch
 
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
 from dgdehaze_core.detection.offline import offline_ultralytics
-from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
+from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
+from dgdehaze_core.io.file_digest import file_sha256
 
 LOG = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ import numpy as np
 
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.offline import offline_ultralytics
-from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir, file_sha256
+from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
+from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.io.onnx_files import read_onnx
 
 LOG = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ where torch reports a failed write (a full disk) only as an internal check that 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import zipfile
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.file_digest import file_sha256
 
 REFUSAL_MARKERS = ("Trying to load unsupported GLOBAL", "Unsupported global", "Unsupported operand",
                    "Unsupported class")
@@ -72,7 +72,7 @@ commit, when it was saved, the recipe's fields, and the weights a fine-tune star
 def weights_provenance(path: Path) -> dict[str, Any]:
     """A weights file's sha256 (12 hex digits) and, for a `.pt` of this package, its metadata's PROVENANCE_KEYS;
     ValueError naming the file when a `.pt` does not read. The caller names the file as it shows it."""
-    found: dict[str, Any] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
+    found: dict[str, Any] = {"sha256": file_sha256(path)[:12]}
     if path.suffix == ".pt":
         meta = read_checkpoint(path).get("meta", {})
         found.update({key: meta[key] for key in PROVENANCE_KEYS if key in meta})

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from dgdehaze_core.inference.backends.engine_cache import file_sha256
 from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.models import MODEL_CONFIGS, load_model, shipped_weights_path
 
 LOG = logging.getLogger(__name__)

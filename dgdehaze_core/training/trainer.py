@@ -35,10 +35,10 @@ from tqdm import tqdm
 
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.evaluation.metrics import psnr, ssim
-from dgdehaze_core.inference.backends.engine_cache import file_sha256
 from dgdehaze_core.inference.backends.selection import model_digest, state_digest
 from dgdehaze_core.inference.pipeline import pipeline_from_model
 from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
+from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.models import DGDehazeNet, build_model, checkpoint_state, save_checkpoint
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 from dgdehaze_core.physics.scattering import synthesize_haze

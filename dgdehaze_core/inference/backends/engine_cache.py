@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Generic, Iterator, Mapping, TypeVar
 
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, remove_leftovers
+from dgdehaze_core.io.file_digest import file_sha256
 
 LOG = logging.getLogger(__name__)
 
@@ -66,15 +66,6 @@ def default_keep_days() -> float:
     if not days >= 0:
         raise ValueError(f"DGDEHAZE_ENGINE_CACHE_DAYS must be 0 or more, got {configured!r}")
     return days
-
-
-def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (engines and weights can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _slug(text: str) -> str:

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
-from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, file_sha256,
-                                                           mark_used, trusted_record)
+from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, mark_used,
+                                                           trusted_record)
 from dgdehaze_core.inference.provenance import exported_from
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
+from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, bgr_to_rgb_float, images_under
 from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, read_onnx
 
