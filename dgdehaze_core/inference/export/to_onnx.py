@@ -5,8 +5,9 @@ outputs "clear", "transmission", "airlight", "depth" (the model's forward keys),
 `outputs=PHYSICS_OUTPUTS` all but "clear": the graph then leaves out the decoder's image branch, which the physics
 output path does not use. The stride, configuration and outputs are stored in the file's metadata
 (`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_depth_guidance`, `dgdehaze_outputs`) so that a runtime can pad
-frames without the PyTorch model, and the weights file it was exported from under `dgdehaze_exported_from`. The graph gets the output-preserving rewrites of
-`dgdehaze_core.inference.export.graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
+frames without the PyTorch model, and the weights file it was exported from under `dgdehaze_exported_from`. The
+graph gets the output-preserving rewrites of `dgdehaze_core.inference.export.graph_rewrites` (recorded as
+`dgdehaze_graph_rewrites`).
 """
 from __future__ import annotations
 
