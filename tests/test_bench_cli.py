@@ -119,6 +119,10 @@ def test_an_empty_list_of_intervals_or_sizes_is_refused_not_run_as_no_rows(
     (["node", "--node-rate", "1e-9"], "publishes no frame in 10 s"),  # slept 1/rate s, far past the window
     (["dcp", "--max-seconds", "nan"], "--max-seconds a number of seconds"),
     (["--sizes", "100000x100000"], "exceeds the limit"),
+    (["--sizes", "64x48,abc"], "--sizes '64x48,abc': size must look like 640x480, got 'abc'"),
+    (["--sizes", ","], "--sizes names no WIDTHxHEIGHT: ','"),
+    (["lite", "--backends", ","], "--backends ',' names none; known: "),
+    (["chain", "--chain-detector", "auto,int8"], "--chain-detector 'auto,int8' names unknown ['int8']"),
     (["--json", "/proc/figures.json"], "--json /proc/figures.json cannot be written"),
     (["lite", "--sizes", "160x120", "--working-sizes", "320x240,2000x8"],  # was: no row and no word
      "--working-sizes 320x240 is not smaller than any of --sizes 160x120"),
@@ -139,6 +143,11 @@ def test_a_bad_option_of_a_later_target_is_refused_before_anything_is_measured(
     monkeypatch.setattr(networks, "bench_dcp", measured_too_early)
     assert main(["bench", "dcp", *args, "--repeats", "1"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_trailing_or_doubled_comma_in_a_list_is_read_as_eval_reads_it(tmp_path: Path) -> None:
+    """`--sizes 64x48,` failed with "size must look like 640x480, got ''" (eval's lists skip empty items)."""
+    assert set(run_bench(tmp_path, "dcp", "--sizes", "64x48,,32x24,")) == {"dcp@64x48", "dcp@32x24"}
 
 
 def test_a_bad_cache_setting_is_refused_not_taken_for_a_missing_backend(monkeypatch: pytest.MonkeyPatch,

@@ -86,6 +86,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def parse_sizes(text: str, option: str) -> list[tuple[int, int]]:
+    """'640x480,1280x720' -> [(640, 480), (1280, 720)], empty items (a trailing or doubled comma) skipped as `eval`
+    skips them in its lists; ValueError naming `option` and its whole value for a bad size, or for none at all."""
+    try:
+        return [parse_size(item) for item in comma_items(text)]
+    except ValueError as exc:
+        raise ValueError(f"{option} {text!r}: {exc}") from None
+
+
+def comma_items(text: str) -> list[str]:
+    """The items of a comma-separated option value, stripped, empty ones left out."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def smaller_than(work: tuple[int, int], size: tuple[int, int]) -> bool:
     """Whether a working size (w, h) is a reduced resolution of a frame size: within it on both axes, not it."""
     return work[0] <= size[0] and work[1] <= size[1] and work != size

@@ -22,11 +22,12 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 
 from dgdehaze_core.benchmarks.node_load import MAX_NODE_SECONDS, check_node_load
-from dgdehaze_core.benchmarks.timing import parse_size, smaller_than
+from dgdehaze_core.benchmarks.timing import comma_items, parse_sizes, smaller_than
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.detection.precision import PRECISIONS
@@ -49,7 +50,7 @@ MAX_TRAIN_BATCH = 512
 
 def _int_list(text: str) -> list[int]:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in comma_items(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values:  # an empty list would run none of the option's rows and say nothing
@@ -125,6 +126,15 @@ def _targets(args: argparse.Namespace) -> list[str]:
     return targets
 
 
+def _check_names(option: str, text: str, known: Sequence[str]) -> None:
+    """ValueError naming `option` when its comma-separated `text` names none of `known`, or an unknown one."""
+    given = comma_items(text)
+    unknown = sorted(set(given) - set(known))
+    if unknown or not given:
+        raise ValueError(f"{option} {text!r} names {f'unknown {unknown}' if unknown else 'none'}; known: "
+                         f"{', '.join(known)}")
+
+
 def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Refuse bad options of every target before any is measured (a late error would lose the rows measured); the
     frame sizes and working sizes."""
@@ -136,21 +146,19 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
         raise ValueError(f"--threads {args.threads} exceeds this machine's {os.cpu_count()} CPUs: a benchmark on "
                          "more threads than cores measures the oversubscription")
     default_keep_days()  # a bad $DGDEHAZE_ENGINE_CACHE_DAYS would skip every cached network row, not fail
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    working_sizes = [parse_size(s) for s in args.working_sizes.split(",") if s]
+    sizes = parse_sizes(args.sizes, "--sizes")
+    if not sizes:
+        raise ValueError(f"--sizes names no WIDTHxHEIGHT: {args.sizes!r}")
+    working_sizes = parse_sizes(args.working_sizes, "--working-sizes")
     for work in working_sizes:
         if not any(smaller_than(work, size) for size in sizes):
             raise ValueError(f"--working-sizes {work[0]}x{work[1]} is not smaller than any of --sizes "
                              f"{args.sizes}: it would run no row")
-    unknown = sorted(set(args.backends.split(",")) - {*RUNTIMES, INT8_RUNTIME})
-    if unknown:
-        raise ValueError(f"unknown backends {unknown}; known: {', '.join(RUNTIMES)}, {INT8_RUNTIME}")
+    _check_names("--backends", args.backends, (*RUNTIMES, INT8_RUNTIME))
     if any(v % 32 or not 32 <= v <= 4096 for v in [*args.imgsz, *args.chain_imgsz]):
         raise ValueError(f"--imgsz and --chain-imgsz values must be multiples of 32 in [32, 4096], "
                          f"got {args.imgsz}, {args.chain_imgsz}")
-    unknown = sorted(set(args.chain_detector.split(",")) - set(PRECISIONS))
-    if unknown:
-        raise ValueError(f"unknown chain detectors {unknown}; known: {', '.join(PRECISIONS)}")
+    _check_names("--chain-detector", args.chain_detector, PRECISIONS)
     if any(v < 1 for v in args.detect_every):
         raise ValueError(f"--detect-every values must be at least 1, got {args.detect_every}")
     resolve_device(args.device)
@@ -186,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     frames = nb.hazy_frames(sizes)
     table: dict[str, dict[str, float]] = {}
     networks = [t for t in targets if t in NETWORK_TARGETS]
-    variants = nb.available_variants(args.backends.split(","), args.device) if networks else []  # none: before DCP
+    variants = nb.available_variants(comma_items(args.backends), args.device) if networks else []  # none: before DCP
     if {"dcp", "chain", *networks} & set(targets):  # the baseline as rows of its own; each ratio times it again
         table.update(nb.bench_dcp(frames, settings))
     if networks:
@@ -203,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         size = sizes[0]
         table.update(nb.bench_chain(args.chain_model, args.chain_backend, args.device, args.detect_every,
                                     frames[size], settings,
-                                    args.chain_imgsz, args.chain_detector.split(","), args.chain_fused,
+                                    args.chain_imgsz, comma_items(args.chain_detector), args.chain_fused,
                                     args.chain_contrast))
     if run_node_benchmark is not None:
         for width, height in sizes:

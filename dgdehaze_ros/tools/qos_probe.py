@@ -255,14 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.role == "listen":
         print(json.dumps(_listen(args)), flush=True)
         return 0
-    from dgdehaze_core.benchmarks.timing import parse_size
+    from dgdehaze_core.benchmarks.timing import comma_items, parse_sizes
     from dgdehaze_core.io.tables import emit
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    transports = comma_items(args.transports)
     table: dict[str, dict[str, float]] = {}
-    for size in args.sizes.split(","):
-        width, height = parse_size(size)
+    for width, height in parse_sizes(args.sizes, "--sizes"):
         table.update(run_qos_probe(width, height, frames=args.frames, rate_hz=args.rate, transports=transports))
     emit(table, title=f"input QoS frame loss, publisher -> subscriber process, {args.frames} bgr8 frames at "
                       f"{args.rate:g} Hz", json_path=args.json)
