@@ -20,6 +20,7 @@ from rclpy.node import Node
 from dgdehaze_core.commands.ros_modes import NODE_MODELS, RELIABILITIES
 from dgdehaze_core.detection.tracking import TRACKERS
 from dgdehaze_core.detection.fusion import DETECTION_INPUTS
+from dgdehaze_core.detection.input_size import IMGSZ_RANGE
 from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import BACKENDS, BackendUnavailable
@@ -136,7 +137,7 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "file: the weights as given; float: always the float rebuild", PRECISIONS, reloads=DETECTOR),
     ParameterSpec("threshold", 0.25, "detection confidence threshold", float_range=(0.0, 1.0)),
     ParameterSpec("iou", 0.45, "detection non-maximum suppression IoU threshold", float_range=(0.0, 1.0)),
-    ParameterSpec("imgsz", 640, "detector input size in pixels (multiple of 32)", int_range=(32, 4096, 32),
+    ParameterSpec("imgsz", 640, "detector input size in pixels (multiple of 32)", int_range=IMGSZ_RANGE,
                   reloads=DETECTOR),
     ParameterSpec("max_det", 100, "most detections per frame", int_range=(1, 1000, 1)),
     ParameterSpec("classes", None, "detect only these classes: a list of names or ids (strings or integers, "

@@ -152,10 +152,13 @@ def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_
 
 
 def test_a_malformed_option_value_says_why(capsys):
+    """`--imgsz 0` was taken without a word where no detection was measured (it only failed at the detector)."""
     for option, value, reason in (("--working-size", "12", "size must look like 640x480"),
-                                  ("--group", "", "a comparison group is NAME=METHOD")):
+                                  ("--group", "", "a comparison group is NAME=METHOD"),
+                                  ("--imgsz", "0", "imgsz must be a multiple of 32 in [32, 4096], got 0"),
+                                  ("--imgsz", "big", "imgsz must be a whole number of pixels, got 'big'")):
         with pytest.raises(SystemExit) as exit_code:
-            main(["eval", option, value])
+            main(["eval", "--measure", "quality", option, value])
         error = capsys.readouterr().err
         assert exit_code.value.code == 2 and "invalid" not in error and reason in error, error
 

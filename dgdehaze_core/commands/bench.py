@@ -30,6 +30,7 @@ from dgdehaze_core.benchmarks.node_load import MAX_NODE_SECONDS, check_node_load
 from dgdehaze_core.benchmarks.timing import comma_items, parse_sizes, smaller_than
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
 from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import INT8_RUNTIME, RUNTIMES
@@ -155,9 +156,12 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
             raise ValueError(f"--working-sizes {work[0]}x{work[1]} is not smaller than any of --sizes "
                              f"{args.sizes}: it would run no row")
     _check_names("--backends", args.backends, (*RUNTIMES, INT8_RUNTIME))
-    if any(v % 32 or not 32 <= v <= 4096 for v in [*args.imgsz, *args.chain_imgsz]):
-        raise ValueError(f"--imgsz and --chain-imgsz values must be multiples of 32 in [32, 4096], "
-                         f"got {args.imgsz}, {args.chain_imgsz}")
+    for option, sizes_given in (("--imgsz", args.imgsz), ("--chain-imgsz", args.chain_imgsz)):
+        for imgsz in sizes_given:
+            try:
+                check_imgsz(imgsz)
+            except ValueError as exc:
+                raise ValueError(f"{option}: {exc}") from None
     _check_names("--chain-detector", args.chain_detector, PRECISIONS)
     if any(v < 1 for v in args.detect_every):
         raise ValueError(f"--detect-every values must be at least 1, got {args.detect_every}")

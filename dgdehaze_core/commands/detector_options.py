@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from dgdehaze_core.commands.argument_types import with_reason
+from dgdehaze_core.detection.input_size import imgsz_option
 from dgdehaze_core.detection.precision import PRECISIONS
 
 
@@ -10,7 +12,8 @@ def add_detector_options(parser: argparse.ArgumentParser) -> None:
     """--detector, --imgsz and --detector-precision, as the node's detector_weights, imgsz and detector_precision."""
     parser.add_argument("--detector", default=None,
                         help="detector weights (.pt/.onnx/.engine; default: the shipped YOLOv8n int8 ONNX)")
-    parser.add_argument("--imgsz", type=int, default=640, help="detector input size")
+    parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=640,
+                        help="detector input size (a multiple of 32 in [32, 4096])")
     parser.add_argument("--detector-precision", choices=PRECISIONS, default="auto",
                         help="auto (default, as the node): a dynamically quantised ONNX detector runs as its float "
                              "rebuild on x86 CPUs and GPUs; file: the weights as given; float: always the rebuild")

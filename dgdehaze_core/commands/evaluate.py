@@ -62,9 +62,10 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from dgdehaze_core.benchmarks.timing import parse_size
+from dgdehaze_core.commands.argument_types import with_reason
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
@@ -137,7 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "and, for detection, hazy+clahe)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
-    parser.add_argument("--working-size", type=_with_reason(parse_size), default=None, metavar="WxH",
+    parser.add_argument("--working-size", type=with_reason(parse_size), default=None, metavar="WxH",
                         help="size the networks run at (default: each input's size, as the node)")
     add_input_bits_option(parser, f"{IMAGE_FILES} in paired, labelled and hazy-photo sets (a depth set's are "
                                   "8-bit)")
@@ -155,11 +156,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
                         help=f"detection: compare methods by a paired bootstrap over the images, N redraws (0: off; "
                              f"at least {MIN_BOOTSTRAP})")
-    parser.add_argument("--baseline", type=_with_reason(Group.parse), action="append", default=None,
+    parser.add_argument("--baseline", type=with_reason(Group.parse), action="append", default=None,
                         metavar="[NAME=]METHOD[,METHOD]",
                         help="what --bootstrap compares against: a method, or NAME=M1,M2 for their mean "
                              "(repeatable: each group against each baseline; default: the first method)")
-    parser.add_argument("--group", type=_with_reason(Group.parse), action="append", default=None,
+    parser.add_argument("--group", type=with_reason(Group.parse), action="append", default=None,
                         metavar="NAME=METHOD[,METHOD]",
                         help="a side that --bootstrap compares with the baseline: the mean of these methods "
                              "(repeatable; default: every other method alone)")
@@ -278,17 +279,6 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
             raise ValueError(f"no dataset for the {measure} measure among {', '.join(map(str, candidates))}")
         chosen[measure] = _named(folders)
     return chosen
-
-
-def _with_reason(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """`parse` for argparse's type=: its ValueError's reason reaches the user (argparse prints only "invalid
-    value" for a ValueError)."""
-    def parsed(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return parsed
 
 
 def _method_specs(given: list[str] | None) -> list[MethodSpec]:

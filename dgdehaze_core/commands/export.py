@@ -26,7 +26,9 @@ from typing import Any
 
 import torch
 
+from dgdehaze_core.commands.argument_types import with_reason
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
+from dgdehaze_core.detection.input_size import imgsz_option
 from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
 from dgdehaze_core.io.checkpoints import EXPORT_KINDS
 from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, check_sample_bits
@@ -62,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="leave out the decoder's image (output 'clear'): what the node's default output (auto "
                              "= physics inversion) needs, and a third faster at 640x480; output decoder then refuses "
                              "the file")
-    parser.add_argument("--imgsz", type=int, default=640, help="detector input size (multiple of 32)")
+    parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=640,
+                        help="detector input size (a multiple of 32 in [32, 4096])")
     parser.add_argument("--out", type=Path, help="output file (default: exports/<name>.<format>)")
     parser.set_defaults(func=run)
 

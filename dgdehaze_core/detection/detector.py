@@ -20,6 +20,7 @@ import numpy as np
 
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
 from dgdehaze_core.detection.tracking import TRACKERS, BoxTracker
@@ -86,8 +87,7 @@ class Detector:
                  threads: int | None = None) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1 (or None: ONNX Runtime's choice), got {threads}")
-        if not 32 <= imgsz <= 4096 or imgsz % 32:
-            raise ValueError(f"imgsz must be a multiple of 32 in [32, 4096], got {imgsz}")
+        check_imgsz(imgsz)
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf} iou={iou}")
         if max_det < 1:
