@@ -204,6 +204,17 @@ def test_an_input_with_nothing_to_dehaze_leaves_no_output_folder(tmp_path: Path,
         assert not (tmp_path / "o").exists()
 
 
+def test_one_image_that_does_not_read_is_the_error_itself(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A single unreadable file was logged as skipped, then "no image in FILE could be read" (a folder's words)."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert main(["dehaze", str(broken), "--method", "dcp", "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert f"{broken} is not a readable image" in error
+    assert "skipped" not in error and "no image in" not in error
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_folder_of_folders_names_them(tmp_path: Path, capsys: pytest.CaptureFixture):
     """A data set's root (DAWN/ with Fog/ and Rain/) holds no image itself: the error says what it does hold."""
     for kind in ("Fog", "Rain"):

@@ -99,12 +99,14 @@ def _images(paths: list[Path], read: ImageReader) -> Iterator[tuple[Path, np.nda
 def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
                 out: Path) -> int:
     """Dehaze each image of `paths` (of `source`) into its two `outputs`; 1 when some were skipped (unreadable),
-    ImageError when none could be read. Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
+    ImageError when none could be read (a `source` that is one image: why it could not). Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
     failures = 0
     written = 0
     try:
         for path, frame in _images(paths, read):
             if isinstance(frame, ImageError):
+                if path == source:  # the one image asked for: its reason is the error
+                    raise frame
                 LOG.error("skipped: %s", frame)
                 failures += 1
                 continue
