@@ -215,6 +215,26 @@ def test_one_image_that_does_not_read_is_the_error_itself(tmp_path: Path, capsys
     assert not (tmp_path / "o").exists()
 
 
+def test_half_with_engines_alone_runs_them_on_cuda_as_an_engine_needs(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    """`--half` with an .engine was refused as fp16 on the CPU ("add --device cuda"), though an engine runs on CUDA
+    alone; with another network beside it (eval), that network still needs the device said."""
+    import torch
+
+    engine = tmp_path / "lite.engine"
+    engine.write_bytes(b"")  # never read here: the device is settled first
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.full((16, 16, 3), 128, np.uint8))
+    assert main(["dehaze", str(photo), "--method", str(engine), "--half", "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert "add --device cuda" not in error
+    if not torch.cuda.is_available():
+        assert "CUDA is not available" in error
+    assert main(["eval", "--dataset", str(tmp_path), "--measure", "haze", "--method", f"lite,trt={engine}",
+                 "--half"]) == 2
+    assert "add --device cuda" in capsys.readouterr().err
+
+
 def test_a_folder_of_folders_names_them(tmp_path: Path, capsys: pytest.CaptureFixture):
     """A data set's root (DAWN/ with Fog/ and Rain/) holds no image itself: the error says what it does hold."""
     for kind in ("Fog", "Rain"):

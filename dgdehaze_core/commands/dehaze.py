@@ -99,7 +99,8 @@ def _images(paths: list[Path], read: ImageReader) -> Iterator[tuple[Path, np.nda
 def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
                 out: Path) -> int:
     """Dehaze each image of `paths` (of `source`) into its two `outputs`; 1 when some were skipped (unreadable),
-    ImageError when none could be read (a `source` that is one image: why it could not). Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
+    ImageError when none could be read (a `source` that is one image: why it could not). Ctrl-C or SIGTERM says how
+    far it got and how to go on (--resume)."""
     failures = 0
     written = 0
     try:
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = {path: [args.out / f"{name}_{kind}{suffix}" for kind in ("dehazed", "depth")]
                for path, name in names.items()}
     _check_outputs(paths or [source], [output for pair in outputs.values() for output in pair])
-    options = network_runtime(args)
+    options = network_runtime(args, [args.method])
     if args.method == "dcp" and (options or args.output is not None):
         raise ValueError("--backend, --device, --half and --output choose how a network runs; dcp has none")
     if args.output is not None:

@@ -39,7 +39,8 @@ gets no subset rows, with a warning):
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --subset held-out='143?_*,144?_*'
 A glob `@FILE:PART` stands for the file names of one part of a split file (data/splits/), e.g. the DAWN fog photos
 that only judge:
-  dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection --include @data/splits/dawn-fog.yaml:judge
+  dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection \\
+      --include @data/splits/dawn-fog.yaml:judge
 
 --bootstrap N compares detection figures with a paired bootstrap over the images (N redraws): each method, or each
 --group (the mean of several methods, such as one recipe's seeds), minus each --baseline (the first method unless
@@ -108,8 +109,8 @@ TITLES = {
                   "better; coverage of the points nearer than the visibility: higher is better)",
 }
 
-BOOTSTRAP_TITLE = ("Paired bootstrap over the images ({samples} redraws): GROUP minus BASELINE (diff), its 95 % interval "
-                   "(lo, hi) and the share of redraws where GROUP is better (p_better)")
+BOOTSTRAP_TITLE = ("Paired bootstrap over the images ({samples} redraws): GROUP minus BASELINE (diff), its 95 % "
+                   "interval (lo, hi) and the share of redraws where GROUP is better (p_better)")
 Rows = dict[str, dict[str, object]]
 
 
@@ -474,7 +475,8 @@ def run(args: argparse.Namespace) -> int:
     specs = _method_specs(args.method)
     if args.bootstrap:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
-    methods = load_methods(specs, output=args.output, working_size=args.working_size, **network_runtime(args))
+    methods = load_methods(specs, output=args.output, working_size=args.working_size,
+                           **network_runtime(args, [spec.source for spec in specs]))
     detector = _detector(args) if "detection" in measures else None
     rows: Rows = {}
     for measure in measures:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import RUNTIMES
@@ -22,13 +23,15 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda or cuda:N: where the networks run (default: the CPU; CUDA for an .engine "
                              "and --backend tensorrt, a GPU where there is one for --backend auto)")
     parser.add_argument("--half", action="store_true",
-                        help="run the networks in fp16 (with --device cuda; an .engine keeps its own precision)")
+                        help="run the networks in fp16 on a GPU (--device cuda, implied when the networks are all "
+                             ".engine files, which keep the precision they were built with)")
 
 
-def network_runtime(args: argparse.Namespace) -> dict[str, Any]:
-    """The options above as `load_pipeline` takes them (only those given); ValueError (DeviceUnavailable) for a
-    device this machine lacks, and for fp16 off a GPU, where the networks run fp32 only."""
-    name = args.device or IMPLIED_DEVICE.get(args.backend or "")
+def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> dict[str, Any]:
+    """The options above as `load_pipeline` takes them (only those given) for the dehazing `methods` (names or
+    weights files); ValueError (DeviceUnavailable) for a device this machine lacks, and for fp16 off a GPU, where
+    the networks run fp32 only. Networks that are all TensorRT engines imply CUDA, as --backend tensorrt does."""
+    name = args.device or IMPLIED_DEVICE.get(args.backend or ("tensorrt" if _engines_only(methods) else ""))
     device = None if name is None else resolve_device(name)
     if args.half and (device is None or device.type != "cuda"):
         raise ValueError("--half runs the networks in fp16 on a GPU: add --device cuda (on the CPU they run in fp32)")
@@ -38,3 +41,13 @@ def network_runtime(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend is not None:
         options["backend"] = args.backend
     return options
+
+
+def _engines_only(methods: Sequence[str]) -> bool:
+    """Whether the networks among `methods` are all TensorRT engines (and there is one)."""
+    from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER
+
+    suffixes = [Path(method).suffix.lower() for method in methods]
+    networks = [suffix for method, suffix in zip(methods, suffixes)
+                if suffix in (*CHECKPOINT_SUFFIXES, ".onnx", ".engine") or method in (*MODEL_CONFIGS, PAPER)]
+    return bool(networks) and all(suffix == ".engine" for suffix in networks)
