@@ -5,6 +5,7 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 from pathlib import Path
 
 from dgdehaze_core import __version__
@@ -63,15 +64,33 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
 
+    json_path = getattr(args, "json", None)
+
     def run() -> int | None:
-        json_path = getattr(args, "json", None)
         if json_path is not None:
             check_json_output(json_path)
             for name, paths in _path_arguments(args).items():
                 refuse_input_as_output(json_path, paths, "--json", what="--out" if name == "out" else "the input")
         return args.func(args)
 
-    return report_errors(f"dgdehaze {args.command}", run, verbose=args.verbose)
+    started = time.time()
+    status = report_errors(f"dgdehaze {args.command}", run, verbose=args.verbose)
+    if status != 0 and json_path is not None:
+        _say_json_is_earlier(f"dgdehaze {args.command}", Path(json_path), started)
+    return status
+
+
+def _say_json_is_earlier(label: str, path: Path, started: float) -> None:
+    """After a failed run, say on stderr when its --json `path` was written before `started` (an earlier run's
+    figures, which a script would take for this run's). The file is left as it is: nothing is lost."""
+    try:
+        written = path.stat().st_mtime
+    except OSError:
+        return
+    if written < started:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(written))
+        print(f"{label}: --json {path} was not written by this run: it holds what it held before (last written "
+              f"{when})", file=sys.stderr)
 
 
 if __name__ == "__main__":

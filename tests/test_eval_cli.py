@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -149,6 +150,21 @@ def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_
     link.symlink_to(sots_pairs)
     assert main(["eval", "--dataset", str(sots_pairs), "--dataset", str(link), "--method", "hazy"]) == 2
     assert f"--dataset {link} is given twice" in capsys.readouterr().err
+
+
+def test_a_failed_run_says_that_its_json_file_holds_an_earlier_run_s_figures(tmp_path: Path, capsys):
+    """A failed eval left the --json of an earlier run without a word: a script read it as this run's figures."""
+    figures = tmp_path / "figures.json"
+    figures.write_text('{"dcp": {"psnr": 20.0}}')
+    os.utime(figures, (1_700_000_000, 1_700_000_000))
+    assert main(["eval", "--dataset", str(tmp_path / "missing"), "--measure", "quality", "--method", "dcp",
+                 "--json", str(figures)]) == 2
+    error = capsys.readouterr().err
+    assert f"--json {figures} was not written by this run: it holds what it held before" in error
+    assert figures.read_text() == '{"dcp": {"psnr": 20.0}}'
+    assert main(["eval", "--dataset", str(tmp_path / "missing"), "--measure", "quality", "--method", "dcp",
+                 "--json", str(tmp_path / "new.json")]) == 2
+    assert "was not written" not in capsys.readouterr().err  # no earlier file: nothing to say
 
 
 def test_a_malformed_option_value_says_why(capsys):
