@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import bgr_to_rgb_float
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.trainer import Trainer
-from tests.test_training import SMOKE
+
+SMOKE = REPO_DIR / "training" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module")
