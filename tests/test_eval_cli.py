@@ -209,7 +209,8 @@ def test_the_default_run_leaves_out_a_set_a_measure_refuses_but_fails_on_broken_
     hazy = other / "hazy" / "1401_2.png"
     hazy.write_bytes(hazy.read_bytes()[:300])  # a truncated download
     assert main(["eval", "--method", "hazy", "--json", str(out)]) == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]  # the lines before: tqdm's progress
+    error, note = capsys.readouterr().err.strip().splitlines()[-2:]  # before them: tqdm's progress
+    assert note.startswith(f"dgdehaze eval: --json {out} was not written by this run")  # the first run's rows
     assert error.startswith("dgdehaze eval: error: quality on ")
     assert error.endswith("1401_2.png is not a readable image")
 
