@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
 from dgdehaze_core.io.file_digest import file_sha256
@@ -66,8 +67,7 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
         raise FileNotFoundError(f"no such detector weights: {weights}")
     if fmt not in DETECTOR_FORMATS:
         raise ValueError(f"detector format must be one of {', '.join(DETECTOR_FORMATS)}, got {fmt!r}")
-    if imgsz % 32 or not 32 <= imgsz <= 4096:
-        raise ValueError(f"imgsz must be a multiple of 32 in [32, 4096], got {imgsz}")
+    check_imgsz(imgsz)
     if int8 and fmt == "onnx":
         raise ValueError("Ultralytics exports int8 only as a TensorRT engine; quantise an ONNX file with "
                          "onnxruntime.quantization.quantize_dynamic")
