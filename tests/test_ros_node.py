@@ -61,8 +61,11 @@ def probe(session: RosSession, node: DehazeNode) -> Probe:
 
 
 def set_ok(node: DehazeNode, **values: object) -> None:
-    results = node.set_parameters([Parameter(k, value=v) for k, v in values.items()])
-    assert all(r.successful for r in results), [r.reason for r in results]
+    """Set `values` as one change. A list handed to `set_parameters` is applied one parameter at a time, so a reload
+    could start (and fail, putting its parameter back) between two of them: `model=lite, backend=torch` could run
+    lite on the old backend first."""
+    result = node.set_parameters_atomically([Parameter(k, value=v) for k, v in values.items()])
+    assert result.successful, result.reason
 
 
 def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detection_depths(
