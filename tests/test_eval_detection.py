@@ -112,7 +112,8 @@ def test_voc_boxes_scale_to_the_image(tmp_path: Path):
 def test_road_sets_class_names_read_as_the_coco_class_they_mean(tmp_path: Path, labelled: str, coco: str):
     xml = tmp_path / "a.xml"
     xml.write_text(f"<annotation><size><width>100</width><height>100</height></size><object><name>{labelled}</name>"
-                   "<bndbox><xmin>10</xmin><ymin>10</ymin><xmax>50</xmax><ymax>90</ymax></bndbox></object></annotation>")
+                   "<bndbox><xmin>10</xmin><ymin>10</ymin><xmax>50</xmax><ymax>90</ymax></bndbox>"
+                   "</object></annotation>")
     (box,) = read_voc(xml, (100, 100))
     assert box.class_name == coco
 

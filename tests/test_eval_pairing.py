@@ -85,7 +85,8 @@ def test_unreadable_and_mismatched_pairs_name_the_file(tmp_path: Path):
 
 
 def test_the_shared_paired_sets_pair_completely(shared_data: Path):
-    counts = {name: len(find_pairs(shared_data / "paired" / name)) for name in ("sots-indoor", "sots-outdoor", "o-haze")}
+    counts = {name: len(find_pairs(shared_data / "paired" / name))
+              for name in ("sots-indoor", "sots-outdoor", "o-haze")}
     assert counts == {"sots-indoor": 50, "sots-outdoor": 2, "o-haze": 2}
 
 

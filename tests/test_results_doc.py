@@ -417,7 +417,8 @@ def _run_make_results(tmp_path: Path, only: str, **env_extra: str) -> tuple[subp
     python.chmod(0o755)
     calls.unlink(missing_ok=True)
     env = {**os.environ, "ONLY": only, "VENV": str(venv), "DGDEHAZE_DATA": str(tmp_path),
-           "RESULTS": str(tmp_path / "results"), "DOC": str(tmp_path / "RESULTS.md"), "EXPORTS": str(tmp_path / "out"), **env_extra}
+           "RESULTS": str(tmp_path / "results"), "DOC": str(tmp_path / "RESULTS.md"), "EXPORTS": str(tmp_path / "out"),
+           **env_extra}
     done = subprocess.run(["bash", str(REPO_DIR / "tools" / "make_results.sh")], env=env, capture_output=True,
                           text=True, timeout=60)
     return done, calls.read_text().splitlines() if calls.exists() else []

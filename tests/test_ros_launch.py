@@ -219,14 +219,16 @@ def test_docs_ros_md_lists_every_parameter_with_its_default() -> None:
 
 
 MODULE_SOURCES = {
-    "numpy": "python3-numpy", "cv2": "python3-opencv", "PIL": "python3-pil", "yaml": "python3-yaml", "tqdm": "python3-tqdm",
+    "numpy": "python3-numpy", "cv2": "python3-opencv", "PIL": "python3-pil", "yaml": "python3-yaml",
+    "tqdm": "python3-tqdm",
     "scipy": "python3-scipy", "skimage": "python3-skimage", "matplotlib": "python3-matplotlib",
     "onnxruntime": "python3-onnxruntime-pip", "ultralytics": "python3-ultralytics-pip",
     "rosbags": "python3-rosbags-pip", "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces",
     "lifecycle_msgs": "lifecycle_msgs", "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "vision_msgs": "vision_msgs", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "tf2_ros": "tf2_ros_py",
-    "torch": "pip:torch", "torchvision": "pip:torchvision", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript", "pywt": "pip:PyWavelets",
+    "torch": "pip:torch", "torchvision": "pip:torchvision", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript",
+    "pywt": "pip:PyWavelets",
 }
 """Third-party module -> the rosdep key in package.xml, or pip:NAME in requirements-ros.txt, that installs it."""
 OPTIONAL_MODULES = {"tensorrt", "ray", "pyfade"}

@@ -359,7 +359,8 @@ def test_a_resumed_torchrun_job_continues_the_run_it_was_cut_from(tmp_path: Path
     _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "1", *options)
     log = _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "2", "--resume", *options)
     assert "reseeded" not in log
-    straight, resumed = read_checkpoint(tmp_path / "straight" / "last.pt"), read_checkpoint(tmp_path / "cut" / "last.pt")
+    straight = read_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = read_checkpoint(tmp_path / "cut" / "last.pt")
     assert len(resumed["training"]["rank_random_states"]) == 2
     different = [name for name, value in straight["state_dict"].items()
                  if not value.equal(resumed["state_dict"][name])]

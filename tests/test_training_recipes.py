@@ -160,7 +160,8 @@ def test_images_that_only_judge_are_refused_however_a_recipe_reaches_them(shared
 def test_committed_recipes_validate_and_keep_validation_pairs_out_of_training(recipe_file: Path,
                                                                               shared_data: Path) -> None:
     recipe = load_recipe(recipe_file)
-    trained = {image.path.resolve() for image, _, _ in collect_images(recipe.clear, "clear") + collect_images(recipe.hazy, "hazy")}
+    trained = {image.path.resolve()
+               for image, _, _ in collect_images(recipe.clear, "clear") + collect_images(recipe.hazy, "hazy")}
     pairs = validation_pairs(recipe.validation)
     assert pairs or not recipe.validation
     leaked = [pair.name for pair in pairs if pair.hazy.resolve() in trained or pair.clear.resolve() in trained]
