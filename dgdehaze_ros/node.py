@@ -37,7 +37,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NoReturn, Sequence
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
@@ -56,10 +55,9 @@ from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
 from dgdehaze_core.inference.dehaze_result import DehazeResult
-from dgdehaze_core.inference.frame_chain import FrameChain, detection_schedule
+from dgdehaze_core.inference.frame_chain import FrameChain
 from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
-from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.inference.provenance import weights_summary
+from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
 from dgdehaze_core.visualize import draw_detections
@@ -68,6 +66,7 @@ from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
 from dgdehaze_ros.fog_measurement import FogMeasurement
+from dgdehaze_ros.model_reloads import ModelReloads
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
 from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, SubscriptionEventCallbacks
@@ -105,7 +104,7 @@ class IncomingFrame:
     received_ns: int
 
 
-class DehazeNode(LifecycleNode):
+class DehazeNode(ModelReloads, LifecycleNode):
     """The dgdehaze lifecycle node; see the module docstring for topics and behaviour."""
 
     def __init__(self, node_name: str = "dgdehaze", **kwargs: Any) -> None:
@@ -117,26 +116,7 @@ class DehazeNode(LifecycleNode):
         self._detector: Detector | None = None
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
-        self._loaded: dict[str, NodeSettings] = {}
-        """The settings the running pipeline and detector were loaded with: what a failed reload reverts to."""
-        self._reload_problems: dict[str, str] = {}
-        """Per component, why its last reload failed (cleared when one succeeds): an ERROR on /diagnostics."""
-        self._unsent_problems: dict[str, str] = {}
-        """Reload failures no /diagnostics report has carried yet: sent once even when a reload of a change that came
-        during the failed load succeeded before the report."""
-        self._reverting = threading.local()
-        """In the thread putting parameters back after a failed load (`_report_failure`): `generation`, the
-        configuration the load was for (None: the configure under way), checked where the put-back is applied."""
-        self._pending_reloads: set[str] = set()
-        self._loader: threading.Thread | None = None
-        """The thread loading what the current configuration's parameter changes need."""
-        self._loaders: set[threading.Thread] = set()
-        """Every loader thread still running: `_loader` and the loads a cleanup dropped, which end on their own."""
-        self._generation = 0
-        """Counts configure and cleanup: a background load started before one of them is dropped, not swapped in."""
-        self._lock = threading.Lock()
-        self._loader_ended = threading.Condition(self._lock)
-        """Notified when a loader thread is done with the node (gone from `_loaders`)."""
+        self._init_reloads()
         self._camera_info: CameraInfo | None = None
         self._camera_info_arrived = threading.Event()
         self._awaited_camera_info = False
@@ -329,10 +309,6 @@ class DehazeNode(LifecycleNode):
                             self.get_name(), LOADER_STOP_WAIT_S)
             super().destroy_node()
 
-    def _other_loaders(self) -> set[threading.Thread]:
-        """The loader threads still running but the calling one."""
-        return self._loaders - {threading.current_thread()}
-
     def threads_running(self) -> bool:
         """Whether a frame or a model load of this node still runs in its thread (after `destroy_node`: one that
         outlived its bounded wait)."""
@@ -409,36 +385,6 @@ class DehazeNode(LifecycleNode):
         self._start_reloads()
         return SetParametersResult(successful=True)
 
-    def _detector_stale(self, settings: NodeSettings) -> bool:
-        """No detector runs, or it was loaded with other detector settings (changed while detection was off)."""
-        loaded = self._loaded.get("detector")
-        return self._detector is None or loaded is None or bool(loaded.differing(settings, "detector"))
-
-    def _load_pipeline(self, settings: NodeSettings) -> tuple[DehazePipeline, str]:
-        """The pipeline of `settings` and the weights it loads, named as they are read: /diagnostics names the
-        weights that run, not a file put in their place since."""
-        method, options = settings.pipeline_args()
-        weights = weights_summary(method)
-        return load_pipeline(method, **options), weights
-
-    @staticmethod
-    def _load_detector(settings: NodeSettings) -> Detector | None:
-        """The detector `settings` ask for, run once; None without vision_msgs. DetectorUnavailable or ValueError
-        when it cannot load (a refused or missing file, a bad class name)."""
-        if not VISION_MSGS_AVAILABLE:
-            return None
-        detector = Detector(**settings.detector_args())
-        detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
-        detector.reset_tracks()  # that frame is no camera's: the first real frame is the tracker's first
-        return detector
-
-    @staticmethod
-    def _detector_label(detector: Detector | None) -> str:
-        """What /diagnostics says of a running detector."""
-        if detector is None:
-            return "off: vision_msgs missing"
-        return detector.label + (f" + {detector.tracker}" if detector.tracker else "")
-
     def _publish_labels(self) -> None:
         """The running detector's class map and threshold on the latched ~/label_info. Under the lock: a cleanup
         (`_release`) clears the settings under it before it destroys the publisher, so a detector swapped in by the
@@ -449,170 +395,6 @@ class DehazeNode(LifecycleNode):
                 return
             header = Header(stamp=self.get_clock().now().to_msg())
             publisher.publish(label_info_msg(detector.names, settings["threshold"], header))
-
-    def _detection_off(self, exc: Exception, generation: int | None = None) -> None:
-        """No detector could load and none runs: the dehazer goes on without detection, `detection_enabled` is put
-        back to false (it reads back what runs) and /diagnostics is an ERROR with the reason until a detector loads
-        (set `detection_enabled` again after mending the detector's settings). A background load from before the
-        last configure or cleanup (`generation`) changes nothing."""
-        with self._lock:
-            if self._stale(generation):
-                self.get_logger().info(f"a detector load from an earlier configuration failed: {exc}")
-                return
-            self._detector_note = f"off: {exc}"
-        self._report_failure("detector", f"detector failed to load, detection off: {exc}", {"detection_enabled": False},
-                             generation)
-
-    def _reload_failed(self, component: str, exc: Exception, requested: NodeSettings, generation: int) -> None:
-        """Keep the running `component`, put the parameters that asked for the failed one back to the values it
-        runs with (so that get_parameters tells what is running), and report why on /diagnostics. A parameter
-        changed again since (its newer value waits for the next reload) is left alone, and a reload from before the
-        last configure or cleanup (`generation`) changes nothing."""
-        current = self._current_settings(generation, f"{component} reload", exc)
-        if current is None:
-            return
-        running = self._loaded.get(component)
-        self._report_failure(component, f"{component} reload failed, kept the previous one: {exc}",
-                             {} if running is None else running.put_back(requested, current, component), generation)
-
-    def _current_settings(self, generation: int | None, what: str, exc: Exception) -> NodeSettings | None:
-        """The settings now, or None (logged, nothing else done) when `what` failed in a load from before the last
-        configure or cleanup (`generation`; None: a load of the configure under way)."""
-        with self._lock:
-            if self._stale(generation):
-                self.get_logger().info(f"a {what} from an earlier configuration failed: {exc}")
-                return None
-            return self._settings
-
-    def _stale(self, generation: int | None) -> bool:
-        """Whether a load for the configuration `generation` (None: the configure under way) was for one a configure
-        or cleanup has ended since. Under the lock."""
-        return generation is not None and (generation != self._generation or self._settings is None)
-
-    def _report_failure(self, component: str, problem: str, put_back: Mapping[str, Any],
-                        generation: int | None) -> None:
-        """Put the `put_back` parameters back (get_parameters then tells what runs) and make `problem`, with what was
-        put back, the ERROR /diagnostics shows for `component` until it loads, and in at least one report. Each is
-        done under the lock that a configure and cleanup take, only while `generation` (the configuration the failed
-        load was for; None: the configure under way) is the node's: a cleanup landing in between leaves the next
-        configuration's parameters and /diagnostics alone."""
-        if put_back:
-            problem += "; put back " + ", ".join(f"{name}={value!r}" for name, value in put_back.items())
-            self._reverting.generation = generation
-            try:
-                self.set_parameters([Parameter(name, value=value) for name, value in put_back.items()])
-            finally:
-                del self._reverting.generation
-        with self._lock:
-            stale = self._stale(generation)
-            if not stale:
-                self._reload_problems[component] = self._unsent_problems[component] = problem
-        if stale:
-            self.get_logger().info(f"a failure from an earlier configuration, neither put back nor reported: {problem}")
-        else:
-            self.get_logger().error(problem)
-
-    @staticmethod
-    def _schedule_for(detector: Detector | None, settings: NodeSettings) -> DetectionSchedule | None:
-        if detector is None:
-            return None
-        return detection_schedule(detector, settings["detection_interval"], settings["detection_input"],
-                                  settings["detection_contrast"])
-
-    def _take_settings_changed_during_load(self, detector: Detector, current: NodeSettings) -> None:
-        """Give a detector loaded with older settings the threshold, iou, max_det and classes set since (the
-        interval and detection input go with the schedule built from `current`). Classes the new detector lacks
-        leave it on the classes it loaded with, and say so."""
-        try:
-            class_ids = detector.class_ids(current["classes"])
-        except ValueError as exc:
-            class_ids = detector.classes
-            self.get_logger().error(f"the reloaded detector keeps the classes it loaded with: {exc}")
-        self._apply_detector_settings(detector, current, class_ids)
-
-    @staticmethod
-    def _apply_detector_settings(detector: Detector, settings: NodeSettings, class_ids: list[int] | None) -> None:
-        """Settings a running detector takes without reloading (`class_ids`: `settings`' classes, checked)."""
-        detector.conf, detector.iou, detector.max_det = settings["threshold"], settings["iou"], settings["max_det"]
-        detector.classes = class_ids
-
-    def _start_reloads(self) -> None:
-        """Load what changed parameters need in a background thread. Frames keep flowing through the current
-        models meanwhile (a first ONNX export or TensorRT build takes from seconds to minutes) and the new ones are
-        swapped in when ready; on failure the previous ones stay and diagnostics say why."""
-        with self._lock:
-            if not self._pending_reloads or self._loader is not None:
-                return
-            self._loader = threading.Thread(target=self._run_reloads, name=f"{self.get_name()}-loader", daemon=True)
-            self._loaders.add(self._loader)
-            self._loader.start()
-
-    def _run_reloads(self) -> None:
-        """The loader thread: load what is pending until nothing is. One a cleanup dropped (no longer `_loader`)
-        ends after its load, leaving what the next configuration asks for to that configuration's loader."""
-        loader = threading.current_thread()
-        while True:
-            with self._lock:
-                current = self._loader is loader
-                pending, settings, generation = set(self._pending_reloads), self._settings, self._generation
-                if not current or not pending or settings is None:
-                    if current:
-                        self._loader = None
-                        self._pending_reloads.clear()
-                    self._loaders.discard(loader)
-                    self._loader_ended.notify_all()
-                    return
-                self._pending_reloads.clear()
-            self._reload(pending, settings, generation)
-
-    def _reload(self, pending: set[str], settings: NodeSettings, generation: int) -> None:
-        if "pipeline" in pending:
-            try:
-                pipeline, weights = self._load_pipeline(settings)
-            except Exception as exc:  # any failure (a refused file, a full engine cache) keeps the running one
-                self._reload_failed("pipeline", exc, settings, generation)
-                with self._lock:  # a parameter of both models (device, half) was put back: the detector follows
-                    if generation == self._generation and self._settings is not None:
-                        settings = self._settings
-            else:
-                with self._lock:
-                    swapped = generation == self._generation
-                    if swapped:
-                        self._pipeline, self._weights, self._loaded["pipeline"] = pipeline, weights, settings
-                        self._reload_problems.pop("pipeline", None)
-                if swapped:
-                    self.get_logger().info(f"reloaded pipeline: {self._describe()}")
-        if "detector" in pending and settings["detection_enabled"] and self._detector_stale(settings):
-            try:
-                detector = self._load_detector(settings)
-            except (DetectorUnavailable, ValueError) as exc:
-                if self._detector is None:
-                    self._detection_off(exc, generation)
-                else:
-                    self._reload_failed("detector", exc, settings, generation)
-                    self._reload_pipeline_if_put_back(generation)
-                return
-            with self._lock:
-                current = self._settings
-                swapped = generation == self._generation and current is not None
-                if swapped:
-                    self._detector_note = self._detector_label(detector)
-                    if detector is not None:
-                        self._take_settings_changed_during_load(detector, current)
-                        self._detector, self._schedule = detector, self._schedule_for(detector, current)
-                        self._loaded["detector"] = settings
-                        self._reload_problems.pop("detector", None)
-            if swapped:
-                self._publish_labels()
-
-    def _reload_pipeline_if_put_back(self, generation: int) -> None:
-        """After a failed detector load put back a parameter of both models (device, half), the pipeline, loaded
-        with the refused value, loads again with the value put back."""
-        with self._lock:
-            loaded, current = self._loaded.get("pipeline"), self._settings
-            if generation == self._generation and current is not None and loaded is not None \
-                    and loaded.differing(current, "pipeline"):
-                self._pending_reloads.add("pipeline")
 
     def _describe(self) -> str:
         pipeline = self._pipeline
