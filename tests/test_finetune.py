@@ -118,8 +118,8 @@ def test_a_recipe_whose_hazy_sources_are_the_demo_bag_and_a_ros1_bag_trains(shar
     result = trainer.train(progress=False)
     assert result.iterations == 2 and np.isfinite(result.last_loss)
     bag_size = sum(file.stat().st_size for file in DEMO_BAG.iterdir())  # a folder's own size is the file system's
-    assert trainer.data["hazy"][:2] == [("rural_fog_day#0", bag_size), ("rural_fog_day#10", bag_size)]
-    assert [name for name, _ in trainer.data["hazy"]][-2:] == ["drive.bag#0", "drive.bag#2"]
+    assert trainer.history.data["hazy"][:2] == [("rural_fog_day#0", bag_size), ("rural_fog_day#10", bag_size)]
+    assert [name for name, _ in trainer.history.data["hazy"]][-2:] == ["drive.bag#0", "drive.bag#2"]
 
 
 def test_a_bag_source_gives_every_frame_step_th_frame_decoded_as_bag_eval_decodes_it(tmp_path: Path) -> None:

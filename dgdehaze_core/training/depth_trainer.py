@@ -38,12 +38,11 @@ from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
-from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
-                                                check_finite_weights, check_same_data, file_fingerprint,
-                                                load_optimizer_state, load_resumable, open_run_folder,
-                                                quiet_loader_worker, resumed_commits, run_folder_lock, seed_everything,
-                                                step_figures)
-from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, source_commit, write_recipe
+from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, StepTally, check_finite_loss,
+                                                check_finite_weights, file_fingerprint, load_optimizer_state,
+                                                load_resumable, open_run_folder, quiet_loader_worker, run_folder_lock,
+                                                seed_everything, step_figures)
+from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
 from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
 
 LOG = logging.getLogger(__name__)
@@ -78,18 +77,11 @@ class DepthTrainer:
         self.optimizer = torch.optim.Adam([*self.depth.parameters(), *self.pose.parameters()], lr=recipe.lr,
                                           foreach=True)
         self.iteration = 0
-        self.elapsed = 0.0
         self.last_validation: dict[str, dict[str, float]] = {}
         self.last_validation_iteration = 0
         self.validation_sets: list[DepthSet] = []
-        self.commit = source_commit()
-        """The code's commit when the run started."""
-        self.resumes: list[dict[str, Any]] = []
-        """Each resume's iteration and the code's commit then."""
-        self.data: DataFingerprint = {}
-        """The training frames' names and sizes, saved in last.pt."""
-        self.resumed_data: DataFingerprint | None = None
-        """Those of the run resumed (None: none, or a last.pt saved before they were)."""
+        self.history = RunHistory()
+        """Its commit, resumes, seconds and training frames, saved in its checkpoints."""
 
     @property
     def last_path(self) -> Path:
@@ -102,8 +94,7 @@ class DepthTrainer:
     def meta(self) -> dict[str, Any]:
         return {"recipe": self.recipe.name, "recipe_fields": self.recipe.as_dict(), "iterations": self.iteration,
                 "validation": self.last_validation, "validation_iteration": self.last_validation_iteration,
-                "hardware": hardware_name(self.device), "train_seconds": round(self.elapsed, 1), "commit": self.commit,
-                "resumes": self.resumes, "torch": str(torch.__version__),
+                "hardware": hardware_name(self.device), **self.history.meta(), "torch": str(torch.__version__),
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     # -- checkpoints -------------------------------------------------------------------------------------------
@@ -117,7 +108,8 @@ class DepthTrainer:
                  "training": {"iteration": self.iteration, "pose": self.pose.state_dict(),
                               "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                               "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-                              "elapsed": self.elapsed, "data": self.data, "recipe": self.recipe.as_dict()}}
+                              "elapsed": self.history.elapsed, "data": self.history.data,
+                              "recipe": self.recipe.as_dict()}}
         return write_checkpoint(state, self.last_path)
 
     def load_last(self) -> None:
@@ -130,11 +122,9 @@ class DepthTrainer:
         if training.get("cuda_rng") is not None and self.device.type == "cuda":  # automasking's jitter draws on it
             torch.cuda.set_rng_state(training["cuda_rng"], self.device)
         self.iteration = int(training["iteration"])
-        self.elapsed = float(training["elapsed"])
         self.last_validation = state["meta"].get("validation", {})
         self.last_validation_iteration = int(state["meta"].get("validation_iteration", 0))
-        self.commit, self.resumes = resumed_commits(state, self.commit)
-        self.resumed_data = training.get("data")
+        self.history.resume(state)
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
 
     # -- one iteration -----------------------------------------------------------------------------------------
@@ -217,10 +207,10 @@ class DepthTrainer:
         recipe = self.recipe
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
         dataset = self._dataset()
-        self.data = {"frames": file_fingerprint((f"{sequence.name}/{frame.name}", frame)
-                                                for sequence in dataset.sequences for frame in sequence.frames)}
-        if self.resume:
-            check_same_data(self.last_path, self.resumed_data, self.data)
+        self.history.record_data({"frames": file_fingerprint((f"{sequence.name}/{frame.name}", frame)
+                                                             for sequence in dataset.sequences
+                                                             for frame in sequence.frames)},
+                                 self.last_path if self.resume else None)
         refuse_judging_files([path for folder in recipe.validation for path in kitti_depth_files(folder)],
                              "validation LiDAR")
         # read whole now, as each validation uses every frame: a bad folder or frame fails before training
@@ -234,17 +224,17 @@ class DepthTrainer:
                    disable=not progress, dynamic_ncols=True)
         LOG.info("training %s on %s (%s), %d -> %d iterations", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations)
-        tally = StepTally(self.elapsed)
+        tally = StepTally(self.history.elapsed)
         try:
             with StepBoundaryStop(last_path=self.last_path) as stop:
                 for batch in self._batches(dataset):
                     row = self.step(batch)
-                    self.elapsed = tally.step_done(row["total"])
+                    self.history.elapsed = tally.step_done(row["total"])
                     bar.update(1)
                     done = self.iteration == recipe.iterations
                     if self.iteration % recipe.log_every == 0 or done:
                         bar.set_postfix(loss=f"{row['total']:.4f}")
-                        train_log.write({"iteration": self.iteration, "seconds": round(self.elapsed, 2),
+                        train_log.write({"iteration": self.iteration, "seconds": round(self.history.elapsed, 2),
                                          **{k: round(v, 5) for k, v in row.items()}, "lr": row["lr"]})
                     if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
                         self._validate(val_log)

@@ -15,6 +15,7 @@ import random
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -25,6 +26,7 @@ import torch
 from dgdehaze_core.exits import Terminated
 from dgdehaze_core.io.atomic_files import check_folder_path
 from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.training.run_files import source_commit
 
 LOG = logging.getLogger(__name__)
 
@@ -117,12 +119,39 @@ def check_same_data(last_path: Path, saved: DataFingerprint | None, current: Dat
                          "put them back, or start a new run in another --out folder)")
 
 
-def resumed_commits(state: Mapping[str, Any], commit: str) -> tuple[str, list[dict[str, Any]]]:
-    """A resumed run's code: (the commit it started at, each resume's iteration and commit with this one, at
-    `commit`, last), from the meta of its last.pt."""
-    meta = state.get("meta", {})
-    resumes = [*meta.get("resumes", []), {"iteration": int(state["training"]["iteration"]), "commit": commit}]
-    return str(meta.get("commit", "unknown")), resumes
+@dataclass
+class RunHistory:
+    """What a training run (either trainer) keeps of itself in its checkpoints beside the weights: the code's commit
+    when it started (commits made while it runs do not change what it runs), each resume's iteration and commit, the
+    seconds it has trained, and its training data's names and sizes, which a resume checks against the resumed
+    run's."""
+
+    commit: str = field(default_factory=source_commit)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+    data: DataFingerprint = field(default_factory=dict)
+    resumed_data: DataFingerprint | None = None
+    """The training data of the run resumed (None: none, or a last.pt saved before it was recorded)."""
+
+    def meta(self) -> dict[str, Any]:
+        """Its part of a checkpoint's metadata."""
+        return {"train_seconds": round(self.elapsed, 1), "commit": self.commit, "resumes": self.resumes}
+
+    def resume(self, state: Mapping[str, Any]) -> None:
+        """Go on with the history of the run whose last.pt holds `state`: its start commit, its resumes and this one
+        (at this code's commit), its seconds and its training data."""
+        meta, training = state.get("meta", {}), state["training"]
+        self.resumes = [*meta.get("resumes", []), {"iteration": int(training["iteration"]), "commit": self.commit}]
+        self.commit = str(meta.get("commit", "unknown"))
+        self.elapsed = float(training["elapsed"])
+        self.resumed_data = training.get("data")
+
+    def record_data(self, data: DataFingerprint, resumed_from: Path | None) -> None:
+        """Record the run's training data; for a resumed run (`resumed_from`: its last.pt) ValueError naming the
+        files that changed since it was saved (`check_same_data`)."""
+        self.data = data
+        if resumed_from is not None:
+            check_same_data(resumed_from, self.resumed_data, data)
 
 
 def _differences(name: str, saved: Any, current: Any) -> list[tuple[str, Any, Any]]:

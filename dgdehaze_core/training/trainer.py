@@ -49,13 +49,11 @@ from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.initial_weights import FROM_SCRATCH, start_from
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
 from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
-from dgdehaze_core.training.run_control import (DataFingerprint, StepBoundaryStop, StepTally, check_finite_loss,
-                                                check_finite_weights, check_same_data, file_fingerprint,
-                                                load_optimizer_state, load_resumable, open_run_folder,
-                                                quiet_loader_worker, resumed_commits, run_folder_lock, seed_everything,
-                                                step_figures)
-from dgdehaze_core.training.run_files import (CsvLog, hardware_name, keep_run_files, source_commit, tensorboard_writer,
-                                              write_recipe)
+from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, StepTally, check_finite_loss,
+                                                check_finite_weights, file_fingerprint, load_optimizer_state,
+                                                load_resumable, open_run_folder, quiet_loader_worker, run_folder_lock,
+                                                seed_everything, step_figures)
+from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, tensorboard_writer, write_recipe
 
 LOG = logging.getLogger(__name__)
 
@@ -152,15 +150,8 @@ class Trainer:
         self.held_best: dict[str, Any] | None = None
         """A fresh run's best.pt before its first last.pt (`checkpoint_state`), written with it: a best.pt alone
         would keep the next run out of a folder that holds nothing to resume."""
-        self.elapsed = 0.0
-        self.commit = source_commit()
-        """The code's commit when the run started (commits made while it runs do not change what it runs)."""
-        self.resumes: list[dict[str, Any]] = []
-        """Each resume's iteration and the code's commit then."""
-        self.data: DataFingerprint = {}
-        """The training images' names and sizes (`crops_fingerprint`), saved in last.pt."""
-        self.resumed_data: DataFingerprint | None = None
-        """Those of the run resumed (None: none, or a last.pt saved before they were)."""
+        self.history = RunHistory()
+        """Its commit, resumes, seconds and training images (`crops_fingerprint`), saved in its checkpoints."""
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     @property
@@ -175,9 +166,7 @@ class Trainer:
         return {"recipe": self.recipe.name, "recipe_fields": self.recipe.as_dict(), "iterations": self.iteration,
                 "validation": self.last_validation, "validation_iteration": self.last_validation_iteration,
                 "best_validation": self.best_validation, "best_iteration": self.best_iteration,
-                "hardware": hardware_name(self.device),
-                "train_seconds": round(self.elapsed, 1), "commit": self.commit, "resumes": self.resumes,
-                "started_from": self.started_from,
+                "hardware": hardware_name(self.device), **self.history.meta(), "started_from": self.started_from,
                 "torch": str(torch.__version__), "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def _generator_seed(self) -> int:
@@ -200,8 +189,8 @@ class Trainer:
                               "best_validation": self.best_validation, "best_iteration": self.best_iteration,
                               "last_validation": self.last_validation,
                               "last_validation_iteration": self.last_validation_iteration,
-                              "elapsed": self.elapsed, "clear_depth_sha256": self.clear_depth_sha256,
-                              "rank_random_states": random_states, "data": self.data,
+                              "elapsed": self.history.elapsed, "clear_depth_sha256": self.clear_depth_sha256,
+                              "rank_random_states": random_states, "data": self.history.data,
                               "recipe": self.recipe.as_dict()}}
         if self.discriminator is not None and self.disc_optimizer is not None:
             state["training"]["discriminator"] = self.discriminator.state_dict()
@@ -234,10 +223,8 @@ class Trainer:
             self.best_score, self.best_validation, self.best_iteration = -math.inf, {}, 0
         self.last_validation = training.get("last_validation", {})
         self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
-        self.elapsed = float(training["elapsed"])
-        self.commit, self.resumes = resumed_commits(state, self.commit)
+        self.history.resume(state)
         self.started_from = state.get("meta", {}).get("started_from", FROM_SCRATCH)  # before init_weights: scratch
-        self.resumed_data = training.get("data")
         self._resume_random_state(training.get("rank_random_states") or [  # a last.pt from before: rank 0's alone
             {"generator": training["generator"], "torch_rng": training["torch_rng"]}])
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
@@ -436,10 +423,9 @@ class Trainer:
                                  "clear", self.depth_of if self.clear_depth is not None else None)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                 "hazy")
-        self.data = {"clear": crops_fingerprint(clear_data, recipe.clear),
-                     "hazy": crops_fingerprint(hazy_data, recipe.hazy)}
-        if self.resume:
-            check_same_data(self.last_path, self.resumed_data, self.data)
+        self.history.record_data({"clear": crops_fingerprint(clear_data, recipe.clear),
+                                  "hazy": crops_fingerprint(hazy_data, recipe.hazy)},
+                                 self.last_path if self.resume else None)
         validation = (load_validation(recipe.validation, recipe.val_max_side)
                       if recipe.validation and writer else [])
         resumed = self.iteration if self.resume else None
@@ -458,19 +444,20 @@ class Trainer:
         LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s%s", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
                  f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
-        tally = StepTally(self.elapsed)
+        tally = StepTally(self.history.elapsed)
         stop = StepBoundaryStop(lambda requested: distributed.any_rank(requested, self.rank, self.device),
                                 self.last_path)
         try:
             with stop:
                 for clear, hazy in zip(self._loader(clear_data), self._loader(hazy_data)):
                     row = self.step(clear, hazy)
-                    self.elapsed = tally.step_done(row["total"])
+                    self.history.elapsed = tally.step_done(row["total"])
                     bar.update(1)
                     done = self.iteration == recipe.iterations
                     if train_log is not None and (self.iteration % recipe.log_every == 0 or done):
                         bar.set_postfix(loss=f"{row['total']:.4f}")
-                        train_log.write({"iteration": self.iteration, "seconds": round(self.elapsed, 2), **row})
+                        train_log.write({"iteration": self.iteration, "seconds": round(self.history.elapsed, 2),
+                                         **row})
                         if board is not None:
                             for name, value in row.items():
                                 board.add_scalar(f"train/{name}", value, self.iteration)
