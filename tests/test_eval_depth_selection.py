@@ -57,7 +57,7 @@ def test_a_broken_selected_frame_fails_naming_its_file_not_a_broken_one_left_out
     assert main(["eval", "--dataset", str(folder), "--measure", "depth", "--method", "dcp", "--include",
                  "teddy/*"]) == 2
     assert capsys.readouterr().err.strip().endswith(f"{folder / 'teddy' / 'disp2.pgm'} is not a readable disparity "
-                                                    "image")
+                                                    "image (truncated or damaged?)")
 
 
 def test_limit_reads_only_its_frames_every_other_one_would_fail(shared_data: Path, tmp_path: Path):

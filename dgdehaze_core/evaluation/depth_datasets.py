@@ -151,14 +151,21 @@ def _lidar_depth(path: Path) -> np.ndarray:
                 raise
             raise ImageError(f"{path} is not a readable depth archive (truncated or damaged?): {exc}") from exc
     else:
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise ImageError(f"{path} is not a readable depth PNG (truncated or damaged?)")
-        if raw.dtype != np.uint16 or raw.ndim != 2:
-            raise ImageError(f"{path} is {raw.dtype} with {raw.shape[2] if raw.ndim == 3 else 1} channel(s): a KITTI "
-                             "depth PNG is one 16-bit channel of metres * 256 (its depth would be read wrong)")
+        raw = _one_channel(path, np.uint16, "depth PNG", "a KITTI depth PNG is one 16-bit channel of metres * 256 "
+                           "(its depth would be read wrong)")
         depth = raw.astype(np.float32) / 256.0
     return np.where(depth > 0, depth, np.nan).astype(np.float32)
+
+
+def _one_channel(path: Path, dtype: type[np.generic], what: str, layout: str) -> np.ndarray:
+    """The image at `path` as stored; ImageError naming it when it does not read (`what`: its kind) or is not one
+    channel of `dtype` (`layout`: what its kind holds, and what reading another would break)."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ImageError(f"{path} is not a readable {what} (truncated or damaged?)")
+    if raw.dtype != dtype or raw.ndim != 2:
+        raise ImageError(f"{path} is {raw.dtype} with {raw.shape[2] if raw.ndim == 3 else 1} channel(s): {layout}")
+    return raw
 
 
 def is_kitti_set(folder: Path) -> bool:
@@ -290,12 +297,8 @@ def selection_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
 
 def middlebury_depth(disparity_file: str | Path) -> np.ndarray:
     """Metres from a Middlebury 2003 quarter-size disparity file (NaN where the disparity is unknown)."""
-    raw = cv2.imread(str(disparity_file), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise ImageError(f"{disparity_file} is not a readable disparity image")
-    if raw.dtype != np.uint8 or raw.ndim != 2:
-        raise ImageError(f"{disparity_file} is {raw.dtype} with {raw.shape[2] if raw.ndim == 3 else 1} channel(s): a "
-                         "Middlebury 2003 disparity is one 8-bit channel (its scale would be read wrong)")
+    raw = _one_channel(Path(disparity_file), np.uint8, "disparity image",
+                       "a Middlebury 2003 disparity is one 8-bit channel (its scale would be read wrong)")
     disparity = raw.astype(np.float32) / MIDDLEBURY_DISPARITY_SCALE
     with np.errstate(divide="ignore"):
         depth = MIDDLEBURY_FOCAL_PX * MIDDLEBURY_BASELINE_M / disparity
