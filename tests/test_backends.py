@@ -464,3 +464,30 @@ def test_the_tensorrt_backend_releases_its_context_then_engine_then_runtime() ->
         setattr(backend, name, Handle(name))
     del backend
     assert released == ["context", "engine", "runtime"]
+
+
+def _added_constant_onnx(path: Path, value: float) -> Path:
+    """An ONNX file of one graph, y = x + w, with the weight `value`: files of one graph and other weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "added",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+                              [numpy_helper.from_array(np.array([value], np.float32), "w")])
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def test_onnx_runtime_s_tensorrt_provider_caches_each_file_s_engines_apart(tmp_path: Path) -> None:
+    """The provider names an engine by the model's path and graph, not its weights: with one cache folder for every
+    file, an export written again under its name with new weights ran the engine built from the old ones."""
+    from dgdehaze_core.inference.backends.selection import ORT_TENSORRT_CACHE, ort_tensorrt_options
+
+    model = tmp_path / "mine.onnx"
+    first = ort_tensorrt_options(_added_constant_onnx(model, 1.0), False, tmp_path / "cache")
+    assert Path(str(first["trt_engine_cache_path"])).parent == tmp_path / "cache" / ORT_TENSORRT_CACHE
+    assert ort_tensorrt_options(model, False, tmp_path / "cache") == first, "the same file: the same engines"
+    second = ort_tensorrt_options(_added_constant_onnx(model, 2.0), True, tmp_path / "cache")
+    assert second["trt_engine_cache_path"] != first["trt_engine_cache_path"], "new weights under the same name"
+    assert (second["trt_fp16_enable"], second["trt_int8_enable"]) == (True, False)

@@ -178,6 +178,23 @@ def _check_onnx(path: Path) -> Path:
     return path
 
 
+ORT_TENSORRT_CACHE = "onnxruntime-trt"
+"""The engine cache's folder for the engines ONNX Runtime's TensorRT provider builds, one folder per ONNX file."""
+
+
+def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLike[str] | None) -> dict[str, object]:
+    """ONNX Runtime's TensorRT provider options for `onnx_file`: fp16 with `half`, int8 when the file is quantised,
+    and its engines cached in a folder of that file's own, named by its sha256, below the engine cache (`cache_dir`).
+    The provider names an engine by the model's path and graph, not its weights: in one folder for every file, an
+    export written again with new weights under the same name would run the engine built from the old ones."""
+    from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
+    from dgdehaze_core.io.file_digest import file_sha256
+
+    folder = Path(cache_dir or default_cache_dir()) / ORT_TENSORRT_CACHE / file_sha256(onnx_file)[:16]
+    return {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
+            "trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
+
+
 def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str], backend: str = "auto",
                    device: str = "auto", half: bool = False, threads: int | None = None,
                    camera_size: tuple[int, int] = (640, 480), cache_dir: str | os.PathLike[str] | None = None,
@@ -211,12 +228,8 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
         from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         providers: list[str | tuple[str, dict[str, object]]] = list(choice.providers)
-        if "TensorrtExecutionProvider" in providers:  # only then is the file read for its int8 scales
-            from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
-
-            trt_options = {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
-                           "trt_engine_cache_enable": True,
-                           "trt_engine_cache_path": str(Path(cache_dir or default_cache_dir()) / "onnxruntime-trt")}
+        if "TensorrtExecutionProvider" in providers:  # only then is the file read for its int8 scales and hash
+            trt_options = ort_tensorrt_options(onnx_file, half, cache_dir)
             providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name for name in providers]
         return OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
     from dgdehaze_core.inference.backends.tensorrt_backend import (ShapeProfile, TensorRTBackend, _onnx_stride,
