@@ -30,7 +30,7 @@ def test_twenty_lifecycle_cycles_with_frames_do_not_grow_memory() -> None:
     """Frames enter where the subscription hands them over (the latest-frame worker), so every cycle runs the
     worker thread, the network's ONNX Runtime session and the publishers; the subscriptions themselves are created and
     destroyed by activate/deactivate as always, but nothing waits on DDS delivery to a re-created one."""
-    session = RosSession(single_threaded=True)  # as the node's executable spins
+    session = RosSession()
     # detection off: loading the detector 20 times doubles the test's time, and the growth was the heap arenas
     # that every cycle's threads opened, which the network's cycles alone show (flat with detection too, measured)
     node = create_node({"model": "lite", "detection_enabled": False, "image_reliability": "reliable"}, name="cycled",
@@ -61,7 +61,7 @@ def test_twenty_lifecycle_cycles_with_frames_do_not_grow_memory() -> None:
 def test_two_4k_frames_do_not_leave_the_node_gigabytes_larger() -> None:
     """#21 item 6: ONNX Runtime's arena kept the peak of a 4K frame (0.7 -> 2.2 GB after two, for good); now a
     frame above ARENA_KEEP_PIXELS gives its memory back once the stream is back to camera-sized frames."""
-    session = RosSession(single_threaded=True)
+    session = RosSession()
     node = create_node({"model": "lite", "detection_enabled": False, "image_reliability": "reliable"},
                        name="huge", remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},
                        context=session.context)
