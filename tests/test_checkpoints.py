@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from dgdehaze_core.datasets.paths import REPO_DIR
-from dgdehaze_core.io.checkpoints import read_checkpoint, save_error
+from dgdehaze_core.io.checkpoints import read_checkpoint, read_checkpoint_and_digest, save_error
 
 
 def test_random_bytes_or_a_yaml_file_are_no_torch_checkpoint(tmp_path: Path) -> None:
@@ -23,12 +24,17 @@ def test_random_bytes_or_a_yaml_file_are_no_torch_checkpoint(tmp_path: Path) -> 
     recipe = tmp_path / "recipe.pt"
     recipe.write_bytes((REPO_DIR / "training" / "smoke.yaml").read_bytes())
     for path in (noise, recipe):
-        with pytest.raises(ValueError, match="not a torch checkpoint") as refused:
-            read_checkpoint(path, "resumable training checkpoint")
-        assert "safe set" not in str(refused.value) and str(path) in str(refused.value)
+        for read in (read_checkpoint, read_checkpoint_and_digest):
+            with pytest.raises(ValueError, match="not a torch checkpoint") as refused:
+                read(path, "resumable training checkpoint")
+            assert "safe set" not in str(refused.value) and str(path) in str(refused.value)
     legacy = tmp_path / "legacy.pt"
     torch.save({"a": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
     assert torch.equal(read_checkpoint(legacy)["a"], torch.ones(2))  # torch's format before 1.6 still reads
+    contents, sha256 = read_checkpoint_and_digest(legacy)  # from the bytes it hashes, read once
+    assert torch.equal(contents["a"], torch.ones(2)) and sha256 == hashlib.sha256(legacy.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="missing.pt is not a readable checkpoint: .*No such file"):
+        read_checkpoint_and_digest(tmp_path / "missing.pt")
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full, whose every write fails")

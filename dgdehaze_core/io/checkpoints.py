@@ -10,6 +10,8 @@ where torch reports a failed write (a full disk) only as an internal check that 
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import os
 import shutil
 import zipfile
@@ -70,11 +72,22 @@ commit, when it was saved, the recipe's fields, and the weights a fine-tune star
 
 
 def weights_provenance(path: Path) -> dict[str, Any]:
-    """A weights file's sha256 (12 hex digits) and, for a `.pt` of this package, its metadata's PROVENANCE_KEYS;
-    ValueError naming the file when a `.pt` does not read. The caller names the file as it shows it."""
-    found: dict[str, Any] = {"sha256": file_sha256(path)[:12]}
+    """A weights file's sha256 (12 hex digits) and, for a `.pt` of this package, its metadata's PROVENANCE_KEYS
+    (`checkpoint_provenance`, from one read of the file); ValueError naming the file when a `.pt` does not read. The
+    caller names the file as it shows it."""
     if path.suffix == ".pt":
-        meta = read_checkpoint(path).get("meta", {})
+        checkpoint, sha256 = read_checkpoint_and_digest(path)
+        return checkpoint_provenance(path, checkpoint, sha256)
+    return {"sha256": file_sha256(path)[:12]}
+
+
+def checkpoint_provenance(path: Path, checkpoint: Any, sha256: str) -> dict[str, Any]:
+    """What `weights_provenance` says of the weights file `path` from what was read of it: `sha256` (the hex digest
+    of the bytes `checkpoint` was loaded from, `read_checkpoint_and_digest`) cut to 12 digits and, for a `.pt`, its
+    metadata's PROVENANCE_KEYS."""
+    found: dict[str, Any] = {"sha256": sha256[:12]}
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    if path.suffix == ".pt" and isinstance(meta, dict):
         found.update({key: meta[key] for key in PROVENANCE_KEYS if key in meta})
     return found
 
@@ -86,6 +99,18 @@ def read_checkpoint(path: str | os.PathLike[str], what: str = "checkpoint") -> A
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated, foreign and unsafe files
         raise ValueError(f"{path} is not a readable {what}: {load_error_line(exc, path)}") from None
+
+
+def read_checkpoint_and_digest(path: str | os.PathLike[str], what: str = "checkpoint") -> tuple[Any, str]:
+    """`read_checkpoint`'s contents and the hex sha256 of the very bytes they were loaded from: the file is read
+    once, so a file replaced meanwhile cannot be named for weights that were not loaded; `read_checkpoint`'s
+    ValueError when it cannot be read."""
+    try:
+        data = Path(path).read_bytes()
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # an OSError reading it; several torch types for truncated, foreign and unsafe files
+        raise ValueError(f"{path} is not a readable {what}: {load_error_line(exc, path)}") from None
+    return checkpoint, hashlib.sha256(data).hexdigest()
 
 
 def save_error(exc: BaseException, target: str | os.PathLike[str], written: str | os.PathLike[str]) -> OSError:
