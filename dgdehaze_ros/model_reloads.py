@@ -19,7 +19,6 @@ from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.frame_chain import detection_schedule
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.inference.provenance import weights_summary
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE
 from dgdehaze_ros.parameters import NodeSettings
 
@@ -31,7 +30,6 @@ class ModelReloads:
 
     _settings: NodeSettings | None
     _pipeline: DehazePipeline | None
-    _weights: str
     _detector: Detector | None
     _schedule: DetectionSchedule | None
     _detector_note: str
@@ -69,12 +67,11 @@ class ModelReloads:
         loaded = self._loaded.get("detector")
         return self._detector is None or loaded is None or bool(loaded.differing(settings, "detector"))
 
-    def _load_pipeline(self, settings: NodeSettings) -> tuple[DehazePipeline, str]:
-        """The pipeline of `settings` and the weights it loads, named as they are read: /diagnostics names the
-        weights that run, not a file put in their place since."""
+    def _load_pipeline(self, settings: NodeSettings) -> DehazePipeline:
+        """The pipeline of `settings`. It names its weights from the read that loaded them (`weights_summary`):
+        /diagnostics names the weights that run, not a file put in their place since."""
         method, options = settings.pipeline_args()
-        weights = weights_summary(method)
-        return load_pipeline(method, **options), weights
+        return load_pipeline(method, **options)
 
     @staticmethod
     def _load_detector(settings: NodeSettings) -> Detector | None:
@@ -212,7 +209,7 @@ class ModelReloads:
     def _reload(self, pending: set[str], settings: NodeSettings, generation: int) -> None:
         if "pipeline" in pending:
             try:
-                pipeline, weights = self._load_pipeline(settings)
+                pipeline = self._load_pipeline(settings)
             except Exception as exc:  # any failure (a refused file, a full engine cache) keeps the running one
                 self._reload_failed("pipeline", exc, settings, generation)
                 with self._lock:  # a parameter of both models (device, half) was put back: the detector follows
@@ -222,7 +219,7 @@ class ModelReloads:
                 with self._lock:
                     swapped = generation == self._generation
                     if swapped:
-                        self._pipeline, self._weights, self._loaded["pipeline"] = pipeline, weights, settings
+                        self._pipeline, self._loaded["pipeline"] = pipeline, settings
                         self._reload_problems.pop("pipeline", None)
                 if swapped:
                     self.get_logger().info(f"reloaded pipeline: {self._describe()}")

@@ -111,8 +111,6 @@ class DehazeNode(ModelReloads, LifecycleNode):
         super().__init__(node_name, **kwargs)
         self._settings: NodeSettings | None = None
         self._pipeline: DehazePipeline | None = None
-        self._weights = ""
-        """The weights the running pipeline was loaded from (`weights_summary` as it loaded), "" for none."""
         self._detector: Detector | None = None
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
@@ -139,7 +137,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._settings = settings = read_settings(self)
-            self._pipeline, self._weights = self._load_pipeline(settings)
+            self._pipeline = self._load_pipeline(settings)
         except Exception as exc:  # any failure to load leaves the node unconfigured, with the reason logged
             self.get_logger().error(f"configure failed: {exc}")
             self._pipeline = self._settings = None
@@ -340,7 +338,6 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self.destroy_publisher(self._diagnostics_pub)
         self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
-        self._weights = ""
         self._camera_info = None
         self._camera_info_arrived.clear()
         self._fog.restart(None)
@@ -398,8 +395,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
 
     def _describe(self) -> str:
         pipeline = self._pipeline
+        weights = pipeline.weights_summary if pipeline is not None else ""
         return (f"method {getattr(pipeline, 'method', '-')}, backend {getattr(pipeline, 'backend', '-')}, "
-                + (f"weights {self._weights}, " if self._weights else "") + f"detector {self._detector_note}")
+                + (f"weights {weights}, " if weights else "") + f"detector {self._detector_note}")
 
     # ---- data path -------------------------------------------------------------------------------------------
     def _image_callback(self) -> Callable[..., None]:
@@ -538,7 +536,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
             level, message = DiagnosticStatus.ERROR, "; ".join(problems.values())
         pipeline = self._pipeline
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
-                "weights": self._weights or "none",
+                "weights": (pipeline.weights_summary if pipeline is not None else "") or "none",
                 "detector": self._detector_note if self._detector is not None else "off",
                 **self._fog.diagnostics()}
         self._diagnostics_pub.publish(diagnostic_array(

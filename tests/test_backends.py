@@ -374,7 +374,7 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     could not say which trained weights it holds. Its sidecar now records them, and everything that names a
     network file (the results record, the node's /diagnostics) reads them from there."""
     from dgdehaze_core.evaluation.results_record import _weights_of
-    from dgdehaze_core.inference.provenance import how_made, network_file_provenance, weights_summary
+    from dgdehaze_core.inference.provenance import how_made, network_file_provenance, weights_line, weights_record
     from dgdehaze_core.io.checkpoints import weights_provenance
     from dgdehaze_core.models import shipped_weights_path
 
@@ -389,7 +389,7 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     assert made.startswith(f"a TensorRT engine, fp16, built with tensorrt-10.3.0 for Orin sm87, of `{lite.name}` "
                            f"(sha256 {source['sha256']}, {source['iterations']} training iterations of recipe lite")
     assert _weights_of([f"trt={engine}"])["trt"] == {"path": str(engine), **entry}
-    assert weights_summary(str(engine)) == f"lite.engine (sha256 {entry['sha256']}, {made})"
+    assert weights_line(weights_record(engine)) == f"lite.engine (sha256 {entry['sha256']}, {made})"
 
     builds = Builds()  # an engine the cache builds (the node's, from an .onnx) keeps what it is given too
     _, cached = EngineCache(tmp_path / "cache").get_or_build(key(), "lite", ".engine", builds.build, builds.load,
@@ -397,8 +397,7 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     assert json.loads(sidecar_path(cached).read_text())["exported_from"] == source
     engine.write_bytes(b"serialized engine, edited")
     with pytest.raises(ValueError, match="does not match the hash"):
-        network_file_provenance(engine)
-    assert "does not match the hash" in weights_summary(str(engine)), "an edited engine is named as untrusted"
+        weights_record(engine)  # an edited engine is named as untrusted (and refused as it loads: prebuilt_engine)
 
 
 @pytest.mark.slow  # two exports, each traced with torch.export (about 20 s)
@@ -409,7 +408,8 @@ def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_wa
     so /diagnostics and eval could not name the trained weights the engine holds. The fp32 export ONNX Runtime runs
     on the CPU is the one a TensorRT engine is built from (`create_backend`), whose sidecar takes its record."""
     from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
-    from dgdehaze_core.inference.provenance import exported_from, source_record
+    from dgdehaze_core.inference.provenance import exported_from
+    from dgdehaze_core.io.file_digest import file_sha256
     from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
     from dgdehaze_core.models import load_model, save_checkpoint
 
@@ -420,11 +420,11 @@ def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_wa
     pipeline_from_model(load_model(checkpoint), backend="onnxruntime")  # the same weights, trained in memory
     (bare,) = cache.glob("*.onnx")
     assert exported_from(checked_dgdehaze_export(bare).metadata) is None
-    load_pipeline(str(checkpoint), backend="onnxruntime")
+    pipeline = load_pipeline(str(checkpoint), backend="onnxruntime")
     (recorded,) = set(cache.glob("*.onnx")) - {bare}
     source = exported_from(checked_dgdehaze_export(recorded).metadata)
-    assert source == source_record(checkpoint)
-    assert source["path"] == "mine.pt" and (source["iterations"], source["recipe"]) == (7, "mine")
+    assert source == pipeline.weights == {"path": "mine.pt", "sha256": file_sha256(checkpoint)[:12], "iterations": 7,
+                                          "recipe": "mine", "commit": "abc1234"}
     load_pipeline(str(checkpoint), backend="onnxruntime")
     assert set(cache.glob("*.onnx")) == {bare, recorded}, "loaded again from the cache, not exported again"
 

@@ -22,7 +22,7 @@ from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dgdehaze_core.inference.export.to_onnx import EXPORTED_FROM
 from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
-from dgdehaze_core.inference.provenance import exported_from, weights_summary
+from dgdehaze_core.inference.provenance import exported_from
 from dgdehaze_core.io.images import bgr_to_rgb_float
 from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
 from dgdehaze_core.models import build_model, save_checkpoint
@@ -52,7 +52,7 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
                       "commit": "abc1234"}, "the export says which trained weights it holds"
     assert exported_from(checked_dgdehaze_export(out).metadata) == source, \
         "what an engine built from it records (tensorrt_backend)"
-    assert weights_summary(str(out)).endswith(
+    assert load_pipeline(str(out), threads=1).weights_summary.endswith(
         f"an ONNX export of a `lite` network, fp32, of `lite.pt` (sha256 {source['sha256']}, 7 training iterations "
         "of recipe mine at commit `abc1234`))"), "named so on the node's /diagnostics"
     backend = OnnxRuntimeBackend(out, threads=1)

@@ -1,6 +1,7 @@
 """The network pipeline: any frame size and type in, full-size dehazed frame, depth and transmission out."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import (load_pipeline, pad_to_stride, pipeline_from_model, refine_transmission,
                                              resolve_working_size)
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
-from dgdehaze_core.models import build_model, save_checkpoint, shipped_weights_path
+from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
 from dgdehaze_core.physics.scattering import invert_scattering, synthesize_haze
 
 
@@ -145,6 +146,35 @@ def test_unusual_frames_give_a_correct_result(lite_model, frame: np.ndarray, sha
 def test_bad_frames_raise_image_error(lite_model, frame: np.ndarray) -> None:
     with pytest.raises(ImageError):
         pipeline_from_model(lite_model)(frame)
+
+
+def test_a_pipeline_names_the_weights_it_loaded_not_a_file_put_in_their_place(tmp_path: Path) -> None:
+    """The node's /diagnostics, bag-eval's report and the export on the way to ONNX Runtime or TensorRT each read
+    the weights file again apart from the read that loaded the model (a `.pt` was read two or three times per
+    load): a file replaced in between was named for weights that never ran. The pipeline keeps the record of the one
+    read that loaded its weights."""
+    mine = tmp_path / "mine.pt"
+    torch.manual_seed(3)
+    save_checkpoint(build_model("lite"), mine, {"iterations": 7, "recipe": "mine", "commit": "abc1234"})
+    loaded_bytes = mine.read_bytes()
+    pipeline = load_pipeline(str(mine), backend="torch")
+    model, record = load_model_and_record(mine)
+    loaded_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    save_checkpoint(build_model("lite"), mine, {"iterations": 9, "recipe": "other", "commit": "def5678"})  # an update
+    sha256 = hashlib.sha256(loaded_bytes).hexdigest()[:12]
+    assert hashlib.sha256(mine.read_bytes()).hexdigest()[:12] != sha256
+    expected = {"path": "mine.pt", "sha256": sha256, "iterations": 7, "recipe": "mine", "commit": "abc1234"}
+    assert pipeline.weights == record == expected
+    assert pipeline.weights_summary == f"mine.pt (sha256 {sha256}, 7 training iterations of recipe mine at commit " \
+                                       "`abc1234`)"
+    replaced, _ = load_model_and_record(mine)
+    assert any(not torch.equal(loaded_state[name], tensor) for name, tensor in replaced.state_dict().items())
+    assert all(torch.equal(loaded_state[name], tensor) for name, tensor in model.state_dict().items()), \
+        "the record names the bytes the model was loaded from"
+    assert load_pipeline("dcp").weights is None and load_pipeline("dcp").weights_summary == ""
+    shipped = load_pipeline("lite")
+    assert shipped.weights["path"] == "dgdehaze_lite.pt" and shipped.weights_summary.startswith(
+        f"dgdehaze_lite.pt (sha256 {hashlib.sha256(shipped_weights_path('lite').read_bytes()).hexdigest()[:12]}, ")
 
 
 def test_load_pipeline_reads_checkpoints_and_rejects_bad_options(lite_model, tmp_path: Path,

@@ -35,7 +35,6 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.detection.detector import Detection, Detector
 from dgdehaze_core.inference.frame_chain import FrameChain, FrameOutput
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
-from dgdehaze_core.inference.provenance import weights_summary
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
@@ -276,7 +275,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,
             detector=detector.label if detector is not None else None, frames_in_bag=total,
-            output_bag="bag", input_bits=source.input_bits, weights=weights_summary(pipeline.method) or "none")
+            output_bag="bag", input_bits=source.input_bits, weights=pipeline.weights_summary or "none")
         processor = FrameProcessor(pipeline, detector, mounting)
         keep = sample_indices(count)
         with atomic_path(out_dir) as tmp:

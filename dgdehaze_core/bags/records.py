@@ -80,7 +80,7 @@ class BagEvaluation:
     input_bits: int = SAMPLE_BITS
     """Significant bits the frames' 16-bit samples were read with (the node's input_bits)."""
     weights: str = "unknown"
-    """The trained weights the method ran, named as it loaded them (`inference.provenance.weights_summary`):
+    """The trained weights the method ran, named as it loaded them (the pipeline's `weights_summary`):
     "none" for dcp, "unknown" where the method is a running node's, which this process does not see."""
 
     def seconds_in_bag(self) -> np.ndarray:

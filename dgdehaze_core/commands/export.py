@@ -70,34 +70,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _model(args: argparse.Namespace):  # -> DGDehazeNet
-    from dgdehaze_core.models import MODEL_CONFIGS, PAPER, build_model, load_model, shipped_weights_path
+def _model(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:  # (DGDehazeNet, record)
+    """The model to export and the record of the weights file it was read from, taken from the read that loaded it
+    (`models.load_model_and_record`): what an ONNX export or a TensorRT engine records of it (None for
+    --untrained)."""
+    from dgdehaze_core.models import MODEL_CONFIGS, PAPER, build_model, load_model_and_record, shipped_weights_path
 
     if args.config not in (*MODEL_CONFIGS, PAPER):
         raise ValueError(f"unknown model configuration {args.config!r}; known: {', '.join(MODEL_CONFIGS)}, {PAPER}")
     if args.weights is not None:
-        model = load_model(args.weights)
+        model, record = load_model_and_record(args.weights)
         if model.config_name != args.config:
             raise ValueError(f"{args.weights} holds a {model.config_name!r} model, not {args.config!r}")
-        return model
+        return model, record
     if args.untrained:
         LOG.warning("exporting an UNTRAINED %s model (fresh weights, seed 0): for speed tests only", args.config)
         torch.manual_seed(0)
-        return build_model(args.config).eval()
+        return build_model(args.config).eval(), None
     if not shipped_weights_path(args.config).is_file():
         raise FileNotFoundError(f"no trained weights for {args.config!r} at {shipped_weights_path(args.config)}; "
                                 f"give --weights PATH, or --untrained for a speed test")
-    return load_model(args.config)
-
-
-def _weights_source(args: argparse.Namespace) -> dict[str, Any] | None:
-    """What an ONNX export or a TensorRT engine records of the weights file it was made from (None for --untrained)."""
-    from dgdehaze_core.inference.provenance import source_record
-    from dgdehaze_core.models import shipped_weights_path
-
-    if args.untrained:
-        return None
-    return source_record(args.weights if args.weights is not None else shipped_weights_path(args.config))
+    return load_model_and_record(args.config)
 
 
 def _sources(args: argparse.Namespace) -> list[Path]:
@@ -166,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from dgdehaze_core.inference.backends.engine_cache import EngineCache
     from dgdehaze_core.inference.export.to_onnx import export_onnx
 
-    model = _model(args)
+    model, source = _model(args)
     stride = model.stride
     size = None
     if args.height is not None:
@@ -189,13 +182,13 @@ def run(args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
             float_onnx = export_onnx(model, Path(folder) / "float.onnx", dynamic=dynamic, example_size=size,
-                                     outputs=outputs, source=_weights_source(args))
+                                     outputs=outputs, source=source)
             quantize_onnx(float_onnx, args.calib, out, bits=args.input_bits)
         print(out)
         return 0
     if args.format == "onnx":
         export_onnx(model, out, dynamic=dynamic, half=args.fp16, example_size=size, outputs=outputs,
-                    source=_weights_source(args))
+                    source=source)
         print(out)
         return 0
 
@@ -207,7 +200,6 @@ def run(args: argparse.Namespace) -> int:
     profile = ShapeProfile.for_camera(height, width, stride)
     if not dynamic:
         profile = ShapeProfile(profile.opt, profile.opt, profile.opt)
-    source = _weights_source(args)
     with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
         onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True, outputs=outputs,
                                 source=source)

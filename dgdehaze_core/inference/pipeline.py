@@ -32,7 +32,7 @@ import math
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -40,6 +40,7 @@ import numpy as np
 from dgdehaze_core.inference.backends import (DECODER_OUTPUTS, OUTPUT_NAMES, PHYSICS_OUTPUTS, InferenceBackend,
                                               NetworkSource, round_up_to_stride)
 from dgdehaze_core.inference.dehaze_result import DehazeResult
+from dgdehaze_core.inference.provenance import weights_line, weights_record
 from dgdehaze_core.io.images import MAX_PIXELS, bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, haze_density
 from dgdehaze_core.physics.frame_inversion import FrameInverter
@@ -69,6 +70,14 @@ class DehazePipeline(Protocol):
 
     method: str
     backend: str
+    weights: Mapping[str, Any] | None
+    """The record of the weights file the pipeline loaded (`models.load_model_and_record`,
+    `provenance.weights_record`), read as it was loaded; None for none (dcp, a network built in memory)."""
+
+    @property
+    def weights_summary(self) -> str:
+        """`weights` in one line (`provenance.weights_line`), "" without a weights file."""
+        ...
 
     def __call__(self, frame: np.ndarray) -> DehazeResult: ...
 
@@ -80,6 +89,8 @@ class DarkChannelPipeline:
 
     method = "dcp"
     backend = "opencv"
+    weights = None
+    weights_summary = ""
 
     def __init__(self, dehazer: DarkChannelDehazer | None = None) -> None:
         self.dehazer = dehazer or DarkChannelDehazer()
@@ -192,16 +203,18 @@ def network_batch(frames: Sequence[np.ndarray], working_size: tuple[int, int], s
 class NetworkPipeline:
     """A network backend behind the pipeline interface; see the module docstring for sizes and outputs. One thread
     at a time: the inversion reuses its work buffers from frame to frame. `inversion_workers`: threads of the
-    physics path's inversion (default: one per core, at most 4)."""
+    physics path's inversion (default: one per core, at most 4). `weights`: the record of the weights file the
+    network was loaded from, read as it was loaded (None for a network built or trained in memory)."""
 
     def __init__(self, backend: InferenceBackend, method: str, working_size: Sequence[int] | None = None,
                  output: str = "auto", max_detail_gain: float | None = MAX_DETAIL_GAIN,
-                 inversion_workers: int | None = None) -> None:
+                 inversion_workers: int | None = None, weights: Mapping[str, Any] | None = None) -> None:
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
         self.runtime = backend
         self.backend = backend.name
         self.method = method
+        self.weights = weights
         self.stride = backend.stride
         self.working_size = _fixed_working_size(backend, _validate_working_size(working_size))
         self.output = output
@@ -215,6 +228,12 @@ class NetworkPipeline:
                              "needs them; use output decoder or auto")
         self._dark_channel = None if self.scattering else DarkChannelDehazer()
         self._inverter = FrameInverter(max_detail_gain, BASE_RADIUS, BASE_EPS, inversion_workers)
+
+    @property
+    def weights_summary(self) -> str:
+        """The weights the network runs in one line (`provenance.weights_line`), "" when it was not loaded from a
+        file: what the node's /diagnostics and bag-eval's report name."""
+        return "" if self.weights is None else weights_line(self.weights)
 
     @property
     def max_detail_gain(self) -> float | None:
@@ -279,16 +298,18 @@ def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend
                         device: str = "cpu", half: bool = False, working_size: Sequence[int] | None = None,
                         output: str = "auto", threads: int | None = None,
                         max_detail_gain: float | None = MAX_DETAIL_GAIN,
-                        weights: Path | None = None) -> NetworkPipeline:
-    """Wrap an in-memory model (trained or freshly built; `weights`: the checkpoint it was read from, which an
-    export of it on the way to ONNX Runtime or TensorRT records) in a pipeline on `backend`."""
+                        weights: Mapping[str, Any] | None = None) -> NetworkPipeline:
+    """Wrap an in-memory model (trained or freshly built; `weights`: the record of the checkpoint it was read from,
+    `models.load_model_and_record`, which the pipeline names and an export of it on the way to ONNX Runtime or
+    TensorRT records) in a pipeline on `backend`."""
     method = method or model.config_name
     from dgdehaze_core.inference.backends.selection import create_backend
 
     runtime = create_backend(NetworkSource(network=model, weights=weights), backend=backend, device=device, half=half,
                              threads=threads, camera_size=_camera_size(working_size),
                              outputs=network_outputs(output, model))
-    return NetworkPipeline(runtime, method, working_size, output, max_detail_gain, inversion_workers=threads)
+    return NetworkPipeline(runtime, method, working_size, output, max_detail_gain, inversion_workers=threads,
+                           weights=weights)
 
 
 def network_outputs(output: str, model: "DGDehazeNet | None" = None) -> tuple[str, ...]:
@@ -316,8 +337,11 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     working_size ((w, h) or None for the input's size), output ("auto", "decoder", "physics"),
     threads (ONNX Runtime intra-op threads, and the physics inversion's), max_detail_gain (the physics path's noise
     limit; None: exact).
+    A network pipeline keeps the record of the weights file it loaded, read as it was loaded (`weights`, and in one
+    line `weights_summary`): what the node's /diagnostics and bag-eval's report name, and what an export on the way
+    to ONNX Runtime or TensorRT records, never a file put in its place since.
     """
-    from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER, load_model, shipped_weights_path
+    from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER, load_model_and_record
 
     if method == "dcp":
         if options:
@@ -334,8 +358,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     if method not in (*MODEL_CONFIGS, PAPER) and suffix not in CHECKPOINT_SUFFIXES:
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
                          f"or a .pt (.pth) / .onnx / .engine weights file")
-    model = load_model(method)
-    weights = shipped_weights_path(method) if method in MODEL_CONFIGS else Path(os.fspath(method))
+    model, weights = load_model_and_record(method)
     return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"),  # type: ignore[arg-type]
                                weights=weights, **options)
 
@@ -344,7 +367,9 @@ def _file_pipeline(source: NetworkSource, backend: object, device: str | None = 
                    working_size: Sequence[int] | None = None, output: str = "auto", threads: int | None = None,
                    max_detail_gain: float | None = MAX_DETAIL_GAIN) -> NetworkPipeline:
     """An exported file's pipeline: its default runtime unless `backend` names another it runs on; an .engine on
-    CUDA unless `device` says otherwise."""
+    CUDA unless `device` says otherwise. Its runtime is handed the file's path (ONNX Runtime's TensorRT provider
+    names its engine cache by it, and an export's external data lies beside it), so the record of its weights
+    (`provenance.weights_record`) is read here, once, as it is loaded."""
     from dgdehaze_core.inference.backends.selection import create_backend
 
     backend = source.check_backend(str(backend or source.runtimes[0]))
@@ -352,4 +377,4 @@ def _file_pipeline(source: NetworkSource, backend: object, device: str | None = 
     runtime = create_backend(source, backend=backend, device=device, half=half, threads=threads,
                              camera_size=_camera_size(working_size))
     return NetworkPipeline(runtime, str(source.file), working_size, output, max_detail_gain,
-                           inversion_workers=threads)
+                           inversion_workers=threads, weights=weights_record(source.file))

@@ -3,9 +3,11 @@ export and a TensorRT engine, and one line that tells a person how they were mad
 
 A checkpoint carries its training's metadata (`checkpoints.weights_provenance`); an export of a checkpoint (by
 `dgdehaze export`, or on the way to ONNX Runtime or TensorRT when a `.pt` runs on them) keeps the checkpoint's record
-(`source_record`) in its ONNX metadata (`to_onnx.EXPORTED_FROM`), and an engine built from such an export keeps the
-same record in its sidecar (`engine_cache`). The results record, `eval`'s provenance lines
-and the node's /diagnostics read them here, so that a figure or a running vehicle names the trained weights
+(`models.load_model_and_record`, taken from the very read that loaded the model) in its ONNX metadata
+(`to_onnx.EXPORTED_FROM`), and an engine built from such an export keeps the same record in its sidecar
+(`engine_cache`). The pipeline keeps the record of the weights it loaded (`pipeline.weights`, and `weights_line` of
+it as `pipeline.weights_summary`), which the node's /diagnostics and bag-eval's report name; the results record
+and `eval`'s provenance lines read the files here, so that a figure or a running vehicle names the trained weights
 behind it, not only the file it was given.
 """
 from __future__ import annotations
@@ -15,15 +17,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 NETWORK_FILE_SUFFIXES = (".pt", ".pth", ".onnx", ".engine")
-
-
-def source_record(path: Path) -> dict[str, Any]:
-    """What an export or engine made from the weights file `path` records of it (`exported_from`): its name, its
-    sha256 (12 hex digits) and, for a `.pt` of this package, its training metadata; ValueError when it does not
-    read."""
-    from dgdehaze_core.io.checkpoints import weights_provenance
-
-    return {"path": path.name, **weights_provenance(path)}
 
 
 def exported_from(metadata: Mapping[str, str]) -> dict[str, Any] | None:
@@ -100,17 +93,13 @@ def how_made(entry: Mapping[str, Any]) -> str:
     return made
 
 
-def weights_summary(method: str) -> str:
-    """One line naming the weights file a dehazing `method` (a configuration's name or a weights file, as the
-    node's `method` parameter) runs and how they were made, for logs, reports and /diagnostics; "" for a method
-    without weights (dcp), and the reason when the file cannot be read."""
-    from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
+def weights_record(path: Path) -> dict[str, Any]:
+    """The record of the exported network file `path` (an `.onnx` or `.engine`, which its runtime is handed by
+    path): its name (`path`) and `network_file_provenance`; the pipeline reads it once, as it loads the file."""
+    return {"path": path.name, **network_file_provenance(path)}
 
-    path = shipped_weights_path(method) if method in MODEL_CONFIGS else Path(method)
-    if path.suffix.lower() not in NETWORK_FILE_SUFFIXES:
-        return ""
-    try:
-        entry = network_file_provenance(path)
-    except (OSError, ValueError) as exc:
-        return f"{path.name}: {getattr(exc, 'strerror', None) or exc}"
-    return f"{path.name} (sha256 {entry['sha256']}, {how_made(entry)})"
+
+def weights_line(record: Mapping[str, Any]) -> str:
+    """One line naming the weights of a record (`weights_record`, `models.load_model_and_record`) and how they were
+    made, for logs, reports and /diagnostics: "<file> (sha256 <12 digits>, <how_made>)"."""
+    return f"{record['path']} (sha256 {record['sha256']}, {how_made(record)})"

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from dgdehaze_core.datasets.paths import WEIGHTS_DIR
-from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
+from dgdehaze_core.io.checkpoints import checkpoint_provenance, read_checkpoint_and_digest, write_checkpoint
 from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
 from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite
@@ -39,7 +39,8 @@ CHECKPOINT_KEYS = ("config", "depth_guidance", "state_dict", "meta")
 torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
 
 __all__ = ["CHECKPOINT_SUFFIXES", "MODEL_CONFIGS", "PAPER", "DGDehazeNet", "DGHAT", "DepthNet", "PaperNet",
-           "build_model", "checkpoint_state", "load_model", "save_checkpoint", "shipped_weights_path"]
+           "build_model", "checkpoint_state", "load_model", "load_model_and_record", "save_checkpoint",
+           "shipped_weights_path"]
 
 
 def build_model(config: str = "lite", depth_guidance: bool = True) -> DGDehazeNet | PaperNet:
@@ -80,25 +81,23 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
 def load_model(source: str | os.PathLike[str], device: str | torch.device = "cpu") -> DGDehazeNet | PaperNet:
     """Load a checkpoint file, or the shipped weights of a configuration name, in eval mode on `device`. A file
     holding the paper's released state_dict (`model_Roadmap.pth`) loads as the `paper` network."""
-    if isinstance(source, str) and source == PAPER:
-        raise FileNotFoundError("the paper's released weights are not shipped: pass the path of the authors' file "
-                                "(model_Roadmap.pth, docs/DEPLOYMENT.md)")
-    if isinstance(source, str) and source in MODEL_CONFIGS:
-        path = shipped_weights_path(source)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no trained weights for the {source!r} model at {path}; train them with the recipe in "
-                f"training/ (dgdehaze train) and save them there, or pass the path of a checkpoint (.pt)")
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"no such checkpoint: {path}")
-    checkpoint = read_checkpoint(path, "dgdehaze checkpoint")
+    return load_model_and_record(source, device)[0]
+
+
+def load_model_and_record(source: str | os.PathLike[str],
+                          device: str | torch.device = "cpu") -> tuple[DGDehazeNet | PaperNet, dict[str, Any]]:
+    """`load_model`'s model and the record of the weights it holds, from one read of the file: its name (`path`),
+    the sha256 of the bytes the model was loaded from (12 hex digits) and, for a `.pt`, its training metadata
+    (`checkpoints.checkpoint_provenance`). What the pipeline names its weights by (/diagnostics, reports) and what an
+    export of the model records (`to_onnx.EXPORTED_FROM`): a file replaced after the read is not named for them."""
+    path = _weights_file(source)
+    checkpoint, sha256 = read_checkpoint_and_digest(path, "dgdehaze checkpoint")
+    record = {"path": path.name, **checkpoint_provenance(path, checkpoint, sha256)}
     if isinstance(checkpoint, dict) and is_official_state_dict(checkpoint):
         _check_finite(checkpoint, path)
         model = load_official(checkpoint)
         LOG.info("loaded the paper's released network from %s", path)
-        return model.to(device).eval()
+        return model.to(device).eval(), record
     checkpoint = _checked(checkpoint, path)
     _check_finite(checkpoint["state_dict"], path)
     model = build_model(str(checkpoint["config"]), depth_guidance=bool(checkpoint["depth_guidance"]))
@@ -108,7 +107,26 @@ def load_model(source: str | os.PathLike[str], device: str | torch.device = "cpu
                          "saved from another configuration?")
     model.load_state_dict(checkpoint["state_dict"])
     LOG.info("loaded %s model from %s", model.config_name, path)
-    return model.to(device).eval()
+    return model.to(device).eval(), record
+
+
+def _weights_file(source: str | os.PathLike[str]) -> Path:
+    """The checkpoint file `load_model` reads for `source`: a configuration's shipped weights, or the file given;
+    FileNotFoundError saying what to do when there is none."""
+    if isinstance(source, str) and source == PAPER:
+        raise FileNotFoundError("the paper's released weights are not shipped: pass the path of the authors' file "
+                                "(model_Roadmap.pth, docs/DEPLOYMENT.md)")
+    if isinstance(source, str) and source in MODEL_CONFIGS:
+        path = shipped_weights_path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no trained weights for the {source!r} model at {path}; train them with the recipe in "
+                f"training/ (dgdehaze train) and save them there, or pass the path of a checkpoint (.pt)")
+        return path
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
+    return path
 
 
 def _check_finite(state_dict: dict[str, Any], path: Path) -> None:

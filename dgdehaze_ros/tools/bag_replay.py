@@ -41,7 +41,6 @@ from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETE
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.detection.detector import Detection, Detector, median_depth
-from dgdehaze_core.inference.provenance import weights_summary
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
@@ -259,8 +258,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         if attach:
             method_label = "as configured on the running node"
         else:
-            method_label = open_pipeline(method).method
-            weights = weights_summary(method_label) or "none"
+            pipeline = open_pipeline(method)
+            method_label, weights = pipeline.method, pipeline.weights_summary or "none"
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
             log_path = None if attach else tmp / "node.log"

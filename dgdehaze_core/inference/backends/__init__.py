@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Protocol, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Union
 
 import numpy as np
 
@@ -91,19 +91,20 @@ class BackendUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class NetworkSource:
     """What a backend opens: an in-memory network (`network`; it runs on every runtime, exported to ONNX on the way
-    to ONNX Runtime and TensorRT, and `weights`, the checkpoint it was read from, if any, is what that export and an
-    engine built from it record, `provenance.source_record`) or an exported file (`file`: an .onnx export, or a
-    prebuilt TensorRT .engine that keeps the profile and precision it was built with)."""
+    to ONNX Runtime and TensorRT, and `weights`, the record of the checkpoint it was read from, if any, taken as it
+    was read (`models.load_model_and_record`), is what that export and an engine built from it record, without
+    reading the file again) or an exported file (`file`: an .onnx export, or a prebuilt TensorRT .engine that keeps
+    the profile and precision it was built with)."""
 
     network: DGDehazeNet | None = None
     file: Path | None = None
-    weights: Path | None = None
+    weights: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if (self.network is None) == (self.file is None):
             raise ValueError("a network source is either a network or a file")
         if self.weights is not None and self.network is None:
-            raise ValueError("only an in-memory network names the weights file it was read from")
+            raise ValueError("only an in-memory network carries the record of the weights it was read from")
         if self.file is not None and self.file.suffix.lower() not in FILE_RUNTIMES:
             raise ValueError(f"{self.file}: an exported network is a {' or '.join(FILE_RUNTIMES)} file")
 

@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
@@ -143,18 +143,17 @@ def model_digest(model: "DGDehazeNet") -> str:
 
 
 def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.PathLike[str] | None = None,
-                outputs: tuple[str, ...] = OUTPUT_NAMES, weights: Path | None = None) -> Path:
+                outputs: tuple[str, ...] = OUTPUT_NAMES, weights: Mapping[str, Any] | None = None) -> Path:
     """The model exported to ONNX (dynamic batch, height and width) with `outputs`, from the cache when these
     exact weights were exported before by this torch version; an export takes half a minute on a 2-core CPU.
-    `weights`: the checkpoint the model was read from, recorded in the export (`provenance.source_record`, as
-    `dgdehaze export` does) and so in an engine built from it; an export of it is cached apart from one of the same
-    weights without it (a model trained in memory)."""
+    `weights`: the record of the checkpoint the model was read from (`models.load_model_and_record`), recorded in
+    the export as `dgdehaze export` does and so in an engine built from it; an export of it is cached apart from
+    one of the same weights without it (a model trained in memory)."""
     from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION
     from dgdehaze_core.inference.export.to_onnx import DEFAULT_OPSET, export_onnx
-    from dgdehaze_core.inference.provenance import source_record
 
     outputs = check_outputs(outputs)
-    source = None if weights is None else source_record(weights)
+    source = None if weights is None else dict(weights)
     runtime = f"torch-{torch.__version__}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
     extra = {"outputs": ",".join(outputs)}
     if source is not None:

@@ -60,8 +60,8 @@ def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = D
     example_size: (height, width) of the tracing input; default 4 strides square. With `dynamic`, a side of one
         stride is traced at two (torch.export would fix a side it sees at one stride).
     outputs: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a graph without the decoder's image.
-    source: the weights file the model was read from (`checkpoints.weights_provenance`), kept as JSON under the
-        metadata key EXPORTED_FROM, so that an export says which trained weights it holds.
+    source: the record of the weights file the model was read from (`models.load_model_and_record`), kept as JSON
+        under the metadata key EXPORTED_FROM, so that an export says which trained weights it holds.
     """
     outputs = check_outputs(outputs)
     if opset < 17:
