@@ -55,7 +55,8 @@ def test_output_bag_carries_inputs_and_outputs_at_the_original_stamps(tmp_path: 
         assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in topics[topic]
                 if hasattr(m, "header")] in ([], stamps)
     assert {m.encoding for _, m in topics["/cam/image_raw"]} == {"rgb8"}
-    for (_, dehazed), (_, depth), frame in zip(topics["/dgdehaze/image_dehazed"], topics["/dgdehaze/depth_relative"], frames):
+    for (_, dehazed), (_, depth), frame in zip(topics["/dgdehaze/image_dehazed"], topics["/dgdehaze/depth_relative"],
+                                               frames):
         assert (dehazed.encoding, dehazed.height, dehazed.width) == ("bgr8", 90, 160)
         assert dehazed.header.frame_id == "camera_optical_frame"
         assert (depth.encoding, depth.step) == ("32FC1", 160 * 4)
