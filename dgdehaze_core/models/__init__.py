@@ -39,8 +39,8 @@ CHECKPOINT_KEYS = ("config", "depth_guidance", "state_dict", "meta")
 torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
 
 __all__ = ["CHECKPOINT_SUFFIXES", "MODEL_CONFIGS", "PAPER", "DGDehazeNet", "DGHAT", "DepthNet", "PaperNet",
-           "build_model", "checkpoint_state", "load_model", "load_model_and_record", "save_checkpoint",
-           "shipped_weights_path"]
+           "build_model", "checkpoint_state", "load_model", "load_model_and_record", "model_from_checkpoint",
+           "save_checkpoint", "shipped_weights_path"]
 
 
 def build_model(config: str = "lite", depth_guidance: bool = True) -> DGDehazeNet | PaperNet:
@@ -93,11 +93,18 @@ def load_model_and_record(source: str | os.PathLike[str],
     path = _weights_file(source)
     checkpoint, sha256 = read_checkpoint_and_digest(path, "dgdehaze checkpoint")
     record = {"path": path.name, **checkpoint_provenance(path, checkpoint, sha256)}
+    return model_from_checkpoint(checkpoint, path).to(device).eval(), record
+
+
+def model_from_checkpoint(checkpoint: Any, path: Path) -> DGDehazeNet | PaperNet:
+    """The network the contents of the checkpoint file `path` hold (as read, `checkpoints.read_checkpoint_and_digest`),
+    in eval mode on the CPU: a checkpoint of this package, or the paper's released state_dict. ValueError naming
+    `path` when they are no such thing, hold weights that are not finite, or do not fit the network they name."""
     if isinstance(checkpoint, dict) and is_official_state_dict(checkpoint):
         _check_finite(checkpoint, path)
         model = load_official(checkpoint)
         LOG.info("loaded the paper's released network from %s", path)
-        return model.to(device).eval(), record
+        return model.eval()
     checkpoint = _checked(checkpoint, path)
     _check_finite(checkpoint["state_dict"], path)
     model = build_model(str(checkpoint["config"]), depth_guidance=bool(checkpoint["depth_guidance"]))
@@ -107,7 +114,7 @@ def load_model_and_record(source: str | os.PathLike[str],
                          "saved from another configuration?")
     model.load_state_dict(checkpoint["state_dict"])
     LOG.info("loaded %s model from %s", model.config_name, path)
-    return model.to(device).eval(), record
+    return model.eval()
 
 
 def _weights_file(source: str | os.PathLike[str]) -> Path:

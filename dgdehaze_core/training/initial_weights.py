@@ -8,9 +8,8 @@ from typing import Any
 
 import torch
 
-from dgdehaze_core.io.checkpoints import read_checkpoint
-from dgdehaze_core.io.file_digest import file_sha256
-from dgdehaze_core.models import MODEL_CONFIGS, load_model, shipped_weights_path
+from dgdehaze_core.io.checkpoints import read_checkpoint_and_digest
+from dgdehaze_core.models import MODEL_CONFIGS, model_from_checkpoint, shipped_weights_path
 
 LOG = logging.getLogger(__name__)
 
@@ -35,7 +34,8 @@ def start_from(model: torch.nn.Module, init_weights: str, config: str, depth_gui
         raise FileNotFoundError(f"init_weights: no such weights file {path}")
     with torch.random.fork_rng(devices=[]):
         try:
-            loaded = load_model(path)
+            checkpoint, sha256 = read_checkpoint_and_digest(path, "dgdehaze checkpoint")
+            loaded = model_from_checkpoint(checkpoint, path)
         except ValueError as exc:
             raise ValueError(f"init_weights: {exc}") from None
     held = (getattr(loaded, "config_name", type(loaded).__name__), bool(getattr(loaded, "depth_guidance", True)))
@@ -44,7 +44,7 @@ def start_from(model: torch.nn.Module, init_weights: str, config: str, depth_gui
                          f"recipe trains {config!r} with depth_guidance {depth_guidance}: set init_weights to "
                          "weights of the recipe's model, or change 'model' and 'depth_guidance'")
     model.load_state_dict(loaded.state_dict())
-    meta = read_checkpoint(path, "dgdehaze checkpoint").get("meta", {})
+    meta = checkpoint.get("meta", {}) if isinstance(checkpoint, dict) else {}
     LOG.info("the model starts from %s (%s)", path, init_weights)
-    return {"init_weights": init_weights, "file": str(path), "sha256": file_sha256(path),
+    return {"init_weights": init_weights, "file": str(path), "sha256": sha256,
             **{key: meta[key] for key in ("recipe", "iterations", "commit") if key in meta}}
