@@ -51,6 +51,31 @@ def session():
     ros.close()
 
 
+@pytest.fixture(scope="module")
+def node(session):
+    """A dcp node on /camera/image and /camera/camera_info (reliable input, /diagnostics every 0.2 s), configured and
+    active, shared by one module's tests: a test that changes a parameter sets it back."""
+    from dgdehaze_ros.node import create_node
+
+    dgdehaze = create_node({"model": "dcp", "image_reliability": "reliable", "diagnostics_period": 0.2},
+                           remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},
+                           context=session.context)
+    session.add(dgdehaze)
+    yield dgdehaze
+    session.remove(dgdehaze)
+
+
+@pytest.fixture(scope="module")
+def probe(session, node):
+    """The probe node of `node`: publishes its camera, records its outputs (tests/ros_harness.py)."""
+    from ros_harness import Probe
+
+    probe = Probe(session.context)
+    session.add(probe)
+    assert probe.connect(), "the node never subscribed to /camera/image or never took a camera_info"
+    return probe
+
+
 @pytest.fixture(scope="session")
 def foggy_road(shared_data: Path) -> np.ndarray:
     """A real DAWN fog photo of a road with cars the detector finds (uint8 BGR; tests must not write to it)."""

@@ -239,3 +239,26 @@ def wait_for_outputs(probe: "Probe", header: Header, topics: tuple[str, ...], ti
         f"missing outputs for stamp {header.stamp.sec}.{header.stamp.nanosec}: " \
         f"{[t for t in topics if not stamped_outputs(probe, t, header)]}"
     return {t: stamped_outputs(probe, t, header)[0] for t in topics}
+
+
+def set_ok(node: DehazeNode, **values: object) -> None:
+    """Set `values` as one change. A list handed to `set_parameters` is applied one parameter at a time, so a reload
+    could start (and fail, putting its parameter back) between two of them: `model=lite, backend=torch` could run
+    lite on the old backend first."""
+    result = node.set_parameters_atomically([Parameter(k, value=v) for k, v in values.items()])
+    assert result.successful, result.reason
+
+
+def reported_backend(probe: "Probe") -> str | None:
+    """The backend named by the node's newest diagnostics message."""
+    return newest_diagnostics(probe)[2].get("backend")
+
+
+def newest_diagnostics(probe: "Probe") -> tuple[int, str, dict[str, str]]:
+    """(level, message, values) of the node's newest diagnostics message; (-1, "", {}) before the first."""
+    messages = probe.messages("diagnostics")
+    if not messages:
+        return -1, "", {}
+    status = messages[-1].status[0]
+    return int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level), \
+        status.message, {kv.key: kv.value for kv in status.values}

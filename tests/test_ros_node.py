@@ -1,25 +1,21 @@
-"""The dgdehaze node over real DDS (rclpy from pip): outputs, headers, encodings, parameters, bad input, lifecycle
-and load. One node per module, in-process, talking to a probe node through Fast DDS on a private domain."""
+"""The dgdehaze node over real DDS (rclpy from pip): outputs, headers, encodings, detection, bad input, lifecycle
+and load (parameters and model reloads: test_ros_node_parameters.py). One node per module (conftest's `node`),
+in-process, talking to a probe node through Fast DDS on a private domain."""
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import resource
-import shutil
 import time
-from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
 import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -28,44 +24,14 @@ from std_msgs.msg import Header  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.contrast import local_contrast  # noqa: E402
 from dgdehaze_core.detection.detector import Detector, default_detector_weights  # noqa: E402
-from dgdehaze_core.io.images import read_image  # noqa: E402
-from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reason  # noqa: E402
-from dgdehaze_core.models import shipped_weights_path  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
-from dgdehaze_ros.parameters import NodeSettings, read_settings  # noqa: E402
 
-from ros_harness import (Probe, RosSession, gated_node, send_and_wait, stamped_header,  # noqa: E402
+from ros_harness import (Probe, RosSession, newest_diagnostics, send_and_wait, set_ok, stamped_header,  # noqa: E402
                          wait_for_outputs, wait_until)
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope="module")
-def node(session: RosSession) -> Iterator[DehazeNode]:
-    dgdehaze = create_node({"model": "dcp", "image_reliability": "reliable", "diagnostics_period": 0.2},
-                           remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},
-                           context=session.context)
-    session.add(dgdehaze)
-    yield dgdehaze
-    session.remove(dgdehaze)
-
-
-@pytest.fixture(scope="module")
-def probe(session: RosSession, node: DehazeNode) -> Probe:
-    probe = Probe(session.context)
-    session.add(probe)
-    assert probe.connect(), "the node never subscribed to /camera/image or never took a camera_info"
-    return probe
-
-
-def set_ok(node: DehazeNode, **values: object) -> None:
-    """Set `values` as one change. A list handed to `set_parameters` is applied one parameter at a time, so a reload
-    could start (and fail, putting its parameter back) between two of them: `model=lite, backend=torch` could run
-    lite on the old backend first."""
-    result = node.set_parameters_atomically([Parameter(k, value=v) for k, v in values.items()])
-    assert result.successful, result.reason
 
 
 def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detection_depths(
@@ -313,217 +279,6 @@ def test_a_12_bit_camera_read_with_input_bits_16_is_warned_once_per_activation_a
         session.remove(probe)
         session.remove(node)
         session.remove(logs)
-
-
-def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: DehazeNode, probe: Probe) -> None:
-    set_ok(node, publish_depth=False, detection_enabled=False)
-    try:
-        send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(20)), ("image_dehazed",))
-        time.sleep(0.3)
-        assert not [m for m in probe.messages("depth_relative") if m.header.stamp.sec == stamped_header(20).stamp.sec]
-    finally:
-        set_ok(node, publish_depth=True)
-    send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(21)), ("depth_relative",))
-
-    refused = {"threshold": 1.5, "imgsz": 100, "model": "nope", "weights": "/no/such/weights.pt",
-               "detector_weights": "/no/such/yolo.onnx", "device": "gpu0", "working_width": -1,
-               "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed",
-               "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
-               "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0,
-               "max_detail_gain": 0.5, "detection_input": "both", "tracker": "sort", "detector_precision": "half"}
-    # what can be told before loading is refused up front (#21 item 2); the rest is put back when loading fails
-    refused.update({"backend": "tensorrt"} if tensorrt_unavailable_reason() is not None else {})
-    refused.update({"device": "cuda"} if not torch.cuda.is_available() else {})
-    refused.update({"model": "base"} if not shipped_weights_path("base").is_file() else {})
-    for name, value in refused.items():
-        before = node.get_parameter(name).value
-        result = node.set_parameters([Parameter(name, value=value)])[0]
-        assert not result.successful and result.reason, f"{name}={value!r} was accepted"
-        assert node.get_parameter(name).value == before
-    result = node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, ["person", " "])])[0]
-    assert not result.successful
-
-
-def test_a_qos_override_rclpy_refuses_fails_the_transition_with_its_reason_and_leaks_nothing(
-        session: RosSession) -> None:
-    """A typo in a qos_overrides value makes rclpy raise inside configure or activate; the transition fails and
-    what it had made is released (no publishers, subscriptions, timer or worker left behind)."""
-    base = {"model": "dcp", "detection_enabled": False}
-    with pytest.raises(RuntimeError, match="configure failed"):
-        create_node({**base, "qos_overrides./qos_typo_out/image_dehazed.publisher.reliability": "bogus"},
-                    name="qos_typo_out", context=session.context)
-    node = create_node({**base, "qos_overrides./qos_typo_in/image.subscription.reliability": "bogus"},
-                       name="qos_typo_in", remappings={"image": "/qos_typo_in/image"}, context=session.context,
-                       activate=False)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.FAILURE
-        assert node._state_machine.current_state[1] == "inactive"
-        assert node._inputs == [] and not node.worker.running
-        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-        assert node.count_publishers("/qos_typo_in/image_dehazed") == 0 and not list(node.timers)
-    finally:
-        node.destroy_node()
-
-
-def test_the_working_size_set_one_parameter_at_a_time_is_taken(node: DehazeNode) -> None:
-    """`ros2 param set` and `ros2 param load` reach the node one parameter at a time: one side of the working size
-    alone is taken (the other follows the input's aspect ratio) and passed to the pipeline."""
-    try:
-        set_ok(node, working_width=320)
-        assert node._settings is not None and node.get_parameter("working_width").value == 320
-        as_lite = NodeSettings({**node._settings.values, "model": "lite"})  # this node runs dcp: no network
-        assert as_lite.pipeline_args()[1]["working_size"] == (320, 0)
-    finally:
-        set_ok(node, working_width=0)
-
-
-@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
-                    reason="needs vision_msgs and the shipped detector weights")
-def test_a_class_the_detector_lacks_or_a_home_folder_that_does_not_exist_is_refused_and_the_node_runs_on(
-        node: DehazeNode, probe: Probe) -> None:
-    set_ok(node, detection_enabled=True)
-    assert probe.wait_for(lambda: node._detector is not None, 60.0)
-    set_ok(node, classes=["train"])  # what YOLO finds in the test frame: a train (class 6) and a person
-    try:
-        for classes, reason in ((["unicorn"], "unknown class 'unicorn'"), (["999"], "class id 999 is outside")):
-            (result,) = node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, classes)])
-            assert not result.successful and reason in result.reason, result.reason
-            assert list(node.get_parameter("classes").value) == ["train"]
-        for name in ("weights", "detector_weights"):
-            (result,) = node.set_parameters([Parameter(name, value="~no_such_user_dgdehaze/w.onnx")])
-            assert not result.successful and "cannot be found" in result.reason, result.reason
-        out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(640, 480), "bgr8", stamped_header(22)),
-                            ("image_dehazed", "detections"))
-        assert {d.results[0].hypothesis.class_id for d in out["detections"].detections} == {"6"}
-    finally:
-        assert node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, [])])[0].successful
-
-
-@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
-                    reason="needs vision_msgs and the shipped detector weights")
-def test_classes_take_integer_ids_and_an_empty_list_of_any_type_clears_them(node: DehazeNode, probe: Probe) -> None:
-    set_ok(node, detection_enabled=True)
-    assert probe.wait_for(lambda: node._detector is not None, 60.0)
-    frame = hazy_test_frame(640, 480)
-    try:
-        set_ok(node, classes=[6])  # YAML's [6], and what `ros2 param set ... classes "[6]"` sends: integers
-        out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(23)), ("detections",))
-        assert {d.results[0].hypothesis.class_id for d in out["detections"].detections} == {"6"}
-        for value in ([1.5], [True], "train"):
-            (result,) = node.set_parameters([Parameter("classes", value=value)])
-            assert not result.successful and "names or ids" in result.reason, result.reason
-            assert list(node.get_parameter("classes").value) == [6]
-    finally:  # `ros2 param set ... classes "[]"` sends an empty bool array
-        assert node.set_parameters([Parameter("classes", Parameter.Type.BOOL_ARRAY, [])])[0].successful
-    out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(24)), ("detections",))
-    assert "6" in {d.results[0].hypothesis.class_id for d in out["detections"].detections}
-
-
-@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
-                    reason="needs vision_msgs and the shipped detector weights")
-def test_half_and_device_reload_the_detector_as_well_as_the_network(node: DehazeNode, probe: Probe) -> None:
-    set_ok(node, detection_enabled=True)
-    assert probe.wait_for(lambda: node._detector is not None, 60.0)
-    running = node._detector
-    assert not running.half
-    set_ok(node, half=True)
-    try:
-        assert probe.wait_for(lambda: node._detector is not running and node._detector.half, 60.0), \
-            "half is documented for the network and the detector: the detector must follow"
-    finally:
-        set_ok(node, half=False)
-    assert probe.wait_for(lambda: not node._detector.half, 60.0)
-
-
-def test_after_cleanup_a_parameter_change_loads_nothing_until_the_next_configure(session: RosSession) -> None:
-    cleaned = create_node({"model": "dcp", "detection_enabled": False}, name="cleaned", context=session.context)
-    try:
-        cleaned.trigger_deactivate()
-        cleaned.trigger_cleanup()
-        set_ok(cleaned, model="lite", backend="torch")
-        time.sleep(1.0)
-        assert cleaned._pipeline is None and cleaned._loader is None, "an unconfigured node holds no model"
-        cleaned.trigger_configure()
-        assert (cleaned._pipeline.method, cleaned._pipeline.backend) == ("lite", "torch")
-    finally:
-        cleaned.destroy_node()
-
-
-@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
-                    reason="needs vision_msgs and the shipped detector weights")
-def test_a_detector_that_cannot_load_at_configure_leaves_the_dehazer_running_and_says_why(
-        session: RosSession) -> None:
-    broken = create_node({"model": "dcp", "classes": ["unicorn"]}, name="nodetector", context=session.context)
-    try:
-        assert broken._pipeline is not None and broken._detector is None, "configured, without detection"
-        assert broken.get_parameter("detection_enabled").value is False, "the parameter reads back what runs"
-        assert "unknown class 'unicorn'" in broken._reload_problems["detector"], "an ERROR on /diagnostics"
-        assert broken.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, [])])[0].successful
-        set_ok(broken, detection_enabled=True)  # mended: the detector loads and the error clears
-        deadline = time.monotonic() + 60.0
-        while (broken._detector is None or broken._reload_problems) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert broken._detector is not None and not broken._reload_problems
-    finally:
-        broken.destroy_node()
-
-
-class _ChangedWhileConfiguring(DehazeNode):
-    """A user's parameter changes arrive while configure loads the pipeline (a slow export or engine build)."""
-
-    during_configure = [Parameter("model", value="lite")]
-
-    def _load_pipeline(self, settings):
-        changes, self.during_configure = self.during_configure, []
-        assert all(result.successful for result in self.set_parameters(changes))
-        return super()._load_pipeline(settings)
-
-
-def test_a_change_during_configure_is_loaded_and_a_failed_reload_leaves_newer_and_later_settings_alone(
-        session: RosSession) -> None:
-    racing = _ChangedWhileConfiguring("racing", context=session.context, parameter_overrides=[
-        Parameter("model", value="dcp"), Parameter("backend", value="torch"),
-        Parameter("detection_enabled", value=False)])
-    try:
-        assert racing.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        deadline = time.monotonic() + 60.0
-        while racing._pipeline.method != "lite" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert racing._pipeline.method == "lite", "the change was loaded, not only accepted"
-        running = read_settings(racing)
-        requested = read_settings(racing, {"max_detail_gain": 4.0})  # its load fails ...
-        assert running.put_back(requested, requested, "pipeline") == {"max_detail_gain": 2.0}
-        newer = read_settings(racing, {"max_detail_gain": 3.0})  # ... after the user asked for 3.0
-        assert running.put_back(requested, newer, "pipeline") == {}, "the newer value is not put back"
-        stale = racing._generation
-        racing.trigger_cleanup()
-        assert racing.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        racing._reload_failed("pipeline", ValueError("corrupt"), requested, stale)  # from before the cleanup
-        assert "pipeline" not in racing._reload_problems, "a reload of an earlier configuration reports nothing"
-        if VISION_MSGS_AVAILABLE and default_detector_weights() is not None:  # detection switched on meanwhile
-            racing.trigger_cleanup()
-            racing.during_configure = [Parameter("detection_enabled", value=True)]
-            assert racing.trigger_configure() == TransitionCallbackReturn.SUCCESS
-            deadline = time.monotonic() + 60.0
-            while racing._detector is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert racing._detector is not None, "detection switched on during a configure runs"
-    finally:
-        racing.destroy_node()
-
-
-def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_backend(
-        node: DehazeNode, tmp_path: Path) -> None:
-    engine = tmp_path / "dgdehaze_lite_480x640_fp16.engine"
-    engine.write_bytes(b"serialized engine")
-    for changes, reason in (({"weights": str(engine)}, "runs on a CUDA device"),
-                            ({"weights": str(engine), "device": "cuda", "backend": "onnxruntime"},
-                             "backend must be tensorrt or auto")):
-        before = {name: node.get_parameter(name).value for name in changes}
-        result = node.set_parameters_atomically([Parameter(name, value=value) for name, value in changes.items()])
-        assert not result.successful and reason in result.reason
-        assert {name: node.get_parameter(name).value for name in changes} == before
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
@@ -871,173 +626,6 @@ def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_new
     assert max(rss) - rss[0] < 100.0, f"memory grew from {rss[0]:.0f} to {max(rss):.0f} MB under load"
 
 
-def reported_backend(probe: Probe) -> str | None:
-    """The backend named by the node's newest diagnostics message."""
-    return newest_diagnostics(probe)[2].get("backend")
-
-
-def newest_diagnostics(probe: Probe) -> tuple[int, str, dict[str, str]]:
-    """(level, message, values) of the node's newest diagnostics message; (-1, "", {}) before the first."""
-    messages = probe.messages("diagnostics")
-    if not messages:
-        return -1, "", {}
-    status = messages[-1].status[0]
-    return int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level), \
-        status.message, {kv.key: kv.value for kv in status.values}
-
-
-def test_diagnostics_name_the_trained_weights_the_node_runs(node: DehazeNode, probe: Probe, tmp_path: Path) -> None:
-    """/diagnostics named the method and backend only: a fleet's recorded diagnostics could not tell which trained
-    weights a vehicle ran (a model name reads the same before and after an update of its file). They name the
-    weights as loaded: a file replaced under the running node is not what runs."""
-    assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("weights") == "none", 10.0), \
-        newest_diagnostics(probe)
-    mine = tmp_path / "mine.pt"
-    shutil.copyfile(shipped_weights_path("lite"), mine)
-    named = f"mine.pt (sha256 {hashlib.sha256(mine.read_bytes()).hexdigest()[:12]}, "
-    set_ok(node, weights=str(mine), backend="torch")
-    try:
-        assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("weights", "").startswith(named), 60.0), \
-            newest_diagnostics(probe)
-        assert "training iterations of recipe lite at commit" in newest_diagnostics(probe)[2]["weights"]
-        shutil.copyfile(shipped_weights_path("lite_no_depth"), mine)  # an update lands; nothing reloads
-        probe.clear()
-        assert probe.wait_for(lambda: len(probe.messages("diagnostics")) >= 2, 10.0)
-        assert newest_diagnostics(probe)[2]["weights"].startswith(named), "the running weights, not the file's"
-    finally:
-        set_ok(node, weights="", backend="auto")
-        probe.clear()
-        assert probe.wait_for(lambda: reported_backend(probe) == "opencv", 30.0), "back on dcp for later tests"
-
-
-def test_weights_that_fail_to_load_are_put_back_and_the_error_clears_on_a_good_change(
-        node: DehazeNode, probe: Probe, tmp_path: Path) -> None:
-    broken = tmp_path / "truncated.pt"
-    broken.write_bytes(shipped_weights_path("lite").read_bytes()[:5000])
-    set_ok(node, weights=str(broken))  # a file of the right kind: only loading can tell
-    try:
-        assert probe.wait_for(lambda: "put back weights=''" in newest_diagnostics(probe)[1], 60.0), \
-            newest_diagnostics(probe)
-        assert newest_diagnostics(probe)[0] == 2 and node.get_parameter("weights").value == ""
-        out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(80)),
-                            ("image_dehazed",))
-        assert out["image_dehazed"].header.stamp == stamped_header(80).stamp
-        set_ok(node, working_width=0, working_height=0)  # any good change of the pipeline clears the error
-        assert probe.wait_for(lambda: newest_diagnostics(probe)[0] < 2, 60.0), newest_diagnostics(probe)
-    finally:
-        set_ok(node, weights="")
-
-
-def test_a_failed_reload_mended_by_a_change_that_came_while_it_loaded_is_still_an_error_on_diagnostics(
-        session: RosSession, tmp_path: Path) -> None:
-    """A change that arrived while a reload loaded ran as soon as that reload failed and, loading at once, cleared
-    its ERROR before /diagnostics sent it: a user watching /diagnostics (rqt_robot_monitor) never saw that the
-    weights were refused and put back; only the log said so."""
-    broken = tmp_path / "truncated.pt"
-    broken.write_bytes(shipped_weights_path("lite").read_bytes()[:5000])
-    name = "mended_mid_load"
-    reports: list[DiagnosticStatus] = []
-    listener = session.listener(f"{name}_monitor", DiagnosticArray, "/diagnostics",
-                                lambda msg: reports.extend(s for s in msg.status if s.name.startswith(f"/{name}:")),
-                                10)
-    node = gated_node(session, name, {"weights": str(broken)}, diagnostics_period=0.5)
-    try:
-        set_ok(node, working_width=320)  # while the weights load: it reloads the pipeline once they have failed
-        node.gate.set()
-        assert wait_until(lambda: node._loaded["pipeline"]["working_width"] == 320, 30.0), "the change never loaded"
-        assert node.get_parameter("weights").value == "", "the refused weights were put back"
-        assert wait_until(lambda: any(s.level == DiagnosticStatus.ERROR and "put back weights=''" in s.message
-                                      for s in reports), 5.0), [s.message for s in reports]
-        assert wait_until(lambda: reports[-1].level != DiagnosticStatus.ERROR, 5.0), \
-            "once sent, the error clears: the reload after it succeeded"
-    finally:
-        node.gate.set()
-        session.remove(node)
-        session.remove(listener)
-
-
-def test_an_engine_cache_that_cannot_take_the_export_fails_the_reload_and_later_changes_still_load(
-        node: DehazeNode, probe: Probe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cache's OSError (a full disk, a read-only folder; here a folder under a file) was none of the errors a
-    reload expected: it ended the loader thread with a traceback, `model` read back a network that never ran,
-    /diagnostics said nothing, and no later change loaded anything."""
-    blocker = tmp_path / "not_a_folder"
-    blocker.write_text("")
-    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(blocker / "engines"))
-    assert node.get_parameter("backend").value == "auto"  # on the CPU: ONNX Runtime, lite exported into the cache
-    # one change: a second would reload dcp after the put-back (the error then lasts one report)
-    set_ok(node, model="lite")
-    try:
-        assert probe.wait_for(lambda: "engine cache" in newest_diagnostics(probe)[1], 60.0), newest_diagnostics(probe)
-        level, message, values = newest_diagnostics(probe)
-        assert level == 2 and "put back model='dcp'" in message and values["backend"] == "opencv"
-        assert node.get_parameter("model").value == "dcp"
-        set_ok(node, model="lite", backend="torch")  # needs no cache
-        assert probe.wait_for(lambda: reported_backend(probe) == "torch", 60.0), newest_diagnostics(probe)
-        assert probe.wait_for(lambda: newest_diagnostics(probe)[0] < 2, 10.0), newest_diagnostics(probe)
-    finally:
-        set_ok(node, model="dcp", backend="auto")
-        probe.clear()
-        assert probe.wait_for(lambda: reported_backend(probe) == "opencv", 30.0), "back on dcp for later tests"
-
-
-@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
-                    reason="needs vision_msgs and the shipped detector weights")
-def test_a_detector_file_that_would_run_code_is_refused_and_the_parameter_reads_back_the_running_one(
-        node: DehazeNode, probe: Probe, tmp_path: Path) -> None:
-    from test_detector_checkpoint import malicious_checkpoint
-
-    marker = tmp_path / "pwned"
-    set_ok(node, detection_enabled=True)
-    shipped = default_detector_weights().name
-    set_ok(node, detector_precision="file")  # the file as given, not its float rebuild: named as it is
-    assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("detector") == shipped, 60.0)
-    running = node.get_parameter("detector_weights").value
-    set_ok(node, detector_weights=str(malicious_checkpoint(tmp_path, marker)))  # only loading can tell
-    try:
-        assert probe.wait_for(lambda: "refused" in newest_diagnostics(probe)[1], 60.0), newest_diagnostics(probe)
-        level, message, values = newest_diagnostics(probe)
-        assert level == 2 and "put back detector_weights" in message
-        assert not marker.exists()
-        assert node.get_parameter("detector_weights").value == running
-        assert values["detector"] == shipped
-        out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(90)),
-                            ("image_dehazed", "detections"))
-        assert out["detections"].header.stamp == stamped_header(90).stamp
-        set_ok(node, imgsz=320)  # a later good change clears the error
-        assert probe.wait_for(lambda: newest_diagnostics(probe)[0] < 2 and values["detector"] in
-                              newest_diagnostics(probe)[2].get("detector", ""), 60.0), newest_diagnostics(probe)
-    finally:
-        set_ok(node, imgsz=640, detector_precision="auto")
-
-
-def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_it_on_the_auto_backend(
-        node: DehazeNode, probe: Probe, shared_data, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dgdehaze_core.inference.pipeline import load_pipeline
-
-    frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
-    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))  # cold cache: lite is exported (~20 s)
-    set_ok(node, model="lite", backend="auto", detection_enabled=False)
-    try:
-        probe.clear()
-        during = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(60)), ("image_dehazed",), 10.0)
-        previous = load_pipeline("dcp")(frame).image.astype(np.int16)
-        assert np.abs(image_to_array(during["image_dehazed"]).astype(np.int16) - previous).max() <= 1, \
-            "while lite loads, frames keep flowing through the previous model"
-        assert probe.wait_for(lambda: reported_backend(probe) == "onnxruntime", 180.0), reported_backend(probe)
-        out = send_and_wait(probe, bgr8_to_image(frame, "bgr8", stamped_header(61)),
-                            ("image_dehazed", "depth_relative"))
-        expected = load_pipeline("lite", backend="onnxruntime")(frame)
-        received = image_to_array(out["image_dehazed"]).astype(np.int16)
-        assert np.abs(received - expected.image.astype(np.int16)).max() <= 1
-        depth = image_to_array(out["depth_relative"])
-        assert depth.dtype == np.float32 and np.isfinite(depth).mean() > 0.99
-    finally:
-        set_ok(node, model="dcp", detection_enabled=True)
-        probe.clear()
-        assert probe.wait_for(lambda: reported_backend(probe) == "opencv", 30.0), "back on dcp for later tests"
-
-
 def test_with_use_sim_time_the_latency_is_measured_against_the_clock_topic(session: RosSession) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from rosgraph_msgs.msg import Clock
@@ -1123,33 +711,3 @@ def test_every_frame_sent_is_either_received_or_counted_missing_by_sequence(node
     assert abs(received + missing - 41) <= 1, (received, missing)
 
 
-def test_over_dds_a_backend_that_cannot_run_here_is_refused_and_reads_back_what_runs(probe: Probe) -> None:
-    from rclpy.parameter_client import AsyncParameterClient
-
-    if tensorrt_unavailable_reason() is None:
-        pytest.skip("TensorRT runs here: the tensorrt backend is valid")
-    client = AsyncParameterClient(probe, "/dgdehaze")
-    assert client.wait_for_services(10.0)
-
-    def wait(future):  # the session's executor spins the probe
-        assert probe.wait_for(future.done, 10.0)
-        return future.result()
-
-    (result,) = wait(client.set_parameters([Parameter("backend", value="tensorrt")])).results
-    assert not result.successful and "tensorrt" in result.reason
-    (value,) = wait(client.get_parameters(["backend"])).values
-    assert value.string_value == "auto"
-
-
-def test_cpu_threads_sets_the_dehazers_and_the_detectors_threads_and_is_fixed_at_start(session: RosSession) -> None:
-    threaded = create_node({"model": "lite", "backend": "onnxruntime", "cpu_threads": 1, "image_reliability":
-                            "reliable"}, name="threaded", context=session.context)
-    try:
-        pipeline, detector = threaded._pipeline, threaded._detector
-        assert pipeline.runtime.threads == 1 and pipeline._inverter.workers == 1
-        assert detector is not None and detector._quiet_session is not None
-        assert detector._quiet_session.get_session_options().intra_op_num_threads == 1
-        (result,) = threaded.set_parameters([Parameter("cpu_threads", value=2)])
-        assert not result.successful, "the thread pools are built at configure: a change needs a restart"
-    finally:
-        threaded.destroy_node()
