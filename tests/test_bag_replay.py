@@ -135,3 +135,34 @@ def test_frames_between_detections_are_not_held_back_and_the_bags_camera_info_re
     assert detected == stamps[1::2], "the node detects on its frames 0 (the warm-up), 2, 4: the bag's 1 and 3"
     assert [t for t, _ in recorded["/dgdehaze/camera_info"]] == stamps, "no --camera-info-topic: the bag's only one"
     assert took < 55, f"{took:.0f} s: the frames without detections each waited out the 30 s timeout"
+
+
+def test_a_replay_attached_to_a_running_node_names_the_weights_it_runs(tmp_path: Path, session,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attached replay's report said the weights were "unknown", and a started node's named a load of the
+    replay's own: both name what the node says it runs on /diagnostics, a file replaced after it loaded not."""
+    import hashlib
+    import shutil
+
+    from dgdehaze_core.models import shipped_weights_path
+    from dgdehaze_ros.node import create_node
+    from dgdehaze_ros.tools.bag_replay import replay_bag
+    from ros_harness import DOMAIN_ID
+
+    mine = tmp_path / "mine.pt"
+    shutil.copyfile(shipped_weights_path("lite"), mine)
+    loaded = hashlib.sha256(mine.read_bytes()).hexdigest()[:12]
+    node = create_node({"weights": str(mine), "backend": "torch", "detection_enabled": False,
+                        "image_reliability": "reliable", "diagnostics_period": 0.2}, name="attached_dgdehaze",
+                       remappings={"image": "/cam/image_raw"}, context=session.context)
+    session.add(node)
+    try:
+        shutil.copyfile(shipped_weights_path("lite_no_depth"), mine)  # an update lands; the node runs on
+        write_camera_bag(tmp_path / "in", "mcap", demo_frames(2, (160, 96)), "bgr8")
+        monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN_ID))  # an attached replay joins the environment's domain
+        evaluation = replay_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "eval", node_name="attached_dgdehaze",
+                                attach=True, timeout=30.0, progress=False)
+    finally:
+        session.remove(node)
+    assert evaluation.weights.startswith(f"mine.pt (sha256 {loaded}, "), evaluation.weights
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["weights"] == evaluation.weights

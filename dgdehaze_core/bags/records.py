@@ -80,8 +80,8 @@ class BagEvaluation:
     input_bits: int = SAMPLE_BITS
     """Significant bits the frames' 16-bit samples were read with (the node's input_bits)."""
     weights: str = "unknown"
-    """The trained weights the method ran, named as it loaded them (the pipeline's `weights_summary`):
-    "none" for dcp, "unknown" where the method is a running node's, which this process does not see."""
+    """The trained weights the method ran, named as it loaded them (the pipeline's `weights_summary`, or a node's
+    /diagnostics `weights`): "none" for dcp, "unknown" where a node sent no report naming them."""
 
     def seconds_in_bag(self) -> np.ndarray:
         """Each record's time since the first, by the bag's recording times (header stamps may repeat or run

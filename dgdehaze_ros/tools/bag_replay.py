@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import rclpy
 from lifecycle_msgs.srv import GetState
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -66,6 +67,9 @@ except ImportError:  # the node publishes no detections without vision_msgs eith
     LOG.warning("vision_msgs is not importable: node replay records no detections (see tools/build_vision_msgs.sh)")
 STARTUP_TIMEOUT = 120.0
 """Seconds a started node gets to load its models and become active."""
+DIAGNOSTICS_WAIT_S = 3.0
+"""How long a replay that heard no /diagnostics report of its node waits for one when it ends (a node reports every
+`diagnostics_period`, 1 s by default; the replay itself lasts longer than that)."""
 LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 """A started node and this replay's context discover each other on this machine only (rcl reads it at init)."""
 
@@ -144,6 +148,22 @@ class NodeReplay:
         self.recorder = _Recorder(self.node, node_name)
         self.state_client = self.node.create_client(GetState, f"/{node_name}/get_state")
         self.node_name = node_name
+        self.weights: str | None = None
+        """The weights the node says it runs (its /diagnostics `weights`), None before it said."""
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._take_weights, 10)
+
+    def _take_weights(self, array: DiagnosticArray) -> None:
+        for status in array.status:
+            if status.name.startswith(f"/{self.node_name}:"):
+                self.weights = next((kv.value for kv in status.values if kv.key == "weights"), self.weights)
+
+    def node_weights(self, timeout: float) -> str:
+        """The weights the node runs, as its /diagnostics names them (waiting up to `timeout` for a report), or
+        "unknown" when it sent none: a report names the weights that ran, not the file its parameter names now."""
+        deadline = time.monotonic() + timeout
+        while self.weights is None and time.monotonic() < deadline:
+            self.spin(0.1)
+        return self.weights or "unknown"
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -254,12 +274,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
         compressed = frame_type == COMPRESSED_IMAGE_TYPE
-        weights = "unknown"
-        if attach:
-            method_label = "as configured on the running node"
-        else:
-            pipeline = open_pipeline(method)
-            method_label, weights = pipeline.method, pipeline.weights_summary or "none"
+        method_label = "as configured on the running node" if attach else open_pipeline(method).method
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
             log_path = None if attach else tmp / "node.log"
@@ -285,9 +300,10 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
-                    output_bag="bag", input_bits=source.input_bits, weights=weights)
+                    output_bag="bag", input_bits=source.input_bits)
                 with BagWriter(tmp / "bag", storage or source.storage) as writer:
                     _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
+                evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
             finally:
                 replay.close()
                 if process is not None:
