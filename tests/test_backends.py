@@ -400,14 +400,16 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
         weights_record(engine)  # an edited engine is named as untrusted (and refused as it loads: prebuilt_engine)
 
 
-@pytest.mark.slow  # two exports, each traced with torch.export (about 20 s)
+@pytest.mark.slow  # an export traced with torch.export (about 20 s)
 def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_was_read_from(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A .pt run on the tensorrt backend (node or CLI) was exported without the checkpoint's record, and a cached
     export of the same weights was taken as it was: the engine built from it had no `exported_from` in its sidecar,
     so /diagnostics and eval could not name the trained weights the engine holds. The fp32 export ONNX Runtime runs
-    on the CPU is the one a TensorRT engine is built from (`create_backend`), whose sidecar takes its record."""
-    from dgdehaze_core.inference.pipeline import load_pipeline, pipeline_from_model
+    on the CPU is the one a TensorRT engine is built from (`create_backend`), whose sidecar takes its record; the
+    record is part of the export's cache key, so an export of the same weights held in memory, which records none,
+    is another entry."""
+    from dgdehaze_core.inference.pipeline import load_pipeline
     from dgdehaze_core.inference.provenance import exported_from
     from dgdehaze_core.io.file_digest import file_sha256
     from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
@@ -417,16 +419,16 @@ def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_wa
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(cache))
     checkpoint = save_checkpoint(load_model("lite"), tmp_path / "mine.pt",
                                  {"iterations": 7, "recipe": "mine", "commit": "abc1234"})
-    pipeline_from_model(load_model(checkpoint), backend="onnxruntime")  # the same weights, trained in memory
-    (bare,) = cache.glob("*.onnx")
-    assert exported_from(checked_dgdehaze_export(bare).metadata) is None
     pipeline = load_pipeline(str(checkpoint), backend="onnxruntime")
-    (recorded,) = set(cache.glob("*.onnx")) - {bare}
+    (recorded,) = cache.glob("*.onnx")
     source = exported_from(checked_dgdehaze_export(recorded).metadata)
-    assert source == pipeline.weights == {"path": "mine.pt", "sha256": file_sha256(checkpoint)[:12], "iterations": 7,
-                                          "recipe": "mine", "commit": "abc1234"}
+    sha256 = file_sha256(checkpoint)[:12]
+    assert source == pipeline.weights == {"path": "mine.pt", "sha256": sha256, "iterations": 7, "recipe": "mine",
+                                          "commit": "abc1234"}
+    key = json.loads(sidecar_path(recorded).read_text())["key"]
+    assert key["extra"]["exported_from"] == f"mine.pt {sha256}" and "-from-" in recorded.name
     load_pipeline(str(checkpoint), backend="onnxruntime")
-    assert set(cache.glob("*.onnx")) == {bare, recorded}, "loaded again from the cache, not exported again"
+    assert list(cache.glob("*.onnx")) == [recorded], "loaded again from the cache, not exported again"
 
 
 @cpu_only

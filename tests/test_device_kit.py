@@ -143,21 +143,21 @@ def test_jobs_side_by_side_are_timed_tied_to_one_schedule_and_packed_one_archive
     out.mkdir()
     env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(out), "KIT": str(smoke_kit),
            "WORK": str(work)}
-    fast = ["val_every=30", "checkpoint_every=30"]
+    fast = ["val_every=10", "checkpoint_every=10"]
     command = [sys.executable, str(REPO_DIR / "tools" / "device_train_jobs.py"), "--minutes", "3",
-               "--calibration", "20", "--job", "with", str(SMOKE), "30", *fast, "--job", "without", str(SMOKE), "40",
+               "--calibration", "20", "--job", "with", str(SMOKE), "10", *fast, "--job", "without", str(SMOKE), "20",
                *fast, "depth_guidance=false", "--tie", "with,without"]
     trained = subprocess.run(command, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     summary = {job["name"]: job for job in json.loads((out / "jobs.json").read_text())["jobs"]}
-    assert summary["with"]["iterations"] == summary["without"]["iterations"] == 30  # the smaller cap, tied
+    assert summary["with"]["iterations"] == summary["without"]["iterations"] == 10  # the smaller cap, tied
     assert summary["with"]["rate"] > 0 and all(job["exit"] == 0 for job in summary.values())
     assert sorted(p.name for p in out.iterdir()) == ["jobs.json", "with.tgz", "without.tgz"]
     with tarfile.open(out / "without.tgz") as archive:
         archive.extractall(tmp_path / "back", filter="data")
     model = load_model(tmp_path / "back" / "without" / "without.pt")
     assert not model.depth_guidance
-    assert "30 iterations" in (tmp_path / "back" / "without" / "without.log").read_text()
+    assert "10 iterations" in (tmp_path / "back" / "without" / "without.log").read_text()
     refused = subprocess.run([*command[:3], "1", "--job", "a", str(SMOKE), "100", "--tie", "a,b"], cwd=REPO_DIR,
                              env=env, capture_output=True, text=True)
     assert refused.returncode != 0 and "--tie names no job b" in refused.stderr
