@@ -376,6 +376,26 @@ def test_the_default_method_is_found_in_an_installed_package_through_the_ament_i
     assert bag_evaluation.node_default_method() == "lite"  # the node's own default when nothing sets one
 
 
+def test_a_node_replay_checks_its_method_s_weights_without_building_a_runtime_and_falls_back_as_offline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The method a replay starts its node with: lite's weights read here, but nothing exported or built (the
+    node makes its own); a default whose weights are missing gives dcp, saying so, as the offline path does; an
+    explicit method that does not load is refused."""
+    from dgdehaze_core.bags.evaluation import node_method
+
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))
+    assert node_method("lite") == "lite"
+    assert not (tmp_path / "engines").exists(), "an export or engine was made in the replay's own process"
+    with caplog.at_level("WARNING"):
+        assert node_method(None, default=str(tmp_path / "missing.pt")) == "dcp"
+    assert "falling back to dcp" in caplog.text
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    for method, error in ((str(tmp_path / "missing.pt"), FileNotFoundError), (str(tmp_path / "broken.pt"), ValueError),
+                          ("lite2", ValueError), (str(tmp_path / "missing.onnx"), FileNotFoundError)):
+        with pytest.raises(error):
+            node_method(method)
+
+
 def test_input_bits_reads_a_12_bit_camera_as_the_node_does_and_bad_values_are_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     frames = demo_frames(2)

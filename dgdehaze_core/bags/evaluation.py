@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Collection, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import yaml
@@ -34,13 +34,15 @@ from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.detection.detector import Detection, Detector
 from dgdehaze_core.inference.frame_chain import FrameChain, FrameOutput
-from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
+from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline, method_weights
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_core.physics.visibility import Mounting, VisibilityEstimator, field_of_view, intrinsics_of
 
 LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
 """Output topics in the bag are the node's `~/` topics under its default name: /dgdehaze/image_dehazed, ..."""
@@ -99,17 +101,35 @@ def _load_as_the_node_does(method: str) -> DehazePipeline:
 def open_pipeline(method: str | None, default: str | None = None) -> DehazePipeline:
     """The pipeline for `method`; without one, `default` (None: the node's, `node_default_method`), and when its
     weights are missing or do not load, DCP, saying so (an explicit method that fails is an error)."""
+    return _or_fallback(method, default, _load_as_the_node_does)
+
+
+def node_method(method: str | None, default: str | None = None) -> str:
+    """The method to start a node with, chosen as `open_pipeline` chooses it, its weights read and checked here
+    (`pipeline.method_weights`) but no runtime built: the node exports or builds its own engine."""
+    return _or_fallback(method, default, _with_weights_checked)
+
+
+def _with_weights_checked(method: str) -> str:
+    method_weights(method)
+    return method
+
+
+def _or_fallback(method: str | None, default: str | None, load: Callable[[str], T]) -> T:
+    """`load(method)`; without a method, `load(default)` (None: the node's default), and when that fails for
+    weights that are missing or do not load, `load(FALLBACK_METHOD)`, saying so (an explicit method that fails is
+    an error)."""
     if method:
-        return _load_as_the_node_does(method)
+        return load(method)
     default = default or node_default_method()
     try:
-        return _load_as_the_node_does(default)
+        return load(default)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         if default == FALLBACK_METHOD:
             raise
         LOG.warning("default method %r is unavailable (%s); falling back to %s. Train or install the %r weights, "
                     "or pass --method.", default, exc, FALLBACK_METHOD, default)
-        return load_pipeline(FALLBACK_METHOD)
+        return load(FALLBACK_METHOD)
 
 
 def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Detection], float]:

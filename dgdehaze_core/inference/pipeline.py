@@ -341,7 +341,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     line `weights_summary`): what the node's /diagnostics and bag-eval's report name, and what an export on the way
     to ONNX Runtime or TensorRT records, never a file put in its place since.
     """
-    from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER, load_model_and_record
+    from dgdehaze_core.models import load_model_and_record
 
     if method == "dcp":
         if options:
@@ -352,15 +352,39 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     if unknown:
         raise ValueError(f"unknown pipeline options {unknown}; known: {', '.join(sorted(known_options))}")
     backend = options.pop("backend", None)
-    suffix = Path(os.fspath(method)).suffix.lower()
-    if suffix in (".onnx", ".engine"):
+    if _is_export(method):
         return _file_pipeline(NetworkSource(file=Path(os.fspath(method))), backend, **options)
-    if method not in (*MODEL_CONFIGS, PAPER) and suffix not in CHECKPOINT_SUFFIXES:
-        raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
-                         f"or a .pt (.pth) / .onnx / .engine weights file")
     model, weights = load_model_and_record(method)
     return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"),  # type: ignore[arg-type]
                                weights=weights, **options)
+
+
+def method_weights(method: str) -> dict[str, Any] | None:
+    """The record of the weights the network method `method` runs (None for dcp), read and checked as
+    `load_pipeline` reads them (a checkpoint loaded on the CPU, an export's or engine's record), with the same
+    errors, but without building a runtime: for a caller that hands the method to a process that loads it itself (a
+    node started for a bag replay), where an export or an engine built here would be work done twice."""
+    from dgdehaze_core.models import load_model_and_record
+
+    if method == "dcp":
+        return None
+    if _is_export(method):
+        return weights_record(Path(os.fspath(method)))
+    return load_model_and_record(method)[1]
+
+
+def _is_export(method: str) -> bool:
+    """True for an `.onnx` or `.engine` file, False for a checkpoint (a model configuration's shipped weights, the
+    paper's network, a `.pt` or `.pth` file); ValueError naming the known methods for anything else."""
+    from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER
+
+    suffix = Path(os.fspath(method)).suffix.lower()
+    if suffix in (".onnx", ".engine"):
+        return True
+    if method not in (*MODEL_CONFIGS, PAPER) and suffix not in CHECKPOINT_SUFFIXES:
+        raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
+                         f"or a .pt (.pth) / .onnx / .engine weights file")
+    return False
 
 
 def _file_pipeline(source: NetworkSource, backend: object, device: str | None = None, half: bool = False,

@@ -35,7 +35,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from tqdm import tqdm
 
-from dgdehaze_core.bags.evaluation import check_output_folder, copied_messages, open_pipeline, timed_detect
+from dgdehaze_core.bags.evaluation import check_output_folder, copied_messages, node_method, timed_detect
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
                                    LABEL_INFO_TYPE, RANGE_TYPE, BagError, BagSource, BagWriter, decode_image,
                                    stamp_ns)
@@ -274,7 +274,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
         compressed = frame_type == COMPRESSED_IMAGE_TYPE
-        method_label = "as configured on the running node" if attach else open_pipeline(method).method
+        method_label = "as configured on the running node" if attach else node_method(method)
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
             log_path = None if attach else tmp / "node.log"
