@@ -120,6 +120,7 @@ def test_a_clear_depth_network_runs_on_the_device_asked_for_and_refuses_what_it_
         sots_pairs: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     """A `train-depth` checkpoint ran on torch on the CPU whatever --backend, --device and --half said."""
     from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+    from dgdehaze_core.io.file_digest import file_sha256
     from dgdehaze_core.models.clear_depth import (ClearDepthArchitecture, ClearDepthNet, ClearDepthPredictor,
                                                   save_clear_depth)
 
@@ -138,6 +139,8 @@ def test_a_clear_depth_network_runs_on_the_device_asked_for_and_refuses_what_it_
     for options in ({"device": "cuda:1", "backend": "torch"}, {"device": "cpu", "backend": "auto"}, {}):
         load_method(MethodSpec("depthnet", str(checkpoint)), **options)
     assert devices == ["cuda:1", "cpu", "cpu"]
+    assert load_method(MethodSpec("depthnet", str(checkpoint))).weights == {
+        "path": "depthnet.pt", "sha256": file_sha256(checkpoint)[:12]}, "the weights it loaded, for eval's record"
 
 
 def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_refused(

@@ -22,7 +22,7 @@ import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -30,6 +30,9 @@ import numpy as np
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.physics.dark_channel import haze_density
+
+if TYPE_CHECKING:
+    from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 
 LOG = logging.getLogger(__name__)
 
@@ -81,6 +84,10 @@ class Method:
 
     spec: MethodSpec
     run: Callable[[np.ndarray], DehazeResult] | None
+    weights: Mapping[str, Any] | None = None
+    """The record of the weights file the method runs, taken from the read that loaded it (`pipeline.weights`, a
+    clear-depth network's `ClearDepthPredictor.weights`): what its figures are named for, never a file put in its
+    place since; None without a weights file (the references, dcp)."""
     _results: OrderedDict[bytes, DehazeResult] = field(default_factory=OrderedDict, repr=False)
     _cached_bytes: int = field(default=0, repr=False)
 
@@ -178,7 +185,7 @@ def depth_only(predictor: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.nd
     return run
 
 
-def _clear_depth_predictor(spec: MethodSpec, network_options: dict[str, object]) -> Callable[[np.ndarray], np.ndarray]:
+def _clear_depth_predictor(spec: MethodSpec, network_options: dict[str, object]) -> ClearDepthPredictor:
     """A clear-depth checkpoint's network on `network_options`' device (the CPU by default). It runs on torch in
     fp32 only: ValueError for another backend or for fp16, which it would otherwise leave unused without a word."""
     from dgdehaze_core.models.clear_depth import ClearDepthPredictor
@@ -217,7 +224,7 @@ def load_methods(specs: Sequence[MethodSpec], **network_options: object) -> list
         if spec.source not in pipelines:
             pipelines[spec.source] = load_method(MethodSpec(spec.name, spec.source), **network_options)
         shared = pipelines[spec.source]
-        methods.append(shared if shared.spec == spec else Method(spec, shared.run, shared._results))
+        methods.append(shared if shared.spec == spec else Method(spec, shared.run, shared.weights, shared._results))
     return methods
 
 
@@ -232,7 +239,8 @@ def load_method(spec: MethodSpec, **network_options: object) -> Method:
         from dgdehaze_core.models.clear_depth import is_clear_depth_checkpoint
 
         if is_clear_depth_checkpoint(spec.source):
-            return Method(spec, depth_only(_clear_depth_predictor(spec, network_options)))
+            predictor = _clear_depth_predictor(spec, network_options)
+            return Method(spec, depth_only(predictor), predictor.weights)
     options = {} if spec.source == "dcp" else network_options
     try:
         pipeline = load_pipeline(spec.source, **options)
@@ -241,4 +249,4 @@ def load_method(spec: MethodSpec, **network_options: object) -> Method:
     except ValueError as exc:
         raise ValueError(f"method {spec.name!r}: {exc}") from exc
     LOG.info("method %s: %s on %s", spec.name, pipeline.method, pipeline.backend)
-    return Method(spec, pipeline)
+    return Method(spec, pipeline, pipeline.weights)

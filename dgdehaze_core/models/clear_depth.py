@@ -9,14 +9,15 @@ video's motion (relative: self-supervision cannot tell the scale).
 training size, and the depth is resized back (bilinear on the disparity, as monodepth2 evaluates).
 
 Checkpoint files (.pt) hold {"kind": "clear_depth", "architecture": {...}, "input_size": [w, h], "state_dict",
-"meta"}; `load_clear_depth` reads them and `is_clear_depth_checkpoint` tells them from dehazer checkpoints.
+"meta"}; `load_clear_depth` reads them (`load_clear_depth_and_record` with the record of the weights it loaded) and
+`is_clear_depth_checkpoint` tells them from dehazer checkpoints.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
+from dgdehaze_core.io.checkpoints import (checkpoint_provenance, read_checkpoint, read_checkpoint_and_digest,
+                                          write_checkpoint)
 from dgdehaze_core.models.depth_net import DepthNet
 
 CHECKPOINT_KIND = "clear_depth"
@@ -83,17 +85,13 @@ def save_clear_depth(model: ClearDepthNet, input_size: tuple[int, int], path: st
     return write_checkpoint(checkpoint, path)
 
 
-def _read(path: Path) -> Any:
-    return read_checkpoint(path)
-
-
 def is_clear_depth_checkpoint(source: str | os.PathLike[str]) -> bool:
     """True when `source` is a readable .pt file written by `save_clear_depth` (or a training last.pt)."""
     path = Path(source)
     if path.suffix != ".pt" or not path.is_file():
         return False
     try:
-        checkpoint = _read(path)
+        checkpoint = read_checkpoint(path)
     except ValueError:
         return False
     return isinstance(checkpoint, dict) and checkpoint.get("kind") == CHECKPOINT_KIND
@@ -109,10 +107,19 @@ def architecture_from_dict(raw: dict[str, Any]) -> ClearDepthArchitecture:
 def load_clear_depth(path: str | os.PathLike[str],
                      device: str | torch.device = "cpu") -> tuple[ClearDepthNet, tuple[int, int]]:
     """The network of a clear-depth checkpoint in eval mode, and the (w, h) input size it was trained at."""
+    model, input_size, _ = load_clear_depth_and_record(path, device)
+    return model, input_size
+
+
+def load_clear_depth_and_record(path: str | os.PathLike[str], device: str | torch.device = "cpu"
+                                ) -> tuple[ClearDepthNet, tuple[int, int], dict[str, Any]]:
+    """`load_clear_depth`'s network and input size, and the record of the weights they hold from the same read of
+    the file, as `models.load_model_and_record` gives a dehazer's: its name (`path`), the sha256 of the bytes loaded
+    (12 hex digits) and its training metadata (`checkpoints.checkpoint_provenance`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such depth checkpoint: {path}")
-    checkpoint = _read(path)
+    checkpoint, sha256 = read_checkpoint_and_digest(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
         raise ValueError(f"{path} is not a clear-depth checkpoint (written by dgdehaze train-depth)")
     try:
@@ -123,21 +130,25 @@ def load_clear_depth(path: str | os.PathLike[str],
         raise ValueError(f"{path} does not match its own architecture: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:  # a field missing or malformed: a damaged or foreign file
         raise ValueError(f"{path} is a damaged clear-depth checkpoint ({type(exc).__name__}: {exc})") from None
-    return model.to(device).eval(), (width, height)
+    record = {"path": path.name, **checkpoint_provenance(path, checkpoint, sha256)}
+    return model.to(device).eval(), (width, height), record
 
 
 class ClearDepthPredictor:
-    """uint8 BGR frame (any size) -> float32 (H, W) relative depth at the frame's size."""
+    """uint8 BGR frame (any size) -> float32 (H, W) relative depth at the frame's size. `weights`: the record of the
+    checkpoint it was loaded from (`load_clear_depth_and_record`), None for a network built in memory."""
 
-    def __init__(self, model: ClearDepthNet, input_size: tuple[int, int], device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: ClearDepthNet, input_size: tuple[int, int], device: str | torch.device = "cpu",
+                 weights: Mapping[str, Any] | None = None) -> None:
         self.model = model.to(device).eval()
         self.input_size = input_size
         self.device = torch.device(device)
+        self.weights = weights
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ClearDepthPredictor:
-        model, input_size = load_clear_depth(path, device)
-        return cls(model, input_size, device)
+        model, input_size, weights = load_clear_depth_and_record(path, device)
+        return cls(model, input_size, device, weights)
 
     @torch.no_grad()
     def __call__(self, frame: np.ndarray) -> np.ndarray:
