@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    return run_parsed(args)
 
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run the command of the parsed `args` (`args.func`) as `main` does, with its checks and exit status: for a
+    caller that parsed them itself (`results_record`, which runs eval with a `func` that keeps what it returns)."""
     json_path = getattr(args, "json", None)
 
     def run() -> int | None:

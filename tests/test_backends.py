@@ -373,7 +373,6 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     """Engines carried no provenance (only ONNX exports did): an engine deployed on a vehicle, or scored by eval,
     could not say which trained weights it holds. Its sidecar now records them, and everything that names a
     network file (the results record, the node's /diagnostics) reads them from there."""
-    from dgdehaze_core.evaluation.results_record import _weights_of
     from dgdehaze_core.inference.provenance import how_made, network_file_provenance, weights_line, weights_record
     from dgdehaze_core.io.checkpoints import weights_provenance
     from dgdehaze_core.models import shipped_weights_path
@@ -388,7 +387,7 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     made = how_made(entry)
     assert made.startswith(f"a TensorRT engine, fp16, built with tensorrt-10.3.0 for Orin sm87, of `{lite.name}` "
                            f"(sha256 {source['sha256']}, {source['iterations']} training iterations of recipe lite")
-    assert _weights_of([f"trt={engine}"])["trt"] == {"path": str(engine), **entry}
+    assert weights_record(engine) == {"path": engine.name, **entry}, "what its pipeline, and so eval's record, names"
     assert weights_line(weights_record(engine)) == f"lite.engine (sha256 {entry['sha256']}, {made})"
 
     builds = Builds()  # an engine the cache builds (the node's, from an .onnx) keeps what it is given too

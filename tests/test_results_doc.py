@@ -162,6 +162,46 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
                                                          "tiny.meta.json"]
 
 
+def test_the_record_names_the_weights_the_eval_ran_not_a_file_put_in_their_place(shared_data: Path, tmp_path: Path):
+    """The record read each weights file again after the eval: a checkpoint replaced once the eval had loaded it (a
+    training run saving its last.pt meanwhile) was named for figures its weights never made. It now names the
+    record the pipeline kept of the bytes it loaded."""
+    import hashlib
+    import logging
+
+    from dgdehaze_core.models import build_model, save_checkpoint
+
+    weights = tmp_path / "last.pt"
+    save_checkpoint(build_model("lite"), weights, {"iterations": 7, "recipe": "ran", "commit": "abc1234"})
+    ran = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+
+    class ReplaceOnceLoaded(logging.Handler):
+        """Saves another checkpoint over the file when eval says it has loaded the method (`methods.load_method`)."""
+
+        def emit(self, entry: logging.LogRecord) -> None:
+            if entry.getMessage().startswith("method mine: "):
+                save_checkpoint(build_model("lite"), weights, {"iterations": 9, "recipe": "later", "commit": "fed9876"})
+
+    pairs = tmp_path / "sots1"
+    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
+        (pairs / folder).mkdir(parents=True)
+        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    logger = logging.getLogger("dgdehaze_core.evaluation.methods")
+    handler, level = ReplaceOnceLoaded(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        assert record("ran", ["--dataset", str(pairs), "--method", f"mine={weights}", "--working-size", "96x64"],
+                      tmp_path / "results") == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert hashlib.sha256(weights.read_bytes()).hexdigest()[:12] != ran, "the file was replaced during the eval"
+    meta = json.loads((tmp_path / "results" / "ran.meta.json").read_text())
+    assert meta["weights"]["mine"] == {"path": str(weights), "sha256": ran, "iterations": 7, "recipe": "ran",
+                                       "commit": "abc1234"}
+
+
 def test_a_fine_tuned_model_s_record_says_which_weights_it_started_from(shared_data: Path, tmp_path: Path):
     """The record copied a checkpoint's recipe fields (init_weights: 'lite', a name) but not `started_from`, the
     file and sha256 the fine-tune was adapted from: its figures did not say from which model."""

@@ -453,6 +453,14 @@ def _measure_all(measure: str, datasets: list[EvalSet], methods: list[Method], a
 
 
 def run(args: argparse.Namespace) -> int:
+    evaluate(args)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> list[Method]:
+    """Run the evaluation the parsed `args` ask for: print each measure's table and write --json. The methods it
+    ran, each with the record of the weights it loaded (`Method.weights`), for a caller that names them beside the
+    figures (`results_record`): a weights file replaced since is not named for them."""
     if args.limit < 0:
         raise ValueError("--limit must be >= 0")
     if not 0.0 < args.conf <= 1.0:
@@ -500,4 +508,4 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no measure produced figures (see the warnings above)")
     if args.json is not None:
         write_json(args.json, rows)
-    return 0
+    return methods

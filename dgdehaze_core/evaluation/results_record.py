@@ -1,6 +1,7 @@
 """Recording one evaluation for docs/RESULTS.md: `dgdehaze eval ARGS --json docs/results/NAME.json` run here, and
 NAME.meta.json beside it: the command, the code's commit, when it ran, how long it took, the machine's load, and the
-weights each method used (file, sha256, training iterations and commit, and the weights a fine-tune started from)."""
+weights each method ran (file, sha256, training iterations and commit, and the weights a fine-tune started from), as
+the eval's own read of each file found them when it loaded it."""
 from __future__ import annotations
 
 import argparse
@@ -11,11 +12,14 @@ import platform
 import shlex
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.evaluation.results_tables import RESULTS_DIR
 from dgdehaze_core.io.atomic_files import atomic_write_text
+
+if TYPE_CHECKING:
+    from dgdehaze_core.evaluation.methods import Method
 
 LOG = logging.getLogger(__name__)
 
@@ -45,19 +49,18 @@ def detector_of(args: argparse.Namespace) -> str | None:
     return f"`{_shown(weights)}`, {how} (--detector-precision {args.detector_precision})"
 
 
-def _weights_of(methods: list[str] | None) -> dict[str, dict[str, Any]]:
-    """The weights file behind every network method of the --method values (the default set without one), with
-    what its checkpoint says."""
-    from dgdehaze_core.evaluation.methods import default_method_specs, parse_methods
-    from dgdehaze_core.inference.provenance import NETWORK_FILE_SUFFIXES, network_file_provenance
+def _weights_of(methods: Sequence[Method]) -> dict[str, dict[str, Any]]:
+    """The weights each method of an eval ran, by method name: the record it kept of the file as it loaded it
+    (`Method.weights`: sha256 and what the file says of its training or export) under the file's path as shown
+    here."""
     from dgdehaze_core.models import MODEL_CONFIGS, shipped_weights_path
 
     weights = {}
-    specs = parse_methods(",".join(methods)) if methods else default_method_specs()
-    for spec in specs:
-        path = shipped_weights_path(spec.source) if spec.source in MODEL_CONFIGS else Path(spec.source)
-        if path.suffix in NETWORK_FILE_SUFFIXES and path.is_file():
-            weights[spec.name] = {"path": _shown(path), **network_file_provenance(path)}
+    for method in methods:
+        if method.weights is not None:
+            source = method.spec.source
+            path = shipped_weights_path(source) if source in MODEL_CONFIGS else Path(source)
+            weights[method.name] = {**method.weights, "path": _shown(path)}  # the record's file name, shown whole
     return weights
 
 
@@ -73,7 +76,8 @@ def _shown(path: Path) -> str:
 def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> int:
     """Run `dgdehaze eval EVAL_ARGS --json results_dir/NAME.json` and write NAME.meta.json; eval's exit code. The
     figures land in NAME.json only after their provenance is in NAME.meta.json: never figures without it."""
-    from dgdehaze_core.cli import main
+    from dgdehaze_core.cli import run_parsed
+    from dgdehaze_core.commands.evaluate import evaluate
 
     parsed = parsed_eval_args(eval_args)
     if parsed.json is not None:
@@ -85,12 +89,16 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
     load_before = os.getloadavg()[0]
     begin = time.perf_counter()
     figures = results_dir / f".{name}.unrecorded.json"  # eval's own --json is written atomically
+    ran: list[Method] = []
+    eval_run = argparse.Namespace(**{**vars(parsed), "json": figures,
+                                     "func": lambda args: ran.extend(evaluate(args))})  # keeps the methods it ran
     try:
-        code = main(["eval", *eval_args, "--json", str(figures)])
+        code = run_parsed(eval_run)
         seconds = time.perf_counter() - begin
         if code != 0:
             return code
-        _write_meta(results_dir / f"{name}.meta.json", command, started, seconds, load_before, parsed)
+        _write_meta(results_dir / f"{name}.meta.json", command, started, seconds, load_before, parsed,
+                    _weights_of(ran))
         os.replace(figures, json_path)
     finally:
         figures.unlink(missing_ok=True)
@@ -99,7 +107,7 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
 
 
 def _write_meta(path: Path, command: list[str], started: str, seconds: float, load_before: float,
-                args: argparse.Namespace) -> None:
+                args: argparse.Namespace, weights: dict[str, dict[str, Any]]) -> None:
     from dgdehaze_core.training.run_files import source_commit
 
     data = [_shown(Path(folder)) for folder in args.dataset or []]
@@ -111,7 +119,7 @@ def _write_meta(path: Path, command: list[str], started: str, seconds: float, lo
             "load_after": round(os.getloadavg()[0], 2),
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
             "data": data or ["every applicable set in ../shared/data"],
-            "weights": _weights_of(args.method)}
+            "weights": weights}
     detector = detector_of(args)
     if detector is not None:
         meta["detector"] = detector

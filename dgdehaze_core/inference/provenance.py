@@ -6,17 +6,15 @@ A checkpoint carries its training's metadata (`checkpoints.weights_provenance`);
 (`models.load_model_and_record`, taken from the very read that loaded the model) in its ONNX metadata
 (`to_onnx.EXPORTED_FROM`), and an engine built from such an export keeps the same record in its sidecar
 (`engine_cache`). The pipeline keeps the record of the weights it loaded (`pipeline.weights`, and `weights_line` of
-it as `pipeline.weights_summary`), which the node's /diagnostics and bag-eval's report name; the results record
-and `eval`'s provenance lines read the files here, so that a figure or a running vehicle names the trained weights
-behind it, not only the file it was given.
+it as `pipeline.weights_summary`), which the node's /diagnostics, bag-eval's report and the results record of an
+eval (`results_record`, whose tables say it in words with `how_made`) name, so that a figure or a running vehicle
+names the trained weights behind it, not only the file it was given, and never a file put in its place since.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any, Mapping
-
-NETWORK_FILE_SUFFIXES = (".pt", ".pth", ".onnx", ".engine")
 
 
 def exported_from(metadata: Mapping[str, str]) -> dict[str, Any] | None:
