@@ -102,7 +102,7 @@ def test_bad_arguments_exit_2_with_one_line(sots_pairs: Path, capsys, extra, mes
 def test_the_networks_run_on_the_backend_asked_for_and_score_as_on_torch(sots_pairs: Path, tmp_path: Path,
                                                                           caplog) -> None:
     """What a deployment runs (here ONNX Runtime, the node's backend on a CPU) scores within a hundredth of a dB
-    of torch; the log names the runtime each method ran on."""
+    of torch; the log names the runtime each method ran on and the weights it loaded."""
     caplog.set_level("INFO", logger="dgdehaze_core.evaluation.methods")
     figures = {}
     for backend in ("torch", "onnxruntime"):
@@ -110,7 +110,7 @@ def test_the_networks_run_on_the_backend_asked_for_and_score_as_on_torch(sots_pa
         assert main(["eval", "--dataset", str(sots_pairs), "--method", "lite", "--backend", backend,
                      "--json", str(out)]) == 0
         figures[backend] = json.loads(out.read_text())["lite"]
-        assert f"method lite: lite on {backend}" in caplog.text
+        assert f"method lite: lite on {backend}, weights dgdehaze_lite.pt (sha256 " in caplog.text
         caplog.clear()
     assert figures["onnxruntime"]["psnr"] == pytest.approx(figures["torch"]["psnr"], abs=0.01)
     assert figures["onnxruntime"]["ssim"] == pytest.approx(figures["torch"]["ssim"], abs=1e-3)

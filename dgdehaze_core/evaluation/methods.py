@@ -248,5 +248,6 @@ def load_method(spec: MethodSpec, **network_options: object) -> Method:
         raise FileNotFoundError(f"method {spec.name!r} is unavailable: {exc}") from exc
     except ValueError as exc:
         raise ValueError(f"method {spec.name!r}: {exc}") from exc
-    LOG.info("method %s: %s on %s", spec.name, pipeline.method, pipeline.backend)
+    LOG.info("method %s: %s on %s%s", spec.name, pipeline.method, pipeline.backend,
+             f", weights {pipeline.weights_summary}" if pipeline.weights_summary else "")
     return Method(spec, pipeline, pipeline.weights)
