@@ -1,6 +1,7 @@
 """`dgdehaze dehaze` on a real image, a folder with a broken file, a video, and bad input."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -158,7 +159,7 @@ def test_ctrl_c_in_a_folder_keeps_the_outputs_written_and_says_how_to_go_on_with
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 130 and "the same command with --resume dehazes the rest" in stderr, stderr
-    earlier = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    earlier = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
     shape = read_image(source / "frame_000.jpg").shape
     assert 6 <= len(earlier) < 160 and all(read_image(p).shape == shape for p in earlier), "whole images"
     os.utime(source / "frame_000.jpg")  # changed after its outputs were written: dehazed again
@@ -166,13 +167,43 @@ def test_ctrl_c_in_a_folder_keeps_the_outputs_written_and_says_how_to_go_on_with
         assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out), "--resume"]) == 0
     done = len([p for p in earlier if p.name.endswith("_depth.png")]) - 1
     assert f"--resume: {done} of 80 images have their outputs in {out} already" in caplog.text
-    assert len(list(out.iterdir())) == 160
+    assert len(list(out.glob("*.png"))) == 160
     kept = {p for p, changed in earlier.items() if p.stat().st_mtime_ns == changed}
     assert {p.name for p in set(earlier) - kept} >= {"frame_000_dehazed.png", "frame_000_depth.png"}
     assert len(kept) >= 2 * done
     with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):
         assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out), "--resume"]) == 0
     assert "80 of 80 images have their outputs" in caplog.text
+
+
+def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, foggy_road: np.ndarray,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """--resume kept whatever outputs a folder held: resumed with other weights (or another output mode or input
+    bits), a folder ended up holding images of two runs without a word. The folder's run record says what wrote it,
+    and another run is refused before it writes anything."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    photo = cv2.resize(foggy_road, (96, 64), interpolation=cv2.INTER_AREA)
+    for index in range(3):
+        cv2.imwrite(str(source / f"frame_{index}.png"), photo)
+    assert main(["dehaze", str(source), "--method", "lite", "--out", str(out)]) == 0
+    record = json.loads((out / "dehaze_run.json").read_text())
+    assert record["method"] == "lite" and record["weights"]["path"] == "dgdehaze_lite.pt"
+    assert len(record["weights"]["sha256"]) == 12 and (record["output"], record["input_bits"]) == ("auto", 16)
+    (out / "frame_2_dehazed.png").unlink()  # as a run stopped before its last image
+    kept = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    for other, differing in ((["--method", "dcp"], "weights"), (["--method", "lite", "--output", "decoder"], "output"),
+                             (["--method", "lite", "--input-bits", "12"], "input_bits")):
+        assert main(["dehaze", str(source), *other, "--out", str(out), "--resume"]) == 2, other
+        error = capsys.readouterr().err
+        assert f"--resume goes on with the run that wrote {out}, but its {differing} differ" in error, error
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == kept, "a refused run wrote nothing"
+    shipped = str(Path(__file__).resolve().parents[1] / "dgdehaze_core" / "weights" / "dgdehaze_lite.pt")
+    assert main(["dehaze", str(source), "--method", shipped, "--out", str(out), "--resume"]) == 0, \
+        "the same weights named by their file are the same run"
+    assert (out / "frame_2_dehazed.png").is_file()
+    assert (out / "frame_0_dehazed.png").read_bytes() == kept["frame_0_dehazed.png"], "kept, not written again"
 
 
 def test_resume_is_refused_for_a_video(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline
-from dgdehaze_core.io.atomic_files import atomic_path, check_writable_place
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.images import (SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, iter_video, list_images,
                                      missing, video_frame_count, write_image)
 from dgdehaze_core.visualize import colorize_depth
@@ -24,6 +25,11 @@ LOG = logging.getLogger(__name__)
 
 NAME_MAX = 255
 """The longest file name (bytes) of common file systems."""
+RUN_RECORD = "dehaze_run.json"
+"""Written into a folder run's --out before its first output: what writes them (the method, the record of its
+weights, the output mode, the input bits, fp16), so that --resume goes on only with the same run."""
+COMPARED = ("output", "input_bits", "half")
+"""What of a run record, beside its weights, changes the images written: a resumed run must keep them."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "code saves")
     parser.add_argument("--resume", action="store_true",
                         help="go on with a folder's run that was stopped: skip each image whose two outputs are in "
-                             "--out already, written after it (whatever method wrote them)")
+                             "--out already, written after it; refused when the run that wrote them had other "
+                             f"weights, --output, --input-bits or --half (--out/{RUN_RECORD} says what it had)")
     add_input_bits_option(parser)
     add_network_options(parser)
     parser.set_defaults(func=run)
@@ -96,11 +103,55 @@ def _images(paths: list[Path], read: ImageReader) -> Iterator[tuple[Path, np.nda
             yield path, exc
 
 
+def run_record(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:
+    """What the run of `args` with the loaded `pipeline` writes its images with (RUN_RECORD)."""
+    return {"method": args.method, "weights": pipeline.weights, "output": args.output or "auto",
+            "input_bits": args.input_bits, "half": bool(args.half)}
+
+
+def check_resumable(out: Path, record: dict[str, Any]) -> None:
+    """ValueError, before any work, when the outputs in `out` were written by a run other than `record`'s (other
+    weights, by their sha256, or another dcp/network method; another output mode, input bits or precision): a
+    resumed folder would hold images of two runs. A folder without a record (written before records were) is
+    resumed with a warning."""
+    path = out / RUN_RECORD
+    try:
+        previous = json.loads(path.read_text())
+    except FileNotFoundError:
+        LOG.warning("--resume: %s does not say which run wrote its outputs (no %s): they are kept whatever wrote "
+                    "them", out, RUN_RECORD)
+        return
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--resume: {path} does not read ({exc}); give another --out, or remove it to keep the "
+                         "outputs whatever wrote them") from None
+    if not isinstance(previous, dict):
+        raise ValueError(f"--resume: {path} is not a run record; give another --out, or remove it")
+    differing = [key for key in COMPARED if previous.get(key) != record[key]]
+    if _weights_of(previous) != _weights_of(record):
+        differing.insert(0, "weights")
+    if differing:
+        raise ValueError(f"--resume goes on with the run that wrote {out}, but its {', '.join(differing)} differ "
+                         f"(it ran {_described(previous)}; this is {_described(record)}): give the same, or "
+                         "another --out")
+
+
+def _weights_of(record: dict[str, Any]) -> object:
+    """The weights of a run record: their sha256, or the method where it has none (dcp)."""
+    weights = record.get("weights")
+    return weights.get("sha256") if isinstance(weights, dict) else record.get("method")
+
+
+def _described(record: dict[str, Any]) -> str:
+    weights = record.get("weights")
+    made = f" (weights {weights.get('path')}, sha256 {weights.get('sha256')})" if isinstance(weights, dict) else ""
+    return (f"{record.get('method')}{made}, " + ", ".join(f"{key} {record.get(key)}" for key in COMPARED))
+
+
 def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
-                out: Path) -> int:
-    """Dehaze each image of `paths` (of `source`) into its two `outputs`; 1 when some were skipped (unreadable),
-    ImageError when none could be read (a `source` that is one image: why it could not). Ctrl-C or SIGTERM says how
-    far it got and how to go on (--resume)."""
+                out: Path, record: dict[str, Any]) -> int:
+    """Dehaze each image of `paths` (of `source`) into its two `outputs`, `record` written to `out`/RUN_RECORD
+    before the first; 1 when some were skipped (unreadable), ImageError when none could be read (a `source` that is
+    one image: why it could not). Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
     failures = 0
     written = 0
     try:
@@ -112,6 +163,9 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
                 failures += 1
                 continue
             result = pipeline(frame)
+            if written == 0:
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
             write_image(outputs[path][0], result.image)
             write_image(outputs[path][1], colorize_depth(result.depth))
             written += 1
@@ -215,4 +269,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.method, **options)
     if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
         return _run_video(source, args.out, pipeline)
-    return _run_images(source, todo, outputs, read, pipeline, args.out)
+    record = run_record(args, pipeline)
+    if args.resume:
+        check_resumable(args.out, record)
+    return _run_images(source, todo, outputs, read, pipeline, args.out, record)
