@@ -87,12 +87,13 @@ def run_parsed(args: argparse.Namespace) -> int:
 
 def _say_json_is_earlier(label: str, path: Path, started: float) -> None:
     """After a failed run, say on stderr when its --json `path` was written before `started` (an earlier run's
-    figures, which a script would take for this run's). The file is left as it is: nothing is lost."""
+    figures, which a script would take for this run's). The file is left as it is: nothing is lost. Nothing is said
+    of a --json that is no file (a folder, refused for that before any work)."""
     try:
         written = path.stat().st_mtime
     except OSError:
         return
-    if written < started:
+    if path.is_file() and written < started:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(written))
         print(f"{label}: --json {path} was not written by this run: it holds what it held before (last written "
               f"{when})", file=sys.stderr)

@@ -168,6 +168,12 @@ def test_a_failed_run_says_that_its_json_file_holds_an_earlier_run_s_figures(tmp
     assert main(["eval", "--dataset", str(tmp_path / "missing"), "--measure", "quality", "--method", "dcp",
                  "--json", str(tmp_path / "new.json")]) == 2
     assert "was not written" not in capsys.readouterr().err  # no earlier file: nothing to say
+    os.utime(tmp_path, (1_700_000_000, 1_700_000_000))
+    assert main(["eval", "--dataset", str(tmp_path / "missing"), "--measure", "quality", "--method", "dcp",
+                 "--json", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"--json {tmp_path} is a folder: give the file to write" in error
+    assert "was not written" not in error, "a folder holds no earlier run's figures"
 
 
 def test_a_malformed_option_value_says_why(capsys):
