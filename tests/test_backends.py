@@ -492,3 +492,35 @@ def test_onnx_runtime_s_tensorrt_provider_caches_each_file_s_engines_apart(tmp_p
     second = ort_tensorrt_options(_added_constant_onnx(model, 2.0), True, tmp_path / "cache")
     assert second["trt_engine_cache_path"] != first["trt_engine_cache_path"], "new weights under the same name"
     assert (second["trt_fp16_enable"], second["trt_int8_enable"]) == (True, False)
+
+
+def test_the_tensorrt_provider_s_folders_unused_for_the_cache_s_days_are_removed_and_the_one_in_use_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each re-export got a folder of engines of its own, never removed: the engine cache's rule (unused for
+    $DGDEHAZE_ENGINE_CACHE_DAYS) now holds for them too, by the time a session was last given each."""
+    import os
+    import time
+
+    from dgdehaze_core.inference.backends.engine_cache import USED_MARKER
+    from dgdehaze_core.inference.backends.selection import ort_tensorrt_options
+
+    cache = tmp_path / "cache"
+    folders = {}
+    for value in (1.0, 2.0, 3.0):
+        model = _added_constant_onnx(tmp_path / f"model{value:g}.onnx", value)
+        folders[value] = Path(str(ort_tensorrt_options(model, False, cache)["trt_engine_cache_path"]))
+        (folders[value] / "engine.engine").write_bytes(b"built")  # as the provider writes its engines
+    long_ago = time.time() - 61 * 86400
+    os.utime(folders[1.0] / USED_MARKER, (long_ago, long_ago))  # unused for 61 days: past the default 60
+    os.utime(folders[3.0] / USED_MARKER, (long_ago, long_ago))
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "0")
+    ort_tensorrt_options(tmp_path / "model2.onnx", False, cache)
+    assert all(folder.is_dir() for folder in folders.values()), "0 days keeps everything"
+    monkeypatch.delenv("DGDEHAZE_ENGINE_CACHE_DAYS")
+    ort_tensorrt_options(tmp_path / "model3.onnx", False, cache)  # handed out now: kept, however old its mark
+    assert not folders[1.0].exists(), "unused for longer than the cache keeps anything"
+    assert folders[2.0].is_dir() and (folders[3.0] / "engine.engine").is_file()
+    assert (folders[3.0] / USED_MARKER).stat().st_mtime > long_ago, "marked used again"
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "soon")
+    with pytest.raises(ValueError, match="DGDEHAZE_ENGINE_CACHE_DAYS must be a number of days"):
+        ort_tensorrt_options(tmp_path / "model2.onnx", False, cache)

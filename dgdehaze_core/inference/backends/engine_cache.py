@@ -19,7 +19,9 @@ Every load touches the sidecar; a build removes the artifacts no process loaded 
 ($DGDEHAZE_ENGINE_CACHE_DAYS, 60 by default; 0 keeps everything), with their sidecars and lock files, except one
 another process is building: the exports of every checkpoint a user ever ran would otherwise pile up. It also
 removes the lock files no process holds, with the temporary files their builds left: what a build killed midway
-left of an artifact never built again would otherwise stay.
+left of an artifact never built again would otherwise stay. Folders a runtime fills with its own files (ONNX
+Runtime's TensorRT provider: one per ONNX file) are marked when handed out (`mark_folder_used`) and removed by the
+same rule (`remove_unused_folders`).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -154,6 +157,45 @@ def mark_used(artifact: Path) -> None:
     """Note that `artifact` was loaded now (its sidecar's time), so that a cache pruning what lies unused keeps it."""
     with contextlib.suppress(OSError):  # a read-only cache (a prebuilt one) stays as it is
         os.utime(sidecar_path(artifact))
+
+
+USED_MARKER = ".last_used"
+"""The file in a runtime's own cache folder whose time says when a process last handed the folder out."""
+
+
+def mark_folder_used(folder: Path) -> None:
+    """Make `folder` if it is missing and note that it is used now (its USED_MARKER's time), so that
+    `remove_unused_folders` keeps it; a read-only cache (a prebuilt one) stays as it is."""
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / USED_MARKER).touch()
+
+
+def remove_unused_folders(parent: Path, keep_days: float, keep: Path) -> list[Path]:
+    """Remove the folders in `parent` no process handed out for `keep_days` (by their USED_MARKER's time, or their
+    own without one), except `keep` (the one handed out now); none for 0 days. A folder that cannot be removed
+    whole (a read-only cache, one another process removes meanwhile) is left, with a warning; the folders removed.
+    """
+    if not keep_days:
+        return []
+    oldest = time.time() - keep_days * 86400.0
+    removed = []
+    for folder in sorted(parent.glob("*")) if parent.is_dir() else []:
+        if folder == keep or not folder.is_dir() or folder.is_symlink():
+            continue
+        marker = folder / USED_MARKER
+        try:
+            if (marker if marker.exists() else folder).stat().st_mtime >= oldest:
+                continue
+            shutil.rmtree(folder)
+        except OSError as exc:
+            LOG.warning("could not remove %s, unused for %g days: %s", folder, keep_days, exc)
+            continue
+        removed.append(folder)
+    if removed:
+        LOG.info("removed %d cache folders unused for %g days: %s", len(removed), keep_days,
+                 ", ".join(path.name for path in removed))
+    return removed
 
 
 def _lock_path(artifact: Path) -> Path:

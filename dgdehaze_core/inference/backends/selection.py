@@ -24,7 +24,9 @@ import torch
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import (BACKENDS, OUTPUT_NAMES, BackendUnavailable, InferenceBackend,
                                               NetworkSource, check_outputs)
-from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
+from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir,
+                                                         default_keep_days, mark_folder_used,
+                                                         remove_unused_folders)
 
 if TYPE_CHECKING:
     from dgdehaze_core.models import DGDehazeNet
@@ -185,11 +187,18 @@ def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLi
     """ONNX Runtime's TensorRT provider options for `onnx_file`: fp16 with `half`, int8 when the file is quantised,
     and its engines cached in a folder of that file's own, named by its sha256, below the engine cache (`cache_dir`).
     The provider names an engine by the model's path and graph, not its weights: in one folder for every file, an
-    export written again with new weights under the same name would run the engine built from the old ones."""
+    export written again with new weights under the same name would run the engine built from the old ones. The
+    folder is marked used, and the other files' folders unused for $DGDEHAZE_ENGINE_CACHE_DAYS are removed
+    (`engine_cache.remove_unused_folders`): every re-export would otherwise leave its engines behind. ValueError for
+    a bad $DGDEHAZE_ENGINE_CACHE_DAYS, as the engine cache itself."""
     from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
     from dgdehaze_core.io.file_digest import file_sha256
 
-    folder = Path(cache_dir or default_cache_dir()) / ORT_TENSORRT_CACHE / file_sha256(onnx_file)[:16]
+    keep_days = default_keep_days()
+    folders = Path(cache_dir or default_cache_dir()).expanduser() / ORT_TENSORRT_CACHE
+    folder = folders / file_sha256(onnx_file)[:16]
+    mark_folder_used(folder)
+    remove_unused_folders(folders, keep_days, keep=folder)
     return {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
             "trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
 
