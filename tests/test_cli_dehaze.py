@@ -206,6 +206,17 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
     assert (out / "frame_0_dehazed.png").read_bytes() == kept["frame_0_dehazed.png"], "kept, not written again"
 
 
+def test_no_progress_leaves_the_bar_out_of_a_log(tmp_path: Path, foggy_road: np.ndarray,
+                                               capsys: pytest.CaptureFixture) -> None:
+    """bag-eval and train took --no-progress, dehaze did not: a script's log held the bar's every redraw."""
+    image = tmp_path / "road.png"
+    cv2.imwrite(str(image), cv2.resize(foggy_road, (64, 48), interpolation=cv2.INTER_AREA))
+    assert main(["dehaze", str(image), "--method", "dcp", "--out", str(tmp_path / "bar")]) == 0
+    assert "dehaze: 100%|" in capsys.readouterr().err
+    assert main(["dehaze", str(image), "--method", "dcp", "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert "%|" not in capsys.readouterr().err and (tmp_path / "quiet" / "road_dehazed.png").is_file()
+
+
 def test_resume_is_refused_for_a_video(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     clip = fog_clip(shared_data, tmp_path / "clip.mp4", frames=2)
     assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(tmp_path / "o"), "--resume"]) == 2

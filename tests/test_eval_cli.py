@@ -155,6 +155,17 @@ def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_
     assert f"--dataset {link} is given twice" in capsys.readouterr().err
 
 
+def test_no_progress_leaves_the_bars_out_of_a_log(sots_pairs: Path, capsys: pytest.CaptureFixture) -> None:
+    """eval drew a bar per measure and set with no way to leave it out of a script's log."""
+    command = ["eval", "--dataset", str(sots_pairs), "--measure", "quality,scattering", "--method", "dcp"]
+    assert main(command) == 0
+    drawn = capsys.readouterr().err
+    assert f"quality {sots_pairs.name}: 100%|" in drawn and f"scattering {sots_pairs.name}: 100%|" in drawn
+    assert main([*command, "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "%|" not in captured.err and "psnr" in captured.out
+
+
 def test_a_failed_run_says_that_its_json_file_holds_an_earlier_run_s_figures(tmp_path: Path, capsys):
     """A failed eval left the --json of an earlier run without a word: a script read it as this run's figures."""
     figures = tmp_path / "figures.json"

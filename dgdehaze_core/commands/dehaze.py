@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              f"weights, --output, --input-bits or --half (--out/{RUN_RECORD} says what it had)")
     add_input_bits_option(parser)
     add_network_options(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     parser.set_defaults(func=run)
 
 
@@ -95,8 +96,8 @@ def _done(path: Path, outputs: list[Path]) -> bool:
         return False
 
 
-def _images(paths: list[Path], read: ImageReader) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
-    for path in tqdm(paths, desc="dehaze", unit="image"):
+def _images(paths: list[Path], read: ImageReader, progress: bool) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
+    for path in tqdm(paths, desc="dehaze", unit="image", disable=not progress):
         try:
             yield path, read(path)
         except ImageError as exc:
@@ -148,14 +149,14 @@ def _described(record: dict[str, Any]) -> str:
 
 
 def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
-                out: Path, record: dict[str, Any]) -> int:
+                out: Path, record: dict[str, Any], progress: bool) -> int:
     """Dehaze each image of `paths` (of `source`) into its two `outputs`, `record` written to `out`/RUN_RECORD
     before the first; 1 when some were skipped (unreadable), ImageError when none could be read (a `source` that is
     one image: why it could not). Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
     failures = 0
     written = 0
     try:
-        for path, frame in _images(paths, read):
+        for path, frame in _images(paths, read, progress):
             if isinstance(frame, ImageError):
                 if path == source:  # the one image asked for: its reason is the error
                     raise frame
@@ -179,7 +180,7 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
     return 1 if failures else 0
 
 
-def _run_video(source: Path, out: Path, pipeline) -> int:
+def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
     frames = iter_video(source)
     first = next(frames, None)
     if first is None:
@@ -205,7 +206,7 @@ def _run_video(source: Path, out: Path, pipeline) -> int:
                              "dehaze its frames as images instead")
         try:
             total = video_frame_count(source) or None
-            for frame in tqdm(_chain(first, frames), total=total, desc="dehaze", unit="frame"):
+            for frame in tqdm(_chain(first, frames), total=total, desc="dehaze", unit="frame", disable=not progress):
                 result = pipeline(frame)
                 dehazed_writer.write(result.image)
                 depth_writer.write(colorize_depth(result.depth))
@@ -268,8 +269,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
     pipeline = load_pipeline(args.method, **options)
     if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
-        return _run_video(source, args.out, pipeline)
+        return _run_video(source, args.out, pipeline, not args.no_progress)
     record = run_record(args, pipeline)
     if args.resume:
         check_resumable(args.out, record)
-    return _run_images(source, todo, outputs, read, pipeline, args.out, record)
+    return _run_images(source, todo, outputs, read, pipeline, args.out, record, not args.no_progress)

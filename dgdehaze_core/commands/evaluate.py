@@ -145,6 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   "8-bit)")
     add_network_options(parser)
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     add_detector_options(parser)
     parser.add_argument("--conf", type=float, default=CONFIDENCE,
                         help="confidence for reference detections and for P/R/F1 (default 0.25)")
@@ -377,6 +378,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     """(the measure's rows on one set, its photos read with `read`; the --bootstrap comparisons of its detection
     figures or {})."""
     label = f"{measure} {dataset.name}" + (f" {','.join(subset)}" if subset else "")
+    progress = not args.no_progress
     where = dataset.path
     given = methods
     if measure != "detection":
@@ -396,20 +398,20 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         return chosen(find_pairs(where), lambda pair: pair.hazy.name)
 
     if measure == "quality":
-        return evaluate_quality(pairs(), some(quality_methods(methods)), label, read), {}
+        return evaluate_quality(pairs(), some(quality_methods(methods)), label, read, progress), {}
     if measure == "scattering":
         scattering = some(scattering_methods(methods), "it needs a method that estimates A and t; ")
-        return evaluate_scattering(pairs(), scattering, label, read), {}
+        return evaluate_scattering(pairs(), scattering, label, read, progress), {}
     if measure == "detection":
         if is_paired_set(where):
-            matches = match_recovery(pairs(), methods, detector, args.conf, label, read)
+            matches = match_recovery(pairs(), methods, detector, args.conf, label, read, progress)
             rows = recovery_rows(matches, args.conf)
         else:
             if args.bootstrap:
                 _refuse_clear_comparisons(args, methods, dataset.name)
             some([method for method in methods if not method.spec.reads_clear])
             labelled = labelled_images(where, choose=lambda paths: chosen(paths, lambda p: p.name))
-            matches = match_labelled(labelled, methods, detector, label, detector.names.values(), read)
+            matches = match_labelled(labelled, methods, detector, label, detector.names.values(), read, progress)
             rows = labelled_rows(matches, args.conf)
         if not args.bootstrap:
             return rows, {}
@@ -417,13 +419,13 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     if measure == "depth":
         depth_set = load_depth_set(where)
         depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
-        return evaluate_depth(depth_set, methods, label), {}
+        return evaluate_depth(depth_set, methods, label, progress), {}
     if measure == "visibility":
         depth_set = load_depth_set(where)
         depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
-        return evaluate_visibility(depth_set, where, methods, label), {}
+        return evaluate_visibility(depth_set, where, methods, label, progress), {}
     return evaluate_haze(chosen(_photos(where), lambda path: path.name), some(haze_methods(methods)), label,
-                         read), {}
+                         read, progress), {}
 
 
 def _measure_all(measure: str, datasets: list[EvalSet], methods: list[Method], args: argparse.Namespace,

@@ -119,7 +119,7 @@ def synthesize(image: np.ndarray, depth: np.ndarray, beta: float, airlight: floa
 
 
 def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
-                   label: str = "depth") -> dict[str, dict[str, float]]:
+                   label: str = "depth", progress: bool = True) -> dict[str, dict[str, float]]:
     """{"METHOD@CONDITION": {absrel, rmse_log, delta1, change_vs_clear, images, mean_beta}} for every method that
     predicts depth, and a "constant" row: what a depth without any information scores (the floor to beat);
     NotApplicable when no method predicts depth. Reads the set's frames one at a time, each when it is scored."""
@@ -129,7 +129,8 @@ def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
     scores: dict[str, list[dict[str, float]]] = {f"{m.name}@{c}": [] for m in depth_methods for c in CONDITIONS}
     scores[CONSTANT_ROW] = []
     betas: dict[str, list[float]] = {condition: [] for condition in HAZE_LEVELS}
-    for sample in tqdm(depth_set.samples(), total=len(depth_set.frames), desc=label, unit="image"):
+    for sample in tqdm(depth_set.samples(), total=len(depth_set.frames), desc=label, unit="image",
+                       disable=not progress):
         inputs = {"clear": sample.image}
         filled = dense_depth(sample.depth, depth_set.max_depth, depth_set.sparse)
         for condition, transmission in HAZE_LEVELS.items():

@@ -279,12 +279,13 @@ def _predictions(method: Method, hazy: np.ndarray, clear: np.ndarray, clear_dete
 
 
 def match_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: DetectFn, conf: float = CONFIDENCE,
-                   label: str = "detection", read: ReadImage = read_image) -> dict[str, list[ImageMatches]]:
+                   label: str = "detection", read: ReadImage = read_image,
+                   progress: bool = True) -> dict[str, list[ImageMatches]]:
     """Per method, each pair's detections on its output matched to the detector's detections on the clear image
     (score >= conf), the pair read with `read`. `clear` is the clear image itself (the ceiling), `clear-jpeg90` its
     JPEG copy (the protocol's own noise), `hazy` the untouched input."""
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in methods}
-    for pair in tqdm(pairs, desc=label, unit="pair"):
+    for pair in tqdm(pairs, desc=label, unit="pair", disable=not progress):
         hazy, clear = load_pair(pair, read)
         detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
         clear_detections = detect_once(clear)
@@ -304,14 +305,14 @@ def recovery_rows(matches: Mapping[str, Sequence[ImageMatches]],
 
 def match_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], detect: DetectFn,
                    label: str = "detection", classes: Collection[str] = (),
-                   read: ReadImage = read_image) -> dict[str, list[ImageMatches]]:
+                   read: ReadImage = read_image, progress: bool = True) -> dict[str, list[ImageMatches]]:
     """Per method (`clear` has none here), each real hazy photo's detections on its output matched to the human
     boxes, the photo read with `read`; boxes of classes outside `classes` (the detector's class names) are
     ignored."""
     usable = [m for m in methods if not m.spec.reads_clear]
     images = known_references(images, classes)
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in usable}
-    for item in tqdm(images, desc=label, unit="image"):
+    for item in tqdm(images, desc=label, unit="image", disable=not progress):
         hazy = read(item.image)
         detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
         for method in usable:

@@ -103,7 +103,8 @@ def output_figures(output: np.ndarray, input_noise: float, with_fade: bool) -> d
 
 
 def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],
-                  label: str = "haze", read: ReadImage = read_image) -> dict[str, dict[str, float]]:
+                  label: str = "haze", read: ReadImage = read_image,
+                  progress: bool = True) -> dict[str, dict[str, float]]:
     """{method name: {fade, dark_channel, noise_sigma, noise_ratio, images, skipped}}: each figure the mean over the
     photos where it is finite (NaN where none is; FADE NaN throughout when fade-python cannot run here), `images`
     the photos measured and `skipped` how many of them were left out of at least one figure's mean (each with a
@@ -115,7 +116,7 @@ def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],
         LOG.warning("FADE column left empty: %s", reason)
     scores: dict[str, dict[str, list[float]]] = {m.name: {name: [] for name in FIGURES} for m in methods}
     skipped = {m.name: 0 for m in methods}
-    for path in tqdm(images, desc=label, unit="image"):
+    for path in tqdm(images, desc=label, unit="image", disable=not progress):
         hazy = read(path)
         input_noise = noise_sigma(hazy)
         for method in methods:

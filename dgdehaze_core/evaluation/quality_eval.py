@@ -25,12 +25,13 @@ def quality_methods(methods: Sequence[Method]) -> list[Method]:
 
 
 def evaluate_quality(pairs: Sequence[Pair], methods: Sequence[Method],
-                     label: str = "quality", read: ReadImage = read_image) -> dict[str, dict[str, float]]:
+                     label: str = "quality", read: ReadImage = read_image,
+                     progress: bool = True) -> dict[str, dict[str, float]]:
     """{method name: {psnr, ssim, ciede2000, pairs}} as means over `pairs`, each read with `read`."""
     if not pairs:
         raise ValueError("quality needs at least one hazy/clear pair")
     scores: dict[str, dict[str, list[float]]] = {m.name: {"psnr": [], "ssim": [], "ciede2000": []} for m in methods}
-    for pair in tqdm(pairs, desc=label, unit="pair"):
+    for pair in tqdm(pairs, desc=label, unit="pair", disable=not progress):
         hazy, clear = load_pair(pair, read)
         for method in methods:
             output = method.dehaze(hazy).image

@@ -75,7 +75,8 @@ def scattering_methods(methods: Sequence[Method]) -> list[Method]:
 
 
 def evaluate_scattering(pairs: Sequence[Pair], methods: Sequence[Method],
-                        label: str = "scattering", read: ReadImage = read_image) -> dict[str, dict[str, float]]:
+                        label: str = "scattering", read: ReadImage = read_image,
+                        progress: bool = True) -> dict[str, dict[str, float]]:
     """{method: {airlight_error, t_mae, t_bias, fit_rmse, pairs}} as means over `pairs`, each read with `read`
     (fit_rmse: the fit's own);
     NotApplicable when no method estimates A and t."""
@@ -85,7 +86,7 @@ def evaluate_scattering(pairs: Sequence[Pair], methods: Sequence[Method],
         raise NotApplicable("scattering needs a method that estimates A and t (not only hazy or clear)")
     scores: dict[str, dict[str, list[float]]] = {m.name: {} for m in methods}
     residuals = []
-    for pair in tqdm(pairs, desc=label, unit="pair"):
+    for pair in tqdm(pairs, desc=label, unit="pair", disable=not progress):
         hazy, clear = load_pair(pair, read)
         fit = fit_scattering(hazy, clear)
         residuals.append(fit.rmse)

@@ -110,7 +110,7 @@ def frame_scores(estimate: np.ndarray, true: np.ndarray, norms: np.ndarray, visi
 
 
 def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Method],
-                        label: str = "visibility") -> dict[str, dict[str, float]]:
+                        label: str = "visibility", progress: bool = True) -> dict[str, dict[str, float]]:
     """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission;
     NotApplicable for a set without a road (Middlebury) or without such a method. Reads the set's frames one at a
     time, each when it is scored."""
@@ -123,7 +123,8 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
     rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}@{c}": [] for m in fog_methods
                                                          for c in (CLEAR, *VISIBILITIES)}
-    for sample in tqdm(depth_set.samples(), total=len(depth_set.frames), desc=label, unit="image"):
+    for sample in tqdm(depth_set.samples(), total=len(depth_set.frames), desc=label, unit="image",
+                       disable=not progress):
         if not (np.isfinite(sample.depth) & (sample.depth > 0) & (sample.depth <= depth_set.max_depth)).any():
             raise ImageError(f"{sample.name}: no ground-truth depth within {depth_set.max_depth:g} m, so its "
                              "AbsRel and coverage would be left out of the means without a word")
