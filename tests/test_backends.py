@@ -524,3 +524,55 @@ def test_the_tensorrt_provider_s_folders_unused_for_the_cache_s_days_are_removed
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "soon")
     with pytest.raises(ValueError, match="DGDEHAZE_ENGINE_CACHE_DAYS must be a number of days"):
         ort_tensorrt_options(tmp_path / "model2.onnx", False, cache)
+
+
+def test_the_tensorrt_provider_s_folders_without_a_mark_go_by_their_own_time(tmp_path: Path) -> None:
+    """A folder no session marked (made before folders were marked, or by hand) is judged by its own time."""
+    import os
+    import time
+
+    from dgdehaze_core.inference.backends.selection import ORT_TENSORRT_CACHE, ort_tensorrt_options
+
+    folders = tmp_path / "cache" / ORT_TENSORRT_CACHE
+    old, new = folders / "0123456789abcdef", folders / "fedcba9876543210"
+    for folder in (old, new):
+        folder.mkdir(parents=True)
+        (folder / "engine.engine").write_bytes(b"built")
+    long_ago = time.time() - 61 * 86400
+    os.utime(old, (long_ago, long_ago))
+    ort_tensorrt_options(_added_constant_onnx(tmp_path / "model.onnx", 1.0), False, tmp_path / "cache")
+    assert not old.exists() and (new / "engine.engine").is_file()
+
+
+def test_a_tensorrt_provider_s_folder_whose_removal_fails_midway_is_not_left_half_empty_under_its_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A removal failing midway (a file it may not delete: root deletes any, so the failure is made here) must not
+    stop the session asking for options, nor leave a half-emptied folder for a session of that file to be given:
+    the folder is renamed away first, and what is left of it is removed by the next prune."""
+    import os
+    import time
+
+    from dgdehaze_core.inference.backends import engine_cache
+    from dgdehaze_core.inference.backends.selection import ort_tensorrt_options
+
+    cache = tmp_path / "cache"
+    stale_model = _added_constant_onnx(tmp_path / "stale.onnx", 1.0)
+    stale = Path(str(ort_tensorrt_options(stale_model, False, cache)["trt_engine_cache_path"]))
+    for name in ("a.engine", "b.engine"):
+        (stale / name).write_bytes(b"built")
+    long_ago = time.time() - 61 * 86400
+    os.utime(stale / engine_cache.USED_MARKER, (long_ago, long_ago))
+
+    def fail_midway(path: Path) -> None:
+        (Path(path) / "a.engine").unlink()
+        raise PermissionError(13, "Permission denied", str(Path(path) / "b.engine"))
+
+    monkeypatch.setattr(engine_cache.shutil, "rmtree", fail_midway)
+    other = _added_constant_onnx(tmp_path / "other.onnx", 2.0)
+    with caplog.at_level("WARNING", logger=engine_cache.__name__):
+        ort_tensorrt_options(other, False, cache)
+    assert "could not remove" in caplog.text and stale.name in caplog.text
+    assert not stale.exists(), "a half-removed folder under the name its file's sessions are given"
+    monkeypatch.undo()  # removals succeed again
+    kept = Path(str(ort_tensorrt_options(other, False, cache)["trt_engine_cache_path"]))
+    assert list(stale.parent.iterdir()) == [kept], "what was left is removed by the next prune"

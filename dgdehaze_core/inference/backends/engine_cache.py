@@ -171,11 +171,21 @@ def mark_folder_used(folder: Path) -> None:
         (folder / USED_MARKER).touch()
 
 
+_REMOVING = ".removing-"
+"""The name a folder being removed is renamed to first, so that no process is handed a half-removed one."""
+
+
+def _last_used(folder: Path) -> float:
+    marker = folder / USED_MARKER
+    return (marker if marker.exists() else folder).stat().st_mtime
+
+
 def remove_unused_folders(parent: Path, keep_days: float, keep: Path) -> list[Path]:
     """Remove the folders in `parent` no process handed out for `keep_days` (by their USED_MARKER's time, or their
-    own without one), except `keep` (the one handed out now); none for 0 days. A folder that cannot be removed
-    whole (a read-only cache, one another process removes meanwhile) is left, with a warning; the folders removed.
-    """
+    own without one), except `keep` (the one handed out now); none for 0 days. Each is renamed away (`_REMOVING`)
+    before it is removed, and put back when a process marked it meanwhile: a removal failing midway leaves no
+    half-emptied folder under the name a session is given, only one the next prune removes. A folder that cannot be
+    removed whole (a read-only cache) is left, with a warning; the folders removed."""
     if not keep_days:
         return []
     oldest = time.time() - keep_days * 86400.0
@@ -183,11 +193,20 @@ def remove_unused_folders(parent: Path, keep_days: float, keep: Path) -> list[Pa
     for folder in sorted(parent.glob("*")) if parent.is_dir() else []:
         if folder == keep or not folder.is_dir() or folder.is_symlink():
             continue
-        marker = folder / USED_MARKER
         try:
-            if (marker if marker.exists() else folder).stat().st_mtime >= oldest:
-                continue
-            shutil.rmtree(folder)
+            doomed = folder
+            if not folder.name.startswith(_REMOVING):  # else what an earlier removal failing midway left
+                if _last_used(folder) >= oldest:
+                    continue
+                doomed = folder.with_name(f"{_REMOVING}{folder.name}-{os.getpid()}")
+                folder.rename(doomed)
+                if _last_used(doomed) >= oldest:  # marked by another process between the look and the rename
+                    with contextlib.suppress(OSError):  # unless it made the folder anew meanwhile
+                        doomed.rename(folder)
+                        continue
+            shutil.rmtree(doomed)
+        except FileNotFoundError:  # removed by another process meanwhile
+            continue
         except OSError as exc:
             LOG.warning("could not remove %s, unused for %g days: %s", folder, keep_days, exc)
             continue
