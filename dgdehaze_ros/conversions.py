@@ -12,11 +12,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dgdehaze_core.io import camera_frames
-from dgdehaze_core.io.camera_frames import ENCODINGS, bgr8_to_pixels, layout_of, output_encoding, pixels_to_bgr8
+from dgdehaze_core.io.camera_frames import (ENCODINGS, bgr8_to_pixels, compress_frame, layout_of, output_encoding,
+                                           pixels_to_bgr8)
 from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, ImageError, NarrowSamples
 
-__all__ = ["ENCODINGS", "ImageConversionError", "array_to_image", "bgr8_to_image", "camera_frame", "depth_to_image",
-           "image_to_array", "output_encoding"]
+__all__ = ["ENCODINGS", "ImageConversionError", "array_to_image", "bgr8_to_image", "bgr8_to_pixels", "camera_frame",
+           "compressed_image", "depth_to_image", "image_to_array", "output_encoding"]
 
 
 ImageConversionError = ImageError
@@ -58,6 +59,14 @@ def bgr8_to_image(bgr: np.ndarray, encoding: str, header: Header, like: np.ndarr
     """A uint8 BGR frame as an Image in `encoding` (the input's; 16-bit samples on `bits` significant bits), with
     `header` kept."""
     return array_to_image(bgr8_to_pixels(bgr, encoding, like, bits), encoding, header)
+
+
+def compressed_image(bgr: np.ndarray, pixels: np.ndarray, encoding: str, header: Header, fmt: str = "jpeg",
+                     jpeg_quality: int = 95, png_level: int = 3) -> CompressedImage:
+    """The frame published raw as `pixels` in `encoding` (`bgr` its uint8 BGR view) as image_transport's compressed
+    transport publishes it (`camera_frames.compress_frame`), with `header` kept."""
+    fmt_string, data = compress_frame(bgr, pixels, encoding, fmt, jpeg_quality, png_level)
+    return CompressedImage(header=header, format=fmt_string, data=data)
 
 
 def depth_to_image(depth: np.ndarray, header: Header) -> Image:

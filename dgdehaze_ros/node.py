@@ -11,7 +11,9 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
   on, every `detection_interval`-th, so each carries the header of the frame it describes; `class_id` is the
   numeric class id), `~/label_info` (vision_msgs/LabelInfo, latched: the running detector's id -> name map and
   threshold, published on activation and when either changes while active), `~/debug_image` (bgr8 Image, only
-  while subscribed: the dehazed frame with the detections, their distances and the fog drawn), `~/haze_density`
+  while subscribed: the dehazed frame with the detections, their distances and the fog drawn),
+  `~/image_dehazed/compressed` and `~/debug_image/compressed` (CompressedImage as image_transport's compressed
+  transport writes it, each only while subscribed; `<name>.compressed.format` and its quality), `~/haze_density`
   (vision_msgs/Classification: one hypothesis `haze_density` whose score is the frame's haze density, 0 clear to
   1 dense), and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
 Every output carries the input's header (stamp and frame_id).
@@ -37,6 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NoReturn, Sequence
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
@@ -62,13 +65,15 @@ from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import return_freed_memory
-from dgdehaze_ros.conversions import ImageConversionError, bgr8_to_image, camera_frame, depth_to_image
+from dgdehaze_ros.conversions import (ImageConversionError, array_to_image, bgr8_to_image, bgr8_to_pixels,
+                                      camera_frame, compressed_image, depth_to_image)
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
 from dgdehaze_ros.fog_measurement import FogMeasurement
 from dgdehaze_ros.model_reloads import ModelReloads
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
-from dgdehaze_ros.parameters import SPEC_BY_NAME, NodeSettings, declare_parameters, read_settings
+from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
+                                     read_settings)
 from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, SubscriptionEventCallbacks
 from dgdehaze_ros.visibility_messages import FOG_PARAMETERS, fog_banner, visibility_msg
 
@@ -182,6 +187,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         outputs = {"image": (Image, "~/image_dehazed"), "depth": (Image, "~/depth"),
                    "depth_relative": (Image, "~/depth_relative"), "visibility": (Range, "~/visibility"),
                    "camera_info": (CameraInfo, "~/camera_info"), "debug_image": (Image, "~/debug_image")}
+        outputs.update({f"{name}/compressed": (CompressedImage, f"~/{name}/compressed")
+                        for name in COMPRESSED_OUTPUTS})
         if VISION_MSGS_AVAILABLE:
             outputs["detections"] = (Detection2DArray, "~/detections")
             outputs["haze_density"] = (Classification, "~/haze_density")
@@ -463,9 +470,10 @@ class DehazeNode(ModelReloads, LifecycleNode):
         before_info = time.perf_counter()
         info = self._frame_camera_info()  # the latest once dehazed, then one for the rest of the frame
         info_wait_s = time.perf_counter() - before_info  # a wait, not the node's work: out of node_ms
-        self._outputs["image"].publish(bgr8_to_image(result.image, encoding, msg.header, original,
-                                                     settings["input_bits"]))
+        pixels = bgr8_to_pixels(result.image, encoding, original, settings["input_bits"])
+        self._outputs["image"].publish(array_to_image(pixels, encoding, msg.header))
         latency_ms = self._latency_ms(msg.header)  # what a subscriber of the image sees, not the outputs after it
+        self._publish_compressed("image_dehazed", result.image, pixels, encoding, msg.header, settings)
         before_fog = time.perf_counter()
         reading = self._fog.measure(chain, dehazed, info, msg.header)
         fog_ms = (time.perf_counter() - before_fog) * 1000.0
@@ -475,16 +483,36 @@ class DehazeNode(ModelReloads, LifecycleNode):
         if detected.fresh and "detections" in self._outputs:
             self._outputs["detections"].publish(detections_to_msg(detected.detections, detected.positions,
                                                                   msg.header))
-        debug = self._outputs.get("debug_image")
-        if debug is not None and debug.get_subscription_count() > 0:
+        if self._subscribed("debug_image") or self._subscribed("debug_image/compressed"):
             drawn = draw_detections(result.image, detected.detections, detected.depths,
                                     "m" if reading is not None else "", fog_banner(reading, result.haze_density))
-            debug.publish(bgr8_to_image(drawn, "bgr8", msg.header))
+            if self._subscribed("debug_image"):
+                self._outputs["debug_image"].publish(bgr8_to_image(drawn, "bgr8", msg.header))
+            self._publish_compressed("debug_image", drawn, drawn, "bgr8", msg.header, settings)
         node_ms = (time.perf_counter() - started - info_wait_s) * 1000.0
         self.stats.record(latency_ms, node_ms, dehazed.dehaze_ms + detected.detect_ms, fog_ms, waited_ms)
         if bgr.shape[0] * bgr.shape[1] > ARENA_KEEP_PIXELS:  # a huge frame's buffers go back, not to the heap
             return_freed_memory()
         return True
+
+    def _subscribed(self, output: str) -> bool:
+        publisher = self._outputs.get(output)
+        return publisher is not None and publisher.get_subscription_count() > 0
+
+    def _publish_compressed(self, output: str, bgr: np.ndarray, pixels: np.ndarray, encoding: str, header: Header,
+                            settings: NodeSettings) -> None:
+        """`output`'s frame, published raw as `pixels` in `encoding`, on `~/<output>/compressed` while someone
+        subscribes there; a frame that does not encode is left out there with a throttled warning."""
+        if not self._subscribed(f"{output}/compressed"):
+            return
+        prefix = f"{output}.compressed."
+        try:
+            message = compressed_image(bgr, pixels, encoding, header, settings[prefix + "format"],
+                                       settings[prefix + "jpeg_quality"], settings[prefix + "png_level"])
+        except ImageConversionError as exc:
+            self.get_logger().warning(f"~/{output}/compressed: {exc}", throttle_duration_sec=5.0)
+            return
+        self._outputs[f"{output}/compressed"].publish(message)
 
     def _latency_ms(self, header: Header) -> float:
         """Milliseconds from `header`'s stamp to now on the node's clock (/clock with use_sim_time); NaN for an

@@ -26,6 +26,7 @@ from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import BACKENDS, BackendUnavailable
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
+from dgdehaze_core.io.camera_frames import COMPRESSION_FORMATS
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES, shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting
@@ -68,6 +69,21 @@ class ParameterSpec:
             descriptor.floating_point_range = [FloatingPointRange(from_value=self.float_range[0],
                                                                   to_value=self.float_range[1], step=0.0)]
         return descriptor
+
+
+COMPRESSED_OUTPUTS = ("image_dehazed", "debug_image")
+"""Image outputs also published on `~/<name>/compressed` (sensor_msgs/CompressedImage, while someone subscribes),
+with image_transport's compressed transport's parameters under `<name>.compressed.`."""
+
+
+def _compressed_specs(output: str) -> tuple[ParameterSpec, ...]:
+    where = f"~/{output}/compressed (published only while subscribed)"
+    return (ParameterSpec(f"{output}.compressed.format", "jpeg", f"{where}: jpeg, or png (lossless; a 16-bit grey "
+                          "frame keeps its samples)", COMPRESSION_FORMATS),
+            ParameterSpec(f"{output}.compressed.jpeg_quality", 95, f"{where}: JPEG quality, higher is better",
+                          int_range=(1, 100, 1)),
+            ParameterSpec(f"{output}.compressed.png_level", 3, f"{where}: PNG compression level, higher is smaller "
+                          "and slower", int_range=(0, 9, 1)))
 
 
 SPECS: tuple[ParameterSpec, ...] = (
@@ -153,6 +169,8 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "full range. The dehazed frame is published on the same range", int_range=(8, 16, 1)),
     ParameterSpec("input_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
                   "sensor_msgs/CompressedImage on `image/compressed`", TRANSPORTS, read_only=True),
+    *_compressed_specs("image_dehazed"),
+    *_compressed_specs("debug_image"),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", float_range=(0.1, 60.0)),
     ParameterSpec("autostart", True, "configure and activate at start (false: wait for a lifecycle manager)",
                   read_only=True),

@@ -16,10 +16,10 @@ from std_msgs.msg import Header  # noqa: E402
 from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, decode_image, typestore  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.offline import offline_ultralytics  # noqa: E402
-from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS, declared_size  # noqa: E402
+from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS, compressed_to_bgr8, declared_size  # noqa: E402
 from dgdehaze_core.io.images import uint16_to_uint8  # noqa: E402
 from dgdehaze_ros.conversions import (ENCODINGS, ImageConversionError, array_to_image, bgr8_to_image,  # noqa: E402
-                                      camera_frame, depth_to_image, image_to_array)
+                                      bgr8_to_pixels, camera_frame, compressed_image, depth_to_image, image_to_array)
 
 pytestmark = pytest.mark.ros
 
@@ -227,3 +227,39 @@ def test_a_compressed_frame_declaring_a_huge_size_deep_in_its_header_is_refused_
         bgr8_of(CompressedImage(format="jpeg", data=bomb))
     honest = jpeg_declaring(frame, frame.shape[1], frame.shape[0], comment_bytes=131_074)
     assert bgr8_of(CompressedImage(format="jpeg", data=honest)).shape == frame.shape
+
+
+@pytest.mark.parametrize("encoding, fmt, expected", [
+    ("bgr8", "jpeg", "bgr8; jpeg compressed bgr8"), ("rgb8", "jpeg", "rgb8; jpeg compressed bgr8"),
+    ("rgba8", "png", "rgba8; png compressed bgr8"), ("mono8", "jpeg", "mono8; jpeg compressed mono8"),
+    ("mono16", "png", "mono16; png compressed mono16"), ("16UC1", "jpeg", "mono8; jpeg compressed mono8"),
+    ("yuyv", "png", "bgr8; png compressed bgr8"), ("8UC3", "jpeg", "bgr8; jpeg compressed bgr8")])
+def test_a_compressed_output_says_what_it_stands_for_as_image_transport_and_decodes_to_the_raw_output(
+        encoding: str, fmt: str, expected: str) -> None:
+    """The format string is image_transport's compressed publisher's, with the encoding its subscriber can restore,
+    and the node's own decoder (bag replay's too) reads the frame back: a PNG exactly, a JPEG to its quality."""
+    bgr = hazy_test_frame(160, 120)
+    pixels = bgr8_to_pixels(bgr, encoding, bits=12)
+    msg = compressed_image(bgr, pixels, encoding, header(), fmt, jpeg_quality=90)
+    assert (msg.format, msg.header) == (expected, header())
+    decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+    if expected.startswith("mono16"):
+        np.testing.assert_array_equal(decoded, pixels)  # the 12-bit samples kept
+        return
+    if expected.endswith("bgr8"):  # the dehazed frame itself (YUV 4:2:2 would lose half its chroma)
+        view = bgr
+    else:  # grey: the raw output as a viewer sees it
+        view = camera_frame(array_to_image(pixels, encoding, header()), bits=12)[0]
+    back = compressed_to_bgr8(msg)
+    if fmt == "png":
+        np.testing.assert_array_equal(back, view)
+    else:
+        assert cv2.PSNR(back, view) > 30.0
+
+
+def test_a_compressed_output_refuses_a_format_image_transport_does_not_name_and_quality_changes_the_size() -> None:
+    bgr = hazy_test_frame(160, 120)
+    with pytest.raises(ImageConversionError, match="jpeg, png"):
+        compressed_image(bgr, bgr, "bgr8", header(), "webp")
+    sizes = [len(compressed_image(bgr, bgr, "bgr8", header(), "jpeg", quality).data) for quality in (20, 95)]
+    assert sizes[0] < sizes[1] / 2

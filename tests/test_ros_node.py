@@ -8,6 +8,7 @@ import os
 import resource
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -24,7 +25,8 @@ from std_msgs.msg import Header  # noqa: E402
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.contrast import local_contrast  # noqa: E402
 from dgdehaze_core.detection.detector import Detector, default_detector_weights  # noqa: E402
-from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
+from dgdehaze_core.io.camera_frames import compressed_to_bgr8  # noqa: E402
+from dgdehaze_ros.conversions import bgr8_to_image, camera_frame, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 
@@ -98,6 +100,44 @@ def test_the_debug_image_draws_the_detections_on_the_dehazed_frame_for_a_subscri
         assert np.abs(overlay[edge].astype(int) - dehazed[edge].astype(int)).max() > 50, "no box drawn"
     finally:
         session.remove(viewer)
+
+
+def test_the_compressed_outputs_go_out_as_image_transport_s_to_a_subscriber_and_follow_their_parameters(
+        node: DehazeNode, probe: Probe, session: RosSession) -> None:
+    from sensor_msgs.msg import CompressedImage
+
+    received: dict[str, list[CompressedImage]] = {"image_dehazed": [], "debug_image": []}
+    viewers = {name: session.listener(f"viewer_{name}", CompressedImage, f"/dgdehaze/{name}/compressed",
+                                      received[name].append, 10) for name in received}
+    try:
+        for name, viewer in viewers.items():
+            assert probe.wait_for(lambda: viewer.count_publishers(f"/dgdehaze/{name}/compressed") > 0, 10.0)
+        time.sleep(0.5)  # discovery both ways: the node must see the subscriptions to publish
+        set_ok(node, detection_enabled=False)
+        sent = {}
+        for fmt, index in (("jpeg", 40), ("png", 41)):
+            set_ok(node, **{"image_dehazed.compressed.format": fmt})
+            header = stamped_header(index)
+            raw = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "rgb8", header),
+                                ("image_dehazed",))["image_dehazed"]
+            assert probe.wait_for(lambda: all(any(m.header == header for m in got) for got in received.values()),
+                                  10.0), f"no compressed output for the {fmt} frame"
+            compressed = {name: next(m for m in got if m.header == header) for name, got in received.items()}
+            assert compressed["debug_image"].format == "bgr8; jpeg compressed bgr8"
+            assert compressed_to_bgr8(compressed["debug_image"]).shape == (120, 160, 3)
+            sent[fmt] = compressed["image_dehazed"], camera_frame(raw)[0]
+        jpeg, dehazed = sent["jpeg"]
+        assert jpeg.format == "rgb8; jpeg compressed bgr8" and cv2.PSNR(compressed_to_bgr8(jpeg), dehazed) > 30.0
+        png, dehazed = sent["png"]
+        assert png.format == "rgb8; png compressed bgr8"
+        np.testing.assert_array_equal(compressed_to_bgr8(png), dehazed)
+        for name, value in (("image_dehazed.compressed.format", "webp"), ("debug_image.compressed.jpeg_quality", 0),
+                            ("image_dehazed.compressed.png_level", 10)):
+            assert not node.set_parameters([Parameter(name, value=value)])[0].successful, name
+    finally:
+        set_ok(node, detection_enabled=True, **{"image_dehazed.compressed.format": "jpeg"})
+        for viewer in viewers.values():
+            session.remove(viewer)
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,

@@ -184,3 +184,36 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SA
     if image.dtype == np.uint16:
         image = uint16_to_uint8(image, bits)
     return to_bgr8(image, max_pixels=max_pixels)
+
+
+COMPRESSION_FORMATS = ("jpeg", "png")
+"""What `compress_frame` writes: image_transport's compressed transport's `format` parameter values."""
+COLOUR_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8")
+"""Encodings image_transport's compressed subscriber turns a compressed BGR image back into."""
+
+
+def compress_frame(bgr: np.ndarray, pixels: np.ndarray, encoding: str, fmt: str = "jpeg", jpeg_quality: int = 95,
+                   png_level: int = 3) -> tuple[str, bytes]:
+    """(`format`, data) of a sensor_msgs/CompressedImage as image_transport's compressed publisher writes it, for a
+    frame published raw as `pixels` in `encoding` (`bgr` its uint8 BGR view): `"<encoding>; jpeg compressed bgr8"`
+    for colour, `"mono8; jpeg compressed mono8"` for grey. A 16-bit grey frame keeps its samples as a 16-bit PNG
+    (`"mono16; png compressed mono16"`); as a JPEG it is its 8-bit view (`mono8`). A colour encoding the subscriber
+    cannot restore from BGR (YUV 4:2:2, 8UC3, 8UC4) is compressed as the bgr8 frame it is decoded to. An alpha
+    channel is dropped, as image_transport drops it. ImageError for a format other than jpeg or png."""
+    if fmt not in COMPRESSION_FORMATS:
+        raise ImageError(f"compressed format must be one of {', '.join(COMPRESSION_FORMATS)}, got {fmt!r}")
+    layout = layout_of(encoding)
+    if layout.channels == 1:
+        if layout.dtype == U16 and fmt == "png":
+            stands_for, target, image = encoding, "mono16", pixels
+        elif layout.dtype == U8:
+            stands_for, target, image = encoding, "mono8", pixels
+        else:
+            stands_for, target, image = "mono8", "mono8", cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    else:
+        stands_for, target, image = (encoding if encoding in COLOUR_ENCODINGS else "bgr8"), "bgr8", bgr
+    options = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, png_level]
+    ok, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", np.ascontiguousarray(image), options)
+    if not ok:
+        raise ImageError(f"OpenCV could not encode a {image.shape} {image.dtype} frame as {fmt}")
+    return f"{stands_for}; {fmt} compressed {target}", data.tobytes()
