@@ -14,10 +14,11 @@ from std_msgs.msg import Header
 from dgdehaze_core.io import camera_frames
 from dgdehaze_core.io.camera_frames import (ENCODINGS, bgr8_to_pixels, compress_frame, layout_of, output_encoding,
                                            pixels_to_bgr8)
+from dgdehaze_core.io.compressed_depth import compress_depth
 from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, ImageError, NarrowSamples
 
 __all__ = ["ENCODINGS", "ImageConversionError", "array_to_image", "bgr8_to_image", "bgr8_to_pixels", "camera_frame",
-           "compressed_image", "depth_to_image", "image_to_array", "output_encoding"]
+           "compressed_depth_image", "compressed_image", "depth_to_image", "image_to_array", "output_encoding"]
 
 
 ImageConversionError = ImageError
@@ -67,6 +68,13 @@ def compressed_image(bgr: np.ndarray, pixels: np.ndarray, encoding: str, header:
     transport publishes it (`camera_frames.compress_frame`), with `header` kept."""
     fmt_string, data = compress_frame(bgr, pixels, encoding, fmt, jpeg_quality, png_level)
     return CompressedImage(header=header, format=fmt_string, data=data)
+
+
+def compressed_depth_image(depth: np.ndarray, header: Header) -> CompressedImage:
+    """Float depth (H, W), NaN where invalid, as image_transport's compressedDepth transport carries it
+    (`compressed_depth.compress_depth`), with `header` kept."""
+    fmt, data = compress_depth(depth)
+    return CompressedImage(header=header, format=fmt, data=data)
 
 
 def depth_to_image(depth: np.ndarray, header: Header) -> Image:

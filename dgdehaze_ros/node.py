@@ -13,7 +13,9 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
   threshold, published on activation and when either changes while active), `~/debug_image` (bgr8 Image, only
   while subscribed: the dehazed frame with the detections, their distances and the fog drawn),
   `~/image_dehazed/compressed` and `~/debug_image/compressed` (CompressedImage as image_transport's compressed
-  transport writes it, each only while subscribed; `<name>.compressed.format` and its quality), `~/haze_density`
+  transport writes it, each only while subscribed; `<name>.compressed.format` and its quality),
+  `~/depth/compressedDepth` and `~/depth_relative/compressedDepth` (image_transport's compressedDepth, each only
+  while subscribed), `~/haze_density`
   (vision_msgs/Classification: one hypothesis `haze_density` whose score is the frame's haze density, 0 clear to
   1 dense), and `/diagnostics` (diagnostic_msgs/DiagnosticArray: fps, latency, overhead, frame counters, backend).
 Every output carries the input's header (stamp and frame_id).
@@ -66,7 +68,7 @@ from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityRead
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros import return_freed_memory
 from dgdehaze_ros.conversions import (ImageConversionError, array_to_image, bgr8_to_image, bgr8_to_pixels,
-                                      camera_frame, compressed_image, depth_to_image)
+                                      camera_frame, compressed_depth_image, compressed_image, depth_to_image)
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
 from dgdehaze_ros.fog_measurement import FogMeasurement
@@ -189,6 +191,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
                    "camera_info": (CameraInfo, "~/camera_info"), "debug_image": (Image, "~/debug_image")}
         outputs.update({f"{name}/compressed": (CompressedImage, f"~/{name}/compressed")
                         for name in COMPRESSED_OUTPUTS})
+        outputs.update({f"{name}/compressedDepth": (CompressedImage, f"~/{name}/compressedDepth")
+                        for name in ("depth", "depth_relative")})
         if VISION_MSGS_AVAILABLE:
             outputs["detections"] = (Detection2DArray, "~/detections")
             outputs["haze_density"] = (Classification, "~/haze_density")
@@ -514,6 +518,12 @@ class DehazeNode(ModelReloads, LifecycleNode):
             return
         self._outputs[f"{output}/compressed"].publish(message)
 
+    def _publish_depth(self, output: str, depth: np.ndarray, header: Header) -> None:
+        """A depth image on `~/<output>`, and on `~/<output>/compressedDepth` while someone subscribes there."""
+        self._outputs[output].publish(depth_to_image(depth, header))
+        if self._subscribed(f"{output}/compressedDepth"):
+            self._outputs[f"{output}/compressedDepth"].publish(compressed_depth_image(depth, header))
+
     def _latency_ms(self, header: Header) -> float:
         """Milliseconds from `header`'s stamp to now on the node's clock (/clock with use_sim_time); NaN for an
         unstamped frame."""
@@ -527,9 +537,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
         if reading is not None:
             pubs["visibility"].publish(visibility_msg(reading, header, fog, info, result.depth.shape[:2]))
         if settings["publish_depth"]:
-            pubs["depth_relative"].publish(depth_to_image(result.depth, header))
+            self._publish_depth("depth_relative", result.depth, header)
             if reading is not None:
-                pubs["depth"].publish(depth_to_image(reading.depth, header))
+                self._publish_depth("depth", reading.depth, header)
         if info is not None:
             relay = copy.copy(info)
             relay.header = header

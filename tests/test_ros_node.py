@@ -106,25 +106,34 @@ def test_the_compressed_outputs_go_out_as_image_transport_s_to_a_subscriber_and_
         node: DehazeNode, probe: Probe, session: RosSession) -> None:
     from sensor_msgs.msg import CompressedImage
 
-    received: dict[str, list[CompressedImage]] = {"image_dehazed": [], "debug_image": []}
-    viewers = {name: session.listener(f"viewer_{name}", CompressedImage, f"/dgdehaze/{name}/compressed",
-                                      received[name].append, 10) for name in received}
+    from dgdehaze_core.io.compressed_depth import decompress_depth
+
+    topics = {"image_dehazed": "image_dehazed/compressed", "debug_image": "debug_image/compressed",
+              "depth_relative": "depth_relative/compressedDepth"}
+    received: dict[str, list[CompressedImage]] = {name: [] for name in topics}
+    viewers = {name: session.listener(f"viewer_{name}", CompressedImage, f"/dgdehaze/{topic}",
+                                      received[name].append, 10) for name, topic in topics.items()}
     try:
         for name, viewer in viewers.items():
-            assert probe.wait_for(lambda: viewer.count_publishers(f"/dgdehaze/{name}/compressed") > 0, 10.0)
+            assert probe.wait_for(lambda: viewer.count_publishers(f"/dgdehaze/{topics[name]}") > 0, 10.0)
         time.sleep(0.5)  # discovery both ways: the node must see the subscriptions to publish
         set_ok(node, detection_enabled=False)
         sent = {}
         for fmt, index in (("jpeg", 40), ("png", 41)):
             set_ok(node, **{"image_dehazed.compressed.format": fmt})
             header = stamped_header(index)
-            raw = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "rgb8", header),
-                                ("image_dehazed",))["image_dehazed"]
+            out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "rgb8", header),
+                                ("image_dehazed", "depth_relative"))
+            raw = out["image_dehazed"]
             assert probe.wait_for(lambda: all(any(m.header == header for m in got) for got in received.values()),
                                   10.0), f"no compressed output for the {fmt} frame"
             compressed = {name: next(m for m in got if m.header == header) for name, got in received.items()}
             assert compressed["debug_image"].format == "bgr8; jpeg compressed bgr8"
             assert compressed_to_bgr8(compressed["debug_image"]).shape == (120, 160, 3)
+            depth = image_to_array(out["depth_relative"])
+            packed = compressed["depth_relative"]
+            assert packed.format == "32FC1; compressedDepth png"
+            np.testing.assert_allclose(decompress_depth(packed.format, bytes(packed.data)), depth, rtol=1e-2)
             sent[fmt] = compressed["image_dehazed"], camera_frame(raw)[0]
         jpeg, dehazed = sent["jpeg"]
         assert jpeg.format == "rgb8; jpeg compressed bgr8" and cv2.PSNR(compressed_to_bgr8(jpeg), dehazed) > 30.0

@@ -1,0 +1,55 @@
+"""image_transport's compressedDepth codec for 32FC1 depth: the depth of a road to hundreds of metres comes back
+within its quantisation, NaN stays NaN, and what is not such an image is refused with a reason."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.io.compressed_depth import HEADER, compress_depth, decompress_depth
+from dgdehaze_core.io.images import ImageError
+
+
+def road_depth(height: int = 120, width: int = 160) -> np.ndarray:
+    """A flat road seen from 1.5 m (Z = f h / (v - horizon)), NaN above the horizon (sky) and in one box."""
+    rows = np.arange(height, dtype=np.float32)[:, None] - height / 2 + 0.5
+    depth = np.where(rows > 0, 500.0 * 1.5 / np.maximum(rows, 1e-6), np.nan) * np.ones((1, width), np.float32)
+    depth[90:100, 40:60] = np.nan
+    return depth.astype(np.float32)
+
+
+def test_depth_to_hundreds_of_metres_comes_back_within_its_quantisation_and_nan_stays_nan() -> None:
+    depth = road_depth()
+    fmt, data = compress_depth(depth)
+    assert fmt == "32FC1; compressedDepth png"
+    _, a, _ = HEADER.unpack_from(data)
+    back = decompress_depth(fmt, data)
+    assert back.dtype == np.float32 and back.shape == depth.shape
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(depth))
+    valid = np.isfinite(depth)
+    assert np.nanmax(depth) > 700 and np.nanmin(depth) < 15
+    error = np.abs(back[valid] - depth[valid])
+    assert np.all(error <= depth[valid] ** 2 / a + 1e-4 * depth[valid])  # half a level each way, float rounding
+    assert np.median(error / depth[valid]) < 1e-3
+    assert len(data) < depth.nbytes / 4
+
+
+def test_a_constant_an_empty_and_a_unitless_depth_image_round_trip() -> None:
+    for depth in (np.full((30, 40), 7.5, np.float32), np.full((30, 40), np.nan, np.float32),
+                  np.linspace(0.01, 3.0, 1200, dtype=np.float32).reshape(30, 40)):
+        fmt, data = compress_depth(depth)
+        _, a, _ = HEADER.unpack_from(data)
+        back, valid = decompress_depth(fmt, data), np.isfinite(depth)
+        np.testing.assert_array_equal(np.isnan(back), ~valid)
+        assert np.all(np.abs(back[valid] - depth[valid]) <= depth[valid] ** 2 / a + 1e-4 * depth[valid])
+
+
+def test_what_is_no_compressed_depth_image_is_refused_with_the_reason() -> None:
+    fmt, data = compress_depth(road_depth())
+    with pytest.raises(ImageError, match="not a compressedDepth"):
+        decompress_depth("bgr8; jpeg compressed bgr8", data)
+    with pytest.raises(ImageError, match="holds no PNG"):
+        decompress_depth(fmt, data[:HEADER.size])
+    with pytest.raises(ImageError, match="does not decode"):
+        decompress_depth(fmt, data[:HEADER.size] + b"not a png")
+    with pytest.raises(ImageError, match=r"\(H, W\)"):
+        compress_depth(np.zeros((4, 4, 3), np.float32))
