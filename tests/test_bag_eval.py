@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, START, demo_frames, image_msg, write_camera_bag,
@@ -17,6 +18,8 @@ from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, 
 from dgdehaze_core.bags.report import FIGURES
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.io.camera_frames import compressed_to_bgr8
+from dgdehaze_core.io.compressed_depth import decompress_depth
 from dgdehaze_core.models import shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting
 
@@ -36,6 +39,34 @@ def read_all(bag: Path) -> dict[str, list[tuple[int, object]]]:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_the_output_images_are_compressed_as_image_transport_s_topics_where_asked_or_where_the_camera_is(
+        tmp_path: Path) -> None:
+    """A raw camera's bag written compressed (--output-images compressed) and the compressed demo drive written raw:
+    the same frames, on image_transport's topic names, decoding to what the evaluation dehazed."""
+    frames = demo_frames(3)
+    write_camera_bag(tmp_path / "in", "mcap", frames, "rgb8")
+    packed = evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "packed", camera_info_topic="/cam/camera_info",
+                          method="dcp", image_transport="compressed", progress=False)
+    topics = read_all(tmp_path / "packed" / "bag")
+    assert {"/dgdehaze/image_dehazed", "/dgdehaze/depth_relative"}.isdisjoint(topics)
+    images, depths = topics["/dgdehaze/image_dehazed/compressed"], topics["/dgdehaze/depth_relative/compressedDepth"]
+    assert len(images) == len(depths) == 3
+    assert {m.format for _, m in images} == {"bgr8; jpeg compressed bgr8"}
+    sample = packed.samples[0]
+    (_, first_image), (_, first_depth) = images[sample.index], depths[sample.index]
+    assert cv2.PSNR(compressed_to_bgr8(first_image), sample.dehazed) > 30.0
+    np.testing.assert_allclose(decompress_depth(first_depth.format, bytes(first_depth.data)), sample.depth, rtol=1e-2)
+    demo = REPO_DIR / "data" / "demo" / "rural_fog_day"
+    evaluate_bag(demo, DEMO_TOPIC, tmp_path / "raw", method="dcp", max_frames=2, image_transport="raw",
+                 progress=False)
+    raw = read_all(tmp_path / "raw" / "bag")
+    assert [m.encoding for _, m in raw["/dgdehaze/image_dehazed"]] == ["bgr8", "bgr8"]
+    assert "/dgdehaze/image_dehazed/compressed" not in raw
+    with pytest.raises(ValueError, match="auto, raw, compressed"):
+        evaluate_bag(demo, DEMO_TOPIC, tmp_path / "bad", method="dcp", image_transport="jpeg", progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
@@ -272,9 +303,10 @@ def test_offline_with_a_camera_mounting_the_fog_is_measured_as_the_node_measures
     topics = read_all(out / "bag")
     ranges = [m.range for _, m in topics["/dgdehaze/visibility"]]
     assert ranges == pytest.approx(visibility, nan_ok=True)
-    _, depth_msg = topics["/dgdehaze/depth"][-1]
-    depth = np.frombuffer(bytes(depth_msg.data), "<f4").reshape(depth_msg.height, depth_msg.width)
-    assert depth_msg.encoding == "32FC1" and np.nanmedian(depth) > 1.0  # metres on the road ahead
+    assert "/dgdehaze/depth" not in topics and "/dgdehaze/image_dehazed" not in topics  # compressed, as the camera
+    _, depth_msg = topics["/dgdehaze/depth/compressedDepth"][-1]
+    depth = decompress_depth(depth_msg.format, bytes(depth_msg.data))
+    assert depth.shape == (540, 960) and np.nanmedian(depth) > 1.0  # metres on the road ahead
     summary = json.loads((out / "summary.json").read_text())
     assert summary["per_frame"]["visibility_m"] == pytest.approx(visibility, nan_ok=True)
     (_, info), *_ = topics["/dgdehaze/camera_info"]
@@ -476,7 +508,8 @@ def test_a_bag_that_already_holds_the_outputs_topics_asks_for_another_prefix(tmp
                  "--output-prefix", "/offline_eval"]) == 0
     with BagSource(tmp_path / "again" / "bag") as source:
         topics = source.topics()
-    assert topics["/offline_eval/image_dehazed"][1] == 2 and topics["/dgdehaze/image_dehazed"][1] >= 1  # kept
+    assert topics["/offline_eval/image_dehazed/compressed"][1] == 2  # the input's kept beside it:
+    assert topics["/dgdehaze/image_dehazed/compressed"][1] >= 1
 
 
 def test_errors_print_one_line_and_a_json_folder_is_refused_before_the_run(tmp_path: Path,

@@ -13,8 +13,10 @@ pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or 
 from test_bag_eval import read_all  # noqa: E402
 from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag  # noqa: E402
 
-from dgdehaze_core.bags.io import DETECTIONS_TYPE, IMAGE_TYPE, BagSource  # noqa: E402
+from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, BagSource  # noqa: E402
 from dgdehaze_core.cli import main  # noqa: E402
+from dgdehaze_core.io.camera_frames import compressed_to_bgr8  # noqa: E402
+from dgdehaze_core.io.compressed_depth import decompress_depth  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -34,12 +36,14 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
         "the replay's localhost-only discovery stayed in the caller's environment, for every ROS context after it"
     with BagSource(out / "bag") as source:
         topics = source.topics()
-    assert topics["/dgdehaze/image_dehazed"] == (IMAGE_TYPE, 3)
-    assert topics["/dgdehaze/depth_relative"] == (IMAGE_TYPE, 3)
+    assert topics["/dgdehaze/image_dehazed/compressed"] == (COMPRESSED_IMAGE_TYPE, 3)  # as the camera's frames
+    assert topics["/dgdehaze/depth_relative/compressedDepth"] == (COMPRESSED_IMAGE_TYPE, 3)
+    assert "/dgdehaze/image_dehazed" not in topics and "/dgdehaze/depth_relative" not in topics
     assert topics["/dgdehaze/detections"] == (DETECTIONS_TYPE, 3)
     assert topics["/cam/camera_info"][1] == 5, "every message of the input, those after the last frame too"
     messages = read_all(out / "bag")
-    for name in ("image_dehazed", "depth_relative", "detections", "camera_info", "haze_density", "visibility"):
+    for name in ("image_dehazed/compressed", "depth_relative/compressedDepth", "detections", "camera_info",
+                 "haze_density", "visibility"):
         recorded = messages[f"/dgdehaze/{name}"]
         assert [t for t, _ in recorded] == stamps, name
         assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in recorded] == stamps, name
@@ -50,10 +54,11 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert names[0] == "person" and len(names) == 80
     for _, array in messages["/dgdehaze/detections"]:
         assert all(int(d.results[0].hypothesis.class_id) in names for d in array.detections)
-    dehazed = messages["/dgdehaze/image_dehazed"][0][1]
-    assert (dehazed.encoding, dehazed.width, dehazed.height) == ("bgr8", 320, 180)
-    depth = messages["/dgdehaze/depth_relative"][0][1]
-    assert depth.encoding == "32FC1" and np.isfinite(np.frombuffer(depth.data.tobytes(), "<f4")).any()
+    dehazed = messages["/dgdehaze/image_dehazed/compressed"][0][1]
+    assert dehazed.format == "bgr8; jpeg compressed bgr8" and compressed_to_bgr8(dehazed).shape == (180, 320, 3)
+    depth = messages["/dgdehaze/depth_relative/compressedDepth"][0][1]
+    depth_map = decompress_depth(depth.format, bytes(depth.data))
+    assert depth_map.shape == (180, 320) and np.isfinite(depth_map).any()
     assert len(json.loads((out / "summary.json").read_text())["per_frame"]["visibility_m"]) == 3
     summary = (out / "summary.json").read_text()
     assert '"mode": "node"' in summary and json.loads(summary)["weights"] == "none", "dcp runs no weights"

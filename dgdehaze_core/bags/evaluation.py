@@ -27,8 +27,8 @@ import yaml
 from rosbags.interfaces import Connection
 from tqdm import tqdm
 
-from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, LABEL_INFO_TYPE,
-                                   RANGE_TYPE, BagFrame, BagSource, BagWriter)
+from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, LABEL_INFO_TYPE, RANGE_TYPE,
+                                   BagFrame, BagSource, BagWriter, output_images)
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.datasets.paths import REPO_DIR
@@ -212,12 +212,10 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
     fog reading also ~/depth (metres) and ~/visibility."""
     result = output.result
     header = writer.header(frame.stamp_ns, frame.header.frame_id)
-    writer.write(f"{prefix}/image_dehazed", IMAGE_TYPE, frame.log_time_ns, writer.image_msg(header, result.image))
-    writer.write(f"{prefix}/depth_relative", IMAGE_TYPE, frame.log_time_ns,
-                 writer.image_msg(header, result.depth.astype(np.float32)))
+    writer.write_image(f"{prefix}/image_dehazed", frame.log_time_ns, header, result.image)
+    writer.write_image(f"{prefix}/depth_relative", frame.log_time_ns, header, result.depth.astype(np.float32))
     if output.fog is not None and fog is not None:
-        writer.write(f"{prefix}/depth", IMAGE_TYPE, frame.log_time_ns,
-                     writer.image_msg(header, output.fog.depth.astype(np.float32)))
+        writer.write_image(f"{prefix}/depth", frame.log_time_ns, header, output.fog.depth.astype(np.float32))
         writer.write(f"{prefix}/visibility", RANGE_TYPE, frame.log_time_ns,
                      writer.range_msg(header, output.fog.visibility, fog.max_visibility,
                                       field_of_view(frame.camera_info, result.image.shape[:2])))
@@ -264,7 +262,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  default_method: str | None = None, detector: Detector | None = None,
                  max_frames: int | None = None, storage: str | None = None,
                  output_prefix: str = DEFAULT_OUTPUT_PREFIX, mounting: Mounting | None = None,
-                 input_bits: int = SAMPLE_BITS, progress: bool = True) -> BagEvaluation:
+                 input_bits: int = SAMPLE_BITS, image_transport: str = "auto",
+                 progress: bool = True) -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
@@ -272,7 +271,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     the node's camera_height and camera_pitch: the fog is measured with the bag's camera_info (visibility, depth in
     metres, detection distances in metres), as the node does; without `camera_info_topic`, the bag's only
     CameraInfo topic. input_bits: significant bits of 16-bit frames (mono16,
-    bayer_*16), as the node's input_bits.
+    bayer_*16), as the node's input_bits. image_transport: how the output bag holds the images (`io.IMAGE_TRANSPORTS`;
+    auto: compressed where the camera topic is).
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
     output exists; an error part-way leaves no output folder behind.
@@ -289,6 +289,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         if camera_info_topic is None:  # relayed as the node relays it; the fog is measured with its intrinsics
             camera_info_topic = source.camera_info_for_frames(required=mounting is not None)
         total = source.verify(image_topic, camera_info_topic)
+        images = output_images(image_transport, source.topics()[image_topic][0])
         count = min(total, max_frames) if max_frames else total
         pipeline = open_pipeline(method, default_method)
         evaluation = BagEvaluation(
@@ -300,7 +301,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         keep = sample_indices(count)
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
-            with BagWriter(tmp / "bag", storage or source.storage) as writer:
+            with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                 _run_offline(source, writer, processor, evaluation, count, keep, output_prefix, progress)
             if not evaluation.records:
                 raise ImageError(f"no frame of {image_topic!r} in {input_bag} could be decoded: "

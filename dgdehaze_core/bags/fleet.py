@@ -72,6 +72,8 @@ class BagJob:
     camera_pitch: float = 0.0
     input_bits: int = SAMPLE_BITS
     """Significant bits of 16-bit frames (as the node's input_bits)."""
+    image_transport: str = "auto"
+    """How the output bag holds the images (`io.IMAGE_TRANSPORTS`)."""
 
 
 @dataclass
@@ -117,7 +119,8 @@ def evaluate_job(job: BagJob) -> BagOutcome:
         evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, camera_info_topic=job.camera_info_topic,
                                   method=job.method, default_method=job.default_method, detector=detector,
                                   max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
-                                  mounting=mounting, input_bits=job.input_bits, progress=False)
+                                  mounting=mounting, input_bits=job.input_bits,
+                                  image_transport=job.image_transport, progress=False)
     except Exception as exc:  # one bag's failure, whatever it is, is that bag's outcome
         trace = "" if isinstance(exc, TASK_ERRORS) else traceback.format_exc()
         return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc),

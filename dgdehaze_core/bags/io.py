@@ -26,7 +26,8 @@ from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_
 from rosbags.typesys.store import Typestore
 
 from dgdehaze_core.bags.ros1 import is_ros1_bag, ros2_copy
-from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
+from dgdehaze_core.io.camera_frames import compress_frame, compressed_to_bgr8, raw_to_bgr8
+from dgdehaze_core.io.compressed_depth import compress_depth
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, NarrowSamples, check_sample_bits
 
 LOG = logging.getLogger(__name__)
@@ -45,6 +46,18 @@ HAZE_TYPE = "vision_msgs/msg/Classification"
 HAZE_CLASS = "haze_density"
 FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 STORAGES = ("mcap", "sqlite3")
+IMAGE_TRANSPORTS = ("auto", "raw", "compressed")
+"""How an evaluation writes its images into the output bag: raw (sensor_msgs/Image), compressed (image_transport's
+`compressed` and `compressedDepth` topics), or auto: compressed where the camera topic is."""
+
+
+def output_images(transport: str, frame_type: str) -> str:
+    """"raw" or "compressed": `transport` (IMAGE_TRANSPORTS) for a camera topic of type `frame_type`."""
+    if transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"output image transport must be one of {', '.join(IMAGE_TRANSPORTS)}, got {transport!r}")
+    if transport == "auto":
+        return "compressed" if frame_type == COMPRESSED_IMAGE_TYPE else "raw"
+    return transport
 BAG_VERSION = 8
 """rosbag2 metadata version written: 8 is what Jazzy writes and what Jazzy and later read."""
 
@@ -390,12 +403,16 @@ def pick_camera_info_topic(bag: Path, required: bool = True) -> str | None:
 # --- writing ------------------------------------------------------------------------------------------------------
 
 class BagWriter:
-    """A new ROS 2 bag (rosbag2 folder, mcap or sqlite3) that copies input topics and adds typed messages."""
+    """A new ROS 2 bag (rosbag2 folder, mcap or sqlite3) that copies input topics and adds typed messages; its
+    images (`write_image`) go raw or, with `images` "compressed", as image_transport's compressed transports."""
 
-    def __init__(self, path: str | Path, storage: str = "mcap") -> None:
+    def __init__(self, path: str | Path, storage: str = "mcap", images: str = "raw") -> None:
         if storage not in STORAGES:
             raise ValueError(f"bag storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        if images not in ("raw", "compressed"):
+            raise ValueError(f"bag images are raw or compressed, got {images!r}")
         self.path = Path(path)
+        self.images = images
         self.store = typestore()
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         try:
@@ -447,6 +464,24 @@ class BagWriter:
             connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
             self._by_topic[topic] = connection
         self._writer.write(connection, log_time_ns, raw)
+
+    def write_image(self, topic: str, log_time_ns: int, header: Any, image: np.ndarray,
+                    pixels: np.ndarray | None = None, encoding: str = "bgr8") -> str:
+        """A bgr8 frame (uint8 HxWx3) or a 32FC1 depth image (float32 HxW) on `topic`, or in a bag of compressed
+        images on `topic`/compressed (JPEG, as the node's ~/image_dehazed/compressed; a frame published in another
+        encoding compresses as that one: its `pixels` in `encoding`) or `topic`/compressedDepth; the topic
+        written."""
+        if self.images == "raw":
+            self.write(topic, IMAGE_TYPE, log_time_ns, self.image_msg(header, image))
+            return topic
+        if image.dtype == np.float32:
+            topic, (fmt, data) = f"{topic}/compressedDepth", compress_depth(image)
+        else:
+            topic, (fmt, data) = f"{topic}/compressed", compress_frame(image, image if pixels is None else pixels,
+                                                                       encoding)
+        message = self.types[COMPRESSED_IMAGE_TYPE](header=header, format=fmt, data=np.frombuffer(data, np.uint8))
+        self.write(topic, COMPRESSED_IMAGE_TYPE, log_time_ns, message)
+        return topic
 
     # Message builders over the typestore's classes.
 

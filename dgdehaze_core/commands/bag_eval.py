@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
-from dgdehaze_core.bags.io import STORAGES, pick_camera_info_topic, pick_image_topic
+from dgdehaze_core.bags.io import IMAGE_TRANSPORTS, STORAGES, pick_camera_info_topic, pick_image_topic
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_bits_option(parser, "16-bit frames (mono16, bayer_*16, 16-bit PNG)",
                           "; with --node it sets the started node's, with --attach give the running node's")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
+    parser.add_argument("--output-images", choices=IMAGE_TRANSPORTS, default="auto",
+                        help="how the output bag holds the dehazed image and the depth: raw (sensor_msgs/Image), "
+                             "compressed (image_transport's <topic>/compressed JPEG and <topic>/compressedDepth), "
+                             "or auto: compressed where the camera topic is (default)")
     parser.add_argument("--output-prefix", default=DEFAULT_OUTPUT_PREFIX,
                         help="namespace of the output topics in the bag (offline mode)")
     parser.add_argument("--node", action="store_true",
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             raise RuntimeError(f"{exc} (or pass --no-detection)") from None
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
                    max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
-                   progress=not args.no_progress)
+                   image_transport=args.output_images, progress=not args.no_progress)
     evaluation: BagEvaluation
     if args.node:
         replay_bag = ros_mode(BAG_REPLAY)
@@ -195,7 +199,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=method, default_method=default, detector=detector, max_frames=args.max_frames,
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
-                   camera_pitch=args.camera_pitch, input_bits=args.input_bits)
+                   camera_pitch=args.camera_pitch, input_bits=args.input_bits, image_transport=args.output_images)
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from dgdehaze_core.bags.evaluation import check_output_folder, copied_messages, node_method, timed_detect
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
                                    LABEL_INFO_TYPE, RANGE_TYPE, BagError, BagSource, BagWriter, decode_image,
-                                   stamp_ns)
+                                   output_images, stamp_ns)
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.detection.detector import Detection, Detector, median_depth
@@ -256,8 +256,9 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                camera_info_topic: str | None = None, method: str | None = None, detector: Detector | None = None,
                max_frames: int | None = None, storage: str | None = None, node_name: str = "dgdehaze",
                attach: bool = False, timeout: float = 10.0, node_params: Sequence[str] = (),
-               input_bits: int = SAMPLE_BITS, progress: bool = True) -> BagEvaluation:
-    """Send the bag's frames through the node and write OUT (bag, report, summary) atomically.
+               input_bits: int = SAMPLE_BITS, image_transport: str = "auto", progress: bool = True) -> BagEvaluation:
+    """Send the bag's frames through the node and write OUT (bag, report, summary) atomically; the node's images go
+    into the output bag as it sends them, or compressed (`image_transport`, as `evaluation.evaluate_bag`'s).
 
     `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
     the dehazed frames. Raises BagError for a bad bag before anything starts, NodeReplayError when the node cannot
@@ -274,6 +275,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
         compressed = frame_type == COMPRESSED_IMAGE_TYPE
+        images = output_images(image_transport, frame_type)
         method_label = "as configured on the running node" if attach else node_method(method)
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
@@ -301,7 +303,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
                     output_bag="bag", input_bits=source.input_bits)
-                with BagWriter(tmp / "bag", storage or source.storage) as writer:
+                with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                     _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
                 evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
             finally:
@@ -426,14 +428,16 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
             keep: set[int]) -> None:
     """Write the node's outputs for one frame at the frame's receive time and add its figures."""
     prefix = f"/{node_name}"
+    compressed = {"image_dehazed", "depth_relative"} if writer.images == "compressed" else set()
     for name, (_, msgtype) in OUTPUTS.items():
-        if outputs.get(name):
+        if outputs.get(name) and name not in compressed:  # as received; the images compressed below
             writer.write_raw(f"{prefix}/{name}", msgtype, log_time, outputs[name][1])
     labels = store.deserialize_cdr(outputs["_labels"], LABEL_INFO_TYPE) if outputs.get("_labels") else None
     if labels is not None and not evaluation.records:
         writer.write_raw(f"{prefix}/label_info", LABEL_INFO_TYPE, log_time, outputs["_labels"])
     names = {int(c.class_id): str(c.class_name) for c in labels.class_map} if labels is not None else {}
-    dehazed = _image_from(store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE), evaluation.input_bits)
+    dehazed_msg = store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE)
+    dehazed = _image_from(dehazed_msg, evaluation.input_bits)
     detections = (_detections_from(store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE), names)
                   if outputs.get("detections") else [])
     depth_msg = (store.deserialize_cdr(outputs["depth_relative"][1], IMAGE_TYPE) if outputs.get("depth_relative")
@@ -444,6 +448,11 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
                if outputs.get("haze_density") else haze_density(hazy))
     visibility = (float(store.deserialize_cdr(outputs["visibility"][1], RANGE_TYPE).range)
                   if outputs.get("visibility") else math.nan)
+    if compressed:
+        writer.write_image(f"{prefix}/image_dehazed", log_time, dehazed_msg.header, dehazed,
+                           raw_pixels(dehazed_msg), dehazed_msg.encoding)
+        if depth_msg is not None:
+            writer.write_image(f"{prefix}/depth_relative", log_time, depth_msg.header, depth)
     last = max(value[0] for name, value in outputs.items() if not name.startswith("_") and value)
     hazy_detections, hazy_ms = timed_detect(detector, hazy)
     depths = [median_depth(d, depth) for d in detections] if depth_msg is not None else []
