@@ -350,6 +350,8 @@ def test_a_prebuilt_engine_is_read_from_its_sidecar_and_refused_where_it_was_not
     here = ("tensorrt-10.3.0", "Orin sm87")
     built = prebuilt_engine(prebuilt(tmp_path), *here)
     assert (built.precision, built.stride) == ("fp16", 32)
+    assert built.data == b"serialized engine", "TensorRT is handed the bytes whose hash was checked, read once"
+    assert built.record == json.loads(sidecar_path(prebuilt(tmp_path)).read_text())
     assert built.profile == ShapeProfile.for_camera(480, 640, 32)
     with pytest.raises(ValueError, match="built for runtime 'tensorrt-10.3.0'.*'tensorrt-10.7.0'.*dgdehaze export"):
         prebuilt_engine(prebuilt(tmp_path), "tensorrt-10.7.0", here[1])
@@ -394,9 +396,13 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     _, cached = EngineCache(tmp_path / "cache").get_or_build(key(), "lite", ".engine", builds.build, builds.load,
                                                             source)
     assert json.loads(sidecar_path(cached).read_text())["exported_from"] == source
+    record = json.loads(sidecar_path(engine).read_text())
     engine.write_bytes(b"serialized engine, edited")
     with pytest.raises(ValueError, match="does not match the hash"):
         weights_record(engine)  # an edited engine is named as untrusted (and refused as it loads: prebuilt_engine)
+    # a loaded engine is named from the sidecar its loader checked the bytes it runs against, not from a second
+    # read of a file that may have been replaced since
+    assert weights_record(engine, engine_record=record) == {"path": engine.name, **entry}
 
 
 @pytest.mark.slow  # an export traced with torch.export (about 20 s)

@@ -393,7 +393,8 @@ def _file_pipeline(source: NetworkSource, backend: object, device: str | None = 
     """An exported file's pipeline: its default runtime unless `backend` names another it runs on; an .engine on
     CUDA unless `device` says otherwise. Its runtime is handed the file's path (ONNX Runtime's TensorRT provider
     names its engine cache by it, and an export's external data lies beside it), so the record of its weights
-    (`provenance.weights_record`) is read here, once, as it is loaded."""
+    (`provenance.weights_record`) is read here, once, as it is loaded; a prebuilt engine's comes from the sidecar
+    its loader checked the engine's bytes against, in the one read of them it deserializes."""
     from dgdehaze_core.inference.backends.selection import create_backend
 
     backend = source.check_backend(str(backend or source.runtimes[0]))
@@ -401,4 +402,5 @@ def _file_pipeline(source: NetworkSource, backend: object, device: str | None = 
     runtime = create_backend(source, backend=backend, device=device, half=half, threads=threads,
                              camera_size=_camera_size(working_size))
     return NetworkPipeline(runtime, str(source.file), working_size, output, max_detail_gain,
-                           inversion_workers=threads, weights=weights_record(source.file))
+                           inversion_workers=threads,
+                           weights=weights_record(source.file, getattr(runtime, "engine_record", None)))

@@ -32,11 +32,13 @@ def exported_from(metadata: Mapping[str, str]) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def network_file_provenance(path: Path) -> dict[str, Any]:
+def network_file_provenance(path: Path, engine_record: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What `path` says of itself: its sha256 (12 hex digits) and, by kind,
     - `.pt`: the checkpoint's training metadata (`checkpoints.PROVENANCE_KEYS`);
     - `.onnx`: `onnx_config`, `onnx_quantization` ("" for float) and `exported_from` when it records it;
-    - `.engine`: `engine_precision`, `engine_runtime`, `engine_device` from its sidecar, and `exported_from`.
+    - `.engine`: `engine_precision`, `engine_runtime`, `engine_device` from its sidecar, and `exported_from`; from
+      `engine_record` where the engine's loader read its trusted sidecar (`engine_cache.read_trusted`) with the
+      bytes it runs, so that the engine is read and hashed once.
     ValueError naming the file when a checkpoint does not read or an engine's sidecar cannot be trusted."""
     from dgdehaze_core.io.checkpoints import weights_provenance
     from dgdehaze_core.io.onnx_files import onnx_metadata
@@ -44,7 +46,7 @@ def network_file_provenance(path: Path) -> dict[str, Any]:
     if path.suffix == ".engine":
         from dgdehaze_core.inference.backends.engine_cache import trusted_record
 
-        record = trusted_record(path)
+        record = engine_record if engine_record is not None else trusted_record(path)
         key: Mapping[str, Any] = record["key"]
         found: dict[str, Any] = {"sha256": str(record["sha256"])[:12], "engine_precision": key.get("precision", "?"),
                                  "engine_runtime": key.get("runtime", "?"), "engine_device": key.get("device", "?")}
@@ -91,10 +93,11 @@ def how_made(entry: Mapping[str, Any]) -> str:
     return made
 
 
-def weights_record(path: Path) -> dict[str, Any]:
+def weights_record(path: Path, engine_record: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The record of the exported network file `path` (an `.onnx` or `.engine`, which its runtime is handed by
-    path): its name (`path`) and `network_file_provenance`; the pipeline reads it once, as it loads the file."""
-    return {"path": path.name, **network_file_provenance(path)}
+    path): its name (`path`) and `network_file_provenance` (an engine's from the `engine_record` its loader read);
+    the pipeline reads it once, as it loads the file."""
+    return {"path": path.name, **network_file_provenance(path, engine_record)}
 
 
 def weights_line(record: Mapping[str, Any]) -> str:

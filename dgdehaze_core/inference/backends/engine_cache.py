@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -144,13 +145,20 @@ def trusted_record(artifact: Path) -> dict[str, object]:
     """A prebuilt artifact's sidecar record (one copied in by hand, say: its `key`, `sha256`, `bytes` and, where its
     build knew them, the weights it was `exported_from`), once the artifact's hash matches it; ValueError saying
     why it cannot be trusted otherwise."""
+    return read_trusted(artifact)[0]
+
+
+def read_trusted(artifact: Path) -> tuple[dict[str, object], bytes]:
+    """`trusted_record` of `artifact` and the artifact's bytes, read once: the bytes a loader is handed are those
+    whose hash matched (an artifact hashed, then read again to load, could be replaced in between and run
+    unchecked); ValueError saying why it cannot be trusted otherwise."""
     recorded = _read_sidecar(artifact)
     if isinstance(recorded, str):
         raise ValueError(f"{artifact}: {recorded}")
-    problem = _hash_problem(artifact, recorded)
-    if problem:
-        raise ValueError(f"{artifact}: {problem}")
-    return recorded
+    data = artifact.read_bytes()
+    if recorded.get("sha256") != hashlib.sha256(data).hexdigest():
+        raise ValueError(f"{artifact}: corrupt: {artifact.name} does not match the hash in its sidecar")
+    return recorded, data
 
 
 def mark_used(artifact: Path) -> None:

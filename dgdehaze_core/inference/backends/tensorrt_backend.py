@@ -31,7 +31,7 @@ import torch
 
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, mark_used,
-                                                           trusted_record)
+                                                           read_trusted)
 from dgdehaze_core.inference.provenance import exported_from
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.file_digest import file_sha256
@@ -305,11 +305,15 @@ def engine_key(onnx_path: Path, stride: int, profile: ShapeProfile, precision: s
 
 @dataclass(frozen=True)
 class PrebuiltEngine:
-    """What a prebuilt engine's sidecar says about it."""
+    """What a prebuilt engine's sidecar says about it, and the engine's bytes that matched it."""
 
     profile: ShapeProfile
     precision: str
     stride: int
+    record: dict[str, object]
+    """The sidecar's record (`engine_cache.trusted_record`)."""
+    data: bytes
+    """The serialized engine, read once with its hash checked: what TensorRT deserializes."""
 
 
 def prebuilt_engine(engine_path: Path, runtime: str, device_name: str) -> PrebuiltEngine:
@@ -317,7 +321,8 @@ def prebuilt_engine(engine_path: Path, runtime: str, device_name: str) -> Prebui
     and GPU `device_name`; ValueError saying what is wrong (no sidecar, bytes changed, another TensorRT or GPU)."""
     if not engine_path.is_file():
         raise FileNotFoundError(f"no such engine file: {engine_path}")
-    key: dict[str, object] = trusted_record(engine_path)["key"]  # type: ignore[assignment]
+    record, data = read_trusted(engine_path)
+    key: dict[str, object] = record["key"]  # type: ignore[assignment]
     rebuild = "rebuild it here with `dgdehaze export --format engine`, or give the .pt / .onnx weights"
     for field_name, here in (("runtime", runtime), ("device", device_name)):
         if key.get(field_name) != here:
@@ -328,7 +333,8 @@ def prebuilt_engine(engine_path: Path, runtime: str, device_name: str) -> Prebui
     if stride is None or not str(stride).isdigit():
         raise ValueError(f"{engine_path}: its sidecar records no network stride (not a dgdehaze engine, or one "
                          f"built before strides were recorded); {rebuild}")
-    return PrebuiltEngine(ShapeProfile.parse(str(key.get("shapes"))), str(key.get("precision")), int(stride))
+    return PrebuiltEngine(ShapeProfile.parse(str(key.get("shapes"))), str(key.get("precision")), int(stride),
+                          record, data)
 
 
 class TensorRTBackend:
@@ -348,6 +354,8 @@ class TensorRTBackend:
         if self.device.type != "cuda":
             raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
         self.profile = profile
+        self.engine_record: dict[str, object] | None = None
+        """A prebuilt engine's sidecar record (`from_engine`); None for one built from an ONNX file."""
         export = checked_dgdehaze_export(onnx_path)
         self.stride = export.stride
         self.runtime = runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -356,7 +364,7 @@ class TensorRTBackend:
         cache: EngineCache[Any] = EngineCache(cache_dir or default_cache_dir())
 
         def load(path: Path) -> Any:
-            engine = runtime.deserialize_cuda_engine(path.read_bytes())
+            engine = runtime.deserialize_cuda_engine(read_trusted(path)[1])  # the bytes whose hash matched
             if engine is None:
                 raise RuntimeError("deserialize_cuda_engine returned None")
             return engine
@@ -380,10 +388,10 @@ class TensorRTBackend:
         if self.device.type != "cuda":
             raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
         built = prebuilt_engine(engine_path, f"tensorrt-{trt.__version__}", gpu_name(self.device))
-        self.profile, self.stride = built.profile, built.stride
+        self.profile, self.stride, self.engine_record = built.profile, built.stride, built.record
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         with torch.cuda.device(self.device):
-            engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
+            engine = self.runtime.deserialize_cuda_engine(built.data)
         if engine is None:
             raise ValueError(f"TensorRT could not load {engine_path} (deserialize_cuda_engine returned None)")
         self._bind(trt, engine, engine_path, built.precision)
