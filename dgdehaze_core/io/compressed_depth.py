@@ -24,9 +24,10 @@ FORMAT = "32FC1; compressedDepth png"
 LEVELS = 65535
 
 
-def compress_depth(depth: np.ndarray, png_level: int = 3) -> tuple[str, bytes]:
+def compress_depth(depth: np.ndarray, png_level: int = 1) -> tuple[str, bytes]:
     """(`format`, data) of a CompressedImage carrying the (H, W) depth image `depth` (any unit; NaN where there is
-    none) as image_transport's compressedDepth transport does; ImageError for another shape."""
+    none) as image_transport's compressedDepth transport does; ImageError for another shape. PNG level 1: higher
+    levels shrink a depth image by a few percent at several times the time."""
     if depth.ndim != 2 or depth.size == 0:
         raise ImageError(f"a compressedDepth image is (H, W) depth, got shape {depth.shape}")
     depth = depth.astype(np.float32, copy=False)
