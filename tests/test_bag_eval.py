@@ -52,6 +52,7 @@ def test_the_output_images_are_compressed_as_image_transport_s_topics_where_aske
     topics = read_all(tmp_path / "packed" / "bag")
     assert {"/dgdehaze/image_dehazed", "/dgdehaze/depth_relative"}.isdisjoint(topics)
     images, depths = topics["/dgdehaze/image_dehazed/compressed"], topics["/dgdehaze/depth_relative/compressedDepth"]
+    assert json.loads((tmp_path / "packed" / "summary.json").read_text())["output_images"] == "compressed"
     assert len(images) == len(depths) == 3
     assert {m.format for _, m in images} == {"bgr8; jpeg compressed bgr8"}
     sample = packed.samples[0]

@@ -119,7 +119,7 @@ def test_the_compressed_outputs_go_out_as_image_transport_s_to_a_subscriber_and_
         time.sleep(0.5)  # discovery both ways: the node must see the subscriptions to publish
         set_ok(node, detection_enabled=False)
         sent = {}
-        for fmt, index in (("jpeg", 40), ("png", 41)):
+        for fmt, index in (("jpeg", 160), ("png", 161)):  # stamps no other test of the module sends
             set_ok(node, **{"image_dehazed.compressed.format": fmt})
             header = stamped_header(index)
             out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "rgb8", header),

@@ -296,7 +296,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,
             detector=detector.label if detector is not None else None, frames_in_bag=total,
-            output_bag="bag", input_bits=source.input_bits, weights=pipeline.weights_summary or "none")
+            output_bag="bag", output_images=images, input_bits=source.input_bits,
+            weights=pipeline.weights_summary or "none")
         processor = FrameProcessor(pipeline, detector, mounting)
         keep = sample_indices(count)
         with atomic_path(out_dir) as tmp:

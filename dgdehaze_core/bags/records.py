@@ -76,6 +76,8 @@ class BagEvaluation:
     samples: list[Sample] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     output_bag: str = ""
+    output_images: str = "raw"
+    """How the output bag holds the dehazed frame and the depth: raw, or compressed (image_transport's topics)."""
     notes: list[str] = field(default_factory=list)
     input_bits: int = SAMPLE_BITS
     """Significant bits the frames' 16-bit samples were read with (the node's input_bits)."""
@@ -112,7 +114,8 @@ class BagEvaluation:
             "backend": self.backend, "weights": self.weights,
             "detector": self.detector, "frames_in_bag": self.frames_in_bag,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
-            "output_bag": self.output_bag, "notes": self.notes, "input_bits": self.input_bits, "machine": machine(),
+            "output_bag": self.output_bag, "output_images": self.output_images, "notes": self.notes,
+            "input_bits": self.input_bits, "machine": machine(),
             "figures": self.table(),
             "detection_median_depth": float(np.median(depths)) if depths else float("nan"),
             "per_frame": {

@@ -201,7 +201,7 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
                 ("detector", evaluation.detector or "none"),
                 ("frames", f"{len(evaluation.records)} evaluated of {evaluation.frames_in_bag} in the bag, "
                            f"{len(evaluation.skipped)} skipped"),
-                ("output bag", evaluation.output_bag),
+                ("output bag", f"{evaluation.output_bag} (images {evaluation.output_images})"),
                 ("machine", "{processor}, {cpu_count} CPUs, load {load_average_1min:.1f} at the end".format(
                     **summary["machine"]))]
     parts = [
