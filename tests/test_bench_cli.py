@@ -31,9 +31,10 @@ def positive(row: dict[str, float], keys: tuple[str, ...]) -> None:
 @pytest.mark.slow  # the shipped lite's ONNX export (cached, as the node's pipeline caches it), the detector's float
 # rebuild, a few frames
 def test_networks_and_chain_rows(tmp_path: Path) -> None:
-    table = run_bench(tmp_path, "dcp", "lite", "chain", "--sizes", "96x64", "--backends", "torch,onnxruntime",
-                      "--detect-every", "1,2")
-    assert set(table) == {"dcp@96x64", "lite/torch@96x64", "lite/onnxruntime@96x64", "cpu-peak/torch-matmul",
+    table = run_bench(tmp_path, "dcp", "lite", "chain", "outputs", "--sizes", "96x64", "--backends",
+                      "torch,onnxruntime", "--detect-every", "1,2")
+    outputs = {f"outputs/{name}@96x64" for name in ("jpeg", "png", "compressedDepth")}
+    assert set(table) == {*outputs, "dcp@96x64", "lite/torch@96x64", "lite/onnxruntime@96x64", "cpu-peak/torch-matmul",
                           "chain/lite/onnxruntime/no-detection@96x64", "chain/lite/onnxruntime/detect-every-1@96x64",
                           "chain/lite/onnxruntime/detect-every-2@96x64",
                           "chain/lite/onnxruntime/detect-every-1-file@96x64",
@@ -65,6 +66,13 @@ def test_networks_and_chain_rows(tmp_path: Path) -> None:
         as_file = table[f"chain/lite/onnxruntime/detect-every-{interval}-file@96x64"]
         assert as_file["speedup_vs_file"] == 1.0
         assert row["speedup_vs_file"] == pytest.approx(as_file["latency_ms_median"] / row["latency_ms_median"])
+    for name in outputs:  # each encoding of lite's output: its time beside DCP's, its size against the raw Image's
+        positive(table[name], (*TIMING, "kbytes", "size_ratio"))
+        assert table[name]["ratio_to_dcp"] == pytest.approx(table[name]["latency_ms_median"]
+                                                            / table[name]["dcp_ms_median"])
+    jpeg, depth = table["outputs/jpeg@96x64"], table["outputs/compressedDepth@96x64"]
+    assert jpeg["kbytes"] == pytest.approx(jpeg["size_ratio"] * 96 * 64 * 3 / 1000)
+    assert jpeg["kbytes"] < table["outputs/png@96x64"]["kbytes"] and depth["size_ratio"] < 0.6  # 16 of 32 bits
 
 
 @pytest.mark.parametrize("precision", ["auto", "file"])

@@ -9,11 +9,12 @@
     dgdehaze bench chain --detect-every 1,3 --chain-imgsz 640,320 --chain-detector auto,file   # as the node
     dgdehaze bench chain --detect-every 1 --chain-fused             # what detection on raw + dehazed, fused, costs
     dgdehaze bench chain --detect-every 1 --chain-contrast          # what the detector's contrast equaliser costs
+    dgdehaze bench outputs --sizes 640x480          # the node's compressed image and compressedDepth: ms and size
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
     dgdehaze bench node --sizes 1280x720 --soak 600 # a 10-minute soak: memory, loss accounted on /diagnostics
     dgdehaze bench train --train-batch 8,32 --device cuda   # a training step of training/lite.yaml
 
-Rows and figures are described in dgdehaze_core/benchmarks/networks.py, detectors.py and training.py.
+Rows and figures are described in dgdehaze_core/benchmarks/networks.py, detectors.py, outputs.py and training.py.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ LOG = logging.getLogger(__name__)
 NETWORK_TARGETS = ("lite", "base", "paper")
 DEFAULT_NETWORKS = ("lite", "base")
 """The paper's 45 M-parameter network is measured only when asked for (about a second per VGA frame on a CPU)."""
-TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "node", "train")
+TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "outputs", "node", "train")
 DEFAULT_TARGETS = ("dcp", *DEFAULT_NETWORKS, "detector", "chain")
 MAX_TRAIN_BATCH = 512
 """The largest batch `bench train` times (its random crops are made in memory)."""
@@ -84,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--imgsz", type=_int_list, default=[640, 480, 320], help="detector input sizes")
     parser.add_argument("--detect-every", type=_int_list, default=[1, 3],
                         help="chain: detection intervals to measure (frames)")
-    parser.add_argument("--chain-model", default="lite", choices=NETWORK_TARGETS, help="chain: the network")
+    parser.add_argument("--chain-model", default="lite", choices=NETWORK_TARGETS,
+                        help="chain and outputs: the network")
     parser.add_argument("--chain-backend", default="auto", help="chain: the network's backend (auto picks)")
     parser.add_argument("--chain-imgsz", type=_int_list, default=[640],
                         help="chain: detector input sizes (file at sizes other than 640: the shipped model's "
@@ -199,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     table: dict[str, dict[str, float]] = {}
     networks = [t for t in targets if t in NETWORK_TARGETS]
     variants = nb.available_variants(comma_items(args.backends), args.device) if networks else []  # none: before DCP
-    if {"dcp", "chain", *networks} & set(targets):  # the baseline as rows of its own; each ratio times it again
+    if {"dcp", "chain", "outputs", *networks} & set(targets):  # the baseline as rows; each ratio times it again
         table.update(nb.bench_dcp(frames, settings))
     if networks:
         peaks_before = nb.peaks_of(variants, settings)
@@ -217,6 +219,10 @@ def run(args: argparse.Namespace) -> int:
                                     frames[size], settings,
                                     args.chain_imgsz, comma_items(args.chain_detector), args.chain_fused,
                                     args.chain_contrast))
+    if "outputs" in targets:
+        from dgdehaze_core.benchmarks.outputs import bench_outputs
+
+        table.update(bench_outputs(args.chain_model, frames, settings))
     if run_node_benchmark is not None:
         for width, height in sizes:
             table.update(run_node_benchmark(args.node_model, width, height, args.node_rate,
