@@ -14,7 +14,8 @@ from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, START, demo_
                          write_humble_bag)
 
 from dgdehaze_core.bags.evaluation import evaluate_bag
-from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource, BagWriter
+from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource
+from dgdehaze_core.bags.writer import BagWriter
 from dgdehaze_core.bags.report import FIGURES
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
@@ -545,3 +546,35 @@ def test_a_camera_height_takes_the_bags_only_camera_info_and_without_one_is_refu
     capsys.readouterr()
     assert main(["bag-eval", str(tmp_path / "without"), "--out", str(tmp_path / "b"), *common]) == 2
     assert "holds no camera info topic" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_camera_info_from_before_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--start and --duration as ros2 bag play's offset and duration: the frames recorded in the window, the output
+    bag holding that part (and the CameraInfo that came before it), and a window outside the bag refused."""
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([DEMO_BAG]) as reader:
+        first = reader.start_time
+        frames = [t for c, t, _ in reader.messages() if c.topic == DEMO_TOPIC]
+    start, stop = first + 2_500_000_000, first + 4_000_000_000
+    inside = [t for t in frames if start <= t < stop]
+    assert 0 < len(inside) < len(frames)
+    common = ["--method", "dcp", "--no-detection", "--no-progress"]
+    assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / "part"), "--start", "2.5", "--duration", "1.5",
+                 *common]) == 0
+    summary = json.loads((tmp_path / "part" / "summary.json").read_text())
+    assert summary["frames_evaluated"] == len(inside) and summary["per_frame"]["log_time_ns"] == inside
+    assert any("2.5 to 4.0 s" in note for note in summary["notes"])
+    topics = read_all(tmp_path / "part" / "bag")
+    assert [t for t, _ in topics[DEMO_TOPIC]] == inside
+    infos = [t for t, _ in topics["/camera/camera_info"]]
+    assert infos[0] < start <= infos[1] and all(t < stop for t in infos), "the CameraInfo from before it, then its own"
+    gap = (frames[1] - frames[0]) / 1e9  # a window between two frames holds none
+    between = ["--start", f"{(frames[0] - first) / 1e9 + gap / 4:.9f}", "--duration", f"{gap / 2:.9f}"]
+    for args, message in ((["--start", "-1"], "0 or more seconds"), (["--duration", "0"], "positive number"),
+                          (["--start", "60"], "nothing was recorded 60 s into it"),
+                          (between, "no frame in the time window")):
+        assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / "bad"), *args, *common]) == 2, args
+        assert message in capsys.readouterr().err, args
+        assert not (tmp_path / "bad").exists()

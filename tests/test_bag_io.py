@@ -15,7 +15,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, VISION_MSGS, BagError,
-                                   BagSource, BagWriter, decode_image, pick_image_topic, typestore)
+                                   BagSource, decode_image, pick_image_topic, typestore)
+from dgdehaze_core.bags.writer import BagWriter
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import ImageError

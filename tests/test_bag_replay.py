@@ -171,3 +171,21 @@ def test_a_replay_attached_to_a_running_node_names_the_weights_it_runs(tmp_path:
         session.remove(node)
     assert evaluation.weights.startswith(f"mine.pt (sha256 {loaded}, "), evaluation.weights
     assert json.loads((tmp_path / "eval" / "summary.json").read_text())["weights"] == evaluation.weights
+
+
+@pytest.mark.slow
+def test_a_time_window_sends_the_node_that_part_of_the_drive_only(tmp_path: Path) -> None:
+    from rosbags.highlevel import AnyReader
+
+    bag = Path(__file__).resolve().parents[1] / "data" / "demo" / "rural_fog_day"
+    with AnyReader([bag]) as reader:
+        first = reader.start_time
+        inside = [t for c, t, _ in reader.messages() if c.topic == "/camera/image_raw/compressed"
+                  and first + 5_500_000_000 <= t < first + 5_750_000_000]
+    assert len(inside) >= 2
+    out = tmp_path / "eval"
+    assert main(["bag-eval", str(bag), "--node", "--method", "dcp", "--no-detection", "--start", "5.5",
+                 "--duration", "0.25", "--out", str(out), "--no-progress", "--timeout", "30"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "node" and summary["per_frame"]["log_time_ns"] == inside
+    assert [t for t, _ in read_all(out / "bag")["/dgdehaze/image_dehazed/compressed"]] == inside

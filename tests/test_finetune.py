@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from dgdehaze_core.bags.io import IMAGE_TYPE, BagSource, BagWriter
+from dgdehaze_core.bags.io import IMAGE_TYPE, BagSource
+from dgdehaze_core.bags.writer import BagWriter
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import ImageError, read_image
 from dgdehaze_core.models import build_model, load_model, save_checkpoint, shipped_weights_path

@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, BagWriter  # noqa: E402
+from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE  # noqa: E402
+from dgdehaze_core.bags.writer import BagWriter  # noqa: E402
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
 from tools.tool_cli import one_line_errors  # noqa: E402
 

@@ -28,7 +28,8 @@ from rosbags.interfaces import Connection
 from tqdm import tqdm
 
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, LABEL_INFO_TYPE, RANGE_TYPE,
-                                   BagFrame, BagSource, BagWriter, output_images)
+                                   BagFrame, BagSource)
+from dgdehaze_core.bags.writer import BagWriter, output_images
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.datasets.paths import REPO_DIR
@@ -262,8 +263,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  default_method: str | None = None, detector: Detector | None = None,
                  max_frames: int | None = None, storage: str | None = None,
                  output_prefix: str = DEFAULT_OUTPUT_PREFIX, mounting: Mounting | None = None,
-                 input_bits: int = SAMPLE_BITS, image_transport: str = "auto",
-                 progress: bool = True) -> BagEvaluation:
+                 input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
+                 duration: float | None = None, progress: bool = True) -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
@@ -271,8 +272,9 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     the node's camera_height and camera_pitch: the fog is measured with the bag's camera_info (visibility, depth in
     metres, detection distances in metres), as the node does; without `camera_info_topic`, the bag's only
     CameraInfo topic. input_bits: significant bits of 16-bit frames (mono16,
-    bayer_*16), as the node's input_bits. image_transport: how the output bag holds the images (`io.IMAGE_TRANSPORTS`;
-    auto: compressed where the camera topic is).
+    bayer_*16), as the node's input_bits. image_transport: how the output bag holds the images
+    (`writer.IMAGE_TRANSPORTS`; auto: compressed where the camera topic is). start, duration: the part of the bag
+    evaluated and copied, in seconds of its recording (`BagSource.select_window`; default: all of it).
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
     output exists; an error part-way leaves no output folder behind.
@@ -286,6 +288,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     with BagSource(input_bag, input_bits) as source:
         source.check_output_namespace(output_prefix, "give --output-prefix another namespace")
         source.check_copyable()
+        window = time_window_notes(source, start, duration)
         if camera_info_topic is None:  # relayed as the node relays it; the fog is measured with its intrinsics
             camera_info_topic = source.camera_info_for_frames(required=mounting is not None)
         total = source.verify(image_topic, camera_info_topic)
@@ -297,7 +300,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             mode="offline", method=pipeline.method, backend=pipeline.backend,
             detector=detector.label if detector is not None else None, frames_in_bag=total,
             output_bag="bag", output_images=images, input_bits=source.input_bits,
-            weights=pipeline.weights_summary or "none")
+            weights=pipeline.weights_summary or "none", notes=window)
         processor = FrameProcessor(pipeline, detector, mounting)
         keep = sample_indices(count)
         with atomic_path(out_dir) as tmp:
@@ -310,6 +313,15 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             write_report(evaluation, tmp)
     LOG.info("evaluated %d frames of %s; report in %s", len(evaluation.records), input_bag, out_dir)
     return evaluation
+
+
+def time_window_notes(source: BagSource, start: float, duration: float | None) -> list[str]:
+    """Select the part of `source` an evaluation reads (`BagSource.select_window`); the report's note on it, none for
+    the whole bag."""
+    if start == 0.0 and duration is None:
+        return []
+    return [f"evaluated {source.select_window(start, duration)} (recording time; the last CameraInfo and "
+            "/tf_static from before it carried over)"]
 
 
 def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluation,

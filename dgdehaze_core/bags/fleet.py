@@ -73,7 +73,10 @@ class BagJob:
     input_bits: int = SAMPLE_BITS
     """Significant bits of 16-bit frames (as the node's input_bits)."""
     image_transport: str = "auto"
-    """How the output bag holds the images (`io.IMAGE_TRANSPORTS`)."""
+    """How the output bag holds the images (`writer.IMAGE_TRANSPORTS`)."""
+    start: float = 0.0
+    duration: float | None = None
+    """The part of each bag evaluated, in seconds of its recording (`evaluation.evaluate_bag`)."""
 
 
 @dataclass
@@ -120,7 +123,8 @@ def evaluate_job(job: BagJob) -> BagOutcome:
                                   method=job.method, default_method=job.default_method, detector=detector,
                                   max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
                                   mounting=mounting, input_bits=job.input_bits,
-                                  image_transport=job.image_transport, progress=False)
+                                  image_transport=job.image_transport, start=job.start, duration=job.duration,
+                                  progress=False)
     except Exception as exc:  # one bag's failure, whatever it is, is that bag's outcome
         trace = "" if isinstance(exc, TASK_ERRORS) else traceback.format_exc()
         return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc),

@@ -1,5 +1,5 @@
 """ROS 2 bags without a ROS install: read camera frames from sqlite3 and mcap bags (and ROS 1 bags, converted to ROS
-2 first: bags/ros1.py), write evaluation output bags.
+2 first: bags/ros1.py); evaluation output bags are written by bags/writer.py with the same typestore.
 
 Everything goes through the `rosbags` library's typestore, so a ROS 2 install is not needed. Output bags carry
 real `vision_msgs/msg/Detection2DArray` messages: the vision_msgs 4.x definitions are registered in the typestore
@@ -12,6 +12,7 @@ frame) is a `BagError`, a ValueError whose message says what is wrong and where.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,13 +22,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection, MessageDefinition, MessageDefinitionFormat
-from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from dgdehaze_core.bags.ros1 import is_ros1_bag, ros2_copy
-from dgdehaze_core.io.camera_frames import compress_frame, compressed_to_bgr8, raw_to_bgr8
-from dgdehaze_core.io.compressed_depth import compress_depth
+from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, NarrowSamples, check_sample_bits
 
 LOG = logging.getLogger(__name__)
@@ -45,19 +44,8 @@ HAZE_TYPE = "vision_msgs/msg/Classification"
 """~/haze_density: the frame's header and one hypothesis, class HAZE_CLASS, whose score is the density."""
 HAZE_CLASS = "haze_density"
 FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
+TF_STATIC = "/tf_static"
 STORAGES = ("mcap", "sqlite3")
-IMAGE_TRANSPORTS = ("auto", "raw", "compressed")
-"""How an evaluation writes its images into the output bag: raw (sensor_msgs/Image), compressed (image_transport's
-`compressed` and `compressedDepth` topics), or auto: compressed where the camera topic is."""
-
-
-def output_images(transport: str, frame_type: str) -> str:
-    """"raw" or "compressed": `transport` (IMAGE_TRANSPORTS) for a camera topic of type `frame_type`."""
-    if transport not in IMAGE_TRANSPORTS:
-        raise ValueError(f"output image transport must be one of {', '.join(IMAGE_TRANSPORTS)}, got {transport!r}")
-    if transport == "auto":
-        return "compressed" if frame_type == COMPRESSED_IMAGE_TYPE else "raw"
-    return transport
 BAG_VERSION = 8
 """rosbag2 metadata version written: 8 is what Jazzy writes and what Jazzy and later read."""
 
@@ -182,6 +170,15 @@ def _storage_of(path: Path) -> str:
     return "mcap" if ".mcap" in files else "sqlite3"
 
 
+def check_time_window(start_s: float, duration_s: float | None) -> None:
+    """ValueError for a start that is not 0 or more seconds, or a duration that is not a positive number of seconds
+    (None: to the end), as `BagSource.select_window` takes them."""
+    if not (math.isfinite(start_s) and start_s >= 0):
+        raise ValueError(f"the start must be 0 or more seconds into the bag, got {start_s:g}")
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"the duration must be a positive number of seconds, got {duration_s:g}")
+
+
 BITS_REMEDY = "give --input-bits 12 (this is said once per bag)"
 """What the warning on a bag's frames read with 16 bits that look like a 12-bit camera's asks for, by default
 bag-eval's option (`BagSource`)."""
@@ -222,6 +219,8 @@ class BagSource:
         except BaseException:
             self._remove_copy()
             raise
+        self.window: tuple[int, int | None] | None = None
+        """(start, stop) in ns of recording time of the messages read (`select_window`); None: all of them."""
 
     def _repair(self) -> str:
         """How a cut-off recording of this storage is usually repaired, for the errors on damaged bags."""
@@ -332,12 +331,50 @@ class BagSource:
             if found[connection.id] != expected[connection.id]:
                 raise BagError(f"bag {self.path} is truncated: its index lists {expected[connection.id]} messages "
                                f"on {connection.topic!r} but only {found[connection.id]} can be read{self._repair()}")
-        return sum(found[c.id] for c in connections if c.topic == image_topic)
+        if self.window is None:
+            return sum(found[c.id] for c in connections if c.topic == image_topic)
+        framed = [c for c in connections if c.topic == image_topic]
+        start, stop = self.window
+        count = sum(1 for _ in self._reader.messages(connections=framed, start=start, stop=stop))
+        if not count:
+            raise BagError(f"topic {image_topic!r} in {self.path} has no frame in the time window selected")
+        return count
+
+    def select_window(self, start_s: float = 0.0, duration_s: float | None = None) -> str:
+        """Read only what was recorded from `start_s` seconds after the bag's first message, for `duration_s`
+        seconds (None: to its end), as `ros2 bag play --start-offset` and `--playback-duration` take them; the
+        window in words. ValueError for a negative start or a duration that is not positive, BagError for a start
+        at or after the bag's end."""
+        check_time_window(start_s, duration_s)
+        first, end = self._reader.start_time, self._reader.end_time
+        length = (end - first) / 1e9
+        if start_s >= length:
+            raise BagError(f"bag {self.path} lasts {length:.1f} s: nothing was recorded {start_s:g} s into it")
+        start = first + round(start_s * 1e9)
+        self.window = (start, None if duration_s is None else start + round(duration_s * 1e9))
+        until = length if duration_s is None else min(start_s + duration_s, length)
+        return f"{start_s:g} to {until:.1f} s of the bag's {length:.1f} s"
 
     def raw_messages(self, connections: Sequence[Connection] = ()) -> Iterator[tuple[Connection, int, bytes]]:
-        """The messages of `connections` (default: all) in time order, serialized as stored."""
+        """The messages of `connections` (default: all) in time order, serialized as stored; within the window
+        (`select_window`), led by what a player needs from before it: each CameraInfo topic's last message (a camera
+        may send it once) and /tf_static's messages."""
         with _damage_as_bag_error(f"bag {self.path} is corrupt or truncated"):
-            yield from self._reader.messages(connections=connections)
+            if self.window is None:
+                yield from self._reader.messages(connections=connections)
+                return
+            start, stop = self.window
+            chosen = list(connections) or self.connections
+            carried = [c for c in chosen if c.msgtype == CAMERA_INFO_TYPE or c.topic == TF_STATIC]
+            last: dict[str, tuple[Connection, int, bytes]] = {}
+            before = []
+            for connection, log_time, raw in self._reader.messages(connections=carried, stop=start):
+                if connection.topic == TF_STATIC:
+                    before.append((connection, log_time, raw))
+                else:
+                    last[connection.topic] = (connection, log_time, raw)
+            yield from sorted([*before, *last.values()], key=lambda message: message[1])
+            yield from self._reader.messages(connections=connections, start=start, stop=stop)
 
     def deserialize(self, connection: Connection, raw: bytes) -> Any:
         """One stored message as a rosbags message object."""
@@ -398,119 +435,3 @@ def pick_camera_info_topic(bag: Path, required: bool = True) -> str | None:
     """`BagSource.camera_info_for_frames` of the bag at `bag`."""
     with BagSource(bag, as_ros2=False) as source:
         return source.camera_info_for_frames(required)
-
-
-# --- writing ------------------------------------------------------------------------------------------------------
-
-class BagWriter:
-    """A new ROS 2 bag (rosbag2 folder, mcap or sqlite3) that copies input topics and adds typed messages; its
-    images (`write_image`) go raw or, with `images` "compressed", as image_transport's compressed transports."""
-
-    def __init__(self, path: str | Path, storage: str = "mcap", images: str = "raw") -> None:
-        if storage not in STORAGES:
-            raise ValueError(f"bag storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-        if images not in ("raw", "compressed"):
-            raise ValueError(f"bag images are raw or compressed, got {images!r}")
-        self.path = Path(path)
-        self.images = images
-        self.store = typestore()
-        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        try:
-            self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=plugin)
-            self._writer.open()
-        except WriterError as exc:
-            raise BagError(f"cannot create bag {self.path}: {exc}") from None
-        self._by_topic: dict[str, Connection] = {}
-        self._copied: dict[int, Connection] = {}
-
-    def __enter__(self) -> "BagWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._writer.storage is not None:
-            self._writer.close()
-
-    @property
-    def types(self) -> Any:
-        """Message classes by type name, e.g. `writer.types['sensor_msgs/msg/Image']`."""
-        return self.store.types
-
-    def copy(self, connection: Connection, log_time_ns: int, raw: bytes) -> None:
-        """Write a message of an input bag unchanged, on a topic of the same name, type and QoS."""
-        out = self._copied.get(connection.id)
-        if out is None:
-            msgdef, digest = output_definition(connection, self.store)
-            out = self._writer.add_connection(
-                connection.topic, connection.msgtype, msgdef=msgdef, rihs01=digest,
-                offered_qos_profiles=getattr(connection.ext, "offered_qos_profiles", ()))
-            self._copied[connection.id] = out
-        self._writer.write(out, log_time_ns, raw)
-
-    def write(self, topic: str, msgtype: str, log_time_ns: int, msg: Any) -> None:
-        """Serialize `msg` (a message of `self.types`) and write it to `topic`."""
-        connection = self._by_topic.get(topic)
-        if connection is None:
-            connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
-            self._by_topic[topic] = connection
-        self._writer.write(connection, log_time_ns, self.store.serialize_cdr(msg, msgtype))
-
-    def write_raw(self, topic: str, msgtype: str, log_time_ns: int, raw: bytes) -> None:
-        """Write an already serialized (CDR) message, e.g. one received over DDS."""
-        connection = self._by_topic.get(topic)
-        if connection is None:
-            connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
-            self._by_topic[topic] = connection
-        self._writer.write(connection, log_time_ns, raw)
-
-    def write_image(self, topic: str, log_time_ns: int, header: Any, image: np.ndarray,
-                    pixels: np.ndarray | None = None, encoding: str = "bgr8") -> str:
-        """A bgr8 frame (uint8 HxWx3) or a 32FC1 depth image (float32 HxW) on `topic`, or in a bag of compressed
-        images on `topic`/compressed (JPEG, as the node's ~/image_dehazed/compressed; a frame published in another
-        encoding compresses as that one: its `pixels` in `encoding`) or `topic`/compressedDepth; the topic
-        written."""
-        if self.images == "raw":
-            self.write(topic, IMAGE_TYPE, log_time_ns, self.image_msg(header, image))
-            return topic
-        if image.dtype == np.float32:
-            topic, (fmt, data) = f"{topic}/compressedDepth", compress_depth(image)
-        else:
-            topic, (fmt, data) = f"{topic}/compressed", compress_frame(image, image if pixels is None else pixels,
-                                                                       encoding)
-        message = self.types[COMPRESSED_IMAGE_TYPE](header=header, format=fmt, data=np.frombuffer(data, np.uint8))
-        self.write(topic, COMPRESSED_IMAGE_TYPE, log_time_ns, message)
-        return topic
-
-    # Message builders over the typestore's classes.
-
-    def header(self, stamp: int, frame_id: str) -> Any:
-        time_type = self.types["builtin_interfaces/msg/Time"]
-        return self.types["std_msgs/msg/Header"](
-            stamp=time_type(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000), frame_id=frame_id)
-
-    def image_msg(self, header: Any, image: np.ndarray) -> Any:
-        """A bgr8 (uint8 HxWx3) or 32FC1 (float32 HxW) sensor_msgs/Image."""
-        if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
-            encoding = "bgr8"
-        elif image.dtype == np.float32 and image.ndim == 2:
-            encoding = "32FC1"
-        else:
-            raise ValueError(f"image messages are bgr8 or 32FC1; got {image.dtype} {image.shape}")
-        image = np.ascontiguousarray(image.astype(image.dtype.newbyteorder("<"), copy=False))
-        height, width = image.shape[:2]
-        return self.types[IMAGE_TYPE](header=header, height=height, width=width, encoding=encoding,
-                                      is_bigendian=0, step=image.nbytes // height,
-                                      data=np.frombuffer(image.tobytes(), np.uint8))
-
-    def range_msg(self, header: Any, visibility: float, max_visibility: float, field_of_view: float) -> Any:
-        """~/visibility as the node publishes it (sensor_msgs/Range: the visibility in metres as `range`)."""
-        return self.types[RANGE_TYPE](header=header, radiation_type=1, field_of_view=float(field_of_view),
-                                      min_range=0.0, max_range=float(max_visibility), range=float(visibility),
-                                      variance=0.0)
-
-    def haze_msg(self, header: Any, density: float) -> Any:
-        """~/haze_density as the node publishes it (HAZE_TYPE)."""
-        hypothesis = self.types["vision_msgs/msg/ObjectHypothesis"](class_id=HAZE_CLASS, score=float(density))
-        return self.types[HAZE_TYPE](header=header, results=[hypothesis])

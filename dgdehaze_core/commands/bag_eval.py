@@ -19,7 +19,8 @@ from pathlib import Path
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
-from dgdehaze_core.bags.io import IMAGE_TRANSPORTS, STORAGES, pick_camera_info_topic, pick_image_topic
+from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_camera_info_topic, pick_image_topic
+from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
@@ -65,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_bits_option(parser, "16-bit frames (mono16, bayer_*16, 16-bit PNG)",
                           "; with --node it sets the started node's, with --attach give the running node's")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
+    parser.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                        help="evaluate from this many seconds into the bag's recording (as ros2 bag play's "
+                             "--start-offset); the output bag holds that part")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="evaluate this many seconds of the recording from --start (default: to its end)")
     parser.add_argument("--output-images", choices=IMAGE_TRANSPORTS, default="auto",
                         help="how the output bag holds the dehazed image and the depth: raw (sensor_msgs/Image), "
                              "compressed (image_transport's <topic>/compressed JPEG and <topic>/compressedDepth), "
@@ -105,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--node-param sets parameters of a node started here; set an attached node's with ros2 param")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
+    try:
+        check_time_window(args.start, args.duration)
+    except ValueError as exc:
+        raise ValueError(f"--start / --duration: {exc}") from None
     check_sample_bits(args.input_bits)
     if any(param.split(":=", 1)[0] == "input_bits" for param in args.node_param):
         raise ValueError("give the node's input_bits as --input-bits, which the report's frames are read with too")
@@ -133,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
             raise RuntimeError(f"{exc} (or pass --no-detection)") from None
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
                    max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
-                   image_transport=args.output_images, progress=not args.no_progress)
+                   image_transport=args.output_images, start=args.start, duration=args.duration,
+                   progress=not args.no_progress)
     evaluation: BagEvaluation
     if args.node:
         replay_bag = ros_mode(BAG_REPLAY)
@@ -199,7 +210,8 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=method, default_method=default, detector=detector, max_frames=args.max_frames,
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
-                   camera_pitch=args.camera_pitch, input_bits=args.input_bits, image_transport=args.output_images)
+                   camera_pitch=args.camera_pitch, input_bits=args.input_bits, image_transport=args.output_images,
+                   start=args.start, duration=args.duration)
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "

@@ -35,10 +35,11 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from tqdm import tqdm
 
-from dgdehaze_core.bags.evaluation import check_output_folder, copied_messages, node_method, timed_detect
+from dgdehaze_core.bags.evaluation import (check_output_folder, copied_messages, node_method, time_window_notes,
+                                           timed_detect)
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
-                                   LABEL_INFO_TYPE, RANGE_TYPE, BagError, BagSource, BagWriter, decode_image,
-                                   output_images, stamp_ns)
+                                   LABEL_INFO_TYPE, RANGE_TYPE, BagError, BagSource, decode_image, stamp_ns)
+from dgdehaze_core.bags.writer import BagWriter, output_images
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.detection.detector import Detection, Detector, median_depth
@@ -256,9 +257,11 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                camera_info_topic: str | None = None, method: str | None = None, detector: Detector | None = None,
                max_frames: int | None = None, storage: str | None = None, node_name: str = "dgdehaze",
                attach: bool = False, timeout: float = 10.0, node_params: Sequence[str] = (),
-               input_bits: int = SAMPLE_BITS, image_transport: str = "auto", progress: bool = True) -> BagEvaluation:
+               input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
+               duration: float | None = None, progress: bool = True) -> BagEvaluation:
     """Send the bag's frames through the node and write OUT (bag, report, summary) atomically; the node's images go
-    into the output bag as it sends them, or compressed (`image_transport`, as `evaluation.evaluate_bag`'s).
+    into the output bag as it sends them, or compressed (`image_transport`, as `evaluation.evaluate_bag`'s). start,
+    duration: the part of the bag sent and copied, as `evaluation.evaluate_bag`'s.
 
     `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
     the dehazed frames. Raises BagError for a bad bag before anything starts, NodeReplayError when the node cannot
@@ -271,6 +274,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     with BagSource(input_bag, input_bits) as source:
         source.check_output_namespace(f"/{node_name}", "give the node another name (--node-name)")
         source.check_copyable()
+        window = time_window_notes(source, start, duration)
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
@@ -302,7 +306,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
-                    output_bag="bag", output_images=images, input_bits=source.input_bits)
+                    output_bag="bag", output_images=images, input_bits=source.input_bits, notes=window)
                 with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                     _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
                 evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
