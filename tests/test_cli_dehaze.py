@@ -177,10 +177,13 @@ def test_ctrl_c_in_a_folder_keeps_the_outputs_written_and_says_how_to_go_on_with
 
 
 def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, foggy_road: np.ndarray,
-                                                                capsys: pytest.CaptureFixture) -> None:
+                                                                capsys: pytest.CaptureFixture,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """--resume kept whatever outputs a folder held: resumed with other weights (or another output mode or input
     bits), a folder ended up holding images of two runs without a word. The folder's run record says what wrote it,
-    and another run is refused before it writes anything."""
+    and another run is refused before it writes anything, and before it builds a runtime (an ONNX export here, a
+    TensorRT engine on a GPU: minutes)."""
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     photo = cv2.resize(foggy_road, (96, 64), interpolation=cv2.INTER_AREA)
@@ -193,12 +196,14 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
     (out / "frame_2_dehazed.png").unlink()  # as a run stopped before its last image
     kept = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
-    for other, differing in ((["--method", "dcp"], "weights"), (["--method", "lite", "--output", "decoder"], "output"),
+    for other, differing in ((["--method", "dcp"], "weights"),
+                             (["--method", "lite", "--output", "decoder", "--backend", "onnxruntime"], "output"),
                              (["--method", "lite", "--input-bits", "12"], "input_bits")):
         assert main(["dehaze", str(source), *other, "--out", str(out), "--resume"]) == 2, other
         error = capsys.readouterr().err
         assert f"--resume goes on with the run that wrote {out}, but its {differing} differ" in error, error
         assert {p.name: p.read_bytes() for p in out.iterdir()} == kept, "a refused run wrote nothing"
+        assert not (tmp_path / "engines").exists(), "a refused run exported nothing"
     shipped = str(Path(__file__).resolve().parents[1] / "dgdehaze_core" / "weights" / "dgdehaze_lite.pt")
     assert main(["dehaze", str(source), "--method", shipped, "--out", str(out), "--resume"]) == 0, \
         "the same weights named by their file are the same run"

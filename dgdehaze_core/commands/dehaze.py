@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
-from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline
+from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.images import (SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, iter_video, list_images,
                                      missing, video_frame_count, write_image)
@@ -104,9 +104,10 @@ def _images(paths: list[Path], read: ImageReader, progress: bool) -> Iterator[tu
             yield path, exc
 
 
-def run_record(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:
-    """What the run of `args` with the loaded `pipeline` writes its images with (RUN_RECORD)."""
-    return {"method": args.method, "weights": pipeline.weights, "output": args.output or "auto",
+def run_record(args: argparse.Namespace, weights: dict[str, Any] | None) -> dict[str, Any]:
+    """What the run of `args` with the loaded `weights` (the pipeline's record; None for dcp) writes its images
+    with (RUN_RECORD)."""
+    return {"method": args.method, "weights": weights, "output": args.output or "auto",
             "input_bits": args.input_bits, "half": bool(args.half)}
 
 
@@ -267,10 +268,13 @@ def run(args: argparse.Namespace) -> int:
                  args.out)
         if not todo:
             return 0
+    expected = run_record(args, method_weights(args.method)) if args.resume else None
+    if expected is not None:  # before a runtime is built: an export, or on a GPU a TensorRT engine, takes minutes
+        check_resumable(args.out, expected)
     pipeline = load_pipeline(args.method, **options)
     if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
         return _run_video(source, args.out, pipeline, not args.no_progress)
-    record = run_record(args, pipeline)
-    if args.resume:
+    record = run_record(args, pipeline.weights)
+    if expected is not None and record != expected:  # the weights loaded are not those checked: replaced since
         check_resumable(args.out, record)
     return _run_images(source, todo, outputs, read, pipeline, args.out, record, not args.no_progress)
