@@ -66,6 +66,11 @@ def test_the_output_images_are_compressed_as_image_transport_s_topics_where_aske
     raw = read_all(tmp_path / "raw" / "bag")
     assert [m.encoding for _, m in raw["/dgdehaze/image_dehazed"]] == ["bgr8", "bgr8"]
     assert "/dgdehaze/image_dehazed/compressed" not in raw
+    evaluate_bag(demo, DEMO_TOPIC, tmp_path / "lean", method="dcp", max_frames=2, image_transport="none",
+                 progress=False)
+    lean = read_all(tmp_path / "lean" / "bag")  # the figures' outputs only: a fleet's bags at their input's size
+    assert not [topic for topic in lean if "image_dehazed" in topic or "depth" in topic]
+    assert len(lean["/dgdehaze/haze_density"]) == len(lean["/dgdehaze/detections"]) == 2
     with pytest.raises(ValueError, match="auto, raw, compressed"):
         evaluate_bag(demo, DEMO_TOPIC, tmp_path / "bad", method="dcp", image_transport="jpeg", progress=False)
     assert not (tmp_path / "bad").exists()

@@ -77,7 +77,8 @@ class BagEvaluation:
     skipped: list[str] = field(default_factory=list)
     output_bag: str = ""
     output_images: str = "raw"
-    """How the output bag holds the dehazed frame and the depth: raw, or compressed (image_transport's topics)."""
+    """How the output bag holds the dehazed frame and the depth: raw, compressed (image_transport's topics), or none
+    (left out)."""
     notes: list[str] = field(default_factory=list)
     input_bits: int = SAMPLE_BITS
     """Significant bits the frames' 16-bit samples were read with (the node's input_bits)."""

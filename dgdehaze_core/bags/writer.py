@@ -1,6 +1,6 @@
 """Evaluation output bags without a ROS install: a new ROS 2 bag (rosbag2 folder, mcap or sqlite3) that copies an
 input bag's topics and adds the node's outputs as typed messages of `io.typestore` (vision_msgs included), its
-images raw or as image_transport's compressed topics.
+images raw, as image_transport's compressed topics, or left out.
 """
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from dgdehaze_core.bags.io import (BAG_VERSION, COMPRESSED_IMAGE_TYPE, HAZE_CLAS
 from dgdehaze_core.io.camera_frames import compress_frame
 from dgdehaze_core.io.compressed_depth import compress_depth
 
-IMAGE_TRANSPORTS = ("auto", "raw", "compressed")
+IMAGE_TRANSPORTS = ("auto", "raw", "compressed", "none")
 """How an evaluation writes its images into the output bag: raw (sensor_msgs/Image), compressed (image_transport's
-`compressed` and `compressedDepth` topics), or auto: compressed where the camera topic is."""
+`compressed` and `compressedDepth` topics), none (left out: the bag holds the other outputs), or auto: compressed
+where the camera topic is."""
 
 
 def output_images(transport: str, frame_type: str) -> str:
-    """"raw" or "compressed": `transport` (IMAGE_TRANSPORTS) for a camera topic of type `frame_type`."""
+    """"raw", "compressed" or "none": `transport` (IMAGE_TRANSPORTS) for a camera topic of type `frame_type`."""
     if transport not in IMAGE_TRANSPORTS:
         raise ValueError(f"output image transport must be one of {', '.join(IMAGE_TRANSPORTS)}, got {transport!r}")
     if transport == "auto":
@@ -33,13 +34,14 @@ def output_images(transport: str, frame_type: str) -> str:
 
 class BagWriter:
     """A new ROS 2 bag (rosbag2 folder, mcap or sqlite3) that copies input topics and adds typed messages; its
-    images (`write_image`) go raw or, with `images` "compressed", as image_transport's compressed transports."""
+    images (`write_image`) go raw, with `images` "compressed" as image_transport's compressed transports, or with
+    "none" nowhere."""
 
     def __init__(self, path: str | Path, storage: str = "mcap", images: str = "raw") -> None:
         if storage not in STORAGES:
             raise ValueError(f"bag storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-        if images not in ("raw", "compressed"):
-            raise ValueError(f"bag images are raw or compressed, got {images!r}")
+        if images not in IMAGE_TRANSPORTS[1:]:
+            raise ValueError(f"bag images are raw, compressed or none, got {images!r}")
         self.path = Path(path)
         self.images = images
         self.store = typestore()
@@ -95,14 +97,16 @@ class BagWriter:
         self._writer.write(connection, log_time_ns, raw)
 
     def write_image(self, topic: str, log_time_ns: int, header: Any, image: np.ndarray,
-                    pixels: np.ndarray | None = None, encoding: str = "bgr8") -> str:
+                    pixels: np.ndarray | None = None, encoding: str = "bgr8") -> None:
         """A bgr8 frame (uint8 HxWx3) or a 32FC1 depth image (float32 HxW) on `topic`, or in a bag of compressed
         images on `topic`/compressed (JPEG, as the node's ~/image_dehazed/compressed; a frame published in another
-        encoding compresses as that one: its `pixels` in `encoding`) or `topic`/compressedDepth; the topic
-        written."""
+        encoding compresses as that one: its `pixels` in `encoding`) or `topic`/compressedDepth; nothing in a bag
+        without images."""
+        if self.images == "none":
+            return
         if self.images == "raw":
             self.write(topic, IMAGE_TYPE, log_time_ns, self.image_msg(header, image))
-            return topic
+            return
         if image.dtype == np.float32:
             topic, (fmt, data) = f"{topic}/compressedDepth", compress_depth(image)
         else:
@@ -110,7 +114,6 @@ class BagWriter:
                                                                        encoding)
         message = self.types[COMPRESSED_IMAGE_TYPE](header=header, format=fmt, data=np.frombuffer(data, np.uint8))
         self.write(topic, COMPRESSED_IMAGE_TYPE, log_time_ns, message)
-        return topic
 
     # Message builders over the typestore's classes.
 

@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-images", choices=IMAGE_TRANSPORTS, default="auto",
                         help="how the output bag holds the dehazed image and the depth: raw (sensor_msgs/Image), "
                              "compressed (image_transport's <topic>/compressed JPEG and <topic>/compressedDepth), "
-                             "or auto: compressed where the camera topic is (default)")
+                             "none (left out: the figures only, for a fleet), or auto: compressed where the camera "
+                             "topic is (default)")
     parser.add_argument("--output-prefix", default=DEFAULT_OUTPUT_PREFIX,
                         help="namespace of the output topics in the bag (offline mode)")
     parser.add_argument("--node", action="store_true",

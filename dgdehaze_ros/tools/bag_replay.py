@@ -432,9 +432,9 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
             keep: set[int]) -> None:
     """Write the node's outputs for one frame at the frame's receive time and add its figures."""
     prefix = f"/{node_name}"
-    compressed = {"image_dehazed", "depth_relative"} if writer.images == "compressed" else set()
+    rewritten = {"image_dehazed", "depth_relative"} if writer.images != "raw" else set()
     for name, (_, msgtype) in OUTPUTS.items():
-        if outputs.get(name) and name not in compressed:  # as received; the images compressed below
+        if outputs.get(name) and name not in rewritten:  # as received; the images compressed (or left out) below
             writer.write_raw(f"{prefix}/{name}", msgtype, log_time, outputs[name][1])
     labels = store.deserialize_cdr(outputs["_labels"], LABEL_INFO_TYPE) if outputs.get("_labels") else None
     if labels is not None and not evaluation.records:
@@ -452,7 +452,7 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
                if outputs.get("haze_density") else haze_density(hazy))
     visibility = (float(store.deserialize_cdr(outputs["visibility"][1], RANGE_TYPE).range)
                   if outputs.get("visibility") else math.nan)
-    if compressed:
+    if rewritten:
         writer.write_image(f"{prefix}/image_dehazed", log_time, dehazed_msg.header, dehazed,
                            raw_pixels(dehazed_msg), dehazed_msg.encoding)
         if depth_msg is not None:
