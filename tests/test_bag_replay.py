@@ -38,6 +38,7 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
         topics = source.topics()
     assert topics["/dgdehaze/image_dehazed/compressed"] == (COMPRESSED_IMAGE_TYPE, 3)  # as the camera's frames
     assert topics["/dgdehaze/depth_relative/compressedDepth"] == (COMPRESSED_IMAGE_TYPE, 3)
+    assert topics["/dgdehaze/depth/compressedDepth"] == (COMPRESSED_IMAGE_TYPE, 3), "the node's metres, as offline"
     assert "/dgdehaze/image_dehazed" not in topics and "/dgdehaze/depth_relative" not in topics
     assert topics["/dgdehaze/detections"] == (DETECTIONS_TYPE, 3)
     assert topics["/cam/camera_info"][1] == 5, "every message of the input, those after the last frame too"
@@ -103,13 +104,13 @@ def test_a_started_node_gets_the_detector_of_the_hazy_row_unless_a_node_param_sa
 def test_the_plan_waits_only_for_what_the_node_publishes_for_each_frame() -> None:
     from dgdehaze_ros.tools.node_outputs import OutputPlan
 
-    offered = ["image_dehazed", "depth_relative", "detections", "haze_density", "visibility", "camera_info"]
+    offered = ["image_dehazed", "depth_relative", "detections", "haze_density", "visibility", "camera_info", "depth"]
     started = OutputPlan.from_parameters({"detection_interval": 3, "camera_height": 0.0}, offered, True, True)
     assert [("detections" in started.required(n)) for n in range(7)] == [True, False, False, True, False, False, True]
     assert started.optional(1) == ["camera_info", "haze_density"], "no mounting: no ~/visibility to wait for"
     attached = OutputPlan.from_parameters({"detection_interval": 3, "camera_height": 1.4}, offered, False, False)
     assert all("detections" in attached.required(n) for n in range(3)), "count unknown: waited for, to learn it"
-    assert attached.optional(0) == ["haze_density", "visibility"]
+    assert attached.optional(0) == ["haze_density", "visibility", "depth"], "metres where the fog is measured"
     learnt = attached.answered(0, ["image_dehazed"]).answered(1, ["image_dehazed", "detections"])
     assert [("detections" in learnt.required(n)) for n in range(2, 8)] == [False, False, True, False, False, True]
     resynced = started.answered(2, ["image_dehazed", "detections"])  # the node's count went another way

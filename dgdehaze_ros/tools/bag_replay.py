@@ -8,8 +8,9 @@ latency is the node's own (publish to last output received). The recorded output
 the output bag at the input frames' original receive times, and the same report as the offline mode is written.
 
 Output topics are the node's `~/` topics: /<node_name>/image_dehazed, depth_relative, detections, haze_density,
-camera_info. The input topics are the bag's own names (as `ros2 bag play` would publish them); a started node is
-remapped onto them, an attached node must already subscribe to them.
+camera_info, and with a mounting visibility and depth (metres). The input topics are the bag's own names (as
+`ros2 bag play` would publish them); a started node is remapped onto them, an attached node must already subscribe
+to them.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
 LOG = logging.getLogger(__name__)
 
 OUTPUTS: dict[str, tuple[type, str]] = {
-    "image_dehazed": (Image, IMAGE_TYPE), "depth_relative": (Image, IMAGE_TYPE),
+    "image_dehazed": (Image, IMAGE_TYPE), "depth_relative": (Image, IMAGE_TYPE), "depth": (Image, IMAGE_TYPE),
     "camera_info": (CameraInfo, CAMERA_INFO_TYPE), "visibility": (Range, RANGE_TYPE)}
 """The node's `~/` outputs: name -> (rclpy class, type name)."""
 LabelInfo: type | None = None
@@ -432,7 +433,7 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
             keep: set[int]) -> None:
     """Write the node's outputs for one frame at the frame's receive time and add its figures."""
     prefix = f"/{node_name}"
-    rewritten = {"image_dehazed", "depth_relative"} if writer.images != "raw" else set()
+    rewritten = {"image_dehazed", "depth_relative", "depth"} if writer.images != "raw" else set()
     for name, (_, msgtype) in OUTPUTS.items():
         if outputs.get(name) and name not in rewritten:  # as received; the images compressed (or left out) below
             writer.write_raw(f"{prefix}/{name}", msgtype, log_time, outputs[name][1])
@@ -457,6 +458,9 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
                            raw_pixels(dehazed_msg), dehazed_msg.encoding)
         if depth_msg is not None:
             writer.write_image(f"{prefix}/depth_relative", log_time, depth_msg.header, depth)
+        if outputs.get("depth"):
+            metres = store.deserialize_cdr(outputs["depth"][1], IMAGE_TYPE)
+            writer.write_image(f"{prefix}/depth", log_time, metres.header, _image_from(metres, evaluation.input_bits))
     last = max(value[0] for name, value in outputs.items() if not name.startswith("_") and value)
     hazy_detections, hazy_ms = timed_detect(detector, hazy)
     depths = [median_depth(d, depth) for d in detections] if depth_msg is not None else []

@@ -61,8 +61,10 @@ class OutputPlan:
         return [name for name in wanted if name in self.available]
 
     def optional(self, n: int) -> list[str]:
+        """Those the node publishes for some frames only: ~/visibility and ~/depth (metres) where its mounting
+        measured the fog, camera_info once it has one."""
         wanted = [*(["camera_info"] if self.camera_info else []), "haze_density",
-                  *(["visibility"] if self.mounting else [])]
+                  *(["visibility"] if self.mounting else []), *(["depth"] if self.mounting and self.depth else [])]
         return [name for name in wanted if name in self.available]
 
     def answered(self, n: int, outputs: Sequence[str]) -> OutputPlan:
