@@ -453,17 +453,19 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
                if outputs.get("haze_density") else haze_density(hazy))
     visibility = (float(store.deserialize_cdr(outputs["visibility"][1], RANGE_TYPE).range)
                   if outputs.get("visibility") else math.nan)
+    metres_msg = store.deserialize_cdr(outputs["depth"][1], IMAGE_TYPE) if outputs.get("depth") else None
+    metres = _image_from(metres_msg, evaluation.input_bits) if metres_msg is not None else None
     if rewritten:
         writer.write_image(f"{prefix}/image_dehazed", log_time, dehazed_msg.header, dehazed,
                            raw_pixels(dehazed_msg), dehazed_msg.encoding)
         if depth_msg is not None:
             writer.write_image(f"{prefix}/depth_relative", log_time, depth_msg.header, depth)
-        if outputs.get("depth"):
-            metres = store.deserialize_cdr(outputs["depth"][1], IMAGE_TYPE)
-            writer.write_image(f"{prefix}/depth", log_time, metres.header, _image_from(metres, evaluation.input_bits))
+        if metres_msg is not None:
+            writer.write_image(f"{prefix}/depth", log_time, metres_msg.header, metres)
     last = max(value[0] for name, value in outputs.items() if not name.startswith("_") and value)
     hazy_detections, hazy_ms = timed_detect(detector, hazy)
-    depths = [median_depth(d, depth) for d in detections] if depth_msg is not None else []
+    distance = metres if metres is not None else depth if depth_msg is not None else None  # metres, as offline
+    depths = [median_depth(d, distance) for d in detections] if distance is not None else []
     evaluation.records.append(FrameRecord(
         index=index, stamp_ns=stamp, log_time_ns=log_time, haze_density_hazy=density,
         haze_density_dehazed=haze_density(dehazed),
