@@ -31,7 +31,6 @@ def output_images(transport: str, frame_type: str) -> str:
     return transport
 
 
-
 class BagWriter:
     """A new ROS 2 bag (rosbag2 folder, mcap or sqlite3) that copies input topics and adds typed messages; its
     images (`write_image`) go raw, with `images` "compressed" as image_transport's compressed transports, or with
