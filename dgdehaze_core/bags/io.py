@@ -315,30 +315,29 @@ class BagSource:
         """Check that the topics exist, hold the right types and that every indexed message can be read.
 
         Reads the raw messages once (no decoding), so that a truncated or corrupt bag fails before any work is
-        done. Returns the number of frames on `image_topic`.
+        done. Returns the number of frames on `image_topic` (within the window, `select_window`).
         """
         connections = self._topic_connections(image_topic, FRAME_TYPES, "image")
         if camera_info_topic:
             connections += self._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
         expected = {c.id: c.msgcount for c in connections}
         found = dict.fromkeys(expected, 0)
+        start, stop = self.window or (None, None)
+        framed = 0
         with _damage_as_bag_error(f"bag {self.path} is corrupt or truncated: reading it failed with", self._repair()):
-            for connection, _, raw in self._reader.messages(connections=connections):
+            for connection, log_time, raw in self._reader.messages(connections=connections):
                 if len(raw) == 0:
                     raise BagError(f"bag {self.path} holds an empty message on {connection.topic!r}")
                 found[connection.id] += 1
+                framed += (connection.topic == image_topic and (start is None or log_time >= start)
+                           and (stop is None or log_time < stop))
         for connection in connections:
             if found[connection.id] != expected[connection.id]:
                 raise BagError(f"bag {self.path} is truncated: its index lists {expected[connection.id]} messages "
                                f"on {connection.topic!r} but only {found[connection.id]} can be read{self._repair()}")
-        if self.window is None:
-            return sum(found[c.id] for c in connections if c.topic == image_topic)
-        framed = [c for c in connections if c.topic == image_topic]
-        start, stop = self.window
-        count = sum(1 for _ in self._reader.messages(connections=framed, start=start, stop=stop))
-        if not count:
+        if not framed:
             raise BagError(f"topic {image_topic!r} in {self.path} has no frame in the time window selected")
-        return count
+        return framed
 
     def select_window(self, start_s: float = 0.0, duration_s: float | None = None) -> str:
         """Read only what was recorded from `start_s` seconds after the bag's first message, for `duration_s`

@@ -81,11 +81,7 @@ class BagWriter:
 
     def write(self, topic: str, msgtype: str, log_time_ns: int, msg: Any) -> None:
         """Serialize `msg` (a message of `self.types`) and write it to `topic`."""
-        connection = self._by_topic.get(topic)
-        if connection is None:
-            connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
-            self._by_topic[topic] = connection
-        self._writer.write(connection, log_time_ns, self.store.serialize_cdr(msg, msgtype))
+        self.write_raw(topic, msgtype, log_time_ns, self.store.serialize_cdr(msg, msgtype))
 
     def write_raw(self, topic: str, msgtype: str, log_time_ns: int, raw: bytes) -> None:
         """Write an already serialized (CDR) message, e.g. one received over DDS."""

@@ -32,16 +32,17 @@ def compress_depth(depth: np.ndarray, png_level: int = 1) -> tuple[str, bytes]:
         raise ImageError(f"a compressedDepth image is (H, W) depth, got shape {depth.shape}")
     depth = depth.astype(np.float32, copy=False)
     valid = np.isfinite(depth) & (depth > 0)
-    if valid.any():
-        near = float(depth[valid].min())
-        far = max(float(depth[valid].max()), near * 1.001) * 1.000001  # q = 1 just beyond the farthest depth
+    values = depth[valid]
+    if values.size:
+        near = float(values.min())
+        far = max(float(values.max()), near * 1.001) * 1.000001  # q = 1 just beyond the farthest depth
         a = np.float32((LEVELS - 1) / (1.0 / near - 1.0 / far))
         b = np.float32(1.0 - a / far)
     else:
         a, b = np.float32(1.0), np.float32(0.0)
     quantised = np.zeros(depth.shape, np.uint16)
     with np.errstate(divide="ignore", invalid="ignore"):
-        quantised[valid] = np.clip(np.rint(a / depth[valid] + b), 1, LEVELS)
+        quantised[valid] = np.clip(np.rint(a / values + b), 1, LEVELS)
     ok, png = cv2.imencode(".png", quantised, [cv2.IMWRITE_PNG_COMPRESSION, png_level])
     if not ok:
         raise ImageError(f"OpenCV could not encode a {depth.shape} depth image as PNG")

@@ -121,8 +121,10 @@ def _read_sidecar(artifact: Path) -> dict[str, object] | str:
     return recorded
 
 
-def _hash_problem(artifact: Path, recorded: dict[str, object]) -> str | None:
-    if recorded.get("sha256") != file_sha256(artifact):
+def _hash_problem(artifact: Path, recorded: dict[str, object], sha256: str | None = None) -> str | None:
+    """Why `artifact` cannot be trusted against its sidecar's hash, None when it matches; `sha256`: the hash of the
+    bytes read to load it, else the file's now."""
+    if recorded.get("sha256") != (sha256 or file_sha256(artifact)):
         return f"corrupt: {artifact.name} does not match the hash in its sidecar"
     return None
 
@@ -156,8 +158,9 @@ def read_trusted(artifact: Path) -> tuple[dict[str, object], bytes]:
     if isinstance(recorded, str):
         raise ValueError(f"{artifact}: {recorded}")
     data = artifact.read_bytes()
-    if recorded.get("sha256") != hashlib.sha256(data).hexdigest():
-        raise ValueError(f"{artifact}: corrupt: {artifact.name} does not match the hash in its sidecar")
+    problem = _hash_problem(artifact, recorded, hashlib.sha256(data).hexdigest())
+    if problem:
+        raise ValueError(f"{artifact}: {problem}")
     return recorded, data
 
 
