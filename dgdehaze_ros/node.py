@@ -71,6 +71,7 @@ from dgdehaze_ros.conversions import (ImageConversionError, array_to_image, bgr8
                                       camera_frame, compressed_depth_image, compressed_image, depth_to_image)
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
+from dgdehaze_ros.fastdds_profile import transport_summary
 from dgdehaze_ros.fog_measurement import FogMeasurement
 from dgdehaze_ros.model_reloads import ModelReloads
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
@@ -429,7 +430,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self.get_logger().warning(
             f"{info.total_count} input frames lost before reaching the node: large images over best_effort lose "
             "fragments with Fast DDS defaults; use image_reliability: reliable with a reliable camera, or give "
-            "every process config/fastdds_large_images.xml (docs/ROS.md)", throttle_duration_sec=10.0)
+            "the camera's process config/fastdds_large_images.xml (docs/ROS.md)", throttle_duration_sec=10.0)
 
     def _on_incompatible_qos(self, info: Any) -> None:
         reliability = self._settings["image_reliability"] if self._settings is not None else "?"
@@ -612,6 +613,7 @@ def main(args: list[str] | None = None) -> int:
         logging.getLogger("dgdehaze_node").error("invalid parameter: %s", exc)
         rclpy.try_shutdown()
         return 2
+    node.get_logger().info(f"transport: {transport_summary()}")
     try:
         if node.get_parameter("autostart").value:
             _autostart(node)

@@ -9,6 +9,10 @@ All tuning lives in `params_file` (default: share/dgdehaze/config/dgdehaze.yaml)
 `use_sim_time:=true` makes the node follow /clock (a bag played with `ros2 bag play --clock`): the stamps of its
 own messages and the latency on /diagnostics are then measured against the bag's time; left empty, a
 `use_sim_time` in params_file applies (as in Nav2's files), else false.
+The node's process gets the shipped Fast DDS profile config/fastdds_large_images.xml (a shared-memory segment that
+holds frames up to 4K) unless the environment configures Fast DDS itself or runs another middleware, so that its
+large images (the 32FC1 depth) reach rviz, rosbag2 and other processes on this machine whole and without the
+seconds a reliable reader waits for lost UDP fragments; `fastdds_large_images:=off` leaves its middleware's default.
 With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager, with
 `bond_timeout: 0.0`: the node keeps no bond): configure loads the models and builds engines, activate subscribes
 and publishes.
@@ -24,6 +28,8 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
+
+from dgdehaze_ros.fastdds_profile import launch_environment
 
 PACKAGE = "dgdehaze"
 
@@ -78,6 +84,7 @@ def _launch_setup(context: LaunchContext) -> list[LifecycleNode]:
             *([("camera_info", camera_info)] if camera_info else []),
         ],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        additional_env=launch_environment(LaunchConfiguration("fastdds_large_images").perform(context)),
     )
     return [node]
 
@@ -96,6 +103,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="YAML file with the node's parameters (under `/**: ros__parameters:`)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
+        DeclareLaunchArgument("fastdds_large_images", default_value="auto",
+                              description="auto: the node runs with config/fastdds_large_images.xml unless the "
+                                          "environment configures Fast DDS or another middleware; off: the "
+                                          "middleware's defaults"),
         DeclareLaunchArgument("use_sim_time", default_value="",
                               description="true: follow /clock (ros2 bag play --clock) for stamps and latency "
                                           "(empty: from params_file, else false)"),

@@ -17,13 +17,17 @@ from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, BagSou
 from dgdehaze_core.cli import main  # noqa: E402
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8  # noqa: E402
 from dgdehaze_core.io.compressed_depth import decompress_depth  # noqa: E402
+from dgdehaze_ros.fastdds_profile import FASTDDS_SETTINGS, PROFILE_VARIABLE, shipped_profile  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
 
 @pytest.mark.slow
-def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_path: Path) -> None:
+def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
+    for name in (*FASTDDS_SETTINGS, "RMW_IMPLEMENTATION"):  # Fast DDS at its defaults, as on a fresh machine
+        monkeypatch.delenv(name, raising=False)
     frames = demo_frames(3, (320, 180))
     stamps = write_camera_bag(tmp_path / "in", "sqlite3", frames, "jpeg", info_after_last=2)
     out = tmp_path / "eval"
@@ -34,6 +38,7 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert code == 0, (out.parent / "eval.log")
     assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == discovery, \
         "the replay's localhost-only discovery stayed in the caller's environment, for every ROS context after it"
+    assert PROFILE_VARIABLE not in os.environ, "the replay's Fast DDS profile stayed in the caller's environment"
     with BagSource(out / "bag") as source:
         topics = source.topics()
     assert topics["/dgdehaze/image_dehazed/compressed"] == (COMPRESSED_IMAGE_TYPE, 3)  # as the camera's frames
@@ -64,6 +69,9 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     summary = (out / "summary.json").read_text()
     assert '"mode": "node"' in summary and json.loads(summary)["weights"] == "none", "dcp runs no weights"
     assert (out / "report.html").is_file() and (out / "node.log").is_file()
+    # the node's depth (4 bytes a pixel) crosses whole, not as UDP fragments whose repair adds seconds to latencies
+    assert f"transport: Fast DDS configured by {PROFILE_VARIABLE}={shipped_profile()}" in (out / "node.log").read_text()
+    assert any("shipped Fast DDS profile" in note for note in json.loads(summary)["notes"])
 
 
 def test_a_bag_that_cannot_be_copied_is_refused_before_any_node_is_asked(tmp_path: Path,
@@ -172,6 +180,8 @@ def test_a_replay_attached_to_a_running_node_names_the_weights_it_runs(tmp_path:
         session.remove(node)
     assert evaluation.weights.startswith(f"mine.pt (sha256 {loaded}, "), evaluation.weights
     assert json.loads((tmp_path / "eval" / "summary.json").read_text())["weights"] == evaluation.weights
+    assert any(note.startswith("this replay ran with ") for note in evaluation.notes), \
+        "an attached node's transport is its own, and the report says that its latencies depend on it"
 
 
 @pytest.mark.slow

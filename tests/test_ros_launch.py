@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "dgdehaze.launch.py"
 CONFIG_FILE = ROOT / "config" / "dgdehaze.yaml"
 LAUNCH_ARGUMENTS = {"namespace", "image", "camera_info", "params_file", "backend", "model", "image_reliability",
-                    "input_transport", "autostart", "use_sim_time"}
+                    "input_transport", "autostart", "use_sim_time", "fastdds_large_images"}
 
 
 def shipped_parameters() -> dict[str, object]:
@@ -70,6 +70,10 @@ def test_the_launch_file_compiles_and_declares_the_arguments_users_pass() -> Non
     assert LAUNCH_ARGUMENTS <= declared | set(overrides), LAUNCH_ARGUMENTS - declared - set(overrides)
     assert set(overrides) <= set(SPEC_BY_NAME), "a launch argument overrides an undeclared parameter"
     assert "dgdehaze_node" in LAUNCH_FILE.read_text()
+    assert ("dgdehaze_ros.fastdds_profile", "launch_environment") in imports
+    node_keywords = {k.arg for call in ast.walk(tree) if isinstance(call, ast.Call)
+                     and getattr(call.func, "id", "") == "LifecycleNode" for k in call.keywords}
+    assert "additional_env" in node_keywords, "the node's process gets the Fast DDS profile the launch chose"
 
 
 def test_the_launch_description_builds_where_launch_ros_is_installed() -> None:

@@ -34,6 +34,10 @@ def test_a_reliable_input_and_the_shipped_fastdds_profile_receive_every_640x360_
     profile = measure_loss(640, 360, reliability="best_effort", publisher_reliability="best_effort",
                            transport="shm_profile", frames=20, depth=20)
     assert profile["received"] == 20 and profile["lost_reported"] == 0, "config/fastdds_large_images.xml"
+    sender = measure_loss(640, 360, reliability="best_effort", publisher_reliability="best_effort",
+                          transport="shm_profile", subscriber_transport="default", frames=20, depth=20)
+    assert sender["received"] == 20, "the sender's shared-memory segment carries the frame: the node's own " \
+                                     "profile (the launch file's) gets its images to default subscribers whole"
     with pytest.raises(ValueError, match="never matches"):
         measure_loss(640, 360, reliability="reliable", publisher_reliability="best_effort")
 

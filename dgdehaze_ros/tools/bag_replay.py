@@ -1,7 +1,9 @@
 """Replay a bag through the real `dgdehaze_node` over ROS topics and record what it publishes.
 
-`replay_bag` either starts the node (`dgdehaze_node`, isolated on its own DDS domain, localhost only) or attaches
-to one that is already running (`attach=True`, the user's environment and node). It publishes every frame of the
+`replay_bag` either starts the node (`dgdehaze_node`, isolated on its own DDS domain, localhost only; both ends with
+the shipped Fast DDS profile unless the environment configures Fast DDS, so that the node's large images do not
+cross as UDP fragments whose repair adds seconds to a frame's latency) or attaches to one that is already running
+(`attach=True`, the user's environment and node). It publishes every frame of the
 bag's image topic with its original header, in lockstep: the next frame goes out when the node's outputs for the
 previous one (matched by header stamp) have arrived, so the node's keep-newest-frame policy drops nothing and the
 latency is the node's own (publish to last output received). The recorded outputs, still CDR as received, go into
@@ -49,6 +51,7 @@ from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
+from dgdehaze_ros.fastdds_profile import PROFILE_VARIABLE, large_image_environment, transport_summary
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
@@ -287,15 +290,17 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
             log_path = None if attach else tmp / "node.log"
             domain = None if attach else random.randint(100, 200)
             process = None
+            transport = {} if attach else large_image_environment()
             if not attach:
-                env = {**os.environ, **LOCAL_DISCOVERY, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+                env = {**os.environ, **LOCAL_DISCOVERY, **transport, "ROS_DOMAIN_ID": str(domain),
+                       "PYTHONUNBUFFERED": "1"}
                 command = _node_command(node_name, image_topic, compressed, camera_info_topic, method_label,
                                         detector is not None, node_params)
                 LOG.info("starting dgdehaze_node (%s) on DDS domain %d", method_label, domain)
                 with open(log_path, "w") as log:
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             try:
-                with scoped_environ({} if attach else LOCAL_DISCOVERY):
+                with scoped_environ({} if attach else {**LOCAL_DISCOVERY, **transport}):
                     replay = NodeReplay(node_name, image_topic, compressed, camera_info_topic, domain)
             except BaseException:  # the node started above must not outlive a replay that could not begin
                 if process is not None:
@@ -307,7 +312,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
-                    output_bag="bag", output_images=images, input_bits=source.input_bits, notes=window)
+                    output_bag="bag", output_images=images, input_bits=source.input_bits,
+                    notes=[*window, _transport_note(attach, transport)])
                 with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                     _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
                 evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
@@ -321,6 +327,18 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     LOG.info("replayed %d frames of %s through /%s; report in %s", len(evaluation.records), input_bag, node_name,
              out_dir)
     return evaluation
+
+
+def _transport_note(attach: bool, transport: Mapping[str, str]) -> str:
+    """The report's note on how the node's images reached this replay, which its latencies include."""
+    if transport:
+        return (f"the node and this replay ran with the shipped Fast DDS profile ({PROFILE_VARIABLE}="
+                f"{transport[PROFILE_VARIABLE]}), so that its large images (the 32FC1 depth) crossed between the "
+                "processes whole")
+    if attach:
+        return (f"this replay ran with {transport_summary()}; the latencies include how the running node's images "
+                "crossed to it, which the node's own Fast DDS settings decide (its log names them at start)")
+    return f"the started node and this replay ran with {transport_summary()}"
 
 
 def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,

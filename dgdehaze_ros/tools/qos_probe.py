@@ -24,11 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from dgdehaze_ros.fastdds_profile import PROFILE_NAME, PROFILE_VARIABLE, shipped_profile
 from dgdehaze_ros.tools.child_process import log_tail, stop
 
 LOG = logging.getLogger(__name__)
@@ -36,37 +36,23 @@ LOG = logging.getLogger(__name__)
 MODULE = "dgdehaze_ros.tools.qos_probe"
 TOPIC = "/qos_probe/image"
 RELIABILITIES = ("reliable", "best_effort")
-PROFILE = "fastdds_large_images.xml"
 TRANSPORTS: dict[str, dict[str, str]] = {
     "default": {},
     "udp_only": {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"},
     "large_data": {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
-    "shm_profile": {"FASTRTPS_DEFAULT_PROFILES_FILE": PROFILE},
+    "shm_profile": {PROFILE_VARIABLE: PROFILE_NAME},
 }
 """Fast DDS transport settings compared (environment of both processes, as for a whole robot); `shm_profile` is
 config/fastdds_large_images.xml, a shared-memory segment larger than a frame."""
-
-
-def fastdds_profile() -> Path:
-    """config/fastdds_large_images.xml of the source tree, else of the installed share/dgdehaze."""
-    local = Path(__file__).resolve().parents[2] / "config" / PROFILE
-    if local.is_file():
-        return local
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    except ImportError:
-        return local
-    try:
-        return Path(get_package_share_directory("dgdehaze")) / "config" / PROFILE
-    except PackageNotFoundError:
-        return local
 
 
 def transport_env(transport: str) -> dict[str, str]:
     """The environment variables of one of TRANSPORTS."""
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-    return {k: str(fastdds_profile()) if v == PROFILE else v for k, v in TRANSPORTS[transport].items()}
+    return {k: str(shipped_profile()) if v == PROFILE_NAME else v for k, v in TRANSPORTS[transport].items()}
+
+
 MATCH_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 60.0
 """Seconds the subscriber process gets to import rclpy and subscribe (it then prints "ready")."""
@@ -157,9 +143,10 @@ def _listen(args: argparse.Namespace) -> dict[str, float]:
 
 
 def measure_loss(width: int, height: int, *, reliability: str, publisher_reliability: str = "reliable",
-                 transport: str = "default", frames: int = 20, rate_hz: float = 30.0, depth: int = 1,
-                 domain: int | None = None) -> dict[str, float]:
+                 transport: str = "default", subscriber_transport: str | None = None, frames: int = 20,
+                 rate_hz: float = 30.0, depth: int = 1, domain: int | None = None) -> dict[str, float]:
     """One row: `frames` frames from a publisher process to a subscriber process, counted at the subscriber.
+    `transport` is both processes' (as for a whole robot), unless `subscriber_transport` gives the subscriber's.
     RuntimeError when either process fails or the subscriber is not ready within READY_TIMEOUT_S; both processes
     have ended whenever this returns."""
     if reliability not in RELIABILITIES or publisher_reliability not in RELIABILITIES:
@@ -170,13 +157,15 @@ def measure_loss(width: int, height: int, *, reliability: str, publisher_reliabi
         raise ValueError("frames, rate and size must be positive")
     domain = domain if domain is not None else 1 + (os.getpid() + 57) % 200
     env = {**os.environ, **transport_env(transport), "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+    listener_env = {**os.environ, **transport_env(subscriber_transport or transport), "ROS_DOMAIN_ID": str(domain),
+                    "PYTHONUNBUFFERED": "1"}
     common = ["--domain", str(domain), "--frames", str(frames), "--depth", str(depth)]
     send_s = frames / rate_hz
     listener_log = tempfile.TemporaryFile()
     listener = subprocess.Popen(
         [sys.executable, "-m", MODULE, "listen", *common, "--reliability", reliability,
          "--timeout", str(MATCH_TIMEOUT_S + send_s + 10.0)],
-        env=env, stdout=subprocess.PIPE, stderr=listener_log, text=True)
+        env=listener_env, stdout=subprocess.PIPE, stderr=listener_log, text=True)
     watchdog = threading.Timer(READY_TIMEOUT_S, listener.kill)  # a killed listener's stdout ends: readline returns
     watchdog.start()
     try:
@@ -215,16 +204,19 @@ PAIRS = (("reliable", "reliable"), ("reliable", "best_effort"), ("best_effort", 
 
 
 def run_qos_probe(width: int = 640, height: int = 360, *, frames: int = 20, rate_hz: float = 30.0,
-                  transports: Sequence[str] = tuple(TRANSPORTS),
+                  transports: Sequence[str] = tuple(TRANSPORTS), subscriber_transport: str | None = None,
                   pairs: Sequence[tuple[str, str]] = PAIRS) -> dict[str, dict[str, float]]:
-    """Rows `<publisher>-><subscriber>/<transport>@WxH` for figures_table."""
+    """Rows `<publisher>-><subscriber>/<transport>@WxH` for figures_table; with a `subscriber_transport` (the
+    subscriber's, `transports` then the publisher's) `.../<transport>,subscriber:<subscriber_transport>@WxH`."""
     table: dict[str, dict[str, float]] = {}
+    suffix = f",subscriber:{subscriber_transport}" if subscriber_transport else ""
     for transport in transports:
         for publisher, subscriber in pairs:
-            LOG.info("qos probe: %s -> %s, %s transport, %dx%d", publisher, subscriber, transport, width, height)
-            table[f"{publisher}->{subscriber}/{transport}@{width}x{height}"] = measure_loss(
+            LOG.info("qos probe: %s -> %s, %s transport%s, %dx%d", publisher, subscriber, transport, suffix, width,
+                     height)
+            table[f"{publisher}->{subscriber}/{transport}{suffix}@{width}x{height}"] = measure_loss(
                 width, height, reliability=subscriber, publisher_reliability=publisher, transport=transport,
-                frames=frames, rate_hz=rate_hz)
+                subscriber_transport=subscriber_transport, frames=frames, rate_hz=rate_hz)
     return table
 
 
@@ -247,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=30.0, help="publish rate in Hz")
     parser.add_argument("--transports", default=",".join(TRANSPORTS), help="comma-separated, of: "
                         + ", ".join(TRANSPORTS))
+    parser.add_argument("--subscriber-transport", default=None, choices=tuple(TRANSPORTS),
+                        help="the subscriber's transport; --transports are then the publisher's (default: both "
+                             "processes use each of --transports)")
     parser.add_argument("--json", default=None, help="also write the table to this JSON file")
     args = parser.parse_args(argv)
     if args.role == "publish":
@@ -262,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     transports = comma_items(args.transports)
     table: dict[str, dict[str, float]] = {}
     for width, height in parse_sizes(args.sizes, "--sizes"):
-        table.update(run_qos_probe(width, height, frames=args.frames, rate_hz=args.rate, transports=transports))
+        table.update(run_qos_probe(width, height, frames=args.frames, rate_hz=args.rate, transports=transports,
+                                   subscriber_transport=args.subscriber_transport))
     emit(table, title=f"input QoS frame loss, publisher -> subscriber process, {args.frames} bgr8 frames at "
                       f"{args.rate:g} Hz", json_path=args.json)
     return 0
