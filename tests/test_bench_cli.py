@@ -131,6 +131,7 @@ def test_an_empty_list_of_intervals_or_sizes_is_refused_not_run_as_no_rows(
     (["--sizes", ","], "--sizes names no WIDTHxHEIGHT: ','"),
     (["lite", "--backends", ","], "--backends ',' names none; known: "),
     (["chain", "--chain-detector", "auto,int8"], "--chain-detector 'auto,int8' names unknown ['int8']"),
+    (["node", "--node-fastdds", "auto,on"], "--node-fastdds 'auto,on' names unknown ['on']"),
     (["--json", "/proc/figures.json"], "--json /proc/figures.json cannot be written"),
     (["lite", "--sizes", "160x120", "--working-sizes", "320x240,2000x8"],  # was: no row and no word
      "--working-sizes 320x240 is not smaller than any of --sizes 160x120"),

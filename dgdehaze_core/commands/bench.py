@@ -19,6 +19,7 @@ Rows and figures are described in dgdehaze_core/benchmarks/networks.py, detector
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 import os
@@ -109,6 +110,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--node-reliability", default="reliable", choices=RELIABILITIES,
                         help="node: image_reliability")
     parser.add_argument("--node-detection", action="store_true", help="node: run the detector too")
+    parser.add_argument("--node-fastdds", default="auto",
+                        help="node: the node process's Fast DDS profile as the launch file's fastdds_large_images "
+                             "sets it, comma-separated: auto (the shipped profile unless the environment "
+                             "configures Fast DDS), off (the environment's; rows end in fastdds:off)")
     parser.add_argument("--train-config", type=Path, default=REPO_DIR / "training" / "lite.yaml",
                         help="train: the recipe whose step is timed (default: training/lite.yaml)")
     parser.add_argument("--train-batch", type=_int_list, default=[8], help="train: comma-separated batch sizes")
@@ -175,6 +180,7 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
             raise ValueError(f"--soak must be 0 (none) to {MAX_NODE_SECONDS:g} s, got {args.soak:g}")
         check_node_load(args.node_rate, args.soak or args.node_seconds, "--node-rate",
                         "--soak" if args.soak else "--node-seconds")
+        _check_names("--node-fastdds", args.node_fastdds, ("auto", "off"))
     if "train" in targets:
         if any(not 1 <= v <= MAX_TRAIN_BATCH for v in args.train_batch):
             raise ValueError(f"--train-batch values must be 1 to {MAX_TRAIN_BATCH}, got {args.train_batch}")
@@ -224,10 +230,10 @@ def run(args: argparse.Namespace) -> int:
 
         table.update(bench_outputs(args.chain_model, frames, settings))
     if run_node_benchmark is not None:
-        for width, height in sizes:
+        for (width, height), fastdds in itertools.product(sizes, comma_items(args.node_fastdds)):
             table.update(run_node_benchmark(args.node_model, width, height, args.node_rate,
                                             args.soak or args.node_seconds, args.node_reliability,
-                                            args.node_detection))
+                                            args.node_detection, fastdds))
     if "train" in targets:
         from dgdehaze_core.benchmarks.training import bench_training
 

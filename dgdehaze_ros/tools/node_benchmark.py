@@ -3,7 +3,7 @@
 The interface `dgdehaze bench node` calls (keep it stable):
 
     run_node_benchmark(model: str, width: int, height: int, rate_hz: float, duration_s: float, reliability: str,
-                       detection: bool) -> dict[str, dict[str, float]]
+                       detection: bool, fastdds: str = "auto") -> dict[str, dict[str, float]]
 
 returns one row for dgdehaze_core.io.tables (row name -> figures below); `measure_node` is one row with
 more knobs (publisher reliability, detection interval, Fast DDS environment).
@@ -51,6 +51,7 @@ from dgdehaze_core.benchmarks.node_load import check_node_load
 from dgdehaze_core.benchmarks.timing import hazy_test_frame
 from dgdehaze_core.commands.ros_modes import RELIABILITIES
 from dgdehaze_ros.conversions import bgr8_to_image
+from dgdehaze_ros.fastdds_profile import launch_environment, transport_summary
 from dgdehaze_ros.tools.child_process import log_tail, stop
 from dgdehaze_ros.tools.environment import scoped_environ
 
@@ -244,9 +245,15 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
 
 
 def run_node_benchmark(model: str, width: int, height: int, rate_hz: float, duration_s: float, reliability: str,
-                       detection: bool) -> dict[str, dict[str, float]]:
-    """The row `node <model>[+detection] <reliability> @WxH` for `dgdehaze bench node` (see the module docstring)."""
+                       detection: bool, fastdds: str = "auto") -> dict[str, dict[str, float]]:
+    """The row `node <model>[+detection] <reliability> @WxH` for `dgdehaze bench node` (see the module docstring).
+    `fastdds`: the node's process as the launch file's `fastdds_large_images` starts it (`auto`: the shipped profile
+    where the environment configures no Fast DDS); `off` rows end in ` fastdds:off`. The camera and consumer
+    process keeps the environment's settings."""
     name = f"node {model}{'+detection' if detection else ''} {reliability} @{width}x{height}"
-    LOG.info("benchmarking %s: %g Hz for %g s", name, rate_hz, duration_s)
+    name += " fastdds:off" if fastdds.strip().lower() == "off" else ""
+    node_env = launch_environment(fastdds)
+    LOG.info("benchmarking %s: %g Hz for %g s (node: %s)", name, rate_hz, duration_s,
+             transport_summary({**os.environ, **node_env}))
     return {name: measure_node(width, height, model=model, rate_hz=rate_hz, seconds=duration_s,
-                               reliability=reliability, detection=detection)}
+                               reliability=reliability, detection=detection, node_env=node_env)}
