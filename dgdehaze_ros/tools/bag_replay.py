@@ -51,7 +51,7 @@ from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
-from dgdehaze_ros.fastdds_profile import PROFILE_VARIABLE, large_image_environment, transport_summary
+from dgdehaze_ros.fastdds_profile import large_image_environment, transport_summary
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
@@ -332,9 +332,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
 def _transport_note(attach: bool, transport: Mapping[str, str]) -> str:
     """The report's note on how the node's images reached this replay, which its latencies include."""
     if transport:
-        return (f"the node and this replay ran with the shipped Fast DDS profile ({PROFILE_VARIABLE}="
-                f"{transport[PROFILE_VARIABLE]}), so that its large images (the 32FC1 depth) crossed between the "
-                "processes whole")
+        return (f"the node and this replay ran with the shipped Fast DDS profile ({next(iter(transport.values()))}), "
+                "so that its large images (the 32FC1 depth) crossed between the processes whole")
     if attach:
         return (f"this replay ran with {transport_summary()}; the latencies include how the running node's images "
                 "crossed to it, which the node's own Fast DDS settings decide (its log names them at start)")

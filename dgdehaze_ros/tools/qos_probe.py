@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dgdehaze_ros.fastdds_profile import PROFILE_NAME, PROFILE_VARIABLE, shipped_profile
+from dgdehaze_ros.fastdds_profile import profile_variables, shipped_profile
 from dgdehaze_ros.tools.child_process import log_tail, stop
 
 LOG = logging.getLogger(__name__)
@@ -36,21 +36,25 @@ LOG = logging.getLogger(__name__)
 MODULE = "dgdehaze_ros.tools.qos_probe"
 TOPIC = "/qos_probe/image"
 RELIABILITIES = ("reliable", "best_effort")
-TRANSPORTS: dict[str, dict[str, str]] = {
+TRANSPORTS: dict[str, dict[str, str] | None] = {
     "default": {},
     "udp_only": {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"},
     "large_data": {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
-    "shm_profile": {PROFILE_VARIABLE: PROFILE_NAME},
+    "shm_profile": None,
 }
 """Fast DDS transport settings compared (environment of both processes, as for a whole robot); `shm_profile` is
-config/fastdds_large_images.xml, a shared-memory segment larger than a frame."""
+config/fastdds_large_images.xml, a shared-memory segment larger than a frame, under the variables this Fast DDS
+reads."""
 
 
 def transport_env(transport: str) -> dict[str, str]:
     """The environment variables of one of TRANSPORTS."""
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-    return {k: str(shipped_profile()) if v == PROFILE_NAME else v for k, v in TRANSPORTS[transport].items()}
+    settings = TRANSPORTS[transport]
+    if settings is None:
+        return {name: str(shipped_profile()) for name in profile_variables(os.environ)}
+    return settings
 
 
 MATCH_TIMEOUT_S = 20.0
