@@ -1,8 +1,8 @@
 """Replay a bag through the real `dgdehaze_node` over ROS topics and record what it publishes.
 
-`replay_bag` either starts the node (`dgdehaze_node`, isolated on its own DDS domain, localhost only; both ends with
-the shipped Fast DDS profile unless the environment configures Fast DDS, so that the node's large images do not
-cross as UDP fragments whose repair adds seconds to a frame's latency) or attaches to one that is already running
+`replay_bag` either starts the node (`dgdehaze_node`, isolated on its own DDS domain, localhost only; with the
+shipped Fast DDS profile unless the environment configures Fast DDS, so that the node's large images do not cross
+as UDP fragments whose repair adds seconds to a frame's latency) or attaches to one that is already running
 (`attach=True`, the user's environment and node). It publishes every frame of the
 bag's image topic with its original header, in lockstep: the next frame goes out when the node's outputs for the
 previous one (matched by header stamp) have arrived, so the node's keep-newest-frame policy drops nothing and the
@@ -300,7 +300,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                 with open(log_path, "w") as log:
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             try:
-                with scoped_environ({} if attach else {**LOCAL_DISCOVERY, **transport}):
+                with scoped_environ({} if attach else LOCAL_DISCOVERY):
                     replay = NodeReplay(node_name, image_topic, compressed, camera_info_topic, domain)
             except BaseException:  # the node started above must not outlive a replay that could not begin
                 if process is not None:
@@ -330,14 +330,16 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
 
 
 def _transport_note(attach: bool, transport: Mapping[str, str]) -> str:
-    """The report's note on how the node's images reached this replay, which its latencies include."""
+    """The report's note on how the node's images reached this replay, which its latencies include. The sender's
+    shared-memory segment is what counts, so only the node is given the profile; this process keeps the middleware
+    as it is (Fast DDS keeps a profile it loaded for every participant the process creates afterwards)."""
     if transport:
-        return (f"the node and this replay ran with the shipped Fast DDS profile ({next(iter(transport.values()))}), "
-                "so that its large images (the 32FC1 depth) crossed between the processes whole")
+        return (f"the started node ran with the shipped Fast DDS profile ({next(iter(transport.values()))}), so "
+                "that its large images (the 32FC1 depth) crossed to this replay whole")
     if attach:
-        return (f"this replay ran with {transport_summary()}; the latencies include how the running node's images "
-                "crossed to it, which the node's own Fast DDS settings decide (its log names them at start)")
-    return f"the started node and this replay ran with {transport_summary()}"
+        return ("the latencies include how the running node's images crossed to this replay, which the node's own "
+                "Fast DDS settings decide (its log names them at start)")
+    return f"the started node ran with {transport_summary()}"
 
 
 def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,
