@@ -53,3 +53,28 @@ def test_what_is_no_compressed_depth_image_is_refused_with_the_reason() -> None:
         decompress_depth(fmt, data[:HEADER.size] + b"not a png")
     with pytest.raises(ImageError, match=r"\(H, W\)"):
         compress_depth(np.zeros((4, 4, 3), np.float32))
+
+
+def test_every_png_row_is_predicted_from_the_row_above_where_opencv_can_choose() -> None:
+    """PNG filter Up (type 2) on each row (images.PNG_ROW_FILTER): on the node's depth faster and smaller than
+    libpng's choice per row."""
+    import struct
+    import zlib
+
+    import cv2
+
+    if not hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        pytest.skip(f"OpenCV {cv2.__version__} cannot choose the PNG filter (added in 4.11); libpng chooses")
+    depth = road_depth()
+    _, data = compress_depth(depth)
+    png = data[HEADER.size:]
+    chunks, offset = [], 8
+    while offset < len(png):
+        length, kind = struct.unpack(">I4s", png[offset:offset + 8])
+        chunks.append((kind, png[offset + 8:offset + 8 + length]))
+        offset += 12 + length
+    pixels = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    row_bytes = 1 + depth.shape[1] * 2  # a filter byte, then 16-bit grey samples
+    assert len(pixels) == depth.shape[0] * row_bytes
+    assert {pixels[r * row_bytes] for r in range(1, depth.shape[0])} == {2}  # libpng may filter the first row alike
+    np.testing.assert_array_equal(np.isnan(decompress_depth("32FC1; compressedDepth png", data)), np.isnan(depth))

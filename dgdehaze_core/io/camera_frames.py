@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, NarrowSamples, check_size, declared_size,
-                                     to_bgr8, uint8_to_uint16, uint16_to_uint8)
+                                     png_options, to_bgr8, uint8_to_uint16, uint16_to_uint8)
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def compress_frame(bgr: np.ndarray, pixels: np.ndarray, encoding: str, fmt: str 
             stands_for, target, image = "mono8", "mono8", cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     else:
         stands_for, target, image = (encoding if encoding in COLOUR_ENCODINGS else "bgr8"), "bgr8", bgr
-    options = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, png_level]
+    options = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if fmt == "jpeg" else png_options(png_level)
     ok, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", np.ascontiguousarray(image), options)
     if not ok:
         raise ImageError(f"OpenCV could not encode a {image.shape} {image.dtype} frame as {fmt}")

@@ -14,7 +14,7 @@ import struct
 import cv2
 import numpy as np
 
-from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.io.images import ImageError, png_options
 
 HEADER = struct.Struct("<iff")
 """compressed_depth_image_transport's ConfigHeader: format (int32), depthParam[2] (float32 a, b)."""
@@ -43,7 +43,7 @@ def compress_depth(depth: np.ndarray, png_level: int = 1) -> tuple[str, bytes]:
     quantised = np.zeros(depth.shape, np.uint16)
     with np.errstate(divide="ignore", invalid="ignore"):
         quantised[valid] = np.clip(np.rint(a / values + b), 1, LEVELS)
-    ok, png = cv2.imencode(".png", quantised, [cv2.IMWRITE_PNG_COMPRESSION, png_level])
+    ok, png = cv2.imencode(".png", quantised, png_options(png_level))
     if not ok:
         raise ImageError(f"OpenCV could not encode a {depth.shape} depth image as PNG")
     return FORMAT, HEADER.pack(INV_DEPTH, float(a), float(b)) + png.tobytes()
