@@ -94,10 +94,13 @@ def configured_fastdds(environ: Mapping[str, str], cwd: Path | None = None) -> s
 
 def shared_memory_shortfall(profile: Path, shared_memory: Path = SHARED_MEMORY) -> str | None:
     """Why `shared_memory` (/dev/shm) cannot hold SHARED_MEMORY_MARGIN of `profile`'s segments, or None if it can.
-    A system without it (not Linux) has no shortfall to report: Fast DDS places its segments elsewhere there."""
-    if not shared_memory.is_dir():
+    A system without it (not Linux), or one that will not say how much is free, has no shortfall to report: Fast DDS
+    places its segments elsewhere there, and without room it falls back to UDP."""
+    try:
+        free = shutil.disk_usage(shared_memory).free
+    except OSError:
         return None
-    return room_problem(shutil.disk_usage(shared_memory).free, segment_bytes(profile), shared_memory)
+    return room_problem(free, segment_bytes(profile), shared_memory)
 
 
 def room_problem(free: int, segment: int, shared_memory: Path = SHARED_MEMORY) -> str | None:

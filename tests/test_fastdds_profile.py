@@ -99,6 +99,11 @@ def test_this_machines_dev_shm_is_measured_where_it_exists(tmp_path: Path) -> No
     assert ("--shm-size" in transport_summary({}, tmp_path)) != roomy
 
 
+def test_a_system_without_dev_shm_gets_the_profile(tmp_path: Path) -> None:
+    assert large_image_environment({"ROS_DISTRO": "kilted"}, tmp_path, tmp_path / "no-shm") == {
+        FAST_DDS_3_VARIABLE: str(shipped_profile())}
+
+
 def test_off_gives_nothing_and_a_bad_choice_is_refused(tmp_path: Path) -> None:
     assert launch_environment("off", {}, tmp_path, ROOMY) == {}
     with pytest.raises(ValueError, match="fastdds_large_images must be auto or off, got 'yes'"):

@@ -160,10 +160,15 @@ def write_samples(evaluation: BagEvaluation, figures: Path) -> list[tuple[str, s
         name = f"sample_{sample.index:06d}.png"
         write_image(figures / name, panel)
         caption = (f"frame {sample.index} (stamp {sample.stamp_ns / 1e9:.3f} s): hazy input "
-                   f"({len(sample.hazy_detections)} detections) | dehazed ({len(sample.dehazed_detections)} "
-                   f"detections) | depth (near red, far blue, invalid black)")
+                   f"({_count(sample.hazy_detections, 'detection')}) | dehazed "
+                   f"({_count(sample.dehazed_detections, 'detection')}) | depth (near red, far blue, invalid black)")
         out.append((name, caption))
     return out
+
+
+def _count(items: list, noun: str) -> str:
+    """'1 detection', '3 detections'."""
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _table_html(table: dict[str, dict[str, object]]) -> str:
