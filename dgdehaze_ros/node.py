@@ -122,6 +122,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._detector: Detector | None = None
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
+        self.transport = transport_summary()
+        """How this process's middleware sends large images to others on the machine (logged at start, on
+        /diagnostics as `transport`)."""
         self._init_reloads()
         self._camera_info: CameraInfo | None = None
         self._camera_info_arrived = threading.Event()
@@ -577,7 +580,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         info = {"method": str(getattr(pipeline, "method", "-")), "backend": str(getattr(pipeline, "backend", "-")),
                 "weights": (pipeline.weights_summary if pipeline is not None else "") or "none",
                 "detector": self._detector_note if self._detector is not None else "off",
-                **self._fog.diagnostics()}
+                "transport": self.transport, **self._fog.diagnostics()}
         self._diagnostics_pub.publish(diagnostic_array(
             f"{self.get_fully_qualified_name()}: dehazing", info["backend"], self.get_clock().now().to_msg(),
             summary, counts, info, level, message))
@@ -613,7 +616,7 @@ def main(args: list[str] | None = None) -> int:
         logging.getLogger("dgdehaze_node").error("invalid parameter: %s", exc)
         rclpy.try_shutdown()
         return 2
-    node.get_logger().info(f"transport: {transport_summary()}")
+    node.get_logger().info(f"transport: {node.transport}")
     try:
         if node.get_parameter("autostart").value:
             _autostart(node)

@@ -25,6 +25,7 @@ from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reas
 from dgdehaze_core.models import shipped_weights_path  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
+from dgdehaze_ros.fastdds_profile import transport_summary  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from dgdehaze_ros.parameters import NodeSettings, read_settings  # noqa: E402
 
@@ -251,6 +252,8 @@ def test_diagnostics_name_the_trained_weights_the_node_runs(node: DehazeNode, pr
     weights as loaded: a file replaced under the running node is not what runs."""
     assert probe.wait_for(lambda: newest_diagnostics(probe)[2].get("weights") == "none", 10.0), \
         newest_diagnostics(probe)
+    transport = newest_diagnostics(probe)[2]["transport"]  # how its large images reach other processes
+    assert transport == transport_summary() and transport.startswith(("Fast DDS ", "middleware ")), transport
     mine = tmp_path / "mine.pt"
     shutil.copyfile(shipped_weights_path("lite"), mine)
     named = f"mine.pt (sha256 {hashlib.sha256(mine.read_bytes()).hexdigest()[:12]}, "

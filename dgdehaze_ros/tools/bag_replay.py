@@ -51,7 +51,7 @@ from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
-from dgdehaze_ros.fastdds_profile import large_image_environment, transport_summary
+from dgdehaze_ros.fastdds_profile import large_image_environment
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
@@ -155,12 +155,15 @@ class NodeReplay:
         self.node_name = node_name
         self.weights: str | None = None
         """The weights the node says it runs (its /diagnostics `weights`), None before it said."""
+        self.transport: str | None = None
+        """How the node says its middleware sends large images (its /diagnostics `transport`), None before it said."""
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._take_weights, 10)
 
     def _take_weights(self, array: DiagnosticArray) -> None:
         for status in array.status:
             if status.name.startswith(f"/{self.node_name}:"):
                 self.weights = next((kv.value for kv in status.values if kv.key == "weights"), self.weights)
+                self.transport = next((kv.value for kv in status.values if kv.key == "transport"), self.transport)
 
     def node_weights(self, timeout: float) -> str:
         """The weights the node runs, as its /diagnostics names them (waiting up to `timeout` for a report), or
@@ -290,9 +293,9 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
             log_path = None if attach else tmp / "node.log"
             domain = None if attach else random.randint(100, 200)
             process = None
-            transport = {} if attach else large_image_environment()
-            if not attach:
-                env = {**os.environ, **LOCAL_DISCOVERY, **transport, "ROS_DOMAIN_ID": str(domain),
+            if not attach:  # the profile for the node only: the sender's segment counts, and Fast DDS would keep a
+                # profile loaded here for every participant this process (a test, a script) creates afterwards
+                env = {**os.environ, **LOCAL_DISCOVERY, **large_image_environment(), "ROS_DOMAIN_ID": str(domain),
                        "PYTHONUNBUFFERED": "1"}
                 command = _node_command(node_name, image_topic, compressed, camera_info_topic, method_label,
                                         detector is not None, node_params)
@@ -313,10 +316,11 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
                     output_bag="bag", output_images=images, input_bits=source.input_bits,
-                    notes=[*window, _transport_note(attach, transport)])
+                    notes=window)
                 with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                     _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
                 evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
+                evaluation.notes.append(_transport_note(replay.transport))
             finally:
                 replay.close()
                 if process is not None:
@@ -329,17 +333,11 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     return evaluation
 
 
-def _transport_note(attach: bool, transport: Mapping[str, str]) -> str:
-    """The report's note on how the node's images reached this replay, which its latencies include. The sender's
-    shared-memory segment is what counts, so only the node is given the profile; this process keeps the middleware
-    as it is (Fast DDS keeps a profile it loaded for every participant the process creates afterwards)."""
-    if transport:
-        return (f"the started node ran with the shipped Fast DDS profile ({next(iter(transport.values()))}), so "
-                "that its large images (the 32FC1 depth) crossed to this replay whole")
-    if attach:
-        return ("the latencies include how the running node's images crossed to this replay, which the node's own "
-                "Fast DDS settings decide (its log names them at start)")
-    return f"the started node ran with {transport_summary()}"
+def _transport_note(transport: str | None) -> str:
+    """The report's note on how the node's middleware sent its images to this replay, which the latencies include,
+    as the node's /diagnostics says (`transport`); the sender's shared-memory segment is what counts."""
+    return (f"the node's images reached this replay over its middleware as the node reports it: {transport}"
+            if transport else "the node did not report its middleware (a node from before it did so)")
 
 
 def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,
