@@ -1,13 +1,13 @@
 """Replay a bag through the real `dgdehaze_node` over ROS topics and record what it publishes.
 
 `replay_bag` either starts the node (`dgdehaze_node`, isolated on its own DDS domain, localhost only; with the
-shipped Fast DDS profile unless the environment configures Fast DDS, so that the node's large images do not cross
-as UDP fragments whose repair adds seconds to a frame's latency) or attaches to one that is already running
-(`attach=True`, the user's environment and node). It publishes every frame of the
-bag's image topic with its original header, in lockstep: the next frame goes out when the node's outputs for the
-previous one (matched by header stamp) have arrived, so the node's keep-newest-frame policy drops nothing and the
-latency is the node's own (publish to last output received). The recorded outputs, still CDR as received, go into
-the output bag at the input frames' original receive times, and the same report as the offline mode is written.
+shipped Fast DDS profile unless the environment configures Fast DDS, so that the node's large images do not cross as
+UDP fragments whose repair adds seconds to a frame's latency) or attaches to one that is already running
+(`attach=True`, the user's environment and node). It publishes every frame of the bag's image topic with its
+original header, in lockstep: the next frame goes out when the node's outputs for the previous one (matched by
+header stamp) have arrived, so the node's keep-newest-frame policy drops nothing and the latency is the node's own
+(publish to last output received). The recorded outputs, still CDR as received, go into the output bag at the input
+frames' original receive times, and the same report as the offline mode is written.
 
 Output topics are the node's `~/` topics: /<node_name>/image_dehazed, depth_relative, detections, haze_density,
 camera_info, and with a mounting visibility and depth (metres). The input topics are the bag's own names (as
@@ -315,8 +315,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
-                    output_bag="bag", output_images=images, input_bits=source.input_bits,
-                    notes=window)
+                    output_bag="bag", output_images=images, input_bits=source.input_bits, notes=window)
                 with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                     _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
                 evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
