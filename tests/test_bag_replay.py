@@ -74,6 +74,12 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     # on a machine whose /dev/shm has no room for the profile, both stay on Fast DDS defaults and the report says so
     profile = large_image_environment()
     assert f"transport: {transport_summary({**os.environ, **profile})}" in (out / "node.log").read_text()
+    outputs = json.loads(summary)["output_latency_ms"]  # each output's arrival, so a late one shows by name
+    assert {"image_dehazed", "depth_relative", "depth", "detections", "visibility"} <= set(outputs), outputs
+    dehazed_latency = json.loads(summary)["figures"]["dehazed"]["latency_ms_median"]
+    assert all(0 < row["median"] <= row["p95"] <= row["max"] for row in outputs.values()), outputs
+    assert max(row["median"] for row in outputs.values()) <= dehazed_latency, "a frame's latency is its last output"
+    assert "Latency to each of the node's outputs" in (out / "report.html").read_text()
     reported = transport_summary({**os.environ, **profile})
     assert json.loads(summary)["notes"][-1].endswith(f"as the node reports it: {reported}")
 

@@ -45,6 +45,9 @@ class FrameRecord:
     visibility_at_most: bool | None = None
     """Whether `visibility_m` is an upper bound (the fog hides the road in view) rather than a measurement; None
     where it is not known (node replay: ~/visibility does not say) or there is no reading."""
+    output_latency_ms: dict[str, float] = field(default_factory=dict)
+    """Node replay: from publishing the frame to receiving each of the node's outputs for it (`latency_ms` is the
+    largest), so that one output held up in transport shows as that output; empty offline."""
 
 
 @dataclass
@@ -106,6 +109,15 @@ class BagEvaluation:
                             [r.haze_density_dehazed for r in self.records], latency),
         }
 
+    def output_latency(self) -> dict[str, dict[str, float]]:
+        """Node replay: {output: {"median", "p95", "max"}} of each output's latency (ms) over the frames it came
+        for; empty offline."""
+        names = sorted({name for r in self.records for name in r.output_latency_ms})
+        values = {name: [r.output_latency_ms[name] for r in self.records if name in r.output_latency_ms]
+                  for name in names}
+        return {name: {"median": float(np.median(v)), "p95": float(np.percentile(v, 95)), "max": float(max(v))}
+                for name, v in values.items()}
+
     def summary(self) -> dict[str, Any]:
         """The JSON summary: run settings, the figures table and per-frame series."""
         depths = [d for r in self.records for d in r.detection_depths if math.isfinite(d)]
@@ -119,6 +131,7 @@ class BagEvaluation:
             "input_bits": self.input_bits, "machine": machine(),
             "figures": self.table(),
             "detection_median_depth": float(np.median(depths)) if depths else float("nan"),
+            "output_latency_ms": self.output_latency(),
             "per_frame": {
                 "stamp_ns": [r.stamp_ns for r in self.records],
                 "log_time_ns": [r.log_time_ns for r in self.records],

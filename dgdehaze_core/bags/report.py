@@ -221,6 +221,10 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
         "<p>hazy: the detector on the input frames (latency: detection alone). dehazed: the node's output "
         "(latency: dehazing plus detection). haze_density: mean dark-channel density, 0 clear to 1 dense.</p>",
     ]
+    if summary["output_latency_ms"]:
+        parts += ["<p>Latency to each of the node's outputs (ms from sending the frame; the dehazed row's latency is "
+                  "the last of them): an output far behind the others is held up on its way, not by the node.</p>",
+                  _table_html(summary["output_latency_ms"])]
     parts += [f"<p><b>Note:</b> {html.escape(note)}</p>" for note in evaluation.notes]
     parts.append("<h2>Before and after</h2>")
     parts += [f"<figure><img src='figures/{name}' alt='{name}'><figcaption>{html.escape(caption)}</figcaption>"

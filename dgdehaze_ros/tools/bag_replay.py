@@ -478,7 +478,8 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
             writer.write_image(f"{prefix}/depth_relative", log_time, depth_msg.header, depth)
         if metres_msg is not None:
             writer.write_image(f"{prefix}/depth", log_time, metres_msg.header, metres)
-    last = max(value[0] for name, value in outputs.items() if not name.startswith("_") and value)
+    arrivals = {name: value[0] for name, value in outputs.items() if not name.startswith("_") and value}
+    last = max(arrivals.values())
     hazy_detections, hazy_ms = timed_detect(detector, hazy)
     distance = metres if metres is not None else depth if depth_msg is not None else None  # metres, as offline
     depths = [median_depth(d, distance) for d in detections] if distance is not None else []
@@ -486,6 +487,7 @@ def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name:
         index=index, stamp_ns=stamp, log_time_ns=log_time, haze_density_hazy=density,
         haze_density_dehazed=haze_density(dehazed),
         latency_ms=(last - outputs["_sent"]) * 1000.0, detect_hazy_ms=hazy_ms, hazy_detections=hazy_detections,
-        dehazed_detections=detections, detection_depths=depths, visibility_m=visibility))
+        dehazed_detections=detections, detection_depths=depths, visibility_m=visibility,
+        output_latency_ms={name: (arrival - outputs["_sent"]) * 1000.0 for name, arrival in arrivals.items()}))
     if index in keep:
         evaluation.samples.append(Sample(index, stamp, hazy, dehazed, depth, hazy_detections, detections))
