@@ -92,6 +92,15 @@ def configured_fastdds(environ: Mapping[str, str], cwd: Path | None = None) -> s
     return None
 
 
+def users_own_transport(environ: Mapping[str, str], cwd: Path | None = None) -> str | None:
+    """The middleware setting of the user's own that a process started with `environ` keeps ("middleware
+    rmw_cyclonedds_cpp", "Fast DDS configured by ..."), or None where it would run Fast DDS at its defaults."""
+    if not uses_fastdds(environ):
+        return f"middleware {environ['RMW_IMPLEMENTATION'].strip()}"
+    configured = configured_fastdds(environ, cwd)
+    return f"Fast DDS configured by {configured}" if configured is not None else None
+
+
 def shared_memory_shortfall(profile: Path, shared_memory: Path = SHARED_MEMORY) -> str | None:
     """Why `shared_memory` (/dev/shm) cannot hold SHARED_MEMORY_MARGIN of `profile`'s segments, or None if it can.
     A system without it (not Linux), or one that will not say how much is free, has no shortfall to report: Fast DDS
@@ -120,7 +129,7 @@ def large_image_environment(environ: Mapping[str, str] | None = None, cwd: Path 
     room for it."""
     environ = os.environ if environ is None else environ
     profile = shipped_profile()
-    if (not uses_fastdds(environ) or configured_fastdds(environ, cwd) is not None or not profile.is_file()
+    if (users_own_transport(environ, cwd) is not None or not profile.is_file()
             or shared_memory_shortfall(profile, shared_memory) is not None):
         return {}
     return {name: str(profile) for name in profile_variables(environ)}
@@ -140,11 +149,9 @@ def transport_summary(environ: Mapping[str, str] | None = None, cwd: Path | None
                       shared_memory: Path = SHARED_MEMORY) -> str:
     """One line saying how a process started with `environ` sends large images to others on this machine."""
     environ = os.environ if environ is None else environ
-    if not uses_fastdds(environ):
-        return f"middleware {environ['RMW_IMPLEMENTATION'].strip()}"
-    configured = configured_fastdds(environ, cwd)
-    if configured is not None:
-        return f"Fast DDS configured by {configured}"
+    own = users_own_transport(environ, cwd)
+    if own is not None:
+        return own
     profile = shipped_profile()
     shortfall = shared_memory_shortfall(profile, shared_memory) if profile.is_file() else None
     return ("Fast DDS with its default transports: an image over 512 KiB (the 32FC1 depth from 640x480 up) reaches "

@@ -157,9 +157,9 @@ class NodeReplay:
         """The weights the node says it runs (its /diagnostics `weights`), None before it said."""
         self.transport: str | None = None
         """How the node says its middleware sends large images (its /diagnostics `transport`), None before it said."""
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._take_weights, 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._take_report, 10)
 
-    def _take_weights(self, array: DiagnosticArray) -> None:
+    def _take_report(self, array: DiagnosticArray) -> None:
         for status in array.status:
             if status.name.startswith(f"/{self.node_name}:"):
                 self.weights = next((kv.value for kv in status.values if kv.key == "weights"), self.weights)
