@@ -88,6 +88,15 @@ class BagEvaluation:
     weights: str = "unknown"
     """The trained weights the method ran, named as it loaded them (the pipeline's `weights_summary`, or a node's
     /diagnostics `weights`): "none" for dcp, "unknown" where a node sent no report naming them."""
+    pace: str = "lockstep"
+    """How frames were sent. "lockstep": each once the one before was done (every frame evaluated); in node
+    replay `--rate`, "<R>x recorded rate": at the recording's pace, so the node drops what it cannot keep up with."""
+    frames_dropped: int = 0
+    """Node replay at the recorded rate: frames sent that the node published nothing for (its latest-frame worker
+    was busy with an earlier one); they are not in the records."""
+    output_fps: float | None = None
+    """Node replay at the recorded rate: frames the node answered per second (the camera's rate times the share
+    answered), which is the dehazed row's `fps`; None in lockstep, where `fps` is 1000 / the median latency."""
 
     def seconds_in_bag(self) -> np.ndarray:
         """Each record's time since the first, by the bag's recording times (header stamps may repeat or run
@@ -98,15 +107,19 @@ class BagEvaluation:
     def table(self) -> dict[str, dict[str, float | int]]:
         """The figures table: rows "hazy" (the detector on the input frames) and "dehazed" (the node's output).
 
-        latency_ms/fps: detection alone for "hazy"; dehazing plus detection for "dehazed".
+        latency_ms/fps: detection alone for "hazy"; dehazing plus detection for "dehazed" (fps at the recorded
+        rate: the frames the node answered per second, `output_fps`).
         """
         hazy_latency = [r.detect_hazy_ms for r in self.records]
         latency = [r.latency_ms for r in self.records]
+        dehazed = _row(self.records, [r.dehazed_detections for r in self.records],
+                       [r.haze_density_dehazed for r in self.records], latency)
+        if self.output_fps is not None:
+            dehazed["fps"] = self.output_fps
         return {
             "hazy": _row(self.records, [r.hazy_detections for r in self.records],
                          [r.haze_density_hazy for r in self.records], hazy_latency),
-            "dehazed": _row(self.records, [r.dehazed_detections for r in self.records],
-                            [r.haze_density_dehazed for r in self.records], latency),
+            "dehazed": dehazed,
         }
 
     def output_latency(self) -> dict[str, dict[str, float]]:
@@ -127,6 +140,7 @@ class BagEvaluation:
             "backend": self.backend, "weights": self.weights,
             "detector": self.detector, "frames_in_bag": self.frames_in_bag,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
+            "pace": self.pace, "frames_dropped": self.frames_dropped,
             "output_bag": self.output_bag, "output_images": self.output_images, "notes": self.notes,
             "input_bits": self.input_bits, "machine": machine(),
             "figures": self.table(),

@@ -205,7 +205,10 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
                 ("method", f"{evaluation.method} ({evaluation.backend})"), ("weights", summary["weights"]),
                 ("detector", evaluation.detector or "none"),
                 ("frames", f"{len(evaluation.records)} evaluated of {evaluation.frames_in_bag} in the bag, "
-                           f"{len(evaluation.skipped)} skipped"),
+                           f"{len(evaluation.skipped)} skipped"
+                           + (f", {evaluation.frames_dropped} dropped by the node" if evaluation.output_fps is not None
+                              else "")),
+                ("pace", evaluation.pace),
                 ("output bag", f"{evaluation.output_bag} (images {evaluation.output_images})"),
                 ("machine", "{processor}, {cpu_count} CPUs, load {load_average_1min:.1f} at the end".format(
                     **summary["machine"]))]

@@ -87,6 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --node: a parameter for the started node (repeatable), e.g. threshold:=0.3")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="with --node: seconds to wait for the node's outputs for one frame")
+    parser.add_argument("--rate", type=float, default=None, metavar="FACTOR",
+                        help="with --node: send the frames at FACTOR times the recorded pace (1: as recorded, as "
+                             "ros2 bag play --rate) and count the frames the node drops while busy, as on the "
+                             "vehicle; default: lockstep, each frame once the node answered the one before, so "
+                             "that every frame is evaluated")
     parser.add_argument("--json", type=str, default=None, help="also write the figures table to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -106,8 +111,10 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_paths(args)
-    if (args.attach or args.node_param) and not args.node:
-        raise ValueError("--attach and --node-param need --node")
+    if (args.attach or args.node_param or args.rate is not None) and not args.node:
+        raise ValueError("--attach, --node-param and --rate need --node")
+    if args.rate is not None and not 0 < args.rate < math.inf:
+        raise ValueError(f"--rate must be a positive factor of the recorded pace (1: as recorded), got {args.rate}")
     if args.attach and args.node_param:
         raise ValueError("--node-param sets parameters of a node started here; set an attached node's with ros2 param")
     if args.max_frames is not None and args.max_frames < 1:
@@ -150,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     if args.node:
         replay_bag = ros_mode(BAG_REPLAY)
         evaluation = replay_bag(bag, image_topic, args.out, node_name=args.node_name, attach=args.attach,
-                                timeout=args.timeout, node_params=args.node_param, **options)
+                                timeout=args.timeout, node_params=args.node_param, rate=args.rate, **options)
     else:
         evaluation = evaluate_bag(bag, image_topic, args.out, output_prefix=args.output_prefix, mounting=mounting,
                                   **options)

@@ -19,15 +19,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import rclpy
 from lifecycle_msgs.srv import GetState
 from diagnostic_msgs.msg import DiagnosticArray
@@ -35,41 +35,29 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import (check_output_folder, copied_messages, node_method, time_window_notes,
                                            timed_detect)
-from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE,
-                                   LABEL_INFO_TYPE, RANGE_TYPE, BagError, BagSource, decode_image, stamp_ns)
+from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagError, BagSource,
+                                   stamp_ns)
 from dgdehaze_core.bags.writer import BagWriter, output_images
-from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
+from dgdehaze_core.bags.records import BagEvaluation, sample_indices
 from dgdehaze_core.bags.report import write_report
-from dgdehaze_core.detection.detector import Detection, Detector, median_depth
+from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
-from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 from dgdehaze_ros.fastdds_profile import large_image_environment
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
+from dgdehaze_ros.tools.paced_replay import OutputSpool, answers, header_stamp_ns, send_paced
+from dgdehaze_ros.tools.replay_records import OUTPUTS, LabelInfo, record_frame
 
 LOG = logging.getLogger(__name__)
 
-OUTPUTS: dict[str, tuple[type, str]] = {
-    "image_dehazed": (Image, IMAGE_TYPE), "depth_relative": (Image, IMAGE_TYPE), "depth": (Image, IMAGE_TYPE),
-    "camera_info": (CameraInfo, CAMERA_INFO_TYPE), "visibility": (Range, RANGE_TYPE)}
-"""The node's `~/` outputs: name -> (rclpy class, type name)."""
-LabelInfo: type | None = None
-try:
-    from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
-
-    OUTPUTS["detections"] = (Detection2DArray, DETECTIONS_TYPE)
-    OUTPUTS["haze_density"] = (Classification, HAZE_TYPE)
-except ImportError:  # the node publishes no detections without vision_msgs either (detection_messages.py)
-    LOG.warning("vision_msgs is not importable: node replay records no detections (see tools/build_vision_msgs.sh)")
 STARTUP_TIMEOUT = 120.0
 """Seconds a started node gets to load its models and become active."""
 DIAGNOSTICS_WAIT_S = 3.0
@@ -106,10 +94,12 @@ def _node_command(node_name: str, image_topic: str, compressed: bool, camera_inf
 
 class _Recorder:
     """Subscriptions to the node's outputs; keeps each message as received (CDR bytes) with its receive time, until
-    the next frame goes out (`forget`)."""
+    the next frame goes out (`forget`), or hands it to `sink` where one is set."""
 
     def __init__(self, node: Any, node_name: str) -> None:
         self.received: dict[str, list[tuple[float, bytes]]] = {name: [] for name in OUTPUTS}
+        self.sink: Callable[[str, bytes], None] | None = None
+        """Where outputs go instead (name, CDR): the paced replay's spool."""
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.subscriptions = {}
         for name, (cls, _) in OUTPUTS.items():
@@ -125,7 +115,10 @@ class _Recorder:
         self.labels = bytes(raw)
 
     def _store(self, name: str, raw: bytes) -> None:
-        self.received[name].append((time.perf_counter(), bytes(raw)))
+        if self.sink is not None:
+            self.sink(name, raw)
+        else:
+            self.received[name].append((time.perf_counter(), bytes(raw)))
 
     def forget(self) -> None:
         """Drop what was received so far (a replay of an hour-long bag would keep every output otherwise)."""
@@ -234,41 +227,17 @@ def _to_rclpy(connection_type: str, raw: bytes) -> Any:
     return deserialize_message(raw, cls)
 
 
-def _stamp_of(store: Any, raw: bytes, msgtype: str) -> int:
-    return stamp_ns(store.deserialize_cdr(raw, msgtype).header)
-
-
-def _detections_from(msg: Any, names: Mapping[int, str]) -> list[Detection]:
-    """The node's detections; `class_id` is a numeric id named by its ~/label_info (the id itself if unnamed)."""
-    out = []
-    for detection in msg.detections:
-        hypothesis = max(detection.results, key=lambda r: r.hypothesis.score).hypothesis if detection.results \
-            else None
-        cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
-        w, h = detection.bbox.size_x, detection.bbox.size_y
-        class_id = int(hypothesis.class_id) if hypothesis and hypothesis.class_id.isdigit() else -1
-        name = names.get(class_id, hypothesis.class_id) if hypothesis else ""
-        out.append(Detection(class_id, name, float(hypothesis.score) if hypothesis else 0.0,
-                             (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
-    return out
-
-
-def _image_from(msg: Any, bits: int) -> np.ndarray:
-    """A node output as an array: 32FC1 as float, a frame as uint8 BGR (16-bit samples of `bits` bits)."""
-    if msg.encoding == "32FC1":
-        return raw_pixels(msg, camera=False).astype(np.float32)
-    return decode_image(msg, IMAGE_TYPE, bits)
-
-
 def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                camera_info_topic: str | None = None, method: str | None = None, detector: Detector | None = None,
                max_frames: int | None = None, storage: str | None = None, node_name: str = "dgdehaze",
                attach: bool = False, timeout: float = 10.0, node_params: Sequence[str] = (),
                input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
-               duration: float | None = None, progress: bool = True) -> BagEvaluation:
+               duration: float | None = None, rate: float | None = None, progress: bool = True) -> BagEvaluation:
     """Send the bag's frames through the node and write OUT (bag, report, summary) atomically; the node's images go
     into the output bag as it sends them, or compressed (`image_transport`, as `evaluation.evaluate_bag`'s). start,
-    duration: the part of the bag sent and copied, as `evaluation.evaluate_bag`'s.
+    duration: the part of the bag sent and copied, as `evaluation.evaluate_bag`'s. rate: None sends in lockstep
+    (every frame answered); R sends at R times the recorded pace (`paced_replay`), and the frames the node drops
+    are counted, not evaluated.
 
     `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
     the dehazed frames. Raises BagError for a bad bag before anything starts, NodeReplayError when the node cannot
@@ -276,6 +245,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
+    if rate is not None and not 0 < rate < math.inf:
+        raise ValueError(f"the rate must be a positive factor of the recorded pace (1: as recorded), got {rate}")
     out_dir = Path(out_dir)
     check_output_folder(out_dir, [input_bag])
     with BagSource(input_bag, input_bits) as source:
@@ -317,7 +288,11 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
                     output_bag="bag", output_images=images, input_bits=source.input_bits, notes=window)
                 with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
-                    _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
+                    if rate is None:
+                        _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
+                    else:
+                        _run_paced(source, replay, writer, evaluation, detector, count, timeout, progress,
+                                   not attach, rate, tmp / "spool")
                 evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
                 evaluation.notes.append(_transport_note(replay.transport))
             finally:
@@ -345,7 +320,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
     plan = replay.output_plan(started_here, timeout)
     LOG.info("waiting per frame for: %s (%s as well when they come)", ", ".join(plan.required(0)),
              ", ".join(plan.optional(0)) or "nothing")
-    plan = _warm_up(source, replay, store, evaluation, detector, plan, timeout)
+    plan = _warm_up(source, replay, evaluation, detector, plan, timeout)
     sent = 1  # the node's frames since activation: the warm-up was its first
     keep = sample_indices(count)
     bar = tqdm(total=count, desc="bag-eval (node)", unit="frame", disable=not progress)
@@ -366,7 +341,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                 bar.update()
                 continue
             stamp = stamp_ns(msg.header)
-            outputs = _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp, plan.required(sent),
+            outputs = _exchange(replay, _to_rclpy(connection.msgtype, raw), stamp, plan.required(sent),
                                 plan.optional(sent), timeout)
             plan = plan.answered(sent, outputs or {})
             sent += 1
@@ -375,8 +350,8 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                                           f"{timeout:.1f} s")
                 LOG.warning("frame %d: the node did not answer within %.1f s", index, timeout)
             else:
-                _record(evaluation, writer, store, replay.node_name, outputs, index, stamp, log_time, hazy,
-                        detector, keep)
+                record_frame(evaluation, writer, store, replay.node_name, outputs, index, stamp, log_time, hazy,
+                             detector, keep)
             index += 1
             bar.update()
     finally:
@@ -385,7 +360,77 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
         raise NodeReplayError(f"node /{replay.node_name} answered none of the {count} frames")
 
 
-def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagEvaluation,
+def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,
+               detector: Detector | None, count: int, timeout: float, progress: bool, started_here: bool,
+               rate: float, spool_path: Path) -> None:
+    """The frames at `rate` times the recorded pace, the node's outputs spooled as they come (`paced_replay`); then
+    each answered frame recorded as in lockstep, the others counted as dropped. The spool is removed at the end."""
+    plan = replay.output_plan(started_here, timeout)
+    _warm_up(source, replay, evaluation, detector, plan, timeout)
+    evaluation.pace = f"{rate:g}x recorded rate"
+    replay.recorder.forget()
+    with OutputSpool(spool_path, {name: msgtype for name, (_, msgtype) in OUTPUTS.items()}) as spool:
+        replay.recorder.sink = spool.receive
+        try:
+            frames = send_paced(_window_frames(source, evaluation, replay.info_pub is not None), evaluation.image_topic,
+                                count, rate, lambda connection, raw: _publish(replay, connection, raw), replay.spin,
+                                spool, timeout, progress)
+        finally:
+            replay.recorder.sink = None
+    answered = [frame for frame in frames if frame.answered]
+    if not answered:
+        raise NodeReplayError(f"node /{replay.node_name} answered none of the {len(frames)} frames sent")
+    sent = [frame.sent for frame in frames if frame.stamp is not None]
+    if len(sent) > 1:
+        evaluation.output_fps = (len(sent) - 1) / (sent[-1] - sent[0]) * len(answered) / len(sent)
+    keep = {answered[i].index for i in sample_indices(len(answered))}
+    replies = answers(spool, frames)
+    reply = next(replies, None)
+    index = 0
+    bar = tqdm(total=len(frames), desc="bag-eval (recording the answers)", unit="frame", disable=not progress)
+    for connection, log_time, raw in copied_messages(source, writer, evaluation, count):
+        if connection.topic != evaluation.image_topic:
+            continue
+        frame = frames[index]
+        index += 1
+        bar.update()
+        try:
+            msg = source.deserialize(connection, raw)
+            hazy = source.decode(msg, connection.msgtype)
+        except (BagError, ImageError) as exc:
+            evaluation.skipped.append(f"frame {frame.index} at {log_time} ns: {exc}")
+            if reply is not None and reply[0] is frame:
+                reply = next(replies, None)
+            continue
+        if reply is None or reply[0] is not frame:
+            evaluation.frames_dropped += 1
+            continue
+        outputs = {**reply[1], "_sent": frame.sent, "_labels": replay.recorder.labels}
+        record_frame(evaluation, writer, writer.store, replay.node_name, outputs, frame.index, frame.stamp,
+                     log_time, hazy, detector, keep)
+        reply = next(replies, None)
+    bar.close()
+    replies.close()
+    shutil.rmtree(spool_path)
+    evaluation.notes.append(
+        f"frames sent at {rate:g}x the recorded pace: the node answered {len(answered)} of {len(frames)}"
+        f" ({evaluation.frames_dropped} dropped while it was busy with an earlier frame); the dehazed row's fps is"
+        " the frames it answered per second, and a frame's latency includes its wait for the node")
+
+
+def _window_frames(source: BagSource, evaluation: BagEvaluation, with_info: bool) -> Iterator[tuple[Any, int, bytes]]:
+    """The bag's frames within the window, with its camera_info where the node gets it from the replay."""
+    wanted = {evaluation.image_topic, *([evaluation.camera_info_topic] if with_info else [])}
+    return ((c, t, raw) for c, t, raw in source.raw_messages() if c.topic in wanted)
+
+
+def _publish(replay: NodeReplay, connection: Any, raw: bytes) -> None:
+    """Publish a stored frame or camera_info to the node."""
+    publisher = replay.info_pub if connection.msgtype == CAMERA_INFO_TYPE else replay.image_pub
+    publisher.publish(_to_rclpy(connection.msgtype, raw))
+
+
+def _warm_up(source: BagSource, replay: NodeReplay, evaluation: BagEvaluation,
              detector: Detector | None, plan: OutputPlan, timeout: float) -> OutputPlan:
     """Send the first decodable frame once, unrecorded, so that model warm-up in the node and in the local
     detector stays out of the latency figures; the plan, without detections when the node sent none for it (its
@@ -399,7 +444,7 @@ def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagE
         except ImageError:
             continue
         timed_detect(detector, hazy)
-        found = _exchange(replay, store, _to_rclpy(connection.msgtype, raw), stamp_ns(msg.header),
+        found = _exchange(replay, _to_rclpy(connection.msgtype, raw), stamp_ns(msg.header),
                           plan.required(0), plan.optional(0), max(timeout, 30.0))
         if found is None:
             raise NodeReplayError(f"node /{replay.node_name} did not answer the warm-up frame")
@@ -412,7 +457,7 @@ def _warm_up(source: BagSource, replay: NodeReplay, store: Any, evaluation: BagE
     return plan
 
 
-def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, required: list[str],
+def _exchange(replay: NodeReplay, frame_msg: Any, stamp: int, required: list[str],
               optional: list[str], timeout: float) -> dict[str, Any] | None:
     """Publish one frame and collect the node's outputs for it: {output: (receive time, raw)} plus "_sent" and
     "_labels" (the latched ~/label_info, or None).
@@ -434,7 +479,7 @@ def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, requir
             if name in found:
                 continue
             for arrival, raw in received[name]:
-                if _stamp_of(store, raw, OUTPUTS[name][1]) == stamp:
+                if header_stamp_ns(raw) == stamp:
                     found[name] = (arrival, raw)
                     break
         if all(name in found for name in required):
@@ -442,52 +487,3 @@ def _exchange(replay: NodeReplay, store: Any, frame_msg: Any, stamp: int, requir
                 break
             grace_until = grace_until or time.monotonic() + 0.2
     return found if "image_dehazed" in found else None
-
-
-def _record(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name: str, outputs: dict[str, Any],
-            index: int, stamp: int, log_time: int, hazy: np.ndarray, detector: Detector | None,
-            keep: set[int]) -> None:
-    """Write the node's outputs for one frame at the frame's receive time and add its figures."""
-    prefix = f"/{node_name}"
-    rewritten = {"image_dehazed", "depth_relative", "depth"} if writer.images != "raw" else set()
-    for name, (_, msgtype) in OUTPUTS.items():
-        if outputs.get(name) and name not in rewritten:  # as received; the images compressed (or left out) below
-            writer.write_raw(f"{prefix}/{name}", msgtype, log_time, outputs[name][1])
-    labels = store.deserialize_cdr(outputs["_labels"], LABEL_INFO_TYPE) if outputs.get("_labels") else None
-    if labels is not None and not evaluation.records:
-        writer.write_raw(f"{prefix}/label_info", LABEL_INFO_TYPE, log_time, outputs["_labels"])
-    names = {int(c.class_id): str(c.class_name) for c in labels.class_map} if labels is not None else {}
-    dehazed_msg = store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE)
-    dehazed = _image_from(dehazed_msg, evaluation.input_bits)
-    detections = (_detections_from(store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE), names)
-                  if outputs.get("detections") else [])
-    depth_msg = (store.deserialize_cdr(outputs["depth_relative"][1], IMAGE_TYPE) if outputs.get("depth_relative")
-                 else None)
-    depth = (_image_from(depth_msg, evaluation.input_bits) if depth_msg is not None
-             else np.full(dehazed.shape[:2], np.nan, np.float32))
-    density = (float(store.deserialize_cdr(outputs["haze_density"][1], HAZE_TYPE).results[0].score)
-               if outputs.get("haze_density") else haze_density(hazy))
-    visibility = (float(store.deserialize_cdr(outputs["visibility"][1], RANGE_TYPE).range)
-                  if outputs.get("visibility") else math.nan)
-    metres_msg = store.deserialize_cdr(outputs["depth"][1], IMAGE_TYPE) if outputs.get("depth") else None
-    metres = _image_from(metres_msg, evaluation.input_bits) if metres_msg is not None else None
-    if rewritten:
-        writer.write_image(f"{prefix}/image_dehazed", log_time, dehazed_msg.header, dehazed,
-                           raw_pixels(dehazed_msg), dehazed_msg.encoding)
-        if depth_msg is not None:
-            writer.write_image(f"{prefix}/depth_relative", log_time, depth_msg.header, depth)
-        if metres_msg is not None:
-            writer.write_image(f"{prefix}/depth", log_time, metres_msg.header, metres)
-    arrivals = {name: value[0] for name, value in outputs.items() if not name.startswith("_") and value}
-    last = max(arrivals.values())
-    hazy_detections, hazy_ms = timed_detect(detector, hazy)
-    distance = metres if metres is not None else depth if depth_msg is not None else None  # metres, as offline
-    depths = [median_depth(d, distance) for d in detections] if distance is not None else []
-    evaluation.records.append(FrameRecord(
-        index=index, stamp_ns=stamp, log_time_ns=log_time, haze_density_hazy=density,
-        haze_density_dehazed=haze_density(dehazed),
-        latency_ms=(last - outputs["_sent"]) * 1000.0, detect_hazy_ms=hazy_ms, hazy_detections=hazy_detections,
-        dehazed_detections=detections, detection_depths=depths, visibility_m=visibility,
-        output_latency_ms={name: (arrival - outputs["_sent"]) * 1000.0 for name, arrival in arrivals.items()}))
-    if index in keep:
-        evaluation.samples.append(Sample(index, stamp, hazy, dehazed, depth, hazy_detections, detections))

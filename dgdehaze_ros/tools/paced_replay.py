@@ -1,0 +1,161 @@
+"""Node replay at the recorded rate (`bag-eval --node --rate R`): frames go out when the recording says, as
+`ros2 bag play --rate R` sends them, and the node drops the frames it cannot keep up with, as it would on the vehicle.
+
+While frames are being sent, this process does as little as it can beside the node: each output the node publishes
+is matched to the frame it answers by its header stamp, read from the CDR bytes (`header_stamp_ns`), and written
+untouched into a spool bag on disk (`OutputSpool`). Decoding, the hazy row's detections and the output bag's images
+come afterwards, when `answers` reads the spool back frame by frame. A frame is told from an earlier one with the
+same stamp by the time it went out: an output belongs to the last frame with its stamp sent before it arrived.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+from rosbags.interfaces import Connection
+from tqdm import tqdm
+
+from dgdehaze_core.bags.io import BagSource
+from dgdehaze_core.bags.writer import BagWriter
+
+LOG = logging.getLogger(__name__)
+
+QUIET_S = 0.5
+"""After the last frame is answered, how long no output may come before the replay stops listening (the node
+publishes a frame's outputs one after another, the detections last)."""
+
+
+def header_stamp_ns(raw: bytes) -> int:
+    """The header stamp (ns) of a serialized ROS 2 message whose first field is a std_msgs/Header (every stamped
+    type), read from its CDR bytes without deserializing the rest; ValueError for bytes that are not CDR."""
+    if len(raw) < 12 or raw[0] != 0 or raw[1] not in (0, 1):
+        raise ValueError("not a CDR-serialized message (no encapsulation header)")
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+@dataclass
+class SentFrame:
+    """One frame of the bag as the paced replay sent it."""
+
+    index: int
+    stamp: int | None
+    """Its header stamp; None when its bytes do not hold one (not sent: the node could not have read it)."""
+    log_time: int
+    sent: float = math.nan
+    """time.perf_counter() when it was published; NaN when it was not."""
+    answered: int = 0
+    """How many of the node's outputs for it are in the spool (0: the node dropped it)."""
+
+
+class OutputSpool:
+    """The node's outputs as they arrive, written untouched into a bag (topic `/<output>`, log time the arrival in
+    perf_counter ns), each counted to the frame it answers. Use as a context manager."""
+
+    def __init__(self, path: Path, types: Mapping[str, str]) -> None:
+        self.path = path
+        self.types = types
+        self._writer = BagWriter(path, "mcap")
+        self._by_stamp: dict[int, SentFrame] = {}
+        self.tags: dict[tuple[str, int], int] = {}
+        """(output, arrival ns) -> the index of the frame it answers."""
+        self.last_arrival = math.nan
+        """perf_counter() of the last output spooled."""
+
+    def __enter__(self) -> OutputSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close()
+
+    def sent(self, frame: SentFrame) -> None:
+        """`frame` went out: outputs with its stamp answer it from now on."""
+        if frame.stamp is not None:
+            self._by_stamp[frame.stamp] = frame
+
+    def receive(self, name: str, raw: bytes) -> None:
+        """Spool output `name` (CDR) if it answers a frame sent; other outputs (the warm-up's late ones) are dropped."""
+        arrival = time.perf_counter_ns()
+        try:
+            frame = self._by_stamp.get(header_stamp_ns(raw))
+        except ValueError:
+            frame = None
+        if frame is None:
+            return
+        self._writer.write_raw(f"/{name}", self.types[name], arrival, bytes(raw))
+        self.tags[(name, arrival)] = frame.index
+        frame.answered += 1
+        self.last_arrival = arrival / 1e9
+
+
+def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: str, count: int, rate: float,
+               publish: Callable[[Connection, bytes], None], spin: Callable[[float], None], spool: OutputSpool,
+               timeout: float, progress: bool = True) -> list[SentFrame]:
+    """Publish the first `count` frames of `messages` on `image_topic` (and every other message handed in, e.g. the
+    camera_info) at `rate` times their recorded pace, spinning `spin` for the outputs in between; then wait until
+    the last frame sent is answered and no output came for QUIET_S, at most `timeout` s. Returns every frame, sent
+    or not (a frame without a readable header is not), in the bag's order."""
+    frames: list[SentFrame] = []
+    first_log = first_sent = None
+    bar = tqdm(total=count, desc=f"bag-eval (node, {rate:g}x recorded rate)", unit="frame", disable=not progress)
+    try:
+        for connection, log_time, raw in messages:
+            is_frame = connection.topic == image_topic
+            if is_frame and len(frames) >= count:
+                break
+            if first_log is None and is_frame:
+                first_log, first_sent = log_time, time.perf_counter()
+            if first_log is not None:
+                _spin_until(first_sent + max(log_time - first_log, 0) / 1e9 / rate, spin)
+            if not is_frame:
+                publish(connection, raw)
+                continue
+            try:
+                frame = SentFrame(len(frames), header_stamp_ns(raw), log_time)
+            except ValueError:
+                frame = SentFrame(len(frames), None, log_time)
+            else:
+                frame.sent = time.perf_counter()
+                spool.sent(frame)
+                publish(connection, raw)
+            frames.append(frame)
+            bar.update()
+    finally:
+        bar.close()
+    last = next((f for f in reversed(frames) if f.stamp is not None), None)
+    deadline = time.perf_counter() + timeout
+    while last is not None and time.perf_counter() < deadline:
+        spin(0.01)
+        if last.answered and time.perf_counter() - spool.last_arrival > QUIET_S:
+            break
+    if last is not None and not last.answered:
+        LOG.warning("the node did not answer the last frame within %.1f s", timeout)
+    return frames
+
+
+def _spin_until(when: float, spin: Callable[[float], None]) -> None:
+    while (left := when - time.perf_counter()) > 0:
+        spin(min(left, 0.005))
+
+
+def answers(spool: OutputSpool, frames: list[SentFrame]) -> Iterator[tuple[SentFrame, dict[str, tuple[float, bytes]]]]:
+    """Each answered frame, in the bag's order, with its outputs read back from the closed spool: {output: (arrival
+    as perf_counter s, CDR)}, the first of each name where the node sent one twice."""
+    pending: dict[int, dict[str, tuple[float, bytes]]] = {}
+    got: dict[int, int] = {}
+    with BagSource(spool.path) as source:
+        messages = source.raw_messages()
+        for frame in (f for f in frames if f.answered):
+            while got.get(frame.index, 0) < frame.answered:
+                connection, arrival, raw = next(messages)
+                name = connection.topic[1:]
+                index = spool.tags[(name, arrival)]
+                pending.setdefault(index, {}).setdefault(name, (arrival / 1e9, raw))
+                got[index] = got.get(index, 0) + 1
+            got.pop(frame.index)
+            yield frame, pending.pop(frame.index)

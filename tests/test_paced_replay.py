@@ -1,0 +1,133 @@
+"""Node replay at the recorded rate (`bag-eval --node --rate`): frames sent on the recording's clock, each output of
+the node matched to the frame it answers by the header stamp in its CDR bytes, and spooled until it is recorded."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or a ROS install)")
+
+from test_bag_eval import read_all  # noqa: E402
+from test_bag_io import PERIOD, demo_frames, write_camera_bag  # noqa: E402
+
+from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, IMAGE_TYPE, RANGE_TYPE, BagSource, stamp_ns,  # noqa: E402
+                                   typestore)
+from dgdehaze_core.cli import main  # noqa: E402
+from dgdehaze_ros.tools.paced_replay import OutputSpool, answers, header_stamp_ns, send_paced  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+TYPES = {"image_dehazed": IMAGE_TYPE, "visibility": RANGE_TYPE}
+
+
+def _range_cdr(stamp: int, metres: float, little_endian: bool = True) -> bytes:
+    store = typestore()
+    types = store.types
+    header = types["std_msgs/msg/Header"](
+        stamp=types["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="cam")
+    msg = types[RANGE_TYPE](header=header, radiation_type=1, field_of_view=1.0, min_range=0.0, max_range=1e3, variance=0.0,
+                            range=metres)
+    return bytes(store.serialize_cdr(msg, RANGE_TYPE, little_endian=little_endian))
+
+
+def test_the_stamp_is_read_from_the_cdr_bytes_of_any_stamped_message_in_either_byte_order(tmp_path: Path) -> None:
+    stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(2), "bgr8")
+    with BagSource(tmp_path / "in") as source:
+        read = {c.msgtype: [] for c in source.connections}
+        for connection, _, raw in source.raw_messages():
+            read[connection.msgtype].append((header_stamp_ns(raw), stamp_ns(source.deserialize(connection, raw).header)))
+    for msgtype in (IMAGE_TYPE, CAMERA_INFO_TYPE):
+        assert [fast for fast, _ in read[msgtype]] == [full for _, full in read[msgtype]] == stamps, msgtype
+    before_1970 = -1_500_000_001  # a simulated clock's negative seconds
+    for little in (True, False):
+        assert header_stamp_ns(_range_cdr(stamps[1], 40.0, little)) == stamps[1]
+        assert header_stamp_ns(_range_cdr(before_1970, 40.0, little)) == before_1970
+    for garbage in (b"", b"\x00\x01\x00", b"{\"json\": 1}     "):
+        with pytest.raises(ValueError, match="not a CDR"):
+            header_stamp_ns(garbage)
+
+
+def test_frames_go_out_on_the_recordings_clock_and_each_output_is_spooled_for_the_frame_it_answers(
+        tmp_path: Path) -> None:
+    """Six frames at 30 Hz sent at half speed. A stand-in for the node answers while the replay spins: frame 0 at
+    once, frame 2 late (after frame 3 went out) and twice, frames 4 and 5 (which repeats 4's stamp) with 5 alone, and
+    output with a stamp never sent (a warm-up's straggler); frames 1 and 3 are dropped."""
+    stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(6), "bgr8", with_info=False)
+    with BagSource(tmp_path / "in") as source:
+        messages = list(source.raw_messages())
+    repeated = messages[5][2][:4] + messages[4][2][4:12] + messages[5][2][12:]  # frame 5 with frame 4's stamp
+    messages[5] = (messages[5][0], messages[5][1], repeated)
+    published: list[tuple[int, float]] = []
+    due: dict[int, list[tuple[str, bytes]]] = {
+        0: [("image_dehazed", messages[0][2]), ("visibility", _range_cdr(stamps[0], 50.0))],
+        3: [("visibility", _range_cdr(stamps[2], 60.0)), ("image_dehazed", messages[2][2]),
+            ("visibility", _range_cdr(stamps[2], 61.0)), ("visibility", _range_cdr(stamps[0] - PERIOD, 1.0))],
+        5: [("image_dehazed", messages[4][2]), ("visibility", _range_cdr(stamps[4], 70.0))]}
+
+    with OutputSpool(tmp_path / "spool", TYPES) as spool:
+        def publish(connection, raw: bytes) -> None:
+            published.append((header_stamp_ns(raw), time.perf_counter()))
+
+        def spin(seconds: float) -> None:  # the node answers whatever is due once the frame has gone out
+            for name, raw in due.pop(len(published) - 1, []):
+                spool.receive(name, raw)
+            time.sleep(seconds)
+
+        frames = send_paced(iter(messages), "/cam/image_raw", 6, 0.5, publish, spin, spool, timeout=5.0,
+                            progress=False)
+    assert [f.stamp for f in frames] == [*stamps[:5], stamps[4]] and [s for s, _ in published] == [f.stamp
+                                                                                                    for f in frames]
+    sent = [t for _, t in published]
+    for index in range(1, 6):  # never before the recording's clock says, at half speed
+        assert sent[index] - sent[0] >= index * PERIOD / 1e9 / 0.5 - 1e-4, index
+    assert [f.answered for f in frames] == [2, 0, 3, 0, 0, 2], "frame 5 took its stamp's outputs, not frame 4"
+    replies = list(answers(spool, frames))
+    assert [frame.index for frame, _ in replies] == [0, 2, 5]
+    store = typestore()
+    by_frame = {frame.index: outputs for frame, outputs in replies}
+    assert store.deserialize_cdr(by_frame[2]["visibility"][1], RANGE_TYPE).range == 60.0, "the first of two kept"
+    assert by_frame[2]["image_dehazed"][1] == messages[2][2], "the bytes as received"
+    assert by_frame[5]["visibility"][0] > frames[5].sent, "arrival on the clock the send times are on"
+    assert sorted(by_frame[0]) == ["image_dehazed", "visibility"]
+
+
+@pytest.mark.slow
+def test_at_a_rate_the_node_cannot_follow_it_drops_frames_and_what_it_answers_is_recorded(tmp_path: Path) -> None:
+    """Twelve frames at 40x their 30 Hz (a frame every 0.8 ms): the node's latest-frame worker drops most, answers the
+    last, and every frame answered is recorded at its own stamp with its outputs; the report counts the dropped."""
+    pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
+    stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(12, (320, 180)), "bgr8")
+    out = tmp_path / "eval"
+    code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--node", "--method", "dcp",
+                 "--rate", "40", "--out", str(out), "--no-progress", "--timeout", "30"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    answered = summary["per_frame"]["stamp_ns"]
+    assert summary["pace"] == "40x recorded rate" and summary["frames_skipped"] == 0
+    assert summary["frames_dropped"] >= 1 and summary["frames_dropped"] + len(answered) == 12
+    assert answered[-1] == stamps[-1], "the newest frame is always answered"
+    assert answered == sorted(set(answered)) and set(answered) <= set(stamps)
+    recorded = read_all(out / "bag")
+    for topic in ("/dgdehaze/image_dehazed", "/dgdehaze/depth_relative", "/dgdehaze/detections"):
+        assert [t for t, _ in recorded[topic]] == answered, topic
+        assert [stamp_ns(m.header) for _, m in recorded[topic]] == answered, topic
+    assert [t for t, _ in recorded["/cam/image_raw"]] == stamps, "every input frame copied"
+    assert summary["figures"]["dehazed"]["frames"] == summary["figures"]["hazy"]["frames"] == len(answered)
+    assert 0 < summary["figures"]["dehazed"]["fps"] < 12 / (11 * PERIOD / 1e9 / 40)
+    assert not (out / "spool").exists()
+    report = (out / "report.html").read_text()
+    assert f"{summary['frames_dropped']} dropped by the node" in report and "40x recorded rate" in report
+
+
+def test_a_rate_is_refused_without_node_replay_or_when_it_is_not_a_positive_factor(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(1), "bgr8")
+    for extra, reason in ((["--rate", "1"], "need --node"), (["--node", "--rate", "0"], "positive factor"),
+                          (["--node", "--rate", "nan"], "positive factor"),
+                          (["--node", "--rate", "-2"], "positive factor")):
+        assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--no-detection", *extra]) == 2
+        assert reason in capsys.readouterr().err, extra
+        assert not (tmp_path / "o").exists()
