@@ -16,7 +16,7 @@ from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, START, demo_
 from dgdehaze_core.bags.evaluation import evaluate_bag
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter
-from dgdehaze_core.bags.report import FIGURES
+from dgdehaze_core.bags.report import FIGURES, answered_rate
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8
@@ -584,3 +584,12 @@ def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_came
         assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / "bad"), *args, *common]) == 2, args
         assert message in capsys.readouterr().err, args
         assert not (tmp_path / "bad").exists()
+
+
+def test_at_a_replay_rate_the_report_plots_the_frames_answered_per_second_of_replay() -> None:
+    """Answered frames 0.2 s of recording apart, sent at twice the recorded pace: ten a second of replay; the rate of
+    a frame is over the last `window` answered before it."""
+    seconds = np.array([0.0, 0.2, 0.4, 0.5, 0.9])
+    rates = answered_rate(seconds, 2.0, window=2)
+    assert math.isnan(rates[0])
+    assert rates[1:] == pytest.approx([10.0, 10.0, 2 / 0.15, 8.0])

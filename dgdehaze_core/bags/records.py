@@ -88,15 +88,20 @@ class BagEvaluation:
     weights: str = "unknown"
     """The trained weights the method ran, named as it loaded them (the pipeline's `weights_summary`, or a node's
     /diagnostics `weights`): "none" for dcp, "unknown" where a node sent no report naming them."""
-    pace: str = "lockstep"
-    """How frames were sent. "lockstep": each once the one before was done (every frame evaluated); in node
-    replay `--rate`, "<R>x recorded rate": at the recording's pace, so the node drops what it cannot keep up with."""
+    rate: float | None = None
+    """Node replay `--rate`: frames were sent at this factor of the recorded pace, so the node dropped what it could
+    not keep up with; None: in lockstep, each frame once the one before was done (every frame evaluated)."""
     frames_dropped: int = 0
     """Node replay at the recorded rate: frames sent that the node published nothing for (its latest-frame worker
     was busy with an earlier one); they are not in the records."""
     output_fps: float | None = None
     """Node replay at the recorded rate: frames the node answered per second (the camera's rate times the share
     answered), which is the dehazed row's `fps`; None in lockstep, where `fps` is 1000 / the median latency."""
+
+    @property
+    def pace(self) -> str:
+        """How frames were sent, in words: "lockstep" or "<R>x recorded rate"."""
+        return "lockstep" if self.rate is None else f"{self.rate:g}x recorded rate"
 
     def seconds_in_bag(self) -> np.ndarray:
         """Each record's time since the first, by the bag's recording times (header stamps may repeat or run

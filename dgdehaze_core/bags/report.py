@@ -59,14 +59,18 @@ def plot_latency(evaluation: BagEvaluation, path: Path) -> None:
     finite = latency[np.isfinite(latency) & (latency > 0)]
     if finite.size:
         median = float(np.median(finite))
-        ax.axhline(median, color="k", linestyle="--", linewidth=1,
-                   label=f"median {median:.1f} ms ({1000.0 / median:.1f} FPS)")
+        rate = "" if evaluation.rate is not None else f" ({1000.0 / median:.1f} FPS)"
+        ax.axhline(median, color="k", linestyle="--", linewidth=1, label=f"median {median:.1f} ms{rate}")
     ax.set(xlabel="time in bag (s)", ylabel="latency (ms)")
     ax.set_ylim(bottom=0)
     fps_ax = ax.twinx()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fps = np.where(latency > 0, 1000.0 / latency, np.nan)
-    fps_ax.plot(t, _rolling_mean(fps, 10), color="#ff7f0e", label="FPS (10-frame mean)")
+    if evaluation.rate is not None:
+        fps_ax.plot(t, answered_rate(t, evaluation.rate), color="#ff7f0e", label="frames answered per second "
+                    "(last 10)")
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fps = np.where(latency > 0, 1000.0 / latency, np.nan)
+        fps_ax.plot(t, _rolling_mean(fps, 10), color="#ff7f0e", label="FPS (10-frame mean)")
     fps_ax.set_ylabel("FPS")
     fps_ax.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()
@@ -74,6 +78,18 @@ def plot_latency(evaluation: BagEvaluation, path: Path) -> None:
     ax.legend(lines[0] + fps_lines[0], lines[1] + fps_lines[1], loc="upper right", fontsize="small")
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def answered_rate(seconds: np.ndarray, rate: float, window: int = 10) -> np.ndarray:
+    """At each answered frame (its recording time in `seconds`), the frames answered per second of replay over the
+    last `window` of them, frames having been sent at `rate` times the recorded pace (NaN for the first)."""
+    out = np.full(seconds.shape, np.nan)
+    for i in range(1, seconds.size):
+        k = min(i, window)
+        span = (seconds[i] - seconds[i - k]) / rate
+        if span > 0:
+            out[i] = k / span
+    return out
 
 
 def _rolling_mean(values: np.ndarray, window: int) -> np.ndarray:

@@ -367,7 +367,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     each answered frame recorded as in lockstep, the others counted as dropped. The spool is removed at the end."""
     plan = replay.output_plan(started_here, timeout)
     _warm_up(source, replay, evaluation, detector, plan, timeout)
-    evaluation.pace = f"{rate:g}x recorded rate"
+    evaluation.rate = rate
     replay.recorder.forget()
     with OutputSpool(spool_path, {name: msgtype for name, (_, msgtype) in OUTPUTS.items()}) as spool:
         replay.recorder.sink = spool.receive
