@@ -110,6 +110,9 @@ def test_at_a_rate_the_node_cannot_follow_it_drops_frames_and_what_it_answers_is
     assert summary["frames_dropped"] >= 1 and summary["frames_dropped"] + len(answered) == 12
     assert answered[-1] == stamps[-1], "the newest frame is always answered"
     assert answered == sorted(set(answered)) and set(answered) <= set(stamps)
+    counts = summary["node_frame_counts"]  # the node's own counters tell why the others went unanswered
+    assert counts["frames_received"] - counts["frames_dropped"] - counts["frames_failed"] == len(answered), counts
+    assert counts["frames_received"] <= 12 and counts["frames_failed"] == 0
     recorded = read_all(out / "bag")
     for topic in ("/dgdehaze/image_dehazed", "/dgdehaze/depth_relative", "/dgdehaze/detections"):
         assert [t for t, _ in recorded[topic]] == answered, topic
@@ -120,6 +123,7 @@ def test_at_a_rate_the_node_cannot_follow_it_drops_frames_and_what_it_answers_is
     assert not (out / "spool").exists()
     report = (out / "report.html").read_text()
     assert f"{summary['frames_dropped']} dropped by the node" in report and "40x recorded rate" in report
+    assert f"its latest-frame worker dropped {counts['frames_dropped']}" in report
 
 
 def test_a_rate_is_refused_without_node_replay_or_when_it_is_not_a_positive_factor(

@@ -94,6 +94,9 @@ class BagEvaluation:
     frames_dropped: int = 0
     """Node replay at the recorded rate: frames sent that the node published nothing for (its latest-frame worker
     was busy with an earlier one); they are not in the records."""
+    node_counts: dict[str, int] = field(default_factory=dict)
+    """Node replay at the recorded rate: the node's own /diagnostics counters over the replay (`frames_received` by
+    its callback, `frames_dropped` by its latest-frame worker, `frames_failed`); empty where it reported none."""
     output_fps: float | None = None
     """Node replay at the recorded rate: frames the node answered per second (the camera's rate times the share
     answered), which is the dehazed row's `fps`; None in lockstep, where `fps` is 1000 / the median latency."""
@@ -145,7 +148,7 @@ class BagEvaluation:
             "backend": self.backend, "weights": self.weights,
             "detector": self.detector, "frames_in_bag": self.frames_in_bag,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
-            "pace": self.pace, "frames_dropped": self.frames_dropped,
+            "pace": self.pace, "frames_dropped": self.frames_dropped, "node_frame_counts": self.node_counts,
             "output_bag": self.output_bag, "output_images": self.output_images, "notes": self.notes,
             "input_bits": self.input_bits, "machine": machine(),
             "figures": self.table(),

@@ -150,13 +150,18 @@ class NodeReplay:
         """The weights the node says it runs (its /diagnostics `weights`), None before it said."""
         self.transport: str | None = None
         """How the node says its middleware sends large images (its /diagnostics `transport`), None before it said."""
+        self.report: dict[str, str] = {}
+        """The node's last /diagnostics report (key -> value), and how many came (`reports`)."""
+        self.reports = 0
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._take_report, 10)
 
     def _take_report(self, array: DiagnosticArray) -> None:
         for status in array.status:
             if status.name.startswith(f"/{self.node_name}:"):
-                self.weights = next((kv.value for kv in status.values if kv.key == "weights"), self.weights)
-                self.transport = next((kv.value for kv in status.values if kv.key == "transport"), self.transport)
+                self.report = {kv.key: kv.value for kv in status.values}
+                self.reports += 1
+                self.weights = self.report.get("weights", self.weights)
+                self.transport = self.report.get("transport", self.transport)
 
     def node_weights(self, timeout: float) -> str:
         """The weights the node runs, as its /diagnostics names them (waiting up to `timeout` for a report), or
@@ -165,6 +170,15 @@ class NodeReplay:
         while self.weights is None and time.monotonic() < deadline:
             self.spin(0.1)
         return self.weights or "unknown"
+
+    def next_report(self, timeout: float) -> dict[str, str]:
+        """The node's next /diagnostics report (its counters as of about now), waiting up to `timeout`; {} when none
+        came."""
+        seen = self.reports
+        deadline = time.monotonic() + timeout
+        while self.reports == seen and time.monotonic() < deadline:
+            self.spin(0.05)
+        return dict(self.report) if self.reports > seen else {}
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -368,6 +382,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     plan = replay.output_plan(started_here, timeout)
     _warm_up(source, replay, evaluation, detector, plan, timeout)
     evaluation.rate = rate
+    before = replay.next_report(DIAGNOSTICS_WAIT_S)
     replay.recorder.forget()
     with OutputSpool(spool_path, {name: msgtype for name, (_, msgtype) in OUTPUTS.items()}) as spool:
         replay.recorder.sink = spool.receive
@@ -377,6 +392,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
                                 spool, timeout, progress)
         finally:
             replay.recorder.sink = None
+    evaluation.node_counts = _counts_between(before, replay.next_report(DIAGNOSTICS_WAIT_S))
     answered = [frame for frame in frames if frame.answered]
     if not answered:
         raise NodeReplayError(f"node /{replay.node_name} answered none of the {len(frames)} frames sent")
@@ -412,10 +428,28 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     bar.close()
     replies.close()
     shutil.rmtree(spool_path)
-    evaluation.notes.append(
-        f"frames sent at {rate:g}x the recorded pace: the node answered {len(answered)} of {len(frames)}"
-        f" ({evaluation.frames_dropped} dropped while it was busy with an earlier frame); the dehazed row's fps is"
-        " the frames it answered per second, and a frame's latency includes its wait for the node")
+    evaluation.notes.append(_paced_note(rate, len(answered), len(frames), evaluation.node_counts))
+
+
+def _counts_between(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
+    """The node's frame counters (/diagnostics) gained between two reports; {} without both."""
+    names = ("frames_received", "frames_dropped", "frames_failed")
+    if not all(name in report for report in (before, after) for name in names):
+        return {}
+    return {name: int(float(after[name])) - int(float(before[name])) for name in names}
+
+
+def _paced_note(rate: float, answered: int, sent: int, counts: dict[str, int]) -> str:
+    """The report's note on a paced replay: what the node answered, and by its own counters why not the rest."""
+    note = (f"frames sent at {rate:g}x the recorded pace: the node answered {answered} of {sent}; the dehazed row's "
+            "fps is the frames it answered per second, and a frame's latency includes its wait for the node. ")
+    if not counts:
+        return note + "The node sent no /diagnostics counters to tell why it did not answer the others."
+    missing = sent - counts["frames_received"]
+    return note + (f"By its /diagnostics, the node's callback received {counts['frames_received']} of them, its "
+                   f"latest-frame worker dropped {counts['frames_dropped']} (a newer frame came while it was busy) "
+                   f"and {counts['frames_failed']} failed; {missing} never reached its callback (replaced in its "
+                   "input's history while the node was busy, or lost on the way: docs/ROS.md, \"Input QoS\").")
 
 
 def _window_frames(source: BagSource, evaluation: BagEvaluation, with_info: bool) -> Iterator[tuple[Any, int, bytes]]:
