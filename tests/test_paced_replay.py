@@ -135,3 +135,31 @@ def test_a_rate_is_refused_without_node_replay_or_when_it_is_not_a_positive_fact
         assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--no-detection", *extra]) == 2
         assert reason in capsys.readouterr().err, extra
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_fleet_goes_through_the_node_one_bag_after_the_other_and_a_bag_that_fails_stops_no_other(
+        tmp_path: Path) -> None:
+    """Two drives and a recording without a camera, through a node started for each at 5x their pace: the two are
+    reported as a single bag's node replay would be, the third fails alone, and the fleet counts the dropped frames."""
+    for name in ("monday", "tuesday"):
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(4, (160, 96)), "bgr8")
+    write_camera_bag(tmp_path / "no_camera", "mcap", demo_frames(1), "bgr8", topic="/lidar/image")
+    out = tmp_path / "fleet"
+    bags = [str(tmp_path / name) for name in ("monday", "no_camera", "tuesday")]
+    code = main(["bag-eval", *bags, "--image-topic", "/cam/image_raw", "--node", "--method", "dcp", "--no-detection",
+                 "--rate", "5", "--out", str(out), "--no-progress", "--timeout", "30"])
+    assert code == 1, "a bag failed"
+    fleet = json.loads((out / "fleet.json").read_text())
+    assert fleet["runner"] == "sequential" and fleet["failed"] == 1
+    outcomes = {Path(o["out_dir"]).name: o for o in fleet["per_bag"]}
+    assert not outcomes["no_camera"]["ok"] and "/cam/image_raw" in outcomes["no_camera"]["error"]
+    dropped = 0
+    for name in ("monday", "tuesday"):
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["mode"] == "node" and summary["pace"] == "5x recorded rate"
+        assert outcomes[name]["figures"]["frames"] == summary["frames_evaluated"] >= 1
+        assert summary["frames_evaluated"] + summary["frames_dropped"] == 4
+        dropped += summary["frames_dropped"]
+    assert fleet["all"]["frames_dropped"] == dropped
+    assert fleet["all"]["frames"] == sum(outcomes[n]["figures"]["frames"] for n in ("monday", "tuesday"))

@@ -251,7 +251,8 @@ def test_a_bag_that_fails_on_a_run_again_keeps_no_report_of_the_earlier_run(tmp_
 def test_the_fleets_mean_confidence_is_over_its_detections_and_its_haze_over_its_frames() -> None:
     def bag(frames: int, detections: int, confidence: float, haze: float, skipped: int = 0) -> BagOutcome:
         return BagOutcome("in", "out", True, 1.0, figures={
-            "frames": frames, "frames_skipped": skipped, "detections": detections, "mean_confidence": confidence,
+            "frames": frames, "frames_skipped": skipped, "frames_dropped": 0, "detections": detections,
+            "mean_confidence": confidence,
             "haze_density": haze, "visibility_m": math.nan, "latency_ms_median": 5.0})
 
     figures = fleet_figures([bag(10, 1, 0.9, 0.2), bag(1, 9, 0.5, 0.8, skipped=2), bag(4, 0, math.nan, 0.5)])
@@ -311,7 +312,7 @@ def test_a_bag_given_as_dot_dot_dot_or_a_link_gets_the_folder_of_its_own_name_no
 
 def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path) -> None:
     assert main(["bag-eval", str(three_bags[0]), "--out", str(tmp_path / "one"), "--workers", "2"]) == 2
-    assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--node"]) == 2
+    assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--node", "--workers", "2"]) == 2
     assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--workers", "0"]) == 2
     assert not (tmp_path / "one").exists() and not (tmp_path / "many").exists()
     folder = three_bags[0].parent

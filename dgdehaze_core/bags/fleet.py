@@ -1,7 +1,9 @@
 """Many bags at once: each bag's offline evaluation as a Ray task, one report per bag and a fleet summary.
 
-`run_fleet(jobs, out_dir)` evaluates every `BagJob` with `evaluate_bag` (the node's frame chain, offline) and
-writes, besides each bag's own folder (`OUT/<bag name>/`: output bag, report.html, summary.json):
+`run_fleet(jobs, out_dir)` evaluates every `BagJob` with `evaluate_bag` (the node's frame chain, offline), or with
+node replay (`BagJob.node`: the real node over ROS topics, one bag after the other so that no two nodes share the
+machine's cores), and writes, besides each bag's own folder (`OUT/<bag name>/`: output bag, report.html,
+summary.json):
 
     OUT/fleet.json   per bag and over all: status, frames, detections, mean confidence, haze density, visibility,
                      latency; a failed bag carries its error and does not stop the others
@@ -32,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, check_output_folder, evaluate_bag
-from dgdehaze_core.bags.io import pick_image_topic
+from dgdehaze_core.bags.io import pick_camera_info_topic, pick_image_topic
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_text
 from dgdehaze_core.io.images import SAMPLE_BITS
@@ -47,9 +49,10 @@ Exception fails its bag too (its traceback carried back in the outcome and logge
 bug of this code or a library's), so that one bag neither stops the others nor leaves fleet.json unfinished."""
 ALL_ROW = "all"
 """The fleet table's row over every bag (no bag's folder takes this name)."""
-FIGURES = ("frames", "frames_skipped", "detections", "mean_confidence", "haze_density", "visibility_m",
-           "latency_ms_median")
-"""The fleet table's figures, per bag and over all (`frames_skipped`: frames that could not be decoded)."""
+FIGURES = ("frames", "frames_skipped", "frames_dropped", "detections", "mean_confidence", "haze_density",
+           "visibility_m", "latency_ms_median")
+"""The fleet table's figures, per bag and over all (`frames_skipped`: frames that could not be decoded;
+`frames_dropped`: frames a node replayed at the recorded rate did not answer)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class BagJob:
     start: float = 0.0
     duration: float | None = None
     """The part of each bag evaluated, in seconds of its recording (`evaluation.evaluate_bag`)."""
+    node: dict[str, Any] | None = None
+    """Node replay's own settings (`replay_bag`'s node_name, attach, timeout, node_params, rate); None: offline."""
 
 
 @dataclass
@@ -119,12 +124,14 @@ def evaluate_job(job: BagJob) -> BagOutcome:
         detector = Detector(**job.detector) if job.detector is not None else None
         topic = job.image_topic or pick_image_topic(Path(job.input_bag))
         mounting = Mounting(job.camera_height, job.camera_pitch) if job.camera_height > 0 else None
-        evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, camera_info_topic=job.camera_info_topic,
-                                  method=job.method, default_method=job.default_method, detector=detector,
-                                  max_frames=job.max_frames, storage=job.storage, output_prefix=job.output_prefix,
-                                  mounting=mounting, input_bits=job.input_bits,
-                                  image_transport=job.image_transport, start=job.start, duration=job.duration,
-                                  progress=False)
+        common = dict(camera_info_topic=job.camera_info_topic, method=job.method, detector=detector,
+                      max_frames=job.max_frames, storage=job.storage, input_bits=job.input_bits,
+                      image_transport=job.image_transport, start=job.start, duration=job.duration, progress=False)
+        if job.node is not None:
+            evaluation = _replay_through_node(job, topic, mounting is not None, common)
+        else:
+            evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, default_method=job.default_method,
+                                      output_prefix=job.output_prefix, mounting=mounting, **common)
     except Exception as exc:  # one bag's failure, whatever it is, is that bag's outcome
         trace = "" if isinstance(exc, TASK_ERRORS) else traceback.format_exc()
         return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc),
@@ -132,6 +139,16 @@ def evaluate_job(job: BagJob) -> BagOutcome:
     seconds = time.perf_counter() - began
     return BagOutcome(job.input_bag, job.out_dir, True, seconds, figures=bag_figures(evaluation.summary()),
                       frames_per_second_of_wall_time=len(evaluation.records) / seconds)
+
+
+def _replay_through_node(job: BagJob, topic: str, mounting: bool, common: dict[str, Any]) -> Any:
+    """The bag through the node (`replay_bag`), which gets the bag's camera_info as a single bag's replay does (its
+    only CameraInfo topic with messages unless the job names one; required with a mounting)."""
+    from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
+
+    if not common["camera_info_topic"]:
+        common = {**common, "camera_info_topic": pick_camera_info_topic(Path(job.input_bag), required=mounting)}
+    return ros_mode(BAG_REPLAY)(job.input_bag, topic, job.out_dir, **job.node, **common)
 
 
 def one_line(exc: BaseException) -> str:
@@ -145,6 +162,7 @@ def bag_figures(summary: dict[str, Any]) -> dict[str, float | int]:
     row = summary["figures"]["dehazed"]
     visibility = [v for v in summary["per_frame"]["visibility_m"] if v is not None and math.isfinite(v)]
     return {"frames": int(row["frames"]), "frames_skipped": int(summary["frames_skipped"]),
+            "frames_dropped": int(summary.get("frames_dropped", 0)),
             "detections": int(row["detections"]), "mean_confidence": float(row["mean_confidence"]),
             "haze_density": float(row["haze_density"]),
             "visibility_m": float(np.median(visibility)) if visibility else math.nan,
@@ -168,6 +186,7 @@ def fleet_figures(outcomes: Sequence[BagOutcome]) -> dict[str, float | int]:
         return float(np.median(values)) if values else math.nan
 
     return {"frames": frames, "frames_skipped": sum(o.figures["frames_skipped"] for o in done),
+            "frames_dropped": sum(o.figures["frames_dropped"] for o in done),
             "detections": sum(o.figures["detections"] for o in done),
             "mean_confidence": weighted("mean_confidence", "detections"),
             "haze_density": weighted("haze_density", "frames"),
@@ -256,7 +275,10 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
     check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json", entries=None)
-    runner = choose_runner(ray_address, workers)  # one that cannot start leaves an earlier run's folder as it was
+    if any(job.node is not None for job in jobs) and (ray_address or workers is not None):
+        raise ValueError("a fleet through the node runs one bag after the other: no Ray address or workers")
+    # one that cannot start leaves an earlier run's folder as it was
+    runner = SequentialRunner() if any(job.node is not None for job in jobs) else choose_runner(ray_address, workers)
     began = time.perf_counter()
     outcomes: list[BagOutcome] = []
     bar = tqdm(total=len(jobs), desc="bag-eval fleet", unit="bag", disable=not progress)

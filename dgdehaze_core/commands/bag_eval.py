@@ -5,9 +5,10 @@ ROS topics through the real `dgdehaze_node` (started here, or a running one with
 is recorded. One bag: DIR/bag (input topics + outputs at the original stamps), DIR/report.html and
 DIR/summary.json, written atomically, and the figures table printed (also written with --json).
 
-Several bags (a fleet, offline only): each bag is a Ray task (`--ray ADDRESS` for a cluster; without it a local Ray
-with `--workers` CPUs; without Ray installed, one after the other), each written to DIR/<bag name>/ as above, and
-DIR/fleet.json and DIR/index.html summarise them; a bag that fails is reported and the others go on.
+Several bags (a fleet): offline, each bag is a Ray task (`--ray ADDRESS` for a cluster; without it a local Ray with
+`--workers` CPUs; without Ray installed, one after the other); with `--node`, one after the other through the node.
+Each is written to DIR/<bag name>/ as above, and DIR/fleet.json and DIR/index.html summarise them; a bag that fails
+is reported and the others go on.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
@@ -156,8 +158,7 @@ def run(args: argparse.Namespace) -> int:
     evaluation: BagEvaluation
     if args.node:
         replay_bag = ros_mode(BAG_REPLAY)
-        evaluation = replay_bag(bag, image_topic, args.out, node_name=args.node_name, attach=args.attach,
-                                timeout=args.timeout, node_params=args.node_param, rate=args.rate, **options)
+        evaluation = replay_bag(bag, image_topic, args.out, **node_settings(args), **options)
     else:
         evaluation = evaluate_bag(bag, image_topic, args.out, output_prefix=args.output_prefix, mounting=mounting,
                                   **options)
@@ -196,13 +197,25 @@ def node_detector_params(args: argparse.Namespace) -> list[str]:
     return [f"{name}:={value}" for name, value in wanted.items() if name not in given]
 
 
+def node_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """`replay_bag`'s own settings from the options (--node-param already holds the detector's and the mounting's
+    parameters); None without --node."""
+    if not args.node:
+        return None
+    return {"node_name": args.node_name, "attach": args.attach, "timeout": args.timeout,
+            "node_params": list(args.node_param), "rate": args.rate}
+
+
 def run_fleet_of(args: argparse.Namespace) -> int:
     """Several bags: the fleet (bags.fleet). Exit status 1 when any bag failed or skipped frames it could not
     decode, 0 when every frame of every bag was evaluated."""
-    if args.node:
-        raise ValueError("--node evaluates one bag at a time through the node; a fleet runs offline (drop --node)")
+    if args.node and (args.ray or args.workers is not None):
+        raise ValueError("a fleet through the node runs one bag after the other, through one node at a time: drop "
+                         "--ray and --workers")
     if args.workers is not None and args.workers < 1:
         raise ValueError("--workers must be at least 1")
+    if args.node:
+        ros_mode(BAG_REPLAY)  # without ROS, said once before any bag rather than as every bag's failure
     missing = [str(bag) for bag in args.input if not bag.exists()]
     if missing:
         raise FileNotFoundError(f"no such bag: {', '.join(missing)}")
@@ -219,7 +232,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
                    method=method, default_method=default, detector=detector, max_frames=args.max_frames,
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
                    camera_pitch=args.camera_pitch, input_bits=args.input_bits, image_transport=args.output_images,
-                   start=args.start, duration=args.duration)
+                   start=args.start, duration=args.duration, node=node_settings(args))
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "
