@@ -226,3 +226,44 @@ def test_with_a_mounting_node_replay_gives_each_detection_the_distance_in_metres
     assert node["method"] == offline["method"] == "lite"
     assert offline["detection_median_depth"] > 3.0, "metres to the cars ahead, not a relative depth"
     assert node["detection_median_depth"] == pytest.approx(offline["detection_median_depth"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_a_node_that_dies_part_way_ends_the_replay_at_once_and_the_frames_before_it_are_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each remaining frame waited out the whole timeout for a node that had exited: an hour's drive would have taken
+    days to fail. The node is killed after the 20th recorded frame; the replay notices within a frame and writes the
+    report of the 20, saying where and why it stopped, and exits 1."""
+    import signal
+    import time
+
+    import psutil
+
+    from dgdehaze_ros.tools import bag_replay
+
+    def kill_the_node() -> None:
+        for child in psutil.Process().children(recursive=True):
+            if "dgdehaze_ros.node" in " ".join(child.cmdline()):
+                child.send_signal(signal.SIGKILL)
+
+    record = bag_replay.record_frame
+
+    def recording_then_killing(evaluation, *args, **kwargs) -> None:
+        record(evaluation, *args, **kwargs)
+        if len(evaluation.records) == 20:
+            kill_the_node()
+
+    monkeypatch.setattr(bag_replay, "record_frame", recording_then_killing)
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(10, (160, 96)) * 10, "bgr8")
+    out = tmp_path / "eval"
+    began = time.monotonic()
+    code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--node", "--method", "dcp",
+                 "--no-detection", "--out", str(out), "--no-progress", "--timeout", "30"])
+    took = time.monotonic() - began
+    assert code == 1
+    assert took < 60, f"{took:.0f} s: the frames after the node's death waited for it"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_evaluated"] == 20 and summary["frames_not_sent"] == 80
+    assert summary["stopped"].startswith("dgdehaze_node exited with code -9, at frame 20"), summary
+    assert "stopped early" in (out / "report.html").read_text()
+    assert len(read_all(out / "bag")["/cam/image_raw"]) == 21, "the input up to the frame the node did not answer"

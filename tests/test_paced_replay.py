@@ -28,8 +28,8 @@ def _range_cdr(stamp: int, metres: float, little_endian: bool = True) -> bytes:
     types = store.types
     header = types["std_msgs/msg/Header"](
         stamp=types["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="cam")
-    msg = types[RANGE_TYPE](header=header, radiation_type=1, field_of_view=1.0, min_range=0.0, max_range=1e3, variance=0.0,
-                            range=metres)
+    msg = types[RANGE_TYPE](header=header, radiation_type=1, field_of_view=1.0, min_range=0.0, max_range=1e3,
+                            range=metres, variance=0.0)
     return bytes(store.serialize_cdr(msg, RANGE_TYPE, little_endian=little_endian))
 
 
@@ -38,7 +38,8 @@ def test_the_stamp_is_read_from_the_cdr_bytes_of_any_stamped_message_in_either_b
     with BagSource(tmp_path / "in") as source:
         read = {c.msgtype: [] for c in source.connections}
         for connection, _, raw in source.raw_messages():
-            read[connection.msgtype].append((header_stamp_ns(raw), stamp_ns(source.deserialize(connection, raw).header)))
+            full = stamp_ns(source.deserialize(connection, raw).header)
+            read[connection.msgtype].append((header_stamp_ns(raw), full))
     for msgtype in (IMAGE_TYPE, CAMERA_INFO_TYPE):
         assert [fast for fast, _ in read[msgtype]] == [full for _, full in read[msgtype]] == stamps, msgtype
     before_1970 = -1_500_000_001  # a simulated clock's negative seconds
@@ -76,8 +77,9 @@ def test_frames_go_out_on_the_recordings_clock_and_each_output_is_spooled_for_th
                 spool.receive(name, raw)
             time.sleep(seconds)
 
-        frames = send_paced(iter(messages), "/cam/image_raw", 6, 0.5, publish, spin, spool, timeout=5.0,
-                            progress=False)
+        frames, stopped = send_paced(iter(messages), "/cam/image_raw", 6, 0.5, publish, spin, lambda: "", spool,
+                                     timeout=5.0, progress=False)
+    assert stopped == ""
     assert [f.stamp for f in frames] == [*stamps[:5], stamps[4]] and [s for s, _ in published] == [f.stamp
                                                                                                     for f in frames]
     sent = [t for _, t in published]
@@ -92,6 +94,20 @@ def test_frames_go_out_on_the_recordings_clock_and_each_output_is_spooled_for_th
     assert by_frame[2]["image_dehazed"][1] == messages[2][2], "the bytes as received"
     assert by_frame[5]["visibility"][0] > frames[5].sent, "arrival on the clock the send times are on"
     assert sorted(by_frame[0]) == ["image_dehazed", "visibility"]
+
+
+def test_sending_stops_at_the_frame_before_which_the_node_is_gone(tmp_path: Path) -> None:
+    stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(6), "bgr8", with_info=False)
+    with BagSource(tmp_path / "in") as source:
+        messages = list(source.raw_messages())
+    published: list[int] = []
+    with OutputSpool(tmp_path / "spool", TYPES) as spool:
+        frames, stopped = send_paced(
+            iter(messages), "/cam/image_raw", 6, 100.0, lambda connection, raw: published.append(header_stamp_ns(raw)),
+            time.sleep, lambda: "dgdehaze_node exited with code -9" if len(published) == 3 else "", spool,
+            timeout=30.0, progress=False)
+    assert stopped == "dgdehaze_node exited with code -9"
+    assert published == stamps[:3] and [f.stamp for f in frames] == stamps[:3], "nothing sent after it was gone"
 
 
 @pytest.mark.slow

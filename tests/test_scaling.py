@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,7 +23,8 @@ import pytest
 from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag
 
 from dgdehaze_core.bags import fleet as bag_fleet
-from dgdehaze_core.bags.fleet import BagJob, BagOutcome, evaluate_job, fleet_figures, output_folders
+from dgdehaze_core.bags.fleet import (BagJob, BagOutcome, evaluate_job, fleet_figures, fleet_html, fleet_table,
+                                      output_folders)
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends.selection import model_digest
 from dgdehaze_core.io.checkpoints import read_checkpoint
@@ -259,6 +261,21 @@ def test_the_fleets_mean_confidence_is_over_its_detections_and_its_haze_over_its
     assert figures["frames"] == 15 and figures["detections"] == 10 and figures["frames_skipped"] == 2
     assert figures["mean_confidence"] == pytest.approx((0.9 * 1 + 0.5 * 9) / 10)
     assert figures["haze_density"] == pytest.approx((0.2 * 10 + 0.8 * 1 + 0.5 * 4) / 15)
+
+
+def test_a_bag_whose_node_stopped_part_way_is_marked_stopped_with_its_reason_in_the_table_and_index(
+        tmp_path: Path) -> None:
+    figures = {"frames": 20, "frames_skipped": 0, "frames_dropped": 0, "detections": 3, "mean_confidence": 0.5,
+               "haze_density": 0.4, "visibility_m": math.nan, "latency_ms_median": 30.0}
+    outcomes = [BagOutcome("in/a", str(tmp_path / "a"), True, 1.0, figures=figures),
+                BagOutcome("in/b", str(tmp_path / "b"), True, 1.0, figures=figures,
+                           stopped="dgdehaze_node exited with code -9, at frame 20")]
+    summary = {"per_bag": [asdict(o) for o in outcomes], "bags": 2, "bags_given": 2, "failed": 0,
+               "all": fleet_figures(outcomes), "status": "done", "wall_seconds": 2.0, "runner": "sequential",
+               "bags_per_minute": 60.0}
+    table = fleet_table(summary)
+    assert (table["a"]["status"], table["b"]["status"]) == ("ok", "stopped") and table["all"]["frames"] == 40
+    assert "exited with code -9" in fleet_html(summary, tmp_path)
 
 
 def test_index_links_reach_reports_of_bags_whose_names_are_no_plain_url(tmp_path: Path) -> None:

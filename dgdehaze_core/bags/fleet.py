@@ -98,6 +98,9 @@ class BagOutcome:
     worker's own log does not reach this one)."""
     figures: dict[str, float | int] = field(default_factory=dict)
     frames_per_second_of_wall_time: float = math.nan
+    stopped: str = ""
+    """Node replay: why it ended part way (the node exited), "" when it did not; its report covers the frames
+    before."""
 
 
 def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
@@ -138,7 +141,7 @@ def evaluate_job(job: BagJob) -> BagOutcome:
                           traceback=trace)
     seconds = time.perf_counter() - began
     return BagOutcome(job.input_bag, job.out_dir, True, seconds, figures=bag_figures(evaluation.summary()),
-                      frames_per_second_of_wall_time=len(evaluation.records) / seconds)
+                      frames_per_second_of_wall_time=len(evaluation.records) / seconds, stopped=evaluation.stopped)
 
 
 def _replay_through_node(job: BagJob, topic: str, mounting: bool, common: dict[str, Any]) -> Any:
@@ -344,7 +347,8 @@ def fleet_table(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for outcome in summary["per_bag"]:
         figures = outcome["figures"] if outcome["ok"] else dict.fromkeys(FIGURES, math.nan)
-        rows[Path(outcome["out_dir"]).name] = {"status": "ok" if outcome["ok"] else "failed", **figures}
+        status = "failed" if not outcome["ok"] else "stopped" if outcome["stopped"] else "ok"
+        rows[Path(outcome["out_dir"]).name] = {"status": status, **figures}
     rows[ALL_ROW] = {"status": f"{summary['bags'] - summary['failed']}/{summary['bags']} ok", **summary["all"]}
     return rows
 
@@ -361,7 +365,7 @@ def fleet_html(summary: dict[str, Any], out_dir: Path) -> str:
         label = html.escape(name)
         if outcome is not None and outcome["ok"]:
             label = f'<a href="{html.escape(quote(name))}/report.html">{label}</a>'
-        note = html.escape(outcome["error"]) if outcome is not None and not outcome["ok"] else ""
+        note = html.escape(outcome["error"] or outcome["stopped"]) if outcome is not None else ""
         rows.append("<tr><td>" + label + "</td>" + "".join(f"<td>{cell(row[k])}</td>" for k in ("status", *FIGURES))
                     + f"<td>{note}</td></tr>")
     header = "".join(f"<th>{html.escape(k)}</th>" for k in ("bag", "status", *FIGURES, "error"))

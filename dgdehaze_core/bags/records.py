@@ -97,6 +97,10 @@ class BagEvaluation:
     node_counts: dict[str, int] = field(default_factory=dict)
     """Node replay at the recorded rate: the node's own /diagnostics counters over the replay (`frames_received` by
     its callback, `frames_dropped` by its latest-frame worker, `frames_failed`); empty where it reported none."""
+    stopped: str = ""
+    """Node replay: why it ended before the last frame (the node exited part way), "" when it did not; the
+    `frames_not_sent` frames from there on are not evaluated."""
+    frames_not_sent: int = 0
     output_fps: float | None = None
     """Node replay at the recorded rate: frames the node answered per second (the camera's rate times the share
     answered), which is the dehazed row's `fps`; None in lockstep, where `fps` is 1000 / the median latency."""
@@ -105,6 +109,12 @@ class BagEvaluation:
     def pace(self) -> str:
         """How frames were sent, in words: "lockstep" or "<R>x recorded rate"."""
         return "lockstep" if self.rate is None else f"{self.rate:g}x recorded rate"
+
+    def stop(self, reason: str, index: int, count: int) -> None:
+        """The replay ended at frame `index` of `count` for `reason`: the report covers the frames before it."""
+        self.frames_not_sent = count - index
+        self.stopped = f"{reason}, at frame {index}: the {self.frames_not_sent} frames from there on were not evaluated"
+        self.notes.insert(0, f"stopped early: {self.stopped}")
 
     def seconds_in_bag(self) -> np.ndarray:
         """Each record's time since the first, by the bag's recording times (header stamps may repeat or run
@@ -149,6 +159,7 @@ class BagEvaluation:
             "detector": self.detector, "frames_in_bag": self.frames_in_bag,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
             "pace": self.pace, "frames_dropped": self.frames_dropped, "node_frame_counts": self.node_counts,
+            "stopped": self.stopped, "frames_not_sent": self.frames_not_sent,
             "output_bag": self.output_bag, "output_images": self.output_images, "notes": self.notes,
             "input_bits": self.input_bits, "machine": machine(),
             "figures": self.table(),

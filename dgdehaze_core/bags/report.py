@@ -225,6 +225,7 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
                            + (f", {evaluation.frames_dropped} dropped by the node" if evaluation.output_fps is not None
                               else "")),
                 ("pace", evaluation.pace),
+                *([("stopped early", evaluation.stopped)] if evaluation.stopped else []),
                 ("output bag", f"{evaluation.output_bag} (images {evaluation.output_images})"),
                 ("machine", "{processor}, {cpu_count} CPUs, load {load_average_1min:.1f} at the end".format(
                     **summary["machine"]))]

@@ -166,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
     LOG.info("report: %s", args.out / "report.html")
+    if evaluation.stopped:
+        LOG.error("the replay of %s stopped early: %s; the report covers the frames before it", bag,
+                  evaluation.stopped)
+        return 1
     if evaluation.skipped:
         LOG.warning("%d frames of %s could not be decoded and are not in the figures (listed in the report and "
                     "summary.json)", len(evaluation.skipped), bag)
@@ -241,4 +245,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     if summary["all"]["frames_skipped"]:
         LOG.warning("%d frames could not be decoded and are not in the figures (each bag's report lists its own)",
                     summary["all"]["frames_skipped"])
-    return 1 if summary["failed"] or summary["all"]["frames_skipped"] else 0
+    stopped = [o["input_bag"] for o in summary["per_bag"] if o["stopped"]]
+    if stopped:
+        LOG.error("the node stopped part way through %s (each report says where)", ", ".join(stopped))
+    return 1 if summary["failed"] or summary["all"]["frames_skipped"] or stopped else 0

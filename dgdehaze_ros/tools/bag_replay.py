@@ -63,12 +63,18 @@ STARTUP_TIMEOUT = 120.0
 DIAGNOSTICS_WAIT_S = 3.0
 """How long a replay that heard no /diagnostics report of its node waits for one when it ends (a node reports every
 `diagnostics_period`, 1 s by default; the replay itself lasts longer than that)."""
+GONE_CHECK_S = 0.25
+"""How often a frame waiting for its outputs checks that the node is still there (`NodeReplay.gone`)."""
 LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 """A started node and this replay's context discover each other on this machine only (rcl reads it at init)."""
 
 
 class NodeReplayError(RuntimeError):
     """The node could not be started, reached or kept answering."""
+
+
+class NodeGone(NodeReplayError):
+    """The node stopped part way: its process exited, or an attached node no longer takes the frames."""
 
 
 def _node_command(node_name: str, image_topic: str, compressed: bool, camera_info_topic: str | None,
@@ -150,6 +156,8 @@ class NodeReplay:
         """The weights the node says it runs (its /diagnostics `weights`), None before it said."""
         self.transport: str | None = None
         """How the node says its middleware sends large images (its /diagnostics `transport`), None before it said."""
+        self.process: subprocess.Popen | None = None
+        """The node's process where this replay started it, so that its exit is noticed; None when attached."""
         self.report: dict[str, str] = {}
         """The node's last /diagnostics report (key -> value), and how many came (`reports`)."""
         self.reports = 0
@@ -170,6 +178,16 @@ class NodeReplay:
         while self.weights is None and time.monotonic() < deadline:
             self.spin(0.1)
         return self.weights or "unknown"
+
+    def gone(self) -> str:
+        """Why the node can no longer answer, "" while it can: its process exited, or an attached node no longer
+        subscribes to the frames (stopped, or deactivated)."""
+        if self.process is not None:
+            code = self.process.poll()
+            return "" if code is None else f"dgdehaze_node exited with code {code}"
+        if self.image_pub.get_subscription_count() == 0:
+            return f"node /{self.node_name} no longer subscribes to the frames (stopped or deactivated)"
+        return ""
 
     def next_report(self, timeout: float) -> dict[str, str]:
         """The node's next /diagnostics report (its counters as of about now), waiting up to `timeout`; {} when none
@@ -294,6 +312,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                 if process is not None:
                     stop(process, signal.SIGTERM)
                 raise
+            replay.process = process
             try:
                 replay.wait_ready(STARTUP_TIMEOUT if not attach else timeout, process, log_path)
                 evaluation = BagEvaluation(
@@ -309,11 +328,16 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                                    not attach, rate, tmp / "spool")
                 evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
                 evaluation.notes.append(_transport_note(replay.transport))
+            except NodeGone as exc:  # before its first frame was answered: nothing to report, its log goes too
+                raise NodeReplayError(f"{exc}{_log_tail(log_path)}") from None
             finally:
                 replay.close()
                 if process is not None:
                     stop(process, signal.SIGTERM)
             if not evaluation.records:
+                if evaluation.stopped:
+                    raise NodeReplayError(f"the node answered none of the frames: {evaluation.stopped}"
+                                          f"{_log_tail(log_path)}")
                 raise ImageError(f"the node answered none of the {count} frames of {image_topic!r}")
             write_report(evaluation, tmp)
     LOG.info("replayed %d frames of %s through /%s; report in %s", len(evaluation.records), input_bag, node_name,
@@ -355,8 +379,12 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                 bar.update()
                 continue
             stamp = stamp_ns(msg.header)
-            outputs = _exchange(replay, _to_rclpy(connection.msgtype, raw), stamp, plan.required(sent),
-                                plan.optional(sent), timeout)
+            try:
+                outputs = _exchange(replay, _to_rclpy(connection.msgtype, raw), stamp, plan.required(sent),
+                                    plan.optional(sent), timeout)
+            except NodeGone as exc:
+                evaluation.stop(str(exc), index, count)
+                break
             plan = plan.answered(sent, outputs or {})
             sent += 1
             if outputs is None:
@@ -387,11 +415,15 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     with OutputSpool(spool_path, {name: msgtype for name, (_, msgtype) in OUTPUTS.items()}) as spool:
         replay.recorder.sink = spool.receive
         try:
-            frames = send_paced(_window_frames(source, evaluation, replay.info_pub is not None), evaluation.image_topic,
-                                count, rate, lambda connection, raw: _publish(replay, connection, raw), replay.spin,
-                                spool, timeout, progress)
+            frames, stopped = send_paced(
+                _window_frames(source, evaluation, replay.info_pub is not None), evaluation.image_topic, count, rate,
+                lambda connection, raw: _publish(replay, connection, raw), replay.spin, replay.gone, spool, timeout,
+                progress)
         finally:
             replay.recorder.sink = None
+    if stopped:
+        evaluation.stop(stopped, len(frames), count)
+        count = len(frames)
     evaluation.node_counts = _counts_between(before, replay.next_report(DIAGNOSTICS_WAIT_S))
     answered = [frame for frame in frames if frame.answered]
     if not answered:
@@ -507,8 +539,13 @@ def _exchange(replay: NodeReplay, frame_msg: Any, stamp: int, required: list[str
     deadline = time.monotonic() + timeout
     found: dict[str, Any] = {"_sent": sent, "_labels": replay.recorder.labels}
     grace_until = None
+    checked = time.monotonic()
     while time.monotonic() < (grace_until or deadline):
         replay.spin(0.005)
+        if time.monotonic() - checked > GONE_CHECK_S:
+            checked = time.monotonic()
+            if reason := replay.gone():
+                raise NodeGone(reason)
         for name in [*required, *optional]:
             if name in found:
                 continue

@@ -94,13 +94,19 @@ class OutputSpool:
 
 
 def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: str, count: int, rate: float,
-               publish: Callable[[Connection, bytes], None], spin: Callable[[float], None], spool: OutputSpool,
-               timeout: float, progress: bool = True) -> list[SentFrame]:
+               publish: Callable[[Connection, bytes], None], spin: Callable[[float], None],
+               gone: Callable[[], str], spool: OutputSpool, timeout: float,
+               progress: bool = True) -> tuple[list[SentFrame], str]:
     """Publish the first `count` frames of `messages` on `image_topic` (and every other message handed in, e.g. the
     camera_info) at `rate` times their recorded pace, spinning `spin` for the outputs in between; then wait until
-    the last frame sent is answered and no output came for QUIET_S, at most `timeout` s. Returns every frame, sent
-    or not (a frame without a readable header is not), in the bag's order."""
+    the last frame sent is answered and no output came for QUIET_S, at most `timeout` s. `gone` says why the node
+    can no longer answer ("" while it can), asked before each frame: sending stops there.
+
+    Returns every frame up to the last one handed over, sent or not (a frame without a readable header is not), in
+    the bag's order, and why sending stopped early ("" when it did not).
+    """
     frames: list[SentFrame] = []
+    stopped = ""
     first_log = first_sent = None
     bar = tqdm(total=count, desc=f"bag-eval (node, {rate:g}x recorded rate)", unit="frame", disable=not progress)
     try:
@@ -115,6 +121,9 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
             if not is_frame:
                 publish(connection, raw)
                 continue
+            if stopped := gone():
+                LOG.warning("stopped sending at frame %d: %s", len(frames), stopped)
+                break
             try:
                 frame = SentFrame(len(frames), header_stamp_ns(raw), log_time)
             except ValueError:
@@ -129,13 +138,14 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
         bar.close()
     last = next((f for f in reversed(frames) if f.stamp is not None), None)
     deadline = time.perf_counter() + timeout
-    while last is not None and time.perf_counter() < deadline:
+    while last is not None and not stopped and time.perf_counter() < deadline:
         spin(0.01)
         if last.answered and time.perf_counter() - spool.last_arrival > QUIET_S:
             break
-    if last is not None and not last.answered:
+        stopped = gone()
+    if last is not None and not last.answered and not stopped:
         LOG.warning("the node did not answer the last frame within %.1f s", timeout)
-    return frames
+    return frames, stopped
 
 
 def _spin_until(when: float, spin: Callable[[float], None]) -> None:
