@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, check_output_folder, evaluate_bag
 from dgdehaze_core.bags.io import pick_camera_info_topic, pick_image_topic
+from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_text
 from dgdehaze_core.io.images import SAMPLE_BITS
@@ -144,7 +145,7 @@ def evaluate_job(job: BagJob) -> BagOutcome:
                       frames_per_second_of_wall_time=len(evaluation.records) / seconds, stopped=evaluation.stopped)
 
 
-def _replay_through_node(job: BagJob, topic: str, mounting: bool, common: dict[str, Any]) -> Any:
+def _replay_through_node(job: BagJob, topic: str, mounting: bool, common: dict[str, Any]) -> BagEvaluation:
     """The bag through the node (`replay_bag`), which gets the bag's camera_info as a single bag's replay does (its
     only CameraInfo topic with messages unless the job names one; required with a mounting)."""
     from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
@@ -278,10 +279,11 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
     check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json", entries=None)
-    if any(job.node is not None for job in jobs) and (ray_address or workers is not None):
+    through_node = any(job.node is not None for job in jobs)
+    if through_node and (ray_address or workers is not None):
         raise ValueError("a fleet through the node runs one bag after the other: no Ray address or workers")
     # one that cannot start leaves an earlier run's folder as it was
-    runner = SequentialRunner() if any(job.node is not None for job in jobs) else choose_runner(ray_address, workers)
+    runner = SequentialRunner() if through_node else choose_runner(ray_address, workers)
     began = time.perf_counter()
     outcomes: list[BagOutcome] = []
     bar = tqdm(total=len(jobs), desc="bag-eval fleet", unit="bag", disable=not progress)

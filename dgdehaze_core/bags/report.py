@@ -222,7 +222,7 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
                 ("detector", evaluation.detector or "none"),
                 ("frames", f"{len(evaluation.records)} evaluated of {evaluation.frames_in_bag} in the bag, "
                            f"{len(evaluation.skipped)} skipped"
-                           + (f", {evaluation.frames_dropped} dropped by the node" if evaluation.output_fps is not None
+                           + (f", {evaluation.frames_dropped} dropped by the node" if evaluation.rate is not None
                               else "")),
                 ("pace", evaluation.pace),
                 *([("stopped early", evaluation.stopped)] if evaluation.stopped else []),

@@ -6,8 +6,10 @@ UDP fragments whose repair adds seconds to a frame's latency) or attaches to one
 (`attach=True`, the user's environment and node). It publishes every frame of the bag's image topic with its
 original header, in lockstep: the next frame goes out when the node's outputs for the previous one (matched by
 header stamp) have arrived, so the node's keep-newest-frame policy drops nothing and the latency is the node's own
-(publish to last output received). The recorded outputs, still CDR as received, go into the output bag at the input
-frames' original receive times, and the same report as the offline mode is written.
+(publish to last output received). With a `rate`, frames go out at the recording's pace instead and the node drops
+what it cannot keep up with (`paced_replay`). The recorded outputs, still CDR as received, go into the output bag at
+the input frames' original receive times, and the same report as the offline mode is written. A node that stops part
+way (`NodeReplay.gone`) ends the replay at once, with the report of the frames before.
 
 Output topics are the node's `~/` topics: /<node_name>/image_dehazed, depth_relative, detections, haze_density,
 camera_info, and with a mounting visibility and depth (metres). The input topics are the bag's own names (as
@@ -19,14 +21,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import rclpy
 from lifecycle_msgs.srv import GetState
@@ -53,7 +55,8 @@ from dgdehaze_ros.fastdds_profile import large_image_environment
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
-from dgdehaze_ros.tools.paced_replay import OutputSpool, answers, header_stamp_ns, send_paced
+from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, node_counts_between, paced_note,
+                                             send_paced, window_frames)
 from dgdehaze_ros.tools.replay_records import OUTPUTS, LabelInfo, record_frame
 
 LOG = logging.getLogger(__name__)
@@ -416,7 +419,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
         replay.recorder.sink = spool.receive
         try:
             frames, stopped = send_paced(
-                _window_frames(source, evaluation, replay.info_pub is not None), evaluation.image_topic, count, rate,
+                window_frames(source, evaluation, replay.info_pub is not None), evaluation.image_topic, count, rate,
                 lambda connection, raw: _publish(replay, connection, raw), replay.spin, replay.gone, spool, timeout,
                 progress)
         finally:
@@ -424,10 +427,11 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     if stopped:
         evaluation.stop(stopped, len(frames), count)
         count = len(frames)
-    evaluation.node_counts = _counts_between(before, replay.next_report(DIAGNOSTICS_WAIT_S))
+    evaluation.node_counts = node_counts_between(before, replay.next_report(DIAGNOSTICS_WAIT_S))
     answered = [frame for frame in frames if frame.answered]
     if not answered:
-        raise NodeReplayError(f"node /{replay.node_name} answered none of the {len(frames)} frames sent")
+        raise NodeGone(stopped) if stopped else NodeReplayError(
+            f"node /{replay.node_name} answered none of the {len(frames)} frames sent")
     sent = [frame.sent for frame in frames if frame.stamp is not None]
     if len(sent) > 1:
         evaluation.output_fps = (len(sent) - 1) / (sent[-1] - sent[0]) * len(answered) / len(sent)
@@ -460,34 +464,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     bar.close()
     replies.close()
     shutil.rmtree(spool_path)
-    evaluation.notes.append(_paced_note(rate, len(answered), len(frames), evaluation.node_counts))
-
-
-def _counts_between(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
-    """The node's frame counters (/diagnostics) gained between two reports; {} without both."""
-    names = ("frames_received", "frames_dropped", "frames_failed")
-    if not all(name in report for report in (before, after) for name in names):
-        return {}
-    return {name: int(float(after[name])) - int(float(before[name])) for name in names}
-
-
-def _paced_note(rate: float, answered: int, sent: int, counts: dict[str, int]) -> str:
-    """The report's note on a paced replay: what the node answered, and by its own counters why not the rest."""
-    note = (f"frames sent at {rate:g}x the recorded pace: the node answered {answered} of {sent}; the dehazed row's "
-            "fps is the frames it answered per second, and a frame's latency includes its wait for the node. ")
-    if not counts:
-        return note + "The node sent no /diagnostics counters to tell why it did not answer the others."
-    missing = sent - counts["frames_received"]
-    return note + (f"By its /diagnostics, the node's callback received {counts['frames_received']} of them, its "
-                   f"latest-frame worker dropped {counts['frames_dropped']} (a newer frame came while it was busy) "
-                   f"and {counts['frames_failed']} failed; {missing} never reached its callback (replaced in its "
-                   "input's history while the node was busy, or lost on the way: docs/ROS.md, \"Input QoS\").")
-
-
-def _window_frames(source: BagSource, evaluation: BagEvaluation, with_info: bool) -> Iterator[tuple[Any, int, bytes]]:
-    """The bag's frames within the window, with its camera_info where the node gets it from the replay."""
-    wanted = {evaluation.image_topic, *([evaluation.camera_info_topic] if with_info else [])}
-    return ((c, t, raw) for c, t, raw in source.raw_messages() if c.topic in wanted)
+    evaluation.notes.append(paced_note(rate, len(answered), len(frames), evaluation.node_counts))
 
 
 def _publish(replay: NodeReplay, connection: Any, raw: bytes) -> None:

@@ -6,6 +6,8 @@ is matched to the frame it answers by its header stamp, read from the CDR bytes 
 untouched into a spool bag on disk (`OutputSpool`). Decoding, the hazy row's detections and the output bag's images
 come afterwards, when `answers` reads the spool back frame by frame. A frame is told from an earlier one with the
 same stamp by the time it went out: an output belongs to the last frame with its stamp sent before it arrived.
+`paced_note` says in the report what the node answered and, by its own /diagnostics counters
+(`node_counts_between`), why it did not answer the rest.
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from rosbags.interfaces import Connection
 from tqdm import tqdm
 
 from dgdehaze_core.bags.io import BagSource
+from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.bags.writer import BagWriter
 
 LOG = logging.getLogger(__name__)
@@ -169,3 +172,30 @@ def answers(spool: OutputSpool, frames: list[SentFrame]) -> Iterator[tuple[SentF
                 got[index] = got.get(index, 0) + 1
             got.pop(frame.index)
             yield frame, pending.pop(frame.index)
+
+
+def node_counts_between(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
+    """The node's frame counters (/diagnostics) gained between two reports; {} without both."""
+    names = ("frames_received", "frames_dropped", "frames_failed")
+    if not all(name in report for report in (before, after) for name in names):
+        return {}
+    return {name: int(float(after[name])) - int(float(before[name])) for name in names}
+
+
+def paced_note(rate: float, answered: int, sent: int, counts: dict[str, int]) -> str:
+    """The report's note on a paced replay: what the node answered, and by its own counters why not the rest."""
+    note = (f"frames sent at {rate:g}x the recorded pace: the node answered {answered} of {sent}; the dehazed row's "
+            "fps is the frames it answered per second, and a frame's latency includes its wait for the node. ")
+    if not counts:
+        return note + "The node sent no /diagnostics counters to tell why it did not answer the others."
+    missing = sent - counts["frames_received"]
+    return note + (f"By its /diagnostics, the node's callback received {counts['frames_received']} of them, its "
+                   f"latest-frame worker dropped {counts['frames_dropped']} (a newer frame came while it was busy) "
+                   f"and {counts['frames_failed']} failed; {missing} never reached its callback (replaced in its "
+                   "input's history while the node was busy, or lost on the way: docs/ROS.md, \"Input QoS\").")
+
+
+def window_frames(source: BagSource, evaluation: BagEvaluation, with_info: bool) -> Iterator[tuple[Any, int, bytes]]:
+    """The bag's frames within the window, with its camera_info where the node gets it from the replay."""
+    wanted = {evaluation.image_topic, *([evaluation.camera_info_topic] if with_info else [])}
+    return ((c, t, raw) for c, t, raw in source.raw_messages() if c.topic in wanted)
