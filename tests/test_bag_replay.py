@@ -267,3 +267,29 @@ def test_a_node_that_dies_part_way_ends_the_replay_at_once_and_the_frames_before
     assert summary["stopped"].startswith("dgdehaze_node exited with code -9, at frame 20"), summary
     assert "stopped early" in (out / "report.html").read_text()
     assert len(read_all(out / "bag")["/cam/image_raw"]) == 21, "the input up to the frame the node did not answer"
+
+
+def test_an_attached_node_is_gone_when_nothing_subscribes_to_the_frames_any_more(session) -> None:
+    """The replay's test for an attached node it did not start: present while a subscriber takes its frames."""
+    import time
+
+    from sensor_msgs.msg import Image
+
+    from dgdehaze_ros.tools.bag_replay import NodeReplay
+    from ros_harness import DOMAIN_ID
+
+    replay = NodeReplay("attached_gone_probe", "/gone_probe/image_raw", False, None, DOMAIN_ID)
+    try:
+        assert replay.gone() == "node /attached_gone_probe no longer subscribes to the frames (stopped or deactivated)"
+        taker = session.listener("gone_probe_taker", Image, "/gone_probe/image_raw", lambda msg: None, 1)
+        deadline = time.monotonic() + 10
+        while replay.gone() and time.monotonic() < deadline:
+            replay.spin(0.05)
+        assert replay.gone() == "", "a subscriber to the frames: the node is there"
+        session.remove(taker)
+        deadline = time.monotonic() + 10
+        while not replay.gone() and time.monotonic() < deadline:
+            replay.spin(0.05)
+        assert replay.gone().endswith("no longer subscribes to the frames (stopped or deactivated)")
+    finally:
+        replay.close()
