@@ -66,6 +66,9 @@ STARTUP_TIMEOUT = 120.0
 DIAGNOSTICS_WAIT_S = 3.0
 """How long a replay that heard no /diagnostics report of its node waits for one when it ends (a node reports every
 `diagnostics_period`, 1 s by default; the replay itself lasts longer than that)."""
+COUNTERS_WAIT_S = 5.0
+"""How long a paced replay waits for the node's next /diagnostics report, before and after it sends, for its
+counters (a node reports every `diagnostics_period`, 1 s by default; a busy machine delays it)."""
 GONE_CHECK_S = 0.25
 """How often a frame waiting for its outputs checks that the node is still there (`NodeReplay.gone`)."""
 LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
@@ -413,7 +416,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     plan = replay.output_plan(started_here, timeout)
     _warm_up(source, replay, evaluation, detector, plan, timeout)
     evaluation.rate = rate
-    before = replay.next_report(DIAGNOSTICS_WAIT_S)
+    before = replay.next_report(COUNTERS_WAIT_S)
     replay.recorder.forget()
     with OutputSpool(spool_path, {name: msgtype for name, (_, msgtype) in OUTPUTS.items()}) as spool:
         replay.recorder.sink = spool.receive
@@ -427,7 +430,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     if stopped:
         evaluation.stop(stopped, len(frames), count)
         count = len(frames)
-    evaluation.node_counts = node_counts_between(before, replay.next_report(DIAGNOSTICS_WAIT_S))
+    evaluation.node_counts = node_counts_between(before, replay.next_report(COUNTERS_WAIT_S))
     answered = [frame for frame in frames if frame.answered]
     if not answered:
         raise NodeGone(stopped) if stopped else NodeReplayError(
