@@ -16,7 +16,8 @@ from test_bag_io import PERIOD, demo_frames, write_camera_bag  # noqa: E402
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, IMAGE_TYPE, RANGE_TYPE, BagSource, stamp_ns,  # noqa: E402
                                    typestore)
 from dgdehaze_core.cli import main  # noqa: E402
-from dgdehaze_ros.tools.paced_replay import OutputSpool, answers, header_stamp_ns, send_paced  # noqa: E402
+from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, pace_shortfall,  # noqa: E402
+                                             send_paced)
 
 pytestmark = pytest.mark.ros
 
@@ -94,6 +95,24 @@ def test_frames_go_out_on_the_recordings_clock_and_each_output_is_spooled_for_th
     assert by_frame[2]["image_dehazed"][1] == messages[2][2], "the bytes as received"
     assert by_frame[5]["visibility"][0] > frames[5].sent, "arrival on the clock the send times are on"
     assert sorted(by_frame[0]) == ["image_dehazed", "visibility"]
+
+
+def test_a_pace_this_process_cannot_keep_is_said_with_the_rate_sent_and_the_rate_asked_for(tmp_path: Path) -> None:
+    """Six frames at 30 Hz asked for at 10x (300 Hz) while each publish takes 20 ms: about 50 Hz went out."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(6), "bgr8", with_info=False)
+    with BagSource(tmp_path / "in") as source:
+        messages = list(source.raw_messages())
+    with OutputSpool(tmp_path / "spool", TYPES) as spool:
+        slow, _ = send_paced(iter(messages), "/cam/image_raw", 6, 10.0, lambda connection, raw: time.sleep(0.02),
+                             time.sleep, lambda: "", spool, timeout=0.1, progress=False)
+        kept, _ = send_paced(iter(messages), "/cam/image_raw", 6, 0.5, lambda connection, raw: None, time.sleep,
+                             lambda: "", spool, timeout=0.1, progress=False)
+    note = pace_shortfall(slow, 10.0)
+    assert note.startswith("this process could not send the frames at the pace asked for: ")
+    assert "where 10x the recording is 300.0 Hz" in note
+    sent_hz = float(note.split(": ")[1].split(" Hz")[0])
+    assert 10 < sent_hz < 55, note
+    assert pace_shortfall(kept, 0.5) == "", "at half speed the pace is kept"
 
 
 def test_sending_stops_at_the_frame_before_which_the_node_is_gone(tmp_path: Path) -> None:

@@ -55,8 +55,8 @@ from dgdehaze_ros.fastdds_profile import large_image_environment
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
-from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, node_counts_between, paced_note,
-                                             send_paced, window_frames)
+from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, node_counts_between, pace_shortfall,
+                                             paced_note, send_paced, window_frames)
 from dgdehaze_ros.tools.replay_records import OUTPUTS, LabelInfo, record_frame
 
 LOG = logging.getLogger(__name__)
@@ -468,6 +468,9 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     replies.close()
     shutil.rmtree(spool_path)
     evaluation.notes.append(paced_note(rate, len(answered), len(frames), evaluation.node_counts))
+    if shortfall := pace_shortfall(frames, rate):
+        LOG.warning("%s", shortfall)
+        evaluation.notes.append(shortfall)
 
 
 def _publish(replay: NodeReplay, connection: Any, raw: bytes) -> None:

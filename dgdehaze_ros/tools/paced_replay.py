@@ -174,6 +174,22 @@ def answers(spool: OutputSpool, frames: list[SentFrame]) -> Iterator[tuple[SentF
             yield frame, pending.pop(frame.index)
 
 
+def pace_shortfall(frames: list[SentFrame], rate: float, slack: float = 0.1) -> str:
+    """"" when the frames went out at the pace asked for (within `slack` of the recording's span at `rate`), else a
+    note that this process could not keep it, with the camera rates asked for and sent: the node then met a slower
+    camera than the recording's."""
+    sent = [f for f in frames if f.stamp is not None]
+    if len(sent) < 2:
+        return ""
+    asked = (sent[-1].log_time - sent[0].log_time) / 1e9 / rate
+    took = sent[-1].sent - sent[0].sent
+    if asked <= 0 or took <= asked * (1 + slack):
+        return ""
+    intervals = len(sent) - 1
+    return (f"this process could not send the frames at the pace asked for: {intervals / took:.1f} Hz where "
+            f"{rate:g}x the recording is {intervals / asked:.1f} Hz, so the node met a slower camera than that")
+
+
 def node_counts_between(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
     """The node's frame counters (/diagnostics) gained between two reports; {} without both."""
     names = ("frames_received", "frames_dropped", "frames_failed")
