@@ -360,7 +360,6 @@ def _transport_note(transport: str | None) -> str:
 
 def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,
          detector: Detector | None, count: int, timeout: float, progress: bool, started_here: bool) -> None:
-    store = writer.store
     plan = replay.output_plan(started_here, timeout)
     LOG.info("waiting per frame for: %s (%s as well when they come)", ", ".join(plan.required(0)),
              ", ".join(plan.optional(0)) or "nothing")
@@ -398,8 +397,8 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                                           f"{timeout:.1f} s")
                 LOG.warning("frame %d: the node did not answer within %.1f s", index, timeout)
             else:
-                record_frame(evaluation, writer, store, replay.node_name, outputs, index, stamp, log_time, hazy,
-                             detector, keep)
+                record_frame(evaluation, writer, replay.node_name, outputs, index, stamp, log_time, hazy, detector,
+                             keep)
             index += 1
             bar.update()
     finally:
@@ -461,8 +460,8 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
             evaluation.frames_dropped += 1
             continue
         outputs = {**reply[1], "_sent": frame.sent, "_labels": replay.recorder.labels}
-        record_frame(evaluation, writer, writer.store, replay.node_name, outputs, frame.index, frame.stamp,
-                     log_time, hazy, detector, keep)
+        record_frame(evaluation, writer, replay.node_name, outputs, frame.index, frame.stamp, log_time, hazy,
+                     detector, keep)
         reply = next(replies, None)
     bar.close()
     replies.close()

@@ -62,10 +62,10 @@ def image_from(msg: Any, bits: int) -> np.ndarray:
     return decode_image(msg, IMAGE_TYPE, bits)
 
 
-def record_frame(evaluation: BagEvaluation, writer: BagWriter, store: Any, node_name: str, outputs: dict[str, Any],
-            index: int, stamp: int, log_time: int, hazy: np.ndarray, detector: Detector | None,
-            keep: set[int]) -> None:
+def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, outputs: dict[str, Any], index: int,
+                 stamp: int, log_time: int, hazy: np.ndarray, detector: Detector | None, keep: set[int]) -> None:
     """Write the node's outputs for one frame at the frame's receive time and add its figures."""
+    store = writer.store
     prefix = f"/{node_name}"
     rewritten = {"image_dehazed", "depth_relative", "depth"} if writer.images != "raw" else set()
     for name, (_, msgtype) in OUTPUTS.items():
