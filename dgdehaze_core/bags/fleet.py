@@ -281,7 +281,8 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json", entries=None)
     through_node = any(job.node is not None for job in jobs)
     if through_node and (ray_address or workers is not None):
-        raise ValueError("a fleet through the node runs one bag after the other: no Ray address or workers")
+        raise ValueError("a fleet through the node runs one bag after the other, through one node at a time: no Ray "
+                         "address or workers (drop --ray and --workers)")
     # one that cannot start leaves an earlier run's folder as it was
     runner = SequentialRunner() if through_node else choose_runner(ray_address, workers)
     began = time.perf_counter()

@@ -213,9 +213,6 @@ def node_settings(args: argparse.Namespace) -> dict[str, Any] | None:
 def run_fleet_of(args: argparse.Namespace) -> int:
     """Several bags: the fleet (bags.fleet). Exit status 1 when any bag failed, skipped frames it could not decode
     or lost its node part way, 0 when every frame of every bag was evaluated."""
-    if args.node and (args.ray or args.workers is not None):
-        raise ValueError("a fleet through the node runs one bag after the other, through one node at a time: drop "
-                         "--ray and --workers")
     if args.workers is not None and args.workers < 1:
         raise ValueError("--workers must be at least 1")
     if args.node:

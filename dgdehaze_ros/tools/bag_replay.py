@@ -42,8 +42,7 @@ from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import (check_output_folder, copied_messages, node_method, time_window_notes,
                                            timed_detect)
-from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagError, BagSource,
-                                   stamp_ns)
+from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagSource, stamp_ns
 from dgdehaze_core.bags.writer import BagWriter, output_images
 from dgdehaze_core.bags.records import BagEvaluation, sample_indices
 from dgdehaze_core.bags.report import write_report
@@ -56,7 +55,7 @@ from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
 from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, node_counts_between, pace_shortfall,
-                                             paced_note, send_paced, window_frames)
+                                             paced_note, send_paced, sent_rate, window_frames)
 from dgdehaze_ros.tools.replay_records import OUTPUTS, LabelInfo, record_frame
 
 LOG = logging.getLogger(__name__)
@@ -375,15 +374,13 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                 continue
             if connection.topic != evaluation.image_topic:
                 continue
-            try:
-                msg = source.deserialize(connection, raw)
-                hazy = source.decode(msg, connection.msgtype)
-            except (BagError, ImageError) as exc:  # one damaged frame is skipped, not the bag
-                evaluation.skipped.append(f"frame {index} at {log_time} ns: {exc}")
+            frame = source.decode_frame(connection, log_time, raw, index, None)
+            if isinstance(frame, ImageError):  # one damaged frame is skipped, not the bag
+                evaluation.skipped.append(str(frame))
                 index += 1
                 bar.update()
                 continue
-            stamp = stamp_ns(msg.header)
+            hazy, stamp = frame.image, frame.stamp_ns
             try:
                 outputs = _exchange(replay, _to_rclpy(connection.msgtype, raw), stamp, plan.required(sent),
                                     plan.optional(sent), timeout)
@@ -434,9 +431,9 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     if not answered:
         raise NodeGone(stopped) if stopped else NodeReplayError(
             f"node /{replay.node_name} answered none of the {len(frames)} frames sent")
-    sent = [frame.sent for frame in frames if frame.stamp is not None]
-    if len(sent) > 1:
-        evaluation.output_fps = (len(sent) - 1) / (sent[-1] - sent[0]) * len(answered) / len(sent)
+    camera_hz = sent_rate(frames)
+    if camera_hz is not None:
+        evaluation.output_fps = camera_hz * len(answered) / sum(frame.stamp is not None for frame in frames)
     keep = {answered[i].index for i in sample_indices(len(answered))}
     replies = answers(spool, frames)
     reply = next(replies, None)
@@ -446,13 +443,11 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
         if connection.topic != evaluation.image_topic:
             continue
         frame = frames[index]
+        decoded = source.decode_frame(connection, log_time, raw, index, None)
         index += 1
         bar.update()
-        try:
-            msg = source.deserialize(connection, raw)
-            hazy = source.decode(msg, connection.msgtype)
-        except (BagError, ImageError) as exc:
-            evaluation.skipped.append(f"frame {frame.index} at {log_time} ns: {exc}")
+        if isinstance(decoded, ImageError):
+            evaluation.skipped.append(str(decoded))
             if reply is not None and reply[0] is frame:
                 reply = next(replies, None)
             continue
@@ -460,8 +455,8 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
             evaluation.frames_dropped += 1
             continue
         outputs = {**reply[1], "_sent": frame.sent, "_labels": replay.recorder.labels}
-        record_frame(evaluation, writer, replay.node_name, outputs, frame.index, frame.stamp, log_time, hazy,
-                     detector, keep)
+        record_frame(evaluation, writer, replay.node_name, outputs, frame.index, frame.stamp, log_time,
+                     decoded.image, detector, keep)
         reply = next(replies, None)
     bar.close()
     replies.close()

@@ -174,20 +174,26 @@ def answers(spool: OutputSpool, frames: list[SentFrame]) -> Iterator[tuple[SentF
             yield frame, pending.pop(frame.index)
 
 
+def sent_rate(frames: list[SentFrame]) -> float | None:
+    """The camera rate (Hz) at which the frames sent went out, by this process's clock; None for fewer than two."""
+    sent = [f.sent for f in frames if f.stamp is not None]
+    return (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 and sent[-1] > sent[0] else None
+
+
 def pace_shortfall(frames: list[SentFrame], rate: float, slack: float = 0.1) -> str:
-    """"" when the frames went out at the pace asked for (within `slack` of the recording's span at `rate`), else a
+    """"" when the frames went out at the pace asked for (within `slack` of the recording's rate at `rate`), else a
     note that this process could not keep it, with the camera rates asked for and sent: the node then met a slower
     camera than the recording's."""
     sent = [f for f in frames if f.stamp is not None]
-    if len(sent) < 2:
+    span = (sent[-1].log_time - sent[0].log_time) / 1e9 / rate if len(sent) > 1 else 0.0
+    achieved = sent_rate(frames)
+    if span <= 0 or achieved is None:
         return ""
-    asked = (sent[-1].log_time - sent[0].log_time) / 1e9 / rate
-    took = sent[-1].sent - sent[0].sent
-    if asked <= 0 or took <= asked * (1 + slack):
+    asked = (len(sent) - 1) / span
+    if achieved * (1 + slack) >= asked:
         return ""
-    intervals = len(sent) - 1
-    return (f"this process could not send the frames at the pace asked for: {intervals / took:.1f} Hz where "
-            f"{rate:g}x the recording is {intervals / asked:.1f} Hz, so the node met a slower camera than that")
+    return (f"this process could not send the frames at the pace asked for: {achieved:.1f} Hz where "
+            f"{rate:g}x the recording is {asked:.1f} Hz, so the node met a slower camera than that")
 
 
 def node_counts_between(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
@@ -214,4 +220,4 @@ def paced_note(rate: float, answered: int, sent: int, counts: dict[str, int]) ->
 def window_frames(source: BagSource, evaluation: BagEvaluation, with_info: bool) -> Iterator[tuple[Any, int, bytes]]:
     """The bag's frames within the window, with its camera_info where the node gets it from the replay."""
     wanted = {evaluation.image_topic, *([evaluation.camera_info_topic] if with_info else [])}
-    return ((c, t, raw) for c, t, raw in source.raw_messages() if c.topic in wanted)
+    return source.raw_messages([c for c in source.connections if c.topic in wanted])
