@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or a ROS install)")
 
 from test_bag_eval import read_all  # noqa: E402
-from test_bag_io import PERIOD, demo_frames, write_camera_bag  # noqa: E402
+from test_bag_io import PERIOD, START, demo_frames, write_camera_bag  # noqa: E402
 
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, IMAGE_TYPE, RANGE_TYPE, BagSource, stamp_ns,  # noqa: E402
                                    typestore)
@@ -159,6 +159,32 @@ def test_at_a_rate_the_node_cannot_follow_it_drops_frames_and_what_it_answers_is
     report = (out / "report.html").read_text()
     assert f"{summary['frames_dropped']} dropped by the node" in report and "40x recorded rate" in report
     assert f"its latest-frame worker dropped {counts['frames_dropped']}" in report
+
+
+@pytest.mark.slow
+def test_damaged_frames_are_skipped_at_a_rate_as_in_lockstep_and_the_replay_goes_on(tmp_path: Path) -> None:
+    """A frame cut off after its header crashed the paced replay (rclpy could not deserialize it to send it); it is
+    now not sent, and both paces list the same frames as not decodable, with the same reasons."""
+    from test_bag_io import image_msg
+
+    from dgdehaze_core.bags.writer import BagWriter
+    from dgdehaze_ros.tools.bag_replay import replay_bag
+
+    bag = tmp_path / "in"
+    with BagWriter(bag, "mcap") as writer:
+        for index, frame in enumerate(demo_frames(4)):
+            stamp = START + index * PERIOD
+            msg = image_msg(writer, writer.header(stamp, "cam"), frame, "nv12" if index == 1 else "bgr8")
+            raw = bytes(writer.store.serialize_cdr(msg, IMAGE_TYPE))
+            writer.write_raw("/cam/image_raw", IMAGE_TYPE, stamp, raw[:40] if index == 2 else raw)
+    lockstep = replay_bag(bag, "/cam/image_raw", tmp_path / "lockstep", method="dcp", timeout=30.0, progress=False)
+    paced = replay_bag(bag, "/cam/image_raw", tmp_path / "paced", method="dcp", timeout=30.0, rate=1.0,
+                       progress=False)
+    assert [r.index for r in lockstep.records] == [0, 3]
+    assert paced.skipped == lockstep.skipped and len(paced.skipped) == 2
+    assert "nv12" in paced.skipped[0] and "does not deserialize" in paced.skipped[1]
+    assert {r.index for r in paced.records} <= {0, 3} and paced.records[-1].index == 3, "the newest is answered"
+    assert len(paced.records) + paced.frames_dropped == 2
 
 
 def test_a_rate_is_refused_without_node_replay_or_when_it_is_not_a_positive_factor(

@@ -468,9 +468,14 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
 
 
 def _publish(replay: NodeReplay, connection: Any, raw: bytes) -> None:
-    """Publish a stored frame or camera_info to the node."""
+    """Publish a stored frame or camera_info to the node; ValueError for bytes that do not deserialize (a damaged
+    recording), which are not sent."""
     publisher = replay.info_pub if connection.msgtype == CAMERA_INFO_TYPE else replay.image_pub
-    publisher.publish(_to_rclpy(connection.msgtype, raw))
+    try:
+        message = _to_rclpy(connection.msgtype, raw)
+    except RuntimeError as exc:  # rclpy's RMWError: the CDR is cut off or corrupt
+        raise ValueError(f"not a {connection.msgtype}: {exc}") from None
+    publisher.publish(message)
 
 
 def _warm_up(source: BagSource, replay: NodeReplay, evaluation: BagEvaluation,

@@ -48,7 +48,7 @@ class SentFrame:
 
     index: int
     stamp: int | None
-    """Its header stamp; None when its bytes do not hold one (not sent: the node could not have read it)."""
+    """Its header stamp; None when it was not sent, its bytes being no message the node could read."""
     log_time: int
     sent: float = math.nan
     """time.perf_counter() when it was published; NaN when it was not."""
@@ -103,10 +103,11 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
     """Publish the first `count` frames of `messages` on `image_topic` (and every other message handed in, e.g. the
     camera_info) at `rate` times their recorded pace, spinning `spin` for the outputs in between; then wait until
     the last frame sent is answered and no output came for QUIET_S, at most `timeout` s. `gone` says why the node
-    can no longer answer ("" while it can), asked before each frame: sending stops there.
+    can no longer answer ("" while it can), asked before each frame: sending stops there. `publish` raises
+    ValueError for a message that is none (bytes that do not deserialize): it is not sent.
 
-    Returns every frame up to the last one handed over, sent or not (a frame without a readable header is not), in
-    the bag's order, and why sending stopped early ("" when it did not).
+    Returns every frame up to the last one handed over, sent or not (a frame that is no message is not), in the
+    bag's order, and why sending stopped early ("" when it did not).
     """
     frames: list[SentFrame] = []
     stopped = ""
@@ -122,19 +123,23 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
             if first_log is not None:
                 _spin_until(first_sent + max(log_time - first_log, 0) / 1e9 / rate, spin)
             if not is_frame:
-                publish(connection, raw)
+                try:
+                    publish(connection, raw)
+                except ValueError as exc:
+                    LOG.warning("a %s message on %s was not sent: %s", connection.msgtype, connection.topic, exc)
                 continue
             if stopped := gone():
                 LOG.warning("stopped sending at frame %d: %s", len(frames), stopped)
                 break
+            frame = SentFrame(len(frames), None, log_time)
             try:
-                frame = SentFrame(len(frames), header_stamp_ns(raw), log_time)
-            except ValueError:
-                frame = SentFrame(len(frames), None, log_time)
-            else:
-                frame.sent = time.perf_counter()
-                spool.sent(frame)
+                stamp, sent = header_stamp_ns(raw), time.perf_counter()
                 publish(connection, raw)
+            except ValueError:  # no message the node could read either: the report lists it as not decodable
+                pass
+            else:
+                frame.stamp, frame.sent = stamp, sent
+                spool.sent(frame)
             frames.append(frame)
             bar.update()
     finally:
