@@ -60,6 +60,8 @@ LOG = logging.getLogger(__name__)
 NODE_NAME = "dgdehaze_bench"
 STARTUP_TIMEOUT_S = 90.0
 """Seconds the node gets to load its models and subscribe to the camera's frames."""
+SPINNER_JOIN_S = 5.0
+"""How long the camera's spinning thread gets to return once its executor is shut down."""
 QUIET_S = 2.0
 """After the last frame: how long without output (at least) means the node has nothing left to process."""
 CAMERA_QOS_DEPTH = 5
@@ -215,6 +217,10 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
             newest_processed = last_stamp in camera.output_stamps
     finally:
         executor.shutdown(timeout_sec=2.0)
+        # rclpy's shutdown does not wait for the spinning thread, which holds the camera's handles while it waits:
+        # destroyed under it, the participant went down later in that thread, while the node process below exited,
+        # and Fast DDS deadlocked there holding the GIL (a CI run hung in this test)
+        spinner.join(SPINNER_JOIN_S)
         camera.destroy_node()
         rclpy.try_shutdown(context=context)
         stop(node_process)
