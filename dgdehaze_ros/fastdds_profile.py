@@ -6,11 +6,12 @@ over loopback, which overflow the receive buffer in bursts: a best_effort reader
 waits for the missing fragments to be sent again, which takes up to seconds (docs/ROS.md, "Input QoS").
 config/fastdds_large_images.xml gives a participant a segment that holds frames up to 4K.
 
-`large_image_environment` is what a process is started with so that it uses that profile: nothing where the
-environment already configures Fast DDS (a profile file, its built-in transports, a default profile file in the
-working directory) or where the middleware is not Fast DDS, since those are the user's choice; nothing either
-where /dev/shm has no room for the segment (a container's 64 MB default), where Fast DDS would log errors and fall
-back to UDP alone.
+The node gives its own process the profile before its middleware starts (`node_environment`), whether the launch
+file or `ros2 run` started it. `large_image_environment` is what a process is started with so that it uses that
+profile: nothing where the environment already configures Fast DDS (a profile file, its built-in transports, a
+default profile file in the working directory) or where the middleware is not Fast DDS, since those are the user's
+choice; nothing either where /dev/shm has no room for the segment (a container's 64 MB default), where Fast DDS
+would log errors and fall back to UDP alone.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ FASTDDS_SETTINGS = (FAST_DDS_2_VARIABLE, FAST_DDS_3_VARIABLE, "FASTDDS_BUILTIN_T
 """Environment variables by which a user configures Fast DDS's transports."""
 WORKING_DIRECTORY_PROFILES = ("DEFAULT_FASTRTPS_PROFILES.xml", "DEFAULT_FASTDDS_PROFILES.xml")
 """Profile files Fast DDS 2 and 3 load from the working directory when no variable names one."""
+CHOICE_VARIABLE = "DGDEHAZE_FASTDDS_LARGE_IMAGES"
+"""`auto` (the default) or `off`: whether dgdehaze_node runs with the shipped profile (`node_environment`). The launch
+file sets it from its `fastdds_large_images` argument; with `ros2 run`, `off` is given by exporting it."""
 SHARED_MEMORY = Path("/dev/shm")
 SHARED_MEMORY_MARGIN = 2
 """/dev/shm must have room for this many of the profile's segments: the node's, and another process's."""
@@ -137,12 +141,23 @@ def large_image_environment(environ: Mapping[str, str] | None = None, cwd: Path 
 
 def launch_environment(choice: str, environ: Mapping[str, str] | None = None, cwd: Path | None = None,
                        shared_memory: Path = SHARED_MEMORY) -> dict[str, str]:
-    """The variables the launch file adds to the node's environment for its `fastdds_large_images` argument: `auto`
-    is `large_image_environment`, `off` nothing. Raises ValueError for any other value."""
+    """The variables the launch file adds to the node's environment for its `fastdds_large_images` argument: the
+    choice under CHOICE_VARIABLE, and for `auto` `large_image_environment`. Raises ValueError for a choice other than
+    auto or off."""
     choice = choice.strip().lower()
     if choice not in ("auto", "off"):
         raise ValueError(f"fastdds_large_images must be auto or off, got {choice!r}")
-    return large_image_environment(environ, cwd, shared_memory) if choice == "auto" else {}
+    return {CHOICE_VARIABLE: choice, **(large_image_environment(environ, cwd, shared_memory) if choice == "auto"
+                                        else {})}
+
+
+def node_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None,
+                     shared_memory: Path = SHARED_MEMORY) -> dict[str, str]:
+    """The variables dgdehaze_node adds to its own environment (default os.environ) before its middleware starts, so
+    that `ros2 run` gets what the launch file gives: `launch_environment` of the choice under CHOICE_VARIABLE, `auto`
+    where it is unset. Raises ValueError for a choice other than auto or off."""
+    environ = os.environ if environ is None else environ
+    return launch_environment(environ.get(CHOICE_VARIABLE, "auto"), environ, cwd, shared_memory)
 
 
 def transport_summary(environ: Mapping[str, str] | None = None, cwd: Path | None = None,

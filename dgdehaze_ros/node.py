@@ -71,7 +71,7 @@ from dgdehaze_ros.conversions import (ImageConversionError, array_to_image, bgr8
                                       camera_frame, compressed_depth_image, compressed_image, depth_to_image)
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
                                              label_info_msg)
-from dgdehaze_ros.fastdds_profile import transport_summary
+from dgdehaze_ros.fastdds_profile import CHOICE_VARIABLE, node_environment, transport_summary
 from dgdehaze_ros.fog_measurement import FogMeasurement
 from dgdehaze_ros.model_reloads import ModelReloads
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
@@ -609,6 +609,11 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of `dgdehaze_node --ros-args -p name:=value ...`. Ctrl-C (or `ros2 launch`'s SIGINT) ends it with
     code 0 whenever it comes, during autostart's configure too."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        os.environ.update(node_environment())
+    except ValueError as exc:
+        logging.getLogger("dgdehaze_node").error("%s: %s", CHOICE_VARIABLE, exc)
+        return 2
     rclpy.init(args=args)
     try:
         node = DehazeNode()

@@ -13,7 +13,8 @@ The node's process gets the shipped Fast DDS profile config/fastdds_large_images
 holds frames up to 4K) unless the environment configures Fast DDS itself, runs another middleware or has too little
 /dev/shm for it (a container's default), so that its large images (the 32FC1 depth) reach rviz, rosbag2 and other
 processes on this machine whole and without the seconds a reliable reader waits for lost UDP fragments;
-`fastdds_large_images:=off` leaves its middleware's default.
+`fastdds_large_images:=off` leaves its middleware's default (the node makes the same choice itself under `ros2
+run`).
 With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager, with
 `bond_timeout: 0.0`: the node keeps no bond): configure loads the models and builds engines, activate subscribes
 and publishes.

@@ -75,7 +75,10 @@ class RosSession:
         node.destroy_node()
 
     def close(self) -> None:
+        """Stop spinning, wait for the spinning thread (Executor.shutdown does not: a context shut down while that
+        thread still holds its nodes' handles can deadlock Fast DDS, as in `bench node`), then end the context."""
         self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=5.0)
         rclpy.try_shutdown(context=self.context)
 
 

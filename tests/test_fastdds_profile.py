@@ -1,5 +1,5 @@
-"""When the node's process (launch file, node replay, bench node) is given the shipped Fast DDS profile, under which
-variable, and what that file is.
+"""When the node's process (launch file, `ros2 run`, node replay, bench node) is given the shipped Fast DDS profile,
+under which variable, and what that file is.
 
 The profile's effect itself is measured over real Fast DDS in test_ros_transport.py; here, the choice: a user's own
 Fast DDS settings or another middleware are never overridden, and a /dev/shm without room for the segment (a
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from dgdehaze_ros.fastdds_profile import (FAST_DDS_2_VARIABLE, FAST_DDS_3_VARIABLE, FASTDDS_SETTINGS,
-                                          SHARED_MEMORY, WORKING_DIRECTORY_PROFILES, large_image_environment,
-                                          launch_environment, profile_variables, room_problem, segment_bytes,
-                                          shipped_profile, transport_summary)
+from dgdehaze_ros.fastdds_profile import (CHOICE_VARIABLE, FAST_DDS_2_VARIABLE, FAST_DDS_3_VARIABLE,
+                                          FASTDDS_SETTINGS, SHARED_MEMORY, WORKING_DIRECTORY_PROFILES,
+                                          large_image_environment, launch_environment, node_environment,
+                                          profile_variables, room_problem, segment_bytes, shipped_profile,
+                                          transport_summary)
 
 NAMESPACE = "{http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles}"
 ROOMY = Path(__file__).resolve().parent  # a folder on the disk, with room for two segments
@@ -54,16 +55,17 @@ def test_a_process_on_default_fast_dds_gets_the_shipped_profile(tmp_path: Path) 
                                    ROOMY) == expected
     assert large_image_environment({**kilted, **{name: " " for name in FASTDDS_SETTINGS}}, tmp_path,
                                    ROOMY) == expected, "a variable set to nothing configures nothing"
-    assert launch_environment("auto", kilted, tmp_path, ROOMY) == expected
+    assert launch_environment("auto", kilted, tmp_path, ROOMY) == {CHOICE_VARIABLE: "auto", **expected}
     assert launch_environment(" AUTO ", {"ROS_DISTRO": "humble"}, tmp_path, ROOMY) == {
-        FAST_DDS_2_VARIABLE: str(shipped_profile())}
+        CHOICE_VARIABLE: "auto", FAST_DDS_2_VARIABLE: str(shipped_profile())}
 
 
 @pytest.mark.parametrize("name", FASTDDS_SETTINGS)
 def test_fast_dds_settings_of_the_users_own_are_kept(tmp_path: Path, name: str) -> None:
     environ = {name: "/robot/fastdds.xml" if "PROFILES" in name else "LARGE_DATA"}
     assert large_image_environment(environ, tmp_path, ROOMY) == {}
-    assert launch_environment("auto", environ, tmp_path, ROOMY) == {}
+    assert launch_environment("auto", environ, tmp_path, ROOMY) == {CHOICE_VARIABLE: "auto"}
+    assert node_environment(environ, tmp_path, ROOMY) == {CHOICE_VARIABLE: "auto"}
     assert transport_summary(environ, tmp_path, ROOMY) == f"Fast DDS configured by {name}={environ[name]}"
 
 
@@ -105,9 +107,22 @@ def test_a_system_without_dev_shm_gets_the_profile(tmp_path: Path) -> None:
 
 
 def test_off_gives_nothing_and_a_bad_choice_is_refused(tmp_path: Path) -> None:
-    assert launch_environment("off", {}, tmp_path, ROOMY) == {}
+    assert launch_environment("off", {}, tmp_path, ROOMY) == {CHOICE_VARIABLE: "off"}
     with pytest.raises(ValueError, match="fastdds_large_images must be auto or off, got 'yes'"):
         launch_environment("yes", {}, tmp_path, ROOMY)
+
+
+def test_the_node_started_without_the_launch_file_gives_itself_the_profile_unless_told_off(tmp_path: Path) -> None:
+    """`ros2 run` sets no variable: the node decides as the launch file's `auto` would. What the launch file
+    passes (its choice and, for auto, the profile) comes back unchanged, so the node does not decide twice."""
+    kilted = {"ROS_DISTRO": "kilted"}
+    profile = {FAST_DDS_3_VARIABLE: str(shipped_profile())}
+    assert node_environment(kilted, tmp_path, ROOMY) == {CHOICE_VARIABLE: "auto", **profile}
+    launched = {**kilted, **launch_environment("auto", kilted, tmp_path, ROOMY)}
+    assert {**launched, **node_environment(launched, tmp_path, ROOMY)} == launched
+    assert node_environment({**kilted, CHOICE_VARIABLE: "off"}, tmp_path, ROOMY) == {CHOICE_VARIABLE: "off"}
+    with pytest.raises(ValueError, match="got 'on'"):
+        node_environment({CHOICE_VARIABLE: "on"}, tmp_path, ROOMY)
 
 
 def test_default_fast_dds_is_named_with_what_it_does_to_large_images_and_the_way_out(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ How many frames a best_effort subscriber loses depends on the machine's buffers,
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +19,12 @@ pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS inst
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 
+from dgdehaze_ros.fastdds_profile import (CHOICE_VARIABLE, FASTDDS_SETTINGS, SHARED_MEMORY,  # noqa: E402
+                                          large_image_environment, profile_variables, segment_bytes,
+                                          shipped_profile)
+from dgdehaze_ros.node import main as node_main  # noqa: E402
 from dgdehaze_ros.tools import qos_probe  # noqa: E402
+from dgdehaze_ros.tools.child_process import log_tail, stop  # noqa: E402
 from dgdehaze_ros.tools.node_benchmark import measure_node, run_node_benchmark  # noqa: E402
 from dgdehaze_ros.tools.qos_probe import measure_loss  # noqa: E402
 
@@ -40,6 +48,56 @@ def test_a_reliable_input_and_the_shipped_fastdds_profile_receive_every_640x360_
                                      "profile (the launch file's) gets its images to default subscribers whole"
     with pytest.raises(ValueError, match="never matches"):
         measure_loss(640, 360, reliability="reliable", publisher_reliability="best_effort")
+
+
+def _new_shared_memory_segments(before: set[str]) -> dict[str, int]:
+    """The Fast DDS segments in /dev/shm (Fast DDS 3 names them fastdds_*, 2 fastrtps_*) not in `before`, with their
+    sizes; the lock files beside them (`_el`) and the ports' files left out."""
+    segments = {p.name: p.stat().st_size for prefix in ("fastdds_", "fastrtps_")
+                for p in SHARED_MEMORY.glob(f"{prefix}*") if not p.name.endswith("_el") and "port" not in p.name}
+    return {name: size for name, size in segments.items() if name not in before}
+
+
+@pytest.mark.parametrize("choice", ["", "off"])
+def test_the_node_run_without_the_launch_file_sends_its_images_through_the_profiles_segment(
+        tmp_path: Path, choice: str) -> None:
+    """`ros2 run dgdehaze dgdehaze_node` sets no Fast DDS variable, so the node's participant got Fast DDS's 512 KiB
+    segment and its 32FC1 depth crossed to rviz as UDP fragments. The node now gives itself the shipped profile
+    before its middleware starts: its segment in /dev/shm is the profile's size, unless told off."""
+    if not SHARED_MEMORY.is_dir() or not large_image_environment({k: v for k, v in os.environ.items()
+                                                                  if k not in FASTDDS_SETTINGS}):
+        pytest.skip("no /dev/shm with room for the profile's segments here")
+    env = {k: v for k, v in os.environ.items() if k not in (*FASTDDS_SETTINGS, CHOICE_VARIABLE)}
+    env.update({"ROS_DOMAIN_ID": str(DOMAIN_ID), **({CHOICE_VARIABLE: choice} if choice else {})})
+    before = set(_new_shared_memory_segments(set()))
+    with open(tmp_path / "node.log", "w+b") as log:
+        node = subprocess.Popen([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-p", "autostart:=false"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 60.0
+            while b"transport:" not in (tmp_path / "node.log").read_bytes() and time.monotonic() < deadline:
+                assert node.poll() is None, log_tail(log)
+                time.sleep(0.1)
+            segments = _new_shared_memory_segments(before)
+        finally:
+            stop(node)
+        text = log_tail(log)
+    assert "transport:" in text, text
+    assert segments, "the node's participant made no segment"
+    if choice == "off":
+        assert max(segments.values()) < 2**20 and "Fast DDS with its default transports" in text
+    else:
+        assert max(segments.values()) >= segment_bytes(shipped_profile()), segments
+        assert f"Fast DDS configured by {profile_variables(env)[-1]}={shipped_profile()}" in text
+
+
+def test_the_node_refuses_a_choice_of_profile_it_does_not_know_before_it_starts(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv(CHOICE_VARIABLE, "yes")
+    before = dict(os.environ)
+    assert node_main([]) == 2
+    assert f"{CHOICE_VARIABLE}: fastdds_large_images must be auto or off, got 'yes'" in caplog.text
+    assert dict(os.environ) == before, "nothing set, no middleware started"
 
 
 def test_a_subscriber_process_not_ready_in_time_is_killed_and_fails_the_probe_row(

@@ -50,7 +50,6 @@ from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
-from dgdehaze_ros.fastdds_profile import large_image_environment
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
@@ -301,10 +300,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
             log_path = None if attach else tmp / "node.log"
             domain = None if attach else random.randint(100, 200)
             process = None
-            if not attach:  # the profile for the node only: the sender's segment counts, and Fast DDS would keep a
-                # profile loaded here for every participant this process (a test, a script) creates afterwards
-                env = {**os.environ, **LOCAL_DISCOVERY, **large_image_environment(), "ROS_DOMAIN_ID": str(domain),
-                       "PYTHONUNBUFFERED": "1"}
+            if not attach:  # the node gives itself the large-image profile (fastdds_profile.node_environment)
+                env = {**os.environ, **LOCAL_DISCOVERY, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
                 command = _node_command(node_name, image_topic, compressed, camera_info_topic, method_label,
                                         detector is not None, node_params)
                 LOG.info("starting dgdehaze_node (%s) on DDS domain %d", method_label, domain)
