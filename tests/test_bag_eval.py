@@ -13,6 +13,7 @@ import pytest
 from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, START, demo_frames, image_msg, write_camera_bag,
                          write_humble_bag)
 
+from dgdehaze_core.bags import disk_room
 from dgdehaze_core.bags.evaluation import evaluate_bag
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter
@@ -197,6 +198,42 @@ def test_bag_eval_exits_1_when_frames_could_not_be_decoded_alone_and_in_a_fleet(
     assert (table["good"]["frames_skipped"], table["damaged"]["frames_skipped"], table["all"]["frames_skipped"]) \
         == (0, 1, 1)
     assert table["all"]["status"] == "2/2 ok", "a bag that skipped frames is still evaluated"
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def test_a_disk_running_short_of_room_stops_the_evaluation_with_a_report_of_the_frames_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An output bag of raw images grows by megabytes a frame, and a write that failed for want of room ended the
+    run with nothing written (the output is moved in place only once complete). On a disk simulated from the bytes
+    really written under tmp_path, with room for the reserve and a few frames' outputs (each 640x360 frame adds about
+    2.3 MB), the evaluation stops before the frame that would not fit: its report and a readable output bag cover the
+    frames before, and the exit status is 1. A disk already short is refused before any work."""
+    bag = tmp_path / "in"
+    write_camera_bag(bag, "mcap", demo_frames(10, (640, 360)), "bgr8")
+    room = disk_room.RESERVE_BYTES + _bytes_under(bag) + 8 * 2**20
+    monkeypatch.setattr(disk_room, "free_bytes", lambda folder: room - _bytes_under(tmp_path))
+    out = tmp_path / "eval"
+    common = ["--method", "dcp", "--no-detection", "--image-topic", "/cam/image_raw", "--output-images", "raw",
+              "--no-progress"]
+    assert main(["bag-eval", str(bag), "--out", str(out), *common]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    evaluated = summary["frames_evaluated"]
+    assert 0 < evaluated < 10 and summary["frames_not_sent"] == 10 - evaluated, summary
+    assert summary["stopped"].startswith(f"the disk mounted at {disk_room.mount_point(out)} has ")
+    assert " MiB free, under the 1024 MiB kept for the rest of the output" in summary["stopped"]
+    assert f"at frame {evaluated}: the {10 - evaluated} frames from there on were not evaluated" in summary["stopped"]
+    assert "stopped early" in (out / "report.html").read_text()
+    outputs = read_all(out / "bag")
+    assert len(outputs["/dgdehaze/image_dehazed"]) == len(outputs["/cam/image_raw"]) == evaluated
+    assert "stopped early" in caplog.text
+    room = disk_room.RESERVE_BYTES - 1 + _bytes_under(tmp_path)
+    assert main(["bag-eval", str(bag), "--out", str(tmp_path / "none"), *common]) == 2
+    assert "no room for an evaluation's output: the disk mounted at" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists() and not leftovers(tmp_path)
 
 
 def test_an_earlier_evaluation_holding_other_files_is_not_replaced(tmp_path: Path, capsys) -> None:

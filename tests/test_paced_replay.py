@@ -10,9 +10,10 @@ import pytest
 
 pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or a ROS install)")
 
-from test_bag_eval import read_all  # noqa: E402
+from test_bag_eval import _bytes_under, read_all  # noqa: E402
 from test_bag_io import PERIOD, START, demo_frames, write_camera_bag  # noqa: E402
 
+from dgdehaze_core.bags import disk_room  # noqa: E402
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, IMAGE_TYPE, RANGE_TYPE, BagSource, stamp_ns,  # noqa: E402
                                    typestore)
 from dgdehaze_core.cli import main  # noqa: E402
@@ -127,6 +128,32 @@ def test_sending_stops_at_the_frame_before_which_the_node_is_gone(tmp_path: Path
             timeout=30.0, progress=False)
     assert stopped == "dgdehaze_node exited with code -9"
     assert published == stamps[:3] and [f.stamp for f in frames] == stamps[:3], "nothing sent after it was gone"
+
+
+def test_sending_stops_while_the_disk_still_has_room_for_the_output_bag_to_hold_what_was_spooled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spool holds the node's raw outputs until they are recorded into the output bag beside it, which holds
+    them again: it asks for the reserve plus its own size free. On a disk simulated from the bytes really written
+    under tmp_path, with 12 MiB beyond the reserve, sending stops once about half of that is spooled."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(20, (640, 360)), "bgr8", with_info=False)
+    with BagSource(tmp_path / "in") as source:
+        messages = list(source.raw_messages())
+    room = disk_room.RESERVE_BYTES + _bytes_under(tmp_path) + 12 * 2**20
+    monkeypatch.setattr(disk_room, "free_bytes", lambda folder: room - _bytes_under(tmp_path))
+    pending: list[bytes] = []
+    with OutputSpool(tmp_path / "spool", TYPES) as spool:
+        def answer(seconds: float) -> None:  # the node's dehazed frame: here the frame itself, 0.7 MB
+            while pending:
+                spool.receive("image_dehazed", pending.pop())
+            time.sleep(seconds)
+
+        frames, stopped = send_paced(iter(messages), "/cam/image_raw", 20, 1.0,
+                                     lambda connection, raw: pending.append(raw), answer, spool.room_problem, spool,
+                                     timeout=1.0, progress=False)
+    assert stopped.startswith("the disk mounted at ") and "MiB kept for the rest of the output" in stopped
+    assert 8 <= len(frames) <= 11 and all(frame.answered == 1 for frame in frames), len(frames)
+    assert 5 * 2**20 < spool.bytes < 7.5 * 2**20, spool.bytes
+    assert len(list(answers(spool, frames))) == len(frames), "what was spooled reads back"
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ import yaml
 from rosbags.interfaces import Connection
 from tqdm import tqdm
 
+from dgdehaze_core.bags.disk_room import room_problem
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, LABEL_INFO_TYPE, RANGE_TYPE,
                                    BagFrame, BagSource)
 from dgdehaze_core.bags.writer import BagWriter, output_images
@@ -239,7 +240,7 @@ def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str
     """ValueError unless `out_dir` can be replaced by an evaluation's output without losing anything: not a file,
     not an input bag, not inside one and not holding one, and, when it exists and is not empty, an earlier output
     (it holds `marker`) that holds nothing but `entries` (None: an output that keeps what else it holds, a
-    fleet's)."""
+    fleet's). OSError where its disk is already short of room (`disk_room`)."""
     out = out_dir.resolve()
     for bag in map(Path, inputs):
         bag = bag.resolve()
@@ -256,6 +257,8 @@ def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str
         raise ValueError(f"output folder {out_dir}, an earlier evaluation, also holds {', '.join(others[:5])}"
                          f"{' ...' if len(others) > 5 else ''}, which replacing it would delete: move them out, or "
                          "give a new folder")
+    if problem := room_problem(out):
+        raise OSError(f"no room for an evaluation's output: {problem}")
 
 
 def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
@@ -308,8 +311,9 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                 _run_offline(source, writer, processor, evaluation, count, keep, output_prefix, progress)
             if not evaluation.records:
-                raise ImageError(f"no frame of {image_topic!r} in {input_bag} could be decoded: "
-                                 f"{'; '.join(evaluation.skipped[:3])}")
+                raise OSError(evaluation.stopped) if evaluation.stopped else ImageError(
+                    f"no frame of {image_topic!r} in {input_bag} could be decoded: "
+                    f"{'; '.join(evaluation.skipped[:3])}")
             write_report(evaluation, tmp)
     LOG.info("evaluated %d frames of %s; report in %s", len(evaluation.records), input_bag, out_dir)
     return evaluation
@@ -329,7 +333,8 @@ def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluat
     """The bag's messages up to its `count`-th frame on the evaluation's image topic, each copied to `writer`
     before it is handed on. After that frame the rest of the bag is copied unread (what it recorded after the
     camera's last frame), unless `count` cuts the bag short (--max-frames): the output bag then ends with the last
-    frame evaluated."""
+    frame evaluated. Where the writer's disk runs short of room (`disk_room`), the evaluation stops before the next
+    frame, and the output bag ends there."""
     frames = 0
     for connection, log_time, raw in source.raw_messages():
         if frames >= count:
@@ -337,6 +342,10 @@ def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluat
                 return
             writer.copy(connection, log_time, raw)
             continue
+        if connection.topic == evaluation.image_topic and (problem := room_problem(writer.path)):
+            LOG.error("stopped at frame %d: %s", frames, problem)
+            evaluation.stop(problem, frames, count)
+            return
         writer.copy(connection, log_time, raw)
         frames += connection.topic == evaluation.image_topic
         yield connection, log_time, raw

@@ -98,8 +98,9 @@ class BagEvaluation:
     """Node replay at the recorded rate: the node's own /diagnostics counters over the replay (`frames_received` by
     its callback, `frames_dropped` by its latest-frame worker, `frames_failed`); empty where it reported none."""
     stopped: str = ""
-    """Node replay: why it ended before the last frame (the node exited part way), "" when it did not; the
-    `frames_not_sent` frames from there on are not evaluated."""
+    """Why the evaluation ended before the last frame (in node replay the node exited part way; in any mode the disk
+    ran short of room, `disk_room`), "" when it did not; the `frames_not_sent` frames from there on are not
+    evaluated."""
     frames_not_sent: int = 0
     output_fps: float | None = None
     """Node replay at the recorded rate: frames the node answered per second (the camera's rate times the share
@@ -111,10 +112,13 @@ class BagEvaluation:
         return "lockstep" if self.rate is None else f"{self.rate:g}x recorded rate"
 
     def stop(self, reason: str, index: int, count: int) -> None:
-        """The replay ended at frame `index` of `count` for `reason`: the report covers the frames before it."""
-        self.frames_not_sent = count - index
-        self.stopped = f"{reason}, at frame {index}: the {self.frames_not_sent} frames from there on were not evaluated"
-        self.notes.insert(0, f"stopped early: {self.stopped}")
+        """The evaluation ended at frame `index` of `count` for `reason`: the report covers the frames before it. A
+        second stop (node replay at the recorded rate: the node exited while frames went out, then the disk ran
+        short while the answers were recorded) adds its frames and reason to the first's."""
+        stop = f"{reason}, at frame {index}: the {count - index} frames from there on were not evaluated"
+        self.frames_not_sent += count - index
+        self.stopped = f"{self.stopped}; then {stop}" if self.stopped else stop
+        self.notes.insert(0, f"stopped early: {stop}")
 
     def seconds_in_bag(self) -> np.ndarray:
         """Each record's time since the first, by the bag's recording times (header stamps may repeat or run

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     emit(evaluation.table(), title=title, json_path=args.json)
     LOG.info("report: %s", args.out / "report.html")
     if evaluation.stopped:
-        LOG.error("the replay of %s stopped early: %s; the report covers the frames before it", bag,
+        LOG.error("the evaluation of %s stopped early: %s; the report covers the frames before it", bag,
                   evaluation.stopped)
         return 1
     if evaluation.skipped:
@@ -244,5 +244,5 @@ def run_fleet_of(args: argparse.Namespace) -> int:
                     summary["all"]["frames_skipped"])
     stopped = [o["input_bag"] for o in summary["per_bag"] if o["stopped"]]
     if stopped:
-        LOG.error("the node stopped part way through %s (each report says where)", ", ".join(stopped))
+        LOG.error("the evaluation stopped part way through %s (each report says where and why)", ", ".join(stopped))
     return 1 if summary["failed"] or summary["all"]["frames_skipped"] or stopped else 0

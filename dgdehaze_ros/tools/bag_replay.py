@@ -338,7 +338,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     stop(process, signal.SIGTERM)
             if not evaluation.records:
                 if evaluation.stopped:
-                    raise NodeReplayError(f"the node answered none of the frames: {evaluation.stopped}"
+                    raise NodeReplayError(f"no frame was evaluated: {evaluation.stopped}"
                                           f"{_log_tail(log_path)}")
                 raise ImageError(f"the node answered none of the {count} frames of {image_topic!r}")
             write_report(evaluation, tmp)
@@ -416,8 +416,8 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
         try:
             frames, stopped = send_paced(
                 window_frames(source, evaluation, replay.info_pub is not None), evaluation.image_topic, count, rate,
-                lambda connection, raw: _publish(replay, connection, raw), replay.spin, replay.gone, spool, timeout,
-                progress)
+                lambda connection, raw: _publish(replay, connection, raw), replay.spin,
+                lambda: replay.gone() or spool.room_problem(), spool, timeout, progress)
         finally:
             replay.recorder.sink = None
     if stopped:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Mapping
 from rosbags.interfaces import Connection
 from tqdm import tqdm
 
+from dgdehaze_core.bags.disk_room import room_problem
 from dgdehaze_core.bags.io import BagSource
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.bags.writer import BagWriter
@@ -69,12 +70,19 @@ class OutputSpool:
         """(output, arrival ns) -> the index of the frame it answers."""
         self.last_arrival = math.nan
         """perf_counter() of the last output spooled."""
+        self.bytes = 0
+        """The size of the outputs spooled so far."""
 
     def __enter__(self) -> OutputSpool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._writer.close()
+
+    def room_problem(self) -> str:
+        """Why the spool must stop growing ("" while it need not): its disk would have no room left for an output
+        bag holding what it spooled so far (`disk_room`)."""
+        return room_problem(self.path, keep=self.bytes)
 
     def sent(self, frame: SentFrame) -> None:
         """`frame` went out: outputs with its stamp answer it from now on."""
@@ -91,6 +99,7 @@ class OutputSpool:
         if frame is None:
             return
         self._writer.write_raw(f"/{name}", self.types[name], arrival, bytes(raw))
+        self.bytes += len(raw)
         self.tags[(name, arrival)] = frame.index
         frame.answered += 1
         self.last_arrival = arrival / 1e9
@@ -102,8 +111,9 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
                progress: bool = True) -> tuple[list[SentFrame], str]:
     """Publish the first `count` frames of `messages` on `image_topic` (and every other message handed in, e.g. the
     camera_info) at `rate` times their recorded pace, spinning `spin` for the outputs in between; then wait until
-    the last frame sent is answered and no output came for QUIET_S, at most `timeout` s. `gone` says why the node
-    can no longer answer ("" while it can), asked before each frame: sending stops there. `publish` raises
+    the last frame sent is answered and no output came for QUIET_S, at most `timeout` s. `gone` says why sending
+    must stop ("" while it need not: the node can still answer, the spool's disk has room), asked before each frame
+    and while waiting: sending stops there. `publish` raises
     ValueError for a message that is none (bytes that do not deserialize): it is not sent.
 
     Returns every frame up to the last one handed over, sent or not (a frame that is no message is not), in the

@@ -1,0 +1,51 @@
+"""Room on the disk a bag evaluation writes to: the evaluation stops early, with a report of the frames it did,
+rather than fill the disk.
+
+An output bag grows by the frame, by megabytes where it holds raw images (the demo drive's 62 frames: 217 MB), and
+node replay at the recorded rate first spools the node's raw outputs beside it. Its output is made in a temporary
+folder that is moved in place only once complete, so a write that failed for want of room ended an hour's run with
+nothing written. Each evaluation loop now asks `room_problem` before each frame.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+RESERVE_BYTES = 1 << 30
+"""Free space an evaluation leaves on its disk for what it writes after its last frame (the output bag's index,
+the report and its figures) and for the machine's other work."""
+
+
+def _existing(folder: Path) -> Path:
+    """`folder`, or its nearest parent that exists."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes, for an unprivileged writer, on the file system holding `folder`."""
+    return shutil.disk_usage(_existing(folder)).free
+
+
+def mount_point(folder: Path) -> Path:
+    """The mount point of the file system holding `folder`: how a user names the disk (the evaluation writes in a
+    temporary folder beside its output folder)."""
+    folder = _existing(folder)
+    while not os.path.ismount(folder) and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def room_problem(folder: Path, keep: int = 0) -> str:
+    """Why writing on under `folder` must stop ("" while it need not): its disk has less free than RESERVE_BYTES
+    plus `keep` bytes still to be written after this point (a spool's content copied into the output bag)."""
+    free = free_bytes(folder)
+    needed = RESERVE_BYTES + keep
+    if free >= needed:
+        return ""
+    return (f"the disk mounted at {mount_point(folder)} has {free / 2**20:.0f} MiB free, under the "
+            f"{needed / 2**20:.0f} MiB kept for the rest of the output (--duration or --max-frames shortens the run, "
+            "--output-images compressed or none shrinks its bag, or give an output folder on a larger disk)")
