@@ -34,8 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, check_output_folder, evaluate_bag
-from dgdehaze_core.bags.io import pick_camera_info_topic, pick_image_topic
-from dgdehaze_core.bags.records import BagEvaluation
+from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_text
 from dgdehaze_core.io.images import SAMPLE_BITS
@@ -132,7 +131,9 @@ def evaluate_job(job: BagJob) -> BagOutcome:
                       max_frames=job.max_frames, storage=job.storage, input_bits=job.input_bits,
                       image_transport=job.image_transport, start=job.start, duration=job.duration, progress=False)
         if job.node is not None:
-            evaluation = _replay_through_node(job, topic, mounting is not None, common)
+            from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
+
+            evaluation = ros_mode(BAG_REPLAY)(job.input_bag, topic, job.out_dir, **job.node, **common)
         else:
             evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, default_method=job.default_method,
                                       output_prefix=job.output_prefix, mounting=mounting, **common)
@@ -143,16 +144,6 @@ def evaluate_job(job: BagJob) -> BagOutcome:
     seconds = time.perf_counter() - began
     return BagOutcome(job.input_bag, job.out_dir, True, seconds, figures=bag_figures(evaluation.summary()),
                       frames_per_second_of_wall_time=len(evaluation.records) / seconds, stopped=evaluation.stopped)
-
-
-def _replay_through_node(job: BagJob, topic: str, mounting: bool, common: dict[str, Any]) -> BagEvaluation:
-    """The bag through the node (`replay_bag`), which gets the bag's camera_info as a single bag's replay does (its
-    only CameraInfo topic with messages unless the job names one; required with a mounting)."""
-    from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
-
-    if not common["camera_info_topic"]:
-        common = {**common, "camera_info_topic": pick_camera_info_topic(Path(job.input_bag), required=mounting)}
-    return ros_mode(BAG_REPLAY)(job.input_bag, topic, job.out_dir, **job.node, **common)
 
 
 def one_line(exc: BaseException) -> str:

@@ -428,9 +428,3 @@ def pick_image_topic(bag: Path) -> str:
     never published, is left out); a clear error when there are none or several."""
     with BagSource(bag, as_ros2=False) as source:
         return source.only_topic(FRAME_TYPES, "image", "--image-topic", with_messages=True)
-
-
-def pick_camera_info_topic(bag: Path, required: bool = True) -> str | None:
-    """`BagSource.camera_info_for_frames` of the bag at `bag`."""
-    with BagSource(bag, as_ros2=False) as source:
-        return source.camera_info_for_frames(required)

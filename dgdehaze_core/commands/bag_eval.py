@@ -21,7 +21,7 @@ from typing import Any
 
 from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
-from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_camera_info_topic, pick_image_topic
+from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_image_topic
 from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
 from dgdehaze_core.bags.records import BagEvaluation
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
@@ -143,8 +143,6 @@ def run(args: argparse.Namespace) -> int:
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
     image_topic = args.image_topic or pick_image_topic(bag)
-    if args.node and not args.camera_info_topic:  # the node gets the bag's camera_info; offline, evaluate_bag picks it
-        args.camera_info_topic = pick_camera_info_topic(bag, required=mounting is not None)
     detector = None
     if not args.no_detection:
         try:
@@ -203,11 +201,11 @@ def node_detector_params(args: argparse.Namespace) -> list[str]:
 
 def node_settings(args: argparse.Namespace) -> dict[str, Any] | None:
     """`replay_bag`'s own settings from the options (--node-param already holds the detector's and the mounting's
-    parameters); None without --node."""
+    parameters; `mounted` says there is a mounting); None without --node."""
     if not args.node:
         return None
     return {"node_name": args.node_name, "attach": args.attach, "timeout": args.timeout,
-            "node_params": list(args.node_param), "rate": args.rate}
+            "node_params": list(args.node_param), "rate": args.rate, "mounted": mounting_of(args) is not None}
 
 
 def run_fleet_of(args: argparse.Namespace) -> int:

@@ -268,12 +268,15 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                max_frames: int | None = None, storage: str | None = None, node_name: str = "dgdehaze",
                attach: bool = False, timeout: float = 10.0, node_params: Sequence[str] = (),
                input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
-               duration: float | None = None, rate: float | None = None, progress: bool = True) -> BagEvaluation:
+               duration: float | None = None, rate: float | None = None, mounted: bool = False,
+               progress: bool = True) -> BagEvaluation:
     """Send the bag's frames through the node and write OUT (bag, report, summary) atomically; the node's images go
     into the output bag as it sends them, or compressed (`image_transport`, as `evaluation.evaluate_bag`'s). start,
     duration: the part of the bag sent and copied, as `evaluation.evaluate_bag`'s. rate: None sends in lockstep
     (every frame answered); R sends at R times the recorded pace (`paced_replay`), and the frames the node drops
-    are counted, not evaluated.
+    are counted, not evaluated. camera_info_topic: the CameraInfo topic sent to the node with the frames; without
+    one, the bag's only CameraInfo topic with messages (`BagSource.camera_info_for_frames`), required where the
+    node has a camera mounting (`mounted`: its camera_height in `node_params`), as offline.
 
     `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
     the dehazed frames. Raises BagError for a bad bag before anything starts, NodeReplayError when the node cannot
@@ -289,6 +292,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         source.check_output_namespace(f"/{node_name}", "give the node another name (--node-name)")
         source.check_copyable()
         window = time_window_notes(source, start, duration)
+        if not camera_info_topic:
+            camera_info_topic = source.camera_info_for_frames(required=mounted)
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
