@@ -27,6 +27,7 @@ from dgdehaze_core.inference.backends import (BACKENDS, OUTPUT_NAMES, BackendUna
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir,
                                                          default_keep_days, mark_folder_used,
                                                          remove_unused_folders)
+from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
 
 if TYPE_CHECKING:
     from dgdehaze_core.models import DGDehazeNet
@@ -240,10 +241,10 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
             trt_options = ort_tensorrt_options(onnx_file, half, cache_dir)
             providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name for name in providers]
         return OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
-    from dgdehaze_core.inference.backends.tensorrt_backend import (ShapeProfile, TensorRTBackend, _onnx_stride,
-                                                                   onnx_input_dims)
+    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, TensorRTBackend, onnx_input_dims
 
     width, height = camera_size
-    profile = ShapeProfile.for_camera(height, width, _onnx_stride(onnx_file)).fitted(onnx_input_dims(onnx_file))
+    stride = checked_dgdehaze_export(onnx_file).stride
+    profile = ShapeProfile.for_camera(height, width, stride).fitted(onnx_input_dims(onnx_file))
     return TensorRTBackend(onnx_file, profile, precision="fp16" if half else "fp32", cache_dir=cache_dir,
                            device=choice.device)
