@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from rclpy.parameter import Parameter
 
-from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
+from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.frame_chain import detection_schedule
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
@@ -204,7 +204,15 @@ class ModelReloads:
                     self._loader_ended.notify_all()
                     return
                 self._pending_reloads.clear()
-            self._reload(pending, settings, generation)
+            try:
+                self._reload(pending, settings, generation)
+            except Exception as exc:  # else the thread ends with `_loader` set, and no later change ever loads
+                self.get_logger().error(f"reloading {', '.join(sorted(pending))} failed unexpectedly: {exc!r}")
+                with self._lock:
+                    if not self._stale(generation):
+                        for component in pending:
+                            self._reload_problems[component] = self._unsent_problems[component] = \
+                                f"{component} reload failed, kept the previous one: {exc!r}"
 
     def _reload(self, pending: set[str], settings: NodeSettings, generation: int) -> None:
         if "pipeline" in pending:
@@ -226,7 +234,7 @@ class ModelReloads:
         if "detector" in pending and settings["detection_enabled"] and self._detector_stale(settings):
             try:
                 detector = self._load_detector(settings)
-            except (DetectorUnavailable, ValueError) as exc:
+            except Exception as exc:  # a refused file, a runtime's own error (onnxruntime raises RuntimeError)
                 if self._detector is None:
                     self._detection_off(exc, generation)
                 else:

@@ -361,11 +361,20 @@ class DehazeNode(ModelReloads, LifecycleNode):
 
     # ---- parameters ------------------------------------------------------------------------------------------
     def _on_set_parameters(self, parameters: Sequence[Parameter]) -> SetParametersResult:
+        """Check a change and apply it (the models it needs load in the background). A refusal leaves every
+        parameter as it was; no value, whatever it is, raises out of here, where it would end the node."""
+        deleted = [p.name for p in parameters if p.name in SPEC_BY_NAME and p.type_ == Parameter.Type.NOT_SET]
+        if deleted:  # rclpy would undeclare them, and every later read of the settings would fail
+            return SetParametersResult(successful=False, reason=f"{', '.join(deleted)} cannot be deleted: set a value "
+                                                                "instead (classes: [] for every class)")
         changes = {p.name: p.value for p in parameters if p.name in SPEC_BY_NAME}
         try:
             settings = read_settings(self, changes)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        except Exception as exc:  # a check that failed in a way it does not expect refuses the change, said in full
+            self.get_logger().error(f"refused {sorted(changes)}: checking them failed: {exc!r}")
+            return SetParametersResult(successful=False, reason=f"checking the value failed: {exc!r}")
         reverting = hasattr(self._reverting, "generation")
         with self._lock:
             if reverting and self._stale(self._reverting.generation):  # checked and applied under the one lock

@@ -199,7 +199,11 @@ def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:
         return f"{name}: {value!r} cannot be found ({exc})"
     if path.suffix.lower() not in suffixes:
         return f"{name} must be a {' / '.join(suffixes)} file, got {value!r}"
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name too long for the file system, a folder this process may not enter
+        return f"{name}: {value!r} cannot be read ({exc.strerror or exc})"
+    if not found:
         return f"{name}: no such file {value!r} (nothing is downloaded; give a local file)"
     return None
 

@@ -189,6 +189,47 @@ def test_a_detector_that_cannot_load_at_configure_leaves_the_dehazer_running_and
         broken.destroy_node()
 
 
+def test_a_parameter_rclpy_would_delete_or_a_path_the_system_cannot_check_is_refused_and_the_node_runs_on(
+        node: DehazeNode, probe: Probe) -> None:
+    """`ros2 param delete /dgdehaze classes` sends a value of no type: rclpy undeclared `classes`, after which
+    every change and every configure failed. A weights path whose check raised (a name too long for the file
+    system, a folder the node may not enter) raised out of the callback and ended the node."""
+    (result,) = node.set_parameters([Parameter("classes")])
+    assert not result.successful and "classes cannot be deleted: set a value instead" in result.reason, result.reason
+    assert node.has_parameter("classes")
+    set_ok(node, threshold=node.get_parameter("threshold").value)  # later changes still go through
+    too_long = "/tmp/" + "x" * 300 + ".onnx"
+    for name in ("weights", "detector_weights"):
+        (result,) = node.set_parameters([Parameter(name, value=too_long)])
+        assert not result.successful and "cannot be read (File name too long)" in result.reason, result.reason
+    out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(25)),
+                        ("image_dehazed",))
+    assert out["image_dehazed"].header.stamp == stamped_header(25).stamp
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
+def test_a_detector_load_that_fails_with_a_runtimes_own_error_is_put_back_and_later_loads_still_run(
+        session: RosSession) -> None:
+    """onnxruntime and CUDA raise RuntimeError. The loader caught only the detector's own errors: a RuntimeError
+    ended its thread with the node still holding it, and no later change ever loaded, without a word."""
+    loaded = create_node({"model": "dcp", "detection_enabled": False}, name="runtimeerror", context=session.context)
+    try:
+        def cuda_failure(settings: NodeSettings) -> None:
+            raise RuntimeError("CUDA failure 700: an illegal memory access was encountered")
+
+        loaded._load_detector = cuda_failure
+        set_ok(loaded, detection_enabled=True)
+        assert wait_until(lambda: loaded._loader is None and not loaded.get_parameter("detection_enabled").value,
+                          30.0), "the failed load was neither put back nor ended"
+        assert "CUDA failure 700" in loaded._reload_problems["detector"]
+        del loaded._load_detector
+        set_ok(loaded, detection_enabled=True)
+        assert wait_until(lambda: loaded._detector is not None and not loaded._reload_problems, 60.0)
+    finally:
+        loaded.destroy_node()
+
+
 class _ChangedWhileConfiguring(DehazeNode):
     """A user's parameter changes arrive while configure loads the pipeline (a slow export or engine build)."""
 
