@@ -95,6 +95,18 @@ def test_fog_that_hides_the_road_reads_the_most_its_visibility_can_be_not_no_fog
     assert whiteout.at_most and whiteout.visibility < 15.0
 
 
+def test_fog_closing_in_reads_the_frames_own_bound_at_once_not_a_bound_smoothed_with_the_thinner_fog_before() -> None:
+    """A road in thin fog, then a frame a thirtieth of a second later where the fog hides it: the smoothed beta
+    still held the thin fog, so the "at most" visibility read 448 m, above `max_range` (sensor_msgs/Range readers
+    drop such a value), where the frame itself says at most about 7 m."""
+    estimator = VisibilityEstimator(MOUNT, time_constant=1.0, max_visibility=200.0)
+    assert estimator.update(road_scene(KOSCHMIEDER / 150.0)[0], CAMERA, 0.0).visibility == pytest.approx(150.0, 0.01)
+    whiteout = np.full(SHAPE, T_MIN, np.float32)
+    reading = estimator.update(whiteout, CAMERA, 1.0 / 30.0)
+    alone = VisibilityEstimator(MOUNT, time_constant=1.0, max_visibility=200.0).update(whiteout, CAMERA, 0.0)
+    assert reading.at_most and reading.visibility == pytest.approx(alone.visibility) and alone.visibility < 15.0
+
+
 def test_a_clear_frame_has_no_visibility_rather_than_a_huge_one():
     estimator = VisibilityEstimator(MOUNT, time_constant=0.0, max_visibility=1000.0)
     for t in (np.ones(SHAPE, np.float32), road_scene(KOSCHMIEDER / 5000.0)[0]):

@@ -409,8 +409,10 @@ class VisibilityEstimator:
         if no_road:
             measurement = dataclasses.replace(measurement, reason=no_road)
         beta = self._smooth(measurement.beta, stamp)
-        # fog that hides the road is dense whatever its bound says: max_visibility is for telling thin fog from none
-        visibility = KOSCHMIEDER / beta if measurement.bound else visibility_of(beta, self.max_visibility)
+        # fog that hides the road is dense whatever its bound says: max_visibility is for telling thin fog from none.
+        # The frame's own bound is the tighter one where the smoothed beta still carries thinner fog from before
+        visibility = (KOSCHMIEDER / max(beta, measurement.beta) if measurement.bound
+                      else visibility_of(beta, self.max_visibility))
         reason = ""
         if math.isnan(beta):
             reason = measurement.reason or "no recent road measurement"
