@@ -46,21 +46,23 @@ class FogMeasurement:
 
     def estimator_for_frame(self, frame_id: str) -> VisibilityEstimator | None:
         """The estimator for this frame: the parameters' mounting, or TF's for its frame (None, said once with
-        TF's reason, while TF has no transform)."""
-        if self.tf is None or self._settings is None:
-            return self.estimator
+        TF's reason, while TF has no transform). Runs on the frame worker while a parameter change may `restart` on
+        the executor: it reads each attribute once."""
+        tf, settings, estimator = self.tf, self._settings, self.estimator
+        if tf is None or settings is None:
+            return estimator
         try:
-            mounting = self._settings.mounting_at(*self.tf.height_and_pitch(frame_id))
+            mounting = settings.mounting_at(*tf.height_and_pitch(frame_id))
         except (MountingUnavailable, ValueError) as exc:
             self._say_once(f"no ~/visibility, ~/depth or detection distances until TF gives the camera's mounting: "
                            f"{exc}")
-            self._waiting = f"off: no transform from base_frame {self.tf.base_frame} to {frame_id!r}: {exc}"
+            self._waiting = f"off: no transform from base_frame {tf.base_frame} to {frame_id!r}: {exc}"
             return None
-        if self.estimator is None:
-            self.estimator = estimator_for(self._settings, mounting)
+        if estimator is None:
+            estimator = self.estimator = estimator_for(settings, mounting)
         else:
-            self.estimator.remount(mounting)
-        return self.estimator
+            estimator.remount(mounting)
+        return estimator
 
     def measure(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None,
                 header: Header) -> VisibilityReading | None:

@@ -208,7 +208,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         else:
             self.get_logger().warning("vision_msgs is not installed: no ~/detections and no ~/haze_density "
                                       "(install ros-<distro>-vision-msgs, or run tools/build_vision_msgs.sh)")
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10,
+                                                      qos_overriding_options=OVERRIDABLE)
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # reports go on while a replayed /clock pauses
         self._diagnostics_timer = self.create_timer(self._settings["diagnostics_period"], self._publish_diagnostics,
                                                     clock=steady)

@@ -717,7 +717,8 @@ def test_qos_overrides_apply_and_the_compressed_input_follows_the_image_remap(se
 
     node = create_node({"model": "dcp", "detection_enabled": False, "input_transport": "compressed",
                         "qos_overrides./front/image_raw/compressed.subscription.reliability": "best_effort",
-                        "qos_overrides./qos_dgdehaze/image_dehazed.publisher.reliability": "best_effort"},
+                        "qos_overrides./qos_dgdehaze/image_dehazed.publisher.reliability": "best_effort",
+                        "qos_overrides./diagnostics.publisher.depth": 50},
                        name="qos_dgdehaze", remappings={"image": "/front/image_raw"}, context=session.context)
     session.add(node)
     try:  # image_transport's naming: the compressed topic of the remapped image, not /image/compressed
@@ -732,6 +733,7 @@ def test_qos_overrides_apply_and_the_compressed_input_follows_the_image_remap(se
         assert dehazed.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
         assert depth.qos_profile.reliability == ReliabilityPolicy.RELIABLE
         assert node.get_parameter("qos_overrides./qos_dgdehaze/depth_relative.publisher.depth").value == 5
+        assert node.get_parameter("qos_overrides./diagnostics.publisher.depth").value == 50, "/diagnostics too"
     finally:
         session.remove(node)
 
