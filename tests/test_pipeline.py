@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from dgdehaze_core.inference.dehaze_result import DehazeResult
-from dgdehaze_core.inference.pipeline import (load_pipeline, pad_to_stride, pipeline_from_model, refine_transmission,
-                                             resolve_working_size)
+from dgdehaze_core.inference.backends.torch_backend import TorchBackend
+from dgdehaze_core.inference.pipeline import (NetworkPipeline, load_pipeline, pad_to_stride, pipeline_from_model,
+                                              refine_transmission, resolve_working_size, within_max_size)
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
 from dgdehaze_core.physics.scattering import invert_scattering, synthesize_haze
@@ -99,6 +100,42 @@ def test_a_working_size_of_one_side_stays_within_8k_pixels(lite_model) -> None:
     assert resolve_working_size((7680, 4320), 640, 540) == (7680, 4320)
     with pytest.raises(ValueError, match="more pixels than 7680x4320"):
         pipeline_from_model(lite_model, working_size=(8000, 4320))
+
+
+class _Profiled:
+    """A network runtime that refuses inputs beyond a largest size, as a TensorRT engine's profile does
+    (`TensorRTBackend.run`: "outside the engine's profile"); the network itself runs on torch."""
+
+    def __init__(self, runtime: TorchBackend, max_size: tuple[int, int]) -> None:
+        self.runtime, self.max_size = runtime, max_size
+        self.name, self.stride, self.outputs = "tensorrt", runtime.stride, runtime.outputs
+        self.fixed_size = self.max_batch = None
+        self.shapes: list[tuple[int, ...]] = []
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        assert batch.shape[2] <= self.max_size[0] and batch.shape[3] <= self.max_size[1], "outside the profile"
+        self.shapes.append(batch.shape)
+        return self.runtime.run(batch)
+
+
+def test_a_frame_larger_than_the_runtimes_largest_input_runs_shrunk_to_fit_and_comes_back_at_its_size(
+        lite_model, hazy_frame: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+    """Without a working size, a TensorRT engine is built for VGA and takes at most 1920x1088: each frame of a
+    1920x1200 or 4K camera failed ("outside the engine's profile") where torch and ONNX Runtime ran it. Such a frame
+    now runs at the largest size that fits, its aspect ratio kept, said once; a frame that fits runs as it is."""
+    runtime = _Profiled(TorchBackend(lite_model), (160, 224))
+    pipeline = NetworkPipeline(runtime, "lite")
+    large = cv2.resize(hazy_frame, (400, 300), interpolation=cv2.INTER_AREA)
+    for _ in range(2):
+        check_result(pipeline(large), 300, 400)
+    assert runtime.shapes[-1] == (1, 3, 160, 224), "213x160 (4:3 within 224x160) padded to the stride"
+    assert within_max_size((400, 300), (160, 224), 32) == (213, 160)
+    np.testing.assert_array_equal(pipeline(large).image, pipeline_from_model(lite_model, working_size=(213, 160))(
+        large).image)
+    assert caplog.text.count("400x300 frames run at 213x160, the most this tensorrt network takes") == 1
+    check_result(pipeline(hazy_frame[:150, :200]), 150, 200)
+    assert runtime.shapes[-1] == (1, 3, 160, 224), "a frame that fits, padded as always"
+    assert within_max_size((200, 150), (160, 224), 32) == (200, 150) and within_max_size((5, 3), None, 32) == (5, 3)
 
 
 def test_process_batch_equals_frame_by_frame(lite_model, shared_data: Path) -> None:

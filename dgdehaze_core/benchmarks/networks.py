@@ -162,6 +162,7 @@ class TimedRuntime:
         self.stride = runtime.stride
         self.outputs = runtime.outputs
         self.fixed_size = runtime.fixed_size
+        self.max_size = runtime.max_size
         self.max_batch = runtime.max_batch
         self.seconds: list[float] = []
 

@@ -160,6 +160,18 @@ def _fixed_working_size(backend: InferenceBackend, working_size: tuple[int, int]
     return working_size
 
 
+def within_max_size(work: tuple[int, int], max_size: tuple[int, int] | None, stride: int) -> tuple[int, int]:
+    """The (w, h) `work` runs at on a runtime whose largest input is `max_size` ((height, width), multiples of
+    `stride`; None: any): as it is where it fits once padded to the stride, else shrunk, keeping its aspect ratio,
+    to fit."""
+    width, height = work
+    if max_size is None or (round_up_to_stride(height, stride) <= max_size[0]
+                            and round_up_to_stride(width, stride) <= max_size[1]):
+        return work
+    scale = min(max_size[0] / height, max_size[1] / width)
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
 def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarray:
     """The network's transmission (any resolution) filtered by a guided filter on `frame`'s gray image, at the
     frame's size: edges follow the image, and the network's pixel-scale noise, which a detector reads as texture,
@@ -228,6 +240,8 @@ class NetworkPipeline:
                              "needs them; use output decoder or auto")
         self._dark_channel = None if self.scattering else DarkChannelDehazer()
         self._inverter = FrameInverter(max_detail_gain, BASE_RADIUS, BASE_EPS, inversion_workers)
+        self._shrunk: set[tuple[int, int]] = set()
+        """Frame sizes already said to be too large for the runtime (said once each)."""
 
     @property
     def weights_summary(self) -> str:
@@ -263,7 +277,14 @@ class NetworkPipeline:
 
     def _run_same_size(self, frames: list[np.ndarray]) -> list[DehazeResult]:
         height, width = frames[0].shape[:2]
-        work_w, work_h = resolve_working_size(self.working_size, width, height)
+        wanted = resolve_working_size(self.working_size, width, height)
+        work_w, work_h = within_max_size(wanted, self.runtime.max_size, self.stride)
+        if (work_w, work_h) != wanted and (width, height) not in self._shrunk:
+            self._shrunk.add((width, height))
+            LOG.warning("%dx%d frames run at %dx%d, the most this %s network takes (its engine's profile: at most "
+                        "%dx%d), and the outputs are restored at the frame's size: a working size of the camera's "
+                        "builds the engine for it", width, height, work_w, work_h, self.backend,
+                        self.runtime.max_size[1], self.runtime.max_size[0])
         resized = (work_w, work_h) != (width, height)
         outputs = self.runtime.run(network_batch(frames, (work_w, work_h), self.stride))
         mode = ("physics" if self.scattering else "decoder") if self.output == "auto" else self.output

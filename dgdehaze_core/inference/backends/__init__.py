@@ -76,6 +76,9 @@ class InferenceBackend(Protocol):
     """What `run` returns: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only network."""
     fixed_size: tuple[int, int] | None
     """(height, width) of the only input size a fixed-size export or engine takes; None: any multiple of stride."""
+    max_size: tuple[int, int] | None
+    """(height, width), multiples of the stride, of the largest input it takes (a TensorRT engine's profile); None:
+    no limit."""
     max_batch: int | None
     """Most frames one `run` takes (a fixed-size export's batch, an engine profile's); None: any number."""
 

@@ -67,6 +67,7 @@ class OnnxRuntimeBackend:
         self.input_dtype = np.float16 if "float16" in graph_input.type else np.float32
         batch, _, height, width = graph_input.shape
         self.fixed_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+        self.max_size = self.fixed_size
         self.max_batch = batch if isinstance(batch, int) else None
         self.outputs = outputs_of((output.name for output in self.session.get_outputs()), path)
         self.threads = options.intra_op_num_threads

@@ -402,6 +402,7 @@ class TensorRTBackend:
         self.engine, self.engine_path = engine, engine_path
         fixed = self.profile.min[2:] == self.profile.max[2:]
         self.fixed_size = (self.profile.min[2], self.profile.min[3]) if fixed else None
+        self.max_size = (self.profile.max[2], self.profile.max[3])
         self.max_batch = self.profile.max[0]
         with torch.cuda.device(self.device):
             self.context = self.engine.create_execution_context()

@@ -26,7 +26,7 @@ class TorchBackend:
         self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.stride = model.stride
-        self.fixed_size = None
+        self.fixed_size = self.max_size = None
         self.max_batch = None
         LOG.info("torch backend: %s model on %s, %s", model.config_name, self.device,
                  "fp16" if half else "fp32")
