@@ -14,6 +14,7 @@ import torch
 
 from dgdehaze_core.inference.backends import BackendUnavailable
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, check_artifact, sidecar_path
+from dgdehaze_core.inference.export.to_onnx import export_code_digest
 from dgdehaze_core.inference.backends.selection import choose_backend, create_backend
 from dgdehaze_core.inference.pipeline import network_batch
 from dgdehaze_core.models import build_model
@@ -432,8 +433,28 @@ def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_wa
                                           "commit": "abc1234"}
     key = json.loads(sidecar_path(recorded).read_text())["key"]
     assert key["extra"]["exported_from"] == f"mine.pt {sha256}" and "-from-" in recorded.name
+    assert key["runtime"].endswith(f"-code{export_code_digest()}"), "an upgraded network or exporter exports again"
     load_pipeline(str(checkpoint), backend="onnxruntime")
     assert list(cache.glob("*.onnx")) == [recorded], "loaded again from the cache, not exported again"
+
+
+def test_the_export_code_digest_follows_the_networks_and_the_exporters_source_and_nothing_else(
+        tmp_path: Path) -> None:
+    """The export cache outlives upgrades: one keyed on the weights, torch and opset alone ran the old graph after
+    an upgrade changed a network's forward without changing its weights (ONNX Runtime and TensorRT then disagreed
+    with torch). Its key now holds a digest of the source of the networks and the exporter."""
+    import shutil
+
+    from dgdehaze_core.inference.export.to_onnx import EXPORT_CODE, PACKAGE
+
+    for folder in EXPORT_CODE:
+        shutil.copytree(PACKAGE / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "io").mkdir()
+    (tmp_path / "io" / "images.py").write_text("# another part of the package\n")
+    assert export_code_digest.__wrapped__(tmp_path) == export_code_digest()
+    forward = tmp_path / "models" / "dghat.py"
+    forward.write_text(forward.read_text().replace("return", "return  ", 1))
+    assert export_code_digest.__wrapped__(tmp_path) != export_code_digest()
 
 
 @cpu_only

@@ -148,16 +148,18 @@ def model_digest(model: "DGDehazeNet") -> str:
 def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.PathLike[str] | None = None,
                 outputs: tuple[str, ...] = OUTPUT_NAMES, weights: Mapping[str, Any] | None = None) -> Path:
     """The model exported to ONNX (dynamic batch, height and width) with `outputs`, from the cache when these
-    exact weights were exported before by this torch version; an export takes half a minute on a 2-core CPU.
+    exact weights were exported before by this torch version and this package's network and export code
+    (`export_code_digest`); an export takes half a minute on a 2-core CPU.
     `weights`: the record of the checkpoint the model was read from (`models.load_model_and_record`), recorded in
     the export as `dgdehaze export` does and so in an engine built from it; an export of it is cached apart from
     one of the same weights without it (a model trained in memory)."""
     from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION
-    from dgdehaze_core.inference.export.to_onnx import DEFAULT_OPSET, export_onnx
+    from dgdehaze_core.inference.export.to_onnx import DEFAULT_OPSET, export_code_digest, export_onnx
 
     outputs = check_outputs(outputs)
     source = None if weights is None else dict(weights)
-    runtime = f"torch-{torch.__version__}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
+    runtime = (f"torch-{torch.__version__}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
+               f"-code{export_code_digest()}")
     extra = {"outputs": ",".join(outputs)}
     if source is not None:
         extra["exported_from"] = f"{source['path']} {source['sha256']}"

@@ -12,6 +12,8 @@ graph gets the output-preserving rewrites of `dgdehaze_core.inference.export.gra
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -35,6 +37,21 @@ MAX_DYNAMIC_SIDE = 8192
 """The largest frame side (pixels) a dynamic export takes."""
 EXPORTED_FROM = "dgdehaze_exported_from"
 """Metadata key of the weights file an export was made from (JSON: its name, sha256 and training provenance)."""
+PACKAGE = Path(__file__).resolve().parents[2]
+EXPORT_CODE = ("models", "inference/export")
+"""The folders of the package whose source makes an export's graph: the networks and the exporter."""
+
+
+@functools.cache
+def export_code_digest(package: Path = PACKAGE) -> str:
+    """12 hex digits of a SHA-256 over the source of EXPORT_CODE in `package`: part of a cached export's key
+    (`selection.cached_onnx`), so that an upgrade that changes a network's forward or the export, its weights
+    unchanged, exports again rather than running the old graph on ONNX Runtime or TensorRT."""
+    digest = hashlib.sha256()
+    for path in sorted(p for folder in EXPORT_CODE for p in (package / folder).glob("*.py")):
+        digest.update(f"{path.relative_to(package).as_posix()}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 class _TupleOutputs(torch.nn.Module):
