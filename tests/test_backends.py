@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from dgdehaze_core.inference.backends import BackendUnavailable
-from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, check_artifact, sidecar_path
+from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, check_artifact, read_trusted_for,
+                                                         sidecar_path)
 from dgdehaze_core.inference.export.to_onnx import export_code_digest
 from dgdehaze_core.inference.backends.selection import choose_backend, create_backend
 from dgdehaze_core.inference.pipeline import network_batch
@@ -263,6 +264,24 @@ def test_cache_builds_once_then_loads_and_rebuilds_when_stale(tmp_path: Path) ->
     value, same_path = cache.get_or_build(upgraded, "lite", ".engine", builds.build, builds.load)
     assert builds.calls == 2 and value == b"engine-bytes2" and same_path == path, "replaced, not piled up"
     assert check_artifact(path, key(model_sha256="cd" * 32)).startswith("stale: model_sha256")
+
+
+def test_an_artifact_replaced_by_a_build_for_another_key_after_its_check_is_not_loaded_in_its_place(
+        tmp_path: Path) -> None:
+    """Checked, then loaded: another process's build of the same name for another key (another TensorRT version,
+    another export of one name) renamed into place in between ran in its place. The TensorRT backend loads through
+    `read_trusted_for`, which takes the bytes only where the sidecar read with them holds the key asked for; a
+    refusal inside the loader makes the cache build the artifact again, under its lock."""
+    cache: EngineCache[bytes] = EngineCache(tmp_path)
+    builds = Builds()
+    _, path = cache.get_or_build(key(), "lite", ".engine", builds.build, builds.load)
+    assert read_trusted_for(path, key()) == b"engine-bytes1"
+    upgraded = key(runtime="tensorrt-10.4.0")
+    cache.build(upgraded, path, builds.build)  # the other process's build, in place since the check
+    with pytest.raises(ValueError, match="replaced by a build for another key since it was checked"):
+        read_trusted_for(path, key())
+    value, _ = cache.get_or_build(key(), "lite", ".engine", builds.build, lambda p: read_trusted_for(p, key()))
+    assert value == b"engine-bytes3" and read_trusted_for(path, key()) == value
 
 
 @pytest.mark.parametrize("damage", ["truncate", "drop_sidecar", "garble_sidecar", "foreign_bytes"])

@@ -164,6 +164,16 @@ def read_trusted(artifact: Path) -> tuple[dict[str, object], bytes]:
     return recorded, data
 
 
+def read_trusted_for(artifact: Path, key: CacheKey) -> bytes:
+    """`artifact`'s bytes, read once (`read_trusted`), when its sidecar holds `key`; ValueError otherwise. An
+    artifact checked (`check_artifact`) and then loaded could in between be replaced by another process's build of
+    the same name for another key, which would then run in its place."""
+    recorded, data = read_trusted(artifact)
+    if recorded["key"] != key.as_dict():
+        raise ValueError(f"{artifact}: replaced by a build for another key since it was checked")
+    return data
+
+
 def mark_used(artifact: Path) -> None:
     """Note that `artifact` was loaded now (its sidecar's time), so that a cache pruning what lies unused keeps it."""
     with contextlib.suppress(OSError):  # a read-only cache (a prebuilt one) stays as it is

@@ -31,7 +31,7 @@ import torch
 
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of, round_up_to_stride
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir, mark_used,
-                                                           read_trusted)
+                                                           read_trusted, read_trusted_for)
 from dgdehaze_core.inference.provenance import exported_from
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.file_digest import file_sha256
@@ -364,15 +364,16 @@ class TensorRTBackend:
         cache: EngineCache[Any] = EngineCache(cache_dir or default_cache_dir())
 
         def load(path: Path) -> Any:
-            engine = runtime.deserialize_cuda_engine(read_trusted(path)[1])  # the bytes whose hash matched
+            engine = runtime.deserialize_cuda_engine(read_trusted_for(path, key))  # bytes whose key and hash match
             if engine is None:
                 raise RuntimeError("deserialize_cuda_engine returned None")
             return engine
 
-        with torch.cuda.device(self.device):
-            table = calibration_table_of(cache.path_for(key, onnx_path.stem, ".engine"))
+        name = f"{onnx_path.stem}-{key.model_sha256[:12]}"  # two exports of one name (two cameras' folders): two
+        with torch.cuda.device(self.device):  # engines, not each rebuilding the other's at every start
+            table = calibration_table_of(cache.path_for(key, name, ".engine"))
             engine, engine_path = cache.get_or_build(
-                key, onnx_path.stem, ".engine",
+                key, name, ".engine",
                 lambda tmp: build_engine(onnx_path, tmp, profile, precision, calib, table, calib_bits), load,
                 exported_from(export.metadata))
         self._bind(trt, engine, engine_path, precision)
