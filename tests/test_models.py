@@ -204,6 +204,15 @@ def test_bad_checkpoints_and_missing_weights_give_clear_errors(tmp_path: Path) -
     torch.save({"weights": torch.zeros(1)}, foreign)
     with pytest.raises(ValueError, match="not a dgdehaze checkpoint"):
         load_model(foreign)
+    good = torch.load(shipped_weights_path("lite"), map_location="cpu", weights_only=True)
+    for change, message in (({"state_dict": [torch.zeros(1)]}, "its state_dict is not a mapping of names to tensors"),
+                            ({"state_dict": None}, "its state_dict is not a mapping"),
+                            ({"config": "huge"}, "names the model configuration 'huge', which this version does not"),
+                            ({"depth_guidance": "False"}, "its depth_guidance is 'False', not true or false")):
+        odd = tmp_path / "odd.pt"
+        torch.save({**good, **change}, odd)
+        with pytest.raises(ValueError, match=f"^{odd}: {message}|^{odd} {message}"):
+            load_model(odd)
     if not shipped_weights_path("base").exists():
         with pytest.raises(FileNotFoundError, match="dgdehaze_base.pt"):
             load_model("base")

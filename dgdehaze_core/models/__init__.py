@@ -73,8 +73,19 @@ def save_checkpoint(model: DGDehazeNet, path: str | os.PathLike[str], meta: dict
 
 
 def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
+    """`checkpoint` when it has the shape of a dgdehaze checkpoint; ValueError naming `path` and what is wrong
+    otherwise (a `depth_guidance` of "False" would have read as true, a list of weights as an AttributeError)."""
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in CHECKPOINT_KEYS):
         raise ValueError(f"{path} is not a dgdehaze checkpoint (expected keys {', '.join(CHECKPOINT_KEYS)})")
+    state = checkpoint["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"{path}: its state_dict is not a mapping of names to tensors")
+    if checkpoint["config"] not in (*MODEL_CONFIGS, PAPER):
+        raise ValueError(f"{path} names the model configuration {checkpoint['config']!r}, which this version does "
+                         f"not know (known: {', '.join(MODEL_CONFIGS)}, {PAPER})")
+    if not isinstance(checkpoint["depth_guidance"], bool):
+        raise ValueError(f"{path}: its depth_guidance is {checkpoint['depth_guidance']!r}, not true or false")
     return checkpoint
 
 
