@@ -235,6 +235,33 @@ def test_a_choosing_tool_gets_its_split_parts_photos_and_never_the_judging_ones(
         choosing_images(folder, ["nothing-*"], {"car"})
 
 
+@pytest.mark.parametrize("layout", ["JPEGImages", "images"])
+def test_judging_photos_kept_in_a_subfolder_of_photos_are_refused_as_well(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str) -> None:
+    """The guard looked for judging photos beside the labels only; in a VOC copy (JPEGImages/, Annotations/) or a
+    YOLO export (images/, labels/) of dawn-fog it found none, and judging photos chose a setting."""
+    folder = tmp_path / "detection" / "dawn-fog"
+    monkeypatch.setenv("DGDEHAZE_DATA", str(tmp_path))
+    split = load_split(DAWN_SPLIT)
+    judged, chosen = split.parts["judge"][0], split.parts["validation"][0]
+    (folder / layout).mkdir(parents=True)
+    labels = folder / ("Annotations" if layout == "JPEGImages" else "labels")
+    labels.mkdir()
+    (folder / "classes.txt").write_text("person\nbicycle\ncar\n")
+    for name in (judged, chosen):
+        cv2.imwrite(str(folder / layout / name), np.zeros((48, 64, 3), np.uint8))
+        if layout == "JPEGImages":
+            (labels / f"{Path(name).stem}.xml").write_text(
+                "<annotation><size><width>64</width><height>48</height></size><object><name>car</name><difficult>0"
+                "</difficult><bndbox><xmin>5</xmin><ymin>5</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object>"
+                "</annotation>")
+        else:
+            (labels / f"{Path(name).stem}.txt").write_text("2 0.3 0.4 0.2 0.2\n")
+    with pytest.raises(ValueError, match=f"only judge, e.g. {judged}"):
+        choosing_images(folder, [judged[:3] + "*"], {"car"})
+    assert [item.image.name for item in choosing_images(folder, [chosen], {"car"})] == [chosen]
+
+
 def test_the_real_dawn_labels_read_as_coco_classes(shared_data: Path):
     images = labelled_images(shared_data / "detection" / "dawn-fog")
     classes = {box.class_name for item in images for box in item.boxes}

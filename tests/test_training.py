@@ -31,6 +31,54 @@ def test_synthetic_haze_follows_the_scattering_model(smoke_recipe) -> None:
     assert (haze["hazy"] - batch).abs().mean() > 0.05
 
 
+def test_a_zoom_below_one_enlarges_a_smaller_window_instead_of_being_ignored(smoke_recipe) -> None:
+    """The recipe takes zoom_range from 0.25, but a window was never allowed below the crop: a zoom of 0.5 gave the
+    same unmagnified crops as 1.0. Enlarged twice, a crop's neighbouring pixels differ far less."""
+    def roughness(zoom: float) -> float:
+        crops = RandomCrops(smoke_recipe.clear, 64, 160, (zoom, zoom), 0, "clear")
+        return float(np.mean([crops[i][:, :, 1:].sub(crops[i][:, :, :-1]).abs().mean() for i in range(12)]))
+
+    assert roughness(0.5) < 0.7 * roughness(1.0)
+
+
+def test_validation_pairs_that_only_judge_are_refused_as_training_images_are(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training images were checked against the judging sets, validation pairs not, though they choose best.pt:
+    here a paired copy inside kitti-tiny, the depth figures' unseen drive, reached by a plain folder path."""
+    import cv2
+
+    from dgdehaze_core.datasets.splits import SplitError
+    from dgdehaze_core.training.datasets import validation_pairs
+    from dgdehaze_core.training.recipe import ImageSource
+
+    monkeypatch.setenv("DGDEHAZE_DATA", str(tmp_path))
+    folder = tmp_path / "depth" / "kitti-tiny" / "paired"
+    for kind, value in (("hazy", 200), ("clear", 100)):
+        (folder / kind).mkdir(parents=True)
+        cv2.imwrite(str(folder / kind / "0001.png"), np.full((8, 8, 3), value, np.uint8))
+    with pytest.raises(SplitError, match="validation pairs: 2 file.s. that only judge .*kitti-tiny only judges"):
+        validation_pairs([ImageSource(path=folder)])
+    monkeypatch.setenv("DGDEHAZE_DATA", str(tmp_path / "elsewhere"))
+    assert [pair.name for pair in validation_pairs([ImageSource(path=folder)])] == ["0001"]
+
+
+def test_validation_time_is_left_out_of_the_training_time(smoke_recipe, tmp_path: Path) -> None:
+    """train.csv's `seconds` and the weights' train_seconds counted the validations in (the depth trainer left them
+    out, as StepTally.pause_done says). A validation slowed by 2 s no longer shows between two steps."""
+    import csv
+    import time
+
+    class SlowValidation(Trainer):
+        def _validate(self, *args, **kwargs):
+            time.sleep(2.0)
+            return super()._validate(*args, **kwargs)
+
+    SlowValidation(smoke_recipe, tmp_path / "run", device="cpu").train(progress=False)
+    with open(tmp_path / "run" / "train.csv") as rows:
+        seconds = {int(row["iteration"]): float(row["seconds"]) for row in csv.DictReader(rows)}
+    assert smoke_recipe.val_every == 3 and seconds[4] - seconds[3] < 1.5, seconds
+
+
 def test_dcp_teacher_tracks_the_true_transmission(middlebury_scene) -> None:
     image, depth = middlebury_scene
     valid = np.isfinite(depth)

@@ -35,7 +35,7 @@ from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.evaluation import NotApplicable
-from dgdehaze_core.evaluation.labelled_sets import labelled_images
+from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
 from dgdehaze_core.io.images import ReadImage, list_images, read_image
@@ -230,7 +230,9 @@ def choosing_images(folder: Path, parts: Sequence[str], classes: Collection[str]
     def chosen(name: str) -> bool:
         return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
 
-    judged = judging_files([path for path in list_images(folder) if chosen(path.name)])
+    layout = labelled_layout(folder)  # the photos may lie below it: JPEGImages/ (VOC), images/ (COCO, YOLO)
+    photos = layout.photos if layout is not None else folder
+    judged = judging_files([path for path in list_images(photos) if chosen(path.name)])
     if judged:
         first, reason = next(iter(judged.items()))
         raise ValueError(f"the judging photos do not choose settings: {len(judged)} of those {' '.join(parts)} "

@@ -158,7 +158,8 @@ class RandomCrops(Dataset):
     """Square crops of `crop` pixels from unpaired images, as 3xHxW float RGB tensors in [0, 1].
 
     Each crop covers a window of `crop * zoom` pixels (zoom drawn from `zoom_range`, bounded by the image), resized
-    to `crop`, so the network sees the scene at several scales; crops are flipped left-right at random.
+    to `crop`, so the network sees the scene at several scales (a zoom below 1 enlarges a smaller window); crops
+    are flipped left-right at random.
 
     With `depth_of`, each image's depth is computed once on the whole image (a depth network sees the field of view
     it learned on, not a zoomed crop) and crops are 4xHxW: RGB and the same window of that depth, NaN for the
@@ -204,7 +205,7 @@ class RandomCrops(Dataset):
         image = self.images[chosen]
         height, width = image.shape[:2]
         window = int(round(self.crop * rng.uniform(*self.zoom_range)))
-        window = max(self.crop if min(height, width) >= self.crop else 1, min(window, height, width))
+        window = max(1, min(window, height, width))
         top = int(rng.integers(0, height - window + 1))
         left = int(rng.integers(0, width - window + 1))
         planes = [image[top:top + window, left:left + window]]
@@ -242,7 +243,8 @@ class ValidationPair:
 
 def validation_pairs(sources: Sequence[ImageSource]) -> list[Pair]:
     """Every pair of the validation folders, paired as `datasets.paired_sets.find_pairs` does; `include` filters the
-    hazy names."""
+    hazy names. SplitError when an image of a pair only judges (`splits.judging_files`): validation chooses the
+    weights kept (best.pt), as the training images shape them."""
     pairs: list[Pair] = []
     for source in sources:
         found = find_pairs(source.path)
@@ -251,6 +253,7 @@ def validation_pairs(sources: Sequence[ImageSource]) -> list[Pair]:
             if not found:
                 raise ImageError(f"no hazy images matching {list(source.include)} in {source.path}")
         pairs.extend(found)
+    refuse_judging_files(sorted({path for pair in pairs for path in (pair.hazy, pair.clear)}), "validation pairs")
     return pairs
 
 

@@ -463,6 +463,7 @@ class Trainer:
                                 board.add_scalar(f"train/{name}", value, self.iteration)
                     if validation and (self.iteration % recipe.val_every == 0 or done):
                         self._validate(validation, val_log, board)
+                        tally.pause_done()
                     if self.iteration % recipe.checkpoint_every == 0 or done:
                         self._checkpoint(logs)
                     if not done:
