@@ -236,6 +236,26 @@ def test_a_disk_running_short_of_room_stops_the_evaluation_with_a_report_of_the_
     assert not (tmp_path / "none").exists() and not leftovers(tmp_path)
 
 
+def test_a_fleet_run_again_keeps_a_bags_folder_that_holds_the_users_own_files(tmp_path: Path) -> None:
+    """A bag whose earlier output also holds a file of the user's fails (replacing the folder would delete it), and
+    the fleet then removed that earlier output, the user's file with it, as it removes a failed bag's stale report."""
+    for name in ("drive1", "drive2"):
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(2), "bgr8")
+    fleet = ["bag-eval", str(tmp_path / "drive1"), str(tmp_path / "drive2"), "--out", str(tmp_path / "fleet"),
+             "--workers", "1", "--method", "dcp", "--no-detection", "--image-topic", "/cam/image_raw", "--no-progress"]
+    assert main(fleet) == 0
+    notes = tmp_path / "fleet" / "drive1" / "my_notes.txt"
+    notes.write_text("the fog lifted at 14:02")
+    assert main(fleet) == 1, "drive1 is refused: its folder holds a file an evaluation would delete"
+    assert notes.read_text() == "the fog lifted at 14:02" and (notes.parent / "summary.json").is_file()
+    assert (tmp_path / "fleet" / "drive2" / "summary.json").is_file()
+    notes.unlink()
+    detecting = [arg for arg in fleet if arg != "--no-detection"]
+    for bad in (["--conf", "25"], ["--method", str(tmp_path / "absent.pt")]):  # refused before any bag, not in each
+        assert main([*detecting, *bad]) == 2, bad
+        assert all((tmp_path / "fleet" / name / "summary.json").is_file() for name in ("drive1", "drive2")), bad
+
+
 def test_an_earlier_evaluation_holding_other_files_is_not_replaced(tmp_path: Path, capsys) -> None:
     """An earlier evaluation's folder was replaced whole, and with it what the user had put there since (notes, an
     analysis, a copied recording), without a word."""
@@ -621,6 +641,26 @@ def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_came
         assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / "bad"), *args, *common]) == 2, args
         assert message in capsys.readouterr().err, args
         assert not (tmp_path / "bad").exists()
+
+
+def test_a_time_window_of_a_bag_without_camera_info_starts_at_its_first_frame(tmp_path: Path) -> None:
+    """What a player needs from before a window is each CameraInfo's last message and /tf_static; with none in the
+    bag rosbags was asked for no topic, which reads every one: the frame before the window and a status topic came
+    first, so node replay at a rate sent that frame as the window's first and each record got the frame before's
+    outputs."""
+    bag = tmp_path / "in"
+    stamps = [START + index * PERIOD for index in range(6)]
+    with BagWriter(bag, "mcap") as writer:
+        for stamp, frame in zip(stamps, demo_frames(6)):
+            writer.write("/cam/image_raw", IMAGE_TYPE, stamp, image_msg(writer, writer.header(stamp, "cam"), frame,
+                                                                         "bgr8"))
+            writer.write("/status", "std_msgs/msg/String", stamp + 1, writer.types["std_msgs/msg/String"](data="ok"))
+    with BagSource(bag) as source:
+        source.select_window(2.5 * PERIOD / 1e9, None)
+        frames = [c for c in source.connections if c.topic == "/cam/image_raw"]
+        sent = [(c.topic, t) for c, t, _ in source.raw_messages(frames)]
+        assert sent == [("/cam/image_raw", stamp) for stamp in stamps[3:]], sent
+        assert [frame.log_time_ns for frame in source.frames("/cam/image_raw")] == stamps[3:]
 
 
 def test_at_a_replay_rate_the_report_plots_the_frames_answered_per_second_of_replay() -> None:

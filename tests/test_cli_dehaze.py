@@ -209,6 +209,9 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
         "the same weights named by their file are the same run"
     assert (out / "frame_2_dehazed.png").is_file()
     assert (out / "frame_0_dehazed.png").read_bytes() == kept["frame_0_dehazed.png"], "kept, not written again"
+    # every output there: another run was told "all done" (exit 0) without its record being checked
+    assert main(["dehaze", str(source), "--method", "lite", "--input-bits", "12", "--out", str(out), "--resume"]) == 2
+    assert "but its input_bits differ" in capsys.readouterr().err
 
 
 def test_no_progress_leaves_the_bar_out_of_a_log(tmp_path: Path, foggy_road: np.ndarray,

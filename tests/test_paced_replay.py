@@ -191,9 +191,11 @@ def test_at_a_rate_the_node_cannot_follow_it_drops_frames_and_what_it_answers_is
 @pytest.mark.slow
 def test_damaged_frames_are_skipped_at_a_rate_as_in_lockstep_and_the_replay_goes_on(tmp_path: Path) -> None:
     """A frame cut off after its header crashed the paced replay (rclpy could not deserialize it to send it); it is
-    now not sent, and both paces list the same frames as not decodable, with the same reasons."""
-    from test_bag_io import image_msg
+    now not sent, and both paces list the same frames as not decodable, with the same reasons. A damaged
+    camera_info ended the whole run, offline and in lockstep, with nothing written; it is passed over, noted."""
+    from test_bag_io import camera_info_msg, image_msg
 
+    from dgdehaze_core.bags.evaluation import evaluate_bag
     from dgdehaze_core.bags.writer import BagWriter
     from dgdehaze_ros.tools.bag_replay import replay_bag
 
@@ -201,10 +203,17 @@ def test_damaged_frames_are_skipped_at_a_rate_as_in_lockstep_and_the_replay_goes
     with BagWriter(bag, "mcap") as writer:
         for index, frame in enumerate(demo_frames(4)):
             stamp = START + index * PERIOD
+            info = bytes(writer.store.serialize_cdr(camera_info_msg(writer, writer.header(stamp, "cam"), frame),
+                                                    CAMERA_INFO_TYPE))
+            writer.write_raw("/cam/camera_info", CAMERA_INFO_TYPE, stamp - 1, info[:30] if index == 3 else info)
             msg = image_msg(writer, writer.header(stamp, "cam"), frame, "nv12" if index == 1 else "bgr8")
             raw = bytes(writer.store.serialize_cdr(msg, IMAGE_TYPE))
             writer.write_raw("/cam/image_raw", IMAGE_TYPE, stamp, raw[:40] if index == 2 else raw)
+    offline = evaluate_bag(bag, "/cam/image_raw", tmp_path / "offline", method="dcp", progress=False)
+    assert [r.index for r in offline.records] == [0, 3]
+    assert any(note.startswith("a damaged camera_info (first at") for note in offline.notes)
     lockstep = replay_bag(bag, "/cam/image_raw", tmp_path / "lockstep", method="dcp", timeout=30.0, progress=False)
+    assert any(note.startswith("a damaged camera_info (first at") for note in lockstep.notes)
     paced = replay_bag(bag, "/cam/image_raw", tmp_path / "paced", method="dcp", timeout=30.0, rate=1.0,
                        progress=False)
     assert [r.index for r in lockstep.records] == [0, 3]

@@ -28,7 +28,7 @@ from rosbags.interfaces import Connection
 from tqdm import tqdm
 
 from dgdehaze_core.bags.disk_room import room_problem
-from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, LABEL_INFO_TYPE, RANGE_TYPE,
+from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, LABEL_INFO_TYPE, RANGE_TYPE, BagError,
                                    BagFrame, BagSource)
 from dgdehaze_core.bags.writer import BagWriter, output_images
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sample_indices
@@ -359,7 +359,10 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
     try:
         for connection, log_time, raw in copied_messages(source, writer, evaluation, count):
             if connection.topic == evaluation.camera_info_topic:
-                camera_info = source.deserialize(connection, raw)
+                try:
+                    camera_info = source.deserialize(connection, raw)
+                except BagError as exc:  # one damaged message loses no frame, as a damaged frame loses itself
+                    evaluation.camera_info_damaged(log_time, str(exc))
             elif connection.topic == evaluation.image_topic:
                 frame = source.decode_frame(connection, log_time, raw, index, camera_info)
                 index += 1

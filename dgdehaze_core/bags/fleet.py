@@ -33,7 +33,8 @@ from urllib.parse import quote
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, check_output_folder, evaluate_bag
+from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, EVALUATION_ENTRIES, check_output_folder,
+                                           evaluate_bag)
 from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_text
@@ -327,8 +328,15 @@ def _write_summary(out_dir: Path, jobs: Sequence[BagJob], outcomes: list[BagOutc
 def remove_earlier_output(folder: Path) -> None:
     """Remove what an earlier run evaluated into `folder` (it holds summary.json) for a bag that failed in this
     run, so that OUT holds no report that is not this run's. It is moved into a hidden folder before it is
-    deleted: a run killed meanwhile leaves no half of it in its place. Anything else there is left alone."""
+    deleted: a run killed meanwhile leaves no half of it in its place. A folder that holds anything besides an
+    evaluation's entries (notes, a copied recording: the bag failed because its output would have deleted them) is
+    left as it is."""
     if not (folder / "summary.json").is_file():
+        return
+    others = sorted(path.name for path in folder.iterdir() if path.name not in EVALUATION_ENTRIES)
+    if others:
+        LOG.warning("kept %s, an earlier run's output of a bag that failed now: it also holds %s", folder,
+                    ", ".join(others[:5]))
         return
     aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.failed.", dir=folder.parent))
     os.replace(folder, aside / folder.name)

@@ -367,7 +367,9 @@ class BagSource:
             carried = [c for c in chosen if c.msgtype == CAMERA_INFO_TYPE or c.topic == TF_STATIC]
             last: dict[str, tuple[Connection, int, bytes]] = {}
             before = []
-            for connection, log_time, raw in self._reader.messages(connections=carried, stop=start):
+            # rosbags reads every topic for no connections: nothing to carry reads nothing from before the window
+            for connection, log_time, raw in (self._reader.messages(connections=carried, stop=start) if carried
+                                              else ()):
                 if connection.topic == TF_STATIC:
                     before.append((connection, log_time, raw))
                 else:

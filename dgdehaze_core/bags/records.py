@@ -5,6 +5,7 @@ the report (`bags.report`) and `dgdehaze bag-eval --json`.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import platform
@@ -15,6 +16,8 @@ import numpy as np
 
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.io.images import SAMPLE_BITS
+
+LOG = logging.getLogger(__name__)
 
 SAMPLE_COUNT = 4
 """Frames shown before/after in the report, evenly spaced over the evaluated frames."""
@@ -110,6 +113,14 @@ class BagEvaluation:
     def pace(self) -> str:
         """How frames were sent, in words: "lockstep" or "<R>x recorded rate"."""
         return "lockstep" if self.rate is None else f"{self.rate:g}x recorded rate"
+
+    def camera_info_damaged(self, log_time: int, reason: str) -> None:
+        """A CameraInfo message at `log_time` that does not deserialize (`reason`) is passed over: the frames after it
+        keep the camera_info before it. Logged each time, noted in the report the first time."""
+        LOG.warning("passed over a damaged camera_info at %d ns: %s", log_time, reason)
+        if not any(note.startswith("a damaged camera_info") for note in self.notes):
+            self.notes.append(f"a damaged camera_info (first at {log_time} ns: {reason}) was passed over: the frames "
+                              "after it kept the camera_info before it (the log names each)")
 
     def stop(self, reason: str, index: int, count: int) -> None:
         """The evaluation ended at frame `index` of `count` for `reason`: the report covers the frames before it. A

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method
+from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method, node_method
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
 from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_image_topic
 from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
@@ -143,12 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
     image_topic = args.image_topic or pick_image_topic(bag)
-    detector = None
-    if not args.no_detection:
-        try:
-            detector = Detector(**detector_settings(args), conf=args.conf)
-        except DetectorUnavailable as exc:
-            raise RuntimeError(f"{exc} (or pass --no-detection)") from None
+    detector = None if args.no_detection else _detector(detector_settings(args), args.conf)
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
                    max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
                    image_transport=args.output_images, start=args.start, duration=args.duration,
@@ -173,6 +168,14 @@ def run(args: argparse.Namespace) -> int:
                     "summary.json)", len(evaluation.skipped), bag)
         return 1
     return 0
+
+
+def _detector(settings: dict[str, Any], conf: float) -> Detector:
+    """The detector of the options; RuntimeError saying how to go without one when it cannot load."""
+    try:
+        return Detector(**settings, conf=conf)
+    except DetectorUnavailable as exc:
+        raise RuntimeError(f"{exc} (or pass --no-detection)") from None
 
 
 def mounting_of(args: argparse.Namespace) -> Mounting | None:
@@ -226,6 +229,11 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     if detector is not None and detector["weights"]:
         detector["weights"] = str(Path(detector["weights"]).expanduser().resolve())
     method = str(Path(args.method).resolve()) if args.method and Path(args.method).suffix else args.method
+    # a bad option fails here, once, rather than in every bag (and a failed bag's earlier report is removed)
+    if detector is not None:
+        _detector({k: v for k, v in detector.items() if k != "conf"}, detector["conf"])
+    if method:
+        node_method(method)
     bags = [Path(os.path.abspath(bag)) for bag in args.input]  # a link keeps its name: its folder is named by it
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=method, default_method=default, detector=detector, max_frames=args.max_frames,

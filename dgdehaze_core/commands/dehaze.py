@@ -262,15 +262,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--backend, --device, --half and --output choose how a network runs; dcp has none")
     if args.output is not None:
         options["output"] = args.output
+    expected = run_record(args, method_weights(args.method)) if args.resume else None
+    if expected is not None:  # before a runtime is built: an export, or on a GPU a TensorRT engine, takes minutes;
+        check_resumable(args.out, expected)  # and before "all done": another run's outputs are not this one's
     todo = [path for path in paths if not (args.resume and _done(path, outputs[path]))]
     if len(todo) < len(paths):
         LOG.info("--resume: %d of %d images have their outputs in %s already", len(paths) - len(todo), len(paths),
                  args.out)
         if not todo:
             return 0
-    expected = run_record(args, method_weights(args.method)) if args.resume else None
-    if expected is not None:  # before a runtime is built: an export, or on a GPU a TensorRT engine, takes minutes
-        check_resumable(args.out, expected)
     pipeline = load_pipeline(args.method, **options)
     if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
         return _run_video(source, args.out, pipeline, not args.no_progress)

@@ -372,7 +372,10 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
     try:
         for connection, log_time, raw in copied_messages(source, writer, evaluation, count):
             if connection.topic == evaluation.camera_info_topic and replay.info_pub is not None:
-                replay.info_pub.publish(_to_rclpy(CAMERA_INFO_TYPE, raw))
+                try:
+                    _publish(replay, connection, raw)
+                except ValueError as exc:  # the node keeps the camera_info it has
+                    evaluation.camera_info_damaged(log_time, str(exc))
                 continue
             if connection.topic != evaluation.image_topic:
                 continue
