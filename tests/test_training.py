@@ -62,6 +62,28 @@ def test_validation_pairs_that_only_judge_are_refused_as_training_images_are(
     assert [pair.name for pair in validation_pairs([ImageSource(path=folder)])] == ["0001"]
 
 
+def test_a_best_pt_written_after_the_last_checkpoint_is_the_best_a_resumed_run_knows(smoke_recipe,
+                                                                                    tmp_path: Path) -> None:
+    """best.pt is written as a validation ends, last.pt at the next checkpoint: a run killed in between left a
+    best.pt the resumed run knew nothing of, so a worse validation later replaced it, and last.pt named another
+    iteration as the best. The resumed run now takes best.pt's record as the best so far."""
+    import dataclasses
+
+    from dgdehaze_core.io.checkpoints import read_checkpoint, write_checkpoint
+
+    Trainer(smoke_recipe, tmp_path / "run", device="cpu").train(progress=False)
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    table = copy.deepcopy(best["meta"]["best_validation"])
+    table["mean"]["psnr"] = table["mean"]["psnr_clear"] = 99.0
+    best["meta"].update(best_iteration=7, best_validation=table)  # as if validated after last.pt, then killed
+    write_checkpoint(best, tmp_path / "run" / "best.pt")
+    resumed = Trainer(dataclasses.replace(smoke_recipe, iterations=9), tmp_path / "run", device="cpu", resume=True)
+    resumed.load_last()
+    assert (resumed.best_iteration, resumed.best_score) == (7, 99.0)
+    resumed.train(progress=False)
+    assert read_checkpoint(tmp_path / "run" / "best.pt")["meta"]["best_iteration"] == 7, "no worse score replaced it"
+
+
 def test_validation_time_is_left_out_of_the_training_time(smoke_recipe, tmp_path: Path) -> None:
     """train.csv's `seconds` and the weights' train_seconds counted the validations in (the depth trainer left them
     out, as StepTally.pause_done says). A validation slowed by 2 s no longer shows between two steps."""

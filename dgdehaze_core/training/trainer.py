@@ -221,6 +221,8 @@ class Trainer:
                         "validation of iteration %d is forgotten, and best.pt will be the best from here on",
                         self.best_path, self.best_iteration)
             self.best_score, self.best_validation, self.best_iteration = -math.inf, {}, 0
+        elif self.best_iteration:
+            self._adopt_a_later_best()
         self.last_validation = training.get("last_validation", {})
         self.last_validation_iteration = int(training.get("last_validation_iteration", 0))
         self.history.resume(state)
@@ -228,6 +230,23 @@ class Trainer:
         self._resume_random_state(training.get("rank_random_states") or [  # a last.pt from before: rank 0's alone
             {"generator": training["generator"], "torch_rng": training["torch_rng"]}])
         LOG.info("resumed %s at iteration %d", self.last_path, self.iteration)
+
+    def _adopt_a_later_best(self) -> None:
+        """best.pt is written as its validation ends, last.pt at the next checkpoint: a run stopped in between
+        (killed, out of memory) left a best.pt from after last.pt, which the resumed run knew nothing of. Its
+        record is taken as the best so far, so that the file and the record agree and only a better validation
+        replaces it (the resumed run may not reach that score again: its weights came from the steps it re-runs)."""
+        try:
+            meta = read_checkpoint(self.best_path).get("meta", {})
+        except (OSError, ValueError):
+            return
+        later = int(meta.get("best_iteration", 0))
+        table = meta.get("best_validation") or {}
+        key = "psnr" if self.recipe.val_output == "physics" else "psnr_clear"
+        if later > self.iteration and key in table.get("mean", {}):
+            LOG.info("%s is from iteration %d, after %s's %d (a run stopped between the two): kept as the best so "
+                     "far", self.best_path, later, self.last_path, self.iteration)
+            self.best_score, self.best_validation, self.best_iteration = float(table["mean"][key]), table, later
 
     def _resume_random_state(self, saved: list[dict[str, torch.Tensor]]) -> None:
         """The random state of this rank from last.pt's, in rank order (one process continues rank 0's). A torchrun
