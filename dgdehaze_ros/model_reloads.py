@@ -207,12 +207,9 @@ class ModelReloads:
             try:
                 self._reload(pending, settings, generation)
             except Exception as exc:  # else the thread ends with `_loader` set, and no later change ever loads
-                self.get_logger().error(f"reloading {', '.join(sorted(pending))} failed unexpectedly: {exc!r}")
-                with self._lock:
-                    if not self._stale(generation):
-                        for component in pending:
-                            self._reload_problems[component] = self._unsent_problems[component] = \
-                                f"{component} reload failed, kept the previous one: {exc!r}"
+                for component in sorted(pending):
+                    self._report_failure(component, f"{component} reload failed unexpectedly, kept the previous "
+                                                    f"one: {exc!r}", {}, generation)
 
     def _reload(self, pending: set[str], settings: NodeSettings, generation: int) -> None:
         if "pipeline" in pending:

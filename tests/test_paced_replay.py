@@ -223,6 +223,26 @@ def test_damaged_frames_are_skipped_at_a_rate_as_in_lockstep_and_the_replay_goes
     assert len(paced.records) + paced.frames_dropped == 2
 
 
+def test_a_damaged_first_frame_is_skipped_by_the_warm_up_as_by_the_replay(tmp_path: Path) -> None:
+    """The warm-up deserialized its frame itself, beside `BagSource.decode_frame`, and a first frame cut off after
+    its header ended the replay (BagError) where any later one is skipped."""
+    from test_bag_io import image_msg
+
+    from dgdehaze_core.bags.writer import BagWriter
+    from dgdehaze_ros.tools.bag_replay import replay_bag
+
+    bag = tmp_path / "in"
+    with BagWriter(bag, "mcap") as writer:
+        for index, frame in enumerate(demo_frames(3)):
+            stamp = START + index * PERIOD
+            raw = bytes(writer.store.serialize_cdr(image_msg(writer, writer.header(stamp, "cam"), frame, "bgr8"),
+                                                   IMAGE_TYPE))
+            writer.write_raw("/cam/image_raw", IMAGE_TYPE, stamp, raw[:40] if index == 0 else raw)
+    replayed = replay_bag(bag, "/cam/image_raw", tmp_path / "out", method="dcp", timeout=30.0, progress=False)
+    assert [r.index for r in replayed.records] == [1, 2]
+    assert len(replayed.skipped) == 1 and "does not deserialize" in replayed.skipped[0]
+
+
 def test_a_rate_is_refused_without_node_replay_or_when_it_is_not_a_positive_factor(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_camera_bag(tmp_path / "in", "mcap", demo_frames(1), "bgr8")

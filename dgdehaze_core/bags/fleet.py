@@ -100,8 +100,8 @@ class BagOutcome:
     figures: dict[str, float | int] = field(default_factory=dict)
     frames_per_second_of_wall_time: float = math.nan
     stopped: str = ""
-    """Node replay: why it ended part way (the node exited), "" when it did not; its report covers the frames
-    before."""
+    """Why the evaluation ended part way (`BagEvaluation.stopped`: the node exited, the disk ran short of room),
+    "" when it did not; its report covers the frames before."""
 
 
 def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
     image_topic = args.image_topic or pick_image_topic(bag)
-    detector = None if args.no_detection else _detector(detector_settings(args), args.conf)
+    detector = None if args.no_detection else _detector({**detector_settings(args), "conf": args.conf})
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
                    max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
                    image_transport=args.output_images, start=args.start, duration=args.duration,
@@ -170,10 +170,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detector(settings: dict[str, Any], conf: float) -> Detector:
-    """The detector of the options; RuntimeError saying how to go without one when it cannot load."""
+def _detector(settings: dict[str, Any]) -> Detector:
+    """The detector of the options (`Detector`'s arguments); RuntimeError saying how to go without one when it cannot
+    load."""
     try:
-        return Detector(**settings, conf=conf)
+        return Detector(**settings)
     except DetectorUnavailable as exc:
         raise RuntimeError(f"{exc} (or pass --no-detection)") from None
 
@@ -231,7 +232,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     method = str(Path(args.method).resolve()) if args.method and Path(args.method).suffix else args.method
     # a bad option fails here, once, rather than in every bag (and a failed bag's earlier report is removed)
     if detector is not None:
-        _detector({k: v for k, v in detector.items() if k != "conf"}, detector["conf"])
+        _detector(detector)
     if method:
         node_method(method)
     bags = [Path(os.path.abspath(bag)) for bag in args.input]  # a link keeps its name: its folder is named by it

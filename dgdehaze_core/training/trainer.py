@@ -162,6 +162,11 @@ class Trainer:
     def best_path(self) -> Path:
         return self.run_dir / "best.pt"
 
+    @property
+    def _score_key(self) -> str:
+        """The validation figure best.pt is chosen on: the PSNR of the output the recipe validates."""
+        return "psnr" if self.recipe.val_output == "physics" else "psnr_clear"
+
     def meta(self) -> dict[str, Any]:
         return {"recipe": self.recipe.name, "recipe_fields": self.recipe.as_dict(), "iterations": self.iteration,
                 "validation": self.last_validation, "validation_iteration": self.last_validation_iteration,
@@ -242,11 +247,11 @@ class Trainer:
             return
         later = int(meta.get("best_iteration", 0))
         table = meta.get("best_validation") or {}
-        key = "psnr" if self.recipe.val_output == "physics" else "psnr_clear"
-        if later > self.iteration and key in table.get("mean", {}):
+        if later > self.iteration and self._score_key in table.get("mean", {}):
             LOG.info("%s is from iteration %d, after %s's %d (a run stopped between the two): kept as the best so "
                      "far", self.best_path, later, self.last_path, self.iteration)
-            self.best_score, self.best_validation, self.best_iteration = float(table["mean"][key]), table, later
+            self.best_score = float(table["mean"][self._score_key])
+            self.best_validation, self.best_iteration = table, later
 
     def _resume_random_state(self, saved: list[dict[str, torch.Tensor]]) -> None:
         """The random state of this rank from last.pt's, in rank order (one process continues rank 0's). A torchrun
@@ -523,8 +528,7 @@ class Trainer:
                     board.add_scalar(f"val/{name}/{key}", value, self.iteration)
         self.last_validation = table
         self.last_validation_iteration = self.iteration
-        key = "psnr" if self.recipe.val_output == "physics" else "psnr_clear"
-        score = table["mean"][key]
+        score = table["mean"][self._score_key]
         LOG.info("iteration %d validation: %s", self.iteration,
                  "; ".join(f"{n} {f['psnr']:.2f} dB/{f['ssim']:.3f} (decoder {f['psnr_clear']:.2f}/"
                            f"{f['ssim_clear']:.3f})" for n, f in table.items()))

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import (check_output_folder, copied_messages, node_method, time_window_notes,
                                            timed_detect)
-from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagSource, stamp_ns
+from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter, output_images
 from dgdehaze_core.bags.records import BagEvaluation, sample_indices
 from dgdehaze_core.bags.report import write_report
@@ -488,16 +488,13 @@ def _warm_up(source: BagSource, replay: NodeReplay, evaluation: BagEvaluation,
     """Send the first decodable frame once, unrecorded, so that model warm-up in the node and in the local
     detector stays out of the latency figures; the plan, without detections when the node sent none for it (its
     detector did not load)."""
-    for connection, _, raw in source.raw_messages():
-        if connection.topic != evaluation.image_topic:
+    frames = [c for c in source.connections if c.topic == evaluation.image_topic]
+    for connection, log_time, raw in source.raw_messages(frames):
+        frame = source.decode_frame(connection, log_time, raw, 0, None)
+        if isinstance(frame, ImageError):
             continue
-        msg = source.deserialize(connection, raw)
-        try:
-            hazy = source.decode(msg, connection.msgtype)
-        except ImageError:
-            continue
-        timed_detect(detector, hazy)
-        found = _exchange(replay, _to_rclpy(connection.msgtype, raw), stamp_ns(msg.header),
+        timed_detect(detector, frame.image)
+        found = _exchange(replay, _to_rclpy(connection.msgtype, raw), frame.stamp_ns,
                           plan.required(0), plan.optional(0), max(timeout, 30.0))
         if found is None:
             raise NodeReplayError(f"node /{replay.node_name} did not answer the warm-up frame")

@@ -1,8 +1,8 @@
 """A frame the node answered, as node replay records it: its outputs (CDR as received) into the output bag at the
 frame's recording time, and its figures into the evaluation.
 
-Shared by the lockstep replay (`bag_replay`) and the replay at the recorded rate (`paced_replay`), which collect a
-frame's outputs differently and record them alike.
+Shared by the lockstep replay (`bag_replay._run`) and the replay at the recorded rate (`bag_replay._run_paced`, which
+spools the outputs with `paced_replay`): they collect a frame's outputs differently and record them alike.
 """
 from __future__ import annotations
 
