@@ -369,17 +369,18 @@ class DehazeNode(ModelReloads, LifecycleNode):
             return SetParametersResult(successful=False, reason=f"{', '.join(deleted)} cannot be deleted: set a value "
                                                                 "instead (classes: [] for every class)")
         changes = {p.name: p.value for p in parameters if p.name in SPEC_BY_NAME}
-        try:
-            settings = read_settings(self, changes)
-        except ValueError as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
-        except Exception as exc:  # a check that failed in a way it does not expect refuses the change, said in full
-            self.get_logger().error(f"refused {sorted(changes)}: checking them failed: {exc!r}")
-            return SetParametersResult(successful=False, reason=f"checking the value failed: {exc!r}")
         reverting = hasattr(self._reverting, "generation")
         with self._lock:
             if reverting and self._stale(self._reverting.generation):  # checked and applied under the one lock
                 return SetParametersResult(successful=False, reason="a put-back for an earlier configuration")
+            try:  # on the settings as the last change left them: rclpy stores a change after this returns, so a
+                # change from another thread (a put-back) would not yet read back from the node
+                settings = read_settings(self, changes, self._settings)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            except Exception as exc:  # a check that failed in a way it does not expect refuses the change, in full
+                self.get_logger().error(f"refused {sorted(changes)}: checking them failed: {exc!r}")
+                return SetParametersResult(successful=False, reason=f"checking the value failed: {exc!r}")
             try:
                 class_ids = None if self._detector is None else self._detector.class_ids(settings["classes"])
             except ValueError as exc:  # refused before anything changes: the values read back are the running ones

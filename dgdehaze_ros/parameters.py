@@ -335,9 +335,11 @@ def _current(node: Node, name: str) -> Any:
         return None
 
 
-def read_settings(node: Node, changes: Mapping[str, Any] | None = None) -> NodeSettings:
-    """The node's current parameters (with `changes` applied on top); ValueError says what is invalid."""
-    values = {spec.name: _current(node, spec.name) for spec in SPECS}
+def read_settings(node: Node, changes: Mapping[str, Any] | None = None,
+                  base: NodeSettings | None = None) -> NodeSettings:
+    """The node's current parameters, or `base` when given, with `changes` applied on top; ValueError says what is
+    invalid."""
+    values = dict(base.values) if base is not None else {spec.name: _current(node, spec.name) for spec in SPECS}
     values.update(changes or {})
     classes = values["classes"]
     if classes is None:

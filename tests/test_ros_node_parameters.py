@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -471,3 +473,41 @@ def test_cpu_threads_sets_the_dehazers_and_the_detectors_threads_and_is_fixed_at
         assert not result.successful, "the thread pools are built at configure: a change needs a restart"
     finally:
         threaded.destroy_node()
+
+
+def test_changes_from_two_threads_at_once_are_all_kept_in_the_settings_the_node_runs_with(node: DehazeNode) -> None:
+    """A failed load puts its parameters back from the loader thread while a user's change may arrive on the
+    executor's: each change was checked against the parameters as they stood before the other, and the one stored
+    last dropped the other's value from the settings the node runs with, while get_parameters read back both."""
+    before = {name: node.get_parameter(name).value for name in ("iou", "max_det")}
+    values = {"iou": [0.3, 0.6], "max_det": [50, 60]}
+    rounds = 100
+    start, done = threading.Barrier(3), threading.Barrier(3)
+    failures: list[str] = []
+
+    def change(name: str) -> None:
+        for i in range(rounds):
+            start.wait()
+            (result,) = node.set_parameters([Parameter(name, value=values[name][i % 2])])
+            if not result.successful:
+                failures.append(result.reason)
+            done.wait()
+
+    threads = [threading.Thread(target=change, args=(name,)) for name in values]
+    lost = []
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the threads take turns often, as on a loaded robot computer
+    try:
+        for thread in threads:
+            thread.start()
+        for i in range(rounds):
+            start.wait()
+            done.wait()
+            lost += [name for name in values if node._settings[name] != values[name][i % 2]]
+        assert not failures
+        assert not lost, f"{len(lost)} of {2 * rounds} changes were lost from the running settings"
+    finally:
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(switching)
+        set_ok(node, **before)
