@@ -192,7 +192,8 @@ def test_at_a_rate_the_node_cannot_follow_it_drops_frames_and_what_it_answers_is
 def test_damaged_frames_are_skipped_at_a_rate_as_in_lockstep_and_the_replay_goes_on(tmp_path: Path) -> None:
     """A frame cut off after its header crashed the paced replay (rclpy could not deserialize it to send it); it is
     now not sent, and both paces list the same frames as not decodable, with the same reasons. A damaged
-    camera_info ended the whole run, offline and in lockstep, with nothing written; it is passed over, noted."""
+    camera_info ended the whole run, offline and in lockstep, with nothing written; it is passed over, noted in the
+    report at every pace."""
     from test_bag_io import camera_info_msg, image_msg
 
     from dgdehaze_core.bags.evaluation import evaluate_bag
@@ -216,6 +217,7 @@ def test_damaged_frames_are_skipped_at_a_rate_as_in_lockstep_and_the_replay_goes
     assert any(note.startswith("a damaged camera_info (first at") for note in lockstep.notes)
     paced = replay_bag(bag, "/cam/image_raw", tmp_path / "paced", method="dcp", timeout=30.0, rate=1.0,
                        progress=False)
+    assert any(note.startswith("a damaged camera_info (first at") for note in paced.notes)
     assert [r.index for r in lockstep.records] == [0, 3]
     assert paced.skipped == lockstep.skipped and len(paced.skipped) == 2
     assert "nv12" in paced.skipped[0] and "does not deserialize" in paced.skipped[1]

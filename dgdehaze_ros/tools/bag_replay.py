@@ -425,7 +425,8 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
             frames, stopped = send_paced(
                 window_frames(source, evaluation, replay.info_pub is not None), evaluation.image_topic, count, rate,
                 lambda connection, raw: _publish(replay, connection, raw), replay.spin,
-                lambda: replay.gone() or spool.room_problem(), spool, timeout, progress)
+                lambda: replay.gone() or spool.room_problem(), spool, timeout, progress,
+                lambda connection, log_time, reason: evaluation.camera_info_damaged(log_time, reason))
         finally:
             replay.recorder.sink = None
     if stopped:

@@ -107,14 +107,15 @@ class OutputSpool:
 
 def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: str, count: int, rate: float,
                publish: Callable[[Connection, bytes], None], spin: Callable[[float], None],
-               gone: Callable[[], str], spool: OutputSpool, timeout: float,
-               progress: bool = True) -> tuple[list[SentFrame], str]:
+               gone: Callable[[], str], spool: OutputSpool, timeout: float, progress: bool = True,
+               passed_over: Callable[[Connection, int, str], None] | None = None) -> tuple[list[SentFrame], str]:
     """Publish the first `count` frames of `messages` on `image_topic` (and every other message handed in, e.g. the
     camera_info) at `rate` times their recorded pace, spinning `spin` for the outputs in between; then wait until
     the last frame sent is answered and no output came for QUIET_S, at most `timeout` s. `gone` says why sending
     must stop ("" while it need not: the node can still answer, the spool's disk has room), asked before each frame
-    and while waiting: sending stops there. `publish` raises
-    ValueError for a message that is none (bytes that do not deserialize): it is not sent.
+    and while waiting: sending stops there. `publish` raises ValueError for a message that is none (bytes that do
+    not deserialize): it is not sent, and a message other than a frame is handed to `passed_over` with its log time
+    and the reason (logged when none is given).
 
     Returns every frame up to the last one handed over, sent or not (a frame that is no message is not), in the
     bag's order, and why sending stopped early ("" when it did not).
@@ -136,7 +137,10 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
                 try:
                     publish(connection, raw)
                 except ValueError as exc:
-                    LOG.warning("a %s message on %s was not sent: %s", connection.msgtype, connection.topic, exc)
+                    if passed_over is None:
+                        LOG.warning("a %s message on %s was not sent: %s", connection.msgtype, connection.topic, exc)
+                    else:
+                        passed_over(connection, log_time, str(exc))
                 continue
             if stopped := gone():
                 LOG.warning("stopped sending at frame %d: %s", len(frames), stopped)
