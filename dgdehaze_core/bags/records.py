@@ -129,7 +129,6 @@ class BagEvaluation:
         stop = f"{reason}, at frame {index}: the {count - index} frames from there on were not evaluated"
         self.frames_not_sent += count - index
         self.stopped = f"{self.stopped}; then {stop}" if self.stopped else stop
-        self.notes.insert(0, f"stopped early: {stop}")
 
     def seconds_in_bag(self) -> np.ndarray:
         """Each record's time since the first, by the bag's recording times (header stamps may repeat or run
