@@ -1,6 +1,7 @@
 """ONNX export with dynamic height and width, run by ONNX Runtime against PyTorch on real images."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import WEIGHTS_DIR
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, check_outputs
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dgdehaze_core.inference.backends.selection import create_backend
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
 from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
@@ -100,7 +102,8 @@ def test_onnx_pipeline_matches_the_torch_pipeline(exported, shared_data: Path) -
     np.testing.assert_allclose(onnx_result.depth, torch_result.depth, atol=1e-3)
 
 
-def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path) -> None:
+def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An fp16 export runs in fp16 whatever `half` says, and says so where it is opened (it ran without a word)."""
     model = build("lite")
     batch = real_batch(shared_data, model.stride, (320, 240))
     # a fixed-size graph: tracing free height and width takes several times longer, and the parity tests above
@@ -115,6 +118,9 @@ def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path) -> No
         for name in OUTPUT_NAMES:
             assert actual[name].dtype == np.float32
             assert np.abs(actual[name] - expected[name].numpy()).max() < 0.02, name
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core"):
+        assert create_backend(path, "onnxruntime", "cpu").input_dtype == np.float16
+    assert f"{path} is an fp16 export: it runs in fp16 whatever half says (on the CPU fp16 is slower)" in caplog.text
 
 
 def test_fixed_size_export_and_bad_files(tmp_path: Path) -> None:

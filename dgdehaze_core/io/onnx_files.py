@@ -23,10 +23,12 @@ def onnx_metadata(path: str | os.PathLike[str], what: str = "ONNX file") -> dict
 
 
 class DgdehazeExport(NamedTuple):
-    """What a dgdehaze ONNX export says of itself: its network's stride and its metadata properties."""
+    """What a dgdehaze ONNX export says of itself: its network's stride, its metadata properties, and whether it takes
+    fp16 input (exported with half: its own types then decide the precision it runs at)."""
 
     stride: int
     metadata: dict[str, str]
+    half: bool
 
 
 def checked_dgdehaze_export(path: str | os.PathLike[str]) -> DgdehazeExport:
@@ -50,4 +52,5 @@ def checked_dgdehaze_export(path: str | os.PathLike[str]) -> DgdehazeExport:
         if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
             raise ValueError(f"{path} holds weights that are not finite (NaN or infinity), first in "
                              f"{initializer.name!r}: exported from a training run that diverged?")
-    return DgdehazeExport(int(stride), metadata)
+    half = model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
+    return DgdehazeExport(int(stride), metadata, half)

@@ -206,6 +206,20 @@ def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLi
             "trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
 
 
+def _warn_when_the_file_decides_precision(onnx_file: Path, half: bool, choice: BackendChoice) -> None:
+    """Warn where an exported file runs at another precision than `half` asks: an fp16 export runs in fp16 on every
+    runtime (TensorRT builds it strongly typed), and ONNX Runtime without its TensorRT provider runs an fp32 export
+    in fp32 (only TensorRT lowers an fp32 file's precision when it builds)."""
+    file_half = checked_dgdehaze_export(onnx_file).half
+    lowered_by_tensorrt = choice.name == "tensorrt" or "TensorrtExecutionProvider" in choice.providers
+    if file_half and not half:
+        LOG.warning("%s is an fp16 export: it runs in fp16 whatever half says (%s); export it without --half for "
+                    "fp32", onnx_file, "fp32 was asked" if choice.device != "cpu" else "on the CPU fp16 is slower")
+    elif half and not file_half and not lowered_by_tensorrt:
+        LOG.warning("%s is an fp32 export: ONNX Runtime's %s runs it in fp32 whatever half says; export it with "
+                    "--half for fp16", onnx_file, ", ".join(choice.providers))
+
+
 def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str], backend: str = "auto",
                    device: str = "auto", half: bool = False, threads: int | None = None,
                    camera_size: tuple[int, int] = (640, 480), cache_dir: str | os.PathLike[str] | None = None,
@@ -235,6 +249,8 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
         return TorchBackend(source.network, device=choice.device, half=half, outputs=outputs)
     onnx_file = source.file or cached_onnx(source.network, half=half and choice.name == "onnxruntime",
                                            cache_dir=cache_dir, outputs=outputs, weights=source.weights)
+    if source.file is not None:
+        _warn_when_the_file_decides_precision(onnx_file, half, choice)
     if choice.name == "onnxruntime":
         from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
