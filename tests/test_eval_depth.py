@@ -87,8 +87,22 @@ def test_sparse_lidar_is_filled_with_max_depth_above_its_top_return():
     filled = dense_depth(true, 80.0, sparse=True)
     assert filled[0, 1] == 80.0 and filled[3, 1] == 10.0 and filled[4, 1] in (10.0, 20.0)
     assert filled[4, 0] == 80.0 and filled[5, 0] == 20.0
-    assert (filled[:, 2] == 80.0).all()  # a column without any return is sky all the way down
+    assert (filled[:3, 2] == 80.0).all() and filled[3, 2] == 10.0  # no return: its neighbour's top return
     assert dense_depth(true, 80.0, sparse=False)[0, 1] == 10.0
+
+
+def test_a_lidar_column_without_a_return_is_not_made_sky_down_to_the_road(shared_data: Path):
+    """KITTI's LiDAR leaves single columns without a return (kitti-seq frame 4: column 277): they were filled with
+    the max depth from top to bottom, a stripe of pure airlight down the road of the hazy frames."""
+    depth_set = load_kitti(shared_data / "depth" / "kitti-seq")
+    sample = next(frame.read() for frame in depth_set.frames if frame.name.endswith("/0000000004"))
+    gaps = np.flatnonzero(~np.isfinite(sample.depth).any(axis=0))
+    assert gaps.size > 0, "the frame keeps a column without any LiDAR return"
+    filled = dense_depth(sample.depth, depth_set.max_depth, sparse=True)
+    assert (filled[-1, gaps] < 10.0).all()  # the road a few metres ahead, as beside the gap
+    hazy = synthesize(sample.image, filled, beta_for_transmission(filled, 0.45))
+    beside = hazy[-1, gaps + 1].astype(int)
+    assert (np.abs(hazy[-1, gaps].astype(int) - beside) < 30).all()
 
 
 def test_kitti_and_middlebury_loaders(shared_data: Path):

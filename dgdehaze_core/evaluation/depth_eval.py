@@ -17,7 +17,8 @@ densities. beta is solved per image so that the mean transmission over the image
 or 0.25 (dense): a fixed beta would mean very different haze on KITTI (5-80 m) and Middlebury (3-30 m). The airlight
 is a neutral grey A = 0.9. Synthesis needs depth at every pixel: the unknown pixels of the ground truth are filled
 with the nearest known depth, and for sparse LiDAR everything above the topmost return of each column (sky, tree
-tops) is set to the set's max depth. Scores are only ever computed on the measured pixels.
+tops; a column without any return takes its nearest column's) is set to the set's max depth. Scores are only ever
+computed on the measured pixels.
 """
 from __future__ import annotations
 
@@ -87,16 +88,24 @@ def change_between(hazy: np.ndarray, clear: np.ndarray, true: np.ndarray, max_de
 
 
 def dense_depth(true: np.ndarray, max_depth: float, sparse: bool) -> np.ndarray:
-    """Ground truth filled for haze synthesis: nearest known depth; above sparse LiDAR's top return, max depth."""
+    """Ground truth filled for haze synthesis: nearest known depth; above sparse LiDAR's top return (`_top_returns`),
+    max depth."""
     known = np.isfinite(true)
     if not known.any():
         raise ValueError("the ground-truth depth holds no valid value to synthesize haze from")
     _, (rows, cols) = ndimage.distance_transform_edt(~known, return_indices=True)
     filled = np.clip(true[rows, cols], MIN_DEPTH, max_depth)
     if sparse:
-        first_row = np.where(known.any(axis=0), known.argmax(axis=0), true.shape[0])
-        filled[np.arange(true.shape[0])[:, None] < first_row[None, :]] = max_depth
+        filled[np.arange(true.shape[0])[:, None] < _top_returns(known)[None, :]] = max_depth
     return filled.astype(np.float32)
+
+
+def _top_returns(known: np.ndarray) -> np.ndarray:
+    """The row of each column's topmost return; a column without any (a gap in the projected scan) takes that
+    of its nearest column with returns, so that the road below the gap is not made sky."""
+    has_return = known.any(axis=0)
+    _, (nearest,) = ndimage.distance_transform_edt(~has_return, return_indices=True)
+    return known.argmax(axis=0)[nearest]
 
 
 def beta_for_transmission(depth: np.ndarray, mean_transmission: float) -> float:
