@@ -43,3 +43,8 @@ def test_mismatched_and_tiny_inputs_get_clear_errors():
         psnr(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8))
     with pytest.raises(ImageError, match="at least 7x7"):
         ssim(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8))
+    opaque, clear = np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 4), np.uint8)
+    clear[:, :, 3] = 255  # the same colours: BGRA pairs differing in alpha read as 6 dB, and CIEDE2000 crashed
+    for metric in (psnr, ssim, ciede2000):
+        with pytest.raises(ImageError, match="two uint8 BGR frames"):
+            metric(opaque, clear)

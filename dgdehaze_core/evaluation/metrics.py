@@ -23,8 +23,9 @@ apart at every pixel: 48 dB)."""
 def _pair(result: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if result.shape != reference.shape:
         raise ImageError(f"images differ in size: {result.shape} vs {reference.shape}")
-    if result.dtype != np.uint8 or reference.dtype != np.uint8 or result.ndim != 3:
-        raise ImageError("metrics take two uint8 BGR frames")
+    if result.dtype != np.uint8 or reference.dtype != np.uint8 or result.ndim != 3 or result.shape[2] != 3:
+        raise ImageError(f"metrics take two uint8 BGR frames, got {result.dtype} {result.shape} and "
+                         f"{reference.dtype} {reference.shape}")
     return (result[:, :, ::-1].astype(np.float64) / 255.0, reference[:, :, ::-1].astype(np.float64) / 255.0)
 
 
