@@ -1,6 +1,7 @@
 """Depth accuracy: the error measures on known cases, haze synthesized from true depth, and the real loaders."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -190,6 +191,16 @@ def test_dcp_depth_on_real_middlebury_under_synthesized_haze(shared_data: Path):
     # DCP's depth is mostly haze: what it reads of the clear view moves a lot once the haze is there
     assert np.isnan(table["dcp@clear"]["change_vs_clear"])
     assert table["dcp@t0.25"]["change_vs_clear"] > 0.1
+
+
+def test_a_frame_without_ground_truth_in_range_is_refused_naming_it(shared_data: Path, tmp_path: Path):
+    """A view whose every disparity lies beyond the set's 40 m failed as 'no pixel has both a valid ground-truth
+    depth and a finite prediction', naming neither the frame nor the real cause."""
+    shutil.copytree(shared_data / "depth" / "middlebury2003" / "cones", tmp_path / "cones")
+    disparity = cv2.imread(str(tmp_path / "cones" / "disp6.pgm"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(tmp_path / "cones" / "disp6.pgm"), np.where(disparity > 0, 8, 0).astype(np.uint8))  # 75 m
+    with pytest.raises(ImageError, match="cones/im6: no ground-truth depth within 40 m"):
+        evaluate_depth(load_middlebury(tmp_path), [load_method(MethodSpec("dcp", "dcp"))], progress=False)
 
 
 def test_a_middlebury_disparity_not_in_one_8_bit_channel_is_refused(shared_data: Path, tmp_path: Path):

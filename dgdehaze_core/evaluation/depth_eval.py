@@ -33,7 +33,7 @@ from tqdm import tqdm
 from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import MIN_DEPTH, DepthSet
 from dgdehaze_core.evaluation.methods import Method
-from dgdehaze_core.io.images import bgr_to_rgb_float, rgb_float_to_bgr
+from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, rgb_float_to_bgr
 from dgdehaze_core.physics.scattering import synthesize_haze, transmission_from_depth
 
 LOG = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
                    label: str = "depth", progress: bool = True) -> dict[str, dict[str, float]]:
     """{"METHOD@CONDITION": {absrel, rmse_log, delta1, change_vs_clear, images, mean_beta}} for every method that
     predicts depth, and a "constant" row: what a depth without any information scores (the floor to beat);
-    NotApplicable when no method predicts depth. Reads the set's frames one at a time, each when it is scored."""
+    NotApplicable when no method predicts depth; ImageError naming a frame without ground truth in the set's range.
+    Reads the set's frames one at a time, each when it is scored."""
     depth_methods = [m for m in methods if m.gives_depth]
     if not depth_methods:
         raise NotApplicable("none of the methods predicts depth (hazy and clear do not): add dcp or a model")
@@ -140,6 +141,8 @@ def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
     betas: dict[str, list[float]] = {condition: [] for condition in HAZE_LEVELS}
     for sample in tqdm(depth_set.samples(), total=len(depth_set.frames), desc=label, unit="image",
                        disable=not progress):
+        if not (np.isfinite(sample.depth) & (sample.depth >= MIN_DEPTH) & (sample.depth <= depth_set.max_depth)).any():
+            raise ImageError(f"{sample.name}: no ground-truth depth within {depth_set.max_depth:g} m to score against")
         inputs = {"clear": sample.image}
         filled = dense_depth(sample.depth, depth_set.max_depth, depth_set.sparse)
         for condition, transmission in HAZE_LEVELS.items():
