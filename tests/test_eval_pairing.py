@@ -84,6 +84,19 @@ def test_unreadable_and_mismatched_pairs_name_the_file(tmp_path: Path):
         load_pair(pairs["3_a"])
 
 
+def test_a_pair_too_small_for_ssim_is_named(shared_data: Path, tmp_path: Path):
+    """SSIM's 7x7 window refused a 6x6 pair without saying which of the set's pairs it was."""
+    from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+    from dgdehaze_core.evaluation.quality_eval import evaluate_quality
+
+    source = shared_data / "paired" / "sots-outdoor"
+    for kind, name in (("hazy", "0016_0.8_0.08.jpg"), ("clear", "0016.jpg")):
+        (tmp_path / kind).mkdir()
+        cv2.imwrite(str(tmp_path / kind / f"{Path(name).stem}.png"), cv2.imread(str(source / kind / name))[:6, :6])
+    with pytest.raises(PairingError, match=r"pair 0016_0\.8_0\.08 through dcp: SSIM needs images of at least 7x7"):
+        evaluate_quality(find_pairs(tmp_path), [load_method(MethodSpec("dcp", "dcp"))], progress=False)
+
+
 def test_the_shared_paired_sets_pair_completely(shared_data: Path):
     counts = {name: len(find_pairs(shared_data / "paired" / name))
               for name in ("sots-indoor", "sots-outdoor", "o-haze")}

@@ -11,10 +11,10 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from dgdehaze_core.datasets.paired_sets import Pair, load_pair
+from dgdehaze_core.datasets.paired_sets import Pair, PairingError, load_pair
 from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.evaluation.metrics import ciede2000, psnr, ssim
-from dgdehaze_core.io.images import ReadImage, read_image
+from dgdehaze_core.io.images import ImageError, ReadImage, read_image
 
 QUALITY_COLUMNS = ("psnr", "ssim", "ciede2000", "pairs")
 
@@ -35,9 +35,12 @@ def evaluate_quality(pairs: Sequence[Pair], methods: Sequence[Method],
         hazy, clear = load_pair(pair, read)
         for method in methods:
             output = method.dehaze(hazy).image
-            row = scores[method.name]
-            row["psnr"].append(psnr(output, clear))
-            row["ssim"].append(ssim(output, clear))
-            row["ciede2000"].append(ciede2000(output, clear))
+            try:
+                figures = {"psnr": psnr(output, clear), "ssim": ssim(output, clear),
+                           "ciede2000": ciede2000(output, clear)}
+            except ImageError as exc:  # a pair too small for SSIM's window, or an output of another size
+                raise PairingError(f"pair {pair.name} through {method.name}: {exc}") from None
+            for key, value in figures.items():
+                scores[method.name][key].append(value)
     return {name: {**{key: float(np.mean(values)) for key, values in row.items()}, "pairs": len(pairs)}
             for name, row in scores.items()}
