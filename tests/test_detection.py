@@ -153,6 +153,18 @@ def test_tracking_gives_what_ultralytics_track_mode_gives_and_follows_fused_boxe
     assert set(ids[0]).intersection(*ids[1:]), f"no fused object kept its identity as the camera turned: {ids}"
 
 
+@pytest.mark.parametrize("kind", ["bytetrack", "botsort"])
+def test_a_tracked_box_stays_inside_the_frame_as_its_object_leaves_it(kind: str, foggy_road: np.ndarray) -> None:
+    """The camera turns right and the car leaves at the left edge: the Kalman filter's velocity carries the track's
+    box past the edge, which Ultralytics' track mode clips (a box outside the image reached ~/detections)."""
+    tracked = Detector(tracker=kind)
+    panning = [np.ascontiguousarray(foggy_road[:, 20 * i:300 + 20 * i]) for i in range(17)]
+    boxes = np.reshape([d.box for frame in panning for d in tracked(frame)], (-1, 4))
+    assert len(boxes) >= 12 and np.isfinite(boxes).all()
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 300).all() and (boxes[:, [1, 3]] <= foggy_road.shape[0]).all()
+    assert (boxes[:, 0] == 0).any(), "the car was tracked to the frame's edge"
+
+
 def test_the_shipped_int8_file_runs_as_its_float_rebuild_by_default_on_x86(shared_data: Path) -> None:
     import platform
 

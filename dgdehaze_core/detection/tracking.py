@@ -3,7 +3,9 @@
 Ultralytics' own `track` mode runs its tracker on one detector's boxes for one image. A `BoxTracker` takes the
 boxes from wherever they come (one frame's detections, or the raw and the dehazed frame's fused by
 `detection.fusion`) and gives each confirmed object its track id, as Ultralytics' track mode would: the box is
-the tracker's (the matched detection smoothed by its Kalman filter), and objects not yet confirmed are left out.
+the tracker's (the matched detection smoothed by its Kalman filter), clipped to the frame as Ultralytics clips it
+(the filter's velocity carries an object leaving the frame past its edge), and objects not yet confirmed are left
+out.
 """
 from __future__ import annotations
 
@@ -46,9 +48,10 @@ class BoxTracker:
 
     def __call__(self, detections: Sequence[Box], frame: np.ndarray) -> list[Box]:
         """The confirmed objects among `detections` of the stream's next `frame` (whose pixels the camera-motion
-        compensation of botsort reads), each with its `track_id` and the tracker's box."""
+        compensation of botsort reads), each with its `track_id` and the tracker's box inside the frame."""
         rows = np.array([[*d.box, d.score, d.class_id] for d in detections], np.float32).reshape(-1, 6)
-        tracks = self._tracker.update(self._boxes(rows, frame.shape[:2]), frame)
-        return [dataclasses.replace(detections[int(row[7])], box=tuple(float(v) for v in row[:4]),
-                                    track_id=int(row[4]))
-                for row in np.asarray(tracks, np.float64).reshape(-1, 8)]
+        tracks = np.asarray(self._tracker.update(self._boxes(rows, frame.shape[:2]), frame), np.float64).reshape(-1, 8)
+        height, width = frame.shape[:2]
+        boxes = np.clip(tracks[:, :4], 0.0, [width, height, width, height])
+        return [dataclasses.replace(detections[int(row[7])], box=tuple(float(v) for v in box), track_id=int(row[4]))
+                for row, box in zip(tracks, boxes)]
