@@ -91,6 +91,18 @@ def test_a_recipe_reading_outside_the_shared_data_is_refused(tmp_path: Path, sha
     assert "is not under the shared data folder" in packed.stderr
 
 
+def test_a_recipe_the_kit_cannot_read_ends_in_one_line_and_keeps_the_kit(tmp_path: Path) -> None:
+    kit = tmp_path / "kit"
+    (kit / "data").mkdir(parents=True)
+    (kit / "manifest.json").write_text("{}")
+    for recipe, reason in ((tmp_path / "none.yaml", "no such recipe"),
+                           (REPO_DIR / "training" / "depth_kitti.yaml", "train-depth")):
+        refused = _pack(kit, recipe)
+        assert refused.returncode == 2 and refused.stderr.startswith("device_kit.py: error: "), refused.stderr
+        assert reason in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert sorted(path.name for path in kit.iterdir()) == ["data", "manifest.json"]
+
+
 def test_device_train_brings_back_a_resumable_run_and_weights(smoke_kit: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

@@ -32,6 +32,7 @@ from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
 from dgdehaze_core.io.atomic_files import atomic_path  # noqa: E402
 from dgdehaze_core.training.datasets import collect_images, load_rgb, validation_pairs  # noqa: E402
 from dgdehaze_core.training.recipe import Recipe, load_recipe  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 LOG = logging.getLogger("device_kit")
 PACKING = ".packing"
@@ -111,13 +112,14 @@ def pack(recipes: list[Recipe], kit: Path) -> dict[str, object]:
     return manifest
 
 
-def main() -> int:
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    """Pack the kit; 0, or 2 when --out is no kit or the kit would not travel (a bad recipe: one line, 2)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipes", nargs="+", type=Path, help="training recipes (training/*.yaml)")
     parser.add_argument("--out", type=Path, default=KIT_DIR, help="the kit's folder (default: .device, ignored by "
                         "git; name it in the device tool's carry)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parser.parse_args(argv)
     recipes = [load_recipe(path) for path in args.recipes]
     kit = any((args.out / name).is_file() for name in ("manifest.json", PACKING))  # finished, or cut short
     if args.out.is_dir() and any(args.out.iterdir()) and not kit:
