@@ -80,15 +80,23 @@ def test_the_kit_gives_the_trainer_the_same_images(smoke_kit: Path, shared_data:
     assert manifest["kit_bytes"] == sum(p.stat().st_size for p in (smoke_kit / "data").rglob("*") if p.is_file())
 
 
-def test_a_recipe_reading_outside_the_shared_data_is_refused(tmp_path: Path, shared_data: Path) -> None:
+def test_a_recipe_reading_outside_the_shared_data_is_refused_and_the_earlier_kit_kept(tmp_path: Path,
+                                                                                       shared_data: Path) -> None:
+    """The refusal came after the earlier kit's data and manifest were deleted."""
     images = tmp_path / "mine"
     images.mkdir()
     shutil.copy(shared_data / "paired" / "sots-outdoor" / "clear" / "0016.jpg", images)
     recipe = tmp_path / "mine.yaml"
     recipe.write_text(SMOKE.read_text().replace("${DATA}/clear/bdd", str(images)))
-    packed = _pack(tmp_path / "kit", recipe)
-    assert packed.returncode != 0
+    kit = tmp_path / "kit"
+    (kit / "data").mkdir(parents=True)
+    (kit / "data" / "image.png").write_bytes(b"packed earlier")
+    (kit / "manifest.json").write_text("{}")
+    packed = _pack(kit, recipe)
+    assert packed.returncode == 2
     assert "is not under the shared data folder" in packed.stderr
+    assert sorted(path.name for path in kit.iterdir()) == ["data", "manifest.json"]
+    assert (kit / "data" / "image.png").read_bytes() == b"packed earlier"
 
 
 def test_a_recipe_the_kit_cannot_read_ends_in_one_line_and_keeps_the_kit(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -83,29 +84,48 @@ def recipe_files(recipe: Recipe) -> tuple[set[Path], set[Path]]:
     return training, validation
 
 
-def pack(recipes: list[Recipe], kit: Path) -> dict[str, object]:
-    """Copy every file the recipes read into `kit`/data; the manifest (also written as `kit`/manifest.json)."""
+@dataclass
+class KitPlan:
+    """What a kit will hold: each training file with the largest side the recipes scale it to, and the validation
+    files copied as they are, every one checked to lie under the shared data folder `data`."""
+
+    data: Path
+    max_side: dict[Path, int]
+    validation: set[Path]
+
+
+def plan_kit(recipes: list[Recipe]) -> KitPlan:
+    """The files `recipes` read; FileNotFoundError without shared data, ValueError for a file the kit cannot hold
+    (outside the shared data). Reads no image and touches no kit."""
     data = shared_data_dir()
     if data is None:
         raise FileNotFoundError("no shared data folder: set DGDEHAZE_DATA or provide ../shared/data")
-    kit_data = kit / "data"
-    max_side = {}
+    max_side: dict[Path, int] = {}
     validation: set[Path] = set()
     for recipe in recipes:
         training, checked = recipe_files(recipe)
         validation |= checked
         for path in training:
             max_side[path] = max(max_side.get(path, 0), recipe.max_side)
-    for path in tqdm(sorted(max_side), desc="training images", unit="file"):
-        target = kit_path(path, data, kit_data)
+    validation -= set(max_side)
+    for path in [*max_side, *validation]:
+        kit_path(path, data, Path())
+    return KitPlan(data, max_side, validation)
+
+
+def pack(plan: KitPlan, recipes: list[Recipe], kit: Path) -> dict[str, object]:
+    """Copy every file of `plan` into `kit`/data; the manifest (also written as `kit`/manifest.json)."""
+    kit_data = kit / "data"
+    for path in tqdm(sorted(plan.max_side), desc="training images", unit="file"):
+        target = kit_path(path, plan.data, kit_data)
         if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
-            pack_image(path, target, max_side[path])
+            pack_image(path, target, plan.max_side[path])
         else:
             copy_file(path, target)
-    for path in sorted(validation - set(max_side)):
-        copy_file(path, kit_path(path, data, kit_data))
+    for path in sorted(plan.validation):
+        copy_file(path, kit_path(path, plan.data, kit_data))
     kit_bytes = sum(p.stat().st_size for p in kit_data.rglob("*") if p.is_file())
-    manifest = {"recipes": [str(r.source_file) for r in recipes], "files": len(max_side) + len(validation),
+    manifest = {"recipes": [str(r.source_file) for r in recipes], "files": len(plan.max_side) + len(plan.validation),
                 "kit_bytes": kit_bytes, "repository_bytes": tracked_bytes()}
     with atomic_path(kit / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -121,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                         "git; name it in the device tool's carry)")
     args = parser.parse_args(argv)
     recipes = [load_recipe(path) for path in args.recipes]
+    plan = plan_kit(recipes)  # a recipe the kit cannot hold is refused before the earlier kit is touched
     kit = any((args.out / name).is_file() for name in ("manifest.json", PACKING))  # finished, or cut short
     if args.out.is_dir() and any(args.out.iterdir()) and not kit:
         LOG.error("%s holds files and is no kit (no manifest.json): give a new folder or an earlier kit", args.out)
@@ -130,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "manifest.json").unlink(missing_ok=True)  # written last: a kit without it is unfinished
     if (args.out / "data").exists():
         shutil.rmtree(args.out / "data")
-    manifest = pack(recipes, args.out)
+    manifest = pack(plan, recipes, args.out)
     (args.out / PACKING).unlink()
     total = int(manifest["kit_bytes"]) + int(manifest["repository_bytes"])
     LOG.info("%d files, kit %.1f MiB + repository %.1f MiB = %.1f MiB of the device tool's %d MiB",
