@@ -50,12 +50,15 @@ def test_a_reliable_input_and_the_shipped_fastdds_profile_receive_every_640x360_
         measure_loss(640, 360, reliability="reliable", publisher_reliability="best_effort")
 
 
-def _new_shared_memory_segments(before: set[str]) -> dict[str, int]:
-    """The Fast DDS segments in /dev/shm (Fast DDS 3 names them fastdds_*, 2 fastrtps_*) not in `before`, with their
-    sizes; the lock files beside them (`_el`) and the ports' files left out."""
-    segments = {p.name: p.stat().st_size for prefix in ("fastdds_", "fastrtps_")
-                for p in SHARED_MEMORY.glob(f"{prefix}*") if not p.name.endswith("_el") and "port" not in p.name}
-    return {name: size for name, size in segments.items() if name not in before}
+def _shared_memory_segments_of(pid: int) -> dict[str, int]:
+    """The Fast DDS segments in /dev/shm (Fast DDS 3 names them fastdds_*, 2 fastrtps_*) that process `pid` has
+    mapped, with their sizes; the lock files beside them (`_el`) and the ports' files left out. Read from the
+    process's own maps, so that other processes' segments (tests running beside this one) do not count."""
+    mapped = {Path(line.split(maxsplit=5)[5].strip()) for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+              if len(line.split(maxsplit=5)) == 6}
+    return {path.name: path.stat().st_size for path in mapped
+            if path.parent == SHARED_MEMORY and path.name.startswith(("fastdds_", "fastrtps_"))
+            and not path.name.endswith("_el") and "port" not in path.name and path.exists()}
 
 
 @pytest.mark.parametrize("choice", ["", "off"])
@@ -69,7 +72,6 @@ def test_the_node_run_without_the_launch_file_sends_its_images_through_the_profi
         pytest.skip("no /dev/shm with room for the profile's segments here")
     env = {k: v for k, v in os.environ.items() if k not in (*FASTDDS_SETTINGS, CHOICE_VARIABLE)}
     env.update({"ROS_DOMAIN_ID": str(DOMAIN_ID), **({CHOICE_VARIABLE: choice} if choice else {})})
-    before = set(_new_shared_memory_segments(set()))
     with open(tmp_path / "node.log", "w+b") as log:
         node = subprocess.Popen([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-p", "autostart:=false"],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -78,7 +80,7 @@ def test_the_node_run_without_the_launch_file_sends_its_images_through_the_profi
             while b"transport:" not in (tmp_path / "node.log").read_bytes() and time.monotonic() < deadline:
                 assert node.poll() is None, log_tail(log)
                 time.sleep(0.1)
-            segments = _new_shared_memory_segments(before)
+            segments = _shared_memory_segments_of(node.pid)
         finally:
             stop(node)
         text = log_tail(log)
