@@ -236,6 +236,26 @@ def test_a_yolo_set_without_class_names_is_refused_naming_what_was_looked_for(fo
     assert sum(len(item.boxes) for item in labelled_images(folder)) == 11
 
 
+def test_yolo_names_and_labels_saved_with_a_byte_order_mark_read_as_without(formats: dict[str, Path]):
+    """Windows Notepad begins a UTF-8 file with a byte-order mark: it was read as part of the first class name
+    ("\ufeffbicycle", a class the detector lacks, its boxes set aside under a warning that showed "bicycle") and of
+    a label file's first class id (refused as not a number)."""
+    folder = formats["roboflow-yolo"]
+    expected = [(item.image.name, item.boxes) for item in labelled_images(folder)]
+    (folder.parent / "data.yaml").unlink()
+    (folder / "classes.txt").write_text("\ufeff" + "\r\n".join(YOLO_NAMES) + "\r\n", encoding="utf-8")
+    for label in (folder / "labels").glob("*.txt"):
+        label.write_text("\ufeff" + label.read_text(), encoding="utf-8")
+    (folder / "labels" / "haze-003.txt").write_text("2 0.5 0.5 0.1 0.1\n", encoding="utf-8")
+    (folder / "labels" / "foggy-001.txt").write_text("\ufeff0 0.5 0.5 0.1 0.1\n", encoding="utf-8")
+    items = labelled_images(folder)
+    assert [(item.image.name, item.boxes) for item in items][2:] == expected[2:]
+    assert [box.class_name for item in items[:2] for box in item.boxes] == ["bicycle", "person"]
+    (folder / "labels" / "mist-002.txt").write_bytes(b"3 0.5 0.5 0.1 0.1\n# caf\xe9\n")  # Latin-1
+    with pytest.raises(ValueError, match=r"mist-002.txt is not UTF-8 text"):
+        labelled_images(folder)
+
+
 @pytest.mark.parametrize("line, error", [("3 0.5 0.5 0.1", "4 fields; expected class cx cy w h"),
                                          ("3 0.5 nan 0.1 0.1", "a number is not finite"),
                                          ("4 0.5 0.5 0.1 0.1", "class 4 has no name"),

@@ -54,12 +54,22 @@ def yolo_layouts(folder: Path) -> list[LabelledLayout]:
     return found
 
 
+def _text(path: Path) -> str:
+    """A names or label file's text, UTF-8 with or without the byte-order mark Windows editors begin it with (which
+    would otherwise become part of the first class name or number); ValueError naming the file when it is not
+    UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc}") from None
+
+
 def _names_in(path: Path) -> dict[int, str]:
     """Class names by id from a data.yaml (`names:`) or a darknet names file; ValueError naming the file when it
     has none or they are malformed."""
     if path.suffix.lower() == ".yaml":
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(_text(path))
         except yaml.YAMLError as exc:
             raise ValueError(f"{path} is not readable YAML: {exc}") from None
         names = data.get("names") if isinstance(data, dict) else None
@@ -69,7 +79,7 @@ def _names_in(path: Path) -> dict[int, str]:
                                                   for key, name in names.items()):
             raise ValueError(f"{path}: expected names: as a list of class names or a map from id to name")
     else:
-        names = dict(enumerate(line.strip() for line in path.read_text(encoding="utf-8").rstrip().splitlines()))
+        names = dict(enumerate(line.strip() for line in _text(path).rstrip().splitlines()))
     if not names or not all(name.strip() for name in names.values()):
         raise ValueError(f"{path} names no class, or a class without a name")
     return {key: coco_name(name) for key, name in names.items()}
@@ -92,7 +102,7 @@ def read_yolo(path: Path, names: dict[int, str], image_size: tuple[int, int]) ->
     """The boxes of one label file in the pixels of its photo of `image_size` (width, height, upright), clipped to
     it; ValueError naming the file and line for a malformed line (the module's docstring)."""
     boxes = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(_text(path).splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
