@@ -173,6 +173,24 @@ def test_broken_coco_sets_are_refused_naming_what_is_wrong(voc: Path, tmp_path: 
         labelled_images(folder)
 
 
+def test_a_coco_json_with_a_byte_order_mark_reads_and_one_that_does_not_read_is_named(voc: Path, tmp_path: Path,
+                                                                                       caplog):
+    """A COCO JSON saved by a Windows editor (a UTF-8 byte-order mark) was taken for no JSON, and a truncated one
+    left out without a word: the folder "has no labelled boxes" while it held a COCO JSON."""
+    folder = tmp_path / "coco"
+    _coco(voc, folder, folder / "_annotations.coco.json")
+    expected = [(item.image.name, item.boxes) for item in labelled_images(folder)]
+    labels = folder / "_annotations.coco.json"
+    text = labels.read_text()
+    labels.write_text("\ufeff" + text, encoding="utf-8")
+    assert [(item.image.name, item.boxes) for item in labelled_images(folder)] == expected
+    labels.write_text(text[:len(text) // 2])
+    for _ in range(2):
+        with pytest.raises(ValueError, match="has no labelled boxes"):
+            labelled_images(folder)
+    assert caplog.text.count(f"{labels} does not read as JSON") == 1
+
+
 def test_a_coco_json_is_parsed_once_while_unchanged_and_again_once_changed(formats: dict[str, Path], tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch):
     """Finding the layout and reading the boxes each parsed the whole JSON (eval asked for the layout three times

@@ -4,7 +4,8 @@ One JSON file whose top level holds `images` (id, file_name, width, height), `an
 category_id, bbox [x, y, w, h] in pixels, optional iscrowd) and `categories` (id, name), found in the set folder
 (Roboflow's `train/_annotations.coco.json`, Label Studio's `result.json`) or in its `annotations/` (CVAT's
 `annotations/instances_default.json`). The photos are those directly in the set folder or, where it has none, in
-its `images/`. Other JSON files there are no labels; two that hold COCO's keys are refused.
+its `images/`. Other JSON files there are no labels (one that does not read as JSON is named in a
+warning); two that hold COCO's keys are refused.
 
 An image's `file_name` is found as a path under the photos folder, else by its base name there (exports write
 `images/x.jpg` or `JPEGImages/x.jpg`); an image whose file is not there is refused, naming it. Category names are
@@ -38,10 +39,15 @@ ANNOTATIONS, IMAGES = "annotations", "images"
 
 _LAST_PARSED: dict[tuple[str, int, int], dict[str, Any]] = {}
 """The last COCO JSON parsed, by (resolved path, modification time in ns, size): one entry at most."""
+_WARNED: set[tuple[str, int, int]] = set()
+"""The JSON files (as `_LAST_PARSED` keys them) already said not to read, so that each is said once."""
 
 
 def _coco(path: Path) -> dict[str, Any] | None:
-    """The JSON at `path` when its top level holds COCO's keys; None for any other (or unreadable) JSON.
+    """The JSON at `path` when its top level holds COCO's keys; None for any other JSON, and, with a warning naming
+    it and the reason (once while it is unchanged), for a file that does not read as JSON (a truncated download),
+    which may have been the set's boxes. A UTF-8 byte-order mark (a file saved by a Windows editor) is read as JSON
+    allows.
 
     A COCO file is parsed once while it is unchanged (same size and modification time): finding a set's layout and
     reading its boxes, each of which asks for it, share one parse of a file that may be hundreds of MB (full
@@ -51,9 +57,14 @@ def _coco(path: Path) -> dict[str, Any] | None:
         stamp = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         if stamp in _LAST_PARSED:
             return _LAST_PARSED[stamp]
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
         LOG.debug("%s is no COCO JSON: %s", path, exc)
+        return None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if stamp not in _WARNED:
+            _WARNED.add(stamp)
+            LOG.warning("%s does not read as JSON (%s): taken as no COCO boxes", path, exc)
         return None
     if not (isinstance(data, dict) and all(key in data for key in COCO_KEYS)):
         return None
