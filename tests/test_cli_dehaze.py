@@ -70,6 +70,20 @@ def test_dehaze_video(shared_data: Path, tmp_path: Path):
     assert int(result.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
 
 
+def test_a_video_whose_frames_stop_decoding_says_so_and_exits_1(shared_data: Path, tmp_path: Path, caplog):
+    """OpenCV ends a damaged video at the first frame that does not decode as at its end: half a clip was dehazed
+    and the run said it had succeeded."""
+    clip = fog_clip(shared_data, tmp_path / "clip.mp4", 20)
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = bytes(4096)  # a stretch of its frames' data zeroed
+    clip.write_bytes(data)
+    out = tmp_path / "out"
+    assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(out)]) == 1
+    written = int(cv2.VideoCapture(str(out / "clip_dehazed.mp4")).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert 0 < written < 20
+    assert f"frame {written + 1} of the 20 its container reports does not decode" in caplog.text
+
+
 def test_bad_input_gives_one_line_error_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     run = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(tmp_path / "missing.png"),
                           "--out", str(tmp_path / "o")], capture_output=True, text=True)

@@ -218,7 +218,7 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
         for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
             _check_video(path, count, out / f"{source.stem}_{target}.mp4")
     LOG.info("wrote %d frames to %s", count, out)
-    return 0
+    return 1 if total and count < total else 0  # the frames that did not decode (iter_video warns)
 
 
 def _check_video(path: Path, frames: int, target: Path) -> None:

@@ -414,15 +414,22 @@ def rgb_float_to_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def iter_video(path: str | Path) -> Iterator[np.ndarray]:
-    """Frames of a video file as uint8 BGR arrays."""
+    """Frames of a video file as uint8 BGR arrays, up to the first that does not decode; a warning says so when
+    that is before the end its container reports (a damaged file), as OpenCV tells the two apart by no word."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ImageError(f"{path} is not a readable video")
+    read = 0
     try:
         while True:
             ok, frame = capture.read()
             if not ok:
+                reported = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+                if read < reported:
+                    LOG.warning("%s: frame %d of the %d its container reports does not decode (a damaged file?): "
+                                "read as far as frame %d", path, read + 1, reported, read)
                 return
+            read += 1
             yield to_bgr8(frame)
     finally:
         capture.release()
