@@ -15,6 +15,7 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.datasets.splits import SplitError, expand_patterns, load_split
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FusionSettings, fuse_detections
+from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.detection_eval import (choosing_images, known_references, match_image, score_classes,
                                                      score_matches)
 from dgdehaze_core.evaluation.methods import MethodSpec, parse_methods
@@ -203,6 +204,21 @@ def test_boxes_all_of_classes_the_detector_lacks_are_named_in_the_error(tmp_path
               LabelledImage(tmp_path / "b.jpg", (ReferenceBox("cow", (0, 0, 10, 10)),))]
     with pytest.raises(ValueError, match=r"cow \(1\), tractor \(1\)"):
         known_references(images, {"car", "person"})
+
+
+def test_human_boxes_all_difficult_or_none_are_said_to_be_so(tmp_path: Path):
+    """Such a set was refused by the detector-reference wording ("the detector finds nothing on the clear
+    images?"), which a set of human boxes has no clear images for."""
+    difficult = [LabelledImage(tmp_path / "a.jpg", (ReferenceBox("car", (0, 0, 10, 10), difficult=True),)),
+                 LabelledImage(tmp_path / "b.jpg", ())]
+    for classes in ({"car", "person"}, ()):
+        with pytest.raises(NotApplicable, match=r"no human box to score: the 2 labelled photo\(s\) hold 1 box\(es\), "
+                                                r"none that is not difficult"):
+            known_references(difficult, classes)
+    with pytest.raises(NotApplicable, match=r"the 1 labelled photo\(s\) hold 0 box\(es\)"):
+        known_references(difficult[1:], {"car"})
+    assert known_references(difficult[:1] + [LabelledImage(tmp_path / "c.jpg", (ReferenceBox("car", (0, 0, 9, 9)),))],
+                            {"car"})[1].boxes[0].difficult is False
 
 
 def test_per_class_rows_by_hand():

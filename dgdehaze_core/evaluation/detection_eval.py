@@ -200,20 +200,20 @@ def score_classes(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
 
 def known_references(images: Sequence[LabelledImage], classes: Collection[str]) -> list[LabelledImage]:
     """`images` with the boxes of classes outside `classes` marked difficult (ignored), with one warning naming
-    them; unchanged when `classes` is empty (unknown). NotApplicable naming those classes when no other box is left
-    to score."""
-    if not classes:
-        return list(images)
-    unknown = Counter(box.class_name for item in images for box in item.boxes if box.class_name not in classes)
-    if not unknown:
-        return list(images)
+    them; unchanged when `classes` is empty (unknown) or holds every box's class. NotApplicable, naming those
+    classes, when no box is left to score (every box difficult or of such a class, or no box at all)."""
+    unknown = Counter(box.class_name for item in images for box in item.boxes
+                      if classes and box.class_name not in classes)
     named = ", ".join(f"{name} ({count})" for name, count in sorted(unknown.items()))
-    known = [LabelledImage(item.image, tuple(box if box.class_name in classes else replace(box, difficult=True)
-                                             for box in item.boxes)) for item in images]
+    known = [LabelledImage(item.image, tuple(box if box.class_name not in unknown else replace(box, difficult=True)
+                                             for box in item.boxes)) for item in images] if unknown else list(images)
     if not any(not box.difficult for item in known for box in item.boxes):
-        raise NotApplicable(f"no human box to score: every box that is not difficult is of a class the detector does "
-                         f"not know: {named}")
-    LOG.warning("human boxes of classes the detector does not know are ignored: %s", named)
+        raise NotApplicable("no human box to score: " + (
+            f"every box that is not difficult is of a class the detector does not know: {named}" if unknown else
+            f"the {len(images)} labelled photo(s) hold {sum(len(item.boxes) for item in images)} box(es), none that "
+            "is not difficult"))
+    if unknown:
+        LOG.warning("human boxes of classes the detector does not know are ignored: %s", named)
     return known
 
 
