@@ -127,6 +127,22 @@ def test_eval_scores_every_format_alike_and_reads_a_yolo_sets_photos_for_haze(fo
     assert json.loads(out.read_text())["hazy"]["images"] == len(PHOTOS)
 
 
+def test_eval_json_naming_the_sets_coco_labels_is_refused_and_they_stay(formats: dict[str, Path], capsys):
+    """--json took any file that held JSON for an earlier run's figures: `eval --json` naming the set's own COCO
+    file replaced its labels with the figures."""
+    labels = formats["roboflow-coco"] / "_annotations.coco.json"
+    before = labels.read_bytes()
+    assert main(["eval", "--dataset", str(formats["roboflow-coco"]), "--measure", "detection", "--method", "hazy",
+                 "--json", str(labels)]) == 2
+    assert f"--json {labels} exists and holds JSON that is no table of figures" in capsys.readouterr().err
+    assert labels.read_bytes() == before
+    figures = labels.with_name("figures.json")
+    figures.write_text('{"dcp": {"map50": 0.5}}')  # an earlier run's figures: replaced
+    assert main(["eval", "--dataset", str(formats["roboflow-coco"]), "--measure", "detection", "--method", "hazy",
+                 "--json", str(figures)]) == 0
+    assert set(json.loads(figures.read_text())) == {"hazy", "hazy[bus]", "hazy[car]"}
+
+
 def test_a_coco_image_without_annotations_has_no_object_and_an_unlisted_photo_is_left_out(voc: Path,
                                                                                           tmp_path: Path, caplog):
     folder = tmp_path / "coco"

@@ -99,17 +99,21 @@ JSON_CHECK_BYTES = 64 * 2**20
 
 
 def check_replaceable_json(path: str | os.PathLike[str], flag: str) -> None:
-    """ValueError when `path` exists and holds no JSON: a figures file may be written over, a bag, weights or an
-    image named by mistake may not."""
+    """ValueError when `path` exists and holds no table of figures (a JSON object of objects, as every --json is
+    written: `tables.write_json`): a figures file may be written over; a bag, weights or an image named by mistake
+    may not, nor other JSON, such as a labelled set's COCO labels."""
     path = Path(path)
     if not path.is_file():
         return
     try:
-        if path.stat().st_size <= JSON_CHECK_BYTES:
-            json.loads(path.read_bytes())
-            return
+        data = json.loads(path.read_bytes()) if path.stat().st_size <= JSON_CHECK_BYTES else None
     except (ValueError, OSError):
-        pass
+        data = None
+    else:
+        if isinstance(data, dict) and all(isinstance(row, dict) for row in data.values()):
+            return
+        raise ValueError(f"{flag} {path} exists and holds JSON that is no table of figures (labels, a record: it "
+                         "would be overwritten): give a new file or one a --json wrote")
     raise ValueError(f"{flag} {path} exists and holds no JSON (it would be overwritten): give a new file or a "
                      "JSON one")
 
