@@ -184,6 +184,17 @@ def test_broken_coco_sets_are_refused_naming_what_is_wrong(voc: Path, tmp_path: 
     with pytest.raises(ValueError, match=r"2 COCO JSON files \(_annotations.coco.json, copy.json\): keep one"):
         labelled_layout(folder)
     (folder / "copy.json").unlink()
+    text = (folder / "_annotations.coco.json").read_text()
+    data = json.loads(text)
+    first, second = data["images"][0]["id"], data["images"][1]["id"]
+    data["images"][1]["id"] = first  # two exports merged without new ids: both photos took the boxes of both
+    for annotation in data["annotations"]:
+        annotation["image_id"] = first if annotation["image_id"] == second else annotation["image_id"]
+    (folder / "_annotations.coco.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"json: foggy-001.jpg and haze-003.jpg share the image id 10: give each "
+                                         r"image its own id"):
+        labelled_images(folder)
+    (folder / "_annotations.coco.json").write_text(text)
     (folder / "haze-003.jpg").unlink()
     with pytest.raises(ValueError, match=r"_annotations.coco.json: image 11 \(haze-003.jpg\) is not in"):
         labelled_images(folder)

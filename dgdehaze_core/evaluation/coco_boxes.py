@@ -15,8 +15,9 @@ height to the photo's own size (a set whose photos were resized after labelling)
 `io.orientation` says for a photo with an EXIF orientation, then clipped to the photo.
 `iscrowd: 1` boxes are difficult: neither right nor wrong, as COCO's own evaluation ignores crowds. A listed image
 without an annotation is a photo with no object (COCO's meaning); a photo the JSON does not list is left out with
-one warning. A number that is not finite, an annotation of an unlisted image or an unknown category, and a width
-or height that is not positive are refused naming the JSON file.
+one warning. A number that is not finite, an annotation of an unlisted image or an unknown category, a width or
+height that is not positive, and two images of one id (two files merged without new ids) are refused naming the
+JSON file.
 """
 from __future__ import annotations
 
@@ -137,7 +138,8 @@ def coco_images(layout: LabelledLayout, keep: Callable[[str], bool] | None = Non
                 choose: Callable[[list[Path]], list[Path]] | None = None) -> list[LabelledImage]:
     """Every image the COCO JSON of `layout` lists, in the photos folder's order, with its boxes, selected as
     `labelled_sets.labelled_images` says (the JSON is read whole; the boxes and photo of an image left out are
-    not). ValueError naming the JSON for what the module's docstring refuses, and for two images of one photo."""
+    not). ValueError naming the JSON for what the module's docstring refuses, for two images of one photo, and for
+    two images of one id."""
     source, data = layout.labels, _coco(layout.labels)
     if data is None:
         raise ValueError(f"{source} is not readable COCO JSON")
@@ -152,6 +154,9 @@ def coco_images(layout: LabelledLayout, keep: Callable[[str], bool] | None = Non
         photo = _photo(entry, layout.photos, source)
         if photo in photo_of:
             raise ValueError(f"{source}: images {photo_of[photo]} and {entry.get('id')} are both {photo.name}")
+        if entry.get("id") in entries:  # two files merged without new ids: whose boxes are whose cannot be told
+            raise ValueError(f"{source}: {entries[entry.get('id')].get('file_name')} and {entry.get('file_name')} "
+                             f"share the image id {entry.get('id')!r}: give each image its own id")
         photo_of[photo] = entry.get("id")
         entries[entry.get("id")] = entry
     annotations: dict[Any, list[dict[str, Any]]] = {key: [] for key in entries}
