@@ -194,6 +194,15 @@ def test_broken_coco_sets_are_refused_naming_what_is_wrong(voc: Path, tmp_path: 
     with pytest.raises(ValueError, match=r"json: foggy-001.jpg and haze-003.jpg share the image id 10: give each "
                                          r"image its own id"):
         labelled_images(folder)
+    data = json.loads(text)
+    data["categories"].append({"id": COCO_IDS["person"], "name": "Truck"})
+    (folder / "_annotations.coco.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"json: categories person and truck share the id 7: give each category "
+                                         r"its own id"):
+        labelled_images(folder)
+    data["categories"][-1]["name"] = "person"  # the same category twice: its boxes are the same either way
+    (folder / "_annotations.coco.json").write_text(json.dumps(data))
+    assert sum(len(item.boxes) for item in labelled_images(folder)) == 11
     (folder / "_annotations.coco.json").write_text(text)
     (folder / "haze-003.jpg").unlink()
     with pytest.raises(ValueError, match=r"_annotations.coco.json: image 11 \(haze-003.jpg\) is not in"):

@@ -16,8 +16,8 @@ height to the photo's own size (a set whose photos were resized after labelling)
 `iscrowd: 1` boxes are difficult: neither right nor wrong, as COCO's own evaluation ignores crowds. A listed image
 without an annotation is a photo with no object (COCO's meaning); a photo the JSON does not list is left out with
 one warning. A number that is not finite, an annotation of an unlisted image or an unknown category, a width or
-height that is not positive, and two images of one id (two files merged without new ids) are refused naming the
-JSON file.
+height that is not positive, and two images, or two categories of different names, of one id (two files merged
+without new ids) are refused naming the JSON file.
 """
 from __future__ import annotations
 
@@ -145,9 +145,14 @@ def coco_images(layout: LabelledLayout, keep: Callable[[str], bool] | None = Non
         raise ValueError(f"{source} is not readable COCO JSON")
     if not all(isinstance(data[key], list) and all(isinstance(item, dict) for item in data[key]) for key in COCO_KEYS):
         raise ValueError(f"{source}: {', '.join(COCO_KEYS)} must each be a list of objects")
-    names = {category.get("id"): coco_name(str(category.get("name") or "")) for category in data["categories"]}
-    if "" in names.values():
-        raise ValueError(f"{source}: a category has no name")
+    names: dict[Any, str] = {}
+    for category in data["categories"]:
+        name = coco_name(str(category.get("name") or ""))
+        if not name:
+            raise ValueError(f"{source}: a category has no name")
+        if names.setdefault(category.get("id"), name) != name:  # two files merged without new ids
+            raise ValueError(f"{source}: categories {names[category.get('id')]} and {name} share the id "
+                             f"{category.get('id')!r}: give each category its own id")
     entries: dict[Any, dict[str, Any]] = {}
     photo_of: dict[Path, Any] = {}
     for entry in data["images"]:
