@@ -5,8 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 
+CHUNK_BYTES = 2 ** 20
+
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of the file at `path`; OSError when it cannot be read."""
+    """Hex SHA-256 of the file at `path`; OSError when it cannot be read. Read chunk by chunk here, as
+    `hashlib.file_digest` does, which Python 3.10 (ROS 2 Humble's, JetPack 6's) does not have."""
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
