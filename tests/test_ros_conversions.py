@@ -19,7 +19,8 @@ from dgdehaze_core.detection.offline import offline_ultralytics  # noqa: E402
 from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS, compressed_to_bgr8, declared_size  # noqa: E402
 from dgdehaze_core.io.images import uint16_to_uint8  # noqa: E402
 from dgdehaze_ros.conversions import (ENCODINGS, ImageConversionError, array_to_image, bgr8_to_image,  # noqa: E402
-                                      bgr8_to_pixels, camera_frame, compressed_image, depth_to_image, image_to_array)
+                                      bgr8_to_pixels, camera_frame, compressed_depth_image, compressed_image,
+                                      depth_to_image, image_to_array)
 
 pytestmark = pytest.mark.ros
 
@@ -172,6 +173,10 @@ def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(fra
         bgr8_of(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
     with pytest.raises(ImageConversionError, match="empty"):
         bgr8_of(CompressedImage(format="png", data=b""))
+    depth = compressed_depth_image(np.full((48, 64), 7.5, np.float32), header())  # a depth camera's topic given
+    with pytest.raises(ImageConversionError, match="is a depth image \\(image_transport's compressedDepth\\), not a "
+                                                   "camera frame"):
+        bgr8_of(depth)  # was: "its header does not read as JPEG, PNG, ..."
     for side in (7000, 50_000):
         huge_png = bytearray(cv2.imencode(".png", frame)[1].tobytes())
         huge_png[16:24] = side.to_bytes(4, "big") * 2  # IHDR claims side x side, with its checksum

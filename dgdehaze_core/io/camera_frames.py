@@ -167,8 +167,11 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SA
     read is refused undecoded. It is decoded as stored, as image_transport's compressed subscriber does: a 16-bit
     PNG (image_transport's `mono16; png compressed`, `bgr16; ...`) keeps its samples, read with `bits` significant
     bits and shown to `samples` as `pixels_to_bgr8` reads a raw frame; grey and BGRA become BGR; an EXIF
-    orientation is not applied (a camera frame is no photo file: `images.read_image` turns a file upright)."""
+    orientation is not applied (a camera frame is no photo file: `images.read_image` turns a file upright). A
+    compressedDepth image is refused as the depth image it is."""
     fmt = str(msg.format).lower()
+    if "compresseddepth" in fmt:  # its PNG follows a header of its own: it read as a broken image
+        raise ImageError(f"{msg.format!r} is a depth image (image_transport's compressedDepth), not a camera frame")
     if fmt and not any(name in fmt for name in COMPRESSED_DECODABLE):
         raise ImageError(f"unsupported compressed format {msg.format!r}")
     raw = bytes(msg.data)
