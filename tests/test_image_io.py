@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text
+from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_json_output
 from dgdehaze_core.io.images import ImageError, ImageReader, NarrowSamples, read_image, to_bgr8, write_image
 
 
@@ -171,6 +171,23 @@ def test_atomic_writes_leave_the_old_file_on_failure(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     write_image(tmp_path / "frame.png", np.zeros((3, 3, 3), np.uint8))
     assert read_image(tmp_path / "frame.png").shape == (3, 3, 3)
+
+
+def test_a_json_target_may_replace_figures_or_an_empty_file_and_nothing_else(tmp_path: Path):
+    """`mktemp --suffix .json`'s empty file was refused as holding no JSON, while a set's COCO labels or a run
+    record, JSON but no figures, were taken for an earlier run's figures and replaced."""
+    allowed = {"empty.json": b"", "figures.json": b'{"dcp": {"psnr": 20.0}, "hazy": {}}'}
+    refused = {"photo.json": cv2.imencode(".png", np.zeros((2, 2, 3), np.uint8))[1].tobytes(),
+               "coco.json": b'{"images": [], "annotations": [], "categories": []}',
+               "record.json": b'{"method": "dcp", "weights": null}', "list.json": b"[1, 2]"}
+    for name, content in {**allowed, **refused}.items():
+        (tmp_path / name).write_bytes(content)
+        if name in allowed:
+            assert check_json_output(tmp_path / name) == tmp_path / name
+        else:
+            with pytest.raises(ValueError, match=f"--json {tmp_path / name} exists and holds "):
+                check_json_output(tmp_path / name)
+        assert (tmp_path / name).read_bytes() == content
 
 
 def test_atomic_writes_reach_the_disk_before_they_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -100,10 +100,10 @@ JSON_CHECK_BYTES = 64 * 2**20
 
 def check_replaceable_json(path: str | os.PathLike[str], flag: str) -> None:
     """ValueError when `path` exists and holds no table of figures (a JSON object of objects, as every --json is
-    written: `tables.write_json`): a figures file may be written over; a bag, weights or an image named by mistake
-    may not, nor other JSON, such as a labelled set's COCO labels."""
+    written: `tables.write_json`): a figures file may be written over, and an empty one (`mktemp`'s); a bag, weights
+    or an image named by mistake may not, nor other JSON, such as a labelled set's COCO labels."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_size == 0:
         return
     try:
         data = json.loads(path.read_bytes()) if path.stat().st_size <= JSON_CHECK_BYTES else None
