@@ -17,7 +17,7 @@ from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
-from dgdehaze_core.io.images import (SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, iter_video, list_images,
+from dgdehaze_core.io.images import (SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, VideoFrames, list_images,
                                      missing, video_frame_count, write_image)
 from dgdehaze_core.visualize import colorize_depth
 
@@ -182,7 +182,8 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
 
 
 def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
-    frames = iter_video(source)
+    video = VideoFrames(source)
+    frames = iter(video)
     first = next(frames, None)
     if first is None:
         raise ImageError(f"{source} holds no frames")
@@ -218,7 +219,7 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
         for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
             _check_video(path, count, out / f"{source.stem}_{target}.mp4")
     LOG.info("wrote %d frames to %s", count, out)
-    return 1 if total and count < total else 0  # the frames that did not decode (iter_video warns)
+    return 1 if video.damaged_at is not None else 0  # the frames after a damaged one are not dehazed (warned)
 
 
 def _check_video(path: Path, frames: int, target: Path) -> None:

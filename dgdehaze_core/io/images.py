@@ -413,26 +413,38 @@ def rgb_float_to_bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(scaled.astype(np.uint8), cv2.COLOR_RGB2BGR)
 
 
-def iter_video(path: str | Path) -> Iterator[np.ndarray]:
-    """Frames of a video file as uint8 BGR arrays, up to the first that does not decode; a warning says so when
-    that is before the end its container reports (a damaged file), as OpenCV tells the two apart by no word."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ImageError(f"{path} is not a readable video")
-    read = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                reported = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-                if read < reported:
-                    LOG.warning("%s: frame %d of the %d its container reports does not decode (a damaged file?): "
-                                "read as far as frame %d", path, read + 1, reported, read)
-                return
-            read += 1
-            yield to_bgr8(frame)
-    finally:
-        capture.release()
+class VideoFrames:
+    """The frames of a video file as uint8 BGR arrays, up to the first that does not decode (ImageError when the file
+    does not open). OpenCV's read fails alike at the end and at a frame that does not decode; a later frame that
+    still reads tells them apart (a container's frame count may be an estimate): `damaged_at`, once iterated, is the
+    number of the first frame that did not decode where a later one does (a damaged file, with a warning), None
+    where the frames ended."""
+
+    LOOK_AHEAD = 8
+    """Frames tried past one that did not decode."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.damaged_at: int | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        capture = cv2.VideoCapture(str(self.path))
+        if not capture.isOpened():
+            raise ImageError(f"{self.path} is not a readable video")
+        read = 0
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    if any(capture.grab() for _ in range(self.LOOK_AHEAD)):
+                        self.damaged_at = read + 1
+                        LOG.warning("%s: frame %d does not decode and a later one does (a damaged file): read as far "
+                                    "as frame %d", self.path, read + 1, read)
+                    return
+                read += 1
+                yield to_bgr8(frame)
+        finally:
+            capture.release()
 
 
 def video_frame_count(path: str | Path) -> int:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
 from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, ReadImage,
-                                     images_under, iter_video, read_image, video_frame_count)
+                                     VideoFrames, images_under, read_image, video_frame_count)
 from dgdehaze_core.training.bag_frames import bag_frame_indices, decode_bag_frames, is_bag_path
 from dgdehaze_core.training.recipe import ImageSource
 
@@ -135,7 +135,7 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int,
     frames: dict[tuple[Path, int], np.ndarray] = {}
     for video in sorted({image.path for image in images if image.frame is not None and not image.topic}):
         wanted = {image.frame for image in images if image.path == video}
-        for index, frame in enumerate(iter_video(video)):
+        for index, frame in enumerate(VideoFrames(video)):
             if index in wanted:
                 frames[(video, index)] = _scaled(frame[:, :, ::-1], max_side, min_side)
         missing = sorted(index for index in wanted if (video, index) not in frames)
