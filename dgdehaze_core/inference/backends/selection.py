@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+import numpy as np
 import torch
 
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
@@ -206,11 +207,10 @@ def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLi
             "trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
 
 
-def _warn_when_the_file_decides_precision(onnx_file: Path, half: bool, choice: BackendChoice) -> None:
-    """Warn where an exported file runs at another precision than `half` asks: an fp16 export runs in fp16 on every
-    runtime (TensorRT builds it strongly typed), and ONNX Runtime without its TensorRT provider runs an fp32 export
-    in fp32 (only TensorRT lowers an fp32 file's precision when it builds)."""
-    file_half = checked_dgdehaze_export(onnx_file).half
+def _warn_when_the_file_decides_precision(onnx_file: Path, file_half: bool, half: bool, choice: BackendChoice) -> None:
+    """Warn where an exported file (fp16 input: `file_half`) runs at another precision than `half` asks: an fp16
+    export runs in fp16 on every runtime (TensorRT builds it strongly typed), and ONNX Runtime without its TensorRT
+    provider runs an fp32 export in fp32 (only TensorRT lowers an fp32 file's precision when it builds)."""
     lowered_by_tensorrt = choice.name == "tensorrt" or "TensorrtExecutionProvider" in choice.providers
     if file_half and not half:
         LOG.warning("%s is an fp16 export: it runs in fp16 whatever half says (%s); export it without --half for "
@@ -249,8 +249,6 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
         return TorchBackend(source.network, device=choice.device, half=half, outputs=outputs)
     onnx_file = source.file or cached_onnx(source.network, half=half and choice.name == "onnxruntime",
                                            cache_dir=cache_dir, outputs=outputs, weights=source.weights)
-    if source.file is not None:
-        _warn_when_the_file_decides_precision(onnx_file, half, choice)
     if choice.name == "onnxruntime":
         from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -258,11 +256,16 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
         if "TensorrtExecutionProvider" in providers:  # only then is the file read for its int8 scales and hash
             trt_options = ort_tensorrt_options(onnx_file, half, cache_dir)
             providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name for name in providers]
-        return OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
+        runtime = OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
+        if source.file is not None:
+            _warn_when_the_file_decides_precision(onnx_file, runtime.input_dtype == np.float16, half, choice)
+        return runtime
     from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, TensorRTBackend, onnx_input_dims
 
     width, height = camera_size
-    stride = checked_dgdehaze_export(onnx_file).stride
-    profile = ShapeProfile.for_camera(height, width, stride).fitted(onnx_input_dims(onnx_file))
+    export = checked_dgdehaze_export(onnx_file)
+    if source.file is not None:
+        _warn_when_the_file_decides_precision(onnx_file, export.half, half, choice)
+    profile = ShapeProfile.for_camera(height, width, export.stride).fitted(onnx_input_dims(onnx_file))
     return TensorRTBackend(onnx_file, profile, precision="fp16" if half else "fp32", cache_dir=cache_dir,
                            device=choice.device)
