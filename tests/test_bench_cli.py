@@ -139,6 +139,8 @@ def test_an_empty_list_of_intervals_or_sizes_is_refused_not_run_as_no_rows(
     (["train", "--train-batch", "0"], "--train-batch values must be 1 to 512"),
     (["train", "--train-batch", "4,100000"], "--train-batch values must be 1 to 512"),
     (["train", "--train-config", "/nonexistent/recipe.yaml"], "/nonexistent/recipe.yaml"),
+    (["outputs", "--chain-model", "paper"],  # was: the error after every earlier target's rows were measured
+     "the outputs target encodes the images of --chain-model paper with its shipped weights, and there are none"),
     *([(["chain", "--chain-backend", "tensorrt"], "tensorrt backend unavailable"),
        (["lite", "--backends", "tensorrt"], "tensorrt")] if tensorrt_unavailable_reason() else []),
 ])

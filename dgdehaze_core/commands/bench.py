@@ -181,6 +181,13 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
         check_node_load(args.node_rate, args.soak or args.node_seconds, "--node-rate",
                         "--soak" if args.soak else "--node-seconds")
         _check_names("--node-fastdds", args.node_fastdds, ("auto", "off"))
+    if "outputs" in targets:
+        from dgdehaze_core.models import shipped_weights_path
+
+        weights = shipped_weights_path(args.chain_model)  # what load_pipeline runs: outputs encode a trained output
+        if not weights.is_file():
+            raise ValueError(f"the outputs target encodes the images of --chain-model {args.chain_model} with its "
+                             f"shipped weights, and there are none ({weights}): give a --chain-model that has them")
     if "train" in targets:
         if any(not 1 <= v <= MAX_TRAIN_BATCH for v in args.train_batch):
             raise ValueError(f"--train-batch values must be 1 to {MAX_TRAIN_BATCH}, got {args.train_batch}")
