@@ -143,6 +143,18 @@ def _check_names(option: str, text: str, known: Sequence[str]) -> None:
                          f"{', '.join(known)}")
 
 
+def _check_shipped_weights(target: str, option: str, model: str) -> None:
+    """ValueError naming `option` when the network `model` that `target` runs has no shipped weights: the outputs
+    target encodes a trained network's images (`load_pipeline`), and the node refuses to start without them: found
+    late, either would lose the rows of the targets measured before."""
+    from dgdehaze_core.models import shipped_weights_path
+
+    weights = shipped_weights_path(model)
+    if model != "dcp" and not weights.is_file():
+        raise ValueError(f"the {target} target runs {option} {model} with its shipped weights, and there are none "
+                         f"({weights}): give a {option} that has them")
+
+
 def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Refuse bad options of every target before any is measured (a late error would lose the rows measured); the
     frame sizes and working sizes."""
@@ -181,13 +193,10 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
         check_node_load(args.node_rate, args.soak or args.node_seconds, "--node-rate",
                         "--soak" if args.soak else "--node-seconds")
         _check_names("--node-fastdds", args.node_fastdds, ("auto", "off"))
-    if "outputs" in targets:
-        from dgdehaze_core.models import shipped_weights_path
-
-        weights = shipped_weights_path(args.chain_model)  # what load_pipeline runs: outputs encode a trained output
-        if not weights.is_file():
-            raise ValueError(f"the outputs target encodes the images of --chain-model {args.chain_model} with its "
-                             f"shipped weights, and there are none ({weights}): give a --chain-model that has them")
+    for target, option, model in (("outputs", "--chain-model", args.chain_model),
+                                  ("node", "--node-model", args.node_model)):
+        if target in targets:
+            _check_shipped_weights(target, option, model)
     if "train" in targets:
         if any(not 1 <= v <= MAX_TRAIN_BATCH for v in args.train_batch):
             raise ValueError(f"--train-batch values must be 1 to {MAX_TRAIN_BATCH}, got {args.train_batch}")
