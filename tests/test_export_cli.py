@@ -136,6 +136,11 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     (["--detector", "yolov8n.pt", "--format", "engine", "--int8", "--calib", "data.yaml", "--input-bits", "12"],
      "goes with --config --int8 --calib DIR only"),
     (["--config", "lite", "--untrained", "--int8", "--calib", ".", "--input-bits", "17"], "must lie in 8..16"),
+    # each of these was accepted and left out of the export without a word:
+    (["--detector", "yolov8n.pt", "--height", "320", "--width", "320"], "a --detector's input size is --imgsz"),
+    (["--config", "lite", "--untrained", "--imgsz", "320"], "a --config export's is --height and --width"),
+    (["--config", "lite", "--weights", "best.pt", "--untrained"], "--weights and --untrained exclude each other"),
+    (["--config", "lite", "--untrained", "--calib", "."], "without --int8 nothing reads it"),
 ])
 def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], message: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

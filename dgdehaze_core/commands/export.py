@@ -35,6 +35,9 @@ from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, check_sample_bits
 
 LOG = logging.getLogger(__name__)
 
+DETECTOR_IMGSZ = 640
+"""--imgsz's default: Ultralytics' default input size, the shipped detector's."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export a model to ONNX or a TensorRT engine")
@@ -64,8 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="leave out the decoder's image (output 'clear'): what the node's default output (auto "
                              "= physics inversion) needs, and a third faster at 640x480; output decoder then refuses "
                              "the file")
-    parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=640,
-                        help="detector input size (a multiple of 32 in [32, 4096])")
+    parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=None,
+                        help="--detector's input size (a multiple of 32 in [32, 4096]; default 640)")
     parser.add_argument("--out", type=Path, help="output file (default: exports/<name>.<format>)")
     parser.set_defaults(func=run)
 
@@ -112,8 +115,16 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--int8 and --fp16 exclude each other (an int8 model keeps float16 nowhere)")
     if args.detector is not None and args.detector.suffix not in (".pt", ".onnx"):
         raise ValueError(f"--detector takes an Ultralytics .pt or a quantised Ultralytics .onnx, got {args.detector}")
+    if args.detector is not None and (args.height is not None or args.width is not None):
+        raise ValueError("--height and --width size a --config export; a --detector's input size is --imgsz")
+    if args.detector is None and args.imgsz is not None:
+        raise ValueError("--imgsz is a --detector's input size; a --config export's is --height and --width")
+    if args.weights is not None and args.untrained:
+        raise ValueError("--weights and --untrained exclude each other (trained weights, or fresh ones)")
     if args.int8 and args.detector is None and args.calib is None:
         raise ValueError("--int8 needs --calib DIR (images to calibrate on)")
+    if args.calib is not None and not args.int8:
+        raise ValueError("--calib gives the images an --int8 export calibrates on: without --int8 nothing reads it")
     check_sample_bits(args.input_bits)
     if args.input_bits != SAMPLE_BITS and (args.detector is not None or args.calib is None):
         raise ValueError("--input-bits gives the significant bits of --calib's images, which a model's --int8 "
@@ -222,8 +233,8 @@ def _export_detector(args: argparse.Namespace) -> int:
             built = dynamic_detector_exports(weights)["int8"]
             return _copy_out(built, args.out or Path("exports") / f"{weights.stem}_dynamic.onnx")
         weights = float_detector_pt(weights)  # in the engine cache, as what is built from it
-    built = export_detector(weights, args.format, imgsz=args.imgsz, half=args.fp16, int8=args.int8,
-                            dynamic=args.dynamic, data=str(args.calib) if args.calib else None)
+    built = export_detector(weights, args.format, imgsz=args.imgsz or DETECTOR_IMGSZ, half=args.fp16,
+                            int8=args.int8, dynamic=args.dynamic, data=str(args.calib) if args.calib else None)
     return _copy_out(built, args.out or Path("exports") / built.name)
 
 
