@@ -210,6 +210,13 @@ def test_broken_sets_exit_2_naming_the_problem(sots_pairs: Path, tmp_path: Path,
     assert "holds no images" in capsys.readouterr().err
     assert main(["eval", "--dataset", str(tmp_path / "absent")]) == 2
     assert "no such dataset folder" in capsys.readouterr().err
+    photo = sots_pairs / "hazy" / "1400_2.png"  # was "no such dataset folder", naming a file that is there
+    assert main(["eval", "--dataset", str(photo)]) == 2
+    assert f"--dataset {photo} is a file, not a data set's folder: give the folder" in capsys.readouterr().err
+    (tmp_path / "link").symlink_to(tmp_path / "unmounted")
+    assert main(["eval", "--dataset", str(tmp_path / "link")]) == 2
+    assert f"{tmp_path / 'link'} is a link to {tmp_path / 'unmounted'}, which leads to no dataset folder" in \
+        capsys.readouterr().err
 
 
 def test_the_default_run_leaves_out_a_set_a_measure_refuses_but_fails_on_broken_data(sots_pairs: Path, tmp_path: Path,

@@ -87,7 +87,7 @@ from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scatte
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
 from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
-from dgdehaze_core.io.images import ImageReader, ReadImage, list_images
+from dgdehaze_core.io.images import ImageReader, ReadImage, list_images, missing
 from dgdehaze_core.io.tables import emit, write_json
 
 LOG = logging.getLogger(__name__)
@@ -254,8 +254,10 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
     for a measure that applies to none of them, unless `everything` (--measure all) leaves it out (a warning)."""
     if given:
         for folder in given:
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(f"--dataset {folder} is a file, not a data set's folder: give the folder")
             if not folder.is_dir():
-                raise FileNotFoundError(f"no such dataset folder: {folder}")
+                raise FileNotFoundError(missing(folder, "dataset folder"))
             if not any(applies(m, folder, True) for m in measures):
                 raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}"
                                  f"{_fitting_inside(folder, measures)}: expected a paired set "
