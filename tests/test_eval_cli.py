@@ -90,6 +90,9 @@ def test_method_names_and_sources():
     (["--measure", "detection", "--method", "hazy,dcp", "--bootstrap", "10"], "at least 100 redraws"),
     (["--method", "lite", "--half"], "--half runs the networks in fp16 on a GPU: add --device cuda"),
     (["--method", "lite", "--device", "gpu7"], "unknown device 'gpu7'"),
+    # left out without a word (the same figures as without them), where dehaze refuses them for dcp:
+    (["--method", "hazy,dcp", "--backend", "onnxruntime"], "and none of the methods hazy, dcp is a network"),
+    (["--method", "dcp", "--working-size", "320x240"], "choose how a network runs, and none of the methods dcp"),
     *([(["--method", "lite", "--device", "cuda"], "CUDA is not available"),
        (["--method", "lite", "--backend", "tensorrt"], "CUDA is not available")] if not torch.cuda.is_available()
       else []),
