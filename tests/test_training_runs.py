@@ -142,6 +142,19 @@ def test_an_export_that_would_replace_the_recipe_or_the_run_s_checkpoint_is_refu
     assert not run.exists() and recipe.read_text() == SMOKE.read_text()
 
 
+def test_a_json_that_is_one_of_the_run_s_own_files_is_refused_before_training(shared_data: Path, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    """A fresh run's files do not exist before it: --json RUN/last.pt passed every check, and the figures replaced
+    the checkpoint when the run ended, so that it could no longer be resumed."""
+    run = tmp_path / "run"
+    for command, config in (("train", SMOKE), ("train-depth", REPO_DIR / "training" / "depth_kitti.yaml")):
+        for name in ("last.pt", "best.pt", "train.csv", "recipe.yaml"):
+            assert main([command, "--config", str(config), "--out", str(run), "--json", str(run / name),
+                         "--no-progress"]) == 2
+            assert f"--json {run / name} would overwrite the run's own {run / name}" in capsys.readouterr().err
+    assert not run.exists()
+
+
 def test_a_run_folder_that_takes_no_file_is_named_before_training(shared_data: Path, read_only_folder: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     """Python's '[Errno 30] Read-only file system: PATH' was all a run folder that takes no file got."""

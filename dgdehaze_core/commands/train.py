@@ -16,6 +16,7 @@ from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_p
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES
 from dgdehaze_core.training.recipe import load_recipe
+from dgdehaze_core.training.run_control import RUN_FILES
 from dgdehaze_core.training.trainer import Trainer, export_weights
 
 LOG = logging.getLogger(__name__)
@@ -81,10 +82,15 @@ def prepare_run(args: argparse.Namespace) -> list[str]:
 
 def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequence[str] = CHECKPOINT_SUFFIXES,
                   export_kind: str = "a weights file") -> None:
-    """Before any training: the run folder must take new files, and --export must be a file that can be written
-    under a name of `export_suffixes` (what `export_kind` is loaded from), not the recipe, and outside the run
-    folder (where it would replace last.pt, which --resume needs, or best.pt)."""
+    """Before any training: the run folder must take new files, --json must not be one of the files the run writes
+    there (a fresh run's do not exist yet, so no other check refuses them: its figures would replace last.pt), and
+    --export must be a file that can be written under a name of `export_suffixes` (what `export_kind` is loaded
+    from), not the recipe, and outside the run folder (where it would replace last.pt, which --resume needs, or
+    best.pt)."""
     check_writable_place(run_dir, "--out", inside=True)
+    if args.json is not None:
+        refuse_input_as_output(args.json, [run_dir / name for name in (*RUN_FILES, ".lock", "tensorboard")],
+                               "--json", what="the run's own")
     if args.export is None:
         return
     refuse_input_as_output(args.export, [args.config], "--export", what="--config")
