@@ -228,6 +228,29 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
     assert "but its input_bits differ" in capsys.readouterr().err
 
 
+def test_resume_redoes_the_outputs_an_earlier_run_left_in_the_folder(tmp_path: Path, foggy_road: np.ndarray,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A lite run stopped after its first image, in a folder a dcp run had filled: its record said lite, and
+    --resume took dcp's outputs of the other images for its own ("3 of 3 images have their outputs"), exit 0."""
+    source, part, out = tmp_path / "in", tmp_path / "part", tmp_path / "out"
+    source.mkdir()
+    part.mkdir()
+    photo = cv2.resize(foggy_road, (96, 64), interpolation=cv2.INTER_AREA)
+    for index in range(3):
+        cv2.imwrite(str(source / f"frame_{index}.png"), photo + np.uint8(index))
+    shutil.copy2(source / "frame_0.png", part)
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 0
+    by_dcp = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    assert main(["dehaze", str(part), "--method", "lite", "--out", str(out)]) == 0  # as a lite run stopped there
+    with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):
+        assert main(["dehaze", str(source), "--method", "lite", "--out", str(out), "--resume"]) == 0
+    assert f"--resume: 1 of 3 images have their outputs in {out} already" in caplog.text
+    assert all((out / name).read_bytes() != data for name, data in by_dcp.items()), "every output is lite's"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):  # the resumed run's outputs are its own
+        assert main(["dehaze", str(source), "--method", "lite", "--out", str(out), "--resume"]) == 0
+    assert "3 of 3 images have their outputs" in caplog.text
+
 def test_no_progress_leaves_the_bar_out_of_a_log(tmp_path: Path, foggy_road: np.ndarray,
                                                capsys: pytest.CaptureFixture) -> None:
     """bag-eval and train took --no-progress, dehaze did not: a script's log held the bar's every redraw."""

@@ -27,7 +27,8 @@ NAME_MAX = 255
 """The longest file name (bytes) of common file systems."""
 RUN_RECORD = "dehaze_run.json"
 """Written into a folder run's --out before its first output: what writes them (the method, the record of its
-weights, the output mode, the input bits, fp16), so that --resume goes on only with the same run."""
+weights, the output mode, the input bits, fp16), so that --resume goes on only with the same run; kept as it is by
+each --resume, its time says when that run began (outputs older than it are an earlier run's)."""
 COMPARED = ("output", "input_bits", "half")
 """What of a run record, beside its weights, changes the images written: a resumed run must keep them."""
 
@@ -47,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "code saves")
     parser.add_argument("--resume", action="store_true",
                         help="go on with a folder's run that was stopped: skip each image whose two outputs are in "
-                             "--out already, written after it; refused when the run that wrote them had other "
-                             f"weights, --output, --input-bits or --half (--out/{RUN_RECORD} says what it had)")
+                             "--out already, written after it by that run; refused when the run that wrote them had "
+                             f"other weights, --output, --input-bits or --half (--out/{RUN_RECORD} says what it had)")
     add_input_bits_option(parser)
     add_network_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -86,11 +87,20 @@ def _check_outputs(inputs: list[Path], outputs: list[Path]) -> None:
         raise ValueError(f"the outputs would overwrite the input {sorted(overwritten)[0]}: give another --out")
 
 
-def _done(path: Path, outputs: list[Path]) -> bool:
-    """Whether an input's `outputs` are all files written after it was last changed (a run stopped part way wrote
-    them)."""
+def _run_start(out: Path) -> int | None:
+    """When the run that wrote the outputs in `out` began (ns): the time of its RUN_RECORD, written before its first
+    output and kept by each --resume of it; None without a record."""
     try:
-        changed = path.stat().st_mtime_ns
+        return (out / RUN_RECORD).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _done(path: Path, outputs: list[Path], since: int = 0) -> bool:
+    """Whether an input's `outputs` are all files written after it was last changed and after `since`, when the run
+    they continue began (a run stopped part way wrote them, not a run before it into the same folder)."""
+    try:
+        changed = max(path.stat().st_mtime_ns, since)
         return all(output.is_file() and output.stat().st_mtime_ns >= changed for output in outputs)
     except OSError:  # an input that does not read (a link that leads to no file): its reading says why
         return False
@@ -150,10 +160,11 @@ def _described(record: dict[str, Any]) -> str:
 
 
 def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
-                out: Path, record: dict[str, Any], progress: bool) -> int:
+                out: Path, record: dict[str, Any] | None, progress: bool) -> int:
     """Dehaze each image of `paths` (of `source`) into its two `outputs`, `record` written to `out`/RUN_RECORD
-    before the first; 1 when some were skipped (unreadable), ImageError when none could be read (a `source` that is
-    one image: why it could not). Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
+    before the first (None: a resumed run's record is there, and kept, as its time says when that run began); 1 when
+    some were skipped (unreadable), ImageError when none could be read (a `source` that is one image: why it could
+    not). Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
     failures = 0
     written = 0
     try:
@@ -165,7 +176,7 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
                 failures += 1
                 continue
             result = pipeline(frame)
-            if written == 0:
+            if written == 0 and record is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
             write_image(outputs[path][0], result.image)
@@ -266,7 +277,8 @@ def run(args: argparse.Namespace) -> int:
     expected = run_record(args, method_weights(args.method)) if args.resume else None
     if expected is not None:  # before a runtime is built: an export, or on a GPU a TensorRT engine, takes minutes;
         check_resumable(args.out, expected)  # and before "all done": another run's outputs are not this one's
-    todo = [path for path in paths if not (args.resume and _done(path, outputs[path]))]
+    started = _run_start(args.out) if args.resume else None
+    todo = [path for path in paths if not (args.resume and _done(path, outputs[path], started or 0))]
     if len(todo) < len(paths):
         LOG.info("--resume: %d of %d images have their outputs in %s already", len(paths) - len(todo), len(paths),
                  args.out)
@@ -278,4 +290,5 @@ def run(args: argparse.Namespace) -> int:
     record = run_record(args, pipeline.weights)
     if expected is not None and record != expected:  # the weights loaded are not those checked: replaced since
         check_resumable(args.out, record)
-    return _run_images(source, todo, outputs, read, pipeline, args.out, record, not args.no_progress)
+    return _run_images(source, todo, outputs, read, pipeline, args.out, None if started else record,
+                       not args.no_progress)
