@@ -11,8 +11,12 @@ $(VENV)/.ready: requirements.txt requirements-fleet.txt requirements.lock setup.
 
 venv: $(VENV)/.ready
 
+# Two workers (pytest-xdist), each test file whole in one of them (its module fixtures built once): much of the suite
+# waits on subprocesses, DDS discovery and the disk, which the other worker's tests fill. TEST_WORKERS=0 runs them in
+# this process, one after the other.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 # The demo: the real dgdehaze_node replays the sample foggy-road bag shipped in data/demo; out/demo gets the report
 # (report.html), the output bag (bag/) with the node's outputs at the original stamps, and the figures table.
