@@ -3,7 +3,8 @@ that publishes camera frames and records everything the dgdehaze node publishes,
 background model loads the test holds for as long as it needs them to overlap something else (GatedLoads).
 
 Imported by tests/test_ros_*.py (kept out of the shared conftest). The domain id comes from the pid so parallel
-sessions of other agents do not see each other's topics.
+sessions of other agents do not see each other's topics, and differs between the workers of one pytest-xdist
+session (`make test` runs two).
 """
 from __future__ import annotations
 
@@ -31,8 +32,18 @@ from dgdehaze_ros.parameters import NodeSettings
 if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Classification, Detection2DArray
 
-DOMAIN_ID = 1 + os.getpid() % 200
-"""ROS_DOMAIN_ID of this test session (1..200; 0 is everyone's default)."""
+def _domain_id() -> int:
+    """1..200 (0 is everyone's default): from the session's pid, the xdist controller's for a worker, plus the
+    worker's number, so that two workers of one session never share a domain."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return 1 + os.getpid() % 200
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    return 1 + (os.getppid() % (200 // workers)) * workers + int(worker[2:]) % workers
+
+
+DOMAIN_ID = _domain_id()
+"""ROS_DOMAIN_ID of this test session or xdist worker."""
 
 PRIMER_SEC = 1_600_000_000
 """Stamp (seconds) of `Probe.connect`'s frames, apart from every `stamped_header`."""
