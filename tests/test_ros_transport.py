@@ -7,6 +7,7 @@ How many frames a best_effort subscriber loses depends on the machine's buffers,
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -109,6 +110,29 @@ def test_a_subscriber_process_not_ready_in_time_is_killed_and_fails_the_probe_ro
     monkeypatch.setattr(qos_probe, "READY_TIMEOUT_S", 0.05)
     with pytest.raises(RuntimeError, match=r"did not start: no \"ready\" within 0.05 s [(]exit code -9[)]"):
         measure_loss(64, 48, reliability="reliable", frames=1)
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["--transports", "default,bogus"], "transport must be one of default, .*, got 'bogus'"),
+    (["--frames", "0"], "frames and rate must be positive"),
+    (["--json", "{notes}"], "exists and holds no JSON"),
+])
+def test_the_probe_refuses_a_bad_setting_of_any_row_before_it_measures_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], reason: str) -> None:
+    """A transport it does not know, in the middle of --transports, failed with a traceback once the rows before it
+    had been measured (minutes of them); a --json naming a file of the user's replaced it with the table."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        qos_probe.main(["--sizes", "64x48", "--frames", "1", *[a.format(notes=notes) for a in argv]])
+    assert exit_info.value.code == 2
+    assert re.search(reason, capsys.readouterr().err)
+    assert time.monotonic() - start < 5.0, "no row was measured"
+    assert notes.read_text() == "my notes"
+    with pytest.raises(ValueError, match="got 'bogus'"):
+        qos_probe.run_qos_probe(64, 48, frames=1, transports=("default", "bogus"))
+    assert time.monotonic() - start < 5.0, "no row was measured"
 
 
 def test_the_node_benchmark_row_under_load_drops_stale_frames_and_processes_the_newest() -> None:

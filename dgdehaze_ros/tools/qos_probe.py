@@ -157,8 +157,9 @@ def measure_loss(width: int, height: int, *, reliability: str, publisher_reliabi
         raise ValueError(f"reliabilities are {', '.join(RELIABILITIES)}")
     if reliability == "reliable" and publisher_reliability == "best_effort":
         raise ValueError("a reliable subscriber never matches a best_effort publisher")
-    if frames < 1 or rate_hz <= 0 or width < 1 or height < 1:
-        raise ValueError("frames, rate and size must be positive")
+    if width < 1 or height < 1:
+        raise ValueError("the frame size must be positive")
+    check_rows(frames, rate_hz, (transport, subscriber_transport or transport))
     domain = domain if domain is not None else 1 + (os.getpid() + 57) % 200
     env = {**os.environ, **transport_env(transport), "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     listener_env = {**os.environ, **transport_env(subscriber_transport or transport), "ROS_DOMAIN_ID": str(domain),
@@ -203,6 +204,15 @@ def measure_loss(width: int, height: int, *, reliability: str, publisher_reliabi
             "lost_reported": got["lost_reported"], "latency_ms_median": got["latency_ms_median"]}
 
 
+def check_rows(frames: int, rate_hz: float, transports: Sequence[str]) -> None:
+    """ValueError, before any row is measured, for settings a row would refuse: no frames, no rate, or a transport
+    that is not one of TRANSPORTS."""
+    if frames < 1 or not rate_hz > 0:
+        raise ValueError(f"frames and rate must be positive, got {frames} frames at {rate_hz:g} Hz")
+    for transport in transports:
+        transport_env(transport)
+
+
 PAIRS = (("reliable", "reliable"), ("reliable", "best_effort"), ("best_effort", "best_effort"))
 """(publisher, subscriber) reliabilities that match; a reliable subscriber never matches a best_effort publisher."""
 
@@ -212,6 +222,7 @@ def run_qos_probe(width: int = 640, height: int = 360, *, frames: int = 20, rate
                   pairs: Sequence[tuple[str, str]] = PAIRS) -> dict[str, dict[str, float]]:
     """Rows `<publisher>-><subscriber>/<transport>@WxH` for figures_table; with a `subscriber_transport` (the
     subscriber's, `transports` then the publisher's) `.../<transport>,subscriber:<subscriber_transport>@WxH`."""
+    check_rows(frames, rate_hz, [*transports, *([subscriber_transport] if subscriber_transport else [])])
     table: dict[str, dict[str, float]] = {}
     suffix = f",subscriber:{subscriber_transport}" if subscriber_transport else ""
     for transport in transports:
@@ -255,12 +266,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(_listen(args)), flush=True)
         return 0
     from dgdehaze_core.benchmarks.timing import comma_items, parse_sizes
+    from dgdehaze_core.io.atomic_files import check_json_output
     from dgdehaze_core.io.tables import emit
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     transports = comma_items(args.transports)
+    try:  # every row's settings, before the first row's minutes of measuring
+        sizes = parse_sizes(args.sizes, "--sizes")
+        check_rows(args.frames, args.rate, transports)
+        if args.json is not None:
+            check_json_output(args.json)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     table: dict[str, dict[str, float]] = {}
-    for width, height in parse_sizes(args.sizes, "--sizes"):
+    for width, height in sizes:
         table.update(run_qos_probe(width, height, frames=args.frames, rate_hz=args.rate, transports=transports,
                                    subscriber_transport=args.subscriber_transport))
     emit(table, title=f"input QoS frame loss, publisher -> subscriber process, {args.frames} bgr8 frames at "
