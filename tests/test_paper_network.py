@@ -93,3 +93,19 @@ def test_what_this_network_cannot_do_is_refused_with_the_reason(released_file: P
     with pytest.raises(ValueError, match="1 of another shape .first: 'Tfuse_second.output1.2.weight'") as error:
         load_model(tmp_path / "misshaped.pth")
     assert "\n" not in str(error.value)
+
+
+def test_a_weights_file_with_a_key_or_a_value_of_another_type_is_refused_naming_it(tmp_path: Path) -> None:
+    """A file whose dict had a key that is not a string crashed the check for the released layout (TypeError from
+    re.match, a traceback); one in the released layout holding a value that is no tensor failed in torch's loader
+    with a message of several lines that did not name the file."""
+    int_key = tmp_path / "int_key.pth"
+    torch.save({1: torch.zeros(1)}, int_key)
+    with pytest.raises(ValueError, match="is not a dgdehaze checkpoint"):
+        load_model(int_key)
+    not_a_tensor = released_layout_weights()
+    not_a_tensor["module.mix1.w"] = [0.5]
+    torch.save(not_a_tensor, tmp_path / "list.pth")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'list.pth'}: its state_dict is not a mapping of names to "
+                                         "tensors$"):
+        load_model(tmp_path / "list.pth")

@@ -77,10 +77,7 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     otherwise (a `depth_guidance` of "False" would have read as true, a list of weights as an AttributeError)."""
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in CHECKPOINT_KEYS):
         raise ValueError(f"{path} is not a dgdehaze checkpoint (expected keys {', '.join(CHECKPOINT_KEYS)})")
-    state = checkpoint["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise ValueError(f"{path}: its state_dict is not a mapping of names to tensors")
+    _check_tensors(checkpoint["state_dict"], path)
     if checkpoint["config"] not in (*MODEL_CONFIGS, PAPER):
         raise ValueError(f"{path} names the model configuration {checkpoint['config']!r}, which this version does "
                          f"not know (known: {', '.join(MODEL_CONFIGS)}, {PAPER})")
@@ -112,6 +109,7 @@ def model_from_checkpoint(checkpoint: Any, path: Path) -> DGDehazeNet | PaperNet
     in eval mode on the CPU: a checkpoint of this package, or the paper's released state_dict. ValueError naming
     `path` when they are no such thing, hold weights that are not finite, or do not fit the network they name."""
     if isinstance(checkpoint, dict) and is_official_state_dict(checkpoint):
+        _check_tensors(checkpoint, path)
         _check_finite(checkpoint, path)
         model = load_official(checkpoint)
         LOG.info("loaded the paper's released network from %s", path)
@@ -145,6 +143,14 @@ def _weights_file(source: str | os.PathLike[str]) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no such checkpoint: {path}")
     return path
+
+
+def _check_tensors(state: Any, path: Path) -> None:
+    """ValueError naming `path` unless `state` maps names to tensors (a list, or a value that is no tensor, would
+    have reached torch's loader and failed there without naming the file)."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"{path}: its state_dict is not a mapping of names to tensors")
 
 
 def _check_finite(state_dict: dict[str, Any], path: Path) -> None:

@@ -298,7 +298,7 @@ class PaperNet(nn.Module):
 
 def is_official_state_dict(state: Mapping[str, object]) -> bool:
     """A state_dict in the released layout (with or without nn.DataParallel's `module.` prefix)."""
-    return any(re.match(r"^(module\.)?depth_finetune\.depth_es\.", key) for key in state)
+    return any(isinstance(key, str) and re.match(r"^(module\.)?depth_finetune\.depth_es\.", key) for key in state)
 
 
 def load_official(state: Mapping[str, torch.Tensor]) -> PaperNet:
