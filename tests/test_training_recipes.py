@@ -93,6 +93,9 @@ def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
     ({"name": "/tmp/elsewhere"}, "'name' names the run folder runs/NAME"),
     ({"name": ".."}, "'name' names the run folder runs/NAME"),
     ({"loss": {"cycle": True}}, "must be a finite number >= 0"),
+    # the paper's network built, and the first step failed with a KeyError traceback (it has no transmission)
+    ({"model": "paper"}, "'model' must be one of lite, base .the paper's released network is run, not trained"),
+    ({"model": "huge"}, "'model' must be one of lite, base"),
 ])
 def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str) -> None:
     raw = {"name": "r", "iterations": 2, "data": {"clear": ["a"], "hazy": ["b"]}}

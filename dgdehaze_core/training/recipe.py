@@ -376,6 +376,9 @@ def _check(recipe: Recipe) -> None:
         if getattr(recipe, key) < 1:
             raise RecipeError(f"'{key}' must be at least 1, got {getattr(recipe, key)}")
     check_run_name(recipe.name)
+    if recipe.model not in MODEL_CONFIGS:  # `paper` builds, but has no transmission or airlight for the losses
+        raise RecipeError(f"'model' must be one of {', '.join(MODEL_CONFIGS)} (the paper's released network is run, "
+                          f"not trained, here), got {recipe.model!r}")
     if recipe.val_max_side < MIN_VAL_MAX_SIDE:
         raise RecipeError(f"'val_max_side' must be at least {MIN_VAL_MAX_SIDE} (the validation's SSIM needs 7 pixels "
                           f"on a pair's short side), got {recipe.val_max_side}")
