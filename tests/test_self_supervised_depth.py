@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from dgdehaze_core.cli import main
+from dgdehaze_core.datasets.paths import WEIGHTS_DIR
 from dgdehaze_core.evaluation.depth_datasets import load_kitti
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 from dgdehaze_core.io.images import ImageError
@@ -401,6 +402,18 @@ def test_a_damaged_clear_depth_checkpoint_is_refused_in_one_line(tmp_path: Path,
     with pytest.raises(ValueError, match="damaged clear-depth checkpoint") as raised:
         load_clear_depth(tmp_path / "damaged.pt")
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("input_size", [[0, 0], [100, 50], [-416, 128], [32 * 10 ** 6, 32]])
+def test_a_clear_depth_checkpoint_with_an_input_size_the_network_cannot_run_is_refused_when_loaded(
+        tmp_path: Path, input_size: list[int]) -> None:
+    """An input size of 0 or below loaded, and the first frame failed in OpenCV's resize (cv2.error); one that is no
+    multiple of the stride failed in the decoder's concatenation (RuntimeError); a huge one tried to allocate it."""
+    checkpoint = torch.load(WEIGHTS_DIR / "clear_depth_kitti.pt", weights_only=True)
+    torch.save({**checkpoint, "input_size": input_size}, tmp_path / "sized.pt")
+    with pytest.raises(ValueError, match=r"damaged clear-depth checkpoint \(its input_size -?\d+x-?\d+ is not a "
+                                         r"positive multiple of the network's stride 32"):
+        ClearDepthPredictor.from_checkpoint(tmp_path / "sized.pt")
 
 
 def test_a_missing_validation_folder_is_refused_before_any_step(three_kitti_frames: Path, tmp_path: Path):

@@ -27,6 +27,7 @@ from torch import nn
 
 from dgdehaze_core.io.checkpoints import (checkpoint_provenance, read_checkpoint, read_checkpoint_and_digest,
                                           write_checkpoint)
+from dgdehaze_core.io.images import MAX_PIXELS
 from dgdehaze_core.models.depth_net import DepthNet
 
 CHECKPOINT_KIND = "clear_depth"
@@ -130,6 +131,9 @@ def load_clear_depth_and_record(path: str | os.PathLike[str], device: str | torc
         raise ValueError(f"{path} does not match its own architecture: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:  # a field missing or malformed: a damaged or foreign file
         raise ValueError(f"{path} is a damaged clear-depth checkpoint ({type(exc).__name__}: {exc})") from None
+    if min(width, height) < 1 or width % model.stride or height % model.stride or width * height > MAX_PIXELS:
+        raise ValueError(f"{path} is a damaged clear-depth checkpoint (its input_size {width}x{height} is not a "
+                         f"positive multiple of the network's stride {model.stride} within 8K's pixels)")
     record = {"path": path.name, **checkpoint_provenance(path, checkpoint, sha256)}
     return model.to(device).eval(), (width, height), record
 
