@@ -73,6 +73,28 @@ def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
     assert render(rendered, tmp_path) == rendered  # rendering again changes nothing
 
 
+def test_markers_that_do_not_pair_up_stop_the_render_and_leave_the_doc_as_it_was(tmp_path: Path):
+    """A block missing its closing marker ran on to the next block's: the render dropped that block's opening
+    marker and the prose between them, and wrote the doc so. A marker render does not read (a typo) left its block
+    stale and `--check` passing. Both now stop the render with the line, and the doc is left as it was."""
+    _write(tmp_path, "sots", {"quality/sots:held-out/lite": _quality(21.5, 0.85)})
+    block = "<!-- results sots quality sots:held-out -->\nstale\n<!-- /results -->\n"
+    doc = tmp_path / "RESULTS.md"
+    for broken, why in ((block.replace("<!-- /results -->\n", "") + "Prose.\n" + block,
+                         "line 1: <!-- results sots quality sots:held-out --> has no closing marker"),
+                        ("Prose.\n" + block.replace("held-out -->", "held-out  -->"),
+                         "line 2: .* is not a block marker render reads"),
+                        (block + "<!-- /results -->\n", "line 4: <!-- /results --> closes no block"),
+                        ("<!-- targets -->\n" + block, "line 1: <!-- targets --> has no closing marker"),
+                        (block + block.replace("<!-- /results -->\n", ""), "line 4: .* has no closing marker")):
+        with pytest.raises(ValueError, match=why):
+            render(broken, tmp_path)
+        doc.write_text(broken)
+        assert main(["render", "--results", str(tmp_path), "--doc", str(doc)]) == 2
+        assert main(["render", "--check", "--results", str(tmp_path), "--doc", str(doc)]) == 2
+        assert doc.read_text() == broken
+
+
 def test_targets_are_judged_from_the_figures(tmp_path: Path):
     _write(tmp_path, "sots-indoor", {
         "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),

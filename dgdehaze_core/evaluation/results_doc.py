@@ -15,7 +15,8 @@ evaluation this way. `render` then rewrites the generated blocks of docs/RESULTS
     <!-- runtime -->                         how long the recorded evaluations took, and the machine's load
     <!-- /runtime -->
 
-`render --check` exits 1 when a generated block differs from what the JSON gives (a typed or stale figure).
+`render --check` exits 1 when a generated block differs from what the JSON gives (a typed or stale figure);
+both stop (exit 2, the doc untouched) where the markers do not pair up or one is not a marker render reads.
 Usage: python -m dgdehaze_core.evaluation.results_doc {record NAME -- ARGS | render [--check]}
 The tables come from `results_tables`, the targets from `results_targets`, the recording from `results_record`.
 """
@@ -41,6 +42,34 @@ BLOCK = re.compile(r"<!-- results (?P<name>\S+) (?P<measure>\S+)(?: (?P<set>\S+)
                    re.DOTALL)
 TARGETS_BLOCK = re.compile(r"<!-- targets -->\n.*?<!-- /targets -->", re.DOTALL)
 RUNTIME_BLOCK = re.compile(r"<!-- runtime -->\n.*?<!-- /runtime -->", re.DOTALL)
+MARKER = re.compile(r"<!--\s*/?\s*(?:results|targets|runtime)\b.*?-->", re.DOTALL)
+"""Anything that looks like a block's opening or closing marker, well formed or not."""
+OPENING = re.compile(r"<!-- (?:results \S+ \S+(?: \S+)?|targets|runtime) -->\n")
+
+
+def check_markers(doc_text: str) -> None:
+    """ValueError naming the line of the first marker that does not open or close a block as `render` reads them:
+    an opening it would not recognise (its block left as it is, stale), one opened before the last was closed, or
+    a closing without its opening. Without this check a block missing its closing marker ran on to the next block's
+    closing marker, and the rendering dropped that block's opening marker and all the text between them."""
+    opened: tuple[int, str, str] | None = None  # the open block's line, kind and opening marker
+    for match in MARKER.finditer(doc_text):
+        line, marker = doc_text.count("\n", 0, match.start()) + 1, match[0]
+        closing = re.fullmatch(r"<!-- /(results|targets|runtime) -->", marker)
+        if opened is not None and (closing is None or closing[1] != opened[1]):
+            raise ValueError(f"line {opened[0]}: {opened[2]} has no closing marker <!-- /{opened[1]} --> before "
+                             f"{marker} on line {line}")
+        if closing is not None:
+            if opened is None:
+                raise ValueError(f"line {line}: {marker} closes no block")
+            opened = None
+        elif OPENING.match(doc_text, match.start()) is None:
+            raise ValueError(f"line {line}: {marker} is not a block marker render reads (<!-- results NAME MEASURE "
+                             "[SET] -->, <!-- targets --> or <!-- runtime -->, each alone on its line)")
+        else:
+            opened = (line, marker.split()[1], marker)
+    if opened is not None:
+        raise ValueError(f"line {opened[0]}: {opened[2]} has no closing marker <!-- /{opened[1]} -->")
 
 
 def runtime_markdown(results_dir: Path) -> str:
@@ -66,7 +95,9 @@ def runtime_markdown(results_dir: Path) -> str:
 
 
 def render(doc_text: str, results_dir: Path = RESULTS_DIR) -> str:
-    """`doc_text` with every generated block rewritten from the JSON in `results_dir`."""
+    """`doc_text` with every generated block rewritten from the JSON in `results_dir`; ValueError where its markers
+    do not pair up (`check_markers`)."""
+    check_markers(doc_text)
     described: set[str] = set()
 
     def block(match: re.Match[str]) -> str:
