@@ -52,6 +52,20 @@ def test_rows_are_selected_by_measure_and_set_prefix():
         select_rows(rows, "quality", "other")
 
 
+def test_a_subset_is_never_read_from_the_whole_set_s_rows(tmp_path: Path):
+    """A sots-indoor step recorded without --subset has rows without a set: the held-out table and the held-out
+    target (#4) showed and judged all 25 scenes, 23 of them trained on, as the held-out scenes."""
+    whole = {"quality/dcp": _quality(19.0, 0.80), "quality/lite": _quality(21.0, 0.85)}
+    with pytest.raises(ValueError, match="no quality rows of set sots-indoor:held-out"):
+        select_rows(whole, "quality", "sots-indoor:held-out")
+    assert select_rows(whole, "quality", "sots-indoor") == {"dcp": whole["quality/dcp"], "lite": whole["quality/lite"]}
+    _write(tmp_path, "sots-indoor", whole)
+    rendered = render("<!-- results sots-indoor quality sots-indoor:held-out -->\n<!-- /results -->\n"
+                      "<!-- targets -->\n<!-- /targets -->\n", tmp_path)
+    assert rendered.startswith(f"<!-- results sots-indoor quality sots-indoor:held-out -->\n{NOT_MEASURED}\n")
+    assert "| SOTS-indoor, held-out scenes 1430-1448 | not measured | — |" in rendered and "**met**" not in rendered
+
+
 def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
     _write(tmp_path, "sots", {"quality/sots:held-out/dcp": _quality(19.644, 0.8434),
                               "quality/sots:held-out/lite": _quality(21.5, 0.85)})

@@ -95,14 +95,17 @@ def select_rows(rows: Mapping[str, Row], measure: str, set_name: str | None) -> 
     """The rows of one measure (and set) of an eval JSON, keyed by method (`METHOD@CONDITION` for depth).
 
     eval prefixes keys with `MEASURE/` when it ran several measures and `SET/` when it reported several sets; the
-    first prefix, most specific first, that leaves plain method names wins. `detection-classes` takes the per-class
-    rows (`METHOD[CLASS]`), `detection-bootstrap` the comparisons (`GROUP vs BASELINE`), `detection` neither.
+    first prefix, most specific first, that leaves plain method names wins. A subset (`SET:SUBSET`, from --subset)
+    is only ever taken from rows prefixed with its name: eval always prefixes a subset's rows, so rows without a set
+    are the whole set's, not the subset's. `detection-classes` takes the per-class rows (`METHOD[CLASS]`),
+    `detection-bootstrap` the comparisons (`GROUP vs BASELINE`), `detection` neither.
     """
     per_class = measure == "detection-classes"
     compared = measure == "detection-bootstrap"
     keyed = "detection" if per_class or compared else measure
     candidates = [f"{keyed}/{set_name}/", f"{set_name}/"] if set_name else []
-    candidates += [f"{keyed}/", ""]
+    if not set_name or ":" not in set_name:
+        candidates += [f"{keyed}/", ""]
     for prefix in candidates:
         chosen = {key[len(prefix):]: row for key, row in rows.items()
                   if key.startswith(prefix) and "/" not in key[len(prefix):]
