@@ -295,6 +295,56 @@ def test_the_recorded_commit_is_dirty_when_a_split_or_a_tool_changed(tmp_path: P
         git("checkout", "-q", "--", name)
 
 
+def test_the_record_names_the_commit_the_eval_started_at(shared_data: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """The commit was read when the eval had finished: a commit made while it ran (minutes, per step) was named for
+    figures code before it made. The record now names the commit at the start, marked +dirty when the code moved."""
+    import logging
+
+    from dgdehaze_core.training import run_files
+
+    repo = tmp_path / "repo"
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    (repo / "dgdehaze_core").mkdir(parents=True)
+    (repo / "dgdehaze_core" / "a.py").write_text("x\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "x")
+    before = git("rev-parse", "--short", "HEAD")
+    monkeypatch.setattr(run_files, "REPO_DIR", repo)
+
+    class CommitOnceLoaded(logging.Handler):
+        """Commits a change to the code when eval says it has loaded the method (`methods.load_method`)."""
+
+        def emit(self, entry: logging.LogRecord) -> None:
+            if entry.getMessage().startswith("method dcp: "):
+                (repo / "dgdehaze_core" / "a.py").write_text("y\n")
+                git("commit", "-q", "-am", "y")
+
+    pairs = tmp_path / "sots1"
+    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
+        (pairs / folder).mkdir(parents=True)
+        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    logger = logging.getLogger("dgdehaze_core.evaluation.methods")
+    handler, level = CommitOnceLoaded(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        assert record("moved", ["--dataset", str(pairs), "--method", "dcp"], tmp_path / "results") == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert git("rev-parse", "--short", "HEAD") != before, "a commit was made during the eval"
+    assert json.loads((tmp_path / "results" / "moved.meta.json").read_text())["commit"] == f"{before}+dirty"
+    assert record("still", ["--dataset", str(pairs), "--method", "dcp"], tmp_path / "results") == 0
+    assert json.loads((tmp_path / "results" / "still.meta.json").read_text())["commit"] == \
+        git("rev-parse", "--short", "HEAD")
+
+
 def test_the_committed_results_doc_is_what_its_json_gives():
     """Every generated block of docs/RESULTS.md is what docs/results/*.json gives (none typed by hand, none stale)."""
     if not DOC_PATH.is_file() or not RESULTS_DIR.is_dir():

@@ -78,6 +78,7 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
     figures land in NAME.json only after their provenance is in NAME.meta.json: never figures without it."""
     from dgdehaze_core.cli import run_parsed
     from dgdehaze_core.commands.evaluate import evaluate
+    from dgdehaze_core.training.run_files import source_commit
 
     parsed = parsed_eval_args(eval_args)
     if parsed.json is not None:
@@ -86,6 +87,7 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
     results_dir.mkdir(parents=True, exist_ok=True)
     command = ["dgdehaze", "eval", *eval_args, "--json", _shown(json_path)]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    commit = source_commit()  # the code that runs: a commit made while eval runs did not make its figures
     load_before = os.getloadavg()[0]
     begin = time.perf_counter()
     figures = results_dir / f".{name}.unrecorded.json"  # eval's own --json is written atomically
@@ -97,7 +99,12 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
         seconds = time.perf_counter() - begin
         if code != 0:
             return code
-        _write_meta(results_dir / f"{name}.meta.json", command, started, seconds, load_before, parsed,
+        now = source_commit()
+        if now != commit and not commit.endswith("+dirty"):
+            LOG.warning("the code changed while %s ran (commit %s at its start, %s now): recorded as %s+dirty",
+                        name, commit, now, commit)
+            commit += "+dirty"
+        _write_meta(results_dir / f"{name}.meta.json", command, commit, started, seconds, load_before, parsed,
                     _weights_of(ran))
         os.replace(figures, json_path)
     finally:
@@ -106,15 +113,13 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
     return 0
 
 
-def _write_meta(path: Path, command: list[str], started: str, seconds: float, load_before: float,
+def _write_meta(path: Path, command: list[str], commit: str, started: str, seconds: float, load_before: float,
                 args: argparse.Namespace, weights: dict[str, dict[str, Any]]) -> None:
-    from dgdehaze_core.training.run_files import source_commit
-
     data = [_shown(Path(folder)) for folder in args.dataset or []]
     data += [f"--include {value}" for value in args.include or []]
     data += [f"--subset {value}" for value in args.subset or []]
     data += [f"--limit {args.limit}"] if args.limit else []
-    meta = {"command": shlex.join(command), "commit": source_commit(), "started": started,
+    meta = {"command": shlex.join(command), "commit": commit, "started": started,
             "seconds": round(seconds, 1), "load_before": round(load_before, 2),
             "load_after": round(os.getloadavg()[0], 2),
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
