@@ -132,6 +132,23 @@ def test_targets_are_judged_from_the_figures(tmp_path: Path):
     assert any("O-HAZE | not measured" in line for line in lines)
 
 
+def test_a_figure_just_short_of_its_goal_is_not_shown_as_the_goal(tmp_path: Path):
+    """A gain of 0.996 dB showed as "+1.00 dB" beside "not met", an F1 of 0.8896 as "0.890" against the 0.89 goal:
+    the rounding hid the difference the verdict turns on. Such a figure gets the decimals that show it."""
+    _write(tmp_path, "sots-indoor", {
+        "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
+        "quality/sots-indoor:held-out/lite": _quality(20.996, 0.8396),
+        **{f"detection/sots-indoor:held-out/{m}": {"f1": f1} for m, f1 in
+           (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.8896))}})
+    _write(tmp_path, "int8-o-haze", {"lite-fp32": _quality(18.8, 0.77), "lite-int8": _quality(18.498, 0.77)},
+           data=["../shared/data/paired/o-haze"])
+    lines = targets_markdown(tmp_path).splitlines()
+    assert any("lite 21.00 dB, DCP 20.00 dB (+0.996 dB) | **not met**" in line for line in lines)
+    assert any("lite 0.840, DCP 0.840 (-0.0004) | **not met**" in line for line in lines)
+    assert any("hazy 0.780, DCP 0.820, lite 0.8896 | **not met**" in line for line in lines)
+    assert any("fp32 18.80 dB, int8 18.50 dB (-0.302 dB) | **not met**" in line for line in lines)
+
+
 def test_a_step_recorded_on_part_of_its_set_or_on_another_set_judges_no_target(
         tmp_path: Path, caplog: pytest.LogCaptureFixture):
     rows = {"quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
