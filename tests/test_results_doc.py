@@ -109,6 +109,32 @@ def test_markers_that_do_not_pair_up_stop_the_render_and_leave_the_doc_as_it_was
         assert doc.read_text() == broken
 
 
+def test_a_malformed_record_stops_the_render_naming_its_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A meta.json without a key the render reads, or weights without their sha256, stopped it with a traceback
+    and exit 1, which `render --check` uses for "the doc is stale"; a JSON that did not parse was reported without
+    its file. Each now exits 2 with the file named, and the doc is left as it was."""
+    doc = tmp_path / "RESULTS.md"
+    text = "<!-- results sots quality -->\n<!-- /results -->\n<!-- runtime -->\n<!-- /runtime -->\n"
+    doc.write_text(text)
+    results = tmp_path / "results"
+    without_load = {key: value for key, value in META.items() if key != "load_before"}
+    without_sha256 = {**META, "weights": {"lite": {"path": "dgdehaze_core/weights/dgdehaze_lite.pt"}}}
+    for rows, meta, why in (({"lite": _quality(21.0, 0.85)}, without_load, "sots.meta.json is not a results record: "
+                             "it lacks load_before"),
+                            ({"lite": _quality(21.0, 0.85)}, without_sha256, "sots.meta.json: the weights of 'lite'"),
+                            (["lite"], META, "sots.json is not a table of eval rows"),
+                            ({"lite": 21.0}, META, "sots.json is not a table of eval rows")):
+        _write(results, "sots", rows)
+        (results / "sots.meta.json").write_text(json.dumps(meta))
+        for check in ([], ["--check"]):
+            assert main(["render", *check, "--results", str(results), "--doc", str(doc)]) == 2
+            assert why in capsys.readouterr().err
+    (results / "sots.json").write_text('{"lite": {"psnr": 21.0}')
+    assert main(["render", "--results", str(results), "--doc", str(doc)]) == 2
+    assert f"{results / 'sots.json'} is not JSON" in capsys.readouterr().err
+    assert doc.read_text() == text
+
+
 def test_targets_are_judged_from_the_figures(tmp_path: Path):
     _write(tmp_path, "sots-indoor", {
         "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),

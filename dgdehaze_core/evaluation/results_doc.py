@@ -23,7 +23,6 @@ The tables come from `results_tables`, the targets from `results_targets`, the r
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.evaluation.results_record import record
-from dgdehaze_core.evaluation.results_tables import NOT_MEASURED, RESULTS_DIR, render_block
+from dgdehaze_core.evaluation.results_tables import NOT_MEASURED, RESULTS_DIR, read_meta, render_block
 from dgdehaze_core.evaluation.results_targets import targets_markdown
 from dgdehaze_core.io.atomic_files import atomic_write_text
 
@@ -76,7 +75,7 @@ def runtime_markdown(results_dir: Path) -> str:
     """How long the recorded evaluations took together, and on what. Each step is recorded on its own (`ONLY=`
     re-records some), so this gives the range of their start times and every commit they ran at (in the order of
     their starts), not one run's."""
-    metas = sorted((json.loads(path.read_text()) for path in sorted(results_dir.glob("*.meta.json"))),
+    metas = sorted((read_meta(path) for path in sorted(results_dir.glob("*.meta.json"))),
                    key=lambda meta: meta["started"])
     if not metas:
         return NOT_MEASURED

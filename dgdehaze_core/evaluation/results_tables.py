@@ -184,12 +184,50 @@ def provenance(meta: Mapping[str, Any], name: str) -> str:
     return "\n".join(lines)
 
 
+META_KEYS = ("command", "commit", "started", "seconds", "load_before", "machine", "data")
+"""What every NAME.meta.json that `results_record` writes holds, and the tables and the runtime line read."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The provenance in a NAME.meta.json; ValueError naming the file where it lacks what `results_record` writes
+    (the render stopped on a KeyError or TypeError that named neither the file nor the key's place)."""
+    meta = _read_json(path)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a results record: a JSON object is expected")
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise ValueError(f"{path} is not a results record: it lacks {', '.join(missing)}")
+    weights = meta.get("weights", {})
+    if not isinstance(meta["data"], list) or not isinstance(weights, dict):
+        raise ValueError(f"{path} is not a results record: 'data' must be a list and 'weights' an object")
+    for method, entry in weights.items():
+        if not isinstance(entry, dict) or "path" not in entry or "sha256" not in entry:
+            raise ValueError(f"{path}: the weights of {method!r} name no path and sha256")
+    return meta
+
+
+def read_rows(path: Path) -> dict[str, Row]:
+    """The rows of an eval JSON ({row name: {column: value}}); ValueError naming the file where it is not that."""
+    rows = _read_json(path)
+    if not isinstance(rows, dict) or not all(isinstance(row, dict) for row in rows.values()):
+        raise ValueError(f"{path} is not a table of eval rows: a JSON object of objects is expected")
+    return rows
+
+
 def load_result(results_dir: Path, name: str) -> tuple[dict[str, Row], dict[str, Any]] | None:
-    """(rows, meta) of one recorded evaluation, None when it has not been recorded."""
+    """(rows, meta) of one recorded evaluation, None when it has not been recorded; ValueError naming the file
+    where one is not what eval and `results_record` write."""
     rows_path, meta_path = results_dir / f"{name}.json", results_dir / f"{name}.meta.json"
     if not rows_path.is_file() or not meta_path.is_file():
         return None
-    return json.loads(rows_path.read_text()), json.loads(meta_path.read_text())
+    return read_rows(rows_path), read_meta(meta_path)
 
 
 def render_block(results_dir: Path, name: str, measure: str, set_name: str | None, first: bool = True) -> str:
