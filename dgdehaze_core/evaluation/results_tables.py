@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.inference.provenance import how_made
+from dgdehaze_core.io.atomic_files import is_figures_table
 
 LOG = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def read_meta(path: Path) -> dict[str, Any]:
 def read_rows(path: Path) -> dict[str, Row]:
     """The rows of an eval JSON ({row name: {column: value}}); ValueError naming the file where it is not that."""
     rows = _read_json(path)
-    if not isinstance(rows, dict) or not all(isinstance(row, dict) for row in rows.values()):
+    if not is_figures_table(rows):
         raise ValueError(f"{path} is not a table of eval rows: a JSON object of objects is expected")
     return rows
 

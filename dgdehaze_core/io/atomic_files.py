@@ -98,6 +98,12 @@ JSON_CHECK_BYTES = 64 * 2**20
 """An existing --json target larger than this is taken as no figures file (a bag, weights) without reading it."""
 
 
+def is_figures_table(data: object) -> bool:
+    """Whether parsed JSON is a table of figures as every --json is written (`tables.write_json`): an object of
+    objects, {row: {column: value}}."""
+    return isinstance(data, dict) and all(isinstance(row, dict) for row in data.values())
+
+
 def check_replaceable_json(path: str | os.PathLike[str], flag: str) -> None:
     """ValueError when `path` exists and holds no table of figures (a JSON object of objects, as every --json is
     written: `tables.write_json`): a figures file may be written over, and an empty one (`mktemp`'s); a bag, weights
@@ -110,7 +116,7 @@ def check_replaceable_json(path: str | os.PathLike[str], flag: str) -> None:
     except (ValueError, OSError):
         data = None
     else:
-        if isinstance(data, dict) and all(isinstance(row, dict) for row in data.values()):
+        if is_figures_table(data):
             return
         raise ValueError(f"{flag} {path} exists and holds JSON that is no table of figures (labels, a record: it "
                          "would be overwritten): give a new file or one a --json wrote")
