@@ -22,6 +22,14 @@ def onnx_metadata(path: str | os.PathLike[str], what: str = "ONNX file") -> dict
     return {prop.key: prop.value for prop in read_onnx(path, what).metadata_props}
 
 
+def input_is_half(model: Any) -> bool:
+    """Whether an `onnx.ModelProto`'s first input is fp16 (an export made with half: its own types decide the
+    precision it runs at)."""
+    from onnx import TensorProto
+
+    return model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
+
+
 class DgdehazeExport(NamedTuple):
     """What a dgdehaze ONNX export says of itself: its network's stride, its metadata properties, and whether it takes
     fp16 input (exported with half: its own types then decide the precision it runs at)."""
@@ -52,5 +60,4 @@ def checked_dgdehaze_export(path: str | os.PathLike[str]) -> DgdehazeExport:
         if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
             raise ValueError(f"{path} holds weights that are not finite (NaN or infinity), first in "
                              f"{initializer.name!r}: exported from a training run that diverged?")
-    half = model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
-    return DgdehazeExport(int(stride), metadata, half)
+    return DgdehazeExport(int(stride), metadata, input_is_half(model))

@@ -36,7 +36,7 @@ from dgdehaze_core.inference.provenance import exported_from
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, bgr_to_rgb_float, images_under
-from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, read_onnx
+from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, input_is_half, read_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -207,13 +207,6 @@ def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: in
     return FolderCalibrator()
 
 
-def _onnx_input_is_half(onnx_path: Path) -> bool:
-    import onnx
-
-    graph_input = read_onnx(onnx_path).graph.input[0]
-    return graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-
-
 def onnx_is_quantized(onnx_path: str | os.PathLike[str]) -> bool:
     """Whether an ONNX file is explicitly quantised (QuantizeLinear nodes: a QDQ int8 export)."""
     graph = read_onnx(onnx_path).graph
@@ -245,7 +238,7 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    strongly_typed = _onnx_input_is_half(onnx_path)
+    strongly_typed = input_is_half(read_onnx(onnx_path))
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
