@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.evaluation.no_reference_eval import evaluate_haze, fade_density, fade_unavailable_reason
+from dgdehaze_core.evaluation.no_reference_eval import (evaluate_haze, fade_density, fade_unavailable_reason,
+                                                        noise_sigma)
 from dgdehaze_core.io.images import ImageError, read_image
 
 
@@ -53,13 +54,28 @@ def test_a_black_photo_is_left_out_of_the_figures_it_has_none_of_and_counted(sha
     assert f"{black} through hazy: noise_sigma, noise_ratio, fade not finite" in caplog.text
 
 
-def test_a_noiseless_input_passed_through_amplifies_no_noise(tmp_path: Path):
-    """The input itself has noise_ratio 1 by definition; on a flat or smooth synthetic frame (noise ~1e-12 levels)
-    it read 0, as if dehazing had removed noise."""
+def test_the_noise_of_a_real_photo_does_not_depend_on_the_grey_level_of_a_flat_region_beside_it(shared_data: Path):
+    photo = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    half = photo.shape[0] // 2 // 8 * 8
+    alone = noise_sigma(photo[half:])
+    for level in (0, 128, 255):  # a sky blown out to white, a grey wall, a black night sky: no detail either way
+        flat = photo.copy()
+        flat[:half] = level
+        assert noise_sigma(flat) == pytest.approx(alone, rel=0.02), level
+    rng = np.random.default_rng(0)
+    grain = np.clip(128 + rng.normal(0, 3, (256, 256, 3)), 0, 255).astype(np.uint8)
+    assert noise_sigma(grain) == pytest.approx(3, rel=0.05)
+
+
+def test_a_noiseless_input_has_no_noise_figure_rather_than_a_ratio_of_zero(tmp_path: Path, caplog):
+    """A smooth synthetic frame has no finest-scale detail to measure noise from, like a flat one: its noise and
+    the input's own ratio are left out and named; before, round-off (~1e-12 levels) made the ratio read 0, as if
+    dehazing had removed noise."""
     flat = tmp_path / "flat.png"
     cv2.imwrite(str(flat), np.tile(np.linspace(60, 200, 96).astype(np.uint8)[None, :, None], (64, 1, 3)))
     table = evaluate_haze([flat], [load_method(MethodSpec("hazy", "hazy"))])
-    assert table["hazy"]["noise_ratio"] == pytest.approx(1.0)
+    assert np.isnan(table["hazy"]["noise_sigma"]) and np.isnan(table["hazy"]["noise_ratio"])
+    assert f"{flat} through hazy: noise_sigma, noise_ratio" in caplog.text
 
 
 def test_a_photo_too_small_for_fade_keeps_its_other_figures_and_is_named(shared_data: Path, tmp_path: Path, caplog):

@@ -7,19 +7,19 @@
 - Dark-channel density (`dark_channel.haze_density`): the mean dark channel in [0, 1]; lower is clearer. Cheap, but
   it rewards any darkening, so read it beside FADE.
 - Noise (`noise_sigma`): the standard deviation of the image's noise in 8-bit levels, Donoho's robust estimate from
-  the finest wavelet coefficients (`skimage.restoration.estimate_sigma`, averaged over the colour channels).
+  the finest wavelet coefficients (as `skimage.restoration.estimate_sigma` makes it, averaged over the colour
+  channels; flat regions at any grey level are left out, see `noise_sigma`).
   Dehazing divides by the transmission, so where fog is dense it amplifies the sensor's and the JPEG's noise with
   the scene; `noise_ratio` is the mean over the photos of each output's noise over its input's (1: no amplification).
-A figure that is not finite for one photo (FADE and the noise of a flat or black image, FADE of an image under 8x8
-pixels) is left out of that column's mean with a warning naming the photo; `skipped` counts the photos left out of
-any column, so that one such photo does not blank a column.
+A figure that is not finite for one photo (FADE and the noise of a flat, smooth or black image, FADE of an image
+under 8x8 pixels) is left out of that column's mean with a warning naming the photo; `skipped` counts the photos
+left out of any column, so that one such photo does not blank a column.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import math
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -33,8 +33,12 @@ from dgdehaze_core.physics.dark_channel import haze_density
 LOG = logging.getLogger(__name__)
 
 NOISE_FLOOR = 0.1
-"""Noise below this (8-bit levels: a synthetic, noiseless image) is taken as this in `noise_ratio`, on both sides:
-a noiseless output of a noiseless input amplified nothing (1, not 0)."""
+"""Noise below this (8-bit levels: all but noiseless, as a synthetic image with a few fine details) is taken as this
+in `noise_ratio`, on both sides: a near-noiseless output of a near-noiseless input amplified nothing (1, not 0)."""
+NO_DETAIL = 1e-6
+"""A finest wavelet coefficient at or below this (8-bit levels) is round-off of zero: no detail to measure."""
+MAD_TO_SIGMA = 0.6744897501960817
+"""The median absolute deviation of a unit normal distribution (its 75th percentile)."""
 FADE_MIN_SIDE = 8
 """fade-python's smallest image side (pixels)."""
 FIGURES = ("fade", "dark_channel", "noise_sigma", "noise_ratio")
@@ -79,14 +83,22 @@ def haze_methods(methods: Sequence[Method]) -> list[Method]:
 
 
 def noise_sigma(image: np.ndarray) -> float:
-    """Noise standard deviation of a uint8 frame in 8-bit levels (wavelet MAD estimate, mean over channels); NaN for
-    a black or flat frame (no wavelet detail to estimate it from), without numpy's empty-slice warnings."""
-    from skimage.restoration import estimate_sigma
+    """Noise standard deviation of a uint8 frame in 8-bit levels: Donoho's robust estimate (the median absolute
+    finest diagonal db2 wavelet coefficient over 0.6745, as `skimage.restoration.estimate_sigma` makes it), the mean
+    over the channels; NaN for a flat or black frame (no wavelet detail to estimate it from).
 
-    frame = to_bgr8(image).astype(np.float32) / 255.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(estimate_sigma(frame, channel_axis=-1, average_sigmas=True)) * 255.0
+    Coefficients under NO_DETAIL are left out as skimage leaves out exact zeros: a flat (or linear) region has
+    none but round-off, and in a flat region at any level but 0 round-off is not exactly zero; counted, a bright
+    flat sky pulled the median, and the estimate, towards zero."""
+    import pywt
+
+    frame = to_bgr8(image).astype(np.float64)
+    sigmas = []
+    for channel in np.moveaxis(frame, -1, 0):
+        detail = np.abs(pywt.dwtn(channel, "db2")["dd"])
+        detail = detail[detail > NO_DETAIL]
+        sigmas.append(float(np.median(detail)) / MAD_TO_SIGMA if detail.size else math.nan)
+    return float(np.mean(sigmas))
 
 
 def output_figures(output: np.ndarray, input_noise: float, with_fade: bool) -> dict[str, float]:
@@ -123,8 +135,8 @@ def evaluate_haze(images: Sequence[Path], methods: Sequence[Method],
             figures = output_figures(method.dehaze(hazy).image, input_noise, reason is None)
             undefined = [name for name, value in figures.items() if not math.isfinite(value)]
             if undefined:
-                LOG.warning("%s through %s: %s not finite (a flat or black image, or FADE under %dx%d pixels): left "
-                            "out of those means", path, method.name, ", ".join(undefined), FADE_MIN_SIDE,
+                LOG.warning("%s through %s: %s not finite (a flat, smooth or black image, or FADE under %dx%d "
+                            "pixels): left out of those means", path, method.name, ", ".join(undefined), FADE_MIN_SIDE,
                             FADE_MIN_SIDE)
                 skipped[method.name] += 1
             for name, value in figures.items():
