@@ -13,16 +13,17 @@
 # lite-no-depth (NO_DEPTH, default dgdehaze_core/weights/dgdehaze_lite_no_depth.pt: the same recipe with depth
 # guidance off, exported from runs/lite_no_depth), clear (detection recovery's ceiling) and clear-jpeg90 (the clear
 # image's JPEG copy: how much of that ceiling a near-lossless copy already loses).
-# SOTS-indoor scenes 1400-1422 were used (unpaired) in training and 1424-1428 to choose the recipe ("seen");
-# 1430-1448 never were ("held-out"): both are reported apart. DAWN fog photos: only the split's judge part.
+# Every figure is on data the models neither trained nor were tuned on: of SOTS-indoor and the DAWN fog photos only
+# the judge part of their split (data/splits/: SOTS-indoor rooms 1400-1422 are training images, 1424-1428 chose the
+# recipe); the real hazy photos of hazy-real/ (URHI, O-HAZE without ground truth) are training images, none here.
 # KITTI is evaluated on its left colour camera (image_02) only; image_03 holds the same 7 frames from 54 cm away.
 # docs/RESULTS.md says how long the recorded steps took, when and at which commits (each table: its own step's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # every step below, in the order it runs: ONLY= may name these and nothing else
-STEPS=(sots-indoor sots-outdoor o-haze sots-indoor-work320x240 sots-outdoor-work320x240 o-haze-work320x240 urhi
-       dawn-fog o-haze-photos kitti-tiny middlebury2003 kitti-tiny-visibility
+STEPS=(sots-indoor sots-outdoor o-haze sots-indoor-work320x240 sots-outdoor-work320x240 o-haze-work320x240
+       dawn-fog kitti-tiny middlebury2003 kitti-tiny-visibility
        int8-sots-indoor int8-sots-outdoor int8-o-haze int8-dawn-fog)
 is_step() {  # is_step NAME: whether NAME is one of STEPS
     [[ " ${STEPS[*]} " == *" $1 "* ]]
@@ -76,17 +77,17 @@ record() {  # record NAME EVAL-ARGS...: docs/results/NAME.json and NAME.meta.jso
 # in the same run as quality and detection so that each image is dehazed once; detection recovery's comparisons
 # of lite with the input and DCP get a paired bootstrap over the pairs (docs/EVALUATION.md); the +clahe rows: what
 # the detector's contrast equaliser (the node's detection_contrast) does to agreement with the clear image
-METHODS="$METHODS,hazy+clahe,lite+clahe=$LITE+clahe" record sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality,scattering,detection \
-    --subset 'held-out=143?_*,144?_*' --subset 'seen=140?_*,141?_*,142?_*' \
-    --bootstrap 2000 --group lite --baseline hazy --baseline dcp
+SOTS_JUDGE=(--include @data/splits/sots-indoor.yaml:judge)
+METHODS="$METHODS,hazy+clahe,lite+clahe=$LITE+clahe" record sots-indoor --dataset "$DATA/paired/sots-indoor" \
+    --measure quality,scattering,detection "${SOTS_JUDGE[@]}" --bootstrap 2000 --group lite --baseline hazy \
+    --baseline dcp
 record sots-outdoor --dataset "$DATA/paired/sots-outdoor" --measure quality,scattering,detection
 record o-haze --dataset "$DATA/paired/o-haze" --measure quality,scattering,detection
 # the networks at the node's reduced working resolution (physics inversion at full size): what speed costs
-record sots-indoor-work320x240 --dataset "$DATA/paired/sots-indoor" --measure quality,detection \
-    --subset 'held-out=143?_*,144?_*' --subset 'seen=140?_*,141?_*,142?_*' --working-size 320x240
+record sots-indoor-work320x240 --dataset "$DATA/paired/sots-indoor" --measure quality,detection "${SOTS_JUDGE[@]}" \
+    --working-size 320x240
 record sots-outdoor-work320x240 --dataset "$DATA/paired/sots-outdoor" --measure quality --working-size 320x240
 record o-haze-work320x240 --dataset "$DATA/paired/o-haze" --measure quality --working-size 320x240
-record urhi --dataset "$DATA/hazy-real/urhi" --measure detection,haze
 # real fog on the road: the DAWN photos of data/splits/dawn-fog.yaml's judge part only (the learn part is training
 # data, the validation part chose the recipe and the fusion rule); lite+hazy: the detector on the input and on lite's
 # output, the boxes fused (the node's detection_input: fused); +clahe: the detector reads the frames with their
@@ -101,7 +102,6 @@ fi
 DAWN_METHODS="lite+hazy=$LITE+hazy,hazy+clahe,lite+clahe=$LITE+clahe,lite+hazy+clahe=$LITE+hazy+clahe"
 METHODS="$METHODS,$DAWN_METHODS" record dawn-fog --dataset "$DATA/detection/dawn-fog" --measure detection,haze \
     --include @data/splits/dawn-fog.yaml:judge "${COMPARE[@]}"
-record o-haze-photos --dataset "$DATA/hazy-real/o-haze" --measure haze
 record kitti-tiny --dataset "$DATA/depth/kitti-tiny" --measure depth --include '*/image_02/*'
 record middlebury2003 --dataset "$DATA/depth/middlebury2003" --measure depth
 # visibility and metric depth in fog (#19): KITTI only (Middlebury has no road); kitti-seq is where choices were made
@@ -119,8 +119,7 @@ if [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *",int8-"* ]]; then
     "$PY" -m dgdehaze_core.cli export --config lite "${WEIGHTS[@]}" --physics-only --dynamic --int8 \
         --calib "$DATA/hazy-real" --out "$EXPORTS/lite_int8.onnx"
     INT8="lite-fp32=$EXPORTS/lite_fp32.onnx,lite-int8=$EXPORTS/lite_int8.onnx"
-    METHODS=$INT8 record int8-sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality \
-        --subset 'held-out=143?_*,144?_*'
+    METHODS=$INT8 record int8-sots-indoor --dataset "$DATA/paired/sots-indoor" --measure quality "${SOTS_JUDGE[@]}"
     METHODS=$INT8 record int8-sots-outdoor --dataset "$DATA/paired/sots-outdoor" --measure quality
     METHODS=$INT8 record int8-o-haze --dataset "$DATA/paired/o-haze" --measure quality
     METHODS=$INT8 record int8-dawn-fog --dataset "$DATA/detection/dawn-fog" --measure detection \

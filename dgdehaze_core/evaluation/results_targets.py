@@ -13,9 +13,9 @@ from dgdehaze_core.evaluation.results_tables import Row, finite, load_result, se
 LOG = logging.getLogger(__name__)
 
 MODEL, ABLATION, DCP, HAZY, JPEG = "lite", "lite-no-depth", "dcp", "hazy", "clear-jpeg90"
-QUALITY_SETS = (("sots-indoor", "sots-indoor:held-out", "SOTS-indoor, held-out scenes 1430-1448"),
-                ("sots-outdoor", None, "SOTS-outdoor"), ("o-haze", None, "O-HAZE"))
-"""(result name, set, label) of the real paired sets the quality target applies to."""
+HELD_OUT_ROOMS = "SOTS-indoor, held-out scenes 1430-1448"
+QUALITY_SETS = (("sots-indoor", HELD_OUT_ROOMS), ("sots-outdoor", "SOTS-outdoor"), ("o-haze", "O-HAZE"))
+"""(result name, label) of the real paired sets the quality target applies to."""
 PSNR_MARGIN_DB = 1.0
 F1_GOAL = 0.89
 FP32, INT8 = "lite-fp32", "lite-int8"
@@ -51,10 +51,12 @@ def _figures(rows: Mapping[str, Row], methods: Iterable[str], column: str) -> di
 
 
 STEP_SETS: dict[str, tuple[str, ...]] = {
-    "sots-indoor": ("paired/sots-indoor",), "sots-outdoor": ("paired/sots-outdoor",), "o-haze": ("paired/o-haze",),
-    "urhi": ("hazy-real/urhi",), "dawn-fog": ("detection/dawn-fog", "--include @data/splits/dawn-fog.yaml:judge")}
+    "sots-indoor": ("paired/sots-indoor", "--include @data/splits/sots-indoor.yaml:judge"),
+    "sots-outdoor": ("paired/sots-outdoor",), "o-haze": ("paired/o-haze",),
+    "dawn-fog": ("detection/dawn-fog", "--include @data/splits/dawn-fog.yaml:judge")}
 """What the steps the targets read must have been recorded on (their name without `int8-` and `-workWxH`): the set
-under the shared data folder, and for DAWN its judging photos."""
+under the shared data folder, and for SOTS-indoor and DAWN their split's judging part (the rest was trained or tuned
+on)."""
 
 
 def unjudgeable(name: str, meta: Mapping[str, Any]) -> str:
@@ -72,7 +74,7 @@ def unjudgeable(name: str, meta: Mapping[str, Any]) -> str:
     return ""
 
 
-def _rows(results_dir: Path, name: str, measure: str, set_name: str | None) -> dict[str, Row] | None:
+def _rows(results_dir: Path, name: str, measure: str) -> dict[str, Row] | None:
     """The rows a target reads; None when not recorded or not `unjudgeable`-free (logged)."""
     loaded = load_result(results_dir, name)
     if loaded is None:
@@ -82,15 +84,15 @@ def _rows(results_dir: Path, name: str, measure: str, set_name: str | None) -> d
         LOG.warning("targets: step %s judges nothing: %s", name, problem)
         return None
     try:
-        return select_rows(loaded[0], measure, set_name)
+        return select_rows(loaded[0], measure, None)
     except ValueError:
         return None
 
 
 def _quality_targets(results_dir: Path) -> list[list[str]]:
     lines = []
-    for name, set_name, label in QUALITY_SETS:
-        rows = _rows(results_dir, name, "quality", set_name)
+    for name, label in QUALITY_SETS:
+        rows = _rows(results_dir, name, "quality")
         if rows is None or MODEL not in rows or DCP not in rows:
             lines.append(_not_measured(f"lite ≥ DCP + {PSNR_MARGIN_DB:g} dB PSNR, SSIM not below DCP", label))
             continue
@@ -115,12 +117,9 @@ def _quality_targets(results_dir: Path) -> list[list[str]]:
 
 def _detection_targets(results_dir: Path) -> list[list[str]]:
     lines = []
-    for result, set_name, label in (
-            ("sots-indoor", "sots-indoor:held-out", "SOTS-indoor, held-out scenes 1430-1448"),
-            ("sots-indoor", "sots-indoor", "SOTS-indoor, all 25 scenes"),
-            ("sots-indoor-work320x240", "sots-indoor:held-out", "SOTS-indoor held-out, networks at 320x240"),
-            ("sots-indoor-work320x240", "sots-indoor", "SOTS-indoor all scenes, networks at 320x240")):
-        rows = _rows(results_dir, result, "detection", set_name)
+    for result, label in (("sots-indoor", HELD_OUT_ROOMS),
+                          ("sots-indoor-work320x240", "SOTS-indoor held-out, networks at 320x240")):
+        rows = _rows(results_dir, result, "detection")
         f1 = None if rows is None else _figures(rows, (HAZY, DCP, MODEL), "f1")
         if rows is None or f1 is None:
             lines.append(_not_measured(f"detection-recovery F1: lite > DCP and ≥ {F1_GOAL} (#9)", label))
@@ -133,26 +132,24 @@ def _detection_targets(results_dir: Path) -> list[list[str]]:
     return lines
 
 
-ABLATION_CHECKS: tuple[tuple[str, str, str | None, str, str, bool, str], ...] = (
-    ("sots-indoor", "quality", "sots-indoor:held-out", "psnr", "PSNR (dB)", True, "SOTS-indoor held-out"),
-    ("sots-outdoor", "quality", None, "psnr", "PSNR (dB)", True, "SOTS-outdoor"),
-    ("o-haze", "quality", None, "psnr", "PSNR (dB)", True, "O-HAZE"),
-    ("sots-indoor", "detection", "sots-indoor:held-out", "f1", "detection F1", True, "SOTS-indoor held-out"),
-    ("urhi", "detection", None, "f1", "F1 against RTTS human boxes", True, "URHI/RTTS photos"),
-    ("dawn-fog", "detection", None, "map50", "mAP50 against human boxes", True, "DAWN fog, judging photos"),
-    ("dawn-fog", "detection", None, "f1", "F1 against human boxes", True, "DAWN fog, judging photos"),
-    ("urhi", "haze", None, "fade", "FADE", False, "URHI photos"),
-    ("o-haze-photos", "haze", None, "fade", "FADE", False, "O-HAZE photos (no ground truth)"),
-    ("kitti-tiny", "depth", None, "absrel", "depth AbsRel, dense haze", False, "KITTI"),
-    ("middlebury2003", "depth", None, "absrel", "depth AbsRel, dense haze", False, "Middlebury 2003"),
+ABLATION_CHECKS: tuple[tuple[str, str, str, str, bool, str], ...] = (
+    ("sots-indoor", "quality", "psnr", "PSNR (dB)", True, "SOTS-indoor held-out"),
+    ("sots-outdoor", "quality", "psnr", "PSNR (dB)", True, "SOTS-outdoor"),
+    ("o-haze", "quality", "psnr", "PSNR (dB)", True, "O-HAZE"),
+    ("sots-indoor", "detection", "f1", "detection F1", True, "SOTS-indoor held-out"),
+    ("dawn-fog", "detection", "map50", "mAP50 against human boxes", True, "DAWN fog, judging photos"),
+    ("dawn-fog", "detection", "f1", "F1 against human boxes", True, "DAWN fog, judging photos"),
+    ("dawn-fog", "haze", "fade", "FADE", False, "DAWN fog, judging photos"),
+    ("kitti-tiny", "depth", "absrel", "depth AbsRel, dense haze", False, "KITTI"),
+    ("middlebury2003", "depth", "absrel", "depth AbsRel, dense haze", False, "Middlebury 2003"),
 )
-"""(result, measure, set, column, what, higher is better, label) compared between lite and lite-no-depth."""
+"""(result, measure, column, what, higher is better, label) compared between lite and lite-no-depth."""
 
 
 def _ablation_targets(results_dir: Path) -> list[list[str]]:
     lines = []
-    for name, measure, set_name, column, what, higher, label in ABLATION_CHECKS:
-        rows = _rows(results_dir, name, measure, set_name)
+    for name, measure, column, what, higher, label in ABLATION_CHECKS:
+        rows = _rows(results_dir, name, measure)
         model, ablation = (MODEL, ABLATION) if measure != "depth" else (f"{MODEL}@t0.25", f"{ABLATION}@t0.25")
         figures = None if rows is None else _figures(rows, (model, ablation), column)
         if figures is None:
@@ -160,7 +157,7 @@ def _ablation_targets(results_dir: Path) -> list[list[str]]:
             continue
         with_depth, without = figures[model], figures[ablation]
         interval, verdict = _judged((with_depth - without) * (1 if higher else -1),
-                                    _comparison(results_dir, name, set_name, f"{MODEL} vs {ABLATION}", column),
+                                    _comparison(results_dir, name, f"{MODEL} vs {ABLATION}", column),
                                     "helps", "**does not help**", "**no difference**")
         figures = f"lite {with_depth:.3f}, lite-no-depth {without:.3f} ({with_depth - without:+.3f}){interval}"
         lines.append([f"depth guidance helps: {what}", label, figures, verdict])
@@ -187,7 +184,7 @@ def _contrast_baseline_checks(results_dir: Path) -> list[list[str]]:
     """Does lite give the detector more than a local contrast stretch of the raw frame, on the DAWN judging photos
     (with the bootstrap interval of `hazy+clahe vs lite` where recorded, turned round)?"""
     label = "DAWN fog, judging photos"
-    rows = _rows(results_dir, "dawn-fog", "detection", None)
+    rows = _rows(results_dir, "dawn-fog", "detection")
     lines = []
     for column, what in (("map50", "mAP50"), ("f1", "F1")):
         check = f"dehazing beats a contrast stretch: {what}"
@@ -196,7 +193,7 @@ def _contrast_baseline_checks(results_dir: Path) -> list[list[str]]:
             lines.append(_not_measured(check, label))
             continue
         model, stretch = figures[MODEL], figures[CONTRAST_BASELINE]
-        recorded = _comparison(results_dir, "dawn-fog", None, f"{CONTRAST_BASELINE} vs {MODEL}", column)
+        recorded = _comparison(results_dir, "dawn-fog", f"{CONTRAST_BASELINE} vs {MODEL}", column)
         interval, verdict = _judged(model - stretch, None if recorded is None else (-recorded[1], -recorded[0]),
                                     "ahead", "**behind**", "**level**")
         figures = f"lite {model:.3f}, {CONTRAST_BASELINE} {stretch:.3f} ({model - stretch:+.3f}){interval}"
@@ -204,10 +201,9 @@ def _contrast_baseline_checks(results_dir: Path) -> list[list[str]]:
     return lines
 
 
-def _comparison(results_dir: Path, name: str, set_name: str | None, key: str,
-                column: str) -> tuple[float, float] | None:
+def _comparison(results_dir: Path, name: str, key: str, column: str) -> tuple[float, float] | None:
     """The bootstrap interval (low, high) of `column`'s difference in comparison row `key`, if recorded (finite)."""
-    rows = _rows(results_dir, name, "detection-bootstrap", set_name) or {}
+    rows = _rows(results_dir, name, "detection-bootstrap") or {}
     low, high = _figures(rows, (key,), f"{column}_diff_lo"), _figures(rows, (key,), f"{column}_diff_hi")
     if low is None or high is None:
         return None
@@ -256,7 +252,7 @@ def _dawn_label(rows: Mapping[str, Row] | None, method: str) -> str:
 
 def _real_fog_targets(results_dir: Path) -> list[list[str]]:
     """#17: real fog detection on the DAWN judging photos, and the SOTS-indoor gap closed towards clear-jpeg90."""
-    rows = _rows(results_dir, "dawn-fog", "detection", None)
+    rows = _rows(results_dir, "dawn-fog", "detection")
     label = _dawn_label(rows, MODEL)
     m = None if rows is None else _figures(rows, (HAZY, DCP, MODEL), "map50")
     if rows is None or m is None:
@@ -272,7 +268,7 @@ def _real_fog_targets(results_dir: Path) -> list[list[str]]:
             lines.append(["fused detection above both its parts (#17)", label,
                           f"hazy {m[HAZY]:.3f}, lite {m[MODEL]:.3f}, lite+hazy {fused[FUSED]:.3f}",
                           _verdict(fused[FUSED] > max(m[HAZY], m[MODEL]))])
-    held_out = _rows(results_dir, "sots-indoor", "detection", "sots-indoor:held-out")
+    held_out = _rows(results_dir, "sots-indoor", "detection")
     goal = f"SOTS-indoor detection F1 > DCP, ≥ {GAP_CLOSED_GOAL:.0%} of the gap to clear-jpeg90 closed (#17)"
     f1 = None if held_out is None else _figures(held_out, (HAZY, DCP, MODEL, JPEG), "f1")
     if f1 is None:
@@ -290,9 +286,9 @@ def _real_fog_targets(results_dir: Path) -> list[list[str]]:
 def _int8_targets(results_dir: Path) -> list[list[str]]:
     """#23: the int8 model's quality against its fp32 export (steps int8-*)."""
     lines = []
-    for name, set_name, label in [(f"int8-{name}", set_name, label) for name, set_name, label in QUALITY_SETS]:
+    for name, label in [(f"int8-{name}", label) for name, label in QUALITY_SETS]:
         goal = f"int8 PSNR within {INT8_PSNR_LOSS_DB:g} dB of fp32 (#23)"
-        rows = _rows(results_dir, name, "quality", set_name)
+        rows = _rows(results_dir, name, "quality")
         psnr = None if rows is None else _figures(rows, (FP32, INT8), "psnr")
         if psnr is None:
             lines.append(_not_measured(goal, label))
@@ -301,7 +297,7 @@ def _int8_targets(results_dir: Path) -> list[list[str]]:
         lines.append([goal, label, f"fp32 {psnr[FP32]:.2f} dB, int8 {psnr[INT8]:.2f} dB "
                       f"({_against(-loss, -INT8_PSNR_LOSS_DB, 2, signed=True)} dB)",
                       _verdict(loss <= INT8_PSNR_LOSS_DB)])
-    rows = _rows(results_dir, "int8-dawn-fog", "detection", None)
+    rows = _rows(results_dir, "int8-dawn-fog", "detection")
     goal, label = f"int8 mAP50 within {INT8_MAP50_LOSS:g} of fp32 (#23)", _dawn_label(rows, INT8)
     map50 = None if rows is None else _figures(rows, (FP32, INT8), "map50")
     if map50 is None:
