@@ -19,7 +19,7 @@ from dgdehaze_core.evaluation.results_targets import ablation_recipe_note, targe
 
 META = {"command": "dgdehaze eval --dataset X", "commit": "abc1234", "started": "2026-11-25 12:00 UTC",
         "seconds": 12.3, "load_before": 0.4, "load_after": 1.9, "machine": "2 CPU cores (x86_64), no GPU",
-        "data": ["../shared/data/paired/sots-indoor"],
+        "data": ["../shared/data/paired/sots-indoor", "--include @data/splits/sots-indoor.yaml:judge"],
         "weights": {"lite": {"path": "dgdehaze_core/weights/dgdehaze_lite.pt", "sha256": "0123456789ab",
                              "iterations": 2000, "recipe": "lite", "commit": "def5678"}}}
 
@@ -53,17 +53,15 @@ def test_rows_are_selected_by_measure_and_set_prefix():
 
 
 def test_a_subset_is_never_read_from_the_whole_set_s_rows(tmp_path: Path):
-    """A sots-indoor step recorded without --subset has rows without a set: the held-out table and the held-out
-    target (#4) showed and judged all 25 scenes, 23 of them trained on, as the held-out scenes."""
+    """A step recorded without --subset has rows without a set: a subset's table showed the whole set's rows (all
+    25 SOTS-indoor scenes, 23 of them trained on, as the held-out scenes)."""
     whole = {"quality/dcp": _quality(19.0, 0.80), "quality/lite": _quality(21.0, 0.85)}
     with pytest.raises(ValueError, match="no quality rows of set sots-indoor:held-out"):
         select_rows(whole, "quality", "sots-indoor:held-out")
     assert select_rows(whole, "quality", "sots-indoor") == {"dcp": whole["quality/dcp"], "lite": whole["quality/lite"]}
     _write(tmp_path, "sots-indoor", whole)
-    rendered = render("<!-- results sots-indoor quality sots-indoor:held-out -->\n<!-- /results -->\n"
-                      "<!-- targets -->\n<!-- /targets -->\n", tmp_path)
+    rendered = render("<!-- results sots-indoor quality sots-indoor:held-out -->\n<!-- /results -->\n", tmp_path)
     assert rendered.startswith(f"<!-- results sots-indoor quality sots-indoor:held-out -->\n{NOT_MEASURED}\n")
-    assert "| SOTS-indoor, held-out scenes 1430-1448 | not measured | — |" in rendered and "**met**" not in rendered
 
 
 def test_blocks_become_tables_with_provenance_and_prose_is_kept(tmp_path: Path):
@@ -137,10 +135,10 @@ def test_a_malformed_record_stops_the_render_naming_its_file(tmp_path: Path, cap
 
 def test_targets_are_judged_from_the_figures(tmp_path: Path):
     _write(tmp_path, "sots-indoor", {
-        "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
-        "quality/sots-indoor:held-out/lite": _quality(21.2, 0.83),
-        "quality/sots-indoor:held-out/lite-no-depth": _quality(21.2, 0.83),
-        **{f"detection/sots-indoor:held-out/{m}": {"f1": f1} for m, f1 in
+        "quality/dcp": _quality(20.0, 0.84),
+        "quality/lite": _quality(21.2, 0.83),
+        "quality/lite-no-depth": _quality(21.2, 0.83),
+        **{f"detection/{m}": {"f1": f1} for m, f1 in
            (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.90), ("lite-no-depth", 0.91))}})
     lines = targets_markdown(tmp_path).splitlines()
     held_out = [line for line in lines if "held-out" in line and "(#23)" not in line]
@@ -152,7 +150,7 @@ def test_targets_are_judged_from_the_figures(tmp_path: Path):
     assert held_out[5].endswith("(+0.000) | **no difference** |")  # PSNR: the ablation ties
     assert held_out[6].endswith("(-0.010) | **does not help** |")  # detection F1: the ablation is better
     _write(tmp_path, "sots-indoor-work320x240", {
-        f"detection/sots-indoor:held-out/{m}": {"f1": f1} for m, f1 in (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.88))})
+        f"detection/{m}": {"f1": f1} for m, f1 in (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.88))})
     work = [line for line in targets_markdown(tmp_path).splitlines() if "networks at 320x240" in line]
     assert "hazy 0.780, DCP 0.820, lite 0.880 | **not met**" in work[0]  # above DCP but under 0.89
     assert any("O-HAZE | not measured" in line for line in lines)
@@ -162,9 +160,9 @@ def test_a_figure_just_short_of_its_goal_is_not_shown_as_the_goal(tmp_path: Path
     """A gain of 0.996 dB showed as "+1.00 dB" beside "not met", an F1 of 0.8896 as "0.890" against the 0.89 goal:
     the rounding hid the difference the verdict turns on. Such a figure gets the decimals that show it."""
     _write(tmp_path, "sots-indoor", {
-        "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
-        "quality/sots-indoor:held-out/lite": _quality(20.996, 0.8396),
-        **{f"detection/sots-indoor:held-out/{m}": {"f1": f1} for m, f1 in
+        "quality/dcp": _quality(20.0, 0.84),
+        "quality/lite": _quality(20.996, 0.8396),
+        **{f"detection/{m}": {"f1": f1} for m, f1 in
            (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.8896))}})
     _write(tmp_path, "int8-o-haze", {"lite-fp32": _quality(18.8, 0.77), "lite-int8": _quality(18.498, 0.77)},
            data=["../shared/data/paired/o-haze"])
@@ -177,13 +175,14 @@ def test_a_figure_just_short_of_its_goal_is_not_shown_as_the_goal(tmp_path: Path
 
 def test_a_step_recorded_on_part_of_its_set_or_on_another_set_judges_no_target(
         tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    rows = {"quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
-            "quality/sots-indoor:held-out/lite": _quality(21.2, 0.85)}
+    rows = {"quality/dcp": _quality(20.0, 0.84), "quality/lite": _quality(21.2, 0.85)}
     label = "| SOTS-indoor, held-out scenes 1430-1448 |"
     _write(tmp_path, "sots-indoor", rows)
     assert f"(#4) {label} lite 21.20 dB, DCP 20.00 dB (+1.20 dB) | **met** |" in targets_markdown(tmp_path)
     for data, why in ((["../shared/data/paired/sots-indoor", "--limit 1"], "recorded with --limit 1"),
-                      (["/tmp/p1"], "recorded on /tmp/p1, not paired/sots-indoor")):
+                      (["/tmp/p1"], "recorded on /tmp/p1, not paired/sots-indoor"),
+                      (["../shared/data/paired/sots-indoor"],  # every room, the trained-on ones too
+                       "not paired/sots-indoor --include @data/splits/sots-indoor.yaml:judge")):
         _write(tmp_path, "sots-indoor", rows, data)
         assert f"SSIM not below DCP {label} not measured |" in targets_markdown(tmp_path)
         assert why in caplog.text
@@ -455,8 +454,8 @@ def test_bootstrap_comparisons_get_their_own_table_and_settle_the_ablation_verdi
 
 
 def test_int8_targets_compare_the_quantised_model_with_its_fp32_export(tmp_path: Path):
-    _write(tmp_path, "int8-sots-indoor", {"quality/sots-indoor:held-out/lite-fp32": _quality(22.17, 0.86),
-                                          "quality/sots-indoor:held-out/lite-int8": _quality(21.90, 0.86)})
+    _write(tmp_path, "int8-sots-indoor", {"quality/lite-fp32": _quality(22.17, 0.86),
+                                          "quality/lite-int8": _quality(21.90, 0.86)})
     _write(tmp_path, "int8-o-haze", {"lite-fp32": _quality(18.80, 0.77), "lite-int8": _quality(18.40, 0.76)})
     _write(tmp_path, "int8-dawn-fog", {"lite-fp32": {"map50": 0.382, "f1": 0.49, "images": 20},
                                        "lite-int8": {"map50": 0.370, "f1": 0.48, "images": 20}})
@@ -503,10 +502,10 @@ def test_null_and_infinite_figures_render_as_such_and_judge_nothing(tmp_path: Pa
     pass for a finite measurement in a verdict; the table shows an infinite figure as one (a visibility error is
     infinite when most frames have no estimate: "n/a" hid that failure)."""
     _write(tmp_path, "sots-indoor", {
-        "quality/sots-indoor:held-out/dcp": _quality(20.0, 0.84),
-        "quality/sots-indoor:held-out/lite": {**_quality(21.2, 0.85), "psnr": None},
-        "quality/sots-indoor:held-out/lite-no-depth": _quality(21.0, 0.83),
-        **{f"detection/sots-indoor:held-out/{m}": {"f1": f1} for m, f1 in
+        "quality/dcp": _quality(20.0, 0.84),
+        "quality/lite": {**_quality(21.2, 0.85), "psnr": None},
+        "quality/lite-no-depth": _quality(21.0, 0.83),
+        **{f"detection/{m}": {"f1": f1} for m, f1 in
            (("hazy", 0.78), ("dcp", 0.82), ("lite", 0.90), ("lite-no-depth", None), ("clear-jpeg90", None))}})
     (tmp_path / "o-haze.json").write_text('{"dcp": {"psnr": 17.0, "ssim": 0.7, "ciede2000": "inf", "pairs": 2}, '
                                           '"lite": {"psnr": Infinity, "ssim": 0.8, "ciede2000": 5.0, "pairs": 2}}')
@@ -563,7 +562,7 @@ def test_shares_of_redraws_never_round_to_a_certainty(tmp_path: Path):
 def test_the_runtime_line_spans_every_recorded_step(tmp_path: Path):
     """Steps recorded on different days at different commits are not one run: the line gives the range of their
     start times and each commit, in the order they ran."""
-    for name, started, commit, seconds in (("urhi", "2026-12-01 09:54 UTC", "ca6a7e3", 60.0),
+    for name, started, commit, seconds in (("kitti-tiny", "2026-12-01 09:54 UTC", "ca6a7e3", 60.0),
                                            ("dawn-fog", "2026-12-02 15:02 UTC", "aae80fb", 120.0),
                                            ("o-haze", "2026-12-01 04:45 UTC", "26772c8", 30.0),
                                            ("sots-outdoor", "2026-12-01 09:49 UTC", "ca6a7e3", 30.0)):
@@ -595,20 +594,20 @@ def _run_make_results(tmp_path: Path, only: str, **env_extra: str) -> tuple[subp
 
 def test_make_results_refuses_an_unknown_only_name_before_running_anything(tmp_path: Path):
     """A misspelt ONLY= name ran no step and exited 0, as if the step had been re-recorded."""
-    done, calls = _run_make_results(tmp_path, "urhi,sots-indor")
+    done, calls = _run_make_results(tmp_path, "dawn-fog,sots-indor")
     assert done.returncode == 2 and calls == []
-    assert "unknown step 'sots-indor' in ONLY=urhi,sots-indor; the steps are: sots-indoor,sots-outdoor,o-haze," \
+    assert "unknown step 'sots-indor' in ONLY=dawn-fog,sots-indor; the steps are: sots-indoor,sots-outdoor,o-haze," \
         in done.stderr and ",int8-dawn-fog" in done.stderr
-    done, calls = _run_make_results(tmp_path, "urhi,int8-o-haze")
+    done, calls = _run_make_results(tmp_path, "dawn-fog,int8-o-haze")
     assert done.returncode == 0, done.stderr
     recorded = [call.split()[5] for call in calls if call.startswith("-m dgdehaze_core.evaluation.results_doc record")]
-    assert recorded == ["urhi", "int8-o-haze"]
+    assert recorded == ["dawn-fog", "int8-o-haze"]
     assert calls[-1].startswith("-m dgdehaze_core.evaluation.results_doc render")
     done, calls = _run_make_results(tmp_path, "")  # every step: STEPS must list each one the script records
     assert done.returncode == 0, done.stderr
     assert [call.split()[5] for call in calls if " record " in f" {call} "] == [
         "sots-indoor", "sots-outdoor", "o-haze", "sots-indoor-work320x240", "sots-outdoor-work320x240",
-        "o-haze-work320x240", "urhi", "dawn-fog", "o-haze-photos", "kitti-tiny", "middlebury2003",
+        "o-haze-work320x240", "dawn-fog", "kitti-tiny", "middlebury2003",
         "kitti-tiny-visibility", "int8-sots-indoor", "int8-sots-outdoor", "int8-o-haze", "int8-dawn-fog"]
 
 
@@ -657,8 +656,7 @@ def test_the_hand_copied_tables_are_what_their_json_gives():
         rows = [read(f"image-output/pd-{part}-{output}-{size}.json")[key]
                 for size in ("full", "320x240") for output in ("decoder", "physics")]
         assert _hand_table("Image output", label) == [f"{row['psnr']:.2f} / {row['ssim']:.3f}" for row in rows]
-    for label, name, prefix in (("SOTS-indoor seen scenes 1400-1428 (30 pairs)", "sots-indoor", "sots-indoor:seen/"),
-                                ("SOTS-indoor held-out scenes 1430-1448 (20 pairs)", "sots-indoor",
+    for label, name, prefix in (("SOTS-indoor held-out scenes 1430-1448 (20 pairs)", "sots-indoor",
                                  "sots-indoor:held-out/"),
                                 ("SOTS-outdoor (2 pairs)", "sots-outdoor", ""), ("O-HAZE (2 pairs)", "o-haze", "")):
         runs = [read(f"transmission-refinement/{name}-{kind}.json") for kind in ("raw", "refined")]
@@ -691,22 +689,20 @@ def test_the_model_card_s_figures_are_the_results_json_s():
         assert len(rows) == 1, label
         return [cell.replace("**", "").strip() for cell in rows[0].strip("|").split("|")[1:]]
 
-    def rows(name: str, measure: str, set_name: str | None = None) -> dict:
-        return select_rows(json.loads((RESULTS_DIR / f"{name}.json").read_text()), measure, set_name)
+    def rows(name: str, measure: str) -> dict:
+        return select_rows(json.loads((RESULTS_DIR / f"{name}.json").read_text()), measure, None)
 
-    for label, name, set_name in (("SOTS-indoor held-out scenes 1430-1448 (20 pairs)", "sots-indoor",
-                                   "sots-indoor:held-out"), ("SOTS-outdoor (2 pairs)", "sots-outdoor", None),
-                                  ("O-HAZE 27, 35 (real haze)", "o-haze", None)):
-        quality = rows(name, "quality", set_name)
+    for label, name in (("SOTS-indoor held-out scenes 1430-1448 (20 pairs)", "sots-indoor"),
+                        ("SOTS-outdoor (2 pairs)", "sots-outdoor"), ("O-HAZE 27, 35 (real haze)", "o-haze")):
+        quality = rows(name, "quality")
         assert cells(f"{label}, PSNR / SSIM") == [f"{quality[m]['psnr']:.2f} / {quality[m]['ssim']:.3f}"
                                                   for m in methods], label
-    scattering = rows("sots-indoor", "scattering", "sots-indoor:held-out")
+    scattering = rows("sots-indoor", "scattering")
     for label, key in (("airlight error against each pair's fitted A", "airlight_error"),
                        ("transmission error against each pair's fitted t", "t_mae")):
         assert cells(f"{label}, SOTS-indoor held-out") == ["–", *(f"{scattering[m][key]:.3f}" for m in methods[1:])]
-    haze = rows("urhi", "haze")
-    assert cells("FADE on the 7 URHI photos (lower is clearer; seen in training)") == [f"{haze[m]['fade']:.3f}"
-                                                                                       for m in methods]
+    haze = rows("dawn-fog", "haze")
+    assert cells("FADE on the DAWN judging photos (lower is clearer)") == [f"{haze[m]['fade']:.3f}" for m in methods]
     for label, name in (("depth AbsRel, KITTI under dense synthesized haze (median-scaled)", "kitti-tiny"),
                         ("depth AbsRel, Middlebury 2003 under dense synthesized haze", "middlebury2003")):
         depth = rows(name, "depth")
