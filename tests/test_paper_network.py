@@ -19,7 +19,7 @@ import torch
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.io.images import read_image
-from dgdehaze_core.models import load_model
+from dgdehaze_core.models import build_model, checkpoint_state, load_model
 from dgdehaze_core.models.paper_net import OFFICIAL_PARAMETERS, OFFICIAL_TENSORS, PaperNet
 
 DATA = Path(__file__).parent / "data" / "paper"
@@ -109,3 +109,16 @@ def test_a_weights_file_with_a_key_or_a_value_of_another_type_is_refused_naming_
     with pytest.raises(ValueError, match=f"^{tmp_path / 'list.pth'}: its state_dict is not a mapping of names to "
                                          "tensors$"):
         load_model(tmp_path / "list.pth")
+
+
+def test_a_paper_checkpoint_without_depth_guidance_is_refused_not_run_depth_guided(tmp_path: Path) -> None:
+    """The paper network has no configuration without depth guidance; a checkpoint saying `depth_guidance: false`
+    loaded and ran depth-guided, so an "ablation" of it would have measured the network itself."""
+    state = checkpoint_state(PaperNet())
+    torch.save({**state, "depth_guidance": False}, tmp_path / "paper_no_depth.pt")
+    with pytest.raises(ValueError, match="paper_no_depth.pt names the paper network without depth guidance"):
+        load_model(tmp_path / "paper_no_depth.pt")
+    with pytest.raises(ValueError, match="always depth-guided"):
+        build_model("paper", depth_guidance=False)
+    torch.save(state, tmp_path / "paper.pt")
+    assert isinstance(load_model(tmp_path / "paper.pt"), PaperNet)

@@ -45,8 +45,11 @@ __all__ = ["CHECKPOINT_SUFFIXES", "MODEL_CONFIGS", "PAPER", "DGDehazeNet", "DGHA
 
 def build_model(config: str = "lite", depth_guidance: bool = True) -> DGDehazeNet | PaperNet:
     """A freshly initialised model of configuration `config` (seed torch first for reproducible weights); `paper`
-    is the released network's architecture (always depth-guided)."""
+    is the released network's architecture, always depth-guided (ValueError when asked without)."""
     if config == PAPER:
+        if not depth_guidance:
+            raise ValueError(f"the {PAPER} network is always depth-guided: it has no configuration without "
+                             "depth guidance")
         return PaperNet()
     if config not in MODEL_CONFIGS:
         raise ValueError(f"unknown model configuration {config!r}; known: {', '.join(MODEL_CONFIGS)}, {PAPER}")
@@ -83,6 +86,9 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
                          f"not know (known: {', '.join(MODEL_CONFIGS)}, {PAPER})")
     if not isinstance(checkpoint["depth_guidance"], bool):
         raise ValueError(f"{path}: its depth_guidance is {checkpoint['depth_guidance']!r}, not true or false")
+    if checkpoint["config"] == PAPER and not checkpoint["depth_guidance"]:
+        raise ValueError(f"{path} names the {PAPER} network without depth guidance, which it does not have: it "
+                         "would run depth-guided")
     return checkpoint
 
 
