@@ -125,6 +125,26 @@ def test_the_visibility_sheet_draws_every_photo_and_writes_its_estimate(tmp_path
     assert not (tmp_path / "x.png").exists()
 
 
+def test_the_visibility_sheet_reads_dense_fog_against_each_method_s_own_transmission_floor(tmp_path: Path):
+    """DCP clips t at its t0 (0.1), above the networks' floor the estimator assumed: the sheet read DCP's floor as
+    fog, so 4 m and 8 m fog both read 11 m, the floor's number, and never as the most the visibility can be."""
+    sheet_tool = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "visibility_sheet.py"))
+    camera = Intrinsics(300.0, 300.0, 160.0, 120.0)
+    distance = ground_range((240, 320), camera, Mounting(1.4, 0.0))
+    clear = np.random.default_rng(0).uniform(0.15, 0.35, (240, 320, 3))
+    (tmp_path / "photos").mkdir()
+    for visibility in (4, 8):
+        t = np.exp(-(KOSCHMIEDER / visibility) * np.nan_to_num(distance, nan=1e4))[:, :, None]
+        cv2.imwrite(str(tmp_path / "photos" / f"fog{visibility}.png"),
+                    ((clear * t + 0.9 * (1 - t)) * 255 + 0.5).astype(np.uint8))
+    hfov = str(2 * math.degrees(math.atan(160 / 300)))
+    assert sheet_tool["main"]([str(tmp_path / "photos"), "--method", "dcp", "--hfov", hfov, "--out",
+                               str(tmp_path / "sheet.png"), "--json", str(tmp_path / "sheet.json")]) == 0
+    figures = {name: row["dcp"] for name, row in json.loads((tmp_path / "sheet.json").read_text()).items()}
+    assert figures["fog8.png"]["visibility_m"] == pytest.approx(8.0, rel=0.2)
+    assert figures["fog4.png"]["visibility_m"] < figures["fog8.png"]["visibility_m"]
+
+
 def _kitti_copy(shared_data: Path, tmp_path: Path) -> tuple[Path, str]:
     """kitti-tiny's calibration and the first left-camera frame's layout, copied (files linked) to edit."""
     import shutil

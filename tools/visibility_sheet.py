@@ -133,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         shown = len(figures) % max(1, args.every) == 0
         camera, contrast = assumed_camera(frame.shape[1], frame.shape[0], args.hfov), fog_contrast(frame)
+        results = {method: pipeline(frame) for method, pipeline in pipelines.items()}
         readings = {method: VisibilityEstimator(mounting, time_constant=0.0).update(
-            pipeline(frame).transmission, camera, 0.0, contrast) for method, pipeline in pipelines.items()}
+            result.transmission, camera, 0.0, contrast, result.transmission_floor)
+            for method, result in results.items()}
         figures[path.name] = {method: {
             "visibility_m": r.visibility if math.isfinite(r.visibility) else None,
             "beta_per_m": r.measurement.beta if math.isfinite(r.measurement.beta) else None,
