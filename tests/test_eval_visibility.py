@@ -143,6 +143,8 @@ def test_the_visibility_sheet_reads_dense_fog_against_each_method_s_own_transmis
     figures = {name: row["dcp"] for name, row in json.loads((tmp_path / "sheet.json").read_text()).items()}
     assert figures["fog8.png"]["visibility_m"] == pytest.approx(8.0, rel=0.2)
     assert figures["fog4.png"]["visibility_m"] < figures["fog8.png"]["visibility_m"]
+    assert figures["fog4.png"]["at_most"] and not figures["fog8.png"]["at_most"], \
+        "the JSON says which figure is the most the visibility can be, as the sheet's '<=' does"
 
 
 def _kitti_copy(shared_data: Path, tmp_path: Path) -> tuple[Path, str]:

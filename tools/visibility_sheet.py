@@ -6,10 +6,11 @@ camera (height, pitch and horizontal field of view, principal point at the centr
 the sheet shows each photo with its road region outlined and each method's visibility, or why there is none. One
 frame at a time, no smoothing. It prints a Markdown table of the median visibility per kind of photo (the name's
 prefix before '-': foggy, haze, mist in DAWN) over every selected photo, the sheet showing every Nth of them.
---json writes {photo: {method: {visibility_m, beta_per_m, road_pixels, reason}}}. A photo that cannot be read is
-skipped with an error logged, as `dgdehaze dehaze` skips one, and the tool then exits 1; --out and --json are
-refused before any work when they cannot be written or lie in the photo folder (where they would overwrite a photo
-or be read as one next time).
+--json writes {photo: {method: {visibility_m, at_most, beta_per_m, road_pixels, reason}}}, `at_most` true where
+the fog hides the road in view and visibility_m is the most the visibility can be (the sheet's "<="). A photo that
+cannot be read is skipped with an error logged, as `dgdehaze dehaze` skips one, and the tool then exits 1; --out
+and --json are refused before any work when they cannot be written or lie in the photo folder (where they would
+overwrite a photo or be read as one next time).
 
     .venv/bin/python tools/visibility_sheet.py ../shared/data/detection/dawn-fog \
         --include @data/splits/dawn-fog.yaml:judge --method lite,dcp --every 6 \
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             for method, result in results.items()}
         figures[path.name] = {method: {
             "visibility_m": r.visibility if math.isfinite(r.visibility) else None,
+            "at_most": r.at_most,
             "beta_per_m": r.measurement.beta if math.isfinite(r.measurement.beta) else None,
             "road_pixels": r.measurement.pixels, "reason": r.reason} for method, r in readings.items()}
         if shown:
