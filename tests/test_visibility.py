@@ -243,6 +243,17 @@ def test_height_and_pitch_come_from_the_camera_pose_in_a_frame_on_the_road(pitch
     assert estimator.update(t, CAMERA, stamp=0.0).visibility == pytest.approx(150.0, rel=0.01)
 
 
+@pytest.mark.parametrize("roll", [0.5, -1.0, math.pi])
+def test_a_camera_rolled_about_its_optical_axis_is_refused_with_its_roll(roll: float):
+    """The flat road's distances assume no roll: a camera mounted upside down (roll pi in TF) read its sky, at the
+    transmission's floor, as fog hiding the road, 'at most 5 m' on a clear day; a small roll still measures."""
+    rolled = Rotation.from_euler("ZY", [0.3, 0.05]) * OPTICAL_IN_BASE * Rotation.from_euler("z", roll)
+    with pytest.raises(ValueError, match=f"rolled {roll:.2f} rad about its optical axis"):
+        height_and_pitch((0.0, 0.0, 1.5), rolled.as_quat())
+    slight = Rotation.from_euler("ZY", [0.3, 0.05]) * OPTICAL_IN_BASE * Rotation.from_euler("z", 0.1)
+    assert height_and_pitch((0.0, 0.0, 1.5), slight.as_quat()) == pytest.approx((1.5, 0.05))
+
+
 def test_a_new_mounting_changes_the_road_geometry_and_keeps_the_smoothed_fog():
     estimator = VisibilityEstimator(MOUNT, time_constant=10.0, max_visibility=1000.0)
     estimator.update(road_scene(KOSCHMIEDER / 100.0)[0], CAMERA, stamp=0.0)
