@@ -254,6 +254,13 @@ def test_a_camera_rolled_about_its_optical_axis_is_refused_with_its_roll(roll: f
     assert height_and_pitch((0.0, 0.0, 1.5), slight.as_quat()) == pytest.approx((1.5, 0.05))
 
 
+def test_a_camera_looking_straight_down_is_refused_for_its_pitch_not_a_roll_it_does_not_have():
+    """Looking straight down, roll about the optical axis is undefined: no 'rolled 3.14 rad' for it."""
+    down = (math.sqrt(0.5), -math.sqrt(0.5), 0.0, 0.0)  # optical z down, x right, y (the image's down) backward
+    with pytest.raises(ValueError, match="camera pitch must lie within"):
+        Mounting(*height_and_pitch((0.0, 0.0, 1.5), down))
+
+
 def test_a_new_mounting_changes_the_road_geometry_and_keeps_the_smoothed_fog():
     estimator = VisibilityEstimator(MOUNT, time_constant=10.0, max_visibility=1000.0)
     estimator.update(road_scene(KOSCHMIEDER / 100.0)[0], CAMERA, stamp=0.0)

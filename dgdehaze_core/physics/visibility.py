@@ -198,7 +198,7 @@ def height_and_pitch(translation: Sequence[float], rotation: Sequence[float]) ->
     # the up components of the optical x (right) and y (down) axes: 0 and -cos(pitch) for a camera without roll
     right_up, down_up = 2 * (x * z - w * y), 2 * (y * z + w * x)
     roll = math.atan2(-right_up, -down_up)
-    if abs(roll) > MAX_ROLL:
+    if abs(roll) > MAX_ROLL and math.hypot(right_up, down_up) > 1e-9:  # none looking straight down: Mounting says
         raise ValueError(f"the camera is rolled {roll:.2f} rad about its optical axis (at most {MAX_ROLL:g}: the "
                          "road's distances assume a camera without roll, and one upside down sees sky where the road "
                          "should be)")
