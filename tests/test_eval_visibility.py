@@ -19,6 +19,8 @@ from dgdehaze_core.evaluation.visibility_eval import (SKY_DISTANCE, VISIBILITIES
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, ground_range, ray_norms
 
+CLEAR_DEPTH_WEIGHTS = Path(__file__).parents[1] / "dgdehaze_core" / "weights" / "clear_depth_kitti.pt"
+
 
 def test_fog_is_synthesized_along_each_ray_towards_a_grey_airlight():
     image = np.zeros((2, 2, 3), np.uint8)  # black: the hazy value is the airlight's share, 0.9 (1 - t)
@@ -69,6 +71,31 @@ def test_one_kitti_frame_gives_every_row_and_middlebury_is_refused_for_its_missi
     middlebury = shared_data / "depth" / "middlebury2003"
     with pytest.raises(ValueError, match="no road"):
         evaluate_visibility(load_middlebury(middlebury), middlebury, [load_method(MethodSpec("dcp", "dcp"))])
+
+
+def test_a_depth_network_has_no_visibility_rows_its_t_of_1_would_read_as_no_fog(shared_data: Path):
+    """A clear-depth checkpoint returns t = 1: it got rows reading every fog as none (error inf) and a @clear row
+    with the ideal no_fog_share of 1, as though it measured fog; alone it is refused for what it lacks."""
+    folder = shared_data / "depth" / "kitti-tiny"
+    depth_set = load_kitti(folder)
+    depth_set.frames = depth_set.frames[:1]
+    depth_network = load_method(MethodSpec("clear-depth", str(CLEAR_DEPTH_WEIGHTS)))
+    rows = evaluate_visibility(depth_set, folder, [depth_network, load_method(MethodSpec("dcp", "dcp"))])
+    assert list(rows) == ["dcp@clear", "dcp@vis50", "dcp@vis150", "dcp@vis400"]
+    with pytest.raises(ValueError, match="estimates a transmission"):
+        evaluate_visibility(depth_set, folder, [depth_network])
+    assert depth_network.gives_depth and not depth_network.gives_transmission
+
+
+def test_the_road_profile_leaves_out_a_depth_network_whose_t_of_1_scored_as_the_closest_to_thin_fog(
+        shared_data: Path, tmp_path: Path):
+    """Its optical depth of 0 was the truth at @clear and nearer the truth at 400 m than DCP's: the best method of
+    the table that compares recipes, for measuring nothing."""
+    profile_tool = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "road_transmission_profile.py"))
+    profile_tool["main"]([str(shared_data / "depth" / "kitti-seq"), "--every", "100", "--method",
+                          f"dcp,clear-depth={CLEAR_DEPTH_WEIGHTS}", "--json", str(tmp_path / "profile.json")])
+    assert list(json.loads((tmp_path / "profile-error.json").read_text())) == ["dcp"]
+    assert not [row for row in json.loads((tmp_path / "profile.json").read_text()) if "clear-depth" in row]
 
 
 def test_the_true_transmission_reads_every_visibility_including_400_m(shared_data: Path):

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         raise ImageError(f"{args.dataset} holds no KITTI frames with proj_depth/ LiDAR depth")
     refuse_judging_files(frames, f"{args.dataset}: the profile chooses recipes, so it reads no judging frame")
     depth_set = load_kitti(args.dataset)
-    methods = [m for m in load_methods(parse_methods(args.method)) if m.gives_depth]
+    methods = [m for m in load_methods(parse_methods(args.method)) if m.gives_transmission]
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
     conditions = {"clear": math.inf, **VISIBILITIES}
     values: dict[str, list[list[float]]] = {}

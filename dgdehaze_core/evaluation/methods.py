@@ -90,6 +90,9 @@ class Method:
     place since; None without a weights file (the references, dcp)."""
     _results: OrderedDict[bytes, DehazeResult] = field(default_factory=OrderedDict, repr=False)
     _cached_bytes: int = field(default=0, repr=False)
+    scattering: bool = True
+    """Whether `run` estimates the scattering (transmission and airlight): False for a depth network, whose results
+    hold t = 1 and no airlight (`depth_only`)."""
 
     @property
     def name(self) -> str:
@@ -98,6 +101,12 @@ class Method:
     @property
     def gives_depth(self) -> bool:
         return self.run is not None
+
+    @property
+    def gives_transmission(self) -> bool:
+        """True where the method estimates a transmission (dcp, the dehazers), not for the references or a depth
+        network, whose t = 1 would read as no fog."""
+        return self.run is not None and self.scattering
 
     def dehaze(self, hazy: np.ndarray) -> DehazeResult:
         """The method's result on `hazy`; `hazy` returns the input unchanged (depth all NaN).
@@ -224,7 +233,8 @@ def load_methods(specs: Sequence[MethodSpec], **network_options: object) -> list
         if spec.source not in pipelines:
             pipelines[spec.source] = load_method(MethodSpec(spec.name, spec.source), **network_options)
         shared = pipelines[spec.source]
-        methods.append(shared if shared.spec == spec else Method(spec, shared.run, shared.weights, shared._results))
+        methods.append(shared if shared.spec == spec else Method(spec, shared.run, shared.weights, shared._results,
+                                                                 scattering=shared.scattering))
     return methods
 
 
@@ -240,7 +250,7 @@ def load_method(spec: MethodSpec, **network_options: object) -> Method:
 
         if is_clear_depth_checkpoint(spec.source):
             predictor = _clear_depth_predictor(spec, network_options)
-            return Method(spec, depth_only(predictor), predictor.weights)
+            return Method(spec, depth_only(predictor), predictor.weights, scattering=False)
     options = {} if spec.source == "dcp" else network_options
     try:
         pipeline = load_pipeline(spec.source, **options)

@@ -117,9 +117,10 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
     if not (is_kitti_set(folder) or is_kitti_selection_set(folder)):
         raise NotApplicable(f"{folder.name} has no road and no known camera mounting (an indoor Middlebury set): "
                          "visibility is measured on the road, on KITTI sets only")
-    fog_methods = [m for m in methods if m.gives_depth]
+    fog_methods = [m for m in methods if m.gives_transmission]
     if not fog_methods:
-        raise NotApplicable("none of the methods estimates a transmission (hazy and clear do not): add dcp or a model")
+        raise NotApplicable("none of the methods estimates a transmission (hazy, clear and a depth network do not): "
+                            "add dcp or a model")
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
     rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}@{c}": [] for m in fog_methods
                                                          for c in (CLEAR, *VISIBILITIES)}
