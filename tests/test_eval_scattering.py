@@ -12,6 +12,8 @@ from dgdehaze_core.evaluation.scattering_eval import ScatteringFit, fit_scatteri
 from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.physics.scattering import synthesize_haze
 
+CLEAR_DEPTH_WEIGHTS = Path(__file__).parents[1] / "dgdehaze_core" / "weights" / "clear_depth_kitti.pt"
+
 
 def _hazed(clear_bgr: np.ndarray, depth: np.ndarray, beta: float, airlight: float) -> tuple[np.ndarray, np.ndarray]:
     """uint8 haze of a clear frame from a known depth (unknown depth: far), and its true transmission."""
@@ -61,3 +63,15 @@ def test_eval_scattering_on_real_sots_pairs(sots_pairs: Path, tmp_path: Path) ->
     assert dcp["pairs"] == 2 and dcp["fit_rmse"] < 0.02             # SOTS follows the model it was made with
     assert 0.0 <= dcp["airlight_error"] < 0.2 and 0.0 < dcp["t_mae"] < 0.3
     assert abs(dcp["t_bias"]) <= dcp["t_mae"]
+
+
+def test_a_depth_network_gets_no_scattering_row_its_t_of_1_is_no_estimate(sots_pairs: Path, tmp_path: Path) -> None:
+    """A clear-depth checkpoint returns t = 1 and A = 1: it got rows (t_mae 0.5 on real pairs) as though it had
+    estimated them; alone it is refused for what it lacks."""
+    depth_network = f"clear-depth={CLEAR_DEPTH_WEIGHTS}"
+    out = tmp_path / "scattering.json"
+    assert main(["eval", "--dataset", str(sots_pairs), "--measure", "scattering", "--method", f"dcp,{depth_network}",
+                 "--limit", "1", "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())) == ["dcp"]
+    assert main(["eval", "--dataset", str(sots_pairs), "--measure", "scattering", "--method", depth_network,
+                 "--limit", "1"]) == 2

@@ -70,8 +70,9 @@ def scattering_errors(transmission: np.ndarray, airlight: np.ndarray, fit: Scatt
 
 
 def scattering_methods(methods: Sequence[Method]) -> list[Method]:
-    """The methods that estimate A and t: every one but the references (`hazy`, `clear`)."""
-    return [method for method in methods if not method.spec.is_reference]
+    """The methods that estimate A and t (`Method.gives_transmission`): not the references (`hazy`, `clear`), nor a
+    depth network, whose t = 1 and A = 1 would be scored as an estimate."""
+    return [method for method in methods if method.gives_transmission]
 
 
 def evaluate_scattering(pairs: Sequence[Pair], methods: Sequence[Method],
