@@ -56,7 +56,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Range
 from std_msgs.msg import Header
 
-from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
+from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
 from dgdehaze_core.inference.dehaze_result import DehazeResult
@@ -159,7 +159,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
             try:
                 self._detector = self._load_detector(settings)
                 self._detector_note = self._detector_label(self._detector)
-            except (DetectorUnavailable, ValueError) as exc:
+            except Exception as exc:  # a refused file, a runtime's own error (onnxruntime raises RuntimeError)
                 self._detection_off(exc)
         if self._detector is not None:
             self._loaded["detector"] = settings

@@ -232,6 +232,26 @@ def test_a_detector_load_that_fails_with_a_runtimes_own_error_is_put_back_and_la
         loaded.destroy_node()
 
 
+def test_a_detector_load_that_fails_with_a_runtimes_own_error_at_configure_leaves_the_dehazer_running(
+        session: RosSession) -> None:
+    """Configure caught only the detector's own errors: a RuntimeError (onnxruntime's, CUDA's) raised out of
+    on_configure, which rclpy turns into an unlogged ERROR transition back to unconfigured with the pipeline and
+    the settings still held, so parameter changes went on loading models in an unconfigured node."""
+    node = create_node({"model": "dcp"}, name="configureruntimeerror", context=session.context, activate=False)
+    try:
+        def cuda_failure(settings: NodeSettings) -> None:
+            raise RuntimeError("CUDA failure 700: an illegal memory access was encountered")
+
+        node._load_detector = cuda_failure
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node._state_machine.current_state[1] == "inactive"
+        assert node._pipeline is not None and node._detector is None, "configured, without detection"
+        assert node.get_parameter("detection_enabled").value is False, "the parameter reads back what runs"
+        assert "CUDA failure 700" in node._reload_problems["detector"], "an ERROR on /diagnostics"
+    finally:
+        node.destroy_node()
+
+
 class _ChangedWhileConfiguring(DehazeNode):
     """A user's parameter changes arrive while configure loads the pipeline (a slow export or engine build)."""
 
