@@ -149,9 +149,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
         try:
             self._settings = settings = read_settings(self)
             self._pipeline = self._load_pipeline(settings)
-        except Exception as exc:  # any failure to load leaves the node unconfigured, with the reason logged
+        except Exception as exc:  # any failure to load leaves the node unconfigured, with the reason logged ...
             self.get_logger().error(f"configure failed: {exc}")
-            self._pipeline = self._settings = None
+            self._release()  # ... and drops a load that a change made meanwhile started (`_generation`)
             return TransitionCallbackReturn.FAILURE
         self._loaded, self._reload_problems, self._unsent_problems = {"pipeline": settings}, {}, {}
         self._detector = None

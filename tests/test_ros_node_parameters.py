@@ -31,8 +31,8 @@ from dgdehaze_ros.fastdds_profile import transport_summary  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from dgdehaze_ros.parameters import NodeSettings, read_settings  # noqa: E402
 
-from ros_harness import (Probe, RosSession, gated_node, newest_diagnostics, reported_backend,  # noqa: E402
-                         send_and_wait, set_ok, stamped_header, wait_until)
+from ros_harness import (GatedLoads, Probe, RosSession, gated_node, loader_threads, newest_diagnostics,  # noqa: E402
+                         reported_backend, send_and_wait, set_ok, stamped_header, wait_until)
 
 pytestmark = pytest.mark.ros
 
@@ -294,6 +294,39 @@ def test_a_change_during_configure_is_loaded_and_a_failed_reload_leaves_newer_an
             assert racing._detector is not None, "detection switched on during a configure runs"
     finally:
         racing.destroy_node()
+
+
+class _FailingConfigure(GatedLoads):
+    """Configure's own load fails (a truncated file) once, after a change (to lite) arrived while it loaded; the
+    change's background load of lite waits for the test's `gate`."""
+
+    fail_configure = True
+
+    def _load_pipeline(self, settings):
+        if self.fail_configure and threading.current_thread() not in loader_threads(self.get_name()):
+            self.fail_configure = False
+            assert all(result.successful for result in self.set_parameters([Parameter("model", value="lite")]))
+            raise ValueError("truncated weights")
+        return super()._load_pipeline(settings)
+
+
+def test_a_load_a_change_started_during_a_configure_that_fails_is_dropped_and_the_node_configures_again(
+        session: RosSession) -> None:
+    """A failed configure left the configuration count as it was: the background load of a change made while
+    configure loaded finished afterwards and swapped its pipeline into the unconfigured node."""
+    node = _FailingConfigure("failedconfigure", context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("backend", value="torch"),
+        Parameter("detection_enabled", value=False)])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.loading.wait(30.0), "the change made during configure started no background load"
+        node.gate.set()
+        assert wait_until(lambda: not loader_threads(node.get_name()), 60.0)
+        assert node._pipeline is None and node._settings is None, "the unconfigured node holds no model"
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node._pipeline.method == "lite", "the next configure loads what the change asked for"
+    finally:
+        node.destroy_node()
 
 
 def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_backend(
