@@ -405,6 +405,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self._publish_labels()
         if "diagnostics_period" in changes and self._diagnostics_timer is not None:
             self._diagnostics_timer.timer_period_ns = int(settings["diagnostics_period"] * 1e9)
+            self._diagnostics_timer.reset()  # the next report one new period from now, not at the old period's end
         self._start_reloads()
         return SetParametersResult(successful=True)
 

@@ -66,6 +66,25 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
     assert not result.successful
 
 
+def test_a_shorter_diagnostics_period_takes_effect_at_once(node: DehazeNode, probe: Probe) -> None:
+    """A new period only changed the period after the report already scheduled: from 30 s down to 0.2 s, the next
+    report still came 30 s later."""
+    name = f"{node.get_fully_qualified_name()}: dehazing"
+
+    def reports() -> int:
+        return sum(1 for m in probe.messages("diagnostics") for status in m.status if status.name == name)
+
+    try:
+        set_ok(node, diagnostics_period=30.0)
+        time.sleep(0.5)  # a report due at the old 0.2 s period went out: the next one is 30 s away
+        before = reports()
+        set_ok(node, diagnostics_period=0.2)
+        assert wait_until(lambda: reports() >= before + 3, 5.0), \
+            f"{reports() - before} reports in 5 s after diagnostics_period went from 30 s to 0.2 s"
+    finally:
+        set_ok(node, diagnostics_period=0.2)
+
+
 def test_a_qos_override_rclpy_refuses_fails_the_transition_with_its_reason_and_leaks_nothing(
         session: RosSession) -> None:
     """A typo in a qos_overrides value makes rclpy raise inside configure or activate; the transition fails and
