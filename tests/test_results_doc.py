@@ -240,6 +240,26 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
                                                          "tiny.meta.json"]
 
 
+
+def test_a_record_whose_meta_was_written_for_other_figures_is_refused(shared_data: Path, tmp_path: Path):
+    """record writes the meta, then moves the figures into place: a stop between the two left a new meta (commit,
+    date, weights) beside the old figures, rendered as if they were its own. The meta names its figures' sha256."""
+    pairs = tmp_path / "sots1"
+    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
+        (pairs / folder).mkdir(parents=True)
+        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    results = tmp_path / "results"
+    assert record("tiny", ["--dataset", str(pairs), "--method", "hazy,dcp"], results) == 0
+    doc = "<!-- results tiny quality -->\n<!-- /results -->\n"
+    assert "| dcp |" in render(doc, results)
+    stale = json.loads((results / "tiny.json").read_text())
+    stale["dcp"]["psnr"] += 1.0
+    (results / "tiny.json").write_text(json.dumps(stale))
+    with pytest.raises(ValueError, match="tiny.meta.json was written for other figures than tiny.json holds .* "
+                                         "record step tiny again"):
+        render(doc, results)
+
+
 def test_the_record_names_the_weights_the_eval_ran_not_a_file_put_in_their_place(shared_data: Path, tmp_path: Path):
     """The record read each weights file again after the eval: a checkpoint replaced once the eval had loaded it (a
     training run saving its last.pt meanwhile) was named for figures its weights never made. It now names the

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from dgdehaze_core.datasets.paths import REPO_DIR
-from dgdehaze_core.evaluation.results_tables import RESULTS_DIR
+from dgdehaze_core.evaluation.results_tables import FIGURES_SHA256, RESULTS_DIR
 from dgdehaze_core.io.atomic_files import atomic_write_text
+from dgdehaze_core.io.file_digest import file_sha256
 
 if TYPE_CHECKING:
     from dgdehaze_core.evaluation.methods import Method
@@ -105,8 +106,8 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
                         name, commit, now, commit)
             commit += "+dirty"
         _write_meta(results_dir / f"{name}.meta.json", command, commit, started, seconds, load_before, parsed,
-                    _weights_of(ran))
-        os.replace(figures, json_path)
+                    _weights_of(ran), file_sha256(figures))
+        os.replace(figures, json_path)  # a stop before this leaves a meta that names other figures: refused on read
     finally:
         figures.unlink(missing_ok=True)
     LOG.info("recorded %s in %.0f s", name, seconds)
@@ -114,7 +115,7 @@ def record(name: str, eval_args: list[str], results_dir: Path = RESULTS_DIR) -> 
 
 
 def _write_meta(path: Path, command: list[str], commit: str, started: str, seconds: float, load_before: float,
-                args: argparse.Namespace, weights: dict[str, dict[str, Any]]) -> None:
+                args: argparse.Namespace, weights: dict[str, dict[str, Any]], figures_sha256: str) -> None:
     data = [_shown(Path(folder)) for folder in args.dataset or []]
     data += [f"--include {value}" for value in args.include or []]
     data += [f"--subset {value}" for value in args.subset or []]
@@ -124,7 +125,7 @@ def _write_meta(path: Path, command: list[str], commit: str, started: str, secon
             "load_after": round(os.getloadavg()[0], 2),
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
             "data": data or ["every applicable set in ../shared/data"],
-            "weights": weights}
+            "weights": weights, FIGURES_SHA256: figures_sha256}
     detector = detector_of(args)
     if detector is not None:
         meta["detector"] = detector

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.inference.provenance import how_made
 from dgdehaze_core.io.atomic_files import is_figures_table
+from dgdehaze_core.io.file_digest import file_sha256
 
 LOG = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ def provenance(meta: Mapping[str, Any], name: str) -> str:
 
 META_KEYS = ("command", "commit", "started", "seconds", "load_before", "machine", "data")
 """What every NAME.meta.json that `results_record` writes holds, and the tables and the runtime line read."""
+FIGURES_SHA256 = "figures_sha256"
+"""The meta's key for the SHA-256 of the NAME.json it was written with (records before 2026-12-06 lack it)."""
 
 
 def _read_json(path: Path) -> Any:
@@ -228,7 +231,11 @@ def load_result(results_dir: Path, name: str) -> tuple[dict[str, Row], dict[str,
     rows_path, meta_path = results_dir / f"{name}.json", results_dir / f"{name}.meta.json"
     if not rows_path.is_file() or not meta_path.is_file():
         return None
-    return read_rows(rows_path), read_meta(meta_path)
+    rows, meta = read_rows(rows_path), read_meta(meta_path)
+    if FIGURES_SHA256 in meta and meta[FIGURES_SHA256] != file_sha256(rows_path):
+        raise ValueError(f"{meta_path} was written for other figures than {rows_path.name} holds (a record stopped "
+                         f"between its two files, or one was edited): record step {name} again")
+    return rows, meta
 
 
 def render_block(results_dir: Path, name: str, measure: str, set_name: str | None, first: bool = True) -> str:
