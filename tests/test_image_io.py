@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_json_output
+from dgdehaze_core.io.atomic_files import JSON_CHECK_BYTES, atomic_path, atomic_write_text, check_json_output
 from dgdehaze_core.io.images import ImageError, ImageReader, NarrowSamples, read_image, to_bgr8, write_image
 
 
@@ -188,6 +188,11 @@ def test_a_json_target_may_replace_figures_or_an_empty_file_and_nothing_else(tmp
             with pytest.raises(ValueError, match=f"--json {tmp_path / name} exists and holds "):
                 check_json_output(tmp_path / name)
         assert (tmp_path / name).read_bytes() == content
+    large = tmp_path / "recording.json"  # a bag or weights given by mistake: refused unread, and said so
+    with open(large, "wb") as handle:
+        handle.truncate(JSON_CHECK_BYTES + 1)
+    with pytest.raises(ValueError, match=f"--json {large} exists and is larger than 64 MiB, more than a --json writes"):
+        check_json_output(large)
 
 
 def test_atomic_writes_reach_the_disk_before_they_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

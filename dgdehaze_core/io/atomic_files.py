@@ -111,8 +111,11 @@ def check_replaceable_json(path: str | os.PathLike[str], flag: str) -> None:
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         return
+    if path.stat().st_size > JSON_CHECK_BYTES:
+        raise ValueError(f"{flag} {path} exists and is larger than {JSON_CHECK_BYTES // 2**20} MiB, more than a "
+                         "--json writes (it would be overwritten): give a new file or one a --json wrote")
     try:
-        data = json.loads(path.read_bytes()) if path.stat().st_size <= JSON_CHECK_BYTES else None
+        data = json.loads(path.read_bytes())
     except (ValueError, OSError):
         data = None
     else:
