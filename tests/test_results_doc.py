@@ -193,16 +193,21 @@ def test_a_step_recorded_on_part_of_its_set_or_on_another_set_judges_no_target(
 
 def test_the_ablation_is_checked_to_differ_only_in_depth_guidance(tmp_path: Path):
     recipe = {"name": "lite", "depth_guidance": True, "teacher_floor": 0.1, "lr": 0.0015}
-    weights = {"lite": {"iterations": 2000, "recipe_fields": recipe},
-               "lite-no-depth": {"iterations": 2000,
-                                 "recipe_fields": {**recipe, "name": "lite_no_depth", "depth_guidance": False}}}
-    (tmp_path / "a.meta.json").write_text(json.dumps({"weights": weights}))
+    file = {"path": "w.pt", "sha256": "0123456789ab", "iterations": 2000}
+    weights = {"lite": {**file, "recipe_fields": recipe},
+               "lite-no-depth": {**file, "recipe_fields": {**recipe, "name": "lite_no_depth", "depth_guidance": False}}}
+    (tmp_path / "a.meta.json").write_text(json.dumps({**META, "weights": weights}))
     assert ablation_recipe_note(tmp_path).startswith("lite and lite-no-depth were trained with the same recipe")
     weights["lite-no-depth"]["recipe_fields"]["teacher_floor"] = 0.5
     weights["lite-no-depth"]["iterations"] = 1500
-    (tmp_path / "a.meta.json").write_text(json.dumps({"weights": weights}))
+    (tmp_path / "a.meta.json").write_text(json.dumps({**META, "weights": weights}))
     assert "not like for like**: lite and lite-no-depth differ in iterations trained, teacher_floor" in \
         ablation_recipe_note(tmp_path)
+    # a damaged record is named: it stopped the render with a decoder's message or an AttributeError naming no file
+    for damaged in ('{"weights": 3', json.dumps({**META, "weights": {"lite": ["w.pt"]}})):
+        (tmp_path / "a.meta.json").write_text(damaged)
+        with pytest.raises(ValueError, match=f"^{tmp_path / 'a.meta.json'}"):
+            ablation_recipe_note(tmp_path)
 
 
 def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: Path):

@@ -2,13 +2,12 @@
 whether the depth-guidance ablation was trained like for like."""
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from dgdehaze_core.evaluation.results_tables import Row, finite, load_result, select_rows
+from dgdehaze_core.evaluation.results_tables import Row, finite, load_result, read_meta, select_rows
 
 LOG = logging.getLogger(__name__)
 
@@ -219,7 +218,7 @@ def ablation_recipe_note(results_dir: Path) -> str:
     differences: set[str] = set()
     compared = 0
     for meta_path in sorted(results_dir.glob("*.meta.json")):
-        weights = json.loads(meta_path.read_text()).get("weights", {})
+        weights = read_meta(meta_path).get("weights", {})
         model, ablation = weights.get(MODEL, {}), weights.get(ABLATION, {})
         if "recipe_fields" not in model or "recipe_fields" not in ablation:
             continue
