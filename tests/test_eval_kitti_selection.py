@@ -15,8 +15,9 @@ import pytest
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.evaluation.depth_datasets import load_depth_set, load_kitti
-from dgdehaze_core.evaluation.visibility_eval import frame_intrinsics
+from dgdehaze_core.evaluation.visibility_eval import frame_intrinsics, kitti_intrinsics
 from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.training.video_frames import find_kitti_sequences
 
 DATE = "2011_09_26"
 DRIVE = f"{DATE}_drive_0023_sync"
@@ -222,3 +223,15 @@ def test_a_missing_intrinsics_file_fails_visibility_naming_it_and_leaves_depth_a
     assert code == 2 and f"{files['k']} is missing" in capsys.readouterr().err
     assert math.isfinite(_eval(selection, tmp_path / "depth.json", "--measure", "depth", "--method",
                                "dcp")["dcp@clear"]["absrel"])
+
+
+def test_a_kitti_date_folder_linked_into_place_is_read_through_the_link(shared_data: Path, tmp_path: Path):
+    """A set is often linked into place: KITTI with its date folder a symlink was refused as holding no frames
+    (pathlib's rglob does not enter linked folders), its calibration unfound, its drives no training sequences."""
+    linked = tmp_path / "kitti"
+    linked.mkdir()
+    (linked / DATE).symlink_to(_raw(shared_data) / DATE, target_is_directory=True)
+    frames = load_depth_set(linked).frames
+    assert [frame.name for frame in frames] == [frame.name for frame in load_depth_set(_raw(shared_data)).frames]
+    assert kitti_intrinsics(linked, frames[0].name) == kitti_intrinsics(_raw(shared_data), frames[0].name)
+    assert [sequence.name for sequence in find_kitti_sequences(linked)] == [f"{DRIVE}/image_02"]

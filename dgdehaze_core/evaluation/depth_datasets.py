@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
+from dgdehaze_core.io.folder_walk import linked_rglob
 from dgdehaze_core.io.images import IMAGE_SUFFIXES, UPRIGHT, ImageError, exif_orientation, read_image
 from dgdehaze_core.physics.visibility import Intrinsics
 
@@ -180,7 +181,7 @@ def kitti_depth_files(folder: Path) -> list[Path]:
     """One projected depth file per KITTI frame (drive, camera, frame) under `folder`, in frame order: the frame's
     groundtruth/ file where it has one, else the first of its others by path (velodyne/ before velodyne_raw/)."""
     chosen: dict[tuple[Path, str, str], Path] = {}
-    for depth_path in sorted(folder.rglob("proj_depth/*/image_0[0-9]/*")):
+    for depth_path in linked_rglob(folder, "proj_depth/*/image_0[0-9]/*"):
         if depth_path.suffix.lower() not in (".npz", ".png"):
             continue
         frame = (depth_path.parents[3], depth_path.parent.name, depth_path.stem)

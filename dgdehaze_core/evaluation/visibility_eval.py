@@ -35,6 +35,7 @@ from dgdehaze_core.evaluation.depth_datasets import (DepthSample, DepthSet, is_k
                                                      selection_intrinsics)
 from dgdehaze_core.evaluation.depth_eval import AIRLIGHT, dense_depth
 from dgdehaze_core.evaluation.methods import Method
+from dgdehaze_core.io.folder_walk import linked_rglob
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, rgb_float_to_bgr
 from dgdehaze_core.physics.scattering import synthesize_haze
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
@@ -62,7 +63,7 @@ def kitti_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
     """The rectified intrinsics of the camera of `sample_name` (DRIVE/image_0X/FRAME) from the calib file of its
     date folder under `folder`."""
     drive, camera, _ = sample_name.split("/")
-    calib = next((d.parent / "calib_cam_to_cam.txt" for d in sorted(folder.rglob(drive)) if d.is_dir()), None)
+    calib = next((d.parent / "calib_cam_to_cam.txt" for d in linked_rglob(folder, drive) if d.is_dir()), None)
     if calib is None or not calib.is_file():
         raise ValueError(f"{folder} has no calib_cam_to_cam.txt beside {drive}: the camera's intrinsics are unknown")
     key = f"P_rect_{camera.removeprefix('image_')}:"

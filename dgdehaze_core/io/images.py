@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.folder_walk import linked_folders
 
 LOG = logging.getLogger(__name__)
 
@@ -382,15 +383,7 @@ def images_under(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         return []
-    found, seen = [], set()
-    for current, folders, files in os.walk(root, followlinks=True):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))  # hidden ones are left out
-        real = os.path.realpath(current)
-        if real in seen:
-            folders.clear()
-            continue
-        seen.add(real)
-        found.extend(Path(current) / name for name in files)
+    found = [current / name for current, files in linked_folders(root) for name in files]
     return sorted(p for p in found if _image_entry(p) and not is_hidden(p, root))
 
 

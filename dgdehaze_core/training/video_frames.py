@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dgdehaze_core.io.folder_walk import linked_rglob
 from dgdehaze_core.io.images import (IMAGE_SUFFIXES, SAMPLE_BITS, ImageError, ImageReader, ReadImage, is_hidden,
                                      read_image)
 
@@ -131,7 +132,7 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
     if not root.is_dir():
         raise FileNotFoundError(f"no such sequence folder: {root}")
     sequences = []
-    for folder in sorted(root.rglob(f"image_{camera}/data")):
+    for folder in linked_rglob(root, f"image_{camera}/data"):
         drive = folder.parent.parent
         calibration = drive.parent / KITTI_CALIBRATION
         if not calibration.is_file():
