@@ -20,7 +20,7 @@ from dgdehaze_core.cli import main
 from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.io.images import read_image
 from dgdehaze_core.models import build_model, checkpoint_state, load_model
-from dgdehaze_core.models.paper_net import OFFICIAL_PARAMETERS, OFFICIAL_TENSORS, PaperNet
+from dgdehaze_core.models.paper_net import OFFICIAL_PARAMETERS, OFFICIAL_TENSORS, PaperNet, _attend
 
 DATA = Path(__file__).parent / "data" / "paper"
 OFFICIAL_KEYS_SHA256 = "a31363fbaf95d4fda7c7aae6975cf3fcbbc5b941a53a383f6b115b9e6242263b"
@@ -122,3 +122,15 @@ def test_a_paper_checkpoint_without_depth_guidance_is_refused_not_run_depth_guid
         build_model("paper", depth_guidance=False)
     torch.save(state, tmp_path / "paper.pt")
     assert isinstance(load_model(tmp_path / "paper.pt"), PaperNet)
+
+
+def test_attention_in_fp16_stays_finite_where_the_unscaled_product_would_pass_fp16s_range() -> None:
+    """The official code scales q·kᵀ after the product: in fp16 (TensorRT, --half) a product past 65504 became inf
+    and the softmax NaN; scaling q first gives the same weights within fp16's range."""
+    heads, dim = 1, 64
+    q = torch.full((1, 4, dim), 40.0)
+    kv = torch.cat([torch.full((1, 4, dim), 40.0), torch.randn(1, 4, dim)], dim=-1)
+    assert torch.isinf((q.half() @ q.half().transpose(-2, -1))).all()  # the official order overflows
+    half = _attend(q.half(), kv.half(), heads, dim ** -0.5)
+    assert torch.isfinite(half).all()
+    torch.testing.assert_close(half.float(), _attend(q, kv, heads, dim ** -0.5), atol=1e-2, rtol=1e-2)

@@ -157,7 +157,7 @@ def _attend(q: torch.Tensor, kv: torch.Tensor, heads: int, scale: float) -> torc
     batch, tokens, channels = q.shape
     q = q.reshape(batch, tokens, heads, channels // heads).transpose(1, 2)
     k, v = kv.reshape(batch, -1, 2, heads, channels // heads).permute(2, 0, 3, 1, 4)
-    weights = ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)
+    weights = ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # scaled first: q·k may pass fp16's 65504
     return (weights @ v).transpose(1, 2).reshape(batch, tokens, channels)
 
 
