@@ -210,11 +210,17 @@ def test_the_ablation_is_checked_to_differ_only_in_depth_guidance(tmp_path: Path
             ablation_recipe_note(tmp_path)
 
 
-def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: Path):
+def _one_pair(shared_data: Path, tmp_path: Path) -> Path:
+    """A paired set of one SOTS-indoor pair (room 1400, light haze) in `tmp_path`."""
     pairs = tmp_path / "sots1"
     for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
         (pairs / folder).mkdir(parents=True)
         shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    return pairs
+
+
+def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: Path):
+    pairs = _one_pair(shared_data, tmp_path)
     results = tmp_path / "results"
     assert record("tiny", ["--dataset", str(pairs), "--method", "hazy,dcp"], results) == 0
     rows = json.loads((results / "tiny.json").read_text())
@@ -249,10 +255,7 @@ def test_record_runs_eval_and_keeps_its_provenance(shared_data: Path, tmp_path: 
 def test_a_record_whose_meta_was_written_for_other_figures_is_refused(shared_data: Path, tmp_path: Path):
     """record writes the meta, then moves the figures into place: a stop between the two left a new meta (commit,
     date, weights) beside the old figures, rendered as if they were its own. The meta names its figures' sha256."""
-    pairs = tmp_path / "sots1"
-    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
-        (pairs / folder).mkdir(parents=True)
-        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    pairs = _one_pair(shared_data, tmp_path)
     results = tmp_path / "results"
     assert record("tiny", ["--dataset", str(pairs), "--method", "hazy,dcp"], results) == 0
     doc = "<!-- results tiny quality -->\n<!-- /results -->\n"
@@ -285,10 +288,7 @@ def test_the_record_names_the_weights_the_eval_ran_not_a_file_put_in_their_place
             if entry.getMessage().startswith("method mine: "):
                 save_checkpoint(build_model("lite"), weights, {"iterations": 9, "recipe": "later", "commit": "fed9876"})
 
-    pairs = tmp_path / "sots1"
-    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
-        (pairs / folder).mkdir(parents=True)
-        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    pairs = _one_pair(shared_data, tmp_path)
     logger = logging.getLogger("dgdehaze_core.evaluation.methods")
     handler, level = ReplaceOnceLoaded(), logger.level
     logger.addHandler(handler)
@@ -318,10 +318,7 @@ def test_a_fine_tuned_model_s_record_says_which_weights_it_started_from(shared_d
                                "data": {"clear": [str(shared_data / "clear" / "bdd")],
                                         "hazy": [str(shared_data / "hazy-real" / "urhi")]}}, tmp_path)
     Trainer(recipe, tmp_path / "run", device="cpu").train(progress=False)
-    pairs = tmp_path / "sots1"
-    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
-        (pairs / folder).mkdir(parents=True)
-        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    pairs = _one_pair(shared_data, tmp_path)
     results = tmp_path / "results"
     assert record("mine", ["--dataset", str(pairs), "--method", f"mine={tmp_path / 'run' / 'last.pt'},lite"],
                   results) == 0
@@ -392,10 +389,7 @@ def test_the_record_names_the_commit_the_eval_started_at(shared_data: Path, tmp_
                 (repo / "dgdehaze_core" / "a.py").write_text("y\n")
                 git("commit", "-q", "-am", "y")
 
-    pairs = tmp_path / "sots1"
-    for folder, name in (("clear", "1400.png"), ("hazy", "1400_2.png")):
-        (pairs / folder).mkdir(parents=True)
-        shutil.copy(shared_data / "paired" / "sots-indoor" / folder / name, pairs / folder)
+    pairs = _one_pair(shared_data, tmp_path)
     logger = logging.getLogger("dgdehaze_core.evaluation.methods")
     handler, level = CommitOnceLoaded(), logger.level
     logger.addHandler(handler)
