@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,22 @@ def test_auto_picks_onnxruntime_on_the_cpu_and_explicit_requests_are_honoured(
         choose_backend("openvino")
     with pytest.raises(ValueError, match="unknown device .tpu.; use auto, cpu, cuda, cuda:N or N"):
         choose_backend("auto", "tpu")
+
+
+@cpu_only
+def test_auto_never_hands_an_onnx_file_to_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` fell back to torch where neither TensorRT nor ONNX Runtime could run (here: onnxruntime not installed;
+    on a GPU: the CPU onnxruntime wheel of requirements.txt and no TensorRT) for an .onnx file too, which torch
+    cannot run: the torch backend was handed no network and stopped with AttributeError ('NoneType' object has no
+    attribute 'to'). Now the file is refused saying why; a network still falls back to torch."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails, as where it is not installed
+    export = tmp_path / "lite.onnx"
+    export.write_bytes(b"")  # not read: no runtime it runs on is here
+    with pytest.raises(BackendUnavailable, match=r"onnxruntime is not installed \(tensorrt skipped \(the device is"):
+        create_backend(export, backend="auto", device="cpu")
+    choice = choose_backend("auto", "cpu")
+    assert (choice.name, choice.reason) == ("torch", "tensorrt skipped (the device is the CPU); onnxruntime skipped "
+                                                     "(not installed); torch eager on CPU")
 
 
 def key(**changes: str) -> CacheKey:

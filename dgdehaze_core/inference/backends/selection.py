@@ -8,7 +8,9 @@ Order of preference, fastest first (docs/DEPLOYMENT.md):
    runs the networks faster than torch eager (docs/BENCHMARKS.md); `torch` when onnxruntime is not installed.
 
 An explicit request ("tensorrt", "onnxruntime", "torch") is honoured or refused with `BackendUnavailable`, never
-silently replaced.
+silently replaced. An exported .onnx file runs on TensorRT or ONNX Runtime only: with no torch to fall back to,
+`auto` takes ONNX Runtime for it as an explicit request does (on the CPU where it has no GPU provider, refused
+where the device asked for is a GPU), and refuses it where onnxruntime is not installed.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ import numpy as np
 import torch
 
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
-from dgdehaze_core.inference.backends import (BACKENDS, OUTPUT_NAMES, BackendUnavailable, InferenceBackend,
-                                              NetworkSource, check_outputs)
+from dgdehaze_core.inference.backends import (BACKENDS, OUTPUT_NAMES, RUNTIMES, BackendUnavailable,
+                                              InferenceBackend, NetworkSource, check_outputs)
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir,
                                                          default_keep_days, mark_folder_used,
                                                          remove_unused_folders)
@@ -76,28 +78,31 @@ def _cuda_device(device: str) -> str:
     return "cuda:0" if device == "auto" else device
 
 
-def choose_backend(requested: str = "auto", device: str = "auto", log: bool = True) -> BackendChoice:
-    """Resolve `requested` (one of BACKENDS) on `device` ("auto", "cpu", "cuda", "cuda:N") to a BackendChoice;
-    `log` says which and why (off for a mere check, e.g. of a parameter value)."""
+def choose_backend(requested: str = "auto", device: str = "auto", log: bool = True,
+                   runtimes: tuple[str, ...] = RUNTIMES) -> BackendChoice:
+    """Resolve `requested` (one of BACKENDS) on `device` ("auto", "cpu", "cuda", "cuda:N") to a BackendChoice among
+    `runtimes`, those the network runs on (an exported file's `NetworkSource.runtimes`: an .onnx file has no torch
+    to fall back to, so `auto` takes ONNX Runtime as an explicit request would, or refuses); `log` says which and
+    why (off for a mere check, e.g. of a parameter value)."""
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; known: {', '.join(BACKENDS)}")
     try:
         resolve_device(device)
     except DeviceUnavailable as exc:
         raise BackendUnavailable(str(exc)) from None
-    choice = _choose(requested, device)
+    choice = _choose(requested, device, runtimes)
     if log:
         LOG.info("backend %s on %s -> %s (%s): %s", requested, device, choice.name, choice.device, choice.reason)
     return choice
 
 
-def _choose(requested: str, device: str) -> BackendChoice:
+def _choose(requested: str, device: str, runtimes: tuple[str, ...]) -> BackendChoice:
     cuda = _wants_cuda(device)
     providers = onnxruntime_providers()
     gpu_providers = tuple(p for p in ORT_GPU_PROVIDERS if providers and p in providers)
     skipped: list[str] = []
 
-    if requested in ("auto", "tensorrt"):
+    if requested in ("auto", "tensorrt") and "tensorrt" in runtimes:
         reason = "the device is the CPU" if device == "cpu" else tensorrt_unavailable_reason()
         if reason is None:
             return BackendChoice("tensorrt", _cuda_device(device), (), "TensorRT engine on CUDA, the fastest runtime")
@@ -105,18 +110,21 @@ def _choose(requested: str, device: str) -> BackendChoice:
             raise BackendUnavailable(f"tensorrt backend unavailable: {reason}")
         skipped.append(f"tensorrt skipped ({reason})")
 
-    if requested in ("auto", "onnxruntime"):
+    if requested in ("auto", "onnxruntime") and "onnxruntime" in runtimes:
+        last = requested == "onnxruntime" or "torch" not in runtimes  # nothing to fall back to after it
         if providers is None:
-            if requested == "onnxruntime":
-                raise BackendUnavailable("onnxruntime backend unavailable: onnxruntime is not installed")
+            if last:
+                raise BackendUnavailable(_refusal("onnxruntime backend unavailable: onnxruntime is not installed",
+                                                  skipped))
             skipped.append("onnxruntime skipped (not installed)")
         elif cuda and gpu_providers:
             return BackendChoice("onnxruntime", _cuda_device(device), (*gpu_providers, "CPUExecutionProvider"),
                                  "; ".join([*skipped, f"ONNX Runtime with {', '.join(gpu_providers)}"]))
-        elif cuda and requested == "onnxruntime":
+        elif cuda and last:
             if device != "auto":
-                raise BackendUnavailable(f"onnxruntime on {device} needs the CUDA or TensorRT execution provider; "
-                                         f"this onnxruntime has {', '.join(providers)} (pip install onnxruntime-gpu)")
+                raise BackendUnavailable(_refusal(
+                    f"onnxruntime on {device} needs the CUDA or TensorRT execution provider; this onnxruntime has "
+                    f"{', '.join(providers)} (pip install onnxruntime-gpu)", skipped))
             return BackendChoice("onnxruntime", "cpu", ("CPUExecutionProvider",), "; ".join(
                 [*skipped, f"no GPU execution provider in this onnxruntime ({', '.join(providers)}); on the CPU"]))
         elif cuda:
@@ -130,6 +138,11 @@ def _choose(requested: str, device: str) -> BackendChoice:
     if cuda:
         return BackendChoice("torch", _cuda_device(device), (), "; ".join([*skipped, "torch eager on CUDA"]))
     return BackendChoice("torch", "cpu", (), "; ".join([*skipped, "torch eager on CPU"]))
+
+
+def _refusal(reason: str, skipped: list[str]) -> str:
+    """`reason` the onnxruntime backend, the last one left to try, cannot run, with what was `skipped` before it."""
+    return reason + (f" ({'; '.join(skipped)})" if skipped else "")
 
 
 def state_digest(module: torch.nn.Module, prefix: bytes = b"") -> str:
@@ -239,7 +252,7 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
         from dgdehaze_core.inference.backends.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend.from_engine(source.file, device=choose_backend("tensorrt", device).device)
-    choice = choose_backend(backend, device)
+    choice = choose_backend(backend, device, runtimes=source.runtimes)
     if half and choice.device == "cpu":
         LOG.info("half precision is ignored on the CPU (fp16 runs slower there than fp32)")
         half = False
