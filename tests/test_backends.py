@@ -639,3 +639,32 @@ def test_a_tensorrt_provider_s_folder_whose_removal_fails_midway_is_not_left_hal
     monkeypatch.undo()  # removals succeed again
     kept = Path(str(ort_tensorrt_options(other, False, cache)["trt_engine_cache_path"]))
     assert list(stale.parent.iterdir()) == [kept], "what was left is removed by the next prune"
+
+
+def test_onnx_runtime_gpu_providers_that_do_not_start_are_refused_not_replaced_by_the_cpu(tmp_path: Path) -> None:
+    """ONNX Runtime lists the providers it was built with as available even where their CUDA, cuDNN or TensorRT
+    libraries do not load, and then runs the session on the CPU alone, with a log line: the onnxruntime backend,
+    chosen for the GPU, ran there on the CPU (an fp16 export too) while the selection logged the GPU. The CPU-only
+    onnxruntime here makes of a session given the CUDA provider what a broken onnxruntime-gpu makes of it."""
+    import onnxruntime
+
+    from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    import onnx
+    from onnx import TensorProto, helper
+
+    hazy = helper.make_tensor_value_info("hazy", TensorProto.FLOAT, ["batch", 3, "rows", "cols"])
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 3, "rows", "cols"])
+               for name in ("clear", "depth")]
+    nodes = [helper.make_node("Identity", ["hazy"], [output.name]) for output in outputs]
+    export = helper.make_model(helper.make_graph(nodes, "passthrough", [hazy], outputs))
+    helper.set_model_props(export, {"dgdehaze_stride": "1"})  # a network of a decoder's outputs, as the paper's
+    model = tmp_path / "model.onnx"
+    onnx.save(export, str(model))
+    assert OnnxRuntimeBackend(model).run(np.zeros((1, 3, 2, 2), np.float32))["clear"].shape == (1, 3, 2, 2)
+    with pytest.warns(UserWarning, match="CUDAExecutionProvider"), pytest.raises(
+            BackendUnavailable, match="could not start CUDAExecutionProvider for .*model.onnx .* would run it on "
+                                      "CPUExecutionProvider alone"):
+        OnnxRuntimeBackend(model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])

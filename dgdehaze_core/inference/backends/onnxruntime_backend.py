@@ -2,7 +2,8 @@
 
 `providers` are ONNX Runtime's: names, or (name, options) pairs, in priority order; the CPU provider alone when
 none are given. `backends.selection` gives the TensorRT (with its engine cache options) and CUDA providers, the CPU
-one last, when the device is a GPU and this onnxruntime has them; the CPU provider alone otherwise."""
+one last, when the device is a GPU and this onnxruntime has them; the CPU provider alone otherwise. GPU providers
+none of which starts are refused (`BackendUnavailable`), never replaced by the CPU."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from dgdehaze_core.cpu_threads import default_threads
-from dgdehaze_core.inference.backends import outputs_of
+from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of
 from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
 
 LOG = logging.getLogger(__name__)
@@ -35,6 +36,23 @@ def session_options(threads: int) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
+
+
+def _check_providers(path: Path, requested: list[str], active: list[str]) -> None:
+    """BackendUnavailable when none of the GPU providers `requested` is `active` in the session: ONNX Runtime lists
+    the providers it was built with as available even where their CUDA, cuDNN or TensorRT libraries do not load,
+    logs the failure and runs on the CPU alone (microsoft/onnxruntime#23372), an fp16 export there too, while the
+    backend was chosen for the GPU. A warning when some of them did not start (TensorRT's, CUDA's running)."""
+    wanted = [name for name in requested if name != "CPUExecutionProvider"]
+    missing = [name for name in wanted if name not in active]
+    if wanted and missing == wanted:
+        raise BackendUnavailable(f"ONNX Runtime could not start {', '.join(missing)} for {path} (see its error "
+                                 f"above: a CUDA, cuDNN or TensorRT library that did not load?) and would run it on "
+                                 f"{', '.join(active)} alone; install the onnxruntime-gpu that matches this CUDA, or "
+                                 f"choose another backend or device")
+    if missing:
+        LOG.warning("ONNX Runtime could not start %s for %s; it runs on %s", ", ".join(missing), path,
+                    ", ".join(active))
 
 
 class OnnxRuntimeBackend:
@@ -59,6 +77,8 @@ class OnnxRuntimeBackend:
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
             raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from None
+        _check_providers(path, [p if isinstance(p, str) else p[0] for p in providers or ()],
+                         self.session.get_providers())
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.stride = checked_dgdehaze_export(path).stride
         self.config_name = metadata.get("dgdehaze_config", "unknown")
