@@ -557,6 +557,23 @@ def test_onnx_runtime_s_tensorrt_provider_caches_each_file_s_engines_apart(tmp_p
     assert (second["trt_fp16_enable"], second["trt_int8_enable"]) == (True, False)
 
 
+def test_onnx_runtime_s_tensorrt_provider_caches_each_runtime_version_s_engines_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider names an engine file by the graph and the GPU's compute capability, not by the versions of ONNX
+    Runtime and TensorRT, whose upgrade ONNX Runtime's documentation says must clear its engine cache: an engine of
+    the old TensorRT fails to load, and the session ran on the CUDA provider alone at every start, as the folder,
+    named by the file alone, was the same. The upgrade is made here by the version ONNX Runtime says it is."""
+    import onnxruntime
+
+    from dgdehaze_core.inference.backends.selection import ort_tensorrt_options
+
+    model = _added_constant_onnx(tmp_path / "mine.onnx", 1.0)
+    before = ort_tensorrt_options(model, False, tmp_path / "cache")["trt_engine_cache_path"]
+    assert ort_tensorrt_options(model, False, tmp_path / "cache")["trt_engine_cache_path"] == before
+    monkeypatch.setattr(onnxruntime, "__version__", onnxruntime.__version__ + ".upgraded")
+    assert ort_tensorrt_options(model, False, tmp_path / "cache")["trt_engine_cache_path"] != before
+
+
 def test_the_tensorrt_provider_s_folders_unused_for_the_cache_s_days_are_removed_and_the_one_in_use_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each re-export got a folder of engines of its own, never removed: the engine cache's rule (unused for

@@ -197,23 +197,41 @@ def _check_onnx(path: Path) -> Path:
 
 
 ORT_TENSORRT_CACHE = "onnxruntime-trt"
-"""The engine cache's folder for the engines ONNX Runtime's TensorRT provider builds, one folder per ONNX file."""
+"""The engine cache's folder for the engines ONNX Runtime's TensorRT provider builds, one folder per ONNX file and
+runtime (`ort_tensorrt_runtime`)."""
+
+
+def ort_tensorrt_runtime() -> str:
+    """The versions the engines of ONNX Runtime's TensorRT provider are built for: ONNX Runtime's, and TensorRT's
+    where its Python package imports ("unknown" elsewhere). The provider names its engine files by the model's graph
+    and the GPU's compute capability alone, and an engine of another TensorRT fails to load: the session then runs on
+    the CUDA provider without TensorRT at every start (ONNX Runtime's documentation: clean the engine cache when
+    ONNX Runtime or TensorRT changes)."""
+    import onnxruntime
+
+    try:
+        import tensorrt
+    except ImportError:
+        return f"onnxruntime-{onnxruntime.__version__} tensorrt-unknown"
+    return f"onnxruntime-{onnxruntime.__version__} tensorrt-{tensorrt.__version__}"
 
 
 def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLike[str] | None) -> dict[str, object]:
     """ONNX Runtime's TensorRT provider options for `onnx_file`: fp16 with `half`, int8 when the file is quantised,
-    and its engines cached in a folder of that file's own, named by its sha256, below the engine cache (`cache_dir`).
-    The provider names an engine by the model's path and graph, not its weights: in one folder for every file, an
-    export written again with new weights under the same name would run the engine built from the old ones. The
-    folder is marked used, and the other files' folders unused for $DGDEHAZE_ENGINE_CACHE_DAYS are removed
-    (`engine_cache.remove_unused_folders`): every re-export would otherwise leave its engines behind. ValueError for
-    a bad $DGDEHAZE_ENGINE_CACHE_DAYS, as the engine cache itself."""
+    and its engines cached in a folder of that file's own, named by a hash of its sha256 and of the runtime
+    (`ort_tensorrt_runtime`), below the engine cache (`cache_dir`). The provider names an engine by the model's path
+    and graph, not its weights: in one folder for every file, an export written again with new weights under the
+    same name would run the engine built from the old ones; in one folder for every version of ONNX Runtime and
+    TensorRT, an upgrade would find the engines of the old one. The folder is marked used, and the other folders
+    unused for $DGDEHAZE_ENGINE_CACHE_DAYS are removed (`engine_cache.remove_unused_folders`): every re-export and
+    upgrade would otherwise leave its engines behind. ValueError for a bad $DGDEHAZE_ENGINE_CACHE_DAYS, as the
+    engine cache itself."""
     from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
     from dgdehaze_core.io.file_digest import file_sha256
 
     keep_days = default_keep_days()
     folders = Path(cache_dir or default_cache_dir()).expanduser() / ORT_TENSORRT_CACHE
-    folder = folders / file_sha256(onnx_file)[:16]
+    folder = folders / hashlib.sha256(f"{file_sha256(onnx_file)}\n{ort_tensorrt_runtime()}".encode()).hexdigest()[:16]
     mark_folder_used(folder)
     remove_unused_folders(folders, keep_days, keep=folder)
     return {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
