@@ -557,6 +557,20 @@ def test_onnx_runtime_s_tensorrt_provider_caches_each_file_s_engines_apart(tmp_p
     assert (second["trt_fp16_enable"], second["trt_int8_enable"]) == (True, False)
 
 
+def test_onnx_runtime_s_tensorrt_provider_builds_for_the_camera_s_range_of_sizes(tmp_path: Path) -> None:
+    """Without a profile the provider built its engine for the first frame's size and built again, for minutes,
+    whenever a larger frame came (a working-size change, a resized stream); it now gets the range the TensorRT
+    backend builds for, in the provider's NAME:BxCxHxW form."""
+    from dgdehaze_core.inference.backends.selection import ort_tensorrt_options
+    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile
+
+    model = _added_constant_onnx(tmp_path / "mine.onnx", 1.0)
+    options = ort_tensorrt_options(model, False, tmp_path / "cache", ShapeProfile.for_camera(480, 640, 32))
+    assert (options["trt_profile_min_shapes"], options["trt_profile_opt_shapes"], options["trt_profile_max_shapes"]) \
+        == ("hazy:1x3x32x32", "hazy:1x3x480x640", "hazy:1x3x1088x1920")
+    assert not any(key.startswith("trt_profile") for key in ort_tensorrt_options(model, False, tmp_path / "cache"))
+
+
 def test_onnx_runtime_s_tensorrt_provider_caches_each_runtime_version_s_engines_apart(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The provider names an engine file by the graph and the GPU's compute capability, not by the versions of ONNX

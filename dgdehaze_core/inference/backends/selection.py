@@ -33,6 +33,7 @@ from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache
 from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
 
 if TYPE_CHECKING:
+    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile
     from dgdehaze_core.models import DGDehazeNet
 
 LOG = logging.getLogger(__name__)
@@ -216,16 +217,28 @@ def ort_tensorrt_runtime() -> str:
     return f"onnxruntime-{onnxruntime.__version__} tensorrt-{tensorrt.__version__}"
 
 
-def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLike[str] | None) -> dict[str, object]:
-    """ONNX Runtime's TensorRT provider options for `onnx_file`: fp16 with `half`, int8 when the file is quantised,
-    and its engines cached in a folder of that file's own, named by a hash of its sha256 and of the runtime
-    (`ort_tensorrt_runtime`), below the engine cache (`cache_dir`). The provider names an engine by the model's path
-    and graph, not its weights: in one folder for every file, an export written again with new weights under the
-    same name would run the engine built from the old ones; in one folder for every version of ONNX Runtime and
-    TensorRT, an upgrade would find the engines of the old one. The folder is marked used, and the other folders
-    unused for $DGDEHAZE_ENGINE_CACHE_DAYS are removed (`engine_cache.remove_unused_folders`): every re-export and
-    upgrade would otherwise leave its engines behind. ValueError for a bad $DGDEHAZE_ENGINE_CACHE_DAYS, as the
-    engine cache itself."""
+def camera_profile(onnx_file: Path, camera_size: tuple[int, int]) -> ShapeProfile:
+    """The shape profile an engine of the dgdehaze export `onnx_file` is built with for a camera of `camera_size`
+    (width, height): `ShapeProfile.for_camera`, held where the file fixes an axis."""
+    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, onnx_input_dims
+
+    width, height = camera_size
+    stride = checked_dgdehaze_export(onnx_file).stride
+    return ShapeProfile.for_camera(height, width, stride).fitted(onnx_input_dims(onnx_file))
+
+
+def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLike[str] | None,
+                         profile: ShapeProfile | None = None) -> dict[str, object]:
+    """ONNX Runtime's TensorRT provider options for `onnx_file`: fp16 with `half`, int8 when the file is quantised, the
+    shape `profile` where given (without one the provider builds for the first frame's size and builds again,
+    for minutes, whenever a larger frame comes), and its engines cached in a folder of that file's own, named by
+    a hash of its sha256 and of the runtime (`ort_tensorrt_runtime`), below the engine cache (`cache_dir`). The
+    provider names an engine by the model's path and graph, not its weights: in one folder for every file, an
+    export written again with new weights under the same name would run the engine built from the old ones; in
+    one folder for every version of ONNX Runtime and TensorRT, an upgrade would find the engines of the old one.
+    The folder is marked used, and the other folders unused for $DGDEHAZE_ENGINE_CACHE_DAYS are removed
+    (`engine_cache.remove_unused_folders`): every re-export and upgrade would otherwise leave its engines
+    behind. ValueError for a bad $DGDEHAZE_ENGINE_CACHE_DAYS, as the engine cache itself."""
     from dgdehaze_core.inference.backends.tensorrt_backend import onnx_is_quantized
     from dgdehaze_core.io.file_digest import file_sha256
 
@@ -234,8 +247,12 @@ def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLi
     folder = folders / hashlib.sha256(f"{file_sha256(onnx_file)}\n{ort_tensorrt_runtime()}".encode()).hexdigest()[:16]
     mark_folder_used(folder)
     remove_unused_folders(folders, keep_days, keep=folder)
-    return {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
-            "trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
+    options: dict[str, object] = {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
+                                  "trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
+    if profile is not None:
+        options.update(zip(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"),
+                           profile.shapes()))
+    return options
 
 
 def _warn_when_the_file_decides_precision(onnx_file: Path, file_half: bool, half: bool, choice: BackendChoice) -> None:
@@ -285,18 +302,15 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
 
         providers: list[str | tuple[str, dict[str, object]]] = list(choice.providers)
         if "TensorrtExecutionProvider" in providers:  # only then is the file read for its int8 scales and hash
-            trt_options = ort_tensorrt_options(onnx_file, half, cache_dir)
+            trt_options = ort_tensorrt_options(onnx_file, half, cache_dir, camera_profile(onnx_file, camera_size))
             providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name for name in providers]
         runtime = OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
         if source.file is not None:
             _warn_when_the_file_decides_precision(onnx_file, runtime.input_dtype == np.float16, half, choice)
         return runtime
-    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, TensorRTBackend, onnx_input_dims
+    from dgdehaze_core.inference.backends.tensorrt_backend import TensorRTBackend
 
-    width, height = camera_size
-    export = checked_dgdehaze_export(onnx_file)
     if source.file is not None:
-        _warn_when_the_file_decides_precision(onnx_file, export.half, half, choice)
-    profile = ShapeProfile.for_camera(height, width, export.stride).fitted(onnx_input_dims(onnx_file))
-    return TensorRTBackend(onnx_file, profile, precision="fp16" if half else "fp32", cache_dir=cache_dir,
-                           device=choice.device)
+        _warn_when_the_file_decides_precision(onnx_file, checked_dgdehaze_export(onnx_file).half, half, choice)
+    return TensorRTBackend(onnx_file, camera_profile(onnx_file, camera_size), precision="fp16" if half else "fp32",
+                           cache_dir=cache_dir, device=choice.device)

@@ -69,10 +69,13 @@ class ShapeProfile:
         max_w = round_up_to_stride(max(int(opt_w * 1.5), 1920), stride)
         return cls((1, 3, stride, stride), (1, 3, opt_h, opt_w), (max_batch, 3, max_h, max_w))
 
+    def shapes(self) -> tuple[str, str, str]:
+        """The min, opt and max shapes as "hazy:1x3x32x32" (the form of ONNX Runtime's trt_profile_*_shapes)."""
+        return tuple(f"{INPUT_NAME}:{'x'.join(str(v) for v in shape)}"  # type: ignore[return-value]
+                     for shape in (self.min, self.opt, self.max))
+
     def describe(self) -> str:
-        def dims(shape: tuple[int, ...]) -> str:
-            return "x".join(str(v) for v in shape)
-        return f"{INPUT_NAME}:{dims(self.min)}/{dims(self.opt)}/{dims(self.max)}"
+        return INPUT_NAME + ":" + "/".join(shape.partition(":")[2] for shape in self.shapes())
 
     @classmethod
     def parse(cls, text: str) -> ShapeProfile:
