@@ -23,7 +23,7 @@ from dgdehaze_core.detection.fusion import DETECTION_INPUTS
 from dgdehaze_core.detection.input_size import IMGSZ_RANGE
 from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
-from dgdehaze_core.inference.backends import BACKENDS, BackendUnavailable
+from dgdehaze_core.inference.backends import BACKENDS, FILE_RUNTIMES, RUNTIMES, BackendUnavailable, NetworkSource
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.io.camera_frames import COMPRESSION_FORMATS
@@ -91,7 +91,8 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "ships none and needs `weights`) or dcp (dark channel prior, no weights; ignores the network "
                   "settings); a non-empty `weights` runs that file whatever `model` says",
                   NODE_MODELS, reloads=PIPELINE),
-    ParameterSpec("weights", "", "network weights file (.pt checkpoint, .onnx export, or a TensorRT .engine from "
+    ParameterSpec("weights", "", "network weights file (.pt checkpoint, .onnx export (backend onnxruntime, tensorrt "
+                  "or auto), or a TensorRT .engine from "
                   "`dgdehaze export --format engine` with its .json sidecar: backend tensorrt or auto, device cuda); "
                   "empty: the shipped weights of `model`", reloads=PIPELINE),
     ParameterSpec("backend", "auto", "inference backend of the network (auto: the fastest available, logged at "
@@ -248,8 +249,16 @@ def _check_runtime(values: Mapping[str, Any]) -> str | None:
         resolve_device(device)
     except DeviceUnavailable:
         return f"device {device!r}: CUDA is not available on this machine (the network and the detector run on it)"
+    runtimes = RUNTIMES
+    if Path(values["weights"]).suffix.lower() in FILE_RUNTIMES:  # an export runs on its runtimes alone, no torch
+        source = NetworkSource(file=Path(values["weights"]))
+        try:
+            source.check_backend(values["backend"])
+        except ValueError as exc:
+            return str(exc)
+        runtimes = source.runtimes
     try:
-        choose_backend(values["backend"], device, log=False)
+        choose_backend(values["backend"], device, log=False, runtimes=runtimes)
     except (ValueError, BackendUnavailable) as exc:
         return f"backend {values['backend']!r} on device {device!r}: {exc}"
     if values["model"] != "dcp" and not values["weights"] and not shipped_weights_path(values["model"]).is_file():

@@ -361,6 +361,19 @@ def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_b
         assert {name: node.get_parameter(name).value for name in changes} == before
 
 
+def test_an_onnx_export_as_weights_is_refused_on_the_torch_backend_at_once(node: DehazeNode, tmp_path: Path) -> None:
+    """An export has no torch network: the check let `backend: torch` with an .onnx file through, the load then
+    failed and the node put the values back, after the caller had been told the change was taken."""
+    export = tmp_path / "lite.onnx"
+    export.write_bytes(b"an export")
+    changes = {"weights": str(export), "backend": "torch"}
+    before = {name: node.get_parameter(name).value for name in changes}
+    result = node.set_parameters_atomically([Parameter(name, value=value) for name, value in changes.items()])
+    assert not result.successful and "is an ONNX export: it runs on the onnxruntime or tensorrt backend, not torch" \
+        in result.reason
+    assert {name: node.get_parameter(name).value for name in changes} == before
+
+
 def test_diagnostics_name_the_trained_weights_the_node_runs(node: DehazeNode, probe: Probe, tmp_path: Path) -> None:
     """/diagnostics named the method and backend only: a fleet's recorded diagnostics could not tell which trained
     weights a vehicle ran (a model name reads the same before and after an update of its file). They name the
