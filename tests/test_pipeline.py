@@ -11,10 +11,12 @@ import torch
 
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.backends.torch_backend import TorchBackend
-from dgdehaze_core.inference.pipeline import (NetworkPipeline, load_pipeline, pad_to_stride, pipeline_from_model,
-                                              refine_transmission, resolve_working_size, within_max_size)
+from dgdehaze_core.inference.pipeline import (NetworkPipeline, load_pipeline, network_batch, pad_to_stride,
+                                              pipeline_from_model, refine_transmission, resolve_working_size,
+                                              within_max_size)
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
+from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
 from dgdehaze_core.physics.scattering import invert_scattering, synthesize_haze
 
 
@@ -260,3 +262,40 @@ def test_transmission_refinement_removes_pixel_noise_and_lifts_a_small_transmiss
     lifted = refine_transmission(hazy, quarter)
     assert lifted.shape == true_t.shape
     assert np.abs(lifted - true_t)[valid].mean() < 0.03
+
+
+def test_a_transmission_value_the_network_did_not_give_stays_local(foggy_road: np.ndarray) -> None:
+    """One NaN in the network's transmission (an fp16 overflow) was carried by the guided filter's running box sums
+    over three quarters of the frame, which the physics path then turned black."""
+    model, _ = load_model_and_record("lite")
+    backend = TorchBackend(model, outputs=("transmission", "airlight", "depth"))
+    height, width = foggy_road.shape[:2]
+    transmission = backend.run(network_batch([foggy_road], (width, height), model.stride))["transmission"][0, 0]
+    transmission = np.ascontiguousarray(transmission[:height, :width])
+    clean = refine_transmission(foggy_road, transmission)
+    transmission[100, 200] = np.nan
+    refined = refine_transmission(foggy_road, transmission)
+    assert np.isfinite(refined).all()
+    assert (np.abs(refined - clean) > 0.01).mean() < 0.05, "only the pixel's surroundings may change"
+
+
+def test_a_network_that_gives_nan_scattering_returns_a_finite_result(foggy_road: np.ndarray, caplog) -> None:
+    """NaN transmission and airlight (a network whose fp16 activations overflowed) gave a NaN transmission and a
+    black image; the pixels are now left as the camera saw them, the airlight is the dark channel prior's, and
+    the warning is said once."""
+    model, _ = load_model_and_record("lite")
+    with torch.no_grad():
+        model.dehazer.transmission_head.bias.fill_(float("nan"))
+        model.dehazer.airlight_head[-1].bias.fill_(float("nan"))
+    pipeline = pipeline_from_model(model)
+    frame = foggy_road.copy()
+    with caplog.at_level("WARNING", logger="dgdehaze_core.inference.pipeline"):
+        results = [pipeline(frame), pipeline(frame)]
+    assert sum("NaN or infinite" in record.getMessage() for record in caplog.records) == 1
+    dark = DarkChannelDehazer()
+    for result in results:
+        assert np.isfinite(result.transmission).all()
+        np.testing.assert_allclose(result.transmission, 1.0, atol=1e-4)
+        np.testing.assert_allclose(result.airlight, dark.scattering(foggy_road)[1], rtol=1e-6)
+        assert np.abs(result.image.astype(int) - foggy_road).max() <= 1
+    assert (frame == foggy_road).all()

@@ -42,7 +42,7 @@ from dgdehaze_core.inference.backends import (DECODER_OUTPUTS, OUTPUT_NAMES, PHY
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.provenance import weights_line, weights_record
 from dgdehaze_core.io.images import MAX_PIXELS, bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
-from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, haze_density
+from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, dark_channel, estimate_airlight, haze_density
 from dgdehaze_core.physics.frame_inversion import FrameInverter
 from dgdehaze_core.physics.guided_filter import fast_guided_filter, gray_guide
 from dgdehaze_core.physics.scattering import T_MIN
@@ -177,7 +177,12 @@ def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarr
     frame's size: edges follow the image, and the network's pixel-scale noise, which a detector reads as texture,
     is smoothed away. The window is 1/16 of the frame's short side (at least 8 pixels, 30 at 640x480); the
     coefficients are computed on a grid subsampled by the power of two nearest below a quarter of the window (He
-    and Sun's rule; 4 at 640x480, at most 8), so its cost stays small beside the network's."""
+    and Sun's rule; 4 at 640x480, at most 8), so its cost stays small beside the network's. A value the network
+    did not give (NaN or infinite, as an fp16 overflow leaves) counts as 1, the pixel left as the camera saw it:
+    the filter's running box sums would carry it over most of the frame."""
+    valid = np.isfinite(transmission)
+    if not valid.all():
+        transmission = np.where(valid, transmission, np.float32(1.0))
     height, width = frame.shape[:2]
     gray = gray_guide(frame)
     radius = max(8, int(round(min(height, width) / 16)))
@@ -242,6 +247,8 @@ class NetworkPipeline:
         self._inverter = FrameInverter(max_detail_gain, BASE_RADIUS, BASE_EPS, inversion_workers)
         self._shrunk: set[tuple[int, int]] = set()
         """Frame sizes already said to be too large for the runtime (said once each)."""
+        self._said_non_finite = False
+        """Whether the network's NaN or infinite scattering has been said (once)."""
 
     @property
     def weights_summary(self) -> str:
@@ -292,8 +299,8 @@ class NetworkPipeline:
         for index, frame in enumerate(frames):
             depth = outputs["depth"][index, 0, :work_h, :work_w]
             if self.scattering:
-                transmission = refine_transmission(frame, outputs["transmission"][index, 0, :work_h, :work_w])
-                airlight_rgb = np.clip(outputs["airlight"][index, :, 0, 0], 0.0, 1.0).astype(np.float32)
+                transmission, airlight_rgb = self._scattering(
+                    frame, outputs["transmission"][index, 0, :work_h, :work_w], outputs["airlight"][index, :, 0, 0])
             else:
                 transmission, airlight_bgr, _ = self._dark_channel.scattering(frame)
                 airlight_rgb = airlight_bgr[::-1].astype(np.float32)
@@ -313,6 +320,22 @@ class NetworkPipeline:
                                         airlight=airlight_rgb[::-1].copy(), haze_density=haze_density(frame),
                                         transmission_floor=floor))
         return results
+
+    def _scattering(self, frame: np.ndarray, transmission: np.ndarray,
+                    airlight_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network's transmission refined at the frame's size (`refine_transmission`) and its airlight in
+        [0, 1]; where the network gave NaN or infinite values (an fp16 overflow anywhere reaches the airlight head's
+        mean), the dark channel prior's airlight, and a warning, once."""
+        refined = refine_transmission(frame, transmission)
+        airlight_finite = bool(np.isfinite(airlight_rgb).all())
+        if not self._said_non_finite and not (airlight_finite and np.isfinite(transmission).all()):
+            self._said_non_finite = True
+            LOG.warning("this %s network gives NaN or infinite transmission or airlight (fp16 overflow?): a "
+                        "transmission it does not give counts as 1 (the pixel as the camera saw it), an airlight is "
+                        "the dark channel prior's", self.backend)
+        if not airlight_finite:
+            airlight_rgb = estimate_airlight(frame, dark_channel(frame))[::-1]
+        return refined, np.clip(airlight_rgb, 0.0, 1.0).astype(np.float32)
 
 
 def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend: str = "torch",
