@@ -54,3 +54,16 @@ def test_without_a_detector_the_chain_dehazes_and_detects_nothing(foggy_road: np
     output = FrameChain.build(load_pipeline("dcp"))(foggy_road)
     assert output.result.image.shape == foggy_road.shape
     assert (output.detected.detections, output.detected.fresh, output.detected.depths) == ([], False, [])
+
+
+
+def test_a_change_to_one_frames_detections_reaches_no_later_frame(foggy_road: np.ndarray) -> None:
+    """Without a detector every frame returned one shared FrameDetections: a caller that added to a frame's lists
+    (a box of its own, say) found it in every later frame's."""
+    chain = FrameChain.build(load_pipeline("dcp"))
+    first = chain(foggy_road).detected
+    first.detections.append("a caller's own box")
+    first.depths.append(3.0)
+    first.positions.append((0.0, 0.0, 3.0))
+    later = chain(foggy_road).detected
+    assert (later.detections, later.depths, later.positions) == ([], [], [])

@@ -71,7 +71,12 @@ class FrameOutput:
         return self.dehazed.dehaze_ms + self.detected.detect_ms
 
 
-NO_DETECTIONS = FrameDetections([], False, 0, [], 0.0, [])
+def no_detections() -> FrameDetections:
+    """The detections of a chain without a detector: new lists each frame, so that a caller's change to one
+    frame's reaches no other."""
+    return FrameDetections([], False, 0, [], 0.0, [])
+
+
 UNKNOWN_POSITION = (math.nan, math.nan, math.nan)
 
 
@@ -132,7 +137,7 @@ class FrameChain:
         the pipeline's relative depth) in each box; with `metric`, the frame's intrinsics when `depth` is in
         metres, each object's position too."""
         if self.schedule is None:
-            return NO_DETECTIONS
+            return no_detections()
         begin = time.perf_counter()
         scheduled = self.schedule(dehazed.result.image, dehazed.frame)
         depth = dehazed.result.depth if depth is None else depth
