@@ -474,6 +474,18 @@ def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_wa
     assert list(cache.glob("*.onnx")) == [recorded], "loaded again from the cache, not exported again"
 
 
+def test_an_export_s_record_of_its_weights_written_otherwise_is_read_as_far_as_it_goes() -> None:
+    """An export's metadata is JSON any tool may write: a `started_from` that was no record (a string) stopped the
+    weights line, hence the pipeline's load, with an AttributeError."""
+    from dgdehaze_core.inference.provenance import training_line
+
+    assert training_line({"iterations": 7, "recipe": "mine", "started_from": "lite.pt"}) == \
+        "7 training iterations of recipe mine at commit `?`"
+    assert training_line({"iterations": 7, "recipe": "mine", "commit": "abc",
+                          "started_from": {"init_weights": "lite.pt", "sha256": 12}}).endswith(
+        ", started from `lite.pt` (sha256 12)")
+
+
 def test_the_export_code_digest_follows_the_networks_and_the_exporters_source_and_nothing_else(
         tmp_path: Path) -> None:
     """The export cache outlives upgrades: one keyed on the weights, torch and opset alone ran the old graph after

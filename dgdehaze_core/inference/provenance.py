@@ -65,14 +65,16 @@ def network_file_provenance(path: Path, engine_record: Mapping[str, Any] | None 
 
 
 def training_line(weights: Mapping[str, Any]) -> str:
-    """How a checkpoint's weights were trained, from what its metadata says (`checkpoints.weights_provenance`)."""
+    """How a checkpoint's weights were trained, from what its metadata says (`checkpoints.weights_provenance`, or an
+    export's record of it, which another tool may have written otherwise: a `started_from` that is no record is
+    left out)."""
     if "iterations" not in weights and "recipe" not in weights:
         return "a checkpoint that records no training of this package (the paper's released file, say)"
     made = (f"{weights.get('iterations', '?')} training iterations of recipe {weights.get('recipe', '?')} "
             f"at commit `{weights.get('commit', '?')}`")
-    started = weights.get("started_from", {})
-    if started.get("init_weights"):
-        made += f", started from `{started['init_weights']}` (sha256 {started.get('sha256', '?')[:12]})"
+    started = weights.get("started_from")
+    if isinstance(started, Mapping) and started.get("init_weights"):
+        made += f", started from `{started['init_weights']}` (sha256 {str(started.get('sha256', '?'))[:12]})"
     return made
 
 
