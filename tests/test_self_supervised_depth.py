@@ -282,6 +282,10 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
                            ({"architecture": {"widths": [0, 0, 0, 0, 0]}}, "widths must be at least 1"),
                            ({"architecture": {"blocks": [0, -1, 1, 2, 1]}}, "blocks at least 0"),
                            ({"architecture": {"max_depth": float("inf")}}, "max_depth, finite"),
+                           # an OverflowError traceback, and a scale of 1.9 or widths of 16.5 cut to integers
+                           ({"architecture": {"input_scale": float("inf")}}, "input_scale must be 1 or 2, got inf"),
+                           ({"architecture": {"input_scale": 1.9}}, "input_scale must be 1 or 2, got 1.9"),
+                           ({"architecture": {"widths": [16.5, 32, 48, 96, 128]}}, "'architecture.widths' must be"),
                            ({"name": "/tmp/x"}, "'name' names the run folder")):  # raw torch errors, or ran
         with pytest.raises(RecipeError, match=reason):
             depth_recipe_from_dict({**base, "sequences": ["kitti"], **change}, tmp_path)

@@ -161,6 +161,10 @@ def _architecture(value: Any) -> ClearDepthArchitecture:
     if unknown:
         raise RecipeError(f"unknown architecture field(s) {sorted(unknown)}; known: {sorted(known)}")
     merged = {**ClearDepthArchitecture().as_dict(), **value}
+    for key in ("widths", "blocks"):
+        _ints(f"architecture.{key}", merged[key])
+    if isinstance(merged["input_scale"], bool) or not isinstance(merged["input_scale"], int):
+        raise RecipeError(f"'architecture': input_scale must be 1 or 2, got {merged['input_scale']!r}")
     try:
         architecture = architecture_from_dict(merged)
     except (TypeError, ValueError) as exc:
