@@ -308,6 +308,20 @@ def three_kitti_frames(shared_data: Path, tmp_path: Path) -> Path:
     return tmp_path / "kitti3"
 
 
+def test_hidden_files_and_folders_of_a_kitti_folder_are_left_out_as_a_frame_folder_s_are(
+        three_kitti_frames: Path) -> None:
+    """A macOS ._ sidecar beside the frames was listed as the first frame (and refused as an unreadable image), and a
+    hidden copy of the drive (a trash folder) was trained on as a second sequence."""
+    date = three_kitti_frames / "2011_09_26"
+    data = date / "2011_09_26_drive_sfnd_sync" / "image_02" / "data"
+    frames = sorted(data.iterdir())
+    (data / f"._{frames[0].name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble sidecar")
+    shutil.copytree(date, three_kitti_frames / ".Trash" / "2011_09_26")
+    sequences = find_kitti_sequences(three_kitti_frames)
+    assert [sequence.frames for sequence in sequences] == [tuple(frames)]
+    assert len(FrameTuples(sequences, 64, 32, (-1, 1), augment=False).samples) == 1
+
+
 def test_a_12_bit_camera_s_frame_folder_trains_on_its_frames_with_input_bits_12_and_is_warned_without(
         three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Three real KITTI frames exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): a sequence with

@@ -23,5 +23,7 @@ def linked_folders(root: str | Path) -> Iterator[tuple[Path, list[str]]]:
 
 
 def linked_rglob(root: str | Path, pattern: str) -> list[Path]:
-    """`Path(root).rglob(pattern)`, sorted, through symlinked subfolders too (`linked_folders`)."""
-    return sorted({match for folder, _ in linked_folders(root) for match in folder.glob(pattern)})
+    """`Path(root).rglob(pattern)`, sorted, through symlinked subfolders too (`linked_folders`), without what is
+    hidden or lies in a hidden folder below `root` (macOS' ._ sidecars, a .Trash copy of a drive)."""
+    return sorted({match for folder, _ in linked_folders(root) for match in folder.glob(pattern)
+                   if not any(part.startswith(".") for part in match.relative_to(root).parts)})

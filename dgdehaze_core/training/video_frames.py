@@ -128,7 +128,8 @@ def load_sequences(source: Path | FrameFolder, camera: str = "02") -> list[Video
 
 
 def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
-    """Every `DRIVE/image_<camera>/data` folder under `root` with the calibration of its date folder."""
+    """Every `DRIVE/image_<camera>/data` folder under `root` with the calibration of its date folder; hidden files
+    and folders left out (`is_hidden`), as a `FrameFolder`'s are."""
     if not root.is_dir():
         raise FileNotFoundError(f"no such sequence folder: {root}")
     sequences = []
@@ -137,7 +138,8 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
         calibration = drive.parent / KITTI_CALIBRATION
         if not calibration.is_file():
             raise ImageError(f"{folder} has no {KITTI_CALIBRATION} in {drive.parent}")
-        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        frames = tuple(sorted(p for p in folder.iterdir()
+                              if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder)))
         sequences.append(VideoSequence(f"{drive.name}/image_{camera}", frames,
                                        read_kitti_intrinsics(calibration, camera), folder=folder))
     if not sequences:
