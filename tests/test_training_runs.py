@@ -140,6 +140,14 @@ def test_an_export_that_would_replace_the_recipe_or_the_run_s_checkpoint_is_refu
                          "--no-progress"]) == 2
             assert message in capsys.readouterr().err, (command, export)
     assert not run.exists() and recipe.read_text() == SMOKE.read_text()
+    # the run's clear-depth network was replaced by the dehazer's weights: the run could not be resumed
+    teacher = tmp_path / "clear_depth.pt"
+    teacher.write_bytes((REPO_DIR / "dgdehaze_core" / "weights" / "clear_depth_kitti.pt").read_bytes())
+    assert main(["train", "--config", str(recipe), "--out", str(run), "--export", str(teacher), "--no-progress",
+                 "--iterations", "1", "--set", f"clear_depth={teacher}"]) == 2
+    assert f"--export {teacher} would overwrite the recipe's clear_depth network" in capsys.readouterr().err
+    assert not run.exists()
+    assert teacher.read_bytes() == (REPO_DIR / "dgdehaze_core" / "weights" / "clear_depth_kitti.pt").read_bytes()
 
 
 def test_a_json_that_is_one_of_the_run_s_own_files_is_refused_before_training(shared_data: Path, tmp_path: Path,

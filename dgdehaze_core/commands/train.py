@@ -81,12 +81,12 @@ def prepare_run(args: argparse.Namespace) -> list[str]:
 
 
 def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequence[str] = CHECKPOINT_SUFFIXES,
-                  export_kind: str = "a weights file") -> None:
+                  export_kind: str = "a weights file", kept_inputs: Mapping[str, str | Path] | None = None) -> None:
     """Before any training: the run folder must take new files, --json must not be one of the files the run writes
     there (a fresh run's do not exist yet, so no other check refuses them: its figures would replace last.pt), and
     --export must be a file that can be written under a name of `export_suffixes` (what `export_kind` is loaded
-    from), not the recipe, and outside the run folder (where it would replace last.pt, which --resume needs, or
-    best.pt)."""
+    from), not the recipe nor one of `kept_inputs` (what each is: its file, which the run reads and --resume needs
+    again), and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt)."""
     check_writable_place(run_dir, "--out", inside=True)
     if args.json is not None:
         refuse_input_as_output(args.json, [run_dir / name for name in (*RUN_FILES, ".lock", "tensorboard")],
@@ -94,6 +94,8 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     if args.export is None:
         return
     refuse_input_as_output(args.export, [args.config], "--export", what="--config")
+    for what, path in (kept_inputs or {}).items():
+        refuse_input_as_output(args.export, [path], "--export", what=what)
     refuse_inside(args.export, run_dir, "--export", "the run folder", " (last.pt, best.pt)")
     check_writable_file(args.export, "--export", export_suffixes, export_kind)
 
@@ -101,7 +103,8 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.config, prepare_run(args))
     run_dir = args.out or Path("runs") / recipe.name  # under the working folder, as --help says
-    check_outputs(args, run_dir)
+    check_outputs(args, run_dir, kept_inputs={"the recipe's clear_depth network": recipe.clear_depth}
+                  if recipe.clear_depth else None)
     trainer = Trainer(recipe, run_dir, device=args.device, resume=args.resume)
     result = trainer.train(progress=not args.no_progress)
     if not trainer.rank.writer:  # a torchrun job: rank 0 reports and exports
