@@ -359,6 +359,34 @@ def test_the_recorded_commit_is_dirty_when_a_split_or_a_tool_changed(tmp_path: P
         git("checkout", "-q", "--", name)
 
 
+def test_a_package_installed_in_another_project_s_repository_records_no_commit_of_that_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """dgdehaze installed into a virtual environment inside another project's git work tree (ignored there) recorded
+    that project's commit as the code's in checkpoints, shipped weights and figures records."""
+    from dgdehaze_core.training import run_files
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    site = tmp_path / ".venv" / "lib" / "site-packages"
+    (site / "dgdehaze_core").mkdir(parents=True)
+    (site / "dgdehaze_core" / "__init__.py").write_text("x\n")
+    (tmp_path / ".gitignore").write_text(".venv/\n")
+    (tmp_path / "app.py").write_text("x\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "x")
+    monkeypatch.setattr(run_files, "REPO_DIR", site)
+    monkeypatch.delenv("DGDEHAZE_COMMIT", raising=False)
+    assert run_files.source_commit() == "unknown"
+    monkeypatch.setenv("DGDEHAZE_COMMIT", "0a1b2c3")
+    assert run_files.source_commit() == "0a1b2c3"
+    git("add", "-f", ".venv")  # a project that does track the package (vendored): its commit names the code
+    git("commit", "-q", "-m", "y")
+    assert run_files.source_commit() == git("rev-parse", "--short", "HEAD")
+
+
 def test_the_record_names_the_commit_the_eval_started_at(shared_data: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch):
     """The commit was read when the eval had finished: a commit made while it ran (minutes, per step) was named for

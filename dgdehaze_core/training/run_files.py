@@ -25,8 +25,11 @@ scripts that run and choose (a change to any of them marks the commit '+dirty').
 
 def source_commit() -> str:
     """The git commit of the code (with '+dirty' for uncommitted changes to SOURCE_PATHS), $DGDEHAZE_COMMIT, or
-    'unknown'."""
+    'unknown'; the last two also where the package lies in a git work tree that does not track it (installed into
+    a virtual environment inside another project's repository, whose commit says nothing of this code)."""
     try:
+        subprocess.run(["git", "ls-files", "--error-unmatch", "--", SOURCE_PATHS[0]], cwd=REPO_DIR,
+                       capture_output=True, timeout=10, check=True)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", *SOURCE_PATHS], cwd=REPO_DIR,
