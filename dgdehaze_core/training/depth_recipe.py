@@ -225,6 +225,10 @@ def _check(recipe: DepthRecipe) -> None:
     if recipe.width % stride or recipe.height % stride:
         raise RecipeError(f"'width' and 'height' must be multiples of the depth network's stride ({stride}), got "
                           f"{recipe.width}x{recipe.height}")
+    if recipe.batch_size * (recipe.width // stride) * (recipe.height // stride) < 2:
+        raise RecipeError(f"a batch of one {recipe.width}x{recipe.height} frame, one stride ({stride}) square, leaves "
+                          "the depth network's deepest batch norm one value per channel to train on: raise "
+                          "'batch_size' to 2 or 'width' or 'height'")
     for offsets in (recipe.frame_offsets, *(s.frame_offsets for s in recipe.sequences
                                             if isinstance(s, FrameFolder) and s.frame_offsets)):
         if (0 in offsets or len(set(offsets)) != len(offsets) or len(offsets) != len(recipe.frame_offsets)
