@@ -103,6 +103,33 @@ def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: 
         assert torch.allclose(value.float(), resumed.model.state_dict()[name].float(), atol=1e-5), name
 
 
+def test_tensorboard_keeps_one_point_a_step_across_a_crash_and_nothing_of_a_run_that_saved_nothing(
+        smoke_recipe, tmp_path: Path) -> None:
+    """Where tensorboard is installed: a run that failed before its first checkpoint left its events, so its folder
+    stayed and the next run's curves held the failed one's; a run resumed after a crash showed the steps it ran
+    again twice. (The tests of failed runs leaving no folder, above and below, fail there too without the fix.)"""
+    pytest.importorskip("torch.utils.tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    class Crash(Trainer):
+        def step(self, clear: torch.Tensor, real_hazy: torch.Tensor) -> dict[str, float]:
+            if self.iteration == 5:  # steps 1..5 logged, last.pt of step 4
+                raise RuntimeError("out of memory")
+            return super().step(clear, real_hazy)
+
+    torch.set_num_threads(2)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="the loss became nan"):
+        Trainer(load_recipe(SMOKE, ["checkpoint_every=100", "lr=100000.0"]), out, device="cpu").train(progress=False)
+    assert not out.exists()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        Crash(smoke_recipe, out, device="cpu").train(progress=False)
+    Trainer(smoke_recipe, out, device="cpu", resume=True).train(progress=False)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("train/total")] == [1, 2, 3, 4, 5, 6]
+
+
 def test_a_second_signal_stops_at_once_and_the_handlers_are_restored(terminal_signals) -> None:
     before = signal.getsignal(signal.SIGTERM)
     with StepBoundaryStop() as stop:

@@ -8,6 +8,7 @@ import csv
 import io
 import os
 import platform
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -101,10 +102,21 @@ def keep_run_files(run_dir: Path, fields: Mapping[str, Any], logs: Sequence[CsvL
             log.keep()
 
 
-def tensorboard_writer(run_dir: Path) -> Any:
-    """A TensorBoard writer when the tensorboard package is installed, else None (the CSV logs always exist)."""
+def tensorboard_writer(run_dir: Path, resumed_from: int | None) -> Any:
+    """A TensorBoard writer when the tensorboard package is installed, else None (the CSV logs always exist). A
+    resumed run's (`resumed_from`: the iteration of its last.pt) hides the events of the steps it runs again."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=None if resumed_from is None else resumed_from + 1)
+
+
+def close_tensorboard(board: Any, made: bool, saved: bool) -> None:
+    """Close `board` (None: nothing); when the run that `made` its folder ends without a checkpoint (`saved`
+    False), remove the folder as well, as the logs and recipe.yaml of such a run never appear (`keep_run_files`)."""
+    if board is None:
+        return
+    board.close()
+    if made and not saved:
+        shutil.rmtree(board.log_dir, ignore_errors=True)

@@ -53,7 +53,8 @@ from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, St
                                                 check_finite_weights, file_fingerprint, load_optimizer_state,
                                                 load_resumable, open_run_folder, quiet_loader_worker, run_folder_lock,
                                                 seed_everything, step_figures)
-from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, tensorboard_writer, write_recipe
+from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardware_name, keep_run_files,
+                                              tensorboard_writer, write_recipe)
 
 LOG = logging.getLogger(__name__)
 
@@ -454,6 +455,7 @@ class Trainer:
                       if recipe.validation and writer else [])
         resumed = self.iteration if self.resume else None
         train_log = val_log = board = None
+        board_made = not (self.run_dir / "tensorboard").exists()
         if writer:
             if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`keep_run_files`)
                 write_recipe(self.run_dir, recipe.as_recipe_file())
@@ -461,7 +463,7 @@ class Trainer:
                                resumed)
             val_log = CsvLog(self.run_dir / "val.csv",
                              ["iteration", "set", "psnr", "ssim", "psnr_clear", "ssim_clear"], resumed)
-            board = tensorboard_writer(self.run_dir)
+            board = tensorboard_writer(self.run_dir, resumed)
         logs = [log for log in (train_log, val_log) if log is not None]
         bar = tqdm(total=recipe.iterations, initial=self.iteration, desc=f"train {recipe.name}", unit="it",
                    disable=not progress, dynamic_ncols=True)
@@ -494,8 +496,7 @@ class Trainer:
                         stop.after_step(self.iteration, lambda: self._checkpoint(logs))
         finally:
             bar.close()
-            if board is not None:
-                board.close()
+            close_tensorboard(board, board_made, saved=train_log is not None and train_log.held is None)
         distributed.share_buffers(self.model, self.rank)
         if writer and not validation:
             save_checkpoint(self.model, self.best_path, self.meta())
