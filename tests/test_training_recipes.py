@@ -130,6 +130,23 @@ def test_exponent_numbers_read_as_numbers_and_a_malformed_override_is_one_clear_
             load_recipe(SMOKE, [override])
 
 
+def test_a_field_name_yaml_reads_as_a_number_or_a_boolean_is_one_clear_error(tmp_path: Path) -> None:
+    """A key such as 2 or on beside an unknown field stopped both trainings with a TypeError traceback (the unknown
+    names were sorted, and a number or a boolean does not sort with a string)."""
+    from dgdehaze_core.training.depth_recipe import load_depth_recipe
+
+    cases = {"2: 3\nbatch_sise: 4\n": (load_recipe, "2 in the recipe"),
+             "loss: {on: 1, cycel: 2}\n": (load_recipe, "True in 'loss'"),
+             "data:\n  clear: [{path: a, 5: 1, wieght: 2}]\n  hazy: [b]\n": (load_recipe, "5 in 'data.clear\\[0\\]'"),
+             "sequences: [a]\narchitecture: {1: 2, x: 3}\n": (load_depth_recipe, "1 in 'architecture'")}
+    for text, (load, where) in cases.items():
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text("name: r\niterations: 1\n" + ("" if "data" in text or "sequences" in text else
+                                                          "data: {clear: [a], hazy: [b]}\n") + text)
+        with pytest.raises(RecipeError, match=f"{where} is no field name .YAML reads an unquoted number"):
+            load(recipe)
+
+
 def test_a_run_s_recipe_yaml_reads_back_as_the_recipe_it_ran(shared_data: Path, tmp_path: Path) -> None:
     from dgdehaze_core.training.recipe import read_yaml
 

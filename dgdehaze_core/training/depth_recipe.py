@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import (RecipeError, check_known_fields, check_run_name, check_seed, expand_path,
-                                           plain_data, read_recipe_file, recipe_input_bits, set_dotted)
+from dgdehaze_core.training.recipe import (RecipeError, check_field_names, check_known_fields, check_run_name,
+                                           check_seed, expand_path, plain_data, read_recipe_file, recipe_input_bits,
+                                           set_dotted)
 from dgdehaze_core.training.video_frames import FrameFolder
 
 
@@ -186,6 +187,7 @@ def depth_recipe_from_dict(raw: Any, base: Path, overrides: Iterable[str] = ()) 
     raw = copy.deepcopy(raw)
     for override in overrides:
         set_dotted(raw, override)
+    check_field_names(raw)
     check_known_fields(raw, set(_FIELDS))
     if "name" not in raw or "iterations" not in raw or "sequences" not in raw:
         raise RecipeError("the recipe needs 'name', 'iterations' and 'sequences'")

@@ -298,6 +298,7 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
     raw = copy.deepcopy(raw)
     for override in overrides:
         set_dotted(raw, override)
+    check_field_names(raw)
     check_known_fields(raw, set(_SCALARS) | {"data", "loss"})
     data = raw.pop("data", None)
     if not isinstance(data, dict):
@@ -409,6 +410,21 @@ def _check(recipe: Recipe) -> None:
 RECIPE_KINDS = {"data": ("dgdehaze train", "the dehazer, from unpaired images"),
                 "sequences": ("dgdehaze train-depth", "depth from clear video")}
 """The field that marks each kind of recipe: the command that reads it, and what it trains."""
+
+
+def check_field_names(raw: Any, where: str = "") -> None:
+    """RecipeError naming the place of the first mapping key in `raw` (the recipe as read, all the way down) that
+    is no name: YAML reads an unquoted number, true/false or yes/no/on/off as a value, which no field is."""
+    if isinstance(raw, list):
+        for index, item in enumerate(raw):
+            check_field_names(item, f"{where}[{index}]")
+    elif isinstance(raw, dict):
+        for key, value in raw.items():
+            if not isinstance(key, str):
+                raise RecipeError(f"{key!r} in {f'{where!r}' if where else 'the recipe'} is no field name (YAML "
+                                  "reads an unquoted number, true/false or yes/no/on/off as a value): quote it, or "
+                                  "remove it")
+            check_field_names(value, f"{where}.{key}" if where else key)
 
 
 def check_known_fields(raw: Mapping[str, Any], known: set[str]) -> None:
