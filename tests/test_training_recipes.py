@@ -73,6 +73,20 @@ def test_bad_data_gets_clear_errors(tmp_path: Path) -> None:
     assert code == 2
 
 
+def test_a_validation_pair_too_thin_for_ssim_is_refused_before_training(sots_pairs: Path, tmp_path: Path) -> None:
+    """A pair whose short side fell below SSIM's 7 pixels at val_max_side stopped the run at its first validation,
+    after val_every iterations (and every resume again there), with an error that named no file."""
+    for path in sorted(sots_pairs.rglob("*.png")):  # the real scene's middle rows, 13:1
+        image = cv2.imread(str(path))
+        cv2.imwrite(str(path), image[image.shape[0] // 2 - 24:image.shape[0] // 2 + 24])
+    assert len(load_validation([ImageSource(sots_pairs)], 640)) == 2
+    with pytest.raises(ImageError, match=r"validation pair .*1400_2.png: 64x5 pixels at val_max_side 64, and SSIM"):
+        load_validation([ImageSource(sots_pairs)], 64)
+    code = main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--iterations",
+                 "3", "--set", f"data.validation=[{sots_pairs}]", "--set", "val_max_side=64"])
+    assert code == 2 and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"loss": {"dark_chanel": 1.0}}, "unknown loss"),
     ({"loss": {"cycle": -1}}, "must be a finite number >= 0"),

@@ -18,6 +18,8 @@ from dgdehaze_core.io.images import ImageError
 PSNR_CAP = 100.0
 """The highest PSNR (dB) a pair gets; identical images get it. Real pairs lie far below (8-bit images one level
 apart at every pixel: 48 dB)."""
+SSIM_MIN_SIDE = 7
+"""The shortest side SSIM takes (its 7x7 window)."""
 
 
 def _pair(result: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -39,8 +41,9 @@ def psnr(result: np.ndarray, reference: np.ndarray) -> float:
 def ssim(result: np.ndarray, reference: np.ndarray) -> float:
     """Structural similarity (scikit-image, RGB channels, data range 1)."""
     a, b = _pair(result, reference)
-    if min(a.shape[:2]) < 7:
-        raise ImageError(f"SSIM needs images of at least 7x7 pixels, got {a.shape[1]}x{a.shape[0]}")
+    if min(a.shape[:2]) < SSIM_MIN_SIDE:
+        raise ImageError(f"SSIM needs images of at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} pixels, got "
+                         f"{a.shape[1]}x{a.shape[0]}")
     return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
 from dgdehaze_core.datasets.splits import refuse_judging_files
+from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
 from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, ReadImage,
                                      VideoFrames, images_under, read_image, video_frame_count)
 from dgdehaze_core.training.bag_frames import bag_frame_indices, decode_bag_frames, is_bag_path
@@ -258,7 +259,9 @@ def validation_pairs(sources: Sequence[ImageSource]) -> list[Pair]:
 
 
 def load_validation(sources: Sequence[ImageSource], max_side: int) -> list[ValidationPair]:
-    """Every pair of `validation_pairs(sources)`, both images scaled alike to a long side of at most `max_side`."""
+    """Every pair of `validation_pairs(sources)`, both images scaled alike to a long side of at most `max_side`;
+    ImageError naming a pair whose short side is then below what SSIM takes (before training, not at its first
+    validation)."""
     pairs = []
     for source in sources:
         reader = ImageReader(source.input_bits, FILE_REMEDY)
@@ -269,5 +272,9 @@ def load_validation(sources: Sequence[ImageSource], max_side: int) -> list[Valid
                 size = (max(1, round(hazy.shape[1] * scale)), max(1, round(hazy.shape[0] * scale)))
                 hazy = cv2.resize(hazy, size, interpolation=cv2.INTER_AREA)
                 clear = cv2.resize(clear, size, interpolation=cv2.INTER_AREA)
+            if min(hazy.shape[:2]) < SSIM_MIN_SIDE:
+                raise ImageError(f"validation pair {pair.hazy}: {hazy.shape[1]}x{hazy.shape[0]} pixels at "
+                                 f"val_max_side {max_side}, and SSIM needs {SSIM_MIN_SIDE} on the short side: leave "
+                                 "it out (include), or raise val_max_side where it was scaled down")
             pairs.append(ValidationPair(f"{source.path.name}/{pair.name}", hazy, clear))
     return pairs
