@@ -245,6 +245,14 @@ def test_weights_that_went_nan_are_never_saved(smoke_recipe, tmp_path: Path) -> 
     with pytest.raises(RuntimeError, match="weights became NaN or infinite at iteration 0"):
         trainer.train(progress=False)
     assert not (tmp_path / "run" / "last.pt").exists()
+    # the adversarial discriminator's too: its NaN weights were saved, and the next step's loss went NaN, naming as
+    # the checkpoint to resume from the last.pt that held them
+    trainer = Trainer(dataclasses.replace(recipe, loss=dataclasses.replace(recipe.loss, adversarial=0.1)),
+                      tmp_path / "adversarial")
+    next(trainer.discriminator.parameters()).register_hook(lambda grad: grad * float("nan"))
+    with pytest.raises(RuntimeError, match="weights became NaN or infinite at iteration 0"):
+        trainer.train(progress=False)
+    assert not (tmp_path / "adversarial" / "last.pt").exists()
 
 
 def test_without_out_a_run_goes_to_runs_in_the_working_folder(shared_data: Path, tmp_path: Path,

@@ -416,6 +416,7 @@ class Trainer:
         loss.backward()
         distributed.average_gradients(self.discriminator, self.rank)
         self.disc_optimizer.step()
+        check_finite_weights(self.discriminator.parameters(), self.iteration, self.last_path)
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def _loader(self, dataset: RandomCrops) -> Iterator[torch.Tensor]:
