@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.cli import main
-from dgdehaze_core.evaluation.depth_datasets import load_depth_set, load_kitti
+from dgdehaze_core.evaluation.depth_datasets import kitti_depth_files, load_depth_set, load_kitti
 from dgdehaze_core.evaluation.visibility_eval import frame_intrinsics, kitti_intrinsics
 from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.training.video_frames import find_kitti_sequences
@@ -235,3 +235,9 @@ def test_a_kitti_date_folder_linked_into_place_is_read_through_the_link(shared_d
     assert [frame.name for frame in frames] == [frame.name for frame in load_depth_set(_raw(shared_data)).frames]
     assert kitti_intrinsics(linked, frames[0].name) == kitti_intrinsics(_raw(shared_data), frames[0].name)
     assert [sequence.name for sequence in find_kitti_sequences(linked)] == [f"{DRIVE}/image_02"]
+    depth = next((_raw(shared_data) / DATE / DRIVE / "proj_depth").rglob("image_02/*"))
+    copied = tmp_path / "copied" / DATE / DRIVE / depth.relative_to(_raw(shared_data) / DATE / DRIVE)
+    copied.parent.mkdir(parents=True)
+    copied.write_bytes(depth.read_bytes())
+    (copied.parent / f"._{copied.name}").write_bytes(b"macOS")  # a sidecar is no LiDAR scan of another frame
+    assert kitti_depth_files(tmp_path / "copied") == [copied]
