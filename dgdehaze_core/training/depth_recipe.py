@@ -238,8 +238,8 @@ def _check(recipe: DepthRecipe) -> None:
             raise RecipeError(f"'frame_offsets' must be distinct and non-zero, and a sequence's as many as the "
                               f"recipe's {list(recipe.frame_offsets)} with their signs in their order (the pose "
                               f"network is told which sources come earlier by the recipe's), got {list(offsets)}")
-    if not recipe.lr > 0 or not 0 < recipe.lr_decay <= 1 or not 0 < recipe.lr_decay_at <= 1:
-        raise RecipeError("'lr' must be > 0, 'lr_decay' and 'lr_decay_at' in (0, 1]")
+    if not 0 < recipe.lr <= 1 or not 0 < recipe.lr_decay <= 1 or not 0 < recipe.lr_decay_at <= 1:
+        raise RecipeError("'lr', 'lr_decay' and 'lr_decay_at' must lie in (0, 1]")
     if not 0 <= recipe.ssim_weight <= 1 or recipe.smoothness < 0 or recipe.min_frame_change < 0:
         raise RecipeError("'ssim_weight' must lie in [0, 1]; 'smoothness' and 'min_frame_change' must be >= 0")
     if not recipe.min_frame_change < recipe.max_frame_change <= 1:

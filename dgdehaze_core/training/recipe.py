@@ -390,8 +390,9 @@ def _check(recipe: Recipe) -> None:
         raise RecipeError(f"'crop_size' must be a multiple of 16 (the network stride), got {recipe.crop_size}")
     if recipe.crop_size > recipe.max_side:
         raise RecipeError(f"'crop_size' ({recipe.crop_size}) cannot exceed 'max_side' ({recipe.max_side})")
-    if not recipe.lr > 0 or recipe.weight_decay < 0:
-        raise RecipeError("'lr' must be > 0 and 'weight_decay' >= 0")
+    if not 0 < recipe.lr <= 1 or recipe.weight_decay < 0:  # 1e39 passed, then overflowed float32 in the first step
+        raise RecipeError(f"'lr' must lie in (0, 1] and 'weight_decay' be >= 0, got {recipe.lr} and "
+                          f"{recipe.weight_decay}")
     check_seed(recipe.seed)
     for key in ("teacher_floor", "net_depth_fraction", "outdoor_fraction"):
         if not 0.0 <= getattr(recipe, key) <= 1.0:
