@@ -5,6 +5,10 @@ import hashlib
 import html
 import json
 import math
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -234,6 +238,31 @@ def test_a_disk_running_short_of_room_stops_the_evaluation_with_a_report_of_the_
     assert main(["bag-eval", str(bag), "--out", str(tmp_path / "none"), *common]) == 2
     assert "no room for an evaluation's output: the disk mounted at" in capsys.readouterr().err
     assert not (tmp_path / "none").exists() and not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_an_output_bag_write_that_fails_ends_with_one_line_and_keeps_the_earlier_output(tmp_path: Path,
+                                                                                       storage: str) -> None:
+    """A write the disk refuses part way (here a file size limit, which the disk-room check cannot see coming, as it
+    cannot see another program filling the disk) ends bag-eval with one line and exit status 2 and leaves the
+    earlier output as it was, for either storage: sqlite3's "disk I/O error" or "database or disk is full" came out
+    as a traceback."""
+    bag = tmp_path / "in"
+    write_camera_bag(bag, "mcap", demo_frames(8), "bgr8")
+    out = tmp_path / "eval"
+    command = [sys.executable, "-m", "dgdehaze_core.cli", "bag-eval", str(bag), "--out", str(out), "--method", "dcp",
+               "--no-detection", "--no-progress", "--output-images", "raw", "--storage", storage]
+    assert subprocess.run(command, cwd=REPO_DIR, capture_output=True).returncode == 0
+    earlier = (out / "summary.json").read_bytes()
+
+    def limit_file_size() -> None:  # in the child: a write past 300 kB fails with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    failed = subprocess.run(command, cwd=REPO_DIR, capture_output=True, text=True, preexec_fn=limit_file_size)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("dgdehaze bag-eval: error: "), failed.stderr
+    assert (out / "summary.json").read_bytes() == earlier and not leftovers(tmp_path)
 
 
 def test_a_fleet_run_again_keeps_a_bags_folder_that_holds_the_users_own_files(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ images raw, as image_transport's compressed topics, or left out.
 """
 from __future__ import annotations
 
+import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from rosbags.interfaces import Connection
@@ -31,10 +33,21 @@ def output_images(transport: str, frame_type: str) -> str:
     return transport
 
 
+@contextmanager
+def _storage_errors(path: Path) -> Iterator[None]:
+    """A failure of the sqlite3 storage within the block (a full disk: "database or disk is full", a file size limit:
+    "disk I/O error") as the OSError any other failed write is, so that it ends a command with one line, not a
+    traceback."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot write bag {path}: {exc}") from exc
+
+
 class BagWriter:
     """A new ROS 2 bag (rosbag2 folder, mcap or sqlite3) that copies input topics and adds typed messages; its
     images (`write_image`) go raw, with `images` "compressed" as image_transport's compressed transports, or with
-    "none" nowhere."""
+    "none" nowhere. A write that fails (a full disk) raises OSError, for either storage."""
 
     def __init__(self, path: str | Path, storage: str = "mcap", images: str = "raw") -> None:
         if storage not in STORAGES:
@@ -47,7 +60,8 @@ class BagWriter:
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         try:
             self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=plugin)
-            self._writer.open()
+            with _storage_errors(self.path):
+                self._writer.open()
         except WriterError as exc:
             raise BagError(f"cannot create bag {self.path}: {exc}") from None
         self._by_topic: dict[str, Connection] = {}
@@ -61,7 +75,8 @@ class BagWriter:
 
     def close(self) -> None:
         if self._writer.storage is not None:
-            self._writer.close()
+            with _storage_errors(self.path):
+                self._writer.close()
 
     @property
     def types(self) -> Any:
@@ -70,14 +85,15 @@ class BagWriter:
 
     def copy(self, connection: Connection, log_time_ns: int, raw: bytes) -> None:
         """Write a message of an input bag unchanged, on a topic of the same name, type and QoS."""
-        out = self._copied.get(connection.id)
-        if out is None:
-            msgdef, digest = output_definition(connection, self.store)
-            out = self._writer.add_connection(
-                connection.topic, connection.msgtype, msgdef=msgdef, rihs01=digest,
-                offered_qos_profiles=getattr(connection.ext, "offered_qos_profiles", ()))
-            self._copied[connection.id] = out
-        self._writer.write(out, log_time_ns, raw)
+        with _storage_errors(self.path):
+            out = self._copied.get(connection.id)
+            if out is None:
+                msgdef, digest = output_definition(connection, self.store)
+                out = self._writer.add_connection(
+                    connection.topic, connection.msgtype, msgdef=msgdef, rihs01=digest,
+                    offered_qos_profiles=getattr(connection.ext, "offered_qos_profiles", ()))
+                self._copied[connection.id] = out
+            self._writer.write(out, log_time_ns, raw)
 
     def write(self, topic: str, msgtype: str, log_time_ns: int, msg: Any) -> None:
         """Serialize `msg` (a message of `self.types`) and write it to `topic`."""
@@ -85,11 +101,12 @@ class BagWriter:
 
     def write_raw(self, topic: str, msgtype: str, log_time_ns: int, raw: bytes) -> None:
         """Write an already serialized (CDR) message, e.g. one received over DDS."""
-        connection = self._by_topic.get(topic)
-        if connection is None:
-            connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
-            self._by_topic[topic] = connection
-        self._writer.write(connection, log_time_ns, raw)
+        with _storage_errors(self.path):
+            connection = self._by_topic.get(topic)
+            if connection is None:
+                connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
+                self._by_topic[topic] = connection
+            self._writer.write(connection, log_time_ns, raw)
 
     def write_image(self, topic: str, log_time_ns: int, header: Any, image: np.ndarray,
                     pixels: np.ndarray | None = None, encoding: str = "bgr8") -> None:
