@@ -282,6 +282,8 @@ def test_missing_topic_and_empty_bag(tmp_path: Path, frames: list[np.ndarray]) -
         writer._writer.add_connection("/cam/image_raw", IMAGE_TYPE, typestore=writer.store)
     with BagSource(empty) as source, pytest.raises(BagError, match="has no messages"):
         source.verify("/cam/image_raw")
+    with BagSource(empty) as source, pytest.raises(BagError, match=r"holds no messages \(its topics: /cam/image_raw"):
+        source.select_window(1.0)  # not "lasts -9223372036.9 s", rosbags' times of a bag without messages
     nothing = tmp_path / "nothing"
     BagWriter(nothing, "sqlite3").close()
     with BagSource(nothing) as source, pytest.raises(BagError, match="image topics: none"):

@@ -343,9 +343,12 @@ class BagSource:
         """Read only what was recorded from `start_s` seconds after the bag's first message, for `duration_s`
         seconds (None: to its end), as `ros2 bag play --start-offset` and `--playback-duration` take them; the
         window in words. ValueError for a negative start or a duration that is not positive, BagError for a start
-        at or after the bag's end."""
+        at or after the bag's end, or a bag that holds no message."""
         check_time_window(start_s, duration_s)
         first, end = self._reader.start_time, self._reader.end_time
+        if end <= first:  # rosbags' times of a bag without messages: the largest int64 to 0
+            topics = ", ".join(sorted(self.topics())) or "none"
+            raise BagError(f"bag {self.path} holds no messages (its topics: {topics})")
         length = (end - first) / 1e9
         if start_s >= length:
             raise BagError(f"bag {self.path} lasts {length:.1f} s: nothing was recorded {start_s:g} s into it")
