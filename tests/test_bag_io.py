@@ -293,8 +293,12 @@ def test_missing_topic_and_empty_bag(tmp_path: Path, frames: list[np.ndarray]) -
     with pytest.raises(FileNotFoundError):
         BagSource(tmp_path / "absent")
     (tmp_path / "folder").mkdir()
-    with pytest.raises(BagError, match="no metadata.yaml"):
+    with pytest.raises(BagError, match="is not a ROS 2 bag: it has no metadata.yaml"):
         BagSource(tmp_path / "folder")
+    (bag / "metadata.yaml").unlink()  # as rosbag2 leaves a recording cut off (killed, a power cut)
+    with pytest.raises(BagError, match=r"bag .*drive has no metadata.yaml, as a recording cut off before it closed "
+                                       r"has none \(its files: drive.mcap\): `ros2 bag reindex .*drive` writes it"):
+        BagSource(bag)
 
 
 def test_vision_msgs_definitions_match_the_package_built_for_ros() -> None:

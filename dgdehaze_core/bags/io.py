@@ -46,6 +46,8 @@ HAZE_CLASS = "haze_density"
 FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 TF_STATIC = "/tf_static"
 STORAGES = ("mcap", "sqlite3")
+DATA_FILES = (".db3", ".mcap", ".db3.zstd", ".mcap.zstd")
+"""How a rosbag2 folder's data files are named (compressed per file: with .zstd)."""
 BAG_VERSION = 8
 """rosbag2 metadata version written: 8 is what Jazzy writes and what Jazzy and later read."""
 
@@ -200,6 +202,11 @@ class BagSource:
         if not self.path.exists():
             raise FileNotFoundError(f"no such bag: {self.path}")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
+            data = sorted(p.name for p in self.path.iterdir() if p.name.endswith(DATA_FILES))
+            if data:  # rosbag2 writes metadata.yaml as it closes the bag
+                raise BagError(f"bag {self.path} has no metadata.yaml, as a recording cut off before it closed has "
+                               f"none (its files: {', '.join(data[:3])}{' ...' if len(data) > 3 else ''}): "
+                               f"`ros2 bag reindex {self.path}` writes it (docs/BAGS.md)")
             raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
         self.ros1 = is_ros1_bag(self.path)
         self.storage = _storage_of(self.path)
