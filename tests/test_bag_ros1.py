@@ -3,6 +3,7 @@
 ROS 2 messages that read back; a damaged ROS 1 bag fails before any output, leaving no temporary copy behind."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,29 @@ def test_a_truncated_ros1_bag_fails_naming_it_and_leaves_nothing(tmp_path: Path,
     error = capsys.readouterr().err
     assert "cut.bag" in error and "rosbag reindex" in error
     assert not (tmp_path / "out").exists() and copies(private_tmp) == []
+
+
+def test_a_ros1_bag_whose_copy_does_not_fit_in_tmpdir_says_so_not_that_the_bag_is_damaged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A TMPDIR too small for the ROS 2 copy (the usual failure for a large bag) is named as such, with TMPDIR as the
+    way out; it was "corrupt or truncated?", with `rosbag reindex` as the repair, which could not help."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        monkeypatch.setenv("TMPDIR", str(small))
+        monkeypatch.setattr("tempfile.tempdir", None)
+        write_ros1_bag(tmp_path / "drive.bag", demo_frames(4, (640, 360)))
+        assert main(["bag-eval", str(tmp_path / "drive.bag"), "--image-topic", "/cam/image_raw", "--method", "dcp",
+                     "--no-detection", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+        error = capsys.readouterr().err
+        assert f"cannot write the ROS 2 copy of ROS 1 bag {tmp_path / 'drive.bag'} in {small}" in error, error
+        assert "No space left on device (TMPDIR chooses where the copy goes" in error, error
+        assert "corrupt" not in error and "reindex" not in error, error
+        assert not (tmp_path / "out").exists() and copies(small) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 @pytest.mark.ros

@@ -74,13 +74,14 @@ class BagError(ValueError):
 
 
 @contextmanager
-def _damage_as_bag_error(what: str, advice: str = "") -> Iterator[None]:
+def _damage_as_bag_error(what: str, advice: str = "",
+                         passing: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """A failure of rosbags within the block as the BagError `what: reason` and `advice`: on damaged files it raises
-    many types (struct.error, MemoryError, EOFError, zstd's, TypeError from an index, ...). BagError and
-    PROGRAMMING_ERRORS pass as they are."""
+    many types (struct.error, MemoryError, EOFError, zstd's, TypeError from an index, ...). BagError,
+    PROGRAMMING_ERRORS and `passing` pass as they are."""
     try:
         yield
-    except (BagError, *PROGRAMMING_ERRORS):
+    except (BagError, *PROGRAMMING_ERRORS, *passing):
         raise
     except Exception as exc:
         raise BagError(f"{what}: {exc or type(exc).__name__}{advice}") from exc
@@ -215,7 +216,7 @@ class BagSource:
         readable = self.path
         if self.ros1 and as_ros2:
             with _damage_as_bag_error(f"cannot convert ROS 1 bag {self.path} to ROS 2 (corrupt or truncated?)",
-                                      self._repair()):
+                                      self._repair(), passing=(OSError,)):  # no room for the copy: ros2_copy's
                 readable, self._converted = ros2_copy(self.path, store)
             self.storage = _storage_of(readable)
         try:

@@ -8,12 +8,13 @@ with the ROS 2 message definitions the rest of the package writes.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import tempfile
 from pathlib import Path
 
-from rosbags.convert import convert
+from rosbags.convert import ConverterError, convert
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
@@ -24,6 +25,8 @@ CONVERTED_STORAGE = "mcap"
 """Storage of the ROS 2 copy: rosbag2's default since Iron."""
 CONVERTED_VERSION = 8
 """rosbag2 metadata version of the copy, as the output bags (bags/io.py's BAG_VERSION)."""
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""Write errors that say the copy did not fit where it was written (a full disk, a quota, a file size limit)."""
 
 
 def is_ros1_bag(path: Path) -> bool:
@@ -34,19 +37,38 @@ def is_ros1_bag(path: Path) -> bool:
         return stream.read(len(ROS1_MAGIC)) == ROS1_MAGIC
 
 
+def _no_room(exc: BaseException) -> OSError | None:
+    """The write error for want of room (NO_ROOM) that `exc` (the converter's error) was raised from, if any."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno in NO_ROOM):
+        cause = cause.__cause__ or cause.__context__
+    return cause if isinstance(cause, OSError) else None
+
+
 def ros2_copy(bag: Path, store: Typestore) -> tuple[Path, Path]:
     """A ROS 2 copy (mcap) of the ROS 1 bag `bag`, every topic kept, its messages in `store`'s ROS 2 definitions:
     (the copy, the temporary folder holding it, which the caller removes). Any failure of the converter (a corrupt
-    or truncated bag, a message type it cannot map) propagates after the folder is removed; a full disk there is the
-    usual one for a large bag (TMPDIR chooses where it goes)."""
-    folder = Path(tempfile.mkdtemp(prefix="dgdehaze-ros1-"))
+    or truncated bag, a message type it cannot map) propagates after the folder is removed; one for want of room
+    where the copy goes (a full disk there is the usual one for a large bag) as the OSError saying so and that TMPDIR
+    chooses that place."""
+    size = bag.stat().st_size
+    room = f"(TMPDIR chooses where the copy goes; it needs about the bag's {size / 2 ** 20:.0f} MB)"
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="dgdehaze-ros1-"))
+    except OSError as exc:
+        raise OSError(f"cannot make the ROS 2 copy of ROS 1 bag {bag}: {exc} {room}") from exc
     copy = folder / bag.stem
-    LOG.info("%s is a ROS 1 bag (%.0f MB): converting it to ROS 2 in %s first", bag, bag.stat().st_size / 2 ** 20,
-             folder)
+    LOG.info("%s is a ROS 1 bag (%.0f MB): converting it to ROS 2 in %s first", bag, size / 2 ** 20, folder)
     try:
         convert(srcs=[bag], dst=copy, dst_storage=CONVERTED_STORAGE, dst_version=CONVERTED_VERSION, compress=None,
                 compress_mode="file", default_typestore=get_typestore(Stores.ROS1_NOETIC), typestore=store,
                 exclude_topics=[], include_topics=[], exclude_msgtypes=[], include_msgtypes=[])
+    except ConverterError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        if (full := _no_room(exc)) is not None:
+            raise OSError(f"cannot write the ROS 2 copy of ROS 1 bag {bag} in {folder}: {full.strerror} "
+                          f"{room}") from exc
+        raise
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
