@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, VISION_MSGS, BagError,
@@ -225,6 +225,30 @@ def test_truncated_and_corrupt_bags_fail_clearly(tmp_path: Path, frames: list[np
     (corrupt / data_file.name).write_bytes(b"\x00garbage" * 100)
     with pytest.raises(BagError, match="corrupt, truncated"):
         BagSource(corrupt)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_bag_compressed_file_by_file_is_read_as_its_storage(tmp_path: Path, frames: list[np.ndarray],
+                                                              storage: str) -> None:
+    """A bag recorded with `--compression-mode file` holds drive_0.mcap.zstd or drive_0.db3.zstd: its storage, which
+    an evaluation's output bag takes by default and the repair advice names, is the one before .zstd (an mcap
+    bag's was taken for sqlite3)."""
+    store = typestore()
+    writer = Writer(tmp_path / "drive", version=8,
+                    storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+    writer.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
+    with writer:
+        camera = writer.add_connection("/cam/image_raw", IMAGE_TYPE, typestore=store)
+        with BagWriter(tmp_path / "scratch", storage) as builder:  # its message builders only
+            for index, frame in enumerate(frames):
+                stamp = START + index * PERIOD
+                writer.write(camera, stamp, store.serialize_cdr(
+                    image_msg(builder, builder.header(stamp, "camera"), frame, "bgr8"), IMAGE_TYPE))
+    suffix = ".mcap.zstd" if storage == "mcap" else ".db3.zstd"
+    assert [path.name for path in (tmp_path / "drive").iterdir() if path.name.endswith(".zstd")] == [f"drive{suffix}"]
+    with BagSource(tmp_path / "drive") as source:
+        assert source.storage == storage
+        assert len([f for f in source.frames("/cam/image_raw")]) == len(frames)
 
 
 def test_a_damaged_index_or_a_compression_the_files_lack_fail_clearly(tmp_path: Path,

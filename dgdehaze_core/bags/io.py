@@ -167,10 +167,12 @@ class BagFrame:
 
 
 def _storage_of(path: Path) -> str:
+    """"mcap" or "sqlite3": a bag file's storage by its suffix, a rosbag2 folder's by its data files' names (a file
+    compressed whole ends in .zstd after its storage's suffix)."""
     if path.is_file():
         return "mcap" if path.suffix == ".mcap" else "sqlite3"
-    files = [p.suffix for p in path.iterdir()] if path.is_dir() else []
-    return "mcap" if ".mcap" in files else "sqlite3"
+    names = [p.name for p in path.iterdir()] if path.is_dir() else []
+    return "mcap" if any(name.endswith((".mcap", ".mcap.zstd")) for name in names) else "sqlite3"
 
 
 def check_time_window(start_s: float, duration_s: float | None) -> None:
