@@ -291,6 +291,13 @@ def test_messages_missing_from_the_index_are_reported(tmp_path: Path, frames: li
         db.execute("DELETE FROM messages WHERE id = (SELECT MAX(id) FROM messages)")
     with BagSource(bag) as source, pytest.raises(BagError, match="truncated: its index lists 4 messages"):
         source.verify("/cam/image_raw", "/cam/camera_info")
+    stale = tmp_path / "stale"
+    write_camera_bag(stale, "mcap", frames)
+    metadata = stale / "metadata.yaml"
+    metadata.write_text(metadata.read_text().replace("message_count: 4", "message_count: 3"))
+    with BagSource(stale) as source, pytest.raises(BagError, match="index that is out of date: it lists 3 messages on "
+                                                                   "'/cam/image_raw' but 4 can be read"):
+        source.verify("/cam/image_raw", "/cam/camera_info")  # not "truncated ... only 4 can be read"
 
 
 def test_missing_topic_and_empty_bag(tmp_path: Path, frames: list[np.ndarray]) -> None:

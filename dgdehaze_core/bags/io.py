@@ -342,9 +342,14 @@ class BagSource:
                 framed += (connection.topic == image_topic and (start is None or log_time >= start)
                            and (stop is None or log_time < stop))
         for connection in connections:
-            if found[connection.id] != expected[connection.id]:
-                raise BagError(f"bag {self.path} is truncated: its index lists {expected[connection.id]} messages "
-                               f"on {connection.topic!r} but only {found[connection.id]} can be read{self._repair()}")
+            listed, read = expected[connection.id], found[connection.id]
+            if read < listed:
+                raise BagError(f"bag {self.path} is truncated: its index lists {listed} messages on "
+                               f"{connection.topic!r} but only {read} can be read{self._repair()}")
+            if read > listed:  # a metadata.yaml written before the last messages, or copied from another bag
+                raise BagError(f"bag {self.path} has an index that is out of date: it lists {listed} messages on "
+                               f"{connection.topic!r} but {read} can be read (`ros2 bag reindex` writes its "
+                               "metadata.yaml anew: docs/BAGS.md)")
         if not framed:
             raise BagError(f"topic {image_topic!r} in {self.path} has no frame in the time window selected")
         return framed
