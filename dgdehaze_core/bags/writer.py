@@ -35,12 +35,13 @@ def output_images(transport: str, frame_type: str) -> str:
 
 @contextmanager
 def _storage_errors(path: Path) -> Iterator[None]:
-    """A failure of the sqlite3 storage within the block (a full disk: "database or disk is full", a file size limit:
-    "disk I/O error") as the OSError any other failed write is, so that it ends a command with one line, not a
-    traceback."""
+    """A write the sqlite3 storage could not make within the block (a full disk: "database or disk is full", a file
+    size limit: "disk I/O error", a message over its size limit: "string or blob too big") as the OSError any other
+    failed write is, so that it ends a command with one line, not a traceback. Its errors of use (ProgrammingError,
+    IntegrityError: a bug here or in rosbags) pass as they are."""
     try:
         yield
-    except sqlite3.Error as exc:
+    except (sqlite3.OperationalError, sqlite3.DataError) as exc:
         raise OSError(f"cannot write bag {path}: {exc}") from exc
 
 
