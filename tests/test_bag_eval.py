@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, START, demo_frames, image_msg, write_camera_bag,
-                         write_humble_bag)
+from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, START, camera_info_msg, demo_frames, image_msg,
+                         write_camera_bag, write_humble_bag)
 
 from dgdehaze_core.bags import disk_room
 from dgdehaze_core.bags.evaluation import evaluate_bag
@@ -638,6 +638,31 @@ def test_a_camera_height_takes_the_bags_only_camera_info_and_without_one_is_refu
     capsys.readouterr()
     assert main(["bag-eval", str(tmp_path / "without"), "--out", str(tmp_path / "b"), *common]) == 2
     assert "holds no camera info topic" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_a_camera_mounting_without_usable_camera_info_says_why_the_fog_is_not_measured(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With --camera-height, a frame before any camera_info and frames whose camera_info is another camera's (another
+    aspect ratio) have no fog measured: said once per reason in the log and the report's notes, as the node says it,
+    not left as a plot that is silently missing."""
+    with BagWriter(tmp_path / "in", "mcap") as writer:
+        for index, frame in enumerate(demo_frames(3)):  # 160x90
+            stamp = START + index * PERIOD
+            header = writer.header(stamp, "camera_optical_frame")
+            if index:
+                writer.write("/cam/camera_info", CAMERA_INFO_TYPE, stamp,
+                             camera_info_msg(writer, header, np.zeros((480, 640, 3), np.uint8)))
+            writer.write("/cam/image_raw", IMAGE_TYPE, stamp, image_msg(writer, header, frame, "bgr8"))
+    evaluation = evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "out", method="dcp",
+                              mounting=Mounting(1.5, 0.0), progress=False)
+    assert [math.isnan(r.visibility_m) for r in evaluation.records] == [True] * 3
+    prefix = "no visibility, depth in metres or detection distance where "
+    notes = json.loads((tmp_path / "out" / "summary.json").read_text())["notes"]
+    assert notes == [f"{prefix}no camera_info has arrived (first at frame 0)",
+                     f"{prefix}camera_info describes a 640x480 image but the frames are 160x90, of another aspect "
+                     "ratio (a crop its region of interest does not declare?) (first at frame 1)"], notes
+    assert caplog.text.count(prefix) == 2, "once per reason, not once per frame"
+    assert html.escape(notes[1], quote=False) in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_camera_info_from_before_it(

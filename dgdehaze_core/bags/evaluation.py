@@ -40,7 +40,8 @@ from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline, meth
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
-from dgdehaze_core.physics.visibility import Mounting, VisibilityEstimator, field_of_view, intrinsics_of
+from dgdehaze_core.physics.visibility import (Mounting, VisibilityEstimator, field_of_view, intrinsics_of,
+                                              size_mismatch)
 
 LOG = logging.getLogger(__name__)
 
@@ -171,6 +172,18 @@ class FrameProcessor:
             visibility_m=output.fog.visibility if output.fog is not None else math.nan,
             visibility_at_most=output.fog.at_most if output.fog is not None else None)
         return record, output
+
+
+def unmeasured_fog(frame: BagFrame) -> str:
+    """Why the fog of `frame` cannot be measured with a camera mounting, in the node's words (its ~/visibility waits
+    for a camera_info with intrinsics): no camera_info before it, or one that does not describe it; "" when it can
+    be."""
+    info, shape = frame.camera_info, frame.image.shape[:2]
+    if info is None:
+        return "no camera_info has arrived"
+    if intrinsics_of(info, shape) is not None:
+        return ""
+    return size_mismatch(info, shape) or "camera_info has no intrinsics"
 
 
 def detections_msg(writer: BagWriter, header: Any, detections: Sequence[Detection],
@@ -373,6 +386,8 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                     continue
                 record, output = processor(frame)
                 evaluation.records.append(record)
+                if processor.chain.fog is not None and output.fog is None:
+                    evaluation.fog_unmeasured(frame.index, unmeasured_fog(frame))
                 if len(evaluation.records) == 1 and processor.detector is not None:
                     header = writer.header(frame.stamp_ns, frame.header.frame_id)
                     writer.write(f"{prefix}/label_info", LABEL_INFO_TYPE, frame.log_time_ns,

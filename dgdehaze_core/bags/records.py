@@ -122,6 +122,15 @@ class BagEvaluation:
             self.notes.append(f"a damaged camera_info (first at {log_time} ns: {reason}) was passed over: the frames "
                               "after it kept the camera_info before it (the log names each)")
 
+    def fog_unmeasured(self, index: int, reason: str) -> None:
+        """Frame `index` of an evaluation with a camera mounting had no fog measured, for `reason` (no camera_info
+        yet, one that does not describe the frame or has no intrinsics): warned of and noted in the report once per
+        reason, with the first frame, as the node says it once."""
+        note = f"no visibility, depth in metres or detection distance where {reason}"
+        if not any(existing.startswith(note) for existing in self.notes):
+            LOG.warning("%s (first at frame %d)", note, index)
+            self.notes.append(f"{note} (first at frame {index})")
+
     def stop(self, reason: str, index: int, count: int) -> None:
         """The evaluation ended at frame `index` of `count` for `reason`: the report covers the frames before it. A
         second stop (node replay at the recorded rate: the node exited while frames went out, then the disk ran
