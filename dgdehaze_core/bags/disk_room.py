@@ -1,10 +1,10 @@
 """Room on the disk a bag evaluation writes to: the evaluation stops early, with a report of the frames it did,
 rather than fill the disk.
 
-An output bag grows by the frame, by megabytes where it holds raw images (the demo drive's 62 frames: 217 MB), and
-node replay at the recorded rate first spools the node's raw outputs beside it. Its output is made in a temporary
-folder that is moved in place only once complete, so a write that failed for want of room ended an hour's run with
-nothing written. Each evaluation loop now asks `room_problem` before each frame.
+An output bag grows by the frame, by megabytes a frame where it holds raw images, and node replay at the recorded
+rate first spools the node's raw outputs beside it. Its output is made in a temporary folder that is moved in place
+only once complete, so a write that failed for want of room would end a long run with nothing written: each
+evaluation loop asks `room_problem` before each frame.
 """
 from __future__ import annotations
 
