@@ -288,7 +288,7 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
                            ({"architecture": {"widths": [16.5, 32, 48, 96, 128]}}, "'architecture.widths' must be"),
                            # torch's "Expected more than 1 value per channel when training" at the first step
                            ({"width": 32, "height": 32, "batch_size": 1}, "deepest batch norm one value per channel"),
-                           ({"lr": 1e39}, "'lr', 'lr_decay' and 'lr_decay_at' must lie in"),  # float32 overflow
+                           ({"lr": 1e39}, "'lr' must be > 0 and a float32"),  # float32 overflow
                            ({"name": "/tmp/x"}, "'name' names the run folder")):  # raw torch errors, or ran
         with pytest.raises(RecipeError, match=reason):
             depth_recipe_from_dict({**base, "sequences": ["kitti"], **change}, tmp_path)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import (RecipeError, check_field_names, check_known_fields, check_run_name,
-                                           check_seed, expand_path, plain_data, read_recipe_file, recipe_input_bits,
-                                           set_dotted)
+from dgdehaze_core.training.recipe import (FLOAT32_MAX, RecipeError, check_field_names, check_known_fields,
+                                           check_run_name, check_seed, expand_path, plain_data, read_recipe_file,
+                                           recipe_input_bits, set_dotted)
 from dgdehaze_core.training.video_frames import FrameFolder
 
 
@@ -238,8 +238,9 @@ def _check(recipe: DepthRecipe) -> None:
             raise RecipeError(f"'frame_offsets' must be distinct and non-zero, and a sequence's as many as the "
                               f"recipe's {list(recipe.frame_offsets)} with their signs in their order (the pose "
                               f"network is told which sources come earlier by the recipe's), got {list(offsets)}")
-    if not 0 < recipe.lr <= 1 or not 0 < recipe.lr_decay <= 1 or not 0 < recipe.lr_decay_at <= 1:
-        raise RecipeError("'lr', 'lr_decay' and 'lr_decay_at' must lie in (0, 1]")
+    if not 0 < recipe.lr <= FLOAT32_MAX or not 0 < recipe.lr_decay <= 1 or not 0 < recipe.lr_decay_at <= 1:
+        raise RecipeError(f"'lr' must be > 0 and a float32 (at most {FLOAT32_MAX:.3g}), 'lr_decay' and "
+                          "'lr_decay_at' in (0, 1]")
     if not 0 <= recipe.ssim_weight <= 1 or recipe.smoothness < 0 or recipe.min_frame_change < 0:
         raise RecipeError("'ssim_weight' must lie in [0, 1]; 'smoothness' and 'min_frame_change' must be >= 0")
     if not recipe.min_frame_change < recipe.max_frame_change <= 1:

@@ -24,6 +24,8 @@ from dgdehaze_core.io.images import SAMPLE_BITS, VIDEO_SUFFIXES
 from dgdehaze_core.models import MODEL_CONFIGS
 from dgdehaze_core.training.bag_frames import is_bag_path
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a learning rate beyond it overflowed in the first step (torch's error, after work began)."""
 T = TypeVar("T")
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -390,9 +392,9 @@ def _check(recipe: Recipe) -> None:
         raise RecipeError(f"'crop_size' must be a multiple of 16 (the network stride), got {recipe.crop_size}")
     if recipe.crop_size > recipe.max_side:
         raise RecipeError(f"'crop_size' ({recipe.crop_size}) cannot exceed 'max_side' ({recipe.max_side})")
-    if not 0 < recipe.lr <= 1 or recipe.weight_decay < 0:  # 1e39 passed, then overflowed float32 in the first step
-        raise RecipeError(f"'lr' must lie in (0, 1] and 'weight_decay' be >= 0, got {recipe.lr} and "
-                          f"{recipe.weight_decay}")
+    if not 0 < recipe.lr <= FLOAT32_MAX or recipe.weight_decay < 0:  # torch's optimiser holds it in float32
+        raise RecipeError(f"'lr' must be > 0 and a float32 (at most {FLOAT32_MAX:.3g}) and 'weight_decay' >= 0, got "
+                          f"{recipe.lr} and {recipe.weight_decay}")
     check_seed(recipe.seed)
     for key in ("teacher_floor", "net_depth_fraction", "outdoor_fraction"):
         if not 0.0 <= getattr(recipe, key) <= 1.0:
