@@ -204,6 +204,21 @@ def test_a_fleet_interrupted_part_way_indexes_the_bags_it_finished(tmp_path: Pat
     assert "(interrupted)" in index and 'href="short/report.html"' in index and "1 of 2 bags" in index
 
 
+def test_a_fleet_interrupted_before_its_first_bag_ends_keeps_the_earlier_run_s_summary(tmp_path: Path) -> None:
+    """Ctrl-C before a rerun had finished any bag left fleet.json "running" and no index.html beside the earlier
+    run's bag outputs, which no bag of the rerun had replaced: the earlier summary was lost for nothing."""
+    out, command = _short_and_long_fleet(tmp_path, "dcp")
+    command[4], command[5] = command[5], command[4]  # the long bag first: the signal comes while it is evaluated
+    assert main(command[3:]) == 0
+    earlier = {name: (out / name).read_bytes() for name in ("fleet.json", "index.html")}
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: any(p.name.startswith(".long~") for p in out.iterdir()))
+    os.kill(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode in (130, -signal.SIGINT), err[-2000:]
+    assert {name: (out / name).read_bytes() for name in ("fleet.json", "index.html")} == earlier
+
+
 def test_bags_with_a_custom_type_recorded_before_jazzy_are_evaluated_or_fail_alone_in_one_line(
         tmp_path: Path) -> None:
     """A Humble recording of a custom type stores no hash (an mcap still stores the definition, a Humble sqlite3

@@ -37,7 +37,7 @@ from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, EVALUATION_ENT
                                            evaluate_bag)
 from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.io.atomic_files import atomic_write_text
+from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.tables import write_json
 from dgdehaze_core.physics.visibility import Mounting
@@ -280,6 +280,8 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     began = time.perf_counter()
     outcomes: list[BagOutcome] = []
     bar = tqdm(total=len(jobs), desc="bag-eval fleet", unit="bag", disable=not progress)
+    summary_files = ("fleet.json", "index.html")
+    earlier = {name: (out_dir / name).read_bytes() for name in summary_files if (out_dir / name).is_file()}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         # until the run ends, the folder says it is unfinished: an interrupted run is neither mistaken for a
@@ -302,6 +304,12 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
             LOG.warning("interrupted after %d of %d bags: %s indexes those", len(outcomes), len(jobs),
                         out_dir / "index.html")
             _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "interrupted")
+        else:  # no bag output was replaced: the earlier run's summary still describes the folder
+            for name in summary_files:
+                if name in earlier:
+                    atomic_write_bytes(out_dir / name, earlier[name])
+                else:
+                    (out_dir / name).unlink(missing_ok=True)
         raise
     finally:
         bar.close()
