@@ -86,6 +86,20 @@ def test_difficult_boxes_are_neither_right_nor_wrong():
     assert score_matches([matched])["f1"] == 1.0
 
 
+def test_predictions_inside_a_coco_crowd_are_ignored_as_pycocotools_does():
+    """A person of a crowd has a small IoU with the crowd's box: COCO measures the overlap with a crowd region by the
+    share of the prediction's area inside it, and ignores a prediction for which that share is >= 0.5."""
+    crowd = ReferenceBox("person", (100, 0, 300, 200), difficult=True, crowd=True)
+    assert box_iou(np.array([[120, 20, 160, 100], [280, 0, 320, 100]]), np.array([crowd.box]), [True])[:, 0] == \
+        pytest.approx([1.0, 0.5])
+    inside, half_out, outside = _det((120, 20, 160, 100), 0.8, "person"), _det((280, 0, 320, 100), 0.7, "person"), \
+        _det((290, 0, 330, 100), 0.6, "person")
+    matched = match_image([ReferenceBox("person", (0, 0, 10, 20)), crowd],
+                          [_det((0, 0, 10, 20), name="person"), inside, half_out, outside])
+    assert matched.correct == [True, False] and matched.scores == [0.9, 0.6] and matched.references["person"] == 1
+    assert match_image([crowd], [_det((120, 20, 160, 100), name="car")]).correct == [False]  # another class
+
+
 def test_no_reference_objects_anywhere_is_a_clear_error():
     empty = match_image([], [_det((0, 0, 10, 10))])
     with pytest.raises(ValueError, match="no reference objects in any image"):

@@ -164,7 +164,7 @@ def test_coco_crowds_are_difficult_and_its_sizes_scale_the_boxes(voc: Path, tmp_
     data["images"][1].update(width=1280, height=720)  # labelled on a copy twice the size of the photo
     (folder / "_annotations.coco.json").write_text(json.dumps(data))
     boxes = labelled_images(folder)[1].boxes
-    assert [b.difficult for b in boxes] == [True, False]
+    assert [b.difficult for b in boxes] == [True, False] and [b.crowd for b in boxes] == [True, False]
     assert [b.box for b in boxes] == [tuple(x / 2 for x in b.box) for b in reference]
 
 

@@ -13,7 +13,8 @@ mapped to COCO's as VOC's are (`voc_boxes.coco_name`: motorbike -> motorcycle); 
 the detector does not know is set aside as the evaluation says. Boxes are scaled from the image's JSON width and
 height to the photo's own size (a set whose photos were resized after labelling), placed on its upright view as
 `io.orientation` says for a photo with an EXIF orientation, then clipped to the photo.
-`iscrowd: 1` boxes are difficult: neither right nor wrong, as COCO's own evaluation ignores crowds. A listed image
+`iscrowd: 1` boxes are difficult and crowds (`ReferenceBox.crowd`): neither right nor wrong, as COCO's own
+evaluation ignores crowds. A listed image
 without an annotation is a photo with no object (COCO's meaning); a photo the JSON does not list is left out with
 one warning. A number that is not finite, an annotation of an unlisted image or an unknown category, a width or
 height that is not positive, and two images, or two categories of different names, of one id (two files merged
@@ -130,7 +131,8 @@ def _boxes(annotations: list[dict[str, Any]], names: dict[Any, str], entry: dict
         clipped = clip_box(f"{source.name} ({image.name})", name, view.to_upright((x, y, x + w, y + h)),
                            (width, height))
         if clipped is not None:
-            boxes.append(ReferenceBox(name, clipped, annotation.get("iscrowd", 0) == 1))
+            crowd = annotation.get("iscrowd", 0) == 1
+            boxes.append(ReferenceBox(name, clipped, difficult=crowd, crowd=crowd))
     return tuple(boxes)
 
 

@@ -4,7 +4,8 @@ Reference objects are the detector's own detections on the clear image (confiden
 a set has them (RTTS). Predictions are the detector's detections on the hazy input and on each method's output.
 A prediction is right when it has the reference's class and IoU >= 0.5 with it; predictions are matched greedily
 in descending score, each to the unmatched reference it overlaps most (COCO-style); a reference is matched once.
-Predictions on `difficult` human boxes are ignored (VOC).
+Predictions on `difficult` human boxes are ignored (VOC), as are those lying inside a COCO crowd region (by the
+share of the prediction's area inside it, as COCO's evaluation measures crowds).
 
 Figures over a set:
 - precision, recall, F1 over predictions with score >= `conf` (0.25), per image and averaged over the images (each
@@ -50,8 +51,10 @@ DetectFn = Callable[[np.ndarray], list[Detection]]
 LOG = logging.getLogger(__name__)
 
 
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of every box in (N, 4) against every box in (M, 4), boxes as x1, y1, x2, y2 -> (N, M)."""
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
+    """IoU of every box in (N, 4) against every box in (M, 4), boxes as x1, y1, x2, y2 -> (N, M); against a box
+    of `boxes_b` flagged in `crowd` (M bools), the intersection over the area of the box of `boxes_a` (COCO's
+    overlap with a crowd region, as pycocotools' `iou(dt, gt, iscrowd)`)."""
     a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
     left = np.maximum(a[:, None, 0], b[None, :, 0])
@@ -62,6 +65,8 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
     area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     union = area_a[:, None] + area_b[None, :] - inter
+    if crowd is not None:
+        union = np.where(np.asarray(crowd, bool)[None, :], area_a[:, None], union)
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
@@ -87,9 +92,10 @@ def match_image(references: Sequence[ReferenceBox], predictions: Sequence[Detect
     ref_boxes = np.array([r.box for r in references], np.float64).reshape(-1, 4)
     ref_classes = np.array([r.class_name for r in references], dtype=object)
     difficult = np.array([r.difficult for r in references], bool)
+    crowd = np.array([r.crowd for r in references], bool)
     taken = np.zeros(len(references), bool)
     for prediction in sorted(predictions, key=lambda d: -d.score):
-        overlap = box_iou(np.array([prediction.box]), ref_boxes)[0] if len(references) else np.zeros(0)
+        overlap = box_iou(np.array([prediction.box]), ref_boxes, crowd)[0] if len(references) else np.zeros(0)
         candidate = (ref_classes == prediction.class_name) & (overlap >= iou_threshold)
         free = candidate & ~taken & ~difficult
         if free.any():

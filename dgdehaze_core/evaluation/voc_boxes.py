@@ -45,11 +45,14 @@ DAWN_LABELS = "*_PASCAL_VOC"
 
 @dataclass(frozen=True)
 class ReferenceBox:
-    """A reference object: COCO class name, (x1, y1, x2, y2) pixels, and the VOC `difficult` flag."""
+    """A reference object: COCO class name, (x1, y1, x2, y2) pixels, the VOC `difficult` flag, and `crowd` for a
+    COCO crowd region (difficult too), which a prediction overlaps by the share of its own area inside it, as COCO's
+    evaluation measures crowds (a person of a crowd has a small IoU with the crowd's box)."""
 
     class_name: str
     box: tuple[float, float, float, float]
     difficult: bool = False
+    crowd: bool = False
 
 
 @dataclass(frozen=True)
