@@ -21,6 +21,7 @@ from dgdehaze_core.evaluation.detection_eval import (choosing_images, known_refe
 from dgdehaze_core.evaluation.methods import MethodSpec, parse_methods
 from dgdehaze_core.evaluation.labelled_sets import labelled_images
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, read_voc
+from dgdehaze_core.io.images import read_image
 
 DAWN_SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
 VOC = """<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>{objects}</annotation>"""
@@ -335,6 +336,20 @@ def test_a_broken_photo_or_voc_file_outside_include_or_limit_fails_nothing(share
     assert main(["eval", "--dataset", str(broken), "--measure", "detection", "--method", "hazy",
                  "--include", "foggy-006.jpg"]) == 2
     assert "foggy-006.jpg" in capsys.readouterr().err
+
+
+def test_a_conf_below_the_ranking_floor_counts_every_detection_it_admits(shared_data: Path, tmp_path: Path):
+    """--conf sets the confidence of P/R/F1 whatever its value: one below the detector's floor for mAP (0.001)
+    counts the boxes between them too, as a detector run at that confidence finds them."""
+    from dgdehaze_core.detection.detector import Detector
+
+    photo = shared_data / "detection" / "dawn-fog" / "foggy-001.jpg"
+    out = tmp_path / "low.json"
+    assert main(["eval", "--dataset", str(photo.parent), "--measure", "detection", "--method", "hazy",
+                 "--include", photo.name, "--conf", "0.0005", "--no-progress", "--json", str(out)]) == 0
+    found = Detector(conf=0.0005, max_det=300)(read_image(photo))
+    assert len([d for d in found if d.score < 0.001]) > 0, "the photo has boxes between the two confidences"
+    assert json.loads(out.read_text())["hazy"]["detections"] == len(found)
 
 
 def test_eval_refuses_a_split_part_that_matches_nothing(shared_data: Path, capsys):

@@ -297,9 +297,11 @@ def _method_specs(given: list[str] | None) -> list[MethodSpec]:
 
 
 def _detector(args: argparse.Namespace) -> Callable:
+    """The detector as `args` set it, keeping every box down to `AP_SCORE_FLOOR` or --conf where that is lower
+    (P/R/F1 and the clear image's reference boxes count every box >= --conf)."""
     from dgdehaze_core.detection.detector import Detector
 
-    return Detector(**detector_settings(args), conf=AP_SCORE_FLOOR, max_det=300)
+    return Detector(**detector_settings(args), conf=min(AP_SCORE_FLOOR, args.conf), max_det=300)
 
 
 def parse_subsets(items: list[str] | None) -> dict[str, list[str]]:
