@@ -352,6 +352,32 @@ def test_a_conf_below_the_ranking_floor_counts_every_detection_it_admits(shared_
     assert json.loads(out.read_text())["hazy"]["detections"] == len(found)
 
 
+def test_a_detector_of_voc_or_kitti_class_names_finds_the_coco_named_boxes(shared_data: Path, tmp_path: Path,
+                                                                           caplog):
+    """The shipped detector's file with cars named `Car` (KITTI) and motorcycles `motorbike` (VOC, RTTS) scores the
+    DAWN photos as the shipped one does: its names count by their COCO names, as the boxes' do, not as classes it
+    lacks (its boxes set aside, its detections all false)."""
+    import ast
+
+    import onnx
+
+    model = onnx.load(shared_data / "weights" / "yolov8n_int8.onnx")
+    names = next(prop for prop in model.metadata_props if prop.key == "names")
+    classes = ast.literal_eval(names.value)
+    assert (classes[2], classes[3]) == ("car", "motorcycle")
+    names.value = str({**classes, 2: "Car", 3: "motorbike"})
+    onnx.save(model, tmp_path / "renamed.onnx")
+    rows = {}
+    for weights in (shared_data / "weights" / "yolov8n_int8.onnx", tmp_path / "renamed.onnx"):
+        out = tmp_path / f"{weights.stem}.json"
+        assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",
+                     "--method", "hazy", "--include", "foggy-00[1-4].jpg", "--detector", str(weights),
+                     "--detector-precision", "file", "--no-progress", "--json", str(out)]) == 0
+        rows[weights.stem] = json.loads(out.read_text())
+    assert rows["renamed"] == rows["yolov8n_int8"] and rows["renamed"]["hazy[motorcycle]"]["objects"] == 2
+    assert rows["renamed"]["hazy[car]"]["detections"] > 0 and "does not know" not in caplog.text
+
+
 def test_eval_refuses_a_split_part_that_matches_nothing(shared_data: Path, capsys):
     assert main(["eval", "--dataset", str(shared_data / "hazy-real" / "urhi"), "--measure", "detection",
                  "--method", "hazy", "--include", f"@{DAWN_SPLIT}:judge"]) == 2

@@ -38,7 +38,7 @@ from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
 from dgdehaze_core.evaluation.methods import CLEAR, CLEAR_JPEG, Method, jpeg_copy
-from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox
+from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, coco_name
 from dgdehaze_core.io.images import ReadImage, list_images, read_image
 
 IOU_THRESHOLD = 0.5
@@ -87,16 +87,19 @@ class ImageMatches:
 
 def match_image(references: Sequence[ReferenceBox], predictions: Sequence[Detection],
                 iou_threshold: float = IOU_THRESHOLD) -> ImageMatches:
-    """Match one image's predictions to its references (same class, IoU >= threshold, greedy by score)."""
-    result = ImageMatches(references=Counter(r.class_name for r in references if not r.difficult))
+    """Match one image's predictions to its references (same class, IoU >= threshold, greedy by score). Class
+    names on both sides count by their COCO names (`coco_name`), as labelled sets' boxes are named, so a detector
+    trained on VOC or KITTI names (`motorbike`, `Car`) finds the boxes of `motorcycle` and `car`."""
+    result = ImageMatches(references=Counter(coco_name(r.class_name) for r in references if not r.difficult))
     ref_boxes = np.array([r.box for r in references], np.float64).reshape(-1, 4)
-    ref_classes = np.array([r.class_name for r in references], dtype=object)
+    ref_classes = np.array([coco_name(r.class_name) for r in references], dtype=object)
     difficult = np.array([r.difficult for r in references], bool)
     crowd = np.array([r.crowd for r in references], bool)
     taken = np.zeros(len(references), bool)
     for prediction in sorted(predictions, key=lambda d: -d.score):
         overlap = box_iou(np.array([prediction.box]), ref_boxes, crowd)[0] if len(references) else np.zeros(0)
-        candidate = (ref_classes == prediction.class_name) & (overlap >= iou_threshold)
+        name = coco_name(prediction.class_name)
+        candidate = (ref_classes == name) & (overlap >= iou_threshold)
         free = candidate & ~taken & ~difficult
         if free.any():
             best = int(np.argmax(np.where(free, overlap, -1.0)))
@@ -106,7 +109,7 @@ def match_image(references: Sequence[ReferenceBox], predictions: Sequence[Detect
             continue
         else:
             correct = False
-        result.classes.append(prediction.class_name)
+        result.classes.append(name)
         result.scores.append(prediction.score)
         result.correct.append(correct)
     return result
@@ -205,9 +208,11 @@ def score_classes(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
 
 
 def known_references(images: Sequence[LabelledImage], classes: Collection[str]) -> list[LabelledImage]:
-    """`images` with the boxes of classes outside `classes` marked difficult (ignored), with one warning naming
-    them; unchanged when `classes` is empty (unknown) or holds every box's class. NotApplicable, naming those
-    classes, when no box is left to score (every box difficult or of such a class, or no box at all)."""
+    """`images` with the boxes of classes outside `classes` (a detector's names, taken by their COCO names:
+    `coco_name`) marked difficult (ignored), with one warning naming them; unchanged when `classes` is empty
+    (unknown) or holds every box's class. NotApplicable, naming those classes, when no box is left to score (every
+    box difficult or of such a class, or no box at all)."""
+    classes = {coco_name(name) for name in classes}
     unknown = Counter(box.class_name for item in images for box in item.boxes
                       if classes and box.class_name not in classes)
     named = ", ".join(f"{name} ({count})" for name, count in sorted(unknown.items()))
