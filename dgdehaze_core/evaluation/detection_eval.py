@@ -1,7 +1,7 @@
 """Detection recovery: does a detector find on the dehazed image what it finds on the clear one?
 
 Reference objects are the detector's own detections on the clear image (confidence >= `conf`), or human boxes where
-a set has them (RTTS). Predictions are the detector's detections on the hazy input and on each method's output.
+a set has them (DAWN, RTTS). Predictions are the detector's detections on the hazy input and on each method's output.
 A prediction is right when it has the reference's class and IoU >= 0.5 with it; predictions are matched greedily
 in descending score, each to the unmatched reference it overlaps most (COCO-style); a reference is matched once.
 Predictions on `difficult` human boxes are ignored (VOC), as are those lying inside a COCO crowd region (by the
@@ -9,7 +9,7 @@ share of the prediction's area inside it, as COCO's evaluation measures crowds).
 
 Figures over a set:
 - precision, recall, F1 over predictions with score >= `conf` (0.25), per image and averaged over the images (each
-  image's agreement counts alike; the issue's reference figures, hazy 0.78 / DCP 0.82 on SOTS indoor, are these);
+  image's agreement counts alike, as issue #9's reference figures are averaged);
 - f1_pooled: F1 of the true and false positives summed over the set (large scenes weigh more);
 - mAP50: average precision at IoU 0.5 per class with all-point interpolation (the VOC 2010+ rule), over the
   full ranking of predictions (the detector runs with a low floor, `AP_SCORE_FLOOR`), averaged over the classes
