@@ -153,6 +153,8 @@ class Trainer:
         would keep the next run out of a folder that holds nothing to resume."""
         self.history = RunHistory()
         """Its commit, resumes, seconds and training images (`crops_fingerprint`), saved in its checkpoints."""
+        self.resumed_buffers: dict[str, torch.Tensor] | None = None
+        """This rank's own buffers from a torchrun job's last.pt, put back once DDP has wrapped the model."""
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     @property
@@ -181,10 +183,14 @@ class Trainer:
 
     def save_last(self) -> Path | None:
         """Write the resumable training state atomically (the previous last.pt survives until the new one is whole);
-        in a torchrun job every rank calls it, hands over its random state, and rank 0 writes (None elsewhere).
+        in a torchrun job every rank calls it, hands over its random state and its own buffers (the batch-norm
+        statistics its last forward pass moved on its own batch, which the haze synthesis's depth network reads
+        before DDP's next forward gives every rank rank 0's), and rank 0 writes (None elsewhere).
         OSError naming last.pt when it cannot be written (a full disk: ENOSPC)."""
-        random_states = distributed.gather({"generator": self.generator.get_state(),
-                                            "torch_rng": torch.get_rng_state()}, self.rank)
+        own = {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
+        if self.rank.distributed:
+            own["buffers"] = {name: buffer.detach().cpu() for name, buffer in self.model.named_buffers()}
+        random_states = distributed.gather(own, self.rank)
         if not self.rank.writer:
             return None
         state = {"config": self.model.config_name, "depth_guidance": self.model.depth_guidance,
@@ -267,6 +273,18 @@ class Trainer:
             return
         self.generator.set_state(saved[self.rank.rank]["generator"])
         torch.set_rng_state(saved[self.rank.rank]["torch_rng"])
+        self.resumed_buffers = saved[self.rank.rank].get("buffers") if self.rank.distributed else None
+
+    def _restore_rank_buffers(self) -> None:
+        """Put back this rank's own buffers of a resumed torchrun job (`save_last`), after DDP's wrapping gave every
+        rank rank 0's: the uninterrupted job's ranks each held their own until the next forward pass. Nothing for
+        a last.pt from before they were saved, one process, or a job of another size (rank 0's for all)."""
+        if self.resumed_buffers is None:
+            return
+        with torch.no_grad():
+            for name, buffer in self.model.named_buffers():
+                buffer.copy_(self.resumed_buffers[name])
+        self.resumed_buffers = None
 
     # -- one iteration -----------------------------------------------------------------------------------------
     def _uniform(self, batch: int, low: float, high: float) -> torch.Tensor:
@@ -443,6 +461,7 @@ class Trainer:
         recipe, writer = self.recipe, self.rank.writer
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last, writer)
         self.forward_model = distributed.wrap(self.model, self.rank, self.device)
+        self._restore_rank_buffers()
         if self.discriminator is not None:
             distributed.share_state(self.discriminator, self.rank)
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
