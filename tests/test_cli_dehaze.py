@@ -135,6 +135,27 @@ def test_a_video_write_that_fails_part_way_says_so_and_keeps_the_earlier_output(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier, "the earlier videos stay, nothing is left"
 
 
+def test_a_folder_dehazed_into_itself_can_be_dehazed_again_and_resumed(shared_data: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """--out the input folder: the run after the first (the --resume that Ctrl-C advises, or the same command
+    again) listed the first run's outputs as inputs and was refused, 'the outputs would overwrite the input
+    frame_0_dehazed.png'. The outputs of the run whose record the folder holds are not inputs."""
+    source = tmp_path / "frames"
+    source.mkdir()
+    for index, path in enumerate(sorted((shared_data / "hazy-real" / "urhi").glob("*.png"))[:2]):
+        cv2.imwrite(str(source / f"frame_{index}.png"), cv2.resize(read_image(path), (64, 48)))
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(source)]) == 0
+    names = {"frame_0.png", "frame_1.png", "dehaze_run.json"} | {f"frame_{index}_{kind}.png" for index in (0, 1)
+                                                                for kind in ("dehazed", "depth")}
+    assert {p.name for p in source.iterdir()} == names
+    (source / "frame_1_depth.png").unlink()  # as a run stopped part way
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(source), "--resume"]) == 0, \
+        capsys.readouterr().err
+    assert {p.name for p in source.iterdir()} == names
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(source)]) == 0, capsys.readouterr().err
+    assert {p.name for p in source.iterdir()} == names
+
+
 def test_sigterm_stops_a_command_like_ctrl_c_and_leaves_no_half_written_file(shared_data: Path,
                                                                             tmp_path: Path) -> None:
     import signal

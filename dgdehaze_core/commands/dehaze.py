@@ -73,6 +73,13 @@ def output_names(paths: list[Path]) -> dict[Path, str]:
     return names
 
 
+def _outputs(source: Path, paths: list[Path], out: Path, video: bool) -> dict[Path, list[Path]]:
+    """Each input's two outputs in `out`: NAME_dehazed and NAME_depth (`output_names`), PNGs, or MP4s of a video."""
+    names = {source: source.stem} if video else output_names(paths)
+    suffix = ".mp4" if video else ".png"
+    return {path: [out / f"{name}_{kind}{suffix}" for kind in ("dehazed", "depth")] for path, name in names.items()}
+
+
 def _check_outputs(inputs: list[Path], outputs: list[Path]) -> None:
     """Refuse, before any work, outputs that would overwrite an input, that are folders, or whose names are too
     long for a file system (255 bytes)."""
@@ -264,10 +271,14 @@ def run(args: argparse.Namespace) -> int:
     check_writable_place(args.out, "--out", inside=True)
     if video and args.resume:
         raise ValueError("--resume is for a folder of images: a video's outputs are written whole, at its end")
-    names = {source: source.stem} if video else output_names(paths)
-    suffix = ".mp4" if video else ".png"
-    outputs = {path: [args.out / f"{name}_{kind}{suffix}" for kind in ("dehazed", "depth")]
-               for path, name in names.items()}
+    outputs = _outputs(source, paths, args.out, video)
+    if source.is_dir() and (args.out / RUN_RECORD).is_file():  # --out is the input folder that a run filled
+        built = {output.resolve() for pair in outputs.values() for output in pair}
+        paths = [path for path in paths if path.resolve() not in built]
+        if len(paths) < len(outputs):
+            LOG.info("%d images of %s are outputs of the run that wrote %s there: not inputs",
+                     len(outputs) - len(paths), source, RUN_RECORD)
+            outputs = _outputs(source, paths, args.out, video)
     _check_outputs(paths or [source], [output for pair in outputs.values() for output in pair])
     options = network_runtime(args, [args.method])
     if args.method == "dcp" and (options or args.output is not None):
