@@ -156,6 +156,22 @@ def test_a_folder_dehazed_into_itself_can_be_dehazed_again_and_resumed(shared_da
     assert {p.name for p in source.iterdir()} == names
 
 
+def test_a_resume_left_only_unreadable_images_skips_them_and_exits_1(shared_data: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """A resumed run whose images left to do were all unreadable said 'no image in DIR could be read', exit 2, as
+    for a folder of no image at all: the images its run had dehazed read, and the unreadable ones are skipped."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    shutil.copy(sorted((shared_data / "hazy-real" / "urhi").glob("*.png"))[0], source / "a.png")
+    (source / "b.png").write_bytes(b"\x89PNG garbage")
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 1
+    kept = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out), "--resume"]) == 1
+    assert "could be read" not in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == kept
+
+
 def test_sigterm_stops_a_command_like_ctrl_c_and_leaves_no_half_written_file(shared_data: Path,
                                                                             tmp_path: Path) -> None:
     import signal

@@ -167,11 +167,12 @@ def _described(record: dict[str, Any]) -> str:
 
 
 def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
-                out: Path, record: dict[str, Any] | None, progress: bool) -> int:
+                out: Path, record: dict[str, Any] | None, progress: bool, done: int = 0) -> int:
     """Dehaze each image of `paths` (of `source`) into its two `outputs`, `record` written to `out`/RUN_RECORD
     before the first (None: a resumed run's record is there, and kept, as its time says when that run began); 1 when
-    some were skipped (unreadable), ImageError when none could be read (a `source` that is one image: why it could
-    not). Ctrl-C or SIGTERM says how far it got and how to go on (--resume)."""
+    some were skipped (unreadable), ImageError when none could be read and a resumed run had not dehazed `done`
+    images of `source` before (a `source` that is one image: why it could not). Ctrl-C or SIGTERM says how far it
+    got and how to go on (--resume)."""
     failures = 0
     written = 0
     try:
@@ -194,7 +195,7 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
                     "command with --resume dehazes the rest", written + failures, len(paths), out)
         raise
     LOG.info("wrote %d dehazed images to %s (%d skipped)", written, out, failures)
-    if written == 0:
+    if written + done == 0:
         raise ImageError(f"no image in {source} could be read")
     return 1 if failures else 0
 
@@ -302,4 +303,4 @@ def run(args: argparse.Namespace) -> int:
     if expected is not None and record != expected:  # the weights loaded are not those checked: replaced since
         check_resumable(args.out, record)
     return _run_images(source, todo, outputs, read, pipeline, args.out, None if started else record,
-                       not args.no_progress)
+                       not args.no_progress, len(paths) - len(todo))
