@@ -122,6 +122,24 @@ def test_a_12_bit_camera_s_calibration_images_calibrate_int8_on_their_range_with
     assert recorded["dgdehaze_quantization"].endswith("of 3 images read with 12 significant bits")
 
 
+def test_the_quantisation_record_counts_the_calibration_images_that_were_read(tmp_path: Path,
+                                                                               shared_data: Path) -> None:
+    """A calibration folder with a file that does not read: it was skipped with a warning, but the file's record
+    said 'percentile of 3 images', counting it among those calibrated on."""
+    from dgdehaze_core.io.images import images_under, read_image
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for index, path in enumerate(images_under(shared_data / "hazy-real")[:2]):
+        cv2.imwrite(str(calib / f"frame{index}.png"), cv2.resize(read_image(path), (96, 64)))
+    (calib / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "int8.onnx"
+    assert main(["export", "--config", "lite", "--physics-only", "--height", "64", "--width", "96", "--int8",
+                 "--calib", str(calib), "--out", str(out)]) == 0
+    recorded = {entry.key: entry.value for entry in onnx.load(str(out)).metadata_props}
+    assert recorded["dgdehaze_quantization"].endswith("percentile of 2 images")
+
+
 def test_calibration_needs_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)

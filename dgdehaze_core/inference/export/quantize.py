@@ -123,7 +123,7 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
         result = onnx.load(str(quantized))
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     metadata["dgdehaze_quantization"] = (f"int8 QDQ, symmetric, per-channel weights; operators {','.join(operators)}; "
-                                         f"activations at the {percentile:g}th percentile of {len(images)} images"
+                                         f"activations at the {percentile:g}th percentile of {reader.read} images"
                                          + (f" read with {bits} significant bits" if bits != SAMPLE_BITS else ""))
     onnx.helper.set_model_props(result, metadata)
     with atomic_path(target) as tmp:
