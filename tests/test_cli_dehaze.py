@@ -359,14 +359,21 @@ def test_half_with_engines_alone_runs_them_on_cuda_as_an_engine_needs(tmp_path: 
     assert "add --device cuda" in capsys.readouterr().err
 
 
-def test_a_folder_of_folders_names_them(tmp_path: Path, capsys: pytest.CaptureFixture):
-    """A data set's root (DAWN/ with Fog/ and Rain/) holds no image itself: the error says what it does hold."""
+def test_a_folder_of_folders_or_videos_names_them(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A data set's root (DAWN/ with Fog/ and Rain/) or a folder of videos holds no image itself: the error says
+    what it does hold, which dehaze takes one by one."""
     for kind in ("Fog", "Rain"):
         (tmp_path / "DAWN" / kind).mkdir(parents=True)
         cv2.imwrite(str(tmp_path / "DAWN" / kind / "a.jpg"), np.full((8, 8, 3), 200, np.uint8))
     assert main(["dehaze", str(tmp_path / "DAWN"), "--method", "dcp", "--out", str(tmp_path / "o")]) == 2
     assert "no images in" in (error := capsys.readouterr().err) and "Fog/, Rain/: name one" in error
     assert not (tmp_path / "o").exists()
+    videos = tmp_path / "drives"  # a folder of dashcam clips: only 'no images in drives' was said
+    videos.mkdir()
+    for name in ("a.mp4", "b.MOV"):
+        (videos / name).write_bytes(b"")
+    assert main(["dehaze", str(videos), "--method", "dcp", "--out", str(tmp_path / "o")]) == 2
+    assert "it holds a.mp4, b.MOV: name one" in capsys.readouterr().err
 
 
 def test_one_pixel_image_is_dehazed(tmp_path: Path):

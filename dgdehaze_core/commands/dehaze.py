@@ -265,9 +265,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--input-bits is for 16-bit image files; a video's frames are read as 8-bit")
     paths = [] if video else list_images(source) if source.is_dir() else [source]
     if not video and not paths:
-        folders = sorted(p.name + "/" for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
-        hint = f" (only the images directly in it are read; it holds {', '.join(folders[:5])}" \
-               f"{' ...' if len(folders) > 5 else ''}: name one)" if folders else ""
+        named = sorted(p.name + "/" if p.is_dir() else p.name for p in source.iterdir() if not p.name.startswith(".")
+                       and (p.is_dir() or (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)))
+        hint = f" (only the images directly in it are read; it holds {', '.join(named[:5])}" \
+               f"{' ...' if len(named) > 5 else ''}: name one)" if named else ""
         raise ImageError(f"no images in {source}{hint}")
     check_writable_place(args.out, "--out", inside=True)
     if video and args.resume:
