@@ -97,6 +97,25 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path: Path, capsys: pytes
         assert "error:" in capsys.readouterr().err
 
 
+def test_an_empty_path_an_unset_variable_gives_is_refused_not_taken_for_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dgdehaze dehaze "$IN" --out "$OUT"` with a variable unset: Path("") is the current folder, and dehaze wrote
+    its outputs there (or dehazed every image in it) with exit 0; export --calib "" calibrated on it."""
+    here = tmp_path / "here"
+    here.mkdir()
+    cv2.imwrite(str(here / "frame.png"), np.full((24, 32, 3), 150, np.uint8))
+    cv2.imwrite(str(tmp_path / "photo.png"), np.full((24, 32, 3), 150, np.uint8))
+    monkeypatch.chdir(here)
+    for args in (["dehaze", str(tmp_path / "photo.png"), "--method", "dcp", "--out", ""],
+                 ["dehaze", "", "--method", "dcp", "--out", str(tmp_path / "o")],
+                 ["export", "--config", "lite", "--int8", "--calib", "", "--out", str(tmp_path / "q.onnx")]):
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        assert stopped.value.code == 2 and "an empty path" in capsys.readouterr().err, args
+    assert [p.name for p in here.iterdir()] == ["frame.png"] and not (tmp_path / "o").exists()
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_inputs_sharing_a_name_get_outputs_of_their_own_and_no_input_is_overwritten(tmp_path: Path,
                                                                                     capsys: pytest.CaptureFixture):
     source = tmp_path / "in"

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights
@@ -39,9 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "(or NAME_dehazed.mp4 and NAME_depth.mp4 for a video). A photo is "
                                                "dehazed upright, turned by its EXIF orientation as viewers show "
                                                "it, and its outputs are written so.")
-    parser.add_argument("input", type=Path, help="image file, folder of images, or video file")
+    parser.add_argument("input", type=path_argument, help="image file, folder of images, or video file")
     parser.add_argument("--method", default="dcp", help="dcp, lite (its shipped weights) or a weights path")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=path_argument, required=True, help="output folder")
     parser.add_argument("--output", choices=OUTPUT_MODES, default=None,
                         help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
                              "default); `decoder` with the paper's released weights gives the image the authors' "

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from dgdehaze_core.commands.argument_types import with_reason
+from dgdehaze_core.commands.argument_types import path_argument, with_reason
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
 from dgdehaze_core.detection.input_size import imgsz_option
 from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="model configuration (lite, base; paper: the released network, with "
                                           "--weights model_Roadmap.pth): its shipped weights, or --weights")
-    source.add_argument("--detector", type=Path, help="an Ultralytics .pt detector to export instead")
-    parser.add_argument("--weights", type=Path,
+    source.add_argument("--detector", type=path_argument, help="an Ultralytics .pt detector to export instead")
+    parser.add_argument("--weights", type=path_argument,
                         help="a dgdehaze checkpoint (.pt) of --config to export, or the paper's released .pth")
     parser.add_argument("--untrained", action="store_true",
                         help="export a freshly initialised --config model (for speed tests before training)")
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--int8", action="store_true",
                         help="int8: a TensorRT engine calibrated on --calib images, or with --format onnx a "
                              "statically quantised QDQ model (ONNX Runtime, TensorRT)")
-    parser.add_argument("--calib", type=Path,
+    parser.add_argument("--calib", type=path_argument,
                         help="int8 calibration: a folder of images, subfolders too (model), a dataset YAML "
                              "(detector)")
     add_input_bits_option(parser, f"--calib's {IMAGE_FILES}", "; a 12-bit camera's exports read with 16 would "
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "the file")
     parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=None,
                         help="--detector's input size (a multiple of 32 in [32, 4096]; default 640)")
-    parser.add_argument("--out", type=Path, help="output file (default: exports/<name>.<format>)")
+    parser.add_argument("--out", type=path_argument, help="output file (default: exports/<name>.<format>)")
     parser.set_defaults(func=run)
 
 
