@@ -1,10 +1,13 @@
-"""The `dgdehaze` command line on an installation that lacks a package one command needs (rosbags, on a machine
-that only trains): that command says what to install, every other command works."""
+"""The `dgdehaze` command line as a whole: on an installation that lacks a package one command needs (rosbags, on a
+machine that only trains) that command says what to install and every other command works; every command refuses
+an empty path."""
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 
@@ -46,3 +49,31 @@ def test_train_reads_a_bag_source_only_with_rosbags_and_says_so_without(tmp_path
     assert refused.returncode == 2 and "needs the Python package 'rosbags'" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
 
+
+
+@pytest.mark.parametrize("args", [
+    ["bag-eval", "", "--out", "OUT"], ["bag-eval", "BAG", "--out", ""],
+    ["bag-eval", "BAG", "--out", "OUT", "--json", ""], ["eval", "--dataset", ""],
+    ["eval", "--dataset", "D", "--json", ""],
+    ["train", "--config", ""], ["train", "--config", "C", "--out", ""], ["train", "--config", "C", "--json", ""],
+    ["train-depth", "--config", "C", "--export", ""], ["bench", "dcp", "--json", ""],
+    ["bench", "training", "--train-config", ""]], ids=lambda args: " ".join(args))
+def test_an_empty_path_is_refused_by_every_command_not_taken_for_the_current_folder(
+        args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unset shell variable (`--json "$OUT"`) gives an empty path, Path("") the current folder: a bag-eval read or
+    wrote the folder it ran in, or failed on its --json only after the whole evaluation."""
+    from dgdehaze_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2 and "an empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_qos_probe_refuses_an_empty_json_path(capsys: pytest.CaptureFixture[str]) -> None:
+    from dgdehaze_ros.tools.qos_probe import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--json", ""])
+    assert stopped.value.code == 2 and "an empty path" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fl
 from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_image_topic
 from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
 from dgdehaze_core.bags.records import BagEvaluation
+from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
@@ -40,13 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bag-eval", help="evaluate dehazing and detection on a ROS 2 bag (sqlite3 or mcap) or a ROS 1 bag",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", type=Path, nargs="+", metavar="IN_BAG",
+    parser.add_argument("input", type=path_argument, nargs="+", metavar="IN_BAG",
                         help="rosbag2 folder, a single .mcap/.db3 file, or a ROS 1 .bag (converted to ROS 2 "
                              "first); several for a fleet")
     parser.add_argument("--image-topic", default=None,
                         help="sensor_msgs/Image or CompressedImage topic (default: the bag's only one with messages)")
     parser.add_argument("--camera-info-topic", default=None, help="sensor_msgs/CameraInfo topic to pass along")
-    parser.add_argument("--out", type=Path, required=True,
+    parser.add_argument("--out", type=path_argument, required=True,
                         help="output folder (replaced atomically); with several bags, one folder per bag in it")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",
                         help="several bags: run them on this Ray cluster (auto, or ray://HOST:10001)")
@@ -94,7 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "ros2 bag play --rate) and count the frames the node drops while busy, as on the "
                              "vehicle; default: lockstep, each frame once the node answered the one before, so "
                              "that every frame is evaluated")
-    parser.add_argument("--json", type=str, default=None, help="also write the figures table to this JSON file")
+    parser.add_argument("--json", type=path_argument, default=None,
+                        help="also write the figures table to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

@@ -23,13 +23,13 @@ import itertools
 import logging
 import math
 import os
-from pathlib import Path
 from typing import Sequence
 
 import cv2
 
 from dgdehaze_core.benchmarks.node_load import MAX_NODE_SECONDS, check_node_load
 from dgdehaze_core.benchmarks.timing import comma_items, parse_sizes, smaller_than
+from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.detection.input_size import check_imgsz
@@ -114,10 +114,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="node: the node process's Fast DDS profile as the launch file's fastdds_large_images "
                              "sets it, comma-separated: auto (the shipped profile unless the environment "
                              "configures Fast DDS), off (the environment's; rows end in fastdds:off)")
-    parser.add_argument("--train-config", type=Path, default=REPO_DIR / "training" / "lite.yaml",
+    parser.add_argument("--train-config", type=path_argument, default=REPO_DIR / "training" / "lite.yaml",
                         help="train: the recipe whose step is timed (default: training/lite.yaml)")
     parser.add_argument("--train-batch", type=_int_list, default=[8], help="train: comma-separated batch sizes")
-    parser.add_argument("--json", type=str, default=None, help="also write the table to this JSON file")
+    parser.add_argument("--json", type=path_argument, default=None, help="also write the table to this JSON file")
     parser.set_defaults(func=run)
 
 

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from dgdehaze_core.benchmarks.timing import parse_size
-from dgdehaze_core.commands.argument_types import with_reason
+from dgdehaze_core.commands.argument_types import path_argument, with_reason
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
@@ -128,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--measure", default="quality",
                         help=f"comma-separated of {', '.join(MEASURES)}, or all (default: quality)")
-    parser.add_argument("--dataset", action="append", type=Path, metavar="DIR",
+    parser.add_argument("--dataset", action="append", type=path_argument, metavar="DIR",
                         help="a set to evaluate (repeatable; default: every applicable set in ../shared/data)")
     parser.add_argument("--method", action="append", default=None,
                         help="comma-separated SOURCE or NAME=SOURCE (repeatable): hazy (the input), clear and "
@@ -144,7 +144,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_bits_option(parser, f"{IMAGE_FILES} in paired, labelled and hazy-photo sets (a depth set's are "
                                   "8-bit)")
     add_network_options(parser)
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--json", type=path_argument, default=None, metavar="FILE",
+                        help="also write the rows as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     add_detector_options(parser)
     parser.add_argument("--conf", type=float, default=CONFIDENCE,

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_place, refuse_input_as_output,
                                            refuse_inside)
 from dgdehaze_core.io.tables import emit
@@ -37,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_example: str,
                       export_help: str) -> None:
     """The options every training command takes: recipe, run folder, resume, device, overrides, threads, export."""
-    parser.add_argument("--config", type=Path, required=True, help=f"the recipe, e.g. {recipe_example}")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--config", type=path_argument, required=True, help=f"the recipe, e.g. {recipe_example}")
+    parser.add_argument("--out", type=path_argument, default=None,
                         help="run folder (default: runs/<recipe name> in the working folder)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last.pt, with the same recipe (only iterations, "
@@ -49,9 +50,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override a recipe field, e.g. --set {set_example} (repeatable)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
-    parser.add_argument("--export", type=Path, default=None, help=export_help)
+    parser.add_argument("--export", type=path_argument, default=None, help=export_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    parser.add_argument("--json", type=str, default=None,
+    parser.add_argument("--json", type=path_argument, default=None,
                         help="also write the run's figures (loss, validation) to this JSON file")
 
 

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_ros.fastdds_profile import profile_variables, shipped_profile
 from dgdehaze_ros.tools.child_process import log_tail, stop
 
@@ -257,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--subscriber-transport", default=None, choices=tuple(TRANSPORTS),
                         help="the subscriber's transport; --transports are then the publisher's (default: both "
                              "processes use each of --transports)")
-    parser.add_argument("--json", default=None, help="also write the table to this JSON file")
+    parser.add_argument("--json", type=path_argument, default=None, help="also write the table to this JSON file")
     args = parser.parse_args(argv)
     if args.role == "publish":
         print(json.dumps(_publish(args)), flush=True)
