@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -210,6 +213,26 @@ def test_the_ablation_is_checked_to_differ_only_in_depth_guidance(tmp_path: Path
             ablation_recipe_note(tmp_path)
 
 
+@contextmanager
+def _once_loaded(method: str, act: Callable[[], None]) -> Iterator[None]:
+    """Within the block, `act` runs when eval says it has loaded `method` (`methods.load_method` logs "method NAME:
+    ..."): a change made while the evaluation runs."""
+    class Loaded(logging.Handler):
+        def emit(self, entry: logging.LogRecord) -> None:
+            if entry.getMessage().startswith(f"method {method}: "):
+                act()
+
+    logger = logging.getLogger("dgdehaze_core.evaluation.methods")
+    handler, level = Loaded(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _one_pair(shared_data: Path, tmp_path: Path) -> Path:
     """A paired set of one SOTS-indoor pair (room 1400, light haze) in `tmp_path`."""
     pairs = tmp_path / "sots1"
@@ -273,32 +296,17 @@ def test_the_record_names_the_weights_the_eval_ran_not_a_file_put_in_their_place
     training run saving its last.pt meanwhile) was named for figures its weights never made. It now names the
     record the pipeline kept of the bytes it loaded."""
     import hashlib
-    import logging
 
     from dgdehaze_core.models import build_model, save_checkpoint
 
     weights = tmp_path / "last.pt"
     save_checkpoint(build_model("lite"), weights, {"iterations": 7, "recipe": "ran", "commit": "abc1234"})
     ran = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-
-    class ReplaceOnceLoaded(logging.Handler):
-        """Saves another checkpoint over the file when eval says it has loaded the method (`methods.load_method`)."""
-
-        def emit(self, entry: logging.LogRecord) -> None:
-            if entry.getMessage().startswith("method mine: "):
-                save_checkpoint(build_model("lite"), weights, {"iterations": 9, "recipe": "later", "commit": "fed9876"})
-
     pairs = _one_pair(shared_data, tmp_path)
-    logger = logging.getLogger("dgdehaze_core.evaluation.methods")
-    handler, level = ReplaceOnceLoaded(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with _once_loaded("mine", lambda: save_checkpoint(build_model("lite"), weights,
+                                                       {"iterations": 9, "recipe": "later", "commit": "fed9876"})):
         assert record("ran", ["--dataset", str(pairs), "--method", f"mine={weights}", "--working-size", "96x64"],
                       tmp_path / "results") == 0
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert hashlib.sha256(weights.read_bytes()).hexdigest()[:12] != ran, "the file was replaced during the eval"
     meta = json.loads((tmp_path / "results" / "ran.meta.json").read_text())
     assert meta["weights"]["mine"] == {"path": str(weights), "sha256": ran, "iterations": 7, "recipe": "ran",
@@ -391,7 +399,6 @@ def test_the_record_names_the_commit_the_eval_started_at(shared_data: Path, tmp_
                                                           monkeypatch: pytest.MonkeyPatch):
     """The commit was read when the eval had finished: a commit made while it ran (minutes, per step) was named for
     figures code before it made. The record now names the commit at the start, marked +dirty when the code moved."""
-    import logging
 
     from dgdehaze_core.training import run_files
 
@@ -408,25 +415,13 @@ def test_the_record_names_the_commit_the_eval_started_at(shared_data: Path, tmp_
     git("commit", "-q", "-m", "x")
     before = git("rev-parse", "--short", "HEAD")
     monkeypatch.setattr(run_files, "REPO_DIR", repo)
-
-    class CommitOnceLoaded(logging.Handler):
-        """Commits a change to the code when eval says it has loaded the method (`methods.load_method`)."""
-
-        def emit(self, entry: logging.LogRecord) -> None:
-            if entry.getMessage().startswith("method dcp: "):
-                (repo / "dgdehaze_core" / "a.py").write_text("y\n")
-                git("commit", "-q", "-am", "y")
+    def commit_a_change() -> None:
+        (repo / "dgdehaze_core" / "a.py").write_text("y\n")
+        git("commit", "-q", "-am", "y")
 
     pairs = _one_pair(shared_data, tmp_path)
-    logger = logging.getLogger("dgdehaze_core.evaluation.methods")
-    handler, level = CommitOnceLoaded(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with _once_loaded("dcp", commit_a_change):
         assert record("moved", ["--dataset", str(pairs), "--method", "dcp"], tmp_path / "results") == 0
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert git("rev-parse", "--short", "HEAD") != before, "a commit was made during the eval"
     assert json.loads((tmp_path / "results" / "moved.meta.json").read_text())["commit"] == f"{before}+dirty"
     assert record("still", ["--dataset", str(pairs), "--method", "dcp"], tmp_path / "results") == 0

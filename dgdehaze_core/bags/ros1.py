@@ -63,13 +63,10 @@ def ros2_copy(bag: Path, store: Typestore) -> tuple[Path, Path]:
         convert(srcs=[bag], dst=copy, dst_storage=CONVERTED_STORAGE, dst_version=CONVERTED_VERSION, compress=None,
                 compress_mode="file", default_typestore=get_typestore(Stores.ROS1_NOETIC), typestore=store,
                 exclude_topics=[], include_topics=[], exclude_msgtypes=[], include_msgtypes=[])
-    except ConverterError as exc:
+    except BaseException as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        if (full := _no_room(exc)) is not None:
+        if isinstance(exc, ConverterError) and (full := _no_room(exc)) is not None:
             raise OSError(f"cannot write the ROS 2 copy of ROS 1 bag {bag} in {folder}: {full.strerror} "
                           f"{room}") from exc
-        raise
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
         raise
     return copy, folder

@@ -94,8 +94,7 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
                                "--json", what="the run's own")
     if args.export is None:
         return
-    refuse_input_as_output(args.export, [args.config], "--export", what="--config")
-    for what, path in (kept_inputs or {}).items():
+    for what, path in {"--config": args.config, **(kept_inputs or {})}.items():
         refuse_input_as_output(args.export, [path], "--export", what=what)
     refuse_inside(args.export, run_dir, "--export", "the run folder", " (last.pt, best.pt)")
     check_writable_file(args.export, "--export", export_suffixes, export_kind)

@@ -14,11 +14,10 @@ the detector does not know is set aside as the evaluation says. Boxes are scaled
 height to the photo's own size (a set whose photos were resized after labelling), placed on its upright view as
 `io.orientation` says for a photo with an EXIF orientation, then clipped to the photo.
 `iscrowd: 1` boxes are difficult and crowds (`ReferenceBox.crowd`): neither right nor wrong, as COCO's own
-evaluation ignores crowds. A listed image
-without an annotation is a photo with no object (COCO's meaning); a photo the JSON does not list is left out with
-one warning. A number that is not finite, an annotation of an unlisted image or an unknown category, a width or
-height that is not positive, and two images, or two categories of different names, of one id (two files merged
-without new ids) are refused naming the JSON file.
+evaluation ignores crowds. A listed image without an annotation is a photo with no object (COCO's meaning); a photo
+the JSON does not list is left out with one warning. A number that is not finite, an annotation of an unlisted image
+or an unknown category, a width or height that is not positive, and two images, or two categories of different
+names, of one id (two files merged without new ids) are refused naming the JSON file.
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ import yaml
 
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_parts
+from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
 from dgdehaze_core.io.images import SAMPLE_BITS, VIDEO_SUFFIXES
 from dgdehaze_core.models import MODEL_CONFIGS
 from dgdehaze_core.training.bag_frames import is_bag_path
@@ -383,8 +384,8 @@ def _check(recipe: Recipe) -> None:
         raise RecipeError(f"'model' must be one of {', '.join(MODEL_CONFIGS)} (the paper's released network is run, "
                           f"not trained, here), got {recipe.model!r}")
     if recipe.val_max_side < MIN_VAL_MAX_SIDE:
-        raise RecipeError(f"'val_max_side' must be at least {MIN_VAL_MAX_SIDE} (the validation's SSIM needs 7 pixels "
-                          f"on a pair's short side), got {recipe.val_max_side}")
+        raise RecipeError(f"'val_max_side' must be at least {MIN_VAL_MAX_SIDE} (the validation's SSIM needs "
+                          f"{SSIM_MIN_SIDE} pixels on a pair's short side), got {recipe.val_max_side}")
     for key in ("warmup_iterations", "teacher_iterations", "net_depth_after", "num_workers"):
         if getattr(recipe, key) < 0:
             raise RecipeError(f"'{key}' must be >= 0, got {getattr(recipe, key)}")

@@ -69,13 +69,17 @@ class ShapeProfile:
         max_w = round_up_to_stride(max(int(opt_w * 1.5), 1920), stride)
         return cls((1, 3, stride, stride), (1, 3, opt_h, opt_w), (max_batch, 3, max_h, max_w))
 
-    def shapes(self) -> tuple[str, str, str]:
-        """The min, opt and max shapes as "hazy:1x3x32x32" (the form of ONNX Runtime's trt_profile_*_shapes)."""
-        return tuple(f"{INPUT_NAME}:{'x'.join(str(v) for v in shape)}"  # type: ignore[return-value]
+    def _dims(self) -> tuple[str, str, str]:
+        """The min, opt and max shapes as "1x3x32x32"."""
+        return tuple("x".join(str(v) for v in shape)  # type: ignore[return-value]
                      for shape in (self.min, self.opt, self.max))
 
+    def shapes(self) -> tuple[str, str, str]:
+        """The min, opt and max shapes as "hazy:1x3x32x32" (the form of ONNX Runtime's trt_profile_*_shapes)."""
+        return tuple(f"{INPUT_NAME}:{dims}" for dims in self._dims())  # type: ignore[return-value]
+
     def describe(self) -> str:
-        return INPUT_NAME + ":" + "/".join(shape.partition(":")[2] for shape in self.shapes())
+        return f"{INPUT_NAME}:{'/'.join(self._dims())}"
 
     @classmethod
     def parse(cls, text: str) -> ShapeProfile:
