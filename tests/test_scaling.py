@@ -3,6 +3,7 @@ data-parallel under torchrun (two CPU ranks on gloo)."""
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import urllib.parse
 from dataclasses import asdict
 from pathlib import Path
@@ -29,7 +31,7 @@ from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends.selection import model_digest
 from dgdehaze_core.io.checkpoints import read_checkpoint
 from dgdehaze_core.models import build_model
-from dgdehaze_core.training.distributed import Rank, shard
+from dgdehaze_core.training.distributed import Rank, Shard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -355,11 +357,34 @@ def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path
 
 
 def test_each_rank_takes_its_own_batches_and_together_they_are_the_one_process_stream() -> None:
-    one = shard(0, 8, 3, Rank())
-    ranks = [shard(0, 4, 3, Rank(r, 2, r)) for r in range(2)]
+    one = list(Shard(0, 8, 3, Rank()))
+    ranks = [list(Shard(0, 4, 3, Rank(r, 2, r))) for r in range(2)]
     assert not set(ranks[0]) & set(ranks[1])
     assert sorted(ranks[0] + ranks[1]) == one
-    assert shard(2, 4, 3, Rank(1, 2, 1)) == ranks[1][6:]  # a resumed rank goes on where it stopped
+    assert list(Shard(2, 4, 3, Rank(1, 2, 1))) == ranks[1][6:]  # a resumed rank goes on where it stopped
+
+
+@pytest.mark.parametrize("first, iterations, batch_size, rank", [
+    (0, 8, 3, Rank()), (5, 17, 4, Rank()), (0, 6, 2, Rank(0, 3, 0)), (3, 11, 5, Rank(2, 3, 2)),
+    (7, 7, 2, Rank(1, 2, 1)), (9, 4, 2, Rank())])
+def test_a_shard_draws_the_indices_of_the_listed_stream(first: int, iterations: int, batch_size: int,
+                                                        rank: Rank) -> None:
+    listed = [(iteration * rank.world_size + rank.rank) * batch_size + item
+              for iteration in range(first, iterations) for item in range(batch_size)]
+    drawn = Shard(first, iterations, batch_size, rank)
+    assert list(drawn) == listed and len(drawn) == len(listed)
+
+
+def test_a_shard_of_a_very_long_run_holds_no_list_of_its_indices() -> None:
+    tracemalloc.start()
+    try:
+        drawn = Shard(1_000, 30_000_000, 8, Rank(1, 4, 1))
+        head = list(itertools.islice(drawn, 3))
+        held = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(drawn) == (30_000_000 - 1_000) * 8 and head == [32_008, 32_009, 32_010]
+    assert held < 100_000, f"{held} bytes for the sampler of a 30 M-iteration run"
 
 
 @pytest.mark.parametrize("environment", [{"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x"}])

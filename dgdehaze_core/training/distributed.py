@@ -2,7 +2,7 @@
 
 `torchrun --nproc_per_node=N -m dgdehaze_core.cli train --config R.yaml` runs N copies of the same recipe: each
 process (rank) builds the same model, DDP makes its weights rank 0's and averages the gradients at every step, and
-each rank draws its own crops (`shard`), so one iteration learns from N batches. Rank 0 alone writes the run folder
+each rank draws its own crops (`Shard`), so one iteration learns from N batches. Rank 0 alone writes the run folder
 (checkpoints, logs, validation), with every rank's random state; every rank resumes from the same last.pt. The
 process group runs on gloo for the CPU and NCCL for CUDA; across machines torchrun's rendezvous options do the rest
 (docs/SCALING.md).
@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Sampler
 
 LOG = logging.getLogger(__name__)
 
@@ -133,9 +135,20 @@ def any_rank(flag: bool, rank: Rank, device: torch.device) -> bool:
     return bool(value.item())
 
 
-def shard(first_iteration: int, iterations: int, batch_size: int, rank: Rank) -> list[int]:
-    """The sample indices this rank trains on from `first_iteration` to `iterations`: at each iteration the job
-    takes world_size consecutive batches of the one index stream, rank r the r-th. In one process this is the
-    stream itself, so a one-process run draws what it always drew."""
-    return [(iteration * rank.world_size + rank.rank) * batch_size + item
-            for iteration in range(first_iteration, iterations) for item in range(batch_size)]
+class Shard(Sampler[int]):
+    """The sample indices one rank trains on from `first_iteration` to `iterations`, made as they are drawn (a run
+    of millions of iterations holds no list of them): at each iteration the job takes world_size consecutive
+    batches of the one index stream, rank r the r-th. In one process this is the stream itself, so a one-process
+    run draws what it always drew."""
+
+    def __init__(self, first_iteration: int, iterations: int, batch_size: int, rank: Rank) -> None:
+        self.iterations = range(first_iteration, iterations)
+        self.batch_size, self.rank = batch_size, rank
+
+    def __len__(self) -> int:
+        return len(self.iterations) * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        for iteration in self.iterations:
+            start = (iteration * self.rank.world_size + self.rank.rank) * self.batch_size
+            yield from range(start, start + self.batch_size)

@@ -439,7 +439,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------------------
     def _loader(self, dataset: RandomCrops) -> Iterator[torch.Tensor]:
         recipe = self.recipe
-        indices = distributed.shard(self.iteration, recipe.iterations, recipe.batch_size, self.rank)
+        indices = distributed.Shard(self.iteration, recipe.iterations, recipe.batch_size, self.rank)
         loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
                             pin_memory=self.device.type == "cuda", drop_last=True, persistent_workers=False,
                             generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
