@@ -175,6 +175,40 @@ def test_a_bag_frame_that_does_not_decode_is_skipped_with_one_warning_and_a_bag_
         RandomCrops([ImageSource(tmp_path / "broken", topic="/right/image_raw")], 64, 96, (1.0, 1.0), 0, "hazy")
 
 
+def test_a_bag_that_several_sources_list_is_decoded_once_and_each_source_draws_what_it_drew_alone(
+        shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bag listed as clear and as hazy, or twice, was decoded once for each listing and held in memory as often."""
+    _two_camera_bag(tmp_path / "two", broken={1, 3})
+    every, even = (ImageSource(tmp_path / "two", topic="/right/image_raw", frame_step=step, weight=step)
+                   for step in (1, 2))
+    alone = [RandomCrops(sources, 64, 96, (1.0, 2.0), 0, kind) for sources, kind in (([even], "clear"),
+                                                                                     ([even, every], "hazy"))]
+    decoded: list[int] = []
+    decode_frame = BagSource.decode_frame
+    monkeypatch.setattr(BagSource, "decode_frame", lambda self, *args: decoded.append(args[3]) or
+                        decode_frame(self, *args))
+    cache: dict = {}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        shared = [RandomCrops(sources, 64, 96, (1.0, 2.0), 0, kind, cache=cache)
+                  for sources, kind in (([even], "clear"), ([even, every], "hazy"))]
+    assert sorted(decoded) == [0, 1, 2, 3], "each frame decoded once"
+    for one, other in zip(alone, shared):
+        assert one.sources == other.sources and np.array_equal(one.probabilities, other.probabilities)
+        assert all(np.array_equal(a, b) for a, b in zip(one.images, other.images))
+        assert all(torch.equal(one[index], other[index]) for index in range(8))
+    assert all(a is b for a, b in zip(shared[0].images, shared[1].images)), "held in memory once"
+    warnings = [r.getMessage() for r in caplog.records if "do not decode" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of the 4 frames" in warnings[0], "the source of the frames that fail is warned"
+    raw = _tiny(shared_data)
+    decoded.clear()
+    Trainer(recipe_from_dict({**raw, "data": {
+        "clear": [{"path": str(tmp_path / "two"), "topic": "/left/image_raw"}],
+        "hazy": [{"path": str(tmp_path / "two"), "topic": "/left/image_raw"}]}}, tmp_path), tmp_path / "run",
+        device="cpu").train(progress=False)
+    assert sorted(decoded) == [0, 1, 2, 3], "a run decodes a bag listed as clear and as hazy once"
+
+
 def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]

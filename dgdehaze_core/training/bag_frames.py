@@ -57,15 +57,14 @@ def bag_frame_indices(bag: Path, topic: str, frame_step: int, kind: str) -> tupl
         return topic, list(range(0, topics[topic][1], frame_step))
 
 
-def decode_bag_frames(bag: Path, topic: str, wanted: Collection[int], bits: int = SAMPLE_BITS, *,
-                      remedy: str) -> dict[int, np.ndarray]:
+def read_bag_frames(bag: Path, topic: str, wanted: Collection[int], bits: int = SAMPLE_BITS, *,
+                    remedy: str) -> dict[int, np.ndarray | ImageError]:
     """The frames `wanted` (indices on `topic`, in time order) of the bag as BGR uint8 (16-bit samples with `bits`
     significant bits, as bag-eval's --input-bits; frames read with 16 bits that look like a 12-bit camera's are
-    warned of once, the warning asking for `remedy`), read in one pass that stops after the last one wanted. A frame
-    that does not decode is left out with one warning for the bag, naming the first; ImageError when none decodes,
-    or when the bag ends before a wanted frame (its index lists more)."""
-    decoded: dict[int, np.ndarray] = {}
-    failed: dict[int, ImageError] = {}
+    warned of once, the warning asking for `remedy`), or the ImageError of a frame that does not decode, read in
+    one pass that stops after the last one wanted. ImageError when the bag ends before a wanted frame (its index
+    lists more)."""
+    taken: dict[int, np.ndarray | ImageError] = {}
     last = max(wanted)
     bags = _bags(bag)
     with bags.BagSource(bag, input_bits=bits, as_ros2=False, remedy=remedy) as source:
@@ -73,19 +72,24 @@ def decode_bag_frames(bag: Path, topic: str, wanted: Collection[int], bits: int 
         for index, (connection, log_time, raw) in enumerate(source.raw_messages(connections)):
             if index in wanted:
                 frame = source.decode_frame(connection, log_time, raw, index, None)
-                if isinstance(frame, bags.BagFrame):
-                    decoded[index] = frame.image
-                else:
-                    failed[index] = frame
+                taken[index] = frame.image if isinstance(frame, bags.BagFrame) else frame
             if index == last:
                 break
-    missing = sorted(set(wanted) - set(decoded) - set(failed))
+    missing = sorted(set(wanted) - set(taken))
     if missing:
         raise ImageError(f"bag {bag} ends before frame {missing[0]} of {topic!r} (its index lists more frames)")
-    first = next(iter(failed.values()), None)
+    return taken
+
+
+def decoded_bag_frames(bag: Path, topic: str, taken: dict[int, np.ndarray | ImageError]) -> dict[int, np.ndarray]:
+    """The frames of `taken` (`read_bag_frames`) that decode. Those that do not are left out with one warning for
+    the bag, naming the first; ImageError when none decodes."""
+    decoded = {index: frame for index, frame in taken.items() if isinstance(frame, np.ndarray)}
+    failed = [frame for _, frame in sorted(taken.items()) if isinstance(frame, ImageError)]
     if not decoded:
-        raise ImageError(f"bag {bag}: none of the {len(failed)} frames taken from {topic!r} decodes, e.g. {first}")
+        raise ImageError(f"bag {bag}: none of the {len(failed)} frames taken from {topic!r} decodes, e.g. "
+                         f"{failed[0] if failed else None}")
     if failed:
         LOG.warning("bag %s: %d of the %d frames taken from %s do not decode and are left out, e.g. %s", bag,
-                    len(failed), len(wanted), topic, first)
+                    len(failed), len(taken), topic, failed[0])
     return decoded

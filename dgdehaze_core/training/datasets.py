@@ -2,7 +2,8 @@
 paired validation folders.
 
 Validation folders are paired by `dgdehaze_core.datasets.paired_sets` (the same rules as `dgdehaze eval`).
-Images are decoded once, scaled so that their long side is at most `max_side`, and kept in memory as RGB uint8.
+Images are decoded once a run (`DecodeCache`, where several sources list them), scaled so that their long side
+is at most `max_side`, and kept in memory as RGB uint8.
 Each sample is a function of its index alone (the generator is seeded with the recipe seed and the index), so a
 run draws the same crops whatever the number of loader workers, and a resumed run continues the same stream.
 """
@@ -26,7 +27,8 @@ from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
 from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, ReadImage,
                                      VideoFrames, images_under, read_image, video_frame_count)
-from dgdehaze_core.training.bag_frames import bag_frame_indices, decode_bag_frames, is_bag_path
+from dgdehaze_core.training.bag_frames import (bag_frame_indices, decoded_bag_frames, is_bag_path,
+                                                read_bag_frames)
 from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)
@@ -119,36 +121,52 @@ def load_rgb(path: Path, max_side: int, min_side: int = 1, read: ReadImage = rea
         raise ImageError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
 
 
-def decode_training_images(images: Sequence[TrainingImage], max_side: int,
-                           min_side: int = 1) -> dict[TrainingImage, np.ndarray]:
+DecodeCache = dict[tuple[TrainingImage, int, int], np.ndarray | ImageError]
+"""Training images decoded by (image, max_side, min_side), as `load_rgb` gives them, or the ImageError of a bag frame
+that does not decode: shared by the sources of a run (`decode_training_images`), so that an image file, a video or
+a bag that several sources list (as clear and as hazy, or twice) is decoded once and held in memory once."""
+
+
+def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_side: int = 1,
+                           cache: DecodeCache | None = None) -> dict[TrainingImage, np.ndarray]:
     """Every image as `load_rgb` gives it, by image, with its `bits`; each video and each bag is decoded once for all
-    its frames. A bag frame that does not decode is left out (`bag_frames.decode_bag_frames`: one warning per bag,
-    ImageError when none of its frames decodes). ImageError names a video or bag that ends before a frame it listed.
-    The image files are read by one `ImageReader` per `bits`, which warns once per call when one read with 16 bits
-    looks like a 12-bit camera's; a bag's frames are warned of alike, once per bag."""
-    decoded: dict[TrainingImage, np.ndarray] = {}
-    for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in images if image.topic}):
-        listed = [image for image in images if image.path == bag and image.topic == topic and image.bits == bits]
-        taken = decode_bag_frames(bag, topic, {image.frame for image in listed if image.frame is not None}, bits,
-                                  remedy=FILE_REMEDY)
-        decoded.update((image, _scaled(taken[image.frame][:, :, ::-1], max_side, min_side)) for image in listed
-                       if image.frame in taken)
-    frames: dict[tuple[Path, int], np.ndarray] = {}
-    for video in sorted({image.path for image in images if image.frame is not None and not image.topic}):
-        wanted = {image.frame for image in images if image.path == video}
+    its frames, and an image already in `cache` is not decoded again (those decoded now are added to it). A bag
+    frame that does not decode is left out (`bag_frames.decoded_bag_frames`: one warning per bag, ImageError when
+    none of its frames decodes). ImageError names a video or bag that ends before a frame it listed. The image
+    files are read by one `ImageReader` per `bits`, which warns once per call when one read with 16 bits looks like a
+    12-bit camera's; a bag's frames are warned of alike, once per bag."""
+    cache = {} if cache is None else cache
+
+    def keep(image: TrainingImage, frame: np.ndarray | ImageError) -> None:
+        cache[(image, max_side, min_side)] = (frame if isinstance(frame, ImageError)
+                                              else _scaled(frame[:, :, ::-1], max_side, min_side))
+
+    todo = [image for image in images if (image, max_side, min_side) not in cache]
+    for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in todo if image.topic}):
+        listed = [image for image in todo if (image.path, image.topic, image.bits) == (bag, topic, bits)]
+        taken = read_bag_frames(bag, topic, {image.frame for image in listed if image.frame is not None}, bits,
+                                remedy=FILE_REMEDY)
+        for image in listed:
+            keep(image, taken[image.frame])
+    for video in sorted({image.path for image in todo if image.frame is not None and not image.topic}):
+        wanted = {image.frame: image for image in todo if image.path == video}
         for index, frame in enumerate(VideoFrames(video)):
             if index in wanted:
-                frames[(video, index)] = _scaled(frame[:, :, ::-1], max_side, min_side)
-        missing = sorted(index for index in wanted if (video, index) not in frames)
+                keep(wanted[index], frame)
+        missing = sorted(index for index, image in wanted.items() if (image, max_side, min_side) not in cache)
         if missing:
             raise ImageError(f"{video} ends before frame {missing[0]} (its container reports more frames)")
     readers: dict[int, ImageReader] = {}
-    for image in images:
-        if not image.topic:
+    for image in todo:
+        if image.frame is None:
             reader = readers.setdefault(image.bits, ImageReader(image.bits, FILE_REMEDY))
-            decoded[image] = (frames[(image.path, image.frame)] if image.frame is not None
-                              else load_rgb(image.path, max_side, min_side, reader))
-    return decoded
+            cache[(image, max_side, min_side)] = load_rgb(image.path, max_side, min_side, reader)
+    decoded = {image: cache[(image, max_side, min_side)] for image in images}
+    for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in images if image.topic}):
+        frames = {image.frame: decoded[image] for image in images
+                  if (image.path, image.topic, image.bits) == (bag, topic, bits)}
+        decoded_bag_frames(bag, topic, frames)
+    return {image: frame for image, frame in decoded.items() if isinstance(frame, np.ndarray)}
 
 
 DepthOf = Callable[[np.ndarray], np.ndarray]
@@ -165,11 +183,16 @@ class RandomCrops(Dataset):
     With `depth_of`, each image's depth is computed once on the whole image (a depth network sees the field of view
     it learned on, not a zoomed crop) and crops are 4xHxW: RGB and the same window of that depth, NaN for the
     images of sources marked `prior_depth`.
+
+    `cache` (`DecodeCache`), given to the clear and the hazy crops of a run, decodes an image that both list once;
+    the sources of one dataset share one in any case.
     """
 
     def __init__(self, sources: Sequence[ImageSource], crop: int, max_side: int,
-                 zoom_range: tuple[float, float], seed: int, kind: str, depth_of: DepthOf | None = None) -> None:
+                 zoom_range: tuple[float, float], seed: int, kind: str, depth_of: DepthOf | None = None,
+                 cache: DecodeCache | None = None) -> None:
         listed = collect_images(sources, kind)
+        cache = {} if cache is None else cache
         self.kind = kind
         self.crop = crop
         self.zoom_range = zoom_range
@@ -178,7 +201,7 @@ class RandomCrops(Dataset):
         decoded: dict[TrainingImage, np.ndarray] = {}
         for source in sources:  # one call a source: its reader warns once for it
             decoded.update(decode_training_images([image for image, _, of in listed if of is source], max_side,
-                                                  min_side=crop))
+                                                  min_side=crop, cache=cache))
         entries = [entry for entry in listed if entry[0] in decoded]
         self.sources = [image for image, _, _ in entries]
         self.images = [decoded[image] for image in self.sources]

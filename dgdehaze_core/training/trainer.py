@@ -43,7 +43,7 @@ from dgdehaze_core.models import DGDehazeNet, build_model, checkpoint_state, sav
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 from dgdehaze_core.physics.scattering import synthesize_haze
 from dgdehaze_core.training import distributed, losses
-from dgdehaze_core.training.datasets import RandomCrops, ValidationPair, load_validation
+from dgdehaze_core.training.datasets import DecodeCache, RandomCrops, ValidationPair, load_validation
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.initial_weights import FROM_SCRATCH, start_from
@@ -464,10 +464,11 @@ class Trainer:
         self._restore_rank_buffers()
         if self.discriminator is not None:
             distributed.share_state(self.discriminator, self.rank)
+        decoded: DecodeCache = {}  # a source listed as clear and as hazy is decoded once
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
-                                 "clear", self.depth_of if self.clear_depth is not None else None)
+                                 "clear", self.depth_of if self.clear_depth is not None else None, cache=decoded)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
-                                "hazy")
+                                "hazy", cache=decoded)
         self.history.record_data({"clear": crops_fingerprint(clear_data, recipe.clear),
                                   "hazy": crops_fingerprint(hazy_data, recipe.hazy)},
                                  self.last_path if self.resume else None)
