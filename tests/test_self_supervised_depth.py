@@ -325,6 +325,31 @@ def test_hidden_files_and_folders_of_a_kitti_folder_are_left_out_as_a_frame_fold
     assert len(FrameTuples(sequences, 64, 32, (-1, 1), augment=False).samples) == 1
 
 
+def test_frames_numbered_without_zero_padding_are_refused_not_paired_out_of_time_order(
+        three_kitti_frames: Path, tmp_path: Path) -> None:
+    """frame10.png sorts before frame9.png by name: frames 8..11 named so were taken as 10, 11, 8, 9, and the
+    tuples paired frames that are no neighbours, silently."""
+    data = three_kitti_frames / "2011_09_26" / "2011_09_26_drive_sfnd_sync" / "image_02" / "data"
+    frames = sorted(data.iterdir())
+    intrinsics = (721.5, 721.5, 609.6, 172.9)
+    (tmp_path / "padded").mkdir()
+    for index, frame in enumerate(frames, start=9):  # 9, 10, 11
+        shutil.copy(frame, tmp_path / "padded" / f"frame{index:02d}.jpg")
+    assert [p.name for p in load_sequences(FrameFolder(tmp_path / "padded", intrinsics))[0].frames] == [
+        "frame09.jpg", "frame10.jpg", "frame11.jpg"]
+    for frame in (tmp_path / "padded").iterdir():
+        frame.rename(frame.with_name(frame.name.replace("frame0", "frame")))
+    with pytest.raises(ImageError, match=r"frames in .*padded are in one order by name and in another by the numbers "
+                                         r"in their names \(frame10\.jpg sorts before frame9\.jpg\)"):
+        load_sequences(FrameFolder(tmp_path / "padded", intrinsics))
+    for frame in frames:
+        frame.rename(frame.with_name(frame.name.lstrip("0")))  # 10.jpg, 11.jpg, 12.jpg: one width, kept
+    assert [p.name for p in find_kitti_sequences(three_kitti_frames)[0].frames] == ["10.jpg", "11.jpg", "12.jpg"]
+    shutil.copy(data / "10.jpg", data / "9.jpg")
+    with pytest.raises(ImageError, match=r"10\.jpg sorts before 9\.jpg"):
+        find_kitti_sequences(three_kitti_frames)
+
+
 def test_a_12_bit_camera_s_frame_folder_trains_on_its_frames_with_input_bits_12_and_is_warned_without(
         three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Three real KITTI frames exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): a sequence with

@@ -20,6 +20,7 @@ index alone, so a resumed run continues the same stream.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -102,12 +103,32 @@ class FrameFolder:
     input_bits: int = SAMPLE_BITS
 
 
+def _by_numbers(path: Path) -> list[list[tuple[int, int | str]]]:
+    """Each part of a path as its runs of digits, each compared by its value, and the text between them."""
+    return [[(0, int(run)) if run.isdigit() else (1, run) for run in re.split(r"(\d+)", part) if run]
+            for part in path.parts]
+
+
+def frames_in_order(frames: Sequence[Path], folder: Path) -> tuple[Path, ...]:
+    """The frame files (under `folder`) in name order; ImageError, naming two of them, where the numbers in their
+    names give another order (frame10.png before frame2.png: numbers not zero-padded), which would make
+    neighbours of frames that are not."""
+    by_name = sorted(frames)
+    by_number = sorted(by_name, key=_by_numbers)
+    if by_name != by_number:
+        first, second = next((a, b) for a, b in zip(by_name, by_number) if a != b)
+        raise ImageError(f"the frames in {folder} are in one order by name and in another by the numbers in their "
+                         f"names ({first.relative_to(folder)} sorts before {second.relative_to(folder)}): name them "
+                         "with numbers of one width (zero-padded), so that name order is time order")
+    return tuple(by_name)
+
+
 def folder_sequence(folder: FrameFolder) -> VideoSequence:
     """The `VideoSequence` of a `FrameFolder`: intrinsics moved into the crop and normalised by its size."""
     if not folder.path.is_dir():
         raise FileNotFoundError(f"no such sequence folder: {folder.path}")
-    frames = tuple(sorted(p for p in folder.path.glob(folder.include)
-                          if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder.path)))
+    frames = frames_in_order([p for p in folder.path.glob(folder.include)
+                              if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder.path)], folder.path)
     if not frames:
         raise ImageError(f"{folder.path} holds no frames matching {folder.include!r}")
     height, width = read_image(frames[0]).shape[:2]
@@ -138,8 +159,8 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
         calibration = drive.parent / KITTI_CALIBRATION
         if not calibration.is_file():
             raise ImageError(f"{folder} has no {KITTI_CALIBRATION} in {drive.parent}")
-        frames = tuple(sorted(p for p in folder.iterdir()
-                              if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder)))
+        frames = frames_in_order([p for p in folder.iterdir()
+                                  if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder)], folder)
         sequences.append(VideoSequence(f"{drive.name}/image_{camera}", frames,
                                        read_kitti_intrinsics(calibration, camera), folder=folder))
     if not sequences:
