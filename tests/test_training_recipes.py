@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import shutil
 from pathlib import Path
 
 import cv2
@@ -34,6 +36,33 @@ def test_a_folder_source_takes_every_frame_step_th_image_and_a_strip_too_thin_to
     cv2.imwrite(str(strip / "strip.png"), np.full((1, 16000, 3), 90, np.uint8))  # 64 rows would be 1024000 wide
     with pytest.raises(ImageError, match="strip.png: a 16000x1 image would be scaled to 1024000x64"):
         RandomCrops([ImageSource(strip)], 64, 128, (1.0, 1.0), 0, "clear")
+
+
+def test_the_videos_and_bags_in_a_folder_source_are_named_not_left_out_without_a_word(
+        shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A folder source reads its images only: the fog videos and bags beside them were left out with no word, and a
+    folder of videos alone was 'no images in' it."""
+    folder = tmp_path / "fog"
+    shutil.copytree(shared_data / "clear" / "bdd", folder)
+    shutil.copy(shared_data / "video" / "fog_river.mp4", folder / "drive.MP4")
+    shutil.copytree(REPO_DIR / "data" / "demo" / "rural_fog_day", folder / "bags" / "rural_fog_day")
+    (folder / "._drive.MP4").write_bytes(b"\x00\x05\x16\x07 AppleDouble sidecar")
+    with caplog.at_level(logging.WARNING):
+        taken = collect_images([ImageSource(folder)], "hazy")
+    assert sorted(image.path.name for image, _, _ in taken) == sorted(p.name for p in (shared_data / "clear" /
+                                                                                      "bdd").iterdir())
+    warnings = [record.getMessage() for record in caplog.records]
+    assert warnings == [f"hazy images: {folder} holds 2 video(s) or bag(s) that a folder source does not read "
+                        "(bags/rural_fog_day, drive.MP4): name each as a source of its own"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        collect_images([ImageSource(folder, include=("*.jpg",))], "hazy")
+    assert not caplog.records, "the videos and bags that include leaves out are not named"
+    for image in folder.glob("*.jpg"):
+        image.unlink()
+    with pytest.raises(ImageError, match=r"no images in .*fog; .* holds 2 video\(s\) or bag\(s\) .*"
+                                         r"\(bags/rural_fog_day, drive\.MP4\): name each as a source of its own"):
+        collect_images([ImageSource(folder)], "hazy")
 
 
 def test_a_training_image_that_is_a_loop_of_links_is_refused_naming_it(shared_data: Path, tmp_path: Path) -> None:

@@ -25,9 +25,10 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
 from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
+from dgdehaze_core.io.folder_walk import linked_folders
 from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, ReadImage,
-                                     VideoFrames, images_under, read_image, video_frame_count)
-from dgdehaze_core.training.bag_frames import (bag_frame_indices, decoded_bag_frames, is_bag_path,
+                                     VideoFrames, images_under, is_hidden, read_image, video_frame_count)
+from dgdehaze_core.training.bag_frames import (BAG_SUFFIXES, bag_frame_indices, decoded_bag_frames, is_bag_path,
                                                 read_bag_frames)
 from dgdehaze_core.training.recipe import ImageSource
 
@@ -61,12 +62,36 @@ def _video_frames(source: ImageSource, kind: str) -> list[TrainingImage]:
     return [TrainingImage(source.path, frame) for frame in range(0, count, source.frame_step)]
 
 
+def _recordings_under(folder: Path) -> list[Path]:
+    """The video files and bags (a rosbag2 folder, a .mcap, .db3 or .bag file) in `folder` and its subfolders,
+    hidden ones left out: what a folder source does not read."""
+    found = set()
+    for current, files in linked_folders(folder):
+        for name in files:
+            suffix = Path(name).suffix.lower()
+            if suffix in BAG_SUFFIXES and "metadata.yaml" in files:
+                found.add(current)
+            elif suffix in (*VIDEO_SUFFIXES, *BAG_SUFFIXES):
+                found.add(current / name)
+    return sorted(path for path in found if not is_hidden(path, folder))
+
+
 def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
+    """Every `frame_step`-th image under the folder (matching `include`). The videos and bags under it, which it
+    does not read, are named: in the ImageError where it holds no image, else in a warning."""
     if not source.path.is_dir():
         raise NotADirectoryError(f"{kind} images: {source.path} is not a folder or a video file")
-    paths = images_under(source.path)
+    paths, recordings = images_under(source.path), _recordings_under(source.path)
     if source.include:
-        paths = [p for p in paths if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
+        paths, recordings = ([p for p in found if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
+                             for found in (paths, recordings))
+    if recordings:
+        named = ", ".join(str(path.relative_to(source.path)) for path in recordings[:5])
+        unread = (f"{source.path} holds {len(recordings)} video(s) or bag(s) that a folder source does not read "
+                  f"({named}{' ...' if len(recordings) > 5 else ''}): name each as a source of its own")
+        if not paths:
+            raise ImageError(f"{kind} images: no images in {source.path}; {unread}")
+        LOG.warning("%s images: %s", kind, unread)
     return [TrainingImage(path, bits=source.input_bits) for path in paths[::source.frame_step]]
 
 
