@@ -21,14 +21,16 @@ from dgdehaze_core.cli import main
 K = [100.0, 0.0, 80.0, 0.0, 100.0, 45.0, 0.0, 0.0, 1.0]
 
 
-def write_ros1_bag(path: Path, frames: list[np.ndarray]) -> None:
+def write_ros1_bag(path: Path, frames: list[np.ndarray], sonar: bool = False) -> None:
     """`frames` as bgr8 sensor_msgs/Image on /cam/image_raw with a CameraInfo on /cam/camera_info, stamped and
-    timed as tests/test_bag_io.py's ROS 2 bags, in ROS 1 Noetic's message definitions and serialization."""
+    timed as tests/test_bag_io.py's ROS 2 bags, in ROS 1 Noetic's message definitions and serialization; with
+    `sonar`, a sensor_msgs/Range on /sonar with each frame (a type whose ROS 1 and ROS 2 wire formats differ)."""
     store = get_typestore(Stores.ROS1_NOETIC)
     types = store.types
     with Writer(path) as writer:
         info_topic = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=store)
         image_topic = writer.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        sonar_topic = writer.add_connection("/sonar", "sensor_msgs/msg/Range", typestore=store) if sonar else None
         for index, frame in enumerate(frames):
             stamp = START + index * PERIOD
             header = types["std_msgs/msg/Header"](seq=index, frame_id="camera_optical_frame",
@@ -44,6 +46,10 @@ def write_ros1_bag(path: Path, frames: list[np.ndarray]) -> None:
                                                    data=frame.ravel().copy())
             writer.write(info_topic, stamp, store.serialize_ros1(info, "sensor_msgs/msg/CameraInfo"))
             writer.write(image_topic, stamp, store.serialize_ros1(image, "sensor_msgs/msg/Image"))
+            if sonar_topic is not None:
+                echo = types["sensor_msgs/msg/Range"](header=header, radiation_type=0, field_of_view=0.1,
+                                                      min_range=0.1, max_range=5.0, range=1.0 + index)
+                writer.write(sonar_topic, stamp, store.serialize_ros1(echo, "sensor_msgs/msg/Range"))
 
 
 @pytest.fixture
@@ -80,6 +86,21 @@ def test_a_ros1_bag_is_evaluated_as_the_same_frames_in_a_ros2_bag(tmp_path: Path
     assert [r.haze_density_hazy for r in runs["ros1"].records] == [r.haze_density_hazy for r in runs["ros2"].records]
     with BagSource(tmp_path / "out-ros1" / "bag") as output:
         assert output.storage == "mcap" and not output.ros1
+
+
+def test_what_the_ros1_converter_says_is_logged_and_leaves_the_figures_table_alone_on_stdout(
+        tmp_path: Path, private_tmp: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    """rosbags' converter prints a line to stdout for each type it migrates (a Range, whose ROS 1 and ROS 2 wire
+    formats differ): it came before the figures table, which is bag-eval's output on stdout. It is logged instead,
+    and the Range messages reach the output bag converted."""
+    write_ros1_bag(tmp_path / "drive.bag", demo_frames(3), sonar=True)
+    with caplog.at_level("INFO"):
+        assert main(["bag-eval", str(tmp_path / "drive.bag"), "--image-topic", "/cam/image_raw", "--method", "dcp",
+                     "--no-detection", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dgdehaze bag-eval: drive.bag (offline, dcp, 3 frames)\n"), out
+    assert "Msgtype will be migrated: sensor_msgs/msg/Range" in caplog.text
+    assert [m.range for _, m in read_all(tmp_path / "out" / "bag")["/sonar"]] == [1.0, 2.0, 3.0]
 
 
 def test_a_truncated_ros1_bag_fails_naming_it_and_leaves_nothing(tmp_path: Path, private_tmp: Path,

@@ -9,9 +9,11 @@ with the ROS 2 message definitions the rest of the package writes.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import shutil
 import tempfile
+from contextlib import redirect_stdout
 from pathlib import Path
 
 from rosbags.convert import ConverterError, convert
@@ -50,7 +52,8 @@ def ros2_copy(bag: Path, store: Typestore) -> tuple[Path, Path]:
     (the copy, the temporary folder holding it, which the caller removes). Any failure of the converter (a corrupt
     or truncated bag, a message type it cannot map) propagates after the folder is removed; one for want of room
     where the copy goes (a full disk there is the usual one for a large bag) as the OSError saying so and that TMPDIR
-    chooses that place."""
+    chooses that place. What the converter prints (a line for each message type it migrates) is logged, not left on
+    stdout, where a command's output goes."""
     size = bag.stat().st_size
     room = f"(TMPDIR chooses where the copy goes; it needs about the bag's {size / 2 ** 20:.0f} MB)"
     try:
@@ -59,14 +62,19 @@ def ros2_copy(bag: Path, store: Typestore) -> tuple[Path, Path]:
         raise OSError(f"cannot make the ROS 2 copy of ROS 1 bag {bag}: {exc} {room}") from exc
     copy = folder / bag.stem
     LOG.info("%s is a ROS 1 bag (%.0f MB): converting it to ROS 2 in %s first", bag, size / 2 ** 20, folder)
+    said = io.StringIO()
     try:
-        convert(srcs=[bag], dst=copy, dst_storage=CONVERTED_STORAGE, dst_version=CONVERTED_VERSION, compress=None,
-                compress_mode="file", default_typestore=get_typestore(Stores.ROS1_NOETIC), typestore=store,
-                exclude_topics=[], include_topics=[], exclude_msgtypes=[], include_msgtypes=[])
+        with redirect_stdout(said):
+            convert(srcs=[bag], dst=copy, dst_storage=CONVERTED_STORAGE, dst_version=CONVERTED_VERSION,
+                    compress=None, compress_mode="file", default_typestore=get_typestore(Stores.ROS1_NOETIC),
+                    typestore=store, exclude_topics=[], include_topics=[], exclude_msgtypes=[], include_msgtypes=[])
     except BaseException as exc:
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(exc, ConverterError) and (full := _no_room(exc)) is not None:
             raise OSError(f"cannot write the ROS 2 copy of ROS 1 bag {bag} in {folder}: {full.strerror} "
                           f"{room}") from exc
         raise
+    finally:
+        for line in said.getvalue().splitlines():
+            LOG.info("converting %s: %s", bag.name, line)
     return copy, folder
