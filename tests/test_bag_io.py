@@ -332,6 +332,26 @@ def test_missing_topic_and_empty_bag(tmp_path: Path, frames: list[np.ndarray]) -
         BagSource(bag)
 
 
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_bag_copied_without_its_data_file_says_so_not_how_to_repair_a_recording(
+        tmp_path: Path, storage: str, capsys: pytest.CaptureFixture) -> None:
+    """A rosbag2 folder whose metadata.yaml lists a data file it lacks (copied without it, or the file renamed):
+    an mcap bag got sqlite3's advice (`ros2 bag reindex`), and no repair tool recreates a missing file anyway."""
+    bag = tmp_path / "drive"
+    if storage == "mcap":
+        shutil.copytree(REPO_DIR / "data" / "demo" / "rural_fog_day", bag)
+    else:
+        write_camera_bag(bag, storage, demo_frames(2))
+    data = next(path for path in bag.iterdir() if path.name != "metadata.yaml")
+    data.unlink()
+    assert main(["bag-eval", str(bag), "--image-topic", "/cam/image_raw", "--method", "dcp", "--no-detection",
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert (f"bag {bag} lacks the data file its metadata.yaml lists: {data.name} (copied without it?); no repair "
+            "recreates it: copy it in from the recording") in error, error
+    assert "reindex" not in error and "recover" not in error and not (tmp_path / "out").exists()
+
+
 def test_vision_msgs_definitions_match_the_package_built_for_ros() -> None:
     """The typestore's vision_msgs must be field for field the messages the node publishes."""
     msg_dir = REPO_DIR / "tools" / "vision_msgs" / "msg"

@@ -16,10 +16,11 @@ import math
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection, MessageDefinition, MessageDefinitionFormat
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
@@ -175,6 +176,18 @@ def _storage_of(path: Path) -> str:
     return "mcap" if any(name.endswith((".mcap", ".mcap.zstd")) for name in names) else "sqlite3"
 
 
+def _missing_data_files(folder: Path) -> list[str]:
+    """The data files that a rosbag2 folder's metadata.yaml lists and the folder lacks (found by name in it, as
+    rosbags finds them); none where the metadata does not say (rosbags' reader then says what is wrong with it)."""
+    try:
+        listed = yaml.safe_load((folder / "metadata.yaml").read_text())["rosbag2_bagfile_information"][
+            "relative_file_paths"]
+        names = [PurePath(name).name for name in listed] if isinstance(listed, list) else []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        return []
+    return [name for name in names if not (folder / name).exists()]
+
+
 def check_time_window(start_s: float, duration_s: float | None) -> None:
     """ValueError for a start that is not 0 or more seconds, or a duration that is not a positive number of seconds
     (None: to the end), as `BagSource.select_window` takes them."""
@@ -211,6 +224,11 @@ class BagSource:
                                f"none (its files: {', '.join(data[:3])}{' ...' if len(data) > 3 else ''}): "
                                f"`ros2 bag reindex {self.path}` writes it (docs/BAGS.md)")
             raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
+        if self.path.is_dir() and (missing := _missing_data_files(self.path)):
+            one = len(missing) == 1
+            raise BagError(f"bag {self.path} lacks the data file{'' if one else 's'} its metadata.yaml lists: "
+                           f"{', '.join(missing)} (copied without {'it' if one else 'them'}?); no repair recreates "
+                           f"{'it' if one else 'them'}: copy {'it' if one else 'them'} in from the recording")
         self.ros1 = is_ros1_bag(self.path)
         self.storage = _storage_of(self.path)
         store = typestore()
