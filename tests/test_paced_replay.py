@@ -17,6 +17,7 @@ from dgdehaze_core.bags import disk_room  # noqa: E402
 from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, IMAGE_TYPE, RANGE_TYPE, BagSource, stamp_ns,  # noqa: E402
                                    typestore)
 from dgdehaze_core.cli import main  # noqa: E402
+from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
 from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, pace_shortfall,  # noqa: E402
                                              send_paced)
 
@@ -154,6 +155,24 @@ def test_sending_stops_while_the_disk_still_has_room_for_the_output_bag_to_hold_
     assert 8 <= len(frames) <= 11 and all(frame.answered == 1 for frame in frames), len(frames)
     assert 5 * 2**20 < spool.bytes < 7.5 * 2**20, spool.bytes
     assert len(list(answers(spool, frames))) == len(frames), "what was spooled reads back"
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "nan", "inf"])
+def test_a_rate_that_is_no_pace_is_refused_once_before_any_bag_by_the_replays_own_check(
+        tmp_path: Path, rate: str, capsys: pytest.CaptureFixture) -> None:
+    """bag-eval asks `replay_bag`'s check before any work: without it, a fleet failed each bag on it in turn, wrote
+    its index and exited 1. `replay_bag` refuses it too, before the bag is opened or anything is written."""
+    from dgdehaze_ros.tools.bag_replay import replay_bag
+
+    bags = [REPO_DIR / "data" / "demo" / name for name in ("rural_fog_day", "foggy_road_night")]
+    out = tmp_path / "eval"
+    assert main(["bag-eval", *map(str, bags), "--node", "--rate", rate, "--method", "dcp", "--no-detection",
+                 "--out", str(out), "--no-progress"]) == 2
+    assert f"--rate must be a positive factor of the recorded pace (1: as recorded), got {float(rate)}" in \
+        capsys.readouterr().err
+    with pytest.raises(ValueError, match="the rate must be a positive factor of the recorded pace"):
+        replay_bag(bags[0], "/camera/image_raw", out, rate=float(rate))
+    assert not out.exists()
 
 
 @pytest.mark.slow

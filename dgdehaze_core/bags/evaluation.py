@@ -248,6 +248,13 @@ EVALUATION_ENTRIES = frozenset({"bag", "figures", "report.html", "summary.json",
 too), which replaces it whole."""
 
 
+def check_rate(rate: float | None, name: str = "the rate") -> None:
+    """ValueError, naming the argument or option (`name`), unless node replay's `rate` is None (lockstep) or a
+    positive finite factor of the recorded pace; `replay_bag` asks it, and bag-eval before any bag is opened."""
+    if rate is not None and not 0 < rate < math.inf:
+        raise ValueError(f"{name} must be a positive factor of the recorded pace (1: as recorded), got {rate}")
+
+
 def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str = "summary.json",
                         entries: Collection[str] | None = EVALUATION_ENTRIES) -> None:
     """ValueError unless `out_dir` can be replaced by an evaluation's output without losing anything: not a file,

@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dgdehaze_core.bags.evaluation import DEFAULT_OUTPUT_PREFIX, evaluate_bag, node_default_method, node_method
+from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, check_rate, evaluate_bag, node_default_method,
+                                          node_method)
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
 from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_image_topic
 from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
@@ -117,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
     _check_paths(args)
     if (args.attach or args.node_param or args.rate is not None) and not args.node:
         raise ValueError("--attach, --node-param and --rate need --node")
-    if args.rate is not None and not 0 < args.rate < math.inf:
-        raise ValueError(f"--rate must be a positive factor of the recorded pace (1: as recorded), got {args.rate}")
+    check_rate(args.rate, "--rate")  # replay_bag's check, here before any work and once for a fleet
     if args.attach and args.node_param:
         raise ValueError("--node-param sets parameters of a node started here; set an attached node's with ros2 param")
     if args.max_frames is not None and args.max_frames < 1:

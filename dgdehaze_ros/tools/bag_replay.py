@@ -19,7 +19,6 @@ to them.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import shutil
@@ -40,8 +39,8 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tqdm import tqdm
 
-from dgdehaze_core.bags.evaluation import (check_output_folder, copied_messages, node_method, time_window_notes,
-                                           timed_detect)
+from dgdehaze_core.bags.evaluation import (check_output_folder, check_rate, copied_messages, node_method,
+                                           time_window_notes, timed_detect)
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter, output_images
 from dgdehaze_core.bags.records import BagEvaluation, sample_indices
@@ -284,8 +283,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
-    if rate is not None and not 0 < rate < math.inf:
-        raise ValueError(f"the rate must be a positive factor of the recorded pace (1: as recorded), got {rate}")
+    check_rate(rate)
     out_dir = Path(out_dir)
     check_output_folder(out_dir, [input_bag])
     with BagSource(input_bag, input_bits) as source:
