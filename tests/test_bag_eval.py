@@ -240,6 +240,36 @@ def test_a_disk_running_short_of_room_stops_the_evaluation_with_a_report_of_the_
     assert not (tmp_path / "none").exists() and not leftovers(tmp_path)
 
 
+def test_the_copy_of_a_long_recording_after_the_cameras_last_frame_stops_short_of_filling_the_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recording may go on long after its camera stopped: the rest of the bag, copied into the output bag after the
+    last frame, was copied without asking the disk's room, into the reserve and on until a write failed and the
+    whole evaluation was lost. On a disk simulated from the bytes really written under tmp_path, with 4 MiB beyond
+    the reserve, the copy of a 28 MB tail stops within a check's worth of bytes, every frame evaluated, and the report
+    says where the output bag's copy ends."""
+    bag = tmp_path / "in"
+    big = demo_frames(1, (640, 360))[0]  # 0.7 MB a message
+    with BagWriter(bag, "mcap") as writer:
+        for index, frame in enumerate(demo_frames(3)):
+            stamp = START + index * PERIOD
+            writer.write("/cam/image_raw", IMAGE_TYPE, stamp, image_msg(writer, writer.header(stamp, "c"), frame,
+                                                                        "bgr8"))
+        for index in range(3, 43):
+            stamp = START + index * PERIOD
+            writer.write("/cam2/image_raw", IMAGE_TYPE, stamp, image_msg(writer, writer.header(stamp, "c2"), big,
+                                                                         "bgr8"))
+    room = disk_room.RESERVE_BYTES + _bytes_under(tmp_path) + 4 * 2**20
+    monkeypatch.setattr(disk_room, "free_bytes", lambda folder: room - _bytes_under(tmp_path))
+    evaluation = evaluate_bag(bag, "/cam/image_raw", tmp_path / "eval", method="dcp", progress=False)
+    assert len(evaluation.records) == 3 and not evaluation.stopped
+    assert room - _bytes_under(tmp_path) > disk_room.RESERVE_BYTES - 6 * 2**20, "not far into the reserve"
+    copied = read_all(tmp_path / "eval" / "bag")["/cam2/image_raw"]
+    assert 0 < len(copied) < 40
+    note = next(note for note in json.loads((tmp_path / "eval" / "summary.json").read_text())["notes"]
+                if note.startswith("the output bag holds what the bag recorded after its last frame only up to "))
+    assert f"up to {START + (3 + len(copied)) * PERIOD} ns: the disk mounted at " in note, note
+
+
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_an_output_bag_write_that_fails_ends_with_one_line_and_keeps_the_earlier_output(tmp_path: Path,
                                                                                        storage: str) -> None:

@@ -52,6 +52,9 @@ DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
 NAMESPACE = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
 """An absolute ROS namespace: /name or /name/name..., each name a letter or underscore then letters, digits or
 underscores."""
+TAIL_CHECK_BYTES = 8 << 20
+"""After an evaluation's last frame, the disk's room is asked each time this many bytes more of the bag were copied
+(a recording may go on long after its camera stopped), well within disk_room.RESERVE_BYTES."""
 FALLBACK_METHOD = "dcp"
 """What runs when the default method's weights are missing or do not load (needs none)."""
 NODE_DEFAULT_MODEL = "lite"
@@ -354,12 +357,22 @@ def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluat
     before it is handed on. After that frame the rest of the bag is copied unread (what it recorded after the
     camera's last frame), unless `count` cuts the bag short (--max-frames): the output bag then ends with the last
     frame evaluated. Where the writer's disk runs short of room (`disk_room`), the evaluation stops before the next
-    frame, and the output bag ends there."""
+    frame, and the output bag ends there; after the last frame, the copy of the rest stops (a note says so), asked
+    every TAIL_CHECK_BYTES copied."""
     frames = 0
+    unchecked = 0
     for connection, log_time, raw in source.raw_messages():
         if frames >= count:
             if count < evaluation.frames_in_bag:
                 return
+            unchecked += len(raw)
+            if unchecked >= TAIL_CHECK_BYTES:
+                unchecked = 0
+                if problem := room_problem(writer.path):
+                    LOG.warning("stopped copying what the bag recorded after its last frame: %s", problem)
+                    evaluation.notes.append(f"the output bag holds what the bag recorded after its last frame only "
+                                            f"up to {log_time} ns: {problem}")
+                    return
             writer.copy(connection, log_time, raw)
             continue
         if connection.topic == evaluation.image_topic and (problem := room_problem(writer.path)):
