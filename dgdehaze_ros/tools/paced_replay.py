@@ -72,6 +72,8 @@ class OutputSpool:
         """perf_counter() of the last output spooled."""
         self.bytes = 0
         """The size of the outputs spooled so far."""
+        self.input_bytes = 0
+        """The size of the bag's messages sent so far (its frames, its camera_info), which the output bag copies."""
 
     def __enter__(self) -> OutputSpool:
         return self
@@ -81,8 +83,8 @@ class OutputSpool:
 
     def room_problem(self) -> str:
         """Why the spool must stop growing ("" while it need not): its disk would have no room left for an output
-        bag holding what it spooled so far (`disk_room`)."""
-        return room_problem(self.path, keep=self.bytes)
+        bag holding what it spooled so far and a copy of the messages sent (`disk_room`)."""
+        return room_problem(self.path, keep=self.bytes + self.input_bytes)
 
     def sent(self, frame: SentFrame) -> None:
         """`frame` went out: outputs with its stamp answer it from now on."""
@@ -133,6 +135,7 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
                 first_log, first_sent = log_time, time.perf_counter()
             if first_log is not None:
                 _spin_until(first_sent + max(log_time - first_log, 0) / 1e9 / rate, spin)
+            spool.input_bytes += len(raw)
             if not is_frame:
                 try:
                     publish(connection, raw)
