@@ -325,6 +325,24 @@ def test_a_method_dehazes_each_distinct_frame_once():
     assert len(calls) == 7, "the oldest went, rather than holding gigabytes"
 
 
+def test_methods_that_share_a_pipeline_keep_its_results_within_one_cap(shared_data: Path, monkeypatch):
+    """`dcp+hazy` and `dcp` run one pipeline and keep one set of results: each counting only what it dehazed itself
+    held twice the cap (and more, once one dropped what the other had kept)."""
+    from dgdehaze_core.evaluation import methods as methods_module
+
+    frames = [read_image(path) for path in sorted((shared_data / "paired" / "sots-indoor" / "hazy").glob("140*"))[:4]]
+    fused, plain = methods_module.load_methods(parse_methods("dcp+hazy,dcp"))
+    first = plain.dehaze(frames[0])
+    size = sum(array.nbytes for array in (first.image, first.depth, first.transmission))
+    monkeypatch.setattr(methods_module, "CACHED_BYTES", 2 * size)  # two SOTS results
+    plain.dehaze(frames[1])
+    fused.dehaze(frames[2])
+    newest = fused.dehaze(frames[3])
+    assert plain.dehaze(frames[3]) is newest, "the newest result is kept for both"
+    assert plain.dehaze(frames[0]) is not first, "the oldest went: the two methods' results together hold the cap"
+    assert plain.results is fused.results and plain.results.nbytes == 2 * size
+
+
 def test_the_jpeg_reference_is_a_close_copy_of_the_clear_image(sots_pairs: Path):
     from dgdehaze_core.evaluation.methods import jpeg_copy
 

@@ -77,6 +77,35 @@ class MethodSpec:
         return self.source in CLEAR_SOURCES
 
 
+class ResultCache:
+    """The results of the latest distinct frames, by frame content, up to CACHED_BYTES in all (the newest is kept
+    whatever its size). One per pipeline, shared by every method that runs it (`lite` and `lite+hazy`), so that the
+    cap holds for them together."""
+
+    def __init__(self) -> None:
+        self._results: OrderedDict[bytes, DehazeResult] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes the kept results hold."""
+        return self._bytes
+
+    def get(self, frame: np.ndarray, run: Callable[[np.ndarray], DehazeResult]) -> DehazeResult:
+        """The kept result of `frame`, else `run(frame)`, kept."""
+        key = _frame_key(frame)
+        result = self._results.get(key)
+        if result is not None:
+            self._results.move_to_end(key)
+            return result
+        result = run(frame)
+        self._results[key] = result
+        self._bytes += _result_bytes(result)
+        while self._bytes > CACHED_BYTES and len(self._results) > 1:
+            self._bytes -= _result_bytes(self._results.popitem(last=False)[1])
+        return result
+
+
 @dataclass
 class Method:
     """A loaded method. `run` is None for the references (`hazy`, `clear`, `clear-jpeg90`); `gives_depth` says if it
@@ -88,8 +117,8 @@ class Method:
     """The record of the weights file the method runs, taken from the read that loaded it (`pipeline.weights`, a
     clear-depth network's `ClearDepthPredictor.weights`): what its figures are named for, never a file put in its
     place since; None without a weights file (the references, dcp)."""
-    _results: OrderedDict[bytes, DehazeResult] = field(default_factory=OrderedDict, repr=False)
-    _cached_bytes: int = field(default=0, repr=False)
+    results: ResultCache = field(default_factory=ResultCache, repr=False)
+    """The results `dehaze` keeps, shared by the methods that run one pipeline (`load_methods`)."""
     scattering: bool = True
     """Whether `run` estimates the scattering (transmission and airlight): False for a depth network, whose results
     hold t = 1 and no airlight (`depth_only`)."""
@@ -114,17 +143,7 @@ class Method:
         The results of the latest distinct frames, up to CACHED_BYTES, are reused (callers must not modify them).
         """
         if self.run is not None:
-            key = _frame_key(hazy)
-            result = self._results.get(key)
-            if result is None:
-                result = self.run(hazy)
-                self._results[key] = result
-                self._cached_bytes += _result_bytes(result)
-                while self._cached_bytes > CACHED_BYTES and len(self._results) > 1:
-                    self._cached_bytes -= _result_bytes(self._results.popitem(last=False)[1])
-            else:
-                self._results.move_to_end(key)
-            return result
+            return self.results.get(hazy, self.run)
         if self.spec.source == HAZY:
             height, width = hazy.shape[:2]
             return DehazeResult(image=hazy, depth=np.full((height, width), np.nan, np.float32),
@@ -233,7 +252,7 @@ def load_methods(specs: Sequence[MethodSpec], **network_options: object) -> list
         if spec.source not in pipelines:
             pipelines[spec.source] = load_method(MethodSpec(spec.name, spec.source), **network_options)
         shared = pipelines[spec.source]
-        methods.append(shared if shared.spec == spec else Method(spec, shared.run, shared.weights, shared._results,
+        methods.append(shared if shared.spec == spec else Method(spec, shared.run, shared.weights, shared.results,
                                                                  scattering=shared.scattering))
     return methods
 
