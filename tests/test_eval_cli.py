@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -138,12 +139,47 @@ def test_a_clear_depth_network_runs_on_the_device_asked_for_and_refuses_what_it_
     devices = []
     loaded = ClearDepthPredictor.from_checkpoint.__func__
     monkeypatch.setattr(ClearDepthPredictor, "from_checkpoint",
-                        classmethod(lambda cls, path, device="cpu": devices.append(device) or loaded(cls, path)))
+                        classmethod(lambda cls, path, device="cpu", read=None:
+                                    devices.append(device) or loaded(cls, path, read=read)))
     for options in ({"device": "cuda:1", "backend": "torch"}, {"device": "cpu", "backend": "auto"}, {}):
         load_method(MethodSpec("depthnet", str(checkpoint)), **options)
     assert devices == ["cuda:1", "cpu", "cpu"]
     assert load_method(MethodSpec("depthnet", str(checkpoint))).weights == {
         "path": "depthnet.pt", "sha256": file_sha256(checkpoint)[:12]}, "the weights it loaded, for eval's record"
+
+
+_OPENED: list[str] | None = None
+"""The files opened while `_opens` counts them (a process's audit hooks cannot be removed: it stays installed)."""
+
+
+def _count_open(event: str, args: tuple) -> None:
+    if event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.path.basename(os.fsdecode(args[0])))
+
+
+@pytest.fixture()
+def opened() -> list[str]:
+    """The base names of the files Python opens during the test, in order."""
+    global _OPENED
+    if not getattr(_count_open, "installed", False):
+        sys.addaudithook(_count_open)
+        _count_open.installed = True
+    _OPENED = []
+    yield _OPENED
+    _OPENED = None
+
+
+def test_eval_reads_each_weights_file_once(sots_pairs: Path, tmp_path: Path, opened: list[str]) -> None:
+    """A .pt was read once to tell a clear-depth network from a dehazer and again to load it: twice the time, and
+    the figures named for the second read's bytes while the first decided what ran."""
+    from dgdehaze_core.models import shipped_weights_path
+
+    depth = shipped_weights_path("lite").parent / "clear_depth_kitti.pt"
+    out = tmp_path / "quality.json"
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", f"lite={shipped_weights_path('lite')},"
+                 f"depthnet={depth}", "--limit", "1", "--no-progress", "--json", str(out)]) == 0
+    assert opened.count("dgdehaze_lite.pt") == 1 and opened.count("clear_depth_kitti.pt") == 1, opened
+    assert list(json.loads(out.read_text())) == ["lite", "depthnet"]
 
 
 def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_refused(

@@ -29,6 +29,7 @@ import numpy as np
 
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.io.checkpoints import read_checkpoint_and_digest
 from dgdehaze_core.physics.dark_channel import haze_density
 
 if TYPE_CHECKING:
@@ -213,17 +214,19 @@ def depth_only(predictor: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.nd
     return run
 
 
-def _clear_depth_predictor(spec: MethodSpec, network_options: dict[str, object]) -> ClearDepthPredictor:
-    """A clear-depth checkpoint's network on `network_options`' device (the CPU by default). It runs on torch in
-    fp32 only: ValueError for another backend or for fp16, which it would otherwise leave unused without a word."""
+def _clear_depth_predictor(spec: MethodSpec, network_options: dict[str, object],
+                           read: tuple[Any, str]) -> ClearDepthPredictor:
+    """A clear-depth checkpoint's network (`read`: the file's contents and sha256) on `network_options`' device (the
+    CPU by default). It runs on torch in fp32 only: ValueError for another backend or for fp16, which it would
+    otherwise leave unused without a word."""
     from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 
     backend = network_options.get("backend")
     if backend not in (None, "auto", "torch"):
-        raise ValueError(f"method {spec.name!r}: a clear-depth network runs on torch only, not {backend}")
+        raise ValueError(f"a clear-depth network runs on torch only, not {backend}")
     if network_options.get("half"):
-        raise ValueError(f"method {spec.name!r}: a clear-depth network runs in fp32 only, not with --half")
-    return ClearDepthPredictor.from_checkpoint(spec.source, str(network_options.get("device") or "cpu"))
+        raise ValueError("a clear-depth network runs in fp32 only, not with --half")
+    return ClearDepthPredictor.from_checkpoint(spec.source, str(network_options.get("device") or "cpu"), read)
 
 
 def shipped_model_specs() -> list[MethodSpec]:
@@ -260,19 +263,22 @@ def load_methods(specs: Sequence[MethodSpec], **network_options: object) -> list
 def load_method(spec: MethodSpec, **network_options: object) -> Method:
     """Load the pipeline behind `spec`; a missing weights file or unknown name raises an error naming the method.
 
-    `network_options` (output, working_size, ...: see `load_pipeline`) apply to networks, not to dcp.
+    `network_options` (output, working_size, ...: see `load_pipeline`) apply to networks, not to dcp. A `.pt` file
+    is read once, to tell a clear-depth network from a dehazer and to load it.
     """
     if spec.is_reference:
         return Method(spec, None)
-    if spec.source.endswith(".pt"):  # a clear-depth checkpoint is a dgdehaze .pt
-        from dgdehaze_core.models.clear_depth import is_clear_depth_checkpoint
-
-        if is_clear_depth_checkpoint(spec.source):
-            predictor = _clear_depth_predictor(spec, network_options)
-            return Method(spec, depth_only(predictor), predictor.weights, scattering=False)
+    read = None
     options = {} if spec.source == "dcp" else network_options
     try:
-        pipeline = load_pipeline(spec.source, **options)
+        if spec.source.endswith(".pt") and Path(spec.source).is_file():  # a dehazer's or a clear-depth network's
+            from dgdehaze_core.models.clear_depth import holds_clear_depth
+
+            read = read_checkpoint_and_digest(spec.source, "dgdehaze checkpoint")
+            if holds_clear_depth(read[0]):
+                predictor = _clear_depth_predictor(spec, network_options, read)
+                return Method(spec, depth_only(predictor), predictor.weights, scattering=False)
+        pipeline = load_pipeline(spec.source, read=read, **options)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"method {spec.name!r} is unavailable: {exc}") from exc
     except ValueError as exc:

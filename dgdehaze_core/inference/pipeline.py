@@ -372,7 +372,7 @@ def _camera_size(working_size: Sequence[int] | None) -> tuple[int, int]:
     return resolve_working_size(_validate_working_size(working_size), 640, 480)
 
 
-def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
+def load_pipeline(method: str = "dcp", *, read: tuple[Any, str] | None = None, **options: object) -> DehazePipeline:
     """Build the pipeline for `method`; unknown methods raise ValueError naming the known ones.
 
     Network options: backend ("auto", "torch", "onnxruntime", "tensorrt"; default: onnxruntime for a .onnx file,
@@ -383,7 +383,8 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     limit; None: exact).
     A network pipeline keeps the record of the weights file it loaded, read as it was loaded (`weights`, and in one
     line `weights_summary`): what the node's /diagnostics and bag-eval's report name, and what an export on the way
-    to ONNX Runtime or TensorRT records, never a file put in its place since.
+    to ONNX Runtime or TensorRT records, never a file put in its place since. `read`: a checkpoint file's contents
+    and sha256 where the caller has read it already (`checkpoints.read_checkpoint_and_digest`): not read again.
     """
     from dgdehaze_core.models import load_model_and_record
 
@@ -398,7 +399,7 @@ def load_pipeline(method: str = "dcp", **options: object) -> DehazePipeline:
     backend = options.pop("backend", None)
     if _is_export(method):
         return _file_pipeline(NetworkSource(file=Path(os.fspath(method))), backend, **options)
-    model, weights = load_model_and_record(method)
+    model, weights = load_model_and_record(method, read=read)
     return pipeline_from_model(model, method=str(method), backend=str(backend or "torch"),  # type: ignore[arg-type]
                                weights=weights, **options)
 

@@ -98,14 +98,16 @@ def load_model(source: str | os.PathLike[str], device: str | torch.device = "cpu
     return load_model_and_record(source, device)[0]
 
 
-def load_model_and_record(source: str | os.PathLike[str],
-                          device: str | torch.device = "cpu") -> tuple[DGDehazeNet | PaperNet, dict[str, Any]]:
+def load_model_and_record(source: str | os.PathLike[str], device: str | torch.device = "cpu",
+                          read: tuple[Any, str] | None = None) -> tuple[DGDehazeNet | PaperNet, dict[str, Any]]:
     """`load_model`'s model and the record of the weights it holds, from one read of the file: its name (`path`),
     the sha256 of the bytes the model was loaded from (12 hex digits) and, for a `.pt`, its training metadata
     (`checkpoints.checkpoint_provenance`). What the pipeline names its weights by (/diagnostics, reports) and what an
-    export of the model records (`to_onnx.EXPORTED_FROM`): a file replaced after the read is not named for them."""
-    path = _weights_file(source)
-    checkpoint, sha256 = read_checkpoint_and_digest(path, "dgdehaze checkpoint")
+    export of the model records (`to_onnx.EXPORTED_FROM`): a file replaced after the read is not named for them.
+    `read`: the file's contents and sha256 where the caller has read it already
+    (`checkpoints.read_checkpoint_and_digest`, to tell what it holds): it is not read again."""
+    path = Path(source) if read is not None else _weights_file(source)
+    checkpoint, sha256 = read or read_checkpoint_and_digest(path, "dgdehaze checkpoint")
     record = {"path": path.name, **checkpoint_provenance(path, checkpoint, sha256)}
     return model_from_checkpoint(checkpoint, path).to(device).eval(), record
 

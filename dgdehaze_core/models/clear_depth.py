@@ -10,7 +10,7 @@ training size, and the depth is resized back (bilinear on the disparity, as mono
 
 Checkpoint files (.pt) hold {"kind": "clear_depth", "architecture": {...}, "input_size": [w, h], "state_dict",
 "meta"}; `load_clear_depth` reads them (`load_clear_depth_and_record` with the record of the weights it loaded) and
-`is_clear_depth_checkpoint` tells them from dehazer checkpoints.
+`is_clear_depth_checkpoint` tells them from dehazer checkpoints (`holds_clear_depth` the contents of one read).
 """
 from __future__ import annotations
 
@@ -95,6 +95,12 @@ def is_clear_depth_checkpoint(source: str | os.PathLike[str]) -> bool:
         checkpoint = read_checkpoint(path)
     except ValueError:
         return False
+    return holds_clear_depth(checkpoint)
+
+
+def holds_clear_depth(checkpoint: Any) -> bool:
+    """True when the contents of a checkpoint file (as read: `checkpoints.read_checkpoint`) are a clear-depth
+    network's, written by `save_clear_depth`."""
     return isinstance(checkpoint, dict) and checkpoint.get("kind") == CHECKPOINT_KIND
 
 
@@ -112,16 +118,18 @@ def load_clear_depth(path: str | os.PathLike[str],
     return model, input_size
 
 
-def load_clear_depth_and_record(path: str | os.PathLike[str], device: str | torch.device = "cpu"
+def load_clear_depth_and_record(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                                read: tuple[Any, str] | None = None
                                 ) -> tuple[ClearDepthNet, tuple[int, int], dict[str, Any]]:
     """`load_clear_depth`'s network and input size, and the record of the weights they hold from the same read of
     the file, as `models.load_model_and_record` gives a dehazer's: its name (`path`), the sha256 of the bytes loaded
-    (12 hex digits) and its training metadata (`checkpoints.checkpoint_provenance`)."""
+    (12 hex digits) and its training metadata (`checkpoints.checkpoint_provenance`). `read`: the file's contents
+    and sha256 where the caller has read it already (`checkpoints.read_checkpoint_and_digest`): not read again."""
     path = Path(path)
-    if not path.is_file():
+    if read is None and not path.is_file():
         raise FileNotFoundError(f"no such depth checkpoint: {path}")
-    checkpoint, sha256 = read_checkpoint_and_digest(path)
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
+    checkpoint, sha256 = read or read_checkpoint_and_digest(path)
+    if not holds_clear_depth(checkpoint):
         raise ValueError(f"{path} is not a clear-depth checkpoint (written by dgdehaze train-depth)")
     try:
         model = ClearDepthNet(architecture_from_dict(checkpoint["architecture"]))
@@ -150,8 +158,10 @@ class ClearDepthPredictor:
         self.weights = weights
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ClearDepthPredictor:
-        model, input_size, weights = load_clear_depth_and_record(path, device)
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                        read: tuple[Any, str] | None = None) -> ClearDepthPredictor:
+        """The network of the clear-depth checkpoint `path` (`read`: as `load_clear_depth_and_record`'s)."""
+        model, input_size, weights = load_clear_depth_and_record(path, device, read)
         return cls(model, input_size, device, weights)
 
     @torch.no_grad()
