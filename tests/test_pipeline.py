@@ -279,6 +279,20 @@ def test_a_transmission_value_the_network_did_not_give_stays_local(foggy_road: n
     assert (np.abs(refined - clean) > 0.01).mean() < 0.05, "only the pixel's surroundings may change"
 
 
+def test_a_nan_transmission_alone_is_said_once_and_left_as_the_camera_saw_it(foggy_road: np.ndarray, caplog) -> None:
+    """The warning hangs on the transmission's own check where the airlight is finite."""
+    model, _ = load_model_and_record("lite")
+    with torch.no_grad():
+        model.dehazer.transmission_head.bias.fill_(float("nan"))
+    pipeline = pipeline_from_model(model)
+    with caplog.at_level("WARNING", logger="dgdehaze_core.inference.pipeline"):
+        results = [pipeline(foggy_road), pipeline(foggy_road)]
+    for result in results:
+        np.testing.assert_allclose(result.transmission, 1.0, atol=1e-4)
+        assert np.isfinite(result.airlight).all()
+    assert sum("NaN or infinite" in record.getMessage() for record in caplog.records) == 1
+
+
 def test_a_network_that_gives_nan_scattering_returns_a_finite_result(foggy_road: np.ndarray, caplog) -> None:
     """NaN transmission and airlight (a network whose fp16 activations overflowed) gave a NaN transmission and a
     black image; the pixels are now left as the camera saw them, the airlight is the dark channel prior's, and

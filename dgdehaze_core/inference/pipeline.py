@@ -180,9 +180,20 @@ def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarr
     and Sun's rule; 4 at 640x480, at most 8), so its cost stays small beside the network's. A value the network
     did not give (NaN or infinite, as an fp16 overflow leaves) counts as 1, the pixel left as the camera saw it:
     the filter's running box sums would carry it over most of the frame."""
+    return _guided_transmission(frame, _finite_or_one(transmission)[0])
+
+
+def _finite_or_one(transmission: np.ndarray) -> tuple[np.ndarray, bool]:
+    """`transmission` with each value that is not finite (NaN or infinite: an fp16 overflow) set to 1, and whether
+    it had none such (then it is returned as it is)."""
     valid = np.isfinite(transmission)
-    if not valid.all():
-        transmission = np.where(valid, transmission, np.float32(1.0))
+    if valid.all():
+        return transmission, True
+    return np.where(valid, transmission, np.float32(1.0)), False
+
+
+def _guided_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarray:
+    """`refine_transmission` of a transmission whose values are all finite."""
     height, width = frame.shape[:2]
     gray = gray_guide(frame)
     radius = max(8, int(round(min(height, width) / 16)))
@@ -326,9 +337,10 @@ class NetworkPipeline:
         """The network's transmission refined at the frame's size (`refine_transmission`) and its airlight in
         [0, 1]; where the network gave NaN or infinite values (an fp16 overflow anywhere reaches the airlight head's
         mean), the dark channel prior's airlight, and a warning, once."""
-        refined = refine_transmission(frame, transmission)
+        transmission, transmission_finite = _finite_or_one(transmission)
+        refined = _guided_transmission(frame, transmission)
         airlight_finite = bool(np.isfinite(airlight_rgb).all())
-        if not self._said_non_finite and not (airlight_finite and np.isfinite(transmission).all()):
+        if not self._said_non_finite and not (airlight_finite and transmission_finite):
             self._said_non_finite = True
             LOG.warning("this %s network gives NaN or infinite transmission or airlight (fp16 overflow?): a "
                         "transmission it does not give counts as 1 (the pixel as the camera saw it), an airlight is "
