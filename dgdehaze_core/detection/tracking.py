@@ -5,7 +5,9 @@ boxes from wherever they come (one frame's detections, or the raw and the dehaze
 `detection.fusion`) and gives each confirmed object its track id, as Ultralytics' track mode would: the box is
 the tracker's (the matched detection smoothed by its Kalman filter), clipped to the frame as Ultralytics clips it
 (the filter's velocity carries an object leaving the frame past its edge), and objects not yet confirmed are left
-out.
+out. One object the detector reports as two classes in a frame (a car in fog also seen as a truck: its NMS keeps
+one box per class) is tracked once, as the class it scored higher (`one_box_per_object`): its track keeps its id
+whichever class it is seen as, where it would otherwise get a second track and id for the second class.
 """
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ from typing import Any, Sequence, TypeVar
 
 import numpy as np
 
+from dgdehaze_core.detection.boxes import box_iou
 from dgdehaze_core.detection.offline import offline_ultralytics
 
 TRACKERS = ("bytetrack", "botsort")
+SAME_OBJECT_IOU = 0.8
+"""Boxes of two classes that overlap by this much are one object (the detector's NMS, per class, kept both); the
+same vehicle as car and truck in real fog overlaps by 0.9 and more (DAWN), a rider and their bicycle far less."""
 """Ultralytics' multi-object trackers (its cfg/trackers/NAME.yaml, shipped inside the package: nothing downloaded)."""
 
 Box = TypeVar("Box")
@@ -49,9 +55,25 @@ class BoxTracker:
     def __call__(self, detections: Sequence[Box], frame: np.ndarray) -> list[Box]:
         """The confirmed objects among `detections` of the stream's next `frame` (whose pixels the camera-motion
         compensation of botsort reads), each with its `track_id` and the tracker's box inside the frame."""
+        detections = one_box_per_object(detections)
         rows = np.array([[*d.box, d.score, d.class_id] for d in detections], np.float32).reshape(-1, 6)
         tracks = np.asarray(self._tracker.update(self._boxes(rows, frame.shape[:2]), frame), np.float64).reshape(-1, 8)
         height, width = frame.shape[:2]
         boxes = np.clip(tracks[:, :4], 0.0, [width, height, width, height])
         return [dataclasses.replace(detections[int(row[7])], box=tuple(float(v) for v in box), track_id=int(row[4]))
                 for row, box in zip(tracks, boxes)]
+
+
+def one_box_per_object(detections: Sequence[Box]) -> list[Box]:
+    """`detections` (in their order) less each box that overlaps one of another class scored higher by at least
+    SAME_OBJECT_IOU: one object the detector named twice."""
+    if len(detections) < 2:
+        return list(detections)
+    boxes = np.array([d.box for d in detections], np.float64)
+    iou = box_iou(boxes, boxes)
+    kept: list[int] = []
+    for index in sorted(range(len(detections)), key=lambda i: -detections[i].score):
+        if not any(iou[index, k] >= SAME_OBJECT_IOU and detections[k].class_id != detections[index].class_id
+                   for k in kept):
+            kept.append(index)
+    return [detections[i] for i in sorted(kept)]

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
 from dgdehaze_core.datasets.splits import expand_patterns, judging_files, judging_parts
+from dgdehaze_core.detection.boxes import box_iou
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.detection.fusion import FrameDetector
@@ -49,25 +50,6 @@ DETECTION_COLUMNS = ("precision", "recall", "f1", "f1_pooled", "map50", "objects
 
 DetectFn = Callable[[np.ndarray], list[Detection]]
 LOG = logging.getLogger(__name__)
-
-
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
-    """IoU of every box in (N, 4) against every box in (M, 4), boxes as x1, y1, x2, y2 -> (N, M); against a box
-    of `boxes_b` flagged in `crowd` (M bools), the intersection over the area of the box of `boxes_a` (COCO's
-    overlap with a crowd region, as pycocotools' `iou(dt, gt, iscrowd)`)."""
-    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
-    left = np.maximum(a[:, None, 0], b[None, :, 0])
-    top = np.maximum(a[:, None, 1], b[None, :, 1])
-    right = np.minimum(a[:, None, 2], b[None, :, 2])
-    bottom = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    if crowd is not None:
-        union = np.where(np.asarray(crowd, bool)[None, :], area_a[:, None], union)
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def references_from_detections(detections: Sequence[Detection], conf: float = CONFIDENCE) -> list[ReferenceBox]:
