@@ -69,9 +69,10 @@ def test_one_measure_on_one_set_keys_rows_by_method(sots_pairs: Path, tmp_path: 
 
 
 def test_method_names_and_sources():
-    specs = parse_methods("hazy, dcp,lite-no-depth=runs/ablation/best.pt,runs/x/lite.pt")
+    specs = parse_methods("hazy, dcp,lite-no-depth=runs/ablation/best.pt,runs/x/lite.pt,last.pt+hazy,int8.onnx")
     assert [(s.name, s.source) for s in specs] == [
-        ("hazy", "hazy"), ("dcp", "dcp"), ("lite-no-depth", "runs/ablation/best.pt"), ("lite", "runs/x/lite.pt")]
+        ("hazy", "hazy"), ("dcp", "dcp"), ("lite-no-depth", "runs/ablation/best.pt"), ("lite", "runs/x/lite.pt"),
+        ("last+hazy", "last.pt"), ("int8", "int8.onnx")], "a file in the current folder is named by its stem too"
     with pytest.raises(ValueError, match="unique"):
         parse_methods("dcp,dcp")
     with pytest.raises(ValueError, match="may not contain '/'"):

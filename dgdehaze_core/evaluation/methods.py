@@ -8,8 +8,8 @@ need no pipeline:
 - `clear`: the clear ground-truth image, where a measure has one (detection recovery on paired sets);
 - `clear-jpeg90`: the clear image saved as a JPEG at quality 90 (detection recovery): how far an all but lossless
   copy of the clear image already moves the detector, the protocol's own noise.
-NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a path's
-file stem). `SOURCE+hazy` (detection only) runs the detector on the input and on SOURCE's output and fuses the two
+NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a file's
+stem, `best` for `best.pt` as for `runs/best.pt`). `SOURCE+hazy` (detection only) runs the detector on the input and on SOURCE's output and fuses the two
 sets of boxes (`detection.fusion`), as the node's `detection_input: fused`; it shares SOURCE's pipeline. A `+clahe`
 after any of these but the clear references (`hazy+clahe`, `lite+clahe`, `lite+hazy+clahe`; detection only) makes
 the detector read the method's frames with their local contrast equalised (`detection.contrast`), as the node's
@@ -183,7 +183,8 @@ def parse_methods(text: str) -> list[MethodSpec]:
         fuse_input = source.endswith(FUSE_SUFFIX)
         source = source.removesuffix(FUSE_SUFFIX)
         if not equals:
-            name = ((Path(source).stem if "/" in source else source) + (FUSE_SUFFIX if fuse_input else "")
+            name = ((Path(source).stem if "/" in source or Path(source).suffix else source)
+                    + (FUSE_SUFFIX if fuse_input else "")
                     + (CONTRAST_SUFFIX if contrast else ""))
         if fuse_input and source in REFERENCE_SOURCES:
             raise ValueError(f"method {item!r}: only a dehazer's output is fused with the input, not {source}")
