@@ -203,6 +203,25 @@ def test_a_frame_without_ground_truth_in_range_is_refused_naming_it(shared_data:
         evaluate_depth(load_middlebury(tmp_path), [load_method(MethodSpec("dcp", "dcp"))], progress=False)
 
 
+def test_a_method_without_finite_depth_on_a_frame_is_named(shared_data: Path):
+    """A network whose depth overflowed (fp16: NaN throughout) failed the evaluation as 'no pixel has both a valid
+    ground-truth depth and a finite prediction', naming neither the method nor the frame."""
+    import torch
+
+    from dgdehaze_core.evaluation.methods import Method, depth_only
+    from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, ClearDepthNet, ClearDepthPredictor
+
+    network = ClearDepthNet(ClearDepthArchitecture(widths=(8, 16), blocks=(0, 0)))
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.fill_(float("nan"))
+    overflowed = Method(MethodSpec("overflowed", "overflowed.pt"), depth_only(ClearDepthPredictor(network, (64, 64))))
+    scene = load_middlebury(shared_data / "depth" / "middlebury2003")
+    with pytest.raises(ValueError, match=r"cones/im2 \(clear\) through overflowed: no pixel has both"):
+        evaluate_depth(DepthSet(scene.name, scene.frames[:1], scene.max_depth, scene.sparse), [overflowed],
+                       progress=False)
+
+
 def test_a_middlebury_disparity_not_in_one_8_bit_channel_is_refused(shared_data: Path, tmp_path: Path):
     """A 16-bit copy of a disparity file gave depths 257 times too small and figures to match, exit 0."""
     disparity = cv2.imread(str(shared_data / "depth" / "middlebury2003" / "cones" / "disp2.pgm"), cv2.IMREAD_UNCHANGED)

@@ -131,7 +131,8 @@ def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
                    label: str = "depth", progress: bool = True) -> dict[str, dict[str, float]]:
     """{"METHOD@CONDITION": {absrel, rmse_log, delta1, change_vs_clear, images, mean_beta}} for every method that
     predicts depth, and a "constant" row: what a depth without any information scores (the floor to beat);
-    NotApplicable when no method predicts depth; ImageError naming a frame without ground truth in the set's range.
+    NotApplicable when no method predicts depth; ImageError naming a frame without ground truth in the set's range,
+    ValueError naming the frame and the method whose depth has no finite value where the ground truth is measured.
     Reads the set's frames one at a time, each when it is scored."""
     depth_methods = [m for m in methods if m.gives_depth]
     if not depth_methods:
@@ -156,9 +157,12 @@ def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
             clear_depth = method.dehaze(inputs["clear"]).depth
             for condition, frame in inputs.items():
                 predicted = clear_depth if condition == "clear" else method.dehaze(frame).depth
-                row = depth_errors(predicted, sample.depth, depth_set.max_depth)
-                row["change_vs_clear"] = (float("nan") if condition == "clear" else
-                                          change_between(predicted, clear_depth, sample.depth, depth_set.max_depth))
+                try:
+                    row = depth_errors(predicted, sample.depth, depth_set.max_depth)
+                    row["change_vs_clear"] = (float("nan") if condition == "clear" else change_between(
+                        predicted, clear_depth, sample.depth, depth_set.max_depth))
+                except ValueError as exc:  # a method's depth of another size, or with no finite value where measured
+                    raise ValueError(f"{sample.name} ({condition}) through {method.name}: {exc}") from None
                 scores[f"{method.name}@{condition}"].append(row)
     table: dict[str, dict[str, float]] = {}
     for key, rows in scores.items():
