@@ -180,7 +180,22 @@ def test_eval_reads_each_weights_file_once(sots_pairs: Path, tmp_path: Path, ope
     assert main(["eval", "--dataset", str(sots_pairs), "--method", f"lite={shipped_weights_path('lite')},"
                  f"depthnet={depth}", "--limit", "1", "--no-progress", "--json", str(out)]) == 0
     assert opened.count("dgdehaze_lite.pt") == 1 and opened.count("clear_depth_kitti.pt") == 1, opened
-    assert list(json.loads(out.read_text())) == ["lite", "depthnet"]
+    assert list(json.loads(out.read_text())) == ["lite"]
+
+
+def test_a_depth_network_gets_no_rows_where_its_image_is_its_input(sots_pairs: Path, tmp_path: Path) -> None:
+    """A clear-depth network's image is its input and its t is 1: its quality and haze rows were hazy's, scored as
+    a method's. Only its depth is measured; alone in another measure it is refused."""
+    from dgdehaze_core.models import shipped_weights_path
+
+    depth = f"depthnet={shipped_weights_path('lite').parent / 'clear_depth_kitti.pt'}"
+    for measure in ("quality", "haze"):
+        out = tmp_path / f"{measure}.json"
+        assert main(["eval", "--dataset", str(sots_pairs), "--measure", measure, "--method", f"hazy,{depth}",
+                     "--limit", "1", "--no-progress", "--json", str(out)]) == 0
+        assert list(json.loads(out.read_text())) == ["hazy"], measure
+        assert main(["eval", "--dataset", str(sots_pairs), "--measure", measure, "--method", depth, "--limit", "1",
+                     "--no-progress"]) == 2, measure
 
 
 def test_repeated_method_options_add_up_and_a_set_given_twice_through_a_link_is_refused(

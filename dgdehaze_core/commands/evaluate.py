@@ -388,12 +388,14 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     given = methods
     if measure != "detection":
         methods = [method for method in methods if not method.spec.detection_only]
+    if measure != "depth":  # a depth network's image is its input, its t = 1: rows equal to hazy's
+        methods = [method for method in methods if method.scattering]
 
     def some(scored: list[Method], needs: str = "") -> list[Method]:
         if not scored:
             raise NotApplicable(f"none of the methods {', '.join(m.name for m in given)} applies ({needs}"
                                 "clear and clear-jpeg90 are for detection on paired sets, the +hazy and +clahe "
-                                "methods for detection alone)")
+                                "methods for detection alone, a depth network for depth alone)")
         return scored
 
     def chosen(items: list[T], name: Callable[[T], str], folder: Path = where) -> list[T]:

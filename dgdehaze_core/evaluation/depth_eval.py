@@ -42,7 +42,6 @@ HAZE_LEVELS = {"t0.70": 0.70, "t0.45": 0.45, "t0.25": 0.25}
 """Condition name -> mean transmission of the synthesized haze."""
 CONDITIONS = ("clear", *HAZE_LEVELS)
 AIRLIGHT = 0.9
-DEPTH_COLUMNS = ("absrel", "rmse_log", "delta1", "change_vs_clear", "images", "mean_beta")
 CONSTANT_ROW = "constant"
 """The reference row of a depth that knows nothing: one constant value, median-scaled like the others."""
 

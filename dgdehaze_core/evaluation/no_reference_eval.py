@@ -42,7 +42,6 @@ MAD_TO_SIGMA = 0.6744897501960817
 FADE_MIN_SIDE = 8
 """fade-python's smallest image side (pixels)."""
 FIGURES = ("fade", "dark_channel", "noise_sigma", "noise_ratio")
-HAZE_COLUMNS = (*FIGURES, "images", "skipped")
 
 
 @functools.lru_cache(maxsize=1)

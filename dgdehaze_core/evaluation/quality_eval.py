@@ -16,8 +16,6 @@ from dgdehaze_core.evaluation.methods import Method
 from dgdehaze_core.evaluation.metrics import ciede2000, psnr, ssim
 from dgdehaze_core.io.images import ImageError, ReadImage, read_image
 
-QUALITY_COLUMNS = ("psnr", "ssim", "ciede2000", "pairs")
-
 
 def quality_methods(methods: Sequence[Method]) -> list[Method]:
     """The methods quality applies to: all but the clear-image references (`clear` is the ground truth itself)."""
