@@ -212,3 +212,20 @@ def test_each_network_row_is_a_share_of_its_own_devices_peak() -> None:
     assert table["lite/torch-cuda-fp16@640x480"]["pct_of_peak"] == pytest.approx(0.025)
     assert table["lite/tensorrt-fp16@640x480"]["pct_of_peak"] == pytest.approx(0.025)
     assert table["cuda-peak/torch-matmul"] == {"gmac_per_s": 50_000.0, "before": 40_000.0, "after": 50_000.0}
+
+
+def test_threads_given_to_the_bench_are_put_back_after_it(tmp_path: Path) -> None:
+    """--threads held for the whole process after the run: a caller running bench in its own process (the tests,
+    `cli.run_parsed`) went on with OpenCV and torch on the bench's threads."""
+    import cv2
+    import torch
+
+    saved = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(2)
+    torch.set_num_threads(2)
+    try:
+        run_bench(tmp_path, "dcp", "--sizes", "32x24", "--threads", "1")
+        assert (cv2.getNumThreads(), torch.get_num_threads()) == (2, 2)
+    finally:
+        cv2.setNumThreads(saved[0])
+        torch.set_num_threads(saved[1])

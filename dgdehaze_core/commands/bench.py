@@ -19,11 +19,12 @@ Rows and figures are described in dgdehaze_core/benchmarks/networks.py, detector
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import math
 import os
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 
@@ -206,15 +207,41 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
     return sizes, working_sizes
 
 
+@contextlib.contextmanager
+def _library_threads(threads: int) -> Iterator[None]:
+    """OpenCV's and torch's CPU threads set to `threads` (0: left as they are) while the bench runs, then put back:
+    a caller that runs the command in its own process (the tests, `cli.run_parsed`) keeps its own settings."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    saved = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(threads)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(saved[0])
+        torch.set_num_threads(saved[1])
+
+
 def run(args: argparse.Namespace) -> int:
     targets = _targets(args)
     sizes, working_sizes = _check(args, targets)
     run_node_benchmark = ros_mode(NODE_BENCHMARK) if "node" in targets else None
-    if args.threads:
-        import torch
+    with _library_threads(args.threads):
+        table = _measure(args, targets, sizes, working_sizes, run_node_benchmark)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    emit(table, title=f"dgdehaze bench ({os.cpu_count()} CPUs, load average {load}; threads: "
+                      f"{args.threads or 'default'})", json_path=args.json)
+    return 0
 
-        cv2.setNumThreads(args.threads)
-        torch.set_num_threads(args.threads)
+
+def _measure(args: argparse.Namespace, targets: list[str], sizes: list[tuple[int, int]],
+             working_sizes: list[tuple[int, int]],
+             run_node_benchmark: Callable[..., dict[str, dict[str, float]]] | None) -> dict[str, dict[str, float]]:
+    """The rows of every target in `targets`, measured in order."""
     from dgdehaze_core.benchmarks import networks as nb
 
     settings = nb.BenchSettings(repeats=args.repeats, max_seconds=args.max_seconds or None,
@@ -254,7 +281,4 @@ def run(args: argparse.Namespace) -> int:
         from dgdehaze_core.benchmarks.training import bench_training
 
         table.update(bench_training(args.train_config, args.train_batch, args.device, settings))
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    emit(table, title=f"dgdehaze bench ({os.cpu_count()} CPUs, load average {load}; threads: "
-                      f"{args.threads or 'default'})", json_path=args.json)
-    return 0
+    return table
