@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dgdehaze_core.cli import main
+from dgdehaze_core.cpu_threads import default_threads
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reason
 from dgdehaze_core.models import build_model, shipped_weights_path
@@ -31,8 +32,9 @@ def positive(row: dict[str, float], keys: tuple[str, ...]) -> None:
 @pytest.mark.slow  # the shipped lite's ONNX export (cached, as the node's pipeline caches it), the detector's float
 # rebuild, a few frames
 def test_networks_and_chain_rows(tmp_path: Path) -> None:
+    # --threads: torch's and ONNX Runtime's rows on one count, one CPU peak row, whatever another test left torch on
     table = run_bench(tmp_path, "dcp", "lite", "chain", "outputs", "--sizes", "96x64", "--backends",
-                      "torch,onnxruntime", "--detect-every", "1,2")
+                      "torch,onnxruntime", "--detect-every", "1,2", "--threads", "1")
     outputs = {f"outputs/{name}@96x64" for name in ("jpeg", "png", "compressedDepth")}
     assert set(table) == {*outputs, "dcp@96x64", "lite/torch@96x64", "lite/onnxruntime@96x64", "cpu-peak/torch-matmul",
                           "chain/lite/onnxruntime/no-detection@96x64", "chain/lite/onnxruntime/detect-every-1@96x64",
@@ -197,21 +199,50 @@ def test_a_training_step_is_timed_with_the_operations_it_dispatches(tmp_path: Pa
 def test_each_network_row_is_a_share_of_its_own_devices_peak() -> None:
     """A CUDA row against the CPU's matmul peak read as hundreds of per cent (an H200 run: 260 %): each row is now
     compared with the peak of the device and precision it runs in, and each peak has its row."""
-    from dgdehaze_core.benchmarks.networks import RuntimeVariant, peak_name, with_pct_of_peak
+    from dgdehaze_core.benchmarks.networks import BenchSettings, RuntimeVariant, peak_names, with_pct_of_peak
 
     variants = [RuntimeVariant("onnxruntime", "cpu", False), RuntimeVariant("torch", "cuda", False),
                 RuntimeVariant("torch", "cuda", True), RuntimeVariant("tensorrt", "cuda:0", True)]
-    assert [peak_name(v) for v in variants] == ["cpu-peak/torch-matmul", "cuda-peak/torch-matmul",
-                                                "cuda-peak/torch-matmul-fp16", "cuda-peak/torch-matmul-fp16"]
+    names = peak_names(variants, BenchSettings(threads=2))
+    assert [names[v.label] for v in variants] == ["cpu-peak/torch-matmul", "cuda-peak/torch-matmul",
+                                                  "cuda-peak/torch-matmul-fp16", "cuda-peak/torch-matmul-fp16"]
     rows = {f"lite/{v.label}@640x480": {"gmac_per_s": 50.0} for v in variants}
-    before = {"cpu-peak/torch-matmul": 100.0, "cuda-peak/torch-matmul": 40_000.0, "cuda-peak/torch-matmul-fp16": 1e5}
-    after = {"cpu-peak/torch-matmul": 200.0, "cuda-peak/torch-matmul": 50_000.0, "cuda-peak/torch-matmul-fp16": 2e5}
-    table = with_pct_of_peak(rows, variants, before, after)
+    before = {"cpu-peak/torch-matmul": {"gmac_per_s": 100.0, "threads": 2.0},
+              "cuda-peak/torch-matmul": {"gmac_per_s": 40_000.0}, "cuda-peak/torch-matmul-fp16": {"gmac_per_s": 1e5}}
+    after = {"cpu-peak/torch-matmul": {"gmac_per_s": 200.0, "threads": 2.0},
+             "cuda-peak/torch-matmul": {"gmac_per_s": 50_000.0}, "cuda-peak/torch-matmul-fp16": {"gmac_per_s": 2e5}}
+    table = with_pct_of_peak(rows, names, before, after)
     assert table["lite/onnxruntime@640x480"]["pct_of_peak"] == pytest.approx(25.0)
     assert table["lite/torch-cuda@640x480"]["pct_of_peak"] == pytest.approx(0.1)
     assert table["lite/torch-cuda-fp16@640x480"]["pct_of_peak"] == pytest.approx(0.025)
     assert table["lite/tensorrt-fp16@640x480"]["pct_of_peak"] == pytest.approx(0.025)
     assert table["cuda-peak/torch-matmul"] == {"gmac_per_s": 50_000.0, "before": 40_000.0, "after": 50_000.0}
+    assert table["cpu-peak/torch-matmul"]["threads"] == 2.0
+
+
+@pytest.mark.skipif(default_threads() < 2, reason="ONNX Runtime's default is one thread here, as torch's is made")
+def test_the_cpu_peak_is_measured_on_the_threads_of_the_rows_it_divides(tmp_path: Path) -> None:
+    """The CPU peak ran on torch's threads whatever the rows ran on: ONNX Runtime's sessions take
+    `default_threads()` (at most 4), torch its own count (all cores, or OMP_NUM_THREADS), so on a 16-core host or
+    under OMP_NUM_THREADS=1 an ONNX Runtime row's `pct_of_peak` divided by a peak on other threads."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)  # torch's threads as OMP_NUM_THREADS=1 sets them
+    try:
+        table = run_bench(tmp_path, "lite", "--backends", "torch,onnxruntime", "--sizes", "32x24")
+        assert torch.get_num_threads() == 1, "the peak put torch's threads back"
+    finally:
+        torch.set_num_threads(saved)
+    ort = default_threads()
+    peaks = {name: row for name, row in table.items() if "peak" in name}
+    assert set(peaks) == {"cpu-peak/torch-matmul-1threads", f"cpu-peak/torch-matmul-{ort}threads"}
+    assert peaks["cpu-peak/torch-matmul-1threads"]["threads"] == 1.0
+    assert peaks[f"cpu-peak/torch-matmul-{ort}threads"]["threads"] == ort
+    for label, name in (("torch", "cpu-peak/torch-matmul-1threads"),
+                        ("onnxruntime", f"cpu-peak/torch-matmul-{ort}threads")):
+        row = table[f"lite/{label}@32x24"]
+        assert row["pct_of_peak"] == pytest.approx(100.0 * row["gmac_per_s"] / peaks[name]["gmac_per_s"])
 
 
 def test_threads_given_to_the_bench_are_put_back_after_it(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
   `pct_of_peak` (gmac_per_s against `peak_gmac_per_s()`, a large matrix product measured in the same run on the
   row's own device before and after the network rows, the faster of the two: a shared host's slow phase lowers a
   single measurement of the peak, which would flatter every row; how much of what this CPU or GPU can do the
-  network gets). CPU rows compare with the CPU's fp32 peak (the row `cpu-peak/torch-matmul`), CUDA rows with the
-  GPU's, fp32 or fp16 as they run (`cuda-peak/torch-matmul`, `cuda-peak/torch-matmul-fp16`). Rows of the torch
+  network gets). CPU rows compare with the CPU's fp32 peak on the threads they run on (the row
+  `cpu-peak/torch-matmul` with its `threads`; one row per count, `cpu-peak/torch-matmul-<N>threads`, where torch's
+  default and ONNX Runtime's differ: `cpu_threads`), CUDA rows with the GPU's, fp32 or fp16 as they run
+  (`cuda-peak/torch-matmul`, `cuda-peak/torch-matmul-fp16`). Rows of the torch
   backend also carry `dispatched_ops`: the tensor operations one frame sends to PyTorch, each a launch of its own
   on a GPU in eager mode.
 
@@ -41,6 +43,7 @@ import numpy as np
 import torch
 
 from dgdehaze_core.benchmarks.timing import count_dispatched, measure, smaller_than
+from dgdehaze_core.cpu_threads import default_threads
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.inference.backends import INT8_RUNTIME, BackendUnavailable, InferenceBackend, round_up_to_stride
@@ -123,17 +126,38 @@ def available_variants(backends: Sequence[str], device: str = "auto") -> list[Ru
     return variants
 
 
-def peak_name(variant: RuntimeVariant) -> str:
-    """The row of the peak that `variant`'s rows are compared with: its device's, in its precision on a GPU."""
-    if not variant.device.startswith("cuda"):
-        return CPU_PEAK
-    return CUDA_PEAK + ("-fp16" if variant.half else "")
+def on_cpu(variant: RuntimeVariant | None) -> bool:
+    """Whether `variant` (None: the CPU) runs on the CPU."""
+    return variant is None or not variant.device.startswith("cuda")
 
 
-def peak_gmac_per_s(settings: BenchSettings, variant: RuntimeVariant | None = None) -> float:
-    """GMAC/s of a large matrix product with torch on `variant`'s device (None: this CPU's current threads), in
-    fp16 for a CUDA fp16 variant, else fp32."""
-    device = variant.device if variant is not None and variant.device.startswith("cuda") else "cpu"
+def cpu_threads(variant: RuntimeVariant | None, settings: BenchSettings) -> int:
+    """The CPU threads `variant`'s network runs on (None: torch's): --threads, else its runtime's default, torch's
+    own thread count or ONNX Runtime's `default_threads()` (at most 4), which differ on more than 4 cores or under
+    OMP_NUM_THREADS."""
+    if settings.threads:
+        return settings.threads
+    return torch.get_num_threads() if variant is None or variant.backend == "torch" else default_threads()
+
+
+def peak_names(variants: Sequence[RuntimeVariant], settings: BenchSettings) -> dict[str, str]:
+    """The row of the peak that each variant's rows are compared with, by the variant's label: its GPU's in its
+    precision, or the CPU's on the threads it runs on (`cpu_threads`), `cpu-peak/torch-matmul`, named
+    `cpu-peak/torch-matmul-<N>threads` where the CPU rows run on different thread counts."""
+    counts = {cpu_threads(v, settings) for v in variants if on_cpu(v)}
+
+    def name(variant: RuntimeVariant) -> str:
+        if not on_cpu(variant):
+            return CUDA_PEAK + ("-fp16" if variant.half else "")
+        return CPU_PEAK + (f"-{cpu_threads(variant, settings)}threads" if len(counts) > 1 else "")
+    return {variant.label: name(variant) for variant in variants}
+
+
+def peak_gmac_per_s(settings: BenchSettings, variant: RuntimeVariant | None = None,
+                    threads: int | None = None) -> float:
+    """GMAC/s of a large matrix product with torch on `variant`'s device (None: the CPU), in fp16 for a CUDA fp16
+    variant, else fp32; on the CPU on `threads` threads (None: torch's current ones; they are put back after)."""
+    device = "cpu" if on_cpu(variant) else variant.device
     dtype = torch.float16 if device != "cpu" and variant is not None and variant.half else torch.float32
     side = PEAK_MATRIX if device == "cpu" else PEAK_MATRIX_CUDA
     left = torch.rand(side, side, device=device, dtype=dtype)
@@ -143,14 +167,31 @@ def peak_gmac_per_s(settings: BenchSettings, variant: RuntimeVariant | None = No
         torch.mm(left, right)
         if device != "cpu":
             torch.cuda.synchronize(device)
-    row = measure(product, warmup=2, repeats=10, max_seconds=settings.max_seconds)
+    saved = torch.get_num_threads()
+    if device == "cpu" and threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        row = measure(product, warmup=2, repeats=10, max_seconds=settings.max_seconds)
+    finally:
+        torch.set_num_threads(saved)
     return side ** 3 / (row["latency_ms_median"] / 1000.0) / 1e9
 
 
-def peaks_of(variants: Sequence[RuntimeVariant], settings: BenchSettings) -> dict[str, float]:
-    """The peak (GMAC/s) of every device and precision that `variants` run on, by `peak_name`; the CPU's always."""
-    chosen = {CPU_PEAK: None, **{peak_name(v): v for v in variants}}
-    return {name: peak_gmac_per_s(settings, variant) for name, variant in chosen.items()}
+def peaks_of(variants: Sequence[RuntimeVariant], settings: BenchSettings) -> dict[str, Row]:
+    """The peak of every row of `peak_names`, and the CPU's always (on torch's threads where no variant runs on
+    the CPU): its `gmac_per_s` and, on the CPU, the `threads` it was measured on."""
+    names = peak_names(variants, settings)
+    chosen: dict[str, RuntimeVariant | None] = {names[v.label]: v for v in variants}
+    if not any(on_cpu(v) for v in chosen.values()):
+        chosen[CPU_PEAK] = None
+    peaks: dict[str, Row] = {}
+    for name, variant in chosen.items():
+        if on_cpu(variant):
+            threads = cpu_threads(variant, settings)
+            peaks[name] = {"gmac_per_s": peak_gmac_per_s(settings, variant, threads), "threads": float(threads)}
+        else:
+            peaks[name] = {"gmac_per_s": peak_gmac_per_s(settings, variant)}
+    return peaks
 
 
 class TimedRuntime:
@@ -278,19 +319,20 @@ def _timed_call(pipeline: NetworkPipeline, frame: np.ndarray, totals: list[float
     totals.append(time.perf_counter() - begin)
 
 
-def with_pct_of_peak(rows: dict[str, Row], variants: Sequence[RuntimeVariant], before: dict[str, float],
-                     after: dict[str, float]) -> dict[str, Row]:
-    """The network rows of `variants` with `pct_of_peak` against the faster of their device's two peaks (GMAC/s,
-    `peaks_of`) measured in the same run before and after them, and each peak's own row (`peak_name`):
-    `gmac_per_s` (that faster one), `before` and `after`."""
-    peaks = {name: max(before[name], after[name]) for name in before}
-    of_label = {variant.label: peak_name(variant) for variant in variants}
+def with_pct_of_peak(rows: dict[str, Row], names: dict[str, str], before: dict[str, Row],
+                     after: dict[str, Row]) -> dict[str, Row]:
+    """The network rows with `pct_of_peak` against the faster of their peak's two measurements (`peaks_of`) in the
+    same run, before and after them (`names`: the peak row of each variant label, `peak_names`), and each peak's own
+    row: `gmac_per_s` (that faster one), `before`, `after` and, on the CPU, `threads`."""
+    peaks = {name: max(before[name]["gmac_per_s"], after[name]["gmac_per_s"]) for name in before}
     table = {}
     for name, row in rows.items():
         label = name.split("/")[1].split("@")[0]
-        table[name] = {**row, "pct_of_peak": 100.0 * row["gmac_per_s"] / peaks[of_label[label]]}
+        table[name] = {**row, "pct_of_peak": 100.0 * row["gmac_per_s"] / peaks[names[label]]}
     for name, peak in peaks.items():
-        table[name] = {"gmac_per_s": peak, "before": before[name], "after": after[name]}
+        table[name] = {"gmac_per_s": peak, "before": before[name]["gmac_per_s"], "after": after[name]["gmac_per_s"]}
+        if "threads" in before[name]:
+            table[name]["threads"] = before[name]["threads"]
     return table
 
 

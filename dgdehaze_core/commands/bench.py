@@ -257,7 +257,8 @@ def _measure(args: argparse.Namespace, targets: list[str], sizes: list[tuple[int
         rows: dict[str, dict[str, float]] = {}
         for config in networks:
             rows.update(nb.bench_network(config, variants, frames, settings, working_sizes))
-        table.update(nb.with_pct_of_peak(rows, variants, peaks_before, nb.peaks_of(variants, settings)))
+        table.update(nb.with_pct_of_peak(rows, nb.peak_names(variants, settings), peaks_before,
+                                         nb.peaks_of(variants, settings)))
     if "detector" in targets:
         from dgdehaze_core.benchmarks.detectors import bench_detector
 
