@@ -8,10 +8,15 @@ MAX_DEFAULT_THREADS = 4
 """More rarely helps networks and frames this small, and takes cores from the rest of the robot's stack."""
 
 
-def default_threads() -> int:
-    """The cores this process may use (its CPU affinity), at most `MAX_DEFAULT_THREADS`."""
+def available_cpus() -> int:
+    """The cores this process may use: its CPU affinity (a container's or `taskset`'s cores), which can be fewer than
+    the machine's `os.cpu_count()`."""
     try:
-        available = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
-        available = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_THREADS, available))
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """The cores this process may use (`available_cpus`), at most `MAX_DEFAULT_THREADS`."""
+    return min(MAX_DEFAULT_THREADS, available_cpus())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,7 @@ def test_an_empty_list_of_intervals_or_sizes_is_refused_not_run_as_no_rows(
     (["--json", "/proc/figures.json"], "--json /proc/figures.json cannot be written"),
     (["lite", "--sizes", "160x120", "--working-sizes", "320x240,2000x8"],  # was: no row and no word
      "--working-sizes 320x240 is not smaller than any of --sizes 160x120"),
-    (["--threads", "100000"], "exceeds this machine's"),  # was: MemoryError traceback reading the frames
+    (["--threads", "100000"], "CPUs this process may use"),  # was: MemoryError traceback reading the frames
     (["train", "--train-batch", "0"], "--train-batch values must be 1 to 512"),
     (["train", "--train-batch", "4,100000"], "--train-batch values must be 1 to 512"),
     (["train", "--train-config", "/nonexistent/recipe.yaml"], "/nonexistent/recipe.yaml"),
@@ -260,3 +261,16 @@ def test_threads_given_to_the_bench_are_put_back_after_it(tmp_path: Path) -> Non
     finally:
         cv2.setNumThreads(saved[0])
         torch.set_num_threads(saved[1])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to leave one out")
+def test_threads_beyond_the_cpus_this_process_may_use_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """--threads was checked against the machine's CPUs (os.cpu_count), not those the process may use: under taskset
+    or a container's cpuset a bench on more threads than its cores ran and measured the oversubscription."""
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(saved)})
+    try:
+        assert main(["bench", "dcp", "--sizes", "32x24", "--repeats", "1", "--threads", "2"]) == 2
+    finally:
+        os.sched_setaffinity(0, saved)
+    assert "--threads 2 exceeds the 1 CPUs this process may use" in capsys.readouterr().err

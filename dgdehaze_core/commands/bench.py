@@ -32,6 +32,7 @@ from dgdehaze_core.benchmarks.node_load import MAX_NODE_SECONDS, check_node_load
 from dgdehaze_core.benchmarks.timing import comma_items, parse_sizes, smaller_than
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
+from dgdehaze_core.cpu_threads import available_cpus
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.precision import PRECISIONS
@@ -163,9 +164,9 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
         raise ValueError("--repeats must be at least 1")
     if args.threads < 0 or not (math.isfinite(args.max_seconds) and args.max_seconds >= 0):
         raise ValueError("--threads and --max-seconds must be >= 0 (--max-seconds a number of seconds; 0: no cap)")
-    if args.threads > (os.cpu_count() or 1):
-        raise ValueError(f"--threads {args.threads} exceeds this machine's {os.cpu_count()} CPUs: a benchmark on "
-                         "more threads than cores measures the oversubscription")
+    if args.threads > available_cpus():
+        raise ValueError(f"--threads {args.threads} exceeds the {available_cpus()} CPUs this process may use (its "
+                         "affinity): a benchmark on more threads than cores measures the oversubscription")
     default_keep_days()  # a bad $DGDEHAZE_ENGINE_CACHE_DAYS would skip every cached network row, not fail
     sizes = parse_sizes(args.sizes, "--sizes")
     if not sizes:
@@ -233,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     with _library_threads(args.threads):
         table = _measure(args, targets, sizes, working_sizes, run_node_benchmark)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    emit(table, title=f"dgdehaze bench ({os.cpu_count()} CPUs, load average {load}; threads: "
+    emit(table, title=f"dgdehaze bench ({available_cpus()} CPUs, load average {load}; threads: "
                       f"{args.threads or 'default'})", json_path=args.json)
     return 0
 
