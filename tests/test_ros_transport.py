@@ -164,6 +164,13 @@ def test_a_node_that_never_subscribes_fails_the_row_within_the_startup_timeout()
     assert time.monotonic() - start < 60.0, "5 s to subscribe and 10 s to stop"
 
 
+def test_the_node_benchmark_gives_the_node_its_cpu_threads() -> None:
+    """`bench node --threads N` titled its table with N threads while the node ran on its default ones: the node's
+    command line carried no cpu_threads. The node reads it now; one out of its range stops it, saying so."""
+    with pytest.raises(RuntimeError, match="the node did not start [(]it exited with code .*cpu_threads out of range"):
+        measure_node(64, 48, seconds=1.0, cpu_threads=257, startup_timeout_s=30.0)
+
+
 def test_the_environment_the_benchmark_gives_its_own_context_is_not_left_in_the_callers() -> None:
     """`extra_env` was set in this process's environment for the camera's context and put back only once the
     measurement ran: a context that failed to start left it there, and this enforced security with a missing

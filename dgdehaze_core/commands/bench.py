@@ -84,7 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="stop timing a row after this long (at least 3 runs); 0: no cap")
     parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for OpenCV, torch and ONNX Runtime (0: each library's default)")
+                        help="CPU threads for OpenCV, torch and ONNX Runtime, and the node target's cpu_threads "
+                             "parameter (0: each library's default)")
     parser.add_argument("--imgsz", type=_int_list, default=[640, 480, 320], help="detector input sizes")
     parser.add_argument("--detect-every", type=_int_list, default=[1, 3],
                         help="chain: detection intervals to measure (frames)")
@@ -278,7 +279,7 @@ def _measure(args: argparse.Namespace, targets: list[str], sizes: list[tuple[int
         for (width, height), fastdds in itertools.product(sizes, comma_items(args.node_fastdds)):
             table.update(run_node_benchmark(args.node_model, width, height, args.node_rate,
                                             args.soak or args.node_seconds, args.node_reliability,
-                                            args.node_detection, fastdds))
+                                            args.node_detection, fastdds, cpu_threads=args.threads))
     if "train" in targets:
         from dgdehaze_core.benchmarks.training import bench_training
 

@@ -3,7 +3,7 @@
 The interface `dgdehaze bench node` calls (keep it stable):
 
     run_node_benchmark(model: str, width: int, height: int, rate_hz: float, duration_s: float, reliability: str,
-                       detection: bool, fastdds: str = "auto") -> dict[str, dict[str, float]]
+                       detection: bool, fastdds: str = "auto", cpu_threads: int = 0) -> dict[str, dict[str, float]]
 
 returns one row for dgdehaze_core.io.tables (row name -> figures below); `measure_node` is one row with
 more knobs (publisher reliability, detection interval, Fast DDS environment).
@@ -133,11 +133,12 @@ def _wait(condition: Any, timeout: float) -> bool:
 def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float = 30.0, seconds: float = 10.0,
                  reliability: str = "reliable", publisher_reliability: str = "reliable", detection: bool = False,
                  detection_interval: int = 1, extra_env: dict[str, str] | None = None,
-                 node_env: dict[str, str] | None = None,
+                 node_env: dict[str, str] | None = None, cpu_threads: int = 0,
                  startup_timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, float]:
     """One benchmark row: the node (`model`) in a child process fed `rate_hz` frames of `width`x`height` for
     `seconds`. `extra_env` applies to both processes (e.g. Fast DDS transport settings; here only while the
-    camera's ROS context starts, never left in the caller's environment), `node_env` to the node only. A node that
+    camera's ROS context starts, never left in the caller's environment), `node_env` to the node only;
+    `cpu_threads`: the node's parameter of that name (0: its default, one thread per core, at most 4). A node that
     has not subscribed to the frames within `startup_timeout_s` is stopped, and RuntimeError ("the node did not
     start") carries the end of its log; the node process has ended whenever this returns."""
     if reliability not in RELIABILITIES:
@@ -155,7 +156,8 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
     command = [sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r", f"__node:={NODE_NAME}",
                "-r", "image:=/bench/image", "-p", f"model:={model}", "-p", f"image_reliability:={reliability}",
                "-p", f"detection_enabled:={'true' if detection else 'false'}",
-               "-p", f"detection_interval:={detection_interval}", "-p", "diagnostics_period:=0.5"]
+               "-p", f"detection_interval:={detection_interval}", "-p", "diagnostics_period:=0.5",
+               "-p", f"cpu_threads:={cpu_threads}"]
     context = Context()
     with scoped_environ(extra_env or {}):  # read by rclpy.init and by the camera's middleware participant only
         rclpy.init(context=context, domain_id=domain)
@@ -251,15 +253,16 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
 
 
 def run_node_benchmark(model: str, width: int, height: int, rate_hz: float, duration_s: float, reliability: str,
-                       detection: bool, fastdds: str = "auto") -> dict[str, dict[str, float]]:
+                       detection: bool, fastdds: str = "auto", cpu_threads: int = 0) -> dict[str, dict[str, float]]:
     """The row `node <model>[+detection] <reliability> @WxH` for `dgdehaze bench node` (see the module docstring).
     `fastdds`: the node's process as the launch file's `fastdds_large_images` starts it (`auto`: the shipped profile
     where the environment configures no Fast DDS); `off` rows end in ` fastdds:off`. The camera and consumer
-    process keeps the environment's settings."""
+    process keeps the environment's settings. `cpu_threads`: the node's parameter (bench's --threads)."""
     name = f"node {model}{'+detection' if detection else ''} {reliability} @{width}x{height}"
     name += " fastdds:off" if fastdds.strip().lower() == "off" else ""
     node_env = launch_environment(fastdds)
     LOG.info("benchmarking %s: %g Hz for %g s (node: %s)", name, rate_hz, duration_s,
              transport_summary({**os.environ, **node_env}))
     return {name: measure_node(width, height, model=model, rate_hz=rate_hz, seconds=duration_s,
-                               reliability=reliability, detection=detection, node_env=node_env)}
+                               reliability=reliability, detection=detection, node_env=node_env,
+                               cpu_threads=cpu_threads)}
