@@ -274,3 +274,11 @@ def test_threads_beyond_the_cpus_this_process_may_use_are_refused(capsys: pytest
     finally:
         os.sched_setaffinity(0, saved)
     assert "--threads 2 exceeds the 1 CPUs this process may use" in capsys.readouterr().err
+
+
+def test_a_target_named_twice_is_measured_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`bench lite lite` measured lite's rows twice (the second over the first): minutes of a run for nothing."""
+    with caplog.at_level("INFO", logger="dgdehaze_core.benchmarks.networks"):
+        table = run_bench(tmp_path, "lite", "lite", "--backends", "onnxruntime", "--sizes", "8x8")
+    assert "lite/onnxruntime@8x8" in table
+    assert [r.getMessage() for r in caplog.records].count("measuring lite/onnxruntime@8x8") == 1

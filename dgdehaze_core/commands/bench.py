@@ -128,7 +128,7 @@ def _targets(args: argparse.Namespace) -> list[str]:
     unknown = sorted(set(args.targets) - set(TARGETS))
     if unknown:
         raise ValueError(f"unknown bench targets {unknown}; known: {', '.join(TARGETS)}")
-    targets = list(args.targets or DEFAULT_TARGETS)
+    targets = list(dict.fromkeys(args.targets or DEFAULT_TARGETS))  # a target named twice is measured once
     if "model" in targets:
         targets.remove("model")
         targets.extend(c for c in (args.config or DEFAULT_NETWORKS) if c not in targets)
