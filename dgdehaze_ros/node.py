@@ -21,7 +21,8 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
 Every output carries the input's header (stamp and frame_id).
 
 Lifecycle: configure reads and validates the parameters and loads the pipeline and the detector; activate
-enables the publishers, then subscribes; deactivate unsubscribes and waits for the frame in progress; cleanup
+enables the publishers, then subscribes (it fails, the node inactive, while a frame a deactivate gave up
+waiting for still runs); deactivate unsubscribes and waits for the frame in progress (FRAME_WAIT_S); cleanup
 releases the models. The subscription callback only hands the message to a `LatestFrameWorker`: conversion,
 inference and publishing run in its thread on the newest frame only, so the executor never blocks. The image,
 depth, camera_info and haze density are published as soon as the frame is dehazed; detections follow when the
@@ -61,7 +62,7 @@ from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.frame_chain import FrameChain
-from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
+from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker, StillStopping
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
@@ -97,6 +98,9 @@ samples that look like a 12-bit camera's (`images.NarrowSamples`): one max over 
 every frame would cost more and could miss the few bright pixels of a night scene, and testing only the first
 frames would leave the WARN on after input_bits is set right."""
 NARROW_REMEDY = "set the parameter input_bits: 12 (said once per activation; a WARN on /diagnostics while it holds)"
+FRAME_WAIT_S = 5.0
+"""How long a deactivate waits for the frame in progress to end, and an activate for one a deactivate left running
+(an activate that finds it still running fails, the node inactive: it never hangs on a stuck frame)."""
 LOADER_STOP_WAIT_S = 3.0
 """How long `destroy_node` waits for a background model load to end. One that takes longer (an ONNX export, a
 TensorRT build) is abandoned, its result dropped: stopping the node never waits minutes, and ends before
@@ -216,6 +220,11 @@ class DehazeNode(ModelReloads, LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self._settings is not None
+        try:  # first: before the subscriptions, so a frame the moment they exist is processed, not dropped
+            self.worker.start(FRAME_WAIT_S)
+        except StillStopping as exc:  # a frame from before the deactivate still runs: inactive, nothing enabled
+            self.get_logger().error(f"activate failed: {exc}; activate again once it has ended")
+            return TransitionCallbackReturn.FAILURE
         if self._schedule is not None:
             self._schedule.reset()
         if self._detector is not None:
@@ -226,7 +235,6 @@ class DehazeNode(ModelReloads, LifecycleNode):
         topic = self._compressed_topic() if self._settings["input_transport"] == "compressed" \
             else self.resolve_topic_name("image")
         self._samples = NarrowSamples(NARROW_REMEDY, f"frames on {topic}", NARROW_TEST_EVERY, self.get_logger().warning)
-        self.worker.start()  # before the subscriptions: a frame the moment they exist is processed, not dropped
         try:
             image_sub = self._subscribe_inputs()
         except Exception as exc:  # e.g. a qos_overrides value rclpy refuses: back to inactive, with the reason
@@ -287,7 +295,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
         self._inputs = []
-        self.worker.stop()
+        self.worker.stop(FRAME_WAIT_S)
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:

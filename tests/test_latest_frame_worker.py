@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker
+from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker, StillStopping
 
 
 def test_slow_processing_keeps_only_the_newest_item_and_counts_drops() -> None:
@@ -75,6 +75,25 @@ def test_a_restart_after_a_stop_that_timed_out_gets_a_live_worker() -> None:
     worker.submit(1)
     assert worker.wait_idle(2.0)
     assert seen == [0, 1] and worker.running
+    assert worker.stop()
+
+
+def test_a_restart_while_the_item_a_stop_gave_up_on_still_runs_is_refused_within_its_timeout() -> None:
+    """`start` waited without limit for that item: a deactivate and activate of the node on a stuck frame hung."""
+    seen: list[int] = []
+    release = threading.Event()
+    worker = busy_with_a_slow_item(release, seen)
+    assert wait_busy(worker, 2.0) and not worker.stop(timeout=0.1)
+    started = time.monotonic()
+    with pytest.raises(StillStopping, match="still processing its last item"):
+        worker.start(timeout=0.2)
+    assert time.monotonic() - started < 1.0
+    assert worker.running and worker.submit(1) is False, "not started: an item offered now is dropped"
+    release.set()
+    worker.start(timeout=5.0)
+    worker.submit(2)
+    assert worker.wait_idle(2.0) and seen == [0, 2]
+    assert [t.name for t in threading.enumerate()].count("latest-frame-worker") == 1
     assert worker.stop()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import threading
 import time
 
 import cv2
@@ -26,6 +27,7 @@ from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.contrast import local_contrast  # noqa: E402
 from dgdehaze_core.detection.detector import Detector, default_detector_weights  # noqa: E402
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8  # noqa: E402
+from dgdehaze_ros import node as node_module  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, camera_frame, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
@@ -479,6 +481,44 @@ def test_deactivate_stops_outputs_and_activate_resumes_them(node: DehazeNode, pr
     assert probe.wait_for_subscribers()
     send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(41)), ("image_dehazed",))
     assert node.stats.gaps == gaps, "a frame sent while the node was inactive is not a frame lost in transport"
+
+
+def test_an_activate_while_a_frame_the_deactivate_gave_up_on_still_runs_fails_at_once_and_a_later_one_succeeds(
+        session: RosSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame stuck past the deactivate's wait (a driver, a GPU hang) made the next activate wait for it without
+    limit: `ros2 lifecycle set ... activate` hung, and the executor with it."""
+    monkeypatch.setattr(node_module, "FRAME_WAIT_S", 0.2)
+
+    class StuckFrame(DehazeNode):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            self.stuck, self.gate = threading.Event(), threading.Event()
+            super().__init__(*args, **kwargs)
+
+        def _process(self, frame):  # type: ignore[no-untyped-def]
+            self.stuck.set()
+            self.gate.wait(10.0)
+            return super()._process(frame)
+
+    node = StuckFrame("stuck_dgdehaze", context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("detection_enabled", value=False)])
+    session.add(node)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(410)), {})
+        assert node.stuck.wait(5.0)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS  # gave up waiting for the frame
+        started = time.monotonic()
+        assert node.trigger_activate() == TransitionCallbackReturn.FAILURE
+        assert time.monotonic() - started < 2.0, "the activate waited for the stuck frame"
+        assert node._state_machine.current_state[1] == "inactive" and not node._inputs
+        node.gate.set()
+        assert wait_until(lambda: not node.worker.running, 10.0)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert [t.name for t in threading.enumerate()].count("stuck_dgdehaze-worker") == 1
+    finally:
+        node.gate.set()
+        session.remove(node)
 
 
 def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_fog_and_the_other_outputs(

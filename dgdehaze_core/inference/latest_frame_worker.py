@@ -16,6 +16,10 @@ LOG = logging.getLogger(__name__)
 Item = TypeVar("Item")
 
 
+class StillStopping(RuntimeError):
+    """`LatestFrameWorker.start` found the previous thread still busy with its last item after a stop."""
+
+
 @dataclass(frozen=True)
 class WorkerCounts:
     """Counters since start: submitted = processed + skipped + failed + dropped + pending (+ one in progress)."""
@@ -49,13 +53,16 @@ class LatestFrameWorker(Generic[Item]):
         """The worker thread, until it has finished its last item after a stop (it clears this itself)."""
         self._submitted = self._processed = self._dropped = self._failed = self._skipped = 0
 
-    def start(self) -> None:
+    def start(self, timeout: float = 5.0) -> None:
         """Start the thread (no-op when running). A thread still finishing its last item after a `stop` that
-        timed out is waited for first, so that a restart always gets a live worker and never two."""
+        timed out is waited for first, up to `timeout` seconds, so that a restart never runs two workers; when it
+        still runs then, `StillStopping` is raised and nothing is started (call `start` again later)."""
         with self._condition:
             if self._thread is not None and not self._stopping:
                 return
-            self._condition.wait_for(lambda: self._thread is None)
+            if not self._condition.wait_for(lambda: self._thread is None, timeout):
+                raise StillStopping(f"{self._name} is still processing its last item after a stop that timed out; "
+                                    f"not started (waited {timeout:g} s)")
             self._stopping = False
             self._slot, self._has_item = None, False  # nothing offered while stopped is processed after a restart
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
