@@ -302,6 +302,16 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition callback raised: rclpy drops the exception unlogged, calls this, and on SUCCESS puts the node
+        in unconfigured. Release what configure made (models, publishers, timer, subscriptions, the worker), so that
+        the unconfigured node holds none of it and the next configure does not make a second set beside it."""
+        self.get_logger().error(f"a transition from {state.label} raised an exception (rclpy does not log it): "
+                                "released the models, publishers and subscriptions; the node is unconfigured "
+                                "(configure again)")
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.worker.stop()
         self._release()

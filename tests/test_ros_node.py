@@ -521,6 +521,39 @@ def test_an_activate_while_a_frame_the_deactivate_gave_up_on_still_runs_fails_at
         session.remove(node)
 
 
+def test_a_transition_that_raises_leaves_the_node_unconfigured_holding_nothing_and_a_new_configure_runs_clean(
+        session: RosSession) -> None:
+    """rclpy's LifecycleNode turns an exception in a transition callback into ERROR and, with no on_error of the
+    node's, unconfigured: the models, the enabled publishers and the diagnostics timer stayed, and the next
+    configure made a second set of publishers beside them (two publishers of every output)."""
+    class RaisesOnce(DehazeNode):
+        fail = True
+
+        def _publish_labels(self) -> None:  # called by on_activate once the publishers are enabled
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("a fault inside on_activate")
+            super()._publish_labels()
+
+    node = RaisesOnce("raising_dgdehaze", context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("detection_enabled", value=False)])
+    session.add(node)
+    topic = "/raising_dgdehaze/image_dehazed"
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.ERROR
+        assert node._state_machine.current_state[1] == "unconfigured"
+        assert node._pipeline is None and not node.worker.running and not node._inputs
+        assert wait_until(lambda: node.count_publishers(topic) == 0, 5.0), "the outputs outlived the error"
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert len([p for p in node.publishers if p.topic_name == topic]) == 1
+        node._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(420)), {})
+        assert node.worker.wait_idle(10.0) and node.worker.counts().processed == 1
+    finally:
+        session.remove(node)
+
+
 def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_fog_and_the_other_outputs(
         node: DehazeNode, probe: Probe, session: RosSession) -> None:
     """At 1920x1080 the fog measurement and the depth messages after the image take tens of milliseconds: a latency
