@@ -114,6 +114,27 @@ def test_output_bag_carries_inputs_and_outputs_at_the_original_stamps(tmp_path: 
     assert leftovers(tmp_path) == []
 
 
+def test_every_output_carries_its_frame_s_header_exactly_an_unnormalised_stamp_included(tmp_path: Path) -> None:
+    """The outputs' headers were rebuilt from the stamp in nanoseconds: a driver's stamp with nanosec >= 1e9 came out
+    normalised (sec + 1), a header no consumer matching by stamp finds."""
+    frames = demo_frames(2)
+    headers = []
+    with BagWriter(tmp_path / "in", "mcap") as writer:
+        time_type, header_type = writer.types["builtin_interfaces/msg/Time"], writer.types["std_msgs/msg/Header"]
+        for index, frame in enumerate(frames):
+            header = header_type(stamp=time_type(sec=1_700_000_000 + index, nanosec=1_500_000_000 + index),
+                                 frame_id="camera_optical_frame")
+            writer.write("/cam/camera_info", CAMERA_INFO_TYPE, START + index, camera_info_msg(writer, header, frame))
+            writer.write("/cam/image_raw", IMAGE_TYPE, START + index, image_msg(writer, header, frame, "bgr8"))
+            headers.append((header.stamp.sec, header.stamp.nanosec, header.frame_id))
+    evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "out", camera_info_topic="/cam/camera_info",
+                 method="dcp", progress=False)
+    topics = read_all(tmp_path / "out" / "bag")
+    for topic in OUTPUTS:
+        assert [(m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) for _, m in topics[topic]] == headers, \
+            topic
+
+
 def test_report_names_every_figure_and_summary_matches(tmp_path: Path) -> None:
     write_camera_bag(tmp_path / "in", "mcap", demo_frames(3), "bgr8")
     out = tmp_path / "eval"

@@ -78,6 +78,16 @@ def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detect
         assert len(strict["detections"].detections) < len(detections), "threshold change had no effect"
 
 
+def test_an_unnormalised_input_stamp_comes_out_as_it_came_in(node: DehazeNode, probe: Probe) -> None:
+    """nanosec of 1e9 or more (a driver's arithmetic): every output carries the input's header exactly, as bag-eval's
+    offline outputs do (test_bag_eval), not the same instant normalised."""
+    header = stamped_header(9)
+    header.stamp.nanosec = 1_500_000_000
+    topics = ("image_dehazed", "depth_relative", "camera_info") + (("haze_density",) if VISION_MSGS_AVAILABLE else ())
+    out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(160, 120), "bgr8", header), topics)
+    assert all(message.header == header for message in out.values())
+
+
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
 def test_the_debug_image_draws_the_detections_on_the_dehazed_frame_for_a_subscriber(

@@ -229,7 +229,7 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
     """The node's outputs for one frame, on its `~/` topics, at the input frame's receive time and header; with a
     fog reading also ~/depth (metres) and ~/visibility."""
     result = output.result
-    header = writer.header(frame.stamp_ns, frame.header.frame_id)
+    header = writer.copy_header(frame.header)
     writer.write_image(f"{prefix}/image_dehazed", frame.log_time_ns, header, result.image)
     writer.write_image(f"{prefix}/depth_relative", frame.log_time_ns, header, result.depth.astype(np.float32))
     if output.fog is not None and fog is not None:
@@ -409,7 +409,7 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                 if processor.chain.fog is not None and output.fog is None:
                     evaluation.fog_unmeasured(frame.index, unmeasured_fog(frame))
                 if len(evaluation.records) == 1 and processor.detector is not None:
-                    header = writer.header(frame.stamp_ns, frame.header.frame_id)
+                    header = writer.copy_header(frame.header)
                     writer.write(f"{prefix}/label_info", LABEL_INFO_TYPE, frame.log_time_ns,
                                  label_info_msg(writer, header, processor.detector.names, processor.detector.conf))
                 write_frame_outputs(writer, prefix, frame, record, output, processor.chain.fog)

@@ -135,6 +135,14 @@ class BagWriter:
         return self.types["std_msgs/msg/Header"](
             stamp=time_type(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000), frame_id=frame_id)
 
+    def copy_header(self, header: Any) -> Any:
+        """`header` (any std_msgs/Header, a read bag's) as this writer's, its stamp's sec and nanosec as they are: an
+        output carries its input's header exactly, a nanosec of 1e9 or more (a driver's unnormalised stamp)
+        included, so a consumer matching by stamp finds it."""
+        time_type = self.types["builtin_interfaces/msg/Time"]
+        stamp = time_type(sec=int(header.stamp.sec), nanosec=int(header.stamp.nanosec))
+        return self.types["std_msgs/msg/Header"](stamp=stamp, frame_id=str(header.frame_id))
+
     def image_msg(self, header: Any, image: np.ndarray) -> Any:
         """A bgr8 (uint8 HxWx3) or 32FC1 (float32 HxW) sensor_msgs/Image."""
         if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
