@@ -2,11 +2,14 @@
 within its quantisation, NaN stays NaN, and what is not such an image is refused with a reason."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from dgdehaze_core.io.compressed_depth import HEADER, compress_depth, decompress_depth
-from dgdehaze_core.io.images import ImageError
+from dgdehaze_core.inference.pipeline import DarkChannelPipeline
+from dgdehaze_core.io.compressed_depth import HEADER, NEAR_FLOOR, compress_depth, decompress_depth
+from dgdehaze_core.io.images import ImageError, read_image
 
 
 def road_depth(height: int = 120, width: int = 160) -> np.ndarray:
@@ -41,6 +44,31 @@ def test_a_constant_an_empty_and_a_unitless_depth_image_round_trip() -> None:
         back, valid = decompress_depth(fmt, data), np.isfinite(depth)
         np.testing.assert_array_equal(np.isnan(back), ~valid)
         assert np.all(np.abs(back[valid] - depth[valid]) <= depth[valid] ** 2 / a + 1e-4 * depth[valid])
+
+
+def test_a_dcp_depth_of_zero_or_nearly_zero_comes_back_that_near_and_leaves_the_others_within_their_quantisation(
+        shared_data: Path) -> None:
+    """DCP's relative depth is -ln t: exactly 0 where the dark channel is 0 (t = 1), as in a rectified camera's black
+    border, and 6e-8 beside it (t rounded just below 1). compressedDepth turned each 0 into NaN (no depth), and the
+    6e-8 spread the levels so far that every other depth of the image came back up to 45 times wrong."""
+    frame = read_image(shared_data / "hazy-real" / "o-haze" / "08_outdoor_hazy.jpg")
+    frame[:, :48] = 0  # the black border undistortion leaves
+    depth = DarkChannelPipeline()(frame).depth
+    far = float(depth.max())
+    floor = far * NEAR_FLOOR
+    nearest = depth < floor
+    assert (depth == 0).sum() > frame.shape[0] * 24 and 0 < depth[depth > 0].min() < 1e-6
+    fmt, data = compress_depth(depth)
+    _, a, _ = HEADER.unpack_from(data)
+    back = decompress_depth(fmt, data)
+    assert not np.isnan(back).any(), "a depth of 0 is a depth"
+    assert np.all((back[nearest] >= 0) & (back[nearest] <= floor * 1.001))
+    rest, kept = depth[~nearest], back[~nearest]
+    assert np.all(np.abs(kept - rest) <= rest ** 2 / a + 1e-4 * rest)
+    assert np.max(np.abs(kept - rest) / rest) < 0.008
+    only_zeros = np.zeros((4, 5), np.float32)
+    only_zeros[0, 0] = np.nan
+    np.testing.assert_array_equal(decompress_depth(*compress_depth(only_zeros)), only_zeros)
 
 
 def test_what_is_no_compressed_depth_image_is_refused_with_the_reason() -> None:
