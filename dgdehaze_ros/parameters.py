@@ -23,8 +23,8 @@ from dgdehaze_core.detection.fusion import DETECTION_INPUTS
 from dgdehaze_core.detection.input_size import IMGSZ_RANGE
 from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
-from dgdehaze_core.inference.backends import BACKENDS, FILE_RUNTIMES, RUNTIMES, BackendUnavailable, NetworkSource
-from dgdehaze_core.inference.backends.selection import choose_backend
+from dgdehaze_core.inference.backends import BACKENDS, FILE_RUNTIMES, BackendUnavailable, NetworkSource
+from dgdehaze_core.inference.backends.selection import choose_backend, choose_source_backend
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.io.camera_frames import COMPRESSION_FORMATS
 from dgdehaze_core.io.images import SAMPLE_BITS
@@ -221,11 +221,6 @@ def check_values(values: Mapping[str, Any]) -> str | None:
                or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine")))
     if problem:
         return problem
-    if Path(values["weights"]).suffix.lower() == ".engine":
-        if values["backend"] not in ("auto", "tensorrt"):
-            return f"weights {values['weights']!r} is a TensorRT engine: backend must be tensorrt or auto"
-        if values["device"] == "cpu":
-            return f"weights {values['weights']!r} is a TensorRT engine: it runs on a CUDA device (device: cuda)"
     problem = _check_runtime(values)
     if problem:
         return problem
@@ -244,23 +239,25 @@ def _check_runtime(values: Mapping[str, Any]) -> str | None:
     network's backend runs here (checked for dcp too, so the value read back is one that would run), and a
     `model` without `weights` has shipped weights. What only loading can tell
     is reverted by the node when it fails."""
-    device = str(values["device"])
+    device, backend = str(values["device"]), values["backend"]
+    weights = Path(values["weights"])
+    source = NetworkSource(file=weights) if weights.suffix.lower() in FILE_RUNTIMES else None  # an export: no torch
+    if source is not None:
+        try:  # first: the file's kind decides its runtimes, whatever the device
+            source.check_backend(backend)
+        except ValueError as exc:
+            return str(exc)
     try:
         resolve_device(device)
     except DeviceUnavailable:
         return f"device {device!r}: CUDA is not available on this machine (the network and the detector run on it)"
-    runtimes = RUNTIMES
-    if Path(values["weights"]).suffix.lower() in FILE_RUNTIMES:  # an export runs on its runtimes alone, no torch
-        source = NetworkSource(file=Path(values["weights"]))
-        try:
-            source.check_backend(values["backend"])
-        except ValueError as exc:
-            return str(exc)
-        runtimes = source.runtimes
-    try:
-        choose_backend(values["backend"], device, log=False, runtimes=runtimes)
+    try:  # as the load will choose: an export's runtimes only, an engine on TensorRT
+        if source is not None:
+            choose_source_backend(source, backend, device, log=False)
+        else:
+            choose_backend(backend, device, log=False)
     except (ValueError, BackendUnavailable) as exc:
-        return f"backend {values['backend']!r} on device {device!r}: {exc}"
+        return f"backend {backend!r} on device {device!r}: {exc}"
     if values["model"] != "dcp" and not values["weights"] and not shipped_weights_path(values["model"]).is_file():
         return (f"model {values['model']!r} has no shipped weights ({shipped_weights_path(values['model']).name}); "
                 "give its weights file in `weights`")

@@ -352,9 +352,9 @@ def test_a_tensorrt_engine_as_weights_is_refused_off_cuda_and_off_the_tensorrt_b
         node: DehazeNode, tmp_path: Path) -> None:
     engine = tmp_path / "dgdehaze_lite_480x640_fp16.engine"
     engine.write_bytes(b"serialized engine")
-    for changes, reason in (({"weights": str(engine)}, "runs on a CUDA device"),
+    for changes, reason in (({"weights": str(engine)}, "tensorrt backend unavailable: the device is the CPU"),
                             ({"weights": str(engine), "device": "cuda", "backend": "onnxruntime"},
-                             "backend must be tensorrt or auto")):
+                             "is a TensorRT engine: it runs on the tensorrt backend, not onnxruntime")):
         before = {name: node.get_parameter(name).value for name in changes}
         result = node.set_parameters_atomically([Parameter(name, value=value) for name, value in changes.items()])
         assert not result.successful and reason in result.reason

@@ -97,6 +97,18 @@ def choose_backend(requested: str = "auto", device: str = "auto", log: bool = Tr
     return choice
 
 
+def choose_source_backend(source: NetworkSource, requested: str = "auto", device: str = "auto",
+                          log: bool = True) -> BackendChoice:
+    """The BackendChoice `source` opens with (`create_backend`): `requested` checked against the runtimes it runs on
+    (`NetworkSource.check_backend`: ValueError), then a TensorRT engine on TensorRT whatever `requested` (`auto`
+    too), anything else `choose_backend` among its runtimes; BackendUnavailable when that cannot run on `device`.
+    A parameter check (the node's) calls it with `log` off, so that what it accepts is what a load opens."""
+    source.check_backend(requested)
+    if source.suffix == ".engine":
+        return choose_backend("tensorrt", device, log=log)
+    return choose_backend(requested, device, log=log, runtimes=source.runtimes)
+
+
 def _choose(requested: str, device: str, runtimes: tuple[str, ...]) -> BackendChoice:
     cuda = _wants_cuda(device)
     providers = onnxruntime_providers()
@@ -282,12 +294,11 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
     .onnx file keeps the outputs it was exported with.
     """
     source = NetworkSource.of(source)
-    source.check_backend(backend)
+    choice = choose_source_backend(source, backend, device)
     if source.suffix == ".engine":
         from dgdehaze_core.inference.backends.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend.from_engine(source.file, device=choose_backend("tensorrt", device).device)
-    choice = choose_backend(backend, device, runtimes=source.runtimes)
+        return TensorRTBackend.from_engine(source.file, device=choice.device)
     if half and choice.device == "cpu":
         LOG.info("half precision is ignored on the CPU (fp16 runs slower there than fp32)")
         half = False
