@@ -34,6 +34,8 @@ from dgdehaze_ros.mounting_tf import MISSING_TF, TF_AVAILABLE
 
 TRANSPORTS = ("raw", "compressed")
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|\d+)$")
+WEIGHTS_SUFFIXES = (*CHECKPOINT_SUFFIXES, *FILE_RUNTIMES)
+"""What the `weights` parameter takes, the case of the suffix aside: a checkpoint, an .onnx export, an .engine."""
 PIPELINE, DETECTOR = ("pipeline",), ("detector",)
 BOTH_MODELS = (*PIPELINE, *DETECTOR)
 
@@ -217,7 +219,7 @@ def check_values(values: Mapping[str, Any]) -> str | None:
             return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
     if not DEVICE_PATTERN.match(str(values["device"])):
         return f"device must be cpu, cuda, cuda:N or N, got {values['device']!r}"
-    problem = (_check_file("weights", values["weights"], (*CHECKPOINT_SUFFIXES, ".onnx", ".engine"))
+    problem = (_check_file("weights", values["weights"], WEIGHTS_SUFFIXES)
                or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine")))
     if problem:
         return problem

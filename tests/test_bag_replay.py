@@ -293,3 +293,28 @@ def test_an_attached_node_is_gone_when_nothing_subscribes_to_the_frames_any_more
         assert replay.gone().endswith("no longer subscribes to the frames (stopped or deactivated)")
     finally:
         replay.close()
+
+
+
+def test_a_started_node_is_given_a_pth_or_upper_case_weights_file_as_its_weights(session, tmp_path: Path) -> None:
+    """bag-eval --node --method net.pth (or NET.PT), which offline evaluation runs, started the node with
+    `model:=net.pth`: the node stayed unconfigured ("model must be one of dcp, lite, base") and the replay failed
+    after waiting its 120 s for it to become active."""
+    import shutil
+
+    from dgdehaze_core.models import shipped_weights_path
+    from dgdehaze_ros.node import create_node
+    from dgdehaze_ros.tools.bag_replay import _node_command
+
+    for name in ("lite.pth", "LITE.PT"):
+        weights = tmp_path / name
+        shutil.copy(shipped_weights_path("lite"), weights)
+        command = _node_command("pth_dgdehaze", "/pth/image_raw", False, None, str(weights), False)
+        given = dict(arg.split(":=", 1) for flag, arg in zip(command, command[1:]) if flag == "-p")
+        assert given.get("weights") == str(weights) and "model" not in given
+        node = create_node({"weights": given["weights"], "backend": "torch", "detection_enabled": False},
+                           name="pth_dgdehaze", context=session.context)  # raises unless configured and active
+        try:
+            assert node._pipeline.weights_summary
+        finally:
+            node.destroy_node()

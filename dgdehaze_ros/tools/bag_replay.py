@@ -49,6 +49,7 @@ from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
+from dgdehaze_ros.parameters import WEIGHTS_SUFFIXES
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
@@ -86,7 +87,7 @@ def _node_command(node_name: str, image_topic: str, compressed: bool, camera_inf
             "-p", f"input_transport:={'compressed' if compressed else 'raw'}",
             "-p", "image_reliability:=reliable", "-p", "image_qos_depth:=1",
             "-p", f"detection_enabled:={'true' if detection else 'false'}"]
-    if method.endswith((".pt", ".onnx", ".engine")):
+    if Path(method).suffix.lower() in WEIGHTS_SUFFIXES:  # a file, as offline takes it (.pth, .PT too)
         args += ["-p", f"weights:={method}"]
     else:
         args += ["-p", f"model:={method}"]
