@@ -316,8 +316,8 @@ def test_a_change_during_configure_is_loaded_and_a_failed_reload_leaves_newer_an
 
 
 class _FailingConfigure(GatedLoads):
-    """Configure's own load fails (a truncated file) once, after a change (to lite) arrived while it loaded; the
-    change's background load of lite waits for the test's `gate`."""
+    """Configure's own load fails (a truncated file) once, after a change (to lite) arrived while it loaded and its
+    background load of lite began; that load waits for the test's `gate`."""
 
     fail_configure = True
 
@@ -325,6 +325,7 @@ class _FailingConfigure(GatedLoads):
         if self.fail_configure and threading.current_thread() not in loader_threads(self.get_name()):
             self.fail_configure = False
             assert all(result.successful for result in self.set_parameters([Parameter("model", value="lite")]))
+            self.loading.wait(30.0)  # the change's load has begun: a loader the failure drops first never loads
             raise ValueError("truncated weights")
         return super()._load_pipeline(settings)
 
