@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import logging
 import os
@@ -39,6 +40,7 @@ import posixpath
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NoReturn, Sequence
 
@@ -116,6 +118,22 @@ class IncomingFrame:
     received_ns: int
 
 
+Transition = Callable[[Any, LifecycleState], TransitionCallbackReturn]
+
+
+def _logs_its_exception(transition: Transition) -> Transition:
+    """A lifecycle transition callback that logs its exception with the traceback, then raises it on: rclpy turns it
+    into ERROR (`on_error`) without a word of what it was."""
+    @functools.wraps(transition)
+    def logged(node: Any, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return transition(node, state)
+        except Exception:
+            node.get_logger().error(f"{transition.__name__} (from {state.label}) raised:\n{traceback.format_exc()}")
+            raise
+    return logged
+
+
 class DehazeNode(ModelReloads, LifecycleNode):
     """The dgdehaze lifecycle node; see the module docstring for topics and behaviour."""
 
@@ -149,6 +167,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
+    @_logs_its_exception
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._settings = settings = read_settings(self)
@@ -218,6 +237,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._diagnostics_timer = self.create_timer(self._settings["diagnostics_period"], self._publish_diagnostics,
                                                     clock=steady)
 
+    @_logs_its_exception
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self._settings is not None
         try:  # first: before the subscriptions, so a frame the moment they exist is processed, not dropped
@@ -291,6 +311,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         explicit = self.resolve_topic_name(name)
         return explicit if explicit != self.resolve_topic_name(name, only_expand=True) else derived
 
+    @_logs_its_exception
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
@@ -298,20 +319,22 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self.worker.stop(FRAME_WAIT_S)
         return super().on_deactivate(state)
 
+    @_logs_its_exception
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """A transition callback raised: rclpy drops the exception unlogged, calls this, and on SUCCESS puts the node
-        in unconfigured. Release what configure made (models, publishers, timer, subscriptions, the worker), so that
-        the unconfigured node holds none of it and the next configure does not make a second set beside it."""
-        self.get_logger().error(f"a transition from {state.label} raised an exception (rclpy does not log it): "
-                                "released the models, publishers and subscriptions; the node is unconfigured "
-                                "(configure again)")
+        """A transition callback raised (logged with its traceback, `_logs_its_exception`): rclpy calls this, and
+        on SUCCESS puts the node in unconfigured. Release what configure made (models, publishers, timer,
+        subscriptions, the worker), so that the unconfigured node holds none of it and the next configure does not
+        make a second set beside it."""
+        self.get_logger().error(f"a transition from {state.label} raised an exception: released the models, "
+                                "publishers and subscriptions; the node is unconfigured (configure again)")
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    @_logs_its_exception
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.worker.stop()
         self._release()

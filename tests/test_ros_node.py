@@ -535,7 +535,12 @@ def test_a_transition_that_raises_leaves_the_node_unconfigured_holding_nothing_a
         session: RosSession) -> None:
     """rclpy's LifecycleNode turns an exception in a transition callback into ERROR and, with no on_error of the
     node's, unconfigured: the models, the enabled publishers and the diagnostics timer stayed, and the next
-    configure made a second set of publishers beside them (two publishers of every output)."""
+    configure made a second set of publishers beside them (two publishers of every output). rclpy logs nothing of
+    the exception: the node logs it with its traceback."""
+    from rcl_interfaces.msg import Log
+
+    from ros_harness import RELIABLE
+
     class RaisesOnce(DehazeNode):
         fail = True
 
@@ -549,9 +554,16 @@ def test_a_transition_that_raises_leaves_the_node_unconfigured_holding_nothing_a
         Parameter("model", value="dcp"), Parameter("detection_enabled", value=False)])
     session.add(node)
     topic = "/raising_dgdehaze/image_dehazed"
+    logged: list[str] = []
+    logs = session.listener("raising_log", Log, "/rosout", lambda m: m.name.endswith("raising_dgdehaze") and
+                            logged.append(m.msg), RELIABLE)
     try:
+        assert wait_until(lambda: logs.count_publishers("/rosout") > 0 and node.count_subscribers("/rosout") > 0, 5.0)
+        time.sleep(0.5)  # matching is not symmetric: the node's log publisher may not see the listener yet
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.ERROR
+        assert wait_until(lambda: any("a fault inside on_activate" in m and "Traceback" in m and "_publish_labels" in m
+                                      for m in logged), 5.0), logged
         assert node._state_machine.current_state[1] == "unconfigured"
         assert node._pipeline is None and not node.worker.running and not node._inputs
         assert wait_until(lambda: node.count_publishers(topic) == 0, 5.0), "the outputs outlived the error"
@@ -561,6 +573,7 @@ def test_a_transition_that_raises_leaves_the_node_unconfigured_holding_nothing_a
         node._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(420)), {})
         assert node.worker.wait_idle(10.0) and node.worker.counts().processed == 1
     finally:
+        session.remove(logs)
         session.remove(node)
 
 
