@@ -293,6 +293,22 @@ def test_a_nan_transmission_alone_is_said_once_and_left_as_the_camera_saw_it(fog
     assert sum("NaN or infinite" in record.getMessage() for record in caplog.records) == 1
 
 
+def test_a_decoder_pixel_the_network_gives_as_nan_is_left_as_the_camera_saw_it(foggy_road: np.ndarray,
+                                                                                 caplog) -> None:
+    """A NaN in the decoder's image (fp16 overflow) became a black pixel; it is the frame's, said once."""
+    model, _ = load_model_and_record("lite")
+    clean = pipeline_from_model(model, output="decoder")(foggy_road).image
+    with torch.no_grad():
+        model.dehazer.clear_head.bias[0] = float("nan")  # red at every even row and column (pixel shuffle)
+    pipeline = pipeline_from_model(model, output="decoder")
+    with caplog.at_level("WARNING", logger="dgdehaze_core.inference.pipeline"):
+        results = [pipeline(foggy_road), pipeline(foggy_road)]
+    for result in results:
+        assert (result.image[0::2, 0::2] == foggy_road[0::2, 0::2]).all()
+        assert (result.image[1::2] == clean[1::2]).all() and (result.image[:, 1::2] == clean[:, 1::2]).all()
+    assert sum("decoder gives NaN" in record.getMessage() for record in caplog.records) == 1
+
+
 def test_a_network_that_gives_nan_scattering_returns_a_finite_result(foggy_road: np.ndarray, caplog) -> None:
     """NaN transmission and airlight (a network whose fp16 activations overflowed) gave a NaN transmission and a
     black image; the pixels are now left as the camera saw them, the airlight is the dark channel prior's, and

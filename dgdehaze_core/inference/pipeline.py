@@ -259,6 +259,7 @@ class NetworkPipeline:
         self._shrunk: set[tuple[int, int]] = set()
         """Frame sizes already said to be too large for the runtime (said once each)."""
         self._said_non_finite = False
+        self._said_non_finite_image = False
         """Whether the network's NaN or infinite scattering has been said (once)."""
 
     @property
@@ -324,13 +325,26 @@ class NetworkPipeline:
                 clear = outputs["clear"][index, :, :work_h, :work_w].transpose(1, 2, 0)
                 if resized:
                     clear = cv2.resize(clear, (width, height), interpolation=cv2.INTER_LINEAR)
-                image = rgb_float_to_bgr(clear)
+                image = self._decoded(frame, clear)
             depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
             floor = T_MIN if self.scattering else self._dark_channel.t0  # without a head: DCP's, clipped at t0
             results.append(DehazeResult(image=image, depth=depth, transmission=transmission,
                                         airlight=airlight_rgb[::-1].copy(), haze_density=haze_density(frame),
                                         transmission_floor=floor))
         return results
+
+    def _decoded(self, frame: np.ndarray, clear: np.ndarray) -> np.ndarray:
+        """The decoder's RGB image `clear` as uint8 BGR; a pixel it gives no finite value (an fp16 overflow) is the
+        frame's, as the camera saw it (not black), with a warning, once."""
+        image = rgb_float_to_bgr(clear)
+        unknown = ~np.isfinite(clear).all(axis=2)
+        if unknown.any():
+            if not self._said_non_finite_image:
+                self._said_non_finite_image = True
+                LOG.warning("this %s network's decoder gives NaN or infinite pixels (fp16 overflow?): they are left "
+                            "as the camera saw them", self.backend)
+            image[unknown] = frame[unknown]
+        return image
 
     def _scattering(self, frame: np.ndarray, transmission: np.ndarray,
                     airlight_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
