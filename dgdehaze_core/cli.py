@@ -16,6 +16,7 @@ COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train
             "train-depth": "train_depth", "eval": "evaluate", "export": "export"}
 """Command name -> module of `dgdehaze_core.commands`, each with `register(subparsers)` that sets `func` on its
 parser."""
+VERBOSE_HELP = "log debug messages, and show an error whole, with its traceback"
 
 
 def _unavailable(subparsers: argparse._SubParsersAction, command: str, missing: str) -> None:
@@ -34,7 +35,7 @@ def _unavailable(subparsers: argparse._SubParsersAction, command: str, missing: 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dgdehaze", description="Depth-guided dehazing for robot cameras.")
     parser.add_argument("--version", action="version", version=f"dgdehaze {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, module in COMMANDS.items():
         try:
@@ -43,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name is None or exc.name.split(".")[0] == "dgdehaze_core":
                 raise
             _unavailable(subparsers, command, exc.name.split(".")[0])
+    for command_parser in subparsers.choices.values():
+        # after the command too, where an error's "run with -v" has it added; unset there, the one before holds
+        command_parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                    help=VERBOSE_HELP)
     return parser
 
 

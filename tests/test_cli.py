@@ -77,3 +77,19 @@ def test_the_qos_probe_refuses_an_empty_json_path(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as stopped:
         main(["--json", ""])
     assert stopped.value.code == 2 and "an empty path" in capsys.readouterr().err
+
+
+def test_the_v_an_error_asks_for_is_taken_after_the_command_too(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An error of several lines ends '(and N more lines: run with -v)'; -v added at the end of the command, where
+    one adds it, was refused as an unrecognised argument."""
+    from dgdehaze_core.cli import main
+    from dgdehaze_core.training.recipe import RecipeError
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: [x\n")
+    assert main(["train", "--config", str(recipe)]) == 2
+    assert "more lines: run with -v" in capsys.readouterr().err
+    for argv in (["train", "--config", str(recipe), "-v"], ["-v", "train", "--config", str(recipe)]):
+        with pytest.raises(RecipeError, match="while parsing a flow sequence"):
+            main(argv)
