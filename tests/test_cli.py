@@ -54,14 +54,16 @@ def test_train_reads_a_bag_source_only_with_rosbags_and_says_so_without(tmp_path
 @pytest.mark.parametrize("args", [
     ["bag-eval", "", "--out", "OUT"], ["bag-eval", "BAG", "--out", ""],
     ["bag-eval", "BAG", "--out", "OUT", "--json", ""], ["eval", "--dataset", ""],
-    ["eval", "--dataset", "D", "--json", ""],
+    ["eval", "--dataset", "D", "--json", ""], ["eval", "--dataset", "D", "--detector", ""],
+    ["bag-eval", "BAG", "--out", "OUT", "--detector", ""],
     ["train", "--config", ""], ["train", "--config", "C", "--out", ""], ["train", "--config", "C", "--json", ""],
     ["train-depth", "--config", "C", "--export", ""], ["bench", "dcp", "--json", ""],
     ["bench", "training", "--train-config", ""]], ids=lambda args: " ".join(args))
 def test_an_empty_path_is_refused_by_every_command_not_taken_for_the_current_folder(
         args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """An unset shell variable (`--json "$OUT"`) gives an empty path, Path("") the current folder: a bag-eval read or
-    wrote the folder it ran in, or failed on its --json only after the whole evaluation."""
+    wrote the folder it ran in, or failed on its --json only after the whole evaluation; an empty --detector ran the
+    shipped detector in its place."""
     from dgdehaze_core.cli import main
 
     monkeypatch.chdir(tmp_path)
