@@ -163,6 +163,22 @@ def test_a_recipe_of_the_other_training_or_a_folder_is_named_so(tmp_path: Path,
     assert not (tmp_path / "run").exists()
 
 
+def test_a_recipe_or_split_file_that_is_not_utf8_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A recipe or split file saved in Latin-1 failed with the decoder's "'utf-8' codec can't decode byte 0xf6",
+    naming no file."""
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("name: k\u00f6ln\niterations: 1\n".encode("latin-1"))
+    for command in ("train", "train-depth"):
+        assert main([command, "--config", str(latin1), "--out", str(tmp_path / "run")]) == 2
+        assert f"{latin1} is not UTF-8 text" in capsys.readouterr().err
+    split = tmp_path / "split.yaml"
+    split.write_bytes("dataset: x\nparts:\n  learn: [k\u00f6ln.jpg]\n".encode("latin-1"))
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"),
+                 "--set", f"data.clear=[{{path: {tmp_path}, include: '@{split}:learn'}}]"]) == 2
+    assert f"{split} is not a readable YAML split file" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_exponent_numbers_read_as_numbers_and_a_malformed_override_is_one_clear_error(tmp_path: Path) -> None:
     text = SMOKE.read_text().replace("lr: 0.002", "lr: 2e-3")
     assert text != SMOKE.read_text()

@@ -50,10 +50,10 @@ def load_split(path: str | Path) -> Split:
     """Read and check a split file: every part a non-empty list of names, no name in two parts."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SplitError(f"no split file {path}") from None
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SplitError(f"{path} is not a readable YAML split file: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("parts"), dict) or not raw["parts"]:
         raise SplitError(f"{path}: a split file needs 'dataset' and a non-empty mapping 'parts'")

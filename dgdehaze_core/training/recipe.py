@@ -455,6 +455,8 @@ def read_recipe_file(path: str | Path, from_dict: Callable[[Any, Path, Iterable[
         raise FileNotFoundError(f"no such recipe: {path}")
     try:
         raw = read_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path} is not UTF-8 text, as YAML is: {exc}") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path} is not valid YAML: {exc}") from None
     try:
