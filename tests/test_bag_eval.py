@@ -551,6 +551,12 @@ def test_the_default_method_is_found_in_an_installed_package_through_the_ament_i
     assert bag_evaluation.node_default_method() == "dcp"
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "empty"))
     assert bag_evaluation.node_default_method() == "lite"  # the node's own default when nothing sets one
+    # a configuration file that is no UTF-8 (a copy saved in Latin-1) is skipped as one that is no YAML, not the end
+    # of every bag-eval with the decoder's error, naming no file
+    (prefix / "share" / "dgdehaze" / "config" / "a_robot.yaml").write_bytes(
+        "# K\u00f6ln\n/**:\n  ros__parameters:\n    model: base\n".encode("latin-1"))
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    assert bag_evaluation.node_default_method() == "dcp"
 
 
 def test_a_node_replay_checks_its_method_s_weights_without_building_a_runtime_and_falls_back_as_offline(

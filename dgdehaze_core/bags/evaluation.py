@@ -84,8 +84,8 @@ def node_default_method() -> str:
     for folder in config_folders():
         for path in sorted(folder.glob("*.yaml")):
             try:
-                document = yaml.safe_load(path.read_text())
-            except (OSError, yaml.YAMLError) as exc:
+                document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
                 LOG.debug("skipping %s: %s", path, exc)
                 continue
             for node in document.values() if isinstance(document, dict) else ():
