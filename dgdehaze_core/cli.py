@@ -16,6 +16,8 @@ COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train
             "train-depth": "train_depth", "eval": "evaluate", "export": "export"}
 """Command name -> module of `dgdehaze_core.commands`, each with `register(subparsers)` that sets `func` on its
 parser."""
+OUTPUT_OPTIONS = ("out", "export")
+"""The path options that name what a command writes (the others name what it reads), as their namespace keys."""
 VERBOSE_HELP = "log debug messages, and show an error whole, with its traceback"
 
 
@@ -80,7 +82,8 @@ def run_parsed(args: argparse.Namespace) -> int:
         if json_path is not None:
             check_json_output(json_path)
             for name, paths in _path_arguments(args).items():
-                refuse_input_as_output(json_path, paths, "--json", what="--out" if name == "out" else "the input")
+                refuse_input_as_output(json_path, paths, "--json",
+                                       what=f"--{name}" if name in OUTPUT_OPTIONS else "the input")
         return args.func(args)
 
     started = time.time()

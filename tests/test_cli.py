@@ -95,3 +95,16 @@ def test_the_v_an_error_asks_for_is_taken_after_the_command_too(tmp_path: Path,
     for argv in (["train", "--config", str(recipe), "-v"], ["-v", "train", "--config", str(recipe)]):
         with pytest.raises(RecipeError, match="while parsing a flow sequence"):
             main(argv)
+
+
+def test_a_json_over_the_export_names_it_as_the_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json and --export on one file were refused as '--json F would overwrite the input F': the export is the
+    run's output, not its input."""
+    from dgdehaze_core.cli import main
+
+    both = tmp_path / "lite.pt"
+    for command, recipe in (("train", "smoke.yaml"), ("train-depth", "depth_kitti.yaml")):
+        assert main([command, "--config", str(REPO_DIR / "training" / recipe), "--out", str(tmp_path / "run"),
+                     "--export", str(both), "--json", str(both)]) == 2
+        assert f"--json {both} would overwrite --export {both}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
