@@ -15,7 +15,7 @@ from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.images import ImageError
 from dgdehaze_core.training.datasets import RandomCrops, collect_images, load_validation, validation_pairs
-from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, recipe_from_dict
+from dgdehaze_core.training.recipe import ImageSource, RecipeError, load_recipe, read_yaml, recipe_from_dict
 
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
@@ -179,6 +179,22 @@ def test_a_recipe_or_split_file_that_is_not_utf8_is_named(tmp_path: Path, capsys
     assert not (tmp_path / "run").exists()
 
 
+def test_a_field_given_twice_is_refused_not_taken_from_its_last_line(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """PyYAML keeps the last of a key given twice: an `iterations: 1` added above the recipe's own was dropped
+    without a word (and one added below replaced it). An anchor's keys merged with `<<` may still be given again."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(SMOKE.read_text() + "iterations: 1\n")
+    assert main(["train", "--config", str(twice), "--out", str(tmp_path / "run")]) == 2
+    line = SMOKE.read_text().splitlines().index("iterations: 6") + 1
+    assert f"{twice} is not valid YAML: 'iterations' is given twice, on lines {line} and " in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(RecipeError, match="'cycle' is given twice"):
+        load_recipe(SMOKE, ["loss={cycle: 1, cycle: 2}"])
+    merged = read_yaml("base: &base\n  cycle: 1.0\n  airlight: 0.5\nloss:\n  <<: *base\n  cycle: 2.0\n")
+    assert merged["loss"] == {"cycle": 2.0, "airlight": 0.5}
+
+
 def test_exponent_numbers_read_as_numbers_and_a_malformed_override_is_one_clear_error(tmp_path: Path) -> None:
     text = SMOKE.read_text().replace("lr: 0.002", "lr: 2e-3")
     assert text != SMOKE.read_text()
@@ -208,7 +224,6 @@ def test_a_field_name_yaml_reads_as_a_number_or_a_boolean_is_one_clear_error(tmp
 
 
 def test_a_run_s_recipe_yaml_reads_back_as_the_recipe_it_ran(shared_data: Path, tmp_path: Path) -> None:
-    from dgdehaze_core.training.recipe import read_yaml
 
     recipe = load_recipe(REPO_DIR / "training" / "lite_real_fog.yaml")
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe.as_recipe_file()))

@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Hashable, Iterable, Mapping, TypeVar
 
 import yaml
 
@@ -38,7 +38,23 @@ scaled to 64 on its long side keeps 48."""
 
 class RecipeLoader(yaml.SafeLoader):
     """YAML as PyYAML reads it, but for numbers in exponent notation without a dot (`1e-3`), which YAML 1.1 leaves
-    as strings and YAML 1.2 and every user read as numbers."""
+    as strings and YAML 1.2 and every user read as numbers, and for a key given twice in one mapping, which YAML
+    forbids and PyYAML takes the last of (an `iterations: 500` added above the recipe's own would be dropped)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be given again after it
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # refused by PyYAML's own construct_mapping
+                continue
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice, on lines {lines[key]} and {line}: give it once")
+            lines[key] = line
+        return super().construct_mapping(node, deep)
 
 
 RecipeLoader.add_implicit_resolver(
