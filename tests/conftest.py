@@ -1,5 +1,5 @@
 """Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent), scenes from it,
-the shipped detector, a read-only folder, and a ROS session per test module."""
+the shipped detector, a read-only folder, a small disk that fills up, and a ROS session per test module."""
 from __future__ import annotations
 
 import shutil
@@ -11,6 +11,32 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.datasets.paths import shared_data_dir
+
+
+class SmallDisk:
+    """`folder`, on which `run` mounts a tmpfs of a given size for the command it runs, as a disk that fills up."""
+
+    def __init__(self, folder: Path, unshare: str) -> None:
+        self.folder, self._unshare = folder, unshare
+
+    def run(self, argv: list[str], size: str, **options) -> subprocess.CompletedProcess:
+        """`argv` run (text output captured; `options` as subprocess.run's) with a tmpfs of `size` on `folder`, in a
+        user and mount namespace of its own, where root needs no privilege."""
+        mount = f"mount -t tmpfs -o size={size} tmpfs {self.folder}"
+        return subprocess.run([self._unshare, "--user", "--map-root-user", "--mount", "sh", "-c",
+                               f'{mount} && exec "$@"', "sh", *argv], capture_output=True, text=True, **options)
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> SmallDisk:
+    """A `SmallDisk` on tmp_path/disk; the test skips where the kernel allows no unprivileged mount namespace."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    unshare = shutil.which("unshare")
+    disk = SmallDisk(folder, unshare or "unshare")
+    if unshare is None or disk.run(["true"], "1m").returncode:
+        pytest.skip("no unprivileged mount namespace to make a small file system in")
+    return disk
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,23 @@ def test_a_json_that_is_one_of_the_run_s_own_files_is_refused_before_training(sh
                          "--no-progress"]) == 2
             assert f"--json {run / name} would overwrite the run's own {run / name}" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_an_export_that_fails_when_the_run_is_done_leaves_no_json_of_the_run(shared_data: Path, tmp_path: Path,
+                                                                              small_disk) -> None:
+    """--export is written when the run is done, and a disk filled meanwhile fails it (exit 2): the --json was
+    written just before, so that a failed run left fresh figures. A 64 kB tmpfs (`small_disk`) takes the probe of
+    the checks before training but no whole weights file."""
+    for command, config in (("train", SMOKE), ("train-depth", REPO_DIR / "training" / "depth_kitti.yaml")):
+        figures = tmp_path / f"{command}.json"
+        result = small_disk.run(
+            [sys.executable, "-m", "dgdehaze_core.cli", command, "--config", str(config), "--out",
+             str(tmp_path / command), "--iterations", "1", "--threads", "1", "--no-progress",
+             "--export", str(small_disk.folder / "weights.pt"), "--json", str(figures)],
+            "64k", cwd=REPO_DIR, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_DIR)})
+        assert result.returncode == 2 and "no space left on device" in result.stderr, result.stderr
+        assert "iterations" in result.stdout, "the figures are still printed"
+        assert not figures.exists(), command
 
 
 def test_a_run_folder_that_takes_no_file_is_named_before_training(shared_data: Path, read_only_folder: Path,

@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_place, refuse_input_as_output,
                                            refuse_inside)
-from dgdehaze_core.io.tables import emit
+from dgdehaze_core.io.tables import emit, write_json
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES
 from dgdehaze_core.training.recipe import load_recipe
 from dgdehaze_core.training.run_control import RUN_FILES
@@ -57,13 +57,18 @@ def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_
 
 
 def report(iterations: int, first_loss: float, last_loss: float, validation: Mapping[str, Mapping[str, float]],
-           validation_prefix: str, title: str, json_path: str | None) -> None:
-    """Print the run's figures as a table (row `loss`, and a row per validation set under `validation_prefix`)
-    and write them to `json_path` if given."""
+           validation_prefix: str, title: str, json_path: str | None, export: Callable[[], None] | None) -> None:
+    """Print the run's figures as a table (row `loss`, and a row per validation set under `validation_prefix`),
+    then run `export` (--export) if given, and only then write the figures to `json_path` if given: an export that
+    fails (a full disk) leaves no --json of this run beside exit status 2."""
     table: dict[str, dict[str, object]] = {"loss": {"iterations": iterations, "first": first_loss,
                                                     "last": last_loss}}
     table.update({f"{validation_prefix}/{name}": dict(figures) for name, figures in validation.items()})
-    emit(table, title, json_path)
+    emit(table, title)
+    if export is not None:
+        export()
+    if json_path is not None:
+        write_json(json_path, table)
 
 
 def prepare_run(args: argparse.Namespace) -> list[str]:
@@ -109,9 +114,11 @@ def run(args: argparse.Namespace) -> int:
     result = trainer.train(progress=not args.no_progress)
     if not trainer.rank.writer:  # a torchrun job: rank 0 reports and exports
         return 0
-    report(result.iterations, result.first_loss, result.last_loss, result.best_validation, "best",
-           f"trained {recipe.name} in {result.run_dir} (best: the validation of best.pt)", args.json)
-    if args.export is not None:
+
+    def export() -> None:
         export_weights(result.last_checkpoint, args.export)
         LOG.info("exported %s to %s", result.last_checkpoint, args.export)
+    report(result.iterations, result.first_loss, result.last_loss, result.best_validation, "best",
+           f"trained {recipe.name} in {result.run_dir} (best: the validation of best.pt)", args.json,
+           export if args.export is not None else None)
     return 0

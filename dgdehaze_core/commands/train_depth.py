@@ -31,10 +31,11 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args, run_dir, (".pt",), "a clear-depth network")
     result = DepthTrainer(recipe, run_dir, device=args.device, resume=args.resume).train(
         progress=not args.no_progress)
-    report(result.iterations, result.first_loss, result.last_loss, result.validation, "last",
-           f"trained {recipe.name} in {result.run_dir} (last: the LiDAR validation of last.pt, for the record)",
-           args.json)
-    if args.export is not None:
+
+    def export() -> None:
         export_clear_depth(result.last_checkpoint, args.export)
         LOG.info("exported the depth network of %s to %s", result.last_checkpoint, args.export)
+    report(result.iterations, result.first_loss, result.last_loss, result.validation, "last",
+           f"trained {recipe.name} in {result.run_dir} (last: the LiDAR validation of last.pt, for the record)",
+           args.json, export if args.export is not None else None)
     return 0
