@@ -84,7 +84,7 @@ def test_init_weights_of_another_network_missing_or_not_finite_are_refused_namin
     with pytest.raises(ValueError, match=r"unguided\.pt holds a 'lite' network with depth_guidance False"):
         Trainer(recipe_from_dict(_tiny(shared_data, init_weights=str(unguided)), tmp_path), tmp_path / "b",
                 device="cpu")
-    with pytest.raises(FileNotFoundError, match=r"init_weights: no such weights file .*missing\.pt"):
+    with pytest.raises(FileNotFoundError, match=r"init_weights: no such weights file: .*missing\.pt"):
         Trainer(recipe_from_dict(_tiny(shared_data, init_weights="missing.pt"), tmp_path), tmp_path / "c",
                 device="cpu")
     model = build_model("lite")

@@ -236,3 +236,26 @@ def test_lite_stays_within_its_real_time_budget_and_base_is_larger() -> None:
     assert lite_macs < 1.5e9, f"lite costs {lite_macs / 1e9:.2f} GMACs at 640x480"
     assert count_macs(base, 480, 640) > 3 * lite_macs
     assert count_parameters(base) > 3 * count_parameters(lite)
+
+
+def test_a_folder_given_as_weights_is_named_a_folder_not_a_missing_file(shared_data: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder where a weights file is wanted (`mkdir lite.pt`, a run folder named like its checkpoint) was 'no such
+    checkpoint', 'no such depth checkpoint' or 'no such weights file': the user looked for a file that was there."""
+    from dgdehaze_core.cli import main
+    from dgdehaze_core.datasets.paths import REPO_DIR
+
+    folder = tmp_path / "lite.pt"
+    folder.mkdir()
+    image = next((shared_data / "clear" / "bdd").iterdir())
+    smoke = ["train", "--config", str(REPO_DIR / "training" / "smoke.yaml"), "--out", str(tmp_path / "run")]
+    for argv, message in (
+            (["dehaze", str(image), "--method", str(folder), "--out", str(tmp_path / "out")],
+             f"{folder} is a folder, not a checkpoint"),
+            ([*smoke, "--set", f"init_weights={folder}"], f"init_weights: {folder} is a folder, not a weights file"),
+            ([*smoke, "--set", f"clear_depth={folder}"], f"{folder} is a folder, not a depth checkpoint")):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err, argv
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lite.pt"]
+    with pytest.raises(FileNotFoundError, match="no such checkpoint: "):
+        load_model(tmp_path / "absent.pt")

@@ -13,7 +13,8 @@ from typing import Any, Callable
 import torch
 
 from dgdehaze_core.datasets.paths import WEIGHTS_DIR
-from dgdehaze_core.io.checkpoints import checkpoint_provenance, read_checkpoint_and_digest, write_checkpoint
+from dgdehaze_core.io.checkpoints import (checkpoint_provenance, existing_file, read_checkpoint_and_digest,
+                                          write_checkpoint)
 from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
 from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite
@@ -136,7 +137,7 @@ def model_from_checkpoint(checkpoint: Any, path: Path) -> DGDehazeNet | PaperNet
 
 def _weights_file(source: str | os.PathLike[str]) -> Path:
     """The checkpoint file `load_model` reads for `source`: a configuration's shipped weights, or the file given;
-    FileNotFoundError saying what to do when there is none."""
+    FileNotFoundError saying what to do when there is none, or that it is a folder."""
     if isinstance(source, str) and source == PAPER:
         raise FileNotFoundError("the paper's released weights are not shipped: pass the path of the authors' file "
                                 "(model_Roadmap.pth, docs/DEPLOYMENT.md)")
@@ -147,10 +148,7 @@ def _weights_file(source: str | os.PathLike[str]) -> Path:
                 f"no trained weights for the {source!r} model at {path}; train them with the recipe in "
                 f"training/ (dgdehaze train) and save them there, or pass the path of a checkpoint (.pt)")
         return path
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    return path
+    return existing_file(source, "checkpoint")
 
 
 def _check_tensors(state: Any, path: Path) -> None:

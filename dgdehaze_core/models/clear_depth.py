@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgdehaze_core.io.checkpoints import (checkpoint_provenance, read_checkpoint, read_checkpoint_and_digest,
-                                          write_checkpoint)
+from dgdehaze_core.io.checkpoints import (checkpoint_provenance, existing_file, read_checkpoint,
+                                          read_checkpoint_and_digest, write_checkpoint)
 from dgdehaze_core.io.images import MAX_PIXELS
 from dgdehaze_core.models.depth_net import DepthNet
 
@@ -125,9 +125,7 @@ def load_clear_depth_and_record(path: str | os.PathLike[str], device: str | torc
     the file, as `models.load_model_and_record` gives a dehazer's: its name (`path`), the sha256 of the bytes loaded
     (12 hex digits) and its training metadata (`checkpoints.checkpoint_provenance`). `read`: the file's contents
     and sha256 where the caller has read it already (`checkpoints.read_checkpoint_and_digest`): not read again."""
-    path = Path(path)
-    if read is None and not path.is_file():
-        raise FileNotFoundError(f"no such depth checkpoint: {path}")
+    path = Path(path) if read is not None else existing_file(path, "depth checkpoint")
     checkpoint, sha256 = read or read_checkpoint_and_digest(path)
     if not holds_clear_depth(checkpoint):
         raise ValueError(f"{path} is not a clear-depth checkpoint (written by dgdehaze train-depth)")

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from dgdehaze_core.io.checkpoints import read_checkpoint_and_digest
+from dgdehaze_core.io.checkpoints import existing_file, read_checkpoint_and_digest
 from dgdehaze_core.models import MODEL_CONFIGS, model_from_checkpoint, shipped_weights_path
 
 LOG = logging.getLogger(__name__)
@@ -29,9 +29,10 @@ def start_from(model: torch.nn.Module, init_weights: str, config: str, depth_gui
     naming the file and the reason when it is missing, unreadable, holds weights that are not finite, or holds
     another network (configuration or depth guidance) than the recipe's. torch's random state is left as it was,
     so a run draws the same data and haze whatever weights it starts from."""
-    path = weights_file(init_weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"init_weights: no such weights file {path}")
+    try:
+        path = existing_file(weights_file(init_weights), "weights file")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"init_weights: {exc}") from None
     with torch.random.fork_rng(devices=[]):
         try:
             checkpoint, sha256 = read_checkpoint_and_digest(path, "dgdehaze checkpoint")
