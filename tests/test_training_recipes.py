@@ -140,6 +140,11 @@ def test_a_validation_pair_too_thin_for_ssim_is_refused_before_training(sots_pai
     # the paper's network built, and the first step failed with a KeyError traceback (it has no transmission)
     ({"model": "paper"}, "'model' must be one of lite, base .the paper's released network is run, not trained"),
     ({"model": "huge"}, "'model' must be one of lite, base"),
+    # validation scores every pair of its folder: a frame_step of 2 still scored them all, without a word
+    ({"data": {"clear": ["a"], "hazy": ["b"], "validation": [{"path": "c", "frame_step": 2}]}},
+     "'data.validation' scores every pair of its folder: choose the pairs with 'include'"),
+    ({"data": {"clear": ["a"], "hazy": ["b"], "validation": [{"path": "c", "weight": 2}]}},
+     "'weight' and 'frame_step' share out and thin the training draws"),
 ])
 def test_bad_recipes_name_the_problem(tmp_path: Path, change: dict, message: str) -> None:
     raw = {"name": "r", "iterations": 2, "data": {"clear": ["a"], "hazy": ["b"]}}

@@ -89,7 +89,8 @@ class ImageSource:
     of a folder's or bag's 16-bit samples, as the node's input_bits (12 for a 12-bit camera's 0..4095; refused on a
     video, whose frames are 8-bit).
 
-    `weight` is the share of draws this source gets relative to the other sources of the same kind.
+    `weight` is the share of draws this source gets relative to the other sources of the same kind. A validation
+    source scores every pair of its paired folder (`include` chooses them): `weight` and `frame_step` are refused.
     `prior_depth` keeps the prior depth field for this clear source's haze even when the recipe names a
     `clear_depth` network (a network that learned from driving video knows nothing of rooms).
     """
@@ -255,6 +256,9 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             raise RecipeError(f"'prior_depth' in '{key}' must be true or false, got {prior!r}")
         if prior and key != "data.clear":
             raise RecipeError(f"'prior_depth' applies to clear sources only (the haze made from them), not '{key}'")
+        if key == "data.validation" and (weight != 1 or frame_step != 1):
+            raise RecipeError(f"'weight' and 'frame_step' share out and thin the training draws; '{key}' scores every "
+                              "pair of its folder: choose the pairs with 'include'")
         path = expand_path(str(item["path"]), base)
         if include and (path.suffix.lower() in VIDEO_SUFFIXES or is_bag_path(path)):
             raise RecipeError(f"'include' in '{key}' chooses a folder's images by name; {item['path']} is a video or "
