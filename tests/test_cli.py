@@ -108,3 +108,14 @@ def test_a_json_over_the_export_names_it_as_the_export(tmp_path: Path, capsys: p
                      "--export", str(both), "--json", str(both)]) == 2
         assert f"--json {both} would overwrite --export {both}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_depth_s_resume_asks_for_no_clear_depth_network(capsys: pytest.CaptureFixture[str]) -> None:
+    """train-depth's --help said a resumed run needs 'the same clear-depth network file', which only train reads
+    (a recipe's clear_depth): train-depth has none to keep."""
+    from dgdehaze_core.cli import main
+
+    for command, named in (("train", True), ("train-depth", False)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert ("clear-depth network file" in " ".join(capsys.readouterr().out.split())) == named, command

@@ -31,20 +31,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "last.pt (a second one stops at once, without saving).")
     add_run_arguments(parser, "training/lite.yaml", "loss.dark_channel=0",
                       "when done, write the last iteration's weights here (no optimiser state; outside the run "
-                      "folder), e.g. dgdehaze_core/weights/dgdehaze_lite.pt; best.pt stays in the run folder")
+                      "folder), e.g. dgdehaze_core/weights/dgdehaze_lite.pt; best.pt stays in the run folder",
+                      " and the same clear-depth network file")
     parser.set_defaults(func=run)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_example: str,
-                      export_help: str) -> None:
-    """The options every training command takes: recipe, run folder, resume, device, overrides, threads, export."""
+                      export_help: str, resume_inputs: str = "") -> None:
+    """The options every training command takes: recipe, run folder, resume, device, overrides, threads, export;
+    `resume_inputs` ends --resume's help with what else a resumed run needs unchanged."""
     parser.add_argument("--config", type=path_argument, required=True, help=f"the recipe, e.g. {recipe_example}")
     parser.add_argument("--out", type=path_argument, default=None,
                         help="run folder (default: runs/<recipe name> in the working folder)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last.pt, with the same recipe (only iterations, "
-                             "never below the saved one, device, num_workers and the *_every fields may change) "
-                             "and the same clear-depth network file")
+                             "never below the saved one, device, num_workers and the *_every fields may change)"
+                             f"{resume_inputs}")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's)")
     parser.add_argument("--iterations", type=int, default=None, help="override the recipe's iteration count")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
