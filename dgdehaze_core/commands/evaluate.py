@@ -46,8 +46,8 @@ that only judge:
 --group (the mean of several methods, such as one recipe's seeds), minus each --baseline (the first method unless
 named; repeatable), with a 95 % interval and the share of redraws in which it is better, in rows
 `GROUP vs BASELINE`:
-  dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection \
-      --include @data/splits/dawn-fog.yaml:validation --method V0=a.pt,V1=b.pt,D0=c.pt,D1=d.pt,hazy \
+  dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection \\
+      --include @data/splits/dawn-fog.yaml:validation --method V0=a.pt,V1=b.pt,D0=c.pt,D1=d.pt,hazy \\
       --bootstrap 2000 --baseline V=V0,V1 --baseline hazy --group D=D0,D1
 
 Rows are `METHOD` (`METHOD@CONDITION` for depth), prefixed by `DATASET/` when a measure covers several sets (by
