@@ -50,6 +50,16 @@ def test_fused_input_fuses_the_raw_and_the_dehazed_frames_boxes(foggy_road: np.n
     assert boxes(output.detected.detections) == boxes(expected)
 
 
+def test_fused_input_keeps_at_most_the_detector_s_max_det_boxes(foggy_road: np.ndarray) -> None:
+    detector = Detector()  # its own: max_det changes, as a node's parameter changes it while running
+    chain = FrameChain.build(load_pipeline("dcp"), detector, detection_input="fused")
+    every = chain(foggy_road).detected.detections
+    assert len(every) >= 2, "the raw and the dehazed frame's detectors find different objects on this photo"
+    detector.max_det = 1
+    assert len(detector(foggy_road)) == 1
+    assert boxes(chain(foggy_road).detected.detections) == boxes(every[:1])
+
+
 def test_without_a_detector_the_chain_dehazes_and_detects_nothing(foggy_road: np.ndarray) -> None:
     output = FrameChain.build(load_pipeline("dcp"))(foggy_road)
     assert output.result.image.shape == foggy_road.shape

@@ -109,15 +109,19 @@ class FrameDetector:
     (`detection_input`, one of DETECTION_INPUTS), each with its local contrast equalised first when `contrast`
     (by `equalise`: `detection.contrast.local_contrast`, or a caller's memo of it). Call with (dehazed, raw), both
     frames of one size the detector reads (uint8 BGR, grey or 16-bit; equalised as BGR), the frames of one stream
-    in order. With `track` (`Detector.track`), what the detector found, or the fused boxes, get their identities
-    across frames."""
+    in order. With `max_det` (read at each frame: the detector's own limit, which a node changes while it runs), the
+    fused boxes are cut to the best that many, as the detector cuts each run's (two runs of up to that many each
+    would give up to twice as many). With `track` (`Detector.track`), what the detector found, or the fused boxes,
+    get their identities across frames."""
 
     def __init__(self, detector: Callable[[np.ndarray], list[Detection]], detection_input: str = "dehazed",
                  fusion: FusionSettings = FusionSettings(), contrast: bool = False,
                  equalise: Callable[[np.ndarray], np.ndarray] = local_contrast,
-                 track: Callable[[list[Detection], np.ndarray], list[Detection]] | None = None) -> None:
+                 track: Callable[[list[Detection], np.ndarray], list[Detection]] | None = None,
+                 max_det: Callable[[], int] | None = None) -> None:
         self.detector = detector
         self.track = track
+        self.max_det = max_det
         self.detection_input = detection_input
         self.fusion = fusion
         self.contrast = contrast
@@ -144,5 +148,7 @@ class FrameDetector:
         else:
             found = fuse_detections([self._detect(raw), self._detect(dehazed)], (raw.shape[1], raw.shape[0]),
                                     self.fusion)
+            if self.max_det is not None:
+                found = found[:self.max_det()]
             frame = raw  # the camera's own pixels for a tracker's motion compensation
         return found if self.track is None else self.track(found, to_bgr8(frame))

@@ -83,10 +83,12 @@ UNKNOWN_POSITION = (math.nan, math.nan, math.nan)
 def detection_schedule(detector: Detector, interval: int = 1, detection_input: str = "dehazed",
                        contrast: bool = False) -> DetectionSchedule:
     """The detector as a chain runs it: every `interval`-th frame, on `detection_input`, with the local contrast
-    equalised first when `contrast` (see `detection.fusion.FrameDetector`). A caller that swaps its pipeline keeps
-    the schedule, so the count of frames goes on."""
+    equalised first when `contrast` (see `detection.fusion.FrameDetector`), never more boxes than the detector's
+    `max_det` as it stands at each frame. A caller that swaps its pipeline keeps the schedule, so the count of
+    frames goes on."""
     return DetectionSchedule(FrameDetector(detector.detect, detection_input, contrast=contrast,
-                                           track=detector.track if detector.tracker else None), interval)
+                                           track=detector.track if detector.tracker else None,
+                                           max_det=lambda: detector.max_det), interval)
 
 
 class FrameChain:
