@@ -269,3 +269,37 @@ def test_the_detector_loads_ultralytics_offline_so_it_never_downloads_or_pip_ins
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["False", "False"], result.stdout
+
+
+def _export_onnx(yolo, folder: Path, imgsz: int) -> Path:
+    yolo.model.pt_path = str(folder / "model.pt")  # Ultralytics writes the export beside this path
+    return Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False, device="cpu", verbose=False))
+
+
+@pytest.mark.slow
+def test_a_segmentation_export_gives_its_boxes_and_a_model_without_boxes_is_refused(foggy_road: np.ndarray,
+                                                                                    tmp_path: Path) -> None:
+    """A YOLOv8n segmentation model holding the shipped detector's weights in every layer the two share (so its
+    boxes and class scores are the shipped detector's) exported to ONNX detects what the shipped detector detects:
+    read as a detector, its 32 mask coefficients were taken for class scores (boxes of classes 80 to 111)."""
+    from dgdehaze_core.detection.offline import offline_ultralytics
+    from dgdehaze_core.detection.rebuild import rebuild_float_detector
+
+    YOLO = offline_ultralytics().YOLO
+    shipped = rebuild_float_detector()
+    segmentation = YOLO("yolov8n-seg.yaml", task="segment")
+    segmentation.model.fuse(verbose=False)
+    own = segmentation.model.state_dict()
+    shared = {k: v for k, v in shipped.model.state_dict().items() if k in own and own[k].shape == v.shape}
+    assert sum("model.22.cv3." in k for k in shared) == 18, "every class score layer is the shipped one's"
+    segmentation.model.load_state_dict(shared, strict=False)
+    segmentation.model.names = shipped.model.names
+    segmentation.model.eval()
+    (tmp_path / "seg").mkdir()
+    found = Detector(_export_onnx(segmentation, tmp_path / "seg", 640))(foggy_road)
+    expected = Detector()(foggy_road)
+    assert expected and [(d.class_id, d.class_name) for d in found] == [(d.class_id, d.class_name) for d in expected]
+    assert all(iou(f.box, e.box) > 0.99 for f, e in zip(found, expected))
+    (tmp_path / "cls").mkdir()
+    with pytest.raises(DetectorUnavailable, match="is an Ultralytics classify model, whose results hold no boxes"):
+        Detector(_export_onnx(YOLO("yolov8n-cls.yaml"), tmp_path / "cls", 224))

@@ -2,6 +2,7 @@
 
 The detector file's suffix picks Ultralytics' backend: `.pt` (torch), `.onnx` (ONNX Runtime) or `.engine` (TensorRT).
 A `.pt` is unpickled only after `detection.checkpoint` has found nothing in it but network layers and data.
+A segmentation or pose model detects too (its boxes; `BOX_TASKS`), read as the task it was made for.
 A dynamically quantised `.onnx` (the shipped file) runs as its float rebuild where that is faster (`precision`,
 see `detection.precision`).
 Nothing is downloaded: a weights path must exist on disk. The package ships one offline default,
@@ -29,6 +30,9 @@ from dgdehaze_core.io.images import to_bgr8
 LOG = logging.getLogger(__name__)
 
 DETECTOR_SUFFIXES = (".pt", ".onnx", ".engine")
+BOX_TASKS = ("detect", "segment", "pose")
+"""The Ultralytics tasks whose results hold boxes: a segmentation or pose model detects its classes too (Ultralytics
+still computes its masks or keypoints, which are left unused)."""
 
 
 class DetectorUnavailable(RuntimeError):
@@ -67,13 +71,30 @@ def _check_weights(weights: str | Path | None) -> Path:
     return path
 
 
+def export_task(weights: Path) -> str:
+    """The Ultralytics task an `.onnx` or `.engine` file was exported for, from the metadata Ultralytics embeds in
+    it; "detect" for a file without any (a third-party export)."""
+    offline_ultralytics()
+    from ultralytics.nn.backends.base import BaseBackend
+
+    return str(BaseBackend.read_metadata(weights).get("task") or "detect")
+
+
 def _load_yolo(yolo_class: Any, weights: Path) -> Any:
-    """YOLO over `weights`; a `.pt` is loaded from a private copy that passed `check_detector_checkpoint` (reading
-    .names opens the file for .onnx/.engine weights, which hold no pickle)."""
+    """YOLO over `weights` for the task the file was made for, so that Ultralytics reads its outputs as that task's:
+    a `.pt`'s own (Ultralytics takes it from the checkpoint, which is loaded from a private copy that passed
+    `check_detector_checkpoint`), an export's from its metadata (`export_task`; read as a detector, a segmentation
+    or pose model's mask coefficients or keypoints would be taken for class scores). DetectorUnavailable for a task
+    whose results hold no boxes (BOX_TASKS)."""
     if weights.suffix != ".pt":
-        return yolo_class(str(weights), task="detect")
-    with tempfile.TemporaryDirectory(prefix="dgdehaze-detector-") as folder:
-        return yolo_class(str(verified_copy(weights, Path(folder))), task="detect")
+        yolo = yolo_class(str(weights), task=export_task(weights))
+    else:
+        with tempfile.TemporaryDirectory(prefix="dgdehaze-detector-") as folder:
+            yolo = yolo_class(str(verified_copy(weights, Path(folder))))
+    if yolo.task not in BOX_TASKS:
+        raise DetectorUnavailable(f"{weights} is an Ultralytics {yolo.task} model, whose results hold no boxes: give "
+                                  f"a model of one of the tasks {', '.join(BOX_TASKS)}")
+    return yolo
 
 
 class Detector:
@@ -107,6 +128,8 @@ class Detector:
         try:
             self.model = _load_yolo(offline_ultralytics().YOLO, self.runtime_file)
             self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
+        except DetectorUnavailable:
+            raise
         except UnsafeCheckpoint as exc:
             raise DetectorUnavailable(str(exc)) from None
         except Exception as exc:  # Ultralytics raises many types for unreadable files
