@@ -66,12 +66,15 @@ class FogMeasurement:
 
     def measure(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None,
                 header: Header) -> VisibilityReading | None:
-        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics."""
-        self.reading = None
+        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics.
+
+        Runs on the frame worker while /diagnostics reads `reading` and `_waiting` on the executor: `reading` changes
+        once, when the frame is measured (the last frame's stands until then), and `_waiting` is set before a None."""
         if chain.fog is None:
             if self.tf is None:
                 self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
                                "(unitless) only, and detection positions are NaN")
+            self.reading = None
             return None
         intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
         if intrinsics is None:
@@ -80,6 +83,7 @@ class FogMeasurement:
             self._say_once(f"{missing}: no ~/visibility, ~/depth or detection distances until one with intrinsics "
                            "does")
             self._waiting = f"waiting for a camera_info with intrinsics ({missing})"
+            self.reading = None
             return None
         self.reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)
         return self.reading

@@ -281,3 +281,28 @@ def test_while_tf_has_not_placed_the_camera_detections_carry_nan_and_diagnostics
     assert fog.measure(chain, dehazed, camera_info(640, 480), stamped_header(300)) is None
     assert np.isnan(fog.distance_map(chain, dehazed, None)).all(), "a relative depth would read as metres"
     assert fog.diagnostics()["visibility"].startswith("off: no transform from base_frame base_footprint")
+
+
+def test_diagnostics_read_while_a_frame_is_measured_keep_the_last_reading(node: DehazeNode) -> None:
+    """/diagnostics runs on the executor while the frame worker measures the next frame: what it reads then is the
+    last frame's reading, not 'waiting for a frame with camera_info' without any visibility."""
+    from dgdehaze_core.inference.frame_chain import FrameChain
+    from dgdehaze_core.inference.pipeline import load_pipeline
+    from dgdehaze_ros.fog_measurement import FogMeasurement
+    from dgdehaze_ros.parameters import read_settings
+
+    fog = FogMeasurement(node)
+    fog.restart(read_settings(node))
+    read_meanwhile = []
+
+    class DiagnosedChain(FrameChain):
+        def measure_fog(self, *args, **kwargs):  # the diagnostics timer firing while this frame is measured
+            read_meanwhile.append(dict(fog.diagnostics()))
+            return super().measure_fog(*args, **kwargs)
+
+    chain = DiagnosedChain(load_pipeline("dcp"), fog=fog.estimator_for_frame("camera_optical_frame"))
+    dehazed = chain.dehaze(foggy_road(40.0)[0])
+    for index in range(3):
+        assert fog.measure(chain, dehazed, camera_info(WIDTH, HEIGHT), stamped_header(310 + index)) is not None
+    assert [values.get("visibility") for values in read_meanwhile[1:]] == ["measured"] * 2, read_meanwhile
+    assert float(read_meanwhile[-1]["visibility_m"]) == pytest.approx(fog.reading.visibility, abs=0.05)
