@@ -67,7 +67,9 @@ def test_grayscale_and_16_bit_frames_are_converted():
     assert result.image.shape == (48, 64, 3)
 
 
-@pytest.mark.parametrize("kwargs", [{"patch": 4}, {"omega": 0.0}, {"t0": 1.5}, {"eps": 0.0}])
+@pytest.mark.parametrize("kwargs", [{"patch": 4}, {"omega": 0.0}, {"t0": 1.5}, {"eps": 0.0}, {"eps": float("nan")},
+                                    {"eps": float("inf")}, {"top_fraction": 0.0}, {"top_fraction": 5.0},
+                                    {"top_fraction": float("nan")}, {"patch": 15.0}, {"subsample": 2.5}])
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError):
         DarkChannelDehazer(**kwargs)

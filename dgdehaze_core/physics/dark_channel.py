@@ -6,6 +6,7 @@ J = (I - A) / max(t, t0) + A. Everything is vectorised with OpenCV; see `dgdehaz
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -55,7 +56,8 @@ class DarkChannelDehazer:
     """He et al.'s dehazer with a fast guided-filter refinement.
 
     patch: dark-channel window; omega: haze kept for depth perception (0.95); t0: lower bound on t;
-    radius, eps: guided filter; subsample: guided-filter subsampling (1 = exact filter).
+    radius, eps: guided filter; subsample: guided-filter subsampling (1 = exact filter); top_fraction: the share of
+    pixels, those of the brightest dark channel, whose mean colour is the airlight. Out-of-range values are refused.
     """
 
     patch: int = 15
@@ -67,14 +69,20 @@ class DarkChannelDehazer:
     top_fraction: float = 0.001
 
     def __post_init__(self) -> None:
+        for name in ("patch", "radius", "subsample"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
         if self.patch < 1 or self.patch % 2 == 0:
             raise ValueError(f"patch must be a positive odd number, got {self.patch}")
         if not 0.0 < self.omega <= 1.0:
             raise ValueError(f"omega must lie in (0, 1], got {self.omega}")
         if not 0.0 < self.t0 < 1.0:
             raise ValueError(f"t0 must lie in (0, 1), got {self.t0}")
-        if self.radius < 1 or self.eps <= 0 or self.subsample < 1:
-            raise ValueError("radius and subsample must be >= 1 and eps > 0")
+        if self.radius < 1 or not 0.0 < self.eps < math.inf or self.subsample < 1:
+            raise ValueError(f"radius and subsample must be >= 1 and eps a finite number > 0, got radius "
+                             f"{self.radius}, subsample {self.subsample}, eps {self.eps}")
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")
 
     def transmission(self, frame: np.ndarray, airlight: np.ndarray) -> np.ndarray:
         """Refined transmission of a uint8 BGR frame under `airlight` ((3,) BGR in [0, 1])."""
