@@ -2,6 +2,7 @@
 with a base_frame, from TF), the latest reading, and what cannot be measured, said once with the reason."""
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 import numpy as np
@@ -14,6 +15,9 @@ from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityRead
 from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
 from dgdehaze_ros.parameters import NodeSettings
 from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
+
+NUMBER = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
+"""A number in a message: what `FogMeasurement._say_once` leaves out of the reason it says once."""
 
 
 class FogMeasurement:
@@ -101,6 +105,10 @@ class FogMeasurement:
         return fog_diagnostics(self.estimator, self.reading, self._waiting)
 
     def _say_once(self, message: str) -> None:
-        if message not in self._said:
-            self._said.add(message)
+        """A warning the first time a reason comes, whatever numbers it carries: a mounting TF refuses each frame
+        (a height below the road, a roll) carries the height or roll of that frame, and /diagnostics has the
+        latest."""
+        reason = NUMBER.sub("#", message)
+        if reason not in self._said:
+            self._said.add(reason)
             self._node.get_logger().warning(message)

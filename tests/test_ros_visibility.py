@@ -306,3 +306,31 @@ def test_diagnostics_read_while_a_frame_is_measured_keep_the_last_reading(node: 
         assert fog.measure(chain, dehazed, camera_info(WIDTH, HEIGHT), stamped_header(310 + index)) is not None
     assert [values.get("visibility") for values in read_meanwhile[1:]] == ["measured"] * 2, read_meanwhile
     assert float(read_meanwhile[-1]["visibility_m"]) == pytest.approx(fog.reading.visibility, abs=0.05)
+
+
+class SinkingTransform:
+    """TF placing the camera below base_frame's plane, lower each frame: a base_frame whose z is not the road's
+    (odom or map on a vehicle going downhill)."""
+
+    base_frame = "odom"
+
+    def __init__(self) -> None:
+        self.height = -0.3
+
+    def height_and_pitch(self, frame_id: str) -> tuple[float, float]:
+        self.height -= 0.001
+        return self.height, 0.05
+
+
+def test_a_mounting_tf_refuses_each_frame_is_warned_of_once(node: DehazeNode, capfd: pytest.CaptureFixture) -> None:
+    from dgdehaze_ros.fog_measurement import FogMeasurement
+    from dgdehaze_ros.parameters import read_settings
+
+    fog = FogMeasurement(node)
+    fog._settings, fog.tf = read_settings(node), SinkingTransform()
+    capfd.readouterr()
+    for _ in range(20):
+        assert fog.estimator_for_frame("camera_optical_frame") is None
+    warned = [line for line in capfd.readouterr().err.splitlines() if "camera height must be positive" in line]
+    assert len(warned) == 1, warned
+    assert fog.diagnostics()["visibility"].endswith(f"got {fog.tf.height}"), "/diagnostics has the latest reason"
