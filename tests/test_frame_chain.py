@@ -2,6 +2,7 @@
 detector: what it returns is what its parts return, in the order and on the frames the schedule says."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -9,6 +10,7 @@ from dgdehaze_core.detection.detector import Detector, median_depth
 from dgdehaze_core.detection.fusion import fuse_detections
 from dgdehaze_core.inference.frame_chain import FrameChain
 from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.physics.visibility import Intrinsics, Mounting, VisibilityEstimator
 
 
 def boxes(detections: list) -> list[tuple]:
@@ -77,3 +79,21 @@ def test_a_change_to_one_frames_detections_reaches_no_later_frame(foggy_road: np
     first.positions.append((0.0, 0.0, 3.0))
     later = chain(foggy_road).detected
     assert (later.detections, later.depths, later.positions) == ([], [], [])
+
+
+def test_a_16_bit_or_grayscale_frame_is_measured_as_its_uint8_bgr_frame(foggy_road: np.ndarray) -> None:
+    """The pipelines take grayscale and 16-bit frames, and the chain passed them as given to the fog measurement,
+    which read them as uint8 BGR: an OverflowError (16-bit) or an IndexError (grayscale)."""
+    height, width = foggy_road.shape[:2]
+    camera = Intrinsics(float(width), float(width), width / 2.0, height / 2.0)
+
+    def reading(frame: np.ndarray):
+        chain = FrameChain(load_pipeline("dcp"), fog=VisibilityEstimator(Mounting(1.5, 0.0), time_constant=0.0))
+        return chain(frame, camera).fog
+
+    bgr = reading(foggy_road)
+    assert np.isfinite(bgr.beta) and np.isfinite(bgr.depth).any()
+    deep = reading(foggy_road.astype(np.uint16) * 257)
+    assert deep.beta == bgr.beta and np.array_equal(deep.depth, bgr.depth, equal_nan=True)
+    gray = cv2.cvtColor(foggy_road, cv2.COLOR_BGR2GRAY)
+    assert reading(gray).beta == reading(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)).beta

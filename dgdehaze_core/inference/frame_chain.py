@@ -9,6 +9,7 @@
 Separate steps, so that a caller can publish the dehazed image before the detector runs (the node does: detection
 never delays the image). Calling the chain runs them all: detections then carry metres where the fog gave the
 scale, NaN where a mounting is set but no fog was measured, and the network's relative depth without a mounting.
+A grayscale, 16-bit or BGRA frame is converted to uint8 BGR first (`images.to_bgr8`), as the pipelines do.
 """
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import DehazePipeline
+from dgdehaze_core.io.images import to_bgr8
 from dgdehaze_core.physics.visibility import Intrinsics, VisibilityEstimator, VisibilityReading, fog_contrast
 
 
 @dataclass
 class DehazedFrame:
-    """The first step's output: the input frame, what the pipeline made of it, and how long that took."""
+    """The first step's output: the input frame (as uint8 BGR), what the pipeline made of it, and how long that
+    took."""
 
     frame: np.ndarray
     result: DehazeResult
@@ -111,7 +114,10 @@ class FrameChain:
         return cls(pipeline, schedule, fog)
 
     def dehaze(self, frame: np.ndarray) -> DehazedFrame:
+        """The pipeline's result for `frame`, which may be anything the pipeline takes (grayscale, 16-bit, BGRA: see
+        `images.to_bgr8`); the DehazedFrame carries it as uint8 BGR, the frame the fog and the detector read."""
         begin = time.perf_counter()
+        frame = to_bgr8(frame)
         result = self.pipeline(frame)
         return DehazedFrame(frame, result, (time.perf_counter() - begin) * 1000.0)
 
