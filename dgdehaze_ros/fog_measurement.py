@@ -3,6 +3,7 @@ with a base_frame, from TF), the latest reading, and what cannot be measured, sa
 from __future__ import annotations
 
 import re
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -34,6 +35,9 @@ class FogMeasurement:
         """The last frame's reading; None when it had none (then `_waiting` says why)."""
         self._waiting = ""
         self._said: set[str] = set()
+        self._restarted = threading.Lock()
+        """Taken where `restart` replaces the settings and the estimator, and where a frame stores the estimator it
+        made for the settings it read: one made for settings a restart has replaced since is not stored."""
 
     def restart(self, settings: NodeSettings | None) -> None:
         """A fresh estimator for `settings` (none for None): from camera_height and camera_pitch, or, with a
@@ -43,8 +47,9 @@ class FogMeasurement:
             self.tf = None
         if settings is not None and settings["base_frame"] and self.tf is None:
             self.tf = TfMounting(self._node, settings["base_frame"])
-        self._settings = settings
-        self.estimator = estimator_for(settings) if settings is not None else None
+        estimator = estimator_for(settings) if settings is not None else None
+        with self._restarted:
+            self._settings, self.estimator = settings, estimator
         self.reading = None
         self._waiting = f"off: no transform from base_frame {self.tf.base_frame} to the camera yet" if self.tf else ""
 
@@ -63,7 +68,10 @@ class FogMeasurement:
             self._waiting = f"off: no transform from base_frame {tf.base_frame} to {frame_id!r}: {exc}"
             return None
         if estimator is None:
-            estimator = self.estimator = estimator_for(settings, mounting)
+            estimator = estimator_for(settings, mounting)
+            with self._restarted:
+                if self._settings is settings and self.estimator is None:
+                    self.estimator = estimator
         else:
             estimator.remount(mounting)
         return estimator

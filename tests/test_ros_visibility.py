@@ -334,3 +334,32 @@ def test_a_mounting_tf_refuses_each_frame_is_warned_of_once(node: DehazeNode, ca
     warned = [line for line in capfd.readouterr().err.splitlines() if "camera height must be positive" in line]
     assert len(warned) == 1, warned
     assert fog.diagnostics()["visibility"].endswith(f"got {fog.tf.height}"), "/diagnostics has the latest reason"
+
+
+def test_a_parameter_change_while_tf_places_the_camera_is_not_undone_by_that_frame(node: DehazeNode) -> None:
+    """The first frame TF places builds the estimator from the settings it read; a parameter change arriving on the
+    executor meanwhile (its restart) was then overwritten by that frame's estimator of the old settings, whose
+    max_visibility and smoothing stayed until the next change."""
+    from dgdehaze_ros.fog_measurement import FogMeasurement
+    from dgdehaze_ros.parameters import NodeSettings, read_settings
+
+    before = NodeSettings({**read_settings(node).values, "base_frame": "base_footprint", "max_visibility": 200.0})
+    after = NodeSettings({**before.values, "max_visibility": 500.0})
+    fog = FogMeasurement(node)
+
+    class ChangedDuringLookup:
+        base_frame = "base_footprint"
+
+        def height_and_pitch(self, frame_id: str) -> tuple[float, float]:
+            fog.restart(after)  # the executor's parameter callback, while the frame worker waits for TF
+            return HEIGHT_M, 0.0
+
+        def close(self) -> None:
+            pass
+
+    fog.tf = ChangedDuringLookup()
+    fog._settings = before
+    assert fog.estimator_for_frame("camera_optical_frame").max_visibility == 200.0  # this frame: what it read
+    assert fog.estimator is None or fog.estimator.max_visibility == 500.0
+    fog.tf.height_and_pitch = lambda frame_id: (HEIGHT_M, 0.0)
+    assert fog.estimator_for_frame("camera_optical_frame").max_visibility == 500.0
