@@ -128,3 +128,21 @@ def test_the_dehazers_own_loaders_refuse_in_one_line(kind: str, tmp_path: Path, 
         load_clear_depth(weights)
     assert "\n" not in str(refused.value)
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_layer_whose_constructor_the_pickle_calls_is_refused_before_it_runs(tmp_path: Path) -> None:
+    """Ultralytics' AutoBackend is a layer (an nn.Module of ultralytics.nn), and its constructor loads the file it is
+    given with the unrestricted unpickler: a checkpoint that calls it on a malicious file ran that file's code
+    during the check itself. A layer is restored, never constructed, by a real checkpoint's pickle."""
+    from ultralytics.nn.autobackend import AutoBackend
+
+    marker = tmp_path / "pwned"
+    weights = tmp_path / "loader.pt"
+    torch.save({"model": _Payload(AutoBackend, str(malicious_checkpoint(tmp_path, marker)))}, weights)
+    with pytest.raises(UnsafeCheckpoint, match="constructor of ultralytics.nn.autobackend.AutoBackend"):
+        check_detector_checkpoint(weights)
+    assert not marker.exists()
+    huge = tmp_path / "huge.pt"  # a constructor of torch's own: 40 GB of weights
+    torch.save({"model": _Payload(torch.nn.Linear, 100_000, 100_000)}, huge)
+    with pytest.raises(UnsafeCheckpoint, match="constructor of torch.nn.modules.linear.Linear"):
+        check_detector_checkpoint(huge)

@@ -6,7 +6,10 @@ A pickle can name any importable callable and call it while loading (`os.system`
 added to that set are the network layers Ultralytics pickles: `torch.nn.Module` classes from `torch.nn` and
 `ultralytics.nn`, a few plain data classes, and `getattr` (a fused layer's bound `forward` is pickled as
 getattr(layer, name); the unpickler still refuses to call what getattr returns, since it calls only callables
-on its list). A file that needs anything else is refused with one line naming
+on its list). A layer is admitted only as pickle makes it, without calling its constructor (NEWOBJ, then its
+state set): a file that calls one (REDUCE) is refused, since a layer's constructor can do anything with its
+arguments (Ultralytics' AutoBackend loads the file it is given with the unrestricted unpickler, a Linear of
+100000 x 100000 takes 40 GB). A file that needs anything else is refused with one line naming
 what it would run, and nothing in it has run. Ultralytics then loads the verified copy, so the file cannot be
 swapped between the check and the load.
 """
@@ -50,6 +53,22 @@ def _allowed_class(name: str) -> type | None:
     return found if issubclass(found, torch.nn.Module) else None
 
 
+class _ConstructorCalled(Exception):
+    """A checkpoint's pickle called a layer's constructor (`_uncallable`)."""
+
+
+def _uncallable(layer: type) -> type:
+    """A stand-in for the layer class `layer` that the restricted unpickler makes as pickle makes a layer (its
+    `__new__`, then its state set) but refuses to call: calling it, as a pickle's REDUCE does, raises
+    _ConstructorCalled before `layer`'s constructor runs."""
+
+    class Refusing(type(layer)):  # type: ignore[misc]
+        def __call__(cls, *args: object, **kwargs: object) -> None:
+            raise _ConstructorCalled(f"{layer.__module__}.{layer.__qualname__}")
+
+    return Refusing(layer.__name__, (layer,), {"__module__": layer.__module__, "__qualname__": layer.__qualname__})
+
+
 def check_detector_checkpoint(path: Path, shown: Path | None = None) -> None:
     """Raise UnsafeCheckpoint unless torch's restricted unpickler, allowed only network layers and plain data
     classes, reads `path` whole; messages name `shown` (the user's file when `path` is a copy)."""
@@ -65,7 +84,7 @@ def check_detector_checkpoint(path: Path, shown: Path | None = None) -> None:
     for name in names:
         found = None if name == ATTRIBUTE_LOOKUP else _allowed_class(name)
         if found is not None:
-            classes.append(found)
+            classes.append(found if name in DATA_CLASSES else (_uncallable(found), name))
         elif name != ATTRIBUTE_LOOKUP:
             refused.append(name)
     if refused:
@@ -74,6 +93,10 @@ def check_detector_checkpoint(path: Path, shown: Path | None = None) -> None:
     try:
         with torch.serialization.safe_globals(classes):
             torch.load(path, map_location="cpu", weights_only=True)
+    except _ConstructorCalled as exc:
+        raise UnsafeCheckpoint(f"{shown} refused: loading it would call the constructor of {exc} with arguments "
+                               "of its own, which a detector checkpoint never does (its layers are restored, "
+                               "not constructed)") from None
     except Exception as exc:
         raise UnsafeCheckpoint(f"{shown} refused by the restricted unpickler: {load_error_line(exc, path)}") from None
 
