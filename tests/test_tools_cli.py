@@ -7,6 +7,7 @@ Each runs the script in a fresh interpreter on tiny synthetic data or on the sha
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 
@@ -138,6 +140,27 @@ def test_validate_runs_refuses_a_missing_run_and_an_unwritable_json_before_anyth
     unwritable = _tool("validate_runs.py", f"A={tmp_path / 'no-run'}", "--json", "/proc/round.json")
     assert "--json /proc/round.json cannot be written" in _error(unwritable, "validate_runs.py")
     assert list(tmp_path.iterdir()) == []
+
+
+class _Call:
+    """Unpickling this calls `call(*args)`, as a malicious weights file would."""
+
+    def __init__(self, call: object, *args: object) -> None:
+        self.call, self.args = call, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return self.call, self.args
+
+
+def test_validate_runs_reads_a_run_s_gates_without_running_what_its_weights_file_would(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    weights = tmp_path / "last.pt"
+    torch.save({"state_dict": {}, "meta": _Call(os.system, f"touch {marker}")}, weights)
+    script = "import sys; from pathlib import Path; from tools.validate_runs import gates; gates(Path(sys.argv[1]))"
+    result = subprocess.run([sys.executable, "-c", script, str(weights)], capture_output=True, text=True,
+                            timeout=120, cwd=REPO_DIR)
+    assert result.returncode == 1 and "posix.system" in result.stderr.strip().splitlines()[-1]
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("tool", ["choose_contrast_clip.py", "choose_fusion_rule.py"])

@@ -32,6 +32,7 @@ from dgdehaze_core.cli import main as dgdehaze  # noqa: E402
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
+from dgdehaze_core.io.checkpoints import read_checkpoint  # noqa: E402
 from tools.tool_cli import one_line_errors  # noqa: E402
 
 SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
@@ -58,7 +59,7 @@ def rooms(run: Path) -> dict[str, float]:
 
 def gates(weights: Path) -> dict[str, float]:
     """Sigmoid of each depth-guidance gate in a checkpoint (NaN for one it lacks)."""
-    state = torch.load(weights, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(weights, "dgdehaze checkpoint")["state_dict"]
     return {name: float(torch.sigmoid(state[key]).item()) if key in state else math.nan
             for name, key in GATES.items()}
 
