@@ -1,11 +1,13 @@
 """The layout's rules (docs/ARCHITECTURE.md), read from the source: no import cycles, counting imports inside
 functions; the core imports nothing from the ROS package; few plain modules at the top of the core; the node, bag
-evaluation and the chain benchmark share one frame chain."""
+evaluation and the chain benchmark share one frame chain; the document's module map names every module and folder
+where it is, and nothing that is gone."""
 from __future__ import annotations
 
 import ast
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,43 @@ def test_every_name_imported_from_the_packages_exists_there_function_level_impor
                         if not hasattr(module, alias.name) and not (
                             hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}"))]
     assert not missing, missing
+
+
+def documented_module_map() -> dict[str, set[str]]:
+    """{folder relative to the repository: the names ending in .py or / that docs/ARCHITECTURE.md's module map
+    gives under it}. An entry starts at an indentation of two spaces per folder level; the lines that continue it
+    are indented further, past the entries' column."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    block = text.split("```\n")[1]
+    folders: list[str] = []
+    found: dict[str, set[str]] = {}
+    here = ""
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        entry = line.split()[0].rstrip(",")
+        if indent < 20:  # an entry, not a continued description
+            level = indent // 2
+            parent = "/".join(folders[:level])
+            if entry.endswith("/"):
+                folders[level:] = [entry.rstrip("/")]
+                found.setdefault(parent, set()).add(entry)
+                here = "/".join(folders)
+            else:
+                here = parent
+        found.setdefault(here, set()).update(re.findall(r"\b\w+\.py\b", line))
+    return found
+
+
+def test_the_architecture_map_names_every_module_in_its_folder_and_none_that_is_gone() -> None:
+    documented = documented_module_map()
+    actual: dict[str, set[str]] = {"": {f"{package}/" for package in PACKAGES}}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*"):
+            if "__pycache__" in path.parts or path.name == "__init__.py" or not (path.is_dir() or path.suffix == ".py"):
+                continue
+            folder = str(path.parent.relative_to(ROOT))
+            actual.setdefault(folder, set()).add(path.name + ("/" if path.is_dir() else ""))
+    assert {folder: sorted(names - documented.get(folder, set())) for folder, names in actual.items()
+            if names - documented.get(folder, set())} == {}, "modules or folders docs/ARCHITECTURE.md lacks"
+    assert {folder: sorted(names - actual.get(folder, set())) for folder, names in documented.items()
+            if names - actual.get(folder, set())} == {}, "docs/ARCHITECTURE.md names what is not there"
