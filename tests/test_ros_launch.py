@@ -32,7 +32,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from ros_harness import DOMAIN_ID  # noqa: E402
 
 from dgdehaze_ros.node import DehazeNode  # noqa: E402
-from dgdehaze_ros.parameters import SPEC_BY_NAME, SPECS, check_values  # noqa: E402
+from dgdehaze_ros.parameters import SPEC_BY_NAME, SPECS, ParameterSpec, check_values  # noqa: E402
 from dgdehaze_ros.tools.child_process import stop  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -207,19 +207,54 @@ def test_the_package_installs_the_launch_and_config_files_and_depends_on_what_th
         "ros2 launch finds executables in lib/<package>"
 
 
-def test_docs_ros_md_lists_every_parameter_with_its_default() -> None:
-    doc = (ROOT / "docs" / "ROS.md").read_text()
-    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
-            for line in doc.splitlines() if line.startswith("| `")}
+DOCUMENTED_RULES = {"max_detail_gain": "0, or 1..100"}
+"""Range cells of docs/ROS.md that say what `check_values` adds to the descriptor's range."""
+
+
+def documented_range(spec: ParameterSpec) -> str:
+    """The range / choices cell docs/ROS.md gives `spec`: its choices, `LOW..HIGH` (with ` step N` when not 1), or
+    empty (a string, a bool, a list)."""
+    if spec.name in DOCUMENTED_RULES:
+        return DOCUMENTED_RULES[spec.name]
+    if spec.choices:
+        return ", ".join(choice or '""' for choice in spec.choices)
+    if spec.int_range is not None:
+        low, high, step = spec.int_range
+        return f"{low}..{high}" + (f" step {step}" if step != 1 else "")
+    if spec.float_range is not None:
+        return "..".join(f"{bound:g}" for bound in spec.float_range)
+    return ""
+
+
+def documented_change(spec: ParameterSpec) -> str:
+    """The "changes at run time" cell docs/ROS.md gives `spec`."""
+    if spec.read_only:
+        return "no (read-only)"
+    return f"yes, reloads the {' and the '.join(spec.reloads)}" if spec.reloads else "yes"
+
+
+def test_docs_ros_md_lists_every_parameter_with_its_default_range_and_whether_it_changes_at_run_time() -> None:
+    """Its parameter table row by row against the declarations, and no row for a parameter the node lacks."""
+    section = (ROOT / "docs" / "ROS.md").read_text().split("\n## Parameters\n")[1].split("\n## ")[0]
+    rows = {cells[0].strip("`"): cells[1:4] for line in section.splitlines() if line.startswith("| `")
+            for cells in [[cell.strip() for cell in line.split("|")[1:-1]]]}
+    assert list(rows) == [spec.name for spec in SPECS], "docs/ROS.md's rows are the declared parameters, in order"
     for spec in SPECS:
-        assert spec.name in rows, f"docs/ROS.md has no row for {spec.name}"
+        default, range_, change = rows[spec.name]
         if spec.default is None:
-            assert rows[spec.name].startswith("unset"), spec.name
-            continue
-        default = str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default)
-        expected = f"`{default}`" if default else '`""`'
-        assert rows[spec.name] == expected, \
-            f"docs/ROS.md says {spec.name} defaults to {rows[spec.name]}, the node to {spec.default!r}"
+            assert default.startswith("unset"), spec.name
+        else:
+            text = str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default)
+            assert default == (f"`{text}`" if text else '`""`'), \
+                f"docs/ROS.md says {spec.name} defaults to {default}, the node to {spec.default!r}"
+        assert range_ == documented_range(spec), f"{spec.name}: docs/ROS.md says {range_!r}"
+        assert change == documented_change(spec), f"{spec.name}: docs/ROS.md says {change!r}"
+
+
+def test_the_config_marks_the_read_only_parameters() -> None:
+    marked = {line.split(":")[0].strip() for line in CONFIG_FILE.read_text().splitlines()
+              if line.startswith("    ") and "(read-only" in line.partition("#")[2]}
+    assert marked == {spec.name for spec in SPECS if spec.read_only}
 
 
 MODULE_SOURCES = {
