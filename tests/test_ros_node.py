@@ -8,6 +8,7 @@ import os
 import resource
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -217,6 +218,53 @@ def test_the_label_map_is_published_on_activation_not_while_the_node_is_inactive
     finally:
         session.remove(listener)
         session.remove(node)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_PLUMBING = {"/rosout", "/parameter_events", "transition_event"}
+"""Topics every (lifecycle) node has, which the topic tables leave out."""
+
+
+def documented_topics(document: str, section: str) -> dict[str, tuple[str, str]]:
+    """{topic: (type, direction)} of the topic table in `section` of `document` (README.md or docs/ROS.md): a row
+    per topic or per list of topics; the type is the cell's first word, the direction `in` or `out` (the README's
+    table lists outputs only)."""
+    text = (ROOT / document).read_text().split(f"\n## {section}\n")[1].split("\n## ")[0]
+    topics = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) < 3 or not cells[0].startswith("`") or "/" not in cells[1]:
+            continue
+        direction = cells[2] if cells[2] in ("in", "out") else "out"
+        topics.update({name.strip().strip("`"): (cells[1].split()[0].strip("`"), direction)
+                       for name in cells[0].split(",")})
+    return topics
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason="without vision_msgs the node makes no detection topics")
+@pytest.mark.parametrize("document, section", [("docs/ROS.md", "Topics"), ("README.md", "The node")])
+def test_the_documented_topic_tables_are_the_topics_the_node_makes_with_their_types(
+        node: DehazeNode, document: str, section: str) -> None:
+    """Every output the node publishes and every input it subscribes to (raw transport), by name and type, and
+    nothing the node does not make; `~/` resolves under the node, an input under its remapping."""
+    documented = documented_topics(document, section)
+
+    def resolved(kind: str) -> dict[str, str]:
+        names_and_types = (node.get_publisher_names_and_types_by_node if kind == "out" else
+                           node.get_subscriber_names_and_types_by_node)(node.get_name(), node.get_namespace())
+        return {topic: types[0].replace("/msg/", "/") for topic, types in names_and_types
+                if topic.rpartition("/")[2] not in NODE_PLUMBING and topic not in NODE_PLUMBING}
+
+    expected = {node.resolve_topic_name(topic): message for topic, (message, direction) in documented.items()
+                if direction == "out"}
+    assert wait_until(lambda: resolved("out") == expected, 5.0), \
+        f"{document}: documented {sorted(expected.items())}, the node publishes {sorted(resolved('out').items())}"
+    inputs = {topic: message for topic, (message, direction) in documented.items() if direction == "in"}
+    if inputs:  # the fixture's node reads raw frames: `image`, not `image/compressed`
+        assert inputs.get("image/compressed") == "sensor_msgs/CompressedImage"
+        expected_in = {node.resolve_topic_name(topic): inputs[topic] for topic in ("image", "camera_info")}
+        assert set(inputs) == {"image", "image/compressed", "camera_info"}
+        assert resolved("in") == expected_in
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "mono8", "mono16", "bgra8", "yuyv"])
