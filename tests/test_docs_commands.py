@@ -3,8 +3,9 @@ interface reads it, the files of this repository it names exist, and a training 
 overrides, so that an option, a recipe field or a file renamed or removed is not left behind in the README, docs/ or
 a model card. Nothing runs.
 
-Lines that stand for a family of commands rather than one (a placeholder written as `...`, `a|b` or `[optional]`)
-are not parsed; those with a placeholder in capitals (`--set loss.NAME=0`) are parsed, but their recipes not loaded.
+Lines that stand for a family of commands rather than one (a placeholder written as `...`, `a|b` or `[optional]`,
+though a list value such as `--set 'beta_outdoor=[0.0,1.2]'` is no optional part) are not parsed; those with a
+placeholder in capitals (`--set loss.NAME=0`) are parsed, but their recipes not loaded.
 """
 from __future__ import annotations
 
@@ -59,8 +60,10 @@ def documented_commands(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def is_a_family(arguments: list[str]) -> bool:
-    """Whether the line stands for several commands (a placeholder for a choice, an optional part or a list)."""
-    return any("..." in word or "|" in word or word.startswith("[") or word.endswith("]") for word in arguments)
+    """Whether the line stands for several commands (a placeholder for a choice, an optional part or a list); a
+    list value (`--set 'beta_outdoor=[0.0,1.2]'`) is one command's."""
+    return any("..." in word or "|" in word or word.startswith("[") or (word.endswith("]") and "=[" not in word)
+               for word in arguments)
 
 
 def has_placeholder(arguments: list[str]) -> bool:
