@@ -19,7 +19,8 @@ With autostart:=false the node waits unconfigured for a lifecycle manager (e.g. 
 `bond_timeout: 0.0`: the node keeps no bond): configure loads the models and builds engines, activate subscribes
 and publishes.
 Outputs are under the node: /<namespace>/<node_name>/{image_dehazed,depth,depth_relative,visibility,camera_info,
-detections,haze_density,label_info,debug_image} (docs/ROS.md).
+detections,haze_density,label_info,debug_image}, and image_transport's forms of its images while subscribed:
+{image_dehazed,debug_image}/compressed, {depth,depth_relative}/compressedDepth (docs/ROS.md).
 """
 from __future__ import annotations
 
