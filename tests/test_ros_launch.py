@@ -76,6 +76,29 @@ def test_the_launch_file_compiles_and_declares_the_arguments_users_pass() -> Non
     assert "additional_env" in node_keywords, "the node's process gets the Fast DDS profile the launch chose"
 
 
+def test_docs_ros_md_lists_every_launch_argument_with_its_default() -> None:
+    """The table of launch arguments against the launch file's DeclareLaunchArgument calls (each OVERRIDES name
+    is declared with default ""), and no row for an argument the file lacks."""
+    tree = launch_source()
+    declared = {call.args[0].value: next((ast.literal_eval(k.value) for k in call.keywords
+                                          if k.arg == "default_value" and isinstance(k.value, ast.Constant)), None)
+                for call in ast.walk(tree) if isinstance(call, ast.Call)
+                and getattr(call.func, "id", "") == "DeclareLaunchArgument"
+                and call.args and isinstance(call.args[0], ast.Constant)}
+    overrides = next(ast.literal_eval(n.value) for n in tree.body
+                     if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "OVERRIDES")
+    declared.update(dict.fromkeys(overrides, ""))
+    section = (ROOT / "docs" / "ROS.md").read_text().split("Launch arguments of `launch/dgdehaze.launch.py`:")[1]
+    rows = {}
+    for line in section.split("\n\n")[1].splitlines()[2:]:
+        names, default = [cell.strip() for cell in line.split("|")[1:3]]
+        rows.update(dict.fromkeys((name.strip().strip("`") for name in names.split(",")), default.strip("`")))
+    assert set(rows) == set(declared)
+    assert {name: rows[name] for name, default in declared.items() if default is not None} == \
+        {name: default or '""' for name, default in declared.items() if default is not None}
+    assert rows["params_file"] == "share/dgdehaze/config/dgdehaze.yaml", "the package's share folder, as installed"
+
+
 def test_the_launch_description_builds_where_launch_ros_is_installed() -> None:
     pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI; needs a ROS 2 install")
     import importlib.util
