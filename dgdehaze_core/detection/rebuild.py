@@ -4,7 +4,9 @@
 per-tensor scale and zero point, `ConvInteger` at run time). A fixed graph ignores `imgsz`: Ultralytics runs it at
 640 whatever is asked, so a smaller input buys no speed. No `.pt` can be downloaded here, but the file holds every
 weight: dequantised (w = (q - zero_point) * scale) they fill an Ultralytics YOLOv8n built from its YAML and fused,
-key for key. From that model:
+key for key. The same holds for a custom-class YOLOv8n quantised the same way (`export_detector` to ONNX, then
+`quantize_dynamic`): the model is built with the file's own class count (its class head's width depends on it).
+From that model:
 
 - `rebuild_float_detector()` gives the Ultralytics model (torch, float32; its weights carry the int8 rounding),
   `float_detector_pt()` writes it as a `.pt` that `dgdehaze export --detector` turns into an engine;
@@ -39,16 +41,21 @@ from dgdehaze_core.io.onnx_files import read_onnx
 LOG = logging.getLogger(__name__)
 
 ARCHITECTURE = "yolov8n.yaml"
-"""The Ultralytics model definition the shipped file was exported from (its metadata says YOLOv8n)."""
+"""The Ultralytics model definition the shipped file was exported from (its metadata says YOLOv8n); a rebuild takes
+its class count from the file's class names."""
 QUANTIZED_SUFFIX = "_quantized"
 
 
 def dequantized_state_dict(int8_onnx: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[int, str]]:
-    """The float weights and the class names inside a dynamically quantised Ultralytics ONNX file."""
+    """The float weights and the class names inside a dynamically quantised Ultralytics ONNX file. A weight the ONNX
+    exporter stored once for several identical tensors (the others are `Identity` nodes of it, named as the layers'
+    weights) is given under each of their names."""
     from onnx import numpy_helper
 
     proto = read_onnx(int8_onnx, "ONNX detector", external_data=True)
     tensors = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    tensors.update({node.output[0]: tensors[node.input[0]] for node in proto.graph.node
+                    if node.op_type == "Identity" and node.input[0] in tensors})
     state: dict[str, np.ndarray] = {}
     for name, values in tensors.items():
         if name.endswith(".weight" + QUANTIZED_SUFFIX):
@@ -66,18 +73,25 @@ def dequantized_state_dict(int8_onnx: str | os.PathLike[str]) -> tuple[dict[str,
 
 
 def rebuild_float_detector(int8_onnx: str | os.PathLike[str] = DEFAULT_DETECTOR) -> Any:
-    """An `ultralytics.YOLO` (torch, fused, eval) holding the dequantised weights of `int8_onnx`."""
+    """An `ultralytics.YOLO` (torch, fused, eval) holding the dequantised weights of `int8_onnx`, with as many
+    classes as the file names; ValueError for a file whose weights are not those of such a model."""
     import torch
 
     YOLO = offline_ultralytics().YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
     state, names = dequantized_state_dict(int8_onnx)
     yolo = YOLO(ARCHITECTURE, task="detect")
+    model = DetectionModel(ARCHITECTURE, nc=len(names), verbose=False)  # YOLO builds the YAML's 80 classes
+    model.args, model.task = yolo.model.args, yolo.model.task
+    yolo.model = model
     yolo.model.fuse(verbose=False)
-    expected = {k for k in yolo.model.state_dict() if not k.endswith(("anchors", "strides"))}
-    if set(state) != expected:
-        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise ValueError(f"{int8_onnx} does not hold a {ARCHITECTURE} model (missing {missing[:5]}, "
-                         f"unexpected {extra[:5]})")
+    own = {k: tuple(v.shape) for k, v in yolo.model.state_dict().items() if not k.endswith(("anchors", "strides"))}
+    misshapen = sorted(k for k in set(own) & set(state) if state[k].shape != own[k])
+    if set(state) != set(own) or misshapen:
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        raise ValueError(f"{int8_onnx} does not hold a {ARCHITECTURE} model of {len(names)} classes (missing "
+                         f"{missing[:5]}, unexpected {extra[:5]}, of another shape {misshapen[:5]})")
     yolo.model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
     yolo.model.names = names
     yolo.model.eval()
