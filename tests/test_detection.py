@@ -303,3 +303,49 @@ def test_a_segmentation_export_gives_its_boxes_and_a_model_without_boxes_is_refu
     (tmp_path / "cls").mkdir()
     with pytest.raises(DetectorUnavailable, match="is an Ultralytics classify model, whose results hold no boxes"):
         Detector(_export_onnx(YOLO("yolov8n-cls.yaml"), tmp_path / "cls", 224))
+
+
+@pytest.mark.slow
+def test_a_diverged_detector_s_non_finite_boxes_are_dropped(shared_data: Path, tmp_path: Path) -> None:
+    """YOLOv8n whose stride-8 box head diverged (NaN in one weight: every box of that level has a NaN corner) gave
+    its NaN boxes among the others; the tracker kept them NaN and the node's debug image raised ("cannot convert
+    float NaN to integer"). The detector now drops them and keeps the boxes of the levels that are sound."""
+    import torch
+
+    from dgdehaze_core.benchmarks.detectors import kept
+    from dgdehaze_core.detection.rebuild import rebuild_float_detector
+    from dgdehaze_core.visualize import draw_detections
+
+    yolo = rebuild_float_detector()
+    with torch.no_grad():
+        yolo.model.model[-1].cv2[0][2].bias[0] = math.nan
+    yolo.save(str(tmp_path / "diverged.pt"))
+    frame = read_image(shared_data / "detection" / "dawn-fog" / "foggy-025.jpg")
+    found = Detector(tmp_path / "diverged.pt")(frame)
+    assert found and np.isfinite([d.box for d in found]).all()
+    assert kept(found, Detector()(frame)) == len(found), "what is left is what the sound detector finds"
+    tracked = Detector(tmp_path / "diverged.pt", tracker="bytetrack")
+    for _ in range(3):
+        boxes = tracked(frame)
+        assert boxes and np.isfinite([d.box for d in boxes]).all()
+    assert draw_detections(frame, boxes).shape == frame.shape
+
+
+@pytest.mark.slow
+def test_every_detector_s_boxes_lie_inside_the_frame(foggy_road: np.ndarray, tmp_path: Path) -> None:
+    """Ultralytics clips a YOLO's boxes to the frame but not an RT-DETR's: an RT-DETR whose boxes are wide (its last
+    box layer's width and height raised) gave boxes from x1 < 0 to x2 > the frame's width."""
+    import torch
+
+    from dgdehaze_core.detection.offline import offline_ultralytics
+
+    torch.manual_seed(0)
+    rtdetr = offline_ultralytics().RTDETR("rtdetr-l.yaml")
+    with torch.no_grad():
+        rtdetr.model.model[-1].dec_bbox_head[-1].layers[-1].bias[2:] += 6.0
+    rtdetr.save(str(tmp_path / "rtdetr.pt"))
+    height, width = foggy_road.shape[:2]
+    boxes = np.array([d.box for d in Detector(tmp_path / "rtdetr.pt", imgsz=320, conf=0.0)(foggy_road)])
+    assert len(boxes) == 100 and (boxes >= 0).all() and (boxes[:, [0, 2]] <= width).all()
+    assert (boxes[:, [1, 3]] <= height).all() and (boxes[:, [2, 3]] > boxes[:, [0, 1]]).all()
+    assert (boxes[:, 0] == 0).any() and (boxes[:, 2] == width).any(), "the wide boxes reach both edges"

@@ -1,5 +1,5 @@
-"""Overlap of boxes (x1, y1, x2, y2): what the evaluation matches detections to references by, and what the tracker
-tells one object named twice by."""
+"""Boxes (x1, y1, x2, y2) in a frame: their overlap (what the evaluation matches detections to references by, and
+what the tracker tells one object named twice by) and their part inside the frame."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,3 +22,13 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, crowd: np.ndarray | None =
     if crowd is not None:
         union = np.where(np.asarray(crowd, bool)[None, :], area_a[:, None], union)
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def inside_frame(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) boxes clipped to a frame of `width` x `height`, and which of them are boxes there: every coordinate
+    finite (a detector or tracker that diverged gives NaN or infinity, which clipping keeps or makes an edge of)
+    and some area inside the frame."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    clipped = np.clip(boxes, 0.0, [width, height, width, height])
+    usable = np.isfinite(boxes).all(axis=1) & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return clipped, usable

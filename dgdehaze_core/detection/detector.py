@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
+from dgdehaze_core.detection.boxes import inside_frame
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
 from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
@@ -204,23 +205,27 @@ class Detector:
         return list(detections) if self._tracks is None else self._tracks(detections, frame)
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
-        """The objects in one frame (uint8 BGR, grey or 16-bit), without tracking."""
+        """The objects in one frame (uint8 BGR, grey or 16-bit), without tracking. Every box lies inside the frame
+        (Ultralytics clips a YOLO's boxes, not an RT-DETR's) and is finite: a box with a coordinate that is not a
+        number (a diverged model) or with no area inside the frame is dropped, so that nothing downstream (fusion,
+        the tracker, messages, drawings) meets one."""
         options = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "classes": self.classes,
                    "max_det": self.max_det, "device": self.device, "quantize": 16 if self.half else None,
                    "verbose": False}
-        result = self.model.predict(to_bgr8(frame), **options)[0]
+        frame = to_bgr8(frame)
+        result = self.model.predict(frame, **options)[0]
         self._reopen_quietly()
         boxes = result.boxes
-        xyxy = boxes.xyxy.cpu().numpy().astype(float)
+        xyxy, usable = inside_frame(boxes.xyxy.cpu().numpy(), frame.shape[1], frame.shape[0])
         scores = boxes.conf.cpu().numpy().astype(float)
         ids = boxes.cls.cpu().numpy().astype(int)
         return [Detection(int(c), self.names.get(int(c), str(c)), float(s), tuple(float(v) for v in box))
-                for box, s, c in zip(xyxy, scores, ids)]
+                for box, s, c, keep in zip(xyxy, scores, ids, usable) if keep]
 
 
 def median_depth(detection: Detection, depth: np.ndarray) -> float:
     """Median of the finite depth values inside the detection's box (NaN when there are none, or the box has a
-    coordinate that is not a number: a tracker's prediction can diverge)."""
+    coordinate that is not a number)."""
     height, width = depth.shape[:2]
     if not all(map(math.isfinite, detection.box)):
         return float("nan")

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dgdehaze_core.detection.boxes import inside_frame
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.io.images import to_bgr8
@@ -80,16 +81,16 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def fuse_detections(sets: Sequence[Sequence[Detection]], size: tuple[int, int],
                     settings: FusionSettings = FusionSettings()) -> list[Detection]:
     """One list of detections from several detector runs on frames of `size` (width, height), highest score
-    first. Boxes are clipped to the frame (one with no area left is dropped); an empty set contributes nothing."""
+    first. Boxes are clipped to the frame (one with no area left, or not finite, is dropped: `inside_frame`); an
+    empty set contributes nothing."""
     width, height = size
     if width < 1 or height < 1:
         raise ValueError(f"frame size must be positive, got {width}x{height}")
     if not sets:
         raise ValueError("fusion needs at least one set of detections")
-    limits = np.array([width, height, width, height], np.float64)
-    boxes = [(index, detection, np.clip(np.array(detection.box, np.float64), 0.0, limits))
-             for index, detections in enumerate(sets) for detection in detections]
-    boxes = [item for item in boxes if item[2][2] > item[2][0] and item[2][3] > item[2][1]]
+    found = [(index, detection) for index, detections in enumerate(sets) for detection in detections]
+    clipped, usable = inside_frame(np.array([d.box for _, d in found], np.float64), width, height)
+    boxes = [(index, detection, box) for (index, detection), box, keep in zip(found, clipped, usable) if keep]
     clusters: list[_Cluster] = []
     for index, detection, box in sorted(boxes, key=lambda item: -item[1].score):
         overlaps = [(_iou(cluster.box, box), cluster) for cluster in clusters

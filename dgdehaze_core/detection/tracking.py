@@ -16,7 +16,7 @@ from typing import Any, Sequence, TypeVar
 
 import numpy as np
 
-from dgdehaze_core.detection.boxes import box_iou
+from dgdehaze_core.detection.boxes import box_iou, inside_frame
 from dgdehaze_core.detection.offline import offline_ultralytics
 
 TRACKERS = ("bytetrack", "botsort")
@@ -54,12 +54,13 @@ class BoxTracker:
 
     def __call__(self, detections: Sequence[Box], frame: np.ndarray) -> list[Box]:
         """The confirmed objects among `detections` of the stream's next `frame` (whose pixels the camera-motion
-        compensation of botsort reads), each with its `track_id` and the tracker's box inside the frame."""
+        compensation of botsort reads), each with its `track_id` and the tracker's box inside the frame. The boxes
+        must be finite, as `Detector.detect` and fusion give them: from an infinite one the Kalman filter makes NaN
+        boxes."""
         detections = one_box_per_object(detections)
         rows = np.array([[*d.box, d.score, d.class_id] for d in detections], np.float32).reshape(-1, 6)
         tracks = np.asarray(self._tracker.update(self._boxes(rows, frame.shape[:2]), frame), np.float64).reshape(-1, 8)
-        height, width = frame.shape[:2]
-        boxes = np.clip(tracks[:, :4], 0.0, [width, height, width, height])
+        boxes, _ = inside_frame(tracks[:, :4], frame.shape[1], frame.shape[0])
         return [dataclasses.replace(detections[int(row[7])], box=tuple(float(v) for v in box), track_id=int(row[4]))
                 for row, box in zip(tracks, boxes)]
 
