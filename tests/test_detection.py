@@ -349,3 +349,14 @@ def test_every_detector_s_boxes_lie_inside_the_frame(foggy_road: np.ndarray, tmp
     assert len(boxes) == 100 and (boxes >= 0).all() and (boxes[:, [0, 2]] <= width).all()
     assert (boxes[:, [1, 3]] <= height).all() and (boxes[:, [2, 3]] > boxes[:, [0, 1]]).all()
     assert (boxes[:, 0] == 0).any() and (boxes[:, 2] == width).any(), "the wide boxes reach both edges"
+
+
+def test_a_dehazer_given_as_the_detector_is_refused_naming_the_user_s_file() -> None:
+    """The dehazer's own weights given as the detector were refused naming the private copy Ultralytics read
+    (/tmp/dgdehaze-detector-*/dgdehaze_lite.pt)."""
+    from dgdehaze_core.datasets.paths import WEIGHTS_DIR
+
+    weights = WEIGHTS_DIR / "dgdehaze_lite.pt"
+    with pytest.raises(DetectorUnavailable) as refused:
+        Detector(weights)
+    assert str(refused.value).count(str(weights)) == 2 and "dgdehaze-detector-" not in str(refused.value)

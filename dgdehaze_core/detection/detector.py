@@ -91,7 +91,12 @@ def _load_yolo(yolo_class: Any, weights: Path) -> Any:
         yolo = yolo_class(str(weights), task=export_task(weights))
     else:
         with tempfile.TemporaryDirectory(prefix="dgdehaze-detector-") as folder:
-            yolo = yolo_class(str(verified_copy(weights, Path(folder))))
+            copy = verified_copy(weights, Path(folder))
+            try:
+                yolo = yolo_class(str(copy))
+            except Exception as exc:  # Ultralytics raises many types, naming the file it read: the private copy
+                raise DetectorUnavailable(f"could not load detector {weights}: "
+                                          f"{str(exc).replace(str(copy), str(weights))}") from exc
     if yolo.task not in BOX_TASKS:
         raise DetectorUnavailable(f"{weights} is an Ultralytics {yolo.task} model, whose results hold no boxes: give "
                                   f"a model of one of the tasks {', '.join(BOX_TASKS)}")
