@@ -351,12 +351,22 @@ def test_every_detector_s_boxes_lie_inside_the_frame(foggy_road: np.ndarray, tmp
     assert (boxes[:, 0] == 0).any() and (boxes[:, 2] == width).any(), "the wide boxes reach both edges"
 
 
-def test_a_dehazer_given_as_the_detector_is_refused_naming_the_user_s_file() -> None:
+def test_a_dehazer_given_as_the_detector_is_refused_naming_the_user_s_file_and_its_outputs(tmp_path: Path) -> None:
     """The dehazer's own weights given as the detector were refused naming the private copy Ultralytics read
-    (/tmp/dgdehaze-detector-*/dgdehaze_lite.pt)."""
+    (/tmp/dgdehaze-detector-*/dgdehaze_lite.pt); its ONNX export was taken for a detector and failed at the warm-up
+    ("amax(): Expected reduction dim 1 to have non-zero size")."""
+    import torch
+
     from dgdehaze_core.datasets.paths import WEIGHTS_DIR
+    from dgdehaze_core.inference.export.to_onnx import export_onnx
+    from dgdehaze_core.models import build_model
 
     weights = WEIGHTS_DIR / "dgdehaze_lite.pt"
     with pytest.raises(DetectorUnavailable) as refused:
         Detector(weights)
     assert str(refused.value).count(str(weights)) == 2 and "dgdehaze-detector-" not in str(refused.value)
+    torch.manual_seed(0)
+    dehazer = export_onnx(build_model("lite").eval(), tmp_path / "lite.onnx", dynamic=False, example_size=(64, 64))
+    with pytest.raises(DetectorUnavailable, match=r"lite.onnx is not a detector: its outputs are clear \(1, 3, 64, "
+                                                  r"64\), transmission \(1, 1, 64, 64\), airlight"):
+        Detector(dehazer)

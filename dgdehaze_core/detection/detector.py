@@ -27,6 +27,7 @@ from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
 from dgdehaze_core.detection.tracking import TRACKERS, BoxTracker
 from dgdehaze_core.io.images import to_bgr8
+from dgdehaze_core.io.onnx_files import read_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ def _load_yolo(yolo_class: Any, weights: Path) -> Any:
     a `.pt`'s own (Ultralytics takes it from the checkpoint, which is loaded from a private copy that passed
     `check_detector_checkpoint`), an export's from its metadata (`export_task`; read as a detector, a segmentation
     or pose model's mask coefficients or keypoints would be taken for class scores). DetectorUnavailable for a task
-    whose results hold no boxes (BOX_TASKS)."""
+    whose results hold no boxes (BOX_TASKS), or an ONNX file whose outputs are not a box model's
+    (`_check_box_outputs`)."""
     if weights.suffix != ".pt":
         yolo = yolo_class(str(weights), task=export_task(weights))
     else:
@@ -100,7 +102,21 @@ def _load_yolo(yolo_class: Any, weights: Path) -> Any:
     if yolo.task not in BOX_TASKS:
         raise DetectorUnavailable(f"{weights} is an Ultralytics {yolo.task} model, whose results hold no boxes: give "
                                   f"a model of one of the tasks {', '.join(BOX_TASKS)}")
+    if weights.suffix == ".onnx":
+        _check_box_outputs(weights)
     return yolo
+
+
+def _check_box_outputs(weights: Path) -> None:
+    """DetectorUnavailable for an ONNX file whose first output is not (batch, rows, columns), the shape every
+    Ultralytics box model's first output has: another network (a dehazer export, whose outputs are images) would
+    fail at its first run with an error about a reduction over its image."""
+    outputs = read_onnx(weights, "ONNX detector").graph.output
+    if len(outputs[0].type.tensor_type.shape.dim) != 3:
+        dims = [[dim.dim_param or str(dim.dim_value) for dim in out.type.tensor_type.shape.dim] for out in outputs]
+        shapes = ", ".join(f"{out.name} ({', '.join(shape)})" for out, shape in zip(outputs, dims))
+        raise DetectorUnavailable(f"{weights} is not a detector: its outputs are {shapes}, where an Ultralytics "
+                                  "detector's first output is (batch, 4 + classes, boxes) or (batch, boxes, 6)")
 
 
 class Detector:
