@@ -101,8 +101,11 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "configure; docs/DEPLOYMENT.md)", BACKENDS, reloads=PIPELINE),
     ParameterSpec("device", "cpu", "device for the network and the detector: cpu, cuda, cuda:N or N",
                   reloads=BOTH_MODELS),
-    ParameterSpec("half", False, "fp16 inference for the network and the detector on a CUDA device; on the CPU "
-                  "they run fp32 whatever it says (fp16 is slower there)", reloads=BOTH_MODELS),
+    ParameterSpec("half", False, "fp16 inference on a CUDA device for the network and a .pt detector; an ONNX or "
+                  "TensorRT detector runs at the precision its file was made with whatever it says (fp16 for an "
+                  "export made with --fp16; the shipped int8 detector as int8 or its fp32 rebuild, by "
+                  "detector_precision); on the CPU they run fp32 whatever it says (fp16 is slower there)",
+                  reloads=BOTH_MODELS),
     ParameterSpec("working_width", 0, "width the network runs at (0: from working_height and the input's aspect "
                   "ratio; both 0: the input's size)", int_range=(0, 7680, 1), reloads=PIPELINE),
     ParameterSpec("working_height", 0, "height the network runs at (0: from working_width and the input's aspect "

@@ -122,7 +122,9 @@ def _check_box_outputs(weights: Path) -> None:
 class Detector:
     """Ultralytics YOLO behind a small, validated interface: BGR frame in, `Detection`s out. `weights` is the file
     as given, `runtime_file` the one that runs (the same file or its float rebuild, by `precision`); `threads`: the
-    intra-op threads of an ONNX file's session on the CPU (None: ONNX Runtime's choice)."""
+    intra-op threads of an ONNX file's session on the CPU (None: ONNX Runtime's choice). `half` runs a `.pt` in
+    fp16 on a CUDA device; Ultralytics runs an ONNX file or an engine at the precision of its own input whatever
+    `half` says (fp16 only for a file exported with half)."""
 
     def __init__(self, weights: str | Path | None = None, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
                  classes: Sequence[int | str] | None = None, max_det: int = 100, device: str = "cpu",
