@@ -63,6 +63,9 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
     weights = Path(weights)
     if weights.suffix != ".pt":
         raise ValueError(f"only a .pt detector can be exported, got {weights}")
+    if half and fmt == "onnx" and not device.startswith("cuda"):
+        raise ValueError("Ultralytics exports an fp16 ONNX detector only on a GPU: on the CPU it writes fp32 (an "
+                         "fp16 detector: --format engine --fp16 on the GPU that runs it)")
     if not weights.is_file():
         raise FileNotFoundError(f"no such detector weights: {weights}")
     if fmt not in DETECTOR_FORMATS:
