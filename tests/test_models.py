@@ -259,3 +259,20 @@ def test_a_folder_given_as_weights_is_named_a_folder_not_a_missing_file(shared_d
     assert sorted(path.name for path in tmp_path.iterdir()) == ["lite.pt"]
     with pytest.raises(FileNotFoundError, match="no such checkpoint: "):
         load_model(tmp_path / "absent.pt")
+
+
+def test_a_folder_given_as_an_export_is_named_a_folder_not_a_missing_file(shared_data: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`mkdir dir.onnx; dgdehaze dehaze IMG --method dir.onnx` said "no such ONNX file: dir.onnx" (and a prebuilt
+    engine's check "no such engine file"), of a path that is there: it is a folder."""
+    from dgdehaze_core.cli import main
+    from dgdehaze_core.inference.backends.tensorrt_backend import prebuilt_engine
+
+    image = next((shared_data / "clear" / "bdd").iterdir())
+    (tmp_path / "dir.onnx").mkdir()
+    (tmp_path / "dir.engine").mkdir()
+    assert main(["dehaze", str(image), "--method", str(tmp_path / "dir.onnx"), "--out", str(tmp_path / "out")]) == 2
+    assert f"{tmp_path / 'dir.onnx'} is a folder, not an ONNX file" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="dir.engine is a folder, not an engine file"):
+        prebuilt_engine(tmp_path / "dir.engine", "tensorrt-10.3.0", "NVIDIA H100")
+    assert not (tmp_path / "out").exists()

@@ -87,7 +87,8 @@ from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scatte
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
 from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
-from dgdehaze_core.io.images import ImageReader, ReadImage, list_images, missing
+from dgdehaze_core.io.file_paths import missing
+from dgdehaze_core.io.images import ImageReader, ReadImage, list_images
 from dgdehaze_core.io.tables import emit, write_json
 
 LOG = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ import torch
 
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.file_digest import file_sha256
-from dgdehaze_core.io.images import missing
 
 REFUSAL_MARKERS = ("Trying to load unsupported GLOBAL", "Unsupported global", "Unsupported operand",
                    "Unsupported class")
@@ -36,18 +35,6 @@ FULL_DISK_BYTES = 2 ** 20
 
 EXPORT_KINDS = {".onnx": "an ONNX file", ".engine": "a TensorRT engine"}
 """What an exported file is, by its suffix."""
-
-
-def existing_file(path: str | os.PathLike[str], what: str) -> Path:
-    """`path` as a Path when it is a file to read `what` from; else FileNotFoundError saying there is no such `what`
-    (`images.missing`: or that its link leads to none), or that it is a folder (which "no such" misnamed): either
-    way no file of it, as the callers that name or replace a missing file take it."""
-    path = Path(path)
-    if path.is_dir():
-        raise FileNotFoundError(f"{path} is a folder, not a {what}")
-    if not path.is_file():
-        raise FileNotFoundError(missing(path, what))
-    return path
 
 
 def is_torch_file(path: str | os.PathLike[str]) -> bool:

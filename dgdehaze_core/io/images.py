@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import struct
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.file_paths import missing
 from dgdehaze_core.io.folder_walk import linked_folders
 
 LOG = logging.getLogger(__name__)
@@ -209,14 +209,6 @@ def _netpbm_pixels(data: bytes) -> np.ndarray | None:
     if image.mode == "RGB":
         return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)
     return np.asarray(image.convert("L"))
-
-
-def missing(path: Path, what: str = "file") -> str:
-    """Why `path`, which does not exist, cannot be read: no such `what`, or a link that leads to no file (its target
-    missing, as on a drive not mounted, or a loop of links)."""
-    if path.is_symlink():
-        return f"{path} is a link to {os.readlink(path)}, which leads to no {what} (missing, or a loop of links)"
-    return f"no such {what}: {path}"
 
 
 def _file_pixels(path: Path) -> tuple[np.ndarray, bool]:

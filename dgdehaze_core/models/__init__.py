@@ -13,8 +13,8 @@ from typing import Any, Callable
 import torch
 
 from dgdehaze_core.datasets.paths import WEIGHTS_DIR
-from dgdehaze_core.io.checkpoints import (checkpoint_provenance, existing_file, read_checkpoint_and_digest,
-                                          write_checkpoint)
+from dgdehaze_core.io.checkpoints import checkpoint_provenance, read_checkpoint_and_digest, write_checkpoint
+from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
 from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite

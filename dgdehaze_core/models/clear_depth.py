@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgdehaze_core.io.checkpoints import (checkpoint_provenance, existing_file, read_checkpoint,
-                                          read_checkpoint_and_digest, write_checkpoint)
+from dgdehaze_core.io.checkpoints import (checkpoint_provenance, read_checkpoint, read_checkpoint_and_digest,
+                                          write_checkpoint)
+from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.images import MAX_PIXELS
 from dgdehaze_core.models.depth_net import DepthNet
 

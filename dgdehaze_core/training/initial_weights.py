@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from dgdehaze_core.io.checkpoints import existing_file, read_checkpoint_and_digest
+from dgdehaze_core.io.checkpoints import read_checkpoint_and_digest
+from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.models import MODEL_CONFIGS, model_from_checkpoint, shipped_weights_path
 
 LOG = logging.getLogger(__name__)

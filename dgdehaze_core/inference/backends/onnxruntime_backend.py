@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from dgdehaze_core.cpu_threads import default_threads
 from dgdehaze_core.inference.backends import BackendUnavailable, outputs_of
+from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.onnx_files import checked_dgdehaze_export
 
 LOG = logging.getLogger(__name__)
@@ -63,9 +64,7 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
                  providers: list[str | tuple[str, dict[str, object]]] | None = None) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no such ONNX file: {path}")
+        path = existing_file(path, "ONNX file")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         options = session_options(threads or default_threads())

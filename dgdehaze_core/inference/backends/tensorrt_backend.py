@@ -35,6 +35,7 @@ from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache
 from dgdehaze_core.inference.provenance import exported_from
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.file_digest import file_sha256
+from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, bgr_to_rgb_float, images_under
 from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, input_is_half, read_onnx
 
@@ -319,8 +320,7 @@ class PrebuiltEngine:
 def prebuilt_engine(engine_path: Path, runtime: str, device_name: str) -> PrebuiltEngine:
     """Read and check the sidecar of a prebuilt dgdehaze engine for this TensorRT `runtime` ("tensorrt-10.3.0")
     and GPU `device_name`; ValueError saying what is wrong (no sidecar, bytes changed, another TensorRT or GPU)."""
-    if not engine_path.is_file():
-        raise FileNotFoundError(f"no such engine file: {engine_path}")
+    existing_file(engine_path, "engine file")
     record, data = read_trusted(engine_path)
     key: dict[str, object] = record["key"]  # type: ignore[assignment]
     rebuild = "rebuild it here with `dgdehaze export --format engine`, or give the .pt / .onnx weights"
@@ -347,9 +347,7 @@ class TensorRTBackend:
                  cache_dir: str | os.PathLike[str] | None = None, calib_dir: str | os.PathLike[str] | None = None,
                  device: str = "cuda:0", calib_bits: int = SAMPLE_BITS) -> None:
         trt = import_tensorrt()
-        onnx_path = Path(onnx_path)
-        if not onnx_path.is_file():
-            raise FileNotFoundError(f"no such ONNX file: {onnx_path}")
+        onnx_path = existing_file(onnx_path, "ONNX file")
         self.device = torch.device(device)
         if self.device.type != "cuda":
             raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")

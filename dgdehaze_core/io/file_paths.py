@@ -1,0 +1,28 @@
+"""What the package tells of a file by its path alone: why a path names no file to read.
+
+Light to import (no torch, no OpenCV), as the ONNX Runtime backend, which runs without torch, needs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def missing(path: Path, what: str = "file") -> str:
+    """Why `path`, which does not exist, cannot be read: no such `what`, or a link that leads to no file (its target
+    missing, as on a drive not mounted, or a loop of links)."""
+    if path.is_symlink():
+        return f"{path} is a link to {os.readlink(path)}, which leads to no {what} (missing, or a loop of links)"
+    return f"no such {what}: {path}"
+
+
+def existing_file(path: str | os.PathLike[str], what: str) -> Path:
+    """`path` as a Path when it is a file to read `what` from; else FileNotFoundError saying there is no such `what`
+    (`missing`: or that its link leads to none), or that it is a folder (which "no such" misnamed): either way no
+    file of it, as the callers that name or replace a missing file take it."""
+    path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder, not {'an' if what[:1] in 'aeiouAEIOU' else 'a'} {what}")
+    if not path.is_file():
+        raise FileNotFoundError(missing(path, what))
+    return path
