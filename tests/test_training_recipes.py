@@ -168,6 +168,20 @@ def test_a_recipe_of_the_other_training_or_a_folder_is_named_so(tmp_path: Path,
     assert not (tmp_path / "run").exists()
 
 
+def test_an_empty_recipe_file_is_named_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty recipe (or one of comments alone) was "a recipe must be a mapping of fields, got NoneType", for
+    train and train-depth alike: YAML's None for the user's empty file."""
+    for text in ("", "# to fill in\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(text)
+        for command in ("train", "train-depth"):
+            assert main([command, "--config", str(empty), "--out", str(tmp_path / "run")]) == 2
+            error = capsys.readouterr().err
+            assert f"{empty} is empty (or holds only comments): a recipe is a mapping of fields" in error, error
+            assert "NoneType" not in error
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_recipe_or_split_file_that_is_not_utf8_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A recipe or split file saved in Latin-1 failed with the decoder's "'utf-8' codec can't decode byte 0xf6",
     naming no file."""

@@ -479,6 +479,9 @@ def read_recipe_file(path: str | Path, from_dict: Callable[[Any, Path, Iterable[
         raise RecipeError(f"{path} is not UTF-8 text, as YAML is: {exc}") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path} is not valid YAML: {exc}") from None
+    if raw is None:  # what YAML reads from an empty file, or one of comments alone
+        raise RecipeError(f"{path} is empty (or holds only comments): a recipe is a mapping of fields, as those in "
+                          "training/ are")
     try:
         recipe = from_dict(raw, path.resolve().parent, overrides)
     except RecipeError as exc:
