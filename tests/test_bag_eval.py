@@ -579,7 +579,7 @@ def test_a_node_replay_checks_its_method_s_weights_without_building_a_runtime_an
             node_method(method)
 
 
-def test_input_bits_reads_a_12_bit_camera_as_the_node_does_and_bad_values_are_refused(
+def test_input_bits_reads_a_12_bit_camera_as_the_node_does_and_a_node_param_of_it_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     frames = demo_frames(2)
     write_camera_bag(tmp_path / "mono12", "mcap", frames, "mono12")
@@ -594,10 +594,9 @@ def test_input_bits_reads_a_12_bit_camera_as_the_node_does_and_bad_values_are_re
         assert summary["input_bits"] == (12 if name == "mono12" else 16)
     assert figures["mono12"] == pytest.approx(figures["mono8"], abs=0.01)
     capsys.readouterr()
-    for args, message in ((["--input-bits", "20"], "8..16"),
-                          (["--node", "--node-param", "input_bits:=12"], "give the node's input_bits as --input-bits")):
-        assert main(["bag-eval", str(tmp_path / "mono12"), "--out", str(tmp_path / "refused"), *common, *args]) == 2
-        assert message in capsys.readouterr().err
+    assert main(["bag-eval", str(tmp_path / "mono12"), "--out", str(tmp_path / "refused"), *common, "--node",
+                 "--node-param", "input_bits:=12"]) == 2
+    assert "give the node's input_bits as --input-bits" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
 
 

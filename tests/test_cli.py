@@ -119,3 +119,25 @@ def test_train_depth_s_resume_asks_for_no_clear_depth_network(capsys: pytest.Cap
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert ("clear-depth network file" in " ".join(capsys.readouterr().out.split())) == named, command
+
+
+@pytest.mark.parametrize("command", [["dehaze", "IMG", "--out", "OUT"],
+                                     ["eval", "--measure", "quality", "--dataset", "D"],
+                                     ["bag-eval", "BAG", "--out", "OUT"],
+                                     ["export", "--config", "lite", "--int8", "--calib", "."]],
+                         ids=lambda args: args[0])
+def test_an_input_bits_out_of_range_names_the_flag(command: list[str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`--input-bits 7` was refused as "the significant bits of 16-bit samples must lie in 8..16, got 7", naming no
+    flag (and dehaze and eval refused it only once at their images)."""
+    from dgdehaze_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for value, reason in (("7", "must lie in 8..16, got 7"), ("twelve", "give a whole number 8..16, got 'twelve'")):
+        with pytest.raises(SystemExit) as stopped:
+            main([*command, "--input-bits", value])
+        assert stopped.value.code == 2
+        assert f"argument --input-bits: {'the significant bits of 16-bit samples ' * (value == '7')}{reason}" \
+            in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -31,7 +31,6 @@ from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside
-from dgdehaze_core.io.images import check_sample_bits
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.visibility import Mounting
 
@@ -127,7 +126,6 @@ def run(args: argparse.Namespace) -> int:
         check_time_window(args.start, args.duration)
     except ValueError as exc:
         raise ValueError(f"--start / --duration: {exc}") from None
-    check_sample_bits(args.input_bits)
     if any(param.split(":=", 1)[0] == "input_bits" for param in args.node_param):
         raise ValueError("give the node's input_bits as --input-bits, which the report's frames are read with too")
     mounting = mounting_of(args)

@@ -31,7 +31,7 @@ from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits
 from dgdehaze_core.detection.input_size import imgsz_option
 from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
 from dgdehaze_core.io.checkpoints import EXPORT_KINDS
-from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS, check_sample_bits
+from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS
 
 LOG = logging.getLogger(__name__)
 
@@ -125,7 +125,6 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--int8 needs --calib DIR (images to calibrate on)")
     if args.calib is not None and not args.int8:
         raise ValueError("--calib gives the images an --int8 export calibrates on: without --int8 nothing reads it")
-    check_sample_bits(args.input_bits)
     if args.input_bits != SAMPLE_BITS and (args.detector is not None or args.calib is None):
         raise ValueError("--input-bits gives the significant bits of --calib's images, which a model's --int8 "
                          "export calibrates on: it goes with --config --int8 --calib DIR only")
