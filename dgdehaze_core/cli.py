@@ -77,18 +77,25 @@ def run_parsed(args: argparse.Namespace) -> int:
     """Run the command of the parsed `args` (`args.func`) as `main` does, with its checks and exit status: for a
     caller that parsed them itself (`results_record`, which runs eval with a `func` that keeps what it returns)."""
     json_path = getattr(args, "json", None)
+    refused = False
 
     def run() -> int | None:
-        if json_path is not None:
-            check_json_output(json_path)
-            for name, paths in _path_arguments(args).items():
-                refuse_input_as_output(json_path, paths, "--json",
-                                       what=f"--{name}" if name in OUTPUT_OPTIONS else "the input")
-        return args.func(args)
+        nonlocal refused
+        try:
+            if json_path is not None:
+                check_json_output(json_path)
+                for name, paths in _path_arguments(args).items():
+                    refuse_input_as_output(json_path, paths, "--json",
+                                           what=f"--{name}" if name in OUTPUT_OPTIONS else "the input")
+            return args.func(args)
+        except (ValueError, OSError) as exc:
+            # every refusal of a --json (here and in the commands' own checks) begins "--json PATH"
+            refused = json_path is not None and str(exc).startswith(f"--json {json_path}")
+            raise
 
     started = time.time()
     status = report_errors(f"dgdehaze {args.command}", run, verbose=args.verbose)
-    if status != 0 and json_path is not None:
+    if status != 0 and json_path is not None and not refused:
         _say_json_is_earlier(f"dgdehaze {args.command}", Path(json_path), started)
     return status
 

@@ -141,3 +141,19 @@ def test_an_input_bits_out_of_range_names_the_flag(command: list[str], tmp_path:
         assert f"argument --input-bits: {'the significant bits of 16-bit samples ' * (value == '7')}{reason}" \
             in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_json_is_said_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train --config R --json R` said "--json R exists and holds no JSON", then added "--json R was not written by
+    this run: it holds what it held before": a note meant for a run that failed after its work began."""
+    from dgdehaze_core.cli import main
+
+    recipe = tmp_path / "smoke.yaml"
+    recipe.write_text((REPO_DIR / "training" / "smoke.yaml").read_text())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").touch()  # empty, as JSON may be replaced: the train command's own check refuses it
+    for json_path, refusal in ((recipe, "exists and holds no JSON"), (run / "last.pt", "would overwrite")):
+        assert main(["train", "--config", str(recipe), "--out", str(run), "--json", str(json_path)]) == 2
+        error = capsys.readouterr().err
+        assert f"--json {json_path} {refusal}" in error and "was not written by this run" not in error, error
