@@ -27,6 +27,7 @@ from dgdehaze_core.inference.backends import BACKENDS, FILE_RUNTIMES, BackendUna
 from dgdehaze_core.inference.backends.selection import choose_backend, choose_source_backend
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.io.camera_frames import COMPRESSION_FORMATS
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES, shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting
@@ -203,7 +204,7 @@ def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:
         path = Path(value).expanduser()
     except RuntimeError as exc:  # ~name of a user this machine does not have
         return f"{name}: {value!r} cannot be found ({exc})"
-    if path.suffix.lower() not in suffixes:
+    if file_suffix(path) not in suffixes:
         return f"{name} must be a {' / '.join(suffixes)} file, got {value!r}"
     try:
         found = path.is_file()
@@ -246,7 +247,7 @@ def _check_runtime(values: Mapping[str, Any]) -> str | None:
     is reverted by the node when it fails."""
     device, backend = str(values["device"]), values["backend"]
     weights = Path(values["weights"])
-    source = NetworkSource(file=weights) if weights.suffix.lower() in FILE_RUNTIMES else None  # an export: no torch
+    source = NetworkSource(file=weights) if file_suffix(weights) in FILE_RUNTIMES else None  # an export: no torch
     if source is not None:
         try:  # first: the file's kind decides its runtimes, whatever the device
             source.check_backend(backend)

@@ -276,3 +276,29 @@ def test_a_folder_given_as_an_export_is_named_a_folder_not_a_missing_file(shared
     with pytest.raises(FileNotFoundError, match="dir.engine is a folder, not an engine file"):
         prebuilt_engine(tmp_path / "dir.engine", "tensorrt-10.3.0", "NVIDIA H100")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_upper_case_suffix_is_one_rule_for_writing_and_reading(shared_data: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`dehaze --method W.PT` read the weights (the pipeline lower-cased the suffix), but `train --export W.PT` and
+    `export --out X.ONNX` were refused as names no such file is read from, and a clear-depth network named D.PT was
+    taken for no clear-depth checkpoint: one rule (`file_paths.file_suffix`) now serves reading and writing."""
+    import shutil
+
+    from dgdehaze_core.cli import main
+    from dgdehaze_core.datasets.paths import REPO_DIR, WEIGHTS_DIR
+    from dgdehaze_core.models.clear_depth import is_clear_depth_checkpoint
+
+    image = next((shared_data / "clear" / "bdd").iterdir())
+    weights, export = tmp_path / "W.PT", tmp_path / "X.ONNX"
+    assert main(["train", "--config", str(REPO_DIR / "training" / "smoke.yaml"), "--iterations", "2", "--out",
+                 str(tmp_path / "run"), "--export", str(weights), "--no-progress"]) == 0
+    assert main(["export", "--config", "lite", "--weights", str(weights), "--height", "64", "--width", "64",
+                 "--out", str(export)]) == 0
+    for method in (weights, export):
+        out = tmp_path / f"dehazed-{method.suffix[1:]}"
+        assert main(["dehaze", str(image), "--method", str(method), "--out", str(out), "--no-progress"]) == 0, \
+            capsys.readouterr().err
+        assert len(list(out.glob("*_dehazed.*"))) == 1
+    depth = shutil.copy(WEIGHTS_DIR / "clear_depth_kitti.pt", tmp_path / "D.PT")
+    assert is_clear_depth_checkpoint(depth)

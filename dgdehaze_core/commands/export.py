@@ -31,6 +31,7 @@ from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits
 from dgdehaze_core.detection.input_size import imgsz_option
 from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
 from dgdehaze_core.io.checkpoints import EXPORT_KINDS
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS
 
 LOG = logging.getLogger(__name__)
@@ -108,12 +109,12 @@ def _sources(args: argparse.Namespace) -> list[Path]:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from_quantised_onnx = args.detector is not None and args.detector.suffix == ".onnx"
+    from_quantised_onnx = args.detector is not None and file_suffix(args.detector) == ".onnx"
     if args.int8 and args.format != "engine" and args.detector is not None and not from_quantised_onnx:
         raise ValueError("--int8 for an Ultralytics .pt detector builds a TensorRT engine: use --format engine")
     if args.int8 and args.fp16:
         raise ValueError("--int8 and --fp16 exclude each other (an int8 model keeps float16 nowhere)")
-    if args.detector is not None and args.detector.suffix not in (".pt", ".onnx"):
+    if args.detector is not None and file_suffix(args.detector) not in (".pt", ".onnx"):
         raise ValueError(f"--detector takes an Ultralytics .pt or a quantised Ultralytics .onnx, got {args.detector}")
     if args.detector is not None and (args.height is not None or args.width is not None):
         raise ValueError("--height and --width size a --config export; a --detector's input size is --imgsz")
@@ -227,7 +228,7 @@ def _export_detector(args: argparse.Namespace) -> int:
     from dgdehaze_core.detection.rebuild import dynamic_detector_exports, float_detector_pt
 
     weights = args.detector
-    if weights.suffix == ".onnx":  # a quantised Ultralytics ONNX such as the shipped yolov8n_int8.onnx
+    if file_suffix(weights) == ".onnx":  # a quantised Ultralytics ONNX such as the shipped yolov8n_int8.onnx
         if args.int8 and args.format == "onnx":
             built = dynamic_detector_exports(weights)["int8"]
             return _copy_out(built, args.out or Path("exports") / f"{weights.stem}_dynamic.onnx")

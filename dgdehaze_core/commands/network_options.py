@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any, Sequence
 
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import RUNTIMES
+from dgdehaze_core.io.file_paths import file_suffix
 
 IMPLIED_DEVICE = {"tensorrt": "cuda", "auto": "auto"}
 """The device a --backend implies when --device is not given: TensorRT runs on CUDA only, auto picks a GPU where
@@ -47,7 +47,7 @@ def _engines_only(methods: Sequence[str]) -> bool:
     """Whether the networks among `methods` are all TensorRT engines (and there is one)."""
     from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER
 
-    suffixes = [Path(method).suffix.lower() for method in methods]
+    suffixes = [file_suffix(method) for method in methods]
     networks = [suffix for method, suffix in zip(methods, suffixes)
                 if suffix in (*CHECKPOINT_SUFFIXES, ".onnx", ".engine") or method in (*MODEL_CONFIGS, PAPER)]
     return bool(networks) and all(suffix == ".engine" for suffix in networks)

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from dgdehaze_core.io.checkpoints import load_error_line
+from dgdehaze_core.io.file_paths import file_suffix
 
 LOG = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def verified_copy(weights: Path, folder: Path) -> Path:
     """`weights` copied into `folder` (a private temporary folder) and checked there; the copy is what to load."""
     copy = folder / weights.name
     shutil.copyfile(weights, copy)
-    if copy.suffix == ".pt":
+    if file_suffix(copy) == ".pt":
         check_detector_checkpoint(copy, weights)
         LOG.debug("%s holds only network layers and data", weights)
     return copy

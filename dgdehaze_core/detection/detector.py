@@ -26,6 +26,7 @@ from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
 from dgdehaze_core.detection.tracking import TRACKERS, BoxTracker
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import to_bgr8
 from dgdehaze_core.io.onnx_files import read_onnx
 
@@ -66,7 +67,7 @@ def _check_weights(weights: str | Path | None) -> Path:
             raise DetectorUnavailable(f"no detector weights given and the default {DEFAULT_DETECTOR} is missing")
         return default
     path = Path(weights).expanduser()
-    if path.suffix not in DETECTOR_SUFFIXES:
+    if file_suffix(path) not in DETECTOR_SUFFIXES:
         raise DetectorUnavailable(f"detector weights must be one of {', '.join(DETECTOR_SUFFIXES)} files, got {path}")
     if not path.is_file():
         raise DetectorUnavailable(f"detector weights not found: {path} (nothing is downloaded; give a local file)")
@@ -89,7 +90,7 @@ def _load_yolo(yolo_class: Any, weights: Path) -> Any:
     or pose model's mask coefficients or keypoints would be taken for class scores). DetectorUnavailable for a task
     whose results hold no boxes (BOX_TASKS), or an ONNX file whose outputs are not a box model's
     (`_check_box_outputs`)."""
-    if weights.suffix != ".pt":
+    if file_suffix(weights) != ".pt":
         yolo = yolo_class(str(weights), task=export_task(weights))
     else:
         with tempfile.TemporaryDirectory(prefix="dgdehaze-detector-") as folder:
@@ -102,7 +103,7 @@ def _load_yolo(yolo_class: Any, weights: Path) -> Any:
     if yolo.task not in BOX_TASKS:
         raise DetectorUnavailable(f"{weights} is an Ultralytics {yolo.task} model, whose results hold no boxes: give "
                                   f"a model of one of the tasks {', '.join(BOX_TASKS)}")
-    if weights.suffix == ".onnx":
+    if file_suffix(weights) == ".onnx":
         _check_box_outputs(weights)
     return yolo
 
@@ -176,7 +177,7 @@ class Detector:
         providers are left as they are."""
         backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
         session = getattr(backend, "session", None)
-        if session is None or session is self._quiet_session or self.runtime_file.suffix != ".onnx" or \
+        if session is None or session is self._quiet_session or file_suffix(self.runtime_file) != ".onnx" or \
                 session.get_providers() != ["CPUExecutionProvider"]:
             return
         import onnxruntime

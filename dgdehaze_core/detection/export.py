@@ -21,6 +21,7 @@ from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
 from dgdehaze_core.io.file_digest import file_sha256
+from dgdehaze_core.io.file_paths import file_suffix
 
 LOG = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
     (use onnxruntime.quantization.quantize_dynamic on the exported file).
     """
     weights = Path(weights)
-    if weights.suffix != ".pt":
+    if file_suffix(weights) != ".pt":
         raise ValueError(f"only a .pt detector can be exported, got {weights}")
     if half and fmt == "onnx" and not device.startswith("cuda"):
         raise ValueError("Ultralytics exports an fp16 ONNX detector only on a GPU: on the CPU it writes fp32 (an "

@@ -18,6 +18,7 @@ import logging
 import platform
 from pathlib import Path
 
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.onnx_files import read_onnx
 
 LOG = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def check_precision(precision: str) -> str:
 
 def is_dynamically_quantized(weights: Path) -> bool:
     """Whether `weights` is an ONNX graph quantised at run time (any DynamicQuantizeLinear/ConvInteger node)."""
-    if weights.suffix != ".onnx":
+    if file_suffix(weights) != ".onnx":
         return False
     graph = read_onnx(weights, "ONNX detector").graph
     return any(node.op_type in DYNAMIC_QUANTIZATION_OPS for node in graph.node)

@@ -30,6 +30,7 @@ import numpy as np
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.io.checkpoints import read_checkpoint_and_digest
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.physics.dark_channel import haze_density
 
 if TYPE_CHECKING:
@@ -272,7 +273,7 @@ def load_method(spec: MethodSpec, **network_options: object) -> Method:
     read = None
     options = {} if spec.source == "dcp" else network_options
     try:
-        if spec.source.endswith(".pt") and Path(spec.source).is_file():  # a dehazer's or a clear-depth network's
+        if file_suffix(spec.source) == ".pt" and Path(spec.source).is_file():  # a dehazer's or a clear-depth network's
             from dgdehaze_core.models.clear_depth import holds_clear_depth
 
             read = read_checkpoint_and_digest(spec.source, "dgdehaze checkpoint")

@@ -41,6 +41,7 @@ from dgdehaze_core.inference.backends import (DECODER_OUTPUTS, OUTPUT_NAMES, PHY
                                               NetworkSource, round_up_to_stride)
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.provenance import weights_line, weights_record
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import MAX_PIXELS, bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, dark_channel, estimate_airlight, haze_density
 from dgdehaze_core.physics.frame_inversion import FrameInverter
@@ -449,7 +450,7 @@ def _is_export(method: str) -> bool:
     paper's network, a `.pt` or `.pth` file); ValueError naming the known methods for anything else."""
     from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER
 
-    suffix = Path(os.fspath(method)).suffix.lower()
+    suffix = file_suffix(os.fspath(method))
     if suffix in (".onnx", ".engine"):
         return True
     if method not in (*MODEL_CONFIGS, PAPER) and suffix not in CHECKPOINT_SUFFIXES:

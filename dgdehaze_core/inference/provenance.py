@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from dgdehaze_core.io.file_paths import file_suffix
+
 
 def exported_from(metadata: Mapping[str, str]) -> dict[str, Any] | None:
     """The record of the weights an export was made from, from its ONNX metadata; None when it has none (an
@@ -43,7 +45,7 @@ def network_file_provenance(path: Path, engine_record: Mapping[str, Any] | None 
     from dgdehaze_core.io.checkpoints import weights_provenance
     from dgdehaze_core.io.onnx_files import onnx_metadata
 
-    if path.suffix == ".engine":
+    if file_suffix(path) == ".engine":
         from dgdehaze_core.inference.backends.engine_cache import trusted_record
 
         record = engine_record if engine_record is not None else trusted_record(path)
@@ -54,7 +56,7 @@ def network_file_provenance(path: Path, engine_record: Mapping[str, Any] | None 
             found["exported_from"] = record["exported_from"]
         return found
     found = weights_provenance(path)
-    if path.suffix == ".onnx":
+    if file_suffix(path) == ".onnx":
         metadata = onnx_metadata(path)
         found.update(onnx_config=metadata.get("dgdehaze_config", "unknown"),
                      onnx_quantization=metadata.get("dgdehaze_quantization", ""))

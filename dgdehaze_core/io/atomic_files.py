@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from dgdehaze_core.io.file_paths import file_suffix
+
 NAME_BYTES = 100
 """How much of the target's name (in UTF-8 bytes) the temporary siblings' names repeat, beside a hash of all of it
 (a file name holds at most 255 bytes)."""
@@ -37,7 +39,7 @@ def check_writable_file(path: str | os.PathLike[str], flag: str, suffixes: Seque
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder: give the file to write")
-    if suffixes and path.suffix not in suffixes:
+    if suffixes and file_suffix(path) not in suffixes:
         raise ValueError(f"{flag} {path}: {kind} is read only from a file named *{' or *'.join(suffixes)}, and this "
                          f"name would be taken for another kind of file (or replace one): give a {suffixes[0]} name")
     return check_writable_place(path, flag)

@@ -22,6 +22,7 @@ import torch
 
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.file_digest import file_sha256
+from dgdehaze_core.io.file_paths import file_suffix
 
 REFUSAL_MARKERS = ("Trying to load unsupported GLOBAL", "Unsupported global", "Unsupported operand",
                    "Unsupported class")
@@ -52,7 +53,7 @@ def load_error_line(exc: BaseException, path: str | os.PathLike[str] | None = No
     if path is not None and Path(path).is_file():
         try:
             if not is_torch_file(path):
-                export = EXPORT_KINDS.get(Path(path).suffix.lower())
+                export = EXPORT_KINDS.get(file_suffix(path))
                 if export:
                     return f"it is {export} (an export, which runs as a --method), not a torch checkpoint (.pt)"
                 return "truncated, or not a torch checkpoint (no zip archive in it)"
@@ -75,7 +76,7 @@ def weights_provenance(path: Path) -> dict[str, Any]:
     """A weights file's sha256 (12 hex digits) and, for a `.pt` of this package, its metadata's PROVENANCE_KEYS
     (`checkpoint_provenance`, from one read of the file); ValueError naming the file when a `.pt` does not read. The
     caller names the file as it shows it."""
-    if path.suffix == ".pt":
+    if file_suffix(path) == ".pt":
         checkpoint, sha256 = read_checkpoint_and_digest(path)
         return checkpoint_provenance(path, checkpoint, sha256)
     return {"sha256": file_sha256(path)[:12]}
@@ -87,7 +88,7 @@ def checkpoint_provenance(path: Path, checkpoint: Any, sha256: str) -> dict[str,
     metadata's PROVENANCE_KEYS."""
     found: dict[str, Any] = {"sha256": sha256[:12]}
     meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
-    if path.suffix == ".pt" and isinstance(meta, dict):
+    if file_suffix(path) == ".pt" and isinstance(meta, dict):
         found.update({key: meta[key] for key in PROVENANCE_KEYS if key in meta})
     return found
 

@@ -1,4 +1,5 @@
-"""What the package tells of a file by its path alone: why a path names no file to read.
+"""What the package tells of a file by its path alone: its kind, by its suffix, and why a path names no file to
+read.
 
 Light to import (no torch, no OpenCV), as the ONNX Runtime backend, which runs without torch, needs.
 """
@@ -6,6 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+
+def file_suffix(path: str | os.PathLike[str]) -> str:
+    """The suffix that tells a file's kind (weights `.pt`, `.pth`, exports `.onnx`, `.engine`), lower-case: the one
+    rule for every file read or written by its suffix, so that `W.PT` is a `.pt` to read and to write alike."""
+    return Path(path).suffix.lower()
 
 
 def missing(path: Path, what: str = "file") -> str:

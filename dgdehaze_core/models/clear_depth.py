@@ -28,6 +28,7 @@ from torch import nn
 from dgdehaze_core.io.checkpoints import (checkpoint_provenance, read_checkpoint, read_checkpoint_and_digest,
                                           write_checkpoint)
 from dgdehaze_core.io.file_paths import existing_file
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import MAX_PIXELS
 from dgdehaze_core.models.depth_net import DepthNet
 
@@ -90,7 +91,7 @@ def save_clear_depth(model: ClearDepthNet, input_size: tuple[int, int], path: st
 def is_clear_depth_checkpoint(source: str | os.PathLike[str]) -> bool:
     """True when `source` is a readable .pt file written by `save_clear_depth` (or a training last.pt)."""
     path = Path(source)
-    if path.suffix != ".pt" or not path.is_file():
+    if file_suffix(path) != ".pt" or not path.is_file():
         return False
     try:
         checkpoint = read_checkpoint(path)

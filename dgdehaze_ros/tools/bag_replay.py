@@ -47,6 +47,7 @@ from dgdehaze_core.bags.records import BagEvaluation, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 from dgdehaze_ros.parameters import WEIGHTS_SUFFIXES
@@ -87,7 +88,7 @@ def _node_command(node_name: str, image_topic: str, compressed: bool, camera_inf
             "-p", f"input_transport:={'compressed' if compressed else 'raw'}",
             "-p", "image_reliability:=reliable", "-p", "image_qos_depth:=1",
             "-p", f"detection_enabled:={'true' if detection else 'false'}"]
-    if Path(method).suffix.lower() in WEIGHTS_SUFFIXES:  # a file, as offline takes it (.pth, .PT too)
+    if file_suffix(method) in WEIGHTS_SUFFIXES:  # a file, as offline takes it (.pth, .PT too)
         args += ["-p", f"weights:={method}"]
     else:
         args += ["-p", f"model:={method}"]

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Union
 
 import numpy as np
 
+from dgdehaze_core.io.file_paths import file_suffix
+
 if TYPE_CHECKING:
     from dgdehaze_core.models import DGDehazeNet
 
@@ -108,7 +110,7 @@ class NetworkSource:
             raise ValueError("a network source is either a network or a file")
         if self.weights is not None and self.network is None:
             raise ValueError("only an in-memory network carries the record of the weights it was read from")
-        if self.file is not None and self.file.suffix.lower() not in FILE_RUNTIMES:
+        if self.file is not None and file_suffix(self.file) not in FILE_RUNTIMES:
             raise ValueError(f"{self.file}: an exported network is a {' or '.join(FILE_RUNTIMES)} file")
 
     @classmethod
@@ -123,7 +125,7 @@ class NetworkSource:
     @property
     def suffix(self) -> str:
         """".onnx", ".engine", or "" for an in-memory network."""
-        return "" if self.file is None else self.file.suffix.lower()
+        return "" if self.file is None else file_suffix(self.file)
 
     @property
     def runtimes(self) -> tuple[str, ...]:
