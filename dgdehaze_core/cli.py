@@ -11,6 +11,7 @@ from pathlib import Path
 from dgdehaze_core import __version__
 from dgdehaze_core.exits import report_errors
 from dgdehaze_core.io.atomic_files import check_json_output, refuse_input_as_output
+from dgdehaze_core.io.json_stdout import is_stdout, json_on_stdout
 
 COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train": "train",
             "train-depth": "train_depth", "eval": "evaluate", "export": "export"}
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_parsed(args: argparse.Namespace) -> int:
     """Run the command of the parsed `args` (`args.func`) as `main` does, with its checks and exit status: for a
-    caller that parsed them itself (`results_record`, which runs eval with a `func` that keeps what it returns)."""
+    caller that parsed them itself (`results_record`, which runs eval with a `func` that keeps what it returns).
+    With `--json -` the figures' JSON is all it writes to stdout; all else it prints there goes to stderr."""
     json_path = getattr(args, "json", None)
     refused = False
 
@@ -84,7 +86,7 @@ def run_parsed(args: argparse.Namespace) -> int:
         try:
             if json_path is not None:
                 check_json_output(json_path)
-                for name, paths in _path_arguments(args).items():
+                for name, paths in _path_arguments(args).items() if not is_stdout(json_path) else ():
                     refuse_input_as_output(json_path, paths, "--json",
                                            what=f"--{name}" if name in OUTPUT_OPTIONS else "the input")
             return args.func(args)
@@ -94,8 +96,9 @@ def run_parsed(args: argparse.Namespace) -> int:
             raise
 
     started = time.time()
-    status = report_errors(f"dgdehaze {args.command}", run, verbose=args.verbose)
-    if status != 0 and json_path is not None and not refused:
+    with json_on_stdout(json_path):
+        status = report_errors(f"dgdehaze {args.command}", run, verbose=args.verbose)
+    if status != 0 and json_path is not None and not refused and not is_stdout(json_path):
         _say_json_is_earlier(f"dgdehaze {args.command}", Path(json_path), started)
     return status
 

@@ -780,3 +780,16 @@ def test_at_a_replay_rate_the_report_plots_the_frames_answered_per_second_of_rep
     rates = answered_rate(seconds, 2.0, window=2)
     assert math.isnan(rates[0])
     assert rates[1:] == pytest.approx([10.0, 10.0, 2 / 0.15, 8.0])
+
+
+def test_json_dash_gives_bag_eval_s_figures_on_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """`bag-eval BAG --out OUT --json -` wrote a file named `-` in the current folder beside the table on stdout;
+    now the figures are stdout's JSON document alone, the table on stderr."""
+    write_camera_bag(tmp_path / "drive", "mcap", demo_frames(2), "mono8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["bag-eval", "drive", "--out", "eval", "--method", "dcp", "--no-detection", "--no-progress",
+                 "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert "hazy" in json.loads(out) and "haze_density" in err
+    assert not (tmp_path / "-").exists()

@@ -157,3 +157,26 @@ def test_a_refused_json_is_said_once(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert main(["train", "--config", str(recipe), "--out", str(run), "--json", str(json_path)]) == 2
         error = capsys.readouterr().err
         assert f"--json {json_path} {refusal}" in error and "was not written by this run" not in error, error
+
+
+def test_json_dash_writes_the_json_document_alone_to_stdout(shared_data: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json -` wrote a file literally named `-` in the current folder, beside a table on stdout: `| jq` read the
+    table. Now stdout holds the JSON document alone (the table, and the detector library's log bound to stdout, go
+    to stderr), in a process of its own and inside one whose stdout is a stream of Python's."""
+    import json
+    import os
+
+    from dgdehaze_core.cli import main
+
+    common = ["eval", "--dataset", str(shared_data / "paired" / "sots-outdoor"), "--method", "dcp", "--limit", "2",
+              "--no-progress", "--json", "-"]
+    ran = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", *common, "--measure", "quality,detection"],
+                         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO_DIR)})
+    assert ran.returncode == 0, ran.stderr
+    assert set(json.loads(ran.stdout)) == {"quality/dcp", "detection/dcp"}
+    assert "psnr" in ran.stderr and "ONNX Runtime" in ran.stderr  # the table and Ultralytics' log
+    assert main([*common, "--measure", "quality"]) == 0
+    out, err = capsys.readouterr()
+    assert list(json.loads(out)) == ["dcp"] and "psnr" in err  # one measure: rows by method alone
+    assert list(tmp_path.iterdir()) == []

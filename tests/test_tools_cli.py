@@ -169,6 +169,15 @@ def test_the_choosing_tools_refuse_an_unwritable_json_before_a_model_loads(tool:
     assert "--json /proc/rows.json cannot be written" in _error(result, tool)
 
 
+@pytest.mark.parametrize("tool", ["choose_contrast_clip.py", "choose_fusion_rule.py", "compiled_network_timing.py"])
+def test_the_tools_that_print_tables_refuse_json_dash(tool: str, tmp_path: Path) -> None:
+    """`--json -` (stdout for the dgdehaze commands) would have written a file named `-` beside the table the tool
+    prints to stdout: it is refused before any work."""
+    result = _tool(tool, *(["--data", tmp_path] if tool.startswith("choose") else []), "--json", "-")
+    assert "--json -: this command writes its JSON to a file only" in _error(result, tool)
+    assert not (REPO_DIR / "-").exists()
+
+
 def test_make_dawn_split_refuses_a_folder_without_photos(tmp_path: Path) -> None:
     (tmp_path / "detection" / "dawn-fog").mkdir(parents=True)
     result = _tool("make_dawn_split.py", "--data", tmp_path, "--out", tmp_path / "split.yaml")

@@ -33,8 +33,10 @@ from dgdehaze_core.benchmarks.networks import BenchSettings, peak_gmac_per_s, ti
 from dgdehaze_core.benchmarks.timing import hazy_test_frame, parse_size  # noqa: E402
 from dgdehaze_core.inference.backends import round_up_to_stride  # noqa: E402
 from dgdehaze_core.inference.pipeline import network_batch, pipeline_from_model  # noqa: E402
+from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
 from dgdehaze_core.io.tables import emit  # noqa: E402
 from dgdehaze_core.models.complexity import count_macs  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 Network = Callable[[torch.Tensor], torch.Tensor]
 
@@ -85,7 +87,8 @@ def compiled_int8(model: torch.nn.Module, batch: torch.Tensor, calibration: Path
     return first_call(torch.compile(converted), batch)
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="lite")
     parser.add_argument("--size", type=parse_size, default=(640, 480))
@@ -95,7 +98,9 @@ def main() -> None:
                         help="also a PT2E int8 row calibrated on the images under DIR (needs torchao, which the "
                              "package does not depend on)")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.json is not None:
+        check_json_output(args.json)  # before minutes of compiling; "-" is refused: the table goes to stdout
     settings = BenchSettings(repeats=args.repeats, max_seconds=20.0)
     inductor_config.freezing = True
     model = timed_network(args.config)
@@ -138,4 +143,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

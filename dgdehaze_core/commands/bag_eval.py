@@ -31,6 +31,7 @@ from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside
+from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.visibility import Mounting
 
@@ -96,7 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "vehicle; default: lockstep, each frame once the node answered the one before, so "
                              "that every frame is evaluated")
     parser.add_argument("--json", type=path_argument, default=None,
-                        help="also write the figures table to this JSON file")
+                        help="also write the figures table to this JSON file (-: to stdout, the table "
+                             "going to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -109,7 +111,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     twice = sorted({str(bag) for bag, path in zip(args.input, resolved) if resolved.count(path) > 1})
     if twice:
         raise ValueError(f"a bag is given twice: {', '.join(twice)}")
-    if args.json is not None:
+    if args.json is not None and not is_stdout(args.json):
         refuse_inside(args.json, args.out, "--json", "--out", ", which bag-eval writes whole")
 
 

@@ -120,7 +120,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-config", type=path_argument, default=REPO_DIR / "training" / "lite.yaml",
                         help="train: the recipe whose step is timed (default: training/lite.yaml)")
     parser.add_argument("--train-batch", type=_int_list, default=[8], help="train: comma-separated batch sizes")
-    parser.add_argument("--json", type=path_argument, default=None, help="also write the table to this JSON file")
+    parser.add_argument("--json", type=path_argument, default=None,
+                        help="also write the table to this JSON file (-: to stdout, the table going to stderr)")
     parser.set_defaults(func=run)
 
 

@@ -146,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   "8-bit)")
     add_network_options(parser)
     parser.add_argument("--json", type=path_argument, default=None, metavar="FILE",
-                        help="also write the rows as JSON")
+                        help="also write the rows as JSON (-: to stdout, the tables going to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     add_detector_options(parser)
     parser.add_argument("--conf", type=float, default=CONFIDENCE,

@@ -14,6 +14,7 @@ import torch
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_place, refuse_input_as_output,
                                            refuse_inside)
+from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit, write_json
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES
 from dgdehaze_core.training.recipe import load_recipe
@@ -55,7 +56,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_
     parser.add_argument("--export", type=path_argument, default=None, help=export_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     parser.add_argument("--json", type=path_argument, default=None,
-                        help="also write the run's figures (loss, validation) to this JSON file")
+                        help="also write the run's figures (loss, validation) to this JSON file (-: to stdout, "
+                             "the table going to stderr)")
 
 
 def report(iterations: int, first_loss: float, last_loss: float, validation: Mapping[str, Mapping[str, float]],
@@ -96,7 +98,7 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     from), not the recipe nor one of `kept_inputs` (what each is: its file, which the run reads and --resume needs
     again), and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt)."""
     check_writable_place(run_dir, "--out", inside=True)
-    if args.json is not None:
+    if args.json is not None and not is_stdout(args.json):
         refuse_input_as_output(args.json, [run_dir / name for name in (*RUN_FILES, ".lock", "tensorboard")],
                                "--json", what="the run's own")
     if args.export is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from dgdehaze_core.io.file_paths import file_suffix
+from dgdehaze_core.io.json_stdout import is_stdout, json_stream
 
 NAME_BYTES = 100
 """How much of the target's name (in UTF-8 bytes) the temporary siblings' names repeat, beside a hash of all of it
@@ -133,7 +134,13 @@ def check_json_output(path: str | os.PathLike[str], flag: str = "--json",
                       inputs: Iterable[str | os.PathLike[str]] = (), what: str = "the input") -> Path:
     """`path` when a JSON file can be written there (`check_writable_file`), replaces no file that holds other than
     JSON (`check_replaceable_json`) and is none of `inputs` (`refuse_input_as_output`); else ValueError or OSError,
-    before any work."""
+    before any work. "-" (standard output) is taken, with no file to check, where the command keeps stdout for the
+    JSON alone (`json_stdout.json_on_stdout`), and refused elsewhere."""
+    if is_stdout(path):
+        if json_stream() is None:
+            raise ValueError(f"{flag} -: this command writes its JSON to a file only (it prints other lines to "
+                             "stdout): give a file")
+        return Path(path)
     check_writable_file(path, flag)
     check_replaceable_json(path, flag)
     refuse_input_as_output(path, inputs, flag, what)

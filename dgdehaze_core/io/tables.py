@@ -1,18 +1,21 @@
 """Tables of figures for the CLI: one row per method or backend, printed and written as JSON.
 
 Every command that prints figures (`eval`, `bench`, `bag-eval`) goes through `emit`, so the printed table and the
-`--json` file always carry the same keys: {row name: {column name: value}}.
+`--json` file always carry the same keys: {row name: {column name: value}}. `--json -` writes the JSON to
+standard output instead (`json_stdout`).
 """
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from dgdehaze_core.io.atomic_files import atomic_write_text
+from dgdehaze_core.io.json_stdout import is_stdout, json_stream
 
 Table = Mapping[str, Mapping[str, object]]
 
@@ -60,8 +63,15 @@ def _json_safe(value: object) -> object:
 
 
 def write_json(path: str | Path, table: Table) -> Path:
-    """Write the table atomically as JSON (NaN as null, infinities as "inf" and "-inf")."""
-    return atomic_write_text(path, json.dumps(_json_safe(table), indent=2, sort_keys=False) + "\n")
+    """Write the table atomically as JSON (NaN as null, infinities as "inf" and "-inf"); to standard output when
+    `path` is "-" (`json_stdout.json_on_stdout`'s, where it runs inside one)."""
+    text = json.dumps(_json_safe(table), indent=2, sort_keys=False) + "\n"
+    if is_stdout(path):
+        stream = json_stream() or sys.stdout
+        stream.write(text)
+        stream.flush()
+        return Path(path)
+    return atomic_write_text(path, text)
 
 
 def emit(table: Table, title: str = "", json_path: str | Path | None = None) -> str:

@@ -258,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--subscriber-transport", default=None, choices=tuple(TRANSPORTS),
                         help="the subscriber's transport; --transports are then the publisher's (default: both "
                              "processes use each of --transports)")
-    parser.add_argument("--json", type=path_argument, default=None, help="also write the table to this JSON file")
+    parser.add_argument("--json", type=path_argument, default=None,
+                        help="also write the table to this JSON file (-: to stdout, the table going to stderr)")
     args = parser.parse_args(argv)
     if args.role == "publish":
         print(json.dumps(_publish(args)), flush=True)
@@ -268,23 +269,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from dgdehaze_core.benchmarks.timing import comma_items, parse_sizes
     from dgdehaze_core.io.atomic_files import check_json_output
+    from dgdehaze_core.io.json_stdout import json_on_stdout
     from dgdehaze_core.io.tables import emit
 
     transports = comma_items(args.transports)
-    try:  # every row's settings, before the first row's minutes of measuring
-        sizes = parse_sizes(args.sizes, "--sizes")
-        check_rows(args.frames, args.rate, transports)
-        if args.json is not None:
-            check_json_output(args.json)
-    except (ValueError, OSError) as exc:
-        parser.error(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    table: dict[str, dict[str, float]] = {}
-    for width, height in sizes:
-        table.update(run_qos_probe(width, height, frames=args.frames, rate_hz=args.rate, transports=transports,
-                                   subscriber_transport=args.subscriber_transport))
-    emit(table, title=f"input QoS frame loss, publisher -> subscriber process, {args.frames} bgr8 frames at "
-                      f"{args.rate:g} Hz", json_path=args.json)
+    with json_on_stdout(args.json):  # --json -: the JSON alone on stdout, the table on stderr
+        try:  # every row's settings, before the first row's minutes of measuring
+            sizes = parse_sizes(args.sizes, "--sizes")
+            check_rows(args.frames, args.rate, transports)
+            if args.json is not None:
+                check_json_output(args.json)
+        except (ValueError, OSError) as exc:
+            parser.error(str(exc))
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        table: dict[str, dict[str, float]] = {}
+        for width, height in sizes:
+            table.update(run_qos_probe(width, height, frames=args.frames, rate_hz=args.rate, transports=transports,
+                                       subscriber_transport=args.subscriber_transport))
+        emit(table, title=f"input QoS frame loss, publisher -> subscriber process, {args.frames} bgr8 frames at "
+                          f"{args.rate:g} Hz", json_path=args.json)
     return 0
 
 
