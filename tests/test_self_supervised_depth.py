@@ -462,6 +462,19 @@ def test_a_clear_depth_checkpoint_with_an_input_size_the_network_cannot_run_is_r
         ClearDepthPredictor.from_checkpoint(tmp_path / "sized.pt")
 
 
+def test_a_clear_depth_checkpoint_of_a_diverged_run_is_refused_naming_the_tensor(tmp_path: Path) -> None:
+    """Weights holding a NaN loaded without a word and gave a NaN depth for every frame (haze synthesised from it in
+    training, depth scored in eval); the dehazer's loader refused such weights, this one did not."""
+    checkpoint = torch.load(WEIGHTS_DIR / "clear_depth_kitti.pt", weights_only=True)
+    state = dict(checkpoint["state_dict"])
+    name = next(key for key, value in state.items() if value.is_floating_point())
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")
+    torch.save({**checkpoint, "state_dict": state}, tmp_path / "diverged.pt")
+    with pytest.raises(ValueError, match=rf"diverged.pt holds weights that are not finite .*first in '{name}'"):
+        ClearDepthPredictor.from_checkpoint(tmp_path / "diverged.pt")
+
+
 def test_a_missing_validation_folder_is_refused_before_any_step(three_kitti_frames: Path, tmp_path: Path):
     """A validation folder without LiDAR was found at the first validation, val_every steps into the run."""
     (tmp_path / "empty").mkdir()

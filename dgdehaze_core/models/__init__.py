@@ -19,7 +19,7 @@ from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.dgdehaze_net import DGDehazeNet
 from dgdehaze_core.models.dghat import DGHAT, dghat_base, dghat_lite
 from dgdehaze_core.models.paper_net import PaperNet, is_official_state_dict, load_official
-from dgdehaze_core.models.state_fit import misfit
+from dgdehaze_core.models.state_fit import check_finite, misfit
 
 LOG = logging.getLogger(__name__)
 
@@ -119,12 +119,12 @@ def model_from_checkpoint(checkpoint: Any, path: Path) -> DGDehazeNet | PaperNet
     `path` when they are no such thing, hold weights that are not finite, or do not fit the network they name."""
     if isinstance(checkpoint, dict) and is_official_state_dict(checkpoint):
         _check_tensors(checkpoint, path)
-        _check_finite(checkpoint, path)
+        check_finite(checkpoint, path)
         model = load_official(checkpoint)
         LOG.info("loaded the paper's released network from %s", path)
         return model.eval()
     checkpoint = _checked(checkpoint, path)
-    _check_finite(checkpoint["state_dict"], path)
+    check_finite(checkpoint["state_dict"], path)
     model = build_model(str(checkpoint["config"]), depth_guidance=bool(checkpoint["depth_guidance"]))
     problem = misfit(model, checkpoint["state_dict"])
     if problem:
@@ -157,11 +157,3 @@ def _check_tensors(state: Any, path: Path) -> None:
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise ValueError(f"{path}: its state_dict is not a mapping of names to tensors")
-
-
-def _check_finite(state_dict: dict[str, Any], path: Path) -> None:
-    """ValueError naming the first tensor holding NaN or infinity (a diverged training run's weights)."""
-    for name, tensor in state_dict.items():
-        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ValueError(f"{path} holds weights that are not finite (NaN or infinity), first in {name!r}: "
-                             "a training run that diverged?")

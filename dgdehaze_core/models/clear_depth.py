@@ -31,6 +31,7 @@ from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import MAX_PIXELS
 from dgdehaze_core.models.depth_net import DepthNet
+from dgdehaze_core.models.state_fit import check_finite
 
 CHECKPOINT_KIND = "clear_depth"
 
@@ -126,7 +127,9 @@ def load_clear_depth_and_record(path: str | os.PathLike[str], device: str | torc
     """`load_clear_depth`'s network and input size, and the record of the weights they hold from the same read of
     the file, as `models.load_model_and_record` gives a dehazer's: its name (`path`), the sha256 of the bytes loaded
     (12 hex digits) and its training metadata (`checkpoints.checkpoint_provenance`). `read`: the file's contents
-    and sha256 where the caller has read it already (`checkpoints.read_checkpoint_and_digest`): not read again."""
+    and sha256 where the caller has read it already (`checkpoints.read_checkpoint_and_digest`): not read again.
+    ValueError naming `path` when it is no clear-depth checkpoint, is damaged, or holds weights that are not finite
+    (a diverged run's, which would give NaN depth for every frame)."""
     path = Path(path) if read is not None else existing_file(path, "depth checkpoint")
     checkpoint, sha256 = read or read_checkpoint_and_digest(path)
     if not holds_clear_depth(checkpoint):
@@ -139,6 +142,7 @@ def load_clear_depth_and_record(path: str | os.PathLike[str], device: str | torc
         raise ValueError(f"{path} does not match its own architecture: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:  # a field missing or malformed: a damaged or foreign file
         raise ValueError(f"{path} is a damaged clear-depth checkpoint ({type(exc).__name__}: {exc})") from None
+    check_finite(checkpoint["state_dict"], path)
     if min(width, height) < 1 or width % model.stride or height % model.stride or width * height > MAX_PIXELS:
         raise ValueError(f"{path} is a damaged clear-depth checkpoint (its input_size {width}x{height} is not a "
                          f"positive multiple of the network's stride {model.stride} within 8K's pixels)")

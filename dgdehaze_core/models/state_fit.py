@@ -1,6 +1,8 @@
-"""Whether a state_dict fits a network, said in one line (the checkpoint loaders' refusal)."""
+"""Whether a state_dict fits a network, said in one line, and whether its weights are finite (the checkpoint
+loaders' refusals)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -18,3 +20,11 @@ def misfit(model: torch.nn.Module, state_dict: Mapping[str, Any]) -> str:
     first = (misshaped or missing or unexpected)[0]
     return (f"{len(missing)} tensors missing, {len(unexpected)} unexpected, {len(misshaped)} of another shape "
             f"(first: {first!r})")
+
+
+def check_finite(state_dict: Mapping[str, Any], path: Path) -> None:
+    """ValueError naming `path` and the first tensor holding NaN or infinity (a diverged training run's weights)."""
+    for name, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{path} holds weights that are not finite (NaN or infinity), first in {name!r}: "
+                             "a training run that diverged?")
