@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from dgdehaze_core.cli import main
+from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
+from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.io.images import read_image
 from dgdehaze_core.models import build_model, checkpoint_state, load_model
@@ -93,6 +97,26 @@ def test_what_this_network_cannot_do_is_refused_with_the_reason(released_file: P
     with pytest.raises(ValueError, match="1 of another shape .first: 'Tfuse_second.output1.2.weight'") as error:
         load_model(tmp_path / "misshaped.pth")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow  # traces DenseNet-169 with torch.export (about 20 s)
+def test_export_onnx_writes_the_paper_network_with_its_own_outputs(released_file: Path, tmp_path: Path) -> None:
+    """`export_onnx(model, path)` asked every network for transmission and airlight by default: the paper's, which
+    has neither, failed after tracing with a KeyError 'transmission'. Its own outputs are now the default, and
+    outputs it does not give are refused before any tracing."""
+    model = load_model(released_file)
+    with pytest.raises(ValueError, match="the paper network gives clear, depth: it cannot export transmission"):
+        export_onnx(model, tmp_path / "physics.onnx", outputs=PHYSICS_OUTPUTS)
+    path = export_onnx(model, tmp_path / "paper.onnx", dynamic=False, example_size=(32, 64))
+    backend = OnnxRuntimeBackend(path, threads=1)
+    hazy = torch.from_numpy(cv2.imread(str(DATA / "hazy_96x64.png"))[:32, :64, ::-1].copy()).permute(2, 0, 1)
+    batch = (hazy[None].float() / 255.0).numpy()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch))
+    actual = backend.run(batch)
+    assert set(actual) == {"clear", "depth"}
+    for name in ("clear", "depth"):
+        np.testing.assert_allclose(actual[name], expected[name].numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_a_weights_file_with_a_key_or_a_value_of_another_type_is_refused_naming_it(tmp_path: Path) -> None:

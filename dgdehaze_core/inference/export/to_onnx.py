@@ -1,13 +1,13 @@
-"""Export a DGDehazeNet to ONNX with dynamic batch, height and width, written atomically.
+"""Export a DGDehazeNet (or the paper's network) to ONNX with dynamic batch, height and width, written atomically.
 
 The graph has one input, "hazy" (B, 3, H, W) RGB in [0, 1] with H and W multiples of the model's stride, and the
-outputs "clear", "transmission", "airlight", "depth" (the model's forward keys), or with
-`outputs=PHYSICS_OUTPUTS` all but "clear": the graph then leaves out the decoder's image branch, which the physics
-output path does not use. The stride, configuration and outputs are stored in the file's metadata
-(`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_depth_guidance`, `dgdehaze_outputs`) so that a runtime can pad
-frames without the PyTorch model, and the weights file it was exported from under `dgdehaze_exported_from`. The
-graph gets the output-preserving rewrites of `dgdehaze_core.inference.export.graph_rewrites` (recorded as
-`dgdehaze_graph_rewrites`).
+outputs "clear", "transmission", "airlight", "depth" (the model's forward keys; the paper's network gives "clear"
+and "depth" only, its `outputs`), or with `outputs=PHYSICS_OUTPUTS` all but "clear": the graph then leaves out the
+decoder's image branch, which the physics output path does not use. The stride, configuration and outputs are
+stored in the file's metadata (`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_depth_guidance`,
+`dgdehaze_outputs`) so that a runtime can pad frames without the PyTorch model, and the weights file it was exported
+from under `dgdehaze_exported_from`. The graph gets the output-preserving rewrites of
+`dgdehaze_core.inference.export.graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, check_outputs
 from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION, rewrite_for_runtimes
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.models import DGDehazeNet
+from dgdehaze_core.models import DGDehazeNet, PaperNet
 
 LOG = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def export_code_digest(package: Path = PACKAGE) -> str:
 class _TupleOutputs(torch.nn.Module):
     """The model with its dict returned as a tuple in `outputs` order (ONNX outputs are positional)."""
 
-    def __init__(self, model: DGDehazeNet, outputs: tuple[str, ...]) -> None:
+    def __init__(self, model: DGDehazeNet | PaperNet, outputs: tuple[str, ...]) -> None:
         super().__init__()
         self.model = model
         self.outputs = outputs
@@ -67,20 +67,25 @@ class _TupleOutputs(torch.nn.Module):
         return tuple(outputs[name] for name in self.outputs)
 
 
-def export_onnx(model: DGDehazeNet, path: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
+def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
                 dynamic: bool = True, half: bool = False, example_size: tuple[int, int] | None = None,
-                outputs: tuple[str, ...] = OUTPUT_NAMES, source: Mapping[str, Any] | None = None) -> Path:
+                outputs: tuple[str, ...] | None = None, source: Mapping[str, Any] | None = None) -> Path:
     """Write `model` (eval mode, on CPU) as an ONNX file at `path` and return the path.
 
     dynamic: batch, height and width are free (any multiple of the stride); otherwise fixed to `example_size`.
     half: weights and input/outputs in float16 (for GPU runtimes; ONNX Runtime's CPU provider runs it slowly).
     example_size: (height, width) of the tracing input; default 4 strides square. With `dynamic`, a side of one
         stride is traced at two (torch.export would fix a side it sees at one stride).
-    outputs: OUTPUT_NAMES, or PHYSICS_OUTPUTS for a graph without the decoder's image.
+    outputs: the model's own (its `outputs`: OUTPUT_NAMES, or DECODER_OUTPUTS for the paper's network) by default,
+        or PHYSICS_OUTPUTS for a graph without the decoder's image; ValueError for outputs the model does not give.
     source: the record of the weights file the model was read from (`models.load_model_and_record`), kept as JSON
         under the metadata key EXPORTED_FROM, so that an export says which trained weights it holds.
     """
-    outputs = check_outputs(outputs)
+    own = check_outputs(getattr(model, "outputs", OUTPUT_NAMES))
+    outputs = own if outputs is None else check_outputs(outputs)
+    if not set(outputs) <= set(own):
+        raise ValueError(f"the {model.config_name} network gives {', '.join(own)}: it cannot export "
+                         f"{', '.join(outputs)}")
     if opset < 17:
         raise ValueError(f"opset must be 17 or later (LayerNormalization), got {opset}")
     stride = model.stride
