@@ -135,6 +135,26 @@ def test_a_weights_file_with_a_key_or_a_value_of_another_type_is_refused_naming_
         load_model(tmp_path / "list.pth")
 
 
+def test_a_released_layout_file_whose_copies_of_a_tensor_disagree_is_refused_naming_them(tmp_path: Path) -> None:
+    """A file holding a tensor both with and without the `module.` prefix, or a DenseNet tensor whose two names
+    (the features' and the alias the released code registers) held different values, loaded with one of the two
+    values dropped without a word."""
+    twice = released_layout_weights()
+    twice["mix1.w"] = torch.tensor([3.0])
+    torch.save(twice, tmp_path / "twice.pth")
+    with pytest.raises(ValueError, match="1 tensors are held both with and without the 'module.' prefix "
+                                         r"\(first: 'mix1.w'\)"):
+        load_model(tmp_path / "twice.pth")
+    aliases = released_layout_weights()
+    alias = "module.depth_finetune.depth_es.conv0.weight"
+    aliases[alias] = torch.zeros_like(aliases[alias])
+    torch.save(aliases, tmp_path / "aliases.pth")
+    with pytest.raises(ValueError, match="1 tensors held under two names differ between them "
+                                         r"\(first: 'depth_finetune.depth_es.model.features.conv0.weight' and "
+                                         "'depth_finetune.depth_es.conv0.weight'"):
+        load_model(tmp_path / "aliases.pth")
+
+
 def test_a_paper_checkpoint_without_depth_guidance_is_refused_not_run_depth_guided(tmp_path: Path) -> None:
     """The paper network has no configuration without depth guidance; a checkpoint saying `depth_guidance: false`
     loaded and ran depth-guided, so an "ablation" of it would have measured the network itself."""

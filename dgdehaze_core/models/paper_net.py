@@ -303,12 +303,32 @@ def is_official_state_dict(state: Mapping[str, object]) -> bool:
 
 def load_official(state: Mapping[str, torch.Tensor]) -> PaperNet:
     """A PaperNet holding a state_dict in the released layout (`model_Roadmap.pth`: nn.DataParallel's, every key
-    prefixed `module.`); ValueError naming, in one line, what is missing, unexpected or of another shape."""
+    prefixed `module.`); ValueError naming, in one line, what is missing, unexpected or of another shape, a tensor
+    held both with and without the prefix, or a DenseNet tensor whose two names (`depth_es.model.features.*` and
+    its alias) hold different values: loading either would keep one of the two without a word."""
     unprefixed = {key[len(OFFICIAL_PREFIX):] if key.startswith(OFFICIAL_PREFIX) else key: value
                   for key, value in state.items()}
+    if len(unprefixed) != len(state):
+        twice = [key for key in state if not key.startswith(OFFICIAL_PREFIX) and OFFICIAL_PREFIX + key in state]
+        raise ValueError(f"not the released network's layout: {len(twice)} tensors are held both with and without "
+                         f"the {OFFICIAL_PREFIX!r} prefix (first: {twice[0]!r})")
     model = PaperNet()
-    problem = misfit(model, unprefixed)
+    problem = misfit(model, unprefixed) or _disagreeing_aliases(model, unprefixed)
     if problem:
         raise ValueError(f"not the released network's layout: {problem}")
     model.load_state_dict(unprefixed)
     return model.eval()
+
+
+def _disagreeing_aliases(model: PaperNet, state: Mapping[str, torch.Tensor]) -> str:
+    """In one line, which names of one tensor of `model` (the DenseNet's, registered twice) hold different values
+    in `state`, or ''."""
+    names_of: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        names_of.setdefault(id(tensor), []).append(name)
+    differing = [(names[0], other) for names in names_of.values() for other in names[1:]
+                 if not torch.equal(state[names[0]], state[other])]
+    if not differing:
+        return ""
+    return (f"{len(differing)} tensors held under two names differ between them (first: {differing[0][0]!r} and "
+            f"{differing[0][1]!r})")
