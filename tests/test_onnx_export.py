@@ -129,6 +129,10 @@ def test_fixed_size_export_and_bad_files(tmp_path: Path) -> None:
         export_onnx(model, tmp_path / "bad.onnx", dynamic=False, example_size=(100, 100))
     with pytest.raises(ValueError, match="opset"):
         export_onnx(model, tmp_path / "bad.onnx", opset=11)
+    # opset 17 was taken, and torch wrote an opset-18 file after a traceback (its conversion down fails on the
+    # graph's ReduceMean): a runtime that reads only 17 got a file it cannot load
+    with pytest.raises(ValueError, match="opset must be 18 or later"):
+        export_onnx(model, tmp_path / "bad.onnx", opset=17, dynamic=False, example_size=(32, 32))
     assert not list(tmp_path.iterdir()), "a failed export leaves no file behind"
     with pytest.raises(ValueError, match="not a dgdehaze export"):
         OnnxRuntimeBackend(WEIGHTS_DIR / "yolov8n_int8.onnx")

@@ -86,8 +86,9 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
     if not set(outputs) <= set(own):
         raise ValueError(f"the {model.config_name} network gives {', '.join(own)}: it cannot export "
                          f"{', '.join(outputs)}")
-    if opset < 17:
-        raise ValueError(f"opset must be 17 or later (LayerNormalization), got {opset}")
+    if opset < DEFAULT_OPSET:
+        raise ValueError(f"opset must be {DEFAULT_OPSET} or later (torch exports {DEFAULT_OPSET}, and the graph's "
+                         f"ReduceMean does not convert to an earlier one), got {opset}")
     stride = model.stride
     height, width = example_size or (4 * stride, 4 * stride)
     if height % stride or width % stride:
