@@ -462,6 +462,23 @@ def test_a_clear_depth_checkpoint_with_an_input_size_the_network_cannot_run_is_r
         ClearDepthPredictor.from_checkpoint(tmp_path / "sized.pt")
 
 
+def test_a_clear_depth_checkpoint_that_does_not_fit_its_network_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A tensor missing, one too many or a value that is no tensor was refused with torch's loader message, several
+    tab-indented lines; it is now one line, the dehazer loader's summary where tensors are missing or unexpected."""
+    checkpoint = torch.load(WEIGHTS_DIR / "clear_depth_kitti.pt", weights_only=True)
+    partial = dict(checkpoint["state_dict"])
+    partial.pop("net.stem.0.weight")
+    partial["extra.weight"] = torch.zeros(1)
+    not_a_tensor = {**checkpoint["state_dict"], "net.head.bias": [0.5]}
+    for name, state, reason in [("partial", partial, r"1 tensors missing, 1 unexpected, 0 of another shape "
+                                                     r"\(first: 'net.stem.0.weight'\)"),
+                                ("list", not_a_tensor, "net.head.bias")]:
+        torch.save({**checkpoint, "state_dict": state}, tmp_path / f"{name}.pt")
+        with pytest.raises(ValueError, match=f"{name}.pt does not match its own architecture: .*{reason}") as raised:
+            load_clear_depth(tmp_path / f"{name}.pt")
+        assert "\n" not in str(raised.value)
+
+
 def test_a_clear_depth_checkpoint_of_a_diverged_run_is_refused_naming_the_tensor(tmp_path: Path) -> None:
     """Weights holding a NaN loaded without a word and gave a NaN depth for every frame (haze synthesised from it in
     training, depth scored in eval); the dehazer's loader refused such weights, this one did not."""

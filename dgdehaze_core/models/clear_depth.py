@@ -31,7 +31,7 @@ from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import MAX_PIXELS
 from dgdehaze_core.models.depth_net import DepthNet
-from dgdehaze_core.models.state_fit import check_finite
+from dgdehaze_core.models.state_fit import check_finite, misfit
 
 CHECKPOINT_KIND = "clear_depth"
 
@@ -137,11 +137,15 @@ def load_clear_depth_and_record(path: str | os.PathLike[str], device: str | torc
     try:
         model = ClearDepthNet(architecture_from_dict(checkpoint["architecture"]))
         width, height = (int(v) for v in checkpoint["input_size"])
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path} does not match its own architecture: {exc}") from None
+        problem = misfit(model, checkpoint["state_dict"])
+        if not problem:
+            model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:  # a value that is no tensor
+        raise ValueError(f"{path} does not match its own architecture: {' '.join(str(exc).split())}") from None
     except (KeyError, TypeError, ValueError) as exc:  # a field missing or malformed: a damaged or foreign file
         raise ValueError(f"{path} is a damaged clear-depth checkpoint ({type(exc).__name__}: {exc})") from None
+    if problem:
+        raise ValueError(f"{path} does not match its own architecture: {problem}")
     check_finite(checkpoint["state_dict"], path)
     if min(width, height) < 1 or width % model.stride or height % model.stride or width * height > MAX_PIXELS:
         raise ValueError(f"{path} is a damaged clear-depth checkpoint (its input_size {width}x{height} is not a "
