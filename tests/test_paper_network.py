@@ -99,16 +99,24 @@ def test_what_this_network_cannot_do_is_refused_with_the_reason(released_file: P
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.slow  # traces DenseNet-169 with torch.export (about 20 s)
-def test_export_onnx_writes_the_paper_network_with_its_own_outputs(released_file: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def paper_onnx(released_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The released-layout file exported by `export_onnx` with its default outputs, at a fixed 32x64 (tracing
+    DenseNet-169 with torch.export takes about 20 s)."""
+    return export_onnx(load_model(released_file), tmp_path_factory.mktemp("paper_onnx") / "paper.onnx",
+                       dynamic=False, example_size=(32, 64))
+
+
+@pytest.mark.slow
+def test_export_onnx_writes_the_paper_network_with_its_own_outputs(released_file: Path, paper_onnx: Path,
+                                                                   tmp_path: Path) -> None:
     """`export_onnx(model, path)` asked every network for transmission and airlight by default: the paper's, which
     has neither, failed after tracing with a KeyError 'transmission'. Its own outputs are now the default, and
     outputs it does not give are refused before any tracing."""
     model = load_model(released_file)
     with pytest.raises(ValueError, match="the paper network gives clear, depth: it cannot export transmission"):
         export_onnx(model, tmp_path / "physics.onnx", outputs=PHYSICS_OUTPUTS)
-    path = export_onnx(model, tmp_path / "paper.onnx", dynamic=False, example_size=(32, 64))
-    backend = OnnxRuntimeBackend(path, threads=1)
+    backend = OnnxRuntimeBackend(paper_onnx, threads=1)
     hazy = torch.from_numpy(cv2.imread(str(DATA / "hazy_96x64.png"))[:32, :64, ::-1].copy()).permute(2, 0, 1)
     batch = (hazy[None].float() / 255.0).numpy()
     with torch.no_grad():
@@ -117,6 +125,24 @@ def test_export_onnx_writes_the_paper_network_with_its_own_outputs(released_file
     assert set(actual) == {"clear", "depth"}
     for name in ("clear", "depth"):
         np.testing.assert_allclose(actual[name], expected[name].numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_paper_network_s_int8_keeps_its_image_reading_and_output_convolutions_float(paper_onnx: Path,
+                                                                                        tmp_path: Path) -> None:
+    """int8 keeps float the convolutions that read the image and those that give the outputs (quantize's policy),
+    named `stem.` and `head.` in our networks: none of the paper network's is, so every one of its convolutions
+    was quantised."""
+    import onnx
+
+    from dgdehaze_core.inference.export.quantize import PAPER_FLOAT_WEIGHTS, quantize_onnx
+
+    int8 = onnx.load(str(quantize_onnx(paper_onnx, DATA, tmp_path / "paper_int8.onnx")))
+    dequantized = {node.output[0] for node in int8.graph.node if node.op_type == "DequantizeLinear"}
+    float_convs = sorted(node.input[1] for node in int8.graph.node
+                         if node.op_type == "Conv" and node.input[1] not in dequantized)
+    assert len(float_convs) == 4 and all(any(part in name for part in PAPER_FLOAT_WEIGHTS) for name in float_convs)
+    assert all(any(part in name for name in float_convs) for part in PAPER_FLOAT_WEIGHTS), float_convs
 
 
 def test_a_weights_file_with_a_key_or_a_value_of_another_type_is_refused_naming_it(tmp_path: Path) -> None:

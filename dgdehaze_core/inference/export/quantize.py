@@ -8,7 +8,7 @@ input as the pipeline makes a camera frame (`pipeline.network_batch`), resized t
 file of free size to CALIBRATION_SIZE (the calibrator pools each activation over the images, so they share one
 size). Each activation's range is the given percentile of its magnitudes over the calibration images (outliers of
 a few pixels do not stretch the scale). Only the operators in `operators` are quantised, less those FLOAT_WEIGHTS
-names; the rest of the graph (layer norms, softmax, the heads' non-linearities) stays float between them. The
+(PAPER_FLOAT_WEIGHTS for the paper's network) names; the rest of the graph (layer norms, softmax, the heads' non-linearities) stays float between them. The
 file keeps the float file's dgdehaze metadata and records `dgdehaze_quantization`. How these settings were chosen:
 training/MODEL_CARD_lite.md, "int8".
 """
@@ -27,6 +27,7 @@ import onnx
 from dgdehaze_core.inference.pipeline import network_batch
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, images_under, read_image
+from dgdehaze_core.models import PAPER
 
 LOG = logging.getLogger(__name__)
 
@@ -39,7 +40,12 @@ DEFAULT_PERCENTILE = 99.99
 FLOAT_WEIGHTS = ("stem.", "head.")
 """Operators whose weight's name contains one of these stay float: the stems, the first convolutions, which read
 the image itself (a symmetric int8 scale over [0, 1] keeps 128 levels, half of an 8-bit frame's), and the output
-heads (transmission, depth), whose outputs the pipeline divides by or takes the logarithm of."""
+heads (transmission, depth, the decoder's image), whose outputs the pipeline divides by, takes the logarithm of or
+shows."""
+PAPER_FLOAT_WEIGHTS = ("depth_es.conv0.", "patch_embed1.proj.", "depth_es.finalconv.", "output1.2.")
+"""The same for the paper's network (`dgdehaze_config` paper), whose layers are named otherwise: the convolutions
+that read the image (its DenseNet's first, its transformer's first patch embedding) and its output convolutions
+(depth, image)."""
 
 
 def _input_of(model: onnx.ModelProto) -> tuple[str, tuple[int, int] | None, int]:
@@ -74,12 +80,14 @@ def calibration_batches(images: Sequence[Path], fixed: tuple[int, int] | None, s
 
 def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLike[str],
                   target: str | os.PathLike[str], operators: Sequence[str] = DEFAULT_OPERATORS,
-                  percentile: float = DEFAULT_PERCENTILE, float_weights: Sequence[str] = FLOAT_WEIGHTS,
+                  percentile: float = DEFAULT_PERCENTILE, float_weights: Sequence[str] | None = None,
                   bits: int = SAMPLE_BITS) -> Path:
     """Write the QDQ int8 model of `float_onnx` (an fp32 dgdehaze export) calibrated on the images of `calib_dir`
     to `target`, atomically; returns `target`. `bits`: the significant bits of the images' 16-bit samples (as
     `dgdehaze export --input-bits`: 12 for a 12-bit camera's exports, which read with 16 would calibrate the
-    activations of nearly black images), read by one `ImageReader` that warns once when they look 12-bit."""
+    activations of nearly black images), read by one `ImageReader` that warns once when they look 12-bit.
+    `float_weights`: the operators kept float, by their weight's name; by default FLOAT_WEIGHTS, or
+    PAPER_FLOAT_WEIGHTS for the paper's network."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -91,6 +99,9 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
     read = ImageReader(bits)
     model = onnx.load(str(float_onnx))
     name, fixed, stride = _input_of(model)
+    if float_weights is None:
+        paper = any(entry.key == "dgdehaze_config" and entry.value == PAPER for entry in model.metadata_props)
+        float_weights = PAPER_FLOAT_WEIGHTS if paper else FLOAT_WEIGHTS
     kept_float = [node.name for node in model.graph.node
                   if any(part in weight for weight in node.input[1:2] for part in float_weights)]
 
