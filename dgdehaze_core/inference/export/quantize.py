@@ -3,14 +3,14 @@ around each quantised operator), the explicitly quantised form that ONNX Runtime
 int8 engine from without a calibrator of its own. Scales are symmetric (zero point 0), as TensorRT requires, per
 output channel for weights.
 
-Calibration runs the float file on the images of a folder (and its subfolders), each made into the network's
-input as the pipeline makes a camera frame (`pipeline.network_batch`), resized to the file's fixed size, or for a
-file of free size to CALIBRATION_SIZE (the calibrator pools each activation over the images, so they share one
-size). Each activation's range is the given percentile of its magnitudes over the calibration images (outliers of
-a few pixels do not stretch the scale). Only the operators in `operators` are quantised, less those FLOAT_WEIGHTS
-(PAPER_FLOAT_WEIGHTS for the paper's network) names; the rest of the graph (layer norms, softmax, the heads' non-linearities) stays float between them. The
-file keeps the float file's dgdehaze metadata and records `dgdehaze_quantization`. How these settings were chosen:
-training/MODEL_CARD_lite.md, "int8".
+Calibration runs the float file on the images of a folder (and its subfolders), each made into the network's input
+as the pipeline makes a camera frame (`pipeline.network_batch`), resized to the file's fixed size, or for a file of
+free size to CALIBRATION_SIZE (the calibrator pools each activation over the images, so they share one size). Each
+activation's range is the given percentile of its magnitudes over the calibration images (outliers of a few pixels
+do not stretch the scale). Only the operators in `operators` are quantised, less those FLOAT_WEIGHTS
+(PAPER_FLOAT_WEIGHTS for the paper's network) names; the rest of the graph (layer norms, softmax, the heads'
+non-linearities) stays float between them. The file keeps the float file's dgdehaze metadata and records
+`dgdehaze_quantization`. How these settings were chosen: training/MODEL_CARD_lite.md, "int8".
 """
 from __future__ import annotations
 
