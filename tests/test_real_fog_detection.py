@@ -71,6 +71,36 @@ def test_split_tokens_expand_and_bad_ones_are_refused(tmp_path: Path):
         expand_patterns([f"@{tmp_path / 'missing.yaml'}:judge"])
 
 
+def test_a_split_part_with_files_absent_from_the_set_is_said_to_be_partial(shared_data: Path, tmp_path: Path,
+                                                                           caplog):
+    """A copy of DAWN that lacks a judging and a validation photo: --include @...:judge matched the other 99 and a
+    choosing tool's @...:validation the other 19 without a word, and their figures passed for the parts'."""
+    import argparse
+
+    from dgdehaze_core.commands.evaluate import select
+    from dgdehaze_core.io.images import list_images
+
+    source = shared_data / "detection" / "dawn-fog"
+    parts = load_split(DAWN_SPLIT).parts
+    gone = {parts["judge"][3], parts["validation"][2]}
+    (tmp_path / "labels-voc").mkdir()
+    for photo in list_images(source):
+        if photo.name not in gone:
+            (tmp_path / photo.name).symlink_to(photo)
+            (tmp_path / "labels-voc" / f"{photo.stem}.xml").symlink_to(source / "labels-voc" / f"{photo.stem}.xml")
+    args = argparse.Namespace(include=[f"@{DAWN_SPLIT}:judge"], limit=None)
+    assert len(select(list_images(tmp_path), lambda path: path.name, tmp_path, args, None)) == 99
+    assert f"names 1 file(s) that are not in {tmp_path}" in caplog.text and parts["judge"][3] in caplog.text
+    caplog.clear()
+    assert len(choosing_images(tmp_path, [f"@{DAWN_SPLIT}:validation"], {"car", "person", "bus", "truck"})) == 19
+    assert f"names 1 file(s) that are not in {tmp_path}" in caplog.text and parts["validation"][2] in caplog.text
+    caplog.clear()
+    for name in gone:
+        (tmp_path / name).symlink_to(source / name)
+    assert len(select(list_images(tmp_path), lambda path: path.name, tmp_path, args, None)) == 100
+    assert "not in" not in caplog.text
+
+
 # --- fusion ----------------------------------------------------------------------------------------------------
 
 def test_fusing_identical_sets_gives_the_same_boxes_exactly():

@@ -72,7 +72,7 @@ from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, hazy_images, is_paired_set
 from dgdehaze_core.datasets.paths import shared_data_dir
-from dgdehaze_core.datasets.splits import expand_patterns
+from dgdehaze_core.datasets.splits import expand_patterns, warn_absent_split_names
 from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.depth_datasets import (is_kitti_selection_set, is_kitti_set, is_middlebury_set,
                                                      load_depth_set)
@@ -327,6 +327,7 @@ def _matching(items: list[T], name: Callable[[T], str], globs: list[str], option
     kept = [item for item in items if any(fnmatch.fnmatch(name(item), glob) for glob in patterns)]
     if not kept:
         raise NotApplicable(f"no image in {where} matches {option} {' '.join(globs)}")
+    warn_absent_split_names(globs, where, option)
     return kept
 
 

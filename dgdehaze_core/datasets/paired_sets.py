@@ -112,7 +112,7 @@ def _layout(root: Path) -> _Layout:
                                "named NAME_hazy.* beside NAME_GT.*")
         if neither:
             raise PairingError(f"{root} holds hazy images beside their ground truth (NAME_hazy.* with NAME_GT.*) and "
-                               f"{len(neither)} image(s) named as neither: {_listing([p.name for p in neither])}")
+                               f"{len(neither)} image(s) named as neither: {listing([p.name for p in neither])}")
         return _Layout(root, root, hazy, clear)
     clear_folder = _one_folder(root, CLEAR_FOLDER_NAMES, "clear")
     if clear_folder is None:
@@ -139,7 +139,8 @@ def _scene_of(hazy_stem: str, clear_names: set[str]) -> str | None:
     return next((name for name in candidates if name in clear_names), None)
 
 
-def _listing(items: list[str], limit: int = 5) -> str:
+def listing(items: list[str], limit: int = 5) -> str:
+    """The first `limit` of `items`, comma-separated, and how many more there are."""
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
@@ -160,10 +161,10 @@ def find_pairs(root: str | Path) -> list[Pair]:
     ambiguous = sorted(f"{name} ({', '.join(p.name for p in paths)})" for name, paths in by_name.items()
                        if len(paths) > 1)
     if ambiguous:
-        raise PairingError(f"{clear_folder} holds several files for one name: {_listing(ambiguous)}")
+        raise PairingError(f"{clear_folder} holds several files for one name: {listing(ambiguous)}")
     duplicates = sorted(stem for stem, count in Counter(path.stem for path in layout.hazy).items() if count > 1)
     if duplicates:
-        raise PairingError(f"{hazy_folder} holds several files for one name: {_listing(duplicates)}")
+        raise PairingError(f"{hazy_folder} holds several files for one name: {listing(duplicates)}")
     pairs: list[Pair] = []
     unmatched: list[str] = []
     for path in layout.hazy:
@@ -176,7 +177,7 @@ def find_pairs(root: str | Path) -> list[Pair]:
         rule = ("NAME_GT.* beside them (NAME_hazy.ext pairs with NAME_GT.*)" if layout.flat else
                 f"NAME.* or NAME_GT.* in {clear_folder} (NAME_anything.ext pairs with NAME.* or NAME_GT.*)")
         raise PairingError(f"{len(unmatched)} hazy image(s) in {hazy_folder} have no clear image {rule}: "
-                           f"{_listing(unmatched)}")
+                           f"{listing(unmatched)}")
     return pairs
 
 

@@ -11,6 +11,7 @@ the sets that judge whole (WHOLLY_JUDGING), wherever a recipe's folders or globs
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,11 @@ from typing import Iterable
 
 import yaml
 
+from dgdehaze_core.datasets.paired_sets import listing
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir
+from dgdehaze_core.io.images import images_under
+
+LOG = logging.getLogger(__name__)
 
 SPLIT_TOKEN = "@"
 JUDGE_PART = "judge"
@@ -95,6 +100,20 @@ def expand_patterns(patterns: Iterable[str], base: Path | None = None) -> list[s
             file_path = base / file_path
         expanded.extend(load_split(file_path).names(part))
     return expanded
+
+
+def warn_absent_split_names(patterns: Iterable[str], folder: Path, what: str) -> None:
+    """A warning for each `@FILE:PART` among `patterns` (given as `what`, e.g. '--include') whose part names files
+    that are not anywhere in `folder`, naming how many and the first few: a copy of a set that lacks some of a
+    part's files matches only the rest, and figures over it are not the part's. SplitError as `expand_patterns`."""
+    present = None
+    for pattern in patterns:
+        if pattern.startswith(SPLIT_TOKEN):
+            present = {path.name for path in images_under(folder)} if present is None else present
+            absent = [name for name in expand_patterns([pattern]) if name not in present]
+            if absent:
+                LOG.warning("%s %s names %d file(s) that are not in %s, so the figures are over the rest of it, "
+                            "not the whole part: %s", what, pattern, len(absent), folder, listing(absent))
 
 
 def judging_files(paths: Iterable[Path], data_dir: Path | None = None,

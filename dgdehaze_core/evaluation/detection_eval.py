@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgdehaze_core.datasets.paired_sets import Pair, load_pair
-from dgdehaze_core.datasets.splits import expand_patterns, judging_files, judging_parts
+from dgdehaze_core.datasets.splits import expand_patterns, judging_files, judging_parts, warn_absent_split_names
 from dgdehaze_core.detection.boxes import box_iou
 from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detection
@@ -233,6 +233,7 @@ def choosing_images(folder: Path, parts: Sequence[str], classes: Collection[str]
     images = labelled_images(folder, keep=chosen)
     if not images:
         raise ValueError(f"no labelled photo of {folder} matches {' '.join(parts)}")
+    warn_absent_split_names(parts, folder, "the split")
     return known_references(images, classes)
 
 
