@@ -84,6 +84,25 @@ def test_unreadable_and_mismatched_pairs_name_the_file(tmp_path: Path):
         load_pair(pairs["3_a"])
 
 
+def test_sots_indoor_as_published_pairs_its_framed_640x480_ground_truth(shared_data: Path, tmp_path: Path):
+    """RESIDE's SOTS indoor keeps the NYU frames' 10-pixel white border on its gt/ images (640x480) and not on the
+    hazy images made from them (620x460): every pair was refused as 'a pair must share one size'. The frame is
+    left out; any other difference in size is still refused."""
+    source = shared_data / "paired" / "sots-indoor"
+    (tmp_path / "hazy").mkdir()
+    (tmp_path / "gt").mkdir()
+    shutil.copy(source / "hazy" / "1430_2.png", tmp_path / "hazy")
+    clear = cv2.imread(str(source / "clear" / "1430.png"))
+    cv2.imwrite(str(tmp_path / "gt" / "1430.png"), cv2.copyMakeBorder(clear, 10, 10, 10, 10, cv2.BORDER_CONSTANT,
+                                                                       value=(255, 255, 255)))
+    (pair,) = find_pairs(tmp_path)
+    hazy, framed = load_pair(pair)
+    assert hazy.shape == (460, 620, 3) and np.array_equal(framed, clear)
+    cv2.imwrite(str(tmp_path / "gt" / "1430.png"), cv2.copyMakeBorder(clear, 5, 5, 5, 5, cv2.BORDER_REPLICATE))
+    with pytest.raises(PairingError, match=r"1430_2\.png is 620x460 but 1430\.png is 630x470"):
+        load_pair(pair)
+
+
 def test_a_pair_too_small_for_ssim_is_named(shared_data: Path, tmp_path: Path):
     """SSIM's 7x7 window refused a 6x6 pair without saying which of the set's pairs it was."""
     from dgdehaze_core.evaluation.methods import MethodSpec, load_method

@@ -13,8 +13,8 @@ SOTS outdoor's `0016_0.8_0.08.jpg` -> `0016.jpg`, O-HAZE's `27_hazy.png` -> `27.
 the flat layout the hazy images are those named with a hazy role token (`_hazy` or `_haze`, any case) and every
 image must carry one of the two kinds of token. Every problem (missing folder, empty folder, two hazy or two clear
 folders, a hazy image without its clear image, two clear files with one name such as `01.png` and `01_GT.png`, an
-image of a flat set named as neither, unreadable files, sizes that differ) raises a `PairingError` that names the
-files.
+image of a flat set named as neither, unreadable files, sizes that differ other than by SOTS indoor's frame:
+`load_pair`) raises a `PairingError` that names the files.
 """
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ CLEAR_FOLDER_NAMES = ("clear", "gt", "clean")
 HAZY_ROLE = re.compile(r"(?P<name>.+)_(hazy|haze)", re.IGNORECASE)
 CLEAR_ROLE = re.compile(r"(?P<name>.+)_(gt|clear|clean)", re.IGNORECASE)
 """A file stem that ends in a role token (matched whole with `fullmatch`), and its NAME before the token."""
+NYU_FRAME = 10
+"""The border, in pixels on each side, of the NYU Depth v2 frames (white, left by their registration) that RESIDE
+cropped off to make SOTS indoor's 620x460 hazy images but left on the 640x480 ground truth of its `gt/`."""
 
 
 class PairingError(ValueError):
@@ -182,12 +185,17 @@ def find_pairs(root: str | Path) -> list[Pair]:
 
 
 def load_pair(pair: Pair, read: ReadImage = read_image) -> tuple[np.ndarray, np.ndarray]:
-    """Read a pair with `read` as two uint8 BGR frames of the same size; PairingError names the file that fails."""
+    """Read a pair with `read` as two uint8 BGR frames of the same size; PairingError names the file that fails.
+    A clear image larger than its hazy image by `NYU_FRAME` pixels on every side (SOTS indoor as RESIDE publishes
+    it: 640x480 ground truth around 620x460 hazy images) is taken less that frame, as the hazy image was made."""
     try:
         hazy = read(pair.hazy)
         clear = read(pair.clear)
     except ImageError as exc:
         raise PairingError(f"pair {pair.name}: {exc}") from None
+    if clear.shape[2:] == hazy.shape[2:] and clear.shape[:2] == (hazy.shape[0] + 2 * NYU_FRAME,
+                                                                  hazy.shape[1] + 2 * NYU_FRAME):
+        clear = np.ascontiguousarray(clear[NYU_FRAME:-NYU_FRAME, NYU_FRAME:-NYU_FRAME])
     if hazy.shape != clear.shape:
         raise PairingError(f"pair {pair.name}: {pair.hazy.name} is {hazy.shape[1]}x{hazy.shape[0]} but "
                            f"{pair.clear.name} is {clear.shape[1]}x{clear.shape[0]}; a pair must share one size")
