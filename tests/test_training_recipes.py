@@ -242,6 +242,21 @@ def test_a_field_name_yaml_reads_as_a_number_or_a_boolean_is_one_clear_error(tmp
             load(recipe)
 
 
+def test_a_data_folder_that_is_not_there_is_never_swapped_for_the_shared_one(shared_data: Path, tmp_path: Path,
+                                                                             monkeypatch, caplog) -> None:
+    """DGDEHAZE_DATA naming no folder (a mistyped path, a kit not unpacked) fell back to ../shared/data without a
+    word: the smoke recipe's ${DATA} read the images beside the repository instead of those asked for."""
+    from dgdehaze_core.datasets.paths import shared_data_dir
+
+    monkeypatch.setenv("DGDEHAZE_DATA", str(tmp_path / "kit" / "data"))
+    assert shared_data_dir() is None
+    assert f"DGDEHAZE_DATA={tmp_path / 'kit' / 'data'} is not a folder" in caplog.text
+    with pytest.raises(RecipeError, match="needs the shared data folder"):
+        load_recipe(SMOKE)
+    monkeypatch.setenv("DGDEHAZE_DATA", str(shared_data))
+    assert shared_data_dir() == shared_data and load_recipe(SMOKE).clear
+
+
 def test_a_run_s_recipe_yaml_reads_back_as_the_recipe_it_ran(shared_data: Path, tmp_path: Path) -> None:
 
     recipe = load_recipe(REPO_DIR / "training" / "lite_real_fog.yaml")
