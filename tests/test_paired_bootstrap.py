@@ -127,3 +127,13 @@ def test_eval_refuses_bad_comparisons_before_loading_anything(shared_data: Path,
     assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",
                  "--method", "hazy,dcp", *options]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_bootstrap_over_one_photo_is_refused_not_reported_as_certain(shared_data: Path, tmp_path: Path, capsys):
+    """One DAWN photo redrawn 100 times is that photo 100 times: dcp came out better than hazy in every redraw,
+    with a 95 % interval of [1, 1], a certainty that one photo cannot give."""
+    out = tmp_path / "boot.json"
+    assert main(["eval", "--dataset", str(shared_data / "detection" / "dawn-fog"), "--measure", "detection",
+                 "--include", f"@{DAWN_SPLIT}:validation", "--limit", "1", "--method", "hazy,dcp",
+                 "--bootstrap", "100", "--json", str(out), "--no-progress"]) == 2
+    assert "a bootstrap over 1 image(s) redraws the same set every time" in capsys.readouterr().err

@@ -118,13 +118,16 @@ def paired_bootstrap(matches: Mapping[str, Sequence[ImageMatches]], comparisons:
     """{"GROUP vs BASELINE": {BOOTSTRAP_COLUMNS}} for each group of each (baseline, groups) comparison, every
     comparison on the same redraws, each side scored once per redraw; `matches` holds every method's matched
     images, in the same image order. ValueError for an unknown method, a group that is its baseline, fewer than
-    one sample, or a set with no reference object in any redraw."""
+    one sample, fewer than two images, or a set with no reference object in any redraw."""
     if samples < 1:
         raise ValueError(f"the bootstrap needs at least one sample, got {samples}")
     comparisons = [(baseline, list(groups)) for baseline, groups in comparisons if groups]
     if not comparisons:
         return {}
     images = _checked(matches, comparisons)
+    if images < 2:
+        raise ValueError(f"a bootstrap over {images} image(s) redraws the same set every time, so its interval has "
+                         "no width and its p_better is 0 or 1 whatever the methods: give it two images or more")
     sides = list(dict.fromkeys(group for baseline, groups in comparisons for group in (baseline, *groups)))
     classes = sorted({name for method in matches.values() for image in method for name in image.references})
     scorings = {m: _Scoring.of(matches[m], classes, conf) for group in sides for m in group.methods}
