@@ -25,7 +25,7 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.models import load_model
 from dgdehaze_core.training.recipe import load_recipe, recipe_from_dict
 from dgdehaze_core.training.run_control import StepBoundaryStop, load_resumable, quiet_loader_worker
-from dgdehaze_core.training.trainer import Trainer
+from dgdehaze_core.training.trainer import LOSS_NAMES, Trainer
 
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
@@ -488,3 +488,26 @@ def test_a_resume_refuses_changed_training_images_and_a_last_pt_from_before_stil
     first.unlink()
     Trainer(load_recipe(SMOKE, overrides + ["iterations=4"]), tmp_path / "run", resume=True).train(False)
     assert torch.load(last, weights_only=True)["training"]["data"]["clear"][0][0] != f"clear/{first.name}"
+
+
+def test_a_resume_keeps_the_rows_of_a_log_whose_columns_have_changed_since(smoke_recipe, tmp_path: Path) -> None:
+    """A train.csv written by an older version (a loss since retired, none yet for a loss added since): the resume
+    rewrote its rows under the current header and raised ValueError on the retired column."""
+    out = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2"]
+    assert main(args + ["--iterations", "2"]) == 0
+    with open(out / "train.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    added = next(name for name in LOSS_NAMES if rows[0][name])  # a loss the older version did not log
+    older = [{**{k: v for k, v in row.items() if k != added}, "retired": f"0.{i}"} for i, row in enumerate(rows)]
+    with open(out / "train.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(older[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(older)
+    assert main(args + ["--iterations", "3", "--resume"]) == 0
+    with open(out / "train.csv", newline="") as handle:
+        kept = list(csv.DictReader(handle))
+    assert [int(row["iteration"]) for row in kept] == [1, 2, 3]
+    assert [row["retired"] for row in kept] == ["0.0", "0.1", ""]  # the old values stay, the new row has none
+    assert [row[added] for row in kept[:2]] == ["", ""] and kept[2][added] != ""
+    assert all(kept[i][k] == v for i, row in enumerate(older) for k, v in row.items())

@@ -48,8 +48,10 @@ def hardware_name(device: torch.device) -> str:
 
 class CsvLog:
     """Append rows to a CSV file with a fixed header (lines end in LF); on resume, rows past the resumed iteration
-    are dropped. A fresh run's log (`resume_from` None) is held in memory until `keep` (its first checkpoint):
-    a run that fails before it has one leaves no log behind, so its --out folder takes a new run."""
+    are dropped, and a log written by an older version keeps its rows whole: its header becomes `columns` followed
+    by the columns it holds that `columns` lacks (a loss since retired; the cells of a column it lacks stay empty).
+    A fresh run's log (`resume_from` None) is held in memory until `keep` (its first checkpoint): a run that fails
+    before it has one leaves no log behind, so its --out folder takes a new run."""
 
     def __init__(self, path: Path, columns: list[str], resume_from: int | None) -> None:
         self.path = path
@@ -60,7 +62,10 @@ class CsvLog:
             self.held = []
         elif path.exists():
             with open(path, newline="") as handle:
-                self._rewrite([row for row in csv.DictReader(handle) if int(row["iteration"]) <= resume_from])
+                reader = csv.DictReader(handle)
+                rows = [row for row in reader if int(row["iteration"]) <= resume_from]
+            self.columns = [*columns, *(name for name in reader.fieldnames or () if name not in columns)]
+            self._rewrite(rows)
         else:
             self._rewrite([])
 
