@@ -22,9 +22,9 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 TOOLS = REPO_DIR / "tools"
 
 
-def _tool(name: str, *arguments: object, timeout: float = 120) -> subprocess.CompletedProcess:
+def _tool(name: str, *arguments: object, timeout: float = 120, cwd: Path = REPO_DIR) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TOOLS / name), *map(str, arguments)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO_DIR)
+                          timeout=timeout, cwd=cwd)
 
 
 def _error(result: subprocess.CompletedProcess, name: str) -> str:
@@ -176,6 +176,16 @@ def test_the_tools_that_print_tables_refuse_json_dash(tool: str, tmp_path: Path)
     result = _tool(tool, *(["--data", tmp_path] if tool.startswith("choose") else []), "--json", "-")
     assert "--json -: this command writes its JSON to a file only" in _error(result, tool)
     assert not (REPO_DIR / "-").exists()
+
+
+def test_the_visibility_sheet_run_in_its_photo_folder_refuses_json_dash_as_such(tmp_path: Path) -> None:
+    """`--json -` from inside the photo folder was refused as 'lies in the input folder' (a file '-' there), not as
+    the stdout this tool does not write its JSON to."""
+    photos = _photos(tmp_path / "photos")
+    result = _tool("visibility_sheet.py", ".", "--method", "dcp", "--out", tmp_path / "s.jpg", "--json", "-",
+                   cwd=photos[0].parent)
+    assert "--json -: this command writes its JSON to a file only" in _error(result, "visibility_sheet.py")
+    assert sorted((tmp_path / "photos").iterdir()) == photos
 
 
 def test_make_dawn_split_refuses_a_folder_without_photos(tmp_path: Path) -> None:

@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     refuse_inside(args.out, args.photos, "--out", "the input folder")
     check_image_output(args.out, "--out")
     if args.json is not None:
+        check_json_output(args.json)  # first: '-' is refused as such, not as a file '-' in the folder
         refuse_inside(args.json, args.photos, "--json", "the input folder")
-        check_json_output(args.json)
         refuse_input_as_output(args.json, [args.out], "--json", what="--out")
     photos = list_images(args.photos)
     if args.include:
