@@ -123,6 +123,28 @@ def _custom_int8_detector(model, names: dict[int, str], folder: Path) -> Path:
     return int8
 
 
+def test_a_detector_export_names_its_precision_as_ultralytics_asks_and_stays_float(tmp_path: Path) -> None:
+    """export.py passed half= (and int8=) to Ultralytics, which warned "'half' is deprecated ... Use 'quantize'
+    instead" on every export; the fp32 ONNX it writes is the same."""
+    import logging
+
+    from dgdehaze_core.detection.export import export_detector
+    from dgdehaze_core.detection.offline import offline_ultralytics
+
+    offline_ultralytics().YOLO("yolov8n.yaml", task="detect").save(str(tmp_path / "small.pt"))
+    said: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("ultralytics").addHandler(handler)
+    try:
+        exported = export_detector(tmp_path / "small.pt", "onnx", imgsz=64, cache_dir=tmp_path / "cache")
+    finally:
+        logging.getLogger("ultralytics").removeHandler(handler)
+    assert not [message for message in said if "deprecated" in message], said
+    floats = {array.dtype for array in initializers(exported).values() if array.dtype.kind == "f"}
+    assert floats == {np.dtype(np.float32)}
+
+
 def test_a_custom_class_int8_detector_is_rebuilt_in_float_and_finds_what_the_int8_file_finds(
         tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An 81-class YOLOv8n (the shipped weights and one class more, which scores nothing) quantised as export.py

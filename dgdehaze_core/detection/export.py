@@ -36,14 +36,14 @@ def _export_into(weights: Path, fmt: str, target: Path, imgsz: int, half: bool, 
             copy = verified_copy(weights, Path(folder))
         except UnsafeCheckpoint as exc:
             raise RuntimeError(str(exc)) from None
-        options: dict[str, object] = {"format": fmt, "imgsz": imgsz, "half": half, "dynamic": dynamic,
-                                      "device": device, "verbose": False}
+        # `quantize` (8: int8, 16: fp16, None: fp32) replaced Ultralytics' half= and int8=, which it still maps
+        # onto it but with a deprecation warning
+        options: dict[str, object] = {"format": fmt, "imgsz": imgsz, "quantize": 8 if int8 else 16 if half else None,
+                                      "dynamic": dynamic, "device": device, "verbose": False}
         if fmt == "onnx":
             options["simplify"] = False  # onnxslim would be installed at run time; ORT optimises the graph itself
-        if int8:
-            options["int8"] = True
-            if data:
-                options["data"] = data
+        if int8 and data:
+            options["data"] = data
         try:
             produced = YOLO(str(copy), task="detect").export(**options)
         except Exception as exc:  # Ultralytics raises many types; the message is what the user needs
