@@ -81,8 +81,8 @@ with image_transport's compressed transport's parameters under `<name>.compresse
 
 def _compressed_specs(output: str) -> tuple[ParameterSpec, ...]:
     where = f"~/{output}/compressed (published only while subscribed)"
-    return (ParameterSpec(f"{output}.compressed.format", "jpeg", f"{where}: jpeg, or png (lossless; a 16-bit grey "
-                          "frame keeps its samples)", COMPRESSION_FORMATS),
+    return (ParameterSpec(f"{output}.compressed.format", "jpeg", f"{where}: jpeg, or png (lossless; a 16-bit frame "
+                          "keeps its samples)", COMPRESSION_FORMATS),
             ParameterSpec(f"{output}.compressed.jpeg_quality", 95, f"{where}: JPEG quality, higher is better",
                           int_range=(1, 100, 1)),
             ParameterSpec(f"{output}.compressed.png_level", 3, f"{where}: PNG compression level, higher is smaller "
@@ -171,9 +171,10 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("image_qos_depth", 1, "input QoS history depth", int_range=(1, 100, 1), read_only=True),
     ParameterSpec("output_qos_depth", 5, "history depth of the reliable outputs: how many messages a slow "
                   "subscriber may fall behind before it loses one", int_range=(1, 100, 1), read_only=True),
-    ParameterSpec("input_bits", SAMPLE_BITS, "significant bits of 16-bit camera frames (mono16, 16UC1, "
-                  "bayer_*16, a 16-bit compressed PNG): 12 for a 12-bit sensor whose samples run 0..4095; 16: the "
-                  "full range. The dehazed frame is published on the same range", int_range=(8, 16, 1)),
+    ParameterSpec("input_bits", SAMPLE_BITS, "significant bits of 16-bit camera frames (mono16, 16UC1, bgr16, "
+                  "rgb16, bgra16, rgba16, bayer_*16, a 16-bit compressed PNG): 12 for a 12-bit sensor whose samples "
+                  "run 0..4095; 16: the full range. The dehazed frame is published on the same range",
+                  int_range=(8, 16, 1)),
     ParameterSpec("input_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
                   "sensor_msgs/CompressedImage on `image/compressed`", TRANSPORTS, read_only=True),
     *_compressed_specs("image_dehazed"),

@@ -238,7 +238,9 @@ def test_a_compressed_frame_declaring_a_huge_size_deep_in_its_header_is_refused_
     ("bgr8", "jpeg", "bgr8; jpeg compressed bgr8"), ("rgb8", "jpeg", "rgb8; jpeg compressed bgr8"),
     ("rgba8", "png", "rgba8; png compressed bgr8"), ("mono8", "jpeg", "mono8; jpeg compressed mono8"),
     ("mono16", "png", "mono16; png compressed mono16"), ("16UC1", "jpeg", "mono8; jpeg compressed mono8"),
-    ("yuyv", "png", "bgr8; png compressed bgr8"), ("8UC3", "jpeg", "bgr8; jpeg compressed bgr8")])
+    ("yuyv", "png", "bgr8; png compressed bgr8"), ("8UC3", "jpeg", "bgr8; jpeg compressed bgr8"),
+    ("rgb16", "png", "rgb16; png compressed bgr16"), ("bgra16", "png", "bgra16; png compressed bgr16"),
+    ("rgba16", "jpeg", "rgba16; jpeg compressed bgr8")])
 def test_a_compressed_output_says_what_it_stands_for_as_image_transport_and_decodes_to_the_raw_output(
         encoding: str, fmt: str, expected: str) -> None:
     """The format string is image_transport's compressed publisher's, with the encoding its subscriber can restore,
@@ -250,6 +252,10 @@ def test_a_compressed_output_says_what_it_stands_for_as_image_transport_and_deco
     decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
     if expected.startswith("mono16"):
         np.testing.assert_array_equal(decoded, pixels)  # the 12-bit samples kept
+        return
+    if expected.endswith("bgr16"):  # the 12-bit samples kept, in BGR order, the alpha dropped
+        np.testing.assert_array_equal(decoded, pixels[:, :, 2::-1] if encoding.startswith("rgb") else pixels[:, :, :3])
+        np.testing.assert_array_equal(compressed_to_bgr8(msg, bits=12), bgr)
         return
     if expected.endswith("bgr8"):  # the dehazed frame itself (YUV 4:2:2 would lose half its chroma)
         view = bgr

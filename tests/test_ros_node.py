@@ -295,6 +295,40 @@ def test_input_bits_reads_a_12_bit_mono16_camera_and_publishes_on_its_range(node
     assert not node.set_parameters([Parameter("input_bits", value=20)])[0].successful
 
 
+@pytest.mark.parametrize("encoding", ["rgb16", "bgr16", "rgba16", "bgra16"])
+def test_a_12_bit_colour_camera_s_16_bit_frames_are_dehazed_on_input_bits_range_in_their_own_encoding(
+        node: DehazeNode, probe: Probe, shared_data: Path, encoding: str) -> None:
+    """16-bit colour frames were refused as an unsupported encoding (a 16-bit PNG of the same camera was read): a
+    real foggy photo as a 12-bit colour camera's frame (samples 0..4095, read with input_bits 12) is dehazed as its
+    bgr8 frame is and comes back in its own encoding, channel order and range, its alpha kept."""
+    from dgdehaze_core.io.images import uint16_to_uint8
+    from dgdehaze_ros.conversions import array_to_image
+
+    photo = cv2.resize(cv2.imread(str(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")), (160, 120),
+                       interpolation=cv2.INTER_AREA)
+    index = 500 + 2 * ["rgb16", "bgr16", "rgba16", "bgra16"].index(encoding)
+    set_ok(node, detection_enabled=False, input_bits=12)
+    try:
+        eight = image_to_array(send_and_wait(probe, bgr8_to_image(photo, "bgr8", stamped_header(index)),
+                                             ("image_dehazed",))["image_dehazed"])
+        twelve = np.rint(photo.astype(np.float64) * 4095 / 255).astype(np.uint16)
+        colour = twelve[:, :, ::-1] if encoding.startswith("rgb") else twelve
+        alpha = np.linspace(0, 4095, photo.shape[1]).astype(np.uint16)[None, :].repeat(photo.shape[0], 0)
+        pixels = np.dstack([colour, alpha]) if encoding.endswith("a16") else colour
+        out = send_and_wait(probe, array_to_image(pixels, encoding, stamped_header(index + 1)),
+                            ("image_dehazed",))["image_dehazed"]
+    finally:
+        set_ok(node, input_bits=16)
+    dehazed = image_to_array(out)
+    assert (out.encoding, out.step, dehazed.dtype) == (encoding, out.width * pixels.shape[2] * 2, np.uint16)
+    assert 2000 < dehazed[:, :, :3].max() <= 4095  # on the camera's range
+    if encoding.endswith("a16"):
+        assert np.array_equal(dehazed[:, :, 3], alpha)
+    bgr = dehazed[:, :, 2::-1] if encoding.startswith("rgb") else dehazed[:, :, :3]
+    difference = np.abs(uint16_to_uint8(bgr, 12).astype(int) - eight.astype(int))
+    assert difference.mean() < 1.0 and difference.max() <= 3, (difference.mean(), difference.max())
+
+
 def test_input_bits_reads_a_12_bit_camera_s_16_bit_png_as_its_8_bit_png(session: RosSession) -> None:
     """image_transport's compressed PNG of a mono16 camera keeps its 16-bit samples ("mono16; png compressed")."""
     import cv2

@@ -298,7 +298,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     the node's camera_height and camera_pitch: the fog is measured with the bag's camera_info (visibility, depth in
     metres, detection distances in metres), as the node does; without `camera_info_topic`, the bag's only
     CameraInfo topic. input_bits: significant bits of 16-bit frames (mono16,
-    bayer_*16), as the node's input_bits. image_transport: how the output bag holds the images
+    rgb16 and the like, bayer_*16), as the node's input_bits. image_transport: how the output bag holds the images
     (`writer.IMAGE_TRANSPORTS`; auto: compressed where the camera topic is). start, duration: the part of the bag
     evaluated and copied, in seconds of its recording (`BagSource.select_window`; default: all of it).
 

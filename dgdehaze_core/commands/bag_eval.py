@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "only CameraInfo topic with messages unless --camera-info-topic names one)")
     parser.add_argument("--camera-pitch", type=float, default=0.0,
                         help="camera pitch (rad, positive nose down), as the node's camera_pitch")
-    add_input_bits_option(parser, "16-bit frames (mono16, bayer_*16, 16-bit PNG)",
+    add_input_bits_option(parser, "16-bit frames (mono16, rgb16 and the like, bayer_*16, 16-bit PNG)",
                           "; with --node it sets the started node's, with --attach give the running node's")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
     parser.add_argument("--start", type=float, default=0.0, metavar="SECONDS",

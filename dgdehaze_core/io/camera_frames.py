@@ -38,6 +38,8 @@ ENCODINGS: dict[str, EncodingLayout] = {
     "rgb8": EncodingLayout(U8, 3, cv2.COLOR_RGB2BGR),
     "bgra8": EncodingLayout(U8, 4, cv2.COLOR_BGRA2BGR), "8UC4": EncodingLayout(U8, 4, cv2.COLOR_BGRA2BGR),
     "rgba8": EncodingLayout(U8, 4, cv2.COLOR_RGBA2BGR),
+    "bgr16": EncodingLayout(U16, 3), "rgb16": EncodingLayout(U16, 3, cv2.COLOR_RGB2BGR),
+    "bgra16": EncodingLayout(U16, 4, cv2.COLOR_BGRA2BGR), "rgba16": EncodingLayout(U16, 4, cv2.COLOR_RGBA2BGR),
     "mono8": EncodingLayout(U8, 1), "8UC1": EncodingLayout(U8, 1),
     "mono16": EncodingLayout(U16, 1), "16UC1": EncodingLayout(U16, 1),
     "uyvy": EncodingLayout(U8, 2, cv2.COLOR_YUV2BGR_UYVY), "yuv422": EncodingLayout(U8, 2, cv2.COLOR_YUV2BGR_UYVY),
@@ -147,11 +149,14 @@ def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = Non
             return gray.astype(np.float32) / 255.0
         return gray
     if layout.channels == 4:
-        out = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA if encoding == "rgba8" else cv2.COLOR_BGR2BGRA)
-        if like is not None and like.shape[:2] == bgr.shape[:2]:
-            out[:, :, 3] = like[:, :, 3]
-        return out
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if encoding == "rgb8" else np.ascontiguousarray(bgr)
+        out = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA if layout.to_bgr == cv2.COLOR_RGBA2BGR else cv2.COLOR_BGR2BGRA)
+    else:
+        out = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if layout.to_bgr == cv2.COLOR_RGB2BGR else np.ascontiguousarray(bgr)
+    if layout.dtype == np.uint16:
+        out = uint8_to_uint16(out, bits)
+    if layout.channels == 4 and like is not None and like.shape[:2] == bgr.shape[:2]:
+        out[:, :, 3] = like[:, :, 3]
+    return out
 
 
 def raw_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SAMPLE_BITS,
@@ -191,7 +196,7 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SA
 
 COMPRESSION_FORMATS = ("jpeg", "png")
 """What `compress_frame` writes: image_transport's compressed transport's `format` parameter values."""
-COLOUR_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8")
+COLOUR_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8", "bgr16", "rgb16", "bgra16", "rgba16")
 """Encodings image_transport's compressed subscriber turns a compressed BGR image back into."""
 
 
@@ -200,7 +205,8 @@ def compress_frame(bgr: np.ndarray, pixels: np.ndarray, encoding: str, fmt: str 
     """(`format`, data) of a sensor_msgs/CompressedImage as image_transport's compressed publisher writes it, for a
     frame published raw as `pixels` in `encoding` (`bgr` its uint8 BGR view): `"<encoding>; jpeg compressed bgr8"`
     for colour, `"mono8; jpeg compressed mono8"` for grey. A 16-bit grey frame keeps its samples as a 16-bit PNG
-    (`"mono16; png compressed mono16"`); as a JPEG it is its 8-bit view (`mono8`). A colour encoding the subscriber
+    (`"mono16; png compressed mono16"`); as a JPEG it is its 8-bit view (`mono8`); a 16-bit colour frame alike
+    (`"rgb16; png compressed bgr16"`, `"rgb16; jpeg compressed bgr8"`). A colour encoding the subscriber
     cannot restore from BGR (YUV 4:2:2, 8UC3, 8UC4) is compressed as the bgr8 frame it is decoded to. An alpha
     channel is dropped, as image_transport drops it. ImageError for a format other than jpeg or png."""
     if fmt not in COMPRESSION_FORMATS:
@@ -213,6 +219,10 @@ def compress_frame(bgr: np.ndarray, pixels: np.ndarray, encoding: str, fmt: str 
             stands_for, target, image = encoding, "mono8", pixels
         else:
             stands_for, target, image = "mono8", "mono8", cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    elif layout.dtype == U16:
+        sixteen_bit = fmt == "png"
+        stands_for, target = encoding, "bgr16" if sixteen_bit else "bgr8"
+        image = (pixels if layout.to_bgr is None else cv2.cvtColor(pixels, layout.to_bgr)) if sixteen_bit else bgr
     else:
         stands_for, target, image = (encoding if encoding in COLOUR_ENCODINGS else "bgr8"), "bgr8", bgr
     options = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if fmt == "jpeg" else png_options(png_level)
