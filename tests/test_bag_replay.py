@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -82,6 +83,39 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert "Latency to each of the node's outputs" in (out / "report.html").read_text()
     reported = transport_summary({**os.environ, **profile})
     assert json.loads(summary)["notes"][-1].endswith(f"as the node reports it: {reported}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pace", [["--timeout", "0.1"], ["--timeout", "5", "--rate", "4"]], ids=["lockstep", "paced"])
+def test_frames_of_an_unstamped_camera_get_the_node_s_outputs_for_them_not_for_the_frame_before(
+        tmp_path: Path, shared_data: Path, pace: list[str]) -> None:
+    """Every frame stamped 0 (an unstamped camera), each a width of its own, the node slower than the replay waits
+    (large frames among small ones; lockstep: their outputs miss the timeout; paced: 4x the recorded rate): outputs
+    were matched to frames by stamp alone, so the node's late answer to one frame was recorded as a later frame's."""
+    from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, IMAGE_TYPE
+    from dgdehaze_core.bags.writer import BagWriter
+    from test_bag_io import PERIOD, START, camera_info_msg, image_msg
+
+    photos = sorted((shared_data / "detection" / "dawn-fog").glob("*.jpg"))[:8]
+    widths = [(2400 if index in (1, 5) else 160) + 16 * index for index in range(8)]
+    frames = [cv2.resize(cv2.imread(str(path)), (width, width * 9 // 16)) for width, path in zip(widths, photos)]
+    with BagWriter(tmp_path / "in", "mcap") as writer:
+        for index, frame in enumerate(frames):
+            header = writer.header(0, "camera_optical_frame")
+            writer.write("/cam/camera_info", CAMERA_INFO_TYPE, START + index * PERIOD,
+                         camera_info_msg(writer, header, frame))
+            writer.write("/cam/image_raw", IMAGE_TYPE, START + index * PERIOD, image_msg(writer, header, frame, "bgr8"))
+    out = tmp_path / "eval"
+    code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--camera-info-topic",
+                 "/cam/camera_info", "--node", "--method", "dcp", "--no-detection", "--out", str(out),
+                 "--no-progress", *pace])
+    assert code in (0, 1), (out / "node.log")  # 1: frames the node did not answer in time are listed as skipped
+    recorded = read_all(out / "bag")["/dgdehaze/image_dehazed"]
+    assert recorded, "the node answered no frame"
+    assert [widths.index(m.width) for _, m in recorded] == [(t - START) // PERIOD for t, _ in recorded]
+    assert {(m.header.stamp.sec, m.header.stamp.nanosec) for _, m in recorded} == {(0, 0)}, "the bag's stamp"
+    assert any("7 frames repeat an earlier frame's header stamp" in note
+               for note in json.loads((out / "summary.json").read_text())["notes"])
 
 
 def test_a_bag_that_cannot_be_copied_is_refused_before_any_node_is_asked(tmp_path: Path,

@@ -19,7 +19,7 @@ from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, IMAGE_TYPE, RANGE_TYPE, Bag
 from dgdehaze_core.cli import main  # noqa: E402
 from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
 from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, pace_shortfall,  # noqa: E402
-                                             send_paced)
+                                             send_paced, with_header_stamp)
 
 pytestmark = pytest.mark.ros
 
@@ -52,13 +52,18 @@ def test_the_stamp_is_read_from_the_cdr_bytes_of_any_stamped_message_in_either_b
     for garbage in (b"", b"\x00\x01\x00", b"{\"json\": 1}     "):
         with pytest.raises(ValueError, match="not a CDR"):
             header_stamp_ns(garbage)
+    for little in (True, False):  # a stamp set in the bytes reads back, the message otherwise whole
+        for stamp in (before_1970, 0, stamps[0]):
+            moved = with_header_stamp(_range_cdr(stamps[1], 40.0, little), stamp)
+            assert moved == _range_cdr(stamp, 40.0, little) and header_stamp_ns(moved) == stamp
 
 
 def test_frames_go_out_on_the_recordings_clock_and_each_output_is_spooled_for_the_frame_it_answers(
         tmp_path: Path) -> None:
     """Six frames at 30 Hz sent at half speed. A stand-in for the node answers while the replay spins: frame 0 at
-    once, frame 2 late (after frame 3 went out) and twice, frames 4 and 5 (which repeats 4's stamp) with 5 alone, and
-    output with a stamp never sent (a warm-up's straggler); frames 1 and 3 are dropped."""
+    once, frame 2 late (after frame 3 went out) and twice, frame 4 late (after frame 5 went out), and output with a
+    stamp never sent (a warm-up's straggler); frames 1, 3 and 5 are dropped. Frame 5 repeats frame 4's stamp: it
+    goes out with its log time, so frame 4's late outputs stay frame 4's (they were taken for frame 5's)."""
     stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(6), "bgr8", with_info=False)
     with BagSource(tmp_path / "in") as source:
         messages = list(source.raw_messages())
@@ -83,19 +88,19 @@ def test_frames_go_out_on_the_recordings_clock_and_each_output_is_spooled_for_th
         frames, stopped = send_paced(iter(messages), "/cam/image_raw", 6, 0.5, publish, spin, lambda: "", spool,
                                      timeout=5.0, progress=False)
     assert stopped == ""
-    assert [f.stamp for f in frames] == [*stamps[:5], stamps[4]] and [s for s, _ in published] == [f.stamp
-                                                                                                    for f in frames]
+    assert [f.stamp for f in frames] == [*stamps[:5], stamps[4]]
+    assert [s for s, _ in published] == [*stamps[:5], messages[5][1]] == [f.sent_stamp for f in frames]
     sent = [t for _, t in published]
     for index in range(1, 6):  # never before the recording's clock says, at half speed
         assert sent[index] - sent[0] >= index * PERIOD / 1e9 / 0.5 - 1e-4, index
-    assert [f.answered for f in frames] == [2, 0, 3, 0, 0, 2], "frame 5 took its stamp's outputs, not frame 4"
+    assert [f.answered for f in frames] == [2, 0, 3, 0, 2, 0], "frame 4's late outputs went to frame 5"
     replies = list(answers(spool, frames))
-    assert [frame.index for frame, _ in replies] == [0, 2, 5]
+    assert [frame.index for frame, _ in replies] == [0, 2, 4]
     store = typestore()
     by_frame = {frame.index: outputs for frame, outputs in replies}
     assert store.deserialize_cdr(by_frame[2]["visibility"][1], RANGE_TYPE).range == 60.0, "the first of two kept"
     assert by_frame[2]["image_dehazed"][1] == messages[2][2], "the bytes as received"
-    assert by_frame[5]["visibility"][0] > frames[5].sent, "arrival on the clock the send times are on"
+    assert by_frame[4]["visibility"][0] > frames[5].sent, "arrival on the clock the send times are on"
     assert sorted(by_frame[0]) == ["image_dehazed", "visibility"]
 
 

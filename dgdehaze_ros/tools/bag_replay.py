@@ -5,11 +5,12 @@ shipped Fast DDS profile unless the environment configures Fast DDS, so that the
 UDP fragments whose repair adds seconds to a frame's latency) or attaches to one that is already running
 (`attach=True`, the user's environment and node). It publishes every frame of the bag's image topic with its
 original header, in lockstep: the next frame goes out when the node's outputs for the previous one (matched by
-header stamp) have arrived, so the node's keep-newest-frame policy drops nothing and the latency is the node's own
-(publish to last output received). With a `rate`, frames go out at the recording's pace instead and the node drops
-what it cannot keep up with (`paced_replay`). The recorded outputs, still CDR as received, go into the output bag at
-the input frames' original receive times, and the same report as the offline mode is written. A node that stops part
-way (`NodeReplay.gone`) ends the replay at once, with the report of the frames before.
+header stamp; a frame that repeats an earlier one's stamp is sent with one of its own: `UniqueStamps`) have
+arrived, so the node's keep-newest-frame policy drops nothing and the latency is the node's own (publish to last
+output received). With a `rate`, frames go out at the recording's pace instead and the node drops what it cannot
+keep up with (`paced_replay`). The recorded outputs, CDR as received but for a stamp given back, go into the output
+bag at the input frames' original receive times, and the same report as the offline mode is written. A node that
+stops part way (`NodeReplay.gone`) ends the replay at once, with the report of the frames before.
 
 Output topics are the node's `~/` topics: /<node_name>/image_dehazed, depth_relative, detections, haze_density,
 camera_info, and with a mounting visibility and depth (metres). The input topics are the bag's own names (as
@@ -54,8 +55,9 @@ from dgdehaze_ros.parameters import WEIGHTS_SUFFIXES
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
-from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, node_counts_between, pace_shortfall,
-                                             paced_note, send_paced, sent_rate, window_frames)
+from dgdehaze_ros.tools.paced_replay import (OutputSpool, UniqueStamps, answers, header_stamp_ns, node_counts_between,
+                                             pace_shortfall, paced_note, send_paced, sent_rate, window_frames,
+                                             with_header_stamp)
 from dgdehaze_ros.tools.replay_records import OUTPUTS, LabelInfo, record_frame
 
 LOG = logging.getLogger(__name__)
@@ -367,6 +369,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
     plan = _warm_up(source, replay, evaluation, detector, plan, timeout)
     sent = 1  # the node's frames since activation: the warm-up was its first
     keep = sample_indices(count)
+    stamps = UniqueStamps()
     bar = tqdm(total=count, desc="bag-eval (node)", unit="frame", disable=not progress)
     index = 0
     try:
@@ -386,9 +389,10 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                 bar.update()
                 continue
             hazy, stamp = frame.image, frame.stamp_ns
+            sent_stamp = stamps.stamp_for(stamp, log_time)
             try:
-                outputs = _exchange(replay, _to_rclpy(connection.msgtype, raw), stamp, plan.required(sent),
-                                    plan.optional(sent), timeout)
+                outputs = _exchange(replay, _to_rclpy(connection.msgtype, with_header_stamp(raw, sent_stamp)),
+                                    sent_stamp, plan.required(sent), plan.optional(sent), timeout)
             except NodeGone as exc:
                 evaluation.stop(str(exc), index, count)
                 break
@@ -399,12 +403,17 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                                           f"{timeout:.1f} s")
                 LOG.warning("frame %d: the node did not answer within %.1f s", index, timeout)
             else:
+                outputs = {name: (value[0], with_header_stamp(value[1], stamp)) if not name.startswith("_") else value
+                           for name, value in outputs.items()}  # the bag's stamp, as the node would copy it
                 record_frame(evaluation, writer, replay.node_name, outputs, index, stamp, log_time, hazy, detector,
                              keep)
             index += 1
             bar.update()
     finally:
         bar.close()
+        if note := stamps.note():
+            LOG.warning("%s", note)
+            evaluation.notes.append(note)
     if len(evaluation.skipped) == count:
         raise NodeReplayError(f"node /{replay.node_name} answered none of the {count} frames")
 
@@ -419,6 +428,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     evaluation.rate = rate
     before = replay.next_report(COUNTERS_WAIT_S)
     replay.recorder.forget()
+    stamps = UniqueStamps()
     with OutputSpool(spool_path, {name: msgtype for name, (_, msgtype) in OUTPUTS.items()}) as spool:
         replay.recorder.sink = spool.receive
         try:
@@ -426,9 +436,12 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
                 window_frames(source, evaluation, replay.info_pub is not None), evaluation.image_topic, count, rate,
                 lambda connection, raw: _publish(replay, connection, raw), replay.spin,
                 lambda: replay.gone() or spool.room_problem(), spool, timeout, progress,
-                lambda connection, log_time, reason: evaluation.camera_info_damaged(log_time, reason))
+                lambda connection, log_time, reason: evaluation.camera_info_damaged(log_time, reason), stamps)
         finally:
             replay.recorder.sink = None
+    if note := stamps.note():
+        LOG.warning("%s", note)
+        evaluation.notes.append(note)
     if stopped:
         evaluation.stop(stopped, len(frames), count)
         count = len(frames)

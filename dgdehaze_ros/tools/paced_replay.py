@@ -3,9 +3,10 @@
 
 While frames are being sent, this process does as little as it can beside the node: each output the node publishes
 is matched to the frame it answers by its header stamp, read from the CDR bytes (`header_stamp_ns`), and written
-untouched into a spool bag on disk (`OutputSpool`). Decoding, the hazy row's detections and the output bag's images
-come afterwards, when `answers` reads the spool back frame by frame. A frame is told from an earlier one with the
-same stamp by the time it went out: an output belongs to the last frame with its stamp sent before it arrived.
+into a spool bag on disk (`OutputSpool`). Decoding, the hazy row's detections and the output bag's images come
+afterwards, when `answers` reads the spool back frame by frame. A frame that repeats an earlier frame's stamp (an
+unstamped camera's zeros) is sent with a stamp of its own (`UniqueStamps`), so that the late output of one frame is
+never taken for a later one's; its outputs are spooled with the bag's stamp again.
 `paced_note` says in the report what the node answered and, by its own /diagnostics counters
 (`node_counts_between`), why it did not answer the rest.
 """
@@ -43,6 +44,46 @@ def header_stamp_ns(raw: bytes) -> int:
     return sec * 1_000_000_000 + nanosec
 
 
+def with_header_stamp(raw: bytes, stamp: int) -> bytes:
+    """`raw` (CDR of a message whose first field is a std_msgs/Header, as `header_stamp_ns` reads) with its header
+    stamp set to `stamp` ns; the same bytes when it holds that stamp already."""
+    if header_stamp_ns(raw) == stamp:
+        return bytes(raw)
+    out = bytearray(raw)
+    struct.pack_into("<iI" if out[1] == 1 else ">iI", out, 4, *divmod(stamp, 1_000_000_000))
+    return bytes(out)
+
+
+class UniqueStamps:
+    """The stamps a replay sends its frames with: a frame's own, unless an earlier frame of the replay was sent with
+    it (an unstamped camera stamps every frame 0; a driver may stamp two frames alike). Such a frame gets its log
+    time (1 ns later while that is taken too): the node copies the stamp into its outputs, and the replay tells by
+    it which frame an output answers. Its outputs are recorded with the bag's stamp again (`with_header_stamp`)."""
+
+    def __init__(self) -> None:
+        self._sent: set[int] = set()
+        self.restamped = 0
+        """How many frames were sent with a stamp other than their own."""
+
+    def stamp_for(self, stamp: int, log_time: int) -> int:
+        """The stamp to send the frame stamped `stamp` and logged at `log_time` with."""
+        if stamp in self._sent:
+            self.restamped += 1
+            stamp = log_time
+            while stamp in self._sent:
+                stamp += 1
+        self._sent.add(stamp)
+        return stamp
+
+    def note(self) -> str:
+        """The report's note on the frames sent with a stamp of their own ("" when none was)."""
+        if not self.restamped:
+            return ""
+        return (f"{self.restamped} frames repeat an earlier frame's header stamp (an unstamped camera?): the node's "
+                "outputs are matched to frames by stamp, so each of them was sent to the node stamped with its log "
+                "time instead, and its outputs are recorded with the stamp the bag gives it")
+
+
 @dataclass
 class SentFrame:
     """One frame of the bag as the paced replay sent it."""
@@ -51,6 +92,8 @@ class SentFrame:
     stamp: int | None
     """Its header stamp; None when it was not sent, its bytes being no message the node could read."""
     log_time: int
+    sent_stamp: int | None = None
+    """The stamp it was sent with (`UniqueStamps`), which its outputs carry."""
     sent: float = math.nan
     """time.perf_counter() when it was published; NaN when it was not."""
     answered: int = 0
@@ -88,19 +131,21 @@ class OutputSpool:
 
     def sent(self, frame: SentFrame) -> None:
         """`frame` went out: outputs with its stamp answer it from now on."""
-        if frame.stamp is not None:
-            self._by_stamp[frame.stamp] = frame
+        if frame.sent_stamp is not None:
+            self._by_stamp[frame.sent_stamp] = frame
 
     def receive(self, name: str, raw: bytes) -> None:
-        """Spool output `name` (CDR) if it answers a frame sent; other outputs (the warm-up's late ones) are dropped."""
+        """Spool output `name` (CDR) if it answers a frame sent, with that frame's stamp in the bag; other outputs
+        (the warm-up's late ones) are dropped."""
         arrival = time.perf_counter_ns()
         try:
             frame = self._by_stamp.get(header_stamp_ns(raw))
         except ValueError:
             frame = None
-        if frame is None:
+        if frame is None or frame.stamp is None:
             return
-        self._writer.write_raw(f"/{name}", self.types[name], arrival, bytes(raw))
+        raw = with_header_stamp(raw, frame.stamp)
+        self._writer.write_raw(f"/{name}", self.types[name], arrival, raw)
         self.bytes += len(raw)
         self.tags[(name, arrival)] = frame.index
         frame.answered += 1
@@ -110,20 +155,23 @@ class OutputSpool:
 def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: str, count: int, rate: float,
                publish: Callable[[Connection, bytes], None], spin: Callable[[float], None],
                gone: Callable[[], str], spool: OutputSpool, timeout: float, progress: bool = True,
-               passed_over: Callable[[Connection, int, str], None] | None = None) -> tuple[list[SentFrame], str]:
+               passed_over: Callable[[Connection, int, str], None] | None = None,
+               stamps: UniqueStamps | None = None) -> tuple[list[SentFrame], str]:
     """Publish the first `count` frames of `messages` on `image_topic` (and every other message handed in, e.g. the
     camera_info) at `rate` times their recorded pace, spinning `spin` for the outputs in between; then wait until
     the last frame sent is answered and no output came for QUIET_S, at most `timeout` s. `gone` says why sending
     must stop ("" while it need not: the node can still answer, the spool's disk has room), asked before each frame
     and while waiting: sending stops there. `publish` raises ValueError for a message that is none (bytes that do
     not deserialize): it is not sent, and a message other than a frame is handed to `passed_over` with its log time
-    and the reason (logged when none is given).
+    and the reason (logged when none is given). Each frame is sent with the stamp `stamps` gives it (a new
+    `UniqueStamps` when None).
 
     Returns every frame up to the last one handed over, sent or not (a frame that is no message is not), in the
     bag's order, and why sending stopped early ("" when it did not).
     """
     frames: list[SentFrame] = []
     stopped = ""
+    stamps = stamps if stamps is not None else UniqueStamps()
     first_log = first_sent = None
     bar = tqdm(total=count, desc=f"bag-eval (node, {rate:g}x recorded rate)", unit="frame", disable=not progress)
     try:
@@ -150,12 +198,14 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
                 break
             frame = SentFrame(len(frames), None, log_time)
             try:
-                stamp, sent = header_stamp_ns(raw), time.perf_counter()
-                publish(connection, raw)
+                stamp = header_stamp_ns(raw)
+                sent_stamp = stamps.stamp_for(stamp, log_time)
+                sent = time.perf_counter()
+                publish(connection, with_header_stamp(raw, sent_stamp))
             except ValueError:  # no message the node could read either: the report lists it as not decodable
                 pass
             else:
-                frame.stamp, frame.sent = stamp, sent
+                frame.stamp, frame.sent_stamp, frame.sent = stamp, sent_stamp, sent
                 spool.sent(frame)
             frames.append(frame)
             bar.update()
