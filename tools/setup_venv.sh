@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-if [ ! -x "$VENV/bin/python" ]; then
+# A venv whose pip does not run was cut short while `venv` installed pip (or never made): `venv` run again over it
+# completes it (it deletes nothing), where `pip install` below would fail on it every time.
+if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" - <<'PY'
