@@ -161,6 +161,7 @@ def test_jobs_side_by_side_are_timed_tied_to_one_schedule_and_packed_one_archive
         smoke_kit: Path, tmp_path: Path) -> None:
     out, work = tmp_path / "out", tmp_path / "work"
     out.mkdir()
+    (work / "calibration-with").mkdir(parents=True)  # an earlier call's folder on a machine that stayed warm
     env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(out), "KIT": str(smoke_kit),
            "WORK": str(work)}
     fast = ["val_every=10", "checkpoint_every=10"]
@@ -181,3 +182,28 @@ def test_jobs_side_by_side_are_timed_tied_to_one_schedule_and_packed_one_archive
     refused = subprocess.run([*command[:3], "1", "--job", "a", str(SMOKE), "100", "--tie", "a,b"], cwd=REPO_DIR,
                              env=env, capture_output=True, text=True)
     assert refused.returncode != 0 and "--tie names no job b" in refused.stderr
+
+
+def test_jobs_refuse_more_archives_than_come_back_and_a_missing_out_in_one_line(tmp_path: Path) -> None:
+    jobs = [word for index in range(8) for word in ("--job", f"j{index}", str(SMOKE), "10")]
+    command = [sys.executable, str(REPO_DIR / "tools" / "device_train_jobs.py"), "--minutes", "1"]
+    env = {**os.environ, "OUT": str(tmp_path), "WORK": str(tmp_path / "work")}
+    many = subprocess.run([*command, *jobs], env=env, capture_output=True, text=True, timeout=60)
+    assert many.returncode == 1 and many.stderr.strip().splitlines() == [
+        "8 jobs: the device tool brings back 8 files, one archive per job and jobs.json, so at most 7 jobs run at once"]
+    env.pop("OUT")
+    no_out = subprocess.run([*command, *jobs[:4]], env=env, capture_output=True, text=True, timeout=60)
+    assert no_out.returncode == 1 and "Traceback" not in no_out.stderr and "OUT must name" in no_out.stderr
+    assert not (tmp_path / "work").exists()
+
+
+def test_the_jobs_archives_together_fit_what_the_device_tool_brings_back() -> None:
+    sys.path.insert(0, str(REPO_DIR / "tools"))
+    try:
+        import device_train_jobs
+    finally:
+        sys.path.remove(str(REPO_DIR / "tools"))
+    for jobs in range(1, 8):
+        per_job = device_train_jobs.archive_bytes(15.5, jobs)
+        assert per_job <= 15.5 * 2**20 and jobs * per_job + 2**20 <= 64 * 2**20
+    assert device_train_jobs.archive_bytes(15.5, 1) == 15.5 * 2**20

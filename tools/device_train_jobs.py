@@ -13,8 +13,12 @@ tools/device_kit.py packed into .device (carried).
    checkpoints), at most its cap, in tens; its cosine decay is stretched to them (`--iterations`).
 3. The jobs run side by side through tools/device_train.sh, whose own stop after the minutes plus one is the hard
    limit. Each job's files come back as $OUT/NAME.tgz (the tool brings back 8 files at most; the largest files
-   are left out first where one would pass `--max-mib`), and $OUT/jobs.json holds the rates, iterations, exit
-   codes and the tool's command.
+   are left out first where one would pass `--max-mib`, or where the archives together would pass the 64 MiB the
+   tool brings back), and $OUT/jobs.json holds the rates, iterations, exit codes and the tool's command. So at most
+   7 jobs run at once.
+
+Each call works in a new folder under $WORK (default /tmp/device_train_jobs), so a second call on a machine that
+stayed warm starts afresh beside the first's files.
 """
 from __future__ import annotations
 
@@ -25,11 +29,18 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
+RETURN_FILES = 8
+"""The most files the device tool brings back from $OUT: one archive per job and jobs.json."""
+RETURN_BYTES = 64 * 2**20
+"""The most bytes the device tool brings back from $OUT, all files together."""
+SUMMARY_BYTES = 2**20
+"""Room kept in RETURN_BYTES for jobs.json."""
 
 
 def parse_job(words: list[str]) -> dict[str, object]:
@@ -76,6 +87,12 @@ def calibrate(jobs: list[dict[str, object]], iterations: int, minutes: float, wo
             job["rate"], job["error"] = 0.0, str(error)
 
 
+def archive_bytes(max_mib: float, jobs: int) -> int:
+    """The most bytes one of `jobs` archives may hold: `max_mib`, and each job's share of what the tool brings back
+    beside jobs.json."""
+    return min(int(max_mib * 2**20), (RETURN_BYTES - SUMMARY_BYTES) // jobs)
+
+
 def archive(job: dict[str, object], work: Path, out: Path, max_bytes: int) -> None:
     """Pack the job's files into `out`/NAME.tgz, at most `max_bytes` of them: the weights, the logs, the
     calibration's log, then the resumable checkpoints, each left out where it would not fit."""
@@ -110,12 +127,18 @@ def main() -> int:
     jobs = [parse_job(words) for words in args.job]
     if len({j["name"] for j in jobs}) != len(jobs):
         raise SystemExit("two jobs of one name")
+    if len(jobs) > RETURN_FILES - 1:
+        raise SystemExit(f"{len(jobs)} jobs: the device tool brings back {RETURN_FILES} files, one archive per job "
+                         f"and jobs.json, so at most {RETURN_FILES - 1} jobs run at once")
     unknown = {name for tie in args.tie for name in tie.split(",")} - {j["name"] for j in jobs}
     if unknown:
         raise SystemExit(f"--tie names no job {', '.join(sorted(unknown))}")
+    if not os.environ.get("OUT"):
+        raise SystemExit("OUT must name the folder whose files come back (the device tool sets it)")
     out = Path(os.environ["OUT"])
-    work = Path(os.environ.get("WORK", "/tmp/device_train_jobs"))
-    work.mkdir(parents=True, exist_ok=True)
+    base = Path(os.environ.get("WORK", "/tmp/device_train_jobs"))
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="call-", dir=base))  # an earlier call's folders stay apart
     started = time.monotonic()
     calibrate(jobs, args.calibration, args.minutes, work)
     plan_s = args.minutes * 60.0 * args.margin
@@ -136,7 +159,7 @@ def main() -> int:
         job["command"] = " ".join(process.args)  # type: ignore[arg-type]
         job["exit"] = process.wait()
     for job in jobs:
-        archive(job, work, out, int(args.max_mib * 2**20))
+        archive(job, work, out, archive_bytes(args.max_mib, len(jobs)))
     summary = {"seconds": round(time.monotonic() - started, 1), "minutes": args.minutes, "jobs": jobs}
     (out / "jobs.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0 if runs and all(j.get("exit") == 0 for j, _ in runs) else 1
