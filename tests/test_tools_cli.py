@@ -22,9 +22,10 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 TOOLS = REPO_DIR / "tools"
 
 
-def _tool(name: str, *arguments: object, timeout: float = 120, cwd: Path = REPO_DIR) -> subprocess.CompletedProcess:
+def _tool(name: str, *arguments: object, timeout: float = 120, cwd: Path = REPO_DIR,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TOOLS / name), *map(str, arguments)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+                          timeout=timeout, cwd=cwd, env=env)
 
 
 def _error(result: subprocess.CompletedProcess, name: str) -> str:
@@ -186,6 +187,25 @@ def test_the_visibility_sheet_run_in_its_photo_folder_refuses_json_dash_as_such(
                    cwd=photos[0].parent)
     assert "--json -: this command writes its JSON to a file only" in _error(result, "visibility_sheet.py")
     assert sorted((tmp_path / "photos").iterdir()) == photos
+
+
+def test_the_dawn_tools_find_the_shared_data_and_the_split_from_any_folder(tmp_path: Path) -> None:
+    """Their defaults (the DAWN photos, data/splits/dawn-fog.yaml, the figure's path) were named from the current
+    folder: run from another one they found no split file and read ../shared/data there, not $DGDEHAZE_DATA."""
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "detection" / "dawn-fog").mkdir(parents=True)
+    elsewhere.mkdir()
+    env = {**os.environ, "DGDEHAZE_DATA": str(data)}
+    photos = data / "detection" / "dawn-fog"
+    for tool in ("choose_fusion_rule.py", "choose_contrast_clip.py"):
+        result = _tool(tool, cwd=elsewhere, env=env)  # its detector loads (and says so) before the photos are read
+        message = result.stderr.strip().splitlines()[-1]  # the split file read, the empty photo folder refused
+        assert result.returncode == 2 and message.startswith(f"{tool}: error: {photos} "), message
+    assert f"{photos} holds no DAWN photos" in _error(_tool("make_dawn_split.py", cwd=elsewhere, env=env),
+                                                      "make_dawn_split.py")
+    missing = _tool("noise_figure.py", "--out", tmp_path / "n.jpg", cwd=elsewhere, env=env)
+    assert f"{photos / 'haze-032.jpg'}" in _error(missing, "noise_figure.py")
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_make_dawn_split_refuses_a_folder_without_photos(tmp_path: Path) -> None:

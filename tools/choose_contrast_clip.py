@@ -22,10 +22,10 @@ from dgdehaze_core.evaluation.methods import MethodSpec, load_method  # noqa: E4
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
-from tools.tool_cli import one_line_errors  # noqa: E402
+from tools.tool_cli import DAWN_FOG_SPLIT, one_line_errors, shared_data  # noqa: E402
 
 CLIP_LIMITS = (1.0, 2.0, 4.0)
-OUTSIDE_THE_JUDGING_PART = ("@data/splits/dawn-fog.yaml:learn", "@data/splits/dawn-fog.yaml:validation")
+OUTSIDE_THE_JUDGING_PART = (f"@{DAWN_FOG_SPLIT}:learn", f"@{DAWN_FOG_SPLIT}:validation")
 
 
 @one_line_errors
@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     """Print (and with --json write) the table; a --json that cannot be written is refused before a model loads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", nargs="?", default="lite")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/detection/dawn-fog"))
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the DAWN fog photos (default: detection/dawn-fog in $DGDEHAZE_DATA or ../shared/data)")
     parser.add_argument("--split", action="append", default=None,
                         help="split parts to read (repeatable; default: learn and validation)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    args.data = shared_data(args.data, "detection", "dawn-fog")
     if args.json is not None:
         check_json_output(args.json, inputs=[args.data, Path(args.weights)])
     parts = args.split or list(OUTSIDE_THE_JUDGING_PART)

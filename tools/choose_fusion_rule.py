@@ -20,7 +20,7 @@ from dgdehaze_core.evaluation.methods import MethodSpec, load_method  # noqa: E4
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
-from tools.tool_cli import one_line_errors  # noqa: E402
+from tools.tool_cli import DAWN_FOG_SPLIT, one_line_errors, shared_data  # noqa: E402
 
 IOUS = (0.5, 0.55, 0.6)
 
@@ -30,10 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     """Print (and with --json write) the table; a --json that cannot be written is refused before a model loads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", nargs="?", default="lite")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/detection/dawn-fog"))
-    parser.add_argument("--split", default="@data/splits/dawn-fog.yaml:validation")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the DAWN fog photos (default: detection/dawn-fog in $DGDEHAZE_DATA or ../shared/data)")
+    parser.add_argument("--split", default=f"@{DAWN_FOG_SPLIT}:validation",
+                        help="split part to read (default: data/splits/dawn-fog.yaml's validation part)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    args.data = shared_data(args.data, "detection", "dawn-fog")
     if args.json is not None:
         check_json_output(args.json, inputs=[args.data, Path(args.weights)])
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)

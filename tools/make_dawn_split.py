@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.io.atomic_files import atomic_write_text, check_writable_file, refuse_inside  # noqa: E402
 from dgdehaze_core.io.images import ImageError, read_image  # noqa: E402
-from tools.tool_cli import one_line_errors  # noqa: E402
+from tools.tool_cli import DAWN_FOG_SPLIT, one_line_errors, shared_data  # noqa: E402
 
 SEED = 17
 SHARES = (("learn", 0.4), ("validation", 0.1), ("judge", 0.5))
@@ -102,9 +102,11 @@ def split(folder: Path) -> dict[str, list[str]]:
 def main(argv: list[str] | None = None) -> None:
     """Write the split to --out (checked before a photo is read) and print each part's size."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, default=Path("data/splits/dawn-fog.yaml"))
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the shared data folder (default: $DGDEHAZE_DATA, else ../shared/data)")
+    parser.add_argument("--out", type=Path, default=DAWN_FOG_SPLIT, help="default: data/splits/dawn-fog.yaml")
     args = parser.parse_args(argv)
+    args.data = shared_data(args.data)
     folder = args.data / "detection" / "dawn-fog"
     refuse_inside(args.out, folder, "--out", "the input folder")
     check_writable_file(args.out, "--out")

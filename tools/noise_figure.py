@@ -24,9 +24,9 @@ from dgdehaze_core.evaluation.no_reference_eval import noise_sigma  # noqa: E402
 from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
 from dgdehaze_core.io.atomic_files import atomic_write_bytes  # noqa: E402
 from dgdehaze_core.io.images import read_image  # noqa: E402
-from tools.tool_cli import check_image_output, one_line_errors  # noqa: E402
+from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
+from tools.tool_cli import check_image_output, one_line_errors, shared_data  # noqa: E402
 
-DAWN = Path("../shared/data/detection/dawn-fog")
 PHOTOS = ("haze-032.jpg", "foggy-061.jpg")
 """The two densest DAWN photos of the split's learn part (lowest mean transmission under the shipped lite)."""
 HEIGHT = 240
@@ -51,10 +51,12 @@ def _sky_crop(image: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     """Write the figure to --out and print its path; every photo is read before a model loads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("photos", nargs="*", type=Path, default=[DAWN / name for name in PHOTOS])
+    parser.add_argument("photos", nargs="*", type=Path,
+                        help="default: two DAWN fog photos of $DGDEHAZE_DATA or ../shared/data")
     parser.add_argument("--weights", default="lite")
-    parser.add_argument("--out", type=Path, default=Path("docs/images/dense-fog-noise.jpg"))
+    parser.add_argument("--out", type=Path, default=REPO_DIR / "docs" / "images" / "dense-fog-noise.jpg")
     args = parser.parse_args(argv)
+    args.photos = args.photos or [shared_data(None, "detection", "dawn-fog") / name for name in PHOTOS]
     check_image_output(args.out, "--out", args.photos)
     photos = {photo: read_image(photo) for photo in args.photos}
     exact = load_pipeline(args.weights, max_detail_gain=None)

@@ -15,8 +15,12 @@ from typing import Callable, Iterable
 
 import cv2
 
+from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir
 from dgdehaze_core.exits import report_errors
 from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
+
+DAWN_FOG_SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
+"""Which DAWN fog photos learn, choose and judge; named from the repository so a tool finds it from any folder."""
 
 Main = Callable[[list[str] | None], int | None]
 """A tool's entry point: its arguments (None: sys.argv[1:]) -> its exit status (None as 0)."""
@@ -46,3 +50,14 @@ def check_image_output(path: Path, flag: str, inputs: Iterable[Path] = ()) -> Pa
     check_writable_file(path, flag)
     refuse_input_as_output(path, inputs, flag)
     return path
+
+
+def shared_data(given: Path | None, *parts: str) -> Path:
+    """`given` (a tool's --data) as it is, else `parts` under the shared data folder ($DGDEHAZE_DATA, else
+    ../shared/data beside the repository, from whichever folder the tool runs); FileNotFoundError without one."""
+    if given is not None:
+        return given
+    shared = shared_data_dir()
+    if shared is None:
+        raise FileNotFoundError("no shared data folder: give --data, set DGDEHAZE_DATA or provide ../shared/data")
+    return shared.joinpath(*parts)

@@ -29,13 +29,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.cli import main as dgdehaze  # noqa: E402
-from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
+from dgdehaze_core.datasets.paths import shared_data_dir  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
 from dgdehaze_core.io.checkpoints import read_checkpoint  # noqa: E402
-from tools.tool_cli import one_line_errors  # noqa: E402
+from tools.tool_cli import DAWN_FOG_SPLIT, one_line_errors  # noqa: E402
 
-SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
 GATES = {"gate_mix": "dehazer.mix_gate", "gate_block0": "dehazer.stage1.0.gate", "gate_block1": "dehazer.stage1.1.gate"}
 
 
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         comparisons = ["--bootstrap", str(args.bootstrap), *comparisons]
     rows: dict[str, dict[str, object]] = {}
     detection = evaluate(["--dataset", str(data / "detection" / "dawn-fog"), "--measure", "detection",
-                          "--include", f"@{SPLIT}:validation", "--method", methods, *comparisons])
+                          "--include", f"@{DAWN_FOG_SPLIT}:validation", "--method", methods, *comparisons])
     rows.update({f"dawn-validation/detection/{key}": row for key, row in detection.items()})
     depth = evaluate(["--dataset", str(data / "depth" / "kitti-seq"), "--measure", "depth",
                       "--include", "*/image_02/*", "--method", methods])
