@@ -6,6 +6,7 @@ Each runs the script in a fresh interpreter on tiny synthetic data or on the sha
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -206,6 +207,19 @@ def test_the_dawn_tools_find_the_shared_data_and_the_split_from_any_folder(tmp_p
     missing = _tool("noise_figure.py", "--out", tmp_path / "n.jpg", cwd=elsewhere, env=env)
     assert f"{photos / 'haze-032.jpg'}" in _error(missing, "noise_figure.py")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_the_compiled_timing_refuses_an_int8_row_it_cannot_build_before_compiling(tmp_path: Path) -> None:
+    """Without torchao (not a dependency) the int8 row ended in a ModuleNotFoundError traceback, and a missing
+    calibration folder in an error, after minutes of compiling the other rows."""
+    tool = "compiled_network_timing.py"
+    if importlib.util.find_spec("torchao") is None:
+        result = _tool(tool, "--int8-calibration", tmp_path, timeout=60)
+        assert result.returncode == 2 and "--int8-calibration needs torchao" in result.stderr.splitlines()[-1]
+        assert "Traceback" not in result.stderr
+    else:
+        result = _tool(tool, "--int8-calibration", tmp_path / "none", timeout=60)
+        assert result.returncode == 2 and f"{tmp_path / 'none'}: no such folder" in result.stderr
 
 
 def test_make_dawn_split_refuses_a_folder_without_photos(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
                              "package does not depend on)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.int8_calibration is not None:  # before minutes of compiling the other rows
+        if importlib.util.find_spec("torchao") is None:
+            parser.error("--int8-calibration needs torchao, which the package does not depend on: install it or "
+                         "put it on PYTHONPATH (docs/BENCHMARKS.md)")
+        if not args.int8_calibration.is_dir():
+            parser.error(f"--int8-calibration {args.int8_calibration}: no such folder")
     if args.json is not None:
         check_json_output(args.json)  # before minutes of compiling; "-" is refused: the table goes to stdout
     settings = BenchSettings(repeats=args.repeats, max_seconds=20.0)
