@@ -157,6 +157,25 @@ def test_the_kit_refuses_a_folder_that_is_no_kit_and_deletes_nothing(tmp_path: P
     assert packed.returncode == 0 and (cut / "manifest.json").is_file(), packed.stderr
 
 
+def test_a_kit_whose_runs_would_not_travel_is_refused_and_left_unfinished(tmp_path: Path, shared_data: Path) -> None:
+    """Only data/ was counted against the device tool's 64 MiB, not the runs put at runs/NAME/ to be resumed that
+    travel with it: such a kit was reported as fitting and finished, and the device tool then refused it."""
+    kit = tmp_path / "kit"
+    (kit / "runs" / "smoke").mkdir(parents=True)
+    (kit / "manifest.json").write_text("{}")
+    with (kit / "runs" / "smoke" / "last.pt").open("wb") as checkpoint:
+        checkpoint.truncate(64 * 2**20)  # a sparse file: its size counts, no disk is used
+    refused = _pack(kit, SMOKE)
+    assert refused.returncode == 2, refused.stderr
+    assert f"{kit} is too large to travel" in refused.stderr.strip().splitlines()[-1]
+    assert not (kit / "manifest.json").exists() and (kit / ".packing").exists()
+    (kit / "runs" / "smoke" / "last.pt").unlink()
+    packed = _pack(kit, SMOKE)
+    assert packed.returncode == 0 and (kit / "manifest.json").is_file(), packed.stderr
+    manifest = json.loads((kit / "manifest.json").read_text())
+    assert manifest["kit_bytes"] == sum(p.stat().st_size for p in (kit / "data").rglob("*") if p.is_file())
+
+
 def test_jobs_side_by_side_are_timed_tied_to_one_schedule_and_packed_one_archive_each(
         smoke_kit: Path, tmp_path: Path) -> None:
     out, work = tmp_path / "out", tmp_path / "work"

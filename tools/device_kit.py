@@ -7,7 +7,8 @@ paths find them and its `include` patterns select the same files. Training image
 scales them (long side at most the recipe's `max_side`, INTER_AREA), PNG files losslessly and JPEG files again at
 quality 95 (the shared data's own quality; the second pass leaves them above 35 dB PSNR of the trainer's image);
 validation pairs are copied as they are. Video sources are copied whole. The kit and the repository's files must
-fit the device tool's 64 MiB together: this tool says so and exits 2 when they would not.
+fit the device tool's 64 MiB together, runs put at `.device/runs/NAME/` to be resumed included: this tool says
+so and exits 2 when they would not, leaving the kit unfinished (no manifest.json, so `device_train.sh` refuses it).
 
     .venv/bin/python tools/device_kit.py training/lite.yaml [training/lite_no_depth.yaml ...]
     # then, through the device tool: run(command="bash tools/device_train.sh training/lite.yaml 3000 8",
@@ -42,6 +43,8 @@ KIT_DIR = REPO_DIR / ".device"
 TRANSFER_LIMIT = 64 * 2**20
 """The device tool's limit on what travels: tracked and untracked files of the repository plus the carried kit."""
 JPEG_QUALITY = 95
+MANIFEST_BYTES = 4096
+"""Room kept for manifest.json, written once the kit is known to fit."""
 
 
 def tracked_bytes() -> int:
@@ -114,7 +117,8 @@ def plan_kit(recipes: list[Recipe]) -> KitPlan:
 
 
 def pack(plan: KitPlan, recipes: list[Recipe], kit: Path) -> dict[str, object]:
-    """Copy every file of `plan` into `kit`/data; the manifest (also written as `kit`/manifest.json)."""
+    """Copy every file of `plan` into `kit`/data; the manifest (also written as `kit`/manifest.json). ValueError,
+    with no manifest written, when the kit (its runs/ too) and the repository would not travel together."""
     kit_data = kit / "data"
     for path in tqdm(sorted(plan.max_side), desc="training images", unit="file"):
         target = kit_path(path, plan.data, kit_data)
@@ -124,9 +128,16 @@ def pack(plan: KitPlan, recipes: list[Recipe], kit: Path) -> dict[str, object]:
             copy_file(path, target)
     for path in sorted(plan.validation):
         copy_file(path, kit_path(path, plan.data, kit_data))
-    kit_bytes = sum(p.stat().st_size for p in kit_data.rglob("*") if p.is_file())
+    kit_bytes = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file() and p.name != PACKING)
     manifest = {"recipes": [str(r.source_file) for r in recipes], "files": len(plan.max_side) + len(plan.validation),
                 "kit_bytes": kit_bytes, "repository_bytes": tracked_bytes()}
+    total = kit_bytes + int(manifest["repository_bytes"])
+    LOG.info("%d files, kit %.1f MiB + repository %.1f MiB = %.1f MiB of the device tool's %d MiB",
+             manifest["files"], kit_bytes / 2**20, int(manifest["repository_bytes"]) / 2**20, total / 2**20,
+             TRANSFER_LIMIT // 2**20)
+    if total + MANIFEST_BYTES > TRANSFER_LIMIT:
+        raise ValueError(f"{kit} is too large to travel ({total / 2**20:.1f} MiB with the repository, runs/ "
+                         f"included): pack fewer recipes at once or move finished runs out of {kit / 'runs'}")
     with atomic_path(kit / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -151,15 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "manifest.json").unlink(missing_ok=True)  # written last: a kit without it is unfinished
     if (args.out / "data").exists():
         shutil.rmtree(args.out / "data")
-    manifest = pack(plan, recipes, args.out)
+    pack(plan, recipes, args.out)
     (args.out / PACKING).unlink()
-    total = int(manifest["kit_bytes"]) + int(manifest["repository_bytes"])
-    LOG.info("%d files, kit %.1f MiB + repository %.1f MiB = %.1f MiB of the device tool's %d MiB",
-             manifest["files"], int(manifest["kit_bytes"]) / 2**20, int(manifest["repository_bytes"]) / 2**20,
-             total / 2**20, TRANSFER_LIMIT // 2**20)
-    if total > TRANSFER_LIMIT:
-        LOG.error("too large to travel: pack fewer recipes at once")
-        return 2
     return 0
 
 
