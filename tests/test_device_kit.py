@@ -125,6 +125,19 @@ def test_device_train_brings_back_a_resumable_run_and_weights(smoke_kit: Path, t
     assert model.config_name == "lite"
 
 
+def test_device_train_fails_when_a_finished_run_s_weights_cannot_be_exported(smoke_kit: Path, tmp_path: Path) -> None:
+    """The export's failure was not the script's: the call exited 0 with no NAME.pt to bring back."""
+    out = tmp_path / "out"
+    (out / "blocked.pt").mkdir(parents=True)  # no file can be written there
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(out), "KIT": str(smoke_kit),
+           "NAME": "blocked"}
+    trained = subprocess.run(["bash", str(REPO_DIR / "tools" / "device_train.sh"), str(SMOKE), "2", "5"],
+                             cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=400)
+    assert trained.returncode == 1, trained.stdout + trained.stderr
+    assert "its weights could not be exported to blocked.pt" in trained.stderr
+    assert (out / "blocked" / "last.pt").is_file()
+
+
 def test_device_train_refuses_without_a_kit(tmp_path: Path) -> None:
     env = {**os.environ, "OUT": str(tmp_path), "KIT": str(tmp_path / "no-kit")}
     refused = subprocess.run(["bash", str(REPO_DIR / "tools" / "device_train.sh"), str(SMOKE), "3", "1"],

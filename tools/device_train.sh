@@ -48,8 +48,10 @@ mkdir -p "$out/$name"
 for file in last.pt best.pt recipe.yaml train.csv val.csv; do
     [ -f "$run/$file" ] && cp "$run/$file" "$out/$name/"
 done
-if [ "$status" -eq 0 ]; then
-    "$python" -c "import sys; from dgdehaze_core.training.trainer import export_weights as e; e(*sys.argv[1:])" \
-        "$run/last.pt" "$out/$name.pt"
+if [ "$status" -eq 0 ] && ! "$python" -c \
+        "import sys; from dgdehaze_core.training.trainer import export_weights as e; e(*sys.argv[1:])" \
+        "$run/last.pt" "$out/$name.pt"; then
+    echo "the run finished but its weights could not be exported to $name.pt: export $name/last.pt here" >&2
+    status=1
 fi
 exit "$status"
