@@ -1,15 +1,19 @@
-"""tools/setup_venv.sh, which `make demo` and `make test` run when .venv/.ready is missing: a set-up cut short must
-not leave a venv that every later run fails on.
+"""tools/setup_venv.sh (with tools/build_vision_msgs.sh), which `make demo` and `make test` run when .venv/.ready is
+missing: a set-up cut short must not leave a venv that every later run fails on, or one taken as ready that is not.
 
 The runs here give pip no package source, so that pip's install of the requirements fails at once, after the
 venv step that is checked (a whole set-up takes minutes).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 
@@ -33,3 +37,22 @@ def test_a_venv_cut_short_before_pip_was_installed_is_completed_not_failed_on(tm
     assert subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--version"], capture_output=True).returncode == 0
     assert (venv / "kept").is_file()
     assert done.returncode != 0 and not (venv / ".ready").exists()  # no package source: pip's install fails after it
+
+
+def test_vision_msgs_cut_short_before_its_type_support_is_built_again_not_taken_as_built(tmp_path: Path) -> None:
+    """The check was an import, which passes without the compiled type support: an install cut short before the
+    .so files was taken as built, and the node failed on its first Detection2DArray."""
+    spec = importlib.util.find_spec("vision_msgs")
+    if spec is None or spec.origin is None:
+        pytest.skip("vision_msgs is not built into this venv")
+    shadow = tmp_path / "site"
+    shutil.copytree(Path(spec.origin).parent, shadow / "vision_msgs", ignore=shutil.ignore_patterns("*typesupport*.so"))
+    venv = tmp_path / "venv"  # this interpreter, its vision_msgs without type support
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\nPYTHONPATH="{shadow}" exec "{sys.executable}" "$@"\n')
+    (venv / "bin" / "python").chmod(0o755)
+    done = subprocess.run(["bash", str(REPO_DIR / "tools" / "build_vision_msgs.sh")], env={**os.environ,
+                          "VENV": str(venv)}, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "nothing to build" not in done.stdout
+    assert done.returncode != 0  # it builds, and CMake finds no ROS 2 in this stand-in venv
+    assert "ament_cmake" in done.stderr or "building vision_msgs needs" in done.stderr, done.stdout + done.stderr

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Generate vision_msgs (the 4.x 2D detection messages, Classification and LabelInfo, tools/vision_msgs/) into the venv from the pip-installed ROS 2
 # build tools, so the node can publish vision_msgs/Detection2DArray without a ROS install.
-# Idempotent: does nothing when vision_msgs already imports (a real ROS install, or an earlier run).
+# Idempotent: does nothing when vision_msgs is already usable (a real ROS install, or an earlier run).
 # Needs cmake, make and a C/C++ compiler (Debian: cmake g++ make). See ../shared/notes/vision-msgs-from-pip.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 VENV=$(cd "$VENV" && pwd)
 PY="$VENV/bin/python"
-if "$PY" -c "from vision_msgs.msg import Classification, Detection2DArray, LabelInfo" 2>/dev/null; then
+# Usable: the messages serialize, which loads their compiled type support (an import alone does not, and passes on
+# an install cut short before the .so files).
+usable="from rclpy.serialization import serialize_message
+from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
+for message in (Classification(), Detection2DArray(), LabelInfo()):
+    serialize_message(message)"
+if "$PY" -c "$usable" 2>/dev/null; then
   echo "dgdehaze: vision_msgs already importable; nothing to build"
   exit 0
 fi
@@ -57,5 +63,5 @@ cmake -S tools/vision_msgs -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_
   || { cat "$BUILD/configure.log" >&2; exit 1; }
 cmake --build "$BUILD" -j "$(nproc)" >"$BUILD/build.log" 2>&1 || { tail -50 "$BUILD/build.log" >&2; exit 1; }
 cmake --install "$BUILD" >/dev/null
-"$PY" -c "from vision_msgs.msg import Classification, Detection2DArray, LabelInfo; Classification(); LabelInfo()"
+"$PY" -c "$usable"
 echo "dgdehaze: vision_msgs built into $VENV"
