@@ -79,7 +79,7 @@ from dgdehaze_ros.fog_measurement import FogMeasurement
 from dgdehaze_ros.model_reloads import ModelReloads
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
-                                     read_settings)
+                                     parameters_help, read_settings)
 from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, SubscriptionEventCallbacks
 from dgdehaze_ros.visibility_messages import FOG_PARAMETERS, fog_banner, visibility_msg
 
@@ -658,9 +658,28 @@ def create_node(parameters: Mapping[str, Any] | None = None, *, name: str = "dgd
     return node
 
 
+USAGE = """usage: dgdehaze_node [-h] [--ros-args -p NAME:=VALUE ... --params-file FILE -r FROM:=TO ...]
+
+The dgdehaze lifecycle node: camera frames in (`image`, `camera_info`), dehazed frames, depth, visibility and
+detections out under the node's name; docs/ROS.md lists the topics and QoS. It configures and activates itself
+unless autostart is false. Parameters (config/dgdehaze.yaml holds them all):
+"""
+
+
+def _asks_for_help(args: list[str] | None) -> bool:
+    """Whether the command line, before any `--ros-args`, holds -h or --help."""
+    given = sys.argv[1:] if args is None else list(args)
+    ours = given[:given.index("--ros-args")] if "--ros-args" in given else given
+    return "-h" in ours or "--help" in ours
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of `dgdehaze_node --ros-args -p name:=value ...`. Ctrl-C (or `ros2 launch`'s SIGINT) ends it with
-    code 0 whenever it comes, during autostart's configure too."""
+    code 0 whenever it comes, during autostart's configure too. `-h`/`--help` prints the usage and the parameters
+    and starts nothing."""
+    if _asks_for_help(args):
+        print(USAGE + parameters_help())
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         os.environ.update(node_environment())

@@ -9,6 +9,7 @@ cannot say (choices, existing files, device names, pairs) and runs both at confi
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -184,6 +185,21 @@ SPECS: tuple[ParameterSpec, ...] = (
                   read_only=True),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+def parameters_help(width: int = 100) -> str:
+    """Every parameter as `dgdehaze_node --help` lists it: name, default, range or choices, whether it is read-only,
+    and its description."""
+    lines = []
+    for spec in SPECS:
+        bounds = (f"one of {', '.join(spec.choices)}" if spec.choices
+                  else f"{spec.int_range[0]}..{spec.int_range[1]}" if spec.int_range
+                  else f"{spec.float_range[0]:g}..{spec.float_range[1]:g}" if spec.float_range else "")
+        notes = [f"default {spec.default!r}" if spec.default is not None else "unset", *([bounds] if bounds else []),
+                 *(["read-only"] if spec.read_only else [])]
+        lines.append(f"  {spec.name} ({'; '.join(notes)})")
+        lines.extend(textwrap.wrap(spec.description, width, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return "\n".join(lines)
 
 
 def declare_parameters(node: Node) -> None:

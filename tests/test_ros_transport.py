@@ -94,6 +94,18 @@ def test_the_node_run_without_the_launch_file_sends_its_images_through_the_profi
         assert f"Fast DDS configured by {profile_variables(env)[-1]}={shipped_profile()}" in text
 
 
+def test_the_node_s_help_lists_every_parameter_and_starts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """`dgdehaze_node --help` started the node (the model and the detector loaded, spinning until Ctrl-C): it
+    returned only when stopped."""
+    from dgdehaze_ros.parameters import SPECS
+
+    for args in (["--help"], ["-h", "--ros-args", "-p", "model:=dcp"]):
+        assert node_main(args) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: dgdehaze_node") and "one of dcp, lite, base" in out
+        assert all(f"\n  {spec.name} (" in out for spec in SPECS)
+
+
 def test_the_node_refuses_a_choice_of_profile_it_does_not_know_before_it_starts(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv(CHOICE_VARIABLE, "yes")
