@@ -6,6 +6,7 @@ venv step that is checked (a whole set-up takes minutes).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -56,3 +57,39 @@ def test_vision_msgs_cut_short_before_its_type_support_is_built_again_not_taken_
     assert "nothing to build" not in done.stdout
     assert done.returncode != 0  # it builds, and CMake finds no ROS 2 in this stand-in venv
     assert "ament_cmake" in done.stderr or "building vision_msgs needs" in done.stderr, done.stdout + done.stderr
+
+
+def _sources_digest() -> str:
+    """The digest build_vision_msgs.sh stamps: sha256sum's lines over tools/vision_msgs' files in byte order."""
+    folder = REPO_DIR / "tools" / "vision_msgs"
+    files = sorted((f"./{path.relative_to(folder)}" for path in folder.rglob("*") if path.is_file()),
+                   key=lambda name: name.encode())
+    lines = "".join(f"{hashlib.sha256((folder / name).read_bytes()).hexdigest()}  {name}\n" for name in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_vision_msgs_built_from_other_sources_are_built_again(tmp_path: Path) -> None:
+    """An edited tools/vision_msgs/*.msg made `make` run the set-up again (the Makefile names the .msg files), but
+    vision_msgs imported and serialized, so it said 'nothing to build' and the venv kept the old messages. Usable
+    vision_msgs without a stamp (a ROS install's) are kept; a stamp of other sources builds them again."""
+    if importlib.util.find_spec("vision_msgs") is None:
+        pytest.skip("vision_msgs is not built into this venv")
+    venv = tmp_path / "venv"  # this interpreter with its usable vision_msgs
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (venv / "bin" / "python").chmod(0o755)
+    stamp = venv / "share" / "dgdehaze_vision_msgs_sources.sha256"
+    stamp.parent.mkdir()
+
+    def build() -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(REPO_DIR / "tools" / "build_vision_msgs.sh")],
+                              env={**os.environ, "VENV": str(venv)}, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+
+    assert "nothing to build" in build().stdout  # no stamp: a ROS install's vision_msgs
+    stamp.write_text(_sources_digest() + "\n")
+    assert "nothing to build" in build().stdout
+    stamp.write_text("0" * 64 + "\n")
+    done = build()
+    assert "changed since vision_msgs was built" in done.stdout and "nothing to build" not in done.stdout
+    assert done.returncode != 0  # it builds, and CMake finds no ROS 2 in this stand-in venv

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generate vision_msgs (the 4.x 2D detection messages, Classification and LabelInfo, tools/vision_msgs/) into the venv from the pip-installed ROS 2
 # build tools, so the node can publish vision_msgs/Detection2DArray without a ROS install.
-# Idempotent: does nothing when vision_msgs is already usable (a real ROS install, or an earlier run).
+# Idempotent: does nothing when vision_msgs is already usable (a real ROS install, or an earlier run of the same
+# sources).
 # Needs cmake, make and a C/C++ compiler (Debian: cmake g++ make). See ../shared/notes/vision-msgs-from-pip.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +15,17 @@ usable="from rclpy.serialization import serialize_message
 from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
 for message in (Classification(), Detection2DArray(), LabelInfo()):
     serialize_message(message)"
+# What was built, by the sources it was built from: usable vision_msgs with no stamp come from a ROS install (or an
+# earlier set-up), and are kept; a stamp of other sources (a .msg edited since) builds them again.
+stamp="$VENV/share/dgdehaze_vision_msgs_sources.sha256"
+sources=$(cd tools/vision_msgs && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum \
+  | cut -d' ' -f1)
 if "$PY" -c "$usable" 2>/dev/null; then
-  echo "dgdehaze: vision_msgs already importable; nothing to build"
-  exit 0
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" = "$sources" ]; then
+    echo "dgdehaze: vision_msgs already importable; nothing to build"
+    exit 0
+  fi
+  echo "dgdehaze: tools/vision_msgs changed since vision_msgs was built into $VENV: building it again"
 fi
 for tool in cmake make c++; do
   command -v "$tool" >/dev/null || { echo "dgdehaze: building vision_msgs needs $tool (Debian: apt-get install cmake g++ make)" >&2; exit 1; }
@@ -64,4 +73,5 @@ cmake -S tools/vision_msgs -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_
 cmake --build "$BUILD" -j "$(nproc)" >"$BUILD/build.log" 2>&1 || { tail -50 "$BUILD/build.log" >&2; exit 1; }
 cmake --install "$BUILD" >/dev/null
 "$PY" -c "$usable"
+mkdir -p "$(dirname "$stamp")" && echo "$sources" > "$stamp"
 echo "dgdehaze: vision_msgs built into $VENV"
