@@ -33,13 +33,14 @@ if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Classification, Detection2DArray
 
 def _domain_id() -> int:
-    """1..200 (0 is everyone's default): from the session's pid, the xdist controller's for a worker, plus the
-    worker's number, so that two workers of one session never share a domain."""
+    """1..99 (0 is everyone's default; the tools reserve theirs above, `environment.PRIVATE_DOMAINS`): from the
+    session's pid, the xdist controller's for a worker, plus the worker's number, so that two workers of one
+    session never share a domain."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if not worker.startswith("gw"):
-        return 1 + os.getpid() % 200
+        return 1 + os.getpid() % 99
     workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
-    return 1 + (os.getppid() % (200 // workers)) * workers + int(worker[2:]) % workers
+    return 1 + (os.getppid() % (99 // workers)) * workers + int(worker[2:]) % workers
 
 
 DOMAIN_ID = _domain_id()

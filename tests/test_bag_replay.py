@@ -352,3 +352,22 @@ def test_a_started_node_is_given_a_pth_or_upper_case_weights_file_as_its_weights
             assert node._pipeline.weights_summary
         finally:
             node.destroy_node()
+
+
+def test_replays_beside_each_other_never_share_a_dds_domain() -> None:
+    """bag-eval --node drew its node's DDS domain from `random`, which a training run seeds: two test workers seeded
+    alike drew the same domain, and one replay recorded the other's node's outputs (a 90-row image beside its own
+    180-row frame). A domain is now reserved by a lock no other process on the machine can take meanwhile."""
+    import subprocess
+    import sys
+
+    from dgdehaze_core.datasets.paths import REPO_DIR
+    from dgdehaze_ros.tools.environment import PRIVATE_DOMAINS, reserve_domain
+
+    held = reserve_domain()
+    seeded = ("import random; random.seed(0); from dgdehaze_ros.tools.environment import reserve_domain; "
+              "print(reserve_domain())")
+    others = {int(subprocess.run([sys.executable, "-c", seeded], capture_output=True, text=True, check=True,
+                                 cwd=REPO_DIR, timeout=60).stdout) for _ in range(3)}
+    assert held in PRIVATE_DOMAINS and others <= set(PRIVATE_DOMAINS) and held not in others
+    assert reserve_domain() in PRIVATE_DOMAINS  # a second reservation lets the first go

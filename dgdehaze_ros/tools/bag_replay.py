@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -53,7 +52,7 @@ from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 from dgdehaze_ros.parameters import WEIGHTS_SUFFIXES
 from dgdehaze_ros.tools.child_process import stop
-from dgdehaze_ros.tools.environment import scoped_environ
+from dgdehaze_ros.tools.environment import reserve_domain, scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
 from dgdehaze_ros.tools.paced_replay import (OutputSpool, UniqueStamps, answers, header_stamp_ns, node_counts_between,
                                              pace_shortfall, paced_note, send_paced, sent_rate, window_frames,
@@ -305,7 +304,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
             log_path = None if attach else tmp / "node.log"
-            domain = None if attach else random.randint(100, 200)
+            domain = None if attach else reserve_domain()
             process = None
             if not attach:  # the node gives itself the large-image profile (fastdds_profile.node_environment)
                 env = {**os.environ, **LOCAL_DISCOVERY, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}

@@ -4,13 +4,18 @@ rcl reads the discovery range and the security settings from the environment in 
 its profiles and transports when a context's first node is created; neither takes them as arguments. A tool that
 sets them for its own context (a private localhost-only domain, a Fast DDS profile) sets them around those two
 calls with `scoped_environ`, so that they never stay in its caller's environment (a test, or a script that starts
-other ROS nodes afterwards). Its child processes get them in their own `env` instead.
+other ROS nodes afterwards). Its child processes get them in their own `env` instead. The domain of such a graph
+comes from `reserve_domain`.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
-from typing import Iterator, Mapping
+import secrets
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Mapping
 
 
 @contextlib.contextmanager
@@ -27,3 +32,33 @@ def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+PRIVATE_DOMAINS = range(100, 201)
+"""The ROS_DOMAIN_IDs a tool takes for a graph of its own (`reserve_domain`); tests' own domains lie below."""
+_held: IO[str] | None = None
+
+
+def reserve_domain() -> int:
+    """A ROS_DOMAIN_ID of PRIVATE_DOMAINS that no other process of this machine holds: a lock (flock) on a file
+    named after it in the temporary folder, held until this process reserves another or ends, so that a replay, a
+    node benchmark or a QoS probe never shares its DDS graph with another one running beside it (a test worker's,
+    or a second user's). The search starts at a number drawn from the OS, not from `random`, which a training run
+    seeds: two processes seeded alike drew the same domain and took each other's nodes' outputs."""
+    global _held
+    if _held is not None:
+        _held.close()
+        _held = None
+    start = secrets.randbelow(len(PRIVATE_DOMAINS))
+    for offset in range(len(PRIVATE_DOMAINS)):
+        domain = PRIVATE_DOMAINS[(start + offset) % len(PRIVATE_DOMAINS)]
+        handle = open(Path(tempfile.gettempdir()) / f"dgdehaze-ros-domain-{domain}.lock", "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _held = handle
+        return domain
+    raise RuntimeError(f"every ROS domain {PRIVATE_DOMAINS.start}..{PRIVATE_DOMAINS.stop - 1} is held by another "
+                       "replay, node benchmark or QoS probe on this machine")

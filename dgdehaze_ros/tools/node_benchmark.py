@@ -53,7 +53,7 @@ from dgdehaze_core.commands.ros_modes import RELIABILITIES
 from dgdehaze_ros.conversions import bgr8_to_image
 from dgdehaze_ros.fastdds_profile import launch_environment, transport_summary
 from dgdehaze_ros.tools.child_process import log_tail, stop
-from dgdehaze_ros.tools.environment import scoped_environ
+from dgdehaze_ros.tools.environment import reserve_domain, scoped_environ
 
 LOG = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
     if width < 1 or height < 1:
         raise ValueError(f"the frame size must be positive, got {width}x{height}")
     check_node_load(rate_hz, seconds)
-    domain = 1 + (os.getpid() + 101) % 200
+    domain = reserve_domain()
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1", **(extra_env or {}),
            **(node_env or {})}
     command = [sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r", f"__node:={NODE_NAME}",

@@ -31,6 +31,7 @@ import numpy as np
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_ros.fastdds_profile import profile_variables, shipped_profile
 from dgdehaze_ros.tools.child_process import log_tail, stop
+from dgdehaze_ros.tools.environment import reserve_domain
 
 LOG = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def measure_loss(width: int, height: int, *, reliability: str, publisher_reliabi
     if width < 1 or height < 1:
         raise ValueError("the frame size must be positive")
     check_rows(frames, rate_hz, (transport, subscriber_transport or transport))
-    domain = domain if domain is not None else 1 + (os.getpid() + 57) % 200
+    domain = domain if domain is not None else reserve_domain()
     env = {**os.environ, **transport_env(transport), "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     listener_env = {**os.environ, **transport_env(subscriber_transport or transport), "ROS_DOMAIN_ID": str(domain),
                     "PYTHONUNBUFFERED": "1"}
