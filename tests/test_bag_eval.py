@@ -204,6 +204,17 @@ def test_undecodable_frames_are_skipped_and_listed_and_what_follows_the_last_fra
             "--max-frames ends the output bag with the last frame evaluated"
 
 
+def test_without_a_detector_the_hazy_row_has_no_latency_not_zero(tmp_path: Path) -> None:
+    """The hazy row's latency is the detector's on the raw frame: with --no-detection it read 0.0000 ms, a time that
+    was never measured."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(2), "bgr8")
+    assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "eval"), "--method", "dcp",
+                 "--no-detection", "--image-topic", "/cam/image_raw", "--no-progress"]) == 0
+    figures = json.loads((tmp_path / "eval" / "summary.json").read_text())["figures"]
+    assert (figures["hazy"]["latency_ms_median"], figures["hazy"]["fps"]) == (None, None)
+    assert figures["dehazed"]["latency_ms_median"] > 0
+
+
 def test_bag_eval_exits_1_when_frames_could_not_be_decoded_alone_and_in_a_fleet(tmp_path: Path) -> None:
     bag, good = tmp_path / "damaged", tmp_path / "good"
     with BagWriter(bag, "mcap") as writer:

@@ -139,8 +139,10 @@ def _or_fallback(method: str | None, default: str | None, load: Callable[[str], 
 
 
 def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Detection], float]:
+    """`detector`'s detections on `image` and the milliseconds they took; without a detector none, and NaN ms: no
+    time was measured (the hazy row's latency reads n/a, not 0)."""
     if detector is None:
-        return [], 0.0
+        return [], float("nan")
     start = time.perf_counter()
     detections = detector(image)
     return detections, (time.perf_counter() - start) * 1000.0
