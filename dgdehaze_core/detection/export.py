@@ -21,7 +21,7 @@ from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
 from dgdehaze_core.io.file_digest import file_sha256
-from dgdehaze_core.io.file_paths import file_suffix
+from dgdehaze_core.io.file_paths import existing_file, file_suffix
 
 LOG = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
     if half and fmt == "onnx" and not device.startswith("cuda"):
         raise ValueError("Ultralytics exports an fp16 ONNX detector only on a GPU: on the CPU it writes fp32 (an "
                          "fp16 detector: --format engine --fp16 on the GPU that runs it)")
-    if not weights.is_file():
-        raise FileNotFoundError(f"no such detector weights: {weights}")
+    existing_file(weights, "detector weights")
     if fmt not in DETECTOR_FORMATS:
         raise ValueError(f"detector format must be one of {', '.join(DETECTOR_FORMATS)}, got {fmt!r}")
     check_imgsz(imgsz)

@@ -36,6 +36,7 @@ from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
 from dgdehaze_core.io.file_digest import file_sha256
+from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.onnx_files import read_onnx
 
 LOG = logging.getLogger(__name__)
@@ -135,8 +136,7 @@ def _quantize(float_onnx: Path, target: Path) -> None:
 def _cache_identity(int8_onnx: Path, cache_dir: str | os.PathLike[str] | None) -> tuple[EngineCache[Path], str, str]:
     import onnxruntime
 
-    if not int8_onnx.is_file():
-        raise FileNotFoundError(f"no such detector file: {int8_onnx}")
+    existing_file(int8_onnx, "detector file")
     runtime = f"ultralytics-{offline_ultralytics().__version__}-onnxruntime-{onnxruntime.__version__}"
     return EngineCache(cache_dir or default_cache_dir()), file_sha256(int8_onnx), runtime
 

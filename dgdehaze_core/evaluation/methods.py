@@ -9,11 +9,11 @@ need no pipeline:
 - `clear-jpeg90`: the clear image saved as a JPEG at quality 90 (detection recovery): how far an all but lossless
   copy of the clear image already moves the detector, the protocol's own noise.
 NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a file's
-stem, `best` for `best.pt` as for `runs/best.pt`). `SOURCE+hazy` (detection only) runs the detector on the input and on SOURCE's output and fuses the two
-sets of boxes (`detection.fusion`), as the node's `detection_input: fused`; it shares SOURCE's pipeline. A `+clahe`
-after any of these but the clear references (`hazy+clahe`, `lite+clahe`, `lite+hazy+clahe`; detection only) makes
-the detector read the method's frames with their local contrast equalised (`detection.contrast`), as the node's
-`detection_contrast`.
+stem, `best` for `best.pt` as for `runs/best.pt`). `SOURCE+hazy` (detection only) runs the detector on the input
+and on SOURCE's output and fuses the two sets of boxes (`detection.fusion`), as the node's `detection_input: fused`;
+it shares SOURCE's pipeline. A `+clahe` after any of these but the clear references (`hazy+clahe`, `lite+clahe`,
+`lite+hazy+clahe`; detection only) makes the detector read the method's frames with their local contrast equalised
+(`detection.contrast`), as the node's `detection_contrast`.
 """
 from __future__ import annotations
 

@@ -260,8 +260,9 @@ class NetworkPipeline:
         self._shrunk: set[tuple[int, int]] = set()
         """Frame sizes already said to be too large for the runtime (said once each)."""
         self._said_non_finite = False
-        self._said_non_finite_image = False
         """Whether the network's NaN or infinite scattering has been said (once)."""
+        self._said_non_finite_image = False
+        """Whether the decoder's NaN or infinite pixels have been said (once)."""
 
     @property
     def weights_summary(self) -> str:

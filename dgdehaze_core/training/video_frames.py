@@ -23,7 +23,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -109,11 +109,11 @@ def _by_numbers(path: Path) -> list[list[tuple[int, int | str]]]:
             for part in path.parts]
 
 
-def frames_in_order(frames: Sequence[Path], folder: Path) -> tuple[Path, ...]:
-    """The frame files (under `folder`) in name order; ImageError, naming two of them, where the numbers in their
-    names give another order (frame10.png before frame2.png: numbers not zero-padded), which would make
-    neighbours of frames that are not."""
-    by_name = sorted(frames)
+def frames_in_order(paths: Iterable[Path], folder: Path) -> tuple[Path, ...]:
+    """The image files among `paths` (under `folder`, hidden ones left out) in name order; ImageError, naming two of
+    them, where the numbers in their names give another order (frame10.png before frame2.png: numbers not
+    zero-padded), which would make neighbours of frames that are not."""
+    by_name = sorted(p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))
     by_number = sorted(by_name, key=_by_numbers)
     if by_name != by_number:
         first, second = next((a, b) for a, b in zip(by_name, by_number) if a != b)
@@ -127,8 +127,7 @@ def folder_sequence(folder: FrameFolder) -> VideoSequence:
     """The `VideoSequence` of a `FrameFolder`: intrinsics moved into the crop and normalised by its size."""
     if not folder.path.is_dir():
         raise FileNotFoundError(f"no such sequence folder: {folder.path}")
-    frames = frames_in_order([p for p in folder.path.glob(folder.include)
-                              if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder.path)], folder.path)
+    frames = frames_in_order(folder.path.glob(folder.include), folder.path)
     if not frames:
         raise ImageError(f"{folder.path} holds no frames matching {folder.include!r}")
     height, width = read_image(frames[0]).shape[:2]
@@ -159,8 +158,7 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
         calibration = drive.parent / KITTI_CALIBRATION
         if not calibration.is_file():
             raise ImageError(f"{folder} has no {KITTI_CALIBRATION} in {drive.parent}")
-        frames = frames_in_order([p for p in folder.iterdir()
-                                  if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder)], folder)
+        frames = frames_in_order(folder.iterdir(), folder)
         sequences.append(VideoSequence(f"{drive.name}/image_{camera}", frames,
                                        read_kitti_intrinsics(calibration, camera), folder=folder))
     if not sequences:

@@ -402,8 +402,9 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                                           f"{timeout:.1f} s")
                 LOG.warning("frame %d: the node did not answer within %.1f s", index, timeout)
             else:
-                outputs = {name: (value[0], with_header_stamp(value[1], stamp)) if not name.startswith("_") else value
-                           for name, value in outputs.items()}  # the bag's stamp, as the node would copy it
+                if sent_stamp != stamp:  # the bag's stamp again, as the node would have copied it
+                    outputs = {name: value if name.startswith("_") else (value[0], with_header_stamp(value[1], stamp))
+                               for name, value in outputs.items()}
                 record_frame(evaluation, writer, replay.node_name, outputs, index, stamp, log_time, hazy, detector,
                              keep)
             index += 1
