@@ -27,8 +27,7 @@ from torch import nn
 
 from dgdehaze_core.io.checkpoints import (checkpoint_provenance, read_checkpoint, read_checkpoint_and_digest,
                                           write_checkpoint)
-from dgdehaze_core.io.file_paths import existing_file
-from dgdehaze_core.io.file_paths import file_suffix
+from dgdehaze_core.io.file_paths import existing_file, file_suffix
 from dgdehaze_core.io.images import MAX_PIXELS
 from dgdehaze_core.models.depth_net import DepthNet
 from dgdehaze_core.models.state_fit import check_finite, misfit
