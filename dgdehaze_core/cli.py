@@ -12,6 +12,7 @@ from dgdehaze_core import __version__
 from dgdehaze_core.exits import report_errors
 from dgdehaze_core.io.atomic_files import check_json_output, refuse_input_as_output
 from dgdehaze_core.io.json_stdout import is_stdout, json_on_stdout
+from dgdehaze_core.process_memory import keep_frame_memory
 
 COMMANDS = {"dehaze": "dehaze", "bench": "bench", "bag-eval": "bag_eval", "train": "train",
             "train-depth": "train_depth", "eval": "evaluate", "export": "export"}
@@ -68,6 +69,7 @@ def _path_arguments(args: argparse.Namespace) -> dict[str, list[Path]]:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors from bad input or an unwritable output (a read-only or full disk) print one line
     and exit 2 instead of a traceback."""
+    keep_frame_memory()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -9,28 +9,8 @@ at import, before the heavy libraries start their threads.
 """
 from __future__ import annotations
 
-import ctypes
+from dgdehaze_core.process_memory import cap_heap_arenas
 
-M_ARENA_MAX = -8
-"""glibc's mallopt parameter for the most heap arenas."""
 HEAP_ARENAS = 2
 
-
-def glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc, else None."""
-    try:
-        library = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-    return library if hasattr(library, "mallopt") else None
-
-
-_LIBC = glibc()
-if _LIBC is not None:
-    _LIBC.mallopt(M_ARENA_MAX, HEAP_ARENAS)
-
-
-def return_freed_memory() -> None:
-    """Hand the heap pages freed by released models or a huge frame back to the system (glibc only)."""
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
+cap_heap_arenas(HEAP_ARENAS)

@@ -68,8 +68,8 @@ from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker, Still
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
+from dgdehaze_core.process_memory import keep_frame_memory, return_freed_memory
 from dgdehaze_core.visualize import draw_detections
-from dgdehaze_ros import return_freed_memory
 from dgdehaze_ros.conversions import (ImageConversionError, array_to_image, bgr8_to_image, bgr8_to_pixels,
                                       camera_frame, compressed_depth_image, compressed_image, depth_to_image)
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
@@ -677,6 +677,7 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of `dgdehaze_node --ros-args -p name:=value ...`. Ctrl-C (or `ros2 launch`'s SIGINT) ends it with
     code 0 whenever it comes, during autostart's configure too. `-h`/`--help` prints the usage and the parameters
     and starts nothing."""
+    keep_frame_memory()
     if _asks_for_help(args):
         print(USAGE + parameters_help())
         return 0

@@ -41,6 +41,7 @@ from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.tables import write_json
 from dgdehaze_core.physics.visibility import Mounting
+from dgdehaze_core.process_memory import keep_frame_memory
 
 LOG = logging.getLogger(__name__)
 
@@ -122,7 +123,9 @@ def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
 
 
 def evaluate_job(job: BagJob) -> BagOutcome:
-    """Evaluate one bag; any Exception becomes a failed outcome with the reason in one line, not an exception."""
+    """Evaluate one bag; any Exception becomes a failed outcome with the reason in one line, not an exception. A Ray
+    worker's process, which the `dgdehaze` command did not start, keeps its frames' memory as the command does."""
+    keep_frame_memory()
     began = time.perf_counter()
     try:
         detector = Detector(**job.detector) if job.detector is not None else None
