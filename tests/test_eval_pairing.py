@@ -231,3 +231,50 @@ def test_eval_scores_a_flat_set_as_the_same_pairs_in_folders(o_haze_small, tmp_p
     assert rows["nh-haze"] == rows["shared-o-haze"]
     assert rows["nh-haze"]["quality/hazy"]["pairs"] == rows["nh-haze"]["haze/hazy"]["images"] == len(O_HAZE_SCENES)
     assert 5.0 < rows["nh-haze"]["quality/hazy"]["psnr"] < 40.0
+
+
+SOTS_OUTDOOR = {"0016_0.8_0.08.jpg": "0016.jpg", "0030_0.95_0.12.jpg": "0030.jpg"}
+
+
+@pytest.mark.parametrize("hazy_parts, clear_folder", [
+    (("OTS/haze/part1", "OTS/haze/part2"), "OTS/clear"),
+    (("OTS/hazy/part1", "OTS/hazy/part1"), "OTS/clear/clear_images"),
+    (("OTS/HAZE", "OTS/HAZE"), "OTS/clear"),
+])
+def test_reside_ots_as_unpacked_pairs_its_haze_folder_and_its_parts(shared_data: Path, tmp_path: Path,
+                                                                    hazy_parts, clear_folder):
+    """RESIDE-beta's OTS names its hazy folder `haze/` and comes in zip parts unpacked as `haze/part1/` ...: such a
+    set was refused as having no hazy/ folder, or as a hazy folder holding no images. Real SOTS-outdoor files laid
+    out so pair with their own clear images, and score as the shared set in hazy/ + clear/ does."""
+    source = shared_data / "paired" / "sots-outdoor"
+    for part, (hazy, clear) in zip(hazy_parts, SOTS_OUTDOOR.items()):
+        (tmp_path / part).mkdir(parents=True, exist_ok=True)
+        (tmp_path / clear_folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / "hazy" / hazy, tmp_path / part / hazy)
+        shutil.copyfile(source / "clear" / clear, tmp_path / clear_folder / clear)
+    root = tmp_path / "OTS"
+    assert is_paired_set(root)
+    pairs = find_pairs(root)
+    assert [pair.hazy for pair in pairs] == hazy_images(root) == [tmp_path / part / hazy for part, hazy in
+                                                                  zip(hazy_parts, SOTS_OUTDOOR)]
+    assert {pair.name: pair.clear.name for pair in pairs} == {Path(h).stem: c for h, c in SOTS_OUTDOOR.items()}
+    assert all(pair.clear.read_bytes() == (source / "clear" / pair.clear.name).read_bytes() for pair in pairs)
+    rows = {}
+    for name, dataset in (("ots", root), ("shared", source)):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--dataset", str(dataset), "--measure", "quality", "--method", "hazy",
+                     "--json", str(out)]) == 0
+        rows[name] = json.loads(out.read_text())
+    assert rows["ots"] == rows["shared"] and rows["ots"]["hazy"]["pairs"] == 2
+
+
+def test_one_hazy_name_in_two_parts_is_refused_naming_both(shared_data: Path, tmp_path: Path):
+    source = shared_data / "paired" / "sots-outdoor"
+    for part in ("part1", "part2"):
+        (tmp_path / "haze" / part).mkdir(parents=True)
+        shutil.copyfile(source / "hazy" / "0016_0.8_0.08.jpg", tmp_path / "haze" / part / "0016_0.8_0.08.jpg")
+    (tmp_path / "clear").mkdir()
+    shutil.copyfile(source / "clear" / "0016.jpg", tmp_path / "clear" / "0016.jpg")
+    with pytest.raises(PairingError, match=r"haze holds several files for one name: 0016_0\.8_0\.08 "
+                                           r"\(part1/0016_0\.8_0\.08\.jpg, part2/0016_0\.8_0\.08\.jpg\)"):
+        find_pairs(tmp_path)

@@ -1,9 +1,11 @@
 """Paired dehazing sets: hazy images with their clear ground truth, matched by name.
 
 A paired set is a folder in one of the layouts the public benchmarks are published in:
-- a `hazy/` folder beside a `clear/` (or `GT/`, `clean/`) folder, names matched in any case: RESIDE (SOTS, ITS,
-  OTS), O-HAZE and I-HAZE (`hazy/01_outdoor_hazy.jpg` with `GT/01_outdoor_GT.jpg`), Dense-HAZE (`hazy/01_hazy.png`
-  with `GT/01_GT.png`);
+- a `hazy/` (or `haze/`) folder beside a `clear/` (or `GT/`, `clean/`) folder, names matched in any case: RESIDE
+  (SOTS, ITS, OTS; RESIDE-beta's OTS as `haze/0001_0.8_0.2.jpg` with `clear/0001.jpg`), O-HAZE and I-HAZE
+  (`hazy/01_outdoor_hazy.jpg` with `GT/01_outdoor_GT.jpg`), Dense-HAZE (`hazy/01_hazy.png` with `GT/01_GT.png`).
+  The images of both folders are read from their subfolders too (OTS unpacked from its zip parts as
+  `haze/part1/...`, `haze/part2/...`), so a file's folder within them plays no part in its pairing: its name does;
 - one flat folder of images named `NAME_hazy.*` beside `NAME_GT.*`: NH-HAZE and NH-HAZE2 (`01_hazy.png` with
   `01_GT.png`).
 A hazy file `NAME_anything.ext` (or `NAME.ext`) pairs with the clear file `NAME.*` or `NAME_GT.*` (a clear name's
@@ -12,22 +14,21 @@ SOTS outdoor's `0016_0.8_0.08.jpg` -> `0016.jpg`, O-HAZE's `27_hazy.png` -> `27.
 `01_outdoor_GT.jpg`. When several clear names fit, the longest wins (`a_b_1.png` -> `a_b.png` before `a.png`). In
 the flat layout the hazy images are those named with a hazy role token (`_hazy` or `_haze`, any case) and every
 image must carry one of the two kinds of token. Every problem (missing folder, empty folder, two hazy or two clear
-folders, a hazy image without its clear image, two clear files with one name such as `01.png` and `01_GT.png`, an
-image of a flat set named as neither, unreadable files, sizes that differ other than by SOTS indoor's frame:
-`load_pair`) raises a `PairingError` that names the files.
+folders, a hazy image without its clear image, two clear files with one name such as `01.png` and `01_GT.png` or
+two hazy files with one name in two subfolders, an image of a flat set named as neither, unreadable files, sizes
+that differ other than by SOTS indoor's frame: `load_pair`) raises a `PairingError` that names the files.
 """
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dgdehaze_core.io.images import ImageError, ReadImage, list_images, read_image
+from dgdehaze_core.io.images import ImageError, ReadImage, images_under, list_images, read_image
 
-HAZY_FOLDER_NAMES = ("hazy",)
+HAZY_FOLDER_NAMES = ("hazy", "haze")
 CLEAR_FOLDER_NAMES = ("clear", "gt", "clean")
 """Folder names of the two kinds, matched in any case (`GT/`, `Hazy/`)."""
 HAZY_ROLE = re.compile(r"(?P<name>.+)_(hazy|haze)", re.IGNORECASE)
@@ -120,13 +121,13 @@ def _layout(root: Path) -> _Layout:
     clear_folder = _one_folder(root, CLEAR_FOLDER_NAMES, "clear")
     if clear_folder is None:
         raise PairingError(f"{root} has no clear/ (or GT/) folder of ground-truth images")
-    return _Layout(hazy_folder, clear_folder, list_images(hazy_folder), list_images(clear_folder))
+    return _Layout(hazy_folder, clear_folder, images_under(hazy_folder), images_under(clear_folder))
 
 
 def hazy_images(root: str | Path) -> list[Path]:
-    """The hazy images of the paired set at `root`, sorted by name: its hazy folder's images, or in the flat layout
-    those named `NAME_hazy.*`. Whether each has its clear image is not checked (`find_pairs` does); PairingError
-    when `root` is in neither layout."""
+    """The hazy images of the paired set at `root`, sorted by path: its hazy folder's images (its subfolders'
+    too), or in the flat layout those named `NAME_hazy.*`. Whether each has its clear image is not checked
+    (`find_pairs` does); PairingError when `root` is in neither layout."""
     return _layout(Path(root)).hazy
 
 
@@ -148,8 +149,15 @@ def listing(items: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def _several(by_name: dict[str, list[Path]], folder: Path) -> list[str]:
+    """`NAME (file, file)` for each name of `by_name` with several files, these given by their path in `folder`
+    (`part1/0001_1.jpg`), sorted."""
+    return sorted(f"{name} ({', '.join(sorted(p.relative_to(folder).as_posix() for p in paths))})"
+                  for name, paths in by_name.items() if len(paths) > 1)
+
+
 def find_pairs(root: str | Path) -> list[Pair]:
-    """All pairs of the set at `root`, sorted by hazy name, each hazy image with the clear image of its NAME
+    """All pairs of the set at `root`, in the order of `hazy_images`, each hazy image with the clear image of its NAME
     (module docstring); raises PairingError when the set is not usable."""
     root = Path(root)
     layout = _layout(root)
@@ -161,11 +169,13 @@ def find_pairs(root: str | Path) -> list[Pair]:
     by_name: dict[str, list[Path]] = {}
     for path in layout.clear:
         by_name.setdefault(_clear_name(path.stem), []).append(path)
-    ambiguous = sorted(f"{name} ({', '.join(p.name for p in paths)})" for name, paths in by_name.items()
-                       if len(paths) > 1)
+    ambiguous = _several(by_name, clear_folder)
     if ambiguous:
         raise PairingError(f"{clear_folder} holds several files for one name: {listing(ambiguous)}")
-    duplicates = sorted(stem for stem, count in Counter(path.stem for path in layout.hazy).items() if count > 1)
+    by_stem: dict[str, list[Path]] = {}
+    for path in layout.hazy:
+        by_stem.setdefault(path.stem, []).append(path)
+    duplicates = _several(by_stem, hazy_folder)
     if duplicates:
         raise PairingError(f"{hazy_folder} holds several files for one name: {listing(duplicates)}")
     pairs: list[Pair] = []
