@@ -278,3 +278,64 @@ def test_one_hazy_name_in_two_parts_is_refused_naming_both(shared_data: Path, tm
     with pytest.raises(PairingError, match=r"haze holds several files for one name: 0016_0\.8_0\.08 "
                                            r"\(part1/0016_0\.8_0\.08\.jpg, part2/0016_0\.8_0\.08\.jpg\)"):
         find_pairs(tmp_path)
+
+
+def _foggy_cityscapes(shared_data: Path, root: Path) -> dict[str, Path]:
+    """Real SOTS images laid out as Foggy Cityscapes beside Cityscapes (each written as a PNG as those are):
+    {foggy file name: the SOTS hazy image it is}. val/frankfurt holds one scene at two densities (SOTS indoor's
+    light and dense haze of room 1430), test/berlin one (SOTS outdoor's 0016); gtFine/ is there as it is in a
+    Cityscapes download."""
+    indoor, outdoor = shared_data / "paired" / "sots-indoor", shared_data / "paired" / "sots-outdoor"
+    scenes = {("val", "frankfurt_000000_000294"): (indoor / "clear" / "1430.png", {
+                  "0.01": indoor / "hazy" / "1430_2.png", "0.02": indoor / "hazy" / "1430_7.png"}),
+              ("test", "berlin_000000_000019"): (outdoor / "clear" / "0016.jpg", {
+                  "0.02": outdoor / "hazy" / "0016_0.8_0.08.jpg"})}
+    foggy = {}
+    for (split, name), (clear, hazy) in scenes.items():
+        city = name.split("_")[0]
+        for folder in ("leftImg8bit", "leftImg8bit_foggy", "gtFine"):
+            (root / folder / split / city).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png"), cv2.imread(str(clear)))
+        cv2.imwrite(str(root / "gtFine" / split / city / f"{name}_gtFine_labelIds.png"),
+                    np.zeros((8, 8), np.uint8))
+        for beta, source in hazy.items():
+            file_name = f"{name}_leftImg8bit_foggy_beta_{beta}.png"
+            cv2.imwrite(str(root / "leftImg8bit_foggy" / split / city / file_name), cv2.imread(str(source)))
+            foggy[file_name] = source
+    return foggy
+
+
+def test_foggy_cityscapes_pairs_each_foggy_image_with_its_clear_image(shared_data: Path, tmp_path: Path):
+    """Foggy Cityscapes (leftImg8bit_foggy/SPLIT/CITY/..._foggy_beta_B.png beside leftImg8bit/SPLIT/CITY/...png) was
+    refused as having no hazy/ folder. Each foggy image pairs with its own clear image, named by its stem with the
+    beta; --include chooses by file name: a density, or a split by its cities."""
+    root = tmp_path / "cityscapes"
+    foggy = _foggy_cityscapes(shared_data, root)
+    assert is_paired_set(root)
+    pairs = find_pairs(root)
+    assert [pair.name for pair in pairs] == [
+        "berlin_000000_000019_leftImg8bit_foggy_beta_0.02", "frankfurt_000000_000294_leftImg8bit_foggy_beta_0.01",
+        "frankfurt_000000_000294_leftImg8bit_foggy_beta_0.02"]
+    for pair in pairs:
+        assert pair.hazy.parent.relative_to(root / "leftImg8bit_foggy") == \
+            pair.clear.parent.relative_to(root / "leftImg8bit")
+        assert pair.clear.name == pair.scene + ".png" and pair.name.startswith(pair.scene + "_foggy_beta_")
+        hazy, clear = load_pair(pair)
+        assert np.array_equal(hazy, cv2.imread(str(foggy[pair.hazy.name])))
+    rows = {}
+    for name, dataset, include in (("val", root, "frankfurt_*"), ("dense", root, "*_beta_0.02.png"),
+                                   ("sots", shared_data / "paired" / "sots-indoor", "1430_*")):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--dataset", str(dataset), "--measure", "quality", "--method", "hazy",
+                     "--include", include, "--json", str(out)]) == 0
+        rows[name] = json.loads(out.read_text())["hazy"]
+    assert rows["val"] == rows["sots"] and rows["val"]["pairs"] == rows["dense"]["pairs"] == 2
+
+
+def test_foggy_cityscapes_beside_its_refined_copy_is_refused_naming_both(shared_data: Path, tmp_path: Path):
+    _foggy_cityscapes(shared_data, tmp_path)
+    shutil.copytree(tmp_path / "leftImg8bit_foggy", tmp_path / "leftImg8bit_foggyDBF")
+    with pytest.raises(PairingError, match=r"2 hazy folders \(leftImg8bit_foggy/, leftImg8bit_foggyDBF/\)"):
+        find_pairs(tmp_path)
+    shutil.rmtree(tmp_path / "leftImg8bit_foggy")
+    assert len(find_pairs(tmp_path)) == 3

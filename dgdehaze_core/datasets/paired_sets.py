@@ -6,6 +6,13 @@ A paired set is a folder in one of the layouts the public benchmarks are publish
   (`hazy/01_outdoor_hazy.jpg` with `GT/01_outdoor_GT.jpg`), Dense-HAZE (`hazy/01_hazy.png` with `GT/01_GT.png`).
   The images of both folders are read from their subfolders too (OTS unpacked from its zip parts as
   `haze/part1/...`, `haze/part2/...`), so a file's folder within them plays no part in its pairing: its name does;
+- Foggy Cityscapes (Sakaridis et al.) beside Cityscapes: the folder holding `leftImg8bit_foggy/` (or the refined
+  `leftImg8bit_foggyDBF/`) and `leftImg8bit/`, each as `SPLIT/CITY/` folders:
+  `leftImg8bit_foggy/val/frankfurt/frankfurt_000000_000294_leftImg8bit_foggy_beta_0.02.png` (betas 0.005, 0.01,
+  0.02) pairs with `leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png`. Cityscapes' names are
+  unique across its splits and cities, and a pair's name is its foggy file's stem, beta included
+  (`frankfurt_000000_000294_leftImg8bit_foggy_beta_0.02`); a selection by file name (`eval --include`) chooses a
+  density by `*_beta_0.02.*` and a split by its cities (val: `frankfurt_*`, `lindau_*`, `munster_*`);
 - one flat folder of images named `NAME_hazy.*` beside `NAME_GT.*`: NH-HAZE and NH-HAZE2 (`01_hazy.png` with
   `01_GT.png`).
 A hazy file `NAME_anything.ext` (or `NAME.ext`) pairs with the clear file `NAME.*` or `NAME_GT.*` (a clear name's
@@ -28,9 +35,10 @@ import numpy as np
 
 from dgdehaze_core.io.images import ImageError, ReadImage, images_under, list_images, read_image
 
-HAZY_FOLDER_NAMES = ("hazy", "haze")
-CLEAR_FOLDER_NAMES = ("clear", "gt", "clean")
-"""Folder names of the two kinds, matched in any case (`GT/`, `Hazy/`)."""
+HAZY_FOLDER_NAMES = ("hazy", "haze", "leftimg8bit_foggy", "leftimg8bit_foggydbf")
+CLEAR_FOLDER_NAMES = ("clear", "gt", "clean", "leftimg8bit")
+"""Folder names of the two kinds, matched in any case (`GT/`, `Hazy/`, Foggy Cityscapes' `leftImg8bit_foggy/` and
+Cityscapes' `leftImg8bit/`)."""
 HAZY_ROLE = re.compile(r"(?P<name>.+)_(hazy|haze)", re.IGNORECASE)
 CLEAR_ROLE = re.compile(r"(?P<name>.+)_(gt|clear|clean)", re.IGNORECASE)
 """A file stem that ends in a role token (matched whole with `fullmatch`), and its NAME before the token."""
@@ -180,8 +188,9 @@ def find_pairs(root: str | Path) -> list[Pair]:
         raise PairingError(f"{hazy_folder} holds several files for one name: {listing(duplicates)}")
     pairs: list[Pair] = []
     unmatched: list[str] = []
+    clear_names = set(by_name)
     for path in layout.hazy:
-        scene = _scene_of(path.stem, set(by_name))
+        scene = _scene_of(path.stem, clear_names)
         if scene is None:
             unmatched.append(path.name)
         else:
