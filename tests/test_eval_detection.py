@@ -113,9 +113,9 @@ def test_voc_boxes_scale_to_the_image(tmp_path: Path):
                    "<xmax>100</xmax><ymax>50</ymax></bndbox></object></annotation>")
     (box,) = read_voc(xml, (100, 200))
     assert box == ReferenceBox("motorcycle", (10.0, 20.0, 50.0, 100.0), True)
-    xml.write_text("<annotation><object><name>car</name></object></annotation>")
-    with pytest.raises(ValueError, match="has no <size>"):
-        read_voc(xml, (100, 100))
+    xml.write_text("<annotation><object><name>car</name><bndbox><xmin>20</xmin><ymin>10</ymin><xmax>100</xmax>"
+                   "<ymax>50</ymax></bndbox></object></annotation>")
+    assert read_voc(xml, (100, 200)) == (ReferenceBox("car", (20.0, 10.0, 100.0, 50.0)),)  # no <size>: the image's
     xml.write_text("<annotation")
     with pytest.raises(ValueError, match="not readable VOC XML"):
         read_voc(xml, (100, 100))

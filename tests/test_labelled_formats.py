@@ -337,3 +337,39 @@ def test_boxes_in_two_formats_are_refused_naming_both(formats: dict[str, Path], 
     assert main(["eval", "--dataset", str(folder), "--measure", "detection", "--method", "hazy"]) == 2
     error = capsys.readouterr().err
     assert "labels-voc/" in error and "_annotations.coco.json" in error and "keep one" in error
+
+
+def _boxes(folder: Path) -> dict[str, tuple]:
+    return {item.image.name: item.boxes for item in labelled_images(folder)}
+
+
+@pytest.mark.parametrize("size", ["<size><width>0</width><height>0</height><depth>3</depth></size>",
+                                  "<size><width>640</width><height>0</height><depth>0</depth></size>",
+                                  "<size><width></width><height></height><depth>3</depth></size>",
+                                  "<size><depth>3</depth></size>", ""])
+def test_a_voc_export_without_a_size_takes_the_photos_own(voc: Path, size: str):
+    """CVAT, LabelImg and Roboflow VOC exports may write <width>0</width> or leave <size> out: the whole set was
+    refused ("<size> must be positive", "has no <size>"). The boxes are taken in the photo's own pixels, which for
+    DAWN's files (drawn on these very photos) are the boxes their real <size> gives."""
+    expected = _boxes(voc)
+    for xml in (voc / "labels-voc").iterdir():
+        text = xml.read_text()
+        start, end = text.index("<size>"), text.index("</size>") + len("</size>")
+        xml.write_text(text[:start] + size + text[end:])
+    assert _boxes(voc) == expected and sum(map(len, expected.values())) > 10
+
+
+def test_a_voc_size_taken_from_the_photo_is_the_photo_as_read_not_scaled(voc: Path):
+    """A photo stored at twice the size its VOC file gives has its boxes scaled twice over; without a <size> they
+    are taken in its own pixels, as they are. A negative <size> is still refused, naming the file."""
+    photo, xml = voc / PHOTOS[0], voc / "labels-voc" / f"{Path(PHOTOS[0]).stem}.xml"
+    drawn = _boxes(voc)[PHOTOS[0]]
+    image = cv2.imread(str(photo))
+    cv2.imwrite(str(photo), cv2.resize(image, (image.shape[1] * 2, image.shape[0] * 2)))
+    assert [b.box for b in _boxes(voc)[PHOTOS[0]]] == [tuple(2 * x for x in b.box) for b in drawn]
+    text = xml.read_text()
+    xml.write_text(text.replace(text[text.index("<size>"):text.index("</size>") + len("</size>")], ""))
+    assert _boxes(voc)[PHOTOS[0]] == drawn
+    xml.write_text(text.replace("<width>640</width>", "<width>-640</width>"))
+    with pytest.raises(ValueError, match=rf"{xml.name}: <size> must be positive, or 0 for unknown, got -640x"):
+        labelled_images(voc)

@@ -7,8 +7,10 @@ RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the
 that flag: detections on them are neither counted right nor wrong, as in the VOC protocol. Boxes are clipped to the
 image; one with no area left inside it, or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file.
 The boxes of a photo with an EXIF orientation are placed on its upright view, which `read_image` gives, as
-`io.orientation` says. A number that is not finite (nan, inf) in a box or in <size> is refused. A photo of a labelled
-folder without a VOC file is left out, with one warning for the folder (some sets label only some photos).
+`io.orientation` says. A number that is not finite (nan, inf) in a box or in <size> is refused. A file without
+<size>, or whose <size> gives no width or height or 0 for one (as CVAT, LabelImg and Roboflow exports may), has its
+boxes taken in the pixels of the image it labels. A photo of a labelled folder without a VOC file is left out, with
+one warning for the folder (some sets label only some photos).
 
 VOC files are found in the layouts such sets are published in (`voc_layouts`): this project's (the photos in a
 folder, their VOC files in its `labels-voc/`), Pascal VOC's (`JPEGImages/` and `Annotations/`: RTTS, VOC
@@ -88,24 +90,35 @@ def _number(node: ET.Element, tag: str, source: Path) -> float:
     return value
 
 
+def _drawn_size(root: ET.Element, xml_path: Path, image_size: tuple[int, int]) -> tuple[float, float]:
+    """The size (width, height) a VOC file's boxes were drawn at: its <size>, or `image_size` where <size> is
+    missing, or gives no width or height (a tag absent or empty) or 0 for one. ValueError naming the file for a
+    number that is not one, not finite, or negative."""
+    size = root.find("size")
+    if size is None or any(not (size.findtext(tag) or "").strip() for tag in ("width", "height")):
+        return float(image_size[0]), float(image_size[1])
+    width, height = _number(size, "width", xml_path), _number(size, "height", xml_path)
+    if width < 0 or height < 0:
+        raise ValueError(f"{xml_path}: <size> must be positive, or 0 for unknown, got {width:g}x{height:g}")
+    if width == 0 or height == 0:
+        return float(image_size[0]), float(image_size[1])
+    return width, height
+
+
 def read_voc(xml_path: str | Path, image_size: tuple[int, int],
              photo: Path | None = None) -> tuple[ReferenceBox, ...]:
-    """Boxes of one VOC file, scaled from the XML's <size> to `image_size` (width, height), clipped to the image;
-    inverted boxes and boxes with no area inside the image are left out with a warning. The boxes of a `photo` with
-    an EXIF orientation are placed on its upright view as `orientation.labelled_view` says (None: boxes drawn on
-    the image as it is). ValueError naming the file for unreadable XML, a missing or non-positive <size>, a missing or
-    non-finite number, and a <size> that `labelled_view` refuses."""
+    """Boxes of one VOC file, scaled from the XML's <size> to `image_size` (width, height; without a <size> that
+    gives both, taken as drawn at `image_size`), clipped to the image; inverted boxes and boxes with no area inside
+    the image are left out with a warning. The boxes of a `photo` with an EXIF orientation are placed on its upright
+    view as `orientation.labelled_view` says (None: boxes drawn on the image as it is). ValueError naming the file
+    for unreadable XML, a negative <size>, a box number missing, a number not finite, and a <size> that
+    `labelled_view` refuses."""
     xml_path = Path(xml_path)
     try:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as exc:
         raise ValueError(f"{xml_path} is not readable VOC XML: {exc}") from None
-    size = root.find("size")
-    if size is None:
-        raise ValueError(f"{xml_path} has no <size>: cannot scale its boxes to the image")
-    width, height = _number(size, "width", xml_path), _number(size, "height", xml_path)
-    if width <= 0 or height <= 0:
-        raise ValueError(f"{xml_path}: <size> must be positive, got {width}x{height}")
+    width, height = _drawn_size(root, xml_path, image_size)
     view = LabelledView((width, height), image_size) if photo is None else \
         labelled_view(xml_path.name, photo, (width, height), image_size)
     boxes = []
