@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -372,4 +373,42 @@ def test_a_voc_size_taken_from_the_photo_is_the_photo_as_read_not_scaled(voc: Pa
     assert _boxes(voc)[PHOTOS[0]] == drawn
     xml.write_text(text.replace("<width>640</width>", "<width>-640</width>"))
     with pytest.raises(ValueError, match=rf"{xml.name}: <size> must be positive, or 0 for unknown, got -640x"):
+        labelled_images(voc)
+
+
+def test_voc_objects_without_a_box_are_left_out_with_one_warning_per_file(voc: Path, tmp_path: Path, caplog):
+    """An <object> with only a polygon, or with no shape (difficult or not), refused the whole set ("lacks <name> or
+    <bndbox>"). It cannot be scored as a box: it is left out, counted nowhere (not an object the detector missed),
+    with one warning naming the file and those objects; the file's boxed objects and the other files read as
+    before, and eval scores the set."""
+    before = _boxes(voc)
+    rows = {}
+    out = tmp_path / "before.json"
+    assert main(["eval", "--dataset", str(voc), "--measure", "detection", "--method", "hazy", "--no-progress",
+                 "--json", str(out)]) == 0
+    rows["before"] = json.loads(out.read_text())
+    xml = voc / "labels-voc" / f"{Path(PHOTOS[0]).stem}.xml"
+    text = xml.read_text()
+    first = text.index("<bndbox>")
+    text = text[:first] + text[text.index("</bndbox>", first) + len("</bndbox>"):]  # the first car loses its box
+    polygon = ("<object><name>person</name><difficult>0</difficult><polygon><x1>10</x1><y1>10</y1><x2>40</x2>"
+               "<y2>10</y2><x3>25</x3><y3>60</y3></polygon></object>")
+    shapeless = "<object><name>car</name><difficult>1</difficult></object>"
+    xml.write_text(text.replace("</annotation>", polygon + shapeless + "</annotation>"))
+    caplog.clear()
+    after = _boxes(voc)
+    assert after == {**before, PHOTOS[0]: before[PHOTOS[0]][1:]}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    count = len(ET.parse(xml).getroot().findall("object"))
+    assert warnings == [f"{xml.name}: <object> 1 (car), {count - 1} (person), {count} (car, difficult) without "
+                        "<bndbox> cannot be scored as a box; left out"]
+    out = tmp_path / "after.json"
+    assert main(["eval", "--dataset", str(voc), "--measure", "detection", "--method", "hazy", "--no-progress",
+                 "--json", str(out)]) == 0
+    rows["after"] = json.loads(out.read_text())
+    assert rows["after"]["hazy"]["objects"] == rows["before"]["hazy"]["objects"] - 1
+    assert rows["after"]["hazy[car]"]["objects"] == rows["before"]["hazy[car]"]["objects"] - 1
+    assert "hazy[person]" not in rows["before"] and "hazy[person]" not in rows["after"]
+    xml.write_text(text.replace("<name>car</name>", "<name> </name>", 1))
+    with pytest.raises(ValueError, match=rf"{xml.name}: <object> 1 has no <name>"):
         labelled_images(voc)

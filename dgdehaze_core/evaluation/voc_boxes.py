@@ -6,6 +6,9 @@ RTTS labels person, car, bus, bicycle and motorbike; the names are mapped to the
 (motorbike -> motorcycle; the road sets' pedestrian -> person: `COCO_SYNONYMS`). Boxes flagged `difficult` are kept with
 that flag: detections on them are neither counted right nor wrong, as in the VOC protocol. Boxes are clipped to the
 image; one with no area left inside it, or with xmin > xmax or ymin > ymax, is dropped with a warning naming the file.
+An <object> without <bndbox> (one drawn as a polygon only, or with no shape) cannot be scored as a box: it is left
+out, counted nowhere, with one warning per file naming the file and its objects so left out; a difficult one too,
+as no region is left in which detections could be excused.
 The boxes of a photo with an EXIF orientation are placed on its upright view, which `read_image` gives, as
 `io.orientation` says. A number that is not finite (nan, inf) in a box or in <size> is refused. A file without
 <size>, or whose <size> gives no width or height or 0 for one (as CVAT, LabelImg and Roboflow exports may), has its
@@ -109,10 +112,10 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int],
              photo: Path | None = None) -> tuple[ReferenceBox, ...]:
     """Boxes of one VOC file, scaled from the XML's <size> to `image_size` (width, height; without a <size> that
     gives both, taken as drawn at `image_size`), clipped to the image; inverted boxes and boxes with no area inside
-    the image are left out with a warning. The boxes of a `photo` with an EXIF orientation are placed on its upright
-    view as `orientation.labelled_view` says (None: boxes drawn on the image as it is). ValueError naming the file
-    for unreadable XML, a negative <size>, a box number missing, a number not finite, and a <size> that
-    `labelled_view` refuses."""
+    the image are left out with a warning, objects without <bndbox> with one warning for the file. The boxes of a
+    `photo` with an EXIF orientation are placed on its upright view as `orientation.labelled_view` says (None: boxes
+    drawn on the image as it is). ValueError naming the file for unreadable XML, an <object> without <name>, a
+    negative <size>, a box number missing, a number not finite, and a <size> that `labelled_view` refuses."""
     xml_path = Path(xml_path)
     try:
         root = ET.parse(xml_path).getroot()
@@ -122,11 +125,16 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int],
     view = LabelledView((width, height), image_size) if photo is None else \
         labelled_view(xml_path.name, photo, (width, height), image_size)
     boxes = []
-    for obj in root.iter("object"):
+    unboxed = []
+    for number, obj in enumerate(root.iter("object"), 1):
         name = (obj.findtext("name") or "").strip().lower()
+        if not name:
+            raise ValueError(f"{xml_path}: <object> {number} has no <name>")
+        difficult = (obj.findtext("difficult") or "0").strip() == "1"
         box = obj.find("bndbox")
-        if not name or box is None:
-            raise ValueError(f"{xml_path}: an <object> lacks <name> or <bndbox>")
+        if box is None:
+            unboxed.append(f"{number} ({name}{', difficult' if difficult else ''})")
+            continue
         x1, y1, x2, y2 = (_number(box, tag, xml_path) for tag in ("xmin", "ymin", "xmax", "ymax"))
         if x1 > x2 or y1 > y2:
             LOG.warning("%s: a %s box (%g, %g, %g, %g) has xmin > xmax or ymin > ymax; left out", xml_path.name,
@@ -134,8 +142,10 @@ def read_voc(xml_path: str | Path, image_size: tuple[int, int],
             continue
         clipped = clip_box(xml_path.name, name, view.to_upright((x1, y1, x2, y2)), image_size)
         if clipped is not None:
-            difficult = (obj.findtext("difficult") or "0").strip() == "1"
             boxes.append(ReferenceBox(coco_name(name), clipped, difficult))
+    if unboxed:
+        LOG.warning("%s: <object> %s without <bndbox> cannot be scored as a box; left out", xml_path.name,
+                    ", ".join(unboxed))
     return tuple(boxes)
 
 
