@@ -1,14 +1,21 @@
 """Depth accuracy: the error measures on known cases, haze synthesized from true depth, and the real loaders."""
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
+import struct
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.evaluation.depth_datasets import DepthSet, load_kitti, load_middlebury, middlebury_depth
+from dgdehaze_core.evaluation.depth_datasets import (DepthFrame, DepthSet, _lidar_depth, load_kitti, load_middlebury,
+                                                     middlebury_depth)
 from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, change_between, dense_depth, depth_errors,
                                                  evaluate_depth, synthesize)
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
@@ -283,6 +290,60 @@ def test_a_kitti_frame_whose_photo_and_depth_carry_one_exif_orientation_is_read_
     (sample,) = load_kitti(tmp_path).samples()
     assert np.array_equal(sample.image, image)
     np.testing.assert_allclose(sample.depth, depth, atol=1e-6)
+
+
+IN_CLOSE_NOWRITE, IN_OPEN = 0x10, 0x20
+
+
+@contextmanager
+def _opens_counted(paths: list[Path]) -> Iterator[dict[Path, int]]:
+    """How many times each of `paths` is opened in the block, as the kernel reports it (Linux inotify). Closes are
+    watched too: inotify merges an event identical to the last one unread, so that opens alone would count one."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    queue = libc.inotify_init1(os.O_NONBLOCK)
+    assert queue >= 0, os.strerror(ctypes.get_errno())
+    watches = {libc.inotify_add_watch(queue, bytes(path), IN_OPEN | IN_CLOSE_NOWRITE): path for path in paths}
+    counts = dict.fromkeys(paths, 0)
+    try:
+        yield counts
+        try:
+            events = os.read(queue, 1 << 16)
+        except BlockingIOError:  # no event: nothing was opened
+            events = b""
+    finally:
+        os.close(queue)
+    offset = 0
+    while offset < len(events):
+        watch, mask, _, name_length = struct.unpack_from("iIII", events, offset)
+        offset += struct.calcsize("iIII") + name_length
+        counts[watches[watch]] += bool(mask & IN_OPEN)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts opens with Linux inotify")
+def test_a_frame_reads_each_file_once_and_turns_a_tagged_jpeg_and_its_depth_upright(shared_data: Path,
+                                                                                    tmp_path: Path):
+    """The photo was read twice (decoded, then its bytes read again for its EXIF orientation) and the depth two or
+    three times (OpenCV's imread opens a file twice, then its orientation): each file is now read once."""
+    from PIL import Image, ImageOps
+
+    source = shared_data / "depth" / "kitti-tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
+    upright = cv2.imread(str(source / "image_02" / "data" / "0000000000.png"))
+    depth_m = np.linspace(1.0, 80.0, upright.shape[0] * upright.shape[1]).reshape(upright.shape[:2])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a viewer turns the stored pixels a quarter clockwise
+    photo, depth_file = tmp_path / "photo.jpg", tmp_path / "depth.png"
+    Image.fromarray(upright[:, :, ::-1]).transpose(Image.Transpose.ROTATE_90).save(photo, quality=95, exif=exif)
+    Image.fromarray(np.round(depth_m * 256).astype(np.uint16)).transpose(Image.Transpose.ROTATE_90).save(
+        depth_file, exif=exif)
+    frame = DepthFrame("tagged", photo, depth_file, _lidar_depth)
+    with _opens_counted([photo, depth_file]) as opens:
+        sample = frame.read()
+    assert opens == {photo: 1, depth_file: 1}
+    with Image.open(photo) as stored:
+        viewed = np.asarray(ImageOps.exif_transpose(stored))[:, :, ::-1]  # as Pillow shows the photo
+    assert sample.image.shape == viewed.shape == upright.shape
+    assert np.abs(sample.image.astype(int) - viewed).mean() < 1.0
+    np.testing.assert_allclose(sample.depth, np.round(depth_m * 256) / 256, atol=1e-6)
 
 
 @pytest.mark.parametrize("image_turn, depth_turn", [(3, None), (1, 3), (6, 1)])

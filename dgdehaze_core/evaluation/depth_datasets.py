@@ -15,13 +15,15 @@ Depth maps are float32 metres with NaN where the ground truth is unknown.
 - Middlebury 2003: `SCENE/imK.png` with `SCENE/dispK.pgm` holding 4 x disparity in pixels (0 = unknown), at the
   quarter-size resolution (450x375) where f is about 935 px and the baseline about 0.16 m: Z = f * B / d.
 A frame's image is read upright as its EXIF orientation says (`read_image`), its depth turned alike when its file
-carries the same orientation; a frame whose two files carry different ones is refused (`upright_depth`).
+carries the same orientation; a frame whose two files carry different ones is refused (`upright_depth`). Each file
+is read once.
 The loaders list the frames (names and files, and that each depth file has its image) without reading any pixel;
 `DepthSet.samples` reads each frame when it is reached, so that selecting frames (`eval --include/--limit`) bounds
 what is read and a broken frame fails only where it is used, naming its file.
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 import re
@@ -35,7 +37,7 @@ import cv2
 import numpy as np
 
 from dgdehaze_core.io.folder_walk import linked_rglob
-from dgdehaze_core.io.images import IMAGE_SUFFIXES, UPRIGHT, ImageError, exif_orientation, read_image
+from dgdehaze_core.io.images import IMAGE_SUFFIXES, UPRIGHT, ImageError, data_orientation, file_bytes, read_upright
 from dgdehaze_core.physics.visibility import Intrinsics
 
 LOG = logging.getLogger(__name__)
@@ -74,28 +76,30 @@ class DepthSample:
 @dataclass(frozen=True)
 class DepthFrame:
     """One listed frame, not read yet: its name, its image file, its ground-truth file and the reader that turns
-    that file into depth (float32 metres, NaN unknown)."""
+    that file's bytes into depth (float32 metres, NaN unknown; the path names the file in its errors)."""
 
     name: str
     image_path: Path
     depth_path: Path
-    depth_reader: Callable[[Path], np.ndarray]
+    depth_reader: Callable[[Path, bytes], np.ndarray]
 
     def read(self) -> DepthSample:
-        """The frame's image and depth, read and checked now, both upright (`upright_depth`); ImageError names the
-        file or frame that fails."""
-        image = read_image(self.image_path)
-        return _checked(self.name, image, upright_depth(self.image_path, self.depth_path,
-                                                        self.depth_reader(self.depth_path)))
+        """The frame's image and depth, each file read once and checked now, both upright (`upright_depth`);
+        ImageError names the file or frame that fails."""
+        image, image_turn = read_upright(self.image_path)
+        data = file_bytes(self.depth_path)
+        depth = self.depth_reader(self.depth_path, data)
+        return _checked(self.name, image, upright_depth(self.image_path, image_turn, self.depth_path,
+                                                        data_orientation(data), depth))
 
 
-def upright_depth(image_path: Path, depth_path: Path, depth: np.ndarray) -> np.ndarray:
+def upright_depth(image_path: Path, image_turn: int, depth_path: Path, depth_turn: int,
+                  depth: np.ndarray) -> np.ndarray:
     """The ground truth `depth`, as `depth_path` stores it, on the upright view `read_image` gives of `image_path`:
-    turned by the EXIF orientation the two files share (the pixels of both as stored when neither has one).
-    ImageError naming both when their orientations differ (an .npz or a PGM carries none): a photo tagged as turned
-    half a circle over untagged depth would pass the size check with its depth upside down, and whether untagged
-    depth lies as the photo is stored or as it is viewed cannot be told."""
-    image_turn, depth_turn = exif_orientation(image_path), exif_orientation(depth_path)
+    turned by the EXIF orientation the two files share (`image_turn`, `depth_turn`: each file's), the pixels of
+    both as stored when neither has one. ImageError naming both when their orientations differ (an .npz or a PGM
+    carries none): a photo tagged as turned half a circle over untagged depth would pass the size check with its
+    depth upside down, and whether untagged depth lies as the photo is stored or as it is viewed cannot be told."""
     if image_turn != depth_turn:
         raise ImageError(f"{image_path} carries EXIF orientation {image_turn} and its depth {depth_path} "
                          f"{depth_turn}: which way the depth lies on the photo cannot be told; give both files "
@@ -140,10 +144,11 @@ def _checked(name: str, image: np.ndarray, depth: np.ndarray) -> DepthSample:
     return DepthSample(name, image, depth.astype(np.float32))
 
 
-def _lidar_depth(path: Path) -> np.ndarray:
+def _lidar_depth(path: Path, data: bytes) -> np.ndarray:
+    """KITTI LiDAR depth from the bytes `data` of `path`: an .npz of one array in metres or a KITTI depth PNG."""
     if path.suffix.lower() == ".npz":
         try:
-            with np.load(path) as archive:
+            with np.load(io.BytesIO(data)) as archive:
                 if len(archive.files) != 1:
                     raise ImageError(f"{path} should hold one depth array, holds {archive.files}")
                 depth = archive[archive.files[0]].astype(np.float32)
@@ -152,16 +157,17 @@ def _lidar_depth(path: Path) -> np.ndarray:
                 raise
             raise ImageError(f"{path} is not a readable depth archive (truncated or damaged?): {exc}") from exc
     else:
-        raw = _one_channel(path, np.uint16, "depth PNG", "a KITTI depth PNG is one 16-bit channel of metres * 256 "
-                           "(its depth would be read wrong)")
+        raw = _one_channel(path, data, np.uint16, "depth PNG",
+                           "a KITTI depth PNG is one 16-bit channel of metres * 256 (its depth would be read wrong)")
         depth = raw.astype(np.float32) / 256.0
     return np.where(depth > 0, depth, np.nan).astype(np.float32)
 
 
-def _one_channel(path: Path, dtype: type[np.generic], what: str, layout: str) -> np.ndarray:
-    """The image at `path` as stored; ImageError naming it when it does not read (`what`: its kind) or is not one
-    channel of `dtype` (`layout`: what its kind holds, and what reading another would break)."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def _one_channel(path: Path, data: bytes, dtype: type[np.generic], what: str, layout: str) -> np.ndarray:
+    """The image at `path` as stored, decoded from its bytes `data`; ImageError naming it when it does not decode
+    (`what`: its kind) or is not one channel of `dtype` (`layout`: what its kind holds, and what reading another
+    would break)."""
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ImageError(f"{path} is not a readable {what} (truncated or damaged?)")
     if raw.dtype != dtype or raw.ndim != 2:
@@ -296,9 +302,11 @@ def selection_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
         raise ImageError(f"{path}: {exc}") from None
 
 
-def middlebury_depth(disparity_file: str | Path) -> np.ndarray:
-    """Metres from a Middlebury 2003 quarter-size disparity file (NaN where the disparity is unknown)."""
-    raw = _one_channel(Path(disparity_file), np.uint8, "disparity image",
+def middlebury_depth(disparity_file: str | Path, data: bytes | None = None) -> np.ndarray:
+    """Metres from a Middlebury 2003 quarter-size disparity file (NaN where the disparity is unknown); `data`: its
+    bytes when they are read already."""
+    path = Path(disparity_file)
+    raw = _one_channel(path, file_bytes(path) if data is None else data, np.uint8, "disparity image",
                        "a Middlebury 2003 disparity is one 8-bit channel (its scale would be read wrong)")
     disparity = raw.astype(np.float32) / MIDDLEBURY_DISPARITY_SCALE
     with np.errstate(divide="ignore"):

@@ -116,12 +116,20 @@ def _header_orientation(header: PILImage.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def exif_orientation(path: Path) -> int:
-    """The EXIF orientation (1-8) of an image file (`_header_orientation`), which `read_image` applies; 1 as well for
-    a file that does not read or whose header Pillow does not read."""
+def data_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) of an image file's bytes (`_header_orientation`), which `read_image` applies; 1 as
+    well when Pillow does not read their header."""
     try:
-        return _header_orientation(pillow_header(path.read_bytes()))
-    except (OSError, ImageError):
+        return _header_orientation(pillow_header(data))
+    except ImageError:
+        return 1
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1-8) of an image file (`data_orientation`); 1 as well for a file that does not read."""
+    try:
+        return data_orientation(path.read_bytes())
+    except OSError:
         return 1
 
 
@@ -211,10 +219,9 @@ def _netpbm_pixels(data: bytes) -> np.ndarray | None:
     return np.asarray(image.convert("L"))
 
 
-def _file_pixels(path: Path) -> tuple[np.ndarray, bool]:
-    """An image file's pixels as decoded, upright (`read_image`), and whether its header declares its samples' range
-    (a PBM/PGM/PPM's maximum value, by which they are scaled to their type's full range); ImageError says why when
-    it cannot be read."""
+def file_bytes(path: Path) -> bytes:
+    """The bytes of an image file (or a depth file), read once; ImageError says why when the file is missing, a
+    folder, empty or unreadable."""
     if not path.exists():
         raise ImageError(missing(path))
     if path.is_dir():
@@ -222,9 +229,17 @@ def _file_pixels(path: Path) -> tuple[np.ndarray, bool]:
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes)")
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ImageError(f"{path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _file_pixels(path: Path) -> tuple[np.ndarray, bool, int]:
+    """An image file's pixels as decoded, upright (`read_image`), whether its header declares its samples' range
+    (a PBM/PGM/PPM's maximum value, by which they are scaled to their type's full range) and its EXIF orientation
+    (`data_orientation`'s, applied by OpenCV's decoder to a TIFF and here to the others); ImageError says why when
+    it cannot be read. The file is read once."""
+    raw = file_bytes(path)
     data = np.frombuffer(raw, dtype=np.uint8)
     try:
         header = pillow_header(raw)
@@ -242,9 +257,10 @@ def _file_pixels(path: Path) -> tuple[np.ndarray, bool]:
         raise ImageError(f"{path} is not a readable image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
         raise ImageError(f"{path} is not a readable image")
+    orientation = 1 if header is None else _header_orientation(header)
     if header is not None and header.format not in DECODER_TURNS:
-        image = np.ascontiguousarray(UPRIGHT[_header_orientation(header)](image))
-    return image, netpbm
+        image = np.ascontiguousarray(UPRIGHT[orientation](image))
+    return image, netpbm, orientation
 
 
 def _file_bgr8(path: Path, image: np.ndarray, declared: bool, bits: int) -> np.ndarray:
@@ -266,8 +282,15 @@ def read_image(path: str | Path, bits: int = SAMPLE_BITS) -> np.ndarray:
     The 16-bit samples of a PNG or TIFF have `bits` significant bits (as the node's input_bits: 12 for a 12-bit
     camera's 0..4095, the rest of the range saturating); a PGM's or PPM's header declares their range, and they are
     read by it whatever `bits` says."""
+    return read_upright(path, bits)[0]
+
+
+def read_upright(path: str | Path, bits: int = SAMPLE_BITS) -> tuple[np.ndarray, int]:
+    """`read_image`'s frame and the EXIF orientation that turned it upright (`exif_orientation`'s), from one read of
+    the file."""
     path = Path(path)
-    return _file_bgr8(path, *_file_pixels(path), check_sample_bits(bits))
+    image, declared, orientation = _file_pixels(path)
+    return _file_bgr8(path, image, declared, check_sample_bits(bits)), orientation
 
 
 ReadImage = Callable[[Path], np.ndarray]
@@ -330,7 +353,7 @@ class ImageReader:
 
     def __call__(self, path: str | Path) -> np.ndarray:
         path = Path(path)
-        image, declared = _file_pixels(path)
+        image, declared, _ = _file_pixels(path)
         if not declared:
             self.samples.see(image, self.bits, str(path))
         return _file_bgr8(path, image, declared, self.bits)
