@@ -75,6 +75,26 @@ def test_the_frame_inversion_on_bands_of_rows_gives_the_whole_frame_result(middl
     assert tiny.shape == (5, *hazy.shape[1:]) and tiny.dtype == np.uint8
 
 
+@pytest.mark.parametrize("radius, eps, workers, refused", [
+    (0, 0.032 ** 2, 2, "radius must be an integer >= 1, got 0"), (-3, 0.032 ** 2, 2, "radius .* got -3"),
+    (2.5, 0.032 ** 2, 2, "radius .* got 2.5"), (4, float("nan"), 2, "eps must be a finite number > 0, got nan"),
+    (4, -1e-3, 2, "eps .* got -0.001"), (4, 0.0, 2, "eps .* got 0.0"), (4, float("inf"), 2, "eps .* got inf"),
+    (4, 0.032 ** 2, 0, "workers must be an integer >= 1"), (4, 0.032 ** 2, float("nan"), "workers .* got nan"),
+    (4, 0.032 ** 2, 2.5, "workers .* got 2.5")])
+def test_the_frame_inversion_refuses_a_smoothing_window_or_workers_out_of_range_when_built(radius, eps, workers,
+                                                                                          refused):
+    """A radius of 0 smoothed nothing, a negative one failed inside OpenCV at the first frame, a NaN eps turned the
+    frame black and a negative one amplified noise, all without a word; 2.5 workers ran as 2."""
+    from dgdehaze_core.physics.frame_inversion import FrameInverter
+    from dgdehaze_core.physics.guided_filter import SelfGuidedSmoother
+
+    with pytest.raises(ValueError, match=refused):
+        FrameInverter(2.0, radius=radius, eps=eps, workers=workers)
+    if workers == 2:
+        with pytest.raises(ValueError, match=refused):
+            SelfGuidedSmoother(radius, eps)
+
+
 def test_the_inversions_take_the_airlight_as_a_list_or_one_value_and_keep_the_image_dtype():
     rng = np.random.default_rng(0)
     hazy = rng.uniform(0.3, 1.0, (6, 5, 3)).astype(np.float32)

@@ -6,7 +6,6 @@ J = (I - A) / max(t, t0) + A. Everything is vectorised with OpenCV; see `dgdehaz
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -14,7 +13,7 @@ import numpy as np
 
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.io.images import to_bgr8
-from dgdehaze_core.physics.guided_filter import fast_guided_filter, gray_guide, guided_filter
+from dgdehaze_core.physics.guided_filter import check_window, fast_guided_filter, gray_guide, guided_filter
 from dgdehaze_core.physics.scattering import depth_from_transmission, invert_scattering
 
 
@@ -69,7 +68,7 @@ class DarkChannelDehazer:
     top_fraction: float = 0.001
 
     def __post_init__(self) -> None:
-        for name in ("patch", "radius", "subsample"):
+        for name in ("patch", "subsample"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
         if self.patch < 1 or self.patch % 2 == 0:
@@ -78,9 +77,9 @@ class DarkChannelDehazer:
             raise ValueError(f"omega must lie in (0, 1], got {self.omega}")
         if not 0.0 < self.t0 < 1.0:
             raise ValueError(f"t0 must lie in (0, 1), got {self.t0}")
-        if self.radius < 1 or not 0.0 < self.eps < math.inf or self.subsample < 1:
-            raise ValueError(f"radius and subsample must be >= 1 and eps a finite number > 0, got radius "
-                             f"{self.radius}, subsample {self.subsample}, eps {self.eps}")
+        check_window(self.radius, self.eps)
+        if self.subsample < 1:
+            raise ValueError(f"subsample must be >= 1, got {self.subsample}")
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")
 

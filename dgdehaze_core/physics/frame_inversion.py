@@ -29,12 +29,16 @@ class FrameInverter:
     One caller at a time: each band's smoother keeps its work buffers from frame to frame."""
 
     def __init__(self, max_detail_gain: float | None, radius: int, eps: float, workers: int | None = None) -> None:
+        """radius, eps: the base layer's smoothing (`guided_filter.check_window`); workers: bands in parallel, an
+        integer >= 1 (None: `default_threads()`). ValueError for any out of range."""
         if max_detail_gain is not None and not max_detail_gain >= 1.0:
             raise ValueError(f"max_detail_gain must be >= 1 (or None: exact inversion), got {max_detail_gain}")
         self.max_detail_gain = max_detail_gain
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                    or workers < 1):
+            raise ValueError(f"workers must be an integer >= 1 (or None: as many as default_threads()), got "
+                             f"{workers!r}")
         self.workers = default_threads() if workers is None else int(workers)
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
         self.margin = 2 * radius
         """Rows beyond a band that its base layer reads: a box filter of `radius` over another's output."""
         self._smoothers = [SelfGuidedSmoother(radius, eps) for _ in range(self.workers)]

@@ -6,8 +6,19 @@ real-time budget and how the network's low-resolution transmission is lifted to 
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
+
+
+def check_window(radius: int, eps: float) -> None:
+    """ValueError unless `radius` is an integer >= 1 and `eps` a finite number > 0: a radius below 1 smooths nothing
+    or makes OpenCV's box filter fail, and an eps that is not positive divides by zero or turns every value NaN."""
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 1:
+        raise ValueError(f"radius must be an integer >= 1, got {radius!r}")
+    if not 0.0 < eps < math.inf:
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
 
 
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
@@ -47,6 +58,8 @@ class SelfGuidedSmoother:
     instance per thread; each call returns a new array."""
 
     def __init__(self, radius: int, eps: float) -> None:
+        """ValueError for a `radius` or `eps` out of range (`check_window`)."""
+        check_window(radius, eps)
         self.radius, self.eps = radius, np.float32(eps)
         self._buffers: tuple[np.ndarray, ...] = ()
 
