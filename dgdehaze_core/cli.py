@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dgdehaze_core import __version__
 from dgdehaze_core.exits import report_errors
-from dgdehaze_core.io.atomic_files import check_json_output, refuse_input_as_output
+from dgdehaze_core.io.atomic_files import JsonRefused, check_json_output, refuse_input_as_output, refusing_json
 from dgdehaze_core.io.json_stdout import is_stdout, json_on_stdout
 from dgdehaze_core.process_memory import keep_frame_memory
 
@@ -88,13 +88,13 @@ def run_parsed(args: argparse.Namespace) -> int:
         try:
             if json_path is not None:
                 check_json_output(json_path)
-                for name, paths in _path_arguments(args).items() if not is_stdout(json_path) else ():
-                    refuse_input_as_output(json_path, paths, "--json",
-                                           what=f"--{name}" if name in OUTPUT_OPTIONS else "the input")
+                with refusing_json():
+                    for name, paths in _path_arguments(args).items() if not is_stdout(json_path) else ():
+                        refuse_input_as_output(json_path, paths, "--json",
+                                               what=f"--{name}" if name in OUTPUT_OPTIONS else "the input")
             return args.func(args)
-        except (ValueError, OSError) as exc:
-            # every refusal of a --json (here and in the commands' own checks) begins "--json PATH"
-            refused = json_path is not None and str(exc).startswith(f"--json {json_path}")
+        except JsonRefused:  # here and in the commands' own checks of their --json
+            refused = True
             raise
 
     started = time.time()

@@ -159,6 +159,25 @@ def test_a_refused_json_is_said_once(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert f"--json {json_path} {refusal}" in error and "was not written by this run" not in error, error
 
 
+def test_an_error_that_begins_like_a_json_refusal_still_says_the_json_file_is_an_earlier_run_s(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A refused --json was told from other errors by its message beginning "--json PATH": an eval of a folder named
+    `--json figures.json-x` failed saying "--json figures.json-x fits none of the measures", was taken for a
+    refusal of --json figures.json, and the note that figures.json holds an earlier run's figures was left out."""
+    import os
+
+    from dgdehaze_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("figures.json").write_text('{"dcp": {"psnr": 20.0}}')
+    os.utime("figures.json", (1_700_000_000, 1_700_000_000))
+    Path("--json figures.json-x").mkdir()
+    assert main(["eval", "--dataset=--json figures.json-x", "--method", "dcp", "--json", "figures.json"]) == 2
+    error = capsys.readouterr().err
+    assert "error: --json figures.json-x fits none of the measures" in error
+    assert "--json figures.json was not written by this run: it holds what it held before" in error, error
+
+
 def test_json_dash_writes_the_json_document_alone_to_stdout(shared_data: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """`--json -` wrote a file literally named `-` in the current folder, beside a table on stdout: `| jq` read the

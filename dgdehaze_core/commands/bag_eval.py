@@ -30,7 +30,7 @@ from dgdehaze_core.commands.detector_options import add_detector_options, detect
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
-from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside
+from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside, refusing_json
 from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.visibility import Mounting
@@ -112,7 +112,8 @@ def _check_paths(args: argparse.Namespace) -> None:
     if twice:
         raise ValueError(f"a bag is given twice: {', '.join(twice)}")
     if args.json is not None and not is_stdout(args.json):
-        refuse_inside(args.json, args.out, "--json", "--out", ", which bag-eval writes whole")
+        with refusing_json():
+            refuse_inside(args.json, args.out, "--json", "--out", ", which bag-eval writes whole")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import torch
 
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_place, refuse_input_as_output,
-                                           refuse_inside)
+                                           refuse_inside, refusing_json)
 from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit, write_json
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES
@@ -99,8 +99,9 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     again), and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt)."""
     check_writable_place(run_dir, "--out", inside=True)
     if args.json is not None and not is_stdout(args.json):
-        refuse_input_as_output(args.json, [run_dir / name for name in (*RUN_FILES, ".lock", "tensorboard")],
-                               "--json", what="the run's own")
+        with refusing_json():
+            refuse_input_as_output(args.json, [run_dir / name for name in (*RUN_FILES, ".lock", "tensorboard")],
+                                   "--json", what="the run's own")
     if args.export is None:
         return
     for what, path in {"--config": args.config, **(kept_inputs or {})}.items():

@@ -130,21 +130,39 @@ def check_replaceable_json(path: str | os.PathLike[str], flag: str) -> None:
                      "JSON one")
 
 
+class JsonRefused(ValueError):
+    """A --json output refused before any work (`check_json_output`, `refusing_json`): its message says why, so that
+    a failed run adds nothing about the file (`cli.run_parsed`)."""
+
+
+@contextlib.contextmanager
+def refusing_json() -> Iterator[None]:
+    """Checks of a --json output: a ValueError or OSError raised in the block (a refusal, naming the flag) is raised
+    again as JsonRefused with the same message."""
+    try:
+        yield
+    except JsonRefused:
+        raise
+    except (ValueError, OSError) as exc:
+        raise JsonRefused(str(exc)) from exc
+
+
 def check_json_output(path: str | os.PathLike[str], flag: str = "--json",
                       inputs: Iterable[str | os.PathLike[str]] = (), what: str = "the input") -> Path:
     """`path` when a JSON file can be written there (`check_writable_file`), replaces no file that holds other than
-    JSON (`check_replaceable_json`) and is none of `inputs` (`refuse_input_as_output`); else ValueError or OSError,
-    before any work. "-" (standard output) is taken, with no file to check, where the command keeps stdout for the
-    JSON alone (`json_stdout.json_on_stdout`), and refused elsewhere."""
-    if is_stdout(path):
-        if json_stream() is None:
-            raise ValueError(f"{flag} -: this command writes its JSON to a file only (it prints other lines to "
-                             "stdout): give a file")
+    JSON (`check_replaceable_json`) and is none of `inputs` (`refuse_input_as_output`); else JsonRefused, before any
+    work. "-" (standard output) is taken, with no file to check, where the command keeps stdout for the JSON alone
+    (`json_stdout.json_on_stdout`), and refused elsewhere."""
+    with refusing_json():
+        if is_stdout(path):
+            if json_stream() is None:
+                raise ValueError(f"{flag} -: this command writes its JSON to a file only (it prints other lines to "
+                                 "stdout): give a file")
+            return Path(path)
+        check_writable_file(path, flag)
+        check_replaceable_json(path, flag)
+        refuse_input_as_output(path, inputs, flag, what)
         return Path(path)
-    check_writable_file(path, flag)
-    check_replaceable_json(path, flag)
-    refuse_input_as_output(path, inputs, flag, what)
-    return Path(path)
 
 
 def _prefix(target: Path) -> str:
