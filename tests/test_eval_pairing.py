@@ -3,6 +3,7 @@ and a clear error for every broken set."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -339,3 +340,53 @@ def test_foggy_cityscapes_beside_its_refined_copy_is_refused_naming_both(shared_
         find_pairs(tmp_path)
     shutil.rmtree(tmp_path / "leftImg8bit_foggy")
     assert len(find_pairs(tmp_path)) == 3
+
+
+def test_a_selection_pairs_only_what_it_chooses(shared_data: Path, tmp_path: Path, capsys):
+    """A partial download of Foggy Cityscapes (train/aachen's foggy images without their clear images) was refused
+    whole even with --include 'frankfurt_*', which leaves aachen out: pairing ran before the selection. Now only
+    the selected hazy images must pair, whether chosen by globs, by a split part or by a training recipe's
+    validation include; a selected image without its clear image, or a clash among the selected, is still
+    refused naming it, and a selection of nothing says so."""
+    from dgdehaze_core.training.datasets import validation_pairs
+    from dgdehaze_core.training.recipe import ImageSource
+
+    def refused(include: str) -> str:
+        assert main(["eval", "--dataset", str(root), "--measure", "quality", "--method", "hazy",
+                     "--include", include, "--no-progress"]) == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    root = tmp_path / "cityscapes"
+    _foggy_cityscapes(shared_data, root)
+    aachen = root / "leftImg8bit_foggy" / "train" / "aachen"
+    aachen.mkdir(parents=True)
+    foggy = "aachen_000000_000019_leftImg8bit_foggy_beta_0.02.png"
+    source = shared_data / "paired" / "sots-outdoor" / "hazy" / "0030_0.95_0.12.jpg"
+    cv2.imwrite(str(aachen / foggy), cv2.imread(str(source)))
+    split = tmp_path / "split.yaml"
+    split.write_text(f"dataset: cityscapes\nparts:\n  train:\n  - {foggy}\n  val:\n"
+                     "  - frankfurt_000000_000294_leftImg8bit_foggy_beta_0.01.png\n"
+                     "  - frankfurt_000000_000294_leftImg8bit_foggy_beta_0.02.png\n")
+    with pytest.raises(PairingError, match=rf"1 hazy image.* have no clear image .*: {re.escape(foggy)}$"):
+        find_pairs(root)
+    assert re.search(rf"1 hazy image.* have no clear image .*: {re.escape(foggy)}$", refused(f"@{split}:train"))
+    # clashes outside the selection: the aachen image in two cities, berlin's clear image twice
+    shutil.copytree(aachen, root / "leftImg8bit_foggy" / "train" / "bochum")
+    berlin = root / "leftImg8bit" / "test" / "berlin" / "berlin_000000_000019_leftImg8bit.png"
+    shutil.copyfile(berlin, berlin.with_suffix(".jpg"))
+    rows = {}
+    for name, dataset, include in (("val", root, "frankfurt_*"), ("split", root, f"@{split}:val"),
+                                   ("sots", shared_data / "paired" / "sots-indoor", "1430_*")):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--dataset", str(dataset), "--measure", "quality", "--method", "hazy",
+                     "--include", include, "--no-progress", "--json", str(out)]) == 0
+        rows[name] = json.loads(out.read_text())["hazy"]
+    assert rows["val"] == rows["split"] == rows["sots"] and rows["val"]["pairs"] == 2
+    assert [pair.name for pair in validation_pairs([ImageSource(path=root, include=("frankfurt_*",))])] == [
+        "frankfurt_000000_000294_leftImg8bit_foggy_beta_0.01", "frankfurt_000000_000294_leftImg8bit_foggy_beta_0.02"]
+    assert refused("aachen_*").endswith(f"several files for one name: {Path(foggy).stem} (train/aachen/{foggy}, "
+                                        f"train/bochum/{foggy})")
+    assert refused("berlin_*").endswith("several files for one name: berlin_000000_000019_leftImg8bit "
+                                        "(test/berlin/berlin_000000_000019_leftImg8bit.jpg, "
+                                        "test/berlin/berlin_000000_000019_leftImg8bit.png)")
+    assert re.search(r"no image in \S+ matches --include zurich_\*$", refused("zurich_*"))

@@ -31,9 +31,10 @@ warning, while broken data (an unreadable or unpaired image) fails the run, as i
 --include keeps only the images whose file name matches one of its globs (a pair by its hazy image, a depth sample
 by its name DRIVE/CAMERA/FRAME or SCENE/imK), e.g. the scenes a model never saw in training:
   dgdehaze eval --dataset ../shared/data/paired/sots-indoor --include '143?_*' --include '144?_*'
---include, --subset and --limit select a depth set's frames, or a folder's labelled photos, before any is read: an
-unreadable image, depth or label file (or a COCO annotation) outside the selection does not fail the run (a depth
-or label file without its image still does).
+--include, --subset and --limit select a depth set's frames, a paired set's hazy images, or a folder's labelled
+photos, before any is read or paired: an unreadable image, depth or label file (or a COCO annotation), or a hazy
+image without its clear image, outside the selection does not fail the run (a depth or label file without its
+image still does).
 --subset NAME=GLOB[,GLOB...] reports such a selection beside the whole set, as set `DATASET:NAME`, from the same
 run (an image is dehazed once while a method's last 256 MB of results hold it; a set with no matching image
 gets no subset rows, with a warning):
@@ -405,7 +406,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         return select(items, name, folder, args, subset)
 
     def pairs() -> list[Pair]:
-        return chosen(find_pairs(where), lambda pair: pair.hazy.name)
+        return find_pairs(where, choose=lambda paths: chosen(paths, lambda path: path.name))
 
     if measure == "quality":
         return evaluate_quality(pairs(), some(quality_methods(methods)), label, read, progress), {}

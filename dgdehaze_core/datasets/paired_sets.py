@@ -23,13 +23,16 @@ the flat layout the hazy images are those named with a hazy role token (`_hazy` 
 image must carry one of the two kinds of token. Every problem (missing folder, empty folder, two hazy or two clear
 folders, a hazy image without its clear image, two clear files with one name such as `01.png` and `01_GT.png` or
 two hazy files with one name in two subfolders, an image of a flat set named as neither, unreadable files, sizes
-that differ other than by SOTS indoor's frame: `load_pair`) raises a `PairingError` that names the files.
+that differ other than by SOTS indoor's frame: `load_pair`) raises a `PairingError` that names the files. A
+selection (`find_pairs`' `choose`: eval's --include) is made before pairing, so only the chosen hazy images must
+pair: a partial download whose other images lack their ground truth evaluates the part that is whole.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -164,9 +167,18 @@ def _several(by_name: dict[str, list[Path]], folder: Path) -> list[str]:
                   for name, paths in by_name.items() if len(paths) > 1)
 
 
-def find_pairs(root: str | Path) -> list[Pair]:
-    """All pairs of the set at `root`, in the order of `hazy_images`, each hazy image with the clear image of its NAME
-    (module docstring); raises PairingError when the set is not usable."""
+def find_pairs(root: str | Path, choose: Callable[[list[Path]], list[Path]] | None = None) -> list[Pair]:
+    """The pairs of the set at `root`, in the order of `hazy_images`, each hazy image with the clear image of its
+    NAME (module docstring); with `choose`, only those of the hazy images it returns from that ordered list (a
+    selection such as eval's --include/--limit; an empty selection gives no pairs, the caller saying so).
+
+    The selection comes first: only a chosen hazy image must have its clear image, another chosen hazy file of its
+    name, or a clear image that shares its NAME with another clear file, raises PairingError. A clash among files
+    no chosen image pairs with (a hazy image left out of the selection without its clear image or beside another of
+    its name, two clear files of a NAME no chosen image has) fails nothing: they are neither paired nor read (a
+    partial download of a set evaluates the part that is whole). What the set's layout needs is checked whole,
+    before choosing: its folders, images in its hazy folder and its clear folder, and in the flat layout no image
+    named as neither kind (such an image could be ground truth misnamed)."""
     root = Path(root)
     layout = _layout(root)
     hazy_folder, clear_folder = layout.hazy_folder, layout.clear_folder
@@ -174,23 +186,24 @@ def find_pairs(root: str | Path) -> list[Pair]:
         raise PairingError(f"{hazy_folder} holds no images")
     if not layout.clear and not layout.flat:
         raise PairingError(f"{clear_folder} holds no images")
+    chosen = layout.hazy if choose is None else choose(layout.hazy)
     by_name: dict[str, list[Path]] = {}
     for path in layout.clear:
         by_name.setdefault(_clear_name(path.stem), []).append(path)
-    ambiguous = _several(by_name, clear_folder)
+    clear_names = set(by_name)
+    scenes = {path: _scene_of(path.stem, clear_names) for path in chosen}
+    ambiguous = _several({scene: by_name[scene] for scene in scenes.values() if scene is not None}, clear_folder)
     if ambiguous:
         raise PairingError(f"{clear_folder} holds several files for one name: {listing(ambiguous)}")
     by_stem: dict[str, list[Path]] = {}
-    for path in layout.hazy:
+    for path in chosen:
         by_stem.setdefault(path.stem, []).append(path)
     duplicates = _several(by_stem, hazy_folder)
     if duplicates:
         raise PairingError(f"{hazy_folder} holds several files for one name: {listing(duplicates)}")
     pairs: list[Pair] = []
     unmatched: list[str] = []
-    clear_names = set(by_name)
-    for path in layout.hazy:
-        scene = _scene_of(path.stem, clear_names)
+    for path, scene in scenes.items():
         if scene is None:
             unmatched.append(path.name)
         else:

@@ -291,17 +291,19 @@ class ValidationPair:
 
 
 def validation_pairs(sources: Sequence[ImageSource]) -> list[Pair]:
-    """Every pair of the validation folders, paired as `datasets.paired_sets.find_pairs` does; `include` filters the
-    hazy names. SplitError when an image of a pair only judges (`splits.judging_files`): validation chooses the
-    weights kept (best.pt), as the training images shape them."""
+    """Every pair of the validation folders, paired as `datasets.paired_sets.find_pairs` does; `include` chooses the
+    hazy images by name before they pair (one it leaves out need not have its clear image). SplitError when an image
+    of a pair only judges (`splits.judging_files`): validation chooses the weights kept (best.pt), as the training
+    images shape them."""
     pairs: list[Pair] = []
     for source in sources:
-        found = find_pairs(source.path)
-        if source.include:
-            found = [p for p in found if any(fnmatch.fnmatch(p.hazy.name, pattern) for pattern in source.include)]
-            if not found:
+        def matching(paths: list[Path]) -> list[Path]:  # called by find_pairs below, within this iteration
+            kept = [path for path in paths if any(fnmatch.fnmatch(path.name, glob) for glob in source.include)]
+            if not kept:
                 raise ImageError(f"no hazy images matching {list(source.include)} in {source.path}")
-        pairs.extend(found)
+            return kept
+
+        pairs.extend(find_pairs(source.path, matching if source.include else None))
     refuse_judging_files(sorted({path for pair in pairs for path in (pair.hazy, pair.clear)}), "validation pairs")
     return pairs
 
