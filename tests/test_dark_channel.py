@@ -73,3 +73,36 @@ def test_grayscale_and_16_bit_frames_are_converted():
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError):
         DarkChannelDehazer(**kwargs)
+
+
+@pytest.mark.parametrize("radius, eps, subsample, refused", [
+    (4, float("nan"), 4, "eps must be a finite number > 0, got nan"), (4, 0.0, 4, "eps .* got 0.0"),
+    (4, -1e-3, 4, "eps .* got -0.001"), (4, float("inf"), 4, "eps .* got inf"),
+    (0, 1e-3, 4, "radius must be an integer >= 1, got 0"), (-5, 1e-3, 4, "radius .* got -5"),
+    (2.5, 1e-3, 4, "radius .* got 2.5"), (True, 1e-3, 4, "radius .* got True"),
+    (8, 1e-3, 0, "subsample must be an integer >= 1, got 0"), (8, 1e-3, -2, "subsample .* got -2"),
+    (8, 1e-3, 2.5, "subsample .* got 2.5")])
+def test_the_guided_filters_refuse_a_window_out_of_range(shared_data, radius, eps, subsample, refused):
+    """guided_filter and fast_guided_filter took any eps (NaN turned every value NaN, 0 or a negative one divides
+    by a zero or negative variance) and ran a radius below 1 as 1; the fast one divided by a step of 0 and ran a
+    negative one as a 1x1 grid. They now refuse as check_window does, while the windows they fit to the image (a
+    radius larger than a tiny image, one below the grid step) still run."""
+    from dgdehaze_core.physics.guided_filter import fast_guided_filter, gray_guide, guided_filter
+
+    guide = gray_guide(read_image(shared_data / "paired" / "sots-outdoor" / "hazy" / "0016_0.8_0.08.jpg"))
+    source = np.clip(guide * 1.2 - 0.1, 0.0, 1.0)
+    with pytest.raises(ValueError, match=refused):
+        fast_guided_filter(guide, source, radius, eps, subsample)
+    if subsample == 4:
+        with pytest.raises(ValueError, match=refused):
+            guided_filter(guide, source, radius, eps)
+        with pytest.raises(ValueError, match=refused):
+            DarkChannelDehazer(radius=radius, eps=eps)
+    else:
+        with pytest.raises(ValueError, match=refused):
+            DarkChannelDehazer(subsample=subsample)
+    tiny = np.s_[:3, :2]
+    for filtered, size in ((guided_filter(guide[tiny], source[tiny], 60, 1e-3), (3, 2)),
+                           (fast_guided_filter(guide[tiny], source[tiny], 60, 1e-3, 4), (3, 2)),
+                           (fast_guided_filter(guide, source, 3, 1e-3, 4), guide.shape)):
+        assert filtered.shape == size and np.isfinite(filtered).all() and np.abs(filtered - 0.5).max() < 1.0

@@ -68,18 +68,15 @@ class DarkChannelDehazer:
     top_fraction: float = 0.001
 
     def __post_init__(self) -> None:
-        for name in ("patch", "subsample"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, np.integer)):
-                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
+        if isinstance(self.patch, bool) or not isinstance(self.patch, (int, np.integer)):
+            raise ValueError(f"patch must be an integer, got {self.patch!r}")
         if self.patch < 1 or self.patch % 2 == 0:
             raise ValueError(f"patch must be a positive odd number, got {self.patch}")
         if not 0.0 < self.omega <= 1.0:
             raise ValueError(f"omega must lie in (0, 1], got {self.omega}")
         if not 0.0 < self.t0 < 1.0:
             raise ValueError(f"t0 must lie in (0, 1), got {self.t0}")
-        check_window(self.radius, self.eps)
-        if self.subsample < 1:
-            raise ValueError(f"subsample must be >= 1, got {self.subsample}")
+        check_window(self.radius, self.eps, self.subsample)
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")
 

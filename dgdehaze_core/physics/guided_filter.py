@@ -12,13 +12,20 @@ import cv2
 import numpy as np
 
 
-def check_window(radius: int, eps: float) -> None:
-    """ValueError unless `radius` is an integer >= 1 and `eps` a finite number > 0: a radius below 1 smooths nothing
-    or makes OpenCV's box filter fail, and an eps that is not positive divides by zero or turns every value NaN."""
-    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 1:
+def _is_integer(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def check_window(radius: int, eps: float, subsample: int = 1) -> None:
+    """ValueError unless `radius` is an integer >= 1, `eps` a finite number > 0 and `subsample` (the fast filter's
+    grid step) an integer >= 1: a radius below 1 smooths nothing or makes OpenCV's box filter fail, an eps that is
+    not positive divides by zero or turns every value NaN, and a step below 1 divides by zero or is no grid."""
+    if not _is_integer(radius) or radius < 1:
         raise ValueError(f"radius must be an integer >= 1, got {radius!r}")
     if not 0.0 < eps < math.inf:
         raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    if not _is_integer(subsample) or subsample < 1:
+        raise ValueError(f"subsample must be an integer >= 1, got {subsample!r}")
 
 
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
@@ -41,7 +48,10 @@ def gray_guide(frame: np.ndarray) -> np.ndarray:
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Filter `source` (HxW float) guided by the grayscale `guide` (HxW float in [0, 1])."""
+    """Filter `source` (HxW float) guided by the grayscale `guide` (HxW float in [0, 1]) over windows of `radius`,
+    cut to half the guide's longer side (at least 1) where the image is smaller than the window. ValueError for a
+    `radius` or `eps` out of range (`check_window`)."""
+    check_window(radius, eps)
     guide = guide.astype(np.float32, copy=False)
     source = source.astype(np.float32, copy=False)
     radius = max(1, min(radius, max(guide.shape) // 2))
@@ -91,8 +101,11 @@ def fast_guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: 
                        subsample: int = 4) -> np.ndarray:
     """Guided filter with coefficients computed at 1/`subsample` resolution and applied at full resolution.
 
-    `source` may be smaller than `guide` (a low-resolution transmission): it is resized to the subsampled grid.
+    `source` may be smaller than `guide` (a low-resolution transmission): it is resized to the subsampled grid. The
+    window on that grid is `radius // subsample`, at least 1 (a radius below the step spans one grid cell), cut to
+    half the grid's longer side. ValueError for a `radius`, `eps` or `subsample` out of range (`check_window`).
     """
+    check_window(radius, eps, subsample)
     height, width = guide.shape[:2]
     small_h, small_w = max(1, height // subsample), max(1, width // subsample)
     guide_small = cv2.resize(guide, (small_w, small_h), interpolation=cv2.INTER_AREA)
