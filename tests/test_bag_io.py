@@ -23,6 +23,7 @@ from dgdehaze_core.io.images import ImageError
 
 DEMO_BAG = REPO_DIR / "data" / "demo" / "foggy_road_night"
 DEMO_TOPIC = "/camera/image_raw/compressed"
+POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 START = 1_700_000_000_000_000_000
 PERIOD = 33_333_333
 
@@ -57,11 +58,12 @@ def camera_info_msg(writer: BagWriter, header, frame: np.ndarray):
 def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encoding: str = "bgr8",
                      topic: str = "/cam/image_raw", pad: int = 0, with_info: bool = True,
                      info_after_last: int = 0, declared_info: Sequence[str] = (),
-                     declared_images: Sequence[str] = ()) -> list[int]:
+                     declared_images: Sequence[str] = (), lidar_bytes: int = 0) -> list[int]:
     """A bag of `frames` on `topic` in `encoding` plus CameraInfo (and `info_after_last` more CameraInfo after the
     last frame, as a recording goes on after a camera stops; `declared_info` and `declared_images`: CameraInfo and
-    Image topics recorded without a message, as for a camera that never published); returns the frames' header
-    stamps."""
+    Image topics recorded without a message, as for a camera that never published; `lidar_bytes`: a PointCloud2 of
+    that many data bytes on /lidar/points just after each frame, a topic other than the camera's); returns the
+    frames' header stamps."""
     stamps = []
     with BagWriter(path, storage) as writer:
         for declared, kind in [*((t, CAMERA_INFO_TYPE) for t in declared_info),
@@ -87,6 +89,11 @@ def write_camera_bag(path: Path, storage: str, frames: list[np.ndarray], encodin
                              image_msg(writer, header, np.ascontiguousarray(pixels),
                                        "mono16" if encoding == "mono12" else encoding, pad,
                                        bigendian=encoding == "mono16"))
+            if lidar_bytes:
+                writer.write("/lidar/points", POINT_CLOUD_TYPE, stamp + 1, writer.types[POINT_CLOUD_TYPE](
+                    header=writer.header(stamp + 1, "lidar"), height=1, width=lidar_bytes // 16, fields=[],
+                    is_bigendian=False, point_step=16, row_step=lidar_bytes, data=np.full(lidar_bytes, 3, np.uint8),
+                    is_dense=True))
             stamps.append(stamp)
         for index in range(len(frames), len(frames) + info_after_last):
             stamp = START + index * PERIOD

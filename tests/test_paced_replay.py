@@ -18,8 +18,8 @@ from dgdehaze_core.bags.io import (CAMERA_INFO_TYPE, IMAGE_TYPE, RANGE_TYPE, Bag
                                    typestore)
 from dgdehaze_core.cli import main  # noqa: E402
 from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
-from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, header_stamp_ns, pace_shortfall,  # noqa: E402
-                                             send_paced, with_header_stamp)
+from dgdehaze_ros.tools.paced_replay import (OutputSpool, answers, copied_bytes, header_stamp_ns,  # noqa: E402
+                                             pace_shortfall, send_paced, with_header_stamp)
 
 pytestmark = pytest.mark.ros
 
@@ -67,6 +67,7 @@ def test_frames_go_out_on_the_recordings_clock_and_each_output_is_spooled_for_th
     stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(6), "bgr8", with_info=False)
     with BagSource(tmp_path / "in") as source:
         messages = list(source.raw_messages())
+        copied = copied_bytes(source, "/cam/image_raw", 6)
     repeated = messages[5][2][:4] + messages[4][2][4:12] + messages[5][2][12:]  # frame 5 with frame 4's stamp
     messages[5] = (messages[5][0], messages[5][1], repeated)
     published: list[tuple[int, float]] = []
@@ -76,7 +77,7 @@ def test_frames_go_out_on_the_recordings_clock_and_each_output_is_spooled_for_th
             ("visibility", _range_cdr(stamps[2], 61.0)), ("visibility", _range_cdr(stamps[0] - PERIOD, 1.0))],
         5: [("image_dehazed", messages[4][2]), ("visibility", _range_cdr(stamps[4], 70.0))]}
 
-    with OutputSpool(tmp_path / "spool", TYPES) as spool:
+    with OutputSpool(tmp_path / "spool", TYPES, copied) as spool:
         def publish(connection, raw: bytes) -> None:
             published.append((header_stamp_ns(raw), time.perf_counter()))
 
@@ -109,7 +110,8 @@ def test_a_pace_this_process_cannot_keep_is_said_with_the_rate_sent_and_the_rate
     write_camera_bag(tmp_path / "in", "mcap", demo_frames(6), "bgr8", with_info=False)
     with BagSource(tmp_path / "in") as source:
         messages = list(source.raw_messages())
-    with OutputSpool(tmp_path / "spool", TYPES) as spool:
+        copied = copied_bytes(source, "/cam/image_raw", 6)
+    with OutputSpool(tmp_path / "spool", TYPES, copied) as spool:
         slow, _ = send_paced(iter(messages), "/cam/image_raw", 6, 10.0, lambda connection, raw: time.sleep(0.02),
                              time.sleep, lambda: "", spool, timeout=0.1, progress=False)
         kept, _ = send_paced(iter(messages), "/cam/image_raw", 6, 0.5, lambda connection, raw: None, time.sleep,
@@ -126,8 +128,9 @@ def test_sending_stops_at_the_frame_before_which_the_node_is_gone(tmp_path: Path
     stamps = write_camera_bag(tmp_path / "in", "mcap", demo_frames(6), "bgr8", with_info=False)
     with BagSource(tmp_path / "in") as source:
         messages = list(source.raw_messages())
+        copied = copied_bytes(source, "/cam/image_raw", 6)
     published: list[int] = []
-    with OutputSpool(tmp_path / "spool", TYPES) as spool:
+    with OutputSpool(tmp_path / "spool", TYPES, copied) as spool:
         frames, stopped = send_paced(
             iter(messages), "/cam/image_raw", 6, 100.0, lambda connection, raw: published.append(header_stamp_ns(raw)),
             time.sleep, lambda: "dgdehaze_node exited with code -9" if len(published) == 3 else "", spool,
@@ -147,10 +150,11 @@ def test_sending_stops_while_the_disk_still_has_room_for_the_output_bag_to_hold_
     write_camera_bag(tmp_path / "in", "mcap", demo_frames(20, (640, 360)), "bgr8", with_info=False)
     with BagSource(tmp_path / "in") as source:
         messages = list(source.raw_messages())
+        copied = copied_bytes(source, "/cam/image_raw", 20)
     room = disk_room.RESERVE_BYTES + _bytes_under(tmp_path) + 12 * 2**20
     monkeypatch.setattr(disk_room, "free_bytes", lambda folder: room - _bytes_under(tmp_path))
     pending: list[bytes] = []
-    with OutputSpool(tmp_path / "spool", TYPES) as spool:
+    with OutputSpool(tmp_path / "spool", TYPES, copied) as spool:
         def answer(seconds: float) -> None:  # the node's dehazed frame: here the frame itself, 0.7 MB
             while pending:
                 spool.receive("image_dehazed", pending.pop())
@@ -164,6 +168,69 @@ def test_sending_stops_while_the_disk_still_has_room_for_the_output_bag_to_hold_
     sent = sum(len(raw) for _, _, raw in messages[:len(frames)])
     assert spool.bytes + sent <= disk_room.free_bytes(tmp_path) - disk_room.RESERVE_BYTES, (spool.bytes, sent)
     assert len(list(answers(spool, frames))) == len(frames), "what was spooled reads back"
+
+
+def test_sending_stops_while_the_disk_still_has_room_for_the_other_topics_the_output_bag_copies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spool counted the frames and camera_info sent, but the output bag copies every topic of the window: a
+    lidar's 1 MiB clouds beside 43 kB frames were left to the reserve, and sending went on to frame 20 where the
+    output bag had room up to frame 6 or so. On a disk simulated from the bytes really written under tmp_path, with
+    8 MiB beyond the reserve, sending stops where the output bag of what was spooled and copied, the clouds
+    included, still fits beside the reserve."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(20), "bgr8", lidar_bytes=2**20)
+    with BagSource(tmp_path / "in") as source:
+        messages = list(source.raw_messages())
+        copied = copied_bytes(source, "/cam/image_raw", 20)
+    frame_ends = [i for i, (connection, _, _) in enumerate(messages) if connection.topic == "/cam/image_raw"]
+    assert copied == [sum(len(raw) for _, _, raw in messages[:end + 1]) for end in frame_ends], "every topic counted"
+    assert copied[-1] > 19 * 2**20, "the clouds (the last one after the last frame) are most of it"
+    room = disk_room.RESERVE_BYTES + _bytes_under(tmp_path) + 8 * 2**20
+    monkeypatch.setattr(disk_room, "free_bytes", lambda folder: room - _bytes_under(tmp_path))
+    pending: list[bytes] = []
+    with OutputSpool(tmp_path / "spool", TYPES, copied) as spool:
+        def answer(seconds: float) -> None:  # the node's dehazed frame: here the frame itself
+            while pending:
+                spool.receive("image_dehazed", pending.pop())
+            time.sleep(seconds)
+
+        def publish(connection, raw: bytes) -> None:  # the node answers frames, not camera_info
+            if connection.topic == "/cam/image_raw":
+                pending.append(raw)
+
+        sent = [message for message in messages if message[0].topic != "/lidar/points"]  # never sent to the node
+        frames, stopped = send_paced(iter(sent), "/cam/image_raw", 20, 4.0, publish, answer, spool.room_problem,
+                                     spool, timeout=1.0, progress=False)
+    assert stopped.startswith("the disk mounted at ") and "MiB kept for the rest of the output" in stopped
+    assert 4 <= len(frames) <= 9 and all(frame.answered == 1 for frame in frames), len(frames)
+    beyond_reserve = disk_room.free_bytes(tmp_path) - disk_room.RESERVE_BYTES
+    last_answer = len(messages[frame_ends[len(frames) - 1]][2])  # came after the check: the reserve's, on disk too
+    assert spool.bytes + copied[len(frames) - 1] <= beyond_reserve + 2 * last_answer, (spool.bytes, beyond_reserve)
+    assert spool.bytes + copied[len(frames)] > beyond_reserve, "it did not stop while the next frame had room"
+
+
+def test_a_paced_replay_whose_disk_cannot_hold_the_copy_of_every_topic_is_refused_before_the_node_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Twelve 43 kB frames beside twelve 1 MiB lidar clouds, on a disk simulated from the bytes really written under
+    tmp_path with 4 MiB beyond the reserve: the output bag's copy alone (11.5 MiB) cannot fit, which is known before
+    any node starts. bag-eval refuses with exit status 2, naming the disk's free space and the room needed, and
+    writes nothing (it started the node and ran every frame, the output bag counting on the reserve)."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(12), "bgr8", lidar_bytes=2**20)
+    with BagSource(tmp_path / "in") as source:
+        messages = list(source.raw_messages())
+    last_frame = max(i for i, (connection, _, _) in enumerate(messages) if connection.topic == "/cam/image_raw")
+    copy = sum(len(raw) for _, _, raw in messages[:last_frame + 1])  # the cloud after the last frame is the tail's
+    room = disk_room.RESERVE_BYTES + _bytes_under(tmp_path) + 4 * 2**20
+    monkeypatch.setattr(disk_room, "free_bytes", lambda folder: room - _bytes_under(tmp_path))
+    out = tmp_path / "eval"
+    began = time.monotonic()
+    code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--node", "--method", "dcp",
+                 "--no-detection", "--rate", "1", "--out", str(out), "--no-progress"])
+    assert code == 2 and time.monotonic() - began < 10
+    err = capsys.readouterr().err
+    assert (f"no room for the copy of the bag a paced replay writes: the disk mounted at "
+            f"{disk_room.mount_point(out)} has {(disk_room.RESERVE_BYTES + 4 * 2**20) / 2**20:.0f} MiB free, under the "
+            f"{(disk_room.RESERVE_BYTES + copy) / 2**20:.0f} MiB kept for the rest of the output") in err, err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 @pytest.mark.parametrize("rate", ["0", "-1", "nan", "inf"])

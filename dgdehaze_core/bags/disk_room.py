@@ -41,8 +41,8 @@ def mount_point(folder: Path) -> Path:
 
 def room_problem(folder: Path, keep: int = 0) -> str:
     """Why writing on under `folder` must stop ("" while it need not): its disk has less free than RESERVE_BYTES
-    plus `keep` bytes still to be written after this point (a spool's content and the input it answers, copied
-    into the output bag)."""
+    plus `keep` bytes still to be written after this point (a spool's content and the output bag's copy of the
+    input up to the frame it answers, every topic of it)."""
     free = free_bytes(folder)
     needed = RESERVE_BYTES + keep
     if free >= needed:

@@ -39,6 +39,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tqdm import tqdm
 
+from dgdehaze_core.bags.disk_room import room_problem
 from dgdehaze_core.bags.evaluation import (check_output_folder, check_rate, copied_messages, node_method,
                                            time_window_notes, timed_detect)
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagSource
@@ -54,9 +55,9 @@ from dgdehaze_ros.parameters import WEIGHTS_SUFFIXES
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import reserve_domain, scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
-from dgdehaze_ros.tools.paced_replay import (OutputSpool, UniqueStamps, answers, header_stamp_ns, node_counts_between,
-                                             pace_shortfall, paced_note, send_paced, sent_rate, window_frames,
-                                             with_header_stamp)
+from dgdehaze_ros.tools.paced_replay import (OutputSpool, UniqueStamps, answers, copied_bytes, header_stamp_ns,
+                                             node_counts_between, pace_shortfall, paced_note, send_paced, sent_rate,
+                                             window_frames, with_header_stamp)
 from dgdehaze_ros.tools.replay_records import OUTPUTS, LabelInfo, record_frame
 
 LOG = logging.getLogger(__name__)
@@ -281,8 +282,10 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     node has a camera mounting (`mounted`: its camera_height in `node_params`), as offline.
 
     `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
-    the dehazed frames. Raises BagError for a bad bag before anything starts, NodeReplayError when the node cannot
-    be started or stops answering; either way no output folder is left behind.
+    the dehazed frames. Raises BagError for a bad bag before anything starts, OSError before the node starts where
+    a paced replay's disk cannot hold the output bag's copy of the input (every topic of the window: `copied_bytes`)
+    beside its reserve, NodeReplayError when the node cannot be started or stops answering; either way no output
+    folder is left behind.
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
@@ -297,6 +300,9 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
             camera_info_topic = source.camera_info_for_frames(required=mounted)
         total = source.verify(image_topic, camera_info_topic)
         count = min(total, max_frames) if max_frames else total
+        copied = copied_bytes(source, image_topic, count) if rate is not None else []
+        if copied and (problem := room_problem(out_dir, keep=copied[-1])):
+            raise OSError(f"no room for the copy of the bag a paced replay writes: {problem}")
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
         compressed = frame_type == COMPRESSED_IMAGE_TYPE
         images = output_images(image_transport, frame_type)
@@ -333,7 +339,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                         _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
                     else:
                         _run_paced(source, replay, writer, evaluation, detector, count, timeout, progress,
-                                   not attach, rate, tmp / "spool")
+                                   not attach, rate, tmp / "spool", copied)
                 evaluation.weights = replay.node_weights(DIAGNOSTICS_WAIT_S)
                 evaluation.notes.append(_transport_note(replay.transport))
             except NodeGone as exc:  # before its first frame was answered: nothing to report, its log goes too
@@ -420,16 +426,17 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
 
 def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: BagEvaluation,
                detector: Detector | None, count: int, timeout: float, progress: bool, started_here: bool,
-               rate: float, spool_path: Path) -> None:
+               rate: float, spool_path: Path, copied: Sequence[int]) -> None:
     """The frames at `rate` times the recorded pace, the node's outputs spooled as they come (`paced_replay`); then
-    each answered frame recorded as in lockstep, the others counted as dropped. The spool is removed at the end."""
+    each answered frame recorded as in lockstep, the others counted as dropped. The spool is removed at the end.
+    copied: what the output bag copies from the input through each frame (`copied_bytes`)."""
     plan = replay.output_plan(started_here, timeout)
     _warm_up(source, replay, evaluation, detector, plan, timeout)
     evaluation.rate = rate
     before = replay.next_report(COUNTERS_WAIT_S)
     replay.recorder.forget()
     stamps = UniqueStamps()
-    with OutputSpool(spool_path, {name: msgtype for name, (_, msgtype) in OUTPUTS.items()}) as spool:
+    with OutputSpool(spool_path, {name: msgtype for name, (_, msgtype) in OUTPUTS.items()}, copied) as spool:
         replay.recorder.sink = spool.receive
         try:
             frames, stopped = send_paced(

@@ -18,7 +18,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from rosbags.interfaces import Connection
 from tqdm import tqdm
@@ -104,9 +104,12 @@ class OutputSpool:
     """The node's outputs as they arrive, written untouched into a bag (topic `/<output>`, log time the arrival in
     perf_counter ns), each counted to the frame it answers. Use as a context manager."""
 
-    def __init__(self, path: Path, types: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, types: Mapping[str, str], copied: Sequence[int]) -> None:
         self.path = path
         self.types = types
+        self.copied = copied
+        """The bytes the output bag copies from the input bag through each frame of the replay, every topic
+        counted (`copied_bytes`)."""
         self._writer = BagWriter(path, "mcap")
         self._by_stamp: dict[int, SentFrame] = {}
         self.tags: dict[tuple[str, int], int] = {}
@@ -115,8 +118,8 @@ class OutputSpool:
         """perf_counter() of the last output spooled."""
         self.bytes = 0
         """The size of the outputs spooled so far."""
-        self.input_bytes = 0
-        """The size of the bag's messages sent so far (its frames, its camera_info), which the output bag copies."""
+        self.frames = 0
+        """How many frames were handed over to be sent so far, the one about to go out included."""
 
     def __enter__(self) -> OutputSpool:
         return self
@@ -126,8 +129,9 @@ class OutputSpool:
 
     def room_problem(self) -> str:
         """Why the spool must stop growing ("" while it need not): its disk would have no room left for an output
-        bag holding what it spooled so far and a copy of the messages sent (`disk_room`)."""
-        return room_problem(self.path, keep=self.bytes + self.input_bytes)
+        bag holding what it spooled so far and its copy of the input bag up to the frame about to go out, every
+        topic of it (`disk_room`)."""
+        return room_problem(self.path, keep=self.bytes + (self.copied[self.frames - 1] if self.frames else 0))
 
     def sent(self, frame: SentFrame) -> None:
         """`frame` went out: outputs with its stamp answer it from now on."""
@@ -183,7 +187,6 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
                 first_log, first_sent = log_time, time.perf_counter()
             if first_log is not None:
                 _spin_until(first_sent + max(log_time - first_log, 0) / 1e9 / rate, spin)
-            spool.input_bytes += len(raw)
             if not is_frame:
                 try:
                     publish(connection, raw)
@@ -193,6 +196,7 @@ def send_paced(messages: Iterator[tuple[Connection, int, bytes]], image_topic: s
                     else:
                         passed_over(connection, log_time, str(exc))
                 continue
+            spool.frames = len(frames) + 1
             if stopped := gone():
                 LOG.warning("stopped sending at frame %d: %s", len(frames), stopped)
                 break
@@ -293,3 +297,19 @@ def window_frames(source: BagSource, evaluation: BagEvaluation, with_info: bool)
     """The bag's frames within the window, with its camera_info where the node gets it from the replay."""
     wanted = {evaluation.image_topic, *([evaluation.camera_info_topic] if with_info else [])}
     return source.raw_messages([c for c in source.connections if c.topic in wanted])
+
+
+def copied_bytes(source: BagSource, image_topic: str, count: int) -> list[int]:
+    """The bytes the output bag copies from `source` (`evaluation.copied_messages`: every topic of its window, IMU,
+    TF, lidar and the frames alike) through each of its first `count` frames on `image_topic`, cumulative: what a
+    paced replay that stops before frame k+1 still writes beside the node's outputs. rosbags gives a message's size
+    only with its bytes, so this reads the window's messages once, undecoded."""
+    copied: list[int] = []
+    total = 0
+    for connection, _, raw in source.raw_messages():
+        total += len(raw)
+        if connection.topic == image_topic:
+            copied.append(total)
+            if len(copied) == count:
+                break
+    return copied
