@@ -330,6 +330,59 @@ def test_an_attached_node_is_gone_when_nothing_subscribes_to_the_frames_any_more
 
 
 
+@pytest.mark.slow
+def test_an_attached_node_that_crashes_is_noticed_within_about_a_second_and_the_frames_before_it_are_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node the user started, killed (SIGKILL, as the kernel's out-of-memory killer does) after the 5th recorded
+    frame: it says no goodbye, and its subscription to the frames stays in the graph until its DDS lease expires
+    (20 s with Fast DDS's defaults; its name stays as long), so the replay waited out --timeout for a frame and
+    then stopped on the subscriber count, 20 s later, naming a stop or deactivation. Its unanswered lifecycle
+    state requests end the replay about a second after the kill, with the report of the 5 frames, saying which node
+    stopped answering, and exit status 1."""
+    import signal
+    import subprocess
+    import time
+
+    from dgdehaze_ros.tools import bag_replay
+    from dgdehaze_ros.tools.environment import reserve_domain
+
+    environment = {"ROS_DOMAIN_ID": str(reserve_domain()), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    for name, value in environment.items():  # an attached replay joins the environment's graph
+        monkeypatch.setenv(name, value)
+    command = bag_replay._node_command("crashing_dgdehaze", "/cam/image_raw", False, None, "dcp", False)
+    node = subprocess.Popen(command, env={**os.environ, **environment}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    killed: list[float] = []
+    record = bag_replay.record_frame
+
+    def recording_then_killing(evaluation, *args, **kwargs) -> None:
+        record(evaluation, *args, **kwargs)
+        if len(evaluation.records) == 5:
+            node.send_signal(signal.SIGKILL)
+            node.wait()
+            killed.append(time.monotonic())
+
+    monkeypatch.setattr(bag_replay, "record_frame", recording_then_killing)
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(10, (160, 96)) * 2, "bgr8")
+    out = tmp_path / "eval"
+    try:
+        code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--node", "--attach",
+                     "--node-name", "crashing_dgdehaze", "--no-detection", "--out", str(out), "--no-progress",
+                     "--timeout", "30"])
+    finally:
+        node.kill()
+        node.wait()
+    took = time.monotonic() - killed[0]
+    assert code == 1
+    assert took < 4, f"{took:.0f} s from the kill to the end of the replay"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"].startswith("node /crashing_dgdehaze stopped answering: its lifecycle state went "
+                                         "unanswered for 1."), summary["stopped"]
+    assert summary["stopped"].endswith("at frame 5: the 15 frames from there on were not evaluated")
+    assert summary["frames_evaluated"] == 5 and summary["frames_not_sent"] == 15
+    assert "stopped early" in (out / "report.html").read_text()
+
+
 def test_a_started_node_is_given_a_pth_or_upper_case_weights_file_as_its_weights(session, tmp_path: Path) -> None:
     """bag-eval --node --method net.pth (or NET.PT), which offline evaluation runs, started the node with
     `model:=net.pth`: the node stayed unconfigured ("model must be one of dcp, lite, base") and the replay failed

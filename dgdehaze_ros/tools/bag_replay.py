@@ -20,6 +20,7 @@ to them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -36,6 +37,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tqdm import tqdm
 
@@ -72,6 +74,11 @@ COUNTERS_WAIT_S = 5.0
 counters (a node reports every `diagnostics_period`, 1 s by default; a busy machine delays it)."""
 GONE_CHECK_S = 0.25
 """How often a frame waiting for its outputs checks that the node is still there (`NodeReplay.gone`)."""
+SILENCE_S = 1.0
+"""How long an attached node may leave a lifecycle state request unanswered, counted in time this replay spends
+listening (`NodeReplay.spin`), before the replay takes it for gone. A node that crashed or was killed says no goodbye:
+DDS drops its endpoints, and its subscription to the frames with them, only once its lease expires (20 s with Fast
+DDS's defaults), so the subscriber count alone sent frames to nobody that long."""
 LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 """A started node and this replay's context discover each other on this machine only (rcl reads it at init)."""
 
@@ -169,6 +176,14 @@ class NodeReplay:
         """The node's last /diagnostics report (key -> value), and how many came (`reports`)."""
         self.reports = 0
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._take_report, 10)
+        self.listened = 0.0
+        """Seconds spent in `spin` so far: the clock an unanswered state request is timed on, so that this replay's
+        own work between frames (detecting on the hazy frame, writing the output bag) is not held against the
+        node."""
+        self._ping: Future | None = None
+        """The last lifecycle state request `gone` sent an attached node, until it is answered."""
+        self._ping_sent = -math.inf
+        """`listened` when it was sent."""
 
     def _take_report(self, array: DiagnosticArray) -> None:
         for status in array.status:
@@ -180,28 +195,39 @@ class NodeReplay:
 
     def node_weights(self, timeout: float) -> str:
         """The weights the node runs, as its /diagnostics names them (waiting up to `timeout` for a report), or
-        "unknown" when it sent none: a report names the weights that ran, not the file its parameter names now."""
+        "unknown" when it sent none: a report names the weights that ran, not the file its parameter names now. A
+        node that is gone (`gone`) is not waited for."""
         deadline = time.monotonic() + timeout
-        while self.weights is None and time.monotonic() < deadline:
+        while self.weights is None and time.monotonic() < deadline and not self.gone():
             self.spin(0.1)
         return self.weights or "unknown"
 
     def gone(self) -> str:
         """Why the node can no longer answer, "" while it can: its process exited, or an attached node no longer
-        subscribes to the frames (stopped, or deactivated)."""
+        subscribes to the frames (stopped, or deactivated) or left a lifecycle state request unanswered for
+        SILENCE_S (crashed or killed). Asks an attached node its state each GONE_CHECK_S once the last request
+        was answered."""
         if self.process is not None:
             code = self.process.poll()
             return "" if code is None else f"dgdehaze_node exited with code {code}"
         if self.image_pub.get_subscription_count() == 0:
             return f"node /{self.node_name} no longer subscribes to the frames (stopped or deactivated)"
+        if self._ping is not None and self._ping.done():
+            self._ping = None
+        silent = self.listened - self._ping_sent
+        if self._ping is None and silent >= GONE_CHECK_S:
+            self._ping, self._ping_sent = self.state_client.call_async(GetState.Request()), self.listened
+        elif self._ping is not None and silent >= SILENCE_S:
+            return (f"node /{self.node_name} stopped answering: its lifecycle state went unanswered for "
+                    f"{silent:.1f} s (crashed, killed or hung; a node stopped cleanly leaves at once)")
         return ""
 
     def next_report(self, timeout: float) -> dict[str, str]:
-        """The node's next /diagnostics report (its counters as of about now), waiting up to `timeout`; {} when none
-        came."""
+        """The node's next /diagnostics report (its counters as of about now), waiting up to `timeout`, not at all
+        for a node that is gone (`gone`); {} when none came."""
         seen = self.reports
         deadline = time.monotonic() + timeout
-        while self.reports == seen and time.monotonic() < deadline:
+        while self.reports == seen and time.monotonic() < deadline and not self.gone():
             self.spin(0.05)
         return dict(self.report) if self.reports > seen else {}
 
@@ -211,7 +237,9 @@ class NodeReplay:
         self.context.try_shutdown()
 
     def spin(self, seconds: float) -> None:
+        began = time.monotonic()
         self.executor.spin_once(timeout_sec=seconds)
+        self.listened += time.monotonic() - began
 
     def node_state(self, timeout: float) -> str | None:
         """The node's lifecycle state label, or None when it does not answer."""
