@@ -331,13 +331,13 @@ def test_an_attached_node_is_gone_when_nothing_subscribes_to_the_frames_any_more
 
 
 @pytest.mark.slow
-def test_an_attached_node_that_crashes_is_noticed_within_about_a_second_and_the_frames_before_it_are_reported(
+def test_an_attached_node_that_crashes_is_noticed_within_seconds_and_the_frames_before_it_are_reported(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A node the user started, killed (SIGKILL, as the kernel's out-of-memory killer does) after the 5th recorded
     frame: it says no goodbye, and its subscription to the frames stays in the graph until its DDS lease expires
     (20 s with Fast DDS's defaults; its name stays as long), so the replay waited out --timeout for a frame and
     then stopped on the subscriber count, 20 s later, naming a stop or deactivation. Its unanswered lifecycle
-    state requests end the replay about a second after the kill, with the report of the 5 frames, saying which node
+    state requests end the replay SILENCE_S (3.5 s) after the kill, with the report of the 5 frames, saying which node
     stopped answering, and exit status 1."""
     import signal
     import subprocess
@@ -374,10 +374,11 @@ def test_an_attached_node_that_crashes_is_noticed_within_about_a_second_and_the_
         node.wait()
     took = time.monotonic() - killed[0]
     assert code == 1
-    assert took < 4, f"{took:.0f} s from the kill to the end of the replay"
+    assert took < bag_replay.SILENCE_S + 3, f"{took:.0f} s from the kill to the end of the replay"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["stopped"].startswith("node /crashing_dgdehaze stopped answering: its lifecycle state went "
-                                         "unanswered for 1."), summary["stopped"]
+    prefix = "node /crashing_dgdehaze stopped answering: its lifecycle state went unanswered for "
+    assert summary["stopped"].startswith(prefix), summary["stopped"]
+    assert float(summary["stopped"][len(prefix):].split(" s")[0]) >= bag_replay.SILENCE_S
     assert summary["stopped"].endswith("at frame 5: the 15 frames from there on were not evaluated")
     assert summary["frames_evaluated"] == 5 and summary["frames_not_sent"] == 15
     assert "stopped early" in (out / "report.html").read_text()

@@ -74,11 +74,13 @@ COUNTERS_WAIT_S = 5.0
 counters (a node reports every `diagnostics_period`, 1 s by default; a busy machine delays it)."""
 GONE_CHECK_S = 0.25
 """How often a frame waiting for its outputs checks that the node is still there (`NodeReplay.gone`)."""
-SILENCE_S = 1.0
+SILENCE_S = 3.5
 """How long an attached node may leave a lifecycle state request unanswered, counted in time this replay spends
 listening (`NodeReplay.spin`), before the replay takes it for gone. A node that crashed or was killed says no goodbye:
 DDS drops its endpoints, and its subscription to the frames with them, only once its lease expires (20 s with Fast
-DDS's defaults), so the subscriber count alone sent frames to nobody that long."""
+DDS's defaults), so the subscriber count alone sent frames to nobody that long. Longer than Fast DDS's 3 s heartbeat
+period, after which a request lost on a lossy link (a node attached over Wi-Fi) is sent again: a live node is not
+taken for gone over one lost packet."""
 LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 """A started node and this replay's context discover each other on this machine only (rcl reads it at init)."""
 
