@@ -52,6 +52,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -676,7 +677,8 @@ def _asks_for_help(args: list[str] | None) -> bool:
 def main(args: list[str] | None = None) -> int:
     """Entry point of `dgdehaze_node --ros-args -p name:=value ...`. Ctrl-C (or `ros2 launch`'s SIGINT) ends it with
     code 0 whenever it comes, during autostart's configure too. `-h`/`--help` prints the usage and the parameters
-    and starts nothing."""
+    and starts nothing. A ROS argument rcl cannot parse or a parameter out of its range ends it with code 2 and
+    the reason, no traceback."""
     keep_frame_memory()
     if _asks_for_help(args):
         print(USAGE + parameters_help())
@@ -687,7 +689,11 @@ def main(args: list[str] | None = None) -> int:
     except ValueError as exc:
         logging.getLogger("dgdehaze_node").error("%s: %s", CHOICE_VARIABLE, exc)
         return 2
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except rclpy_implementation.RCLError as exc:  # a malformed rule: `-p name`, `-r image:=`, `--log-level verbose`
+        logging.getLogger("dgdehaze_node").error("invalid ROS arguments: %s", exc)
+        return 2
     try:
         node = DehazeNode()
     except ParameterException as exc:

@@ -207,6 +207,18 @@ def test_the_executable_exits_with_a_clear_error_on_a_bad_parameter_at_start() -
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("rule", [["--log-level", "verbose"], ["-r", "image:="]])
+def test_the_executable_exits_with_a_clear_error_on_a_ros_argument_rcl_cannot_parse(rule: list[str]) -> None:
+    """What the launch file hands the node for `log_level:=verbose` and for an empty `image:=`: rcl refuses the rule
+    in rclpy.init, and the node says so in one line with code 2 instead of a traceback."""
+    result = subprocess.run([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", *rule, "-p", "model:=dcp"],
+                            env={**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID)}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "invalid ROS arguments" in result.stderr and " ".join(rule) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_the_package_installs_the_launch_and_config_files_and_depends_on_what_they_import() -> None:
     package = ElementTree.parse(ROOT / "package.xml").getroot()
     assert package.tag == "package" and package.get("format") == "3"
