@@ -14,7 +14,7 @@ from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reas
 from dgdehaze_core.models import build_model, shipped_weights_path
 from dgdehaze_core.models.complexity import count_macs
 
-TIMING = ("latency_ms_median", "latency_ms_p95", "fps", "ratio_to_dcp", "dcp_ms_median")
+TIMING = ("latency_ms_median", "latency_ms_p95", "fps", "ratio_to_dcp", "dcp_ms_median", "cpu_ms_per_run")
 NETWORK = (*TIMING, "network_ms_median", "pipeline_ms_median", "pipeline_ratio_to_dcp", "gmacs", "gmac_per_s",
            "pct_of_peak")
 
@@ -43,6 +43,9 @@ def test_networks_and_chain_rows(tmp_path: Path) -> None:
                           "chain/lite/onnxruntime/detect-every-1-file@96x64",
                           "chain/lite/onnxruntime/detect-every-2-file@96x64"}
     assert table["dcp@96x64"]["ratio_to_dcp"] == 1.0
+    for name, row in table.items():
+        if not name.startswith("cpu-peak"):
+            assert row["page_faults_per_run"] >= 0 and row["cpu_ms_per_run"] > 0, name
     peak = table["cpu-peak/torch-matmul"]
     positive(peak, ("gmac_per_s", "before", "after"))
     assert peak["gmac_per_s"] == max(peak["before"], peak["after"]), "the share is of the faster measurement"
@@ -282,3 +285,30 @@ def test_a_target_named_twice_is_measured_once(tmp_path: Path, caplog: pytest.Lo
         table = run_bench(tmp_path, "lite", "lite", "--backends", "onnxruntime", "--sizes", "8x8")
     assert "lite/onnxruntime@8x8" in table
     assert [r.getMessage() for r in caplog.records].count("measuring lite/onnxruntime@8x8") == 1
+
+
+def test_measure_counts_the_page_faults_and_the_cpu_time_of_a_run() -> None:
+    """A step that maps 8 MiB afresh and writes it faults each of its 2048 pages in every run; one that writes a
+    buffer kept from run to run faults none; both spend CPU time."""
+    import mmap
+
+    from dgdehaze_core.benchmarks.timing import measure
+
+    size = 8 << 20
+    data = b"x" * size
+
+    def fresh() -> None:
+        with mmap.mmap(-1, size) as mapped:
+            mapped.write(data)
+    kept = mmap.mmap(-1, size)
+
+    def reused() -> None:
+        kept.seek(0)
+        kept.write(data)
+    try:
+        fresh_row, kept_row = measure(fresh, repeats=5), measure(reused, repeats=5)
+    finally:
+        kept.close()
+    assert fresh_row["page_faults_per_run"] >= size // mmap.PAGESIZE
+    assert kept_row["page_faults_per_run"] < 10
+    assert fresh_row["cpu_ms_per_run"] > 0 and kept_row["cpu_ms_per_run"] > 0

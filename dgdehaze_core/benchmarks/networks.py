@@ -4,7 +4,8 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
 - every row: `latency_ms_median`, `latency_ms_p95`, `fps` (1000 / median) and `ratio_to_dcp` (this row's median
   over the dark channel prior's median at the same size, `dcp_ms_median`, timed again right before the row: a
   shared host's speed drifts over the minutes a run takes, so each ratio divides two times taken seconds apart;
-  2.0 means twice as slow as DCP);
+  2.0 means twice as slow as DCP), and `cpu_ms_per_run` and `page_faults_per_run` (`timing.measure`: per frame,
+  also in the chain's rows);
 - network rows also `network_ms_median` (the runtime's `run` alone, without colour conversion, padding and
   cropping), `pipeline_ms_median` (the rest of each frame's time: input conversion, transmission refinement,
   inversion, output conversion; on a GPU runtime this is the CPU's share) and its `pipeline_ratio_to_dcp`,
@@ -394,7 +395,9 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
             step = settings.measure(lambda: [chain(frame) for _ in range(interval)], warmup=1)
             per_frame = {"latency_ms_median": step["latency_ms_median"] / interval,
                          "latency_ms_p95": step["latency_ms_p95"] / interval,
-                         "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval}
+                         "fps": 1000.0 * interval / step["latency_ms_median"], "runs": step["runs"] * interval,
+                         "cpu_ms_per_run": step["cpu_ms_per_run"] / interval,
+                         "page_faults_per_run": step["page_faults_per_run"] / interval}
             fusion = ("-fused" if detection_input == "fused" else "") + ("-clahe" if equalised else "")
             row = {**per_frame, **against_dcp(per_frame, dcp_ms), "detect_every": float(interval),
                    "imgsz": float(imgsz)}

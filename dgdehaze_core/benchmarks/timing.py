@@ -1,6 +1,8 @@
-"""Timing that reports what a robot engineer asks for: median and p95 latency and frames per second."""
+"""Timing that reports what a robot engineer asks for: median and p95 latency and frames per second, and what a
+run costs the machine beside its time: CPU time and page faults."""
 from __future__ import annotations
 
+import resource
 import time
 from typing import Any, Callable
 
@@ -17,10 +19,14 @@ def measure(step: Callable[[], object], *, warmup: int = 3, repeats: int = 30,
     """Run `step` `warmup` times untimed, then at least `repeats` times (and `min_seconds`), timing each call.
 
     max_seconds: stop timing once this much time has passed, after at least 3 timed runs (slow rows on a small
-    CPU); `runs` in the result says how many were timed."""
+    CPU); `runs` in the result says how many were timed. `cpu_ms_per_run`: the process's CPU time (user and system,
+    every thread of it) per timed run, which a busy host moves far less than the latency; `page_faults_per_run`: its
+    page faults per timed run (memory mapped or returned and touched again each run: docs/BENCHMARKS.md, "The C
+    allocator")."""
     for _ in range(warmup):
         step()
     times: list[float] = []
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - start < min_seconds:
         if max_seconds is not None and len(times) >= 3 and time.perf_counter() - start >= max_seconds:
@@ -28,10 +34,14 @@ def measure(step: Callable[[], object], *, warmup: int = 3, repeats: int = 30,
         begin = time.perf_counter()
         step()
         times.append(time.perf_counter() - begin)
+    after = resource.getrusage(resource.RUSAGE_SELF)
     latencies = np.asarray(times) * 1000.0
     median = float(np.median(latencies))
+    cpu_seconds = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
+    faults = after.ru_minflt + after.ru_majflt - usage.ru_minflt - usage.ru_majflt
     return {"latency_ms_median": median, "latency_ms_p95": float(np.percentile(latencies, 95)),
-            "fps": 1000.0 / median, "runs": len(times)}
+            "fps": 1000.0 / median, "runs": len(times), "cpu_ms_per_run": cpu_seconds * 1000.0 / len(times),
+            "page_faults_per_run": faults / len(times)}
 
 
 def count_dispatched(step: Callable[[], object]) -> int:

@@ -24,7 +24,9 @@ time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported
   (conversion, message building, publishing), frames dropped by the latest-frame worker, median and longest
   wait for the worker beside the median and longest time the worker took on a frame (`node_ms`: a typical wait
   longer than a typical frame's time would mean frames queued);
-- the node process's resident memory after warm-up, at the end and the highest sampled (bounded memory);
+- the node process's resident memory after warm-up, at the end and the highest sampled (bounded memory), and its
+  CPU time (every thread, idle moments of the window too) and page faults over the window per frame it published
+  (`node_cpu_ms_per_frame`, `node_page_faults_per_frame`: what a frame costs the robot's cores);
 - whether the newest frame was processed (the last frame published came out of the node).
 """
 from __future__ import annotations
@@ -78,6 +80,18 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def _cpu_and_faults(pid: int) -> tuple[float, float]:
+    """The CPU seconds (user and system, every thread) and page faults (minor and major) of process `pid` so far,
+    from /proc/PID/stat; NaN where it cannot be read (not Linux, the process gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    except (OSError, IndexError):
+        return float("nan"), float("nan")
+    minor, major, user, system = (int(fields[i]) for i in (7, 9, 11, 12))  # stat(5): fields 10, 12, 14, 15
+    return (user + system) / os.sysconf("SC_CLK_TCK"), float(minor + major)
 
 
 class _Camera(Node):
@@ -201,6 +215,7 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
             camera.outputs = 0
             start_diag = dict(camera.diagnostics)
         rss_start = _rss_mb(node_process.pid)
+        usage_start = _cpu_and_faults(node_process.pid)
         rss_max, last_stamp = rss_start, 0
         published, start = 0, time.monotonic()
         while time.monotonic() - start < seconds:
@@ -214,6 +229,7 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
         _wait(lambda: last_stamp in camera.output_stamps or time.monotonic() - camera.last_output > quiet_s, 60.0)
         time.sleep(1.2)  # two diagnostics periods after the last frame
         rss_end = _rss_mb(node_process.pid)
+        usage_end = _cpu_and_faults(node_process.pid)
         with camera.lock:
             latencies, outputs, diag = np.asarray(camera.latencies_ms), camera.outputs, dict(camera.diagnostics)
             newest_processed = last_stamp in camera.output_stamps
@@ -233,6 +249,7 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
 
     received = delta("frames_received")
     missing = delta("frames_missing_in_sequence")
+    frames = max(1.0, delta("frames_published"))
     return {"published": float(published), "warm_up_published": float(warm_up_sent), "node_received": received,
             "transport_lost_pct": 100.0 * (published - received) / published,
             "transport_lost_reported": delta("frames_lost_in_transport"),
@@ -248,6 +265,8 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
             "queue_wait_ms_max": float(diag.get("queue_wait_ms_max", "nan")),
             "node_ms_median": float(diag.get("node_ms_median", "nan")),
             "node_ms_max": float(diag.get("node_ms_max", "nan")),
+            "node_cpu_ms_per_frame": 1000.0 * (usage_end[0] - usage_start[0]) / frames,
+            "node_page_faults_per_frame": (usage_end[1] - usage_start[1]) / frames,
             "rss_start_mb": rss_start, "rss_end_mb": rss_end, "rss_max_mb": max(rss_max, rss_end),
             "newest_frame_processed": float(newest_processed)}
 
