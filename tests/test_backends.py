@@ -709,3 +709,13 @@ def test_onnx_runtime_gpu_providers_that_do_not_start_are_refused_not_replaced_b
     with pytest.raises(BackendUnavailable, match="could not start CUDAExecutionProvider for .*model.onnx .* would "
                                                  "run it on CPUExecutionProvider alone"):
         OnnxRuntimeBackend(model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_a_gpu_runtime_is_handed_a_device_torch_takes_for_every_device_name_the_node_takes() -> None:
+    """The node and the CLI take "N" for "cuda:N" (as Ultralytics does), and the selection handed it on as it was:
+    the TensorRT backend's torch.device("0") raised "Invalid device string" for an engine on device 0."""
+    from dgdehaze_core.inference.backends.selection import _cuda_device
+
+    assert [_cuda_device(name) for name in ("auto", "0", "1", "cuda", "cuda:2")] == \
+        ["cuda:0", "cuda:0", "cuda:1", "cuda", "cuda:2"]
+    assert all(torch.device(_cuda_device(name)) for name in ("0", "1"))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import torch
 
-from dgdehaze_core.devices import DeviceUnavailable, resolve_device
+from dgdehaze_core.devices import DeviceUnavailable, parse_device, resolve_device
 from dgdehaze_core.inference.backends import (BACKENDS, OUTPUT_NAMES, RUNTIMES, BackendUnavailable,
                                               InferenceBackend, NetworkSource, check_outputs)
 from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache, default_cache_dir,
@@ -76,7 +76,9 @@ def _wants_cuda(device: str) -> bool:
 
 
 def _cuda_device(device: str) -> str:
-    return "cuda:0" if device == "auto" else device
+    """The CUDA device a runtime is handed for `device`: "cuda:0" for "auto", "cuda:N" for the short form "N" (which
+    torch.device, and so the TensorRT backend, refuses), any other name as given."""
+    return "cuda:0" if device == "auto" else str(parse_device(device))
 
 
 def choose_backend(requested: str = "auto", device: str = "auto", log: bool = True,
