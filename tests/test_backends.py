@@ -719,3 +719,21 @@ def test_a_gpu_runtime_is_handed_a_device_torch_takes_for_every_device_name_the_
     assert [_cuda_device(name) for name in ("auto", "0", "1", "cuda", "cuda:2")] == \
         ["cuda:0", "cuda:0", "cuda:1", "cuda", "cuda:2"]
     assert all(torch.device(_cuda_device(name)) for name in ("0", "1"))
+
+
+def test_onnx_runtime_s_gpu_providers_run_on_the_device_asked_for() -> None:
+    """ONNX Runtime's TensorRT provider, given options, takes device_id 0 where it is not among them, and its CUDA
+    provider, given none, the process's default device 0: a network asked for on cuda:1 ran on GPU 0. Both now get
+    the device's id, in the form ONNX Runtime's own argument check passes on to its providers."""
+    from onnxruntime.capi.onnxruntime_inference_collection import check_and_normalize_provider_args
+
+    from dgdehaze_core.inference.backends.selection import ORT_GPU_PROVIDERS, ort_providers
+
+    names = (*ORT_GPU_PROVIDERS, "CPUExecutionProvider")
+    providers = ort_providers(names, "cuda:1", {"trt_fp16_enable": True})
+    assert providers == [("TensorrtExecutionProvider", {"device_id": 1, "trt_fp16_enable": True}),
+                         ("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert check_and_normalize_provider_args(providers, None, names) == (
+        list(names), [{"device_id": "1", "trt_fp16_enable": "True"}, {"device_id": "1"}, {}])
+    assert [options["device_id"] for _, options in ort_providers(ORT_GPU_PROVIDERS, "cuda")] == [0, 0]
+    assert ort_providers(("CPUExecutionProvider",), "cpu") == ["CPUExecutionProvider"]

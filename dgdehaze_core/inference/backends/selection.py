@@ -269,6 +269,19 @@ def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLi
     return options
 
 
+def ort_providers(names: tuple[str, ...], device: str, tensorrt: Mapping[str, object] | None = None
+                  ) -> list[str | tuple[str, dict[str, object]]]:
+    """ONNX Runtime's providers `names` (a BackendChoice's) as a session on `device` ("cpu", "cuda", "cuda:N") takes
+    them: each GPU provider with the device_id of `device` ("cuda": 0), the TensorRT one with the options `tensorrt`
+    as well, the CPU one by its name. Without device_id both ran on GPU 0 whatever the device: ONNX Runtime's
+    TensorRT provider takes 0 for the options it is not given, its CUDA provider given no options the process's
+    default device, 0."""
+    device_id = parse_device(device).index or 0
+    extra = {"TensorrtExecutionProvider": dict(tensorrt or {})}
+    return [(name, {"device_id": device_id, **extra.get(name, {})}) if name in ORT_GPU_PROVIDERS else name
+            for name in names]
+
+
 def _warn_when_the_file_decides_precision(onnx_file: Path, file_half: bool, half: bool, choice: BackendChoice) -> None:
     """Warn where an exported file (fp16 input: `file_half`) runs at another precision than `half` asks: an fp16
     export runs in fp16 on every runtime (TensorRT builds it strongly typed), and ONNX Runtime without its TensorRT
@@ -313,11 +326,11 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
     if choice.name == "onnxruntime":
         from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        providers: list[str | tuple[str, dict[str, object]]] = list(choice.providers)
-        if "TensorrtExecutionProvider" in providers:  # only then is the file read for its int8 scales and hash
+        trt_options = None
+        if "TensorrtExecutionProvider" in choice.providers:  # only then is the file read for its int8 scales and hash
             trt_options = ort_tensorrt_options(onnx_file, half, cache_dir, camera_profile(onnx_file, camera_size))
-            providers = [(name, trt_options) if name == "TensorrtExecutionProvider" else name for name in providers]
-        runtime = OnnxRuntimeBackend(onnx_file, threads=threads, providers=providers)
+        runtime = OnnxRuntimeBackend(onnx_file, threads=threads,
+                                     providers=ort_providers(choice.providers, choice.device, trt_options))
         if source.file is not None:
             _warn_when_the_file_decides_precision(onnx_file, runtime.input_dtype == np.float16, half, choice)
         return runtime
