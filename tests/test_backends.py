@@ -21,6 +21,8 @@ from dgdehaze_core.inference.backends.selection import choose_backend, create_ba
 from dgdehaze_core.inference.pipeline import network_batch
 from dgdehaze_core.models import build_model
 
+GPU = "NVIDIA H100 80GB HBM3 sm90"
+"""A GPU as `tensorrt_backend.gpu_name` names it, for the TensorRT provider's options (no GPU here)."""
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the choices of a machine without CUDA")
 
 
@@ -561,10 +563,10 @@ def test_onnx_runtime_s_tensorrt_provider_caches_each_file_s_engines_apart(tmp_p
     from dgdehaze_core.inference.backends.selection import ORT_TENSORRT_CACHE, ort_tensorrt_options
 
     model = tmp_path / "mine.onnx"
-    first = ort_tensorrt_options(_added_constant_onnx(model, 1.0), False, tmp_path / "cache")
+    first = ort_tensorrt_options(_added_constant_onnx(model, 1.0), False, tmp_path / "cache", gpu=GPU)
     assert Path(str(first["trt_engine_cache_path"])).parent == tmp_path / "cache" / ORT_TENSORRT_CACHE
-    assert ort_tensorrt_options(model, False, tmp_path / "cache") == first, "the same file: the same engines"
-    second = ort_tensorrt_options(_added_constant_onnx(model, 2.0), True, tmp_path / "cache")
+    assert ort_tensorrt_options(model, False, tmp_path / "cache", gpu=GPU) == first, "the same file: the same engines"
+    second = ort_tensorrt_options(_added_constant_onnx(model, 2.0), True, tmp_path / "cache", gpu=GPU)
     assert second["trt_engine_cache_path"] != first["trt_engine_cache_path"], "new weights under the same name"
     assert (second["trt_fp16_enable"], second["trt_int8_enable"]) == (True, False)
 
@@ -577,10 +579,11 @@ def test_onnx_runtime_s_tensorrt_provider_builds_for_the_camera_s_range_of_sizes
     from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile
 
     model = _added_constant_onnx(tmp_path / "mine.onnx", 1.0)
-    options = ort_tensorrt_options(model, False, tmp_path / "cache", ShapeProfile.for_camera(480, 640, 32))
+    options = ort_tensorrt_options(model, False, tmp_path / "cache", ShapeProfile.for_camera(480, 640, 32), gpu=GPU)
     assert (options["trt_profile_min_shapes"], options["trt_profile_opt_shapes"], options["trt_profile_max_shapes"]) \
         == ("hazy:1x3x32x32", "hazy:1x3x480x640", "hazy:1x3x1088x1920")
-    assert not any(key.startswith("trt_profile") for key in ort_tensorrt_options(model, False, tmp_path / "cache"))
+    unprofiled = ort_tensorrt_options(model, False, tmp_path / "cache", gpu=GPU)
+    assert not any(key.startswith("trt_profile") for key in unprofiled)
 
 
 def test_onnx_runtime_s_tensorrt_provider_caches_each_runtime_version_s_engines_apart(
@@ -594,10 +597,24 @@ def test_onnx_runtime_s_tensorrt_provider_caches_each_runtime_version_s_engines_
     from dgdehaze_core.inference.backends.selection import ort_tensorrt_options
 
     model = _added_constant_onnx(tmp_path / "mine.onnx", 1.0)
-    before = ort_tensorrt_options(model, False, tmp_path / "cache")["trt_engine_cache_path"]
-    assert ort_tensorrt_options(model, False, tmp_path / "cache")["trt_engine_cache_path"] == before
+    before = ort_tensorrt_options(model, False, tmp_path / "cache", gpu=GPU)["trt_engine_cache_path"]
+    assert ort_tensorrt_options(model, False, tmp_path / "cache", gpu=GPU)["trt_engine_cache_path"] == before
     monkeypatch.setattr(onnxruntime, "__version__", onnxruntime.__version__ + ".upgraded")
-    assert ort_tensorrt_options(model, False, tmp_path / "cache")["trt_engine_cache_path"] != before
+    assert ort_tensorrt_options(model, False, tmp_path / "cache", gpu=GPU)["trt_engine_cache_path"] != before
+
+
+def test_onnx_runtime_s_tensorrt_provider_caches_each_gpu_model_s_engines_apart(tmp_path: Path) -> None:
+    """The provider names an engine file by the graph and the GPU's compute capability, which GPUs of other models
+    and memory sizes share (an engine of one may not load on the other, its source says): in one folder for both,
+    as a cache folder shared by two machines or a machine's two GPUs is, each would be handed the other's engines."""
+    from dgdehaze_core.inference.backends.selection import ort_tensorrt_options
+
+    model = _added_constant_onnx(tmp_path / "mine.onnx", 1.0)
+    gpus = ("NVIDIA GeForce RTX 3090 sm86", "NVIDIA A10 sm86", "NVIDIA GeForce RTX 3090 sm86")
+    rtx, a10, rtx_again = (ort_tensorrt_options(model, False, tmp_path / "cache", gpu=gpu)["trt_engine_cache_path"]
+                           for gpu in gpus)
+    assert rtx != a10, "two GPU models of one compute capability: two folders"
+    assert rtx == rtx_again, "the same GPU model: the same folder"
 
 
 def test_the_tensorrt_provider_s_folders_unused_for_the_cache_s_days_are_removed_and_the_one_in_use_kept(
@@ -614,22 +631,22 @@ def test_the_tensorrt_provider_s_folders_unused_for_the_cache_s_days_are_removed
     folders = {}
     for value in (1.0, 2.0, 3.0):
         model = _added_constant_onnx(tmp_path / f"model{value:g}.onnx", value)
-        folders[value] = Path(str(ort_tensorrt_options(model, False, cache)["trt_engine_cache_path"]))
+        folders[value] = Path(str(ort_tensorrt_options(model, False, cache, gpu=GPU)["trt_engine_cache_path"]))
         (folders[value] / "engine.engine").write_bytes(b"built")  # as the provider writes its engines
     long_ago = time.time() - 61 * 86400
     os.utime(folders[1.0] / USED_MARKER, (long_ago, long_ago))  # unused for 61 days: past the default 60
     os.utime(folders[3.0] / USED_MARKER, (long_ago, long_ago))
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "0")
-    ort_tensorrt_options(tmp_path / "model2.onnx", False, cache)
+    ort_tensorrt_options(tmp_path / "model2.onnx", False, cache, gpu=GPU)
     assert all(folder.is_dir() for folder in folders.values()), "0 days keeps everything"
     monkeypatch.delenv("DGDEHAZE_ENGINE_CACHE_DAYS")
-    ort_tensorrt_options(tmp_path / "model3.onnx", False, cache)  # handed out now: kept, however old its mark
+    ort_tensorrt_options(tmp_path / "model3.onnx", False, cache, gpu=GPU)  # handed out now: kept, however old its mark
     assert not folders[1.0].exists(), "unused for longer than the cache keeps anything"
     assert folders[2.0].is_dir() and (folders[3.0] / "engine.engine").is_file()
     assert (folders[3.0] / USED_MARKER).stat().st_mtime > long_ago, "marked used again"
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE_DAYS", "soon")
     with pytest.raises(ValueError, match="DGDEHAZE_ENGINE_CACHE_DAYS must be a number of days"):
-        ort_tensorrt_options(tmp_path / "model2.onnx", False, cache)
+        ort_tensorrt_options(tmp_path / "model2.onnx", False, cache, gpu=GPU)
 
 
 def test_the_tensorrt_provider_s_folders_without_a_mark_go_by_their_own_time(tmp_path: Path) -> None:
@@ -646,7 +663,7 @@ def test_the_tensorrt_provider_s_folders_without_a_mark_go_by_their_own_time(tmp
         (folder / "engine.engine").write_bytes(b"built")
     long_ago = time.time() - 61 * 86400
     os.utime(old, (long_ago, long_ago))
-    ort_tensorrt_options(_added_constant_onnx(tmp_path / "model.onnx", 1.0), False, tmp_path / "cache")
+    ort_tensorrt_options(_added_constant_onnx(tmp_path / "model.onnx", 1.0), False, tmp_path / "cache", gpu=GPU)
     assert not old.exists() and (new / "engine.engine").is_file()
 
 
@@ -663,7 +680,7 @@ def test_a_tensorrt_provider_s_folder_whose_removal_fails_midway_is_not_left_hal
 
     cache = tmp_path / "cache"
     stale_model = _added_constant_onnx(tmp_path / "stale.onnx", 1.0)
-    stale = Path(str(ort_tensorrt_options(stale_model, False, cache)["trt_engine_cache_path"]))
+    stale = Path(str(ort_tensorrt_options(stale_model, False, cache, gpu=GPU)["trt_engine_cache_path"]))
     for name in ("a.engine", "b.engine"):
         (stale / name).write_bytes(b"built")
     long_ago = time.time() - 61 * 86400
@@ -676,11 +693,11 @@ def test_a_tensorrt_provider_s_folder_whose_removal_fails_midway_is_not_left_hal
     monkeypatch.setattr(engine_cache.shutil, "rmtree", fail_midway)
     other = _added_constant_onnx(tmp_path / "other.onnx", 2.0)
     with caplog.at_level("WARNING", logger=engine_cache.__name__):
-        ort_tensorrt_options(other, False, cache)
+        ort_tensorrt_options(other, False, cache, gpu=GPU)
     assert "could not remove" in caplog.text and stale.name in caplog.text
     assert not stale.exists(), "a half-removed folder under the name its file's sessions are given"
     monkeypatch.undo()  # removals succeed again
-    kept = Path(str(ort_tensorrt_options(other, False, cache)["trt_engine_cache_path"]))
+    kept = Path(str(ort_tensorrt_options(other, False, cache, gpu=GPU)["trt_engine_cache_path"]))
     assert list(stale.parent.iterdir()) == [kept], "what was left is removed by the next prune"
 
 

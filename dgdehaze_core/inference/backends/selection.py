@@ -242,14 +242,17 @@ def camera_profile(onnx_file: Path, camera_size: tuple[int, int]) -> ShapeProfil
 
 
 def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLike[str] | None,
-                         profile: ShapeProfile | None = None) -> dict[str, object]:
+                         profile: ShapeProfile | None = None, *, gpu: str) -> dict[str, object]:
     """ONNX Runtime's TensorRT provider options for `onnx_file`: fp16 with `half`, int8 when the file is quantised, the
     shape `profile` where given (without one the provider builds for the first frame's size and builds again,
     for minutes, whenever a larger frame comes), and its engines cached in a folder of that file's own, named by
-    a hash of its sha256 and of the runtime (`ort_tensorrt_runtime`), below the engine cache (`cache_dir`). The
-    provider names an engine by the model's path and graph, not its weights: in one folder for every file, an
-    export written again with new weights under the same name would run the engine built from the old ones; in
-    one folder for every version of ONNX Runtime and TensorRT, an upgrade would find the engines of the old one.
+    a hash of its sha256, of the runtime (`ort_tensorrt_runtime`) and of the `gpu` they run on
+    (`tensorrt_backend.gpu_name`), below the engine cache (`cache_dir`). The provider names an engine by the
+    model's path and graph, not its weights: in one folder for every file, an export written again with new weights
+    under the same name would run the engine built from the old ones; in one folder for every version of ONNX
+    Runtime and TensorRT, an upgrade would find the engines of the old one; and it tells GPUs apart by their
+    compute capability alone, which GPUs of other models and memory sizes share (an engine of one may not load on
+    the other, ONNX Runtime's TensorRT provider says in its source), as a cache folder shared by two machines does.
     The folder is marked used, and the other folders unused for $DGDEHAZE_ENGINE_CACHE_DAYS are removed
     (`engine_cache.remove_unused_folders`): every re-export and upgrade would otherwise leave its engines
     behind. ValueError for a bad $DGDEHAZE_ENGINE_CACHE_DAYS, as the engine cache itself."""
@@ -258,7 +261,8 @@ def ort_tensorrt_options(onnx_file: Path, half: bool, cache_dir: str | os.PathLi
 
     keep_days = default_keep_days()
     folders = Path(cache_dir or default_cache_dir()).expanduser() / ORT_TENSORRT_CACHE
-    folder = folders / hashlib.sha256(f"{file_sha256(onnx_file)}\n{ort_tensorrt_runtime()}".encode()).hexdigest()[:16]
+    built_for = f"{file_sha256(onnx_file)}\n{ort_tensorrt_runtime()}\n{gpu}"
+    folder = folders / hashlib.sha256(built_for.encode()).hexdigest()[:16]
     mark_folder_used(folder)
     remove_unused_folders(folders, keep_days, keep=folder)
     options: dict[str, object] = {"trt_fp16_enable": half, "trt_int8_enable": onnx_is_quantized(onnx_file),
@@ -328,7 +332,10 @@ def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str],
 
         trt_options = None
         if "TensorrtExecutionProvider" in choice.providers:  # only then is the file read for its int8 scales and hash
-            trt_options = ort_tensorrt_options(onnx_file, half, cache_dir, camera_profile(onnx_file, camera_size))
+            from dgdehaze_core.inference.backends.tensorrt_backend import gpu_name
+
+            trt_options = ort_tensorrt_options(onnx_file, half, cache_dir, camera_profile(onnx_file, camera_size),
+                                               gpu=gpu_name(torch.device(choice.device)))
         runtime = OnnxRuntimeBackend(onnx_file, threads=threads,
                                      providers=ort_providers(choice.providers, choice.device, trt_options))
         if source.file is not None:
