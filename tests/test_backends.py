@@ -754,3 +754,37 @@ def test_onnx_runtime_s_gpu_providers_run_on_the_device_asked_for() -> None:
         list(names), [{"device_id": "1", "trt_fp16_enable": "True"}, {"device_id": "1"}, {}])
     assert [options["device_id"] for _, options in ort_providers(ORT_GPU_PROVIDERS, "cuda")] == [0, 0]
     assert ort_providers(("CPUExecutionProvider",), "cpu") == ["CPUExecutionProvider"]
+
+
+def test_onnx_runtime_s_tensorrt_provider_takes_frames_up_to_its_profile_s_largest_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's TensorRT provider builds its engine for the explicit profile it is given and widens only the
+    profiles it derived from inputs itself: a frame larger than trt_profile_max_shapes (a 4K camera on an engine
+    profiled for 640x480, at most 1088x1920) failed, where the TensorRT backend's engine shrinks it to fit. The
+    backend now says the profile's largest size and batch where that provider runs (no TensorRT here: the session
+    is made to report it), and nothing where it does not."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from dgdehaze_core.inference.backends.selection import ort_providers
+    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile
+
+    hazy = helper.make_tensor_value_info("hazy", TensorProto.FLOAT, ["batch", 3, "rows", "cols"])
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 3, "rows", "cols"])
+               for name in ("clear", "depth")]
+    export = helper.make_model(helper.make_graph([helper.make_node("Identity", ["hazy"], [out.name])
+                                                  for out in outputs], "passthrough", [hazy], outputs))
+    helper.set_model_props(export, {"dgdehaze_stride": "32"})
+    model = tmp_path / "model.onnx"
+    onnx.save(export, str(model))
+    profile = ShapeProfile.for_camera(480, 640, 32)
+    providers = ort_providers(("TensorrtExecutionProvider", "CPUExecutionProvider"), "cuda:0",
+                              {"trt_profile_max_shapes": profile.shapes()[2]})
+    unprofiled = OnnxRuntimeBackend(model)
+    assert (unprofiled.max_size, unprofiled.max_batch) == (None, None), "the CPU provider takes any size"
+    monkeypatch.setattr(onnxruntime.InferenceSession, "get_providers",
+                        lambda self: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    runtime = OnnxRuntimeBackend(model, providers=providers)
+    assert (runtime.max_size, runtime.max_batch) == ((1088, 1920), 1)

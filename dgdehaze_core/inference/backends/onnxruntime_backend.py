@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -56,6 +57,20 @@ def _check_providers(path: Path, requested: list[str], active: list[str]) -> Non
                     ", ".join(active))
 
 
+def _tensorrt_max_shape(requested: Sequence[str | tuple[str, Mapping[str, object]]],
+                        active: list[str]) -> tuple[int, ...] | None:
+    """The largest (B, C, H, W) input the TensorRT provider's engine takes, where it runs with an explicit profile
+    (its `trt_profile_max_shapes` option, "NAME:BxCxHxW", the one input of a dgdehaze export); None otherwise. A larger
+    input is outside the profile the engine was built for, and the provider widens only the profiles it derived from
+    earlier inputs, never an explicit one (its ComputeFunc), so the run fails: the pipeline shrinks such frames, as
+    it does for the TensorRT backend's engine."""
+    options = next((dict(p[1]) for p in requested if not isinstance(p, str) and p[0] == "TensorrtExecutionProvider"),
+                   {})
+    if "TensorrtExecutionProvider" not in active or "trt_profile_max_shapes" not in options:
+        return None
+    return tuple(int(v) for v in str(options["trt_profile_max_shapes"]).rpartition(":")[2].split("x"))
+
+
 class OnnxRuntimeBackend:
     """Runs a dgdehaze ONNX file; the stride is read from the file's metadata, the outputs from its graph (all of
     OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only export)."""
@@ -88,6 +103,9 @@ class OnnxRuntimeBackend:
         self.fixed_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
         self.max_size = self.fixed_size
         self.max_batch = batch if isinstance(batch, int) else None
+        largest = _tensorrt_max_shape(providers or (), self.session.get_providers())
+        if largest is not None:
+            self.max_batch, self.max_size = largest[0], (largest[2], largest[3])
         self.outputs = outputs_of((output.name for output in self.session.get_outputs()), path)
         self.threads = options.intra_op_num_threads
         LOG.info("onnxruntime backend: %s (%s model, %d threads, %s)", path, self.config_name, self.threads,
