@@ -125,6 +125,7 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     (["--config", "lite", "--untrained", "--int8"], "--int8 needs --calib DIR"),
     (["--config", "lite", "--untrained", "--int8", "--fp16", "--calib", "."], "exclude each other"),
     (["--detector", "yolov8n.pt", "--int8"], "use --format engine"),
+    (["--detector", "yolov8n.pt", "--format", "engine", "--int8"], "needs --calib DATA.yaml"),  # was coco8.yaml
     (["--detector", "yolov8n.pt", "--fp16"], "fp16 ONNX detector only on a GPU"),  # was an fp32 file, cached as fp16
     (["--config", "lite", "--untrained", "--height", "480"], "both --height and --width"),
     (["--detector", "model.tflite"], "quantised Ultralytics .onnx"),

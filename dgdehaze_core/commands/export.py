@@ -124,6 +124,10 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--weights and --untrained exclude each other (trained weights, or fresh ones)")
     if args.int8 and args.detector is None and args.calib is None:
         raise ValueError("--int8 needs --calib DIR (images to calibrate on)")
+    if args.int8 and args.detector is not None and args.format == "engine" and args.calib is None:
+        raise ValueError("--int8 for a detector engine needs --calib DATA.yaml, the Ultralytics dataset to calibrate "
+                         "on: without one Ultralytics calibrates on its default coco8.yaml, 8 COCO images it "
+                         "downloads")
     if args.calib is not None and not args.int8:
         raise ValueError("--calib gives the images an --int8 export calibrates on: without --int8 nothing reads it")
     if args.input_bits != SAMPLE_BITS and (args.detector is not None or args.calib is None):
