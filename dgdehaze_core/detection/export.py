@@ -2,8 +2,9 @@
 
 `export_detector(weights, "onnx" | "engine", imgsz=...)` runs Ultralytics' exporter on a checked copy of the
 weights (`detection.checkpoint`) in a scratch folder and moves the result into the `EngineCache`, keyed by the
-weights' hash, Ultralytics (and TensorRT) version, GPU, input size and precision, so a node restart reuses it
-and a changed `.pt`, TensorRT upgrade or new `imgsz` rebuilds it. `dgdehaze export --detector` calls it; the node
+weights' hash, Ultralytics (and TensorRT) version, GPU, input size, precision and, for int8, the contents of the
+calibration set (`calibration_set_key`), so a node restart reuses it and a changed `.pt`, TensorRT upgrade, new
+`imgsz` or other calibration images rebuild it. `dgdehaze export --detector` calls it; the node
 loads whatever file `detector_weights` names (Ultralytics picks the runtime by suffix).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -20,7 +22,7 @@ from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
 from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
-from dgdehaze_core.io.file_digest import file_sha256
+from dgdehaze_core.io.file_digest import file_sha256, files_sha256
 from dgdehaze_core.io.file_paths import existing_file, file_suffix
 
 LOG = logging.getLogger(__name__)
@@ -51,6 +53,27 @@ def _export_into(weights: Path, fmt: str, target: Path, imgsz: int, half: bool, 
         if not produced or not Path(produced).is_file():
             raise RuntimeError(f"Ultralytics produced no {fmt} file from {weights}")
         shutil.move(str(produced), target)
+
+
+def calibration_set_key(data: str | os.PathLike[str]) -> str:
+    """What an int8 detector engine is calibrated on: the contents of the dataset YAML `data` and of the images of
+    its `val` split, found by Ultralytics' own code as its exporter finds them (`check_det_dataset` resolves `path`,
+    else the YAML's folder, then `val` under it: a folder searched recursively, a text file listing images, or a
+    list of these; `BaseDataset.get_img_files` lists them), so that editing the YAML or replacing an image behind
+    the same path rebuilds the engine instead of returning one calibrated on the old images. ValueError naming
+    `data` when it is no dataset YAML or its images are missing (nothing is downloaded)."""
+    offline_ultralytics()
+    from ultralytics.data.base import BaseDataset
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        dataset = check_det_dataset(str(data), autodownload=False, split="val")
+        # get_img_files reads only these two attributes of its dataset; the exporter gives it all images (fraction 1)
+        images = BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), dataset["val"])
+    except Exception as exc:  # Ultralytics raises many types; the message is what the user needs
+        raise ValueError(f"cannot calibrate int8 on {data}, an Ultralytics dataset YAML whose val images are read: "
+                         f"{exc}") from None
+    return files_sha256([dataset["yaml_file"], *images])
 
 
 def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: int = 640, half: bool = False,
@@ -86,7 +109,7 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
     # Ultralytics' dynamic engine takes sizes up to twice imgsz: another imgsz is another engine
     shapes = f"images:dynamic-imgsz{imgsz}" if dynamic else f"images:1x3x{imgsz}x{imgsz}"
     key = CacheKey(model_sha256=file_sha256(weights), runtime=runtime, device=gpu, shapes=shapes,
-                   precision=precision, extra={"data": str(data)} if int8 and data else {})
+                   precision=precision, extra={"calibration": calibration_set_key(data)} if int8 and data else {})
     cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
     device_index = device.split(":")[1] if device.startswith("cuda:") else "0" if fmt == "engine" else "cpu"
     path, _ = cache.get_or_build(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Iterable
 
 CHUNK_BYTES = 2 ** 20
 
@@ -15,4 +16,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_sha256(paths: Iterable[str | os.PathLike[str]], header: str = "") -> str:
+    """Hex SHA-256 of `header` followed by each file's SHA-256 on a line of its own, in the order given: a key for
+    what a set of files holds (an int8 calibration set), which changes with any file's contents and none's name or
+    time. OSError when a file cannot be read."""
+    digest = hashlib.sha256(header.encode())
+    for path in paths:
+        digest.update(f"{file_sha256(path)}\n".encode())
     return digest.hexdigest()

@@ -17,7 +17,6 @@ the reason where TensorRT or CUDA is missing. Not run on the development machine
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from dgdehaze_core.inference.backends.engine_cache import (CacheKey, EngineCache
                                                            read_trusted, read_trusted_for)
 from dgdehaze_core.inference.provenance import exported_from
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
-from dgdehaze_core.io.file_digest import file_sha256
+from dgdehaze_core.io.file_digest import file_sha256, files_sha256
 from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, bgr_to_rgb_float, images_under
 from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, input_is_half, read_onnx
@@ -170,12 +169,10 @@ def calibration_key(onnx_path: Path, images: list[Path], height: int, width: int
     they are fed at and the significant `bits` their 16-bit samples are read with (a table measured on a 12-bit
     camera's exports read with 16 bits saw nearly black images). The full 16 bits add nothing, so the keys of the
     tables made before bits were given stay valid."""
-    digest = hashlib.sha256(f"{file_sha256(onnx_path)}\n{height}x{width}\n".encode())
+    header = f"{file_sha256(onnx_path)}\n{height}x{width}\n"
     if bits != SAMPLE_BITS:
-        digest.update(f"{bits} significant bits\n".encode())
-    for path in images:
-        digest.update(f"{file_sha256(path)}\n".encode())
-    return digest.hexdigest()
+        header += f"{bits} significant bits\n"
+    return files_sha256(images, header)
 
 
 def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: int, table: CalibrationTable,
