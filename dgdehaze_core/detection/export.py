@@ -21,6 +21,7 @@ import torch
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
 from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
+from dgdehaze_core.devices import parse_device
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
 from dgdehaze_core.io.file_digest import file_sha256, files_sha256
 from dgdehaze_core.io.file_paths import existing_file, file_suffix
@@ -76,18 +77,28 @@ def calibration_set_key(data: str | os.PathLike[str]) -> str:
     return files_sha256([dataset["yaml_file"], *images])
 
 
+def ultralytics_device(device: str, fmt: str) -> str:
+    """The device Ultralytics exports `fmt` on for `device` ("cpu", "cuda", "cuda:N" or the short form "N"), read
+    by `parse_device` as everywhere else ("N" is "cuda:N"): as given, except that an engine, built on a GPU, is
+    built on cuda:0 for "cpu". ValueError for another name."""
+    parsed = parse_device(device)
+    return "cuda:0" if fmt == "engine" and parsed.type == "cpu" else str(parsed)
+
+
 def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: int = 640, half: bool = False,
                     int8: bool = False, dynamic: bool = False, data: str | None = None,
                     cache_dir: str | os.PathLike[str] | None = None, device: str = "cpu") -> Path:
     """An Ultralytics `.pt` exported to `fmt` ("onnx" or "engine"), from the cache when it is up to date.
 
     int8 for "engine" calibrates on `data` (an Ultralytics dataset YAML); for "onnx" Ultralytics has no int8 path
-    (use onnxruntime.quantization.quantize_dynamic on the exported file).
+    (use onnxruntime.quantization.quantize_dynamic on the exported file). `device` is where Ultralytics exports
+    (`ultralytics_device`): "cpu", "cuda", "cuda:N" or "N"; an engine is built on cuda:0 for "cpu".
     """
     weights = Path(weights)
     if file_suffix(weights) != ".pt":
         raise ValueError(f"only a .pt detector can be exported, got {weights}")
-    if half and fmt == "onnx" and not device.startswith("cuda"):
+    target = ultralytics_device(device, fmt)
+    if half and fmt == "onnx" and not target.startswith("cuda"):
         raise ValueError("Ultralytics exports an fp16 ONNX detector only on a GPU: on the CPU it writes fp32 (an "
                          "fp16 detector: --format engine --fp16 on the GPU that runs it)")
     existing_file(weights, "detector weights")
@@ -102,19 +113,17 @@ def export_detector(weights: str | os.PathLike[str], fmt: str = "onnx", imgsz: i
         from dgdehaze_core.inference.backends.tensorrt_backend import gpu_name, import_tensorrt
 
         trt = import_tensorrt()
-        device = device if device.startswith("cuda") else "cuda:0"
         runtime += f"-tensorrt-{trt.__version__}"
-        gpu = gpu_name(torch.device(device))
+        gpu = gpu_name(torch.device(target))
     precision = "int8" if int8 else "fp16" if half else "fp32"
     # Ultralytics' dynamic engine takes sizes up to twice imgsz: another imgsz is another engine
     shapes = f"images:dynamic-imgsz{imgsz}" if dynamic else f"images:1x3x{imgsz}x{imgsz}"
     key = CacheKey(model_sha256=file_sha256(weights), runtime=runtime, device=gpu, shapes=shapes,
                    precision=precision, extra={"calibration": calibration_set_key(data)} if int8 and data else {})
     cache: EngineCache[Path] = EngineCache(cache_dir or default_cache_dir())
-    device_index = device.split(":")[1] if device.startswith("cuda:") else "0" if fmt == "engine" else "cpu"
     path, _ = cache.get_or_build(
         key, f"{weights.stem}-{key.model_sha256[:12]}", f".{fmt}",  # two files of one name: an entry each
-        lambda tmp: _export_into(weights, fmt, tmp, imgsz, half, int8, dynamic, data, device_index),
+        lambda tmp: _export_into(weights, fmt, tmp, imgsz, half, int8, dynamic, data, target),
         lambda p: p)
     return path
 
