@@ -654,6 +654,21 @@ def test_an_output_folder_that_would_lose_data_is_refused_before_any_work(tmp_pa
     assert main(["bag-eval", str(bag), "--out", str(tmp_path / "eval"), *common]) == 0, "an earlier output is replaced"
 
 
+def test_an_output_folder_naming_the_input_is_refused_before_the_detector_loads(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture) -> None:
+    """README: --out naming an input is refused before any work; the detector (whose float rebuild a first run
+    builds) is work, so a detector that cannot load must not be what the user hears of first."""
+    bag = tmp_path / "drives" / "drive"
+    write_camera_bag(bag, "mcap", demo_frames(2))
+    write_camera_bag(tmp_path / "drives" / "other", "mcap", demo_frames(2))
+    detector = ["--detector", str(tmp_path / "missing.onnx"), "--method", "dcp", "--no-progress"]
+    assert main(["bag-eval", str(bag), "--out", str(bag), *detector]) == 2
+    assert "would replace the input bag" in capsys.readouterr().err
+    assert main(["bag-eval", str(bag), str(tmp_path / "drives" / "other"), "--out", str(tmp_path / "drives"),
+                 "--workers", "1", *detector]) == 2
+    assert "would replace the input bag" in capsys.readouterr().err
+
+
 def test_a_bag_that_already_holds_the_outputs_topics_asks_for_another_prefix(tmp_path: Path,
                                                                              capsys: pytest.CaptureFixture) -> None:
     assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / "first"), "--method", "dcp", "--no-detection",

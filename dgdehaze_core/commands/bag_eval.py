@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, check_rate, evaluate_bag, node_default_method,
-                                          node_method)
+from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, check_output_folder, check_rate, evaluate_bag,
+                                          node_default_method, node_method)
 from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
 from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_image_topic
 from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     bag = args.input[0]
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
+    check_output_folder(args.out, [bag])  # before the detector loads (or builds its float rebuild)
     image_topic = args.image_topic or pick_image_topic(bag)
     detector = None if args.no_detection else _detector({**detector_settings(args), "conf": args.conf})
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
@@ -227,6 +228,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such bag: {', '.join(missing)}")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; a fleet needs a folder")
+    check_output_folder(args.out, args.input, marker="fleet.json", entries=None)  # as run_fleet, before the detector
     default = None if args.method else node_default_method()  # looked up once for every bag
     # every path absolute: a cluster's workers run in another folder than this command
     detector = None if args.no_detection else {**detector_settings(args), "conf": args.conf}
