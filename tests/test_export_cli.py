@@ -153,6 +153,15 @@ def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], messa
     assert not out.exists()
 
 
+def test_the_help_names_both_kinds_of_detector_file_export_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    """DEPLOYMENT.md exports the shipped int8 .onnx with --detector; `export --help` offered a .pt only."""
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    detector = text[text.rindex("--detector DETECTOR"):text.rindex("--weights WEIGHTS")]
+    assert ".pt" in detector and "quantised Ultralytics .onnx" in detector and "yolov8n_int8.onnx" in detector
+
+
 @pytest.mark.parametrize("out, message", [("folder", "is a folder"), ("/proc/lite.onnx", "cannot be written")])
 def test_an_output_that_cannot_be_written_is_refused_before_the_export(out: str, message: str, tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:

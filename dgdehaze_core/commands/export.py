@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="model configuration (lite, base; paper: the released network, with "
                                           "--weights model_Roadmap.pth): its shipped weights, or --weights")
-    source.add_argument("--detector", type=path_argument, help="an Ultralytics .pt detector to export instead")
+    source.add_argument("--detector", type=path_argument,
+                        help="a detector to export instead: an Ultralytics .pt, or a dynamically quantised "
+                             "Ultralytics .onnx (the shipped dgdehaze_core/weights/yolov8n_int8.onnx), rebuilt first")
     parser.add_argument("--weights", type=path_argument,
                         help="a dgdehaze checkpoint (.pt) of --config to export, or the paper's released .pth")
     parser.add_argument("--untrained", action="store_true",
