@@ -242,6 +242,18 @@ def test_a_failed_run_says_that_its_json_file_holds_an_earlier_run_s_figures(tmp
     assert "was not written" not in error, "a folder holds no earlier run's figures"
 
 
+def test_a_json_named_as_an_image_is_refused_and_the_set_it_would_land_in_stays_whole(sots_pairs: Path, capsys):
+    """`--json SET/hazy/1430_1.png`, a new file, was written: the set then held a .png of JSON, and every later eval
+    of it failed on that 'unreadable image'. A file's kind is told by its suffix, written as read (README)."""
+    before = sorted(sots_pairs.rglob("*"))
+    for name in ("1400_9.png", "figures.PNG", "figures.mp4"):
+        assert main(["eval", "--dataset", str(sots_pairs), "--method", "dcp", "--no-progress",
+                     "--json", str(sots_pairs / "hazy" / name)]) == 2
+        assert "is read as an image or a video" in capsys.readouterr().err
+    assert sorted(sots_pairs.rglob("*")) == before
+    assert main(["eval", "--dataset", str(sots_pairs), "--method", "dcp", "--no-progress"]) == 0
+
+
 def test_a_malformed_option_value_says_why(capsys):
     """`--imgsz 0` was taken without a word where no detection was measured (it only failed at the detector)."""
     for option, value, reason in (("--working-size", "12", "size must look like 640x480"),

@@ -18,9 +18,9 @@ from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
-from dgdehaze_core.io.file_paths import missing
-from dgdehaze_core.io.images import (SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, VideoFrames, list_images,
-                                     video_frame_count, write_image)
+from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
+from dgdehaze_core.io.images import (SAMPLE_BITS, ImageError, ImageReader, VideoFrames, list_images, video_frame_count,
+                                     write_image)
 from dgdehaze_core.visualize import colorize_depth
 
 LOG = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from dgdehaze_core.io.file_paths import file_suffix
+from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_suffix
 from dgdehaze_core.io.json_stdout import is_stdout, json_stream
 
 NAME_BYTES = 100
@@ -149,10 +149,11 @@ def refusing_json() -> Iterator[None]:
 
 def check_json_output(path: str | os.PathLike[str], flag: str = "--json",
                       inputs: Iterable[str | os.PathLike[str]] = (), what: str = "the input") -> Path:
-    """`path` when a JSON file can be written there (`check_writable_file`), replaces no file that holds other than
-    JSON (`check_replaceable_json`) and is none of `inputs` (`refuse_input_as_output`); else JsonRefused, before any
-    work. "-" (standard output) is taken, with no file to check, where the command keeps stdout for the JSON alone
-    (`json_stdout.json_on_stdout`), and refused elsewhere."""
+    """`path` when a JSON file can be written there (`check_writable_file`), is not named as an image or a video
+    (which every folder listing reads as one: figures written into a set's folder would break the set), replaces no
+    file that holds other than JSON (`check_replaceable_json`) and is none of `inputs` (`refuse_input_as_output`);
+    else JsonRefused, before any work. "-" (standard output) is taken, with no file to check, where the command
+    keeps stdout for the JSON alone (`json_stdout.json_on_stdout`), and refused elsewhere."""
     with refusing_json():
         if is_stdout(path):
             if json_stream() is None:
@@ -160,6 +161,9 @@ def check_json_output(path: str | os.PathLike[str], flag: str = "--json",
                                  "stdout): give a file")
             return Path(path)
         check_writable_file(path, flag)
+        if file_suffix(path) in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+            raise ValueError(f"{flag} {path}: a file so named is read as an image or a video (a folder of them takes "
+                             "it in), not as JSON: give a .json name")
         check_replaceable_json(path, flag)
         refuse_input_as_output(path, inputs, flag, what)
         return Path(path)

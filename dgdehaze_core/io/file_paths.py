@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+
 
 def file_suffix(path: str | os.PathLike[str]) -> str:
     """The suffix that tells a file's kind (weights `.pt`, `.pth`, exports `.onnx`, `.engine`), lower-case: the one

@@ -22,13 +22,11 @@ import numpy as np
 from PIL import Image as PILImage
 
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.file_paths import missing
+from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, missing
 from dgdehaze_core.io.folder_walk import linked_folders
 
 LOG = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 MAX_PIXELS = 7680 * 4320
 """Largest frame accepted anywhere (8K UHD); larger frames are refused rather than exhausting memory."""
 

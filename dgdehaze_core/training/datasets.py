@@ -25,9 +25,10 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
 from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
+from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
 from dgdehaze_core.io.folder_walk import linked_folders
-from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, VIDEO_SUFFIXES, ImageError, ImageReader, ReadImage,
-                                     VideoFrames, images_under, is_hidden, read_image, video_frame_count)
+from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, ImageReader, ReadImage, VideoFrames,
+                                     images_under, is_hidden, read_image, video_frame_count)
 from dgdehaze_core.training.bag_frames import (BAG_SUFFIXES, bag_frame_indices, decoded_bag_frames, is_bag_path,
                                                 read_bag_frames)
 from dgdehaze_core.training.recipe import ImageSource

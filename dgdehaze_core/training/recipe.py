@@ -21,7 +21,8 @@ import yaml
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_parts
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
-from dgdehaze_core.io.images import SAMPLE_BITS, VIDEO_SUFFIXES
+from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
+from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.models import MODEL_CONFIGS
 from dgdehaze_core.training.bag_frames import is_bag_path
 
