@@ -669,6 +669,33 @@ def test_an_output_folder_naming_the_input_is_refused_before_the_detector_loads(
     assert "would replace the input bag" in capsys.readouterr().err
 
 
+def test_a_bad_bag_or_topic_is_refused_before_the_detector_loads(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """docs/BAGS.md: bad input is refused before any work starts. With --image-topic given, the detector (seconds to
+    load, and a float rebuild on a first run) loaded before the bag was opened, so a missing detector was named
+    instead of the missing topic: what the bag's metadata tells (it opens, its topics, the window) comes first, in
+    either mode, and a fleet still refuses a missing bag before its detector."""
+    truncated = tmp_path / "truncated"
+    write_camera_bag(truncated, "mcap", demo_frames(2))
+    data = truncated / "truncated.mcap"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    demo = REPO_DIR / "data" / "demo" / "rural_fog_day"
+    detector = ["--detector", str(tmp_path / "missing.onnx"), "--method", "dcp", "--no-progress"]
+    cases = [([str(demo), "--image-topic", "/nope"], "no topic '/nope'"),
+             ([str(demo), "--image-topic", "/camera/camera_info"], "not sensor_msgs/msg/Image"),
+             ([str(demo), "--camera-info-topic", "/nope"], "its camera info topics: /camera/camera_info"),
+             ([str(demo), "--start", "60"], "nothing was recorded 60 s into it"),
+             ([str(DEMO_BAG), "--camera-height", "1.5", "--camera-info-topic", DEMO_TOPIC], "not sensor_msgs/msg/Cam"),
+             ([str(truncated), "--image-topic", "/cam/image_raw"], "corrupt, truncated"),
+             ([str(demo), "--image-topic", "/nope", "--node"], "no topic '/nope'"),
+             ([str(demo), str(tmp_path / "absent"), "--workers", "1"], "no such bag")]
+    for args, message in cases:
+        assert main(["bag-eval", *args, "--out", str(tmp_path / "out"), *detector]) == 2, args
+        error = capsys.readouterr().err
+        assert message in error and "missing.onnx" not in error, (args, error)
+        assert not (tmp_path / "out").exists(), args
+
+
 def test_a_bag_that_already_holds_the_outputs_topics_asks_for_another_prefix(tmp_path: Path,
                                                                              capsys: pytest.CaptureFixture) -> None:
     assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / "first"), "--method", "dcp", "--no-detection",

@@ -461,8 +461,23 @@ class BagSource:
         return BagFrame(index, log_time, msg.header, image, encoding, camera_info)
 
 
-def pick_image_topic(bag: Path) -> str:
-    """The bag's only image topic that holds messages (one only declared, as a recorder subscribed to a camera that
-    never published, is left out); a clear error when there are none or several."""
+def pick_image_topic(bag: Path, image_topic: str | None = None, camera_info_topic: str | None = None,
+                     start: float = 0.0, duration: float | None = None, camera_info_needed: bool = False) -> str:
+    """The image topic to evaluate: `image_topic`, or the bag's only image topic that holds messages (one only
+    declared, as a recorder subscribed to a camera that never published, is left out), after the checks the bag's
+    metadata answers without reading its messages, so that a bad bag is refused before the detector loads: the
+    bag opens (a ROS 1 bag without its ROS 2 copy), the image topic and `camera_info_topic` (if given) exist, hold
+    their types and messages, a time window (`start`, `duration`) starts before the bag's end, and, where
+    `camera_info_needed` (a camera mounting) and no topic is named, the bag has one CameraInfo topic with messages.
+    BagError (FileNotFoundError for a missing path) says what is wrong; whether the window holds frames, and
+    whether every message can be read, `BagSource.verify` finds as it reads them."""
     with BagSource(bag, as_ros2=False) as source:
-        return source.only_topic(FRAME_TYPES, "image", "--image-topic", with_messages=True)
+        topic = image_topic or source.only_topic(FRAME_TYPES, "image", "--image-topic", with_messages=True)
+        source._topic_connections(topic, FRAME_TYPES, "image")
+        if camera_info_topic:
+            source._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
+        elif camera_info_needed:
+            source.camera_info_for_frames(required=True)
+        if start or duration is not None:
+            source.select_window(start, duration)
+        return topic

@@ -145,16 +145,19 @@ def run(args: argparse.Namespace) -> int:
     bag = args.input[0]
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
-    check_output_folder(args.out, [bag])  # before the detector loads (or builds its float rebuild)
-    image_topic = args.image_topic or pick_image_topic(bag)
+    # the output folder and what the bag's metadata tells before the detector loads (or builds its float rebuild):
+    # a bad bag or topic is what the user hears of first, and without waiting for it
+    check_output_folder(args.out, [bag])
+    image_topic = pick_image_topic(bag, args.image_topic, args.camera_info_topic, args.start, args.duration,
+                                   camera_info_needed=mounting is not None)
+    replay_bag = ros_mode(BAG_REPLAY) if args.node else None
     detector = None if args.no_detection else _detector({**detector_settings(args), "conf": args.conf})
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
                    max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
                    image_transport=args.output_images, start=args.start, duration=args.duration,
                    progress=not args.no_progress)
     evaluation: BagEvaluation
-    if args.node:
-        replay_bag = ros_mode(BAG_REPLAY)
+    if replay_bag is not None:
         evaluation = replay_bag(bag, image_topic, args.out, **node_settings(args), **options)
     else:
         evaluation = evaluate_bag(bag, image_topic, args.out, output_prefix=args.output_prefix, mounting=mounting,
