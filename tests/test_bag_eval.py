@@ -147,6 +147,8 @@ def test_report_names_every_figure_and_summary_matches(tmp_path: Path) -> None:
     assert all(f"figures/{name}" in report for name in samples)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_evaluated"] == 3 and summary["method"] == "dcp" and summary["weights"] == "none"
+    assert summary["frames_in_bag"] == 3 and summary["frames_in_window"] is None, "no window: the whole bag"
+    assert "3 evaluated of 3 in the bag, 0 skipped" in report
     assert set(summary["figures"]) == {"hazy", "dehazed"} and summary["output_latency_ms"] == {}, "no DDS offline"
     assert summary["figures"]["dehazed"]["haze_density"] < summary["figures"]["hazy"]["haze_density"]
     assert "outputs (ms from sending" not in report
@@ -777,7 +779,8 @@ def test_a_camera_mounting_without_usable_camera_info_says_why_the_fog_is_not_me
 def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_camera_info_from_before_it(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--start and --duration as ros2 bag play's offset and duration: the frames recorded in the window, the output
-    bag holding that part (and the CameraInfo that came before it), and a window outside the bag refused."""
+    bag holding that part (and the CameraInfo that came before it), and a window outside the bag refused. The report
+    and summary.json count the window's frames and the bag's (frames_in_bag counted the window's alone)."""
     from rosbags.highlevel import AnyReader
 
     with AnyReader([DEMO_BAG]) as reader:
@@ -791,6 +794,9 @@ def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_came
                  *common]) == 0
     summary = json.loads((tmp_path / "part" / "summary.json").read_text())
     assert summary["frames_evaluated"] == len(inside) and summary["per_frame"]["log_time_ns"] == inside
+    assert (summary["frames_in_window"], summary["frames_in_bag"]) == (len(inside), len(frames))
+    report = (tmp_path / "part" / "report.html").read_text()
+    assert f"{len(inside)} evaluated of {len(inside)} in the window ({len(frames)} in the bag)" in report
     assert any("2.5 to 4.0 s" in note for note in summary["notes"])
     topics = read_all(tmp_path / "part" / "bag")
     assert [t for t, _ in topics[DEMO_TOPIC]] == inside

@@ -326,7 +326,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         evaluation = BagEvaluation(
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,
-            detector=detector.label if detector is not None else None, frames_in_bag=total,
+            detector=detector.label if detector is not None else None, **frame_counts(source, image_topic, total),
             output_bag="bag", output_images=images, input_bits=source.input_bits,
             weights=pipeline.weights_summary or "none", notes=window)
         processor = FrameProcessor(pipeline, detector, mounting)
@@ -353,6 +353,14 @@ def time_window_notes(source: BagSource, start: float, duration: float | None) -
             "/tf_static from before it carried over)"]
 
 
+def frame_counts(source: BagSource, image_topic: str, in_window: int) -> dict[str, int | None]:
+    """`BagEvaluation`'s frames_in_bag (the image topic's frames in the whole bag, as the index that
+    `BagSource.verify` checked lists them) and frames_in_window (`in_window`, verify's count; None without a
+    window)."""
+    return {"frames_in_bag": source.topics()[image_topic][1],
+            "frames_in_window": None if source.window is None else in_window}
+
+
 def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluation,
                     count: int) -> Iterator[tuple[Connection, int, bytes]]:
     """The bag's messages up to its `count`-th frame on the evaluation's image topic, each copied to `writer`
@@ -365,7 +373,7 @@ def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluat
     unchecked = 0
     for connection, log_time, raw in source.raw_messages():
         if frames >= count:
-            if count < evaluation.frames_in_bag:
+            if count < evaluation.frames_selected:
                 return
             unchecked += len(raw)
             if unchecked >= TAIL_CHECK_BYTES:

@@ -78,6 +78,7 @@ class BagEvaluation:
     backend: str
     detector: str | None
     frames_in_bag: int
+    """Frames on the image topic in the whole bag."""
     records: list[FrameRecord] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -108,6 +109,14 @@ class BagEvaluation:
     output_fps: float | None = None
     """Node replay at the recorded rate: frames the node answered per second (the camera's rate times the share
     answered), which is the dehazed row's `fps`; None in lockstep, where `fps` is 1000 / the median latency."""
+    frames_in_window: int | None = None
+    """Frames on the image topic within the --start/--duration window evaluated; None where the whole bag was."""
+
+
+    @property
+    def frames_selected(self) -> int:
+        """The frames the evaluation reads: the window's, or without one the bag's."""
+        return self.frames_in_bag if self.frames_in_window is None else self.frames_in_window
 
     @property
     def pace(self) -> str:
@@ -180,6 +189,7 @@ class BagEvaluation:
             "camera_info_topic": self.camera_info_topic, "mode": self.mode, "method": self.method,
             "backend": self.backend, "weights": self.weights,
             "detector": self.detector, "frames_in_bag": self.frames_in_bag,
+            "frames_in_window": self.frames_in_window,
             "frames_evaluated": len(self.records), "frames_skipped": len(self.skipped), "skipped": self.skipped,
             "pace": self.pace, "frames_dropped": self.frames_dropped, "node_frame_counts": self.node_counts,
             "stopped": self.stopped, "frames_not_sent": self.frames_not_sent,

@@ -216,12 +216,13 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
     samples = write_samples(evaluation, figures)
     summary = evaluation.summary()
     write_json(out_dir / "summary.json", summary)
+    read = (f"{evaluation.frames_in_bag} in the bag" if evaluation.frames_in_window is None
+            else f"{evaluation.frames_in_window} in the window ({evaluation.frames_in_bag} in the bag)")
     settings = [("input bag", evaluation.input_bag), ("image topic", evaluation.image_topic),
                 ("camera info topic", evaluation.camera_info_topic or "none"), ("mode", evaluation.mode),
                 ("method", f"{evaluation.method} ({evaluation.backend})"), ("weights", summary["weights"]),
                 ("detector", evaluation.detector or "none"),
-                ("frames", f"{len(evaluation.records)} evaluated of {evaluation.frames_in_bag} in the bag, "
-                           f"{len(evaluation.skipped)} skipped"
+                ("frames", f"{len(evaluation.records)} evaluated of {read}, {len(evaluation.skipped)} skipped"
                            + (f", {evaluation.frames_dropped} dropped by the node" if evaluation.rate is not None
                               else "")),
                 ("pace", evaluation.pace),

@@ -42,8 +42,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tqdm import tqdm
 
 from dgdehaze_core.bags.disk_room import room_problem
-from dgdehaze_core.bags.evaluation import (check_output_folder, check_rate, copied_messages, node_method,
-                                           time_window_notes, timed_detect)
+from dgdehaze_core.bags.evaluation import (check_output_folder, check_rate, copied_messages, frame_counts,
+                                           node_method, time_window_notes, timed_detect)
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter, output_images
 from dgdehaze_core.bags.records import BagEvaluation, sample_indices
@@ -362,7 +362,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                 evaluation = BagEvaluation(
                     input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
                     mode="node", method=method_label, backend="dgdehaze_node",
-                    detector=str(detector.weights.name) if detector is not None else None, frames_in_bag=total,
+                    detector=str(detector.weights.name) if detector is not None else None,
+                    **frame_counts(source, image_topic, total),
                     output_bag="bag", output_images=images, input_bits=source.input_bits, notes=window)
                 with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                     if rate is None:
