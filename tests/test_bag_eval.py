@@ -676,7 +676,7 @@ def test_a_bad_bag_or_topic_is_refused_before_the_detector_loads(tmp_path: Path,
     """docs/BAGS.md: bad input is refused before any work starts. With --image-topic given, the detector (seconds to
     load, and a float rebuild on a first run) loaded before the bag was opened, so a missing detector was named
     instead of the missing topic: what the bag's metadata tells (it opens, its topics, the window) comes first, in
-    either mode, and a fleet still refuses a missing bag before its detector."""
+    either mode, and a fleet still refuses a missing bag before its detector; a missing --method file too."""
     truncated = tmp_path / "truncated"
     write_camera_bag(truncated, "mcap", demo_frames(2))
     data = truncated / "truncated.mcap"
@@ -690,9 +690,11 @@ def test_a_bad_bag_or_topic_is_refused_before_the_detector_loads(tmp_path: Path,
              ([str(DEMO_BAG), "--camera-height", "1.5", "--camera-info-topic", DEMO_TOPIC], "not sensor_msgs/msg/Cam"),
              ([str(truncated), "--image-topic", "/cam/image_raw"], "corrupt, truncated"),
              ([str(demo), "--image-topic", "/nope", "--node"], "no topic '/nope'"),
-             ([str(demo), str(tmp_path / "absent"), "--workers", "1"], "no such bag")]
-    for args, message in cases:
-        assert main(["bag-eval", *args, "--out", str(tmp_path / "out"), *detector]) == 2, args
+             ([str(demo), str(tmp_path / "absent"), "--workers", "1"], "no such bag"),
+             ([str(demo), "--method", str(tmp_path / "nope.onnx")], "nope.onnx"),
+             ([str(demo), str(DEMO_BAG), "--method", str(tmp_path / "nope.pt"), "--workers", "1"], "nope.pt")]
+    for args, message in cases:  # a case's own --method comes last, where argparse takes it
+        assert main(["bag-eval", *detector, *args, "--out", str(tmp_path / "out")]) == 2, args
         error = capsys.readouterr().err
         assert message in error and "missing.onnx" not in error, (args, error)
         assert not (tmp_path / "out").exists(), args

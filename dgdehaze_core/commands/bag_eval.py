@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     image_topic = pick_image_topic(bag, args.image_topic, args.camera_info_topic, args.start, args.duration,
                                    camera_info_needed=mounting is not None)
     replay_bag = ros_mode(BAG_REPLAY) if args.node else None
+    if args.method:  # a missing or unreadable weights file, named before the detector loads
+        node_method(args.method)
     detector = None if args.no_detection else _detector({**detector_settings(args), "conf": args.conf})
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
                    max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
@@ -238,11 +240,12 @@ def run_fleet_of(args: argparse.Namespace) -> int:
     if detector is not None and detector["weights"]:
         detector["weights"] = str(Path(detector["weights"]).expanduser().resolve())
     method = str(Path(args.method).resolve()) if args.method and Path(args.method).suffix else args.method
-    # a bad option fails here, once, rather than in every bag (and a failed bag's earlier report is removed)
-    if detector is not None:
-        _detector(detector)
+    # a bad option fails here, once, rather than in every bag (and a failed bag's earlier report is removed); the
+    # method's weights first, as for one bag
     if method:
         node_method(method)
+    if detector is not None:
+        _detector(detector)
     bags = [Path(os.path.abspath(bag)) for bag in args.input]  # a link keeps its name: its folder is named by it
     jobs = [BagJob(str(bag), str(folder), image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                    method=method, default_method=default, detector=detector, max_frames=args.max_frames,
