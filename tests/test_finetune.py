@@ -209,6 +209,26 @@ def test_a_bag_that_several_sources_list_is_decoded_once_and_each_source_draws_w
     assert sorted(decoded) == [0, 1, 2, 3], "a run decodes a bag listed as clear and as hazy once"
 
 
+def test_a_hazy_source_s_mistake_is_reported_before_any_clear_frame_is_decoded(
+        shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run decoded every clear image before it listed its hazy sources: a typo in a fog bag's path, a topic it
+    lacks or a bag of two cameras without `topic` was reported only after the clear drives had all been read."""
+    _two_camera_bag(tmp_path / "two")
+    decoded: list[int] = []
+    decode_frame = BagSource.decode_frame
+    monkeypatch.setattr(BagSource, "decode_frame", lambda self, *args: decoded.append(args[3]) or
+                        decode_frame(self, *args))
+    clear = [{"path": str(tmp_path / "two"), "topic": "/left/image_raw"}]
+    mistakes = [([{"path": str(tmp_path / "tow"), "topic": "/left/image_raw"}], r"hazy images: no such .*tow"),
+                ([{"path": str(tmp_path / "two"), "topic": "/front"}], r"no image topic '/front'"),
+                ([str(tmp_path / "two")], r"'topic' in the hazy source.*2 image topics")]
+    for index, (hazy, message) in enumerate(mistakes):
+        recipe = recipe_from_dict({**_tiny(shared_data), "data": {"clear": clear, "hazy": hazy}}, tmp_path)
+        with pytest.raises((FileNotFoundError, ValueError), match=message):
+            Trainer(recipe, tmp_path / f"run{index}", device="cpu").train(progress=False)
+    assert decoded == [], "no clear frame decoded before the hazy source's mistake"
+
+
 def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]

@@ -211,13 +211,15 @@ class RandomCrops(Dataset):
     images of sources marked `prior_depth`.
 
     `cache` (`DecodeCache`), given to the clear and the hazy crops of a run, decodes an image that both list once;
-    the sources of one dataset share one in any case.
+    the sources of one dataset share one in any case. `listed`: the sources' `collect_images`, where the caller
+    listed them already (a run lists its clear and its hazy sources before it decodes either).
     """
 
     def __init__(self, sources: Sequence[ImageSource], crop: int, max_side: int,
                  zoom_range: tuple[float, float], seed: int, kind: str, depth_of: DepthOf | None = None,
-                 cache: DecodeCache | None = None) -> None:
-        listed = collect_images(sources, kind)
+                 cache: DecodeCache | None = None,
+                 listed: Sequence[tuple[TrainingImage, float, ImageSource]] | None = None) -> None:
+        listed = collect_images(sources, kind) if listed is None else listed
         cache = {} if cache is None else cache
         self.kind = kind
         self.crop = crop

@@ -43,7 +43,8 @@ from dgdehaze_core.models import DGDehazeNet, build_model, checkpoint_state, sav
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 from dgdehaze_core.physics.scattering import synthesize_haze
 from dgdehaze_core.training import distributed, losses
-from dgdehaze_core.training.datasets import DecodeCache, RandomCrops, ValidationPair, load_validation
+from dgdehaze_core.training.datasets import (DecodeCache, RandomCrops, ValidationPair, collect_images,
+                                             load_validation)
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.initial_weights import FROM_SCRATCH, start_from
@@ -465,10 +466,14 @@ class Trainer:
         if self.discriminator is not None:
             distributed.share_state(self.discriminator, self.rank)
         decoded: DecodeCache = {}  # a source listed as clear and as hazy is decoded once
+        # both listed before either is decoded: a hazy source's mistake (a path typo, a topic its bag lacks) is
+        # reported at once, not after every clear image was read
+        clear_listed, hazy_listed = collect_images(recipe.clear, "clear"), collect_images(recipe.hazy, "hazy")
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
-                                 "clear", self.depth_of if self.clear_depth is not None else None, cache=decoded)
+                                 "clear", self.depth_of if self.clear_depth is not None else None, cache=decoded,
+                                 listed=clear_listed)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
-                                "hazy", cache=decoded)
+                                "hazy", cache=decoded, listed=hazy_listed)
         self.history.record_data({"clear": crops_fingerprint(clear_data, recipe.clear),
                                   "hazy": crops_fingerprint(hazy_data, recipe.hazy)},
                                  self.last_path if self.resume else None)
