@@ -229,6 +229,21 @@ def test_a_hazy_source_s_mistake_is_reported_before_any_clear_frame_is_decoded(
     assert decoded == [], "no clear frame decoded before the hazy source's mistake"
 
 
+def test_a_bag_source_s_wrong_path_is_refused_as_a_bag_s_and_its_frames_counted_as_a_source_s(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A fog bag's path with a typo was 'no such folder or video', its metadata.yaml 'not a folder or a video file'
+    and a bag's frames were counted as 'from 1 folder(s)': none of them said that a bag is read at all."""
+    _two_camera_bag(tmp_path / "drive")
+    with pytest.raises(FileNotFoundError, match=r"hazy images: no such folder, video or bag .*drvie"):
+        collect_images([ImageSource(tmp_path / "drvie", topic="/left/image_raw")], "hazy")
+    with pytest.raises(NotADirectoryError, match=r"metadata\.yaml is not a folder, a video file or a bag \(a rosbag2 "
+                                                 r"folder with metadata\.yaml, a \.mcap, \.db3 or \.bag file\)"):
+        collect_images([ImageSource(tmp_path / "drive" / "metadata.yaml")], "hazy")
+    with caplog.at_level(logging.INFO):
+        RandomCrops([ImageSource(tmp_path / "drive", topic="/left/image_raw")], 64, 96, (1.0, 1.0), 0, "hazy")
+    assert "hazy: 4 images from 1 source(s)" in caplog.text
+
+
 def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]

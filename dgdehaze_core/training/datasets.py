@@ -35,6 +35,9 @@ from dgdehaze_core.training.recipe import ImageSource
 
 LOG = logging.getLogger(__name__)
 
+BAG_FORMS = "a rosbag2 folder with metadata.yaml, a .mcap, .db3 or .bag file"
+"""What a source must be to be read as a bag (`bag_frames.is_bag_path`), as the messages on a source say it."""
+
 FILE_REMEDY = "set input_bits: 12 on its source in the recipe (this is said once per source)"
 """What the warning on a training source's 16-bit images that look like a 12-bit camera's asks for (its files'
 `io.images.ImageReader`, its bag's `bags.io.BagSource`)."""
@@ -81,7 +84,7 @@ def _folder_images(source: ImageSource, kind: str) -> list[TrainingImage]:
     """Every `frame_step`-th image under the folder (matching `include`). The videos and bags under it, which it
     does not read, are named: in the ImageError where it holds no image, else in a warning."""
     if not source.path.is_dir():
-        raise NotADirectoryError(f"{kind} images: {source.path} is not a folder or a video file")
+        raise NotADirectoryError(f"{kind} images: {source.path} is not a folder, a video file or a bag ({BAG_FORMS})")
     paths, recordings = images_under(source.path), _recordings_under(source.path)
     if source.include:
         paths, recordings = ([p for p in found if any(fnmatch.fnmatch(p.name, pattern) for pattern in source.include)]
@@ -108,13 +111,13 @@ def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[Trai
     found: list[tuple[TrainingImage, float, ImageSource]] = []
     for source in sources:
         if not source.path.exists():
-            raise FileNotFoundError(f"{kind} images: no such folder or video {source.path}")
+            raise FileNotFoundError(f"{kind} images: no such folder, video or bag {source.path}")
         is_video = source.path.is_file() and source.path.suffix.lower() in VIDEO_SUFFIXES
         if is_bag_path(source.path):
             images = _bag_frames(source, kind)
         elif source.topic:
             raise ImageError(f"{kind} images: 'topic' {source.topic!r} names a bag's image topic, but {source.path} "
-                             "is no bag (a rosbag2 folder with metadata.yaml, a .mcap, .db3 or .bag file)")
+                             f"is no bag ({BAG_FORMS})")
         else:
             images = _video_frames(source, kind) if is_video else _folder_images(source, kind)
         if not images:
@@ -245,7 +248,7 @@ class RandomCrops(Dataset):
                            for image, (path, _, source) in tqdm(zip(self.images, entries), total=len(entries),
                                                                  desc=f"{kind} depth", unit="image", leave=False,
                                                                  disable=None)]
-        LOG.info("%s: %d images from %d folder(s)%s", kind, len(self.images), len(sources),
+        LOG.info("%s: %d images from %d source(s)%s", kind, len(self.images), len(sources),
                  ", each with its depth" if self.depths is not None else "")
 
     def __len__(self) -> int:
