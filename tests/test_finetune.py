@@ -244,6 +244,23 @@ def test_a_bag_source_s_wrong_path_is_refused_as_a_bag_s_and_its_frames_counted_
     assert "hazy: 4 images from 1 source(s)" in caplog.text
 
 
+def test_a_run_resumed_with_a_bag_added_or_a_source_removed_is_refused_naming_it(shared_data: Path,
+                                                                                 tmp_path: Path) -> None:
+    """A source added to or removed from `data` was refused as "hazy [{'path': '/work/shared/data/hazy-re... ->
+    [{'path': ...", the start of both lists, which named neither the source nor what happened to it."""
+    _two_camera_bag(tmp_path / "drive")
+    raw = _tiny(shared_data)
+    raw["data"]["clear"].append(str(shared_data / "clear" / "kitti"))
+    Trainer(recipe_from_dict(raw, tmp_path), tmp_path / "run", device="cpu").train(progress=False)
+    added = {**raw, "iterations": 2, "data": {**raw["data"], "hazy": [
+        *raw["data"]["hazy"], {"path": str(tmp_path / "drive"), "topic": "/left/image_raw"}]}}
+    with pytest.raises(ValueError, match=r"another recipe: hazy 1 -> 2 entries \(added .*drive\) \("):
+        Trainer(recipe_from_dict(added, tmp_path), tmp_path / "run", device="cpu", resume=True).train(progress=False)
+    removed = {**raw, "iterations": 2, "data": {**raw["data"], "clear": raw["data"]["clear"][:1]}}
+    with pytest.raises(ValueError, match=r"another recipe: clear 2 -> 1 entries \(removed .*clear/kitti\) \("):
+        Trainer(recipe_from_dict(removed, tmp_path), tmp_path / "run", device="cpu", resume=True).train(progress=False)
+
+
 def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]

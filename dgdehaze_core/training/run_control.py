@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
     changed = [difference for key in recipe if key in saved and key not in RESUMABLE_CHANGES
                for difference in _differences(key, saved[key], recipe[key])]
     if changed:
-        differences = "; ".join(f"{key} {_short(was)} -> {_short(now)}" for key, was, now in changed)
+        differences = "; ".join(f"{key} {_change(was, now)}" for key, was, now in changed)
         raise ValueError(f"cannot resume {path} with another recipe: {differences} (a resumed run may change only "
                          f"{', '.join(RESUMABLE_CHANGES[:-1])}; start a new run in another --out folder)")
     reached = int(state["training"].get("iteration", 0))
@@ -179,6 +179,21 @@ def _portable(value: Any) -> Any:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _change(saved: Any, current: Any) -> str:
+    """A difference of `_differences` in words: 'saved -> current', or for a list of another length (a source
+    added to or removed from `data`) its lengths and the entries added and removed, a source by its path."""
+    if not (isinstance(saved, (list, tuple)) and isinstance(current, (list, tuple))):
+        return f"{_short(saved)} -> {_short(current)}"
+
+    def missing(entries: Sequence[Any], others: Sequence[Any]) -> list[str]:
+        return [str(entry["path"]) if isinstance(entry, Mapping) and "path" in entry else _short(entry)
+                for entry in entries if all(_differences("", entry, other) for other in others)]
+
+    words = [f"{what} {', '.join(entries)}" for what, entries in (("added", missing(current, saved)),
+                                                                 ("removed", missing(saved, current))) if entries]
+    return f"{len(saved)} -> {len(current)} entries" + (f" ({'; '.join(words)})" if words else "")
 
 
 RUN_FILES = ("last.pt", "best.pt", "recipe.yaml", "train.csv", "val.csv")
