@@ -87,6 +87,10 @@ def test_init_weights_of_another_network_missing_or_not_finite_are_refused_namin
     with pytest.raises(FileNotFoundError, match=r"init_weights: no such weights file: .*missing\.pt"):
         Trainer(recipe_from_dict(_tiny(shared_data, init_weights="missing.pt"), tmp_path), tmp_path / "c",
                 device="cpu")
+    with pytest.raises(FileNotFoundError, match=r"init_weights: no trained weights for the 'base' model at .*; "
+                                                r"train them .* or pass the path of a checkpoint"):
+        Trainer(recipe_from_dict(_tiny(shared_data, model="base", init_weights="base"), tmp_path), tmp_path / "e",
+                device="cpu")  # base ships none: not 'no such weights file' inside the package, as if it were broken
     model = build_model("lite")
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))

@@ -41,7 +41,7 @@ torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
 
 __all__ = ["CHECKPOINT_SUFFIXES", "MODEL_CONFIGS", "PAPER", "DGDehazeNet", "DGHAT", "DepthNet", "PaperNet",
            "build_model", "checkpoint_state", "load_model", "load_model_and_record", "model_from_checkpoint",
-           "save_checkpoint", "shipped_weights_path"]
+           "save_checkpoint", "shipped_weights_path", "weights_file"]
 
 
 def build_model(config: str = "lite", depth_guidance: bool = True) -> DGDehazeNet | PaperNet:
@@ -107,7 +107,7 @@ def load_model_and_record(source: str | os.PathLike[str], device: str | torch.de
     export of the model records (`to_onnx.EXPORTED_FROM`): a file replaced after the read is not named for them.
     `read`: the file's contents and sha256 where the caller has read it already
     (`checkpoints.read_checkpoint_and_digest`, to tell what it holds): it is not read again."""
-    path = Path(source) if read is not None else _weights_file(source)
+    path = Path(source) if read is not None else weights_file(source)
     checkpoint, sha256 = read or read_checkpoint_and_digest(path, "dgdehaze checkpoint")
     record = {"path": path.name, **checkpoint_provenance(path, checkpoint, sha256)}
     return model_from_checkpoint(checkpoint, path).to(device).eval(), record
@@ -135,7 +135,7 @@ def model_from_checkpoint(checkpoint: Any, path: Path) -> DGDehazeNet | PaperNet
     return model.eval()
 
 
-def _weights_file(source: str | os.PathLike[str]) -> Path:
+def weights_file(source: str | os.PathLike[str]) -> Path:
     """The checkpoint file `load_model` reads for `source`: a configuration's shipped weights, or the file given;
     FileNotFoundError saying what to do when there is none, or that it is a folder."""
     if isinstance(source, str) and source == PAPER:

@@ -10,7 +10,7 @@ import torch
 
 from dgdehaze_core.io.checkpoints import read_checkpoint_and_digest
 from dgdehaze_core.io.file_paths import existing_file
-from dgdehaze_core.models import MODEL_CONFIGS, model_from_checkpoint, shipped_weights_path
+from dgdehaze_core.models import MODEL_CONFIGS, model_from_checkpoint, weights_file
 
 LOG = logging.getLogger(__name__)
 
@@ -18,9 +18,10 @@ FROM_SCRATCH: dict[str, Any] = {"init_weights": ""}
 """What a run's checkpoint metadata says (`started_from`) when its model started from random weights."""
 
 
-def weights_file(init_weights: str) -> Path:
-    """The file `init_weights` names: the shipped weights of a model name, else the path itself."""
-    return shipped_weights_path(init_weights) if init_weights in MODEL_CONFIGS else Path(init_weights)
+def init_weights_file(init_weights: str) -> Path:
+    """The file `init_weights` names: the shipped weights of a model name (FileNotFoundError saying that the model
+    ships none, where it does not: `base`), else the path itself."""
+    return weights_file(init_weights) if init_weights in MODEL_CONFIGS else Path(init_weights)
 
 
 def start_from(model: torch.nn.Module, init_weights: str, config: str, depth_guidance: bool) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def start_from(model: torch.nn.Module, init_weights: str, config: str, depth_gui
     another network (configuration or depth guidance) than the recipe's. torch's random state is left as it was,
     so a run draws the same data and haze whatever weights it starts from."""
     try:
-        path = existing_file(weights_file(init_weights), "weights file")
+        path = existing_file(init_weights_file(init_weights), "weights file")
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"init_weights: {exc}") from None
     with torch.random.fork_rng(devices=[]):
