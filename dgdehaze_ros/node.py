@@ -164,7 +164,11 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._diagnostics_pub = None
         self._diagnostics_timer = None
         self._label_pub = None
-        declare_parameters(self)  # after the attributes: a bad value raises here, and destroy_node still works
+        try:  # after the attributes, so that destroy_node works here
+            declare_parameters(self)
+        except Exception:  # a refused value: the node leaves the graph at once, not when the garbage collector
+            self.destroy_node()  # finds it (a process holding other nodes showed it, and a corrected one beside it)
+            raise
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -342,10 +346,11 @@ class DehazeNode(ModelReloads, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
-        """Stop the frame worker and the background model loads (one a cleanup dropped too), then destroy the node.
-        A load still running after LOADER_STOP_WAIT_S is abandoned (said in the log): it finds its result dropped and
-        leaves the destroyed node alone; `threads_running` tells whether one outlived its wait. A KeyboardInterrupt (a
-        second Ctrl-C) ends the waits early and propagates once the node is destroyed."""
+        """Stop the frame worker and the background model loads (one a cleanup dropped too), then destroy the node,
+        which leaves the ROS graph at once (the other nodes of its process stay). A load still running after
+        LOADER_STOP_WAIT_S is abandoned (said in the log): it finds its result dropped and leaves the destroyed node
+        alone; `threads_running` tells whether one outlived its wait. A KeyboardInterrupt (a second Ctrl-C) ends the
+        waits early and propagates once the node is destroyed."""
         with self._lock:  # a reload still loading finds it dropped and leaves the destroyed node alone
             self._generation += 1
             self._pending_reloads.clear()
@@ -364,6 +369,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
                 LOG.warning("%s: abandoned a model load still running (waited up to %g s); its result is dropped",
                             self.get_name(), LOADER_STOP_WAIT_S)
             super().destroy_node()
+            # rclpy's LifecycleNode leaves its state machine, which holds the node's handle: the node stayed in the
+            # graph until the garbage collector found it, beside the other nodes of its process
+            self._state_machine.destroy_when_not_in_use()
 
     def threads_running(self) -> bool:
         """Whether a frame or a model load of this node still runs in its thread (after `destroy_node`: one that
