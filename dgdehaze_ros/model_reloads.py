@@ -25,8 +25,8 @@ from dgdehaze_ros.parameters import NodeSettings
 
 class ModelReloads:
     """The background loads of `DehazeNode`'s pipeline and detector, and what a failed one puts back and reports.
-    Besides the attributes declared here it uses the node's `get_logger`, `get_name` and `set_parameters` (rclpy's),
-    `_publish_labels` and `_describe`."""
+    Besides the attributes declared here it uses the node's `get_logger` and `set_parameters` (rclpy's),
+    `_publish_labels`, `_describe` and `_thread_name`."""
 
     _settings: NodeSettings | None
     _pipeline: DehazePipeline | None
@@ -184,7 +184,7 @@ class ModelReloads:
         with self._lock:
             if not self._pending_reloads or self._loader is not None:
                 return
-            self._loader = threading.Thread(target=self._run_reloads, name=f"{self.get_name()}-loader", daemon=True)
+            self._loader = threading.Thread(target=self._run_reloads, name=self._thread_name("loader"), daemon=True)
             self._loaders.add(self._loader)
             self._loader.start()
 

@@ -156,7 +156,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._fog = FogMeasurement(self)
         """The fog estimator for the camera's mounting (parameters or TF), its latest reading, what it cannot do."""
         self.stats = FrameStats()
-        self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, f"{node_name}-worker")
+        self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, self._thread_name("worker"))
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
         self._samples = NarrowSamples(NARROW_REMEDY)
@@ -170,6 +170,12 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self.destroy_node()  # finds it (a process holding other nodes showed it, and a corrected one beside it)
             raise
         self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _thread_name(self, role: str) -> str:
+        """`<logger name>-<role>` (`front.dgdehaze-worker`), as the node's log lines name it: the threads of the
+        nodes of one process, and the core's log lines that name them (`<thread>: processing failed`), tell the
+        nodes apart, two cameras' nodes of one name in two namespaces among them."""
+        return f"{self.get_logger().name}-{role}"
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     @_logs_its_exception
@@ -367,7 +373,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
                 abandoned = waited and bool(self._other_loaders())
             if abandoned:  # Python logging: after Ctrl-C, /rosout's context is shut down
                 LOG.warning("%s: abandoned a model load still running (waited up to %g s); its result is dropped",
-                            self.get_name(), LOADER_STOP_WAIT_S)
+                            self.get_fully_qualified_name(), LOADER_STOP_WAIT_S)
             super().destroy_node()
             # rclpy's LifecycleNode leaves its state machine, which holds the node's handle: the node stayed in the
             # graph until the garbage collector found it, beside the other nodes of its process

@@ -178,14 +178,14 @@ class GatedLoads(DehazeNode):
         super().__init__(name, **kwargs)
 
     def set_parameters(self, parameter_list: list[Parameter]) -> Any:
-        if self.hold_put_back and threading.current_thread() in loader_threads(self.get_name()):
+        if self.hold_put_back and threading.current_thread() in loader_threads(self.get_logger().name):
             self.putting_back.set()
             self.put_back_gate.wait(60.0)
         return super().set_parameters(parameter_list)
 
     def _load_pipeline(self, settings: NodeSettings) -> Any:
         network = settings["model"] == "lite" or bool(settings["weights"])
-        if network and threading.current_thread() in loader_threads(self.get_name()):
+        if network and threading.current_thread() in loader_threads(self.get_logger().name):
             self.loading.set()
             self.gate.wait(60.0)
             if self.fail:
@@ -209,7 +209,7 @@ def gated_node(session: RosSession, name: str, change: dict[str, Any] | None = N
 
 
 def loader_threads(name: str) -> list[threading.Thread]:
-    """The live loader threads of the node `name`."""
+    """The live loader threads of the node whose logger is `name` (its name, `front.dgdehaze` in a namespace)."""
     return [t for t in threading.enumerate() if t.name == f"{name}-loader" and t.is_alive()]
 
 

@@ -5,19 +5,22 @@ destroyed leaves the other running."""
 from __future__ import annotations
 
 import gc
+import threading
 
 import pytest
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
 from rclpy.exceptions import ParameterException  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 
-from ros_harness import Probe, RosSession, send_and_wait, stamped_header, wait_until  # noqa: E402
+from ros_harness import (GatedLoads, Probe, RosSession, loader_threads, send_and_wait, set_ok,  # noqa: E402
+                         stamped_header, wait_until)
 
 pytestmark = pytest.mark.ros
 
@@ -69,4 +72,26 @@ def test_a_camera_s_node_refused_at_start_or_destroyed_leaves_the_graph_and_the_
         assert out["image_dehazed"].header == header
     finally:
         session.remove(probe)
+        session.remove(front)
+
+
+def test_the_threads_of_two_cameras_nodes_of_one_name_say_which_node_they_serve(session: RosSession) -> None:
+    """The frame worker and the model loader were named after the node's name alone: both cameras' nodes ran a
+    `dgdehaze-worker`, and a frame that failed was logged as `dgdehaze-worker: processing failed` for either."""
+    front = camera_node(session, "front")
+    rear = GatedLoads("dgdehaze", namespace="rear", context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("backend", value="torch"),
+        Parameter("detection_enabled", value=False)])
+    try:
+        assert rear.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert rear.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        names = [thread.name for thread in threading.enumerate()]
+        assert {"front.dgdehaze-worker", "rear.dgdehaze-worker"} <= set(names) and "dgdehaze-worker" not in names
+        rear.fail = True  # the held load fails once let go: nothing is loaded
+        set_ok(rear, model="lite")
+        assert rear.loading.wait(30.0), "the change started no background load"
+        assert [thread.name for thread in loader_threads("rear.dgdehaze")] == ["rear.dgdehaze-loader"]
+    finally:
+        rear.gate.set()
+        rear.destroy_node()
         session.remove(front)
