@@ -17,12 +17,18 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image  # noqa: E402
+from dgdehaze_ros.detection_messages import LABEL_INFO_QOS, VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 
 from ros_harness import (GatedLoads, Probe, RosSession, loader_threads, send_and_wait, set_ok,  # noqa: E402
                          stamped_header, wait_until)
 
+if VISION_MSGS_AVAILABLE:
+    from vision_msgs.msg import LabelInfo
+
 pytestmark = pytest.mark.ros
+
+CAMERAS = ("front", "rear")
 
 
 def camera_node(session: RosSession, camera: str, **parameters: object) -> DehazeNode:
@@ -95,3 +101,52 @@ def test_the_threads_of_two_cameras_nodes_of_one_name_say_which_node_they_serve(
         rear.gate.set()
         rear.destroy_node()
         session.remove(front)
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason="needs vision_msgs for ~/label_info and ~/detections")
+def test_two_cameras_nodes_in_one_process_keep_to_their_namespaces_headers_and_parameters(
+        session: RosSession) -> None:
+    """front (detection, a camera height) and rear (no detection), both dcp, in one process: every output carries
+    its own camera's header under its own namespace, each latches its own class map and reports on /diagnostics
+    under its full name, a parameter set or refused on one leaves the other's, and one cleaned up leaves the other
+    publishing."""
+    front = camera_node(session, "front", detection_enabled=True, camera_height=1.5, threshold=0.3)
+    rear = camera_node(session, "rear", threshold=0.6)
+    labels: dict[str, list[LabelInfo]] = {camera: [] for camera in CAMERAS}
+    listeners = [session.listener(f"labels_{camera}", LabelInfo, f"/{camera}/dgdehaze/label_info",
+                                  labels[camera].append, LABEL_INFO_QOS) for camera in CAMERAS]
+    probes = {camera: camera_probe(session, camera) for camera in CAMERAS}
+    topics = ("image_dehazed", "depth_relative", "camera_info", "haze_density")
+    try:
+        headers = {camera: stamped_header(index + 10, f"{camera}_camera_optical_frame")
+                   for index, camera in enumerate(CAMERAS)}
+        for camera, header in headers.items():
+            out = send_and_wait(probes[camera], bgr8_to_image(hazy_test_frame(160, 120), "bgr8", header),
+                                topics + (("detections",) if camera == "front" else ()))
+            assert all(message.header == header for message in out.values()), camera
+        assert wait_until(lambda: bool(labels["front"]), 10.0), "no latched ~/label_info"
+        assert [round(message.threshold, 2) for message in labels["front"]] == [0.3]
+        assert labels["rear"] == [], "rear runs no detector"
+        reporting = {"/front/dgdehaze: dehazing", "/rear/dgdehaze: dehazing"}
+        assert wait_until(lambda: reporting <= {status.name for message in probes["front"].messages("diagnostics")
+                                                for status in message.status}, 5.0), "not both on /diagnostics"
+        for camera, other in (("front", "rear"), ("rear", "front")):
+            crossed = [topic for topic in topics + ("detections",) for message in probes[camera].messages(topic)
+                       if message.header.frame_id == headers[other].frame_id]
+            assert not crossed, f"{camera} received {other}'s outputs on {crossed}"
+
+        set_ok(front, threshold=0.5)
+        assert rear.get_parameter("threshold").value == 0.6
+        assert not rear.set_parameters([Parameter("camera_height", value=-1.0)])[0].successful
+        assert front.get_parameter("camera_height").value == 1.5
+        assert wait_until(lambda: len(labels["front"]) == 2, 10.0) and labels["rear"] == []
+
+        assert rear.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert rear.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        header = stamped_header(20, "front_camera_optical_frame")
+        out = send_and_wait(probes["front"], bgr8_to_image(hazy_test_frame(160, 120), "bgr8", header),
+                            ("image_dehazed", "detections"))
+        assert all(message.header == header for message in out.values())
+    finally:
+        for node in (*probes.values(), *listeners, rear, front):
+            session.remove(node)
