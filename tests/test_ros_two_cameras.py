@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -149,4 +150,27 @@ def test_two_cameras_nodes_in_one_process_keep_to_their_namespaces_headers_and_p
         assert all(message.header == header for message in out.values())
     finally:
         for node in (*probes.values(), *listeners, rear, front):
+            session.remove(node)
+
+
+@pytest.mark.slow  # two exports of lite to ONNX, about 30 s each on a 2-core machine
+def test_two_cameras_nodes_that_export_their_networks_at_once_both_load_them(
+        session: RosSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """front (decoder output) and rear (physics output) switched to lite at once, with no export of either in the
+    engine cache: their background loads exported at the same time in one process, and torch.export, which keeps
+    process-wide state, failed one of them (`ProxyTorchDispatchMode slot already occupied`): that node was put back
+    to dcp with an ERROR."""
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))
+    nodes = {camera: camera_node(session, camera, backend="onnxruntime", output=output, cpu_threads=1)
+             for camera, output in (("front", "decoder"), ("rear", "physics"))}
+    try:
+        for node in nodes.values():
+            set_ok(node, model="lite")
+        assert wait_until(lambda: all(node._pipeline.method == "lite" or node._reload_problems
+                                      for node in nodes.values()), 300.0), "the loads did not end"
+        assert {camera: dict(node._reload_problems) for camera, node in nodes.items()} == {"front": {}, "rear": {}}
+        assert {camera: node.get_parameter("model").value for camera, node in nodes.items()} == \
+            {"front": "lite", "rear": "lite"}
+    finally:
+        for node in nodes.values():
             session.remove(node)

@@ -23,6 +23,7 @@ from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.devices import parse_device
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
+from dgdehaze_core.inference.export import TORCH_EXPORT_LOCK
 from dgdehaze_core.io.file_digest import file_sha256, files_sha256
 from dgdehaze_core.io.file_paths import existing_file, file_suffix
 
@@ -48,7 +49,8 @@ def _export_into(weights: Path, fmt: str, target: Path, imgsz: int, half: bool, 
         if int8 and data:
             options["data"] = data
         try:
-            produced = YOLO(str(copy), task="detect").export(**options)
+            with TORCH_EXPORT_LOCK:
+                produced = YOLO(str(copy), task="detect").export(**options)
         except Exception as exc:  # Ultralytics raises many types; the message is what the user needs
             raise RuntimeError(f"Ultralytics could not export {weights} to {fmt}: {exc}") from exc
         if not produced or not Path(produced).is_file():

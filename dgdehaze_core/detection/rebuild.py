@@ -35,6 +35,7 @@ import numpy as np
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.inference.backends.engine_cache import CacheKey, EngineCache, default_cache_dir
+from dgdehaze_core.inference.export import TORCH_EXPORT_LOCK
 from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.onnx_files import read_onnx
@@ -117,7 +118,9 @@ def _export_float(int8_onnx: Path, target: Path) -> None:
     yolo = rebuild_float_detector(int8_onnx)
     with tempfile.TemporaryDirectory(prefix="dgdehaze-yolo-rebuild-") as folder:
         yolo.model.pt_path = str(Path(folder) / "yolov8n.pt")  # Ultralytics writes the export beside this path
-        produced = yolo.export(format="onnx", imgsz=640, dynamic=True, simplify=False, device="cpu", verbose=False)
+        with TORCH_EXPORT_LOCK:
+            produced = yolo.export(format="onnx", imgsz=640, dynamic=True, simplify=False, device="cpu",
+                                   verbose=False)
         if not produced or not Path(produced).is_file():
             raise RuntimeError(f"Ultralytics produced no ONNX file from the rebuilt {ARCHITECTURE}")
         shutil.move(str(produced), target)

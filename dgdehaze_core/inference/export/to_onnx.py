@@ -25,6 +25,7 @@ import onnx
 import torch
 
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, check_outputs
+from dgdehaze_core.inference.export import TORCH_EXPORT_LOCK
 from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION, rewrite_for_runtimes
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.models import DGDehazeNet, PaperNet
@@ -109,10 +110,11 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
         logging.getLogger(chatty).setLevel(logging.WARNING)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=list(outputs),
-                                    dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
-                                    verbose=False)
+        with TORCH_EXPORT_LOCK:
+            program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
+                                        input_names=[INPUT_NAME], output_names=list(outputs),
+                                        dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
+                                        verbose=False)
         program.save(str(tmp), external_data=False)
         proto = onnx.load(str(tmp))
         rewritten = rewrite_for_runtimes(proto)
