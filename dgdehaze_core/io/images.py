@@ -400,9 +400,14 @@ def images_under(folder: str | Path) -> list[Path]:
     return sorted(p for p in found if _image_entry(p) and not is_hidden(p, root))
 
 
-def unit_float(image: np.ndarray) -> np.ndarray:
-    """uint8 to float32 in [0, 1], channels as they are, in one float buffer."""
-    scaled = image.astype(np.float32)
+def unit_float(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 to float32 in [0, 1], channels as they are, in one float buffer: `out` (float32, the image's shape)
+    when given."""
+    if out is None:
+        scaled = image.astype(np.float32)
+    else:
+        scaled = out
+        np.copyto(scaled, image)
     return np.divide(scaled, 255.0, out=scaled)
 
 

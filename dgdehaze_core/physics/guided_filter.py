@@ -11,6 +11,8 @@ import math
 import cv2
 import numpy as np
 
+from dgdehaze_core.physics.work_buffers import WorkBuffers
+
 
 def _is_integer(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, np.integer))
@@ -65,29 +67,28 @@ class SelfGuidedSmoother:
 
     The intermediate maps live in buffers kept from call to call while the image's shape stays the same: allocating
     them afresh costs as much as the filtering (every new multi-megabyte array is fresh pages from the kernel). One
-    instance per thread; each call returns a new array."""
+    instance per thread; each call returns a new array, or writes into `out`."""
 
     def __init__(self, radius: int, eps: float) -> None:
         """ValueError for a `radius` or `eps` out of range (`check_window`)."""
         check_window(radius, eps)
         self.radius, self.eps = radius, np.float32(eps)
-        self._buffers: tuple[np.ndarray, ...] = ()
+        self._buffers = WorkBuffers()
 
     def _box_into(self, image: np.ndarray, out: np.ndarray) -> np.ndarray:
         size = 2 * self.radius + 1
         return cv2.boxFilter(image, cv2.CV_32F, (size, size), dst=out, borderType=cv2.BORDER_REFLECT)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """`image` smoothed, as float32 of its shape, in `out` when given (C-contiguous float32 of that shape)."""
         image = np.ascontiguousarray(image, dtype=np.float32)
-        if not self._buffers or self._buffers[0].shape != image.shape:
-            self._buffers = tuple(np.empty_like(image) for _ in range(4))
-        mean, variance, a, scratch = self._buffers
+        mean, variance, a, scratch = (self._buffers(name, image.shape) for name in ("mean", "variance", "a", "scratch"))
         self._box_into(image, mean)
         self._box_into(np.multiply(image, image, out=scratch), variance)
         variance -= np.multiply(mean, mean, out=scratch)
         np.divide(variance, np.add(variance, self.eps, out=scratch), out=a)
         mean -= np.multiply(a, mean, out=scratch)  # now b, each window's offset
-        smoothed = self._box_into(a, variance) * image
+        smoothed = np.multiply(self._box_into(a, variance), image, out=out)
         smoothed += self._box_into(mean, scratch)
         return smoothed
 

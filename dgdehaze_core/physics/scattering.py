@@ -11,6 +11,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dgdehaze_core.physics.work_buffers import WorkBuffers, fresh
+
 T_MIN = 0.05
 """Smallest transmission used when inverting: below it the inversion amplifies noise without bound."""
 
@@ -54,28 +56,33 @@ def invert_scattering(hazy: Any, transmission: Any, airlight: Any, t_min: float 
 
 
 def invert_scattering_detail_limited(hazy: np.ndarray, base: np.ndarray, transmission: np.ndarray,
-                                     airlight: np.ndarray, max_detail_gain: float, t_min: float = T_MIN) -> np.ndarray:
+                                     airlight: np.ndarray, max_detail_gain: float, t_min: float = T_MIN,
+                                     buffers: WorkBuffers | None = None) -> np.ndarray:
     """The inversion with noise kept in check: J = (B - A) / t + A + (I - B) * min(1 / t, max_detail_gain).
 
     `base` B is `hazy` I smoothed with its edges kept (HxWxC like I; `transmission` HxWx1 or HxW; `airlight` one
     value per channel, or one for all; the result has the images' dtype). The inversion is linear, so splitting I
     into B and the fine detail I - B changes nothing where 1 / t <= `max_detail_gain`; where fog is denser, the
     scene's base layer is still recovered in full while its fine detail, and the sensor and JPEG noise riding on
-    it, is amplified `max_detail_gain` times instead of 1 / t. Clipped to [0, 1].
+    it, is amplified `max_detail_gain` times instead of 1 / t. Clipped to [0, 1]. `buffers`: where its work arrays
+    and the result are kept from call to call (the result is then overwritten by the next call); None: new ones.
     """
     if not max_detail_gain >= 1.0:
         raise ValueError(f"max_detail_gain must be >= 1 (1: detail not amplified), got {max_detail_gain}")
+    take = fresh if buffers is None else buffers
     height, width, channels = hazy.shape
     dtype = np.result_type(hazy, base, transmission)
-    inverse = 1.0 / np.clip(transmission.reshape(height, width), t_min, 1.0).astype(dtype, copy=False)
-    gain = np.minimum(inverse, dtype.type(max_detail_gain))
+    rows = (height, width * channels)
+    inverse = np.clip(transmission.reshape(height, width), t_min, 1.0, out=take("inverse", (height, width), dtype))
+    np.divide(1.0, inverse, out=inverse)
+    gain = np.minimum(inverse, dtype.type(max_detail_gain), out=take("gain", (height, width), dtype))
     airlight_row = _channel_row(airlight, width, channels, dtype)
-    base_rows = base.reshape(height, width * channels)
-    clear = np.subtract(base_rows, airlight_row, dtype=dtype)
-    clear *= _interleaved(inverse, channels)
+    base_rows = base.reshape(rows)
+    clear = np.subtract(base_rows, airlight_row, dtype=dtype, out=take("clear", rows, dtype))
+    clear *= _interleaved(inverse, channels, take("spread", rows, dtype))
     clear += airlight_row
-    detail = np.subtract(hazy.reshape(height, width * channels), base_rows, dtype=dtype)
-    detail *= _interleaved(gain, channels)
+    detail = np.subtract(hazy.reshape(rows), base_rows, dtype=dtype, out=take("detail", rows, dtype))
+    detail *= _interleaved(gain, channels, take("spread", rows, dtype))
     clear += detail
     return np.clip(clear, 0.0, 1.0, out=clear).reshape(height, width, channels)
 
@@ -86,11 +93,16 @@ def _channel_row(values: Any, width: int, channels: int, dtype: np.dtype) -> np.
     return np.tile(np.broadcast_to(np.asarray(values, dtype=dtype).reshape(-1), (channels,)), width)
 
 
-def _interleaved(plane: np.ndarray, channels: int) -> np.ndarray:
-    """An HxW map repeated for each channel as H rows of W*C values: numpy broadcasts a length-C axis one pixel at
-    a time, which is several times slower than whole rows."""
+def _interleaved(plane: np.ndarray, channels: int, out: np.ndarray | None = None) -> np.ndarray:
+    """An HxW map repeated for each channel as H rows of W*C values (written into `out`, H x W*C of the map's
+    dtype, when given): numpy broadcasts a length-C axis one pixel at a time, which is several times slower than
+    whole rows."""
     height, width = plane.shape
-    return cv2.merge([np.ascontiguousarray(plane)] * channels).reshape(height, width * channels)
+    planes = [np.ascontiguousarray(plane)] * channels
+    if out is None:
+        return cv2.merge(planes).reshape(height, width * channels)
+    cv2.merge(planes, dst=out.reshape(height, width, channels))
+    return out
 
 
 def _is_interleaved_frame(hazy: Any, t: Any, airlight: Any) -> bool:
