@@ -6,6 +6,7 @@ How many frames a best_effort subscriber loses depends on the machine's buffers,
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -26,7 +27,7 @@ from dgdehaze_ros.fastdds_profile import (CHOICE_VARIABLE, FASTDDS_SETTINGS, SHA
 from dgdehaze_ros.node import main as node_main  # noqa: E402
 from dgdehaze_ros.tools import qos_probe  # noqa: E402
 from dgdehaze_ros.tools.child_process import log_tail, stop  # noqa: E402
-from dgdehaze_ros.tools.node_benchmark import measure_node, run_node_benchmark  # noqa: E402
+from dgdehaze_ros.tools.node_benchmark import measure_node, per_frame, run_node_benchmark  # noqa: E402
 from dgdehaze_ros.tools.qos_probe import measure_loss  # noqa: E402
 
 from ros_harness import DOMAIN_ID  # noqa: E402
@@ -167,6 +168,15 @@ def test_the_node_benchmark_row_under_load_drops_stale_frames_and_processes_the_
     # buffers are kept (dgdehaze_core/process_memory.py; with glibc's defaults about 4500 a frame here)
     assert row["node_cpu_ms_per_frame"] > 0
     assert row["node_page_faults_per_frame"] < 100
+
+
+def test_a_window_without_the_nodes_frame_count_has_no_cost_per_frame() -> None:
+    """The node's CPU time and page faults were divided by max(1, frames published): where no /diagnostics report
+    came (the count NaN) or the node published nothing, the whole window's CPU time was reported as one frame's,
+    a plausible number in a table where every other node figure read nan."""
+    assert per_frame(1500.0, 30.0) == 50.0
+    assert math.isnan(per_frame(1500.0, float("nan")))
+    assert math.isnan(per_frame(1500.0, 0.0))
 
 
 def test_a_node_that_never_subscribes_fails_the_row_within_the_startup_timeout() -> None:

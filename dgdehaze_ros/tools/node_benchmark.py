@@ -94,6 +94,13 @@ def _cpu_and_faults(pid: int) -> tuple[float, float]:
     return (user + system) / os.sysconf("SC_CLK_TCK"), float(minor + major)
 
 
+def per_frame(amount: float, frames: float) -> float:
+    """`amount` (CPU ms or page faults over the window) per published frame; NaN where the node's counters do not
+    say how many it published (no /diagnostics report came: NaN) or it published none: no per-frame cost was
+    measured, and the whole window's amount is no frame's."""
+    return amount / frames if frames >= 1 else float("nan")
+
+
 class _Camera(Node):
     """Publishes frames on /bench/image and records ~/image_dehazed arrivals and the node's diagnostics."""
 
@@ -249,7 +256,7 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
 
     received = delta("frames_received")
     missing = delta("frames_missing_in_sequence")
-    frames = max(1.0, delta("frames_published"))
+    frames = delta("frames_published")
     return {"published": float(published), "warm_up_published": float(warm_up_sent), "node_received": received,
             "transport_lost_pct": 100.0 * (published - received) / published,
             "transport_lost_reported": delta("frames_lost_in_transport"),
@@ -265,8 +272,8 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
             "queue_wait_ms_max": float(diag.get("queue_wait_ms_max", "nan")),
             "node_ms_median": float(diag.get("node_ms_median", "nan")),
             "node_ms_max": float(diag.get("node_ms_max", "nan")),
-            "node_cpu_ms_per_frame": 1000.0 * (usage_end[0] - usage_start[0]) / frames,
-            "node_page_faults_per_frame": (usage_end[1] - usage_start[1]) / frames,
+            "node_cpu_ms_per_frame": per_frame(1000.0 * (usage_end[0] - usage_start[0]), frames),
+            "node_page_faults_per_frame": per_frame(usage_end[1] - usage_start[1], frames),
             "rss_start_mb": rss_start, "rss_end_mb": rss_end, "rss_max_mb": max(rss_max, rss_end),
             "newest_frame_processed": float(newest_processed)}
 
