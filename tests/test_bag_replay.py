@@ -374,7 +374,9 @@ def test_an_attached_node_that_crashes_is_noticed_within_seconds_and_the_frames_
         node.wait()
     took = time.monotonic() - killed[0]
     assert code == 1
-    assert took < bag_replay.SILENCE_S + 3, f"{took:.0f} s from the kill to the end of the replay"
+    # SILENCE_S of listening, then the report: about 4 s here; the bound leaves a loaded machine room and still
+    # tells the replay's own check from the 20 s DDS lease that ended it before (or the 30 s --timeout)
+    assert took < 15, f"{took:.0f} s from the kill to the end of the replay"
     summary = json.loads((out / "summary.json").read_text())
     prefix = "node /crashing_dgdehaze stopped answering: its lifecycle state went unanswered for "
     assert summary["stopped"].startswith(prefix), summary["stopped"]
