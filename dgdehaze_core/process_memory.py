@@ -9,8 +9,9 @@ allocator"). `keep_frame_memory` starts the process where that rule ends: blocks
 threshold come from the heap, and freed memory stays with the process for the next frame, so its resident memory
 stays at its busiest frame's instead of rising and falling each frame; `return_freed_memory` gives it back on
 purpose (after a huge frame, after the node releases its models). The `dgdehaze` command, the node and a bag
-fleet's Ray workers call `keep_frame_memory` at start; a user's own `MALLOC_*` or `GLIBC_TUNABLES` setting wins. Every function does nothing
-where the C library is not glibc.
+fleet's Ray workers call `keep_frame_memory` at start; a user's own `MALLOC_MMAP_THRESHOLD_`,
+`MALLOC_TRIM_THRESHOLD_` or `GLIBC_TUNABLES` (`USER_SETTINGS`) wins. Every function does nothing where the C library
+is not glibc.
 """
 from __future__ import annotations
 

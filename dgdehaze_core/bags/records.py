@@ -112,7 +112,6 @@ class BagEvaluation:
     frames_in_window: int | None = None
     """Frames on the image topic within the --start/--duration window evaluated; None where the whole bag was."""
 
-
     @property
     def frames_selected(self) -> int:
         """The frames the evaluation reads: the window's, or without one the bag's."""
