@@ -66,11 +66,17 @@ def _path_arguments(args: argparse.Namespace) -> dict[str, list[Path]]:
     return found
 
 
+FRAME_COMMANDS = ("dehaze", "eval", "bag-eval", "bench")
+"""The commands that take frame after frame and keep their buffers from one to the next (`keep_frame_memory`);
+training and export, whose memory is no frame's, keep glibc's own rule."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors from bad input or an unwritable output (a read-only or full disk) print one line
     and exit 2 instead of a traceback."""
-    keep_frame_memory()
     args = build_parser().parse_args(argv)
+    if args.command in FRAME_COMMANDS:
+        keep_frame_memory()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     return run_parsed(args)

@@ -8,10 +8,10 @@ current threshold, so a frame's cost depended on what the process had run before
 allocator"). `keep_frame_memory` starts the process where that rule ends: blocks up to glibc's largest mmap
 threshold come from the heap, and freed memory stays with the process for the next frame, so its resident memory
 stays at its busiest frame's instead of rising and falling each frame; `return_freed_memory` gives it back on
-purpose (after a huge frame, after the node releases its models). The `dgdehaze` command, the node and a bag
-fleet's Ray workers call `keep_frame_memory` at start; a user's own `MALLOC_MMAP_THRESHOLD_`,
-`MALLOC_TRIM_THRESHOLD_` or `GLIBC_TUNABLES` (`USER_SETTINGS`) wins. Every function does nothing where the C library
-is not glibc.
+purpose (after a huge frame, after the node releases its models). The `dgdehaze` commands that take frames
+(`cli.FRAME_COMMANDS`), the node and a bag fleet's Ray workers call `keep_frame_memory` at start; a user's own
+`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or `GLIBC_TUNABLES` (`USER_SETTINGS`) wins. Every function does
+nothing where the C library is not glibc.
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ M_ARENA_MAX = -8
 MMAP_THRESHOLD = 32 * 1024 * 1024
 """glibc's largest mmap threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX), where its own rule stops: blocks
 above it, such as a 4K frame's float copy, are still mapped and unmapped each time."""
-TRIM_THRESHOLD = 512 * 1024 * 1024
-"""Free memory at a heap's top kept rather than returned: above the working set of a frame of the sizes the node
-keeps its arenas for (`ARENA_KEEP_PIXELS`), so that no frame's buffers are returned only to be faulted in again by
-the next."""
+TRIM_THRESHOLD = 128 * 1024 * 1024
+"""Free memory at a heap's top kept rather than returned: above what a 1920x1080 frame frees at once (the dark
+channel prior's buffers; the networks' pipelines keep their own), so that no frame's buffers are returned only to
+be faulted in again by the next, and what the process holds beyond its live memory stays bounded by it."""
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 """Environment variables through which a user sets glibc's malloc themselves."""
 

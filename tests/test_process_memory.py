@@ -59,13 +59,21 @@ def test_glibc_by_itself_maps_and_returns_every_frames_buffers() -> None:
 
 
 @pytest.mark.parametrize("start", [
-    "from dgdehaze_core.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+    "from dgdehaze_core.cli import main\nassert main(['dehaze', '/nonexistent/a.png', '--out', '/nonexistent/b']) == 2",
     "from dgdehaze_ros.node import main\nmain(['--help'])",
-], ids=["dgdehaze", "dgdehaze_node"])
-def test_the_command_and_the_node_keep_a_frames_buffers(start: str) -> None:
+], ids=["dgdehaze dehaze", "dgdehaze_node"])
+def test_the_frame_commands_and_the_node_keep_a_frames_buffers(start: str) -> None:
     frames = frames_after(start + "\nprint('started', file=sys.stderr)")
     assert all(frame["mapped"] == 0 for frame in frames)
     assert all(frame["kept"] >= 16 * MIB for frame in frames)
+
+
+def test_training_keeps_glibcs_own_rule() -> None:
+    """`dgdehaze train`'s memory is no frame's: its freed buffers go back to the system as glibc's rule has it."""
+    frames = frames_after("from dgdehaze_core.cli import main\n"
+                          "assert main(['train', '--config', '/nonexistent.yaml']) == 2")
+    assert frames[0]["mapped"] >= 20 * MIB
+    assert all(frame["kept"] < 2 * MIB for frame in frames)
 
 
 def test_a_users_malloc_setting_wins() -> None:
