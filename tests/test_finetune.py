@@ -41,11 +41,11 @@ def _tiny(shared_data: Path, **fields) -> dict:
     return raw
 
 
-def _two_camera_bag(path: Path, broken: Collection[int] = ()) -> list[np.ndarray]:
-    """A bag with 4 bgr8 frames on /left/image_raw and their mirror images on /right/image_raw; the frames `broken`
-    of /right are recorded in an encoding no decoder knows. Returns the left frames."""
+def _two_camera_bag(path: Path, broken: Collection[int] = (), count: int = 4) -> list[np.ndarray]:
+    """A bag with `count` bgr8 frames on /left/image_raw and their mirror images on /right/image_raw; the frames
+    `broken` of /right are recorded in an encoding no decoder knows. Returns the left frames."""
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (72, 96, 3), dtype=np.uint8) for _ in range(4)]
+    frames = [rng.integers(0, 256, (72, 96, 3), dtype=np.uint8) for _ in range(count)]
     with BagWriter(path, "mcap") as writer:
         for index, frame in enumerate(frames):
             stamp = START + index * PERIOD
@@ -263,6 +263,34 @@ def test_a_run_resumed_with_a_bag_added_or_a_source_removed_is_refused_naming_it
     removed = {**raw, "iterations": 2, "data": {**raw["data"], "clear": raw["data"]["clear"][:1]}}
     with pytest.raises(ValueError, match=r"another recipe: clear 2 -> 1 entries \(removed .*clear/kitti\) \("):
         Trainer(recipe_from_dict(removed, tmp_path), tmp_path / "run", device="cpu", resume=True).train(progress=False)
+
+
+def test_a_resume_refuses_a_bag_recorded_again_before_any_frame_is_decoded(
+        shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training data were compared with last.pt's only after every image was decoded: a bag recorded again at
+    the same path was refused minutes into a resume of a large run. Its listing (frames, file sizes) shows the change
+    before decoding; its frames left out because they do not decode do not refuse a resume of the same bag."""
+    _two_camera_bag(tmp_path / "two", broken={1, 3})
+    clear = [{"path": str(tmp_path / "two"), "topic": "/right/image_raw"}]
+
+    def resume(iterations: int) -> None:
+        recipe = recipe_from_dict({**_tiny(shared_data, iterations=iterations), "data": {
+            "clear": clear, "hazy": _tiny(shared_data)["data"]["hazy"]}}, tmp_path)
+        Trainer(recipe, tmp_path / "run", device="cpu", resume=iterations > 1).train(progress=False)
+
+    resume(1)
+    resume(2)
+    assert [name for name, _ in torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]["data"][
+        "clear"]] == ["two#0", "two#2"], "frames 1 and 3 left out at each start"
+    shutil.rmtree(tmp_path / "two")
+    _two_camera_bag(tmp_path / "two", broken={1, 3}, count=6)
+    decoded: list[int] = []
+    decode_frame = BagSource.decode_frame
+    monkeypatch.setattr(BagSource, "decode_frame", lambda self, *args: decoded.append(args[3]) or
+                        decode_frame(self, *args))
+    with pytest.raises(ValueError, match=r"training data changed since it was saved: clear \(2 -> "):
+        resume(3)
+    assert decoded == [], "no frame decoded before the refusal"
 
 
 def test_a_ros1_bag_source_lists_its_frames(tmp_path: Path) -> None:

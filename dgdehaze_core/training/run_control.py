@@ -119,6 +119,23 @@ def check_same_data(last_path: Path, saved: DataFingerprint | None, current: Dat
                          "put them back, or start a new run in another --out folder)")
 
 
+def check_listed_data(last_path: Path, saved: DataFingerprint | None, listed: DataFingerprint) -> None:
+    """`check_same_data` before any image is decoded, for the part of the fingerprint that the listing already
+    shows: `listed` holds every listed image, of which decoding only leaves some out (bag frames that do not decode),
+    so where `saved` is not what is left of `listed` once some are left out, the data changed whatever decoding
+    gives. The full check (`RunHistory.record_data`) still follows decoding. The refusal's names are the listing's
+    (a frame left out when the run was saved may be named added)."""
+    if saved is None:
+        return
+
+    def left_of(kept: list[tuple[str, int]], entries: list[tuple[str, int]]) -> bool:
+        remaining = iter(entries)
+        return all(tuple(entry) in remaining for entry in kept)
+
+    if not all(left_of(saved.get(kind, []), listed.get(kind, [])) for kind in set(saved) | set(listed)):
+        check_same_data(last_path, saved, listed)
+
+
 @dataclass
 class RunHistory:
     """What a training run (either trainer) keeps of itself in its checkpoints beside the weights: the code's commit

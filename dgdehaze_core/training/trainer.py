@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -43,17 +43,17 @@ from dgdehaze_core.models import DGDehazeNet, build_model, checkpoint_state, sav
 from dgdehaze_core.models.clear_depth import ClearDepthPredictor
 from dgdehaze_core.physics.scattering import synthesize_haze
 from dgdehaze_core.training import distributed, losses
-from dgdehaze_core.training.datasets import (DecodeCache, RandomCrops, ValidationPair, collect_images,
-                                             load_validation)
+from dgdehaze_core.training.datasets import (DecodeCache, RandomCrops, TrainingImage, ValidationPair,
+                                             collect_images, load_validation)
 from dgdehaze_core.training.detector_features import DetectorFeatures, detector_feature_loss
 from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.initial_weights import FROM_SCRATCH, start_from
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
 from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
 from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, StepTally, check_finite_loss,
-                                                check_finite_weights, file_fingerprint, load_optimizer_state,
-                                                load_resumable, open_run_folder, quiet_loader_worker, run_folder_lock,
-                                                seed_everything, step_figures)
+                                                check_finite_weights, check_listed_data, file_fingerprint,
+                                                load_optimizer_state, load_resumable, open_run_folder,
+                                                quiet_loader_worker, run_folder_lock, seed_everything, step_figures)
 from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardware_name, keep_run_files,
                                               tensorboard_writer, write_recipe)
 
@@ -153,7 +153,7 @@ class Trainer:
         """A fresh run's best.pt before its first last.pt (`checkpoint_state`), written with it: a best.pt alone
         would keep the next run out of a folder that holds nothing to resume."""
         self.history = RunHistory()
-        """Its commit, resumes, seconds and training images (`crops_fingerprint`), saved in its checkpoints."""
+        """Its commit, resumes, seconds and training images (`images_fingerprint`), saved in its checkpoints."""
         self.resumed_buffers: dict[str, torch.Tensor] | None = None
         """This rank's own buffers from a torchrun job's last.pt, put back once DDP has wrapped the model."""
 
@@ -469,13 +469,17 @@ class Trainer:
         # both listed before either is decoded: a hazy source's mistake (a path typo, a topic its bag lacks) is
         # reported at once, not after every clear image was read
         clear_listed, hazy_listed = collect_images(recipe.clear, "clear"), collect_images(recipe.hazy, "hazy")
+        if self.resume:  # a changed listing (a bag recorded again, an image replaced) is refused before decoding
+            check_listed_data(self.last_path, self.history.resumed_data,
+                              {"clear": images_fingerprint((image for image, _, _ in clear_listed), recipe.clear),
+                               "hazy": images_fingerprint((image for image, _, _ in hazy_listed), recipe.hazy)})
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                  "clear", self.depth_of if self.clear_depth is not None else None, cache=decoded,
                                  listed=clear_listed)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                 "hazy", cache=decoded, listed=hazy_listed)
-        self.history.record_data({"clear": crops_fingerprint(clear_data, recipe.clear),
-                                  "hazy": crops_fingerprint(hazy_data, recipe.hazy)},
+        self.history.record_data({"clear": images_fingerprint(clear_data.sources, recipe.clear),
+                                  "hazy": images_fingerprint(hazy_data.sources, recipe.hazy)},
                                  self.last_path if self.resume else None)
         validation = (load_validation(recipe.validation, recipe.val_max_side)
                       if recipe.validation and writer else [])
@@ -570,15 +574,16 @@ class Trainer:
                 write_checkpoint(best, self.best_path)
 
 
-def crops_fingerprint(crops: RandomCrops, sources: Sequence[ImageSource]) -> list[tuple[str, int]]:
-    """`file_fingerprint` of the images `crops` draws from, each named by its source's folder name and its path
-    below it (a video's frame after '#'), so that the data may lie elsewhere when the run resumes."""
+def images_fingerprint(images: Iterable[TrainingImage], sources: Sequence[ImageSource]) -> list[tuple[str, int]]:
+    """`file_fingerprint` of training images of `sources` (those listed, or those a `RandomCrops` draws from), each
+    named by its source's folder name and its path below it (a video's or bag's frame after '#'), so that the data
+    may lie elsewhere when the run resumes."""
     def name(path: Path, frame: int | None) -> str:
         source = next((s.path for s in sources if s.path == path or s.path in path.parents), path.parent)
         named = path.relative_to(source.parent).as_posix()
         return named if frame is None else f"{named}#{frame}"
 
-    return file_fingerprint((name(image.path, image.frame), image.path) for image in crops.sources)
+    return file_fingerprint((name(image.path, image.frame), image.path) for image in images)
 
 
 def export_weights(checkpoint: str | Path, target: str | Path, extra_meta: dict[str, Any] | None = None) -> Path:
