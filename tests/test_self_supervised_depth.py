@@ -25,6 +25,7 @@ from dgdehaze_core.training.depth_recipe import depth_recipe_from_dict, load_dep
 from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.self_supervised_depth import (inverse_warp, photometric_error, reprojection_loss,
                                                           smoothness_loss)
+from dgdehaze_core.training import video_frames
 from dgdehaze_core.training.recipe import RecipeError
 from dgdehaze_core.training.video_frames import (FrameFolder, FrameTuples, find_kitti_sequences, load_sequences,
                                                   read_kitti_intrinsics)
@@ -515,7 +516,8 @@ class _DivergingDepthTrainer(DepthTrainer):
 
 
 def test_a_depth_run_that_fails_before_its_first_checkpoint_leaves_its_folder_to_the_next_run(
-        three_kitti_frames: Path, tmp_path: Path):
+        three_kitti_frames: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Its resume then refuses a changed frame before it reads any (it read every frame first)."""
     torch.set_num_threads(1)
     fields = {"name": "nan", "iterations": 3, "sequences": [str(three_kitti_frames)], "width": 192, "height": 64,
               "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2, "log_every": 1,
@@ -530,10 +532,14 @@ def test_a_depth_run_that_fails_before_its_first_checkpoint_leaves_its_folder_to
     assert b"\r" not in rows and len(rows.splitlines()) == 4
     frames = three_kitti_frames / "2011_09_26" / "2011_09_26_drive_sfnd_sync" / "image_02" / "data"
     shutil.copy(frames / "0000000010.jpg", frames / "0000000011.jpg")
+    read: list[Path] = []
+    load_frame = video_frames.load_frame
+    monkeypatch.setattr(video_frames, "load_frame", lambda path, *args: read.append(path) or load_frame(path, *args))
     with pytest.raises(ValueError, match="training data changed since it was saved: frames \\(3 -> 3 files: "
                                          "2011_09_26_drive_sfnd_sync/image_02/0000000011.jpg [0-9]+ -> [0-9]+ bytes"):
         DepthTrainer(depth_recipe_from_dict({**fields, "iterations": 4}, tmp_path), run,
                      resume=True).train(progress=False)
+    assert read == [], "no frame read before the refusal"
 
 
 @pytest.mark.parametrize("field", ["sequences", "validation"])

@@ -43,7 +43,7 @@ from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, St
                                                 load_resumable, open_run_folder, quiet_loader_worker, run_folder_lock,
                                                 seed_everything, step_figures)
 from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
-from dgdehaze_core.training.video_frames import FrameTuples, load_sequences
+from dgdehaze_core.training.video_frames import FrameTuples, VideoSequence, load_sequences
 
 LOG = logging.getLogger(__name__)
 
@@ -172,10 +172,15 @@ class DepthTrainer:
         return {**step_figures(terms), "lr": lr}
 
     # -- the loop ----------------------------------------------------------------------------------------------
-    def _dataset(self) -> FrameTuples:
+    def _sequences(self) -> list[VideoSequence]:
+        """The recipe's sequences, listed (no frame read); SplitError where a frame only judges."""
         recipe = self.recipe
         sequences = [sequence for source in recipe.sequences for sequence in load_sequences(source, recipe.camera)]
         refuse_judging_files([frame for sequence in sequences for frame in sequence.frames], "training video")
+        return sequences
+
+    def _dataset(self, sequences: list[VideoSequence]) -> FrameTuples:
+        recipe = self.recipe
         return FrameTuples(sequences, recipe.width, recipe.height, recipe.frame_offsets, recipe.seed, recipe.augment,
                            recipe.min_frame_change, recipe.max_frame_change)
 
@@ -206,11 +211,12 @@ class DepthTrainer:
     def _train(self, progress: bool) -> DepthTrainResult:
         recipe = self.recipe
         open_run_folder(self.run_dir, self.last_path, self.resume, self.load_last)
-        dataset = self._dataset()
+        sequences = self._sequences()
+        # the frames' names and sizes are all in the listing: changed ones are refused before any frame is read
         self.history.record_data({"frames": file_fingerprint((f"{sequence.name}/{frame.name}", frame)
-                                                             for sequence in dataset.sequences
-                                                             for frame in sequence.frames)},
+                                                             for sequence in sequences for frame in sequence.frames)},
                                  self.last_path if self.resume else None)
+        dataset = self._dataset(sequences)
         refuse_judging_files([path for folder in recipe.validation for path in kitti_depth_files(folder)],
                              "validation LiDAR")
         # read whole now, as each validation uses every frame: a bad folder or frame fails before training
