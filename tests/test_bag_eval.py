@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, START, camera_info_msg, demo_frames, image_msg,
-                         write_camera_bag, write_humble_bag)
+from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, POINT_CLOUD_TYPE, START, camera_info_msg,
+                         demo_frames, image_msg, write_camera_bag, write_humble_bag)
 
 from dgdehaze_core.bags import disk_room
 from dgdehaze_core.bags.evaluation import evaluate_bag
@@ -302,6 +302,39 @@ def test_the_copy_of_a_long_recording_after_the_cameras_last_frame_stops_short_o
     note = next(note for note in json.loads((tmp_path / "eval" / "summary.json").read_text())["notes"]
                 if note.startswith("the output bag holds what the bag recorded after its last frame only up to "))
     assert f"up to {START + (3 + len(copied)) * PERIOD} ns: the disk mounted at " in note, note
+
+
+@pytest.mark.parametrize("mode", [[], pytest.param(["--node"], marks=pytest.mark.ros)], ids=["offline", "lockstep"])
+def test_the_copy_of_other_topics_between_two_frames_stops_short_of_filling_the_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: list[str]) -> None:
+    """The offline and lockstep node evaluations asked the disk's room only before each frame, so what the bag
+    recorded between two frames (a lidar's clouds while the camera dropped out) was copied into the reserve, and on
+    until a write failed where the gap outgrew it. Two frames, 24 clouds of 1 MiB, two frames more, on a disk
+    simulated from the bytes really written under tmp_path with 4 MiB beyond the reserve: the copy stops within a
+    check's worth of bytes inside the gap, the evaluation stopped at frame 2 with a report of the two before."""
+    bag = tmp_path / "in"
+    with BagWriter(bag, "mcap") as writer:
+        for index, frame in enumerate(demo_frames(4)):
+            stamp = START + index * PERIOD
+            if index == 2:
+                for cloud in range(24):
+                    at = stamp - PERIOD + 1 + cloud
+                    writer.write("/lidar/points", POINT_CLOUD_TYPE, at, writer.types[POINT_CLOUD_TYPE](
+                        header=writer.header(at, "lidar"), height=1, width=2**16, fields=[], is_bigendian=False,
+                        point_step=16, row_step=2**20, data=np.full(2**20, 3, np.uint8), is_dense=True))
+            writer.write("/cam/image_raw", IMAGE_TYPE, stamp, image_msg(writer, writer.header(stamp, "c"), frame,
+                                                                        "bgr8"))
+    room = disk_room.RESERVE_BYTES + _bytes_under(tmp_path) + 4 * 2**20
+    monkeypatch.setattr(disk_room, "free_bytes", lambda folder: room - _bytes_under(tmp_path))
+    out = tmp_path / "eval"
+    assert main(["bag-eval", str(bag), "--out", str(out), "--image-topic", "/cam/image_raw", "--method", "dcp",
+                 "--no-detection", "--no-progress", *mode]) == 1
+    assert room - _bytes_under(tmp_path) > disk_room.RESERVE_BYTES - 10 * 2**20, "not far into the reserve"
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["frames_evaluated"], summary["frames_not_sent"]) == (2, 2), summary
+    assert "at frame 2: the 2 frames from there on were not evaluated" in summary["stopped"], summary["stopped"]
+    copied = read_all(out / "bag")
+    assert len(copied["/cam/image_raw"]) == 2 and 0 < len(copied["/lidar/points"]) < 20
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])

@@ -52,9 +52,10 @@ DEFAULT_OUTPUT_PREFIX = "/dgdehaze"
 NAMESPACE = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
 """An absolute ROS namespace: /name or /name/name..., each name a letter or underscore then letters, digits or
 underscores."""
-TAIL_CHECK_BYTES = 8 << 20
-"""After an evaluation's last frame, the disk's room is asked each time this many bytes more of the bag were copied
-(a recording may go on long after its camera stopped), well within disk_room.RESERVE_BYTES."""
+COPY_CHECK_BYTES = 8 << 20
+"""Besides before each frame, the disk's room is asked each time this many bytes more of the bag were copied
+(`copied_messages`: a lidar between two frames, a recording that goes on long after its camera stopped), well
+within disk_room.RESERVE_BYTES."""
 FALLBACK_METHOD = "dcp"
 """What runs when the default method's weights are missing or do not load (needs none)."""
 NODE_DEFAULT_MODEL = "lite"
@@ -366,32 +367,34 @@ def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluat
     """The bag's messages up to its `count`-th frame on the evaluation's image topic, each copied to `writer`
     before it is handed on. After that frame the rest of the bag is copied unread (what it recorded after the
     camera's last frame), unless `count` cuts the bag short (--max-frames): the output bag then ends with the last
-    frame evaluated. Where the writer's disk runs short of room (`disk_room`), the evaluation stops before the next
-    frame, and the output bag ends there; after the last frame, the copy of the rest stops (a note says so), asked
-    every TAIL_CHECK_BYTES copied."""
+    frame evaluated. The writer's disk is asked for room (`disk_room`) before each frame and each time
+    COPY_CHECK_BYTES more of the bag, every topic counted, were copied (a lidar may record gigabytes between two
+    frames where the camera dropped out). Where it runs short before the last frame, the evaluation stops there (the
+    frames from the next on not evaluated) and the output bag ends there; after the last frame, the copy of the rest
+    stops (a note says so)."""
     frames = 0
     unchecked = 0
     for connection, log_time, raw in source.raw_messages():
-        if frames >= count:
-            if count < evaluation.frames_selected:
-                return
-            unchecked += len(raw)
-            if unchecked >= TAIL_CHECK_BYTES:
-                unchecked = 0
-                if problem := room_problem(writer.path):
+        tail = frames >= count
+        if tail and count < evaluation.frames_selected:
+            return
+        is_frame = connection.topic == evaluation.image_topic
+        unchecked += len(raw)
+        if (is_frame and not tail) or unchecked >= COPY_CHECK_BYTES:
+            unchecked = 0
+            if problem := room_problem(writer.path):
+                if tail:
                     LOG.warning("stopped copying what the bag recorded after its last frame: %s", problem)
                     evaluation.notes.append(f"the output bag holds what the bag recorded after its last frame only "
                                             f"up to {log_time} ns: {problem}")
-                    return
-            writer.copy(connection, log_time, raw)
-            continue
-        if connection.topic == evaluation.image_topic and (problem := room_problem(writer.path)):
-            LOG.error("stopped at frame %d: %s", frames, problem)
-            evaluation.stop(problem, frames, count)
-            return
+                else:
+                    LOG.error("stopped at frame %d: %s", frames, problem)
+                    evaluation.stop(problem, frames, count)
+                return
         writer.copy(connection, log_time, raw)
-        frames += connection.topic == evaluation.image_topic
-        yield connection, log_time, raw
+        if not tail:
+            frames += is_frame
+            yield connection, log_time, raw
 
 
 def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor, evaluation: BagEvaluation,
