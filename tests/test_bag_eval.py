@@ -18,6 +18,7 @@ from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, POINT_CLOUD_
                          demo_frames, image_msg, write_camera_bag, write_humble_bag)
 
 from dgdehaze_core.bags import disk_room
+from dgdehaze_core.bags.fleet import BagJob, run_fleet
 from dgdehaze_core.bags.evaluation import evaluate_bag
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter
@@ -731,6 +732,30 @@ def test_a_bad_bag_or_topic_is_refused_before_the_detector_loads(tmp_path: Path,
         error = capsys.readouterr().err
         assert message in error and "missing.onnx" not in error, (args, error)
         assert not (tmp_path / "out").exists(), args
+
+
+def test_a_fleets_bad_bag_or_topic_fails_as_that_bag_before_its_detector_loads(tmp_path: Path) -> None:
+    """Each bag of a fleet built its detector before opening the bag, so a truncated bag or one without the topic
+    failed only after the detector's load (seconds a bag), and with a detector that cannot load it was reported as
+    the detector's failure. With a detector path that does not exist, the good bag fails on the detector (its load
+    was tried), while the truncated bag and the bag without the topic fail as themselves, the detector unnamed."""
+    truncated = tmp_path / "truncated"
+    write_camera_bag(truncated, "mcap", demo_frames(2))
+    data = truncated / "truncated.mcap"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    good = tmp_path / "good"
+    write_camera_bag(good, "mcap", demo_frames(2))
+    missing = tmp_path / "missing.onnx"
+    bags = [good, truncated, REPO_DIR / "data" / "demo" / "rural_fog_day"]
+    jobs = [BagJob(str(bag), str(tmp_path / "out" / bag.name), image_topic="/cam/image_raw", method="dcp",
+                   detector={"weights": str(missing)}) for bag in bags]
+    outcomes = {Path(o["input_bag"]).name: o for o in run_fleet(jobs, tmp_path / "out", workers=1,
+                                                                 progress=False)["per_bag"]}
+    assert not any(o["ok"] for o in outcomes.values()), outcomes
+    assert "missing.onnx" in outcomes["good"]["error"], outcomes["good"]
+    assert "corrupt, truncated" in outcomes["truncated"]["error"], outcomes["truncated"]
+    assert "no topic '/cam/image_raw'" in outcomes["rural_fog_day"]["error"], outcomes["rural_fog_day"]
+    assert not any("missing.onnx" in outcomes[name]["error"] for name in ("truncated", "rural_fog_day")), outcomes
 
 
 def test_a_bag_that_already_holds_the_outputs_topics_asks_for_another_prefix(tmp_path: Path,

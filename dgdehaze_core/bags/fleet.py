@@ -128,9 +128,11 @@ def evaluate_job(job: BagJob) -> BagOutcome:
     keep_frame_memory()
     began = time.perf_counter()
     try:
-        detector = Detector(**job.detector) if job.detector is not None else None
-        topic = job.image_topic or pick_image_topic(Path(job.input_bag))
         mounting = Mounting(job.camera_height, job.camera_pitch) if job.camera_height > 0 else None
+        # what the bag's metadata tells first, as for one bag: a bad bag or topic fails without the detector's load
+        topic = pick_image_topic(Path(job.input_bag), job.image_topic, job.camera_info_topic, job.start, job.duration,
+                                 camera_info_needed=mounting is not None)
+        detector = Detector(**job.detector) if job.detector is not None else None
         common = dict(camera_info_topic=job.camera_info_topic, method=job.method, detector=detector,
                       max_frames=job.max_frames, storage=job.storage, input_bits=job.input_bits,
                       image_transport=job.image_transport, start=job.start, duration=job.duration, progress=False)
