@@ -79,6 +79,7 @@ from dgdehaze_ros.fastdds_profile import CHOICE_VARIABLE, node_environment, tran
 from dgdehaze_ros.fog_measurement import FogMeasurement
 from dgdehaze_ros.model_reloads import ModelReloads
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
+from dgdehaze_ros.node_logging import attribute_threads, transition_of
 from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
                                      parameters_help, read_settings)
 from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, SubscriptionEventCallbacks
@@ -124,11 +125,13 @@ Transition = Callable[[Any, LifecycleState], TransitionCallbackReturn]
 
 def _logs_its_exception(transition: Transition) -> Transition:
     """A lifecycle transition callback that logs its exception with the traceback, then raises it on: rclpy turns it
-    into ERROR (`on_error`) without a word of what it was."""
+    into ERROR (`on_error`) without a word of what it was. The Python log lines of the transition (the core's: the
+    backend chosen, the models loaded) name the node (`node_logging`)."""
     @functools.wraps(transition)
     def logged(node: Any, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            return transition(node, state)
+            with transition_of(node.get_logger().name):
+                return transition(node, state)
         except Exception:
             node.get_logger().error(f"{transition.__name__} (from {state.label}) raised:\n{traceback.format_exc()}")
             raise
@@ -157,6 +160,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         """The fog estimator for the camera's mounting (parameters or TF), its latest reading, what it cannot do."""
         self.stats = FrameStats()
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, self._thread_name("worker"))
+        attribute_threads(self.get_logger().name, self._thread_name("worker"), self._thread_name("loader"))
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
         self._samples = NarrowSamples(NARROW_REMEDY)

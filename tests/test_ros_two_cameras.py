@@ -5,6 +5,7 @@ destroyed leaves the other running."""
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from pathlib import Path
 
@@ -102,6 +103,29 @@ def test_the_threads_of_two_cameras_nodes_of_one_name_say_which_node_they_serve(
         rear.gate.set()
         rear.destroy_node()
         session.remove(front)
+
+
+def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from(
+        session: RosSession, caplog: pytest.LogCaptureFixture) -> None:
+    """The core logs with Python's logging, not the node's rclpy logger: with two cameras' nodes in one process,
+    `INFO dgdehaze_core.models: loaded lite model from ...` did not say which node loaded it. A line logged during
+    a node's transition (front's configure loads lite) or on its threads (rear's loader, after a change to lite)
+    now begins with the node's logger name, in any format; the process's other lines are left as they are."""
+    with caplog.at_level(logging.INFO):
+        front = camera_node(session, "front", model="lite", backend="torch")
+        rear = camera_node(session, "rear", backend="torch")
+        try:
+            set_ok(rear, model="lite")
+            assert wait_until(lambda: rear._pipeline.method == "lite", 60.0), "rear never loaded lite"
+            logging.getLogger("dgdehaze_core.models").info("a line of no node")
+        finally:
+            session.remove(rear)
+            session.remove(front)
+    loaded = [(record.threadName, record.getMessage().split(" model from ")[0]) for record in caplog.records
+              if record.name == "dgdehaze_core.models"]
+    assert loaded == [("MainThread", "[front.dgdehaze] loaded lite"),
+                      ("rear.dgdehaze-loader", "[rear.dgdehaze] loaded lite"), ("MainThread", "a line of no node")]
+    assert "INFO     dgdehaze_core.models" in caplog.text and "[rear.dgdehaze] torch backend: lite" in caplog.text
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason="needs vision_msgs for ~/label_info and ~/detections")
