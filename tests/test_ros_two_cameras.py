@@ -125,7 +125,8 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
               if record.name == "dgdehaze_core.models"]
     assert loaded == [("MainThread", "[front.dgdehaze] loaded lite"),
                       ("rear.dgdehaze-loader", "[rear.dgdehaze] loaded lite"), ("MainThread", "a line of no node")]
-    assert "INFO     dgdehaze_core.models" in caplog.text and "[rear.dgdehaze] torch backend: lite" in caplog.text
+    assert "[rear.dgdehaze] torch backend: lite" in caplog.text, "the formatted line, in whatever format the " \
+        "process set (another test's Ray sets its own)"
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason="needs vision_msgs for ~/label_info and ~/detections")
