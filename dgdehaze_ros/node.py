@@ -79,7 +79,7 @@ from dgdehaze_ros.fastdds_profile import CHOICE_VARIABLE, node_environment, tran
 from dgdehaze_ros.fog_measurement import FogMeasurement
 from dgdehaze_ros.model_reloads import ModelReloads
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
-from dgdehaze_ros.node_logging import attribute_threads, transition_of
+from dgdehaze_ros.node_logging import attribute_threads, not_on_a_node_logger, transition_of
 from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
                                      parameters_help, read_settings)
 from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, SubscriptionEventCallbacks
@@ -701,7 +701,9 @@ def main(args: list[str] | None = None) -> int:
     if _asks_for_help(args):
         print(USAGE + parameters_help())
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    console = logging.StreamHandler()
+    console.addFilter(not_on_a_node_logger)  # the node's rclpy logger prints those itself
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", handlers=[console])
     try:
         os.environ.update(node_environment())
     except ValueError as exc:

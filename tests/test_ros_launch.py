@@ -7,6 +7,7 @@ loaded by the real node through rclpy's `--params-file`, exactly as `ros2 launch
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import os
 import py_compile
@@ -18,6 +19,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from distutils.core import run_setup
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -176,25 +178,52 @@ def test_a_read_only_parameter_outside_its_choices_is_refused_at_start(ros_conte
         DehazeNode("dgdehaze", context=ros_context, parameter_overrides=[Parameter(name, value=value)])
 
 
-def test_with_autostart_a_failed_configure_leaves_the_node_up_and_unconfigured_as_a_lifecycle_node() -> None:
-    node = subprocess.Popen([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r", "__node:=unconfigured",
-                             "-p", "model:=base"],  # base ships no weights: configure fails
-                            env={**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID)}, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(120.0, node.kill)  # a node that never says so fails the test, not hangs it
+@contextlib.contextmanager
+def _executable(name: str, *params: str, until: str, stop_with: int,
+                **env: str) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    """`python -m dgdehaze_ros.node` as `name` with the parameters `params` (`model:=base`) and the variables `env`
+    on this session's domain, its stderr lines read up to the first that holds `until` (all, if it ends first);
+    stopped with the signal `stop_with` on leaving. Killed after 120 s: one that never says so fails the test, not
+    hangs it."""
+    node = subprocess.Popen([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r", f"__node:={name}",
+                             *[arg for param in params for arg in ("-p", param)]],
+                            env={**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), **env}, stderr=subprocess.PIPE,
+                            text=True)
+    watchdog = threading.Timer(120.0, node.kill)
     watchdog.start()
     try:
         lines = []
         for line in node.stderr:  # type: ignore[union-attr]
             lines.append(line)
-            if "stays unconfigured" in line:
+            if until in line:
                 break
+        yield node, lines
+    finally:
+        watchdog.cancel()
+        stop(node, stop_with, 30.0)
+
+
+def test_with_autostart_a_failed_configure_leaves_the_node_up_and_unconfigured_as_a_lifecycle_node() -> None:
+    with _executable("unconfigured", "model:=base",  # base ships no weights: configure fails
+                     until="stays unconfigured", stop_with=signal.SIGTERM) as (node, lines):
         assert any("configure failed" in line and "no shipped weights" in line for line in lines), lines
         time.sleep(1.0)
         assert node.poll() is None, "the process ended instead of waiting to be configured again"
         assert "lifecycle set /unconfigured configure" in lines[-1]
-    finally:
-        watchdog.cancel()
-        stop(node, signal.SIGTERM, 30.0)
+
+
+def test_the_executable_gives_the_core_s_lines_of_its_node_to_its_rclpy_logger_printed_once(tmp_path: Path) -> None:
+    """The core's lines (here the model its configure loads) went to Python's stderr handler alone: neither on
+    /rosout nor in the log file under ROS_LOG_DIR (~/.ros/log). They now go through the node's rclpy logger, which
+    prints them itself: once, not a second time as `INFO dgdehaze_core.models: ...`."""
+    with _executable("core_logs", "model:=lite", "backend:=torch", "detection_enabled:=false",
+                     until="active: listening", stop_with=signal.SIGINT, ROS_LOG_DIR=str(tmp_path)) as (_, lines):
+        pass  # stopped once active, its log file then complete
+    loaded = [line for line in lines if "loaded lite model from" in line]
+    assert len(loaded) == 1 and loaded[0].startswith("[INFO] [") and \
+        "[core_logs]: dgdehaze_core.models: loaded lite model from" in loaded[0], lines
+    assert "dgdehaze_core.models: loaded lite model from" in "".join(
+        path.read_text() for path in tmp_path.glob("*.log")), "not in the node's log file"
 
 
 def test_the_executable_exits_with_a_clear_error_on_a_bad_parameter_at_start() -> None:

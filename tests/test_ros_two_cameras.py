@@ -13,9 +13,11 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
 
+from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.exceptions import ParameterException  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image  # noqa: E402
@@ -105,20 +107,33 @@ def test_the_threads_of_two_cameras_nodes_of_one_name_say_which_node_they_serve(
         session.remove(front)
 
 
-def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from(
-        session: RosSession, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from_and_reach_its_rosout(
+        session: RosSession, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
     """The core logs with Python's logging, not the node's rclpy logger: with two cameras' nodes in one process,
-    `INFO dgdehaze_core.models: loaded lite model from ...` did not say which node loaded it. A line logged during
-    a node's transition (front's configure loads lite) or on its threads (rear's loader, after a change to lite)
-    now begins with the node's logger name, in any format; the process's other lines are left as they are."""
+    `INFO dgdehaze_core.models: loaded lite model from ...` did not say which node loaded it, and it was neither on
+    /rosout (rqt_console) nor in ~/.ros/log. A line logged during a node's transition (front's configure loads
+    lite) or on its threads (rear's loader, after a change to lite) now begins with the node's logger name in the
+    process's own handlers, and goes to that node's rclpy logger: on /rosout under the node's name, printed once.
+    The process's other lines are left as they are."""
+    logs: list[Log] = []
+    listener = session.listener("core_log", Log, "/rosout", logs.append, QoSProfile(
+        depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+
+    def on_rosout(node: str) -> list[Log]:
+        return [log for log in logs if log.name == node and log.msg.startswith("dgdehaze_core.models: loaded lite")]
+
+    capfd.readouterr()
     with caplog.at_level(logging.INFO):
         front = camera_node(session, "front", model="lite", backend="torch")
         rear = camera_node(session, "rear", backend="torch")
         try:
             set_ok(rear, model="lite")
             assert wait_until(lambda: rear._pipeline.method == "lite", 60.0), "rear never loaded lite"
+            assert wait_until(lambda: on_rosout("front.dgdehaze") and on_rosout("rear.dgdehaze"), 30.0), \
+                [(log.name, log.msg) for log in logs]
             logging.getLogger("dgdehaze_core.models").info("a line of no node")
         finally:
+            session.remove(listener)
             session.remove(rear)
             session.remove(front)
     loaded = [(record.threadName, record.getMessage().split(" model from ")[0]) for record in caplog.records
@@ -127,6 +142,12 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
                       ("rear.dgdehaze-loader", "[rear.dgdehaze] loaded lite"), ("MainThread", "a line of no node")]
     assert "[rear.dgdehaze] torch backend: lite" in caplog.text, "the formatted line, in whatever format the " \
         "process set (another test's Ray sets its own)"
+    assert {log.level for log in on_rosout("front.dgdehaze") + on_rosout("rear.dgdehaze")} == {Log.INFO}
+    assert any(log.name == "rear.dgdehaze" and log.msg.endswith(": torch backend: lite model on cpu, fp32")
+               for log in logs)
+    printed = [line for line in capfd.readouterr().err.splitlines() if "loaded lite model from" in line]
+    assert len(printed) == 2 and all(any(f"] [{node}]: dgdehaze_core.models: loaded lite" in line for line in printed)
+                                     for node in ("front.dgdehaze", "rear.dgdehaze")), printed
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason="needs vision_msgs for ~/label_info and ~/detections")
