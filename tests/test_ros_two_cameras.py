@@ -145,9 +145,11 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
     assert {log.level for log in on_rosout("front.dgdehaze") + on_rosout("rear.dgdehaze")} == {Log.INFO}
     assert any(log.name == "rear.dgdehaze" and log.msg.endswith(": torch backend: lite model on cpu, fp32")
                for log in logs)
-    printed = [line for line in capfd.readouterr().err.splitlines() if "loaded lite model from" in line]
-    assert len(printed) == 2 and all(any(f"] [{node}]: dgdehaze_core.models: loaded lite" in line for line in printed)
-                                     for node in ("front.dgdehaze", "rear.dgdehaze")), printed
+    # rclpy prints each once (the lines the process's own Python handlers print, if an earlier test set any, are
+    # theirs: the executable's own console handler is tested in test_ros_launch.py)
+    printed = capfd.readouterr().err.splitlines()
+    for node in ("front.dgdehaze", "rear.dgdehaze"):
+        assert sum(f"] [{node}]: dgdehaze_core.models: loaded lite" in line for line in printed) == 1, printed
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason="needs vision_msgs for ~/label_info and ~/detections")
