@@ -66,15 +66,27 @@ def not_on_a_node_logger(record: logging.LogRecord) -> bool:
 
 def _naming_factory(make_record: Any) -> Any:
     """`make_record` (a LogRecord factory), its records of a node marked with it (NODE_ATTRIBUTE) and their messages
-    prefixed with it."""
+    prefixed with it. A message that is no str stays unformatted until a handler formats it (`_NamedMessage`), as
+    logging does: the factory runs inside the caller's log call, where an object's failing `str` must not raise."""
     def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         made = make_record(*args, **kwargs)
         node = getattr(_transition, "node", None) or _THREAD_NODES.get(threading.current_thread().name)
         if node:
             setattr(made, NODE_ATTRIBUTE, node)
-            made.msg = f"[{node}] {made.msg}"
+            made.msg = f"[{node}] {made.msg}" if isinstance(made.msg, str) else _NamedMessage(node, made.msg)
         return made
     return record
+
+
+class _NamedMessage:
+    """A log record's message that is no str (an exception, any object), prefixed with its node's name when the
+    record is formatted (`LogRecord.getMessage` calls `str`), where logging handles what that raises."""
+
+    def __init__(self, node: str, message: object) -> None:
+        self.node, self.message = node, message
+
+    def __str__(self) -> str:
+        return f"[{self.node}] {self.message}"
 
 
 class _ToNodeLoggers(logging.Handler):

@@ -23,6 +23,7 @@ from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image  # noqa: E402
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS, VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
+from dgdehaze_ros.node_logging import attribute_threads  # noqa: E402
 
 from ros_harness import (GatedLoads, Probe, RosSession, loader_threads, send_and_wait, set_ok,  # noqa: E402
                          stamped_header, wait_until)
@@ -150,6 +151,41 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
     printed = capfd.readouterr().err.splitlines()
     for node in ("front.dgdehaze", "rear.dgdehaze"):
         assert sum(f"] [{node}]: dgdehaze_core.models: loaded lite" in line for line in printed) == 1, printed
+
+
+def test_a_node_s_log_line_whose_message_is_no_str_is_formatted_by_the_handlers_not_in_the_log_call(
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record factory prefixed a node's message with the node's name as the record was made, calling `str` on a
+    message that is no str (an exception, any object) inside the caller's log call: one whose `str` raises raised
+    into the node's worker or transition, where logging defers `str` to its handlers. Such a message is prefixed as
+    it is formatted, and reaches the node's rclpy logger as a str message does."""
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    node, thread = "node_logging_test.dgdehaze", "node_logging_test.dgdehaze-worker"
+    attribute_threads(node, thread)
+    quiet = logging.getLogger("node_logging_test.quiet")  # made, handled by nothing (pytest's handler would raise)
+    monkeypatch.setattr(quiet, "propagate", False)
+    monkeypatch.setattr(quiet, "handlers", [logging.NullHandler()])
+    raised: list[Exception] = []
+
+    def log() -> None:
+        try:
+            quiet.warning(Unprintable())
+            logging.getLogger("dgdehaze_core.test").warning(ValueError("frame 3 did not decode"))
+        except Exception as exc:  # noqa: BLE001 - what the log call raised is the finding
+            raised.append(exc)
+
+    capfd.readouterr()
+    with caplog.at_level(logging.WARNING):
+        worker = threading.Thread(target=log, name=thread)
+        worker.start()
+        worker.join()
+    assert raised == []
+    assert [record.getMessage() for record in caplog.records if record.name == "dgdehaze_core.test"] == [
+        f"[{node}] frame 3 did not decode"]
+    assert f"[{node}]: dgdehaze_core.test: frame 3 did not decode" in capfd.readouterr().err
 
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason="needs vision_msgs for ~/label_info and ~/detections")
