@@ -602,9 +602,16 @@ class DehazeNode(ModelReloads, LifecycleNode):
 
     def _latency_ms(self, header: Header) -> float:
         """Milliseconds from `header`'s stamp to now on the node's clock (/clock with use_sim_time); NaN for an
-        unstamped frame."""
+        unstamped frame, and while the clock has not started (`_clock_waiting`), when now - stamp is minus the
+        stamp."""
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 if stamp_ns else float("nan")
+        now_ns = self.get_clock().now().nanoseconds
+        return (now_ns - stamp_ns) / 1e6 if stamp_ns and now_ns else float("nan")
+
+    def _clock_waiting(self) -> bool:
+        """Whether the node's clock has not started (reads 0, as rclcpp's Clock::started has it): use_sim_time before
+        the first /clock, which a bag played without --clock never sends."""
+        return self.get_clock().now().nanoseconds == 0
 
     def _publish_frame(self, header: Header, result: DehazeResult, reading: VisibilityReading | None,
                        fog: VisibilityEstimator | None, info: CameraInfo | None, settings: NodeSettings) -> None:
@@ -635,6 +642,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
             level, message = DiagnosticStatus.WARN, (f"16-bit frames hold no sample above {NARROW_SAMPLE}, as a "
                                                      "12-bit camera's, and are read with input_bits: 16 as nearly "
                                                      "black images: set input_bits: 12 if the camera is 12-bit")
+        if active and self._clock_waiting():
+            level, message = DiagnosticStatus.WARN, ("use_sim_time is true and no /clock has come: latencies are "
+                                                     "unknown (play the bag with ros2 bag play --clock)")
         if active and summary["fps"] == 0.0:
             level, message = DiagnosticStatus.WARN, "no frames processed in the last period"
         missing = max(summary["frames_lost_in_period"], summary["frames_missing_in_period"])

@@ -853,7 +853,8 @@ def test_30hz_input_faster_than_inference_keeps_no_backlog_and_processes_the_new
     assert max(rss) - rss[0] < 100.0, f"memory grew from {rss[0]:.0f} to {max(rss):.0f} MB under load"
 
 
-def test_with_use_sim_time_the_latency_is_measured_against_the_clock_topic(session: RosSession) -> None:
+def test_with_use_sim_time_the_latency_is_unknown_until_a_clock_comes_then_measured_against_it(
+        session: RosSession) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from rosgraph_msgs.msg import Clock
 
@@ -870,13 +871,24 @@ def test_with_use_sim_time_the_latency_is_measured_against_the_clock_topic(sessi
     session.add(sim)
     session.add(player)
 
-    def latency() -> float:
-        values = [{kv.key: kv.value for kv in s.values} for r in list(reports) for s in r.status
+    def busy() -> list[tuple[DiagnosticStatus, dict[str, str]]]:
+        """The node's reports of periods it processed frames in, with their values."""
+        values = [(s, {kv.key: kv.value for kv in s.values}) for r in list(reports) for s in r.status
                   if "sim_dgdehaze" in s.name]
-        medians = [float(v["latency_ms_median"]) for v in values if v.get("fps", "0") != "0"]
-        return medians[-1] if medians else math.nan
+        return [(s, v) for s, v in values if v.get("fps", "0") != "0"]
+
+    def latency() -> float:
+        return float(busy()[-1][1]["latency_ms_median"]) if busy() else math.nan
 
     try:
+        frame = bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(0))  # a bag played without --clock
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and not busy():
+            frames.publish(frame)
+            time.sleep(0.1)
+        status, values = busy()[-1]
+        assert values["latency_ms_median"] == "nan", "with no /clock the node's time reads 0: now - stamp is no latency"
+        assert status.level == DiagnosticStatus.WARN and "no /clock" in status.message, status.message
         header = stamped_header(0)
         header.stamp.sec, header.stamp.nanosec = 1000, 0  # the bag's time: 500 ms before the clock below
         deadline = time.monotonic() + 20.0
@@ -885,6 +897,7 @@ def test_with_use_sim_time_the_latency_is_measured_against_the_clock_topic(sessi
             frames.publish(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", header))
             time.sleep(0.1)
         assert latency() == pytest.approx(500.0, abs=1.0), "latency should follow /clock, not the wall clock"
+        assert "no /clock" not in busy()[-1][0].message
     finally:
         session.remove(player)
         session.remove(sim)
