@@ -3,6 +3,7 @@ with NaN where untrustworthy, ~/depth_relative, and what it publishes without a 
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Iterator
 
@@ -21,10 +22,10 @@ from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting,
                                               size_mismatch)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
-from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable  # noqa: E402
+from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable, on_jump_back  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 
-from ros_harness import (Probe, RosSession, camera_info, send_and_wait, stamped_header,  # noqa: E402
+from ros_harness import (Probe, RosSession, camera_info, send_and_wait, stamped_header, wait_until,  # noqa: E402
                          stamped_outputs, wait_for_outputs)
 
 pytestmark = pytest.mark.ros
@@ -306,6 +307,41 @@ def test_diagnostics_read_while_a_frame_is_measured_keep_the_last_reading(node: 
         assert fog.measure(chain, dehazed, camera_info(WIDTH, HEIGHT), stamped_header(310 + index)) is not None
     assert [values.get("visibility") for values in read_meanwhile[1:]] == ["measured"] * 2, read_meanwhile
     assert float(read_meanwhile[-1]["visibility_m"]) == pytest.approx(fog.reading.visibility, abs=0.05)
+
+
+def test_the_tf_mounting_is_cleared_when_a_looping_bag_sets_the_clock_back(session: RosSession) -> None:
+    """`TfMounting` clears its tf2 buffer on `on_jump_back` (tf2_ros, not on PyPI, is not here to hold transforms):
+    it fires when a bag played with --loop sets /clock back to its start, not while the clock runs on or pauses."""
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    sim = rclpy.create_node(f"looped_{os.getpid()}", context=session.context,
+                            parameter_overrides=[Parameter("use_sim_time", value=True)])
+    player = rclpy.create_node(f"bag_player_{os.getpid()}", context=session.context)
+    clock = player.create_publisher(Clock, "/clock", 10)
+    cleared: list[int] = []
+    jumps = on_jump_back(sim, lambda: cleared.append(sim.get_clock().now().nanoseconds))
+    session.add(sim)
+    session.add(player)
+
+    def play(sec: int) -> None:
+        assert wait_until(lambda: clock.publish(Clock(clock=Time(sec=sec))) or
+                          sim.get_clock().now().nanoseconds == sec * 10**9, 10.0), f"/clock {sec} never came"
+
+    try:
+        for sec in (1000, 1005, 1005, 1020):  # the first loop, paused a moment
+            play(sec)
+        assert cleared == []
+        play(1000)  # the loop starts again
+        assert cleared == [1000 * 10**9], "the old loop's transforms were kept"
+        jumps.unregister()  # closed: base_frame changed, or the node cleaned up
+        play(1020)
+        play(1000)
+        assert cleared == [1000 * 10**9]
+    finally:
+        session.remove(player)
+        session.remove(sim)
 
 
 class SinkingTransform:
