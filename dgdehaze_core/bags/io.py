@@ -339,15 +339,22 @@ class BagSource:
             raise BagError(f"topic {topic!r} in {self.path} has no messages (empty bag)")
         return [c for c in self._reader.connections if c.topic == topic]
 
+    def frame_connections(self, image_topic: str, camera_info_topic: str | None = None) -> list[Connection]:
+        """The connections of `image_topic` and of `camera_info_topic` (if given), from the bag's metadata; BagError
+        when the bag lacks either, or it holds another type (an Image or CompressedImage, a CameraInfo) or no
+        message."""
+        connections = self._topic_connections(image_topic, FRAME_TYPES, "image")
+        if camera_info_topic:
+            connections += self._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
+        return connections
+
     def verify(self, image_topic: str, camera_info_topic: str | None = None) -> int:
         """Check that the topics exist, hold the right types and that every indexed message can be read.
 
         Reads the raw messages once (no decoding), so that a truncated or corrupt bag fails before any work is
         done. Returns the number of frames on `image_topic` (within the window, `select_window`).
         """
-        connections = self._topic_connections(image_topic, FRAME_TYPES, "image")
-        if camera_info_topic:
-            connections += self._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
+        connections = self.frame_connections(image_topic, camera_info_topic)
         expected = {c.id: c.msgcount for c in connections}
         found = dict.fromkeys(expected, 0)
         start, stop = self.window or (None, None)
@@ -425,9 +432,7 @@ class BagSource:
 
         A frame that cannot be decoded comes back as the ImageError saying why, so that callers can skip it.
         """
-        connections = self._topic_connections(image_topic, FRAME_TYPES, "image")
-        if camera_info_topic:
-            connections += self._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
+        connections = self.frame_connections(image_topic, camera_info_topic)
         camera_info = None
         index = 0
         for connection, log_time, raw in self.raw_messages(connections):
@@ -473,10 +478,8 @@ def pick_image_topic(bag: Path, image_topic: str | None = None, camera_info_topi
     whether every message can be read, `BagSource.verify` finds as it reads them."""
     with BagSource(bag, as_ros2=False) as source:
         topic = image_topic or source.only_topic(FRAME_TYPES, "image", "--image-topic", with_messages=True)
-        source._topic_connections(topic, FRAME_TYPES, "image")
-        if camera_info_topic:
-            source._topic_connections(camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
-        elif camera_info_needed:
+        source.frame_connections(topic, camera_info_topic)
+        if not camera_info_topic and camera_info_needed:
             source.camera_info_for_frames(required=True)
         if start or duration is not None:
             source.select_window(start, duration)
