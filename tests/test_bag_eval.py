@@ -710,17 +710,22 @@ def test_a_bad_bag_or_topic_is_refused_before_the_detector_loads(tmp_path: Path,
     """docs/BAGS.md: bad input is refused before any work starts. With --image-topic given, the detector (seconds to
     load, and a float rebuild on a first run) loaded before the bag was opened, so a missing detector was named
     instead of the missing topic: what the bag's metadata tells (it opens, its topics, the window) comes first, in
-    either mode, and a fleet still refuses a missing bag before its detector; a missing --method file too."""
+    either mode, and a fleet still refuses a missing bag before its detector; a missing --method file too. A window
+    between two frames was found empty only by the full read, after the detector."""
     truncated = tmp_path / "truncated"
     write_camera_bag(truncated, "mcap", demo_frames(2))
     data = truncated / "truncated.mcap"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    write_camera_bag(tmp_path / "gap", "mcap", demo_frames(2))  # a window between its two frames
+    between = ["--image-topic", "/cam/image_raw", "--start", f"{PERIOD / 4e9:.9f}", "--duration", f"{PERIOD / 2e9:.9f}"]
     demo = REPO_DIR / "data" / "demo" / "rural_fog_day"
     detector = ["--detector", str(tmp_path / "missing.onnx"), "--method", "dcp", "--no-progress"]
     cases = [([str(demo), "--image-topic", "/nope"], "no topic '/nope'"),
              ([str(demo), "--image-topic", "/camera/camera_info"], "not sensor_msgs/msg/Image"),
              ([str(demo), "--camera-info-topic", "/nope"], "its camera info topics: /camera/camera_info"),
              ([str(demo), "--start", "60"], "nothing was recorded 60 s into it"),
+             ([str(tmp_path / "gap"), *between], "no frame in the time window"),
+             ([str(tmp_path / "gap"), *between, "--node"], "no frame in the time window"),
              ([str(DEMO_BAG), "--camera-height", "1.5", "--camera-info-topic", DEMO_TOPIC], "not sensor_msgs/msg/Cam"),
              ([str(truncated), "--image-topic", "/cam/image_raw"], "corrupt, truncated"),
              ([str(demo), "--image-topic", "/nope", "--node"], "no topic '/nope'"),

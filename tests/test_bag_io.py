@@ -428,3 +428,28 @@ def test_a_camera_info_topic_without_messages_is_not_taken_for_the_frames(tmp_pa
     with BagSource(tmp_path / "beside") as source:
         assert source.camera_info_for_frames(required=False) == "/cam/camera_info"
         assert source.camera_info_for_frames(required=True) == "/cam/camera_info"
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_window_without_a_frame_is_found_from_the_index_before_the_bag_is_read(tmp_path: Path,
+                                                                                  frames: list[np.ndarray],
+                                                                                  storage: str) -> None:
+    """A window between two frames, or after the camera's last frame while the recording went on, was found empty
+    only by the full read (`verify`), after bag-eval's detector had loaded: `pick_image_topic` finds it from the
+    bag's index, with verify's message, and takes a window that holds one frame."""
+    bag = tmp_path / storage
+    write_camera_bag(bag, storage, frames, info_after_last=3)  # 4 frames, the recording 7 periods long
+
+    def window(start: float, duration: float | None) -> tuple[float, float | None]:
+        return start * PERIOD / 1e9, None if duration is None else duration * PERIOD / 1e9
+
+    message = f"topic '/cam/image_raw' in {bag} has no frame in the time window selected"
+    for empty in (window(1.25, 0.5), window(3.5, None)):
+        with pytest.raises(BagError) as refused:
+            pick_image_topic(bag, None, None, *empty)
+        assert str(refused.value) == message, empty
+        with BagSource(bag) as source, pytest.raises(BagError) as read:
+            source.select_window(*empty)
+            source.verify("/cam/image_raw", "/cam/camera_info")
+        assert str(read.value) == message, "the same words as the full read"
+    assert pick_image_topic(bag, None, None, *window(1.5, 1.0)) == "/cam/image_raw"

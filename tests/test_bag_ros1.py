@@ -14,7 +14,7 @@ from test_bag_eval import read_all
 from test_bag_io import PERIOD, START, demo_frames, write_camera_bag
 
 from dgdehaze_core.bags.evaluation import evaluate_bag
-from dgdehaze_core.bags.io import BagSource
+from dgdehaze_core.bags.io import BagError, BagSource, pick_image_topic
 from dgdehaze_core.bags.ros1 import is_ros1_bag
 from dgdehaze_core.cli import main
 
@@ -156,3 +156,11 @@ def test_a_ros1_bag_replayed_through_the_node_reaches_it_as_ros2_messages(tmp_pa
         assert [t for t, _ in messages[f"/dgdehaze/{name}"]] == stamps, name
     assert [list(m.k) for _, m in messages["/dgdehaze/camera_info"]] == [K] * 3
     assert copies(private_tmp) == []
+
+
+def test_a_window_of_a_ros1_bag_without_a_frame_is_found_from_its_index(tmp_path: Path) -> None:
+    """`pick_image_topic` reads a ROS 1 bag as it is: a window between two frames is found from its index."""
+    write_ros1_bag(tmp_path / "drive.bag", demo_frames(3))
+    with pytest.raises(BagError, match="has no frame in the time window selected"):
+        pick_image_topic(tmp_path / "drive.bag", None, None, 1.25 * PERIOD / 1e9, 0.5 * PERIOD / 1e9)
+    assert pick_image_topic(tmp_path / "drive.bag", None, None, 0.5 * PERIOD / 1e9, PERIOD / 1e9) == "/cam/image_raw"

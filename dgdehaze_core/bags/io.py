@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Iterator, Sequence
@@ -376,8 +376,26 @@ class BagSource:
                                f"{connection.topic!r} but {read} can be read (`ros2 bag reindex` writes its "
                                "metadata.yaml anew: docs/BAGS.md)")
         if not framed:
-            raise BagError(f"topic {image_topic!r} in {self.path} has no frame in the time window selected")
+            raise self._no_frame_in_window(image_topic)
         return framed
+
+    def check_window_has_frames(self, image_topic: str) -> None:
+        """BagError when the time window (`select_window`; none: nothing to check) holds no message of
+        `image_topic`, as `verify` says after its full read, found here through the bag's index: the read goes no
+        further than the window's first frame (an mcap's chunks that hold the topic and overlap the window, up to the
+        one holding it; an sqlite3 bag's and a ROS 1 bag's index by time), so a window after the camera's last
+        frame or between two frames is refused before the detector loads."""
+        if self.window is None:
+            return
+        start, stop = self.window
+        connections = self.frame_connections(image_topic)
+        with _damage_as_bag_error(f"bag {self.path} is corrupt or truncated: reading it failed with", self._repair()):
+            with closing(self._reader.messages(connections=connections, start=start, stop=stop)) as messages:
+                if next(messages, None) is None:
+                    raise self._no_frame_in_window(image_topic)
+
+    def _no_frame_in_window(self, image_topic: str) -> BagError:
+        return BagError(f"topic {image_topic!r} in {self.path} has no frame in the time window selected")
 
     def select_window(self, start_s: float = 0.0, duration_s: float | None = None) -> str:
         """Read only what was recorded from `start_s` seconds after the bag's first message, for `duration_s`
@@ -470,12 +488,13 @@ def pick_image_topic(bag: Path, image_topic: str | None = None, camera_info_topi
                      start: float = 0.0, duration: float | None = None, camera_info_needed: bool = False) -> str:
     """The image topic to evaluate: `image_topic`, or the bag's only image topic that holds messages (one only
     declared, as a recorder subscribed to a camera that never published, is left out), after the checks the bag's
-    metadata answers without reading its messages, so that a bad bag is refused before the detector loads: the
+    metadata and index answer without reading it through, so that a bad bag is refused before the detector loads: the
     bag opens (a ROS 1 bag without its ROS 2 copy), the image topic and `camera_info_topic` (if given) exist, hold
-    their types and messages, a time window (`start`, `duration`) starts before the bag's end, and, where
-    `camera_info_needed` (a camera mounting) and no topic is named, the bag has one CameraInfo topic with messages.
-    BagError (FileNotFoundError for a missing path) says what is wrong; whether the window holds frames, and
-    whether every message can be read, `BagSource.verify` finds as it reads them."""
+    their types and messages, a time window (`start`, `duration`) starts before the bag's end and holds a frame
+    (`BagSource.check_window_has_frames`, from the bag's index), and, where `camera_info_needed` (a camera
+    mounting) and no topic is named, the bag has one CameraInfo topic with messages. BagError (FileNotFoundError for
+    a missing path) says what is wrong; whether every message can be read, `BagSource.verify` finds as it reads
+    them."""
     with BagSource(bag, as_ros2=False) as source:
         topic = image_topic or source.only_topic(FRAME_TYPES, "image", "--image-topic", with_messages=True)
         source.frame_connections(topic, camera_info_topic)
@@ -483,4 +502,5 @@ def pick_image_topic(bag: Path, image_topic: str | None = None, camera_info_topi
             source.camera_info_for_frames(required=True)
         if start or duration is not None:
             source.select_window(start, duration)
+            source.check_window_has_frames(topic)
         return topic
