@@ -1,9 +1,12 @@
 """Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent), scenes from it,
-the shipped detector, a read-only folder, a small disk that fills up, and a ROS session per test module."""
+the shipped detector, a read-only folder, a small disk that fills up, a ROS session per test module, and the files
+a test opens."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -53,6 +56,27 @@ def detector():
     from dgdehaze_core.detection.detector import Detector
 
     return Detector()
+
+
+_OPENED: list[str] | None = None
+"""The files opened while `opened` counts them (a process's audit hooks cannot be removed: it stays installed)."""
+
+
+def _count_open(event: str, args: tuple) -> None:
+    if event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.path.basename(os.fsdecode(args[0])))
+
+
+@pytest.fixture()
+def opened() -> list[str]:
+    """The base names of the files Python opens in this process during the test, in order (its audit events)."""
+    global _OPENED
+    if not getattr(_count_open, "installed", False):
+        sys.addaudithook(_count_open)
+        _count_open.installed = True
+    _OPENED = []
+    yield _OPENED
+    _OPENED = None
 
 
 @pytest.fixture()

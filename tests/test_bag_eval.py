@@ -6,6 +6,7 @@ import html
 import json
 import math
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,6 +169,24 @@ def test_the_report_names_the_trained_weights_it_ran(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["weights"].startswith(named) and "training iterations of recipe lite" in summary["weights"]
     assert f"<th>weights</th><td style='text-align:left'>{html.escape(named)}" in (out / "report.html").read_text()
+
+
+def test_one_bag_reads_its_method_s_weights_once(tmp_path: Path, opened: list[str]) -> None:
+    """bag-eval --method read and checked the weights before the detector loaded, then the offline pipeline read
+    them again: the pipeline is built from the check's read, for a .pt given and for a configuration's shipped
+    weights, which the report still names by their file."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(1))
+    weights = tmp_path / "net.pt"
+    shutil.copy(shipped_weights_path("lite"), weights)
+    common = ["--image-topic", "/cam/image_raw", "--no-detection", "--no-progress"]
+    opened.clear()  # the copy's
+    assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "file"), "--method", str(weights),
+                 *common]) == 0
+    assert opened.count("net.pt") == 1, opened
+    assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "lite"), "--method", "lite", *common]) == 0
+    assert opened.count("dgdehaze_lite.pt") == 1, opened
+    for out, name in (("file", "net.pt"), ("lite", "dgdehaze_lite.pt")):
+        assert json.loads((tmp_path / out / "summary.json").read_text())["weights"].startswith(f"{name} (sha256 ")
 
 
 def test_the_reports_time_runs_by_recording_time_where_header_stamps_run_backwards(tmp_path: Path) -> None:

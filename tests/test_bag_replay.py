@@ -427,3 +427,23 @@ def test_replays_beside_each_other_never_share_a_dds_domain() -> None:
                                  cwd=REPO_DIR, timeout=60).stdout) for _ in range(3)}
     assert held in PRIVATE_DOMAINS and others <= set(PRIVATE_DOMAINS) and held not in others
     assert reserve_domain() in PRIVATE_DOMAINS  # a second reservation lets the first go
+
+
+@pytest.mark.slow
+def test_a_replay_reads_its_method_s_weights_once_in_this_process(tmp_path: Path, opened: list[str]) -> None:
+    """bag-eval --node --method FILE read and checked the weights before the detector loaded, then replay_bag read
+    them again to check them before it started the node (which reads them itself, in its own process): the check's
+    read is handed on, and the node still runs those weights."""
+    import shutil
+
+    from dgdehaze_core.models import shipped_weights_path
+
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(1))
+    weights = tmp_path / "net.pt"
+    shutil.copy(shipped_weights_path("lite"), weights)
+    opened.clear()  # the copy's
+    out = tmp_path / "eval"
+    assert main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--node", "--method",
+                 str(weights), "--no-detection", "--out", str(out), "--no-progress", "--timeout", "30"]) == 0
+    assert opened.count("net.pt") == 1, opened
+    assert json.loads((out / "summary.json").read_text())["weights"].startswith("net.pt (sha256 ")

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
@@ -147,27 +146,6 @@ def test_a_clear_depth_network_runs_on_the_device_asked_for_and_refuses_what_it_
     assert devices == ["cuda:1", "cpu", "cpu"]
     assert load_method(MethodSpec("depthnet", str(checkpoint))).weights == {
         "path": "depthnet.pt", "sha256": file_sha256(checkpoint)[:12]}, "the weights it loaded, for eval's record"
-
-
-_OPENED: list[str] | None = None
-"""The files opened while `_opens` counts them (a process's audit hooks cannot be removed: it stays installed)."""
-
-
-def _count_open(event: str, args: tuple) -> None:
-    if event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike)):
-        _OPENED.append(os.path.basename(os.fsdecode(args[0])))
-
-
-@pytest.fixture()
-def opened() -> list[str]:
-    """The base names of the files Python opens during the test, in order."""
-    global _OPENED
-    if not getattr(_count_open, "installed", False):
-        sys.addaudithook(_count_open)
-        _count_open.installed = True
-    _OPENED = []
-    yield _OPENED
-    _OPENED = None
 
 
 def test_eval_reads_each_weights_file_once(sots_pairs: Path, tmp_path: Path, opened: list[str]) -> None:

@@ -100,43 +100,51 @@ def node_default_method() -> str:
     return NODE_DEFAULT_MODEL
 
 
-def _load_as_the_node_does(method: str) -> DehazePipeline:
+Read = tuple[Any, str]
+"""A checkpoint file's contents and sha256 as read (`pipeline.read_method`), handed on so that it is not read
+again."""
+
+
+def _load_as_the_node_does(method: str, read: Read | None) -> DehazePipeline:
     """A network on `backend: auto`, the node's default, so offline figures are the node's."""
-    return load_pipeline(method) if method == FALLBACK_METHOD else load_pipeline(method, backend="auto")
+    return load_pipeline(method) if method == FALLBACK_METHOD else load_pipeline(method, read=read, backend="auto")
 
 
-def open_pipeline(method: str | None, default: str | None = None) -> DehazePipeline:
+def open_pipeline(method: str | None, default: str | None = None, read: Read | None = None) -> DehazePipeline:
     """The pipeline for `method`; without one, `default` (None: the node's, `node_default_method`), and when its
-    weights are missing or do not load, DCP, saying so (an explicit method that fails is an error)."""
-    return _or_fallback(method, default, _load_as_the_node_does)
+    weights are missing or do not load, DCP, saying so (an explicit method that fails is an error). `read`: the
+    explicit method's checkpoint as read already (`pipeline.read_method`): not read again."""
+    return _or_fallback(method, default, _load_as_the_node_does, read)
 
 
-def node_method(method: str | None, default: str | None = None) -> str:
+def node_method(method: str | None, default: str | None = None, read: Read | None = None) -> str:
     """The method to start a node with, chosen as `open_pipeline` chooses it, its weights read and checked here
-    (`pipeline.method_weights`) but no runtime built: the node exports or builds its own engine."""
-    return _or_fallback(method, default, _with_weights_checked)
+    (`pipeline.method_weights`; `read`, as open_pipeline's: checked from what was read) but no runtime built: the
+    node exports or builds its own engine."""
+    return _or_fallback(method, default, _with_weights_checked, read)
 
 
-def _with_weights_checked(method: str) -> str:
-    method_weights(method)
+def _with_weights_checked(method: str, read: Read | None) -> str:
+    method_weights(method, read)
     return method
 
 
-def _or_fallback(method: str | None, default: str | None, load: Callable[[str], T]) -> T:
-    """`load(method)`; without a method, `load(default)` (None: the node's default), and when that fails for
-    weights that are missing or do not load, `load(FALLBACK_METHOD)`, saying so (an explicit method that fails is
-    an error)."""
+def _or_fallback(method: str | None, default: str | None, load: Callable[[str, Read | None], T],
+                 read: Read | None) -> T:
+    """`load(method, read)`; without a method, `load(default, None)` (None: the node's default), and when that
+    fails for weights that are missing or do not load, `load(FALLBACK_METHOD, None)`, saying so (an explicit method
+    that fails is an error)."""
     if method:
-        return load(method)
+        return load(method, read)
     default = default or node_default_method()
     try:
-        return load(default)
+        return load(default, None)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         if default == FALLBACK_METHOD:
             raise
         LOG.warning("default method %r is unavailable (%s); falling back to %s. Train or install the %r weights, "
                     "or pass --method.", default, exc, FALLBACK_METHOD, default)
-        return load(FALLBACK_METHOD)
+        return load(FALLBACK_METHOD, None)
 
 
 def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Detection], float]:
@@ -293,14 +301,16 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  max_frames: int | None = None, storage: str | None = None,
                  output_prefix: str = DEFAULT_OUTPUT_PREFIX, mounting: Mounting | None = None,
                  input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
-                 duration: float | None = None, progress: bool = True) -> BagEvaluation:
+                 duration: float | None = None, progress: bool = True,
+                 read: Read | None = None) -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
-    when that one's weights are missing or do not load. mounting: the camera's height and pitch over the road, as
-    the node's camera_height and camera_pitch: the fog is measured with the bag's camera_info (visibility, depth in
-    metres, detection distances in metres), as the node does; without `camera_info_topic`, the bag's only
-    CameraInfo topic. input_bits: significant bits of 16-bit frames (mono16,
+    when that one's weights are missing or do not load. read: `method`'s checkpoint as the caller read it already
+    to check it (`pipeline.read_method`): the pipeline is built from it, the file not read again. mounting: the
+    camera's height and pitch over the road, as the node's camera_height and camera_pitch: the fog is measured with
+    the bag's camera_info (visibility, depth in metres, detection distances in metres), as the node does; without
+    `camera_info_topic`, the bag's only CameraInfo topic. input_bits: significant bits of 16-bit frames (mono16,
     rgb16 and the like, bayer_*16), as the node's input_bits. image_transport: how the output bag holds the images
     (`writer.IMAGE_TRANSPORTS`; auto: compressed where the camera topic is). start, duration: the part of the bag
     evaluated and copied, in seconds of its recording (`BagSource.select_window`; default: all of it).
@@ -323,7 +333,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         total = source.verify(image_topic, camera_info_topic)
         images = output_images(image_transport, source.topics()[image_topic][0])
         count = min(total, max_frames) if max_frames else total
-        pipeline = open_pipeline(method, default_method)
+        pipeline = open_pipeline(method, default_method, read)
         evaluation = BagEvaluation(
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,

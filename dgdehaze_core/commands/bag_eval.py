@@ -30,6 +30,7 @@ from dgdehaze_core.commands.detector_options import add_detector_options, detect
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
+from dgdehaze_core.inference.pipeline import read_method
 from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside, refusing_json
 from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit
@@ -151,13 +152,15 @@ def run(args: argparse.Namespace) -> int:
     image_topic = pick_image_topic(bag, args.image_topic, args.camera_info_topic, args.start, args.duration,
                                    camera_info_needed=mounting is not None)
     replay_bag = ros_mode(BAG_REPLAY) if args.node else None
-    if args.method:  # a missing or unreadable weights file, named before the detector loads
-        node_method(args.method)
+    read = None
+    if args.method:  # a missing or unreadable weights file, named before the detector loads; read once, here
+        read = read_method(args.method)
+        node_method(args.method, read=read)
     detector = None if args.no_detection else _detector({**detector_settings(args), "conf": args.conf})
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
                    max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
                    image_transport=args.output_images, start=args.start, duration=args.duration,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, read=read)
     evaluation: BagEvaluation
     if replay_bag is not None:
         evaluation = replay_bag(bag, image_topic, args.out, **node_settings(args), **options)

@@ -432,18 +432,34 @@ def load_pipeline(method: str = "dcp", *, read: tuple[Any, str] | None = None, *
                                weights=weights, **options)
 
 
-def method_weights(method: str) -> dict[str, Any] | None:
+def method_weights(method: str, read: tuple[Any, str] | None = None) -> dict[str, Any] | None:
     """The record of the weights the network method `method` runs (None for dcp), read and checked as
     `load_pipeline` reads them (a checkpoint loaded on the CPU, an export's or engine's record), with the same
     errors, but without building a runtime: for a caller that hands the method to a process that loads it itself (a
-    node started for a bag replay), where an export or an engine built here would be work done twice."""
+    node started for a bag replay), where an export or an engine built here would be work done twice. `read`: the
+    checkpoint's contents and sha256 as read already (`read_method`): not read again."""
     from dgdehaze_core.models import load_model_and_record
 
     if method == "dcp":
         return None
     if _is_export(method):
         return weights_record(Path(os.fspath(method)))
-    return load_model_and_record(method)[1]
+    return load_model_and_record(method, read=read)[1]
+
+
+def read_method(method: str) -> tuple[Any, str] | None:
+    """The contents and sha256 of the checkpoint the network method `method` loads (a configuration's shipped
+    weights, the paper's network, a .pt or .pth file), read once (`checkpoints.read_checkpoint_and_digest`) for
+    `load_pipeline`'s and `method_weights`' `read`, so that a caller that checks the weights before other work and
+    then builds the pipeline reads the file once; None for dcp and an export (.onnx, .engine), whose runtime reads
+    it by its path. `load_pipeline`'s FileNotFoundError and ValueError for a missing or unreadable file or an
+    unknown method."""
+    from dgdehaze_core.io.checkpoints import read_checkpoint_and_digest
+    from dgdehaze_core.models import weights_file
+
+    if method == "dcp" or _is_export(method):
+        return None
+    return read_checkpoint_and_digest(weights_file(method), "dgdehaze checkpoint")
 
 
 def _is_export(method: str) -> bool:

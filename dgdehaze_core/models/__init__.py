@@ -107,7 +107,7 @@ def load_model_and_record(source: str | os.PathLike[str], device: str | torch.de
     export of the model records (`to_onnx.EXPORTED_FROM`): a file replaced after the read is not named for them.
     `read`: the file's contents and sha256 where the caller has read it already
     (`checkpoints.read_checkpoint_and_digest`, to tell what it holds): it is not read again."""
-    path = Path(source) if read is not None else weights_file(source)
+    path = weights_file(source)
     checkpoint, sha256 = read or read_checkpoint_and_digest(path, "dgdehaze checkpoint")
     record = {"path": path.name, **checkpoint_provenance(path, checkpoint, sha256)}
     return model_from_checkpoint(checkpoint, path).to(device).eval(), record

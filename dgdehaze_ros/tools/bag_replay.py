@@ -42,7 +42,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tqdm import tqdm
 
 from dgdehaze_core.bags.disk_room import room_problem
-from dgdehaze_core.bags.evaluation import (check_output_folder, check_rate, copied_messages, frame_counts,
+from dgdehaze_core.bags.evaluation import (Read, check_output_folder, check_rate, copied_messages, frame_counts,
                                            node_method, time_window_notes, timed_detect)
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter, output_images
@@ -302,14 +302,16 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                attach: bool = False, timeout: float = 10.0, node_params: Sequence[str] = (),
                input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
                duration: float | None = None, rate: float | None = None, mounted: bool = False,
-               progress: bool = True) -> BagEvaluation:
+               progress: bool = True, read: Read | None = None) -> BagEvaluation:
     """Send the bag's frames through the node and write OUT (bag, report, summary) atomically; the node's images go
     into the output bag as it sends them, or compressed (`image_transport`, as `evaluation.evaluate_bag`'s). start,
     duration: the part of the bag sent and copied, as `evaluation.evaluate_bag`'s. rate: None sends in lockstep
     (every frame answered); R sends at R times the recorded pace (`paced_replay`), and the frames the node drops
     are counted, not evaluated. camera_info_topic: the CameraInfo topic sent to the node with the frames; without
     one, the bag's only CameraInfo topic with messages (`BagSource.camera_info_for_frames`), required where the
-    node has a camera mounting (`mounted`: its camera_height in `node_params`), as offline.
+    node has a camera mounting (`mounted`: its camera_height in `node_params`), as offline. read: `method`'s
+    checkpoint as the caller read it already (`pipeline.read_method`): checked from it, the file not read again here
+    (the started node reads it itself).
 
     `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
     the dehazed frames. Raises BagError for a bad bag before anything starts, OSError before the node starts where
@@ -336,7 +338,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
         frame_type = next(kind for topic, (kind, _) in source.topics().items() if topic == image_topic)
         compressed = frame_type == COMPRESSED_IMAGE_TYPE
         images = output_images(image_transport, frame_type)
-        method_label = "as configured on the running node" if attach else node_method(method)
+        method_label = "as configured on the running node" if attach else node_method(method, read=read)
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
             log_path = None if attach else tmp / "node.log"
