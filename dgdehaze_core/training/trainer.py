@@ -469,17 +469,17 @@ class Trainer:
         # both listed before either is decoded: a hazy source's mistake (a path typo, a topic its bag lacks) is
         # reported at once, not after every clear image was read
         clear_listed, hazy_listed = collect_images(recipe.clear, "clear"), collect_images(recipe.hazy, "hazy")
+        listed = {"clear": images_fingerprint((image for image, _, _ in clear_listed), recipe.clear),
+                  "hazy": images_fingerprint((image for image, _, _ in hazy_listed), recipe.hazy)}
         if self.resume:  # a changed listing (a bag recorded again, an image replaced) is refused before decoding
-            check_listed_data(self.last_path, self.history.resumed_data,
-                              {"clear": images_fingerprint((image for image, _, _ in clear_listed), recipe.clear),
-                               "hazy": images_fingerprint((image for image, _, _ in hazy_listed), recipe.hazy)})
+            check_listed_data(self.last_path, self.history.resumed_data, listed)
         clear_data = RandomCrops(recipe.clear, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                  "clear", self.depth_of if self.clear_depth is not None else None, cache=decoded,
                                  listed=clear_listed)
         hazy_data = RandomCrops(recipe.hazy, recipe.crop_size, recipe.max_side, recipe.zoom_range, recipe.seed,
                                 "hazy", cache=decoded, listed=hazy_listed)
-        self.history.record_data({"clear": images_fingerprint(clear_data.sources, recipe.clear),
-                                  "hazy": images_fingerprint(hazy_data.sources, recipe.hazy)},
+        self.history.record_data({"clear": decoded_entries(listed["clear"], clear_listed, clear_data.sources),
+                                  "hazy": decoded_entries(listed["hazy"], hazy_listed, hazy_data.sources)},
                                  self.last_path if self.resume else None)
         validation = (load_validation(recipe.validation, recipe.val_max_side)
                       if recipe.validation and writer else [])
@@ -584,6 +584,15 @@ def images_fingerprint(images: Iterable[TrainingImage], sources: Sequence[ImageS
         return named if frame is None else f"{named}#{frame}"
 
     return file_fingerprint((name(image.path, image.frame), image.path) for image in images)
+
+
+def decoded_entries(fingerprint: list[tuple[str, int]], listed: Sequence[tuple[TrainingImage, float, ImageSource]],
+                    decoded: Iterable[TrainingImage]) -> list[tuple[str, int]]:
+    """The entries of `fingerprint` (`images_fingerprint` of the images `listed`, in their order) of the images that
+    `decoded` holds (a `RandomCrops`' sources: the listed images left once frames that do not decode are left out,
+    in the same order): their fingerprint without a second stat of every file."""
+    kept = set(decoded)
+    return [entry for (image, _, _), entry in zip(listed, fingerprint, strict=True) if image in kept]
 
 
 def export_weights(checkpoint: str | Path, target: str | Path, extra_meta: dict[str, Any] | None = None) -> Path:
