@@ -549,3 +549,19 @@ def test_input_bits_outside_8_to_16_or_with_a_video_is_refused_before_any_output
     assert main(["dehaze", str(clip), "--input-bits", "12", "--out", str(tmp_path / "out")]) == 2
     assert "video" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resume_reads_its_weights_once(tmp_path: Path, foggy_road: np.ndarray, opened: list[str]) -> None:
+    """--resume read the checkpoint to check the folder's run record, then again to build the pipeline: the
+    pipeline is built from the read that was checked."""
+    source, out, weights = tmp_path / "in", tmp_path / "out", tmp_path / "net.pt"
+    source.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "dgdehaze_core" / "weights" / "dgdehaze_lite.pt", weights)
+    for index in range(2):
+        cv2.imwrite(str(source / f"frame_{index}.png"), cv2.resize(foggy_road, (64, 48), interpolation=cv2.INTER_AREA))
+    assert main(["dehaze", str(source), "--method", str(weights), "--out", str(out)]) == 0
+    (out / "frame_1_dehazed.png").unlink()
+    opened.clear()
+    assert main(["dehaze", str(source), "--method", str(weights), "--out", str(out), "--resume"]) == 0
+    assert opened.count("net.pt") == 1, opened
+    assert (out / "frame_1_dehazed.png").is_file()

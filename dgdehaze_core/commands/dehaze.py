@@ -16,7 +16,7 @@ from tqdm import tqdm
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, network_runtime
-from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights
+from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights, read_method
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import (SAMPLE_BITS, ImageError, ImageReader, VideoFrames, list_images, video_frame_count,
@@ -289,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--backend, --device, --half and --output choose how a network runs; dcp has none")
     if args.output is not None:
         options["output"] = args.output
-    expected = run_record(args, method_weights(args.method)) if args.resume else None
+    checked = read_method(args.method) if args.resume else None  # the weights checked are the weights loaded
+    expected = run_record(args, method_weights(args.method, read=checked)) if args.resume else None
     if expected is not None:  # before a runtime is built: an export, or on a GPU a TensorRT engine, takes minutes;
         check_resumable(args.out, expected)  # and before "all done": another run's outputs are not this one's
     started = _run_start(args.out) if args.resume else None
@@ -299,11 +300,11 @@ def run(args: argparse.Namespace) -> int:
                  args.out)
         if not todo:
             return 0
-    pipeline = load_pipeline(args.method, **options)
+    pipeline = load_pipeline(args.method, read=checked, **options)
     if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
         return _run_video(source, args.out, pipeline, not args.no_progress)
     record = run_record(args, pipeline.weights)
-    if expected is not None and record != expected:  # the weights loaded are not those checked: replaced since
+    if expected is not None and record != expected:  # an export loaded is not the one checked: replaced since
         check_resumable(args.out, record)
     return _run_images(source, todo, outputs, read, pipeline, args.out, None if started else record,
                        not args.no_progress, len(paths) - len(todo))
