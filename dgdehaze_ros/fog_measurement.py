@@ -18,7 +18,7 @@ from dgdehaze_ros.parameters import NodeSettings
 from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
 
 NUMBER = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
-"""A number in a message: what `FogMeasurement._say_once` leaves out of the reason it says once."""
+"""A number in a message: what `FogMeasurement.say_once` leaves out of the reason it says once."""
 
 
 class FogMeasurement:
@@ -63,8 +63,8 @@ class FogMeasurement:
         try:
             mounting = settings.mounting_at(*tf.height_and_pitch(frame_id))
         except (MountingUnavailable, ValueError) as exc:
-            self._say_once(f"no ~/visibility, ~/depth or detection distances until TF gives the camera's mounting: "
-                           f"{exc}")
+            self.say_once(f"no ~/visibility, ~/depth or detection distances until TF gives the camera's mounting: "
+                          f"{exc}")
             self._waiting = f"off: no transform from base_frame {tf.base_frame} to {frame_id!r}: {exc}"
             return None
         if estimator is None:
@@ -84,16 +84,16 @@ class FogMeasurement:
         once, when the frame is measured (the last frame's stands until then), and `_waiting` is set before a None."""
         if chain.fog is None:
             if self.tf is None:
-                self._say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
-                               "(unitless) only, and detection positions are NaN")
+                self.say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
+                              "(unitless) only, and detection positions are NaN")
             self.reading = None
             return None
         intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
         if intrinsics is None:
             missing = "no camera_info has arrived" if info is None else \
                 size_mismatch(info, dehazed.result.transmission.shape[:2]) or "camera_info has no intrinsics"
-            self._say_once(f"{missing}: no ~/visibility, ~/depth or detection distances until one with intrinsics "
-                           "does")
+            self.say_once(f"{missing}: no ~/visibility, ~/depth or detection distances until one with intrinsics "
+                          "does")
             self._waiting = f"waiting for a camera_info with intrinsics ({missing})"
             self.reading = None
             return None
@@ -112,10 +112,10 @@ class FogMeasurement:
         """/diagnostics values of the fog (`visibility_messages.fog_diagnostics`)."""
         return fog_diagnostics(self.estimator, self.reading, self._waiting)
 
-    def _say_once(self, message: str) -> None:
+    def say_once(self, message: str) -> None:
         """A warning the first time a reason comes, whatever numbers it carries: a mounting TF refuses each frame
         (a height below the road, a roll) carries the height or roll of that frame, and /diagnostics has the
-        latest."""
+        latest. The node says its camera_info notes with it too."""
         reason = NUMBER.sub("#", message)
         if reason not in self._said:
             self._said.add(reason)

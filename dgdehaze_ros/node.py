@@ -6,7 +6,8 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
 - out `~/image_dehazed` (Image, the input's encoding; bgr8 for compressed input), `~/depth_relative` (32FC1,
   REP-117, NaN invalid, unitless), with a `camera_height` (or a `base_frame` in TF, mounting_tf.py): `~/depth`
   (32FC1 metres, REP-118, NaN where untrustworthy) and `~/visibility` (sensor_msgs/Range, visibility_messages.py),
-  `~/camera_info` (the latest camera_info with the frame's header),
+  `~/camera_info` (the latest camera_info with the frame's header, scaled to the frame where the frame is a
+  resized copy of the image it describes: camera_info.py),
   `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py; only for the frames the detector ran
   on, every `detection_interval`-th, so each carries the header of the frame it describes; `class_id` is the
   numeric class id), `~/label_info` (vision_msgs/LabelInfo, latched: the running detector's id -> name map and
@@ -31,7 +32,6 @@ detector has run, so detection never delays the image.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import gc
 import logging
@@ -71,6 +71,7 @@ from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
 from dgdehaze_core.process_memory import keep_frame_memory, return_freed_memory
 from dgdehaze_core.visualize import draw_detections
+from dgdehaze_ros.camera_info import relayed_camera_info
 from dgdehaze_ros.conversions import (ImageConversionError, array_to_image, bgr8_to_image, bgr8_to_pixels,
                                       camera_frame, compressed_depth_image, compressed_image, depth_to_image)
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
@@ -557,7 +558,12 @@ class DehazeNode(ModelReloads, LifecycleNode):
         before_fog = time.perf_counter()
         reading = self._fog.measure(chain, dehazed, info, msg.header)
         fog_ms = (time.perf_counter() - before_fog) * 1000.0
-        self._publish_frame(msg.header, result, reading, chain.fog, info, settings)  # the detector next
+        relay = None
+        if info is not None:
+            relay, note = relayed_camera_info(info, msg.header, bgr.shape[:2])
+            if note:
+                self._fog.say_once(note)
+        self._publish_frame(msg.header, result, reading, chain.fog, info, relay, settings)  # the detector next
         metric = intrinsics_of(info, bgr.shape[:2]) if reading is not None and info is not None else None
         detected = chain.detect(dehazed, self._fog.distance_map(chain, dehazed, reading), metric)
         if detected.fresh and "detections" in self._outputs:
@@ -614,8 +620,10 @@ class DehazeNode(ModelReloads, LifecycleNode):
         return self.get_clock().now().nanoseconds == 0
 
     def _publish_frame(self, header: Header, result: DehazeResult, reading: VisibilityReading | None,
-                       fog: VisibilityEstimator | None, info: CameraInfo | None, settings: NodeSettings) -> None:
-        """Publish the frame's depths, visibility, camera_info and haze density (the image went out first)."""
+                       fog: VisibilityEstimator | None, info: CameraInfo | None, relay: CameraInfo | None,
+                       settings: NodeSettings) -> None:
+        """Publish the frame's depths, visibility, camera_info (`relay`, `relayed_camera_info`) and haze density
+        (the image went out first)."""
         pubs = self._outputs
         if reading is not None:
             pubs["visibility"].publish(visibility_msg(reading, header, fog, info, result.depth.shape[:2]))
@@ -623,9 +631,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self._publish_depth("depth_relative", result.depth, header)
             if reading is not None:
                 self._publish_depth("depth", reading.depth, header)
-        if info is not None:
-            relay = copy.copy(info)
-            relay.header = header
+        if relay is not None:
             pubs["camera_info"].publish(relay)
         if "haze_density" in pubs:
             pubs["haze_density"].publish(haze_msg(result.haze_density, header))

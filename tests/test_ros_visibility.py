@@ -19,7 +19,7 @@ from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, field_of_view,  # noqa: E402
                                               VisibilityEstimator, ground_range, intrinsics_of, ray_norms,
-                                              size_mismatch)
+                                              resized_calibration, size_mismatch)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable, on_jump_back  # noqa: E402
@@ -399,3 +399,41 @@ def test_a_parameter_change_while_tf_places_the_camera_is_not_undone_by_that_fra
     assert fog.estimator is None or fog.estimator.max_visibility == 500.0
     fog.tf.height_and_pitch = lambda frame_id: (HEIGHT_M, 0.0)
     assert fog.estimator_for_frame("camera_optical_frame").max_visibility == 500.0
+
+
+def test_camera_info_for_a_resized_image_is_relayed_scaled_as_the_node_reads_it(
+        node: DehazeNode, probe: Probe, capfd: pytest.CaptureFixture) -> None:
+    """A frame resized from the image its camera_info describes: the node scales the intrinsics to it, so
+    ~/camera_info must carry them scaled, the size of ~/depth, or depth_image_proc projects ~/depth with the full
+    size's K (and places points where the node's detection positions are not); the scaling is said once."""
+    frame = hazy_test_frame(WIDTH, HEIGHT)  # a real KITTI road under haze, 320x240
+    capfd.readouterr()
+    for index in (320, 321):
+        msg = bgr8_to_image(frame, "bgr8", stamped_header(index))
+        probe.publish(msg, camera_info(2 * WIDTH, 2 * HEIGHT))  # calibrated at 640x480: f 500, centre (320, 240)
+        out = wait_for_outputs(probe, msg.header, ("depth", "camera_info"))
+        depth, relay = out["depth"], out["camera_info"]
+        assert relay.header == depth.header == msg.header
+        assert (relay.width, relay.height) == (depth.width, depth.height) == (WIDTH, HEIGHT)
+        assert list(relay.k) == [250.0, 0.0, 160.0, 0.0, 250.0, 120.0, 0.0, 0.0, 1.0]
+        assert list(relay.p) == [0.0] * 12, "an unset P stays unset"
+        assert list(relay.d) == [0.0] * 5 and relay.binning_x == relay.roi.width == 0
+    time.sleep(0.2)
+    said = [line for line in capfd.readouterr().err.splitlines() if "describes a 640x480 image" in line]
+    assert len(said) == 1 and "frames are 320x240" in said[0] and "scaled" in said[0], said
+    probe.publish(bgr8_to_image(frame, "bgr8", stamped_header(322)), camera_info(WIDTH, HEIGHT))
+    relay = wait_for_outputs(probe, stamped_header(322), ("camera_info",))["camera_info"]
+    assert (relay.width, relay.height) == (WIDTH, HEIGHT) and relay.k[0] == 500.0, "one of the frame's size as sent"
+
+
+def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_and_p_to_the_frame() -> None:
+    info = camera_info(1280, 960)  # full resolution: f 500, centre (640, 480); P: a stereo right camera's
+    info.p = [500.0, 0.0, 640.0, -60.0, 0.0, 500.0, 480.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 320, 480, 640, 480
+    info.binning_x = info.binning_y = 2  # the image described: 320x240, f 250, centre (160, 0)
+    assert resized_calibration(info, (240, 320)) is None, "it describes the frame itself"
+    k, p = resized_calibration(info, (120, 160))  # that image resized to half
+    assert k == [125.0, 0.0, 80.0, 0.0, 125.0, 0.0, 0.0, 0.0, 1.0]
+    assert p == [125.0, 0.0, 80.0, -15.0, 0.0, 125.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert Intrinsics(k[0], k[4], k[2], k[5]) == intrinsics_of(info, (120, 160))
+    assert resized_calibration(info, (120, 320)) is None, "another aspect ratio: no resized copy"

@@ -98,7 +98,7 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
     binning_x, binning_y = _binning(info)
     roi = getattr(info, "roi", None)
     left, top = (roi.x_offset, roi.y_offset) if _cropped(info) else (0, 0)
-    width, height = _described_size(info)
+    width, height = described_size(info)
     if shape is not None and size_mismatch(info, shape):
         return None
     intrinsics = Intrinsics(intrinsics.fx / binning_x, intrinsics.fy / binning_y, (intrinsics.cx - left) / binning_x,
@@ -113,7 +113,7 @@ def size_mismatch(info: Any, shape: tuple[int, int]) -> str:
     """Why a CameraInfo does not describe a frame of `shape` (height, width): the image it describes has another
     aspect ratio (a crop that its region of interest does not declare, or another camera's calibration), so no
     scaling maps one onto the other; "" when it does describe it (the same size, or scaled alike in x and y)."""
-    width, height = _described_size(info)
+    width, height = described_size(info)
     if not (width and height):
         return ""
     sx, sy = shape[1] / width, shape[0] / height
@@ -121,6 +121,24 @@ def size_mismatch(info: Any, shape: tuple[int, int]) -> str:
         return ""
     return (f"camera_info describes a {width}x{height} image but the frames are {shape[1]}x{shape[0]}, of another "
             "aspect ratio (a crop its region of interest does not declare?)")
+
+
+def resized_calibration(info: Any, shape: tuple[int, int]) -> tuple[list[float], list[float]] | None:
+    """K and P (row-major, 9 and 12 values) of a CameraInfo for a frame of `shape` (height, width) that is a resized
+    copy of the image it describes: its region of interest and binning applied as `intrinsics_of` applies them, then
+    both scaled to the frame as image_proc's resize scales them, for a CameraInfo of the frame's size without
+    region of interest or binning. None when it needs none (it gives no image size or describes this frame's) or
+    fits no resized copy (`size_mismatch`). A K or P of zeros (uncalibrated) stays zeros."""
+    width, height = described_size(info)
+    if not (width and height) or (height, width) == tuple(shape) or size_mismatch(info, shape):
+        return None
+    binning_x, binning_y = _binning(info)
+    left, top = (info.roi.x_offset, info.roi.y_offset) if _cropped(info) else (0, 0)
+    scale_x, scale_y = shape[1] / width / binning_x, shape[0] / height / binning_y
+    to_frame = np.array([[scale_x, 0.0, -left * scale_x], [0.0, scale_y, -top * scale_y], [0.0, 0.0, 1.0]])
+    k = to_frame @ np.asarray(info.k, np.float64).reshape(3, 3)
+    p = to_frame @ np.asarray(info.p, np.float64).reshape(3, 4)
+    return k.ravel().tolist(), p.ravel().tolist()
 
 
 def _projection(info: Any) -> Intrinsics:
@@ -141,7 +159,7 @@ def _cropped(info: Any) -> bool:
     return roi is not None and roi.width > 0 and roi.height > 0
 
 
-def _described_size(info: Any) -> tuple[int, int]:
+def described_size(info: Any) -> tuple[int, int]:
     """(width, height) of the image a CameraInfo describes: its region of interest, binned (REP-104)."""
     binning_x, binning_y = _binning(info)
     width, height = (info.roi.width, info.roi.height) if _cropped(info) else (info.width, info.height)
@@ -155,7 +173,7 @@ def field_of_view(info: Any, shape: tuple[int, int] | None = None) -> float:
     intrinsics = intrinsics_of(info, shape) if info is not None else None
     if intrinsics is None:
         return 0.0
-    width = shape[1] if shape is not None else _described_size(info)[0]
+    width = shape[1] if shape is not None else described_size(info)[0]
     return 2.0 * math.atan(width / (2.0 * intrinsics.fx)) if width else 0.0
 
 
