@@ -12,7 +12,8 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain
-from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of, size_mismatch
+from dgdehaze_core.physics.visibility import (VisibilityEstimator, VisibilityReading, distortion_ignored,
+                                              intrinsics_of, size_mismatch)
 from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
 from dgdehaze_ros.parameters import NodeSettings
 from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
@@ -76,9 +77,11 @@ class FogMeasurement:
             estimator.remount(mounting)
         return estimator
 
-    def measure(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None,
-                header: Header) -> VisibilityReading | None:
-        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics.
+    def measure(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None, header: Header,
+                image_topic: str = "") -> VisibilityReading | None:
+        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics; a
+        camera_info whose lens distortion the frames on `image_topic` still hold is said once too
+        (`distortion_ignored`).
 
         Runs on the frame worker while /diagnostics reads `reading` and `_waiting` on the executor: `reading` changes
         once, when the frame is measured (the last frame's stands until then), and `_waiting` is set before a None."""
@@ -97,6 +100,9 @@ class FogMeasurement:
             self._waiting = f"waiting for a camera_info with intrinsics ({missing})"
             self.reading = None
             return None
+        distortion = distortion_ignored(info, image_topic)
+        if distortion:
+            self.say_once(distortion)
         self.reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)
         return self.reading
 

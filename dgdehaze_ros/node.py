@@ -155,6 +155,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._init_reloads()
         self._camera_info: CameraInfo | None = None
         self._camera_info_arrived = threading.Event()
+        self._image_topic = ""
+        """The image topic of this activation, as subscribed."""
         self._awaited_camera_info = False
         """Whether this activation's first frame has had its wait for a camera_info (`_frame_camera_info`)."""
         self._fog = FogMeasurement(self)
@@ -268,7 +270,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self.stats.restart_sequences()
         result = super().on_activate(state)  # enables the publishers before a frame can arrive and be processed
         self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
-        topic = self._compressed_topic() if self._settings["input_transport"] == "compressed" \
+        self._image_topic = topic = self._compressed_topic() if self._settings["input_transport"] == "compressed" \
             else self.resolve_topic_name("image")
         self._samples = NarrowSamples(NARROW_REMEDY, f"frames on {topic}", NARROW_TEST_EVERY, self.get_logger().warning)
         try:
@@ -556,7 +558,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         latency_ms = self._latency_ms(msg.header)  # what a subscriber of the image sees, not the outputs after it
         self._publish_compressed("image_dehazed", result.image, pixels, encoding, msg.header, settings)
         before_fog = time.perf_counter()
-        reading = self._fog.measure(chain, dehazed, info, msg.header)
+        reading = self._fog.measure(chain, dehazed, info, msg.header, self._image_topic)
         fog_ms = (time.perf_counter() - before_fog) * 1000.0
         relay = None
         if info is not None:

@@ -17,9 +17,9 @@ from sensor_msgs.msg import Image, Range  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
-from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, field_of_view,  # noqa: E402
-                                              VisibilityEstimator, ground_range, intrinsics_of, ray_norms,
-                                              resized_calibration, size_mismatch)
+from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, distortion_ignored,  # noqa: E402
+                                              field_of_view, VisibilityEstimator, ground_range, intrinsics_of,
+                                              ray_norms, resized_calibration, size_mismatch)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable, on_jump_back  # noqa: E402
@@ -437,3 +437,28 @@ def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_
     assert p == [125.0, 0.0, 80.0, -15.0, 0.0, 125.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     assert Intrinsics(k[0], k[4], k[2], k[5]) == intrinsics_of(info, (120, 160))
     assert resized_calibration(info, (120, 320)) is None, "another aspect ratio: no resized copy"
+
+
+KITTI_RAW_D = [-0.3691481, 0.1968681, 0.001353473, 0.0005677587, -0.06770705]
+"""The lens distortion of KITTI's raw colour camera 2 (calib_cam_to_cam.txt D_02)."""
+
+
+def test_lens_distortion_the_frames_still_hold_is_said_once(node: DehazeNode, probe: Probe,
+                                                            capfd: pytest.CaptureFixture) -> None:
+    """The node takes every frame as rectified (P's straight rays): a camera_info with a non-zero D on an image
+    that is not image_proc's image_rect (here /camera/image) gives depth and positions off toward the edges."""
+    frame = hazy_test_frame(WIDTH, HEIGHT)  # a real KITTI road under haze
+    capfd.readouterr()
+    for index in (330, 331):
+        msg = bgr8_to_image(frame, "bgr8", stamped_header(index))
+        info = camera_info(WIDTH, HEIGHT)
+        info.d = KITTI_RAW_D
+        probe.publish(msg, info)
+        wait_for_outputs(probe, msg.header, ("depth",))  # the intrinsics were used
+    time.sleep(0.2)
+    said = [line for line in capfd.readouterr().err.splitlines() if "lens distortion" in line]
+    assert len(said) == 1 and "/camera/image are not rectified" in said[0], said
+    info.d = KITTI_RAW_D
+    assert not distortion_ignored(info, "/camera/image_rect_color/compressed"), "a rectified image"
+    info.d = [0.0] * 5
+    assert not distortion_ignored(info, "/camera/image_raw"), "no distortion to undo"
