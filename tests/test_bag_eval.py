@@ -860,6 +860,26 @@ def test_a_camera_mounting_without_usable_camera_info_says_why_the_fog_is_not_me
     assert html.escape(notes[1], quote=False) in (tmp_path / "out" / "report.html").read_text()
 
 
+
+def test_the_camera_info_of_frames_resized_from_its_image_is_written_scaled_as_the_fog_read_it(tmp_path: Path) -> None:
+    """Frames resized from the image their camera_info describes: the fog reads its K scaled to them, so the output
+    bag's ~/camera_info carries that K and the frames' size, the pair depth_image_proc takes with ~/depth."""
+    with BagWriter(tmp_path / "in", "mcap") as writer:
+        for index, frame in enumerate(demo_frames(2)):  # 160x90 frames of the real foggy drive
+            stamp = START + index * PERIOD
+            header = writer.header(stamp, "camera_optical_frame")
+            writer.write("/cam/camera_info", CAMERA_INFO_TYPE, stamp,  # f 100, centre (80, 45) at 320x180
+                         camera_info_msg(writer, header, np.zeros((180, 320, 3), np.uint8)))
+            writer.write("/cam/image_raw", IMAGE_TYPE, stamp, image_msg(writer, header, frame, "bgr8"))
+    evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "out", method="dcp", mounting=Mounting(1.5, 0.0),
+                 progress=False)
+    relayed = read_all(tmp_path / "out" / "bag")["/dgdehaze/camera_info"]
+    assert len(relayed) == 2
+    for _, info in relayed:
+        assert (info.width, info.height) == (160, 90)
+        assert info.k.tolist() == [50.0, 0.0, 40.0, 0.0, 50.0, 22.5, 0.0, 0.0, 1.0]
+
+
 def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_camera_info_from_before_it(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--start and --duration as ros2 bag play's offset and duration: the frames recorded in the window, the output

@@ -41,7 +41,7 @@ from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_core.physics.visibility import (Mounting, VisibilityEstimator, field_of_view, intrinsics_of,
-                                              size_mismatch)
+                                              resized_calibration, size_mismatch)
 
 LOG = logging.getLogger(__name__)
 
@@ -254,6 +254,13 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
                  writer.haze_msg(header, record.haze_density_hazy))
     if frame.camera_info is not None:
         info = dataclasses.replace(frame.camera_info, header=header)
+        resized = resized_calibration(info, result.image.shape[:2])
+        if resized is not None:  # frames resized from the image it describes: K and P as the fog read them
+            height, width = result.image.shape[:2]
+            info = dataclasses.replace(info, k=np.array(resized[0]), p=np.array(resized[1]), height=height,
+                                       width=width, binning_x=0, binning_y=0,
+                                       roi=dataclasses.replace(info.roi, x_offset=0, y_offset=0, height=0, width=0,
+                                                               do_rectify=False))
         writer.write(f"{prefix}/camera_info", CAMERA_INFO_TYPE, frame.log_time_ns, info)
 
 
