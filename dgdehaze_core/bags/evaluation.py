@@ -40,8 +40,8 @@ from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline, meth
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
-from dgdehaze_core.physics.visibility import (Mounting, VisibilityEstimator, field_of_view, intrinsics_of,
-                                              resized_calibration, size_mismatch)
+from dgdehaze_core.physics.visibility import (Mounting, VisibilityEstimator, distortion_ignored, field_of_view,
+                                              intrinsics_of, resized_calibration, size_mismatch)
 
 LOG = logging.getLogger(__name__)
 
@@ -438,6 +438,9 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                 evaluation.records.append(record)
                 if processor.chain.fog is not None and output.fog is None:
                     evaluation.fog_unmeasured(frame.index, unmeasured_fog(frame))
+                elif output.fog is not None and (distortion := distortion_ignored(frame.camera_info,
+                                                                                   evaluation.image_topic)):
+                    evaluation.note_once(frame.index, distortion)
                 if len(evaluation.records) == 1 and processor.detector is not None:
                     header = writer.copy_header(frame.header)
                     writer.write(f"{prefix}/label_info", LABEL_INFO_TYPE, frame.log_time_ns,

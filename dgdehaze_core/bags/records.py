@@ -132,9 +132,12 @@ class BagEvaluation:
 
     def fog_unmeasured(self, index: int, reason: str) -> None:
         """Frame `index` of an evaluation with a camera mounting had no fog measured, for `reason` (no camera_info
-        yet, one that does not describe the frame or has no intrinsics): warned of and noted in the report once per
-        reason, with the first frame, as the node says it once."""
-        note = f"no visibility, depth in metres or detection distance where {reason}"
+        yet, one that does not describe the frame or has no intrinsics): `note_once`."""
+        self.note_once(index, f"no visibility, depth in metres or detection distance where {reason}")
+
+    def note_once(self, index: int, note: str) -> None:
+        """What holds from frame `index` on (a fog not measured, a lens distortion not undone): warned of and noted
+        in the report once per note, with the first frame, as the node says it once."""
         if not any(existing.startswith(note) for existing in self.notes):
             LOG.warning("%s (first at frame %d)", note, index)
             self.notes.append(f"{note} (first at frame {index})")

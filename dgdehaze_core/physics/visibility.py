@@ -154,7 +154,8 @@ def distortion_ignored(info: Any, image_topic: str) -> str:
     image_geometry does a rectified image (a raw image's points it undistorts first, `rectifyPoint`); a rectified
     image keeps its camera's CameraInfo, D included, so D alone cannot tell. "" when D is zero or the image is
     rectified."""
-    if not any(float(coefficient) != 0.0 for coefficient in getattr(info, "d", None) or ()):
+    coefficients = getattr(info, "d", None)
+    if coefficients is None or not any(float(coefficient) != 0.0 for coefficient in coefficients):
         return ""
     name = posixpath.basename(image_topic.removesuffix("/compressed"))
     if name.startswith(RECTIFIED_PREFIX):
