@@ -160,10 +160,12 @@ def distortion_ignored(info: Any, image_topic: str) -> str:
     name = posixpath.basename(image_topic.removesuffix("/compressed"))
     if name.startswith(RECTIFIED_PREFIX):
         return ""
-    return (f"camera_info gives lens distortion ({info.distortion_model or 'no model'}, D not zero) but the frames "
-            f"on {image_topic} are not rectified (image_proc's image_rect): the distortion is not undone, so "
-            "detection positions are off toward the frame's sides (8 to 12 % across at the sides of KITTI's raw "
-            "image), the depth in metres by 1 to 4 % and the visibility by about 1 %; give it the rectified image")
+    return (f"camera_info gives lens distortion ({info.distortion_model or 'no model'}, D not zero) and the frames "
+            f"on {image_topic} are taken as rectified, which their topic's name does not say (image_proc names a "
+            "rectified image image_rect): if they are the camera's raw image, its distortion is not undone, so "
+            "detection positions, depth in metres and visibility are off, most toward the frame's sides; give the "
+            "rectified image (image_proc), or ignore this if these frames are rectified")
+
 
 def _projection(info: Any) -> Intrinsics:
     """The camera matrix of P, the projection that image_geometry and depth_image_proc take (the rectified image's:
