@@ -12,8 +12,8 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain
-from dgdehaze_core.physics.visibility import (VisibilityEstimator, VisibilityReading, distortion_ignored,
-                                              intrinsics_of, size_mismatch)
+from dgdehaze_core.physics.lens import distortion_note
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of, size_mismatch
 from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
 from dgdehaze_ros.parameters import NodeSettings
 from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
@@ -78,10 +78,11 @@ class FogMeasurement:
         return estimator
 
     def measure(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None, header: Header,
-                image_topic: str = "") -> VisibilityReading | None:
-        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics; a
-        camera_info whose lens distortion the frames on `image_topic` still hold is said once too
-        (`distortion_ignored`).
+                image_topic: str = "", rectified: bool | None = None) -> VisibilityReading | None:
+        """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics. The
+        frames on `image_topic` are rectified, raw (False: their lens distortion is undone) or not known to be either
+        (None: taken as rectified), as `lens.frames_rectified` tells; a distortion not undone is said once
+        (`lens.distortion_note`).
 
         Runs on the frame worker while /diagnostics reads `reading` and `_waiting` on the executor: `reading` changes
         once, when the frame is measured (the last frame's stands until then), and `_waiting` is set before a None."""
@@ -91,16 +92,17 @@ class FogMeasurement:
                               "(unitless) only, and detection positions are NaN")
             self.reading = None
             return None
-        intrinsics = intrinsics_of(info, dehazed.result.transmission.shape[:2]) if info is not None else None
+        shape = dehazed.result.transmission.shape[:2]
+        intrinsics = intrinsics_of(info, shape, raw=rectified is False) if info is not None else None
         if intrinsics is None:
             missing = "no camera_info has arrived" if info is None else \
-                size_mismatch(info, dehazed.result.transmission.shape[:2]) or "camera_info has no intrinsics"
+                size_mismatch(info, shape) or "camera_info has no intrinsics"
             self.say_once(f"{missing}: no ~/visibility, ~/depth or detection distances until one with intrinsics "
                           "does")
             self._waiting = f"waiting for a camera_info with intrinsics ({missing})"
             self.reading = None
             return None
-        distortion = distortion_ignored(info, image_topic)
+        distortion = distortion_note(info, image_topic, rectified)
         if distortion:
             self.say_once(distortion)
         self.reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)

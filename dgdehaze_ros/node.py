@@ -68,6 +68,7 @@ from dgdehaze_core.inference.frame_chain import FrameChain
 from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker, StillStopping
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
+from dgdehaze_core.physics.lens import frames_rectified
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
 from dgdehaze_core.process_memory import keep_frame_memory, return_freed_memory
 from dgdehaze_core.visualize import draw_detections
@@ -558,7 +559,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         latency_ms = self._latency_ms(msg.header)  # what a subscriber of the image sees, not the outputs after it
         self._publish_compressed("image_dehazed", result.image, pixels, encoding, msg.header, settings)
         before_fog = time.perf_counter()
-        reading = self._fog.measure(chain, dehazed, info, msg.header, self._image_topic)
+        rectified = frames_rectified(self._image_topic, settings["image_rectified"])
+        reading = self._fog.measure(chain, dehazed, info, msg.header, self._image_topic, rectified)
         fog_ms = (time.perf_counter() - before_fog) * 1000.0
         relay = None
         if info is not None:
@@ -566,7 +568,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
             if note:
                 self._fog.say_once(note)
         self._publish_frame(msg.header, result, reading, chain.fog, info, relay, settings)  # the detector next
-        metric = intrinsics_of(info, bgr.shape[:2]) if reading is not None and info is not None else None
+        metric = intrinsics_of(info, bgr.shape[:2], raw=rectified is False) \
+            if reading is not None and info is not None else None
         detected = chain.detect(dehazed, self._fog.distance_map(chain, dehazed, reading), metric)
         if detected.fresh and "detections" in self._outputs:
             self._outputs["detections"].publish(detections_to_msg(detected.detections, detected.positions,

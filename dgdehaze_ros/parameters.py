@@ -31,6 +31,7 @@ from dgdehaze_core.io.camera_frames import COMPRESSION_FORMATS
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES, shipped_weights_path
+from dgdehaze_core.physics.lens import RECTIFIED_SETTINGS
 from dgdehaze_core.physics.visibility import Mounting
 from dgdehaze_ros.mounting_tf import MISSING_TF, TF_AVAILABLE
 
@@ -131,6 +132,12 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("base_frame", "", "a frame on the road plane, z up (REP-105 base_footprint): when set, the "
                   "camera's height and pitch come from TF (base_frame to each image's frame_id) instead of "
                   "camera_height and camera_pitch; needs tf2_ros"),
+    ParameterSpec("image_rectified", "auto", "whether the frames are rectified (true) or the camera's raw image "
+                  "(false: the lens distortion camera_info gives, plumb_bob, rational_polynomial or equidistant, is "
+                  "undone for the road's distances, ~/depth and detection positions, as image_geometry's rectifyPoint "
+                  "does); auto: from the image topic's name, image_rect* rectified, image_raw, image_mono and "
+                  "image_color raw, any other name taken as rectified with a warning where camera_info's D is not "
+                  "zero. One of auto, true, false (a string or a boolean)", dynamic_typing=True),
     ParameterSpec("road_region", [0.3, 0.5, 0.7, 1.0], "image rectangle [left, top, right, bottom] (fractions of "
                   "width and height) where the road is seen; its pixels below the horizon measure the fog"),
     ParameterSpec("road_max_distance", 30.0, "farthest road (m) measured: nearer road is sharper in the "
@@ -247,6 +254,9 @@ def check_values(values: Mapping[str, Any]) -> str | None:
     problem = _check_runtime(values)
     if problem:
         return problem
+    rectified = values["image_rectified"]
+    if not isinstance(rectified, bool) and rectified not in RECTIFIED_SETTINGS:
+        return f"image_rectified must be one of {', '.join(RECTIFIED_SETTINGS)} (or a boolean), got {rectified!r}"
     if 0.0 < values["max_detail_gain"] < 1.0:
         return f"max_detail_gain must be 0 (the exact inversion) or at least 1, got {values['max_detail_gain']}"
     classes = values["classes"]

@@ -29,7 +29,7 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8
 from dgdehaze_core.io.compressed_depth import decompress_depth
 from dgdehaze_core.models import shipped_weights_path
-from dgdehaze_core.physics.visibility import Mounting
+from dgdehaze_core.physics.visibility import Mounting, intrinsics_of, ray_norms
 
 OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth_relative": IMAGE_TYPE,
            "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": HAZE_TYPE,
@@ -880,25 +880,47 @@ def test_the_camera_info_of_frames_resized_from_its_image_is_written_scaled_as_t
         assert info.k.tolist() == [50.0, 0.0, 40.0, 0.0, 50.0, 22.5, 0.0, 0.0, 1.0]
 
 
+KITTI_RAW_D = [-0.3691481, 0.1968681, 0.001353473, 0.0005677587, -0.06770705]
+"""The lens distortion of KITTI's raw colour camera 2 (calib_cam_to_cam.txt D_02)."""
 
-def test_a_lens_distortion_the_frames_still_hold_is_noted_once_as_the_node_says_it(
+
+def test_the_lens_distortion_of_raw_frames_is_undone_and_one_on_a_topic_that_does_not_say_is_noted_once(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--image-rectified as the node's image_rectified: false undoes the camera_info's distortion (the depth in
+    metres follows the undistorted rays: depth * |ray| / visibility, -ln(t) / 3.912, is the same pixel by pixel
+    as through P's straight rays, the depth itself not); auto on a topic whose name does not say is taken as
+    rectified and noted once in the log and the report."""
     with BagWriter(tmp_path / "in", "mcap") as writer:
-        for index, frame in enumerate(demo_frames(3)):  # 160x90 frames of the real foggy drive, unrectified
+        for index, frame in enumerate(demo_frames(3)):  # 160x90 frames of the real foggy drive
             stamp = START + index * PERIOD
             header = writer.header(stamp, "camera_optical_frame")
             info = camera_info_msg(writer, header, frame)
-            info.d[:] = [-0.3691481, 0.1968681, 0.001353473, 0.0005677587, -0.06770705]  # KITTI's raw camera 2
+            info.d[:] = KITTI_RAW_D
             writer.write("/cam/camera_info", CAMERA_INFO_TYPE, stamp, info)
-            writer.write("/cam/image_raw", IMAGE_TYPE, stamp, image_msg(writer, header, frame, "bgr8"))
-    evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / "out", method="dcp", mounting=Mounting(1.5, 0.0),
-                 progress=False)
-    notes = json.loads((tmp_path / "out" / "summary.json").read_text())["notes"]
-    said = [note for note in notes if "lens distortion" in note]
-    assert len(said) == 1 and said[0].startswith("camera_info gives lens distortion (plumb_bob, D not zero) and the "
-                                                 "frames on /cam/image_raw are taken as rectified"), notes
-    assert said[0].endswith("(first at frame 0)"), said
-    assert caplog.text.count("lens distortion") == 1
+            writer.write("/cam/image", IMAGE_TYPE, stamp, image_msg(writer, header, frame, "bgr8"))
+    scaled = {}
+    for setting in ("auto", "false", "true"):
+        caplog.clear()
+        out = tmp_path / f"out-{setting}"
+        evaluation = evaluate_bag(tmp_path / "in", "/cam/image", out, method="dcp", mounting=Mounting(1.5, 0.0),
+                                  progress=False, image_rectified=setting)
+        said = [note for note in json.loads((out / "summary.json").read_text())["notes"] if "lens distortion" in note]
+        if setting == "auto":
+            assert len(said) == 1 and said[0].startswith("camera_info gives lens distortion (plumb_bob, D not zero) "
+                                                         "and the frames on /cam/image are taken as rectified"), said
+            assert "--image-rectified false" in said[0] and said[0].endswith("(first at frame 0)"), said
+            assert caplog.text.count("lens distortion") == 1
+            continue
+        assert not said and "lens distortion" not in caplog.text
+        _, depth_msg = read_all(out / "bag")["/dgdehaze/depth"][0]
+        depth = np.frombuffer(depth_msg.data.tobytes(), "<f4").reshape(90, 160)
+        norms = ray_norms((90, 160), intrinsics_of(info, (90, 160), raw=setting == "false"))
+        scaled[setting] = (depth, depth * norms / evaluation.records[0].visibility_m)
+    (raw, raw_scaled), (rectified, rectified_scaled) = scaled["false"], scaled["true"]
+    both = np.isfinite(raw) & np.isfinite(rectified)
+    assert both.sum() > 1000
+    assert raw_scaled[both] == pytest.approx(rectified_scaled[both], rel=1e-4)
+    assert np.abs(raw[both] / rectified[both] - 1).max() > 0.01, "the raw frames' depth is another"
 
 
 def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_camera_info_from_before_it(

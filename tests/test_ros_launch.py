@@ -271,7 +271,7 @@ def test_the_package_installs_the_launch_and_config_files_and_depends_on_what_th
         "ros2 launch finds executables in lib/<package>"
 
 
-DOCUMENTED_RULES = {"max_detail_gain": "0, or 1..100"}
+DOCUMENTED_RULES = {"max_detail_gain": "0, or 1..100", "image_rectified": "auto, true, false"}
 """Range cells of docs/ROS.md that say what `check_values` adds to the descriptor's range."""
 
 

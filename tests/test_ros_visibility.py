@@ -7,6 +7,7 @@ import os
 import time
 from typing import Iterator
 
+import cv2
 import numpy as np
 import pytest
 
@@ -17,9 +18,10 @@ from sensor_msgs.msg import Image, Range  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
-from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, distortion_ignored,  # noqa: E402
-                                              field_of_view, VisibilityEstimator, ground_range, intrinsics_of,
-                                              ray_norms, resized_calibration, size_mismatch)
+from dgdehaze_core.physics.lens import distortion_note  # noqa: E402
+from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, field_of_view,  # noqa: E402
+                                              VisibilityEstimator, ground_range, intrinsics_of, ray_norms,
+                                              resized_calibration, size_mismatch)
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable, on_jump_back  # noqa: E402
@@ -157,6 +159,7 @@ def test_the_first_frame_gets_the_camera_info_sent_just_after_it(session: RosSes
     ("road_region", [0.2, 0.9, 0.8, 0.5], "top < bottom"),
     ("max_visibility", 5.0, "max_visibility"),
     ("base_frame", "/base_footprint", "no leading slash"),
+    ("image_rectified", "maybe", "image_rectified must be one of auto, true, false"),
 ])
 def test_fog_parameters_out_of_range_are_refused_with_the_reason(node: DehazeNode, name: str, value: object,
                                                                  reason: str) -> None:
@@ -445,8 +448,8 @@ KITTI_RAW_D = [-0.3691481, 0.1968681, 0.001353473, 0.0005677587, -0.06770705]
 
 def test_lens_distortion_the_frames_still_hold_is_said_once(node: DehazeNode, probe: Probe,
                                                             capfd: pytest.CaptureFixture) -> None:
-    """The node takes every frame as rectified (P's straight rays): a camera_info with a non-zero D on an image
-    that is not image_proc's image_rect (here /camera/image) gives depth and positions off toward the edges."""
+    """With image_rectified auto, frames on a topic whose name says neither rectified nor raw (here /camera/image)
+    are taken as rectified (P's straight rays): a camera_info with a non-zero D is said once, with what to set."""
     frame = hazy_test_frame(WIDTH, HEIGHT)  # a real KITTI road under haze
     capfd.readouterr()
     for index in (330, 331):
@@ -458,7 +461,48 @@ def test_lens_distortion_the_frames_still_hold_is_said_once(node: DehazeNode, pr
     time.sleep(0.2)
     said = [line for line in capfd.readouterr().err.splitlines() if "lens distortion" in line]
     assert len(said) == 1 and "/camera/image are taken as rectified" in said[0], said
-    info.d = KITTI_RAW_D
-    assert not distortion_ignored(info, "/camera/image_rect_color/compressed"), "a rectified image"
+    assert "set image_rectified to false" in said[0]
+    assert not distortion_note(info, "/camera/image_rect_color/compressed", True), "a rectified image"
+    assert not distortion_note(info, "/camera/image_raw", False), "raw frames undistorted"
     info.d = [0.0] * 5
-    assert not distortion_ignored(info, "/camera/image_raw"), "no distortion to undo"
+    assert not distortion_note(info, "/camera/image", None), "no distortion to undo"
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector")
+def test_raw_frames_detections_lie_on_their_undistorted_rays(node: DehazeNode, probe: Probe) -> None:
+    """image_rectified false (a boolean, as YAML and `-p image_rectified:=false` give it) and a camera_info with
+    KITTI's raw lens distortion: each object's position is its box centre's ray undistorted with K and D (as
+    image_geometry's rectifyPoint), at the median of ~/depth in the box, not P's straight ray."""
+    assert all(r.successful for r in node.set_parameters([Parameter("image_rectified", value=False),
+                                                           Parameter("detection_enabled", value=True)]))
+    try:
+        assert probe.wait_for(lambda: diagnostic_values(probe).get("detector", "off") != "off", 60.0), \
+            "the detector never loaded"
+        frame = hazy_test_frame(640, 480)  # a KITTI road with cars under haze
+        msg = bgr8_to_image(frame, "bgr8", stamped_header(340))
+        info = camera_info(640, 480)
+        info.d = KITTI_RAW_D
+        probe.publish(msg, info)
+        out = wait_for_outputs(probe, msg.header, ("depth", "detections"), timeout=60.0)
+    finally:
+        assert all(r.successful for r in node.set_parameters([Parameter("image_rectified", value="auto"),
+                                                               Parameter("detection_enabled", value=False)]))
+    metres = image_to_array(out["depth"])
+    k = np.array(info.k).reshape(3, 3)
+    placed = 0
+    for detection in out["detections"].detections:
+        cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
+        w, h = detection.bbox.size_x, detection.bbox.size_y
+        box = metres[max(0, math.floor(cy - h / 2)):math.ceil(cy + h / 2),
+                     max(0, math.floor(cx - w / 2)):math.ceil(cx + w / 2)]
+        if not np.isfinite(box).any():
+            continue
+        z = float(np.nanmedian(box))
+        x, y = cv2.undistortPoints(np.array([[[cx, cy]]]), k, np.array(KITTI_RAW_D),
+                                   criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-9)).ravel()
+        position = detection.results[0].pose.pose.position
+        assert (position.x, position.y, position.z) == pytest.approx((x * z, y * z, z), rel=1e-4, abs=1e-6)
+        straight = (cx - k[0, 2]) / k[0, 0]
+        placed += abs(straight - x) > 0.01 * abs(x)
+    assert placed, "no box off the optical axis has a metric depth"

@@ -40,8 +40,9 @@ from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline, meth
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
-from dgdehaze_core.physics.visibility import (Mounting, VisibilityEstimator, distortion_ignored, field_of_view,
-                                              intrinsics_of, resized_calibration, size_mismatch)
+from dgdehaze_core.physics.lens import distortion_note, frames_rectified
+from dgdehaze_core.physics.visibility import (Mounting, VisibilityEstimator, field_of_view, intrinsics_of,
+                                              resized_calibration, size_mismatch)
 
 LOG = logging.getLogger(__name__)
 
@@ -160,10 +161,13 @@ def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Det
 class FrameProcessor:
     """The node's frame chain in process (every frame detected on the dehazed image; with a camera mounting, the
     fog measured on the road with the bag's camera_info), plus the detector on the hazy frame as the baseline the
-    report compares against."""
+    report compares against. `rectified`: whether the frames are rectified, raw (False: their lens distortion is
+    undone) or not known (None: taken as rectified), as `lens.frames_rectified` tells."""
 
-    def __init__(self, pipeline: DehazePipeline, detector: Detector | None, mounting: Mounting | None = None) -> None:
+    def __init__(self, pipeline: DehazePipeline, detector: Detector | None, mounting: Mounting | None = None,
+                 rectified: bool | None = True) -> None:
         self.detector = detector
+        self.rectified = rectified
         fog = VisibilityEstimator(mounting) if mounting is not None else None
         self.chain = FrameChain.build(pipeline, detector, fog=fog)
         self._warm = False
@@ -173,8 +177,9 @@ class FrameProcessor:
             FrameChain.build(self.chain.pipeline, self.detector)(frame.image)
             self._warm = True
         info = frame.camera_info
-        output = self.chain(frame.image, intrinsics_of(info, frame.image.shape[:2]) if info is not None else None,
-                            frame.stamp_ns * 1e-9)
+        intrinsics = intrinsics_of(info, frame.image.shape[:2], raw=self.rectified is False) \
+            if info is not None else None
+        output = self.chain(frame.image, intrinsics, frame.stamp_ns * 1e-9)
         hazy_detections, hazy_ms = timed_detect(self.detector, frame.image)
         result, detected = output.result, output.detected
         record = FrameRecord(
@@ -309,7 +314,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  output_prefix: str = DEFAULT_OUTPUT_PREFIX, mounting: Mounting | None = None,
                  input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
                  duration: float | None = None, progress: bool = True,
-                 read: Read | None = None) -> BagEvaluation:
+                 read: Read | None = None, image_rectified: str = "auto") -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
@@ -321,6 +326,9 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     rgb16 and the like, bayer_*16), as the node's input_bits. image_transport: how the output bag holds the images
     (`writer.IMAGE_TRANSPORTS`; auto: compressed where the camera topic is). start, duration: the part of the bag
     evaluated and copied, in seconds of its recording (`BagSource.select_window`; default: all of it).
+    image_rectified: whether the frames are rectified, as the node's image_rectified (`lens.RECTIFIED_SETTINGS`;
+    auto: told from the topic's name): the lens distortion of raw frames is undone for the fog and the detections'
+    positions.
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
     output exists; an error part-way leaves no output folder behind.
@@ -347,7 +355,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             detector=detector.label if detector is not None else None, **frame_counts(source, image_topic, total),
             output_bag="bag", output_images=images, input_bits=source.input_bits,
             weights=pipeline.weights_summary or "none", notes=window)
-        processor = FrameProcessor(pipeline, detector, mounting)
+        processor = FrameProcessor(pipeline, detector, mounting, frames_rectified(image_topic, image_rectified))
         keep = sample_indices(count)
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
@@ -438,8 +446,8 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                 evaluation.records.append(record)
                 if processor.chain.fog is not None and output.fog is None:
                     evaluation.fog_unmeasured(frame.index, unmeasured_fog(frame))
-                elif output.fog is not None and (distortion := distortion_ignored(frame.camera_info,
-                                                                                   evaluation.image_topic)):
+                elif output.fog is not None and (distortion := distortion_note(
+                        frame.camera_info, evaluation.image_topic, processor.rectified)):
                     evaluation.note_once(frame.index, distortion)
                 if len(evaluation.records) == 1 and processor.detector is not None:
                     header = writer.copy_header(frame.header)

@@ -82,6 +82,8 @@ class BagJob:
     start: float = 0.0
     duration: float | None = None
     """The part of each bag evaluated, in seconds of its recording (`evaluation.evaluate_bag`)."""
+    image_rectified: str = "auto"
+    """Whether the frames are rectified (`evaluation.evaluate_bag`; with node replay, node_params carry it)."""
     node: dict[str, Any] | None = None
     """Node replay's own settings (`replay_bag`'s node_name, attach, timeout, node_params, rate); None: offline."""
 
@@ -142,7 +144,8 @@ def evaluate_job(job: BagJob) -> BagOutcome:
             evaluation = ros_mode(BAG_REPLAY)(job.input_bag, topic, job.out_dir, **job.node, **common)
         else:
             evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, default_method=job.default_method,
-                                      output_prefix=job.output_prefix, mounting=mounting, **common)
+                                      output_prefix=job.output_prefix, mounting=mounting,
+                                      image_rectified=job.image_rectified, **common)
     except Exception as exc:  # one bag's failure, whatever it is, is that bag's outcome
         trace = "" if isinstance(exc, TASK_ERRORS) else traceback.format_exc()
         return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc),

@@ -34,6 +34,7 @@ from dgdehaze_core.inference.pipeline import read_method
 from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside, refusing_json
 from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit
+from dgdehaze_core.physics.lens import RECTIFIED_SETTINGS
 from dgdehaze_core.physics.visibility import Mounting
 
 LOG = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "only CameraInfo topic with messages unless --camera-info-topic names one)")
     parser.add_argument("--camera-pitch", type=float, default=0.0,
                         help="camera pitch (rad, positive nose down), as the node's camera_pitch")
+    parser.add_argument("--image-rectified", choices=RECTIFIED_SETTINGS, default="auto",
+                        help="as the node's image_rectified: whether the frames are rectified (true) or the camera's "
+                             "raw image (false: the lens distortion its camera_info gives is undone for the fog and "
+                             "the detections' positions); auto: from the image topic's name (image_rect* rectified, "
+                             "image_raw, image_mono, image_color raw, another name taken as rectified with a note)")
     add_input_bits_option(parser, "16-bit frames (mono16, rgb16 and the like, bayer_*16, 16-bit PNG)",
                           "; with --node it sets the started node's, with --attach give the running node's")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
@@ -137,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--camera-height sets a started node's mounting; set an attached node's with ros2 param")
     if mounting is not None and args.node:
         args.node_param += [f"camera_height:={mounting.height}", f"camera_pitch:={mounting.pitch}"]
+    if args.image_rectified != "auto" and args.node:
+        if args.attach:
+            raise ValueError("--image-rectified sets a started node's image_rectified; set an attached node's with "
+                             "ros2 param")
+        args.node_param.append(f"image_rectified:={args.image_rectified}")
     if args.node and not args.attach:
         args.node_param += [*node_detector_params(args), f"input_bits:={args.input_bits}"]
     if len(args.input) > 1:
@@ -166,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         evaluation = replay_bag(bag, image_topic, args.out, **node_settings(args), **options)
     else:
         evaluation = evaluate_bag(bag, image_topic, args.out, output_prefix=args.output_prefix, mounting=mounting,
-                                  **options)
+                                  image_rectified=args.image_rectified, **options)
     title = (f"dgdehaze bag-eval: {bag.name} ({evaluation.mode}, {evaluation.method}, "
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
@@ -254,7 +265,8 @@ def run_fleet_of(args: argparse.Namespace) -> int:
                    method=method, default_method=default, detector=detector, max_frames=args.max_frames,
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
                    camera_pitch=args.camera_pitch, input_bits=args.input_bits, image_transport=args.output_images,
-                   start=args.start, duration=args.duration, node=node_settings(args))
+                   start=args.start, duration=args.duration, image_rectified=args.image_rectified,
+                   node=node_settings(args))
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 
 from dgdehaze_core.physics.dark_channel import dark_channel, estimate_airlight
+from dgdehaze_core.physics.lens import Lens, lens_of
 from dgdehaze_core.physics.scattering import T_MIN
 
 KOSCHMIEDER = 3.912
@@ -63,12 +63,14 @@ MAX_HOLD_CONSTANTS = 3.0
 
 @dataclass(frozen=True)
 class Intrinsics:
-    """Pinhole intrinsics in pixels (camera_info's K)."""
+    """Pinhole intrinsics in pixels (camera_info's P or K): each pixel's ray is P's straight ray, as a rectified
+    image's; with a `lens`, the frames are the raw image, each pixel's ray its undistorted one (`lens.Lens`)."""
 
     fx: float
     fy: float
     cx: float
     cy: float
+    lens: Lens | None = None
 
     @classmethod
     def from_k(cls, k: Sequence[float]) -> "Intrinsics":
@@ -84,14 +86,19 @@ class Intrinsics:
     def point_at(self, u: float, v: float, depth: float) -> tuple[float, float, float]:
         """The point seen at pixel (u, v) at `depth` along the optical axis: (x, y, z) in the camera's optical
         frame (REP-103: x right, y down, z forward), in `depth`'s units; NaN where `depth` is."""
-        return ((u - self.cx) / self.fx * depth, (v - self.cy) / self.fy * depth, depth)
+        if self.lens is None:
+            return ((u - self.cx) / self.fx * depth, (v - self.cy) / self.fy * depth, depth)
+        x, y = self.lens.rays(np.array([u], np.float64), np.array([v], np.float64))
+        return (float(x[0]) * depth, float(y[0]) * depth, depth)
 
 
-def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics | None:
+def intrinsics_of(info: Any, shape: tuple[int, int] | None = None, raw: bool = False) -> Intrinsics | None:
     """A sensor_msgs/CameraInfo's intrinsics (any message with its `p` or `k`, `width` and `height`: rclpy's or a
     bag reader's) for the image it describes: its region of interest and binning applied as REP-104 (and
     image_geometry) do, then scaled to a frame of `shape` (height, width) when that image has another size; None
-    when neither P nor K is set (zero focal lengths) or the frame has another aspect ratio (`size_mismatch`)."""
+    when neither P nor K is set (zero focal lengths) or the frame has another aspect ratio (`size_mismatch`).
+    `raw`: the frames are the camera's raw image, whose lens distortion (`lens.lens_of`) their rays undo, in the
+    CameraInfo's own pixels."""
     try:
         intrinsics = _projection(info)
     except ValueError:
@@ -104,10 +111,15 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None) -> Intrinsics
         return None
     intrinsics = Intrinsics(intrinsics.fx / binning_x, intrinsics.fy / binning_y, (intrinsics.cx - left) / binning_x,
                             (intrinsics.cy - top) / binning_y)
-    if shape is None or not (width and height) or (height, width) == tuple(shape):
+    sx = sy = 1.0
+    if shape is not None and width and height and (height, width) != tuple(shape):
+        sx, sy = shape[1] / width, shape[0] / height
+        intrinsics = Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
+    lens = lens_of(info)[0] if raw else None
+    if lens is None:
         return intrinsics
-    sx, sy = shape[1] / width, shape[0] / height
-    return Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
+    return dataclasses.replace(intrinsics, lens=dataclasses.replace(lens, scale=(sx / binning_x, sy / binning_y),
+                                                                    offset=(float(left), float(top))))
 
 
 def size_mismatch(info: Any, shape: tuple[int, int]) -> str:
@@ -140,31 +152,6 @@ def resized_calibration(info: Any, shape: tuple[int, int]) -> tuple[list[float],
     k = to_frame @ np.asarray(info.k, np.float64).reshape(3, 3)
     p = to_frame @ np.asarray(info.p, np.float64).reshape(3, 4)
     return k.ravel().tolist(), p.ravel().tolist()
-
-
-RECTIFIED_PREFIX = "image_rect"
-"""How image_proc names a rectified image (`image_rect`, `image_rect_color`): the lens distortion its camera_info
-gives is already undone in it."""
-
-
-def distortion_ignored(info: Any, image_topic: str) -> str:
-    """Why the road's and the detections' rays through the frames on `image_topic` are off: their CameraInfo gives
-    lens distortion (a D not all zero) and the topic (`/compressed` aside) is not one image_proc names rectified
-    (RECTIFIED_PREFIX). The geometry here takes every frame as rectified, its pixels on P's straight rays, as
-    image_geometry does a rectified image (a raw image's points it undistorts first, `rectifyPoint`); a rectified
-    image keeps its camera's CameraInfo, D included, so D alone cannot tell. "" when D is zero or the image is
-    rectified."""
-    coefficients = getattr(info, "d", None)
-    if coefficients is None or not any(float(coefficient) != 0.0 for coefficient in coefficients):
-        return ""
-    name = posixpath.basename(image_topic.removesuffix("/compressed"))
-    if name.startswith(RECTIFIED_PREFIX):
-        return ""
-    return (f"camera_info gives lens distortion ({info.distortion_model or 'no model'}, D not zero) and the frames "
-            f"on {image_topic} are taken as rectified, which their topic's name does not say (image_proc names a "
-            "rectified image image_rect): if they are the camera's raw image, its distortion is not undone, so "
-            "detection positions, depth in metres and visibility are off, most toward the frame's sides; give the "
-            "rectified image (image_proc), or ignore this if these frames are rectified")
 
 
 def _projection(info: Any) -> Intrinsics:
@@ -249,24 +236,32 @@ def height_and_pitch(translation: Sequence[float], rotation: Sequence[float]) ->
     return float(translation[2]), math.atan2(-forward[2], math.hypot(forward[0], forward[1]))
 
 
-def ray_norms(shape: tuple[int, int], intrinsics: Intrinsics) -> np.ndarray:
-    """|(x/z, y/z, 1)| of each pixel's ray: distance along the ray = Z * this."""
+def pixel_rays(shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """x/z and y/z of each pixel's ray in the optical frame: P's straight rays, a row (1, width) and a column
+    (height, 1); through a lens (raw frames), each (height, width), computed once per calibration and size."""
+    if intrinsics.lens is not None:
+        return intrinsics.lens.pixel_rays(shape)
     height, width = shape
     x = (np.arange(width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx
     y = (np.arange(height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy
-    return np.sqrt(1.0 + x[None, :] ** 2 + y[:, None] ** 2)
+    return x[None, :], y[:, None]
+
+
+def ray_norms(shape: tuple[int, int], intrinsics: Intrinsics) -> np.ndarray:
+    """|(x/z, y/z, 1)| of each pixel's ray: distance along the ray = Z * this."""
+    x, y = pixel_rays(shape, intrinsics)
+    return np.sqrt(1.0 + x ** 2 + y ** 2)
 
 
 def ground_range(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mounting) -> np.ndarray:
     """Distance (m) along each pixel's ray to a flat road `mounting.height` below the camera; NaN at and above the
     horizon. A ray (x, y, 1) in the optical frame falls by y cos(pitch) + sin(pitch) per unit of Z, so it meets the
     road at Z = height / that."""
-    height, _ = shape
-    y = (np.arange(height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy
+    _, y = pixel_rays(shape, intrinsics)
     fall = y * math.cos(mounting.pitch) + math.sin(mounting.pitch)
     with np.errstate(divide="ignore"):
         z = np.where(fall > 1e-9, mounting.height / np.maximum(fall, 1e-9), np.nan)
-    return z[:, None] * ray_norms(shape, intrinsics)
+    return z * ray_norms(shape, intrinsics)
 
 
 def road_mask(shape: tuple[int, int], region: tuple[float, float, float, float]) -> np.ndarray:
