@@ -73,8 +73,14 @@ training and export, whose memory is no frame's, keep glibc's own rule."""
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors from bad input or an unwritable output (a read-only or full disk) print one line
-    and exit 2 instead of a traceback."""
-    args = build_parser().parse_args(argv)
+    and exit 2 instead of a traceback. Ctrl-C while the commands' libraries load (torch: seconds) exits 130 with
+    one line, as during the command."""
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("dgdehaze: interrupted", file=sys.stderr)
+        return 130
+    args = parser.parse_args(argv)
     if args.command in FRAME_COMMANDS:
         keep_frame_memory()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -199,3 +199,24 @@ def test_json_dash_writes_the_json_document_alone_to_stdout(shared_data: Path, t
     out, err = capsys.readouterr()
     assert list(json.loads(out)) == ["dcp"] and "psnr" in err  # one measure: rows by method alone
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_commands_load_their_libraries_exits_130_with_one_line(shared_data: Path) -> None:
+    """Ctrl-C in the seconds `dgdehaze` spends importing torch and the commands' other libraries, before any
+    command runs, printed a KeyboardInterrupt traceback some thirty lines long. -X importtime says on stderr when
+    numpy has loaded, the first of them: OpenCV, torch, torchvision and the rest load after it."""
+    import signal
+
+    run = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "dgdehaze_core.cli", "dehaze",
+                            str(shared_data / "video" / "mist_park.mp4"), "--method", "dcp", "--out", "unused"],
+                           cwd=REPO_DIR, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert run.stderr is not None
+    for line in run.stderr:
+        if line.split("|")[-1].strip() == "numpy":
+            break
+    run.send_signal(signal.SIGINT)
+    rest = run.stderr.read()
+    assert run.wait(60) == 130, rest[-3000:]
+    assert "Traceback" not in rest and rest.splitlines()[-1] == "dgdehaze: interrupted", rest[-3000:]
+    assert not (REPO_DIR / "unused").exists()
