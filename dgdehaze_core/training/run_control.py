@@ -378,11 +378,24 @@ class StepTally:
         self._started = time.perf_counter()
 
 
+def _end_at_the_next_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, _end_quietly)
+
+
+def _end_quietly(signum: int, frame: FrameType | None) -> None:
+    os._exit(0)
+
+
 def quiet_loader_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: a forked worker inherits `StepBoundaryStop`'s handlers; Ctrl-C at the terminal
-    reaches every worker, which leaves stopping to the training process, and SIGTERM ends it."""
+    """DataLoader `worker_init_fn`: a forked worker inherits `StepBoundaryStop`'s handlers. Ctrl-C at the terminal,
+    and a SIGTERM sent to the whole process group (systemd's stop, `kill -- -PGID`), reach every worker, which
+    leaves stopping to the training process: a worker dead of it would fail the step under way, before last.pt is
+    saved. The worker lets its first SIGTERM pass; the next (a second stop of the group, or the end of a worker
+    that did not stop: the DataLoader's, then multiprocessing's at exit) ends it with status 0, which the DataLoader
+    takes for no failure: a worker killed by a signal has it raise its error in the training process, wherever that
+    is, its shutdown too."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _end_at_the_next_sigterm)
 
 
 class StepBoundaryStop:
