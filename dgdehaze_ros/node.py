@@ -163,7 +163,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._fog = FogMeasurement(self)
         """The fog estimator for the camera's mounting (parameters or TF), its latest reading, what it cannot do."""
         self.stats = FrameStats()
-        self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process, self._thread_name("worker"))
+        self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process_while_up,
+                                                                          self._thread_name("worker"))
         attribute_threads(self.get_logger().name, self._thread_name("worker"), self._thread_name("loader"))
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
@@ -531,6 +532,18 @@ class DehazeNode(ModelReloads, LifecycleNode):
             if self.count_publishers(self._camera_info_topic()) > 0:
                 self._camera_info_arrived.wait(FIRST_CAMERA_INFO_WAIT_S)
         return self._camera_info
+
+    def _process_while_up(self, frame: IncomingFrame) -> bool:
+        """`_process`; a frame that fails because ROS shut the node's context down under it is skipped quietly.
+        Ctrl-C and SIGTERM (`ros2 launch`'s stop) have rclpy's signal handler end the context at once, while a frame
+        may be in progress: its outputs can no longer be published, and its ERROR and traceback were all the stop
+        printed."""
+        try:
+            return self._process(frame)
+        except Exception:
+            if self.context.ok():
+                raise
+            return False
 
     def _process(self, frame: IncomingFrame) -> bool:
         """Dehaze, measure and detect one frame and publish its outputs; False when it was skipped (bad input, or

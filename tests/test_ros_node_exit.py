@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (pip ros-* wheels or a ROS install)")
@@ -21,12 +22,13 @@ import rclpy  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 from dgdehaze_ros import node as node_module  # noqa: E402
 from dgdehaze_ros.node import LOADER_STOP_WAIT_S  # noqa: E402
 from dgdehaze_ros.tools.child_process import stop  # noqa: E402
 
-from ros_harness import DOMAIN_ID, RosSession, gated_node, loader_threads, wait_until  # noqa: E402
+from ros_harness import DOMAIN_ID, Probe, RosSession, gated_node, loader_threads, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -154,13 +156,13 @@ class _Executable:
         assert wait_until(lambda: text in self.output() or self.process.poll() is not None, timeout) \
             and text in self.output(), f"no {text!r} from the node: {self.output()[-3000:]}"
 
-    def interrupt(self, times: int = 1) -> tuple[int, float, str]:
-        """Ctrl-C, `times` times a second apart while the node runs: the exit code, the seconds it took to end after
-        the first, and all the node wrote."""
+    def interrupt(self, times: int = 1, stop_signal: int = signal.SIGINT) -> tuple[int, float, str]:
+        """Ctrl-C (or `stop_signal`), `times` times a second apart while the node runs: the exit code, the seconds
+        it took to end after the first, and all the node wrote."""
         started = time.monotonic()
         for _ in range(times):
             if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
+                self.process.send_signal(stop_signal)
                 time.sleep(1.0)
         try:
             code = self.process.wait(60.0)
@@ -213,3 +215,34 @@ def test_ctrl_c_during_the_autostart_configure_ends_the_executable_cleanly(tmp_p
         code, took, output = node.interrupt()
     assert_clean_exit(code, output)
     assert took <= LOADER_STOP_WAIT_S + EXIT_MARGIN_S, f"the node took {took:.1f} s to end"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_while_frames_flow_ends_the_active_executable_cleanly(tmp_path: Path, session: RosSession,
+                                                                     stop_signal: int) -> None:
+    """Ctrl-C, or `ros2 launch`'s and systemd's SIGTERM, while the active node dehazed a frame printed 'processing
+    failed' and an RCLError traceback ("publisher's context is invalid"): rclpy's signal handler shuts the context
+    down under the frame in progress. Lite on the CPU takes a good part of a second a frame: one is in progress."""
+    node = _Executable(tmp_path, "stopped_streaming", "model:=lite", "backend:=torch")
+    probe = session.add(Probe(session.context, "/stopped_streaming", "/image", name="streaming_probe"))
+    streaming = threading.Event()
+
+    def stream() -> None:
+        frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8).tobytes()
+        while not streaming.wait(0.05):
+            probe.publish(Image(encoding="bgr8", width=640, height=480, step=640 * 3, data=frame))
+
+    publisher = threading.Thread(target=stream, daemon=True)
+    try:
+        node.wait_for("active: listening")
+        publisher.start()
+        assert wait_until(lambda: probe.count("image_dehazed") >= 2, 60.0), node.output()[-3000:]
+    finally:
+        code, took, output = node.interrupt(stop_signal=stop_signal)
+        streaming.set()
+        publisher.join(5.0)
+        session.remove(probe)
+    assert_clean_exit(code, output)
+    assert "processing failed" not in output and "context is invalid" not in output, output[-3000:]
+    assert took <= node_module.FRAME_WAIT_S + EXIT_MARGIN_S, f"the node took {took:.1f} s to end"
