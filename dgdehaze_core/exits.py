@@ -16,7 +16,13 @@ class Terminated(KeyboardInterrupt):
     removed by its `finally` as on Ctrl-C instead of being left half-written."""
 
 
+_SIGTERM_RECEIVED = threading.Event()
+"""Set by `sigterm_interrupts`' handler: a library that catches the interrupt and raises a plain KeyboardInterrupt
+of its own (Ray's `wait` and `get`) still has the command end as terminated."""
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    _SIGTERM_RECEIVED.set()
     raise Terminated
 
 
@@ -28,6 +34,7 @@ def sigterm_interrupts() -> Iterator[None]:
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
+    _SIGTERM_RECEIVED.clear()
     signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
@@ -54,9 +61,9 @@ def report_errors(label: str, run: Callable[[], int | None], verbose: bool | Non
             message = lines[0] + (f" (and {len(lines) - 1} more lines: run with -v)" if len(lines) > 1 else "")
         print(f"{label}: error: {message}", file=sys.stderr)
         return 2
-    except Terminated:
-        print(f"{label}: terminated (SIGTERM)", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated) or _SIGTERM_RECEIVED.is_set():
+            print(f"{label}: terminated (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print(f"{label}: interrupted", file=sys.stderr)
         return 130

@@ -221,6 +221,28 @@ def test_a_fleet_interrupted_before_its_first_bag_ends_keeps_the_earlier_run_s_s
     assert {name: (out / name).read_bytes() for name in ("fleet.json", "index.html")} == earlier
 
 
+@pytest.mark.slow
+def test_a_fleet_on_ray_stopped_by_sigterm_ends_as_terminated_and_leaves_nothing_half_written(
+        tmp_path: Path) -> None:
+    """ray.init takes SIGTERM over: a fleet on a local Ray stopped by SIGTERM (a process manager's stop) aborted
+    (exit -6) with Ray's stack dump, its fleet.json left "running", and each bag's hidden half-written folder and
+    lock beside its output, as Ctrl-C left them too (Ray ends its workers outright)."""
+    pytest.importorskip("ray", reason="Ray is the optional fleet extra (requirements-fleet.txt)")
+    out, command = _short_and_long_fleet(tmp_path, "lite")
+    write_camera_bag(tmp_path / "long_too", "mcap", demo_frames(40, (640, 360)), "bgr8")
+    command[command.index(str(tmp_path / "short"))] = str(tmp_path / "long_too")
+    command[command.index("--workers") + 1] = "2"
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: out.is_dir() and all(any(p.name.startswith(f".{name}~") and p.name.endswith(".part")
+                                               for p in out.iterdir()) for name in ("long", "long_too")))
+    time.sleep(0.2)  # both tasks are writing their output bags, the fleet's process waits for them in Ray
+    os.kill(run.pid, signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.splitlines()[-1] == "dgdehaze bag-eval: terminated (SIGTERM)" and "SIGTERM received" not in err
+    assert list(out.iterdir()) == [], "no bag was done: nothing is left, no half-written output, no fleet.json"
+
+
 def test_bags_with_a_custom_type_recorded_before_jazzy_are_evaluated_or_fail_alone_in_one_line(
         tmp_path: Path) -> None:
     """A Humble recording of a custom type stores no hash (an mcap still stores the definition, a Humble sqlite3

@@ -22,7 +22,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -37,7 +39,7 @@ from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, EVALUATION_ENT
                                            evaluate_bag)
 from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
+from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text, remove_leftovers
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.tables import write_json
 from dgdehaze_core.physics.visibility import Mounting
@@ -222,10 +224,15 @@ class RayRunner:
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
+            on_sigterm = signal.getsignal(signal.SIGTERM)
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:  # "local": without it, Ray joins the cluster RAY_ADDRESS or an earlier `ray start` names
                 ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            # ray.init takes SIGTERM over (its core worker then aborts with a stack dump): the fleet's own stop,
+            # which writes the summary of the bags done (`exits.sigterm_interrupts`), is put back
+            if on_sigterm is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, on_sigterm)
         self.task = ray.remote(num_cpus=1, max_retries=0)(evaluate_job)
 
     def run(self, jobs: Sequence[BagJob]) -> Iterator[BagOutcome]:
@@ -322,6 +329,8 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     finally:
         bar.close()
         runner.close()
+        for job in jobs:  # what the tasks stopped mid-bag left beside their folders (Ray ends its workers outright)
+            remove_leftovers(Path(job.out_dir))
     return _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "done")
 
 
