@@ -34,7 +34,7 @@ setup(
     entry_points={
         "console_scripts": [
             "dgdehaze = dgdehaze_core.cli:main",
-            "dgdehaze_node = dgdehaze_ros.node:main",
+            "dgdehaze_node = dgdehaze_ros.executable:main",
         ],
         "dgdehaze.ros_modes": [  # found by dgdehaze_core/commands/ros_modes.py: the core imports no ROS code
             "bag_replay = dgdehaze_ros.tools.bag_replay:replay_bag",

@@ -266,7 +266,7 @@ def test_the_package_installs_the_launch_and_config_files_and_depends_on_what_th
     for files in data_files.values():
         assert files and all((ROOT / f).is_file() for f in files)
     scripts = distribution.entry_points["console_scripts"]
-    assert "dgdehaze_node = dgdehaze_ros.node:main" in scripts, "the launch file starts executable dgdehaze_node"
+    assert "dgdehaze_node = dgdehaze_ros.executable:main" in scripts, "the launch file starts executable dgdehaze_node"
     assert "install_scripts=$base/lib/dgdehaze" in (ROOT / "setup.cfg").read_text(), \
         "ros2 launch finds executables in lib/<package>"
 
