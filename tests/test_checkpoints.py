@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 import errno
-import glob
 import hashlib
 import os
-import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR, REPO_DIR
+from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.checkpoints import read_checkpoint, read_checkpoint_and_digest, save_error
 
 
@@ -72,24 +68,3 @@ def test_a_full_disk_is_an_enospc_error_naming_last_pt(small_disk) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (f"True [Errno {errno.ENOSPC}] {disk / 'run' / 'last.pt'} could not be written: "
                                      "no space left on device []")
-
-
-def _oldest_python() -> str | None:
-    """An interpreter of the oldest Python setup.py's python_requires admits, where one is installed."""
-    version = re.search(r'python_requires=">=(\d+\.\d+)"', (REPO_DIR / "setup.py").read_text()).group(1)
-    found = [shutil.which(f"python{version}"),
-             *sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / f"{version}.*" / "bin" / "python3")))]
-    return next((python for python in found if python and subprocess.run([python, "-c", ""]).returncode == 0), None)
-
-
-def test_a_file_digest_is_taken_on_the_oldest_python_the_package_admits() -> None:
-    """file_sha256 called `hashlib.file_digest`, new in Python 3.11: on ROS 2 Humble's and JetPack 6's Python 3.10,
-    which setup.py admits, naming any weights file (provenance, engine cache keys) raised AttributeError."""
-    python = _oldest_python()
-    if python is None:
-        pytest.skip("no interpreter of the oldest Python the package admits is installed here")
-    module = REPO_DIR / "dgdehaze_core" / "io" / "file_digest.py"
-    code = "import runpy, sys; print(runpy.run_path(sys.argv[1])['file_sha256'](sys.argv[2]))"
-    run = subprocess.run([python, "-c", code, str(module), str(DEFAULT_DETECTOR)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == hashlib.sha256(DEFAULT_DETECTOR.read_bytes()).hexdigest()
