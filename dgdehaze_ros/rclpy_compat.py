@@ -2,6 +2,7 @@
 name here."""
 from __future__ import annotations
 
+from rclpy.node import Node
 from rclpy.subscription import Subscription
 
 try:
@@ -13,4 +14,14 @@ MESSAGE_INFO_CALLBACKS = hasattr(Subscription, "CallbackType")
 """Whether a subscription callback taking two arguments gets each message's info (publisher gid, publication
 sequence number) as its second: Iron and later. Humble calls every callback with the message alone."""
 
-__all__ = ["MESSAGE_INFO_CALLBACKS", "SubscriptionEventCallbacks"]
+
+def publisher_count(node: Node, subscription: Subscription) -> int:
+    """The publishers `subscription` is matched with (`Subscription.get_publisher_count`, Iron and later); on Humble,
+    whose subscriptions cannot say, the publishers of its topic in `node`'s view of the ROS graph, which discovery
+    may show a moment before they are matched."""
+    if hasattr(subscription, "get_publisher_count"):
+        return subscription.get_publisher_count()
+    return node.count_publishers(subscription.topic_name)
+
+
+__all__ = ["MESSAGE_INFO_CALLBACKS", "SubscriptionEventCallbacks", "publisher_count"]

@@ -16,6 +16,7 @@ from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble
 
 from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, BagSource  # noqa: E402
 from dgdehaze_core.cli import main  # noqa: E402
+from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8  # noqa: E402
 from dgdehaze_core.io.compressed_depth import decompress_depth  # noqa: E402
 from dgdehaze_ros.fastdds_profile import (FASTDDS_SETTINGS, large_image_environment,  # noqa: E402
@@ -329,6 +330,49 @@ def test_an_attached_node_is_gone_when_nothing_subscribes_to_the_frames_any_more
         replay.close()
 
 
+HUMBLE_REPLAY = """
+import json, sys, time
+sys.modules["rclpy.parameter_client"] = None  # Humble's rclpy: no parameter client (Iron and later),
+from rclpy.subscription import Subscription
+del Subscription.get_publisher_count  # and no subscription counts the publishers it is matched with
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from dgdehaze_ros.tools.bag_replay import NodeReplay
+from dgdehaze_ros.tools.node_outputs import read_parameters
+replay = NodeReplay("humble_probe", "/humble_probe/image_raw", False, None, int(sys.argv[1]))
+node = Node("humble_probe", context=replay.context)  # in the node's place: its parameters, one output
+for name, value in {"publish_depth": False, "detection_enabled": True, "detection_interval": 3, "camera_height": 1.5,
+                    "base_frame": ""}.items():
+    node.declare_parameter(name, value)
+node.create_publisher(Image, "/humble_probe/image_dehazed", 10)
+replay.executor.add_node(node)
+deadline = time.monotonic() + 10
+while "image_dehazed" not in replay.recorder.connected() and time.monotonic() < deadline:
+    replay.spin(0.05)
+print(json.dumps([replay.recorder.connected(), read_parameters(replay.node, "/humble_probe", replay.spin, 10.0)]))
+node.destroy_node()
+replay.close()
+"""
+
+
+def test_the_replay_reads_the_nodes_outputs_and_parameters_with_humbles_rclpy() -> None:
+    """`bag-eval --node` imported rclpy.parameter_client and counted an output's publishers with
+    Subscription.get_publisher_count, both Iron and later: on Humble it failed at import. Run here with the two
+    taken out of rclpy, as Humble's lacks them."""
+    import subprocess
+    import sys
+
+    from ros_harness import DOMAIN_ID
+
+    run = subprocess.run([sys.executable, "-c", HUMBLE_REPLAY, str(DOMAIN_ID)], cwd=REPO_DIR, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    connected, parameters = json.loads(run.stdout.strip().splitlines()[-1])
+    assert connected == ["image_dehazed"]
+    assert parameters == {"publish_depth": False, "detection_enabled": True, "detection_interval": 3,
+                          "camera_height": 1.5, "base_frame": ""}
+
+
 
 @pytest.mark.slow
 def test_an_attached_node_that_crashes_is_noticed_within_seconds_and_the_frames_before_it_are_reported(
@@ -417,7 +461,6 @@ def test_replays_beside_each_other_never_share_a_dds_domain() -> None:
     import subprocess
     import sys
 
-    from dgdehaze_core.datasets.paths import REPO_DIR
     from dgdehaze_ros.tools.environment import PRIVATE_DOMAINS, reserve_domain
 
     held = reserve_domain()

@@ -26,6 +26,7 @@ from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable, on_jump_back  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
+from dgdehaze_ros.rclpy_compat import publisher_count  # noqa: E402
 
 from ros_harness import (Probe, RosSession, camera_info, send_and_wait, stamped_header, wait_until,  # noqa: E402
                          stamped_outputs, wait_for_outputs)
@@ -137,7 +138,7 @@ def test_the_first_frame_gets_the_camera_info_sent_just_after_it(session: RosSes
         # matched on both sides: a camera_info the node has not yet accepted the publisher of would be dropped
         inputs = [s for s in first.subscriptions if s.topic_name.startswith("/first/")]
         assert len(inputs) == 2 and camera.wait_for_subscribers()
-        assert camera.wait_for(lambda: all(s.get_publisher_count() > 0 for s in inputs), 10.0)
+        assert camera.wait_for(lambda: all(publisher_count(first, s) > 0 for s in inputs), 10.0)
         frame, _ = foggy_road(visibility=60.0)
         msg = bgr8_to_image(frame, "bgr8", stamped_header(310))
         info = camera_info(WIDTH, HEIGHT)

@@ -54,6 +54,7 @@ from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_ros.detection_messages import LABEL_INFO_QOS
 from dgdehaze_ros.parameters import WEIGHTS_SUFFIXES
+from dgdehaze_ros.rclpy_compat import publisher_count
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import reserve_domain, scoped_environ
 from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
@@ -119,6 +120,7 @@ class _Recorder:
     the next frame goes out (`forget`), or hands it to `sink` where one is set."""
 
     def __init__(self, node: Any, node_name: str) -> None:
+        self.node = node
         self.received: dict[str, list[tuple[float, bytes]]] = {name: [] for name in OUTPUTS}
         self.sink: Callable[[str, bytes], None] | None = None
         """Where outputs go instead (name, CDR): the paced replay's spool."""
@@ -148,7 +150,7 @@ class _Recorder:
             messages.clear()
 
     def connected(self) -> list[str]:
-        return [name for name, sub in self.subscriptions.items() if sub.get_publisher_count() > 0]
+        return [name for name, sub in self.subscriptions.items() if publisher_count(self.node, sub) > 0]
 
 
 class NodeReplay:

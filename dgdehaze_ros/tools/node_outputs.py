@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from rcl_interfaces.srv import GetParameters
 from rclpy.parameter import parameter_value_to_python
-from rclpy.parameter_client import AsyncParameterClient
 
 PLAN_PARAMETERS = ("publish_depth", "detection_enabled", "detection_interval", "camera_height", "base_frame")
 """The node's parameters that decide which outputs a frame gets."""
@@ -79,15 +79,19 @@ class OutputPlan:
 
 
 def read_parameters(node: Any, remote: str, spin: Callable[[float], None], timeout: float) -> dict[str, Any]:
-    """PLAN_PARAMETERS of the node named `remote` through its parameter services; {} when it does not answer
-    within `timeout` (the plan then assumes the node's defaults)."""
-    client = AsyncParameterClient(node, remote)
-    if not client.wait_for_services(timeout_sec=timeout):
-        return {}
-    future = client.get_parameters(list(PLAN_PARAMETERS))
-    deadline = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < deadline:
-        spin(0.01)
+    """PLAN_PARAMETERS of the node named `remote` through its get_parameters service; {} when it does not answer
+    within `timeout` (the plan then assumes the node's defaults). A plain service client, as every supported rclpy
+    has: rclpy's AsyncParameterClient is Iron and later."""
+    client = node.create_client(GetParameters, f"{remote}/get_parameters")
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            return {}
+        future = client.call_async(GetParameters.Request(names=list(PLAN_PARAMETERS)))
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            spin(0.01)
+    finally:
+        node.destroy_client(client)
     if not future.done() or future.result() is None:
         return {}
     values = {name: parameter_value_to_python(value) for name, value in zip(PLAN_PARAMETERS, future.result().values)}
