@@ -34,7 +34,7 @@ def test_real_pair_orders_hazy_below_clear(shared_data):
         pytest.skip("SOTS file 1400_7.png not present")
     clear = read_image(folder / "clear" / "1400.png")
     assert 5 < psnr(hazy, clear) < 20
-    assert 0 < ssim(hazy, clear) < 0.95
+    assert ssim(hazy, clear) == pytest.approx(0.69968521, abs=1e-7)  # scikit-image 0.18 (Humble's) to 0.26 alike
     assert ciede2000(hazy, clear) > 3
 
 

@@ -3,8 +3,8 @@
 All three take two uint8 BGR frames of the same size and compare them at full resolution in RGB:
 - PSNR on RGB scaled to [0, 1], over all pixels and channels, capped at `PSNR_CAP` (100 dB) so that an identical
   pair (infinite PSNR) leaves a set's mean finite, as common evaluation code does;
-- SSIM as scikit-image's `structural_similarity` over the RGB channels (7x7 uniform window, data range 1),
-  the convention of the paper's evaluation code;
+- SSIM as scikit-image's `structural_similarity` over the RGB channels (7x7 uniform window, data range 1), the
+  mean of the three channels' as its `channel_axis` takes it, the convention of the paper's evaluation code;
 - CIEDE2000 as the mean per-pixel colour difference in CIELAB (scikit-image), lower is better.
 """
 from __future__ import annotations
@@ -39,12 +39,14 @@ def psnr(result: np.ndarray, reference: np.ndarray) -> float:
 
 
 def ssim(result: np.ndarray, reference: np.ndarray) -> float:
-    """Structural similarity (scikit-image, RGB channels, data range 1)."""
+    """Structural similarity (scikit-image, RGB channels, data range 1): the mean of the channels' SSIM, which
+    `structural_similarity(channel_axis=2)` computes; channel by channel here because scikit-image 0.18 (Ubuntu
+    22.04's, ROS 2 Humble's) has no `channel_axis` and takes a colour image for a 3-D volume there."""
     a, b = _pair(result, reference)
     if min(a.shape[:2]) < SSIM_MIN_SIDE:
         raise ImageError(f"SSIM needs images of at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} pixels, got "
                          f"{a.shape[1]}x{a.shape[0]}")
-    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
+    return float(np.mean([structural_similarity(a[:, :, c], b[:, :, c], data_range=1.0) for c in range(3)]))
 
 
 def ciede2000(result: np.ndarray, reference: np.ndarray) -> float:
