@@ -530,21 +530,27 @@ def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_i
 
 
 def test_over_dds_a_backend_that_cannot_run_here_is_refused_and_reads_back_what_runs(probe: Probe) -> None:
-    from rclpy.parameter_client import AsyncParameterClient
+    from rcl_interfaces.srv import GetParameters, SetParameters  # rclpy's AsyncParameterClient is Iron and later
 
     if tensorrt_unavailable_reason() is None:
         pytest.skip("TensorRT runs here: the tensorrt backend is valid")
-    client = AsyncParameterClient(probe, "/dgdehaze")
-    assert client.wait_for_services(10.0)
+    setter = probe.create_client(SetParameters, "/dgdehaze/set_parameters")
+    getter = probe.create_client(GetParameters, "/dgdehaze/get_parameters")
+    assert setter.wait_for_service(10.0) and getter.wait_for_service(10.0)
 
     def wait(future):  # the session's executor spins the probe
         assert probe.wait_for(future.done, 10.0)
         return future.result()
 
-    (result,) = wait(client.set_parameters([Parameter("backend", value="tensorrt")])).results
-    assert not result.successful and "tensorrt" in result.reason
-    (value,) = wait(client.get_parameters(["backend"])).values
-    assert value.string_value == "auto"
+    try:
+        change = SetParameters.Request(parameters=[Parameter("backend", value="tensorrt").to_parameter_msg()])
+        (result,) = wait(setter.call_async(change)).results
+        assert not result.successful and "tensorrt" in result.reason
+        (value,) = wait(getter.call_async(GetParameters.Request(names=["backend"]))).values
+        assert value.string_value == "auto"
+    finally:
+        probe.destroy_client(setter)
+        probe.destroy_client(getter)
 
 
 def test_cpu_threads_sets_the_dehazers_and_the_detectors_threads_and_is_fixed_at_start(session: RosSession) -> None:
