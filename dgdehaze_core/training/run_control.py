@@ -340,13 +340,8 @@ def check_finite_weights(parameters: Iterable[torch.Tensor], iteration: int, las
 def _largest_magnitude(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The largest |value| over `tensors`, NaN when any is NaN: one multi-tensor max norm (it cannot overflow as a
     sum of squares would) instead of several kernel launches per tensor, which on a GPU bound a training step more
-    than its arithmetic does. PyTorch before 2.6 (requirements-ros.txt allows 2.4) has no get_total_norm: there,
-    one maximum per tensor."""
-    total_norm = getattr(torch.nn.utils, "get_total_norm", None)
-    if total_norm is not None:
-        return total_norm(tensors, norm_type=math.inf, foreach=True)
-    with torch.no_grad():
-        return torch.stack([tensor.detach().abs().amax() for tensor in tensors]).amax()
+    than its arithmetic does (torch.nn.utils.get_total_norm, PyTorch 2.6, the floor of requirements-ros.txt)."""
+    return torch.nn.utils.get_total_norm(tensors, norm_type=math.inf, foreach=True)
 
 
 def _after_failure(last_path: Path) -> str:
