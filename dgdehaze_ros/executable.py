@@ -1,15 +1,18 @@
 """The `dgdehaze_node` executable (`ros2 run`, the launch file; `python -m dgdehaze_ros.executable`): `node.main`,
-with the node's libraries (rclpy, torch, OpenCV: seconds) loaded inside it, so that a Ctrl-C or `ros2 launch`'s
-SIGINT while they load ends the process with code 0, as one later does, instead of an import's KeyboardInterrupt
-traceback."""
+with the node's libraries (rclpy, torch, OpenCV: seconds) loaded inside it, so that a Ctrl-C, `ros2 launch`'s SIGINT
+or systemd's SIGTERM while they load ends the process with code 0, as one later does (rclpy's handlers), instead of
+an import's KeyboardInterrupt traceback or a death by SIGTERM."""
 from __future__ import annotations
 
 import sys
 
+from dgdehaze_core.exits import sigterm_interrupts
+
 
 def main(args: list[str] | None = None) -> int:
     try:
-        from dgdehaze_ros import node
+        with sigterm_interrupts():  # SIGTERM's default handler is back before rclpy.init installs its own
+            from dgdehaze_ros import node
     except KeyboardInterrupt:
         return 0
     return node.main(args)
