@@ -202,6 +202,9 @@ def test_a_distortion_that_cannot_be_undone_leaves_straight_rays_and_says_why(ca
     assert intrinsics_of(info, RAW, raw=True) == intrinsics_of(info, RAW), "P's straight rays"
     note = distortion_note(info, "/camera/image_raw", False)
     assert "distortion model 'fov' is none that image_geometry undoes" in note and "not undone" in note
+    unsaid = distortion_note(info, "/camera/image", None)  # a topic's name that does not say: no false remedy
+    assert "distortion model 'fov' is none that image_geometry undoes" in unsaid, unsaid
+    assert "distortion is undone" not in unsaid and "set image_rectified to true" in unsaid, unsaid
     info = raw_camera_info(calibration, monocular=True, d=calibration["D_02"][:3])
     assert lens_of(info) == (None, "camera_info's D has 3 coefficients, which plumb_bob does not take "
                                    "(4, 5, 8, 12, 14)")

@@ -128,17 +128,18 @@ def frames_rectified(image_topic: str, setting: str | bool = "auto") -> bool | N
 def distortion_note(info: Any, image_topic: str, rectified: bool | None) -> str:
     """What to say once of the lens distortion of the frames on `image_topic` (`rectified` as `frames_rectified`
     gives it; raw frames are undistorted where `lens_of` gives a Lens): a distortion kept in frames whose topic does
-    not say whether they are rectified, or one of raw frames that cannot be undone; "" where there is nothing to
-    say (no distortion, rectified frames, raw frames undistorted)."""
+    not say whether they are rectified (with what to set, or why it cannot be undone), or one of raw frames that
+    cannot be undone; "" where there is nothing to say (no distortion, rectified frames, raw frames undistorted)."""
     lens, problem = lens_of(info)
     if rectified is True or (lens is None and not problem):
         return ""
     if rectified is None:
+        remedy = (f"its distortion cannot be undone ({problem})" if problem else
+                  "set image_rectified to false (bag-eval: --image-rectified false) and its distortion is undone")
         return (f"camera_info gives lens distortion ({info.distortion_model or 'no model'}, D not zero) and the "
                 f"frames on {image_topic} are taken as rectified, which their topic's name does not say (image_proc "
-                "names a rectified image image_rect, a driver its raw image image_raw): if they are the camera's raw "
-                "image, set image_rectified to false (bag-eval: --image-rectified false) and its distortion is "
-                "undone; else set it to true")
+                f"names a rectified image image_rect, a driver its raw image image_raw): if they are the camera's raw "
+                f"image, {remedy}; else set image_rectified to true")
     if problem:
         return (f"{problem}: the distortion of the raw frames on {image_topic} is not undone, so detection "
                 "positions, depth in metres and visibility are off, most toward the frame's sides")
