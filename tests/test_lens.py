@@ -32,8 +32,9 @@ def kitti_calibration(shared_data: Path) -> dict[str, np.ndarray]:
 
 def raw_camera_info(calibration: dict[str, np.ndarray], monocular: bool, model: str = "plumb_bob",
                     d: np.ndarray | None = None) -> SimpleNamespace:
-    """A sensor_msgs/CameraInfo of the raw image (a bag reader's carries these fields): KITTI's as kitti2bag writes
-    it (K, D, R_rect, P_rect), or `monocular`: a camera whose R is the identity and P keeps K."""
+    """A sensor_msgs/CameraInfo of KITTI's raw (unrectified) camera 2 (a bag reader's carries these fields): K, D,
+    R_rect and P_rect as KITTI's calibration gives them, or `monocular`: a camera whose R is the identity and P keeps
+    K."""
     k = calibration["K_02"]
     r = np.eye(3).ravel() if monocular else calibration["R_rect_02"]
     p = np.hstack([k.reshape(3, 3), np.zeros((3, 1))]).ravel() if monocular else calibration["P_rect_02"]
