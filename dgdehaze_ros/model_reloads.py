@@ -17,6 +17,7 @@ from rclpy.parameter import Parameter
 
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.detection.schedule import DetectionSchedule
+from dgdehaze_core.detection.tracking import TrackIds
 from dgdehaze_core.inference.frame_chain import detection_schedule
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE
@@ -36,6 +37,9 @@ class ModelReloads:
 
     def _init_reloads(self) -> None:
         """The state of the loads; before any parameter callback can run."""
+        self._track_ids = TrackIds()
+        """The track identities ~/detections has carried in this process: each detector loaded numbers its tracks
+        above them, so that no id goes to a second object across reloads, cleanups and activations."""
         self._lock = threading.Lock()
         """Taken by configure, cleanup, the parameter callback and the loader where they read or swap models."""
         self._loader_ended = threading.Condition(self._lock)
@@ -73,13 +77,13 @@ class ModelReloads:
         method, options = settings.pipeline_args()
         return load_pipeline(method, **options)
 
-    @staticmethod
-    def _load_detector(settings: NodeSettings) -> Detector | None:
+    def _load_detector(self, settings: NodeSettings) -> Detector | None:
         """The detector `settings` ask for, run once; None without vision_msgs. DetectorUnavailable or ValueError
-        when it cannot load (a refused or missing file, a bad class name)."""
+        when it cannot load (a refused or missing file, a bad class name). Its tracker numbers its tracks above
+        every identity the node's detectors have given (`_track_ids`)."""
         if not VISION_MSGS_AVAILABLE:
             return None
-        detector = Detector(**settings.detector_args())
+        detector = Detector(**settings.detector_args(), track_ids=self._track_ids)
         detector(np.zeros((settings["imgsz"], settings["imgsz"], 3), np.uint8))  # load lazily-built parts now
         detector.reset_tracks()  # that frame is no camera's: the first real frame is the tracker's first
         return detector

@@ -121,7 +121,8 @@ def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_d
     tracked.reset_tracks()
     first = tracked(frames[0])
     assert len(first) == len(per_frame[0]) > 0, "the new stream's first frame is the tracker's first: confirmed"
-    assert sorted(d.track_id for d in first) == sorted(ids[0]), "identities count from 1 again"
+    assert min(d.track_id for d in first) > max(seen), "no identity is given to a second object"
+
 
 
 @pytest.mark.parametrize("kind", ["bytetrack", "botsort"])

@@ -25,7 +25,7 @@ from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
 from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
-from dgdehaze_core.detection.tracking import TRACKERS, BoxTracker
+from dgdehaze_core.detection.tracking import TRACKERS, BoxTracker, TrackIds
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import to_bgr8
 from dgdehaze_core.io.onnx_files import read_onnx
@@ -125,12 +125,13 @@ class Detector:
     as given, `runtime_file` the one that runs (the same file or its float rebuild, by `precision`); `threads`: the
     intra-op threads of an ONNX file's session on the CPU (None: ONNX Runtime's choice). `half` runs a `.pt` in
     fp16 on a CUDA device; Ultralytics runs an ONNX file or an engine at the precision of its own input whatever
-    `half` says (fp16 only for a file exported with half)."""
+    `half` says (fp16 only for a file exported with half). `track_ids`: the identities a tracker's stream has been
+    given (`tracking.TrackIds`), shared with the detector this one replaces, so its tracks' ids follow on."""
 
     def __init__(self, weights: str | Path | None = None, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
                  classes: Sequence[int | str] | None = None, max_det: int = 100, device: str = "cpu",
                  half: bool = False, tracker: str | None = None, precision: str = "auto",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, track_ids: TrackIds | None = None) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1 (or None: ONNX Runtime's choice), got {threads}")
         check_imgsz(imgsz)
@@ -142,7 +143,7 @@ class Detector:
             raise ValueError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
         check_precision(precision)
         self.tracker = tracker or None
-        self._tracks = BoxTracker(tracker) if tracker else None
+        self._tracks = BoxTracker(tracker, track_ids) if tracker else None
         self.weights = _check_weights(weights)
         try:
             self.runtime_file = runtime_weights(self.weights, precision, device)
@@ -213,7 +214,7 @@ class Detector:
 
     def reset_tracks(self) -> None:
         """Forget every track (a new stream starts): the next frame is the tracker's first, whose objects are
-        confirmed at once, and identities count from 1 again. Nothing without a tracker."""
+        confirmed at once, with identities above every one given before. Nothing without a tracker."""
         if self._tracks is not None:
             self._tracks.reset()
 

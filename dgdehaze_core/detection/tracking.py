@@ -8,6 +8,8 @@ the tracker's (the matched detection smoothed by its Kalman filter), clipped to 
 out. One object the detector reports as two classes in a frame (a car in fog also seen as a truck: its NMS keeps
 one box per class) is tracked once, as the class it scored higher (`one_box_per_object`): its track keeps its id
 whichever class it is seen as, where it would otherwise get a second track and id for the second class.
+Identities are never reused within a stream (`TrackIds`): a tracker that resets, or one that replaces it, numbers
+its tracks above every identity given before, so a planner never meets an old object's id on another object.
 """
 from __future__ import annotations
 
@@ -30,10 +32,20 @@ Box = TypeVar("Box")
 (`detection.detector.Detection`)."""
 
 
-class BoxTracker:
-    """One stream's tracker: `kind` is one of TRACKERS (its configuration is the YAML file Ultralytics ships)."""
+class TrackIds:
+    """The identities one stream has been given (`given`: the highest), shared by its trackers: one that starts or
+    resets numbers its tracks from `given` + 1 (Ultralytics' own count from 1 again)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self) -> None:
+        self.given = 0
+
+
+class BoxTracker:
+    """One stream's tracker: `kind` is one of TRACKERS (its configuration is the YAML file Ultralytics ships);
+    `ids`: the identities given so far, shared with the trackers it replaces or that replace it (default: its
+    own)."""
+
+    def __init__(self, kind: str, ids: TrackIds | None = None) -> None:
         if kind not in TRACKERS:
             raise ValueError(f"unknown tracker {kind!r}; known: {', '.join(TRACKERS)}")
         offline_ultralytics()
@@ -46,11 +58,14 @@ class BoxTracker:
         self.kind = kind
         self._boxes = Boxes
         self._tracker: Any = TRACKER_MAP[settings.tracker_type](args=settings)
+        self.ids = TrackIds() if ids is None else ids
+        self._first_id = self.ids.given + 1
 
     def reset(self) -> None:
-        """Forget every track (a new stream starts): the next frame's objects are confirmed at once, and
-        identities count from 1 again."""
+        """Forget every track (a new stream starts): the next frame's objects are confirmed at once, with
+        identities above every one given before."""
         self._tracker.reset()
+        self._first_id = self.ids.given + 1
 
     def __call__(self, detections: Sequence[Box], frame: np.ndarray) -> list[Box]:
         """The confirmed objects among `detections` of the stream's next `frame` (whose pixels the camera-motion
@@ -61,8 +76,10 @@ class BoxTracker:
         rows = np.array([[*d.box, d.score, d.class_id] for d in detections], np.float32).reshape(-1, 6)
         tracks = np.asarray(self._tracker.update(self._boxes(rows, frame.shape[:2]), frame), np.float64).reshape(-1, 8)
         boxes, _ = inside_frame(tracks[:, :4], frame.shape[1], frame.shape[0])
-        return [dataclasses.replace(detections[int(row[7])], box=tuple(float(v) for v in box), track_id=int(row[4]))
-                for row, box in zip(tracks, boxes)]
+        found = [dataclasses.replace(detections[int(row[7])], box=tuple(float(v) for v in box),
+                                     track_id=self._first_id - 1 + int(row[4])) for row, box in zip(tracks, boxes)]
+        self.ids.given = max([self.ids.given] + [d.track_id for d in found])
+        return found
 
 
 def one_box_per_object(detections: Sequence[Box]) -> list[Box]:
