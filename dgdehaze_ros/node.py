@@ -150,6 +150,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._detector: Detector | None = None
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
+        self._last_stamp = (0, 0)
+        """The stamp (sec, nanosec) of the newest frame processed: one earlier starts a new stream of tracks."""
         self.transport = transport_summary()
         """How this process's middleware sends large images to others on the machine (logged at start, on
         /diagnostics as `transport`)."""
@@ -265,10 +267,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         except StillStopping as exc:  # a frame from before the deactivate still runs: inactive, nothing enabled
             self.get_logger().error(f"activate failed: {exc}; activate again once it has ended")
             return TransitionCallbackReturn.FAILURE
-        if self._schedule is not None:
-            self._schedule.reset()
-        if self._detector is not None:
-            self._detector.reset_tracks()  # frames sent while inactive are missing: tracks start again
+        self._new_stream()  # frames sent while inactive are missing: tracks start again
+        self._last_stamp = (0, 0)
         self.stats.restart_sequences()
         result = super().on_activate(state)  # enables the publishers before a frame can arrive and be processed
         self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
@@ -284,6 +284,14 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self.get_logger().info(f"active: listening on {image_sub.topic_name} "
                                f"({self._settings['image_reliability']}, depth {self._settings['image_qos_depth']})")
         return result
+
+    def _new_stream(self) -> None:
+        """The next frame is detected, and the tracker's first: its objects are confirmed at once, with identities
+        above every one given before (`_track_ids`)."""
+        if self._schedule is not None:
+            self._schedule.reset()
+        if self._detector is not None:
+            self._detector.reset_tracks()
 
     def _subscribe_inputs(self) -> Any:
         """The camera_info and image subscriptions, each kept in `_inputs` as it is made; returns the image's."""
@@ -560,6 +568,10 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
             return False
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if stamp < self._last_stamp:  # a bag played with --loop starting again: its objects are not the last ones
+            self._new_stream()
+        self._last_stamp = stamp
         chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None,
                            self._fog.estimator_for_frame(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)

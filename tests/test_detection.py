@@ -5,6 +5,7 @@ import math
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -123,6 +124,17 @@ def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_d
     assert len(first) == len(per_frame[0]) > 0, "the new stream's first frame is the tracker's first: confirmed"
     assert min(d.track_id for d in first) > max(seen), "no identity is given to a second object"
 
+
+@pytest.mark.parametrize("kind", ["bytetrack", "botsort"])
+def test_a_frame_size_change_starts_new_tracks(kind: str, foggy_road: np.ndarray) -> None:
+    """A camera that changes resolution: the old tracks' boxes (in the old pixels) hid the first resized frame's
+    objects as unconfirmed, and botsort's motion compensation failed on every frame after."""
+    tracked = Detector(tracker=kind)
+    before = [i for frame in (foggy_road, foggy_road) for i in (d.track_id for d in tracked(frame))]
+    half = cv2.resize(foggy_road, (foggy_road.shape[1] // 2, foggy_road.shape[0] // 2))
+    after = [d.track_id for d in tracked(half)]
+    assert before and after, "the resized frame's objects are confirmed at once"
+    assert min(after) > max(before)
 
 
 @pytest.mark.parametrize("kind", ["bytetrack", "botsort"])

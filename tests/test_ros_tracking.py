@@ -1,6 +1,6 @@
 """Track identities on ~/detections (Detection2D.id) as a planner reads them, over real DDS with the shipped
 detector: a camera panning across a real DAWN fog photo. An id is never handed to a second object within a run:
-not after a deactivate and activate or a detector reload."""
+not after a deactivate and activate, a detector reload, or a bag that loops back."""
 from __future__ import annotations
 
 import time
@@ -73,3 +73,14 @@ def test_ids_are_never_reused_after_an_activation_or_a_detector_reload(node: Deh
     finally:
         set_ok(node, imgsz=640)
 
+
+def test_a_bag_that_loops_back_starts_new_tracks_and_hands_no_id_to_another_object(
+        node: DehazeNode, probe: Probe, panning: list[np.ndarray]) -> None:
+    """ros2 bag play --loop sends the first frames' stamps again: the tracker went on from the last frame, whose
+    tracks matched the first frame's other vehicles (the second car's id went to the first car)."""
+    ids = [track_ids(probe, frame, 700 + index) for index, frame in enumerate(panning)]
+    seen = {i for frame_ids in ids for i in frame_ids}
+    probe.clear()  # its output for the first loop's first frame
+    looped = track_ids(probe, panning[0], 700)  # the first frame again, with its stamp
+    assert len(looped) == len(ids[0]) > 0, "the new stream's first frame is confirmed at once"
+    assert min(looped) > max(seen), f"an id of the last loop went to an object of the new one: {ids[-1]} -> {looped}"

@@ -60,18 +60,24 @@ class BoxTracker:
         self._tracker: Any = TRACKER_MAP[settings.tracker_type](args=settings)
         self.ids = TrackIds() if ids is None else ids
         self._first_id = self.ids.given + 1
+        self._size: tuple[int, ...] | None = None
 
     def reset(self) -> None:
         """Forget every track (a new stream starts): the next frame's objects are confirmed at once, with
         identities above every one given before."""
         self._tracker.reset()
         self._first_id = self.ids.given + 1
+        self._size = None
 
     def __call__(self, detections: Sequence[Box], frame: np.ndarray) -> list[Box]:
         """The confirmed objects among `detections` of the stream's next `frame` (whose pixels the camera-motion
         compensation of botsort reads), each with its `track_id` and the tracker's box inside the frame. The boxes
         must be finite, as `Detector.detect` and fusion give them: from an infinite one the Kalman filter makes NaN
-        boxes."""
+        boxes. A frame of another size than the last starts a new stream (`reset`): the old tracks' boxes are in
+        other pixels, and botsort's motion compensation fails on every frame after a size change."""
+        if self._size is not None and frame.shape[:2] != self._size:
+            self.reset()
+        self._size = frame.shape[:2]
         detections = one_box_per_object(detections)
         rows = np.array([[*d.box, d.score, d.class_id] for d in detections], np.float32).reshape(-1, 6)
         tracks = np.asarray(self._tracker.update(self._boxes(rows, frame.shape[:2]), frame), np.float64).reshape(-1, 8)
