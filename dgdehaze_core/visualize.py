@@ -42,15 +42,18 @@ def _label(out: np.ndarray, text: str, left: int, top: int, color: tuple[int, in
 
 def draw_detections(image: np.ndarray, detections: Sequence[Detection], depths: Sequence[float] = (),
                     unit: str = "m", banner: str = "") -> np.ndarray:
-    """A copy of the BGR frame with each detection's box and 'class score' label drawn; with `depths`, each label
-    also gives the detection's depth (in `unit`: "m" for metres, "" for relative depth; none where NaN), and a
-    `banner` (e.g. the visibility) is written in the top-left corner."""
+    """A copy of the BGR frame with each detection's box and 'class score' label drawn, 'id:N class score' for a
+    tracked one (N its `track_id`, ~/detections' Detection2D.id, as Ultralytics' plots label it); with `depths`,
+    each label also gives the detection's depth (in `unit`: "m" for metres, "" for relative depth; none where NaN),
+    and a `banner` (e.g. the visibility) is written in the top-left corner."""
     out = image.copy()
     thickness = max(1, round(min(out.shape[:2]) / 240))
     for index, detection in enumerate(detections):
         x1, y1, x2, y2 = (int(round(v)) for v in detection.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOR, thickness)
         text = f"{detection.class_name} {detection.score:.2f}"
+        if detection.track_id is not None:
+            text = f"id:{detection.track_id} {text}"
         depth = depths[index] if index < len(depths) else math.nan
         if math.isfinite(depth):
             text += f" {depth:.1f} m" if unit == "m" else f" d {depth:.2f}"

@@ -383,3 +383,19 @@ def test_a_dehazer_given_as_the_detector_is_refused_naming_the_user_s_file_and_i
     with pytest.raises(DetectorUnavailable, match=r"lite.onnx is not a detector: its outputs are clear \(1, 3, 64, "
                                                   r"64\), transmission \(1, 1, 64, 64\), airlight"):
         Detector(dehazer)
+
+
+def test_the_drawn_label_of_a_tracked_object_gives_its_id(foggy_road: np.ndarray) -> None:
+    """~/debug_image drew class and score only: a tracked object's id, which a planner reads on ~/detections, could
+    not be seen in rviz."""
+    import dataclasses
+
+    from dgdehaze_core.visualize import BOX_COLOR, draw_detections
+
+    tracked = Detector(tracker="bytetrack")(foggy_road)
+    assert tracked
+    untracked = [dataclasses.replace(d, track_id=None) for d in tracked]
+    labelled = [np.all(draw_detections(foggy_road, found) == BOX_COLOR, axis=2).sum() for found in (tracked, untracked)]
+    assert labelled[0] > labelled[1], "no id in the labels"
+    renamed = [dataclasses.replace(d, class_name=f"id:{d.track_id} {d.class_name}", track_id=None) for d in tracked]
+    assert np.array_equal(draw_detections(foggy_road, tracked), draw_detections(foggy_road, renamed))
