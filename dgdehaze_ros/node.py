@@ -152,6 +152,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._detector_note = "not loaded"
         self._last_stamp = (0, 0)
         """The stamp (sec, nanosec) of the newest frame processed: one earlier starts a new stream of tracks."""
+        self._detecting = False
+        """Whether the last frame processed in this activation was one the detector was on for."""
         self.transport = transport_summary()
         """How this process's middleware sends large images to others on the machine (logged at start, on
         /diagnostics as `transport`)."""
@@ -267,8 +269,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         except StillStopping as exc:  # a frame from before the deactivate still runs: inactive, nothing enabled
             self.get_logger().error(f"activate failed: {exc}; activate again once it has ended")
             return TransitionCallbackReturn.FAILURE
-        self._new_stream()  # frames sent while inactive are missing: tracks start again
-        self._last_stamp = (0, 0)
+        self._last_stamp, self._detecting = (0, 0), False  # frames sent while inactive are missing: new tracks
         self.stats.restart_sequences()
         result = super().on_activate(state)  # enables the publishers before a frame can arrive and be processed
         self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
@@ -568,10 +569,10 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
             return False
-        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        if stamp < self._last_stamp:  # a bag played with --loop starting again: its objects are not the last ones
-            self._new_stream()
-        self._last_stamp = stamp
+        stamp, detecting = (msg.header.stamp.sec, msg.header.stamp.nanosec), settings["detection_enabled"]
+        if stamp < self._last_stamp or (detecting and not self._detecting):  # a bag played with --loop starting
+            self._new_stream()  # again, or the first frame detected after frames the tracker missed
+        self._last_stamp, self._detecting = stamp, detecting
         chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None,
                            self._fog.estimator_for_frame(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)

@@ -84,3 +84,18 @@ def test_a_bag_that_loops_back_starts_new_tracks_and_hands_no_id_to_another_obje
     looped = track_ids(probe, panning[0], 700)  # the first frame again, with its stamp
     assert len(looped) == len(ids[0]) > 0, "the new stream's first frame is confirmed at once"
     assert min(looped) > max(seen), f"an id of the last loop went to an object of the new one: {ids[-1]} -> {looped}"
+
+
+def test_tracks_start_again_when_detection_is_enabled_again(node: DehazeNode, probe: Probe,
+                                                              panning: list[np.ndarray]) -> None:
+    """Frames dehazed while detection was off are missing to the tracker, as frames sent while inactive are."""
+    before = [track_ids(probe, frame, 800 + index) for index, frame in enumerate(panning[:6])]
+    set_ok(node, detection_enabled=False)
+    try:
+        for index in range(6, 15):
+            send_and_wait(probe, bgr8_to_image(panning[index], "bgr8", stamped_header(800 + index)), ("image_dehazed",))
+    finally:
+        set_ok(node, detection_enabled=True)
+    after = track_ids(probe, panning[15], 815)
+    seen = {i for frame_ids in before for i in frame_ids}
+    assert after and min(after) > max(seen), (before, after)
