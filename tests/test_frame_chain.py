@@ -44,6 +44,16 @@ def test_detection_every_second_frame_carries_the_last_boxes_and_takes_any_depth
     assert second.depths == [12.5] * len(second.detections)
 
 
+def test_a_frame_of_another_size_is_detected_whatever_the_interval(foggy_road: np.ndarray, detector: Detector) -> None:
+    """A camera that changes resolution between two detected frames: the frames between were given the last boxes,
+    in the old frame's pixels (drawn on ~/debug_image where no object is)."""
+    chain = FrameChain.build(load_pipeline("dcp"), detector, interval=3)
+    half = cv2.resize(foggy_road, (foggy_road.shape[1] // 2, foggy_road.shape[0] // 2))
+    first, resized = chain(foggy_road), chain(half)
+    assert first.detected.fresh and resized.detected.fresh and resized.detected.detections
+    assert boxes(resized.detected.detections) == boxes(detector.detect(resized.dehazed.result.image))
+
+
 def test_fused_input_fuses_the_raw_and_the_dehazed_frames_boxes(foggy_road: np.ndarray, detector: Detector) -> None:
     pipeline = load_pipeline("dcp")
     output = FrameChain.build(pipeline, detector, detection_input="fused")(foggy_road)

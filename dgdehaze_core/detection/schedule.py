@@ -47,12 +47,15 @@ class DetectionSchedule:
         """Forget the last detections; the next frame is detected."""
         self._last: list[Detection] = []
         self._age = -1
+        self._size: tuple[int, ...] = ()
 
     def __call__(self, frame: np.ndarray, *more: np.ndarray) -> ScheduledDetections:
         """Detections for `frame` (and any further frames the detector takes, e.g. the raw frame beside the
-        dehazed one for `detection.fusion.FrameDetector`)."""
-        if self._age < 0 or self._age + 1 >= self._interval:
+        dehazed one for `detection.fusion.FrameDetector`). A frame of another size than the last detected is
+        detected: the last boxes are in other pixels."""
+        if self._age < 0 or self._age + 1 >= self._interval or frame.shape[:2] != self._size:
             self._last = list(self.detector(frame, *more))
+            self._size = frame.shape[:2]
             self._age = 0
             return ScheduledDetections(list(self._last), True, 0)
         self._age += 1
