@@ -105,12 +105,9 @@ def session():
 def node(session):
     """A dcp node on /camera/image and /camera/camera_info (reliable input, /diagnostics every 0.2 s), configured and
     active, shared by one module's tests: a test that changes a parameter sets it back."""
-    from dgdehaze_ros.node import create_node
+    from ros_harness import camera_node
 
-    dgdehaze = create_node({"model": "dcp", "image_reliability": "reliable", "diagnostics_period": 0.2},
-                           remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},
-                           context=session.context)
-    session.add(dgdehaze)
+    dgdehaze = camera_node(session)
     yield dgdehaze
     session.remove(dgdehaze)
 

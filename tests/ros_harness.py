@@ -193,6 +193,18 @@ class GatedLoads(DehazeNode):
         return super()._load_pipeline(settings)
 
 
+def camera_node(session: RosSession, **parameters: Any) -> DehazeNode:
+    """A dcp node of `session` on /camera/image and /camera/camera_info (reliable input, /diagnostics every 0.2 s)
+    with `parameters` besides, configured and active."""
+    from dgdehaze_ros.node import create_node
+
+    node = create_node({"model": "dcp", "image_reliability": "reliable", "diagnostics_period": 0.2, **parameters},
+                       remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},
+                       context=session.context)
+    session.add(node)
+    return node
+
+
 def gated_node(session: RosSession, name: str, change: dict[str, Any] | None = None, **parameters: Any) -> GatedLoads:
     """A configured and active dcp node of `session` (with `parameters`) whose `change` (default: to lite) is loading
     in the background."""

@@ -15,9 +15,9 @@ from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
-from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
+from dgdehaze_ros.node import DehazeNode  # noqa: E402
 
-from ros_harness import Probe, send_and_wait, set_ok, stamped_header, wait_until  # noqa: E402
+from ros_harness import Probe, camera_node, send_and_wait, set_ok, stamped_header, wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                                                   reason="needs vision_msgs and the shipped detector weights")]
@@ -26,11 +26,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.skipif(not VISION_MSGS_AVAILABLE or d
 @pytest.fixture(scope="module")
 def node(session):
     """A dcp node that tracks (bytetrack) on the raw frame, on /camera/image."""
-    tracking = create_node({"model": "dcp", "tracker": "bytetrack", "detection_input": "raw",
-                            "diagnostics_period": 0.2},
-                           remappings={"image": "/camera/image", "camera_info": "/camera/camera_info"},
-                           context=session.context)
-    session.add(tracking)
+    tracking = camera_node(session, tracker="bytetrack", detection_input="raw")
     yield tracking
     session.remove(tracking)
 
