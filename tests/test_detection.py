@@ -125,6 +125,23 @@ def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_d
     assert min(d.track_id for d in first) > max(seen), "no identity is given to a second object"
 
 
+def test_a_detector_loaded_while_another_tracks_numbers_its_tracks_above_the_ids_given_meanwhile(
+        foggy_road: np.ndarray) -> None:
+    """A node loads the detector of a reload while the one it replaces goes on tracking the camera: the new one
+    took its first id at its load, and gave the ids the old one gave meanwhile to other objects."""
+    from dgdehaze_core.detection.tracking import TrackIds
+
+    width = foggy_road.shape[1]
+    frames = [np.ascontiguousarray(foggy_road[:, 3 * i:width - 30 + 3 * i]) for i in range(3)]  # a camera turning
+    ids = TrackIds()
+    running = Detector(tracker="bytetrack", track_ids=ids)
+    loaded = Detector(tracker="bytetrack", track_ids=ids)
+    loaded.reset_tracks()
+    given = [d.track_id for frame in frames[:2] for d in running(frame)]
+    taken = [d.track_id for d in loaded(frames[2])]
+    assert given and taken and min(taken) > max(given), (given, taken)
+
+
 @pytest.mark.parametrize("kind", ["bytetrack", "botsort"])
 def test_a_frame_size_change_starts_new_tracks(kind: str, foggy_road: np.ndarray) -> None:
     """A camera that changes resolution: the old tracks' boxes (in the old pixels) hid the first resized frame's

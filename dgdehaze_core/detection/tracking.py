@@ -34,7 +34,8 @@ Box = TypeVar("Box")
 
 class TrackIds:
     """The identities one stream has been given (`given`: the highest), shared by its trackers: one that starts or
-    resets numbers its tracks from `given` + 1 (Ultralytics' own count from 1 again)."""
+    resets numbers its tracks from `given` + 1 as it stands at its first frame (Ultralytics' own count from 1
+    again)."""
 
     def __init__(self) -> None:
         self.given = 0
@@ -59,14 +60,16 @@ class BoxTracker:
         self._boxes = Boxes
         self._tracker: Any = TRACKER_MAP[settings.tracker_type](args=settings)
         self.ids = TrackIds() if ids is None else ids
-        self._first_id = self.ids.given + 1
+        self._first_id: int | None = None
+        """The id of the stream's first track, taken at its first frame (not at a reset: a tracker loaded to
+        replace another resets before that one's last frames)."""
         self._size: tuple[int, ...] | None = None
 
     def reset(self) -> None:
         """Forget every track (a new stream starts): the next frame's objects are confirmed at once, with
         identities above every one given before."""
         self._tracker.reset()
-        self._first_id = self.ids.given + 1
+        self._first_id = None
         self._size = None
 
     def __call__(self, detections: Sequence[Box], frame: np.ndarray) -> list[Box]:
@@ -78,6 +81,8 @@ class BoxTracker:
         if self._size is not None and frame.shape[:2] != self._size:
             self.reset()
         self._size = frame.shape[:2]
+        if self._first_id is None:
+            self._first_id = self.ids.given + 1
         detections = one_box_per_object(detections)
         rows = np.array([[*d.box, d.score, d.class_id] for d in detections], np.float32).reshape(-1, 6)
         tracks = np.asarray(self._tracker.update(self._boxes(rows, frame.shape[:2]), frame), np.float64).reshape(-1, 8)
