@@ -16,6 +16,7 @@ from dgdehaze_core.datasets.paths import WEIGHTS_DIR
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, check_outputs
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dgdehaze_core.inference.backends.selection import create_backend
+from dgdehaze_core.inference.export import to_onnx
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
 from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
@@ -73,14 +74,14 @@ def test_an_export_with_nan_weights_or_a_bad_stride_is_refused_not_run_to_black_
     assert "holds weights that are not finite" in capsys.readouterr().err
 
 
-def test_onnx_runtime_matches_torch_at_several_sizes(exported, shared_data: Path) -> None:
-    model, path = exported
-    proto = onnx.load(str(path))
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
+def assert_runs_like_torch_at_several_sizes(model: torch.nn.Module, path: Path, shared_data: Path) -> None:
+    """The dynamic export at `path` takes free batch, height and width and runs in ONNX Runtime like `model` on two
+    real images at two sizes."""
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     assert all(dim.dim_param and not dim.dim_value for i, dim in enumerate(dims) if i != 1), "batch/H/W dynamic"
-    assert proto.opset_import[0].version >= 17
     backend = OnnxRuntimeBackend(path, threads=2)
     assert backend.stride == model.stride and backend.config_name == model.config_name
+    assert backend.outputs == OUTPUT_NAMES
     for size in ((641, 479), (300, 200)):
         batch = real_batch(shared_data, model.stride, size)
         with torch.no_grad():
@@ -90,6 +91,12 @@ def test_onnx_runtime_matches_torch_at_several_sizes(exported, shared_data: Path
             assert actual[name].shape == tuple(expected[name].shape), name
             error = np.abs(actual[name] - expected[name].numpy()).max()
             assert error < 1e-3, f"{name} at {size}: ONNX Runtime differs from torch by {error}"
+
+
+def test_onnx_runtime_matches_torch_at_several_sizes(exported, shared_data: Path) -> None:
+    model, path = exported
+    assert onnx.load(str(path)).opset_import[0].version >= 17
+    assert_runs_like_torch_at_several_sizes(model, path, shared_data)
 
 
 def test_onnx_pipeline_matches_the_torch_pipeline(exported, shared_data: Path) -> None:
@@ -170,3 +177,16 @@ def test_a_physics_only_export_drops_the_decoder_image_and_keeps_every_other_out
         load_pipeline(str(path), output="decoder")
     with pytest.raises(ValueError, match="network outputs must be"):
         check_outputs(("clear", "transmission"))
+
+
+def test_the_torchscript_export_torch_2_6_takes_runs_like_torch_at_free_sizes(monkeypatch, tmp_path: Path,
+                                                                              shared_data: Path) -> None:
+    """torch 2.6's dynamo exporter failed on every network (batch norm with onnxscript >= 0.5.4, the attention's
+    pooling in a dynamic export): there export_onnx takes the TorchScript exporter, forced here on this torch."""
+    assert to_onnx.DYNAMO_EXPORTER == (torch.__version__ >= (2, 7))
+    monkeypatch.setattr(to_onnx, "DYNAMO_EXPORTER", False)
+    model = build("lite")
+    path = export_onnx(model, tmp_path / "lite_torchscript.onnx")
+    nodes = onnx.load(str(path)).graph.node
+    assert any(node.name.startswith("/model/") for node in nodes), "TorchScript's module-path names"
+    assert_runs_like_torch_at_several_sizes(model, path, shared_data)

@@ -20,6 +20,7 @@ import torch
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dgdehaze_core.inference.export import to_onnx
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.io.images import read_image
@@ -204,3 +205,21 @@ def test_attention_in_fp16_stays_finite_where_the_unscaled_product_would_pass_fp
     half = _attend(q.half(), kv.half(), heads, dim ** -0.5)
     assert torch.isfinite(half).all()
     torch.testing.assert_close(half.float(), _attend(q, kv, heads, dim ** -0.5), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.slow
+def test_the_torchscript_export_torch_2_6_takes_holds_the_depth_floor(monkeypatch, released_file: Path,
+                                                                      tmp_path: Path) -> None:
+    """On torch 2.6 export_onnx takes the TorchScript exporter (DYNAMO_EXPORTER), whose aten::threshold took only a
+    ReLU: the network's nn.Threshold(1, 1) floor on depth failed the export. Forced here on this torch."""
+    monkeypatch.setattr(to_onnx, "DYNAMO_EXPORTER", False)
+    model = load_model(released_file)
+    backend = OnnxRuntimeBackend(export_onnx(model, tmp_path / "paper.onnx"), threads=1)
+    hazy = torch.from_numpy(cv2.imread(str(DATA / "hazy_96x64.png"))[:, :, ::-1].copy()).permute(2, 0, 1)
+    for batch in ((hazy[None].float() / 255.0).numpy(), (hazy[None, :, :32, :64].float() / 255.0).numpy()):
+        with torch.no_grad():
+            expected = model(torch.from_numpy(batch))
+        assert (expected["depth"] == 1.0).any() and (expected["depth"] > 1.0).any(), "both sides of the floor"
+        actual = backend.run(batch)
+        for name in ("clear", "depth"):
+            np.testing.assert_allclose(actual[name], expected[name].numpy(), rtol=1e-4, atol=1e-4)

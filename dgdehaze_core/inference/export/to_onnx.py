@@ -8,6 +8,9 @@ stored in the file's metadata (`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_d
 `dgdehaze_outputs`) so that a runtime can pad frames without the PyTorch model, and the weights file it was exported
 from under `dgdehaze_exported_from`. The graph gets the output-preserving rewrites of
 `dgdehaze_core.inference.export.graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
+
+torch 2.7 and later export with the dynamo exporter; torch 2.6 (the oldest the package takes) with the TorchScript
+one (DYNAMO_EXPORTER).
 """
 from __future__ import annotations
 
@@ -38,6 +41,13 @@ MAX_DYNAMIC_SIDE = 8192
 """The largest frame side (pixels) a dynamic export takes."""
 EXPORTED_FROM = "dgdehaze_exported_from"
 """Metadata key of the weights file an export was made from (JSON: its name, sha256 and training provenance)."""
+DYNAMO_EXPORTER = torch.__version__ >= (2, 7)
+"""Whether `export_onnx` uses torch's dynamo exporter (else the TorchScript one, `dynamo=False`). torch 2.6's dynamo
+exporter cannot export these networks: with onnxscript 0.5.4 or later its translation of batch norm fails
+(`'tuple' object has no attribute 'dtype'`: its op recorder gives BatchNormalization all three schema outputs,
+microsoft/onnxscript#2651), and with any onnxscript a dynamic export fails in its type-promotion pass on the
+attention's pooling matrices (`Unknown fx arg type`). Its TorchScript exporter exports every network with free
+batch, height and width, given `_threshold` for the paper network's nn.Threshold(1, 1)."""
 PACKAGE = Path(__file__).resolve().parents[2]
 EXPORT_CODE = ("models", "inference/export")
 """The folders of the package whose source makes an export's graph: the networks and the exporter."""
@@ -53,6 +63,27 @@ def export_code_digest(package: Path = PACKAGE) -> str:
         digest.update(f"{path.relative_to(package).as_posix()}\0".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def _threshold(graph: Any, x: Any, threshold: float, value: float) -> Any:
+    """aten::threshold (x where x > threshold, else value) for the TorchScript exporter, whose own takes only
+    threshold = value = 0 (a ReLU)."""
+    def constant(number: float) -> Any:
+        return graph.op("CastLike", graph.op("Constant", value_t=torch.tensor(number)), x)
+
+    return graph.op("Where", graph.op("Greater", x, constant(threshold)), x, constant(value))
+
+
+def _torchscript_export(wrapped: torch.nn.Module, example: torch.Tensor, tmp: Path, opset: int,
+                        outputs: tuple[str, ...], dynamic: bool) -> onnx.ModelProto:
+    """The graph of torch's TorchScript exporter (DYNAMO_EXPORTER false), written to `tmp` and returned."""
+    from torch.onnx.symbolic_helper import parse_args
+
+    torch.onnx.register_custom_op_symbolic("aten::threshold", parse_args("v", "f", "f")(_threshold), 9)
+    dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}} if dynamic else None
+    torch.onnx.export(wrapped, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                      output_names=list(outputs), dynamic_axes=dynamic_axes)
+    return onnx.load(str(tmp))
 
 
 class _TupleOutputs(torch.nn.Module):
@@ -111,12 +142,15 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with TORCH_EXPORT_LOCK:
-            program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
-                                        input_names=[INPUT_NAME], output_names=list(outputs),
-                                        dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
-                                        verbose=False)
-        program.save(str(tmp), external_data=False)
-        proto = onnx.load(str(tmp))
+            if DYNAMO_EXPORTER:
+                program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
+                                            input_names=[INPUT_NAME], output_names=list(outputs),
+                                            dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
+                                            verbose=False)
+                program.save(str(tmp), external_data=False)
+                proto = onnx.load(str(tmp))
+            else:
+                proto = _torchscript_export(wrapped, example, Path(tmp), opset, outputs, dynamic)
         rewritten = rewrite_for_runtimes(proto)
         meta = {"dgdehaze_stride": str(stride), "dgdehaze_config": model.config_name,
                 "dgdehaze_depth_guidance": str(bool(model.depth_guidance)), "dgdehaze_outputs": ",".join(outputs),
