@@ -123,6 +123,10 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
     def on_rosout(node: str) -> list[Log]:
         return [log for log in logs if log.name == node and log.msg.startswith("dgdehaze_core.models: loaded lite")]
 
+    def rear_backend_on_rosout() -> bool:  # logged just after rear's "loaded lite": waited for before unsubscribing
+        return any(log.name == "rear.dgdehaze" and log.msg.endswith(": torch backend: lite model on cpu, fp32")
+                   for log in logs)
+
     capfd.readouterr()
     with caplog.at_level(logging.INFO):
         front = camera_node(session, "front", model="lite", backend="torch")
@@ -130,8 +134,8 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
         try:
             set_ok(rear, model="lite")
             assert wait_until(lambda: rear._pipeline.method == "lite", 60.0), "rear never loaded lite"
-            assert wait_until(lambda: on_rosout("front.dgdehaze") and on_rosout("rear.dgdehaze"), 30.0), \
-                [(log.name, log.msg) for log in logs]
+            assert wait_until(lambda: on_rosout("front.dgdehaze") and on_rosout("rear.dgdehaze")
+                              and rear_backend_on_rosout(), 30.0), [(log.name, log.msg) for log in logs]
             logging.getLogger("dgdehaze_core.models").info("a line of no node")
         finally:
             session.remove(listener)
@@ -144,8 +148,6 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
     assert "[rear.dgdehaze] torch backend: lite" in caplog.text, "the formatted line, in whatever format the " \
         "process set (another test's Ray sets its own)"
     assert {log.level for log in on_rosout("front.dgdehaze") + on_rosout("rear.dgdehaze")} == {Log.INFO}
-    assert any(log.name == "rear.dgdehaze" and log.msg.endswith(": torch backend: lite model on cpu, fp32")
-               for log in logs)
     # rclpy prints each once (the lines the process's own Python handlers print, if an earlier test set any, are
     # theirs: the executable's own console handler is tested in test_ros_launch.py)
     printed = capfd.readouterr().err.splitlines()
