@@ -13,7 +13,8 @@ from std_msgs.msg import Header
 
 from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain
 from dgdehaze_core.physics.lens import distortion_note
-from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of, size_mismatch
+from dgdehaze_core.physics.visibility import (Intrinsics, VisibilityEstimator, VisibilityReading, intrinsics_of,
+                                              size_mismatch)
 from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
 from dgdehaze_ros.parameters import NodeSettings
 from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
@@ -34,6 +35,9 @@ class FogMeasurement:
         """The camera's mounting from TF, with a base_frame (see mounting_tf.py)."""
         self.reading: VisibilityReading | None = None
         """The last frame's reading; None when it had none (then `_waiting` says why)."""
+        self.intrinsics: Intrinsics | None = None
+        """The intrinsics `reading` was measured with (a raw image's with its lens), which the frame's detection
+        positions take too; None with `reading`. Written and read on the frame worker only."""
         self._waiting = ""
         self._said: set[str] = set()
         self._restarted = threading.Lock()
@@ -90,7 +94,7 @@ class FogMeasurement:
             if self.tf is None:
                 self.say_once("no camera_height is set: no ~/visibility and no ~/depth in metres; ~/depth_relative "
                               "(unitless) only, and detection positions are NaN")
-            self.reading = None
+            self.reading = self.intrinsics = None
             return None
         shape = dehazed.result.transmission.shape[:2]
         intrinsics = intrinsics_of(info, shape, raw=rectified is False) if info is not None else None
@@ -100,12 +104,13 @@ class FogMeasurement:
             self.say_once(f"{missing}: no ~/visibility, ~/depth or detection distances until one with intrinsics "
                           "does")
             self._waiting = f"waiting for a camera_info with intrinsics ({missing})"
-            self.reading = None
+            self.reading = self.intrinsics = None
             return None
         distortion = distortion_note(info, image_topic, rectified)
         if distortion:
             self.say_once(distortion)
         self.reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)
+        self.intrinsics = intrinsics if self.reading is not None else None
         return self.reading
 
     def distance_map(self, chain: FrameChain, dehazed: DehazedFrame,

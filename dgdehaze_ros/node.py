@@ -69,7 +69,7 @@ from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker, Still
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.lens import frames_rectified
-from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading, intrinsics_of
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading
 from dgdehaze_core.process_memory import keep_frame_memory, return_freed_memory
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros.camera_info import relayed_camera_info
@@ -594,9 +594,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
             if note:
                 self._fog.say_once(note)
         self._publish_frame(msg.header, result, reading, chain.fog, info, relay, settings)  # the detector next
-        metric = intrinsics_of(info, bgr.shape[:2], raw=rectified is False) \
-            if reading is not None and info is not None else None
-        detected = chain.detect(dehazed, self._fog.distance_map(chain, dehazed, reading), metric)
+        detected = chain.detect(dehazed, self._fog.distance_map(chain, dehazed, reading), self._fog.intrinsics)
         if detected.fresh and "detections" in self._outputs:
             self._outputs["detections"].publish(detections_to_msg(detected.detections, detected.positions,
                                                                   msg.header))
