@@ -13,25 +13,24 @@ import copy
 from sensor_msgs.msg import CameraInfo, RegionOfInterest
 from std_msgs.msg import Header
 
-from dgdehaze_core.physics.visibility import described_size, resized_calibration
+from dgdehaze_core.physics.visibility import described_size, resized_camera_info
 
 
 def relayed_camera_info(info: CameraInfo, header: Header, shape: tuple[int, int]) -> tuple[CameraInfo, str]:
     """`info` for the outputs of a frame of `shape` (height, width), with `header`, and a note for the log when it
-    was scaled to the frame ("" otherwise). Scaled: the frame's width and height, no region of interest or binning,
-    K and P as `resized_calibration` gives them, D and R as received (they hold for any pixel scale)."""
+    was scaled to the frame ("" otherwise). Scaled: the fields `resized_camera_info` gives (the frame's width and
+    height, no region of interest or binning, K and P as `resized_calibration` gives them), D and R as received
+    (they hold for any pixel scale)."""
     relay = copy.copy(info)
     relay.header = header
-    resized = resized_calibration(info, shape)
-    if resized is None:
+    scaled = resized_camera_info(info, shape)
+    if scaled is None:
         return relay, ""
-    relay.k, relay.p = resized
-    relay.height, relay.width = shape
-    relay.binning_x = relay.binning_y = 0
-    relay.roi = RegionOfInterest()
+    relay.roi = RegionOfInterest(**scaled.pop("roi"))
+    for name, value in scaled.items():
+        setattr(relay, name, value)
     width, height = described_size(info)
     note = (f"camera_info describes a {width}x{height} image but the frames are {shape[1]}x{shape[0]}: its "
             "intrinsics are scaled to the frames (a resized image, or a camera_info of another mode?), and "
             "~/camera_info carries them scaled")
     return relay, note
-

@@ -42,7 +42,7 @@ from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_core.physics.lens import distortion_note, frames_rectified
 from dgdehaze_core.physics.visibility import (Mounting, VisibilityEstimator, field_of_view, intrinsics_of,
-                                              resized_calibration, size_mismatch)
+                                              resized_camera_info, size_mismatch)
 
 LOG = logging.getLogger(__name__)
 
@@ -258,15 +258,20 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
     writer.write(f"{prefix}/haze_density", HAZE_TYPE, frame.log_time_ns,
                  writer.haze_msg(header, record.haze_density_hazy))
     if frame.camera_info is not None:
-        info = dataclasses.replace(frame.camera_info, header=header)
-        resized = resized_calibration(info, result.image.shape[:2])
-        if resized is not None:  # frames resized from the image it describes: K and P as the fog read them
-            height, width = result.image.shape[:2]
-            info = dataclasses.replace(info, k=np.array(resized[0]), p=np.array(resized[1]), height=height,
-                                       width=width, binning_x=0, binning_y=0,
-                                       roi=dataclasses.replace(info.roi, x_offset=0, y_offset=0, height=0, width=0,
-                                                               do_rectify=False))
-        writer.write(f"{prefix}/camera_info", CAMERA_INFO_TYPE, frame.log_time_ns, info)
+        writer.write(f"{prefix}/camera_info", CAMERA_INFO_TYPE, frame.log_time_ns,
+                     relayed_camera_info_msg(frame.camera_info, header, result.image.shape[:2]))
+
+
+def relayed_camera_info_msg(info: Any, header: Any, shape: tuple[int, int]) -> Any:
+    """The bag's CameraInfo `info` for the outputs of a frame of `shape` (height, width), with `header`, as the node
+    relays it on ~/camera_info (dgdehaze_ros.camera_info): scaled to the frame where the frame is a resized copy of
+    the image it describes, K and P as the fog read them (`visibility.resized_camera_info`), else as recorded."""
+    info = dataclasses.replace(info, header=header)
+    scaled = resized_camera_info(info, shape)
+    if scaled is None:
+        return info
+    roi = dataclasses.replace(info.roi, **scaled.pop("roi"))
+    return dataclasses.replace(info, **scaled, roi=roi)
 
 
 EVALUATION_ENTRIES = frozenset({"bag", "figures", "report.html", "summary.json", "node.log"})

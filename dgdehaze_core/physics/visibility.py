@@ -154,6 +154,25 @@ def resized_calibration(info: Any, shape: tuple[int, int]) -> tuple[list[float],
     return k.ravel().tolist(), p.ravel().tolist()
 
 
+NO_ROI = {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0, "do_rectify": False}
+"""A sensor_msgs/RegionOfInterest's fields for none: the full image."""
+
+
+def resized_camera_info(info: Any, shape: tuple[int, int]) -> dict[str, Any] | None:
+    """The fields of a CameraInfo that, set on a copy of `info`, describe a frame of `shape` (height, width) resized
+    from the image `info` describes: K and P as `resized_calibration` gives them (float64 arrays), the frame's
+    height and width, no binning, and `roi` (NO_ROI's fields) none; D, R and the rest hold as `info` has them (for
+    any pixel scale). None where `resized_calibration` is None: `info` describes the frame as it is (or gives no
+    size) or fits no resized copy. The node's ~/camera_info (rclpy's message) and bag-eval's (the bag writer's) set
+    them on their own message types."""
+    resized = resized_calibration(info, shape)
+    if resized is None:
+        return None
+    height, width = shape
+    return {"k": np.array(resized[0]), "p": np.array(resized[1]), "height": height, "width": width,
+            "binning_x": 0, "binning_y": 0, "roi": dict(NO_ROI)}
+
+
 def _projection(info: Any) -> Intrinsics:
     """The camera matrix of P, the projection that image_geometry and depth_image_proc take (the rectified image's:
     for a rectified camera such as KITTI's it differs from K, the raw image's), or K when P is unset."""
