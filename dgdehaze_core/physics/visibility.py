@@ -103,22 +103,16 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None, raw: bool = F
         intrinsics = _projection(info)
     except ValueError:
         return None
-    binning_x, binning_y = _binning(info)
-    roi = getattr(info, "roi", None)
-    left, top = (roi.x_offset, roi.y_offset) if _cropped(info) else (0, 0)
-    width, height = described_size(info)
     if shape is not None and size_mismatch(info, shape):
         return None
-    intrinsics = Intrinsics(intrinsics.fx / binning_x, intrinsics.fy / binning_y, (intrinsics.cx - left) / binning_x,
-                            (intrinsics.cy - top) / binning_y)
-    sx = sy = 1.0
-    if shape is not None and width and height and (height, width) != tuple(shape):
-        sx, sy = shape[1] / width, shape[0] / height
-        intrinsics = Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy, intrinsics.cx * sx, intrinsics.cy * sy)
+    mapping = _PixelMapping.of(info, shape)
+    (binning_x, binning_y), (left, top), (sx, sy) = mapping.binning, mapping.offset, mapping.resize
+    intrinsics = Intrinsics(intrinsics.fx / binning_x * sx, intrinsics.fy / binning_y * sy,
+                            (intrinsics.cx - left) / binning_x * sx, (intrinsics.cy - top) / binning_y * sy)
     lens = lens_of(info)[0] if raw else None
     if lens is None:
         return intrinsics
-    return dataclasses.replace(intrinsics, lens=dataclasses.replace(lens, scale=(sx / binning_x, sy / binning_y),
+    return dataclasses.replace(intrinsics, lens=dataclasses.replace(lens, scale=mapping.scale,
                                                                     offset=(float(left), float(top))))
 
 
@@ -126,12 +120,10 @@ def size_mismatch(info: Any, shape: tuple[int, int]) -> str:
     """Why a CameraInfo does not describe a frame of `shape` (height, width): the image it describes has another
     aspect ratio (a crop that its region of interest does not declare, or another camera's calibration), so no
     scaling maps one onto the other; "" when it does describe it (the same size, or scaled alike in x and y)."""
-    width, height = described_size(info)
-    if not (width and height):
-        return ""
-    sx, sy = shape[1] / width, shape[0] / height
+    sx, sy = _PixelMapping.of(info, shape).resize
     if abs(sx - sy) <= 0.01 * max(sx, sy):
         return ""
+    width, height = described_size(info)
     return (f"camera_info describes a {width}x{height} image but the frames are {shape[1]}x{shape[0]}, of another "
             "aspect ratio (a crop its region of interest does not declare?)")
 
@@ -142,12 +134,10 @@ def resized_calibration(info: Any, shape: tuple[int, int]) -> tuple[list[float],
     both scaled to the frame as image_proc's resize scales them, for a CameraInfo of the frame's size without
     region of interest or binning. None when it needs none (it gives no image size or describes this frame's) or
     fits no resized copy (`size_mismatch`). A K or P of zeros (uncalibrated) stays zeros."""
-    width, height = described_size(info)
-    if not (width and height) or (height, width) == tuple(shape) or size_mismatch(info, shape):
+    mapping = _PixelMapping.of(info, shape)
+    if mapping.resize == (1.0, 1.0) or size_mismatch(info, shape):
         return None
-    binning_x, binning_y = _binning(info)
-    left, top = (info.roi.x_offset, info.roi.y_offset) if _cropped(info) else (0, 0)
-    scale_x, scale_y = shape[1] / width / binning_x, shape[0] / height / binning_y
+    (scale_x, scale_y), (left, top) = mapping.scale, mapping.offset
     to_frame = np.array([[scale_x, 0.0, -left * scale_x], [0.0, scale_y, -top * scale_y], [0.0, 0.0, 1.0]])
     k = to_frame @ np.asarray(info.k, np.float64).reshape(3, 3)
     p = to_frame @ np.asarray(info.p, np.float64).reshape(3, 4)
@@ -180,6 +170,31 @@ def _projection(info: Any) -> Intrinsics:
     if len(p) == 12 and p[0] > 0 and p[5] > 0:
         return Intrinsics.from_k([p[0], p[1], p[2], p[4], p[5], p[6], p[8], p[9], p[10]])
     return Intrinsics.from_k(info.k)
+
+
+@dataclass(frozen=True)
+class _PixelMapping:
+    """How a frame's pixels lie on a CameraInfo's own (REP-104, as image_geometry maps them): frame pixel =
+    (camera_info pixel - `offset`) / `binning` * `resize`. `offset`: the corner of its region of interest (0, 0
+    without one); `binning`: 1 where unset; `resize`: the frame's size over the image it describes (x, y), 1 where
+    either is unknown. The one reader of a CameraInfo's region of interest, binning and scale to a frame."""
+
+    offset: tuple[int, int]
+    binning: tuple[int, int]
+    resize: tuple[float, float]
+
+    @classmethod
+    def of(cls, info: Any, shape: tuple[int, int] | None = None) -> "_PixelMapping":
+        """The mapping onto a frame of `shape` (height, width; None: the image `info` describes)."""
+        width, height = described_size(info)
+        resize = (shape[1] / width, shape[0] / height) if shape is not None and width and height else (1.0, 1.0)
+        offset = (info.roi.x_offset, info.roi.y_offset) if _cropped(info) else (0, 0)
+        return cls(offset, _binning(info), resize)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Frame pixels per CameraInfo pixel (x, y): `resize` / `binning`."""
+        return self.resize[0] / self.binning[0], self.resize[1] / self.binning[1]
 
 
 def _binning(info: Any) -> tuple[int, int]:
