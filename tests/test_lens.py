@@ -242,6 +242,16 @@ def test_the_raw_rays_of_a_calibration_are_computed_once() -> None:
     assert first[0].shape == (480, 640)
 
 
+def test_the_distortion_note_of_a_calibration_is_worked_out_once(calibration: dict) -> None:
+    """Its callers ask the note of each frame's camera_info: one calibration's (the next frame's an equal copy) is
+    the same note, worked out once; another calibration's is its own."""
+    first = distortion_note(raw_camera_info(calibration, monocular=True, model="fov"), "/camera/image", None)
+    again = distortion_note(raw_camera_info(calibration, monocular=True, model="fov"), "/camera/image", None)
+    assert first is again and "distortion model 'fov'" in first
+    other = distortion_note(raw_camera_info(calibration, monocular=True), "/camera/image", None)
+    assert "(plumb_bob, D not zero)" in other and "set image_rectified to false" in other
+
+
 @pytest.mark.parametrize("topic, setting, rectified", [
     ("/camera/image_raw", "auto", False), ("/camera/image_color/compressed", "auto", False),
     ("/camera/image_rect_color", "auto", True), ("/camera/image", "auto", None),

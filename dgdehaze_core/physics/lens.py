@@ -89,11 +89,26 @@ def lens_of(info: Any) -> tuple[Lens | None, str]:
     image_geometry takes it: (Lens, "") for a D not all zero of a model it undoes; (None, "") for a D of zeros, which
     has nothing to undo; (None, why) for a model image_geometry does not know, a D of a length its model does not
     take, or no K. An unset R (zeros) is taken as the identity (a monocular camera's)."""
+    return _lens(*_lens_fields(info))
+
+
+def _lens_fields(info: Any) -> tuple[str, tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """What `lens_of` reads of a CameraInfo, hashable (the key its calibration's `distortion_note` is cached by): the
+    distortion model ("" unset), K, D and R as tuples of floats (R () where the message has none); a D all zero (or
+    none) alone, the rest unread, as it has nothing to undo."""
     coefficients = getattr(info, "d", None)
     d = () if coefficients is None else tuple(float(c) for c in coefficients)
     if not any(d):
+        return "", (), d, ()
+    rotation = getattr(info, "r", None)
+    return (info.distortion_model or "", tuple(float(v) for v in info.k), d,
+            () if rotation is None else tuple(float(v) for v in rotation))
+
+
+def _lens(model: str, k: tuple[float, ...], d: tuple[float, ...], r: tuple[float, ...]) -> tuple[Lens | None, str]:
+    """`lens_of` of a CameraInfo's `_lens_fields`."""
+    if not any(d):
         return None, ""
-    model = info.distortion_model or ""
     lengths = PINHOLE_COEFFICIENTS if model in PINHOLE_MODELS else (4,) if model == FISHEYE_MODEL else ()
     if not lengths:
         return None, (f"camera_info's distortion model {model!r} is none that image_geometry undoes (plumb_bob, "
@@ -101,11 +116,8 @@ def lens_of(info: Any) -> tuple[Lens | None, str]:
     if len(d) not in lengths:
         return None, (f"camera_info's D has {len(d)} coefficients, which {model} does not take "
                       f"({', '.join(map(str, lengths))})")
-    k = tuple(float(v) for v in info.k)
     if not (k[0] > 0 and k[4] > 0):
         return None, "camera_info gives lens distortion but no K to undo it with"
-    rotation = getattr(info, "r", None)
-    r = () if rotation is None else tuple(float(v) for v in rotation)
     if len(r) != 9 or not any(r):
         r = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
     return Lens(model, k, d, r), ""
@@ -129,14 +141,23 @@ def distortion_note(info: Any, image_topic: str, rectified: bool | None) -> str:
     """What to say once of the lens distortion of the frames on `image_topic` (`rectified` as `frames_rectified`
     gives it; raw frames are undistorted where `lens_of` gives a Lens): a distortion kept in frames whose topic does
     not say whether they are rectified (with what to set, or why it cannot be undone), or one of raw frames that
-    cannot be undone; "" where there is nothing to say (no distortion, rectified frames, raw frames undistorted)."""
-    lens, problem = lens_of(info)
+    cannot be undone; "" where there is nothing to say (no distortion, rectified frames, raw frames undistorted).
+    Its callers ask it of each frame's CameraInfo: it is worked out once per calibration, topic and setting (cached
+    by what `lens_of` reads), as a raw calibration's rays are (`Lens.pixel_rays`)."""
+    return _distortion_note(_lens_fields(info), image_topic, rectified)
+
+
+@functools.lru_cache(maxsize=8)
+def _distortion_note(fields: tuple[str, tuple[float, ...], tuple[float, ...], tuple[float, ...]], image_topic: str,
+                     rectified: bool | None) -> str:
+    """`distortion_note` of a CameraInfo's `_lens_fields`."""
+    lens, problem = _lens(*fields)
     if rectified is True or (lens is None and not problem):
         return ""
     if rectified is None:
         remedy = (f"its distortion cannot be undone ({problem})" if problem else
                   "set image_rectified to false (bag-eval: --image-rectified false) and its distortion is undone")
-        return (f"camera_info gives lens distortion ({info.distortion_model or 'no model'}, D not zero) and the "
+        return (f"camera_info gives lens distortion ({fields[0] or 'no model'}, D not zero) and the "
                 f"frames on {image_topic} are taken as rectified, which their topic's name does not say (image_proc "
                 f"names a rectified image image_rect, a driver its raw image image_raw): if they are the camera's raw "
                 f"image, {remedy}; else set image_rectified to true")
