@@ -2,7 +2,7 @@
 detections of a few DAWN validation photos: the same predictions right, wrong and ignored (crowds included), and
 AP50 per class and its mean within what COCO's 101-point interpolation allows against our all-point one.
 
-pycocotools is an optional test dependency: the tests skip, saying so, where it is not importable."""
+pycocotools is pinned in requirements.txt (the venv of `make`); elsewhere the tests skip, saying so."""
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +21,7 @@ from dgdehaze_core.evaluation.voc_boxes import LabelledImage, coco_name
 from dgdehaze_core.io.images import read_image
 
 cocoeval = pytest.importorskip("pycocotools.cocoeval", reason="pycocotools (the reference COCO evaluation) is not "
-                               "installed: pip install pycocotools")
+                               "installed: it is pinned in requirements.txt")
 from pycocotools.coco import COCO  # noqa: E402 (importable where cocoeval is)
 PHOTOS = ("foggy-078.jpg", "haze-084.jpg", "haze-100.jpg", "haze-119.jpg", "mist-064.jpg", "mist-161.jpg")
 """DAWN validation photos with cars, trucks, people and a bus, two of them crowded streets; haze-084 and haze-100 are
