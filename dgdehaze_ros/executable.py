@@ -1,4 +1,5 @@
-"""The `dgdehaze_node` executable (`ros2 run`, the launch file; `python -m dgdehaze_ros.executable`): `node.main`,
+"""The `dgdehaze_node` executable (`ros2 run`, the launch file; `python -m dgdehaze_ros.executable`, and
+`python -m dgdehaze_ros.node`, which runs this module): `node.main`,
 with the node's libraries (rclpy, torch, OpenCV: seconds) loaded inside it, so that a Ctrl-C, `ros2 launch`'s SIGINT
 or systemd's SIGTERM while they load ends the process with code 0, as one later does (rclpy's handlers), instead of
 an import's KeyboardInterrupt traceback or a death by SIGTERM."""

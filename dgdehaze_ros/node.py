@@ -31,6 +31,11 @@ detector has run, so detection never delays the image.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m dgdehaze_ros.node` is the executable, which exits: the imports below then
+    # load inside its Ctrl-C and SIGTERM handling, not in this script's (a traceback)
+    import runpy
+    runpy.run_module("dgdehaze_ros.executable", run_name="__main__")
+
 import contextlib
 import functools
 import gc
@@ -802,7 +807,3 @@ def _exit_leaving_threads() -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -278,7 +278,7 @@ def test_a_node_that_dies_part_way_ends_the_replay_at_once_and_the_frames_before
 
     def kill_the_node() -> None:
         for child in psutil.Process().children(recursive=True):
-            if "dgdehaze_ros.node" in " ".join(child.cmdline()):
+            if "dgdehaze_ros.executable" in " ".join(child.cmdline()):
                 child.send_signal(signal.SIGKILL)
 
     record = bag_replay.record_frame

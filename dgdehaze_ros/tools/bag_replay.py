@@ -112,7 +112,7 @@ def _node_command(node_name: str, image_topic: str, compressed: bool, camera_inf
         if ":=" not in param:
             raise ValueError(f"node parameters look like name:=value, got {param!r}")
         args += ["-p", param]
-    return [sys.executable, "-c", "import sys; from dgdehaze_ros.node import main; sys.exit(main())", *args]
+    return [sys.executable, "-m", "dgdehaze_ros.executable", *args]
 
 
 class _Recorder:

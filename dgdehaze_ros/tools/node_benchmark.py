@@ -8,7 +8,7 @@ The interface `dgdehaze bench node` calls (keep it stable):
 returns one row for dgdehaze_core.io.tables (row name -> figures below); `measure_node` is one row with
 more knobs (publisher reliability, detection interval, Fast DDS environment).
 
-The node runs in its own process (`python -m dgdehaze_ros.node` with the given `model`, detection off unless
+The node runs in its own process (`python -m dgdehaze_ros.executable` with the given `model`, detection off unless
 asked) on a private DDS domain. This process plays the camera (publishes hazy frames stamped with the current
 time at a fixed rate) and the consumer (subscribes to ~/image_dehazed). Reported per row:
 - transport: frames published, frames the node's callback received, and the rest as `transport_lost_pct`:
@@ -174,7 +174,7 @@ def measure_node(width: int, height: int, *, model: str = "dcp", rate_hz: float 
     domain = reserve_domain()
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1", **(extra_env or {}),
            **(node_env or {})}
-    command = [sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r", f"__node:={NODE_NAME}",
+    command = [sys.executable, "-m", "dgdehaze_ros.executable", "--ros-args", "-r", f"__node:={NODE_NAME}",
                "-r", "image:=/bench/image", "-p", f"model:={model}", "-p", f"image_reliability:={reliability}",
                "-p", f"detection_enabled:={'true' if detection else 'false'}",
                "-p", f"detection_interval:={detection_interval}", "-p", "diagnostics_period:=0.5",
