@@ -88,8 +88,8 @@ from dgdehaze_ros.model_reloads import ModelReloads
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.node_logging import attribute_threads, not_on_a_node_logger, transition_of
 from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
-                                     parameters_help, read_settings)
-from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, SubscriptionEventCallbacks
+                                     integers_as_doubles, parameters_help, read_settings)
+from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, PRE_SET_PARAMETERS_CALLBACKS, SubscriptionEventCallbacks
 from dgdehaze_ros.visibility_messages import FOG_PARAMETERS, fog_banner, visibility_msg
 
 if VISION_MSGS_AVAILABLE:
@@ -188,6 +188,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self.destroy_node()  # finds it (a process holding other nodes showed it, and a corrected one beside it)
             raise
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        if PRE_SET_PARAMETERS_CALLBACKS:  # Humble refuses the integer (docs/ROS.md)
+            self.add_pre_set_parameters_callback(integers_as_doubles)
 
     def _thread_name(self, role: str) -> str:
         """`<logger name>-<role>` (`front.dgdehaze-worker`), as the node's log lines name it: the threads of the

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import InvalidParameterValueException, ParameterUninitializedException
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
+                              ParameterUninitializedException)
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from dgdehaze_core.commands.ros_modes import NODE_MODELS, RELIABILITIES
 from dgdehaze_core.detection.tracking import TRACKERS
@@ -192,6 +194,8 @@ SPECS: tuple[ParameterSpec, ...] = (
                   read_only=True),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+DOUBLE_NAMES = frozenset(spec.name for spec in SPECS if isinstance(spec.default, float))
+"""The parameters of type double: an integer given for one (`camera_height: 2`, `:=2`) is taken as that double."""
 
 
 def parameters_help(width: int = 100) -> str:
@@ -210,15 +214,40 @@ def parameters_help(width: int = 100) -> str:
 
 
 def declare_parameters(node: Node) -> None:
-    """Declare every parameter of SPECS on `node` with its descriptor.
+    """Declare every parameter of SPECS on `node` with its descriptor. An integer a double parameter is given at
+    start (`-p camera_height:=2`, `camera_height: 2` in a params file) is declared as that double, in its range.
 
-    InvalidParameterValueException for a read-only parameter outside its choices: no later call could mend it, so
-    the node must not start unconfigurable."""
+    InvalidParameterTypeException for a value of another type; InvalidParameterValueException for one outside its
+    range, or a read-only parameter outside its choices: no later call could mend it, so the node must not start
+    unconfigurable."""
     for spec in SPECS:
-        value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        try:
+            value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        except InvalidParameterTypeException:
+            given = _given_at_start(node, spec.name) if spec.name in DOUBLE_NAMES else None
+            if given is None or given.type_ != Parameter.Type.INTEGER:
+                raise
+            value = node.declare_parameter(spec.name, float(given.value), spec.descriptor(),
+                                           ignore_override=True).value
         if spec.read_only and spec.choices and value not in spec.choices:
             raise InvalidParameterValueException(spec.name, value, f"must be one of {', '.join(spec.choices)} "
                                                                    f"(read-only: set it at start)")
+
+
+def _given_at_start(node: Node, name: str) -> Parameter:
+    """The value `node` was given for `name` at start, of whatever type. rclpy has no public reading of a node's
+    overrides: `name` is declared taking any type, read and undeclared (/parameter_events shows both declarations)."""
+    given = node.declare_parameter(name, None, ParameterDescriptor(dynamic_typing=True))
+    node.undeclare_parameter(name)
+    return given
+
+
+def integers_as_doubles(parameters: list[Parameter]) -> list[Parameter]:
+    """`parameters` with each integer set on a double parameter as that double (`ros2 param set ... camera_height
+    2`), for the node's pre-set callback (Iron and later): rclpy refuses an integer's type before any check of the
+    node, which then checks the double as any other."""
+    return [Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+            if p.name in DOUBLE_NAMES and p.type_ == Parameter.Type.INTEGER else p for p in parameters]
 
 
 def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:

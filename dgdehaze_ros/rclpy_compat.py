@@ -14,6 +14,10 @@ MESSAGE_INFO_CALLBACKS = hasattr(Subscription, "CallbackType")
 """Whether a subscription callback taking two arguments gets each message's info (publisher gid, publication
 sequence number) as its second: Iron and later. Humble calls every callback with the message alone."""
 
+PRE_SET_PARAMETERS_CALLBACKS = hasattr(Node, "add_pre_set_parameters_callback")
+"""Whether a node can change the parameters of a set before rclpy checks their types (Iron and later): Humble
+refuses `ros2 param set ... camera_height 2` (an integer for a double) before any callback sees it."""
+
 
 def publisher_count(node: Node, subscription: Subscription) -> int:
     """The publishers `subscription` is matched with (`Subscription.get_publisher_count`, Iron and later); on Humble,
@@ -24,4 +28,4 @@ def publisher_count(node: Node, subscription: Subscription) -> int:
     return node.count_publishers(subscription.topic_name)
 
 
-__all__ = ["MESSAGE_INFO_CALLBACKS", "SubscriptionEventCallbacks", "publisher_count"]
+__all__ = ["MESSAGE_INFO_CALLBACKS", "PRE_SET_PARAMETERS_CALLBACKS", "SubscriptionEventCallbacks", "publisher_count"]
