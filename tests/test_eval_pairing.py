@@ -68,7 +68,7 @@ def test_missing_folders(tmp_path: Path):
     with pytest.raises(PairingError, match="no such paired set"):
         find_pairs(tmp_path / "absent")
     _write(tmp_path / "hazy" / "1_a.png")
-    with pytest.raises(PairingError, match=r"no clear/ \(or GT/\) folder"):
+    with pytest.raises(PairingError, match=r"holds hazy images in hazy/ but no clear folder \(clear/, GT/ or clean/"):
         find_pairs(tmp_path)
 
 
@@ -281,45 +281,63 @@ def test_one_hazy_name_in_two_parts_is_refused_naming_both(shared_data: Path, tm
         find_pairs(tmp_path)
 
 
-def _foggy_cityscapes(shared_data: Path, root: Path) -> dict[str, Path]:
+CITYSCAPES_ZIPS = {"leftImg8bit": "leftImg8bit_trainvaltest", "leftImg8bit_foggy": "leftImg8bit_trainvaltest_foggy",
+                   "gtFine": "gtFine_trainvaltest"}
+"""The folder each of the official zips (`leftImg8bit_trainvaltest.zip`, ...) unpacks its data folder into."""
+
+
+def _foggy_cityscapes(shared_data: Path, root: Path, unzipped: bool = False) -> dict[str, Path]:
     """Real SOTS images laid out as Foggy Cityscapes beside Cityscapes (each written as a PNG as those are):
     {foggy file name: the SOTS hazy image it is}. val/frankfurt holds one scene at two densities (SOTS indoor's
     light and dense haze of room 1430), test/berlin one (SOTS outdoor's 0016); gtFine/ is there as it is in a
-    Cityscapes download."""
+    Cityscapes download. `unzipped`: each data folder one deeper, in its zip's folder beside the zip's README and
+    license.txt (`leftImg8bit_trainvaltest/leftImg8bit/`), as the official zips unpack."""
     indoor, outdoor = shared_data / "paired" / "sots-indoor", shared_data / "paired" / "sots-outdoor"
     scenes = {("val", "frankfurt_000000_000294"): (indoor / "clear" / "1430.png", {
                   "0.01": indoor / "hazy" / "1430_2.png", "0.02": indoor / "hazy" / "1430_7.png"}),
               ("test", "berlin_000000_000019"): (outdoor / "clear" / "0016.jpg", {
                   "0.02": outdoor / "hazy" / "0016_0.8_0.08.jpg"})}
+    data = {folder: root / zip_folder / folder if unzipped else root / folder
+            for folder, zip_folder in CITYSCAPES_ZIPS.items()}
+    for folder in data.values():
+        for name in ("README", "license.txt") if unzipped else ():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            (folder.parent / name).write_text("The Cityscapes Dataset\n")
     foggy = {}
     for (split, name), (clear, hazy) in scenes.items():
         city = name.split("_")[0]
-        for folder in ("leftImg8bit", "leftImg8bit_foggy", "gtFine"):
-            (root / folder / split / city).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png"), cv2.imread(str(clear)))
-        cv2.imwrite(str(root / "gtFine" / split / city / f"{name}_gtFine_labelIds.png"),
-                    np.zeros((8, 8), np.uint8))
+        for folder in data.values():
+            (folder / split / city).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(data["leftImg8bit"] / split / city / f"{name}_leftImg8bit.png"), cv2.imread(str(clear)))
+        cv2.imwrite(str(data["gtFine"] / split / city / f"{name}_gtFine_labelIds.png"), np.zeros((8, 8), np.uint8))
         for beta, source in hazy.items():
             file_name = f"{name}_leftImg8bit_foggy_beta_{beta}.png"
-            cv2.imwrite(str(root / "leftImg8bit_foggy" / split / city / file_name), cv2.imread(str(source)))
+            cv2.imwrite(str(data["leftImg8bit_foggy"] / split / city / file_name), cv2.imread(str(source)))
             foggy[file_name] = source
     return foggy
 
 
-def test_foggy_cityscapes_pairs_each_foggy_image_with_its_clear_image(shared_data: Path, tmp_path: Path):
+@pytest.mark.parametrize("unzipped", [False, True], ids=["data-folders", "as-the-zips-unpack"])
+def test_foggy_cityscapes_pairs_each_foggy_image_with_its_clear_image(shared_data: Path, tmp_path: Path,
+                                                                     unzipped: bool):
     """Foggy Cityscapes (leftImg8bit_foggy/SPLIT/CITY/..._foggy_beta_B.png beside leftImg8bit/SPLIT/CITY/...png) was
-    refused as having no hazy/ folder. Each foggy image pairs with its own clear image, named by its stem with the
-    beta; --include chooses by file name: a density, or a split by its cities."""
+    refused as having no hazy/ folder, and so was the folder the official zips unpack into, a folder each
+    (leftImg8bit_trainvaltest_foggy/leftImg8bit_foggy/ beside leftImg8bit_trainvaltest/leftImg8bit/): the user had
+    to move the data folders up. Each foggy image pairs with its own clear image, named by its stem with the beta;
+    --include chooses by file name: a density, or a split by its cities."""
     root = tmp_path / "cityscapes"
-    foggy = _foggy_cityscapes(shared_data, root)
+    foggy = _foggy_cityscapes(shared_data, root, unzipped)
+    data = {folder: root / zip_folder / folder if unzipped else root / folder
+            for folder, zip_folder in CITYSCAPES_ZIPS.items()}
+    assert sorted(p.name for p in root.iterdir()) == sorted(CITYSCAPES_ZIPS.values() if unzipped else data)
     assert is_paired_set(root)
     pairs = find_pairs(root)
     assert [pair.name for pair in pairs] == [
         "berlin_000000_000019_leftImg8bit_foggy_beta_0.02", "frankfurt_000000_000294_leftImg8bit_foggy_beta_0.01",
         "frankfurt_000000_000294_leftImg8bit_foggy_beta_0.02"]
     for pair in pairs:
-        assert pair.hazy.parent.relative_to(root / "leftImg8bit_foggy") == \
-            pair.clear.parent.relative_to(root / "leftImg8bit")
+        assert pair.hazy.parent.relative_to(data["leftImg8bit_foggy"]) == \
+            pair.clear.parent.relative_to(data["leftImg8bit"])
         assert pair.clear.name == pair.scene + ".png" and pair.name.startswith(pair.scene + "_foggy_beta_")
         hazy, clear = load_pair(pair)
         assert np.array_equal(hazy, cv2.imread(str(foggy[pair.hazy.name])))
@@ -331,6 +349,27 @@ def test_foggy_cityscapes_pairs_each_foggy_image_with_its_clear_image(shared_dat
                      "--include", include, "--json", str(out)]) == 0
         rows[name] = json.loads(out.read_text())["hazy"]
     assert rows["val"] == rows["sots"] and rows["val"]["pairs"] == rows["dense"]["pairs"] == 2
+
+
+def test_one_of_the_two_cityscapes_zips_unpacked_alone_is_named_with_the_one_missing(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """With one side alone the error said only that there was no hazy/ (or no clear/) folder, or that the folder
+    fitted no measure."""
+    root = tmp_path / "cityscapes"
+    _foggy_cityscapes(shared_data, root, unzipped=True)
+    shutil.move(root / "leftImg8bit_trainvaltest", tmp_path / "clear_aside")
+    assert not is_paired_set(root)
+    with pytest.raises(PairingError, match=r"holds hazy images in leftImg8bit_trainvaltest_foggy/leftImg8bit_foggy/ "
+                                           r"but no clear folder .*leftImg8bit/"):
+        find_pairs(root)
+    capsys.readouterr()
+    assert main(["eval", "--dataset", str(root), "--measure", "quality", "--method", "hazy"]) == 2
+    assert "leftImg8bit_trainvaltest_foggy/leftImg8bit_foggy/ but no clear folder" in capsys.readouterr().err
+    shutil.move(tmp_path / "clear_aside", root / "leftImg8bit_trainvaltest")
+    shutil.move(root / "leftImg8bit_trainvaltest_foggy", tmp_path / "hazy_aside")
+    with pytest.raises(PairingError, match=r"holds ground truth in leftImg8bit_trainvaltest/leftImg8bit/ but no "
+                                           r"hazy folder .*leftImg8bit_foggy/"):
+        find_pairs(root)
 
 
 def test_foggy_cityscapes_beside_its_refined_copy_is_refused_naming_both(shared_data: Path, tmp_path: Path):

@@ -7,7 +7,9 @@ A paired set is a folder in one of the layouts the public benchmarks are publish
   The images of both folders are read from their subfolders too (OTS unpacked from its zip parts as
   `haze/part1/...`, `haze/part2/...`), so a file's folder within them plays no part in its pairing: its name does;
 - Foggy Cityscapes (Sakaridis et al.) beside Cityscapes: the folder holding `leftImg8bit_foggy/` (or the refined
-  `leftImg8bit_foggyDBF/`) and `leftImg8bit/`, each as `SPLIT/CITY/` folders:
+  `leftImg8bit_foggyDBF/`) and `leftImg8bit/`, either directly or one folder deeper as the official zips unpack
+  (`leftImg8bit_trainvaltest_foggy/leftImg8bit_foggy/` beside `leftImg8bit_trainvaltest/leftImg8bit/`), each as
+  `SPLIT/CITY/` folders:
   `leftImg8bit_foggy/val/frankfurt/frankfurt_000000_000294_leftImg8bit_foggy_beta_0.02.png` (betas 0.005, 0.01,
   0.02) pairs with `leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png`. Cityscapes' names are
   unique across its splits and cities, and a pair's name is its foggy file's stem, beta included
@@ -42,6 +44,9 @@ HAZY_FOLDER_NAMES = ("hazy", "haze", "leftimg8bit_foggy", "leftimg8bit_foggydbf"
 CLEAR_FOLDER_NAMES = ("clear", "gt", "clean", "leftimg8bit")
 """Folder names of the two kinds, matched in any case (`GT/`, `Hazy/`, Foggy Cityscapes' `leftImg8bit_foggy/` and
 Cityscapes' `leftImg8bit/`)."""
+UNZIPPED_FOLDER_NAMES = ("leftimg8bit_foggy", "leftimg8bit_foggydbf", "leftimg8bit")
+"""Folder names also found one folder deeper, where the official zips unpack them, each in a folder of its own
+(`leftImg8bit_trainvaltest_foggy/leftImg8bit_foggy/`, `leftImg8bit_trainvaltest/leftImg8bit/`)."""
 HAZY_ROLE = re.compile(r"(?P<name>.+)_(hazy|haze)", re.IGNORECASE)
 CLEAR_ROLE = re.compile(r"(?P<name>.+)_(gt|clear|clean)", re.IGNORECASE)
 """A file stem that ends in a role token (matched whole with `fullmatch`), and its NAME before the token."""
@@ -84,13 +89,29 @@ def _subfolders(root: Path, names: tuple[str, ...]) -> list[Path]:
     return sorted(path for path in root.iterdir() if path.is_dir() and path.name.lower() in names)
 
 
-def _one_folder(root: Path, names: tuple[str, ...], kind: str) -> Path | None:
-    """The one `kind` folder of `root`, None without one; PairingError naming them when there are several."""
+def _kind_folders(root: Path, names: tuple[str, ...]) -> list[Path]:
+    """The folders of `root` named one of `names` in any case, or without one there those named one of them and of
+    UNZIPPED_FOLDER_NAMES one folder deeper, sorted."""
     found = _subfolders(root, names)
+    deeper = tuple(name for name in names if name in UNZIPPED_FOLDER_NAMES)
+    if found or not deeper:
+        return found
+    return sorted(path for folder in root.iterdir() if folder.is_dir() for path in _subfolders(folder, deeper))
+
+
+def _one_folder(root: Path, names: tuple[str, ...], kind: str) -> Path | None:
+    """The one `kind` folder of `root` (`_kind_folders`), None without one; PairingError naming them when there are
+    several."""
+    found = _kind_folders(root, names)
     if len(found) > 1:
-        raise PairingError(f"{root} holds {len(found)} {kind} folders ({', '.join(p.name + '/' for p in found)}): "
-                           "which one holds the set cannot be told, keep one")
+        raise PairingError(f"{root} holds {len(found)} {kind} folders ({_named(root, found)}): which one holds the "
+                           "set cannot be told, keep one")
     return found[0] if found else None
+
+
+def _named(root: Path, folders: list[Path]) -> str:
+    """`folders` by their path in `root`, each with a trailing slash, comma-separated."""
+    return ", ".join(folder.relative_to(root).as_posix() + "/" for folder in folders)
 
 
 def _flat_roles(images: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
@@ -109,8 +130,8 @@ def is_paired_set(folder: str | Path) -> bool:
     folder = Path(folder)
     if not folder.is_dir():
         return False
-    if _subfolders(folder, HAZY_FOLDER_NAMES):
-        return bool(_subfolders(folder, CLEAR_FOLDER_NAMES))
+    if _kind_folders(folder, HAZY_FOLDER_NAMES):
+        return bool(_kind_folders(folder, CLEAR_FOLDER_NAMES))
     hazy, clear, _ = _flat_roles(list_images(folder))
     return bool(hazy and clear)
 
@@ -123,16 +144,44 @@ def _layout(root: Path) -> _Layout:
     if hazy_folder is None:
         hazy, clear, neither = _flat_roles(list_images(root))
         if not hazy:
-            raise PairingError(f"{root} has no hazy/ folder (a paired set holds hazy/ and clear/ or GT/) and no images "
-                               "named NAME_hazy.* beside NAME_GT.*")
+            clear_folders = _kind_folders(root, CLEAR_FOLDER_NAMES)
+            raise PairingError(_no_hazy(root, clear_folders) if clear_folders else f"{root} has no hazy/ folder (a "
+                               "paired set holds hazy/ and clear/ or GT/) and no images named NAME_hazy.* beside "
+                               "NAME_GT.*")
         if neither:
             raise PairingError(f"{root} holds hazy images beside their ground truth (NAME_hazy.* with NAME_GT.*) and "
                                f"{len(neither)} image(s) named as neither: {listing([p.name for p in neither])}")
         return _Layout(root, root, hazy, clear)
     clear_folder = _one_folder(root, CLEAR_FOLDER_NAMES, "clear")
     if clear_folder is None:
-        raise PairingError(f"{root} has no clear/ (or GT/) folder of ground-truth images")
+        raise PairingError(_no_clear(root, [hazy_folder]))
     return _Layout(hazy_folder, clear_folder, images_under(hazy_folder), images_under(clear_folder))
+
+
+def one_side_only(folder: Path) -> str | None:
+    """Why `folder` is no paired set when it holds the folder of one side alone (a hazy folder without a clear one,
+    Foggy Cityscapes without Cityscapes, or the other way round: one zip of the two unpacked), as words for an
+    error; None when it holds both or neither, or its hazy images are those of the flat layout."""
+    hazy, clear = _kind_folders(folder, HAZY_FOLDER_NAMES), _kind_folders(folder, CLEAR_FOLDER_NAMES)
+    if hazy and not clear:
+        return _no_clear(folder, hazy)
+    if clear and not hazy and not _flat_roles(list_images(folder))[0]:
+        return _no_hazy(folder, clear)
+    return None
+
+
+def _no_clear(root: Path, hazy: list[Path]) -> str:
+    """The error for `root` holding the hazy folders `hazy` and no clear folder."""
+    return (f"{root} holds hazy images in {_named(root, hazy)} but no clear folder (clear/, GT/ or clean/ beside "
+            "it, or Cityscapes' leftImg8bit/ beside it or one folder deeper, as leftImg8bit_trainvaltest/leftImg8bit/ "
+            "unpacks) of their ground truth")
+
+
+def _no_hazy(root: Path, clear: list[Path]) -> str:
+    """The error for `root` holding the clear folders `clear` and no hazy folder (nor hazy images of its own)."""
+    return (f"{root} holds ground truth in {_named(root, clear)} but no hazy folder (hazy/ or haze/ beside it, or "
+            "Foggy Cityscapes' leftImg8bit_foggy/ or leftImg8bit_foggyDBF/ beside it or one folder deeper, as "
+            "leftImg8bit_trainvaltest_foggy/leftImg8bit_foggy/ unpacks) of the hazy images it pairs with")
 
 
 def hazy_images(root: str | Path) -> list[Path]:
