@@ -3,6 +3,7 @@ raw camera 2 (calib_cam_to_cam.txt K_02, D_02, R_rect_02, P_rect_02) with its Li
 into the raw image through K and D (cv2.projectPoints, the forward model); rectified frames' geometry unchanged."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -260,3 +261,43 @@ def test_the_distortion_note_of_a_calibration_is_worked_out_once(calibration: di
 def test_whether_frames_are_rectified_is_set_or_told_from_the_topic_s_name(topic: str, setting: str | bool,
                                                                           rectified: bool | None) -> None:
     assert frames_rectified(topic, setting) is rectified
+
+
+@pytest.mark.parametrize("d", [(0.0035, 0.0007, -0.002, 0.0002), (0.05, 0.0, 0.0, 0.0)],
+                         ids=["theta_d-below-theta", "theta_d-above-theta"])
+def test_a_fisheye_s_pixels_beyond_ninety_degrees_have_no_ray_rather_than_a_wrong_one(d: tuple[float, ...]) -> None:
+    """An equidistant lens wider than 180 degrees (512x512, f 191 px: about 195 degrees across, as TUM VI's cameras)
+    sees its image circle's rim and corners 90 degrees or more off its axis, where no x/z ray exists: OpenCV gives
+    tan(angle) there, whose sign turns, and clamps the distorted angle at 90 degrees, which gave those pixels rays as
+    much as 180 degrees off (the opposite side), each with a road distance, a ~/depth and a detection position. Each
+    pixel's ray is its true one, or NaN: beyond 90 degrees, or where OpenCV clamps (distorted angle 90 degrees or
+    more); so is that of a pixel beyond where a lens's calibration folds back, which OpenCV marks (-1e6, -1e6): a
+    ray 1e6 wide, whose ~/depth read 0 m."""
+    f, c = 191.0, 255.5
+    info = SimpleNamespace(width=512, height=512, distortion_model="equidistant", d=list(d),
+                           k=[f, 0, c, 0, f, c, 0, 0, 1], r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+                           p=[f, 0, c, 0, 0, f, c, 0, 0, 0, 1, 0], binning_x=0, binning_y=0,
+                           roi=SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0))
+    intrinsics = intrinsics_of(info, (512, 512), raw=True)
+    theta = np.radians(np.arange(5.0, 116.0, 0.25))[:, None]  # off-axis angles of points seen toward the 8 corners
+    phi = np.radians(np.arange(0.0, 360.0, 45.0))[None, :] + 0 * theta
+    theta = theta + 0 * phi
+    theta_d = theta * (1 + d[0] * theta ** 2 + d[1] * theta ** 4 + d[2] * theta ** 6 + d[3] * theta ** 8)
+    u, v = c + f * theta_d * np.cos(phi), c + f * theta_d * np.sin(phi)  # the equidistant model's projection
+    seen = (u >= 0) & (u <= 511) & (v >= 0) & (v <= 511) & (np.abs(theta - math.pi / 2) > 1e-9)
+    theta, theta_d, phi = theta[seen], theta_d[seen], phi[seen]
+    assert (theta > math.pi / 2).sum() > 20, "the test's points include rays beyond 90 degrees"
+    x, y = intrinsics.lens.rays(u[seen], v[seen])
+    found = np.stack([x, y, np.ones_like(x)], axis=-1)
+    found /= np.linalg.norm(found, axis=-1, keepdims=True)
+    true = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], axis=-1)
+    off = np.degrees(np.arccos(np.clip((found * true).sum(-1), -1.0, 1.0)))
+    known = np.isfinite(off)
+    assert off[known].max() < 1e-4, f"rays up to {off[known].max():.1f} degrees off"
+    assert np.array_equal(known, (theta < math.pi / 2) & (theta_d < math.pi / 2)), "NaN only where no ray is known"
+    corner = intrinsics.point_at(0.0, 0.0, 5.0)
+    assert all(map(math.isnan, corner)) and np.isnan(ray_norms((512, 512), intrinsics)[0, 0])
+    assert np.isnan(ground_range((512, 512), intrinsics, Mounting(1.5, 0.3))[511, 0]), "no road behind the camera"
+    folding = dataclasses.replace(intrinsics.lens, d=(-0.5, 0.0, 0.0, 0.0))  # theta_d is at most 0.54 rad
+    x, y = folding.rays(np.array([c + 0.5 * f, c + 0.6 * f]), np.array([c, c]))
+    assert x[0] == pytest.approx(0.7109, abs=1e-4) and math.isnan(x[1]) and math.isnan(y[1]), "beyond its fold: NaN"

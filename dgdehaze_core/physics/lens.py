@@ -5,7 +5,8 @@ A sensor_msgs/CameraInfo describes the raw image: K its camera matrix, D its dis
 plumb_bob or rational_polynomial: OpenCV's pinhole model, 4 to 14 coefficients; equidistant: OpenCV's fisheye model,
 4), R the rotation from the raw camera's frame to the rectified one, P the rectified image's projection. A pixel of
 the rectified image lies on P's straight ray; a pixel of the raw image is undistorted with K, D and R first
-(cv2.undistortPoints, cv2.fisheye.undistortPoints), which puts it on its ray of the rectified camera. As in
+(cv2.undistortPoints, cv2.fisheye.undistortPoints), which puts it on its ray of the rectified camera; a fisheye's
+pixel that has no such ray (`FISHEYE_MAX_ANGLE`) has a ray of NaN. As in
 image_geometry, a D of zeros has nothing to undo (the raw image is taken as its rectified one), and a model it does
 not know is not undone (`lens_of` says why).
 
@@ -27,6 +28,13 @@ PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")
 PINHOLE_COEFFICIENTS = (4, 5, 8, 12, 14)
 """The lengths of D that OpenCV's pinhole model takes (plumb_bob gives 5, rational_polynomial 8)."""
 FISHEYE_MODEL = "equidistant"
+FISHEYE_MAX_ANGLE = np.pi / 2
+"""The angle off the axis (rad) at and beyond which an equidistant lens's pixel has no ray x/z: a lens wider than
+180 degrees sees there what lies behind the image plane. cv2.fisheye.undistortPoints (image_geometry's) gives such a
+pixel tan(angle), whose sign turns, and clamps the distorted angle (|K^-1 pixel|) at this value: rays as much as 180
+degrees off. Such a pixel's ray is NaN (no road distance, depth or position), as is that of a pixel with a
+distorted angle at or beyond this, and one beyond where the lens's calibration folds back (the distorted angle no
+longer grows with the angle), which OpenCV marks (-1e6, -1e6)."""
 UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-6)
 """Iterations of the pinhole undistortion (to 1e-6 px): OpenCV's default, 5, leaves pixels at the corners of
 KITTI's raw camera 2 (D_02) up to 3 px off."""
@@ -61,7 +69,7 @@ class Lens:
                            np.asarray(v, np.float64) / self.scale[1] + self.offset[1]], axis=-1).reshape(-1, 1, 2)
         k, r, d = np.array(self.k).reshape(3, 3), np.array(self.r).reshape(3, 3), np.array(self.d)
         if self.model == FISHEYE_MODEL:
-            normal = cv2.fisheye.undistortPoints(points, k, d, R=r)
+            normal = _fisheye_rays(points, k, d, r)
         elif hasattr(cv2, "undistortPointsIter"):  # OpenCV 4 (a ROS distribution's); 5 takes criteria in the next
             normal = cv2.undistortPointsIter(points, k, d, r, None, UNDISTORT_CRITERIA)
         else:
@@ -73,6 +81,20 @@ class Lens:
         """x/z and y/z of each pixel's ray of a frame of `shape` (height, width), each (height, width), read-only:
         computed once per lens and size (a few hundred ms for a megapixel frame), then cached."""
         return _pixel_rays(self, (int(shape[0]), int(shape[1])))
+
+
+def _fisheye_rays(points: np.ndarray, k: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """x/z and y/z (N x 1 x 2) of the rays through an equidistant lens's `points` (N x 1 x 2, camera_info pixels),
+    rotated by R; NaN where it has none (FISHEYE_MAX_ANGLE), and where R turns a ray 90 degrees or more off the
+    axis."""
+    y = (points[:, 0, 1] - k[1, 2]) / k[1, 1]
+    x = (points[:, 0, 0] - k[0, 2] - k[0, 1] * y) / k[0, 0]  # the distorted angle's direction, |(x, y)| the angle
+    normal = cv2.fisheye.undistortPoints(points, k, d).reshape(-1, 2)
+    rays = np.column_stack([normal, np.ones(len(normal))]) @ r.T
+    ahead = ((np.hypot(x, y) < FISHEYE_MAX_ANGLE) & (normal[:, 0] * x + normal[:, 1] * y >= 0)
+             & ~np.all(normal == -1e6, axis=1) & (rays[:, 2] > 0))
+    rays[~ahead] = np.nan
+    return (rays[:, :2] / rays[:, 2:]).reshape(-1, 1, 2)
 
 
 @functools.lru_cache(maxsize=2)

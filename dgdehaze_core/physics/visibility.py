@@ -85,11 +85,12 @@ class Intrinsics:
 
     def point_at(self, u: float, v: float, depth: float) -> tuple[float, float, float]:
         """The point seen at pixel (u, v) at `depth` along the optical axis: (x, y, z) in the camera's optical
-        frame (REP-103: x right, y down, z forward), in `depth`'s units; NaN where `depth` is."""
+        frame (REP-103: x right, y down, z forward), in `depth`'s units; NaN where `depth` is, or the pixel has no
+        ray (a fisheye's beyond 90 degrees: `lens.FISHEYE_MAX_ANGLE`)."""
         if self.lens is None:
             return ((u - self.cx) / self.fx * depth, (v - self.cy) / self.fy * depth, depth)
-        x, y = self.lens.rays(np.array([u], np.float64), np.array([v], np.float64))
-        return (float(x[0]) * depth, float(y[0]) * depth, depth)
+        x, y = (float(ray[0]) for ray in self.lens.rays(np.array([u], np.float64), np.array([v], np.float64)))
+        return (x * depth, y * depth, depth) if math.isfinite(x) else (math.nan, math.nan, math.nan)
 
 
 def intrinsics_of(info: Any, shape: tuple[int, int] | None = None, raw: bool = False) -> Intrinsics | None:
