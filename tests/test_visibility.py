@@ -254,6 +254,16 @@ def test_a_camera_rolled_about_its_optical_axis_is_refused_with_its_roll(roll: f
     assert height_and_pitch((0.0, 0.0, 1.5), slight.as_quat()) == pytest.approx((1.5, 0.05))
 
 
+@pytest.mark.parametrize("pitch", [0.0, 0.17, -0.1])
+def test_a_body_frame_given_for_the_optical_frame_is_refused_as_such(pitch: float):
+    """A driver stamping its images with camera_link (x forward, y left, z up) rather than camera_optical_frame: TF's
+    pose is the base's axes, pitched. Taken as an optical frame it looks up 80-90 degrees, or reads as rolled 1.57
+    rad (nose down): either message sent the user after a roll or a pitch the camera does not have."""
+    body = Rotation.from_euler("ZY", [0.3, pitch])
+    with pytest.raises(ValueError, match="body frame .camera_link.*optical frame"):
+        height_and_pitch((0.0, 0.0, 1.5), body.as_quat())
+
+
 def test_a_camera_looking_straight_down_is_refused_for_its_pitch_not_a_roll_it_does_not_have():
     """Looking straight down, roll about the optical axis is undefined: no 'rolled 3.14 rad' for it."""
     down = (math.sqrt(0.5), -math.sqrt(0.5), 0.0, 0.0)  # optical z down, x right, y (the image's down) backward

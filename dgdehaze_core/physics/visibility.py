@@ -57,6 +57,10 @@ MAX_ROLL = 0.3
 """Most roll (rad) of a camera about its optical axis that the flat-road geometry, which assumes none, tolerates:
 on a synthetic road the visibility reads 1 % low at 0.2 rad, 5 % at 0.4, 45 % at pi/2, and a camera mounted
 upside down (pi) reads its sky as fog that hides the road."""
+MAX_UPWARD_LOOK = math.pi / 4
+"""Most a camera's optical axis may point above the horizon in TF (rad): beyond it the road region holds no road, and
+the pose is that of a body frame (x forward, z up: its z axis up) stamped on the images instead of the optical
+frame's."""
 MAX_HOLD_CONSTANTS = 3.0
 """A smoothed beta without a new measurement is kept this many time constants (at least 1 s), then dropped."""
 
@@ -254,13 +258,20 @@ def height_and_pitch(translation: Sequence[float], rotation: Sequence[float]) ->
     """The camera's height (m) and pitch (rad, positive nose down) from the pose of its optical frame (REP-103:
     z forward, x right, y down) in a frame on the road plane with z up (REP-105 base_footprint): `translation`
     (x, y, z) and `rotation` (x, y, z, w), as TF's transform from the camera frame to the road frame gives them.
-    The road pixels' distances assume no roll about the optical axis: ValueError, with the roll, beyond MAX_ROLL."""
+    The road pixels' distances assume no roll about the optical axis: ValueError, with the roll, beyond MAX_ROLL;
+    and one for an optical axis looking up more than MAX_UPWARD_LOOK, which sees no road: the pose of a body frame
+    (camera_link, z up) given where the optical frame's belongs."""
     x, y, z, w = (float(v) for v in rotation)
     norm = math.sqrt(x * x + y * y + z * z + w * w)
     if not norm > 0:
         raise ValueError(f"rotation must be a unit quaternion (x, y, z, w), got {list(rotation)}")
     x, y, z, w = x / norm, y / norm, z / norm, w / norm
     forward = (2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y))  # the optical z axis, rotated
+    if forward[2] > math.sin(MAX_UPWARD_LOOK):
+        raise ValueError(f"the camera's optical axis (z) points {math.degrees(math.asin(min(forward[2], 1.0))):.0f} "
+                         "degrees above the horizon: is the image's frame_id a body frame (camera_link: x forward, "
+                         "z up) rather than the camera's optical frame (REP-103: z forward, x right, y down, as "
+                         "camera_optical_frame)? Stamp the images with the optical frame")
     # the up components of the optical x (right) and y (down) axes: 0 and -cos(pitch) for a camera without roll
     right_up, down_up = 2 * (x * z - w * y), 2 * (y * z + w * x)
     roll = math.atan2(-right_up, -down_up)
