@@ -340,21 +340,37 @@ optional `fleet` extra, requirements-fleet.txt) and FADE's fade-python (eval's h
 which a ROS install keeps out)."""
 
 
-def test_every_module_the_package_imports_is_installed_by_rosdep_or_requirements_ros() -> None:
-    import sys
+TEST_MODULE_SOURCES = {
+    "pytest": "python3-pytest", "psutil": "python3-psutil", "builtin_interfaces": "builtin_interfaces",
+    "rosgraph_msgs": "rosgraph_msgs",
+}
+"""Third-party module only the tests import -> its <test_depend> in package.xml."""
+TEST_OPTIONAL_MODULES = {"pycocotools", "tensorboard"}
+"""Imported only by tests that skip without them (pytest.importorskip): the reference COCO evaluation, TensorBoard."""
 
+
+def third_party_imports(*folders: str) -> set[str]:
+    """The top-level modules the `.py` files under `folders` import, less the standard library and this package."""
     imported: set[str] = set()
-    for folder in ("dgdehaze_core", "dgdehaze_ros", "launch"):
+    for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
                 if isinstance(node, ast.Import):
                     imported |= {alias.name.split(".")[0] for alias in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                     imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - {"dgdehaze_core", "dgdehaze_ros"} - OPTIONAL_MODULES
+    return imported - set(sys.stdlib_module_names) - {"dgdehaze_core", "dgdehaze_ros"}
+
+
+def package_depends(tag: str) -> set[str]:
+    """The keys of package.xml's `<tag>` elements (exec_depend, test_depend)."""
+    return {element.text for element in ElementTree.parse(ROOT / "package.xml").getroot().findall(tag)}
+
+
+def test_every_module_the_package_imports_is_installed_by_rosdep_or_requirements_ros() -> None:
+    third_party = third_party_imports("dgdehaze_core", "dgdehaze_ros", "launch") - OPTIONAL_MODULES
     assert third_party <= set(MODULE_SOURCES), f"imported but not declared: {sorted(third_party - set(MODULE_SOURCES))}"
-    package = ElementTree.parse(ROOT / "package.xml").getroot()
-    exec_depends = {e.text for e in package.findall("exec_depend")}
+    exec_depends = package_depends("exec_depend")
     pip_names = {line.split(">=")[0].split("==")[0].strip().lower()
                  for line in (ROOT / "requirements-ros.txt").read_text().splitlines()
                  if line.strip() and not line.startswith("#")}
@@ -370,3 +386,19 @@ def test_every_module_the_package_imports_is_installed_by_rosdep_or_requirements
                    if line.strip().lower().startswith("numpy")]
     assert numpy_lines == ["numpy<2"], "numpy is only capped (the distribution's 1.x stays), never pinned or raised"
     assert "python3-torch" not in exec_depends, "python3-torch has no apt candidate on some distros: pip or JetPack"
+
+
+def test_every_module_the_tests_import_is_a_test_depend_and_pytest_ini_s_plugins_too() -> None:
+    """`colcon test` on a ROS install runs these tests with what rosdep installed: a module only the tests import
+    needs its <test_depend> (psutil had none), and pytest.ini's `timeout` is an unknown option, warned about and
+    ignored, without pytest-timeout."""
+    local = {path.stem for folder in ("tests", "tools") for path in (ROOT / folder).glob("*.py")} | {"tools"}
+    third_party = third_party_imports("tests") - local - OPTIONAL_MODULES - TEST_OPTIONAL_MODULES
+    undeclared = third_party - set(MODULE_SOURCES) - set(TEST_MODULE_SOURCES)
+    assert not undeclared, f"imported by the tests but not declared: {sorted(undeclared)}"
+    test_depends = package_depends("test_depend")
+    for module in sorted(third_party & set(TEST_MODULE_SOURCES)):
+        source = TEST_MODULE_SOURCES[module]
+        assert source in test_depends, f"{module}: <test_depend>{source}</test_depend> missing in package.xml"
+    assert "timeout" in (ROOT / "pytest.ini").read_text()
+    assert "python3-pytest-timeout" in test_depends, "pytest.ini's timeout needs pytest-timeout"
