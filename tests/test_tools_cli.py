@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.physics.visibility import Intrinsics, Mounting
 
 TOOLS = REPO_DIR / "tools"
 
@@ -260,3 +262,39 @@ def test_make_demo_bag_refuses_a_bad_width_or_frame_count(tmp_path: Path) -> Non
     late = _tool("make_demo_bag.py", "--video", video, "--out", tmp_path / "bag", "--start", "7", "--width", "0")
     assert "no frames from index 7 (it holds 3)" in _error(late, "make_demo_bag.py")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def _distance_tool() -> dict:
+    return runpy.run_path(str(TOOLS / "detection_distance.py"))
+
+
+def test_the_distance_harness_takes_the_object_s_returns_not_the_background_past_it_nor_a_car_in_front() -> None:
+    """A box at 10 m with background (40 m) seen through its upper part and a nearer car (6 m, its own box standing
+    lower in the frame) covering its left: the truth is the 10 m surface; without the front car's box the nearest
+    surface would be that car's."""
+    tool = _distance_tool()
+    intrinsics, mounting = Intrinsics(200.0, 200.0, 200.0, 100.0), Mounting(1.65, 0.0)
+    lidar = np.full((200, 400), np.nan, np.float32)
+    sparse = np.zeros(lidar.shape, bool)
+    sparse[::3, ::3] = True
+    lidar[60:125, 150:250] = 10.0
+    lidar[60:80, 150:250] = 40.0  # through the windows
+    lidar[70:160, 100:200] = 6.0  # the car in front, its box's bottom (160) below the object's (130)
+    lidar[~sparse] = np.nan
+    box, front = (150.0, 60.0, 250.0, 130.0), (100.0, 70.0, 200.0, 160.0)
+    assert tool["true_z"](lidar, box, intrinsics, mounting, [front]) == pytest.approx(10.0)
+    assert tool["true_z"](lidar, box, intrinsics, mounting, [front], "nearest") == pytest.approx(10.0)
+    assert tool["true_z"](lidar, box, intrinsics, mounting, [], "nearest") == pytest.approx(6.0)
+    assert np.isnan(tool["true_z"](lidar, (300.0, 10.0, 390.0, 50.0), intrinsics, mounting, []))  # no returns
+    # the flat road 1.65 m below meets the box's bottom edge 33 px below the horizon at 1.65 / (33 / 200) = 10 m
+    assert tool["ground_z"](box[:3] + (133.0,), lidar.shape, intrinsics, mounting) == pytest.approx(10.0)
+    assert np.isnan(tool["ground_z"](box[:3] + (199.0,), lidar.shape, intrinsics, mounting)), "cut off: unknown"
+
+
+def test_the_distance_harness_prints_each_rule_s_error_on_a_kitti_frame(shared_data: Path) -> None:
+    result = _tool("detection_distance.py", shared_data / "depth" / "kitti-seq", "--every", "100", timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if "@lidar" in line}
+    assert set(rows) == {f"{rule}@lidar" for rule in ("median", "central", "p25", "cluster", "ground",
+                                                      "cluster+ground", "median|ground", "central|ground")}
+    assert float(rows["median@lidar"][3]) >= 1 and 0 <= float(rows["median@lidar"][0]) < 0.5
