@@ -5,8 +5,8 @@ Encoding (the same as `dgdehaze bag-eval` writes): one Detection2D per object wi
 class id as `class_id` (a decimal string, as vision_msgs intends) and the confidence as `score`, and a
 vision_msgs/LabelInfo on a latched topic maps the ids to names (`label_info_msg`). `results[0].pose.pose.position`
 is the object's position in the header's (optical) frame, in metres, as vision_msgs and REP-103 mean a pose: the
-box centre's ray at the median of ~/depth inside the box, when the fog gave the depth its scale; NaN (x, y and z)
-when it did not or the box holds no valid depth (a relative depth in a pose would read as metres). The orientation
+box centre's ray at the object's depth in metres (`FrameChain.detect`: the road's under the box, else the median of
+~/depth in it); NaN (x, y and z) where it has none (a relative depth in a pose would read as metres). The orientation
 is identity and the covariance zero (unknown). vision_msgs comes from the ROS
 distribution, or from tools/build_vision_msgs.sh in the pip venv; where it is missing, `VISION_MSGS_AVAILABLE` is
 False and the node publishes no detections and no haze density.

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dgdehaze_core.physics.ground_contact import ground_contact_z
 from dgdehaze_core.physics.lens import distortion_note, frames_rectified, lens_of
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Mounting, VisibilityEstimator, ground_range, intrinsics_of,
                                               pixel_rays, ray_norms)
@@ -301,3 +302,23 @@ def test_a_fisheye_s_pixels_beyond_ninety_degrees_have_no_ray_rather_than_a_wron
     folding = dataclasses.replace(intrinsics.lens, d=(-0.5, 0.0, 0.0, 0.0))  # theta_d is at most 0.54 rad
     x, y = folding.rays(np.array([c + 0.5 * f, c + 0.6 * f]), np.array([c, c]))
     assert x[0] == pytest.approx(0.7109, abs=1e-4) and math.isnan(x[1]) and math.isnan(y[1]), "beyond its fold: NaN"
+
+
+def test_a_raw_image_s_contact_follows_its_undistorted_ray(shared_data: Path) -> None:
+    """KITTI's raw camera 2 (K_02, D_02, R_rect_02): the road point seen at a raw pixel is found at its z in the
+    rectified frame, where a straight ray through the raw pixel misses it."""
+    calibration = kitti_calibration(shared_data)
+    info = raw_camera_info(calibration, monocular=False)
+    raw = intrinsics_of(info, RAW, raw=True)
+    assert raw is not None and raw.lens is not None
+    mounting = Mounting(1.65, 0.0)
+    for x, forward in ((-4.0, 9.0), (3.0, 12.0), (-6.0, 20.0)):
+        point = np.array([x, 1.65, forward])  # on the road of a level camera, in the rectified frame
+        raw_frame = point @ calibration["R_rect_02"].reshape(3, 3)  # R^T: the raw camera's frame
+        pixels, _ = cv2.projectPoints(raw_frame.reshape(1, 3), np.zeros(3), np.zeros(3),
+                                      calibration["K_02"].reshape(3, 3), calibration["D_02"])
+        u, v = pixels.reshape(2)
+        box = (u - 40.0, v - 60.0, u + 40.0, v)  # a box standing there
+        assert ground_contact_z(box, RAW, raw, mounting) == pytest.approx(point[2], rel=1e-4)
+    straight = intrinsics_of(info, RAW, raw=False)
+    assert abs(ground_contact_z(box, RAW, straight, mounting) / point[2] - 1.0) > 0.01

@@ -172,7 +172,10 @@ def test_fog_parameters_out_of_range_are_refused_with_the_reason(node: DehazeNod
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector")
-def test_detections_carry_the_median_metric_depth_of_their_box(node: DehazeNode, probe: Probe) -> None:
+def test_detections_carry_the_road_depth_under_their_box_else_its_median_metric_depth(node: DehazeNode,
+                                                                                      probe: Probe) -> None:
+    """A box whose bottom stands on the road in view (not cut off by the frame, within road_max_distance) is at the
+    road's z there, from the camera's height alone; any other at the median of ~/depth in it."""
     assert node.set_parameters([Parameter("detection_enabled", value=True)])[0].successful
     try:
         assert probe.wait_for(lambda: diagnostic_values(probe).get("detector", "off") != "off", 60.0), \
@@ -186,17 +189,25 @@ def test_detections_carry_the_median_metric_depth_of_their_box(node: DehazeNode,
     fx, _, ox, _, fy, oy = out["camera_info"].k[:6]
     detections = out["detections"].detections
     assert detections, "YOLO found nothing on a KITTI road scene"
+    on_road = 0
     for detection in detections:  # the object's position in metres in the optical frame (vision_msgs, REP-103)
         cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
         w, h = detection.bbox.size_x, detection.bbox.size_y
-        box = metres[max(0, math.floor(cy - h / 2)):math.ceil(cy + h / 2),
-                     max(0, math.floor(cx - w / 2)):math.ceil(cx + w / 2)]
-        z = float(np.nanmedian(box)) if np.isfinite(box).any() else math.nan
+        bottom = cy + h / 2
+        contact = HEIGHT_M / ((bottom - oy) / fy) if bottom > oy else math.inf  # level camera: z = height / y
+        if bottom < 0.98 * 480 and contact * math.hypot(1.0, (cx - ox) / fx, (bottom - oy) / fy) <= 30.0:
+            z = contact
+            on_road += 1
+        else:
+            box = metres[max(0, math.floor(cy - h / 2)):math.ceil(bottom),
+                         max(0, math.floor(cx - w / 2)):math.ceil(cx + w / 2)]
+            z = float(np.nanmedian(box)) if np.isfinite(box).any() else math.nan
         position = detection.results[0].pose.pose.position
         assert (position.x, position.y, position.z) == pytest.approx(
             ((cx - ox) / fx * z, (cy - oy) / fy * z, z), rel=1e-4, abs=1e-6, nan_ok=True)
     assert any(math.isfinite(d.results[0].pose.pose.position.z) for d in detections), "no box has a metric depth"
     assert any(abs(d.results[0].pose.pose.position.x) > 0.1 for d in detections), "objects off the optical axis"
+    assert on_road, "no box stands on the road in view"
 
 
 def test_fog_that_hides_the_road_is_reported_as_the_most_the_visibility_can_be() -> None:
@@ -474,7 +485,7 @@ def test_lens_distortion_the_frames_still_hold_is_said_once(node: DehazeNode, pr
 def test_raw_frames_detections_lie_on_their_undistorted_rays(node: DehazeNode, probe: Probe) -> None:
     """image_rectified false (a boolean, as YAML and `-p image_rectified:=false` give it) and a camera_info with
     KITTI's raw lens distortion: each object's position is its box centre's ray undistorted with K and D (as
-    image_geometry's rectifyPoint), at the median of ~/depth in the box, not P's straight ray."""
+    image_geometry's rectifyPoint), at its depth, not P's straight ray."""
     assert all(r.successful for r in node.set_parameters([Parameter("image_rectified", value=False),
                                                            Parameter("detection_enabled", value=True)]))
     try:
@@ -489,21 +500,17 @@ def test_raw_frames_detections_lie_on_their_undistorted_rays(node: DehazeNode, p
     finally:
         assert all(r.successful for r in node.set_parameters([Parameter("image_rectified", value="auto"),
                                                                Parameter("detection_enabled", value=False)]))
-    metres = image_to_array(out["depth"])
     k = np.array(info.k).reshape(3, 3)
     placed = 0
     for detection in out["detections"].detections:
         cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
-        w, h = detection.bbox.size_x, detection.bbox.size_y
-        box = metres[max(0, math.floor(cy - h / 2)):math.ceil(cy + h / 2),
-                     max(0, math.floor(cx - w / 2)):math.ceil(cx + w / 2)]
-        if not np.isfinite(box).any():
+        position = detection.results[0].pose.pose.position
+        z = position.z
+        if not math.isfinite(z):
             continue
-        z = float(np.nanmedian(box))
         x, y = cv2.undistortPoints(np.array([[[cx, cy]]]), k, np.array(KITTI_RAW_D),
                                    criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-9)).ravel()
-        position = detection.results[0].pose.pose.position
-        assert (position.x, position.y, position.z) == pytest.approx((x * z, y * z, z), rel=1e-4, abs=1e-6)
+        assert (position.x, position.y) == pytest.approx((x * z, y * z), rel=1e-4, abs=1e-6)
         straight = (cx - k[0, 2]) / k[0, 0]
         placed += abs(straight - x) > 0.01 * abs(x)
     assert placed, "no box off the optical axis has a metric depth"

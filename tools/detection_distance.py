@@ -18,12 +18,14 @@ Each rule reads one depth map per frame, and its relative error is |z - true z| 
   `VisibilityEstimator` with KITTI's mounting: the depth the chain itself publishes (NaN where it has none: such a
   box counts under `missing`).
 The detections are the clear frame's in every condition, so that only the depth and the rule differ.
-Rules (`box_distance_rules`): `median` (the whole box's median: the node's rule), `central` (the median over the
-middle half of the columns and rows 40-90 % of the box's height), `p25` (the box's 25th percentile), `cluster` (the
-nearest major peak of the box's log-z histogram), `ground` (the flat road's z at the box's bottom edge from the
-camera's height and pitch, no depth read; NaN for a box cut off by the frame's bottom), `cluster+ground` (the
-histogram peak nearest that ground z), and `median|ground`, `central|ground` (that rule's z, replaced by the ground
-z where the box has one and the two differ by more than GROUND_CHECK).
+Rules (`box_distance_rules`): `median` (the whole box's median: the node's rule until 2026-12-06), `central` (the
+median over the middle half of the columns and rows 40-90 % of the box's height), `p25` (the box's 25th
+percentile), `cluster` (the nearest major peak of the box's log-z histogram), `ground` (the flat road's z at the
+box's bottom edge from the camera's height and pitch, no depth read: `ground_contact.ground_contact_z`, NaN for a
+box cut off by the frame's bottom or a contact beyond the mounting's 30 m of road), `ground,median` (the node's
+rule: `ground` where the box has one, else `median`; `FrameChain.detect`), `cluster+ground` (the histogram peak
+nearest that ground z), and `median|ground`, `central|ground` (that rule's z, replaced by the ground z where the box
+has one and the two differ by more than GROUND_CHECK).
 
     .venv/bin/python tools/detection_distance.py ../shared/data/depth/kitti-seq --fog 50 --fog 150 [--json FILE]
 
@@ -50,6 +52,7 @@ from dgdehaze_core.evaluation.visibility_eval import (KITTI_CAMERA_HEIGHT, KITTI
                                                       kitti_intrinsics, synthesize_fog)
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
 from dgdehaze_core.io.tables import emit  # noqa: E402
+from dgdehaze_core.physics.ground_contact import ground_contact_z  # noqa: E402
 from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator, fog_contrast,  # noqa: E402
                                               ray_norms)
 from tools.tool_cli import one_line_errors  # noqa: E402
@@ -65,8 +68,6 @@ TRUTH_SHARE = 0.2
 IN_FRONT = 5.0
 """A box whose bottom edge lies this many pixels or more below another's stands in front of it (on a road, the lower
 contact is the nearer): its returns are not the other's."""
-BOTTOM_MARGIN = 0.02
-"""A box whose bottom edge lies within this fraction of the frame's height of its bottom is cut off by it."""
 TRUTH_COLUMNS = (0.2, 0.8)
 """The part of a box's width whose returns give its true z."""
 TRUTHS = ("largest", "nearest")
@@ -144,17 +145,6 @@ def histogram_peaks(values: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
-def ground_z(box: tuple[float, float, float, float], shape: tuple[int, int], intrinsics: Intrinsics,
-             mounting: Mounting) -> float:
-    """The z of the flat road at the box's bottom edge; NaN at or above the horizon or for a box cut off by the
-    frame's bottom (its contact is not in view)."""
-    bottom = box[3]
-    if bottom >= shape[0] * (1.0 - BOTTOM_MARGIN):
-        return math.nan
-    fall = (bottom - intrinsics.cy) / intrinsics.fy * math.cos(mounting.pitch) + math.sin(mounting.pitch)
-    return mounting.height / fall if fall > 1e-9 else math.nan
-
-
 def median_or_nan(values: np.ndarray) -> float:
     """The median of `values`; NaN for none."""
     return float(np.median(values)) if values.size else math.nan
@@ -181,8 +171,8 @@ Rule = Callable[[np.ndarray, Detection, float], float]
 
 
 def box_distance_rules() -> dict[str, Rule]:
-    """name -> rule(depth, detection, ground contact z) -> z (NaN when it has none); `median` is the node's own
-    (`detector.median_depth`)."""
+    """name -> rule(depth, detection, ground contact z) -> z (NaN when it has none); `ground,median` is the node's
+    own (`FrameChain.detect`), `median` its rule before (`detector.median_depth`)."""
     return {
         "median": lambda depth, d, ground: median_depth(d, depth),
         "central": lambda depth, d, ground: median_or_nan(finite_values(depth, d.box, columns=(0.25, 0.75),
@@ -191,6 +181,7 @@ def box_distance_rules() -> dict[str, Rule]:
                                          else math.nan),
         "cluster": lambda depth, d, ground: cluster_z(finite_values(depth, d.box)),
         "ground": lambda depth, d, ground: ground,
+        "ground,median": lambda depth, d, ground: ground if math.isfinite(ground) else median_depth(d, depth),
         "cluster+ground": lambda depth, d, ground: cluster_z(finite_values(depth, d.box), ground),
         "median|ground": lambda depth, d, ground: ground_checked(median_depth(d, depth), ground),
         "central|ground": lambda depth, d, ground: ground_checked(
@@ -259,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
             if not math.isfinite(truth):
                 untrue += 1
                 continue
-            ground = ground_z(detection.box, sample.depth.shape, intrinsics, mounting)
+            ground = ground_contact_z(detection.box, sample.depth.shape, intrinsics, mounting)
             line = [f"{sample.name} {detection.class_name} {detection.score:.2f} "
                     f"{[round(c) for c in detection.box]} true {truth:.1f}"]
             for source, depth in maps.items():

@@ -4,11 +4,13 @@
                       -> measure the fog on the road, with a camera mounting and intrinsics (visibility, depth in
                          metres; physics/visibility.py)
                       -> detect on schedule (every `interval`-th frame; on the dehazed frame, the raw one or both
-                         fused) -> each detection's median depth in its box
+                         fused) -> each detection's depth: the road's under its box where the mounting reads
+                         it (physics/ground_contact.py), else the median depth in its box
 
 Separate steps, so that a caller can publish the dehazed image before the detector runs (the node does: detection
-never delays the image). Calling the chain runs them all: detections then carry metres where the fog gave the
-scale, NaN where a mounting is set but no fog was measured, and the network's relative depth without a mounting.
+never delays the image). Calling the chain runs them all: with a mounting, detections then carry metres where
+their contact with the road is in view or the fog gave the scale, NaN elsewhere; without one, the network's
+relative depth.
 A grayscale, 16-bit or BGRA frame is converted to uint8 BGR first (`images.to_bgr8`), as the pipelines do.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import to_bgr8
+from dgdehaze_core.physics.ground_contact import ground_contact_z
 from dgdehaze_core.physics.visibility import Intrinsics, VisibilityEstimator, VisibilityReading, fog_contrast
 
 
@@ -43,9 +46,11 @@ class FrameDetections:
     """The second step's output: the detections for this frame and the depth in each box.
 
     fresh: the detector ran on this frame; otherwise the detections are its last run's, `age` frames old (and
-    none without a detector). depths: the median of the depth map in each box, in that map's units, NaN where
-    the box holds no valid depth. positions: each object's position in metres in the camera's optical frame (the
-    box centre's ray at its median depth) when the depth is metric, else NaN."""
+    none without a detector). depths: each box's depth, in the depth map's units, NaN where it has none: with a
+    metric map and a mounting, the flat road's z under the box where its bottom stands on the road in view
+    (`ground_contact.ground_contact_z`, fog or none), else the median of the map in the box. positions: each
+    object's position in metres in the camera's optical frame (the box centre's ray at that depth) when the depth
+    is metric, else NaN."""
 
     detections: list[Detection]
     fresh: bool
@@ -143,13 +148,18 @@ class FrameChain:
                metric: Intrinsics | None = None) -> FrameDetections:
         """Detections for the frame (fresh or carried over by the schedule) and the median of `depth` (default:
         the pipeline's relative depth) in each box; with `metric`, the frame's intrinsics when `depth` is in
-        metres, each object's position too."""
+        metres, each object's position too, its depth the road's under the box where the fog estimator's
+        mounting reads it (`FrameDetections`)."""
         if self.schedule is None:
             return no_detections()
         begin = time.perf_counter()
         scheduled = self.schedule(dehazed.result.image, dehazed.frame)
         depth = dehazed.result.depth if depth is None else depth
         depths = [median_depth(d, depth) for d in scheduled.detections]
+        if metric is not None and self.fog is not None:
+            contacts = [ground_contact_z(d.box, depth.shape[:2], metric, self.fog.mounting)
+                        for d in scheduled.detections]
+            depths = [contact if math.isfinite(contact) else z for contact, z in zip(contacts, depths)]
         positions = [UNKNOWN_POSITION if metric is None else
                      metric.point_at((d.box[0] + d.box[2]) / 2.0, (d.box[1] + d.box[3]) / 2.0, z)
                      for d, z in zip(scheduled.detections, depths)]

@@ -55,6 +55,11 @@ def detections_from(msg: Any, names: Mapping[int, str]) -> list[Detection]:
     return out
 
 
+def position_depths(msg: Any) -> list[float]:
+    """Each detection's depth in metres as the node placed it: its position's z (NaN without a result)."""
+    return [float(d.results[0].pose.pose.position.z) if d.results else math.nan for d in msg.detections]
+
+
 def image_from(msg: Any, bits: int) -> np.ndarray:
     """A node output as an array: 32FC1 as float, a frame as uint8 BGR (16-bit samples of `bits` bits)."""
     if msg.encoding == "32FC1":
@@ -77,8 +82,9 @@ def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, o
     names = {int(c.class_id): str(c.class_name) for c in labels.class_map} if labels is not None else {}
     dehazed_msg = store.deserialize_cdr(outputs["image_dehazed"][1], IMAGE_TYPE)
     dehazed = image_from(dehazed_msg, evaluation.input_bits)
-    detections = (detections_from(store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE), names)
-                  if outputs.get("detections") else [])
+    detections_msg = (store.deserialize_cdr(outputs["detections"][1], DETECTIONS_TYPE) if outputs.get("detections")
+                      else None)
+    detections = detections_from(detections_msg, names) if detections_msg is not None else []
     depth_msg = (store.deserialize_cdr(outputs["depth_relative"][1], IMAGE_TYPE) if outputs.get("depth_relative")
                  else None)
     depth = (image_from(depth_msg, evaluation.input_bits) if depth_msg is not None
@@ -99,8 +105,10 @@ def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, o
     arrivals = {name: value[0] for name, value in outputs.items() if not name.startswith("_") and value}
     last = max(arrivals.values())
     hazy_detections, hazy_ms = timed_detect(detector, hazy)
-    distance = metres if metres is not None else depth if depth_msg is not None else None  # metres, as offline
-    depths = [median_depth(d, distance) for d in detections] if distance is not None else []
+    if metres is not None:  # the node's own depth of each object in metres: its position's z, as offline
+        depths = position_depths(detections_msg) if detections_msg is not None else []
+    else:
+        depths = [median_depth(d, depth) for d in detections] if depth_msg is not None else []
     evaluation.records.append(FrameRecord(
         index=index, stamp_ns=stamp, log_time_ns=log_time, haze_density_hazy=density,
         haze_density_dehazed=haze_density(dehazed),

@@ -1,0 +1,39 @@
+"""Where a detected object stands: the flat road's depth under the bottom of its box.
+
+A car or a person stands on the road, so the middle of its box's bottom edge is where the road meets it: with the
+camera's height and pitch (`visibility.Mounting`) and its intrinsics, the ray through that pixel reaches the road at
+a known z, whatever the fog. The depth a foggy frame gives (-ln t / beta) squeezes distances together (near objects
+read too far, far ones too near), and a box's depth also holds what is seen past the object; the contact holds
+neither, and needs no fog. It fails where the contact is not in view or not on the road plane, so it is used only
+where it can be read, and the frame's depth elsewhere (`FrameChain.detect`).
+"""
+from __future__ import annotations
+
+import math
+
+from dgdehaze_core.physics.visibility import Intrinsics, Mounting
+
+BOTTOM_MARGIN = 0.02
+"""A box whose bottom edge lies within this share of the frame's height of its bottom is cut off by the frame: the
+object's contact with the road is out of view."""
+
+
+def ground_contact_z(box: tuple[float, float, float, float], shape: tuple[int, int], intrinsics: Intrinsics,
+                     mounting: Mounting) -> float:
+    """The z (m along the optical axis) where the ray through the middle of `box`'s bottom edge (x1, y1, x2, y2 in
+    the frame's pixels, the detector's box as it is) meets the flat road `mounting` describes, for a frame of
+    `shape` (height, width). NaN where the contact cannot be read: the box is cut off by the frame's bottom
+    (BOTTOM_MARGIN), the ray does not fall to the road (at or above the horizon) or has none (a lens's pixel beyond
+    its field), or the contact lies farther along the ray than `mounting.road_max_distance`, the road the fog is
+    measured on: near the horizon a small error of pitch moves the contact far."""
+    x1, _, x2, bottom = box
+    if not (math.isfinite(x1) and math.isfinite(x2) and math.isfinite(bottom)):
+        return math.nan
+    if bottom >= shape[0] * (1.0 - BOTTOM_MARGIN):
+        return math.nan
+    x, y, _ = intrinsics.point_at((x1 + x2) / 2.0, bottom, 1.0)
+    fall = y * math.cos(mounting.pitch) + math.sin(mounting.pitch)
+    if not fall > 1e-9:  # NaN too: no ray
+        return math.nan
+    z = mounting.height / fall
+    return z if z * math.sqrt(1.0 + x * x + y * y) <= mounting.road_max_distance else math.nan
