@@ -301,6 +301,31 @@ def test_the_detector_loads_ultralytics_offline_so_it_never_downloads_or_pip_ins
     assert result.stdout.split()[-2:] == ["False", "False"], result.stdout
 
 
+
+def test_an_ultralytics_older_than_the_floor_is_refused_naming_its_version_and_the_floor(monkeypatch) -> None:
+    """An Ultralytics below ULTRALYTICS_FLOOR (8.4.174: its trackers drew their ids from one count per process, so
+    another tracker shifted a stream's ids) is refused when the detector loads, naming the installed release and the
+    floor, instead of running with wrong ids or failing deep inside Ultralytics (8.4.126: "type object 'BaseBackend'
+    has no attribute 'read_metadata'"). Releases are compared by number (8.10 is newer than 8.4), and the floor is
+    what requirements-ros.txt installs."""
+    import re
+
+    import ultralytics
+
+    from dgdehaze_core.detection.offline import ULTRALYTICS_FLOOR, offline_ultralytics
+
+    monkeypatch.setattr(ultralytics, "__version__", "8.4.174")
+    floor = re.escape(ULTRALYTICS_FLOOR)
+    with pytest.raises(DetectorUnavailable, match=rf"^Ultralytics 8\.4\.174 is installed, older than {floor}, .*"
+                                                  rf"pip install -U 'ultralytics>={floor}'"):
+        Detector(tracker="bytetrack")
+    for newer in (ULTRALYTICS_FLOOR, "8.10.0", "9.0.0.dev0"):
+        monkeypatch.setattr(ultralytics, "__version__", newer)
+        assert offline_ultralytics() is ultralytics
+    requirements = (Path(__file__).parents[1] / "requirements-ros.txt").read_text().split()
+    assert f"ultralytics>={ULTRALYTICS_FLOOR}" in requirements
+
+
 def _export_onnx(yolo, folder: Path, imgsz: int) -> Path:
     yolo.model.pt_path = str(folder / "model.pt")  # Ultralytics writes the export beside this path
     return Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False, device="cpu", verbose=False))

@@ -23,7 +23,7 @@ from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.boxes import inside_frame
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
 from dgdehaze_core.detection.input_size import check_imgsz
-from dgdehaze_core.detection.offline import offline_ultralytics
+from dgdehaze_core.detection.offline import UltralyticsTooOld, offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
 from dgdehaze_core.detection.tracking import TRACKERS, BoxTracker, TrackIds
 from dgdehaze_core.io.file_paths import file_suffix
@@ -39,7 +39,8 @@ still computes its masks or keypoints, which are left unused)."""
 
 
 class DetectorUnavailable(RuntimeError):
-    """No usable detector weights: missing file, unsupported format, or a file Ultralytics cannot load."""
+    """No usable detector: missing weights, unsupported format, a file Ultralytics cannot load, or an Ultralytics
+    older than the package works with (`offline.ULTRALYTICS_FLOOR`)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,10 @@ class Detector:
         if tracker and tracker not in TRACKERS:
             raise ValueError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
         check_precision(precision)
+        try:
+            offline_ultralytics()
+        except UltralyticsTooOld as exc:  # before the tracker, which an older Ultralytics would number wrongly
+            raise DetectorUnavailable(str(exc)) from None
         self.tracker = tracker or None
         self._tracks = BoxTracker(tracker, track_ids) if tracker else None
         self.weights = _check_weights(weights)

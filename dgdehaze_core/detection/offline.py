@@ -3,19 +3,43 @@
 Ultralytics reads its environment once, when first imported: `YOLO_OFFLINE` stops its online checks and downloads,
 `YOLO_AUTOINSTALL=false` stops `check_requirements` from running pip (which it otherwise does when, for example,
 `PIL.Image.open` meets a file it cannot identify and it reaches for a HEIF plugin). Values the user set are kept.
+An Ultralytics older than ULTRALYTICS_FLOOR is refused here, naming its version, before any of it runs.
 """
 from __future__ import annotations
 
 import os
+import re
 from types import ModuleType
 
 OFFLINE_ENVIRONMENT = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
 
+ULTRALYTICS_FLOOR = "8.4.175"
+"""The oldest Ultralytics release the package works with (requirements-ros.txt; docs/DEPLOYMENT.md, "Versions on a
+ROS install"): from 8.4.175 each tracker numbers its own tracks from 1, as `tracking.BoxTracker` takes them; before,
+every tracker of the process drew from one count, which another tracker's start or reset set back to 0 (a stream's
+ids then depend on the other streams, and a new object's track is dropped for as many frames as ids collide).
+Older releases also lack `BaseBackend.read_metadata` (before 8.4.127), the `split` of `check_det_dataset` (8.4.92),
+the `quantize` option (8.4.80) and `ultralytics.nn.backends` (8.4.23)."""
+
+
+class UltralyticsTooOld(RuntimeError):
+    """The installed Ultralytics is older than ULTRALYTICS_FLOOR."""
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The numbers of a version string's release part ("8.4.175" -> (8, 4, 175); a suffix such as ".dev0" ignored)."""
+    return tuple(int(number) for number in re.findall(r"\d+", version)[:3])
+
 
 def offline_ultralytics() -> ModuleType:
-    """The `ultralytics` package, imported (the first time) with OFFLINE_ENVIRONMENT."""
+    """The `ultralytics` package, imported (the first time) with OFFLINE_ENVIRONMENT; UltralyticsTooOld, naming the
+    installed version and the floor, for a release older than ULTRALYTICS_FLOOR."""
     for name, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     import ultralytics
 
+    if _release(ultralytics.__version__) < _release(ULTRALYTICS_FLOOR):
+        raise UltralyticsTooOld(f"Ultralytics {ultralytics.__version__} is installed, older than {ULTRALYTICS_FLOOR}, "
+                                f"the oldest release dgdehaze works with: pip install -U 'ultralytics>="
+                                f"{ULTRALYTICS_FLOOR}' (requirements-ros.txt)")
     return ultralytics
