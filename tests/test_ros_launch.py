@@ -331,7 +331,7 @@ MODULE_SOURCES = {
     "diagnostic_msgs": "diagnostic_msgs", "vision_msgs": "vision_msgs", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "tf2_ros": "tf2_ros_py",
     "torch": "pip:torch", "torchvision": "pip:torchvision", "onnx": "pip:onnx", "onnxscript": "pip:onnxscript",
-    "pywt": "pip:PyWavelets",
+    "pywt": "pip:PyWavelets", "packaging": "python3-packaging",
 }
 """Third-party module -> the rosdep key in package.xml, or pip:NAME in requirements-ros.txt, that installs it."""
 OPTIONAL_MODULES = {"tensorrt", "ray", "pyfade"}

@@ -8,8 +8,9 @@ An Ultralytics older than ULTRALYTICS_FLOOR is refused here, naming its version,
 from __future__ import annotations
 
 import os
-import re
 from types import ModuleType
+
+from packaging.version import Version
 
 OFFLINE_ENVIRONMENT = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
 
@@ -26,11 +27,6 @@ class UltralyticsTooOld(RuntimeError):
     """The installed Ultralytics is older than ULTRALYTICS_FLOOR."""
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """The numbers of a version string's release part ("8.4.175" -> (8, 4, 175); a suffix such as ".dev0" ignored)."""
-    return tuple(int(number) for number in re.findall(r"\d+", version)[:3])
-
-
 def offline_ultralytics() -> ModuleType:
     """The `ultralytics` package, imported (the first time) with OFFLINE_ENVIRONMENT; UltralyticsTooOld, naming the
     installed version and the floor, for a release older than ULTRALYTICS_FLOOR."""
@@ -38,7 +34,7 @@ def offline_ultralytics() -> ModuleType:
         os.environ.setdefault(name, value)
     import ultralytics
 
-    if _release(ultralytics.__version__) < _release(ULTRALYTICS_FLOOR):
+    if Version(ultralytics.__version__).release < Version(ULTRALYTICS_FLOOR).release:  # a suffix (.dev0) aside
         raise UltralyticsTooOld(f"Ultralytics {ultralytics.__version__} is installed, older than {ULTRALYTICS_FLOOR}, "
                                 f"the oldest release dgdehaze works with: pip install -U 'ultralytics>="
                                 f"{ULTRALYTICS_FLOOR}' (requirements-ros.txt)")
