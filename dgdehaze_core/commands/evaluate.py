@@ -21,8 +21,9 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - visibility: KITTI raw and depth-selection sets (a road and a known camera mounting; the selection's
   intrinsics/ give each cropped frame's camera): fog synthesized from the true depth at visibilities of 50, 150
   and 400 m, the visibility estimated on the road (relative error), and the metric depth from the transmission,
-  unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the visibility); Middlebury
-  sets are refused: no road.
+  unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the visibility); rows
+  METHOD+objects measure the fog instead on the dark undersides of the road users the detector finds on the
+  method's output (physics/dark_objects.py); Middlebury sets are refused: no road.
 `all` runs every measure on the sets it applies to; one that applies to none of them, or refuses them all, is
 left out with a warning (a measure named on its own fails the run when it refuses a --dataset).
 Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated: a set that a measure
@@ -437,7 +438,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     if measure == "visibility":
         depth_set = load_depth_set(where)
         depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
-        return evaluate_visibility(depth_set, where, methods, label, progress), {}
+        return evaluate_visibility(depth_set, where, methods, label, progress, detector), {}
     return evaluate_haze(chosen(_photos(where), lambda path: path.name), some(haze_methods(methods)), label,
                          read, progress), {}
 
@@ -505,7 +506,7 @@ def evaluate(args: argparse.Namespace) -> list[Method]:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
     methods = load_methods(specs, output=args.output, working_size=args.working_size,
                            **network_runtime(args, [spec.source for spec in specs]))
-    detector = _detector(args) if "detection" in measures else None
+    detector = _detector(args) if {"detection", "visibility"} & set(measures) else None
     rows: Rows = {}
     for measure in measures:
         table, bootstrap_rows = _measure_all(measure, datasets[measure], methods, args, detector, read, subsets,

@@ -321,13 +321,16 @@ def road_mask(shape: tuple[int, int], region: tuple[float, float, float, float])
 
 @dataclass(frozen=True)
 class BetaMeasurement:
-    """One frame's beta (1/m; NaN with `reason` when the frame gives none) and the road pixels it rests on.
-    `bound`: the fog hides the road in view, so beta is only the least it can be (from the nearest hidden road)."""
+    """One frame's beta (1/m; NaN with `reason` when the frame gives none) and what it rests on: `source` "road"
+    (the road pixels' transmission; `pixels` of them) or "objects" (the dark undersides of road users,
+    `dark_objects.measure_objects_beta`; `pixels` objects). `bound`: the fog hides the road in view, so beta is only
+    the least it can be (from the nearest hidden road)."""
 
     beta: float
     pixels: int
     reason: str = ""
     bound: bool = False
+    source: str = "road"
 
 
 def usable_floor(transmission_floor: float) -> float:
@@ -496,14 +499,19 @@ class VisibilityEstimator:
         return self._beta
 
     def update(self, transmission: np.ndarray, intrinsics: Intrinsics, stamp: float,
-               contrast: np.ndarray | None = None, transmission_floor: float = T_MIN) -> VisibilityReading:
+               contrast: np.ndarray | None = None, transmission_floor: float = T_MIN,
+               objects: BetaMeasurement | None = None) -> VisibilityReading:
         """Measure this frame, smooth, and derive the visibility and the metric depth (`contrast`: see
-        `metric_depth`; `transmission_floor`: the method's least transmission, `DehazeResult.transmission_floor`)."""
+        `metric_depth`; `transmission_floor`: the method's least transmission, `DehazeResult.transmission_floor`).
+        `objects`: the frame's beta from its road users (`dark_objects.measure_objects_beta`), taken instead of the
+        road's where it has one, unless the fog hides the road in view (and so the objects on it)."""
         distance, road, norms, no_road = self._frame_geometry(transmission.shape[:2], intrinsics)
         t_floor = usable_floor(transmission_floor)
         measurement = measure_beta(transmission, distance, road, t_floor=t_floor)
         if no_road:
             measurement = dataclasses.replace(measurement, reason=no_road)
+        if objects is not None and math.isfinite(objects.beta) and not measurement.bound:
+            measurement = objects
         beta = self._smooth(measurement.beta, stamp)
         # fog that hides the road is dense whatever its bound says: max_visibility is for telling thin fog from none.
         # The frame's own bound is the tighter one where the smoothed beta still carries thinner fog from before

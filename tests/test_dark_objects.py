@@ -1,0 +1,106 @@
+"""Fog density from the dark undersides of road users (`physics.dark_objects`): beta recovered on a frame of known
+geometry and fog, the objects it must leave out, and the estimator taking it over the road's, on real KITTI fog."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgdehaze_core.detection.detector import Detection, Detector
+from dgdehaze_core.evaluation.depth_datasets import load_kitti
+from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.evaluation.visibility_eval import VISIBILITIES, evaluate_visibility
+from dgdehaze_core.physics.dark_objects import measure_objects_beta, object_betas
+from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator
+
+CAMERA = Intrinsics(500.0, 500.0, 320.0, 240.0)
+MOUNT = Mounting(1.5, 0.0)
+AIRLIGHT = 0.9
+
+
+def foggy_street(visibility: float, objects: list[tuple[str, float, float]]) -> tuple[np.ndarray, list[Detection]]:
+    """A 640x480 uint8 BGR frame under fog of `visibility` (m; inf: none) seen by CAMERA at MOUNT: the sky white
+    with fog, a mid-grey road, and for each (class, x m to the right, z m ahead) an object standing on the road, its
+    box's bottom quarter black (the shadow under a car), its body grey, each pixel attenuated at its own distance."""
+    beta = KOSCHMIEDER / visibility
+    frame = np.full((480, 640), AIRLIGHT, np.float64)
+    rows = np.arange(480, dtype=np.float64)[:, None] * np.ones((1, 640))
+    below = rows > CAMERA.cy
+    z_road = np.where(below, MOUNT.height * CAMERA.fy / np.maximum(rows - CAMERA.cy, 1e-9), np.inf)
+    frame[below] = 0.5 * np.exp(-beta * z_road[below]) + AIRLIGHT * (1 - np.exp(-beta * z_road[below]))
+    detections = []
+    for name, x, z in objects:
+        u, bottom = CAMERA.cx + CAMERA.fx * x / z, CAMERA.cy + CAMERA.fy * MOUNT.height / z
+        width, height = CAMERA.fx * 1.8 / z, CAMERA.fy * 1.5 / z
+        box = (u - width / 2, bottom - height, u + width / 2, bottom)
+        r = z * math.hypot(1.0, (u - CAMERA.cx) / CAMERA.fx, (bottom - CAMERA.cy) / CAMERA.fy)
+        t = math.exp(-beta * r)
+        top, left, right, foot = (int(round(v)) for v in (box[1], box[0], box[2], box[3]))
+        frame[top:foot, left:right] = 0.35 * t + AIRLIGHT * (1 - t)
+        frame[foot - (foot - top) // 4:foot, left:right] = AIRLIGHT * (1 - t)  # black underside
+        detections.append(Detection(2 if name == "car" else 9, name, 0.8, box))
+    bgr = np.repeat(np.round(frame * 255.0).astype(np.uint8)[:, :, None], 3, axis=2)
+    return bgr, detections
+
+
+@pytest.mark.parametrize("visibility", [50.0, 150.0, 400.0])
+def test_beta_is_read_from_the_black_under_each_object_at_its_distance_on_the_road(visibility: float) -> None:
+    frame, detections = foggy_street(visibility, [("car", -2.0, 9.0), ("car", 1.5, 16.0), ("person", 3.0, 12.0)])
+    betas = object_betas(frame, detections, CAMERA, MOUNT)
+    assert len(betas) == 3
+    for beta in betas:  # 8-bit rounding of t near 1 limits thin fog's precision
+        assert beta == pytest.approx(KOSCHMIEDER / visibility, rel=0.03 if visibility < 400 else 0.12)
+    measured = measure_objects_beta(frame, detections, CAMERA, MOUNT)
+    assert measured.source == "objects" and measured.pixels == 3
+    assert KOSCHMIEDER / measured.beta == pytest.approx(visibility, rel=0.12)
+
+
+def test_objects_not_on_the_road_in_view_or_not_road_users_are_left_out_with_the_reason() -> None:
+    frame, detections = foggy_street(150.0, [("car", 0.0, 2.2), ("car", 0.0, 45.0)])  # cut off; beyond 30 m
+    light = Detection(9, "traffic light", 0.9, (300.0, 200.0, 320.0, 280.0))
+    weak = Detection(2, "car", 0.3, detections[0].box)
+    measured = measure_objects_beta(frame, [*detections, light, weak], CAMERA, MOUNT)
+    assert math.isnan(measured.beta) and measured.pixels == 0
+    assert measured.reason == "no road user standing on the road in view"
+
+
+def test_a_clear_street_s_objects_read_no_fog() -> None:
+    frame, detections = foggy_street(math.inf, [("car", -2.0, 9.0), ("car", 1.5, 16.0)])
+    measured = measure_objects_beta(frame, detections, CAMERA, MOUNT)
+    assert measured.beta == pytest.approx(0.0, abs=1e-9)
+    reading = VisibilityEstimator(MOUNT, time_constant=0.0).update(
+        np.full((480, 640), 0.8, np.float32), CAMERA, 0.0, objects=measured)
+    assert math.isnan(reading.visibility) and reading.reason.startswith("no fog to measure")
+    assert reading.measurement.source == "objects"
+
+
+def test_the_estimator_takes_the_objects_beta_over_the_road_s_unless_fog_hides_the_road() -> None:
+    frame, detections = foggy_street(150.0, [("car", -2.0, 9.0), ("car", 1.5, 16.0)])
+    objects = measure_objects_beta(frame, detections, CAMERA, MOUNT)
+    grey_road = np.full((480, 640), 0.3, np.float32)  # a transmission reading fog far denser than 150 m
+    estimator = VisibilityEstimator(MOUNT, time_constant=0.0, max_visibility=1000.0)
+    assert estimator.update(grey_road, CAMERA, 0.0).visibility < 40.0
+    assert estimator.update(grey_road, CAMERA, 1.0, objects=objects).visibility == pytest.approx(150.0, rel=0.05)
+    hidden = np.full((480, 640), 0.01, np.float32)  # every road pixel at the floor: the fog hides the road
+    reading = estimator.update(hidden, CAMERA, 2.0, objects=objects)
+    assert reading.measurement.source == "road" and reading.at_most
+
+
+@pytest.mark.slow
+def test_on_real_kitti_fog_the_road_users_read_the_visibility_the_road_cannot(shared_data: Path) -> None:
+    """kitti-seq (the drive the estimator's choices were made on), 8 frames of its traffic queue: DCP's road reads
+    dense and thin fog alike too dense (its asphalt is no black body); the cars' dark undersides read both nearer
+    the truth (errors 0.13 and 0.36 against 0.24 and 0.44 when written), and 150 m within 20 % too."""
+    folder = shared_data / "depth" / "kitti-seq"
+    depth_set = load_kitti(folder)
+    depth_set.frames = [f for f in depth_set.frames if "/image_02/" in f.name][::10]
+    rows = evaluate_visibility(depth_set, folder, [load_method(MethodSpec("dcp", "dcp"))], progress=False,
+                               detector=Detector())
+    assert set(rows) == {f"dcp{e}@{c}" for e in ("", "+objects") for c in ("clear", *VISIBILITIES)}
+    error = {key: row["visibility_rel_error"] for key, row in rows.items() if "clear" not in key}
+    assert error["dcp+objects@vis50"] < 0.7 * error["dcp@vis50"]
+    assert error["dcp+objects@vis400"] < 0.9 * error["dcp@vis400"]
+    assert error["dcp+objects@vis150"] < 0.2
+    assert rows["dcp+objects@clear"]["visibility_median"] > 2.0 * rows["dcp@clear"]["visibility_median"]
