@@ -55,13 +55,16 @@ def fog_banner(reading: VisibilityReading | None, haze_density: float) -> str:
 
 def fog_diagnostics(estimator: VisibilityEstimator | None, reading: VisibilityReading | None,
                     waiting: str = "") -> Mapping[str, str]:
-    """/diagnostics values: the visibility (m), the smoothed and the frame's fog density (1/m), the road pixels
-    measured, and why there is no visibility (`waiting`: what the last frame lacked, when it had no reading)."""
+    """/diagnostics values: the visibility (m), the smoothed and the frame's fog density (1/m), what the frame's
+    was measured on (`fog_measured_on`: road or objects) and how many road pixels or road users, and why there is
+    no visibility (`waiting`: what the last frame lacked, when it had no reading)."""
     if reading is None:
         return {"visibility": waiting or ("off: no camera_height" if estimator is None
                                           else "waiting for a frame with camera_info")}
     return {"visibility_m": f"{reading.visibility:.1f}", "fog_beta_per_m": f"{reading.beta:.5f}",
             "fog_beta_frame_per_m": f"{reading.measurement.beta:.5f}",
-            "fog_road_pixels": str(reading.measurement.pixels),
+            "fog_measured_on": reading.measurement.source,
+            "fog_road_pixels" if reading.measurement.source == "road" else "fog_objects":
+                str(reading.measurement.pixels),
             "visibility": reading.reason or ("at most visibility_m: fog hides the road in view" if reading.at_most
                                              else "measured")}

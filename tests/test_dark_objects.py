@@ -11,9 +11,13 @@ import pytest
 from dgdehaze_core.detection.detector import Detection, Detector
 from dgdehaze_core.evaluation.depth_datasets import load_kitti
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
-from dgdehaze_core.evaluation.visibility_eval import VISIBILITIES, evaluate_visibility
+from dgdehaze_core.evaluation.depth_eval import dense_depth
+from dgdehaze_core.evaluation.visibility_eval import (SKY_DISTANCE, VISIBILITIES, evaluate_visibility,
+                                                      kitti_intrinsics, synthesize_fog)
+from dgdehaze_core.inference.frame_chain import FrameChain
+from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.physics.dark_objects import measure_objects_beta, object_betas
-from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator
+from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, ray_norms
 
 CAMERA = Intrinsics(500.0, 500.0, 320.0, 240.0)
 MOUNT = Mounting(1.5, 0.0)
@@ -104,3 +108,30 @@ def test_on_real_kitti_fog_the_road_users_read_the_visibility_the_road_cannot(sh
     assert error["dcp+objects@vis400"] < 0.9 * error["dcp@vis400"]
     assert error["dcp+objects@vis150"] < 0.2
     assert rows["dcp+objects@clear"]["visibility_median"] > 2.0 * rows["dcp@clear"]["visibility_median"]
+
+
+def kitti_seq_fog(shared_data: Path, visibility: float) -> tuple[np.ndarray, Intrinsics]:
+    """A kitti-seq frame of its traffic queue under fog of `visibility` (m), synthesized from its LiDAR, and its
+    camera."""
+    folder = shared_data / "depth" / "kitti-seq"
+    depth_set = load_kitti(folder)
+    sample = [f for f in depth_set.frames if "/image_02/" in f.name][40].read()
+    intrinsics = kitti_intrinsics(folder, sample.name)
+    norms = ray_norms(sample.depth.shape, intrinsics)
+    return synthesize_fog(sample, dense_depth(sample.depth, SKY_DISTANCE, True), norms, visibility), intrinsics
+
+
+def test_the_chain_measures_the_fog_on_the_road_users_its_detector_last_found(shared_data: Path) -> None:
+    """The node's chain (and bag-eval's) measures the fog before this frame's detector runs, so it reads the road
+    users of the last detection: the first frame has none and is read on the road, the next on a car of the queue
+    (DCP in 400 m fog; on this drive both read too dense, the car less)."""
+    frame, intrinsics = kitti_seq_fog(shared_data, 400.0)
+    chain = FrameChain.build(load_pipeline("dcp"), Detector(),
+                             fog=VisibilityEstimator(Mounting(1.65, 0.0), time_constant=0.0, max_visibility=800.0))
+    first = chain(frame, intrinsics, 0.0).fog
+    second = chain(frame, intrinsics, 0.1).fog
+    assert first.measurement.source == "road" and second.measurement.source == "objects"
+    assert second.measurement.pixels >= 1, "a car of the queue"
+    errors = [abs(reading.visibility / 400.0 - 1.0) for reading in (first, second)]
+    assert errors[1] < 0.4 and errors[1] < errors[0] - 0.1, errors  # 262 m against the road's 209 m when written
+    assert chain.schedule.latest((10, 10)) == [], "boxes of another frame size are not this frame's"

@@ -49,6 +49,12 @@ class DetectionSchedule:
         self._age = -1
         self._size: tuple[int, ...] = ()
 
+    def latest(self, shape: tuple[int, ...]) -> list[Detection]:
+        """The last detections, for a frame of `shape` (height, width, ...) before this frame's are known (the fog
+        measured on road users: `FrameChain.measure_fog`); none before the first or for a frame of another size,
+        whose pixels they do not share."""
+        return list(self._last) if self._age >= 0 and tuple(shape[:2]) == tuple(self._size) else []
+
     def __call__(self, frame: np.ndarray, *more: np.ndarray) -> ScheduledDetections:
         """Detections for `frame` (and any further frames the detector takes, e.g. the raw frame beside the
         dehazed one for `detection.fusion.FrameDetector`). A frame of another size than the last detected is

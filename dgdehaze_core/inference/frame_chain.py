@@ -1,8 +1,9 @@
 """The node's work on one camera frame, written once: the node, bag evaluation and `dgdehaze bench chain` call it.
 
     frame (uint8 BGR) -> dehaze (image, depth, transmission, haze density)
-                      -> measure the fog on the road, with a camera mounting and intrinsics (visibility, depth in
-                         metres; physics/visibility.py)
+                      -> measure the fog, with a camera mounting and intrinsics (visibility, depth in metres;
+                         physics/visibility.py): on the road users the detector last found (physics/dark_objects.py),
+                         else on the road
                       -> detect on schedule (every `interval`-th frame; on the dehazed frame, the raw one or both
                          fused) -> each detection's depth: the road's under its box where the mounting reads
                          it (physics/ground_contact.py), else the median depth in its box
@@ -27,6 +28,7 @@ from dgdehaze_core.detection.schedule import DetectionSchedule
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import to_bgr8
+from dgdehaze_core.physics.dark_objects import measure_objects_beta
 from dgdehaze_core.physics.ground_contact import ground_contact_z
 from dgdehaze_core.physics.visibility import Intrinsics, VisibilityEstimator, VisibilityReading, fog_contrast
 
@@ -128,12 +130,17 @@ class FrameChain:
 
     def measure_fog(self, dehazed: DehazedFrame, intrinsics: Intrinsics | None,
                     stamp_s: float) -> VisibilityReading | None:
-        """The fog on the road in this frame (visibility, depth in metres), or None without a fog estimator or
-        intrinsics. `stamp_s`: the frame's stamp in seconds, which the smoothing follows."""
+        """The fog in this frame (visibility, depth in metres), or None without a fog estimator or intrinsics.
+        `stamp_s`: the frame's stamp in seconds, which the smoothing follows. Measured on the dark undersides of the
+        road users the detector last found (`dark_objects`: the schedule's latest boxes, from an earlier frame, so
+        that the fog and depth need not wait for this frame's detector) where one stands on the road in view, else
+        on the road."""
         if self.fog is None or intrinsics is None:
             return None
+        boxes = self.schedule.latest(dehazed.frame.shape) if self.schedule is not None else []
+        objects = measure_objects_beta(dehazed.frame, boxes, intrinsics, self.fog.mounting) if boxes else None
         return self.fog.update(dehazed.result.transmission, intrinsics, stamp_s, fog_contrast(dehazed.frame),
-                               dehazed.result.transmission_floor)
+                               dehazed.result.transmission_floor, objects)
 
     def distance_map(self, dehazed: DehazedFrame, reading: VisibilityReading | None) -> np.ndarray:
         """The depth detections carry: metres from the fog reading; without a fog estimator the relative depth;
