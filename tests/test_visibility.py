@@ -9,9 +9,9 @@ import pytest
 from dgdehaze_core.physics.scattering import T_MIN
 from scipy.spatial.transform import Rotation
 
-from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
-                                              ground_range, height_and_pitch, measure_beta, metric_depth, ray_norms,
-                                              road_mask)
+from dgdehaze_core.physics.visibility import (KOSCHMIEDER, BetaMeasurement, Intrinsics, Mounting, VisibilityEstimator,
+                                              fog_contrast, ground_range, height_and_pitch, measure_beta, metric_depth,
+                                              ray_norms, road_mask)
 
 SHAPE = (480, 640)
 CAMERA = Intrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0)
@@ -284,3 +284,24 @@ def test_a_new_mounting_changes_the_road_geometry_and_keeps_the_smoothed_fog():
 def test_a_pose_without_a_rotation_is_refused():
     with pytest.raises(ValueError, match="unit quaternion"):
         height_and_pitch((0.0, 0.0, 1.5), (0.0, 0.0, 0.0, 0.0))
+
+
+def test_no_metric_depth_lies_under_the_road_plane():
+    """A method whose transmission reads a patch of road as fog twice as deep as it is (grey asphalt read as haze)
+    put that road's points below the road plane, twice their distance away; each pixel below the horizon reads at
+    most the flat road's Z there. Road read right, and the objects standing on it, keep their depth."""
+    beta = KOSCHMIEDER / 150.0
+    t, true_z = road_scene(beta)
+    too_deep = t.copy()
+    too_deep[400:, 100:200] = t[400:, 100:200] ** 2
+    car = too_deep.copy()
+    car[300:330, 300:340] = np.exp(-beta * 5.0)  # a car 5 m away, nearer than the road behind it (7-9 m)
+    estimator = VisibilityEstimator(MOUNT, time_constant=0.0, max_visibility=1000.0)
+    reading = estimator.update(car, CAMERA, 0.0, objects=BetaMeasurement(beta, 1, source="objects"))
+    assert reading.measurement.source == "objects"
+    patch, road = reading.depth[400:, 100:200], true_z[400:, 100:200]
+    assert np.isfinite(patch).any() and np.allclose(patch[np.isfinite(patch)], road[np.isfinite(patch)], rtol=1e-5)
+    near = np.isfinite(reading.depth[300:330, 300:340])
+    assert near.any() and np.allclose(reading.depth[300:330, 300:340][near], 5.0 / ray_norms(SHAPE, CAMERA)[
+        300:330, 300:340][near], rtol=1e-4)
+    assert (reading.depth[np.isfinite(reading.depth)] <= true_z[np.isfinite(reading.depth)] * (1 + 1e-5)).all()

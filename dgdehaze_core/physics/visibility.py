@@ -441,7 +441,7 @@ class VisibilityEstimator:
     max_visibility: float = DEFAULT_MAX_VISIBILITY
     _beta: float = field(default=math.nan, init=False)
     _stamp: float = field(default=math.nan, init=False)
-    _geometry: tuple[tuple[int, int], Intrinsics, np.ndarray, np.ndarray, np.ndarray, str] | None = field(
+    _geometry: tuple[tuple[int, int], Intrinsics, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str] | None = field(
         default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -457,14 +457,18 @@ class VisibilityEstimator:
 
     def _frame_geometry(self, shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[Any, ...]:
         """Per frame size and intrinsics (cached): each pixel's road distance, the road pixels measured, the rays'
-        norms, and why the road region holds no road pixel when its geometry, not the horizon, is the reason (a
-        region too small for a pixel, or road only beyond road_max_distance; "" otherwise)."""
+        norms, the flat road's Z at each pixel (inf at and above the horizon), and why the road region holds no road
+        pixel when its geometry, not the horizon, is the reason (a region too small for a pixel, or road only beyond
+        road_max_distance; "" otherwise)."""
         if self._geometry is None or self._geometry[:2] != (shape, intrinsics):
             distance = ground_range(shape, intrinsics, self.mounting)
             region = road_mask(shape, self.mounting.road_region)
             with np.errstate(invalid="ignore"):
                 road = region & (distance <= self.mounting.road_max_distance)
-            self._geometry = (shape, intrinsics, distance, road, ray_norms(shape, intrinsics).astype(np.float32),
+            norms = ray_norms(shape, intrinsics).astype(np.float32)
+            with np.errstate(invalid="ignore"):
+                road_z = np.where(np.isfinite(distance), distance / norms, np.inf).astype(np.float32)
+            self._geometry = (shape, intrinsics, distance, road, norms, road_z,
                               self._no_road_because(shape, region, distance, road))
         return self._geometry[2:]
 
@@ -505,7 +509,7 @@ class VisibilityEstimator:
         `metric_depth`; `transmission_floor`: the method's least transmission, `DehazeResult.transmission_floor`).
         `objects`: the frame's beta from its road users (`dark_objects.measure_objects_beta`), taken instead of the
         road's where it has one, unless the fog hides the road in view (and so the objects on it)."""
-        distance, road, norms, no_road = self._frame_geometry(transmission.shape[:2], intrinsics)
+        distance, road, norms, road_z, no_road = self._frame_geometry(transmission.shape[:2], intrinsics)
         t_floor = usable_floor(transmission_floor)
         measurement = measure_beta(transmission, distance, road, t_floor=t_floor)
         if no_road:
@@ -525,4 +529,5 @@ class VisibilityEstimator:
                                               f"visibility beyond {self.max_visibility:g} m)")
         known = math.isfinite(visibility) and not measurement.bound  # a bound beta would read distances too far
         depth = metric_depth(transmission, beta if known else math.nan, norms, contrast, t_floor)
+        np.fmin(depth, road_z, out=depth, where=np.isfinite(depth))  # nothing lies under the road plane
         return VisibilityReading(beta, visibility, depth, measurement, reason)
