@@ -102,12 +102,12 @@ def test_on_real_kitti_fog_the_road_users_read_the_visibility_the_road_cannot(sh
     depth_set.frames = [f for f in depth_set.frames if "/image_02/" in f.name][::10]
     rows = evaluate_visibility(depth_set, folder, [load_method(MethodSpec("dcp", "dcp"))], progress=False,
                                detector=Detector())
-    assert set(rows) == {f"dcp{e}@{c}" for e in ("", "+objects") for c in ("clear", *VISIBILITIES)}
+    assert set(rows) == {f"dcp{e}@{c}" for e in ("", "+road") for c in ("clear", *VISIBILITIES)}
     error = {key: row["visibility_rel_error"] for key, row in rows.items() if "clear" not in key}
-    assert error["dcp+objects@vis50"] < 0.7 * error["dcp@vis50"]
-    assert error["dcp+objects@vis400"] < 0.9 * error["dcp@vis400"]
-    assert error["dcp+objects@vis150"] < 0.2
-    assert rows["dcp+objects@clear"]["visibility_median"] > 2.0 * rows["dcp@clear"]["visibility_median"]
+    assert error["dcp@vis50"] < 0.7 * error["dcp+road@vis50"]
+    assert error["dcp@vis400"] < 0.9 * error["dcp+road@vis400"]
+    assert error["dcp@vis150"] < 0.2
+    assert rows["dcp@clear"]["visibility_median"] > 2.0 * rows["dcp+road@clear"]["visibility_median"]
 
 
 def kitti_seq_fog(shared_data: Path, visibility: float) -> tuple[np.ndarray, Intrinsics]:

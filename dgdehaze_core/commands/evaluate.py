@@ -21,9 +21,10 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - visibility: KITTI raw and depth-selection sets (a road and a known camera mounting; the selection's
   intrinsics/ give each cropped frame's camera): fog synthesized from the true depth at visibilities of 50, 150
   and 400 m, the visibility estimated on the road (relative error), and the metric depth from the transmission,
-  unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the visibility); rows
-  METHOD+objects measure the fog instead on the dark undersides of the road users the detector finds on the
-  method's output (physics/dark_objects.py); Middlebury sets are refused: no road.
+  unscaled (AbsRel over the pixels called valid, coverage of the points nearer than the visibility), the fog
+  measured as the node measures it: on the dark undersides of the road users the detector finds on the method's
+  output (physics/dark_objects.py), else on the road; rows METHOD+road on the road alone; Middlebury sets are
+  refused: no road.
 `all` runs every measure on the sets it applies to; one that applies to none of them, or refuses them all, is
 left out with a warning (a measure named on its own fails the run when it refuses a --dataset).
 Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated: a set that a measure

@@ -13,10 +13,10 @@ from the ground truth:
 - coverage: mean over the frames of the share of ground-truth pixels nearer than V (along the ray) that the method
   calls valid;
 - no_fog_share: the share of frames where the method reports no fog (NaN visibility).
-With a detector (the eval command's), rows `METHOD+objects@...` measure beta instead on the dark undersides of the
-road users the detector finds on the method's output, at the distance where each stands on the road
-(`physics/dark_objects.py`), and on the road where none does; their metric depth is the method's transmission with
-that beta.
+With a detector (the eval command's), beta is measured as the node measures it: on the dark undersides of the road
+users the detector finds on the method's output, at the distance where each stands on the road
+(`physics/dark_objects.py`), and on the road where none does; rows `METHOD+road@...` then measure it on the road
+alone. The metric depth is the method's transmission with that beta.
 A row `METHOD@clear` runs the clear frames themselves: there no_fog_share should be 1 (a clear day read as fog
 thinner than MAX_VISIBILITY counts against it), and the other columns are empty.
 Only KITTI has a road and a known mounting (the colour cameras 1.65 m above the road, pitch about 0; intrinsics
@@ -63,8 +63,9 @@ SKY_DISTANCE = 5000.0
 VISIBILITY_COLUMNS = ("visibility_rel_error", "visibility_median", "absrel_metric", "coverage", "no_fog_share",
                       "images")
 CLEAR = "clear"
-OBJECTS = "+objects"
-"""The suffix of a method's rows whose beta comes from the road users' dark undersides (`dark_objects`)."""
+ROAD = "+road"
+"""The suffix of a method's rows whose beta comes from the road alone, where the method's own rows (with a detector)
+take it from the road users' dark undersides as the node does (`dark_objects`)."""
 
 
 def kitti_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
@@ -121,9 +122,10 @@ def frame_scores(estimate: np.ndarray, true: np.ndarray, norms: np.ndarray, visi
 def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Method],
                         label: str = "visibility", progress: bool = True,
                         detector: Callable[[np.ndarray], list[Detection]] | None = None) -> dict[str, dict[str, float]]:
-    """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission; with a
-    `detector` (boxes of a frame), also "METHOD+objects@...": beta from the dark undersides of the road users it
-    finds on the method's output (`dark_objects`), the road's where none stands on the road in view. NotApplicable
+    """{"METHOD@visV": {VISIBILITY_COLUMNS}} and "METHOD@clear" for every method that gives a transmission, with beta
+    measured as the node measures it: with a `detector` (boxes of a frame), on the dark undersides of the road users
+    it finds on the method's output (`dark_objects`), the road's where none stands on the road in view, and then also
+    "METHOD+road@...", the road alone; without one, on the road (rows "METHOD@..."). NotApplicable
     for a set without a road (Middlebury) or without such a method. Reads the set's frames one at a time, each when
     it is scored."""
     if not (is_kitti_set(folder) or is_kitti_selection_set(folder)):
@@ -134,9 +136,9 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
         raise NotApplicable("none of the methods estimates a transmission (hazy, clear and a depth network do not): "
                             "add dcp or a model")
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)
-    estimators = ("", OBJECTS) if detector is not None else ("",)
-    rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}{e}@{c}": [] for m in fog_methods
-                                                         for e in estimators for c in (CLEAR, *VISIBILITIES)}
+    boxes_of = {"": detector} if detector is None else {"": detector, ROAD: None}  # row suffix -> road users' boxes
+    rows: dict[str, list[tuple[float, float, float]]] = {f"{m.name}{suffix}@{c}": [] for m in fog_methods
+                                                         for suffix in boxes_of for c in (CLEAR, *VISIBILITIES)}
     for sample in tqdm(depth_set.samples(), total=len(depth_set.frames), desc=label, unit="image",
                        disable=not progress):
         if not (np.isfinite(sample.depth) & (sample.depth > 0) & (sample.depth <= depth_set.max_depth)).any():
@@ -150,17 +152,17 @@ def evaluate_visibility(depth_set: DepthSet, folder: Path, methods: Sequence[Met
             contrast = fog_contrast(hazy)
             for method in fog_methods:
                 result = method.dehaze(hazy)
-                for estimator in estimators:
-                    objects = (measure_objects_beta(hazy, detector(result.image), intrinsics, mounting)
-                               if estimator else None)
+                for suffix, boxes in boxes_of.items():
+                    objects = (measure_objects_beta(hazy, boxes(result.image), intrinsics, mounting)
+                               if boxes is not None else None)
                     reading = VisibilityEstimator(mounting, time_constant=0.0, max_visibility=MAX_VISIBILITY).update(
                         result.transmission, intrinsics, 0.0, contrast, result.transmission_floor, objects)
                     absrel, coverage = frame_scores(reading.depth, sample.depth, norms, visibility,
                                                     depth_set.max_depth)
                     LOG.debug("%s %s %s%s: visibility %.1f m (%s, %s), AbsRel %.3f, coverage %.3f", sample.name,
-                              condition, method.name, estimator, reading.visibility, reading.reason or "measured",
+                              condition, method.name, suffix, reading.visibility, reading.reason or "measured",
                               reading.measurement.source, absrel, coverage)
-                    rows[f"{method.name}{estimator}@{condition}"].append((reading.visibility, absrel, coverage))
+                    rows[f"{method.name}{suffix}@{condition}"].append((reading.visibility, absrel, coverage))
     return {key: condition_row(values, VISIBILITIES.get(key.rsplit("@", 1)[1], math.inf))
             for key, values in rows.items()}
 
