@@ -1,12 +1,15 @@
 """Visibility estimates on real foggy photos, drawn on the photos: a contact sheet for a person to judge.
 
 Real fog has no ground-truth visibility, so the check is a look: does the estimate tell 40 m fog from 150 m fog?
-Each photo goes through each method and the node's estimator (dgdehaze_core/physics/visibility.py) with an assumed
-camera (height, pitch and horizontal field of view, principal point at the centre: web photos do not say theirs);
+Each photo goes through each method, the shipped detector on its output and the node's estimator
+(dgdehaze_core/physics/visibility.py: on the road users standing on the road in view, physics/dark_objects.py, else
+on the road) with an assumed camera (height, pitch and horizontal field of view, principal point at the centre: web
+photos do not say theirs);
 the sheet shows each photo with its road region outlined and each method's visibility, or why there is none. One
 frame at a time, no smoothing. It prints a Markdown table of the median visibility per kind of photo (the name's
 prefix before '-': foggy, haze, mist in DAWN) over every selected photo, the sheet showing every Nth of them.
---json writes {photo: {method: {visibility_m, at_most, beta_per_m, road_pixels, reason}}}, `at_most` true where
+--json writes {photo: {method: {visibility_m, at_most, beta_per_m, measured_on, measured, reason}}} (`measured_on`:
+road or objects, `measured` how many road pixels or road users), `at_most` true where
 the fog hides the road in view and visibility_m is the most the visibility can be (the sheet's "<="). A photo that
 cannot be read is skipped with an error logged, as `dgdehaze dehaze` skips one, and the tool then exits 1; --out
 and --json are refused before any work when they cannot be written or lie in the photo folder (where they would
@@ -33,10 +36,12 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.datasets.splits import expand_patterns  # noqa: E402
+from dgdehaze_core.detection.detector import Detector  # noqa: E402
 from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
 from dgdehaze_core.io.atomic_files import (atomic_path, atomic_write_text, check_json_output,  # noqa: E402
                                            refuse_input_as_output, refuse_inside)
-from dgdehaze_core.io.images import ImageError, list_images, read_image  # noqa: E402
+from dgdehaze_core.io.images import ImageError, list_images, read_image, to_bgr8  # noqa: E402
+from dgdehaze_core.physics.dark_objects import measure_objects_beta  # noqa: E402
 from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator,  # noqa: E402
                                               VisibilityReading, fog_contrast)
 from tools.tool_cli import check_image_output, one_line_errors  # noqa: E402
@@ -54,8 +59,10 @@ def assumed_camera(width: int, height: int, hfov_deg: float) -> Intrinsics:
 
 
 def label(reading: VisibilityReading) -> str:
+    """The estimate as drawn: "N m", "N m (cars)" where measured on road users, "<= N m", "no fog" or "no road"."""
     if math.isfinite(reading.visibility):
-        return f"{'<= ' if reading.at_most else ''}{reading.visibility:.0f} m"
+        on = " (cars)" if reading.measurement.source == "objects" else ""
+        return f"{'<= ' if reading.at_most else ''}{reading.visibility:.0f} m{on}"
     return "no fog" if reading.reason.startswith("no fog") else "no road"
 
 
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if not methods:
         raise ValueError(f"--method {args.method!r} names no method: give e.g. lite,dcp")
     pipelines = {method: load_pipeline(method) for method in methods}
+    detector = Detector()
     mounting = Mounting(args.camera_height, args.camera_pitch)
     thumbnails, figures, skipped = [], {}, 0
     for path in tqdm(photos, desc="visibility", unit="photo"):
@@ -136,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         camera, contrast = assumed_camera(frame.shape[1], frame.shape[0], args.hfov), fog_contrast(frame)
         results = {method: pipeline(frame) for method, pipeline in pipelines.items()}
         readings = {method: VisibilityEstimator(mounting, time_constant=0.0).update(
-            result.transmission, camera, 0.0, contrast, result.transmission_floor)
+            result.transmission, camera, 0.0, contrast, result.transmission_floor,
+            measure_objects_beta(to_bgr8(frame), detector(result.image), camera, mounting))
             for method, result in results.items()}
         figures[path.name] = {method: {
             "visibility_m": r.visibility if math.isfinite(r.visibility) else None,
             "at_most": r.at_most,
             "beta_per_m": r.measurement.beta if math.isfinite(r.measurement.beta) else None,
-            "road_pixels": r.measurement.pixels, "reason": r.reason} for method, r in readings.items()}
+            "measured_on": r.measurement.source, "measured": r.measurement.pixels, "reason": r.reason}
+            for method, r in readings.items()}
         if shown:
             text = ", ".join(f"{method} {label(r)}" for method, r in readings.items())
             thumbnails.append(thumbnail(frame, mounting, path.stem, text))
