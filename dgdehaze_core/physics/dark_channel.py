@@ -17,7 +17,7 @@ from dgdehaze_core.physics.guided_filter import check_window, fast_guided_filter
 from dgdehaze_core.physics.scattering import depth_from_transmission, invert_scattering
 
 
-def _channel_min(image: np.ndarray) -> np.ndarray:
+def channel_min(image: np.ndarray) -> np.ndarray:
     """Per-pixel minimum over the channels of an HxWxC image (OpenCV: several times faster than numpy's)."""
     channels = cv2.split(image)
     minimum = channels[0]
@@ -29,7 +29,7 @@ def _channel_min(image: np.ndarray) -> np.ndarray:
 def dark_channel(image: np.ndarray, patch: int = 15) -> np.ndarray:
     """Per-pixel minimum over the colour channels and a `patch` x `patch` window (HxWx3 -> HxW, same dtype)."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
-    return cv2.erode(_channel_min(image), kernel, borderType=cv2.BORDER_REFLECT)
+    return cv2.erode(channel_min(image), kernel, borderType=cv2.BORDER_REFLECT)
 
 
 def estimate_airlight(image: np.ndarray, dark: np.ndarray, top_fraction: float = 0.001) -> np.ndarray:

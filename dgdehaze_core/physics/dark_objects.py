@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from dgdehaze_core.detection.detector import Detection
-from dgdehaze_core.physics.dark_channel import dark_channel, estimate_airlight
+from dgdehaze_core.physics.dark_channel import channel_min, dark_channel, estimate_airlight
 from dgdehaze_core.physics.ground_contact import ground_contact_z
 from dgdehaze_core.physics.visibility import BetaMeasurement, Intrinsics, Mounting
 
@@ -37,9 +37,9 @@ MIN_BAND_PIXELS = 20
 
 
 def frame_airlight(frame: np.ndarray) -> float:
-    """The airlight of a uint8 BGR frame in [0, 1]: the least channel of the dark channel prior's estimate."""
-    image = frame.astype(np.float32) / 255.0
-    return float(np.min(estimate_airlight(image, dark_channel(image))))
+    """The airlight of a uint8 BGR frame in [0, 1]: the least channel of the dark channel prior's estimate (on the
+    bytes as they are: a few times faster than on floats)."""
+    return float(np.min(estimate_airlight(frame, dark_channel(frame))))
 
 
 def object_betas(frame: np.ndarray, detections: Sequence[Detection], intrinsics: Intrinsics,
@@ -52,7 +52,7 @@ def object_betas(frame: np.ndarray, detections: Sequence[Detection], intrinsics:
     if not users:
         return []
     airlight = frame_airlight(frame)
-    least = frame.min(axis=2)
+    least = channel_min(frame)
     height, width = least.shape
     betas = []
     for detection in users:
