@@ -29,7 +29,7 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8
 from dgdehaze_core.io.compressed_depth import decompress_depth
 from dgdehaze_core.models import shipped_weights_path
-from dgdehaze_core.physics.visibility import Mounting, intrinsics_of, ray_norms
+from dgdehaze_core.physics.visibility import Mounting, ground_range, intrinsics_of, ray_norms
 
 OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth_relative": IMAGE_TYPE,
            "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": HAZE_TYPE,
@@ -888,8 +888,8 @@ def test_the_lens_distortion_of_raw_frames_is_undone_and_one_on_a_topic_that_doe
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """--image-rectified as the node's image_rectified: false undoes the camera_info's distortion (the depth in
     metres follows the undistorted rays: depth * |ray| / visibility, -ln(t) / 3.912, is the same pixel by pixel
-    as through P's straight rays, the depth itself not); auto on a topic whose name does not say is taken as
-    rectified and noted once in the log and the report."""
+    as through P's straight rays where neither is held at the road plane's depth, the depth itself not); auto on a
+    topic whose name does not say is taken as rectified and noted once in the log and the report."""
     with BagWriter(tmp_path / "in", "mcap") as writer:
         for index, frame in enumerate(demo_frames(3)):  # 160x90 frames of the real foggy drive
             stamp = START + index * PERIOD
@@ -914,10 +914,14 @@ def test_the_lens_distortion_of_raw_frames_is_undone_and_one_on_a_topic_that_doe
         assert not said and "lens distortion" not in caplog.text
         _, depth_msg = read_all(out / "bag")["/dgdehaze/depth"][0]
         depth = np.frombuffer(depth_msg.data.tobytes(), "<f4").reshape(90, 160)
-        norms = ray_norms((90, 160), intrinsics_of(info, (90, 160), raw=setting == "false"))
-        scaled[setting] = (depth, depth * norms / evaluation.records[0].visibility_m)
-    (raw, raw_scaled), (rectified, rectified_scaled) = scaled["false"], scaled["true"]
-    both = np.isfinite(raw) & np.isfinite(rectified)
+        intrinsics = intrinsics_of(info, (90, 160), raw=setting == "false")
+        norms = ray_norms((90, 160), intrinsics)
+        road_z = ground_range((90, 160), intrinsics, Mounting(1.5, 0.0)) / norms  # the depth's bound
+        with np.errstate(invalid="ignore"):
+            free = ~(depth >= road_z * (1 - 1e-5))  # not held at the road plane's depth
+        scaled[setting] = (depth, depth * norms / evaluation.records[0].visibility_m, free)
+    (raw, raw_scaled, raw_free), (rectified, rectified_scaled, rectified_free) = scaled["false"], scaled["true"]
+    both = np.isfinite(raw) & np.isfinite(rectified) & raw_free & rectified_free
     assert both.sum() > 1000
     assert raw_scaled[both] == pytest.approx(rectified_scaled[both], rel=1e-4)
     assert np.abs(raw[both] / rectified[both] - 1).max() > 0.01, "the raw frames' depth is another"
