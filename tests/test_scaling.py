@@ -169,8 +169,10 @@ def _short_and_long_fleet(tmp_path: Path, method: str) -> tuple[Path, list[str]]
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Poll `condition` until it holds; AssertionError after `timeout` s (a state the test never saw)."""
     deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
+    while not condition():
+        assert time.monotonic() < deadline, f"not seen within {timeout:g} s"
         time.sleep(0.01)
 
 
@@ -233,9 +235,11 @@ def test_a_fleet_on_ray_stopped_by_sigterm_ends_as_terminated_and_leaves_nothing
     command[command.index(str(tmp_path / "short"))] = str(tmp_path / "long_too")
     command[command.index("--workers") + 1] = "2"
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: out.is_dir() and all(any(p.name.startswith(f".{name}~") and p.name.endswith(".part")
-                                               for p in out.iterdir()) for name in ("long", "long_too")))
-    time.sleep(0.2)  # both tasks are writing their output bags, the fleet's process waits for them in Ray
+    # a task is writing its output bag (both, unless a loaded host starts Ray's second worker late: a fleet run
+    # waited 120 s for the two at once while they ran one after the other), the fleet's process waits in Ray
+    _wait_for(lambda: out.is_dir() and any(p.name.startswith((".long~", ".long_too~")) and p.name.endswith(".part")
+                                           for p in out.iterdir()))
+    time.sleep(0.2)
     os.kill(run.pid, signal.SIGTERM)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
