@@ -18,6 +18,9 @@ from sensor_msgs.msg import Image, Range  # noqa: E402
 
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
+from dgdehaze_core.evaluation.depth_datasets import load_kitti  # noqa: E402
+from dgdehaze_core.evaluation.depth_eval import dense_depth  # noqa: E402
+from dgdehaze_core.evaluation.visibility_eval import SKY_DISTANCE, kitti_intrinsics, synthesize_fog  # noqa: E402
 from dgdehaze_core.physics.lens import distortion_note  # noqa: E402
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, field_of_view,  # noqa: E402
                                               VisibilityEstimator, ground_range, intrinsics_of, ray_norms,
@@ -514,3 +517,35 @@ def test_raw_frames_detections_lie_on_their_undistorted_rays(node: DehazeNode, p
         straight = (cx - k[0, 2]) / k[0, 0]
         placed += abs(straight - x) > 0.01 * abs(x)
     assert placed, "no box off the optical axis has a metric depth"
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector")
+def test_the_node_measures_the_fog_on_the_road_users_its_detector_last_found(node: DehazeNode, probe: Probe,
+                                                                            shared_data) -> None:
+    """A kitti-seq frame of its traffic queue in 150 m fog, twice: the first is measured on the road (no detection
+    yet), the second on the cars the first one's detector found (docs/ROS.md, "Fog" item 2), as /diagnostics says."""
+    folder = shared_data / "depth" / "kitti-seq"
+    depth_set = load_kitti(folder)
+    sample = [f for f in depth_set.frames if "/image_02/" in f.name][40].read()
+    camera = kitti_intrinsics(folder, sample.name)
+    frame = synthesize_fog(sample, dense_depth(sample.depth, SKY_DISTANCE, True),
+                           ray_norms(sample.depth.shape, camera), 150.0)
+    info = camera_info(frame.shape[1], frame.shape[0])
+    info.k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
+    assert node.set_parameters([Parameter("detection_enabled", value=True)])[0].successful
+    try:
+        assert probe.wait_for(lambda: diagnostic_values(probe).get("detector", "off") != "off", 60.0), \
+            "the detector never loaded"
+        sources = []
+        for stamp in (350, 351):
+            msg = bgr8_to_image(frame, "bgr8", stamped_header(stamp))
+            probe.publish(msg, info)
+            wait_for_outputs(probe, msg.header, ("visibility", "detections"), timeout=60.0)
+            assert probe.wait_for(lambda: diagnostic_values(probe).get("fog_measured_on") is not None, 5.0)
+            time.sleep(0.5)  # a diagnostics period after the frame
+            sources.append(diagnostic_values(probe)["fog_measured_on"])
+    finally:
+        assert node.set_parameters([Parameter("detection_enabled", value=False)])[0].successful
+    assert sources == ["road", "objects"]
+    assert int(diagnostic_values(probe)["fog_objects"]) >= 1
