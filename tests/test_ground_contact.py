@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.physics.ground_contact import ground_contact_z
+from dgdehaze_core.physics.ground_contact import ground_contact
 from dgdehaze_core.physics.visibility import Intrinsics, Mounting
 
 SHAPE = (375, 1242)
@@ -44,16 +44,16 @@ def test_an_object_standing_on_the_road_is_at_the_road_s_depth_under_its_box(pit
     pixel, = project(point, KITTI)
     if not (0 <= pixel[0] < SHAPE[1] and pixel[1] < SHAPE[0] * 0.98):
         pytest.skip("the contact is out of this camera's view")
-    assert ground_contact_z(box_standing_at(pixel), SHAPE, KITTI, mounting) == pytest.approx(point[2], rel=1e-9)
+    assert ground_contact(box_standing_at(pixel), SHAPE, KITTI, mounting).z == pytest.approx(point[2], rel=1e-9)
 
 
 def test_a_contact_out_of_view_beyond_the_road_measured_or_above_the_horizon_gives_none() -> None:
     mounting = Mounting(1.65, 0.0, road_max_distance=30.0)
     near, = project(road_point(0.0, 3.0, mounting), KITTI)  # below the frame's bottom: a box cut off by it
-    assert math.isnan(ground_contact_z(box_standing_at((near[0], SHAPE[0] - 1.0)), SHAPE, KITTI, mounting))
+    assert math.isnan(ground_contact(box_standing_at((near[0], SHAPE[0] - 1.0)), SHAPE, KITTI, mounting).z)
     far, = project(road_point(0.0, 45.0, mounting), KITTI)
-    assert math.isnan(ground_contact_z(box_standing_at(far), SHAPE, KITTI, mounting))
-    assert ground_contact_z(box_standing_at(far), SHAPE, KITTI, Mounting(1.65, 0.0, road_max_distance=60.0)) == \
+    assert math.isnan(ground_contact(box_standing_at(far), SHAPE, KITTI, mounting).z)
+    assert ground_contact(box_standing_at(far), SHAPE, KITTI, Mounting(1.65, 0.0, road_max_distance=60.0)).z == \
         pytest.approx(45.0)
-    assert math.isnan(ground_contact_z(box_standing_at((600.0, KITTI.cy - 5.0)), SHAPE, KITTI, mounting))
-    assert math.isnan(ground_contact_z((math.nan, 0.0, 10.0, 300.0), SHAPE, KITTI, mounting))
+    assert math.isnan(ground_contact(box_standing_at((600.0, KITTI.cy - 5.0)), SHAPE, KITTI, mounting).z)
+    assert math.isnan(ground_contact((math.nan, 0.0, 10.0, 300.0), SHAPE, KITTI, mounting).z)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.physics.ground_contact import ground_contact_z
+from dgdehaze_core.physics.ground_contact import ground_contact
 from dgdehaze_core.physics.lens import distortion_note, frames_rectified, lens_of
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Mounting, VisibilityEstimator, ground_range, intrinsics_of,
                                               pixel_rays, ray_norms)
@@ -319,6 +319,6 @@ def test_a_raw_image_s_contact_follows_its_undistorted_ray(shared_data: Path) ->
                                       calibration["K_02"].reshape(3, 3), calibration["D_02"])
         u, v = pixels.reshape(2)
         box = (u - 40.0, v - 60.0, u + 40.0, v)  # a box standing there
-        assert ground_contact_z(box, RAW, raw, mounting) == pytest.approx(point[2], rel=1e-4)
+        assert ground_contact(box, RAW, raw, mounting).z == pytest.approx(point[2], rel=1e-4)
     straight = intrinsics_of(info, RAW, raw=False)
-    assert abs(ground_contact_z(box, RAW, straight, mounting) / point[2] - 1.0) > 0.01
+    assert abs(ground_contact(box, RAW, straight, mounting).z / point[2] - 1.0) > 0.01

@@ -29,7 +29,7 @@ from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import to_bgr8
 from dgdehaze_core.physics.dark_objects import measure_objects_beta
-from dgdehaze_core.physics.ground_contact import ground_contact_z
+from dgdehaze_core.physics.ground_contact import ground_contact
 from dgdehaze_core.physics.visibility import Intrinsics, VisibilityEstimator, VisibilityReading, fog_contrast
 
 
@@ -50,7 +50,7 @@ class FrameDetections:
     fresh: the detector ran on this frame; otherwise the detections are its last run's, `age` frames old (and
     none without a detector). depths: each box's depth, in the depth map's units, NaN where it has none: with a
     metric map and a mounting, the flat road's z under the box where its bottom stands on the road in view
-    (`ground_contact.ground_contact_z`, fog or none), else the median of the map in the box. positions: each
+    (`ground_contact.ground_contact`, fog or none), else the median of the map in the box. positions: each
     object's position in metres in the camera's optical frame (the box centre's ray at that depth) when the depth
     is metric, else NaN."""
 
@@ -164,7 +164,7 @@ class FrameChain:
         depth = dehazed.result.depth if depth is None else depth
         depths = [median_depth(d, depth) for d in scheduled.detections]
         if metric is not None and self.fog is not None:
-            contacts = [ground_contact_z(d.box, depth.shape[:2], metric, self.fog.mounting)
+            contacts = [ground_contact(d.box, depth.shape[:2], metric, self.fog.mounting).z
                         for d in scheduled.detections]
             depths = [contact if math.isfinite(contact) else z for contact, z in zip(contacts, depths)]
         positions = [UNKNOWN_POSITION if metric is None else

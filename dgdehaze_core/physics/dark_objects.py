@@ -4,7 +4,7 @@ The road itself is a poor black body: grey asphalt reads as hazy under a clear s
 signal of thin fog on the nearest 30 m (docs/RESULTS.md, "Visibility and depth in metres"). The shadow under a car,
 its tyres and a person's dark clothes are nearly black (J close to 0), so there the scattering model
 I = J t + A (1 - t) leaves t = 1 - I / A, whatever the method, and the object's box says how far away it is: the
-flat road's depth under its bottom edge (`ground_contact.ground_contact_z`). beta = -ln(t) / r over the darkest
+flat road's depth under its bottom edge (`ground_contact.ground_contact`). beta = -ln(t) / r over the darkest
 pixels of each box's bottom band, r the distance along the ray, the median over the objects.
 
 The frame's airlight A is the dark channel prior's estimate on the frame (the brightest of its haziest pixels),
@@ -19,7 +19,7 @@ import numpy as np
 
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.physics.dark_channel import channel_min, dark_channel, estimate_airlight
-from dgdehaze_core.physics.ground_contact import ground_contact_z
+from dgdehaze_core.physics.ground_contact import ground_contact
 from dgdehaze_core.physics.visibility import BetaMeasurement, Intrinsics, Mounting
 
 ROAD_USERS = frozenset({"car", "truck", "bus", "person", "bicycle", "motorcycle"})
@@ -46,7 +46,7 @@ def object_betas(frame: np.ndarray, detections: Sequence[Detection], intrinsics:
                  mounting: Mounting) -> list[float]:
     """beta (1/m) at each road user of `detections` (ROAD_USERS, score >= MIN_SCORE) standing on the road in view
     of the uint8 BGR `frame`, in the detections' order; objects whose contact is out of view
-    (`ground_contact_z`), whose band is too small, or whose black is as bright as the airlight (the fog hides them)
+    (`ground_contact`), whose band is too small, or whose black is as bright as the airlight (the fog hides them)
     are left out."""
     users = [d for d in detections if d.class_name in ROAD_USERS and d.score >= MIN_SCORE]
     if not users:
@@ -56,8 +56,8 @@ def object_betas(frame: np.ndarray, detections: Sequence[Detection], intrinsics:
     height, width = least.shape
     betas = []
     for detection in users:
-        z = ground_contact_z(detection.box, least.shape, intrinsics, mounting)
-        if not math.isfinite(z):
+        contact = ground_contact(detection.box, least.shape, intrinsics, mounting)
+        if not math.isfinite(contact.distance):
             continue
         x1, y1, x2, y2 = detection.box
         top, bottom = max(0, int(y2 - UNDERSIDE * (y2 - y1))), min(height, int(math.ceil(y2)))
@@ -69,8 +69,7 @@ def object_betas(frame: np.ndarray, detections: Sequence[Detection], intrinsics:
         t = 1.0 - float(np.percentile(band, DARK_PERCENTILE)) / 255.0 / airlight
         if not t > 0.0:
             continue
-        x, y, _ = intrinsics.point_at((x1 + x2) / 2.0, y2, 1.0)
-        betas.append(-math.log(min(t, 1.0)) / (z * math.sqrt(1.0 + x * x + y * y)))
+        betas.append(-math.log(min(t, 1.0)) / contact.distance)
     return betas
 
 

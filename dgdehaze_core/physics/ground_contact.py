@@ -10,30 +10,40 @@ where it can be read, and the frame's depth elsewhere (`FrameChain.detect`).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-from dgdehaze_core.physics.visibility import Intrinsics, Mounting
+from dgdehaze_core.physics.visibility import Intrinsics, Mounting, road_depth
 
 BOTTOM_MARGIN = 0.02
 """A box whose bottom edge lies within this share of the frame's height of its bottom is cut off by the frame: the
 object's contact with the road is out of view."""
 
 
-def ground_contact_z(box: tuple[float, float, float, float], shape: tuple[int, int], intrinsics: Intrinsics,
-                     mounting: Mounting) -> float:
-    """The z (m along the optical axis) where the ray through the middle of `box`'s bottom edge (x1, y1, x2, y2 in
-    the frame's pixels, the detector's box as it is) meets the flat road `mounting` describes, for a frame of
-    `shape` (height, width). NaN where the contact cannot be read: the box is cut off by the frame's bottom
-    (BOTTOM_MARGIN), the ray does not fall to the road (at or above the horizon) or has none (a lens's pixel beyond
-    its field), or the contact lies farther along the ray than `mounting.road_max_distance`, the road the fog is
-    measured on: near the horizon a small error of pitch moves the contact far."""
+class GroundContact(NamedTuple):
+    """Where a box meets the road: its `z` (m along the optical axis) and its `distance` (m along the ray); both NaN
+    where it cannot be read."""
+
+    z: float
+    distance: float
+
+
+NO_CONTACT = GroundContact(math.nan, math.nan)
+
+
+def ground_contact(box: tuple[float, float, float, float], shape: tuple[int, int], intrinsics: Intrinsics,
+                   mounting: Mounting) -> GroundContact:
+    """Where the ray through the middle of `box`'s bottom edge (x1, y1, x2, y2 in the frame's pixels, the detector's
+    box as it is) meets the flat road `mounting` describes (`visibility.road_depth`), for a frame of `shape`
+    (height, width). NO_CONTACT where it cannot be read: the box is cut off by the frame's bottom (BOTTOM_MARGIN),
+    the ray does not fall to the road (at or above the horizon) or has none (a lens's pixel beyond its field), or
+    the contact lies farther along the ray than `mounting.road_max_distance`, the road the fog is measured on: near
+    the horizon a small error of pitch moves the contact far."""
     x1, _, x2, bottom = box
     if not (math.isfinite(x1) and math.isfinite(x2) and math.isfinite(bottom)):
-        return math.nan
+        return NO_CONTACT
     if bottom >= shape[0] * (1.0 - BOTTOM_MARGIN):
-        return math.nan
+        return NO_CONTACT
     x, y, _ = intrinsics.point_at((x1 + x2) / 2.0, bottom, 1.0)
-    fall = y * math.cos(mounting.pitch) + math.sin(mounting.pitch)
-    if not fall > 1e-9:  # NaN too: no ray
-        return math.nan
-    z = mounting.height / fall
-    return z if z * math.sqrt(1.0 + x * x + y * y) <= mounting.road_max_distance else math.nan
+    z = float(road_depth(y, mounting))
+    distance = z * math.sqrt(1.0 + x * x + y * y)
+    return GroundContact(z, distance) if distance <= mounting.road_max_distance else NO_CONTACT

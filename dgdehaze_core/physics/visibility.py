@@ -299,15 +299,20 @@ def ray_norms(shape: tuple[int, int], intrinsics: Intrinsics) -> np.ndarray:
     return np.sqrt(1.0 + x ** 2 + y ** 2)
 
 
+def road_depth(y: np.ndarray | float, mounting: Mounting) -> np.ndarray:
+    """Z (m) where rays of y/z `y` (optical frame; an array, or one ray's) meet the flat road `mounting.height` below
+    the camera; NaN at and above the horizon and where `y` is NaN (no ray). A ray (x, y, 1) falls by
+    y cos(pitch) + sin(pitch) per unit of Z, so it meets the road at Z = height / that."""
+    fall = np.asarray(y, np.float64) * math.cos(mounting.pitch) + math.sin(mounting.pitch)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(fall > 1e-9, mounting.height / np.maximum(fall, 1e-9), np.nan)
+
+
 def ground_range(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mounting) -> np.ndarray:
-    """Distance (m) along each pixel's ray to a flat road `mounting.height` below the camera; NaN at and above the
-    horizon. A ray (x, y, 1) in the optical frame falls by y cos(pitch) + sin(pitch) per unit of Z, so it meets the
-    road at Z = height / that."""
+    """Distance (m) along each pixel's ray to a flat road `mounting.height` below the camera (`road_depth` along
+    the ray); NaN at and above the horizon."""
     _, y = pixel_rays(shape, intrinsics)
-    fall = y * math.cos(mounting.pitch) + math.sin(mounting.pitch)
-    with np.errstate(divide="ignore"):
-        z = np.where(fall > 1e-9, mounting.height / np.maximum(fall, 1e-9), np.nan)
-    return z * ray_norms(shape, intrinsics)
+    return road_depth(y, mounting) * ray_norms(shape, intrinsics)
 
 
 def road_mask(shape: tuple[int, int], region: tuple[float, float, float, float]) -> np.ndarray:
@@ -457,18 +462,16 @@ class VisibilityEstimator:
 
     def _frame_geometry(self, shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[Any, ...]:
         """Per frame size and intrinsics (cached): each pixel's road distance, the road pixels measured, the rays'
-        norms, the flat road's Z at each pixel (inf at and above the horizon), and why the road region holds no road
-        pixel when its geometry, not the horizon, is the reason (a region too small for a pixel, or road only beyond
-        road_max_distance; "" otherwise)."""
+        norms, the flat road's Z at each pixel (NaN at and above the horizon; one column for straight rays), and why
+        the road region holds no road pixel when its geometry, not the horizon, is the reason (a region too small for
+        a pixel, or road only beyond road_max_distance; "" otherwise)."""
         if self._geometry is None or self._geometry[:2] != (shape, intrinsics):
             distance = ground_range(shape, intrinsics, self.mounting)
             region = road_mask(shape, self.mounting.road_region)
             with np.errstate(invalid="ignore"):
                 road = region & (distance <= self.mounting.road_max_distance)
-            norms = ray_norms(shape, intrinsics).astype(np.float32)
-            with np.errstate(invalid="ignore"):
-                road_z = np.where(np.isfinite(distance), distance / norms, np.inf).astype(np.float32)
-            self._geometry = (shape, intrinsics, distance, road, norms, road_z,
+            self._geometry = (shape, intrinsics, distance, road, ray_norms(shape, intrinsics).astype(np.float32),
+                              road_depth(pixel_rays(shape, intrinsics)[1], self.mounting),
                               self._no_road_because(shape, region, distance, road))
         return self._geometry[2:]
 
@@ -529,5 +532,5 @@ class VisibilityEstimator:
                                               f"visibility beyond {self.max_visibility:g} m)")
         known = math.isfinite(visibility) and not measurement.bound  # a bound beta would read distances too far
         depth = metric_depth(transmission, beta if known else math.nan, norms, contrast, t_floor)
-        np.fmin(depth, road_z, out=depth, where=np.isfinite(depth))  # nothing lies under the road plane
+        np.fmin(depth, road_z, out=depth, where=np.isfinite(depth))  # nothing under the road plane (fmin skips NaN)
         return VisibilityReading(beta, visibility, depth, measurement, reason)
