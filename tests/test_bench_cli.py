@@ -81,6 +81,21 @@ def test_networks_and_chain_rows(tmp_path: Path) -> None:
     assert jpeg["kbytes"] < table["outputs/png@96x64"]["kbytes"] and depth["size_ratio"] < 0.6  # 16 of 32 bits
 
 
+@pytest.mark.slow  # lite's cached export, the detector, a few KITTI frames detected until one shows a road user
+def test_the_fog_rows_time_the_road_and_the_road_users_the_detector_found_on_a_kitti_photo(tmp_path: Path) -> None:
+    """The node's fog measurement as the bench times it: on the road alone, and on the road users the detector found
+    (the node's previous frame's boxes) in a hazy KITTI photo, which measure it."""
+    table = run_bench(tmp_path, "fog", "--sizes", "640x480", "--backends", "onnxruntime", "--chain-backend",
+                      "onnxruntime", "--threads", "1")
+    road, users = table["fog/lite/onnxruntime/road@640x480"], table["fog/lite/onnxruntime/road-users@640x480"]
+    assert set(table) == {"dcp@640x480", "fog/lite/onnxruntime/road@640x480",
+                          "fog/lite/onnxruntime/road-users@640x480"}
+    for row in (road, users):
+        positive(row, (*TIMING, "pct_of_frame"))
+    assert road["objects"] == 0 and users["objects"] >= 1
+    assert road["frame_seed"] == users["frame_seed"]
+
+
 @pytest.mark.parametrize("precision", ["auto", "file"])
 def test_the_chain_s_detector_runs_on_the_bench_s_threads(precision: str) -> None:
     """--threads holds for every library the bench times: the detector's ONNX Runtime session takes it too."""

@@ -10,11 +10,13 @@
     dgdehaze bench chain --detect-every 1 --chain-fused             # what detection on raw + dehazed, fused, costs
     dgdehaze bench chain --detect-every 1 --chain-contrast          # what the detector's contrast equaliser costs
     dgdehaze bench outputs --sizes 640x480          # the node's compressed image and compressedDepth: ms and size
+    dgdehaze bench fog --sizes 640x480,1280x720     # what measuring the fog (~/visibility, ~/depth) costs a frame
     dgdehaze bench node --node-model lite           # the ROS node in its own process, fed over DDS
     dgdehaze bench node --sizes 1280x720 --soak 600 # a 10-minute soak: memory, loss accounted on /diagnostics
     dgdehaze bench train --train-batch 8,32 --device cuda   # a training step of training/lite.yaml
 
-Rows and figures are described in dgdehaze_core/benchmarks/networks.py, detectors.py, outputs.py and training.py.
+Rows and figures are described in dgdehaze_core/benchmarks/networks.py, detectors.py, fog.py, outputs.py and
+training.py.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ LOG = logging.getLogger(__name__)
 NETWORK_TARGETS = ("lite", "base", "paper")
 DEFAULT_NETWORKS = ("lite", "base")
 """The paper's 45 M-parameter network is measured only when asked for (about a second per VGA frame on a CPU)."""
-TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "outputs", "node", "train")
+TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "fog", "outputs", "node", "train")
 DEFAULT_TARGETS = ("dcp", *DEFAULT_NETWORKS, "detector", "chain")
 MAX_TRAIN_BATCH = 512
 """The largest batch `bench train` times (its random crops are made in memory)."""
@@ -90,8 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--detect-every", type=_int_list, default=[1, 3],
                         help="chain: detection intervals to measure (frames)")
     parser.add_argument("--chain-model", default="lite", choices=NETWORK_TARGETS,
-                        help="chain and outputs: the network")
-    parser.add_argument("--chain-backend", default="auto", help="chain: the network's backend (auto picks)")
+                        help="chain, fog and outputs: the network")
+    parser.add_argument("--chain-backend", default="auto", help="chain and fog: the network's backend (auto picks)")
     parser.add_argument("--chain-imgsz", type=_int_list, default=[640],
                         help="chain: detector input sizes (file at sizes other than 640: the shipped model's "
                              "dynamic int8 rebuild)")
@@ -189,7 +191,7 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
     if any(v < 1 for v in args.detect_every):
         raise ValueError(f"--detect-every values must be at least 1, got {args.detect_every}")
     resolve_device(args.device)
-    if "chain" in targets:
+    if {"chain", "fog"} & set(targets):
         choose_backend(args.chain_backend, args.device, log=False)
     if "node" in targets:
         if not 0 <= args.soak <= MAX_NODE_SECONDS:
@@ -253,7 +255,7 @@ def _measure(args: argparse.Namespace, targets: list[str], sizes: list[tuple[int
     table: dict[str, dict[str, float]] = {}
     networks = [t for t in targets if t in NETWORK_TARGETS]
     variants = nb.available_variants(comma_items(args.backends), args.device) if networks else []  # none: before DCP
-    if {"dcp", "chain", "outputs", *networks} & set(targets):  # the baseline as rows; each ratio times it again
+    if {"dcp", "chain", "fog", "outputs", *networks} & set(targets):  # the baseline as rows; each ratio times it again
         table.update(nb.bench_dcp(frames, settings))
     if networks:
         peaks_before = nb.peaks_of(variants, settings)
@@ -272,6 +274,11 @@ def _measure(args: argparse.Namespace, targets: list[str], sizes: list[tuple[int
                                     frames[size], settings,
                                     args.chain_imgsz, comma_items(args.chain_detector), args.chain_fused,
                                     args.chain_contrast))
+    if "fog" in targets:
+        from dgdehaze_core.benchmarks.fog import bench_fog
+
+        for size in sizes:
+            table.update(bench_fog(args.chain_model, args.chain_backend, args.device, size, settings))
     if "outputs" in targets:
         from dgdehaze_core.benchmarks.outputs import bench_outputs
 
