@@ -462,16 +462,17 @@ class VisibilityEstimator:
 
     def _frame_geometry(self, shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[Any, ...]:
         """Per frame size and intrinsics (cached): each pixel's road distance, the road pixels measured, the rays'
-        norms, the flat road's Z at each pixel (NaN at and above the horizon; one column for straight rays), and why
-        the road region holds no road pixel when its geometry, not the horizon, is the reason (a region too small for
-        a pixel, or road only beyond road_max_distance; "" otherwise)."""
+        norms, the flat road's Z at each pixel (infinite at and above the horizon, so that it bounds no depth there;
+        one column for straight rays), and why the road region holds no road pixel when its geometry, not the
+        horizon, is the reason (a region too small for a pixel, or road only beyond road_max_distance; "" otherwise)."""
         if self._geometry is None or self._geometry[:2] != (shape, intrinsics):
             distance = ground_range(shape, intrinsics, self.mounting)
             region = road_mask(shape, self.mounting.road_region)
             with np.errstate(invalid="ignore"):
                 road = region & (distance <= self.mounting.road_max_distance)
+            road_z = road_depth(pixel_rays(shape, intrinsics)[1], self.mounting)
             self._geometry = (shape, intrinsics, distance, road, ray_norms(shape, intrinsics).astype(np.float32),
-                              road_depth(pixel_rays(shape, intrinsics)[1], self.mounting),
+                              np.where(np.isnan(road_z), np.inf, road_z).astype(np.float32),
                               self._no_road_because(shape, region, distance, road))
         return self._geometry[2:]
 
@@ -532,5 +533,5 @@ class VisibilityEstimator:
                                               f"visibility beyond {self.max_visibility:g} m)")
         known = math.isfinite(visibility) and not measurement.bound  # a bound beta would read distances too far
         depth = metric_depth(transmission, beta if known else math.nan, norms, contrast, t_floor)
-        np.fmin(depth, road_z, out=depth, where=np.isfinite(depth))  # nothing under the road plane (fmin skips NaN)
+        np.minimum(depth, road_z, out=depth)  # nothing under the road plane (NaN stays NaN)
         return VisibilityReading(beta, visibility, depth, measurement, reason)
