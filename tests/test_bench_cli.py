@@ -85,8 +85,7 @@ def test_networks_and_chain_rows(tmp_path: Path) -> None:
 def test_the_fog_rows_time_the_road_and_the_road_users_the_detector_found_on_a_kitti_photo(tmp_path: Path) -> None:
     """The node's fog measurement as the bench times it: on the road alone, and on the road users the detector found
     (the node's previous frame's boxes) in a hazy KITTI photo, which measure it."""
-    table = run_bench(tmp_path, "fog", "--sizes", "640x480", "--backends", "onnxruntime", "--chain-backend",
-                      "onnxruntime", "--threads", "1")
+    table = run_bench(tmp_path, "fog", "--sizes", "640x480", "--chain-backend", "onnxruntime", "--threads", "1")
     road, users = table["fog/lite/onnxruntime/road@640x480"], table["fog/lite/onnxruntime/road-users@640x480"]
     assert set(table) == {"dcp@640x480", "fog/lite/onnxruntime/road@640x480",
                           "fog/lite/onnxruntime/road-users@640x480"}
