@@ -135,3 +135,21 @@ def test_the_chain_measures_the_fog_on_the_road_users_its_detector_last_found(sh
     errors = [abs(reading.visibility / 400.0 - 1.0) for reading in (first, second)]
     assert errors[1] < 0.4 and errors[1] < errors[0] - 0.1, errors  # 262 m against the road's 209 m when written
     assert chain.schedule.latest((10, 10)) == [], "boxes of another frame size are not this frame's"
+
+
+def test_a_black_frame_after_road_users_is_measured_on_the_road_and_its_detector_runs(shared_data: Path,
+                                                                                     detector: Detector) -> None:
+    """A camera covered (or a driver's frame of zeros) right after a frame with cars: the last detection's road users
+    meet a frame without airlight. That divided by zero, so every black frame failed before its detector ran (whose
+    empty result would have cleared the boxes): the node published no depth, visibility or detections until the
+    picture came back."""
+    frame, intrinsics = kitti_seq_fog(shared_data, 150.0)
+    chain = FrameChain.build(load_pipeline("dcp"), detector,
+                             fog=VisibilityEstimator(Mounting(1.65, 0.0), time_constant=0.0))
+    chain(frame, intrinsics, 0.0)
+    assert chain.schedule.latest(frame.shape), "the queue's cars, which the black frame's fog is measured on"
+    black = np.zeros_like(frame)
+    assert object_betas(black, chain.schedule.latest(frame.shape), intrinsics, Mounting(1.65, 0.0)) == []
+    output = chain(black, intrinsics, 0.1)
+    assert output.fog.measurement.source == "road" and math.isnan(output.fog.visibility)
+    assert output.detected.fresh and chain.schedule.latest(frame.shape) == []

@@ -47,11 +47,13 @@ def object_betas(frame: np.ndarray, detections: Sequence[Detection], intrinsics:
     """beta (1/m) at each road user of `detections` (ROAD_USERS, score >= MIN_SCORE) standing on the road in view
     of the uint8 BGR `frame`, in the detections' order; objects whose contact is out of view
     (`ground_contact`), whose band is too small, or whose black is as bright as the airlight (the fog hides them)
-    are left out."""
+    are left out, and so are all of them in a frame without airlight (black: a covered lens)."""
     users = [d for d in detections if d.class_name in ROAD_USERS and d.score >= MIN_SCORE]
     if not users:
         return []
     airlight = frame_airlight(frame)
+    if not airlight > 0:
+        return []
     least = channel_min(frame)
     height, width = least.shape
     betas = []
