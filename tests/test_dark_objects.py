@@ -16,8 +16,10 @@ from dgdehaze_core.evaluation.visibility_eval import (SKY_DISTANCE, VISIBILITIES
                                                       kitti_intrinsics, synthesize_fog)
 from dgdehaze_core.inference.frame_chain import FrameChain
 from dgdehaze_core.inference.pipeline import load_pipeline
+from dgdehaze_core.io.images import read_image
 from dgdehaze_core.physics.dark_objects import measure_objects_beta, object_betas
-from dgdehaze_core.physics.visibility import KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, ray_norms
+from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting, VisibilityEstimator, fog_contrast,
+                                              ray_norms)
 
 CAMERA = Intrinsics(500.0, 500.0, 320.0, 240.0)
 MOUNT = Mounting(1.5, 0.0)
@@ -153,3 +155,24 @@ def test_a_black_frame_after_road_users_is_measured_on_the_road_and_its_detector
     output = chain(black, intrinsics, 0.1)
     assert output.fog.measurement.source == "road" and math.isnan(output.fog.visibility)
     assert output.detected.fresh and chain.schedule.latest(frame.shape) == []
+
+
+def test_road_users_that_show_no_fog_say_so_not_that_the_road_shows_none(shared_data: Path,
+                                                                         detector: Detector) -> None:
+    """DAWN's foggy-077 as tools/visibility_sheet.py reads it (dcp; an assumed camera 1.4 m high, level, 60 degrees
+    wide): its near cars' undersides are black, so the fog read on them is none, while its road shows haze (fog of
+    about 150 m). /diagnostics, the debug image and the sheet said "most of the road in view shows no haze
+    signal"."""
+    frame = read_image(shared_data / "detection" / "dawn-fog" / "foggy-077.jpg")
+    mounting = Mounting(1.4, 0.0)
+    focal = frame.shape[1] / 2.0 / math.tan(math.radians(30.0))
+    camera = Intrinsics(focal, focal, frame.shape[1] / 2.0, frame.shape[0] / 2.0)
+    result = load_pipeline("dcp")(frame)
+    objects = measure_objects_beta(frame, detector(result.image), camera, mounting)
+    estimator = VisibilityEstimator(mounting, time_constant=0.0)
+    road = estimator.update(result.transmission, camera, 0.0, fog_contrast(frame), result.transmission_floor)
+    assert road.measurement.beta > 0.01, "the road shows fog"
+    reading = estimator.update(result.transmission, camera, 1.0, fog_contrast(frame), result.transmission_floor,
+                               objects)
+    assert reading.measurement.source == "objects" and reading.beta == 0.0 and math.isnan(reading.visibility)
+    assert reading.reason == "no fog to measure (the road users' dark undersides show no haze signal)"

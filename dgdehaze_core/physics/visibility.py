@@ -529,7 +529,9 @@ class VisibilityEstimator:
         if math.isnan(beta):
             reason = measurement.reason or "no recent road measurement"
         elif math.isnan(visibility):
-            reason = "no fog to measure (" + ("most of the road in view shows no haze signal)" if beta == 0 else
+            unhazed = ("the road users' dark undersides show" if measurement.source == "objects"
+                       else "most of the road in view shows")
+            reason = "no fog to measure (" + (f"{unhazed} no haze signal)" if beta == 0 else
                                               f"visibility beyond {self.max_visibility:g} m)")
         known = math.isfinite(visibility) and not measurement.bound  # a bound beta would read distances too far
         depth = metric_depth(transmission, beta if known else math.nan, norms, contrast, t_floor)
