@@ -160,8 +160,9 @@ def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Det
 
 class FrameProcessor:
     """The node's frame chain in process (every frame detected on the dehazed image; with a camera mounting, the
-    fog measured on the road with the bag's camera_info), plus the detector on the hazy frame as the baseline the
-    report compares against. `rectified`: whether the frames are rectified, raw (False: their lens distortion is
+    fog measured as the node measures it, on the road users of the previous frame's detection or else on the road,
+    with the bag's camera_info), plus the detector on the hazy frame as the baseline the report compares against.
+    `rectified`: whether the frames are rectified, raw (False: their lens distortion is
     undone) or not known (None: taken as rectified), as `lens.frames_rectified` tells."""
 
     def __init__(self, pipeline: DehazePipeline, detector: Detector | None, mounting: Mounting | None = None,

@@ -144,8 +144,9 @@ def plot_detection_classes(evaluation: BagEvaluation, path: Path) -> None:
 PLOTTERS = {"haze_density": plot_haze_density, "latency": plot_latency,
             "detection_counts": plot_detection_counts, "detection_classes": plot_detection_classes}
 VISIBILITY_FIGURE = ("visibility", "Visibility over time: the node's ~/visibility (Koschmieder's visibility, 3.912 / "
-                     "beta, from the road's transmission; needs the camera's mounting; gaps: no fog to measure or no "
-                     "road; open triangles: fog hides the road, the most the visibility can be, offline only)")
+                     "beta, from the dark undersides of road users or the road's transmission; needs the camera's "
+                     "mounting; gaps: no fog to measure or no road; open triangles: fog hides the road, the most "
+                     "the visibility can be, offline only)")
 
 
 def plot_visibility(evaluation: BagEvaluation, path: Path) -> None:
