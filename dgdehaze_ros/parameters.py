@@ -143,7 +143,8 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("road_region", [0.3, 0.5, 0.7, 1.0], "image rectangle [left, top, right, bottom] (fractions of "
                   "width and height) where the road is seen; its pixels below the horizon measure the fog"),
     ParameterSpec("road_max_distance", 30.0, "farthest road (m) measured: nearer road is sharper in the "
-                  "transmission map", float_range=(2.0, 500.0)),
+                  "transmission map; also the farthest a box may stand on the road for the fog to be measured on "
+                  "its road user and for its detection to take the road's depth", float_range=(2.0, 500.0)),
     ParameterSpec("max_visibility", 200.0, "fog thinner than this visibility (m) is not measured: ~/visibility is "
                   "NaN (no fog to measure); the shipped methods read a clear road as fog of about 200 m or more "
                   "(220 m or more on the drive this default was chosen on; lite reads 6 of kitti-tiny's 7 clear "
