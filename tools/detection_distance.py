@@ -21,7 +21,7 @@ The detections are the clear frame's in every condition, so that only the depth 
 Rules (`box_distance_rules`): `median` (the whole box's median: the node's rule until 2026-12-06), `central` (the
 median over the middle half of the columns and rows 40-90 % of the box's height), `p25` (the box's 25th
 percentile), `cluster` (the nearest major peak of the box's log-z histogram), `ground` (the flat road's z at the
-box's bottom edge from the camera's height and pitch, no depth read: `ground_contact.ground_contact`, NaN for a
+box's bottom edge from the camera's height and pitch, no depth read: `ground_contact.detection_contact`, NaN for a
 box cut off by the frame's bottom or a contact beyond the mounting's 30 m of road), `ground,median` (the node's
 rule: `ground` where the box has one, else `median`; `FrameChain.detect`), `cluster+ground` (the histogram peak
 nearest that ground z), and `median|ground`, `central|ground` (that rule's z, replaced by the ground z where the box
@@ -52,7 +52,7 @@ from dgdehaze_core.evaluation.visibility_eval import (KITTI_CAMERA_HEIGHT, KITTI
                                                       kitti_intrinsics, synthesize_fog)
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
 from dgdehaze_core.io.tables import emit  # noqa: E402
-from dgdehaze_core.physics.ground_contact import ground_contact  # noqa: E402
+from dgdehaze_core.physics.ground_contact import detection_contact  # noqa: E402
 from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator, fog_contrast,  # noqa: E402
                                               ray_norms)
 from tools.tool_cli import one_line_errors  # noqa: E402
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
             if not math.isfinite(truth):
                 untrue += 1
                 continue
-            ground = ground_contact(detection.box, sample.depth.shape, intrinsics, mounting).z
+            ground = detection_contact(detection, sample.depth.shape, intrinsics, mounting).z
             line = [f"{sample.name} {detection.class_name} {detection.score:.2f} "
                     f"{[round(c) for c in detection.box]} true {truth:.1f}"]
             for source, depth in maps.items():

@@ -29,7 +29,7 @@ from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import to_bgr8
 from dgdehaze_core.physics.dark_objects import measure_objects_beta
-from dgdehaze_core.physics.ground_contact import ground_contact
+from dgdehaze_core.physics.ground_contact import detection_contact
 from dgdehaze_core.physics.visibility import Intrinsics, VisibilityEstimator, VisibilityReading, fog_contrast
 
 
@@ -156,7 +156,7 @@ class FrameChain:
         """Detections for the frame (fresh or carried over by the schedule) and the median of `depth` (default:
         the pipeline's relative depth) in each box; with `metric`, the frame's intrinsics when `depth` is in
         metres, each object's position too, its depth the road's under the box where the fog estimator's
-        mounting reads it (`FrameDetections`)."""
+        mounting reads it and the object stands on the road (`ground_contact.detection_contact`; `FrameDetections`)."""
         if self.schedule is None:
             return no_detections()
         begin = time.perf_counter()
@@ -164,7 +164,7 @@ class FrameChain:
         depth = dehazed.result.depth if depth is None else depth
         depths = [median_depth(d, depth) for d in scheduled.detections]
         if metric is not None and self.fog is not None:
-            contacts = [ground_contact(d.box, depth.shape[:2], metric, self.fog.mounting).z
+            contacts = [detection_contact(d, depth.shape[:2], metric, self.fog.mounting).z
                         for d in scheduled.detections]
             depths = [contact if math.isfinite(contact) else z for contact, z in zip(contacts, depths)]
         positions = [UNKNOWN_POSITION if metric is None else

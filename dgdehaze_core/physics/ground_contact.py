@@ -5,15 +5,23 @@ camera's height and pitch (`visibility.Mounting`) and its intrinsics, the ray th
 a known z, whatever the fog. The depth a foggy frame gives (-ln t / beta) squeezes distances together (near objects
 read too far, far ones too near), and a box's depth also holds what is seen past the object; the contact holds
 neither, and needs no fog. It fails where the contact is not in view or not on the road plane, so it is used only
-where it can be read, and the frame's depth elsewhere (`FrameChain.detect`).
+where it can be read, and the frame's depth elsewhere (`FrameChain.detect`). Nor does it hold for what does not stand
+on the road: a traffic light or a stop sign on its pole, a bird, a bag in a hand (`RAISED`).
 """
 from __future__ import annotations
 
 import math
 from typing import NamedTuple
 
+from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.physics.visibility import Intrinsics, Mounting, road_depth
 
+RAISED = frozenset({"traffic light", "stop sign", "bird", "airplane", "kite", "frisbee", "sports ball", "umbrella",
+                    "handbag", "backpack", "tie", "clock"})
+"""COCO classes seen above the road in a street (on a pole or a wall, in the air, carried): the bottom of such a box is
+not where the object meets the road, which lies below it, so a contact read there would place it too far (three
+times too far for a stop sign 2 m up seen from 3 m). Every other class, a detector's own names included, is taken to
+stand on the road."""
 BOTTOM_MARGIN = 0.02
 """A box whose bottom edge lies within this share of the frame's height of its bottom is cut off by the frame: the
 object's contact with the road is out of view."""
@@ -47,3 +55,11 @@ def ground_contact(box: tuple[float, float, float, float], shape: tuple[int, int
     z = float(road_depth(y, mounting))
     distance = z * math.sqrt(1.0 + x * x + y * y)
     return GroundContact(z, distance) if distance <= mounting.road_max_distance else NO_CONTACT
+
+
+def detection_contact(detection: Detection, shape: tuple[int, int], intrinsics: Intrinsics,
+                      mounting: Mounting) -> GroundContact:
+    """`ground_contact` of `detection`'s box, NO_CONTACT for a class that does not stand on the road (`RAISED`)."""
+    if detection.class_name in RAISED:
+        return NO_CONTACT
+    return ground_contact(detection.box, shape, intrinsics, mounting)
