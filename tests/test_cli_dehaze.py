@@ -324,6 +324,21 @@ def test_resume_is_refused_for_a_video(shared_data: Path, tmp_path: Path, capsys
     assert "--resume is for a folder of images" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+def test_a_video_or_an_out_named_in_latin1_is_refused_in_one_line_not_a_crash(shared_data: Path,
+                                                                              tmp_path: Path) -> None:
+    """OpenCV's binding crashes the process on a path that is no UTF-8: a video named in Latin-1 (an old camera's,
+    a Windows share's) or such an --out ended the command in a segmentation fault, without a word, leaving lock
+    files in --out."""
+    clip = fog_clip(shared_data, tmp_path / "clip.mp4", frames=2)
+    latin1 = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.mp4"))
+    shutil.copy(clip, latin1)
+    for source, out in ((latin1, tmp_path / "o"), (clip, Path(os.fsdecode(bytes(tmp_path) + b"/sortie\xe9")))):
+        run = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", "dehaze", source, "--method", "dcp",
+                              "--out", out], capture_output=True, text=True, errors="replace")
+        assert run.returncode == 2 and "only at paths that are UTF-8" in run.stderr, (run.returncode, run.stderr)
+        assert not out.exists()
+
+
 def test_a_video_opencv_cannot_encode_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture):
     video = tmp_path / "dot.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1, 1))

@@ -20,7 +20,7 @@ from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import (SAMPLE_BITS, ImageError, ImageReader, VideoFrames, list_images, video_frame_count,
-                                     write_image)
+                                     video_path, write_image)
 from dgdehaze_core.visualize import colorize_depth
 
 LOG = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
     first = next(frames, None)
     if first is None:
         raise ImageError(f"{source} holds no frames")
-    capture = cv2.VideoCapture(str(source))
+    capture = cv2.VideoCapture(video_path(source))
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     capture.release()
     size = (first.shape[1], first.shape[0])
@@ -220,8 +220,8 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
     count = 0
     with atomic_path(out / f"{source.stem}_dehazed.mp4") as dehazed_path, \
             atomic_path(out / f"{source.stem}_depth.mp4") as depth_path:
-        dehazed_writer = cv2.VideoWriter(str(dehazed_path), fourcc, fps, size)
-        depth_writer = cv2.VideoWriter(str(depth_path), fourcc, fps, size)
+        dehazed_writer = cv2.VideoWriter(video_path(dehazed_path), fourcc, fps, size)
+        depth_writer = cv2.VideoWriter(video_path(depth_path), fourcc, fps, size)
         if not (dehazed_writer.isOpened() and depth_writer.isOpened()):
             dehazed_writer.release()
             depth_writer.release()
@@ -263,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(missing(source, "input"))
     video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
     read = ImageReader(args.input_bits)
+    for path in (source, args.out) if video else ():  # before any work: OpenCV crashes on a path it cannot take
+        video_path(path)
     if video and args.input_bits != SAMPLE_BITS:
         raise ValueError("--input-bits is for 16-bit image files; a video's frames are read as 8-bit")
     paths = [] if video else list_images(source) if source.is_dir() else [source]

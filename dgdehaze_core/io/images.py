@@ -424,6 +424,19 @@ def rgb_float_to_bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(scaled.astype(np.uint8), cv2.COLOR_RGB2BGR)
 
 
+def video_path(path: str | Path) -> str:
+    """`path` as OpenCV's video reader and writer take it: a str that encodes as UTF-8. ImageError for a path that
+    does not (a Latin-1 name from an old camera or a Windows share, which Python holds with surrogate escapes), on
+    which OpenCV's Python binding crashes the process (a segmentation fault, without a word)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ImageError(f"{text}: OpenCV reads and writes videos only at paths that are UTF-8, and this one is not: "
+                         "rename it") from None
+    return text
+
+
 class VideoFrames:
     """The frames of a video file as uint8 BGR arrays, up to the first that does not decode (ImageError when the file
     does not open). OpenCV's read fails alike at the end and at a frame that does not decode; a later frame that
@@ -439,7 +452,7 @@ class VideoFrames:
         self.damaged_at: int | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        capture = cv2.VideoCapture(str(self.path))
+        capture = cv2.VideoCapture(video_path(self.path))
         if not capture.isOpened():
             raise ImageError(f"{self.path} is not a readable video")
         read = 0
@@ -459,8 +472,9 @@ class VideoFrames:
 
 
 def video_frame_count(path: str | Path) -> int:
-    """Frame count a video's container reports (0 when unknown)."""
-    capture = cv2.VideoCapture(str(path))
+    """Frame count a video's container reports (0 when unknown); ImageError for a path OpenCV cannot take
+    (`video_path`)."""
+    capture = cv2.VideoCapture(video_path(path))
     try:
         return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
     finally:
