@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,40 @@ def test_dehaze_video(shared_data: Path, tmp_path: Path):
     assert main(["dehaze", str(clip), "--out", str(out)]) == 0
     result = cv2.VideoCapture(str(out / "clip_dehazed.mp4"))
     assert int(result.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+
+def variable_rate(clip: Path) -> None:
+    """Make `clip`, an OpenCV MP4 of an even number of frames at one rate (its index after its frames), show its
+    first half at twice that rate and its second half at two thirds of it, its duration kept: a variable frame
+    rate, as a phone records."""
+    data = bytearray(clip.read_bytes())
+    index = data.index(b"moov") - 4
+    assert index > data.index(b"mdat"), "a longer index then moves no frame"
+    at = data.index(b"stts", index) - 4
+    size, _, _, entries, count, delta = struct.unpack(">I4sIIII", data[at:at + 24])
+    assert (size, entries, count % 2, delta % 2) == (24, 1, 0, 0)
+    half = count // 2
+    data[at:at + 24] = struct.pack(">I4sIIIIII", 32, b"stts", 0, 2, half, delta // 2, half, delta * 3 // 2)
+    for name in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+        start = data.index(name, index - 1) - 4
+        data[start:start + 4] = struct.pack(">I", struct.unpack(">I", data[start:start + 4])[0] + 8)
+    clip.write_bytes(data)
+
+
+def test_a_video_of_variable_frame_rate_keeps_every_frame_and_says_its_frames_times_move(shared_data: Path,
+                                                                                         tmp_path: Path, caplog):
+    """OpenCV writes the dehazed videos at the input's mean frame rate: a phone's video, of variable rate, came out
+    with its frames at other times than the input's, without a word."""
+    clip = fog_clip(shared_data, tmp_path / "clip.mp4", frames=8)
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(out)]) == 0
+        assert "variable frame rate" not in caplog.text, "a video of constant rate is written as it is"
+        variable_rate(clip)
+        assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(out)]) == 0
+    assert int(cv2.VideoCapture(str(out / "clip_dehazed.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    assert ("clip.mp4 has a variable frame rate: the dehazed videos show its frames at its mean rate, 10 fps "
+            "(OpenCV's writer keeps no frame times), up to 0.20 s earlier or later") in caplog.text
 
 
 def test_a_video_whose_frames_stop_decoding_says_so_and_exits_1(shared_data: Path, tmp_path: Path, caplog):

@@ -208,9 +208,7 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
     first = next(frames, None)
     if first is None:
         raise ImageError(f"{source} holds no frames")
-    capture = cv2.VideoCapture(video_path(source))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    capture.release()
+    fps = video.fps or 25.0
     size = (first.shape[1], first.shape[0])
     if size[0] % 2 or size[1] % 2:
         LOG.warning("%s is %dx%d: the MPEG-4 writer takes even sizes and its videos come out %dx%d; dehaze its "
@@ -239,6 +237,10 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
             depth_writer.release()
         for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
             _check_video(path, count, out / f"{source.stem}_{target}.mp4")
+    if video.drift > 0.5 / fps:
+        LOG.warning("%s has a variable frame rate: the dehazed videos show its frames at its mean rate, %.4g fps "
+                    "(OpenCV's writer keeps no frame times), up to %.2f s earlier or later than it does",
+                    source.name, fps, video.drift)
     LOG.info("wrote %d frames to %s", count, out)
     return 1 if video.damaged_at is not None else 0  # the frames after a damaged one are not dehazed (warned)
 

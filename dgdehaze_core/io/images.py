@@ -442,7 +442,11 @@ class VideoFrames:
     does not open). OpenCV's read fails alike at the end and at a frame that does not decode; a later frame that
     still reads tells them apart (a container's frame count may be an estimate): `damaged_at`, once iterated, is the
     number of the first frame that did not decode where a later one does (a damaged file, with a warning), None
-    where the frames ended."""
+    where the frames ended.
+
+    Once iteration has begun, `fps` is the container's mean frame rate (0 where it gives none) and `drift` the
+    furthest (seconds) that the time of a frame read so far lies from where that constant rate, from the first
+    frame's time, puts it: more than half a frame for a video of variable frame rate (a phone's)."""
 
     LOOK_AHEAD = 8
     """Frames tried past one that did not decode."""
@@ -450,12 +454,17 @@ class VideoFrames:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.damaged_at: int | None = None
+        self.fps = 0.0
+        self.drift = 0.0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         capture = cv2.VideoCapture(video_path(self.path))
         if not capture.isOpened():
             raise ImageError(f"{self.path} is not a readable video")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < float("inf") else 0.0
         read = 0
+        start = None
         try:
             while True:
                 ok, frame = capture.read()
@@ -465,6 +474,10 @@ class VideoFrames:
                         LOG.warning("%s: frame %d does not decode and a later one does (a damaged file): read as far "
                                     "as frame %d", self.path, read + 1, read)
                     return
+                seconds = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+                start = seconds if start is None else start
+                if self.fps:
+                    self.drift = max(self.drift, abs(seconds - start - read / self.fps))
                 read += 1
                 yield to_bgr8(frame)
         finally:
