@@ -71,6 +71,19 @@ def test_dehaze_video(shared_data: Path, tmp_path: Path):
     assert int(result.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
 
 
+def test_a_video_whose_first_frame_does_not_decode_says_so(shared_data: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """It was said to hold no frames, right after the warning that later frames decode."""
+    clip = fog_clip(shared_data, tmp_path / "clip.mp4", frames=4)
+    data = bytearray(clip.read_bytes())
+    start = data.index(b"mdat") + 4
+    data[start:start + 200] = bytes(200)  # the first frame's data zeroed
+    clip.write_bytes(data)
+    assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(tmp_path / "o")]) == 2
+    assert f"the first frame of {clip} does not decode (a damaged file)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def variable_rate(clip: Path) -> None:
     """Make `clip`, an OpenCV MP4 of an even number of frames at one rate (its index after its frames), show its
     first half at twice that rate and its second half at two thirds of it, its duration kept: a variable frame

@@ -207,7 +207,8 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
     frames = iter(video)
     first = next(frames, None)
     if first is None:
-        raise ImageError(f"{source} holds no frames")
+        raise ImageError(f"{source} holds no frames" if video.damaged_at is None
+                         else f"the first frame of {source} does not decode (a damaged file): nothing to dehaze")
     fps = video.fps or 25.0
     size = (first.shape[1], first.shape[0])
     if size[0] % 2 or size[1] % 2:
