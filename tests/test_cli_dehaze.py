@@ -221,6 +221,11 @@ def test_a_folder_dehazed_into_itself_can_be_dehazed_again_and_resumed(shared_da
     assert {p.name for p in source.iterdir()} == names
     assert main(["dehaze", str(source), "--method", "dcp", "--out", str(source)]) == 0, capsys.readouterr().err
     assert {p.name for p in source.iterdir()} == names
+    shutil.copy(source / "frame_0.png", source / "frame_0.jpg")  # a photo that shares a stem comes later
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(source), "--resume"]) == 0
+    written = {p.name for p in source.iterdir()} - names
+    assert written == {f"frame_0_{suffix}_{kind}.png" for suffix in ("png", "jpg") for kind in ("dehazed", "depth")
+                       } | {"frame_0.jpg"}, "the outputs written under the earlier names are no photos to dehaze"
 
 
 def test_a_resume_left_only_unreadable_images_skips_them_and_exits_1(shared_data: Path, tmp_path: Path,

@@ -31,6 +31,8 @@ RUN_RECORD = "dehaze_run.json"
 """Written into a folder run's --out before its first output: what writes them (the method, the record of its
 weights, the output mode, the input bits, fp16), so that --resume goes on only with the same run; kept as it is by
 each --resume, its time says when that run began (outputs older than it are an earlier run's)."""
+KINDS = ("dehazed", "depth")
+"""The outputs of each input, NAME_dehazed and NAME_depth."""
 COMPARED = ("output", "input_bits", "half")
 """What of a run record, beside its weights, changes the images written: a resumed run must keep them."""
 
@@ -79,7 +81,16 @@ def _outputs(source: Path, paths: list[Path], out: Path, video: bool) -> dict[Pa
     """Each input's two outputs in `out`: NAME_dehazed and NAME_depth (`output_names`), PNGs, or MP4s of a video."""
     names = {source: source.stem} if video else output_names(paths)
     suffix = ".mp4" if video else ".png"
-    return {path: [out / f"{name}_{kind}{suffix}" for kind in ("dehazed", "depth")] for path, name in names.items()}
+    return {path: [out / f"{name}_{kind}{suffix}" for kind in KINDS] for path, name in names.items()}
+
+
+def _any_outputs(paths: list[Path], out: Path) -> set[Path]:
+    """The image outputs in `out` (resolved) that a run over any of `paths` may have written: each input's under its
+    stem and under its stem and suffix (`output_names` gives one or the other as another input shares its stem or
+    not), so that a folder dehazed into itself and then given a photo sharing a stem (frame.jpg beside frame.png)
+    does not take the frame_dehazed.png written before it came for a photo."""
+    names = {name for path in paths for name in (path.stem, f"{path.stem}_{path.suffix.lstrip('.').lower()}")}
+    return {(out / f"{name}_{kind}.png").resolve() for name in names for kind in KINDS}
 
 
 def _check_outputs(inputs: list[Path], outputs: list[Path]) -> None:
@@ -282,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--resume is for a folder of images: a video's outputs are written whole, at its end")
     outputs = _outputs(source, paths, args.out, video)
     if source.is_dir() and (args.out / RUN_RECORD).is_file():  # --out is the input folder that a run filled
-        built = {output.resolve() for pair in outputs.values() for output in pair}
+        built = _any_outputs(paths, args.out)
         paths = [path for path in paths if path.resolve() not in built]
         if len(paths) < len(outputs):
             LOG.info("%d images of %s are outputs of the run that wrote %s there: not inputs",
