@@ -202,6 +202,31 @@ def test_a_video_write_that_fails_part_way_says_so_and_keeps_the_earlier_output(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier, "the earlier videos stay, nothing is left"
 
 
+def test_a_full_disk_in_a_folder_names_the_output_and_how_to_go_on(tmp_path: Path) -> None:
+    """An output that could not be written ended the run with '[Errno 27] File too large' alone: no file named,
+    nothing of what was kept or of --resume."""
+    import resource
+    import signal
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    cv2.imwrite(str(source / "a.png"), np.full((8, 8, 3), 150, np.uint8))  # outputs of a few hundred bytes
+    cv2.imwrite(str(source / "b.png"), np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8))
+
+    def small_files() -> None:  # files over 4 kB fail to write (EFBIG), as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    command = [sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(source), "--method", "dcp", "--out", str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, preexec_fn=small_files)
+    assert run.returncode == 2, run.stderr
+    assert "stopped after 1 of the 2 images" in run.stderr and "--resume dehazes the rest" in run.stderr
+    assert f"{out / 'b_dehazed.png'} could not be written: File too large" in run.stderr, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a_dehazed.png", "a_depth.png", "dehaze_run.json"]
+    assert subprocess.run(command + ["--resume"], capture_output=True).returncode == 0
+    assert len(list(out.glob("b_*.png"))) == 2
+
+
 def test_a_folder_dehazed_into_itself_can_be_dehazed_again_and_resumed(shared_data: Path, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture) -> None:
     """--out the input folder: the run after the first (the --resume that Ctrl-C advises, or the same command

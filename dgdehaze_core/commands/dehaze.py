@@ -184,8 +184,8 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
     """Dehaze each image of `paths` (of `source`) into its two `outputs`, `record` written to `out`/RUN_RECORD
     before the first (None: a resumed run's record is there, and kept, as its time says when that run began); 1 when
     some were skipped (unreadable), ImageError when none could be read and a resumed run had not dehazed `done`
-    images of `source` before (a `source` that is one image: why it could not). Ctrl-C or SIGTERM says how far it
-    got and how to go on (--resume)."""
+    images of `source` before (a `source` that is one image: why it could not). Ctrl-C, SIGTERM or an output that
+    cannot be written (OSError naming it) says how far it got and how to go on (--resume)."""
     failures = 0
     written = 0
     try:
@@ -203,7 +203,7 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
             write_image(outputs[path][0], result.image)
             write_image(outputs[path][1], colorize_depth(result.depth))
             written += 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, OSError):  # Ctrl-C, SIGTERM, or an output that could not be written (a full disk)
         LOG.warning("stopped after %d of the %d images to dehaze; the outputs written to %s are whole: the same "
                     "command with --resume dehazes the rest", written + failures, len(paths), out)
         raise

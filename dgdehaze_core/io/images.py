@@ -358,13 +358,17 @@ class ImageReader:
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write an image atomically; the format follows the suffix."""
+    """Write an image atomically; the format follows the suffix. OSError naming `path` when it cannot be written (a
+    full disk: ENOSPC), which the failed write itself does not name."""
     path = Path(path)
     ok, encoded = cv2.imencode(path.suffix or ".png", image)
     if not ok:
         raise ImageError(f"could not encode an image for {path}")
     with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+        try:
+            tmp.write_bytes(encoded.tobytes())
+        except OSError as exc:
+            raise OSError(exc.errno, f"{path} could not be written: {exc.strerror or exc}") from exc
     return path
 
 
