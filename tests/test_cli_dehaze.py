@@ -488,6 +488,21 @@ def test_a_folder_of_folders_or_videos_names_them(tmp_path: Path, capsys: pytest
     assert "it holds a.mp4, b.MOV: name one" in capsys.readouterr().err
 
 
+def test_the_videos_beside_a_folder_s_images_are_named_not_left_out_without_a_word(shared_data: Path,
+                                                                                    tmp_path: Path, caplog) -> None:
+    """A folder run dehazes the images in it: a drive's videos beside them were left out, the run saying only
+    'wrote 1 dehazed images', exit 0."""
+    source = tmp_path / "drive"
+    source.mkdir()
+    cv2.imwrite(str(source / "cover.png"), np.full((24, 32, 3), 150, np.uint8))
+    fog_clip(shared_data, source / "front.MP4", frames=2)
+    (source / "._front.MP4").write_bytes(b"\x00\x05\x16\x07 AppleDouble sidecar")
+    with caplog.at_level("WARNING"):
+        assert main(["dehaze", str(source), "--method", "dcp", "--out", str(tmp_path / "out")]) == 0
+    assert f"{source} holds 1 video(s) that a folder's run does not dehaze (front.MP4): name each" in caplog.text
+    assert [p.name for p in (tmp_path / "out").glob("*.mp4")] == []
+
+
 def test_one_pixel_image_is_dehazed(tmp_path: Path):
     path = tmp_path / "dot.png"
     cv2.imwrite(str(path), np.full((1, 1, 3), 200, np.uint8))

@@ -282,12 +282,16 @@ def run(args: argparse.Namespace) -> int:
     if video and args.input_bits != SAMPLE_BITS:
         raise ValueError("--input-bits is for 16-bit image files; a video's frames are read as 8-bit")
     paths = [] if video else list_images(source) if source.is_dir() else [source]
+    listed = [p for p in source.iterdir() if not p.name.startswith(".")] if source.is_dir() else []
+    videos = sorted(p.name for p in listed if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
     if not video and not paths:
-        named = sorted(p.name + "/" if p.is_dir() else p.name for p in source.iterdir() if not p.name.startswith(".")
-                       and (p.is_dir() or (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)))
+        named = sorted([p.name + "/" for p in listed if p.is_dir()] + videos)
         hint = f" (only the images directly in it are read; it holds {', '.join(named[:5])}" \
                f"{' ...' if len(named) > 5 else ''}: name one)" if named else ""
         raise ImageError(f"no images in {source}{hint}")
+    if videos:
+        LOG.warning("%s holds %d video(s) that a folder's run does not dehaze (%s%s): name each to dehaze it", source,
+                    len(videos), ", ".join(videos[:5]), " ..." if len(videos) > 5 else "")
     check_writable_place(args.out, "--out", inside=True)
     if video and args.resume:
         raise ValueError("--resume is for a folder of images: a video's outputs are written whole, at its end")
