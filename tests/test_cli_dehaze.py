@@ -359,7 +359,34 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
     assert (out / "frame_0_dehazed.png").read_bytes() == kept["frame_0_dehazed.png"], "kept, not written again"
     # every output there: another run was told "all done" (exit 0) without its record being checked
     assert main(["dehaze", str(source), "--method", "lite", "--input-bits", "12", "--out", str(out), "--resume"]) == 2
-    assert "but its input_bits differ" in capsys.readouterr().err
+    assert "but its input_bits differs" in capsys.readouterr().err
+
+
+def test_resume_of_another_recording_into_its_out_is_refused_not_taken_for_done(
+        tmp_path: Path, foggy_road: np.ndarray, capsys: pytest.CaptureFixture[str]) -> None:
+    """Cameras name the frames of every recording alike: a folder resumed into an --out that a run over another
+    recording had filled was told all its images were done (exit 0), its names holding the other recording's
+    images, as their outputs were written after its files and by a run with the same weights (helper 155's case).
+    The run record names its input, and a resume of another is refused before any work, the outputs kept."""
+    first, second, out = tmp_path / "recording_1", tmp_path / "recording_2", tmp_path / "out"
+    photo = cv2.resize(foggy_road, (96, 64), interpolation=cv2.INTER_AREA)
+    for folder, shade in ((first, 0), (second, 60)):
+        folder.mkdir()
+        for index in range(2):
+            cv2.imwrite(str(folder / f"frame_{index}.png"), cv2.add(photo, shade + index))
+            os.utime(folder / f"frame_{index}.png", (1e9, 1e9))  # recorded before either run
+    assert main(["dehaze", str(first), "--method", "dcp", "--out", str(out)]) == 0
+    written = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    capsys.readouterr()
+    assert main(["dehaze", str(second), "--method", "dcp", "--out", str(out), "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert "but its input differs" in error and str(first.resolve()) in error and str(second.resolve()) in error
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == written
+    assert main(["dehaze", str(first), "--method", "dcp", "--out", str(out), "--resume"]) == 0
+    record = json.loads((out / "dehaze_run.json").read_text())
+    del record["input"]  # as written before records named their input: taken for any input's
+    (out / "dehaze_run.json").write_text(json.dumps(record))
+    assert main(["dehaze", str(second), "--method", "dcp", "--out", str(out), "--resume"]) == 0
 
 
 def test_resume_redoes_the_outputs_an_earlier_run_left_in_the_folder(tmp_path: Path, foggy_road: np.ndarray,
@@ -372,10 +399,13 @@ def test_resume_redoes_the_outputs_an_earlier_run_left_in_the_folder(tmp_path: P
     photo = cv2.resize(foggy_road, (96, 64), interpolation=cv2.INTER_AREA)
     for index in range(3):
         cv2.imwrite(str(source / f"frame_{index}.png"), photo + np.uint8(index))
-    shutil.copy2(source / "frame_0.png", part)
     assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 0
     by_dcp = {p.name: p.read_bytes() for p in out.glob("*.png")}
-    assert main(["dehaze", str(part), "--method", "lite", "--out", str(out)]) == 0  # as a lite run stopped there
+    for index in (1, 2):  # as a lite run stopped after the first image
+        (source / f"frame_{index}.png").rename(part / f"frame_{index}.png")
+    assert main(["dehaze", str(source), "--method", "lite", "--out", str(out)]) == 0
+    for index in (1, 2):
+        (part / f"frame_{index}.png").rename(source / f"frame_{index}.png")
     with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):
         assert main(["dehaze", str(source), "--method", "lite", "--out", str(out), "--resume"]) == 0
     assert f"--resume: 1 of 3 images have their outputs in {out} already" in caplog.text

@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="go on with a folder's run that was stopped: skip each image whose two outputs are in "
                              "--out already, written after it by that run; refused when the run that wrote them had "
-                             f"other weights, --output, --input-bits or --half (--out/{RUN_RECORD} says what it had)")
+                             "another input, other weights, --output, --input-bits or --half (--out/"
+                             f"{RUN_RECORD} says what it had)")
     add_input_bits_option(parser)
     add_network_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -135,17 +136,18 @@ def _images(paths: list[Path], read: ImageReader, progress: bool) -> Iterator[tu
 
 
 def run_record(args: argparse.Namespace, weights: dict[str, Any] | None) -> dict[str, Any]:
-    """What the run of `args` with the loaded `weights` (the pipeline's record; None for dcp) writes its images
-    with (RUN_RECORD)."""
+    """What the run of `args` with the loaded `weights` (the pipeline's record; None for dcp) dehazes (`input`: the
+    input's absolute path) and writes its images with (RUN_RECORD)."""
     return {"method": args.method, "weights": weights, "output": args.output or "auto",
-            "input_bits": args.input_bits, "half": bool(args.half)}
+            "input_bits": args.input_bits, "half": bool(args.half), "input": str(Path(args.input).resolve())}
 
 
 def check_resumable(out: Path, record: dict[str, Any]) -> None:
     """ValueError, before any work, when the outputs in `out` were written by a run other than `record`'s (other
-    weights, by their sha256, or another dcp/network method; another output mode, input bits or precision): a
-    resumed folder would hold images of two runs. A folder without a record (written before records were) is
-    resumed with a warning."""
+    weights, by their sha256, or another dcp/network method; another output mode, input bits or precision; another
+    input, whose frames a camera names as it names this one's): a resumed folder would hold images of two runs. A
+    folder without a record (written before records were) is resumed with a warning, and one whose record does not
+    name its input (written before records did) is taken for this input's."""
     path = out / RUN_RECORD
     try:
         previous = json.loads(path.read_text())
@@ -161,8 +163,11 @@ def check_resumable(out: Path, record: dict[str, Any]) -> None:
     differing = [key for key in COMPARED if previous.get(key) != record[key]]
     if _weights_of(previous) != _weights_of(record):
         differing.insert(0, "weights")
+    if previous.get("input", record["input"]) != record["input"]:
+        differing.insert(0, "input")
     if differing:
-        raise ValueError(f"--resume goes on with the run that wrote {out}, but its {', '.join(differing)} differ "
+        raise ValueError(f"--resume goes on with the run that wrote {out}, but its {', '.join(differing)} "
+                         f"{'differs' if len(differing) == 1 else 'differ'} "
                          f"(it ran {_described(previous)}; this is {_described(record)}): give the same, or "
                          "another --out")
 
@@ -176,7 +181,8 @@ def _weights_of(record: dict[str, Any]) -> object:
 def _described(record: dict[str, Any]) -> str:
     weights = record.get("weights")
     made = f" (weights {weights.get('path')}, sha256 {weights.get('sha256')})" if isinstance(weights, dict) else ""
-    return (f"{record.get('method')}{made}, " + ", ".join(f"{key} {record.get(key)}" for key in COMPARED))
+    return (f"{record.get('input')} with {record.get('method')}{made}, "
+            + ", ".join(f"{key} {record.get(key)}" for key in COMPARED))
 
 
 def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
