@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Write NAME_dehazed.png and NAME_depth.png for each input image "
                                                "(or NAME_dehazed.mp4 and NAME_depth.mp4 for a video). A photo is "
                                                "dehazed upright, turned by its EXIF orientation as viewers show "
-                                               "it, and its outputs are written so.")
+                                               "it, and its outputs are written so. The outputs are 8-bit colour "
+                                               "images whatever the input's depth (the depth a colour map of the "
+                                               "relative depth), and a video's are without its sound.")
     parser.add_argument("input", type=path_argument, help="image file, folder of images, or video file")
     parser.add_argument("--method", default="dcp", help="dcp, lite (its shipped weights) or a weights path")
     parser.add_argument("--out", type=path_argument, required=True, help="output folder")
