@@ -29,6 +29,7 @@ LOG = logging.getLogger(__name__)
 
 MAX_PIXELS = 7680 * 4320
 """Largest frame accepted anywhere (8K UHD); larger frames are refused rather than exhausting memory."""
+_LIMIT_NOTE = " (8K UHD: a frame's network and inversion buffers would take many GB); scale it down first"
 
 
 PNG_ROW_FILTER = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER") else []
@@ -55,7 +56,7 @@ def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"empty image ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
+        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels{_LIMIT_NOTE}")
 
 
 PILLOW_PARSE_ERRORS = (OSError, SyntaxError, ValueError, IndexError, TypeError, struct.error)
@@ -178,7 +179,7 @@ def to_bgr8(array: np.ndarray, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if height == 0 or width == 0:
         raise ImageError(f"empty image ({height}x{width})")
     if height * width > max_pixels:
-        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
+        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels{_LIMIT_NOTE}")
     if array.dtype == np.uint8:
         out = array
     elif array.dtype == np.uint16:
