@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -284,6 +285,8 @@ def test_sigterm_stops_a_command_like_ctrl_c_and_leaves_no_half_written_file(sha
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 128 + signal.SIGTERM and "terminated (SIGTERM)" in stderr, stderr
     assert list(out.iterdir()) == [], "the videos being written are removed, not left as .part files"
+    assert re.search(r"stopped after \d+ of 36 frames of clip\.mp4: a video's outputs are written whole, at its "
+                     r"end, so none is kept", stderr), stderr
 
 
 def test_ctrl_c_in_a_folder_keeps_the_outputs_written_and_says_how_to_go_on_with_resume(

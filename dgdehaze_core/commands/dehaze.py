@@ -252,6 +252,11 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
                 dehazed_writer.write(result.image)
                 depth_writer.write(colorize_depth(result.depth))
                 count += 1
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+            LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none is "
+                        "kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
+                        source.name)
+            raise
         finally:
             dehazed_writer.release()
             depth_writer.release()
