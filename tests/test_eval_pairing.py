@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from skimage.metrics import peak_signal_noise_ratio
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paired_sets import PairingError, find_pairs, hazy_images, is_paired_set, load_pair
@@ -150,6 +151,7 @@ LAYOUTS = {
     "dense-haze": ("hazy", "GT", "{}_hazy.png", "{}_GT.png"),
     "nh-haze": ("", "", "{}_hazy.png", "{}_GT.png"),
     "folders-in-other-cases": ("HAZY", "Clean", "{}_Haze.png", "{}_CLEAN.png"),
+    "hsts": ("synthetic", "original", "{}.png", "{}.png"),
 }
 
 
@@ -232,6 +234,29 @@ def test_eval_scores_a_flat_set_as_the_same_pairs_in_folders(o_haze_small, tmp_p
     assert rows["nh-haze"] == rows["shared-o-haze"]
     assert rows["nh-haze"]["quality/hazy"]["pairs"] == rows["nh-haze"]["haze/hazy"]["images"] == len(O_HAZE_SCENES)
     assert 5.0 < rows["nh-haze"]["quality/hazy"]["psnr"] < 40.0
+
+
+def test_reside_hsts_pairs_synthetic_with_original_and_its_root_names_the_set_in_it(o_haze_small, tmp_path: Path,
+                                                                                    capsys: pytest.CaptureFixture):
+    """RESIDE's HSTS keeps its synthetic pairs as HSTS/synthetic/synthetic/0586.jpg (hazy) beside
+    HSTS/synthetic/original/0586.jpg (ground truth) and its real hazy photos in HSTS/real-world/: eval refused
+    HSTS/synthetic/ as fitting no measure."""
+    hsts = tmp_path / "HSTS"
+    root = _published(hsts / "synthetic", "hsts", o_haze_small)
+    (hsts / "real-world").mkdir()
+    shutil.copyfile(o_haze_small["27"][0], hsts / "real-world" / "27.png")
+    out = tmp_path / "hsts.json"
+    assert main(["eval", "--dataset", str(root), "--measure", "quality", "--method", "hazy", "--no-progress",
+                 "--json", str(out)]) == 0
+    by_hand = np.mean([peak_signal_noise_ratio(cv2.imread(str(clear)), cv2.imread(str(hazy)), data_range=255)
+                       for hazy, clear in o_haze_small.values()])
+    figures = json.loads(out.read_text())["hazy"]
+    assert figures["pairs"] == len(O_HAZE_SCENES) and figures["psnr"] == pytest.approx(by_hand, abs=1e-6)
+    capsys.readouterr()
+    assert main(["eval", "--dataset", str(hsts), "--measure", "quality", "--method", "hazy"]) == 2
+    assert "(its subfolder synthetic/ does: give it as --dataset)" in capsys.readouterr().err
+    shutil.rmtree(root / "original")
+    assert not is_paired_set(root), "a synthetic/ folder without original/ beside it is no hazy folder"
 
 
 SOTS_OUTDOOR = {"0016_0.8_0.08.jpg": "0016.jpg", "0030_0.95_0.12.jpg": "0030.jpg"}

@@ -2,6 +2,7 @@
 
 Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - quality: paired sets (hazy/ or haze/ + clear/ or GT/, as RESIDE, O-HAZE, I-HAZE and Dense-HAZE are published,
+  synthetic/ + original/ as RESIDE's HSTS/synthetic/,
   leftImg8bit_foggy/ + leftImg8bit/ as Foggy Cityscapes beside Cityscapes, or one folder of NAME_hazy.* beside
   NAME_GT.*, as NH-HAZE): PSNR, SSIM, CIEDE2000 against the ground truth;
 - scattering: paired sets: each method's airlight and transmission against the scattering model fitted to the
@@ -270,10 +271,11 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
                     raise ValueError(half)
                 raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}"
                                  f"{_fitting_inside(folder, measures)}: expected a paired set "
-                                 "(hazy/ or haze/ + clear/ or GT/, leftImg8bit_foggy/ + leftImg8bit/, or NAME_hazy.* "
-                                 "beside NAME_GT.*), a folder of hazy images (with VOC, COCO JSON or YOLO boxes for "
-                                 "detection), or a depth set (KITTI raw proj_depth/, KITTI depth's selection image/ "
-                                 "+ groundtruth_depth/ + intrinsics/, or Middlebury dispK.pgm)")
+                                 "(hazy/ or haze/ + clear/ or GT/, HSTS's synthetic/ + original/, leftImg8bit_foggy/ + "
+                                 "leftImg8bit/, or NAME_hazy.* beside NAME_GT.*), a folder of hazy images (with VOC, "
+                                 "COCO JSON or YOLO boxes for detection), or a depth set (KITTI raw proj_depth/, "
+                                 "KITTI depth's selection image/ + groundtruth_depth/ + intrinsics/, or Middlebury "
+                                 "dispK.pgm)")
         candidates, explicit = list(given), True
     else:
         data = shared_data_dir()

@@ -3,7 +3,9 @@
 A paired set is a folder in one of the layouts the public benchmarks are published in:
 - a `hazy/` (or `haze/`) folder beside a `clear/` (or `GT/`, `clean/`) folder, names matched in any case: RESIDE
   (SOTS, ITS, OTS; RESIDE-beta's OTS as `haze/0001_0.8_0.2.jpg` with `clear/0001.jpg`), O-HAZE and I-HAZE
-  (`hazy/01_outdoor_hazy.jpg` with `GT/01_outdoor_GT.jpg`), Dense-HAZE (`hazy/01_hazy.png` with `GT/01_GT.png`).
+  (`hazy/01_outdoor_hazy.jpg` with `GT/01_outdoor_GT.jpg`), Dense-HAZE (`hazy/01_hazy.png` with `GT/01_GT.png`),
+  and RESIDE HSTS's synthetic half (`HSTS/synthetic/`: `synthetic/0586.jpg` with `original/0586.jpg`; these two
+  names count only together, `HSTS_FOLDERS`).
   The images of both folders are read from their subfolders too (OTS unpacked from its zip parts as
   `haze/part1/...`, `haze/part2/...`), so a file's folder within them plays no part in its pairing: its name does;
 - Foggy Cityscapes (Sakaridis et al.) beside Cityscapes: the folder holding `leftImg8bit_foggy/` (or the refined
@@ -44,6 +46,10 @@ HAZY_FOLDER_NAMES = ("hazy", "haze", "leftimg8bit_foggy", "leftimg8bit_foggydbf"
 CLEAR_FOLDER_NAMES = ("clear", "gt", "clean", "leftimg8bit")
 """Folder names of the two kinds, matched in any case (`GT/`, `Hazy/`, Foggy Cityscapes' `leftImg8bit_foggy/` and
 Cityscapes' `leftImg8bit/`)."""
+HSTS_FOLDERS = {"hazy": "synthetic", "clear": "original"}
+"""RESIDE HSTS's folder of each kind (`HSTS/synthetic/` holds its hazy `synthetic/` beside their ground truth in
+`original/`, of the same file names), matched in any case and only together: a `synthetic/` or an `original/` alone
+says nothing of haze."""
 UNZIPPED_FOLDER_NAMES = ("leftimg8bit_foggy", "leftimg8bit_foggydbf", "leftimg8bit")
 """Folder names also found one folder deeper, where the official zips unpack them, each in a folder of its own
 (`leftImg8bit_trainvaltest_foggy/leftImg8bit_foggy/`, `leftImg8bit_trainvaltest/leftImg8bit/`)."""
@@ -89,20 +95,24 @@ def _subfolders(root: Path, names: tuple[str, ...]) -> list[Path]:
     return sorted(path for path in root.iterdir() if path.is_dir() and path.name.lower() in names)
 
 
-def _kind_folders(root: Path, names: tuple[str, ...]) -> list[Path]:
-    """The folders of `root` named one of `names` in any case, or without one there those named one of them and of
-    UNZIPPED_FOLDER_NAMES one folder deeper, sorted."""
+def _kind_folders(root: Path, kind: str) -> list[Path]:
+    """The `kind` ("hazy" or "clear") folders of `root`, sorted: those named one of the kind's folder names
+    (HAZY_FOLDER_NAMES, CLEAR_FOLDER_NAMES) in any case, and HSTS's folder of the kind where both HSTS_FOLDERS are
+    there; without any, those named one of the kind's UNZIPPED_FOLDER_NAMES one folder deeper."""
+    names = HAZY_FOLDER_NAMES if kind == "hazy" else CLEAR_FOLDER_NAMES
     found = _subfolders(root, names)
+    if all(_subfolders(root, (name,)) for name in HSTS_FOLDERS.values()):
+        found = sorted(found + _subfolders(root, (HSTS_FOLDERS[kind],)))
     deeper = tuple(name for name in names if name in UNZIPPED_FOLDER_NAMES)
     if found or not deeper:
         return found
     return sorted(path for folder in root.iterdir() if folder.is_dir() for path in _subfolders(folder, deeper))
 
 
-def _one_folder(root: Path, names: tuple[str, ...], kind: str) -> Path | None:
+def _one_folder(root: Path, kind: str) -> Path | None:
     """The one `kind` folder of `root` (`_kind_folders`), None without one; PairingError naming them when there are
     several."""
-    found = _kind_folders(root, names)
+    found = _kind_folders(root, kind)
     if len(found) > 1:
         raise PairingError(f"{root} holds {len(found)} {kind} folders ({_named(root, found)}): which one holds the "
                            "set cannot be told, keep one")
@@ -123,15 +133,15 @@ def _flat_roles(images: list[Path]) -> tuple[list[Path], list[Path], list[Path]]
 
 
 def is_paired_set(folder: str | Path) -> bool:
-    """True when `folder` has a hazy folder and a clear (or GT, clean) folder, names in any case, or, without a hazy
-    folder, holds images named `NAME_hazy.*` and images named `NAME_GT.*` (role tokens as in the module's
-    docstring). A folder of photos whose names carry no clear role token (URHI, O-HAZE's hazy photos alone) is not
-    one. It says nothing of whether the set pairs: `find_pairs` tells."""
+    """True when `folder` has a hazy folder and a clear (or GT, clean) folder, names in any case (or HSTS's
+    synthetic/ beside original/), or, without a hazy folder, holds images named `NAME_hazy.*` and images named
+    `NAME_GT.*` (role tokens as in the module's docstring). A folder of photos whose names carry no clear role token
+    (URHI, O-HAZE's hazy photos alone) is not one. It says nothing of whether the set pairs: `find_pairs` tells."""
     folder = Path(folder)
     if not folder.is_dir():
         return False
-    if _kind_folders(folder, HAZY_FOLDER_NAMES):
-        return bool(_kind_folders(folder, CLEAR_FOLDER_NAMES))
+    if _kind_folders(folder, "hazy"):
+        return bool(_kind_folders(folder, "clear"))
     hazy, clear, _ = _flat_roles(list_images(folder))
     return bool(hazy and clear)
 
@@ -140,19 +150,19 @@ def _layout(root: Path) -> _Layout:
     """The layout of the set at `root` (module docstring); PairingError when it is in neither."""
     if not root.is_dir():
         raise PairingError(f"no such paired set: {root}")
-    hazy_folder = _one_folder(root, HAZY_FOLDER_NAMES, "hazy")
+    hazy_folder = _one_folder(root, "hazy")
     if hazy_folder is None:
         hazy, clear, neither = _flat_roles(list_images(root))
         if not hazy:
-            clear_folders = _kind_folders(root, CLEAR_FOLDER_NAMES)
+            clear_folders = _kind_folders(root, "clear")
             raise PairingError(_no_hazy(root, clear_folders) if clear_folders else f"{root} has no hazy/ folder (a "
-                               "paired set holds hazy/ and clear/ or GT/) and no images named NAME_hazy.* beside "
-                               "NAME_GT.*")
+                               "paired set holds hazy/ and clear/ or GT/, or HSTS's synthetic/ and original/) and no "
+                               "images named NAME_hazy.* beside NAME_GT.*")
         if neither:
             raise PairingError(f"{root} holds hazy images beside their ground truth (NAME_hazy.* with NAME_GT.*) and "
                                f"{len(neither)} image(s) named as neither: {listing([p.name for p in neither])}")
         return _Layout(root, root, hazy, clear)
-    clear_folder = _one_folder(root, CLEAR_FOLDER_NAMES, "clear")
+    clear_folder = _one_folder(root, "clear")
     if clear_folder is None:
         raise PairingError(_no_clear(root, [hazy_folder]))
     return _Layout(hazy_folder, clear_folder, images_under(hazy_folder), images_under(clear_folder))
@@ -162,7 +172,7 @@ def one_side_only(folder: Path) -> str | None:
     """Why `folder` is no paired set when it holds the folder of one side alone (a hazy folder without a clear one,
     Foggy Cityscapes without Cityscapes, or the other way round: one zip of the two unpacked), as words for an
     error; None when it holds both or neither, or its hazy images are those of the flat layout."""
-    hazy, clear = _kind_folders(folder, HAZY_FOLDER_NAMES), _kind_folders(folder, CLEAR_FOLDER_NAMES)
+    hazy, clear = _kind_folders(folder, "hazy"), _kind_folders(folder, "clear")
     if hazy and not clear:
         return _no_clear(folder, hazy)
     if clear and not hazy and not _flat_roles(list_images(folder))[0]:
