@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import struct
@@ -14,11 +15,13 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.evaluation.depth_datasets import (DepthFrame, DepthSet, _lidar_depth, load_kitti, load_middlebury,
-                                                     middlebury_depth)
+from dgdehaze_core.cli import main
+from dgdehaze_core.evaluation.depth_datasets import (DepthFrame, DepthSet, _lidar_depth, load_depth_set, load_kitti,
+                                                     load_middlebury, middlebury_depth)
 from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, change_between, dense_depth, depth_errors,
                                                  evaluate_depth, synthesize)
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.evaluation.visibility_eval import frame_intrinsics
 from dgdehaze_core.io.images import ImageError
 
 
@@ -162,6 +165,48 @@ def test_a_kitti_depth_layout_gives_one_sample_per_frame_from_groundtruth_first(
     for sample, scale in zip(samples, (0.5, 0.5, 1.0)):
         true = lidar[sample.name.rsplit("/", 1)[1]]
         np.testing.assert_allclose(np.nan_to_num(sample.depth), true * scale, atol=1 / 256)
+
+
+def _kitti_depth_frame(shared_data: Path, drive: Path) -> None:
+    """kitti-tiny's first left frame's KITTI depth ground truth (uint16 PNG, metres * 256) in `drive`/proj_depth/, as
+    KITTI depth's data_depth_annotated ships it."""
+    source = shared_data / "depth" / "kitti-tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
+    (drive / "proj_depth" / "groundtruth" / "image_02").mkdir(parents=True)
+    with np.load(source / "proj_depth" / "velodyne" / "image_02" / "0000000000.npz") as archive:
+        lidar = np.nan_to_num(archive[archive.files[0]].astype(np.float32))
+    cv2.imwrite(str(drive / "proj_depth" / "groundtruth" / "image_02" / "0000000000.png"),
+                np.round(lidar * 256).astype(np.uint16))
+
+
+def test_kitti_depth_in_a_raw_drive_reads_from_that_drive_and_apart_from_it_is_refused_saying_where(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A KITTI raw drive folder given with KITTI depth's proj_depth/ moved into it was refused as "neither a KITTI
+    raw set (proj_depth/)", and data_depth_annotated as it ships (apart from the raw images) failed naming the
+    missing image without saying where KITTI depth has to lie."""
+    source = shared_data / "depth" / "kitti-tiny" / "2011_09_26"
+    date = tmp_path / "raw" / "2011_09_26"
+    drive = date / "2011_09_26_drive_0023_sync"
+    (drive / "image_02" / "data").mkdir(parents=True)
+    shutil.copyfile(source / "calib_cam_to_cam.txt", date / "calib_cam_to_cam.txt")
+    shutil.copyfile(source / drive.name / "image_02" / "data" / "0000000000.png",
+                    drive / "image_02" / "data" / "0000000000.png")
+    _kitti_depth_frame(shared_data, drive)
+    name = f"{drive.name}/image_02/0000000000"
+    from_date, from_drive = load_depth_set(date), load_depth_set(drive)
+    assert [(f.name, f.image_path, f.depth_path) for f in from_drive.frames] == \
+        [(f.name, f.image_path, f.depth_path) for f in from_date.frames] == \
+        [(name, drive / "image_02" / "data" / "0000000000.png",
+          drive / "proj_depth" / "groundtruth" / "image_02" / "0000000000.png")]
+    assert frame_intrinsics(drive, name) == frame_intrinsics(date, name)
+    out = tmp_path / "depth.json"
+    assert main(["eval", "--dataset", str(drive), "--measure", "depth", "--method", "dcp", "--no-progress",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["dcp@clear"]["images"] == 1
+    annotated = tmp_path / "data_depth_annotated" / "train" / drive.name
+    _kitti_depth_frame(shared_data, annotated)
+    capsys.readouterr()
+    assert main(["eval", "--dataset", str(annotated.parent.parent), "--measure", "depth", "--method", "dcp"]) == 2
+    assert "move or link data_depth_annotated's DRIVE/proj_depth/ into the raw DATE/DRIVE/" in capsys.readouterr().err
 
 
 def test_a_truncated_kitti_depth_archive_is_refused_naming_it(shared_data: Path, tmp_path: Path):

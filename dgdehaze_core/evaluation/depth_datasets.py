@@ -3,7 +3,8 @@
 Depth maps are float32 metres with NaN where the ground truth is unknown.
 - KITTI raw: `DATE/DRIVE_sync/image_0X/data/NAME.png` (or .jpg) with LiDAR projected into that camera at
   `DRIVE_sync/proj_depth/velodyne/image_0X/NAME.npz` (one array, metres, 0 = no return) or KITTI depth's
-  `proj_depth/groundtruth/image_0X/NAME.png` (uint16, metres * 256). Evaluated up to 80 m, the KITTI convention.
+  `proj_depth/groundtruth/image_0X/NAME.png` (uint16, metres * 256), its `proj_depth/` moved into the raw drive
+  folder; the set is a drive folder, a date folder or the folder above. Evaluated up to 80 m, the KITTI convention.
   One sample per frame: where a frame has several depth files (KITTI depth ships velodyne_raw/ beside
   groundtruth/), its groundtruth/ one, else the first of the others by folder name.
 - KITTI depth's selection (`depth_selection/val_selection_cropped/`): `image/DRIVE_image_FRAME_image_0X.png`
@@ -176,7 +177,9 @@ def _one_channel(path: Path, data: bytes, dtype: type[np.generic], what: str, la
 
 
 def is_kitti_set(folder: Path) -> bool:
-    return any(folder.glob("*/*/proj_depth")) or any(folder.glob("*/proj_depth"))
+    """Whether `folder` is KITTI raw with projected depth: a drive folder holding `proj_depth/`, a date folder of
+    such drives or the folder above the date folders."""
+    return (folder / "proj_depth").is_dir() or any(folder.glob("*/proj_depth")) or any(folder.glob("*/*/proj_depth"))
 
 
 def is_middlebury_set(folder: Path) -> bool:
@@ -212,7 +215,9 @@ def load_kitti(folder: str | Path) -> DepthSet:
         candidates = sorted((drive / camera / "data").glob(f"{depth_path.stem}.*"))
         image_path = next((p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES), None)
         if image_path is None:
-            raise ImageError(f"{depth_path} has no image {depth_path.stem}.* in {drive / camera / 'data'}")
+            raise ImageError(f"{depth_path} has no image {depth_path.stem}.* in {drive / camera / 'data'}: KITTI "
+                             "depth's proj_depth/ is read in its KITTI raw drive folder, beside image_0X/data/ (move "
+                             "or link data_depth_annotated's DRIVE/proj_depth/ into the raw DATE/DRIVE/)")
         frames.append(DepthFrame(f"{drive.name}/{camera}/{depth_path.stem}", image_path, depth_path, _lidar_depth))
     if not frames:
         raise ImageError(f"{folder} holds no KITTI frames with proj_depth/ LiDAR depth")

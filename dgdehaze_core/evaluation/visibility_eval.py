@@ -70,9 +70,10 @@ take it from the road users' dark undersides as the node does (`dark_objects`)."
 
 def kitti_intrinsics(folder: Path, sample_name: str) -> Intrinsics:
     """The rectified intrinsics of the camera of `sample_name` (DRIVE/image_0X/FRAME) from the calib file of its
-    date folder under `folder`."""
+    date folder: the one above the drive folder under `folder`, or above `folder` where it is that drive."""
     drive, camera, _ = sample_name.split("/")
-    calib = next((d.parent / "calib_cam_to_cam.txt" for d in linked_rglob(folder, drive) if d.is_dir()), None)
+    drives = ([folder] if folder.name == drive else []) + linked_rglob(folder, drive)
+    calib = next((d.parent / "calib_cam_to_cam.txt" for d in drives if d.is_dir()), None)
     if calib is None or not calib.is_file():
         raise ValueError(f"{folder} has no calib_cam_to_cam.txt beside {drive}: the camera's intrinsics are unknown")
     key = f"P_rect_{camera.removeprefix('image_')}:"
