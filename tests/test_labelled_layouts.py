@@ -83,3 +83,13 @@ def test_a_sets_root_given_for_the_set_in_it_is_refused_naming_the_subfolder(lay
     assert main(["eval", "--dataset", str(layouts["dawn"].parent), "--measure", "detection", "--method", "hazy"]) == 2
     assert "fits none of the measures detection (its subfolder Fog/ does: give it as --dataset)" in \
         capsys.readouterr().err
+
+
+def test_a_sets_part_given_for_the_set_is_refused_naming_the_folder_above(layouts: dict[str, Path], capsys):
+    """RTTS/JPEGImages/ given for RTTS/ (or DAWN's Fog/Fog_PASCAL_VOC/ for Fog/) was refused as fitting no measure,
+    with nothing said of the set around it."""
+    for part, whole in ((layouts["voc"] / "JPEGImages", layouts["voc"]),
+                        (layouts["dawn"] / "Fog_PASCAL_VOC", layouts["dawn"])):
+        assert main(["eval", "--dataset", str(part), "--measure", "detection", "--method", "hazy"]) == 2
+        assert f"fits none of the measures detection (the folder above it, {whole}/, does: give that as " \
+            "--dataset)" in capsys.readouterr().err

@@ -238,15 +238,19 @@ def _named(folders: list[Path]) -> list[EvalSet]:
     return [EvalSet(name(path), folder) for path, folder in zip(paths, folders)]
 
 
-def _fitting_inside(folder: Path, measures: list[str]) -> str:
-    """For a folder that fits none of `measures`, its subfolders that do (a data set's root given for the set in
-    it: DAWN/ for DAWN/Fog/), as words for the error; "" when none does."""
+def _fitting_near(folder: Path, measures: list[str]) -> str:
+    """For a folder that fits none of `measures`, the folder above it where that one does (a set's part given for the
+    set: RTTS/JPEGImages/ for RTTS/, SOTS/indoor/hazy/ for SOTS/indoor/), else its subfolders that do (a data set's
+    root given for the set in it: DAWN/ for DAWN/Fog/), as words for the error; "" when none does."""
     def fits(sub: Path) -> bool:
         try:
             return any(applies(measure, sub, True) for measure in measures)
-        except ValueError:  # a subfolder that is itself broken (boxes in two places) is no hint
+        except (ValueError, OSError):  # a folder that is itself broken (boxes in two places) or unreadable is no hint
             return False
 
+    parent = Path(os.path.abspath(folder)).parent
+    if parent != parent.parent and fits(parent):
+        return f" (the folder above it, {parent}/, does: give that as --dataset)"
     fitting = [sub.name + "/" for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
                and fits(sub)]
     if not fitting:
@@ -270,7 +274,7 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
                 if half is not None:
                     raise ValueError(half)
                 raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}"
-                                 f"{_fitting_inside(folder, measures)}: expected a paired set "
+                                 f"{_fitting_near(folder, measures)}: expected a paired set "
                                  "(hazy/ or haze/ + clear/ or GT/, HSTS's synthetic/ + original/, leftImg8bit_foggy/ + "
                                  "leftImg8bit/, or NAME_hazy.* beside NAME_GT.*), a folder of hazy images (with VOC, "
                                  "COCO JSON or YOLO boxes for detection), or a depth set (KITTI raw proj_depth/, "
