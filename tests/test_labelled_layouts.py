@@ -93,3 +93,12 @@ def test_a_sets_part_given_for_the_set_is_refused_naming_the_folder_above(layout
         assert main(["eval", "--dataset", str(part), "--measure", "detection", "--method", "hazy"]) == 2
         assert f"fits none of the measures detection (the folder above it, {whole}/, does: give that as " \
             "--dataset)" in capsys.readouterr().err
+
+
+def test_a_labelled_set_under_the_default_quality_measure_names_the_measures_it_fits(layouts: dict[str, Path],
+                                                                                      capsys):
+    """`eval --dataset DAWN/Fog` (the default measure, quality) said the folder fitted none of the measures and
+    listed "a folder of hazy images (with VOC ... boxes for detection)", which is what it was."""
+    assert main(["eval", "--dataset", str(layouts["dawn"]), "--method", "hazy"]) == 2
+    assert f"{layouts['dawn']} fits none of the measures quality; it fits detection, haze: give --measure " \
+        "detection,haze" in capsys.readouterr().err

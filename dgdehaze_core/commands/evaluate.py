@@ -273,13 +273,17 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
                 half = one_side_only(folder)
                 if half is not None:
                     raise ValueError(half)
-                raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}"
-                                 f"{_fitting_near(folder, measures)}: expected a paired set "
-                                 "(hazy/ or haze/ + clear/ or GT/, HSTS's synthetic/ + original/, leftImg8bit_foggy/ + "
-                                 "leftImg8bit/, or NAME_hazy.* beside NAME_GT.*), a folder of hazy images (with VOC, "
-                                 "COCO JSON or YOLO boxes for detection), or a depth set (KITTI raw proj_depth/, "
-                                 "KITTI depth's selection image/ + groundtruth_depth/ + intrinsics/, or Middlebury "
-                                 "dispK.pgm)")
+                near = _fitting_near(folder, measures)
+                others = [m for m in MEASURES if not near and m not in measures and applies(m, folder, True)]
+                if others:
+                    raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}; it fits "
+                                     f"{', '.join(others)}: give --measure {','.join(others)}")
+                raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}{near}: expected a paired "
+                                 "set (hazy/ or haze/ + clear/ or GT/, HSTS's synthetic/ + original/, "
+                                 "leftImg8bit_foggy/ + leftImg8bit/, or NAME_hazy.* beside NAME_GT.*), a folder of "
+                                 "hazy images (with VOC, COCO JSON or YOLO boxes for detection), or a depth set (KITTI "
+                                 "raw proj_depth/, KITTI depth's selection image/ + groundtruth_depth/ + intrinsics/, "
+                                 "or Middlebury dispK.pgm)")
         candidates, explicit = list(given), True
     else:
         data = shared_data_dir()
