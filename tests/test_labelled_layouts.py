@@ -102,3 +102,29 @@ def test_a_labelled_set_under_the_default_quality_measure_names_the_measures_it_
     assert main(["eval", "--dataset", str(layouts["dawn"]), "--method", "hazy"]) == 2
     assert f"{layouts['dawn']} fits none of the measures quality; it fits detection, haze: give --measure " \
         "detection,haze" in capsys.readouterr().err
+
+
+def test_a_pascal_voc_image_set_list_chooses_the_photos_scored(layouts: dict[str, Path], tmp_path: Path, caplog):
+    """A Pascal VOC folder holds its trainval and test photos together and says which is which in
+    ImageSets/Main/*.txt (ids, one a line; a class's list with a flag after each): `--include @LIST.txt` scores the
+    photos one lists, as a `@FILE:PART` of a split file does, and warns of ids the folder lacks."""
+    voc = layouts["voc"]
+    lists = voc / "ImageSets" / "Main"
+    lists.mkdir(parents=True)
+    (lists / "test.txt").write_text("foggy-001\nmist-002\n\n")
+    (lists / "car_test.txt").write_text("foggy-001  1\nmist-002 -1\nhaze-099  1\n")
+    figures = {}
+    for name, include in (("all", []), ("test", ["--include", f"@{lists / 'test.txt'}"]),
+                          ("car", ["--include", f"@{lists / 'car_test.txt'}"]),
+                          ("by hand", ["--include", "foggy-001.*", "--include", "mist-002.*"])):
+        out = tmp_path / f"{name}.json"
+        with caplog.at_level("WARNING"):
+            assert main(["eval", "--dataset", str(voc), "--measure", "detection", "--method", "hazy", *include,
+                         "--json", str(out)]) == 0
+        figures[name] = json.loads(out.read_text())["hazy"]
+    assert figures["all"]["images"] == 3 and figures["test"]["images"] == 2
+    assert figures["test"] == figures["car"] == figures["by hand"] != figures["all"]
+    assert "names 1 file(s) that are not in" in caplog.text and "haze-099.*" in caplog.text
+    (lists / "empty.txt").write_text("\n")
+    assert main(["eval", "--dataset", str(voc), "--measure", "detection", "--method", "hazy",
+                 "--include", f"@{lists / 'empty.txt'}"]) == 2

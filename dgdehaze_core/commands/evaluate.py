@@ -46,6 +46,8 @@ A glob `@FILE:PART` stands for the file names of one part of a split file (data/
 that only judge:
   dgdehaze eval --dataset ../shared/data/detection/dawn-fog --measure detection \\
       --include @data/splits/dawn-fog.yaml:judge
+and `@LIST.txt` for the images a Pascal VOC image set lists (an image id a line), e.g. RTTS's test photos:
+  dgdehaze eval --dataset RTTS --measure detection --include @RTTS/ImageSets/Main/test.txt
 
 --bootstrap N compares detection figures with a paired bootstrap over the images (N redraws): each method, or each
 --group (the mean of several methods, such as one recipe's seeds), minus each --baseline (the first method unless

@@ -4,7 +4,9 @@ A split file is YAML: `dataset` (the folder it splits, relative to the shared da
 a list of file names. Parts are disjoint; together they cover the data set (the file says which folder).
 
 Anywhere a list of file-name globs is taken (`dgdehaze eval --include/--subset`, a recipe's `include`), the token
-`@FILE:PART` stands for the names of that part, e.g. `--include @data/splits/dawn-fog.yaml:judge`.
+`@FILE:PART` stands for the names of that part, e.g. `--include @data/splits/dawn-fog.yaml:judge`, and `@LIST.txt`
+for the images a Pascal VOC image set lists (`ImageSets/Main/test.txt`: one image id, its file name without the
+suffix, at the start of each line), e.g. `--include @RTTS/ImageSets/Main/test.txt`.
 
 The training loaders refuse what only judges (`judging_files`): the judge part of each split in data/splits/, and
 the sets that judge whole (WHOLLY_JUDGING), wherever a recipe's folders or globs reach them in the shared data folder.
@@ -26,6 +28,8 @@ from dgdehaze_core.io.images import images_under
 LOG = logging.getLogger(__name__)
 
 SPLIT_TOKEN = "@"
+ID_LIST_SUFFIX = ".txt"
+"""A `@FILE` ending so is a Pascal VOC image set: image ids, one a line."""
 JUDGE_PART = "judge"
 """The part of a split whose files only judge: nothing learns from them or chooses a setting on them."""
 SPLITS_DIR = REPO_DIR / "data" / "splits"
@@ -84,32 +88,62 @@ def judging_parts(patterns: Iterable[str]) -> list[str]:
     return [pattern for pattern in patterns if pattern.endswith(f":{JUDGE_PART}")]
 
 
+def load_id_list(path: Path) -> tuple[str, ...]:
+    """The image ids of a Pascal VOC image set (`ImageSets/Main/test.txt`): the first word of each line that has one
+    (a class's list, `car_test.txt`, follows each id with its 1/-1/0 flag: every image listed is in the set);
+    SplitError for a file that does not read, lists none, or names an id with glob characters."""
+    try:
+        ids = tuple(line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.split())
+    except FileNotFoundError:
+        raise SplitError(f"no image set file {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SplitError(f"{path} is not a readable image set (one image id a line): {exc}") from None
+    if not ids:
+        raise SplitError(f"{path} lists no image ids (one a line, as a Pascal VOC ImageSets/Main/*.txt)")
+    patterned = [name for name in ids if any(char in name for char in "*?[")]
+    if patterned:
+        raise SplitError(f"{path} lists {patterned[0]!r}: image ids are file names without their suffix, without "
+                         "* ? or [")
+    return ids
+
+
+def _referenced_file(text: str, base: Path | None) -> Path:
+    path = Path(text).expanduser()
+    return base / path if base is not None and not path.is_absolute() else path
+
+
 def expand_patterns(patterns: Iterable[str], base: Path | None = None) -> list[str]:
-    """Globs with each `@FILE:PART` replaced by that part's file names (FILE relative to `base`, else the current
-    folder); SplitError for a malformed token or an unknown part."""
+    """Globs with each `@FILE:PART` replaced by that part's file names and each `@LIST.txt` by `ID.*` for each id it
+    lists (FILE relative to `base`, else the current folder); SplitError for a malformed token, an unknown part or a
+    list that does not read."""
     expanded: list[str] = []
     for pattern in patterns:
         if not pattern.startswith(SPLIT_TOKEN):
             expanded.append(pattern)
             continue
-        file_text, colon, part = pattern[len(SPLIT_TOKEN):].rpartition(":")
+        body = pattern[len(SPLIT_TOKEN):]
+        if body.lower().endswith(ID_LIST_SUFFIX):
+            expanded.extend(f"{name}.*" for name in load_id_list(_referenced_file(body, base)))
+            continue
+        file_text, colon, part = body.rpartition(":")
         if not colon or not file_text or not part:
-            raise SplitError(f"{pattern!r}: write {SPLIT_TOKEN}FILE:PART, e.g. @data/splits/dawn-fog.yaml:judge")
-        file_path = Path(file_text).expanduser()
-        if base is not None and not file_path.is_absolute():
-            file_path = base / file_path
-        expanded.extend(load_split(file_path).names(part))
+            raise SplitError(f"{pattern!r}: write {SPLIT_TOKEN}FILE:PART, e.g. @data/splits/dawn-fog.yaml:judge, "
+                             f"or {SPLIT_TOKEN}LIST{ID_LIST_SUFFIX} for a Pascal VOC image set")
+        expanded.extend(load_split(_referenced_file(file_text, base)).names(part))
     return expanded
 
 
 def warn_absent_split_names(patterns: Iterable[str], folder: Path, what: str) -> None:
-    """A warning for each `@FILE:PART` among `patterns` (given as `what`, e.g. '--include') whose part names files
-    that are not anywhere in `folder`, naming how many and the first few: a copy of a set that lacks some of a
-    part's files matches only the rest, and figures over it are not the part's. SplitError as `expand_patterns`."""
+    """A warning for each `@FILE:PART` or `@LIST.txt` among `patterns` (given as `what`, e.g. '--include') whose part
+    or list names files that are not anywhere in `folder`, naming how many and the first few: a copy of a set that
+    lacks some of a part's files matches only the rest, and figures over it are not the part's. SplitError as
+    `expand_patterns`."""
     present = None
     for pattern in patterns:
         if pattern.startswith(SPLIT_TOKEN):
-            present = {path.name for path in images_under(folder)} if present is None else present
+            if present is None:
+                files = images_under(folder)
+                present = {path.name for path in files} | {f"{path.stem}.*" for path in files}
             absent = [name for name in expand_patterns([pattern]) if name not in present]
             if absent:
                 LOG.warning("%s %s names %d file(s) that are not in %s, so the figures are over the rest of it, "
