@@ -544,3 +544,19 @@ def test_a_resume_keeps_the_rows_of_a_log_whose_columns_have_changed_since(smoke
     assert [row["retired"] for row in kept] == ["0.0", "0.1", ""]  # the old values stay, the new row has none
     assert [row[added] for row in kept[:2]] == ["", ""] and kept[2][added] != ""
     assert all(kept[i][k] == v for i, row in enumerate(older) for k, v in row.items())
+
+
+def test_a_resume_drops_a_log_row_cut_short_as_it_was_written(smoke_recipe, tmp_path: Path) -> None:
+    """A row cut short by a full disk ('1' of '12,...') or the NUL bytes a power cut leaves at a log's end: the
+    resume kept the first as a second iteration 1 and failed on the second (int() of NUL bytes)."""
+    out = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2",
+            "--set", "checkpoint_every=10", "--set", "val_every=100"]
+    assert main(args + ["--iterations", "10"]) == 0
+    with open(out / "train.csv", "a", newline="") as handle:
+        handle.write("11,0.5\n1")  # row 11, logged after last.pt of iteration 10, and row 12 cut short
+    with open(out / "val.csv", "ab") as handle:
+        handle.write(b"\0" * 64)
+    assert main(args + ["--iterations", "11", "--resume"]) == 0
+    assert _iterations(out / "train.csv") == list(range(1, 12))
+    assert _iterations(out / "val.csv") == [10, 10, 11, 11]  # the set and the mean

@@ -48,8 +48,10 @@ def hardware_name(device: torch.device) -> str:
 
 class CsvLog:
     """Append rows to a CSV file with a fixed header (lines end in LF); on resume, rows past the resumed iteration
-    are dropped, and a log written by an older version keeps its rows whole: its header becomes `columns` followed
-    by the columns it holds that `columns` lacks (a loss since retired; the cells of a column it lacks stay empty).
+    are dropped, and so is a last row without its line end (cut short as it was written: a full disk, or the NUL
+    bytes a power cut leaves), which could read as an earlier iteration ('1' of '12,...'); a log written by an older
+    version keeps its rows whole: its header becomes `columns` followed by the columns it holds that `columns` lacks
+    (a loss since retired; the cells of a column it lacks stay empty).
     A fresh run's log (`resume_from` None) is held in memory until `keep` (its first checkpoint): a run that fails
     before it has one leaves no log behind, so its --out folder takes a new run."""
 
@@ -62,8 +64,9 @@ class CsvLog:
             self.held = []
         elif path.exists():
             with open(path, newline="") as handle:
-                reader = csv.DictReader(handle)
-                rows = [row for row in reader if int(row["iteration"]) <= resume_from]
+                text = handle.read()
+            reader = csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1]))  # only rows written whole
+            rows = [row for row in reader if int(row["iteration"]) <= resume_from]
             self.columns = [*columns, *(name for name in reader.fieldnames or () if name not in columns)]
             self._rewrite(rows)
         else:
