@@ -560,3 +560,28 @@ def test_a_resume_drops_a_log_row_cut_short_as_it_was_written(smoke_recipe, tmp_
     assert main(args + ["--iterations", "11", "--resume"]) == 0
     assert _iterations(out / "train.csv") == list(range(1, 12))
     assert _iterations(out / "val.csv") == [10, 10, 11, 11]  # the set and the mean
+
+
+class _SignalledTwiceAsItSaves(Trainer):
+    """Gets Ctrl-C twice (a stop at once) as its first last.pt is written, before the logs held until then."""
+
+    def save_last(self) -> Path | None:
+        saved = super().save_last()
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return saved
+
+
+def test_a_stop_at_once_while_a_checkpoint_is_written_stops_once_its_files_are_written(
+        smoke_recipe, tmp_path: Path, terminal_signals) -> None:
+    """The second Ctrl-C stopped between a fresh run's first last.pt and the logs it held until then: the resumed
+    run's train.csv began at the step after that last.pt, the rows of the steps it holds lost."""
+    torch.set_num_threads(2)
+    out = tmp_path / "run"
+    recipe = load_recipe(SMOKE, ["checkpoint_every=4", "val_every=100"])
+    with pytest.raises(KeyboardInterrupt):
+        _SignalledTwiceAsItSaves(recipe, out).train(progress=False)
+    assert {"last.pt", "recipe.yaml", "train.csv", "val.csv"} <= {path.name for path in out.iterdir()}
+    assert _iterations(out / "train.csv") == [1, 2, 3, 4]
+    Trainer(recipe, out, resume=True).train(progress=False)
+    assert _iterations(out / "train.csv") == [1, 2, 3, 4, 5, 6]

@@ -246,7 +246,8 @@ class DepthTrainer:
                         self._validate(val_log)
                         tally.pause_done()
                     if self.iteration % recipe.checkpoint_every == 0 or done:
-                        self._checkpoint([train_log, val_log])
+                        with stop.saving():
+                            self._checkpoint([train_log, val_log])
                     if not done:
                         stop.after_step(self.iteration, lambda: self._checkpoint([train_log, val_log]))
         finally:

@@ -396,7 +396,8 @@ def quiet_loader_worker(worker_id: int) -> None:
 class StepBoundaryStop:
     """Within its `with` block, Ctrl-C (SIGINT) and SIGTERM ask the loop to stop after the step under way: a state
     saved mid-step (haze drawn, batch-norm statistics moved, the step not counted) would not resume to the run it
-    was cut from. A second signal stops at once, without saving. Outside the main thread it changes nothing.
+    was cut from. A second signal stops at once, without saving, or where it comes while a checkpoint is written
+    (`saving`) once that is written. Outside the main thread it changes nothing.
 
     `agree` turns this process's request into the job's decision (in a torchrun job every rank must stop at the
     same step); by default the request itself. `last_path`, the run's last.pt, lets a stop at once say whether a
@@ -409,6 +410,9 @@ class StepBoundaryStop:
         self._agree = agree or (lambda requested: requested)
         self._last_path = last_path
         self._previous: dict[int, Any] = {}
+        self._saving = False
+        self._at_once: int | None = None
+        """A second signal that came while a checkpoint was written (`saving`), which stops once it is."""
 
     def __enter__(self) -> StepBoundaryStop:
         if threading.current_thread() is threading.main_thread():
@@ -424,21 +428,40 @@ class StepBoundaryStop:
 
     def _request(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if self.requested is not None:
+        if self.requested is not None and self._saving:
+            self._at_once = signum
+            LOG.warning("%s again: stopping at once, as soon as the checkpoint under way is written", name)
+        elif self.requested is not None:
             kept = ("no checkpoint was saved yet: the --out folder takes a new run"
                     if self._last_path is not None and not self._last_path.is_file()
                     else f"{self._last_path or 'last.pt'} keeps the last checkpoint")
             LOG.warning("%s again: stopping at once, mid-step; %s", name, kept)
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
-        self.requested = name
-        LOG.warning("%s: stopping after the step under way (send it again to stop at once, without saving)", name)
+        else:
+            self.requested = name
+            LOG.warning("%s: stopping after the step under way (send it again to stop at once, without saving)",
+                        name)
+
+    @contextlib.contextmanager
+    def saving(self) -> Iterator[None]:
+        """Around the writing of a checkpoint's files (last.pt, then a fresh run's recipe.yaml, logs and best.pt): a
+        second signal meanwhile stops once they are written, not between them, where a fresh run's last.pt would be
+        left without the logs of the steps it holds (a resume could not bring them back)."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._at_once is not None:
+            raise Terminated if self._at_once == signal.SIGTERM else KeyboardInterrupt
 
     def after_step(self, iteration: int, save: Callable[[], Path | None]) -> None:
         """At a step boundary: when a stop was asked, `save` (which returns None on a rank that does not write) and
         raise KeyboardInterrupt (`exits.Terminated` for SIGTERM, which `dgdehaze` exits with as 143)."""
         if not self._agree(self.requested is not None):
             return
-        saved = save()
+        with self.saving():
+            saved = save()
         if saved is not None:
             LOG.warning("stopped at iteration %d: saved %s", iteration, saved)
         raise Terminated if self.requested == "SIGTERM" else KeyboardInterrupt

@@ -521,7 +521,8 @@ class Trainer:
                         self._validate(validation, val_log, board)
                         tally.pause_done()
                     if self.iteration % recipe.checkpoint_every == 0 or done:
-                        self._checkpoint(logs)
+                        with stop.saving():
+                            self._checkpoint(logs)
                     if not done:
                         stop.after_step(self.iteration, lambda: self._checkpoint(logs))
         finally:
