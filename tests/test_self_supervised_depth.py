@@ -290,6 +290,11 @@ def test_a_recipe_reads_plain_frame_folders_and_refuses_malformed_ones(tmp_path:
                            # torch's "Expected more than 1 value per channel when training" at the first step
                            ({"width": 32, "height": 32, "batch_size": 1}, "deepest batch norm one value per channel"),
                            ({"lr": 1e39}, "'lr' must be > 0 and a float32"),  # float32 overflow
+                           # each named alone with its value, not in a list of keys that might be wrong
+                           ({"lr": -0.1}, r"'lr' must be > 0 and a float32 \(at most 3.4e\+38\), got -0.1$"),
+                           ({"lr_decay_at": 2}, r"^'lr_decay_at' must lie in \(0, 1\], got 2"),
+                           ({"ssim_weight": 1.5}, r"^'ssim_weight' must lie in \[0, 1\], got 1.5$"),
+                           ({"min_frame_change": -1}, r"^'min_frame_change' must be >= 0, got -1"),
                            ({"name": "/tmp/x"}, "'name' names the run folder")):  # raw torch errors, or ran
         with pytest.raises(RecipeError, match=reason):
             depth_recipe_from_dict({**base, "sequences": ["kitti"], **change}, tmp_path)

@@ -238,11 +238,16 @@ def _check(recipe: DepthRecipe) -> None:
             raise RecipeError(f"'frame_offsets' must be distinct and non-zero, and a sequence's as many as the "
                               f"recipe's {list(recipe.frame_offsets)} with their signs in their order (the pose "
                               f"network is told which sources come earlier by the recipe's), got {list(offsets)}")
-    if not 0 < recipe.lr <= FLOAT32_MAX or not 0 < recipe.lr_decay <= 1 or not 0 < recipe.lr_decay_at <= 1:
-        raise RecipeError(f"'lr' must be > 0 and a float32 (at most {FLOAT32_MAX:.3g}), 'lr_decay' and "
-                          "'lr_decay_at' in (0, 1]")
-    if not 0 <= recipe.ssim_weight <= 1 or recipe.smoothness < 0 or recipe.min_frame_change < 0:
-        raise RecipeError("'ssim_weight' must lie in [0, 1]; 'smoothness' and 'min_frame_change' must be >= 0")
+    if not 0 < recipe.lr <= FLOAT32_MAX:
+        raise RecipeError(f"'lr' must be > 0 and a float32 (at most {FLOAT32_MAX:.3g}), got {recipe.lr}")
+    for key in ("lr_decay", "lr_decay_at"):
+        if not 0 < getattr(recipe, key) <= 1:
+            raise RecipeError(f"'{key}' must lie in (0, 1], got {getattr(recipe, key)}")
+    if not 0 <= recipe.ssim_weight <= 1:
+        raise RecipeError(f"'ssim_weight' must lie in [0, 1], got {recipe.ssim_weight}")
+    for key in ("smoothness", "min_frame_change"):
+        if getattr(recipe, key) < 0:
+            raise RecipeError(f"'{key}' must be >= 0, got {getattr(recipe, key)}")
     if not recipe.min_frame_change < recipe.max_frame_change <= 1:
         raise RecipeError(f"'max_frame_change' must lie above 'min_frame_change' and at most 1, got "
                           f"{recipe.max_frame_change}")
