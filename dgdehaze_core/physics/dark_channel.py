@@ -28,8 +28,13 @@ def channel_min(image: np.ndarray) -> np.ndarray:
 
 def dark_channel(image: np.ndarray, patch: int = 15) -> np.ndarray:
     """Per-pixel minimum over the colour channels and a `patch` x `patch` window (HxWx3 -> HxW, same dtype)."""
+    return window_min(channel_min(image), patch)
+
+
+def window_min(minimum: np.ndarray, patch: int = 15) -> np.ndarray:
+    """The dark channel from an image's `channel_min`: its minimum over a `patch` x `patch` window."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
-    return cv2.erode(channel_min(image), kernel, borderType=cv2.BORDER_REFLECT)
+    return cv2.erode(minimum, kernel, borderType=cv2.BORDER_REFLECT)
 
 
 def estimate_airlight(image: np.ndarray, dark: np.ndarray, top_fraction: float = 0.001) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from dgdehaze_core.detection.detector import Detection
-from dgdehaze_core.physics.dark_channel import channel_min, dark_channel, estimate_airlight
+from dgdehaze_core.physics.dark_channel import channel_min, estimate_airlight, window_min
 from dgdehaze_core.physics.ground_contact import ground_contact
 from dgdehaze_core.physics.visibility import BetaMeasurement, Intrinsics, Mounting
 
@@ -36,10 +36,10 @@ MIN_BAND_PIXELS = 20
 """Fewest pixels of a band measured."""
 
 
-def frame_airlight(frame: np.ndarray) -> float:
-    """The airlight of a uint8 BGR frame in [0, 1]: the least channel of the dark channel prior's estimate (on the
-    bytes as they are: a few times faster than on floats)."""
-    return float(np.min(estimate_airlight(frame, dark_channel(frame))))
+def frame_airlight(frame: np.ndarray, least: np.ndarray) -> float:
+    """The airlight of a uint8 BGR frame in [0, 1] whose `channel_min` is `least`: the least channel of the dark
+    channel prior's estimate (on the bytes as they are: a few times faster than on floats)."""
+    return float(np.min(estimate_airlight(frame, window_min(least))))
 
 
 def object_betas(frame: np.ndarray, detections: Sequence[Detection], intrinsics: Intrinsics,
@@ -51,10 +51,10 @@ def object_betas(frame: np.ndarray, detections: Sequence[Detection], intrinsics:
     users = [d for d in detections if d.class_name in ROAD_USERS and d.score >= MIN_SCORE]
     if not users:
         return []
-    airlight = frame_airlight(frame)
+    least = channel_min(frame)
+    airlight = frame_airlight(frame, least)
     if not airlight > 0:
         return []
-    least = channel_min(frame)
     height, width = least.shape
     betas = []
     for detection in users:
