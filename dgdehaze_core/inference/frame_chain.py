@@ -50,7 +50,7 @@ class FrameDetections:
     fresh: the detector ran on this frame; otherwise the detections are its last run's, `age` frames old (and
     none without a detector). depths: each box's depth, in the depth map's units, NaN where it has none: with a
     metric map and a mounting, the flat road's z under the box where its bottom stands on the road in view
-    (`ground_contact.ground_contact`, fog or none), else the median of the map in the box. positions: each
+    (`ground_contact.detection_contact`, fog or none), else the median of the map in the box. positions: each
     object's position in metres in the camera's optical frame (the box centre's ray at that depth) when the depth
     is metric, else NaN."""
 
@@ -162,11 +162,11 @@ class FrameChain:
         begin = time.perf_counter()
         scheduled = self.schedule(dehazed.result.image, dehazed.frame)
         depth = dehazed.result.depth if depth is None else depth
-        depths = [median_depth(d, depth) for d in scheduled.detections]
-        if metric is not None and self.fog is not None:
-            contacts = [detection_contact(d, depth.shape[:2], metric, self.fog.mounting).z
-                        for d in scheduled.detections]
-            depths = [contact if math.isfinite(contact) else z for contact, z in zip(contacts, depths)]
+        mounting = self.fog.mounting if metric is not None and self.fog is not None else None
+        contacts = [math.nan if mounting is None else detection_contact(d, depth.shape[:2], metric, mounting).z
+                    for d in scheduled.detections]
+        depths = [contact if math.isfinite(contact) else median_depth(d, depth)
+                  for d, contact in zip(scheduled.detections, contacts)]
         positions = [UNKNOWN_POSITION if metric is None else
                      metric.point_at((d.box[0] + d.box[2]) / 2.0, (d.box[1] + d.box[3]) / 2.0, z)
                      for d, z in zip(scheduled.detections, depths)]
