@@ -1,6 +1,6 @@
 """Shared fixtures: the real-data folder (tests that need it skip with a reason where it is absent), scenes from it,
 the shipped detector, a read-only folder, a small disk that fills up, a ROS session per test module, and the files
-a test opens."""
+a test opens; ROS discovery kept on this machine."""
 from __future__ import annotations
 
 import os
@@ -14,6 +14,37 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.datasets.paths import shared_data_dir
+
+
+class FirstFailures:
+    """Names the first failure of each test module in one line as it happens, between the progress dots: a CI log
+    that keeps only the progress of a run in which a module's set-up failed (every test of it an E) still says why."""
+
+    def __init__(self, reporter: pytest.TerminalReporter) -> None:
+        self.reporter, self.modules = reporter, set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        module = report.nodeid.split("::")[0]
+        if not report.failed or module in self.modules:
+            return
+        self.modules.add(module)
+        crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", None)
+        lines = [line for line in report.longreprtext.splitlines() if line.strip()]
+        reason = crash.splitlines()[0] if crash else (lines[-1] if lines else "")
+        self.reporter.write_line(f"\n{report.nodeid} ({report.when}) failed first in its module: {reason[:300]}")
+
+
+@pytest.hookimpl(trylast=True)  # after the terminal reporter is registered
+def pytest_configure(config: pytest.Config) -> None:
+    """Every ROS participant of the tests, in this process, its xdist workers and the processes they start, finds
+    others on this machine only: at its default (SUBNET) a test's node and probe would take frames from, and send
+    frames to, any machine on the network using the same domain (a robot, another machine's test run). The run's
+    own terminal (not an xdist worker's) names each module's first failure (`FirstFailures`)."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(FirstFailures(reporter), "first-failures")
 
 
 class SmallDisk:

@@ -2,9 +2,10 @@
 that publishes camera frames and records everything the dgdehaze node publishes, and a dgdehaze node whose
 background model loads the test holds for as long as it needs them to overlap something else (GatedLoads).
 
-Imported by tests/test_ros_*.py (kept out of the shared conftest). The domain id comes from the pid so parallel
-sessions of other agents do not see each other's topics, and differs between the workers of one pytest-xdist
-session (`make test` runs two).
+Imported by tests/test_ros_*.py (kept out of the shared conftest). Each test process (each pytest-xdist worker:
+`make test` runs two) holds a domain of its own on this machine for as long as it runs, so that neither another
+worker, nor another test session beside it, nor a bag replay or node benchmark sees its topics; the conftest keeps
+every test's discovery on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
 """
 from __future__ import annotations
 
@@ -28,23 +29,16 @@ from std_msgs.msg import Header
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE
 from dgdehaze_ros.node import DehazeNode
 from dgdehaze_ros.parameters import NodeSettings
+from dgdehaze_ros.tools.environment import reserve_domain
 
 if VISION_MSGS_AVAILABLE:
     from vision_msgs.msg import Classification, Detection2DArray
 
-def _domain_id() -> int:
-    """1..99 (0 is everyone's default; the tools reserve theirs above, `environment.PRIVATE_DOMAINS`): from the
-    session's pid, the xdist controller's for a worker, plus the worker's number, so that two workers of one
-    session never share a domain."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker.startswith("gw"):
-        return 1 + os.getpid() % 99
-    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
-    return 1 + (os.getppid() % (99 // workers)) * workers + int(worker[2:]) % workers
-
-
-DOMAIN_ID = _domain_id()
-"""ROS_DOMAIN_ID of this test session or xdist worker."""
+TEST_DOMAINS = range(1, 100)
+"""The ROS_DOMAIN_IDs of test processes: 0 is everyone's default, the tools reserve theirs above
+(`environment.PRIVATE_DOMAINS`)."""
+DOMAIN_ID = reserve_domain(TEST_DOMAINS)
+"""ROS_DOMAIN_ID of this test process, held (a lock on this machine) until it ends."""
 
 PRIMER_SEC = 1_600_000_000
 """Stamp (seconds) of `Probe.connect`'s frames, apart from every `stamped_header`."""

@@ -31,15 +31,15 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
     for name in (*FASTDDS_SETTINGS, "RMW_IMPLEMENTATION"):  # Fast DDS at its defaults, as on a fresh machine
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE")  # the default, not the tests' LOCALHOST (conftest)
     frames = demo_frames(3, (320, 180))
     stamps = write_camera_bag(tmp_path / "in", "sqlite3", frames, "jpeg", info_after_last=2)
     out = tmp_path / "eval"
-    discovery = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
     code = main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw",
                  "--camera-info-topic", "/cam/camera_info", "--node", "--method", "dcp", "--out", str(out),
                  "--node-param", "camera_height:=1.5", "--no-progress", "--timeout", "30"])
     assert code == 0, (out.parent / "eval.log")
-    assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == discovery, \
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in os.environ, \
         "the replay's localhost-only discovery stayed in the caller's environment, for every ROS context after it"
     assert not set(FASTDDS_SETTINGS) & set(os.environ), "the replay's Fast DDS profile stayed in the caller's env"
     with BagSource(out / "bag") as source:
@@ -470,6 +470,24 @@ def test_replays_beside_each_other_never_share_a_dds_domain() -> None:
                                  cwd=REPO_DIR, timeout=60).stdout) for _ in range(3)}
     assert held in PRIVATE_DOMAINS and others <= set(PRIVATE_DOMAINS) and held not in others
     assert reserve_domain() in PRIVATE_DOMAINS  # a second reservation lets the first go
+
+
+def test_a_test_process_holds_its_domain_while_it_reserves_tools_domains() -> None:
+    """A test worker's domain came from its parent's pid: another test session beside it (a second clone's
+    `make test`) could draw the same one and take its node's outputs. It is now held as the tools' are, and a
+    tool's reservation in the same process (a replay) does not let it go."""
+    import subprocess
+    import sys
+
+    from ros_harness import DOMAIN_ID, TEST_DOMAINS
+
+    from dgdehaze_ros.tools.environment import PRIVATE_DOMAINS, reserve_domain
+
+    assert DOMAIN_ID in TEST_DOMAINS and reserve_domain() in PRIVATE_DOMAINS
+    other = ("import sys; from dgdehaze_ros.tools.environment import reserve_domain; "
+             f"reserve_domain(range({DOMAIN_ID}, {DOMAIN_ID + 1}))")
+    run = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, cwd=REPO_DIR, timeout=60)
+    assert run.returncode == 1 and f"every ROS domain {DOMAIN_ID}..{DOMAIN_ID} is held" in run.stderr, run.stderr
 
 
 @pytest.mark.slow

@@ -36,29 +36,29 @@ def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
 
 PRIVATE_DOMAINS = range(100, 201)
 """The ROS_DOMAIN_IDs a tool takes for a graph of its own (`reserve_domain`); tests' own domains lie below."""
-_held: IO[str] | None = None
+_held: dict[range, IO[str]] = {}
 
 
-def reserve_domain() -> int:
-    """A ROS_DOMAIN_ID of PRIVATE_DOMAINS that no other process of this machine holds: a lock (flock) on a file
-    named after it in the temporary folder, held until this process reserves another or ends, so that a replay, a
-    node benchmark or a QoS probe never shares its DDS graph with another one running beside it (a test worker's,
-    or a second user's). The search starts at a number drawn from the OS, not from `random`, which a training run
-    seeds: two processes seeded alike drew the same domain and took each other's nodes' outputs."""
-    global _held
-    if _held is not None:
-        _held.close()
-        _held = None
-    start = secrets.randbelow(len(PRIVATE_DOMAINS))
-    for offset in range(len(PRIVATE_DOMAINS)):
-        domain = PRIVATE_DOMAINS[(start + offset) % len(PRIVATE_DOMAINS)]
+def reserve_domain(domains: range = PRIVATE_DOMAINS) -> int:
+    """A ROS_DOMAIN_ID of `domains` that no other process of this machine holds: a lock (flock) on a file named
+    after it in the temporary folder, held until this process reserves another of `domains` or ends, so that a
+    replay, a node benchmark, a QoS probe or a test session never shares its DDS graph with another one running
+    beside it (a test worker's, or a second user's). The search starts at a number drawn from the OS, not from
+    `random`, which a training run seeds: two processes seeded alike drew the same domain and took each other's
+    nodes' outputs."""
+    earlier = _held.pop(domains, None)
+    if earlier is not None:
+        earlier.close()
+    start = secrets.randbelow(len(domains))
+    for offset in range(len(domains)):
+        domain = domains[(start + offset) % len(domains)]
         handle = open(Path(tempfile.gettempdir()) / f"dgdehaze-ros-domain-{domain}.lock", "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.close()
             continue
-        _held = handle
+        _held[domains] = handle
         return domain
-    raise RuntimeError(f"every ROS domain {PRIVATE_DOMAINS.start}..{PRIVATE_DOMAINS.stop - 1} is held by another "
-                       "replay, node benchmark or QoS probe on this machine")
+    raise RuntimeError(f"every ROS domain {domains.start}..{domains.stop - 1} is held by another replay, node "
+                       "benchmark, QoS probe or test session on this machine")
