@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -74,16 +75,23 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert (out / "report.html").is_file() and (out / "node.log").is_file()
     # the node's depth (4 bytes a pixel) crosses whole, not as UDP fragments whose repair adds seconds to latencies;
     # on a machine whose /dev/shm has no room for the profile, both stay on Fast DDS defaults and the report says so
+    # (with the room free when the node looked, which the tests beside this one change)
     profile = large_image_environment()
-    assert f"transport: {transport_summary({**os.environ, **profile})}" in (out / "node.log").read_text()
+    reported = transport_summary({**os.environ, **profile})
+    assert f"transport: {any_room(reported)}" in any_room((out / "node.log").read_text())
     outputs = json.loads(summary)["output_latency_ms"]  # each output's arrival, so a late one shows by name
     assert {"image_dehazed", "depth_relative", "depth", "detections", "visibility"} <= set(outputs), outputs
     dehazed_latency = json.loads(summary)["figures"]["dehazed"]["latency_ms_median"]
     assert all(0 < row["median"] <= row["p95"] <= row["max"] for row in outputs.values()), outputs
     assert max(row["median"] for row in outputs.values()) <= dehazed_latency, "a frame's latency is its last output"
     assert "Latency to each of the node's outputs" in (out / "report.html").read_text()
-    reported = transport_summary({**os.environ, **profile})
-    assert json.loads(summary)["notes"][-1].endswith(f"as the node reports it: {reported}")
+    assert any_room(json.loads(summary)["notes"][-1]).endswith(f"as the node reports it: {any_room(reported)}")
+
+
+def any_room(text: str) -> str:
+    """`text` with the room free in /dev/shm that a transport summary names (`has 62 MiB free`) made `has N MiB
+    free`: a figure of the moment, which the node and the test read at different times."""
+    return re.sub(r"has \d+ MiB free", "has N MiB free", text)
 
 
 @pytest.mark.slow
