@@ -23,7 +23,7 @@ from rclpy.context import Context  # noqa: E402
 
 from dgdehaze_ros.fastdds_profile import (CHOICE_VARIABLE, FASTDDS_SETTINGS, SHARED_MEMORY,  # noqa: E402
                                           large_image_environment, profile_variables, segment_bytes,
-                                          shipped_profile)
+                                          shared_memory_shortfall, shipped_profile)
 from dgdehaze_ros.node import main as node_main  # noqa: E402
 from dgdehaze_ros.tools import qos_probe  # noqa: E402
 from dgdehaze_ros.tools.child_process import log_tail, stop  # noqa: E402
@@ -41,6 +41,9 @@ def test_a_reliable_input_and_the_shipped_fastdds_profile_receive_every_640x360_
     then (one of 20 in a suite run) and which is the latest-frame policy, not a loss in transport (docs/ROS.md)."""
     reliable = measure_loss(640, 360, reliability="reliable", frames=20, depth=20)
     assert reliable["received"] == reliable["published"] == 20
+    shortfall = shared_memory_shortfall(shipped_profile())
+    if shortfall is not None:  # both processes' segments do not fit: Fast DDS falls back to UDP, and frames are lost
+        pytest.skip(f"the profile's rows: {shortfall}")
     profile = measure_loss(640, 360, reliability="best_effort", publisher_reliability="best_effort",
                            transport="shm_profile", frames=20, depth=20)
     assert profile["received"] == 20 and profile["lost_reported"] == 0, "config/fastdds_large_images.xml"
