@@ -95,6 +95,7 @@ class Probe(Node):
                  info_topic: str = "/camera/camera_info", image_qos: QoSProfile = RELIABLE,
                  name: str = "probe") -> None:
         super().__init__(f"{name}_{os.getpid()}", context=context)
+        self._node_path = node_path
         self.lock = threading.Lock()
         self.received: dict[str, list[Any]] = defaultdict(list)
         self.image_pub = self.create_publisher(Image, image_topic, image_qos)
@@ -134,13 +135,16 @@ class Probe(Node):
         return self.wait_for(lambda: self.image_pub.get_subscription_count() > 0
                              and self.info_pub.get_subscription_count() > 0, timeout)
 
-    def connect(self, timeout: float = 20.0) -> bool:
+    def connect(self, timeout: float = 20.0) -> None:
         """`wait_for_subscribers`, then small frames with camera_info until the node relays one: the node has
         intrinsics before a test's first frame. Matching is not symmetric (the publisher can see the node's
         subscription before the node accepts its samples), and the node's executor may take a frame before the
-        camera_info sent just ahead of it, so a test's first frame alone could find no camera_info."""
+        camera_info sent just ahead of it, so a test's first frame alone could find no camera_info. An AssertionError
+        names the step that did not happen within `timeout`, what the probe received and the newest /diagnostics:
+        it is the set-up error of every test of a module, and a CI log may keep only its first line."""
         if not self.wait_for_subscribers(timeout):
-            return False
+            raise AssertionError(f"nothing subscribed to {self.image_pub.topic_name} and {self.info_pub.topic_name} "
+                                 f"within {timeout:g} s; {self._heard()}")
         deadline = time.monotonic() + timeout
         attempt = 0
         while time.monotonic() < deadline:
@@ -149,9 +153,18 @@ class Probe(Node):
             grey = Image(header=header, encoding="mono8", width=64, height=48, step=64, data=bytes([128]) * 3072)
             self.publish(grey, camera_info(64, 48))
             if self.wait_for(lambda: stamped_outputs(self, "camera_info", header), 1.0):
-                return True
+                return
             attempt += 1
-        return False
+        raise AssertionError(f"{self._node_path}/camera_info relayed none of {attempt} frames with camera_info "
+                             f"within {timeout:g} s; {self._heard()}")
+
+    def _heard(self) -> str:
+        """What this probe has received: the count per output, and the newest /diagnostics status."""
+        with self.lock:
+            counts = {name: len(messages) for name, messages in self.received.items() if messages}
+        level, message, _ = newest_diagnostics(self)
+        return f"received {counts or 'nothing'}, the newest /diagnostics: " + \
+            (f"level {level}, {message!r}" if level >= 0 else "none")
 
     def publish(self, msg: Image, info: CameraInfo | None = None) -> None:
         if info is not None:

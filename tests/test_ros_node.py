@@ -953,3 +953,26 @@ def test_every_frame_sent_is_either_received_or_counted_missing_by_sequence(node
     assert abs(received + missing - 41) <= 1, (received, missing)
 
 
+
+
+def test_a_probe_that_cannot_connect_says_which_step_did_not_happen_and_what_it_heard(session: RosSession) -> None:
+    """A module's probe that never connected failed every test of its module with one line that named neither the
+    step nor anything the node said (a CI run's 76 set-up errors, their cause not in its log): `connect` now names
+    the step, what the probe received and the newest /diagnostics."""
+    from sensor_msgs.msg import CameraInfo
+
+    probe = session.add(Probe(session.context, node_path="/nobody", image_topic="/cam/image",
+                              info_topic="/cam/camera_info", name="lonely_probe"))
+    takers = []
+    try:
+        with pytest.raises(AssertionError, match="nothing subscribed to /cam/image and /cam/camera_info "
+                                                 "within 0.5 s; received .*, the newest /diagnostics: "):
+            probe.connect(0.5)
+        takers = [session.listener("silent_image", Image, "/cam/image", lambda msg: None, 1),
+                  session.listener("silent_info", CameraInfo, "/cam/camera_info", lambda msg: None, 1)]
+        with pytest.raises(AssertionError, match=r"/nobody/camera_info relayed none of [1-9]\d* frames with "
+                                                 r"camera_info within 2 s; received .*, the newest /diagnostics: "):
+            probe.connect(2.0)
+    finally:
+        for node in [probe, *takers]:
+            session.remove(node)
