@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import cv2
@@ -13,6 +12,7 @@ import pytest
 pytest.importorskip("rclpy", reason="node replay needs rclpy (ROS 2 from pip or a ROS install)")
 
 from test_bag_eval import read_all  # noqa: E402
+from ros_harness import any_room  # noqa: E402
 from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag  # noqa: E402
 
 from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, DETECTIONS_TYPE, BagSource  # noqa: E402
@@ -86,12 +86,6 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert max(row["median"] for row in outputs.values()) <= dehazed_latency, "a frame's latency is its last output"
     assert "Latency to each of the node's outputs" in (out / "report.html").read_text()
     assert any_room(json.loads(summary)["notes"][-1]).endswith(f"as the node reports it: {any_room(reported)}")
-
-
-def any_room(text: str) -> str:
-    """`text` with the room free in /dev/shm that a transport summary names (`has 62 MiB free`) made `has N MiB
-    free`: a figure of the moment, which the node and the test read at different times."""
-    return re.sub(r"has \d+ MiB free", "has N MiB free", text)
 
 
 @pytest.mark.slow
