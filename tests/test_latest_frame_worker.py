@@ -22,7 +22,7 @@ def test_slow_processing_keeps_only_the_newest_item_and_counts_drops() -> None:
     worker: LatestFrameWorker[int] = LatestFrameWorker(process)
     worker.start()
     worker.submit(0)
-    time.sleep(0.05)  # item 0 is now in progress
+    assert wait_busy(worker, 2.0)  # item 0 is now in progress
     replaced = [worker.submit(i) for i in range(1, 50)]
     assert replaced == [False] + [True] * 48
     counts = worker.counts()
@@ -68,8 +68,7 @@ def test_a_restart_after_a_stop_that_timed_out_gets_a_live_worker() -> None:
     seen: list[int] = []
     release = threading.Event()
     worker = busy_with_a_slow_item(release, seen)
-    time.sleep(0.05)  # item 0 is in progress and slow: stop gives up waiting
-    assert not worker.stop(timeout=0.1)
+    assert wait_busy(worker, 2.0) and not worker.stop(timeout=0.1)  # item 0 is in progress: stop gives up waiting
     threading.Timer(0.2, release.set).start()
     worker.start()  # waits for item 0 to finish, then starts a fresh thread
     worker.submit(1)
@@ -149,6 +148,8 @@ def busy_with_a_slow_item(release: threading.Event, seen: list[int]) -> LatestFr
 
 
 def wait_busy(worker: LatestFrameWorker[int], timeout: float) -> bool:
+    """Whether the worker's thread took an item within `timeout` s: a fixed sleep was too short where a loaded host
+    starts the thread late, and the item a test meant to be in progress was still waiting (or never taken)."""
     deadline = time.monotonic() + timeout
     while not worker.counts().busy and time.monotonic() < deadline:
         time.sleep(0.01)
