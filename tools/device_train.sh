@@ -28,7 +28,9 @@ if [ ! -f "$kit/manifest.json" ]; then
     exit 2
 fi
 name=${NAME:-$(basename "$recipe" .yaml)}
-run=$(mktemp -d)/$name
+scratch=$(mktemp -d)  # the run folder while it trains; its files are copied to $OUT, then it goes
+trap 'rm -rf "$scratch"' EXIT
+run=$scratch/$name
 mkdir -p "$run"
 resume=()
 if [ -f "$kit/runs/$name/last.pt" ]; then
