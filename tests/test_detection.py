@@ -441,3 +441,24 @@ def test_the_drawn_label_of_a_tracked_object_gives_its_id(foggy_road: np.ndarray
     assert labelled[0] > labelled[1], "no id in the labels"
     renamed = [dataclasses.replace(d, class_name=f"id:{d.track_id} {d.class_name}", track_id=None) for d in tracked]
     assert np.array_equal(draw_detections(foggy_road, tracked), draw_detections(foggy_road, renamed))
+
+
+def test_the_detector_leaves_the_process_s_thread_settings_as_they_were(shared_data: Path) -> None:
+    """Ultralytics' import set OpenCV to no threads and OMP_NUM_THREADS=1 (inherited by every child process), and its
+    first predict set torch to the cores less one, for the whole process: after the node or `eval` loaded the
+    detector, the dehazer and DCP ran on those, and in the tests every later test of an xdist worker did. Checked in
+    a fresh interpreter: Ultralytics is imported once a process."""
+    import subprocess
+    import sys
+
+    script = ("import os, sys, cv2, torch\n"
+              "from dgdehaze_core.detection.detector import Detector\n"
+              "from dgdehaze_core.io.images import read_image\n"
+              "torch.set_num_threads(2); cv2.setNumThreads(2); os.environ.pop('OMP_NUM_THREADS', None)\n"
+              "found = Detector()(read_image(sys.argv[1]))\n"
+              "print(len(found), torch.get_num_threads(), cv2.getNumThreads(), os.environ.get('OMP_NUM_THREADS'))\n")
+    photo = shared_data / "detection" / "dawn-fog" / "foggy-001.jpg"
+    run = subprocess.run([sys.executable, "-c", script, str(photo)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    found, torch_threads, cv2_threads, omp = run.stdout.split()[-4:]
+    assert int(found) > 0 and (torch_threads, cv2_threads, omp) == ("2", "2", "None")

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dgdehaze_core.cpu_threads import threads_kept
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.boxes import inside_frame
 from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
@@ -151,14 +152,16 @@ class Detector:
         self._tracks = BoxTracker(tracker, track_ids) if tracker else None
         self.weights = _check_weights(weights)
         try:
-            self.runtime_file = runtime_weights(self.weights, precision, device)
+            with threads_kept():  # a rebuild or an export runs Ultralytics' own predictor and exporter
+                self.runtime_file = runtime_weights(self.weights, precision, device)
         except ValueError as exc:
             raise DetectorUnavailable(str(exc)) from None
         except Exception as exc:  # Ultralytics' export raises many types
             raise DetectorUnavailable(f"could not rebuild detector {self.weights} in float: {exc}") from exc
         try:
-            self.model = _load_yolo(offline_ultralytics().YOLO, self.runtime_file)
-            self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
+            with threads_kept():  # reading the names sets up a predictor, which sets torch's threads
+                self.model = _load_yolo(offline_ultralytics().YOLO, self.runtime_file)
+                self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
         except DetectorUnavailable:
             raise
         except UnsafeCheckpoint as exc:
@@ -243,7 +246,8 @@ class Detector:
                    "max_det": self.max_det, "device": self.device, "quantize": 16 if self.half else None,
                    "verbose": False}
         frame = to_bgr8(frame)
-        result = self.model.predict(frame, **options)[0]
+        with threads_kept():  # a new predictor sets torch's threads for the whole process
+            result = self.model.predict(frame, **options)[0]
         self._reopen_quietly()
         boxes = result.boxes
         xyxy, usable = inside_frame(boxes.xyxy.cpu().numpy(), frame.shape[1], frame.shape[0])

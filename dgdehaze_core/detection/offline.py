@@ -12,6 +12,8 @@ from types import ModuleType
 
 from packaging.version import Version
 
+from dgdehaze_core.cpu_threads import threads_kept
+
 OFFLINE_ENVIRONMENT = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
 
 ULTRALYTICS_FLOOR = "8.4.175"
@@ -32,7 +34,8 @@ def offline_ultralytics() -> ModuleType:
     installed version and the floor, for a release older than ULTRALYTICS_FLOOR."""
     for name, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    import ultralytics
+    with threads_kept():  # its import sets OpenCV's threads and OMP_NUM_THREADS for the whole process
+        import ultralytics
 
     if Version(ultralytics.__version__).release < Version(ULTRALYTICS_FLOOR).release:  # a suffix (.dev0) aside
         raise UltralyticsTooOld(f"Ultralytics {ultralytics.__version__} is installed, older than {ULTRALYTICS_FLOOR}, "
