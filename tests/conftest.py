@@ -188,6 +188,17 @@ def sots_pairs(shared_data: Path, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def thread_settings_kept():
+    """torch's and OpenCV's thread counts and OMP_NUM_THREADS as each test found them, put back after it: tests set
+    torch's threads for figures they compare (and Ultralytics' exporter sets them), and `--dist loadfile` runs
+    modules in an order that changes from run to run, so the next test of a worker ran on whatever the last left."""
+    from dgdehaze_core.cpu_threads import threads_kept
+
+    with threads_kept():
+        yield
+
+
 @pytest.fixture()
 def terminal_signals():
     """SIGINT and SIGTERM as a run started from a terminal has them (an earlier test's libraries may have left
