@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from dgdehaze_core.benchmarks.timing import count_dispatched, measure, smaller_than
-from dgdehaze_core.cpu_threads import default_threads
+from dgdehaze_core.cpu_threads import default_threads, threads_kept
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.inference.backends import INT8_RUNTIME, BackendUnavailable, InferenceBackend, round_up_to_stride
@@ -168,13 +168,10 @@ def peak_gmac_per_s(settings: BenchSettings, variant: RuntimeVariant | None = No
         torch.mm(left, right)
         if device != "cpu":
             torch.cuda.synchronize(device)
-    saved = torch.get_num_threads()
-    if device == "cpu" and threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with threads_kept():
+        if device == "cpu" and threads is not None:
+            torch.set_num_threads(threads)
         row = measure(product, warmup=2, repeats=10, max_seconds=settings.max_seconds)
-    finally:
-        torch.set_num_threads(saved)
     return side ** 3 / (row["latency_ms_median"] / 1000.0) / 1e9
 
 

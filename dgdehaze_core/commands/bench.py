@@ -34,7 +34,7 @@ from dgdehaze_core.benchmarks.node_load import MAX_NODE_SECONDS, check_node_load
 from dgdehaze_core.benchmarks.timing import comma_items, parse_sizes, smaller_than
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.ros_modes import NODE_BENCHMARK, NODE_MODELS, RELIABILITIES, ros_mode
-from dgdehaze_core.cpu_threads import available_cpus
+from dgdehaze_core.cpu_threads import available_cpus, threads_kept
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.precision import PRECISIONS
@@ -216,19 +216,13 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
 def _library_threads(threads: int) -> Iterator[None]:
     """OpenCV's and torch's CPU threads set to `threads` (0: left as they are) while the bench runs, then put back:
     a caller that runs the command in its own process (the tests, `cli.run_parsed`) keeps its own settings."""
-    if not threads:
-        yield
-        return
-    import torch
+    with threads_kept():
+        if threads:
+            import torch
 
-    saved = cv2.getNumThreads(), torch.get_num_threads()
-    cv2.setNumThreads(threads)
-    torch.set_num_threads(threads)
-    try:
+            cv2.setNumThreads(threads)
+            torch.set_num_threads(threads)
         yield
-    finally:
-        cv2.setNumThreads(saved[0])
-        torch.set_num_threads(saved[1])
 
 
 def run(args: argparse.Namespace) -> int:
