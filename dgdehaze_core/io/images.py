@@ -29,7 +29,6 @@ LOG = logging.getLogger(__name__)
 
 MAX_PIXELS = 7680 * 4320
 """Largest frame accepted anywhere (8K UHD); larger frames are refused rather than exhausting memory."""
-_LIMIT_NOTE = " (8K UHD: a frame's network and inversion buffers would take many GB); scale it down first"
 
 
 PNG_ROW_FILTER = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER") else []
@@ -56,7 +55,8 @@ def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"empty image ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels{_LIMIT_NOTE}")
+        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels (8K UHD: a frame's "
+                         "network and inversion buffers would take many GB); scale it down first")
 
 
 PILLOW_PARSE_ERRORS = (OSError, SyntaxError, ValueError, IndexError, TypeError, struct.error)
@@ -175,11 +175,7 @@ def to_bgr8(array: np.ndarray, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
-    height, width = array.shape[:2]
-    if height == 0 or width == 0:
-        raise ImageError(f"empty image ({height}x{width})")
-    if height * width > max_pixels:
-        raise ImageError(f"image of {width}x{height} exceeds the limit of {max_pixels} pixels{_LIMIT_NOTE}")
+    check_size(array.shape[1], array.shape[0], max_pixels)
     if array.dtype == np.uint8:
         out = array
     elif array.dtype == np.uint16:
