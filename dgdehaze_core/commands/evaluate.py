@@ -276,7 +276,7 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
                 if half is not None:
                     raise ValueError(half)
                 near = _fitting_near(folder, measures)
-                others = [m for m in MEASURES if not near and m not in measures and applies(m, folder, True)]
+                others = [] if near else [m for m in MEASURES if m not in measures and applies(m, folder, True)]
                 if others:
                     raise ValueError(f"{folder} fits none of the measures {', '.join(measures)}; it fits "
                                      f"{', '.join(others)}: give --measure {','.join(others)}")
