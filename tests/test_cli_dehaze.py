@@ -270,6 +270,25 @@ def test_a_resume_left_only_unreadable_images_skips_them_and_exits_1(shared_data
     assert {p.name: p.read_bytes() for p in out.iterdir()} == kept
 
 
+def test_ctrl_c_as_a_video_run_reads_its_frame_count_stops_it_with_130(shared_data: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """A signal while the frame count was read, inside the block whose handler says how far the run got, ended
+    the run with an UnboundLocalError (exit 1, a traceback: the count it would name was not set yet); a stop from
+    the first output file on says how far it got, which the next test checks. The signal is raised where the count
+    is read: no timing lands it there every time."""
+    import dgdehaze_core.commands.dehaze as dehaze
+
+    def interrupted(path: Path) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dehaze, "video_frame_count", interrupted)
+    clip, out = fog_clip(shared_data, tmp_path / "clip.mp4"), tmp_path / "out"
+    assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(out), "--no-progress"]) == 130
+    assert "Traceback" not in capsys.readouterr().err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 def test_sigterm_stops_a_command_like_ctrl_c_and_leaves_no_half_written_file(shared_data: Path,
                                                                             tmp_path: Path) -> None:
     import signal

@@ -235,33 +235,33 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
                     "frames as images to keep every pixel", source.name, size[0], size[1], size[0] - size[0] % 2,
                     size[1] - size[1] % 2)
     fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+    total = video_frame_count(source) or None
     count = 0
-    with atomic_path(out / f"{source.stem}_dehazed.mp4") as dehazed_path, \
-            atomic_path(out / f"{source.stem}_depth.mp4") as depth_path:
-        dehazed_writer = cv2.VideoWriter(video_path(dehazed_path), fourcc, fps, size)
-        depth_writer = cv2.VideoWriter(video_path(depth_path), fourcc, fps, size)
-        if not (dehazed_writer.isOpened() and depth_writer.isOpened()):
-            dehazed_writer.release()
-            depth_writer.release()
-            raise ImageError(f"OpenCV cannot write a {size[0]}x{size[1]} MPEG-4 video of {source.name}'s frames; "
-                             "dehaze its frames as images instead")
-        try:
-            total = video_frame_count(source) or None
-            for frame in tqdm(_chain(first, frames), total=total, desc="dehaze", unit="frame", disable=not progress):
-                result = pipeline(frame)
-                dehazed_writer.write(result.image)
-                depth_writer.write(colorize_depth(result.depth))
-                count += 1
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
-            LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none is "
-                        "kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
-                        source.name)
-            raise
-        finally:
-            dehazed_writer.release()
-            depth_writer.release()
-        for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
-            _check_video(path, count, out / f"{source.stem}_{target}.mp4")
+    try:  # from the first output file made: a stop at any point of the writing says so
+        with atomic_path(out / f"{source.stem}_dehazed.mp4") as dehazed_path, \
+                atomic_path(out / f"{source.stem}_depth.mp4") as depth_path:
+            dehazed_writer = cv2.VideoWriter(video_path(dehazed_path), fourcc, fps, size)
+            depth_writer = cv2.VideoWriter(video_path(depth_path), fourcc, fps, size)
+            try:
+                if not (dehazed_writer.isOpened() and depth_writer.isOpened()):
+                    raise ImageError(f"OpenCV cannot write a {size[0]}x{size[1]} MPEG-4 video of {source.name}'s "
+                                     "frames; dehaze its frames as images instead")
+                for frame in tqdm(_chain(first, frames), total=total, desc="dehaze", unit="frame",
+                                  disable=not progress):
+                    result = pipeline(frame)
+                    dehazed_writer.write(result.image)
+                    depth_writer.write(colorize_depth(result.depth))
+                    count += 1
+            finally:
+                dehazed_writer.release()
+                depth_writer.release()
+            for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
+                _check_video(path, count, out / f"{source.stem}_{target}.mp4")
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+        LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none is "
+                    "kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
+                    source.name)
+        raise
     if video.drift > 0.5 / fps:
         LOG.warning("%s has a variable frame rate: the dehazed videos show its frames at its mean rate, %.4g fps "
                     "(OpenCV's writer keeps no frame times), up to %.2f s earlier or later than it does",
