@@ -21,6 +21,12 @@ _SIGTERM_RECEIVED = threading.Event()
 of its own (Ray's `wait` and `get`) still has the command end as terminated."""
 
 
+def interruption(signum: int) -> type[KeyboardInterrupt]:
+    """What a stop by signal `signum` raises in the main thread: `Terminated` for SIGTERM (exit 143), else
+    KeyboardInterrupt (exit 130)."""
+    return Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     _SIGTERM_RECEIVED.set()
     raise Terminated

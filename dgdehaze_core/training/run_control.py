@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from dgdehaze_core.exits import Terminated
+from dgdehaze_core.exits import interruption
 from dgdehaze_core.io.atomic_files import check_folder_path
 from dgdehaze_core.io.checkpoints import read_checkpoint
 from dgdehaze_core.training.run_files import source_commit
@@ -436,7 +436,7 @@ class StepBoundaryStop:
                     if self._last_path is not None and not self._last_path.is_file()
                     else f"{self._last_path or 'last.pt'} keeps the last checkpoint")
             LOG.warning("%s again: stopping at once, mid-step; %s", name, kept)
-            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+            raise interruption(signum)
         else:
             self.requested = name
             LOG.warning("%s: stopping after the step under way (send it again to stop at once, without saving)",
@@ -453,7 +453,7 @@ class StepBoundaryStop:
         finally:
             self._saving = False
         if self._at_once is not None:
-            raise Terminated if self._at_once == signal.SIGTERM else KeyboardInterrupt
+            raise interruption(self._at_once)
 
     def after_step(self, iteration: int, save: Callable[[], Path | None]) -> None:
         """At a step boundary: when a stop was asked, `save` (which returns None on a rank that does not write) and
@@ -464,4 +464,4 @@ class StepBoundaryStop:
             saved = save()
         if saved is not None:
             LOG.warning("stopped at iteration %d: saved %s", iteration, saved)
-        raise Terminated if self.requested == "SIGTERM" else KeyboardInterrupt
+        raise interruption(signal.Signals[self.requested])
