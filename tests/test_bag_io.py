@@ -274,6 +274,13 @@ def test_a_damaged_index_or_a_compression_the_files_lack_fail_clearly(tmp_path: 
                                               .replace("compression_format: ''", "compression_format: zstd"))
     with pytest.raises(BagError, match="corrupt, truncated"):
         BagSource(compressed)
+    listless = tmp_path / "listless"  # rosbags opened it and raised AttributeError closing it: a traceback
+    shutil.copytree(bag, listless)
+    information = yaml.safe_load(metadata)
+    information["rosbag2_bagfile_information"]["files"] = "drive.db3"
+    (listless / "metadata.yaml").write_text(yaml.safe_dump(information))
+    with pytest.raises(BagError, match=r"damaged metadata.yaml: its `files` is no list .*`ros2 bag reindex"):
+        BagSource(listless)
 
 
 def test_an_error_of_the_code_is_not_taken_for_a_damaged_bag(tmp_path: Path, frames: list[np.ndarray],

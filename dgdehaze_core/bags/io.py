@@ -176,15 +176,21 @@ def _storage_of(path: Path) -> str:
     return "mcap" if any(name.endswith((".mcap", ".mcap.zstd")) for name in names) else "sqlite3"
 
 
-def _missing_data_files(folder: Path) -> list[str]:
-    """The data files that a rosbag2 folder's metadata.yaml lists and the folder lacks (found by name in it, as
-    rosbags finds them); none where the metadata does not say (rosbags' reader then says what is wrong with it)."""
+def _bag_information(folder: Path) -> dict[str, Any]:
+    """A rosbag2 folder's metadata.yaml, its `rosbag2_bagfile_information`; {} where it does not read as one (rosbags'
+    reader then says what is wrong with it)."""
     try:
-        listed = yaml.safe_load((folder / "metadata.yaml").read_text())["rosbag2_bagfile_information"][
-            "relative_file_paths"]
-        names = [PurePath(name).name for name in listed] if isinstance(listed, list) else []
+        information = yaml.safe_load((folder / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
-        return []
+        return {}
+    return information if isinstance(information, dict) else {}
+
+
+def _missing_data_files(folder: Path, information: dict[str, Any]) -> list[str]:
+    """The data files that a rosbag2 folder's metadata.yaml (`information`, `_bag_information`) lists and the folder
+    lacks (found by name in it, as rosbags finds them); none where the metadata does not say."""
+    listed = information.get("relative_file_paths")
+    names = [PurePath(name).name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
     return [name for name in names if not (folder / name).exists()]
 
 
@@ -224,11 +230,15 @@ class BagSource:
                                f"none (its files: {', '.join(data[:3])}{' ...' if len(data) > 3 else ''}): "
                                f"`ros2 bag reindex {self.path}` writes it (docs/BAGS.md)")
             raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
-        if self.path.is_dir() and (missing := _missing_data_files(self.path)):
+        information = _bag_information(self.path) if self.path.is_dir() else {}
+        if missing := _missing_data_files(self.path, information):
             one = len(missing) == 1
             raise BagError(f"bag {self.path} lacks the data file{'' if one else 's'} its metadata.yaml lists: "
                            f"{', '.join(missing)} (copied without {'it' if one else 'them'}?); no repair recreates "
                            f"{'it' if one else 'them'}: copy {'it' if one else 'them'} in from the recording")
+        if not isinstance(information.get("files", []), list):  # rosbags opens it, then fails closing it
+            raise BagError(f"bag {self.path} has a damaged metadata.yaml: its `files` is no list of the data files "
+                           f"(`ros2 bag reindex {self.path}` writes it anew: docs/BAGS.md)")
         self.ros1 = is_ros1_bag(self.path)
         self.storage = _storage_of(self.path)
         store = typestore()
