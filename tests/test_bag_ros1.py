@@ -115,6 +115,23 @@ def test_a_truncated_ros1_bag_fails_naming_it_and_leaves_nothing(tmp_path: Path,
     assert not (tmp_path / "out").exists() and copies(private_tmp) == []
 
 
+def test_a_ros1_bag_whose_message_disagrees_with_its_index_fails_saying_how(tmp_path: Path, private_tmp: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """A message record whose time is not its index entry's: rosbags fails on it with a bare AssertionError, whose
+    empty text left the error with no reason after its colon."""
+    write_ros1_bag(tmp_path / "drive.bag", demo_frames(2))
+    data = bytearray((tmp_path / "drive.bag").read_bytes())
+    first = data.index(b"time=", data.index(b"op=\x02")) + len(b"time=") + 4  # its nanoseconds
+    data[first] ^= 1
+    (tmp_path / "drive.bag").write_bytes(bytes(data))
+    assert main(["bag-eval", str(tmp_path / "drive.bag"), "--image-topic", "/cam/image_raw", "--method", "dcp",
+                 "--no-detection", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    reason = error.split("(corrupt or truncated?): ", 1)[1].split(" (a recording cut off", 1)[0]
+    assert reason.strip(), error
+    assert not (tmp_path / "out").exists() and copies(private_tmp) == []
+
+
 def test_a_ros1_bag_whose_copy_does_not_fit_in_tmpdir_says_so_not_that_the_bag_is_damaged(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """A TMPDIR too small for the ROS 2 copy (the usual failure for a large bag) is named as such, with TMPDIR as the

@@ -85,7 +85,7 @@ def _damage_as_bag_error(what: str, advice: str = "",
     except (BagError, *PROGRAMMING_ERRORS, *passing):
         raise
     except Exception as exc:
-        raise BagError(f"{what}: {exc or type(exc).__name__}{advice}") from exc
+        raise BagError(f"{what}: {str(exc) or type(exc).__name__}{advice}") from exc
 
 
 def stored_types(definition: MessageDefinition, msgtype: str) -> dict[str, Any]:
