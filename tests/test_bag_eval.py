@@ -697,11 +697,13 @@ def test_an_output_folder_that_would_lose_data_is_refused_before_any_work(tmp_pa
     (tmp_path / "afile").write_text("kept")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "plan.txt").write_text("kept")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")  # was evaluated, then failed to rename over the link
     before = sorted(p for p in tmp_path.rglob("*"))
     common = ["--method", "dcp", "--no-detection", "--no-progress"]
     for out, message in ((bag, "would replace the input bag"), (tmp_path / "drives", "would replace the input bag"),
                          (bag / "eval", "would replace the input bag"), (tmp_path / "afile", "is a file"),
-                         (tmp_path / "mine", "not an earlier evaluation's")):
+                         (tmp_path / "mine", "not an earlier evaluation's"),
+                         (tmp_path / "dangling", f"is a link to {tmp_path / 'gone'}, which does not exist")):
         assert main(["bag-eval", str(bag), "--out", str(out), *common]) == 2, out
         assert message in capsys.readouterr().err, out
     assert sorted(p for p in tmp_path.rglob("*")) == before

@@ -300,6 +300,8 @@ def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str
             raise ValueError(f"output folder {out_dir} would replace the input bag {bag}: give a folder outside it")
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out_dir} is a file")
+    if out_dir.is_symlink() and not out.exists():  # the finished output would not rename over it
+        raise ValueError(f"output folder {out_dir} is a link to {out}, which does not exist: give a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise ValueError(f"output folder {out_dir} holds files that are not an earlier evaluation's (no {marker}); "
                          "give a new folder")
