@@ -356,6 +356,18 @@ def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_pat
     assert [p.name for p in output_folders(clashing, tmp_path / "out")] == ["road", "road-2", "road-2-2", "all-2"]
 
 
+def test_a_bag_named_as_a_fleet_s_own_file_gets_a_folder_of_another_name(tmp_path: Path) -> None:
+    """A bag folder named index.html took OUT/index.html, and the fleet failed writing its index over that folder
+    ("Is a directory", exit 2, no index)."""
+    for name in ("index.html", "fleet.json"):
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
+    out = tmp_path / "out"
+    assert main(["bag-eval", str(tmp_path / "index.html"), str(tmp_path / "fleet.json"), "--out", str(out),
+                 "--method", "dcp", "--no-detection", "--no-progress", "--workers", "1"]) == 0
+    assert (out / "index.html").is_file() and json.loads((out / "fleet.json").read_text())["failed"] == 0
+    assert (out / "index.html-2" / "summary.json").is_file() and (out / "fleet.json-2" / "summary.json").is_file()
+
+
 def test_a_bag_given_as_dot_dot_dot_or_a_link_gets_the_folder_of_its_own_name_not_out_or_the_target(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "drive" / "inner").mkdir(parents=True)

@@ -53,6 +53,8 @@ Exception fails its bag too (its traceback carried back in the outcome and logge
 bug of this code or a library's), so that one bag neither stops the others nor leaves fleet.json unfinished."""
 ALL_ROW = "all"
 """The fleet table's row over every bag (no bag's folder takes this name)."""
+SUMMARY_FILES = ("fleet.json", "index.html")
+"""What a fleet writes in OUT beside the bags' folders (no bag's folder takes these names)."""
 FIGURES = ("frames", "frames_skipped", "frames_dropped", "detections", "mean_confidence", "haze_density",
            "visibility_m", "latency_ms_median")
 """The fleet table's figures, per bag and over all (`frames_skipped`: frames that could not be decoded;
@@ -113,8 +115,8 @@ def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
     """OUT/<bag name> for each bag (a single-file bag without its .mcap/.db3; the name of the folder its absolute
     path names, so that `.` or `drive/..` is named too, and a symbolic link by its own name, not its target's); a
     name already taken (by an earlier bag, another's -N name, or the table's `all` row) gets the first free -2, -3,
-    ..."""
-    folders, taken = [], {ALL_ROW}
+    ...; nor does one take the name of the fleet's own files (`SUMMARY_FILES`)."""
+    folders, taken = [], {ALL_ROW, *SUMMARY_FILES}
     for bag in (Path(os.path.abspath(bag)) for bag in bags):
         name = bag.stem if bag.suffix.lower() in (".mcap", ".db3") else bag.name
         number, unique = 1, name
@@ -295,8 +297,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     began = time.perf_counter()
     outcomes: list[BagOutcome] = []
     bar = tqdm(total=len(jobs), desc="bag-eval fleet", unit="bag", disable=not progress)
-    summary_files = ("fleet.json", "index.html")
-    earlier = {name: (out_dir / name).read_bytes() for name in summary_files if (out_dir / name).is_file()}
+    earlier = {name: (out_dir / name).read_bytes() for name in SUMMARY_FILES if (out_dir / name).is_file()}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         # until the run ends, the folder says it is unfinished: an interrupted run is neither mistaken for a
@@ -320,7 +321,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
                         out_dir / "index.html")
             _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "interrupted")
         else:  # no bag output was replaced: the earlier run's summary still describes the folder
-            for name in summary_files:
+            for name in SUMMARY_FILES:
                 if name in earlier:
                     atomic_write_bytes(out_dir / name, earlier[name])
                 else:
