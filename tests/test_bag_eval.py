@@ -965,6 +965,17 @@ def test_a_time_window_evaluates_and_copies_that_part_of_the_drive_with_the_came
         assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize("duration", ["1e10", "1e300"])
+def test_a_duration_past_the_bags_end_evaluates_to_its_end(tmp_path: Path, duration: str) -> None:
+    """A window's end was start + duration in ns: past int64 (1e10 s) sqlite3 refused it and the bag was called
+    corrupt, and 1e300 s made an OverflowError traceback; a window past the end runs to the end, as a player's."""
+    write_camera_bag(tmp_path / "in", "sqlite3", demo_frames(2))
+    assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--start", "0.01", "--duration",
+                 duration, "--method", "dcp", "--no-detection", "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["frames_evaluated"], summary["frames_in_window"], summary["frames_in_bag"]) == (1, 1, 2)
+
+
 def test_a_time_window_of_a_bag_without_camera_info_starts_at_its_first_frame(tmp_path: Path) -> None:
     """What a player needs from before a window is each CameraInfo's last message and /tf_static; with none in the
     bag rosbags was asked for no topic, which reads every one: the frame before the window and a status topic came

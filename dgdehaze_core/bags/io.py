@@ -409,9 +409,9 @@ class BagSource:
 
     def select_window(self, start_s: float = 0.0, duration_s: float | None = None) -> str:
         """Read only what was recorded from `start_s` seconds after the bag's first message, for `duration_s`
-        seconds (None: to its end), as `ros2 bag play --start-offset` and `--playback-duration` take them; the
-        window in words. ValueError for a negative start or a duration that is not positive, BagError for a start
-        at or after the bag's end, or a bag that holds no message."""
+        seconds (None, or one past the bag's end: to its end), as `ros2 bag play --start-offset` and
+        `--playback-duration` take them; the window in words. ValueError for a negative start or a duration that is
+        not positive, BagError for a start at or after the bag's end, or a bag that holds no message."""
         check_time_window(start_s, duration_s)
         first, end = self._reader.start_time, self._reader.end_time
         if end <= first:  # rosbags' times of a bag without messages: the largest int64 to 0
@@ -421,7 +421,8 @@ class BagSource:
         if start_s >= length:
             raise BagError(f"bag {self.path} lasts {length:.1f} s: nothing was recorded {start_s:g} s into it")
         start = first + round(start_s * 1e9)
-        self.window = (start, None if duration_s is None else start + round(duration_s * 1e9))
+        to_end = duration_s is None or start_s + duration_s >= length  # a stop past the end: none (any int64 fits)
+        self.window = (start, None if to_end else start + round(duration_s * 1e9))
         until = length if duration_s is None else min(start_s + duration_s, length)
         return f"{start_s:g} to {until:.1f} s of the bag's {length:.1f} s"
 
