@@ -3,7 +3,9 @@
 ROS 2 messages that read back; a damaged ROS 1 bag fails before any output, leaving no temporary copy behind."""
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,43 @@ def test_a_ros1_bag_whose_message_disagrees_with_its_index_fails_saying_how(tmp_
     reason = error.split("(corrupt or truncated?): ", 1)[1].split(" (a recording cut off", 1)[0]
     assert reason.strip(), error
     assert not (tmp_path / "out").exists() and copies(private_tmp) == []
+
+
+HOLD_A_COPY = """
+import os, signal, sys
+from dgdehaze_core.bags.io import BagSource
+source = BagSource(sys.argv[1])
+print("open", flush=True)
+if sys.argv[2] == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdin.read()
+source.close()
+"""
+"""Open a ROS 1 bag (its ROS 2 copy made in TMPDIR), then be killed outright, or wait for stdin and close it."""
+
+
+def test_the_copy_a_run_killed_outright_left_is_removed_by_the_next_and_one_in_use_is_kept(
+        tmp_path: Path, private_tmp: Path) -> None:
+    """A ROS 2 copy is the size of its bag: one left in TMPDIR by each run killed outright (SIGKILL, out of memory)
+    or interrupted while removing it stayed there for good."""
+    write_ros1_bag(tmp_path / "drive.bag", demo_frames(2))
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    holders = [subprocess.Popen([sys.executable, "-c", HOLD_A_COPY, str(tmp_path / "drive.bag"), how], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for how in ("killed", "in use")]
+    for holder in holders:
+        assert holder.stdout.readline() == "open\n"
+    holders[0].wait(timeout=60)
+    in_use = copies(private_tmp)
+    assert len(in_use) >= 2
+    try:
+        assert main(["bag-eval", str(tmp_path / "drive.bag"), "--image-topic", "/cam/image_raw", "--method", "dcp",
+                     "--no-detection", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+        kept = copies(private_tmp)
+        assert kept and len(kept) < len(in_use), "the killed run's copy is removed, the one in use kept"
+    finally:
+        holders[1].communicate("", timeout=60)
+    assert copies(private_tmp) == []
 
 
 def test_a_ros1_bag_whose_copy_does_not_fit_in_tmpdir_says_so_not_that_the_bag_is_damaged(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -26,7 +25,7 @@ from rosbags.interfaces import Connection, MessageDefinition, MessageDefinitionF
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from dgdehaze_core.bags.ros1 import is_ros1_bag, ros2_copy
+from dgdehaze_core.bags.ros1 import Ros2Copy, is_ros1_bag, ros2_copy
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, NarrowSamples, check_sample_bits
 
@@ -242,12 +241,13 @@ class BagSource:
         self.ros1 = is_ros1_bag(self.path)
         self.storage = _storage_of(self.path)
         store = typestore()
-        self._converted: Path | None = None
+        self._converted: Ros2Copy | None = None
         readable = self.path
         if self.ros1 and as_ros2:
             with _damage_as_bag_error(f"cannot convert ROS 1 bag {self.path} to ROS 2 (corrupt or truncated?)",
                                       self._repair(), passing=(OSError,)):  # no room for the copy: ros2_copy's
-                readable, self._converted = ros2_copy(self.path, store)
+                self._converted = ros2_copy(self.path, store)
+            readable = self._converted.bag
             self.storage = _storage_of(readable)
         try:
             with _damage_as_bag_error(f"cannot open bag {self.path} (corrupt, truncated or not a bag?)",
@@ -270,7 +270,7 @@ class BagSource:
 
     def _remove_copy(self) -> None:
         if self._converted is not None:
-            shutil.rmtree(self._converted, ignore_errors=True)
+            self._converted.remove()
             self._converted = None
 
     def __enter__(self) -> "BagSource":

@@ -9,8 +9,10 @@ with the ROS 2 message definitions the rest of the package writes.
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import logging
+import os
 import shutil
 import tempfile
 from contextlib import redirect_stdout
@@ -47,34 +49,79 @@ def _no_room(exc: BaseException) -> OSError | None:
     return cause if isinstance(cause, OSError) else None
 
 
-def ros2_copy(bag: Path, store: Typestore) -> tuple[Path, Path]:
-    """A ROS 2 copy (mcap) of the ROS 1 bag `bag`, every topic kept, its messages in `store`'s ROS 2 definitions:
-    (the copy, the temporary folder holding it, which the caller removes). Any failure of the converter (a corrupt
-    or truncated bag, a message type it cannot map) propagates after the folder is removed; one for want of room
-    where the copy goes (a full disk there is the usual one for a large bag) as the OSError saying so and that TMPDIR
-    chooses that place. What the converter prints (a line for each message type it migrates) is logged, not left on
-    stdout, where a command's output goes."""
+COPY_PREFIX = "dgdehaze-ros1-"
+"""The start of the name of each ROS 2 copy's folder in the temporary folder, and of the lock file beside it."""
+
+
+class Ros2Copy:
+    """A ROS 2 copy of a ROS 1 bag (`bag`) in a folder of its own in the temporary folder, beside a lock file held
+    (`fcntl.flock`) until `remove`, so that a copy whose process was killed outright, or interrupted as it removed
+    it, is told from one in use and removed by the next (`remove_stale_copies`)."""
+
+    def __init__(self, name: str) -> None:
+        self._lock_fd, lock = tempfile.mkstemp(prefix=COPY_PREFIX, suffix=".lock")
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self.lock = Path(lock)
+        self.folder = self.lock.with_suffix("")
+        self.folder.mkdir()
+        self.bag = self.folder / name
+
+    def remove(self) -> None:
+        """Remove the copy, its folder before its lock file (a removal cut short leaves the lock to find it by)."""
+        if self._lock_fd < 0:
+            return
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.lock.unlink(missing_ok=True)
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+
+
+def remove_stale_copies() -> None:
+    """Remove the ROS 2 copies in the temporary folder whose process is gone (their lock is free): one killed outright
+    (SIGKILL, out of memory, a power cut) leaves a copy the size of its bag."""
+    for lock in Path(tempfile.gettempdir()).glob(COPY_PREFIX + "*.lock"):
+        try:
+            handle = lock.open("rb")
+        except OSError:
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # in use
+                continue
+            LOG.info("removing %s, the ROS 2 copy of a run that ended without removing it", lock.with_suffix(""))
+            shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
+            lock.unlink(missing_ok=True)
+
+
+def ros2_copy(bag: Path, store: Typestore) -> Ros2Copy:
+    """A ROS 2 copy (mcap) of the ROS 1 bag `bag`, every topic kept, its messages in `store`'s ROS 2 definitions,
+    which the caller removes (`Ros2Copy.remove`); the copies a run killed outright left first removed
+    (`remove_stale_copies`). Any failure of the converter (a corrupt or truncated bag, a message type it cannot map)
+    propagates after the copy is removed; one for want of room where the copy goes (a full disk there is the usual
+    one for a large bag) as the OSError saying so and that TMPDIR chooses that place. What the converter prints (a
+    line for each message type it migrates) is logged, not left on stdout, where a command's output goes."""
     size = bag.stat().st_size
     room = f"(TMPDIR chooses where the copy goes; it needs about the bag's {size / 2 ** 20:.0f} MB)"
+    remove_stale_copies()
     try:
-        folder = Path(tempfile.mkdtemp(prefix="dgdehaze-ros1-"))
+        copy = Ros2Copy(bag.stem)
     except OSError as exc:
         raise OSError(f"cannot make the ROS 2 copy of ROS 1 bag {bag}: {exc} {room}") from exc
-    copy = folder / bag.stem
-    LOG.info("%s is a ROS 1 bag (%.0f MB): converting it to ROS 2 in %s first", bag, size / 2 ** 20, folder)
+    LOG.info("%s is a ROS 1 bag (%.0f MB): converting it to ROS 2 in %s first", bag, size / 2 ** 20, copy.folder)
     said = io.StringIO()
     try:
         with redirect_stdout(said):
-            convert(srcs=[bag], dst=copy, dst_storage=CONVERTED_STORAGE, dst_version=CONVERTED_VERSION,
+            convert(srcs=[bag], dst=copy.bag, dst_storage=CONVERTED_STORAGE, dst_version=CONVERTED_VERSION,
                     compress=None, compress_mode="file", default_typestore=get_typestore(Stores.ROS1_NOETIC),
                     typestore=store, exclude_topics=[], include_topics=[], exclude_msgtypes=[], include_msgtypes=[])
     except BaseException as exc:
-        shutil.rmtree(folder, ignore_errors=True)
+        copy.remove()
         if isinstance(exc, ConverterError) and (full := _no_room(exc)) is not None:
-            raise OSError(f"cannot write the ROS 2 copy of ROS 1 bag {bag} in {folder}: {full.strerror} "
+            raise OSError(f"cannot write the ROS 2 copy of ROS 1 bag {bag} in {copy.folder}: {full.strerror} "
                           f"{room}") from exc
         raise
     finally:
         for line in said.getvalue().splitlines():
             LOG.info("converting %s: %s", bag.name, line)
-    return copy, folder
+    return copy
