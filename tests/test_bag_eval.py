@@ -290,7 +290,9 @@ def test_a_disk_running_short_of_room_stops_the_evaluation_with_a_report_of_the_
     assert "stopped early" in caplog.text
     room = disk_room.RESERVE_BYTES - 1 + _bytes_under(tmp_path)
     assert main(["bag-eval", str(bag), "--out", str(tmp_path / "none"), *common]) == 2
-    assert "no room for an evaluation's output: the disk mounted at" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no room for an evaluation's output: the disk mounted at" in error
+    assert "has 1023 MiB free, under the 1024 MiB kept" in error, "a byte short read '1024 MiB free, under 1024'"
     assert not (tmp_path / "none").exists() and not leftovers(tmp_path)
 
 

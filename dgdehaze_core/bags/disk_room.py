@@ -47,6 +47,7 @@ def room_problem(folder: Path, keep: int = 0) -> str:
     needed = RESERVE_BYTES + keep
     if free >= needed:
         return ""
-    return (f"the disk mounted at {mount_point(folder)} has {free / 2**20:.0f} MiB free, under the "
-            f"{needed / 2**20:.0f} MiB kept for the rest of the output (--duration or --max-frames shortens the run, "
+    # the free space rounded down and the room needed up: a byte short is not "1024 MiB free, under the 1024 MiB"
+    return (f"the disk mounted at {mount_point(folder)} has {free // 2**20} MiB free, under the "
+            f"{-(-needed // 2**20)} MiB kept for the rest of the output (--duration or --max-frames shortens the run, "
             "--output-images compressed or none shrinks its bag, or give an output folder on a larger disk)")
