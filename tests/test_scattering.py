@@ -24,6 +24,12 @@ def test_true_transmission_and_airlight_invert_haze_exactly(middlebury_scene):
     assert float(np.abs(hazy - clear).mean()) > 0.1, "the synthesized haze should change the image substantially"
     recovered = invert_scattering(hazy, t, airlight, t_min=1e-6)
     assert float(np.abs(recovered - clear).max()) < 1e-4
+    too_thin = [invert_scattering(hazy, t * 0.5, airlight),  # an underestimated t overshoots: clipped to [0, 1]
+                invert_scattering(torch.from_numpy(hazy).permute(2, 0, 1)[None], torch.from_numpy(t * 0.5).permute(
+                    2, 0, 1)[None], torch.from_numpy(airlight).reshape(1, 3, 1, 1)).numpy()[0].transpose(1, 2, 0)]
+    for overshot in too_thin:
+        assert overshot.min() == 0.0 and overshot.max() == 1.0
+    np.testing.assert_allclose(too_thin[1], too_thin[0], atol=1e-5)
 
 
 def test_depth_transmission_round_trip_and_bounds():
@@ -108,3 +114,33 @@ def test_the_inversions_take_the_airlight_as_a_list_or_one_value_and_keep_the_im
     assert invert_scattering_detail_limited(hazy, base, t, np.full(3, 0.8), 2.0).dtype == np.float32
     with pytest.raises(ValueError, match="max_detail_gain must be >= 1"):
         invert_scattering_detail_limited(hazy, base, t, [0.8, 0.8, 0.8], float("nan"))
+
+
+def test_the_detail_limited_inversion_recovers_the_base_in_full_and_amplifies_detail_at_most_the_gain(
+        middlebury_scene):
+    """On real haze over the scene's true depth: where 1 / t is within `max_detail_gain` the result is the exact
+    inversion; where the fog is denser, the smoothed base layer is still inverted in full (by 1 / t) while the fine
+    detail I - B is amplified exactly `max_detail_gain` times, and nothing leaves [0, 1] (a negative value would wrap
+    to a bright byte in the uint8 frame)."""
+    from dgdehaze_core.physics.guided_filter import smooth_base
+
+    image, depth = middlebury_scene
+    clear = image.astype(np.float32) / 255.0
+    airlight = np.array([0.86, 0.88, 0.9], np.float32)
+    filled = _filled(depth)
+    t = np.clip(transmission_from_depth(filled, np.log(4.0) / np.median(filled)), 0.02, 1.0)[:, :, None]
+    hazy = synthesize_haze(clear, -np.log(t), 1.0, airlight).astype(np.float32)
+    hazy += np.random.default_rng(0).normal(0.0, 0.01, hazy.shape).astype(np.float32)  # sensor noise
+    base = smooth_base(hazy, 4, 0.032 ** 2)
+    exact = invert_scattering(hazy, t, airlight)
+    np.testing.assert_allclose(invert_scattering_detail_limited(hazy, base, t, airlight, 1.0 / 0.05), exact,
+                               atol=1e-5)
+    gain = 2.0
+    limited = invert_scattering_detail_limited(hazy, base, t, airlight, gain)
+    assert limited.min() >= 0.0 and limited.max() <= 1.0
+    expected = (base - airlight) / np.clip(t, 0.05, 1.0) + airlight + gain * (hazy - base)
+    inside = ((expected > 0.0) & (expected < 1.0)).all(axis=2) & (t[:, :, 0] < 1.0 / gain)
+    assert inside.mean() > 0.3, "much of the frame is in fog denser than the gain and unclipped"
+    np.testing.assert_allclose(limited[inside], expected[inside], atol=1e-5)
+    noise = np.abs(exact - clear)[t[:, :, 0] < 0.1].mean()
+    assert np.abs(limited - clear)[t[:, :, 0] < 0.1].mean() < 0.7 * noise, "less noise where the fog is dense"
