@@ -106,3 +106,80 @@ def test_the_guided_filters_refuse_a_window_out_of_range(shared_data, radius, ep
                            (fast_guided_filter(guide[tiny], source[tiny], 60, 1e-3, 4), (3, 2)),
                            (fast_guided_filter(guide, source, 3, 1e-3, 4), guide.shape)):
         assert filtered.shape == size and np.isfinite(filtered).all() and np.abs(filtered - 0.5).max() < 1.0
+
+
+def test_dcp_reads_a_coloured_airlight_and_the_optical_depth_of_haze_over_true_depth(middlebury_scene):
+    """Bluish haze (BGR airlight 0.95, 0.85, 0.7) over the scene's true depth: the prior finds that airlight in
+    the frame's channel order, a transmission near the true exp(-beta * d), a depth in units of optical depth
+    (-ln t, so about beta * d), the frame's own haze density, and a clearer image. A grey airlight cannot tell
+    the blue channel from the red one."""
+    image, depth = middlebury_scene
+    beta, airlight = 0.25, np.array([0.95, 0.85, 0.7], np.float32)
+    filled = np.where(np.isfinite(depth), depth, np.nanmax(depth)).astype(np.float32)
+    hazy = np.clip(synthesize_haze(image.astype(np.float32) / 255.0, filled[:, :, None], beta, airlight) * 255.0
+                   + 0.5, 0, 255).astype(np.uint8)
+    result = DarkChannelDehazer().dehaze(hazy)
+    assert np.abs(result.airlight - airlight).max() < 0.1 and result.airlight[0] > result.airlight[1] > \
+        result.airlight[2]
+    valid = np.isfinite(depth)
+    assert np.abs(result.transmission - np.exp(-beta * filled))[valid].mean() < 0.07
+    assert 0.85 < np.median(result.depth[valid] / (beta * depth[valid])) < 1.2
+    assert result.haze_density == pytest.approx(haze_density(hazy))
+    assert psnr(result.image, image) > psnr(hazy, image) + 4.0
+    exact = DarkChannelDehazer(subsample=1).dehaze(hazy).transmission
+    assert np.percentile(np.abs(result.transmission - exact), 99) < 0.02, \
+        "the subsampled refinement is the guided filter's, edges included (its coefficients apply to the full guide)"
+
+
+def test_the_dark_channel_is_the_least_channel_over_the_whole_patch(shared_data):
+    """The dark channel of a real hazy frame against a plain minimum filter over `patch` x `patch` windows (its
+    border mirrored), for the default patch and a small one."""
+    from scipy.ndimage import minimum_filter
+
+    frame = read_image(next((shared_data / "hazy-real" / "urhi").glob("*.png")))
+    for patch in (15, 3):
+        np.testing.assert_array_equal(dark_channel(frame, patch),
+                                      minimum_filter(frame.min(axis=2), size=patch, mode="reflect"))
+
+
+def test_dcp_transmission_never_falls_below_its_floor_on_real_dense_haze(shared_data):
+    """Where the haze is as dense as the prior can tell (bright sky in real fog), t stops at t0, the floor the
+    result reports: below it the inversion amplifies noise without bound."""
+    frame = read_image(shared_data / "hazy-real" / "o-haze" / "08_outdoor_hazy.jpg")
+    result = DarkChannelDehazer().dehaze(frame)
+    assert result.transmission.min() == pytest.approx(result.transmission_floor)
+    assert (result.transmission <= result.transmission_floor + 1e-6).mean() > 0.01, "the floor is reached"
+
+
+def _guided_filter_by_the_paper(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He, Sun and Tang's Algorithm 1 in float64 with scipy's box mean over (2r + 1)^2 windows, border mirrored."""
+    from scipy.ndimage import uniform_filter
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return uniform_filter(x, size=2 * radius + 1, mode="reflect")
+
+    guide, source = guide.astype(np.float64), source.astype(np.float64)
+    mean_i, mean_p = box(guide), box(source)
+    a = (box(guide * source) - mean_i * mean_p) / (box(guide * guide) - mean_i ** 2 + eps)
+    b = mean_p - a * mean_i
+    return box(a) * guide + box(b)
+
+
+def test_the_guided_filters_are_he_et_al_s_on_a_real_frame(shared_data):
+    """The guided filter of the DCP's raw transmission by its frame's gray image, and the self-guided smoother of
+    the frame's channels (the inversion's base layer), against the paper's algorithm; the subsampled filter stays
+    close to the exact one."""
+    from dgdehaze_core.physics.guided_filter import SelfGuidedSmoother, fast_guided_filter, gray_guide, guided_filter
+
+    frame = read_image(shared_data / "paired" / "sots-outdoor" / "hazy" / "0016_0.8_0.08.jpg")
+    guide = gray_guide(frame)
+    source = 1.0 - 0.95 * dark_channel(frame).astype(np.float32) / 255.0
+    for radius, eps in ((8, 1e-3), (20, 1e-4)):
+        expected = _guided_filter_by_the_paper(guide, source, radius, eps)
+        np.testing.assert_allclose(guided_filter(guide, source, radius, eps), expected, atol=2e-3)
+        assert np.abs(fast_guided_filter(guide, source, radius, eps, 4) - expected).mean() < 0.01
+    scaled = frame.astype(np.float32) / 255.0
+    smoothed = SelfGuidedSmoother(4, 0.032 ** 2)(scaled)
+    for channel in range(3):
+        np.testing.assert_allclose(smoothed[:, :, channel], _guided_filter_by_the_paper(
+            scaled[:, :, channel], scaled[:, :, channel], 4, 0.032 ** 2), atol=2e-3)
