@@ -38,11 +38,26 @@ def test_real_pair_orders_hazy_below_clear(shared_data):
     assert ciede2000(hazy, clear) > 3
 
 
+def test_ciede2000_is_the_mean_colour_difference_of_the_pair_in_rgb(shared_data):
+    """Colour difference depends on which channel is red: the pair read as RGB by Pillow (not OpenCV's BGR), the
+    mean of scikit-image's per-pixel CIEDE2000 (a hazy frame's differences are skewed: the median is far lower)."""
+    from PIL import Image
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    folder = shared_data / "paired" / "sots-indoor"
+    hazy_path, clear_path = folder / "hazy" / "1400_7.png", folder / "clear" / "1400.png"
+    rgb = [np.asarray(Image.open(path).convert("RGB"), np.float64) / 255.0 for path in (hazy_path, clear_path)]
+    differences = deltaE_ciede2000(rgb2lab(rgb[0]), rgb2lab(rgb[1]))
+    assert ciede2000(read_image(hazy_path), read_image(clear_path)) == pytest.approx(differences.mean(), rel=1e-9)
+    assert np.median(differences) < 0.8 * differences.mean()
+
+
 def test_mismatched_and_tiny_inputs_get_clear_errors():
     with pytest.raises(ImageError, match="differ in size"):
         psnr(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8))
     with pytest.raises(ImageError, match="at least 7x7"):
         ssim(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8))
+    assert ssim(np.zeros((7, 7, 3), np.uint8), np.zeros((7, 7, 3), np.uint8)) == pytest.approx(1.0)  # one window
     opaque, clear = np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 4), np.uint8)
     clear[:, :, 3] = 255  # the same colours: BGRA pairs differing in alpha read as 6 dB, and CIEDE2000 crashed
     for metric in (psnr, ssim, ciede2000):
