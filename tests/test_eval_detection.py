@@ -8,7 +8,7 @@ import pytest
 
 from dgdehaze_core.detection.detector import Detection
 from dgdehaze_core.evaluation.detection_eval import (average_precision, box_iou, match_image,
-                                                     references_from_detections, score_matches)
+                                                     references_from_detections, score_classes, score_matches)
 from dgdehaze_core.evaluation.labelled_sets import labelled_images
 from dgdehaze_core.evaluation.voc_boxes import ReferenceBox, read_voc
 
@@ -60,13 +60,44 @@ def test_per_image_f1_and_pooled_f1_differ_as_defined():
     assert scores["f1"] == pytest.approx(0.5)  # mean of 1.0 and 0.0
     assert scores["f1_pooled"] == pytest.approx(2 * 3 / (3 + 4))
     assert scores["recall"] == pytest.approx(0.5) and scores["precision"] == 1.0
+    empty_road = match_image([], [])  # nothing to find and nothing found: full agreement
+    assert score_matches([all_found, none_found, empty_road])["f1"] == pytest.approx(2 / 3)
 
 
 def test_confidence_splits_f1_from_the_ap_ranking():
     references = [ReferenceBox("car", (0, 0, 10, 10))]
     low = match_image(references, [_det((0, 0, 10, 10), 0.1)])
     scores = score_matches([low], conf=0.25)
-    assert scores["f1"] == 0.0 and scores["detections"] == 0 and scores["map50"] == 1.0
+    assert scores["f1"] == scores["f1_pooled"] == 0.0 and scores["detections"] == 0 and scores["map50"] == 1.0
+    at_conf = [_det((0, 0, 10, 10), 0.25)]  # "score >= conf": a detection at the threshold counts on both sides
+    assert references_from_detections(at_conf, conf=0.25) == references
+    assert score_matches([match_image(references, at_conf)], conf=0.25)["f1"] == 1.0
+
+
+def test_a_prediction_takes_the_free_reference_it_overlaps_most_in_descending_score():
+    """Two cars, one partly behind the other: the best detection covers both by IoU >= 0.5, the far one most; a
+    weaker detection, first in the list, overlaps only the far car. The best detection goes first and claims the
+    far car (highest IoU), so the weaker one is a duplicate and the near car is missed, whatever the lists' order."""
+    references = [ReferenceBox("car", (0, 0, 20, 10)), ReferenceBox("car", (4, 0, 24, 10))]
+    best, loose = _det((3, 0, 23, 10), 0.9), _det((10, 0, 30, 10), 0.5)
+    overlaps = box_iou(np.array([best.box, loose.box]), np.array([r.box for r in references]))
+    assert overlaps[0] == pytest.approx([17 / 23, 19 / 21]) and overlaps[1] == pytest.approx([1 / 3, 14 / 26])
+    for ordered in (references, references[::-1]):
+        matched = match_image(ordered, [loose, best])
+        assert matched.scores == [0.9, 0.5] and matched.correct == [True, False]
+
+
+def test_per_class_rows_count_each_class_on_its_own():
+    references = [ReferenceBox("car", (0, 0, 10, 10)), ReferenceBox("car", (20, 0, 30, 10)),
+                  ReferenceBox("person", (40, 0, 50, 20))]
+    matched = match_image(references, [_det((0, 0, 10, 10), 0.9), _det((60, 0, 70, 10), 0.8),
+                                       _det((80, 0, 90, 10), 0.7), _det((40, 0, 50, 20), 0.6, "person"),
+                                       _det((20, 0, 30, 10), 0.1)])
+    rows = score_classes([matched])
+    assert rows["car"]["precision"] == pytest.approx(1 / 3) and rows["car"]["recall"] == 0.5
+    assert rows["car"]["f1"] == pytest.approx(2 / 5) and rows["car"]["detections"] == 3
+    assert rows["car"]["map50"] == pytest.approx(0.5 + 0.5 * 2 / 4)  # the 0.1 hit still ranks for AP
+    assert rows["person"]["precision"] == rows["person"]["recall"] == rows["person"]["f1"] == 1.0
 
 
 def test_all_point_average_precision_by_hand():
