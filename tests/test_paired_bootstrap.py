@@ -5,6 +5,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dgdehaze_core.cli import main
@@ -137,3 +138,63 @@ def test_a_bootstrap_over_one_photo_is_refused_not_reported_as_certain(shared_da
                  "--include", f"@{DAWN_SPLIT}:validation", "--limit", "1", "--method", "hazy,dcp",
                  "--bootstrap", "100", "--json", str(out), "--no-progress"]) == 2
     assert "a bootstrap over 1 image(s) redraws the same set every time" in capsys.readouterr().err
+
+
+DAWN_PHOTOS = ("foggy-078.jpg", "haze-084.jpg", "haze-119.jpg", "mist-064.jpg", "mist-161.jpg", "foggy-001.jpg",
+               "foggy-002.jpg", "foggy-004.jpg")
+"""DAWN fog photos with cars, trucks, people and a bus (none two copies of the same pixels, whose detections would
+tie in score across photos and rank by the photos' order)."""
+
+
+@pytest.fixture(scope="module")
+def dawn_matches(shared_data: Path) -> dict[str, list[ImageMatches]]:
+    """The detector as `eval` runs it (down to the AP floor) on real fog photos and on their DCP output, matched to
+    the human boxes."""
+    from dgdehaze_core.detection.detector import Detector
+    from dgdehaze_core.evaluation.detection_eval import AP_SCORE_FLOOR, match_image
+    from dgdehaze_core.evaluation.labelled_sets import labelled_images
+    from dgdehaze_core.io.images import read_image
+    from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
+
+    images = labelled_images(shared_data / "detection" / "dawn-fog", keep=lambda name: name in DAWN_PHOTOS)
+    assert sorted(item.image.name for item in images) == sorted(DAWN_PHOTOS)
+    detector, dcp = Detector(conf=AP_SCORE_FLOOR, max_det=300), DarkChannelDehazer()
+    matches: dict[str, list[ImageMatches]] = {"hazy": [], "dcp": []}
+    for item in images:
+        frame = read_image(item.image)
+        matches["hazy"].append(match_image(item.boxes, detector(frame)))
+        matches["dcp"].append(match_image(item.boxes, detector(dcp.dehaze(frame).image)))
+    return matches
+
+
+def test_the_bootstrap_is_a_plain_bootstrap_of_score_matches_on_real_detections(dawn_matches):
+    """Against the bootstrap done the slow, plain way on the real matches: each redraw is a list of the images drawn
+    with replacement (as many as the set holds, by numpy's default_rng(seed)), each side scored on it by
+    `score_matches` as eval scores a set; the difference's 2.5 and 97.5 percentiles, and the share of redraws in
+    which dcp is better, ties counting half."""
+    from dgdehaze_core.evaluation.detection_eval import score_matches
+
+    hazy, dcp = dawn_matches["hazy"], dawn_matches["dcp"]
+    count, samples, seed = len(hazy), 300, 3
+    whole = [score_matches(side) for side in (hazy, dcp)]
+    assert whole[0]["map50"] != whole[1]["map50"] and whole[0]["f1"] != whole[1]["f1"]
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(samples):
+        drawn = np.sort(rng.integers(0, count, count))  # a redraw is a multiset: its order changes no figure
+        if not sum(sum(hazy[k].references.values()) for k in drawn):
+            continue
+        figures = [score_matches([side[k] for k in drawn]) for side in (hazy, dcp)]
+        differences.append([figures[1][name] - figures[0][name] for name in ("map50", "f1")])
+    spread = np.array(differences)
+    row = paired_bootstrap(dawn_matches, [(Group("hazy", ("hazy",)), [Group("dcp", ("dcp",))])], samples,
+                           seed=seed)["dcp vs hazy"]
+    assert row["images"] == count and row["samples"] == len(spread)
+    for index, name in enumerate(("map50", "f1")):
+        column = spread[:, index]
+        assert row[f"{name}_diff"] == pytest.approx(whole[1][name] - whole[0][name], abs=1e-12)
+        low, high = np.percentile(column, [2.5, 97.5])
+        assert row[f"{name}_diff_lo"] == pytest.approx(low, abs=1e-9) and row[f"{name}_diff_hi"] == pytest.approx(
+            high, abs=1e-9)
+        assert row[f"{name}_p_better"] == pytest.approx(np.mean(column > 0) + 0.5 * np.mean(column == 0))
+        assert low < high, "real photos disagree between redraws"
