@@ -135,6 +135,37 @@ def test_overlapping_boxes_merge_to_their_score_weighted_mean():
     assert len(other_class) == 2
 
 
+def test_boxes_merge_from_iou_0_55_in_continuous_coordinates():
+    """The fusion merges at IoU >= 0.55 (the setting RESULTS.md chose), IoU of boxes in continuous coordinates (no
+    '+1 pixel' convention, which makes small boxes overlap more): 22/40 = 0.55 merges, 21/41 = 0.51 does not."""
+    at = fuse_detections([[_det((0, 0, 10, 31), 0.9)], [_det((0, 9, 10, 40), 0.9)]], (64, 64))
+    assert [d.box for d in at] == [pytest.approx((0, 4.5, 10, 35.5))]
+    below = fuse_detections([[_det((0, 0, 10, 31), 0.9)], [_det((0, 10, 10, 41), 0.8)]], (64, 64))
+    assert [d.score for d in below] == [0.9, 0.8]
+
+
+def test_a_box_joins_the_cluster_it_overlaps_most_taking_boxes_from_the_best_score_down():
+    """Two cars the raw frame's detector told apart (IoU 0.49), and the dehazed frame's box between them, nearer the
+    right one: it joins the right car's cluster (IoU 0.75 against 0.67). Then the order: a dehazed box (0.9) overlaps
+    a weak raw box (0.3) most and a strong one (0.8) by 0.6; from the best score down, the dehazed box seeds a
+    cluster that the strong raw box joins first, so the weak one stays alone."""
+    raw = [_det((0, 0, 100, 100), 0.9), _det((34, 0, 134, 100), 0.8)]
+    fused = fuse_detections([raw, [_det((20, 0, 120, 100), 0.7)]], (200, 100))
+    assert [d.box[0] for d in fused] == pytest.approx([0.0, (34 * 0.8 + 20 * 0.7) / 1.5])
+    weak, strong, dehazed = _det((0, 0, 100, 100), 0.3), _det((30, 0, 130, 100), 0.8), _det((5, 0, 105, 100), 0.9)
+    fused = fuse_detections([[weak, strong], [dehazed]], (200, 100))
+    assert [(d.score, d.box[0]) for d in fused] == [(0.9, pytest.approx((5 * 0.9 + 30 * 0.8) / 1.7)), (0.3, 0.0)]
+
+
+def test_the_average_score_counts_a_set_that_missed_the_object_as_zero_and_ranks_agreement_first():
+    """`avg`: a car both frames find (0.9 and 0.8) scores 0.85, one only the raw frame finds (0.95) 0.475, and
+    the fused list is ranked by those scores."""
+    raw = [_det((0, 0, 40, 40), 0.95), _det((100, 0, 140, 40), 0.9)]
+    fused = fuse_detections([raw, [_det((101, 0, 141, 40), 0.8)]], (200, 100), FusionSettings(score="avg"))
+    assert [d.score for d in fused] == pytest.approx([0.85, 0.475])
+    assert [d.box[0] for d in fused] == pytest.approx([(100 * 0.9 + 101 * 0.8) / 1.7, 0.0])
+
+
 def test_one_empty_set_and_bad_settings():
     boxes = [_det((10, 10, 50, 40), 0.8)]
     assert fuse_detections([[], boxes], (64, 64))[0].score == pytest.approx(0.8)
