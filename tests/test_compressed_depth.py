@@ -36,6 +36,27 @@ def test_depth_to_hundreds_of_metres_comes_back_within_its_quantisation_and_nan_
     assert len(data) < depth.nbytes / 4
 
 
+def test_a_reader_that_follows_image_transport_s_codec_gets_the_depth_back(middlebury_scene) -> None:
+    """What the node publishes is read by image_transport's compressedDepth subscriber, rviz and the like, not by
+    `decompress_depth`: decoded here as compressed_depth_image_transport's codec does, independently of ours (its
+    ConfigHeader as the C++ struct lays it out on a little-endian machine, the PNG by Pillow, d = a / (q - b),
+    q = 0 no depth), the real depth of Middlebury's cones comes back within its quantisation."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    _, depth = middlebury_scene
+    fmt, data = compress_depth(depth)
+    kind, a, b = struct.unpack("<iff", data[:12])
+    assert kind == 0 and a > 0 and fmt.endswith("compressedDepth png")
+    quantised = np.asarray(Image.open(io.BytesIO(data[12:])), np.float64)
+    read = np.where(quantised > 0, a / np.where(quantised > 0, quantised - b, 1.0), np.nan)
+    valid = np.isfinite(depth)
+    np.testing.assert_array_equal(np.isnan(read), ~valid)
+    assert np.all(np.abs(read[valid] - depth[valid]) <= depth[valid] ** 2 / a + 1e-4 * depth[valid])
+
+
 def test_a_constant_an_empty_and_a_unitless_depth_image_round_trip() -> None:
     for depth in (np.full((30, 40), 7.5, np.float32), np.full((30, 40), np.nan, np.float32),
                   np.linspace(0.01, 3.0, 1200, dtype=np.float32).reshape(30, 40)):
@@ -44,6 +65,9 @@ def test_a_constant_an_empty_and_a_unitless_depth_image_round_trip() -> None:
         back, valid = decompress_depth(fmt, data), np.isfinite(depth)
         np.testing.assert_array_equal(np.isnan(back), ~valid)
         assert np.all(np.abs(back[valid] - depth[valid]) <= depth[valid] ** 2 / a + 1e-4 * depth[valid])
+    negative = depth.copy()
+    negative[::7, ::3] = -1.0  # no depth, as image_transport's publisher takes it
+    np.testing.assert_array_equal(np.isnan(decompress_depth(*compress_depth(negative))), negative < 0)
 
 
 def test_a_dcp_depth_of_zero_or_nearly_zero_comes_back_that_near_and_leaves_the_others_within_their_quantisation(
