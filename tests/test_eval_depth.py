@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.cli import main
-from dgdehaze_core.evaluation.depth_datasets import (DepthFrame, DepthSet, _lidar_depth, load_depth_set, load_kitti,
-                                                     load_middlebury, middlebury_depth)
+from dgdehaze_core.evaluation.depth_datasets import (MIN_DEPTH, DepthFrame, DepthSet, _lidar_depth, load_depth_set,
+                                                     load_kitti, load_middlebury, middlebury_depth)
 from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, change_between, dense_depth, depth_errors,
                                                  evaluate_depth, synthesize)
 from dgdehaze_core.evaluation.methods import MethodSpec, load_method
@@ -57,6 +57,32 @@ def test_a_known_error_on_a_quarter_of_the_pixels():
     assert errors["absrel"] == pytest.approx(0.25)
     assert errors["rmse_log"] == pytest.approx(0.5 * np.log(2.0))
     assert errors["delta1"] == pytest.approx(0.75)
+
+
+def test_a_scaled_prediction_out_of_range_counts_as_the_nearest_or_farthest_depth():
+    """A relative depth of 0 (DCP's -ln t where it sees no haze) or one far beyond the rest (its sky) is scored as
+    the set's nearest or farthest depth after scaling: unclipped, one such pixel's log error grows without bound
+    (DCP on the clear Middlebury view: RMSE(log) 1.15 instead of 0.73)."""
+    true = np.full((4, 4), 10.0, np.float32)
+    predicted = np.ones((4, 4), np.float32)
+    predicted[0, 0], predicted[0, 1], predicted[0, 2] = 0.0, -3.0, 1e6  # a negative one counts as the nearest too
+    errors = depth_errors(predicted, true, max_depth=80.0)
+    assert errors["absrel"] == pytest.approx((2 * (10.0 - MIN_DEPTH) / 10.0 + 70.0 / 10.0) / 16)
+    assert errors["rmse_log"] == pytest.approx(np.sqrt((2 * np.log(MIN_DEPTH / 10.0) ** 2 + np.log(8.0) ** 2) / 16))
+    assert errors["delta1"] == pytest.approx(13 / 16)
+
+
+def test_change_vs_clear_is_a_share_of_the_true_distance():
+    """The clear view's depth here knows no layout (one value, scaled to the median true depth); haze doubles the
+    top quarter, the nearest pixels: each moved by the median depth, a large share of their short true distance."""
+    true = _ramp()
+    clear = np.full_like(true, 5.0)
+    hazy = clear.copy()
+    hazy[:2] = 10.0
+    median = float(np.median(true))
+    expected = np.mean(np.where(np.arange(8)[:, None] < 2, median / true.astype(np.float64), 0.0))
+    assert change_between(hazy, clear, true, max_depth=80.0) == pytest.approx(expected)
+    assert expected > 0.5
 
 
 def test_unknown_ground_truth_and_far_pixels_are_left_out():
