@@ -33,6 +33,9 @@ def test_ground_range_matches_the_flat_road_geometry():
     pitched = ground_range(SHAPE, CAMERA, MOUNT)
     horizon = 240 - 500.0 * math.tan(0.05)  # nose down: the horizon moves up the image
     assert np.isfinite(pitched[int(horizon) + 1, 320]) and np.isnan(pitched[int(horizon) - 1, 320])
+    # 200 px right of the centre, 50 below: the road point (X = Z * 200 / 500, 1.5, Z), the ray's full length to it
+    z = 500.0 * 1.5 / 50.0
+    assert distance[row, 320 + 200] == pytest.approx(math.sqrt((z * 200.0 / 500.0) ** 2 + 1.5 ** 2 + z ** 2))
 
 
 @pytest.mark.parametrize("visibility", [50.0, 150.0, 400.0])
@@ -65,7 +68,10 @@ def test_metric_depth_is_the_true_z_on_the_road_and_nan_in_the_sky_and_without_h
     measured = np.isfinite(depth)
     np.testing.assert_allclose(depth[measured], true_z[measured], rtol=1e-3)
     assert np.isnan(depth[:200]).all()  # sky: t at the floor
-    assert np.isnan(depth[t >= 0.95]).all()  # the road nearest the camera: no haze signal
+    thin, _ = road_scene(KOSCHMIEDER / 400.0)  # the road nearest the camera shows no haze signal in thin fog
+    assert (thin >= 0.95).sum() > 1000
+    thin_depth = metric_depth(thin, KOSCHMIEDER / 400.0, ray_norms(SHAPE, CAMERA))
+    assert np.isnan(thin_depth[thin >= 0.95]).all() and np.isfinite(thin_depth[(thin < 0.9) & (thin > 0.1)]).all()
     assert np.isnan(depth[true_z > 150.0]).all()  # beyond the visibility
     assert np.isnan(metric_depth(t, math.nan, ray_norms(SHAPE, CAMERA))).all()
 
@@ -216,6 +222,29 @@ def test_pixels_that_show_only_fog_have_no_metric_depth_whatever_floor_the_metho
     assert np.isnan(depth[contrast < 0.02]).all() and np.isnan(depth[:200]).all()
     assert np.isfinite(metric_depth(floored, beta, ray_norms(SHAPE, CAMERA))[:200]).all()  # without the test
     assert np.isfinite(depth).sum() > 0.2 * depth.size
+
+
+def test_the_contrast_against_coloured_fog_over_real_depth_is_the_scene_s_own(middlebury_scene):
+    """Bluish fog (BGR airlight 0.95, 0.85, 0.7) over Middlebury's true depth under a band of sky (fog alone):
+    the contrast against the airlight is |J - A| t / A, the scene's own, and metric depth is left out exactly where
+    it falls below Koschmieder's 2 %, faint but real scene included. A grey airlight cannot tell a channel order
+    reversed."""
+    image, depth = middlebury_scene
+    airlight = np.array([0.95, 0.85, 0.7])
+    filled = np.where(np.isfinite(depth), depth, np.nanmax(depth))
+    filled[:60] = np.inf  # the sky
+    t = np.exp(-0.3 * filled)[:, :, None]
+    clear = image / 255.0
+    frame = np.clip((clear * t + airlight * (1.0 - t)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    true = (np.abs(clear - airlight) * t / airlight).max(axis=2)
+    contrast = fog_contrast(frame)
+    assert np.percentile(np.abs(contrast - true), 99) < 0.01 and np.percentile(true, 90) > 0.25
+    faint = (contrast >= 0.005) & (contrast < 0.02) & (true > 0.004)  # the scene, faint behind the fog
+    assert faint.sum() > 50
+    transmission = np.clip(t[:, :, 0], 0.2, 0.9).astype(np.float32)  # a method's t: the contrast alone decides
+    kept = np.isfinite(metric_depth(transmission, 0.5, np.ones_like(transmission), contrast))
+    np.testing.assert_array_equal(kept, contrast >= 0.02)
+    assert not kept[faint].any() and not kept[:60].any() and kept[true > 0.05].mean() > 0.99
 
 
 def test_fog_thinner_than_max_visibility_reads_as_no_fog():
