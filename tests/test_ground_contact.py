@@ -53,7 +53,9 @@ def test_an_object_standing_on_the_road_is_at_the_road_s_depth_under_its_box(pit
     pixel, = project(point, KITTI)
     if not (0 <= pixel[0] < SHAPE[1] and pixel[1] < SHAPE[0] * 0.98):
         pytest.skip("the contact is out of this camera's view")
-    assert ground_contact(box_standing_at(pixel), SHAPE, KITTI, mounting).z == pytest.approx(point[2], rel=1e-9)
+    contact = ground_contact(box_standing_at(pixel), SHAPE, KITTI, mounting)
+    assert contact.z == pytest.approx(point[2], rel=1e-9)
+    assert contact.distance == pytest.approx(float(np.linalg.norm(point)), rel=1e-9)  # along the ray, not z
 
 
 def test_a_contact_out_of_view_beyond_the_road_measured_or_above_the_horizon_gives_none() -> None:
