@@ -26,16 +26,19 @@ MOUNT = Mounting(1.5, 0.0)
 AIRLIGHT = 0.9
 
 
-def foggy_street(visibility: float, objects: list[tuple[str, float, float]]) -> tuple[np.ndarray, list[Detection]]:
-    """A 640x480 uint8 BGR frame under fog of `visibility` (m; inf: none) seen by CAMERA at MOUNT: the sky white
-    with fog, a mid-grey road, and for each (class, x m to the right, z m ahead) an object standing on the road, its
-    box's bottom quarter black (the shadow under a car), its body grey, each pixel attenuated at its own distance."""
+def foggy_street(visibility: float, objects: list[tuple[str, float, float]],
+                 airlight: tuple[float, float, float] = (AIRLIGHT,) * 3) -> tuple[np.ndarray, list[Detection]]:
+    """A 640x480 uint8 BGR frame under fog of `visibility` (m; inf: none) and `airlight` (BGR) seen by CAMERA at
+    MOUNT: the sky white with fog, a mid-grey road, and for each (class, x m to the right, z m ahead) an object
+    standing on the road, its box's bottom quarter black (the shadow under a car), its body grey, each pixel
+    attenuated at its own distance."""
     beta = KOSCHMIEDER / visibility
-    frame = np.full((480, 640), AIRLIGHT, np.float64)
     rows = np.arange(480, dtype=np.float64)[:, None] * np.ones((1, 640))
     below = rows > CAMERA.cy
     z_road = np.where(below, MOUNT.height * CAMERA.fy / np.maximum(rows - CAMERA.cy, 1e-9), np.inf)
-    frame[below] = 0.5 * np.exp(-beta * z_road[below]) + AIRLIGHT * (1 - np.exp(-beta * z_road[below]))
+    channels = [np.full((480, 640), light, np.float64) for light in airlight]
+    for channel, light in zip(channels, airlight):
+        channel[below] = 0.5 * np.exp(-beta * z_road[below]) + light * (1 - np.exp(-beta * z_road[below]))
     detections = []
     for name, x, z in objects:
         u, bottom = CAMERA.cx + CAMERA.fx * x / z, CAMERA.cy + CAMERA.fy * MOUNT.height / z
@@ -44,11 +47,11 @@ def foggy_street(visibility: float, objects: list[tuple[str, float, float]]) -> 
         r = z * math.hypot(1.0, (u - CAMERA.cx) / CAMERA.fx, (bottom - CAMERA.cy) / CAMERA.fy)
         t = math.exp(-beta * r)
         top, left, right, foot = (int(round(v)) for v in (box[1], box[0], box[2], box[3]))
-        frame[top:foot, left:right] = 0.35 * t + AIRLIGHT * (1 - t)
-        frame[foot - (foot - top) // 4:foot, left:right] = AIRLIGHT * (1 - t)  # black underside
+        for channel, light in zip(channels, airlight):
+            channel[top:foot, left:right] = 0.35 * t + light * (1 - t)
+            channel[foot - (foot - top) // 4:foot, left:right] = light * (1 - t)  # black underside
         detections.append(Detection(2 if name == "car" else 9, name, 0.8, box))
-    bgr = np.repeat(np.round(frame * 255.0).astype(np.uint8)[:, :, None], 3, axis=2)
-    return bgr, detections
+    return np.stack([np.round(channel * 255.0).astype(np.uint8) for channel in channels], axis=2), detections
 
 
 @pytest.mark.parametrize("visibility", [50.0, 150.0, 400.0])
@@ -61,6 +64,15 @@ def test_beta_is_read_from_the_black_under_each_object_at_its_distance_on_the_ro
     measured = measure_objects_beta(frame, detections, CAMERA, MOUNT)
     assert measured.source == "objects" and measured.pixels == 3
     assert KOSCHMIEDER / measured.beta == pytest.approx(visibility, rel=0.12)
+
+
+def test_a_tinted_fog_reads_its_density_from_the_black_in_its_least_channel() -> None:
+    """Bluish fog (BGR airlight 0.95, 0.85, 0.7): the black underside's least channel is the least airlight times
+    1 - t, so against the airlight's least channel it gives t; against its mean, 0.83, the fog reads thinner."""
+    frame, detections = foggy_street(100.0, [("car", -2.0, 9.0), ("car", 1.5, 16.0), ("person", 3.0, 12.0)],
+                                     airlight=(0.95, 0.85, 0.7))
+    betas = object_betas(frame, detections, CAMERA, MOUNT)
+    assert len(betas) == 3 and betas == pytest.approx([KOSCHMIEDER / 100.0] * 3, rel=0.03)
 
 
 def test_objects_not_on_the_road_in_view_or_not_road_users_are_left_out_with_the_reason() -> None:
