@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every generated table of docs/RESULTS.md, from scratch: runs `dgdehaze eval` for every measure on every set in
 # ../shared/data, keeps each run's JSON and provenance in docs/results/, then renders the doc's tables from them
-# (the three tables the doc says are copied by hand come from other commands' JSON, not from this script).
+# (the four tables the doc says are copied by hand come from other commands' JSON, not from this script).
 #
-#   make results                        # the shipped lite weights against the ablation in runs/lite_no_depth
+#   make results                        # the shipped lite weights against the shipped ablation (NO_DEPTH)
 #   LITE=runs/lite/last.pt make results # another checkpoint in the `lite` rows
 #   EVAL_ARGS="--limit 2" RESULTS=/tmp/r DOC=/tmp/RESULTS.md tools/make_results.sh   # a quick trial elsewhere
 #   ONLY=kitti-tiny,middlebury2003 make results   # re-record those steps only (each keeps its own provenance;
