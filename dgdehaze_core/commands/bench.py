@@ -48,7 +48,8 @@ LOG = logging.getLogger(__name__)
 
 NETWORK_TARGETS = ("lite", "base", "paper")
 DEFAULT_NETWORKS = ("lite", "base")
-"""The paper's 45 M-parameter network is measured only when asked for (about a second per VGA frame on a CPU)."""
+"""The paper's 45 M-parameter network is measured only when asked for: a GPU's network, seconds a frame on a CPU
+(docs/BENCHMARKS.md, "The paper's released network")."""
 TARGETS = ("dcp", *NETWORK_TARGETS, "model", "detector", "chain", "fog", "outputs", "node", "train")
 DEFAULT_TARGETS = ("dcp", *DEFAULT_NETWORKS, "detector", "chain")
 MAX_TRAIN_BATCH = 512

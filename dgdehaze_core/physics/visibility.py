@@ -50,9 +50,9 @@ OUTLIER_MADS = 3.0
 """A road pixel whose beta lies more than this many (normal-scaled) median absolute deviations from the median is
 left out: cars, people and road markings that do not lie on the flat ground or fit the haze."""
 DEFAULT_MAX_VISIBILITY = 200.0
-"""Thinnest fog measured by default (m): the shipped methods read a clear KITTI road (kitti-seq, 78 frames, where it
-was chosen) as fog of 220 to 510 m (dcp) and 230 to 340 m (lite), so a longer visibility cannot be told from a
-clear day. Another drive's clear road reads nearer (kitti-tiny: lite 160-190 m on 6 of 7 frames), there as fog."""
+"""Thinnest fog measured by default (m): the shipped methods read a clear road's grey asphalt as fog of about this
+visibility or more, so a longer visibility cannot be told from a clear day (docs/ROS.md, "Fog", gives the drives it
+was chosen on and what they read)."""
 MAX_ROLL = 0.3
 """Most roll (rad) of a camera about its optical axis that the flat-road geometry, which assumes none, tolerates:
 on a synthetic road the visibility reads 1 % low at 0.2 rad, 5 % at 0.4, 45 % at pi/2, and a camera mounted

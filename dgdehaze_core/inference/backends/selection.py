@@ -178,7 +178,7 @@ def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.Pa
                 outputs: tuple[str, ...] = OUTPUT_NAMES, weights: Mapping[str, Any] | None = None) -> Path:
     """The model exported to ONNX (dynamic batch, height and width) with `outputs`, from the cache when these
     exact weights were exported before by this torch version and this package's network and export code
-    (`export_code_digest`); an export takes half a minute on a 2-core CPU.
+    (`export_code_digest`).
     `weights`: the record of the checkpoint the model was read from (`models.load_model_and_record`), recorded in
     the export as `dgdehaze export` does and so in an engine built from it; an export of it is cached apart from
     one of the same weights without it (a model trained in memory)."""

@@ -5,14 +5,14 @@ blocks of 8 or 16 and carries the blocked layout on through the ops that follow.
 are one-channel convolutions followed by a 4x bilinear upsample to full resolution and a sigmoid / softplus; in the
 blocked layout those full-resolution ops run on 16 channels, 15 of them padding, and a reorder follows. A no-op
 `Reshape` (shape [0, 0, 0, 0]: every dimension kept) between such a head and its `Resize` ends the blocked layout
-at the head's small output, so the full-resolution work runs on one channel. On lite at 640x480 this took 14% off
-ONNX Runtime's time with outputs equal to 1e-7 (docs/BENCHMARKS.md); other runtimes see a reshape that does nothing.
+at the head's small output, so the full-resolution work runs on one channel, with outputs equal to 1e-7 (what it
+saves: docs/BENCHMARKS.md); other runtimes see a reshape that does nothing.
 
 The depth head's softplus is exported as torch computes it, `Where(x > 20, x, Softplus(x))`, at full resolution;
 ONNX Runtime's CPU Softplus is a scalar loop, and the threshold costs two more full-resolution passes. It becomes
 max(x, 0) - log(sigmoid(|x|)), the same function (-log sigmoid(|x|) = log(1 + exp(-|x|))) in a form that cannot
 overflow for any x, so the threshold goes, of ops that ONNX Runtime vectorises and without a constant, so that it
-holds in fp16 graphs too: about a third of the time, equal to 1e-6.
+holds in fp16 graphs too, equal to 1e-6.
 
 The MLPs' exact GELU is exported as x * (0.5 * (1 + erf(x / sqrt 2))). ONNX Runtime fuses an erf GELU into one
 kernel only when the products come as (x * (1 + erf(...))) * 0.5 or (x * 0.5) * (1 + erf(...)); the export's order
