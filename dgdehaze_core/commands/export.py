@@ -2,7 +2,7 @@
 
     dgdehaze export --config lite --format onnx                      # dynamic batch/height/width
     dgdehaze export --config lite --format onnx --height 480 --width 640
-    dgdehaze export --config lite --format onnx --physics-only       # for output auto/physics: a third faster
+    dgdehaze export --config lite --format onnx --physics-only       # for output auto/physics: no decoder image
     dgdehaze export --config lite --format engine --fp16 --height 480 --width 640
     dgdehaze export --config lite --format engine --int8 --calib ../shared/data/clear/nuscenes
     dgdehaze export --detector yolov8n.pt --format engine --imgsz 640 --fp16
@@ -68,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep batch, height and width free even when --height/--width are given")
     parser.add_argument("--physics-only", action="store_true",
                         help="leave out the decoder's image (output 'clear'): what the node's default output (auto "
-                             "= physics inversion) needs, and a third faster at 640x480; output decoder then refuses "
-                             "the file")
+                             "= physics inversion) needs, and faster (docs/BENCHMARKS.md); output decoder then refuses the "
+                             "file")
     parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=None,
                         help="--detector's input size (a multiple of 32 in [32, 4096]; default 640)")
     parser.add_argument("--out", type=path_argument, help="output file (default: exports/<name>.<format>)")
