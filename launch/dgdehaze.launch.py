@@ -108,8 +108,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
         DeclareLaunchArgument("fastdds_large_images", default_value="auto",
                               description="auto: the node runs with config/fastdds_large_images.xml unless the "
-                                          "environment configures Fast DDS or another middleware; off: the "
-                                          "middleware's defaults"),
+                                          "environment configures Fast DDS or another middleware, or /dev/shm "
+                                          "has too little room free for it; off: the middleware's defaults"),
         DeclareLaunchArgument("use_sim_time", default_value="",
                               description="true: follow /clock (ros2 bag play --clock) for stamps and latency "
                                           "(empty: from params_file, else false)"),
