@@ -11,9 +11,9 @@ import torch
 
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.backends.torch_backend import TorchBackend
-from dgdehaze_core.inference.pipeline import (NetworkPipeline, load_pipeline, network_batch, pad_to_stride,
-                                              pipeline_from_model, refine_transmission, resolve_working_size,
-                                              within_max_size)
+from dgdehaze_core.inference.pipeline import (PADDING_BUDGET, NetworkPipeline, load_pipeline, network_batch,
+                                              pad_to_stride, pipeline_from_model, refine_transmission,
+                                              resolve_working_size, within_max_size, within_padding_budget)
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
@@ -138,6 +138,26 @@ def test_a_frame_larger_than_the_runtimes_largest_input_runs_shrunk_to_fit_and_c
     check_result(pipeline(hazy_frame[:150, :200]), 150, 200)
     assert runtime.shapes[-1] == (1, 3, 160, 224), "a frame that fits, padded as always"
     assert within_max_size((200, 150), (160, 224), 32) == (200, 150) and within_max_size((5, 3), None, 32) == (5, 3)
+
+
+def test_a_frame_one_pixel_high_runs_the_network_at_a_few_times_its_pixels_not_a_full_stride_of_rows(
+        lite_model, hazy_frame: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+    """A frame a few pixels high is padded to a full stride (32) of rows: a 1x600000 message (0.6 MB as mono8) ran
+    lite at 32x600000 in the node, 4 s and 2 GB more, and one of 8K's pixel count would have needed over 100 GB. Its
+    long side now shrinks so that the padded input holds at most PADDING_BUDGET times its pixels, said once; the
+    outputs come back at the frame's size, and a camera's frame runs as always."""
+    runtime = _Profiled(TorchBackend(lite_model), (10**6, 10**6))
+    pipeline = NetworkPipeline(runtime, "lite")
+    strip = np.ascontiguousarray(np.tile(hazy_frame[240:241], (1, 30, 1)))  # one row, 19230 pixels
+    for _ in range(2):
+        check_result(pipeline(strip), 1, 19230)
+    _, _, padded_h, padded_w = runtime.shapes[-1]
+    assert padded_h * padded_w <= PADDING_BUDGET * 19230, f"ran at {padded_w}x{padded_h}"
+    assert caplog.text.count("19230x1 frames run at 2400x1") == 1
+    check_result(pipeline(hazy_frame), 479, 641)
+    assert runtime.shapes[-1] == (1, 3, 480, 672), "a camera's frame, padded as always"
+    assert within_padding_budget((641, 479), 32) == (641, 479) and within_padding_budget((1, 1), 32) == (1, 1)
+    assert within_padding_budget((3, 7000), 32) == (3, 2624), "a column: its height shrinks"
 
 
 def test_process_batch_equals_frame_by_frame(lite_model, shared_data: Path) -> None:

@@ -6,7 +6,8 @@ bag evaluation all call it, so they run the same code.
 
 The network pipeline runs the network at a working resolution: the input's own size by default, or
 `working_size=(w, h)` (one of the two 0: that side follows the input's aspect ratio), padded by reflection to a
-multiple of the network's stride and cropped back; a fixed-size export or engine runs at its own size, whatever the
+multiple of the network's stride and cropped back (a frame a few pixels high or wide at a size whose padding holds
+at most `PADDING_BUDGET` times its pixels); a fixed-size export or engine runs at its own size, whatever the
 input's. Its image
 output is chosen by `output`:
 - "decoder": the network's decoder image (resized to the input's size when the working size differs);
@@ -173,6 +174,27 @@ def within_max_size(work: tuple[int, int], max_size: tuple[int, int] | None, str
     return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
+PADDING_BUDGET = 4
+"""The most pixels the network's input, padded to its stride, may hold per pixel of the working size (of one stride
+square, for a smaller one): `within_padding_budget`."""
+
+
+def within_padding_budget(work: tuple[int, int], stride: int) -> tuple[int, int]:
+    """The (w, h) `work` runs at so that, padded to `stride`, it holds at most PADDING_BUDGET times its own pixels
+    (or one stride square's) and at most MAX_PIXELS: as it is where it does (any camera's frame), else its long side
+    shrunk to fit. A frame a few pixels high (a line camera, a corrupt message) is padded to a full stride: 1x600000
+    (0.6 MB as mono8) ran lite at 32x600000, 4 s and 2 GB more on the 2-core development machine, and one of 8K's
+    pixel count would have taken over 100 GB."""
+    width, height = work
+    padded_w, padded_h = round_up_to_stride(width, stride), round_up_to_stride(height, stride)
+    budget = min(MAX_PIXELS, PADDING_BUDGET * max(width * height, stride * stride))
+    if padded_w * padded_h <= budget:
+        return work
+    if width >= height:
+        return max(stride, budget // padded_h // stride * stride), height
+    return width, max(stride, budget // padded_w // stride * stride)
+
+
 def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarray:
     """The network's transmission (any resolution) filtered by a guided filter on `frame`'s gray image, at the
     frame's size: edges follow the image, and the network's pixel-scale noise, which a detector reads as texture,
@@ -258,7 +280,7 @@ class NetworkPipeline:
         self._dark_channel = None if self.scattering else DarkChannelDehazer()
         self._inverter = FrameInverter(max_detail_gain, BASE_RADIUS, BASE_EPS, inversion_workers)
         self._shrunk: set[tuple[int, int]] = set()
-        """Frame sizes already said to be too large for the runtime (said once each)."""
+        """Frame sizes already said to run shrunk: too large for the runtime, or too thin (said once each)."""
         self._said_non_finite = False
         """Whether the network's NaN or infinite scattering has been said (once)."""
         self._said_non_finite_image = False
@@ -299,13 +321,19 @@ class NetworkPipeline:
     def _run_same_size(self, frames: list[np.ndarray]) -> list[DehazeResult]:
         height, width = frames[0].shape[:2]
         wanted = resolve_working_size(self.working_size, width, height)
-        work_w, work_h = within_max_size(wanted, self.runtime.max_size, self.stride)
-        if (work_w, work_h) != wanted and (width, height) not in self._shrunk:
+        fitted = within_max_size(wanted, self.runtime.max_size, self.stride)
+        work_w, work_h = within_padding_budget(fitted, self.stride)
+        if fitted != wanted and (width, height) not in self._shrunk:
             self._shrunk.add((width, height))
             LOG.warning("%dx%d frames run at %dx%d, the most this %s network takes (its engine's profile: at most "
                         "%dx%d), and the outputs are restored at the frame's size: a working size of the camera's "
-                        "builds the engine for it", width, height, work_w, work_h, self.backend,
+                        "builds the engine for it", width, height, *fitted, self.backend,
                         self.runtime.max_size[1], self.runtime.max_size[0])
+        if (work_w, work_h) != fitted and (width, height) not in self._shrunk:
+            self._shrunk.add((width, height))
+            LOG.warning("%dx%d frames run at %dx%d: padded to the network's stride of %d, %dx%d would hold over %d "
+                        "times its pixels; the outputs are restored at the frame's size", width, height, work_w,
+                        work_h, self.stride, *fitted, PADDING_BUDGET)
         resized = (work_w, work_h) != (width, height)
         outputs = self.runtime.run(network_batch(frames, (work_w, work_h), self.stride))
         mode = ("physics" if self.scattering else "decoder") if self.output == "auto" else self.output
