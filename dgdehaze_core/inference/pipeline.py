@@ -182,9 +182,8 @@ square, for a smaller one): `within_padding_budget`."""
 def within_padding_budget(work: tuple[int, int], stride: int) -> tuple[int, int]:
     """The (w, h) `work` runs at so that, padded to `stride`, it holds at most PADDING_BUDGET times its own pixels
     (or one stride square's) and at most MAX_PIXELS: as it is where it does (any camera's frame), else its long side
-    shrunk to fit. A frame a few pixels high (a line camera, a corrupt message) is padded to a full stride: 1x600000
-    (0.6 MB as mono8) ran lite at 32x600000, 4 s and 2 GB more on the 2-core development machine, and one of 8K's
-    pixel count would have taken over 100 GB."""
+    shrunk to fit. Without it a frame a few pixels high (a line camera, a corrupt message) would run padded to a full
+    stride of rows, 32 times its pixels for lite: memory beyond any machine's for one of 8K's pixel count."""
     width, height = work
     padded_w, padded_h = round_up_to_stride(width, stride), round_up_to_stride(height, stride)
     budget = min(MAX_PIXELS, PADDING_BUDGET * max(width * height, stride * stride))
