@@ -68,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep batch, height and width free even when --height/--width are given")
     parser.add_argument("--physics-only", action="store_true",
                         help="leave out the decoder's image (output 'clear'): what the node's default output (auto "
-                             "= physics inversion) needs, and faster (docs/BENCHMARKS.md); output decoder then refuses the "
-                             "file")
+                             "= physics inversion) needs, and faster (docs/BENCHMARKS.md); output decoder then "
+                             "refuses the file")
     parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=None,
                         help="--detector's input size (a multiple of 32 in [32, 4096]; default 640)")
     parser.add_argument("--out", type=path_argument, help="output file (default: exports/<name>.<format>)")
