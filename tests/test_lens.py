@@ -188,16 +188,23 @@ def test_the_visibility_measured_on_a_raw_image_of_a_foggy_road_is_the_fog_s(cal
     assert abs(readings[False].visibility / 60.0 - 1) > 2e-3, "the straight rays read another visibility"
 
 
-def test_rational_polynomial_and_equidistant_lenses_are_undone_too(shared_data: Path, calibration: dict) -> None:
-    """rational_polynomial (8 coefficients, OpenCV's pinhole model) and equidistant (OpenCV's fisheye model)."""
+@pytest.mark.parametrize("monocular", [True, False], ids=["monocular", "kitti-rectified"])
+def test_rational_polynomial_and_equidistant_lenses_are_undone_too(shared_data: Path, calibration: dict,
+                                                                  monocular: bool) -> None:
+    """rational_polynomial (8 coefficients, OpenCV's pinhole model) and equidistant (OpenCV's fisheye model), each
+    with R the identity and KITTI's R_rect_02 (a stereo camera's, which the fisheye's rays are turned by as well).
+    A monocular camera_info whose R is left zero is taken as the identity."""
     points = lidar_points(shared_data, calibration)[::50]
     for model, d in (("rational_polynomial", np.r_[calibration["D_02"], 0.01, -0.002, 0.0]),
                      ("equidistant", np.array([-0.05, 0.01, -0.002, 0.0005]))):
-        info = raw_camera_info(calibration, monocular=True, model=model, d=d)
+        info = raw_camera_info(calibration, monocular=monocular, model=model, d=d)
         pixels = project_raw(points, info)
         errors = position_errors(info, points, pixels, RAW, raw=True)
         assert errors.max() < 1e-5, f"{model}: {errors.max():.2e}"
         assert not distortion_note(info, "/camera/image_raw", False)
+        if monocular:
+            unset = SimpleNamespace(**{**vars(info), "r": np.zeros(9)})
+            assert position_errors(unset, points, pixels, RAW, raw=True).max() < 1e-5, f"{model}, R unset"
 
 
 def test_a_distortion_that_cannot_be_undone_leaves_straight_rays_and_says_why(calibration: dict) -> None:
