@@ -713,6 +713,22 @@ def test_an_output_folder_that_would_lose_data_is_refused_before_any_work(tmp_pa
     assert main(["bag-eval", str(bag), "--out", str(tmp_path / "eval"), *common]) == 0, "an earlier output is replaced"
 
 
+def test_an_output_folder_holding_the_current_folder_is_refused_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`--out .` from inside an earlier output was evaluated whole, then failed renaming the current folder ("Device
+    or resource busy") and left a hidden folder in it, which the next run refused as a file of the user's."""
+    bag = tmp_path / "drive"
+    write_camera_bag(bag, "mcap", demo_frames(1))
+    common = ["--method", "dcp", "--no-detection", "--no-progress"]
+    assert main(["bag-eval", str(bag), "--out", str(tmp_path / "eval"), *common]) == 0
+    before = sorted(p.name for p in (tmp_path / "eval").rglob("*"))
+    for inside, out in (("eval", "."), ("eval/figures", "..")):
+        monkeypatch.chdir(tmp_path / inside)
+        assert main(["bag-eval", str(bag), "--out", out, *common]) == 2, out
+        assert f"output folder {out} holds the current folder" in capsys.readouterr().err, out
+    assert sorted(p.name for p in (tmp_path / "eval").rglob("*")) == before
+
+
 def test_an_output_folder_naming_the_input_is_refused_before_the_detector_loads(tmp_path: Path,
                                                                                capsys: pytest.CaptureFixture) -> None:
     """README: --out naming an input is refused before any work; the detector (whose float rebuild a first run

@@ -290,9 +290,10 @@ def check_rate(rate: float | None, name: str = "the rate") -> None:
 def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str = "summary.json",
                         entries: Collection[str] | None = EVALUATION_ENTRIES) -> None:
     """ValueError unless `out_dir` can be replaced by an evaluation's output without losing anything: not a file,
-    not an input bag, not inside one and not holding one, and, when it exists and is not empty, an earlier output
-    (it holds `marker`) that holds nothing but `entries` (None: an output that keeps what else it holds, a
-    fleet's). OSError where its disk is already short of room (`disk_room`)."""
+    not a link to nothing, not an input bag, not inside one and not holding one, not holding the current folder
+    (but a fleet's, which is not replaced whole), and, when it exists and is not empty, an earlier output (it holds
+    `marker`) that holds nothing but `entries` (None: an output that keeps what else it holds, a fleet's). OSError
+    where its disk is already short of room (`disk_room`)."""
     out = out_dir.resolve()
     for bag in map(Path, inputs):
         bag = bag.resolve()
@@ -302,6 +303,9 @@ def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str
         raise ValueError(f"output folder {out_dir} is a file")
     if out_dir.is_symlink() and not out.exists():  # the finished output would not rename over it
         raise ValueError(f"output folder {out_dir} is a link to {out}, which does not exist: give a folder")
+    if entries is not None and Path.cwd().resolve().is_relative_to(out):  # replaced whole, the current folder too
+        raise ValueError(f"output folder {out_dir} holds the current folder, which replacing it would delete: run "
+                         "from outside it, or give another folder")
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise ValueError(f"output folder {out_dir} holds files that are not an earlier evaluation's (no {marker}); "
                          "give a new folder")
