@@ -173,6 +173,28 @@ def test_atomic_writes_leave_the_old_file_on_failure(tmp_path: Path):
     assert read_image(tmp_path / "frame.png").shape == (3, 3, 3)
 
 
+def test_a_folder_write_stopped_between_its_two_renames_puts_the_old_folder_back(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C or SIGTERM raised just after the old folder was set aside, before the new one took its place: the new
+    one was removed, and the old one stayed hidden in the set-aside folder with no lock to find it by, for good."""
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "summary.json").write_text("earlier")
+    real_replace = os.replace
+
+    def interrupted(source, destination):
+        if str(source).endswith(".part"):  # where the interrupt of the rename before it is raised
+            raise KeyboardInterrupt
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "summary.json").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (target / "summary.json").read_text() == "earlier"
+
+
 def test_a_json_target_may_replace_figures_or_an_empty_file_and_nothing_else(tmp_path: Path):
     """`mktemp --suffix .json`'s empty file was refused as holding no JSON, while a set's COCO labels or a run
     record, JSON but no figures, were taken for an earlier run's figures and replaced."""

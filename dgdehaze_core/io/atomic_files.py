@@ -243,6 +243,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     fcntl.flock(fd, fcntl.LOCK_EX)
     stem = lock_name[:-len(".lock")]
     tmp = Path(stem + ".part" + (suffix if suffix is not None else target.suffix)[:20])
+    aside = Path(stem + ".old")
     try:
         yield tmp
         if not tmp.exists():
@@ -254,7 +255,6 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
             if tmp.is_dir() and not tmp.is_symlink():
                 _fsync_tree(tmp)
             if target.is_dir():  # set the old folder aside, put the new one in its place, then drop the old one
-                aside = Path(stem + ".old")
                 aside.mkdir()
                 os.replace(target, aside / target.name)
                 os.replace(tmp, target)
@@ -263,6 +263,9 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
                 os.replace(tmp, target)
         _fsync(target.parent)  # the rename itself
     finally:
+        if os.path.lexists(aside / target.name) and not os.path.lexists(target):
+            os.replace(aside / target.name, target)  # stopped between the two renames (Ctrl-C): the old one back
+        shutil.rmtree(aside, ignore_errors=True)
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.lexists(tmp):
