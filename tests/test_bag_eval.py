@@ -5,6 +5,7 @@ import hashlib
 import html
 import json
 import math
+import os
 import resource
 import shutil
 import signal
@@ -727,6 +728,25 @@ def test_an_output_folder_holding_the_current_folder_is_refused_before_any_work(
         assert main(["bag-eval", str(bag), "--out", out, *common]) == 2, out
         assert f"output folder {out} holds the current folder" in capsys.readouterr().err, out
     assert sorted(p.name for p in (tmp_path / "eval").rglob("*")) == before
+
+
+def test_a_bag_whose_name_is_no_utf8_is_reported_alone_and_in_a_fleet(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """A recording copied with a Latin-1 name (an old camera's, held with surrogates): the evaluation ran, then failed
+    writing report.html (exit 2, nothing written); printing its title failed on a strict UTF-8 stdout, and a fleet
+    failed linking it in index.html."""
+    name = os.fsdecode(b"caf\xe9")
+    write_camera_bag(tmp_path / "drive", "mcap", demo_frames(1))
+    shutil.copytree(tmp_path / "drive", tmp_path / name)
+    common = ["--method", "dcp", "--no-detection", "--no-progress"]
+    assert main(["bag-eval", str(tmp_path / name), "--out", str(tmp_path / "eval"), *common]) == 0
+    assert "caf\\udce9 (offline, dcp, 1 frames)" in capsys.readouterr().out
+    assert "caf\\udce9</h1>" in (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
+    fleet = tmp_path / "fleet"
+    assert main(["bag-eval", str(tmp_path / name), str(tmp_path / "drive"), "--out", str(fleet), "--workers", "1",
+                 *common]) == 0
+    assert 'href="caf%E9/report.html"' in (fleet / "index.html").read_text(encoding="utf-8")
+    assert (fleet / name / "report.html").is_file()
 
 
 def test_an_output_folder_naming_the_input_is_refused_before_the_detector_loads(tmp_path: Path,

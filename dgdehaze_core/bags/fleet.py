@@ -39,7 +39,7 @@ from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, EVALUATION_ENT
                                            evaluate_bag)
 from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text, remove_leftovers
+from dgdehaze_core.io.atomic_files import atomic_write_bytes, remove_leftovers
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.tables import write_json
 from dgdehaze_core.physics.visibility import Mounting
@@ -347,7 +347,7 @@ def _write_summary(out_dir: Path, jobs: Sequence[BagJob], outcomes: list[BagOutc
                "bags_per_minute": 60.0 * len(outcomes) / wall if wall > 0 else math.nan,
                "all": fleet_figures(outcomes), "per_bag": [asdict(o) for o in outcomes]}
     write_json(out_dir / "fleet.json", summary)
-    atomic_write_text(out_dir / "index.html", fleet_html(summary, out_dir))
+    atomic_write_bytes(out_dir / "index.html", fleet_html(summary, out_dir).encode("utf-8", "backslashreplace"))
     return summary
 
 
@@ -392,7 +392,7 @@ def fleet_html(summary: dict[str, Any], out_dir: Path) -> str:
         outcome = next((o for o in summary["per_bag"] if Path(o["out_dir"]).name == name), None)
         label = html.escape(name)
         if outcome is not None and outcome["ok"]:
-            label = f'<a href="{html.escape(quote(name))}/report.html">{label}</a>'
+            label = f'<a href="{html.escape(quote(name, errors="surrogateescape"))}/report.html">{label}</a>'
         note = html.escape(outcome["error"] or outcome["stopped"]) if outcome is not None else ""
         rows.append("<tr><td>" + label + "</td>" + "".join(f"<td>{cell(row[k])}</td>" for k in ("status", *FIGURES))
                     + f"<td>{note}</td></tr>")

@@ -259,5 +259,5 @@ def write_report(evaluation: BagEvaluation, out_dir: Path) -> Path:
                      "".join(f"<li>{html.escape(s)}</li>" for s in evaluation.skipped) + "</ul>")
     parts.append(f"<h2>Table (text)</h2><pre>{html.escape(format_table(evaluation.table()))}</pre></body></html>")
     report = out_dir / "report.html"
-    report.write_text("\n".join(parts), encoding="utf-8")
+    report.write_text("\n".join(parts), encoding="utf-8", errors="backslashreplace")
     return report

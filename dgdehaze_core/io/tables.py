@@ -77,7 +77,10 @@ def write_json(path: str | Path, table: Table) -> Path:
 def emit(table: Table, title: str = "", json_path: str | Path | None = None) -> str:
     """Print the table to stdout (the CLI's output, not a log) and write it to `json_path` if given."""
     text = format_table(table, title)
-    print(text)
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a name that is no UTF-8 (a Latin-1 file name, held with surrogates), strict stdout
+        print(text.encode("utf-8", "backslashreplace").decode("utf-8"))
     if json_path is not None:
         write_json(json_path, table)
     return text
