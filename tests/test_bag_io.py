@@ -366,6 +366,22 @@ def test_a_bag_copied_without_its_data_file_says_so_not_how_to_repair_a_recordin
     assert "reindex" not in error and "recover" not in error and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_data_file_the_metadata_does_not_list_is_not_left_out_unsaid(tmp_path: Path, storage: str,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """A recording's last split file that its metadata.yaml does not name (cut off before it did): rosbags reads only
+    the files listed, and its frames were left out of the figures without a word."""
+    bag = tmp_path / "drive"
+    write_camera_bag(bag, storage, demo_frames(2))
+    data = next(path for path in bag.iterdir() if path.name != "metadata.yaml")
+    shutil.copy(data, bag / f"drive_1{data.suffix}")
+    assert main(["bag-eval", str(bag), "--method", "dcp", "--no-detection", "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert f"bag {bag} holds data files its metadata.yaml does not list: drive_1{data.suffix}" in error, error
+    assert f"`ros2 bag reindex {bag}` writes it anew" in error and not (tmp_path / "out").exists()
+
+
 def test_vision_msgs_definitions_match_the_package_built_for_ros() -> None:
     """The typestore's vision_msgs must be field for field the messages the node publishes."""
     msg_dir = REPO_DIR / "tools" / "vision_msgs" / "msg"

@@ -185,12 +185,25 @@ def _bag_information(folder: Path) -> dict[str, Any]:
     return information if isinstance(information, dict) else {}
 
 
-def _missing_data_files(folder: Path, information: dict[str, Any]) -> list[str]:
-    """The data files that a rosbag2 folder's metadata.yaml (`information`, `_bag_information`) lists and the folder
-    lacks (found by name in it, as rosbags finds them); none where the metadata does not say."""
+def _listed_data_files(information: dict[str, Any]) -> list[str] | None:
+    """The names of the data files a rosbag2 folder's metadata.yaml (`information`, `_bag_information`) lists, as
+    rosbags finds them in the folder; None where the metadata does not say."""
     listed = information.get("relative_file_paths")
-    names = [PurePath(name).name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
-    return [name for name in names if not (folder / name).exists()]
+    return [PurePath(name).name for name in listed if isinstance(name, str)] if isinstance(listed, list) else None
+
+
+def _missing_data_files(folder: Path, information: dict[str, Any]) -> list[str]:
+    """The data files that a rosbag2 folder's metadata.yaml lists and the folder lacks."""
+    return [name for name in _listed_data_files(information) or [] if not (folder / name).exists()]
+
+
+def _unlisted_data_files(folder: Path, information: dict[str, Any]) -> list[str]:
+    """The data files of a rosbag2 folder that its metadata.yaml does not list, which rosbags does not read (a
+    recording's last split file, cut off before the metadata named it)."""
+    listed = _listed_data_files(information)
+    if listed is None:
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(DATA_FILES) and p.name not in listed)
 
 
 def check_time_window(start_s: float, duration_s: float | None) -> None:
@@ -235,6 +248,11 @@ class BagSource:
             raise BagError(f"bag {self.path} lacks the data file{'' if one else 's'} its metadata.yaml lists: "
                            f"{', '.join(missing)} (copied without {'it' if one else 'them'}?); no repair recreates "
                            f"{'it' if one else 'them'}: copy {'it' if one else 'them'} in from the recording")
+        if unlisted := _unlisted_data_files(self.path, information):  # their messages would be left out unsaid
+            raise BagError(f"bag {self.path} holds data files its metadata.yaml does not list: "
+                           f"{', '.join(unlisted[:3])}{' ...' if len(unlisted) > 3 else ''} (a recording cut off "
+                           f"before its metadata named them?): `ros2 bag reindex {self.path}` writes it anew, or move "
+                           "them out (docs/BAGS.md)")
         if not isinstance(information.get("files", []), list):  # rosbags opens it, then fails closing it
             raise BagError(f"bag {self.path} has a damaged metadata.yaml: its `files` is no list of the data files "
                            f"(`ros2 bag reindex {self.path}` writes it anew: docs/BAGS.md)")
