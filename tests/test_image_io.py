@@ -195,6 +195,27 @@ def test_a_folder_write_stopped_between_its_two_renames_puts_the_old_folder_back
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and (target / "summary.json").read_text() == "earlier"
 
 
+def test_an_atomic_write_to_a_link_replaces_what_it_points_at_and_keeps_the_link(tmp_path: Path):
+    """`bag-eval --out LINK` with LINK pointing at an earlier output on another disk: the link itself was set aside
+    and replaced by a new folder beside it, so the target kept the old output and the up-front checks had looked at
+    the target's disk, not the one written. A file behind a link (a checkpoint's) was replaced the same way."""
+    (tmp_path / "disk").mkdir()
+    real, link = tmp_path / "disk" / "out", tmp_path / "out"
+    real.mkdir()
+    (real / "summary.json").write_text("earlier")
+    link.symlink_to(real)
+    with atomic_path(link) as tmp:
+        tmp.mkdir()
+        (tmp / "summary.json").write_text("new")
+    assert link.is_symlink() and (real / "summary.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "out"]
+    assert [p.name for p in real.parent.iterdir()] == ["out"]
+    (tmp_path / "disk" / "last.pt").write_text("earlier")
+    (tmp_path / "last.pt").symlink_to(tmp_path / "disk" / "last.pt")
+    atomic_write_text(tmp_path / "last.pt", "new")
+    assert (tmp_path / "last.pt").is_symlink() and (tmp_path / "disk" / "last.pt").read_text() == "new"
+
+
 def test_a_json_target_may_replace_figures_or_an_empty_file_and_nothing_else(tmp_path: Path):
     """`mktemp --suffix .json`'s empty file was refused as holding no JSON, while a set's COCO labels or a run
     record, JSON but no figures, were taken for an earlier run's figures and replaced."""

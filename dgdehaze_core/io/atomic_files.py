@@ -234,9 +234,11 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     """Yield a temporary path beside `target`; on success rename it over `target`, on error remove it.
 
     The temporary path ends with the target's suffix (or `suffix`) so that writers which pick a format by
-    extension (OpenCV, torch) behave the same. Works for files and for directories.
+    extension (OpenCV, torch) behave the same. Works for files and for directories. A `target` that is a symbolic
+    link is followed: what it points at is replaced and the link kept (renamed over, the link itself would be
+    replaced beside the old output, which its target kept).
     """
-    target = Path(target)
+    target = Path(os.path.realpath(target)) if os.path.islink(target) else Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
     fd, lock_name = tempfile.mkstemp(prefix=_prefix(target), suffix=".lock", dir=target.parent)
