@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -344,6 +345,19 @@ def test_missing_topic_and_empty_bag(tmp_path: Path, frames: list[np.ndarray]) -
     with pytest.raises(BagError, match=r"bag .*drive has no metadata.yaml, as a recording cut off before it closed "
                                        r"has none \(its files: drive.mcap\): `ros2 bag reindex .*drive` writes it"):
         BagSource(bag)
+
+
+def test_an_empty_bag_file_or_a_pipe_is_refused_as_what_it_is(tmp_path: Path) -> None:
+    """An empty .bag or .mcap (a recorder that never wrote) was told to run a repair tool, which adds nothing; a
+    named pipe given as a bag waited for a writer for good."""
+    for name in ("drive.bag", "drive.mcap"):
+        (tmp_path / name).touch()
+        with pytest.raises(BagError, match=rf"{name} is empty \(0 bytes\): nothing was recorded") as error:
+            BagSource(tmp_path / name)
+        assert "reindex" not in str(error.value) and "recover" not in str(error.value)
+    os.mkfifo(tmp_path / "pipe.mcap")
+    with pytest.raises(BagError, match="pipe.mcap is not a bag: neither a file nor a folder"):
+        BagSource(tmp_path / "pipe.mcap")
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

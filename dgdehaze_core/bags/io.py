@@ -235,6 +235,10 @@ class BagSource:
         self.samples = NarrowSamples(remedy, f"frames of bag {self.path}")
         if not self.path.exists():
             raise FileNotFoundError(f"no such bag: {self.path}")
+        if not self.path.is_dir() and not self.path.is_file():  # a FIFO would wait for a writer forever
+            raise BagError(f"{self.path} is not a bag: neither a file nor a folder (a device or a pipe?)")
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise BagError(f"bag {self.path} is empty (0 bytes): nothing was recorded in it, and no repair adds any")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
             data = sorted(p.name for p in self.path.iterdir() if p.name.endswith(DATA_FILES))
             if data:  # rosbag2 writes metadata.yaml as it closes the bag
