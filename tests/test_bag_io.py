@@ -347,6 +347,29 @@ def test_missing_topic_and_empty_bag(tmp_path: Path, frames: list[np.ndarray]) -
         BagSource(bag)
 
 
+def test_a_topic_of_two_message_types_is_written_as_two_and_refused_as_frames_naming_them(
+        tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """BagWriter wrote a second message type on a topic under the topic's first connection (a CompressedImage
+    stored as an Image: an output bag no reader decodes right); and a bag whose camera topic holds Image and
+    CompressedImage (two publishers on one topic) was refused as holding "mixed" or no image topic at all."""
+    bag = tmp_path / "two_types"
+    encoded = cv2.imencode(".jpg", frames[0])[1]
+    with BagWriter(bag, "mcap") as writer:
+        header = writer.header(START, "camera_optical_frame")
+        writer.write_image("/cam/image", START, header, frames[0])
+        writer.write("/cam/image", COMPRESSED_IMAGE_TYPE, START + PERIOD, writer.types[COMPRESSED_IMAGE_TYPE](
+            header=header, format="jpeg", data=np.frombuffer(encoded.tobytes(), np.uint8)))
+    with BagSource(bag) as source:
+        assert sorted((c.msgtype, c.msgcount) for c in source.connections) == [(COMPRESSED_IMAGE_TYPE, 1),
+                                                                                (IMAGE_TYPE, 1)]
+        with pytest.raises(BagError, match=r"'/cam/image' .* holds messages of several types "
+                                           r"\(sensor_msgs/msg/CompressedImage, sensor_msgs/msg/Image\)"):
+            source.verify("/cam/image")
+        with pytest.raises(BagError, match="holds no image topic with messages .*; of several message types each: "
+                                           "/cam/image"):
+            source.only_topic((IMAGE_TYPE, COMPRESSED_IMAGE_TYPE), "image", "--image-topic", with_messages=True)
+
+
 def test_an_empty_bag_file_or_a_pipe_is_refused_as_what_it_is(tmp_path: Path) -> None:
     """An empty .bag or .mcap (a recorder that never wrote) was told to run a repair tool, which adds nothing; a
     named pipe given as a bag waited for a writer for good."""

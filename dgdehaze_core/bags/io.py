@@ -322,8 +322,10 @@ class BagSource:
         topics = self.topics()
         found = sorted(t for t, (kind, count) in topics.items() if kind in kinds and (count or not with_messages))
         if not found:
+            mixed = sorted(t for t, (kind, _) in topics.items() if kind == "mixed")
             raise BagError(f"bag {self.path} holds no {role} topic{' with messages' if with_messages else ''} "
-                           f"(its topics: {', '.join(sorted(topics)) or 'none, an empty bag'})")
+                           f"(its topics: {', '.join(sorted(topics)) or 'none, an empty bag'}"
+                           f"{'; of several message types each: ' + ', '.join(mixed) if mixed else ''})")
         if len(found) != 1:
             raise BagError(f"pass {option}: bag {self.path} has {len(found)} {role} topics"
                            f"{': ' + ', '.join(found) if found else ''} (all topics: {', '.join(sorted(topics))})")
@@ -365,6 +367,11 @@ class BagSource:
             raise BagError(f"bag {self.path} has no topic {topic!r}; its {role} topics: "
                            f"{', '.join(candidates) or 'none'} (all topics: {', '.join(sorted(topics)) or 'none'})")
         kind, count = topics[topic]
+        if kind == "mixed":  # rosbags' name for a topic recorded with connections of several types
+            recorded = sorted({c.msgtype for c in self._reader.connections if c.topic == topic})
+            raise BagError(f"topic {topic!r} in {self.path} holds messages of several types ({', '.join(recorded)}), "
+                           f"which no subscriber reads as one stream: it was recorded from publishers of different "
+                           f"types on one topic; record each on its own topic")
         if kind not in kinds:
             raise BagError(f"topic {topic!r} in {self.path} holds {kind}, not {' or '.join(kinds)}")
         if count == 0:

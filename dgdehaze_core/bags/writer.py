@@ -65,7 +65,8 @@ class BagWriter:
                 self._writer.open()
         except WriterError as exc:
             raise BagError(f"cannot create bag {self.path}: {exc}") from None
-        self._by_topic: dict[str, Connection] = {}
+        self._connections: dict[tuple[str, str], Connection] = {}
+        """The connection of each (topic, message type) written: a topic may carry several types, each its own."""
         self._copied: dict[int, Connection] = {}
 
     def __enter__(self) -> "BagWriter":
@@ -103,10 +104,10 @@ class BagWriter:
     def write_raw(self, topic: str, msgtype: str, log_time_ns: int, raw: bytes) -> None:
         """Write an already serialized (CDR) message, e.g. one received over DDS."""
         with _storage_errors(self.path):
-            connection = self._by_topic.get(topic)
+            connection = self._connections.get((topic, msgtype))
             if connection is None:
                 connection = self._writer.add_connection(topic, msgtype, typestore=self.store)
-                self._by_topic[topic] = connection
+                self._connections[topic, msgtype] = connection
             self._writer.write(connection, log_time_ns, raw)
 
     def write_image(self, topic: str, log_time_ns: int, header: Any, image: np.ndarray,
