@@ -11,8 +11,8 @@ import torch
 
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.backends.torch_backend import TorchBackend
-from dgdehaze_core.inference.pipeline import (PADDING_BUDGET, NetworkPipeline, load_pipeline, network_batch,
-                                              pad_to_stride, pipeline_from_model, refine_transmission,
+from dgdehaze_core.inference.pipeline import (MAX_DERIVED_ASPECT, PADDING_BUDGET, NetworkPipeline, load_pipeline,
+                                              network_batch, pad_to_stride, pipeline_from_model, refine_transmission,
                                               resolve_working_size, within_max_size, within_padding_budget)
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
@@ -102,6 +102,21 @@ def test_a_working_size_of_one_side_stays_within_8k_pixels(lite_model) -> None:
     assert resolve_working_size((7680, 4320), 640, 540) == (7680, 4320)
     with pytest.raises(ValueError, match="more pixels than 7680x4320"):
         pipeline_from_model(lite_model, working_size=(8000, 4320))
+
+
+def test_a_working_side_derived_for_a_frame_a_pixel_high_is_at_most_16_times_the_side_given(
+        lite_model, hazy_frame: np.ndarray) -> None:
+    """`working_height: 240` took a width of 480000 from a 2000x1 frame (a 2 KB mono8 message), which ran the
+    network at 8K's pixel count: 13 s and 3 GB more in the node. A derived side is now at most MAX_DERIVED_ASPECT
+    times the side given, and the outputs still come back at the frame's size; a wide camera's frames derive as
+    before."""
+    assert resolve_working_size((0, 240), 2000, 1) == (MAX_DERIVED_ASPECT * 240, 240)
+    assert resolve_working_size((320, 0), 1, 5000) == (320, MAX_DERIVED_ASPECT * 320), "a column alike"
+    assert resolve_working_size((0, 240), 3840, 1080) == (853, 240), "a 32:9 camera, as derived"
+    runtime = _Profiled(TorchBackend(lite_model), (10**6, 10**6))
+    strip = np.ascontiguousarray(hazy_frame[240:241])  # 641x1
+    check_result(NetworkPipeline(runtime, "lite", working_size=(0, 32))(strip), 1, 641)
+    assert runtime.shapes[-1] == (1, 3, 32, MAX_DERIVED_ASPECT * 32), "not 20512x32"
 
 
 class _Profiled:
