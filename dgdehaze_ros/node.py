@@ -637,10 +637,17 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._outputs[f"{output}/compressed"].publish(message)
 
     def _publish_depth(self, output: str, depth: np.ndarray, header: Header) -> None:
-        """A depth image on `~/<output>`, and on `~/<output>/compressedDepth` while someone subscribes there."""
+        """A depth image on `~/<output>`, and on `~/<output>/compressedDepth` while someone subscribes there; one that
+        does not encode (a PNG more than a million pixels wide or high) is left out there with a throttled warning."""
         self._outputs[output].publish(depth_to_image(depth, header))
-        if self._subscribed(f"{output}/compressedDepth"):
-            self._outputs[f"{output}/compressedDepth"].publish(compressed_depth_image(depth, header))
+        if not self._subscribed(f"{output}/compressedDepth"):
+            return
+        try:
+            message = compressed_depth_image(depth, header)
+        except ImageConversionError as exc:
+            self.get_logger().warning(f"~/{output}/compressedDepth: {exc}", throttle_duration_sec=5.0)
+            return
+        self._outputs[f"{output}/compressedDepth"].publish(message)
 
     def _latency_ms(self, header: Header) -> float:
         """Milliseconds from `header`'s stamp to now on the node's clock (/clock with use_sim_time); NaN for an

@@ -162,6 +162,35 @@ def test_the_compressed_outputs_go_out_as_image_transport_s_to_a_subscriber_and_
             session.remove(viewer)
 
 
+def test_a_depth_image_too_wide_for_png_leaves_out_its_compressed_depth_only(node: DehazeNode, probe: Probe,
+                                                                           session: RosSession) -> None:
+    """A frame more than a million pixels wide (a 1 MB mono8 message) has a depth image libpng will not encode: with
+    a compressedDepth subscriber (`ros2 bag record -a` is one) the frame failed with a traceback after its image and
+    depth, and its camera_info, visibility, haze density and detections were never published. Its compressedDepth
+    is now left out with a warning, as a compressed image that does not encode is; the next frame has all of it."""
+    from sensor_msgs.msg import CompressedImage
+
+    packed: list[CompressedImage] = []
+    viewer = session.listener("depth_viewer", CompressedImage, "/dgdehaze/depth_relative/compressedDepth",
+                              packed.append, 10)
+    try:
+        assert probe.wait_for(lambda: node._subscribed("depth_relative/compressedDepth"), 10.0)
+        set_ok(node, detection_enabled=False)
+        failed = node.worker.counts().failed
+        width = 1_000_001
+        wide = Image(header=stamped_header(170), encoding="mono8", width=width, height=1, step=width,
+                     data=np.resize(hazy_test_frame(160, 120)[60, :, 1], width).tobytes())
+        out = send_and_wait(probe, wide, ("image_dehazed", "depth_relative", "camera_info"))
+        assert out["depth_relative"].width == width and node.worker.counts().failed == failed
+        good = bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(171))
+        send_and_wait(probe, good, ("camera_info",))
+        assert probe.wait_for(lambda: any(m.header == good.header for m in packed), 10.0)
+        assert not [m for m in packed if m.header == wide.header]
+    finally:
+        set_ok(node, detection_enabled=True)
+        session.remove(viewer)
+
+
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
 def test_a_late_subscriber_gets_the_latched_label_map_of_every_class_id_and_the_threshold(
