@@ -126,11 +126,10 @@ MAX_DERIVED_ASPECT = 16
 
 def resolve_working_size(working_size: tuple[int, int] | None, width: int, height: int) -> tuple[int, int]:
     """The (w, h) a `width` x `height` frame runs at: its own size without a working size, and a side given as 0
-    from the other and the frame's aspect ratio (at least 1 pixel, at most MAX_DERIVED_ASPECT times the other: a
-    working height of 240 derived a width of 480000 for a 2000x1 frame, a 2 KB message that ran the network at 8K's
-    pixel count, 13 s and 3 GB more in the node), both sides then shrunk together, keeping that aspect ratio, where
-    they would exceed 8K's pixel count (`MAX_PIXELS`, the most a frame may have): a working width of 7680 alone runs
-    a 640x540 camera's frames at 6270x5290, not 7680x6480."""
+    from the other and the frame's aspect ratio (at least 1 pixel, at most MAX_DERIVED_ASPECT times the other, so
+    that a frame a pixel high, a 2 KB message, does not run the network at 8K's pixel count), both sides then shrunk
+    together, keeping that aspect ratio, where they would exceed 8K's pixel count (`MAX_PIXELS`, the most a frame
+    may have): a working width of 7680 alone runs a 640x540 camera's frames at 6270x5290, not 7680x6480."""
     if working_size is None:
         return width, height
     work_w, work_h = working_size
