@@ -172,6 +172,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._fog = FogMeasurement(self)
         """The fog estimator for the camera's mounting (parameters or TF), its latest reading, what it cannot do."""
         self.stats = FrameStats()
+        self._failed_reported = 0
+        """The worker's failed frames as of the last /diagnostics report: those since make it an ERROR."""
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process_while_up,
                                                                           self._thread_name("worker"))
         attribute_threads(self.get_logger().name, self._thread_name("worker"), self._thread_name("loader"))
@@ -703,6 +705,10 @@ class DehazeNode(ModelReloads, LifecycleNode):
         if self.stats.last_skip_reason:
             level, message = DiagnosticStatus.WARN, f"skipped bad input: {self.stats.last_skip_reason}"
             self.stats.last_skip_reason = ""
+        failed, self._failed_reported = counts.failed - self._failed_reported, counts.failed
+        if failed > 0:
+            level, message = DiagnosticStatus.ERROR, (f"{failed} frames failed in processing, their outputs not all "
+                                                      "published: a fault in the node (the log has its traceback)")
         with self._lock:
             problems, self._unsent_problems = {**self._unsent_problems, **self._reload_problems}, {}
         if problems:

@@ -688,6 +688,49 @@ def test_a_transition_that_raises_leaves_the_node_unconfigured_holding_nothing_a
         session.remove(node)
 
 
+def test_a_frame_that_fails_in_processing_makes_the_next_diagnostics_an_error(session: RosSession) -> None:
+    """A fault while a frame was processed (a compressedDepth that would not encode did it) was logged with its
+    traceback and counted in `frames_failed`, but /diagnostics said `running` where other frames went through, or
+    `no frames processed` alone: a monitor saw no fault while the frame's later outputs went missing. The report after
+    such a frame is an ERROR saying so; the one after a good frame is not."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from ros_harness import RELIABLE
+
+    class FailsOnce(DehazeNode):
+        fail = True
+
+        def _publish_frame(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("a fault after the image went out")
+            return super()._publish_frame(*args, **kwargs)
+
+    node = FailsOnce("failing_dgdehaze", context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("detection_enabled", value=False),
+        Parameter("diagnostics_period", value=0.1)])
+    session.add(node)
+    reports: list[DiagnosticStatus] = []
+    listener = session.listener("failing_diagnostics", DiagnosticArray, "/diagnostics", lambda m: reports.extend(
+        s for s in m.status if s.name.startswith("/failing_dgdehaze")), RELIABLE)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        frame = bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(430))
+        node._on_image(frame, {})
+        assert node.worker.wait_idle(10.0) and node.worker.counts().failed == 1
+        assert wait_until(lambda: any(s.level == DiagnosticStatus.ERROR and "1 frames failed in processing" in s.message
+                                      for s in reports), 5.0), [s.message for s in reports]
+        node._on_image(frame, {})
+        assert node.worker.wait_idle(10.0) and node.worker.counts().processed == 1
+        seen = len(reports)
+        assert wait_until(lambda: len(reports) > seen + 1, 5.0)
+        assert reports[-1].level != DiagnosticStatus.ERROR, reports[-1].message
+    finally:
+        session.remove(listener)
+        session.remove(node)
+
+
 def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_fog_and_the_other_outputs(
         node: DehazeNode, probe: Probe, session: RosSession) -> None:
     """At 1920x1080 the fog measurement and the depth messages after the image take tens of milliseconds: a latency
