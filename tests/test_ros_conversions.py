@@ -114,6 +114,19 @@ def test_bad_messages_raise_a_clear_error(msg: Image, reason: str) -> None:
         bgr8_of(msg)
 
 
+def test_a_message_s_own_long_text_is_quoted_cut_short_in_its_error() -> None:
+    """A malformed message's 100 KB encoding (or CompressedImage format) went whole into the error, which the node
+    logs and sends on /diagnostics for every such frame."""
+    for msg, start in ((raw("x" * 100_000, width=4, height=4, step=12), "unsupported encoding 'xxx"),
+                       (CompressedImage(header=header(), format="y" * 100_000, data=b"\xff"),
+                        "unsupported compressed format 'yyy"),
+                       (CompressedImage(header=header(), format="compressedDepth" * 10_000, data=b"\xff"), "'comp")):
+        with pytest.raises(ImageConversionError, match=start) as error:
+            bgr8_of(msg)
+        assert len(str(error.value)) < 600 and ("(100000 characters)" in str(error.value)
+                                               or "(150000 characters)" in str(error.value)), str(error.value)[:200]
+
+
 def _mosaic(bgr: np.ndarray, pattern: str) -> np.ndarray:
     """The single-channel Bayer mosaic a sensor with `pattern` (e.g. "rggb": R at row 0 col 0) would record."""
     channel = {"b": 0, "g": 1, "r": 2}

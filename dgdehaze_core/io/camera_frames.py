@@ -65,10 +65,22 @@ BT601_BGR_TO_YUV = np.array([[24.966, 128.553, 65.481], [112.0, -74.203, -37.797
 COMPRESSED_DECODABLE = ("jpeg", "jpg", "png", "bmp", "tiff", "webp")
 
 
+QUOTED_CHARACTERS = 64
+"""The most characters of a message's own text (an encoding, a format) an error quotes: the node logs its errors
+and sends them on /diagnostics, where a malformed message's 100 KB encoding would go whole."""
+
+
+def quoted(text: str) -> str:
+    """`text` as repr quotes it, cut to QUOTED_CHARACTERS with its length said where longer."""
+    if len(text) <= QUOTED_CHARACTERS:
+        return repr(text)
+    return f"{text[:QUOTED_CHARACTERS]!r}... ({len(text)} characters)"
+
+
 def layout_of(encoding: str) -> EncodingLayout:
     layout = ENCODINGS.get(encoding)
     if layout is None:
-        raise ImageError(f"unsupported encoding {encoding!r}; supported: {', '.join(CAMERA_ENCODINGS)}")
+        raise ImageError(f"unsupported encoding {quoted(encoding)}; supported: {', '.join(CAMERA_ENCODINGS)}")
     return layout
 
 
@@ -176,9 +188,10 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SA
     compressedDepth image is refused as the depth image it is."""
     fmt = str(msg.format).lower()
     if "compresseddepth" in fmt:  # its PNG follows a header of its own: it read as a broken image
-        raise ImageError(f"{msg.format!r} is a depth image (image_transport's compressedDepth), not a camera frame")
+        raise ImageError(f"{quoted(str(msg.format))} is a depth image (image_transport's compressedDepth), not a "
+                         "camera frame")
     if fmt and not any(name in fmt for name in COMPRESSED_DECODABLE):
-        raise ImageError(f"unsupported compressed format {msg.format!r}")
+        raise ImageError(f"unsupported compressed format {quoted(str(msg.format))}")
     raw = bytes(msg.data)
     if not raw:
         raise ImageError("empty compressed image")
