@@ -21,6 +21,9 @@ from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
 
 NUMBER = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
 """A number in a message: what `FogMeasurement.say_once` leaves out of the reason it says once."""
+SAID_REASONS = 64
+"""The most reasons `say_once` keeps: camera_info whose text changes with every message (a distortion model of
+its own each time) would grow the set and log a warning a frame; past it, new reasons are logged throttled."""
 
 
 class FogMeasurement:
@@ -128,8 +131,14 @@ class FogMeasurement:
     def say_once(self, message: str) -> None:
         """A warning the first time a reason comes, whatever numbers it carries: a mounting TF refuses each frame
         (a height below the road, a roll) carries the height or roll of that frame, and /diagnostics has the
-        latest. The node says its camera_info notes with it too."""
+        latest. The node says its camera_info notes with it too. At most SAID_REASONS reasons are kept; later new
+        ones are said throttled."""
         reason = NUMBER.sub("#", message)
-        if reason not in self._said:
+        if reason in self._said:
+            return
+        if len(self._said) < SAID_REASONS:
             self._said.add(reason)
             self._node.get_logger().warning(message)
+        else:
+            self._node.get_logger().warning(f"{message} (over {SAID_REASONS} different notes: said at most every "
+                                            "10 s)", throttle_duration_sec=10.0)

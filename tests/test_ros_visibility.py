@@ -390,6 +390,33 @@ def test_a_mounting_tf_refuses_each_frame_is_warned_of_once(node: DehazeNode, ca
     assert fog.diagnostics()["visibility"].endswith(f"got {fog.tf.height}"), "/diagnostics has the latest reason"
 
 
+def test_camera_info_notes_that_change_every_frame_are_kept_to_a_bound_and_throttled(
+        node: DehazeNode, capfd: pytest.CaptureFixture) -> None:
+    """A camera_info whose distortion model is another text in every message (with D not zero) logged a warning a
+    frame and grew the node's set of notes said without limit."""
+    import string
+
+    from dgdehaze_core.inference.frame_chain import FrameChain
+    from dgdehaze_core.inference.pipeline import load_pipeline
+    from dgdehaze_ros.fog_measurement import SAID_REASONS, FogMeasurement
+    from dgdehaze_ros.parameters import read_settings
+
+    fog = FogMeasurement(node)
+    fog.restart(read_settings(node))
+    chain = FrameChain(load_pipeline("dcp"), fog=fog.estimator_for_frame("camera_optical_frame"))
+    dehazed = chain.dehaze(foggy_road(40.0)[0])
+    capfd.readouterr()
+    frames = 3 * SAID_REASONS
+    for index in range(frames):
+        info = camera_info(WIDTH, HEIGHT)
+        info.distortion_model = "lens_" + "".join(string.ascii_lowercase[int(digit)] for digit in f"{index:04d}")
+        info.d = [0.1, 0.0, 0.0, 0.0, 0.0]
+        fog.measure(chain, dehazed, info, stamped_header(400 + index), "/camera/image", None)
+    warned = [line for line in capfd.readouterr().err.splitlines() if "camera_info gives lens distortion" in line]
+    assert SAID_REASONS <= len(warned) < SAID_REASONS + 5, len(warned)
+    assert len(fog._said) == SAID_REASONS
+
+
 def test_a_parameter_change_while_tf_places_the_camera_is_not_undone_by_that_frame(node: DehazeNode) -> None:
     """The first frame TF places builds the estimator from the settings it read; a parameter change arriving on the
     executor meanwhile (its restart) was then overwritten by that frame's estimator of the old settings, whose
