@@ -228,8 +228,8 @@ def test_a_paced_replay_whose_disk_cannot_hold_the_copy_of_every_topic_is_refuse
     assert code == 2 and time.monotonic() - began < 10
     err = capsys.readouterr().err
     assert (f"no room for the copy of the bag a paced replay writes: the disk mounted at "
-            f"{disk_room.mount_point(out)} has {(disk_room.RESERVE_BYTES + 4 * 2**20) / 2**20:.0f} MiB free, under the "
-            f"{(disk_room.RESERVE_BYTES + copy) / 2**20:.0f} MiB kept for the rest of the output") in err, err
+            f"{disk_room.mount_point(out)} has {(disk_room.RESERVE_BYTES + 4 * 2**20) // 2**20} MiB free, under the "
+            f"{-(-(disk_room.RESERVE_BYTES + copy) // 2**20)} MiB kept for the rest of the output") in err, err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
