@@ -3,6 +3,7 @@ alike (one decoder), and bad messages are refused with a reason."""
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from dgdehaze_core.bags.io import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, decode_imag
 from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.offline import offline_ultralytics  # noqa: E402
 from dgdehaze_core.io.camera_frames import CAMERA_ENCODINGS, compressed_to_bgr8, declared_size  # noqa: E402
-from dgdehaze_core.io.images import uint16_to_uint8  # noqa: E402
+from dgdehaze_core.io.images import read_image, uint16_to_uint8  # noqa: E402
 from dgdehaze_ros.conversions import (ENCODINGS, ImageConversionError, array_to_image, bgr8_to_image,  # noqa: E402
                                       bgr8_to_pixels, camera_frame, compressed_depth_image, compressed_image,
                                       depth_to_image, image_to_array)
@@ -89,6 +90,77 @@ def test_padded_rows_and_big_endian_are_read_correctly(frame: np.ndarray) -> Non
     big = Image(header=header(), height=48, width=64, encoding="16UC1", is_bigendian=1, step=128)
     big.data = values.astype(">u2").tobytes()
     np.testing.assert_array_equal(image_to_array(big), values)
+
+
+@pytest.fixture(scope="module")
+def photo(shared_data: Path) -> np.ndarray:
+    """A real clear KITTI road photo, 64x48, unhazed: its colours show a channel or chroma mix-up."""
+    return cv2.resize(read_image(sorted((shared_data / "clear" / "kitti").glob("*.jpg"))[3]), (64, 48),
+                      interpolation=cv2.INTER_AREA)
+
+
+def bt601_422(bgr: np.ndarray, luma_first: bool) -> np.ndarray:
+    """`bgr` as a YUV 4:2:2 camera sends it, by the BT.601 limited-range formulas written out (R, G, B named): Y per
+    pixel, U and V of each pixel pair averaged; bytes U Y0 V Y1 (UYVY, ROS's yuv422) or Y0 U Y1 V (YUYV)."""
+    b, g, r = (bgr[:, :, i].astype(np.float64) for i in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    chroma = np.empty_like(y)
+    chroma[:, 0::2] = (u[:, 0::2] + u[:, 1::2]) / 2
+    chroma[:, 1::2] = (v[:, 0::2] + v[:, 1::2]) / 2
+    planes = (y, chroma) if luma_first else (chroma, y)
+    return np.clip(np.rint(np.stack(planes, axis=2)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("encoding, luma_first", [("uyvy", False), ("yuv422", False), ("yuyv", True),
+                                                  ("yuv422_yuy2", True)])
+def test_yuv422_frames_are_read_and_written_in_their_byte_order_and_bt601_colours(photo: np.ndarray, encoding: str,
+                                                                                  luma_first: bool) -> None:
+    """The round trip cannot tell UYVY from YUYV, U from V or R from B (the writer and the reader would swap alike):
+    a camera's bytes, made by the formulas, are read as the photo, and the dehazed frame is written as those bytes."""
+    sent = bt601_422(photo, luma_first)
+    read = bgr8_of(array_to_image(sent, encoding, header()))
+    assert np.abs(read.astype(int) - photo).mean() < 4, "byte order or chroma misread"
+    written = bgr8_to_pixels(photo, encoding)
+    assert written.shape == sent.shape and np.abs(written.astype(int) - sent).max() <= 1
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgra8", "rgba8", "8UC4", "bgr16", "rgb16", "bgra16", "rgba16"])
+def test_colour_frames_are_read_and_written_in_their_channel_order_with_the_alpha_kept(photo: np.ndarray,
+                                                                                       encoding: str) -> None:
+    """A camera's pixels laid out by hand (R first for rgb*, alpha last, 16-bit samples x 257) read as the photo, and
+    the dehazed frame is written in that layout with the input's alpha kept (opaque without one)."""
+    layout = ENCODINGS[encoding]
+    colour = photo[:, :, ::-1] if encoding.startswith("rgb") else photo
+    alpha = np.linspace(0, 255, 64, dtype=np.uint8)[None, :].repeat(48, 0)
+    pixels = np.dstack([colour, alpha]) if layout.channels == 4 else colour
+    if layout.dtype == np.uint16:
+        pixels = pixels.astype(np.uint16) * 257
+    np.testing.assert_array_equal(bgr8_of(array_to_image(pixels, encoding, header())), photo)
+    np.testing.assert_array_equal(bgr8_to_pixels(photo, encoding, like=pixels), pixels)
+    if layout.channels == 4:
+        assert (bgr8_to_pixels(photo, encoding)[:, :, 3] == np.iinfo(layout.dtype).max).all(), "opaque"
+
+
+def test_a_padded_big_endian_16_bit_frame_reads_whole_even_when_its_last_row_has_no_padding(photo: np.ndarray) -> None:
+    """A 12-bit rgb16 camera on a big-endian host, odd width, rows padded to 8 bytes, whose driver leaves out the
+    last row's padding (the data ends with the last pixel): every sample is read where it lies, in the host's byte
+    order, which OpenCV needs (it reads a big-endian array's bytes as they lie in memory, as other numbers)."""
+    width, height = 63, 48
+    samples = np.rint(photo[:, :width, ::-1].astype(np.float64) * 4095 / 255).astype(np.uint16)
+    step = -(-width * 6 // 8) * 8
+    rows = np.zeros((height, step), np.uint8)
+    rows[:, :width * 6] = samples.astype(">u2").view(np.uint8).reshape(height, -1)
+    msg = Image(header=header(), height=height, width=width, encoding="rgb16", is_bigendian=1, step=step)
+    msg.data = rows.tobytes()[:step * (height - 1) + width * 6]
+    pixels = image_to_array(msg)
+    np.testing.assert_array_equal(pixels, samples)
+    np.testing.assert_array_equal(cv2.flip(pixels, 1), samples[:, ::-1])
+    assert np.abs(camera_frame(msg, bits=12)[0].astype(int) - photo[:, :width]).max() <= 1
+    msg.data = bytes(msg.data)[:-1]
+    with pytest.raises(ImageConversionError, match="truncated data"):
+        bgr8_of(msg)
 
 
 def raw(encoding: str = "bgr8", width: int = 64, height: int = 48, step: int | None = None,
