@@ -221,6 +221,39 @@ def test_a_vehicle_seen_as_car_and_truck_keeps_one_identity(kind: str, shared_da
     assert ids[0] == [ids[0][0]] and all(found == ids[0] for found in ids), ids
 
 
+def test_one_object_named_twice_keeps_the_higher_scored_class_and_the_detections_keep_their_order() -> None:
+    """A box overlapping one of another class scored higher by SAME_OBJECT_IOU (0.8) or more is the same object; one
+    of the same class (two cars, one behind the other, kept by a detector run with a looser NMS) or overlapping
+    less is another. What is kept stays in the order given (the fused detections' order, not by score)."""
+    from dgdehaze_core.detection.tracking import one_box_per_object
+
+    def found(*boxes: tuple[int, str, float, tuple[float, float, float, float]]) -> list[tuple[str, float]]:
+        kept = one_box_per_object([Detection(class_id, name, score, box) for class_id, name, score, box in boxes])
+        return [(d.class_name, d.score) for d in kept]
+
+    car, person = (2, "car", 0.6, (100.0, 100.0, 200.0, 200.0)), (0, "person", 0.9, (300.0, 100.0, 340.0, 200.0))
+    assert found(car, (7, "truck", 0.7, (100.0, 100.0, 200.0, 180.0)), person) == [("truck", 0.7), ("person", 0.9)]
+    assert len(found(car, (7, "truck", 0.7, (100.0, 100.0, 200.0, 179.0)), person)) == 3, "IoU 0.79: two objects"
+    assert len(found(car, (2, "car", 0.7, (100.0, 100.0, 200.0, 185.0)))) == 2, "IoU 0.85, one class: two cars"
+
+
+@pytest.mark.parametrize("kind", ["bytetrack", "botsort"])
+def test_a_tracked_box_leaving_at_the_right_edge_of_a_wide_frame_is_clipped_to_its_width(kind: str) -> None:
+    """A car driving out at the right of a 640x480 frame, the detector's boxes cut at the edge: the tracker's boxes
+    end at x = 640 (not at the frame's height) and move right with the car (its filter lags the cut boxes' centres)."""
+    from dgdehaze_core.detection.tracking import BoxTracker
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    tracker = BoxTracker(kind)
+    lefts = [460.0 + 25 * i for i in range(6)]
+    tracked = [tracker([Detection(2, "car", 0.8, (left, 200.0, min(left + 120, 640.0), 280.0))], frame)
+               for left in lefts]
+    boxes = np.array([found[0].box for found in tracked])
+    assert [found[0].track_id for found in tracked] == [1] * 6
+    assert (boxes[4:, 2] == 640.0).all() and (boxes[:, 2] <= 640).all(), boxes
+    assert (np.diff(boxes[:, 0]) > 10).all() and boxes[-1, 0] > 540, boxes
+
+
 def test_the_shipped_int8_file_runs_as_its_float_rebuild_by_default_on_x86(shared_data: Path) -> None:
     import platform
 
