@@ -23,8 +23,8 @@ from dgdehaze_core.models.clear_depth import ClearDepthPredictor, is_clear_depth
 from dgdehaze_core.models.pose_net import PoseNet, pose_matrix
 from dgdehaze_core.training.depth_recipe import depth_recipe_from_dict, load_depth_recipe
 from dgdehaze_core.training.depth_trainer import DepthTrainer
-from dgdehaze_core.training.self_supervised_depth import (inverse_warp, photometric_error, reprojection_loss,
-                                                          smoothness_loss)
+from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, photometric_error,
+                                                          reprojection_loss, scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training import video_frames
 from dgdehaze_core.training.recipe import RecipeError
 from dgdehaze_core.training.video_frames import (FrameFolder, FrameTuples, find_kitti_sequences, load_sequences,
@@ -136,6 +136,59 @@ def test_smoothness_is_scale_free_and_zero_for_flat_disparity(rendered_pair):
     assert smoothness_loss(torch.full_like(disparity, 0.3), image).item() == 0.0
     assert smoothness_loss(disparity, image).item() == pytest.approx(smoothness_loss(disparity * 7.0, image).item(),
                                                                     rel=1e-4)
+
+
+def kitti_rgb(shared_data: Path, index: int) -> np.ndarray:
+    """A 96x320 crop of a real KITTI road photo as float RGB in [0, 1]."""
+    photos = sorted((shared_data / "clear" / "kitti").glob("*.jpg"))
+    return cv2.cvtColor(cv2.imread(str(photos[index]))[:HEIGHT, :WIDTH], cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+def test_the_photometric_error_is_monodepth2_s_against_scikit_image_s_ssim(shared_data: Path):
+    """(1 - SSIM) / 2 over 3x3 windows with SSIM's constants (K1 0.01, K2 0.03), weighted 0.85 against 0.15 L1, on
+    two real photos: scikit-image's SSIM map (population statistics, uniform 3x3 window) is the reference inside the
+    one-pixel border, where the two pad differently."""
+    from skimage.metrics import structural_similarity
+
+    a, b = kitti_rgb(shared_data, 0), kitti_rgb(shared_data, 1)
+    _, ssim = structural_similarity(a, b, win_size=3, data_range=1.0, channel_axis=2, gaussian_weights=False,
+                                    use_sample_covariance=False, K1=0.01, K2=0.03, full=True)
+    distance = np.clip((1 - ssim) / 2, 0, 1).mean(axis=2)
+    expected = 0.85 * distance + 0.15 * np.abs(a - b).mean(axis=2)
+    error = photometric_error(tensor(a), tensor(b))[0, 0].numpy()
+    assert 0.1 < distance.mean() < 0.5
+    np.testing.assert_allclose(error[1:-1, 1:-1], expected[1:-1, 1:-1], atol=1e-4)
+
+
+def test_the_warped_depth_has_mean_disparity_one_and_a_shrunk_k_keeps_pixel_centres(rendered_pair):
+    """scale_normalised_depth: 1/depth averages to 1 per image whatever the depth's scale. downscale_intrinsics: a
+    point seen at the centre of full-resolution pixel (x, y) lies, in the image shrunk by f, at ((x + 0.5) / f - 0.5,
+    (y + 0.5) / f - 0.5), the centre of the pixel averaged over it."""
+    depth = torch.cat([rendered_pair["depth"], 3.0 * rendered_pair["depth"]])
+    normalised = scale_normalised_depth(depth)
+    np.testing.assert_allclose((1.0 / normalised).mean(dim=(1, 2, 3)).numpy(), [1.0, 1.0], rtol=1e-5)
+    torch.testing.assert_close(normalised[1], normalised[0])
+    intrinsics = rendered_pair["intrinsics"].double()
+    pixels = torch.tensor([[0.0, 0.0, 1.0], [7.0, 3.0, 1.0], [319.0, 95.0, 1.0]], dtype=torch.float64).T
+    points = torch.linalg.inv(intrinsics[0]) @ pixels * 12.5  # on rays through those pixels, 12.5 m deep
+    for factor in (2, 4):
+        seen = downscale_intrinsics(intrinsics, factor)[0] @ points
+        np.testing.assert_allclose((seen[:2] / seen[2]).numpy(), ((pixels[:2] + 0.5) / factor - 0.5).numpy(),
+                                   atol=1e-9)
+
+
+def test_smoothness_weighs_a_disparity_edge_by_exp_minus_the_image_s_edge() -> None:
+    """Edge-aware, with a known answer: on an image black on the left half and white on the right (an edge of 1), a
+    band of higher disparity (a near pole) whose left side lies on that edge costs (1 + e^-1) / 2 of what the same
+    band costs in the flat black half; the band is as wide both times, so the mean disparity normalising it is one."""
+    image = torch.zeros(1, 3, HEIGHT, WIDTH)
+    image[..., WIDTH // 2:] = 1.0
+    costs = []
+    for left in (WIDTH // 2, 40):
+        disparity = torch.full((1, 1, HEIGHT, WIDTH), 0.2)
+        disparity[..., left:left + 40] = 0.4
+        costs.append(smoothness_loss(disparity, image).item())
+    assert costs[0] / costs[1] == pytest.approx((1 + np.exp(-1)) / 2, rel=1e-5)
 
 
 def kitti_sequence(root: Path, frames: list[np.ndarray], shared_data: Path | None = None) -> Path:
