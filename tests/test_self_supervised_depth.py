@@ -130,6 +130,34 @@ def test_identical_frames_identity_pose_gives_zero_error_and_automask_drops_ever
     assert torch.allclose(transform, torch.eye(4), atol=0.05)
 
 
+def test_automasking_drops_the_still_part_of_a_frame_from_training_and_trains_the_rest_as_without_it(
+        shared_data: Path):
+    """A camera standing still whose right half sees something move (another real photo there in the source): a
+    warp that shifts the still left half by 3 pixels and nearly explains the right half. The left half, which the
+    unwarped source matches, is masked and gets no gradient; the right half gets the same gradient as without
+    auto-masking (the loss stays a mean over every pixel). With a second source that does not match, the one that
+    does still masks it: the unwarped sources compete by their minimum."""
+    target, other = kitti_rgb(shared_data, 0), kitti_rgb(shared_data, 2)
+    half = WIDTH // 2
+    source = target.copy()
+    source[:, half:] = other[:, half:]
+    warped_image = np.roll(target, 3, axis=1)
+    warped_image[:, half:] = 0.8 * target[:, half:] + 0.2 * other[:, half:]
+    gradients, masks = [], []
+    for sources in ([tensor(source)], [tensor(source), tensor(other)]):
+        for automask in (True, False):
+            warped = [tensor(warped_image).requires_grad_(True) for _ in sources]
+            result = reprojection_loss(tensor(target), warped, sources, automask=automask)
+            result.loss.backward()
+            gradients.append(warped[0].grad[0].abs().sum(dim=0).numpy())
+            masks.append(result.mask[0, 0].numpy())
+    for masked, unmasked, mask in zip(gradients[0::2], gradients[1::2], masks[0::2]):
+        still, moving = (slice(8, half - 8), slice(half + 8, WIDTH - 8))
+        assert mask[2:-2, still].mean() < 0.01 and mask[2:-2, moving].mean() > 0.99
+        assert masked[2:-2, still].max() == 0.0 and unmasked[2:-2, still].max() > 0
+        np.testing.assert_allclose(masked[2:-2, moving], unmasked[2:-2, moving], rtol=1e-4, atol=1e-9)
+
+
 def test_smoothness_is_scale_free_and_zero_for_flat_disparity(rendered_pair):
     image = rendered_pair["target"]
     disparity = 1.0 / rendered_pair["depth"]
