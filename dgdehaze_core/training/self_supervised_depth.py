@@ -108,7 +108,7 @@ class Reprojection:
     """The per-pixel reprojection loss of one target frame and what it was made of."""
 
     loss: torch.Tensor
-    """Scalar: mean over the pixels of the chosen per-pixel error."""
+    """Scalar: mean over every pixel of the chosen per-pixel error, 0 where auto-masking chose an unwarped source."""
     error: torch.Tensor
     """(B, 1, H, W): the minimum warped error per pixel (over the sources)."""
     mask: torch.Tensor
@@ -121,8 +121,9 @@ def reprojection_loss(target: torch.Tensor, warped: Sequence[torch.Tensor], sour
     """monodepth2's reprojection loss of `target` against its `warped` sources (one per source frame).
 
     min_reprojection: the per-pixel minimum over the sources (else their mean). automask: the unwarped `sources`
-    compete in the same minimum, and the pixels they win contribute their (identity) error, which carries no
-    gradient to depth or pose: those pixels are left out of training.
+    compete in the same minimum, and the pixels they win count 0 in the mean over every pixel (monodepth2 counts
+    their identity error, which carries no gradient: the gradient is the same): those pixels are left out of
+    training, and the others train as without auto-masking.
     """
     if not warped or len(warped) != len(sources):
         raise ValueError(f"need one warped image per source frame, got {len(warped)} and {len(sources)}")
