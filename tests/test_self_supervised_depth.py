@@ -694,6 +694,21 @@ def test_pose_between_frames_inverts_for_an_earlier_source(rendered_pair):
     assert torch.allclose(backward @ forward, torch.eye(4)[None], atol=1e-5)
 
 
+def test_an_axis_angle_pose_is_the_right_handed_motion_that_resynthesises_the_target(rendered_pair):
+    """The rendered source camera is turned 2 degrees about y (right-handed) and moved: pose_matrix of that axis-angle
+    and translation is the scene's transform, and warping with it resynthesises the target; its rigid inverse is
+    the matrix inverse (the 0.6 m move turned by R^T, not just negated)."""
+    from dgdehaze_core.models.pose_net import rigid_inverse
+
+    transform = rendered_pair["transform"]
+    rebuilt = pose_matrix(torch.tensor([[0.0, float(np.deg2rad(2.0)), 0.0]]), transform[:, :3, 3])
+    torch.testing.assert_close(rebuilt, transform, atol=1e-6, rtol=0)
+    warped = inverse_warp(rendered_pair["source"], rendered_pair["depth"], rebuilt, rendered_pair["intrinsics"])
+    assert photometric_error(warped, rendered_pair["target"])[..., 2:-2, 2:-2].mean().item() < 0.01
+    torch.testing.assert_close(rigid_inverse(transform.double()), torch.linalg.inv(transform.double()), atol=1e-6,
+                               rtol=0)
+
+
 def test_the_shipped_clear_depth_network_beats_a_constant_on_a_drive_it_never_saw(shared_data: Path) -> None:
     from dgdehaze_core.datasets.paths import WEIGHTS_DIR
     from dgdehaze_core.evaluation.depth_eval import depth_errors
