@@ -31,6 +31,29 @@ def test_synthetic_haze_follows_the_scattering_model(smoke_recipe) -> None:
     assert (haze["hazy"] - batch).abs().mean() > 0.05
 
 
+def test_each_synthetic_haze_takes_its_beta_from_its_scene_s_range_and_a_jittered_airlight_stays_physical(
+        shared_data: Path, tmp_path: Path) -> None:
+    """outdoor_fraction draws each crop's scene kind: an outdoor scene's beta from beta_outdoor, an indoor one's from
+    beta_indoor, spread over the range; the jittered airlight stays within [0, 1] (a brighter one is no light)."""
+    from dgdehaze_core.datasets.paths import REPO_DIR
+    from dgdehaze_core.training.recipe import load_recipe
+
+    ranges = {"beta_outdoor": (0.3, 0.4), "beta_indoor": (1.5, 1.6)}
+    settings = [f"{name}=[{low},{high}]" for name, (low, high) in ranges.items()] + ["airlight=[0.98,1.0]"]
+    for fraction, kind in ((1.0, "beta_outdoor"), (0.0, "beta_indoor")):
+        recipe = load_recipe(REPO_DIR / "training" / "smoke.yaml", [*settings, f"outdoor_fraction={fraction}"])
+        batch = torch.stack([RandomCrops(recipe.clear, 64, 160, (1.0, 1.0), 0, "clear")[i] for i in range(16)])
+        haze = Trainer(recipe, tmp_path / kind, device="cpu").synthesize(batch)
+        far = haze["depth"] > 0.5
+        beta = -torch.log(haze["transmission"]) / haze["depth"].clamp_min(1e-3)
+        per_image = torch.stack([b[f].median() for b, f in zip(beta, far)])
+        low, high = ranges[kind]
+        assert per_image.min() >= low - 1e-4 and per_image.max() <= high + 1e-4, (kind, per_image)
+        assert per_image.max() - per_image.min() > 0.5 * (high - low), "drawn over the range"
+        airlight = haze["airlight"]
+        assert airlight.max() <= 1.0 and airlight.min() >= 0.98 - 0.04 - 1e-6
+
+
 def test_a_zoom_below_one_enlarges_a_smaller_window_instead_of_being_ignored(smoke_recipe) -> None:
     """The recipe takes zoom_range from 0.25, but a window was never allowed below the crop: a zoom of 0.5 gave the
     same unmagnified crops as 1.0. Enlarged twice, a crop's neighbouring pixels differ far less."""
