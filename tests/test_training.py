@@ -54,6 +54,26 @@ def test_each_synthetic_haze_takes_its_beta_from_its_scene_s_range_and_a_jittere
         assert airlight.max() <= 1.0 and airlight.min() >= 0.98 - 0.04 - 1e-6
 
 
+def test_the_prior_depth_of_a_road_photo_is_far_at_the_top_and_changes_at_the_photo_s_edges(shared_data: Path) -> None:
+    """prior_depth, the depth of clear images without one: over many draws for one real KITTI road photo, the top
+    rows lie farther than the bottom ones (a road seen level), and the depth changes across the photo's strongest
+    vertical edges many times more than across its flattest pixels (the guided filter follows the image)."""
+    import cv2
+
+    from dgdehaze_core.training.priors import prior_depth
+
+    photo = cv2.imread(str(sorted((shared_data / "clear" / "kitti").glob("*.jpg"))[0]))
+    rgb = cv2.cvtColor(cv2.resize(photo, (256, 80), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    clear = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).repeat(32, 1, 1, 1)
+    depth = prior_depth(clear, torch.Generator().manual_seed(0))
+    assert depth.shape == (32, 1, 80, 256) and depth.min() >= 0 and depth.amax(dim=(1, 2, 3)).allclose(torch.ones(32))
+    assert depth[:, :, :20].mean() > depth[:, :, -20:].mean() + 0.2
+    image_change = np.abs(np.diff(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), axis=1))
+    depth_change = (depth[:, 0, :, 1:] - depth[:, 0, :, :-1]).abs().mean(0).numpy()
+    edges, flat = image_change > np.quantile(image_change, 0.95), image_change < np.quantile(image_change, 0.5)
+    assert depth_change[edges].mean() > 3 * depth_change[flat].mean()
+
+
 def test_a_zoom_below_one_enlarges_a_smaller_window_instead_of_being_ignored(smoke_recipe) -> None:
     """The recipe takes zoom_range from 0.25, but a window was never allowed below the crop: a zoom of 0.5 gave the
     same unmagnified crops as 1.0. Enlarged twice, a crop's neighbouring pixels differ far less."""
