@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.io.atomic_files import JSON_CHECK_BYTES, atomic_path, atomic_write_text, check_json_output
-from dgdehaze_core.io.images import ImageError, ImageReader, NarrowSamples, read_image, to_bgr8, write_image
+from dgdehaze_core.io.images import (ImageError, ImageReader, NarrowSamples, check_size, read_image, to_bgr8,
+                                     uint8_to_uint16, uint16_to_uint8, write_image)
 
 
 def test_missing_empty_and_non_image_files(tmp_path: Path):
@@ -128,6 +129,29 @@ def test_a_stream_is_tested_on_its_first_and_every_nth_16_bit_image_and_warned_o
     black = NarrowSamples("", warn=said.append)
     black.see(np.zeros_like(twelve), 16)  # a black frame holds no samples: no camera's range to tell
     assert not black.narrow and len(said) == 1
+
+
+def test_samples_convert_to_nearest_and_saturate_and_limits_are_inclusive(shared_data: Path, tmp_path: Path):
+    """A real photo's samples: 8 bits to 16 of any significant bits and back are nearest (a 12-bit 128 is
+    128 * 4095 / 255 = 2055.5 -> 2056) and return the photo; a 12-bit read saturates samples above 4095 (a hot pixel,
+    a 16-bit frame read with 12 bits) at 255 instead of wrapping; a float image in [0, 1] reads as the photo to
+    the nearest level; 8 and 16 significant bits are accepted, and a frame of exactly MAX_PIXELS is."""
+    photo = read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
+    levels = np.arange(256, dtype=np.uint8)
+    for bits in (8, 10, 12, 16):
+        top = (1 << bits) - 1
+        wide = uint8_to_uint16(levels, bits)
+        assert np.abs(wide - levels.astype(np.float64) * top / 255).max() <= 0.5
+        np.testing.assert_array_equal(uint16_to_uint8(wide, bits), levels)
+    assert uint8_to_uint16(np.uint8(128), 12) == 2056
+    hot = np.array([0, 4095, 4096, 40000, 65535], np.uint16)
+    assert uint16_to_uint8(hot, 12).tolist() == [0, 255, 255, 255, 255]
+    np.testing.assert_array_equal(to_bgr8((photo.astype(np.float32) - 0.4).clip(0) / 255), photo)  # to nearest
+    assert cv2.imwrite(str(tmp_path / "eight.png"), photo.astype(np.uint16))  # 16-bit samples of 8 significant bits
+    np.testing.assert_array_equal(read_image(tmp_path / "eight.png", bits=8), photo)
+    check_size(7680, 4320)
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        check_size(7680, 4321)
 
 
 @pytest.mark.parametrize("bad, reason", [
