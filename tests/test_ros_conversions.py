@@ -239,6 +239,14 @@ def test_the_node_and_bag_replay_decode_a_frame_alike(encoding: str) -> None:
     np.testing.assert_array_equal(bgr8_of(jpeg), decode_image(bag_jpeg, COMPRESSED_IMAGE_TYPE))
 
 
+@pytest.mark.parametrize("encoding", ["32FC1", "64FC1", "bayer_rggb8"])
+def test_a_dehazed_frame_is_not_written_in_a_depth_or_bayer_encoding(frame: np.ndarray, encoding: str) -> None:
+    """Depth is published by depth_to_image: a frame written as 32FC1 came out as grey/255 floats, and as 64FC1 as
+    uint8 grey levels cast to float64 (0..255 metres), both without a word."""
+    with pytest.raises(ImageConversionError, match="depth encoding|not written"):
+        bgr8_to_image(frame, encoding, header())
+
+
 def test_depth_is_32fc1_with_nan_for_invalid() -> None:
     depth = np.array([[1.0, np.inf], [-np.inf, 2.5]], np.float32)
     msg = depth_to_image(depth, header())

@@ -139,12 +139,15 @@ def pixels_to_bgr8(array: np.ndarray, encoding: str, bits: int = SAMPLE_BITS,
 
 def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = None,
                    bits: int = SAMPLE_BITS) -> np.ndarray:
-    """A uint8 BGR frame in `encoding`'s layout (not Bayer: see `output_encoding`), 16-bit samples on the range of
-    `bits` significant bits, as `pixels_to_bgr8` read them. `like`, the input frame in that encoding, gives the
-    alpha channel of 4-channel encodings (kept from the input); without it, opaque."""
+    """A uint8 BGR frame in `encoding`'s layout (a camera's, not Bayer: see `output_encoding`), 16-bit samples on the
+    range of `bits` significant bits, as `pixels_to_bgr8` read them. `like`, the input frame in that encoding, gives
+    the alpha channel of 4-channel encodings (kept from the input); without it, opaque. ImageError for a Bayer or
+    depth encoding."""
     layout = layout_of(encoding)
     if encoding.startswith("bayer_"):
         raise ImageError(f"frames are not written as {encoding}: publish {output_encoding(encoding)}")
+    if not layout.camera:
+        raise ImageError(f"{encoding} is a depth encoding (REP-118), not a camera frame's")
     if layout.channels == 2:
         yuv = np.clip(bgr.astype(np.float32) @ BT601_BGR_TO_YUV.T / 255.0 + (16.0, 128.0, 128.0), 0, 255)
         y, u, v = (np.rint(yuv[:, :, i]).astype(np.uint8) for i in range(3))
@@ -155,11 +158,7 @@ def bgr8_to_pixels(bgr: np.ndarray, encoding: str, like: np.ndarray | None = Non
         return np.ascontiguousarray(np.stack((y, chroma) if luma_first else (chroma, y), axis=2))
     if layout.channels == 1:
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        if layout.dtype == np.uint16:
-            return uint8_to_uint16(gray, bits)
-        if layout.dtype == np.float32:
-            return gray.astype(np.float32) / 255.0
-        return gray
+        return uint8_to_uint16(gray, bits) if layout.dtype == np.uint16 else gray
     if layout.channels == 4:
         out = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA if layout.to_bgr == cv2.COLOR_RGBA2BGR else cv2.COLOR_BGR2BGRA)
     else:
