@@ -158,8 +158,9 @@ def test_a_padded_big_endian_16_bit_frame_reads_whole_even_when_its_last_row_has
     np.testing.assert_array_equal(pixels, samples)
     np.testing.assert_array_equal(cv2.flip(pixels, 1), samples[:, ::-1])
     assert np.abs(camera_frame(msg, bits=12)[0].astype(int) - photo[:, :width]).max() <= 1
+    needed = len(msg.data)
     msg.data = bytes(msg.data)[:-1]
-    with pytest.raises(ImageConversionError, match="truncated data"):
+    with pytest.raises(ImageConversionError, match=f"truncated data: {needed - 1} bytes .* \\(needs {needed}\\)"):
         bgr8_of(msg)
 
 

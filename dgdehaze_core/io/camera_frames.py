@@ -107,9 +107,10 @@ def raw_pixels(msg: Any, *, max_pixels: int = MAX_PIXELS, camera: bool = True) -
         raise ImageError(f"step {step} is not a multiple of the {layout.dtype.itemsize}-byte sample")
     buffer = np.frombuffer(msg.data, dtype=np.uint8) if isinstance(msg.data, (bytes, bytearray, memoryview)) \
         else np.asarray(msg.data, np.uint8)
-    if buffer.size < step * (height - 1) + row_bytes:
+    needed = step * (height - 1) + row_bytes  # the last row's padding may be left out
+    if buffer.size < needed:
         raise ImageError(f"truncated data: {buffer.size} bytes for {width}x{height} {msg.encoding} "
-                         f"with step {step} (needs {step * height})")
+                         f"with step {step} (needs {needed})")
     dtype = layout.dtype.newbyteorder(">" if msg.is_bigendian else "<")
     shape: tuple[int, ...] = (height, width) if layout.channels == 1 else (height, width, layout.channels)
     strides: tuple[int, ...] = (step, layout.channels * dtype.itemsize, dtype.itemsize)[:len(shape)]
