@@ -484,6 +484,29 @@ def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_
     assert resized_calibration(info, (120, 320)) is None, "another aspect ratio: no resized copy"
 
 
+def test_kitti_s_calibration_for_a_frame_resized_unevenly_scales_x_and_y_apart_and_binning_per_axis() -> None:
+    """KITTI's 1242x375 camera resized to 640x192 (x by 0.5153, y by 0.512: within the 1 % the aspect may change)
+    scales K's and P's x row by the one and the y row by the other, as image_proc's resize does, and the relayed
+    camera_info says so; frames cut by 6 % in height are an undeclared crop, not a resize; a camera binned 2x1
+    describes a 621x375 image, its x halved and its y kept."""
+    from dgdehaze_ros.camera_info import relayed_camera_info
+
+    info = camera_info(1242, 375)
+    info.k = [721.5377, 0.0, 609.5593, 0.0, 721.5377, 172.854, 0.0, 0.0, 1.0]
+    info.p = [721.5377, 0.0, 609.5593, 44.85728, 0.0, 721.5377, 172.854, 0.2163791, 0.0, 0.0, 1.0, 0.002745884]
+    sx, sy = 640 / 1242, 192 / 375
+    k, p = resized_calibration(info, (192, 640))
+    np.testing.assert_allclose(k, [721.5377 * sx, 0, 609.5593 * sx, 0, 721.5377 * sy, 172.854 * sy, 0, 0, 1])
+    np.testing.assert_allclose(p, [721.5377 * sx, 0, 609.5593 * sx, 44.85728 * sx, 0, 721.5377 * sy, 172.854 * sy,
+                                   0.2163791 * sy, 0, 0, 1, 0.002745884])
+    relay, note = relayed_camera_info(info, info.header, (192, 640))
+    assert (relay.width, relay.height) == (640, 192) and np.allclose(relay.k, k) and "1242x375" in note
+    assert size_mismatch(info, (352, 1242)), "the bonnet's 23 rows cut off, undeclared: 6 % of the height, no resize"
+    info.binning_x = 2
+    assert intrinsics_of(info, (375, 621)) == pytest.approx(Intrinsics(721.5377 / 2, 721.5377, 609.5593 / 2, 172.854))
+    assert resized_calibration(info, (375, 621)) is None, "it describes the frame itself"
+
+
 KITTI_RAW_D = [-0.3691481, 0.1968681, 0.001353473, 0.0005677587, -0.06770705]
 """The lens distortion of KITTI's raw colour camera 2 (calib_cam_to_cam.txt D_02)."""
 
