@@ -268,6 +268,7 @@ def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(fra
     with pytest.raises(ImageConversionError, match="empty"):
         bgr8_of(CompressedImage(format="png", data=b""))
     depth = compressed_depth_image(np.full((48, 64), 7.5, np.float32), header())  # a depth camera's topic given
+    assert depth.header == header() and depth.format == "32FC1; compressedDepth png"
     with pytest.raises(ImageConversionError, match="is a depth image \\(image_transport's compressedDepth\\), not a "
                                                    "camera frame"):
         bgr8_of(depth)  # was: "its header does not read as JPEG, PNG, ..."

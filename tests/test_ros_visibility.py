@@ -499,8 +499,9 @@ def test_kitti_s_calibration_for_a_frame_resized_unevenly_scales_x_and_y_apart_a
     np.testing.assert_allclose(k, [721.5377 * sx, 0, 609.5593 * sx, 0, 721.5377 * sy, 172.854 * sy, 0, 0, 1])
     np.testing.assert_allclose(p, [721.5377 * sx, 0, 609.5593 * sx, 44.85728 * sx, 0, 721.5377 * sy, 172.854 * sy,
                                    0.2163791 * sy, 0, 0, 1, 0.002745884])
-    relay, note = relayed_camera_info(info, info.header, (192, 640))
-    assert (relay.width, relay.height) == (640, 192) and np.allclose(relay.k, k) and "1242x375" in note
+    relay, note = relayed_camera_info(info, stamped_header(7), (192, 640))
+    assert relay.header == stamped_header(7) and (relay.width, relay.height) == (640, 192) and "1242x375" in note
+    assert np.allclose(relay.k, k) and np.allclose(relay.p, p) and list(relay.d) == list(info.d)
     assert size_mismatch(info, (352, 1242)), "the bonnet's 23 rows cut off, undeclared: 6 % of the height, no resize"
     info.binning_x = 2
     assert intrinsics_of(info, (375, 621)) == pytest.approx(Intrinsics(721.5377 / 2, 721.5377, 609.5593 / 2, 172.854))
