@@ -22,10 +22,10 @@ from dgdehaze_core.detection.boxes import box_iou, inside_frame
 from dgdehaze_core.detection.offline import offline_ultralytics
 
 TRACKERS = ("bytetrack", "botsort")
+"""Ultralytics' multi-object trackers (its cfg/trackers/NAME.yaml, shipped inside the package: nothing downloaded)."""
 SAME_OBJECT_IOU = 0.8
 """Boxes of two classes that overlap by this much are one object (the detector's NMS, per class, kept both); the
 same vehicle as car and truck in real fog overlaps by 0.9 and more (DAWN), a rider and their bicycle far less."""
-"""Ultralytics' multi-object trackers (its cfg/trackers/NAME.yaml, shipped inside the package: nothing downloaded)."""
 
 Box = TypeVar("Box")
 """A detection: a frozen dataclass with `box` (x1, y1, x2, y2), `score`, `class_id` and `track_id`
