@@ -536,6 +536,30 @@ def test_offline_with_a_camera_mounting_the_fog_is_measured_as_the_node_measures
     assert located > 0, "no detection got a position in metres"
 
 
+def test_the_fog_is_smoothed_over_the_camera_s_stamps_not_the_times_the_recorder_logged_the_frames(
+        tmp_path: Path) -> None:
+    """The node smooths the fog over its frames' header stamps: bag-eval must too. Real fog frames stamped a camera
+    period apart give the same visibility per frame whether the recorder logged them as they came or in one burst
+    (all within 5 microseconds, as a recorder flushing a queue does), where over the log times the burst's readings
+    would be held at the first frame's."""
+    frames = demo_frames(6)
+    readings = {}
+    for name, log_times in (("as they came", [START + i * PERIOD for i in range(6)]),
+                            ("in a burst", [START + 10 * PERIOD + i * 1000 for i in range(6)])):
+        bag = tmp_path / name.replace(" ", "-")
+        with BagWriter(bag, "mcap") as writer:
+            for index, (frame, log_time) in enumerate(zip(frames, log_times)):
+                header = writer.header(START + index * PERIOD, "cam")
+                writer.write("/cam/camera_info", CAMERA_INFO_TYPE, log_time, camera_info_msg(writer, header, frame))
+                writer.write("/cam/image_raw", IMAGE_TYPE, log_time, image_msg(writer, header, frame, "bgr8"))
+        evaluation = evaluate_bag(bag, "/cam/image_raw", tmp_path / f"{bag.name}-out", method="dcp",
+                                  camera_info_topic="/cam/camera_info", mounting=Mounting(height=1.3, pitch=0.0),
+                                  progress=False)
+        readings[name] = [record.visibility_m for record in evaluation.records]
+    assert all(math.isfinite(v) for v in readings["as they came"]) and len(set(readings["as they came"])) == 6
+    assert readings["in a burst"] == pytest.approx(readings["as they came"], rel=1e-9)
+
+
 def broken_bags(tmp_path: Path) -> dict[str, tuple[Path, list[str], str]]:
     """name -> (bag, extra CLI args, expected error text)."""
     frames = demo_frames(2)
