@@ -261,8 +261,9 @@ def test_compressed_jpeg_and_png_decode_and_corrupt_or_huge_ones_are_refused(fra
     import ultralytics.utils.patches  # noqa: F401  # which wraps PIL.Image.open in the node's process
     for fmt, ext in (("jpeg", ".jpg"), ("png", ".png")):
         msg = CompressedImage(header=header(), format=fmt, data=cv2.imencode(ext, frame)[1].tobytes())
-        decoded = bgr8_of(msg)
+        decoded, encoding, pixels = camera_frame(msg)
         assert decoded.shape == frame.shape and np.abs(decoded.astype(int) - frame).mean() < 3
+        assert (encoding, pixels) == ("bgr8", None), "a compressed frame's dehazed image is published as bgr8"
     with pytest.raises(ImageConversionError, match="header does not read"):
         bgr8_of(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
     with pytest.raises(ImageConversionError, match="empty"):
