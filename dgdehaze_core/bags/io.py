@@ -206,6 +206,12 @@ def _unlisted_data_files(folder: Path, information: dict[str, Any]) -> list[str]
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(DATA_FILES) and p.name not in listed)
 
 
+def _seconds(value: float) -> str:
+    """A time in a bag's words: tenths of a second, two significant digits under a second (a bag of a few frames
+    lasts a few hundredths, which tenths read as 0.0)."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
 def check_time_window(start_s: float, duration_s: float | None) -> None:
     """ValueError for a start that is not 0 or more seconds, or a duration that is not a positive number of seconds
     (None: to the end), as `BagSource.select_window` takes them."""
@@ -448,12 +454,12 @@ class BagSource:
             raise BagError(f"bag {self.path} holds no messages (its topics: {topics})")
         length = (end - first) / 1e9
         if start_s >= length:
-            raise BagError(f"bag {self.path} lasts {length:.1f} s: nothing was recorded {start_s:g} s into it")
+            raise BagError(f"bag {self.path} lasts {_seconds(length)} s: nothing was recorded {start_s:g} s into it")
         start = first + round(start_s * 1e9)
         to_end = duration_s is None or start_s + duration_s >= length  # a stop past the end: none (any int64 fits)
         self.window = (start, None if to_end else start + round(duration_s * 1e9))
         until = length if duration_s is None else min(start_s + duration_s, length)
-        return f"{start_s:g} to {until:.1f} s of the bag's {length:.1f} s"
+        return f"{start_s:g} to {_seconds(until)} s of the bag's {_seconds(length)} s"
 
     def raw_messages(self, connections: Sequence[Connection] = ()) -> Iterator[tuple[Connection, int, bytes]]:
         """The messages of `connections` (default: all) in time order, serialized as stored; within the window
