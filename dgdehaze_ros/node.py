@@ -789,9 +789,10 @@ def main(args: list[str] | None = None) -> int:
     try:
         if node.get_parameter("autostart").value:
             _autostart(node)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
+        if node.context.ok():  # not where a Ctrl-C or SIGTERM rclpy took during autostart shut the context down
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -804,8 +805,12 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _autostart(node: DehazeNode) -> None:
-    """Configure and activate `node`; a transition that fails leaves it up in the state before, saying how to go on."""
-    if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+    """Configure and activate `node`; a transition that fails leaves it up in the state before, saying how to go on
+    (nothing where it failed since a stop shut the context down meanwhile)."""
+    configured = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    if not node.context.ok():
+        return
+    if configured:
         if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             node.get_logger().error(f"the node stays inactive: mend what the error says, then `ros2 lifecycle "
                                     f"set {node.get_fully_qualified_name()} activate` (or cleanup first)")
