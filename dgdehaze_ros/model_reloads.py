@@ -10,7 +10,9 @@ settings, models and lock, declared below.
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 from rclpy.parameter import Parameter
@@ -23,10 +25,18 @@ from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE
 from dgdehaze_ros.parameters import NodeSettings
 
+Loaded = TypeVar("Loaded")
+CONTEXT_POLL_S = 0.1
+"""How often a configure waiting on its load checks that the node's context still runs."""
+
+
+class ShutDownMeanwhile(Exception):
+    """A stop (Ctrl-C, SIGTERM) shut the node's context down while the configure loaded its models."""
+
 
 class ModelReloads:
     """The background loads of `DehazeNode`'s pipeline and detector, and what a failed one puts back and reports.
-    Besides the attributes declared here it uses the node's `get_logger` and `set_parameters` (rclpy's),
+    Besides the attributes declared here it uses the node's `get_logger`, `set_parameters` and `context` (rclpy's),
     `_publish_labels`, `_describe` and `_thread_name`."""
 
     _settings: NodeSettings | None
@@ -70,6 +80,38 @@ class ModelReloads:
         """No detector runs, or it was loaded with other detector settings (changed while detection was off)."""
         loaded = self._loaded.get("detector")
         return self._detector is None or loaded is None or bool(loaded.differing(settings, "detector"))
+
+    def _load_watched(self, load: Callable[[NodeSettings], Loaded], settings: NodeSettings) -> Loaded:
+        """`load(settings)` for the configure: run in a loader thread while the calling thread waits, so that a stop
+        that shuts the context down meanwhile ends the wait at once (`ShutDownMeanwhile`) and the load ends on its
+        own, its result dropped (destroy_node waits for it a bounded time). Loaded in the calling thread, an ONNX
+        export or a TensorRT build ran to its end first whenever rclpy's signal handler took the stop without a
+        KeyboardInterrupt reaching the configure. The load's exception is raised here."""
+        result: Future[Loaded] = Future()
+
+        def run() -> None:
+            try:
+                loaded, failure = load(settings), None
+            except BaseException as exc:  # raised in the waiting thread
+                loaded, failure = None, exc
+            with self._lock:  # gone from `_loaders` before the configure goes on
+                self._loaders.discard(thread)
+                self._loader_ended.notify_all()
+            if failure is None:
+                result.set_result(loaded)
+            else:
+                result.set_exception(failure)
+
+        thread = threading.Thread(target=run, name=self._thread_name("configure"), daemon=True)
+        with self._lock:
+            self._loaders.add(thread)
+        thread.start()
+        while True:
+            try:
+                return result.result(timeout=CONTEXT_POLL_S)
+            except FutureTimeout:
+                if not self.context.ok():
+                    raise ShutDownMeanwhile("the node is shutting down") from None
 
     def _load_pipeline(self, settings: NodeSettings) -> DehazePipeline:
         """The pipeline of `settings`. It names its weights from the read that loaded them (`weights_summary`):

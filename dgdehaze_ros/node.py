@@ -84,7 +84,7 @@ from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILAB
                                              label_info_msg)
 from dgdehaze_ros.fastdds_profile import CHOICE_VARIABLE, node_environment, transport_summary
 from dgdehaze_ros.fog_measurement import FogMeasurement
-from dgdehaze_ros.model_reloads import ModelReloads
+from dgdehaze_ros.model_reloads import ModelReloads, ShutDownMeanwhile
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.node_logging import attribute_threads, not_on_a_node_logger, transition_of
 from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
@@ -132,7 +132,8 @@ Transition = Callable[[Any, LifecycleState], TransitionCallbackReturn]
 
 def _logs_its_exception(transition: Transition) -> Transition:
     """A lifecycle transition callback that logs its exception with the traceback, then raises it on: rclpy turns it
-    into ERROR (`on_error`) without a word of what it was. The Python log lines of the transition (the core's: the
+    into ERROR (`on_error`) without a word of what it was. An exception once a stop shut the node's context down is
+    the stop's (a publish on the dead context): said in a line, the transition failed. The Python log lines of the transition (the core's: the
     backend chosen, the models loaded) name the node (`node_logging`)."""
     @functools.wraps(transition)
     def logged(node: Any, state: LifecycleState) -> TransitionCallbackReturn:
@@ -140,6 +141,10 @@ def _logs_its_exception(transition: Transition) -> Transition:
             with transition_of(node.get_logger().name):
                 return transition(node, state)
         except Exception:
+            if not node.context.ok():  # a stop shut the context down under it (a publish failed): nothing to mend
+                node.get_logger().info(f"{transition.__name__} (from {state.label}) stopped: the node is shutting "
+                                       "down")
+                return TransitionCallbackReturn.FAILURE
             node.get_logger().error(f"{transition.__name__} (from {state.label}) raised:\n{traceback.format_exc()}")
             raise
     return logged
@@ -176,7 +181,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         """The worker's failed frames as of the last /diagnostics report: those since make it an ERROR."""
         self.worker: LatestFrameWorker[IncomingFrame] = LatestFrameWorker(self._process_while_up,
                                                                           self._thread_name("worker"))
-        attribute_threads(self.get_logger().name, self._thread_name("worker"), self._thread_name("loader"))
+        attribute_threads(self.get_logger().name,
+                          *(self._thread_name(role) for role in ("worker", "loader", "configure")))
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
         self._samples = NarrowSamples(NARROW_REMEDY)
@@ -204,7 +210,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._settings = settings = read_settings(self)
-            self._pipeline = self._load_pipeline(settings)
+            self._pipeline = self._load_watched(self._load_pipeline, settings)
+        except ShutDownMeanwhile as exc:
+            return self._configure_stopped(exc)
         except Exception as exc:  # any failure to load leaves the node unconfigured, with the reason logged ...
             self.get_logger().error(f"configure failed: {exc}")
             self._release()  # ... and drops a load that a change made meanwhile started (`_generation`)
@@ -213,8 +221,10 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._detector = None
         if settings["detection_enabled"]:
             try:
-                self._detector = self._load_detector(settings)
+                self._detector = self._load_watched(self._load_detector, settings)
                 self._detector_note = self._detector_label(self._detector)
+            except ShutDownMeanwhile as exc:
+                return self._configure_stopped(exc)
             except Exception as exc:  # a refused file, a runtime's own error (onnxruntime raises RuntimeError)
                 self._detection_off(exc)
         if self._detector is not None:
@@ -243,6 +253,12 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self.get_logger().info(f"configured: {self._describe()}")
         self._start_reloads()
         return TransitionCallbackReturn.SUCCESS
+
+    def _configure_stopped(self, stop: ShutDownMeanwhile) -> TransitionCallbackReturn:
+        """A configure a stop cut short: unconfigured, nothing to mend (the process is ending)."""
+        self.get_logger().info(f"configure stopped: {stop}")
+        self._release()
+        return TransitionCallbackReturn.FAILURE
 
     def _create_outputs(self) -> None:
         """The publishers and the diagnostics timer, each stored as it is made, so that `_release` frees a part."""
@@ -811,7 +827,7 @@ def _autostart(node: DehazeNode) -> None:
     if not node.context.ok():
         return
     if configured:
-        if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        if node.trigger_activate() != TransitionCallbackReturn.SUCCESS and node.context.ok():
             node.get_logger().error(f"the node stays inactive: mend what the error says, then `ros2 lifecycle "
                                     f"set {node.get_fully_qualified_name()} activate` (or cleanup first)")
     else:  # a lifecycle node stays up unconfigured: mend the parameters, then configure again

@@ -112,8 +112,8 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
         session: RosSession, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
     """The core logs with Python's logging, not the node's rclpy logger: with two cameras' nodes in one process,
     `INFO dgdehaze_core.models: loaded lite model from ...` did not say which node loaded it, and it was neither on
-    /rosout (rqt_console) nor in ~/.ros/log. A line logged during a node's transition (front's configure loads
-    lite) or on its threads (rear's loader, after a change to lite) now begins with the node's logger name in the
+    /rosout (rqt_console) nor in ~/.ros/log. A line logged during a node's transition or on its threads (front's
+    configure loads lite on its `-configure` thread, rear's loader after a change to lite) now begins with the node's logger name in the
     process's own handlers, and goes to that node's rclpy logger: on /rosout under the node's name, printed once.
     The process's other lines are left as they are."""
     logs: list[Log] = []
@@ -143,7 +143,7 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
             session.remove(front)
     loaded = [(record.threadName, record.getMessage().split(" model from ")[0]) for record in caplog.records
               if record.name == "dgdehaze_core.models"]
-    assert loaded == [("MainThread", "[front.dgdehaze] loaded lite"),
+    assert loaded == [("front.dgdehaze-configure", "[front.dgdehaze] loaded lite"),
                       ("rear.dgdehaze-loader", "[rear.dgdehaze] loaded lite"), ("MainThread", "a line of no node")]
     assert "[rear.dgdehaze] torch backend: lite" in caplog.text, "the formatted line, in whatever format the " \
         "process set (another test's Ray sets its own)"
