@@ -133,8 +133,8 @@ Transition = Callable[[Any, LifecycleState], TransitionCallbackReturn]
 def _logs_its_exception(transition: Transition) -> Transition:
     """A lifecycle transition callback that logs its exception with the traceback, then raises it on: rclpy turns it
     into ERROR (`on_error`) without a word of what it was. An exception once a stop shut the node's context down is
-    the stop's (a publish on the dead context): said in a line, the transition failed. The Python log lines of the transition (the core's: the
-    backend chosen, the models loaded) name the node (`node_logging`)."""
+    the stop's (a publish on the dead context): said in a line, the transition failed. The Python log lines of the
+    transition (the core's: the backend chosen, the models loaded) name the node (`node_logging`)."""
     @functools.wraps(transition)
     def logged(node: Any, state: LifecycleState) -> TransitionCallbackReturn:
         try:

@@ -113,8 +113,9 @@ def test_the_core_s_log_lines_of_two_cameras_nodes_say_which_node_they_come_from
     """The core logs with Python's logging, not the node's rclpy logger: with two cameras' nodes in one process,
     `INFO dgdehaze_core.models: loaded lite model from ...` did not say which node loaded it, and it was neither on
     /rosout (rqt_console) nor in ~/.ros/log. A line logged during a node's transition or on its threads (front's
-    configure loads lite on its `-configure` thread, rear's loader after a change to lite) now begins with the node's logger name in the
-    process's own handlers, and goes to that node's rclpy logger: on /rosout under the node's name, printed once.
+    configure loads lite on its `-configure` thread, rear's loader after a change to lite) now begins with the
+    node's logger name in the process's own handlers, and goes to that node's rclpy logger: on /rosout under the
+    node's name, printed once.
     The process's other lines are left as they are."""
     logs: list[Log] = []
     listener = session.listener("core_log", Log, "/rosout", logs.append, QoSProfile(
