@@ -484,23 +484,26 @@ def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_
     assert resized_calibration(info, (120, 320)) is None, "another aspect ratio: no resized copy"
 
 
-def test_kitti_s_calibration_for_a_frame_resized_unevenly_scales_x_and_y_apart_and_binning_per_axis() -> None:
-    """KITTI's 1242x375 camera resized to 640x192 (x by 0.5153, y by 0.512: within the 1 % the aspect may change)
-    scales K's and P's x row by the one and the y row by the other, as image_proc's resize does, and the relayed
-    camera_info says so; frames cut by 6 % in height are an undeclared crop, not a resize; a camera binned 2x1
-    describes a 621x375 image, its x halved and its y kept."""
+@pytest.mark.parametrize("width, height", [(640, 192), (416, 128), (1024, 320)])
+def test_kitti_s_calibration_for_a_frame_resized_unevenly_scales_x_and_y_apart_and_binning_per_axis(
+        width: int, height: int) -> None:
+    """KITTI's 1242x375 camera resized to a depth network's input size (640x192 changes the aspect by 0.6 %,
+    416x128 by 1.9 %, 1024x320 by 3.5 %) scales K's and P's x row by the one and the y row by the other, as
+    image_proc's resize does, and the relayed camera_info says so (the two larger sizes were refused as another
+    aspect ratio, over a 1 % tolerance: no fog outputs); frames cut by 6 % in height are an undeclared crop, not a
+    resize; a camera binned 2x1 describes a 621x375 image, its x halved and its y kept."""
     from dgdehaze_ros.camera_info import relayed_camera_info
 
     info = camera_info(1242, 375)
     info.k = [721.5377, 0.0, 609.5593, 0.0, 721.5377, 172.854, 0.0, 0.0, 1.0]
     info.p = [721.5377, 0.0, 609.5593, 44.85728, 0.0, 721.5377, 172.854, 0.2163791, 0.0, 0.0, 1.0, 0.002745884]
-    sx, sy = 640 / 1242, 192 / 375
-    k, p = resized_calibration(info, (192, 640))
+    sx, sy = width / 1242, height / 375
+    k, p = resized_calibration(info, (height, width))
     np.testing.assert_allclose(k, [721.5377 * sx, 0, 609.5593 * sx, 0, 721.5377 * sy, 172.854 * sy, 0, 0, 1])
     np.testing.assert_allclose(p, [721.5377 * sx, 0, 609.5593 * sx, 44.85728 * sx, 0, 721.5377 * sy, 172.854 * sy,
                                    0.2163791 * sy, 0, 0, 1, 0.002745884])
-    relay, note = relayed_camera_info(info, stamped_header(7), (192, 640))
-    assert relay.header == stamped_header(7) and (relay.width, relay.height) == (640, 192) and "1242x375" in note
+    relay, note = relayed_camera_info(info, stamped_header(7), (height, width))
+    assert relay.header == stamped_header(7) and (relay.width, relay.height) == (width, height) and "1242x375" in note
     assert np.allclose(relay.k, k) and np.allclose(relay.p, p) and list(relay.d) == list(info.d)
     assert size_mismatch(info, (352, 1242)), "the bonnet's 23 rows cut off, undeclared: 6 % of the height, no resize"
     info.binning_x = 2

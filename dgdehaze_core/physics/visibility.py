@@ -121,12 +121,20 @@ def intrinsics_of(info: Any, shape: tuple[int, int] | None = None, raw: bool = F
                                                                     offset=(float(left), float(top))))
 
 
+RESIZE_ASPECT_TOLERANCE = 0.04
+"""How far a resize's x and y scales may differ, relative to the larger: a network's input size changes a camera's
+aspect a little (KITTI's 1242x375 to 640x192, 416x128 or 1024x320: 0.6, 1.9 and 3.5 %), and image_proc's resize
+scales K per axis; an undeclared crop of a few rows within it reads as a resize, one of more (a bonnet cut off, or
+another camera's calibration: 4:3 against 16:9 is 25 %) as no copy of the image."""
+
+
 def size_mismatch(info: Any, shape: tuple[int, int]) -> str:
     """Why a CameraInfo does not describe a frame of `shape` (height, width): the image it describes has another
     aspect ratio (a crop that its region of interest does not declare, or another camera's calibration), so no
-    scaling maps one onto the other; "" when it does describe it (the same size, or scaled alike in x and y)."""
+    scaling maps one onto the other; "" when it does describe it (the same size, or scaled in x and y alike within
+    RESIZE_ASPECT_TOLERANCE)."""
     sx, sy = _PixelMapping.of(info, shape).resize
-    if abs(sx - sy) <= 0.01 * max(sx, sy):
+    if abs(sx - sy) <= RESIZE_ASPECT_TOLERANCE * max(sx, sy):
         return ""
     width, height = described_size(info)
     return (f"camera_info describes a {width}x{height} image but the frames are {shape[1]}x{shape[0]}, of another "
