@@ -9,10 +9,8 @@ with the ROS 2 message definitions the rest of the package writes.
 from __future__ import annotations
 
 import errno
-import fcntl
 import io
 import logging
-import os
 import shutil
 import tempfile
 from contextlib import redirect_stdout
@@ -21,6 +19,8 @@ from pathlib import Path
 from rosbags.convert import ConverterError, convert
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
+
+from dgdehaze_core.io.atomic_files import drop_lock, free_locks, new_lock
 
 LOG = logging.getLogger(__name__)
 ROS1_MAGIC = b"#ROSBAG V2.0"
@@ -55,13 +55,11 @@ COPY_PREFIX = "dgdehaze-ros1-"
 
 class Ros2Copy:
     """A ROS 2 copy of a ROS 1 bag (`bag`) in a folder of its own in the temporary folder, beside a lock file held
-    (`fcntl.flock`) until `remove`, so that a copy whose process was killed outright, or interrupted as it removed
-    it, is told from one in use and removed by the next (`remove_stale_copies`)."""
+    (`atomic_files.new_lock`) until `remove`, so that a copy whose process was killed outright, or interrupted as it
+    removed it, is told from one in use and removed by the next (`remove_stale_copies`)."""
 
     def __init__(self, name: str) -> None:
-        self._lock_fd, lock = tempfile.mkstemp(prefix=COPY_PREFIX, suffix=".lock")
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        self.lock = Path(lock)
+        self._lock_fd, self.lock = new_lock(Path(tempfile.gettempdir()), COPY_PREFIX)
         self.folder = self.lock.with_suffix("")
         self.folder.mkdir()
         self.bag = self.folder / name
@@ -71,27 +69,16 @@ class Ros2Copy:
         if self._lock_fd < 0:
             return
         shutil.rmtree(self.folder, ignore_errors=True)
-        self.lock.unlink(missing_ok=True)
-        os.close(self._lock_fd)
+        drop_lock(self._lock_fd, self.lock)
         self._lock_fd = -1
 
 
 def remove_stale_copies() -> None:
     """Remove the ROS 2 copies in the temporary folder whose process is gone (their lock is free): one killed outright
     (SIGKILL, out of memory, a power cut) leaves a copy the size of its bag."""
-    for lock in Path(tempfile.gettempdir()).glob(COPY_PREFIX + "*.lock"):
-        try:
-            handle = lock.open("rb")
-        except OSError:
-            continue
-        with handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # in use
-                continue
-            LOG.info("removing %s, the ROS 2 copy of a run that ended without removing it", lock.with_suffix(""))
-            shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
-            lock.unlink(missing_ok=True)
+    for lock in free_locks(Path(tempfile.gettempdir()), COPY_PREFIX):
+        LOG.info("removing %s, the ROS 2 copy of a run that ended without removing it", lock.with_suffix(""))
+        shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
 
 
 def ros2_copy(bag: Path, store: Typestore) -> Ros2Copy:

@@ -176,30 +176,59 @@ def _prefix(target: Path) -> str:
     return f".{short}~{hashlib.sha1(name).hexdigest()[:8]}."
 
 
+LOCK_SUFFIX = ".lock"
+"""How every lock file `new_lock` makes ends; `free_locks` finds them by it."""
+
+
+def new_lock(folder: Path, prefix: str) -> tuple[int, Path]:
+    """A new lock file, `folder`/`prefix`<random>LOCK_SUFFIX, held (`fcntl.flock`) by the descriptor returned with
+    it. The caller drops it with `drop_lock` once what it guards is gone."""
+    fd, lock = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX, dir=folder)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, Path(lock)
+
+
+def drop_lock(fd: int, lock: Path) -> None:
+    """Unlink the lock file `lock` (`new_lock`), then close `fd`, its descriptor, which frees the lock: no other
+    process takes a lock file that is gone."""
+    lock.unlink(missing_ok=True)
+    os.close(fd)
+
+
+def free_locks(folder: Path, prefix: str) -> Iterator[Path]:
+    """The lock files `new_lock` made in `folder` with `prefix` whose lock is free (the process that made it was
+    killed, or cut short before it dropped it), each yielded while this process holds its lock, so that no other
+    takes it too, and unlinked once the caller has removed what it guards (not where the caller stops between)."""
+    for lock in folder.glob(glob.escape(prefix) + "*" + LOCK_SUFFIX):
+        try:
+            fd = os.open(lock, os.O_RDWR)  # opened for writing: an NFS mount's flock is a POSIX write lock
+        except OSError:  # unlinked meanwhile, or another user's
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # its process is still at work
+                continue
+            yield lock
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
 def remove_leftovers(target: Path) -> None:
     """Remove the temporary siblings of `target` whose writer is gone (its lock can be taken); put back an old
     folder it had set aside when `target` itself is missing. Each write of `target` does so first."""
-    for lock_path in target.parent.glob(glob.escape(_prefix(target)) + "*.lock"):
-        stem = str(lock_path)[:-len(".lock")]
-        try:
-            handle = open(lock_path, "a+b")
-        except OSError:
-            continue
-        with handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # its writer is still at work
-                continue
-            kept = Path(stem + ".old") / target.name
-            with contextlib.suppress(OSError):
-                if kept.exists() and not os.path.lexists(target):
-                    os.replace(kept, target)
-            for leftover in map(Path, glob.glob(glob.escape(stem) + ".part*") + [stem + ".old"]):
-                if leftover.is_dir() and not leftover.is_symlink():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                elif os.path.lexists(leftover):
-                    leftover.unlink(missing_ok=True)
-            lock_path.unlink(missing_ok=True)
+    for lock in free_locks(target.parent, _prefix(target)):
+        stem = str(lock)[:-len(LOCK_SUFFIX)]
+        kept = Path(stem + ".old") / target.name
+        with contextlib.suppress(OSError):
+            if kept.exists() and not os.path.lexists(target):
+                os.replace(kept, target)
+        for leftover in map(Path, glob.glob(glob.escape(stem) + ".part*") + [stem + ".old"]):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif os.path.lexists(leftover):
+                leftover.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:
@@ -241,9 +270,8 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     target = Path(os.path.realpath(target)) if os.path.islink(target) else Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
-    fd, lock_name = tempfile.mkstemp(prefix=_prefix(target), suffix=".lock", dir=target.parent)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    stem = lock_name[:-len(".lock")]
+    fd, lock = new_lock(target.parent, _prefix(target))
+    stem = str(lock)[:-len(LOCK_SUFFIX)]
     tmp = Path(stem + ".part" + (suffix if suffix is not None else target.suffix)[:20])
     aside = Path(stem + ".old")
     try:
@@ -272,8 +300,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.lexists(tmp):
             tmp.unlink()
-        Path(lock_name).unlink(missing_ok=True)
-        os.close(fd)
+        drop_lock(fd, lock)
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
