@@ -171,6 +171,44 @@ def test_the_copy_a_run_killed_outright_left_is_removed_by_the_next_and_one_in_u
     assert copies(private_tmp) == []
 
 
+LOCK_LATE = """
+import fcntl, sys
+locking = fcntl.flock
+def paused(fd, operation):  # the pause between making the copy's lock file and locking it, stretched
+    if operation == fcntl.LOCK_EX:
+        print("made", flush=True)
+        sys.stdin.readline()
+    locking(fd, operation)
+fcntl.flock = paused
+""" + HOLD_A_COPY
+"""HOLD_A_COPY, killed, whose process pauses (until a line on stdin) between making its lock file and locking it."""
+
+
+def test_a_copy_whose_lock_file_was_just_made_is_not_taken_for_a_dead_run_s(tmp_path: Path,
+                                                                            private_tmp: Path) -> None:
+    """Between making a copy's lock file and locking it, another run's conversion found the lock free, took the copy
+    for a killed run's and unlinked the lock file: the copy, in use, was then without one, so once its own run was
+    killed no later run found it, and it stayed in TMPDIR for good."""
+    from dgdehaze_core.bags.ros1 import remove_stale_copies
+
+    write_ros1_bag(tmp_path / "drive.bag", demo_frames(2))
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_LATE, str(tmp_path / "drive.bag"), "killed"],
+                              env={**os.environ, "TMPDIR": str(private_tmp)}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "made\n"
+        remove_stale_copies()  # what another run's conversion does first
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == "open\n"
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert len(copies(private_tmp)) == 2, "the killed run's copy and its lock file"
+    remove_stale_copies()
+    assert copies(private_tmp) == [], "the next run removes it"
+
+
 def test_a_ros1_bag_whose_copy_does_not_fit_in_tmpdir_says_so_not_that_the_bag_is_damaged(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """A TMPDIR too small for the ROS 2 copy (the usual failure for a large bag) is named as such, with TMPDIR as the

@@ -325,6 +325,40 @@ def test_what_a_killed_writer_left_goes_with_the_next_write_and_a_live_writer_s_
     assert (tmp_path / killed.stdout.strip()).is_dir(), "a write of another target leaves its leftovers"
 
 
+def test_a_writer_whose_lock_file_was_just_made_keeps_it_and_its_part_goes_once_it_is_killed(tmp_path: Path):
+    """Between making a write's lock file and locking it, another write of the target found the lock free, took it
+    for a killed writer's and unlinked it: the write then ran without one, so once it was killed no later write
+    found its part (a bag folder's size) to remove."""
+    import subprocess
+    import sys
+
+    from dgdehaze_core.io.atomic_files import remove_leftovers
+
+    target = tmp_path / "out"
+    write = ("import fcntl, os, signal, sys; from pathlib import Path; "
+             "from dgdehaze_core.io.atomic_files import atomic_path\n"
+             "locking = fcntl.flock\n"
+             "def paused(fd, operation):\n"  # the pause between making the lock file and locking it, stretched
+             "    if operation == fcntl.LOCK_EX: print('made', flush=True); sys.stdin.readline()\n"
+             "    locking(fd, operation)\n"
+             "fcntl.flock = paused\n"
+             "with atomic_path(Path(sys.argv[1])) as tmp:\n"
+             "    tmp.mkdir(); print(tmp.name, flush=True); os.kill(os.getpid(), signal.SIGKILL)\n")
+    writer = subprocess.Popen([sys.executable, "-c", write, str(target)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "made\n"
+        remove_leftovers(target)  # what another write of the target does first
+        writer.stdin.write("\n")
+        writer.stdin.flush()
+        part = tmp_path / writer.stdout.readline().strip()
+    finally:
+        writer.communicate(timeout=120)
+    assert writer.returncode == -9 and part.is_dir()
+    atomic_write_text(target, "the next write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_hidden_files_and_folders_are_not_images(tmp_path: Path):
     from dgdehaze_core.io.images import images_under, list_images
 

@@ -178,14 +178,28 @@ def _prefix(target: Path) -> str:
 
 LOCK_SUFFIX = ".lock"
 """How every lock file `new_lock` makes ends; `free_locks` finds them by it."""
+UNLOCKED_SUFFIX = ".new"
+"""What a new lock file's name ends with after LOCK_SUFFIX until it is locked (`new_lock`): no `free_locks` finds
+it then."""
 
 
 def new_lock(folder: Path, prefix: str) -> tuple[int, Path]:
     """A new lock file, `folder`/`prefix`<random>LOCK_SUFFIX, held (`fcntl.flock`) by the descriptor returned with
-    it. The caller drops it with `drop_lock` once what it guards is gone."""
-    fd, lock = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX, dir=folder)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd, Path(lock)
+    it: made under another name and renamed into place once locked, so that no `free_locks` of another process
+    finds it free, takes it for a dead process's and unlinks it in between (what it guards would be left without a
+    lock to be found by). The caller drops it with `drop_lock` once what it guards is gone."""
+    while True:
+        fd, unlocked = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX + UNLOCKED_SUFFIX, dir=folder)
+        lock = Path(unlocked[:-len(UNLOCKED_SUFFIX)])
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not os.path.lexists(lock):  # mkstemp's name is unique with its own suffix only
+                os.rename(unlocked, lock)
+                return fd, lock
+        except BaseException:
+            drop_lock(fd, Path(unlocked))
+            raise
+        drop_lock(fd, Path(unlocked))
 
 
 def drop_lock(fd: int, lock: Path) -> None:
