@@ -491,3 +491,33 @@ def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(tmp_p
     model = build_model(state["config"], depth_guidance=state["depth_guidance"])
     model.load_state_dict(state["state_dict"])
     assert model_digest(model) == digests["0"]  # the checkpoint holds the weights both ranks ended with
+
+
+STOP_ON_ONE_RANK = """
+import os, signal, torch
+from dgdehaze_core.training import distributed
+from dgdehaze_core.training.run_control import StepBoundaryStop
+rank, cpu = distributed.Rank.from_environment(), torch.device("cpu")
+distributed.start(rank, cpu)
+try:
+    with StepBoundaryStop(lambda requested: distributed.any_rank(requested, rank, cpu)) as stop:
+        if rank.rank == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        stop.after_step(1, lambda: None)
+except BaseException as exc:
+    print(f"rank {rank.rank}: {type(exc).__name__}", flush=True)
+finally:
+    distributed.stop(rank)
+"""
+"""A step boundary of a torchrun job where rank 0 alone got a SIGTERM: what each rank raises."""
+
+
+def test_a_rank_that_got_no_signal_stops_with_the_job_as_on_ctrl_c(tmp_path: Path) -> None:
+    """A signal to one rank of a torchrun job (`kill` of its process) stops every rank at the step boundary; a rank
+    that got none looked its signal up by the name None and ended in a KeyError traceback."""
+    (tmp_path / "stop.py").write_text(STOP_ON_ONE_RANK)
+    process = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              str(tmp_path / "stop.py")], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    said = sorted(line for line in process.stdout.splitlines() if line.startswith("rank "))
+    assert said == ["rank 0: Terminated", "rank 1: KeyboardInterrupt"], process.stdout + process.stderr[-3000:]

@@ -456,12 +456,14 @@ class StepBoundaryStop:
             raise interruption(self._at_once)
 
     def after_step(self, iteration: int, save: Callable[[], Path | None]) -> None:
-        """At a step boundary: when a stop was asked, `save` (which returns None on a rank that does not write) and
-        raise KeyboardInterrupt (`exits.Terminated` for SIGTERM, which `dgdehaze` exits with as 143)."""
+        """At a step boundary: when a stop was asked (here, or on another rank of the job), `save` (which returns
+        None on a rank that does not write) and raise KeyboardInterrupt (`exits.Terminated` for a SIGTERM this
+        process got, which `dgdehaze` exits with as 143)."""
         if not self._agree(self.requested is not None):
             return
         with self.saving():
             saved = save()
         if saved is not None:
             LOG.warning("stopped at iteration %d: saved %s", iteration, saved)
-        raise interruption(signal.Signals[self.requested])
+        # a rank that got no signal stops as the job does (another rank asked), as for Ctrl-C
+        raise interruption(signal.Signals[self.requested]) if self.requested else KeyboardInterrupt
