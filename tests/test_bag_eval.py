@@ -483,6 +483,22 @@ def test_outputs_never_replace_inputs_and_bad_paths_fail_before_any_work(tmp_pat
     assert "dehazed" in json.loads(figures.read_text())
 
 
+def test_a_link_to_a_read_only_disk_is_refused_as_the_place_written_before_any_work(
+        tmp_path: Path, read_only_folder: Path, capsys: pytest.CaptureFixture) -> None:
+    """An atomic write follows a link (218a815), so its files go beside what the link points at; the up-front check
+    still tried the link's own folder: --json LINK to a read-only disk passed it, the whole evaluation ran and was
+    written, and then the figures failed with a bare '[Errno 30] Read-only file system' on a .lock file."""
+    bag = tmp_path / "bagA"
+    write_camera_bag(bag, "mcap", demo_frames(2))
+    link = tmp_path / "figures.json"
+    link.symlink_to(read_only_folder / "figures.json")
+    out = tmp_path / "eval"
+    assert main(["bag-eval", str(bag), "--method", "dcp", "--no-detection", "--out", str(out), "--json", str(link),
+                 "--no-progress"]) == 2
+    assert f"--json {link} cannot be written: Read-only file system in {read_only_folder}" in capsys.readouterr().err
+    assert not out.exists(), "work was done"
+
+
 def test_fog_that_hides_the_road_is_marked_as_the_most_the_visibility_can_be(tmp_path: Path) -> None:
     """A white-out (no road in view) reads the visibility's upper bound: the report plotted and the summary kept it
     as a measurement, beside the frames of the real fog drive."""

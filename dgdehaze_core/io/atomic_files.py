@@ -64,9 +64,9 @@ def check_writable_place(path: str | os.PathLike[str], flag: str, inside: bool =
     """`path` as a Path when the folder it goes in (`inside`: `path` itself, a folder whose files its writer writes
     one by one, which must then be or become a folder: `check_folder_path`) or, where that does not exist yet, the
     nearest existing one above it takes new files, as an atomic write of `path`, file or folder, needs (or of each
-    file in it); else OSError naming `flag`."""
+    file in it; a link's: beside what it points at, `replaced_path`); else OSError naming `flag`."""
     path = check_folder_path(path, flag) if inside else Path(path)
-    folder = path.absolute() if inside else path.absolute().parent
+    folder = path.absolute() if inside else replaced_path(path).absolute().parent
     while not folder.exists():
         folder = folder.parent
     try:
@@ -272,6 +272,12 @@ def _fsync_tree(folder: Path) -> None:
     _fsync(folder)
 
 
+def replaced_path(target: str | os.PathLike[str]) -> Path:
+    """What an atomic write of `target` replaces (`atomic_path`), its temporary siblings beside it: `target`, or
+    where it points (followed to its end) where it is a symbolic link."""
+    return Path(os.path.realpath(target)) if os.path.islink(target) else Path(target)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it over `target`, on error remove it.
@@ -281,7 +287,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     link is followed: what it points at is replaced and the link kept (renamed over, the link itself would be
     replaced beside the old output, which its target kept).
     """
-    target = Path(os.path.realpath(target)) if os.path.islink(target) else Path(target)
+    target = replaced_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
     fd, lock = new_lock(target.parent, _prefix(target))
