@@ -189,11 +189,14 @@ def test_bad_messages_raise_a_clear_error(msg: Image, reason: str) -> None:
 
 def test_a_message_s_own_long_text_is_quoted_cut_short_in_its_error() -> None:
     """A malformed message's 100 KB encoding (or CompressedImage format) went whole into the error, which the node
-    logs and sends on /diagnostics for every such frame."""
+    logs and sends on /diagnostics for every such frame; so did a format naming png whose PNG is cut short."""
+    cut = cv2.imencode(".png", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()[:60]  # its header reads, no more
     for msg, start in ((raw("x" * 100_000, width=4, height=4, step=12), "unsupported encoding 'xxx"),
                        (CompressedImage(header=header(), format="y" * 100_000, data=b"\xff"),
                         "unsupported compressed format 'yyy"),
-                       (CompressedImage(header=header(), format="compressedDepth" * 10_000, data=b"\xff"), "'comp")):
+                       (CompressedImage(header=header(), format="compressedDepth" * 10_000, data=b"\xff"), "'comp"),
+                       (CompressedImage(header=header(), format="png" + "z" * 99_997, data=cut),
+                        r"compressed image \('pngzzz.*\(100000 characters\), 60 bytes\) does not decode")):
         with pytest.raises(ImageConversionError, match=start) as error:
             bgr8_of(msg)
         assert len(str(error.value)) < 600 and ("(100000 characters)" in str(error.value)

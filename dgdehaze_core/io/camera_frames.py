@@ -199,7 +199,8 @@ def compressed_to_bgr8(msg: Any, *, max_pixels: int = MAX_PIXELS, bits: int = SA
     data = np.frombuffer(raw, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # as image_transport: no EXIF orientation
     if image is None:
-        raise ImageError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
+        named = quoted(str(msg.format)) if msg.format else "no format"
+        raise ImageError(f"compressed image ({named}, {data.size} bytes) does not decode")
     if samples is not None:
         samples.see(image, bits)
     if image.dtype == np.uint16:
