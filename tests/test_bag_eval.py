@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import math
 import os
@@ -787,6 +788,19 @@ def test_a_bag_whose_name_is_no_utf8_is_reported_alone_and_in_a_fleet(tmp_path: 
                  *common]) == 0
     assert 'href="caf%E9/report.html"' in (fleet / "index.html").read_text(encoding="utf-8")
     assert (fleet / name / "report.html").is_file()
+
+
+def test_a_bag_name_stdout_cannot_encode_is_printed_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bag with a CJK name evaluated with a Latin-1 stdout (a Latin-1 locale's): the figures table's title failed
+    to print after the output was written (exit 2), as the escape kept for a name that is no UTF-8 escaped only what
+    UTF-8 cannot encode."""
+    write_camera_bag(tmp_path / "東京", "mcap", demo_frames(1))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["bag-eval", str(tmp_path / "東京"), "--out", str(tmp_path / "eval"), "--method", "dcp",
+                 "--no-detection", "--no-progress"]) == 0
+    stdout.flush()
+    assert "\\u6771\\u4eac (offline, dcp, 1 frames)" in stdout.buffer.getvalue().decode("latin-1")
 
 
 def test_an_output_folder_naming_the_input_is_refused_before_the_detector_loads(tmp_path: Path,

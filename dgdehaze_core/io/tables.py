@@ -79,8 +79,9 @@ def emit(table: Table, title: str = "", json_path: str | Path | None = None) -> 
     text = format_table(table, title)
     try:
         print(text)
-    except UnicodeEncodeError:  # a name that is no UTF-8 (a Latin-1 file name, held with surrogates), strict stdout
-        print(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    except UnicodeEncodeError:  # a name stdout cannot encode: one that is no UTF-8 (a Latin-1 file name, held with
+        encoding = sys.stdout.encoding or "utf-8"  # surrogates), or a CJK one on a Latin-1 stdout
+        print(text.encode(encoding, "backslashreplace").decode(encoding))
     if json_path is not None:
         write_json(json_path, table)
     return text
