@@ -11,9 +11,10 @@ import torch
 
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.backends.torch_backend import TorchBackend
-from dgdehaze_core.inference.pipeline import (MAX_DERIVED_ASPECT, PADDING_BUDGET, NetworkPipeline, load_pipeline,
-                                              network_batch, pad_to_stride, pipeline_from_model, refine_transmission,
-                                              resolve_working_size, within_max_size, within_padding_budget)
+from dgdehaze_core.inference.pipeline import (MAX_DERIVED_ASPECT, PADDING_BUDGET, SHRUNK_SIZES, NetworkPipeline,
+                                              load_pipeline, network_batch, pad_to_stride, pipeline_from_model,
+                                              refine_transmission, resolve_working_size, within_max_size,
+                                              within_padding_budget)
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
@@ -173,6 +174,22 @@ def test_a_frame_one_pixel_high_runs_the_network_at_a_few_times_its_pixels_not_a
     assert runtime.shapes[-1] == (1, 3, 480, 672), "a camera's frame, padded as always"
     assert within_padding_budget((641, 479), 32) == (641, 479) and within_padding_budget((1, 1), 32) == (1, 1)
     assert within_padding_budget((3, 7000), 32) == (3, 2624), "a column: its height shrinks"
+
+
+def test_frames_each_of_a_size_of_their_own_run_shrunk_are_not_said_a_warning_a_frame(
+        lite_model, hazy_frame: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+    """A stream of frames a pixel high whose width changes with every frame (a corrupt camera's, a fuzzer's) had
+    each frame's size said once, so a warning a frame, and the sizes kept for good; past SHRUNK_SIZES sizes a new
+    one is said at most every 10 s, and a size already said is not said again."""
+    pipeline = pipeline_from_model(lite_model)
+    row = np.ascontiguousarray(hazy_frame[240:241])  # 641x1: run at 128x1
+    for width in range(500, 500 + SHRUNK_SIZES + 16):
+        check_result(pipeline(row[:, :width]), 1, width)
+    check_result(pipeline(row[:, :500]), 1, 500)
+    said = [record.getMessage() for record in caplog.records if "frames run at" in record.getMessage()]
+    assert len(said) == SHRUNK_SIZES + 1, len(said)
+    assert said[-1].startswith(f"{500 + SHRUNK_SIZES}x1 frames run at 128x1") and said[-1].endswith(
+        f"(over {SHRUNK_SIZES} frame sizes run shrunk: a new one said at most every 10 s)")
 
 
 def test_process_batch_equals_frame_by_frame(lite_model, shared_data: Path) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
@@ -199,6 +200,13 @@ def within_padding_budget(work: tuple[int, int], stride: int) -> tuple[int, int]
     return width, max(stride, budget // padded_w // stride * stride)
 
 
+SHRUNK_SIZES = 64
+"""The most frame sizes a pipeline remembers having said it runs shrunk (`NetworkPipeline._say_shrunk`): a stream
+whose frames each come at a size of their own (a corrupt camera's, a fuzzer's) would log a warning a frame and grow
+the set for good; past it, a new size is said at most every SHRUNK_SAID_EVERY_S seconds."""
+SHRUNK_SAID_EVERY_S = 10.0
+
+
 def refine_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndarray:
     """The network's transmission (any resolution) filtered by a guided filter on `frame`'s gray image, at the
     frame's size: edges follow the image, and the network's pixel-scale noise, which a detector reads as texture,
@@ -284,7 +292,10 @@ class NetworkPipeline:
         self._dark_channel = None if self.scattering else DarkChannelDehazer()
         self._inverter = FrameInverter(max_detail_gain, BASE_RADIUS, BASE_EPS, inversion_workers)
         self._shrunk: set[tuple[int, int]] = set()
-        """Frame sizes already said to run shrunk: too large for the runtime, or too thin (said once each)."""
+        """Frame sizes already said to run shrunk: too large for the runtime, or too thin (said once each, at most
+        SHRUNK_SIZES of them: `_say_shrunk`)."""
+        self._shrunk_said_at = -math.inf
+        """When (time.monotonic) a size past the SHRUNK_SIZES remembered was last said to run shrunk."""
         self._said_non_finite = False
         """Whether the network's NaN or infinite scattering has been said (once)."""
         self._said_non_finite_image = False
@@ -322,22 +333,35 @@ class NetworkPipeline:
                     results[index] = result
         return [result for result in results if result is not None]
 
+    def _say_shrunk(self, size: tuple[int, int], message: str, *args: object) -> None:
+        """Warn `message` % `args` that frames of `size` (w, h) run shrunk, once for each size, or, past the
+        SHRUNK_SIZES sizes remembered, for a new one at most every SHRUNK_SAID_EVERY_S seconds."""
+        if size in self._shrunk:
+            return
+        if len(self._shrunk) < SHRUNK_SIZES:
+            self._shrunk.add(size)
+        elif time.monotonic() - self._shrunk_said_at >= SHRUNK_SAID_EVERY_S:
+            self._shrunk_said_at = time.monotonic()
+            message += f" (over {SHRUNK_SIZES} frame sizes run shrunk: a new one said at most every " \
+                       f"{SHRUNK_SAID_EVERY_S:g} s)"
+        else:
+            return
+        LOG.warning(message, *args)
+
     def _run_same_size(self, frames: list[np.ndarray]) -> list[DehazeResult]:
         height, width = frames[0].shape[:2]
         wanted = resolve_working_size(self.working_size, width, height)
         fitted = within_max_size(wanted, self.runtime.max_size, self.stride)
         work_w, work_h = within_padding_budget(fitted, self.stride)
-        if fitted != wanted and (width, height) not in self._shrunk:
-            self._shrunk.add((width, height))
-            LOG.warning("%dx%d frames run at %dx%d, the most this %s network takes (its engine's profile: at most "
-                        "%dx%d), and the outputs are restored at the frame's size: a working size of the camera's "
-                        "builds the engine for it", width, height, *fitted, self.backend,
-                        self.runtime.max_size[1], self.runtime.max_size[0])
-        if (work_w, work_h) != fitted and (width, height) not in self._shrunk:
-            self._shrunk.add((width, height))
-            LOG.warning("%dx%d frames run at %dx%d: padded to the network's stride of %d, %dx%d would hold over %d "
-                        "times its pixels; the outputs are restored at the frame's size", width, height, work_w,
-                        work_h, self.stride, *fitted, PADDING_BUDGET)
+        if fitted != wanted:
+            self._say_shrunk((width, height), "%dx%d frames run at %dx%d, the most this %s network takes (its "
+                             "engine's profile: at most %dx%d), and the outputs are restored at the frame's size: a "
+                             "working size of the camera's builds the engine for it", width, height, *fitted,
+                             self.backend, self.runtime.max_size[1], self.runtime.max_size[0])
+        if (work_w, work_h) != fitted:
+            self._say_shrunk((width, height), "%dx%d frames run at %dx%d: padded to the network's stride of %d, %dx%d "
+                             "would hold over %d times its pixels; the outputs are restored at the frame's size",
+                             width, height, work_w, work_h, self.stride, *fitted, PADDING_BUDGET)
         resized = (work_w, work_h) != (width, height)
         outputs = self.runtime.run(network_batch(frames, (work_w, work_h), self.stride))
         mode = ("physics" if self.scattering else "decoder") if self.output == "auto" else self.output
