@@ -282,6 +282,11 @@ def test_a_damaged_index_or_a_compression_the_files_lack_fail_clearly(tmp_path: 
     (listless / "metadata.yaml").write_text(yaml.safe_dump(information))
     with pytest.raises(BagError, match=r"damaged metadata.yaml: its `files` is no list .*`ros2 bag reindex"):
         BagSource(listless)
+    information = yaml.safe_load(metadata)  # rosbags read each letter as a data file: 'missing: [.../d, .../r, ...]'
+    information["rosbag2_bagfile_information"]["relative_file_paths"] = "drive.db3"
+    (listless / "metadata.yaml").write_text(yaml.safe_dump(information))
+    with pytest.raises(BagError, match=r"damaged metadata.yaml: its `relative_file_paths` is no list .*reindex"):
+        BagSource(listless)
 
 
 def test_an_error_of_the_code_is_not_taken_for_a_damaged_bag(tmp_path: Path, frames: list[np.ndarray],

@@ -263,9 +263,10 @@ class BagSource:
                            f"{', '.join(unlisted[:3])}{' ...' if len(unlisted) > 3 else ''} (a recording cut off "
                            f"before its metadata named them?): `ros2 bag reindex {self.path}` writes it anew, or move "
                            "them out (docs/BAGS.md)")
-        if not isinstance(information.get("files", []), list):  # rosbags opens it, then fails closing it
-            raise BagError(f"bag {self.path} has a damaged metadata.yaml: its `files` is no list of the data files "
-                           f"(`ros2 bag reindex {self.path}` writes it anew: docs/BAGS.md)")
+        for key in ("relative_file_paths", "files"):  # files: rosbags opens it, then fails closing it; the
+            if not isinstance(information.get(key, []), list):  # paths: it reads each letter as a missing file
+                raise BagError(f"bag {self.path} has a damaged metadata.yaml: its `{key}` is no list of the data "
+                               f"files (`ros2 bag reindex {self.path}` writes it anew: docs/BAGS.md)")
         self.ros1 = is_ros1_bag(self.path)
         self.storage = _storage_of(self.path)
         store = typestore()
