@@ -176,6 +176,21 @@ def test_a_frame_one_pixel_high_runs_the_network_at_a_few_times_its_pixels_not_a
     assert within_padding_budget((3, 7000), 32) == (3, 2624), "a column: its height shrinks"
 
 
+def test_a_thin_frame_beyond_the_runtimes_largest_input_is_said_at_the_size_it_runs(
+        lite_model, hazy_frame: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+    """A frame a pixel high and wider than an engine's profile is shrunk to fit the profile, then for its padding:
+    the warning said the first size (3000x2 frames 'run at 1920x1, the most this network takes') while the network
+    ran at 224x1, and the padding's warning, for the same size, was never said."""
+    runtime = _Profiled(TorchBackend(lite_model), (1088, 1920))
+    row = np.ascontiguousarray(np.tile(hazy_frame[240:242], (1, 5, 1))[:, :3000])  # 3000x2
+    check_result(NetworkPipeline(runtime, "lite")(row), 2, 3000)
+    assert runtime.shapes[-1] == (1, 3, 32, 224)
+    said = [record.getMessage() for record in caplog.records if "frames run at" in record.getMessage()]
+    assert said == ["3000x2 frames run at 224x1: the most this tensorrt network takes is 1920x1088 (its engine's "
+                    "profile), and padded to the network's stride of 32, 1920x1 would hold over 4 times its pixels; "
+                    "the outputs are restored at the frame's size"], said
+
+
 def test_frames_each_of_a_size_of_their_own_run_shrunk_are_not_said_a_warning_a_frame(
         lite_model, hazy_frame: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
     """A stream of frames a pixel high whose width changes with every frame (a corrupt camera's, a fuzzer's) had

@@ -353,12 +353,18 @@ class NetworkPipeline:
         wanted = resolve_working_size(self.working_size, width, height)
         fitted = within_max_size(wanted, self.runtime.max_size, self.stride)
         work_w, work_h = within_padding_budget(fitted, self.stride)
-        if fitted != wanted:
+        if fitted != wanted and (work_w, work_h) != fitted:  # a thin frame beyond the profile: both, in one
+            self._say_shrunk((width, height), "%dx%d frames run at %dx%d: the most this %s network takes is %dx%d "
+                             "(its engine's profile), and padded to the network's stride of %d, %dx%d would hold "
+                             "over %d times its pixels; the outputs are restored at the frame's size", width, height,
+                             work_w, work_h, self.backend, self.runtime.max_size[1], self.runtime.max_size[0],
+                             self.stride, *fitted, PADDING_BUDGET)
+        elif fitted != wanted:
             self._say_shrunk((width, height), "%dx%d frames run at %dx%d, the most this %s network takes (its "
                              "engine's profile: at most %dx%d), and the outputs are restored at the frame's size: a "
                              "working size of the camera's builds the engine for it", width, height, *fitted,
                              self.backend, self.runtime.max_size[1], self.runtime.max_size[0])
-        if (work_w, work_h) != fitted:
+        elif (work_w, work_h) != fitted:
             self._say_shrunk((width, height), "%dx%d frames run at %dx%d: padded to the network's stride of %d, %dx%d "
                              "would hold over %d times its pixels; the outputs are restored at the frame's size",
                              width, height, work_w, work_h, self.stride, *fitted, PADDING_BUDGET)
