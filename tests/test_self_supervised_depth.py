@@ -437,6 +437,27 @@ def test_frames_numbered_without_zero_padding_are_refused_not_paired_out_of_time
         find_kitti_sequences(three_kitti_frames)
 
 
+def test_tuples_across_a_frame_missing_from_a_kitti_drive_are_left_out_with_one_warning(
+        shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Frame 12 of frames 10-15 missing: 11 and 13 were paired as the neighbours of a ±1 tuple, as were 11 and 14,
+    silently, though they lie two frames apart."""
+    source = shared_data / "depth" / "kitti-seq" / "2011_09_26"
+    date = tmp_path / "gap" / "2011_09_26"
+    data = date / "2011_09_26_drive_sfnd_sync" / "image_02" / "data"
+    data.mkdir(parents=True)
+    shutil.copy(source / "calib_cam_to_cam.txt", date)
+    for index in (10, 11, 13, 14, 15):
+        shutil.copy(source / "2011_09_26_drive_sfnd_sync" / "image_02" / "data" / f"{index:010d}.jpg", data)
+    sequences = find_kitti_sequences(tmp_path / "gap")
+    assert sequences[0].numbers == (10, 11, 13, 14, 15)
+    with caplog.at_level("WARNING", logger="dgdehaze_core.training.video_frames"):
+        tuples = FrameTuples(sequences, 64, 32, (-1, 1), augment=False)
+    assert tuples.samples == [(0, 3)]  # frame 14 with 13 and 15: the only tuple of true neighbours
+    warnings = [record.getMessage() for record in caplog.records if "not consecutive" in record.getMessage()]
+    assert len(warnings) == 1
+    assert "(1 missing, the first 0000000012)" in warnings[0] and "the 2 of its 3 frame tuples" in warnings[0]
+
+
 def test_a_12_bit_camera_s_frame_folder_trains_on_its_frames_with_input_bits_12_and_is_warned_without(
         three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Three real KITTI frames exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): a sequence with

@@ -14,13 +14,15 @@ nearly black frames; a sequence whose frames look so is warned of once).
 left-right at random and jitters its colour (the same way for all of its frames); the network sees the jittered
 frames, the loss compares the unjittered ones (monodepth2). Tuples whose camera barely moves (`min_change`) are
 left out, and so are tuples that change by more than `max_change` (a cut between two recordings, or frames
-too far apart to overlap). Like `RandomCrops`, each sample is a function of its
+too far apart to overlap), and so are those whose neighbours would skip a frame missing from a KITTI drive, or
+take one it holds twice (its names number its frames). Like `RandomCrops`, each sample is a function of its
 index alone, so a resumed run continues the same stream.
 """
 from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -49,7 +51,9 @@ class VideoSequence:
     `crop` (left, top, right, bottom in the files' pixels) is cut from every frame before it is resized, and
     `frame_offsets`, where given, replace the recipe's for this sequence (video at another frame rate). `folder`,
     where the frames lie, tells apart two sequences of one name (the same drive under two roots). `bits`: the
-    significant bits of the frames' 16-bit samples."""
+    significant bits of the frames' 16-bit samples. `numbers`: each frame's number in its recording where the names
+    give it (KITTI raw's), so that a tuple whose neighbours would skip a missing frame is left out (`FrameTuples`);
+    None where the names do not number the frames one by one."""
 
     name: str
     frames: tuple[Path, ...]
@@ -58,6 +62,7 @@ class VideoSequence:
     frame_offsets: tuple[int, ...] | None = None
     folder: Path | None = None
     bits: int = SAMPLE_BITS
+    numbers: tuple[int, ...] | None = None
 
     @property
     def where(self) -> str:
@@ -159,8 +164,9 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
         if not calibration.is_file():
             raise ImageError(f"{folder} has no {KITTI_CALIBRATION} in {drive.parent}")
         frames = frames_in_order(folder.iterdir(), folder)
+        numbers = tuple(int(frame.stem) for frame in frames) if all(frame.stem.isdigit() for frame in frames) else None
         sequences.append(VideoSequence(f"{drive.name}/image_{camera}", frames,
-                                       read_kitti_intrinsics(calibration, camera), folder=folder))
+                                       read_kitti_intrinsics(calibration, camera), folder=folder, numbers=numbers))
     if not sequences:
         raise ImageError(f"{root} holds no KITTI raw frames (DRIVE/image_{camera}/data/ beside a "
                          f"{KITTI_CALIBRATION})")
@@ -181,6 +187,28 @@ def load_frame(path: Path, width: int, height: int, crop: tuple[int, int, int, i
         shrink = image.shape[0] > height and image.shape[1] > width
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
     return np.ascontiguousarray(image)
+
+
+def _without_gaps(sequence: VideoSequence, targets: range, offsets: Sequence[int]) -> list[int]:
+    """The `targets` (indices into the sequence's frames) whose neighbours at `offsets` are the frames that many
+    numbers away (`VideoSequence.numbers`): a frame missing from a KITTI drive, or one there twice (a .jpg and a
+    .png), would otherwise make neighbours of frames that the offsets do not name. Those left out are counted in one
+    warning naming the first number missing or repeated."""
+    numbers = sequence.numbers
+    if numbers is None:
+        return list(targets)
+    kept = [index for index in targets
+            if all(numbers[index + offset] - numbers[index] == offset for offset in offsets)]
+    if len(kept) < len(targets):
+        width = len(sequence.frames[0].stem)
+        missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+        repeated = sorted(number for number, count in Counter(numbers).items() if count > 1)
+        found = ([f"{len(missing)} missing, the first {missing[0]:0{width}d}"] if missing else []) + (
+            [f"{len(repeated)} given twice, the first {repeated[0]:0{width}d}"] if repeated else [])
+        LOG.warning("sequence %s: its frame numbers are not consecutive (%s): the %d of its %d frame tuples whose "
+                    "neighbours would not be the frames the offsets name are left out", sequence.where,
+                    "; ".join(found), len(targets) - len(kept), len(targets))
+    return kept
 
 
 def _jitter(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -223,7 +251,8 @@ class FrameTuples(Dataset):
             self.frames.append(np.stack([load_frame(path, width, height, sequence.crop, read)
                                          for path in sequence.frames]))
             first, last = -min(min(own), 0), len(sequence.frames) - max(max(own), 0)
-            self.samples += [(number, index) for index in range(first, last)
+            targets = _without_gaps(sequence, range(first, last), own)
+            self.samples += [(number, index) for index in targets
                              if self._changes_within(number, index, min_change, max_change)]
         if not self.samples:
             raise ImageError(f"no frame tuple changes by {min_change} to {max_change} (mean absolute difference) "
