@@ -38,6 +38,28 @@ def test_a_folder_source_takes_every_frame_step_th_image_and_a_strip_too_thin_to
         RandomCrops([ImageSource(strip)], 64, 128, (1.0, 1.0), 0, "clear")
 
 
+@pytest.mark.parametrize("damage", ["middle", "tail"])
+def test_a_video_s_frames_from_one_that_does_not_decode_on_are_left_out_with_one_warning(
+        damage: str, shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A fog video with bytes lost in its middle, or at the end of its frames (a recording cut by a power loss, its
+    index whole), refused the whole run as one that 'ends before frame N', where a bag's frames that do not decode are
+    left out with one warning."""
+    data = bytearray((shared_data / "video" / "fog_river.mp4").read_bytes())  # 36 frames, its index at the end
+    index = data.find(b"moov") - 4
+    start = int(len(data) * 0.7) if damage == "middle" else index - 60_000
+    data[start:start + (4000 if damage == "middle" else 60_000)] = bytes(4000 if damage == "middle" else 60_000)
+    video = tmp_path / "fog.mp4"
+    video.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core.training"):
+        crops = RandomCrops([ImageSource(video, frame_step=2)], 64, 96, (1.0, 1.0), 0, "hazy")
+    kept = [image.frame for image in crops.sources]
+    assert 0 < len(kept) < 18 and kept == list(range(0, 2 * len(kept), 2))  # every frame before the damage
+    assert np.allclose(crops.probabilities, 1 / len(kept))
+    warnings = [r.getMessage() for r in caplog.records if "do not decode" in r.getMessage()]
+    assert len(warnings) == 1 and f"video {video}: {18 - len(kept)} of the 18 frames taken" in warnings[0]
+    assert f"frame {2 * len(kept)} does not decode" in warnings[0]
+
+
 def test_the_videos_and_bags_in_a_folder_source_are_named_not_left_out_without_a_word(
         shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A folder source reads its images only: the fog videos and bags beside them were left out with no word, and a

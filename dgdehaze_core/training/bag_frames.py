@@ -81,15 +81,17 @@ def read_bag_frames(bag: Path, topic: str, wanted: Collection[int], bits: int = 
     return taken
 
 
-def decoded_bag_frames(bag: Path, topic: str, taken: dict[int, np.ndarray | ImageError]) -> dict[int, np.ndarray]:
-    """The frames of `taken` (`read_bag_frames`) that decode. Those that do not are left out with one warning for
-    the bag, naming the first; ImageError when none decodes."""
+def decoded_frames(recording: str, taken_from: str,
+                   taken: dict[int, np.ndarray | ImageError]) -> dict[int, np.ndarray]:
+    """The frames of `taken` (a bag's `read_bag_frames`, or a video's) that decode. Those that do not are left out
+    with one warning for the recording ("bag PATH", "video PATH"; its frames `taken_from` a topic, or the video),
+    naming the first; ImageError when none decodes."""
     decoded = {index: frame for index, frame in taken.items() if isinstance(frame, np.ndarray)}
     failed = [frame for _, frame in sorted(taken.items()) if isinstance(frame, ImageError)]
     if not decoded:
-        raise ImageError(f"bag {bag}: none of the {len(failed)} frames taken from {topic!r} decodes, e.g. "
+        raise ImageError(f"{recording}: none of the {len(failed)} frames taken from {taken_from} decodes, e.g. "
                          f"{failed[0] if failed else None}")
     if failed:
-        LOG.warning("bag %s: %d of the %d frames taken from %s do not decode and are left out, e.g. %s", bag,
-                    len(failed), len(taken), topic, failed[0])
+        LOG.warning("%s: %d of the %d frames taken from %s do not decode and are left out, e.g. %s", recording,
+                    len(failed), len(taken), taken_from, failed[0])
     return decoded

@@ -29,7 +29,7 @@ from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
 from dgdehaze_core.io.folder_walk import linked_folders
 from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, ImageReader, ReadImage, VideoFrames,
                                      images_under, is_hidden, read_image, video_frame_count)
-from dgdehaze_core.training.bag_frames import (BAG_SUFFIXES, bag_frame_indices, decoded_bag_frames, is_bag_path,
+from dgdehaze_core.training.bag_frames import (BAG_SUFFIXES, bag_frame_indices, decoded_frames, is_bag_path,
                                                 read_bag_frames)
 from dgdehaze_core.training.recipe import ImageSource
 
@@ -151,19 +151,21 @@ def load_rgb(path: Path, max_side: int, min_side: int = 1, read: ReadImage = rea
 
 
 DecodeCache = dict[tuple[TrainingImage, int, int], np.ndarray | ImageError]
-"""Training images decoded by (image, max_side, min_side), as `load_rgb` gives them, or the ImageError of a bag frame
-that does not decode: shared by the sources of a run (`decode_training_images`), so that an image file, a video or
-a bag that several sources list (as clear and as hazy, or twice) is decoded once and held in memory once."""
+"""Training images decoded by (image, max_side, min_side), as `load_rgb` gives them, or the ImageError of a bag's or
+a video's frame that does not decode: shared by the sources of a run (`decode_training_images`), so that an image
+file, a video or a bag that several sources list (as clear and as hazy, or twice) is decoded once and held in memory
+once."""
 
 
 def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_side: int = 1,
                            cache: DecodeCache | None = None) -> dict[TrainingImage, np.ndarray]:
     """Every image as `load_rgb` gives it, by image, with its `bits`; each video and each bag is decoded once for all
     its frames, and an image already in `cache` is not decoded again (those decoded now are added to it). A bag
-    frame that does not decode is left out (`bag_frames.decoded_bag_frames`: one warning per bag, ImageError when
-    none of its frames decodes). ImageError names a video or bag that ends before a frame it listed. The image
-    files are read by one `ImageReader` per `bits`, which warns once per call when one read with 16 bits looks like a
-    12-bit camera's; a bag's frames are warned of alike, once per bag."""
+    frame that does not decode is left out, and so are a video's frames from the first that does not decode on (a
+    damaged file, or one cut short: OpenCV reads no further) (`bag_frames.decoded_frames`: one warning per bag or
+    video, ImageError when none of its frames decodes). ImageError names a bag that ends before a frame its index
+    listed. The image files are read by one `ImageReader` per `bits`, which warns once per call when one read with
+    16 bits looks like a 12-bit camera's; a bag's frames are warned of alike, once per bag."""
     cache = {} if cache is None else cache
 
     def keep(image: TrainingImage, frame: np.ndarray | ImageError) -> None:
@@ -179,12 +181,15 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_s
             keep(image, taken[image.frame])
     for video in sorted({image.path for image in todo if image.frame is not None and not image.topic}):
         wanted = {image.frame: image for image in todo if image.path == video}
-        for index, frame in enumerate(VideoFrames(video)):
+        frames = VideoFrames(video)
+        for index, frame in enumerate(frames):
             if index in wanted:
                 keep(wanted[index], frame)
-        missing = sorted(index for index, image in wanted.items() if (image, max_side, min_side) not in cache)
-        if missing:
-            raise ImageError(f"{video} ends before frame {missing[0]} (its container reports more frames)")
+        why = ("the file is damaged there (a later frame decodes)" if frames.damaged_at is not None
+               else "the frames end before it, though the container reports more (a damaged or cut tail)")
+        for index, image in wanted.items():
+            if (image, max_side, min_side) not in cache:
+                keep(image, ImageError(f"frame {index} does not decode: {why}"))
     readers: dict[int, ImageReader] = {}
     for image in todo:
         if image.frame is None:
@@ -192,9 +197,11 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_s
             cache[(image, max_side, min_side)] = load_rgb(image.path, max_side, min_side, reader)
     decoded = {image: cache[(image, max_side, min_side)] for image in images}
     for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in images if image.topic}):
-        frames = {image.frame: decoded[image] for image in images
-                  if (image.path, image.topic, image.bits) == (bag, topic, bits)}
-        decoded_bag_frames(bag, topic, frames)
+        decoded_frames(f"bag {bag}", repr(topic), {image.frame: decoded[image] for image in images
+                                                   if (image.path, image.topic, image.bits) == (bag, topic, bits)})
+    for video in sorted({image.path for image in images if image.frame is not None and not image.topic}):
+        decoded_frames(f"video {video}", "it", {image.frame: decoded[image] for image in images
+                                                if image.path == video and not image.topic})
     return {image: frame for image, frame in decoded.items() if isinstance(frame, np.ndarray)}
 
 
