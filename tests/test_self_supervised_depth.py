@@ -612,6 +612,25 @@ def test_a_missing_validation_folder_is_refused_before_any_step(three_kitti_fram
     assert not (tmp_path / "run").exists()
 
 
+def test_a_validation_frame_without_lidar_in_the_measured_range_is_refused_before_any_step(
+        three_kitti_frames: Path, tmp_path: Path) -> None:
+    """A frame's LiDAR written in millimetres (no point within 80 m) loaded, and the run failed at its first
+    validation, val_every steps in, with 'no pixel has both a valid ground-truth depth and a finite prediction'
+    naming no frame."""
+    scan = next(three_kitti_frames.rglob("0000000011.npz"))
+    depth = np.load(scan)["velodyne_depth"]
+    np.savez_compressed(scan, velodyne_depth=depth * 1000)
+    recipe = depth_recipe_from_dict({"name": "v", "iterations": 4, "sequences": [str(three_kitti_frames)],
+                                     "validation": [str(three_kitti_frames)], "width": 192, "height": 64,
+                                     "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2,
+                                     "val_every": 2, "device": "cpu"}, tmp_path)
+    trainer = DepthTrainer(recipe, tmp_path / "run")
+    with pytest.raises(ImageError, match=r"kitti3/2011_09_26_drive_sfnd_sync/image_02/0000000011: none of its \d+ "
+                                         r"ground-truth depths lies within the 0\.001 to 80 m measured"):
+        trainer.train(progress=False)
+    assert trainer.iteration == 0 and not (tmp_path / "run").exists()
+
+
 class _DivergingDepthTrainer(DepthTrainer):
     """Its loss goes NaN at step 1."""
 

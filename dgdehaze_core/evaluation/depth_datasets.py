@@ -130,8 +130,17 @@ class DepthSet:
             yield frame.read()
 
     def read_all(self) -> DepthSet:
-        """The same set with every frame read into memory now, so that a broken frame fails here."""
-        return replace(self, frames=list(self.samples()))
+        """The same set with every frame read into memory now, so that a broken frame fails here, and so does one
+        whose ground truth holds no depth in the range measured (MIN_DEPTH to `max_depth`), which
+        `depth_eval.depth_errors` would refuse only when it scores the frame (ImageError naming it)."""
+        samples = list(self.samples())
+        for sample in samples:
+            known = sample.depth[np.isfinite(sample.depth)]
+            if not ((known >= MIN_DEPTH) & (known <= self.max_depth)).any():
+                raise ImageError(f"{self.name}/{sample.name}: none of its {known.size} ground-truth depths lies "
+                                 f"within the {MIN_DEPTH:g} to {self.max_depth:g} m measured (they span "
+                                 f"{known.min():.4g} to {known.max():.4g} m: depth stored in another unit?)")
+        return replace(self, frames=samples)
 
 
 def _checked(name: str, image: np.ndarray, depth: np.ndarray) -> DepthSample:
