@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
+import struct
 import sys
+import zipfile
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
+from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.checkpoints import read_checkpoint, read_checkpoint_and_digest, save_error
+from dgdehaze_core.models import shipped_weights_path
 
 
 def test_random_bytes_or_a_yaml_file_are_no_torch_checkpoint(tmp_path: Path) -> None:
@@ -68,3 +75,26 @@ def test_a_full_disk_is_an_enospc_error_naming_last_pt(small_disk) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (f"True [Errno {errno.ENOSPC}] {disk / 'run' / 'last.pt'} could not be written: "
                                      "no space left on device []")
+
+
+def test_a_checkpoint_whose_tensor_bytes_changed_is_refused_as_damaged(tmp_path: Path, capsys) -> None:
+    """torch reads a checkpoint's zip archive without checking the CRC-32 stored for each file in it: a byte of a
+    tensor changed on a disk or in a transfer loaded as other weights, and `dehaze` wrote images made with them."""
+    shipped = shipped_weights_path("lite").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(shipped)) as archive:
+        tensor = max((info for info in archive.infolist() if "/data/" in info.filename), key=lambda i: i.file_size)
+    name_length, extra_length = struct.unpack("<HH", shipped[tensor.header_offset + 26:tensor.header_offset + 30])
+    damaged = bytearray(shipped)
+    damaged[tensor.header_offset + 30 + name_length + extra_length + tensor.file_size // 2] ^= 0x01  # one bit
+    weights = tmp_path / "damaged.pt"
+    weights.write_bytes(bytes(damaged))
+    for read in (read_checkpoint, read_checkpoint_and_digest):
+        with pytest.raises(ValueError, match=f"{weights} is not a readable checkpoint: it is damaged .* checksum"):
+            read(weights)
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.full((32, 48, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    assert main(["dehaze", str(image), "--method", str(weights), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"dgdehaze dehaze: error: {weights} is not a readable dgdehaze checkpoint: it is damaged")
+    assert not out.exists()

@@ -20,7 +20,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from dgdehaze_core.io.checkpoints import load_error_line
+from dgdehaze_core.io.checkpoints import damage, load_error_line
 from dgdehaze_core.io.file_paths import file_suffix
 
 LOG = logging.getLogger(__name__)
@@ -80,6 +80,9 @@ def check_detector_checkpoint(path: Path, shown: Path | None = None) -> None:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as exc:  # torch raises several types for files that are not zip checkpoints
         raise UnsafeCheckpoint(f"{shown} is not a torch checkpoint: {str(exc).splitlines()[0]}") from None
+    problem = damage(path)
+    if problem:
+        raise UnsafeCheckpoint(f"{shown} is not a readable detector checkpoint: {problem}: copy it again")
     classes: list[object] = [getattr] if ATTRIBUTE_LOOKUP in names else []
     refused = []
     for name in names:

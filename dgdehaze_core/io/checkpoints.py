@@ -2,7 +2,9 @@
 
 Every `.pt` the package reads goes through torch's restricted unpickler (`weights_only=True`): a file whose pickle
 would call a function outside torch's safe set is refused before anything in it runs. Torch explains such a
-refusal in several paragraphs; `load_error_line` keeps the sentence that names what was refused.
+refusal in several paragraphs; `load_error_line` keeps the sentence that names what was refused. Torch reads a
+checkpoint's zip archive without checking the CRC-32 it stores for each tensor, so a file damaged on a disk or in
+a transfer would load with wrong weights: `damage` checks them first.
 
 Every `.pt` the package writes goes through `write_checkpoint`: atomically, and with an OSError naming the file
 where torch reports a failed write (a full disk) only as an internal check that failed.
@@ -93,13 +95,24 @@ def checkpoint_provenance(path: Path, checkpoint: Any, sha256: str) -> dict[str,
     return found
 
 
+def damage(source: str | os.PathLike[str] | bytes) -> str | None:
+    """Why the zip archive of a torch checkpoint (a path, or its bytes) is damaged, on a disk or in a transfer: a
+    file in it whose bytes do not match the CRC-32 the archive stores for them; None when none is, or when it is no
+    zip archive (torch's legacy format, or no checkpoint: reading it says why)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+            member = archive.testzip()
+    except (zipfile.BadZipFile, ValueError, NotImplementedError, EOFError):  # no archive zipfile reads: torch says why
+        return None
+    if member is None:
+        return None
+    return f"it is damaged (the bytes of its {member.split('/', 1)[-1]} do not match their checksum)"
+
+
 def read_checkpoint(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
     """The contents of a torch checkpoint file, read with `weights_only=True` onto the CPU; ValueError in one line
-    naming the file and the reason when it cannot be read (missing, truncated, foreign, or unsafe)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated, foreign and unsafe files
-        raise ValueError(f"{path} is not a readable {what}: {load_error_line(exc, path)}") from None
+    naming the file and the reason when it cannot be read (missing, truncated, damaged, foreign, or unsafe)."""
+    return read_checkpoint_and_digest(path, what)[0]
 
 
 def read_checkpoint_and_digest(path: str | os.PathLike[str], what: str = "checkpoint") -> tuple[Any, str]:
@@ -108,8 +121,14 @@ def read_checkpoint_and_digest(path: str | os.PathLike[str], what: str = "checkp
     ValueError when it cannot be read."""
     try:
         data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable {what}: {load_error_line(exc, path)}") from None
+    problem = damage(data)
+    if problem:
+        raise ValueError(f"{path} is not a readable {what}: {problem}: copy it again, or take an earlier checkpoint")
+    try:
         checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # an OSError reading it; several torch types for truncated, foreign and unsafe files
+    except Exception as exc:  # torch raises several types for truncated, foreign and unsafe files
         raise ValueError(f"{path} is not a readable {what}: {load_error_line(exc, path)}") from None
     return checkpoint, hashlib.sha256(data).hexdigest()
 
