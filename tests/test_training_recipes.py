@@ -331,3 +331,22 @@ def test_committed_recipes_validate_and_keep_validation_pairs_out_of_training(re
     assert pairs or not recipe.validation
     leaked = [pair.name for pair in pairs if pair.hazy.resolve() in trained or pair.clear.resolve() in trained]
     assert not leaked, f"{recipe_file.name} trains on its validation pairs: {leaked}"
+
+
+def test_lists_nested_too_deeply_to_read_are_one_error_naming_the_file(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """PyYAML reads nested lists recursively: a recipe or a split file of some thousand `[` ended in Python's
+    RecursionError, whose line, 'maximum recursion depth exceeded', named no file."""
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(SMOKE.read_text() + "zoom_range: " + "[" * 3000 + "]" * 3000 + "\n")
+    for command in ("train", "train-depth"):
+        assert main([command, "--config", str(deep), "--out", str(tmp_path / "run")]) == 2
+        assert f"{deep} is not valid YAML: its lists or mappings are nested too deeply to read" in \
+            capsys.readouterr().err
+    split = tmp_path / "split.yaml"
+    split.write_text("dataset: x\nparts:\n  learn: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"),
+                 "--set", f"data.clear=[{{path: {tmp_path}, include: '@{split}:learn'}}]"]) == 2
+    assert f"{split} is not a readable YAML split file: its lists or mappings are nested too deeply" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

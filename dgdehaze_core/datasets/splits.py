@@ -24,6 +24,7 @@ import yaml
 from dgdehaze_core.datasets.paired_sets import listing
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir
 from dgdehaze_core.io.images import images_under
+from dgdehaze_core.io.yaml_text import load_yaml
 
 LOG = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def load_split(path: str | Path) -> Split:
     """Read and check a split file: every part a non-empty list of names, no name in two parts."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SplitError(f"no split file {path}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

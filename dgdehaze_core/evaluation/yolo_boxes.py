@@ -27,6 +27,7 @@ import yaml
 
 from dgdehaze_core.evaluation.voc_boxes import LabelledImage, LabelledLayout, ReferenceBox, clip_box, coco_name
 from dgdehaze_core.io.images import list_images, read_image
+from dgdehaze_core.io.yaml_text import load_yaml
 
 LOG = logging.getLogger(__name__)
 IMAGES, LABELS = "images", "labels"
@@ -69,7 +70,7 @@ def _names_in(path: Path) -> dict[int, str]:
     has none or they are malformed."""
     if path.suffix.lower() == ".yaml":
         try:
-            data = yaml.safe_load(_text(path))
+            data = load_yaml(_text(path))
         except yaml.YAMLError as exc:
             raise ValueError(f"{path} is not readable YAML: {exc}") from None
         names = data.get("names") if isinstance(data, dict) else None

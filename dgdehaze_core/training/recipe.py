@@ -23,6 +23,7 @@ from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_p
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
 from dgdehaze_core.io.images import SAMPLE_BITS
+from dgdehaze_core.io.yaml_text import load_yaml
 from dgdehaze_core.models import MODEL_CONFIGS
 from dgdehaze_core.training.bag_frames import is_bag_path
 
@@ -64,8 +65,9 @@ RecipeLoader.add_implicit_resolver(
 
 
 def read_yaml(text: str) -> Any:
-    """`text` read as YAML by `RecipeLoader`."""
-    return yaml.load(text, Loader=RecipeLoader)
+    """`text` read as YAML by `RecipeLoader` (`yaml_text.load_yaml`: a yaml.YAMLError for any document it cannot
+    read whole)."""
+    return load_yaml(text, RecipeLoader)
 
 
 def plain_data(value: Any) -> Any:
