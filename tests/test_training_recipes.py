@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -350,3 +351,23 @@ def test_lists_nested_too_deeply_to_read_are_one_error_naming_the_file(tmp_path:
     assert f"{split} is not a readable YAML split file: its lists or mappings are nested too deeply" in \
         capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_whose_aliases_expand_without_bound_is_refused_before_its_fields_are_walked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """PyYAML keeps an alias (*name) as one more reference to its node: seven lines of nine aliases each hold 9**7
+    values in a file of a few hundred bytes, which the recipe's checks walked and printed value by value (nine such
+    lines took two minutes to refuse, each line more nine times as long); a node holding itself never ended."""
+    nested = "&a [1, 1, 1, 1, 1, 1, 1, 1, 1]"
+    for level in range(6):
+        nested = f"&{chr(98 + level)} [{nested}, " + ", ".join([f"*{chr(97 + level)}"] * 8) + "]"
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(SMOKE.read_text() + f"zoom_range: {nested}\n")
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(SMOKE.read_text() + "zoom_range: &z [1, *z]\n")
+    for recipe, reason in ((bomb, "its aliases .* expand it to 5.38e\\+06 values, beyond the 1000000 a file may hold"),
+                           (loop, "a list or mapping in it holds itself")):
+        assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "run")]) == 2
+        assert re.search(f"{re.escape(str(recipe))} is not valid YAML: {reason}", capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
+    assert read_yaml("a: &a [x, x]\nb: [*a, *a]\n") == {"a": ["x", "x"], "b": [["x", "x"], ["x", "x"]]}
