@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 from dgdehaze_core.cli import main
+from dgdehaze_core.cpu_threads import available_cpus
 from dgdehaze_core.exits import Terminated
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.models import load_model
@@ -585,3 +587,19 @@ def test_a_stop_at_once_while_a_checkpoint_is_written_stops_once_its_files_are_w
     assert _iterations(out / "train.csv") == [1, 2, 3, 4]
     Trainer(recipe, out, resume=True).train(progress=False)
     assert _iterations(out / "train.csv") == [1, 2, 3, 4, 5, 6]
+
+
+def test_more_loader_workers_than_cores_start_one_a_core(smoke_recipe, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Each data loader worker is a process holding the training data: a recipe's `num_workers: 100000` forked until
+    the machine ran out of memory (its OOM killer took whatever it chose). Torch warns of more workers than cores
+    but starts them all; a run starts one a core, says so, and trains the same batches."""
+    cpus = available_cpus()
+    recipe = dataclasses.replace(smoke_recipe, iterations=1, num_workers=cpus + 3, val_every=1000)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*worker processes in total", category=UserWarning)
+        with caplog.at_level(logging.WARNING, "dgdehaze_core.training.run_control"):
+            Trainer(recipe, tmp_path / "run").train(progress=False)
+    assert f"num_workers {cpus + 3} is more than the {cpus} CPU cores this process may use: {cpus} data loader " \
+           "workers" in caplog.text
+    assert _iterations(tmp_path / "run" / "train.csv") == [1]

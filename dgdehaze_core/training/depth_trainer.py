@@ -40,8 +40,8 @@ from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, 
                                                           scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, file_fingerprint, load_optimizer_state,
-                                                load_resumable, open_run_folder, quiet_loader_worker, run_folder_lock,
-                                                seed_everything, step_figures)
+                                                load_resumable, loader_workers, open_run_folder, quiet_loader_worker,
+                                                run_folder_lock, seed_everything, step_figures)
 from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
 from dgdehaze_core.training.video_frames import FrameTuples, VideoSequence, load_sequences
 
@@ -187,8 +187,9 @@ class DepthTrainer:
     def _batches(self, dataset: FrameTuples) -> Iterator[dict[str, torch.Tensor]]:
         recipe = self.recipe
         indices = range(self.iteration * recipe.batch_size, recipe.iterations * recipe.batch_size)
-        loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
-                            drop_last=True, generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
+        loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices,
+                            num_workers=loader_workers(recipe.num_workers), drop_last=True,
+                            generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
                             worker_init_fn=quiet_loader_worker)
         for batch in loader:
             yield {key: value.to(self.device) for key, value in batch.items()}

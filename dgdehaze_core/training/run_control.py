@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from dgdehaze_core.cpu_threads import available_cpus
 from dgdehaze_core.exits import interruption
 from dgdehaze_core.io.atomic_files import check_folder_path
 from dgdehaze_core.io.checkpoints import read_checkpoint
@@ -379,6 +380,19 @@ def _end_at_the_next_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _end_quietly(signum: int, frame: FrameType | None) -> None:
     os._exit(0)
+
+
+def loader_workers(requested: int) -> int:
+    """The data loader workers to start for a recipe's `num_workers`: at most the CPU cores this process may use
+    (`cpu_threads.available_cpus`), with a warning when it asks for more. Each worker is a process holding a copy of
+    the training data: a `num_workers` of 100000 forked until the machine ran out of memory, and its OOM killer
+    took whatever process it chose. A batch depends on its indices alone, never on how many workers load it."""
+    cpus = available_cpus()
+    if requested <= cpus:
+        return requested
+    LOG.warning("num_workers %d is more than the %d CPU cores this process may use: %d data loader workers",
+                requested, cpus, cpus)
+    return cpus
 
 
 def quiet_loader_worker(worker_id: int) -> None:

@@ -53,7 +53,8 @@ from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
 from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, check_listed_data, file_fingerprint,
                                                 load_optimizer_state, load_resumable, open_run_folder,
-                                                quiet_loader_worker, run_folder_lock, seed_everything, step_figures)
+                                                loader_workers, quiet_loader_worker, run_folder_lock, seed_everything,
+                                                step_figures)
 from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardware_name, keep_run_files,
                                               tensorboard_writer, write_recipe)
 
@@ -438,10 +439,10 @@ class Trainer:
         check_finite_weights(self.discriminator.parameters(), self.iteration, self.last_path)
 
     # -- the loop ----------------------------------------------------------------------------------------------
-    def _loader(self, dataset: RandomCrops) -> Iterator[torch.Tensor]:
+    def _loader(self, dataset: RandomCrops, workers: int) -> Iterator[torch.Tensor]:
         recipe = self.recipe
         indices = distributed.Shard(self.iteration, recipe.iterations, recipe.batch_size, self.rank)
-        loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=recipe.num_workers,
+        loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=indices, num_workers=workers,
                             pin_memory=self.device.type == "cuda", drop_last=True, persistent_workers=False,
                             generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
                             worker_init_fn=quiet_loader_worker)
@@ -505,7 +506,8 @@ class Trainer:
                                 self.last_path)
         try:
             with stop:
-                for clear, hazy in zip(self._loader(clear_data), self._loader(hazy_data)):
+                workers = loader_workers(recipe.num_workers)
+                for clear, hazy in zip(self._loader(clear_data, workers), self._loader(hazy_data, workers)):
                     row = self.step(clear, hazy)
                     self.history.elapsed = tally.step_done(row["total"])
                     bar.update(1)
