@@ -371,3 +371,17 @@ def test_a_recipe_whose_aliases_expand_without_bound_is_refused_before_its_field
         assert re.search(f"{re.escape(str(recipe))} is not valid YAML: {reason}", capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
     assert read_yaml("a: &a [x, x]\nb: [*a, *a]\n") == {"a": ["x", "x"], "b": [["x", "x"], ["x", "x"]]}
+
+
+def test_a_batch_whose_images_alone_exceed_the_memory_is_refused_with_the_recipe(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A batch_size (or a train-depth width) of many digits passed the recipe's checks and failed once the data was
+    read, in the data loader: an OverflowError or a MemoryError traceback, or OpenCV's for a frame size."""
+    depth = REPO_DIR / "training" / "depth_kitti.yaml"
+    for command, recipe, override in (("train", SMOKE, "batch_size=10000000000000000000000"),
+                                      ("train", SMOKE, "batch_size=100000000"),
+                                      ("train-depth", depth, "width=10000000000000000000000")):
+        assert main([command, "--config", str(recipe), "--out", str(tmp_path / "run"), "--set", override]) == 2
+        error = capsys.readouterr().err
+        assert re.search(f"{recipe}: a batch of .* needs .* GiB for its images alone, more than this machine's", error)
+    assert not (tmp_path / "run").exists()

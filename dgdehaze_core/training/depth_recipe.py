@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import (FLOAT32_MAX, RecipeError, check_field_names, check_known_fields,
-                                           check_run_name, check_seed, expand_path, plain_data, read_recipe_file,
-                                           recipe_input_bits, set_dotted)
+from dgdehaze_core.training.recipe import (FLOAT32_MAX, RecipeError, check_batch_memory, check_field_names,
+                                           check_known_fields, check_run_name, check_seed, expand_path, plain_data,
+                                           read_recipe_file, recipe_input_bits, set_dotted)
 from dgdehaze_core.training.video_frames import FrameFolder
 
 
@@ -227,6 +227,7 @@ def _check(recipe: DepthRecipe) -> None:
     if recipe.width % stride or recipe.height % stride:
         raise RecipeError(f"'width' and 'height' must be multiples of the depth network's stride ({stride}), got "
                           f"{recipe.width}x{recipe.height}")
+    check_batch_memory(recipe.batch_size, 1 + len(recipe.frame_offsets), recipe.height, recipe.width)
     if recipe.batch_size * (recipe.width // stride) * (recipe.height // stride) < 2:
         raise RecipeError(f"a batch of one {recipe.width}x{recipe.height} frame, one stride ({stride}) square, leaves "
                           "the depth network's deepest batch norm one value per channel to train on: raise "

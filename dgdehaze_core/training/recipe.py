@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -390,6 +391,18 @@ def check_run_name(name: str) -> None:
                           f"got {name!r}")
 
 
+def check_batch_memory(batch_size: int, images: int, height: int, width: int) -> None:
+    """RecipeError when one batch's images alone, `batch_size` samples of `images` float32 colour images of
+    `width`x`height`, would take more than this machine's memory, so that no step could run: a 'batch_size' of
+    10**22 ended in an OverflowError and one of 10**8 in a MemoryError, after the data was read, with tracebacks."""
+    needed = batch_size * images * 3 * height * width * 4
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > memory:
+        raise RecipeError(f"a batch of {batch_size} samples ('batch_size') of {images} {width}x{height} image(s) "
+                          f"needs {needed / 2**30:.3g} GiB for its images alone, more than this machine's "
+                          f"{memory / 2**30:.3g} GiB of memory")
+
+
 def check_seed(seed: int) -> None:
     """RecipeError unless `seed` is one torch's generators take (0 .. 2**63 - 1)."""
     if not 0 <= seed < 2**63:
@@ -420,6 +433,7 @@ def _check(recipe: Recipe) -> None:
         raise RecipeError(f"'lr' must be > 0 and a float32 (at most {FLOAT32_MAX:.3g}) and 'weight_decay' >= 0, got "
                           f"{recipe.lr} and {recipe.weight_decay}")
     check_seed(recipe.seed)
+    check_batch_memory(recipe.batch_size, 1, recipe.crop_size, recipe.crop_size)
     for key in ("teacher_floor", "net_depth_fraction", "outdoor_fraction"):
         if not 0.0 <= getattr(recipe, key) <= 1.0:
             raise RecipeError(f"'{key}' must lie in [0, 1], got {getattr(recipe, key)}")
