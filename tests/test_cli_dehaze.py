@@ -725,3 +725,24 @@ def test_a_resume_reads_its_weights_once(tmp_path: Path, foggy_road: np.ndarray,
     assert main(["dehaze", str(source), "--method", str(weights), "--out", str(out), "--resume"]) == 0
     assert opened.count("net.pt") == 1, opened
     assert (out / "frame_1_dehazed.png").is_file()
+
+
+def test_a_named_pipe_given_as_an_image_weights_or_recipe_is_named_as_such(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture):
+    """A named pipe (a camera tool's FIFO, say) was 'empty (0 bytes)' as an image or a video and 'no such
+    checkpoint' (or ONNX file, or recipe) as weights or a recipe, though it is there."""
+    pipes = {name: tmp_path / name for name in ("frame.png", "clip.mp4", "w.pt", "w.onnx", "recipe.yaml")}
+    for pipe in pipes.values():
+        os.mkfifo(pipe)
+    image = tmp_path / "image.png"
+    cv2.imwrite(str(image), np.full((16, 16, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    for argv, pipe, what in ((["dehaze", str(pipes["frame.png"]), "--method", "dcp"], "frame.png", "file"),
+                             (["dehaze", str(pipes["clip.mp4"]), "--method", "dcp"], "clip.mp4", "file"),
+                             (["dehaze", str(image), "--method", str(pipes["w.pt"])], "w.pt", "checkpoint"),
+                             (["dehaze", str(image), "--method", str(pipes["w.onnx"])], "w.onnx", "ONNX file"),
+                             (["train", "--config", str(pipes["recipe.yaml"])], "recipe.yaml", "recipe")):
+        assert main([*argv, "--out", str(out)]) == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f"error: {pipes[pipe]} is no file but a named pipe, a socket or a device: no {what} to read")
+    assert not out.exists()

@@ -19,8 +19,11 @@ def file_suffix(path: str | os.PathLike[str]) -> str:
 
 
 def missing(path: Path, what: str = "file") -> str:
-    """Why `path`, which does not exist, cannot be read: no such `what`, or a link that leads to no file (its target
-    missing, as on a drive not mounted, or a loop of links)."""
+    """Why `path`, which is no file, cannot be read: no such `what`, a link that leads to no file (its target
+    missing, as on a drive not mounted, or a loop of links), or something else than a file there (a named pipe, a
+    socket, a device: "no such" misnamed it, and reading a pipe would wait for a writer, or find it empty)."""
+    if path.exists() and not path.is_dir():
+        return f"{path} is no file but a named pipe, a socket or a device: no {what} to read"
     if path.is_symlink():
         return f"{path} is a link to {os.readlink(path)}, which leads to no {what} (missing, or a loop of links)"
     return f"no such {what}: {path}"

@@ -217,10 +217,10 @@ def _netpbm_pixels(data: bytes) -> np.ndarray | None:
 def file_bytes(path: Path) -> bytes:
     """The bytes of an image file (or a depth file), read once; ImageError says why when the file is missing, a
     folder, empty or unreadable."""
-    if not path.exists():
-        raise ImageError(missing(path))
     if path.is_dir():
         raise ImageError(f"{path} is a folder, not an image")
+    if not path.is_file():
+        raise ImageError(missing(path))
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes)")
     try:

@@ -22,7 +22,7 @@ import yaml
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_parts
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
-from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
+from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.yaml_text import load_yaml
 from dgdehaze_core.models import MODEL_CONFIGS
@@ -489,7 +489,7 @@ def read_recipe_file(path: str | Path, from_dict: Callable[[Any, Path, Iterable[
     if path.is_dir():
         raise RecipeError(f"{path} is a folder: give a recipe file (a YAML file, such as those in training/)")
     if not path.is_file():
-        raise FileNotFoundError(f"no such recipe: {path}")
+        raise FileNotFoundError(missing(path, "recipe"))
     try:
         raw = read_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
