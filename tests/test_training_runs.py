@@ -603,3 +603,20 @@ def test_more_loader_workers_than_cores_start_one_a_core(smoke_recipe, tmp_path:
     assert f"num_workers {cpus + 3} is more than the {cpus} CPU cores this process may use: {cpus} data loader " \
            "workers" in caplog.text
     assert _iterations(tmp_path / "run" / "train.csv") == [1]
+
+
+def test_a_last_pt_holding_a_tensor_or_a_training_state_without_its_fields_is_one_error(
+        smoke_recipe, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A last.pt holding a plain tensor ended --resume in an IndexError traceback, and one whose training state
+    lacks a field the trainer reads (its weights, its optimizer) in a KeyError traceback."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for state, reason in ((torch.zeros(3), "is not a resumable training checkpoint: it holds no training state"),
+                          ({"training": {"recipe": smoke_recipe.as_dict()}},
+                           "is not a resumable checkpoint of this trainer: its training state does not read "
+                           "(KeyError: 'state_dict')")):
+        torch.save(state, run / "last.pt")
+        assert main(["train", "--config", str(SMOKE), "--out", str(run), "--resume"]) == 2
+        assert capsys.readouterr().err.splitlines()[-1].startswith(
+            f"dgdehaze train: error: {run / 'last.pt'} {reason}")
+    assert not {"train.csv", "val.csv", "best.pt"} & {path.name for path in run.iterdir()}

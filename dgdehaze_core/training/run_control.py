@@ -58,10 +58,10 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
         state = read_checkpoint(path, f"resumable {what} checkpoint")
     except ValueError as exc:
         raise ValueError(f"{exc}; the run cannot be continued: start a new run in another --out folder") from None
-    try:
-        saved = state["training"]["recipe"]
-    except (KeyError, TypeError):
-        raise ValueError(f"{path} is not a resumable {what} checkpoint: it holds no training state") from None
+    training = state.get("training") if isinstance(state, dict) else None
+    saved = training.get("recipe") if isinstance(training, dict) else None
+    if not isinstance(saved, dict):  # a plain tensor, a list, a model's weights alone
+        raise ValueError(f"{path} is not a resumable {what} checkpoint: it holds no training state")
     changed = [difference for key in recipe if key in saved and key not in RESUMABLE_CHANGES
                for difference in _differences(key, saved[key], recipe[key])]
     if changed:
@@ -223,7 +223,8 @@ def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Cal
     """Create `run_dir`; with `resume` load its last.pt, else (on the rank that writes) refuse a folder holding
     any of a run's files (FileExistsError): a finished run whose last.pt was deleted keeps its best.pt and logs.
     A last.pt that is no file (a folder) is refused either way (IsADirectoryError); a resume of such a folder
-    without last.pt is FileNotFoundError saying what the folder holds."""
+    without last.pt is FileNotFoundError saying what the folder holds, and of a last.pt whose training state lacks
+    a field `load_last` reads, or holds one of another type, ValueError naming it."""
     check_folder_path(run_dir, "--out")
     run_dir.mkdir(parents=True, exist_ok=True)
     _refuse_a_last_that_is_no_file(last_path)
@@ -231,7 +232,12 @@ def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Cal
     if resume:
         if found and not last_path.exists():
             raise FileNotFoundError(f"nothing to resume: {_left_without_last(run_dir, last_path, found)}")
-        load_last()
+        try:
+            load_last()
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:  # a field missing, or of another type
+            raise ValueError(f"{last_path} is not a resumable checkpoint of this trainer: its training state does not "
+                             f"read ({type(exc).__name__}: {exc}); the run cannot be continued: start a new run in "
+                             "another --out folder") from None
         return
     if last_path.exists():
         raise FileExistsError(f"{last_path} exists: pass --resume to continue that run, or choose another "
