@@ -67,8 +67,15 @@ def test_bad_settings_and_missing_weights_get_clear_errors(tmp_path: Path) -> No
         Detector(conf=1.5)
     with pytest.raises(ValueError, match="unknown class 'unicorn'"):
         Detector(classes=["unicorn"])
-    with pytest.raises(DetectorUnavailable, match="not found"):
+    with pytest.raises(DetectorUnavailable, match="no such detector weights file: .*absent.onnx; nothing is "
+                                                  "downloaded"):
         Detector(tmp_path / "absent.onnx")
+    (tmp_path / "folder.pt").mkdir()  # was 'not found', as was a link to nothing
+    with pytest.raises(DetectorUnavailable, match="folder.pt is a folder, not a detector weights file"):
+        Detector(tmp_path / "folder.pt")
+    (tmp_path / "empty.onnx").write_bytes(b"")  # an interrupted copy: was 'list index out of range'
+    with pytest.raises(DetectorUnavailable, match="empty.onnx is empty \\(0 bytes\\): no detector weights in it"):
+        Detector(tmp_path / "empty.onnx")
     with pytest.raises(DetectorUnavailable, match="must be one of"):
         Detector(tmp_path / "weights.txt")
     broken = tmp_path / "broken.onnx"

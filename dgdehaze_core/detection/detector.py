@@ -27,7 +27,7 @@ from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import UltralyticsTooOld, offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
 from dgdehaze_core.detection.tracking import TRACKERS, BoxTracker, TrackIds
-from dgdehaze_core.io.file_paths import file_suffix
+from dgdehaze_core.io.file_paths import existing_file, file_suffix
 from dgdehaze_core.io.images import to_bgr8
 from dgdehaze_core.io.onnx_files import read_onnx
 
@@ -71,8 +71,12 @@ def _check_weights(weights: str | Path | None) -> Path:
     path = Path(weights).expanduser()
     if file_suffix(path) not in DETECTOR_SUFFIXES:
         raise DetectorUnavailable(f"detector weights must be one of {', '.join(DETECTOR_SUFFIXES)} files, got {path}")
-    if not path.is_file():
-        raise DetectorUnavailable(f"detector weights not found: {path} (nothing is downloaded; give a local file)")
+    try:
+        existing_file(path, "detector weights file")
+    except FileNotFoundError as exc:  # missing, a folder, a link to nothing, a pipe: each said as such
+        raise DetectorUnavailable(f"{exc}; nothing is downloaded: give a local file") from None
+    if path.stat().st_size == 0:  # an ONNX file of 0 bytes parses as an empty model, and failed as an IndexError
+        raise DetectorUnavailable(f"{path} is empty (0 bytes): no detector weights in it")
     return path
 
 
