@@ -227,3 +227,16 @@ def test_a_truncated_detector_file_is_refused_in_one_line_and_the_existing_outpu
     error = capsys.readouterr().err
     assert "is not a readable ONNX detector" in error and len(error.strip().splitlines()) == 1, error
     assert out.read_text() == "the previous export"
+
+
+def test_weights_that_are_a_loop_of_links_are_named_as_such(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Python's Path.resolve, comparing the weights with --out, raised 'Symlink loop from ...' before the weights
+    were read, where dehaze and eval say what such a file is."""
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to("loop.pt")
+    out = tmp_path / "out.onnx"
+    assert main(["export", "--config", "lite", "--weights", str(loop), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: {loop} is a link to loop.pt, which leads to no checkpoint (missing, or a loop of links)")
+    assert not out.exists()

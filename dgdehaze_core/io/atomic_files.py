@@ -80,10 +80,11 @@ def check_writable_place(path: str | os.PathLike[str], flag: str, inside: bool =
 def refuse_input_as_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], flag: str,
                            what: str = "the input") -> None:
     """ValueError, before any work, when `output` is one of `inputs` (the same path, or the same file through a
-    link): writing it would destroy what the command reads (or writes elsewhere: `what` says which)."""
-    target = Path(output).expanduser().resolve()
+    link): writing it would destroy what the command reads (or writes elsewhere: `what` says which). A loop of
+    links is left to the reading to name (Path.resolve raised a RuntimeError on it, 'Symlink loop from ...')."""
+    target = Path(os.path.realpath(Path(output).expanduser()))
     for item in inputs:
-        source = Path(item).expanduser().resolve()
+        source = Path(os.path.realpath(Path(item).expanduser()))
         if target == source or (target.exists() and source.exists() and os.path.samefile(target, source)):
             raise ValueError(f"{flag} {output} would overwrite {what} {item}: give another path")
 
@@ -93,7 +94,7 @@ def refuse_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str], 
     """ValueError, before any work, when `path` is `folder` or lies inside it (links resolved): an output written
     there would overwrite what the folder holds or be read as part of it (`what` names the folder, `why` says more
     in the message)."""
-    if Path(path).expanduser().resolve().is_relative_to(Path(folder).expanduser().resolve()):
+    if Path(os.path.realpath(Path(path).expanduser())).is_relative_to(os.path.realpath(Path(folder).expanduser())):
         raise ValueError(f"{flag} {path} lies in {what} {folder}{why}: write it elsewhere")
 
 
