@@ -746,3 +746,19 @@ def test_a_named_pipe_given_as_an_image_weights_or_recipe_is_named_as_such(tmp_p
         assert capsys.readouterr().err.splitlines()[-1].endswith(
             f"error: {pipes[pipe]} is no file but a named pipe, a socket or a device: no {what} to read")
     assert not out.exists()
+
+
+def test_an_out_that_is_a_link_to_no_folder_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """--out a link to a folder that is not there (a drive not mounted) or a loop of links was 'is not a folder:
+    give a folder', which it was given."""
+    image = tmp_path / "image.png"
+    cv2.imwrite(str(image), np.full((16, 16, 3), 90, np.uint8))
+    unmounted = tmp_path / "unmounted"
+    unmounted.symlink_to(tmp_path / "drive" / "frames")
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    for out, target in ((unmounted, tmp_path / "drive" / "frames"), (loop, "loop")):
+        assert main(["dehaze", str(image), "--method", "dcp", "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip().endswith(
+            f"error: --out {out} is a link to {target}, which leads to no folder (missing, or a loop of links)")
+    assert not (tmp_path / "drive").exists()

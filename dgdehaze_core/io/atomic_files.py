@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_suffix
+from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_suffix, missing
 from dgdehaze_core.io.json_stdout import is_stdout, json_stream
 
 NAME_BYTES = 100
@@ -47,13 +47,15 @@ def check_writable_file(path: str | os.PathLike[str], flag: str, suffixes: Seque
 
 
 def check_folder_path(path: str | os.PathLike[str], flag: str) -> Path:
-    """`path` as a Path unless it, or a folder above it, exists as something other than a folder (NotADirectoryError
-    naming `flag`)."""
+    """`path` as a Path unless it, or a folder above it, exists as something other than a folder, or is a link that
+    leads to none (NotADirectoryError naming `flag`)."""
     path = Path(path)
     for place in (path, *path.parents):
         if place.exists() or place.is_symlink():
             if place.is_dir():
                 return path
+            if not place.exists():  # a link to a folder not there (a drive not mounted), or a loop of links
+                raise NotADirectoryError(f"{flag} {missing(place, 'folder')}")
             where = (("is a file" if place.is_file() else "is not a folder") if place == path
                      else f"lies under {place}, {'a file' if place.is_file() else 'no folder'}")
             raise NotADirectoryError(f"{flag} {path} {where}: give a folder")
