@@ -228,6 +228,14 @@ def test_bad_checkpoints_and_missing_weights_give_clear_errors(tmp_path: Path) -
     with pytest.raises(ValueError, match=r"does not fit the 'base' network it names: \d+ tensors missing") as error:
         load_model(tmp_path / "relabelled.pt")
     assert "\n" not in str(error.value)
+    for kind in (torch.int32, torch.complex64):  # torch cast them: rounded weights, or without their imaginary part
+        recast = torch.load(tmp_path / "lite.pt", weights_only=True)
+        recast["state_dict"] = {name: tensor.to(kind) if tensor.is_floating_point() else tensor
+                                for name, tensor in recast["state_dict"].items()}
+        torch.save(recast, tmp_path / "recast.pt")
+        with pytest.raises(ValueError, match=r"does not fit the 'lite' network it names: 0 tensors missing, 0 "
+                                             r"unexpected, 0 of another shape, \d+ of another kind of number"):
+            load_model(tmp_path / "recast.pt")
 
 
 def test_lite_stays_within_its_real_time_budget_and_base_is_larger() -> None:
