@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from dgdehaze_core import __version__
-from dgdehaze_core.exits import report_errors
+from dgdehaze_core.exits import report_errors, sigterm_interrupts, stopped
 from dgdehaze_core.io.atomic_files import JsonRefused, check_json_output, refuse_input_as_output, refusing_json
 from dgdehaze_core.io.json_stdout import is_stdout, json_on_stdout
 from dgdehaze_core.process_memory import keep_frame_memory
@@ -73,13 +73,13 @@ training and export, whose memory is no frame's, keep glibc's own rule."""
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors from bad input or an unwritable output (a read-only or full disk) print one line
-    and exit 2 instead of a traceback. Ctrl-C while the commands' libraries load (torch: seconds) exits 130 with
-    one line, as during the command."""
+    and exit 2 instead of a traceback. Ctrl-C or SIGTERM while the commands' libraries load (torch: seconds) exits
+    130 or 143 with one line, as during the command."""
     try:
-        parser = build_parser()
-    except KeyboardInterrupt:
-        print("dgdehaze: interrupted", file=sys.stderr)
-        return 130
+        with sigterm_interrupts():
+            parser = build_parser()
+    except KeyboardInterrupt as exc:
+        return stopped("dgdehaze", exc)
     args = parser.parse_args(argv)
     if args.command in FRAME_COMMANDS:
         keep_frame_memory()

@@ -68,8 +68,14 @@ def report_errors(label: str, run: Callable[[], int | None], verbose: bool | Non
         print(f"{label}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated) or _SIGTERM_RECEIVED.is_set():
-            print(f"{label}: terminated (SIGTERM)", file=sys.stderr)
-            return 128 + signal.SIGTERM
-        print(f"{label}: interrupted", file=sys.stderr)
-        return 130
+        return stopped(label, exc)
+
+
+def stopped(label: str, stop: KeyboardInterrupt) -> int:
+    """Say on stderr that `stop` (Ctrl-C, or SIGTERM under `sigterm_interrupts`) ended `label`, and return the
+    exit status a shell gives that signal: 143 for SIGTERM, 130 for Ctrl-C."""
+    if isinstance(stop, Terminated) or _SIGTERM_RECEIVED.is_set():
+        print(f"{label}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    print(f"{label}: interrupted", file=sys.stderr)
+    return 130

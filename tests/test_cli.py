@@ -201,10 +201,14 @@ def test_json_dash_writes_the_json_document_alone_to_stdout(shared_data: Path, t
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ctrl_c_while_the_commands_load_their_libraries_exits_130_with_one_line(shared_data: Path) -> None:
+@pytest.mark.parametrize("stop_signal, code, line", [("SIGINT", 130, "dgdehaze: interrupted"),
+                                                     ("SIGTERM", 143, "dgdehaze: terminated (SIGTERM)")])
+def test_a_stop_while_the_commands_load_their_libraries_exits_with_one_line(
+        shared_data: Path, stop_signal: str, code: int, line: str) -> None:
     """Ctrl-C in the seconds `dgdehaze` spends importing torch and the commands' other libraries, before any
-    command runs, printed a KeyboardInterrupt traceback some thirty lines long. -X importtime says on stderr when
-    numpy has loaded, the first of them: OpenCV, torch, torchvision and the rest load after it."""
+    command runs, printed a KeyboardInterrupt traceback some thirty lines long, and SIGTERM (a process manager's
+    stop) ended it by the signal, without a word. -X importtime says on stderr when numpy has loaded, the first of
+    them: OpenCV, torch, torchvision and the rest load after it."""
     import signal
 
     run = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "dgdehaze_core.cli", "dehaze",
@@ -212,11 +216,11 @@ def test_ctrl_c_while_the_commands_load_their_libraries_exits_130_with_one_line(
                            cwd=REPO_DIR, stderr=subprocess.PIPE, text=True,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert run.stderr is not None
-    for line in run.stderr:
-        if line.split("|")[-1].strip() == "numpy":
+    for imported in run.stderr:
+        if imported.split("|")[-1].strip() == "numpy":
             break
-    run.send_signal(signal.SIGINT)
+    run.send_signal(getattr(signal, stop_signal))
     rest = run.stderr.read()
-    assert run.wait(60) == 130, rest[-3000:]
-    assert "Traceback" not in rest and rest.splitlines()[-1] == "dgdehaze: interrupted", rest[-3000:]
+    assert run.wait(60) == code, rest[-3000:]
+    assert "Traceback" not in rest and rest.splitlines()[-1] == line, rest[-3000:]
     assert not (REPO_DIR / "unused").exists()
