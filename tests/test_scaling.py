@@ -26,7 +26,7 @@ from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble
 
 from dgdehaze_core.bags import fleet as bag_fleet
 from dgdehaze_core.bags.fleet import (BagJob, BagOutcome, evaluate_job, fleet_figures, fleet_html, fleet_table,
-                                      output_folders)
+                                      output_folders, remove_tasks_leftovers)
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends.selection import model_digest
 from dgdehaze_core.io.checkpoints import read_checkpoint
@@ -245,6 +245,25 @@ def test_a_fleet_on_ray_stopped_by_sigterm_ends_as_terminated_and_leaves_nothing
     assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert err.splitlines()[-1] == "dgdehaze bag-eval: terminated (SIGTERM)" and "SIGTERM received" not in err
     assert list(out.iterdir()) == [], "no bag was done: nothing is left, no half-written output, no fleet.json"
+
+
+def test_a_worker_still_ending_after_the_runner_closed_leaves_no_half_written_output(tmp_path: Path) -> None:
+    """A fleet on Ray stopped by SIGTERM left a bag's half-written folder and lock file for good on a loaded host
+    (the fresh-clone CI caught it): the Ray worker writing it was still ending when `ray.shutdown` returned, so the
+    fleet's one look at the leftovers found the write's lock held. Here a real writer process holds its write of
+    one bag's output and ends a second after the fleet looks."""
+    out = tmp_path / "fleet" / "long"
+    write = ("import sys, time; from pathlib import Path; from dgdehaze_core.io.atomic_files import atomic_path\n"
+             "with atomic_path(Path(sys.argv[1])) as part:\n"
+             "    part.mkdir(); print(part.name, flush=True); time.sleep(1.0)\n"
+             "    import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n")
+    writer = subprocess.Popen([sys.executable, "-c", write, str(out)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None
+    part = out.parent / writer.stdout.readline().strip()
+    assert part.is_dir()
+    remove_tasks_leftovers([out, tmp_path / "fleet" / "short"])
+    assert writer.wait(30) == -signal.SIGKILL
+    assert list(out.parent.iterdir()) == [], "the killed writer's part and lock file stayed"
 
 
 def test_bags_with_a_custom_type_recorded_before_jazzy_are_evaluated_or_fail_alone_in_one_line(

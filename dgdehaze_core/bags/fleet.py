@@ -39,7 +39,7 @@ from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, EVALUATION_ENT
                                            evaluate_bag)
 from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.io.atomic_files import atomic_write_bytes, remove_leftovers
+from dgdehaze_core.io.atomic_files import atomic_write_bytes, remove_leftovers, write_under_way
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.tables import write_json
 from dgdehaze_core.physics.visibility import Mounting
@@ -330,9 +330,26 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     finally:
         bar.close()
         runner.close()
-        for job in jobs:  # what the tasks stopped mid-bag left beside their folders (Ray ends its workers outright)
-            remove_leftovers(Path(job.out_dir))
+        remove_tasks_leftovers([Path(job.out_dir) for job in jobs])
     return _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "done")
+
+
+WORKERS_END_WAIT_S = 10.0
+"""How long a fleet waits, after its runner closed, for the workers stopped mid-bag to let go of their writes."""
+
+
+def remove_tasks_leftovers(out_dirs: Sequence[Path]) -> None:
+    """Remove what the tasks stopped mid-bag left beside their folders `out_dirs` (Ray ends its workers outright).
+    A worker Ray is still ending holds its write's lock for a moment after `ray.shutdown` returns (seconds on a
+    loaded host), which kept its half-written output and lock file for good: such writes are waited for up to
+    WORKERS_END_WAIT_S, then left (a process still at work is no leftover)."""
+    deadline = time.monotonic() + WORKERS_END_WAIT_S
+    while True:
+        for out in out_dirs:
+            remove_leftovers(out)
+        if time.monotonic() >= deadline or not any(write_under_way(out) for out in out_dirs):
+            return
+        time.sleep(0.1)
 
 
 def _write_summary(out_dir: Path, jobs: Sequence[BagJob], outcomes: list[BagOutcome], runner: str,

@@ -248,6 +248,12 @@ def remove_leftovers(target: Path) -> None:
                 leftover.unlink(missing_ok=True)
 
 
+def write_under_way(target: Path) -> bool:
+    """Whether a write of `target` still holds its lock (a lock file `remove_leftovers` found held and left):
+    its process is at work, or still ending."""
+    return any(target.parent.glob(glob.escape(_prefix(target)) + "*" + LOCK_SUFFIX))
+
+
 def _fsync(path: Path) -> None:
     """Flush a file's or a folder's entries to disk; a file system that cannot sync a folder (some network
     mounts) is left as it is."""
