@@ -804,8 +804,9 @@ def test_the_overhead_leaves_out_the_first_frame_s_wait_for_camera_info(session:
 
 
 def test_the_overhead_leaves_out_the_fog_measurement_which_is_timed_on_its_own(session: RosSession) -> None:
-    """The same 1920x1080 frames without and with a camera_height: the fog measurement (about 20 ms here) shows
-    as fog_ms, and the overhead stays what it was."""
+    """The same 1920x1080 frames without and with a camera_height: the fog measurement shows as fog_ms, and the
+    overhead grows by well under it (counted in it, it would grow by all of it; a loaded host moves both, and
+    moved the overhead by 17 ms once, so the bound is the fog's own time, not a fixed one)."""
     frame = hazy_test_frame(1920, 1080)
     summaries = {}
     for camera_height in (0.0, 1.5):
@@ -821,8 +822,9 @@ def test_the_overhead_leaves_out_the_fog_measurement_which_is_timed_on_its_own(s
             session.remove(probe)
             session.remove(node)
     without, with_fog = summaries[0.0], summaries[1.5]
-    assert with_fog["overhead_ms_median"] - without["overhead_ms_median"] < 10.0, (without, with_fog)
     assert without["fog_ms_median"] < 1.0 and with_fog["fog_ms_median"] > 10.0, (without, with_fog)
+    assert with_fog["overhead_ms_median"] - without["overhead_ms_median"] < with_fog["fog_ms_median"] / 2, \
+        (without, with_fog)
 
 
 def test_a_frame_that_arrives_as_activation_subscribes_has_its_outputs_published(session: RosSession) -> None:
