@@ -90,6 +90,9 @@ def test_a_working_size_of_one_side_takes_the_other_from_each_frames_aspect_rati
         expected = pipeline_from_model(lite_model, working_size=whole)(frame)
         np.testing.assert_array_equal(result.image, expected.image)
         np.testing.assert_array_equal(result.depth, expected.depth)
+    # a derived side is the nearest whole pixel, not the one below: 1920x1080 at a width of 426 is 239.6 high
+    assert resolve_working_size((426, 0), 1920, 1080) == (426, 240)
+    assert resolve_working_size((0, 239), 1920, 1080) == (425, 239), "424.9 wide"
     by_height = pipeline_from_model(lite_model, working_size=(0, 180))(widescreen)
     np.testing.assert_array_equal(by_height.image, pipeline_from_model(lite_model, working_size=(320, 180))(
         widescreen).image)
@@ -102,6 +105,7 @@ def test_a_working_size_of_one_side_stays_within_8k_pixels(lite_model) -> None:
     assert resolve_working_size((7680, 0), 640, 540) == (6270, 5290)
     assert resolve_working_size((0, 4320), 100, 2000) == (216, 4320), "within 8K's pixels: as derived"
     assert resolve_working_size((7680, 4320), 640, 540) == (7680, 4320)
+    assert pipeline_from_model(lite_model, working_size=(7680, 4320)).working_size == (7680, 4320), "8K itself"
     with pytest.raises(ValueError, match="more pixels than 7680x4320"):
         pipeline_from_model(lite_model, working_size=(8000, 4320))
 
@@ -115,6 +119,8 @@ def test_a_working_side_derived_for_a_frame_a_pixel_high_is_at_most_16_times_the
     assert resolve_working_size((0, 240), 2000, 1) == (MAX_DERIVED_ASPECT * 240, 240)
     assert resolve_working_size((320, 0), 1, 5000) == (320, MAX_DERIVED_ASPECT * 320), "a column alike"
     assert resolve_working_size((0, 240), 3840, 1080) == (853, 240), "a 32:9 camera, as derived"
+    assert resolve_working_size((0, 240), 1, 5000) == (1, 240), "a derived side is at least a pixel"
+    assert resolve_working_size((320, 0), 5000, 1) == (320, 1)
     runtime = _Profiled(TorchBackend(lite_model), (10**6, 10**6))
     strip = np.ascontiguousarray(hazy_frame[240:241])  # 641x1
     check_result(NetworkPipeline(runtime, "lite", working_size=(0, 32))(strip), 1, 641)
@@ -175,6 +181,7 @@ def test_a_frame_one_pixel_high_runs_the_network_at_a_few_times_its_pixels_not_a
     assert runtime.shapes[-1] == (1, 3, 480, 672), "a camera's frame, padded as always"
     assert within_padding_budget((641, 479), 32) == (641, 479) and within_padding_budget((1, 1), 32) == (1, 1)
     assert within_padding_budget((3, 7000), 32) == (3, 2624), "a column: its height shrinks"
+    assert within_padding_budget((7681, 4319), 32) == (7680, 4319), "padded, 7712x4320 would exceed 8K's pixels"
 
 
 def test_a_thin_frame_beyond_the_runtimes_largest_input_is_said_at_the_size_it_runs(
@@ -296,9 +303,11 @@ def test_load_pipeline_reads_checkpoints_and_rejects_bad_options(lite_model, tmp
         load_pipeline("nonsense")
     with pytest.raises(ValueError, match="output must be one of"):
         load_pipeline(str(path), output="sharpest")
-    for bad in ((0, 0), (-1, 240), (320,)):
+    for bad in ((0, 0), (-1, 240), (240, -1), (320,)):
         with pytest.raises(ValueError, match="working_size"):
             load_pipeline(str(path), working_size=bad)
+    with pytest.raises(ValueError, match="the dcp method takes no options"):
+        load_pipeline("dcp", working_size=(320, 240))
     with pytest.raises(ValueError, match="unknown pipeline options"):
         load_pipeline(str(path), colour="red")
     with pytest.raises(ValueError, match="unknown backend"):
