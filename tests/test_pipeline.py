@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dgdehaze_core.inference import pipeline as pipeline_module
+from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.backends.torch_backend import TorchBackend
 from dgdehaze_core.inference.pipeline import (MAX_DERIVED_ASPECT, PADDING_BUDGET, SHRUNK_SIZES, NetworkPipeline,
@@ -19,7 +20,7 @@ from dgdehaze_core.inference.pipeline import (MAX_DERIVED_ASPECT, PADDING_BUDGET
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
-from dgdehaze_core.physics.scattering import invert_scattering, synthesize_haze
+from dgdehaze_core.physics.scattering import T_MIN, invert_scattering, synthesize_haze
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +74,35 @@ def test_reduced_working_size_uses_the_physics_path_at_full_resolution(lite_mode
     with torch.no_grad():
         small = pad_to_stride(cv2.resize(bgr_to_rgb_float(hazy_frame), (320, 240), interpolation=cv2.INTER_AREA)[None],
                               lite_model.stride)
-        t_small = lite_model(torch.from_numpy(small).permute(0, 3, 1, 2).contiguous())["transmission"][0, 0]
+        outputs = lite_model(torch.from_numpy(small).permute(0, 3, 1, 2).contiguous())
+    t_small = outputs["transmission"][0, 0]
+    depth_small = outputs["depth"][0, 0, :240, :320].numpy()
+    np.testing.assert_allclose(result.depth, cv2.resize(depth_small, (641, 479), interpolation=cv2.INTER_LINEAR),
+                               rtol=1e-5, err_msg="depth lifted bilinearly")
     bilinear = cv2.resize(t_small.numpy()[:240, :320], (641, 479), interpolation=cv2.INTER_LINEAR)
     assert np.abs(result.transmission - bilinear).mean() < 0.05
     assert not np.allclose(result.transmission, bilinear, atol=1e-4)
+
+
+def test_the_network_input_is_the_rgb_frame_resized_without_aliasing_and_padded_by_reflection(
+        hazy_frame: np.ndarray) -> None:
+    """At a working size the frame (BGR) reaches the network as RGB, averaged over each output pixel's area when it
+    shrinks (bilinear sampling aliases), interpolated bilinearly when it grows, and padded at the bottom and right
+    by reflection (the edge row is not repeated); at the frame's own size alike."""
+    rgb = bgr_to_rgb_float(hazy_frame)
+    for size, interpolation in (((320, 240), cv2.INTER_AREA), ((1282, 958), cv2.INTER_LINEAR)):
+        width, height = size
+        batch = network_batch([hazy_frame], size, 32)
+        expected = cv2.resize(rgb, size, interpolation=interpolation)
+        assert batch.shape == (1, 3, -(-height // 32) * 32, -(-width // 32) * 32)
+        np.testing.assert_allclose(batch[0, :, :height, :width].transpose(1, 2, 0), expected, atol=1e-6)
+        rows = batch.shape[2] - height
+        np.testing.assert_array_equal(batch[0, :, height:, :width],
+                                      batch[0, :, height - 2:height - 2 - rows:-1, :width])
+    native = network_batch([hazy_frame], (641, 479), 32)
+    np.testing.assert_allclose(native[0, :, :479, :641].transpose(1, 2, 0), rgb, atol=1e-6)
+    np.testing.assert_array_equal(native[0, :, 479, :641], native[0, :, 477, :641])
+    np.testing.assert_array_equal(native[0, :, :479, 641:], native[0, :, :479, 639:639 - 31:-1])
 
 
 def test_a_working_size_of_one_side_takes_the_other_from_each_frames_aspect_ratio(lite_model,
@@ -217,11 +243,13 @@ def test_frames_each_of_a_size_of_their_own_run_shrunk_are_not_said_a_warning_a_
         f"(over {SHRUNK_SIZES} frame sizes run shrunk: a new one said at most every 3600 s)")
 
 
-def test_process_batch_equals_frame_by_frame(lite_model, shared_data: Path) -> None:
+def test_process_batch_equals_frame_by_frame(shared_data: Path) -> None:
+    """The shipped network: each frame of a batch keeps its own airlight, depth and image."""
     paths = sorted((shared_data / "paired" / "sots-indoor" / "hazy").glob("*.png"))[:2]
     frames = [read_image(path) for path in paths]
+    frames[1] = frames[1][:, ::-1] // 2  # same size, another scene and light
     frames.append(cv2.resize(frames[0], (333, 250)))
-    pipeline = pipeline_from_model(lite_model)
+    pipeline = pipeline_from_model(load_model_and_record("lite")[0])
     batched = pipeline.process_batch(frames)
     assert pipeline.process_batch([]) == []
     for frame, result in zip(frames, batched):
@@ -229,15 +257,21 @@ def test_process_batch_equals_frame_by_frame(lite_model, shared_data: Path) -> N
         assert result.image.shape == frame.shape
         assert np.abs(result.image.astype(int) - single.image.astype(int)).max() <= 1
         np.testing.assert_allclose(result.depth, single.depth, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(result.airlight, single.airlight, rtol=1e-4)
+    assert np.abs(batched[0].airlight - batched[1].airlight).max() > 0.05, "two lights, two airlights"
 
 
 def test_fp16_pipeline_is_close_to_fp32(lite_model, hazy_frame: np.ndarray) -> None:
+    """The network in fp16 (torch's; what CUDA runs: `create_backend` runs fp32 on the CPU, where half is slower,
+    so the runtime is built here directly) gives outputs that the pipeline reads as float32, close to fp32's."""
     model32 = build_model("lite")
     model32.load_state_dict(lite_model.state_dict())
     model16 = build_model("lite")
     model16.load_state_dict(lite_model.state_dict())
     full = pipeline_from_model(model32)(hazy_frame)
-    half = pipeline_from_model(model16, half=True)(hazy_frame)
+    half = NetworkPipeline(TorchBackend(model16, half=True, outputs=PHYSICS_OUTPUTS), "lite")(hazy_frame)
+    check_result(half, 479, 641)
+    assert not np.array_equal(full.depth, half.depth), "fp16 rounds: the network ran at half precision"
     assert np.abs(full.image.astype(int) - half.image.astype(int)).mean() < 1.0
     assert np.abs(full.transmission - half.transmission).max() < 0.01
     assert np.nanmax(np.abs(full.depth - half.depth) / full.depth) < 0.01
@@ -408,3 +442,22 @@ def test_a_network_that_gives_nan_scattering_returns_a_finite_result(foggy_road:
         assert np.abs(result.image.astype(int) - foggy_road).max() <= 1
     assert (frame == foggy_road).all()
     assert sum("NaN or infinite" in record.getMessage() for record in caplog.records) == 1
+
+
+def test_a_transmission_beyond_the_networks_range_is_held_within_t_min_and_one(hazy_frame: np.ndarray) -> None:
+    """Fog denser than the inversion can undo (a transmission head saturated low) and none (saturated high): the
+    transmission the physics path divides by stays within [T_MIN, 1], so the image stays finite and bounded."""
+    for bias, bound in ((-12.0, T_MIN), (12.0, 1.0)):
+        model, _ = load_model_and_record("lite")
+        with torch.no_grad():
+            model.dehazer.transmission_head.bias.fill_(bias)
+        result = pipeline_from_model(model)(hazy_frame)
+        assert result.transmission.min() >= T_MIN and result.transmission.max() <= 1.0
+        assert np.abs(result.transmission - bound).max() < 1e-3
+
+
+def test_the_physics_path_runs_the_network_without_its_decoder_image(lite_model) -> None:
+    """The physics path does not read the decoder's image: the network runs without that branch (a third of lite's
+    time at 640x480); the decoder output runs all of it."""
+    for output, outputs in (("auto", PHYSICS_OUTPUTS), ("physics", PHYSICS_OUTPUTS), ("decoder", OUTPUT_NAMES)):
+        assert pipeline_from_model(lite_model, output=output).runtime.outputs == outputs, output
