@@ -2,15 +2,18 @@
 detector: what it returns is what its parts return, in the order and on the frames the schedule says."""
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
 
+from dgdehaze_core.detection.contrast import local_contrast
 from dgdehaze_core.detection.detector import Detector, median_depth
 from dgdehaze_core.detection.fusion import fuse_detections
 from dgdehaze_core.inference.frame_chain import FrameChain
 from dgdehaze_core.inference.pipeline import load_pipeline
-from dgdehaze_core.physics.visibility import Intrinsics, Mounting, VisibilityEstimator
+from dgdehaze_core.physics.visibility import Intrinsics, Mounting, VisibilityEstimator, fog_contrast
 
 
 def boxes(detections: list) -> list[tuple]:
@@ -107,3 +110,54 @@ def test_a_16_bit_or_grayscale_frame_is_measured_as_its_uint8_bgr_frame(foggy_ro
     assert deep.beta == bgr.beta and np.array_equal(deep.depth, bgr.depth, equal_nan=True)
     gray = cv2.cvtColor(foggy_road, cv2.COLOR_BGR2GRAY)
     assert reading(gray).beta == reading(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)).beta
+
+
+def test_without_a_metric_depth_detections_carry_no_position_and_no_relative_depth_in_metres(
+        foggy_road: np.ndarray, detector: Detector) -> None:
+    """A chain without a fog estimator, given the camera's intrinsics, has only the network's relative depth: its
+    detections carry that depth but no position in metres (a ray at a relative depth would read as metres). A chain
+    with a fog estimator but no intrinsics yet (no camera_info) measures no fog, and its detections carry NaN, not
+    the relative depth."""
+    height, width = foggy_road.shape[:2]
+    camera = Intrinsics(float(width), float(width), width / 2.0, height / 2.0)
+    relative = FrameChain.build(load_pipeline("dcp"), detector)(foggy_road, camera)
+    assert relative.fog is None and relative.detected.detections
+    assert relative.detected.depths == pytest.approx(
+        [median_depth(d, relative.result.depth) for d in relative.detected.detections])
+    assert np.isnan(relative.detected.positions).all()
+    fog = VisibilityEstimator(Mounting(1.5, 0.0), time_constant=0.0)
+    unplaced = FrameChain.build(load_pipeline("dcp"), detector, fog=fog)(foggy_road)
+    assert unplaced.fog is None and unplaced.detected.detections
+    assert np.isnan(unplaced.detected.depths).all() and np.isnan(unplaced.detected.positions).all()
+
+
+def test_the_fog_is_read_against_the_pipelines_transmission_floor_and_dehazing_timed_in_ms(
+        foggy_road: np.ndarray) -> None:
+    """The dark channel prior clips its transmission at its t0 (0.1), not at the network's T_MIN: the chain hands
+    the estimator the pipeline's floor, as the visibility sheet does, so that pixels held at the floor are not read
+    as fog of that density."""
+    height, width = foggy_road.shape[:2]
+    camera = Intrinsics(float(width), float(width), width / 2.0, height / 2.0)
+    chain = FrameChain(load_pipeline("dcp"), fog=VisibilityEstimator(Mounting(1.5, 0.0), time_constant=0.0))
+    begin = time.perf_counter()
+    dehazed = chain.dehaze(foggy_road)
+    wall_ms = (time.perf_counter() - begin) * 1000.0
+    assert 0.5 * wall_ms <= dehazed.dehaze_ms <= wall_ms, "dehaze_ms: the pipeline's time in milliseconds"
+    assert dehazed.result.transmission_floor == 0.1
+    reading = chain.measure_fog(dehazed, camera, 0.0)
+    expected = VisibilityEstimator(Mounting(1.5, 0.0), time_constant=0.0).update(
+        dehazed.result.transmission, camera, 0.0, fog_contrast(foggy_road), 0.1)
+    assert reading.beta == expected.beta and np.array_equal(reading.depth, expected.depth, equal_nan=True)
+
+
+def test_the_chain_equalises_contrast_and_tracks_as_its_detector_is_set(foggy_road: np.ndarray,
+                                                                       detector: Detector) -> None:
+    """`contrast`: the detector reads the dehazed frame with its local contrast equalised; a detector with a tracker
+    gives its detections identities through the chain too."""
+    pipeline = load_pipeline("dcp")
+    equalised = FrameChain.build(pipeline, detector, contrast=True)(foggy_road)
+    expected = detector(local_contrast(pipeline(foggy_road).image))
+    assert boxes(equalised.detected.detections) == boxes(expected)
+    assert boxes(expected) != boxes(detector(pipeline(foggy_road).image)), "equalising changes what is found"
+    tracked = FrameChain.build(pipeline, Detector(tracker="bytetrack"))(foggy_road).detected.detections
+    assert tracked and all(d.track_id is not None for d in tracked)
