@@ -25,6 +25,7 @@ from dgdehaze_core.benchmarks.timing import hazy_test_frame  # noqa: E402
 from dgdehaze_core.detection.detector import default_detector_weights  # noqa: E402
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.inference.backends.selection import tensorrt_unavailable_reason  # noqa: E402
+from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
 from dgdehaze_core.models import shipped_weights_path  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
@@ -66,6 +67,39 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
         assert node.get_parameter(name).value == before
     result = node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, ["person", " "])])[0]
     assert not result.successful
+    # a device name with more after it, a road region of five numbers, a file that is no weights file
+    for name, value in (("device", "cpux"), ("road_region", [0.3, 0.5, 0.7, 1.0, 0.9]), ("weights", __file__)):
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and result.reason, f"{name}={value!r} was accepted"
+    assert "weights must be a" in node.set_parameters([Parameter("weights", value=__file__)])[0].reason
+    assert "road_region must be [left, top, right, bottom]" in node.set_parameters(
+        [Parameter("road_region", value=[0.3, 0.5, 0.7, 1.0, 0.9])])[0].reason
+    # accepted: 0, the exact inversion (not a gain below 1); a model without shipped weights given its weights file
+    set_ok(node, max_detail_gain=0.0)
+    set_ok(node, max_detail_gain=2.0)
+    read_settings(node, {"model": "base", "weights": str(shipped_weights_path("lite"))})
+
+
+def test_settings_reach_the_pipeline_the_detector_and_the_mounting_as_set(node: DehazeNode) -> None:
+    """max_detail_gain 0 runs the exact inversion (the pipeline's None; a gain of 0 is refused by the inversion),
+    the detector gets threshold as its confidence and iou as its NMS threshold, and a base_frame (TF's mounting)
+    overrides camera_height and camera_pitch."""
+    values = {**node._settings.values, "model": "lite", "max_detail_gain": 0.0, "threshold": 0.6, "iou": 0.3}
+    method, options = NodeSettings(values).pipeline_args()
+    assert options["max_detail_gain"] is None
+    assert load_pipeline(method, **{**options, "backend": "torch"}).max_detail_gain is None
+    arguments = NodeSettings(values).detector_args()
+    assert (arguments["conf"], arguments["iou"]) == (0.6, 0.3)
+    mounted = {**values, "camera_height": 1.5, "camera_pitch": 0.05}
+    assert NodeSettings(mounted).mounting().height == 1.5
+    assert NodeSettings({**mounted, "base_frame": "base_link"}).mounting() is None
+
+
+def test_a_read_only_parameter_outside_its_choices_stops_the_node_at_start(session: RosSession) -> None:
+    """No later change could mend a read-only value outside its choices: the node must not start unconfigurable."""
+    with pytest.raises(InvalidParameterValueException, match="image_reliability"):
+        create_node({"model": "dcp", "detection_enabled": False, "image_reliability": "sometimes"},
+                    name="bad_reliability", context=session.context)
 
 
 def test_a_shorter_diagnostics_period_takes_effect_at_once(node: DehazeNode, probe: Probe) -> None:
