@@ -70,6 +70,7 @@ def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detect
             assert 0 <= cx - w / 2 and cx + w / 2 <= 640 and 0 <= cy - h / 2 and cy + h / 2 <= 480
             position = hypothesis.pose.pose.position  # no camera_height: a relative depth is no position in metres
             assert all(math.isnan(value) for value in (position.x, position.y, position.z))
+            assert detection.header == out["detections"].header == msg.header, "each detection: the frame's header"
 
         set_ok(node, threshold=0.99)
         try:
@@ -193,6 +194,20 @@ def test_a_depth_image_too_wide_for_png_leaves_out_its_compressed_depth_only(nod
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason="needs vision_msgs")
+def test_the_label_map_keeps_each_class_id_and_detections_pair_with_their_positions() -> None:
+    """A detector restricted to some classes, or a custom one, has ids that are not 0..n-1: the label map keeps
+    each id with its name; detections and positions of different counts are refused, not cut to the shorter."""
+    from dgdehaze_core.detection.detector import Detection
+    from dgdehaze_ros.detection_messages import detections_to_msg, label_info_msg
+
+    labels = label_info_msg({7: "truck", 2: "car", 0: "person"}, 0.3, stamped_header(1))
+    assert [(c.class_id, c.class_name) for c in labels.class_map] == [(0, "person"), (2, "car"), (7, "truck")]
+    detections = [Detection(2, "car", 0.9, (10.0, 20.0, 50.0, 80.0))]
+    with pytest.raises(ValueError, match="1 detections but 0 positions"):
+        detections_to_msg(detections, [], stamped_header(1))
+
+
 def test_a_late_subscriber_gets_the_latched_label_map_of_every_class_id_and_the_threshold(
         node: DehazeNode, probe: Probe, session: RosSession) -> None:
     from vision_msgs.msg import LabelInfo
