@@ -603,3 +603,28 @@ def test_the_node_measures_the_fog_on_the_road_users_its_detector_last_found(nod
         assert node.set_parameters([Parameter("detection_enabled", value=False)])[0].successful
     assert sources == ["road", "objects"]
     assert int(diagnostic_values(probe)["fog_objects"]) >= 1
+
+
+def test_the_fog_parameters_reach_the_estimator(node: DehazeNode) -> None:
+    """visibility_smoothing is the estimator's time constant and max_visibility its thinnest fog measured."""
+    from dgdehaze_ros.parameters import NodeSettings, read_settings
+    from dgdehaze_ros.visibility_messages import estimator_for
+
+    settings = NodeSettings({**read_settings(node).values, "camera_height": 1.5, "base_frame": "",
+                             "visibility_smoothing": 0.0, "max_visibility": 150.0})
+    estimator = estimator_for(settings)
+    assert (estimator.time_constant, estimator.max_visibility, estimator.mounting.height) == (0.0, 150.0, 1.5)
+    assert estimator_for(NodeSettings({**settings.values, "camera_height": 0.0})) is None
+
+
+def test_a_camera_info_that_fits_the_frame_is_relayed_with_the_frames_header_and_left_as_received() -> None:
+    """The camera_info's own stamp (it arrives apart from the frame) is not the outputs': the relay carries the
+    frame's header, and the received message is not changed (the node keeps it for the next frames)."""
+    from dgdehaze_ros.camera_info import relayed_camera_info
+
+    info = camera_info(640, 480)
+    info.header = stamped_header(3)
+    header = stamped_header(9)
+    relay, note = relayed_camera_info(info, header, (480, 640))
+    assert note == "" and relay.header == header and list(relay.k) == list(info.k)
+    assert info.header == stamped_header(3), "the received camera_info is left as it came"
