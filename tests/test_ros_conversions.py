@@ -373,3 +373,13 @@ def test_a_compressed_output_refuses_a_format_image_transport_does_not_name_and_
         compressed_image(bgr, bgr, "bgr8", header(), "webp")
     sizes = [len(compressed_image(bgr, bgr, "bgr8", header(), "jpeg", quality).data) for quality in (20, 95)]
     assert sizes[0] < sizes[1] / 2
+
+
+def test_an_array_that_does_not_fit_its_encoding_is_refused_not_sent_with_the_wrong_size(frame: np.ndarray) -> None:
+    """A gray frame sent as bgr8, or a colour one as mono8, would make a message whose data does not hold
+    width * height pixels of its encoding: every reader refuses it (or reads garbage)."""
+    for pixels, encoding in ((frame[:, :, 0], "bgr8"), (frame, "mono8"), (frame[:, :, :2], "bgr8")):
+        with pytest.raises(ImageConversionError, match=f"does not fit encoding {encoding}"):
+            array_to_image(pixels, encoding, header())
+    msg = array_to_image(frame, "bgr8", header())
+    assert len(msg.data) == msg.height * msg.step == 48 * 64 * 3
