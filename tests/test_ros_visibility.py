@@ -628,3 +628,20 @@ def test_a_camera_info_that_fits_the_frame_is_relayed_with_the_frames_header_and
     relay, note = relayed_camera_info(info, header, (480, 640))
     assert note == "" and relay.header == header and list(relay.k) == list(info.k)
     assert info.header == stamped_header(3), "the received camera_info is left as it came"
+
+
+def test_the_tf_mounting_is_cleared_when_the_clock_changes_source(session: RosSession) -> None:
+    """use_sim_time switched on (a bag's /clock replacing the system clock) changes the clock's source: the
+    buffer's transforms, stamped by the old clock, must go, as tf2_ros's C++ Buffer drops them."""
+    import rclpy
+
+    live = rclpy.create_node(f"live_then_sim_{os.getpid()}", context=session.context)
+    cleared: list[bool] = []
+    jumps = on_jump_back(live, lambda: cleared.append(True))
+    session.add(live)
+    try:
+        live.set_parameters([Parameter("use_sim_time", value=True)])
+        assert wait_until(lambda: bool(cleared), 10.0), "the clock changed source and TF was kept"
+    finally:
+        jumps.unregister()
+        session.remove(live)
