@@ -788,3 +788,30 @@ def test_onnx_runtime_s_tensorrt_provider_takes_frames_up_to_its_profile_s_large
                         lambda self: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
     runtime = OnnxRuntimeBackend(model, providers=providers)
     assert (runtime.max_size, runtime.max_batch) == ((1088, 1920), 1)
+
+
+def test_the_onnx_cache_exports_again_for_changed_weights_or_another_precision(tmp_path: Path,
+                                                                                foggy_road: np.ndarray) -> None:
+    """The export a pipeline runs on ONNX Runtime is cached by the network's weights and precision: the same
+    network reuses its file; weights changed since (a fine-tuning step, a checkpoint reloaded in the node) and fp16
+    are exported again, never served the stale file."""
+    import onnx
+
+    from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
+    from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from dgdehaze_core.inference.backends.selection import cached_onnx
+    from dgdehaze_core.inference.backends.torch_backend import TorchBackend
+    from dgdehaze_core.models import load_model_and_record
+
+    model, _ = load_model_and_record("lite")
+    first = cached_onnx(model, cache_dir=tmp_path, outputs=PHYSICS_OUTPUTS)
+    built = first.read_bytes()
+    assert cached_onnx(model, cache_dir=tmp_path, outputs=PHYSICS_OUTPUTS).read_bytes() == built, "reused"
+    with torch.no_grad():
+        model.dehazer.transmission_head.bias.add_(1.0)
+    changed = cached_onnx(model, cache_dir=tmp_path, outputs=PHYSICS_OUTPUTS)
+    batch = network_batch([foggy_road[:64, :96]], (96, 64), model.stride)
+    np.testing.assert_allclose(OnnxRuntimeBackend(changed).run(batch)["transmission"],
+                               TorchBackend(model, outputs=PHYSICS_OUTPUTS).run(batch)["transmission"], atol=1e-4)
+    half = cached_onnx(model, half=True, cache_dir=tmp_path, outputs=PHYSICS_OUTPUTS)
+    assert onnx.load(str(half)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
