@@ -26,7 +26,8 @@ from dgdehaze_core.exits import Terminated
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.models import load_model
 from dgdehaze_core.training.recipe import load_recipe, recipe_from_dict
-from dgdehaze_core.training.run_control import StepBoundaryStop, load_resumable, quiet_loader_worker
+from dgdehaze_core.training.run_control import (StepBoundaryStop, check_same_data, file_fingerprint, load_resumable,
+                                                quiet_loader_worker)
 from dgdehaze_core.training.trainer import LOSS_NAMES, Trainer
 
 
@@ -620,3 +621,22 @@ def test_a_last_pt_holding_a_tensor_or_a_training_state_without_its_fields_is_on
         assert capsys.readouterr().err.splitlines()[-1].startswith(
             f"dgdehaze train: error: {run / 'last.pt'} {reason}")
     assert not {"train.csv", "val.csv", "best.pt"} & {path.name for path in run.iterdir()}
+
+
+def test_a_run_resumes_up_to_its_own_iteration_and_no_further_back(smoke_recipe, tmp_path: Path) -> None:
+    """A last.pt at iteration N loads for `--iterations N`, as the refusal of fewer advises ("resume with
+    --iterations N or more"); fewer than it reached is refused."""
+    current = smoke_recipe.as_dict()
+    torch.save({"training": {"recipe": current, "iteration": current["iterations"]}}, tmp_path / "last.pt")
+    assert load_resumable(tmp_path / "last.pt", "training", current)["training"]["iteration"] == current["iterations"]
+    with pytest.raises(ValueError, match=f"it is at iteration {current['iterations']} already"):
+        load_resumable(tmp_path / "last.pt", "training", {**current, "iterations": current["iterations"] - 1})
+
+
+def test_the_same_training_images_in_another_order_are_another_stream(shared_data: Path, tmp_path: Path) -> None:
+    """The samples are drawn by index: the same files listed in another order would continue another stream."""
+    files = [(f"bdd/{path.name}", path) for path in sorted((shared_data / "clear" / "bdd").iterdir())]
+    saved = {"clear": file_fingerprint(files)}
+    check_same_data(tmp_path / "last.pt", saved, {"clear": file_fingerprint(files)})
+    with pytest.raises(ValueError, match="the same files in another order"):
+        check_same_data(tmp_path / "last.pt", saved, {"clear": file_fingerprint(files[::-1])})
