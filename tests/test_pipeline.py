@@ -15,8 +15,8 @@ from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.backends.torch_backend import TorchBackend
 from dgdehaze_core.inference.pipeline import (MAX_DERIVED_ASPECT, PADDING_BUDGET, SHRUNK_SIZES, NetworkPipeline,
                                               load_pipeline, network_batch, pad_to_stride, pipeline_from_model,
-                                              refine_transmission, resolve_working_size, within_max_size,
-                                              within_padding_budget)
+                                              padding_overrun, refine_transmission, resolve_working_size,
+                                              within_max_size, within_padding_budget)
 from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
 from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
@@ -208,6 +208,9 @@ def test_a_frame_one_pixel_high_runs_the_network_at_a_few_times_its_pixels_not_a
     assert within_padding_budget((641, 479), 32) == (641, 479) and within_padding_budget((1, 1), 32) == (1, 1)
     assert within_padding_budget((3, 7000), 32) == (3, 2624), "a column: its height shrinks"
     assert within_padding_budget((7681, 4319), 32) == (7680, 4319), "padded, 7712x4320 would exceed 8K's pixels"
+    assert padding_overrun((7681, 4319), 32).endswith("7681x4319 would exceed 8K's pixel count (33177600)"), \
+        "said so, not 'over 4 times its pixels' (1.004 times)"
+    assert padding_overrun((641, 1), 32).endswith("641x1 would hold over 4 times its pixels")
 
 
 def test_a_thin_frame_beyond_the_runtimes_largest_input_is_said_at_the_size_it_runs(

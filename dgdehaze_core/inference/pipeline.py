@@ -200,6 +200,16 @@ def within_padding_budget(work: tuple[int, int], stride: int) -> tuple[int, int]
     return width, max(stride, budget // padded_w // stride * stride)
 
 
+def padding_overrun(work: tuple[int, int], stride: int) -> str:
+    """Why `within_padding_budget` shrinks `work` (w, h), in words: its padded input would hold over PADDING_BUDGET
+    times its pixels (a thin frame), or, for a frame near 8K's pixel count, more than MAX_PIXELS."""
+    width, height = work
+    padded = f"padded to the network's stride of {stride}, {width}x{height} would"
+    if PADDING_BUDGET * max(width * height, stride * stride) <= MAX_PIXELS:
+        return f"{padded} hold over {PADDING_BUDGET} times its pixels"
+    return f"{padded} exceed 8K's pixel count ({MAX_PIXELS})"
+
+
 SHRUNK_SIZES = 64
 """The most frame sizes a pipeline remembers having said it runs shrunk (`NetworkPipeline._say_shrunk`): a stream
 whose frames each come at a size of their own (a corrupt camera's, a fuzzer's) would log a warning a frame and grow
@@ -355,19 +365,17 @@ class NetworkPipeline:
         work_w, work_h = within_padding_budget(fitted, self.stride)
         if fitted != wanted and (work_w, work_h) != fitted:  # a thin frame beyond the profile: both, in one
             self._say_shrunk((width, height), "%dx%d frames run at %dx%d: the most this %s network takes is %dx%d "
-                             "(its engine's profile), and padded to the network's stride of %d, %dx%d would hold "
-                             "over %d times its pixels; the outputs are restored at the frame's size", width, height,
-                             work_w, work_h, self.backend, self.runtime.max_size[1], self.runtime.max_size[0],
-                             self.stride, *fitted, PADDING_BUDGET)
+                             "(its engine's profile), and %s; the outputs are restored at the frame's size", width,
+                             height, work_w, work_h, self.backend, self.runtime.max_size[1], self.runtime.max_size[0],
+                             padding_overrun(fitted, self.stride))
         elif fitted != wanted:
             self._say_shrunk((width, height), "%dx%d frames run at %dx%d, the most this %s network takes (its "
                              "engine's profile: at most %dx%d), and the outputs are restored at the frame's size: a "
                              "working size of the camera's builds the engine for it", width, height, *fitted,
                              self.backend, self.runtime.max_size[1], self.runtime.max_size[0])
         elif (work_w, work_h) != fitted:
-            self._say_shrunk((width, height), "%dx%d frames run at %dx%d: padded to the network's stride of %d, %dx%d "
-                             "would hold over %d times its pixels; the outputs are restored at the frame's size",
-                             width, height, work_w, work_h, self.stride, *fitted, PADDING_BUDGET)
+            self._say_shrunk((width, height), "%dx%d frames run at %dx%d: %s; the outputs are restored at the frame's "
+                             "size", width, height, work_w, work_h, padding_overrun(fitted, self.stride))
         resized = (work_w, work_h) != (width, height)
         outputs = self.runtime.run(network_batch(frames, (work_w, work_h), self.stride))
         mode = ("physics" if self.scattering else "decoder") if self.output == "auto" else self.output
