@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 import zlib
 from pathlib import Path
 
@@ -357,6 +358,33 @@ def test_a_writer_whose_lock_file_was_just_made_keeps_it_and_its_part_goes_once_
     assert writer.returncode == -9 and part.is_dir()
     atomic_write_text(target, "the next write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_lock_file_a_writer_killed_before_locking_it_left_goes_once_it_is_old(tmp_path: Path) -> None:
+    """A writer killed between making its lock file and locking it (`new_lock` makes it under a `.new` name, locks
+    it, then renames it) left the `.new` file for good: nothing looked for it. A later write removes it once it is
+    older than UNLOCKED_GRACE_S (its maker locks it within microseconds), and leaves a fresh one."""
+    import subprocess
+    import sys
+
+    from dgdehaze_core.io.atomic_files import UNLOCKED_GRACE_S
+
+    target = tmp_path / "out"
+    write = ("import fcntl, os, signal, sys; from pathlib import Path; "
+             "from dgdehaze_core.io.atomic_files import atomic_path\n"
+             "locking = fcntl.flock\n"
+             "def killed(fd, operation):\n"  # killed as new_lock locks its file (a cleanup's try goes on)
+             "    os.kill(os.getpid(), signal.SIGKILL) if operation == fcntl.LOCK_EX else locking(fd, operation)\n"
+             "fcntl.flock = killed\n"
+             "with atomic_path(Path(sys.argv[1])) as tmp:\n"
+             "    tmp.mkdir()\n")
+    for _ in range(2):
+        assert subprocess.run([sys.executable, "-c", write, str(target)], timeout=120).returncode == -9
+    old, fresh = sorted(tmp_path.glob(".out~*.lock.new"))
+    aged = time.time() - UNLOCKED_GRACE_S - 1
+    os.utime(old, (aged, aged))
+    atomic_write_text(target, "the next write")
+    assert sorted(tmp_path.iterdir()) == sorted([target, fresh]), "the old one goes, the fresh one stays"
 
 
 def test_hidden_files_and_folders_are_not_images(tmp_path: Path):

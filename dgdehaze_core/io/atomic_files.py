@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -184,6 +185,9 @@ LOCK_SUFFIX = ".lock"
 UNLOCKED_SUFFIX = ".new"
 """What a new lock file's name ends with after LOCK_SUFFIX until it is locked (`new_lock`): no `free_locks` finds
 it then."""
+UNLOCKED_GRACE_S = 60.0
+"""How old a lock file still under its UNLOCKED_SUFFIX name, and free, must be for `free_locks` to remove it: its
+maker locks and renames it within microseconds, so one that old was left by a process killed in between."""
 
 
 def new_lock(folder: Path, prefix: str) -> tuple[int, Path]:
@@ -215,7 +219,9 @@ def drop_lock(fd: int, lock: Path) -> None:
 def free_locks(folder: Path, prefix: str) -> Iterator[Path]:
     """The lock files `new_lock` made in `folder` with `prefix` whose lock is free (the process that made it was
     killed, or cut short before it dropped it), each yielded while this process holds its lock, so that no other
-    takes it too, and unlinked once the caller has removed what it guards (not where the caller stops between)."""
+    takes it too, and unlinked once the caller has removed what it guards (not where the caller stops between).
+    A new lock file a process killed before locking it left (`new_lock`; it guards nothing yet) is removed."""
+    _remove_abandoned_unlocked(folder, prefix)
     for lock in folder.glob(glob.escape(prefix) + "*" + LOCK_SUFFIX):
         try:
             fd = os.open(lock, os.O_RDWR)  # opened for writing: an NFS mount's flock is a POSIX write lock
@@ -228,6 +234,24 @@ def free_locks(folder: Path, prefix: str) -> Iterator[Path]:
                 continue
             yield lock
             lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
+def _remove_abandoned_unlocked(folder: Path, prefix: str) -> None:
+    """Unlink the lock files of `folder` with `prefix` still under their UNLOCKED_SUFFIX name that are free and
+    older than UNLOCKED_GRACE_S."""
+    for unlocked in folder.glob(glob.escape(prefix) + "*" + LOCK_SUFFIX + UNLOCKED_SUFFIX):
+        try:
+            fd = os.open(unlocked, os.O_RDWR)
+        except OSError:  # renamed into place or removed meanwhile, or another user's
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if time.time() - os.fstat(fd).st_mtime > UNLOCKED_GRACE_S:
+                unlocked.unlink(missing_ok=True)
+        except OSError:  # its process is locking it now
+            continue
         finally:
             os.close(fd)
 
