@@ -221,39 +221,41 @@ def free_locks(folder: Path, prefix: str) -> Iterator[Path]:
     killed, or cut short before it dropped it), each yielded while this process holds its lock, so that no other
     takes it too, and unlinked once the caller has removed what it guards (not where the caller stops between).
     A new lock file a process killed before locking it left (`new_lock`; it guards nothing yet) is removed."""
-    _remove_abandoned_unlocked(folder, prefix)
-    for lock in folder.glob(glob.escape(prefix) + "*" + LOCK_SUFFIX):
-        try:
-            fd = os.open(lock, os.O_RDWR)  # opened for writing: an NFS mount's flock is a POSIX write lock
-        except OSError:  # unlinked meanwhile, or another user's
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # its process is still at work
-                continue
-            yield lock
-            lock.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
+    for unlocked in _lock_files(folder, prefix, LOCK_SUFFIX + UNLOCKED_SUFFIX):
+        with _taken_if_free(unlocked) as free, contextlib.suppress(OSError):  # (removed meanwhile by another)
+            if free and time.time() - unlocked.stat().st_mtime > UNLOCKED_GRACE_S:
+                unlocked.unlink()
+    for lock in _lock_files(folder, prefix):
+        with _taken_if_free(lock) as free:
+            if free:
+                yield lock
+                lock.unlink(missing_ok=True)
 
 
-def _remove_abandoned_unlocked(folder: Path, prefix: str) -> None:
-    """Unlink the lock files of `folder` with `prefix` still under their UNLOCKED_SUFFIX name that are free and
-    older than UNLOCKED_GRACE_S."""
-    for unlocked in folder.glob(glob.escape(prefix) + "*" + LOCK_SUFFIX + UNLOCKED_SUFFIX):
-        try:
-            fd = os.open(unlocked, os.O_RDWR)
-        except OSError:  # renamed into place or removed meanwhile, or another user's
-            continue
+def _lock_files(folder: Path, prefix: str, suffix: str = LOCK_SUFFIX) -> Iterator[Path]:
+    """The files of `folder` named `prefix`...`suffix`: the lock files `new_lock` makes there with `prefix`."""
+    return folder.glob(glob.escape(prefix) + "*" + suffix)
+
+
+@contextlib.contextmanager
+def _taken_if_free(lock: Path) -> Iterator[bool]:
+    """Whether this process took the lock of the lock file `lock` (free: the process that held it is gone), held
+    for the block; False when another process holds it, or the file went meanwhile or is another user's."""
+    try:
+        fd = os.open(lock, os.O_RDWR)  # opened for writing: an NFS mount's flock is a POSIX write lock
+    except OSError:
+        yield False
+        return
+    try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if time.time() - os.fstat(fd).st_mtime > UNLOCKED_GRACE_S:
-                unlocked.unlink(missing_ok=True)
-        except OSError:  # its process is locking it now
-            continue
-        finally:
-            os.close(fd)
+        except OSError:  # its process is still at work
+            taken = False
+        else:
+            taken = True
+        yield taken
+    finally:
+        os.close(fd)
 
 
 def remove_leftovers(target: Path) -> None:
@@ -275,7 +277,7 @@ def remove_leftovers(target: Path) -> None:
 def write_under_way(target: Path) -> bool:
     """Whether a write of `target` still holds its lock (a lock file `remove_leftovers` found held and left):
     its process is at work, or still ending."""
-    return any(target.parent.glob(glob.escape(_prefix(target)) + "*" + LOCK_SUFFIX))
+    return any(_lock_files(target.parent, _prefix(target)))
 
 
 def _fsync(path: Path) -> None:
