@@ -129,14 +129,18 @@ class DepthSet:
         for frame in self.frames:
             yield frame.read()
 
+    def measures(self, sample: DepthSample) -> bool:
+        """Whether `sample`'s ground truth holds a depth in the range scored (MIN_DEPTH to `max_depth`)."""
+        return bool(((sample.depth >= MIN_DEPTH) & (sample.depth <= self.max_depth)).any())
+
     def read_all(self) -> DepthSet:
         """The same set with every frame read into memory now, so that a broken frame fails here, and so does one
         whose ground truth holds no depth in the range measured (MIN_DEPTH to `max_depth`), which
         `depth_eval.depth_errors` would refuse only when it scores the frame (ImageError naming it)."""
         samples = list(self.samples())
         for sample in samples:
-            known = sample.depth[np.isfinite(sample.depth)]
-            if not ((known >= MIN_DEPTH) & (known <= self.max_depth)).any():
+            if not self.measures(sample):
+                known = sample.depth[np.isfinite(sample.depth)]
                 raise ImageError(f"{self.name}/{sample.name}: none of its {known.size} ground-truth depths lies "
                                  f"within the {MIN_DEPTH:g} to {self.max_depth:g} m measured (they span "
                                  f"{known.min():.4g} to {known.max():.4g} m: depth stored in another unit?)")

@@ -141,7 +141,7 @@ def evaluate_depth(depth_set: DepthSet, methods: Sequence[Method],
     betas: dict[str, list[float]] = {condition: [] for condition in HAZE_LEVELS}
     for sample in tqdm(depth_set.samples(), total=len(depth_set.frames), desc=label, unit="image",
                        disable=not progress):
-        if not (np.isfinite(sample.depth) & (sample.depth >= MIN_DEPTH) & (sample.depth <= depth_set.max_depth)).any():
+        if not depth_set.measures(sample):
             raise ImageError(f"{sample.name}: no ground-truth depth within {depth_set.max_depth:g} m to score against")
         inputs = {"clear": sample.image}
         filled = dense_depth(sample.depth, depth_set.max_depth, depth_set.sparse)
