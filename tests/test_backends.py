@@ -444,7 +444,6 @@ def test_an_engine_names_the_trained_weights_it_was_built_from(tmp_path: Path) -
     assert weights_record(engine, engine_record=record) == {"path": engine.name, **entry}
 
 
-@pytest.mark.slow  # an export traced with torch.export (about 20 s)
 def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_was_read_from(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A .pt run on the tensorrt backend (node or CLI) was exported without the checkpoint's record, and a cached

@@ -16,7 +16,6 @@ from dgdehaze_core.datasets.paths import WEIGHTS_DIR
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, check_outputs
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dgdehaze_core.inference.backends.selection import create_backend
-from dgdehaze_core.inference.export import to_onnx
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
 from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
@@ -179,14 +178,16 @@ def test_a_physics_only_export_drops_the_decoder_image_and_keeps_every_other_out
         check_outputs(("clear", "transmission"))
 
 
-def test_the_torchscript_export_torch_2_6_takes_runs_like_torch_at_free_sizes(monkeypatch, tmp_path: Path,
-                                                                              shared_data: Path) -> None:
-    """torch 2.6's dynamo exporter failed on every network (batch norm with onnxscript >= 0.5.4, the attention's
-    pooling in a dynamic export): there export_onnx takes the TorchScript exporter, forced here on this torch."""
-    assert to_onnx.DYNAMO_EXPORTER == (torch.__version__ >= (2, 7))
-    monkeypatch.setattr(to_onnx, "DYNAMO_EXPORTER", False)
+def test_the_dynamo_exporter_on_request_runs_like_torch_at_free_sizes(tmp_path: Path, shared_data: Path) -> None:
+    """`exporter="dynamo"` (for a torch without the TorchScript exporter, the default) exports the same network at
+    free sizes, recorded as such; another exporter's name is refused."""
     model = build("lite")
-    path = export_onnx(model, tmp_path / "lite_torchscript.onnx")
-    nodes = onnx.load(str(path)).graph.node
-    assert any(node.name.startswith("/model/") for node in nodes), "TorchScript's module-path names"
+    exporters = {}
+    for exporter in ("dynamo", "torchscript"):
+        path = export_onnx(model, tmp_path / f"{exporter}.onnx", exporter=exporter)
+        exporters[exporter] = dict((p.key, p.value) for p in onnx.load(str(path)).metadata_props)["dgdehaze_exporter"]
+    assert exporters == {"dynamo": "dynamo", "torchscript": "torchscript"}
+    path = tmp_path / "dynamo.onnx"
     assert_runs_like_torch_at_several_sizes(model, path, shared_data)
+    with pytest.raises(ValueError, match="exporter must be one of torchscript, dynamo"):
+        export_onnx(model, tmp_path / "other.onnx", exporter="script")

@@ -20,7 +20,6 @@ import torch
 from dgdehaze_core.cli import main
 from dgdehaze_core.inference.backends import PHYSICS_OUTPUTS
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
-from dgdehaze_core.inference.export import to_onnx
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline
 from dgdehaze_core.io.images import read_image
@@ -102,8 +101,7 @@ def test_what_this_network_cannot_do_is_refused_with_the_reason(released_file: P
 
 @pytest.fixture(scope="module")
 def paper_onnx(released_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The released-layout file exported by `export_onnx` with its default outputs, at a fixed 32x64 (tracing
-    DenseNet-169 with torch.export takes about 20 s)."""
+    """The released-layout file exported by `export_onnx` with its default outputs, at a fixed 32x64."""
     return export_onnx(load_model(released_file), tmp_path_factory.mktemp("paper_onnx") / "paper.onnx",
                        dynamic=False, example_size=(32, 64))
 
@@ -136,11 +134,11 @@ def test_the_paper_network_s_int8_keeps_its_image_reading_and_output_convolution
     was quantised."""
     import onnx
 
-    from dgdehaze_core.inference.export.quantize import PAPER_FLOAT_WEIGHTS, quantize_onnx
+    from dgdehaze_core.inference.export.quantize import PAPER_FLOAT_WEIGHTS, module_paths, quantize_onnx
 
     int8 = onnx.load(str(quantize_onnx(paper_onnx, DATA, tmp_path / "paper_int8.onnx")))
     dequantized = {node.output[0] for node in int8.graph.node if node.op_type == "DequantizeLinear"}
-    float_convs = sorted(node.input[1] for node in int8.graph.node
+    float_convs = sorted(" ".join(module_paths(node)) for node in int8.graph.node
                          if node.op_type == "Conv" and node.input[1] not in dequantized)
     assert len(float_convs) == 4 and all(any(part in name for part in PAPER_FLOAT_WEIGHTS) for name in float_convs)
     assert all(any(part in name for name in float_convs) for part in PAPER_FLOAT_WEIGHTS), float_convs
@@ -208,11 +206,9 @@ def test_attention_in_fp16_stays_finite_where_the_unscaled_product_would_pass_fp
 
 
 @pytest.mark.slow
-def test_the_torchscript_export_torch_2_6_takes_holds_the_depth_floor(monkeypatch, released_file: Path,
-                                                                      tmp_path: Path) -> None:
-    """On torch 2.6 export_onnx takes the TorchScript exporter (DYNAMO_EXPORTER), whose aten::threshold took only a
-    ReLU: the network's nn.Threshold(1, 1) floor on depth failed the export. Forced here on this torch."""
-    monkeypatch.setattr(to_onnx, "DYNAMO_EXPORTER", False)
+def test_a_dynamic_export_holds_the_depth_floor(released_file: Path, tmp_path: Path) -> None:
+    """torch's TorchScript exporter (export_onnx's default) took aten::threshold only as a ReLU: the network's
+    nn.Threshold(1, 1) floor on depth failed the export."""
     model = load_model(released_file)
     backend = OnnxRuntimeBackend(export_onnx(model, tmp_path / "paper.onnx"), threads=1)
     hazy = torch.from_numpy(cv2.imread(str(DATA / "hazy_96x64.png"))[:, :, ::-1].copy()).permute(2, 0, 1)

@@ -544,7 +544,7 @@ def test_switching_to_the_shipped_network_loads_it_in_the_background_then_runs_i
     from dgdehaze_core.inference.pipeline import load_pipeline
 
     frame = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
-    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))  # cold cache: lite is exported (~20 s)
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "engines"))  # cold cache: lite is exported
     set_ok(node, model="lite", backend="auto", detection_enabled=False)
     try:
         probe.clear()

@@ -10,3 +10,14 @@ Ultralytics' export of a detector, whose ONNX export runs first even for an engi
 exporters keep process-wide state, and two exports at once (two cameras' nodes of one process loading models in the
 background) failed: torch.export with `ProxyTorchDispatchMode slot already occupied`, the detector's float rebuild
 with a TypeError. The second waits for the first instead."""
+
+EXPORTERS = ("torchscript", "dynamo")
+"""The exporters `to_onnx.export_onnx` takes. "torchscript" (`dynamo=False`), the default: it exports these
+networks an order of magnitude faster (the node's first configure on a camera waits for it), its graph runs as fast on
+ONNX Runtime (docs/DEPLOYMENT.md has both), and it is the one that exports them on torch 2.6. "dynamo"
+(`dynamo=True`, the one torch recommends from 2.9 on): for a torch that no longer has the TorchScript exporter.
+torch 2.6's dynamo exporter cannot export these networks: with onnxscript 0.5.4 or later its translation of batch
+norm fails (`'tuple' object has no attribute 'dtype'`: its op recorder gives BatchNormalization all three schema
+outputs, microsoft/onnxscript#2651), and with any onnxscript a dynamic export fails in its type-promotion pass on the
+attention's pooling matrices (`Unknown fx arg type`)."""
+DEFAULT_EXPORTER = "torchscript"

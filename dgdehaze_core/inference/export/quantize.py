@@ -38,7 +38,7 @@ DEFAULT_OPERATORS = ("Conv",)
 matrix products stay float: quantising them as well lost more on the validation rooms."""
 DEFAULT_PERCENTILE = 99.99
 FLOAT_WEIGHTS = ("stem.", "head.")
-"""Operators whose weight's name contains one of these stay float: the stems, the first convolutions, which read
+"""Operators whose module path (`module_paths`) contains one of these stay float: the stems, the first convolutions, which read
 the image itself (a symmetric int8 scale over [0, 1] keeps 128 levels, half of an 8-bit frame's), and the output
 heads (transmission, depth, the decoder's image), whose outputs the pipeline divides by, takes the logarithm of or
 shows."""
@@ -78,6 +78,13 @@ def calibration_batches(images: Sequence[Path], fixed: tuple[int, int] | None, s
         yield network_batch([frame], size, stride)
 
 
+def module_paths(node: onnx.NodeProto) -> tuple[str, ...]:
+    """Where `node` comes from in the torch model, as dotted module paths: its weight's name, and its own name (the
+    TorchScript exporter's `/model/dehazer/stem/0/Conv`), which keeps the path where a convolution folded with the
+    batch norm after it gets a weight of a new name (`onnx::Conv_123`)."""
+    return (*node.input[1:2], node.name.replace("/", "."))
+
+
 def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLike[str],
                   target: str | os.PathLike[str], operators: Sequence[str] = DEFAULT_OPERATORS,
                   percentile: float = DEFAULT_PERCENTILE, float_weights: Sequence[str] | None = None,
@@ -86,8 +93,8 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
     to `target`, atomically; returns `target`. `bits`: the significant bits of the images' 16-bit samples (as
     `dgdehaze export --input-bits`: 12 for a 12-bit camera's exports, which read with 16 would calibrate the
     activations of nearly black images), read by one `ImageReader` that warns once when they look 12-bit.
-    `float_weights`: the operators kept float, by their weight's name; by default FLOAT_WEIGHTS, or
-    PAPER_FLOAT_WEIGHTS for the paper's network."""
+    `float_weights`: the operators kept float, by their module's path (`module_paths`); by default FLOAT_WEIGHTS,
+    or PAPER_FLOAT_WEIGHTS for the paper's network."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -103,7 +110,7 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
         paper = any(entry.key == "dgdehaze_config" and entry.value == PAPER for entry in model.metadata_props)
         float_weights = PAPER_FLOAT_WEIGHTS if paper else FLOAT_WEIGHTS
     kept_float = [node.name for node in model.graph.node
-                  if any(part in weight for weight in node.input[1:2] for part in float_weights)]
+                  if any(part in path for path in module_paths(node) for part in float_weights)]
 
     class FolderReader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -9,8 +9,8 @@ stored in the file's metadata (`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_d
 from under `dgdehaze_exported_from`. The graph gets the output-preserving rewrites of
 `dgdehaze_core.inference.export.graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
 
-torch 2.7 and later export with the dynamo exporter; torch 2.6 (the oldest the package takes) with the TorchScript
-one (DYNAMO_EXPORTER).
+The graph comes from torch's TorchScript exporter by default, or from its dynamo (torch.export) exporter on request
+(EXPORTERS); the exporter is recorded as `dgdehaze_exporter`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import onnx
 import torch
 
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, check_outputs
-from dgdehaze_core.inference.export import TORCH_EXPORT_LOCK
+from dgdehaze_core.inference.export import DEFAULT_EXPORTER, EXPORTERS, TORCH_EXPORT_LOCK
 from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION, rewrite_for_runtimes
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.models import DGDehazeNet, PaperNet
@@ -41,13 +41,6 @@ MAX_DYNAMIC_SIDE = 8192
 """The largest frame side (pixels) a dynamic export takes."""
 EXPORTED_FROM = "dgdehaze_exported_from"
 """Metadata key of the weights file an export was made from (JSON: its name, sha256 and training provenance)."""
-DYNAMO_EXPORTER = torch.__version__ >= (2, 7)
-"""Whether `export_onnx` uses torch's dynamo exporter (else the TorchScript one, `dynamo=False`). torch 2.6's dynamo
-exporter cannot export these networks: with onnxscript 0.5.4 or later its translation of batch norm fails
-(`'tuple' object has no attribute 'dtype'`: its op recorder gives BatchNormalization all three schema outputs,
-microsoft/onnxscript#2651), and with any onnxscript a dynamic export fails in its type-promotion pass on the
-attention's pooling matrices (`Unknown fx arg type`). Its TorchScript exporter exports every network with free
-batch, height and width, given `_threshold` for the paper network's nn.Threshold(1, 1)."""
 PACKAGE = Path(__file__).resolve().parents[2]
 EXPORT_CODE = ("models", "inference/export")
 """The folders of the package whose source makes an export's graph: the networks and the exporter."""
@@ -76,7 +69,7 @@ def _threshold(graph: Any, x: Any, threshold: float, value: float) -> Any:
 
 def _torchscript_export(wrapped: torch.nn.Module, example: torch.Tensor, tmp: Path, opset: int,
                         outputs: tuple[str, ...], dynamic: bool) -> onnx.ModelProto:
-    """The graph of torch's TorchScript exporter (DYNAMO_EXPORTER false), written to `tmp` and returned."""
+    """The graph of torch's TorchScript exporter, written to `tmp` and returned."""
     from torch.onnx.symbolic_helper import parse_args
 
     torch.onnx.register_custom_op_symbolic("aten::threshold", parse_args("v", "f", "f")(_threshold), 9)
@@ -101,7 +94,8 @@ class _TupleOutputs(torch.nn.Module):
 
 def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
                 dynamic: bool = True, half: bool = False, example_size: tuple[int, int] | None = None,
-                outputs: tuple[str, ...] | None = None, source: Mapping[str, Any] | None = None) -> Path:
+                outputs: tuple[str, ...] | None = None, source: Mapping[str, Any] | None = None,
+                exporter: str = DEFAULT_EXPORTER) -> Path:
     """Write `model` (eval mode, on CPU) as an ONNX file at `path` and return the path.
 
     dynamic: batch, height and width are free (any multiple of the stride); otherwise fixed to `example_size`.
@@ -112,12 +106,18 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
         or PHYSICS_OUTPUTS for a graph without the decoder's image; ValueError for outputs the model does not give.
     source: the record of the weights file the model was read from (`models.load_model_and_record`), kept as JSON
         under the metadata key EXPORTED_FROM, so that an export says which trained weights it holds.
+    exporter: one of EXPORTERS; ValueError for another, or for "dynamo" on torch 2.6.
     """
     own = check_outputs(getattr(model, "outputs", OUTPUT_NAMES))
     outputs = own if outputs is None else check_outputs(outputs)
     if not set(outputs) <= set(own):
         raise ValueError(f"the {model.config_name} network gives {', '.join(own)}: it cannot export "
                          f"{', '.join(outputs)}")
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if exporter == "dynamo" and torch.__version__ < (2, 7):
+        raise ValueError(f"torch {torch.__version__}'s dynamo exporter cannot export these networks: use the "
+                         "torchscript exporter, or torch 2.7 or later")
     if opset < DEFAULT_OPSET:
         raise ValueError(f"opset must be {DEFAULT_OPSET} or later (torch exports {DEFAULT_OPSET}, and the graph's "
                          f"ReduceMean does not convert to an earlier one), got {opset}")
@@ -142,7 +142,7 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with TORCH_EXPORT_LOCK:
-            if DYNAMO_EXPORTER:
+            if exporter == "dynamo":
                 program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
                                             input_names=[INPUT_NAME], output_names=list(outputs),
                                             dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
@@ -154,7 +154,7 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
         rewritten = rewrite_for_runtimes(proto)
         meta = {"dgdehaze_stride": str(stride), "dgdehaze_config": model.config_name,
                 "dgdehaze_depth_guidance": str(bool(model.depth_guidance)), "dgdehaze_outputs": ",".join(outputs),
-                "dgdehaze_graph_rewrites": f"v{GRAPH_REWRITES_VERSION}: {rewritten}"}
+                "dgdehaze_graph_rewrites": f"v{GRAPH_REWRITES_VERSION}: {rewritten}", "dgdehaze_exporter": exporter}
         if source is not None:
             meta[EXPORTED_FROM] = json.dumps(dict(source), sort_keys=True, default=str)
         for key, value in meta.items():
@@ -162,6 +162,6 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-    LOG.info("exported %s model to %s (opset %d, %s, %s, outputs %s)", model.config_name, path, opset,
-             "dynamic HxW" if dynamic else f"{height}x{width}", "fp16" if half else "fp32", ",".join(outputs))
+    LOG.info("exported %s model to %s (opset %d, %s, %s, outputs %s, %s exporter)", model.config_name, path, opset,
+             "dynamic HxW" if dynamic else f"{height}x{width}", "fp16" if half else "fp32", ",".join(outputs), exporter)
     return Path(path)
