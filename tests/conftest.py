@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -38,12 +39,19 @@ class FirstFailures:
 def pytest_configure(config: pytest.Config) -> None:
     """Every ROS participant of the tests, in this process, its xdist workers and the processes they start, finds
     others on this machine only: at its default (SUBNET) a test's node and probe would take frames from, and send
-    frames to, any machine on the network using the same domain (a robot, another machine's test run). The run's
-    own terminal (not an xdist worker's) names each module's first failure (`FirstFailures`)."""
+    frames to, any machine on the network using the same domain (a robot, another machine's test run). The exports
+    the tests make go to an engine cache of the run's own (DGDEHAZE_ENGINE_CACHE, shared by its workers, removed at
+    its end), not to the user's: a developer's run neither fills theirs nor is sped up by it, as a fresh CI machine
+    is not. The run's own terminal (not an xdist worker's) names each module's first failure (`FirstFailures`)."""
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_STATIC_PEERS", None)
+    if hasattr(config, "workerinput"):
+        return
+    engines = Path(tempfile.mkdtemp(prefix="dgdehaze-test-engines-"))
+    os.environ["DGDEHAZE_ENGINE_CACHE"] = str(engines)
+    config.add_cleanup(lambda: shutil.rmtree(engines, ignore_errors=True))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and not hasattr(config, "workerinput"):
+    if reporter is not None:
         config.pluginmanager.register(FirstFailures(reporter), "first-failures")
 
 
