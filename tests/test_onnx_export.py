@@ -178,16 +178,22 @@ def test_a_physics_only_export_drops_the_decoder_image_and_keeps_every_other_out
         check_outputs(("clear", "transmission"))
 
 
-def test_the_dynamo_exporter_on_request_runs_like_torch_at_free_sizes(tmp_path: Path, shared_data: Path) -> None:
-    """`exporter="dynamo"` (for a torch without the TorchScript exporter, the default) exports the same network at
-    free sizes, recorded as such; another exporter's name is refused."""
+def test_the_dynamo_exporter_on_request_runs_like_torch_at_free_sizes(tmp_path: Path, shared_data: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dynamo exporter (for a torch without the TorchScript exporter, the default), asked for by name or by
+    $DGDEHAZE_ONNX_EXPORTER (the exports that name none: the node's), exports the same network at free sizes,
+    recorded as such; another exporter's name is refused."""
     model = build("lite")
+    monkeypatch.setenv("DGDEHAZE_ONNX_EXPORTER", "dynamo")
     exporters = {}
-    for exporter in ("dynamo", "torchscript"):
+    for exporter in ("torchscript", None):
         path = export_onnx(model, tmp_path / f"{exporter}.onnx", exporter=exporter)
         exporters[exporter] = dict((p.key, p.value) for p in onnx.load(str(path)).metadata_props)["dgdehaze_exporter"]
-    assert exporters == {"dynamo": "dynamo", "torchscript": "torchscript"}
-    path = tmp_path / "dynamo.onnx"
+    assert exporters == {"torchscript": "torchscript", None: "dynamo"}
+    path = tmp_path / "None.onnx"
     assert_runs_like_torch_at_several_sizes(model, path, shared_data)
     with pytest.raises(ValueError, match="exporter must be one of torchscript, dynamo"):
         export_onnx(model, tmp_path / "other.onnx", exporter="script")
+    monkeypatch.setenv("DGDEHAZE_ONNX_EXPORTER", "script")
+    with pytest.raises(ValueError, match="DGDEHAZE_ONNX_EXPORTER must be one of torchscript, dynamo"):
+        export_onnx(model, tmp_path / "other.onnx")

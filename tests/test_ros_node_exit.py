@@ -133,11 +133,12 @@ def test_a_dropped_load_failing_as_the_next_configuration_starts_neither_puts_ba
 
 class _Executable:
     """`python -m dgdehaze_ros.node` on this session's domain, with an empty engine cache (lite is exported when it
-    first loads), its stderr collected line by line."""
+    first loads, by torch's dynamo exporter: seconds to tens of seconds, as a TensorRT build takes minutes, where
+    the default takes one), its stderr collected line by line."""
 
     def __init__(self, tmp_path: Path, name: str, *params: str) -> None:
         env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "PYTHONUNBUFFERED": "1",
-               "DGDEHAZE_ENGINE_CACHE": str(tmp_path / "engines")}
+               "DGDEHAZE_ENGINE_CACHE": str(tmp_path / "engines"), "DGDEHAZE_ONNX_EXPORTER": "dynamo"}
         arguments = [arg for param in ("detection_enabled:=false", *params) for arg in ("-p", param)]
         self.process = subprocess.Popen([sys.executable, "-m", "dgdehaze_ros.node", "--ros-args", "-r",
                                          f"__node:={name}", *arguments], env=env, stderr=subprocess.PIPE, text=True)
@@ -196,7 +197,7 @@ def test_ctrl_c_while_a_changed_parameter_loads_its_model_ends_the_executable_cl
         future = client.call_async(request)
         assert wait_until(future.done, 30.0) and all(r.successful for r in future.result().results)
         session.remove(user)
-        node.wait_for("building it")  # the export of lite: seconds on any machine
+        node.wait_for("building it")  # the dynamo export of lite: seconds on any machine
     finally:
         code, took, output = node.interrupt(interrupts)
     assert_clean_exit(code, output)

@@ -29,7 +29,7 @@ import torch
 from dgdehaze_core.commands.argument_types import path_argument, with_reason
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
 from dgdehaze_core.detection.input_size import imgsz_option
-from dgdehaze_core.inference.export import DEFAULT_EXPORTER, EXPORTERS
+from dgdehaze_core.inference.export import EXPORTERS
 from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_output
 from dgdehaze_core.io.checkpoints import EXPORT_KINDS
 from dgdehaze_core.io.file_paths import file_suffix
@@ -72,8 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "= physics inversion) needs, and faster (docs/BENCHMARKS.md); output decoder then "
                              "refuses the file")
     parser.add_argument("--exporter", choices=EXPORTERS,
-                        help=f"torch's exporter of a --config network (default {DEFAULT_EXPORTER}: an order of "
-                             "magnitude faster; dynamo: for a torch without the TorchScript exporter)")
+                        help="torch's exporter of a --config network (default $DGDEHAZE_ONNX_EXPORTER, else "
+                             "torchscript: an order of magnitude faster; dynamo: for a torch without the TorchScript "
+                             "exporter)")
     parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=None,
                         help="--detector's input size (a multiple of 32 in [32, 4096]; default 640)")
     parser.add_argument("--out", type=path_argument, help="output file (default: exports/<name>.<format>)")
@@ -183,7 +184,6 @@ def run(args: argparse.Namespace) -> int:
     from dgdehaze_core.inference.export.to_onnx import export_onnx
 
     model, source = _model(args)
-    exporter = args.exporter or DEFAULT_EXPORTER
     stride = model.stride
     size = None
     if args.height is not None:
@@ -206,13 +206,13 @@ def run(args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
             float_onnx = export_onnx(model, Path(folder) / "float.onnx", dynamic=dynamic, example_size=size,
-                                     outputs=outputs, source=source, exporter=exporter)
+                                     outputs=outputs, source=source, exporter=args.exporter)
             quantize_onnx(float_onnx, args.calib, out, bits=args.input_bits)
         print(out)
         return 0
     if args.format == "onnx":
         export_onnx(model, out, dynamic=dynamic, half=args.fp16, example_size=size, outputs=outputs,
-                    source=source, exporter=exporter)
+                    source=source, exporter=args.exporter)
         print(out)
         return 0
 
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         profile = ShapeProfile(profile.opt, profile.opt, profile.opt)
     with tempfile.TemporaryDirectory(prefix="dgdehaze-export-") as folder:
         onnx_path = export_onnx(model, Path(folder) / f"dgdehaze_{args.config}.onnx", dynamic=True, outputs=outputs,
-                                source=source, exporter=exporter)
+                                source=source, exporter=args.exporter)
         key = engine_key(onnx_path, stride, profile, precision, torch.device("cuda:0"), args.calib, args.input_bits)
         table = calibration_table_of(out)
         EngineCache(out.parent, keep_days=0).build(

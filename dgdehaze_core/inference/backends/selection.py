@@ -183,12 +183,13 @@ def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.Pa
     the export as `dgdehaze export` does and so in an engine built from it; an export of it is cached apart from
     one of the same weights without it (a model trained in memory)."""
     from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION
-    from dgdehaze_core.inference.export import DEFAULT_EXPORTER
+    from dgdehaze_core.inference.export import default_exporter
     from dgdehaze_core.inference.export.to_onnx import DEFAULT_OPSET, export_code_digest, export_onnx
 
     outputs = check_outputs(outputs)
     source = None if weights is None else dict(weights)
-    runtime = (f"torch-{torch.__version__}-{DEFAULT_EXPORTER}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
+    exporter = default_exporter()
+    runtime = (f"torch-{torch.__version__}-{exporter}-opset{DEFAULT_OPSET}-rewrites{GRAPH_REWRITES_VERSION}"
                f"-code{export_code_digest()}")
     extra = {"outputs": ",".join(outputs)}
     if source is not None:
@@ -200,7 +201,8 @@ def cached_onnx(model: "DGDehazeNet", half: bool = False, cache_dir: str | os.Pa
     if source is not None:  # its own file: runs of the bare weights, or of a copy named otherwise, rebuild none
         stem += "-from-" + hashlib.sha256(extra["exported_from"].encode()).hexdigest()[:12]
     path, _ = cache.get_or_build(
-        key, stem, ".onnx", lambda tmp: export_onnx(model, tmp, half=half, outputs=outputs, source=source),
+        key, stem, ".onnx", lambda tmp: export_onnx(model, tmp, half=half, outputs=outputs, source=source,
+                                                         exporter=exporter),
         _check_onnx)
     return path
 

@@ -38,10 +38,10 @@ DEFAULT_OPERATORS = ("Conv",)
 matrix products stay float: quantising them as well lost more on the validation rooms."""
 DEFAULT_PERCENTILE = 99.99
 FLOAT_WEIGHTS = ("stem.", "head.")
-"""Operators whose module path (`module_paths`) contains one of these stay float: the stems, the first convolutions, which read
-the image itself (a symmetric int8 scale over [0, 1] keeps 128 levels, half of an 8-bit frame's), and the output
-heads (transmission, depth, the decoder's image), whose outputs the pipeline divides by, takes the logarithm of or
-shows."""
+"""Operators whose module path (`module_paths`) contains one of these stay float: the stems, the first
+convolutions, which read the image itself (a symmetric int8 scale over [0, 1] keeps 128 levels, half of an 8-bit
+frame's), and the output heads (transmission, depth, the decoder's image), whose outputs the pipeline divides by,
+takes the logarithm of or shows."""
 PAPER_FLOAT_WEIGHTS = ("depth_es.conv0.", "patch_embed1.proj.", "depth_es.finalconv.", "output1.2.")
 """The same for the paper's network (`dgdehaze_config` paper), whose layers are named otherwise: the convolutions
 that read the image (its DenseNet's first, its transformer's first patch embedding) and its output convolutions

@@ -10,7 +10,7 @@ from under `dgdehaze_exported_from`. The graph gets the output-preserving rewrit
 `dgdehaze_core.inference.export.graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
 
 The graph comes from torch's TorchScript exporter by default, or from its dynamo (torch.export) exporter on request
-(EXPORTERS); the exporter is recorded as `dgdehaze_exporter`.
+(EXPORTERS, `default_exporter`); the exporter is recorded as `dgdehaze_exporter`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import onnx
 import torch
 
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, check_outputs
-from dgdehaze_core.inference.export import DEFAULT_EXPORTER, EXPORTERS, TORCH_EXPORT_LOCK
+from dgdehaze_core.inference.export import EXPORTERS, TORCH_EXPORT_LOCK, default_exporter
 from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION, rewrite_for_runtimes
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.models import DGDehazeNet, PaperNet
@@ -95,7 +95,7 @@ class _TupleOutputs(torch.nn.Module):
 def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
                 dynamic: bool = True, half: bool = False, example_size: tuple[int, int] | None = None,
                 outputs: tuple[str, ...] | None = None, source: Mapping[str, Any] | None = None,
-                exporter: str = DEFAULT_EXPORTER) -> Path:
+                exporter: str | None = None) -> Path:
     """Write `model` (eval mode, on CPU) as an ONNX file at `path` and return the path.
 
     dynamic: batch, height and width are free (any multiple of the stride); otherwise fixed to `example_size`.
@@ -106,13 +106,14 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
         or PHYSICS_OUTPUTS for a graph without the decoder's image; ValueError for outputs the model does not give.
     source: the record of the weights file the model was read from (`models.load_model_and_record`), kept as JSON
         under the metadata key EXPORTED_FROM, so that an export says which trained weights it holds.
-    exporter: one of EXPORTERS; ValueError for another, or for "dynamo" on torch 2.6.
+    exporter: one of EXPORTERS (default: `default_exporter()`); ValueError for another, or for "dynamo" on torch 2.6.
     """
     own = check_outputs(getattr(model, "outputs", OUTPUT_NAMES))
     outputs = own if outputs is None else check_outputs(outputs)
     if not set(outputs) <= set(own):
         raise ValueError(f"the {model.config_name} network gives {', '.join(own)}: it cannot export "
                          f"{', '.join(outputs)}")
+    exporter = exporter or default_exporter()
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     if exporter == "dynamo" and torch.__version__ < (2, 7):
