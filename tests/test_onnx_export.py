@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,7 @@ from dgdehaze_core.inference.backends.selection import create_backend
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
 from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
+from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, weights_digest
 from dgdehaze_core.models import build_model
 
 pytestmark = pytest.mark.slow  # each export traces the model with torch.export (about 20 s)
@@ -59,6 +61,8 @@ def test_an_export_with_nan_weights_or_a_bad_stride_is_refused_not_run_to_black_
     values = numpy_helper.to_array(weight).copy()
     values.flat[0] = np.nan
     weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    digest = next(prop for prop in model.metadata_props if prop.key == WEIGHTS_DIGEST)
+    digest.value = weights_digest(model)  # exported so, not damaged since
     onnx.save(model, str(tmp_path / "nan.onnx"))
     with pytest.raises(ValueError, match=f"holds weights that are not finite .*first in '{weight.name}'"):
         OnnxRuntimeBackend(tmp_path / "nan.onnx")
@@ -71,6 +75,32 @@ def test_an_export_with_nan_weights_or_a_bad_stride_is_refused_not_run_to_black_
     cv2.imwrite(str(frame), np.full((40, 60, 3), 180, np.uint8))
     assert main(["dehaze", str(frame), "--method", str(tmp_path / "nan.onnx"), "--out", str(tmp_path / "o")]) == 2
     assert "holds weights that are not finite" in capsys.readouterr().err
+
+
+def test_an_export_damaged_since_it_was_written_is_refused_and_an_undamaged_copy_runs(exported, tmp_path: Path,
+                                                                                       capsys) -> None:
+    """ONNX keeps no checksum: a byte changed on disk or in transfer inside a weight loaded and ran as other weights
+    (silently wrong images). The export records a digest of its weights, which the runtimes and the TensorRT build
+    check."""
+    from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, build_engine
+
+    _, path = exported
+    data = bytearray(path.read_bytes())
+    weight = max(onnx.load(str(path)).graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    data[data.index(weight.raw_data) + len(weight.raw_data) // 2] ^= 0x04
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(bytes(data))
+    refusal = f"^{re.escape(str(damaged))} is damaged: its weights do not match .* export it again$"
+    with pytest.raises(ValueError, match=refusal):
+        OnnxRuntimeBackend(damaged)
+    with pytest.raises(ValueError, match=refusal):
+        build_engine(damaged, tmp_path / "damaged.engine", ShapeProfile.for_camera(64, 64, 32))
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), np.full((40, 60, 3), 180, np.uint8))
+    assert main(["dehaze", str(frame), "--method", str(damaged), "--out", str(tmp_path / "o")]) == 2
+    assert f"{damaged} is damaged" in capsys.readouterr().err
+    assert main(["dehaze", str(frame), "--method", str(path), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "frame_dehazed.png").is_file()
 
 
 def assert_runs_like_torch_at_several_sizes(model: torch.nn.Module, path: Path, shared_data: Path) -> None:

@@ -1,8 +1,13 @@
 """Reading ONNX files a user gives (exports, detectors, engines' sources) with a clear error for a bad one."""
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, NamedTuple
+
+WEIGHTS_DIGEST = "dgdehaze_weights_sha256"
+"""Metadata key of a dgdehaze export's `weights_digest`, recorded when it is written: ONNX keeps no checksum, and a
+byte changed on disk or in transfer inside a weight would otherwise load and run as other weights."""
 
 
 def read_onnx(path: str | os.PathLike[str], what: str = "ONNX file", external_data: bool = False) -> Any:
@@ -15,6 +20,29 @@ def read_onnx(path: str | os.PathLike[str], what: str = "ONNX file", external_da
     except Exception as exc:  # DecodeError, OSError, ...: whatever the parser meets
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"{path} is not a readable {what}: {reason}") from None
+
+
+def weights_digest(model: Any) -> str:
+    """SHA-256 over the name, type, shape and values of each initializer of an `onnx.ModelProto` held in the file
+    (external ones are its runtime's to read), in the graph's order: what WEIGHTS_DIGEST records."""
+    from onnx import TensorProto, numpy_helper
+
+    digest = hashlib.sha256()
+    for initializer in model.graph.initializer:
+        if initializer.data_location != TensorProto.EXTERNAL:
+            digest.update(f"{initializer.name}\0{initializer.data_type}\0{list(initializer.dims)}\0".encode())
+            digest.update(numpy_helper.to_array(initializer).tobytes())
+    return digest.hexdigest()
+
+
+def check_weights_digest(model: Any, path: str | os.PathLike[str]) -> None:
+    """ValueError in one line naming `path` when the `onnx.ModelProto` read from it records a WEIGHTS_DIGEST its
+    weights no longer match (the file was damaged after export); a file without one (a foreign ONNX such as a
+    detector, or an export made before digests were recorded) passes."""
+    recorded = next((prop.value for prop in model.metadata_props if prop.key == WEIGHTS_DIGEST), None)
+    if recorded is not None and recorded != weights_digest(model):
+        raise ValueError(f"{path} is damaged: its weights do not match the digest recorded when it was exported "
+                         f"(bytes changed on disk or in transfer); export it again")
 
 
 def onnx_metadata(path: str | os.PathLike[str], what: str = "ONNX file") -> dict[str, str]:
@@ -42,11 +70,13 @@ class DgdehazeExport(NamedTuple):
 def checked_dgdehaze_export(path: str | os.PathLike[str]) -> DgdehazeExport:
     """The stride (its `dgdehaze_stride` metadata) and metadata of a dgdehaze ONNX export, read in one parse;
     ValueError when the file is no such export, its stride is not a positive number, or a float weight holds NaN or
-    infinity (ONNX Runtime and TensorRT run such a file, and every frame comes out black)."""
+    infinity (ONNX Runtime and TensorRT run such a file, and every frame comes out black), or its weights do not
+    match the digest recorded at export (`check_weights_digest`)."""
     import numpy as np
     from onnx import TensorProto, numpy_helper
 
     model = read_onnx(path, "dgdehaze ONNX export")
+    check_weights_digest(model, path)
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     if "dgdehaze_stride" not in metadata:
         raise ValueError(f"{path} is not a dgdehaze export (no dgdehaze_stride in its metadata)")

@@ -36,7 +36,7 @@ from dgdehaze_core.io.atomic_files import atomic_write_bytes, atomic_write_text
 from dgdehaze_core.io.file_digest import file_sha256, files_sha256
 from dgdehaze_core.io.file_paths import existing_file
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, bgr_to_rgb_float, images_under
-from dgdehaze_core.io.onnx_files import checked_dgdehaze_export, input_is_half, read_onnx
+from dgdehaze_core.io.onnx_files import check_weights_digest, checked_dgdehaze_export, input_is_half, read_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -221,7 +221,8 @@ def onnx_is_quantized(onnx_path: str | os.PathLike[str]) -> bool:
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], profile: ShapeProfile,
                  precision: str = "fp16", calib_dir: str | os.PathLike[str] | None = None,
                  calibration_table: str | os.PathLike[str] | None = None, calib_bits: int = SAMPLE_BITS) -> Path:
-    """Parse `onnx_path`, build a serialized engine for `profile` at `precision`, write it to `engine_path`.
+    """Parse `onnx_path`, build a serialized engine for `profile` at `precision`, write it to `engine_path`; a
+    dgdehaze export damaged since it was written is refused first (`check_weights_digest`).
 
     An int8 build calibrated on `calib_dir` (16-bit images read with `calib_bits` significant bits, by an
     `ImageReader` that warns once when they look like a 12-bit camera's read with 16) keeps its calibration table
@@ -236,6 +237,8 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    model = read_onnx(onnx_path)
+    check_weights_digest(model, onnx_path)
     explicit = onnx_is_quantized(onnx_path)
     if precision == "int8" and calib_dir is None and not explicit:
         raise ValueError("int8 engines need calibration images (--calib DIR), or a QDQ ONNX file")
@@ -243,7 +246,7 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    strongly_typed = input_is_half(read_onnx(onnx_path))
+    strongly_typed = input_is_half(model)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)

@@ -9,8 +9,9 @@ free size to CALIBRATION_SIZE (the calibrator pools each activation over the ima
 activation's range is the given percentile of its magnitudes over the calibration images (outliers of a few pixels
 do not stretch the scale). Only the operators in `operators` are quantised, less those FLOAT_WEIGHTS
 (PAPER_FLOAT_WEIGHTS for the paper's network) names; the rest of the graph (layer norms, softmax, the heads'
-non-linearities) stays float between them. The file keeps the float file's dgdehaze metadata and records
-`dgdehaze_quantization`. How these settings were chosen: training/MODEL_CARD_lite.md, "int8".
+non-linearities) stays float between them. The file keeps the float file's dgdehaze metadata, with the digest of
+its own weights, and records `dgdehaze_quantization`. How these settings were chosen: training/MODEL_CARD_lite.md,
+"int8".
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import onnx
 from dgdehaze_core.inference.pipeline import network_batch
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, images_under, read_image
+from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, weights_digest
 from dgdehaze_core.models import PAPER
 
 LOG = logging.getLogger(__name__)
@@ -143,6 +145,7 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
     metadata["dgdehaze_quantization"] = (f"int8 QDQ, symmetric, per-channel weights; operators {','.join(operators)}; "
                                          f"activations at the {percentile:g}th percentile of {reader.read} images"
                                          + (f" read with {bits} significant bits" if bits != SAMPLE_BITS else ""))
+    metadata[WEIGHTS_DIGEST] = weights_digest(result)  # its own weights, not the float file's
     onnx.helper.set_model_props(result, metadata)
     with atomic_path(target) as tmp:
         onnx.save(result, str(tmp))

@@ -6,7 +6,8 @@ and "depth" only, its `outputs`), or with `outputs=PHYSICS_OUTPUTS` all but "cle
 decoder's image branch, which the physics output path does not use. The stride, configuration and outputs are
 stored in the file's metadata (`dgdehaze_stride`, `dgdehaze_config`, `dgdehaze_depth_guidance`,
 `dgdehaze_outputs`) so that a runtime can pad frames without the PyTorch model, and the weights file it was exported
-from under `dgdehaze_exported_from`. The graph gets the output-preserving rewrites of
+from under `dgdehaze_exported_from`; a digest of its weights (`dgdehaze_weights_sha256`) lets every runtime refuse a
+file damaged since. The graph gets the output-preserving rewrites of
 `dgdehaze_core.inference.export.graph_rewrites` (recorded as `dgdehaze_graph_rewrites`).
 
 The graph comes from torch's TorchScript exporter by default, or from its dynamo (torch.export) exporter on request
@@ -31,6 +32,7 @@ from dgdehaze_core.inference.backends import OUTPUT_NAMES, check_outputs
 from dgdehaze_core.inference.export import EXPORTERS, TORCH_EXPORT_LOCK, default_exporter
 from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION, rewrite_for_runtimes
 from dgdehaze_core.io.atomic_files import atomic_path
+from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, weights_digest
 from dgdehaze_core.models import DGDehazeNet, PaperNet
 
 LOG = logging.getLogger(__name__)
@@ -155,7 +157,8 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
         rewritten = rewrite_for_runtimes(proto)
         meta = {"dgdehaze_stride": str(stride), "dgdehaze_config": model.config_name,
                 "dgdehaze_depth_guidance": str(bool(model.depth_guidance)), "dgdehaze_outputs": ",".join(outputs),
-                "dgdehaze_graph_rewrites": f"v{GRAPH_REWRITES_VERSION}: {rewritten}", "dgdehaze_exporter": exporter}
+                "dgdehaze_graph_rewrites": f"v{GRAPH_REWRITES_VERSION}: {rewritten}", "dgdehaze_exporter": exporter,
+                WEIGHTS_DIGEST: weights_digest(proto)}
         if source is not None:
             meta[EXPORTED_FROM] = json.dumps(dict(source), sort_keys=True, default=str)
         for key, value in meta.items():
