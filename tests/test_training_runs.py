@@ -640,3 +640,22 @@ def test_the_same_training_images_in_another_order_are_another_stream(shared_dat
     check_same_data(tmp_path / "last.pt", saved, {"clear": file_fingerprint(files)})
     with pytest.raises(ValueError, match="the same files in another order"):
         check_same_data(tmp_path / "last.pt", saved, {"clear": file_fingerprint(files[::-1])})
+
+
+def test_a_last_pt_whose_fields_were_edited_to_other_types_is_refused_at_load_naming_the_field(
+        smoke_recipe, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A hand-edited last.pt whose training.data was a string resumed and failed later with an AttributeError
+    traceback where the data was compared; one whose iteration was text said only "invalid literal for int()"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = smoke_recipe.as_dict()
+    for training, reason in (({"data": "clear"}, "its training.data holds str, not a mapping"),
+                             ({"data": {"clear": "bdd"}},
+                              "its training.data is not each kind's list of (file name, bytes)"),
+                             ({"iteration": "2"}, "its training.iteration holds str, not a whole number"),
+                             ({"best_validation": []}, "its training.best_validation holds list, not a mapping")):
+        torch.save({"state_dict": {}, "meta": {}, "training": {"recipe": recipe, **training}}, run / "last.pt")
+        assert main(["train", "--config", str(SMOKE), "--out", str(run), "--resume"]) == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"dgdehaze train: error: {run / 'last.pt'} is not a resumable training checkpoint: {reason} (edited by "
+            "hand?); the run cannot be continued: start a new run in another --out folder")

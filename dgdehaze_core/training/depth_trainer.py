@@ -38,7 +38,8 @@ from dgdehaze_core.models.pose_net import PoseNet
 from dgdehaze_core.training.depth_recipe import DepthRecipe
 from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, inverse_warp, reprojection_loss,
                                                           scale_normalised_depth, smoothness_loss)
-from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, StepTally, check_finite_loss,
+from dgdehaze_core.training.run_control import (MAPPING, TENSOR, WHOLE_NUMBER, FieldType, RunHistory,
+                                                StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, file_fingerprint, load_optimizer_state,
                                                 load_resumable, loader_workers, open_run_folder, quiet_loader_worker,
                                                 run_folder_lock, seed_everything, step_figures)
@@ -49,6 +50,11 @@ LOG = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ("total", "reprojection", "smoothness", "automasked")
 VAL_COLUMNS = ("absrel", "rmse_log", "delta1")
+LAST_PT_FIELDS: dict[str, FieldType] = {
+    "training.pose": MAPPING, "training.torch_rng": TENSOR, "training.cuda_rng": ((torch.Tensor, type(None)),
+                                                                                 "a tensor or None"),
+    "meta.validation": MAPPING, "meta.validation_iteration": WHOLE_NUMBER}
+"""The fields of last.pt this trainer's resume reads beside run_control's RESUMED_FIELDS (`load_resumable`)."""
 
 
 @dataclass
@@ -113,7 +119,7 @@ class DepthTrainer:
         return write_checkpoint(state, self.last_path)
 
     def load_last(self) -> None:
-        state = load_resumable(self.last_path, "depth training", self.recipe.as_dict())
+        state = load_resumable(self.last_path, "depth training", self.recipe.as_dict(), LAST_PT_FIELDS)
         training = state["training"]
         self.depth.load_state_dict(state["state_dict"])
         self.pose.load_state_dict(training["pose"])

@@ -37,6 +37,21 @@ RESUMABLE_CHANGES = ("iterations", "device", "num_workers", "log_every", "val_ev
 would continue one run with another recipe."""
 
 
+FieldType = tuple[tuple[type, ...], str]
+"""The types a last.pt field may hold and how a refusal names them."""
+MAPPING: FieldType = ((Mapping,), "a mapping")
+LIST: FieldType = ((list, tuple), "a list")
+WHOLE_NUMBER: FieldType = ((int,), "a whole number")
+NUMBER: FieldType = ((int, float), "a number")
+TEXT: FieldType = ((str,), "text")
+TENSOR: FieldType = ((torch.Tensor,), "a tensor")
+RESUMED_FIELDS: dict[str, FieldType] = {
+    "state_dict": MAPPING, "meta": MAPPING, "training.iteration": WHOLE_NUMBER, "training.elapsed": NUMBER,
+    "training.data": MAPPING, "training.optimizer": MAPPING, "meta.commit": TEXT, "meta.resumes": LIST}
+"""The fields of a last.pt that every trainer's resume reads (`RunHistory.resume` and the weights), by dotted name,
+with their types; each trainer adds its own (`load_resumable`'s `fields`)."""
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's generators, so that a recipe run again draws the same data."""
     random.seed(seed)
@@ -44,10 +59,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
+def load_resumable(path: Path, what: str, recipe: Mapping[str, Any],
+                   fields: Mapping[str, FieldType] | None = None) -> dict[str, Any]:
     """A trainer's last.pt, read without running code; FileNotFoundError when absent, ValueError when it is not a
-    resumable `what` checkpoint, its recipe differs from `recipe` in a field outside RESUMABLE_CHANGES, or it is
-    past `recipe`'s last iteration (a shorter run cannot be had by resuming a longer one).
+    resumable `what` checkpoint, a field of RESUMED_FIELDS or of the trainer's own `fields` holds another type (a
+    hand-edited file: named with the file, rather than failing later where the field is used), its recipe differs
+    from `recipe` in a field outside RESUMABLE_CHANGES, or it is past `recipe`'s last iteration (a shorter run cannot
+    be had by resuming a longer one). A field the file lacks is left to the trainer (older files lack some).
 
     Paths are compared by their last two parts, so a run resumes on a machine whose data lies elsewhere; a field
     the saved recipe lacks (at any depth: written before the field existed) takes the current value."""
@@ -62,6 +80,7 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
     saved = training.get("recipe") if isinstance(training, dict) else None
     if not isinstance(saved, dict):  # a plain tensor, a list, a model's weights alone
         raise ValueError(f"{path} is not a resumable {what} checkpoint: it holds no training state")
+    _check_field_types(path, what, state, {**RESUMED_FIELDS, **(fields or {})})
     changed = [difference for key in recipe if key in saved and key not in RESUMABLE_CHANGES
                for difference in _differences(key, saved[key], recipe[key])]
     if changed:
@@ -73,6 +92,27 @@ def load_resumable(path: Path, what: str, recipe: Mapping[str, Any]) -> dict[str
         raise ValueError(f"cannot resume {path} to iteration {recipe['iterations']}: it is at iteration {reached} "
                          f"already (resume with --iterations {reached} or more, or export its weights as they are)")
     return state
+
+
+def _check_field_types(path: Path, what: str, state: Mapping[str, Any], fields: Mapping[str, FieldType]) -> None:
+    """ValueError naming `path` and the first of `fields` (dotted names) that `state` holds with another type, or
+    training.data when it is no DataFingerprint."""
+    for name, (types, described) in fields.items():
+        section, _, key = name.rpartition(".")
+        holder = state.get(section, {}) if section else state
+        if isinstance(holder, Mapping) and key in holder and not isinstance(holder[key], types):
+            _refuse_field(path, what, name, f"holds {type(holder[key]).__name__}, not {described}")
+    data = state["training"].get("data")
+    if isinstance(data, Mapping) and not all(
+            isinstance(kind, str) and isinstance(files, (list, tuple)) and all(
+                isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)
+                and isinstance(entry[1], int) for entry in files) for kind, files in data.items()):
+        _refuse_field(path, what, "training.data", "is not each kind's list of (file name, bytes)")
+
+
+def _refuse_field(path: Path, what: str, name: str, problem: str) -> None:
+    raise ValueError(f"{path} is not a resumable {what} checkpoint: its {name} {problem} (edited by hand?); the run "
+                     f"cannot be continued: start a new run in another --out folder")
 
 
 DataFingerprint = dict[str, list[tuple[str, int]]]

@@ -50,7 +50,8 @@ from dgdehaze_core.training.discriminator import PatchDiscriminator
 from dgdehaze_core.training.initial_weights import FROM_SCRATCH, start_from
 from dgdehaze_core.training.priors import dcp_teacher, normalise_depth, prior_depth
 from dgdehaze_core.training.recipe import ImageSource, LossWeights, Recipe
-from dgdehaze_core.training.run_control import (RunHistory, StepBoundaryStop, StepTally, check_finite_loss,
+from dgdehaze_core.training.run_control import (LIST, MAPPING, NUMBER, TENSOR, TEXT, WHOLE_NUMBER, FieldType,
+                                                RunHistory, StepBoundaryStop, StepTally, check_finite_loss,
                                                 check_finite_weights, check_listed_data, file_fingerprint,
                                                 load_optimizer_state, load_resumable, open_run_folder,
                                                 loader_workers, quiet_loader_worker, run_folder_lock, seed_everything,
@@ -61,6 +62,13 @@ from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardwar
 LOG = logging.getLogger(__name__)
 
 LOSS_NAMES = tuple(f.name for f in fields(LossWeights))
+LAST_PT_FIELDS: dict[str, FieldType] = {
+    "training.scaler": MAPPING, "training.best_score": NUMBER, "training.best_validation": MAPPING,
+    "training.best_iteration": WHOLE_NUMBER, "training.last_validation": MAPPING,
+    "training.last_validation_iteration": WHOLE_NUMBER, "training.clear_depth_sha256": TEXT,
+    "training.rank_random_states": LIST, "training.discriminator": MAPPING, "training.disc_optimizer": MAPPING,
+    "training.generator": TENSOR, "training.torch_rng": TENSOR, "meta.started_from": MAPPING}
+"""The fields of last.pt this trainer's resume reads beside run_control's RESUMED_FIELDS (`load_resumable`)."""
 
 
 def validate(model: DGDehazeNet, pairs: list[ValidationPair], device: torch.device) -> dict[str, dict[str, float]]:
@@ -212,7 +220,7 @@ class Trainer:
         return write_checkpoint(state, self.last_path)
 
     def load_last(self) -> None:
-        state = load_resumable(self.last_path, "training", self.recipe.as_dict())
+        state = load_resumable(self.last_path, "training", self.recipe.as_dict(), LAST_PT_FIELDS)
         training = state["training"]
         saved_teacher = training.get("clear_depth_sha256", self.clear_depth_sha256)
         if saved_teacher != self.clear_depth_sha256:
