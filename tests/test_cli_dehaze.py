@@ -52,6 +52,29 @@ def test_links_named_as_images_that_lead_nowhere_are_skipped_and_named_not_left_
     assert main(["dehaze", str(source / "c.png"), "--method", "dcp", "--out", str(tmp_path / "o3")]) == 2
 
 
+def test_a_named_pipe_or_a_folder_named_as_an_image_in_the_input_folder_is_skipped_and_named_not_left_out(
+        tmp_path: Path, caplog) -> None:
+    """A named pipe or a folder named as an image (frame.png) among a folder's images was left out without a word,
+    unlike a link that leads nowhere; reading it says what it is, and the pipe is never opened (it would wait for
+    a writer)."""
+    from dgdehaze_core.io.file_digest import file_sha256
+
+    source = tmp_path / "in"
+    source.mkdir()
+    cv2.imwrite(str(source / "a.png"), np.full((24, 32, 3), 150, np.uint8))
+    os.mkfifo(source / "b.png")
+    (source / "c.jpg").mkdir()
+    out = tmp_path / "out"
+    with caplog.at_level("ERROR", logger="dgdehaze_core.commands.dehaze"):
+        assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 1
+    assert [p.name for p in out.glob("*_dehazed.png")] == ["a_dehazed.png"]
+    assert sorted(record.getMessage() for record in caplog.records) == [
+        f"skipped: {source / 'b.png'} is no file but a named pipe, a socket or a device: no file to read",
+        f"skipped: {source / 'c.jpg'} is a folder, not an image"]
+    with pytest.raises(OSError, match="b.png is no file but a named pipe"):  # an int8 calibration set's key
+        file_sha256(source / "b.png")
+
+
 def fog_clip(shared_data: Path, path: Path, frames: int = 5) -> Path:
     """The first `frames` frames of a real fog video at 320x180."""
     capture = cv2.VideoCapture(str(shared_data / "video" / "fog_river.mp4"))

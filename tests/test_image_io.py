@@ -420,9 +420,12 @@ def test_links_named_as_images_that_lead_nowhere_are_listed_and_reading_one_says
     (tmp_path / "sub" / "c.png").symlink_to("d.png")
     (tmp_path / "sub" / "d.png").symlink_to("c.png")
     (tmp_path / "notes.txt").symlink_to("nowhere.txt")
-    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.png"]
-    assert [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)] == ["a.png", "b.png", "sub/c.png",
-                                                                                   "sub/d.png"]
+    os.mkfifo(tmp_path / "sub" / "e.png")  # a named pipe, and a folder, named as images: listed as well
+    (tmp_path / "f.jpg").mkdir()
+    cv2.imwrite(str(tmp_path / "f.jpg" / "g.png"), np.full((8, 8, 3), 90, np.uint8))
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.png", "f.jpg"]
+    assert [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)] == [
+        "a.png", "b.png", "f.jpg/g.png", "sub/c.png", "sub/d.png", "sub/e.png"], "a folder entered as any other"
     with pytest.raises(ImageError, match="b.png is a link to .*unmounted/b.png, which leads to no file"):
         read_image(tmp_path / "b.png")
     with pytest.raises(ImageError, match="loop of links"):

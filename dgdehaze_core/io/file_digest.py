@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+from pathlib import Path
 from typing import Iterable
+
+from dgdehaze_core.io.file_paths import missing
 
 CHUNK_BYTES = 2 ** 20
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of the file at `path`; OSError when it cannot be read. Read chunk by chunk here, as
-    `hashlib.file_digest` does, which Python 3.10 (ROS 2 Humble's, JetPack 6's) does not have."""
+    """Hex SHA-256 of the file at `path`; OSError when it cannot be read, and without opening it when it is a named
+    pipe, a socket or a device (opening a pipe waits for a writer: an image folder lists one named as an image).
+    Read chunk by chunk here, as `hashlib.file_digest` does, which Python 3.10 (ROS 2 Humble's, JetPack 6's) does
+    not have."""
+    mode = os.stat(path).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder: open's own IsADirectoryError
+        raise OSError(missing(Path(path)))
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):

@@ -376,13 +376,14 @@ def is_hidden(path: Path, root: Path) -> bool:
 
 
 def _image_entry(path: Path) -> bool:
-    """Whether a folder entry named as an image is listed as one: a file, or a link that leads to no file, which is
-    listed so that reading it says so (a frame silently left out would change a run's result without a word)."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or (path.is_symlink() and not path.exists()))
+    """Whether a folder entry is listed as an image: whatever is named as one, a file or not (a link that leads to no
+    file, a named pipe, a folder that `list_images` does not enter), listed so that reading it says what it is (a
+    frame silently left out would change a run's result without a word)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside `folder` (and links named as images that lead to no file: `_image_entry`), sorted
+    """Image files directly inside `folder` (and whatever else is named as an image there: `_image_entry`), sorted
     by name; hidden files left out."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -391,9 +392,10 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def images_under(folder: str | Path) -> list[Path]:
-    """The image files in `folder` and its subfolders (and links named as images that lead to no file:
+    """The image files in `folder` and its subfolders (and whatever else but a folder is named as an image there:
     `_image_entry`), sorted; hidden files and folders left out; [] for a missing folder. Symlinked subfolders are
-    followed (a data set linked into a training folder), each real folder once, so a link back up the tree ends."""
+    followed (a data set linked into a training folder), each real folder once, so a link back up the tree ends;
+    a folder named as an image is entered as any other."""
     root = Path(folder)
     if not root.is_dir():
         return []
