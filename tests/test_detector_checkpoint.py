@@ -107,6 +107,20 @@ def test_export_refuses_a_malicious_detector_in_one_line(tmp_path: Path, capsys:
     assert not marker.exists() and not out.exists()
 
 
+def test_export_of_a_pt_ultralytics_cannot_read_names_the_user_s_file_not_the_private_copy(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint holding no Ultralytics model (a dehazer's weights given as the detector) was refused in
+    Ultralytics' words, which named the private copy it read in a temporary folder, gone once the command ended."""
+    weights = tmp_path / "mine.pt"
+    torch.save({"model": None, "date": "2026-12-01"}, weights)
+    monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "cache"))
+    assert main(["export", "--detector", str(weights), "--format", "onnx", "--out", str(tmp_path / "out.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dgdehaze export: error: Ultralytics could not export {weights} to onnx: ") and \
+        len(err.splitlines()) == 1, err
+    assert err.count(str(weights)) == 2 and "dgdehaze-yolo-export-" not in err, "its message names the user's file"
+
+
 @pytest.mark.parametrize("kind", ["malicious", "truncated"])
 def test_the_dehazers_own_loaders_refuse_in_one_line(kind: str, tmp_path: Path, shared_data: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:

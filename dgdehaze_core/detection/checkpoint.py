@@ -113,3 +113,9 @@ def verified_copy(weights: Path, folder: Path) -> Path:
         check_detector_checkpoint(copy, weights)
         LOG.debug("%s holds only network layers and data", weights)
     return copy
+
+
+def named_as_given(exc: BaseException, copy: Path, weights: Path) -> str:
+    """The message of `exc`, raised by Ultralytics loading `copy` (`verified_copy`'s), with the copy's path, which
+    it names, replaced by the user's file `weights`: the private copy is gone once the command ends."""
+    return str(exc).replace(str(copy), str(weights))

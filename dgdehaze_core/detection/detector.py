@@ -22,7 +22,7 @@ import numpy as np
 from dgdehaze_core.cpu_threads import threads_kept
 from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
 from dgdehaze_core.detection.boxes import inside_frame
-from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, named_as_given, verified_copy
 from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import UltralyticsTooOld, offline_ultralytics
 from dgdehaze_core.detection.precision import check_precision, runtime_weights
@@ -105,7 +105,7 @@ def _load_yolo(yolo_class: Any, weights: Path) -> Any:
                 yolo = yolo_class(str(copy))
             except Exception as exc:  # Ultralytics raises many types, naming the file it read: the private copy
                 raise DetectorUnavailable(f"could not load detector {weights}: "
-                                          f"{str(exc).replace(str(copy), str(weights))}") from exc
+                                          f"{named_as_given(exc, copy, weights)}") from exc
     if yolo.task not in BOX_TASKS:
         raise DetectorUnavailable(f"{weights} is an Ultralytics {yolo.task} model, whose results hold no boxes: give "
                                   f"a model of one of the tasks {', '.join(BOX_TASKS)}")

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import torch
 
-from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, verified_copy
+from dgdehaze_core.detection.checkpoint import UnsafeCheckpoint, named_as_given, verified_copy
 from dgdehaze_core.detection.input_size import check_imgsz
 from dgdehaze_core.detection.offline import offline_ultralytics
 from dgdehaze_core.devices import parse_device
@@ -51,8 +51,9 @@ def _export_into(weights: Path, fmt: str, target: Path, imgsz: int, half: bool, 
         try:
             with TORCH_EXPORT_LOCK:
                 produced = YOLO(str(copy), task="detect").export(**options)
-        except Exception as exc:  # Ultralytics raises many types; the message is what the user needs
-            raise RuntimeError(f"Ultralytics could not export {weights} to {fmt}: {exc}") from exc
+        except Exception as exc:  # Ultralytics raises many types, naming the file it read: the private copy
+            raise RuntimeError(f"Ultralytics could not export {weights} to {fmt}: "
+                               f"{named_as_given(exc, copy, weights)}") from exc
         if not produced or not Path(produced).is_file():
             raise RuntimeError(f"Ultralytics produced no {fmt} file from {weights}")
         shutil.move(str(produced), target)
