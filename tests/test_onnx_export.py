@@ -95,6 +95,13 @@ def test_an_export_damaged_since_it_was_written_is_refused_and_an_undamaged_copy
         OnnxRuntimeBackend(damaged)
     with pytest.raises(ValueError, match=refusal):
         build_engine(damaged, tmp_path / "damaged.engine", ShapeProfile.for_camera(64, 64, 32))
+    proto = onnx.load(str(path))  # a scale the TorchScript exporter keeps in a Constant node, not a weight
+    scale = next(attribute.t for node in proto.graph.node if node.op_type == "Constant" for attribute in node.attribute
+                 if attribute.t.data_type == onnx.TensorProto.FLOAT)
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 2, scale.name))
+    onnx.save(proto, str(damaged))
+    with pytest.raises(ValueError, match=refusal):
+        OnnxRuntimeBackend(damaged)
     frame = tmp_path / "frame.png"
     cv2.imwrite(str(frame), np.full((40, 60, 3), 180, np.uint8))
     assert main(["dehaze", str(frame), "--method", str(damaged), "--out", str(tmp_path / "o")]) == 2

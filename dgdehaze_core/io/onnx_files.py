@@ -23,15 +23,18 @@ def read_onnx(path: str | os.PathLike[str], what: str = "ONNX file", external_da
 
 
 def weights_digest(model: Any) -> str:
-    """SHA-256 over the name, type, shape and values of each initializer of an `onnx.ModelProto` held in the file
-    (external ones are its runtime's to read), in the graph's order: what WEIGHTS_DIGEST records."""
-    from onnx import TensorProto, numpy_helper
+    """SHA-256 over the name, type, shape and values of each tensor an `onnx.ModelProto` holds in the file, in the
+    graph's order: its initializers (external ones are its runtime's to read), then the values of its Constant nodes
+    (the TorchScript exporter's scales and epsilons, named by their outputs): what WEIGHTS_DIGEST records."""
+    from onnx import AttributeProto, TensorProto, numpy_helper
 
+    constants = [(node.output[0], attribute.t) for node in model.graph.node if node.op_type == "Constant"
+                 for attribute in node.attribute if attribute.type == AttributeProto.TENSOR]
     digest = hashlib.sha256()
-    for initializer in model.graph.initializer:
-        if initializer.data_location != TensorProto.EXTERNAL:
-            digest.update(f"{initializer.name}\0{initializer.data_type}\0{list(initializer.dims)}\0".encode())
-            digest.update(numpy_helper.to_array(initializer).tobytes())
+    for name, tensor in [*((init.name, init) for init in model.graph.initializer), *constants]:
+        if tensor.data_location != TensorProto.EXTERNAL:
+            digest.update(f"{name}\0{tensor.data_type}\0{list(tensor.dims)}\0".encode())
+            digest.update(numpy_helper.to_array(tensor).tobytes())
     return digest.hexdigest()
 
 
