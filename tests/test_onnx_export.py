@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 import torch
@@ -108,6 +109,27 @@ def test_an_export_damaged_since_it_was_written_is_refused_and_an_undamaged_copy
     assert f"{damaged} is damaged" in capsys.readouterr().err
     assert main(["dehaze", str(frame), "--method", str(path), "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "frame_dehazed.png").is_file()
+
+
+def test_an_export_a_tool_rewrote_keeping_its_metadata_runs_with_a_warning_not_refused_as_damaged(
+        exported, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """ONNX Runtime's offline optimisation (optimized_model_filepath) keeps a file's metadata and folds the
+    TorchScript exporter's Constant nodes into initializers of other names: the digest of its weights no longer
+    matched, and the file, which ran before digests were recorded, was refused as damaged in disk or in transfer.
+    Its tensors are not those recorded at export (their layout), so it runs, with a warning that the digest
+    cannot check it; a damaged file keeps its tensors and is refused (the test above)."""
+    _, path = exported
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    assert any(prop.key == WEIGHTS_DIGEST for prop in onnx.load(options.optimized_model_filepath).metadata_props)
+    batch = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core.io.onnx_files"):
+        optimized = OnnxRuntimeBackend(tmp_path / "optimized.onnx", threads=1).run(batch)
+    assert "its tensors are not those it was exported with" in caplog.text
+    for name, value in OnnxRuntimeBackend(path, threads=1).run(batch).items():
+        np.testing.assert_allclose(optimized[name], value, atol=1e-5)
 
 
 def assert_runs_like_torch_at_several_sizes(model: torch.nn.Module, path: Path, shared_data: Path) -> None:

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from typing import Any, NamedTuple
+
+LOG = logging.getLogger(__name__)
 
 WEIGHTS_DIGEST = "dgdehaze_weights_sha256"
 """Metadata key of a dgdehaze export's `weights_digest`, recorded when it is written: ONNX keeps no checksum, and a
 byte changed on disk or in transfer inside a weight would otherwise load and run as other weights."""
+WEIGHTS_LAYOUT = "dgdehaze_weights_layout_sha256"
+"""Metadata key of a dgdehaze export's `weights_layout_digest`, recorded beside WEIGHTS_DIGEST: it tells a file
+damaged since export (the same tensors, other values) from one whose tensors a tool rewrote and whose metadata it
+kept (ONNX Runtime's offline optimisation, a simplifier: other tensors), which is no damage."""
 
 
 def read_onnx(path: str | os.PathLike[str], what: str = "ONNX file", external_data: bool = False) -> Any:
@@ -22,30 +29,65 @@ def read_onnx(path: str | os.PathLike[str], what: str = "ONNX file", external_da
         raise ValueError(f"{path} is not a readable {what}: {reason}") from None
 
 
-def weights_digest(model: Any) -> str:
-    """SHA-256 over the name, type, shape and values of each tensor an `onnx.ModelProto` holds in the file, in the
-    graph's order: its initializers (external ones are its runtime's to read), then the values of its Constant nodes
-    (the TorchScript exporter's scales and epsilons, named by their outputs): what WEIGHTS_DIGEST records."""
-    from onnx import AttributeProto, TensorProto, numpy_helper
+def _tensors(model: Any) -> list[tuple[str, Any]]:
+    """(name, TensorProto) of each tensor an `onnx.ModelProto` holds in the file, in the graph's order: its
+    initializers (external ones are its runtime's to read), then the values of its Constant nodes (the TorchScript
+    exporter's scales and epsilons, named by their outputs)."""
+    from onnx import AttributeProto, TensorProto
 
     constants = [(node.output[0], attribute.t) for node in model.graph.node if node.op_type == "Constant"
                  for attribute in node.attribute if attribute.type == AttributeProto.TENSOR]
+    return [(name, tensor) for name, tensor in [*((init.name, init) for init in model.graph.initializer), *constants]
+            if tensor.data_location != TensorProto.EXTERNAL]
+
+
+def _described(name: str, tensor: Any) -> bytes:
+    """A tensor's name, type and shape, as the digests take them."""
+    return f"{name}\0{tensor.data_type}\0{list(tensor.dims)}\0".encode()
+
+
+def weights_layout_digest(model: Any) -> str:
+    """SHA-256 over the name, type and shape of each of `_tensors`: what WEIGHTS_LAYOUT records."""
     digest = hashlib.sha256()
-    for name, tensor in [*((init.name, init) for init in model.graph.initializer), *constants]:
-        if tensor.data_location != TensorProto.EXTERNAL:
-            digest.update(f"{name}\0{tensor.data_type}\0{list(tensor.dims)}\0".encode())
-            digest.update(numpy_helper.to_array(tensor).tobytes())
+    for name, tensor in _tensors(model):
+        digest.update(_described(name, tensor))
     return digest.hexdigest()
+
+
+def weights_digest(model: Any) -> str:
+    """SHA-256 over the name, type, shape and values of each of `_tensors`: what WEIGHTS_DIGEST records."""
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for name, tensor in _tensors(model):
+        digest.update(_described(name, tensor))
+        digest.update(numpy_helper.to_array(tensor).tobytes())
+    return digest.hexdigest()
+
+
+def weights_record(model: Any) -> dict[str, str]:
+    """The metadata a dgdehaze export records of its weights (WEIGHTS_DIGEST, WEIGHTS_LAYOUT), for
+    `check_weights_digest`."""
+    return {WEIGHTS_DIGEST: weights_digest(model), WEIGHTS_LAYOUT: weights_layout_digest(model)}
 
 
 def check_weights_digest(model: Any, path: str | os.PathLike[str]) -> None:
     """ValueError in one line naming `path` when the `onnx.ModelProto` read from it records a WEIGHTS_DIGEST its
-    weights no longer match (the file was damaged after export); a file without one (a foreign ONNX such as a
-    detector, or an export made before digests were recorded) passes."""
-    recorded = next((prop.value for prop in model.metadata_props if prop.key == WEIGHTS_DIGEST), None)
-    if recorded is not None and recorded != weights_digest(model):
-        raise ValueError(f"{path} is damaged: its weights do not match the digest recorded when it was exported "
-                         f"(bytes changed on disk or in transfer); export it again")
+    weights no longer match while its tensors are still those recorded as WEIGHTS_LAYOUT (the file was damaged after
+    export); a file without a digest (a foreign ONNX such as a detector, or an export made before digests were
+    recorded) passes, and so, with a warning, does one whose tensors a tool rewrote, keeping the metadata (ONNX
+    Runtime's offline optimisation folds the Constant nodes into initializers of other names)."""
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    recorded = metadata.get(WEIGHTS_DIGEST)
+    if recorded is None or recorded == weights_digest(model):
+        return
+    layout = metadata.get(WEIGHTS_LAYOUT)
+    if layout is not None and layout != weights_layout_digest(model):
+        LOG.warning("%s: its tensors are not those it was exported with (rewritten by a tool such as an ONNX "
+                    "optimiser or simplifier?), so the digest recorded at export cannot check its weights", path)
+        return
+    raise ValueError(f"{path} is damaged: its weights do not match the digest recorded when it was exported "
+                     f"(bytes changed on disk or in transfer); export it again")
 
 
 def onnx_metadata(path: str | os.PathLike[str], what: str = "ONNX file") -> dict[str, str]:

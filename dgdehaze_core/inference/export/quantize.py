@@ -28,7 +28,7 @@ import onnx
 from dgdehaze_core.inference.pipeline import network_batch
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageReader, ReadImage, images_under, read_image
-from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, weights_digest
+from dgdehaze_core.io.onnx_files import weights_record
 from dgdehaze_core.models import PAPER
 
 LOG = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
     metadata["dgdehaze_quantization"] = (f"int8 QDQ, symmetric, per-channel weights; operators {','.join(operators)}; "
                                          f"activations at the {percentile:g}th percentile of {reader.read} images"
                                          + (f" read with {bits} significant bits" if bits != SAMPLE_BITS else ""))
-    metadata[WEIGHTS_DIGEST] = weights_digest(result)  # its own weights, not the float file's
+    metadata.update(weights_record(result))  # its own weights, not the float file's
     onnx.helper.set_model_props(result, metadata)
     with atomic_path(target) as tmp:
         onnx.save(result, str(tmp))

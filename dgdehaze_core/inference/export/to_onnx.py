@@ -32,7 +32,7 @@ from dgdehaze_core.inference.backends import OUTPUT_NAMES, check_outputs
 from dgdehaze_core.inference.export import EXPORTERS, TORCH_EXPORT_LOCK, default_exporter
 from dgdehaze_core.inference.export.graph_rewrites import GRAPH_REWRITES_VERSION, rewrite_for_runtimes
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, weights_digest
+from dgdehaze_core.io.onnx_files import weights_record
 from dgdehaze_core.models import DGDehazeNet, PaperNet
 
 LOG = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def export_onnx(model: DGDehazeNet | PaperNet, path: str | os.PathLike[str], ops
         meta = {"dgdehaze_stride": str(stride), "dgdehaze_config": model.config_name,
                 "dgdehaze_depth_guidance": str(bool(model.depth_guidance)), "dgdehaze_outputs": ",".join(outputs),
                 "dgdehaze_graph_rewrites": f"v{GRAPH_REWRITES_VERSION}: {rewritten}", "dgdehaze_exporter": exporter,
-                WEIGHTS_DIGEST: weights_digest(proto)}
+                **weights_record(proto)}
         if source is not None:
             meta[EXPORTED_FROM] = json.dumps(dict(source), sort_keys=True, default=str)
         for key, value in meta.items():
