@@ -24,7 +24,7 @@ from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
 from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, weights_digest
 from dgdehaze_core.models import build_model
 
-pytestmark = pytest.mark.slow  # each export traces the model with torch.export (about 20 s)
+pytestmark = pytest.mark.slow  # exports lite and base, and once with the dynamo exporter (about 20 s)
 
 
 def build(config: str):
