@@ -45,7 +45,8 @@ def test_the_qdq_file_quantises_the_body_and_keeps_stems_heads_and_metadata(expo
     quantized = [node for node in convs if node.input[1] in dequantized]
     float_convs = [node for node in convs if node.input[1] not in dequantized]
     assert len(quantized) > 30, "the depth network, embeddings and decoder are int8"
-    assert float_convs and all(any(part in path for path in module_paths(node) for part in FLOAT_WEIGHTS)
+    weights = {init.name for init in model.graph.initializer}
+    assert float_convs and all(any(part in path for path in module_paths(node, weights) for part in FLOAT_WEIGHTS)
                                for node in float_convs)
     assert not any(node.op_type == "QuantizeLinear" and "MatMul" in node.output[0] for node in model.graph.node)
     metadata = {entry.key: entry.value for entry in model.metadata_props}

@@ -138,7 +138,8 @@ def test_the_paper_network_s_int8_keeps_its_image_reading_and_output_convolution
 
     int8 = onnx.load(str(quantize_onnx(paper_onnx, DATA, tmp_path / "paper_int8.onnx")))
     dequantized = {node.output[0] for node in int8.graph.node if node.op_type == "DequantizeLinear"}
-    float_convs = sorted(" ".join(module_paths(node)) for node in int8.graph.node
+    weights = {init.name for init in int8.graph.initializer}
+    float_convs = sorted(" ".join(module_paths(node, weights)) for node in int8.graph.node
                          if node.op_type == "Conv" and node.input[1] not in dequantized)
     assert len(float_convs) == 4 and all(any(part in name for part in PAPER_FLOAT_WEIGHTS) for name in float_convs)
     assert all(any(part in name for name in float_convs) for part in PAPER_FLOAT_WEIGHTS), float_convs

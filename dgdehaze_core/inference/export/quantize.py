@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Container, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -80,11 +80,12 @@ def calibration_batches(images: Sequence[Path], fixed: tuple[int, int] | None, s
         yield network_batch([frame], size, stride)
 
 
-def module_paths(node: onnx.NodeProto) -> tuple[str, ...]:
-    """Where `node` comes from in the torch model, as dotted module paths: its weight's name, and its own name (the
-    TorchScript exporter's `/model/dehazer/stem/0/Conv`), which keeps the path where a convolution folded with the
-    batch norm after it gets a weight of a new name (`onnx::Conv_123`)."""
-    return (*node.input[1:2], node.name.replace("/", "."))
+def module_paths(node: onnx.NodeProto, weights: Container[str]) -> tuple[str, ...]:
+    """Where `node` comes from in the torch model, as dotted module paths: its weight's name (its second input where
+    that is one of `weights`, the graph's initializers: another node's output is named after that node), and its own
+    name (the TorchScript exporter's `/model/dehazer/stem/0/Conv`), which keeps the path where a convolution folded
+    with the batch norm after it gets a weight of a new name (`onnx::Conv_123`)."""
+    return (*(name for name in node.input[1:2] if name in weights), node.name.replace("/", "."))
 
 
 def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLike[str],
@@ -111,8 +112,9 @@ def quantize_onnx(float_onnx: str | os.PathLike[str], calib_dir: str | os.PathLi
     if float_weights is None:
         paper = any(entry.key == "dgdehaze_config" and entry.value == PAPER for entry in model.metadata_props)
         float_weights = PAPER_FLOAT_WEIGHTS if paper else FLOAT_WEIGHTS
+    weights = {init.name for init in model.graph.initializer}
     kept_float = [node.name for node in model.graph.node
-                  if any(part in path for path in module_paths(node) for part in float_weights)]
+                  if any(part in path for path in module_paths(node, weights) for part in float_weights)]
 
     class FolderReader(CalibrationDataReader):
         def __init__(self) -> None:
