@@ -127,9 +127,17 @@ def test_an_export_a_tool_rewrote_keeping_its_metadata_runs_with_a_warning_not_r
     batch = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
     with caplog.at_level(logging.WARNING, logger="dgdehaze_core.io.onnx_files"):
         optimized = OnnxRuntimeBackend(tmp_path / "optimized.onnx", threads=1).run(batch)
-    assert "its tensors are not those it was exported with" in caplog.text
+        OnnxRuntimeBackend(tmp_path / "optimized.onnx", threads=1)
+    assert caplog.text.count("its tensors are not those it was exported with") == 1, \
+        "a file checked once in a process, the same since, is not read and warned of again"
     for name, value in OnnxRuntimeBackend(path, threads=1).run(batch).items():
         np.testing.assert_allclose(optimized[name], value, atol=1e-5)
+    damaged = bytearray(path.read_bytes())  # the file replaced since its check: read and checked again
+    weight = max(onnx.load(str(path)).graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    damaged[damaged.index(weight.raw_data) + len(weight.raw_data) // 2] ^= 0x04
+    (tmp_path / "optimized.onnx").write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="is damaged"):
+        OnnxRuntimeBackend(tmp_path / "optimized.onnx", threads=1)
 
 
 def assert_runs_like_torch_at_several_sizes(model: torch.nn.Module, path: Path, shared_data: Path) -> None:

@@ -1,6 +1,7 @@
 """Reading ONNX files a user gives (exports, detectors, engines' sources) with a clear error for a bad one."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -116,7 +117,24 @@ def checked_dgdehaze_export(path: str | os.PathLike[str]) -> DgdehazeExport:
     """The stride (its `dgdehaze_stride` metadata) and metadata of a dgdehaze ONNX export, read in one parse;
     ValueError when the file is no such export, its stride is not a positive number, or a float weight holds NaN or
     infinity (ONNX Runtime and TensorRT run such a file, and every frame comes out black), or its weights do not
-    match the digest recorded at export (`check_weights_digest`)."""
+    match the digest recorded at export (`check_weights_digest`). A file checked before in this process, the same
+    file since (device, inode, size and modification time), is not read again: one load checks it in several
+    places (the backend's choice, the engine's profile, the runtime), and the paper network's export is 174 MB."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return _read_checked_export(path)  # read_onnx says what is wrong with it
+    return _checked_export(path, (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _checked_export(path: str | os.PathLike[str], identity: tuple[int, ...]) -> DgdehazeExport:
+    """`_read_checked_export(path)`, once per `identity` of the file (an exception is not kept)."""
+    return _read_checked_export(path)
+
+
+def _read_checked_export(path: str | os.PathLike[str]) -> DgdehazeExport:
+    """`checked_dgdehaze_export`'s reading and checks."""
     import numpy as np
     from onnx import TensorProto, numpy_helper
 
