@@ -19,7 +19,7 @@ import tracemalloc
 import urllib.parse
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import pytest
 from test_bag_io import CUSTOM_TYPE, demo_frames, write_camera_bag, write_humble_bag
@@ -46,19 +46,26 @@ def three_bags(tmp_path: Path) -> list[Path]:
     return [first, broken, second]
 
 
-@pytest.fixture()
-def ray_cluster(tmp_path: Path) -> Iterator[str]:
+class RayCluster(NamedTuple):
+    address: str
+    head: Path
+    """The folder its workers run in."""
+
+
+@pytest.fixture(scope="class")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
     """A Ray cluster of one node (`ray start --head`, as on a cluster's head) whose workers run in a folder of their
-    own, as a cluster's do; its address. It records itself in a temporary folder of its own, so that no other Ray
-    started meanwhile takes it for this machine's cluster, and its processes are ended by their ids."""
+    own, as a cluster's do; its address and that folder. It records itself in a temporary folder of its own, so that
+    no other Ray started meanwhile takes it for this machine's cluster, and its processes are ended by their ids.
+    Started once for the tests of one class (each submits its own bags and only reads the cluster), and ended after
+    them, so that the module's later tests do not share the machine with it."""
     pytest.importorskip("ray", reason="Ray is the optional fleet extra (requirements-fleet.txt)")
     import psutil
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    head = tmp_path / "head_node"
-    head.mkdir()
+    head = tmp_path_factory.mktemp("head_node")
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit 107 characters
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
@@ -70,7 +77,7 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
         while not (list(temp.glob("session_*/sockets/raylet*")) or time.monotonic() > deadline):
             assert process.poll() is None, "ray start --head failed"
             time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
+        yield RayCluster(f"127.0.0.1:{port}", head)
     finally:
         started = psutil.Process(process.pid).children(recursive=True)  # the cluster's servers and its workers
         for child in started:
@@ -109,31 +116,33 @@ def test_two_bags_on_a_local_ray_both_reported_and_a_corrupt_third_failed_alone(
     assert rows["all"]["frames"] == 5 and "drive_b" in capsys.readouterr().out
 
 
-def test_a_cluster_whose_workers_run_in_another_folder_finds_bags_and_outputs_given_relative(
-        ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    here = tmp_path / "driver"
-    here.mkdir()
-    write_camera_bag(here / "drive_a", "mcap", demo_frames(2))
-    write_camera_bag(here / "drive_b", "sqlite3", demo_frames(1))
-    monkeypatch.chdir(here)
-    code = main(["bag-eval", "drive_a", "drive_b", "--out", "fleet", "--ray", ray_cluster, "--method", "dcp",
-                 "--no-detection", "--no-progress"])
-    fleet = json.loads((here / "fleet" / "fleet.json").read_text())
-    assert code == 0, fleet.get("per_bag", fleet)
-    assert fleet["runner"] == "ray" and [o["figures"]["frames"] for o in fleet["per_bag"]] == [2, 1]
-    assert (here / "fleet" / "drive_a" / "report.html").is_file() and (here / "fleet" / "drive_b" / "bag").is_dir()
-    assert not (tmp_path / "head_node" / "fleet").exists()
+class TestOneRayCluster:
+    """Fleets on one cluster, started for these tests together."""
 
+    def test_a_cluster_whose_workers_run_in_another_folder_finds_bags_and_outputs_given_relative(
+            self, ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        here = tmp_path / "driver"
+        here.mkdir()
+        write_camera_bag(here / "drive_a", "mcap", demo_frames(2))
+        write_camera_bag(here / "drive_b", "sqlite3", demo_frames(1))
+        monkeypatch.chdir(here)
+        code = main(["bag-eval", "drive_a", "drive_b", "--out", "fleet", "--ray", ray_cluster.address, "--method",
+                     "dcp", "--no-detection", "--no-progress"])
+        fleet = json.loads((here / "fleet" / "fleet.json").read_text())
+        assert code == 0, fleet.get("per_bag", fleet)
+        assert fleet["runner"] == "ray" and [o["figures"]["frames"] for o in fleet["per_bag"]] == [2, 1]
+        assert (here / "fleet" / "drive_a" / "report.html").is_file() and (here / "fleet" / "drive_b" / "bag").is_dir()
+        assert not (ray_cluster.head / "fleet").exists()
 
-def test_with_ray_address_set_a_fleet_without_ray_runs_on_a_ray_of_its_own(
-        ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("a", "b"):
-        write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
-    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # as in a shell set up for the cluster
-    code = main(["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "fleet"),
-                 "--method", "dcp", "--no-detection", "--workers", "2", "--no-progress"])
-    fleet = json.loads((tmp_path / "fleet" / "fleet.json").read_text())
-    assert code == 0 and fleet["status"] == "done" and fleet["runner"] == "ray" and fleet["failed"] == 0
+    def test_with_ray_address_set_a_fleet_without_ray_runs_on_a_ray_of_its_own(
+            self, ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("a", "b"):
+            write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
+        monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)  # as in a shell set up for the cluster
+        code = main(["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "fleet"),
+                     "--method", "dcp", "--no-detection", "--workers", "2", "--no-progress"])
+        fleet = json.loads((tmp_path / "fleet" / "fleet.json").read_text())
+        assert code == 0 and fleet["status"] == "done" and fleet["runner"] == "ray" and fleet["failed"] == 0
 
 
 def test_a_runner_that_cannot_start_leaves_the_earlier_fleet_as_it_was(tmp_path: Path) -> None:
