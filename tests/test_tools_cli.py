@@ -182,6 +182,28 @@ def test_the_tools_that_print_tables_refuse_json_dash(tool: str, tmp_path: Path)
     assert not (REPO_DIR / "-").exists()
 
 
+WITHOUT_TORCH = ("import runpy, sys\nsys.modules['torch'] = None  # an import of torch fails\n"
+                 "sys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n")
+"""Runs the tool its first argument names, with its other arguments, where torch cannot be imported."""
+
+
+@pytest.mark.parametrize("tool, arguments", [
+    ("road_transmission_profile.py", ["{data}/depth/kitti-tiny", "--method", "dcp"]),
+    ("visibility_sheet.py", ["{tmp}", "--out", "{tmp}/sheet.jpg"]),
+    ("noise_figure.py", ["{tmp}/none.jpg", "--out", "{tmp}/n.jpg"]),
+    ("choose_fusion_rule.py", ["--data", "{tmp}", "--json", "-"]),
+    ("choose_contrast_clip.py", ["--data", "{tmp}", "--json", "-"]),
+    ("validate_runs.py", ["a={tmp}/no-run", "--json", "{tmp}/round.json"])])
+def test_a_tool_refuses_bad_input_before_it_imports_torch(tool: str, arguments: list[str], tmp_path: Path,
+                                                          shared_data: Path) -> None:
+    """Their refusals came after seconds of importing torch (with the detector or the dehazing methods), the
+    same seconds as a run's; now the modules that import it are imported once the checks have passed."""
+    named = [a.format(data=shared_data, tmp=tmp_path) for a in arguments]
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(TOOLS / tool), *named], capture_output=True,
+                            text=True, timeout=60, cwd=REPO_DIR)
+    _error(result, tool)
+
+
 def test_the_visibility_sheet_run_in_its_photo_folder_refuses_json_dash_as_such(tmp_path: Path) -> None:
     """`--json -` from inside the photo folder was refused as 'lies in the input folder' (a file '-' there), not as
     the stdout this tool does not write its JSON to."""

@@ -15,10 +15,6 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.detection.contrast import local_contrast  # noqa: E402
-from dgdehaze_core.detection.detector import Detector  # noqa: E402
-from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, match_image,  # noqa: E402
-                                                     score_matches)
-from dgdehaze_core.evaluation.methods import MethodSpec, load_method  # noqa: E402
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
@@ -43,6 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.json is not None:
         check_json_output(args.json, inputs=[args.data, Path(args.weights)])
     parts = args.split or list(OUTSIDE_THE_JUDGING_PART)
+    from dgdehaze_core.detection.detector import Detector  # these import torch: after the checks
+    from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, match_image,
+                                                         score_matches)
+    from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
     images = choosing_images(args.data, parts, detector.names.values())
     method = load_method(MethodSpec("dehazed", args.weights))

@@ -12,11 +12,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgdehaze_core.detection.detector import Detector  # noqa: E402
-from dgdehaze_core.detection.fusion import FUSION_SCORES, FusionSettings, fuse_detections  # noqa: E402
-from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, match_image,  # noqa: E402
-                                                     score_matches)
-from dgdehaze_core.evaluation.methods import MethodSpec, load_method  # noqa: E402
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
@@ -39,6 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     args.data = shared_data(args.data, "detection", "dawn-fog")
     if args.json is not None:
         check_json_output(args.json, inputs=[args.data, Path(args.weights)])
+    from dgdehaze_core.detection.detector import Detector  # these import torch: after the checks
+    from dgdehaze_core.detection.fusion import FUSION_SCORES, FusionSettings, fuse_detections
+    from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, match_image,
+                                                         score_matches)
+    from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
     images = choosing_images(args.data, [args.split], detector.names.values())
     method = load_method(MethodSpec("dehazed", args.weights))

@@ -20,7 +20,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgdehaze_core.evaluation.no_reference_eval import noise_sigma  # noqa: E402
 from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
 from dgdehaze_core.io.atomic_files import atomic_write_bytes  # noqa: E402
 from dgdehaze_core.io.images import read_image  # noqa: E402
@@ -59,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     args.photos = args.photos or [shared_data(None, "detection", "dawn-fog") / name for name in PHOTOS]
     check_image_output(args.out, "--out", args.photos)
     photos = {photo: read_image(photo) for photo in args.photos}
+    from dgdehaze_core.evaluation.no_reference_eval import noise_sigma  # imports torch: after the checks
+
     exact = load_pipeline(args.weights, max_detail_gain=None)
     limited = load_pipeline(args.weights)
     rows = []

@@ -30,10 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.datasets.splits import refuse_judging_files  # noqa: E402
 from dgdehaze_core.evaluation.depth_datasets import kitti_depth_files, load_kitti  # noqa: E402
-from dgdehaze_core.evaluation.depth_eval import dense_depth  # noqa: E402
-from dgdehaze_core.evaluation.methods import load_methods, parse_methods  # noqa: E402
-from dgdehaze_core.evaluation.visibility_eval import (KITTI_CAMERA_HEIGHT, KITTI_PITCH, SKY_DISTANCE,  # noqa: E402
-                                                      VISIBILITIES, kitti_intrinsics, synthesize_fog)
 from dgdehaze_core.io.images import ImageError  # noqa: E402
 from dgdehaze_core.io.tables import emit  # noqa: E402
 from dgdehaze_core.physics.visibility import KOSCHMIEDER, Mounting, ground_range, ray_norms, road_mask  # noqa: E402
@@ -81,6 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     if not frames:
         raise ImageError(f"{args.dataset} holds no KITTI frames with proj_depth/ LiDAR depth")
     refuse_judging_files(frames, f"{args.dataset}: the profile chooses recipes, so it reads no judging frame")
+    from dgdehaze_core.evaluation.depth_eval import dense_depth  # these import torch: after the checks
+    from dgdehaze_core.evaluation.methods import load_methods, parse_methods
+    from dgdehaze_core.evaluation.visibility_eval import (KITTI_CAMERA_HEIGHT, KITTI_PITCH, SKY_DISTANCE,
+                                                          VISIBILITIES, kitti_intrinsics, synthesize_fog)
+
     depth_set = load_kitti(args.dataset)
     methods = [m for m in load_methods(parse_methods(args.method)) if m.gives_transmission]
     mounting = Mounting(KITTI_CAMERA_HEIGHT, KITTI_PITCH)

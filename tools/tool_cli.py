@@ -4,7 +4,8 @@ path must pass before any work is done.
 A tool decorates its `main(argv)` with `one_line_errors` and ends with `sys.exit(main())`; it checks each output with
 `check_image_output` or `atomic_files.check_json_output` (and `atomic_files.refuse_inside` where an output must stay
 out of an input folder) right after parsing its arguments, so that a typo in a path costs no model load and no pass
-over the data.
+over the data. A tool imports the modules that import torch (which takes seconds) inside `main`, after those
+checks, so that a refusal comes at once.
 """
 from __future__ import annotations
 

@@ -24,15 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgdehaze_core.cli import main as dgdehaze  # noqa: E402
 from dgdehaze_core.datasets.paths import shared_data_dir  # noqa: E402
 from dgdehaze_core.io.tables import emit, write_json  # noqa: E402
 from dgdehaze_core.io.atomic_files import check_json_output  # noqa: E402
-from dgdehaze_core.io.checkpoints import read_checkpoint  # noqa: E402
 from tools.tool_cli import DAWN_FOG_SPLIT, one_line_errors  # noqa: E402
 
 GATES = {"gate_mix": "dehazer.mix_gate", "gate_block0": "dehazer.stage1.0.gate", "gate_block1": "dehazer.stage1.1.gate"}
@@ -58,6 +54,10 @@ def rooms(run: Path) -> dict[str, float]:
 
 def gates(weights: Path) -> dict[str, float]:
     """Sigmoid of each depth-guidance gate in a checkpoint (NaN for one it lacks)."""
+    import torch  # imported here: main refuses bad input before torch takes seconds to import
+
+    from dgdehaze_core.io.checkpoints import read_checkpoint
+
     state = read_checkpoint(weights, "dgdehaze checkpoint")["state_dict"]
     return {name: float(torch.sigmoid(state[key]).item()) if key in state else math.nan
             for name, key in GATES.items()}
@@ -65,6 +65,8 @@ def gates(weights: Path) -> dict[str, float]:
 
 def evaluate(arguments: list[str]) -> dict[str, dict[str, object]]:
     """`dgdehaze eval ARGUMENTS --json` run in this process, its rows read back."""
+    from dgdehaze_core.cli import main as dgdehaze  # imports torch: here, after main's checks
+
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "rows.json"
         if dgdehaze(["eval", *arguments, "--json", str(out)]) != 0:

@@ -36,12 +36,10 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.datasets.splits import expand_patterns  # noqa: E402
-from dgdehaze_core.detection.detector import Detector  # noqa: E402
 from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
 from dgdehaze_core.io.atomic_files import (atomic_path, atomic_write_text, check_json_output,  # noqa: E402
                                            refuse_input_as_output, refuse_inside)
 from dgdehaze_core.io.images import ImageError, list_images, read_image, to_bgr8  # noqa: E402
-from dgdehaze_core.physics.dark_objects import measure_objects_beta  # noqa: E402
 from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator,  # noqa: E402
                                               VisibilityReading, fog_contrast)
 from tools.tool_cli import check_image_output, one_line_errors  # noqa: E402
@@ -129,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     if not methods:
         raise ValueError(f"--method {args.method!r} names no method: give e.g. lite,dcp")
+    from dgdehaze_core.detection.detector import Detector  # imports torch: after the checks
+    from dgdehaze_core.physics.dark_objects import measure_objects_beta
+
     pipelines = {method: load_pipeline(method) for method in methods}
     detector = Detector()
     mounting = Mounting(args.camera_height, args.camera_pitch)
