@@ -21,7 +21,7 @@ from dgdehaze_core.inference.backends.selection import create_backend
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
 from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
-from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, weights_digest
+from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, checked_dgdehaze_export, weights_digest
 from dgdehaze_core.models import build_model
 
 pytestmark = pytest.mark.slow  # exports lite and base, and once with the dynamo exporter (about 20 s)
@@ -138,6 +138,25 @@ def test_an_export_a_tool_rewrote_keeping_its_metadata_runs_with_a_warning_not_r
     (tmp_path / "optimized.onnx").write_bytes(bytes(damaged))
     with pytest.raises(ValueError, match="is damaged"):
         OnnxRuntimeBackend(tmp_path / "optimized.onnx", threads=1)
+
+
+def test_a_tensor_a_tool_retyped_or_reshaped_under_its_name_is_a_rewrite_not_damage(
+        exported, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The layout digest takes each tensor's type and shape: a float16 converter keeps the weights' names and changes
+    their type, a reshape keeps name and bytes; either file warns that the digest cannot check it, and neither is
+    refused as damaged."""
+    _, path = exported
+    for change in ("type", "shape"):
+        proto = onnx.load(str(path))
+        weight = max(proto.graph.initializer, key=lambda tensor: len(tensor.raw_data))
+        values = numpy_helper.to_array(weight)
+        values = values.astype(np.float16) if change == "type" else values.reshape(-1)
+        weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+        onnx.save(proto, str(tmp_path / f"{change}.onnx"))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dgdehaze_core.io.onnx_files"):
+            checked_dgdehaze_export(tmp_path / f"{change}.onnx")
+        assert "its tensors are not those it was exported with" in caplog.text, change
 
 
 def assert_runs_like_torch_at_several_sizes(model: torch.nn.Module, path: Path, shared_data: Path) -> None:
