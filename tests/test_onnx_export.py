@@ -78,6 +78,15 @@ def test_an_export_with_nan_weights_or_a_bad_stride_is_refused_not_run_to_black_
     assert "holds weights that are not finite" in capsys.readouterr().err
 
 
+def damaged_copy(path: Path, target: Path) -> Path:
+    """`path` with one bit flipped inside its largest weight, written to `target` (the same size as `path`)."""
+    data = bytearray(path.read_bytes())
+    weight = max(onnx.load(str(path)).graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    data[data.index(weight.raw_data) + len(weight.raw_data) // 2] ^= 0x04
+    target.write_bytes(bytes(data))
+    return target
+
+
 def test_an_export_damaged_since_it_was_written_is_refused_and_an_undamaged_copy_runs(exported, tmp_path: Path,
                                                                                        capsys) -> None:
     """ONNX keeps no checksum: a byte changed on disk or in transfer inside a weight loaded and ran as other weights
@@ -86,11 +95,7 @@ def test_an_export_damaged_since_it_was_written_is_refused_and_an_undamaged_copy
     from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile, build_engine
 
     _, path = exported
-    data = bytearray(path.read_bytes())
-    weight = max(onnx.load(str(path)).graph.initializer, key=lambda tensor: len(tensor.raw_data))
-    data[data.index(weight.raw_data) + len(weight.raw_data) // 2] ^= 0x04
-    damaged = tmp_path / "damaged.onnx"
-    damaged.write_bytes(bytes(data))
+    damaged = damaged_copy(path, tmp_path / "damaged.onnx")
     refusal = f"^{re.escape(str(damaged))} is damaged: its weights do not match .* export it again$"
     with pytest.raises(ValueError, match=refusal):
         OnnxRuntimeBackend(damaged)
@@ -132,12 +137,24 @@ def test_an_export_a_tool_rewrote_keeping_its_metadata_runs_with_a_warning_not_r
         "a file checked once in a process, the same since, is not read and warned of again"
     for name, value in OnnxRuntimeBackend(path, threads=1).run(batch).items():
         np.testing.assert_allclose(optimized[name], value, atol=1e-5)
-    damaged = bytearray(path.read_bytes())  # the file replaced since its check: read and checked again
-    weight = max(onnx.load(str(path)).graph.initializer, key=lambda tensor: len(tensor.raw_data))
-    damaged[damaged.index(weight.raw_data) + len(weight.raw_data) // 2] ^= 0x04
-    (tmp_path / "optimized.onnx").write_bytes(bytes(damaged))
+    damaged_copy(path, tmp_path / "optimized.onnx")  # the file replaced since its check: read and checked again
     with pytest.raises(ValueError, match="is damaged"):
         OnnxRuntimeBackend(tmp_path / "optimized.onnx", threads=1)
+
+
+def test_an_export_damaged_in_place_keeping_its_size_is_read_and_refused_again(exported, tmp_path: Path) -> None:
+    """A file checked once in a process is not read again while it stays the same file: a bit flipped in place,
+    which keeps its device, inode and size, changes its modification time, and the next check reads it again."""
+    _, path = exported
+    copy = tmp_path / "copy.onnx"
+    copy.write_bytes(path.read_bytes())
+    assert checked_dgdehaze_export(copy).stride > 0
+    inode = copy.stat().st_ino
+    with copy.open("r+b") as handle:
+        handle.write(damaged_copy(path, tmp_path / "damaged.onnx").read_bytes())
+    assert (copy.stat().st_ino, copy.stat().st_size) == (inode, path.stat().st_size)
+    with pytest.raises(ValueError, match="is damaged"):
+        checked_dgdehaze_export(copy)
 
 
 def test_a_tensor_a_tool_retyped_or_reshaped_under_its_name_is_a_rewrite_not_damage(
