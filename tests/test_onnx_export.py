@@ -21,7 +21,7 @@ from dgdehaze_core.inference.backends.selection import create_backend
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
 from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
-from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, checked_dgdehaze_export, weights_digest
+from dgdehaze_core.io.onnx_files import WEIGHTS_DIGEST, WEIGHTS_LAYOUT, checked_dgdehaze_export, weights_digest
 from dgdehaze_core.models import build_model
 
 pytestmark = pytest.mark.slow  # exports lite and base, and once with the dynamo exporter (about 20 s)
@@ -155,6 +155,19 @@ def test_an_export_damaged_in_place_keeping_its_size_is_read_and_refused_again(e
     assert (copy.stat().st_ino, copy.stat().st_size) == (inode, path.stat().st_size)
     with pytest.raises(ValueError, match="is damaged"):
         checked_dgdehaze_export(copy)
+
+
+def test_a_damaged_export_that_records_no_layout_is_refused(exported, tmp_path: Path) -> None:
+    """An export that records a weights digest and no layout (made before layouts were recorded) cannot have been
+    rewritten by a tool as far as the file says: weights that no longer match its digest are damage, refused."""
+    _, path = exported
+    proto = onnx.load(str(damaged_copy(path, tmp_path / "damaged.onnx")))
+    kept = [prop for prop in proto.metadata_props if prop.key != WEIGHTS_LAYOUT]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx.save(proto, str(tmp_path / "no_layout.onnx"))
+    with pytest.raises(ValueError, match="no_layout.onnx is damaged"):
+        checked_dgdehaze_export(tmp_path / "no_layout.onnx")
 
 
 def test_a_tensor_a_tool_retyped_or_reshaped_under_its_name_is_a_rewrite_not_damage(
