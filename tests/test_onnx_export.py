@@ -170,6 +170,19 @@ def test_a_damaged_export_that_records_no_layout_is_refused(exported, tmp_path: 
         checked_dgdehaze_export(tmp_path / "no_layout.onnx")
 
 
+def test_an_export_moved_to_external_data_is_checked_without_reading_that_data(
+        exported, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The weights digest takes the tensors the .onnx file holds: an export saved again with its weights in an
+    external data file (as onnx does for a file over 2 GB) is not read beyond it, and passes with the rewrite
+    warning, whatever the working directory."""
+    _, path = exported
+    onnx.save(onnx.load(str(path)), str(tmp_path / "external.onnx"), save_as_external_data=True,
+              location="external.data", size_threshold=1024)
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core.io.onnx_files"):
+        assert checked_dgdehaze_export(tmp_path / "external.onnx").stride > 0
+    assert "its tensors are not those it was exported with" in caplog.text
+
+
 def test_a_tensor_a_tool_retyped_or_reshaped_under_its_name_is_a_rewrite_not_damage(
         exported, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The layout digest takes each tensor's type and shape: a float16 converter keeps the weights' names and changes
