@@ -48,6 +48,9 @@ def test_the_qdq_file_quantises_the_body_and_keeps_stems_heads_and_metadata(expo
     weights = {init.name for init in model.graph.initializer}
     assert float_convs and all(any(part in path for path in module_paths(node, weights) for part in FLOAT_WEIGHTS)
                                for node in float_convs)
+    stems = {node.name for node in convs if "/stem/" in node.name}
+    assert len(stems) == 3 and stems <= {node.name for node in float_convs}, \
+        "the image-reading stems stay float, those whose batch norm was folded as well (weights onnx::Conv_*)"
     assert not any(node.op_type == "QuantizeLinear" and "MatMul" in node.output[0] for node in model.graph.node)
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     original = {entry.key: entry.value for entry in onnx.load(str(fp32)).metadata_props}
