@@ -34,16 +34,20 @@ def input_dims(path: Path) -> list[int | str]:
 
 
 def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared_data: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(1)
     model = build_model("lite").eval()
     checkpoint = save_checkpoint(model, tmp_path / "lite.pt", {"iterations": 7, "recipe": "mine", "commit": "abc1234"})
     out = tmp_path / "out" / "lite.onnx"
+    monkeypatch.setenv("DGDEHAZE_ONNX_EXPORTER", "dynamo")  # --exporter, given, decides
     assert main(["export", "--config", "lite", "--weights", str(checkpoint), "--format", "onnx",
-                 "--height", "60", "--width", "90", "--physics-only", "--out", str(out)]) == 0
+                 "--height", "60", "--width", "90", "--physics-only", "--exporter", "torchscript",
+                 "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert input_dims(out) == [1, 3, 64, 96], "rounded up to the stride, fixed"
     metadata = {prop.key: prop.value for prop in onnx.load(str(out)).metadata_props}
+    assert metadata["dgdehaze_exporter"] == "torchscript"
     assert metadata["dgdehaze_graph_rewrites"] == "v3: 3", \
         "two heads kept planar, the depth head's softplus (TorchScript's GELUs already come in the fusable order)"
     source = json.loads(metadata[EXPORTED_FROM])
