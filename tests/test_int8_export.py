@@ -74,12 +74,16 @@ def test_int8_tracks_fp32_on_real_photos(exports: tuple[Path, Path], shared_data
 
 
 @pytest.mark.slow  # an export and its calibration at a small fixed size
-def test_export_writes_a_qdq_file_of_the_size_asked(tmp_path: Path, shared_data: Path) -> None:
+def test_export_writes_a_qdq_file_of_the_size_asked(tmp_path: Path, shared_data: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "lite_int8_64x96.onnx"
+    monkeypatch.setenv("DGDEHAZE_ONNX_EXPORTER", "dynamo")  # --exporter, given, decides
     assert main(["export", "--config", "lite", "--physics-only", "--int8", "--calib", str(shared_data / "hazy-real"),
-                 "--height", "64", "--width", "96", "--out", str(out)]) == 0
+                 "--height", "64", "--width", "96", "--exporter", "torchscript", "--out", str(out)]) == 0
     assert onnx_is_quantized(out)
-    source = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}[EXPORTED_FROM])
+    metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert metadata["dgdehaze_exporter"] == "torchscript", "the float export's, kept through the quantisation"
+    source = json.loads(metadata[EXPORTED_FROM])
     assert source["path"] == "dgdehaze_lite.pt" and source["sha256"] == file_sha256(shipped_weights_path("lite"))[:12]
     assert source["iterations"] == 4500, "the shipped weights' training, kept through the quantisation"
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
