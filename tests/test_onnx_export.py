@@ -18,6 +18,7 @@ from dgdehaze_core.datasets.paths import WEIGHTS_DIR
 from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS, check_outputs
 from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dgdehaze_core.inference.backends.selection import create_backend
+from dgdehaze_core.inference.export import default_exporter
 from dgdehaze_core.inference.export.to_onnx import export_onnx
 from dgdehaze_core.inference.pipeline import load_pipeline, pad_to_stride, pipeline_from_model
 from dgdehaze_core.io.images import bgr_to_rgb_float, read_image
@@ -326,3 +327,13 @@ def test_the_dynamo_exporter_on_request_runs_like_torch_at_free_sizes(tmp_path: 
     monkeypatch.setenv("DGDEHAZE_ONNX_EXPORTER", "script")
     with pytest.raises(ValueError, match="DGDEHAZE_ONNX_EXPORTER must be one of torchscript, dynamo"):
         export_onnx(model, tmp_path / "other.onnx")
+
+
+def test_the_default_exporter_takes_the_variable_trimmed_and_an_empty_one_as_unset(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """$DGDEHAZE_ONNX_EXPORTER names the exporter of the exports that name none; set empty (`VAR= cmd`) it is unset,
+    and the spaces a launch file or a shell quote leaves around the name do not make it another exporter."""
+    monkeypatch.setenv("DGDEHAZE_ONNX_EXPORTER", "")
+    assert default_exporter() == "torchscript"
+    monkeypatch.setenv("DGDEHAZE_ONNX_EXPORTER", " dynamo\n")
+    assert default_exporter() == "dynamo"
