@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 import torch
+from torch.torch_version import TorchVersion
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import WEIGHTS_DIR
@@ -337,3 +338,13 @@ def test_the_default_exporter_takes_the_variable_trimmed_and_an_empty_one_as_uns
     assert default_exporter() == "torchscript"
     monkeypatch.setenv("DGDEHAZE_ONNX_EXPORTER", " dynamo\n")
     assert default_exporter() == "dynamo"
+
+
+def test_the_dynamo_exporter_is_refused_on_torch_2_6_before_any_tracing(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """torch 2.6's dynamo exporter fails on these networks (EXPORTERS): asked for there, export_onnx says so and
+    which exporter to use, and writes nothing."""
+    monkeypatch.setattr(torch, "__version__", TorchVersion("2.6.0+cpu"))
+    with pytest.raises(ValueError, match="torch 2.6.0.cpu's dynamo exporter cannot export these networks"):
+        export_onnx(build("lite"), tmp_path / "lite.onnx", exporter="dynamo")
+    assert not any(tmp_path.iterdir())
