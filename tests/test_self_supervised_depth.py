@@ -760,3 +760,25 @@ def test_the_shipped_clear_depth_network_beats_a_constant_on_a_drive_it_never_sa
     network = [depth_errors(predictor(s.image), s.depth, tiny.max_depth)["absrel"] for s in left]
     constant = [depth_errors(np.ones_like(s.depth), s.depth, tiny.max_depth)["absrel"] for s in left]
     assert np.mean(network) < np.mean(constant) - 0.04, (np.mean(network), np.mean(constant))
+
+
+def test_a_depth_last_pt_whose_own_fields_were_edited_to_other_types_is_refused_at_load_naming_the_field(
+        three_kitti_frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The depth trainer's resume reads fields of its own beside those every trainer's does (its LAST_PT_FIELDS):
+    one edited by hand to another type is refused naming it, not met later as a traceback."""
+    config = tmp_path / "depth.yaml"
+    raw = yaml.safe_load((REPO / "training" / "depth_kitti.yaml").read_text())
+    raw.update({"sequences": [str(three_kitti_frames)], "width": 192, "height": 64, "frame_offsets": [-1, 1],
+                "min_frame_change": 0.0, "iterations": 4, "batch_size": 2})
+    config.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = load_depth_recipe(config).as_dict()
+    for training, meta, reason in (({"pose": "pose"}, {}, "its training.pose holds str, not a mapping"),
+                                   ({"cuda_rng": [0]}, {}, "its training.cuda_rng holds list, not a tensor or None"),
+                                   ({}, {"validation": []}, "its meta.validation holds list, not a mapping")):
+        torch.save({"state_dict": {}, "meta": meta, "training": {"recipe": recipe, **training}}, run / "last.pt")
+        assert main(["train-depth", "--config", str(config), "--out", str(run), "--resume", "--no-progress"]) == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"dgdehaze train-depth: error: {run / 'last.pt'} is not a resumable depth training checkpoint: {reason} "
+            "(edited by hand?); the run cannot be continued: start a new run in another --out folder")
