@@ -764,8 +764,9 @@ def test_the_shipped_clear_depth_network_beats_a_constant_on_a_drive_it_never_sa
 
 def test_a_depth_last_pt_whose_own_fields_were_edited_to_other_types_is_refused_at_load_naming_the_field(
         three_kitti_frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The depth trainer's resume reads fields of its own beside those every trainer's does (its LAST_PT_FIELDS):
-    one edited by hand to another type is refused naming it, not met later as a traceback."""
+    """The depth trainer's resume reads fields of its own beside those every trainer's does (its LAST_PT_FIELDS,
+    run_control's RESUMED_FIELDS and the training data's fingerprint): one edited by hand to another type is refused
+    naming it, not met later as a traceback."""
     config = tmp_path / "depth.yaml"
     raw = yaml.safe_load((REPO / "training" / "depth_kitti.yaml").read_text())
     raw.update({"sequences": [str(three_kitti_frames)], "width": 192, "height": 64, "frame_offsets": [-1, 1],
@@ -774,9 +775,16 @@ def test_a_depth_last_pt_whose_own_fields_were_edited_to_other_types_is_refused_
     run = tmp_path / "run"
     run.mkdir()
     recipe = load_depth_recipe(config).as_dict()
+    data = "its training.data is not each kind's list of (file name, bytes)"
     for training, meta, reason in (({"pose": "pose"}, {}, "its training.pose holds str, not a mapping"),
                                    ({"cuda_rng": [0]}, {}, "its training.cuda_rng holds list, not a tensor or None"),
-                                   ({}, {"validation": []}, "its meta.validation holds list, not a mapping")):
+                                   ({}, {"validation": []}, "its meta.validation holds list, not a mapping"),
+                                   ({}, [], "its meta holds list, not a mapping"),
+                                   ({}, {"resumes": "2"}, "its meta.resumes holds str, not a list"),
+                                   ({"data": {"frames": [["a.png"]]}}, {}, data),
+                                   ({"data": {"frames": [[1, 2]]}}, {}, data),
+                                   ({"data": {"frames": [["a.png", "2"]]}}, {}, data),
+                                   ({"data": {1: []}}, {}, data)):
         torch.save({"state_dict": {}, "meta": meta, "training": {"recipe": recipe, **training}}, run / "last.pt")
         assert main(["train-depth", "--config", str(config), "--out", str(run), "--resume", "--no-progress"]) == 2
         assert capsys.readouterr().err.splitlines()[-1] == (
