@@ -73,6 +73,8 @@ def test_a_named_pipe_or_a_folder_named_as_an_image_in_the_input_folder_is_skipp
         f"skipped: {source / 'c.jpg'} is a folder, not an image"]
     with pytest.raises(OSError, match="b.png is no file but a named pipe"):  # an int8 calibration set's key
         file_sha256(source / "b.png")
+    with pytest.raises(IsADirectoryError):  # open's own error, not "no such file"
+        file_sha256(source / "c.jpg")
 
 
 def fog_clip(shared_data: Path, path: Path, frames: int = 5) -> Path:
