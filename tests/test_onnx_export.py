@@ -279,6 +279,8 @@ def test_fixed_size_export_and_bad_files(tmp_path: Path) -> None:
         OnnxRuntimeBackend(truncated)
     with pytest.raises(FileNotFoundError):
         load_pipeline(str(tmp_path / "absent.onnx"))
+    with pytest.raises(ValueError, match="absent.onnx is not a readable dgdehaze ONNX export: .*No such file"):
+        checked_dgdehaze_export(tmp_path / "absent.onnx")
 
 
 @pytest.mark.parametrize("exported", ["lite"], indirect=True)
