@@ -185,18 +185,25 @@ def test_an_export_moved_to_external_data_is_checked_without_reading_that_data(
     assert "its tensors are not those it was exported with" in caplog.text
 
 
-def test_a_tensor_a_tool_retyped_or_reshaped_under_its_name_is_a_rewrite_not_damage(
+def test_a_tensor_a_tool_renamed_retyped_or_reshaped_is_a_rewrite_not_damage(
         exported, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """The layout digest takes each tensor's type and shape: a float16 converter keeps the weights' names and changes
-    their type, a reshape keeps name and bytes; either file warns that the digest cannot check it, and neither is
-    refused as damaged."""
+    """The layout digest takes each tensor's name, type and shape: a tool renames a weight keeping its values, a
+    float16 converter keeps the weights' names and changes their type, a reshape keeps name and bytes; each file
+    warns that the digest cannot check it, and none is refused as damaged."""
     _, path = exported
-    for change in ("type", "shape"):
+    for change in ("name", "type", "shape"):
         proto = onnx.load(str(path))
         weight = max(proto.graph.initializer, key=lambda tensor: len(tensor.raw_data))
-        values = numpy_helper.to_array(weight)
-        values = values.astype(np.float16) if change == "type" else values.reshape(-1)
-        weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+        values, name = numpy_helper.to_array(weight), weight.name
+        if change == "name":
+            name = f"{weight.name}_renamed"
+            for node in proto.graph.node:
+                node.input[:] = [name if entry == weight.name else entry for entry in node.input]
+        elif change == "type":
+            values = values.astype(np.float16)
+        else:
+            values = values.reshape(-1)
+        weight.CopyFrom(numpy_helper.from_array(values, name))
         onnx.save(proto, str(tmp_path / f"{change}.onnx"))
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="dgdehaze_core.io.onnx_files"):
