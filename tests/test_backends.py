@@ -460,6 +460,7 @@ def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_wa
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(cache))
+    monkeypatch.delenv("DGDEHAZE_ONNX_EXPORTER", raising=False)
     checkpoint = save_checkpoint(load_model("lite"), tmp_path / "mine.pt",
                                  {"iterations": 7, "recipe": "mine", "commit": "abc1234"})
     pipeline = load_pipeline(str(checkpoint), backend="onnxruntime")
@@ -471,6 +472,7 @@ def test_a_checkpoint_exported_on_its_way_to_a_runtime_records_the_weights_it_wa
     key = json.loads(sidecar_path(recorded).read_text())["key"]
     assert key["extra"]["exported_from"] == f"mine.pt {sha256}" and "-from-" in recorded.name
     assert key["runtime"].endswith(f"-code{export_code_digest()}"), "an upgraded network or exporter exports again"
+    assert "-torchscript-opset" in key["runtime"], "an export by the other exporter is another entry"
     load_pipeline(str(checkpoint), backend="onnxruntime")
     assert list(cache.glob("*.onnx")) == [recorded], "loaded again from the cache, not exported again"
 
