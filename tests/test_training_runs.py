@@ -653,7 +653,11 @@ def test_a_last_pt_whose_fields_were_edited_to_other_types_is_refused_at_load_na
                              ({"data": {"clear": "bdd"}},
                               "its training.data is not each kind's list of (file name, bytes)"),
                              ({"iteration": "2"}, "its training.iteration holds str, not a whole number"),
-                             ({"best_validation": []}, "its training.best_validation holds list, not a mapping")):
+                             ({"best_validation": []}, "its training.best_validation holds list, not a mapping"),
+                             ({"scaler": []}, "its training.scaler holds list, not a mapping"),
+                             ({"best_score": "x"}, "its training.best_score holds str, not a number"),
+                             ({"rank_random_states": {}}, "its training.rank_random_states holds dict, not a list"),
+                             ({"generator": [1]}, "its training.generator holds list, not a tensor")):
         torch.save({"state_dict": {}, "meta": {}, "training": {"recipe": recipe, **training}}, run / "last.pt")
         assert main(["train", "--config", str(SMOKE), "--out", str(run), "--resume"]) == 2
         assert capsys.readouterr().err.splitlines()[-1] == (
