@@ -112,13 +112,19 @@ def damage(source: str | os.PathLike[str] | bytes) -> str | None:
 def read_checkpoint(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
     """The contents of a torch checkpoint file, read with `weights_only=True` onto the CPU; ValueError in one line
     naming the file and the reason when it cannot be read (missing, truncated, damaged, foreign, or unsafe)."""
-    return read_checkpoint_and_digest(path, what)[0]
+    return _loaded(path, what)[0]
 
 
 def read_checkpoint_and_digest(path: str | os.PathLike[str], what: str = "checkpoint") -> tuple[Any, str]:
     """`read_checkpoint`'s contents and the hex sha256 of the very bytes they were loaded from: the file is read
     once, so a file replaced meanwhile cannot be named for weights that were not loaded; `read_checkpoint`'s
     ValueError when it cannot be read."""
+    checkpoint, data = _loaded(path, what)
+    return checkpoint, hashlib.sha256(data).hexdigest()
+
+
+def _loaded(path: str | os.PathLike[str], what: str) -> tuple[Any, bytes]:
+    """`read_checkpoint`'s contents, and the bytes they were loaded from."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -130,7 +136,7 @@ def read_checkpoint_and_digest(path: str | os.PathLike[str], what: str = "checkp
         checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated, foreign and unsafe files
         raise ValueError(f"{path} is not a readable {what}: {load_error_line(exc, path)}") from None
-    return checkpoint, hashlib.sha256(data).hexdigest()
+    return checkpoint, data
 
 
 def save_error(exc: BaseException, target: str | os.PathLike[str], written: str | os.PathLike[str]) -> OSError:
