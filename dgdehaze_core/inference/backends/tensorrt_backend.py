@@ -213,9 +213,13 @@ def _make_calibrator(trt: ModuleType, images: list[Path], height: int, width: in
 
 
 def onnx_is_quantized(onnx_path: str | os.PathLike[str]) -> bool:
-    """Whether an ONNX file is explicitly quantised (QuantizeLinear nodes: a QDQ int8 export)."""
-    graph = read_onnx(onnx_path).graph
-    return any(node.op_type == "QuantizeLinear" for node in graph.node)
+    """Whether an ONNX file is explicitly quantised (`is_quantized`)."""
+    return is_quantized(read_onnx(onnx_path))
+
+
+def is_quantized(model: Any) -> bool:
+    """Whether an `onnx.ModelProto` is explicitly quantised (QuantizeLinear nodes: a QDQ int8 export)."""
+    return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
 
 
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], profile: ShapeProfile,
@@ -239,7 +243,7 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     model = read_onnx(onnx_path)
     check_weights_digest(model, onnx_path)
-    explicit = onnx_is_quantized(onnx_path)
+    explicit = is_quantized(model)
     if precision == "int8" and calib_dir is None and not explicit:
         raise ValueError("int8 engines need calibration images (--calib DIR), or a QDQ ONNX file")
     trt = import_tensorrt()
