@@ -80,14 +80,20 @@ def check_writable_place(path: str | os.PathLike[str], flag: str, inside: bool =
     return path
 
 
+def _real_path(path: str | os.PathLike[str]) -> Path:
+    """`path` with `~` expanded and its links followed; a loop of links left as it is (Path.resolve raised a
+    RuntimeError on it, 'Symlink loop from ...'), for the reading to name."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
 def refuse_input_as_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], flag: str,
                            what: str = "the input") -> None:
     """ValueError, before any work, when `output` is one of `inputs` (the same path, or the same file through a
     link): writing it would destroy what the command reads (or writes elsewhere: `what` says which). A loop of
     links is left to the reading to name (Path.resolve raised a RuntimeError on it, 'Symlink loop from ...')."""
-    target = Path(os.path.realpath(Path(output).expanduser()))
+    target = _real_path(output)
     for item in inputs:
-        source = Path(os.path.realpath(Path(item).expanduser()))
+        source = _real_path(item)
         if target == source or (target.exists() and source.exists() and os.path.samefile(target, source)):
             raise ValueError(f"{flag} {output} would overwrite {what} {item}: give another path")
 
@@ -97,7 +103,7 @@ def refuse_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str], 
     """ValueError, before any work, when `path` is `folder` or lies inside it (links resolved): an output written
     there would overwrite what the folder holds or be read as part of it (`what` names the folder, `why` says more
     in the message)."""
-    if Path(os.path.realpath(Path(path).expanduser())).is_relative_to(os.path.realpath(Path(folder).expanduser())):
+    if _real_path(path).is_relative_to(_real_path(folder)):
         raise ValueError(f"{flag} {path} lies in {what} {folder}{why}: write it elsewhere")
 
 
