@@ -729,6 +729,35 @@ def test_onnx_runtime_gpu_providers_that_do_not_start_are_refused_not_replaced_b
         OnnxRuntimeBackend(model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
 
 
+def test_an_export_running_at_another_precision_than_half_asks_names_the_export_option_that_changes_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The warnings told the user to export the file again "with --half" or "without --half", an option `dgdehaze
+    export` does not have (its option is --fp16: pasted, the command was refused). An fp16 file opened on the CPU is
+    warned of as it runs here; an fp32 file on ONNX Runtime's CUDA provider (no GPU here) through the same check."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from dgdehaze_core.inference.backends.selection import BackendChoice, _warn_when_the_file_decides_precision
+
+    hazy = helper.make_tensor_value_info("hazy", TensorProto.FLOAT16, ["batch", 3, "rows", "cols"])
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT16, ["batch", 3, "rows", "cols"])
+               for name in ("clear", "depth")]
+    export = helper.make_model(helper.make_graph([helper.make_node("Identity", ["hazy"], [out.name])
+                                                  for out in outputs], "passthrough", [hazy], outputs))
+    helper.set_model_props(export, {"dgdehaze_stride": "1"})
+    model = tmp_path / "model_fp16.onnx"
+    onnx.save(export, str(model))
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core"):
+        assert create_backend(model, "onnxruntime", "cpu").input_dtype == np.float16
+        cuda = BackendChoice("onnxruntime", "cuda:0", ("CUDAExecutionProvider", "CPUExecutionProvider"), "")
+        _warn_when_the_file_decides_precision(tmp_path / "model_fp32.onnx", False, True, cuda)
+    assert "model_fp16.onnx is an fp16 export: it runs in fp16 whatever half says (on the CPU fp16 is slower); " \
+        "export it without --fp16 for fp32" in caplog.text
+    assert "model_fp32.onnx is an fp32 export: ONNX Runtime's CUDAExecutionProvider, CPUExecutionProvider runs it " \
+        "in fp32 whatever half says; export it with `dgdehaze export --fp16` for fp16" in caplog.text
+    assert "--half" not in caplog.text
+
+
 def test_a_gpu_runtime_is_handed_a_device_torch_takes_for_every_device_name_the_node_takes() -> None:
     """The node and the CLI take "N" for "cuda:N" (as Ultralytics does), and the selection handed it on as it was:
     the TensorRT backend's torch.device("0") raised "Invalid device string" for an engine on device 0."""

@@ -295,11 +295,11 @@ def _warn_when_the_file_decides_precision(onnx_file: Path, file_half: bool, half
     provider runs an fp32 export in fp32 (only TensorRT lowers an fp32 file's precision when it builds)."""
     lowered_by_tensorrt = choice.name == "tensorrt" or "TensorrtExecutionProvider" in choice.providers
     if file_half and not half:
-        LOG.warning("%s is an fp16 export: it runs in fp16 whatever half says (%s); export it without --half for "
+        LOG.warning("%s is an fp16 export: it runs in fp16 whatever half says (%s); export it without --fp16 for "
                     "fp32", onnx_file, "fp32 was asked" if choice.device != "cpu" else "on the CPU fp16 is slower")
     elif half and not file_half and not lowered_by_tensorrt:
         LOG.warning("%s is an fp32 export: ONNX Runtime's %s runs it in fp32 whatever half says; export it with "
-                    "--half for fp16", onnx_file, ", ".join(choice.providers))
+                    "`dgdehaze export --fp16` for fp16", onnx_file, ", ".join(choice.providers))
 
 
 def create_backend(source: NetworkSource | DGDehazeNet | str | os.PathLike[str], backend: str = "auto",
