@@ -121,6 +121,17 @@ def test_train_depth_s_resume_asks_for_no_clear_depth_network(capsys: pytest.Cap
         assert ("clear-depth network file" in " ".join(capsys.readouterr().out.split())) == named, command
 
 
+def test_dehaze_s_help_says_which_method_runs_when_none_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    """`dgdehaze dehaze DIR --out OUT` runs the dark channel prior, while the node, bag-eval and the README's
+    "default model" are the shipped lite: --help listed the choices without saying which one runs unasked."""
+    from dgdehaze_core.cli import build_parser, main
+
+    assert build_parser().parse_args(["dehaze", "IMG", "--out", "OUT"]).method == "dcp"
+    with pytest.raises(SystemExit):
+        main(["dehaze", "--help"])
+    assert "(default: dcp" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize("command", [["dehaze", "IMG", "--out", "OUT"],
                                      ["eval", "--measure", "quality", "--dataset", "D"],
                                      ["bag-eval", "BAG", "--out", "OUT"],
