@@ -132,6 +132,22 @@ def test_dehaze_s_help_says_which_method_runs_when_none_is_given(capsys: pytest.
     assert "(default: dcp" in " ".join(capsys.readouterr().out.split())
 
 
+def test_every_option_that_has_a_default_says_it_in_its_help() -> None:
+    """bench's --help gave no default of --max-seconds (60 s a row), --repeats, --sizes, --imgsz or the node's rate
+    and seconds, bag-eval's none of --conf, --timeout or --output-prefix, and no guide had them either: a user read
+    the source to learn what a command left unasked would do."""
+    import argparse
+
+    from dgdehaze_core.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    silent = [f"{name} {'/'.join(action.option_strings) or action.dest} ({action.default!r})"
+              for name, parser in commands.choices.items() for action in parser._actions
+              if action.default not in (None, False, "", 0, [], argparse.SUPPRESS)
+              and not isinstance(action, argparse._HelpAction) and "default" not in (action.help or "")]
+    assert not silent
+
+
 @pytest.mark.parametrize("command", [["dehaze", "IMG", "--out", "OUT"],
                                      ["eval", "--measure", "quality", "--dataset", "D"],
                                      ["bag-eval", "BAG", "--out", "OUT"],

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "falling back to dcp when its weights are missing)")
     add_detector_options(parser)
     parser.add_argument("--no-detection", action="store_true", help="skip object detection")
-    parser.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold")
+    parser.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold (default 0.25)")
     parser.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames")
     parser.add_argument("--camera-height", type=float, default=0.0,
                         help="camera height above the road (m), as the node's camera_height: the fog is measured "
@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="as the node's image_rectified: whether the frames are rectified (true) or the camera's "
                              "raw image (false: the lens distortion its camera_info gives is undone for the fog and "
                              "the detections' positions); auto: from the image topic's name (image_rect* rectified, "
-                             "image_raw, image_mono, image_color raw, another name taken as rectified with a note)")
+                             "image_raw, image_mono, image_color raw, another name taken as rectified with a note; "
+                             "the default)")
     add_input_bits_option(parser, "16-bit frames (mono16, rgb16 and the like, bayer_*16, 16-bit PNG)",
                           "; with --node it sets the started node's, with --attach give the running node's")
     parser.add_argument("--storage", choices=STORAGES, default=None, help="output bag storage (default: as input)")
@@ -88,16 +89,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "none (left out: the figures only, for a fleet), or auto: compressed where the camera "
                              "topic is (default)")
     parser.add_argument("--output-prefix", default=DEFAULT_OUTPUT_PREFIX,
-                        help="namespace of the output topics in the bag (offline mode)")
+                        help="namespace of the output topics in the bag (offline mode; default /dgdehaze)")
     parser.add_argument("--node", action="store_true",
                         help="replay through the real dgdehaze_node over ROS topics and record what it publishes")
     parser.add_argument("--attach", action="store_true",
                         help="with --node: use a node that is already running instead of starting one")
-    parser.add_argument("--node-name", default="dgdehaze", help="with --node: the node's name")
+    parser.add_argument("--node-name", default="dgdehaze", help="with --node: the node's name (default dgdehaze)")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="with --node: a parameter for the started node (repeatable), e.g. threshold:=0.3")
     parser.add_argument("--timeout", type=float, default=10.0,
-                        help="with --node: seconds to wait for the node's outputs for one frame")
+                        help="with --node: seconds to wait for the node's outputs for one frame (default 10)")
     parser.add_argument("--rate", type=float, default=None, metavar="FACTOR",
                         help="with --node: send the frames at FACTOR times the recorded pace (1: as recorded, as "
                              "ros2 bag play --rate) and count the frames the node drops while busy, as on the "

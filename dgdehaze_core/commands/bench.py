@@ -75,29 +75,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", action="append", choices=NETWORK_TARGETS,
                         help="network(s) for the `model` target (repeatable; default: lite and base; paper: the "
                              "released network, fresh weights)")
-    parser.add_argument("--sizes", default="640x480,1280x720", help="comma-separated WIDTHxHEIGHT list")
+    parser.add_argument("--sizes", default="640x480,1280x720",
+                        help="comma-separated WIDTHxHEIGHT list (default 640x480,1280x720)")
     parser.add_argument("--working-sizes", default="",
                         help="networks: also run each frame size with the network at these smaller WIDTHxHEIGHT "
                              "working resolutions (comma-separated; the node's working_width/height)")
     parser.add_argument("--backends", default=",".join(RUNTIMES),
                         help=f"network runtimes to try ({', '.join(RUNTIMES)}, or {INT8_RUNTIME}: a QDQ int8 "
-                             "export on ONNX Runtime); those unavailable here are skipped with a log line")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--repeats", type=int, default=30, help="timed runs per row")
+                             "export on ONNX Runtime; default: the first three); those unavailable here are skipped "
+                             "with a log line")
+    parser.add_argument("--device", default="auto", help="auto (the default), cpu, cuda or cuda:N")
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per row (default 30)")
     parser.add_argument("--max-seconds", type=float, default=60.0,
-                        help="stop timing a row after this long (at least 3 runs); 0: no cap")
+                        help="stop timing a row after this long (at least 3 runs; default 60 s); 0: no cap")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for OpenCV, torch and ONNX Runtime, and the node target's cpu_threads "
                              "parameter (0: each library's default)")
-    parser.add_argument("--imgsz", type=_int_list, default=[640, 480, 320], help="detector input sizes")
+    parser.add_argument("--imgsz", type=_int_list, default=[640, 480, 320],
+                        help="detector input sizes (default 640,480,320)")
     parser.add_argument("--detect-every", type=_int_list, default=[1, 3],
-                        help="chain: detection intervals to measure (frames)")
+                        help="chain: detection intervals to measure (frames; default 1,3)")
     parser.add_argument("--chain-model", default="lite", choices=NETWORK_TARGETS,
-                        help="chain, fog and outputs: the network")
-    parser.add_argument("--chain-backend", default="auto", help="chain and fog: the network's backend (auto picks)")
+                        help="chain, fog and outputs: the network (default lite)")
+    parser.add_argument("--chain-backend", default="auto",
+                        help="chain and fog: the network's backend (default auto: it picks)")
     parser.add_argument("--chain-imgsz", type=_int_list, default=[640],
-                        help="chain: detector input sizes (file at sizes other than 640: the shipped model's "
-                             "dynamic int8 rebuild)")
+                        help="chain: detector input sizes (default 640; file at sizes other than 640: the shipped "
+                             "model's dynamic int8 rebuild)")
     parser.add_argument("--chain-detector", default="auto,file",
                         help="chain: the shipped detector's precisions, comma-separated: auto (the node's default), "
                              "file (the int8 file as it is), float (its float rebuild)")
@@ -107,22 +111,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chain-contrast", action="store_true",
                         help="chain: also each detection row with the detector's frames contrast-equalised (the "
                              "node's detection_contrast), rows ending -clahe")
-    parser.add_argument("--node-model", default="lite", choices=NODE_MODELS, help="node: the node's `model` parameter")
-    parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second")
-    parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row")
+    parser.add_argument("--node-model", default="lite", choices=NODE_MODELS,
+                        help="node: the node's `model` parameter (default lite)")
+    parser.add_argument("--node-rate", type=float, default=30.0, help="node: camera frames per second (default 30)")
+    parser.add_argument("--node-seconds", type=float, default=10.0, help="node: seconds of frames per row (default 10)")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="node: a soak run of this many seconds per row instead of --node-seconds (memory is "
                              "sampled every second: rss_start_mb, rss_max_mb, rss_end_mb)")
     parser.add_argument("--node-reliability", default="reliable", choices=RELIABILITIES,
-                        help="node: image_reliability")
+                        help="node: image_reliability (default reliable)")
     parser.add_argument("--node-detection", action="store_true", help="node: run the detector too")
     parser.add_argument("--node-fastdds", default="auto",
                         help="node: the node process's Fast DDS profile as the launch file's fastdds_large_images "
-                             "sets it, comma-separated: auto (the shipped profile unless the environment "
+                             "sets it, comma-separated: auto (the default: the shipped profile unless the environment "
                              "configures Fast DDS), off (the environment's; rows end in fastdds:off)")
     parser.add_argument("--train-config", type=path_argument, default=REPO_DIR / "training" / "lite.yaml",
                         help="train: the recipe whose step is timed (default: training/lite.yaml)")
-    parser.add_argument("--train-batch", type=_int_list, default=[8], help="train: comma-separated batch sizes")
+    parser.add_argument("--train-batch", type=_int_list, default=[8],
+                        help="train: comma-separated batch sizes (default 8)")
     parser.add_argument("--json", type=path_argument, default=None,
                         help="also write the table to this JSON file (-: to stdout, the table going to stderr)")
     parser.set_defaults(func=run)

@@ -13,7 +13,7 @@ def add_detector_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", type=path_argument, default=None,
                         help="detector weights (.pt/.onnx/.engine; default: the shipped YOLOv8n int8 ONNX)")
     parser.add_argument("--imgsz", type=with_reason(imgsz_option), default=640,
-                        help="detector input size (a multiple of 32 in [32, 4096])")
+                        help="detector input size (a multiple of 32 in [32, 4096]; default 640)")
     parser.add_argument("--detector-precision", choices=PRECISIONS, default="auto",
                         help="auto (default, as the node): a dynamically quantised ONNX detector runs as its float "
                              "rebuild on x86 CPUs and GPUs; file: the weights as given; float: always the rebuild")

@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a dgdehaze checkpoint (.pt) of --config to export, or the paper's released .pth")
     parser.add_argument("--untrained", action="store_true",
                         help="export a freshly initialised --config model (for speed tests before training)")
-    parser.add_argument("--format", choices=("onnx", "engine"), default="onnx", help="ONNX file or TensorRT engine")
+    parser.add_argument("--format", choices=("onnx", "engine"), default="onnx",
+                        help="ONNX file (the default) or TensorRT engine")
     parser.add_argument("--fp16", action="store_true", help="half precision (ONNX weights/IO, or engine layers)")
     parser.add_argument("--int8", action="store_true",
                         help="int8: a TensorRT engine calibrated on --calib images, or with --format onnx a "
