@@ -122,14 +122,15 @@ def test_train_depth_s_resume_asks_for_no_clear_depth_network(capsys: pytest.Cap
 
 
 def test_dehaze_s_help_says_which_method_runs_when_none_is_given(capsys: pytest.CaptureFixture[str]) -> None:
-    """`dgdehaze dehaze DIR --out OUT` runs the dark channel prior, while the node, bag-eval and the README's
-    "default model" are the shipped lite: --help listed the choices without saying which one runs unasked."""
+    """`dgdehaze dehaze DIR --out OUT` ran the dark channel prior, while the node, bag-eval and the README's
+    "default model" are the shipped lite, and --help listed the choices without saying which one runs unasked: it
+    runs lite, and says so."""
     from dgdehaze_core.cli import build_parser, main
 
-    assert build_parser().parse_args(["dehaze", "IMG", "--out", "OUT"]).method == "dcp"
+    assert build_parser().parse_args(["dehaze", "IMG", "--out", "OUT"]).method == "lite"
     with pytest.raises(SystemExit):
         main(["dehaze", "--help"])
-    assert "(default: dcp" in " ".join(capsys.readouterr().out.split())
+    assert "(default: lite" in " ".join(capsys.readouterr().out.split())
 
 
 def test_every_option_that_has_a_default_says_it_in_its_help() -> None:

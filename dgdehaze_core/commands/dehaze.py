@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "images whatever the input's depth (the depth a colour map of the "
                                                "relative depth), and a video's are without its sound.")
     parser.add_argument("input", type=path_argument, help="image file, folder of images, or video file")
-    parser.add_argument("--method", default="dcp", help="dcp, lite (its shipped weights) or a weights path "
-                                                        "(default: dcp, the weight-free dark channel prior)")
+    parser.add_argument("--method", default="lite", help="dcp, lite (its shipped weights) or a weights path "
+                                                         "(default: lite, the node's default model)")
     parser.add_argument("--out", type=path_argument, required=True, help="output folder")
     parser.add_argument("--output", choices=OUTPUT_MODES, default=None,
                         help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
