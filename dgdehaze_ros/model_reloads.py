@@ -76,6 +76,12 @@ class ModelReloads:
         """The loader threads still running but the calling one."""
         return self._loaders - {threading.current_thread()}
 
+    def _loader_gone(self, thread: threading.Thread) -> None:
+        """The last step of a loader `thread`, under `_lock`: it leaves `_loaders`, and a stop waiting for the
+        loaders to end (`_loader_ended`) is woken."""
+        self._loaders.discard(thread)
+        self._loader_ended.notify_all()
+
     def _detector_stale(self, settings: NodeSettings) -> bool:
         """No detector runs, or it was loaded with other detector settings (changed while detection was off)."""
         loaded = self._loaded.get("detector")
@@ -95,8 +101,7 @@ class ModelReloads:
             except BaseException as exc:  # raised in the waiting thread
                 loaded, failure = None, exc
             with self._lock:  # gone from `_loaders` before the configure goes on
-                self._loaders.discard(thread)
-                self._loader_ended.notify_all()
+                self._loader_gone(thread)
             if failure is None:
                 result.set_result(loaded)
             else:
@@ -246,8 +251,7 @@ class ModelReloads:
                     if current:
                         self._loader = None
                         self._pending_reloads.clear()
-                    self._loaders.discard(loader)
-                    self._loader_ended.notify_all()
+                    self._loader_gone(loader)
                     return
                 self._pending_reloads.clear()
             try:
