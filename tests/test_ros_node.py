@@ -33,8 +33,8 @@ from dgdehaze_ros.conversions import bgr8_to_image, camera_frame, image_to_array
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 
-from ros_harness import (Probe, RosSession, newest_diagnostics, send_and_wait, set_ok, stamped_header,  # noqa: E402
-                         wait_for_outputs, wait_until)
+from ros_harness import (RELIABLE, Probe, RosSession, newest_diagnostics, send_and_wait, set_ok,  # noqa: E402
+                         stamped_header, wait_for_outputs, wait_until)
 
 pytestmark = pytest.mark.ros
 
@@ -1064,4 +1064,36 @@ def test_a_probe_that_cannot_connect_says_which_step_did_not_happen_and_what_it_
             probe.connect(2.0)
     finally:
         for node in [probe, *takers]:
+            session.remove(node)
+
+
+def test_the_session_spins_on_when_a_subscription_s_event_handler_is_destroyed_under_its_executor(
+        session: RosSession) -> None:
+    """A test that destroys a subscription from its own thread (trigger_deactivate, `RosSession.remove`) can do so
+    after the executor collected the subscription's event handler for its next wait set and before it entered it:
+    rclpy then raises InvalidHandle out of `spin` (ros2/rclpy#1284). The session stopped spinning there, silently,
+    and every later test of the module waited out its timeouts (16 failures of one run under load). Here the
+    handler is destroyed while still among the node's waitables, the state that race leaves for one wait set."""
+    from std_msgs.msg import String
+
+    from dgdehaze_ros.rclpy_compat import SubscriptionEventCallbacks
+
+    heard: list[String] = []
+    listener = session.listener("spin_on", String, "/spin_on", heard.append, RELIABLE)
+    doomed = listener.create_subscription(String, "/spin_on_doomed", lambda msg: None, RELIABLE,
+                                          event_callbacks=SubscriptionEventCallbacks(message_lost=lambda info: None))
+    talker = session.add(rclpy.create_node(f"spin_on_talker_{os.getpid()}", context=session.context))
+    try:
+        for handler in doomed.event_handlers:  # deferred while the executor waits on them: done as the wait ends
+            handler.destroy()
+        publisher = talker.create_publisher(String, "/spin_on", RELIABLE)
+        assert wait_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+        raised = session.invalid_handles
+        publisher.publish(String(data="wakes the executor, which then builds a wait set with the destroyed handler"))
+        assert wait_until(lambda: session.invalid_handles > raised, 10.0)
+        listener.destroy_subscription(doomed)  # the rest of the race: the handler leaves the node's waitables
+        assert wait_until(lambda: (publisher.publish(String(data="after")), any(m.data == "after" for m in heard))[1],
+                          10.0), "the session stopped delivering"
+    finally:
+        for node in (listener, talker):
             session.remove(node)
