@@ -85,11 +85,11 @@ class FogMeasurement:
         return estimator
 
     def measure(self, chain: FrameChain, dehazed: DehazedFrame, info: CameraInfo | None, header: Header,
-                image_topic: str = "", rectified: bool | None = None) -> VisibilityReading | None:
+                image_topic: str = "", rectified: bool | None = None, withheld: str = "") -> VisibilityReading | None:
         """This frame's fog reading, or None (said once, with the reason) without a mounting or intrinsics. The
         frames on `image_topic` are rectified, raw (False: their lens distortion is undone) or not known to be either
         (None: taken as rectified), as `lens.frames_rectified` tells; a distortion not undone is said once
-        (`lens.distortion_note`).
+        (`lens.distortion_note`). `withheld`: why `info` is None where camera_info has come (`CameraInfos`).
 
         Runs on the frame worker while /diagnostics reads `reading` and `_waiting` on the executor: `reading` changes
         once, when the frame is measured (the last frame's stands until then), and `_waiting` is set before a None."""
@@ -102,7 +102,7 @@ class FogMeasurement:
         shape = dehazed.result.transmission.shape[:2]
         intrinsics = intrinsics_of(info, shape, raw=rectified is False) if info is not None else None
         if intrinsics is None:
-            missing = "no camera_info has arrived" if info is None else \
+            missing = (withheld or "no camera_info has arrived") if info is None else \
                 size_mismatch(info, shape) or "camera_info has no intrinsics"
             self.say_once(f"{missing}: no ~/visibility, ~/depth or detection distances until one with intrinsics "
                           "does")

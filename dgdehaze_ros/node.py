@@ -6,8 +6,8 @@ Topics (inputs are remappable names, outputs are private `~/` names, so under th
 - out `~/image_dehazed` (Image, the input's encoding; bgr8 for compressed input), `~/depth_relative` (32FC1,
   REP-117, NaN invalid, unitless), with a `camera_height` (or a `base_frame` in TF, mounting_tf.py): `~/depth`
   (32FC1 metres, REP-118, NaN where untrustworthy) and `~/visibility` (sensor_msgs/Range, visibility_messages.py),
-  `~/camera_info` (the latest camera_info with the frame's header, scaled to the frame where the frame is a
-  resized copy of the image it describes: camera_info.py),
+  `~/camera_info` (the frame's camera_info with the frame's header, scaled to the frame where the frame is a
+  resized copy of the image it describes; none while only another mode's has come: camera_info.py),
   `~/detections` (vision_msgs/Detection2DArray, see detection_messages.py; only for the frames the detector ran
   on, every `detection_interval`-th, so each carries the header of the frame it describes; `class_id` is the
   numeric class id), `~/label_info` (vision_msgs/LabelInfo, latched: the running detector's id -> name map and
@@ -43,7 +43,6 @@ import logging
 import os
 import posixpath
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ from dgdehaze_core.physics.lens import frames_rectified
 from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading
 from dgdehaze_core.process_memory import keep_frame_memory, return_freed_memory
 from dgdehaze_core.visualize import draw_detections
-from dgdehaze_ros.camera_info import relayed_camera_info
+from dgdehaze_ros.camera_info import CameraInfos, relayed_camera_info
 from dgdehaze_ros.conversions import (ImageConversionError, array_to_image, bgr8_to_image, bgr8_to_pixels,
                                       camera_frame, compressed_depth_image, compressed_image, depth_to_image)
 from dgdehaze_ros.detection_messages import (LABEL_INFO_QOS, VISION_MSGS_AVAILABLE, detections_to_msg, haze_msg,
@@ -101,7 +100,8 @@ OVERRIDABLE = QoSOverridingOptions.with_default_policies()
 """Every subscription and output publisher takes `qos_overrides./TOPIC.{subscription,publisher}.POLICY` parameters
 (read-only: give them in the params file), as rclpy's QoSOverridingOptions define them."""
 FIRST_CAMERA_INFO_WAIT_S = 0.5
-"""How long an activation's first frame waits for a camera_info that follows it (`_frame_camera_info`)."""
+"""How long an activation's first frame of each size waits for a camera_info that follows it, where none it has
+fits (`_frame_camera_info`)."""
 NARROW_TEST_EVERY = 30
 """The node tests every NARROW_TEST_EVERY-th 16-bit frame read with 16 bits (the activation's first included) for
 samples that look like a 12-bit camera's (`images.NarrowSamples`): one max over a frame's samples per second at
@@ -168,12 +168,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
         """How this process's middleware sends large images to others on the machine (logged at start, on
         /diagnostics as `transport`)."""
         self._init_reloads()
-        self._camera_info: CameraInfo | None = None
-        self._camera_info_arrived = threading.Event()
+        self._camera_infos = CameraInfos()
         self._image_topic = ""
         """The image topic of this activation, as subscribed."""
-        self._awaited_camera_info = False
-        """Whether this activation's first frame has had its wait for a camera_info (`_frame_camera_info`)."""
         self._fog = FogMeasurement(self)
         """The fog estimator for the camera's mounting (parameters or TF), its latest reading, what it cannot do."""
         self.stats = FrameStats()
@@ -328,7 +325,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         # arrives with its frame is stored before the frame is queued
         self._inputs.append(self.create_subscription(CameraInfo, self._camera_info_topic(), self._on_camera_info,
                                                      self._input_qos(), qos_overriding_options=OVERRIDABLE))
-        self._awaited_camera_info = False
+        self._camera_infos.restart_waits()
         if self._settings["input_transport"] == "compressed":
             image_sub = self.create_subscription(CompressedImage, self._compressed_topic(), self._image_callback(),
                                                  self._input_qos(), event_callbacks=events,
@@ -453,8 +450,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self.destroy_publisher(self._diagnostics_pub)
         self._diagnostics_timer = self._diagnostics_pub = self._label_pub = None
         self._pipeline = self._detector = self._schedule = None
-        self._camera_info = None
-        self._camera_info_arrived.clear()
+        self._camera_infos.clear()
         self._fog.restart(None)
         gc.collect()
         return_freed_memory()
@@ -554,18 +550,15 @@ class DehazeNode(ModelReloads, LifecycleNode):
             throttle_duration_sec=10.0)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-        self._camera_info_arrived.set()
+        self._camera_infos.add(msg)
 
-    def _frame_camera_info(self) -> CameraInfo | None:
-        """The latest camera_info. Before the first has come, the activation's first frame waits for it up to
-        FIRST_CAMERA_INFO_WAIT_S while its topic has a publisher: image_transport's CameraPublisher sends each frame
-        before its camera_info. Later frames never wait (a publisher that sends none costs one wait)."""
-        if self._camera_info is None and not self._awaited_camera_info:
-            self._awaited_camera_info = True
-            if self.count_publishers(self._camera_info_topic()) > 0:
-                self._camera_info_arrived.wait(FIRST_CAMERA_INFO_WAIT_S)
-        return self._camera_info
+    def _frame_camera_info(self, header: Header, shape: tuple[int, int]) -> tuple[CameraInfo | None, str]:
+        """The camera_info of a frame with `header` and `shape` (height, width), and why there is none
+        (`CameraInfos.for_frame`). Where none fits, the activation's first frame of each size waits for one up to
+        FIRST_CAMERA_INFO_WAIT_S while the topic has a publisher: image_transport's CameraPublisher sends each frame
+        before its camera_info. Later frames never wait (a publisher that sends none costs one wait a size)."""
+        return self._camera_infos.for_frame(header, shape, FIRST_CAMERA_INFO_WAIT_S,
+                                            lambda: self.count_publishers(self._camera_info_topic()) > 0)
 
     def _process_while_up(self, frame: IncomingFrame) -> bool:
         """`_process`; a frame that fails because ROS shut the node's context down under it is skipped quietly.
@@ -603,7 +596,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         dehazed = chain.dehaze(bgr)
         result = dehazed.result
         before_info = time.perf_counter()
-        info = self._frame_camera_info()  # the latest once dehazed, then one for the rest of the frame
+        info, withheld = self._frame_camera_info(msg.header, bgr.shape[:2])  # once dehazed, for the whole frame
         info_wait_s = time.perf_counter() - before_info  # a wait, not the node's work: out of node_ms
         pixels = bgr8_to_pixels(result.image, encoding, original, settings["input_bits"])
         self._outputs["image"].publish(array_to_image(pixels, encoding, msg.header))
@@ -611,9 +604,11 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._publish_compressed("image_dehazed", result.image, pixels, encoding, msg.header, settings)
         before_fog = time.perf_counter()
         rectified = frames_rectified(self._image_topic, settings["image_rectified"])
-        reading = self._fog.measure(chain, dehazed, info, msg.header, self._image_topic, rectified)
+        reading = self._fog.measure(chain, dehazed, info, msg.header, self._image_topic, rectified, withheld)
         fog_ms = (time.perf_counter() - before_fog) * 1000.0
         relay = None
+        if withheld:
+            self._fog.say_once(f"{withheld}: no ~/camera_info for such frames until one comes")
         if info is not None:
             relay, note = relayed_camera_info(info, msg.header, bgr.shape[:2])
             if note:

@@ -2,8 +2,8 @@
 
 Per processed frame the worker records: latency from the input's header stamp to the publish of
 ~/image_dehazed (what a robot sees; detections follow after the detector), the node's own time from taking the
-frame to its last publish (without the activation's first frame's wait for a camera_info), the inference
-(dehazing + detection) and the fog measurement inside it, and how long the frame waited for the worker.
+frame to its last publish (without a frame's wait for a camera_info: the activation's first, a new size's), the
+inference (dehazing + detection) and the fog measurement inside it, and how long the frame waited for the worker.
 overhead = node time - inference - fog measurement: conversion, message building and publishing. Frames lost
 between the camera and the node are counted twice over, because neither count sees every loss: the
 subscription's message_lost event (what the middleware admits to) and the gaps in each publisher's sequence

@@ -471,6 +471,54 @@ def test_camera_info_for_a_resized_image_is_relayed_scaled_as_the_node_reads_it(
     assert (relay.width, relay.height) == (WIDTH, HEIGHT) and relay.k[0] == 500.0, "one of the frame's size as sent"
 
 
+def test_a_camera_that_changes_mode_has_each_frame_relayed_with_its_own_size_s_camera_info_never_another_mode_s(
+        node: DehazeNode, probe: Probe, capfd: pytest.CaptureFixture) -> None:
+    """A driver switching mode sends frames of the new size while the newest camera_info still describes the old:
+    the node scaled that one onto them as if the frames were a resized copy (f 250 for a 160x120 mode whose own
+    camera_info says 500; a crop or binning mode is no resize), in ~/camera_info, ~/depth and ~/visibility. Each
+    frame now takes the camera_info of its stamp, else the newest of its size, else none (said once); the first
+    frame of a new size waits for its camera_info, sent just after it as image_transport's CameraPublisher does."""
+    road, _ = foggy_road(visibility=60.0)
+
+    def frame(width: int, index: int) -> Image:
+        return bgr8_to_image(cv2.resize(road, (width, width * 3 // 4), interpolation=cv2.INTER_AREA), "bgr8",
+                             stamped_header(index))
+
+    def relayed(msg: Image) -> tuple[int, int, list[float]]:
+        relay = wait_for_outputs(probe, msg.header, ("camera_info",))["camera_info"]
+        return relay.width, relay.height, list(relay.k[:6])
+
+    capfd.readouterr()
+    first = frame(WIDTH, 340)
+    probe.publish(first, camera_info(WIDTH, HEIGHT))  # the old mode: f 500, centre (160, 120)
+    assert relayed(first) == (WIDTH, HEIGHT, [500.0, 0.0, 160.0, 0.0, 500.0, 120.0])
+    switched = frame(160, 341)
+    probe.image_pub.publish(switched)  # the new mode's first frame, its camera_info just after it
+    time.sleep(0.1)
+    info = camera_info(160, 120)  # f 500, centre (80, 60): the mode's own calibration, not a resize's
+    info.header = switched.header
+    probe.info_pub.publish(info)
+    assert relayed(switched) == (160, 120, [500.0, 0.0, 80.0, 0.0, 500.0, 60.0])
+    back = frame(WIDTH, 342)  # the old mode again, before its camera_info: the newest of its size
+    probe.image_pub.publish(back)
+    assert relayed(back) == (WIDTH, HEIGHT, [500.0, 0.0, 160.0, 0.0, 500.0, 120.0])
+    assert wait_for_outputs(probe, back.header, ("depth", "visibility"))
+    unknown = frame(80, 343)  # a mode whose camera_info never comes: none fits
+    probe.image_pub.publish(unknown)
+    wait_for_outputs(probe, unknown.header, ("depth_relative",))
+    time.sleep(0.2)  # whatever else the frame brought has arrived too
+    assert not any(stamped_outputs(probe, topic, unknown.header) for topic in ("camera_info", "depth", "visibility"))
+    said = [line for line in capfd.readouterr().err.splitlines() if "as earlier frames were" in line]
+    assert said and "describes 160x120 images" in said[0] and "a frame is 80x60" in said[0], said
+    source = camera_info(480, 360)  # the source of a resized copy, whose own size no frame had: scaled
+    source.header = stamped_header(344)
+    probe.info_pub.publish(source)
+    resized = frame(240, 345)
+    time.sleep(0.1)
+    probe.image_pub.publish(resized)
+    assert relayed(resized) == (240, 180, [250.0, 0.0, 120.0, 0.0, 250.0, 90.0])
+
+
 def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_and_p_to_the_frame() -> None:
     info = camera_info(1280, 960)  # full resolution: f 500, centre (640, 480); P: a stereo right camera's
     info.p = [500.0, 0.0, 640.0, -60.0, 0.0, 500.0, 480.0, 0.0, 0.0, 0.0, 1.0, 0.0]
