@@ -29,6 +29,7 @@ from dgdehaze_core.training import video_frames
 from dgdehaze_core.training.recipe import RecipeError
 from dgdehaze_core.training.video_frames import (FrameFolder, FrameTuples, find_kitti_sequences, load_sequences,
                                                   read_kitti_intrinsics)
+from test_training_failures import kill_and_wait, loader_worker_pids
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 96, 320
@@ -710,6 +711,38 @@ def test_an_interrupted_depth_run_resumes_to_the_run_it_was_cut_from(three_kitti
         _InterruptedDepthTrainer(recipe, tmp_path / "cut").train(progress=False)
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["training"]["iteration"] == 2
     resumed = DepthTrainer(recipe, tmp_path / "cut", resume=True)
+    resumed.train(progress=False)
+    for name, value in straight.depth.state_dict().items():
+        assert torch.equal(value, resumed.depth.state_dict()[name]), name
+
+
+class _WorkerKilledDepthTrainer(DepthTrainer):
+    """Its data loader worker is killed (SIGKILL) in the middle of step 2."""
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(batch)
+        if self.iteration == 1:
+            kill_and_wait(loader_worker_pids()[0])
+        return terms
+
+
+def test_a_depth_run_whose_loader_worker_is_killed_saves_its_step_and_resumes_to_the_run_it_was_cut_from(
+        three_kitti_frames: Path, tmp_path: Path) -> None:
+    """The run ended with torch's 'DataLoader worker (pid N) is killed by signal: Killed.', raised mid-step, and
+    lost every step since its last checkpoint. (All three runs load with a worker: its batches come contiguous,
+    the main process's in the frames' own layout, which the convolutions round otherwise.)"""
+    torch.set_num_threads(1)
+    fields = {"name": "killed", "iterations": 3, "sequences": [str(three_kitti_frames)], "width": 192,
+              "height": 64, "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2,
+              "checkpoint_every": 100, "num_workers": 1, "device": "cpu"}
+    straight = DepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / "straight")
+    straight.train(progress=False)
+    with pytest.raises(RuntimeError, match=r"^a data loader worker \(pid \d+\) was killed by SIGKILL, most likely by "
+                                           r"the kernel's OOM killer .*; saved \S+last.pt at iteration 2: --resume "
+                                           r"continues from it$"):
+        _WorkerKilledDepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / "killed").train(progress=False)
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["training"]["iteration"] == 2
+    resumed = DepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / "killed", resume=True)
     resumed.train(progress=False)
     for name, value in straight.depth.state_dict().items():
         assert torch.equal(value, resumed.depth.state_dict()[name]), name

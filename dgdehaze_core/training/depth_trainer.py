@@ -44,6 +44,7 @@ from dgdehaze_core.training.run_control import (MAPPING, TENSOR, WHOLE_NUMBER, F
                                                 load_resumable, loader_workers, open_run_folder, quiet_loader_worker,
                                                 run_folder_lock, seed_everything, step_figures)
 from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
+from dgdehaze_core.training.survivable_failures import LoaderWorkers, SurvivedFailure, ended_by
 from dgdehaze_core.training.video_frames import FrameTuples, VideoSequence, load_sequences
 
 LOG = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class DepthTrainer:
         self.validation_sets: list[DepthSet] = []
         self.history = RunHistory()
         """Its commit, resumes, seconds and training frames, saved in its checkpoints."""
+        self.loader_workers = LoaderWorkers()
 
     @property
     def last_path(self) -> Path:
@@ -197,7 +199,7 @@ class DepthTrainer:
                             num_workers=loader_workers(recipe.num_workers), drop_last=True,
                             generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
                             worker_init_fn=quiet_loader_worker)
-        for batch in loader:
+        for batch in self.loader_workers.batches(loader):
             yield {key: value.to(self.device) for key, value in batch.items()}
 
     def validate(self) -> dict[str, dict[str, float]]:
@@ -237,26 +239,34 @@ class DepthTrainer:
                    disable=not progress, dynamic_ncols=True)
         LOG.info("training %s on %s (%s), %d -> %d iterations", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations)
-        tally = StepTally(self.history.elapsed)
+        tally, started = StepTally(self.history.elapsed), self.iteration
         try:
             with StepBoundaryStop(last_path=self.last_path) as stop:
-                for batch in self._batches(dataset):
-                    row = self.step(batch)
-                    self.history.elapsed = tally.step_done(row["total"])
-                    bar.update(1)
-                    done = self.iteration == recipe.iterations
-                    if self.iteration % recipe.log_every == 0 or done:
-                        bar.set_postfix(loss=f"{row['total']:.4f}")
-                        train_log.write({"iteration": self.iteration, "seconds": round(self.history.elapsed, 2),
-                                         **{k: round(v, 5) for k, v in row.items()}, "lr": row["lr"]})
-                    if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
-                        self._validate(val_log)
-                        tally.pause_done()
-                    if self.iteration % recipe.checkpoint_every == 0 or done:
-                        with stop.saving():
-                            self._checkpoint([train_log, val_log])
-                    if not done:
-                        stop.after_step(self.iteration, lambda: self._checkpoint([train_log, val_log]))
+                failure = None
+                try:
+                    for batch in self._batches(dataset):
+                        row = self.step(batch)
+                        self.history.elapsed = tally.step_done(row["total"])
+                        bar.update(1)
+                        done = self.iteration == recipe.iterations
+                        if self.iteration % recipe.log_every == 0 or done:
+                            bar.set_postfix(loss=f"{row['total']:.4f}")
+                            train_log.write({"iteration": self.iteration, "seconds": round(self.history.elapsed, 2),
+                                             **{k: round(v, 5) for k, v in row.items()}, "lr": row["lr"]})
+                        if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
+                            self._validate(val_log)
+                            tally.pause_done()
+                        if self.iteration % recipe.checkpoint_every == 0 or done:
+                            with stop.saving():
+                                self._checkpoint([train_log, val_log])
+                        if not done:
+                            stop.after_step(self.iteration, lambda: self._checkpoint([train_log, val_log]))
+                except SurvivedFailure as exc:
+                    failure = str(exc)
+                if failure is not None:
+                    with stop.saving():
+                        saved = self._checkpoint([train_log, val_log]) if self.iteration > started else None
+                    raise ended_by(failure, saved, self.iteration, self.last_path)
         finally:
             bar.close()
         return DepthTrainResult(self.run_dir, self.iteration, self.last_path, tally.first_loss, tally.last_loss,

@@ -58,6 +58,7 @@ from dgdehaze_core.training.run_control import (LIST, MAPPING, NUMBER, TENSOR, T
                                                 step_figures)
 from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardware_name, keep_run_files,
                                               tensorboard_writer, write_recipe)
+from dgdehaze_core.training.survivable_failures import LoaderWorkers, SurvivedFailure, ended_by
 
 LOG = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class Trainer:
         """Its commit, resumes, seconds and training images (`images_fingerprint`), saved in its checkpoints."""
         self.resumed_buffers: dict[str, torch.Tensor] | None = None
         """This rank's own buffers from a torchrun job's last.pt, put back once DDP has wrapped the model."""
+        self.loader_workers = LoaderWorkers()
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     @property
@@ -454,7 +456,7 @@ class Trainer:
                             pin_memory=self.device.type == "cuda", drop_last=True, persistent_workers=False,
                             generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
                             worker_init_fn=quiet_loader_worker)
-        for batch in loader:
+        for batch in self.loader_workers.batches(loader):
             yield batch.to(self.device, non_blocking=True)
 
     def train(self, progress: bool = True) -> TrainResult:
@@ -509,32 +511,42 @@ class Trainer:
         LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s%s", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
                  f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
-        tally = StepTally(self.history.elapsed)
+        tally, started = StepTally(self.history.elapsed), self.iteration
         stop = StepBoundaryStop(lambda requested: distributed.any_rank(requested, self.rank, self.device),
                                 self.last_path)
         try:
             with stop:
                 workers = loader_workers(recipe.num_workers)
-                for clear, hazy in zip(self._loader(clear_data, workers), self._loader(hazy_data, workers)):
-                    row = self.step(clear, hazy)
-                    self.history.elapsed = tally.step_done(row["total"])
-                    bar.update(1)
-                    done = self.iteration == recipe.iterations
-                    if train_log is not None and (self.iteration % recipe.log_every == 0 or done):
-                        bar.set_postfix(loss=f"{row['total']:.4f}")
-                        train_log.write({"iteration": self.iteration, "seconds": round(self.history.elapsed, 2),
-                                         **row})
-                        if board is not None:
-                            for name, value in row.items():
-                                board.add_scalar(f"train/{name}", value, self.iteration)
-                    if validation and (self.iteration % recipe.val_every == 0 or done):
-                        self._validate(validation, val_log, board)
-                        tally.pause_done()
-                    if self.iteration % recipe.checkpoint_every == 0 or done:
-                        with stop.saving():
-                            self._checkpoint(logs)
-                    if not done:
-                        stop.after_step(self.iteration, lambda: self._checkpoint(logs))
+                failure = None
+                try:
+                    for clear, hazy in zip(self._loader(clear_data, workers), self._loader(hazy_data, workers)):
+                        row = self.step(clear, hazy)
+                        self.history.elapsed = tally.step_done(row["total"])
+                        bar.update(1)
+                        done = self.iteration == recipe.iterations
+                        if train_log is not None and (self.iteration % recipe.log_every == 0 or done):
+                            bar.set_postfix(loss=f"{row['total']:.4f}")
+                            train_log.write({"iteration": self.iteration, "seconds": round(self.history.elapsed, 2),
+                                             **row})
+                            if board is not None:
+                                for name, value in row.items():
+                                    board.add_scalar(f"train/{name}", value, self.iteration)
+                        if validation and (self.iteration % recipe.val_every == 0 or done):
+                            self._validate(validation, val_log, board)
+                            tally.pause_done()
+                        if self.iteration % recipe.checkpoint_every == 0 or done:
+                            with stop.saving():
+                                self._checkpoint(logs)
+                        if not done:
+                            stop.after_step(self.iteration, lambda: self._checkpoint(logs))
+                except SurvivedFailure as exc:
+                    if self.rank.distributed:  # the other ranks wait in a collective: no rank can save
+                        raise
+                    failure = str(exc)
+                if failure is not None:
+                    with stop.saving():
+                        saved = self._checkpoint(logs) if self.iteration > started else None
+                    raise ended_by(failure, saved, self.iteration, self.last_path)
         finally:
             bar.close()
             close_tensorboard(board, board_made, saved=train_log is not None and train_log.held is None)

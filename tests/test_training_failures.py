@@ -1,0 +1,150 @@
+"""Failures a training run survives to save: a data loader worker killed (the OOM killer, kill -9) saves last.pt at
+the last completed step and ends the run with one line."""
+from __future__ import annotations
+
+import faulthandler
+import multiprocessing
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import torch
+
+from dgdehaze_core.cli import main
+from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.training.recipe import Recipe, load_recipe, recipe_from_dict
+from dgdehaze_core.training.survivable_failures import LoaderWorkers
+from dgdehaze_core.training.trainer import Trainer
+
+SMOKE = REPO_DIR / "training" / "smoke.yaml"
+
+
+def loader_worker_pids() -> list[int]:
+    """The pids of this process's DataLoader workers (torch names them pt_data_worker)."""
+    return [child.pid for child in psutil.Process().children() if child.name() == "pt_data_worker"]
+
+
+def kill_and_wait(pid: int, signum: int = signal.SIGKILL) -> None:
+    """Send `signum` to child `pid` and wait until it has ended (not reaped: its status stays for its parent)."""
+    os.kill(pid, signum)
+    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        time.sleep(0.005)
+
+
+def _small_recipe(num_workers: int) -> Recipe:
+    """Four steps of smoke.yaml's data, the depth network's own depth from step 2 on, no checkpoint on the way."""
+    smoke = load_recipe(SMOKE)
+    return recipe_from_dict({"name": "r", "iterations": 4, "crop_size": 64, "batch_size": 2, "max_side": 128,
+                             "num_workers": num_workers, "checkpoint_every": 100, "net_depth_after": 1,
+                             "device": "cpu", "data": {"clear": [str(s.path) for s in smoke.clear],
+                                                       "hazy": [str(s.path) for s in smoke.hazy]}}, REPO_DIR)
+
+
+@pytest.fixture(scope="module")
+def straight_weights(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """The weights `_small_recipe` ends with, run without a stop."""
+    torch.set_num_threads(2)
+    straight = Trainer(_small_recipe(0), tmp_path_factory.mktemp("straight") / "run")
+    straight.train(progress=False)
+    return straight.model.state_dict()
+
+
+def assert_same_weights(expected: dict[str, torch.Tensor], trainer: Trainer) -> None:
+    for name, value in expected.items():
+        assert torch.allclose(value.float(), trainer.model.state_dict()[name].float(), atol=1e-5), name
+
+
+class _WorkerKilledTrainer(Trainer):
+    """A data loader worker is killed (SIGKILL) in the middle of step 2, after that step's haze was drawn: torch's
+    SIGCHLD handler raised its death there, mid-step."""
+
+    def synthesize(self, clear: torch.Tensor, known_depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        haze = super().synthesize(clear, known_depth)
+        if self.iteration == 1:
+            kill_and_wait(loader_worker_pids()[0])
+        return haze
+
+
+def test_a_loader_worker_killed_mid_step_saves_that_step_and_the_run_resumes_to_the_same_weights(
+        straight_weights: dict[str, torch.Tensor], tmp_path: Path) -> None:
+    """The run ended with torch's 'DataLoader worker (pid N) is killed by signal: Killed.' raised mid-step and lost
+    every step since its last checkpoint (none here). The resumed run has no workers: a batch is the same whichever
+    process loads it."""
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError) as failed:
+        _WorkerKilledTrainer(_small_recipe(1), tmp_path / "killed").train(progress=False)
+    message = str(failed.value)
+    assert re.fullmatch(r"a data loader worker \(pid \d+\) was killed by SIGKILL, most likely by the kernel's OOM "
+                        r"killer as memory ran out \(fewer workers need less: --resume --set num_workers=N; a "
+                        r"smaller batch_size needs a new run\); saved \S+last.pt at iteration 2: --resume continues "
+                        r"from it", message), message
+    saved = torch.load(tmp_path / "killed" / "last.pt", map_location="cpu", weights_only=True)
+    assert saved["training"]["iteration"] == 2, "the step under way finishes, then the run saves and ends"
+    assert (tmp_path / "killed" / "recipe.yaml").is_file()
+    resumed = Trainer(_small_recipe(0), tmp_path / "killed", resume=True)
+    resumed.train(progress=False)
+    assert resumed.iteration == 4
+    assert_same_weights(straight_weights, resumed)
+
+
+def test_dgdehaze_train_whose_loader_worker_is_killed_exits_2_with_one_line_and_resumes(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`kill -9` of a worker of a running `dgdehaze train`: the user saw a torch traceback ('Exception ignored in
+    _MultiProcessingDataLoaderIter.__del__') and 'error: [Errno 104] Connection reset by peer', and last.pt was
+    never written."""
+    out = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "1",
+            "--set", "num_workers=1", "--set", "checkpoint_every=1000", "--set", "val_every=1000"]
+
+    def kill_a_worker_mid_run() -> None:
+        while not (out / ".lock").exists() or not loader_worker_pids():  # the run's loaders have started
+            time.sleep(0.01)
+        time.sleep(0.5)
+        os.kill(loader_worker_pids()[-1], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_a_worker_mid_run, daemon=True)
+    killer.start()
+    assert main(args + ["--iterations", "1000"]) == 2
+    killer.join()
+    stderr = capsys.readouterr().err
+    last_line = stderr.strip().splitlines()[-1]
+    ended = re.fullmatch(r"dgdehaze train: error: a data loader worker \(pid \d+\) was killed by SIGKILL, most "
+                         r"likely by the kernel's OOM killer as memory ran out .*; saved (\S+) at iteration (\d+): "
+                         r"--resume continues from it", last_line)
+    assert ended and Path(ended.group(1)) == out / "last.pt", stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    iteration = int(ended.group(2))
+    assert torch.load(out / "last.pt", map_location="cpu", weights_only=True)["training"]["iteration"] == iteration
+    assert main(args + ["--iterations", str(iteration + 1), "--resume"]) == 0
+    with open(out / "train.csv") as log:
+        assert [int(row.split(",")[0]) for row in log.read().splitlines()[1:]] == list(range(1, iteration + 2))
+
+
+def _sleep(ready: Any) -> None:
+    faulthandler.disable()  # pytest's, inherited: it would print this process's stack for SIGBUS and SIGSEGV
+    ready.set()
+    time.sleep(60)
+
+
+@pytest.mark.parametrize(("end", "said"), [
+    (signal.SIGBUS, "was killed by SIGBUS, most likely as shared memory (/dev/shm; a container's --shm-size) ran out"),
+    (signal.SIGSEGV, "was killed by SIGSEGV"), (None, "ended with exit status 3")])
+def test_a_worker_s_end_is_named_with_its_signal_or_status(end: int | None, said: str) -> None:
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    worker = context.Process(target=os._exit if end is None else _sleep, args=(3,) if end is None else (ready,))
+    worker.start()
+    if end is None:
+        worker.join()
+    else:
+        assert ready.wait(30)
+        kill_and_wait(worker.pid, end)
+    workers = LoaderWorkers()
+    workers.processes.append(worker)
+    assert workers.death() == f"a data loader worker (pid {worker.pid}) {said}"
