@@ -29,7 +29,7 @@ from dgdehaze_core.training import video_frames
 from dgdehaze_core.training.recipe import RecipeError
 from dgdehaze_core.training.video_frames import (FrameFolder, FrameTuples, find_kitti_sequences, load_sequences,
                                                   read_kitti_intrinsics)
-from test_training_failures import kill_and_wait, loader_worker_pids
+from test_training_failures import a_loader_worker, kill_and_wait
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 96, 320
@@ -722,15 +722,27 @@ class _WorkerKilledDepthTrainer(DepthTrainer):
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         terms = super().loss_terms(batch)
         if self.iteration == 1:
-            kill_and_wait(loader_worker_pids()[0])
+            kill_and_wait(a_loader_worker(self))
         return terms
 
 
-def test_a_depth_run_whose_loader_worker_is_killed_saves_its_step_and_resumes_to_the_run_it_was_cut_from(
+class _OutOfMemoryDepthTrainer(DepthTrainer):
+    """Step 3's forward pass (the automasking's jitter drawn) asks the CPU allocator for more than the address space
+    holds."""
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(batch)
+        if self.iteration == 2:
+            torch.empty(2 ** 62, dtype=torch.uint8)
+        return terms
+
+
+def test_a_depth_run_whose_loader_worker_is_killed_or_whose_step_runs_out_of_memory_saves_and_resumes(
         three_kitti_frames: Path, tmp_path: Path) -> None:
-    """The run ended with torch's 'DataLoader worker (pid N) is killed by signal: Killed.', raised mid-step, and
-    lost every step since its last checkpoint. (All three runs load with a worker: its batches come contiguous,
-    the main process's in the frames' own layout, which the convolutions round otherwise.)"""
+    """The run ended with torch's 'DataLoader worker (pid N) is killed by signal: Killed.', raised mid-step, or with
+    the allocator's error, and lost every step since its last checkpoint. Either resumes to the run it was cut from.
+    (Every run loads with a worker: its batches come contiguous, the main process's in the frames' own layout, which
+    the convolutions round otherwise.)"""
     torch.set_num_threads(1)
     fields = {"name": "killed", "iterations": 3, "sequences": [str(three_kitti_frames)], "width": 192,
               "height": 64, "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2,
@@ -741,11 +753,15 @@ def test_a_depth_run_whose_loader_worker_is_killed_saves_its_step_and_resumes_to
                                            r"the kernel's OOM killer .*; saved \S+last.pt at iteration 2: --resume "
                                            r"continues from it$"):
         _WorkerKilledDepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / "killed").train(progress=False)
-    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["training"]["iteration"] == 2
-    resumed = DepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / "killed", resume=True)
-    resumed.train(progress=False)
-    for name, value in straight.depth.state_dict().items():
-        assert torch.equal(value, resumed.depth.state_dict()[name]), name
+    with pytest.raises(RuntimeError, match=r"^step 3 ran out of memory .* the weights of iteration 2 are intact; "
+                                           r"saved \S+last.pt at iteration 2: --resume continues from it$"):
+        _OutOfMemoryDepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / "oom").train(progress=False)
+    for run in ("killed", "oom"):
+        assert torch.load(tmp_path / run / "last.pt", weights_only=True)["training"]["iteration"] == 2
+        resumed = DepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / run, resume=True)
+        resumed.train(progress=False)
+        for name, value in straight.depth.state_dict().items():
+            assert torch.equal(value, resumed.depth.state_dict()[name]), (run, name)
 
 
 @pytest.mark.parametrize("recipe_file", sorted((REPO / "training").glob("depth_*.yaml")), ids=lambda path: path.name)

@@ -1,5 +1,5 @@
-"""Failures a training run survives to save: a data loader worker killed (the OOM killer, kill -9) saves last.pt at
-the last completed step and ends the run with one line."""
+"""Failures a training run survives to save: a data loader worker killed (the OOM killer, kill -9) and a step out of
+memory save last.pt at the last completed step and end with one line; a bug still propagates as it is."""
 from __future__ import annotations
 
 import faulthandler
@@ -18,6 +18,7 @@ import torch
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
+from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.recipe import Recipe, load_recipe, recipe_from_dict
 from dgdehaze_core.training.survivable_failures import LoaderWorkers
 from dgdehaze_core.training.trainer import Trainer
@@ -28,6 +29,11 @@ SMOKE = REPO_DIR / "training" / "smoke.yaml"
 def loader_worker_pids() -> list[int]:
     """The pids of this process's DataLoader workers (torch names them pt_data_worker)."""
     return [child.pid for child in psutil.Process().children() if child.name() == "pt_data_worker"]
+
+
+def a_loader_worker(trainer: Trainer | DepthTrainer) -> int:
+    """The pid of a worker of `trainer`'s own data loaders (not one an earlier test's loader left)."""
+    return trainer.loader_workers.processes[0].pid
 
 
 def kill_and_wait(pid: int, signum: int = signal.SIGKILL) -> None:
@@ -67,7 +73,7 @@ class _WorkerKilledTrainer(Trainer):
     def synthesize(self, clear: torch.Tensor, known_depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         haze = super().synthesize(clear, known_depth)
         if self.iteration == 1:
-            kill_and_wait(loader_worker_pids()[0])
+            kill_and_wait(a_loader_worker(self))
         return haze
 
 
@@ -102,11 +108,13 @@ def test_dgdehaze_train_whose_loader_worker_is_killed_exits_2_with_one_line_and_
     args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "1",
             "--set", "num_workers=1", "--set", "checkpoint_every=1000", "--set", "val_every=1000"]
 
+    earlier = set(loader_worker_pids())
+
     def kill_a_worker_mid_run() -> None:
-        while not (out / ".lock").exists() or not loader_worker_pids():  # the run's loaders have started
+        while not (started := set(loader_worker_pids()) - earlier):  # the run's loaders have started
             time.sleep(0.01)
         time.sleep(0.5)
-        os.kill(loader_worker_pids()[-1], signal.SIGKILL)
+        os.kill(min(started), signal.SIGKILL)
 
     killer = threading.Thread(target=kill_a_worker_mid_run, daemon=True)
     killer.start()
@@ -124,6 +132,48 @@ def test_dgdehaze_train_whose_loader_worker_is_killed_exits_2_with_one_line_and_
     assert main(args + ["--iterations", str(iteration + 1), "--resume"]) == 0
     with open(out / "train.csv") as log:
         assert [int(row.split(",")[0]) for row in log.read().splitlines()[1:]] == list(range(1, iteration + 2))
+
+
+class _OutOfMemoryTrainer(Trainer):
+    """Step 3's forward pass (batch-norm statistics moved, haze drawn) asks the CPU allocator for more memory than
+    the address space holds: its real out-of-memory RuntimeError."""
+
+    def loss_terms(self, clear: torch.Tensor, real_hazy: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(clear, real_hazy)
+        if self.iteration == 2:
+            torch.empty(2 ** 62, dtype=torch.uint8)
+        return terms
+
+
+class _ShapeErrorTrainer(Trainer):
+    """A bug in step 2's forward pass: a shape error, which must propagate as it is, nothing saved."""
+
+    def loss_terms(self, clear: torch.Tensor, real_hazy: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(clear, real_hazy)
+        if self.iteration == 1:
+            torch.ones(2, 3) @ torch.ones(2, 3)
+        return terms
+
+
+def test_a_step_out_of_memory_saves_the_step_before_it_and_a_bug_is_not_caught(
+        straight_weights: dict[str, torch.Tensor], tmp_path: Path) -> None:
+    """The run ended with the allocator's error and lost the steps since its last checkpoint, although the failed
+    step had moved no weight. The saved state is the step's start (haze generator, batch-norm statistics), so the
+    resumed run ends with the weights of one never stopped."""
+    torch.set_num_threads(2)
+    recipe = _small_recipe(0)
+    with pytest.raises(RuntimeError, match=r"^mat1 and mat2 shapes cannot be multiplied"):
+        _ShapeErrorTrainer(recipe, tmp_path / "bug").train(progress=False)
+    assert not (tmp_path / "bug").exists()
+    with pytest.raises(RuntimeError, match=r"^step 3 ran out of memory \(it could not allocate 4611686018427387904 "
+                                           r"bytes\) in its forward or backward pass, before its weights moved; the "
+                                           r"weights of iteration 2 are intact; saved \S+last.pt at iteration 2: "
+                                           r"--resume continues from it$"):
+        _OutOfMemoryTrainer(recipe, tmp_path / "oom").train(progress=False)
+    assert torch.load(tmp_path / "oom" / "last.pt", weights_only=True)["training"]["iteration"] == 2
+    resumed = Trainer(recipe, tmp_path / "oom", resume=True)
+    resumed.train(progress=False)
+    assert_same_weights(straight_weights, resumed)
 
 
 def _sleep(ready: Any) -> None:

@@ -44,7 +44,8 @@ from dgdehaze_core.training.run_control import (MAPPING, TENSOR, WHOLE_NUMBER, F
                                                 load_resumable, loader_workers, open_run_folder, quiet_loader_worker,
                                                 run_folder_lock, seed_everything, step_figures)
 from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
-from dgdehaze_core.training.survivable_failures import LoaderWorkers, SurvivedFailure, ended_by
+from dgdehaze_core.training.survivable_failures import (LoaderWorkers, StepStart, SurvivedFailure, ended_by,
+                                                        undone_on_out_of_memory)
 from dgdehaze_core.training.video_frames import FrameTuples, VideoSequence, load_sequences
 
 LOG = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ class DepthTrainer:
         self.validation_sets: list[DepthSet] = []
         self.history = RunHistory()
         """Its commit, resumes, seconds and training frames, saved in its checkpoints."""
+        cuda = ([torch.cuda.default_generators[torch.cuda.current_device() if self.device.index is None
+                                               else self.device.index]] if self.device.type == "cuda" else [])
+        self.step_start = StepStart([self.depth, self.pose], [torch.default_generator, *cuda])
+        """What a step's forward pass moves of what last.pt holds, put back when it runs out of memory."""
         self.loader_workers = LoaderWorkers()
 
     @property
@@ -170,10 +175,11 @@ class DepthTrainer:
             group["lr"] = lr
         self.depth.train()
         self.pose.train()
-        terms = self.loss_terms(batch)
-        check_finite_loss(terms["total"], terms, self.iteration, self.last_path)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
+        with undone_on_out_of_memory(self.step_start, self.iteration):  # no weight has moved within
+            terms = self.loss_terms(batch)
+            check_finite_loss(terms["total"], terms, self.iteration, self.last_path)
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
         self.optimizer.step()
         check_finite_weights([*self.depth.parameters(), *self.pose.parameters()], self.iteration, self.last_path)
         self.iteration += 1
@@ -262,7 +268,7 @@ class DepthTrainer:
                         if not done:
                             stop.after_step(self.iteration, lambda: self._checkpoint([train_log, val_log]))
                 except SurvivedFailure as exc:
-                    failure = str(exc)
+                    failure = str(exc)  # the message alone: the exception holds the failed step's tensors
                 if failure is not None:
                     with stop.saving():
                         saved = self._checkpoint([train_log, val_log]) if self.iteration > started else None

@@ -1,28 +1,33 @@
-"""The failures a training loop survives to save: a data loader worker that died. It leaves the training process
-with the state of its last completed step, which the trainers save as `last.pt` (as for Ctrl-C) before they end
-with one line naming the cause.
+"""The failures a training loop survives to save: a data loader worker that died, and a step that ran out of memory
+before its weights moved. Either leaves the training process with the state of its last completed step, which the
+trainers save as `last.pt` (as for Ctrl-C) before they end with one line naming the cause.
 
 - A worker killed by a signal (the kernel's OOM killer, `kill -9`) or ended with an error status: torch's DataLoader
   raises it from its SIGCHLD handler, wherever the training process is, or as the batch under way fails to arrive
   (a socket reset, 'exited unexpectedly'). `LoaderWorkers` notes an end during a step, acts on it as the next batch
   is fetched, and names the worker and its signal.
+- Out of memory (`torch.OutOfMemoryError`, the CPU allocator's RuntimeError) in a step's forward or backward pass:
+  no weight and no optimizer state has moved yet; `StepStart` puts back what the pass did move (the random
+  generators' states, the batch-norm statistics), so that the saved state resumes to the run it was cut from.
 
-Nothing else is caught: an exception a worker raised (the data's, the code's), a bug in a step (a shape error), and
-any failure in a torchrun job (whose other ranks would wait on it in a collective) propagate as they are, `last.pt`
-holding the last checkpoint.
+Nothing else is caught: an exception a worker raised (the data's, the code's), a bug in a step (a shape error), out
+of memory once the optimizer began to move the weights, and any failure in a torchrun job (whose other ranks would
+wait on it in a collective) propagate as they are, `last.pt` holding the last checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import re
 import signal
 import threading
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
+import torch
 from torch.utils.data import DataLoader
 
 WORKER_END_WAIT_S = 1.0
@@ -39,28 +44,33 @@ class LoaderWorkerDied(SurvivedFailure):
     """A data loader worker ended while the run needed it."""
 
 
+class StepOutOfMemory(SurvivedFailure):
+    """A step ran out of memory before its weights moved; the state of its start is back in place."""
+
+
 class LoaderWorkers:
     """The worker processes of a training run's data loaders (`batches`), and what ended one.
 
     torch's DataLoader raises a worker's death from its SIGCHLD handler, at whatever line the training process is:
     mid-step too, a state half a step on that no checkpoint may hold. While `batches` runs, a child's end (SIGCHLD)
     is noted instead, and acted on as the next batch is fetched, between steps; torch's handler is in place only
-    while a batch is fetched, where the failure reaches the fetch. Outside the main thread, where no handler runs,
-    the handlers are left as they are."""
+    while a batch is fetched, where the failure reaches the fetch. Without workers, or outside the main thread (where
+    no handler runs), the handlers are left as they are."""
 
     def __init__(self) -> None:
         self.processes: list[BaseProcess] = []
         self._child_ended = False
         self._previous: Any = None
-        self._main_thread = True
+        self._handling = False
+        """Whether SIGCHLD is taken over (`_note_child_ends`): in the main thread, with workers."""
 
     def batches(self, loader: DataLoader) -> Iterator[Any]:
         """`loader`'s batches, noting the worker processes it starts; LoaderWorkerDied, as a batch is fetched, where
         one of them died (anything else a fetch raises, a worker's own exception, propagates as it is)."""
-        self._main_thread = threading.current_thread() is threading.main_thread()
         before = set(multiprocessing.active_children())
         fetched = iter(loader)  # starts the workers, and torch's SIGCHLD handler with the first
         self.processes += [process for process in multiprocessing.active_children() if process not in before]
+        self._handling = bool(self.processes) and threading.current_thread() is threading.main_thread()
         self._note_child_ends()
         try:
             while True:
@@ -103,11 +113,11 @@ class LoaderWorkers:
         return died
 
     def _note_child_ends(self) -> None:
-        if self._main_thread and signal.getsignal(signal.SIGCHLD) != self._noted:
+        if self._handling and signal.getsignal(signal.SIGCHLD) != self._noted:
             self._previous = signal.signal(signal.SIGCHLD, self._noted)
 
     def _restore(self) -> None:
-        if self._main_thread and signal.getsignal(signal.SIGCHLD) == self._noted:
+        if self._handling and signal.getsignal(signal.SIGCHLD) == self._noted:
             signal.signal(signal.SIGCHLD, self._previous)
 
     @contextlib.contextmanager
@@ -141,9 +151,66 @@ def _ended(pid: int | None, exitcode: int) -> str:
     return killed
 
 
+class StepStart:
+    """What a step moves before its optimizer does, kept as each step begins (`keep`): the buffers of `modules` (the
+    batch-norm statistics a training forward pass moves) and the states of `generators`. `undo` puts them back and
+    drops the gradients, so that a step that failed in its forward or backward pass leaves the state it began from:
+    the state of the last completed step, whose weights and optimizer state that pass never touches."""
+
+    def __init__(self, modules: Iterable[torch.nn.Module | None], generators: Iterable[torch.Generator]) -> None:
+        present = [module for module in modules if module is not None]
+        self.buffers = [buffer for module in present for buffer in module.buffers()]
+        self.parameters = [parameter for module in present for parameter in module.parameters()]
+        self.generators = list(generators)
+        self._buffers = [buffer.detach().clone() for buffer in self.buffers]
+        self._states: list[torch.Tensor] = []
+
+    def keep(self) -> None:
+        if self.buffers:
+            torch._foreach_copy_(self._buffers, self.buffers)  # one multi-tensor copy, not a launch per buffer
+        self._states = [generator.get_state() for generator in self.generators]
+
+    def undo(self) -> None:
+        with torch.no_grad():
+            if self.buffers:
+                torch._foreach_copy_(self.buffers, self._buffers)
+        for generator, state in zip(self.generators, self._states):
+            generator.set_state(state)
+        for parameter in self.parameters:
+            parameter.grad = None
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """`exc` in words when it is an allocator's out of memory (torch.OutOfMemoryError: CUDA's; the CPU
+    allocator's RuntimeError), else None."""
+    text = str(exc)
+    if not (isinstance(exc, torch.OutOfMemoryError) or "DefaultCPUAllocator" in text):
+        return None
+    asked = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", text)
+    return "out of memory" + (f" (it could not allocate {asked.group(1)})" if asked else "")
+
+
+@contextlib.contextmanager
+def undone_on_out_of_memory(start: StepStart, iteration: int) -> Iterator[None]:
+    """Around a step's forward and backward pass (`start.keep()` at its beginning): StepOutOfMemory, with the step's
+    start put back (`StepStart.undo`), when the block runs out of memory; anything else propagates as it is."""
+    start.keep()
+    try:
+        yield
+        return
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        failed = out_of_memory(exc)
+        if failed is None:
+            raise
+    start.undo()
+    raise StepOutOfMemory(f"step {iteration + 1} ran {failed} in its forward or backward pass, before its weights "
+                          f"moved; the weights of iteration {iteration} are intact")
+
+
 def ended_by(failure: str, saved: Path | None, iteration: int, last_path: Path) -> RuntimeError:
     """The one-line error a run that a SurvivedFailure (its message `failure`) ended raises once it saved `last_path`
-    (`saved`; None where no step was completed since the run began or resumed)."""
+    (`saved`; None where no step was completed since the run began or resumed). The trainer keeps the message, not
+    the exception, whose context (a step's out of memory) holds that step's tensors until it is let go."""
     if saved is not None:
         kept = f"saved {saved} at iteration {iteration}: --resume continues from it"
     elif last_path.is_file():

@@ -58,7 +58,8 @@ from dgdehaze_core.training.run_control import (LIST, MAPPING, NUMBER, TENSOR, T
                                                 step_figures)
 from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardware_name, keep_run_files,
                                               tensorboard_writer, write_recipe)
-from dgdehaze_core.training.survivable_failures import LoaderWorkers, SurvivedFailure, ended_by
+from dgdehaze_core.training.survivable_failures import (LoaderWorkers, StepStart, SurvivedFailure, ended_by,
+                                                        undone_on_out_of_memory)
 
 LOG = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class Trainer:
         """Its commit, resumes, seconds and training images (`images_fingerprint`), saved in its checkpoints."""
         self.resumed_buffers: dict[str, torch.Tensor] | None = None
         """This rank's own buffers from a torchrun job's last.pt, put back once DDP has wrapped the model."""
+        self.step_start = StepStart([self.model, self.discriminator], [self.generator, torch.default_generator])
+        """What a step's forward pass moves of what last.pt holds, put back when it runs out of memory."""
         self.loader_workers = LoaderWorkers()
 
     # -- checkpoints -------------------------------------------------------------------------------------------
@@ -421,13 +424,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        terms = self.loss_terms(clear, real_hazy)
-        total = self.weighted_total(terms)
-        check_finite_loss(total, terms, self.iteration, self.last_path)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        with undone_on_out_of_memory(self.step_start, self.iteration):  # no weight has moved within
+            terms = self.loss_terms(clear, real_hazy)
+            total = self.weighted_total(terms)
+            check_finite_loss(total, terms, self.iteration, self.last_path)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         check_finite_weights(self.model.parameters(), self.iteration, self.last_path)
@@ -542,7 +546,7 @@ class Trainer:
                 except SurvivedFailure as exc:
                     if self.rank.distributed:  # the other ranks wait in a collective: no rank can save
                         raise
-                    failure = str(exc)
+                    failure = str(exc)  # the message alone: the exception holds the failed step's tensors
                 if failure is not None:
                     with stop.saving():
                         saved = self._checkpoint(logs) if self.iteration > started else None
