@@ -595,13 +595,13 @@ class DehazeNode(ModelReloads, LifecycleNode):
                            self._fog.estimator_for_frame(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)
         result = dehazed.result
-        before_info = time.perf_counter()
-        info, withheld = self._frame_camera_info(msg.header, bgr.shape[:2])  # once dehazed, for the whole frame
-        info_wait_s = time.perf_counter() - before_info  # a wait, not the node's work: out of node_ms
         pixels = bgr8_to_pixels(result.image, encoding, original, settings["input_bits"])
         self._outputs["image"].publish(array_to_image(pixels, encoding, msg.header))
         latency_ms = self._latency_ms(msg.header)  # what a subscriber of the image sees, not the outputs after it
         self._publish_compressed("image_dehazed", result.image, pixels, encoding, msg.header, settings)
+        before_info = time.perf_counter()  # the image needs no camera_info: it goes out before any wait for one
+        info, withheld = self._frame_camera_info(msg.header, bgr.shape[:2])  # for the rest of the frame
+        info_wait_s = time.perf_counter() - before_info  # a wait, not the node's work: out of node_ms
         before_fog = time.perf_counter()
         rectified = frames_rectified(self._image_topic, settings["image_rectified"])
         reading = self._fog.measure(chain, dehazed, info, msg.header, self._image_topic, rectified, withheld)

@@ -28,6 +28,7 @@ from dgdehaze_core.physics.visibility import (KOSCHMIEDER, Intrinsics, Mounting,
 from dgdehaze_ros.conversions import bgr8_to_image, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.mounting_tf import TF_AVAILABLE, MountingUnavailable, on_jump_back  # noqa: E402
+from dgdehaze_ros import node as node_module  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
 from dgdehaze_ros.rclpy_compat import publisher_count  # noqa: E402
 
@@ -517,6 +518,27 @@ def test_a_camera_that_changes_mode_has_each_frame_relayed_with_its_own_size_s_c
     time.sleep(0.1)
     probe.image_pub.publish(resized)
     assert relayed(resized) == (240, 180, [250.0, 0.0, 120.0, 0.0, 250.0, 90.0])
+
+
+def test_a_frame_s_dehazed_image_goes_out_before_its_wait_for_a_camera_info_that_follows_it(
+        node: DehazeNode, probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first frame of a size waits for the camera_info sent after it (image_transport's order); the node waited
+    before publishing anything, so that frame's ~/image_dehazed, which needs no camera_info, came up to the wait
+    (0.5 s) late. The image goes out first; the frame still gets its camera_info (here the wait is 30 s, so that a
+    slow host cannot tell the orders apart by chance)."""
+    monkeypatch.setattr(node_module, "FIRST_CAMERA_INFO_WAIT_S", 30.0)
+    road, _ = foggy_road(visibility=60.0)
+    first = bgr8_to_image(road, "bgr8", stamped_header(350))
+    probe.publish(first, camera_info(WIDTH, HEIGHT))  # the newest camera_info is of a size frames had
+    wait_for_outputs(probe, first.header, ("camera_info",))
+    msg = bgr8_to_image(cv2.resize(road, (224, 168), interpolation=cv2.INTER_AREA), "bgr8", stamped_header(351))
+    probe.image_pub.publish(msg)  # a size no frame had, which no camera_info describes: its own is awaited
+    wait_for_outputs(probe, msg.header, ("image_dehazed",), timeout=15.0)
+    info = camera_info(224, 168)
+    info.header = msg.header
+    probe.info_pub.publish(info)
+    relay = wait_for_outputs(probe, msg.header, ("camera_info",))["camera_info"]
+    assert (relay.width, relay.height, relay.k[0]) == (224, 168, 500.0)
 
 
 def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_and_p_to_the_frame() -> None:
