@@ -740,9 +740,7 @@ class _OutOfMemoryDepthTrainer(DepthTrainer):
 def test_a_depth_run_whose_loader_worker_is_killed_or_whose_step_runs_out_of_memory_saves_and_resumes(
         three_kitti_frames: Path, tmp_path: Path) -> None:
     """The run ended with torch's 'DataLoader worker (pid N) is killed by signal: Killed.', raised mid-step, or with
-    the allocator's error, and lost every step since its last checkpoint. Either resumes to the run it was cut from.
-    (Every run loads with a worker: its batches come contiguous, the main process's in the frames' own layout, which
-    the convolutions round otherwise.)"""
+    the allocator's error, and lost every step since its last checkpoint. Either resumes to the run it was cut from."""
     torch.set_num_threads(1)
     fields = {"name": "killed", "iterations": 3, "sequences": [str(three_kitti_frames)], "width": 192,
               "height": 64, "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2,
@@ -762,6 +760,24 @@ def test_a_depth_run_whose_loader_worker_is_killed_or_whose_step_runs_out_of_mem
         resumed.train(progress=False)
         for name, value in straight.depth.state_dict().items():
             assert torch.equal(value, resumed.depth.state_dict()[name]), (run, name)
+
+
+def test_a_depth_run_trains_the_same_weights_whether_a_worker_or_the_training_process_loads_its_batches(
+        three_kitti_frames: Path, tmp_path: Path) -> None:
+    """docs/TRAINING.md: a batch is the same whichever worker loads it. The training process's batches kept the
+    frames' channels-last layout and a worker's came contiguous, which the convolutions round otherwise: the same
+    recipe trained other weights with `num_workers: 0` than with 1."""
+    torch.set_num_threads(1)
+    fields = {"name": "layout", "iterations": 2, "sequences": [str(three_kitti_frames)], "width": 192, "height": 64,
+              "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2, "device": "cpu"}
+    weights = []
+    for workers in (0, 1):
+        trainer = DepthTrainer(depth_recipe_from_dict({**fields, "num_workers": workers}, tmp_path),
+                               tmp_path / f"workers{workers}")
+        trainer.train(progress=False)
+        weights.append(trainer.depth.state_dict())
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
 
 
 @pytest.mark.parametrize("recipe_file", sorted((REPO / "training").glob("depth_*.yaml")), ids=lambda path: path.name)

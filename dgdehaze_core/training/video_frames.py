@@ -283,7 +283,7 @@ class FrameTuples(Dataset):
             intrinsics[0, 2] = self.width - 1 - intrinsics[0, 2]
         inputs = _jitter(frames, rng) if self.augment and rng.random() < 0.5 else frames
 
-        def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+        def tensor(array: np.ndarray) -> torch.Tensor:  # contiguous, as a worker's batch is: the same arithmetic
+            return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).contiguous()
 
         return {"frames": tensor(frames), "inputs": tensor(inputs), "intrinsics": torch.from_numpy(intrinsics)}
