@@ -110,6 +110,20 @@ def test_all_point_average_precision_by_hand():
         average_precision([0.9], [False], 0)
 
 
+def test_tied_scores_rank_in_the_order_of_the_images_as_pycocotools_and_the_voc_devkit_rank_them():
+    """Real detections tie in score (DAWN holds photos of the same pixels); how ties rank moves AP, so they rank
+    as pycocotools' stable sort and the VOC devkit's rank them: image by image, in the set's order. More than 16
+    tied predictions, which numpy's default (unstable) sort reorders."""
+    car = [ReferenceBox("car", (0, 0, 10, 10))]
+    sure = match_image(car, [_det((0, 0, 10, 10), 0.9)])
+    missed = [match_image(car, [_det((50, 0, 60, 10), 0.5)]) for _ in range(10)]
+    found = [match_image(car, [_det((0, 0, 10, 10), 0.5)]) for _ in range(10)]
+    # the sure hit, then the tied in the photos' order, over 21 cars: 10 hits (precision 1 up to recall 11/21)
+    # then 10 misses; or 10 misses then 10 hits (precision 1 up to recall 1/21, then, made monotone, 11/21)
+    assert score_matches([*found, *missed, sure])["map50"] == pytest.approx(11 / 21)
+    assert score_matches([*missed, *found, sure])["map50"] == pytest.approx(1 / 21 + 10 / 21 * 11 / 21)
+
+
 def test_difficult_boxes_are_neither_right_nor_wrong():
     references = [ReferenceBox("person", (0, 0, 10, 20)), ReferenceBox("person", (30, 0, 40, 20), difficult=True)]
     matched = match_image(references, [_det((0, 0, 10, 20), name="person"), _det((30, 0, 40, 20), name="person")])

@@ -69,6 +69,18 @@ def test_a_set_without_any_reference_has_nothing_to_compare():
         paired_bootstrap({"a": [empty, empty], "b": [empty, empty]}, [(Group("a", ("a",)), [Group("b", ("b",))])], 10)
 
 
+def test_tied_scores_rank_as_score_matches_ranks_them():
+    """21 photos of one car each: 10 hits and 10 misses all at one score, then a sure hit, which rank as
+    `score_matches` ranks them: the sure hit, then the tied in the photos' order (AP 11/21), not the misses first
+    (1/21 + 10/21 * 11/21) or mixed among the hits, as numpy's default (unstable) sort mixes more than 16."""
+    sure = ImageMatches(classes=["car"], scores=[0.9], correct=[True], references=Counter(car=1))
+    tied = [ImageMatches(classes=["car"], scores=[0.5], correct=[hit], references=Counter(car=1))
+            for hit in [True] * 10 + [False] * 10]
+    matches = {"tied": [*tied, sure], "all": [sure] * 21}
+    row = paired_bootstrap(matches, [(Group("tied", ("tied",)), [Group("all", ("all",))])], 10)["all vs tied"]
+    assert row["map50_diff"] == pytest.approx(1 - 11 / 21)
+
+
 @pytest.mark.parametrize("baseline, groups, samples, message", [
     (Group("a", ("a",)), [Group("c", ("c",))], 10, "not evaluated"),
     (Group("a", ("a",)), [Group("b", ("b",))], 0, "at least one sample"),
