@@ -71,7 +71,8 @@ def test_confidence_splits_f1_from_the_ap_ranking():
     assert scores["f1"] == scores["f1_pooled"] == 0.0 and scores["detections"] == 0 and scores["map50"] == 1.0
     at_conf = [_det((0, 0, 10, 10), 0.25)]  # "score >= conf": a detection at the threshold counts on both sides
     assert references_from_detections(at_conf, conf=0.25) == references
-    assert score_matches([match_image(references, at_conf)], conf=0.25)["f1"] == 1.0
+    at_threshold = score_matches([match_image(references, at_conf)], conf=0.25)
+    assert at_threshold["f1"] == at_threshold["f1_pooled"] == 1.0 and at_threshold["detections"] == 1
 
 
 def test_a_prediction_takes_the_free_reference_it_overlaps_most_in_descending_score():
