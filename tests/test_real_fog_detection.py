@@ -198,6 +198,7 @@ def test_a_photo_with_zero_boxes_counts_its_detections_as_false(tmp_path: Path):
     nothing_there = match_image(read_voc(empty, (100, 50)), [_det((50, 10, 60, 20), 0.8)])
     scores = score_matches([labelled, nothing_there])
     assert scores["objects"] == 1 and scores["detections"] == 2 and scores["precision"] == pytest.approx(0.5)
+    assert scores["recall"] == 1.0  # over the photos with boxes: a photo with none has no recall to average
 
 
 def test_a_box_outside_the_image_is_clipped_or_dropped(tmp_path: Path, caplog):
