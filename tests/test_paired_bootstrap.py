@@ -69,6 +69,16 @@ def test_a_set_without_any_reference_has_nothing_to_compare():
         paired_bootstrap({"a": [empty, empty], "b": [empty, empty]}, [(Group("a", ("a",)), [Group("b", ("b",))])], 10)
 
 
+def test_redraws_without_any_reference_are_left_out_and_not_counted():
+    """One photo holds a car, the other nothing: a redraw of the empty photo twice (a quarter of them) has no
+    figures, and `samples` counts the redraws that had."""
+    empty = ImageMatches(classes=["car"], scores=[0.5], correct=[False], references=Counter())
+    matches = {"a": [_image(False), empty], "b": [_image(True), empty]}
+    row = paired_bootstrap(matches, [(Group("a", ("a",)), [Group("b", ("b",))])], 200, seed=5)["b vs a"]
+    rng = np.random.default_rng(5)
+    assert row["samples"] == sum(0 in rng.integers(0, 2, 2) for _ in range(200)) < 180
+
+
 def test_tied_scores_rank_as_score_matches_ranks_them():
     """21 photos of one car each: 10 hits and 10 misses all at one score, then a sure hit, which rank as
     `score_matches` ranks them: the sure hit, then the tied in the photos' order (AP 11/21), not the misses first
