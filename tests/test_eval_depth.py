@@ -59,6 +59,13 @@ def test_a_known_error_on_a_quarter_of_the_pixels():
     assert errors["delta1"] == pytest.approx(0.75)
 
 
+def test_delta_counts_a_ratio_below_1_25_not_at_it():
+    """delta<1.25 (Eigen et al.) is strict: a constant depth scaled to the median true depth, 10 m, against true
+    depths of 8 m (ratio exactly 1.25), 7.9 and 12.6 m (1.27 and 1.26) fails; 8.1 m (1.23) and 10 m pass."""
+    true = np.array([[7.9, 8.0, 8.1, 10.0, 10.0, 10.0, 12.6]], np.float32)
+    assert depth_errors(np.ones_like(true), true, max_depth=80.0)["delta1"] == pytest.approx(4 / 7)
+
+
 def test_a_scaled_prediction_out_of_range_counts_as_the_nearest_or_farthest_depth():
     """A relative depth of 0 (DCP's -ln t where it sees no haze) or one far beyond the rest (its sky) is scored as
     the set's nearest or farthest depth after scaling: unclipped, one such pixel's log error grows without bound
