@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.cli import main
-from dgdehaze_core.evaluation.depth_datasets import (MIN_DEPTH, DepthFrame, DepthSet, _lidar_depth, load_depth_set,
-                                                     load_kitti, load_middlebury, middlebury_depth)
+from dgdehaze_core.evaluation.depth_datasets import (MIN_DEPTH, DepthFrame, DepthSample, DepthSet, _lidar_depth,
+                                                     load_depth_set, load_kitti, load_middlebury, middlebury_depth)
 from dgdehaze_core.evaluation.depth_eval import (beta_for_transmission, change_between, dense_depth, depth_errors,
                                                  evaluate_depth, synthesize)
-from dgdehaze_core.evaluation.methods import MethodSpec, load_method
+from dgdehaze_core.evaluation.methods import Method, MethodSpec, depth_only, load_method
 from dgdehaze_core.evaluation.visibility_eval import frame_intrinsics
 from dgdehaze_core.io.images import ImageError
 
@@ -64,6 +64,24 @@ def test_delta_counts_a_ratio_below_1_25_not_at_it():
     depths of 8 m (ratio exactly 1.25), 7.9 and 12.6 m (1.27 and 1.26) fails; 8.1 m (1.23) and 10 m pass."""
     true = np.array([[7.9, 8.0, 8.1, 10.0, 10.0, 10.0, 12.6]], np.float32)
     assert depth_errors(np.ones_like(true), true, max_depth=80.0)["delta1"] == pytest.approx(4 / 7)
+
+
+def test_depth_figures_are_means_over_the_frames_of_each_frame_s_figures():
+    """Three flat scenes 10, 20 and 40 m away (frames 4, 5 and 6 pixels wide); the network reads one pixel of the
+    second at twice, of the third at three times the rest's depth: AbsRel 0, 1/10 and 2/12 after median scaling,
+    whose mean is the row's, in every condition (the network ignores the haze). beta is solved per frame (-ln t / d
+    for a flat scene), and mean_beta is their mean."""
+    frames = [DepthSample(f"f{width}", np.zeros((2, width, 3), np.uint8), np.full((2, width), depth, np.float32))
+              for width, depth in ((4, 10.0), (5, 20.0), (6, 40.0))]
+    relative = {width: np.ones((2, width), np.float32) for width in (4, 5, 6)}
+    relative[5][1, 4], relative[6][1, 5] = 2.0, 3.0
+    network = Method(MethodSpec("net", "net.pt"), depth_only(lambda frame: relative[frame.shape[1]]))
+    table = evaluate_depth(DepthSet("flat", frames, 200.0, False), [network], progress=False)
+    for condition in ("clear", "t0.70", "t0.45", "t0.25"):
+        row = table[f"net@{condition}"]
+        assert row["absrel"] == pytest.approx((0 + 1 / 10 + 2 / 12) / 3) and row["images"] == 3
+    assert table["net@t0.45"]["mean_beta"] == pytest.approx(-np.log(0.45) * (1 / 10 + 1 / 20 + 1 / 40) / 3, rel=1e-6)
+    assert np.isnan(table["net@clear"]["mean_beta"])
 
 
 def test_a_scaled_prediction_out_of_range_counts_as_the_nearest_or_farthest_depth():
