@@ -27,6 +27,15 @@ def test_psnr_of_a_known_error():
     assert ciede2000(shifted, image) > 1.0
 
 
+def test_psnr_of_a_large_nearly_identical_pair_is_capped():
+    """PSNR is at most PSNR_CAP for any pair, not only an identical one: one level off in one of 3 million values
+    reads 113 dB uncapped."""
+    image = np.full((1000, 1000, 3), 100, np.uint8)
+    one_value = image.copy()
+    one_value[0, 0, 0] += 1
+    assert psnr(one_value, image) == PSNR_CAP
+
+
 def test_real_pair_orders_hazy_below_clear(shared_data):
     folder = shared_data / "paired" / "sots-indoor"
     hazy = read_image(folder / "hazy" / "1400_7.png") if (folder / "hazy" / "1400_7.png").exists() else None
