@@ -15,6 +15,8 @@ import pytest
 from dgdehaze_core.cli import main
 from dgdehaze_core.evaluation import coco_boxes
 from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
+from dgdehaze_core.evaluation.voc_boxes import ReferenceBox
+from dgdehaze_core.evaluation.yolo_boxes import read_yolo
 
 PHOTOS = ["foggy-001.jpg", "haze-003.jpg", "mist-002.jpg"]
 COCO_IDS = {"car": 1, "person": 7, "bus": 9}
@@ -320,6 +322,13 @@ def test_a_malformed_yolo_line_is_refused_naming_file_and_line(formats: dict[str
     labels.write_text(labels.read_text() + line + "\n")
     with pytest.raises(ValueError, match=rf"haze-003.txt, line 4: {error}"):
         labelled_images(formats["roboflow-yolo"])
+
+
+def test_a_yolo_segment_is_boxed_by_its_outermost_points(tmp_path: Path):
+    """A polygon (Roboflow's and Ultralytics' segment sets) whose points begin at neither corner of its box."""
+    label = tmp_path / "a.txt"
+    label.write_text("0 0.5 0.1 0.9 0.4 0.7 0.9 0.2 0.8 0.1 0.3\n")
+    assert read_yolo(label, {0: "car"}, (200, 100)) == (ReferenceBox("car", (20.0, 10.0, 180.0, 90.0)),)
 
 
 def test_a_yolo_photo_without_labels_has_no_object_unless_no_photo_has_one(formats: dict[str, Path]):
