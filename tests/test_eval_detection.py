@@ -6,10 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dgdehaze_core.datasets.paired_sets import find_pairs, load_pair
 from dgdehaze_core.detection.detector import Detection
-from dgdehaze_core.evaluation.detection_eval import (average_precision, box_iou, match_image,
-                                                     references_from_detections, score_classes, score_matches)
+from dgdehaze_core.evaluation.detection_eval import (average_precision, box_iou, match_image, match_recovery,
+                                                     recovery_rows, references_from_detections, score_classes,
+                                                     score_matches)
 from dgdehaze_core.evaluation.labelled_sets import labelled_images
+from dgdehaze_core.evaluation.methods import MethodSpec, jpeg_copy, load_method
 from dgdehaze_core.evaluation.voc_boxes import ReferenceBox, read_voc
 
 
@@ -99,6 +102,21 @@ def test_per_class_rows_count_each_class_on_its_own():
     assert rows["car"]["f1"] == pytest.approx(2 / 5) and rows["car"]["detections"] == 3
     assert rows["car"]["map50"] == pytest.approx(0.5 + 0.5 * 2 / 4)  # the 0.1 hit still ranks for AP
     assert rows["person"]["precision"] == rows["person"]["recall"] == rows["person"]["f1"] == 1.0
+
+
+def test_recovery_takes_its_references_and_counts_its_detections_at_conf(detector, shared_data: Path):
+    """--conf 0.5 on a SOTS pair: the clear image's detections at 0.5 or more are the references, and the
+    clear-jpeg90 row is the detector's own run on the JPEG copy, whose scores move a little."""
+    pairs = [pair for pair in find_pairs(shared_data / "paired" / "sots-indoor") if pair.hazy.name == "1400_7.png"]
+    methods = [load_method(MethodSpec(name, name)) for name in ("clear", "clear-jpeg90")]
+    matches = match_recovery(pairs, methods, detector, conf=0.5, progress=False)
+    found = detector(load_pair(pairs[0])[1])
+    references = references_from_detections(found, 0.5)
+    assert 0 < len(references) < len(references_from_detections(found))
+    clear = recovery_rows(matches, conf=0.5)["clear"]
+    assert clear["objects"] == clear["detections"] == len(references) and clear["f1"] == 1.0
+    copy = match_image(references, detector(jpeg_copy(load_pair(pairs[0])[1])))
+    assert matches["clear-jpeg90"] == [copy] and copy.scores != matches["clear"][0].scores
 
 
 def test_all_point_average_precision_by_hand():
