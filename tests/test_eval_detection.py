@@ -104,6 +104,14 @@ def test_per_class_rows_count_each_class_on_its_own():
     assert rows["person"]["precision"] == rows["person"]["recall"] == rows["person"]["f1"] == 1.0
 
 
+def test_a_detector_s_own_class_names_match_as_their_coco_names_on_both_sides():
+    """Detection recovery's references are a detector's own detections: a detector of VOC names (motorbike) finds
+    its own motorbike as a motorcycle, counted once under that name."""
+    motorbike = [_det((0, 0, 10, 10), name="motorbike")]
+    matched = match_image(references_from_detections(motorbike), motorbike)
+    assert matched.correct == [True] and matched.references == {"motorcycle": 1}
+
+
 def test_recovery_takes_its_references_and_counts_its_detections_at_conf(detector, shared_data: Path):
     """--conf 0.5 on a SOTS pair: the clear image's detections at 0.5 or more are the references, and the
     clear-jpeg90 row is the detector's own run on the JPEG copy, whose scores move a little."""
