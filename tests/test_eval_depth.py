@@ -97,6 +97,18 @@ def test_a_scaled_prediction_out_of_range_counts_as_the_nearest_or_farthest_dept
     assert errors["delta1"] == pytest.approx(13 / 16)
 
 
+def test_change_vs_clear_leaves_out_a_pixel_either_depth_lacks():
+    """A clear-frame depth without a value at one pixel (NaN) leaves that pixel out, as the hazy one's would: of the
+    other 15, median-scaled to 10 m, the bottom row's 4 moved by 1 m in the hazy depth."""
+    true = np.full((4, 4), 10.0, np.float32)
+    clear = np.ones((4, 4), np.float32)
+    clear[0, 0] = np.nan
+    hazy = np.ones((4, 4), np.float32)
+    hazy[3] = 1.1
+    assert change_between(hazy, clear, true, max_depth=80.0) == pytest.approx(4 * 0.1 / 15)
+    assert change_between(clear, hazy, true, max_depth=80.0) == pytest.approx(4 * 0.1 / 15)
+
+
 def test_change_vs_clear_is_a_share_of_the_true_distance():
     """The clear view's depth here knows no layout (one value, scaled to the median true depth); haze doubles the
     top quarter, the nearest pixels: each moved by the median depth, a large share of their short true distance."""
