@@ -417,6 +417,27 @@ def test_a_conf_below_the_ranking_floor_counts_every_detection_it_admits(shared_
     assert classes and all(rows[key]["detections"] == sum(d.class_name == key[5:-1] for d in found) for key in classes)
 
 
+def test_eval_ranks_for_map50_down_to_0_001_and_counts_p_r_f1_from_0_25(shared_data: Path, tmp_path: Path):
+    """The documented defaults: mAP50 over every detection down to 0.001 (foggy-002's one found object ranks below
+    0.01, so a floor of 0.01 would give 0), precision, recall and F1 over those of 0.25 or more (one scores 0.29)."""
+    from dgdehaze_core.detection.detector import Detector
+
+    photo = shared_data / "detection" / "dawn-fog" / "foggy-002.jpg"
+    out = tmp_path / "defaults.json"
+    assert main(["eval", "--dataset", str(photo.parent), "--measure", "detection", "--method", "hazy",
+                 "--include", photo.name, "--no-progress", "--json", str(out)]) == 0
+    detector = Detector(conf=0.001, max_det=300)
+    found = detector(read_image(photo))
+    (item,) = known_references(labelled_images(photo.parent, keep=lambda name: name == photo.name),
+                               detector.names.values())
+    expected = score_matches([match_image(item.boxes, found)], conf=0.25)
+    assert expected["map50"] > 0 == score_matches([match_image(item.boxes, [d for d in found if d.score >= 0.01])])[
+        "map50"]
+    row = json.loads(out.read_text())["hazy"]
+    assert row["map50"] == pytest.approx(expected["map50"]) and row["detections"] == expected["detections"] > 0
+    assert any(0.25 <= d.score < 0.3 for d in found), "a detection just above 0.25 counts"
+
+
 def test_a_detector_of_voc_or_kitti_class_names_finds_the_coco_named_boxes(shared_data: Path, tmp_path: Path,
                                                                            caplog):
     """The shipped detector's file with cars named `Car` (KITTI) and motorcycles `motorbike` (VOC, RTTS) scores the
