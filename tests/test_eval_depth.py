@@ -70,18 +70,24 @@ def test_depth_figures_are_means_over_the_frames_of_each_frame_s_figures():
     """Three flat scenes 10, 20 and 40 m away (frames 4, 5 and 6 pixels wide); the network reads one pixel of the
     second at twice, of the third at three times the rest's depth: AbsRel 0, 1/10 and 2/12 after median scaling,
     whose mean is the row's, in every condition (the network ignores the haze). beta is solved per frame (-ln t / d
-    for a flat scene), and mean_beta is their mean."""
+    for a flat scene), and mean_beta is their mean; the black scenes reach it in grey haze of A (1 - t), A = 0.9."""
     frames = [DepthSample(f"f{width}", np.zeros((2, width, 3), np.uint8), np.full((2, width), depth, np.float32))
               for width, depth in ((4, 10.0), (5, 20.0), (6, 40.0))]
     relative = {width: np.ones((2, width), np.float32) for width in (4, 5, 6)}
     relative[5][1, 4], relative[6][1, 5] = 2.0, 3.0
-    network = Method(MethodSpec("net", "net.pt"), depth_only(lambda frame: relative[frame.shape[1]]))
+    seen: list[np.ndarray] = []
+    network = Method(MethodSpec("net", "net.pt"),
+                     depth_only(lambda frame: seen.append(frame) or relative[frame.shape[1]]))
     table = evaluate_depth(DepthSet("flat", frames, 200.0, False), [network], progress=False)
     for condition in ("clear", "t0.70", "t0.45", "t0.25"):
         row = table[f"net@{condition}"]
         assert row["absrel"] == pytest.approx((0 + 1 / 10 + 2 / 12) / 3) and row["images"] == 3
-    assert table["net@t0.45"]["mean_beta"] == pytest.approx(-np.log(0.45) * (1 / 10 + 1 / 20 + 1 / 40) / 3, rel=1e-6)
+    for condition, transmission in (("t0.70", 0.70), ("t0.45", 0.45), ("t0.25", 0.25)):
+        assert table[f"net@{condition}"]["mean_beta"] == pytest.approx(
+            -np.log(transmission) * (1 / 10 + 1 / 20 + 1 / 40) / 3, rel=1e-6)
     assert np.isnan(table["net@clear"]["mean_beta"])
+    grey = [255 * 0.9 * (1 - transmission) for transmission in (1.0, 0.70, 0.45, 0.25)]
+    assert len(seen) == 12 and all(np.abs(frame - level).max() <= 0.5 for frame, level in zip(seen, grey * 3))
 
 
 def test_a_scaled_prediction_out_of_range_counts_as_the_nearest_or_farthest_depth():
