@@ -212,3 +212,25 @@ def test_rtts_labels_of_the_real_photos(shared_data: Path):
     # first person: xmin 627 of a 960-wide original, on the 608-wide photo
     assert people[0].box[0] == pytest.approx(627 * 608 / 960)
     assert all(0 <= b.box[0] < b.box[2] <= 608 and 0 <= b.box[1] < b.box[3] <= 448 for b in people)
+
+
+def test_a_fused_row_keeps_at_most_the_detector_s_limit_of_boxes_as_the_node_does() -> None:
+    """The node cuts the fused boxes to the detector's max_det (two runs of up to that many each would give up to
+    twice as many); eval's `SOURCE+hazy` rows kept them all, ranking up to 600 boxes a photo against 300 for a row of
+    one run, a longer recall tail than the node's. Cut as the node cuts them, the best first."""
+    from dgdehaze_core.evaluation.detection_eval import method_detections
+
+    hazy = np.full((120, 160, 3), 128, np.uint8)
+    calls = []
+
+    def detect(frame: np.ndarray) -> list[Detection]:  # three boxes a run, each run's apart from the other's
+        calls.append(frame)
+        top = 10 if len(calls) == 1 else 70
+        return [_det((10 + 50 * i, top, 40 + 50 * i, top + 30), score=0.9 - 0.1 * i - 0.05 * len(calls))
+                for i in range(3)]
+
+    method = load_method(MethodSpec("dcp+hazy", "dcp", fuse_input=True))
+    assert len(method_detections(method, hazy, detect)) == 6, "no limit given: both runs' boxes"
+    calls.clear()
+    kept = method_detections(method, hazy, detect, max_det=4)
+    assert len(calls) == 2 and [round(d.score, 2) for d in kept] == [0.85, 0.8, 0.75, 0.7]

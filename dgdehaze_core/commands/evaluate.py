@@ -432,14 +432,15 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         return evaluate_scattering(pairs(), scattering, label, read, progress), {}
     if measure == "detection":
         if is_paired_set(where):
-            matches = match_recovery(pairs(), methods, detector, args.conf, label, read, progress)
+            matches = match_recovery(pairs(), methods, detector, args.conf, label, read, progress, detector.max_det)
             rows = recovery_rows(matches, args.conf)
         else:
             if args.bootstrap:
                 _refuse_clear_comparisons(args, methods, dataset.name)
             some([method for method in methods if not method.spec.reads_clear])
             labelled = labelled_images(where, choose=lambda paths: chosen(paths, lambda p: p.name))
-            matches = match_labelled(labelled, methods, detector, label, detector.names.values(), read, progress)
+            matches = match_labelled(labelled, methods, detector, label, detector.names.values(), read, progress,
+                                     detector.max_det)
             rows = labelled_rows(matches, args.conf)
         if not args.bootstrap:
             return rows, {}

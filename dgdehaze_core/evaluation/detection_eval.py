@@ -256,30 +256,34 @@ def _each_frame_once(apply: Callable[[np.ndarray], T]) -> Callable[[np.ndarray],
 
 
 def method_detections(method: Method, hazy: np.ndarray, detect: DetectFn,
-                      equalise: Callable[[np.ndarray], np.ndarray] = local_contrast) -> list[Detection]:
+                      equalise: Callable[[np.ndarray], np.ndarray] = local_contrast,
+                      max_det: int | None = None) -> list[Detection]:
     """The detector on the method's output of `hazy` as the node's `FrameDetector` runs it: for a `SOURCE+hazy`
-    method on the input and the output, the two sets fused; for a `+clahe` method on those frames after
-    `equalise` (their local contrast)."""
+    method on the input and the output, the two sets fused, and cut to the best `max_det` (the detector's own
+    limit on each run, where given) as the node cuts them; for a `+clahe` method on those frames after `equalise`
+    (their local contrast)."""
     detection_input = "fused" if method.spec.fuse_input else "dehazed"
-    frame_detector = FrameDetector(detect, detection_input, contrast=method.spec.contrast, equalise=equalise)
+    frame_detector = FrameDetector(detect, detection_input, contrast=method.spec.contrast, equalise=equalise,
+                                   max_det=None if max_det is None else lambda: max_det)
     return frame_detector(method.dehaze(hazy).image, hazy)
 
 
 def _predictions(method: Method, hazy: np.ndarray, clear: np.ndarray, clear_detections: list[Detection],
-                 detect: DetectFn, equalise: Callable[[np.ndarray], np.ndarray]) -> list[Detection]:
+                 detect: DetectFn, equalise: Callable[[np.ndarray], np.ndarray],
+                 max_det: int | None) -> list[Detection]:
     if method.spec.source == CLEAR:
         return clear_detections
     if method.spec.source == CLEAR_JPEG:
         return detect(jpeg_copy(clear))
-    return method_detections(method, hazy, detect, equalise)
+    return method_detections(method, hazy, detect, equalise, max_det)
 
 
 def match_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: DetectFn, conf: float = CONFIDENCE,
-                   label: str = "detection", read: ReadImage = read_image,
-                   progress: bool = True) -> dict[str, list[ImageMatches]]:
+                   label: str = "detection", read: ReadImage = read_image, progress: bool = True,
+                   max_det: int | None = None) -> dict[str, list[ImageMatches]]:
     """Per method, each pair's detections on its output matched to the detector's detections on the clear image
     (score >= conf), the pair read with `read`. `clear` is the clear image itself (the ceiling), `clear-jpeg90` its
-    JPEG copy (the protocol's own noise), `hazy` the untouched input."""
+    JPEG copy (the protocol's own noise), `hazy` the untouched input; `max_det`: `method_detections`'."""
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in methods}
     for pair in tqdm(pairs, desc=label, unit="pair", disable=not progress):
         hazy, clear = load_pair(pair, read)
@@ -288,7 +292,7 @@ def match_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: Det
         references = references_from_detections(clear_detections, conf)
         for method in methods:
             matches[method.name].append(match_image(references, _predictions(method, hazy, clear, clear_detections,
-                                                                              detect_once, equalise_once)))
+                                                                              detect_once, equalise_once, max_det)))
     return matches
 
 
@@ -301,10 +305,11 @@ def recovery_rows(matches: Mapping[str, Sequence[ImageMatches]],
 
 def match_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], detect: DetectFn,
                    label: str = "detection", classes: Collection[str] = (),
-                   read: ReadImage = read_image, progress: bool = True) -> dict[str, list[ImageMatches]]:
+                   read: ReadImage = read_image, progress: bool = True,
+                   max_det: int | None = None) -> dict[str, list[ImageMatches]]:
     """Per method (`clear` has none here), each real hazy photo's detections on its output matched to the human
     boxes, the photo read with `read`; boxes of classes outside `classes` (the detector's class names) are
-    ignored."""
+    ignored; `max_det`: `method_detections`'."""
     usable = [m for m in methods if not m.spec.reads_clear]
     images = known_references(images, classes)
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in usable}
@@ -313,7 +318,7 @@ def match_labelled(images: Sequence[LabelledImage], methods: Sequence[Method], d
         detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
         for method in usable:
             matches[method.name].append(match_image(item.boxes, method_detections(method, hazy, detect_once,
-                                                                                  equalise_once)))
+                                                                                  equalise_once, max_det)))
     return matches
 
 
