@@ -23,7 +23,7 @@ from test_bag_io import (CUSTOM_TYPE, DEMO_BAG, DEMO_TOPIC, PERIOD, POINT_CLOUD_
 from dgdehaze_core.bags import disk_room
 from dgdehaze_core.bags.fleet import BagJob, run_fleet
 from dgdehaze_core.bags.evaluation import evaluate_bag
-from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, DETECTIONS_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource
+from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter
 from dgdehaze_core.bags.report import FIGURES, answered_rate
 from dgdehaze_core.cli import main
@@ -34,8 +34,8 @@ from dgdehaze_core.models import shipped_weights_path
 from dgdehaze_core.physics.visibility import Mounting, ground_range, intrinsics_of, ray_norms
 
 OUTPUTS = {"/dgdehaze/image_dehazed": IMAGE_TYPE, "/dgdehaze/depth_relative": IMAGE_TYPE,
-           "/dgdehaze/detections": DETECTIONS_TYPE, "/dgdehaze/haze_density": HAZE_TYPE,
-           "/dgdehaze/camera_info": CAMERA_INFO_TYPE}
+           "/dgdehaze/haze_density": HAZE_TYPE, "/dgdehaze/camera_info": CAMERA_INFO_TYPE}
+"""The outputs of a run without a detector (no ~/detections, as the node with detection off)."""
 
 
 def read_all(bag: Path) -> dict[str, list[tuple[int, object]]]:
@@ -79,7 +79,8 @@ def test_the_output_images_are_compressed_as_image_transport_s_topics_where_aske
                  progress=False)
     lean = read_all(tmp_path / "lean" / "bag")  # the figures' outputs only: a fleet's bags at their input's size
     assert not [topic for topic in lean if "image_dehazed" in topic or "depth" in topic]
-    assert len(lean["/dgdehaze/haze_density"]) == len(lean["/dgdehaze/detections"]) == 2
+    assert len(lean["/dgdehaze/haze_density"]) == 2
+    assert "/dgdehaze/detections" not in lean and "/dgdehaze/label_info" not in lean, "no detector: as the node"
     with pytest.raises(ValueError, match="auto, raw, compressed"):
         evaluate_bag(demo, DEMO_TOPIC, tmp_path / "bad", method="dcp", image_transport="jpeg", progress=False)
     assert not (tmp_path / "bad").exists()
@@ -440,6 +441,8 @@ def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: p
     topics = read_all(out / "bag")
     assert len(topics[DEMO_TOPIC]) == 3
     arrays = [m for _, m in topics["/dgdehaze/detections"]]
+    assert [(a.header.stamp.sec, a.header.stamp.nanosec, a.header.frame_id) for a in arrays] == [
+        (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) for _, m in topics[DEMO_TOPIC]]
     detections = [d for array in arrays for d in array.detections]
     assert len(detections) == figures["dehazed"]["detections"] > 0
     scores = [d.results[0].hypothesis.score for d in detections]

@@ -242,9 +242,10 @@ def label_info_msg(writer: BagWriter, header: Any, names: Mapping[int, str], thr
 
 
 def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record: FrameRecord,
-                        output: FrameOutput, fog: VisibilityEstimator | None = None) -> None:
+                        output: FrameOutput, fog: VisibilityEstimator | None = None, detecting: bool = True) -> None:
     """The node's outputs for one frame, on its `~/` topics, at the input frame's receive time and header; with a
-    fog reading also ~/depth (metres) and ~/visibility."""
+    fog reading also ~/depth (metres) and ~/visibility; ~/detections only when `detecting`, as the node publishes
+    none with detection off."""
     result = output.result
     header = writer.copy_header(frame.header)
     writer.write_image(f"{prefix}/image_dehazed", frame.log_time_ns, header, result.image)
@@ -254,8 +255,9 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
         writer.write(f"{prefix}/visibility", RANGE_TYPE, frame.log_time_ns,
                      writer.range_msg(header, output.fog.visibility, fog.max_visibility,
                                       field_of_view(frame.camera_info, result.image.shape[:2])))
-    writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
-                 detections_msg(writer, header, record.dehazed_detections, output.detected.positions))
+    if detecting:
+        writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
+                     detections_msg(writer, header, record.dehazed_detections, output.detected.positions))
     writer.write(f"{prefix}/haze_density", HAZE_TYPE, frame.log_time_ns,
                  writer.haze_msg(header, record.haze_density_hazy))
     if frame.camera_info is not None:
@@ -465,7 +467,8 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                     header = writer.copy_header(frame.header)
                     writer.write(f"{prefix}/label_info", LABEL_INFO_TYPE, frame.log_time_ns,
                                  label_info_msg(writer, header, processor.detector.names, processor.detector.conf))
-                write_frame_outputs(writer, prefix, frame, record, output, processor.chain.fog)
+                write_frame_outputs(writer, prefix, frame, record, output, processor.chain.fog,
+                                    processor.detector is not None)
                 if frame.index in keep:
                     evaluation.samples.append(Sample(frame.index, frame.stamp_ns, frame.image, output.result.image,
                                                      output.result.depth, record.hazy_detections,
