@@ -27,8 +27,9 @@ from dgdehaze_core.physics.visibility import described_size, resized_camera_info
 
 KEPT = 16
 """How many camera_info messages `CameraInfos` keeps by stamp, and how many image sizes it keeps the newest
-camera_info and the frames' sizes for: a camera's frames are processed within a few of their camera_info, and it
-has a few modes; a stream of ever new sizes (bad input) drops the oldest."""
+camera_info, the frames' sizes and their waits for: a camera's frames are processed within a few of their
+camera_info, and it has a few modes; a stream of ever new sizes (bad input) drops the oldest (a size dropped
+waits again)."""
 
 
 class CameraInfos:
@@ -44,8 +45,8 @@ class CameraInfos:
         """The newest received per image size it describes ((0, 0): none given), the least recent size first."""
         self._frame_sizes: dict[tuple[int, int], None] = {}
         """The sizes (width, height) of the frames asked for, the least recent first."""
-        self._waited: set[tuple[int, int]] = set()
-        """The frame sizes that have had their wait since `restart_waits`."""
+        self._waited: dict[tuple[int, int], None] = {}
+        """The frame sizes that have had their wait since `restart_waits`, the least recent first."""
 
     def add(self, info: CameraInfo) -> None:
         with self._changed:
@@ -77,7 +78,7 @@ class CameraInfos:
         with self._changed:
             info, withheld = self._fitting(header, size)
             if info is None and size not in self._waited:
-                self._waited.add(size)
+                _keep_newest(self._waited, size, None)
                 if wait_s > 0 and may_come():
                     self._changed.wait_for(lambda: self._fitting(header, size)[0] is not None, wait_s)
                     info, withheld = self._fitting(header, size)

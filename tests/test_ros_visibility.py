@@ -541,6 +541,27 @@ def test_a_frame_s_dehazed_image_goes_out_before_its_wait_for_a_camera_info_that
     assert (relay.width, relay.height, relay.k[0]) == (224, 168, 500.0)
 
 
+def test_what_camera_infos_holds_stays_bounded_whatever_frame_sizes_and_camera_infos_come() -> None:
+    """Bad input, frames of ever new sizes (and camera_info of ever new sizes beside them), grew the record of the
+    sizes that had had their wait for a camera_info by one entry a size until the next activation, while every
+    other record is kept to KEPT entries."""
+    from collections import deque
+
+    from dgdehaze_ros.camera_info import KEPT, CameraInfos
+
+    infos = CameraInfos()
+
+    def held() -> int:
+        return sum(len(kept) for kept in vars(infos).values() if isinstance(kept, (deque, dict, set)))
+
+    for side in range(1, 20 * KEPT):
+        infos.for_frame(stamped_header(side), (side, side))  # none fits (another mode's): each size has its wait
+        info = camera_info(side, side)  # the size this frame had, sent after it with another stamp
+        info.header = stamped_header(100_000 + side)
+        infos.add(info)
+    assert held() <= 4 * KEPT, {name: len(kept) for name, kept in vars(infos).items() if hasattr(kept, "__len__")}
+
+
 def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_and_p_to_the_frame() -> None:
     info = camera_info(1280, 960)  # full resolution: f 500, centre (640, 480); P: a stereo right camera's
     info.p = [500.0, 0.0, 640.0, -60.0, 0.0, 500.0, 480.0, 0.0, 0.0, 0.0, 1.0, 0.0]
