@@ -27,8 +27,16 @@ SMOKE = REPO_DIR / "training" / "smoke.yaml"
 
 
 def loader_worker_pids() -> list[int]:
-    """The pids of this process's DataLoader workers (torch names them pt_data_worker)."""
-    return [child.pid for child in psutil.Process().children() if child.name() == "pt_data_worker"]
+    """The pids of this process's DataLoader workers (torch names them pt_data_worker). A child that ends between
+    the listing and the reading of its name (the git runs that give a run's commit) is none of them."""
+    pids = []
+    for child in psutil.Process().children():
+        try:
+            if child.name() == "pt_data_worker":
+                pids.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return pids
 
 
 def a_loader_worker(trainer: Trainer | DepthTrainer) -> int:
