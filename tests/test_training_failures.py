@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any
 import psutil
 import pytest
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.recipe import Recipe, load_recipe, recipe_from_dict
-from dgdehaze_core.training.survivable_failures import LoaderWorkers
+from dgdehaze_core.training.survivable_failures import LoaderWorkerDied, LoaderWorkers
 from dgdehaze_core.training.trainer import Trainer
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
@@ -206,3 +208,30 @@ def test_a_worker_s_end_is_named_with_its_signal_or_status(end: int | None, said
     workers = LoaderWorkers()
     workers.processes.append(worker)
     assert workers.death() == f"a data loader worker (pid {worker.pid}) {said}"
+
+
+class _Numbers(Dataset):
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor(index)
+
+
+def test_workers_of_two_loaders_killed_end_the_run_with_one_error_and_no_torch_traceback(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OOM killer may end more than one worker before the run fetches its next batch (the dehazing trainer
+    zips two loaders): the first was named and reaped, the others left unreaped to torch's SIGCHLD handler, which
+    raised their deaths as the loaders shut down, each an 'Exception ignored in
+    _MultiProcessingDataLoaderIter.__del__' traceback beside the one-line error."""
+    ignored: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    workers = LoaderWorkers()
+    pairs = zip(*(workers.batches(DataLoader(_Numbers(), batch_size=2, num_workers=2)) for _ in range(2)))
+    next(pairs)
+    for process in (workers.processes[0], workers.processes[-1]):  # one worker of each loader
+        kill_and_wait(process.pid)
+    with pytest.raises(LoaderWorkerDied, match=r"^a data loader worker \(pid \d+\) was killed by SIGKILL"):
+        next(pairs)
+    del pairs  # the other loader shuts down too
+    assert not ignored, [f"{hook.exc_value!r} in {hook.object!r}" for hook in ignored]

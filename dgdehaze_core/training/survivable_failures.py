@@ -91,12 +91,14 @@ class LoaderWorkers:
             self._restore()
 
     def death(self, wait_s: float = 0.0) -> str | None:
-        """The first worker that ended with a signal or an error status, in words (None: none, within `wait_s`)."""
+        """The first worker that ended with a signal or an error status, in words (None: none, within `wait_s`).
+        Every worker that ended is reaped, its status kept here: torch's SIGCHLD handler raises the end of one left
+        unreaped wherever it runs next, a loader's shutdown too ('Exception ignored in ... __del__')."""
         deadline = time.monotonic() + wait_s
         while True:
-            for process in self.processes:
-                if process.exitcode:  # reaps the worker: its status is kept here, not left to torch
-                    return _ended(process.pid, process.exitcode)
+            ended = [process for process in self.processes if process.exitcode]  # each read of it reaps
+            if ended:
+                return _ended(ended[0].pid, ended[0].exitcode)
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.01)
