@@ -47,6 +47,9 @@ class CameraInfos:
         """The sizes (width, height) of the frames asked for, the least recent first."""
         self._waited: dict[tuple[int, int], None] = {}
         """The frame sizes that have had their wait since `restart_waits`, the least recent first."""
+        self._wait_missed = False
+        """Whether a wait since `restart_waits` ended without its frame's camera_info: later sizes wait no more (a
+        publisher that sends none for them, or frames of ever new sizes, would cost a wait a frame)."""
 
     def add(self, info: CameraInfo) -> None:
         with self._changed:
@@ -63,6 +66,7 @@ class CameraInfos:
     def restart_waits(self) -> None:
         with self._changed:
             self._waited.clear()
+            self._wait_missed = False
 
     def for_frame(self, header: Header, shape: tuple[int, int], wait_s: float = 0.0,
                   may_come: Callable[[], bool] = lambda: True) -> tuple[CameraInfo | None, str]:
@@ -71,17 +75,18 @@ class CameraInfos:
         or the source of a resized copy), else the newest describing an image of the frame's size (or none), else
         the newest where no frame of the size it describes has come (the source of a resized copy). One describing
         the size of earlier frames is another mode's, not this frame's: none then, with the reason. Where none
-        fits, the first frame of each size since `restart_waits` waits up to `wait_s` for one while `may_come()`:
-        image_transport's CameraPublisher sends each frame before its camera_info, so the activation's first frame
-        and a camera's first frame in a new mode get theirs."""
+        fits, the first frame of each size since `restart_waits` waits up to `wait_s` for one while `may_come()`,
+        until one such wait ends without it: image_transport's CameraPublisher sends each frame before its
+        camera_info, so the activation's first frame and a camera's first frame in a new mode get theirs."""
         size = (shape[1], shape[0])
         with self._changed:
             info, withheld = self._fitting(header, size)
             if info is None and size not in self._waited:
                 _keep_newest(self._waited, size, None)
-                if wait_s > 0 and may_come():
+                if wait_s > 0 and not self._wait_missed and may_come():
                     self._changed.wait_for(lambda: self._fitting(header, size)[0] is not None, wait_s)
                     info, withheld = self._fitting(header, size)
+                    self._wait_missed = info is None
             _keep_newest(self._frame_sizes, size, None)
             return info, withheld
 

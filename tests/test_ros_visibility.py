@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from typing import Iterator
 
@@ -527,6 +528,7 @@ def test_a_frame_s_dehazed_image_goes_out_before_its_wait_for_a_camera_info_that
     (0.5 s) late. The image goes out first; the frame still gets its camera_info (here the wait is 30 s, so that a
     slow host cannot tell the orders apart by chance)."""
     monkeypatch.setattr(node_module, "FIRST_CAMERA_INFO_WAIT_S", 30.0)
+    node._camera_infos.restart_waits()  # as an activation does: an earlier test's frame had a wait go unanswered
     road, _ = foggy_road(visibility=60.0)
     first = bgr8_to_image(road, "bgr8", stamped_header(350))
     probe.publish(first, camera_info(WIDTH, HEIGHT))  # the newest camera_info is of a size frames had
@@ -560,6 +562,30 @@ def test_what_camera_infos_holds_stays_bounded_whatever_frame_sizes_and_camera_i
         info.header = stamped_header(100_000 + side)
         infos.add(info)
     assert held() <= 4 * KEPT, {name: len(kept) for name, kept in vars(infos).items() if hasattr(kept, "__len__")}
+
+
+def test_after_one_wait_for_a_camera_info_that_never_came_new_frame_sizes_wait_no_more() -> None:
+    """Each new frame size waited up to the wait for its camera_info while the topic had a publisher: frames of ever
+    new sizes (bad input), or a publisher sending none for them, cost a wait a frame (0.5 s: 2 frames a second).
+    After one wait ends without its camera_info, later sizes take what there is at once, until the next
+    activation; one that came in time ends its wait as before."""
+    from dgdehaze_ros.camera_info import CameraInfos
+
+    infos = CameraInfos()
+    infos.add(camera_info(WIDTH, HEIGHT))
+    infos.for_frame(stamped_header(1), (HEIGHT, WIDTH))  # the camera's mode: its own camera_info
+    started = time.monotonic()
+    assert infos.for_frame(stamped_header(2), (150, 200), wait_s=1.0)[0] is None, "another mode's only"
+    assert time.monotonic() - started >= 1.0, "the first new size waits"
+    for side in (100, 120, 140):
+        started = time.monotonic()
+        assert infos.for_frame(stamped_header(side), (side, side), wait_s=1.0)[0] is None
+        assert time.monotonic() - started < 0.5, "no more waits"
+    infos.restart_waits()  # an activation: the first frame of a size waits again, and gets what comes in time
+    later = camera_info(160, 160)
+    later.header = stamped_header(3)
+    threading.Timer(0.1, infos.add, (later,)).start()
+    assert infos.for_frame(stamped_header(3), (160, 160), wait_s=10.0)[0] is later
 
 
 def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_and_p_to_the_frame() -> None:
