@@ -235,3 +235,18 @@ def test_workers_of_two_loaders_killed_end_the_run_with_one_error_and_no_torch_t
         next(pairs)
     del pairs  # the other loader shuts down too
     assert not ignored, [f"{hook.exc_value!r} in {hook.object!r}" for hook in ignored]
+
+
+class _Unreadable(_Numbers):
+    def __getitem__(self, index: int) -> torch.Tensor:
+        raise RuntimeError(f"sample {index} does not decode")
+
+
+def test_a_data_error_without_workers_shows_at_once() -> None:
+    """A fetch that fails is given a second to show a worker's end (a killed worker's sockets close a moment before
+    the kernel reports it): a run loading in its own process (`num_workers: 0`), which has no worker to wait for,
+    held every data error back that second too."""
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="sample 0 does not decode"):
+        next(LoaderWorkers().batches(DataLoader(_Unreadable(), batch_size=2)))
+    assert time.monotonic() - started < 0.5

@@ -81,7 +81,7 @@ class LoaderWorkers:
                 except StopIteration:
                     return
                 except (RuntimeError, OSError, EOFError):
-                    died = self.death(WORKER_END_WAIT_S)
+                    died = self.death(WORKER_END_WAIT_S if self.processes else 0.0)  # no workers: none died
                     if died is None:
                         raise
                 if died is not None:  # raised here, not in the except: the failed fetch's frames are let go
