@@ -44,7 +44,7 @@ from dgdehaze_core.training.run_control import (MAPPING, TENSOR, WHOLE_NUMBER, F
                                                 load_resumable, loader_workers, open_run_folder, quiet_loader_worker,
                                                 run_folder_lock, seed_everything, step_figures)
 from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
-from dgdehaze_core.training.survivable_failures import (LoaderWorkers, StepStart, SurvivedFailure, ended_by,
+from dgdehaze_core.training.survivable_failures import (LoaderWorkers, StepStart, ending_on_survived_failure,
                                                         undone_on_out_of_memory)
 from dgdehaze_core.training.video_frames import FrameTuples, VideoSequence, load_sequences
 
@@ -245,11 +245,11 @@ class DepthTrainer:
                    disable=not progress, dynamic_ncols=True)
         LOG.info("training %s on %s (%s), %d -> %d iterations", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations)
-        tally, started = StepTally(self.history.elapsed), self.iteration
+        tally = StepTally(self.history.elapsed)
         try:
             with StepBoundaryStop(last_path=self.last_path) as stop:
-                failure = None
-                try:
+
+                def steps() -> None:
                     for batch in self._batches(dataset):
                         row = self.step(batch)
                         self.history.elapsed = tally.step_done(row["total"])
@@ -267,12 +267,12 @@ class DepthTrainer:
                                 self._checkpoint([train_log, val_log])
                         if not done:
                             stop.after_step(self.iteration, lambda: self._checkpoint([train_log, val_log]))
-                except SurvivedFailure as exc:
-                    failure = str(exc)  # the message alone: the exception holds the failed step's tensors
-                if failure is not None:
+
+                def save() -> Path:
                     with stop.saving():
-                        saved = self._checkpoint([train_log, val_log]) if self.iteration > started else None
-                    raise ended_by(failure, saved, self.iteration, self.last_path)
+                        return self._checkpoint([train_log, val_log])
+
+                ending_on_survived_failure(steps, save, lambda: self.iteration, self.last_path)
         finally:
             bar.close()
         return DepthTrainResult(self.run_dir, self.iteration, self.last_path, tally.first_loss, tally.last_loss,

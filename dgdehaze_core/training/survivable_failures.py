@@ -25,7 +25,7 @@ import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
@@ -37,7 +37,7 @@ sockets close a moment before the kernel reports it ended."""
 
 class SurvivedFailure(RuntimeError):
     """A failure that left the training process at a completed step (its message names the cause); the trainer
-    saves that step and ends with `ended_by`'s one line."""
+    saves that step and ends with `ending_on_survived_failure`'s one line."""
 
 
 class LoaderWorkerDied(SurvivedFailure):
@@ -209,14 +209,28 @@ def undone_on_out_of_memory(start: StepStart, iteration: int) -> Iterator[None]:
                           f"moved; the weights of iteration {iteration} are intact")
 
 
-def ended_by(failure: str, saved: Path | None, iteration: int, last_path: Path) -> RuntimeError:
-    """The one-line error a run that a SurvivedFailure (its message `failure`) ended raises once it saved `last_path`
-    (`saved`; None where no step was completed since the run began or resumed). The trainer keeps the message, not
-    the exception, whose context (a step's out of memory) holds that step's tensors until it is let go."""
+def ending_on_survived_failure(steps: Callable[[], None], save: Callable[[], Path | None],
+                               iteration: Callable[[], int], last_path: Path, propagate: bool = False) -> None:
+    """Run a training loop (`steps`); where a SurvivedFailure ends it, save the last completed step (`save`, where a
+    step was completed since the call: `iteration()` moved) and raise a RuntimeError of one line naming the failure
+    and what `last_path` holds. `propagate`: raise the failure as it is (a torchrun job's other ranks wait on this
+    one in a collective: no rank can save). Only the failure's message is kept, not the exception, whose context (a
+    step's out of memory) holds that step's tensors until it is let go."""
+    started = iteration()
+    failure = None
+    try:
+        steps()
+    except SurvivedFailure as exc:
+        if propagate:
+            raise
+        failure = str(exc)
+    if failure is None:
+        return
+    saved = save() if iteration() > started else None
     if saved is not None:
-        kept = f"saved {saved} at iteration {iteration}: --resume continues from it"
+        kept = f"saved {saved} at iteration {iteration()}: --resume continues from it"
     elif last_path.is_file():
-        kept = f"{last_path} holds iteration {iteration}: --resume continues from it"
+        kept = f"{last_path} holds iteration {iteration()}: --resume continues from it"
     else:
         kept = "no step was completed: run again into the same --out folder"
-    return RuntimeError(f"{failure}; {kept}")
+    raise RuntimeError(f"{failure}; {kept}")

@@ -58,7 +58,7 @@ from dgdehaze_core.training.run_control import (LIST, MAPPING, NUMBER, TENSOR, T
                                                 step_figures)
 from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardware_name, keep_run_files,
                                               tensorboard_writer, write_recipe)
-from dgdehaze_core.training.survivable_failures import (LoaderWorkers, StepStart, SurvivedFailure, ended_by,
+from dgdehaze_core.training.survivable_failures import (LoaderWorkers, StepStart, ending_on_survived_failure,
                                                         undone_on_out_of_memory)
 
 LOG = logging.getLogger(__name__)
@@ -515,14 +515,14 @@ class Trainer:
         LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s%s", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
                  f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
-        tally, started = StepTally(self.history.elapsed), self.iteration
+        tally = StepTally(self.history.elapsed)
         stop = StepBoundaryStop(lambda requested: distributed.any_rank(requested, self.rank, self.device),
                                 self.last_path)
         try:
             with stop:
                 workers = loader_workers(recipe.num_workers)
-                failure = None
-                try:
+
+                def steps() -> None:
                     for clear, hazy in zip(self._loader(clear_data, workers), self._loader(hazy_data, workers)):
                         row = self.step(clear, hazy)
                         self.history.elapsed = tally.step_done(row["total"])
@@ -543,14 +543,13 @@ class Trainer:
                                 self._checkpoint(logs)
                         if not done:
                             stop.after_step(self.iteration, lambda: self._checkpoint(logs))
-                except SurvivedFailure as exc:
-                    if self.rank.distributed:  # the other ranks wait in a collective: no rank can save
-                        raise
-                    failure = str(exc)  # the message alone: the exception holds the failed step's tensors
-                if failure is not None:
+
+                def save() -> Path | None:
                     with stop.saving():
-                        saved = self._checkpoint(logs) if self.iteration > started else None
-                    raise ended_by(failure, saved, self.iteration, self.last_path)
+                        return self._checkpoint(logs)
+
+                ending_on_survived_failure(steps, save, lambda: self.iteration, self.last_path,
+                                           propagate=self.rank.distributed)
         finally:
             bar.close()
             close_tensorboard(board, board_made, saved=train_log is not None and train_log.held is None)
