@@ -729,24 +729,31 @@ def test_onnx_runtime_gpu_providers_that_do_not_start_are_refused_not_replaced_b
         OnnxRuntimeBackend(model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
 
 
+def passthrough_export(path: Path, dtype: int, stride: int) -> Path:
+    """A stand-in for a dgdehaze export at `path`: `hazy` (of ONNX element type `dtype`) passed through to `clear` and
+    `depth`, free batch, height and width, with its `dgdehaze_stride`."""
+    import onnx
+    from onnx import helper
+
+    hazy = helper.make_tensor_value_info("hazy", dtype, ["batch", 3, "rows", "cols"])
+    outputs = [helper.make_tensor_value_info(name, dtype, ["batch", 3, "rows", "cols"]) for name in ("clear", "depth")]
+    export = helper.make_model(helper.make_graph([helper.make_node("Identity", ["hazy"], [out.name])
+                                                  for out in outputs], "passthrough", [hazy], outputs))
+    helper.set_model_props(export, {"dgdehaze_stride": str(stride)})
+    onnx.save(export, str(path))
+    return path
+
+
 def test_an_export_running_at_another_precision_than_half_asks_names_the_export_option_that_changes_it(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The warnings told the user to export the file again "with --half" or "without --half", an option `dgdehaze
     export` does not have (its option is --fp16: pasted, the command was refused). An fp16 file opened on the CPU is
     warned of as it runs here; an fp32 file on ONNX Runtime's CUDA provider (no GPU here) through the same check."""
-    import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto
 
     from dgdehaze_core.inference.backends.selection import BackendChoice, _warn_when_the_file_decides_precision
 
-    hazy = helper.make_tensor_value_info("hazy", TensorProto.FLOAT16, ["batch", 3, "rows", "cols"])
-    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT16, ["batch", 3, "rows", "cols"])
-               for name in ("clear", "depth")]
-    export = helper.make_model(helper.make_graph([helper.make_node("Identity", ["hazy"], [out.name])
-                                                  for out in outputs], "passthrough", [hazy], outputs))
-    helper.set_model_props(export, {"dgdehaze_stride": "1"})
-    model = tmp_path / "model_fp16.onnx"
-    onnx.save(export, str(model))
+    model = passthrough_export(tmp_path / "model_fp16.onnx", TensorProto.FLOAT16, stride=1)
     with caplog.at_level(logging.WARNING, logger="dgdehaze_core"):
         assert create_backend(model, "onnxruntime", "cpu").input_dtype == np.float16
         cuda = BackendChoice("onnxruntime", "cuda:0", ("CUDAExecutionProvider", "CPUExecutionProvider"), "")
@@ -793,22 +800,14 @@ def test_onnx_runtime_s_tensorrt_provider_takes_frames_up_to_its_profile_s_large
     profiled for 640x480, at most 1088x1920) failed, where the TensorRT backend's engine shrinks it to fit. The
     backend now says the profile's largest size and batch where that provider runs (no TensorRT here: the session
     is made to report it), and nothing where it does not."""
-    import onnx
     import onnxruntime
-    from onnx import TensorProto, helper
+    from onnx import TensorProto
 
     from dgdehaze_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
     from dgdehaze_core.inference.backends.selection import ort_providers
     from dgdehaze_core.inference.backends.tensorrt_backend import ShapeProfile
 
-    hazy = helper.make_tensor_value_info("hazy", TensorProto.FLOAT, ["batch", 3, "rows", "cols"])
-    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 3, "rows", "cols"])
-               for name in ("clear", "depth")]
-    export = helper.make_model(helper.make_graph([helper.make_node("Identity", ["hazy"], [out.name])
-                                                  for out in outputs], "passthrough", [hazy], outputs))
-    helper.set_model_props(export, {"dgdehaze_stride": "32"})
-    model = tmp_path / "model.onnx"
-    onnx.save(export, str(model))
+    model = passthrough_export(tmp_path / "model.onnx", TensorProto.FLOAT, stride=32)
     profile = ShapeProfile.for_camera(480, 640, 32)
     providers = ort_providers(("TensorrtExecutionProvider", "CPUExecutionProvider"), "cuda:0",
                               {"trt_profile_max_shapes": profile.shapes()[2]})
