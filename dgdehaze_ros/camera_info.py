@@ -31,6 +31,12 @@ camera_info, the frames' sizes and their waits for: a camera's frames are proces
 camera_info, and it has a few modes; a stream of ever new sizes (bad input) drops the oldest (a size dropped
 waits again)."""
 
+UNANSWERED_WAITS = 2
+"""How many of an activation's waits for a camera_info may end without it before no frame waits again until the next
+activation: a publisher that sends none for a size, or frames of ever new sizes (bad input), cost at most this many
+waits an activation, while one camera_info that did not come in time (lost in transport, say) does not stop a later
+mode switch from having its camera_info."""
+
 
 class CameraInfos:
     """The camera_info received, and which one describes a frame (`for_frame`). `add` runs on the executor,
@@ -47,9 +53,10 @@ class CameraInfos:
         """The sizes (width, height) of the frames asked for, the least recent first."""
         self._waited: dict[tuple[int, int], None] = {}
         """The frame sizes that have had their wait since `restart_waits`, the least recent first."""
-        self._wait_missed = False
-        """Whether a wait since `restart_waits` ended without its frame's camera_info: later sizes wait no more (a
-        publisher that sends none for them, or frames of ever new sizes, would cost a wait a frame)."""
+        self._unanswered = 0
+        """How many waits since `restart_waits` ended without their frame's camera_info: from UNANSWERED_WAITS on,
+        later sizes wait no more (a publisher that sends none for them, or frames of ever new sizes, would cost a
+        wait a frame)."""
 
     def add(self, info: CameraInfo) -> None:
         with self._changed:
@@ -66,7 +73,7 @@ class CameraInfos:
     def restart_waits(self) -> None:
         with self._changed:
             self._waited.clear()
-            self._wait_missed = False
+            self._unanswered = 0
 
     def for_frame(self, header: Header, shape: tuple[int, int], wait_s: float = 0.0,
                   may_come: Callable[[], bool] = lambda: True) -> tuple[CameraInfo | None, str]:
@@ -76,17 +83,18 @@ class CameraInfos:
         the newest where no frame of the size it describes has come (the source of a resized copy). One describing
         the size of earlier frames is another mode's, not this frame's: none then, with the reason. Where none
         fits, the first frame of each size since `restart_waits` waits up to `wait_s` for one while `may_come()`,
-        until one such wait ends without it: image_transport's CameraPublisher sends each frame before its
-        camera_info, so the activation's first frame and a camera's first frame in a new mode get theirs."""
+        until UNANSWERED_WAITS such waits have ended without it: image_transport's CameraPublisher sends each frame
+        before its camera_info, so the activation's first frame and a camera's first frame in a new mode get
+        theirs."""
         size = (shape[1], shape[0])
         with self._changed:
             info, withheld = self._fitting(header, size)
             if info is None and size not in self._waited:
                 _keep_newest(self._waited, size, None)
-                if wait_s > 0 and not self._wait_missed and may_come():
+                if wait_s > 0 and self._unanswered < UNANSWERED_WAITS and may_come():
                     self._changed.wait_for(lambda: self._fitting(header, size)[0] is not None, wait_s)
                     info, withheld = self._fitting(header, size)
-                    self._wait_missed = info is None
+                    self._unanswered += info is None
             _keep_newest(self._frame_sizes, size, None)
             return info, withheld
 

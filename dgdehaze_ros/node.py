@@ -556,8 +556,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         """The camera_info of a frame with `header` and `shape` (height, width), and why there is none
         (`CameraInfos.for_frame`). Where none fits, the activation's first frame of each size waits for one up to
         FIRST_CAMERA_INFO_WAIT_S while the topic has a publisher: image_transport's CameraPublisher sends each frame
-        before its camera_info. Later frames never wait, nor any after a wait that went unanswered (a publisher that
-        sends none costs one wait an activation)."""
+        before its camera_info. Later frames never wait, nor any after UNANSWERED_WAITS waits went unanswered (a
+        publisher that sends none costs that many waits an activation)."""
         return self._camera_infos.for_frame(header, shape, FIRST_CAMERA_INFO_WAIT_S,
                                             lambda: self.count_publishers(self._camera_info_topic()) > 0)
 

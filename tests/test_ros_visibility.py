@@ -564,19 +564,20 @@ def test_what_camera_infos_holds_stays_bounded_whatever_frame_sizes_and_camera_i
     assert held() <= 4 * KEPT, {name: len(kept) for name, kept in vars(infos).items() if hasattr(kept, "__len__")}
 
 
-def test_after_one_wait_for_a_camera_info_that_never_came_new_frame_sizes_wait_no_more() -> None:
+def test_after_waits_for_camera_infos_that_never_came_new_frame_sizes_wait_no_more() -> None:
     """Each new frame size waited up to the wait for its camera_info while the topic had a publisher: frames of ever
     new sizes (bad input), or a publisher sending none for them, cost a wait a frame (0.5 s: 2 frames a second).
-    After one wait ends without its camera_info, later sizes take what there is at once, until the next
-    activation; one that came in time ends its wait as before."""
-    from dgdehaze_ros.camera_info import CameraInfos
+    After UNANSWERED_WAITS waits end without their camera_info, later sizes take what there is at once, until the
+    next activation; one that came in time ends its wait as before."""
+    from dgdehaze_ros.camera_info import UNANSWERED_WAITS, CameraInfos
 
     infos = CameraInfos()
     infos.add(camera_info(WIDTH, HEIGHT))
     infos.for_frame(stamped_header(1), (HEIGHT, WIDTH))  # the camera's mode: its own camera_info
-    started = time.monotonic()
-    assert infos.for_frame(stamped_header(2), (150, 200), wait_s=1.0)[0] is None, "another mode's only"
-    assert time.monotonic() - started >= 1.0, "the first new size waits"
+    for side in range(50, 50 + UNANSWERED_WAITS):
+        started = time.monotonic()
+        assert infos.for_frame(stamped_header(side), (side, side), wait_s=0.3)[0] is None, "another mode's only"
+        assert time.monotonic() - started >= 0.3, "a new size waits"
     for side in (100, 120, 140):
         started = time.monotonic()
         assert infos.for_frame(stamped_header(side), (side, side), wait_s=1.0)[0] is None
@@ -586,6 +587,23 @@ def test_after_one_wait_for_a_camera_info_that_never_came_new_frame_sizes_wait_n
     later.header = stamped_header(3)
     threading.Timer(0.1, infos.add, (later,)).start()
     assert infos.for_frame(stamped_header(3), (160, 160), wait_s=10.0)[0] is later
+
+
+def test_a_camera_that_changes_mode_after_a_camera_info_that_never_came_still_gets_the_new_mode_s() -> None:
+    """After one wait for a camera_info ended without it (one lost in transport), no frame waited again until the
+    next activation: a camera that switched mode later had its first frame of the new size go without
+    ~/camera_info, ~/depth and ~/visibility, its camera_info coming just after it, as image_transport's
+    CameraPublisher sends them."""
+    from dgdehaze_ros.camera_info import CameraInfos
+
+    infos = CameraInfos()
+    infos.add(camera_info(WIDTH, HEIGHT))
+    infos.for_frame(stamped_header(1), (HEIGHT, WIDTH))
+    assert infos.for_frame(stamped_header(2), (150, 200), wait_s=0.2)[0] is None  # its camera_info never came
+    switched = camera_info(2 * WIDTH, 2 * HEIGHT)
+    switched.header = stamped_header(3)
+    threading.Timer(0.05, infos.add, (switched,)).start()
+    assert infos.for_frame(stamped_header(3), (2 * HEIGHT, 2 * WIDTH), wait_s=10.0)[0] is switched
 
 
 def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_and_p_to_the_frame() -> None:
