@@ -34,7 +34,7 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -343,39 +343,45 @@ class NetworkPipeline:
                     results[index] = result
         return [result for result in results if result is not None]
 
-    def _say_shrunk(self, size: tuple[int, int], message: str, *args: object) -> None:
-        """Warn `message` % `args` that frames of `size` (w, h) run shrunk, once for each size, or, past the
-        SHRUNK_SIZES sizes remembered, for a new one at most every SHRUNK_SAID_EVERY_S seconds."""
+    def _say_shrunk(self, size: tuple[int, int], message: Callable[[], str]) -> None:
+        """Warn `message()` that frames of `size` (w, h) run shrunk, once for each size, or, past the SHRUNK_SIZES
+        sizes remembered, for a new one at most every SHRUNK_SAID_EVERY_S seconds; the message is built only then
+        (every frame of a shrunk size comes here)."""
         if size in self._shrunk:
             return
         if len(self._shrunk) < SHRUNK_SIZES:
             self._shrunk.add(size)
+            LOG.warning(message())
         elif time.monotonic() - self._shrunk_said_at >= SHRUNK_SAID_EVERY_S:
             self._shrunk_said_at = time.monotonic()
-            message += f" (over {SHRUNK_SIZES} frame sizes run shrunk: a new one said at most every " \
-                       f"{SHRUNK_SAID_EVERY_S:g} s)"
-        else:
-            return
-        LOG.warning(message, *args)
+            LOG.warning(f"{message()} (over {SHRUNK_SIZES} frame sizes run shrunk: a new one said at most every "
+                        f"{SHRUNK_SAID_EVERY_S:g} s)")
+
+    def _shrunk_message(self, size: tuple[int, int], wanted: tuple[int, int], fitted: tuple[int, int],
+                        work: tuple[int, int]) -> str:
+        """Why frames of `size` (w, h) run at `work` where `wanted` asked for more: the engine's profile takes at most
+        `fitted`, the padding budget takes less than `fitted` (`padding_overrun`), or both."""
+        (width, height), (work_w, work_h) = size, work
+        if fitted == wanted:
+            return (f"{width}x{height} frames run at {work_w}x{work_h}: {padding_overrun(fitted, self.stride)}; the "
+                    "outputs are restored at the frame's size")
+        most_h, most_w = self.runtime.max_size
+        if work != fitted:  # a thin frame beyond the profile: both, in one
+            return (f"{width}x{height} frames run at {work_w}x{work_h}: the most this {self.backend} network takes is "
+                    f"{most_w}x{most_h} (its engine's profile), and {padding_overrun(fitted, self.stride)}; the "
+                    "outputs are restored at the frame's size")
+        return (f"{width}x{height} frames run at {work_w}x{work_h}, the most this {self.backend} network takes (its "
+                f"engine's profile: at most {most_w}x{most_h}), and the outputs are restored at the frame's size: a "
+                "working size of the camera's builds the engine for it")
 
     def _run_same_size(self, frames: list[np.ndarray]) -> list[DehazeResult]:
         height, width = frames[0].shape[:2]
         wanted = resolve_working_size(self.working_size, width, height)
         fitted = within_max_size(wanted, self.runtime.max_size, self.stride)
         work_w, work_h = within_padding_budget(fitted, self.stride)
-        if fitted != wanted and (work_w, work_h) != fitted:  # a thin frame beyond the profile: both, in one
-            self._say_shrunk((width, height), "%dx%d frames run at %dx%d: the most this %s network takes is %dx%d "
-                             "(its engine's profile), and %s; the outputs are restored at the frame's size", width,
-                             height, work_w, work_h, self.backend, self.runtime.max_size[1], self.runtime.max_size[0],
-                             padding_overrun(fitted, self.stride))
-        elif fitted != wanted:
-            self._say_shrunk((width, height), "%dx%d frames run at %dx%d, the most this %s network takes (its "
-                             "engine's profile: at most %dx%d), and the outputs are restored at the frame's size: a "
-                             "working size of the camera's builds the engine for it", width, height, *fitted,
-                             self.backend, self.runtime.max_size[1], self.runtime.max_size[0])
-        elif (work_w, work_h) != fitted:
-            self._say_shrunk((width, height), "%dx%d frames run at %dx%d: %s; the outputs are restored at the frame's "
-                             "size", width, height, work_w, work_h, padding_overrun(fitted, self.stride))
+        if fitted != wanted or (work_w, work_h) != fitted:
+            self._say_shrunk((width, height),
+                             lambda: self._shrunk_message((width, height), wanted, fitted, (work_w, work_h)))
         resized = (work_w, work_h) != (width, height)
         outputs = self.runtime.run(network_batch(frames, (work_w, work_h), self.stride))
         mode = ("physics" if self.scattering else "decoder") if self.output == "auto" else self.output
