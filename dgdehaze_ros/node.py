@@ -102,6 +102,11 @@ OVERRIDABLE = QoSOverridingOptions.with_default_policies()
 FIRST_CAMERA_INFO_WAIT_S = 0.5
 """How long an activation's first frame of each size waits for a camera_info that follows it, where none it has
 fits (`_frame_camera_info`)."""
+STAMP_BACK_NEW_TRACKS_S = 1.0
+"""How far before the newest frame processed a frame's stamp must go to start a new stream of tracks: a bag played
+with --loop starting again, or a camera's clock set back by more. A frame a little older than the newest (a
+multi-threaded camera driver publishing two frames out of order) keeps the tracks; so does a bag shorter than this
+played with --loop (its first frame then meets the tracks of its last)."""
 NARROW_TEST_EVERY = 30
 """The node tests every NARROW_TEST_EVERY-th 16-bit frame read with 16 bits (the activation's first included) for
 samples that look like a 12-bit camera's (`images.NarrowSamples`): one max over a frame's samples per second at
@@ -160,8 +165,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._detector: Detector | None = None
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
-        self._last_stamp = (0, 0)
-        """The stamp (sec, nanosec) of the newest frame processed: one earlier starts a new stream of tracks."""
+        self._newest_stamp_ns = 0
+        """The stamp of the newest frame processed since the stream began: one over STAMP_BACK_NEW_TRACKS_S earlier
+        starts a new stream of tracks."""
         self._detecting = False
         """Whether the last frame processed in this activation was one the detector was on for."""
         self.transport = transport_summary()
@@ -291,7 +297,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         except StillStopping as exc:  # a frame from before the deactivate still runs: inactive, nothing enabled
             self.get_logger().error(f"activate failed: {exc}; activate again once it has ended")
             return TransitionCallbackReturn.FAILURE
-        self._last_stamp, self._detecting = (0, 0), False  # frames sent while inactive are missing: new tracks
+        self._newest_stamp_ns, self._detecting = 0, False  # frames sent while inactive are missing: new tracks
         self.stats.restart_sequences()
         result = super().on_activate(state)  # enables the publishers before a frame can arrive and be processed
         self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
@@ -588,10 +594,13 @@ class DehazeNode(ModelReloads, LifecycleNode):
             self.stats.count_skipped(str(exc))
             self.get_logger().warning(f"skipped a frame: {exc}", throttle_duration_sec=5.0)
             return False
-        stamp, detecting = (msg.header.stamp.sec, msg.header.stamp.nanosec), settings["detection_enabled"]
-        if stamp < self._last_stamp or (detecting and not self._detecting):  # a bag played with --loop starting
-            self._new_stream()  # again, or the first frame detected after frames the tracker missed
-        self._last_stamp, self._detecting = stamp, detecting
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        detecting = settings["detection_enabled"]
+        back = stamp_ns < self._newest_stamp_ns - round(STAMP_BACK_NEW_TRACKS_S * 1e9)  # a bag played with --loop
+        if back or (detecting and not self._detecting):  # or the first frame detected after frames the tracker missed
+            self._new_stream()
+        self._newest_stamp_ns = stamp_ns if back else max(stamp_ns, self._newest_stamp_ns)
+        self._detecting = detecting
         chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None,
                            self._fog.estimator_for_frame(msg.header.frame_id))
         dehazed = chain.dehaze(bgr)
