@@ -73,7 +73,7 @@ from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker, Still
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.lens import frames_rectified
-from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading
+from dgdehaze_core.physics.visibility import OUT_OF_ORDER_S, VisibilityEstimator, VisibilityReading
 from dgdehaze_core.process_memory import keep_frame_memory, return_freed_memory
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros.camera_info import CameraInfos, relayed_camera_info
@@ -102,11 +102,6 @@ OVERRIDABLE = QoSOverridingOptions.with_default_policies()
 FIRST_CAMERA_INFO_WAIT_S = 0.5
 """How long an activation's first frame of each size waits for a camera_info that follows it, where none it has
 fits (`_frame_camera_info`)."""
-STAMP_BACK_NEW_TRACKS_S = 1.0
-"""How far before the newest frame processed a frame's stamp must go to start a new stream of tracks: a bag played
-with --loop starting again, or a camera's clock set back by more. A frame a little older than the newest (a
-multi-threaded camera driver publishing two frames out of order) keeps the tracks; so does a bag shorter than this
-played with --loop (its first frame then meets the tracks of its last)."""
 NARROW_TEST_EVERY = 30
 """The node tests every NARROW_TEST_EVERY-th 16-bit frame read with 16 bits (the activation's first included) for
 samples that look like a 12-bit camera's (`images.NarrowSamples`): one max over a frame's samples per second at
@@ -166,7 +161,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
         self._newest_stamp_ns = 0
-        """The stamp of the newest frame processed since the stream began: one over STAMP_BACK_NEW_TRACKS_S earlier
+        """The stamp of the newest frame processed since the stream began: one over OUT_OF_ORDER_S earlier
         starts a new stream of tracks."""
         self._detecting = False
         """Whether the last frame processed in this activation was one the detector was on for."""
@@ -596,7 +591,7 @@ class DehazeNode(ModelReloads, LifecycleNode):
             return False
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         detecting = settings["detection_enabled"]
-        back = stamp_ns < self._newest_stamp_ns - round(STAMP_BACK_NEW_TRACKS_S * 1e9)  # a bag played with --loop
+        back = stamp_ns < self._newest_stamp_ns - round(OUT_OF_ORDER_S * 1e9)  # a bag played with --loop
         if back or (detecting and not self._detecting):  # or the first frame detected after frames the tracker missed
             self._new_stream()
         self._newest_stamp_ns = stamp_ns if back else max(stamp_ns, self._newest_stamp_ns)

@@ -101,7 +101,7 @@ def test_a_frame_stamped_a_little_before_the_last_keeps_the_tracks(node: DehazeN
                                                                    panning: list[np.ndarray]) -> None:
     """A multi-threaded camera driver can publish a frame just after a later one: that frame, stamped 10 ms before
     the last processed, started a new stream of tracks, every object's identity renewed (a planner keeping state by
-    id lost it all). A jump back of over STAMP_BACK_NEW_TRACKS_S (a bag played with --loop) still starts one (the
+    id lost it all). A jump back of over OUT_OF_ORDER_S (a bag played with --loop) still starts one (the
     loop test)."""
     ids = [track_ids(probe, frame, 900 + index) for index, frame in enumerate(panning[:4])]
     earlier = stamped_header(903)

@@ -180,6 +180,19 @@ def test_stamps_that_do_not_advance_leave_each_frame_its_own_measurement():
     assert math.isnan(looped.update(no_road, CAMERA, stamp=1.0).beta), "a held value does not outlive a loop"
 
 
+def test_a_frame_stamped_a_little_before_the_newest_leaves_the_smoothed_fog_as_it_was():
+    thin, dense = KOSCHMIEDER / 400.0, KOSCHMIEDER / 50.0
+    estimator = VisibilityEstimator(MOUNT, time_constant=2.0)
+    estimator.update(road_scene(thin)[0], CAMERA, stamp=10.0)
+    smoothed = estimator.update(road_scene(thin)[0], CAMERA, stamp=10.1).beta
+    # a multi-threaded driver publishing two frames out of order: one stamped 10 ms before the newest
+    assert estimator.update(road_scene(dense)[0], CAMERA, stamp=10.09).beta == pytest.approx(smoothed)
+    no_road = np.full(SHAPE, np.nan, np.float32)
+    assert estimator.update(no_road, CAMERA, stamp=10.08).beta == pytest.approx(smoothed), "held, not forgotten"
+    later = estimator.update(road_scene(dense)[0], CAMERA, stamp=10.2).beta  # smoothed over 0.1 s from 10.1
+    assert later == pytest.approx(smoothed + (1 - math.exp(-0.1 / 2.0)) * (dense - smoothed), rel=0.02)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"height": 0.0, "pitch": 0.0}, "height must be positive"),
     ({"height": 1.5, "pitch": 2.0}, "pitch must lie within"),

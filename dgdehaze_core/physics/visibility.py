@@ -63,6 +63,10 @@ the pose is that of a body frame (x forward, z up: its z axis up) stamped on the
 frame's."""
 MAX_HOLD_CONSTANTS = 3.0
 """A smoothed beta without a new measurement is kept this many time constants (at least 1 s), then dropped."""
+OUT_OF_ORDER_S = 1.0
+"""A frame stamped at most this much before the newest one is out of order (a multi-threaded camera driver
+publishing two frames swapped), and leaves what was smoothed over the stream as it was; one stamped further back
+starts a new stream (a bag played with --loop starting again, a camera's clock set back)."""
 
 
 @dataclass(frozen=True)
@@ -499,10 +503,16 @@ class VisibilityEstimator:
     def _smooth(self, beta: float, stamp: float) -> float:
         """The exponentially smoothed beta after a measurement (NaN: none) at `stamp`.
 
-        Smoothing and holding run on the frames' stamps. A stamp that does not advance (frames stamped 0, or a bag
-        that loops back) gives no time to smooth or hold over, so the frame's own measurement stands (NaN included).
+        Smoothing and holding run on the frames' stamps. A frame out of order (up to OUT_OF_ORDER_S before the
+        newest) is older than what was smoothed: the smoothed beta stands, held or not. A stamp that does not advance
+        otherwise (frames stamped 0, or a bag that loops back) gives no time to smooth or hold over, so the frame's own
+        measurement stands (NaN included).
         """
         age = stamp - self._stamp if math.isfinite(self._stamp) else math.inf
+        if -OUT_OF_ORDER_S <= age < 0:
+            if math.isnan(self._beta):
+                self._beta = beta
+            return self._beta
         if math.isnan(beta):
             if age <= 0 or age > max(1.0, MAX_HOLD_CONSTANTS * self.time_constant):
                 self._beta = math.nan
