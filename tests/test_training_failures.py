@@ -3,7 +3,9 @@ memory save last.pt at the last completed step and end with one line; a bug stil
 from __future__ import annotations
 
 import faulthandler
+import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import re
 import signal
@@ -22,6 +24,7 @@ from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.recipe import Recipe, load_recipe, recipe_from_dict
+from dgdehaze_core.training.run_files import CsvLog
 from dgdehaze_core.training.survivable_failures import LoaderWorkerDied, LoaderWorkers
 from dgdehaze_core.training.trainer import Trainer
 
@@ -53,10 +56,10 @@ def kill_and_wait(pid: int, signum: int = signal.SIGKILL) -> None:
         time.sleep(0.005)
 
 
-def _small_recipe(num_workers: int) -> Recipe:
+def _small_recipe(num_workers: int, iterations: int = 4) -> Recipe:
     """Four steps of smoke.yaml's data, the depth network's own depth from step 2 on, no checkpoint on the way."""
     smoke = load_recipe(SMOKE)
-    return recipe_from_dict({"name": "r", "iterations": 4, "crop_size": 64, "batch_size": 2, "max_side": 128,
+    return recipe_from_dict({"name": "r", "iterations": iterations, "crop_size": 64, "batch_size": 2, "max_side": 128,
                              "num_workers": num_workers, "checkpoint_every": 100, "net_depth_after": 1,
                              "device": "cpu", "data": {"clear": [str(s.path) for s in smoke.clear],
                                                        "hazy": [str(s.path) for s in smoke.hazy]}}, REPO_DIR)
@@ -142,6 +145,30 @@ def test_dgdehaze_train_whose_loader_worker_is_killed_exits_2_with_one_line_and_
     assert main(args + ["--iterations", str(iteration + 1), "--resume"]) == 0
     with open(out / "train.csv") as log:
         assert [int(row.split(",")[0]) for row in log.read().splitlines()[1:]] == list(range(1, iteration + 2))
+
+
+class _WorkerKilledAfterTheLastStepTrainer(Trainer):
+    """A worker of the hazy images' loader is killed (SIGKILL) as the last step's checkpoint is written, after the
+    last batch was fetched."""
+
+    def _checkpoint(self, logs: list[CsvLog]) -> Path | None:
+        if self.iteration == self.recipe.iterations:
+            kill_and_wait(self.loader_workers.processes[-1].pid)
+        return super()._checkpoint(logs)
+
+
+def test_a_loader_worker_killed_after_the_last_step_leaves_the_run_finished(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker that ends once the last batch was fetched costs the run nothing: it ends as finished, its files
+    written, with one warning naming the worker (the OOM killer's work: memory is short)."""
+    torch.set_num_threads(2)
+    trainer = _WorkerKilledAfterTheLastStepTrainer(_small_recipe(1, iterations=1), tmp_path / "run")
+    assert trainer.train(progress=False).iterations == 1
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]["iteration"] == 1
+    assert (tmp_path / "run" / "best.pt").is_file()
+    notes = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(notes) == 1 and re.fullmatch(r"a data loader worker \(pid \d+\) was killed by SIGKILL, .*, once its "
+                                            r"loader's last batch was out: no batch was lost", notes[0]), notes
 
 
 class _OutOfMemoryTrainer(Trainer):
@@ -250,3 +277,40 @@ def test_a_data_error_without_workers_shows_at_once() -> None:
     with pytest.raises(RuntimeError, match="sample 0 does not decode"):
         next(LoaderWorkers().batches(DataLoader(_Unreadable(), batch_size=2)))
     assert time.monotonic() - started < 0.5
+
+
+def test_a_worker_killed_after_another_s_death_was_noted_shows_no_torch_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OOM killer ends one worker, the run notes it and shuts its loaders down, and ends another meanwhile:
+    torch's SIGCHLD handler, back in place once the failed loader's batches ended, raised that death wherever the
+    run was (saving last.pt) or, within a loader's shutdown, as an 'Exception ignored in
+    _MultiProcessingDataLoaderIter.__del__' traceback."""
+    ignored: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    workers = LoaderWorkers()
+    pairs = zip(*(workers.batches(DataLoader(_Numbers(), batch_size=2, num_workers=2)) for _ in range(2)))
+    next(pairs)
+    kill_and_wait(workers.processes[0].pid)
+    with pytest.raises(LoaderWorkerDied):
+        next(pairs)
+    kill_and_wait(workers.processes[-1].pid)  # the other loader's, not yet shut down
+    del pairs
+    assert not ignored, [f"{hook.exc_value!r} in {hook.object!r}" for hook in ignored]
+
+
+
+def _killed_as_it_exits(worker_id: int) -> None:
+    """A loader worker's start: it is killed (SIGKILL) as it exits, when its loader shuts its workers down."""
+    multiprocessing.util.Finalize(None, os.kill, args=(os.getpid(), signal.SIGKILL), exitpriority=0)
+
+
+def test_a_worker_killed_as_the_loader_shuts_down_after_its_last_batch_costs_no_batch(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The OOM killer ending a worker as the loader shut down after its last batch (the fetch after the run's last
+    step) raised its death: a run that had completed every step ended with exit status 2, saying it was cut short."""
+    workers = LoaderWorkers()
+    loader = DataLoader(_Numbers(), batch_size=32, num_workers=2, worker_init_fn=_killed_as_it_exits)
+    assert len(list(workers.batches(loader))) == 2
+    assert all(process.exitcode == -signal.SIGKILL for process in workers.processes)
+    assert [record.getMessage().split(", most likely")[0] for record in caplog.records] == [
+        f"a data loader worker (pid {workers.processes[0].pid}) was killed by SIGKILL"], "one note"

@@ -17,6 +17,7 @@ wait on it in a collective) propagate as they are, `last.pt` holding the last ch
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import re
 import signal
@@ -29,6 +30,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
+
+LOG = logging.getLogger(__name__)
 
 WORKER_END_WAIT_S = 1.0
 """How long a batch that failed to arrive (a socket reset) waits for a worker's end to show: a killed worker's
@@ -63,32 +66,46 @@ class LoaderWorkers:
         self._previous: Any = None
         self._handling = False
         """Whether SIGCHLD is taken over (`_note_child_ends`): in the main thread, with workers."""
+        self._open = 0
+        """How many `batches` are under way: SIGCHLD is given back as the last of them ends."""
 
     def batches(self, loader: DataLoader) -> Iterator[Any]:
-        """`loader`'s batches, noting the worker processes it starts; LoaderWorkerDied, as a batch is fetched, where
-        one of them died (anything else a fetch raises, a worker's own exception, propagates as it is)."""
+        """`loader`'s batches (`len(loader)` of them: a map-style dataset's), noting the worker processes it starts;
+        LoaderWorkerDied, as a batch is fetched, where one of them died (anything else a fetch raises, a worker's
+        own exception, propagates as it is). A worker that ends once the last batch is out (as the loader shuts its
+        workers down) costs no batch: a warning says so. Until every loader's batches have ended, the shutdown of
+        its workers included, their ends are noted, not raised by torch's handler where the process is."""
         before = set(multiprocessing.active_children())
         fetched = iter(loader)  # starts the workers, and torch's SIGCHLD handler with the first
         self.processes += [process for process in multiprocessing.active_children() if process not in before]
         self._handling = bool(self.processes) and threading.current_thread() is threading.main_thread()
         self._note_child_ends()
+        self._open += 1
         try:
-            while True:
+            for _ in range(len(loader)):
                 died = self._died_meanwhile()
-                try:
-                    with self._torch_handling():
-                        batch = next(fetched)
-                except StopIteration:
-                    return
-                except (RuntimeError, OSError, EOFError):
-                    died = self.death(WORKER_END_WAIT_S if self.processes else 0.0)  # no workers: none died
-                    if died is None:
-                        raise
+                if died is None:
+                    try:
+                        with self._torch_handling():
+                            batch = next(fetched)
+                    except StopIteration:
+                        return
+                    except (RuntimeError, OSError, EOFError):
+                        died = self.death(WORKER_END_WAIT_S if self.processes else 0.0)  # no workers: none died
+                        if died is None:
+                            raise
                 if died is not None:  # raised here, not in the except: the failed fetch's frames are let go
                     raise LoaderWorkerDied(died)
                 yield batch
+            fetched = None  # the loader shuts its workers down (torch's __del__), their ends noted
+            died = self._died_meanwhile()
+            if died is not None:
+                LOG.warning("%s, once its loader's last batch was out: no batch was lost", died)
         finally:
-            self._restore()
+            fetched = None  # shut down here where a failure or a close ends the batches, not where it is let go
+            self._open -= 1
+            if not self._open:
+                self._restore()
 
     def death(self, wait_s: float = 0.0) -> str | None:
         """The first worker that ended with a signal or an error status, in words (None: none, within `wait_s`).
