@@ -27,6 +27,7 @@ from dgdehaze_core.training.self_supervised_depth import (downscale_intrinsics, 
                                                           reprojection_loss, scale_normalised_depth, smoothness_loss)
 from dgdehaze_core.training import video_frames
 from dgdehaze_core.training.recipe import RecipeError
+from dgdehaze_core.training.run_files import CsvLog
 from dgdehaze_core.training.video_frames import (FrameFolder, FrameTuples, find_kitti_sequences, load_sequences,
                                                   read_kitti_intrinsics)
 from test_training_failures import a_loader_worker, kill_and_wait
@@ -760,6 +761,37 @@ def test_a_depth_run_whose_loader_worker_is_killed_or_whose_step_runs_out_of_mem
         resumed.train(progress=False)
         for name, value in straight.depth.state_dict().items():
             assert torch.equal(value, resumed.depth.state_dict()[name]), (run, name)
+
+
+class _ValidationOutOfMemoryDepthTrainer(DepthTrainer):
+    """The validation of iteration 1 asks the CPU allocator for more than the address space holds."""
+
+    def _validate(self, val_log: CsvLog) -> None:
+        if self.iteration == 1:
+            torch.empty(2 ** 62, dtype=torch.uint8)
+        super()._validate(val_log)
+
+
+def test_a_depth_run_whose_validation_runs_out_of_memory_saves_and_resumes(three_kitti_frames: Path,
+                                                                           tmp_path: Path) -> None:
+    """Out of memory in a validation (it moves no training state) ended the run with the allocator's traceback and
+    lost every step since its last checkpoint. It saves that iteration and resumes to the run it was cut from."""
+    torch.set_num_threads(1)
+    fields = {"name": "val", "iterations": 2, "sequences": [str(three_kitti_frames)], "width": 192, "height": 64,
+              "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2, "checkpoint_every": 100,
+              "device": "cpu"}
+    straight = DepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / "straight")
+    straight.train(progress=False)
+    validated = depth_recipe_from_dict({**fields, "validation": [str(three_kitti_frames)], "val_every": 1}, tmp_path)
+    with pytest.raises(RuntimeError, match=r"^the validation of iteration 1 ran out of memory \(it could not allocate "
+                                           r"4611686018427387904 bytes\): free the memory another process holds or "
+                                           r"resume on another --device; saved \S+last.pt at iteration 1: --resume "
+                                           r"continues from it$"):
+        _ValidationOutOfMemoryDepthTrainer(validated, tmp_path / "oom").train(progress=False)
+    resumed = DepthTrainer(validated, tmp_path / "oom", resume=True)
+    assert resumed.train(progress=False).validation, "the resumed run validates"
+    for name, value in straight.depth.state_dict().items():
+        assert torch.equal(value, resumed.depth.state_dict()[name]), name
 
 
 def test_a_depth_run_trains_the_same_weights_whether_a_worker_or_the_training_process_loads_its_batches(

@@ -25,7 +25,8 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.recipe import Recipe, load_recipe, recipe_from_dict
 from dgdehaze_core.training.run_files import CsvLog
-from dgdehaze_core.training.survivable_failures import LoaderWorkerDied, LoaderWorkers
+from dgdehaze_core.training.survivable_failures import (LoaderWorkerDied, LoaderWorkers, OutOfMemoryBetweenSteps,
+                                                        survived_out_of_memory)
 from dgdehaze_core.training.trainer import Trainer
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
@@ -56,13 +57,16 @@ def kill_and_wait(pid: int, signum: int = signal.SIGKILL) -> None:
         time.sleep(0.005)
 
 
-def _small_recipe(num_workers: int, iterations: int = 4) -> Recipe:
-    """Four steps of smoke.yaml's data, the depth network's own depth from step 2 on, no checkpoint on the way."""
+def _small_recipe(num_workers: int, iterations: int = 4, validation: bool = False) -> Recipe:
+    """Four steps of smoke.yaml's data, the depth network's own depth from step 2 on, no checkpoint on the way;
+    with `validation`, smoke.yaml's pairs at 64 pixels every 2 steps."""
     smoke = load_recipe(SMOKE)
+    data = {"clear": [str(s.path) for s in smoke.clear], "hazy": [str(s.path) for s in smoke.hazy]}
+    if validation:
+        data["validation"] = [str(s.path) for s in smoke.validation]
     return recipe_from_dict({"name": "r", "iterations": iterations, "crop_size": 64, "batch_size": 2, "max_side": 128,
                              "num_workers": num_workers, "checkpoint_every": 100, "net_depth_after": 1,
-                             "device": "cpu", "data": {"clear": [str(s.path) for s in smoke.clear],
-                                                       "hazy": [str(s.path) for s in smoke.hazy]}}, REPO_DIR)
+                             "val_every": 2, "val_max_side": 64, "device": "cpu", "data": data}, REPO_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +215,47 @@ def test_a_step_out_of_memory_saves_the_step_before_it_and_a_bug_is_not_caught(
     resumed = Trainer(recipe, tmp_path / "oom", resume=True)
     resumed.train(progress=False)
     assert_same_weights(straight_weights, resumed)
+
+
+class _ValidationOutOfMemoryTrainer(Trainer):
+    """The validation of iteration 2 asks the CPU allocator for more memory than the address space holds (on a GPU,
+    validation at full image size runs out where the training crops fit)."""
+
+    def _validate(self, validation: list[Any], val_log: CsvLog, board: Any) -> None:
+        if self.iteration == 2:
+            torch.empty(2 ** 62, dtype=torch.uint8)
+        super()._validate(validation, val_log, board)
+
+
+def test_a_validation_out_of_memory_saves_its_iteration_and_the_run_resumes_to_the_same_weights(
+        straight_weights: dict[str, torch.Tensor], tmp_path: Path) -> None:
+    """Out of memory outside a step's forward and backward pass ended the run with the allocator's traceback and
+    lost every step since its last checkpoint (none here), though validation moves no training state."""
+    torch.set_num_threads(2)
+    recipe = _small_recipe(0, validation=True)
+    with pytest.raises(RuntimeError, match=r"^the validation of iteration 2, which runs each pair whole at up to "
+                                           r"val_max_side \(64\) pixels on its long side, ran out of memory \(it "
+                                           r"could not allocate 4611686018427387904 bytes\): free the memory another "
+                                           r"process holds or resume on another --device \(a smaller val_max_side "
+                                           r"needs a new run\); saved \S+last.pt at iteration 2: --resume continues "
+                                           r"from it$"):
+        _ValidationOutOfMemoryTrainer(recipe, tmp_path / "oom").train(progress=False)
+    assert torch.load(tmp_path / "oom" / "last.pt", weights_only=True)["training"]["iteration"] == 2
+    resumed = Trainer(recipe, tmp_path / "oom", resume=True)
+    assert resumed.train(progress=False).best_validation, "the resumed run validates"
+    assert_same_weights(straight_weights, resumed)
+
+
+def test_out_of_memory_between_steps_is_survived_and_a_bug_is_not() -> None:
+    """What `survived_out_of_memory` guards (a validation, a batch moved to the device) moves no training state: the
+    allocator's error becomes the one line of a survived failure; any other error propagates as it is."""
+    with pytest.raises(OutOfMemoryBetweenSteps, match=r"^moving a batch ran out of memory \(it could not allocate "
+                                                      r"4611686018427387904 bytes\): free memory$"):
+        with survived_out_of_memory("moving a batch", "free memory"):
+            torch.empty(2 ** 62, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match=r"^mat1 and mat2 shapes cannot be multiplied"):
+        with survived_out_of_memory("moving a batch", "free memory"):
+            torch.ones(2, 3) @ torch.ones(2, 3)
 
 
 def _sleep(ready: Any) -> None:

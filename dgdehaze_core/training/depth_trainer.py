@@ -44,7 +44,8 @@ from dgdehaze_core.training.run_control import (MAPPING, TENSOR, WHOLE_NUMBER, F
                                                 load_resumable, loader_workers, open_run_folder, quiet_loader_worker,
                                                 run_folder_lock, seed_everything, step_figures)
 from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
-from dgdehaze_core.training.survivable_failures import (LoaderWorkers, StepStart, ending_on_survived_failure,
+from dgdehaze_core.training.survivable_failures import (OUT_OF_MEMORY_REMEDY, LoaderWorkers, StepStart,
+                                                        ending_on_survived_failure, survived_out_of_memory,
                                                         undone_on_out_of_memory)
 from dgdehaze_core.training.video_frames import FrameTuples, VideoSequence, load_sequences
 
@@ -206,7 +207,10 @@ class DepthTrainer:
                             generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
                             worker_init_fn=quiet_loader_worker)
         for batch in self.loader_workers.batches(loader):
-            yield {key: value.to(self.device) for key, value in batch.items()}
+            with survived_out_of_memory(f"moving the batch of step {self.iteration + 1} to {self.device}",
+                                        f"{OUT_OF_MEMORY_REMEDY} (a smaller batch_size needs a new run)"):
+                moved = {key: value.to(self.device) for key, value in batch.items()}
+            yield moved
 
     def validate(self) -> dict[str, dict[str, float]]:
         """Median-scaled AbsRel, RMSE(log), delta1 of the depth network on each validation folder's LiDAR."""
@@ -260,7 +264,9 @@ class DepthTrainer:
                             train_log.write({"iteration": self.iteration, "seconds": round(self.history.elapsed, 2),
                                              **{k: round(v, 5) for k, v in row.items()}, "lr": row["lr"]})
                         if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
-                            self._validate(val_log)
+                            with survived_out_of_memory(f"the validation of iteration {self.iteration}",
+                                                        OUT_OF_MEMORY_REMEDY):
+                                self._validate(val_log)
                             tally.pause_done()
                         if self.iteration % recipe.checkpoint_every == 0 or done:
                             with stop.saving():

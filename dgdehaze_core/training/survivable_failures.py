@@ -9,10 +9,13 @@ trainers save as `last.pt` (as for Ctrl-C) before they end with one line naming 
 - Out of memory (`torch.OutOfMemoryError`, the CPU allocator's RuntimeError) in a step's forward or backward pass:
   no weight and no optimizer state has moved yet; `StepStart` puts back what the pass did move (the random
   generators' states, the batch-norm statistics), so that the saved state resumes to the run it was cut from.
+- Out of memory between two steps, in work that moves no training state (`survived_out_of_memory`): a validation,
+  a batch moved to the device.
 
 Nothing else is caught: an exception a worker raised (the data's, the code's), a bug in a step (a shape error), out
-of memory once the optimizer began to move the weights, and any failure in a torchrun job (whose other ranks would
-wait on it in a collective) propagate as they are, `last.pt` holding the last checkpoint.
+of memory once the optimizer began to move the weights (its step's temporaries: a half-applied step cannot be
+saved), and any failure in a torchrun job (whose other ranks would wait on it in a collective) propagate as they
+are, `last.pt` holding the last checkpoint.
 """
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ from torch.utils.data import DataLoader
 
 LOG = logging.getLogger(__name__)
 
+OUT_OF_MEMORY_REMEDY = "free the memory another process holds or resume on another --device"
+"""What a run that ran out of memory may change as it resumes (`survived_out_of_memory`'s remedy, before what a new
+run would change)."""
+
 WORKER_END_WAIT_S = 1.0
 """How long a batch that failed to arrive (a socket reset) waits for a worker's end to show: a killed worker's
 sockets close a moment before the kernel reports it ended."""
@@ -49,6 +56,11 @@ class LoaderWorkerDied(SurvivedFailure):
 
 class StepOutOfMemory(SurvivedFailure):
     """A step ran out of memory before its weights moved; the state of its start is back in place."""
+
+
+class OutOfMemoryBetweenSteps(SurvivedFailure):
+    """Work between two steps that moves no training state (a validation, a batch moved to the device) ran out of
+    memory."""
 
 
 class LoaderWorkers:
@@ -224,6 +236,21 @@ def undone_on_out_of_memory(start: StepStart, iteration: int) -> Iterator[None]:
     start.undo()
     raise StepOutOfMemory(f"step {iteration + 1} ran {failed} in its forward or backward pass, before its weights "
                           f"moved; the weights of iteration {iteration} are intact")
+
+
+@contextlib.contextmanager
+def survived_out_of_memory(doing: str, remedy: str) -> Iterator[None]:
+    """Around work between two steps that moves no training state (no weight, optimizer state, random generator or
+    batch-norm statistic): OutOfMemoryBetweenSteps, naming `doing` and what to change (`remedy`), when it runs out
+    of memory; anything else propagates as it is."""
+    try:
+        yield
+        return
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        failed = out_of_memory(exc)
+        if failed is None:
+            raise
+    raise OutOfMemoryBetweenSteps(f"{doing} ran {failed}: {remedy}")
 
 
 def ending_on_survived_failure(steps: Callable[[], None], save: Callable[[], Path | None],

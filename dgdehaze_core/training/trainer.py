@@ -58,7 +58,8 @@ from dgdehaze_core.training.run_control import (LIST, MAPPING, NUMBER, TENSOR, T
                                                 step_figures)
 from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardware_name, keep_run_files,
                                               tensorboard_writer, write_recipe)
-from dgdehaze_core.training.survivable_failures import (LoaderWorkers, StepStart, ending_on_survived_failure,
+from dgdehaze_core.training.survivable_failures import (OUT_OF_MEMORY_REMEDY, LoaderWorkers, StepStart,
+                                                        ending_on_survived_failure, survived_out_of_memory,
                                                         undone_on_out_of_memory)
 
 LOG = logging.getLogger(__name__)
@@ -461,7 +462,10 @@ class Trainer:
                             generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
                             worker_init_fn=quiet_loader_worker)
         for batch in self.loader_workers.batches(loader):
-            yield batch.to(self.device, non_blocking=True)
+            with survived_out_of_memory(f"moving the batch of step {self.iteration + 1} to {self.device}",
+                                        f"{OUT_OF_MEMORY_REMEDY} (a smaller batch_size needs a new run)"):
+                moved = batch.to(self.device, non_blocking=True)
+            yield moved
 
     def train(self, progress: bool = True) -> TrainResult:
         """Run the recipe to its last iteration (from last.pt with `resume`); in a torchrun job every rank calls
@@ -536,7 +540,11 @@ class Trainer:
                                 for name, value in row.items():
                                     board.add_scalar(f"train/{name}", value, self.iteration)
                         if validation and (self.iteration % recipe.val_every == 0 or done):
-                            self._validate(validation, val_log, board)
+                            with survived_out_of_memory(
+                                    f"the validation of iteration {self.iteration}, which runs each pair whole at up "
+                                    f"to val_max_side ({recipe.val_max_side}) pixels on its long side,",
+                                    f"{OUT_OF_MEMORY_REMEDY} (a smaller val_max_side needs a new run)"):
+                                self._validate(validation, val_log, board)
                             tally.pause_done()
                         if self.iteration % recipe.checkpoint_every == 0 or done:
                             with stop.saving():
