@@ -764,10 +764,10 @@ def test_a_depth_run_whose_loader_worker_is_killed_or_whose_step_runs_out_of_mem
 
 
 class _ValidationOutOfMemoryDepthTrainer(DepthTrainer):
-    """The validation of iteration 1 asks the CPU allocator for more than the address space holds."""
+    """The validation of iteration 2, the last, asks the CPU allocator for more than the address space holds."""
 
     def _validate(self, val_log: CsvLog) -> None:
-        if self.iteration == 1:
+        if self.iteration == 2:
             torch.empty(2 ** 62, dtype=torch.uint8)
         super()._validate(val_log)
 
@@ -775,7 +775,8 @@ class _ValidationOutOfMemoryDepthTrainer(DepthTrainer):
 def test_a_depth_run_whose_validation_runs_out_of_memory_saves_and_resumes(three_kitti_frames: Path,
                                                                            tmp_path: Path) -> None:
     """Out of memory in a validation (it moves no training state) ended the run with the allocator's traceback and
-    lost every step since its last checkpoint. It saves that iteration and resumes to the run it was cut from."""
+    lost every step since its last checkpoint. It saves that iteration and resumes to the run it was cut from, that
+    validation first (here the last iteration's: the resumed run takes no step)."""
     torch.set_num_threads(1)
     fields = {"name": "val", "iterations": 2, "sequences": [str(three_kitti_frames)], "width": 192, "height": 64,
               "frame_offsets": [-1, 1], "min_frame_change": 0.0, "batch_size": 2, "checkpoint_every": 100,
@@ -783,15 +784,19 @@ def test_a_depth_run_whose_validation_runs_out_of_memory_saves_and_resumes(three
     straight = DepthTrainer(depth_recipe_from_dict(fields, tmp_path), tmp_path / "straight")
     straight.train(progress=False)
     validated = depth_recipe_from_dict({**fields, "validation": [str(three_kitti_frames)], "val_every": 1}, tmp_path)
-    with pytest.raises(RuntimeError, match=r"^the validation of iteration 1 ran out of memory \(it could not allocate "
+    with pytest.raises(RuntimeError, match=r"^the validation of iteration 2 ran out of memory \(it could not allocate "
                                            r"4611686018427387904 bytes\): free the memory another process holds or "
-                                           r"resume on another --device; saved \S+last.pt at iteration 1: --resume "
+                                           r"resume on another --device; saved \S+last.pt at iteration 2: --resume "
                                            r"continues from it$"):
         _ValidationOutOfMemoryDepthTrainer(validated, tmp_path / "oom").train(progress=False)
     resumed = DepthTrainer(validated, tmp_path / "oom", resume=True)
-    assert resumed.train(progress=False).validation, "the resumed run validates"
+    resumed.train(progress=False)
     for name, value in straight.depth.state_dict().items():
         assert torch.equal(value, resumed.depth.state_dict()[name]), name
+    with open(tmp_path / "oom" / "val.csv", newline="") as handle:
+        assert [row["iteration"] for row in csv.DictReader(handle)] == ["1", "2"], "the validation cut off runs"
+    assert torch.load(tmp_path / "oom" / "last.pt", weights_only=True)["meta"]["validation_iteration"] == 2, \
+        "a run resumed at its last iteration takes no step, and saves the validation it ran"
 
 
 def test_a_depth_run_trains_the_same_weights_whether_a_worker_or_the_training_process_loads_its_batches(

@@ -230,7 +230,8 @@ class _ValidationOutOfMemoryTrainer(Trainer):
 def test_a_validation_out_of_memory_saves_its_iteration_and_the_run_resumes_to_the_same_weights(
         straight_weights: dict[str, torch.Tensor], tmp_path: Path) -> None:
     """Out of memory outside a step's forward and backward pass ended the run with the allocator's traceback and
-    lost every step since its last checkpoint (none here), though validation moves no training state."""
+    lost every step since its last checkpoint (none here), though validation moves no training state. The resumed
+    run validates as had it not stopped."""
     torch.set_num_threads(2)
     recipe = _small_recipe(0, validation=True)
     with pytest.raises(RuntimeError, match=r"^the validation of iteration 2, which runs each pair whole at up to "
@@ -242,8 +243,12 @@ def test_a_validation_out_of_memory_saves_its_iteration_and_the_run_resumes_to_t
         _ValidationOutOfMemoryTrainer(recipe, tmp_path / "oom").train(progress=False)
     assert torch.load(tmp_path / "oom" / "last.pt", weights_only=True)["training"]["iteration"] == 2
     resumed = Trainer(recipe, tmp_path / "oom", resume=True)
-    assert resumed.train(progress=False).best_validation, "the resumed run validates"
+    resumed.train(progress=False)
     assert_same_weights(straight_weights, resumed)
+    with open(tmp_path / "oom" / "val.csv") as log:
+        validated = [row.split(",")[:2] for row in log.read().splitlines()[1:]]
+    assert validated == [["2", "sots-outdoor"], ["2", "mean"], ["4", "sots-outdoor"], ["4", "mean"]], \
+        "the validation that ran out of memory runs first as the run resumes"
 
 
 def test_out_of_memory_between_steps_is_survived_and_a_bug_is_not() -> None:

@@ -46,7 +46,7 @@ from dgdehaze_core.training.run_control import (MAPPING, TENSOR, WHOLE_NUMBER, F
 from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
 from dgdehaze_core.training.survivable_failures import (OUT_OF_MEMORY_REMEDY, LoaderWorkers, StepStart,
                                                         ending_on_survived_failure, survived_out_of_memory,
-                                                        undone_on_out_of_memory)
+                                                        undone_on_out_of_memory, validation_cut_off)
 from dgdehaze_core.training.video_frames import FrameTuples, VideoSequence, load_sequences
 
 LOG = logging.getLogger(__name__)
@@ -253,7 +253,16 @@ class DepthTrainer:
         try:
             with StepBoundaryStop(last_path=self.last_path) as stop:
 
+                def validate_here() -> None:
+                    with survived_out_of_memory(f"the validation of iteration {self.iteration}", OUT_OF_MEMORY_REMEDY):
+                        self._validate(val_log)
+                    tally.pause_done()
+
                 def steps() -> None:
+                    if recipe.validation and self.resume and validation_cut_off(
+                            self.iteration, self.last_validation_iteration, recipe.val_every, recipe.iterations):
+                        validate_here()
+                        save()  # with its figures (a run resumed at its last iteration takes no step to save them)
                     for batch in self._batches(dataset):
                         row = self.step(batch)
                         self.history.elapsed = tally.step_done(row["total"])
@@ -264,10 +273,7 @@ class DepthTrainer:
                             train_log.write({"iteration": self.iteration, "seconds": round(self.history.elapsed, 2),
                                              **{k: round(v, 5) for k, v in row.items()}, "lr": row["lr"]})
                         if recipe.validation and (self.iteration % recipe.val_every == 0 or done):
-                            with survived_out_of_memory(f"the validation of iteration {self.iteration}",
-                                                        OUT_OF_MEMORY_REMEDY):
-                                self._validate(val_log)
-                            tally.pause_done()
+                            validate_here()
                         if self.iteration % recipe.checkpoint_every == 0 or done:
                             with stop.saving():
                                 self._checkpoint([train_log, val_log])

@@ -253,6 +253,14 @@ def survived_out_of_memory(doing: str, remedy: str) -> Iterator[None]:
     raise OutOfMemoryBetweenSteps(f"{doing} ran {failed}: {remedy}")
 
 
+def validation_cut_off(iteration: int, validated: int, val_every: int, iterations: int) -> bool:
+    """Whether a run resumed at `iteration`, whose last validation was of iteration `validated`, lacks the validation
+    of `iteration` itself (every `val_every`, and at the last of `iterations`): the one that ran out of memory as the
+    run was cut (`survived_out_of_memory`). Run first, it gives the resumed run the validations, val.csv rows and
+    best.pt of a run never stopped."""
+    return validated < iteration and (iteration % val_every == 0 or iteration == iterations)
+
+
 def ending_on_survived_failure(steps: Callable[[], None], save: Callable[[], Path | None],
                                iteration: Callable[[], int], last_path: Path, propagate: bool = False) -> None:
     """Run a training loop (`steps`); where a SurvivedFailure ends it, save the last completed step (`save`, where a

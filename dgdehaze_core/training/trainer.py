@@ -60,7 +60,7 @@ from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardwar
                                               tensorboard_writer, write_recipe)
 from dgdehaze_core.training.survivable_failures import (OUT_OF_MEMORY_REMEDY, LoaderWorkers, StepStart,
                                                         ending_on_survived_failure, survived_out_of_memory,
-                                                        undone_on_out_of_memory)
+                                                        undone_on_out_of_memory, validation_cut_off)
 
 LOG = logging.getLogger(__name__)
 
@@ -526,7 +526,20 @@ class Trainer:
             with stop:
                 workers = loader_workers(recipe.num_workers)
 
+                def validate_here() -> None:
+                    with survived_out_of_memory(
+                            f"the validation of iteration {self.iteration}, which runs each pair whole at up to "
+                            f"val_max_side ({recipe.val_max_side}) pixels on its long side,",
+                            f"{OUT_OF_MEMORY_REMEDY} (a smaller val_max_side needs a new run)"):
+                        self._validate(validation, val_log, board)
+                    tally.pause_done()
+
                 def steps() -> None:
+                    if recipe.validation and self.resume and validation_cut_off(
+                            self.iteration, self.last_validation_iteration, recipe.val_every, recipe.iterations):
+                        if validation:
+                            validate_here()
+                        save()  # with its figures (a run resumed at its last iteration takes no step to save them)
                     for clear, hazy in zip(self._loader(clear_data, workers), self._loader(hazy_data, workers)):
                         row = self.step(clear, hazy)
                         self.history.elapsed = tally.step_done(row["total"])
@@ -540,12 +553,7 @@ class Trainer:
                                 for name, value in row.items():
                                     board.add_scalar(f"train/{name}", value, self.iteration)
                         if validation and (self.iteration % recipe.val_every == 0 or done):
-                            with survived_out_of_memory(
-                                    f"the validation of iteration {self.iteration}, which runs each pair whole at up "
-                                    f"to val_max_side ({recipe.val_max_side}) pixels on its long side,",
-                                    f"{OUT_OF_MEMORY_REMEDY} (a smaller val_max_side needs a new run)"):
-                                self._validate(validation, val_log, board)
-                            tally.pause_done()
+                            validate_here()
                         if self.iteration % recipe.checkpoint_every == 0 or done:
                             with stop.saving():
                                 self._checkpoint(logs)
