@@ -464,3 +464,21 @@ def test_the_physics_path_runs_the_network_without_its_decoder_image(lite_model)
     time at 640x480); the decoder output runs all of it."""
     for output, outputs in (("auto", PHYSICS_OUTPUTS), ("physics", PHYSICS_OUTPUTS), ("decoder", OUTPUT_NAMES)):
         assert pipeline_from_model(lite_model, output=output).runtime.outputs == outputs, output
+
+
+def test_a_gray_frame_comes_out_gray_in_every_output_mode(shared_data: Path) -> None:
+    """A mono camera's frame (or a gray image file) came out of lite tinted: the network's airlight differs by up to
+    0.01 between channels, which the inversion spread to 5 levels between them on a gray URHI photo (the decoder's
+    image to 19). A gray frame's airlight is gray (the mean of the network's) and its image gray, whatever the
+    output mode; a colour frame keeps the network's airlight."""
+    colour = cv2.resize(read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"), (304, 224),
+                        interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
+    model, _ = load_model_and_record("lite")
+    for pipeline in (pipeline_from_model(model), pipeline_from_model(model, output="decoder")):
+        for frame in (gray, cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)):
+            result = pipeline(frame)
+            assert (result.image == result.image[:, :, :1]).all(), pipeline.output
+            assert (result.airlight == result.airlight[0]).all()
+        network = pipeline.runtime.run(pipeline_module.network_batch([colour], (304, 224), pipeline.stride))
+        np.testing.assert_array_equal(pipeline(colour).airlight, network["airlight"][0, ::-1, 0, 0])

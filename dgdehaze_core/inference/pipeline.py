@@ -22,6 +22,9 @@ pixel-scale noise, which costs a detector more than it costs PSNR, is smoothed a
 "Transmission refinement").
 A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not
 use: a third of lite's time at 640x480.
+A gray frame (its three channels equal: a mono camera's, a gray image file's) comes out gray in either mode: the
+physics path inverts it with the mean of the network's three airlight values (they differ by up to 0.01, which
+tinted it), the decoder's image is made gray.
 Depth and transmission are always returned at the input's size; depth is NaN where the network gave no valid
 value. A network without the scattering model (the paper's released one: image and depth only) runs the decoder
 path, and its transmission and airlight are the dark channel prior's (what the node's fog measurement reads).
@@ -246,6 +249,15 @@ def _guided_transmission(frame: np.ndarray, transmission: np.ndarray) -> np.ndar
     return fast_guided_filter(gray, transmission, radius=radius, eps=GUIDED_EPS, subsample=subsample)
 
 
+def is_gray(frame: np.ndarray) -> bool:
+    """Whether a uint8 BGR frame's three channels are equal (a mono camera's frame, a gray image file): its middle
+    row is compared first, so that a colour frame costs next to nothing."""
+    middle = frame[frame.shape[0] // 2]
+    if not (np.array_equal(middle[:, 0], middle[:, 1]) and np.array_equal(middle[:, 1], middle[:, 2])):
+        return False
+    return np.array_equal(frame[..., 0], frame[..., 1]) and np.array_equal(frame[..., 1], frame[..., 2])
+
+
 def pad_to_stride(batch: np.ndarray, stride: int) -> np.ndarray:
     """Pad (B, H, W, C) at the bottom and right by reflection to multiples of `stride`."""
     height, width = batch.shape[1:3]
@@ -412,9 +424,11 @@ class NetworkPipeline:
         return results
 
     def _decoded(self, frame: np.ndarray, clear: np.ndarray) -> np.ndarray:
-        """The decoder's RGB image `clear` as uint8 BGR; a pixel it gives no finite value (an fp16 overflow) is the
-        frame's, as the camera saw it (not black), with a warning, once."""
+        """The decoder's RGB image `clear` as uint8 BGR, gray for a gray frame (`is_gray`); a pixel it gives no
+        finite value (an fp16 overflow) is the frame's, as the camera saw it (not black), with a warning, once."""
         image = rgb_float_to_bgr(clear)
+        if is_gray(frame):
+            image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         unknown = ~np.isfinite(clear).all(axis=2)
         if unknown.any():
             if not self._said_non_finite_image:
@@ -428,7 +442,8 @@ class NetworkPipeline:
                     airlight_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The network's transmission refined at the frame's size (`refine_transmission`) and its airlight in
         [0, 1]; where the network gave NaN or infinite values (an fp16 overflow anywhere reaches the airlight head's
-        mean), the dark channel prior's airlight, and a warning, once."""
+        mean), the dark channel prior's airlight, and a warning, once. A gray frame's airlight is gray, the mean of
+        its channels (`is_gray`): the network's differ by up to 0.01, which tinted a mono camera's image."""
         transmission, transmission_finite = _finite_or_one(transmission)
         refined = _guided_transmission(frame, transmission)
         airlight_finite = bool(np.isfinite(airlight_rgb).all())
@@ -439,6 +454,8 @@ class NetworkPipeline:
                         "the dark channel prior's", self.backend)
         if not airlight_finite:
             airlight_rgb = estimate_airlight(frame, dark_channel(frame))[::-1]
+        if is_gray(frame):
+            airlight_rgb = np.full(3, np.mean(airlight_rgb), np.float32)
         return refined, np.clip(airlight_rgb, 0.0, 1.0).astype(np.float32)
 
 
