@@ -287,13 +287,22 @@ def match_recovery(pairs: Sequence[Pair], methods: Sequence[Method], detect: Det
     matches: dict[str, list[ImageMatches]] = {m.name: [] for m in methods}
     for pair in tqdm(pairs, desc=label, unit="pair", disable=not progress):
         hazy, clear = load_pair(pair, read)
-        detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
-        clear_detections = detect_once(clear)
-        references = references_from_detections(clear_detections, conf)
-        for method in methods:
-            matches[method.name].append(match_image(references, _predictions(method, hazy, clear, clear_detections,
-                                                                              detect_once, equalise_once, max_det)))
+        for name, matched in recovery_matches(hazy, clear, methods, detect, conf, max_det).items():
+            matches[name].append(matched)
     return matches
+
+
+def recovery_matches(hazy: np.ndarray, clear: np.ndarray, methods: Sequence[Method], detect: DetectFn,
+                     conf: float = CONFIDENCE, max_det: int | None = None) -> dict[str, ImageMatches]:
+    """Per method, one image's detections on its output of `hazy` matched to the detector's detections on `clear`
+    (score >= conf): `match_recovery`'s protocol for one image. `hazy` may be `clear` itself (a clear frame against
+    what each method makes of it): the detector then runs on it once."""
+    detect_once, equalise_once = _each_frame_once(detect), _each_frame_once(local_contrast)
+    clear_detections = detect_once(clear)
+    references = references_from_detections(clear_detections, conf)
+    return {method.name: match_image(references, _predictions(method, hazy, clear, clear_detections, detect_once,
+                                                              equalise_once, max_det))
+            for method in methods}
 
 
 def recovery_rows(matches: Mapping[str, Sequence[ImageMatches]],
