@@ -294,7 +294,10 @@ def test_measure_all_on_a_given_set_runs_what_applies_and_leaves_out_the_rest(sh
     assert main(["eval", "--dataset", str(middlebury), "--measure", "all", "--method", "dcp", "--limit", "1",
                  "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert "depth/dcp@t0.45" in rows and all(key.startswith("depth/") for key in rows)
+    assert "depth/dcp@t0.45" in rows and rows["clear/dcp"]["images"] == 1  # a depth set's frames are clear ones
+    assert {key.split("/")[0] for key in rows} == {"depth", "clear"}
+    assert rows["clear/dcp"]["f1"] is None and rows["clear/dcp"]["objects"] == 0  # no object the detector knows
+    assert 10.0 < rows["clear/dcp"]["psnr"] < 40.0 and rows["clear/dcp"]["brightness_change"] < 0
     assert "visibility on middlebury2003 left out: middlebury2003 has no road" in caplog.text
     unfit = [r for r in caplog.records if "measure applies to none of the sets" in r.getMessage()]
     assert unfit and all(r.levelname == "WARNING" for r in unfit), "a measure left out whole is said at warning"

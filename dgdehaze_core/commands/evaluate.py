@@ -26,6 +26,10 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
   measured as the node measures it: on the dark undersides of the road users the detector finds on the method's
   output (physics/dark_objects.py), else on the road; rows METHOD+road on the road alone; Middlebury sets are
   refused: no road.
+- clear: the depth sets' frames (every one taken in clear weather): what each method does to a frame without fog,
+  against the frame itself: PSNR, SSIM, the mean brightness change in 8-bit levels (signed), the share of pixels
+  with a channel newly at 0 (crushed) or 255 (blown), and the detector's boxes on the output against its boxes on
+  the frame (precision, recall, F1 at IoU 0.5 and confidence 0.25; the +hazy and +clahe methods get these alone).
 `all` runs every measure on the sets it applies to; one that applies to none of them, or refuses them all, is
 left out with a warning (a measure named on its own fails the run when it refuses a --dataset).
 Without --dataset every applicable set under ../shared/data (or $DGDEHAZE_DATA) is evaluated: a set that a measure
@@ -81,6 +85,7 @@ from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, hazy_images, is
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns, warn_absent_split_names
 from dgdehaze_core.evaluation import NotApplicable
+from dgdehaze_core.evaluation.clear_eval import evaluate_clear
 from dgdehaze_core.evaluation.depth_datasets import (is_kitti_selection_set, is_kitti_set, is_middlebury_set,
                                                      load_depth_set)
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
@@ -101,7 +106,9 @@ from dgdehaze_core.io.tables import emit, write_json
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MEASURES = ("quality", "scattering", "detection", "depth", "haze", "visibility")
+MEASURES = ("quality", "scattering", "detection", "depth", "haze", "visibility", "clear")
+DETECTING = ("detection", "visibility", "clear")
+"""The measures that run the detector."""
 MIN_BOOTSTRAP = 100
 """The fewest --bootstrap redraws: a 95 % interval's 2.5 and 97.5 percentiles need some redraws beyond them."""
 TITLES = {
@@ -115,6 +122,9 @@ TITLES = {
     "haze": "No-reference haze density (FADE, dark channel: lower is clearer)",
     "visibility": "Visibility and metric depth in synthesized fog, unscaled (visibility error, AbsRel: lower is "
                   "better; coverage of the points nearer than the visibility: higher is better)",
+    "clear": "Clear frames: each output against the frame itself (PSNR dB, SSIM, F1: higher is better; brightness "
+             "change in 8-bit levels, < 0 darker; crushed/blown: share of pixels with a channel newly at 0/255; "
+             "P/R/F1 at IoU 0.5, conf 0.25, reference = the frame's own detections)",
 }
 
 BOOTSTRAP_TITLE = ("Paired bootstrap over the images ({samples} redraws): GROUP minus BASELINE (diff), its 95 % "
@@ -140,11 +150,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a set to evaluate (repeatable; default: every applicable set in ../shared/data)")
     parser.add_argument("--method", action="append", default=None,
                         help="comma-separated SOURCE or NAME=SOURCE (repeatable): hazy (the input), clear and "
-                             "clear-jpeg90 (the clear image and its JPEG copy; detection only), dcp, lite, base or a "
-                             "weights file; SOURCE+hazy (detection only): detect on the input and on SOURCE's output "
-                             "and fuse the boxes; METHOD+clahe (detection only): the detector reads METHOD's frames "
-                             "with their local contrast equalised (default: hazy, dcp, every shipped model "
-                             "and, for detection, hazy+clahe)")
+                             "clear-jpeg90 (the clear image and its JPEG copy; detection and clear only), dcp, lite, "
+                             "base or a weights file; SOURCE+hazy (detection, and clear's detection figures): detect "
+                             "on the input and on SOURCE's output and fuse the boxes; METHOD+clahe (as +hazy): the "
+                             "detector reads METHOD's frames with their local contrast equalised (default: hazy, dcp, "
+                             "every shipped model and, for detection, hazy+clahe)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
     parser.add_argument("--working-size", type=with_reason(parse_size), default=None, metavar="WxH",
@@ -209,7 +219,7 @@ def applies(measure: str, folder: Path, explicit: bool) -> bool:
         return is_paired_set(folder)
     if measure == "detection":
         return is_paired_set(folder) or labelled_layout(folder) is not None
-    if measure in ("depth", "visibility"):
+    if measure in ("depth", "visibility", "clear"):
         return _is_depth_set(folder)
     if is_paired_set(folder):
         return explicit
@@ -407,7 +417,7 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     progress = not args.no_progress
     where = dataset.path
     given = methods
-    if measure != "detection":
+    if measure not in ("detection", "clear"):  # clear: the +hazy and +clahe methods get its detection figures
         methods = [method for method in methods if not method.spec.detection_only]
     if measure != "depth":  # a depth network's image is its input, its t = 1: rows equal to hazy's
         methods = [method for method in methods if method.scattering]
@@ -453,6 +463,10 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
         depth_set = load_depth_set(where)
         depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
         return evaluate_visibility(depth_set, where, methods, label, progress, detector), {}
+    if measure == "clear":
+        depth_set = load_depth_set(where)
+        depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
+        return evaluate_clear(depth_set, some(methods), detector, args.conf, label, progress, detector.max_det), {}
     return evaluate_haze(chosen(_photos(where), lambda path: path.name), some(haze_methods(methods)), label,
                          read, progress), {}
 
@@ -520,7 +534,7 @@ def evaluate(args: argparse.Namespace) -> list[Method]:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
     methods = load_methods(specs, output=args.output, working_size=args.working_size,
                            **network_runtime(args, [spec.source for spec in specs]))
-    detector = _detector(args) if {"detection", "visibility"} & set(measures) else None
+    detector = _detector(args) if set(DETECTING) & set(measures) else None
     rows: Rows = {}
     for measure in measures:
         table, bootstrap_rows = _measure_all(measure, datasets[measure], methods, args, detector, read, subsets,

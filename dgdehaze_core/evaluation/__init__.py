@@ -4,6 +4,7 @@
 - `detection_eval`: detection recovery (the detector's clear-image detections, or human boxes, as reference).
 - `depth_eval`: depth accuracy against LiDAR or disparity ground truth, on clear images and synthesized haze.
 - `no_reference_eval`: FADE and dark-channel haze density on real hazy photos without ground truth.
+- `clear_eval`: what each method does to a clear frame (the depth sets' frames) against the frame itself.
 
 `methods` turns method names ("hazy", "dcp", "lite", NAME=weights.pt) into callables; `depth_datasets` reads the
 ground truth of the depth sets and `labelled_sets` the human boxes (Pascal VOC in `voc_boxes`, COCO JSON in

@@ -39,11 +39,11 @@ def parsed_eval_args(eval_args: list[str]) -> argparse.Namespace:
 def detector_of(args: argparse.Namespace) -> str | None:
     """Which detector an eval with the parsed `args` runs, and how (`detection.precision`); None when it detects
     nothing."""
-    from dgdehaze_core.commands.evaluate import parse_measures
+    from dgdehaze_core.commands.evaluate import DETECTING, parse_measures
     from dgdehaze_core.datasets.paths import DEFAULT_DETECTOR
     from dgdehaze_core.detection.precision import runs_float_rebuild
 
-    if "detection" not in parse_measures(args.measure):
+    if not set(DETECTING) & set(parse_measures(args.measure)):
         return None
     weights = Path(args.detector or DEFAULT_DETECTOR)
     how = "its float rebuild" if runs_float_rebuild(weights, args.detector_precision, "cpu") else "as it is"

@@ -59,6 +59,11 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
                    Column("absrel_metric", "metric AbsRel ↓"),
                    Column("coverage", "coverage ↑"), Column("no_fog_share", "frames read as no fog"),
                    Column("images", "images", None)),
+    "clear": (Column("psnr", "PSNR (dB) ↑", 2), Column("ssim", "SSIM ↑"),
+              Column("brightness_change", "brightness change (8-bit levels)", 1),
+              Column("crushed", "pixels crushed to 0"), Column("blown", "pixels blown to 255"),
+              Column("precision", "precision"), Column("recall", "recall"), Column("f1", "F1 ↑"),
+              Column("objects", "objects", None), Column("images", "images", None)),
 }
 
 
