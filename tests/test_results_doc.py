@@ -649,8 +649,9 @@ def test_make_results_refuses_an_unknown_only_name_before_running_anything(tmp_p
     assert done.returncode == 0, done.stderr
     assert [call.split()[5] for call in calls if " record " in f" {call} "] == [
         "sots-indoor", "sots-outdoor", "o-haze", "sots-indoor-work320x240", "sots-outdoor-work320x240",
-        "o-haze-work320x240", "dawn-fog", "kitti-tiny", "middlebury2003",
-        "kitti-tiny-visibility", "int8-sots-indoor", "int8-sots-outdoor", "int8-o-haze", "int8-dawn-fog"]
+        "o-haze-work320x240", "dawn-fog", "kitti-tiny", "middlebury2003", "kitti-tiny-visibility",
+        "kitti-tiny-clear", "middlebury2003-clear", "int8-sots-indoor", "int8-sots-outdoor", "int8-o-haze",
+        "int8-dawn-fog"]
 
 
 def test_make_results_runs_the_lite_checkpoint_it_is_given_in_every_lite_row(tmp_path: Path):

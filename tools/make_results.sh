@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 # every step below, in the order it runs: ONLY= may name these and nothing else
 STEPS=(sots-indoor sots-outdoor o-haze sots-indoor-work320x240 sots-outdoor-work320x240 o-haze-work320x240
-       dawn-fog kitti-tiny middlebury2003 kitti-tiny-visibility
+       dawn-fog kitti-tiny middlebury2003 kitti-tiny-visibility kitti-tiny-clear middlebury2003-clear
        int8-sots-indoor int8-sots-outdoor int8-o-haze int8-dawn-fog)
 is_step() {  # is_step NAME: whether NAME is one of STEPS
     [[ " ${STEPS[*]} " == *" $1 "* ]]
@@ -106,6 +106,13 @@ record kitti-tiny --dataset "$DATA/depth/kitti-tiny" --measure depth --include '
 record middlebury2003 --dataset "$DATA/depth/middlebury2003" --measure depth
 # visibility and metric depth in fog (#19): KITTI only (Middlebury has no road); kitti-seq is where choices were made
 record kitti-tiny-visibility --dataset "$DATA/depth/kitti-tiny" --measure visibility --include '*/image_02/*'
+# what dehazing does to a frame without fog (the node dehazes every frame, in fog or not): the depth sets' clear
+# frames against themselves; clear-jpeg90: what a near-lossless copy already moves; lite+hazy: the node's fused
+# detection (detection figures only); clear is the frame itself, hazy's row again, so it is left out
+CLEAR_METHODS="${METHODS/,clear,clear-jpeg90/,clear-jpeg90},lite+hazy=$LITE+hazy"
+METHODS=$CLEAR_METHODS record kitti-tiny-clear --dataset "$DATA/depth/kitti-tiny" --measure clear \
+    --include '*/image_02/*'
+METHODS=$CLEAR_METHODS record middlebury2003-clear --dataset "$DATA/depth/middlebury2003" --measure clear
 # lite as a statically quantised int8 (QDQ) model against its own fp32 export, both on ONNX Runtime (#23): the
 # paired sets' quality and real fog's detection, calibrated on the real hazy photos of hazy-real (seen in training)
 if [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *",int8-"* ]]; then
