@@ -1,4 +1,5 @@
-"""`dgdehaze eval`: quality, detection recovery, depth accuracy and haze density of dehazing methods on real data.
+"""`dgdehaze eval`: quality, detection recovery, depth accuracy and haze density of dehazing methods on real data,
+and what they do to frames without fog.
 
 Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
 - quality: paired sets (hazy/ or haze/ + clear/ or GT/, as RESIDE, O-HAZE, I-HAZE and Dense-HAZE are published,

@@ -34,8 +34,8 @@ from dgdehaze_core.evaluation.metrics import psnr, ssim
 from dgdehaze_core.io.images import ImageError
 
 IMAGE_COLUMNS = ("psnr", "ssim", "brightness_change", "crushed", "blown")
-DETECTION_COLUMNS = ("precision", "recall", "f1", "objects")
-CLEAR_COLUMNS = (*IMAGE_COLUMNS, *DETECTION_COLUMNS, "images")
+AGREEMENT_COLUMNS = ("precision", "recall", "f1", "objects")
+CLEAR_COLUMNS = (*IMAGE_COLUMNS, *AGREEMENT_COLUMNS, "images")
 LOG = logging.getLogger(__name__)
 
 
@@ -89,6 +89,6 @@ def evaluate_clear(depth_set: DepthSet, methods: Sequence[Method], detect: Detec
             "precision": float("nan"), "recall": float("nan"), "f1": float("nan"), "objects": 0}
         rows = changes[method.name]
         table[method.name] = {**{key: float(np.mean([row.get(key, np.nan) for row in rows])) for key in IMAGE_COLUMNS},
-                              **{key: detection[key] for key in DETECTION_COLUMNS}, "images": len(rows)}
+                              **{key: detection[key] for key in AGREEMENT_COLUMNS}, "images": len(rows)}
     return table
 
