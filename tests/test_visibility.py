@@ -193,6 +193,22 @@ def test_a_frame_stamped_a_little_before_the_newest_leaves_the_smoothed_fog_as_i
     assert later == pytest.approx(smoothed + (1 - math.exp(-0.1 / 2.0)) * (dense - smoothed), rel=0.02)
 
 
+def test_a_frame_up_to_out_of_order_s_before_the_newest_is_out_of_order_and_one_further_back_starts_again():
+    """OUT_OF_ORDER_S (1 s) is the bound: a frame stamped exactly that much before the newest keeps the smoothed
+    fog, one stamped a little more is a new stream and stands as its own measurement. An out-of-order frame with
+    nothing smoothed (the held value was forgotten) gives its own measurement, not none."""
+    thin, dense = KOSCHMIEDER / 400.0, KOSCHMIEDER / 50.0
+    estimator = VisibilityEstimator(MOUNT, time_constant=2.0)
+    estimator.update(road_scene(thin)[0], CAMERA, stamp=10.0)
+    smoothed = estimator.update(road_scene(thin)[0], CAMERA, stamp=11.0).beta
+    assert estimator.update(road_scene(dense)[0], CAMERA, stamp=10.0).beta == pytest.approx(smoothed)
+    assert estimator.update(road_scene(dense)[0], CAMERA, stamp=9.98).beta == pytest.approx(dense, rel=0.01)
+    forgetting = VisibilityEstimator(MOUNT, time_constant=0.1)  # a value is held 1 s
+    forgetting.update(road_scene(thin)[0], CAMERA, stamp=10.0)
+    assert math.isnan(forgetting.update(np.full(SHAPE, np.nan, np.float32), CAMERA, stamp=11.5).beta)
+    assert forgetting.update(road_scene(dense)[0], CAMERA, stamp=9.5).beta == pytest.approx(dense, rel=0.01)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"height": 0.0, "pitch": 0.0}, "height must be positive"),
     ({"height": 1.5, "pitch": 2.0}, "pitch must lie within"),
