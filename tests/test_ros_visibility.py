@@ -582,11 +582,11 @@ def test_after_waits_for_camera_infos_that_never_came_new_frame_sizes_wait_no_mo
         started = time.monotonic()
         assert infos.for_frame(stamped_header(side), (side, side), wait_s=1.0)[0] is None
         assert time.monotonic() - started < 0.5, "no more waits"
-    infos.restart_waits()  # an activation: the first frame of a size waits again, and gets what comes in time
-    later = camera_info(160, 160)
+    infos.restart_waits()  # an activation: the first frame of a size waits again (a size that waited before
+    later = camera_info(50, 50)  # too), and gets what comes in time
     later.header = stamped_header(3)
     threading.Timer(0.1, infos.add, (later,)).start()
-    assert infos.for_frame(stamped_header(3), (160, 160), wait_s=10.0)[0] is later
+    assert infos.for_frame(stamped_header(3), (50, 50), wait_s=10.0)[0] is later
 
 
 def test_a_camera_that_changes_mode_after_a_camera_info_that_never_came_still_gets_the_new_mode_s() -> None:
