@@ -606,6 +606,28 @@ def test_a_camera_that_changes_mode_after_a_camera_info_that_never_came_still_ge
     assert infos.for_frame(stamped_header(3), (2 * HEIGHT, 2 * WIDTH), wait_s=10.0)[0] is switched
 
 
+def test_waits_answered_in_time_do_not_count_towards_unanswered_waits() -> None:
+    """A camera switching between more modes than UNANSWERED_WAITS has each mode's first frame wait for the
+    camera_info sent just after it: only waits that ended without one stop later waits."""
+    from dgdehaze_ros.camera_info import UNANSWERED_WAITS, CameraInfos
+
+    infos = CameraInfos()
+    for index, side in enumerate(range(40, 40 + 20 * (UNANSWERED_WAITS + 1), 20)):
+        info = camera_info(side, side)
+        info.header = stamped_header(index + 1)
+        threading.Timer(0.1, infos.add, (info,)).start()
+        assert infos.for_frame(stamped_header(index + 1), (side, side), wait_s=10.0)[0] is info, side
+
+
+def test_a_frame_does_not_wait_for_a_camera_info_that_cannot_come() -> None:
+    """With no camera_info publisher (`may_come` false) the first frame of a size takes what there is at once."""
+    from dgdehaze_ros.camera_info import CameraInfos
+
+    infos = CameraInfos()
+    started = time.monotonic()
+    assert infos.for_frame(stamped_header(1), (HEIGHT, WIDTH), wait_s=2.0, may_come=lambda: False)[0] is None
+    assert time.monotonic() - started < 0.5, "no wait"
+
 def test_a_calibration_for_a_resized_copy_of_a_binned_region_of_interest_maps_k_and_p_to_the_frame() -> None:
     info = camera_info(1280, 960)  # full resolution: f 500, centre (640, 480); P: a stereo right camera's
     info.p = [500.0, 0.0, 640.0, -60.0, 0.0, 500.0, 480.0, 0.0, 0.0, 0.0, 1.0, 0.0]
