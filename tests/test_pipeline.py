@@ -14,10 +14,10 @@ from dgdehaze_core.inference.backends import OUTPUT_NAMES, PHYSICS_OUTPUTS
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.backends.torch_backend import TorchBackend
 from dgdehaze_core.inference.pipeline import (MAX_DERIVED_ASPECT, PADDING_BUDGET, SHRUNK_SIZES, NetworkPipeline,
-                                              load_pipeline, network_batch, pad_to_stride, pipeline_from_model,
+                                              is_gray, load_pipeline, network_batch, pad_to_stride, pipeline_from_model,
                                               padding_overrun, refine_transmission, resolve_working_size,
                                               within_max_size, within_padding_budget)
-from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image
+from dgdehaze_core.io.images import ImageError, bgr_to_rgb_float, read_image, rgb_float_to_bgr
 from dgdehaze_core.models import build_model, load_model_and_record, save_checkpoint, shipped_weights_path
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer
 from dgdehaze_core.physics.scattering import T_MIN, invert_scattering, synthesize_haze
@@ -470,7 +470,7 @@ def test_a_gray_frame_comes_out_gray_in_every_output_mode(shared_data: Path) -> 
     """A mono camera's frame (or a gray image file) came out of lite tinted: the network's airlight differs by up to
     0.01 between channels, which the inversion spread to 5 levels between them on a gray URHI photo (the decoder's
     image to 19). A gray frame's airlight is gray (the mean of the network's) and its image gray, whatever the
-    output mode; a colour frame keeps the network's airlight."""
+    output mode; a colour frame keeps the network's airlight and decoder image."""
     colour = cv2.resize(read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"), (304, 224),
                         interpolation=cv2.INTER_AREA)
     gray = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
@@ -480,5 +480,23 @@ def test_a_gray_frame_comes_out_gray_in_every_output_mode(shared_data: Path) -> 
             result = pipeline(frame)
             assert (result.image == result.image[:, :, :1]).all(), pipeline.output
             assert (result.airlight == result.airlight[0]).all()
+        network = pipeline.runtime.run(pipeline_module.network_batch([frame], (304, 224), pipeline.stride))
+        np.testing.assert_allclose(result.airlight[0], network["airlight"][0, :, 0, 0].mean(), rtol=1e-6,
+                                   err_msg="the gray frame's airlight is the mean of the network's three")
         network = pipeline.runtime.run(pipeline_module.network_batch([colour], (304, 224), pipeline.stride))
-        np.testing.assert_array_equal(pipeline(colour).airlight, network["airlight"][0, ::-1, 0, 0])
+        coloured = pipeline(colour)
+        np.testing.assert_array_equal(coloured.airlight, network["airlight"][0, ::-1, 0, 0])
+        if pipeline.output == "decoder":  # the decoder's image as it gave it
+            decoded = rgb_float_to_bgr(network["clear"][0, :, :224, :304].transpose(1, 2, 0))
+            np.testing.assert_array_equal(coloured.image, decoded)
+
+
+def test_is_gray_takes_a_frame_whose_three_channels_are_equal_everywhere_and_nothing_else(shared_data: Path) -> None:
+    """`is_gray` looks at the middle row first: a frame gray there but not elsewhere, in any one channel, is colour."""
+    colour = read_image(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png")
+    gray = cv2.cvtColor(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert is_gray(gray) and not is_gray(colour)
+    for channel in range(3):
+        tinted = gray.copy()
+        tinted[: gray.shape[0] // 2, :, channel] = colour[: gray.shape[0] // 2, :, channel]  # the middle row gray
+        assert not is_gray(tinted), channel
