@@ -26,7 +26,7 @@ from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.recipe import Recipe, load_recipe, recipe_from_dict
 from dgdehaze_core.training.run_files import CsvLog
 from dgdehaze_core.training.survivable_failures import (LoaderWorkerDied, LoaderWorkers, OutOfMemoryBetweenSteps,
-                                                        survived_out_of_memory)
+                                                        survived_out_of_memory, validation_cut_off)
 from dgdehaze_core.training.trainer import Trainer
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
@@ -261,6 +261,16 @@ def test_out_of_memory_between_steps_is_survived_and_a_bug_is_not() -> None:
     with pytest.raises(RuntimeError, match=r"^mat1 and mat2 shapes cannot be multiplied"):
         with survived_out_of_memory("moving a batch", "free memory"):
             torch.ones(2, 3) @ torch.ones(2, 3)
+
+
+def test_a_resumed_run_redoes_the_validation_of_its_iteration_only_where_it_is_due_and_missing() -> None:
+    """`validation_cut_off`: a run resumed at a validation point (every val_every, and the last iteration) whose
+    validation had not run validates first; one validated there already, or resumed between validation points,
+    does not (val.csv would hold a row twice, or one a run never stopped lacks)."""
+    assert validation_cut_off(4, 2, val_every=2, iterations=10)
+    assert not validation_cut_off(4, 4, val_every=2, iterations=10), "validated before it was cut"
+    assert not validation_cut_off(5, 4, val_every=2, iterations=10), "not a validation point"
+    assert validation_cut_off(7, 6, val_every=2, iterations=7), "the last iteration validates"
 
 
 def _sleep(ready: Any) -> None:
