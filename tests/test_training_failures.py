@@ -374,3 +374,30 @@ def test_a_worker_killed_as_the_loader_shuts_down_after_its_last_batch_costs_no_
     assert all(process.exitcode == -signal.SIGKILL for process in workers.processes)
     assert [record.getMessage().split(", most likely")[0] for record in caplog.records] == [
         f"a data loader worker (pid {workers.processes[0].pid}) was killed by SIGKILL"], "one note"
+
+
+def test_torch_s_sigchld_handler_is_back_once_the_last_open_loader_s_batches_have_ended() -> None:
+    """While a loader's batches run, a worker's end is noted (`LoaderWorkers`); once every loader's batches have
+    ended (the dehazing trainer zips two), torch's handler is back, for loaders used outside `batches` (an
+    evaluation after the run)."""
+    iter(DataLoader(_Numbers(), num_workers=1))  # torch sets its handler with a process's first loader workers
+    torch_s = signal.getsignal(signal.SIGCHLD)
+    workers = LoaderWorkers()
+    first, second = (workers.batches(DataLoader(_Numbers(), batch_size=32, num_workers=1)) for _ in range(2))
+    next(first), next(second)
+    assert signal.getsignal(signal.SIGCHLD) != torch_s
+    assert len(list(first)) == 1 and signal.getsignal(signal.SIGCHLD) != torch_s, "the other's batches go on"
+    assert len(list(second)) == 1 and signal.getsignal(signal.SIGCHLD) == torch_s
+
+
+def test_a_loader_whose_worker_died_is_shut_down_as_the_death_is_raised() -> None:
+    """The loader of a worker that died was shut down only when the error's traceback (holding the batches' frame)
+    was let go, after the run saved and ended, torch's SIGCHLD handler back by then: its other workers ran on
+    meanwhile, and one of them killed too (the OOM killer goes on) was torch's to raise."""
+    workers = LoaderWorkers()
+    batches = workers.batches(DataLoader(_Numbers(), batch_size=2, num_workers=2))
+    next(batches)
+    kill_and_wait(workers.processes[0].pid)
+    with pytest.raises(LoaderWorkerDied) as died:
+        next(batches)
+    assert died.value.__traceback__ is not None and not workers.processes[1].is_alive()
