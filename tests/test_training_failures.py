@@ -251,6 +251,27 @@ def test_a_validation_out_of_memory_saves_its_iteration_and_the_run_resumes_to_t
         "the validation that ran out of memory runs first as the run resumes"
 
 
+
+class _LastValidationOutOfMemoryTrainer(Trainer):
+    """The validation of the last iteration, 1, runs out of memory (as `_ValidationOutOfMemoryTrainer`'s)."""
+
+    def _validate(self, validation: list[Any], val_log: CsvLog, board: Any) -> None:
+        if self.iteration == 1:
+            torch.empty(2 ** 62, dtype=torch.uint8)
+        super()._validate(validation, val_log, board)
+
+
+def test_a_run_resumed_at_its_last_iteration_saves_the_validation_it_redoes(tmp_path: Path) -> None:
+    """A run whose last validation ran out of memory takes no step as it resumes, so only the save after the
+    validation it redoes records it: without it last.pt still said that validation had not run, and each --resume
+    ran it again, a row more in val.csv each time."""
+    torch.set_num_threads(2)
+    recipe = _small_recipe(0, iterations=1, validation=True)
+    with pytest.raises(RuntimeError, match=r"^the validation of iteration 1, .* at iteration 1: --resume"):
+        _LastValidationOutOfMemoryTrainer(recipe, tmp_path / "oom").train(progress=False)
+    Trainer(recipe, tmp_path / "oom", resume=True).train(progress=False)
+    assert torch.load(tmp_path / "oom" / "last.pt", weights_only=True)["training"]["last_validation_iteration"] == 1
+
 def test_out_of_memory_between_steps_is_survived_and_a_bug_is_not() -> None:
     """What `survived_out_of_memory` guards (a validation, a batch moved to the device) moves no training state: the
     allocator's error becomes the one line of a survived failure; any other error propagates as it is."""
