@@ -41,6 +41,14 @@ def smoke_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return kit
 
 
+def _training_env(**values: str) -> dict[str, str]:
+    """The environment of a device_train.sh run here: the CPU, and one torch thread per trainer. At torch's default
+    (a thread per core) the trainers side by side of device_train_jobs.py, or one beside the other xdist worker,
+    asked for more threads than the host's cores, and each iteration waited on threads not running (ten times
+    slower on two cores); the GPU machines the scripts are for train on the GPU."""
+    return {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OMP_NUM_THREADS": "1", **values}
+
+
 def _recipe_with_data(data: Path):
     previous = os.environ.get("DGDEHAZE_DATA")
     os.environ["DGDEHAZE_DATA"] = str(data)
@@ -117,8 +125,7 @@ def test_device_train_brings_back_a_resumable_run_and_weights(smoke_kit: Path, t
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
-    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(out), "KIT": str(smoke_kit),
-           "TMPDIR": str(scratch)}
+    env = _training_env(OUT=str(out), KIT=str(smoke_kit), TMPDIR=str(scratch))
     trained = subprocess.run(["bash", str(REPO_DIR / "tools" / "device_train.sh"), str(SMOKE), "3", "5"],
                              cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=400)
     assert trained.returncode == 0, trained.stdout + trained.stderr
@@ -134,8 +141,7 @@ def test_device_train_fails_when_a_finished_run_s_weights_cannot_be_exported(smo
     """The export's failure was not the script's: the call exited 0 with no NAME.pt to bring back."""
     out = tmp_path / "out"
     (out / "blocked.pt").mkdir(parents=True)  # no file can be written there
-    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(out), "KIT": str(smoke_kit),
-           "NAME": "blocked"}
+    env = _training_env(OUT=str(out), KIT=str(smoke_kit), NAME="blocked")
     trained = subprocess.run(["bash", str(REPO_DIR / "tools" / "device_train.sh"), str(SMOKE), "2", "5"],
                              cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=400)
     assert trained.returncode == 1, trained.stdout + trained.stderr
@@ -199,8 +205,7 @@ def test_jobs_side_by_side_are_timed_tied_to_one_schedule_and_packed_one_archive
     out, work = tmp_path / "out", tmp_path / "work"
     out.mkdir()
     (work / "calibration-with").mkdir(parents=True)  # an earlier call's folder on a machine that stayed warm
-    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(out), "KIT": str(smoke_kit),
-           "WORK": str(work)}
+    env = _training_env(OUT=str(out), KIT=str(smoke_kit), WORK=str(work))
     fast = ["val_every=10", "checkpoint_every=10"]
     command = [sys.executable, str(REPO_DIR / "tools" / "device_train_jobs.py"), "--minutes", "3",
                "--calibration", "20", "--job", "with", str(SMOKE), "10", *fast, "--job", "without", str(SMOKE), "20",
