@@ -42,10 +42,12 @@ def pytest_configure(config: pytest.Config) -> None:
     frames to, any machine on the network using the same domain (a robot, another machine's test run). The exports
     the tests make go to an engine cache of the run's own (DGDEHAZE_ENGINE_CACHE, shared by its workers, removed at
     its end), not to the user's: a developer's run neither fills theirs nor is sped up by it, as a fresh CI machine
-    is not. The run's own terminal (not an xdist worker's) names each module's first failure (`FirstFailures`)."""
+    is not. The run's own terminal (not an xdist worker's) names each module's first failure (`FirstFailures`).
+    Each xdist worker runs torch on its share of the cores (`_worker_threads`)."""
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_STATIC_PEERS", None)
     if hasattr(config, "workerinput"):
+        _worker_threads(int(config.workerinput["workercount"]))
         return
     engines = Path(tempfile.mkdtemp(prefix="dgdehaze-test-engines-"))
     os.environ["DGDEHAZE_ENGINE_CACHE"] = str(engines)
@@ -53,6 +55,22 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         config.pluginmanager.register(FirstFailures(reporter), "first-failures")
+
+
+def _worker_threads(workers: int) -> None:
+    """torch's threads in this xdist worker and the processes it starts (OMP_NUM_THREADS, which they inherit): the
+    worker's share of the cores this process may use, unless OMP_NUM_THREADS was given. At torch's default, a thread
+    per core in every worker, the workers asked for more threads than the host has, and each parallel operation
+    waited on threads not running: on two cores a test's network ran several times slower beside the other
+    worker's."""
+    from dgdehaze_core.cpu_threads import available_cpus
+
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    threads = max(1, available_cpus() // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:  # torch reads OMP_NUM_THREADS on import: only set it where it came first
+        sys.modules["torch"].set_num_threads(threads)
 
 
 class SmallDisk:
