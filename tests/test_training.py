@@ -218,7 +218,6 @@ def test_a_run_resumed_from_a_checkpoint_of_the_per_tensor_optimizer_keeps_the_m
 
 
 def test_loss_falls_on_a_fixed_batch(smoke_recipe) -> None:
-    torch.set_num_threads(2)
     trainer = Trainer(smoke_recipe, "unused", device="cpu")
     clear = RandomCrops(smoke_recipe.clear, 64, 160, (1.0, 2.0), 0, "clear")
     hazy = RandomCrops(smoke_recipe.hazy, 64, 160, (1.0, 2.0), 0, "hazy")

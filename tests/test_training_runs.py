@@ -89,7 +89,6 @@ class _InterruptedTrainer(Trainer):
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(smoke_recipe, tmp_path: Path, terminal_signals) -> None:
-    torch.set_num_threads(2)
     recipe = recipe_from_dict({"name": "r", "iterations": 5, "crop_size": 64, "batch_size": 2, "max_side": 128,
                                "num_workers": 0, "checkpoint_every": 100, "net_depth_after": 2, "device": "cpu",
                                "data": {"clear": [str(s.path) for s in smoke_recipe.clear],
@@ -121,7 +120,6 @@ def test_tensorboard_keeps_one_point_a_step_across_a_crash_and_nothing_of_a_run_
                 raise RuntimeError("out of memory")
             return super().step(clear, real_hazy)
 
-    torch.set_num_threads(2)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="the loss became nan"):
         Trainer(load_recipe(SMOKE, ["checkpoint_every=100", "lr=100000.0"]), out, device="cpu").train(progress=False)
@@ -579,7 +577,6 @@ def test_a_stop_at_once_while_a_checkpoint_is_written_stops_once_its_files_are_w
         smoke_recipe, tmp_path: Path, terminal_signals) -> None:
     """The second Ctrl-C stopped between a fresh run's first last.pt and the logs it held until then: the resumed
     run's train.csv began at the step after that last.pt, the rows of the steps it holds lost."""
-    torch.set_num_threads(2)
     out = tmp_path / "run"
     recipe = load_recipe(SMOKE, ["checkpoint_every=4", "val_every=100"])
     with pytest.raises(KeyboardInterrupt):
