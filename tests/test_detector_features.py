@@ -16,7 +16,6 @@ SMOKE = REPO_DIR / "training" / "smoke.yaml"
 
 @pytest.fixture(scope="module")
 def backbone() -> DetectorFeatures:
-    torch.set_num_threads(2)
     return DetectorFeatures()
 
 
