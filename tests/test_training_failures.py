@@ -72,7 +72,6 @@ def _small_recipe(num_workers: int, iterations: int = 4, validation: bool = Fals
 @pytest.fixture(scope="module")
 def straight_weights(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
     """The weights `_small_recipe` ends with, run without a stop."""
-    torch.set_num_threads(2)
     straight = Trainer(_small_recipe(0), tmp_path_factory.mktemp("straight") / "run")
     straight.train(progress=False)
     return straight.model.state_dict()
@@ -99,7 +98,6 @@ def test_a_loader_worker_killed_mid_step_saves_that_step_and_the_run_resumes_to_
     """The run ended with torch's 'DataLoader worker (pid N) is killed by signal: Killed.' raised mid-step and lost
     every step since its last checkpoint (none here). The resumed run has no workers: a batch is the same whichever
     process loads it."""
-    torch.set_num_threads(2)
     with pytest.raises(RuntimeError) as failed:
         _WorkerKilledTrainer(_small_recipe(1), tmp_path / "killed").train(progress=False)
     message = str(failed.value)
@@ -201,7 +199,6 @@ def test_a_step_out_of_memory_saves_the_step_before_it_and_a_bug_is_not_caught(
     """The run ended with the allocator's error and lost the steps since its last checkpoint, although the failed
     step had moved no weight. The saved state is the step's start (haze generator, batch-norm statistics), so the
     resumed run ends with the weights of one never stopped."""
-    torch.set_num_threads(2)
     recipe = _small_recipe(0)
     with pytest.raises(RuntimeError, match=r"^mat1 and mat2 shapes cannot be multiplied"):
         _ShapeErrorTrainer(recipe, tmp_path / "bug").train(progress=False)
