@@ -89,3 +89,12 @@ def test_a_set_without_clear_frames_is_refused_with_one_line(sots_pairs: Path, t
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"dgdehaze eval: error: clear on {tmp_path / 'kitti'}: ")
     assert error.endswith("(move or link data_depth_annotated's DRIVE/proj_depth/ into the raw DATE/DRIVE/)")
+
+
+def test_methods_no_measure_applies_to_are_told_where_they_do_apply_clear_included(sots_pairs: Path, capsys):
+    assert main(["eval", "--dataset", str(sots_pairs), "--measure", "quality",
+                 "--method", "clear-jpeg90,hazy+clahe"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("none of the methods clear-jpeg90, hazy+clahe applies (clear and clear-jpeg90 are for "
+                          "detection on paired sets and for clear, the +hazy and +clahe methods for detection and "
+                          "clear's detection figures, a depth network for depth alone)")

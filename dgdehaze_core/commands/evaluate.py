@@ -155,7 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "base or a weights file; SOURCE+hazy (detection, and clear's detection figures): detect "
                              "on the input and on SOURCE's output and fuse the boxes; METHOD+clahe (as +hazy): the "
                              "detector reads METHOD's frames with their local contrast equalised (default: hazy, dcp, "
-                             "every shipped model and, for detection, hazy+clahe)")
+                             "every shipped model and, for detection and clear, hazy+clahe)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
     parser.add_argument("--working-size", type=with_reason(parse_size), default=None, metavar="WxH",
@@ -426,8 +426,9 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     def some(scored: list[Method], needs: str = "") -> list[Method]:
         if not scored:
             raise NotApplicable(f"none of the methods {', '.join(m.name for m in given)} applies ({needs}"
-                                "clear and clear-jpeg90 are for detection on paired sets, the +hazy and +clahe "
-                                "methods for detection alone, a depth network for depth alone)")
+                                "clear and clear-jpeg90 are for detection on paired sets and for clear, the +hazy "
+                                "and +clahe methods for detection and clear's detection figures, a depth network for "
+                                "depth alone)")
         return scored
 
     def chosen(items: list[T], name: Callable[[T], str], folder: Path = where) -> list[T]:

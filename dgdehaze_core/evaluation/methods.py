@@ -5,15 +5,16 @@ configuration such as "lite", a weights file), a clear-depth checkpoint of `dgde
 alone: its frame is the input unchanged, so only the depth measure means anything), or one of the references that
 need no pipeline:
 - `hazy`: the input itself, unchanged (the "before" row of every table);
-- `clear`: the clear ground-truth image, where a measure has one (detection recovery on paired sets);
-- `clear-jpeg90`: the clear image saved as a JPEG at quality 90 (detection recovery): how far an all but lossless
-  copy of the clear image already moves the detector, the protocol's own noise.
+- `clear`: the clear ground-truth image, where a measure has one (detection recovery on paired sets; the clear
+  measure's frame itself);
+- `clear-jpeg90`: the clear image saved as a JPEG at quality 90 (detection recovery, the clear measure): how far an
+  all but lossless copy of the clear image already moves the detector, the protocol's own noise.
 NAME is the row name in tables and JSON (`lite-no-depth=runs/ablation/best.pt`); it defaults to SOURCE (a file's
-stem, `best` for `best.pt` as for `runs/best.pt`). `SOURCE+hazy` (detection only) runs the detector on the input
-and on SOURCE's output and fuses the two sets of boxes (`detection.fusion`), as the node's `detection_input: fused`;
-it shares SOURCE's pipeline. A `+clahe` after any of these but the clear references (`hazy+clahe`, `lite+clahe`,
-`lite+hazy+clahe`; detection only) makes the detector read the method's frames with their local contrast equalised
-(`detection.contrast`), as the node's `detection_contrast`.
+stem, `best` for `best.pt` as for `runs/best.pt`). `SOURCE+hazy` (detection, and the clear measure's detection
+figures) runs the detector on the input and on SOURCE's output and fuses the two sets of boxes (`detection.fusion`),
+as the node's `detection_input: fused`; it shares SOURCE's pipeline. A `+clahe` after any of these but the clear
+references (`hazy+clahe`, `lite+clahe`, `lite+hazy+clahe`; as `SOURCE+hazy`) makes the detector read the method's
+frames with their local contrast equalised (`detection.contrast`), as the node's `detection_contrast`.
 """
 from __future__ import annotations
 
@@ -242,8 +243,9 @@ def shipped_model_specs() -> list[MethodSpec]:
 
 
 def default_method_specs() -> list[MethodSpec]:
-    """What `eval` compares without `--method`: the input, DCP, every shipped model, and (detection only) the
-    contrast-only baseline `hazy+clahe` that a dehazer has to beat to be worth its cost."""
+    """What `eval` compares without `--method`: the input, DCP, every shipped model, and (detection, and the clear
+    measure's detection figures) the contrast-only baseline `hazy+clahe` that a dehazer has to beat to be worth its
+    cost."""
     return [MethodSpec(HAZY, HAZY), MethodSpec("dcp", "dcp"), *shipped_model_specs(),
             MethodSpec(HAZY + CONTRAST_SUFFIX, HAZY, contrast=True)]
 
