@@ -26,7 +26,7 @@ from dgdehaze_core.training.depth_trainer import DepthTrainer
 from dgdehaze_core.training.recipe import Recipe, load_recipe, recipe_from_dict
 from dgdehaze_core.training.run_files import CsvLog
 from dgdehaze_core.training.survivable_failures import (LoaderWorkerDied, LoaderWorkers, OutOfMemoryBetweenSteps,
-                                                        survived_out_of_memory, validation_cut_off)
+                                                        moving_batch, survived_out_of_memory, validation_cut_off)
 from dgdehaze_core.training.trainer import Trainer
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
@@ -279,6 +279,11 @@ def test_out_of_memory_between_steps_is_survived_and_a_bug_is_not() -> None:
     with pytest.raises(RuntimeError, match=r"^mat1 and mat2 shapes cannot be multiplied"):
         with survived_out_of_memory("moving a batch", "free memory"):
             torch.ones(2, 3) @ torch.ones(2, 3)
+    with pytest.raises(OutOfMemoryBetweenSteps, match=r"^moving the batch of step 8 to cpu ran out of memory .*: "
+                                                      r"free .* or resume on another --device \(a smaller batch_size "
+                                                      r"needs a new run\)$"):
+        with moving_batch(7, torch.device("cpu")):  # both trainers' batch move
+            torch.empty(2 ** 62, dtype=torch.uint8)
 
 
 def test_a_resumed_run_redoes_the_validation_of_its_iteration_only_where_it_is_due_and_missing() -> None:

@@ -45,8 +45,9 @@ from dgdehaze_core.training.run_control import (MAPPING, TENSOR, WHOLE_NUMBER, F
                                                 run_folder_lock, seed_everything, step_figures)
 from dgdehaze_core.training.run_files import CsvLog, hardware_name, keep_run_files, write_recipe
 from dgdehaze_core.training.survivable_failures import (OUT_OF_MEMORY_REMEDY, LoaderWorkers, StepStart,
-                                                        ending_on_survived_failure, survived_out_of_memory,
-                                                        undone_on_out_of_memory, validation_cut_off)
+                                                        ending_on_survived_failure, moving_batch,
+                                                        survived_out_of_memory, undone_on_out_of_memory,
+                                                        validation_cut_off)
 from dgdehaze_core.training.video_frames import FrameTuples, VideoSequence, load_sequences
 
 LOG = logging.getLogger(__name__)
@@ -207,8 +208,7 @@ class DepthTrainer:
                             generator=torch.Generator().manual_seed(recipe.seed),  # not the global RNG
                             worker_init_fn=quiet_loader_worker)
         for batch in self.loader_workers.batches(loader):
-            with survived_out_of_memory(f"moving the batch of step {self.iteration + 1} to {self.device}",
-                                        f"{OUT_OF_MEMORY_REMEDY} (a smaller batch_size needs a new run)"):
+            with moving_batch(self.iteration, self.device):
                 moved = {key: value.to(self.device) for key, value in batch.items()}
             yield moved
 

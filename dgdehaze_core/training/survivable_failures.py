@@ -222,10 +222,9 @@ def out_of_memory(exc: BaseException) -> str | None:
 
 
 @contextlib.contextmanager
-def undone_on_out_of_memory(start: StepStart, iteration: int) -> Iterator[None]:
-    """Around a step's forward and backward pass (`start.keep()` at its beginning): StepOutOfMemory, with the step's
-    start put back (`StepStart.undo`), when the block runs out of memory; anything else propagates as it is."""
-    start.keep()
+def _on_out_of_memory(failure: Callable[[str], SurvivedFailure]) -> Iterator[None]:
+    """Around a block: `failure(out_of_memory(...))` raised when it runs out of memory, once the allocator's error
+    (and the block's tensors its traceback holds) is let go; anything else propagates as it is."""
     try:
         yield
         return
@@ -233,24 +232,34 @@ def undone_on_out_of_memory(start: StepStart, iteration: int) -> Iterator[None]:
         failed = out_of_memory(exc)
         if failed is None:
             raise
-    start.undo()
-    raise StepOutOfMemory(f"step {iteration + 1} ran {failed} in its forward or backward pass, before its weights "
-                          f"moved; the weights of iteration {iteration} are intact")
+    raise failure(failed)
 
 
 @contextlib.contextmanager
-def survived_out_of_memory(doing: str, remedy: str) -> Iterator[None]:
+def undone_on_out_of_memory(start: StepStart, iteration: int) -> Iterator[None]:
+    """Around a step's forward and backward pass (`start.keep()` at its beginning): StepOutOfMemory, with the step's
+    start put back (`StepStart.undo`), when the block runs out of memory; anything else propagates as it is."""
+    def undone(failed: str) -> StepOutOfMemory:
+        start.undo()
+        return StepOutOfMemory(f"step {iteration + 1} ran {failed} in its forward or backward pass, before its "
+                               f"weights moved; the weights of iteration {iteration} are intact")
+
+    start.keep()
+    with _on_out_of_memory(undone):
+        yield
+
+
+def survived_out_of_memory(doing: str, remedy: str) -> contextlib.AbstractContextManager[None]:
     """Around work between two steps that moves no training state (no weight, optimizer state, random generator or
     batch-norm statistic): OutOfMemoryBetweenSteps, naming `doing` and what to change (`remedy`), when it runs out
     of memory; anything else propagates as it is."""
-    try:
-        yield
-        return
-    except RuntimeError as exc:  # torch.OutOfMemoryError is one
-        failed = out_of_memory(exc)
-        if failed is None:
-            raise
-    raise OutOfMemoryBetweenSteps(f"{doing} ran {failed}: {remedy}")
+    return _on_out_of_memory(lambda failed: OutOfMemoryBetweenSteps(f"{doing} ran {failed}: {remedy}"))
+
+
+def moving_batch(iteration: int, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """`survived_out_of_memory` around moving the batch of the step after `iteration` to `device`."""
+    return survived_out_of_memory(f"moving the batch of step {iteration + 1} to {device}",
+                                  f"{OUT_OF_MEMORY_REMEDY} (a smaller batch_size needs a new run)")
 
 
 def validation_cut_off(iteration: int, validated: int, val_every: int, iterations: int) -> bool:
