@@ -82,6 +82,14 @@ def assert_same_weights(expected: dict[str, torch.Tensor], trainer: Trainer) -> 
         assert torch.equal(value, trainer.model.state_dict()[name]), name
 
 
+def _resumed_from_iteration(recipe: Any, folder: Path, iteration: int) -> Trainer:
+    """The run in `folder`, whose last.pt a survived failure saved at `iteration`, resumed to its end."""
+    assert torch.load(folder / "last.pt", weights_only=True)["training"]["iteration"] == iteration
+    resumed = Trainer(recipe, folder, resume=True)
+    resumed.train(progress=False)
+    return resumed
+
+
 class _WorkerKilledTrainer(Trainer):
     """A data loader worker is killed (SIGKILL) in the middle of step 2, after that step's haze was drawn: torch's
     SIGCHLD handler raised its death there, mid-step."""
@@ -163,7 +171,6 @@ def test_a_loader_worker_killed_after_the_last_step_leaves_the_run_finished(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A worker that ends once the last batch was fetched costs the run nothing: it ends as finished, its files
     written, with one warning naming the worker (the OOM killer's work: memory is short)."""
-    torch.set_num_threads(2)
     trainer = _WorkerKilledAfterTheLastStepTrainer(_small_recipe(1, iterations=1), tmp_path / "run")
     assert trainer.train(progress=False).iterations == 1
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]["iteration"] == 1
@@ -208,18 +215,17 @@ def test_a_step_out_of_memory_saves_the_step_before_it_and_a_bug_is_not_caught(
                                            r"weights of iteration 2 are intact; saved \S+last.pt at iteration 2: "
                                            r"--resume continues from it$"):
         _OutOfMemoryTrainer(recipe, tmp_path / "oom").train(progress=False)
-    assert torch.load(tmp_path / "oom" / "last.pt", weights_only=True)["training"]["iteration"] == 2
-    resumed = Trainer(recipe, tmp_path / "oom", resume=True)
-    resumed.train(progress=False)
-    assert_same_weights(straight_weights, resumed)
+    assert_same_weights(straight_weights, _resumed_from_iteration(recipe, tmp_path / "oom", 2))
 
 
 class _ValidationOutOfMemoryTrainer(Trainer):
-    """The validation of iteration 2 asks the CPU allocator for more memory than the address space holds (on a GPU,
-    validation at full image size runs out where the training crops fit)."""
+    """The validation of iteration `out_at` asks the CPU allocator for more memory than the address space holds (on a
+    GPU, validation at full image size runs out where the training crops fit)."""
+
+    out_at = 2
 
     def _validate(self, validation: list[Any], val_log: CsvLog, board: Any) -> None:
-        if self.iteration == 2:
+        if self.iteration == self.out_at:
             torch.empty(2 ** 62, dtype=torch.uint8)
         super()._validate(validation, val_log, board)
 
@@ -229,7 +235,6 @@ def test_a_validation_out_of_memory_saves_its_iteration_and_the_run_resumes_to_t
     """Out of memory outside a step's forward and backward pass ended the run with the allocator's traceback and
     lost every step since its last checkpoint (none here), though validation moves no training state. The resumed
     run validates as had it not stopped."""
-    torch.set_num_threads(2)
     recipe = _small_recipe(0, validation=True)
     with pytest.raises(RuntimeError, match=r"^the validation of iteration 2, which runs each pair whole at up to "
                                            r"val_max_side \(64\) pixels on its long side, ran out of memory \(it "
@@ -238,36 +243,29 @@ def test_a_validation_out_of_memory_saves_its_iteration_and_the_run_resumes_to_t
                                            r"needs a new run\); saved \S+last.pt at iteration 2: --resume continues "
                                            r"from it$"):
         _ValidationOutOfMemoryTrainer(recipe, tmp_path / "oom").train(progress=False)
-    assert torch.load(tmp_path / "oom" / "last.pt", weights_only=True)["training"]["iteration"] == 2
-    resumed = Trainer(recipe, tmp_path / "oom", resume=True)
-    resumed.train(progress=False)
-    assert_same_weights(straight_weights, resumed)
+    assert_same_weights(straight_weights, _resumed_from_iteration(recipe, tmp_path / "oom", 2))
     with open(tmp_path / "oom" / "val.csv") as log:
         validated = [row.split(",")[:2] for row in log.read().splitlines()[1:]]
     assert validated == [["2", "sots-outdoor"], ["2", "mean"], ["4", "sots-outdoor"], ["4", "mean"]], \
         "the validation that ran out of memory runs first as the run resumes"
 
 
+class _LastValidationOutOfMemoryTrainer(_ValidationOutOfMemoryTrainer):
+    """The validation of the last iteration, 1, runs out of memory."""
 
-class _LastValidationOutOfMemoryTrainer(Trainer):
-    """The validation of the last iteration, 1, runs out of memory (as `_ValidationOutOfMemoryTrainer`'s)."""
-
-    def _validate(self, validation: list[Any], val_log: CsvLog, board: Any) -> None:
-        if self.iteration == 1:
-            torch.empty(2 ** 62, dtype=torch.uint8)
-        super()._validate(validation, val_log, board)
+    out_at = 1
 
 
 def test_a_run_resumed_at_its_last_iteration_saves_the_validation_it_redoes(tmp_path: Path) -> None:
     """A run whose last validation ran out of memory takes no step as it resumes, so only the save after the
     validation it redoes records it: without it last.pt still said that validation had not run, and each --resume
     ran it again, a row more in val.csv each time."""
-    torch.set_num_threads(2)
     recipe = _small_recipe(0, iterations=1, validation=True)
     with pytest.raises(RuntimeError, match=r"^the validation of iteration 1, .* at iteration 1: --resume"):
         _LastValidationOutOfMemoryTrainer(recipe, tmp_path / "oom").train(progress=False)
     Trainer(recipe, tmp_path / "oom", resume=True).train(progress=False)
     assert torch.load(tmp_path / "oom" / "last.pt", weights_only=True)["training"]["last_validation_iteration"] == 1
+
 
 def test_out_of_memory_between_steps_is_survived_and_a_bug_is_not() -> None:
     """What `survived_out_of_memory` guards (a validation, a batch moved to the device) moves no training state: the
