@@ -73,7 +73,7 @@ from dgdehaze_core.inference.latest_frame_worker import LatestFrameWorker, Still
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import NARROW_SAMPLE, NarrowSamples
 from dgdehaze_core.physics.lens import frames_rectified
-from dgdehaze_core.physics.visibility import OUT_OF_ORDER_S, VisibilityEstimator, VisibilityReading
+from dgdehaze_core.physics.visibility import VisibilityEstimator, VisibilityReading
 from dgdehaze_core.process_memory import keep_frame_memory, return_freed_memory
 from dgdehaze_core.visualize import draw_detections
 from dgdehaze_ros.camera_info import CameraInfos, relayed_camera_info
@@ -89,6 +89,7 @@ from dgdehaze_ros.node_logging import attribute_threads, not_on_a_node_logger, t
 from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
                                      integers_as_doubles, parameters_help, read_settings)
 from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, PRE_SET_PARAMETERS_CALLBACKS, SubscriptionEventCallbacks
+from dgdehaze_ros.stream_stamps import StreamStamps
 from dgdehaze_ros.visibility_messages import FOG_PARAMETERS, fog_banner, visibility_msg
 
 if VISION_MSGS_AVAILABLE:
@@ -160,9 +161,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
         self._detector: Detector | None = None
         self._schedule: DetectionSchedule | None = None
         self._detector_note = "not loaded"
-        self._newest_stamp_ns = 0
-        """The stamp of the newest frame processed since the stream began: one over OUT_OF_ORDER_S earlier
-        starts a new stream of tracks."""
+        self._stamps = StreamStamps()
+        """The newest frame processed since the stream began, and whether a frame's stamp starts a new stream of
+        tracks."""
         self._detecting = False
         """Whether the last frame processed in this activation was one the detector was on for."""
         self.transport = transport_summary()
@@ -292,7 +293,8 @@ class DehazeNode(ModelReloads, LifecycleNode):
         except StillStopping as exc:  # a frame from before the deactivate still runs: inactive, nothing enabled
             self.get_logger().error(f"activate failed: {exc}; activate again once it has ended")
             return TransitionCallbackReturn.FAILURE
-        self._newest_stamp_ns, self._detecting = 0, False  # frames sent while inactive are missing: new tracks
+        self._detecting = False  # frames sent while inactive are missing: new tracks
+        self._stamps.restart()
         self.stats.restart_sequences()
         result = super().on_activate(state)  # enables the publishers before a frame can arrive and be processed
         self._publish_labels()  # latched: with what changed while inactive, for subscribers now and later
@@ -591,10 +593,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
             return False
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         detecting = settings["detection_enabled"]
-        back = stamp_ns < self._newest_stamp_ns - round(OUT_OF_ORDER_S * 1e9)  # a bag played with --loop
+        back = self._stamps.starts_stream(stamp_ns)  # a bag played with --loop
         if back or (detecting and not self._detecting):  # or the first frame detected after frames the tracker missed
             self._new_stream()
-        self._newest_stamp_ns = stamp_ns if back else max(stamp_ns, self._newest_stamp_ns)
         self._detecting = detecting
         chain = FrameChain(pipeline, schedule if settings["detection_enabled"] else None,
                            self._fog.estimator_for_frame(msg.header.frame_id))
