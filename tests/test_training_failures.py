@@ -345,6 +345,25 @@ def test_workers_of_two_loaders_killed_end_the_run_with_one_error_and_no_torch_t
     assert not ignored, [f"{hook.exc_value!r} in {hook.object!r}" for hook in ignored]
 
 
+def test_a_worker_of_the_second_of_two_zipped_loaders_killed_at_its_shutdown_is_warned_of(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The dehazing trainer zips two loaders: the first ends the zip and shuts its workers down, the second is shut
+    down as the zip is let go. A worker of the second that ended after its last batch (killed at that shutdown)
+    passed silently, though such a death is warned of (docs/TRAINING.md); the first loader's end says nothing of
+    it, and the warning comes once."""
+    workers = LoaderWorkers()
+    loaders = [workers.batches(DataLoader(_Numbers(), batch_size=16, num_workers=1)) for _ in range(2)]
+    assert len(list(zip(*loaders))) == 4
+    second = workers.processes[-1]
+    kill_and_wait(second.pid)
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    loaders[1].close()
+    notes = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(notes) == 1 and notes[0].startswith(f"a data loader worker (pid {second.pid}) was killed by SIGKILL"), \
+        notes
+    assert notes[0].endswith("once its loader's last batch was out: no batch was lost"), notes
+
+
 class _Unreadable(_Numbers):
     def __getitem__(self, index: int) -> torch.Tensor:
         raise RuntimeError(f"sample {index} does not decode")

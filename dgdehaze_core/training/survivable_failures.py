@@ -84,15 +84,18 @@ class LoaderWorkers:
     def batches(self, loader: DataLoader) -> Iterator[Any]:
         """`loader`'s batches (`len(loader)` of them: a map-style dataset's), noting the worker processes it starts;
         LoaderWorkerDied, as a batch is fetched, where one of them died (anything else a fetch raises, a worker's
-        own exception, propagates as it is). A worker that ends once the last batch is out (as the loader shuts its
-        workers down) costs no batch: a warning says so. Until every loader's batches have ended, the shutdown of
+        own exception, propagates as it is). A worker of this loader that ends once its last batch is out (as the
+        loader shuts its workers down, whether its batches ran out or were let go after the last: the second of two
+        zipped loaders) costs no batch: a warning says so. Until every loader's batches have ended, the shutdown of
         its workers included, their ends are noted, not raised by torch's handler where the process is."""
         before = set(multiprocessing.active_children())
         fetched = iter(loader)  # starts the workers, and torch's SIGCHLD handler with the first
-        self.processes += [process for process in multiprocessing.active_children() if process not in before]
+        own = [process for process in multiprocessing.active_children() if process not in before]
+        self.processes += own
         self._handling = bool(self.processes) and threading.current_thread() is threading.main_thread()
         self._note_child_ends()
         self._open += 1
+        out = 0
         try:
             for _ in range(len(loader)):
                 died = self._died_meanwhile()
@@ -108,16 +111,24 @@ class LoaderWorkers:
                             raise
                 if died is not None:  # raised here, not in the except: the failed fetch's frames are let go
                     raise LoaderWorkerDied(died)
+                out += 1
                 yield batch
-            fetched = None  # the loader shuts its workers down (torch's __del__), their ends noted
-            died = self._died_meanwhile()
-            if died is not None:
-                LOG.warning("%s, once its loader's last batch was out: no batch was lost", died)
         finally:
             fetched = None  # shut down here where a failure or a close ends the batches, not where it is let go
+            if out == len(loader):
+                self._warn_of_ends_after_the_last_batch(own)
             self._open -= 1
             if not self._open:
                 self._restore()
+
+    def _warn_of_ends_after_the_last_batch(self, own: list[BaseProcess]) -> None:
+        """Once a loader's last batch is out and its workers shut down: a warning naming the first of its `own`
+        workers that died (another loader's are its own end's); the ends noted meanwhile are taken
+        (`_died_meanwhile`)."""
+        self._died_meanwhile()
+        died = _first_end(own)
+        if died is not None:
+            LOG.warning("%s, once its loader's last batch was out: no batch was lost", died)
 
     def death(self, wait_s: float = 0.0) -> str | None:
         """The first worker that ended with a signal or an error status, in words (None: none, within `wait_s`).
@@ -125,9 +136,9 @@ class LoaderWorkers:
         unreaped wherever it runs next, a loader's shutdown too ('Exception ignored in ... __del__')."""
         deadline = time.monotonic() + wait_s
         while True:
-            ended = [process for process in self.processes if process.exitcode]  # each read of it reaps
-            if ended:
-                return _ended(ended[0].pid, ended[0].exitcode)
+            died = _first_end(self.processes)
+            if died is not None:
+                return died
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.01)
@@ -161,6 +172,13 @@ class LoaderWorkers:
 
     def _noted(self, signum: int, frame: FrameType | None) -> None:
         self._child_ended = True
+
+
+def _first_end(processes: list[BaseProcess]) -> str | None:
+    """The first of `processes` that ended with a signal or an error status, in words; every one that ended is
+    reaped (each read of `exitcode` reaps)."""
+    ended = [process for process in processes if process.exitcode]
+    return _ended(ended[0].pid, ended[0].exitcode) if ended else None
 
 
 def _ended(pid: int | None, exitcode: int) -> str:
