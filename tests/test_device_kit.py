@@ -21,13 +21,16 @@ from dgdehaze_core.io.images import read_image
 from dgdehaze_core.models import load_model
 from dgdehaze_core.training.datasets import collect_images, load_rgb, validation_pairs
 from dgdehaze_core.training.recipe import load_recipe
+from test_tools_cli import WITHOUT_TORCH
 
 SMOKE = REPO_DIR / "training" / "smoke.yaml"
 
 
-def _pack(kit: Path, *recipes: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_DIR / "tools" / "device_kit.py"), *map(str, recipes),
-                           "--out", str(kit)], capture_output=True, text=True, timeout=300)
+def _pack(kit: Path, *recipes: Path, torch: bool = True) -> subprocess.CompletedProcess:
+    """tools/device_kit.py run on `recipes` into `kit`; without `torch`, where torch cannot be imported."""
+    return subprocess.run([sys.executable, *([] if torch else ["-c", WITHOUT_TORCH]),
+                           str(REPO_DIR / "tools" / "device_kit.py"), *map(str, recipes), "--out", str(kit)],
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +111,13 @@ def test_a_recipe_reading_outside_the_shared_data_is_refused_and_the_earlier_kit
 
 
 def test_a_recipe_the_kit_cannot_read_ends_in_one_line_and_keeps_the_kit(tmp_path: Path) -> None:
+    """Refused before torch is imported: a mistyped path waited seconds for it (the recipe's model names)."""
     kit = tmp_path / "kit"
     (kit / "data").mkdir(parents=True)
     (kit / "manifest.json").write_text("{}")
     for recipe, reason in ((tmp_path / "none.yaml", "no such recipe"),
                            (REPO_DIR / "training" / "depth_kitti.yaml", "train-depth")):
-        refused = _pack(kit, recipe)
+        refused = _pack(kit, recipe, torch=False)
         assert refused.returncode == 2 and refused.stderr.startswith("device_kit.py: error: "), refused.stderr
         assert reason in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert sorted(path.name for path in kit.iterdir()) == ["data", "manifest.json"]
@@ -165,11 +169,11 @@ def test_device_train_refuses_without_a_kit(tmp_path: Path) -> None:
 
 
 def test_the_kit_refuses_a_folder_that_is_no_kit_and_deletes_nothing(tmp_path: Path) -> None:
+    """Refused before torch is imported (it waited seconds for it, reading the recipe and its images' lists)."""
     precious = tmp_path / "data" / "demo.mcap"
     precious.parent.mkdir()
     precious.write_bytes(b"a recording")
-    refused = subprocess.run([sys.executable, str(REPO_DIR / "tools" / "device_kit.py"), str(SMOKE),
-                              "--out", str(tmp_path)], capture_output=True, text=True)
+    refused = _pack(tmp_path, SMOKE, torch=False)
     assert refused.returncode == 2 and "no kit (no manifest.json)" in refused.stderr
     assert precious.read_bytes() == b"a recording"
     cut = tmp_path / "cut"  # a kit whose packing was cut short: data/ and runs/, no manifest.json yet

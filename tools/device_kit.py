@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir  # noqa: E402
 from dgdehaze_core.io.atomic_files import atomic_path  # noqa: E402
-from dgdehaze_core.training.datasets import collect_images, load_rgb, validation_pairs  # noqa: E402
 from dgdehaze_core.training.recipe import Recipe, load_recipe  # noqa: E402
 from tools.tool_cli import one_line_errors  # noqa: E402
 
@@ -66,6 +65,7 @@ def kit_path(source: Path, data: Path, kit_data: Path) -> Path:
 
 def pack_image(source: Path, target: Path, max_side: int) -> None:
     """`source` scaled as the trainer scales it, written atomically in its own format."""
+    from dgdehaze_core.training.datasets import load_rgb  # imports torch: here, after main's checks
     image = load_rgb(source, max_side)[:, :, ::-1]
     parameters = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if source.suffix.lower() in (".jpg", ".jpeg") else []
     with atomic_path(target) as tmp:
@@ -80,6 +80,7 @@ def copy_file(source: Path, target: Path) -> None:
 
 def recipe_files(recipe: Recipe) -> tuple[set[Path], set[Path]]:
     """(training images and videos to scale or copy, validation files to copy as they are) of one recipe."""
+    from dgdehaze_core.training.datasets import collect_images, validation_pairs  # imports torch: after main's checks
     training: set[Path] = set()
     for kind, sources in (("clear", recipe.clear), ("hazy", recipe.hazy)):
         training.update(image.path for image, _, _ in collect_images(sources, kind))
@@ -151,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=KIT_DIR, help="the kit's folder (default: .device, ignored by "
                         "git; name it in the device tool's carry)")
     args = parser.parse_args(argv)
-    recipes = [load_recipe(path) for path in args.recipes]
-    plan = plan_kit(recipes)  # a recipe the kit cannot hold is refused before the earlier kit is touched
     kit = any((args.out / name).is_file() for name in ("manifest.json", PACKING))  # finished, or cut short
-    if args.out.is_dir() and any(args.out.iterdir()) and not kit:
+    if args.out.is_dir() and any(args.out.iterdir()) and not kit:  # first: reading a recipe imports torch (seconds)
         LOG.error("%s holds files and is no kit (no manifest.json): give a new folder or an earlier kit", args.out)
         return 2
+    recipes = [load_recipe(path) for path in args.recipes]
+    plan = plan_kit(recipes)  # a recipe the kit cannot hold is refused before the earlier kit is touched
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / PACKING).touch()
     (args.out / "manifest.json").unlink(missing_ok=True)  # written last: a kit without it is unfinished

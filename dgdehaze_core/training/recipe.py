@@ -25,7 +25,6 @@ from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.yaml_text import load_yaml
-from dgdehaze_core.models import MODEL_CONFIGS
 from dgdehaze_core.training.bag_frames import is_bag_path
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -368,7 +367,7 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
         raise RecipeError("the recipe needs 'name' and 'iterations'")
     if fields.get("clear_depth"):
         fields["clear_depth"] = str(expand_path(fields["clear_depth"], base))
-    if fields.get("init_weights") and fields["init_weights"] not in MODEL_CONFIGS:
+    if fields.get("init_weights") and fields["init_weights"] not in _model_names():
         fields["init_weights"] = str(expand_path(fields["init_weights"], base))
     fields["zoom_range"] = _range("zoom_range", fields.get("zoom_range", (1.0, 2.0)), 0.25, 8.0)
     fields["beta_indoor"] = _range("beta_indoor", fields.get("beta_indoor", (0.6, 1.8)), 0.0, 10.0)
@@ -382,6 +381,14 @@ def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] =
         **fields)
     _check(recipe)
     return recipe
+
+
+def _model_names() -> tuple[str, ...]:
+    """The model configurations a recipe trains. `dgdehaze_core.models` imports torch (seconds): imported here, a
+    recipe file that is missing or misread is refused without it (tools/device_kit.py), and this module imports no
+    torch."""
+    from dgdehaze_core.models import MODEL_CONFIGS
+    return tuple(MODEL_CONFIGS)
 
 
 def check_run_name(name: str) -> None:
@@ -416,8 +423,8 @@ def _check(recipe: Recipe) -> None:
         if getattr(recipe, key) < 1:
             raise RecipeError(f"'{key}' must be at least 1, got {getattr(recipe, key)}")
     check_run_name(recipe.name)
-    if recipe.model not in MODEL_CONFIGS:  # `paper` builds, but has no transmission or airlight for the losses
-        raise RecipeError(f"'model' must be one of {', '.join(MODEL_CONFIGS)} (the paper's released network is run, "
+    if recipe.model not in _model_names():  # `paper` builds, but has no transmission or airlight for the losses
+        raise RecipeError(f"'model' must be one of {', '.join(_model_names())} (the paper's released network is run, "
                           f"not trained, here), got {recipe.model!r}")
     if recipe.val_max_side < MIN_VAL_MAX_SIDE:
         raise RecipeError(f"'val_max_side' must be at least {MIN_VAL_MAX_SIDE} (the validation's SSIM needs "
