@@ -26,7 +26,8 @@ OUTSIDE_THE_JUDGING_PART = (f"@{DAWN_FOG_SPLIT}:learn", f"@{DAWN_FOG_SPLIT}:vali
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> None:
-    """Print (and with --json write) the table; a --json that cannot be written is refused before a model loads."""
+    """Print (and with --json write) the table; a --json that cannot be written and photos that choose nothing are
+    refused before a model loads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", nargs="?", default="lite")
     parser.add_argument("--data", type=Path, default=None,
@@ -40,12 +41,13 @@ def main(argv: list[str] | None = None) -> None:
         check_json_output(args.json, inputs=[args.data, Path(args.weights)])
     parts = args.split or list(OUTSIDE_THE_JUDGING_PART)
     from dgdehaze_core.detection.detector import Detector  # these import torch: after the checks
-    from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, match_image,
-                                                         score_matches)
+    from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, known_references,
+                                                         match_image, score_matches)
     from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 
+    chosen = choosing_images(args.data, parts, ())  # photos refused before the detector loads (seconds)
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
-    images = choosing_images(args.data, parts, detector.names.values())
+    images = known_references(chosen, detector.names.values())
     method = load_method(MethodSpec("dehazed", args.weights))
     matches: dict[str, list] = {}
     for item in tqdm(images, desc="clip limits", unit="image"):

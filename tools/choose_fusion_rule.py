@@ -22,7 +22,8 @@ IOUS = (0.5, 0.55, 0.6)
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> None:
-    """Print (and with --json write) the table; a --json that cannot be written is refused before a model loads."""
+    """Print (and with --json write) the table; a --json that cannot be written and photos that choose nothing are
+    refused before a model loads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", nargs="?", default="lite")
     parser.add_argument("--data", type=Path, default=None,
@@ -36,12 +37,13 @@ def main(argv: list[str] | None = None) -> None:
         check_json_output(args.json, inputs=[args.data, Path(args.weights)])
     from dgdehaze_core.detection.detector import Detector  # these import torch: after the checks
     from dgdehaze_core.detection.fusion import FUSION_SCORES, FusionSettings, fuse_detections
-    from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, match_image,
-                                                         score_matches)
+    from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, known_references,
+                                                         match_image, score_matches)
     from dgdehaze_core.evaluation.methods import MethodSpec, load_method
 
+    chosen = choosing_images(args.data, [args.split], ())  # photos refused before the detector loads (seconds)
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
-    images = choosing_images(args.data, [args.split], detector.names.values())
+    images = known_references(chosen, detector.names.values())
     method = load_method(MethodSpec("dehazed", args.weights))
     runs = []
     for item in images:
