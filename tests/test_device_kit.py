@@ -174,7 +174,9 @@ def test_the_kit_refuses_a_folder_that_is_no_kit_and_deletes_nothing(tmp_path: P
     precious.parent.mkdir()
     precious.write_bytes(b"a recording")
     refused = _pack(tmp_path, SMOKE, torch=False)
-    assert refused.returncode == 2 and "no kit (no manifest.json)" in refused.stderr
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"device_kit.py: error: {tmp_path} holds files and is no kit (no manifest.json): give a new folder or an "
+        "earlier kit"], "one line, as the tool's other refusals"
     assert precious.read_bytes() == b"a recording"
     cut = tmp_path / "cut"  # a kit whose packing was cut short: data/ and runs/, no manifest.json yet
     for folder in ("data/clear", "runs/smoke"):

@@ -146,7 +146,7 @@ def pack(plan: KitPlan, recipes: list[Recipe], kit: Path) -> dict[str, object]:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    """Pack the kit; 0, or 2 when --out is no kit or the kit would not travel (a bad recipe: one line, 2)."""
+    """Pack the kit; 0, or 2 with one line when --out is no kit, the kit would not travel or a recipe is bad."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipes", nargs="+", type=Path, help="training recipes (training/*.yaml)")
     parser.add_argument("--out", type=Path, default=KIT_DIR, help="the kit's folder (default: .device, ignored by "
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kit = any((args.out / name).is_file() for name in ("manifest.json", PACKING))  # finished, or cut short
     if args.out.is_dir() and any(args.out.iterdir()) and not kit:  # first: reading a recipe imports torch (seconds)
-        LOG.error("%s holds files and is no kit (no manifest.json): give a new folder or an earlier kit", args.out)
-        return 2
+        raise ValueError(f"{args.out} holds files and is no kit (no manifest.json): give a new folder or an earlier "
+                         "kit")
     recipes = [load_recipe(path) for path in args.recipes]
     plan = plan_kit(recipes)  # a recipe the kit cannot hold is refused before the earlier kit is touched
     args.out.mkdir(parents=True, exist_ok=True)
