@@ -81,6 +81,18 @@ def test_the_qos_probe_refuses_an_empty_json_path(capsys: pytest.CaptureFixture[
     assert stopped.value.code == 2 and "an empty path" in capsys.readouterr().err
 
 
+def test_the_qos_probe_s_usage_shows_what_a_user_types(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its usage line ended in `{publish,listen} ...` as if a role were required: the two roles are the processes the
+    probe starts itself, not the user's to type."""
+    from dgdehaze_ros.tools.qos_probe import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert stopped.value.code == 0 and "--sizes" in shown
+    assert "{publish,listen}" not in shown and "started by the probe itself" not in shown
+
+
 def test_the_v_an_error_asks_for_is_taken_after_the_command_too(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """An error of several lines ends '(and N more lines: run with -v)'; -v added at the end of the command, where

@@ -239,7 +239,7 @@ def run_qos_probe(width: int = 640, height: int = 360, *, frames: int = 20, rate
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dgdehaze_ros.tools.qos_probe", description=__doc__.split("\n")[0])
-    roles = parser.add_subparsers(dest="role")
+    roles = parser.add_subparsers(dest="role", help=argparse.SUPPRESS)  # the probe's own processes, not the user's
     for role in ("publish", "listen"):
         sub = roles.add_parser(role, help=f"one side of the probe ({role}); started by the probe itself")
         sub.add_argument("--domain", type=int, required=True)
