@@ -549,3 +549,56 @@ def test_a_rank_that_got_no_signal_stops_with_the_job_as_on_ctrl_c(tmp_path: Pat
                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
     said = sorted(line for line in process.stdout.splitlines() if line.startswith("rank "))
     assert said == ["rank 0: Terminated", "rank 1: KeyboardInterrupt"], process.stdout + process.stderr[-3000:]
+
+
+WORKER_KILLED_ON_RANK_1 = """
+import os, signal, sys, time
+import dgdehaze_core.commands.train as train_command
+from dgdehaze_core.cli import main
+from dgdehaze_core.training.trainer import Trainer
+
+
+class WorkerKilledOnRank1(Trainer):
+    def synthesize(self, clear, known_depth=None):
+        haze = super().synthesize(clear, known_depth)
+        if self.iteration == 1 and self.rank.rank == 1:
+            pid = self.loader_workers.processes[0].pid
+            os.kill(pid, signal.SIGKILL)
+            while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                time.sleep(0.005)
+        return haze
+
+
+train_command.Trainer = WorkerKilledOnRank1
+sys.exit(main(sys.argv[1:]))
+"""
+"""`dgdehaze train` whose rank 1 kills a worker of its own data loader (SIGKILL) in the middle of step 2."""
+
+
+def test_a_loader_worker_killed_on_one_rank_stops_every_rank_at_the_step_boundary_with_last_pt_saved(
+        tmp_path: Path) -> None:
+    """A worker killed on one rank of a torchrun job: that rank raised at its next fetch, the other waited in DDP's
+    all-reduce until torchrun tore the job down, and every step since the last checkpoint was lost. The stop
+    agreement now carries the death: every rank saves the step reached and ends with one line and exit 2."""
+    (tmp_path / "kill.py").write_text(WORKER_KILLED_ON_RANK_1)
+    run = tmp_path / "run"
+    options = ["--config", str(ROOT / "training" / "smoke.yaml"), "--out", str(run), "--threads", "1",
+               "--no-progress", "--set", "val_every=100", "--set", "checkpoint_every=100"]
+    process = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              str(tmp_path / "kill.py"), "train", "--iterations", "3", "--set", "num_workers=1",
+                              *options], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    log = process.stdout + process.stderr
+    # the ranks share the pipe, where two lines written at once may interleave at their newlines
+    lines = sorted(re.findall(r"dgdehaze train: error: .*?continues from it", log))
+    assert len(lines) == 2, log[-3000:]
+    assert re.fullmatch(r"dgdehaze train: error: a data loader worker \(pid \d+\) was killed by SIGKILL, .*; rank 0 "
+                        r"saved \S+last.pt at iteration 2: --resume continues from it", lines[0]), lines
+    assert re.fullmatch(r"dgdehaze train: error: a data loader worker of rank 1 died \(that rank's line names it\); "
+                        r"saved \S+last.pt at iteration 2: --resume continues from it", lines[1]), lines
+    assert log.count("Traceback") == 1, log[-3000:]  # torchrun's own ChildFailedError, none from a rank
+    # the first rank to end exits 2 (torchrun may SIGTERM the other as it ends: its line is written by then)
+    assert re.search(r"Root Cause \(first observed failure\):\n\[\d\]:\n(.*\n){3}  exitcode  : 2 ", log), log[-3000:]
+    assert read_checkpoint(run / "last.pt")["training"]["iteration"] == 2
+    assert main(["train", "--iterations", "3", "--resume", *options]) == 0  # one process: a torchrun job more is slow
+    assert read_checkpoint(run / "last.pt")["training"]["iteration"] == 3

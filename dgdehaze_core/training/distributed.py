@@ -126,6 +126,12 @@ def gather(value: object, rank: Rank) -> list[object]:
     return gathered
 
 
+def barrier(rank: Rank) -> None:
+    """Wait until every rank got here; every rank must call this at the same point."""
+    if rank.distributed:
+        dist.barrier()
+
+
 def any_rank(flag: bool, rank: Rank, device: torch.device) -> bool:
     """Whether `flag` holds on any rank of the job; every rank must call this at the same point."""
     if not rank.distributed:
@@ -133,6 +139,18 @@ def any_rank(flag: bool, rank: Rank, device: torch.device) -> bool:
     value = torch.tensor([int(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def step_boundary_agreement(requested: bool, worker_died: bool, rank: Rank,
+                            device: torch.device) -> tuple[bool, int | None]:
+    """At a step boundary, in one collective: whether any rank was asked to stop, and the lowest rank whose data
+    loader worker died (None: none did); every rank must call this at the same point."""
+    if not rank.distributed:
+        return requested, rank.rank if worker_died else None
+    value = torch.tensor([int(requested), rank.world_size - rank.rank if worker_died else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    stop, died = (int(v) for v in value.tolist())
+    return bool(stop), rank.world_size - died if died else None
 
 
 class Shard(Sampler[int]):

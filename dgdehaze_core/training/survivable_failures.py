@@ -5,7 +5,8 @@ trainers save as `last.pt` (as for Ctrl-C) before they end with one line naming 
 - A worker killed by a signal (the kernel's OOM killer, `kill -9`) or ended with an error status: torch's DataLoader
   raises it from its SIGCHLD handler, wherever the training process is, or as the batch under way fails to arrive
   (a socket reset, 'exited unexpectedly'). `LoaderWorkers` notes an end during a step, acts on it as the next batch
-  is fetched, and names the worker and its signal.
+  is fetched, and names the worker and its signal; in a torchrun job every rank learns of it at the step boundary
+  (`JobLoaderWorkerDied`).
 - Out of memory (`torch.OutOfMemoryError`, the CPU allocator's RuntimeError) in a step's forward or backward pass:
   no weight and no optimizer state has moved yet; `StepStart` puts back what the pass did move (the random
   generators' states, the batch-norm statistics), so that the saved state resumes to the run it was cut from.
@@ -14,8 +15,9 @@ trainers save as `last.pt` (as for Ctrl-C) before they end with one line naming 
 
 Nothing else is caught: an exception a worker raised (the data's, the code's), a bug in a step (a shape error), out
 of memory once the optimizer began to move the weights (its step's temporaries: a half-applied step cannot be
-saved), and any failure in a torchrun job (whose other ranks would wait on it in a collective) propagate as they
-are, `last.pt` holding the last checkpoint.
+saved), and in a torchrun job any failure but a worker's end during a step (one rank's, whose other ranks would
+wait on it in a collective: a worker that ends as a batch is fetched too) propagate as they are, `last.pt` holding the
+last checkpoint.
 """
 from __future__ import annotations
 
@@ -52,6 +54,11 @@ class SurvivedFailure(RuntimeError):
 
 class LoaderWorkerDied(SurvivedFailure):
     """A data loader worker ended while the run needed it."""
+
+
+class JobLoaderWorkerDied(LoaderWorkerDied):
+    """A data loader worker of a torchrun job's rank ended during a step, raised on every rank at the step boundary
+    that followed (the stop agreement carries it): every rank takes part in the save, none waits on another."""
 
 
 class StepOutOfMemory(SurvivedFailure):
@@ -293,14 +300,16 @@ def ending_on_survived_failure(steps: Callable[[], None], save: Callable[[], Pat
     """Run a training loop (`steps`); where a SurvivedFailure ends it, save the last completed step (`save`, where a
     step was completed since the call: `iteration()` moved) and raise a RuntimeError of one line naming the failure
     and what `last_path` holds. `propagate`: raise the failure as it is (a torchrun job's other ranks wait on this
-    one in a collective: no rank can save). Only the failure's message is kept, not the exception, whose context (a
-    step's out of memory) holds that step's tensors until it is let go."""
+    one in a collective: no rank can save), but a JobLoaderWorkerDied, which every rank raises and saves. Only
+    the failure's message is kept, not the exception, whose context (a step's out of memory) holds that step's
+    tensors until it is let go."""
     started = iteration()
-    failure = None
+    failure, whole_job = None, False
     try:
         steps()
     except SurvivedFailure as exc:
-        if propagate:
+        whole_job = isinstance(exc, JobLoaderWorkerDied)
+        if propagate and not whole_job:
             raise
         failure = str(exc)
     if failure is None:
@@ -308,6 +317,8 @@ def ending_on_survived_failure(steps: Callable[[], None], save: Callable[[], Pat
     saved = save() if iteration() > started else None
     if saved is not None:
         kept = f"saved {saved} at iteration {iteration()}: --resume continues from it"
+    elif whole_job and iteration() > started:  # a rank that does not write: rank 0 saved
+        kept = f"rank 0 saved {last_path} at iteration {iteration()}: --resume continues from it"
     elif last_path.is_file():
         kept = f"{last_path} holds iteration {iteration()}: --resume continues from it"
     else:

@@ -58,8 +58,8 @@ from dgdehaze_core.training.run_control import (LIST, MAPPING, NUMBER, TENSOR, T
                                                 step_figures)
 from dgdehaze_core.training.run_files import (CsvLog, close_tensorboard, hardware_name, keep_run_files,
                                               tensorboard_writer, write_recipe)
-from dgdehaze_core.training.survivable_failures import (OUT_OF_MEMORY_REMEDY, LoaderWorkers, StepStart,
-                                                        ending_on_survived_failure, moving_batch,
+from dgdehaze_core.training.survivable_failures import (OUT_OF_MEMORY_REMEDY, JobLoaderWorkerDied, LoaderWorkers,
+                                                        StepStart, ending_on_survived_failure, moving_batch,
                                                         survived_out_of_memory, undone_on_out_of_memory,
                                                         validation_cut_off)
 
@@ -520,8 +520,7 @@ class Trainer:
                  hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
                  f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
         tally = StepTally(self.history.elapsed)
-        stop = StepBoundaryStop(lambda requested: distributed.any_rank(requested, self.rank, self.device),
-                                self.last_path)
+        stop = StepBoundaryStop(self._agree_at_step_boundary, self.last_path)
         try:
             with stop:
                 workers = loader_workers(recipe.num_workers)
@@ -562,7 +561,10 @@ class Trainer:
 
                 def save() -> Path | None:
                     with stop.saving():
-                        return self._checkpoint(logs)
+                        saved = self._checkpoint(logs)
+                        # no rank ends before rank 0 has written: torchrun ends the job as the first rank exits
+                        distributed.barrier(self.rank)
+                    return saved
 
                 ending_on_survived_failure(steps, save, lambda: self.iteration, self.last_path,
                                            propagate=self.rank.distributed)
@@ -581,6 +583,18 @@ class Trainer:
         return TrainResult(self.run_dir, self.iteration, self.last_path,
                            self.best_path if self.best_path.exists() else None, self.best_validation,
                            tally.first_loss, tally.last_loss)
+
+    def _agree_at_step_boundary(self, requested: bool) -> bool:
+        """`StepBoundaryStop`'s agreement: whether any rank was asked to stop; in a torchrun job the same collective
+        carries a data loader worker's death noted during the step on any rank, raised on every rank as
+        JobLoaderWorkerDied, so that every rank saves and ends at this boundary (one rank raising at its next fetch
+        left the others waiting in DDP's all-reduce until torchrun tore the job down)."""
+        died = self.loader_workers.death() if self.rank.distributed else None
+        stop, died_on = distributed.step_boundary_agreement(requested, died is not None, self.rank, self.device)
+        if died_on is not None:
+            raise JobLoaderWorkerDied(died if died is not None
+                                      else f"a data loader worker of rank {died_on} died (that rank's line names it)")
+        return stop
 
     def _checkpoint(self, logs: list[CsvLog]) -> Path | None:
         """`save_last`, and on the rank that writes `keep_run_files` and the best.pt held until then."""
