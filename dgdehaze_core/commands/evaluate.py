@@ -87,8 +87,8 @@ from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns, warn_absent_split_names
 from dgdehaze_core.evaluation import NotApplicable
 from dgdehaze_core.evaluation.clear_eval import evaluate_clear
-from dgdehaze_core.evaluation.depth_datasets import (is_kitti_selection_set, is_kitti_set, is_middlebury_set,
-                                                     load_depth_set)
+from dgdehaze_core.evaluation.depth_datasets import (DepthSet, is_kitti_selection_set, is_kitti_set,
+                                                     is_middlebury_set, load_depth_set)
 from dgdehaze_core.evaluation.depth_eval import evaluate_depth
 from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, CONFIDENCE, labelled_rows, match_labelled,
                                                      match_recovery, recovery_rows)
@@ -437,6 +437,11 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
     def pairs() -> list[Pair]:
         return find_pairs(where, choose=lambda paths: chosen(paths, lambda path: path.name))
 
+    def depth_set() -> DepthSet:
+        frames = load_depth_set(where)
+        frames.frames = chosen(frames.frames, lambda frame: frame.name)
+        return frames
+
     if measure == "quality":
         return evaluate_quality(pairs(), some(quality_methods(methods)), label, read, progress), {}
     if measure == "scattering":
@@ -458,17 +463,11 @@ def _measure_one(measure: str, dataset: EvalSet, methods: list[Method], args: ar
             return rows, {}
         return rows, paired_bootstrap(matches, comparisons(args, list(matches)), args.bootstrap, args.conf)
     if measure == "depth":
-        depth_set = load_depth_set(where)
-        depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
-        return evaluate_depth(depth_set, methods, label, progress), {}
+        return evaluate_depth(depth_set(), methods, label, progress), {}
     if measure == "visibility":
-        depth_set = load_depth_set(where)
-        depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
-        return evaluate_visibility(depth_set, where, methods, label, progress, detector), {}
+        return evaluate_visibility(depth_set(), where, methods, label, progress, detector), {}
     if measure == "clear":
-        depth_set = load_depth_set(where)
-        depth_set.frames = chosen(depth_set.frames, lambda frame: frame.name)
-        return evaluate_clear(depth_set, some(methods), detector, args.conf, label, progress, detector.max_det), {}
+        return evaluate_clear(depth_set(), some(methods), detector, args.conf, label, progress, detector.max_det), {}
     return evaluate_haze(chosen(_photos(where), lambda path: path.name), some(haze_methods(methods)), label,
                          read, progress), {}
 
