@@ -400,9 +400,11 @@ class NetworkPipeline:
         results = []
         for index, frame in enumerate(frames):
             depth = outputs["depth"][index, 0, :work_h, :work_w]
+            gray = is_gray(frame)
             if self.scattering:
                 transmission, airlight_rgb = self._scattering(
-                    frame, outputs["transmission"][index, 0, :work_h, :work_w], outputs["airlight"][index, :, 0, 0])
+                    frame, outputs["transmission"][index, 0, :work_h, :work_w], outputs["airlight"][index, :, 0, 0],
+                    gray)
             else:
                 transmission, airlight_bgr, _ = self._dark_channel.scattering(frame)
                 airlight_rgb = airlight_bgr[::-1].astype(np.float32)
@@ -415,7 +417,7 @@ class NetworkPipeline:
                 clear = outputs["clear"][index, :, :work_h, :work_w].transpose(1, 2, 0)
                 if resized:
                     clear = cv2.resize(clear, (width, height), interpolation=cv2.INTER_LINEAR)
-                image = self._decoded(frame, clear)
+                image = self._decoded(frame, clear, gray)
             depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
             floor = T_MIN if self.scattering else self._dark_channel.t0  # without a head: DCP's, clipped at t0
             results.append(DehazeResult(image=image, depth=depth, transmission=transmission,
@@ -423,11 +425,11 @@ class NetworkPipeline:
                                         transmission_floor=floor))
         return results
 
-    def _decoded(self, frame: np.ndarray, clear: np.ndarray) -> np.ndarray:
-        """The decoder's RGB image `clear` as uint8 BGR, gray for a gray frame (`is_gray`); a pixel it gives no
+    def _decoded(self, frame: np.ndarray, clear: np.ndarray, gray: bool) -> np.ndarray:
+        """The decoder's RGB image `clear` as uint8 BGR, gray for a `gray` frame (`is_gray`); a pixel it gives no
         finite value (an fp16 overflow) is the frame's, as the camera saw it (not black), with a warning, once."""
         image = rgb_float_to_bgr(clear)
-        if is_gray(frame):
+        if gray:
             image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         unknown = ~np.isfinite(clear).all(axis=2)
         if unknown.any():
@@ -438,11 +440,11 @@ class NetworkPipeline:
             image[unknown] = frame[unknown]
         return image
 
-    def _scattering(self, frame: np.ndarray, transmission: np.ndarray,
-                    airlight_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _scattering(self, frame: np.ndarray, transmission: np.ndarray, airlight_rgb: np.ndarray,
+                    gray: bool) -> tuple[np.ndarray, np.ndarray]:
         """The network's transmission refined at the frame's size (`refine_transmission`) and its airlight in
         [0, 1]; where the network gave NaN or infinite values (an fp16 overflow anywhere reaches the airlight head's
-        mean), the dark channel prior's airlight, and a warning, once. A gray frame's airlight is gray, the mean of
+        mean), the dark channel prior's airlight, and a warning, once. A `gray` frame's airlight is gray, the mean of
         its channels (`is_gray`): the network's differ by up to 0.01, which tinted a mono camera's image."""
         transmission, transmission_finite = _finite_or_one(transmission)
         refined = _guided_transmission(frame, transmission)
@@ -454,7 +456,7 @@ class NetworkPipeline:
                         "the dark channel prior's", self.backend)
         if not airlight_finite:
             airlight_rgb = estimate_airlight(frame, dark_channel(frame))[::-1]
-        if is_gray(frame):
+        if gray:
             airlight_rgb = np.full(3, np.mean(airlight_rgb), np.float32)
         return refined, np.clip(airlight_rgb, 0.0, 1.0).astype(np.float32)
 
