@@ -528,7 +528,7 @@ from dgdehaze_core.training.run_control import StepBoundaryStop
 rank, cpu = distributed.Rank.from_environment(), torch.device("cpu")
 distributed.start(rank, cpu)
 try:
-    with StepBoundaryStop(lambda requested: distributed.any_rank(requested, rank, cpu)) as stop:
+    with StepBoundaryStop(lambda asked: distributed.step_boundary_agreement(asked, False, rank, cpu)[0]) as stop:
         if rank.rank == 0:
             os.kill(os.getpid(), signal.SIGTERM)
         stop.after_step(1, lambda: None)

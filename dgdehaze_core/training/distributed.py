@@ -132,15 +132,6 @@ def barrier(rank: Rank) -> None:
         dist.barrier()
 
 
-def any_rank(flag: bool, rank: Rank, device: torch.device) -> bool:
-    """Whether `flag` holds on any rank of the job; every rank must call this at the same point."""
-    if not rank.distributed:
-        return flag
-    value = torch.tensor([int(flag)], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
 def step_boundary_agreement(requested: bool, worker_died: bool, rank: Rank,
                             device: torch.device) -> tuple[bool, int | None]:
     """At a step boundary, in one collective: whether any rank was asked to stop, and the lowest rank whose data
