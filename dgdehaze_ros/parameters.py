@@ -122,6 +122,10 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_detail_gain", 2.0, "physics output: most the inversion amplifies fine detail and noise "
                   "where fog is dense (1/t elsewhere): 1..100; 0: the exact inversion J = (I - A)/t + A",
                   float_range=(0.0, 100.0), reloads=PIPELINE),
+    ParameterSpec("radiance_floor", 0.02, "network transmission raised to the boundary constraint: the least of 1 a "
+                  "channel of the dehazed image may fall to (it never blows out either), so that dark pixels are not "
+                  "crushed and a frame without fog is left nearly as it is: 0..0.5", float_range=(0.0, 0.5),
+                  reloads=PIPELINE),
     ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto (= physics)",
                   OUTPUT_MODES, reloads=PIPELINE),
     ParameterSpec("publish_depth", True, "publish ~/depth (32FC1 metres, REP-118, NaN where untrustworthy; with a "
@@ -371,7 +375,8 @@ class NodeSettings:
         if self["model"] == "dcp" and not self["weights"]:
             return "dcp", {}
         options: dict[str, Any] = {"device": self["device"], "half": self["half"], "output": self["output"],
-                                   "backend": self["backend"], "max_detail_gain": self["max_detail_gain"] or None}
+                                   "backend": self["backend"], "max_detail_gain": self["max_detail_gain"] or None,
+                                   "radiance_floor": self["radiance_floor"]}
         if self["working_width"] or self["working_height"]:
             options["working_size"] = (self["working_width"], self["working_height"])
         if self["cpu_threads"]:

@@ -55,7 +55,7 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
                "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed",
                "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
                "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0,
-               "max_detail_gain": 0.5, "detection_input": "both", "tracker": "sort", "detector_precision": "half"}
+               "max_detail_gain": 0.5, "radiance_floor": 0.6, "detection_input": "both", "tracker": "sort", "detector_precision": "half"}
     # what can be told before loading is refused up front (#21 item 2); the rest is put back when loading fails
     refused.update({"backend": "tensorrt"} if tensorrt_unavailable_reason() is not None else {})
     refused.update({"device": "cuda"} if not torch.cuda.is_available() else {})
@@ -82,12 +82,15 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
 
 def test_settings_reach_the_pipeline_the_detector_and_the_mounting_as_set(node: DehazeNode) -> None:
     """max_detail_gain 0 runs the exact inversion (the pipeline's None; a gain of 0 is refused by the inversion),
+    radiance_floor reaches the pipeline's boundary constraint,
     the detector gets threshold as its confidence and iou as its NMS threshold, and a base_frame (TF's mounting)
     overrides camera_height and camera_pitch."""
-    values = {**node._settings.values, "model": "lite", "max_detail_gain": 0.0, "threshold": 0.6, "iou": 0.3}
+    values = {**node._settings.values, "model": "lite", "max_detail_gain": 0.0, "threshold": 0.6, "iou": 0.3,
+              "radiance_floor": 0.05}
     method, options = NodeSettings(values).pipeline_args()
     assert options["max_detail_gain"] is None
-    assert load_pipeline(method, **{**options, "backend": "torch"}).max_detail_gain is None
+    pipeline = load_pipeline(method, **{**options, "backend": "torch"})
+    assert pipeline.max_detail_gain is None and pipeline.radiance_floor == 0.05
     arguments = NodeSettings(values).detector_args()
     assert (arguments["conf"], arguments["iou"]) == (0.6, 0.3)
     mounted = {**values, "camera_height": 1.5, "camera_pitch": 0.05}

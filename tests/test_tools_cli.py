@@ -167,13 +167,14 @@ def test_validate_runs_reads_a_run_s_gates_without_running_what_its_weights_file
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("tool", ["choose_contrast_clip.py", "choose_fusion_rule.py"])
+@pytest.mark.parametrize("tool", ["choose_contrast_clip.py", "choose_fusion_rule.py", "choose_radiance_floor.py"])
 def test_the_choosing_tools_refuse_an_unwritable_json_before_a_model_loads(tool: str, tmp_path: Path) -> None:
     result = _tool(tool, "--data", tmp_path, "--json", "/proc/rows.json")
     assert "--json /proc/rows.json cannot be written" in _error(result, tool)
 
 
-@pytest.mark.parametrize("tool", ["choose_contrast_clip.py", "choose_fusion_rule.py", "compiled_network_timing.py"])
+@pytest.mark.parametrize("tool", ["choose_contrast_clip.py", "choose_fusion_rule.py", "choose_radiance_floor.py",
+                                  "compiled_network_timing.py"])
 def test_the_tools_that_print_tables_refuse_json_dash(tool: str, tmp_path: Path) -> None:
     """`--json -` (stdout for the dgdehaze commands) would have written a file named `-` beside the table the tool
     prints to stdout: it is refused before any work."""
@@ -193,6 +194,7 @@ WITHOUT_TORCH = ("import runpy, sys\nsys.modules['torch'] = None  # an import of
     ("noise_figure.py", ["{tmp}/none.jpg", "--out", "{tmp}/n.jpg"]),
     ("choose_fusion_rule.py", ["--data", "{tmp}", "--json", "-"]),
     ("choose_contrast_clip.py", ["--data", "{tmp}", "--json", "-"]),
+    ("choose_radiance_floor.py", ["--floors", "0.02,0.6"]),
     ("validate_runs.py", ["a={tmp}/no-run", "--json", "{tmp}/round.json"])])
 def test_a_tool_refuses_bad_input_before_it_imports_torch(tool: str, arguments: list[str], tmp_path: Path,
                                                           shared_data: Path) -> None:

@@ -19,7 +19,10 @@ output is chosen by `output`:
 The transmission, at any working size, is refined (and lifted to the input's size) by a fast guided filter on the
 full-resolution gray frame (`refine_transmission`): edges follow the image at any working size, and the network's
 pixel-scale noise, which costs a detector more than it costs PSNR, is smoothed away (docs/RESULTS.md,
-"Transmission refinement").
+"Transmission refinement"). It is then raised to the boundary constraint (`boundary_constraint`): no less than
+the inversion needs to keep every channel of the image within [`radiance_floor`, 1], so that the network's
+transmission does not crush dark pixels to black or blow bright ones out, and a frame with little or no fog is
+left nearly as it is (docs/RESULTS.md, "The boundary constraint"; `radiance_floor` None: the network's alone).
 A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not
 use: a third of lite's time at 640x480.
 A gray frame (its three channels equal: a mono camera's, a gray image file's) comes out gray in either mode: the
@@ -48,6 +51,7 @@ from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.provenance import weights_line, weights_record
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import MAX_PIXELS, bgr_to_rgb_float, rgb_float_to_bgr, to_bgr8
+from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR, boundary_transmission, check_radiance_floor
 from dgdehaze_core.physics.dark_channel import DarkChannelDehazer, dark_channel, estimate_airlight, haze_density
 from dgdehaze_core.physics.frame_inversion import FrameInverter
 from dgdehaze_core.physics.guided_filter import fast_guided_filter, gray_guide
@@ -293,7 +297,8 @@ class NetworkPipeline:
 
     def __init__(self, backend: InferenceBackend, method: str, working_size: Sequence[int] | None = None,
                  output: str = "auto", max_detail_gain: float | None = MAX_DETAIL_GAIN,
-                 inversion_workers: int | None = None, weights: Mapping[str, Any] | None = None) -> None:
+                 inversion_workers: int | None = None, weights: Mapping[str, Any] | None = None,
+                 radiance_floor: float | None = RADIANCE_FLOOR) -> None:
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
         self.runtime = backend
@@ -312,6 +317,9 @@ class NetworkPipeline:
             raise ValueError(f"{method} gives no transmission or airlight (image and depth only): output physics "
                              "needs them; use output decoder or auto")
         self._dark_channel = None if self.scattering else DarkChannelDehazer()
+        self.radiance_floor = None if radiance_floor is None else check_radiance_floor(radiance_floor)
+        """The boundary constraint's floor under the network's transmission (None: none); the dark channel
+        prior's transmission, without a scattering head, has its own (t0)."""
         self._inverter = FrameInverter(max_detail_gain, BASE_RADIUS, BASE_EPS, inversion_workers)
         self._shrunk: set[tuple[int, int]] = set()
         """Frame sizes already said to run shrunk: too large for the runtime, or too thin (said once each, at most
@@ -445,7 +453,8 @@ class NetworkPipeline:
         """The network's transmission refined at the frame's size (`refine_transmission`) and its airlight in
         [0, 1]; where the network gave NaN or infinite values (an fp16 overflow anywhere reaches the airlight head's
         mean), the dark channel prior's airlight, and a warning, once. A `gray` frame's airlight is gray, the mean of
-        its channels (`is_gray`): the network's differ by up to 0.01, which tinted a mono camera's image."""
+        its channels (`is_gray`): the network's differ by up to 0.01, which tinted a mono camera's image. The
+        transmission is raised to the boundary constraint of the frame and that airlight (`radiance_floor`)."""
         transmission, transmission_finite = _finite_or_one(transmission)
         refined = _guided_transmission(frame, transmission)
         airlight_finite = bool(np.isfinite(airlight_rgb).all())
@@ -458,14 +467,18 @@ class NetworkPipeline:
             airlight_rgb = estimate_airlight(frame, dark_channel(frame))[::-1]
         if gray:
             airlight_rgb = np.full(3, np.mean(airlight_rgb), np.float32)
-        return refined, np.clip(airlight_rgb, 0.0, 1.0).astype(np.float32)
+        airlight_rgb = np.clip(airlight_rgb, 0.0, 1.0).astype(np.float32)
+        if self.radiance_floor is not None:
+            refined = np.maximum(refined, boundary_transmission(frame, airlight_rgb, self.radiance_floor))
+        return refined, airlight_rgb
 
 
 def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend: str = "torch",
                         device: str = "cpu", half: bool = False, working_size: Sequence[int] | None = None,
                         output: str = "auto", threads: int | None = None,
                         max_detail_gain: float | None = MAX_DETAIL_GAIN,
-                        weights: Mapping[str, Any] | None = None) -> NetworkPipeline:
+                        weights: Mapping[str, Any] | None = None,
+                        radiance_floor: float | None = RADIANCE_FLOOR) -> NetworkPipeline:
     """Wrap an in-memory model (trained or freshly built; `weights`: the record of the checkpoint it was read from,
     `models.load_model_and_record`, which the pipeline names and an export of it on the way to ONNX Runtime or
     TensorRT records) in a pipeline on `backend`."""
@@ -476,7 +489,7 @@ def pipeline_from_model(model: "DGDehazeNet", method: str | None = None, backend
                              threads=threads, camera_size=_camera_size(working_size),
                              outputs=network_outputs(output, model))
     return NetworkPipeline(runtime, method, working_size, output, max_detail_gain, inversion_workers=threads,
-                           weights=weights)
+                           weights=weights, radiance_floor=radiance_floor)
 
 
 def network_outputs(output: str, model: "DGDehazeNet | None" = None) -> tuple[str, ...]:
@@ -503,7 +516,7 @@ def load_pipeline(method: str = "dcp", *, read: tuple[Any, str] | None = None, *
     device ("cpu", "cuda"; default cuda for an .engine, else cpu), half (fp16; an .engine keeps its own precision),
     working_size ((w, h) or None for the input's size), output ("auto", "decoder", "physics"),
     threads (ONNX Runtime intra-op threads, and the physics inversion's), max_detail_gain (the physics path's noise
-    limit; None: exact).
+    limit; None: exact), radiance_floor (the boundary constraint's floor under the transmission; None: none).
     A network pipeline keeps the record of the weights file it loaded, read as it was loaded (`weights`, and in one
     line `weights_summary`): what the node's /diagnostics and bag-eval's report name, and what an export on the way
     to ONNX Runtime or TensorRT records, never a file put in its place since. `read`: a checkpoint file's contents
@@ -515,7 +528,8 @@ def load_pipeline(method: str = "dcp", *, read: tuple[Any, str] | None = None, *
         if options:
             raise ValueError(f"the dcp method takes no options, got {sorted(options)}")
         return DarkChannelPipeline()
-    known_options = {"backend", "device", "half", "working_size", "output", "threads", "max_detail_gain"}
+    known_options = {"backend", "device", "half", "working_size", "output", "threads", "max_detail_gain",
+                     "radiance_floor"}
     unknown = sorted(set(options) - known_options)
     if unknown:
         raise ValueError(f"unknown pipeline options {unknown}; known: {', '.join(sorted(known_options))}")
@@ -573,7 +587,8 @@ def _is_export(method: str) -> bool:
 
 def _file_pipeline(source: NetworkSource, backend: object, device: str | None = None, half: bool = False,
                    working_size: Sequence[int] | None = None, output: str = "auto", threads: int | None = None,
-                   max_detail_gain: float | None = MAX_DETAIL_GAIN) -> NetworkPipeline:
+                   max_detail_gain: float | None = MAX_DETAIL_GAIN,
+                   radiance_floor: float | None = RADIANCE_FLOOR) -> NetworkPipeline:
     """An exported file's pipeline: its default runtime unless `backend` names another it runs on; an .engine on
     CUDA unless `device` says otherwise. Its runtime is handed the file's path (ONNX Runtime's TensorRT provider
     names its engine cache by it, and an export's external data lies beside it), so the record of its weights
@@ -586,5 +601,5 @@ def _file_pipeline(source: NetworkSource, backend: object, device: str | None = 
     runtime = create_backend(source, backend=backend, device=device, half=half, threads=threads,
                              camera_size=_camera_size(working_size))
     return NetworkPipeline(runtime, str(source.file), working_size, output, max_detail_gain,
-                           inversion_workers=threads,
+                           inversion_workers=threads, radiance_floor=radiance_floor,
                            weights=weights_record(source.file, getattr(runtime, "engine_record", None)))

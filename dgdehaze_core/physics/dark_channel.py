@@ -7,6 +7,7 @@ J = (I - A) / max(t, t0) + A. Everything is vectorised with OpenCV; see `dgdehaz
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -19,11 +20,20 @@ from dgdehaze_core.physics.scattering import depth_from_transmission, invert_sca
 
 def channel_min(image: np.ndarray) -> np.ndarray:
     """Per-pixel minimum over the channels of an HxWxC image (OpenCV: several times faster than numpy's)."""
+    return _across_channels(image, cv2.min)
+
+
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over the channels of an HxWxC image (`channel_min`'s counterpart)."""
+    return _across_channels(image, cv2.max)
+
+
+def _across_channels(image: np.ndarray, pick: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     channels = cv2.split(image)
-    minimum = channels[0]
+    picked = channels[0]
     for channel in channels[1:]:
-        minimum = cv2.min(minimum, channel)
-    return minimum
+        picked = pick(picked, channel)
+    return picked
 
 
 def dark_channel(image: np.ndarray, patch: int = 15) -> np.ndarray:
