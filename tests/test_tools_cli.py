@@ -131,9 +131,10 @@ def test_the_noise_figure_refuses_a_missing_photo_and_an_output_that_is_no_image
     assert sorted(tmp_path.iterdir()) == [tmp_path / "cut.jpg", tmp_path / "photos"]
 
 
-def test_the_noise_figure_writes_the_format_its_out_names(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tool", ["noise_figure.py", "boundary_figure.py"])
+def test_the_before_after_figures_write_the_format_their_out_names(tool: str, tmp_path: Path) -> None:
     photo, = _photos(tmp_path / "photos", 1)
-    result = _tool("noise_figure.py", photo, "--out", tmp_path / "figure.png", timeout=300)
+    result = _tool(tool, photo, "--out", tmp_path / "figure.png", timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -192,6 +193,7 @@ WITHOUT_TORCH = ("import runpy, sys\nsys.modules['torch'] = None  # an import of
     ("road_transmission_profile.py", ["{data}/depth/kitti-tiny", "--method", "dcp"]),
     ("visibility_sheet.py", ["{tmp}", "--out", "{tmp}/sheet.jpg"]),
     ("noise_figure.py", ["{tmp}/none.jpg", "--out", "{tmp}/n.jpg"]),
+    ("boundary_figure.py", ["{tmp}/none.jpg", "--out", "{tmp}/n.jpg"]),
     ("choose_fusion_rule.py", ["--data", "{tmp}", "--json", "-"]),
     ("choose_contrast_clip.py", ["--data", "{tmp}", "--json", "-"]),
     ("choose_radiance_floor.py", ["--floors", "0.02,0.6"]),

@@ -21,23 +21,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
-from dgdehaze_core.io.atomic_files import atomic_write_bytes  # noqa: E402
 from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
+from tools.figure_sheet import HEIGHT, labelled, write_sheet  # noqa: E402
 from tools.tool_cli import check_image_output, one_line_errors, shared_data  # noqa: E402
 
 PHOTOS = ("haze-032.jpg", "foggy-061.jpg")
 """The two densest DAWN photos of the split's learn part (lowest mean transmission under the shipped lite)."""
-HEIGHT = 240
-JPEG_QUALITY = 92
-
-
-def _labelled(image: np.ndarray, text: str) -> np.ndarray:
-    scaled = cv2.resize(image, (round(image.shape[1] * HEIGHT / image.shape[0]), HEIGHT), interpolation=cv2.INTER_AREA)
-    (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-    cv2.rectangle(scaled, (0, 0), (width + 10, height + 12), (0, 0, 0), -1)
-    cv2.putText(scaled, text, (5, height + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-    return scaled
 
 
 def _sky_crop(image: np.ndarray) -> np.ndarray:
@@ -67,17 +57,11 @@ def main(argv: list[str] | None = None) -> None:
         raw, kept = exact(hazy).image, limited(hazy).image
         crops = np.vstack([_sky_crop(raw), _sky_crop(kept)])
         rows.append(np.hstack([
-            _labelled(hazy, f"{photo.name}: noise {noise_sigma(hazy):.2f}"),
-            _labelled(raw, f"exact inversion: {noise_sigma(raw):.2f}"),
-            _labelled(kept, f"noise limit {limited.max_detail_gain:g}x: {noise_sigma(kept):.2f}"),
+            labelled(hazy, f"{photo.name}: noise {noise_sigma(hazy):.2f}"),
+            labelled(raw, f"exact inversion: {noise_sigma(raw):.2f}"),
+            labelled(kept, f"noise limit {limited.max_detail_gain:g}x: {noise_sigma(kept):.2f}"),
             cv2.resize(crops, (HEIGHT // 2, HEIGHT), interpolation=cv2.INTER_NEAREST)]))
-    width = max(row.shape[1] for row in rows)
-    sheet = np.vstack([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows])
-    jpeg = args.out.suffix.lower() in (".jpg", ".jpeg", ".jpe")
-    ok, encoded = cv2.imencode(args.out.suffix, sheet, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if jpeg else [])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode the figure as {args.out.suffix}")
-    atomic_write_bytes(args.out, encoded.tobytes())
+    write_sheet(rows, args.out)
     print(args.out)
 
 
