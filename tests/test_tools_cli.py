@@ -197,6 +197,8 @@ WITHOUT_TORCH = ("import runpy, sys\nsys.modules['torch'] = None  # an import of
     ("choose_fusion_rule.py", ["--data", "{tmp}", "--json", "-"]),
     ("choose_contrast_clip.py", ["--data", "{tmp}", "--json", "-"]),
     ("choose_radiance_floor.py", ["--floors", "0.02,0.6"]),
+    ("choose_radiance_floor.py", ["--limit", "0"]),
+    ("choose_radiance_floor.py", ["--limit", "-1"]),
     ("validate_runs.py", ["a={tmp}/no-run", "--json", "{tmp}/round.json"])])
 def test_a_tool_refuses_bad_input_before_it_imports_torch(tool: str, arguments: list[str], tmp_path: Path,
                                                           shared_data: Path) -> None:

@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     chosen_floors = floors(args.floors)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
     data = shared_data(args.data)
     if args.json is not None:
         check_json_output(args.json, inputs=[data, Path(args.weights)])
