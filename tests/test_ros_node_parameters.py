@@ -55,7 +55,8 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
                "backend": "cuda", "image_reliability": "reliable", "input_transport": "compressed",
                "detection_interval": 0, "camera_height": -1.0, "camera_pitch": 2.0, "road_max_distance": 0.0,
                "road_region": [0.7, 0.5, 0.3, 1.0], "max_visibility": 1.0, "visibility_smoothing": -1.0,
-               "max_detail_gain": 0.5, "radiance_floor": 0.6, "detection_input": "both", "tracker": "sort", "detector_precision": "half"}
+               "max_detail_gain": 0.5, "radiance_floor": 0.6, "detection_input": "both", "tracker": "sort",
+               "detector_precision": "half"}
     # what can be told before loading is refused up front (#21 item 2); the rest is put back when loading fails
     refused.update({"backend": "tensorrt"} if tensorrt_unavailable_reason() is not None else {})
     refused.update({"device": "cuda"} if not torch.cuda.is_available() else {})
@@ -67,10 +68,13 @@ def test_parameter_changes_take_effect_and_invalid_values_are_refused(node: Deha
         assert node.get_parameter(name).value == before
     result = node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, ["person", " "])])[0]
     assert not result.successful
-    # a device name with more after it, a road region of five numbers, a file that is no weights file
-    for name, value in (("device", "cpux"), ("road_region", [0.3, 0.5, 0.7, 1.0, 0.9]), ("weights", __file__)):
+    # a device name with more after it, a road region of five numbers, a file that is no weights file, a floor below 0
+    for name, value in (("device", "cpux"), ("road_region", [0.3, 0.5, 0.7, 1.0, 0.9]), ("weights", __file__),
+                        ("radiance_floor", -0.1)):
+        before = node.get_parameter(name).value
         result = node.set_parameters([Parameter(name, value=value)])[0]
         assert not result.successful and result.reason, f"{name}={value!r} was accepted"
+        assert node.get_parameter(name).value == before
     assert "weights must be a" in node.set_parameters([Parameter("weights", value=__file__)])[0].reason
     assert "road_region must be [left, top, right, bottom]" in node.set_parameters(
         [Parameter("road_region", value=[0.3, 0.5, 0.7, 1.0, 0.9])])[0].reason
