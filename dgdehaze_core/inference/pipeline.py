@@ -20,9 +20,11 @@ The transmission, at any working size, is refined (and lifted to the input's siz
 full-resolution gray frame (`refine_transmission`): edges follow the image at any working size, and the network's
 pixel-scale noise, which costs a detector more than it costs PSNR, is smoothed away (docs/RESULTS.md,
 "Transmission refinement"). It is then raised to the boundary constraint (`boundary_constraint`): no less than
-the inversion needs to keep every channel of the image within [`radiance_floor`, 1], so that the network's
+the inversion needs to keep every channel of the physics image within [`radiance_floor`, 1], so that the network's
 transmission does not crush dark pixels to black or blow bright ones out, and a frame with little or no fog is
-left nearly as it is (docs/RESULTS.md, "The boundary constraint"; `radiance_floor` None: the network's alone).
+left nearly as it is (docs/RESULTS.md, "The boundary constraint"; `radiance_floor` None: the network's alone). The
+transmission returned is the raised one in either output mode (the node's fog measurement reads it); the decoder's
+image does not depend on it.
 A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not
 use: a third of lite's time at 640x480.
 A gray frame (its three channels equal: a mono camera's, a gray image file's) comes out gray in either mode: the
@@ -30,7 +32,8 @@ physics path inverts it with the mean of the network's three airlight values (th
 tinted it), the decoder's image is made gray.
 Depth and transmission are always returned at the input's size; depth is NaN where the network gave no valid
 value. A network without the scattering model (the paper's released one: image and depth only) runs the decoder
-path, and its transmission and airlight are the dark channel prior's (what the node's fog measurement reads).
+path, and its transmission and airlight are the dark channel prior's (what the node's fog measurement reads), held
+at the prior's own t0 rather than raised to the boundary constraint.
 """
 from __future__ import annotations
 

@@ -45,7 +45,9 @@ def boundary_lookup(airlight_bgr: np.ndarray, floor: float) -> np.ndarray:
 def boundary_transmission(frame: np.ndarray, airlight_rgb: np.ndarray, floor: float = RADIANCE_FLOOR,
                           patch: int = BOUNDARY_PATCH) -> np.ndarray:
     """The least transmission (HxW float32 in [0, 1]) at which inverting the uint8 BGR `frame` with `airlight_rgb`
-    (RGB in [0, 1]) keeps every channel within [`floor`, 1], closed over a `patch` x `patch` window."""
+    (RGB in [0, 1]) keeps every channel within [`floor`, 1], in 255ths rounded up (`boundary_lookup`), and 1 where
+    no transmission can (a channel at or below `floor` and darker than the airlight); closed over a `patch` x `patch`
+    window, which only raises it."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"boundary_transmission takes a uint8 BGR frame, got {frame.dtype} of shape {frame.shape}")
     lookup = boundary_lookup(np.asarray(airlight_rgb, np.float64)[::-1], check_radiance_floor(floor))
