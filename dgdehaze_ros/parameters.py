@@ -124,7 +124,7 @@ SPECS: tuple[ParameterSpec, ...] = (
                   float_range=(0.0, 100.0), reloads=PIPELINE),
     ParameterSpec("radiance_floor", 0.02, "network transmission raised to the boundary constraint: the least of 1 a "
                   "channel of the physics output's image may fall to (it never blows out either), so that dark "
-                  "pixels are not crushed and a frame without fog is left nearly as it is; the transmission the fog "
+                  "pixels are not crushed to black nor bright ones blown out; the transmission the fog "
                   "measurement reads is raised in either output: 0..0.5", float_range=(0.0, 0.5),
                   reloads=PIPELINE),
     ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto (= physics)",

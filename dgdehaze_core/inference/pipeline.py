@@ -21,8 +21,9 @@ full-resolution gray frame (`refine_transmission`): edges follow the image at an
 pixel-scale noise, which costs a detector more than it costs PSNR, is smoothed away (docs/RESULTS.md,
 "Transmission refinement"). It is then raised to the boundary constraint (`boundary_constraint`): no less than
 the inversion needs to keep every channel of the physics image within [`radiance_floor`, 1], so that the network's
-transmission does not crush dark pixels to black or blow bright ones out, and a frame with little or no fog is
-left nearly as it is (docs/RESULTS.md, "The boundary constraint"; `radiance_floor` None: the network's alone). The
+transmission does not crush dark pixels to black or blow bright ones out, and where a frame's dark pixels show it
+has no fog it is left nearly as it is (docs/RESULTS.md, "The boundary constraint"; `radiance_floor` None: the
+network's alone). The
 transmission returned is the raised one in either output mode (the node's fog measurement reads it); the decoder's
 image does not depend on it.
 A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not

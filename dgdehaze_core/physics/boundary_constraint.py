@@ -4,8 +4,9 @@ The inversion J = (I - A)/t + A keeps every channel of the scene's radiance J wi
 t >= max_c max((A_c - I_c)/(A_c - floor), (I_c - A_c)/(1 - A_c)): a transmission below that makes a dark pixel
 black (crushed) or a bright one white (blown). `boundary_transmission` is that bound, closed over a patch (a maximum
 then a minimum filter, as in the paper) so that it follows regions rather than single pixels; the network pipeline
-raises its transmission to it. In fog the bound is low and the network's transmission stands; on a frame with
-little or no fog (dark pixels, clear colours) it is near 1, so the frame is left nearly as the camera saw it.
+raises its transmission to it. In fog the bound is low and the network's transmission stands; where a frame shows
+it has little or no fog (dark pixels, clear colours) it is near 1, and there the frame is left nearly as the camera
+saw it. A dull frame without fog (overcast, no dark pixels) gives it nothing to go on.
 """
 from __future__ import annotations
 
