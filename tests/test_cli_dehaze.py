@@ -388,12 +388,15 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
     record = json.loads((out / "dehaze_run.json").read_text())
     assert record["method"] == "lite" and record["weights"]["path"] == "dgdehaze_lite.pt"
     assert len(record["weights"]["sha256"]) == 12 and (record["output"], record["input_bits"]) == ("auto", 16)
+    assert record["radiance_floor"] == 0.02
     (out / "frame_2_dehazed.png").unlink()  # as a run stopped before its last image
     kept = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
-    for other, differing in ((["--method", "dcp"], "weights"),
-                             (["--method", "lite", "--output", "decoder", "--backend", "onnxruntime"], "output"),
-                             (["--method", "lite", "--input-bits", "12"], "input_bits")):
+    for other, differing in ((["--method", "dcp"], "weights, radiance_floor"),  # dcp's image has no floor
+                             (["--method", "lite", "--output", "decoder", "--backend", "onnxruntime"],
+                              "output, radiance_floor"),  # nor the decoder's
+                             (["--method", "lite", "--input-bits", "12"], "input_bits"),
+                             (["--method", "lite", "--radiance-floor", "none"], "radiance_floor")):
         assert main(["dehaze", str(source), *other, "--out", str(out), "--resume"]) == 2, other
         error = capsys.readouterr().err
         assert f"--resume goes on with the run that wrote {out}, but its {differing} differ" in error, error
@@ -407,6 +410,35 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
     # every output there: another run was told "all done" (exit 0) without its record being checked
     assert main(["dehaze", str(source), "--method", "lite", "--input-bits", "12", "--out", str(out), "--resume"]) == 2
     assert "but its input_bits differs" in capsys.readouterr().err
+
+
+def test_the_radiance_floor_reaches_the_image_and_a_run_from_before_records_held_it_resumes_only_without_one(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--radiance-floor is the node's radiance_floor for `dehaze`: on a clear KITTI frame lite without it crushes
+    pixels to black, with it none. A folder written before the floor existed (its record without the key) was
+    dehazed without one: resuming it with the default would mix images of two pipelines, so it is refused, and goes
+    on with --radiance-floor none."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    frame = read_image(sorted((shared_data / "depth" / "kitti-tiny").rglob("image_02/data/*.png"))[0])
+    cv2.imwrite(str(source / "clear.png"), cv2.resize(frame, (310, 94), interpolation=cv2.INTER_AREA))
+    crushed = {}
+    for floor in ("none", "0.02"):
+        assert main(["dehaze", str(source), "--out", str(out / floor), "--radiance-floor", floor]) == 0
+        dehazed = read_image(out / floor / "clear_dehazed.png")
+        crushed[floor] = float(((dehazed == 0) & (read_image(source / "clear.png") != 0)).any(axis=2).mean())
+    assert crushed["none"] > 0.05 and crushed["0.02"] == 0.0, crushed
+    record = json.loads((out / "0.02" / "dehaze_run.json").read_text())
+    del record["radiance_floor"]  # as a run before the floor existed wrote it
+    (out / "0.02" / "dehaze_run.json").write_text(json.dumps(record))
+    (out / "0.02" / "clear_depth.png").unlink()
+    capsys.readouterr()
+    assert main(["dehaze", str(source), "--out", str(out / "0.02"), "--resume"]) == 2
+    assert "but its radiance_floor differs" in capsys.readouterr().err
+    assert main(["dehaze", str(source), "--out", str(out / "0.02"), "--resume", "--radiance-floor", "none"]) == 0
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(tmp_path / "dcp"),
+                 "--radiance-floor", "0.02"]) == 2
+    assert "--radiance-floor choose how a network runs; dcp has none" in capsys.readouterr().err
 
 
 def test_resume_of_another_recording_into_its_out_is_refused_not_taken_for_done(

@@ -94,6 +94,7 @@ def test_method_names_and_sources():
     # left out without a word (the same figures as without them), where dehaze refuses them for dcp:
     (["--method", "hazy,dcp", "--backend", "onnxruntime"], "and none of the methods hazy, dcp is a network"),
     (["--method", "dcp", "--working-size", "320x240"], "choose how a network runs, and none of the methods dcp"),
+    (["--method", "hazy,dcp", "--radiance-floor", "none"], "and none of the methods hazy, dcp is a network"),
     *([(["--method", "lite", "--device", "cuda"], "CUDA is not available"),
        (["--method", "lite", "--backend", "tensorrt"], "CUDA is not available")] if not torch.cuda.is_available()
       else []),
@@ -237,7 +238,9 @@ def test_a_malformed_option_value_says_why(capsys):
     for option, value, reason in (("--working-size", "12", "size must look like 640x480"),
                                   ("--group", "", "a comparison group is NAME=METHOD"),
                                   ("--imgsz", "0", "imgsz must be a multiple of 32 in [32, 4096], got 0"),
-                                  ("--imgsz", "big", "imgsz must be a whole number of pixels, got 'big'")):
+                                  ("--imgsz", "big", "imgsz must be a whole number of pixels, got 'big'"),
+                                  ("--radiance-floor", "0.6", "radiance_floor must be a number in [0, 0.5], got 0.6"),
+                                  ("--radiance-floor", "off", "a number in [0, 0.5] or none, got 'off'")):
         with pytest.raises(SystemExit) as exit_code:
             main(["eval", "--measure", "quality", option, value])
         error = capsys.readouterr().err

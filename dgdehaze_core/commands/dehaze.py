@@ -15,8 +15,9 @@ from tqdm import tqdm
 
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
-from dgdehaze_core.commands.network_options import add_network_options, network_runtime
+from dgdehaze_core.commands.network_options import NO_FLOOR, add_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights, read_method
+from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import (SAMPLE_BITS, ImageError, ImageReader, VideoFrames, list_images, video_frame_count,
@@ -29,11 +30,12 @@ NAME_MAX = 255
 """The longest file name (bytes) of common file systems."""
 RUN_RECORD = "dehaze_run.json"
 """Written into a folder run's --out before its first output: what writes them (the method, the record of its
-weights, the output mode, the input bits, fp16), so that --resume goes on only with the same run; kept as it is by
-each --resume, its time says when that run began (outputs older than it are an earlier run's)."""
+weights, the output mode, the input bits, fp16, the radiance floor), so that --resume goes on only with the same
+run; kept as it is by each --resume, its time says when that run began (outputs older than it are an earlier
+run's)."""
 KINDS = ("dehazed", "depth")
 """The outputs of each input, NAME_dehazed and NAME_depth."""
-COMPARED = ("output", "input_bits", "half")
+COMPARED = ("output", "input_bits", "half", "radiance_floor")
 """What of a run record, beside its weights, changes the images written: a resumed run must keep them."""
 
 
@@ -56,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="go on with a folder's run that was stopped: skip each image whose two outputs are in "
                              "--out already, written after it by that run; refused when the run that wrote them had "
-                             "another input, other weights, --output, --input-bits or --half (--out/"
+                             "another input, other weights, --output, --input-bits, --half or --radiance-floor (--out/"
                              f"{RUN_RECORD} says what it had)")
     add_input_bits_option(parser)
     add_network_options(parser)
@@ -142,7 +144,17 @@ def run_record(args: argparse.Namespace, weights: dict[str, Any] | None) -> dict
     """What the run of `args` with the loaded `weights` (the pipeline's record; None for dcp) dehazes (`input`: the
     input's absolute path) and writes its images with (RUN_RECORD)."""
     return {"method": args.method, "weights": weights, "output": args.output or "auto",
-            "input_bits": args.input_bits, "half": bool(args.half), "input": str(Path(args.input).resolve())}
+            "input_bits": args.input_bits, "half": bool(args.half), "radiance_floor": _radiance_floor(args),
+            "input": str(Path(args.input).resolve())}
+
+
+def _radiance_floor(args: argparse.Namespace) -> float | None:
+    """The floor under the transmission of the image the run of `args` writes: None for dcp and a decoder's image
+    (which do not depend on it) and for --radiance-floor none; a record written before records held it reads as
+    None, as such a run had no floor."""
+    if args.method == "dcp" or args.output == "decoder" or args.radiance_floor == NO_FLOOR:
+        return None
+    return RADIANCE_FLOOR if args.radiance_floor is None else args.radiance_floor
 
 
 def check_resumable(out: Path, record: dict[str, Any]) -> None:
@@ -320,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(paths or [source], [output for pair in outputs.values() for output in pair])
     options = network_runtime(args, [args.method])
     if args.method == "dcp" and (options or args.output is not None):
-        raise ValueError("--backend, --device, --half and --output choose how a network runs; dcp has none")
+        raise ValueError("--backend, --device, --half, --output and --radiance-floor choose how a network runs; dcp "
+                         "has none")
     if args.output is not None:
         options["output"] = args.output
     checked = read_method(args.method) if args.resume else None  # the weights checked are the weights loaded

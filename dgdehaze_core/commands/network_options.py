@@ -1,21 +1,36 @@
 """Where and how the dehazing networks run, as command-line options shared by the commands that dehaze (`eval`,
-`dehaze`): the node's backend, device and half parameters."""
+`dehaze`): the node's backend, device, half and radiance_floor parameters."""
 from __future__ import annotations
 
 import argparse
 from typing import Any, Sequence
 
+from dgdehaze_core.commands.argument_types import with_reason
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import RUNTIMES
 from dgdehaze_core.io.file_paths import file_suffix
+from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR, check_radiance_floor
 
 IMPLIED_DEVICE = {"tensorrt": "cuda", "auto": "auto"}
 """The device a --backend implies when --device is not given: TensorRT runs on CUDA only, auto picks a GPU where
 there is one."""
+NO_FLOOR = "none"
+"""--radiance-floor's word for the network's transmission alone (the pipeline's radiance_floor None)."""
+
+
+def radiance_floor_argument(text: str) -> float | str:
+    """--radiance-floor: a number in [0, 0.5], or NO_FLOOR; ValueError otherwise."""
+    if text.strip().lower() == NO_FLOOR:
+        return NO_FLOOR
+    try:
+        floor = float(text)
+    except ValueError:
+        raise ValueError(f"a number in [0, 0.5] or {NO_FLOOR}, got {text!r}") from None
+    return check_radiance_floor(floor)
 
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:
-    """--backend, --device and --half."""
+    """--backend, --device, --half and --radiance-floor."""
     parser.add_argument("--backend", choices=("auto", *RUNTIMES), default=None,
                         help="runtime of the networks (default: torch for a model, onnxruntime for an .onnx file, "
                              "tensorrt for an .engine; auto: the fastest here, as the node's)")
@@ -25,12 +40,18 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--half", action="store_true",
                         help="run the networks in fp16 on a GPU (--device cuda, implied when the networks are all "
                              ".engine files, which keep the precision they were built with)")
+    parser.add_argument("--radiance-floor", type=with_reason(radiance_floor_argument), default=None, metavar="FLOOR",
+                        help="a network's transmission is raised to the boundary constraint, so that no channel of "
+                             f"its physics image falls below FLOOR (0..0.5) nor blows out, as the node's "
+                             f"radiance_floor (default {RADIANCE_FLOOR:g}); {NO_FLOOR}: the network's transmission "
+                             "alone")
 
 
 def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> dict[str, Any]:
-    """The options above as `load_pipeline` takes them (only those given) for the dehazing `methods` (names or
-    weights files); ValueError (DeviceUnavailable) for a device this machine lacks, and for fp16 off a GPU, where
-    the networks run fp32 only. Networks that are all TensorRT engines imply CUDA, as --backend tensorrt does."""
+    """The options above as `load_pipeline` takes them (only those given; --radiance-floor none as None) for the
+    dehazing `methods` (names or weights files); ValueError (DeviceUnavailable) for a device this machine lacks, and
+    for fp16 off a GPU, where the networks run fp32 only. Networks that are all TensorRT engines imply CUDA, as
+    --backend tensorrt does."""
     name = args.device or IMPLIED_DEVICE.get(args.backend or ("tensorrt" if _engines_only(methods) else ""))
     device = None if name is None else resolve_device(name)
     if args.half and (device is None or device.type != "cuda"):
@@ -40,6 +61,8 @@ def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> di
         options["device"] = str(device)
     if args.backend is not None:
         options["backend"] = args.backend
+    if args.radiance_floor is not None:
+        options["radiance_floor"] = None if args.radiance_floor == NO_FLOOR else args.radiance_floor
     return options
 
 
