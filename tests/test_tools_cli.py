@@ -210,6 +210,14 @@ def test_a_tool_refuses_bad_input_before_it_imports_torch(tool: str, arguments: 
     _error(result, tool)
 
 
+def test_choose_radiance_floor_refuses_a_floor_given_twice_before_it_imports_torch(tmp_path: Path) -> None:
+    """`--floors 0.02,0.020` ran lite at 0.02 twice (minutes) under one row name, the second row replacing the first."""
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(TOOLS / "choose_radiance_floor.py"), "--floors",
+                             "0,0.02,0.020", "--data", str(tmp_path)], capture_output=True, text=True, timeout=60,
+                            cwd=REPO_DIR)
+    assert "--floors 0,0.02,0.020: 0.02 given more than once" in _error(result, "choose_radiance_floor.py")
+
+
 def test_the_visibility_sheet_run_in_its_photo_folder_refuses_json_dash_as_such(tmp_path: Path) -> None:
     """`--json -` from inside the photo folder was refused as 'lies in the input folder' (a file '-' there), not as
     the stdout this tool does not write its JSON to."""

@@ -29,13 +29,18 @@ OUTSIDE_THE_JUDGING_PART = (f"@{DAWN_FOG_SPLIT}:learn", f"@{DAWN_FOG_SPLIT}:vali
 
 
 def floors(text: str) -> list[float]:
-    """`--floors`: comma-separated numbers in [0, 0.5]; ValueError naming the option otherwise."""
+    """`--floors`: comma-separated numbers in [0, 0.5], none twice (each names a row); ValueError naming the option
+    otherwise."""
     from dgdehaze_core.physics.boundary_constraint import check_radiance_floor
 
     try:
-        return [check_radiance_floor(float(item)) for item in text.split(",")]
+        chosen = [check_radiance_floor(float(item)) for item in text.split(",")]
     except ValueError as error:
         raise ValueError(f"--floors {text}: {error}") from None
+    twice = sorted({floor for floor in chosen if chosen.count(floor) > 1})
+    if twice:
+        raise ValueError(f"--floors {text}: {', '.join(f'{floor:g}' for floor in twice)} given more than once")
+    return chosen
 
 
 @one_line_errors
