@@ -12,7 +12,6 @@ are refused, as is a photo that cannot be read, before a model loads.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,9 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
 from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
-from dgdehaze_core.io.images import read_image  # noqa: E402
-from tools.figure_sheet import labelled, write_sheet  # noqa: E402
-from tools.tool_cli import check_image_output, one_line_errors, shared_data  # noqa: E402
+from tools.figure_sheet import figure_photos, labelled, write_sheet  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
 PHOTOS = (("depth", "kitti-seq", "2011_09_26", "2011_09_26_drive_sfnd_sync", "image_02", "data", "0000000040.jpg"),
           ("detection", "dawn-fog", "foggy-004.jpg"))
@@ -42,15 +40,8 @@ def _extremes(output: np.ndarray, frame: np.ndarray) -> str:
 @one_line_errors
 def main(argv: list[str] | None = None) -> None:
     """Write the figure to --out and print its path; every photo is read before a model loads."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("photos", nargs="*", type=Path,
-                        help="default: a kitti-seq frame and a DAWN photo of $DGDEHAZE_DATA or ../shared/data")
-    parser.add_argument("--weights", default="lite")
-    parser.add_argument("--out", type=Path, default=REPO_DIR / "docs" / "images" / "boundary-constraint.jpg")
-    args = parser.parse_args(argv)
-    args.photos = args.photos or [shared_data(None, *parts) for parts in PHOTOS]
-    check_image_output(args.out, "--out", args.photos)
-    photos = {photo: read_image(photo) for photo in args.photos}
+    args, photos = figure_photos(argv, __doc__, REPO_DIR / "docs" / "images" / "boundary-constraint.jpg", PHOTOS,
+                                 "default: a kitti-seq frame and a DAWN photo of $DGDEHAZE_DATA or ../shared/data")
     unbounded = load_pipeline(args.weights, radiance_floor=None)
     bounded = load_pipeline(args.weights)
     rows = []

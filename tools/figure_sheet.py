@@ -1,17 +1,38 @@
-"""What the before/after figures of docs/images share: labelled panels of one height, rows of them on one sheet, and
-the sheet written atomically in the format its path's suffix names (.jpg at quality 92, .png, ...)."""
+"""What the before/after figures of docs/images share: their command line (photos, --weights, --out, every photo
+read before a model loads), labelled panels of one height, rows of them on one sheet, and the sheet written
+atomically in the format its path's suffix names (.jpg at quality 92, .png, ...)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 from dgdehaze_core.io.atomic_files import atomic_write_bytes
+from dgdehaze_core.io.images import read_image
+from tools.tool_cli import check_image_output, shared_data
 
 HEIGHT = 240
 """The height (pixels) of every panel."""
 JPEG_QUALITY = 92
+
+
+def figure_photos(argv: list[str] | None, description: str, out: Path, photos: Sequence[Sequence[str]],
+                  photos_help: str) -> tuple[argparse.Namespace, dict[Path, np.ndarray]]:
+    """A figure tool's arguments (PHOTO ..., --weights, --out) parsed from `argv`, and each photo read (uint8 BGR);
+    without photos, `photos`, each the parts of a path under the shared data folder. --out where OpenCV writes no
+    image of its suffix, a place that takes no file or one of the photos, and a photo that cannot be read are
+    refused here, before any model loads."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", nargs="*", type=Path, help=photos_help)
+    parser.add_argument("--weights", default="lite")
+    parser.add_argument("--out", type=Path, default=out)
+    args = parser.parse_args(argv)
+    args.photos = args.photos or [shared_data(None, *parts) for parts in photos]
+    check_image_output(args.out, "--out", args.photos)
+    return args, {photo: read_image(photo) for photo in args.photos}
 
 
 def labelled(image: np.ndarray, text: str) -> np.ndarray:

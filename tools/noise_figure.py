@@ -11,7 +11,6 @@ unwritable place and an input photo are refused, as is a photo that cannot be re
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,12 +20,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgdehaze_core.inference.pipeline import load_pipeline  # noqa: E402
-from dgdehaze_core.io.images import read_image  # noqa: E402
 from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
-from tools.figure_sheet import HEIGHT, labelled, write_sheet  # noqa: E402
-from tools.tool_cli import check_image_output, one_line_errors, shared_data  # noqa: E402
+from tools.figure_sheet import HEIGHT, figure_photos, labelled, write_sheet  # noqa: E402
+from tools.tool_cli import one_line_errors  # noqa: E402
 
-PHOTOS = ("haze-032.jpg", "foggy-061.jpg")
+PHOTOS = (("detection", "dawn-fog", "haze-032.jpg"), ("detection", "dawn-fog", "foggy-061.jpg"))
 """The two densest DAWN photos of the split's learn part (lowest mean transmission under the shipped lite)."""
 
 
@@ -39,15 +37,8 @@ def _sky_crop(image: np.ndarray) -> np.ndarray:
 @one_line_errors
 def main(argv: list[str] | None = None) -> None:
     """Write the figure to --out and print its path; every photo is read before a model loads."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("photos", nargs="*", type=Path,
-                        help="default: two DAWN fog photos of $DGDEHAZE_DATA or ../shared/data")
-    parser.add_argument("--weights", default="lite")
-    parser.add_argument("--out", type=Path, default=REPO_DIR / "docs" / "images" / "dense-fog-noise.jpg")
-    args = parser.parse_args(argv)
-    args.photos = args.photos or [shared_data(None, "detection", "dawn-fog") / name for name in PHOTOS]
-    check_image_output(args.out, "--out", args.photos)
-    photos = {photo: read_image(photo) for photo in args.photos}
+    args, photos = figure_photos(argv, __doc__, REPO_DIR / "docs" / "images" / "dense-fog-noise.jpg", PHOTOS,
+                                 "default: two DAWN fog photos of $DGDEHAZE_DATA or ../shared/data")
     from dgdehaze_core.evaluation.no_reference_eval import noise_sigma  # imports torch: after the checks
 
     exact = load_pipeline(args.weights, max_detail_gain=None)
