@@ -33,6 +33,7 @@ from dgdehaze_core.io.camera_frames import COMPRESSION_FORMATS
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES, shipped_weights_path
+from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR
 from dgdehaze_core.physics.lens import RECTIFIED_SETTINGS
 from dgdehaze_core.physics.visibility import Mounting
 from dgdehaze_ros.mounting_tf import MISSING_TF, TF_AVAILABLE
@@ -122,11 +123,10 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_detail_gain", 2.0, "physics output: most the inversion amplifies fine detail and noise "
                   "where fog is dense (1/t elsewhere): 1..100; 0: the exact inversion J = (I - A)/t + A",
                   float_range=(0.0, 100.0), reloads=PIPELINE),
-    ParameterSpec("radiance_floor", 0.02, "network transmission raised to the boundary constraint: the least of 1 a "
-                  "channel of the physics output's image may fall to (it never blows out either), so that dark "
-                  "pixels are not crushed to black nor bright ones blown out; the transmission the fog "
-                  "measurement reads is raised in either output: 0..0.5", float_range=(0.0, 0.5),
-                  reloads=PIPELINE),
+    ParameterSpec("radiance_floor", RADIANCE_FLOOR, "network transmission raised to the boundary constraint: the "
+                  "least of 1 a channel of the physics output's image may fall to, so that dark pixels are not "
+                  "crushed to black nor bright ones blown out; the transmission the fog measurement reads is raised "
+                  "in either output: 0..0.5", float_range=(0.0, 0.5), reloads=PIPELINE),
     ParameterSpec("output", "auto", "network image output: decoder, physics inversion, or auto (= physics)",
                   OUTPUT_MODES, reloads=PIPELINE),
     ParameterSpec("publish_depth", True, "publish ~/depth (32FC1 metres, REP-118, NaN where untrustworthy; with a "
