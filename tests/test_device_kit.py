@@ -222,6 +222,7 @@ def test_jobs_side_by_side_are_timed_tied_to_one_schedule_and_packed_one_archive
     assert summary["with"]["iterations"] == summary["without"]["iterations"] == 10  # the smaller cap, tied
     assert summary["with"]["rate"] > 0 and all(job["exit"] == 0 for job in summary.values())
     assert sorted(p.name for p in out.iterdir()) == ["jobs.json", "with.tgz", "without.tgz"]
+    assert not list(work.glob("call-*/calibration-*/*.pt")), "the calibration runs, only timed, export no weights"
     with tarfile.open(out / "without.tgz") as archive:
         archive.extractall(tmp_path / "back", filter="data")
     model = load_model(tmp_path / "back" / "without" / "without.pt")

@@ -11,6 +11,8 @@
 # added). What comes back under $OUT (at most 8 files): NAME/{last.pt,best.pt,recipe.yaml,train.csv,val.csv},
 # NAME.log, and NAME.pt (the shipped-weights format, `dgdehaze train --export`) when the run finished.
 # NAME is the recipe's file name unless $NAME gives another (two runs of one recipe side by side).
+# EXPORT=0 leaves NAME.pt out (a run that is only timed, whose weights nobody reads: the export is a
+# second Python and torch start on the lent machine's clock).
 set -uo pipefail
 
 if [ $# -lt 3 ]; then
@@ -50,7 +52,7 @@ mkdir -p "$out/$name"
 for file in last.pt best.pt recipe.yaml train.csv val.csv; do
     [ -f "$run/$file" ] && cp "$run/$file" "$out/$name/"
 done
-if [ "$status" -eq 0 ] && ! "$python" -c \
+if [ "$status" -eq 0 ] && [ "${EXPORT:-1}" != 0 ] && ! "$python" -c \
         "import sys; from dgdehaze_core.training.trainer import export_weights as e; e(*sys.argv[1:])" \
         "$run/last.pt" "$out/$name.pt"; then
     echo "the run finished but its weights could not be exported to $name.pt: export $name/last.pt here" >&2

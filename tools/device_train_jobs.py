@@ -55,13 +55,14 @@ def parse_job(words: list[str]) -> dict[str, object]:
 
 
 def start_training(job: dict[str, object], name: str, iterations: int, minutes: float, folder: Path,
-                   extra: Sequence[str] = ()) -> subprocess.Popen:
-    """tools/device_train.sh training `job`'s recipe as run `name`, its files in `folder`, stopped after `minutes`."""
+                   extra: Sequence[str] = (), export: bool = True) -> subprocess.Popen:
+    """tools/device_train.sh training `job`'s recipe as run `name`, its files in `folder`, stopped after `minutes`;
+    without `export`, a finished run's weights are not exported to NAME.pt."""
     folder.mkdir(parents=True)
     sets = [*job["sets"], *extra]  # type: ignore[misc]
     command = ["bash", "tools/device_train.sh", str(job["recipe"]), str(iterations), f"{minutes:g}",
                *[a for s in sets for a in ("--set", s)]]
-    env = {**os.environ, "OUT": str(folder), "NAME": name, "TMPDIR": str(folder.parent)}
+    env = {**os.environ, "OUT": str(folder), "NAME": name, "TMPDIR": str(folder.parent), "EXPORT": str(int(export))}
     return subprocess.Popen(command, cwd=REPO, env=env)
 
 
@@ -78,7 +79,7 @@ def rate(train_csv: Path, skip: int) -> float:
 def calibrate(jobs: list[dict[str, object]], iterations: int, minutes: float, work: Path) -> None:
     extra = ["log_every=10", f"val_every={10 * iterations}", f"checkpoint_every={10 * iterations}"]
     runs = [(job, start_training(job, "calibration", iterations, minutes, work / f"calibration-{job['name']}",
-                                 extra)) for job in jobs]
+                                 extra, export=False)) for job in jobs]  # only its log and train.csv are read
     for job, process in runs:
         job["calibration_exit"] = process.wait()
         try:
