@@ -474,20 +474,39 @@ def _torchrun_train(tmp_path: Path, run: Path, *options: str) -> str:
     return log
 
 
-def test_a_resumed_torchrun_job_continues_the_run_it_was_cut_from(tmp_path: Path) -> None:
+TWO_RANK_OPTIONS = ("--set", "warmup_iterations=4", "--set", "val_every=100", "--set", "net_depth_after=1",
+                    "--set", "net_depth_fraction=1", "--set", "loss.adversarial=0.05")
+"""The two-rank runs' settings: the haze synthesis's depth network from iteration 1 (each rank's batch-norm
+statistics move on its own batch), the adversarial discriminator (it trains outside DDP), and a warm-up longer than
+the run, which keeps the learning rate independent of --iterations, so that a run cut and resumed steps as a straight
+one does."""
+
+
+class TwoRankRun(NamedTuple):
+    folder: Path
+    log: str
+
+
+@pytest.fixture(scope="module")
+def straight_two_rank_run(tmp_path_factory: pytest.TempPathFactory) -> TwoRankRun:
+    """Two iterations of the smoke recipe by torchrun on two CPU ranks (TWO_RANK_OPTIONS), not interrupted: read by
+    the tests of what the ranks end with and of a resume, which compares its weights with it."""
+    tmp_path = tmp_path_factory.mktemp("torchrun")
+    log = _torchrun_train(tmp_path, tmp_path / "straight", "--iterations", "2", *TWO_RANK_OPTIONS)
+    return TwoRankRun(tmp_path / "straight", log)
+
+
+def test_a_resumed_torchrun_job_continues_the_run_it_was_cut_from(straight_two_rank_run: TwoRankRun,
+                                                                  tmp_path: Path) -> None:
     """last.pt held rank 0's haze generator alone, so a resumed job reseeded every rank and drew other haze than an
     uninterrupted one; it now keeps every rank's random state. The haze synthesis's depth network (from iteration 1
     here) read rank 0's batch-norm statistics on every rank of the resumed job, where each rank of the straight one
     read its own (moved on its own batch): the weights differed after the resume; each rank's buffers are now kept
-    too. (A warm-up longer than the run keeps the learning rate independent of --iterations, so the two legs and the
-    straight run step alike.)"""
-    options = ("--set", "warmup_iterations=4", "--set", "val_every=100", "--set", "net_depth_after=1",
-               "--set", "net_depth_fraction=1")
-    _torchrun_train(tmp_path, tmp_path / "straight", "--iterations", "2", *options)
-    _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "1", *options)
-    log = _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "2", "--resume", *options)
+    too. The discriminator trains here as well: one not resumed as it was would step the network otherwise."""
+    _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "1", *TWO_RANK_OPTIONS)
+    log = _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "2", "--resume", *TWO_RANK_OPTIONS)
     assert "reseeded" not in log
-    straight = read_checkpoint(tmp_path / "straight" / "last.pt")
+    straight = read_checkpoint(straight_two_rank_run.folder / "last.pt")
     resumed = read_checkpoint(tmp_path / "cut" / "last.pt")
     assert len(resumed["training"]["rank_random_states"]) == 2
     different = [name for name, value in straight["state_dict"].items()
@@ -495,18 +514,10 @@ def test_a_resumed_torchrun_job_continues_the_run_it_was_cut_from(tmp_path: Path
     assert not different, different[:5]
 
 
-def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(tmp_path: Path) -> None:
+def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(straight_two_rank_run: TwoRankRun) -> None:
     """The model and the adversarial discriminator (which trains outside DDP) end alike on both ranks, though
     each rank learned from its own batches."""
-    run = tmp_path / "run"
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-         "dgdehaze_core.cli", "train", "--config", str(ROOT / "training" / "smoke.yaml"), "--out", str(run),
-         "--iterations", "1", "--threads", "1", "--no-progress", "--set", "loss.adversarial=0.05"],
-        capture_output=True, text=True, timeout=600, env=environment, cwd=tmp_path)
-    log = process.stdout + process.stderr
-    assert process.returncode == 0, log[-3000:]
+    run, log = straight_two_rank_run
     digests = dict(re.findall(r"rank (\d) of 2: weights sha256 ([0-9a-f]{64})", log))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], log[-3000:]
     discriminators = dict(re.findall(r"rank (\d) of 2: discriminator sha256 ([0-9a-f]{64})", log))
@@ -514,7 +525,7 @@ def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(tmp_p
     written = sorted(p.name for p in run.iterdir())
     assert written == [".lock", "best.pt", "last.pt", "recipe.yaml", "train.csv", "val.csv"]
     rows = (run / "train.csv").read_text().splitlines()[1:]
-    assert [row.split(",")[0] for row in rows] == ["1"]  # one writer: the iteration logged once
+    assert [row.split(",")[0] for row in rows] == ["1", "2"]  # one writer: each iteration logged once
     state = read_checkpoint(run / "last.pt")
     model = build_model(state["config"], depth_guidance=state["depth_guidance"])
     model.load_state_dict(state["state_dict"])
