@@ -197,11 +197,13 @@ def test_an_export_that_fails_when_the_run_is_done_leaves_no_json_of_the_run(sha
     """--export is written when the run is done, and a disk filled meanwhile fails it (exit 2): the --json was
     written just before, so that a failed run left fresh figures. A 64 kB tmpfs (`small_disk`) takes the probe of
     the checks before training but no whole weights file."""
-    for command, config in (("train", SMOKE), ("train-depth", REPO_DIR / "training" / "depth_kitti.yaml")):
+    depth = REPO_DIR / "training" / "depth_kitti.yaml"
+    # train-depth's validation (the recipe's whole LiDAR sequence) is left out: the figures it adds are not what fails
+    for command, config, extra in (("train", SMOKE, []), ("train-depth", depth, ["--set", "validation=[]"])):
         figures = tmp_path / f"{command}.json"
         result = small_disk.run(
             [sys.executable, "-m", "dgdehaze_core.cli", command, "--config", str(config), "--out",
-             str(tmp_path / command), "--iterations", "1", "--threads", "1", "--no-progress",
+             str(tmp_path / command), "--iterations", "1", "--threads", "1", "--no-progress", *extra,
              "--export", str(small_disk.folder / "weights.pt"), "--json", str(figures)],
             "64k", cwd=REPO_DIR, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_DIR)})
         assert result.returncode == 2 and "no space left on device" in result.stderr, result.stderr
