@@ -218,7 +218,7 @@ def test_the_environment_the_benchmark_gives_its_own_context_is_not_left_in_the_
 def test_the_node_reports_frames_lost_before_they_reach_it() -> None:
     """A best_effort camera of 640x360 frames with Fast DDS defaults (the case docs/ROS.md warns about): the loss
     is visible on /diagnostics as frames_lost_in_transport, not silent."""
-    row = measure_node(640, 360, model="dcp", rate_hz=30.0, seconds=2.0, reliability="best_effort",
+    row = measure_node(640, 360, model="dcp", rate_hz=30.0, seconds=1.0, reliability="best_effort",
                        publisher_reliability="best_effort")
     lost = row["published"] - row["node_received"]
     assert lost > 0, f"expected Fast DDS defaults to lose best_effort 640x360 frames between processes: {row}"
