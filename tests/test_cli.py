@@ -264,3 +264,13 @@ def test_a_stop_while_the_commands_load_their_libraries_exits_with_one_line(
     assert run.wait(60) == code, rest[-3000:]
     assert "Traceback" not in rest and rest.splitlines()[-1] == line, rest[-3000:]
     assert not (REPO_DIR / "unused").exists()
+
+
+def test_the_command_line_starts_without_torchvision_and_torch_dynamo() -> None:
+    """Every command, and the node through the same imports, loaded torchvision at start for the paper's network
+    alone, and with it torch._dynamo: seconds of each start, for nothing unless that network is built."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; from dgdehaze_core.cli import build_parser; build_parser(); "
+         "print(sorted(name for name in ('torchvision', 'torch._dynamo') if name in sys.modules))"],
+        cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

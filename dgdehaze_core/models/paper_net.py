@@ -25,7 +25,6 @@ from typing import Mapping
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from dgdehaze_core.models.state_fit import misfit
@@ -57,6 +56,10 @@ class DenseDepthEstimator(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        # imported here, where the paper's network is built: torchvision's import brings torch._dynamo's,
+        # seconds of every command's and the node's start that nothing else there needs
+        import torchvision
+
         self.model = torchvision.models.densenet169(weights=None)
         features = self.model.features
         self.conv0, self.norm0, self.relu0, self.pool0 = features.conv0, features.norm0, features.relu0, features.pool0
