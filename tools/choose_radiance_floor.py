@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     from dgdehaze_core.evaluation.depth_datasets import load_depth_set
     from dgdehaze_core.evaluation.detection_eval import (AP_SCORE_FLOOR, choosing_images, labelled_rows,
                                                          match_labelled)
-    from dgdehaze_core.evaluation.methods import MethodSpec, load_methods
+    from dgdehaze_core.evaluation.methods import MethodSpec, load_method
     from dgdehaze_core.evaluation.quality_eval import evaluate_quality
 
     photos = choosing_images(data / "detection" / "dawn-fog", OUTSIDE_THE_JUDGING_PART, ())[:args.limit]
@@ -78,9 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     drive = load_depth_set(data.joinpath(*KITTI_SEQ))
     drive.frames = drive.frames[:args.limit]
     detector = Detector(conf=AP_SCORE_FLOOR, max_det=300)
-    methods = [load_methods([MethodSpec("none", args.weights)], radiance_floor=None)[0]]
-    methods += [load_methods([MethodSpec(f"floor {floor:g}", args.weights)], radiance_floor=floor)[0]
-                for floor in chosen_floors]
+    methods = [load_method(MethodSpec(name, args.weights), radiance_floor=floor)
+               for name, floor in [("none", None), *((f"floor {floor:g}", floor) for floor in chosen_floors)]]
     detection = labelled_rows(match_labelled(photos, methods, detector, "DAWN learn+validation",
                                              detector.names.values()))
     tables = {

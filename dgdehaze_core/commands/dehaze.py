@@ -15,9 +15,8 @@ from tqdm import tqdm
 
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
-from dgdehaze_core.commands.network_options import NO_FLOOR, add_network_options, network_runtime
+from dgdehaze_core.commands.network_options import add_network_options, network_runtime, requested_radiance_floor
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights, read_method
-from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import (SAMPLE_BITS, ImageError, ImageReader, VideoFrames, list_images, video_frame_count,
@@ -152,9 +151,7 @@ def _radiance_floor(args: argparse.Namespace) -> float | None:
     """The floor under the transmission of the image the run of `args` writes: None for dcp and a decoder's image
     (which do not depend on it) and for --radiance-floor none; a record written before records held it reads as
     None, as such a run had no floor."""
-    if args.method == "dcp" or args.output == "decoder" or args.radiance_floor == NO_FLOOR:
-        return None
-    return RADIANCE_FLOOR if args.radiance_floor is None else args.radiance_floor
+    return None if args.method == "dcp" or args.output == "decoder" else requested_radiance_floor(args)
 
 
 def check_resumable(out: Path, record: dict[str, Any]) -> None:

@@ -62,8 +62,16 @@ def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> di
     if args.backend is not None:
         options["backend"] = args.backend
     if args.radiance_floor is not None:
-        options["radiance_floor"] = None if args.radiance_floor == NO_FLOOR else args.radiance_floor
+        options["radiance_floor"] = requested_radiance_floor(args)
     return options
+
+
+def requested_radiance_floor(args: argparse.Namespace) -> float | None:
+    """The floor a network runs with under `args`' --radiance-floor: the pipeline's RADIANCE_FLOOR where it is not
+    given, None for NO_FLOOR."""
+    if args.radiance_floor is None:
+        return RADIANCE_FLOOR
+    return None if args.radiance_floor == NO_FLOOR else args.radiance_floor
 
 
 def _engines_only(methods: Sequence[str]) -> bool:

@@ -23,9 +23,8 @@ pixel-scale noise, which costs a detector more than it costs PSNR, is smoothed a
 the inversion needs to keep every channel of the physics image within [`radiance_floor`, 1], so that the network's
 transmission does not crush dark pixels to black or blow bright ones out, and where a frame's dark pixels show it
 has no fog it is left nearly as it is (docs/RESULTS.md, "The boundary constraint"; `radiance_floor` None: the
-network's alone). The
-transmission returned is the raised one in either output mode (the node's fog measurement reads it); the decoder's
-image does not depend on it.
+network's alone). The transmission returned is the raised one in either output mode (the node's fog measurement
+reads it); the decoder's image does not depend on it.
 A network loaded for the physics path is run (or exported) without the decoder's image branch, which it does not
 use: a third of lite's time at 640x480.
 A gray frame (its three channels equal: a mono camera's, a gray image file's) comes out gray in either mode: the
