@@ -28,7 +28,7 @@ from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import BACKENDS, FILE_RUNTIMES, BackendUnavailable, NetworkSource
 from dgdehaze_core.inference.backends.selection import choose_backend, choose_source_backend
-from dgdehaze_core.inference.pipeline import OUTPUT_MODES
+from dgdehaze_core.inference.pipeline import DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN, OUTPUT_MODES
 from dgdehaze_core.io.camera_frames import COMPRESSION_FORMATS
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS
@@ -120,9 +120,10 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "inversion's bands) and of the detector's ONNX Runtime session, each; 0: the dehazer one per core "
                   "this process may use, at most 4, the detector ONNX Runtime's choice", int_range=(0, 256, 1),
                   read_only=True),
-    ParameterSpec("max_detail_gain", 2.0, "physics output: most the inversion amplifies fine detail and noise "
-                  "where fog is dense (1/t elsewhere): 1..100; 0: the exact inversion J = (I - A)/t + A",
-                  float_range=(0.0, 100.0), reloads=PIPELINE),
+    ParameterSpec("max_detail_gain", MAX_DETAIL_GAIN, "physics output: most the inversion amplifies fine detail "
+                  "and noise where fog is dense (1/t elsewhere): "
+                  f"{DETAIL_GAIN_RANGE[0]:g}..{DETAIL_GAIN_RANGE[1]:g}; 0: the exact inversion J = (I - A)/t + A",
+                  float_range=(0.0, DETAIL_GAIN_RANGE[1]), reloads=PIPELINE),
     ParameterSpec("radiance_floor", RADIANCE_FLOOR, "network transmission raised to the boundary constraint: the "
                   "least of 1 a channel of the physics output's image may fall to, so that dark pixels are not "
                   "crushed to black nor bright ones blown out; the transmission the fog measurement reads is raised "
@@ -292,8 +293,9 @@ def check_values(values: Mapping[str, Any]) -> str | None:
     rectified = values["image_rectified"]
     if not isinstance(rectified, bool) and rectified not in RECTIFIED_SETTINGS:
         return f"image_rectified must be one of {', '.join(RECTIFIED_SETTINGS)} (or a boolean), got {rectified!r}"
-    if 0.0 < values["max_detail_gain"] < 1.0:
-        return f"max_detail_gain must be 0 (the exact inversion) or at least 1, got {values['max_detail_gain']}"
+    if 0.0 < values["max_detail_gain"] < DETAIL_GAIN_RANGE[0]:
+        return (f"max_detail_gain must be 0 (the exact inversion) or at least {DETAIL_GAIN_RANGE[0]:g}, got "
+                f"{values['max_detail_gain']}")
     classes = values["classes"]
     if not isinstance(classes, list) or any(isinstance(c, bool) or not isinstance(c, (str, int)) for c in classes):
         return f"classes must be a list of class names or ids (strings or integers), got {classes!r}"

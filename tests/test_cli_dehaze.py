@@ -388,15 +388,16 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
     record = json.loads((out / "dehaze_run.json").read_text())
     assert record["method"] == "lite" and record["weights"]["path"] == "dgdehaze_lite.pt"
     assert len(record["weights"]["sha256"]) == 12 and (record["output"], record["input_bits"]) == ("auto", 16)
-    assert record["radiance_floor"] == 0.02
+    assert record["radiance_floor"] == 0.02 and record["max_detail_gain"] == 2.0
     (out / "frame_2_dehazed.png").unlink()  # as a run stopped before its last image
     kept = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
-    for other, differing in ((["--method", "dcp"], "weights, radiance_floor"),  # dcp's image has no floor
+    for other, differing in ((["--method", "dcp"], "weights, radiance_floor, max_detail_gain"),  # neither in dcp's
                              (["--method", "lite", "--output", "decoder", "--backend", "onnxruntime"],
-                              "output, radiance_floor"),  # nor the decoder's
+                              "output, radiance_floor, max_detail_gain"),  # nor in the decoder's image
                              (["--method", "lite", "--input-bits", "12"], "input_bits"),
-                             (["--method", "lite", "--radiance-floor", "none"], "radiance_floor")):
+                             (["--method", "lite", "--radiance-floor", "none"], "radiance_floor"),
+                             (["--method", "lite", "--max-detail-gain", "0"], "max_detail_gain")):
         assert main(["dehaze", str(source), *other, "--out", str(out), "--resume"]) == 2, other
         error = capsys.readouterr().err
         assert f"--resume goes on with the run that wrote {out}, but its {differing} differ" in error, error
@@ -438,7 +439,36 @@ def test_the_radiance_floor_reaches_the_image_and_a_run_from_before_records_held
     assert main(["dehaze", str(source), "--out", str(out / "0.02"), "--resume", "--radiance-floor", "none"]) == 0
     assert main(["dehaze", str(source), "--method", "dcp", "--out", str(tmp_path / "dcp"),
                  "--radiance-floor", "0.02"]) == 2
-    assert "--radiance-floor choose how a network runs; dcp has none" in capsys.readouterr().err
+    assert "--radiance-floor and --max-detail-gain choose how a network runs; dcp has none" in capsys.readouterr().err
+
+
+def test_the_detail_gain_reaches_the_image_and_a_run_from_before_records_held_it_resumes_with_the_default(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-detail-gain is the node's max_detail_gain for `dehaze`: on a real photo of dense fog the exact inversion
+    (0) amplifies the sky's grain beyond the default's limit, and a larger gain lies between. A folder written before
+    records held the gain was made with the default: it resumes with it, and not with another."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    photo = read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
+    cv2.imwrite(str(source / "fog.png"), cv2.resize(photo, (320, 240), interpolation=cv2.INTER_AREA))
+    grain = {}
+    for gain in ("0", "2", "3"):
+        assert main(["dehaze", str(source), "--out", str(out / gain), "--max-detail-gain", gain]) == 0
+        dehazed = read_image(out / gain / "fog_dehazed.png").astype(np.float32)
+        grain[gain] = float(np.abs(dehazed - cv2.GaussianBlur(dehazed, (5, 5), 0)).mean())
+    assert grain["2"] < grain["3"] < grain["0"], grain  # about 1.26, 1.50 and 1.65
+    record_path = out / "2" / "dehaze_run.json"
+    record = json.loads(record_path.read_text())
+    assert record["max_detail_gain"] == 2.0 and json.loads((out / "0" / "dehaze_run.json").read_text())[
+        "max_detail_gain"] is None
+    del record["max_detail_gain"]  # as a run before records held the gain wrote it
+    record_path.write_text(json.dumps(record))
+    (out / "2" / "fog_depth.png").unlink()
+    capsys.readouterr()
+    assert main(["dehaze", str(source), "--out", str(out / "2"), "--resume", "--max-detail-gain", "3"]) == 2
+    assert "but its max_detail_gain differs" in capsys.readouterr().err
+    assert main(["dehaze", str(source), "--out", str(out / "2"), "--resume"]) == 0
+    assert (out / "2" / "fog_depth.png").is_file()
 
 
 def test_resume_of_another_recording_into_its_out_is_refused_not_taken_for_done(

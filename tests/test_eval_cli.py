@@ -95,6 +95,7 @@ def test_method_names_and_sources():
     (["--method", "hazy,dcp", "--backend", "onnxruntime"], "and none of the methods hazy, dcp is a network"),
     (["--method", "dcp", "--working-size", "320x240"], "choose how a network runs, and none of the methods dcp"),
     (["--method", "hazy,dcp", "--radiance-floor", "none"], "and none of the methods hazy, dcp is a network"),
+    (["--method", "hazy,dcp", "--max-detail-gain", "0"], "and none of the methods hazy, dcp is a network"),
     *([(["--method", "lite", "--device", "cuda"], "CUDA is not available"),
        (["--method", "lite", "--backend", "tensorrt"], "CUDA is not available")] if not torch.cuda.is_available()
       else []),
@@ -119,6 +120,19 @@ def test_the_networks_run_on_the_backend_asked_for_and_score_as_on_torch(sots_pa
         caplog.clear()
     assert figures["onnxruntime"]["psnr"] == pytest.approx(figures["torch"]["psnr"], abs=0.01)
     assert figures["onnxruntime"]["ssim"] == pytest.approx(figures["torch"]["ssim"], abs=1e-3)
+
+
+def test_the_detail_gain_asked_for_reaches_the_networks_and_not_dcp(sots_pairs: Path, tmp_path: Path) -> None:
+    """--max-detail-gain scores the node's max_detail_gain: the exact inversion (0) gives lite another image, and so
+    other figures, than the default limit; dcp's image does not depend on it."""
+    figures = {}
+    for gain in ("2", "0"):
+        out = tmp_path / f"{gain}.json"
+        assert main(["eval", "--dataset", str(sots_pairs), "--method", "dcp,lite", "--max-detail-gain", gain,
+                     "--json", str(out), "--no-progress"]) == 0
+        figures[gain] = json.loads(out.read_text())
+    assert figures["0"]["dcp"] == figures["2"]["dcp"]
+    assert figures["0"]["lite"]["psnr"] != pytest.approx(figures["2"]["lite"]["psnr"], abs=1e-4)
 
 
 def test_a_clear_depth_network_runs_on_the_device_asked_for_and_refuses_what_it_cannot_run(
@@ -240,7 +254,12 @@ def test_a_malformed_option_value_says_why(capsys):
                                   ("--imgsz", "0", "imgsz must be a multiple of 32 in [32, 4096], got 0"),
                                   ("--imgsz", "big", "imgsz must be a whole number of pixels, got 'big'"),
                                   ("--radiance-floor", "0.6", "radiance_floor must be a number in [0, 0.5], got 0.6"),
-                                  ("--radiance-floor", "off", "a number in [0, 0.5] or none, got 'off'")):
+                                  ("--radiance-floor", "off", "a number in [0, 0.5] or none, got 'off'"),
+                                  ("--max-detail-gain", "0.5", "0 (the exact inversion) or a number in [1, 100], "
+                                                               "got '0.5'"),
+                                  ("--max-detail-gain", "101", "or a number in [1, 100], got '101'"),
+                                  ("--max-detail-gain", "nan", "or a number in [1, 100], got 'nan'"),
+                                  ("--max-detail-gain", "exact", "or a number in [1, 100], got 'exact'")):
         with pytest.raises(SystemExit) as exit_code:
             main(["eval", "--measure", "quality", option, value])
         error = capsys.readouterr().err

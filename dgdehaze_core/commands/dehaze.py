@@ -15,8 +15,9 @@ from tqdm import tqdm
 
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
-from dgdehaze_core.commands.network_options import add_network_options, network_runtime, requested_radiance_floor
-from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights, read_method
+from dgdehaze_core.commands.network_options import (add_network_options, network_runtime, requested_max_detail_gain,
+                                                    requested_radiance_floor)
+from dgdehaze_core.inference.pipeline import MAX_DETAIL_GAIN, OUTPUT_MODES, load_pipeline, method_weights, read_method
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import (SAMPLE_BITS, ImageError, ImageReader, VideoFrames, list_images, video_frame_count,
@@ -34,7 +35,7 @@ run; kept as it is by each --resume, its time says when that run began (outputs 
 run's)."""
 KINDS = ("dehazed", "depth")
 """The outputs of each input, NAME_dehazed and NAME_depth."""
-COMPARED = ("output", "input_bits", "half", "radiance_floor")
+COMPARED = ("output", "input_bits", "half", "radiance_floor", "max_detail_gain")
 """What of a run record, beside its weights, changes the images written: a resumed run must keep them."""
 
 
@@ -144,6 +145,7 @@ def run_record(args: argparse.Namespace, weights: dict[str, Any] | None) -> dict
     input's absolute path) and writes its images with (RUN_RECORD)."""
     return {"method": args.method, "weights": weights, "output": args.output or "auto",
             "input_bits": args.input_bits, "half": bool(args.half), "radiance_floor": _radiance_floor(args),
+            "max_detail_gain": None if _scattering_free(args.method, args.output) else requested_max_detail_gain(args),
             "input": str(Path(args.input).resolve())}
 
 
@@ -151,7 +153,21 @@ def _radiance_floor(args: argparse.Namespace) -> float | None:
     """The floor under the transmission of the image the run of `args` writes: None for dcp and a decoder's image
     (which do not depend on it) and for --radiance-floor none; a record written before records held it reads as
     None, as such a run had no floor."""
-    return None if args.method == "dcp" or args.output == "decoder" else requested_radiance_floor(args)
+    return None if _scattering_free(args.method, args.output) else requested_radiance_floor(args)
+
+
+def _scattering_free(method: object, output: object) -> bool:
+    """Whether a run of `method` and `output` writes an image made without a network's transmission: dcp's, or a
+    decoder's."""
+    return method == "dcp" or output == "decoder"
+
+
+def _recorded_max_detail_gain(record: dict[str, Any]) -> float | None:
+    """The detail gain of the run that wrote `record`: a record written before records held it comes from a run
+    with the pipeline's default (MAX_DETAIL_GAIN), where its image is a network's physics inversion."""
+    if "max_detail_gain" in record:
+        return record["max_detail_gain"]
+    return None if _scattering_free(record.get("method"), record.get("output")) else MAX_DETAIL_GAIN
 
 
 def check_resumable(out: Path, record: dict[str, Any]) -> None:
@@ -172,6 +188,7 @@ def check_resumable(out: Path, record: dict[str, Any]) -> None:
                          "outputs whatever wrote them") from None
     if not isinstance(previous, dict):
         raise ValueError(f"--resume: {path} is not a run record; give another --out, or remove it")
+    previous["max_detail_gain"] = _recorded_max_detail_gain(previous)
     differing = [key for key in COMPARED if previous.get(key) != record[key]]
     if _weights_of(previous) != _weights_of(record):
         differing.insert(0, "weights")
@@ -329,8 +346,8 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(paths or [source], [output for pair in outputs.values() for output in pair])
     options = network_runtime(args, [args.method])
     if args.method == "dcp" and (options or args.output is not None):
-        raise ValueError("--backend, --device, --half, --output and --radiance-floor choose how a network runs; dcp "
-                         "has none")
+        raise ValueError("--backend, --device, --half, --output, --radiance-floor and --max-detail-gain choose how a "
+                         "network runs; dcp has none")
     if args.output is not None:
         options["output"] = args.output
     checked = read_method(args.method) if args.resume else None  # the weights checked are the weights loaded

@@ -528,9 +528,11 @@ def evaluate(args: argparse.Namespace) -> list[Method]:
                          "add it to --measure (on a paired set or labelled photos) or leave --bootstrap out")
     specs = _method_specs(args.method)
     if not any(not spec.is_reference and spec.source != "dcp" for spec in specs) and \
-            (args.backend or args.device or args.half or args.working_size or args.radiance_floor is not None):
-        raise ValueError(f"--backend, --device, --half, --working-size and --radiance-floor choose how a network "
-                         f"runs, and none of the methods {', '.join(spec.name for spec in specs)} is a network")
+            (args.backend or args.device or args.half or args.working_size or args.radiance_floor is not None
+             or args.max_detail_gain is not None):
+        raise ValueError(f"--backend, --device, --half, --working-size, --radiance-floor and --max-detail-gain choose "
+                         f"how a network runs, and none of the methods {', '.join(spec.name for spec in specs)} is a "
+                         "network")
     if args.bootstrap:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
     methods = load_methods(specs, output=args.output, working_size=args.working_size,

@@ -1,14 +1,16 @@
 """Where and how the dehazing networks run, as command-line options shared by the commands that dehaze (`eval`,
-`dehaze`): the node's backend, device, half and radiance_floor parameters."""
+`dehaze`): the node's backend, device, half, radiance_floor and max_detail_gain parameters."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any, Sequence
 
 from dgdehaze_core.commands.argument_types import with_reason
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import RUNTIMES
 from dgdehaze_core.io.file_paths import file_suffix
+from dgdehaze_core.inference.pipeline import DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN
 from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR, check_radiance_floor
 
 IMPLIED_DEVICE = {"tensorrt": "cuda", "auto": "auto"}
@@ -16,6 +18,9 @@ IMPLIED_DEVICE = {"tensorrt": "cuda", "auto": "auto"}
 there is one."""
 NO_FLOOR = "none"
 """--radiance-floor's word for the network's transmission alone (the pipeline's radiance_floor None)."""
+EXACT_INVERSION = 0.0
+"""--max-detail-gain's value for the exact inversion J = (I - A)/t + A (the pipeline's max_detail_gain None), as the
+node's max_detail_gain 0."""
 
 
 def radiance_floor_argument(text: str) -> float | str:
@@ -29,8 +34,20 @@ def radiance_floor_argument(text: str) -> float | str:
     return check_radiance_floor(floor)
 
 
+def max_detail_gain_argument(text: str) -> float:
+    """--max-detail-gain: 0 (EXACT_INVERSION) or a number in DETAIL_GAIN_RANGE; ValueError otherwise."""
+    low, high = DETAIL_GAIN_RANGE
+    try:
+        gain = float(text)
+    except ValueError:
+        gain = math.nan
+    if not (gain == EXACT_INVERSION or low <= gain <= high):
+        raise ValueError(f"0 (the exact inversion) or a number in [{low:g}, {high:g}], got {text!r}")
+    return gain
+
+
 def add_network_options(parser: argparse.ArgumentParser) -> None:
-    """--backend, --device, --half and --radiance-floor."""
+    """--backend, --device, --half, --radiance-floor and --max-detail-gain."""
     parser.add_argument("--backend", choices=("auto", *RUNTIMES), default=None,
                         help="runtime of the networks (default: torch for a model, onnxruntime for an .onnx file, "
                              "tensorrt for an .engine; auto: the fastest here, as the node's)")
@@ -45,6 +62,12 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
                              f"its physics image falls below FLOOR (0..0.5) nor blows out, as the node's "
                              f"radiance_floor (default {RADIANCE_FLOOR:g}); {NO_FLOOR}: the network's transmission "
                              "alone")
+    parser.add_argument("--max-detail-gain", type=with_reason(max_detail_gain_argument), default=None,
+                        metavar="GAIN",
+                        help="the most a network's physics image amplifies fine detail and noise where fog is dense "
+                             f"({DETAIL_GAIN_RANGE[0]:g}..{DETAIL_GAIN_RANGE[1]:g}), as the node's max_detail_gain "
+                             f"(default {MAX_DETAIL_GAIN:g}); "
+                             "0: the exact inversion J = (I - A)/t + A")
 
 
 def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> dict[str, Any]:
@@ -63,6 +86,8 @@ def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> di
         options["backend"] = args.backend
     if args.radiance_floor is not None:
         options["radiance_floor"] = requested_radiance_floor(args)
+    if args.max_detail_gain is not None:
+        options["max_detail_gain"] = requested_max_detail_gain(args)
     return options
 
 
@@ -72,6 +97,14 @@ def requested_radiance_floor(args: argparse.Namespace) -> float | None:
     if args.radiance_floor is None:
         return RADIANCE_FLOOR
     return None if args.radiance_floor == NO_FLOOR else args.radiance_floor
+
+
+def requested_max_detail_gain(args: argparse.Namespace) -> float | None:
+    """The detail gain a network's physics image is made with under `args`' --max-detail-gain: the pipeline's
+    MAX_DETAIL_GAIN where it is not given, None (the exact inversion) for EXACT_INVERSION."""
+    if args.max_detail_gain is None:
+        return MAX_DETAIL_GAIN
+    return None if args.max_detail_gain == EXACT_INVERSION else args.max_detail_gain
 
 
 def _engines_only(methods: Sequence[str]) -> bool:

@@ -71,6 +71,8 @@ GUIDED_EPS = 1e-3
 MAX_DETAIL_GAIN = 2.0
 """Most the physics path amplifies fine detail and noise (`scattering.invert_scattering_detail_limited`); None
 inverts exactly."""
+DETAIL_GAIN_RANGE = (1.0, 100.0)
+"""The max_detail_gain settings the node and the commands take, beside 0 for the exact inversion (None here)."""
 BASE_RADIUS = 4
 BASE_EPS = 0.032 ** 2
 """The base layer that the inversion recovers in full: the frame smoothed over 9x9 windows, texture with a local
