@@ -9,8 +9,8 @@ from typing import Any, Sequence
 from dgdehaze_core.commands.argument_types import with_reason
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import RUNTIMES
-from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.inference.pipeline import DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR, check_radiance_floor
 
 IMPLIED_DEVICE = {"tensorrt": "cuda", "auto": "auto"}
