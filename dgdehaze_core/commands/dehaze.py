@@ -35,7 +35,10 @@ run; kept as it is by each --resume, its time says when that run began (outputs 
 run's)."""
 KINDS = ("dehazed", "depth")
 """The outputs of each input, NAME_dehazed and NAME_depth."""
-COMPARED = ("output", "input_bits", "half", "radiance_floor", "max_detail_gain")
+SCATTERING_SETTINGS = ("radiance_floor", "max_detail_gain")
+"""What of a run record sets how a network's transmission makes its image (None where no transmission does: dcp's
+image, a decoder's)."""
+COMPARED = ("output", "input_bits", "half", *SCATTERING_SETTINGS)
 """What of a run record, beside its weights, changes the images written: a resumed run must keep them."""
 
 
@@ -190,6 +193,9 @@ def check_resumable(out: Path, record: dict[str, Any]) -> None:
         raise ValueError(f"--resume: {path} is not a run record; give another --out, or remove it")
     previous["max_detail_gain"] = _recorded_max_detail_gain(previous)
     differing = [key for key in COMPARED if previous.get(key) != record[key]]
+    if _scattering_free(previous.get("method"), previous.get("output")) != \
+            _scattering_free(record["method"], record["output"]):  # the method or output that differs says it all
+        differing = [key for key in differing if key not in SCATTERING_SETTINGS]
     if _weights_of(previous) != _weights_of(record):
         differing.insert(0, "weights")
     if previous.get("input", record["input"]) != record["input"]:
