@@ -174,6 +174,48 @@ def test_the_report_names_the_trained_weights_it_ran(tmp_path: Path) -> None:
     assert f"<th>weights</th><td style='text-align:left'>{html.escape(named)}" in (out / "report.html").read_text()
 
 
+def test_the_node_s_image_settings_reach_the_offline_network_and_the_report_names_them(tmp_path: Path) -> None:
+    """bag-eval offline ran the network with the node's defaults only: a user whose node runs the exact inversion
+    or a working size of its own had no offline figures of it. --max-detail-gain and --working-size (the node's
+    max_detail_gain and working_width/height) change the dehazed frames, and the report says what ran."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(2), "bgr8")
+    dehazed = {}
+    for name, options in (("default", []), ("exact", ["--max-detail-gain", "0", "--working-size", "96x64"])):
+        out = tmp_path / name
+        assert main(["bag-eval", str(tmp_path / "in"), "--method", "lite", "--no-detection", "--output-images",
+                     "raw", "--out", str(out), "--no-progress", *options]) == 0
+        dehazed[name] = [message.data for _, message in read_all(out / "bag")["/dgdehaze/image_dehazed"]]
+        notes = json.loads((out / "summary.json").read_text())["notes"]
+        said = [note for note in notes if note.startswith("the network ran with")]
+        assert said == ([] if name == "default" else
+                        ["the network ran with the exact inversion (max_detail_gain 0), working size 96x64"]), notes
+    assert len(dehazed["exact"]) == 2 and all(not np.array_equal(a, b) for a, b in zip(*dehazed.values()))
+
+
+def test_the_node_s_image_settings_become_a_started_node_s_parameters_and_are_refused_where_they_cannot_apply(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """With --node they are the started node's parameters (as --camera-height is); an attached node's are set with
+    ros2 param, dcp has no network, and the node has no setting without the boundary constraint."""
+    from dgdehaze_core.cli import build_parser
+    from dgdehaze_core.commands.bag_eval import image_settings
+
+    args = build_parser().parse_args(["bag-eval", "in", "--out", "out", "--node", "--max-detail-gain", "0",
+                                      "--working-size", "320x240", "--radiance-floor", "0.05", "--backend",
+                                      "onnxruntime"])
+    assert image_settings(args) == {}
+    assert args.node_param == ["backend:=onnxruntime", "radiance_floor:=0.05", "max_detail_gain:=0.0",
+                               "working_width:=320", "working_height:=240"]
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(1), "bgr8")
+    for options, message in ((["--method", "dcp", "--max-detail-gain", "0"],
+                              "--max-detail-gain set how a network makes its image, and dcp has none"),
+                             (["--node", "--attach", "--working-size", "320x240"],
+                              "--working-size set a started node's parameters; set an attached node's with ros2 param"),
+                             (["--node", "--radiance-floor", "none"], "--radiance-floor none is for offline runs")):
+        assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *options]) == 2, options
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_one_bag_reads_its_method_s_weights_once(tmp_path: Path, opened: list[str]) -> None:
     """bag-eval --method read and checked the weights before the detector loaded, then the offline pipeline read
     them again: the pipeline is built from the check's read, for a .pt given and for a configuration's shipped

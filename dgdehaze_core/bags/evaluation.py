@@ -106,16 +106,22 @@ Read = tuple[Any, str]
 again."""
 
 
-def _load_as_the_node_does(method: str, read: Read | None) -> DehazePipeline:
-    """A network on `backend: auto`, the node's default, so offline figures are the node's."""
-    return load_pipeline(method) if method == FALLBACK_METHOD else load_pipeline(method, read=read, backend="auto")
+def _load_as_the_node_does(method: str, read: Read | None,
+                           options: Mapping[str, Any] | None = None) -> DehazePipeline:
+    """A network on `backend: auto`, the node's default, and the node's other defaults but for `options`
+    (`load_pipeline`'s), so offline figures are the node's; DCP takes no options."""
+    if method == FALLBACK_METHOD:
+        return load_pipeline(method)
+    return load_pipeline(method, read=read, **{"backend": "auto", **(options or {})})
 
 
-def open_pipeline(method: str | None, default: str | None = None, read: Read | None = None) -> DehazePipeline:
-    """The pipeline for `method`; without one, `default` (None: the node's, `node_default_method`), and when its
-    weights are missing or do not load, DCP, saying so (an explicit method that fails is an error). `read`: the
-    explicit method's checkpoint as read already (`pipeline.read_method`): not read again."""
-    return _or_fallback(method, default, _load_as_the_node_does, read)
+def open_pipeline(method: str | None, default: str | None = None, read: Read | None = None,
+                  options: Mapping[str, Any] | None = None) -> DehazePipeline:
+    """The pipeline for `method` with `options` (`load_pipeline`'s: the node's settings that differ from its
+    defaults); without one, `default` (None: the node's, `node_default_method`), and when its weights are missing
+    or do not load, DCP, saying so (an explicit method that fails is an error). `read`: the explicit method's
+    checkpoint as read already (`pipeline.read_method`): not read again."""
+    return _or_fallback(method, default, lambda name, checked: _load_as_the_node_does(name, checked, options), read)
 
 
 def node_method(method: str | None, default: str | None = None, read: Read | None = None) -> str:
@@ -328,7 +334,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  output_prefix: str = DEFAULT_OUTPUT_PREFIX, mounting: Mounting | None = None,
                  input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
                  duration: float | None = None, progress: bool = True,
-                 read: Read | None = None, image_rectified: str = "auto") -> BagEvaluation:
+                 read: Read | None = None, image_rectified: str = "auto",
+                 pipeline_options: Mapping[str, Any] | None = None) -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
@@ -342,7 +349,9 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     evaluated and copied, in seconds of its recording (`BagSource.select_window`; default: all of it).
     image_rectified: whether the frames are rectified, as the node's image_rectified (`lens.RECTIFIED_SETTINGS`;
     auto: told from the topic's name): the lens distortion of raw frames is undone for the fog and the detections'
-    positions.
+    positions. pipeline_options: how the network makes its image where it is not the node's default
+    (`load_pipeline`'s working_size, backend, device, half, radiance_floor, max_detail_gain); the report's notes
+    name them.
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
     output exists; an error part-way leaves no output folder behind.
@@ -362,7 +371,9 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         total = source.verify(image_topic, camera_info_topic)
         images = output_images(image_transport, source.topics()[image_topic][0])
         count = min(total, max_frames) if max_frames else total
-        pipeline = open_pipeline(method, default_method, read)
+        pipeline = open_pipeline(method, default_method, read, pipeline_options)
+        if pipeline_options and pipeline.method != FALLBACK_METHOD:
+            window = [*window, settings_note(pipeline_options)]
         evaluation = BagEvaluation(
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,
@@ -382,6 +393,18 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             write_report(evaluation, tmp)
     LOG.info("evaluated %d frames of %s; report in %s", len(evaluation.records), input_bag, out_dir)
     return evaluation
+
+
+def settings_note(options: Mapping[str, Any]) -> str:
+    """The report's note on the network's settings that are not the node's defaults (`load_pipeline`'s options)."""
+    said = {"working_size": lambda size: f"working size {size[0]}x{size[1]}",
+            "max_detail_gain": lambda gain: "the exact inversion (max_detail_gain 0)" if gain is None
+            else f"max_detail_gain {gain:g}",
+            "radiance_floor": lambda floor: "no boundary constraint (radiance_floor none)" if floor is None
+            else f"radiance_floor {floor:g}",
+            "half": lambda half: "fp16" if half else "fp32"}
+    return "the network ran with " + ", ".join(said.get(name, lambda value: f"{name} {value}")(value)
+                                               for name, value in sorted(options.items()))
 
 
 def time_window_notes(source: BagSource, start: float, duration: float | None) -> list[str]:

@@ -90,6 +90,8 @@ class BagJob:
     """Whether the frames are rectified (`evaluation.evaluate_bag`; with node replay, node_params carry it)."""
     node: dict[str, Any] | None = None
     """Node replay's own settings (`replay_bag`'s node_name, attach, timeout, node_params, rate); None: offline."""
+    pipeline_options: dict[str, Any] = field(default_factory=dict)
+    """Offline: how the network makes its image where not as the node's defaults (`evaluate_bag`'s)."""
 
 
 @dataclass
@@ -149,7 +151,8 @@ def evaluate_job(job: BagJob) -> BagOutcome:
         else:
             evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, default_method=job.default_method,
                                       output_prefix=job.output_prefix, mounting=mounting,
-                                      image_rectified=job.image_rectified, **common)
+                                      image_rectified=job.image_rectified, pipeline_options=job.pipeline_options,
+                                      **common)
     except Exception as exc:  # one bag's failure, whatever it is, is that bag's outcome
         trace = "" if isinstance(exc, TASK_ERRORS) else traceback.format_exc()
         return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc),

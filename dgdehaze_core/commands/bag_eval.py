@@ -25,9 +25,11 @@ from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fl
 from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_image_topic
 from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
 from dgdehaze_core.bags.records import BagEvaluation
-from dgdehaze_core.commands.argument_types import path_argument
+from dgdehaze_core.benchmarks.timing import parse_size
+from dgdehaze_core.commands.argument_types import path_argument, with_reason
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
+from dgdehaze_core.commands.network_options import NO_FLOOR, add_network_options, network_runtime
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.inference.pipeline import read_method
@@ -59,6 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default=None,
                         help="dcp, lite or a weights path (default: the node's configured method, "
                              "falling back to dcp when its weights are missing)")
+    parser.add_argument("--working-size", type=with_reason(parse_size), default=None, metavar="WxH",
+                        help="size the network runs at, as the node's working_width and working_height (default: "
+                             "each frame's size)")
+    add_network_options(parser)
     add_detector_options(parser)
     parser.add_argument("--no-detection", action="store_true", help="skip object detection")
     parser.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold (default 0.25)")
@@ -149,10 +155,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--image-rectified sets a started node's image_rectified; set an attached node's with "
                              "ros2 param")
         args.node_param.append(f"image_rectified:={args.image_rectified}")
+    pipeline_options = image_settings(args)
     if args.node and not args.attach:
         args.node_param += [*node_detector_params(args), f"input_bits:={args.input_bits}"]
     if len(args.input) > 1:
-        return run_fleet_of(args)
+        return run_fleet_of(args, pipeline_options)
     if args.ray or args.workers is not None:
         raise ValueError("--ray and --workers are for several bags")
     bag = args.input[0]
@@ -178,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
         evaluation = replay_bag(bag, image_topic, args.out, **node_settings(args), **options)
     else:
         evaluation = evaluate_bag(bag, image_topic, args.out, output_prefix=args.output_prefix, mounting=mounting,
-                                  image_rectified=args.image_rectified, **options)
+                                  image_rectified=args.image_rectified, pipeline_options=pipeline_options,
+                                  **options)
     title = (f"dgdehaze bag-eval: {bag.name} ({evaluation.mode}, {evaluation.method}, "
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
@@ -217,6 +225,39 @@ def mounting_of(args: argparse.Namespace) -> Mounting | None:
     return Mounting(args.camera_height, args.camera_pitch) if args.camera_height > 0 else None
 
 
+def image_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that set how the network makes its image (--working-size, --backend, --device, --half,
+    --radiance-floor, --max-detail-gain), as `load_pipeline` takes them offline (only those given); with --node they
+    are added to --node-param as the node's parameters, and {} is returned. ValueError for one the run cannot take:
+    any of them for dcp (which has no network) or an attached node (whose parameters ros2 param sets), a radiance
+    floor of `none` for a node (whose transmission is always raised to the constraint), and what `network_runtime`
+    refuses offline (a device this machine lacks, fp16 off a GPU)."""
+    given = [option for option, value in (("--working-size", args.working_size), ("--backend", args.backend),
+                                          ("--device", args.device), ("--half", args.half or None),
+                                          ("--radiance-floor", args.radiance_floor),
+                                          ("--max-detail-gain", args.max_detail_gain)) if value is not None]
+    if not given:
+        return {}
+    if args.method == "dcp":
+        raise ValueError(f"{', '.join(given)} set how a network makes its image, and dcp has none")
+    if args.attach:
+        raise ValueError(f"{', '.join(given)} set a started node's parameters; set an attached node's with ros2 param")
+    if not args.node:
+        options = network_runtime(args, [args.method] if args.method else [])
+        if args.working_size is not None:
+            options["working_size"] = args.working_size
+        return options
+    if args.radiance_floor == NO_FLOOR:
+        raise ValueError(f"--radiance-floor {NO_FLOOR} is for offline runs: the node always raises its network's "
+                         "transmission to the boundary constraint (radiance_floor 0..0.5)")
+    params = {"backend": args.backend, "device": args.device, "half": "true" if args.half else None,
+              "radiance_floor": args.radiance_floor, "max_detail_gain": args.max_detail_gain}
+    if args.working_size is not None:
+        params["working_width"], params["working_height"] = args.working_size
+    args.node_param += [f"{name}:={value}" for name, value in params.items() if value is not None]
+    return {}
+
+
 def node_detector_params(args: argparse.Namespace) -> list[str]:
     """The node parameters that give a started node the detector of the `hazy` row (weights, size, precision,
     threshold), so that both rows detect alike; any of them given with --node-param is left to that."""
@@ -236,9 +277,10 @@ def node_settings(args: argparse.Namespace) -> dict[str, Any] | None:
             "node_params": list(args.node_param), "rate": args.rate, "mounted": mounting_of(args) is not None}
 
 
-def run_fleet_of(args: argparse.Namespace) -> int:
-    """Several bags: the fleet (bags.fleet). Exit status 1 when any bag failed, skipped frames it could not decode
-    or lost its node part way, 0 when every frame of every bag was evaluated."""
+def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any]) -> int:
+    """Several bags: the fleet (bags.fleet), each offline bag's network with `pipeline_options` (`image_settings`).
+    Exit status 1 when any bag failed, skipped frames it could not decode or lost its node part way, 0 when every
+    frame of every bag was evaluated."""
     if args.workers is not None and args.workers < 1:
         raise ValueError("--workers must be at least 1")
     if args.node:
@@ -267,7 +309,7 @@ def run_fleet_of(args: argparse.Namespace) -> int:
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
                    camera_pitch=args.camera_pitch, input_bits=args.input_bits, image_transport=args.output_images,
                    start=args.start, duration=args.duration, image_rectified=args.image_rectified,
-                   node=node_settings(args))
+                   node=node_settings(args), pipeline_options=pipeline_options)
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "
