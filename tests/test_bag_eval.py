@@ -190,6 +190,13 @@ def test_the_node_s_image_settings_reach_the_offline_network_and_the_report_name
         assert said == ([] if name == "default" else
                         ["the network ran with the exact inversion (max_detail_gain 0), working size 96x64"]), notes
     assert len(dehazed["exact"]) == 2 and all(not np.array_equal(a, b) for a, b in zip(*dehazed.values()))
+    write_camera_bag(tmp_path / "in2", "mcap", demo_frames(1), "bgr8")  # a fleet's bags run with them too
+    assert main(["bag-eval", str(tmp_path / "in"), str(tmp_path / "in2"), "--method", "lite", "--no-detection",
+                 "--output-images", "none", "--out", str(tmp_path / "fleet"), "--workers", "1", "--no-progress",
+                 "--max-detail-gain", "0", "--working-size", "96x64"]) == 0
+    for name in ("in", "in2"):
+        notes = json.loads((tmp_path / "fleet" / name / "summary.json").read_text())["notes"]
+        assert "the network ran with the exact inversion (max_detail_gain 0), working size 96x64" in notes, notes
 
 
 def test_the_node_s_image_settings_become_a_started_node_s_parameters_and_are_refused_where_they_cannot_apply(
