@@ -61,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="go on with a folder's run that was stopped: skip each image whose two outputs are in "
                              "--out already, written after it by that run; refused when the run that wrote them had "
-                             "another input, other weights, --output, --input-bits, --half or --radiance-floor (--out/"
-                             f"{RUN_RECORD} says what it had)")
+                             "another input, other weights, --output, --input-bits, --half, --radiance-floor or "
+                             f"--max-detail-gain (--out/{RUN_RECORD} says what it had)")
     add_input_bits_option(parser)
     add_network_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
