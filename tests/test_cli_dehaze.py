@@ -1,6 +1,7 @@
 """`dgdehaze dehaze` on a real image, a folder with a broken file, a video, and bad input."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -14,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dgdehaze_core.cli import main
+from dgdehaze_core.cli import build_parser, main
+from dgdehaze_core.commands.dehaze import COMPARED
 from dgdehaze_core.io.images import read_image
 
 
@@ -850,3 +852,13 @@ def test_an_out_that_is_a_link_to_no_folder_is_named_as_such(tmp_path: Path, cap
         assert capsys.readouterr().err.strip().endswith(
             f"error: --out {out} is a link to {target}, which leads to no folder (missing, or a loop of links)")
     assert not (tmp_path / "drive").exists()
+
+
+
+def test_resume_help_names_every_setting_a_resume_must_keep() -> None:
+    """`dehaze --help` says which options a resumed run must repeat: each setting of the run record (COMPARED) by its
+    option, so that a user does not learn of one (--max-detail-gain) only from a refused resume."""
+    commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    resume = next(action.help for action in commands.choices["dehaze"]._actions if action.dest == "resume")
+    for key in COMPARED:
+        assert f"--{key.replace('_', '-')}" in resume, (key, resume)

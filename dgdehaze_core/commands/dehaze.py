@@ -30,9 +30,9 @@ NAME_MAX = 255
 """The longest file name (bytes) of common file systems."""
 RUN_RECORD = "dehaze_run.json"
 """Written into a folder run's --out before its first output: what writes them (the method, the record of its
-weights, the output mode, the input bits, fp16, the radiance floor), so that --resume goes on only with the same
-run; kept as it is by each --resume, its time says when that run began (outputs older than it are an earlier
-run's)."""
+weights, the output mode, the input bits, fp16, the radiance floor, the detail gain), so that --resume goes on only
+with the same run; kept as it is by each --resume, its time says when that run began (outputs older than it are an
+earlier run's)."""
 KINDS = ("dehazed", "depth")
 """The outputs of each input, NAME_dehazed and NAME_depth."""
 SCATTERING_SETTINGS = ("radiance_floor", "max_detail_gain")
@@ -175,10 +175,10 @@ def _recorded_max_detail_gain(record: dict[str, Any]) -> float | None:
 
 def check_resumable(out: Path, record: dict[str, Any]) -> None:
     """ValueError, before any work, when the outputs in `out` were written by a run other than `record`'s (other
-    weights, by their sha256, or another dcp/network method; another output mode, input bits or precision; another
-    input, whose frames a camera names as it names this one's): a resumed folder would hold images of two runs. A
-    folder without a record (written before records were) is resumed with a warning, and one whose record does not
-    name its input (written before records did) is taken for this input's."""
+    weights, by their sha256, or another dcp/network method; another output mode, input bits, precision, radiance
+    floor or detail gain; another input, whose frames a camera names as it names this one's): a resumed folder would
+    hold images of two runs. A folder without a record (written before records were) is resumed with a warning, and
+    one whose record does not name its input (written before records did) is taken for this input's."""
     path = out / RUN_RECORD
     try:
         previous = json.loads(path.read_text())
