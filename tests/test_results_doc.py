@@ -765,3 +765,48 @@ def test_the_model_card_s_figures_are_the_results_json_s():
                         ("depth AbsRel, Middlebury 2003 under dense synthesized haze", "middlebury2003")):
         depth = rows(name, "depth")
         assert cells(label) == ["–", *(f"{depth[f'{m}@t0.25']['absrel']:.3f}" for m in methods[1:])], label
+
+
+def _signed(value: float) -> str:
+    """A difference as the model card prints it: three decimals, signed, 0.000 unsigned."""
+    text = f"{value:+.3f}"
+    return text.lstrip("+-") if float(text) == 0 else text
+
+
+@pytest.mark.parametrize("title, rooms, dawn", [
+    ("Round sixteen", "round-sixteen-rooms", {"100": "round-sixteen-dawn", "20": "round-sixteen-dawn-validation"}),
+    ("Round seventeen", "round-seventeen-rooms", {"": "round-seventeen-dawn"})])
+def test_the_model_card_s_recipe_rounds_print_their_json(title: str, rooms: str, dawn: dict[str, str]) -> None:
+    """Rounds sixteen and seventeen of training/MODEL_CARD_lite.md were written by hand from their JSON and printed
+    five figures it does not hold (hazy F1 0.466 for 0.4655, an interval end -0.039 for -0.03846). Each table row's
+    rooms, mAP50 / F1 and bootstrap cells must be the JSON's, rounded as printed."""
+    card = (REPO_DIR / "training" / "MODEL_CARD_lite.md").read_text()
+    section = card.split(f"\n### {title}", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    folder = RESULTS_DIR / "recipe-variants"
+    quality = json.loads((folder / f"{rooms}.json").read_text())
+    detection = {photos: json.loads((folder / f"{name}.json").read_text()) for photos, name in dawn.items()}
+    names = {"hazy input": "hazy", "DCP": "dcp", "V (shipped)": "V", "V's ablation (shipped)": "V-no-depth",
+             "C's ablation": "C-no-depth"}
+    rows = [[cell.replace("**", "").strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| ") and not line.startswith("| run |")]
+    assert len(rows) >= 6, title
+    for row in rows:
+        label, room_cell, *rest = row
+        name = names.get(label, label.split(":")[0])
+        photos, figures, compared = rest if len(rest) == 3 else ("", *rest)
+        if room_cell:
+            assert room_cell == f"{quality[name]['psnr']:.2f} / {quality[name]['ssim']:.3f}", row
+        found = detection[photos]
+        assert figures == f"{found[name]['map50']:.3f} / {found[name]['f1']:.3f}", row
+        if not compared:
+            continue
+        baseline = "V-no-depth" if compared.startswith("against V's ablation") else "V"
+        diff = found[f"{name} vs {baseline}"]
+        shown = compared.split(": ", 1)[-1]
+        assert shown.startswith(f"{_signed(diff['map50_diff'])} [{_signed(diff['map50_diff_lo'])}, "
+                                f"{_signed(diff['map50_diff_hi'])}]"), row
+        assert f", {_signed(diff['f1_diff'])}" in shown, row
+        if "%" in shown:
+            for text, share in zip(shown.rsplit("; ", 1)[1].split(", "),
+                                   (diff["map50_p_better"], diff["f1_p_better"])):
+                assert (text == "<1 %" and share < 0.01) or abs(float(text.rstrip(" %")) - 100 * share) <= 0.5, row
