@@ -472,6 +472,10 @@ def test_the_detail_gain_reaches_the_image_and_a_run_from_before_records_held_it
     assert "but its max_detail_gain differs" in capsys.readouterr().err
     assert main(["dehaze", str(source), "--out", str(out / "2"), "--resume"]) == 0
     assert (out / "2" / "fog_depth.png").is_file()
+    assert main(["dehaze", str(source), "--out", str(tmp_path / "decoder"), "--output", "decoder",
+                 "--max-detail-gain", "0"]) == 2, "the decoder's image has no detail gain to set"
+    assert "and --output decoder writes the decoder's image, which neither changes" in capsys.readouterr().err
+    assert not (tmp_path / "decoder").exists()
 
 
 def test_resume_of_another_recording_into_its_out_is_refused_not_taken_for_done(

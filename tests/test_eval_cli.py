@@ -96,6 +96,7 @@ def test_method_names_and_sources():
     (["--method", "dcp", "--working-size", "320x240"], "choose how a network runs, and none of the methods dcp"),
     (["--method", "hazy,dcp", "--radiance-floor", "none"], "and none of the methods hazy, dcp is a network"),
     (["--method", "hazy,dcp", "--max-detail-gain", "0"], "and none of the methods hazy, dcp is a network"),
+    (["--method", "lite", "--output", "decoder", "--radiance-floor", "0.1"], "--output decoder writes the decoder's"),
     *([(["--method", "lite", "--device", "cuda"], "CUDA is not available"),
        (["--method", "lite", "--backend", "tensorrt"], "CUDA is not available")] if not torch.cuda.is_available()
       else []),

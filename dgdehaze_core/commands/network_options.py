@@ -74,7 +74,12 @@ def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> di
     """The options above as `load_pipeline` takes them (only those given; --radiance-floor none as None) for the
     dehazing `methods` (names or weights files); ValueError (DeviceUnavailable) for a device this machine lacks, and
     for fp16 off a GPU, where the networks run fp32 only. Networks that are all TensorRT engines imply CUDA, as
-    --backend tensorrt does."""
+    --backend tensorrt does. ValueError too for --radiance-floor or --max-detail-gain with `args.output` decoder,
+    whose image neither changes."""
+    if getattr(args, "output", None) == "decoder" and (args.radiance_floor is not None
+                                                        or args.max_detail_gain is not None):
+        raise ValueError("--radiance-floor and --max-detail-gain set how the physics image is made, and --output "
+                         "decoder writes the decoder's image, which neither changes")
     name = args.device or IMPLIED_DEVICE.get(args.backend or ("tensorrt" if _engines_only(methods) else ""))
     device = None if name is None else resolve_device(name)
     if args.half and (device is None or device.type != "cuda"):
