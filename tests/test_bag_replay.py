@@ -72,6 +72,8 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     assert len(json.loads((out / "summary.json").read_text())["per_frame"]["visibility_m"]) == 3
     summary = (out / "summary.json").read_text()
     assert '"mode": "node"' in summary and json.loads(summary)["weights"] == "none", "dcp runs no weights"
+    started = [note for note in json.loads(summary)["notes"] if note.startswith("the node started with ")]
+    assert len(started) == 1 and "camera_height:=1.5" in started[0] and "input_bits:=16" in started[0], started
     assert (out / "report.html").is_file() and (out / "node.log").is_file()
     # the node's depth (4 bytes a pixel) crosses whole, not as UDP fragments whose repair adds seconds to latencies;
     # on a machine whose /dev/shm has no room for the profile, both stay on Fast DDS defaults and the report says so

@@ -368,7 +368,9 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     mode="node", method=method_label, backend="dgdehaze_node",
                     detector=str(detector.weights.name) if detector is not None else None,
                     **frame_counts(source, image_topic, total),
-                    output_bag="bag", output_images=images, input_bits=source.input_bits, notes=window)
+                    output_bag="bag", output_images=images, input_bits=source.input_bits,
+                    notes=[*window, *([f"the node started with {', '.join(node_params)}"]
+                                      if node_params and not attach else [])])
                 with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                     if rate is None:
                         _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
