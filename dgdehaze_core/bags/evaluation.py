@@ -402,7 +402,7 @@ def settings_note(options: Mapping[str, Any]) -> str:
             else f"max_detail_gain {gain:g}",
             "radiance_floor": lambda floor: "no boundary constraint (radiance_floor none)" if floor is None
             else f"radiance_floor {floor:g}",
-            "half": lambda half: "fp16" if half else "fp32"}
+            "half": lambda _: "fp16"}  # given only as True (`network_options.network_runtime`)
     return "the network ran with " + ", ".join(said.get(name, lambda value: f"{name} {value}")(value)
                                                for name, value in sorted(options.items()))
 

@@ -29,7 +29,8 @@ from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.argument_types import path_argument, with_reason
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
-from dgdehaze_core.commands.network_options import NO_FLOOR, add_network_options, network_runtime
+from dgdehaze_core.commands.network_options import (NO_FLOOR, add_network_options, given_network_options,
+                                                    network_runtime)
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.inference.pipeline import read_method
@@ -232,10 +233,7 @@ def image_settings(args: argparse.Namespace) -> dict[str, Any]:
     any of them for dcp (which has no network) or an attached node (whose parameters ros2 param sets), a radiance
     floor of `none` for a node (whose transmission is always raised to the constraint), and what `network_runtime`
     refuses offline (a device this machine lacks, fp16 off a GPU)."""
-    given = [option for option, value in (("--working-size", args.working_size), ("--backend", args.backend),
-                                          ("--device", args.device), ("--half", args.half or None),
-                                          ("--radiance-floor", args.radiance_floor),
-                                          ("--max-detail-gain", args.max_detail_gain)) if value is not None]
+    given = given_network_options(args)
     if not given:
         return {}
     if args.method == "dcp":

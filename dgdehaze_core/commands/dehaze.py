@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
-from dgdehaze_core.commands.network_options import (add_network_options, network_runtime, requested_max_detail_gain,
-                                                    requested_radiance_floor)
+from dgdehaze_core.commands.network_options import (add_network_options, given_network_options, network_runtime,
+                                                    requested_max_detail_gain, requested_radiance_floor)
 from dgdehaze_core.inference.pipeline import MAX_DETAIL_GAIN, OUTPUT_MODES, load_pipeline, method_weights, read_method
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
@@ -37,7 +37,8 @@ KINDS = ("dehazed", "depth")
 """The outputs of each input, NAME_dehazed and NAME_depth."""
 SCATTERING_SETTINGS = ("radiance_floor", "max_detail_gain")
 """What of a run record sets how a network's transmission makes its image (None where no transmission does: dcp's
-image, a decoder's)."""
+image, a decoder's). A record written before records held the floor reads as None (such a run had none), one
+written before they held the gain as the default it ran with (`_recorded_max_detail_gain`)."""
 COMPARED = ("output", "input_bits", "half", *SCATTERING_SETTINGS)
 """What of a run record, beside its weights, changes the images written: a resumed run must keep them."""
 
@@ -146,17 +147,12 @@ def _images(paths: list[Path], read: ImageReader, progress: bool) -> Iterator[tu
 def run_record(args: argparse.Namespace, weights: dict[str, Any] | None) -> dict[str, Any]:
     """What the run of `args` with the loaded `weights` (the pipeline's record; None for dcp) dehazes (`input`: the
     input's absolute path) and writes its images with (RUN_RECORD)."""
+    physics = not _scattering_free(args.method, args.output)  # dcp's and a decoder's image depend on neither
     return {"method": args.method, "weights": weights, "output": args.output or "auto",
-            "input_bits": args.input_bits, "half": bool(args.half), "radiance_floor": _radiance_floor(args),
-            "max_detail_gain": None if _scattering_free(args.method, args.output) else requested_max_detail_gain(args),
+            "input_bits": args.input_bits, "half": bool(args.half),
+            "radiance_floor": requested_radiance_floor(args) if physics else None,
+            "max_detail_gain": requested_max_detail_gain(args) if physics else None,
             "input": str(Path(args.input).resolve())}
-
-
-def _radiance_floor(args: argparse.Namespace) -> float | None:
-    """The floor under the transmission of the image the run of `args` writes: None for dcp and a decoder's image
-    (which do not depend on it) and for --radiance-floor none; a record written before records held it reads as
-    None, as such a run had no floor."""
-    return None if _scattering_free(args.method, args.output) else requested_radiance_floor(args)
 
 
 def _scattering_free(method: object, output: object) -> bool:
@@ -351,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
             outputs = _outputs(source, paths, args.out, video)
     _check_outputs(paths or [source], [output for pair in outputs.values() for output in pair])
     options = network_runtime(args, [args.method])
-    if args.method == "dcp" and (options or args.output is not None):
+    if args.method == "dcp" and (given_network_options(args) or args.output is not None):
         raise ValueError("--backend, --device, --half, --output, --radiance-floor and --max-detail-gain choose how a "
                          "network runs; dcp has none")
     if args.output is not None:

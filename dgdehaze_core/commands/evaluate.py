@@ -81,7 +81,7 @@ from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.argument_types import path_argument, with_reason
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
-from dgdehaze_core.commands.network_options import add_network_options, network_runtime
+from dgdehaze_core.commands.network_options import add_network_options, given_network_options, network_runtime
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, hazy_images, is_paired_set, one_side_only
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns, warn_absent_split_names
@@ -527,9 +527,7 @@ def evaluate(args: argparse.Namespace) -> list[Method]:
         raise ValueError("--bootstrap compares detection figures, and the detection measure does not run here: "
                          "add it to --measure (on a paired set or labelled photos) or leave --bootstrap out")
     specs = _method_specs(args.method)
-    if not any(not spec.is_reference and spec.source != "dcp" for spec in specs) and \
-            (args.backend or args.device or args.half or args.working_size or args.radiance_floor is not None
-             or args.max_detail_gain is not None):
+    if not any(not spec.is_reference and spec.source != "dcp" for spec in specs) and given_network_options(args):
         raise ValueError(f"--backend, --device, --half, --working-size, --radiance-floor and --max-detail-gain choose "
                          f"how a network runs, and none of the methods {', '.join(spec.name for spec in specs)} is a "
                          "network")

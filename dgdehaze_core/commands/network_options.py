@@ -70,6 +70,15 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
                              "0: the exact inversion J = (I - A)/t + A")
 
 
+def given_network_options(args: argparse.Namespace) -> list[str]:
+    """The options above, and --working-size where the command has it, that `args` gives: each sets how a network
+    runs, so a command whose methods hold no network refuses them."""
+    values = (("--working-size", getattr(args, "working_size", None)), ("--backend", args.backend),
+              ("--device", args.device), ("--half", args.half or None), ("--radiance-floor", args.radiance_floor),
+              ("--max-detail-gain", args.max_detail_gain))
+    return [option for option, value in values if value is not None]
+
+
 def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> dict[str, Any]:
     """The options above as `load_pipeline` takes them (only those given; --radiance-floor none as None) for the
     dehazing `methods` (names or weights files); ValueError (DeviceUnavailable) for a device this machine lacks, and
