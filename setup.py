@@ -39,6 +39,7 @@ setup(
         "dgdehaze.ros_modes": [  # found by dgdehaze_core/commands/ros_modes.py: the core imports no ROS code
             "bag_replay = dgdehaze_ros.tools.bag_replay:replay_bag",
             "node_benchmark = dgdehaze_ros.tools.node_benchmark:run_node_benchmark",
+            "params_file = dgdehaze_ros.params_file:read_params_file",
         ],
     },
 )

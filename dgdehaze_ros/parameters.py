@@ -373,6 +373,12 @@ class NodeSettings:
         return {name: value for name, value in self.differing(requested, component).items()
                 if current[name] == requested[name]}
 
+    def changed(self) -> dict[str, Any]:
+        """{name: value} of the parameters not at their defaults (an unset one, `classes`, at its default when
+        empty)."""
+        return {spec.name: self[spec.name] for spec in SPECS
+                if self[spec.name] != spec.default and (spec.default is not None or self[spec.name])}
+
     def pipeline_args(self) -> tuple[str, dict[str, Any]]:
         """(method, options) for `dgdehaze_core.inference.pipeline.load_pipeline`."""
         if self["model"] == "dcp" and not self["weights"]:

@@ -335,7 +335,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
                  duration: float | None = None, progress: bool = True,
                  read: Read | None = None, image_rectified: str = "auto",
-                 pipeline_options: Mapping[str, Any] | None = None) -> BagEvaluation:
+                 pipeline_options: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
@@ -350,8 +350,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     image_rectified: whether the frames are rectified, as the node's image_rectified (`lens.RECTIFIED_SETTINGS`;
     auto: told from the topic's name): the lens distortion of raw frames is undone for the fog and the detections'
     positions. pipeline_options: how the network makes its image where it is not the node's default
-    (`load_pipeline`'s working_size, backend, device, half, radiance_floor, max_detail_gain); the report's notes
-    name them.
+    (`load_pipeline`'s working_size, backend, device, half, output, radiance_floor, max_detail_gain); the report's
+    notes name them, and `notes` beside them.
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
     output exists; an error part-way leaves no output folder behind.
@@ -374,6 +374,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         pipeline = open_pipeline(method, default_method, read, pipeline_options)
         if pipeline_options and pipeline.method != FALLBACK_METHOD:
             window = [*window, settings_note(pipeline_options)]
+        window = [*window, *notes]
         evaluation = BagEvaluation(
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
             mode="offline", method=pipeline.method, backend=pipeline.backend,
@@ -397,7 +398,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
 
 def settings_note(options: Mapping[str, Any]) -> str:
     """The report's note on the network's settings that are not the node's defaults (`load_pipeline`'s options)."""
-    said = {"working_size": lambda size: f"working size {size[0]}x{size[1]}",
+    said = {"working_size": _working_size_note,
             "max_detail_gain": lambda gain: "the exact inversion (max_detail_gain 0)" if gain is None
             else f"max_detail_gain {gain:g}",
             "radiance_floor": lambda floor: "no boundary constraint (radiance_floor none)" if floor is None
@@ -405,6 +406,14 @@ def settings_note(options: Mapping[str, Any]) -> str:
             "half": lambda _: "fp16"}  # given only as True (`network_options.network_runtime`)
     return "the network ran with " + ", ".join(said.get(name, lambda value: f"{name} {value}")(value)
                                                for name, value in sorted(options.items()))
+
+
+def _working_size_note(size: tuple[int, int]) -> str:
+    """A working size as the node's working_width and working_height give it (0: from the frame's aspect ratio)."""
+    width, height = size
+    if width and height:
+        return f"working size {width}x{height}"
+    return f"working {'width' if width else 'height'} {width or height} (the other side by the frame's aspect ratio)"
 
 
 def time_window_notes(source: BagSource, start: float, duration: float | None) -> list[str]:

@@ -31,6 +31,7 @@ from dgdehaze_core.commands.detector_options import add_detector_options, detect
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import (NO_FLOOR, add_network_options, given_network_options,
                                                     network_runtime)
+from dgdehaze_core.commands.params_file_option import add_params_file_option, take_params_file
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.inference.pipeline import read_method
@@ -115,6 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also write the figures table to this JSON file (-: to stdout, the table "
                              "going to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_params_file_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -136,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.attach or args.node_param or args.rate is not None) and not args.node:
         raise ValueError("--attach, --node-param and --rate need --node")
     check_rate(args.rate, "--rate")  # replay_bag's check, here before any work and once for a fleet
-    if args.attach and args.node_param:
-        raise ValueError("--node-param sets parameters of a node started here; set an attached node's with ros2 param")
+    if args.attach and (args.node_param or args.params_file):
+        raise ValueError("--node-param and --params-file set parameters of a node started here; set an attached "
+                         "node's with ros2 param")
+    file_notes = take_params_file(args)
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
     try:
@@ -160,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if args.node and not args.attach:
         args.node_param += [*node_detector_params(args), f"input_bits:={args.input_bits}"]
     if len(args.input) > 1:
-        return run_fleet_of(args, pipeline_options)
+        return run_fleet_of(args, pipeline_options, file_notes)
     if args.ray or args.workers is not None:
         raise ValueError("--ray and --workers are for several bags")
     bag = args.input[0]
@@ -176,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method:  # a missing or unreadable weights file, named before the detector loads; read once, here
         read = read_method(args.method)
         node_method(args.method, read=read)
-    detector = None if args.no_detection else _detector({**detector_settings(args), "conf": args.conf})
+    detector = None if args.no_detection else _detector(detector_options(args))
     options = dict(camera_info_topic=args.camera_info_topic, method=args.method, detector=detector,
                    max_frames=args.max_frames, storage=args.storage, input_bits=args.input_bits,
                    image_transport=args.output_images, start=args.start, duration=args.duration,
@@ -187,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         evaluation = evaluate_bag(bag, image_topic, args.out, output_prefix=args.output_prefix, mounting=mounting,
                                   image_rectified=args.image_rectified, pipeline_options=pipeline_options,
-                                  **options)
+                                  notes=file_notes, **options)
     title = (f"dgdehaze bag-eval: {bag.name} ({evaluation.mode}, {evaluation.method}, "
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
@@ -212,6 +216,11 @@ def _detector(settings: dict[str, Any]) -> Detector:
         raise RuntimeError(f"{exc} (or pass --no-detection)") from None
 
 
+def detector_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`Detector`'s keyword arguments from the options and --params-file's detector settings without one."""
+    return {**detector_settings(args), "conf": args.conf, **args.detector_extras}
+
+
 def mounting_of(args: argparse.Namespace) -> Mounting | None:
     """The camera mounting the options give (None without --camera-height); ValueError when out of range, or for
     a pitch without a height, which would go unused without a word."""
@@ -228,13 +237,13 @@ def mounting_of(args: argparse.Namespace) -> Mounting | None:
 
 def image_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The options that set how the network makes its image (--working-size, --backend, --device, --half,
-    --radiance-floor, --max-detail-gain), as `load_pipeline` takes them offline (only those given); with --node they
-    are added to --node-param as the node's parameters, and {} is returned. ValueError for one the run cannot take:
-    any of them for dcp (which has no network) or an attached node (whose parameters ros2 param sets), a radiance
-    floor of `none` for a node (whose transmission is always raised to the constraint), and what `network_runtime`
-    refuses offline (a device this machine lacks, fp16 off a GPU)."""
+    --radiance-floor, --max-detail-gain; --params-file's `output` too), as `load_pipeline` takes them offline (only
+    those given); with --node they are added to --node-param as the node's parameters, and {} is returned.
+    ValueError for one the run cannot take: any of them for dcp (which has no network) or an attached node (whose
+    parameters ros2 param sets), a radiance floor of `none` for a node (whose transmission is always raised to the
+    constraint), and what `network_runtime` refuses offline (a device this machine lacks, fp16 off a GPU)."""
     given = given_network_options(args)
-    if not given:
+    if not given and args.network_output is None:
         return {}
     if args.method == "dcp":
         raise ValueError(f"{', '.join(given)} set how a network makes its image, and dcp has none")
@@ -244,6 +253,8 @@ def image_settings(args: argparse.Namespace) -> dict[str, Any]:
         options = network_runtime(args, [args.method] if args.method else [])
         if args.working_size is not None:
             options["working_size"] = args.working_size
+        if args.network_output is not None:
+            options["output"] = args.network_output
         return options
     if args.radiance_floor == NO_FLOOR:
         raise ValueError(f"--radiance-floor {NO_FLOOR} is for offline runs: the node always raises its network's "
@@ -272,11 +283,13 @@ def node_settings(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.node:
         return None
     return {"node_name": args.node_name, "attach": args.attach, "timeout": args.timeout,
-            "node_params": list(args.node_param), "rate": args.rate, "mounted": mounting_of(args) is not None}
+            "node_params": list(args.node_param), "rate": args.rate, "mounted": mounting_of(args) is not None,
+            "params_file": str(args.params_file.expanduser().resolve()) if args.params_file else None}
 
 
-def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any]) -> int:
-    """Several bags: the fleet (bags.fleet), each offline bag's network with `pipeline_options` (`image_settings`).
+def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], notes: list[str]) -> int:
+    """Several bags: the fleet (bags.fleet), each offline bag's network with `pipeline_options` (`image_settings`)
+    and each report with `notes` (`take_params_file`'s).
     Exit status 1 when any bag failed, skipped frames it could not decode or lost its node part way, 0 when every
     frame of every bag was evaluated."""
     if args.workers is not None and args.workers < 1:
@@ -291,7 +304,7 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any]) -> 
     check_output_folder(args.out, args.input, marker="fleet.json", entries=None)  # as run_fleet, before the detector
     default = None if args.method else node_default_method()  # looked up once for every bag
     # every path absolute: a cluster's workers run in another folder than this command
-    detector = None if args.no_detection else {**detector_settings(args), "conf": args.conf}
+    detector = None if args.no_detection else detector_options(args)
     if detector is not None and detector["weights"]:
         detector["weights"] = str(Path(detector["weights"]).expanduser().resolve())
     method = str(Path(args.method).resolve()) if args.method and Path(args.method).suffix else args.method
@@ -307,7 +320,7 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any]) -> 
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
                    camera_pitch=args.camera_pitch, input_bits=args.input_bits, image_transport=args.output_images,
                    start=args.start, duration=args.duration, image_rectified=args.image_rectified,
-                   node=node_settings(args), pipeline_options=pipeline_options)
+                   node=node_settings(args), pipeline_options=pipeline_options, notes=tuple(notes))
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "

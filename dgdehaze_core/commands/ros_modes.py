@@ -1,6 +1,7 @@
-"""The one place the core reaches ROS: the `--node` modes of `bag-eval` and the `node` target of `bench`.
+"""The one place the core reaches ROS: the `--node` modes and `--params-file` of `bag-eval`, and the `node` target
+of `bench`.
 
-Both run code that needs rclpy (`dgdehaze_ros.tools`). dgdehaze_core imports nothing from dgdehaze_ros: the ROS
+Each runs code that needs rclpy (`dgdehaze_ros`). dgdehaze_core imports nothing from dgdehaze_ros: the ROS
 package registers these modes as entry points of the group `dgdehaze.ros_modes` (setup.py), and the commands look
 them up here by name. Without ROS (or without the package installed) a mode is missing and the command says why.
 """
@@ -14,6 +15,9 @@ BAG_REPLAY = "bag_replay"
 """`dgdehaze bag-eval --node`: the bag's frames through a running dgdehaze node (`replay_bag`)."""
 NODE_BENCHMARK = "node_benchmark"
 """`dgdehaze bench node`: the node's frame rate and latency over DDS (`run_node_benchmark`)."""
+PARAMS_FILE = "params_file"
+"""`dgdehaze bag-eval --params-file`: a node parameters file read and checked as the node reads it
+(`read_params_file`)."""
 NODE_MODELS = ("dcp", "lite", "base")
 """The node's `model` parameter's values."""
 RELIABILITIES = ("reliable", "best_effort", "system_default")

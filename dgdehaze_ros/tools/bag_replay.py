@@ -95,8 +95,11 @@ class NodeGone(NodeReplayError):
 
 
 def _node_command(node_name: str, image_topic: str, compressed: bool, camera_info_topic: str | None,
-                  method: str, detection: bool, node_params: Sequence[str] = ()) -> list[str]:
-    args = ["--ros-args", "-r", f"__node:={node_name}",
+                  method: str, detection: bool, node_params: Sequence[str] = (),
+                  params_file: str | None = None) -> list[str]:
+    """The started node's command line: `params_file` first, so that the replay's own parameters and `node_params`
+    win over it, as -p does over --params-file."""
+    args = ["--ros-args", *(["--params-file", params_file] if params_file else []), "-r", f"__node:={node_name}",
             "-p", f"input_transport:={'compressed' if compressed else 'raw'}",
             "-p", "image_reliability:=reliable", "-p", "image_qos_depth:=1",
             "-p", f"detection_enabled:={'true' if detection else 'false'}"]
@@ -304,7 +307,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                attach: bool = False, timeout: float = 10.0, node_params: Sequence[str] = (),
                input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
                duration: float | None = None, rate: float | None = None, mounted: bool = False,
-               progress: bool = True, read: Read | None = None) -> BagEvaluation:
+               progress: bool = True, read: Read | None = None, params_file: str | None = None) -> BagEvaluation:
     """Send the bag's frames through the node and write OUT (bag, report, summary) atomically; the node's images go
     into the output bag as it sends them, or compressed (`image_transport`, as `evaluation.evaluate_bag`'s). start,
     duration: the part of the bag sent and copied, as `evaluation.evaluate_bag`'s. rate: None sends in lockstep
@@ -313,7 +316,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     one, the bag's only CameraInfo topic with messages (`BagSource.camera_info_for_frames`), required where the
     node has a camera mounting (`mounted`: its camera_height in `node_params`), as offline. read: `method`'s
     checkpoint as the caller read it already (`pipeline.read_method`): checked from it, the file not read again here
-    (the started node reads it itself).
+    (the started node reads it itself). params_file: a parameters file the started node takes, under the replay's
+    own parameters and `node_params`.
 
     `detector` runs here on the hazy input frames for the report's baseline; the node runs its own detector on
     the dehazed frames. Raises BagError for a bad bag before anything starts, OSError before the node starts where
@@ -349,7 +353,7 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
             if not attach:  # the node gives itself the large-image profile (fastdds_profile.node_environment)
                 env = {**os.environ, **LOCAL_DISCOVERY, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
                 command = _node_command(node_name, image_topic, compressed, camera_info_topic, method_label,
-                                        detector is not None, node_params)
+                                        detector is not None, node_params, params_file)
                 LOG.info("starting dgdehaze_node (%s) on DDS domain %d", method_label, domain)
                 with open(log_path, "w") as log:
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -369,8 +373,8 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
                     detector=str(detector.weights.name) if detector is not None else None,
                     **frame_counts(source, image_topic, total),
                     output_bag="bag", output_images=images, input_bits=source.input_bits,
-                    notes=[*window, *([f"the node started with {', '.join(node_params)}"]
-                                      if node_params and not attach else [])])
+                    notes=[*window, *([f"the node started with {_started_with(params_file, node_params)}"]
+                                      if (node_params or params_file) and not attach else [])])
                 with BagWriter(tmp / "bag", storage or source.storage, images) as writer:
                     if rate is None:
                         _run(source, replay, writer, evaluation, detector, count, timeout, progress, not attach)
@@ -394,6 +398,10 @@ def replay_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *,
     LOG.info("replayed %d frames of %s through /%s; report in %s", len(evaluation.records), input_bag, node_name,
              out_dir)
     return evaluation
+
+
+def _started_with(params_file: str | None, node_params: Sequence[str]) -> str:
+    return ", ".join([*([f"--params-file {params_file}"] if params_file else []), *node_params])
 
 
 def _transport_note(transport: str | None) -> str:

@@ -1,0 +1,112 @@
+"""A node parameters file read as the node reads it (`dgdehaze_ros.params_file`), for `bag-eval --params-file`:
+the same files taken and refused as a real rclpy node declaring the node's parameters takes and refuses them."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("rclpy", reason="the node's parameters need rclpy (ROS 2 from pip or a ROS install)")
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.exceptions import ParameterException  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy._rclpy_pybind11 import RCLInvalidROSArgsError  # noqa: E402
+
+from dgdehaze_core.datasets.paths import REPO_DIR  # noqa: E402
+from dgdehaze_ros.parameters import declare_parameters, read_settings  # noqa: E402
+from dgdehaze_ros.params_file import read_params_file  # noqa: E402
+from ros_harness import DOMAIN_ID  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def ros_context() -> Context:
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def _as_a_node_starts(context: Context, path: Path, name: str = "dgdehaze") -> dict | str:
+    """The settings a node named `name` declaring the node's parameters takes from `path` (`changed`), or the
+    word "refused"."""
+    try:
+        node = Node(name, context=context, cli_args=["--ros-args", "--params-file", str(path)],
+                    start_parameter_services=False)
+    except RCLInvalidROSArgsError:  # rcl's parser: a list of mixed types, no YAML
+        return "refused"
+    try:
+        declare_parameters(node)
+        return read_settings(node).changed()
+    except (ParameterException, ValueError):
+        return "refused"
+    finally:
+        node.destroy_node()
+
+
+def _as_read(path: Path, name: str = "dgdehaze") -> dict | str:
+    try:
+        return read_params_file(path, name).changed()
+    except ValueError:
+        return "refused"
+
+
+def test_the_shipped_configuration_reads_as_the_node_s_defaults() -> None:
+    assert read_params_file(REPO_DIR / "config" / "dgdehaze.yaml").changed() == {}
+
+
+@pytest.mark.parametrize("section, parameters", [
+    ("/**", {"max_detail_gain": 0.0, "working_width": 96, "threshold": 0.4, "classes": ["car", "bus"]}),
+    ("/**", {"classes": ["car", 2]}),  # rcl's parser takes lists of one type only
+    ("/**", {"camera_height": 2, "camera_pitch": 0.05}),  # integers for doubles: taken as doubles
+    ("dgdehaze", {"imgsz": 4096}),  # the top of a stepped range, which rclpy takes off its step too
+    ("/dgdehaze", {"image_dehazed": {"compressed": {"format": "png"}}, "image_rectified": True}),
+    ("/**", {"imgsz": 500}),  # off the detector's stride of 32
+    ("/**", {"threshold": 2.0}),
+    ("/**", {"model": 1}),
+    ("/**", {"half": "yes"}),
+    ("/**", {"model": "base"}),  # no shipped weights: the node's own check refuses it
+    ("/**", {"road_region": [0.3, 0.5, 0.7]}),
+    ("/**", {"device": "cuda"}),  # this machine has none
+    ("/**", {"max_detail_gain": 0.5}),  # neither the exact inversion nor a gain of 1 or more
+    ("/**", {"image_reliability": "best-effort"}),
+])
+def test_a_file_is_taken_and_refused_as_the_node_takes_and_refuses_it(ros_context: Context, tmp_path: Path,
+                                                                      section: str, parameters: dict) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({section: {"ros__parameters": parameters}}))
+    assert _as_read(path) == _as_a_node_starts(ros_context, path)
+
+
+def test_a_file_for_another_node_or_no_parameters_file_is_refused_and_unknown_names_are_warned_of(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"/robot/front_dehaze": {"ros__parameters": {"threshold": 0.4}}}))
+    with pytest.raises(ValueError, match="no parameters for a node /dgdehaze: its sections are /robot/front_dehaze"):
+        read_params_file(path)
+    for text, message in (("threshold: 0.4\n", "no ROS 2 parameters file"), ("/**: [1\n", "cannot be read as a YAML"),
+                          ("", "no ROS 2 parameters file")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_params_file(path)
+    with pytest.raises(ValueError, match="no such parameters file"):
+        read_params_file(tmp_path / "missing.yaml")
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"thresold": 0.4, "use_sim_time": True}}}))
+    with caplog.at_level(logging.WARNING):
+        assert read_params_file(path).changed() == {}
+    assert "thresold is no parameter of the dgdehaze node" in caplog.text and "use_sim_time" not in caplog.text
+
+
+def test_of_several_sections_those_naming_the_node_apply_in_the_file_s_order(ros_context: Context,
+                                                                             tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"threshold": 0.3, "imgsz": 320}},
+                                    "front_dehaze": {"ros__parameters": {"threshold": 0.5}},
+                                    "/robot/front_dehaze": {"ros__parameters": {"imgsz": 960}}}, sort_keys=False))
+    assert _as_read(path, "front_dehaze") == _as_a_node_starts(ros_context, path, "front_dehaze") \
+        == {"threshold": 0.5, "imgsz": 320}
