@@ -28,7 +28,7 @@ from dgdehaze_core.detection.precision import PRECISIONS
 from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import BACKENDS, FILE_RUNTIMES, BackendUnavailable, NetworkSource
 from dgdehaze_core.inference.backends.selection import choose_backend, choose_source_backend
-from dgdehaze_core.inference.pipeline import DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN, OUTPUT_MODES
+from dgdehaze_core.inference.pipeline import DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN, OUTPUT_MODES, check_max_detail_gain
 from dgdehaze_core.io.camera_frames import COMPRESSION_FORMATS
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS
@@ -293,9 +293,10 @@ def check_values(values: Mapping[str, Any]) -> str | None:
     rectified = values["image_rectified"]
     if not isinstance(rectified, bool) and rectified not in RECTIFIED_SETTINGS:
         return f"image_rectified must be one of {', '.join(RECTIFIED_SETTINGS)} (or a boolean), got {rectified!r}"
-    if 0.0 < values["max_detail_gain"] < DETAIL_GAIN_RANGE[0]:
-        return (f"max_detail_gain must be 0 (the exact inversion) or at least {DETAIL_GAIN_RANGE[0]:g}, got "
-                f"{values['max_detail_gain']}")
+    try:
+        check_max_detail_gain(values["max_detail_gain"])
+    except ValueError as exc:
+        return str(exc)
     classes = values["classes"]
     if not isinstance(classes, list) or any(isinstance(c, bool) or not isinstance(c, (str, int)) for c in classes):
         return f"classes must be a list of class names or ids (strings or integers), got {classes!r}"

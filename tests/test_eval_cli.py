@@ -256,11 +256,11 @@ def test_a_malformed_option_value_says_why(capsys):
                                   ("--imgsz", "big", "imgsz must be a whole number of pixels, got 'big'"),
                                   ("--radiance-floor", "0.6", "radiance_floor must be a number in [0, 0.5], got 0.6"),
                                   ("--radiance-floor", "off", "a number in [0, 0.5] or none, got 'off'"),
-                                  ("--max-detail-gain", "0.5", "0 (the exact inversion) or a number in [1, 100], "
-                                                               "got '0.5'"),
-                                  ("--max-detail-gain", "101", "or a number in [1, 100], got '101'"),
-                                  ("--max-detail-gain", "nan", "or a number in [1, 100], got 'nan'"),
-                                  ("--max-detail-gain", "exact", "or a number in [1, 100], got 'exact'")):
+                                  ("--max-detail-gain", "0.5", "max_detail_gain must be 0 (the exact inversion) "
+                                                               "or a number in [1, 100], got 0.5"),
+                                  ("--max-detail-gain", "101", "or a number in [1, 100], got 101.0"),
+                                  ("--max-detail-gain", "nan", "or a number in [1, 100], got nan"),
+                                  ("--max-detail-gain", "exact", "or one in [1, 100], got 'exact'")):
         with pytest.raises(SystemExit) as exit_code:
             main(["eval", "--measure", "quality", option, value])
         error = capsys.readouterr().err

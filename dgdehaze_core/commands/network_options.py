@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any, Sequence
 
 from dgdehaze_core.commands.argument_types import with_reason
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import RUNTIMES
-from dgdehaze_core.inference.pipeline import DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN
+from dgdehaze_core.inference.pipeline import DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN, check_max_detail_gain
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR, check_radiance_floor
 
@@ -35,15 +34,14 @@ def radiance_floor_argument(text: str) -> float | str:
 
 
 def max_detail_gain_argument(text: str) -> float:
-    """--max-detail-gain: 0 (EXACT_INVERSION) or a number in DETAIL_GAIN_RANGE; ValueError otherwise."""
-    low, high = DETAIL_GAIN_RANGE
+    """--max-detail-gain: 0 (EXACT_INVERSION) or a number in DETAIL_GAIN_RANGE (`check_max_detail_gain`);
+    ValueError otherwise."""
     try:
         gain = float(text)
     except ValueError:
-        gain = math.nan
-    if not (gain == EXACT_INVERSION or low <= gain <= high):
-        raise ValueError(f"0 (the exact inversion) or a number in [{low:g}, {high:g}], got {text!r}")
-    return gain
+        raise ValueError(f"a number: 0 (the exact inversion) or one in [{DETAIL_GAIN_RANGE[0]:g}, "
+                         f"{DETAIL_GAIN_RANGE[1]:g}], got {text!r}") from None
+    return check_max_detail_gain(gain)
 
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:
