@@ -400,6 +400,7 @@ def test_resume_goes_on_only_with_the_run_that_wrote_the_folder(tmp_path: Path, 
                              (["--method", "lite", "--input-bits", "12"], "input_bits differs"),
                              (["--method", "lite", "--radiance-floor", "none"], "radiance_floor differs"),
                              (["--method", "lite", "--max-detail-gain", "0"], "max_detail_gain differs"),
+                             (["--method", "lite", "--working-size", "48x0"], "working_size differs"),
                              (["--method", "dcp", "--input-bits", "12"], "weights, input_bits differ")):
         assert main(["dehaze", str(source), *other, "--out", str(out), "--resume"]) == 2, other
         error = capsys.readouterr().err
@@ -443,6 +444,34 @@ def test_the_radiance_floor_reaches_the_image_and_a_run_from_before_records_held
     assert main(["dehaze", str(source), "--method", "dcp", "--out", str(tmp_path / "dcp"),
                  "--radiance-floor", "0.02"]) == 2
     assert "--radiance-floor and --max-detail-gain choose how a network runs; dcp has none" in capsys.readouterr().err
+
+
+def test_the_working_size_reaches_the_network_and_the_image_keeps_the_input_s_size(
+        foggy_road: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dehaze` ran each network at the input's size only: a user whose node runs at working_width 48 (the height
+    from the aspect ratio) had no way to see its images offline. A folder written before records held the working
+    size was dehazed at each input's size: it resumes without the option."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    cv2.imwrite(str(source / "road.png"), cv2.resize(foggy_road, (96, 64), interpolation=cv2.INTER_AREA))
+    images = {}
+    for name, options in (("full", []), ("48x0", ["--working-size", "48x0"])):
+        assert main(["dehaze", str(source), "--out", str(out / name), *options]) == 0
+        images[name] = read_image(out / name / "road_dehazed.png")
+    assert images["48x0"].shape == images["full"].shape == (64, 96, 3)
+    assert np.abs(images["48x0"].astype(int) - images["full"]).mean() > 0.5, "the same image: no working size ran"
+    record = json.loads((out / "48x0" / "dehaze_run.json").read_text())
+    assert record["working_size"] == [48, 0]
+    record = json.loads((out / "full" / "dehaze_run.json").read_text())
+    del record["working_size"]  # as a run before records held the working size wrote it
+    (out / "full" / "dehaze_run.json").write_text(json.dumps(record))
+    (out / "full" / "road_depth.png").unlink()
+    assert main(["dehaze", str(source), "--out", str(out / "full"), "--resume"]) == 0
+    capsys.readouterr()
+    for size, reason in (("0x0", "working_size must be positive"), ("48", "a size WxH such as 320x240")):
+        with pytest.raises(SystemExit):
+            main(["dehaze", str(source), "--out", str(out / "bad"), "--working-size", size])
+        assert reason in capsys.readouterr().err
 
 
 def test_the_detail_gain_reaches_the_image_and_a_run_from_before_records_held_it_resumes_with_the_default(

@@ -250,7 +250,7 @@ def test_a_json_named_as_an_image_is_refused_and_the_set_it_would_land_in_stays_
 
 def test_a_malformed_option_value_says_why(capsys):
     """`--imgsz 0` was taken without a word where no detection was measured (it only failed at the detector)."""
-    for option, value, reason in (("--working-size", "12", "size must look like 640x480"),
+    for option, value, reason in (("--working-size", "12", "a size WxH such as 320x240, or 320x0"),
                                   ("--group", "", "a comparison group is NAME=METHOD"),
                                   ("--imgsz", "0", "imgsz must be a multiple of 32 in [32, 4096], got 0"),
                                   ("--imgsz", "big", "imgsz must be a whole number of pixels, got 'big'"),

@@ -25,8 +25,7 @@ from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fl
 from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_image_topic
 from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
 from dgdehaze_core.bags.records import BagEvaluation
-from dgdehaze_core.benchmarks.timing import parse_size
-from dgdehaze_core.commands.argument_types import path_argument, with_reason
+from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
 from dgdehaze_core.commands.network_options import (NO_FLOOR, add_network_options, given_network_options,
@@ -63,9 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default=None,
                         help="dcp, lite or a weights path (default: the node's configured method, "
                              "falling back to dcp when its weights are missing)")
-    parser.add_argument("--working-size", type=with_reason(parse_size), default=None, metavar="WxH",
-                        help="size the network runs at, as the node's working_width and working_height (default: "
-                             "each frame's size)")
     add_network_options(parser)
     add_detector_options(parser)
     parser.add_argument("--no-detection", action="store_true", help="skip object detection")

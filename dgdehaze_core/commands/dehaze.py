@@ -30,17 +30,18 @@ NAME_MAX = 255
 """The longest file name (bytes) of common file systems."""
 RUN_RECORD = "dehaze_run.json"
 """Written into a folder run's --out before its first output: what writes them (the method, the record of its
-weights, the output mode, the input bits, fp16, the radiance floor, the detail gain), so that --resume goes on only
-with the same run; kept as it is by each --resume, its time says when that run began (outputs older than it are an
-earlier run's)."""
+weights, the output mode, the working size, the input bits, fp16, the radiance floor, the detail gain), so that
+--resume goes on only with the same run; kept as it is by each --resume, its time says when that run began (outputs
+older than it are an earlier run's)."""
 KINDS = ("dehazed", "depth")
 """The outputs of each input, NAME_dehazed and NAME_depth."""
 SCATTERING_SETTINGS = ("radiance_floor", "max_detail_gain")
 """What of a run record sets how a network's transmission makes its image (None where no transmission does: dcp's
 image, a decoder's). A record written before records held the floor reads as None (such a run had none), one
 written before they held the gain as the default it ran with (`_recorded_max_detail_gain`)."""
-COMPARED = ("output", "input_bits", "half", *SCATTERING_SETTINGS)
-"""What of a run record, beside its weights, changes the images written: a resumed run must keep them."""
+COMPARED = ("output", "working_size", "input_bits", "half", *SCATTERING_SETTINGS)
+"""What of a run record, beside its weights, changes the images written: a resumed run must keep them. A record
+written before records held the working size reads as None, each input's size, which such a run had."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="go on with a folder's run that was stopped: skip each image whose two outputs are in "
                              "--out already, written after it by that run; refused when the run that wrote them had "
-                             "another input, other weights, --output, --input-bits, --half, --radiance-floor or "
-                             f"--max-detail-gain (--out/{RUN_RECORD} says what it had)")
+                             "another input, other weights, --output, --working-size, --input-bits, --half, "
+                             f"--radiance-floor or --max-detail-gain (--out/{RUN_RECORD} says what it had)")
     add_input_bits_option(parser)
     add_network_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -149,6 +150,7 @@ def run_record(args: argparse.Namespace, weights: dict[str, Any] | None) -> dict
     input's absolute path) and writes its images with (RUN_RECORD)."""
     physics = not _scattering_free(args.method, args.output)  # dcp's and a decoder's image depend on neither
     return {"method": args.method, "weights": weights, "output": args.output or "auto",
+            "working_size": list(args.working_size) if args.working_size else None,
             "input_bits": args.input_bits, "half": bool(args.half),
             "radiance_floor": requested_radiance_floor(args) if physics else None,
             "max_detail_gain": requested_max_detail_gain(args) if physics else None,
@@ -348,10 +350,12 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(paths or [source], [output for pair in outputs.values() for output in pair])
     options = network_runtime(args, [args.method])
     if args.method == "dcp" and (given_network_options(args) or args.output is not None):
-        raise ValueError("--backend, --device, --half, --output, --radiance-floor and --max-detail-gain choose how a "
-                         "network runs; dcp has none")
+        raise ValueError("--working-size, --backend, --device, --half, --output, --radiance-floor and "
+                         "--max-detail-gain choose how a network runs; dcp has none")
     if args.output is not None:
         options["output"] = args.output
+    if args.working_size is not None:
+        options["working_size"] = args.working_size
     checked = read_method(args.method) if args.resume else None  # the weights checked are the weights loaded
     expected = run_record(args, method_weights(args.method, read=checked)) if args.resume else None
     if expected is not None:  # before a runtime is built: an export, or on a GPU a TensorRT engine, takes minutes;

@@ -77,7 +77,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from dgdehaze_core.benchmarks.timing import parse_size
 from dgdehaze_core.commands.argument_types import path_argument, with_reason
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
@@ -158,8 +157,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "every shipped model and, for detection and clear, hazy+clahe)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default="auto",
                         help="network image output: decoder, physics inversion, or auto as the node (default)")
-    parser.add_argument("--working-size", type=with_reason(parse_size), default=None, metavar="WxH",
-                        help="size the networks run at (default: each input's size, as the node)")
     add_input_bits_option(parser, f"{IMAGE_FILES} in paired, labelled and hazy-photo sets (a depth set's are "
                                   "8-bit)")
     add_network_options(parser)

@@ -1,5 +1,6 @@
 """Where and how the dehazing networks run, as command-line options shared by the commands that dehaze (`eval`,
-`dehaze`): the node's backend, device, half, radiance_floor and max_detail_gain parameters."""
+`dehaze`, `bag-eval`): the node's working_width and working_height, backend, device, half, radiance_floor and
+max_detail_gain parameters."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,8 @@ from typing import Any, Sequence
 from dgdehaze_core.commands.argument_types import with_reason
 from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import RUNTIMES
-from dgdehaze_core.inference.pipeline import DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN, check_max_detail_gain
+from dgdehaze_core.inference.pipeline import (DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN, check_max_detail_gain,
+                                              check_working_size)
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR, check_radiance_floor
 
@@ -44,8 +46,23 @@ def max_detail_gain_argument(text: str) -> float:
     return check_max_detail_gain(gain)
 
 
+def working_size_argument(text: str) -> tuple[int, int]:
+    """--working-size: WxH, or one side 0 (Wx0, 0xH: from each input's aspect ratio), as the node's working_width
+    and working_height (`pipeline.check_working_size`); ValueError otherwise."""
+    try:
+        width, height = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"a size WxH such as 320x240, or 320x0 (the height from each input's aspect ratio), got "
+                         f"{text!r}") from None
+    return check_working_size((width, height))
+
+
 def add_network_options(parser: argparse.ArgumentParser) -> None:
-    """--backend, --device, --half, --radiance-floor and --max-detail-gain."""
+    """--working-size, --backend, --device, --half, --radiance-floor and --max-detail-gain."""
+    parser.add_argument("--working-size", type=with_reason(working_size_argument), default=None, metavar="WxH",
+                        help="size the networks run at, as the node's working_width and working_height: WxH, or Wx0 "
+                             "or 0xH (the other side from each input's aspect ratio); the physics image is made at "
+                             "the input's size (default: each input's size)")
     parser.add_argument("--backend", choices=("auto", *RUNTIMES), default=None,
                         help="runtime of the networks (default: torch for a model, onnxruntime for an .onnx file, "
                              "tensorrt for an .engine; auto: the fastest here, as the node's)")
@@ -69,9 +86,9 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
 
 
 def given_network_options(args: argparse.Namespace) -> list[str]:
-    """The options above, and --working-size where the command has it, that `args` gives: each sets how a network
-    runs, so a command whose methods hold no network refuses them."""
-    values = (("--working-size", getattr(args, "working_size", None)), ("--backend", args.backend),
+    """The options above that `args` gives: each sets how a network runs, so a command whose methods hold no network
+    refuses them."""
+    values = (("--working-size", args.working_size), ("--backend", args.backend),
               ("--device", args.device), ("--half", args.half or None), ("--radiance-floor", args.radiance_floor),
               ("--max-detail-gain", args.max_detail_gain))
     return [option for option, value in values if value is not None]

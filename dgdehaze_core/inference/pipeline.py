@@ -128,7 +128,9 @@ class DarkChannelPipeline:
         return [self(frame) for frame in frames]
 
 
-def _validate_working_size(working_size: Sequence[int] | None) -> tuple[int, int] | None:
+def check_working_size(working_size: Sequence[int] | None) -> tuple[int, int] | None:
+    """`working_size` as (width, height): both positive, or one 0 (that side follows the input's aspect ratio), as
+    the node's working_width and working_height; None: each input's size. ValueError otherwise."""
     if working_size is None:
         return None
     try:
@@ -322,7 +324,7 @@ class NetworkPipeline:
         self.method = method
         self.weights = weights
         self.stride = backend.stride
-        self.working_size = _fixed_working_size(backend, _validate_working_size(working_size))
+        self.working_size = _fixed_working_size(backend, check_working_size(working_size))
         self.output = output
         if output == "decoder" and "clear" not in backend.outputs:
             raise ValueError(f"output decoder needs the network's image, and this {self.backend} network was exported "
@@ -521,7 +523,7 @@ def network_outputs(output: str, model: "DGDehazeNet | None" = None) -> tuple[st
 def _camera_size(working_size: Sequence[int] | None) -> tuple[int, int]:
     """The (width, height) a TensorRT profile is optimised for: the working size (a side given as 0 at VGA's 4:3),
     else VGA."""
-    return resolve_working_size(_validate_working_size(working_size), 640, 480)
+    return resolve_working_size(check_working_size(working_size), 640, 480)
 
 
 def load_pipeline(method: str = "dcp", *, read: tuple[Any, str] | None = None, **options: object) -> DehazePipeline:
