@@ -895,3 +895,57 @@ def test_resume_help_names_every_setting_a_resume_must_keep() -> None:
     resume = next(action.help for action in commands.choices["dehaze"]._actions if action.dest == "resume")
     for key in COMPARED:
         assert f"--{key.replace('_', '-')}" in resume, (key, resume)
+
+
+def test_a_video_sharing_another_s_stem_is_refused_its_outputs_not_replaced(shared_data: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """a.mp4 and then a.avi dehazed into one --out: both name their outputs a_dehazed.mp4 and a_depth.mp4, and the
+    second run replaced the first's without a word. The folder's run record says which input wrote them; the same
+    command again, with another input between (whose run's record is the folder's last), still writes."""
+    clips, out = tmp_path / "clips", tmp_path / "out"
+    clips.mkdir()
+    fog_clip(shared_data, clips / "a.mp4", frames=2)
+    fog_clip(shared_data, clips / "b.mp4", frames=2)
+    shutil.copy(clips / "a.mp4", clips / "a.avi")  # another container of the same name: OpenCV reads it by its data
+    dehaze = ["dehaze", "--method", "dcp", "--no-progress", "--out", str(out)]
+    for name in ("a.mp4", "a.mp4", "b.mp4", "a.mp4", "b.mp4"):  # the same command again, another input between
+        assert main([*dehaze, str(clips / name)]) == 0, capsys.readouterr().err
+    first = {p.name: p.read_bytes() for p in out.iterdir() if p.name.startswith("a_")}
+    assert sorted(first) == ["a_dehazed.mp4", "a_depth.mp4"]
+    capsys.readouterr()
+    assert main([*dehaze, str(clips / "a.avi")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{out / 'a_dehazed.mp4'} (and 1 more) is an output of {(clips / 'a.mp4').resolve()}" in error, error
+    assert error.endswith("give another --out, or remove it"), error
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name.startswith("a_")} == first
+    assert json.loads((out / "dehaze_run.json").read_text())["input"] == str((clips / "b.mp4").resolve())
+
+
+def test_an_image_sharing_another_input_s_name_is_refused_its_outputs_not_replaced(
+        tmp_path: Path, foggy_road: np.ndarray, capsys: pytest.CaptureFixture, caplog) -> None:
+    """`dehaze A/ --out D` and then `dehaze B/ --out D` (or `dehaze A/x.png` and then `dehaze B/x.png`), B holding
+    a photo named as one of A's: the second run replaced the first's outputs of it without a word. Outputs made from
+    the same file are replaced, whichever input named it."""
+    first, second, out, one = tmp_path / "A", tmp_path / "B", tmp_path / "out", tmp_path / "one"
+    photo = cv2.resize(foggy_road, (64, 48), interpolation=cv2.INTER_AREA)
+    for folder, names in ((first, ("x.png", "y.png")), (second, ("x.png", "z.png"))):
+        folder.mkdir()
+        for index, name in enumerate(names):
+            cv2.imwrite(str(folder / name), cv2.add(photo, index * 40))
+    dehaze = ["dehaze", "--method", "dcp", "--no-progress", "--out"]
+    for source, target in ((first, out), (first, out), (first / "y.png", out), (first / "x.png", one)):
+        assert main([*dehaze, str(target), str(source)]) == 0, capsys.readouterr().err  # its own outputs
+    capsys.readouterr()
+    for source, target in ((second, out), (second / "x.png", one)):
+        written = {p.name: p.read_bytes() for p in target.iterdir()}
+        assert main([*dehaze, str(target), str(source)]) == 2
+        error = capsys.readouterr().err
+        assert f"{target / 'x_dehazed.png'} (and 1 more) is an output of {(first / 'x.png').resolve()}" in error, error
+        assert {p.name: p.read_bytes() for p in target.iterdir()} == written, "a refused run wrote nothing"
+    for kind in ("dehazed", "depth"):
+        (out / f"x_{kind}.png").unlink()
+    assert main([*dehaze, str(out), str(second)]) == 0, "outputs that are not there are replaced by none"
+    (out / "dehaze_run.json").unlink()  # a folder written before records were: whose its outputs are is unknown
+    with caplog.at_level("WARNING", logger="dgdehaze_core.commands.dehaze"):
+        assert main([*dehaze, str(out), str(first)]) == 0
+    assert f"no {out / 'dehaze_run.json'} says which input wrote them" in caplog.text

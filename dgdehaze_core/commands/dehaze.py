@@ -29,12 +29,20 @@ LOG = logging.getLogger(__name__)
 NAME_MAX = 255
 """The longest file name (bytes) of common file systems."""
 RUN_RECORD = "dehaze_run.json"
-"""Written into a folder run's --out before its first output: what writes them (the method, the record of its
-weights, the output mode, the working size, the input bits, fp16, the radiance floor, the detail gain), so that
---resume goes on only with the same run; kept as it is by each --resume, its time says when that run began (outputs
-older than it are an earlier run's)."""
+"""Written into --out before a run's first output (a video's: before its outputs replace any): what writes them (the
+input, the method, the record of its weights, the output mode, the working size, the input bits, fp16, the radiance
+floor, the detail gain), so that --resume goes on only with the same run, and what the outputs in --out are made
+from (MADE_FROM); kept as it is by each --resume, its time says when that run began (outputs older than it are an
+earlier run's)."""
+MADE_FROM = "made_from"
+"""The run record's key for what the outputs in its folder were made from: each output's name and the absolute path
+of the image or video it was made from, this run's and those of earlier runs still there, so that a run over another
+file of the same name (B/x.png after A/x.png, a.avi after a.mp4) is refused before it replaces them
+(`_check_replaced`)."""
 KINDS = ("dehazed", "depth")
 """The outputs of each input, NAME_dehazed and NAME_depth."""
+OUTPUT_ENDINGS = tuple(f"_{kind}{suffix}" for kind in KINDS for suffix in (".png", ".mp4"))
+"""How the names of the outputs of images and videos end."""
 SCATTERING_SETTINGS = ("radiance_floor", "max_detail_gain")
 """What of a run record sets how a network's transmission makes its image (None where no transmission does: dcp's
 image, a decoder's). A record written before records held the floor reads as None (such a run had none), one
@@ -55,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", type=path_argument, help="image file, folder of images, or video file")
     parser.add_argument("--method", default="lite", help="dcp, lite (its shipped weights) or a weights path "
                                                          "(default: lite, the node's default model)")
-    parser.add_argument("--out", type=path_argument, required=True, help="output folder")
+    parser.add_argument("--out", type=path_argument, required=True,
+                        help="output folder; an output there made from another file of the same name (a.avi after "
+                             f"a.mp4) is refused, not replaced ({RUN_RECORD} there says what each was made from)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default=None,
                         help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
                              "default); `decoder` with the paper's released weights gives the image the authors' "
@@ -125,6 +135,77 @@ def _run_start(out: Path) -> int | None:
         return (out / RUN_RECORD).stat().st_mtime_ns
     except OSError:
         return None
+
+
+def _read_record(out: Path) -> dict[str, Any] | None:
+    """The run record in `out`; None where there is none, or none that reads as one (--resume refuses that:
+    `check_resumable`)."""
+    try:
+        record = json.loads((out / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _made_from(out: Path, record: dict[str, Any] | None, outputs: list[Path]) -> dict[Path, str | None]:
+    """What each of `outputs` that is a file in `out` was made from, by the folder's run `record`: the file its
+    MADE_FROM names, else, for an output written after the record (by a resume that added images, or by a run
+    before records held MADE_FROM), the record's input (a folder's run: the folder); None where the record cannot
+    tell (none: a folder written before records were, or its outputs older than its record)."""
+    made = record.get(MADE_FROM) if record else None
+    made = made if isinstance(made, dict) else {}
+    started = _run_start(out) if record else None
+    sources: dict[Path, str | None] = {}
+    for path in outputs:
+        if not path.is_file():
+            continue
+        source = made.get(path.name)
+        if source is None and started is not None and path.stat().st_mtime_ns >= started:
+            source = record.get("input")
+        sources[path] = source if isinstance(source, str) else None
+    return sources
+
+
+def _same_source(recorded: str, path: Path) -> bool:
+    """Whether an output made from `recorded` (a file, or the folder of a run whose record names no file) is made
+    from `path` again: a command run again, or a folder's image named alone, replaces its own outputs."""
+    resolved = _real_path(path)
+    return recorded in (resolved, os.path.dirname(resolved))
+
+
+def _real_path(path: Path) -> str:
+    """The absolute path of the file at `path`, links followed (as far as they lead: a loop of links is an input
+    that reads as one, named in the run's error or as skipped)."""
+    return os.path.realpath(path)
+
+
+def _check_replaced(out: Path, outputs: dict[Path, list[Path]]) -> None:
+    """Refuse, before any work, to replace an output in `out` that its run record says was made from another file
+    than this run makes it from: two inputs of one name (a.mp4 and a.avi, A/x.png and B/x.png) name their outputs
+    alike, and the later run replaced the earlier one's without a word. An output no record tells the source of (a
+    folder written before records were) is replaced, with a warning: most often it is the same command's again."""
+    sources = {output: path for path, pair in outputs.items() for output in pair}
+    made = _made_from(out, _read_record(out), list(sources))
+    others = [output for output, source in made.items() if source and not _same_source(source, sources[output])]
+    if others:
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        raise ValueError(f"{others[0]}{more} is an output of {made[others[0]]} ({RUN_RECORD} there says so), which "
+                         f"this run would replace with that of {_real_path(sources[others[0]])}: give another --out, "
+                         "or remove it")
+    unknown = sorted(output.name for output, source in made.items() if source is None)
+    if unknown:
+        LOG.warning("replacing %d outputs in %s (%s%s): no %s says which input wrote them (a folder written before "
+                    "run records named them)", len(unknown), out, ", ".join(unknown[:4]),
+                    " ..." if len(unknown) > 4 else "", out / RUN_RECORD)
+
+
+def _with_made_from(record: dict[str, Any], out: Path, outputs: dict[Path, list[Path]]) -> dict[str, Any]:
+    """`record` with MADE_FROM: what this run's `outputs` are made from, beside what the outputs of earlier runs
+    that `out` still holds were made from (by the record there), so that the next run is refused those too."""
+    listed = [path for path in out.iterdir() if path.name.endswith(OUTPUT_ENDINGS)] if out.is_dir() else []
+    earlier = {path.name: source for path, source in _made_from(out, _read_record(out), listed).items() if source}
+    made = {output.name: _real_path(path) for path, pair in outputs.items() for output in pair}
+    return {**record, MADE_FROM: {**earlier, **made}}
 
 
 def _done(path: Path, outputs: list[Path], since: int = 0) -> bool:
@@ -252,7 +333,9 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
     return 1 if failures else 0
 
 
-def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
+def _run_video(source: Path, out: Path, pipeline, record: dict[str, Any], progress: bool) -> int:
+    """Dehaze the frames of the video `source` into its two outputs in `out`, written whole at its end, `record`
+    written to `out`/RUN_RECORD before they replace any earlier ones; 1 when its frames stop decoding early."""
     video = VideoFrames(source)
     frames = iter(video)
     first = next(frames, None)
@@ -288,6 +371,7 @@ def _run_video(source: Path, out: Path, pipeline, progress: bool) -> int:
                 depth_writer.release()
             for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
                 _check_video(path, count, out / f"{source.stem}_{target}.mp4")
+            atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")  # before the outputs it names
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none is "
                     "kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
@@ -356,6 +440,8 @@ def run(args: argparse.Namespace) -> int:
         options["output"] = args.output
     if args.working_size is not None:
         options["working_size"] = args.working_size
+    if not args.resume:  # a resumed run's outputs are its record's run's (check_resumable)
+        _check_replaced(args.out, outputs)
     checked = read_method(args.method) if args.resume else None  # the weights checked are the weights loaded
     expected = run_record(args, method_weights(args.method, read=checked)) if args.resume else None
     if expected is not None:  # before a runtime is built: an export, or on a GPU a TensorRT engine, takes minutes;
@@ -368,10 +454,11 @@ def run(args: argparse.Namespace) -> int:
         if not todo:
             return 0
     pipeline = load_pipeline(args.method, read=checked, **options)
-    if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
-        return _run_video(source, args.out, pipeline, not args.no_progress)
     record = run_record(args, pipeline.weights)
     if expected is not None and record != expected:  # an export loaded is not the one checked: replaced since
         check_resumable(args.out, record)
-    return _run_images(source, todo, outputs, read, pipeline, args.out, None if started else record,
-                       not args.no_progress, len(paths) - len(todo))
+    written = None if started else _with_made_from(record, args.out, outputs)
+    if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
+        return _run_video(source, args.out, pipeline, written, not args.no_progress)
+    return _run_images(source, todo, outputs, read, pipeline, args.out, written, not args.no_progress,
+                       len(paths) - len(todo))
