@@ -15,6 +15,7 @@ pytest.importorskip("rclpy", reason="--params-file is read as the node reads it,
 from test_bag_eval import read_all  # noqa: E402
 from test_bag_io import demo_frames, write_camera_bag  # noqa: E402
 
+from dgdehaze_core.bags.evaluation import FrameProcessor  # noqa: E402
 from dgdehaze_core.cli import build_parser, main  # noqa: E402
 from dgdehaze_core.commands.bag_eval import image_settings  # noqa: E402
 from dgdehaze_core.commands.params_file_option import take_params_file  # noqa: E402
@@ -37,12 +38,14 @@ def _taken(*options: str) -> tuple[object, list[str]]:
 def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_without(tmp_path: Path) -> None:
     params = _params_file(tmp_path / "robot.yaml", model="lite", radiance_floor=0.1, threshold=0.4, imgsz=320,
                           max_det=3, classes=["car"], camera_height=1.5, image_rectified=True, input_bits=12,
-                          detection_enabled=False, output="decoder", tracker="bytetrack", working_height=240)
+                          detection_enabled=False, output="decoder", tracker="bytetrack", working_height=240,
+                          detection_input="fused", max_visibility=150.0)
     args, notes = _taken("--params-file", str(params), "--conf", "0.3", "--input-bits", "16")
     assert (args.method, args.radiance_floor, args.working_size, args.network_output) == ("lite", 0.1, (0, 240),
                                                                                           "decoder")
     assert (args.conf, args.imgsz, args.input_bits) == (0.3, 320, 16), "an option given wins over the file"
     assert args.detector_extras == {"max_det": 3, "classes": ["car"]}
+    assert args.frame_settings == {"detection_input": "fused", "max_visibility": 150.0}
     assert (args.camera_height, args.camera_pitch, args.image_rectified, args.no_detection) == (1.5, 0.0, "true", True)
     assert notes == [f"{params}'s tracker bytetrack not reproduced offline (bag-eval --node runs the node with them)"]
     args, notes = _taken("--params-file", str(params), "--method", "dcp", "--node")
@@ -50,6 +53,8 @@ def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_withou
         "dcp has no network settings to take, and a node takes the whole file"
     args, _ = _taken("--params-file", str(_params_file(tmp_path / "decoder.yaml", output="decoder")))
     assert image_settings(args) == {"output": "decoder"}, "the file's output alone reaches the offline network"
+    with pytest.raises(ValueError, match="tracker: not a frame-chain setting"):
+        FrameProcessor(None, None, settings={"tracker": "bytetrack"})
     args, notes = _taken()
     assert (args.method, args.conf, args.imgsz, args.input_bits, args.image_rectified, notes) == (
         None, 0.25, 640, 16, "auto", []), "without a file: the options' own defaults"
@@ -71,9 +76,8 @@ def test_a_file_s_network_and_detector_settings_reach_one_bag_and_a_fleet_as_the
     assert len(frames["options"]) == 2 and all(np.array_equal(a, b) for a, b in zip(*frames.values()))
     summary = json.loads((tmp_path / "fleet" / "in" / "summary.json").read_text())
     assert summary["detector"] is None, "the file's detection_enabled false"
-    assert summary["notes"] == [
-        "the network ran with the exact inversion (max_detail_gain 0), working size 96x64",
-        f"{params}'s detection_input fused not reproduced offline (bag-eval --node runs the node with them)"]
+    assert summary["notes"] == ["the network ran with the exact inversion (max_detail_gain 0), working size 96x64",
+                                "the frame chain ran with detection_input fused"]
 
 
 def test_a_file_the_node_would_refuse_or_an_attached_node_is_refused_before_any_work(
@@ -89,26 +93,38 @@ def test_a_file_the_node_would_refuse_or_an_attached_node_is_refused_before_any_
 
 
 @pytest.mark.slow
-def test_a_node_replay_starts_the_node_with_the_file_and_offline_the_detector_takes_its_settings(
+def test_a_node_replay_starts_the_node_with_the_file_and_offline_the_chain_and_detector_take_its_settings(
         tmp_path: Path) -> None:
     """The tracker is the node's alone: track ids in its detections say that it read the file. Offline, the file's
-    classes (no option has them) reach the detector of both rows."""
+    detection_input (raw: the dehazed row detects on the raw frame) reaches the frame chain, and its classes (no
+    option has them) the detector of both rows."""
     pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
-    window = ["--camera-info-topic", "/camera/camera_info", "--start", "0.4", "--duration", "0.3", "--no-progress"]
     params = _params_file(tmp_path / "robot.yaml", tracker="bytetrack", camera_height=1.3)
+    window = ["--camera-info-topic", "/camera/camera_info", "--start", "0.4", "--duration", "0.3", "--no-progress"]
     assert main(["bag-eval", str(DEMO_BAG), "--node", "--params-file", str(params), "--out", str(tmp_path / "node"),
                  *window]) == 0
     detections = [message.detections for _, message in read_all(tmp_path / "node" / "bag")["/dgdehaze/detections"]]
     assert any(d.id for frame in detections for d in frame), "no track ids: the node ran without the file's tracker"
-    node = json.loads((tmp_path / "node" / "summary.json").read_text())
-    said = [note for note in node["notes"] if note.startswith("the node started with")]
+    said = [note for note in _summary(tmp_path / "node")["notes"] if note.startswith("the node started with")]
     assert said and said[0].startswith(f"the node started with --params-file {params}, camera_height:=1.3"), said
-    assert sum(node["per_frame"]["detections_hazy"]) > 0, "a window with cars"
-    bicycles = _params_file(tmp_path / "bicycles.yaml", tracker="bytetrack", camera_height=1.3, classes=["bicycle"])
-    assert main(["bag-eval", str(DEMO_BAG), "--params-file", str(bicycles), "--out", str(tmp_path / "offline"),
-                 *window]) == 0
-    offline = json.loads((tmp_path / "offline" / "summary.json").read_text())
-    assert sum(offline["per_frame"]["detections_hazy"]) == sum(offline["per_frame"]["detections_dehazed"]) == 0
-    assert f"{bicycles}'s tracker bytetrack not reproduced offline" in offline["notes"][-1]
-    assert all(v is not None and not math.isnan(v) for v in offline["per_frame"]["visibility_m"]), \
+
+    window = ["--camera-info-topic", "/camera/camera_info", "--start", "0.7", "--duration", "0.55", "--no-progress"]
+    raw = _params_file(tmp_path / "raw.yaml", detection_input="raw", camera_height=1.3, road_max_distance=20.0)
+    bicycles = _params_file(tmp_path / "bicycles.yaml", classes=["bicycle"])
+    for name, options in (("default", []), ("raw", ["--params-file", str(raw)]),
+                          ("bicycles", ["--params-file", str(bicycles)])):
+        assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / name), *options, *window]) == 0
+    counts = {name: (_summary(tmp_path / name)["per_frame"]["detections_hazy"],
+                     _summary(tmp_path / name)["per_frame"]["detections_dehazed"]) for name in ("default", "raw")}
+    assert counts["default"][0] != counts["default"][1] and sum(counts["default"][0]) > 0, counts
+    assert counts["raw"][1] == counts["raw"][0] == counts["default"][0], "the dehazed row not detected on the raw frame"
+    summary = _summary(tmp_path / "raw")
+    assert "the frame chain ran with detection_input raw, road_max_distance 20.0" in summary["notes"]
+    assert all(v is not None and not math.isnan(v) for v in summary["per_frame"]["visibility_m"]), \
         "no fog measured: the file's camera_height did not reach the offline run"
+    per_frame = _summary(tmp_path / "bicycles")["per_frame"]
+    assert sum(per_frame["detections_hazy"]) == sum(per_frame["detections_dehazed"]) == 0, "the file's classes"
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())

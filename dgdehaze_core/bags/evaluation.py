@@ -164,19 +164,39 @@ def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Det
     return detections, (time.perf_counter() - start) * 1000.0
 
 
+FRAME_SETTINGS = ("detection_input", "detection_contrast", "visibility_smoothing", "max_visibility", "road_region",
+                  "road_max_distance")
+"""The node's parameters of its frame chain, beside the pipeline's, the detector's and the mounting's, that an
+offline evaluation takes (`FrameProcessor`'s `settings`, by the node's names)."""
+
+
 class FrameProcessor:
-    """The node's frame chain in process (every frame detected on the dehazed image; with a camera mounting, the
-    fog measured as the node measures it, on the road users of the previous frame's detection or else on the road,
-    with the bag's camera_info), plus the detector on the hazy frame as the baseline the report compares against.
-    `rectified`: whether the frames are rectified, raw (False: their lens distortion is
-    undone) or not known (None: taken as rectified), as `lens.frames_rectified` tells."""
+    """The node's frame chain in process (every frame detected, on the dehazed image unless `settings` say
+    otherwise; with a camera mounting, the fog measured as the node measures it, on the road users of the previous
+    frame's detection or else on the road, with the bag's camera_info), plus the detector on the hazy frame as the
+    baseline the report compares against. `rectified`: whether the frames are rectified, raw (False: their lens
+    distortion is undone) or not known (None: taken as rectified), as `lens.frames_rectified` tells. `settings`: the
+    node's parameters of FRAME_SETTINGS that differ from its defaults, by name (ValueError for another)."""
 
     def __init__(self, pipeline: DehazePipeline, detector: Detector | None, mounting: Mounting | None = None,
-                 rectified: bool | None = True) -> None:
+                 rectified: bool | None = True, settings: Mapping[str, Any] | None = None) -> None:
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(FRAME_SETTINGS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a frame-chain setting ({', '.join(FRAME_SETTINGS)})")
         self.detector = detector
         self.rectified = rectified
-        fog = VisibilityEstimator(mounting) if mounting is not None else None
-        self.chain = FrameChain.build(pipeline, detector, fog=fog)
+        fog = None
+        if mounting is not None:
+            road = {name: tuple(value) if name == "road_region" else value for name, value in settings.items()
+                    if name in ("road_region", "road_max_distance")}
+            smoothing = {key: settings[name] for key, name in (("time_constant", "visibility_smoothing"),
+                                                               ("max_visibility", "max_visibility"))
+                         if name in settings}
+            fog = VisibilityEstimator(dataclasses.replace(mounting, **road), **smoothing)
+        detecting = {key: settings[name] for key, name in (("detection_input", "detection_input"),
+                                                           ("contrast", "detection_contrast")) if name in settings}
+        self.chain = FrameChain.build(pipeline, detector, fog=fog, **detecting)
         self._warm = False
 
     def __call__(self, frame: BagFrame) -> tuple[FrameRecord, FrameOutput]:
@@ -335,7 +355,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
                  input_bits: int = SAMPLE_BITS, image_transport: str = "auto", start: float = 0.0,
                  duration: float | None = None, progress: bool = True,
                  read: Read | None = None, image_rectified: str = "auto",
-                 pipeline_options: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> BagEvaluation:
+                 pipeline_options: Mapping[str, Any] | None = None, frame_settings: Mapping[str, Any] | None = None,
+                 notes: Sequence[str] = ()) -> BagEvaluation:
     """Run the node's frame chain over every frame of `image_topic` and write OUT (bag, report, summary) atomically.
 
     method: the dehazing method; without one, `default_method` (default: the node's, `node_default_method`), or DCP
@@ -351,7 +372,9 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
     auto: told from the topic's name): the lens distortion of raw frames is undone for the fog and the detections'
     positions. pipeline_options: how the network makes its image where it is not the node's default
     (`load_pipeline`'s working_size, backend, device, half, output, radiance_floor, max_detail_gain); the report's
-    notes name them, and `notes` beside them.
+    notes name them, and `notes` beside them. frame_settings: the node's frame-chain parameters (`FrameProcessor`'s
+    settings: where the detector looks, the fog's smoothing and road) where they differ from its defaults; the
+    report's notes name them too.
 
     Raises BagError (a ValueError) for a missing, corrupt, truncated or empty bag or a missing topic, before any
     output exists; an error part-way leaves no output folder behind.
@@ -374,6 +397,9 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         pipeline = open_pipeline(method, default_method, read, pipeline_options)
         if pipeline_options and pipeline.method != FALLBACK_METHOD:
             window = [*window, settings_note(pipeline_options)]
+        if frame_settings:
+            window.append("the frame chain ran with " + ", ".join(f"{name} {value}"
+                                                                    for name, value in frame_settings.items()))
         window = [*window, *notes]
         evaluation = BagEvaluation(
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
@@ -381,7 +407,8 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
             detector=detector.label if detector is not None else None, **frame_counts(source, image_topic, total),
             output_bag="bag", output_images=images, input_bits=source.input_bits,
             weights=pipeline.weights_summary or "none", notes=window)
-        processor = FrameProcessor(pipeline, detector, mounting, frames_rectified(image_topic, image_rectified))
+        processor = FrameProcessor(pipeline, detector, mounting, frames_rectified(image_topic, image_rectified),
+                                   frame_settings)
         keep = sample_indices(count)
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()

@@ -92,6 +92,8 @@ class BagJob:
     """Node replay's own settings (`replay_bag`'s node_name, attach, timeout, node_params, rate); None: offline."""
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     """Offline: how the network makes its image where not as the node's defaults (`evaluate_bag`'s)."""
+    frame_settings: dict[str, Any] = field(default_factory=dict)
+    """Offline: the node's frame-chain parameters where not its defaults (`evaluate_bag`'s)."""
     notes: tuple[str, ...] = ()
     """Offline: the report's notes beside its own (`evaluate_bag`'s)."""
 
@@ -154,7 +156,7 @@ def evaluate_job(job: BagJob) -> BagOutcome:
             evaluation = evaluate_bag(job.input_bag, topic, job.out_dir, default_method=job.default_method,
                                       output_prefix=job.output_prefix, mounting=mounting,
                                       image_rectified=job.image_rectified, pipeline_options=job.pipeline_options,
-                                      notes=job.notes, **common)
+                                      frame_settings=job.frame_settings, notes=job.notes, **common)
     except Exception as exc:  # one bag's failure, whatever it is, is that bag's outcome
         trace = "" if isinstance(exc, TASK_ERRORS) else traceback.format_exc()
         return BagOutcome(job.input_bag, job.out_dir, False, time.perf_counter() - began, error=one_line(exc),

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         evaluation = evaluate_bag(bag, image_topic, args.out, output_prefix=args.output_prefix, mounting=mounting,
                                   image_rectified=args.image_rectified, pipeline_options=pipeline_options,
-                                  notes=file_notes, **options)
+                                  frame_settings=args.frame_settings, notes=file_notes, **options)
     title = (f"dgdehaze bag-eval: {bag.name} ({evaluation.mode}, {evaluation.method}, "
              f"{len(evaluation.records)} frames)")
     emit(evaluation.table(), title=title, json_path=args.json)
@@ -316,7 +316,8 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], not
                    storage=args.storage, output_prefix=args.output_prefix, camera_height=args.camera_height,
                    camera_pitch=args.camera_pitch, input_bits=args.input_bits, image_transport=args.output_images,
                    start=args.start, duration=args.duration, image_rectified=args.image_rectified,
-                   node=node_settings(args), pipeline_options=pipeline_options, notes=tuple(notes))
+                   node=node_settings(args), pipeline_options=pipeline_options,
+                   frame_settings=dict(args.frame_settings), notes=tuple(notes))
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "

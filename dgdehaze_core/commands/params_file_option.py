@@ -8,6 +8,7 @@ import argparse
 import logging
 from typing import Any
 
+from dgdehaze_core.bags.evaluation import FRAME_SETTINGS
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.ros_modes import PARAMS_FILE, ros_mode
 
@@ -22,16 +23,17 @@ node's default (a default would read as an option given, which dcp refuses)."""
 DETECTOR_EXTRAS = ("iou", "max_det", "classes")
 """The node's detector parameters without an option: a file's value reaches the detector (`Detector`'s keyword
 arguments of the same names)."""
-NOT_OFFLINE = ("detection_input", "detection_contrast", "tracker", "detection_interval", "max_visibility",
-               "visibility_smoothing", "base_frame", "road_region", "road_max_distance")
-"""Node parameters that change the figures and that the offline evaluation does not take: a file that sets one is
-evaluated without it, and the report says so (--node runs the node with it)."""
+NOT_OFFLINE = ("tracker", "detection_interval", "base_frame")
+"""Node parameters that change the figures and that the offline evaluation does not take (a tracker would follow
+both rows' detections as one stream; the report's rows are detected on every frame; TF is not read offline): a file
+that sets one is evaluated without it, and the report says so (--node runs the node with it)."""
 
 
 def add_params_file_option(parser: argparse.ArgumentParser) -> None:
     """--params-file, and the options of DEFAULTED left unset until `take_params_file` fills them; the file's
-    detector settings without an option (`detector_extras`: `Detector`'s keyword arguments) and its network
-    `output` (`network_output`, None: the node's default), none without a file."""
+    detector settings without an option (`detector_extras`: `Detector`'s keyword arguments), its network `output`
+    (`network_output`, None: the node's default) and its frame-chain settings (`frame_settings`:
+    `evaluation.FRAME_SETTINGS` not at the node's defaults), none without a file."""
     parser.add_argument("--params-file", type=path_argument, default=None, metavar="FILE",
                         help="the node's parameters file (config/dgdehaze.yaml's layout; the file ros2 launch's "
                              "params_file takes), read and checked as the node reads it: offline, the method and "
@@ -39,7 +41,8 @@ def add_params_file_option(parser: argparse.ArgumentParser) -> None:
                              "report names those it sets that offline runs without); with --node the node is "
                              "started with it. An option given here wins over the file. Needs ROS 2's rclpy")
     parser.set_defaults(option_defaults={dest: parser.get_default(dest) for dest in DEFAULTED},
-                        detector_extras={}, network_output=None, **{dest: None for dest in DEFAULTED})
+                        detector_extras={}, network_output=None, frame_settings={},
+                        **{dest: None for dest in DEFAULTED})
 
 
 def take_params_file(args: argparse.Namespace) -> list[str]:
@@ -85,3 +88,4 @@ def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> N
     if not settings["detection_enabled"]:
         args.no_detection = True
     args.detector_extras = {name: changed[name] for name in DETECTOR_EXTRAS if name in changed}
+    args.frame_settings = {name: changed[name] for name in FRAME_SETTINGS if name in changed}
