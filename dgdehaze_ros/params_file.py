@@ -24,8 +24,8 @@ ROS_PARAMETERS = frozenset({"use_sim_time"})
 
 def read_params_file(path: Path, node_name: str = "dgdehaze") -> NodeSettings:
     """The settings a dgdehaze node named `node_name` in the root namespace starts with from `path`, a ROS 2
-    parameters file (its `/**`, `NAME` and `/NAME` sections' `ros__parameters`, later ones winning, as the node
-    takes them from --params-file), and its defaults for the rest. ValueError naming the file and the first problem:
+    parameters file (the `ros__parameters` of its sections that name the node, `_given`, as the node takes them from
+    --params-file), and its defaults for the rest. ValueError naming the file and the first problem:
     no such file, no parameters file, no section for the node, a value of another type or out of its range, or a
     set the node refuses (`check_values`). Names that are no parameter of the node are warned of: the node ignores
     them, and a misspelt name leaves its parameter at the default."""
