@@ -8,6 +8,7 @@ the whole set. No node is created: nothing appears on the ROS graph.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,21 +51,23 @@ def read_params_file(path: Path, node_name: str = "dgdehaze") -> NodeSettings:
 
 def _given(path: Path, node_name: str) -> dict[str, Any]:
     """{name: value} of the parameters `path` gives the node, nested names joined with dots, from each section that
-    names it (`/**`, `/*`, `/**/NAME`, `NAME`, `/NAME`) in the file's order, later ones winning."""
+    names it (rcl's wildcards: `/**` any namespaces, `/*` one name; `/**`, `/*`, `/**/NAME`, `NAME`, `/NAME`) in
+    the file's order, later ones winning."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_RclLoader)
     except FileNotFoundError:
         raise ValueError(f"no such parameters file: {path}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"{path} cannot be read as a YAML file: {exc}") from None
-    sections = {key: value["ros__parameters"] for key, value in (document or {}).items()
-                if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict)} \
-        if isinstance(document, dict) else {}
+    sections, strays = _sections(document) if isinstance(document, dict) else ({}, [])
     if not sections:
         raise ValueError(f"{path} is no ROS 2 parameters file: it has no `NODE: ros__parameters:` section "
                          "(config/dgdehaze.yaml shows the layout)")
-    names = {"/**", "/*", f"/**/{node_name}", node_name, f"/{node_name}"}
-    applying = [parameters for key, parameters in sections.items() if key in names]
+    if strays:
+        raise ValueError(f"{path}: {strays[0]} is no node's section (`NODE: ros__parameters:` and a mapping of "
+                         "parameters), which ROS 2's parameters file parser refuses: a node does not start with "
+                         "this file")
+    applying = [parameters for key, parameters in sections.items() if _names_node(key, node_name)]
     if not applying:
         raise ValueError(f"{path} has no parameters for a node /{node_name}: its sections are "
                          f"{', '.join(map(str, sections))} (use /** for any node, or give the node's name)")
@@ -78,6 +81,51 @@ def _given(path: Path, node_name: str) -> dict[str, Any]:
             raise ValueError(f"{path}: {name} must be one value or a list of values of one type, got "
                              f"{value!r}") from None
     return given
+
+
+class _RclLoader(yaml.SafeLoader):
+    """YAML as rcl's parameters file parser reads it where PyYAML's YAML 1.1 differs: a number with an exponent
+    and no dot or sign in it (`1e-3`) is a double, not a string, and an alias (`*name`, `<<: *name`) is refused
+    with the file."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}), which ROS 2's parameters "
+                                              "file parser refuses: a node does not start with this file",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+_RclLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                 re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                                 list("-+.0123456789"))
+
+
+def _sections(document: dict[Any, Any], namespace: str = "") -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """({node name: its ros__parameters} of each section of `document`, a namespace's nested sections named
+    NAMESPACE/NODE; the names of the entries that are neither, for which rcl refuses the file)."""
+    sections: dict[str, dict[str, Any]] = {}
+    strays: list[str] = []
+    for key, value in document.items():
+        name = f"{namespace}/{str(key).strip('/')}" if namespace else str(key)
+        if not isinstance(value, dict) or not isinstance(value.get("ros__parameters", {}), dict):
+            strays.append(name)
+            continue
+        if "ros__parameters" in value:
+            sections[name] = value["ros__parameters"]
+        nested, nested_strays = _sections({k: v for k, v in value.items() if k != "ros__parameters"}, name)
+        sections.update(nested)
+        strays += nested_strays
+    return sections, strays
+
+
+def _names_node(key: str, node_name: str) -> bool:
+    """Whether the section `key` applies to the node `node_name` of the root namespace, as rcl matches it: `/**`
+    any namespaces (none too), `/*` one name."""
+    pattern = re.escape("/" + key.lstrip("/")).replace(re.escape("/**"), "(/[^/]+)*").replace(re.escape("/*"),
+                                                                                               "/[^/]+")
+    return re.fullmatch(pattern, "/" + node_name.lstrip("/")) is not None
 
 
 def _flattened(parameters: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -83,6 +83,24 @@ def test_a_file_is_taken_and_refused_as_the_node_takes_and_refuses_it(ros_contex
     assert _as_read(path) == _as_a_node_starts(ros_context, path)
 
 
+@pytest.mark.parametrize("text", [
+    "/**:\n  ros__parameters:\n    radiance_floor: 1e-3\n    max_visibility: 1.5E3\n",  # YAML 1.1 reads strings
+    "/**:\n  ros__parameters:\n    road_region: [3e-1, 0.5, 0.7, 1e0]\n",
+    "common: &common\n  threshold: 0.4\n/**:\n  ros__parameters:\n    <<: *common\n",  # rcl takes no alias
+    "/**: &all\n  ros__parameters:\n    threshold: 0.4\n/dgdehaze: *all\n",
+    "version: 2\n/**:\n  ros__parameters:\n    threshold: 0.4\n",  # an entry that is no node's section
+    "/**/*:\n  ros__parameters:\n    threshold: 0.4\n",  # rcl's wildcards
+    "/**:\n  dgdehaze:\n    ros__parameters:\n      threshold: 0.4\n",  # a namespace's nested node
+    "/**:\n  ros__parameters:\n    threshold: 0.4\n  dgdehaze:\n    ros__parameters:\n      imgsz: 320\n",
+    "robot: {}\n/**:\n  ros__parameters:\n    imgsz: 320\n",  # an empty namespace
+    "/**:\n  ros__parameters:\n    threshold: 0.4\n  other: 1\n",
+])
+def test_a_file_s_yaml_is_read_as_rcl_reads_it(ros_context: Context, tmp_path: Path, text: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert _as_read(path) == _as_a_node_starts(ros_context, path)
+
+
 def test_a_file_for_another_node_or_no_parameters_file_is_refused_and_unknown_names_are_warned_of(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "params.yaml"
