@@ -128,3 +128,26 @@ def test_of_several_sections_those_naming_the_node_apply_in_the_file_s_order(ros
                                     "/robot/front_dehaze": {"ros__parameters": {"imgsz": 960}}}, sort_keys=False))
     assert _as_read(path, "front_dehaze") == _as_a_node_starts(ros_context, path, "front_dehaze") \
         == {"threshold": 0.5, "imgsz": 320}
+
+
+def test_a_started_node_runs_the_replay_s_method_and_activates_itself_whatever_the_file_says(
+        ros_context: Context, tmp_path: Path) -> None:
+    """bag-eval --node --params-file: a file's `autostart: false` left the started node waiting for a lifecycle
+    manager until the replay gave up after 120 s, and a file's `weights` ran in the node where the report named
+    --method's model (the node runs `weights` when it is set)."""
+    from dgdehaze_core.models import shipped_weights_path
+    from dgdehaze_ros.tools.bag_replay import _node_command
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "autostart": False, "threshold": 0.4, "weights": str(shipped_weights_path("lite"))}}}))
+    command = _node_command("dgdehaze", "/cam/image_raw", False, None, "dcp", False, params_file=str(path))
+    node = Node("dgdehaze", context=ros_context, cli_args=command[command.index("--ros-args"):],
+                start_parameter_services=False)
+    try:
+        declare_parameters(node)
+        settings = read_settings(node)
+    finally:
+        node.destroy_node()
+    assert (settings["autostart"], settings["model"], settings["weights"], settings["threshold"]) == (
+        True, "dcp", "", 0.4)

@@ -98,15 +98,16 @@ def _node_command(node_name: str, image_topic: str, compressed: bool, camera_inf
                   method: str, detection: bool, node_params: Sequence[str] = (),
                   params_file: str | None = None) -> list[str]:
     """The started node's command line: `params_file` first, so that the replay's own parameters and `node_params`
-    win over it, as -p does over --params-file."""
+    win over it, as -p does over --params-file: the node activates itself (a file's `autostart: false` waits for a
+    lifecycle manager the replay does not run), and runs `method`, not a file's `weights` beside a model name."""
     args = ["--ros-args", *(["--params-file", params_file] if params_file else []), "-r", f"__node:={node_name}",
             "-p", f"input_transport:={'compressed' if compressed else 'raw'}",
-            "-p", "image_reliability:=reliable", "-p", "image_qos_depth:=1",
+            "-p", "image_reliability:=reliable", "-p", "image_qos_depth:=1", "-p", "autostart:=true",
             "-p", f"detection_enabled:={'true' if detection else 'false'}"]
     if file_suffix(method) in WEIGHTS_SUFFIXES:  # a file, as offline takes it (.pth, .PT too)
         args += ["-p", f"weights:={method}"]
     else:
-        args += ["-p", f"model:={method}"]
+        args += ["-p", f"model:={method}", "-p", "weights:=''"]
     input_name = "image/compressed" if compressed else "image"
     args += ["-r", f"{input_name}:={image_topic}"]
     if camera_info_topic:
