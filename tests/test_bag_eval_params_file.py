@@ -60,6 +60,13 @@ def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_withou
         None, 0.25, 640, 16, "auto", []), "without a file: the options' own defaults"
 
 
+def test_a_file_s_half_on_the_cpu_runs_fp32_as_the_node_does(tmp_path: Path) -> None:
+    """The node ignores half on the CPU (fp16 is for GPUs); offline, the file's `half: true` became --half, which
+    was refused with '--half runs the networks in fp16 on a GPU: add --device cuda', an option the user never gave."""
+    args, _ = _taken("--params-file", str(_params_file(tmp_path / "robot.yaml", half=True, radiance_floor=0.1)))
+    assert (args.half, image_settings(args)) == (False, {"radiance_floor": 0.1})
+
+
 def test_a_file_s_network_and_detector_settings_reach_one_bag_and_a_fleet_as_the_same_options_do(
         tmp_path: Path) -> None:
     write_camera_bag(tmp_path / "in", "mcap", demo_frames(2), "bgr8")

@@ -72,7 +72,10 @@ def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> N
     if args.method is None:
         args.method = settings["weights"] or settings["model"]
     if args.method != "dcp":
+        on_cpu = str(args.device or settings["device"]) == "cpu"
         for name in NETWORK_PARAMETERS:
+            if name == "half" and on_cpu:  # the node runs fp32 on the CPU and says so; --half there is refused
+                continue
             if name in changed and getattr(args, name) in (None, False):
                 setattr(args, name, changed[name])
         if args.working_size is None and (settings["working_width"] or settings["working_height"]):
