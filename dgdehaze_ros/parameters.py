@@ -381,7 +381,8 @@ class NodeSettings:
                 if self[spec.name] != spec.default and (spec.default is not None or self[spec.name])}
 
     def pipeline_args(self) -> tuple[str, dict[str, Any]]:
-        """(method, options) for `dgdehaze_core.inference.pipeline.load_pipeline`."""
+        """(method, options) for `dgdehaze_core.inference.pipeline.load_pipeline`; `weights` with ~ expanded, as
+        `check_values` reads it."""
         if self["model"] == "dcp" and not self["weights"]:
             return "dcp", {}
         options: dict[str, Any] = {"device": self["device"], "half": self["half"], "output": self["output"],
@@ -391,7 +392,7 @@ class NodeSettings:
             options["working_size"] = (self["working_width"], self["working_height"])
         if self["cpu_threads"]:
             options["threads"] = self["cpu_threads"]
-        return self["weights"] or self["model"], options
+        return str(Path(self["weights"]).expanduser()) if self["weights"] else self["model"], options
 
     def mounting(self) -> Mounting | None:
         """The camera's mounting and road region from camera_height and camera_pitch, or None when camera_height

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,22 @@ def test_a_file_s_half_on_the_cpu_runs_fp32_as_the_node_does(tmp_path: Path) -> 
     was refused with '--half runs the networks in fp16 on a GPU: add --device cuda', an option the user never gave."""
     args, _ = _taken("--params-file", str(_params_file(tmp_path / "robot.yaml", half=True, radiance_floor=0.1)))
     assert (args.half, image_settings(args)) == (False, {"radiance_floor": 0.1})
+
+
+def test_a_file_s_weights_under_the_home_folder_load_offline_and_in_the_node(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`weights: ~/lite.pt`, which the node's check takes (it expands ~), failed offline with 'no such checkpoint:
+    ~/lite.pt', and the node's own load failed at configure with the same words."""
+    from dgdehaze_core.models import shipped_weights_path
+    from dgdehaze_ros.params_file import read_params_file
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(shipped_weights_path("lite"), tmp_path / "lite.pt")
+    params = _params_file(tmp_path / "robot.yaml", weights="~/lite.pt", detection_enabled=False)
+    assert read_params_file(params).pipeline_args()[0] == str(tmp_path / "lite.pt"), "the node's load"
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(1), "bgr8")
+    assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--params-file", str(params),
+                 "--backend", "torch", "--output-images", "none", "--no-progress"]) == 0
 
 
 def test_a_file_s_network_and_detector_settings_reach_one_bag_and_a_fleet_as_the_same_options_do(

@@ -70,7 +70,7 @@ def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> N
     """The options `args` does not give, from the node's `settings` (`dgdehaze_ros.parameters.NodeSettings`;
     `changed`: those not at the node's defaults)."""
     if args.method is None:
-        args.method = settings["weights"] or settings["model"]
+        args.method = settings.pipeline_args()[0]  # its weights (~ expanded) or model, as the node loads it
     if args.method != "dcp":
         on_cpu = str(args.device or settings["device"]) == "cpu"
         for name in NETWORK_PARAMETERS:
