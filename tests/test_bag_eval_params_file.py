@@ -61,6 +61,14 @@ def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_withou
         None, 0.25, 640, 16, "auto", []), "without a file: the options' own defaults"
 
 
+def test_an_option_of_zero_wins_over_the_file(tmp_path: Path) -> None:
+    """--max-detail-gain 0 (the exact inversion) and --radiance-floor 0 read as unset (0 == False), so the file's
+    gain and floor ran instead of the options given."""
+    params = _params_file(tmp_path / "robot.yaml", max_detail_gain=3.0, radiance_floor=0.1)
+    args, _ = _taken("--params-file", str(params), "--max-detail-gain", "0", "--radiance-floor", "0")
+    assert (args.max_detail_gain, args.radiance_floor) == (0.0, 0.0)
+
+
 def test_a_file_s_half_on_the_cpu_runs_fp32_as_the_node_does(tmp_path: Path) -> None:
     """The node ignores half on the CPU (fp16 is for GPUs); offline, the file's `half: true` became --half, which
     was refused with '--half runs the networks in fp16 on a GPU: add --device cuda', an option the user never gave."""

@@ -76,7 +76,8 @@ def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> N
         for name in NETWORK_PARAMETERS:
             if name == "half" and on_cpu:  # the node runs fp32 on the CPU and says so; --half there is refused
                 continue
-            if name in changed and getattr(args, name) in (None, False):
+            given = getattr(args, name)
+            if name in changed and (given is None or given is False):  # unset; 0 (== False) is an option given
                 setattr(args, name, changed[name])
         if args.working_size is None and (settings["working_width"] or settings["working_height"]):
             args.working_size = (settings["working_width"], settings["working_height"])
