@@ -48,7 +48,12 @@ def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_withou
     assert args.detector_extras == {"max_det": 3, "classes": ["car"]}
     assert args.frame_settings == {"detection_input": "fused", "max_visibility": 150.0}
     assert (args.camera_height, args.camera_pitch, args.image_rectified, args.no_detection) == (1.5, 0.0, "true", True)
-    assert notes == [f"{params}'s tracker bytetrack not reproduced offline (bag-eval --node runs the node with them)"]
+    assert notes == [
+        f"evaluated with {params}'s working_height 240, radiance_floor 0.1, output decoder, camera_height 1.5, "
+        "image_rectified True, max_visibility 150.0, detection_enabled False, detection_input fused, imgsz 320, "
+        "max_det 3, classes ['car'] (its parameters for /dgdehaze; an option given wins over it)",
+        f"{params}'s tracker bytetrack not reproduced offline (bag-eval --node runs the node with them)"], \
+        "the report says which of the file's settings ran: not its threshold and input_bits, given as options"
     args, notes = _taken("--params-file", str(params), "--method", "dcp", "--node")
     assert (args.method, args.radiance_floor, args.network_output, notes) == ("dcp", None, None, []), \
         "dcp has no network settings to take, and a node takes the whole file"
@@ -108,8 +113,11 @@ def test_a_file_s_network_and_detector_settings_reach_one_bag_and_a_fleet_as_the
     assert len(frames["options"]) == 2 and all(np.array_equal(a, b) for a, b in zip(*frames.values()))
     summary = json.loads((tmp_path / "fleet" / "in" / "summary.json").read_text())
     assert summary["detector"] is None, "the file's detection_enabled false"
-    assert summary["notes"] == ["the network ran with the exact inversion (max_detail_gain 0), working size 96x64",
-                                "the frame chain ran with detection_input fused"]
+    assert summary["notes"] == [
+        "the network ran with the exact inversion (max_detail_gain 0), working size 96x64",
+        "the frame chain ran with detection_input fused",
+        f"evaluated with {params}'s working_width 96, working_height 64, max_detail_gain 0.0, detection_enabled False, "
+        "detection_input fused (its parameters for /dgdehaze; an option given wins over it)"]
 
 
 def test_a_file_the_node_would_refuse_or_an_attached_node_is_refused_before_any_work(

@@ -48,13 +48,19 @@ def add_params_file_option(parser: argparse.ArgumentParser) -> None:
 def take_params_file(args: argparse.Namespace) -> list[str]:
     """Fill the options that mirror a node parameter and are not given from --params-file's settings (read as
     the node of --node-name reads them: ValueError for a file the node would refuse), then from their own defaults.
-    Returns the report's notes on the file: offline, the parameters it sets that the offline evaluation runs
-    without; none without a file."""
+    Returns the report's notes on the file: offline, the parameters it sets that the evaluation ran with (an option
+    given instead is not among them) and those it runs without; none without a file."""
     notes: list[str] = []
     if args.params_file is not None:
         settings = ros_mode(PARAMS_FILE)(args.params_file, args.node_name)
         changed = settings.changed()
         _fill(args, settings, changed)
+        if not args.node:  # a started node's note names the file
+            taken = [f"{name} {changed[name]}" for name in changed if _ran_with(args, settings, name)]
+            notes.append(f"evaluated with {args.params_file}'s {', '.join(taken)} (its parameters for "
+                         f"/{args.node_name}; an option given wins over it)" if taken else
+                         f"evaluated with none of {args.params_file}'s settings (the node's defaults, or options "
+                         "given instead)")
         unreproduced = [f"{name} {changed[name]}" for name in NOT_OFFLINE if name in changed]
         if unreproduced and not args.node:
             notes.append(f"{args.params_file}'s {', '.join(unreproduced)} not reproduced offline (bag-eval --node "
@@ -93,3 +99,20 @@ def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> N
         args.no_detection = True
     args.detector_extras = {name: changed[name] for name in DETECTOR_EXTRAS if name in changed}
     args.frame_settings = {name: changed[name] for name in FRAME_SETTINGS if name in changed}
+
+
+def _ran_with(args: argparse.Namespace, settings: Any, name: str) -> bool:
+    """Whether the filled `args` run the file's value of the parameter `name` (not an option given instead)."""
+    value = settings[name]
+    options = {"model": ("method", settings.pipeline_args()[0]), "weights": ("method", settings.pipeline_args()[0]),
+               "threshold": ("conf", value), "detector_weights": ("detector", value),
+               "image_rectified": ("image_rectified", str(value).lower()), "output": ("network_output", value),
+               "working_width": ("working_size", (settings["working_width"], settings["working_height"])),
+               "working_height": ("working_size", (settings["working_width"], settings["working_height"])),
+               "detection_enabled": ("no_detection", not value)}
+    if name in DETECTOR_EXTRAS:
+        return name in args.detector_extras
+    if name in FRAME_SETTINGS:
+        return name in args.frame_settings
+    dest, ran = options.get(name, (name, value))
+    return name in (*options, *NETWORK_PARAMETERS, *DEFAULTED) and getattr(args, dest, None) == ran
