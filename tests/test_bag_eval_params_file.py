@@ -168,3 +168,21 @@ def test_a_node_replay_starts_the_node_with_the_file_and_offline_the_chain_and_d
 
 def _summary(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
+
+
+def test_with_node_a_node_param_wins_over_the_file(tmp_path: Path) -> None:
+    """The file's camera_height, image_rectified and radiance_floor, filled into the options, were passed to the
+    started node after --node-param's: the node ran the file's values over those the user gave it."""
+    from dgdehaze_core.commands.bag_eval import run
+
+    params = _params_file(tmp_path / "robot.yaml", camera_height=1.3, image_rectified=False, radiance_floor=0.1,
+                          working_width=96)
+    user = ["camera_height:=2.0", "image_rectified:=true", "radiance_floor:=0.3", "working_width:=128"]
+    args = build_parser().parse_args(["bag-eval", str(tmp_path / "missing"), "--out", str(tmp_path / "out"),
+                                      "--node", "--params-file", str(params),
+                                      *[option for param in user for option in ("--node-param", param)]])
+    with pytest.raises(FileNotFoundError, match="no such bag"):  # after the node's parameters are made
+        run(args)
+    started = dict(param.split(":=", 1) for param in args.node_param)  # the last of a name wins, as with -p
+    assert {name: started[name] for name in ("camera_height", "image_rectified", "radiance_floor",
+                                             "working_width")} == dict(param.split(":=") for param in user)

@@ -27,6 +27,10 @@ NOT_OFFLINE = ("tracker", "detection_interval", "base_frame")
 """Node parameters that change the figures and that the offline evaluation does not take (a tracker would follow
 both rows' detections as one stream; the report's rows are detected on every frame; TF is not read offline): a file
 that sets one is evaluated without it, and the report says so (--node runs the node with it)."""
+PASSED_AFTER = ("camera_height", "camera_pitch", "image_rectified", "working_width", "working_height",
+                *NETWORK_PARAMETERS)
+"""The parameters bag-eval gives a started node from the options after --node-param's (the detector's it leaves to
+--node-param): the file's value, filled into an option, would win over the one --node-param gives."""
 
 
 def add_params_file_option(parser: argparse.ArgumentParser) -> None:
@@ -74,18 +78,20 @@ def take_params_file(args: argparse.Namespace) -> list[str]:
 
 def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> None:
     """The options `args` does not give, from the node's `settings` (`dgdehaze_ros.parameters.NodeSettings`;
-    `changed`: those not at the node's defaults)."""
+    `changed`: those not at the node's defaults). With --node, none of PASSED_AFTER that --node-param sets."""
+    unset = {param.split(":=", 1)[0] for param in args.node_param} & set(PASSED_AFTER) if args.node else set()
     if args.method is None:
         args.method = settings.pipeline_args()[0]  # its weights (~ expanded) or model, as the node loads it
     if args.method != "dcp":
         on_cpu = str(args.device or settings["device"]) == "cpu"
         for name in NETWORK_PARAMETERS:
-            if name == "half" and on_cpu:  # the node runs fp32 on the CPU and says so; --half there is refused
+            if (name == "half" and on_cpu) or name in unset:  # the node runs fp32 on the CPU; --half is refused
                 continue
             given = getattr(args, name)
             if name in changed and (given is None or given is False):  # unset; 0 (== False) is an option given
                 setattr(args, name, changed[name])
-        if args.working_size is None and (settings["working_width"] or settings["working_height"]):
+        if args.working_size is None and (settings["working_width"] or settings["working_height"]) \
+                and not unset & {"working_width", "working_height"}:
             args.working_size = (settings["working_width"], settings["working_height"])
         args.network_output = changed.get("output")
     mirrored = {"detector": settings["detector_weights"] or None, "imgsz": settings["imgsz"],
@@ -93,7 +99,7 @@ def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> N
                 "camera_height": settings["camera_height"], "camera_pitch": settings["camera_pitch"],
                 "image_rectified": str(settings["image_rectified"]).lower(), "input_bits": settings["input_bits"]}
     for dest, value in mirrored.items():
-        if getattr(args, dest) is None:
+        if getattr(args, dest) is None and dest not in unset:
             setattr(args, dest, value)
     if not settings["detection_enabled"]:
         args.no_detection = True
