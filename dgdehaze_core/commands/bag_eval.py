@@ -16,6 +16,7 @@ import argparse
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,9 @@ from dgdehaze_core.physics.lens import RECTIFIED_SETTINGS
 from dgdehaze_core.physics.visibility import Mounting
 
 LOG = logging.getLogger(__name__)
+
+NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""A ROS node's name (rcl's rule): a started node's --node-name, which rcl's remapping refuses otherwise."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -137,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     if args.attach and (args.node_param or args.params_file):
         raise ValueError("--node-param and --params-file set parameters of a node started here; set an attached "
                          "node's with ros2 param")
+    if args.node and not args.attach and not NODE_NAME.fullmatch(args.node_name):
+        raise ValueError(f"--node-name {args.node_name!r}: the node bag-eval starts takes a name of letters, digits "
+                         "and _ (not a digit first), and runs in the root namespace")
     file_notes = take_params_file(args)
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
