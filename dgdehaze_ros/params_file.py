@@ -35,6 +35,8 @@ def read_params_file(path: Path, node_name: str = "dgdehaze") -> NodeSettings:
     if unknown:
         LOG.warning("%s: %s %s no parameter of the dgdehaze node: ignored, as the node ignores %s", path,
                     ", ".join(unknown), "is" if len(unknown) == 1 else "are", "it" if len(unknown) == 1 else "them")
+    if not isinstance(given.get("use_sim_time", False), bool):  # rclpy declares it a bool on every node
+        raise ValueError(f"{path}: use_sim_time must be of type bool, got {given['use_sim_time']!r}")
     values = {name: value for name, value in given.items() if name in SPEC_BY_NAME}
     for name, value in values.items():
         problem = _type_or_range_problem(SPEC_BY_NAME[name], value)

@@ -38,8 +38,8 @@ def _as_a_node_starts(context: Context, path: Path, name: str = "dgdehaze") -> d
     try:
         node = Node(name, context=context, cli_args=["--ros-args", "--params-file", str(path)],
                     start_parameter_services=False)
-    except RCLInvalidROSArgsError:  # rcl's parser: a list of mixed types, no YAML
-        return "refused"
+    except (RCLInvalidROSArgsError, ParameterException):  # rcl's parser: a list of mixed types, no YAML; the
+        return "refused"  # parameters every node declares (use_sim_time)
     try:
         declare_parameters(node)
         return read_settings(node).changed()
@@ -94,6 +94,7 @@ def test_a_file_is_taken_and_refused_as_the_node_takes_and_refuses_it(ros_contex
     "/**:\n  ros__parameters:\n    threshold: 0.4\n  dgdehaze:\n    ros__parameters:\n      imgsz: 320\n",
     "robot: {}\n/**:\n  ros__parameters:\n    imgsz: 320\n",  # an empty namespace
     "/**:\n  ros__parameters:\n    threshold: 0.4\n  other: 1\n",
+    "/**:\n  ros__parameters:\n    use_sim_time: 'true'\n",  # every node's own parameter, a bool
 ])
 def test_a_file_s_yaml_is_read_as_rcl_reads_it(ros_context: Context, tmp_path: Path, text: str) -> None:
     path = tmp_path / "params.yaml"
