@@ -41,9 +41,10 @@ def add_params_file_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=path_argument, default=None, metavar="FILE",
                         help="the node's parameters file (config/dgdehaze.yaml's layout; the file ros2 launch's "
                              "params_file takes), read and checked as the node reads it: offline, the method and "
-                             "the network's, the detector's and the camera's settings it gives are evaluated (the "
-                             "report names those it sets that offline runs without); with --node the node is "
-                             "started with it. An option given here wins over the file. Needs ROS 2's rclpy")
+                             "the network's, the detector's, the frame chain's and the camera's settings it gives "
+                             "are evaluated (the report names them, and the three offline runs without: tracker, "
+                             "detection_interval, base_frame); with --node the node is started with it. An option "
+                             "given here wins over the file. Needs ROS 2's rclpy")
     parser.set_defaults(option_defaults={dest: parser.get_default(dest) for dest in DEFAULTED},
                         detector_extras={}, network_output=None, frame_settings={},
                         **{dest: None for dest in DEFAULTED})
