@@ -57,6 +57,10 @@ def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_withou
     args, notes = _taken("--params-file", str(params), "--method", "dcp", "--node")
     assert (args.method, args.radiance_floor, args.network_output, notes) == ("dcp", None, None, []), \
         "dcp has no network settings to take, and a node takes the whole file"
+    args, _ = _taken("--params-file", str(_params_file(tmp_path / "dcp.yaml", model="dcp")), "--max-detail-gain", "0")
+    with pytest.raises(ValueError, match=rf"--max-detail-gain set how a network makes its image, and dcp \(the "
+                                         rf"method of --params-file {tmp_path / 'dcp.yaml'}\) has none"):
+        image_settings(args)
     args, _ = _taken("--params-file", str(_params_file(tmp_path / "decoder.yaml", output="decoder")))
     assert image_settings(args) == {"output": "decoder"}, "the file's output alone reaches the offline network"
     with pytest.raises(ValueError, match="tracker: not a frame-chain setting"):

@@ -249,7 +249,8 @@ def image_settings(args: argparse.Namespace) -> dict[str, Any]:
     if not given and args.network_output is None:
         return {}
     if args.method == "dcp":
-        raise ValueError(f"{', '.join(given)} set how a network makes its image, and dcp has none")
+        source = f" (the method of {args.method_from})" if args.method_from else ""
+        raise ValueError(f"{', '.join(given)} set how a network makes its image, and dcp{source} has none")
     if args.attach:
         raise ValueError(f"{', '.join(given)} set a started node's parameters; set an attached node's with ros2 param")
     if not args.node:

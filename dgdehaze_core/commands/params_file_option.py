@@ -36,8 +36,9 @@ PASSED_AFTER = ("camera_height", "camera_pitch", "image_rectified", "working_wid
 def add_params_file_option(parser: argparse.ArgumentParser) -> None:
     """--params-file, and the options of DEFAULTED left unset until `take_params_file` fills them; the file's
     detector settings without an option (`detector_extras`: `Detector`'s keyword arguments), its network `output`
-    (`network_output`, None: the node's default) and its frame-chain settings (`frame_settings`:
-    `evaluation.FRAME_SETTINGS` not at the node's defaults), none without a file."""
+    (`network_output`, None: the node's default), its frame-chain settings (`frame_settings`:
+    `evaluation.FRAME_SETTINGS` not at the node's defaults) and, where the method is the file's, where it is from
+    (`method_from`, for messages); none without a file."""
     parser.add_argument("--params-file", type=path_argument, default=None, metavar="FILE",
                         help="the node's parameters file (config/dgdehaze.yaml's layout; the file ros2 launch's "
                              "params_file takes), read and checked as the node reads it: offline, the method and "
@@ -46,7 +47,7 @@ def add_params_file_option(parser: argparse.ArgumentParser) -> None:
                              "detection_interval, base_frame); with --node the node is started with it. An option "
                              "given here wins over the file. Needs ROS 2's rclpy")
     parser.set_defaults(option_defaults={dest: parser.get_default(dest) for dest in DEFAULTED},
-                        detector_extras={}, network_output=None, frame_settings={},
+                        detector_extras={}, network_output=None, frame_settings={}, method_from=None,
                         **{dest: None for dest in DEFAULTED})
 
 
@@ -83,6 +84,7 @@ def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> N
     unset = {param.split(":=", 1)[0] for param in args.node_param} & set(PASSED_AFTER) if args.node else set()
     if args.method is None:
         args.method = settings.pipeline_args()[0]  # its weights (~ expanded) or model, as the node loads it
+        args.method_from = f"--params-file {args.params_file}"
     if args.method != "dcp":
         on_cpu = str(args.device or settings["device"]) == "cpu"
         for name in NETWORK_PARAMETERS:
