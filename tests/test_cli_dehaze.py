@@ -529,7 +529,7 @@ def test_resume_of_another_recording_into_its_out_is_refused_not_taken_for_done(
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == written
     assert main(["dehaze", str(first), "--method", "dcp", "--out", str(out), "--resume"]) == 0
     record = json.loads((out / "dehaze_run.json").read_text())
-    del record["input"]  # as written before records named their input: taken for any input's
+    del record["input"], record["made_from"]  # as written before records named their input: taken for any input's
     (out / "dehaze_run.json").write_text(json.dumps(record))
     assert main(["dehaze", str(second), "--method", "dcp", "--out", str(out), "--resume"]) == 0
 
@@ -953,3 +953,30 @@ def test_an_image_sharing_another_input_s_name_is_refused_its_outputs_not_replac
     with caplog.at_level("WARNING", logger="dgdehaze_core.commands.dehaze"):
         assert main([*dehaze, str(out), str(first)]) == 0
     assert f"no {out / 'dehaze_run.json'} says which input wrote them" in caplog.text
+
+
+def test_a_resume_is_refused_an_output_of_another_file_that_an_image_added_since_would_replace(
+        tmp_path: Path, foggy_road: np.ndarray, capsys: pytest.CaptureFixture) -> None:
+    """`dehaze A/ --out D`, `dehaze B/ --out D`, then B/x.png added and `dehaze B/ --out D --resume` (to dehaze what
+    is new): the resume skipped the check of what each output was made from, replaced A/x.png's outputs with
+    B/x.png's without a word, and left the record saying they were A's, so that B's next run was refused them."""
+    first, second, out = tmp_path / "A", tmp_path / "B", tmp_path / "out"
+    photo = cv2.resize(foggy_road, (64, 48), interpolation=cv2.INTER_AREA)
+    for folder, names in ((first, ("x.png", "y.png")), (second, ("z.png",))):
+        folder.mkdir()
+        for index, name in enumerate(names):
+            cv2.imwrite(str(folder / name), cv2.add(photo, index * 40))
+    dehaze = ["dehaze", "--method", "dcp", "--no-progress", "--out", str(out)]
+    for source in (first, second):
+        assert main([*dehaze, str(source)]) == 0, capsys.readouterr().err
+    cv2.imwrite(str(second / "x.png"), cv2.subtract(photo, 40))
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main([*dehaze, str(second), "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert f"{out / 'x_dehazed.png'} (and 1 more) is an output of {(first / 'x.png').resolve()}" in error, error
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written, "a refused resume wrote nothing"
+    (second / "x.png").unlink()
+    cv2.imwrite(str(second / "w.png"), photo)
+    assert main([*dehaze, str(second), "--resume"]) == 0, "an image added of a new name is dehazed"
+    assert (out / "w_dehazed.png").is_file()

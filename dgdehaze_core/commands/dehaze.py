@@ -440,14 +440,13 @@ def run(args: argparse.Namespace) -> int:
         options["output"] = args.output
     if args.working_size is not None:
         options["working_size"] = args.working_size
-    if not args.resume:  # a resumed run's outputs are its record's run's (check_resumable)
-        _check_replaced(args.out, outputs)
     checked = read_method(args.method) if args.resume else None  # the weights checked are the weights loaded
     expected = run_record(args, method_weights(args.method, read=checked)) if args.resume else None
     if expected is not None:  # before a runtime is built: an export, or on a GPU a TensorRT engine, takes minutes;
         check_resumable(args.out, expected)  # and before "all done": another run's outputs are not this one's
     started = _run_start(args.out) if args.resume else None
     todo = [path for path in paths if not (args.resume and _done(path, outputs[path], started or 0))]
+    _check_replaced(args.out, outputs if video else {path: outputs[path] for path in todo})  # a resume: new images
     if len(todo) < len(paths):
         LOG.info("--resume: %d of %d images have their outputs in %s already", len(paths) - len(todo), len(paths),
                  args.out)
