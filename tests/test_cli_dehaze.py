@@ -980,3 +980,27 @@ def test_a_resume_is_refused_an_output_of_another_file_that_an_image_added_since
     cv2.imwrite(str(second / "w.png"), photo)
     assert main([*dehaze, str(second), "--resume"]) == 0, "an image added of a new name is dehazed"
     assert (out / "w_dehazed.png").is_file()
+
+
+def test_a_folder_written_before_records_held_made_from_takes_its_videos_and_linked_images_again(
+        shared_data: Path, tmp_path: Path, foggy_road: np.ndarray, capsys: pytest.CaptureFixture) -> None:
+    """In a folder whose record is from before records held made_from, the outputs written after it were all taken
+    for the record's input's: a video's, which such a version wrote without a record, was called the image folder's,
+    and the same video's command again was refused them; and an image of that folder that is a link (a folder of links
+    into a data set) was called another file's, its folder's same command refused too."""
+    linked, pool, out = tmp_path / "linked", tmp_path / "pool", tmp_path / "out"
+    linked.mkdir()
+    pool.mkdir()
+    cv2.imwrite(str(pool / "0001.png"), cv2.resize(foggy_road, (64, 48), interpolation=cv2.INTER_AREA))
+    (linked / "x.png").symlink_to(pool / "0001.png")
+    clip = fog_clip(shared_data, tmp_path / "clip.mp4", frames=2)
+    dehaze = ["dehaze", "--method", "dcp", "--no-progress", "--out", str(out)]
+    assert main([*dehaze, str(linked)]) == 0, capsys.readouterr().err
+    record = json.loads((out / "dehaze_run.json").read_text())
+    del record["made_from"]
+    (out / "dehaze_run.json").write_text(json.dumps(record))
+    os.utime(out / "dehaze_run.json", ns=(0, 0))  # written before the outputs: they are its input's
+    for kind in ("dehazed", "depth"):  # a video's outputs, by a version whose video runs wrote no record
+        shutil.copy(clip, out / f"clip_{kind}.mp4")
+    for source in (clip, linked):
+        assert main([*dehaze, str(source)]) == 0, capsys.readouterr().err

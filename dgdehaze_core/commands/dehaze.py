@@ -149,9 +149,10 @@ def _read_record(out: Path) -> dict[str, Any] | None:
 
 def _made_from(out: Path, record: dict[str, Any] | None, outputs: list[Path]) -> dict[Path, str | None]:
     """What each of `outputs` that is a file in `out` was made from, by the folder's run `record`: the file its
-    MADE_FROM names, else, for an output written after the record (by a resume that added images, or by a run
-    before records held MADE_FROM), the record's input (a folder's run: the folder); None where the record cannot
-    tell (none: a folder written before records were, or its outputs older than its record)."""
+    MADE_FROM names, else, for an image's output written after the record (by a resume that added images, or by a
+    run before records held MADE_FROM), the record's input (a folder's run: the folder); None where the record
+    cannot tell (none: a folder written before records were, its outputs older than its record, or a video's that a
+    run before records held MADE_FROM wrote after an image run's record: such a video run wrote none)."""
     made = record.get(MADE_FROM) if record else None
     made = made if isinstance(made, dict) else {}
     started = _run_start(out) if record else None
@@ -160,7 +161,7 @@ def _made_from(out: Path, record: dict[str, Any] | None, outputs: list[Path]) ->
         if not path.is_file():
             continue
         source = made.get(path.name)
-        if source is None and started is not None and path.stat().st_mtime_ns >= started:
+        if source is None and started is not None and path.suffix == ".png" and path.stat().st_mtime_ns >= started:
             source = record.get("input")
         sources[path] = source if isinstance(source, str) else None
     return sources
@@ -168,9 +169,10 @@ def _made_from(out: Path, record: dict[str, Any] | None, outputs: list[Path]) ->
 
 def _same_source(recorded: str, path: Path) -> bool:
     """Whether an output made from `recorded` (a file, or the folder of a run whose record names no file) is made
-    from `path` again: a command run again, or a folder's image named alone, replaces its own outputs."""
+    from `path` again: a command run again, or a folder's image named alone, replaces its own outputs. An image of
+    a folder is that folder's whether it is a link or a file there (a folder of links into a data set's)."""
     resolved = _real_path(path)
-    return recorded in (resolved, os.path.dirname(resolved))
+    return recorded in (resolved, os.path.dirname(resolved), _real_path(path.parent))
 
 
 def _real_path(path: Path) -> str:
