@@ -117,9 +117,9 @@ def test_a_file_s_network_and_detector_settings_reach_one_bag_and_a_fleet_as_the
     assert len(frames["options"]) == 2 and all(np.array_equal(a, b) for a, b in zip(*frames.values()))
     summary = json.loads((tmp_path / "fleet" / "in" / "summary.json").read_text())
     assert summary["detector"] is None, "the file's detection_enabled false"
+    # its detection_input changes nothing without a detector: the chain's note leaves it out
     assert summary["notes"] == [
         "the network ran with the exact inversion (max_detail_gain 0), working size 96x64",
-        "the frame chain ran with detection_input fused",
         f"evaluated with {params}'s working_width 96, working_height 64, max_detail_gain 0.0, detection_enabled False, "
         "detection_input fused (its parameters for /dgdehaze; an option given wins over it)"]
 

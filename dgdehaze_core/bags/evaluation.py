@@ -397,9 +397,10 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         pipeline = open_pipeline(method, default_method, read, pipeline_options)
         if pipeline_options and pipeline.method != FALLBACK_METHOD:
             window = [*window, settings_note(pipeline_options)]
-        if frame_settings:
-            window.append("the frame chain ran with " + ", ".join(f"{name} {value}"
-                                                                    for name, value in frame_settings.items()))
+        applied = {name: value for name, value in (frame_settings or {}).items()
+                   if (detector is not None if name.startswith("detection_") else mounting is not None)}
+        if applied:  # a fog setting without a mounting, or a detector's without one, changes nothing: not named
+            window.append("the frame chain ran with " + ", ".join(f"{name} {value}" for name, value in applied.items()))
         window = [*window, *notes]
         evaluation = BagEvaluation(
             input_bag=str(input_bag), image_topic=image_topic, camera_info_topic=camera_info_topic,
