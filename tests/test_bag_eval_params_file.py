@@ -109,7 +109,8 @@ def test_a_file_s_network_and_detector_settings_reach_one_bag_and_a_fleet_as_the
     assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "options"), "--method", "lite",
                  "--max-detail-gain", "0", "--working-size", "96x64", "--no-detection", *common]) == 0
     params = _params_file(tmp_path / "robot.yaml", max_detail_gain=0.0, working_width=96, working_height=64,
-                          detection_enabled=False, detection_input="fused")
+                          detection_enabled=False, detection_input="fused", camera_height=1.5,
+                          road_max_distance=20.0)
     assert main(["bag-eval", str(tmp_path / "in"), str(tmp_path / "in2"), "--out", str(tmp_path / "fleet"),
                  "--workers", "1", "--params-file", str(params), *common]) == 0
     frames = {name: [m.data for _, m in read_all(tmp_path / name / "bag")["/dgdehaze/image_dehazed"]]
@@ -120,8 +121,10 @@ def test_a_file_s_network_and_detector_settings_reach_one_bag_and_a_fleet_as_the
     # its detection_input changes nothing without a detector: the chain's note leaves it out
     assert summary["notes"] == [
         "the network ran with the exact inversion (max_detail_gain 0), working size 96x64",
-        f"evaluated with {params}'s working_width 96, working_height 64, max_detail_gain 0.0, detection_enabled False, "
-        "detection_input fused (its parameters for /dgdehaze; an option given wins over it)"]
+        "the frame chain ran with road_max_distance 20.0",
+        f"evaluated with {params}'s working_width 96, working_height 64, max_detail_gain 0.0, camera_height 1.5, "
+        "road_max_distance 20.0, detection_enabled False, detection_input fused (its parameters for /dgdehaze; an "
+        "option given wins over it)"]
 
 
 def test_a_file_the_node_would_refuse_or_an_attached_node_is_refused_before_any_work(
