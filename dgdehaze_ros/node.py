@@ -87,7 +87,7 @@ from dgdehaze_ros.model_reloads import ModelReloads, ShutDownMeanwhile
 from dgdehaze_ros.node_diagnostics import FrameStats, diagnostic_array
 from dgdehaze_ros.node_logging import attribute_threads, not_on_a_node_logger, transition_of
 from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
-                                     integers_as_doubles, parameters_help, read_settings)
+                                     integers_as_doubles, parameters_help, read_settings, unknown_overrides)
 from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, PRE_SET_PARAMETERS_CALLBACKS, SubscriptionEventCallbacks
 from dgdehaze_ros.stream_stamps import StreamStamps
 from dgdehaze_ros.visibility_messages import FOG_PARAMETERS, fog_banner, visibility_msg
@@ -194,6 +194,10 @@ class DehazeNode(ModelReloads, LifecycleNode):
         except Exception:  # a refused value: the node leaves the graph at once, not when the garbage collector
             self.destroy_node()  # finds it (a process holding other nodes showed it, and a corrected one beside it)
             raise
+        unknown = unknown_overrides(self)
+        if unknown:
+            self.get_logger().warning(f"{', '.join(unknown)}: given at start but no parameter of this node, and "
+                                      "ignored (misspelt? `dgdehaze_node --help` lists every parameter)")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if PRE_SET_PARAMETERS_CALLBACKS:  # Humble refuses the integer (docs/ROS.md)
             self.add_pre_set_parameters_callback(integers_as_doubles)

@@ -241,6 +241,16 @@ def declare_parameters(node: Node) -> None:
                                                                    f"(read-only: set it at start)")
 
 
+def unknown_overrides(node: Node) -> list[str]:
+    """The names `node` was given a value for at start (its parameters file, -p) that it has not declared: ROS 2
+    ignores them without a word, so a misspelt name in a file (`thresold`) leaves its parameter at the default.
+    rclpy has no public reading of a node's overrides: its `_parameter_overrides`, which rclpy keeps since Foxy. The
+    QoS overrides (`qos_overrides.*`) are left out: the node declares them with its subscriptions, at configure."""
+    overrides = getattr(node, "_parameter_overrides", {})
+    return sorted(name for name in overrides
+                  if not name.startswith("qos_overrides.") and not node.has_parameter(name))
+
+
 def _given_at_start(node: Node, name: str) -> Parameter:
     """The value `node` was given for `name` at start, of whatever type. rclpy has no public reading of a node's
     overrides: `name` is declared taking any type, read and undeclared (/parameter_events shows both declarations)."""

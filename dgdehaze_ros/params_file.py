@@ -73,6 +73,11 @@ def _given(path: Path, node_name: str) -> dict[str, Any]:
     if not applying:
         raise ValueError(f"{path} has no parameters for a node /{node_name}: its sections are "
                          f"{', '.join(map(str, sections))} (use /** for any node, or give the node's name)")
+    elsewhere = [key for key in sections if key.rstrip("/").endswith(f"/{node_name}")
+                 and not _names_node(key, node_name)]
+    if elsewhere:  # a robot's file with a section per camera's namespace (docs/ROS.md, "Several cameras")
+        LOG.warning("%s: %s %s for a node %s in another namespace than bag-eval's /%s, and not read", path,
+                    ", ".join(elsewhere), "is" if len(elsewhere) == 1 else "are", node_name, node_name)
     given: dict[str, Any] = {}
     for parameters in applying:
         given.update(_flattened(parameters))

@@ -119,6 +119,12 @@ def test_a_file_for_another_node_or_no_parameters_file_is_refused_and_unknown_na
     with caplog.at_level(logging.WARNING):
         assert read_params_file(path).changed() == {}
     assert "thresold is no parameter of the dgdehaze node" in caplog.text and "use_sim_time" not in caplog.text
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"threshold": 0.3}},
+                                    "/front/dgdehaze": {"ros__parameters": {"threshold": 0.5}}}))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # a robot's file with a section per camera
+        assert read_params_file(path).changed() == {"threshold": 0.3}
+    assert "/front/dgdehaze is for a node dgdehaze in another namespace than bag-eval's /dgdehaze" in caplog.text
 
 
 def test_of_several_sections_those_naming_the_node_apply_in_the_file_s_order(ros_context: Context,

@@ -402,3 +402,20 @@ def test_every_module_the_tests_import_is_a_test_depend_and_pytest_ini_s_plugins
         assert source in test_depends, f"{module}: <test_depend>{source}</test_depend> missing in package.xml"
     assert "timeout" in (ROOT / "pytest.ini").read_text()
     assert "python3-pytest-timeout" in test_depends, "pytest.ini's timeout needs pytest-timeout"
+
+
+def test_a_misspelt_parameter_in_a_params_file_is_warned_of_at_start(ros_context: Context, tmp_path: Path,
+                                                                       capfd: pytest.CaptureFixture) -> None:
+    """ROS 2 ignores a name the node does not declare: `thresold: 0.4` left the threshold at 0.25 without a word."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"thresold": 0.4, "threshold": 0.3,
+                                                                "use_sim_time": False}}}))
+    for files, warned in (([CONFIG_FILE], None), ([CONFIG_FILE, mine], "foo, thresold: given at start but no "
+                                                                        "parameter of this node")):
+        capfd.readouterr()
+        args = [option for path in files for option in ("--params-file", str(path))]
+        node = DehazeNode("dgdehaze", context=ros_context,
+                          cli_args=["--ros-args", *args, *(["-p", "foo:=1"] if warned else [])])
+        node.destroy_node()
+        lines = [line for line in capfd.readouterr().err.splitlines() if "no parameter of this node" in line]
+        assert lines == [] if warned is None else (len(lines) == 1 and warned in lines[0]), lines
