@@ -125,6 +125,7 @@ def test_a_file_for_another_node_or_no_parameters_file_is_refused_and_unknown_na
     with caplog.at_level(logging.WARNING):  # a robot's file with a section per camera
         assert read_params_file(path).changed() == {"threshold": 0.3}
     assert "/front/dgdehaze is for a node dgdehaze in another namespace than bag-eval's /dgdehaze" in caplog.text
+    assert read_params_file(path, "front/dgdehaze").changed() == {"threshold": 0.5}, "the camera's own section"
 
 
 def test_of_several_sections_those_naming_the_node_apply_in_the_file_s_order(ros_context: Context,

@@ -102,7 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="replay through the real dgdehaze_node over ROS topics and record what it publishes")
     parser.add_argument("--attach", action="store_true",
                         help="with --node: use a node that is already running instead of starting one")
-    parser.add_argument("--node-name", default="dgdehaze", help="with --node: the node's name (default dgdehaze)")
+    parser.add_argument("--node-name", default="dgdehaze",
+                        help="the node's name (default dgdehaze): with --node, the started or attached node's; "
+                             "with --params-file, the node whose sections of the file are read (offline it may "
+                             "name a namespace, front/dgdehaze, as a robot's file with a section per camera does)")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="with --node: a parameter for the started node (repeatable), e.g. threshold:=0.3")
     parser.add_argument("--timeout", type=float, default=10.0,
