@@ -76,8 +76,8 @@ def _given(path: Path, node_name: str) -> dict[str, Any]:
     elsewhere = [key for key in sections if key.rstrip("/").endswith(f"/{node_name}")
                  and not _names_node(key, node_name)]
     if elsewhere:  # a robot's file with a section per camera's namespace (docs/ROS.md, "Several cameras")
-        LOG.warning("%s: %s %s for a node %s in another namespace than bag-eval's /%s, and not read (offline, "
-                    "--node-name NAMESPACE/%s reads a namespace's section)", path, ", ".join(elsewhere),
+        LOG.warning("%s: %s %s for a node %s in another namespace than bag-eval's /%s, and not read "
+                    "(--node-name NAMESPACE/%s reads a namespace's section)", path, ", ".join(elsewhere),
                     "is" if len(elsewhere) == 1 else "are", node_name.rsplit("/", 1)[-1], node_name,
                     node_name.rsplit("/", 1)[-1])
     given: dict[str, Any] = {}

@@ -134,8 +134,8 @@ def test_a_file_the_node_would_refuse_or_an_attached_node_is_refused_before_any_
             (["--params-file", str(_params_file(tmp_path / "bad.yaml", imgsz=500))], "imgsz must be in 32..4096"),
             (["--node", "--attach", "--params-file", str(tmp_path / "bad.yaml")],
              "--node-param and --params-file set parameters of a node started here"),
-            (["--node", "--node-name", "robot/front", "--params-file", str(_params_file(tmp_path / "ok.yaml"))],
-             "--node-name 'robot/front': the node bag-eval starts takes a name of letters")):  # rcl's remap refused
+            (["--node", "--node-name", "robot/front-camera", "--params-file", str(_params_file(tmp_path / "ok.yaml"))],
+             "--node-name 'robot/front-camera': the node bag-eval starts takes a name of letters")):  # rcl refuses
         assert main(["bag-eval", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *options]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -159,3 +159,26 @@ def test_a_started_node_runs_the_replay_s_method_and_activates_itself_whatever_t
         node.destroy_node()
     assert (settings["autostart"], settings["model"], settings["weights"], settings["threshold"]) == (
         True, "dcp", "", 0.4)
+
+
+def test_a_started_node_in_a_namespace_reads_the_sections_the_reader_reads(ros_context: Context,
+                                                                            tmp_path: Path) -> None:
+    """bag-eval --node --node-name front/dgdehaze: a robot's file with a section per camera; the node started in the
+    namespace takes that camera's section, as the reader does for the hazy row and the report."""
+    from dgdehaze_ros.tools.bag_replay import _node_command
+
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"threshold": 0.3, "imgsz": 320}},
+                                    "/front/dgdehaze": {"ros__parameters": {"threshold": 0.5}},
+                                    "/rear/dgdehaze": {"ros__parameters": {"imgsz": 960}}}, sort_keys=False))
+    command = _node_command("front/dgdehaze", "/cam/image_raw", False, None, "lite", False, params_file=str(path))
+    node = Node("ignored", context=ros_context, cli_args=command[command.index("--ros-args"):],
+                start_parameter_services=False)
+    try:
+        assert node.get_fully_qualified_name() == "/front/dgdehaze"
+        declare_parameters(node)
+        started = read_settings(node)
+    finally:
+        node.destroy_node()
+    read = read_params_file(path, "front/dgdehaze")
+    assert (started["threshold"], started["imgsz"]) == (read["threshold"], read["imgsz"]) == (0.5, 320)

@@ -43,8 +43,9 @@ from dgdehaze_core.physics.visibility import Mounting
 
 LOG = logging.getLogger(__name__)
 
-NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-"""A ROS node's name (rcl's rule): a started node's --node-name, which rcl's remapping refuses otherwise."""
+NODE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*/)*[A-Za-z_][A-Za-z0-9_]*")
+"""A ROS node's name after its namespace's, each by rcl's rule (front/dgdehaze): a started node's --node-name, which
+rcl's remapping refuses otherwise."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,9 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--attach", action="store_true",
                         help="with --node: use a node that is already running instead of starting one")
     parser.add_argument("--node-name", default="dgdehaze",
-                        help="the node's name (default dgdehaze): with --node, the started or attached node's; "
-                             "with --params-file, the node whose sections of the file are read (offline it may "
-                             "name a namespace, front/dgdehaze, as a robot's file with a section per camera does)")
+                        help="the node's name (default dgdehaze), after its namespace if any (front/dgdehaze): "
+                             "with --node, the started or attached node's; with --params-file, the node whose "
+                             "sections of the file are read (a robot's file with a section per camera)")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="with --node: a parameter for the started node (repeatable), e.g. threshold:=0.3")
     parser.add_argument("--timeout", type=float, default=10.0,
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                          "node's with ros2 param")
     if args.node and not args.attach and not NODE_NAME.fullmatch(args.node_name):
         raise ValueError(f"--node-name {args.node_name!r}: the node bag-eval starts takes a name of letters, digits "
-                         "and _ (not a digit first), and runs in the root namespace")
+                         "and _ (not a digit first), after a namespace of such names if any (front/dgdehaze)")
     file_notes = take_params_file(args)
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")

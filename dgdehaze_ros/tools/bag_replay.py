@@ -99,8 +99,11 @@ def _node_command(node_name: str, image_topic: str, compressed: bool, camera_inf
                   params_file: str | None = None) -> list[str]:
     """The started node's command line: `params_file` first, so that the replay's own parameters and `node_params`
     win over it, as -p does over --params-file: the node activates itself (a file's `autostart: false` waits for a
-    lifecycle manager the replay does not run), and runs `method`, not a file's `weights` beside a model name."""
-    args = ["--ros-args", *(["--params-file", params_file] if params_file else []), "-r", f"__node:={node_name}",
+    lifecycle manager the replay does not run), and runs `method`, not a file's `weights` beside a model name.
+    `node_name` may name a namespace (front/dgdehaze), whose sections of a robot's file the node then reads."""
+    namespace, _, name = node_name.rpartition("/")  # front/dgdehaze: the node dgdehaze in the namespace /front
+    args = ["--ros-args", *(["--params-file", params_file] if params_file else []), "-r", f"__node:={name}",
+            *(["-r", f"__ns:=/{namespace}"] if namespace else []),
             "-p", f"input_transport:={'compressed' if compressed else 'raw'}",
             "-p", "image_reliability:=reliable", "-p", "image_qos_depth:=1", "-p", "autostart:=true",
             "-p", f"detection_enabled:={'true' if detection else 'false'}"]
