@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dgdehaze_core.cli import build_parser, main
-from dgdehaze_core.commands.dehaze import COMPARED
+from dgdehaze_core.commands.dehaze_record import COMPARED
 from dgdehaze_core.io.images import read_image
 
 
@@ -43,7 +43,7 @@ def test_links_named_as_images_that_lead_nowhere_are_skipped_and_named_not_left_
     (source / "c.png").symlink_to("d.png")
     (source / "d.png").symlink_to("c.png")  # a loop of links
     out = tmp_path / "out"
-    with caplog.at_level("ERROR", logger="dgdehaze_core.commands.dehaze"):
+    with caplog.at_level("ERROR", logger="dgdehaze_core.commands"):
         assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 1
     assert [p.name for p in out.glob("*_dehazed.png")] == ["a_dehazed.png"]
     skipped = [record.getMessage() for record in caplog.records]
@@ -67,7 +67,7 @@ def test_a_named_pipe_or_a_folder_named_as_an_image_in_the_input_folder_is_skipp
     os.mkfifo(source / "b.png")
     (source / "c.jpg").mkdir()
     out = tmp_path / "out"
-    with caplog.at_level("ERROR", logger="dgdehaze_core.commands.dehaze"):
+    with caplog.at_level("ERROR", logger="dgdehaze_core.commands"):
         assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 1
     assert [p.name for p in out.glob("*_dehazed.png")] == ["a_dehazed.png"]
     assert sorted(record.getMessage() for record in caplog.records) == [
@@ -360,7 +360,7 @@ def test_ctrl_c_in_a_folder_keeps_the_outputs_written_and_says_how_to_go_on_with
     shape = read_image(source / "frame_000.jpg").shape
     assert 6 <= len(earlier) < 160 and all(read_image(p).shape == shape for p in earlier), "whole images"
     os.utime(source / "frame_000.jpg")  # changed after its outputs were written: dehazed again
-    with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):
+    with caplog.at_level("INFO", logger="dgdehaze_core.commands"):
         assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out), "--resume"]) == 0
     done = len([p for p in earlier if p.name.endswith("_depth.png")]) - 1
     assert f"--resume: {done} of 80 images have their outputs in {out} already" in caplog.text
@@ -368,7 +368,7 @@ def test_ctrl_c_in_a_folder_keeps_the_outputs_written_and_says_how_to_go_on_with
     kept = {p for p, changed in earlier.items() if p.stat().st_mtime_ns == changed}
     assert {p.name for p in set(earlier) - kept} >= {"frame_000_dehazed.png", "frame_000_depth.png"}
     assert len(kept) >= 2 * done
-    with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):
+    with caplog.at_level("INFO", logger="dgdehaze_core.commands"):
         assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out), "--resume"]) == 0
     assert "80 of 80 images have their outputs" in caplog.text
 
@@ -551,12 +551,12 @@ def test_resume_redoes_the_outputs_an_earlier_run_left_in_the_folder(tmp_path: P
     assert main(["dehaze", str(source), "--method", "lite", "--out", str(out)]) == 0
     for index in (1, 2):
         (part / f"frame_{index}.png").rename(source / f"frame_{index}.png")
-    with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):
+    with caplog.at_level("INFO", logger="dgdehaze_core.commands"):
         assert main(["dehaze", str(source), "--method", "lite", "--out", str(out), "--resume"]) == 0
     assert f"--resume: 1 of 3 images have their outputs in {out} already" in caplog.text
     assert all((out / name).read_bytes() != data for name, data in by_dcp.items()), "every output is lite's"
     caplog.clear()
-    with caplog.at_level("INFO", logger="dgdehaze_core.commands.dehaze"):  # the resumed run's outputs are its own
+    with caplog.at_level("INFO", logger="dgdehaze_core.commands"):  # the resumed run's outputs are its own
         assert main(["dehaze", str(source), "--method", "lite", "--out", str(out), "--resume"]) == 0
     assert "3 of 3 images have their outputs" in caplog.text
 
@@ -950,7 +950,7 @@ def test_an_image_sharing_another_input_s_name_is_refused_its_outputs_not_replac
         (out / f"x_{kind}.png").unlink()
     assert main([*dehaze, str(out), str(second)]) == 0, "outputs that are not there are replaced by none"
     (out / "dehaze_run.json").unlink()  # a folder written before records were: whose its outputs are is unknown
-    with caplog.at_level("WARNING", logger="dgdehaze_core.commands.dehaze"):
+    with caplog.at_level("WARNING", logger="dgdehaze_core.commands"):
         assert main([*dehaze, str(out), str(first)]) == 0
     assert f"no {out / 'dehaze_run.json'} says which input wrote them" in caplog.text
 
