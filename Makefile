@@ -18,14 +18,16 @@ TEST_WORKERS ?= 2
 test: venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
-# The demo: the real dgdehaze_node replays the sample foggy-road bag shipped in data/demo; out/demo gets the report
-# (report.html), the output bag (bag/) with the node's outputs at the original stamps, and the figures table.
+# The demo: the real dgdehaze_node, started with the shipped parameters file as `ros2 launch` starts it, replays the
+# sample foggy-road bag shipped in data/demo; out/demo gets the report (report.html), the output bag (bag/) with the
+# node's outputs at the original stamps, and the figures table.
 # The clip has no calibration: its camera is taken as a car's forward camera 1.3 m above the road, level (and K
 # from a 60 degree field of view, data/demo/README.md), which gives the node a visibility to plot.
 DEMO_BAG := data/demo/rural_fog_day
 demo: venv
 	$(VENV)/bin/dgdehaze bag-eval $(DEMO_BAG) --image-topic /camera/image_raw/compressed \
-		--camera-info-topic /camera/camera_info --node --node-param camera_height:=1.3 \
+		--camera-info-topic /camera/camera_info --node --params-file config/dgdehaze.yaml \
+		--node-param camera_height:=1.3 \
 		--out out/demo --json out/demo_figures.json
 	@echo "demo report: out/demo/report.html"
 
