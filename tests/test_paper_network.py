@@ -69,6 +69,22 @@ def test_dehaze_with_the_decoder_output_gives_the_image_the_official_code_saves(
     assert np.abs(ours - official).max() <= 1
 
 
+def test_a_physics_setting_for_the_released_network_is_refused_not_ignored(
+        released_file: Path, sots_pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The released network has no transmission head: a floor or a detail gain given for it changed nothing and was
+    recorded as if it had. dehaze refuses them; eval, whose other methods may use them, says so."""
+    for option in (["--radiance-floor", "0.1"], ["--max-detail-gain", "0"]):
+        assert main(["dehaze", str(DATA / "hazy_96x64.png"), "--method", str(released_file), "--out",
+                     str(tmp_path / "out"), *option]) == 2
+        assert "gives no transmission (its image is its decoder's" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with caplog.at_level("WARNING", logger="dgdehaze_core.commands.evaluate"):  # eval's other methods may use them
+        assert main(["eval", "--dataset", str(sots_pairs), "--measure", "quality", "--limit", "1", "--working-size",
+                     "64x48", "--method", f"dcp,paper={released_file}", "--max-detail-gain", "0"]) == 0
+    assert "paper give no transmission" in caplog.text
+
+
 def test_in_the_pipeline_depth_is_the_networks_and_the_scattering_is_the_dark_channel_priors(
         released_file: Path) -> None:
     frame = read_image(DATA / "hazy_96x64.png")

@@ -277,6 +277,11 @@ def run(args: argparse.Namespace) -> int:
         if not todo:
             return 0
     pipeline = load_pipeline(args.method, read=checked, **options)
+    if getattr(pipeline, "scattering", True) is False and (args.radiance_floor is not None
+                                                           or args.max_detail_gain is not None):
+        raise ValueError(f"{args.method} gives no transmission (its image is its decoder's, as the paper's released "
+                         "network's): --radiance-floor and --max-detail-gain set how the physics image is made, and "
+                         "would change nothing")
     record = run_record(args, pipeline.weights)
     if expected is not None and record != expected:  # an export loaded is not the one checked: replaced since
         check_resumable(args.out, record)

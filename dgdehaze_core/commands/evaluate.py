@@ -532,6 +532,10 @@ def evaluate(args: argparse.Namespace) -> list[Method]:
         comparisons(args, [spec.name for spec in specs])  # an unknown or empty group fails before loading
     methods = load_methods(specs, output=args.output, working_size=args.working_size,
                            **network_runtime(args, [spec.source for spec in specs]))
+    decoders = sorted({method.name for method in methods if getattr(method.run, "scattering", True) is False})
+    if decoders and (args.radiance_floor is not None or args.max_detail_gain is not None):
+        LOG.warning("%s give no transmission (their image is their decoder's, as the paper's released network's): "
+                    "--radiance-floor and --max-detail-gain change nothing in their rows", ", ".join(decoders))
     detector = _detector(args) if set(DETECTING) & set(measures) else None
     rows: Rows = {}
     for measure in measures:
