@@ -164,8 +164,13 @@ def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Det
     return detections, (time.perf_counter() - start) * 1000.0
 
 
-FRAME_SETTINGS = ("detection_input", "detection_contrast", "visibility_smoothing", "max_visibility", "road_region",
-                  "road_max_distance")
+DETECTION_SETTINGS = {"detection_input": "detection_input", "detection_contrast": "contrast"}
+"""The node's parameters of what its detector reads, by `FrameChain.build`'s keyword for each."""
+FOG_SETTINGS = {"visibility_smoothing": "time_constant", "max_visibility": "max_visibility"}
+"""The node's parameters of its fog measurement, by `VisibilityEstimator`'s keyword for each."""
+ROAD_SETTINGS = ("road_region", "road_max_distance")
+"""The node's parameters of the road its fog is measured on: `Mounting`'s fields of the same names."""
+FRAME_SETTINGS = (*DETECTION_SETTINGS, *FOG_SETTINGS, *ROAD_SETTINGS)
 """The node's parameters of its frame chain, beside the pipeline's, the detector's and the mounting's, that an
 offline evaluation takes (`FrameProcessor`'s `settings`, by the node's names)."""
 
@@ -189,13 +194,10 @@ class FrameProcessor:
         fog = None
         if mounting is not None:
             road = {name: tuple(value) if name == "road_region" else value for name, value in settings.items()
-                    if name in ("road_region", "road_max_distance")}
-            smoothing = {key: settings[name] for key, name in (("time_constant", "visibility_smoothing"),
-                                                               ("max_visibility", "max_visibility"))
-                         if name in settings}
+                    if name in ROAD_SETTINGS}
+            smoothing = {FOG_SETTINGS[name]: value for name, value in settings.items() if name in FOG_SETTINGS}
             fog = VisibilityEstimator(dataclasses.replace(mounting, **road), **smoothing)
-        detecting = {key: settings[name] for key, name in (("detection_input", "detection_input"),
-                                                           ("contrast", "detection_contrast")) if name in settings}
+        detecting = {DETECTION_SETTINGS[name]: value for name, value in settings.items() if name in DETECTION_SETTINGS}
         self.chain = FrameChain.build(pipeline, detector, fog=fog, **detecting)
         self._warm = False
 
@@ -398,7 +400,7 @@ def evaluate_bag(input_bag: str | Path, image_topic: str, out_dir: str | Path, *
         if pipeline_options and pipeline.method != FALLBACK_METHOD:
             window = [*window, settings_note(pipeline_options)]
         applied = {name: value for name, value in (frame_settings or {}).items()
-                   if (detector is not None if name.startswith("detection_") else mounting is not None)}
+                   if (detector is not None if name in DETECTION_SETTINGS else mounting is not None)}
         if applied:  # a fog setting without a mounting, or a detector's without one, changes nothing: not named
             window.append("the frame chain ran with " + ", ".join(f"{name} {value}" for name, value in applied.items()))
         window = [*window, *notes]
