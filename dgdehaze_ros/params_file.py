@@ -24,7 +24,8 @@ ROS_PARAMETERS = frozenset({"use_sim_time"})
 
 
 def read_params_file(path: Path, node_name: str = "dgdehaze") -> NodeSettings:
-    """The settings a dgdehaze node named `node_name` in the root namespace starts with from `path`, a ROS 2
+    """The settings a dgdehaze node named `node_name` (after its namespace if any: front/dgdehaze) starts with from
+    `path`, a ROS 2
     parameters file (the `ros__parameters` of its sections that name the node, `_given`, as the node takes them from
     --params-file), and its defaults for the rest. ValueError naming the file and the first problem:
     no such file, no parameters file, no section for the node, a value of another type or out of its range, or a
@@ -76,10 +77,10 @@ def _given(path: Path, node_name: str) -> dict[str, Any]:
     elsewhere = [key for key in sections if key.rstrip("/").endswith(f"/{node_name}")
                  and not _names_node(key, node_name)]
     if elsewhere:  # a robot's file with a section per camera's namespace (docs/ROS.md, "Several cameras")
+        name = node_name.rsplit("/", 1)[-1]
         LOG.warning("%s: %s %s for a node %s in another namespace than bag-eval's /%s, and not read "
                     "(--node-name NAMESPACE/%s reads a namespace's section)", path, ", ".join(elsewhere),
-                    "is" if len(elsewhere) == 1 else "are", node_name.rsplit("/", 1)[-1], node_name,
-                    node_name.rsplit("/", 1)[-1])
+                    "is" if len(elsewhere) == 1 else "are", name, node_name, name)
     given: dict[str, Any] = {}
     for parameters in applying:
         given.update(_flattened(parameters))
@@ -130,8 +131,8 @@ def _sections(document: dict[Any, Any], namespace: str = "") -> tuple[dict[str, 
 
 
 def _names_node(key: str, node_name: str) -> bool:
-    """Whether the section `key` applies to the node `node_name` of the root namespace, as rcl matches it: `/**`
-    any namespaces (none too), `/*` one name."""
+    """Whether the section `key` applies to the node `node_name` (after its namespace if any), as rcl matches it:
+    `/**` any namespaces (none too), `/*` one name."""
     pattern = re.escape("/" + key.lstrip("/")).replace(re.escape("/**"), "(/[^/]+)*").replace(re.escape("/*"),
                                                                                                "/[^/]+")
     return re.fullmatch(pattern, "/" + node_name.lstrip("/")) is not None

@@ -73,17 +73,6 @@ MAX_DETAIL_GAIN = 2.0
 inverts exactly."""
 DETAIL_GAIN_RANGE = (1.0, 100.0)
 """The max_detail_gain settings the node and the commands take, beside 0 for the exact inversion (None here)."""
-
-
-def check_max_detail_gain(gain: float) -> float:
-    """`gain` as a float, as the node's max_detail_gain and the commands' --max-detail-gain take it: 0 (the exact
-    inversion) or a number in DETAIL_GAIN_RANGE; ValueError otherwise."""
-    low, high = DETAIL_GAIN_RANGE
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not (gain == 0 or low <= gain <= high):
-        raise ValueError(f"max_detail_gain must be 0 (the exact inversion) or a number in [{low:g}, {high:g}], "
-                         f"got {gain!r}")
-    return float(gain)
-
 BASE_RADIUS = 4
 BASE_EPS = 0.032 ** 2
 """The base layer that the inversion recovers in full: the frame smoothed over 9x9 windows, texture with a local
@@ -126,6 +115,16 @@ class DarkChannelPipeline:
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[DehazeResult]:
         return [self(frame) for frame in frames]
+
+
+def check_max_detail_gain(gain: float) -> float:
+    """`gain` as a float, as the node's max_detail_gain and the commands' --max-detail-gain take it: 0 (the exact
+    inversion) or a number in DETAIL_GAIN_RANGE; ValueError otherwise."""
+    low, high = DETAIL_GAIN_RANGE
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not (gain == 0 or low <= gain <= high):
+        raise ValueError(f"max_detail_gain must be 0 (the exact inversion) or a number in [{low:g}, {high:g}], "
+                         f"got {gain!r}")
+    return float(gain)
 
 
 def check_working_size(working_size: Sequence[int] | None) -> tuple[int, int] | None:
