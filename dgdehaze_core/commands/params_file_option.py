@@ -112,13 +112,12 @@ def _fill(args: argparse.Namespace, settings: Any, changed: dict[str, Any]) -> N
 
 def _ran_with(args: argparse.Namespace, settings: Any, name: str) -> bool:
     """Whether the filled `args` run the file's value of the parameter `name` (not an option given instead)."""
-    value = settings[name]
-    options = {"model": ("method", settings.pipeline_args()[0]), "weights": ("method", settings.pipeline_args()[0]),
-               "threshold": ("conf", value), "detector_weights": ("detector", value),
-               "image_rectified": ("image_rectified", str(value).lower()), "output": ("network_output", value),
-               "working_width": ("working_size", (settings["working_width"], settings["working_height"])),
-               "working_height": ("working_size", (settings["working_width"], settings["working_height"])),
-               "detection_enabled": ("no_detection", not value)}
+    value, method = settings[name], settings.pipeline_args()[0]
+    size = (settings["working_width"], settings["working_height"])
+    options = {"model": ("method", method), "weights": ("method", method), "threshold": ("conf", value),
+               "detector_weights": ("detector", value), "image_rectified": ("image_rectified", str(value).lower()),
+               "output": ("network_output", value), "working_width": ("working_size", size),
+               "working_height": ("working_size", size), "detection_enabled": ("no_detection", not value)}
     if name in DETECTOR_EXTRAS:
         return name in args.detector_extras
     if name in FRAME_SETTINGS:
