@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rclpy.parameter import Parameter
 
 from dgdehaze_ros.parameters import DOUBLE_NAMES, SPEC_BY_NAME, SPECS, NodeSettings, ParameterSpec, read_settings
+from dgdehaze_ros.rcl_yaml import RclYamlError, load_documents
 
 LOG = logging.getLogger(__name__)
 
@@ -57,12 +57,17 @@ def _given(path: Path, node_name: str) -> dict[str, Any]:
     names it (rcl's wildcards: `/**` any namespaces, `/*` one name; `/**`, `/*`, `/**/NAME`, `NAME`, `/NAME`) in
     the file's order, later ones winning."""
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_RclLoader)
+        documents = load_documents(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"no such parameters file: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, RclYamlError) as exc:
         raise ValueError(f"{path} cannot be read as a YAML file: {exc}") from None
-    sections, strays = _sections(document) if isinstance(document, dict) else ({}, [])
+    sections: list[tuple[str, dict[str, Any]]] = []
+    strays: list[str] = []
+    for document in documents:  # rcl reads a document after `---` as going on from the one before
+        found, document_strays = _sections(document) if isinstance(document, dict) else ({}, [])
+        sections += found.items()
+        strays += document_strays
     if not sections:
         raise ValueError(f"{path} is no ROS 2 parameters file: it has no `NODE: ros__parameters:` section "
                          "(config/dgdehaze.yaml shows the layout)")
@@ -70,12 +75,13 @@ def _given(path: Path, node_name: str) -> dict[str, Any]:
         raise ValueError(f"{path}: {strays[0]} is no node's section (`NODE: ros__parameters:` and a mapping of "
                          "parameters), which ROS 2's parameters file parser refuses: a node does not start with "
                          "this file")
-    applying = [parameters for key, parameters in sections.items() if _names_node(key, node_name)]
+    applying = [parameters for key, parameters in sections if _names_node(key, node_name)]
     if not applying:
         raise ValueError(f"{path} has no parameters for a node /{node_name}: its sections are "
-                         f"{', '.join(map(str, sections))} (use /** for any node, or give the node's name)")
-    elsewhere = [key for key in sections if key.rstrip("/").endswith(f"/{node_name}")
-                 and not _names_node(key, node_name)]
+                         f"{', '.join(dict.fromkeys(key for key, _ in sections))} (use /** for any node, or give "
+                         "the node's name)")
+    elsewhere = list(dict.fromkeys(key for key, _ in sections if key.rstrip("/").endswith(f"/{node_name}")
+                                   and not _names_node(key, node_name)))
     if elsewhere:  # a robot's file with a section per camera's namespace (docs/ROS.md, "Several cameras")
         name = node_name.rsplit("/", 1)[-1]
         LOG.warning("%s: %s %s for a node %s in another namespace than bag-eval's /%s, and not read "
@@ -91,25 +97,6 @@ def _given(path: Path, node_name: str) -> dict[str, Any]:
             raise ValueError(f"{path}: {name} must be one value or a list of values of one type, got "
                              f"{value!r}") from None
     return given
-
-
-class _RclLoader(yaml.SafeLoader):
-    """YAML as rcl's parameters file parser reads it where PyYAML's YAML 1.1 differs: a number with an exponent
-    and no dot or sign in it (`1e-3`) is a double, not a string, and an alias (`*name`, `<<: *name`) is refused
-    with the file."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}), which ROS 2's parameters "
-                                              "file parser refuses: a node does not start with this file",
-                                              event.start_mark)
-        return super().compose_node(parent, index)
-
-
-_RclLoader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                 re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
-                                 list("-+.0123456789"))
 
 
 def _sections(document: dict[Any, Any], namespace: str = "") -> tuple[dict[str, dict[str, Any]], list[str]]:

@@ -95,6 +95,20 @@ def test_a_file_is_taken_and_refused_as_the_node_takes_and_refuses_it(ros_contex
     "robot: {}\n/**:\n  ros__parameters:\n    imgsz: 320\n",  # an empty namespace
     "/**:\n  ros__parameters:\n    threshold: 0.4\n  other: 1\n",
     "/**:\n  ros__parameters:\n    use_sim_time: 'true'\n",  # every node's own parameter, a bool
+    # rcl types an unquoted scalar by its own rules (dgdehaze_ros/rcl_yaml.py), whatever YAML 1.1 says:
+    "/**:\n  ros__parameters:\n    detection_enabled: n\n    image_rectified: Y\n",  # booleans in rcl
+    "/**:\n  ros__parameters:\n    classes: [car, n]\n",  # a string and a boolean: a list of two types
+    "/**:\n  ros__parameters:\n    imgsz: 3_20\n",  # a string in rcl, 320 in YAML 1.1
+    "/**:\n  ros__parameters:\n    max_detail_gain: 1_0.0\n",
+    "/**:\n  ros__parameters:\n    classes: [1_0, 2]\n",
+    "/**:\n  ros__parameters:\n    imgsz: 0X140\n    working_width: 0640\n",  # strtol: hexadecimal, octal
+    "/**:\n  ros__parameters:\n    imgsz: 0b101000000\n",  # no binary in strtol
+    "/**:\n  ros__parameters:\n    threshold: 0x1p-1\n",  # strtod: a hexadecimal float
+    "/**:\n  ros__parameters:\n    imgsz: !!float 320\n    classes: [!!str 2, car]\n",  # only !!str counts
+    "/**:\n  ros__parameters:\n    classes: ~\n",  # the string "~", not null
+    "/**:\n  ros__parameters:\n    classes: [car, null]\n",
+    "/**:\n  ros__parameters:\n    classes:\n",  # no value
+    "/**:\n  ros__parameters:\n    threshold: 0.4\n---\n/**:\n  ros__parameters:\n    imgsz: 320\n",
 ])
 def test_a_file_s_yaml_is_read_as_rcl_reads_it(ros_context: Context, tmp_path: Path, text: str) -> None:
     path = tmp_path / "params.yaml"
