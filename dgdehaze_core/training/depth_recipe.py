@@ -10,7 +10,6 @@ only reported (val.csv) while training. Paths follow `recipe.expand_path` (`${DA
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgdehaze_core.models.clear_depth import ClearDepthArchitecture, architecture_from_dict
-from dgdehaze_core.training.recipe import (FLOAT32_MAX, RecipeError, check_batch_memory, check_field_names,
-                                           check_known_fields, check_run_name, check_seed, expand_path, plain_data,
-                                           read_recipe_file, recipe_input_bits, set_dotted)
+from dgdehaze_core.training.recipe import (FLOAT32_MAX, RecipeError, check_batch_memory, check_run_name, check_seed,
+                                           checked_fields, expand_path, plain_data, read_recipe_file,
+                                           recipe_input_bits)
 from dgdehaze_core.training.video_frames import FrameFolder
 
 
@@ -182,13 +181,7 @@ def _architecture(value: Any) -> ClearDepthArchitecture:
 
 def depth_recipe_from_dict(raw: Any, base: Path, overrides: Iterable[str] = ()) -> DepthRecipe:
     """Validate a depth recipe given as a dict (as read from YAML); relative paths resolve against `base`."""
-    if not isinstance(raw, dict):
-        raise RecipeError(f"a recipe must be a mapping of fields, got {type(raw).__name__}")
-    raw = copy.deepcopy(raw)
-    for override in overrides:
-        set_dotted(raw, override)
-    check_field_names(raw)
-    check_known_fields(raw, set(_FIELDS))
+    raw = checked_fields(raw, overrides, set(_FIELDS))
     if "name" not in raw or "iterations" not in raw or "sequences" not in raw:
         raise RecipeError("the recipe needs 'name', 'iterations' and 'sequences'")
     fields: dict[str, Any] = {}

@@ -319,13 +319,7 @@ def _range(name: str, value: Any, low: float, high: float) -> tuple[float, float
 
 def recipe_from_dict(raw: dict[str, Any], base: Path, overrides: Iterable[str] = ()) -> Recipe:
     """Validate a recipe given as a dict (as read from YAML); relative paths resolve against `base`."""
-    if not isinstance(raw, dict):
-        raise RecipeError(f"a recipe must be a mapping of fields, got {type(raw).__name__}")
-    raw = copy.deepcopy(raw)
-    for override in overrides:
-        set_dotted(raw, override)
-    check_field_names(raw)
-    check_known_fields(raw, set(_SCALARS) | {"data", "loss"})
+    raw = checked_fields(raw, overrides, set(_SCALARS) | {"data", "loss"})
     data = raw.pop("data", None)
     if not isinstance(data, dict):
         raise RecipeError("the recipe needs a 'data' section with 'clear', 'hazy' and optionally 'validation'")
@@ -473,6 +467,19 @@ def check_field_names(raw: Any, where: str = "") -> None:
                                   "reads an unquoted number, true/false or yes/no/on/off as a value): quote it, or "
                                   "remove it")
             check_field_names(value, f"{where}.{key}" if where else key)
+
+
+def checked_fields(raw: Any, overrides: Iterable[str], known: set[str]) -> dict[str, Any]:
+    """A copy of `raw`, a recipe as read from YAML, with `overrides` (`--set KEY=VALUE`) applied; RecipeError
+    unless it is a mapping of field names, all of them in `known`."""
+    if not isinstance(raw, dict):
+        raise RecipeError(f"a recipe must be a mapping of fields, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    for override in overrides:
+        set_dotted(raw, override)
+    check_field_names(raw)
+    check_known_fields(raw, known)
+    return raw
 
 
 def check_known_fields(raw: Mapping[str, Any], known: set[str]) -> None:
