@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,21 @@ def test_tensorrt_backend_imports_without_tensorrt_and_says_why_it_cannot_run() 
         choose_backend("tensorrt")
     with pytest.raises(BackendUnavailable, match="tensorrt"):
         create_backend(build_model("lite"), backend="tensorrt", device="auto")
+
+
+def test_a_tensorrt_8_of_jetpack_5_or_6_0_is_refused_naming_the_jetpack_that_brings_tensorrt_10(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """JetPack 5 and 6.0 ship TensorRT 8.5 and 8.6: the refusal sent their users to `pip install tensorrt`, which does
+    not install on a Jetson, or, on a machine without CUDA, said only that CUDA was missing. TensorRT cannot run
+    here, so a module of that name and version stands in for it."""
+    from dgdehaze_core.inference.backends.tensorrt_backend import import_tensorrt
+
+    for version in ("8.5.2.2", "8.6.2.3"):
+        monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
+        with pytest.raises(BackendUnavailable, match=rf"TensorRT {version} found.*JetPack 6\.1 or later on a Jetson"):
+            import_tensorrt()
+        with pytest.raises(BackendUnavailable, match=rf"tensorrt backend unavailable: TensorRT {version} found"):
+            choose_backend("tensorrt")
 
 
 def test_an_int8_calibration_table_is_read_back_only_for_the_network_images_size_and_bits_it_was_measured_on(

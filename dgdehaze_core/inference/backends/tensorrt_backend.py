@@ -106,21 +106,32 @@ class ShapeProfile:
         return ShapeProfile(fit(self.min), fit(self.opt), fit(self.max))
 
 
+JETSON_TENSORRT = "with JetPack 6.1 or later on a Jetson (TensorRT 10.3; JetPack 5 and 6.0 have 8.x)"
+"""Where a Jetson gets TensorRT 10: from JetPack, not pip (NVIDIA's wheels for JetPack need Ubuntu 24.04; JetPack 5
+and 6 are Ubuntu 20.04 and 22.04)."""
+
+
 def import_tensorrt() -> ModuleType:
-    """The `tensorrt` module, or BackendUnavailable saying why it cannot be used here."""
+    """The `tensorrt` module, or BackendUnavailable saying why it cannot be used here: not installed, not version
+    10 (the version says how to get 10, on a Jetson and on x86), or no CUDA."""
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise BackendUnavailable(f"TensorRT is not installed ({exc}); on Jetson it comes with JetPack, on x86 "
+        raise BackendUnavailable(f"TensorRT is not installed ({exc}); it comes {JETSON_TENSORRT}, on x86 "
                                  f"`pip install 'tensorrt>=10,<11'`") from None
-    if not torch.cuda.is_available():
-        raise BackendUnavailable("TensorRT is installed but CUDA is not available to torch")
     major = int(str(trt.__version__).split(".")[0])
-    if major != 10:
+    if major < 10:
+        raise BackendUnavailable(f"TensorRT {trt.__version__} found; dgdehaze's engine builder is written for "
+                                 "TensorRT 10 (strongly typed networks, explicit batch without a flag): it comes "
+                                 f"{JETSON_TENSORRT}, on x86 `pip install 'tensorrt>=10,<11'`; or use the "
+                                 "onnxruntime backend")
+    if major > 10:
         raise BackendUnavailable(f"TensorRT {trt.__version__} found; dgdehaze's engine builder is written for "
                                  "TensorRT 10 (11 removed the FP16/INT8 builder flags and the int8 calibrator it "
                                  "uses): install TensorRT 10 (pip install 'tensorrt>=10,<11'), or use the "
                                  "onnxruntime backend")
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("TensorRT is installed but CUDA is not available to torch")
     return trt
 
 
