@@ -20,7 +20,7 @@ from dgdehaze_core.evaluation.detection_eval import (choosing_images, known_refe
                                                      score_matches)
 from dgdehaze_core.evaluation.methods import MethodSpec, parse_methods
 from dgdehaze_core.evaluation.labelled_sets import labelled_images
-from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, read_voc
+from dgdehaze_core.evaluation.voc_boxes import LabelledImage, ReferenceBox, coco_name, read_voc
 from dgdehaze_core.io.images import read_image
 
 DAWN_SPLIT = REPO_DIR / "data" / "splits" / "dawn-fog.yaml"
@@ -217,6 +217,20 @@ def test_a_class_the_detector_lacks_is_set_aside(tmp_path: Path, caplog):
     matched = match_image(kept[0].boxes, [_det((0, 0, 10, 10))])
     assert score_matches([matched])["recall"] == 1.0  # the tractor cannot count as missed
     assert set(score_classes([matched])) == {"car"}
+
+
+def test_plural_class_names_are_scored_as_the_detector_s_class(tmp_path: Path, caplog):
+    """A Roboflow project named its classes cars, buses, people: every box was set aside as of a class the detector
+    lacks, and the run refused the set."""
+    caplog.set_level("INFO")
+    names = ("cars", "buses", "people", "pedestrians", "motorbikes", "tractors", "bus")
+    images = [LabelledImage(tmp_path / "a.jpg", tuple(ReferenceBox(coco_name(name), (0, 0, 10, 10))
+                                                      for name in names))]
+    (kept,) = known_references(images, {"car", "bus", "person", "motorcycle"})
+    assert [box.class_name for box in kept.boxes] == ["car", "bus", "person", "person", "motorcycle", "tractors",
+                                                      "bus"]
+    assert [box.difficult for box in kept.boxes] == [False] * 5 + [True, False]
+    assert "cars -> car" in caplog.text and "tractors (1)" in caplog.text
 
 
 @pytest.mark.parametrize("tag, size, box", [("xmin", ("100", "50"), ("nan", "5", "20", "30")),

@@ -189,12 +189,37 @@ def score_classes(matches: Sequence[ImageMatches], conf: float = CONFIDENCE) -> 
     return rows
 
 
+def singular_name(name: str, classes: Collection[str]) -> str:
+    """A box's class `name` (a COCO name), or, where `classes` (a detector's COCO names) lack it, the class of
+    theirs it is the plural of, as sets labelled in plural mean their classes (a Roboflow project's `cars`,
+    `buses`, `pedestrians`: car, bus, person); `name` itself when it is the plural of none of them."""
+    if name in classes or not name.endswith("s"):
+        return name
+    stems = (name[:-1], name[:-2]) if name.endswith("es") else (name[:-1],)
+    return next((coco_name(stem) for stem in stems if coco_name(stem) in classes), name)
+
+
+def _singular_boxes(images: Sequence[LabelledImage], classes: Collection[str]) -> list[LabelledImage]:
+    """`images` with each box's class named as `singular_name` names it, with one line saying which were renamed."""
+    renamed = {box.class_name: singular_name(box.class_name, classes) for item in images for box in item.boxes}
+    renamed = {name: singular for name, singular in renamed.items() if singular != name}
+    if not renamed:
+        return list(images)
+    LOG.info("human boxes named in the plural are scored as the detector's class: %s",
+             ", ".join(f"{name} -> {singular}" for name, singular in sorted(renamed.items())))
+    return [LabelledImage(item.image, tuple(replace(box, class_name=renamed.get(box.class_name, box.class_name))
+                                            for box in item.boxes)) for item in images]
+
+
 def known_references(images: Sequence[LabelledImage], classes: Collection[str]) -> list[LabelledImage]:
     """`images` with the boxes of classes outside `classes` (a detector's names, taken by their COCO names:
-    `coco_name`) marked difficult (ignored), with one warning naming them; unchanged when `classes` is empty
-    (unknown) or holds every box's class. NotApplicable, naming those classes, when no box is left to score (every
-    box difficult or of such a class, or no box at all)."""
+    `coco_name`) marked difficult (ignored), with one warning naming them, after a plural of one of `classes`
+    (`cars`) is taken as that class (`singular_name`); unchanged when `classes` is empty (unknown) or holds every
+    box's class. NotApplicable, naming those classes, when no box is left to score (every box difficult or of such
+    a class, or no box at all)."""
     classes = {coco_name(name) for name in classes}
+    if classes:
+        images = _singular_boxes(images, classes)
     unknown = Counter(box.class_name for item in images for box in item.boxes
                       if classes and box.class_name not in classes)
     named = ", ".join(f"{name} ({count})" for name, count in sorted(unknown.items()))

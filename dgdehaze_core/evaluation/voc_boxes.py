@@ -36,10 +36,13 @@ NAMES_SHOWN = 5
 """How many unlabelled photos the warning of `warn_unlabelled` names."""
 COCO_SYNONYMS = {"motorbike": "motorcycle", "aeroplane": "airplane", "diningtable": "dining table",
                  "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv",
-                 "pedestrian": "person", "person_sitting": "person", "bike": "bicycle", "motor": "motorcycle"}
-"""Class names of labelled sets that mean a COCO class under another name: Pascal VOC's (RTTS), and the road sets'
-(KITTI's Pedestrian and Person_sitting, BDD100K's pedestrian, bike and motor). Names that are no single COCO class
-(KITTI's Cyclist and Van, BDD100K's rider) are kept, and set aside as classes the detector lacks."""
+                 "pedestrian": "person", "person_sitting": "person", "people": "person", "bike": "bicycle",
+                 "motor": "motorcycle"}
+"""Class names of labelled sets that mean a COCO class under another name: Pascal VOC's (RTTS), the road sets'
+(KITTI's Pedestrian and Person_sitting, BDD100K's pedestrian, bike and motor), and `people` (other plurals, such
+as `cars`, are taken as the detector's class where it lacks them: `detection_eval.singular_name`). Names that are
+no single COCO class (KITTI's Cyclist and Van, BDD100K's rider) are kept, and set aside as classes the detector
+lacks."""
 LABELS_FOLDER = "labels-voc"
 """This project's layout: a folder of photos keeps their VOC files in this subfolder."""
 VOC_PHOTOS, VOC_LABELS = "JPEGImages", "Annotations"
