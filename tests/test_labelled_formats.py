@@ -130,6 +130,15 @@ def test_eval_scores_every_format_alike_and_reads_a_yolo_sets_photos_for_haze(fo
     assert json.loads(out.read_text())["hazy"]["images"] == len(PHOTOS)
 
 
+def test_an_ultralytics_sets_root_is_refused_naming_its_split_to_give(formats: dict[str, Path], capsys):
+    """An Ultralytics export's root (data.yaml, images/val/, labels/val/) given as --dataset was refused as fitting
+    no measure, with no word of the images/val/ that does."""
+    root = formats["ultralytics"].parents[1]
+    assert main(["eval", "--dataset", str(root), "--measure", "detection", "--method", "hazy"]) == 2
+    assert "fits none of the measures detection (its subfolder images/val/ does: give it as --dataset)" in \
+        capsys.readouterr().err
+
+
 def test_eval_json_naming_the_sets_coco_labels_is_refused_and_they_stay(formats: dict[str, Path], capsys):
     """--json took any file that held JSON for an earlier run's figures: `eval --json` naming the set's own COCO
     file replaced its labels with the figures."""

@@ -98,6 +98,7 @@ from dgdehaze_core.evaluation.quality_eval import evaluate_quality, quality_meth
 from dgdehaze_core.evaluation.scattering_eval import evaluate_scattering, scattering_methods
 from dgdehaze_core.evaluation.visibility_eval import evaluate_visibility
 from dgdehaze_core.evaluation.labelled_sets import labelled_images, labelled_layout
+from dgdehaze_core.evaluation.yolo_boxes import IMAGES as YOLO_IMAGES
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES
 from dgdehaze_core.io.file_paths import missing
 from dgdehaze_core.io.images import ImageReader, ReadImage, list_images
@@ -251,7 +252,8 @@ def _named(folders: list[Path]) -> list[EvalSet]:
 def _fitting_near(folder: Path, measures: list[str]) -> str:
     """For a folder that fits none of `measures`, the folder above it where that one does (a set's part given for the
     set: RTTS/JPEGImages/ for RTTS/, SOTS/indoor/hazy/ for SOTS/indoor/), else its subfolders that do (a data set's
-    root given for the set in it: DAWN/ for DAWN/Fog/), as words for the error; "" when none does."""
+    root given for the set in it: DAWN/ for DAWN/Fog/; an Ultralytics YOLO set's root, with its data.yaml, for its
+    images/val/), as words for the error; "" when none does."""
     def fits(sub: Path) -> bool:
         try:
             return any(applies(measure, sub, True) for measure in measures)
@@ -261,8 +263,9 @@ def _fitting_near(folder: Path, measures: list[str]) -> str:
     parent = Path(os.path.abspath(folder)).parent
     if parent != parent.parent and fits(parent):
         return f" (the folder above it, {parent}/, does: give that as --dataset)"
-    fitting = [sub.name + "/" for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
-               and fits(sub)]
+    below = [folder, folder / YOLO_IMAGES] if (folder / YOLO_IMAGES).is_dir() else [folder]
+    fitting = [f"{os.path.relpath(sub, folder)}/" for place in below for sub in sorted(place.iterdir())
+               if sub.is_dir() and not sub.name.startswith(".") and fits(sub)]
     if not fitting:
         return ""
     listed = ", ".join(fitting[:5]) + (" ..." if len(fitting) > 5 else "")
