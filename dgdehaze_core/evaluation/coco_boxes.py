@@ -5,7 +5,8 @@ category_id, bbox [x, y, w, h] in pixels, optional iscrowd) and `categories` (id
 (Roboflow's `train/_annotations.coco.json`, Label Studio's `result.json`) or in its `annotations/` (CVAT's
 `annotations/instances_default.json`). The photos are those directly in the set folder or, where it has none, in
 its `images/`. Other JSON files there are no labels (one that does not read as JSON is named in a
-warning); two that hold COCO's keys are refused.
+warning, and refused where it bears an export tool's name for its COCO file: `EXPORT_NAMES`); two that hold COCO's
+keys are refused.
 
 An image's `file_name` is found as a path under the photos folder, else by its base name there (exports write
 `images/x.jpg` or `JPEGImages/x.jpg`); an image whose file is not there is refused, naming it. Category names are
@@ -21,6 +22,7 @@ names, of one id (two files merged without new ids) are refused naming the JSON 
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
@@ -36,6 +38,9 @@ LOG = logging.getLogger(__name__)
 COCO_KEYS = ("images", "annotations", "categories")
 ANNOTATIONS, IMAGES = "annotations", "images"
 """The subfolders that may hold the JSON file and the photos."""
+EXPORT_NAMES = ("_annotations.coco.json", "result.json", "instances_*.json")
+"""The names Roboflow, Label Studio and CVAT (as COCO itself) give the COCO JSON of an export: one that does not read
+as JSON (a truncated download) is refused naming it, where it was passed over and the set then fit no measure."""
 
 
 _LAST_PARSED: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -47,7 +52,8 @@ _WARNED: set[tuple[str, int, int]] = set()
 def _coco(path: Path) -> dict[str, Any] | None:
     """The JSON at `path` when its top level holds COCO's keys; None for any other JSON, and, with a warning naming
     it and the reason (once while it is unchanged), for a file that does not read as JSON (a truncated download),
-    which may have been the set's boxes. A UTF-8 byte-order mark (a file saved by a Windows editor) is read as JSON
+    which may have been the set's boxes; ValueError naming it and the reason for such a file of one of the
+    `EXPORT_NAMES`, which was. A UTF-8 byte-order mark (a file saved by a Windows editor) is read as JSON
     allows.
 
     A COCO file is parsed once while it is unchanged (same size and modification time): finding a set's layout and
@@ -63,6 +69,9 @@ def _coco(path: Path) -> dict[str, Any] | None:
         LOG.debug("%s is no COCO JSON: %s", path, exc)
         return None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if any(fnmatch.fnmatch(path.name.lower(), name) for name in EXPORT_NAMES):
+            raise ValueError(f"{path} does not read as JSON ({exc}): the export's COCO boxes cannot be read; "
+                             "export or download it again") from None
         if stamp not in _WARNED:
             _WARNED.add(stamp)
             LOG.warning("%s does not read as JSON (%s): taken as no COCO boxes", path, exc)
