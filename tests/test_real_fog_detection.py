@@ -219,6 +219,19 @@ def test_a_class_the_detector_lacks_is_set_aside(tmp_path: Path, caplog):
     assert set(score_classes([matched])) == {"car"}
 
 
+def test_a_detection_of_any_class_on_a_box_of_a_class_the_detector_lacks_is_neither_right_nor_wrong(tmp_path: Path):
+    """A labelled van, which the detector can only call a car or a truck, counted that detection false: a dehazer
+    that found the van lost precision and AP for it, enough to put it below the hazy input where it was above. Such
+    a box is set aside as a difficult one is: what is found on it is ignored, whatever its class."""
+    images = [LabelledImage(tmp_path / "a.jpg", (ReferenceBox("car", (0, 0, 10, 10)),
+                                                 ReferenceBox("van", (20, 0, 40, 10))))]
+    (kept,) = known_references(images, {"car", "truck"})
+    on_van, elsewhere = _det((21, 0, 40, 10), 0.8), _det((60, 0, 80, 10), 0.7, "truck", 7)
+    matched = match_image(kept.boxes, [_det((0, 0, 10, 10)), on_van, elsewhere])
+    assert matched.correct == [True, False] and matched.scores == [0.9, 0.7]
+    assert score_classes([matched])["car"]["precision"] == 1.0
+
+
 def test_plural_class_names_are_scored_as_the_detector_s_class(tmp_path: Path, caplog):
     """A Roboflow project named its classes cars, buses, people: every box was set aside as of a class the detector
     lacks, and the run refused the set."""

@@ -5,7 +5,8 @@ a set has them (DAWN, RTTS). Predictions are the detector's detections on the ha
 A prediction is right when it has the reference's class and IoU >= 0.5 with it; predictions are matched greedily
 in descending score, each to the unmatched reference it overlaps most (COCO-style); a reference is matched once.
 Predictions on `difficult` human boxes are ignored (VOC), as are those lying inside a COCO crowd region (by the
-share of the prediction's area inside it, as COCO's evaluation measures crowds).
+share of the prediction's area inside it, as COCO's evaluation measures crowds) and those of any class on a box of a
+class the detector does not know.
 
 Figures over a set:
 - precision, recall, F1 over predictions with score >= `conf` (0.25), per image and averaged over the images (each
@@ -16,7 +17,8 @@ Figures over a set:
   present in the reference.
 Against human boxes each class also gets its own row, `METHOD[CLASS]`: pooled precision, recall and F1 at `conf`,
 and its AP50 under `map50`. Human boxes of a class the detector does not know are set aside (no detector could
-find them; a warning names them, an error where no other box is left to score), as `difficult` boxes are.
+find them; a warning names them, an error where no other box is left to score), as `difficult` boxes are, and a
+prediction of any class on one (the detector's car on a labelled van) is neither right nor wrong.
 """
 from __future__ import annotations
 
@@ -71,23 +73,26 @@ def match_image(references: Sequence[ReferenceBox], predictions: Sequence[Detect
                 iou_threshold: float = IOU_THRESHOLD) -> ImageMatches:
     """Match one image's predictions to its references (same class, IoU >= threshold, greedy by score). Class
     names on both sides count by their COCO names (`coco_name`), as labelled sets' boxes are named, so a detector
-    trained on VOC or KITTI names (`motorbike`, `Car`) finds the boxes of `motorcycle` and `car`."""
+    trained on VOC or KITTI names (`motorbike`, `Car`) finds the boxes of `motorcycle` and `car`. A prediction
+    on a difficult reference of its class, or on an `unknown` one of any class, is ignored."""
     result = ImageMatches(references=Counter(coco_name(r.class_name) for r in references if not r.difficult))
     ref_boxes = np.array([r.box for r in references], np.float64).reshape(-1, 4)
     ref_classes = np.array([coco_name(r.class_name) for r in references], dtype=object)
     difficult = np.array([r.difficult for r in references], bool)
     crowd = np.array([r.crowd for r in references], bool)
+    unknown = np.array([r.unknown for r in references], bool)
     taken = np.zeros(len(references), bool)
     for prediction in sorted(predictions, key=lambda d: -d.score):
         overlap = box_iou(np.array([prediction.box]), ref_boxes, crowd)[0] if len(references) else np.zeros(0)
         name = coco_name(prediction.class_name)
-        candidate = (ref_classes == name) & (overlap >= iou_threshold)
+        near = overlap >= iou_threshold
+        candidate = (ref_classes == name) & near
         free = candidate & ~taken & ~difficult
         if free.any():
             best = int(np.argmax(np.where(free, overlap, -1.0)))
             taken[best] = True
             correct = True
-        elif (candidate & difficult).any():
+        elif (candidate & difficult).any() or (near & unknown).any():
             continue
         else:
             correct = False
@@ -213,25 +218,27 @@ def _singular_boxes(images: Sequence[LabelledImage], classes: Collection[str]) -
 
 def known_references(images: Sequence[LabelledImage], classes: Collection[str]) -> list[LabelledImage]:
     """`images` with the boxes of classes outside `classes` (a detector's names, taken by their COCO names:
-    `coco_name`) marked difficult (ignored), with one warning naming them, after a plural of one of `classes`
-    (`cars`) is taken as that class (`singular_name`); unchanged when `classes` is empty (unknown) or holds every
-    box's class. NotApplicable, naming those classes, when no box is left to score (every box difficult or of such
-    a class, or no box at all)."""
+    `coco_name`) marked difficult and `unknown` (ignored, and so are predictions of any class on them), with one
+    warning naming them, after a plural of one of `classes` (`cars`) is taken as that class (`singular_name`);
+    unchanged when `classes` is empty (unknown) or holds every box's class. NotApplicable, naming those classes, when
+    no box is left to score (every box difficult or of such a class, or no box at all)."""
     classes = {coco_name(name) for name in classes}
     if classes:
         images = _singular_boxes(images, classes)
     unknown = Counter(box.class_name for item in images for box in item.boxes
                       if classes and box.class_name not in classes)
     named = ", ".join(f"{name} ({count})" for name, count in sorted(unknown.items()))
-    known = [LabelledImage(item.image, tuple(box if box.class_name not in unknown else replace(box, difficult=True)
-                                             for box in item.boxes)) for item in images] if unknown else list(images)
+    known = [LabelledImage(item.image, tuple(replace(box, difficult=True, unknown=True) if box.class_name in unknown
+                                             else box for box in item.boxes)) for item in images] if unknown else \
+        list(images)
     if not any(not box.difficult for item in known for box in item.boxes):
         raise NotApplicable("no human box to score: " + (
             f"every box that is not difficult is of a class the detector does not know: {named}" if unknown else
             f"the {len(images)} labelled photo(s) hold {sum(len(item.boxes) for item in images)} box(es), none that "
             "is not difficult"))
     if unknown:
-        LOG.warning("human boxes of classes the detector does not know are ignored: %s", named)
+        LOG.warning("human boxes of classes the detector does not know are ignored, and any detection on one: %s",
+                    named)
     return known
 
 

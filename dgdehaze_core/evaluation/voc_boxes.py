@@ -53,14 +53,17 @@ DAWN_LABELS = "*_PASCAL_VOC"
 
 @dataclass(frozen=True)
 class ReferenceBox:
-    """A reference object: COCO class name, (x1, y1, x2, y2) pixels, the VOC `difficult` flag, and `crowd` for a
+    """A reference object: COCO class name, (x1, y1, x2, y2) pixels, the VOC `difficult` flag, `crowd` for a
     COCO crowd region (difficult too), which a prediction overlaps by the share of its own area inside it, as COCO's
-    evaluation measures crowds (a person of a crowd has a small IoU with the crowd's box)."""
+    evaluation measures crowds (a person of a crowd has a small IoU with the crowd's box), and `unknown` for a box
+    of a class the detector does not know (difficult too), on which a prediction of any class is neither right nor
+    wrong (a van the detector can only call a car or truck, a rider it calls a person)."""
 
     class_name: str
     box: tuple[float, float, float, float]
     difficult: bool = False
     crowd: bool = False
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
