@@ -307,6 +307,11 @@ def test_human_boxes_all_difficult_or_none_are_said_to_be_so(tmp_path: Path):
             known_references(difficult, classes)
     with pytest.raises(NotApplicable, match=r"the 1 labelled photo\(s\) hold 0 box\(es\)"):
         known_references(difficult[1:], {"car"})
+    crowds = [LabelledImage(tmp_path / "a.jpg", (ReferenceBox("car", (0, 0, 10, 10), True, True),
+                                                 ReferenceBox("van", (20, 0, 30, 10), True, True)))]
+    with pytest.raises(NotApplicable, match=r"hold 2 box\(es\), none that is not difficult \(2 COCO crowds, "
+                                            r"iscrowd: 1\)"):  # not "every box ... is of a class ...: van (1)"
+        known_references(crowds, {"car"})
     assert known_references(difficult[:1] + [LabelledImage(tmp_path / "c.jpg", (ReferenceBox("car", (0, 0, 9, 9)),))],
                             {"car"})[1].boxes[0].difficult is False
 

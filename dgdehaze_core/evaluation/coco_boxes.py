@@ -15,10 +15,11 @@ the detector does not know is set aside as the evaluation says. Boxes are scaled
 height to the photo's own size (a set whose photos were resized after labelling), placed on its upright view as
 `io.orientation` says for a photo with an EXIF orientation, then clipped to the photo.
 `iscrowd: 1` boxes are difficult and crowds (`ReferenceBox.crowd`): neither right nor wrong, as COCO's own
-evaluation ignores crowds. A listed image without an annotation is a photo with no object (COCO's meaning); a photo
-the JSON does not list is left out with one warning. A number that is not finite, an annotation of an unlisted image
-or an unknown category, a width or height that is not positive, and two images, or two categories of different
-names, of one id (two files merged without new ids) are refused naming the JSON file.
+evaluation ignores crowds (one warning gives their count: CVAT exports every mask as a crowd). A listed image
+without an annotation is a photo with no object (COCO's meaning); a photo the JSON does not list is left out with
+one warning. A number that is not finite, an annotation of an unlisted image or an unknown category, a width or
+height that is not positive, and two images, or two categories of different names, of one id (two files merged
+without new ids) are refused naming the JSON file.
 """
 from __future__ import annotations
 
@@ -188,4 +189,16 @@ def coco_images(layout: LabelledLayout, keep: Callable[[str], bool] | None = Non
         result.append(LabelledImage(photo, _boxes(annotations[entry.get("id")], names, entry, photo, source)))
     warn_unlabelled(layout.photos, [path.name for path in list_images(layout.photos)
                                     if path not in photo_of and (keep is None or keep(path.name))], source.name)
+    _warn_crowds(result, source)
     return result
+
+
+def _warn_crowds(images: list[LabelledImage], source: Path) -> None:
+    """One warning giving how many of `images`' boxes are crowds: CVAT exports every object drawn as a mask (its
+    brush, or a segmenting model's) as a crowd, which its user meant as an object to score."""
+    boxes = [box for item in images for box in item.boxes]
+    crowds = sum(box.crowd for box in boxes)
+    if crowds:
+        LOG.warning("%s: %d of the %d boxes are crowds (iscrowd: 1), neither right nor wrong as in COCO's own "
+                    "evaluation; CVAT exports every mask so: draw an object to score as a box or polygon",
+                    source.name, crowds, len(boxes))

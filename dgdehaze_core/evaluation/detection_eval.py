@@ -232,10 +232,13 @@ def known_references(images: Sequence[LabelledImage], classes: Collection[str]) 
                                              else box for box in item.boxes)) for item in images] if unknown else \
         list(images)
     if not any(not box.difficult for item in known for box in item.boxes):
+        boxes = [box for item in images for box in item.boxes]
+        crowds = sum(box.crowd for box in boxes)
         raise NotApplicable("no human box to score: " + (
-            f"every box that is not difficult is of a class the detector does not know: {named}" if unknown else
-            f"the {len(images)} labelled photo(s) hold {sum(len(item.boxes) for item in images)} box(es), none that "
-            "is not difficult"))
+            f"every box that is not difficult is of a class the detector does not know: {named}"
+            if any(box.class_name in unknown and not box.difficult for box in boxes) else
+            f"the {len(images)} labelled photo(s) hold {len(boxes)} box(es), none that is not difficult"
+            + (f" ({crowds} COCO crowds, iscrowd: 1)" if crowds else "")))
     if unknown:
         LOG.warning("human boxes of classes the detector does not know are ignored, and any detection on one: %s",
                     named)
