@@ -139,6 +139,17 @@ def test_an_ultralytics_sets_root_is_refused_naming_its_split_to_give(formats: d
         capsys.readouterr().err
 
 
+def test_a_yolo_set_given_through_a_link_reads_its_names_and_labels(formats: dict[str, Path], tmp_path: Path):
+    """A set kept on another disk and linked into a workspace: Roboflow's valid/ linked was refused for want of
+    the data.yaml beside the real valid/, and Ultralytics' images/val linked fit only the haze measure."""
+    expected = [(item.image.name, item.boxes) for item in labelled_images(formats["roboflow-yolo"])]
+    for name in ("roboflow-yolo", "ultralytics"):
+        link = tmp_path / "workspace" / name
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(formats[name], target_is_directory=True)
+        assert [(item.image.name, item.boxes) for item in labelled_images(link)] == expected, name
+
+
 def test_eval_json_naming_the_sets_coco_labels_is_refused_and_they_stay(formats: dict[str, Path], capsys):
     """--json took any file that held JSON for an earlier run's figures: `eval --json` naming the set's own COCO
     file replaced its labels with the figures."""

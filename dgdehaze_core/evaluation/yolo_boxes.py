@@ -12,9 +12,10 @@ Class ids mean nothing without their names (DAWN's YOLO files number car 3 in th
 required: the `names:` of a `data.yaml` or `dataset.yaml` (a list, or a map from id to name), or a darknet
 `classes.txt` or `*.names` (one name a line), from the first of these folders that holds one: the labels folder
 and up to three folders above it (for `images/` + `labels/` in the given folder: that folder and its two parents;
-for `images/SPLIT`, the set's root). Names are mapped to COCO's as VOC's are (`voc_boxes.coco_name`). A line
-with another number of fields, a number that is not finite, a coordinate outside [0, 1] or a class without a name
-is refused, naming the file and line; so is a label file without its photo.
+for `images/SPLIT`, the set's root), looked for along the folders the path names and, for a folder given through a
+link (a set kept on another disk), along its real ones too. Names are mapped to COCO's as VOC's are
+(`voc_boxes.coco_name`). A line with another number of fields, a number that is not finite, a coordinate outside
+[0, 1] or a class without a name is refused, naming the file and line; so is a label file without its photo.
 """
 from __future__ import annotations
 
@@ -45,8 +46,10 @@ def _label_files(labels: Path) -> dict[str, Path]:
 def yolo_layouts(folder: Path) -> list[LabelledLayout]:
     """The YOLO layouts of `folder` (the module's docstring) in which a photo has a label file."""
     pairs = [(folder / IMAGES, folder / LABELS)]
-    if folder.parent.name == IMAGES:
-        pairs.append((folder, folder.parent.parent / LABELS / folder.name))
+    real = folder.resolve()  # images/SPLIT given through a link: its labels/SPLIT is beside the real images/
+    if folder.parent.name == IMAGES or real.parent.name == IMAGES:
+        split = folder if folder.parent.name == IMAGES else real
+        pairs.append((folder, split.parent.parent / LABELS / split.name))
     found = []
     for photos, labels in pairs:
         stems = _label_files(labels).keys()
@@ -89,7 +92,8 @@ def _names_in(path: Path) -> dict[int, str]:
 def class_names(labels: Path) -> dict[int, str]:
     """The class names by id for the YOLO labels folder `labels`, from the nearest file the module's docstring
     names; ValueError naming what was looked for, and where, when there is none."""
-    folders = [labels, *labels.parents[:3]]
+    real = labels.resolve()
+    folders = list(dict.fromkeys([labels, *labels.parents[:3], real, *real.parents[:3]]))
     for folder in folders:
         files = [folder / name for name in (*YAML_NAMES, CLASSES_FILE) if (folder / name).is_file()]
         files += sorted(path for path in folder.glob("*.names") if path.is_file())
