@@ -44,6 +44,23 @@ def test_every_layout_reads_the_same_photos_and_boxes(layouts: dict[str, Path]):
     assert labelled_layout(layouts["voc"]).photos == layouts["voc"] / "JPEGImages"
 
 
+def test_voc_exports_of_labelimg_roboflow_and_label_studio_read_as_the_same_boxes(shared_data: Path, tmp_path: Path,
+                                                                                   layouts: dict[str, Path]):
+    """LabelImg saves each VOC file beside its photo (as Roboflow's VOC export does) and Label Studio's VOC export
+    keeps the photos in images/ beside Annotations/: neither was read (eval said the folder fit only haze). A folder
+    of photos beside XML files that name none of them is no labelled set."""
+    beside, studio = tmp_path / "labelimg", tmp_path / "label-studio"
+    _layout(shared_data, beside, beside)
+    _layout(shared_data, studio / "images", studio / "Annotations")
+    reference = [(item.image.name, item.boxes) for item in labelled_images(layouts["labels-voc"])]
+    for folder in (beside, studio):
+        assert [(item.image.name, item.boxes) for item in labelled_images(folder)] == reference, folder.name
+    assert labelled_layout(studio).photos == studio / "images"
+    for xml in beside.glob("*.xml"):
+        xml.rename(xml.with_name(f"other-{xml.name}"))
+    assert labelled_layout(beside) is None
+
+
 def test_eval_scores_each_layout_alike_and_reads_a_voc_sets_photos_for_haze(layouts: dict[str, Path],
                                                                              tmp_path: Path):
     figures = {}

@@ -10,7 +10,8 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
   pair (airlight error, t mean absolute error, t bias: positive = haze underestimated; fit_rmse: the fit's residual);
 - detection: paired sets (reference: the detector on the clear image) and folders of real hazy photos with
   human boxes (reference: those boxes, e.g. detection/dawn-fog) in Pascal VOC XML (labels-voc/ beside the
-  photos, Pascal VOC's JPEGImages/ + Annotations/ as RTTS, or DAWN's Fog_PASCAL_VOC/), in COCO JSON (one file
+  photos, Pascal VOC's JPEGImages/ + Annotations/ as RTTS and CVAT, images/ + Annotations/ as Label Studio,
+  DAWN's Fog_PASCAL_VOC/, or each file beside its photo as LabelImg and Roboflow), in COCO JSON (one file
   beside the photos as Roboflow's _annotations.coco.json, or in annotations/ beside images/ as CVAT's) or in YOLO
   files (images/ + labels/ and the class names of a data.yaml: give the folder holding both, or Ultralytics'
   images/SPLIT): precision, recall, F1 at IoU 0.5 and confidence 0.25, mAP50, over all classes and, against

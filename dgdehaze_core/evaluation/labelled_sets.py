@@ -1,8 +1,9 @@
 """Labelled photo sets in any of the formats fog detection sets are shared in: where a set keeps its photos and
 boxes (`labelled_layout`) and its photos with their human boxes (`labelled_images`), whatever the format.
 
-- Pascal VOC XML (`voc_boxes`): `labels-voc/` beside the photos, `JPEGImages/` + `Annotations/` (RTTS), DAWN's
-  `Fog/` + `Fog/Fog_PASCAL_VOC/`;
+- Pascal VOC XML (`voc_boxes`): `labels-voc/` beside the photos, `JPEGImages/` + `Annotations/` (RTTS, CVAT) or
+  `images/` + `Annotations/` (Label Studio), DAWN's `Fog/` + `Fog/Fog_PASCAL_VOC/`, each file beside its photo
+  (LabelImg, Roboflow);
 - COCO JSON (`coco_boxes`): one JSON file beside the photos (Roboflow) or in `annotations/` (CVAT);
 - YOLO (`yolo_boxes`): `images/` + `labels/` with class names from a `data.yaml` (Ultralytics, Roboflow).
 
@@ -20,7 +21,8 @@ from dgdehaze_core.evaluation.voc_boxes import LabelledImage, LabelledLayout, vo
 from dgdehaze_core.evaluation.yolo_boxes import yolo_images, yolo_layouts
 
 LAYOUTS = ("VOC files in labels-voc/ beside the photos, in Annotations/ beside JPEGImages/ (Pascal VOC, RTTS) "
-           "or in *_PASCAL_VOC/ beside the photos (DAWN); a COCO JSON beside the photos or in annotations/ "
+           "or images/ (Label Studio), in *_PASCAL_VOC/ beside the photos (DAWN), or each beside its photo "
+           "(LabelImg, Roboflow); a COCO JSON beside the photos or in annotations/ "
            "(Roboflow, CVAT); or YOLO labels/ beside images/ and a data.yaml (give the folder holding both, or "
            "images/SPLIT beside labels/SPLIT)")
 """The layouts, in words for errors."""

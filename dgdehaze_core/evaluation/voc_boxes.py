@@ -17,7 +17,9 @@ one warning for the folder (some sets label only some photos).
 
 VOC files are found in the layouts such sets are published in (`voc_layouts`): this project's (the photos in a
 folder, their VOC files in its `labels-voc/`), Pascal VOC's (`JPEGImages/` and `Annotations/`: RTTS, VOC
-conversions of foggy driving sets) and DAWN's (the photos of `Fog/` beside `Fog/Fog_PASCAL_VOC/`).
+conversions of foggy driving sets, CVAT's export; Label Studio's export names the photos' folder `images/`), DAWN's
+(the photos of `Fog/` beside `Fog/Fog_PASCAL_VOC/`), and each VOC file beside its photo in one folder (LabelImg's
+default, Roboflow's export), where one of them has the name of a photo there.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ LABELS_FOLDER = "labels-voc"
 """This project's layout: a folder of photos keeps their VOC files in this subfolder."""
 VOC_PHOTOS, VOC_LABELS = "JPEGImages", "Annotations"
 """Pascal VOC's layout (RTTS's too): the photos and their VOC files in these two subfolders of the set."""
+EXPORT_PHOTOS = "images"
+"""Label Studio's VOC export: the photos in this subfolder, beside `Annotations/`."""
 DAWN_LABELS = "*_PASCAL_VOC"
 """DAWN's layout: a folder of photos (`Fog/`) keeps their VOC files in a subfolder so named (`Fog_PASCAL_VOC/`)."""
 
@@ -187,6 +191,12 @@ def _has_voc_files(folder: Path) -> bool:
     return folder.is_dir() and any(path.suffix.lower() == ".xml" and path.is_file() for path in folder.iterdir())
 
 
+def _labels_a_photo(folder: Path) -> bool:
+    """Whether a VOC file in `folder` has the name of a photo there (other XML files beside photos are no labels)."""
+    stems = {path.stem for path in folder.iterdir() if path.suffix.lower() == ".xml" and path.is_file()}
+    return bool(stems) and any(path.stem in stems for path in list_images(folder))
+
+
 def voc_layouts(folder: Path) -> list[LabelledLayout]:
     """The layouts of the module's docstring in which `folder` holds VOC files (a labels folder without a .xml file
     counts as none)."""
@@ -194,8 +204,11 @@ def voc_layouts(folder: Path) -> list[LabelledLayout]:
              if _has_voc_files(labels)]
     if _has_voc_files(folder / LABELS_FOLDER):
         found.append(LabelledLayout(folder, folder / LABELS_FOLDER, "voc"))
-    if (folder / VOC_PHOTOS).is_dir() and _has_voc_files(folder / VOC_LABELS):
-        found.append(LabelledLayout(folder / VOC_PHOTOS, folder / VOC_LABELS, "voc"))
+    photos = next((folder / name for name in (VOC_PHOTOS, EXPORT_PHOTOS) if (folder / name).is_dir()), None)
+    if photos is not None and _has_voc_files(folder / VOC_LABELS):
+        found.append(LabelledLayout(photos, folder / VOC_LABELS, "voc"))
+    if _labels_a_photo(folder):
+        found.append(LabelledLayout(folder, folder, "voc"))
     return found
 
 
