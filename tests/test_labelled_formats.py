@@ -150,6 +150,22 @@ def test_a_yolo_set_given_through_a_link_reads_its_names_and_labels(formats: dic
         assert [(item.image.name, item.boxes) for item in labelled_images(link)] == expected, name
 
 
+def test_yolo_labels_beside_their_photos_read_as_labelimg_and_cvat_write_them(voc: Path, tmp_path: Path):
+    """LabelImg's YOLO mode saves each label file and classes.txt beside the photos, CVAT's YOLO 1.1 export keeps
+    them in obj_train_data/ with obj.names above: neither was read (the folder fit only the haze measure)."""
+    reference = [(item.image.name, item.boxes) for item in labelled_images(voc)]
+    labelimg, cvat = tmp_path / "labelimg", tmp_path / "cvat-yolo" / "obj_train_data"
+    for folder, names in ((labelimg, labelimg / "classes.txt"), (cvat, cvat.parent / "obj.names")):
+        _yolo(voc, folder, folder)
+        names.write_text("\n".join(YOLO_NAMES) + "\n")
+        items = labelled_images(folder)
+        assert [item.image.name for item in items] == [name for name, _ in reference], folder.name
+        assert [[pytest.approx(b.box, abs=1e-6) for b in item.boxes] for item in items] == \
+            [[b.box for b in boxes] for _, boxes in reference]
+    (labelimg / "classes.txt").unlink()
+    assert labelled_layout(labelimg) is None  # .txt files beside photos without class names are no YOLO set
+
+
 def test_eval_json_naming_the_sets_coco_labels_is_refused_and_they_stay(formats: dict[str, Path], capsys):
     """--json took any file that held JSON for an earlier run's figures: `eval --json` naming the set's own COCO
     file replaced its labels with the figures."""

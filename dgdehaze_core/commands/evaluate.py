@@ -14,8 +14,9 @@ Measures (`--measure`, comma-separated or `all`) and the sets each applies to:
   DAWN's Fog_PASCAL_VOC/, or each file beside its photo as LabelImg and Roboflow), in COCO JSON (one file
   beside the photos as Roboflow's _annotations.coco.json, or in annotations/ beside images/ as CVAT's) or in YOLO
   files (images/ + labels/ and the class names of a data.yaml: give the folder holding both, or Ultralytics'
-  images/SPLIT): precision, recall, F1 at IoU 0.5 and confidence 0.25, mAP50, over all classes and, against
-  human boxes, per class (rows METHOD[CLASS]);
+  images/SPLIT; or each beside its photo, with LabelImg's classes.txt or CVAT's obj.names): precision, recall,
+  F1 at IoU 0.5 and confidence 0.25, mAP50, over all classes and, against human boxes, per class (rows
+  METHOD[CLASS]);
 - depth: KITTI raw (proj_depth LiDAR), KITTI depth's selection (val_selection_cropped: image/ +
   groundtruth_depth/) and Middlebury 2003 sets: AbsRel, RMSE(log), delta<1.25 after median scaling, on the clear
   image and on haze synthesized from the true depth at three densities;

@@ -5,7 +5,8 @@ boxes (`labelled_layout`) and its photos with their human boxes (`labelled_image
   `images/` + `Annotations/` (Label Studio), DAWN's `Fog/` + `Fog/Fog_PASCAL_VOC/`, each file beside its photo
   (LabelImg, Roboflow);
 - COCO JSON (`coco_boxes`): one JSON file beside the photos (Roboflow) or in `annotations/` (CVAT);
-- YOLO (`yolo_boxes`): `images/` + `labels/` with class names from a `data.yaml` (Ultralytics, Roboflow).
+- YOLO (`yolo_boxes`): `images/` + `labels/` with class names from a `data.yaml` (Ultralytics, Roboflow), or each
+  label file beside its photo with a `classes.txt` (LabelImg) or `obj.names` (CVAT).
 
 Every format gives the same `LabelledImage`s: COCO class names, boxes in the pixels of the image file, clipped
 to it, `difficult` boxes (VOC's flag, COCO's crowds) neither right nor wrong.
@@ -24,7 +25,7 @@ LAYOUTS = ("VOC files in labels-voc/ beside the photos, in Annotations/ beside J
            "or images/ (Label Studio), in *_PASCAL_VOC/ beside the photos (DAWN), or each beside its photo "
            "(LabelImg, Roboflow); a COCO JSON beside the photos or in annotations/ "
            "(Roboflow, CVAT); or YOLO labels/ beside images/ and a data.yaml (give the folder holding both, or "
-           "images/SPLIT beside labels/SPLIT)")
+           "images/SPLIT beside labels/SPLIT), or each beside its photo with a classes.txt (LabelImg)")
 """The layouts, in words for errors."""
 READERS = {"voc": voc_images, "coco": coco_images, "yolo": yolo_images}
 

@@ -3,10 +3,12 @@
 The photos in `images/` and one label file per photo in `labels/` (the photo's stem, `.txt`). Give either the
 folder holding both (a Roboflow split such as `train/`, or a set without splits) or, in Ultralytics' own layout
 `images/SPLIT/` + `labels/SPLIT/`, the folder `images/SPLIT` (its labels are where Ultralytics looks: `images`
-replaced by `labels` in the path). A line is `class cx cy w h`, normalised to [0, 1] by the width and height of
-the photo as Ultralytics and `read_image` read it (upright: turned by its EXIF orientation), or a segment
-`class x1 y1 x2 y2 x3 y3 ...`, whose bounding box is taken; blank lines are allowed. A photo without a label file is
-a photo with no object (Ultralytics' background image); a folder where no photo has one is no YOLO set.
+replaced by `labels` in the path), or a folder of photos with each label file beside its photo (LabelImg's YOLO
+mode, CVAT's YOLO 1.1 `obj_train_data/`) where a names file lies in it or the folder above. A line is
+`class cx cy w h`, normalised to [0, 1] by the width and height of the photo as Ultralytics and `read_image` read it
+(upright: turned by its EXIF orientation), or a segment `class x1 y1 x2 y2 x3 y3 ...`, whose bounding box is taken;
+blank lines are allowed. A photo without a label file is a photo with no object (Ultralytics' background image); a
+folder where no photo has one is no YOLO set.
 
 Class ids mean nothing without their names (DAWN's YOLO files number car 3 in their own list), so the names are
 required: the `names:` of a `data.yaml` or `dataset.yaml` (a list, or a map from id to name), or a darknet
@@ -50,6 +52,9 @@ def yolo_layouts(folder: Path) -> list[LabelledLayout]:
     if folder.parent.name == IMAGES or real.parent.name == IMAGES:
         split = folder if folder.parent.name == IMAGES else real
         pairs.append((folder, split.parent.parent / LABELS / split.name))
+    if any((place / name).is_file() for place in (folder, folder.parent) for name in (*YAML_NAMES, CLASSES_FILE)) \
+            or any(path.is_file() for place in (folder, folder.parent) for path in place.glob("*.names")):
+        pairs.append((folder, folder))  # LabelImg's YOLO mode (classes.txt beside), CVAT's obj_train_data/
     found = []
     for photos, labels in pairs:
         stems = _label_files(labels).keys()
