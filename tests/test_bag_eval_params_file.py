@@ -40,18 +40,19 @@ def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_withou
     params = _params_file(tmp_path / "robot.yaml", model="lite", radiance_floor=0.1, threshold=0.4, imgsz=320,
                           max_det=3, classes=["car"], camera_height=1.5, image_rectified=True, input_bits=12,
                           detection_enabled=False, output="decoder", tracker="bytetrack", working_height=240,
-                          detection_input="fused", max_visibility=150.0)
+                          detection_input="fused", max_visibility=150.0, detection_interval=3)
     args, notes = _taken("--params-file", str(params), "--conf", "0.3", "--input-bits", "16")
     assert (args.method, args.radiance_floor, args.working_size, args.network_output) == ("lite", 0.1, (0, 240),
                                                                                           "decoder")
     assert (args.conf, args.imgsz, args.input_bits) == (0.3, 320, 16), "an option given wins over the file"
     assert args.detector_extras == {"max_det": 3, "classes": ["car"]}
-    assert args.frame_settings == {"detection_input": "fused", "max_visibility": 150.0}
+    assert args.frame_settings == {"detection_input": "fused", "max_visibility": 150.0, "detection_interval": 3}
     assert (args.camera_height, args.camera_pitch, args.image_rectified, args.no_detection) == (1.5, 0.0, "true", True)
     assert notes == [
         f"evaluated with {params}'s working_height 240, radiance_floor 0.1, output decoder, camera_height 1.5, "
-        "image_rectified True, max_visibility 150.0, detection_enabled False, detection_input fused, imgsz 320, "
-        "max_det 3, classes ['car'] (its parameters for /dgdehaze; an option given wins over it)",
+        "image_rectified True, max_visibility 150.0, detection_enabled False, detection_input fused, "
+        "detection_interval 3, imgsz 320, max_det 3, classes ['car'] (its parameters for /dgdehaze; an option given "
+        "wins over it)",
         f"{params}'s tracker bytetrack not reproduced offline (bag-eval --node runs the node with them)"], \
         "the report says which of the file's settings ran: not its threshold and input_bits, given as options"
     args, notes = _taken("--params-file", str(params), "--method", "dcp", "--node")
@@ -160,8 +161,10 @@ def test_a_node_replay_starts_the_node_with_the_file_and_offline_the_chain_and_d
     window = ["--camera-info-topic", "/camera/camera_info", "--start", "0.7", "--duration", "0.55", "--no-progress"]
     raw = _params_file(tmp_path / "raw.yaml", detection_input="raw", camera_height=1.3, road_max_distance=20.0)
     bicycles = _params_file(tmp_path / "bicycles.yaml", classes=["bicycle"])
+    every_2nd = _params_file(tmp_path / "every_2nd.yaml", detection_interval=2)
     for name, options in (("default", []), ("raw", ["--params-file", str(raw)]),
-                          ("bicycles", ["--params-file", str(bicycles)])):
+                          ("bicycles", ["--params-file", str(bicycles)]),
+                          ("every_2nd", ["--params-file", str(every_2nd)])):
         assert main(["bag-eval", str(DEMO_BAG), "--out", str(tmp_path / name), *options, *window]) == 0
     counts = {name: (_summary(tmp_path / name)["per_frame"]["detections_hazy"],
                      _summary(tmp_path / name)["per_frame"]["detections_dehazed"]) for name in ("default", "raw")}
@@ -173,6 +176,14 @@ def test_a_node_replay_starts_the_node_with_the_file_and_offline_the_chain_and_d
         "no fog measured: the file's camera_height did not reach the offline run"
     per_frame = _summary(tmp_path / "bicycles")["per_frame"]
     assert sum(per_frame["detections_hazy"]) == sum(per_frame["detections_dehazed"]) == 0, "the file's classes"
+    summary = _summary(tmp_path / "every_2nd")
+    frames = len(counts["default"][0])
+    assert summary["per_frame"]["detected"] == [index % 2 == 0 for index in range(frames)]
+    for row, column in (("hazy", 0), ("dehazed", 1)):  # both rows on the frames the node would detect, and only on them
+        assert summary["per_frame"][f"detections_{row}"] == [count if index % 2 == 0 else 0 for index, count
+                                                             in enumerate(counts["default"][column])]
+        assert summary["figures"][row]["frames_detected"] == (frames + 1) // 2
+    assert len(read_all(tmp_path / "every_2nd" / "bag")["/dgdehaze/detections"]) == (frames + 1) // 2
 
 
 def _summary(out: Path) -> dict:

@@ -198,6 +198,12 @@ def test_frames_between_detections_are_not_held_back_and_the_bags_camera_info_re
     assert detected == stamps[1::2], "the node detects on its frames 0 (the warm-up), 2, 4: the bag's 1 and 3"
     assert [t for t, _ in recorded["/dgdehaze/camera_info"]] == stamps, "no --camera-info-topic: the bag's only one"
     assert took < 55, f"{took:.0f} s: the frames without detections each waited out the 30 s timeout"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["per_frame"]["detected"] == [False, True, False, True]
+    for row in ("hazy", "dehazed"):  # the hazy row detected every frame, which read as the dehazer losing half
+        assert summary["figures"][row]["frames_detected"] == 2
+        assert summary["figures"][row]["detections"] == sum(summary["per_frame"][f"detections_{row}"][1::2])
+    assert summary["per_frame"]["detections_hazy"][0::2] == [0, 0]
 
 
 def test_a_replay_attached_to_a_running_node_names_the_weights_it_runs(tmp_path: Path, session,

@@ -164,7 +164,8 @@ def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Det
     return detections, (time.perf_counter() - start) * 1000.0
 
 
-DETECTION_SETTINGS = {"detection_input": "detection_input", "detection_contrast": "contrast"}
+DETECTION_SETTINGS = {"detection_input": "detection_input", "detection_contrast": "contrast",
+                      "detection_interval": "interval"}
 """The node's parameters of what its detector reads, by `FrameChain.build`'s keyword for each."""
 FOG_SETTINGS = {"visibility_smoothing": "time_constant", "max_visibility": "max_visibility"}
 """The node's parameters of its fog measurement, by `VisibilityEstimator`'s keyword for each."""
@@ -176,8 +177,9 @@ offline evaluation takes (`FrameProcessor`'s `settings`, by the node's names).""
 
 
 class FrameProcessor:
-    """The node's frame chain in process (every frame detected, on the dehazed image unless `settings` say
-    otherwise; with a camera mounting, the fog measured as the node measures it, on the road users of the previous
+    """The node's frame chain in process (every frame detected, on the dehazed image, unless `settings` say
+    otherwise: with a `detection_interval` of N the drive's frames 0, N, 2N, ... alone, and the hazy baseline on
+    the same frames; with a camera mounting, the fog measured as the node measures it, on the road users of the previous
     frame's detection or else on the road, with the bag's camera_info), plus the detector on the hazy frame as the
     baseline the report compares against. `rectified`: whether the frames are rectified, raw (False: their lens
     distortion is undone) or not known (None: taken as rectified), as `lens.frames_rectified` tells. `settings`: the
@@ -209,14 +211,15 @@ class FrameProcessor:
         intrinsics = intrinsics_of(info, frame.image.shape[:2], raw=self.rectified is False) \
             if info is not None else None
         output = self.chain(frame.image, intrinsics, frame.stamp_ns * 1e-9)
-        hazy_detections, hazy_ms = timed_detect(self.detector, frame.image)
         result, detected = output.result, output.detected
+        ran = detected.fresh or self.chain.schedule is None
+        hazy_detections, hazy_ms = timed_detect(self.detector, frame.image) if ran else ([], math.nan)
         record = FrameRecord(
             index=frame.index, stamp_ns=frame.stamp_ns, log_time_ns=frame.log_time_ns,
             haze_density_hazy=float(result.haze_density),
             haze_density_dehazed=haze_density(result.image), latency_ms=output.compute_ms, detect_hazy_ms=hazy_ms,
-            hazy_detections=hazy_detections, dehazed_detections=detected.detections,
-            detection_depths=detected.depths,
+            hazy_detections=hazy_detections, dehazed_detections=detected.detections if ran else [],
+            detection_depths=detected.depths if ran else [], detected=ran,
             visibility_m=output.fog.visibility if output.fog is not None else math.nan,
             visibility_at_most=output.fog.at_most if output.fog is not None else None)
         return record, output
@@ -272,8 +275,8 @@ def label_info_msg(writer: BagWriter, header: Any, names: Mapping[int, str], thr
 def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record: FrameRecord,
                         output: FrameOutput, fog: VisibilityEstimator | None = None, detecting: bool = True) -> None:
     """The node's outputs for one frame, on its `~/` topics, at the input frame's receive time and header; with a
-    fog reading also ~/depth (metres) and ~/visibility; ~/detections only when `detecting`, as the node publishes
-    none with detection off."""
+    fog reading also ~/depth (metres) and ~/visibility; ~/detections only when `detecting` and on the frames the
+    detector ran on, as the node publishes none with detection off and none between its detection_interval's."""
     result = output.result
     header = writer.copy_header(frame.header)
     writer.write_image(f"{prefix}/image_dehazed", frame.log_time_ns, header, result.image)
@@ -283,7 +286,7 @@ def write_frame_outputs(writer: BagWriter, prefix: str, frame: BagFrame, record:
         writer.write(f"{prefix}/visibility", RANGE_TYPE, frame.log_time_ns,
                      writer.range_msg(header, output.fog.visibility, fog.max_visibility,
                                       field_of_view(frame.camera_info, result.image.shape[:2])))
-    if detecting:
+    if detecting and record.detected:
         writer.write(f"{prefix}/detections", DETECTIONS_TYPE, frame.log_time_ns,
                      detections_msg(writer, header, record.dehazed_detections, output.detected.positions))
     writer.write(f"{prefix}/haze_density", HAZE_TYPE, frame.log_time_ns,

@@ -51,6 +51,10 @@ class FrameRecord:
     output_latency_ms: dict[str, float] = field(default_factory=dict)
     """Node replay: from publishing the frame to receiving each of the node's outputs for it (`latency_ms` is the
     largest), so that one output held up in transport shows as that output; empty offline."""
+    detected: bool = True
+    """Whether the detector ran on this frame: the node's `detection_interval` detects every Nth frame only, and
+    both rows are detected on those frames alone (on the others both hold no detections and count in no
+    detection figure)."""
 
 
 @dataclass
@@ -160,7 +164,8 @@ class BagEvaluation:
         """The figures table: rows "hazy" (the detector on the input frames) and "dehazed" (the node's output).
 
         latency_ms/fps: detection alone for "hazy"; dehazing plus detection for "dehazed" (fps at the recorded
-        rate: the frames the node answered per second, `output_fps`).
+        rate: the frames the node answered per second, `output_fps`). frames_detected: the frames the detector
+        ran on (every one but with the node's `detection_interval`), over which detections_per_frame is counted.
         """
         hazy_latency = [r.detect_hazy_ms for r in self.records]
         latency = [r.latency_ms for r in self.records]
@@ -208,6 +213,7 @@ class BagEvaluation:
                 "latency_ms": [r.latency_ms for r in self.records],
                 "detections_hazy": [len(r.hazy_detections) for r in self.records],
                 "detections_dehazed": [len(r.dehazed_detections) for r in self.records],
+                "detected": [r.detected for r in self.records],
                 "visibility_m": [r.visibility_m for r in self.records],
                 "visibility_at_most": [r.visibility_at_most for r in self.records],
             },
@@ -224,12 +230,14 @@ def machine() -> dict[str, Any]:
 def _row(records: Sequence[FrameRecord], detections: Sequence[list[Detection]], density: Sequence[float],
          latency: Sequence[float]) -> dict[str, float | int]:
     scores = [d.score for frame in detections for d in frame]
+    detected = sum(record.detected for record in records)
     finite_latency = [v for v in latency if math.isfinite(v)]
     median = float(np.median(finite_latency)) if finite_latency else float("nan")
     return {
         "frames": len(records),
+        "frames_detected": detected,
         "detections": len(scores),
-        "detections_per_frame": len(scores) / len(records) if records else float("nan"),
+        "detections_per_frame": len(scores) / detected if detected else float("nan"),
         "mean_confidence": float(np.mean(scores)) if scores else float("nan"),
         "haze_density": float(np.mean(density)) if density else float("nan"),
         "latency_ms_median": median,

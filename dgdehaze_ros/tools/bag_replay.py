@@ -461,7 +461,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                     outputs = {name: value if name.startswith("_") else (value[0], with_header_stamp(value[1], stamp))
                                for name, value in outputs.items()}
                 record_frame(evaluation, writer, replay.node_name, outputs, index, stamp, log_time, hazy, detector,
-                             keep)
+                             keep, plan.detections)
             index += 1
             bar.update()
     finally:
@@ -479,8 +479,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     """The frames at `rate` times the recorded pace, the node's outputs spooled as they come (`paced_replay`); then
     each answered frame recorded as in lockstep, the others counted as dropped. The spool is removed at the end.
     copied: what the output bag copies from the input through each frame (`copied_bytes`)."""
-    plan = replay.output_plan(started_here, timeout)
-    _warm_up(source, replay, evaluation, detector, plan, timeout)
+    plan = _warm_up(source, replay, evaluation, detector, replay.output_plan(started_here, timeout), timeout)
     evaluation.rate = rate
     before = replay.next_report(COUNTERS_WAIT_S)
     replay.recorder.forget()
@@ -531,7 +530,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
             continue
         outputs = {**reply[1], "_sent": frame.sent, "_labels": replay.recorder.labels}
         record_frame(evaluation, writer, replay.node_name, outputs, frame.index, frame.stamp, log_time,
-                     decoded.image, detector, keep)
+                     decoded.image, detector, keep, plan.detections)
         reply = next(replies, None)
     bar.close()
     replies.close()

@@ -68,8 +68,11 @@ def image_from(msg: Any, bits: int) -> np.ndarray:
 
 
 def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, outputs: dict[str, Any], index: int,
-                 stamp: int, log_time: int, hazy: np.ndarray, detector: Detector | None, keep: set[int]) -> None:
-    """Write the node's outputs for one frame at the frame's receive time and add its figures."""
+                 stamp: int, log_time: int, hazy: np.ndarray, detector: Detector | None, keep: set[int],
+                 detecting: bool = True) -> None:
+    """Write the node's outputs for one frame at the frame's receive time and add its figures. `detecting`: the
+    node publishes detections (on its `detection_interval`'s frames): the hazy row is then detected on the frames
+    it published them for alone, as the dehazed row is, so that the two count the same frames."""
     store = writer.store
     prefix = f"/{node_name}"
     rewritten = {"image_dehazed", "depth_relative", "depth"} if writer.images != "raw" else set()
@@ -104,7 +107,8 @@ def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, o
             writer.write_image(f"{prefix}/depth", log_time, metres_msg.header, metres)
     arrivals = {name: value[0] for name, value in outputs.items() if not name.startswith("_") and value}
     last = max(arrivals.values())
-    hazy_detections, hazy_ms = timed_detect(detector, hazy)
+    detected = outputs.get("detections") is not None or not detecting
+    hazy_detections, hazy_ms = timed_detect(detector, hazy) if detected else ([], math.nan)
     if metres is not None:  # the node's own depth of each object in metres: its position's z, as offline
         depths = position_depths(detections_msg) if detections_msg is not None else []
     else:
@@ -114,6 +118,7 @@ def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, o
         haze_density_dehazed=haze_density(dehazed),
         latency_ms=(last - outputs["_sent"]) * 1000.0, detect_hazy_ms=hazy_ms, hazy_detections=hazy_detections,
         dehazed_detections=detections, detection_depths=depths, visibility_m=visibility,
-        output_latency_ms={name: (arrival - outputs["_sent"]) * 1000.0 for name, arrival in arrivals.items()}))
+        output_latency_ms={name: (arrival - outputs["_sent"]) * 1000.0 for name, arrival in arrivals.items()},
+        detected=detected))
     if index in keep:
         evaluation.samples.append(Sample(index, stamp, hazy, dehazed, depth, hazy_detections, detections))
