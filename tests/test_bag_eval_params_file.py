@@ -184,6 +184,9 @@ def test_a_node_replay_starts_the_node_with_the_file_and_offline_the_chain_and_d
                                                              in enumerate(counts["default"][column])]
         assert summary["figures"][row]["frames_detected"] == (frames + 1) // 2
     assert len(read_all(tmp_path / "every_2nd" / "bag")["/dgdehaze/detections"]) == (frames + 1) // 2
+    captions = {name: (tmp_path / name / "report.html").read_text() for name in ("default", "every_2nd")}
+    assert "a frame between two detected ones" in captions["every_2nd"], "a sample's panel read as 0 detections"
+    assert "a frame between two detected ones" not in captions["default"]
 
 
 def _summary(out: Path) -> dict:

@@ -537,6 +537,6 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                 if frame.index in keep:
                     evaluation.samples.append(Sample(frame.index, frame.stamp_ns, frame.image, output.result.image,
                                                      output.result.depth, record.hazy_detections,
-                                                     record.dehazed_detections))
+                                                     record.dehazed_detections, record.detected))
     finally:
         bar.close()

@@ -68,6 +68,8 @@ class Sample:
     depth: np.ndarray
     hazy_detections: list[Detection]
     dehazed_detections: list[Detection]
+    detected: bool = True
+    """Whether the detector ran on this frame (`FrameRecord.detected`)."""
 
 
 @dataclass

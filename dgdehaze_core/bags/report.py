@@ -177,9 +177,11 @@ def write_samples(evaluation: BagEvaluation, figures: Path) -> list[tuple[str, s
                                 colorize_depth(sample.depth)], axis=1)
         name = f"sample_{sample.index:06d}.png"
         write_image(figures / name, panel)
-        caption = (f"frame {sample.index} (stamp {sample.stamp_ns / 1e9:.3f} s): hazy input "
-                   f"({_count(sample.hazy_detections, 'detection')}) | dehazed "
-                   f"({_count(sample.dehazed_detections, 'detection')}) | depth (near red, far blue, invalid black)")
+        found = (f"hazy input ({_count(sample.hazy_detections, 'detection')}) | dehazed "
+                 f"({_count(sample.dehazed_detections, 'detection')})" if sample.detected else
+                 "hazy input | dehazed (a frame between two detected ones: detection_interval)")
+        caption = (f"frame {sample.index} (stamp {sample.stamp_ns / 1e9:.3f} s): {found} | depth (near red, far "
+                   "blue, invalid black)")
         out.append((name, caption))
     return out
 

@@ -121,4 +121,4 @@ def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, o
         output_latency_ms={name: (arrival - outputs["_sent"]) * 1000.0 for name, arrival in arrivals.items()},
         detected=detected))
     if index in keep:
-        evaluation.samples.append(Sample(index, stamp, hazy, dehazed, depth, hazy_detections, detections))
+        evaluation.samples.append(Sample(index, stamp, hazy, dehazed, depth, hazy_detections, detections, detected))
