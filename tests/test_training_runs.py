@@ -179,6 +179,26 @@ def test_an_export_that_would_replace_the_recipe_or_the_run_s_checkpoint_is_refu
     assert teacher.read_bytes() == (REPO_DIR / "dgdehaze_core" / "weights" / "clear_depth_kitti.pt").read_bytes()
 
 
+def test_an_export_onto_another_run_s_checkpoint_is_refused_before_training(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """Only the run's own folder was refused: --export OTHER/last.pt replaced another run's resumable state with
+    bare weights (its --resume then failed: 'holds no training state') and OTHER/best.pt its best weights."""
+    other = tmp_path / "other"
+    other.mkdir()
+    files = {name: name.encode() for name in ("last.pt", "best.pt", "recipe.yaml")}
+    for name, data in files.items():
+        (other / name).write_bytes(data)
+    (tmp_path / "link").symlink_to(other)
+    for command, config in (("train", SMOKE), ("train-depth", REPO_DIR / "training" / "depth_kitti.yaml")):
+        for export in (other / "last.pt", other / "best.pt", tmp_path / "link" / "last.pt"):
+            assert main([command, "--config", str(config), "--out", str(tmp_path / "run"), "--export", str(export),
+                         "--no-progress"]) == 2
+            assert (f"--export {export} would replace {export.name} of the training run in {other}"
+                    in capsys.readouterr().err), (command, export)
+    assert {path.name: path.read_bytes() for path in other.iterdir()} == files
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_json_that_is_one_of_the_run_s_own_files_is_refused_before_training(shared_data: Path, tmp_path: Path,
                                                                               capsys: pytest.CaptureFixture) -> None:
     """A fresh run's files do not exist before it: --json RUN/last.pt passed every check, and the figures replaced

@@ -18,7 +18,7 @@ from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit, write_json
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES
 from dgdehaze_core.training.recipe import load_recipe
-from dgdehaze_core.training.run_control import RUN_FILES
+from dgdehaze_core.training.run_control import RUN_FILES, refuse_another_run_s_file
 from dgdehaze_core.training.trainer import Trainer, export_weights
 
 LOG = logging.getLogger(__name__)
@@ -96,7 +96,8 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     there (a fresh run's do not exist yet, so no other check refuses them: its figures would replace last.pt), and
     --export must be a file that can be written under a name of `export_suffixes` (what `export_kind` is loaded
     from), not the recipe nor one of `kept_inputs` (what each is: its file, which the run reads and --resume needs
-    again), and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt)."""
+    again), and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt) and
+    another run's checkpoints."""
     check_writable_place(run_dir, "--out", inside=True)
     if args.json is not None and not is_stdout(args.json):
         with refusing_json():
@@ -107,6 +108,7 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     for what, path in {"--config": args.config, **(kept_inputs or {})}.items():
         refuse_input_as_output(args.export, [path], "--export", what=what)
     refuse_inside(args.export, run_dir, "--export", "the run folder", " (last.pt, best.pt)")
+    refuse_another_run_s_file(args.export, "--export")
     check_writable_file(args.export, "--export", export_suffixes, export_kind)
 
 

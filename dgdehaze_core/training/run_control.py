@@ -286,6 +286,16 @@ def open_run_folder(run_dir: Path, last_path: Path, resume: bool, load_last: Cal
         raise FileExistsError(_left_without_last(run_dir, last_path, found))
 
 
+def refuse_another_run_s_file(path: Path, flag: str) -> None:
+    """ValueError, before any work, when `path` is one of RUN_FILES in the folder of a training run (one that holds
+    its recipe.yaml; links followed): written there, an output replaces that run's resumable last.pt (its --resume
+    then fails) or its best.pt."""
+    target = Path(os.path.realpath(path.expanduser()))
+    if target.name in RUN_FILES and (target.parent / "recipe.yaml").is_file():
+        raise ValueError(f"{flag} {path} would replace {target.name} of the training run in {target.parent}: give "
+                         "a path outside any run folder")
+
+
 def _left_without_last(run_dir: Path, last_path: Path, found: list[str]) -> str:
     """What a folder holding an earlier run's `found` files but no last.pt holds, and how to go on without losing
     them."""
