@@ -762,6 +762,19 @@ def test_input_bits_reads_a_12_bit_camera_as_the_node_does_and_a_node_param_of_i
     assert not (tmp_path / "refused").exists()
 
 
+def test_a_node_param_of_the_method_is_refused_for_method_which_the_report_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--node --node-param weights:=mine.pt ran mine.pt in the node, but the report, its title and summary.json's
+    method said 'lite' (the default method the node was started with before the --node-param replaced it)."""
+    write_camera_bag(tmp_path / "bag", "mcap", demo_frames(1))
+    weights = shipped_weights_path("lite")
+    for param in (f"weights:={weights}", "model:=dcp"):
+        assert main(["bag-eval", str(tmp_path / "bag"), "--out", str(tmp_path / "refused"), "--no-detection",
+                     "--no-progress", "--node", "--node-param", param]) == 2
+        assert "give the started node's model or weights as --method" in capsys.readouterr().err, param
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.parametrize("encoding", ["mono12", "png12"])
 def test_a_12_bit_camera_s_bag_read_with_16_bits_is_warned_once_naming_input_bits(
         tmp_path: Path, foggy_road: np.ndarray, caplog: pytest.LogCaptureFixture, encoding: str) -> None:

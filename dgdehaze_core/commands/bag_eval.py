@@ -155,8 +155,12 @@ def run(args: argparse.Namespace) -> int:
         check_time_window(args.start, args.duration)
     except ValueError as exc:
         raise ValueError(f"--start / --duration: {exc}") from None
-    if any(param.split(":=", 1)[0] == "input_bits" for param in args.node_param):
+    given = {param.split(":=", 1)[0] for param in args.node_param}
+    if "input_bits" in given:
         raise ValueError("give the node's input_bits as --input-bits, which the report's frames are read with too")
+    if given & {"model", "weights"}:
+        raise ValueError("give the started node's model or weights as --method (--method runs/my_camera/last.pt), "
+                         "which the report names the method by")
     mounting = mounting_of(args)
     if mounting is not None and args.attach:
         raise ValueError("--camera-height sets a started node's mounting; set an attached node's with ros2 param")
