@@ -27,7 +27,7 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.models import load_model
 from dgdehaze_core.training.recipe import load_recipe, recipe_from_dict
 from dgdehaze_core.training.run_control import (StepBoundaryStop, check_same_data, file_fingerprint, load_resumable,
-                                                quiet_loader_worker)
+                                                quiet_loader_worker, run_folder_lock)
 from dgdehaze_core.training.trainer import LOSS_NAMES, Trainer
 
 
@@ -253,6 +253,30 @@ def test_an_ignored_signal_stays_ignored_and_loader_workers_leave_stopping_to_th
     finally:
         signal.signal(signal.SIGINT, before)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class _OpenFiles(torch.utils.data.Dataset):
+    """One item: the files the process that loads it (a DataLoader worker) holds open."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> list[str]:
+        return [os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+
+
+def test_a_loader_worker_does_not_hold_the_run_folder_s_lock(tmp_path: Path) -> None:
+    """A forked worker inherited the lock's descriptor: a run killed at once (SIGKILL, the OOM killer) left its
+    workers holding the folder until they noticed, seconds later, and a --resume meanwhile was refused: 'another
+    training (pid N) is writing into', N a process that no longer was."""
+    run = tmp_path / "run"
+    with run_folder_lock(run):
+        loader = torch.utils.data.DataLoader(_OpenFiles(), batch_size=None, num_workers=1,
+                                             worker_init_fn=quiet_loader_worker)
+        held = next(iter(loader))
+        assert str(run / ".lock") not in held and held
+        with pytest.raises(FileExistsError, match="another training"), run_folder_lock(run):
+            pass  # this process still holds it
 
 
 def test_sigterm_to_the_process_group_stops_a_run_with_loader_workers_after_its_step_and_it_resumes(

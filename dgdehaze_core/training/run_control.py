@@ -313,6 +313,12 @@ def _refuse_a_last_that_is_no_file(last_path: Path) -> None:
                                 "it away, or choose another --out folder")
 
 
+_HELD_LOCKS: dict[int, int] = {}
+"""The descriptors of the run folder locks `run_folder_lock` holds, with the process that took each: a forked
+DataLoader worker closes its copies (`quiet_loader_worker`), which would otherwise hold the lock past a training
+killed at once (SIGKILL, the OOM killer) until the worker noticed, seconds later."""
+
+
 @contextlib.contextmanager
 def run_folder_lock(run_dir: Path, writer: bool = True) -> Iterator[None]:
     """While a training writes into `run_dir` no other may: a second one (the same --out twice) is refused with
@@ -341,9 +347,11 @@ def run_folder_lock(run_dir: Path, writer: bool = True) -> Iterator[None]:
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
+        _HELD_LOCKS[handle.fileno()] = os.getpid()
         try:
             yield
         finally:
+            del _HELD_LOCKS[handle.fileno()]
             if created:
                 _remove_if_only_locked(lock_path, created)
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -458,9 +466,16 @@ def quiet_loader_worker(worker_id: int) -> None:
     saved. The worker lets its first SIGTERM pass; the next (a second stop of the group, or the end of a worker
     that did not stop: the DataLoader's, then multiprocessing's at exit) ends it with status 0, which the DataLoader
     takes for no failure: a worker killed by a signal has it raise its error in the training process, wherever that
-    is, its shutdown too."""
+    is, its shutdown too. It closes its copies of the run folder lock (`_HELD_LOCKS`): the training's own keeps the
+    folder locked while it lives, and a training killed at once leaves it free for its --resume."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _end_at_the_next_sigterm)
+    forked = [fd for fd, owner in _HELD_LOCKS.items() if owner != os.getpid()]  # not the training's own
+    if forked:  # each pointed at /dev/null: the lock let go, the number still valid for the copied file object
+        null = os.open(os.devnull, os.O_RDONLY)
+        for fd in forked:
+            os.dup2(null, fd)
+        os.close(null)
 
 
 class StepBoundaryStop:
