@@ -108,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "with --node, the started or attached node's; with --params-file, the node whose "
                              "sections of the file are read (a robot's file with a section per camera)")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="with --node: a parameter for the started node (repeatable), e.g. threshold:=0.3")
+                        help="with --node: a parameter for the started node (repeatable), e.g. threshold:=0.3 (its "
+                             "model or weights: --method; input_bits: --input-bits)")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="with --node: seconds to wait for the node's outputs for one frame (default 10)")
     parser.add_argument("--rate", type=float, default=None, metavar="FACTOR",
