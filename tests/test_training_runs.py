@@ -199,6 +199,20 @@ def test_an_export_onto_another_run_s_checkpoint_is_refused_before_training(tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_an_export_onto_the_weights_the_run_starts_from_is_refused_before_training(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A fine-tune exported onto its init_weights (--help's example, dgdehaze_core/weights/dgdehaze_lite.pt, with
+    finetune.yaml's `init_weights: lite`) replaced the model it is judged against: `--method lite,mine=...` then
+    compared the adapted model with itself, and the node's empty `weights` no longer went back to the shipped one."""
+    start = tmp_path / "start.pt"
+    shipped = (REPO_DIR / "dgdehaze_core" / "weights" / "dgdehaze_lite.pt").read_bytes()
+    start.write_bytes(shipped)
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--export", str(start),
+                 "--set", f"init_weights={start}", "--no-progress"]) == 2
+    assert f"--export {start} would overwrite the recipe's init_weights {start}" in capsys.readouterr().err
+    assert start.read_bytes() == shipped and not (tmp_path / "run").exists()
+
+
 def test_a_json_that_is_one_of_the_run_s_own_files_is_refused_before_training(shared_data: Path, tmp_path: Path,
                                                                               capsys: pytest.CaptureFixture) -> None:
     """A fresh run's files do not exist before it: --json RUN/last.pt passed every check, and the figures replaced

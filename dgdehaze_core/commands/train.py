@@ -17,7 +17,8 @@ from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_p
 from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit, write_json
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES
-from dgdehaze_core.training.recipe import load_recipe
+from dgdehaze_core.training.initial_weights import init_weights_file
+from dgdehaze_core.training.recipe import Recipe, load_recipe
 from dgdehaze_core.training.run_control import RUN_FILES, refuse_another_run_s_file
 from dgdehaze_core.training.trainer import Trainer, export_weights
 
@@ -95,8 +96,8 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     """Before any training: the run folder must take new files, --json must not be one of the files the run writes
     there (a fresh run's do not exist yet, so no other check refuses them: its figures would replace last.pt), and
     --export must be a file that can be written under a name of `export_suffixes` (what `export_kind` is loaded
-    from), not the recipe nor one of `kept_inputs` (what each is: its file, which the run reads and --resume needs
-    again), and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt) and
+    from), not the recipe nor one of `kept_inputs` (what each is: its file, which the run reads, and --resume or
+    the judging of the run's model needs again), and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt) and
     another run's checkpoints."""
     check_writable_place(run_dir, "--out", inside=True)
     if args.json is not None and not is_stdout(args.json):
@@ -112,11 +113,22 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     check_writable_file(args.export, "--export", export_suffixes, export_kind)
 
 
+def _kept_inputs(recipe: Recipe) -> dict[str, Path]:
+    """The recipe's files that --export must not replace: the clear-depth network (a resume reads it again) and the
+    weights the run starts from (the shipped lite, for finetune.yaml: the model the adapted one is judged against)."""
+    kept = {"the recipe's clear_depth network": Path(recipe.clear_depth)} if recipe.clear_depth else {}
+    if recipe.init_weights:
+        try:
+            kept["the recipe's init_weights"] = init_weights_file(recipe.init_weights)
+        except FileNotFoundError:  # a model that ships no weights: the run says so before its first step
+            pass
+    return kept
+
+
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.config, prepare_run(args))
     run_dir = args.out or Path("runs") / recipe.name  # under the working folder, as --help says
-    check_outputs(args, run_dir, kept_inputs={"the recipe's clear_depth network": recipe.clear_depth}
-                  if recipe.clear_depth else None)
+    check_outputs(args, run_dir, kept_inputs=_kept_inputs(recipe))
     trainer = Trainer(recipe, run_dir, device=args.device, resume=args.resume)
     result = trainer.train(progress=not args.no_progress)
     if not trainer.rank.writer:  # a torchrun job: rank 0 reports and exports
