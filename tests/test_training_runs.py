@@ -241,6 +241,8 @@ def test_an_export_that_fails_when_the_run_is_done_leaves_no_json_of_the_run(sha
              "--export", str(small_disk.folder / "weights.pt"), "--json", str(figures)],
             "64k", cwd=REPO_DIR, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_DIR)})
         assert result.returncode == 2 and "no space left on device" in result.stderr, result.stderr
+        # it said no more: a user took hours of training for lost, though last.pt holds it and a resume exports it
+        assert "the run is saved: the same command with --resume writes the export" in result.stderr
         assert "iterations" in result.stdout, "the figures are still printed"
         assert not figures.exists(), command
 

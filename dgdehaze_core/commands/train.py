@@ -65,13 +65,18 @@ def report(iterations: int, first_loss: float, last_loss: float, validation: Map
            validation_prefix: str, title: str, json_path: str | None, export: Callable[[], None] | None) -> None:
     """Print the run's figures as a table (row `loss`, and a row per validation set under `validation_prefix`),
     then run `export` (--export) if given, and only then write the figures to `json_path` if given: an export that
-    fails (a full disk) leaves no --json of this run beside exit status 2."""
+    fails (a full disk) leaves no --json of this run beside exit status 2, and its OSError says that the run is
+    saved and that a resume (which finds the run at its end) writes the export again."""
     table: dict[str, dict[str, object]] = {"loss": {"iterations": iterations, "first": first_loss,
                                                     "last": last_loss}}
     table.update({f"{validation_prefix}/{name}": dict(figures) for name, figures in validation.items()})
     emit(table, title)
     if export is not None:
-        export()
+        try:
+            export()
+        except OSError as exc:
+            raise type(exc)(f"{exc}; the run is saved: the same command with --resume writes the export again") \
+                from None
     if json_path is not None:
         write_json(json_path, table)
 
