@@ -102,8 +102,8 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     there (a fresh run's do not exist yet, so no other check refuses them: its figures would replace last.pt), and
     --export must be a file that can be written under a name of `export_suffixes` (what `export_kind` is loaded
     from), not the recipe nor one of `kept_inputs` (what each is: its file, which the run reads, and --resume or
-    the judging of the run's model needs again), and outside the run folder (where it would replace last.pt, which --resume needs, or best.pt) and
-    another run's checkpoints."""
+    the judging of the run's model needs again), outside the run folder (where it would replace last.pt, which
+    --resume needs, or best.pt) and not another run's checkpoint."""
     check_writable_place(run_dir, "--out", inside=True)
     if args.json is not None and not is_stdout(args.json):
         with refusing_json():
