@@ -73,6 +73,23 @@ def test_an_empty_path_is_refused_by_every_command_not_taken_for_the_current_fol
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_tilde_the_shell_left_in_a_path_is_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shell expands ~ only at a word's start: `--out=~/x` and a quoted '~/bag' reached the command as they
+    were, so bag-eval said 'no such bag: ~/bag' of a bag that was there and wrote its report into a folder named ~
+    in the working folder (train's --export alike), while its checks, a recipe's paths and the node's parameters
+    read ~ as the home folder."""
+    from dgdehaze_core.cli import main
+    from test_bag_io import demo_frames, write_camera_bag
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    write_camera_bag(home / "bag", "mcap", demo_frames(1))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert main(["bag-eval", "~/bag", "--out=~/out", "--method", "dcp", "--no-detection", "--no-progress"]) == 0
+    assert (home / "out" / "summary.json").is_file() and list(work.iterdir()) == []
+
+
 def test_the_qos_probe_refuses_an_empty_json_path(capsys: pytest.CaptureFixture[str]) -> None:
     from dgdehaze_ros.tools.qos_probe import main
 

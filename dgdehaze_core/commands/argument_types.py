@@ -19,7 +19,11 @@ def with_reason(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def path_argument(text: str) -> Path:
     """A path for argparse's type=: an empty one (an unset shell variable, `--out "$OUT"`) is refused, where Path("")
-    would be the current folder, read or written into without a word."""
+    would be the current folder, read or written into without a word; a leading ~ the shell left (`--out=~/x`, a
+    quoted '~/x') is the home folder, as in a recipe or a node parameter, not a folder named ~."""
     if not text:
         raise argparse.ArgumentTypeError("an empty path (an unset variable?): give a file or folder, . for this one")
-    return Path(text)
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~name of a user this machine does not have
+        raise argparse.ArgumentTypeError(f"{text}: no home folder for {text.split('/')[0]}") from None
