@@ -5,6 +5,7 @@ import hashlib
 import html
 import io
 import json
+import logging
 import math
 import os
 import resource
@@ -276,6 +277,25 @@ def test_undecodable_frames_are_skipped_and_listed_and_what_follows_the_last_fra
     with BagSource(tmp_path / "first" / "bag") as output:
         assert len(shortened.records) == 1 and "/log" not in output.topics(), \
             "--max-frames ends the output bag with the last frame evaluated"
+
+
+def test_a_bag_of_frames_that_do_not_decode_names_a_few_in_the_log_and_every_one_in_the_report(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bag in an encoding nothing reads logged one warning per frame: thousands of lines for a drive."""
+    frames = demo_frames(8)
+    bag = tmp_path / "in"
+    with BagWriter(bag, "mcap") as writer:
+        for index, frame in enumerate(frames):
+            encoding = "nv12" if index < 7 else "bgr8"
+            writer.write("/cam/image_raw", IMAGE_TYPE, 10 + index,
+                         image_msg(writer, writer.header(10 + index, "cam"), frame, encoding))
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core.bags.evaluation"):
+        evaluation = evaluate_bag(bag, "/cam/image_raw", tmp_path / "eval", method="dcp", progress=False)
+    said = [record.getMessage() for record in caplog.records if record.getMessage().startswith("skipped:")]
+    assert len(said) == 3 and said[-1].endswith("further frames that do not decode are listed in the report, "
+                                                "not here"), said
+    assert len(evaluation.skipped) == 7 and [r.index for r in evaluation.records] == [7]
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["frames_skipped"] == 7
 
 
 def test_without_a_detector_the_hazy_row_has_no_latency_not_zero(tmp_path: Path) -> None:

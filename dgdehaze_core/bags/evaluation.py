@@ -171,6 +171,9 @@ FOG_SETTINGS = {"visibility_smoothing": "time_constant", "max_visibility": "max_
 """The node's parameters of its fog measurement, by `VisibilityEstimator`'s keyword for each."""
 ROAD_SETTINGS = ("road_region", "road_max_distance")
 """The node's parameters of the road its fog is measured on: `Mounting`'s fields of the same names."""
+LOGGED_SKIPS = 3
+"""How many frames that do not decode the log names one by one: a bag of thousands in an encoding nothing reads
+would fill the terminal (the report and summary.json list them all, and the end says how many)."""
 FRAME_SETTINGS = (*DETECTION_SETTINGS, *FOG_SETTINGS, *ROAD_SETTINGS)
 """The node's parameters of its frame chain, beside the pipeline's, the detector's and the mounting's, that an
 offline evaluation takes (`FrameProcessor`'s `settings`, by the node's names)."""
@@ -518,8 +521,10 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                 index += 1
                 bar.update()
                 if isinstance(frame, ImageError):
-                    LOG.warning("skipped: %s", frame)
                     evaluation.skipped.append(str(frame))
+                    if len(evaluation.skipped) <= LOGGED_SKIPS:
+                        LOG.warning("skipped: %s%s", frame, "; further frames that do not decode are listed in the "
+                                    "report, not here" if len(evaluation.skipped) == LOGGED_SKIPS else "")
                     continue
                 record, output = processor(frame)
                 evaluation.records.append(record)
