@@ -160,6 +160,22 @@ def test_a_video_whose_frames_stop_decoding_says_so_and_exits_1(shared_data: Pat
     assert f"frame {written + 1} does not decode and a later one does (a damaged file)" in caplog.text
 
 
+@pytest.mark.parametrize("suffix", [".avi", ".mkv"])
+def test_a_video_cut_short_says_so_and_exits_1(shared_data: Path, tmp_path: Path, caplog, suffix: str):
+    """A dashcam clip whose copy or recording stopped part way ends where its frames do, no later frame to tell
+    it from a whole one: half of it was dehazed and the run said it had succeeded, though the container reports
+    every frame (an AVI's header counts them, an MKV's duration gives them)."""
+    clip, out = fog_clip(shared_data, tmp_path / f"clip{suffix}", 12), tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(out)]) == 0
+        assert "container reports" not in caplog.text, "a whole video is no cut one, its count exact or estimated"
+    clip.write_bytes(clip.read_bytes()[:clip.stat().st_size // 2])
+    assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(out)]) == 1
+    written = int(cv2.VideoCapture(str(out / "clip_dehazed.mp4")).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert 0 < written < 12
+    assert f"clip{suffix} ends after {written} of the 12 frames its container reports (a file cut short" in caplog.text
+
+
 def test_bad_input_gives_one_line_error_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     run = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(tmp_path / "missing.png"),
                           "--out", str(tmp_path / "o")], capture_output=True, text=True)

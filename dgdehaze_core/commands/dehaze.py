@@ -159,7 +159,8 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
 
 def _run_video(source: Path, out: Path, pipeline, record: dict[str, Any], progress: bool) -> int:
     """Dehaze the frames of the video `source` into its two outputs in `out`, written whole at its end, `record`
-    written to `out`/RUN_RECORD before they replace any earlier ones; 1 when its frames stop decoding early."""
+    written to `out`/RUN_RECORD before they replace any earlier ones; 1 when its frames stop decoding early (a
+    damaged frame, or a file cut short)."""
     video = VideoFrames(source)
     frames = iter(video)
     first = next(frames, None)
@@ -205,8 +206,12 @@ def _run_video(source: Path, out: Path, pipeline, record: dict[str, Any], progre
         LOG.warning("%s has a variable frame rate: the dehazed videos show its frames at its mean rate, %.4g fps "
                     "(OpenCV's writer keeps no frame times), up to %.2f s earlier or later than it does",
                     source.name, fps, video.drift)
+    if video.reported:
+        LOG.warning("%s ends after %d of the %d frames its container reports (a file cut short, its copy or "
+                    "recording stopped part way): the dehazed videos hold those %d", source.name, count,
+                    video.reported, count)
     LOG.info("wrote %d frames to %s", count, out)
-    return 1 if video.damaged_at is not None else 0  # the frames after a damaged one are not dehazed (warned)
+    return 1 if video.damaged_at is not None or video.reported else 0  # frames not dehazed (warned)
 
 
 def _check_video(path: Path, frames: int, target: Path) -> None:

@@ -449,7 +449,12 @@ class VideoFrames:
 
     Once iteration has begun, `fps` is the container's mean frame rate (0 where it gives none) and `drift` the
     furthest (seconds) that the time of a frame read so far lies from where that constant rate, from the first
-    frame's time, puts it: more than half a frame for a video of variable frame rate (a phone's)."""
+    frame's time, puts it: more than half a frame for a video of variable frame rate (a phone's).
+
+    Once iterated, `reported` is the frame count the container reports where the frames ended (no later frame
+    decodes) more than a frame's time before the end that count gives (a file cut short: a copy or a recording
+    stopped part way), 0 where they reached it. The count is the container's index (MP4, AVI) or its duration times
+    its rate (MKV: an estimate), so the end is judged by time, a frame (the longest gap read) allowed."""
 
     LOOK_AHEAD = 8
     """Frames tried past one that did not decode."""
@@ -459,6 +464,7 @@ class VideoFrames:
         self.damaged_at: int | None = None
         self.fps = 0.0
         self.drift = 0.0
+        self.reported = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         capture = cv2.VideoCapture(video_path(self.path))
@@ -467,7 +473,7 @@ class VideoFrames:
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < float("inf") else 0.0
         read = 0
-        start = None
+        start = last = gap = 0.0
         try:
             while True:
                 ok, frame = capture.read()
@@ -476,15 +482,26 @@ class VideoFrames:
                         self.damaged_at = read + 1
                         LOG.warning("%s: frame %d does not decode and a later one does (a damaged file): read as far "
                                     "as frame %d", self.path, read + 1, read)
+                    elif self.fps:
+                        self._check_end(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), read, last - start,
+                                        max(gap, 1 / self.fps))
                     return
                 seconds = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
-                start = seconds if start is None else start
+                start = seconds if read == 0 else start
+                gap = max(gap, seconds - last) if read else gap
+                last = seconds
                 if self.fps:
                     self.drift = max(self.drift, abs(seconds - start - read / self.fps))
                 read += 1
                 yield to_bgr8(frame)
         finally:
             capture.release()
+
+    def _check_end(self, reported: int, read: int, last: float, frame: float) -> None:
+        """Set `reported` where the `read` frames, the last at `last` seconds from the first, end more than 1.5
+        `frame` (seconds: the longest a frame lasts) before the `reported` frames at `fps` do."""
+        if reported > read and reported / self.fps - last > 1.5 * frame:
+            self.reported = reported
 
 
 def video_frame_count(path: str | Path) -> int:
