@@ -79,10 +79,10 @@ def test_a_named_pipe_or_a_folder_named_as_an_image_in_the_input_folder_is_skipp
         file_sha256(source / "c.jpg")
 
 
-def fog_clip(shared_data: Path, path: Path, frames: int = 5) -> Path:
+def fog_clip(shared_data: Path, path: Path, frames: int = 5, codec: str = "mp4v") -> Path:
     """The first `frames` frames of a real fog video at 320x180."""
     capture = cv2.VideoCapture(str(shared_data / "video" / "fog_river.mp4"))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 180))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 10, (320, 180))
     for _ in range(frames):
         ok, frame = capture.read()
         assert ok
@@ -174,6 +174,18 @@ def test_a_video_cut_short_says_so_and_exits_1(shared_data: Path, tmp_path: Path
     written = int(cv2.VideoCapture(str(out / "clip_dehazed.mp4")).get(cv2.CAP_PROP_FRAME_COUNT))
     assert 0 < written < 12
     assert f"clip{suffix} ends after {written} of the 12 frames its container reports (a file cut short" in caplog.text
+
+
+@pytest.mark.parametrize(("name", "codec"), [("drive.TS", "mp4v"), ("cam.mjpeg", "MJPG")])
+def test_a_dashcam_s_mpeg_ts_or_a_camera_s_mjpeg_stream_is_dehazed_as_a_video(shared_data: Path, tmp_path: Path,
+                                                                             name: str, codec: str):
+    """Videos were told by six suffixes: a dashcam's MPEG-TS recording was refused as 'not a readable image', and
+    a raw MJPEG stream's first frame read as a JPEG photo, the run writing one image of its frames and exiting 0."""
+    clip, out = fog_clip(shared_data, tmp_path / name, 6, codec), tmp_path / "out"
+    assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(out)]) == 0
+    stem = Path(name).stem
+    assert {p.name for p in out.iterdir()} == {"dehaze_run.json", f"{stem}_dehazed.mp4", f"{stem}_depth.mp4"}
+    assert int(cv2.VideoCapture(str(out / f"{stem}_dehazed.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
 
 
 def test_bad_input_gives_one_line_error_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "it, and its outputs are written so. The outputs are 8-bit colour "
                                                "images whatever the input's depth (the depth a colour map of the "
                                                "relative depth), and a video's are without its sound.")
-    parser.add_argument("input", type=path_argument, help="image file, folder of images, or video file")
+    parser.add_argument("input", type=path_argument,
+                        help=f"image file, folder of images, or video file ({', '.join(VIDEO_SUFFIXES)})")
     parser.add_argument("--method", default="lite", help="dcp, lite (its shipped weights) or a weights path "
                                                          "(default: lite, the node's default model)")
     parser.add_argument("--out", type=path_argument, required=True,

@@ -9,7 +9,11 @@ import os
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".3gp",
+                  ".wmv", ".asf", ".flv", ".mjpeg", ".mjpg")
+"""The videos OpenCV reads, by suffix: the containers of phones, dashcams (MPEG-TS .ts, a camcorder's .mts and
+.m2ts) and older cameras, and an IP or robot camera's raw MJPEG stream (.mjpeg), whose first frame alone reads as a
+JPEG image."""
 
 
 def file_suffix(path: str | os.PathLike[str]) -> str:
