@@ -643,6 +643,20 @@ def test_an_input_with_nothing_to_dehaze_leaves_no_output_folder(tmp_path: Path,
         assert not (tmp_path / "o").exists()
 
 
+def test_a_video_that_does_not_read_is_refused_before_the_network_is_built(shared_data: Path, tmp_path: Path,
+                                                                           opened: list[str],
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """A recording whose index was never written (its power cut: an MP4 keeps its index after its frames) was found
+    unreadable only once the network was built, which an ONNX export or a TensorRT engine makes minutes."""
+    clip, weights = fog_clip(shared_data, tmp_path / "clip.mp4", 4), tmp_path / "net.pt"
+    clip.write_bytes(clip.read_bytes()[:clip.stat().st_size // 2])
+    shutil.copy(Path(__file__).resolve().parents[1] / "dgdehaze_core" / "weights" / "dgdehaze_lite.pt", weights)
+    opened.clear()
+    assert main(["dehaze", str(clip), "--method", str(weights), "--out", str(tmp_path / "o")]) == 2
+    assert f"{clip} is not a readable video" in capsys.readouterr().err
+    assert "net.pt" not in opened and not (tmp_path / "o").exists()
+
+
 def test_one_image_that_does_not_read_is_the_error_itself(tmp_path: Path, capsys: pytest.CaptureFixture):
     """A single unreadable file was logged as skipped, then "no image in FILE could be read" (a folder's words)."""
     broken = tmp_path / "broken.png"

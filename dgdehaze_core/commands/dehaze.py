@@ -158,16 +158,24 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
     return 1 if failures else 0
 
 
-def _run_video(source: Path, out: Path, pipeline, record: dict[str, Any], progress: bool) -> int:
-    """Dehaze the frames of the video `source` into its two outputs in `out`, written whole at its end, `record`
-    written to `out`/RUN_RECORD before they replace any earlier ones; 1 when its frames stop decoding early (a
-    damaged frame, or a file cut short)."""
+def _open_video(source: Path) -> tuple[VideoFrames, Iterator[np.ndarray], np.ndarray]:
+    """The frames of the video `source`, its first read: ImageError, before a runtime is built (an export or a
+    TensorRT engine takes minutes), for a file that does not open or whose first frame does not decode."""
     video = VideoFrames(source)
     frames = iter(video)
     first = next(frames, None)
     if first is None:
         raise ImageError(f"{source} holds no frames" if video.damaged_at is None
                          else f"the first frame of {source} does not decode (a damaged file): nothing to dehaze")
+    return video, frames, first
+
+
+def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np.ndarray], out: Path, pipeline,
+               record: dict[str, Any], progress: bool) -> int:
+    """Dehaze the frames of the video `source` (`_open_video`) into its two outputs in `out`, written whole at its
+    end, `record` written to `out`/RUN_RECORD before they replace any earlier ones; 1 when its frames stop decoding
+    early (a damaged frame, or a file cut short)."""
+    video, frames, first = opened
     fps = video.fps or 25.0
     size = (first.shape[1], first.shape[0])
     if size[0] % 2 or size[1] % 2:
@@ -282,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
                  args.out)
         if not todo:
             return 0
+    opened = _open_video(source) if video else None
     pipeline = load_pipeline(args.method, read=checked, **options)
     if getattr(pipeline, "scattering", True) is False and (args.radiance_floor is not None
                                                            or args.max_detail_gain is not None):
@@ -292,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
     if expected is not None and record != expected:  # an export loaded is not the one checked: replaced since
         check_resumable(args.out, record)
     written = None if started else with_made_from(record, args.out, outputs)
-    if video:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
-        return _run_video(source, args.out, pipeline, written, not args.no_progress)
+    if opened:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
+        return _run_video(source, opened, args.out, pipeline, written, not args.no_progress)
     return _run_images(source, todo, outputs, read, pipeline, args.out, written, not args.no_progress,
                        len(paths) - len(todo))
