@@ -620,15 +620,22 @@ def test_a_video_or_an_out_named_in_latin1_is_refused_in_one_line_not_a_crash(sh
         assert not out.exists()
 
 
-def test_a_video_opencv_cannot_encode_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture):
+@pytest.mark.parametrize("size", [(1, 1), (64, 1)])
+def test_a_video_opencv_cannot_encode_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                 opened: list[str], size: tuple[int, int]):
+    """A video one pixel high or wide was refused once the network was built, after a warning that its videos
+    'come out 64x0', with advice to dehaze its frames as images and no word of how to get them."""
     video = tmp_path / "dot.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1, 1))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
     for _ in range(3):
-        writer.write(np.full((1, 1, 3), 120, np.uint8))
+        writer.write(np.full((size[1], size[0], 3), 120, np.uint8))
     writer.release()
-    assert main(["dehaze", str(video), "--method", "dcp", "--out", str(tmp_path / "o")]) == 2
-    assert "cannot write a 1x1 MPEG-4 video" in capsys.readouterr().err
-    assert not list((tmp_path / "o").iterdir())
+    opened.clear()
+    assert main(["dehaze", str(video), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.endswith(f"dgdehaze dehaze: error: dot.avi is {size[0]}x{size[1]}: the MPEG-4 "
+                                            "videos written take 2 pixels or more each way; dehaze its frames as "
+                                            "images to keep every pixel (ffmpeg -i VIDEO FOLDER/%06d.png)\n")
+    assert "dgdehaze_lite.pt" not in opened and not (tmp_path / "o").exists()
 
 
 def test_an_input_with_nothing_to_dehaze_leaves_no_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture):

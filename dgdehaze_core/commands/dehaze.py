@@ -29,6 +29,10 @@ LOG = logging.getLogger(__name__)
 
 NAME_MAX = 255
 """The longest file name (bytes) of common file systems."""
+FRAMES_AS_IMAGES = "dehaze its frames as images to keep every pixel (ffmpeg -i VIDEO FOLDER/%06d.png)"
+"""How to dehaze a video whose size the MPEG-4 writer does not take."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("dehaze", help="dehaze an image, a folder or a video",
                                    description="Write NAME_dehazed.png and NAME_depth.png for each input image "
@@ -167,6 +171,15 @@ def _open_video(source: Path) -> tuple[VideoFrames, Iterator[np.ndarray], np.nda
     if first is None:
         raise ImageError(f"{source} holds no frames" if video.damaged_at is None
                          else f"the first frame of {source} does not decode (a damaged file): nothing to dehaze")
+    width, height = first.shape[1], first.shape[0]
+    if min(width, height) < 2:
+        raise ImageError(f"{source.name} is {width}x{height}: the MPEG-4 videos written take 2 pixels or more each "
+                         f"way; {FRAMES_AS_IMAGES}")
+    if width % 2 or height % 2:
+        LOG.warning("%s is %dx%d: the MPEG-4 writer takes even sizes and its videos come out %dx%d, its last %s left "
+                    "out; %s", source.name, width, height, width - width % 2, height - height % 2,
+                    " and ".join(side for side, odd in (("column", width % 2), ("row", height % 2)) if odd),
+                    FRAMES_AS_IMAGES)
     return video, frames, first
 
 
@@ -178,10 +191,6 @@ def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np
     video, frames, first = opened
     fps = video.fps or 25.0
     size = (first.shape[1], first.shape[0])
-    if size[0] % 2 or size[1] % 2:
-        LOG.warning("%s is %dx%d: the MPEG-4 writer takes even sizes and its videos come out %dx%d; dehaze its "
-                    "frames as images to keep every pixel", source.name, size[0], size[1], size[0] - size[0] % 2,
-                    size[1] - size[1] % 2)
     fourcc = cv2.VideoWriter_fourcc(*"mp4v")
     total = video_frame_count(source) or None
     count = 0
@@ -193,7 +202,7 @@ def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np
             try:
                 if not (dehazed_writer.isOpened() and depth_writer.isOpened()):
                     raise ImageError(f"OpenCV cannot write a {size[0]}x{size[1]} MPEG-4 video of {source.name}'s "
-                                     "frames; dehaze its frames as images instead")
+                                     f"frames; {FRAMES_AS_IMAGES}")
                 for frame in tqdm(_chain(first, frames), total=total, desc="dehaze", unit="frame",
                                   disable=not progress):
                     result = pipeline(frame)
