@@ -447,9 +447,10 @@ class VideoFrames:
     number of the first frame that did not decode where a later one does (a damaged file, with a warning), None
     where the frames ended.
 
-    Once iteration has begun, `fps` is the container's mean frame rate (0 where it gives none) and `drift` the
-    furthest (seconds) that the time of a frame read so far lies from where that constant rate, from the first
-    frame's time, puts it: more than half a frame for a video of variable frame rate (a phone's).
+    Once iteration has begun, `fps` is the mean frame rate (`mean_frame_rate`; 0 where neither the frames' times
+    nor the container give one) and `drift` the furthest (seconds) that the time of a frame read so far lies from
+    where that constant rate, from the first frame's time, puts it: more than half a frame for a video of variable
+    frame rate (a phone's).
 
     Once iterated, `reported` is the frame count the container reports where the frames ended (no later frame
     decodes) more than a frame's time before the end that count gives (a file cut short: a copy or a recording
@@ -470,8 +471,9 @@ class VideoFrames:
         capture = cv2.VideoCapture(video_path(self.path))
         if not capture.isOpened():
             raise ImageError(f"{self.path} is not a readable video")
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if 0 < fps < float("inf") else 0.0
+        rate = capture.get(cv2.CAP_PROP_FPS)
+        rate = rate if 0 < rate < float("inf") else 0.0
+        self.fps = mean_frame_rate(self.path, rate)
         read = 0
         start = last = gap = 0.0
         try:
@@ -482,9 +484,9 @@ class VideoFrames:
                         self.damaged_at = read + 1
                         LOG.warning("%s: frame %d does not decode and a later one does (a damaged file): read as far "
                                     "as frame %d", self.path, read + 1, read)
-                    elif self.fps:
-                        self._check_end(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), read, last - start,
-                                        max(gap, 1 / self.fps))
+                    elif rate:
+                        self._check_end(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), rate, read, last - start,
+                                        max(gap, 1 / rate))
                     return
                 seconds = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
                 start = seconds if read == 0 else start
@@ -497,11 +499,41 @@ class VideoFrames:
         finally:
             capture.release()
 
-    def _check_end(self, reported: int, read: int, last: float, frame: float) -> None:
+    def _check_end(self, reported: int, rate: float, read: int, last: float, frame: float) -> None:
         """Set `reported` where the `read` frames, the last at `last` seconds from the first, end more than 1.5
-        `frame` (seconds: the longest a frame lasts) before the `reported` frames at `fps` do."""
-        if reported > read and reported / self.fps - last > 1.5 * frame:
+        `frame` (seconds: the longest a frame lasts) before the `reported` frames at the container's `rate` do."""
+        if reported > read and reported / rate - last > 1.5 * frame:
             self.reported = reported
+
+
+RATE_TOLERANCE = 0.01
+"""How far (relative) the mean rate of a video's frame times may lie from its container's rate, which is then kept."""
+REORDERED = 4
+"""Frames at the end of a video's times left out of its mean rate where its packets come in another order than its
+frames are shown (B-frames): in a file cut short the frames shown before the last packets may be missing, which read
+10 fps as 9.4."""
+
+
+def mean_frame_rate(path: str | Path, rate: float) -> float:
+    """The mean frame rate of the video at `path` by the times of its frames' packets, read without decoding them,
+    from the first to the last; `rate`, its container's, where that lies within RATE_TOLERANCE of it or the times
+    give none. OpenCV gives an MKV's or WebM's base rate, not its mean: a recording of variable rate (OBS's, a
+    browser's) at a mean 20 fps read as 30, and its frames, written at 30, played one and a half times too fast."""
+    capture = cv2.VideoCapture(video_path(path), cv2.CAP_FFMPEG)
+    times = []
+    try:
+        if capture.isOpened() and capture.set(cv2.CAP_PROP_FORMAT, -1):  # its packets, undecoded
+            while capture.grab():
+                times.append(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+    finally:
+        capture.release()
+    reordered = times != sorted(times) and len(times) > 2 * REORDERED
+    times = sorted(times)[:-REORDERED] if reordered else times
+    span = times[-1] - times[0] if times else 0.0
+    if span <= 0:
+        return rate
+    mean = (len(times) - 1) / span
+    return rate if rate and abs(mean / rate - 1) <= RATE_TOLERANCE else mean
 
 
 def video_frame_count(path: str | Path) -> int:
