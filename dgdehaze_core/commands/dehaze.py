@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Write NAME_dehazed.png and NAME_depth.png for each input image "
                                                "(or NAME_dehazed.mp4 and NAME_depth.mp4 for a video). A photo is "
                                                "dehazed upright, turned by its EXIF orientation as viewers show "
-                                               "it, and its outputs are written so. The outputs are 8-bit colour "
+                                               "it, and its outputs are written so; a video's frames alike, by its "
+                                               "rotation metadata (a phone's). The outputs are 8-bit colour "
                                                "images whatever the input's depth (the depth a colour map of the "
                                                "relative depth), and a video's are without its sound.")
     parser.add_argument("input", type=path_argument,
