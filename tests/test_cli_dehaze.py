@@ -717,6 +717,21 @@ def test_a_video_that_does_not_read_is_refused_before_the_network_is_built(share
     assert "net.pt" not in opened and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("out", ["dehazed.mp4", "result.PNG"])
+def test_an_out_named_as_a_video_or_an_image_is_refused_not_made_a_folder(shared_data: Path, tmp_path: Path, out: str,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """`dehaze drive.mp4 --out dehazed.mp4`, the output file a user asks for, made a folder named dehazed.mp4 that
+    held drive_dehazed.mp4 and drive_depth.mp4; a folder of that name already there is taken."""
+    clip = fog_clip(shared_data, tmp_path / "drive.mp4", 2)
+    assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(tmp_path / out)]) == 2
+    assert (f"--out {tmp_path / out} is named as a file, but it is the folder the outputs are written into "
+            "(NAME_dehazed.mp4 and NAME_depth.mp4): give a folder") in capsys.readouterr().err
+    assert not (tmp_path / out).exists()
+    (tmp_path / out).mkdir()
+    assert main(["dehaze", str(clip), "--method", "dcp", "--out", str(tmp_path / out)]) == 0
+    assert (tmp_path / out / "drive_dehazed.mp4").is_file()
+
+
 def test_one_image_that_does_not_read_is_the_error_itself(tmp_path: Path, capsys: pytest.CaptureFixture):
     """A single unreadable file was logged as skipped, then "no image in FILE could be read" (a folder's words)."""
     broken = tmp_path / "broken.png"

@@ -20,7 +20,7 @@ from dgdehaze_core.commands.dehaze_record import (KINDS, RUN_RECORD, check_repla
 from dgdehaze_core.commands.network_options import add_network_options, given_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights, read_method
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
-from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
+from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_suffix, missing
 from dgdehaze_core.io.images import (SAMPLE_BITS, ImageError, ImageReader, VideoFrames, list_images, video_frame_count,
                                      video_path, write_image)
 from dgdehaze_core.visualize import colorize_depth
@@ -269,6 +269,10 @@ def run(args: argparse.Namespace) -> int:
         LOG.warning("%s holds %d video(s) that a folder's run does not dehaze (%s%s): name each to dehaze it", source,
                     len(videos), ", ".join(videos[:5]), " ..." if len(videos) > 5 else "")
     check_writable_place(args.out, "--out", inside=True)
+    if not args.out.exists() and file_suffix(args.out) in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        raise ValueError(f"--out {args.out} is named as a file, but it is the folder the outputs are written into "
+                         f"({'NAME_dehazed.mp4 and NAME_depth.mp4' if video else 'NAME_dehazed.png and NAME_depth.png'}"
+                         "): give a folder")
     if video and args.resume:
         raise ValueError("--resume is for a folder of images: a video's outputs are written whole, at its end")
     outputs = _outputs(source, paths, args.out, video)
