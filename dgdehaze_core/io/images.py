@@ -440,6 +440,12 @@ def video_path(path: str | Path) -> str:
     return text
 
 
+CUT_SHORT = 0.25
+"""Seconds a video's frames must end before the end its container reports to be a file cut short: an MKV's or
+WebM's frame count is its duration times its rate, and its duration is that of its longest stream, which a sound
+track that runs on a little past the last frame makes longer."""
+
+
 class VideoFrames:
     """The frames of a video file as uint8 BGR arrays, up to the first that does not decode (ImageError when the file
     does not open). OpenCV's read fails alike at the end and at a frame that does not decode; a later frame that
@@ -455,7 +461,8 @@ class VideoFrames:
     Once iterated, `reported` is the frame count the container reports where the frames ended (no later frame
     decodes) more than a frame's time before the end that count gives (a file cut short: a copy or a recording
     stopped part way), 0 where they reached it. The count is the container's index (MP4, AVI) or its duration times
-    its rate (MKV: an estimate), so the end is judged by time, a frame (the longest gap read) allowed."""
+    its rate (MKV: an estimate), so the end is judged by time, a frame (the longest gap read) and CUT_SHORT
+    allowed."""
 
     LOOK_AHEAD = 8
     """Frames tried past one that did not decode."""
@@ -501,8 +508,9 @@ class VideoFrames:
 
     def _check_end(self, reported: int, rate: float, read: int, last: float, frame: float) -> None:
         """Set `reported` where the `read` frames, the last at `last` seconds from the first, end more than 1.5
-        `frame` (seconds: the longest a frame lasts) before the `reported` frames at the container's `rate` do."""
-        if reported > read and reported / rate - last > 1.5 * frame:
+        `frame` (seconds: the longest a frame lasts) and CUT_SHORT before the `reported` frames at the container's
+        `rate` do."""
+        if reported > read and reported / rate - last > max(1.5 * frame, CUT_SHORT):
             self.reported = reported
 
 
