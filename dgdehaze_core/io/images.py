@@ -11,6 +11,7 @@ as image_transport does.
 """
 from __future__ import annotations
 
+import heapq
 import io
 import logging
 import struct
@@ -459,8 +460,8 @@ class VideoFrames:
     frame rate (a phone's).
 
     Once iterated, `reported` is the frame count the container reports where the frames ended (no later frame
-    decodes) more than a frame's time before the end that count gives (a file cut short: a copy or a recording
-    stopped part way), 0 where they reached it. The count is the container's index (MP4, AVI) or its duration times
+    decodes) well before the end that count gives (a file cut short: a copy or a recording stopped part way), 0
+    where they reached it. The count is the container's index (MP4, AVI) or its duration times
     its rate (MKV: an estimate), so the end is judged by time, a frame (the longest gap read) and CUT_SHORT
     allowed."""
 
@@ -518,29 +519,34 @@ RATE_TOLERANCE = 0.01
 """How far (relative) the mean rate of a video's frame times may lie from its container's rate, which is then kept."""
 REORDERED = 4
 """Frames at the end of a video's times left out of its mean rate where its packets come in another order than its
-frames are shown (B-frames): in a file cut short the frames shown before the last packets may be missing, which read
-10 fps as 9.4."""
+frames are shown (B-frames): in a file cut short the frames shown before its last packets may be missing."""
 
 
 def mean_frame_rate(path: str | Path, rate: float) -> float:
     """The mean frame rate of the video at `path` by the times of its frames' packets, read without decoding them,
     from the first to the last; `rate`, its container's, where that lies within RATE_TOLERANCE of it or the times
-    give none. OpenCV gives an MKV's or WebM's base rate, not its mean: a recording of variable rate (OBS's, a
-    browser's) at a mean 20 fps read as 30, and its frames, written at 30, played one and a half times too fast."""
+    give none. OpenCV gives an MKV's or WebM's base rate, not its mean, which for a recording of variable rate (OBS's,
+    a browser's) is the rate of its fastest stretch. Memory stays flat however long the video."""
     capture = cv2.VideoCapture(video_path(path), cv2.CAP_FFMPEG)
-    times = []
+    count, first, ordered, latest = 0, float("inf"), True, []  # latest: the REORDERED + 1 latest times, a heap
     try:
         if capture.isOpened() and capture.set(cv2.CAP_PROP_FORMAT, -1):  # its packets, undecoded
             while capture.grab():
-                times.append(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+                seconds = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+                ordered = ordered and (not latest or seconds >= max(latest))
+                first = min(first, seconds)
+                count += 1
+                (heapq.heappush if len(latest) <= REORDERED else heapq.heappushpop)(latest, seconds)
     finally:
         capture.release()
-    reordered = times != sorted(times) and len(times) > 2 * REORDERED
-    times = sorted(times)[:-REORDERED] if reordered else times
-    span = times[-1] - times[0] if times else 0.0
-    if span <= 0:
+    if not latest:
         return rate
-    mean = (len(times) - 1) / span
+    reordered = not ordered and count > 2 * REORDERED
+    last = latest[0] if reordered else max(latest)
+    frames = count - REORDERED if reordered else count
+    if last <= first:
+        return rate
+    mean = (frames - 1) / (last - first)
     return rate if rate and abs(mean / rate - 1) <= RATE_TOLERANCE else mean
 
 
