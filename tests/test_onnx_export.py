@@ -247,7 +247,8 @@ def test_onnx_pipeline_matches_the_torch_pipeline(exported, shared_data: Path) -
 
 
 def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """An fp16 export runs in fp16 whatever `half` says, and says so where it is opened (it ran without a word)."""
+    """An fp16 export runs in fp16 whatever `half` says, says so where it is opened (it ran without a word), and is
+    named fp16 in the record of the weights that runs."""
     model = build("lite")
     batch = real_batch(shared_data, model.stride, (320, 240))
     # a fixed-size graph: tracing free height and width takes several times longer, and the parity tests above
@@ -265,6 +266,8 @@ def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path, caplo
     with caplog.at_level(logging.WARNING, logger="dgdehaze_core"):
         assert create_backend(path, "onnxruntime", "cpu").input_dtype == np.float16
     assert f"{path} is an fp16 export: it runs in fp16 whatever half says (on the CPU fp16 is slower)" in caplog.text
+    assert "an ONNX export of a `lite` network, fp16" in load_pipeline(str(path), threads=1).weights_summary, \
+        "named fp16 where eval, bag-eval and the node's /diagnostics name the weights (they said fp32)"
 
 
 def test_fixed_size_export_and_bad_files(tmp_path: Path) -> None:

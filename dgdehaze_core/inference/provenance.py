@@ -37,13 +37,14 @@ def exported_from(metadata: Mapping[str, str]) -> dict[str, Any] | None:
 def network_file_provenance(path: Path, engine_record: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What `path` says of itself: its sha256 (12 hex digits) and, by kind,
     - `.pt`: the checkpoint's training metadata (`checkpoints.PROVENANCE_KEYS`);
-    - `.onnx`: `onnx_config`, `onnx_quantization` ("" for float) and `exported_from` when it records it;
+    - `.onnx`: `onnx_config`, `onnx_quantization` ("" for float), `onnx_precision` (fp16 for an export made with
+      half, whose input and weights are float16, else fp32) and `exported_from` when it records it;
     - `.engine`: `engine_precision`, `engine_runtime`, `engine_device` from its sidecar, and `exported_from`; from
       `engine_record` where the engine's loader read its trusted sidecar (`engine_cache.read_trusted`) with the
       bytes it runs, so that the engine is read and hashed once.
     ValueError naming the file when a checkpoint does not read or an engine's sidecar cannot be trusted."""
     from dgdehaze_core.io.checkpoints import weights_provenance
-    from dgdehaze_core.io.onnx_files import onnx_metadata
+    from dgdehaze_core.io.onnx_files import input_is_half, read_onnx
 
     if file_suffix(path) == ".engine":
         from dgdehaze_core.inference.backends.engine_cache import trusted_record
@@ -57,9 +58,11 @@ def network_file_provenance(path: Path, engine_record: Mapping[str, Any] | None 
         return found
     found = weights_provenance(path)
     if file_suffix(path) == ".onnx":
-        metadata = onnx_metadata(path)
+        model = read_onnx(path)
+        metadata = {prop.key: prop.value for prop in model.metadata_props}
         found.update(onnx_config=metadata.get("dgdehaze_config", "unknown"),
-                     onnx_quantization=metadata.get("dgdehaze_quantization", ""))
+                     onnx_quantization=metadata.get("dgdehaze_quantization", ""),
+                     onnx_precision="fp16" if model.graph.input and input_is_half(model) else "fp32")
         source = exported_from(metadata)
         if source is not None:
             found["exported_from"] = source
@@ -88,7 +91,7 @@ def how_made(entry: Mapping[str, Any]) -> str:
                 f"{entry['engine_device']}")
     elif "onnx_config" in entry:
         made = f"an ONNX export of a `{entry['onnx_config']}` network" + (
-            f", {entry['onnx_quantization']}" if entry.get("onnx_quantization") else ", fp32")
+            f", {entry.get('onnx_quantization') or entry.get('onnx_precision', 'fp32')}")
     else:
         return training_line(entry)
     source = entry.get("exported_from")

@@ -91,11 +91,6 @@ def check_weights_digest(model: Any, path: str | os.PathLike[str]) -> None:
                      f"(bytes changed on disk or in transfer); export it again")
 
 
-def onnx_metadata(path: str | os.PathLike[str], what: str = "ONNX file") -> dict[str, str]:
-    """The metadata properties of the ONNX file at `path` (`read_onnx`'s errors)."""
-    return {prop.key: prop.value for prop in read_onnx(path, what).metadata_props}
-
-
 def input_is_half(model: Any) -> bool:
     """Whether an `onnx.ModelProto`'s first input is fp16 (an export made with half: its own types decide the
     precision it runs at)."""
