@@ -96,7 +96,8 @@ def test_checkpoint_to_fixed_size_onnx_that_matches_torch(tmp_path: Path, shared
 
 @pytest.mark.slow  # rebuilds YOLOv8n from the int8 file and exports it twice (about 10 s)
 def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: Path, shared_data: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("DGDEHAZE_ENGINE_CACHE", str(tmp_path / "cache"))
     frame = cv2.imread(str(shared_data / "hazy-real" / "urhi" / "YST_Bing_667.png"))
     fixed = tmp_path / "yolov8n_320.onnx"
@@ -114,6 +115,11 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     assert main(["export", "--detector", str(DEFAULT_DETECTOR), "--format", "onnx", "--int8",
                  "--out", str(dynamic)]) == 0
     assert input_dims(dynamic) == ["batch", 3, "height", "width"]
+    with caplog.at_level("WARNING", logger="dgdehaze_core.commands.export"):
+        assert main(["export", "--detector", str(DEFAULT_DETECTOR), "--format", "onnx", "--int8",
+                     "--out", str(again)]) == 0
+    assert f"replacing {again}\n" in caplog.text, "said, not done without a word (no network of ours to name)"
+    assert again.read_bytes() == dynamic.read_bytes()
     for path in (fixed, dynamic):
         persons = [d for d in Detector(path, imgsz=320, precision="file")(frame) if d.class_name == "person"]
         assert len(persons) >= 3, f"{path.name} finds the people of YST_Bing_667 (RTTS: nine)"

@@ -136,10 +136,11 @@ def test_a_12_bit_camera_s_calibration_images_calibrate_int8_on_their_range_with
     assert recorded["dgdehaze_quantization"].endswith("of 3 images read with 12 significant bits")
 
 
-def test_the_quantisation_record_counts_the_calibration_images_that_were_read(tmp_path: Path,
-                                                                               shared_data: Path) -> None:
+def test_the_quantisation_record_counts_the_calibration_images_that_were_read(
+        tmp_path: Path, shared_data: Path, exports: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
     """A calibration folder with a file that does not read: it was skipped with a warning, but the file's record
-    said 'percentile of 3 images', counting it among those calibrated on."""
+    said 'percentile of 3 images', counting it among those calibrated on. The export replaces an earlier one at
+    --out, saying whose weights it held (it did so without a word)."""
     from dgdehaze_core.io.images import images_under, read_image
 
     calib = tmp_path / "calib"
@@ -148,8 +149,12 @@ def test_the_quantisation_record_counts_the_calibration_images_that_were_read(tm
         cv2.imwrite(str(calib / f"frame{index}.png"), cv2.resize(read_image(path), (96, 64)))
     (calib / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "int8.onnx"
-    assert main(["export", "--config", "lite", "--physics-only", "--height", "64", "--width", "96", "--int8",
-                 "--calib", str(calib), "--out", str(out)]) == 0
+    out.write_bytes(exports[1].read_bytes())
+    with caplog.at_level("WARNING", logger="dgdehaze_core.commands.export"):
+        assert main(["export", "--config", "lite", "--physics-only", "--height", "64", "--width", "96", "--int8",
+                     "--calib", str(calib), "--out", str(out)]) == 0
+    assert f"replacing {out}, which holds int8.onnx (sha256 {file_sha256(exports[1])[:12]}, an ONNX export of a " \
+           "`lite` network, int8 QDQ" in caplog.text
     recorded = {entry.key: entry.value for entry in onnx.load(str(out)).metadata_props}
     assert recorded["dgdehaze_quantization"].endswith("percentile of 2 images")
 

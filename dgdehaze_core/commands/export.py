@@ -19,6 +19,7 @@ ONNX hash, profile, precision), so the node's cache recognises it or rebuilds it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -202,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     shape = "dynamic" if dynamic else f"{size[0]}x{size[1]}"  # type: ignore[index]
     variant = "_physics" if args.physics_only else ""
     out = args.out or Path("exports") / f"dgdehaze_{args.config}_{shape}_{precision}{variant}.{args.format}"
+    _say_replaced(out)
     if args.format == "onnx" and args.int8:
         from dgdehaze_core.inference.export.quantize import quantize_onnx
 
@@ -252,9 +254,26 @@ def _export_detector(args: argparse.Namespace) -> int:
     return _copy_out(built, args.out or Path("exports") / built.name)
 
 
+def _say_replaced(out: Path) -> None:
+    """A warning when `out` exists, naming the weights it holds where it is a dgdehaze export: an export replaced
+    the file there without a word, though the default name is the same for every weights file of one
+    configuration, size and precision (a training run's last.pt replaced the shipped weights' export)."""
+    from dgdehaze_core.inference.provenance import weights_line, weights_record
+
+    if not out.is_file():
+        return
+    held = ""
+    with contextlib.suppress(ValueError, OSError):  # another kind of file, or an engine without its sidecar
+        record = weights_record(out)
+        if record.get("onnx_config") != "unknown":  # a foreign ONNX file (a detector) records no network
+            held = f", which holds {weights_line(record)}"
+    LOG.warning("replacing %s%s", out, held)
+
+
 def _copy_out(built: Path, out: Path) -> int:
     from dgdehaze_core.io.atomic_files import atomic_path
 
+    _say_replaced(out)
     with atomic_path(out) as tmp:
         tmp.write_bytes(built.read_bytes())
     print(out)
