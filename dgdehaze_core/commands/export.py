@@ -147,6 +147,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.calib is not None and args.detector is None:
         from dgdehaze_core.io.images import images_under
 
+        _refuse_recording(args.calib)
         if not args.calib.is_dir():
             raise NotADirectoryError(f"--calib {args.calib} is not a folder")
         if not images_under(args.calib):
@@ -163,6 +164,18 @@ def _check(args: argparse.Namespace) -> None:
         check_writable_file(args.out, "--out", (suffix,), EXPORT_KINDS[suffix])
     if args.detector is not None and (args.weights or args.untrained or args.physics_only):
         raise ValueError("--weights, --untrained and --physics-only belong to --config, not --detector")
+
+
+def _refuse_recording(calib: Path) -> None:
+    """ValueError when a model's --calib is a bag or a video: it was refused as 'not a folder', or for a rosbag2
+    folder as holding 'no images', which said nothing of what int8 calibration reads."""
+    from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
+    from dgdehaze_core.training.bag_frames import is_bag_path
+
+    kind = "a bag" if is_bag_path(calib) else "a video" if file_suffix(calib) in VIDEO_SUFFIXES else None
+    if kind is not None:
+        raise ValueError(f"--calib {calib} is {kind}: int8 calibrates on a folder of image files (its subfolders "
+                         "too); write some of its frames, like the robot's, as images into a folder and give that")
 
 
 def _check_size(height: int, width: int, dynamic: bool) -> None:
