@@ -4,7 +4,7 @@
     dgdehaze export --config lite --format onnx --height 480 --width 640
     dgdehaze export --config lite --format onnx --physics-only       # for output auto/physics: no decoder image
     dgdehaze export --config lite --format engine --fp16 --height 480 --width 640
-    dgdehaze export --config lite --format engine --int8 --calib ../shared/data/clear/nuscenes
+    dgdehaze export --config lite --format engine --int8 --calib ../shared/data/hazy-real
     dgdehaze export --detector yolov8n.pt --format engine --imgsz 640 --fp16
     dgdehaze export --detector dgdehaze_core/weights/yolov8n_int8.onnx --format engine --fp16   # shipped detector
     dgdehaze export --detector dgdehaze_core/weights/yolov8n_int8.onnx --format onnx --int8      # any imgsz, CPU
