@@ -246,7 +246,8 @@ def test_onnx_pipeline_matches_the_torch_pipeline(exported, shared_data: Path) -
     np.testing.assert_allclose(onnx_result.depth, torch_result.depth, atol=1e-3)
 
 
-def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """An fp16 export runs in fp16 whatever `half` says, says so where it is opened (it ran without a word), and is
     named fp16 in the record of the weights that runs."""
     model = build("lite")
@@ -268,6 +269,12 @@ def test_fp16_export_runs_close_to_fp32(tmp_path: Path, shared_data: Path, caplo
     assert f"{path} is an fp16 export: it runs in fp16 whatever half says (on the CPU fp16 is slower)" in caplog.text
     assert "an ONNX export of a `lite` network, fp16" in load_pipeline(str(path), threads=1).weights_summary, \
         "named fp16 where eval, bag-eval and the node's /diagnostics name the weights (they said fp32)"
+    assert "were not checked" not in caplog.text, f"ONNX Runtime {ort.__version__} runs it right"
+    monkeypatch.setattr(ort, "__version__", "1.18.1")  # the floor requirements-ros.txt admits
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core"):
+        OnnxRuntimeBackend(path, threads=1)
+    assert f"{path} is an fp16 export on the CPU provider of ONNX Runtime 1.18.1: ONNX Runtime 1.18.1's ran such a " \
+           "file right on its first frame only" in caplog.text, "its later frames came out wrong without a word"
 
 
 def test_fixed_size_export_and_bad_files(tmp_path: Path) -> None:

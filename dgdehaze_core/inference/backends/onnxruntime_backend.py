@@ -26,6 +26,11 @@ ARENA_KEEP_PIXELS = 1920 * 1088
 stream); after a larger one (a 4K frame) the arena gives back what that run grew, so a few huge frames do not
 leave the process gigabytes larger."""
 
+FP16_ON_CPU_CHECKED = "1.32"
+"""The oldest ONNX Runtime whose CPU provider was seen to run an fp16 export right frame after frame: 1.18.1's ran it
+right on its first frame only, then off by 0.2-0.5 (docs/DEPLOYMENT.md, "Versions on a ROS install"); the versions
+between were not tried."""
+
 
 def session_options(threads: int) -> ort.SessionOptions:
     """Every optimisation, `threads` intra-op threads (0: ONNX Runtime's own choice), one inter-op thread, and
@@ -71,6 +76,18 @@ def _tensorrt_max_shape(requested: Sequence[str | tuple[str, Mapping[str, object
     return tuple(int(v) for v in str(options["trt_profile_max_shapes"]).rpartition(":")[2].split("x"))
 
 
+def _warn_of_an_unchecked_fp16_cpu_provider(path: Path) -> None:
+    """A warning where an fp16 export runs on the CPU provider of an ONNX Runtime older than FP16_ON_CPU_CHECKED,
+    which requirements-ros.txt admits from 1.18: the frames after the first came out wrong there without a word."""
+    from packaging.version import Version
+
+    if Version(ort.__version__) < Version(FP16_ON_CPU_CHECKED):
+        LOG.warning("%s is an fp16 export on the CPU provider of ONNX Runtime %s: ONNX Runtime 1.18.1's ran such a "
+                    "file right on its first frame only, then off by 0.2-0.5, and versions before %s were not "
+                    "checked; run the fp32 export here, or ONNX Runtime %s or later", path, ort.__version__,
+                    FP16_ON_CPU_CHECKED, FP16_ON_CPU_CHECKED)
+
+
 class OnnxRuntimeBackend:
     """Runs a dgdehaze ONNX file; the stride is read from the file's metadata, the outputs from its graph (all of
     OUTPUT_NAMES, or PHYSICS_OUTPUTS for a physics-only export)."""
@@ -108,6 +125,8 @@ class OnnxRuntimeBackend:
             self.max_batch, self.max_size = largest[0], (largest[2], largest[3])
         self.outputs = outputs_of((output.name for output in self.session.get_outputs()), path)
         self.threads = options.intra_op_num_threads
+        if self.input_dtype == np.float16 and self.session.get_providers()[0] == "CPUExecutionProvider":
+            _warn_of_an_unchecked_fp16_cpu_provider(path)
         LOG.info("onnxruntime backend: %s (%s model, %d threads, %s)", path, self.config_name, self.threads,
                  self.session.get_providers()[0])
 
