@@ -127,6 +127,13 @@ def test_bad_arguments_exit_2_with_a_message(args: list[str], capsys: pytest.Cap
     assert "dgdehaze bench: error:" in capsys.readouterr().err
 
 
+def test_a_network_file_as_a_target_is_pointed_at_its_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench exports/lite.onnx` was refused as an unknown target, naming the targets but not how to time it."""
+    assert main(["bench", "exports/lite.onnx"]) == 2
+    assert "bench measures a network by its configuration (lite, base, paper), not a file such as " \
+           "exports/lite.onnx: its time does not depend on the weights" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args", [["--detect-every", ""], ["--detect-every", ","], ["--chain-imgsz", ""]])
 def test_an_empty_list_of_intervals_or_sizes_is_refused_not_run_as_no_rows(
         args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,6 +42,8 @@ from dgdehaze_core.devices import resolve_device
 from dgdehaze_core.inference.backends import INT8_RUNTIME, RUNTIMES
 from dgdehaze_core.inference.backends.engine_cache import default_keep_days
 from dgdehaze_core.inference.backends.selection import choose_backend
+from dgdehaze_core.io.checkpoints import EXPORT_KINDS
+from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.tables import emit
 
 LOG = logging.getLogger(__name__)
@@ -135,7 +137,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _targets(args: argparse.Namespace) -> list[str]:
+    from dgdehaze_core.models import CHECKPOINT_SUFFIXES
+
     unknown = sorted(set(args.targets) - set(TARGETS))
+    files = [target for target in unknown if file_suffix(target) in (*EXPORT_KINDS, *CHECKPOINT_SUFFIXES)]
+    if files:
+        raise ValueError(f"bench measures a network by its configuration ({', '.join(NETWORK_TARGETS)}), not a file "
+                         f"such as {files[0]}: its time does not depend on the weights, so `dgdehaze bench lite` "
+                         "times an export of lite (--backends for fp16 and int8 rows); `dgdehaze bag-eval DRIVE "
+                         "--method FILE` reports the latency of the file itself")
     if unknown:
         raise ValueError(f"unknown bench targets {unknown}; known: {', '.join(TARGETS)}")
     targets = list(dict.fromkeys(args.targets or DEFAULT_TARGETS))  # a target named twice is measured once
