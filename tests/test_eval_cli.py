@@ -98,7 +98,8 @@ def test_method_names_and_sources():
     (["--method", "hazy,dcp", "--max-detail-gain", "0"], "and none of the methods hazy, dcp is a network"),
     (["--method", "lite", "--output", "decoder", "--radiance-floor", "0.1"], "--output decoder writes the decoder's"),
     *([(["--method", "lite", "--device", "cuda"], "CUDA is not available"),
-       (["--method", "lite", "--backend", "tensorrt"], "CUDA is not available")] if not torch.cuda.is_available()
+       (["--method", "lite", "--backend", "tensorrt"], "--backend tensorrt runs on CUDA only, and this machine has "
+                                                       "no CUDA device")] if not torch.cuda.is_available()
       else []),
 ])
 def test_bad_arguments_exit_2_with_one_line(sots_pairs: Path, capsys, extra, message):

@@ -7,7 +7,7 @@ import argparse
 from typing import Any, Sequence
 
 from dgdehaze_core.commands.argument_types import with_reason
-from dgdehaze_core.devices import resolve_device
+from dgdehaze_core.devices import DeviceUnavailable, resolve_device
 from dgdehaze_core.inference.backends import RUNTIMES
 from dgdehaze_core.inference.pipeline import (DETAIL_GAIN_RANGE, MAX_DETAIL_GAIN, check_max_detail_gain,
                                               check_working_size)
@@ -104,8 +104,18 @@ def network_runtime(args: argparse.Namespace, methods: Sequence[str] = ()) -> di
                                                         or args.max_detail_gain is not None):
         raise ValueError("--radiance-floor and --max-detail-gain set how the physics image is made, and --output "
                          "decoder writes the decoder's image, which neither changes")
-    name = args.device or IMPLIED_DEVICE.get(args.backend or ("tensorrt" if _engines_only(methods) else ""))
-    device = None if name is None else resolve_device(name)
+    engines = args.backend is None and _engines_only(methods)
+    name = args.device or IMPLIED_DEVICE.get(args.backend or ("tensorrt" if engines else ""))
+    try:
+        device = None if name is None else resolve_device(name)
+    except DeviceUnavailable:
+        if args.device is not None or name != "cuda":
+            raise
+        what, instead = (("TensorRT engines run", "give the .pt or .onnx weights") if engines else
+                         ("--backend tensorrt runs", "give --backend auto or onnxruntime"))
+        raise DeviceUnavailable(f"{what} on CUDA only, and this machine has no CUDA device: an engine is built and "
+                                "run on the GPU it is for (docs/DEPLOYMENT.md, 'Jetson / TensorRT steps'); here "
+                                f"{instead}") from None
     if args.half and (device is None or device.type != "cuda"):
         raise ValueError("--half runs the networks in fp16 on a GPU: add --device cuda (on the CPU they run in fp32)")
     options: dict[str, Any] = {"half": True} if args.half else {}
