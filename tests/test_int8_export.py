@@ -138,10 +138,12 @@ def test_a_12_bit_camera_s_calibration_images_calibrate_int8_on_their_range_with
 
 
 def test_the_quantisation_record_counts_the_calibration_images_that_were_read(
-        tmp_path: Path, shared_data: Path, exports: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, shared_data: Path, exports: tuple[Path, Path], caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """A calibration folder with a file that does not read: it was skipped with a warning, but the file's record
     said 'percentile of 3 images', counting it among those calibrated on. The export replaces an earlier one at
-    --out, saying whose weights it held (it did so without a word)."""
+    --out, saying whose weights it held (it did so without a word), and prints its path alone on standard output
+    (ONNX Runtime's calibration printed five lines there before it)."""
     from dgdehaze_core.io.images import images_under, read_image
 
     calib = tmp_path / "calib"
@@ -154,6 +156,7 @@ def test_the_quantisation_record_counts_the_calibration_images_that_were_read(
     with caplog.at_level("WARNING", logger="dgdehaze_core.commands.export"):
         assert main(["export", "--config", "lite", "--physics-only", "--height", "64", "--width", "96", "--int8",
                      "--calib", str(calib), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"{out}\n", "what `ONNX=$(dgdehaze export ...)` takes"
     assert f"replacing {out}, which holds int8.onnx (sha256 {file_sha256(exports[1])[:12]}, an ONNX export of a " \
            "`lite` network, int8 QDQ" in caplog.text
     recorded = {entry.key: entry.value for entry in onnx.load(str(out)).metadata_props}

@@ -35,6 +35,7 @@ from dgdehaze_core.io.atomic_files import check_writable_file, refuse_input_as_o
 from dgdehaze_core.io.checkpoints import EXPORT_KINDS
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import MAX_PIXELS, SAMPLE_BITS
+from dgdehaze_core.io.json_stdout import STDOUT, json_on_stdout, json_stream
 
 LOG = logging.getLogger(__name__)
 
@@ -191,9 +192,18 @@ def _check_size(height: int, width: int, dynamic: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the arguments, export, and print the path written: the one line on standard output (what ONNX
+    Runtime's calibration and Ultralytics' exporter print, temporary paths among it, goes to standard error), so
+    that `ONNX=$(dgdehaze export ...)` holds the file."""
     _check(args)
-    if args.detector is not None:
-        return _export_detector(args)
+    with json_on_stdout(STDOUT):
+        out = _export_detector(args) if args.detector is not None else _export_network(args)
+        print(out, file=json_stream())
+    return 0
+
+
+def _export_network(args: argparse.Namespace) -> Path:
+    """Export the --config network as --format says; the path written."""
     from dgdehaze_core.inference.backends import DECODER_OUTPUTS, OUTPUT_NAMES, PHYSICS_OUTPUTS, round_up_to_stride
     from dgdehaze_core.inference.backends.engine_cache import EngineCache
     from dgdehaze_core.inference.export.to_onnx import export_onnx
@@ -224,13 +234,11 @@ def run(args: argparse.Namespace) -> int:
             float_onnx = export_onnx(model, Path(folder) / "float.onnx", dynamic=dynamic, example_size=size,
                                      outputs=outputs, source=source, exporter=args.exporter)
             quantize_onnx(float_onnx, args.calib, out, bits=args.input_bits)
-        print(out)
-        return 0
+        return out
     if args.format == "onnx":
         export_onnx(model, out, dynamic=dynamic, half=args.fp16, example_size=size, outputs=outputs,
                     source=source, exporter=args.exporter)
-        print(out)
-        return 0
+        return out
 
     from dgdehaze_core.inference.backends.tensorrt_backend import (ShapeProfile, build_engine,
                                                                    calibration_table_of, engine_key, import_tensorrt)
@@ -248,11 +256,10 @@ def run(args: argparse.Namespace) -> int:
         EngineCache(out.parent, keep_days=0).build(
             key, out, lambda tmp: build_engine(onnx_path, tmp, profile, precision, args.calib, table, args.input_bits),
             source)
-    print(out)
-    return 0
+    return out
 
 
-def _export_detector(args: argparse.Namespace) -> int:
+def _export_detector(args: argparse.Namespace) -> Path:
     from dgdehaze_core.detection.export import export_detector
     from dgdehaze_core.detection.rebuild import dynamic_detector_exports, float_detector_pt
 
@@ -283,11 +290,10 @@ def _say_replaced(out: Path) -> None:
     LOG.warning("replacing %s%s", out, held)
 
 
-def _copy_out(built: Path, out: Path) -> int:
+def _copy_out(built: Path, out: Path) -> Path:
     from dgdehaze_core.io.atomic_files import atomic_path
 
     _say_replaced(out)
     with atomic_path(out) as tmp:
         tmp.write_bytes(built.read_bytes())
-    print(out)
-    return 0
+    return out

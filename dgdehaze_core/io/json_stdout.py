@@ -2,7 +2,8 @@
 
 While a command runs inside `json_on_stdout("-")`, standard output holds that document alone: whatever else it
 prints there (its table, other lines, a library's log bound to stdout, a child process's output) goes to standard
-error, and `tables.write_json("-", ...)` writes the JSON to the standard output as it was on entry.
+error, and `tables.write_json("-", ...)` writes the JSON to the standard output as it was on entry. `export` keeps
+standard output so for the one path it prints.
 """
 from __future__ import annotations
 
