@@ -107,6 +107,19 @@ def test_export_refuses_a_malicious_detector_in_one_line(tmp_path: Path, capsys:
     assert not marker.exists() and not out.exists()
 
 
+def test_export_of_a_truncated_detector_says_so_in_the_words_a_dehazer_checkpoint_gets(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A detector .pt cut short in a copy was refused with torch's 'PytorchStreamReader failed reading zip archive:
+    failed finding central directory. This is an internal miniz error. If you are seeing this error, ...'."""
+    weights = tmp_path / "yolo.pt"
+    torch.save({"model": None, "pad": torch.zeros(4096)}, weights)
+    weights.write_bytes(weights.read_bytes()[:2000])
+    assert main(["export", "--detector", str(weights), "--format", "onnx", "--out", str(tmp_path / "out.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == (f"dgdehaze export: error: {weights} is not a readable detector "
+                                               "checkpoint: truncated, or not a torch checkpoint (no zip archive in "
+                                               "it)")
+
+
 def test_export_of_a_pt_ultralytics_cannot_read_names_the_user_s_file_not_the_private_copy(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint holding no Ultralytics model (a dehazer's weights given as the detector) was refused in

@@ -79,7 +79,8 @@ def check_detector_checkpoint(path: Path, shown: Path | None = None) -> None:
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as exc:  # torch raises several types for files that are not zip checkpoints
-        raise UnsafeCheckpoint(f"{shown} is not a torch checkpoint: {str(exc).splitlines()[0]}") from None
+        raise UnsafeCheckpoint(f"{shown} is not a readable detector checkpoint: {load_error_line(exc, path)}") \
+            from None
     problem = damage(path)
     if problem:
         raise UnsafeCheckpoint(f"{shown} is not a readable detector checkpoint: {problem}: copy it again")
