@@ -163,6 +163,23 @@ def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], messa
     assert not out.exists()
 
 
+def test_a_size_off_the_stride_is_said_to_resize_frames_only_where_the_file_is_fixed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`--height 20 --width 20 --dynamic` warned 'frames are resized to 32x32', though a dynamic file (or an engine's
+    profile) takes frames of any size: the size is only the one traced, or the engine's optimum."""
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available: an engine may build here")
+    said = {}
+    for fixed in (False, True):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="dgdehaze_core.commands.export"):
+            assert main(["export", "--config", "lite", "--untrained", "--format", "engine", "--height", "20",
+                         "--width", "20", *([] if fixed else ["--dynamic"]), "--out", str(tmp_path / "x.engine")]) == 2
+        said[fixed] = caplog.text
+    assert "frames are resized to 32x32" not in said[False] and "the engine is optimised for 32x32" in said[False]
+    assert "WARNING" in said[True] and "give that working size, or frames are resized to 32x32" in said[True]
+
+
 def test_the_help_names_both_kinds_of_detector_file_export_takes(capsys: pytest.CaptureFixture[str]) -> None:
     """DEPLOYMENT.md exports the shipped int8 .onnx with --detector; `export --help` offered a .pt only."""
     with pytest.raises(SystemExit):

@@ -211,13 +211,16 @@ def _export_network(args: argparse.Namespace) -> Path:
     model, source = _model(args)
     stride = model.stride
     size = None
+    dynamic = args.dynamic or args.height is None
     if args.height is not None:
         size = (round_up_to_stride(args.height, stride), round_up_to_stride(args.width, stride))
-        if size != (args.height, args.width):
+        if size != (args.height, args.width) and dynamic:  # the size traced, or an engine's optimum: frames are free
+            LOG.info("%dx%d is not a multiple of the stride %d; %s %dx%d", args.height, args.width, stride,
+                     "the engine is optimised for" if args.format == "engine" else "tracing at", size[0], size[1])
+        elif size != (args.height, args.width):
             LOG.warning("%dx%d is not a multiple of the stride %d; using %dx%d (frames resized to %dx%d are "
                         "padded to it; give that working size, or frames are resized to %dx%d)", args.height,
                         args.width, stride, size[0], size[1], args.width, args.height, size[1], size[0])
-    dynamic = args.dynamic or size is None
     own_outputs = getattr(model, "outputs", OUTPUT_NAMES)
     if args.physics_only and own_outputs == DECODER_OUTPUTS:
         raise ValueError(f"--physics-only: the {model.config_name} network gives no transmission or airlight")
