@@ -152,6 +152,8 @@ def test_shipped_detector_exports_at_another_size_and_as_dynamic_int8(tmp_path: 
     (["--config", "lite", "--weights", "best.pt", "--untrained"], "--weights and --untrained exclude each other"),
     (["--config", "lite", "--untrained", "--calib", "."], "without --int8 nothing reads it"),
     (["--detector", "yolov8n.pt", "--exporter", "dynamo"], "Ultralytics exports the detector"),
+    # was 'no trained weights for 'paper' at dgdehaze_core/weights/dgdehaze_paper.pt', a file no one can make
+    (["--config", "paper"], "the paper's released weights are not shipped: give --weights model_Roadmap.pth"),
 ])
 def test_refusals_exit_2_with_a_message_and_write_nothing(args: list[str], message: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -101,6 +101,9 @@ def _model(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:  # (D
         LOG.warning("exporting an UNTRAINED %s model (fresh weights, seed 0): for speed tests only", args.config)
         torch.manual_seed(0)
         return build_model(args.config).eval(), None
+    if args.config == PAPER:
+        raise FileNotFoundError("the paper's released weights are not shipped: give --weights model_Roadmap.pth, "
+                                "the authors' file (docs/DEPLOYMENT.md), or --untrained for a speed test")
     if not shipped_weights_path(args.config).is_file():
         raise FileNotFoundError(f"no trained weights for {args.config!r} at {shipped_weights_path(args.config)}; "
                                 f"give --weights PATH, or --untrained for a speed test")
