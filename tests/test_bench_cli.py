@@ -333,3 +333,16 @@ def test_measure_counts_the_page_faults_and_the_cpu_time_of_a_run() -> None:
     assert fresh_row["page_faults_per_run"] >= size // mmap.PAGESIZE
     assert kept_row["page_faults_per_run"] < 10
     assert fresh_row["cpu_ms_per_run"] > 0 and kept_row["cpu_ms_per_run"] > 0
+
+
+
+def test_a_frame_the_pipeline_runs_shrunk_counts_the_macs_of_what_the_network_ran() -> None:
+    """A 4000x4 frame runs the network at 1984x4 (its padding budget; a frame beyond a TensorRT engine's profile is
+    shrunk so too), but its MACs were counted at 4000x4 padded: twice what ran, so `pct_of_peak` read 103 %."""
+    from dgdehaze_core.benchmarks.networks import BenchSettings, RuntimeVariant, bench_network, hazy_frames
+
+    rows = bench_network("lite", [RuntimeVariant("torch", "cpu", False)], hazy_frames([(4000, 4)]),
+                         BenchSettings(repeats=1, threads=1))
+    row = rows["lite/torch@4000x4"]
+    assert row["gmacs"] == pytest.approx(count_macs(build_model("lite").eval(), 32, 1984, with_clear=False) / 1e9)
+    assert row["gmac_per_s"] == pytest.approx(row["gmacs"] / row["network_ms_median"] * 1000.0)

@@ -47,7 +47,7 @@ from dgdehaze_core.benchmarks.timing import count_dispatched, measure, smaller_t
 from dgdehaze_core.cpu_threads import default_threads, threads_kept
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.detection.detector import Detector
-from dgdehaze_core.inference.backends import INT8_RUNTIME, BackendUnavailable, InferenceBackend, round_up_to_stride
+from dgdehaze_core.inference.backends import INT8_RUNTIME, BackendUnavailable, InferenceBackend
 from dgdehaze_core.inference.backends.selection import choose_backend
 from dgdehaze_core.inference.frame_chain import FrameChain
 from dgdehaze_core.inference.pipeline import NetworkPipeline, load_pipeline, pipeline_from_model
@@ -193,7 +193,9 @@ def peaks_of(variants: Sequence[RuntimeVariant], settings: BenchSettings) -> dic
 
 
 class TimedRuntime:
-    """An inference backend that records how long each `run` takes (the network alone, inside a pipeline)."""
+    """An inference backend that records how long each `run` takes (the network alone, inside a pipeline) and the
+    (height, width) of the input it ran on: the pipeline may run a frame smaller than asked (a thin frame within its
+    padding budget, a frame beyond a TensorRT engine's profile), and a row's MACs are the network's at that size."""
 
     def __init__(self, runtime: InferenceBackend) -> None:
         self.runtime = runtime
@@ -204,11 +206,13 @@ class TimedRuntime:
         self.max_size = runtime.max_size
         self.max_batch = runtime.max_batch
         self.seconds: list[float] = []
+        self.input_size = (0, 0)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         begin = time.perf_counter()
         outputs = self.runtime.run(batch)
         self.seconds.append(time.perf_counter() - begin)
+        self.input_size = (int(batch.shape[2]), int(batch.shape[3]))
         return outputs
 
 
@@ -242,10 +246,6 @@ class DcpBeside:
         return self.settings.measure(lambda: self.dcp(frame))["latency_ms_median"]
 
 
-def _padded(model: DGDehazeNet, width: int, height: int) -> tuple[int, int]:
-    return round_up_to_stride(height, model.stride), round_up_to_stride(width, model.stride)
-
-
 def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[tuple[int, int], np.ndarray],
                   settings: BenchSettings, working_sizes: Sequence[tuple[int, int]] = ()) -> dict[str, Row]:
     """`config` on every variant at every frame size, each row with MACs, GMAC/s and the ratio to DCP (the share
@@ -253,13 +253,13 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
 
     working_sizes: also run each frame size with the network at these (width, height) working resolutions, smaller
     than the frame (the node's working_width/height: the physics inversion stays at the frame's size); rows
-    `<config>/<runtime>@<frame>/work<w>x<h>`, MACs at the working size.
+    `<config>/<runtime>@<frame>/work<w>x<h>`, MACs at the working size. MACs are counted at the padded input the
+    runtime was given (`TimedRuntime.input_size`), smaller than the frame or working size where the pipeline shrank it.
     """
     model = timed_network(config)
     runs = [(size, None) for size in frames]
     runs += [(size, work) for size in frames for work in working_sizes if smaller_than(work, size)]
-    macs = {work or size: count_macs(model, *_padded(model, *(work or size)), with_clear=False) / 1e9
-            for size, work in runs}
+    macs: dict[tuple[int, int], float] = {}
     rows: dict[str, Row] = {}
     beside = DcpBeside(settings)
     for variant in variants:
@@ -284,7 +284,10 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
             count = int(row["runs"])
             network_ms = float(np.median(timed.seconds[-count:])) * 1000.0
             pipeline_ms = float(np.median(np.subtract(totals[-count:], timed.seconds[-count:]))) * 1000.0
-            gmacs = macs[work or (width, height)]
+            size = timed.input_size  # of the row's last run: every run of a row is at one size
+            if size not in macs:
+                macs[size] = count_macs(model, *size, with_clear=False) / 1e9
+            gmacs = macs[size]
             gmac_per_s = gmacs / (network_ms / 1000.0)
             rows[name] = {
                 **row, **against_dcp(row, dcp_ms), "network_ms_median": network_ms,
