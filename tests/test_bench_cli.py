@@ -346,3 +346,32 @@ def test_a_frame_the_pipeline_runs_shrunk_counts_the_macs_of_what_the_network_ra
     row = rows["lite/torch@4000x4"]
     assert row["gmacs"] == pytest.approx(count_macs(build_model("lite").eval(), 32, 1984, with_clear=False) / 1e9)
     assert row["gmac_per_s"] == pytest.approx(row["gmacs"] / row["network_ms_median"] * 1000.0)
+
+
+def test_a_run_stopped_by_ctrl_c_prints_the_rows_it_measured_and_leaves_its_json_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C in a long run (the chain, after DCP and the networks) printed only 'interrupted': every row measured
+    was lost. The rows of the targets measured whole are printed, and the --json (a whole run or none) is left as
+    it was. The stop is raised where the chain starts: no timing lands a signal there every time."""
+    import dgdehaze_core.benchmarks.networks as networks
+
+    def stopped(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(networks, "bench_chain", stopped)
+    out = tmp_path / "bench.json"
+    out.write_text('{"earlier": {}}\n')
+    assert main(["bench", "dcp", "chain", "--sizes", "32x24", "--repeats", "1", "--json", str(out)]) == 130
+    printed = capsys.readouterr().out
+    assert "stopped: the rows measured before the stop, written to no --json" in printed
+    assert "dcp@32x24" in printed
+    assert out.read_text() == '{"earlier": {}}\n' and list(tmp_path.iterdir()) == [out]
+
+
+def test_network_rows_of_a_run_stopped_before_the_second_peak_are_shares_of_the_first() -> None:
+    from dgdehaze_core.benchmarks.networks import with_pct_of_peak
+
+    table = with_pct_of_peak({"lite/torch@64x48": {"gmac_per_s": 5.0}}, {"torch": "cpu-peak/torch-matmul"},
+                             {"cpu-peak/torch-matmul": {"gmac_per_s": 20.0, "threads": 1.0}})
+    assert table["lite/torch@64x48"]["pct_of_peak"] == 25.0
+    assert table["cpu-peak/torch-matmul"] == {"gmac_per_s": 20.0, "before": 20.0, "threads": 1.0}

@@ -321,17 +321,20 @@ def _timed_call(pipeline: NetworkPipeline, frame: np.ndarray, totals: list[float
 
 
 def with_pct_of_peak(rows: dict[str, Row], names: dict[str, str], before: dict[str, Row],
-                     after: dict[str, Row]) -> dict[str, Row]:
+                     after: dict[str, Row] | None = None) -> dict[str, Row]:
     """The network rows with `pct_of_peak` against the faster of their peak's two measurements (`peaks_of`) in the
     same run, before and after them (`names`: the peak row of each variant label, `peak_names`), and each peak's own
-    row: `gmac_per_s` (that faster one), `before`, `after` and, on the CPU, `threads`."""
-    peaks = {name: max(before[name]["gmac_per_s"], after[name]["gmac_per_s"]) for name in before}
+    row: `gmac_per_s` (that faster one), `before`, `after` and, on the CPU, `threads`. `after` None (a run stopped
+    before it was measured): against the peak before them, the peak rows without `after`."""
+    peaks = {name: max(before[name]["gmac_per_s"], after[name]["gmac_per_s"] if after else 0.0) for name in before}
     table = {}
     for name, row in rows.items():
         label = name.split("/")[1].split("@")[0]
         table[name] = {**row, "pct_of_peak": 100.0 * row["gmac_per_s"] / peaks[names[label]]}
     for name, peak in peaks.items():
-        table[name] = {"gmac_per_s": peak, "before": before[name]["gmac_per_s"], "after": after[name]["gmac_per_s"]}
+        table[name] = {"gmac_per_s": peak, "before": before[name]["gmac_per_s"]}
+        if after:
+            table[name]["after"] = after[name]["gmac_per_s"]
         if "threads" in before[name]:
             table[name]["threads"] = before[name]["threads"]
     return table

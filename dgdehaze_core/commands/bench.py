@@ -16,7 +16,7 @@
     dgdehaze bench train --train-batch 8,32 --device cuda   # a training step of training/lite.yaml
 
 Rows and figures are described in dgdehaze_core/benchmarks/networks.py, detectors.py, fog.py, outputs.py and
-training.py.
+training.py. Ctrl-C (or SIGTERM) prints the rows of the targets measured whole until then and writes no --json.
 """
 from __future__ import annotations
 
@@ -243,38 +243,54 @@ def _library_threads(threads: int) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Measure, print the table and write --json. Stopped by Ctrl-C or SIGTERM, it prints the rows measured until
+    then (each target's, and each network's, once whole) and writes no --json: a file holds a whole run or none."""
     targets = _targets(args)
     sizes, working_sizes = _check(args, targets)
     run_node_benchmark = ros_mode(NODE_BENCHMARK) if "node" in targets else None
-    with _library_threads(args.threads):
-        table = _measure(args, targets, sizes, working_sizes, run_node_benchmark)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    emit(table, title=f"dgdehaze bench ({available_cpus()} CPUs, load average {load}; threads: "
-                      f"{args.threads or 'default'})", json_path=args.json)
+    table: dict[str, dict[str, float]] = {}
+    try:
+        with _library_threads(args.threads):
+            _measure(args, targets, sizes, working_sizes, run_node_benchmark, table)
+    except KeyboardInterrupt:
+        if table:
+            emit(table, title=f"{_title(args)}; stopped: the rows measured before the stop, written to no --json")
+        raise
+    emit(table, title=_title(args), json_path=args.json)
     return 0
+
+
+def _title(args: argparse.Namespace) -> str:
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return f"dgdehaze bench ({available_cpus()} CPUs, load average {load}; threads: {args.threads or 'default'})"
 
 
 def _measure(args: argparse.Namespace, targets: list[str], sizes: list[tuple[int, int]],
              working_sizes: list[tuple[int, int]],
-             run_node_benchmark: Callable[..., dict[str, dict[str, float]]] | None) -> dict[str, dict[str, float]]:
-    """The rows of every target in `targets`, measured in order."""
+             run_node_benchmark: Callable[..., dict[str, dict[str, float]]] | None,
+             table: dict[str, dict[str, float]]) -> None:
+    """The rows of every target in `targets`, measured in order into `table`, each target's as it ends (a network's
+    rows, when stopped before the CPU's or GPU's peak was measured after them, against the peak before them)."""
     from dgdehaze_core.benchmarks import networks as nb
 
     settings = nb.BenchSettings(repeats=args.repeats, max_seconds=args.max_seconds or None,
                                 threads=args.threads or None)
     frames = nb.hazy_frames(sizes)
-    table: dict[str, dict[str, float]] = {}
     networks = [t for t in targets if t in NETWORK_TARGETS]
     variants = nb.available_variants(comma_items(args.backends), args.device) if networks else []  # none: before DCP
     if {"dcp", "chain", "fog", "outputs", *networks} & set(targets):  # the baseline as rows; each ratio times it again
         table.update(nb.bench_dcp(frames, settings))
     if networks:
-        peaks_before = nb.peaks_of(variants, settings)
+        names, peaks_before = nb.peak_names(variants, settings), nb.peaks_of(variants, settings)
         rows: dict[str, dict[str, float]] = {}
-        for config in networks:
-            rows.update(nb.bench_network(config, variants, frames, settings, working_sizes))
-        table.update(nb.with_pct_of_peak(rows, nb.peak_names(variants, settings), peaks_before,
-                                         nb.peaks_of(variants, settings)))
+        try:
+            for config in networks:
+                rows.update(nb.bench_network(config, variants, frames, settings, working_sizes))
+            peaks_after = nb.peaks_of(variants, settings)
+        except KeyboardInterrupt:
+            table.update(nb.with_pct_of_peak(rows, names, peaks_before))
+            raise
+        table.update(nb.with_pct_of_peak(rows, names, peaks_before, peaks_after))
     if "detector" in targets:
         from dgdehaze_core.benchmarks.detectors import bench_detector
 
@@ -303,4 +319,3 @@ def _measure(args: argparse.Namespace, targets: list[str], sizes: list[tuple[int
         from dgdehaze_core.benchmarks.training import bench_training
 
         table.update(bench_training(args.train_config, args.train_batch, args.device, settings))
-    return table
