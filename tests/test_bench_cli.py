@@ -105,6 +105,19 @@ def test_the_chain_s_detector_runs_on_the_bench_s_threads(precision: str) -> Non
     assert session is not None and session.get_session_options().intra_op_num_threads == 1
 
 
+def test_the_chain_s_detector_runs_on_the_device_its_network_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench chain` (--device auto, the default) on a GPU machine ran the network on the GPU and the detector on the
+    CPU, the file as it is on an ARM CPU (a Jetson): a chain the node, one `device` for both, never runs. The GPU is
+    the one thing not here: torch is told it sees one."""
+    import torch
+
+    from dgdehaze_core.benchmarks.networks import chain_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert chain_device("auto", "auto") == chain_device("torch", "auto") == "cuda:0"
+    assert chain_device("torch", "cpu") == "cpu"
+
+
 def test_model_alias_runs_the_configured_network_only_and_working_sizes_add_rows(tmp_path: Path) -> None:
     table = run_bench(tmp_path, "model", "--config", "lite", "--backends", "torch", "--sizes", "128x64",
                       "--working-sizes", "64x32,128x32")

@@ -21,7 +21,8 @@ from __future__ import annotations
 import itertools
 import logging
 
-from dgdehaze_core.benchmarks.networks import BenchSettings, DcpBeside, Row, against_dcp, chain_detector, timed_network
+from dgdehaze_core.benchmarks.networks import (BenchSettings, DcpBeside, Row, against_dcp, chain_detector, chain_device,
+                                               timed_network)
 from dgdehaze_core.benchmarks.timing import hazy_test_frame
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.evaluation.visibility_eval import KITTI_CAMERA_HEIGHT, KITTI_PITCH
@@ -65,7 +66,7 @@ def bench_fog(config: str, backend: str, device: str, size: tuple[int, int],
     pipeline = pipeline_from_model(timed_network(config), backend=backend, device=device, threads=settings.threads)
     width, height = size
     intrinsics = bench_camera(width, height)
-    users = _fog_chain(pipeline, chain_detector("auto", 640, device, settings.threads))
+    users = _fog_chain(pipeline, chain_detector("auto", 640, chain_device(backend, device), settings.threads))
     for seed in range(PHOTOS_TRIED):
         frame = hazy_test_frame(width, height, seed)
         dehazed = users.dehaze(frame)

@@ -348,12 +348,18 @@ def timed_network(config: str) -> DGDehazeNet:
     return build_model(config).eval()
 
 
+def chain_device(backend: str, device: str) -> str:
+    """The device the chain's network runs on with `backend` on `device` ("auto": the runtime's choice, a GPU where
+    one runs it), which its detector takes too: the node runs both on its one `device` parameter."""
+    return choose_backend(backend, device, log=False).device
+
+
 def chain_detector(precision: str, imgsz: int, device: str, threads: int | None = None) -> Detector:
-    """The shipped YOLOv8n for the chain at a `Detector` precision: "auto" as the node runs it by default, "float"
-    its float rebuild, "file" the int8 file as it is (at 640; the file is fixed at 640x640, so other sizes get its
-    dynamic int8 rebuild, `detection.rebuild`); `Detector` refuses an unknown precision. `threads`: its ONNX
-    Runtime session's (None: ONNX Runtime's choice), as the bench's --threads gives the dehazer."""
-    device = "cpu" if device in ("auto", "cpu") else device
+    """The shipped YOLOv8n for the chain at a `Detector` precision on `device` (the network's, `chain_device`):
+    "auto" as the node runs it by default, "float" its float rebuild, "file" the int8 file as it is (at 640; the
+    file is fixed at 640x640, so other sizes get its dynamic int8 rebuild, `detection.rebuild`); `Detector` refuses
+    an unknown precision. `threads`: its ONNX Runtime session's (None: ONNX Runtime's choice), as the bench's
+    --threads gives the dehazer."""
     if precision != "file" or imgsz == 640:
         return Detector(imgsz=imgsz, device=device, precision=precision, threads=threads)
     from dgdehaze_core.detection.rebuild import dynamic_detector_exports
@@ -388,7 +394,7 @@ def bench_chain(config: str, backend: str, device: str, intervals: Sequence[int]
                                                    "imgsz": 0.0}
     by_setting: dict[tuple[int, int, str, bool], dict[str, Row]] = {}
     for kind, imgsz in [(kind, imgsz) for kind in detectors for imgsz in imgszs]:
-        detector = chain_detector(kind, imgsz, device, settings.threads)
+        detector = chain_detector(kind, imgsz, chain_device(backend, device), settings.threads)
         suffix = ("" if kind == "auto" else f"-{kind}") + ("" if imgsz == 640 else f"-imgsz{imgsz}")
         inputs = ("dehazed", "fused")[:1 + fused]
         for interval, detection_input, equalised in [(i, d, c) for i in intervals for d in inputs
