@@ -388,3 +388,18 @@ def test_network_rows_of_a_run_stopped_before_the_second_peak_are_shares_of_the_
                              {"cpu-peak/torch-matmul": {"gmac_per_s": 20.0, "threads": 1.0}})
     assert table["lite/torch@64x48"]["pct_of_peak"] == 25.0
     assert table["cpu-peak/torch-matmul"] == {"gmac_per_s": 20.0, "before": 20.0, "threads": 1.0}
+
+
+def test_a_value_given_twice_in_a_list_is_measured_once() -> None:
+    """`--backends torch,torch`, `--detect-every 1,1`, `--working-sizes 80x60,80x60` or `--chain-detector auto,auto`
+    measured the same rows twice under one name, the second over the first: minutes of a run for nothing, as a
+    target named twice was before. (`--node-fastdds auto,off,auto,off` alternates on purpose and is left so.)"""
+    from dgdehaze_core.benchmarks.networks import available_variants
+    from dgdehaze_core.cli import build_parser
+    from dgdehaze_core.commands.bench import _check
+
+    assert [v.label for v in available_variants(["torch", "torch"], "cpu")] == ["torch"]
+    args = build_parser().parse_args(["bench", "lite", "chain", "--sizes", "160x120", "--detect-every", "1,3,1",
+                                      "--train-batch", "8,8", "--working-sizes", "80x60,80x60"])
+    assert args.detect_every == [1, 3] and args.train_batch == [8]
+    assert _check(args, ["lite", "chain"])[1] == [(80, 60)]

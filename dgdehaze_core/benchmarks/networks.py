@@ -102,7 +102,7 @@ def available_variants(backends: Sequence[str], device: str = "auto") -> list[Ru
     the reasons when none of them can."""
     variants: list[RuntimeVariant] = []
     skipped: list[str] = []
-    for name in backends:
+    for name in dict.fromkeys(backends):  # a backend named twice is measured once
         runtime = "onnxruntime" if name == INT8_RUNTIME else name
         try:
             choice = choose_backend(runtime, device)

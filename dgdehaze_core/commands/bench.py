@@ -60,7 +60,7 @@ MAX_TRAIN_BATCH = 512
 
 def _int_list(text: str) -> list[int]:
     try:
-        values = [int(v) for v in comma_items(text)]
+        values = list(dict.fromkeys(int(v) for v in comma_items(text)))  # a value given twice is measured once
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values:  # an empty list would run none of the option's rows and say nothing
@@ -192,7 +192,7 @@ def _check(args: argparse.Namespace, targets: list[str]) -> tuple[list[tuple[int
     sizes = parse_sizes(args.sizes, "--sizes")
     if not sizes:
         raise ValueError(f"--sizes names no WIDTHxHEIGHT: {args.sizes!r}")
-    working_sizes = parse_sizes(args.working_sizes, "--working-sizes")
+    working_sizes = list(dict.fromkeys(parse_sizes(args.working_sizes, "--working-sizes")))
     for work in working_sizes:
         if not any(smaller_than(work, size) for size in sizes):
             raise ValueError(f"--working-sizes {work[0]}x{work[1]} is not smaller than any of --sizes "
@@ -298,8 +298,8 @@ def _measure(args: argparse.Namespace, targets: list[str], sizes: list[tuple[int
     if "chain" in targets:
         size = sizes[0]
         table.update(nb.bench_chain(args.chain_model, args.chain_backend, args.device, args.detect_every,
-                                    frames[size], settings,
-                                    args.chain_imgsz, comma_items(args.chain_detector), args.chain_fused,
+                                    frames[size], settings, args.chain_imgsz,
+                                    list(dict.fromkeys(comma_items(args.chain_detector))), args.chain_fused,
                                     args.chain_contrast))
     if "fog" in targets:
         from dgdehaze_core.benchmarks.fog import bench_fog
