@@ -403,3 +403,16 @@ def test_a_value_given_twice_in_a_list_is_measured_once() -> None:
                                       "--train-batch", "8,8", "--working-sizes", "80x60,80x60"])
     assert args.detect_every == [1, 3] and args.train_batch == [8]
     assert _check(args, ["lite", "chain"])[1] == [(80, 60)]
+
+
+def test_a_cpu_network_row_says_the_threads_it_ran_on() -> None:
+    """A row's figures depend on its threads, which only the title said ('threads: default') and the JSON did not:
+    under OMP_NUM_THREADS=1 torch's rows ran on 1 and ONNX Runtime's on its default, 2 to 4, and a dashboard fed the
+    JSON could not tell which peak row a `pct_of_peak` was a share of."""
+    import torch
+
+    from dgdehaze_core.benchmarks.networks import BenchSettings, RuntimeVariant, bench_network, hazy_frames
+
+    rows = bench_network("lite", [RuntimeVariant("torch", "cpu", False)], hazy_frames([(32, 24)]),
+                         BenchSettings(repeats=1))
+    assert rows["lite/torch@32x24"]["threads"] == torch.get_num_threads()

@@ -16,7 +16,8 @@ Rows are named `<what>/<runtime>@<width>x<height>` and carry the figures `dgdeha
   single measurement of the peak, which would flatter every row; how much of what this CPU or GPU can do the
   network gets). CPU rows compare with the CPU's fp32 peak on the threads they run on (the row
   `cpu-peak/torch-matmul` with its `threads`; one row per count, `cpu-peak/torch-matmul-<N>threads`, where torch's
-  default and ONNX Runtime's differ: `cpu_threads`), CUDA rows with the GPU's, fp32 or fp16 as they run
+  default and ONNX Runtime's differ: `cpu_threads`; each CPU row's `threads` says its count), CUDA rows with the
+  GPU's, fp32 or fp16 as they run
   (`cuda-peak/torch-matmul`, `cuda-peak/torch-matmul-fp16`). Rows of the torch
   backend also carry `dispatched_ops`: the tensor operations one frame sends to PyTorch, each a launch of its own
   on a GPU in eager mode.
@@ -293,6 +294,8 @@ def bench_network(config: str, variants: Sequence[RuntimeVariant], frames: dict[
                 **row, **against_dcp(row, dcp_ms), "network_ms_median": network_ms,
                 "pipeline_ms_median": pipeline_ms, "pipeline_ratio_to_dcp": pipeline_ms / dcp_ms,
                 "gmacs": gmacs, "gmac_per_s": gmac_per_s}
+            if on_cpu(variant):  # the threads its peak row was measured on: what the row ran on
+                rows[name]["threads"] = float(cpu_threads(variant, settings))
             if variant.backend == "torch":  # eager: each operation is a launch of its own
                 rows[name]["dispatched_ops"] = float(count_dispatched(lambda: pipeline(frame)))
     return rows
