@@ -86,7 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"network runtimes to try ({', '.join(RUNTIMES)}, or {INT8_RUNTIME}: a QDQ int8 "
                              "export on ONNX Runtime; default: the first three); those unavailable here are skipped "
                              "with a log line")
-    parser.add_argument("--device", default="auto", help="auto (the default), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto",
+                        help="auto (the default), cpu, cuda or cuda:N: the networks', chain's, fog's and train's "
+                             "(the detector target's rows run on ONNX Runtime's CPU provider whatever it says)")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per row (default 30)")
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="stop timing a row after this long (at least 3 runs; default 60 s); 0: no cap")
