@@ -18,7 +18,8 @@ import pytest
 
 from dgdehaze_core.cli import build_parser, main
 from dgdehaze_core.commands.dehaze_record import COMPARED
-from dgdehaze_core.io.images import mean_frame_rate, read_image
+from dgdehaze_core.io.images import read_image
+from dgdehaze_core.io.videos import mean_frame_rate
 
 
 def test_dehaze_folder_writes_images_and_skips_broken_files(shared_data: Path, tmp_path: Path):

@@ -21,8 +21,8 @@ from dgdehaze_core.commands.network_options import add_network_options, given_ne
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights, read_method
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_suffix, missing
-from dgdehaze_core.io.images import (SAMPLE_BITS, ImageError, ImageReader, VideoFrames, list_images, video_frame_count,
-                                     video_path, write_image)
+from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, ImageReader, list_images, write_image
+from dgdehaze_core.io.videos import VideoFrames, video_frame_count, video_path
 from dgdehaze_core.visualize import colorize_depth
 
 LOG = logging.getLogger(__name__)

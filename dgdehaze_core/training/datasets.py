@@ -27,8 +27,9 @@ from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
 from dgdehaze_core.io.folder_walk import linked_folders
-from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, ImageReader, ReadImage, VideoFrames,
-                                     images_under, is_hidden, read_image, video_frame_count)
+from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, ImageReader, ReadImage, images_under,
+                                     is_hidden, read_image)
+from dgdehaze_core.io.videos import VideoFrames, video_frame_count
 from dgdehaze_core.training.bag_frames import (BAG_SUFFIXES, bag_frame_indices, decoded_frames, is_bag_path,
                                                 read_bag_frames)
 from dgdehaze_core.training.recipe import ImageSource
