@@ -309,7 +309,12 @@ def test_a_video_write_that_fails_part_way_says_so_and_keeps_the_earlier_output(
 
     run = subprocess.run(command, capture_output=True, text=True, preexec_fn=small_files)
     assert run.returncode == 2 and "failed (a full disk or a file size limit?)" in run.stderr, run.stderr
+    assert "was left as it was" in run.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier, "the earlier videos stay, nothing is left"
+    fresh = tmp_path / "fresh"  # a first run: no earlier video to keep, and no empty --out left behind
+    run = subprocess.run([*command[:-1], str(fresh)], capture_output=True, text=True, preexec_fn=small_files)
+    assert run.returncode == 2 and "; nothing was written" in run.stderr, run.stderr
+    assert not fresh.exists()
 
 
 def test_a_full_disk_in_a_folder_names_the_output_and_how_to_go_on(tmp_path: Path) -> None:
@@ -412,7 +417,7 @@ def test_sigterm_stops_a_command_like_ctrl_c_and_leaves_no_half_written_file(sha
     run.send_signal(signal.SIGTERM)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 128 + signal.SIGTERM and "terminated (SIGTERM)" in stderr, stderr
-    assert list(out.iterdir()) == [], "the videos being written are removed, not left as .part files"
+    assert not out.exists(), "the videos being written are removed, not left as .part files, and the --out made"
     assert re.search(r"stopped after \d+ of 36 frames of clip\.mp4: a video's outputs are written whole, at its "
                      r"end, so none is kept", stderr), stderr
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -195,6 +196,7 @@ def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np
     fourcc = cv2.VideoWriter_fourcc(*"mp4v")
     total = video_frame_count(source) or None
     count = 0
+    made = not out.exists()
     try:  # from the first output file made: a stop at any point of the writing says so
         with atomic_path(out / f"{source.stem}_dehazed.mp4") as dehazed_path, \
                 atomic_path(out / f"{source.stem}_depth.mp4") as depth_path:
@@ -216,10 +218,14 @@ def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np
             for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
                 _check_video(path, count, out / f"{source.stem}_{target}.mp4")
             atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")  # before the outputs it names
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
-        LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none is "
-                    "kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
-                    source.name)
+    except BaseException as exc:  # a failed write, or Ctrl-C or SIGTERM
+        if made:  # the --out this run made, if nothing is in it
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        if isinstance(exc, KeyboardInterrupt):
+            LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none "
+                        "is kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
+                        source.name)
         raise
     if video.drift > 0.5 / fps:
         LOG.warning("%s has a variable frame rate: the dehazed videos show its frames at its mean rate, %.4g fps "
@@ -238,8 +244,9 @@ def _check_video(path: Path, frames: int, target: Path) -> None:
     open and hold every frame before it replaces `target`."""
     written = video_frame_count(path)
     if written != frames:
+        kept = f"{target} was left as it was" if target.exists() else "nothing was written"
         raise ImageError(f"writing {target} failed (a full disk or a file size limit?): the video holds "
-                         f"{written} of {frames} frames; {target} was left as it was")
+                         f"{written} of {frames} frames; {kept}")
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
