@@ -167,7 +167,7 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
 def _open_video(source: Path) -> tuple[VideoFrames, Iterator[np.ndarray], np.ndarray]:
     """The frames of the video `source`, its first read: ImageError, before a runtime is built (an export or a
     TensorRT engine takes minutes), for a file that does not open or whose first frame does not decode."""
-    video = VideoFrames(source)
+    video = VideoFrames(source, mean_rate=True)  # the rate its outputs are written at
     frames = iter(video)
     first = next(frames, None)
     if first is None:

@@ -43,8 +43,9 @@ class VideoFrames:
     number of the first frame that did not decode where a later one does (a damaged file, with a warning), None
     where the frames ended.
 
-    Once iteration has begun, `fps` is the mean frame rate (`mean_frame_rate`; 0 where neither the frames' times
-    nor the container give one) and `drift` the furthest (seconds) that the time of a frame read so far lies from
+    Once iteration has begun, `fps` is the frame rate (with `mean_rate`, the mean of the frames' times,
+    `mean_frame_rate`: a pass over the file's packets before its first frame; else the container's; 0 where neither
+    gives one) and `drift` the furthest (seconds) that the time of a frame read so far lies from
     where that constant rate, from the first frame's time, puts it: more than half a frame for a video of variable
     frame rate (a phone's).
 
@@ -57,8 +58,9 @@ class VideoFrames:
     LOOK_AHEAD = 8
     """Frames tried past one that did not decode."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, mean_rate: bool = False) -> None:
         self.path = Path(path)
+        self.mean_rate = mean_rate
         self.damaged_at: int | None = None
         self.fps = 0.0
         self.drift = 0.0
@@ -70,7 +72,7 @@ class VideoFrames:
             raise ImageError(f"{self.path} is not a readable video")
         rate = capture.get(cv2.CAP_PROP_FPS)
         rate = rate if 0 < rate < float("inf") else 0.0
-        self.fps = mean_frame_rate(self.path, rate)
+        self.fps = mean_frame_rate(self.path, rate) if self.mean_rate else rate
         read = 0
         start = last = gap = 0.0
         try:
