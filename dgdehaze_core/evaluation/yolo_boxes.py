@@ -52,8 +52,7 @@ def yolo_layouts(folder: Path) -> list[LabelledLayout]:
     if folder.parent.name == IMAGES or real.parent.name == IMAGES:
         split = folder if folder.parent.name == IMAGES else real
         pairs.append((folder, split.parent.parent / LABELS / split.name))
-    if any((place / name).is_file() for place in (folder, folder.parent) for name in (*YAML_NAMES, CLASSES_FILE)) \
-            or any(path.is_file() for place in (folder, folder.parent) for path in place.glob("*.names")):
+    if _names_files(folder) or _names_files(folder.parent):
         pairs.append((folder, folder))  # LabelImg's YOLO mode (classes.txt beside), CVAT's obj_train_data/
     found = []
     for photos, labels in pairs:
@@ -94,14 +93,20 @@ def _names_in(path: Path) -> dict[int, str]:
     return {key: coco_name(name) for key, name in names.items()}
 
 
+def _names_files(folder: Path) -> list[Path]:
+    """The files in `folder` that can name a YOLO set's classes, the first the one read: a data.yaml or
+    dataset.yaml, a classes.txt, then any *.names."""
+    files = [folder / name for name in (*YAML_NAMES, CLASSES_FILE) if (folder / name).is_file()]
+    return files + sorted(path for path in folder.glob("*.names") if path.is_file())
+
+
 def class_names(labels: Path) -> dict[int, str]:
     """The class names by id for the YOLO labels folder `labels`, from the nearest file the module's docstring
     names; ValueError naming what was looked for, and where, when there is none."""
     real = labels.resolve()
     folders = list(dict.fromkeys([labels, *labels.parents[:3], real, *real.parents[:3]]))
     for folder in folders:
-        files = [folder / name for name in (*YAML_NAMES, CLASSES_FILE) if (folder / name).is_file()]
-        files += sorted(path for path in folder.glob("*.names") if path.is_file())
+        files = _names_files(folder)
         if files:
             return _names_in(files[0])
     raise ValueError(f"{labels}: YOLO class ids need their names, and none was found: looked for "
