@@ -25,9 +25,8 @@ ROS_PARAMETERS = frozenset({"use_sim_time"})
 
 def read_params_file(path: Path, node_name: str = "dgdehaze") -> NodeSettings:
     """The settings a dgdehaze node named `node_name` (after its namespace if any: front/dgdehaze) starts with from
-    `path`, a ROS 2
-    parameters file (the `ros__parameters` of its sections that name the node, `_given`, as the node takes them from
-    --params-file), and its defaults for the rest. ValueError naming the file and the first problem:
+    `path`, a ROS 2 parameters file (the `ros__parameters` of its sections that name the node, `_given`, as the node
+    takes them from --params-file), and its defaults for the rest. ValueError naming the file and the first problem:
     no such file, no parameters file, no section for the node, a value of another type or out of its range, or a
     set the node refuses (`check_values`). Names that are no parameter of the node are warned of: the node ignores
     them, and a misspelt name leaves its parameter at the default."""

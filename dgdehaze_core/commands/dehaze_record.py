@@ -109,8 +109,8 @@ def check_replaced(out: Path, outputs: dict[Path, list[Path]]) -> None:
     unknown = sorted(output.name for output, source in made.items() if source is None)
     if unknown:
         LOG.warning("replacing %d outputs in %s (%s%s): no %s says which input wrote them (a folder written before "
-                    "run records named them, or a record that does not read)", len(unknown), out, ", ".join(unknown[:4]),
-                    " ..." if len(unknown) > 4 else "", out / RUN_RECORD)
+                    "run records named them, or a record that does not read)", len(unknown), out,
+                    ", ".join(unknown[:4]), " ..." if len(unknown) > 4 else "", out / RUN_RECORD)
 
 
 def with_made_from(record: dict[str, Any], out: Path, outputs: dict[Path, list[Path]]) -> dict[str, Any]:
