@@ -342,6 +342,37 @@ def test_a_full_disk_in_a_folder_names_the_output_and_how_to_go_on(tmp_path: Pat
     assert len(list(out.glob("b_*.png"))) == 2
 
 
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_writes(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs into one --out at once (a command started twice, two terminals) mixed their images under the record
+    of whichever wrote it last, so that a --resume took one run's outputs for the other's. The second is refused
+    while the first writes; the first's outputs and record are whole, and no lock file is left once it ends."""
+    import signal
+    import time
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(source / f"{index}.png"), np.random.default_rng(index).integers(0, 255, (96, 128, 3), np.uint8))
+    first = subprocess.Popen([sys.executable, "-m", "dgdehaze_core.cli", "dehaze", str(source), "--method", "dcp",
+                              "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "dehaze_run.json").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        first.send_signal(signal.SIGSTOP)  # held at its first image
+        assert (out / "dehaze_run.json").exists(), "the first run writes its record before its first output"
+        assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out)]) == 2  # the same command again
+        assert f"another dehaze run (pid {first.pid}) is writing into {out}" in capsys.readouterr().err
+    finally:
+        first.send_signal(signal.SIGCONT)
+        assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert sorted(p.name for p in out.iterdir()) == ["0_dehazed.png", "0_depth.png", "1_dehazed.png", "1_depth.png",
+                                                      "2_dehazed.png", "2_depth.png", "dehaze_run.json"]
+    assert json.loads((out / "dehaze_run.json").read_text())["method"] == "dcp"
+    assert main(["dehaze", str(source), "--method", "dcp", "--out", str(out), "--resume"]) == 0  # free again
+
+
 def test_a_folder_dehazed_into_itself_can_be_dehazed_again_and_resumed(shared_data: Path, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture) -> None:
     """--out the input folder: the run after the first (the --resume that Ctrl-C advises, or the same command

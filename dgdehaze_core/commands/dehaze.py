@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from dgdehaze_core.commands.network_options import add_network_options, given_ne
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights, read_method
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
 from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_suffix, missing
+from dgdehaze_core.io.folder_lock import folder_lock
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, ImageReader, list_images, write_image
 from dgdehaze_core.io.videos import VideoFrames, video_frame_count, video_path
 from dgdehaze_core.visualize import colorize_depth
@@ -149,7 +149,6 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
                 continue
             result = pipeline(frame)
             if written == 0 and record is not None:
-                out.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
             write_image(outputs[path][0], result.image)
             write_image(outputs[path][1], colorize_depth(result.depth))
@@ -196,8 +195,7 @@ def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np
     fourcc = cv2.VideoWriter_fourcc(*"mp4v")
     total = video_frame_count(source) or None
     count = 0
-    made = not out.exists()
-    try:  # from the first output file made: a stop at any point of the writing says so
+    try:  # a stop at any point of the writing says so
         with atomic_path(out / f"{source.stem}_dehazed.mp4") as dehazed_path, \
                 atomic_path(out / f"{source.stem}_depth.mp4") as depth_path:
             dehazed_writer = cv2.VideoWriter(video_path(dehazed_path), fourcc, fps, size)
@@ -218,14 +216,10 @@ def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np
             for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
                 _check_video(path, count, out / f"{source.stem}_{target}.mp4")
             atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")  # before the outputs it names
-    except BaseException as exc:  # a failed write, or Ctrl-C or SIGTERM
-        if made:  # the --out this run made, if nothing is in it
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        if isinstance(exc, KeyboardInterrupt):
-            LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none "
-                        "is kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
-                        source.name)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+        LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none "
+                    "is kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
+                    source.name)
         raise
     if video.drift > 0.5 / fps:
         LOG.warning("%s has a variable frame rate: the dehazed videos show its frames at its mean rate, %.4g fps "
@@ -282,6 +276,14 @@ def run(args: argparse.Namespace) -> int:
                          "): give a folder")
     if video and args.resume:
         raise ValueError("--resume is for a folder of images: a video's outputs are written whole, at its end")
+    with folder_lock(args.out, "--out", "dehaze run"):  # a second run into --out would mix its outputs and record
+        return _dehaze_into(args, paths, read, video)
+
+
+def _dehaze_into(args: argparse.Namespace, paths: list[Path], read: ImageReader, video: bool) -> int:
+    """`run`'s work once its input is checked and --out locked: dehaze the images `paths` of args.input (none:
+    args.input is a `video`) into args.out, or resume that."""
+    source: Path = args.input
     outputs = _outputs(source, paths, args.out, video)
     if source.is_dir() and (args.out / RUN_RECORD).is_file():  # --out is the input folder that a run filled
         built = _any_outputs(paths, args.out)
@@ -322,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     if expected is not None and record != expected:  # an export loaded is not the one checked: replaced since
         check_resumable(args.out, record)
     written = None if started else with_made_from(record, args.out, outputs)
-    if opened:  # --out is made by the first output written (atomic_path): an unreadable input leaves none
+    if opened:
         return _run_video(source, opened, args.out, pipeline, written, not args.no_progress)
     return _run_images(source, todo, outputs, read, pipeline, args.out, written, not args.no_progress,
                        len(paths) - len(todo))

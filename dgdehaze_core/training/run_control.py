@@ -7,7 +7,6 @@ run passed through and `--resume` continues the run it was cut from.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ from dgdehaze_core.cpu_threads import available_cpus
 from dgdehaze_core.exits import interruption
 from dgdehaze_core.io.atomic_files import check_folder_path
 from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.io.folder_lock import HELD_LOCKS, folder_lock
 from dgdehaze_core.training.run_files import source_commit
 
 LOG = logging.getLogger(__name__)
@@ -313,60 +313,16 @@ def _refuse_a_last_that_is_no_file(last_path: Path) -> None:
                                 "it away, or choose another --out folder")
 
 
-_HELD_LOCKS: dict[int, int] = {}
-"""The descriptors of the run folder locks `run_folder_lock` holds, with the process that took each: a forked
-DataLoader worker closes its copies (`quiet_loader_worker`), which would otherwise hold the lock past a training
-killed at once (SIGKILL, the OOM killer) until the worker noticed, seconds later."""
-
-
 @contextlib.contextmanager
 def run_folder_lock(run_dir: Path, writer: bool = True) -> Iterator[None]:
-    """While a training writes into `run_dir` no other may: a second one (the same --out twice) is refused with
-    FileExistsError instead of mixing its checkpoints and logs with the first's. Nothing on a rank that does not
-    write.
-
-    The folders it creates for `run_dir` are removed again when the training leaves nothing but its lock in them
-    (bad data, nothing to resume, a loss that went NaN before the first checkpoint): a failed run leaves no new
-    folder behind."""
+    """While a training writes into `run_dir` no other may (`folder_lock`): a second one (the same --out twice) is
+    refused with FileExistsError instead of mixing its checkpoints and logs with the first's, and a failed run
+    leaves no new folder behind. Nothing on a rank that does not write."""
     if not writer:
         yield
         return
-    check_folder_path(run_dir, "--out")
-    created = [place for place in (run_dir, *run_dir.parents) if not place.exists()]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = run_dir / ".lock"
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            raise FileExistsError(f"another training ({owner}) is writing into {run_dir}: wait for it to end, "
-                                  "or choose another --out folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        _HELD_LOCKS[handle.fileno()] = os.getpid()
-        try:
-            yield
-        finally:
-            del _HELD_LOCKS[handle.fileno()]
-            if created:
-                _remove_if_only_locked(lock_path, created)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _remove_if_only_locked(lock_path: Path, created: list[Path]) -> None:
-    """Remove `lock_path` and the folders `created` for it (innermost first) when its folder holds nothing else.
-    The caller still holds the lock, so a training that opened it a moment ago is refused; one that put a file
-    in meanwhile keeps its folder."""
-    with contextlib.suppress(OSError):
-        if [entry.name for entry in lock_path.parent.iterdir()] != [lock_path.name]:
-            return
-        lock_path.unlink()
-        for place in created:
-            place.rmdir()
+    with folder_lock(run_dir, "--out", "training"):
+        yield
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
@@ -466,11 +422,11 @@ def quiet_loader_worker(worker_id: int) -> None:
     saved. The worker lets its first SIGTERM pass; the next (a second stop of the group, or the end of a worker
     that did not stop: the DataLoader's, then multiprocessing's at exit) ends it with status 0, which the DataLoader
     takes for no failure: a worker killed by a signal has it raise its error in the training process, wherever that
-    is, its shutdown too. It closes its copies of the run folder lock (`_HELD_LOCKS`): the training's own keeps the
+    is, its shutdown too. It closes its copies of the run folder lock (`HELD_LOCKS`): the training's own keeps the
     folder locked while it lives, and a training killed at once leaves it free for its --resume."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _end_at_the_next_sigterm)
-    forked = [fd for fd, owner in _HELD_LOCKS.items() if owner != os.getpid()]  # not the training's own
+    forked = [fd for fd, owner in HELD_LOCKS.items() if owner != os.getpid()]  # not the training's own
     if forked:  # each pointed at /dev/null: the lock let go, the number still valid for the copied file object
         null = os.open(os.devnull, os.O_RDONLY)
         for fd in forked:
