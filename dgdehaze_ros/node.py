@@ -66,6 +66,7 @@ from std_msgs.msg import Header
 
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.detection.schedule import DetectionSchedule
+from dgdehaze_core.detection.stream_stamps import StreamStamps
 from dgdehaze_core.inference.backends.onnxruntime_backend import ARENA_KEEP_PIXELS
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.frame_chain import FrameChain
@@ -89,7 +90,6 @@ from dgdehaze_ros.node_logging import attribute_threads, not_on_a_node_logger, t
 from dgdehaze_ros.parameters import (COMPRESSED_OUTPUTS, SPEC_BY_NAME, NodeSettings, declare_parameters,
                                      integers_as_doubles, parameters_help, read_settings, unknown_overrides)
 from dgdehaze_ros.rclpy_compat import MESSAGE_INFO_CALLBACKS, PRE_SET_PARAMETERS_CALLBACKS, SubscriptionEventCallbacks
-from dgdehaze_ros.stream_stamps import StreamStamps
 from dgdehaze_ros.visibility_messages import FOG_PARAMETERS, fog_banner, visibility_msg
 
 if VISION_MSGS_AVAILABLE:

@@ -1,9 +1,9 @@
-"""The node's new-stream rule on frame stamps (dgdehaze_ros.stream_stamps), apart from ROS; tests/test_ros_tracking.py
-checks that the node's tracks follow it."""
+"""The node's new-stream rule on frame stamps (dgdehaze_core.detection.stream_stamps), apart from ROS;
+tests/test_ros_tracking.py checks that the node's tracks follow it."""
 from __future__ import annotations
 
+from dgdehaze_core.detection.stream_stamps import StreamStamps
 from dgdehaze_core.physics.visibility import OUT_OF_ORDER_S
-from dgdehaze_ros.stream_stamps import StreamStamps
 
 SECOND = 1_000_000_000
 NEWEST = 1_700_002_000 * SECOND + 800_000_000

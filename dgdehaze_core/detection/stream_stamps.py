@@ -1,4 +1,5 @@
-"""When a frame's stamp starts a new stream of frames for the tracker: the node's rule, apart from ROS."""
+"""When a frame's stamp starts a new stream of frames for the tracker: the node's rule, which bag-eval's offline
+evaluation follows too."""
 from __future__ import annotations
 
 from dgdehaze_core.physics.visibility import OUT_OF_ORDER_S
