@@ -2,10 +2,12 @@
 (one bag and a fleet) and through a node started with the file; an option given on the command line wins."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -46,14 +48,14 @@ def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_withou
                                                                                           "decoder")
     assert (args.conf, args.imgsz, args.input_bits) == (0.3, 320, 16), "an option given wins over the file"
     assert args.detector_extras == {"max_det": 3, "classes": ["car"]}
-    assert args.frame_settings == {"detection_input": "fused", "max_visibility": 150.0, "detection_interval": 3}
+    assert args.frame_settings == {"detection_input": "fused", "max_visibility": 150.0, "detection_interval": 3,
+                                   "tracker": "bytetrack"}
     assert (args.camera_height, args.camera_pitch, args.image_rectified, args.no_detection) == (1.5, 0.0, "true", True)
     assert notes == [
         f"evaluated with {params}'s working_height 240, radiance_floor 0.1, output decoder, camera_height 1.5, "
         "image_rectified True, max_visibility 150.0, detection_enabled False, detection_input fused, "
-        "detection_interval 3, imgsz 320, max_det 3, classes ['car'] (its parameters for /dgdehaze; an option given "
-        "wins over it)",
-        f"{params}'s tracker bytetrack not reproduced offline (bag-eval --node runs the node with them)"], \
+        "tracker bytetrack, detection_interval 3, imgsz 320, max_det 3, classes ['car'] (its parameters for "
+        "/dgdehaze; an option given wins over it)"], \
         "the report says which of the file's settings ran: not its threshold and input_bits, given as options"
     args, notes = _taken("--params-file", str(params), "--method", "dcp", "--node")
     assert (args.method, args.radiance_floor, args.network_output, notes) == ("dcp", None, None, []), \
@@ -64,11 +66,50 @@ def test_the_file_fills_the_options_not_given_and_names_what_offline_runs_withou
         image_settings(args)
     args, _ = _taken("--params-file", str(_params_file(tmp_path / "decoder.yaml", output="decoder")))
     assert image_settings(args) == {"output": "decoder"}, "the file's output alone reaches the offline network"
-    with pytest.raises(ValueError, match="tracker: not a frame-chain setting"):
-        FrameProcessor(None, None, settings={"tracker": "bytetrack"})
+    with pytest.raises(ValueError, match="base_frame: not a frame-chain setting"):
+        FrameProcessor(None, None, settings={"base_frame": "base_link"})
     args, notes = _taken()
     assert (args.method, args.conf, args.imgsz, args.input_bits, args.image_rectified, notes) == (
         None, 0.25, 640, 16, "auto", []), "without a file: the options' own defaults"
+
+
+def test_a_base_frame_is_named_as_not_reproduced_offline(tmp_path: Path) -> None:
+    """TF is not read offline: a file's base_frame runs at the node's default there, and the report says so."""
+    pytest.importorskip("tf2_ros", reason="the node takes a base_frame only with the Python tf2_ros")
+    params = _params_file(tmp_path / "robot.yaml", base_frame="base_link")
+    _, notes = _taken("--params-file", str(params))
+    assert notes[-1] == f"{params}'s base_frame base_link not reproduced offline (bag-eval --node runs the node " \
+                        "with them)", notes
+
+
+def test_offline_each_row_is_tracked_as_its_own_stream_and_a_frame_stamped_back_starts_a_new_one() -> None:
+    """A file's tracker ran only in the node: offline its figures were of untracked boxes (objects the node's
+    tracker has not confirmed yet counted), and one tracker for both rows would have followed two streams as one.
+    Each row has its own, and a frame stamped back in time (two drives in one bag, a camera's clock set back) starts
+    a new stream, as in the node: detected at once whatever the interval, its objects confirmed with new ids."""
+    from test_bag_io import DEMO_BAG as NIGHT_DRIVE, DEMO_TOPIC
+
+    from dgdehaze_core.bags.io import BagSource
+    from dgdehaze_core.detection.detector import Detector
+    from dgdehaze_core.inference.pipeline import load_pipeline
+
+    with BagSource(NIGHT_DRIVE) as source:  # a car in its frames 0 and 1, a train in 3
+        frames = list(source.frames(DEMO_TOPIC, max_frames=4))
+
+    def stamped(index: int, tenths: int):  # frame `index` of the drive at its first frame's stamp + tenths of a second
+        ns = frames[0].stamp_ns + tenths * 100_000_000
+        return dataclasses.replace(frames[index], header=SimpleNamespace(
+            stamp=SimpleNamespace(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id="camera"))
+
+    detector = Detector()
+    for interval in (1, 3):
+        processor = FrameProcessor(load_pipeline("dcp"), detector, settings={
+            "tracker": "bytetrack", "detection_interval": interval, "detection_input": "raw"})
+        records = [processor(stamped(index, tenths))[0] for index, tenths in ((0, 0), (1, 1), (3, -100))]
+        assert [r.detected for r in records] == [True, interval == 1, True], "a new stream is detected at once"
+        for row in ("hazy_detections", "dehazed_detections"):  # the raw frame in both: the same boxes, tracked apart
+            ids = [[d.track_id for d in getattr(r, row)] for r in records]
+            assert ids == ([[1], [1], [2]] if interval == 1 else [[1], [], [2]]), (interval, row, ids)
 
 
 def test_an_option_of_zero_wins_over_the_file(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample, sampl
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.detection.detector import Detection, Detector
+from dgdehaze_core.detection.stream_stamps import StreamStamps
+from dgdehaze_core.detection.tracking import BoxTracker
 from dgdehaze_core.inference.frame_chain import FrameChain, FrameOutput
 from dgdehaze_core.inference.pipeline import DehazePipeline, load_pipeline, method_weights
 from dgdehaze_core.io.atomic_files import atomic_path
@@ -154,13 +156,16 @@ def _or_fallback(method: str | None, default: str | None, load: Callable[[str, R
         return load(FALLBACK_METHOD, None)
 
 
-def timed_detect(detector: Detector | None, image: np.ndarray) -> tuple[list[Detection], float]:
-    """`detector`'s detections on `image` and the milliseconds they took; without a detector none, and NaN ms: no
-    time was measured (the hazy row's latency reads n/a, not 0)."""
+def timed_detect(detector: Detector | None, image: np.ndarray,
+                 tracks: BoxTracker | None = None) -> tuple[list[Detection], float]:
+    """`detector`'s detections on `image` (followed by `tracks`, where given) and the milliseconds they took;
+    without a detector none, and NaN ms: no time was measured (the hazy row's latency reads n/a, not 0)."""
     if detector is None:
         return [], float("nan")
     start = time.perf_counter()
     detections = detector(image)
+    if tracks is not None:
+        detections = tracks(detections, image)
     return detections, (time.perf_counter() - start) * 1000.0
 
 
@@ -174,7 +179,7 @@ ROAD_SETTINGS = ("road_region", "road_max_distance")
 LOGGED_SKIPS = 3
 """How many frames that do not decode the log names one by one: a bag of thousands in an encoding nothing reads
 would fill the terminal (the report and summary.json list them all, and the end says how many)."""
-FRAME_SETTINGS = (*DETECTION_SETTINGS, *FOG_SETTINGS, *ROAD_SETTINGS)
+FRAME_SETTINGS = (*DETECTION_SETTINGS, *FOG_SETTINGS, *ROAD_SETTINGS, "tracker")
 """The node's parameters of its frame chain, beside the pipeline's, the detector's and the mounting's, that an
 offline evaluation takes (`FrameProcessor`'s `settings`, by the node's names)."""
 
@@ -182,9 +187,11 @@ offline evaluation takes (`FrameProcessor`'s `settings`, by the node's names).""
 class FrameProcessor:
     """The node's frame chain in process (every frame detected, on the dehazed image, unless `settings` say
     otherwise: with a `detection_interval` of N the drive's frames 0, N, 2N, ... alone, and the hazy baseline on
-    the same frames; with a camera mounting, the fog measured as the node measures it, on the road users of the previous
-    frame's detection or else on the road, with the bag's camera_info), plus the detector on the hazy frame as the
-    baseline the report compares against. `rectified`: whether the frames are rectified, raw (False: their lens
+    the same frames, counted anew from a frame stamped back in time as the node counts (`StreamStamps`); with a
+    `tracker`, each row's detections followed by a tracker of its own, which such a frame restarts; with a camera
+    mounting, the fog measured as the node measures it, on the road users of the previous frame's detection or else
+    on the road, with the bag's camera_info), plus the detector on the hazy frame as the baseline the report
+    compares against. `rectified`: whether the frames are rectified, raw (False: their lens
     distortion is undone) or not known (None: taken as rectified), as `lens.frames_rectified` tells. `settings`: the
     node's parameters of FRAME_SETTINGS that differ from its defaults, by name (ValueError for another)."""
 
@@ -203,7 +210,12 @@ class FrameProcessor:
             smoothing = {FOG_SETTINGS[name]: value for name, value in settings.items() if name in FOG_SETTINGS}
             fog = VisibilityEstimator(dataclasses.replace(mounting, **road), **smoothing)
         detecting = {DETECTION_SETTINGS[name]: value for name, value in settings.items() if name in DETECTION_SETTINGS}
-        self.chain = FrameChain.build(pipeline, detector, fog=fog, **detecting)
+        tracker = settings.get("tracker") if detector is not None else None
+        self._tracks = (BoxTracker(tracker), BoxTracker(tracker)) if tracker else None
+        """The dehazed row's tracker and the hazy row's: each row is a stream of its own."""
+        self._stamps = StreamStamps()
+        self.chain = FrameChain.build(pipeline, detector, fog=fog, tracks=self._tracks[0] if self._tracks else None,
+                                      **detecting)
         self._warm = False
 
     def __call__(self, frame: BagFrame) -> tuple[FrameRecord, FrameOutput]:
@@ -213,10 +225,15 @@ class FrameProcessor:
         info = frame.camera_info
         intrinsics = intrinsics_of(info, frame.image.shape[:2], raw=self.rectified is False) \
             if info is not None else None
+        if self._stamps.starts_stream(frame.stamp_ns) and self.chain.schedule is not None:  # the node's new stream
+            self.chain.schedule.reset()
+            for tracks in self._tracks or ():
+                tracks.reset()
         output = self.chain(frame.image, intrinsics, frame.stamp_ns * 1e-9)
         result, detected = output.result, output.detected
         ran = detected.fresh or self.chain.schedule is None
-        hazy_detections, hazy_ms = timed_detect(self.detector, frame.image) if ran else ([], math.nan)
+        hazy_detections, hazy_ms = timed_detect(self.detector, frame.image, self._tracks and self._tracks[1]) \
+            if ran else ([], math.nan)
         record = FrameRecord(
             index=frame.index, stamp_ns=frame.stamp_ns, log_time_ns=frame.log_time_ns,
             haze_density_hazy=float(result.haze_density),

@@ -23,10 +23,9 @@ node's default (a default would read as an option given, which dcp refuses)."""
 DETECTOR_EXTRAS = ("iou", "max_det", "classes")
 """The node's detector parameters without an option: a file's value reaches the detector (`Detector`'s keyword
 arguments of the same names)."""
-NOT_OFFLINE = ("tracker", "base_frame")
-"""Node parameters that change the figures and that the offline evaluation does not take (a tracker would follow
-both rows' detections as one stream; TF is not read offline): a file that sets one is evaluated without it, and the
-report says so (--node runs the node with it)."""
+NOT_OFFLINE = ("base_frame",)
+"""Node parameters that change the figures and that the offline evaluation does not take (TF is not read offline):
+a file that sets one is evaluated without it, and the report says so (--node runs the node with it)."""
 PASSED_AFTER = ("camera_height", "camera_pitch", "image_rectified", "working_width", "working_height",
                 *NETWORK_PARAMETERS)
 """The parameters bag-eval gives a started node from the options after --node-param's (the detector's it leaves to
@@ -43,7 +42,7 @@ def add_params_file_option(parser: argparse.ArgumentParser) -> None:
                         help="the node's parameters file (config/dgdehaze.yaml's layout; the file ros2 launch's "
                              "params_file takes), read and checked as the node reads it: offline, the method and "
                              "the network's, the detector's, the frame chain's and the camera's settings it gives "
-                             "are evaluated (the report names them, and the two offline runs without: tracker, "
+                             "are evaluated (the report names them, and the one offline runs without: "
                              "base_frame); with --node the node is started with it. An option "
                              "given here wins over the file. Needs ROS 2's rclpy")
     parser.set_defaults(option_defaults={dest: parser.get_default(dest) for dest in DEFAULTED},

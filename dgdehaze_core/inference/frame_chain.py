@@ -25,6 +25,7 @@ import numpy as np
 from dgdehaze_core.detection.detector import Detection, Detector, median_depth
 from dgdehaze_core.detection.fusion import FrameDetector
 from dgdehaze_core.detection.schedule import DetectionSchedule
+from dgdehaze_core.detection.tracking import BoxTracker
 from dgdehaze_core.inference.dehaze_result import DehazeResult
 from dgdehaze_core.inference.pipeline import DehazePipeline
 from dgdehaze_core.io.images import to_bgr8
@@ -91,13 +92,13 @@ UNKNOWN_POSITION = (math.nan, math.nan, math.nan)
 
 
 def detection_schedule(detector: Detector, interval: int = 1, detection_input: str = "dehazed",
-                       contrast: bool = False) -> DetectionSchedule:
+                       contrast: bool = False, tracks: BoxTracker | None = None) -> DetectionSchedule:
     """The detector as a chain runs it: every `interval`-th frame, on `detection_input`, with the local contrast
     equalised first when `contrast` (see `detection.fusion.FrameDetector`), never more boxes than the detector's
-    `max_det` as it stands at each frame. A caller that swaps its pipeline keeps the schedule, so the count of
-    frames goes on."""
-    return DetectionSchedule(FrameDetector(detector.detect, detection_input, contrast=contrast,
-                                           track=detector.track if detector.tracker else None,
+    `max_det` as it stands at each frame, its boxes followed by `tracks` (default: the detector's own tracker, if
+    it has one). A caller that swaps its pipeline keeps the schedule, so the count of frames goes on."""
+    track = tracks if tracks is not None else detector.track if detector.tracker else None
+    return DetectionSchedule(FrameDetector(detector.detect, detection_input, contrast=contrast, track=track,
                                            max_det=lambda: detector.max_det), interval)
 
 
@@ -114,10 +115,11 @@ class FrameChain:
     @classmethod
     def build(cls, pipeline: DehazePipeline, detector: Detector | None = None, interval: int = 1,
               detection_input: str = "dehazed", fog: VisibilityEstimator | None = None,
-              contrast: bool = False) -> FrameChain:
-        """A chain that detects every `interval`-th frame on `detection_input`, `contrast` as in
+              contrast: bool = False, tracks: BoxTracker | None = None) -> FrameChain:
+        """A chain that detects every `interval`-th frame on `detection_input`, `contrast` and `tracks` as in
         `detection_schedule`, and, with `fog`, measures the fog."""
-        schedule = None if detector is None else detection_schedule(detector, interval, detection_input, contrast)
+        schedule = None if detector is None else detection_schedule(detector, interval, detection_input, contrast,
+                                                                    tracks)
         return cls(pipeline, schedule, fog)
 
     def dehaze(self, frame: np.ndarray) -> DehazedFrame:
