@@ -471,6 +471,9 @@ class DehazeNode(ModelReloads, LifecycleNode):
             return SetParametersResult(successful=False, reason=f"{', '.join(deleted)} cannot be deleted: set a value "
                                                                 "instead (classes: [] for every class)")
         changes = {p.name: p.value for p in parameters if p.name in SPEC_BY_NAME}
+        if not changes:  # rclpy's own (use_sim_time), and the qos_overrides each publisher and subscription declares:
+            # nothing of the node's to check (the running set checked again failed an activate on a file gone since)
+            return SetParametersResult(successful=True)
         reverting = hasattr(self._reverting, "generation")
         with self._lock:
             if reverting and self._stale(self._reverting.generation):  # checked and applied under the one lock

@@ -234,6 +234,25 @@ def test_after_cleanup_a_parameter_change_loads_nothing_until_the_next_configure
         cleaned.destroy_node()
 
 
+def test_a_weights_file_removed_after_configure_does_not_fail_the_activation(session: RosSession,
+                                                                             tmp_path: Path) -> None:
+    """The first activate declares the subscriptions' qos_overrides parameters, and rclpy hands each declaration to
+    the node's parameter callback: it checked the whole running set again, so a weights file removed or moved
+    after configure loaded it (an update, a drive unmounted) failed the activation with 'weights: no such file ...:
+    qos_overrides./camera_info.subscription.history', the network in memory."""
+    weights = tmp_path / "mine.pt"
+    shutil.copy(shipped_weights_path("lite"), weights)
+    moved = create_node({"weights": str(weights), "backend": "torch", "detection_enabled": False}, name="moved",
+                        context=session.context, activate=False)
+    try:
+        assert moved.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        weights.unlink()
+        assert moved.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert len(moved._inputs) == 2, "the image and camera_info subscriptions"
+    finally:
+        moved.destroy_node()
+
+
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
 def test_a_detector_that_cannot_load_at_configure_leaves_the_dehazer_running_and_says_why(
