@@ -12,7 +12,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
@@ -267,7 +267,9 @@ def integers_as_doubles(parameters: list[Parameter]) -> list[Parameter]:
             if p.name in DOUBLE_NAMES and p.type_ == Parameter.Type.INTEGER else p for p in parameters]
 
 
-def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:
+def _check_file(name: str, value: str, suffixes: tuple[str, ...], read: bool) -> str | None:
+    """Why the file parameter `name` cannot take `value`: a suffix not in `suffixes`, or, where it is `read`, no
+    such file."""
     if not value:
         return None
     try:
@@ -276,6 +278,8 @@ def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:
         return f"{name}: {value!r} cannot be found ({exc})"
     if file_suffix(path) not in suffixes:
         return f"{name} must be a {' / '.join(suffixes)} file, got {value!r}"
+    if not read:
+        return None
     try:
         found = path.is_file()
     except OSError as exc:  # a name too long for the file system, a folder this process may not enter
@@ -285,19 +289,35 @@ def _check_file(name: str, value: str, suffixes: tuple[str, ...]) -> str | None:
     return None
 
 
-def check_values(values: Mapping[str, Any]) -> str | None:
-    """Why this full set of parameter values is invalid, or None when it is valid."""
+def files_read(changed: Collection[str] | None) -> frozenset[str]:
+    """The file parameters whose files a change of the parameters `changed` loads (None: both, as a configure
+    does): `weights` (or `model`'s shipped weights) where it reloads the pipeline, `detector_weights` where it
+    reloads the detector or enables detection."""
+    if changed is None:
+        return frozenset(("weights", "detector_weights"))
+    loads = {component for name in changed for component in SPEC_BY_NAME[name].reloads}
+    if "detection_enabled" in changed:
+        loads.update(DETECTOR)
+    return frozenset(name for name, component in (("weights", "pipeline"), ("detector_weights", "detector"))
+                     if component in loads)
+
+
+def check_values(values: Mapping[str, Any], read: Collection[str] = files_read(None)) -> str | None:
+    """Why this full set of parameter values is invalid, or None when it is valid. The files of the file
+    parameters in `read` must exist (`files_read`): a file removed after its model loaded (an update, a drive
+    unmounted) refuses no change but one that would load it again, the model running from memory."""
     for name, value in values.items():
         spec = SPEC_BY_NAME.get(name)
         if spec is not None and spec.choices and value not in spec.choices:
             return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
     if not DEVICE_PATTERN.match(str(values["device"])):
         return f"device must be cpu, cuda, cuda:N or N, got {values['device']!r}"
-    problem = (_check_file("weights", values["weights"], WEIGHTS_SUFFIXES)
-               or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine")))
+    problem = (_check_file("weights", values["weights"], WEIGHTS_SUFFIXES, "weights" in read)
+               or _check_file("detector_weights", values["detector_weights"], (".pt", ".onnx", ".engine"),
+                              "detector_weights" in read))
     if problem:
         return problem
-    problem = _check_runtime(values)
+    problem = _check_runtime(values, "weights" in read)
     if problem:
         return problem
     rectified = values["image_rectified"]
@@ -315,11 +335,11 @@ def check_values(values: Mapping[str, Any]) -> str | None:
     return _check_mounting(values)
 
 
-def _check_runtime(values: Mapping[str, Any]) -> str | None:
+def _check_runtime(values: Mapping[str, Any], read_weights: bool) -> str | None:
     """What can be told before loading: a CUDA device exists (the network and the detector run on it), the
-    network's backend runs here (checked for dcp too, so the value read back is one that would run), and a
-    `model` without `weights` has shipped weights. What only loading can tell
-    is reverted by the node when it fails."""
+    network's backend runs here (checked for dcp too, so the value read back is one that would run), and, where
+    the weights are read (`read_weights`), a `model` without `weights` has shipped weights. What only loading can
+    tell is reverted by the node when it fails."""
     device, backend = str(values["device"]), values["backend"]
     weights = Path(values["weights"])
     source = NetworkSource(file=weights) if file_suffix(weights) in FILE_RUNTIMES else None  # an export: no torch
@@ -339,7 +359,8 @@ def _check_runtime(values: Mapping[str, Any]) -> str | None:
             choose_backend(backend, device, log=False)
     except (ValueError, BackendUnavailable) as exc:
         return f"backend {backend!r} on device {device!r}: {exc}"
-    if values["model"] != "dcp" and not values["weights"] and not shipped_weights_path(values["model"]).is_file():
+    if read_weights and values["model"] != "dcp" and not values["weights"] \
+            and not shipped_weights_path(values["model"]).is_file():
         return (f"model {values['model']!r} has no shipped weights ({shipped_weights_path(values['model']).name}); "
                 "give its weights file in `weights`")
     return None
@@ -432,8 +453,8 @@ def _current(node: Node, name: str) -> Any:
 
 def read_settings(node: Node, changes: Mapping[str, Any] | None = None,
                   base: NodeSettings | None = None) -> NodeSettings:
-    """The node's current parameters, or `base` when given, with `changes` applied on top; ValueError says what is
-    invalid."""
+    """The node's current parameters, or `base` when given (the set running), with `changes` applied on top;
+    ValueError says what is invalid. Over `base`, the files checked are those the changes load (`files_read`)."""
     values = dict(base.values) if base is not None else {spec.name: _current(node, spec.name) for spec in SPECS}
     values.update(changes or {})
     classes = values["classes"]
@@ -441,7 +462,7 @@ def read_settings(node: Node, changes: Mapping[str, Any] | None = None,
         values["classes"] = []
     elif not isinstance(classes, (str, bytes, int, float)):
         values["classes"] = list(classes)  # rclpy gives an integer list as an array; check_values refuses a scalar
-    problem = check_values(values)
+    problem = check_values(values, files_read(None if base is None else changes or {}))
     if problem:
         raise ValueError(problem)
     values["classes"] = [str(c) for c in values["classes"]]

@@ -253,6 +253,26 @@ def test_a_weights_file_removed_after_configure_does_not_fail_the_activation(ses
         moved.destroy_node()
 
 
+def test_a_weights_file_removed_after_it_loaded_refuses_only_the_changes_that_would_load_it(session: RosSession,
+                                                                                            tmp_path: Path) -> None:
+    """Each change checked the whole running set: once the weights file the network was loaded from was gone (an
+    update, a drive unmounted), every change was refused with 'weights: no such file', a threshold for the night
+    too, though the network runs from memory. Only a change that loads the file again is refused for it."""
+    weights = tmp_path / "mine.pt"
+    shutil.copy(shipped_weights_path("lite"), weights)
+    moved = create_node({"weights": str(weights), "backend": "torch", "detection_enabled": False},
+                        name="moved_weights", context=session.context)
+    try:
+        weights.unlink()
+        set_ok(moved, threshold=0.4, camera_height=1.5)
+        for change in ({"working_width": 320}, {"weights": str(tmp_path / "other.pt")}):
+            result = moved.set_parameters_atomically([Parameter(k, value=v) for k, v in change.items()])
+            assert not result.successful and "no such file" in result.reason, (change, result.reason)
+        assert moved.get_parameter("threshold").value == 0.4 and moved.get_parameter("working_width").value == 0
+    finally:
+        moved.destroy_node()
+
+
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
 def test_a_detector_that_cannot_load_at_configure_leaves_the_dehazer_running_and_says_why(
