@@ -289,14 +289,14 @@ def _check_file(name: str, value: str, suffixes: tuple[str, ...], read: bool) ->
     return None
 
 
-def files_read(changed: Collection[str] | None) -> frozenset[str]:
-    """The file parameters whose files a change of the parameters `changed` loads (None: both, as a configure
-    does): `weights` (or `model`'s shipped weights) where it reloads the pipeline, `detector_weights` where it
-    reloads the detector or enables detection."""
-    if changed is None:
+def files_read(changes: Mapping[str, Any] | None) -> frozenset[str]:
+    """The file parameters whose files a change to `changes` loads (None: both, as a configure does): `weights` (or
+    `model`'s shipped weights) where it reloads the pipeline, `detector_weights` where it reloads the detector or
+    turns detection on."""
+    if changes is None:
         return frozenset(("weights", "detector_weights"))
-    loads = {component for name in changed for component in SPEC_BY_NAME[name].reloads}
-    if "detection_enabled" in changed:
+    loads = {component for name in changes for component in SPEC_BY_NAME[name].reloads}
+    if changes.get("detection_enabled"):
         loads.update(DETECTOR)
     return frozenset(name for name, component in (("weights", "pipeline"), ("detector_weights", "detector"))
                      if component in loads)

@@ -275,6 +275,26 @@ def test_a_weights_file_removed_after_it_loaded_refuses_only_the_changes_that_wo
 
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
+def test_detection_is_turned_off_after_its_detector_file_is_gone_and_on_again_only_with_one(session: RosSession,
+                                                                                           tmp_path: Path) -> None:
+    """With the detector's file gone (an update, a drive unmounted), `detection_enabled: false` was refused with
+    'detector_weights: no such file': turning detection off loads nothing."""
+    weights = tmp_path / "detector.onnx"
+    shutil.copy(default_detector_weights(), weights)
+    detecting = create_node({"model": "dcp", "detector_weights": str(weights), "detector_precision": "file"},
+                            name="detector_gone", context=session.context)
+    try:
+        assert detecting._detector is not None
+        weights.unlink()
+        set_ok(detecting, detection_enabled=False)
+        (result,) = detecting.set_parameters([Parameter("detection_enabled", value=True)])
+        assert not result.successful and "detector_weights: no such file" in result.reason, result.reason
+    finally:
+        detecting.destroy_node()
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
+                    reason="needs vision_msgs and the shipped detector weights")
 def test_a_detector_that_cannot_load_at_configure_leaves_the_dehazer_running_and_says_why(
         session: RosSession) -> None:
     broken = create_node({"model": "dcp", "classes": ["unicorn"]}, name="nodetector", context=session.context)
