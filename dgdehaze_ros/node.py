@@ -572,14 +572,16 @@ class DehazeNode(ModelReloads, LifecycleNode):
                                             lambda: self.count_publishers(self._camera_info_topic()) > 0)
 
     def _process_while_up(self, frame: IncomingFrame) -> bool:
-        """`_process`; a frame that fails because ROS shut the node's context down under it is skipped quietly.
-        Ctrl-C and SIGTERM (`ros2 launch`'s stop) have rclpy's signal handler end the context at once, while a frame
-        may be in progress: its outputs can no longer be published, and its ERROR and traceback were all the stop
-        printed."""
+        """`_process`; a frame that fails because ROS shut the node's context down under it, or a cleanup or shutdown
+        released its outputs under it, is skipped quietly. Ctrl-C and SIGTERM (`ros2 launch`'s stop) have rclpy's
+        signal handler end the context at once, while a frame may be in progress: its outputs can no longer be
+        published, and its ERROR and traceback were all the stop printed. A frame stuck past the waits of a
+        deactivate and a cleanup (a GPU hang) went on into the outputs the cleanup had destroyed (a KeyError)."""
+        generation = self._generation
         try:
             return self._process(frame)
         except Exception:
-            if self.context.ok():
+            if self.context.ok() and generation == self._generation:
                 raise
             return False
 

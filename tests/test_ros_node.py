@@ -657,6 +657,53 @@ def test_an_activate_while_a_frame_the_deactivate_gave_up_on_still_runs_fails_at
         session.remove(node)
 
 
+class NetworkStuck(DehazeNode):
+    """A node whose dehazing of a frame waits, once `stuck` is set, until the test opens `gate` (a GPU hang)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.stuck, self.gate = threading.Event(), threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def _load_pipeline(self, settings):  # type: ignore[no-untyped-def]
+        pipeline = super()._load_pipeline(settings)
+        node = self
+
+        class Stuck:
+            method, backend, weights_summary = pipeline.method, pipeline.backend, pipeline.weights_summary
+
+            def __call__(self, frame):  # type: ignore[no-untyped-def]
+                node.stuck.set()
+                node.gate.wait(10.0)
+                return pipeline(frame)
+
+        return Stuck()
+
+
+def test_a_frame_that_outlives_the_cleanup_of_its_node_is_skipped_not_failed(session: RosSession,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame stuck in its network past the deactivate's and the cleanup's waits went on, once freed, into the
+    outputs the cleanup had destroyed: 'processing failed' with a KeyError traceback and frames_failed, a fault in
+    the node by its own account, for an orderly cleanup."""
+    monkeypatch.setattr(node_module, "FRAME_WAIT_S", 0.2)
+    node = NetworkStuck("outlived_dgdehaze", context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("detection_enabled", value=False)])
+    session.add(node)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(415)), {})
+        assert node.stuck.wait(5.0)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS  # gave up waiting for the frame
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS  # gave up too, and released the outputs
+        node.gate.set()
+        assert wait_until(lambda: not node.worker.running, 10.0)
+        counts = node.worker.counts()
+        assert (counts.failed, counts.skipped) == (0, 1), counts
+    finally:
+        node.gate.set()
+        session.remove(node)
+
+
 def test_a_transition_that_raises_leaves_the_node_unconfigured_holding_nothing_and_a_new_configure_runs_clean(
         session: RosSession) -> None:
     """rclpy's LifecycleNode turns an exception in a transition callback into ERROR and, with no on_error of the
