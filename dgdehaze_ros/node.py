@@ -111,8 +111,9 @@ every frame would cost more and could miss the few bright pixels of a night scen
 frames would leave the WARN on after input_bits is set right."""
 NARROW_REMEDY = "set the parameter input_bits: 12 (said once per activation; a WARN on /diagnostics while it holds)"
 FRAME_WAIT_S = 5.0
-"""How long a deactivate waits for the frame in progress to end, and an activate for one a deactivate left running
-(an activate that finds it still running fails, the node inactive: it never hangs on a stuck frame)."""
+"""How long a deactivate, a cleanup or a shutdown waits for the frame in progress to end, and an activate for one a
+deactivate left running (an activate that finds it still running fails, the node inactive: it never hangs on a
+stuck frame)."""
 LOADER_STOP_WAIT_S = 3.0
 """How long `destroy_node` waits for a background model load to end. One that takes longer (an ONNX export, a
 TensorRT build) is abandoned, its result dropped: stopping the node never waits minutes, and ends before
@@ -394,7 +395,6 @@ class DehazeNode(ModelReloads, LifecycleNode):
 
     @_logs_its_exception
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.worker.stop()
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -432,10 +432,11 @@ class DehazeNode(ModelReloads, LifecycleNode):
         return self.worker.running or bool(self._loaders)
 
     def _release(self) -> None:
-        """Unconfigure: stop the worker, free the models, subscriptions, publishers and timer. A background load
-        still running is dropped, not waited for (a TensorRT build takes minutes): it ends on its own, its result
-        unused, and the next configure's reloads run in a loader of their own."""
-        self.worker.stop()
+        """Unconfigure: stop the worker (a frame in progress waited for up to FRAME_WAIT_S), free the models,
+        subscriptions, publishers and timer. A background load still running is dropped, not waited for (a TensorRT
+        build takes minutes): it ends on its own, its result unused, and the next configure's reloads run in a
+        loader of their own."""
+        self.worker.stop(FRAME_WAIT_S)
         with self._lock:
             self._settings = None  # unconfigured: a parameter change loads nothing until the next configure
             self._pending_reloads.clear()

@@ -704,6 +704,27 @@ def test_a_frame_that_outlives_the_cleanup_of_its_node_is_skipped_not_failed(ses
         session.remove(node)
 
 
+def test_a_shutdown_waits_for_a_stuck_frame_once(session: RosSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ros2 lifecycle set ... shutdown` with a frame stuck in its network (a GPU hang) waited for it twice, 5 s in
+    on_shutdown and 5 s more in the release after it, blocking the lifecycle service and the executor 10 s."""
+    monkeypatch.setattr(node_module, "FRAME_WAIT_S", 0.2)
+    node = NetworkStuck("stuck_shutdown_dgdehaze", context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("detection_enabled", value=False)])
+    session.add(node)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(416)), {})
+        assert node.stuck.wait(5.0)
+        started = time.monotonic()
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        assert time.monotonic() - started < 2.0, "the shutdown waited more than once for the stuck frame"
+        assert node._pipeline is None and not node._inputs
+    finally:
+        node.gate.set()
+        session.remove(node)
+
+
 def test_a_transition_that_raises_leaves_the_node_unconfigured_holding_nothing_and_a_new_configure_runs_clean(
         session: RosSession) -> None:
     """rclpy's LifecycleNode turns an exception in a transition callback into ERROR and, with no on_error of the
