@@ -392,6 +392,35 @@ def test_a_mounting_tf_refuses_each_frame_is_warned_of_once(node: DehazeNode, ca
     assert fog.diagnostics()["visibility"].endswith(f"got {fog.tf.height}"), "/diagnostics has the latest reason"
 
 
+@pytest.mark.parametrize("pitch", [1.0, -1.0])
+def test_a_camera_pitch_that_puts_the_horizon_outside_the_frame_is_warned_of_once_as_perhaps_degrees(
+        node: DehazeNode, capfd: pytest.CaptureFixture, pitch: float) -> None:
+    """camera_pitch 1.0 meant as 1 degree is a camera 57 degrees nose down: every pixel of a road camera's frame, its
+    sky included, was taken as road within a few metres, and ~/visibility read 14 m in 80 m fog on kitti-seq, ~/depth
+    and detection distances a fifth of the LiDAR's, without a word. The node now says once that the horizon lies
+    above the frame (or below it, nose up: no road in view) and that the pitch is in radians; an ordinary pitch says
+    nothing."""
+    from dgdehaze_core.inference.frame_chain import FrameChain
+    from dgdehaze_core.inference.pipeline import load_pipeline
+    from dgdehaze_ros.fog_measurement import FogMeasurement
+    from dgdehaze_ros.parameters import NodeSettings, read_settings
+
+    dehazed = None
+    for camera_pitch, said in ((0.05, 0), (pitch, 1)):
+        fog = FogMeasurement(node)
+        fog.restart(NodeSettings({**read_settings(node).values, "camera_height": HEIGHT_M,
+                                  "camera_pitch": camera_pitch}))
+        chain = FrameChain(load_pipeline("dcp"), fog=fog.estimator_for_frame("camera_optical_frame"))
+        dehazed = dehazed or chain.dehaze(foggy_road(60.0)[0])
+        capfd.readouterr()
+        for index in range(3):
+            fog.measure(chain, dehazed, camera_info(WIDTH, HEIGHT), stamped_header(500 + index))
+        warned = [line for line in capfd.readouterr().err.splitlines() if "horizon" in line]
+        assert len(warned) == said, warned
+    assert ("above" if pitch > 0 else "below") in warned[0] and "57 degrees" in warned[0], warned[0]
+    assert "camera_pitch is in radians" in warned[0] and "1 degree is 0.017 rad" in warned[0], warned[0]
+
+
 def test_camera_info_notes_that_change_every_frame_are_kept_to_a_bound_and_throttled(
         node: DehazeNode, capfd: pytest.CaptureFixture) -> None:
     """A camera_info whose distortion model is another text in every message (with D not zero) logged a warning a

@@ -320,6 +320,18 @@ def road_depth(y: np.ndarray | float, mounting: Mounting) -> np.ndarray:
         return np.where(fall > 1e-9, mounting.height / np.maximum(fall, 1e-9), np.nan)
 
 
+def horizon_outside(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mounting) -> str:
+    """Where the horizon lies for a frame of `shape` when it is not in view: "above" the frame where every pixel's
+    ray meets the road (a camera pitched down past half its field of view: the sky, if any, is taken as road), "below"
+    where none does (pitched up past it: no road in view), "" where it lies within the frame."""
+    _, y = pixel_rays(shape, intrinsics)
+    fall = np.asarray(y, np.float64) * math.cos(mounting.pitch) + math.sin(mounting.pitch)  # as `road_depth`'s
+    fall = fall[np.isfinite(fall)]
+    if not fall.size:
+        return ""
+    return "above" if fall.min() > 1e-9 else "below" if fall.max() <= 1e-9 else ""
+
+
 def ground_range(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mounting) -> np.ndarray:
     """Distance (m) along each pixel's ray to a flat road `mounting.height` below the camera (`road_depth` along
     the ray); NaN at and above the horizon."""
