@@ -75,6 +75,8 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
     started = [note for note in json.loads(summary)["notes"] if note.startswith("the node started with ")]
     assert len(started) == 1 and "camera_height:=1.5" in started[0] and "input_bits:=16" in started[0], started
     assert (out / "report.html").is_file() and (out / "node.log").is_file()
+    assert "no camera_info has arrived" not in (out / "node.log").read_text(), \
+        "the warm-up frame went without the bag's camera_info: the node's log said the bag had none"
     # the node's depth (4 bytes a pixel) crosses whole, not as UDP fragments whose repair adds seconds to latencies;
     # on a machine whose /dev/shm has no room for the profile, both stay on Fast DDS defaults and the report says so
     # (with the room free when the node looked, which the tests beside this one change)

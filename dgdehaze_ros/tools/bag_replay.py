@@ -556,7 +556,14 @@ def _warm_up(source: BagSource, replay: NodeReplay, evaluation: BagEvaluation,
              detector: Detector | None, plan: OutputPlan, timeout: float) -> OutputPlan:
     """Send the first decodable frame once, unrecorded, so that model warm-up in the node and in the local
     detector stays out of the latency figures; the plan, without detections when the node sent none for it (its
-    detector did not load)."""
+    detector did not load). The bag's first camera_info goes ahead of it: without it the node's log said "no
+    camera_info has arrived" in every replay with a mounting, and the frame waited for one."""
+    infos = [c for c in source.connections if c.topic == evaluation.camera_info_topic]
+    if replay.info_pub is not None and (first_info := next(source.raw_messages(infos), None) if infos else None):
+        try:
+            _publish(replay, first_info[0], first_info[2])
+        except ValueError:  # damaged: the replay notes it where the bag holds it
+            pass
     frames = [c for c in source.connections if c.topic == evaluation.image_topic]
     for connection, log_time, raw in source.raw_messages(frames):
         frame = source.decode_frame(connection, log_time, raw, 0, None)
