@@ -83,6 +83,11 @@ class FogMeasurement:
             with self._restarted:
                 if self._settings is settings and self.estimator is None:
                     self.estimator = estimator
+            self._node.get_logger().info(
+                f"TF places the camera ({frame_id!r} in base_frame {tf.base_frame!r}) {mounting.height:.2f} m above "
+                f"the road, pitch {mounting.pitch:.3f} rad ({abs(math.degrees(mounting.pitch)):.1f} degrees nose "
+                f"{'up' if mounting.pitch < 0 else 'down'}); /diagnostics follows it (camera_height_m, "
+                "camera_pitch_rad)")
         else:
             estimator.remount(mounting)
         return estimator

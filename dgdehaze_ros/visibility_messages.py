@@ -57,11 +57,15 @@ def fog_diagnostics(estimator: VisibilityEstimator | None, reading: VisibilityRe
                     waiting: str = "") -> Mapping[str, str]:
     """/diagnostics values: the visibility (m), the smoothed and the frame's fog density (1/m), what the frame's
     was measured on (`fog_measured_on`: road or objects) and how many road pixels or road users, and why there is
-    no visibility (`waiting`: what the last frame lacked, when it had no reading)."""
+    no visibility (`waiting`: what the last frame lacked, when it had no reading); with an estimator, the mounting it
+    measures with (`camera_height_m`, `camera_pitch_rad`: the parameters', or the latest TF gave)."""
+    held = None if estimator is None else estimator.mounting  # read once: the frame worker may remount meanwhile
+    mounting = {} if held is None else {"camera_height_m": f"{held.height:.3f}",
+                                        "camera_pitch_rad": f"{held.pitch:.4f}"}
     if reading is None:
-        return {"visibility": waiting or ("off: no camera_height" if estimator is None
-                                          else "waiting for a frame with camera_info")}
-    return {"visibility_m": f"{reading.visibility:.1f}", "fog_beta_per_m": f"{reading.beta:.5f}",
+        return {**mounting, "visibility": waiting or ("off: no camera_height" if estimator is None
+                                                      else "waiting for a frame with camera_info")}
+    return {**mounting, "visibility_m": f"{reading.visibility:.1f}", "fog_beta_per_m": f"{reading.beta:.5f}",
             "fog_beta_frame_per_m": f"{reading.measurement.beta:.5f}",
             "fog_measured_on": reading.measurement.source,
             "fog_road_pixels" if reading.measurement.source == "road" else "fog_objects":

@@ -421,6 +421,48 @@ def test_a_camera_pitch_that_puts_the_horizon_outside_the_frame_is_warned_of_onc
     assert "camera_pitch is in radians" in warned[0] and "1 degree is 0.017 rad" in warned[0], warned[0]
 
 
+class StaticTransform:
+    """TF placing the camera as a static transform from base_link does on a vehicle whose base_link sits 0.3 m above
+    the road: 1.35 m up where the camera is 1.65 m above the road, pitched 0.02 rad nose down."""
+
+    base_frame = "base_link"
+
+    def height_and_pitch(self, frame_id: str) -> tuple[float, float]:
+        return 1.35, 0.02
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_mounting_tf_gives_is_said_once_and_on_diagnostics(node: DehazeNode, capfd: pytest.CaptureFixture) -> None:
+    """With a base_frame nothing said what height and pitch TF gave: a base_frame above the road (base_link), or a
+    pitch lost in a static transform, shortened or stretched every distance unseen. The first mounting TF gives is
+    logged once, and /diagnostics carries the mounting in use, the parameters' too."""
+    from dgdehaze_core.inference.frame_chain import FrameChain
+    from dgdehaze_core.inference.pipeline import load_pipeline
+    from dgdehaze_ros.fog_measurement import FogMeasurement
+    from dgdehaze_ros.parameters import NodeSettings, read_settings
+
+    fog = FogMeasurement(node)
+    fog._settings, fog.tf = NodeSettings({**read_settings(node).values, "base_frame": "base_link"}), StaticTransform()
+    capfd.readouterr()
+    chain = FrameChain(load_pipeline("dcp"), fog=fog.estimator_for_frame("camera_optical_frame"))
+    dehazed = chain.dehaze(foggy_road(60.0)[0])
+    for index in range(3):
+        chain.fog = fog.estimator_for_frame("camera_optical_frame")
+        fog.measure(chain, dehazed, camera_info(WIDTH, HEIGHT), stamped_header(600 + index))
+    captured = capfd.readouterr()
+    said = [line for line in (captured.out + captured.err).splitlines() if "TF places the camera" in line]
+    assert len(said) == 1, said
+    assert "1.35 m above the road" in said[0] and "0.020 rad (1.1 degrees nose down)" in said[0], said[0]
+    assert "camera_optical_frame" in said[0] and "base_link" in said[0], said[0]
+    values = fog.diagnostics()
+    assert (values["camera_height_m"], values["camera_pitch_rad"]) == ("1.350", "0.0200"), values
+    fog.tf = None
+    fog.restart(NodeSettings({**read_settings(node).values, "camera_height": HEIGHT_M, "camera_pitch": -0.01}))
+    assert (fog.diagnostics()["camera_height_m"], fog.diagnostics()["camera_pitch_rad"]) == ("1.500", "-0.0100")
+
+
 def test_camera_info_notes_that_change_every_frame_are_kept_to_a_bound_and_throttled(
         node: DehazeNode, capfd: pytest.CaptureFixture) -> None:
     """A camera_info whose distortion model is another text in every message (with D not zero) logged a warning a
