@@ -322,6 +322,16 @@ def test_a_body_frame_given_for_the_optical_frame_is_refused_as_such(pitch: floa
         height_and_pitch((0.0, 0.0, 1.5), body.as_quat())
 
 
+@pytest.mark.parametrize("degrees", [2.0, 5.0, 10.0, -1.0, -2.0])
+def test_a_static_transform_whose_pitch_is_in_degrees_is_refused_naming_degrees(degrees: float):
+    """static_transform_publisher --pitch 5 for 5 degrees on camera_link: TF reads 5 rad, a camera turned over
+    past the vertical. It was refused as rolled 3.14 rad or as a body frame, neither of which the mounting was:
+    the reason now also asks whether its angles were given in degrees."""
+    pose = Rotation.from_euler("y", degrees) * OPTICAL_IN_BASE  # base_footprint -> camera_link -> optical frame
+    with pytest.raises(ValueError, match="given in degrees"):
+        height_and_pitch((1.2, 0.0, 1.65), pose.as_quat())
+
+
 def test_a_camera_looking_straight_down_is_refused_for_its_pitch_not_a_roll_it_does_not_have():
     """Looking straight down, roll about the optical axis is undefined: no 'rolled 3.14 rad' for it."""
     down = (math.sqrt(0.5), -math.sqrt(0.5), 0.0, 0.0)  # optical z down, x right, y (the image's down) backward

@@ -61,6 +61,9 @@ MAX_UPWARD_LOOK = math.pi / 4
 """Most a camera's optical axis may point above the horizon in TF (rad): beyond it the road region holds no road, and
 the pose is that of a body frame (x forward, z up: its z axis up) stamped on the images instead of the optical
 frame's."""
+IN_DEGREES = "Or were TF's angles given in degrees? They are radians (1 degree is 0.017 rad)"
+"""The other cause of a mounting `height_and_pitch` refuses as rolled or looking up: a static transform's pitch given
+in degrees (2 or 5, in radians a camera turned past the vertical)."""
 MAX_HOLD_CONSTANTS = 3.0
 """A smoothed beta without a new measurement is kept this many time constants (at least 1 s), then dropped."""
 OUT_OF_ORDER_S = 1.0
@@ -283,14 +286,14 @@ def height_and_pitch(translation: Sequence[float], rotation: Sequence[float]) ->
         raise ValueError(f"the camera's optical axis (z) points {math.degrees(math.asin(min(forward[2], 1.0))):.0f} "
                          "degrees above the horizon: is the image's frame_id a body frame (camera_link: x forward, "
                          "z up) rather than the camera's optical frame (REP-103: z forward, x right, y down, as "
-                         "camera_optical_frame)? Stamp the images with the optical frame")
+                         f"camera_optical_frame)? Stamp the images with the optical frame. {IN_DEGREES}")
     # the up components of the optical x (right) and y (down) axes: 0 and -cos(pitch) for a camera without roll
     right_up, down_up = 2 * (x * z - w * y), 2 * (y * z + w * x)
     roll = math.atan2(-right_up, -down_up)
     if abs(roll) > MAX_ROLL and math.hypot(right_up, down_up) > 1e-9:  # none looking straight down: Mounting says
         raise ValueError(f"the camera is rolled {roll:.2f} rad about its optical axis (at most {MAX_ROLL:g}: the "
                          "road's distances assume a camera without roll, and one upside down sees sky where the road "
-                         "should be)")
+                         f"should be). {IN_DEGREES}")
     return float(translation[2]), math.atan2(-forward[2], math.hypot(forward[0], forward[1]))
 
 
