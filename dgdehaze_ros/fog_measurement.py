@@ -14,8 +14,8 @@ from std_msgs.msg import Header
 
 from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain
 from dgdehaze_core.physics.lens import distortion_note
-from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator, VisibilityReading,
-                                              horizon_outside, intrinsics_of, size_mismatch)
+from dgdehaze_core.physics.visibility import (Intrinsics, VisibilityEstimator, VisibilityReading,
+                                              horizon_note, intrinsics_of, size_mismatch)
 from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
 from dgdehaze_ros.parameters import NodeSettings
 from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
@@ -43,8 +43,6 @@ class FogMeasurement:
         """The intrinsics `reading` was measured with (a raw image's with its lens), which the frame's detection
         positions take too; None with `reading`. Written and read on the frame worker only."""
         self._waiting = ""
-        self._horizon_checked: tuple[Mounting, Intrinsics, tuple[int, int]] | None = None
-        """The mounting, intrinsics and frame size `horizon_note` last looked at (frame worker only)."""
         self._said: set[str] = set()
         self._restarted = threading.Lock()
         """Taken where `restart` replaces the settings and the estimator, and where a frame stores the estimator it
@@ -120,30 +118,12 @@ class FogMeasurement:
         distortion = distortion_note(info, image_topic, rectified)
         if distortion:
             self.say_once(distortion)
-        self._check_horizon(chain.fog.mounting, intrinsics, shape)
+        source = f" from TF ({self.tf.base_frame} to the image's frame)" if self.tf is not None else ""
+        if horizon := horizon_note(shape, intrinsics, chain.fog.mounting, source):
+            self.say_once(horizon)
         self.reading = chain.measure_fog(dehazed, intrinsics, header.stamp.sec + header.stamp.nanosec * 1e-9)
         self.intrinsics = intrinsics if self.reading is not None else None
         return self.reading
-
-    def _check_horizon(self, mounting: Mounting, intrinsics: Intrinsics, shape: tuple[int, int]) -> None:
-        """Say once where a mounting puts the horizon outside the frame (`horizon_outside`): a road camera sees the
-        horizon, and a pitch that hides it is mostly one given in degrees (camera_pitch 1.0 for 1 degree: 57 degrees
-        nose down, whose distances come out a fraction of the true ones). Looked at when the mounting, intrinsics or
-        frame size change."""
-        if self._horizon_checked == (mounting, intrinsics, shape):
-            return
-        self._horizon_checked = (mounting, intrinsics, shape)
-        where = horizon_outside(shape, intrinsics, mounting)
-        if not where:
-            return
-        source = f" from TF ({self.tf.base_frame} to the image's frame)" if self.tf is not None else ""
-        tilt = f"{abs(math.degrees(mounting.pitch)):.0f} degrees nose {'down' if mounting.pitch > 0 else 'up'}"
-        what = ("every pixel, the sky's too, is taken as road near the camera, and ~/visibility, ~/depth and detection "
-                "distances come out too short") if where == "above" else \
-            "no road is in view, so there is no ~/visibility, ~/depth or detection distance"
-        self.say_once(f"camera pitch {mounting.pitch:g} rad{source} ({tilt}) puts the horizon {where} the "
-                      f"{shape[1]}x{shape[0]} frame: {what}. camera_pitch is in radians, as TF's angles are (1 degree "
-                      "is 0.017 rad): was it given in degrees?")
 
     def distance_map(self, chain: FrameChain, dehazed: DehazedFrame,
                      reading: VisibilityReading | None) -> np.ndarray:

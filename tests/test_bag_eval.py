@@ -625,6 +625,20 @@ def test_offline_with_a_camera_mounting_the_fog_is_measured_as_the_node_measures
     assert located > 0, "no detection got a position in metres"
 
 
+def test_a_camera_pitch_that_puts_the_horizon_above_the_frames_is_noted_once_as_perhaps_degrees(
+        tmp_path: Path) -> None:
+    """--camera-pitch 1.0 meant as 1 degree is a camera 57 degrees nose down: every pixel taken as road a few metres
+    away, and the report's visibility and distances far too short, said nowhere. It is warned of once and noted in
+    the report, as the node says it; an ordinary pitch notes nothing."""
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(2, (320, 180)))
+    for pitch, noted in ((0.02, 0), (1.0, 1)):
+        evaluation = evaluate_bag(tmp_path / "in", "/cam/image_raw", tmp_path / f"eval{pitch}", method="dcp",
+                                  detector=None, progress=False, mounting=Mounting(height=1.3, pitch=pitch))
+        notes = [note for note in evaluation.notes if "horizon" in note]
+        assert len(notes) == noted, evaluation.notes
+    assert "57 degrees nose down" in notes[0] and "given in degrees" in notes[0], notes[0]
+
+
 def test_the_fog_is_smoothed_over_the_camera_s_stamps_not_the_times_the_recorder_logged_the_frames(
         tmp_path: Path) -> None:
     """The node smooths the fog over its frames' header stamps: bag-eval must too. Real fog frames stamped a camera

@@ -418,7 +418,7 @@ def test_a_camera_pitch_that_puts_the_horizon_outside_the_frame_is_warned_of_onc
         warned = [line for line in capfd.readouterr().err.splitlines() if "horizon" in line]
         assert len(warned) == said, warned
     assert ("above" if pitch > 0 else "below") in warned[0] and "57 degrees" in warned[0], warned[0]
-    assert "camera_pitch is in radians" in warned[0] and "1 degree is 0.017 rad" in warned[0], warned[0]
+    assert "is in radians" in warned[0] and "1 degree is 0.017 rad" in warned[0], warned[0]
 
 
 class StaticTransform:

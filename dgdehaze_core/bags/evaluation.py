@@ -43,8 +43,8 @@ from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 from dgdehaze_core.physics.dark_channel import haze_density
 from dgdehaze_core.physics.lens import distortion_note, frames_rectified
-from dgdehaze_core.physics.visibility import (Mounting, VisibilityEstimator, field_of_view, intrinsics_of,
-                                              resized_camera_info, size_mismatch)
+from dgdehaze_core.physics.visibility import (Intrinsics, Mounting, VisibilityEstimator, field_of_view, horizon_note,
+                                              intrinsics_of, resized_camera_info, size_mismatch)
 
 LOG = logging.getLogger(__name__)
 
@@ -217,6 +217,15 @@ class FrameProcessor:
         self.chain = FrameChain.build(pipeline, detector, fog=fog, tracks=self._tracks[0] if self._tracks else None,
                                       **detecting)
         self._warm = False
+        self.intrinsics: Intrinsics | None = None
+        """The intrinsics the last frame was measured with (None without a camera_info that gives them)."""
+
+    def horizon_note(self, frame: BagFrame) -> str:
+        """Where the mounting puts the horizon outside `frame`, the last frame processed (`visibility.horizon_note`);
+        "" where it is in view, or without a mounting or intrinsics."""
+        if self.chain.fog is None or self.intrinsics is None:
+            return ""
+        return horizon_note(frame.image.shape[:2], self.intrinsics, self.chain.fog.mounting)
 
     def __call__(self, frame: BagFrame) -> tuple[FrameRecord, FrameOutput]:
         if not self._warm:  # first calls allocate and compile: keep them out of the latency figures
@@ -230,6 +239,7 @@ class FrameProcessor:
             for tracks in self._tracks or ():
                 tracks.reset()
         output = self.chain(frame.image, intrinsics, frame.stamp_ns * 1e-9)
+        self.intrinsics = intrinsics
         result, detected = output.result, output.detected
         ran = detected.fresh or self.chain.schedule is None
         hazy_detections, hazy_ms = timed_detect(self.detector, frame.image, self._tracks and self._tracks[1]) \
@@ -547,9 +557,11 @@ def _run_offline(source: BagSource, writer: BagWriter, processor: FrameProcessor
                 evaluation.records.append(record)
                 if processor.chain.fog is not None and output.fog is None:
                     evaluation.fog_unmeasured(frame.index, unmeasured_fog(frame))
-                elif output.fog is not None and (distortion := distortion_note(
-                        frame.camera_info, evaluation.image_topic, processor.rectified)):
-                    evaluation.note_once(frame.index, distortion)
+                elif output.fog is not None:
+                    for note in (distortion_note(frame.camera_info, evaluation.image_topic, processor.rectified),
+                                 processor.horizon_note(frame)):
+                        if note:
+                            evaluation.note_once(frame.index, note)
                 if len(evaluation.records) == 1 and processor.detector is not None:
                     header = writer.copy_header(frame.header)
                     writer.write(f"{prefix}/label_info", LABEL_INFO_TYPE, frame.log_time_ns,

@@ -22,6 +22,7 @@ when it has no value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -333,6 +334,25 @@ def horizon_outside(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mo
     if not fall.size:
         return ""
     return "above" if fall.min() > 1e-9 else "below" if fall.max() <= 1e-9 else ""
+
+
+@functools.lru_cache(maxsize=8)
+def horizon_note(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mounting, source: str = "") -> str:
+    """What to say once where `mounting` puts the horizon outside a frame of `shape` (`horizon_outside`), "" where
+    it is in view: a road camera sees its horizon, and a pitch that hides it is mostly one given in degrees
+    (camera_pitch 1.0 for 1 degree: 57 degrees nose down, whose distances come out a fraction of the true ones).
+    `source`: where the pitch came from, when not the parameters (" from TF (...)"). Cached: a node's and a bag's
+    frames ask it of every frame, with one mounting and camera."""
+    where = horizon_outside(shape, intrinsics, mounting)
+    if not where:
+        return ""
+    tilt = f"{abs(math.degrees(mounting.pitch)):.0f} degrees nose {'down' if mounting.pitch > 0 else 'up'}"
+    what = ("every pixel, the sky's too, is taken as road near the camera, and the visibility, metric depth and "
+            "detection distances come out too short") if where == "above" else \
+        "no road is in view, so there is no visibility, metric depth or detection distance"
+    return (f"camera pitch {mounting.pitch:g} rad{source} ({tilt}) puts the horizon {where} the {shape[1]}x{shape[0]} "
+            f"frame: {what}. The pitch is in radians, as TF's angles are (1 degree is 0.017 rad): was it given in "
+            "degrees?")
 
 
 def ground_range(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mounting) -> np.ndarray:
