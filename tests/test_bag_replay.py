@@ -93,6 +93,24 @@ def test_replay_through_the_node_records_its_outputs_at_the_original_stamps(tmp_
 
 
 @pytest.mark.slow
+def test_where_the_node_tracks_the_hazy_row_is_tracked_too(tmp_path: Path) -> None:
+    """The node's dehazed row counts only the objects its tracker has confirmed (an object seen first is not yet
+    one), while the hazy row counted every box: with a tracker, the dehazer read as losing objects. Detecting on the
+    raw frame (detection_input raw), the node's row sees what the hazy row sees, and tracked alike they count
+    alike."""
+    pytest.importorskip("vision_msgs", reason="the node publishes detections only with vision_msgs")
+    write_camera_bag(tmp_path / "in", "mcap", demo_frames(8, (640, 360)), "bgr8")
+    out = tmp_path / "eval"
+    assert main(["bag-eval", str(tmp_path / "in"), "--image-topic", "/cam/image_raw", "--node", "--method", "dcp",
+                 "--out", str(out), "--node-param", "tracker:=bytetrack", "--node-param", "detection_input:=raw",
+                 "--no-progress", "--timeout", "30"]) == 0
+    per_frame = json.loads((out / "summary.json").read_text())["per_frame"]
+    assert per_frame["detections_hazy"] == per_frame["detections_dehazed"], per_frame
+    ids = [[d.id for d in message.detections] for _, message in read_all(out / "bag")["/dgdehaze/detections"]]
+    assert all(all(ids) for ids in ids) and any(ids), ids
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("pace", [["--timeout", "0.1"], ["--timeout", "5", "--rate", "4"]], ids=["lockstep", "paced"])
 def test_frames_of_an_unstamped_camera_get_the_node_s_outputs_for_them_not_for_the_frame_before(
         tmp_path: Path, shared_data: Path, pace: list[str]) -> None:
@@ -350,7 +368,7 @@ del Subscription.get_publisher_count  # and no subscription counts the publisher
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from dgdehaze_ros.tools.bag_replay import NodeReplay
-from dgdehaze_ros.tools.node_outputs import read_parameters
+from dgdehaze_ros.tools.node_outputs import TRACKER_PARAMETER, read_parameters
 replay = NodeReplay("humble_probe", "/humble_probe/image_raw", False, None, int(sys.argv[1]))
 node = Node("humble_probe", context=replay.context)  # in the node's place: its parameters, one output
 for name, value in {"publish_depth": False, "detection_enabled": True, "detection_interval": 3, "camera_height": 1.5,
@@ -361,7 +379,8 @@ replay.executor.add_node(node)
 deadline = time.monotonic() + 10
 while "image_dehazed" not in replay.recorder.connected() and time.monotonic() < deadline:
     replay.spin(0.05)
-print(json.dumps([replay.recorder.connected(), read_parameters(replay.node, "/humble_probe", replay.spin, 10.0)]))
+print(json.dumps([replay.recorder.connected(), read_parameters(replay.node, "/humble_probe", replay.spin, 10.0),
+                  read_parameters(replay.node, "/humble_probe", replay.spin, 10.0, TRACKER_PARAMETER)]))
 node.destroy_node()
 replay.close()
 """
@@ -379,10 +398,11 @@ def test_the_replay_reads_the_nodes_outputs_and_parameters_with_humbles_rclpy() 
     run = subprocess.run([sys.executable, "-c", HUMBLE_REPLAY, str(DOMAIN_ID)], cwd=REPO_DIR, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    connected, parameters = json.loads(run.stdout.strip().splitlines()[-1])
+    connected, parameters, tracker = json.loads(run.stdout.strip().splitlines()[-1])
     assert connected == ["image_dehazed"]
     assert parameters == {"publish_depth": False, "detection_enabled": True, "detection_interval": 3,
-                          "camera_height": 1.5, "base_frame": ""}
+                          "camera_height": 1.5, "base_frame": ""}, "a node without a tracker still gives its plan"
+    assert tracker == {}, "a node without a tracker parameter (one from before it had one): none"
 
 
 

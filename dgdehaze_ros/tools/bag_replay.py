@@ -49,6 +49,7 @@ from dgdehaze_core.bags.writer import BagWriter, output_images
 from dgdehaze_core.bags.records import BagEvaluation, sample_indices
 from dgdehaze_core.bags.report import write_report
 from dgdehaze_core.detection.detector import Detector
+from dgdehaze_core.detection.tracking import BoxTracker
 from dgdehaze_core.io.atomic_files import atomic_path
 from dgdehaze_core.io.file_paths import file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
@@ -57,7 +58,7 @@ from dgdehaze_ros.parameters import WEIGHTS_SUFFIXES
 from dgdehaze_ros.rclpy_compat import publisher_count
 from dgdehaze_ros.tools.child_process import stop
 from dgdehaze_ros.tools.environment import reserve_domain, scoped_environ
-from dgdehaze_ros.tools.node_outputs import OutputPlan, read_parameters
+from dgdehaze_ros.tools.node_outputs import TRACKER_PARAMETER, OutputPlan, read_parameters
 from dgdehaze_ros.tools.paced_replay import (OutputSpool, UniqueStamps, answers, copied_bytes, header_stamp_ns,
                                              node_counts_between, pace_shortfall, paced_note, send_paced, sent_rate,
                                              window_frames, with_header_stamp)
@@ -289,6 +290,8 @@ class NodeReplay:
         if not values:
             LOG.warning("node /%s did not answer its parameter services: waiting for its default outputs",
                         self.node_name)
+        else:
+            values.update(read_parameters(self.node, f"/{self.node_name}", self.spin, timeout, TRACKER_PARAMETER))
         return OutputPlan.from_parameters(values, self.recorder.connected(), started_here, self.info_pub is not None)
 
 
@@ -420,7 +423,8 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
     plan = replay.output_plan(started_here, timeout)
     LOG.info("waiting per frame for: %s (%s as well when they come)", ", ".join(plan.required(0)),
              ", ".join(plan.optional(0)) or "nothing")
-    plan = _warm_up(source, replay, evaluation, detector, plan, timeout)
+    tracks = _hazy_tracks(plan, detector)
+    plan = _warm_up(source, replay, evaluation, detector, plan, timeout, tracks)
     sent = 1  # the node's frames since activation: the warm-up was its first
     keep = sample_indices(count)
     stamps = UniqueStamps()
@@ -461,7 +465,7 @@ def _run(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluation: B
                     outputs = {name: value if name.startswith("_") else (value[0], with_header_stamp(value[1], stamp))
                                for name, value in outputs.items()}
                 record_frame(evaluation, writer, replay.node_name, outputs, index, stamp, log_time, hazy, detector,
-                             keep, plan.detections)
+                             keep, plan.detections, tracks)
             index += 1
             bar.update()
     finally:
@@ -479,7 +483,9 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
     """The frames at `rate` times the recorded pace, the node's outputs spooled as they come (`paced_replay`); then
     each answered frame recorded as in lockstep, the others counted as dropped. The spool is removed at the end.
     copied: what the output bag copies from the input through each frame (`copied_bytes`)."""
-    plan = _warm_up(source, replay, evaluation, detector, replay.output_plan(started_here, timeout), timeout)
+    plan = replay.output_plan(started_here, timeout)
+    tracks = _hazy_tracks(plan, detector)
+    plan = _warm_up(source, replay, evaluation, detector, plan, timeout, tracks)
     evaluation.rate = rate
     before = replay.next_report(COUNTERS_WAIT_S)
     replay.recorder.forget()
@@ -530,7 +536,7 @@ def _run_paced(source: BagSource, replay: NodeReplay, writer: BagWriter, evaluat
             continue
         outputs = {**reply[1], "_sent": frame.sent, "_labels": replay.recorder.labels}
         record_frame(evaluation, writer, replay.node_name, outputs, frame.index, frame.stamp, log_time,
-                     decoded.image, detector, keep, plan.detections)
+                     decoded.image, detector, keep, plan.detections, tracks)
         reply = next(replies, None)
     bar.close()
     replies.close()
@@ -552,11 +558,17 @@ def _publish(replay: NodeReplay, connection: Any, raw: bytes) -> None:
     publisher.publish(message)
 
 
-def _warm_up(source: BagSource, replay: NodeReplay, evaluation: BagEvaluation,
-             detector: Detector | None, plan: OutputPlan, timeout: float) -> OutputPlan:
+def _hazy_tracks(plan: OutputPlan, detector: Detector | None) -> BoxTracker | None:
+    """The hazy row's tracker where the node tracks (its `tracker`): the node's dehazed row counts only the objects
+    its tracker confirmed, and the hazy row's boxes untracked would count more."""
+    return BoxTracker(plan.tracker) if plan.tracker and detector is not None else None
+
+
+def _warm_up(source: BagSource, replay: NodeReplay, evaluation: BagEvaluation, detector: Detector | None,
+             plan: OutputPlan, timeout: float, tracks: BoxTracker | None = None) -> OutputPlan:
     """Send the first decodable frame once, unrecorded, so that model warm-up in the node and in the local
-    detector stays out of the latency figures; the plan, without detections when the node sent none for it (its
-    detector did not load). The bag's first camera_info goes ahead of it: without it the node's log said "no
+    detector stays out of the latency figures (its boxes go to the hazy row's `tracks`, as the node's tracker
+    takes the frame); the plan, without detections when the node sent none for it (its detector did not load). The bag's first camera_info goes ahead of it: without it the node's log said "no
     camera_info has arrived" in every replay with a mounting, and the frame waited for one."""
     infos = [c for c in source.connections if c.topic == evaluation.camera_info_topic]
     if replay.info_pub is not None and (first_info := next(source.raw_messages(infos), None) if infos else None):
@@ -569,7 +581,7 @@ def _warm_up(source: BagSource, replay: NodeReplay, evaluation: BagEvaluation,
         frame = source.decode_frame(connection, log_time, raw, 0, None)
         if isinstance(frame, ImageError):
             continue
-        timed_detect(detector, frame.image)
+        timed_detect(detector, frame.image, tracks)
         found = _exchange(replay, _to_rclpy(connection.msgtype, raw), frame.stamp_ns,
                           plan.required(0), plan.optional(0), max(timeout, 30.0))
         if found is None:

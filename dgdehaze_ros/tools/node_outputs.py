@@ -20,6 +20,9 @@ from rclpy.parameter import parameter_value_to_python
 
 PLAN_PARAMETERS = ("publish_depth", "detection_enabled", "detection_interval", "camera_height", "base_frame")
 """The node's parameters that decide which outputs a frame gets."""
+TRACKER_PARAMETER = ("tracker",)
+"""The node's parameter of how its detections are followed, asked apart: rclpy answers a request that names one
+parameter a node lacks (one from before it had a tracker) with no values at all."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class OutputPlan:
     """A frame the node detected on (0: the first since activation), None while unknown."""
     mounting: bool = False
     camera_info: bool = False
+    tracker: str = ""
+    """The node's tracker (empty: none), which the replay's hazy row is to follow its boxes with as well."""
 
     @classmethod
     def from_parameters(cls, values: dict[str, Any], available: Sequence[str], counted_from_activation: bool,
@@ -47,7 +52,7 @@ class OutputPlan:
                    interval=max(int(values.get("detection_interval", 1)), 1),
                    detected_frame=0 if counted_from_activation else None,
                    mounting=float(values.get("camera_height", 0.0)) > 0 or bool(values.get("base_frame", "")),
-                   camera_info=camera_info)
+                   camera_info=camera_info, tracker=str(values.get("tracker") or ""))
 
     def _detected(self, n: int) -> bool:
         """Whether frame `n` gets detections (while the count is unknown: waited for, to learn it)."""
@@ -78,15 +83,16 @@ class OutputPlan:
         return dataclasses.replace(self, detections=False)
 
 
-def read_parameters(node: Any, remote: str, spin: Callable[[float], None], timeout: float) -> dict[str, Any]:
-    """PLAN_PARAMETERS of the node named `remote` through its get_parameters service; {} when it does not answer
-    within `timeout` (the plan then assumes the node's defaults). A plain service client, as every supported rclpy
-    has: rclpy's AsyncParameterClient is Iron and later."""
+def read_parameters(node: Any, remote: str, spin: Callable[[float], None], timeout: float,
+                    names: Sequence[str] = PLAN_PARAMETERS) -> dict[str, Any]:
+    """The parameters `names` of the node named `remote` through its get_parameters service; {} when it does not
+    answer within `timeout` (the plan then assumes the node's defaults) or lacks one of them. A plain service client,
+    as every supported rclpy has: rclpy's AsyncParameterClient is Iron and later."""
     client = node.create_client(GetParameters, f"{remote}/get_parameters")
     try:
         if not client.wait_for_service(timeout_sec=timeout):
             return {}
-        future = client.call_async(GetParameters.Request(names=list(PLAN_PARAMETERS)))
+        future = client.call_async(GetParameters.Request(names=list(names)))
         deadline = time.monotonic() + timeout
         while not future.done() and time.monotonic() < deadline:
             spin(0.01)
@@ -94,5 +100,5 @@ def read_parameters(node: Any, remote: str, spin: Callable[[float], None], timeo
         node.destroy_client(client)
     if not future.done() or future.result() is None:
         return {}
-    values = {name: parameter_value_to_python(value) for name, value in zip(PLAN_PARAMETERS, future.result().values)}
+    values = {name: parameter_value_to_python(value) for name, value in zip(names, future.result().values)}
     return {name: value for name, value in values.items() if value is not None}

@@ -19,6 +19,7 @@ from dgdehaze_core.bags.evaluation import timed_detect
 from dgdehaze_core.bags.records import BagEvaluation, FrameRecord, Sample
 from dgdehaze_core.bags.writer import BagWriter
 from dgdehaze_core.detection.detector import Detection, Detector, median_depth
+from dgdehaze_core.detection.tracking import BoxTracker
 from dgdehaze_core.io.camera_frames import raw_pixels
 from dgdehaze_core.physics.dark_channel import haze_density
 
@@ -69,10 +70,11 @@ def image_from(msg: Any, bits: int) -> np.ndarray:
 
 def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, outputs: dict[str, Any], index: int,
                  stamp: int, log_time: int, hazy: np.ndarray, detector: Detector | None, keep: set[int],
-                 detecting: bool = True) -> None:
+                 detecting: bool = True, tracks: BoxTracker | None = None) -> None:
     """Write the node's outputs for one frame at the frame's receive time and add its figures. `detecting`: the
     node publishes detections (on its `detection_interval`'s frames): the hazy row is then detected on the frames
-    it published them for alone, as the dehazed row is, so that the two count the same frames."""
+    it published them for alone, as the dehazed row is, so that the two count the same frames. `tracks`: the hazy
+    row's tracker where the node tracks, so that both rows count the objects a tracker confirmed."""
     store = writer.store
     prefix = f"/{node_name}"
     rewritten = {"image_dehazed", "depth_relative", "depth"} if writer.images != "raw" else set()
@@ -108,7 +110,7 @@ def record_frame(evaluation: BagEvaluation, writer: BagWriter, node_name: str, o
     arrivals = {name: value[0] for name, value in outputs.items() if not name.startswith("_") and value}
     last = max(arrivals.values())
     detected = outputs.get("detections") is not None or not detecting
-    hazy_detections, hazy_ms = timed_detect(detector, hazy) if detected else ([], math.nan)
+    hazy_detections, hazy_ms = timed_detect(detector, hazy, tracks) if detected else ([], math.nan)
     if metres is not None:  # the node's own depth of each object in metres: its position's z, as offline
         depths = position_depths(detections_msg) if detections_msg is not None else []
     else:
