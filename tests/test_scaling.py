@@ -232,6 +232,38 @@ def test_a_fleet_interrupted_before_its_first_bag_ends_keeps_the_earlier_run_s_s
     assert {name: (out / name).read_bytes() for name in ("fleet.json", "index.html")} == earlier
 
 
+def test_a_bag_written_whose_outcome_the_stop_cut_off_is_indexed_and_the_folder_runs_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM to a fleet on Ray just as a task had written its bag's folder, before its outcome reached the fleet,
+    left that folder and no fleet.json (the run had 'finished no bag', so it put back the earlier run's files: none),
+    and the same command then refused its own output ('holds files that are not an earlier evaluation's'); over an
+    earlier run, the earlier fleet.json came back beside this run's report. The stop is raised as the first bag's
+    outcome comes back: no timing lands a signal there every time."""
+    for name in ("a", "b"):
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
+    out = tmp_path / "fleet"
+    command = ["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--method", "dcp",
+               "--no-detection", "--workers", "1", "--no-progress"]
+    evaluate = bag_fleet.evaluate_job
+
+    def stopped_as_it_returns(job: BagJob) -> BagOutcome:
+        evaluate(job)
+        raise KeyboardInterrupt
+
+    for run in ("first", "over an earlier run"):
+        with monkeypatch.context() as patch:
+            patch.setattr(bag_fleet, "evaluate_job", stopped_as_it_returns)
+            assert main(command) == 130, run
+        fleet = json.loads((out / "fleet.json").read_text())
+        assert (fleet["status"], fleet["bags"], fleet["bags_given"]) == ("interrupted", 1, 2), run
+        (bag,) = fleet["per_bag"]
+        summary = json.loads((out / "a" / "summary.json").read_text())
+        assert bag["ok"] and bag["figures"]["frames"] == 1, run
+        assert bag["figures"]["haze_density"] == summary["figures"]["dehazed"]["haze_density"], run
+        assert 'href="a/report.html"' in (out / "index.html").read_text(), run
+        assert main(command) == 0, run
+
+
 @pytest.mark.slow
 def test_a_fleet_on_ray_stopped_by_sigterm_ends_as_terminated_and_leaves_nothing_half_written(
         tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -173,15 +174,20 @@ def one_line(exc: BaseException) -> str:
 
 
 def bag_figures(summary: dict[str, Any]) -> dict[str, float | int]:
-    """A bag's fleet figures from its summary.json content: the dehazed row, and the median visibility."""
+    """A bag's fleet figures from its summary.json content (as evaluated, or read back from the file, where a
+    figure that could not be computed is null): the dehazed row, and the median visibility."""
     row = summary["figures"]["dehazed"]
+
+    def figure(name: str) -> float:
+        return math.nan if row[name] is None else float(row[name])
+
     visibility = [v for v in summary["per_frame"]["visibility_m"] if v is not None and math.isfinite(v)]
     return {"frames": int(row["frames"]), "frames_skipped": int(summary["frames_skipped"]),
             "frames_dropped": int(summary.get("frames_dropped", 0)),
-            "detections": int(row["detections"]), "mean_confidence": float(row["mean_confidence"]),
-            "haze_density": float(row["haze_density"]),
+            "detections": int(row["detections"]), "mean_confidence": figure("mean_confidence"),
+            "haze_density": figure("haze_density"),
             "visibility_m": float(np.median(visibility)) if visibility else math.nan,
-            "latency_ms_median": float(row["latency_ms_median"])}
+            "latency_ms_median": figure("latency_ms_median")}
 
 
 def fleet_figures(outcomes: Sequence[BagOutcome]) -> dict[str, float | int]:
@@ -305,24 +311,31 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     outcomes: list[BagOutcome] = []
     bar = tqdm(total=len(jobs), desc="bag-eval fleet", unit="bag", disable=not progress)
     earlier = {name: (out_dir / name).read_bytes() for name in SUMMARY_FILES if (out_dir / name).is_file()}
+    reports = report_stamps(jobs)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # until the run ends, the folder says it is unfinished: an interrupted run is neither mistaken for a
-        # finished one (an earlier run's index.html beside new bag outputs) nor refused as a folder of strangers'
-        (out_dir / "index.html").unlink(missing_ok=True)
-        write_json(out_dir / "fleet.json", {"status": "running", "bags": len(jobs),
-                                            "inputs": [str(job.input_bag) for job in jobs]})
-        for outcome in runner.run(jobs):
-            outcomes.append(outcome)
-            bar.update()
-            bar.set_postfix(failed=sum(not o.ok for o in outcomes))
-            if not outcome.ok:
-                LOG.warning("%s failed: %s", outcome.input_bag, outcome.error)
-                if outcome.traceback:
-                    LOG.error("%s failed unexpectedly (a bug of this code or a library's):\n%s",
-                              outcome.input_bag, outcome.traceback.rstrip())
-                remove_earlier_output(Path(outcome.out_dir))
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            # until the run ends, the folder says it is unfinished: an interrupted run is neither mistaken for a
+            # finished one (an earlier run's index.html beside new bag outputs) nor refused as a folder of strangers'
+            (out_dir / "index.html").unlink(missing_ok=True)
+            write_json(out_dir / "fleet.json", {"status": "running", "bags": len(jobs),
+                                                "inputs": [str(job.input_bag) for job in jobs]})
+            for outcome in runner.run(jobs):
+                outcomes.append(outcome)
+                bar.update()
+                bar.set_postfix(failed=sum(not o.ok for o in outcomes))
+                if not outcome.ok:
+                    LOG.warning("%s failed: %s", outcome.input_bag, outcome.error)
+                    if outcome.traceback:
+                        LOG.error("%s failed unexpectedly (a bug of this code or a library's):\n%s",
+                                  outcome.input_bag, outcome.traceback.rstrip())
+                    remove_earlier_output(Path(outcome.out_dir))
+        finally:  # the workers stopped first, so that what they finished meanwhile is counted below
+            bar.close()
+            runner.close()
+            remove_tasks_leftovers([Path(job.out_dir) for job in jobs])
     except KeyboardInterrupt:  # also SIGTERM, which the CLI raises as one
+        outcomes += written_unreported(jobs, outcomes, reports)
         if outcomes:
             LOG.warning("interrupted after %d of %d bags: %s indexes those", len(outcomes), len(jobs),
                         out_dir / "index.html")
@@ -334,11 +347,37 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
                 else:
                     (out_dir / name).unlink(missing_ok=True)
         raise
-    finally:
-        bar.close()
-        runner.close()
-        remove_tasks_leftovers([Path(job.out_dir) for job in jobs])
     return _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "done")
+
+
+def report_stamps(jobs: Sequence[BagJob]) -> dict[str, tuple[int, int] | None]:
+    """Each job's OUT/<bag>/summary.json as it stands before the run: its inode and modification time (None where
+    there is none), which an evaluation writing the folder anew changes."""
+    stamps: dict[str, tuple[int, int] | None] = {}
+    for job in jobs:
+        try:
+            status = (Path(job.out_dir) / "summary.json").stat()
+        except OSError:
+            stamps[job.out_dir] = None
+        else:
+            stamps[job.out_dir] = (status.st_ino, status.st_mtime_ns)
+    return stamps
+
+
+def written_unreported(jobs: Sequence[BagJob], outcomes: Sequence[BagOutcome],
+                       stamps: dict[str, tuple[int, int] | None]) -> list[BagOutcome]:
+    """The outcomes, read back from their summary.json, of the bags whose folders this run wrote (`stamps`:
+    `report_stamps` before it) but which are not among `outcomes`: a Ray task that finished as the fleet was
+    stopped, whose outcome never reached it. Their wall time is unknown (NaN)."""
+    reported = {outcome.out_dir for outcome in outcomes}
+    found = []
+    for job in jobs:
+        if job.out_dir in reported or report_stamps([job])[job.out_dir] in (None, stamps[job.out_dir]):
+            continue
+        summary = json.loads((Path(job.out_dir) / "summary.json").read_text())
+        found.append(BagOutcome(job.input_bag, job.out_dir, True, math.nan, figures=bag_figures(summary),
+                                stopped=summary.get("stopped", "")))
+    return found
 
 
 WORKERS_END_WAIT_S = 10.0
