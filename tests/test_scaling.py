@@ -442,6 +442,28 @@ def test_a_bag_given_as_dot_dot_dot_or_a_link_gets_the_folder_of_its_own_name_no
         "a link is named by itself, not by its target"
 
 
+def test_one_bag_s_output_and_a_fleet_s_given_for_each_other_are_refused_naming_what_they_are(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A fleet's --out given for one bag (and one bag's for a fleet) was refused as a folder that 'holds files that
+    are not an earlier evaluation's', which it is: the user went looking for files of someone else's."""
+    for name in ("a", "b"):
+        write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
+    common = ["--method", "dcp", "--no-detection", "--no-progress"]
+    fleet, single = tmp_path / "fleet", tmp_path / "single"
+    assert main(["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(fleet), "--workers", "1",
+                 *common]) == 0
+    assert main(["bag-eval", str(tmp_path / "a"), "--out", str(single), *common]) == 0
+    capsys.readouterr()
+    assert main(["bag-eval", str(tmp_path / "a"), "--out", str(fleet), *common]) == 2
+    assert f"output folder {fleet} is a fleet's output (fleet.json), not one bag's: give a new folder" in \
+        capsys.readouterr().err
+    assert main(["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(single), "--workers", "1",
+                 *common]) == 2
+    assert f"output folder {single} is one bag's output (summary.json), not a fleet's: give a new folder" in \
+        capsys.readouterr().err
+    assert (fleet / "index.html").is_file() and (single / "report.html").is_file()
+
+
 def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path) -> None:
     assert main(["bag-eval", str(three_bags[0]), "--out", str(tmp_path / "one"), "--workers", "2"]) == 2
     assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--node", "--workers", "2"]) == 2

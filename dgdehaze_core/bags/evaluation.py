@@ -341,6 +341,8 @@ def relayed_camera_info_msg(info: Any, header: Any, shape: tuple[int, int]) -> A
 EVALUATION_ENTRIES = frozenset({"bag", "figures", "report.html", "summary.json", "node.log"})
 """What an evaluation writes into its folder (`evaluate_bag`, `report.write_report`; a node replay its node's log
 too), which replaces it whole."""
+OUTPUT_MARKERS = {"summary.json": "one bag's", "fleet.json": "a fleet's"}
+"""The file that marks a folder as bag-eval's output (`check_output_folder`'s marker), and whose output it is."""
 
 
 def check_rate(rate: float | None, name: str = "the rate") -> None:
@@ -355,8 +357,9 @@ def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str
     """ValueError unless `out_dir` can be replaced by an evaluation's output without losing anything: not a file,
     not a link to nothing, not an input bag, not inside one and not holding one, not holding the current folder
     (but a fleet's, which is not replaced whole), and, when it exists and is not empty, an earlier output (it holds
-    `marker`) that holds nothing but `entries` (None: an output that keeps what else it holds, a fleet's). OSError
-    where its disk is already short of room (`disk_room`)."""
+    `marker`, one of OUTPUT_MARKERS; the other kind's output is refused as such) that holds nothing but `entries`
+    (None: an output that keeps what else it holds, a fleet's). OSError where its disk is already short of room
+    (`disk_room`)."""
     out = out_dir.resolve()
     for bag in map(Path, inputs):
         bag = bag.resolve()
@@ -370,6 +373,10 @@ def check_output_folder(out_dir: Path, inputs: Sequence[str | Path], marker: str
         raise ValueError(f"output folder {out_dir} holds the current folder, which replacing it would delete: run "
                          "from outside it, or give another folder")
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        for other, kind in OUTPUT_MARKERS.items():
+            if other != marker and (out / other).is_file():
+                raise ValueError(f"output folder {out_dir} is {kind} output ({other}), not {OUTPUT_MARKERS[marker]}"
+                                 ": give a new folder")
         raise ValueError(f"output folder {out_dir} holds files that are not an earlier evaluation's (no {marker}); "
                          "give a new folder")
     others = sorted(path.name for path in out.iterdir() if path.name not in entries) \
