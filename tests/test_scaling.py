@@ -416,6 +416,20 @@ def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_pat
     assert [p.name for p in output_folders(clashing, tmp_path / "out")] == ["road", "road-2", "road-2-2", "all-2"]
 
 
+def test_the_index_names_the_bag_of_each_row_where_two_bags_share_a_name(tmp_path: Path) -> None:
+    """Monday's and Tuesday's drive.mcap were indexed as `drive` and `drive-2`, and nothing on the page said which
+    was which."""
+    bags = [tmp_path / "monday" / "drive", tmp_path / "tuesday" / "drive"]
+    for bag in bags:
+        write_camera_bag(bag, "mcap", demo_frames(1))
+    out = tmp_path / "fleet"
+    assert main(["bag-eval", *map(str, bags), "--out", str(out), "--method", "dcp", "--no-detection", "--workers",
+                 "1", "--no-progress"]) == 0
+    rows = {re.sub("<[^>]+>", "", row.split("</td>")[0]): row
+            for row in (out / "index.html").read_text().split("<tr><td>")[1:]}
+    assert f"<td>{bags[0]}</td>" in rows["drive"] and f"<td>{bags[1]}</td>" in rows["drive-2"]
+
+
 def test_a_bag_named_as_a_fleet_s_own_file_gets_a_folder_of_another_name(tmp_path: Path) -> None:
     """A bag folder named index.html took OUT/index.html, and the fleet failed writing its index over that folder
     ("Is a directory", exit 2, no index)."""

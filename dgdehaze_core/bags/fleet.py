@@ -457,9 +457,10 @@ def fleet_html(summary: dict[str, Any], out_dir: Path) -> str:
         if outcome is not None and outcome["ok"]:
             label = f'<a href="{html.escape(quote(name, errors="surrogateescape"))}/report.html">{label}</a>'
         note = html.escape(outcome["error"] or outcome["stopped"]) if outcome is not None else ""
+        source = html.escape(outcome["input_bag"]) if outcome is not None else ""  # drive and drive-2: which is which
         rows.append("<tr><td>" + label + "</td>" + "".join(f"<td>{cell(row[k])}</td>" for k in ("status", *FIGURES))
-                    + f"<td>{note}</td></tr>")
-    header = "".join(f"<th>{html.escape(k)}</th>" for k in ("bag", "status", *FIGURES, "error"))
+                    + f"<td>{note}</td><td>{source}</td></tr>")
+    header = "".join(f"<th>{html.escape(k)}</th>" for k in ("bag", "status", *FIGURES, "error", "input"))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>dgdehaze fleet: {out_dir.name}</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style></head><body>"
             f"<h1>dgdehaze bag-eval fleet{' (interrupted)' if summary['status'] == 'interrupted' else ''}</h1>"
