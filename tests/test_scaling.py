@@ -414,6 +414,9 @@ def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_pat
     assert [p.name for p in output_folders(bags, tmp_path / "out")] == ["drive", "drive-2", "c", "all-2"]
     clashing = [tmp_path / "x" / "road", tmp_path / "y" / "road", tmp_path / "z" / "road-2", tmp_path / "all-2"]
     assert [p.name for p in output_folders(clashing, tmp_path / "out")] == ["road", "road-2", "road-2-2", "all-2"]
+    # a ROS 1 bag's folder was named `old drive.bag`, as if it were a ROS 1 bag file
+    ros1 = [tmp_path / "old drive.bag", tmp_path / "new" / "old drive"]
+    assert [p.name for p in output_folders(ros1, tmp_path / "out")] == ["old drive", "old drive-2"]
 
 
 def test_the_index_names_the_bag_of_each_row_where_two_bags_share_a_name(tmp_path: Path) -> None:

@@ -119,13 +119,13 @@ class BagOutcome:
 
 
 def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
-    """OUT/<bag name> for each bag (a single-file bag without its .mcap/.db3; the name of the folder its absolute
+    """OUT/<bag name> for each bag (a single-file bag without its .mcap/.db3/.bag; the name of the folder its absolute
     path names, so that `.` or `drive/..` is named too, and a symbolic link by its own name, not its target's); a
     name already taken (by an earlier bag, another's -N name, or the table's `all` row) gets the first free -2, -3,
     ...; nor does one take the name of the fleet's own files (`SUMMARY_FILES`)."""
     folders, taken = [], {ALL_ROW, *SUMMARY_FILES}
     for bag in (Path(os.path.abspath(bag)) for bag in bags):
-        name = bag.stem if bag.suffix.lower() in (".mcap", ".db3") else bag.name
+        name = bag.stem if bag.suffix.lower() in (".mcap", ".db3", ".bag") else bag.name
         number, unique = 1, name
         while unique in taken:
             number += 1
