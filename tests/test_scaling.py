@@ -419,6 +419,28 @@ def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_pat
     assert [p.name for p in output_folders(ros1, tmp_path / "out")] == ["old drive", "old drive-2"]
 
 
+def test_files_a_glob_caught_beside_the_bags_fail_as_no_bag_files_without_repair_advice(tmp_path: Path) -> None:
+    """`bag-eval drive/* notes.txt old.bag` failed a rosbag2 folder's metadata.yaml, a notes file and a .bag file of
+    no ROS 1 bag as bags 'corrupt, truncated or not a bag?', 'Unrecognized storage format', to be 'repaired with
+    `ros2 bag reindex` first'."""
+    drive = tmp_path / "drive"
+    write_camera_bag(drive, "mcap", demo_frames(1))
+    (tmp_path / "notes.txt").write_text("fog from 12:00")
+    (tmp_path / "old.bag").write_bytes(b"\x00" * 64)  # no ROS 1 bag's header
+    out = tmp_path / "fleet"
+    assert main(["bag-eval", str(drive / "metadata.yaml"), str(drive / "drive.mcap"), str(tmp_path / "notes.txt"),
+                 str(tmp_path / "old.bag"), "--out", str(out), "--method", "dcp", "--no-detection", "--workers", "1",
+                 "--no-progress"]) == 1
+    metadata, data, notes, old = json.loads((out / "fleet.json").read_text())["per_bag"]
+    assert data["ok"] and not metadata["ok"] and not notes["ok"] and not old["ok"]
+    assert metadata["error"] == (f"BagError: {drive / 'metadata.yaml'} is a rosbag2 folder's description, not a bag: "
+                                 f"give its folder, {drive}")
+    assert notes["error"] == (f"BagError: {tmp_path / 'notes.txt'} is no bag: a bag is a rosbag2 folder (with "
+                              "metadata.yaml), a file named *.mcap or *.db3, or a ROS 1 bag file")
+    assert old["error"] == (f"BagError: {tmp_path / 'old.bag'} does not begin as a ROS 1 bag does (#ROSBAG V2.0): "
+                            "no bag, or one damaged at its start")
+
+
 def test_the_index_names_the_bag_of_each_row_where_two_bags_share_a_name(tmp_path: Path) -> None:
     """Monday's and Tuesday's drive.mcap were indexed as `drive` and `drive-2`, and nothing on the page said which
     was which."""

@@ -25,7 +25,7 @@ from rosbags.interfaces import Connection, MessageDefinition, MessageDefinitionF
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from dgdehaze_core.bags.ros1 import Ros2Copy, is_ros1_bag, ros2_copy
+from dgdehaze_core.bags.ros1 import ROS1_MAGIC, Ros2Copy, is_ros1_bag, ros2_copy
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8, raw_to_bgr8
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, NarrowSamples, check_sample_bits
 
@@ -226,6 +226,17 @@ BITS_REMEDY = "give --input-bits 12 (this is said once per bag)"
 bag-eval's option (`BagSource`)."""
 
 
+def _no_bag_file(path: Path) -> str:
+    """Why `path`, a file that is no ROS 1 bag and is named neither *.mcap nor *.db3, is no bag (a glob of a
+    folder's files catches such files beside the bags): rosbags reads a single ROS 2 bag file by its name."""
+    if path.name == "metadata.yaml":
+        return f"{path} is a rosbag2 folder's description, not a bag: give its folder, {path.parent}"
+    if path.suffix.lower() == ".bag":
+        return f"{path} does not begin as a ROS 1 bag does ({ROS1_MAGIC.decode()}): no bag, or one damaged at its start"
+    return (f"{path} is no bag: a bag is a rosbag2 folder (with metadata.yaml), a file named *.mcap or *.db3, or a "
+            "ROS 1 bag file")
+
+
 class BagSource:
     """An open bag: a rosbag2 folder, a single .mcap/.db3 file, or a ROS 1 bag file. Use as a context manager."""
 
@@ -268,6 +279,8 @@ class BagSource:
                 raise BagError(f"bag {self.path} has a damaged metadata.yaml: its `{key}` is no list of the data "
                                f"files (`ros2 bag reindex {self.path}` writes it anew: docs/BAGS.md)")
         self.ros1 = is_ros1_bag(self.path)
+        if self.path.is_file() and not self.ros1 and self.path.suffix not in (".mcap", ".db3"):  # as rosbags reads
+            raise BagError(_no_bag_file(self.path))
         self.storage = _storage_of(self.path)
         store = typestore()
         self._converted: Ros2Copy | None = None
