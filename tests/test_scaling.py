@@ -419,6 +419,20 @@ def test_fleet_folders_are_named_after_the_bags_and_repeats_get_a_number(tmp_pat
     assert [p.name for p in output_folders(ros1, tmp_path / "out")] == ["old drive", "old drive-2"]
 
 
+def test_a_fleet_ends_naming_the_bags_that_failed_and_why(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A fleet with failed bags ended (exit 1) on its table, where they read `failed`, and the index's path: why
+    they failed was in warnings among the many lines logged while the other bags ran, scrolled out of sight."""
+    write_camera_bag(tmp_path / "drive", "mcap", demo_frames(1))
+    (tmp_path / "empty.mcap").write_bytes(b"")
+    with caplog.at_level("INFO"):
+        assert main(["bag-eval", str(tmp_path / "empty.mcap"), str(tmp_path / "drive"), "--out", str(tmp_path / "out"),
+                     "--method", "dcp", "--no-detection", "--workers", "1", "--no-progress"]) == 1
+    messages = [record.getMessage() for record in caplog.records]
+    end = messages[messages.index(f"fleet summary: {tmp_path / 'out' / 'index.html'}") + 1:]
+    assert end == [f"{tmp_path / 'empty.mcap'} failed, no report: BagError: bag {tmp_path / 'empty.mcap'} is empty "
+                   "(0 bytes): nothing was recorded in it, and no repair adds any"]
+
+
 def test_files_a_glob_caught_beside_the_bags_fail_as_no_bag_files_without_repair_advice(tmp_path: Path) -> None:
     """`bag-eval drive/* notes.txt old.bag` failed a rosbag2 folder's metadata.yaml, a notes file and a .bag file of
     no ROS 1 bag as bags 'corrupt, truncated or not a bag?', 'Unrecognized storage format', to be 'repaired with

@@ -340,6 +340,9 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], not
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "
                                      f"({summary['wall_seconds']:.0f} s)", json_path=args.json)
     LOG.info("fleet summary: %s", args.out / "index.html")
+    for outcome in summary["per_bag"]:  # said again last: the warnings as each failed are far above by now
+        if not outcome["ok"]:
+            LOG.error("%s failed, no report: %s", outcome["input_bag"], outcome["error"])
     if summary["all"]["frames_skipped"]:
         LOG.warning("%d frames could not be decoded and are not in the figures (each bag's report lists its own)",
                     summary["all"]["frames_skipped"])
