@@ -441,12 +441,16 @@ def test_files_a_glob_caught_beside_the_bags_fail_as_no_bag_files_without_repair
     write_camera_bag(drive, "mcap", demo_frames(1))
     (tmp_path / "notes.txt").write_text("fog from 12:00")
     (tmp_path / "old.bag").write_bytes(b"\x00" * 64)  # no ROS 1 bag's header
+    shouted = tmp_path / "DRIVE.MCAP"  # a bag file named in capitals: rosbags reads none
+    shouted.write_bytes((drive / "drive.mcap").read_bytes())
     out = tmp_path / "fleet"
     assert main(["bag-eval", str(drive / "metadata.yaml"), str(drive / "drive.mcap"), str(tmp_path / "notes.txt"),
-                 str(tmp_path / "old.bag"), "--out", str(out), "--method", "dcp", "--no-detection", "--workers", "1",
-                 "--no-progress"]) == 1
-    metadata, data, notes, old = json.loads((out / "fleet.json").read_text())["per_bag"]
-    assert data["ok"] and not metadata["ok"] and not notes["ok"] and not old["ok"]
+                 str(tmp_path / "old.bag"), str(shouted), "--out", str(out), "--method", "dcp", "--no-detection",
+                 "--workers", "1", "--no-progress"]) == 1
+    metadata, data, notes, old, capitals = json.loads((out / "fleet.json").read_text())["per_bag"]
+    assert data["ok"] and not metadata["ok"] and not notes["ok"] and not old["ok"] and not capitals["ok"]
+    assert capitals["error"] == (f"BagError: {shouted}: a bag file is read by its lower-case suffix (rosbags'), "
+                                 ".mcap: rename it to DRIVE.mcap")
     assert metadata["error"] == (f"BagError: {drive / 'metadata.yaml'} is a rosbag2 folder's description, not a bag: "
                                  f"give its folder, {drive}")
     assert notes["error"] == (f"BagError: {tmp_path / 'notes.txt'} is no bag: a bag is a rosbag2 folder (with "

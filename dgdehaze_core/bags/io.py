@@ -227,12 +227,16 @@ bag-eval's option (`BagSource`)."""
 
 
 def _no_bag_file(path: Path) -> str:
-    """Why `path`, a file that is no ROS 1 bag and is named neither *.mcap nor *.db3, is no bag (a glob of a
-    folder's files catches such files beside the bags): rosbags reads a single ROS 2 bag file by its name."""
+    """Why `path`, a file that is no ROS 1 bag and is named neither *.mcap nor *.db3 (in lower case), is no bag (a
+    glob of a folder's files catches such files beside the bags): rosbags reads a single ROS 2 bag file by its
+    name."""
     if path.name == "metadata.yaml":
         return f"{path} is a rosbag2 folder's description, not a bag: give its folder, {path.parent}"
     if path.suffix.lower() == ".bag":
         return f"{path} does not begin as a ROS 1 bag does ({ROS1_MAGIC.decode()}): no bag, or one damaged at its start"
+    if path.suffix.lower() in (".mcap", ".db3"):  # a camera's or a copy's upper-case name
+        return (f"{path}: a bag file is read by its lower-case suffix (rosbags'), {path.suffix.lower()}: rename it to "
+                f"{path.with_suffix(path.suffix.lower()).name}")
     return (f"{path} is no bag: a bag is a rosbag2 folder (with metadata.yaml), a file named *.mcap or *.db3, or a "
             "ROS 1 bag file")
 
