@@ -35,7 +35,7 @@ from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.models import CHECKPOINT_SUFFIXES, shipped_weights_path
 from dgdehaze_core.physics.boundary_constraint import RADIANCE_FLOOR
 from dgdehaze_core.physics.lens import RECTIFIED_SETTINGS
-from dgdehaze_core.physics.visibility import Mounting
+from dgdehaze_core.physics.visibility import MAX_CAMERA_HEIGHT, MAX_CAMERA_PITCH, Mounting
 from dgdehaze_ros.mounting_tf import MISSING_TF, TF_AVAILABLE
 
 TRANSPORTS = ("raw", "compressed")
@@ -134,9 +134,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "camera_height) and ~/depth_relative (the network's unitless depth)"),
     ParameterSpec("camera_height", 0.0, "camera height above the road (m): with camera_pitch and camera_info it gives "
                   "the fog's density on the road, hence ~/visibility, ~/depth in metres and detection distances; "
-                  "0: unknown (relative depth only)", float_range=(0.0, 20.0)),
+                  "0: unknown (relative depth only)", float_range=(0.0, MAX_CAMERA_HEIGHT)),
     ParameterSpec("camera_pitch", 0.0, "camera pitch (rad, REP-103: positive nose down) relative to the road",
-                  float_range=(-1.5, 1.5)),
+                  float_range=(-MAX_CAMERA_PITCH, MAX_CAMERA_PITCH)),
     ParameterSpec("base_frame", "", "a frame on the road plane, z up (REP-105 base_footprint): when set, the "
                   "camera's height and pitch come from TF (base_frame to each image's frame_id) instead of "
                   "camera_height and camera_pitch; needs tf2_ros"),

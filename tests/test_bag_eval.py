@@ -529,7 +529,7 @@ def test_cli_with_detector_writes_vision_msgs_and_json(tmp_path: Path, capsys: p
 def test_outputs_never_replace_inputs_and_bad_paths_fail_before_any_work(tmp_path: Path, capsys) -> None:
     """--json naming the input bag's .mcap replaced the bag with the figures; --json naming --out failed after the
     whole evaluation; the same bag twice was evaluated and counted twice; a NaN camera height passed as none, and a
-    pitch without a height went unused without a word."""
+    pitch without a height went unused without a word; a height in centimetres (165) ran, which the node refuses."""
     bag = tmp_path / "bagA"
     write_camera_bag(bag, "mcap", demo_frames(2))
     (recording,) = bag.glob("*.mcap")
@@ -544,6 +544,8 @@ def test_outputs_never_replace_inputs_and_bad_paths_fail_before_any_work(tmp_pat
                 "--camera-pitch must be a finite angle": [str(bag), *options, "--camera-height", "1.3",
                                                           "--camera-pitch", "inf"],
                 "--camera-pitch needs --camera-height": [str(bag), *options, "--camera-pitch", "0.05"],
+                "m above the road, at most 20; 0: none), got 165.0": [str(bag), *options, "--camera-height", "165"],
+                "within +-1.5), got 3.0": [str(bag), *options, "--camera-height", "1.3", "--camera-pitch", "3"],
                 "--out /proc/eval cannot be written": [str(bag), *options, "--out", "/proc/eval"]}  # was: a .lock
     for message, args in refusals.items():
         assert main(["bag-eval", *args]) == 2, message

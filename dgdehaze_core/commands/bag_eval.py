@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import re
 from pathlib import Path
@@ -39,7 +38,7 @@ from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside, r
 from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.lens import RECTIFIED_SETTINGS
-from dgdehaze_core.physics.visibility import Mounting
+from dgdehaze_core.physics.visibility import MAX_CAMERA_HEIGHT, MAX_CAMERA_PITCH, Mounting
 
 LOG = logging.getLogger(__name__)
 
@@ -236,11 +235,12 @@ def detector_options(args: argparse.Namespace) -> dict[str, Any]:
 def mounting_of(args: argparse.Namespace) -> Mounting | None:
     """The camera mounting the options give (None without --camera-height); ValueError when out of range, or for
     a pitch without a height, which would go unused without a word."""
-    if not 0 <= args.camera_height < math.inf:
-        raise ValueError(f"--camera-height must be a finite height (m above the road; 0: none), got "
-                         f"{args.camera_height}")
-    if not math.isfinite(args.camera_pitch):
-        raise ValueError(f"--camera-pitch must be a finite angle (rad), got {args.camera_pitch}")
+    if not 0 <= args.camera_height <= MAX_CAMERA_HEIGHT:  # as the node's camera_height: 165 for 1.65 m is refused
+        raise ValueError(f"--camera-height must be a finite height (m above the road, at most {MAX_CAMERA_HEIGHT:g}; "
+                         f"0: none), got {args.camera_height}")
+    if not abs(args.camera_pitch) <= MAX_CAMERA_PITCH:
+        raise ValueError(f"--camera-pitch must be a finite angle (rad, within +-{MAX_CAMERA_PITCH:g}), got "
+                         f"{args.camera_pitch}")
     if args.camera_pitch and not args.camera_height:
         raise ValueError("--camera-pitch needs --camera-height: the mounting is both, and without it the fog is not "
                          "measured")

@@ -54,6 +54,12 @@ DEFAULT_MAX_VISIBILITY = 200.0
 """Thinnest fog measured by default (m): the shipped methods read a clear road's grey asphalt as fog of about this
 visibility or more, so a longer visibility cannot be told from a clear day (docs/ROS.md, "Fog", gives the drives it
 was chosen on and what they read)."""
+MAX_CAMERA_HEIGHT = 20.0
+"""Highest camera above the road (m) a mounting may give, the node's `camera_height` and bag-eval's alike: a mast or
+a gantry's; more is a height given in centimetres (165 for 1.65 m)."""
+MAX_CAMERA_PITCH = 1.5
+"""Most a mounting's pitch may be (rad, either way), the node's `camera_pitch` and bag-eval's alike: just short of a
+camera looking straight down (pi/2)."""
 MAX_ROLL = 0.3
 """Most roll (rad) of a camera about its optical axis that the flat-road geometry, which assumes none, tolerates:
 on a synthetic road the visibility reads 1 % low at 0.2 rad, 5 % at 0.4, 45 % at pi/2, and a camera mounted
