@@ -366,6 +366,19 @@ def test_an_ultralytics_older_than_the_floor_is_refused_naming_its_version_and_t
     assert f"ultralytics>={ULTRALYTICS_FLOOR}" in requirements
 
 
+def test_the_detector_s_library_logs_to_standard_error_not_before_a_command_s_table() -> None:
+    """Ultralytics logs to standard output: its "Loading ... for ONNX Runtime inference" lines came before the table
+    `eval`, `bench` and `bag-eval` print there, into the file a user wrote the table to (`> figures.md`)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", "import numpy as np; from dgdehaze_core.detection.detector import "
+                          "Detector; Detector()(np.zeros((64, 64, 3), np.uint8))"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "" and "for ONNX Runtime inference" in run.stderr, (run.stdout, run.stderr)
+
+
 def _export_onnx(yolo, folder: Path, imgsz: int) -> Path:
     yolo.model.pt_path = str(folder / "model.pt")  # Ultralytics writes the export beside this path
     return Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False, device="cpu", verbose=False))

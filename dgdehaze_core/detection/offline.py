@@ -3,11 +3,15 @@
 Ultralytics reads its environment once, when first imported: `YOLO_OFFLINE` stops its online checks and downloads,
 `YOLO_AUTOINSTALL=false` stops `check_requirements` from running pip (which it otherwise does when, for example,
 `PIL.Image.open` meets a file it cannot identify and it reaches for a HEIF plugin). Values the user set are kept.
-An Ultralytics older than ULTRALYTICS_FLOOR is refused here, naming its version, before any of it runs.
+An Ultralytics older than ULTRALYTICS_FLOOR is refused here, naming its version, before any of it runs. Its log
+goes to standard error, as every log of the package's does: on standard output its lines ("Loading ... for ONNX
+Runtime inference") came before the table a command prints there, in a file the table is written to.
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from types import ModuleType
 
 from packaging.version import Version
@@ -25,6 +29,16 @@ Older releases also lack `BaseBackend.read_metadata` (before 8.4.127), the `spli
 the `quantize` option (8.4.80) and `ultralytics.nn.backends` (8.4.23)."""
 
 
+class _StandardError:
+    """sys.stderr as it stands at each write (one a test's capture or a command's redirect replaced since)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class UltralyticsTooOld(RuntimeError):
     """The installed Ultralytics is older than ULTRALYTICS_FLOOR."""
 
@@ -36,6 +50,9 @@ def offline_ultralytics() -> ModuleType:
         os.environ.setdefault(name, value)
     with threads_kept():  # its import sets OpenCV's threads and OMP_NUM_THREADS for the whole process
         import ultralytics
+    for handler in logging.getLogger("ultralytics").handlers:  # its own, bound to standard output
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, _StandardError):
+            handler.setStream(_StandardError())
 
     if Version(ultralytics.__version__).release < Version(ULTRALYTICS_FLOOR).release:  # a suffix (.dev0) aside
         raise UltralyticsTooOld(f"Ultralytics {ultralytics.__version__} is installed, older than {ULTRALYTICS_FLOOR}, "
