@@ -348,8 +348,12 @@ def test_missing_topic_and_empty_bag(tmp_path: Path, frames: list[np.ndarray]) -
         BagSource(tmp_path / "folder")
     (bag / "metadata.yaml").unlink()  # as rosbag2 leaves a recording cut off (killed, a power cut)
     with pytest.raises(BagError, match=r"bag .*drive has no metadata.yaml, as a recording cut off before it closed "
-                                       r"has none \(its files: drive.mcap\): `ros2 bag reindex .*drive` writes it"):
+                                       r"has none \(its files: drive.mcap\): `ros2 bag reindex .*drive` writes it "
+                                       r"\(docs/BAGS.md\), or give its one file, .*drive/drive.mcap, which is read "
+                                       r"alone$"):
         BagSource(bag)
+    with BagSource(bag / "drive.mcap") as source:  # as the message says
+        assert source.topics()
 
 
 def test_a_topic_of_two_message_types_is_written_as_two_and_refused_as_frames_naming_them(

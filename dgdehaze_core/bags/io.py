@@ -263,9 +263,11 @@ class BagSource:
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
             data = sorted(p.name for p in self.path.iterdir() if p.name.endswith(DATA_FILES))
             if data:  # rosbag2 writes metadata.yaml as it closes the bag
+                alone = f", or give its one file, {self.path / data[0]}, which is read alone" \
+                    if len(data) == 1 and data[0].endswith((".mcap", ".db3")) else ""  # a copied .mcap, say
                 raise BagError(f"bag {self.path} has no metadata.yaml, as a recording cut off before it closed has "
                                f"none (its files: {', '.join(data[:3])}{' ...' if len(data) > 3 else ''}): "
-                               f"`ros2 bag reindex {self.path}` writes it (docs/BAGS.md)")
+                               f"`ros2 bag reindex {self.path}` writes it (docs/BAGS.md){alone}")
             raise BagError(f"{self.path} is not a ROS 2 bag: it has no metadata.yaml")
         information = _bag_information(self.path) if self.path.is_dir() else {}
         if missing := _missing_data_files(self.path, information):
