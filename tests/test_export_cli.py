@@ -269,3 +269,18 @@ def test_weights_that_are_a_loop_of_links_are_named_as_such(tmp_path: Path,
     assert capsys.readouterr().err.strip().endswith(
         f"error: {loop} is a link to loop.pt, which leads to no checkpoint (missing, or a loop of links)")
     assert not out.exists()
+
+
+def test_an_untrained_export_keeps_off_the_trained_exports_default_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/DEPLOYMENT.md's export block, run as written: `--untrained` (a speed test) wrote its fresh weights over
+    `exports/dgdehaze_lite_dynamic_fp32.onnx`, the shipped weights' export the block made a line before, so that the
+    file a user then deployed under that name dehazed with random weights."""
+    monkeypatch.chdir(tmp_path)
+    size = ["--format", "onnx", "--height", "64", "--width", "64"]
+    assert main(["export", "--config", "lite", *size]) == 0
+    assert main(["export", "--config", "lite", "--untrained", *size]) == 0
+    trained, untrained = capsys.readouterr().out.split()
+    assert trained != untrained and "untrained" in Path(untrained).name
+    assert exported_from(checked_dgdehaze_export(Path(trained)).metadata) is not None
+    assert exported_from(checked_dgdehaze_export(Path(untrained)).metadata) is None

@@ -231,7 +231,8 @@ def _export_network(args: argparse.Namespace) -> Path:
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
     shape = "dynamic" if dynamic else f"{size[0]}x{size[1]}"  # type: ignore[index]
     variant = "_physics" if args.physics_only else ""
-    out = args.out or Path("exports") / f"dgdehaze_{args.config}_{shape}_{precision}{variant}.{args.format}"
+    fresh = "_untrained" if args.untrained else ""  # never the default name of a trained export (a speed test's)
+    out = args.out or Path("exports") / f"dgdehaze_{args.config}{fresh}_{shape}_{precision}{variant}.{args.format}"
     _say_replaced(out)
     if args.format == "onnx" and args.int8:
         from dgdehaze_core.inference.export.quantize import quantize_onnx
