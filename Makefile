@@ -20,7 +20,8 @@ test: venv
 
 # The demo: the real dgdehaze_node, started with the shipped parameters file as `ros2 launch` starts it, replays the
 # sample foggy-road bag shipped in data/demo; out/demo gets the report (report.html), the output bag (bag/) with the
-# node's outputs at the original stamps, and the figures table.
+# node's outputs at the original stamps, summary.json and the node's log (node.log); out/demo_figures.json the
+# figures table.
 # The clip has no calibration: its camera is taken as a car's forward camera 1.3 m above the road, level (and K
 # from a 60 degree field of view, data/demo/README.md), which gives the node a visibility to plot.
 DEMO_BAG := data/demo/rural_fog_day
