@@ -460,6 +460,27 @@ def test_tuples_across_a_frame_missing_from_a_kitti_drive_are_left_out_with_one_
     assert "(1 missing, the first 0000000012)" in warnings[0] and "the 2 of its 3 frame tuples" in warnings[0]
 
 
+def test_a_calibration_of_larger_frames_than_the_folder_s_is_refused_and_a_plain_folder_is_told_its_mapping(
+        three_kitti_frames: Path, tmp_path: Path) -> None:
+    """A user's frames saved at a third of KITTI's size, given the calibration of the full-size camera (cx 609.6 on
+    414-pixel-wide frames): the run trained on with a principal point off the frames, without a word. A folder of
+    frames named as a KITTI raw folder was refused without saying how another camera's frames are given."""
+    (tmp_path / "small").mkdir()
+    for path in sorted(three_kitti_frames.rglob("image_02/data/*.jpg")):
+        cv2.imwrite(str(tmp_path / "small" / f"{path.stem}.png"),
+                    cv2.resize(cv2.imread(str(path)), (414, 125), interpolation=cv2.INTER_AREA))
+    full_size = (721.5377, 721.5377, 609.5593, 172.854)
+    with pytest.raises(ImageError, match=r"principal point \(609\.559, 172\.854\) outside its 414x125 frames: give "
+                                         r"fx, fy, cx, cy in the files' pixels"):
+        load_sequences(FrameFolder(tmp_path / "small", full_size))
+    scaled = tuple(value / 3 for value in full_size)
+    sequence = load_sequences(FrameFolder(tmp_path / "small", scaled))[0]
+    np.testing.assert_allclose(sequence.intrinsics(1242, 375), kitti_intrinsics(1242, 375), rtol=2e-3)
+    with pytest.raises(ImageError, match=r"holds no KITTI raw frames .*another camera's frames are a mapping with "
+                                         r"'path' and 'intrinsics'"):
+        load_sequences(tmp_path / "small")
+
+
 def test_a_12_bit_camera_s_frame_folder_trains_on_its_frames_with_input_bits_12_and_is_warned_without(
         three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Three real KITTI frames exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): a sequence with

@@ -141,6 +141,10 @@ def folder_sequence(folder: FrameFolder) -> VideoSequence:
         raise ImageError(f"crop {list(folder.crop or ())} does not lie inside the {width}x{height} frames of "
                          f"{folder.path}")
     fx, fy, cx, cy = folder.intrinsics
+    if not (0 <= cx <= width and 0 <= cy <= height):
+        raise ImageError(f"the intrinsics of {folder.path} put the principal point ({cx:g}, {cy:g}) outside its "
+                         f"{width}x{height} frames: give fx, fy, cx, cy in the files' pixels (a calibration of "
+                         "another image size scales with the frames: times their width over its width)")
     crop_width, crop_height = right - left, bottom - top
     normalised = (fx / crop_width, fy / crop_height, (cx - left) / crop_width, (cy - top) / crop_height)
     return VideoSequence(f"{folder.path.name}/{folder.include}", frames, normalised, folder.crop,
@@ -169,7 +173,8 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
                                        read_kitti_intrinsics(calibration, camera), folder=folder, numbers=numbers))
     if not sequences:
         raise ImageError(f"{root} holds no KITTI raw frames (DRIVE/image_{camera}/data/ beside a "
-                         f"{KITTI_CALIBRATION})")
+                         f"{KITTI_CALIBRATION}); another camera's frames are a mapping with 'path' and "
+                         "'intrinsics' [fx, fy, cx, cy] (docs/DEPTH.md)")
     return sequences
 
 
