@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -709,6 +710,23 @@ def test_the_drive_that_judges_depth_never_trains_or_validates(field: str, three
                                          ".*kitti-tiny/.* \\(depth/kitti-tiny only judges\\)"):
         DepthTrainer(recipe, tmp_path / "run").train(progress=False)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_judging_validation_lidar_is_refused_before_the_training_frames_are_read(three_kitti_frames: Path,
+                                                                                 shared_data: Path, tmp_path: Path):
+    """kitti-tiny named as validation was refused only after every training frame had been read and resized (minutes
+    for a user's long recording): a damaged training frame, read first, is what the run reported."""
+    from dgdehaze_core.datasets.splits import SplitError
+
+    damaged = sorted(three_kitti_frames.rglob("image_02/data/*.jpg"))[1]
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    recipe = depth_recipe_from_dict({"name": "j", "iterations": 2, "width": 192, "height": 64,
+                                     "frame_offsets": [-1, 1], "batch_size": 2, "sequences": [str(three_kitti_frames)],
+                                     "validation": [str(shared_data / "depth" / "kitti-tiny")]}, tmp_path)
+    with pytest.raises(SplitError, match="validation LiDAR: 14 file"):
+        DepthTrainer(recipe, tmp_path / "run").train(progress=False)
+    with pytest.raises(ImageError, match=damaged.name):  # the frames are still read before the first step
+        DepthTrainer(dataclasses.replace(recipe, validation=()), tmp_path / "run").train(progress=False)
 
 
 class _InterruptedDepthTrainer(DepthTrainer):

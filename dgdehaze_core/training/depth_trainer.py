@@ -235,11 +235,12 @@ class DepthTrainer:
         self.history.record_data({"frames": file_fingerprint((f"{sequence.name}/{frame.name}", frame)
                                                              for sequence in sequences for frame in sequence.frames)},
                                  self.last_path if self.resume else None)
-        dataset = self._dataset(sequences)
         refuse_judging_files([path for folder in recipe.validation for path in kitti_depth_files(folder)],
                              "validation LiDAR")
-        # read whole now, as each validation uses every frame: a bad folder or frame fails before training
+        # read whole now, as each validation uses every frame: a bad folder or frame fails before the training
+        # frames are read (minutes for a long recording), as the judging drive does
         self.validation_sets = [load_kitti(folder).read_all() for folder in recipe.validation]
+        dataset = self._dataset(sequences)
         if self.resume:  # a fresh run's recipe.yaml comes with its first checkpoint (`keep_run_files`)
             write_recipe(self.run_dir, recipe.as_recipe_file())
         resumed = self.iteration if self.resume else None
