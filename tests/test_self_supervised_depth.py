@@ -482,6 +482,28 @@ def test_a_calibration_of_larger_frames_than_the_folder_s_is_refused_and_a_plain
         load_sequences(tmp_path / "small")
 
 
+def test_a_video_or_a_bag_named_as_a_sequence_is_told_to_extract_its_frames(shared_data: Path, tmp_path: Path):
+    """A dashcam's video named as a sequence's path was refused as 'no such sequence folder' (it exists), and a
+    folder holding it as holding no frames, without a word of what train-depth reads or how to get it."""
+    from test_bag_io import demo_frames, write_camera_bag
+
+    (tmp_path / "dashcam").mkdir()
+    video = tmp_path / "dashcam" / "drive.mp4"
+    video.symlink_to(shared_data / "video" / "dvd_rural_fog_day.mp4")
+    write_camera_bag(tmp_path / "bag", "sqlite3", demo_frames(2))
+    intrinsics = (721.5, 721.5, 609.6, 172.9)
+    extract = r"train-depth reads a recording's frames saved as image files, in time order: extract a video's"
+    for source, kind in ((FrameFolder(video, intrinsics), "a video"), (video, "a video"),
+                         (FrameFolder(tmp_path / "bag", intrinsics), "a bag"), (tmp_path / "bag", "a bag")):
+        with pytest.raises(ImageError, match=f"is {kind}, not a folder of frames: {extract}"):
+            load_sequences(source)
+    with pytest.raises(ImageError, match=f"holds no frames matching '\\*' \\(it holds 1 video\\(s\\) or bag\\(s\\), "
+                                         f"e.g. drive.mp4: {extract}"):
+        load_sequences(FrameFolder(tmp_path / "dashcam", intrinsics))
+    with pytest.raises(FileNotFoundError, match="no such sequence folder"):
+        load_sequences(FrameFolder(tmp_path / "absent", intrinsics))
+
+
 def test_a_12_bit_camera_s_frame_folder_trains_on_its_frames_with_input_bits_12_and_is_warned_without(
         three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Three real KITTI frames exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): a sequence with

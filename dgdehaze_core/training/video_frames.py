@@ -32,13 +32,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
 from dgdehaze_core.io.folder_walk import linked_rglob
 from dgdehaze_core.io.images import (IMAGE_SUFFIXES, SAMPLE_BITS, ImageError, ImageReader, ReadImage, is_hidden,
                                      read_image)
+from dgdehaze_core.training.bag_frames import BAG_SUFFIXES, is_bag_path
 
 LOG = logging.getLogger(__name__)
 
 KITTI_CALIBRATION = "calib_cam_to_cam.txt"
+RECORDING_REMEDY = ("train-depth reads a recording's frames saved as image files, in time order: extract a video's "
+                    "(e.g. ffmpeg -i drive.mp4 frames/%06d.png) or a bag's image topic into a folder and name it with "
+                    "the camera's intrinsics (docs/DEPTH.md)")
+"""What a sequence that names a video or a bag is told: its frames are not read from the recording."""
 BITS_REMEDY = "set input_bits: 12 on its entry in the recipe's sequences (this is said once per sequence)"
 """What the warning on a sequence's 16-bit frames that look like a 12-bit camera's read with 16 bits asks for."""
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.2, 0.2, 0.2, 0.05
@@ -128,13 +134,33 @@ def frames_in_order(paths: Iterable[Path], folder: Path) -> tuple[Path, ...]:
     return tuple(by_name)
 
 
+def _check_frame_folder(path: Path) -> None:
+    """FileNotFoundError where `path` is no folder; ImageError where it is a recording (a video or a bag file, or a
+    rosbag2 folder) or another file, whose frames train-depth does not read."""
+    if is_bag_path(path) or path.is_file():
+        kind = ("a video" if path.suffix.lower() in VIDEO_SUFFIXES else "a bag" if is_bag_path(path)
+                else "a file")
+        raise ImageError(f"{path} is {kind}, not a folder of frames: {RECORDING_REMEDY}")
+    if not path.is_dir():
+        raise FileNotFoundError(f"no such sequence folder: {path}")
+
+
+def _recordings_in(folder: Path, include: str) -> str:
+    """A note naming the first of the videos and bags among `folder`'s files matching `include`, or ''."""
+    recordings = sorted(path for path in folder.glob(include)
+                        if path.suffix.lower() in (*VIDEO_SUFFIXES, *BAG_SUFFIXES) or is_bag_path(path))
+    if not recordings:
+        return ""
+    return f" (it holds {len(recordings)} video(s) or bag(s), e.g. {recordings[0].name}: {RECORDING_REMEDY})"
+
+
 def folder_sequence(folder: FrameFolder) -> VideoSequence:
     """The `VideoSequence` of a `FrameFolder`: intrinsics moved into the crop and normalised by its size."""
-    if not folder.path.is_dir():
-        raise FileNotFoundError(f"no such sequence folder: {folder.path}")
+    _check_frame_folder(folder.path)
     frames = frames_in_order(folder.path.glob(folder.include), folder.path)
     if not frames:
-        raise ImageError(f"{folder.path} holds no frames matching {folder.include!r}")
+        raise ImageError(f"{folder.path} holds no frames matching {folder.include!r}"
+                         f"{_recordings_in(folder.path, folder.include)}")
     height, width = read_image(frames[0]).shape[:2]
     left, top, right, bottom = folder.crop or (0, 0, width, height)
     if not 0 <= left < right <= width or not 0 <= top < bottom <= height:
@@ -159,8 +185,7 @@ def load_sequences(source: Path | FrameFolder, camera: str = "02") -> list[Video
 def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
     """Every `DRIVE/image_<camera>/data` folder under `root` with the calibration of its date folder; hidden files
     and folders left out (`is_hidden`), as a `FrameFolder`'s are."""
-    if not root.is_dir():
-        raise FileNotFoundError(f"no such sequence folder: {root}")
+    _check_frame_folder(root)
     sequences = []
     for folder in linked_rglob(root, f"image_{camera}/data"):
         drive = folder.parent.parent
@@ -174,7 +199,7 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
     if not sequences:
         raise ImageError(f"{root} holds no KITTI raw frames (DRIVE/image_{camera}/data/ beside a "
                          f"{KITTI_CALIBRATION}); another camera's frames are a mapping with 'path' and "
-                         "'intrinsics' [fx, fy, cx, cy] (docs/DEPTH.md)")
+                         f"'intrinsics' [fx, fy, cx, cy] (docs/DEPTH.md){_recordings_in(root, '*')}")
     return sequences
 
 
