@@ -504,6 +504,36 @@ def test_a_video_or_a_bag_named_as_a_sequence_is_told_to_extract_its_frames(shar
         load_sequences(FrameFolder(tmp_path / "absent", intrinsics))
 
 
+def test_frames_cropped_to_another_aspect_than_their_calibration_are_warned_of_and_resized_ones_are_not(
+        three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A KITTI drive whose frames were cropped to 1216x352 (S_rect_02: 1242x375), or a folder whose later frames were
+    cut to another aspect, trained with intrinsics that are not the frames' own, without a word; frames resized to
+    monodepth2's 640x192 keep theirs right, and are not warned of."""
+    frames = sorted(three_kitti_frames.rglob("image_02/data/*.jpg"))
+    originals = [cv2.imread(str(path)) for path in frames]
+    intrinsics = (721.5377, 721.5377, 609.5593, 172.854)
+    (tmp_path / "cut").mkdir()
+    for index, image in enumerate(originals):  # the last frame cut to its middle 800 columns
+        cv2.imwrite(str(tmp_path / "cut" / f"{index:04d}.png"), image[:, 200:1000] if index == 2 else image)
+    cases = {"cropped": (lambda image: image[23:, 13:13 + 1216], "0000000010.jpg is 1216x352, 4.3 % wider than the "
+                                                                 "1242x375 image its intrinsics describe"),
+             "resized": (lambda image: cv2.resize(image, (640, 192), interpolation=cv2.INTER_AREA), None)}
+    for name, (change, expected) in cases.items():
+        for path, image in zip(frames, originals):
+            cv2.imwrite(str(path), change(image))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="dgdehaze_core.training.video_frames"):
+            FrameTuples(find_kitti_sequences(three_kitti_frames), 416, 128, (-1, 1))
+        warnings = [record.getMessage() for record in caplog.records if "intrinsics describe" in record.getMessage()]
+        assert warnings == [] if expected is None else len(warnings) == 1 and expected in warnings[0], (name, warnings)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dgdehaze_core.training.video_frames"):
+        FrameTuples(load_sequences(FrameFolder(tmp_path / "cut", intrinsics)), 416, 128, (-1, 1))
+    assert [record.getMessage() for record in caplog.records if "0002.png is 800x375, 35.6 % narrower than the "
+            "1242x375 image its intrinsics describe: resized so, its intrinsics scale with it; cropped so, they are "
+            "wrong" in record.getMessage()]
+
+
 def test_a_12_bit_camera_s_frame_folder_trains_on_its_frames_with_input_bits_12_and_is_warned_without(
         three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Three real KITTI frames exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): a sequence with

@@ -47,6 +47,9 @@ RECORDING_REMEDY = ("train-depth reads a recording's frames saved as image files
 """What a sequence that names a video or a bag is told: its frames are not read from the recording."""
 BITS_REMEDY = "set input_bits: 12 on its entry in the recipe's sequences (this is said once per sequence)"
 """What the warning on a sequence's 16-bit frames that look like a 12-bit camera's read with 16 bits asks for."""
+ASPECT_TOLERANCE = 0.02
+"""How far a frame's aspect may lie from that of the image its intrinsics describe before it is warned of: KITTI
+resized to monodepth2's 640x192 is 0.6 % off, resized so its intrinsics still hold; cropped to 1216x352, 4 %."""
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.2, 0.2, 0.2, 0.05
 """Colour-jitter ranges (monodepth2's): factors drawn from [1 - r, 1 + r]; hue as a fraction of the circle."""
 
@@ -59,7 +62,9 @@ class VideoSequence:
     where the frames lie, tells apart two sequences of one name (the same drive under two roots). `bits`: the
     significant bits of the frames' 16-bit samples. `numbers`: each frame's number in its recording where the names
     give it (KITTI raw's), so that a tuple whose neighbours would skip a missing frame is left out (`FrameTuples`);
-    None where the names do not number the frames one by one."""
+    None where the names do not number the frames one by one. `calibrated_size`: (width, height) of the image the
+    intrinsics describe (KITTI's S_rect_0X, a folder's first frame), before any crop; a frame of another aspect is
+    warned of once (`FrameTuples`), as a cropped one would train with intrinsics that are not its own."""
 
     name: str
     frames: tuple[Path, ...]
@@ -69,6 +74,7 @@ class VideoSequence:
     folder: Path | None = None
     bits: int = SAMPLE_BITS
     numbers: tuple[int, ...] | None = None
+    calibrated_size: tuple[int, int] | None = None
 
     @property
     def where(self) -> str:
@@ -84,6 +90,12 @@ class VideoSequence:
 
 def read_kitti_intrinsics(calibration: Path, camera: str) -> tuple[float, float, float, float]:
     """Normalised (fx/w, fy/h, cx/w, cy/h) of rectified camera `camera` ("02") from a calib_cam_to_cam.txt."""
+    return read_kitti_calibration(calibration, camera)[0]
+
+
+def read_kitti_calibration(calibration: Path, camera: str) -> tuple[tuple[float, float, float, float],
+                                                                     tuple[int, int]]:
+    """`read_kitti_intrinsics`'s normalised intrinsics and the (width, height) they refer to (S_rect_0X)."""
     values: dict[str, list[float]] = {}
     try:
         for line in calibration.read_text(encoding="utf-8").splitlines():
@@ -96,7 +108,8 @@ def read_kitti_intrinsics(calibration: Path, camera: str) -> tuple[float, float,
     if projection is None or len(projection) != 12 or size is None or len(size) != 2:
         raise ImageError(f"{calibration} lacks P_rect_{camera} (12 numbers) or S_rect_{camera} (width height)")
     width, height = size
-    return projection[0] / width, projection[5] / height, projection[2] / width, projection[6] / height
+    return ((projection[0] / width, projection[5] / height, projection[2] / width, projection[6] / height),
+            (round(width), round(height)))
 
 
 @dataclass(frozen=True)
@@ -174,7 +187,7 @@ def folder_sequence(folder: FrameFolder) -> VideoSequence:
     crop_width, crop_height = right - left, bottom - top
     normalised = (fx / crop_width, fy / crop_height, (cx - left) / crop_width, (cy - top) / crop_height)
     return VideoSequence(f"{folder.path.name}/{folder.include}", frames, normalised, folder.crop,
-                         folder.frame_offsets, folder.path, folder.input_bits)
+                         folder.frame_offsets, folder.path, folder.input_bits, calibrated_size=(width, height))
 
 
 def load_sequences(source: Path | FrameFolder, camera: str = "02") -> list[VideoSequence]:
@@ -194,8 +207,9 @@ def find_kitti_sequences(root: Path, camera: str = "02") -> list[VideoSequence]:
             raise ImageError(f"{folder} has no {KITTI_CALIBRATION} in {drive.parent}")
         frames = frames_in_order(folder.iterdir(), folder)
         numbers = tuple(int(frame.stem) for frame in frames) if all(frame.stem.isdigit() for frame in frames) else None
-        sequences.append(VideoSequence(f"{drive.name}/image_{camera}", frames,
-                                       read_kitti_intrinsics(calibration, camera), folder=folder, numbers=numbers))
+        intrinsics, size = read_kitti_calibration(calibration, camera)
+        sequences.append(VideoSequence(f"{drive.name}/image_{camera}", frames, intrinsics, folder=folder,
+                                       numbers=numbers, calibrated_size=size))
     if not sequences:
         raise ImageError(f"{root} holds no KITTI raw frames (DRIVE/image_{camera}/data/ beside a "
                          f"{KITTI_CALIBRATION}); another camera's frames are a mapping with 'path' and "
@@ -241,6 +255,30 @@ def _without_gaps(sequence: VideoSequence, targets: range, offsets: Sequence[int
     return kept
 
 
+def _warning_of_another_aspect(sequence: VideoSequence, read: ReadImage) -> ReadImage:
+    """`read`, warning once for the sequence of a frame whose aspect lies more than ASPECT_TOLERANCE from the image
+    its intrinsics describe (`VideoSequence.calibrated_size`): right for a frame resized so, wrong for a cropped one."""
+    if sequence.calibrated_size is None:
+        return read
+    calibrated_width, calibrated_height = sequence.calibrated_size
+    warned = False
+
+    def checked(path: Path) -> np.ndarray:
+        nonlocal warned
+        image = read(path)
+        height, width = image.shape[:2]
+        change = (width / height) / (calibrated_width / calibrated_height) - 1
+        if not warned and abs(change) > ASPECT_TOLERANCE:
+            warned = True
+            LOG.warning("sequence %s: %s is %dx%d, %.1f %% %s than the %dx%d image its intrinsics describe: resized "
+                        "so, its intrinsics scale with it; cropped so, they are wrong: give cropped frames a folder "
+                        "and a mapping with intrinsics of their own (said once per sequence)", sequence.where,
+                        path.name, width, height, abs(change) * 100, "wider" if change > 0 else "narrower",
+                        calibrated_width, calibrated_height)
+        return image
+    return checked
+
+
 def _jitter(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Brightness, contrast, saturation and hue changes drawn once, applied to every frame (F, H, W, 3) in [0, 1]."""
     out = frames * rng.uniform(1 - BRIGHTNESS, 1 + BRIGHTNESS)
@@ -277,7 +315,7 @@ class FrameTuples(Dataset):
             if len(sequence.frames) < span:
                 raise ImageError(f"sequence {sequence.where} has {len(sequence.frames)} frame(s); self-supervised "
                                  f"depth needs at least {span} consecutive frames for offsets {list(own)}")
-            read = ImageReader(sequence.bits, BITS_REMEDY)
+            read = _warning_of_another_aspect(sequence, ImageReader(sequence.bits, BITS_REMEDY))
             self.frames.append(np.stack([load_frame(path, width, height, sequence.crop, read)
                                          for path in sequence.frames]))
             first, last = -min(min(own), 0), len(sequence.frames) - max(max(own), 0)
