@@ -534,6 +534,21 @@ def test_frames_cropped_to_another_aspect_than_their_calibration_are_warned_of_a
             "wrong" in record.getMessage()]
 
 
+def test_a_sequence_too_short_for_its_offsets_is_refused_before_the_others_frames_are_read(
+        three_kitti_frames: Path, tmp_path: Path) -> None:
+    """A recipe of a long recording and a short one (three frames at 30 fps, offsets [-6, 6]) was refused for the
+    short one only after every frame of the long one had been read and resized: minutes for a user's drive. A
+    damaged frame of the first, read first, is what the run reported."""
+    damaged = sorted(three_kitti_frames.rglob("image_02/data/*.jpg"))[1]
+    shutil.copytree(damaged.parent, tmp_path / "short")
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    sequences = [*find_kitti_sequences(three_kitti_frames),
+                 *load_sequences(FrameFolder(tmp_path / "short", (721.5, 721.5, 609.6, 172.9), frame_offsets=(-6, 6)))]
+    with pytest.raises(ImageError, match=r"has 3 frame\(s\); self-supervised depth needs at least 13 consecutive "
+                                         r"frames for offsets \[-6, 6\]"):
+        FrameTuples(sequences, 192, 64, (-1, 1))
+
+
 def test_a_12_bit_camera_s_frame_folder_trains_on_its_frames_with_input_bits_12_and_is_warned_without(
         three_kitti_frames: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Three real KITTI frames exported as a 12-bit camera's 16-bit PNGs (samples 0..4095): a sequence with

@@ -306,7 +306,7 @@ class FrameTuples(Dataset):
         self.offsets = [tuple(sequence.frame_offsets or offsets) for sequence in self.sequences]
         self.frames: list[np.ndarray] = []
         self.samples: list[tuple[int, int]] = []
-        for number, (sequence, own) in enumerate(zip(self.sequences, self.offsets)):
+        for sequence, own in zip(self.sequences, self.offsets):  # every sequence before any frame is read
             if len(own) != len(offsets) or 0 in own or [o < 0 for o in own] != [o < 0 for o in offsets]:
                 raise ValueError(f"sequence {sequence.where}: its frame offsets {list(own)} must be non-zero, as "
                                  f"many as the recipe's {list(offsets)} and of their signs in their order (the "
@@ -315,6 +315,7 @@ class FrameTuples(Dataset):
             if len(sequence.frames) < span:
                 raise ImageError(f"sequence {sequence.where} has {len(sequence.frames)} frame(s); self-supervised "
                                  f"depth needs at least {span} consecutive frames for offsets {list(own)}")
+        for number, (sequence, own) in enumerate(zip(self.sequences, self.offsets)):
             read = _warning_of_another_aspect(sequence, ImageReader(sequence.bits, BITS_REMEDY))
             self.frames.append(np.stack([load_frame(path, width, height, sequence.crop, read)
                                          for path in sequence.frames]))
