@@ -368,6 +368,26 @@ def test_a_disk_running_short_of_room_stops_the_evaluation_with_a_report_of_the_
     assert not (tmp_path / "none").exists() and not leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("images, advice", [("compressed", "--output-images none shrinks its bag"),
+                                             ("none", "")])
+def test_a_disk_stop_advises_only_output_images_that_shrink_the_bag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: str, advice: str) -> None:
+    """A long drive evaluated with --output-images compressed (or none) that stopped for want of room advised
+    '--output-images compressed or none shrinks its bag': the setting it already ran with. The advice now names only
+    what would shrink the bag (none after compressed; nothing after none), and the other ways out stay."""
+    bag = tmp_path / "in"
+    write_camera_bag(bag, "mcap", demo_frames(10, (640, 360)), "bgr8")
+    room = disk_room.RESERVE_BYTES + _bytes_under(bag) + 3 * 2**20
+    monkeypatch.setattr(disk_room, "free_bytes", lambda folder: room - _bytes_under(tmp_path))
+    evaluation = evaluate_bag(bag, "/cam/image_raw", tmp_path / "eval", method="dcp", image_transport=images,
+                              progress=False)
+    assert 0 < len(evaluation.records) < 10, evaluation.stopped
+    assert "--duration or --max-frames shortens the run" in evaluation.stopped
+    assert "give an output folder on a larger disk" in evaluation.stopped
+    assert "--output-images compressed" not in evaluation.stopped, evaluation.stopped
+    assert (advice in evaluation.stopped) if advice else "--output-images" not in evaluation.stopped
+
+
 def test_the_copy_of_a_long_recording_after_the_cameras_last_frame_stops_short_of_filling_the_disk(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A recording may go on long after its camera stopped: the rest of the bag, copied into the output bag after the

@@ -39,15 +39,22 @@ def mount_point(folder: Path) -> Path:
     return folder
 
 
-def room_problem(folder: Path, keep: int = 0) -> str:
+SMALLER_IMAGES = {"raw": "--output-images compressed or none", "compressed": "--output-images none", "none": ""}
+"""By how the output bag holds its images, the --output-images that would shrink it ("" none would)."""
+
+
+def room_problem(folder: Path, keep: int = 0, images: str | None = None) -> str:
     """Why writing on under `folder` must stop ("" while it need not): its disk has less free than RESERVE_BYTES
     plus `keep` bytes still to be written after this point (a spool's content and the output bag's copy of the
-    input up to the frame it answers, every topic of it)."""
+    input up to the frame it answers, every topic of it). `images`: how the output bag holds its images
+    (`writer.IMAGE_TRANSPORTS` but auto), so that the advice names only an --output-images that shrinks it (None:
+    not known yet, raw's advice)."""
     free = free_bytes(folder)
     needed = RESERVE_BYTES + keep
     if free >= needed:
         return ""
+    smaller = SMALLER_IMAGES[images or "raw"]
     # the free space rounded down and the room needed up: a byte short is not "1024 MiB free, under the 1024 MiB"
     return (f"the disk mounted at {mount_point(folder)} has {free // 2**20} MiB free, under the "
             f"{-(-needed // 2**20)} MiB kept for the rest of the output (--duration or --max-frames shortens the run, "
-            "--output-images compressed or none shrinks its bag, or give an output folder on a larger disk)")
+            f"{smaller + ' shrinks its bag, ' if smaller else ''}or give an output folder on a larger disk)")

@@ -523,7 +523,7 @@ def copied_messages(source: BagSource, writer: BagWriter, evaluation: BagEvaluat
         unchecked += len(raw)
         if (is_frame and not tail) or unchecked >= COPY_CHECK_BYTES:
             unchecked = 0
-            if problem := room_problem(writer.path):
+            if problem := room_problem(writer.path, images=writer.images):
                 if tail:
                     LOG.warning("stopped copying what the bag recorded after its last frame: %s", problem)
                     evaluation.notes.append(f"the output bag holds what the bag recorded after its last frame only "
