@@ -634,7 +634,7 @@ def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(strai
     discriminators = dict(re.findall(r"rank (\d) of 2: discriminator sha256 ([0-9a-f]{64})", log))
     assert set(discriminators) == {"0", "1"} and discriminators["0"] == discriminators["1"], log[-3000:]
     written = sorted(p.name for p in run.iterdir())
-    assert written == [".lock", "best.pt", "last.pt", "recipe.yaml", "train.csv", "val.csv"]
+    assert written == ["best.pt", "last.pt", "recipe.yaml", "train.csv", "val.csv"]
     rows = (run / "train.csv").read_text().splitlines()[1:]
     assert [row.split(",")[0] for row in rows] == ["1", "2"]  # one writer: each iteration logged once
     state = read_checkpoint(run / "last.pt")
