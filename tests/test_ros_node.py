@@ -3,12 +3,14 @@ and load (parameters and model reloads: test_ros_node_parameters.py). One node p
 in-process, talking to a probe node through Fast DDS on a private domain."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -679,50 +681,48 @@ class NetworkStuck(DehazeNode):
         return Stuck()
 
 
+@contextlib.contextmanager
+def _a_frame_stuck(session: RosSession, name: str, stamp: int) -> Iterator[NetworkStuck]:
+    """An active dcp node `name` whose frame stamped `stamp` is stuck in its network until `node.gate` is set (at the
+    block's end at the latest)."""
+    node = NetworkStuck(name, context=session.context, parameter_overrides=[
+        Parameter("model", value="dcp"), Parameter("detection_enabled", value=False)])
+    session.add(node)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(stamp)), {})
+        assert node.stuck.wait(5.0)
+        yield node
+    finally:
+        node.gate.set()
+        session.remove(node)
+
+
 def test_a_frame_that_outlives_the_cleanup_of_its_node_is_skipped_not_failed(session: RosSession,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A frame stuck in its network past the deactivate's and the cleanup's waits went on, once freed, into the
     outputs the cleanup had destroyed: 'processing failed' with a KeyError traceback and frames_failed, a fault in
     the node by its own account, for an orderly cleanup."""
     monkeypatch.setattr(node_module, "FRAME_WAIT_S", 0.2)
-    node = NetworkStuck("outlived_dgdehaze", context=session.context, parameter_overrides=[
-        Parameter("model", value="dcp"), Parameter("detection_enabled", value=False)])
-    session.add(node)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        node._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(415)), {})
-        assert node.stuck.wait(5.0)
+    with _a_frame_stuck(session, "outlived_dgdehaze", 415) as node:
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS  # gave up waiting for the frame
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS  # gave up too, and released the outputs
         node.gate.set()
         assert wait_until(lambda: not node.worker.running, 10.0)
         counts = node.worker.counts()
         assert (counts.failed, counts.skipped) == (0, 1), counts
-    finally:
-        node.gate.set()
-        session.remove(node)
 
 
 def test_a_shutdown_waits_for_a_stuck_frame_once(session: RosSession, monkeypatch: pytest.MonkeyPatch) -> None:
     """`ros2 lifecycle set ... shutdown` with a frame stuck in its network (a GPU hang) waited for it twice, 5 s in
     on_shutdown and 5 s more in the release after it, blocking the lifecycle service and the executor 10 s."""
     monkeypatch.setattr(node_module, "FRAME_WAIT_S", 0.2)
-    node = NetworkStuck("stuck_shutdown_dgdehaze", context=session.context, parameter_overrides=[
-        Parameter("model", value="dcp"), Parameter("detection_enabled", value=False)])
-    session.add(node)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        node._on_image(bgr8_to_image(hazy_test_frame(160, 120), "bgr8", stamped_header(416)), {})
-        assert node.stuck.wait(5.0)
+    with _a_frame_stuck(session, "stuck_shutdown_dgdehaze", 416) as node:
         started = time.monotonic()
         assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
         assert time.monotonic() - started < 2.0, "the shutdown waited more than once for the stuck frame"
         assert node._pipeline is None and not node._inputs
-    finally:
-        node.gate.set()
-        session.remove(node)
 
 
 def test_a_transition_that_raises_leaves_the_node_unconfigured_holding_nothing_and_a_new_configure_runs_clean(
