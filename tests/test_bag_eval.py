@@ -26,7 +26,7 @@ from dgdehaze_core.bags.fleet import BagJob, run_fleet
 from dgdehaze_core.bags.evaluation import evaluate_bag
 from dgdehaze_core.bags.io import CAMERA_INFO_TYPE, HAZE_TYPE, IMAGE_TYPE, BagSource
 from dgdehaze_core.bags.writer import BagWriter
-from dgdehaze_core.bags.report import FIGURES, answered_rate
+from dgdehaze_core.bags.report import FIGURES, answered_rate, rolling_mean
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.io.camera_frames import compressed_to_bgr8
@@ -1218,6 +1218,21 @@ def test_at_a_replay_rate_the_report_plots_the_frames_answered_per_second_of_rep
     rates = answered_rate(seconds, 2.0, window=2)
     assert math.isnan(rates[0])
     assert rates[1:] == pytest.approx([10.0, 10.0, 2 / 0.15, 8.0])
+
+
+def test_the_reports_rolling_frame_rate_is_the_mean_of_the_finite_values_in_each_window() -> None:
+    """The report's 10-frame FPS mean (frames without a latency are NaN) against its definition, position by
+    position: the running sums that replaced a per-frame loop (seconds of a long drive's report) give it."""
+    values = np.random.default_rng(0).uniform(1.0, 30.0, 500)
+    values[[0, 1, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 300]] = np.nan
+    values[42] = np.inf
+    expected = []
+    for index in range(values.size):
+        window = values[max(0, index - 9):index + 1]
+        window = window[np.isfinite(window)]
+        expected.append(window.mean() if window.size else np.nan)
+    np.testing.assert_allclose(rolling_mean(values, 10), expected, rtol=1e-12, atol=1e-9)
+    assert np.isnan(rolling_mean(values, 10)[[0, 1]]).all() and np.isnan(rolling_mean(np.array([]), 10)).size == 0
 
 
 def test_json_dash_gives_bag_eval_s_figures_on_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
