@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import unicodedata
 from pathlib import Path
 
 import cv2
@@ -44,6 +45,14 @@ def test_gt_folder_is_accepted(tmp_path: Path):
     root = _make_set(tmp_path, ["5_hazy.png"], ["5.png"], clear_folder="GT")
     assert is_paired_set(root)
     assert [p.clear.parent.name for p in find_pairs(root)] == ["GT"]
+
+
+def test_names_in_either_unicode_form_pair(tmp_path: Path):
+    # macOS writes "é" decomposed (NFD, e + U+0301) where Linux and Windows keep the one character a user typed
+    # (NFC): a hazy folder copied from a Mac beside ground truth renamed elsewhere shows the same names on screen
+    root = _make_set(tmp_path, [unicodedata.normalize("NFD", "scène été_hazy.png")],
+                     [unicodedata.normalize("NFC", "scène été.png")], clear_folder="GT")
+    assert [pair.clear.name for pair in find_pairs(root)] == [unicodedata.normalize("NFC", "scène été.png")]
 
 
 def test_a_hazy_image_without_its_clear_image_is_named(tmp_path: Path):

@@ -22,7 +22,9 @@ A paired set is a folder in one of the layouts the public benchmarks are publish
 A hazy file `NAME_anything.ext` (or `NAME.ext`) pairs with the clear file `NAME.*` or `NAME_GT.*` (a clear name's
 role token `_GT`, `_clear` or `_clean`, in any case, is not part of its NAME): RESIDE's `1400_7.png` -> `1400.png`,
 SOTS outdoor's `0016_0.8_0.08.jpg` -> `0016.jpg`, O-HAZE's `27_hazy.png` -> `27.png` and `01_outdoor_hazy.jpg` ->
-`01_outdoor_GT.jpg`. When several clear names fit, the longest wins (`a_b_1.png` -> `a_b.png` before `a.png`). In
+`01_outdoor_GT.jpg`. When several clear names fit, the longest wins (`a_b_1.png` -> `a_b.png` before `a.png`).
+Names are compared in one Unicode form (NFC), so that `scène_hazy.png` copied from a Mac (which stores the `è` as
+`e` and an accent, NFD) pairs with the `scène.png` written elsewhere, as the two show on screen. In
 the flat layout the hazy images are those named with a hazy role token (`_hazy` or `_haze`, any case) and every
 image must carry one of the two kinds of token. Every problem (missing folder, empty folder, two hazy or two clear
 folders, a hazy image without its clear image, two clear files with one name such as `01.png` and `01_GT.png` or
@@ -34,6 +36,7 @@ pair: a partial download whose other images lack their ground truth evaluates th
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -201,10 +204,16 @@ def hazy_images(root: str | Path) -> list[Path]:
     return _layout(Path(root)).hazy
 
 
+def _name(stem: str) -> str:
+    """A file stem in the Unicode form names are compared in (NFC, module docstring)."""
+    return unicodedata.normalize("NFC", stem)
+
+
 def _clear_name(stem: str) -> str:
-    """The NAME a clear file pairs by: its stem less a trailing clear role token (`01_outdoor_GT` -> `01_outdoor`)."""
-    role = CLEAR_ROLE.fullmatch(stem)
-    return stem if role is None else role.group("name")
+    """The NAME a clear file pairs by (`_name`): its stem less a trailing clear role token (`01_outdoor_GT` ->
+    `01_outdoor`)."""
+    role = CLEAR_ROLE.fullmatch(_name(stem))
+    return _name(stem) if role is None else role.group("name")
 
 
 def _scene_of(hazy_stem: str, clear_names: set[str]) -> str | None:
@@ -250,13 +259,13 @@ def find_pairs(root: str | Path, choose: Callable[[list[Path]], list[Path]] | No
     for path in layout.clear:
         by_name.setdefault(_clear_name(path.stem), []).append(path)
     clear_names = set(by_name)
-    scenes = {path: _scene_of(path.stem, clear_names) for path in chosen}
+    scenes = {path: _scene_of(_name(path.stem), clear_names) for path in chosen}
     ambiguous = _several({scene: by_name[scene] for scene in scenes.values() if scene is not None}, clear_folder)
     if ambiguous:
         raise PairingError(f"{clear_folder} holds several files for one name: {listing(ambiguous)}")
     by_stem: dict[str, list[Path]] = {}
     for path in chosen:
-        by_stem.setdefault(path.stem, []).append(path)
+        by_stem.setdefault(_name(path.stem), []).append(path)
     duplicates = _several(by_stem, hazy_folder)
     if duplicates:
         raise PairingError(f"{hazy_folder} holds several files for one name: {listing(duplicates)}")
