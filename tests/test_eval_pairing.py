@@ -214,6 +214,20 @@ def test_a_flat_set_with_an_image_named_as_neither_kind_is_refused_naming_it(o_h
         find_pairs(flat)
 
 
+def test_a_flat_set_with_its_ground_truth_named_without_gt_says_how_to_name_it(o_haze_small, tmp_path: Path,
+                                                                              capsys):
+    """`27_hazy.png` beside `27.png` in one folder was refused for quality as a folder of photos that "fits haze: give
+    --measure haze", which would score the ground truth as a hazy photo; the refusal now names the file and the
+    names the flat layout takes."""
+    flat = _published(tmp_path / "nh-haze", "nh-haze", o_haze_small)
+    (flat / "27_GT.png").rename(flat / "27.png")
+    (flat / "35_GT.png").unlink()
+    capsys.readouterr()
+    assert main(["eval", "--dataset", str(flat), "--measure", "quality", "--method", "hazy"]) == 2
+    error = capsys.readouterr().err
+    assert "27.png" in error and "27_GT.png" in error and "fits haze" not in error
+
+
 @pytest.mark.parametrize("clear, message", [
     (["clear/01.png", "clear/01_GT.png"], r"several files for one name: 01 \(01\.png, 01_GT\.png\)"),
     (["01_GT.png", "01_gt.png"], r"several files for one name: 01 \(01_GT\.png, 01_gt\.png\)"),

@@ -83,7 +83,8 @@ from dgdehaze_core.commands.argument_types import path_argument, with_reason
 from dgdehaze_core.commands.detector_options import add_detector_options, detector_settings
 from dgdehaze_core.commands.input_bits_option import IMAGE_FILES, add_input_bits_option
 from dgdehaze_core.commands.network_options import add_network_options, given_network_options, network_runtime
-from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, hazy_images, is_paired_set, one_side_only
+from dgdehaze_core.datasets.paired_sets import (Pair, find_pairs, hazy_images, is_paired_set, one_side_only,
+                                                untagged_ground_truth)
 from dgdehaze_core.datasets.paths import shared_data_dir
 from dgdehaze_core.datasets.splits import expand_patterns, warn_absent_split_names
 from dgdehaze_core.evaluation import NotApplicable
@@ -285,7 +286,7 @@ def datasets_for(measures: list[str], given: list[Path] | None, everything: bool
             if not folder.is_dir():
                 raise FileNotFoundError(missing(folder, "dataset folder"))
             if not any(applies(m, folder, True) for m in measures):
-                half = one_side_only(folder)
+                half = one_side_only(folder) or untagged_ground_truth(folder)
                 if half is not None:
                     raise ValueError(half)
                 near = _fitting_near(folder, measures)

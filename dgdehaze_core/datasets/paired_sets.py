@@ -183,6 +183,22 @@ def one_side_only(folder: Path) -> str | None:
     return None
 
 
+def untagged_ground_truth(folder: Path) -> str | None:
+    """Why `folder` is no paired set when it holds images named `NAME_hazy.*` and, without any `NAME_GT.*`, images
+    named `NAME.*` of their NAMEs (ground truth named as in hazy/ + clear/, which the flat layout takes for photos),
+    as words for an error; None otherwise."""
+    hazy, clear, neither = _flat_roles(list_images(folder))
+    names = {_name(match.group("name")) for match in (HAZY_ROLE.fullmatch(path.stem) for path in hazy) if match}
+    untagged = [path for path in neither if _name(path.stem) in names]
+    if clear or not untagged:
+        return None
+    named = listing([path.name for path in untagged])
+    return (f"{folder} holds hazy images named NAME_hazy.* beside images named NAME.* ({named}), which one folder "
+            f"does not take for their ground truth: name each NAME_GT.* (as "
+            f"{untagged[0].stem}_GT{untagged[0].suffix}), or move the hazy images into hazy/ and the clear ones into "
+            "clear/")
+
+
 def _no_clear(root: Path, hazy: list[Path]) -> str:
     """The error for `root` holding the hazy folders `hazy` and no clear folder."""
     return (f"{root} holds hazy images in {_named(root, hazy)} but no clear folder (clear/, GT/ or clean/ beside "
