@@ -114,6 +114,23 @@ def test_sots_indoor_as_published_pairs_its_framed_640x480_ground_truth(shared_d
         load_pair(pair)
 
 
+def test_a_colour_image_paired_with_a_grayscale_one_is_refused(shared_data: Path, tmp_path: Path):
+    """A grayscale ground truth beside colour hazy photos (a copy saved in grey, or the wrong folder) was scored:
+    every method's colour output against grey, figures that say nothing. A pair of grayscale images is scored."""
+    source = shared_data / "paired" / "sots-indoor"
+    (tmp_path / "hazy").mkdir()
+    (tmp_path / "clear").mkdir()
+    shutil.copy(source / "hazy" / "1430_2.png", tmp_path / "hazy")
+    grey = cv2.cvtColor(cv2.imread(str(source / "clear" / "1430.png")), cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "clear" / "1430.png"), grey)
+    (pair,) = find_pairs(tmp_path)
+    with pytest.raises(PairingError, match=r"pair 1430_2: 1430\.png is grayscale but 1430_2\.png is in colour"):
+        load_pair(pair)
+    cv2.imwrite(str(tmp_path / "hazy" / "1430_2.png"), cv2.cvtColor(cv2.imread(str(pair.hazy)), cv2.COLOR_BGR2GRAY))
+    hazy, clear = load_pair(pair)
+    assert np.array_equal(clear[:, :, 0], grey) and np.array_equal(clear[:, :, 2], grey)
+
+
 def test_a_pair_too_small_for_ssim_is_named(shared_data: Path, tmp_path: Path):
     """SSIM's 7x7 window refused a 6x6 pair without saying which of the set's pairs it was."""
     from dgdehaze_core.evaluation.methods import MethodSpec, load_method

@@ -29,9 +29,10 @@ the flat layout the hazy images are those named with a hazy role token (`_hazy` 
 image must carry one of the two kinds of token. Every problem (missing folder, empty folder, two hazy or two clear
 folders, a hazy image without its clear image, two clear files with one name such as `01.png` and `01_GT.png` or
 two hazy files with one name in two subfolders, an image of a flat set named as neither, unreadable files, sizes
-that differ other than by SOTS indoor's frame: `load_pair`) raises a `PairingError` that names the files. A
-selection (`find_pairs`' `choose`: eval's --include) is made before pairing, so only the chosen hazy images must
-pair: a partial download whose other images lack their ground truth evaluates the part that is whole.
+that differ other than by SOTS indoor's frame, a grayscale image with one in colour: `load_pair`) raises a
+`PairingError` that names the files. A selection (`find_pairs`' `choose`: eval's --include) is made before pairing,
+so only the chosen hazy images must pair: a partial download whose other images lack their ground truth evaluates
+the part that is whole.
 """
 from __future__ import annotations
 
@@ -303,7 +304,8 @@ def find_pairs(root: str | Path, choose: Callable[[list[Path]], list[Path]] | No
 def load_pair(pair: Pair, read: ReadImage = read_image) -> tuple[np.ndarray, np.ndarray]:
     """Read a pair with `read` as two uint8 BGR frames of the same size; PairingError names the file that fails.
     A clear image larger than its hazy image by `NYU_FRAME` pixels on every side (SOTS indoor as RESIDE publishes
-    it: 640x480 ground truth around 620x460 hazy images) is taken less that frame, as the hazy image was made."""
+    it: 640x480 ground truth around 620x460 hazy images) is taken less that frame, as the hazy image was made. A
+    grayscale image paired with one in colour is refused: its figures would compare colour with grey."""
     try:
         hazy = read(pair.hazy)
         clear = read(pair.clear)
@@ -315,4 +317,13 @@ def load_pair(pair: Pair, read: ReadImage = read_image) -> tuple[np.ndarray, np.
     if hazy.shape != clear.shape:
         raise PairingError(f"pair {pair.name}: {pair.hazy.name} is {hazy.shape[1]}x{hazy.shape[0]} but "
                            f"{pair.clear.name} is {clear.shape[1]}x{clear.shape[0]}; a pair must share one size")
+    if _grey(hazy) != _grey(clear):
+        grey, colour = (pair.hazy, pair.clear) if _grey(hazy) else (pair.clear, pair.hazy)
+        raise PairingError(f"pair {pair.name}: {grey.name} is grayscale but {colour.name} is in colour; a pair "
+                           "must be both in colour or both grayscale (give the colour ground truth, or convert both)")
     return hazy, clear
+
+
+def _grey(frame: np.ndarray) -> bool:
+    """Whether a BGR frame is grayscale: its three channels equal everywhere (a grayscale file as read)."""
+    return bool(np.array_equal(frame[:, :, 0], frame[:, :, 1]) and np.array_equal(frame[:, :, 1], frame[:, :, 2]))
