@@ -131,6 +131,15 @@ def test_a_colour_image_paired_with_a_grayscale_one_is_refused(shared_data: Path
     assert np.array_equal(clear[:, :, 0], grey) and np.array_equal(clear[:, :, 2], grey)
 
 
+def test_dehaze_outputs_written_into_the_hazy_folder_are_refused_not_scored_as_hazy_images(tmp_path: Path):
+    """`dgdehaze dehaze hazy --out hazy/dehazed` put 1_a_dehazed.png and 1_a_depth.png in a subfolder of hazy/, which
+    is read with its subfolders (OTS's parts): eval scored them as two more hazy images of scene 1, without a word."""
+    root = _make_set(tmp_path, ["1_a.png"], ["1.png"])
+    assert main(["dehaze", str(root / "hazy"), "--method", "dcp", "--out", str(root / "hazy" / "dehazed")]) == 0
+    with pytest.raises(PairingError, match=r"hazy holds the outputs of a dgdehaze dehaze run in dehazed/"):
+        find_pairs(root)
+
+
 def test_a_pair_too_small_for_ssim_is_named(shared_data: Path, tmp_path: Path):
     """SSIM's 7x7 window refused a 6x6 pair without saying which of the set's pairs it was."""
     from dgdehaze_core.evaluation.methods import MethodSpec, load_method

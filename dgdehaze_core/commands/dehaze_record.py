@@ -13,10 +13,11 @@ from typing import Any
 
 from dgdehaze_core.commands.network_options import requested_max_detail_gain, requested_radiance_floor
 from dgdehaze_core.inference.pipeline import MAX_DETAIL_GAIN
+from dgdehaze_core.io.file_paths import DEHAZE_RUN_RECORD
 
 LOG = logging.getLogger(__name__)
 
-RUN_RECORD = "dehaze_run.json"
+RUN_RECORD = DEHAZE_RUN_RECORD
 """Written into --out before a run's first output (a video's: before its outputs replace any): what writes them (the
 input, the method, the record of its weights, the output mode, the working size, the input bits, fp16, the radiance
 floor, the detail gain), so that --resume goes on only with the same run, and what the outputs in --out are made

@@ -28,7 +28,8 @@ Names are compared in one Unicode form (NFC), so that `scène_hazy.png` copied f
 the flat layout the hazy images are those named with a hazy role token (`_hazy` or `_haze`, any case) and every
 image must carry one of the two kinds of token. Every problem (missing folder, empty folder, two hazy or two clear
 folders, a hazy image without its clear image, two clear files with one name such as `01.png` and `01_GT.png` or
-two hazy files with one name in two subfolders, an image of a flat set named as neither, unreadable files, sizes
+two hazy files with one name in two subfolders, an image of a flat set named as neither, the outputs of a
+`dgdehaze dehaze` run written into the hazy folder (they would read as more hazy images), unreadable files, sizes
 that differ other than by SOTS indoor's frame, a grayscale image with one in colour: `load_pair`) raises a
 `PairingError` that names the files. A selection (`find_pairs`' `choose`: eval's --include) is made before pairing,
 so only the chosen hazy images must pair: a partial download whose other images lack their ground truth evaluates
@@ -44,6 +45,7 @@ from typing import Callable
 
 import numpy as np
 
+from dgdehaze_core.io.file_paths import DEHAZE_RUN_RECORD
 from dgdehaze_core.io.images import ImageError, ReadImage, images_under, list_images, read_image
 
 HAZY_FOLDER_NAMES = ("hazy", "haze", "leftimg8bit_foggy", "leftimg8bit_foggydbf")
@@ -169,7 +171,13 @@ def _layout(root: Path) -> _Layout:
     clear_folder = _one_folder(root, "clear")
     if clear_folder is None:
         raise PairingError(_no_clear(root, [hazy_folder]))
-    return _Layout(hazy_folder, clear_folder, images_under(hazy_folder), images_under(clear_folder))
+    hazy = images_under(hazy_folder)
+    outputs = sorted({path.parent for path in hazy if (path.parent / DEHAZE_RUN_RECORD).is_file()})
+    if outputs:
+        raise PairingError(f"{hazy_folder} holds the outputs of a dgdehaze dehaze run in "
+                           f"{_named(hazy_folder, outputs)} ({DEHAZE_RUN_RECORD} there), which would be scored as "
+                           "hazy images: move them out of it")
+    return _Layout(hazy_folder, clear_folder, hazy, images_under(clear_folder))
 
 
 def one_side_only(folder: Path) -> str | None:

@@ -14,6 +14,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".ts", ".mts"
 """The videos OpenCV reads, by suffix: the containers of phones, dashcams (MPEG-TS .ts, a camcorder's .mts and
 .m2ts) and older cameras, and an IP or robot camera's raw MJPEG stream (.mjpeg), whose first frame alone reads as a
 JPEG image."""
+DEHAZE_RUN_RECORD = "dehaze_run.json"
+"""The file `dgdehaze dehaze` writes into its --out folder (`dgdehaze_core.commands.dehaze_record`): a folder
+holding one holds a run's outputs, not photos to read as inputs."""
 
 
 def file_suffix(path: str | os.PathLike[str]) -> str:
