@@ -50,9 +50,9 @@ def offline_ultralytics() -> ModuleType:
         os.environ.setdefault(name, value)
     with threads_kept():  # its import sets OpenCV's threads and OMP_NUM_THREADS for the whole process
         import ultralytics
-    for handler in logging.getLogger("ultralytics").handlers:  # its own, bound to standard output
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, _StandardError):
-            handler.setStream(_StandardError())
+    for handler in logging.getLogger("ultralytics").handlers:  # its own, bound to standard output; not a
+        if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _StandardError):  # subclass's
+            handler.setStream(_StandardError())  # (pytest's log capture, say), which keeps its own stream
 
     if Version(ultralytics.__version__).release < Version(ULTRALYTICS_FLOOR).release:  # a suffix (.dev0) aside
         raise UltralyticsTooOld(f"Ultralytics {ultralytics.__version__} is installed, older than {ULTRALYTICS_FLOOR}, "
