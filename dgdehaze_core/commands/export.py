@@ -173,10 +173,9 @@ def _check(args: argparse.Namespace) -> None:
 def _refuse_recording(calib: Path) -> None:
     """ValueError when a model's --calib is a bag or a video: it was refused as 'not a folder', or for a rosbag2
     folder as holding 'no images', which said nothing of what int8 calibration reads."""
-    from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
-    from dgdehaze_core.training.bag_frames import is_bag_path
+    from dgdehaze_core.training.bag_frames import recording_kind
 
-    kind = "a bag" if is_bag_path(calib) else "a video" if file_suffix(calib) in VIDEO_SUFFIXES else None
+    kind = recording_kind(calib)
     if kind is not None:
         raise ValueError(f"--calib {calib} is {kind}: int8 calibrates on a folder of image files (its subfolders "
                          "too); write some of its frames, like the robot's, as images into a folder and give that")

@@ -15,6 +15,7 @@ from typing import Collection
 
 import numpy as np
 
+from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, file_suffix
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError
 
 LOG = logging.getLogger(__name__)
@@ -28,6 +29,14 @@ def is_bag_path(path: Path) -> bool:
     if path.is_dir():
         return (path / "metadata.yaml").is_file()
     return path.suffix.lower() in BAG_SUFFIXES
+
+
+def recording_kind(path: Path) -> str | None:
+    """"a bag" (`is_bag_path`) or "a video" (by its suffix) where `path` is a recording whose frames are read out of
+    it, else None: what a place that takes a folder of image files tells it apart by."""
+    if is_bag_path(path):
+        return "a bag"
+    return "a video" if file_suffix(path) in VIDEO_SUFFIXES else None
 
 
 def _bags(bag: Path) -> ModuleType:

@@ -25,7 +25,7 @@ from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import SAMPLE_BITS
 from dgdehaze_core.io.yaml_text import load_yaml
-from dgdehaze_core.training.bag_frames import is_bag_path
+from dgdehaze_core.training.bag_frames import is_bag_path, recording_kind
 
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest float32: a learning rate beyond it overflowed in the first step (torch's error, after work began)."""
@@ -263,7 +263,7 @@ def _sources(key: str, raw: Any, base: Path, required: bool) -> tuple[ImageSourc
             raise RecipeError(f"'weight' and 'frame_step' share out and thin the training draws; '{key}' scores every "
                               "pair of its folder: choose the pairs with 'include'")
         path = expand_path(str(item["path"]), base)
-        if include and (path.suffix.lower() in VIDEO_SUFFIXES or is_bag_path(path)):
+        if include and recording_kind(path):
             raise RecipeError(f"'include' in '{key}' chooses a folder's images by name; {item['path']} is a video or "
                               "a bag, whose frames 'frame_step' chooses")
         topic = item.get("topic", "")

@@ -32,11 +32,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
 from dgdehaze_core.io.folder_walk import linked_rglob
 from dgdehaze_core.io.images import (IMAGE_SUFFIXES, SAMPLE_BITS, ImageError, ImageReader, ReadImage, is_hidden,
                                      read_image)
-from dgdehaze_core.training.bag_frames import BAG_SUFFIXES, is_bag_path
+from dgdehaze_core.training.bag_frames import is_bag_path, recording_kind
 
 LOG = logging.getLogger(__name__)
 
@@ -151,17 +150,14 @@ def _check_frame_folder(path: Path) -> None:
     """FileNotFoundError where `path` is no folder; ImageError where it is a recording (a video or a bag file, or a
     rosbag2 folder) or another file, whose frames train-depth does not read."""
     if is_bag_path(path) or path.is_file():
-        kind = ("a video" if path.suffix.lower() in VIDEO_SUFFIXES else "a bag" if is_bag_path(path)
-                else "a file")
-        raise ImageError(f"{path} is {kind}, not a folder of frames: {RECORDING_REMEDY}")
+        raise ImageError(f"{path} is {recording_kind(path) or 'a file'}, not a folder of frames: {RECORDING_REMEDY}")
     if not path.is_dir():
         raise FileNotFoundError(f"no such sequence folder: {path}")
 
 
 def _recordings_in(folder: Path, include: str) -> str:
     """A note naming the first of the videos and bags among `folder`'s files matching `include`, or ''."""
-    recordings = sorted(path for path in folder.glob(include)
-                        if path.suffix.lower() in (*VIDEO_SUFFIXES, *BAG_SUFFIXES) or is_bag_path(path))
+    recordings = sorted(path for path in folder.glob(include) if recording_kind(path))
     if not recordings:
         return ""
     return f" (it holds {len(recordings)} video(s) or bag(s), e.g. {recordings[0].name}: {RECORDING_REMEDY})"
