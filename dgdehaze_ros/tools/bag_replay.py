@@ -568,8 +568,9 @@ def _warm_up(source: BagSource, replay: NodeReplay, evaluation: BagEvaluation, d
              plan: OutputPlan, timeout: float, tracks: BoxTracker | None = None) -> OutputPlan:
     """Send the first decodable frame once, unrecorded, so that model warm-up in the node and in the local
     detector stays out of the latency figures (its boxes go to the hazy row's `tracks`, as the node's tracker
-    takes the frame); the plan, without detections when the node sent none for it (its detector did not load). The bag's first camera_info goes ahead of it: without it the node's log said "no
-    camera_info has arrived" in every replay with a mounting, and the frame waited for one."""
+    takes the frame); the plan, without detections when the node sent none for it (its detector did not load).
+    The bag's first camera_info goes ahead of it: without it the node's log said "no camera_info has arrived" in
+    every replay with a mounting, and the frame waited for one."""
     infos = [c for c in source.connections if c.topic == evaluation.camera_info_topic]
     if replay.info_pub is not None and (first_info := next(source.raw_messages(infos), None) if infos else None):
         try:
