@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, EVALUATION_ENTRIES, check_output_folder,
                                            evaluate_bag)
+from dgdehaze_core.bags.fleet_resume import check_same_settings, earlier_record, finished_summaries, fleet_record
 from dgdehaze_core.bags.io import pick_image_topic
 from dgdehaze_core.detection.detector import Detector
 from dgdehaze_core.io.atomic_files import atomic_write_bytes, remove_leftovers, write_under_way
@@ -116,6 +117,8 @@ class BagOutcome:
     stopped: str = ""
     """Why the evaluation ended part way (`BagEvaluation.stopped`: the node exited, the disk ran short of room),
     "" when it did not; its report covers the frames before."""
+    resumed: bool = False
+    """Read back from the summary.json of the run that `--resume` went on with, not evaluated by this one."""
 
 
 def output_folders(bags: Sequence[Path], out_dir: Path) -> list[Path]:
@@ -294,13 +297,25 @@ def choose_runner(address: str | None, workers: int | None) -> SequentialRunner 
 
 
 def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str | None = None,
-              workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+              workers: int | None = None, progress: bool = True, resume: bool = False,
+              weights_sha256: str | None = None) -> dict[str, Any]:
     """Evaluate every job, write OUT/fleet.json and OUT/index.html atomically, return the fleet summary. Stopped
-    by Ctrl-C or SIGTERM, it writes them for the bags evaluated so far (status "interrupted") before it stops."""
+    by Ctrl-C or SIGTERM, it writes them for the bags evaluated so far (status "interrupted") before it stops.
+    `resume`: the bags the earlier run of this fleet in OUT finished are read back, not evaluated again
+    (`fleet_resume`; ValueError where OUT holds no such run, or one with other settings). `weights_sha256`: of the
+    dehazing weights the jobs run (None for dcp), kept in fleet.json's record for a resume to compare."""
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
     check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json", entries=None)
+    earlier_run = earlier_record(out_dir) if resume else None
+    record = fleet_record(jobs, weights_sha256, earlier_run)
+    finished: dict[str, dict[str, Any]] = {}
+    if earlier_run is not None:
+        check_same_settings(earlier_run, record)
+        finished = finished_summaries(jobs, earlier_run)
+        LOG.info("--resume: %d of %d bags were evaluated by the run resumed; evaluating the rest", len(finished),
+                 len(jobs))
     through_node = any(job.node is not None for job in jobs)
     if through_node and (ray_address or workers is not None):
         raise ValueError("a fleet through the node runs one bag after the other, through one node at a time: no Ray "
@@ -308,8 +323,9 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     # one that cannot start leaves an earlier run's folder as it was
     runner = SequentialRunner() if through_node else choose_runner(ray_address, workers)
     began = time.perf_counter()
-    outcomes: list[BagOutcome] = []
-    bar = tqdm(total=len(jobs), desc="bag-eval fleet", unit="bag", disable=not progress)
+    outcomes = [BagOutcome(job.input_bag, job.out_dir, True, math.nan, figures=bag_figures(finished[job.out_dir]),
+                           resumed=True) for job in jobs if job.out_dir in finished]
+    bar = tqdm(total=len(jobs), initial=len(outcomes), desc="bag-eval fleet", unit="bag", disable=not progress)
     earlier = {name: (out_dir / name).read_bytes() for name in SUMMARY_FILES if (out_dir / name).is_file()}
     reports = report_stamps(jobs)
     try:
@@ -319,8 +335,8 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
             # finished one (an earlier run's index.html beside new bag outputs) nor refused as a folder of strangers'
             (out_dir / "index.html").unlink(missing_ok=True)
             write_json(out_dir / "fleet.json", {"status": "running", "bags": len(jobs),
-                                                "inputs": [str(job.input_bag) for job in jobs]})
-            for outcome in runner.run(jobs):
+                                                "inputs": [str(job.input_bag) for job in jobs], **record})
+            for outcome in runner.run([job for job in jobs if job.out_dir not in finished]):
                 outcomes.append(outcome)
                 bar.update()
                 bar.set_postfix(failed=sum(not o.ok for o in outcomes))
@@ -337,9 +353,9 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     except KeyboardInterrupt:  # also SIGTERM, which the CLI raises as one
         outcomes += written_unreported(jobs, outcomes, reports)
         if outcomes:
-            LOG.warning("interrupted after %d of %d bags: %s indexes those", len(outcomes), len(jobs),
-                        out_dir / "index.html")
-            _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "interrupted")
+            LOG.warning("interrupted after %d of %d bags: %s indexes those; the same command with --resume "
+                        "evaluates the rest", len(outcomes), len(jobs), out_dir / "index.html")
+            _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "interrupted", record)
         else:  # no bag output was replaced: the earlier run's summary still describes the folder
             for name in SUMMARY_FILES:
                 if name in earlier:
@@ -347,7 +363,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
                 else:
                     (out_dir / name).unlink(missing_ok=True)
         raise
-    return _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "done")
+    return _write_summary(out_dir, jobs, outcomes, runner.name, ray_address, workers, began, "done", record)
 
 
 def report_stamps(jobs: Sequence[BagJob]) -> dict[str, tuple[int, int] | None]:
@@ -399,16 +415,20 @@ def remove_tasks_leftovers(out_dirs: Sequence[Path]) -> None:
 
 
 def _write_summary(out_dir: Path, jobs: Sequence[BagJob], outcomes: list[BagOutcome], runner: str,
-                   ray_address: str | None, workers: int | None, began: float, status: str) -> dict[str, Any]:
-    """OUT/fleet.json and OUT/index.html of the bags in `outcomes` (in the jobs' order), atomically."""
+                   ray_address: str | None, workers: int | None, began: float, status: str,
+                   record: dict[str, Any]) -> dict[str, Any]:
+    """OUT/fleet.json (with the run's `fleet_resume` record) and OUT/index.html of the bags in `outcomes` (in the
+    jobs' order), atomically. Wall time and bags per minute are this run's: a resumed run's bags read back count
+    in neither."""
     wall = time.perf_counter() - began
     order = {job.input_bag: i for i, job in enumerate(jobs)}
     outcomes = sorted(outcomes, key=lambda o: order[o.input_bag])
+    evaluated = sum(not o.resumed for o in outcomes)
     summary = {"status": status, "runner": runner, "ray_address": ray_address, "workers": workers,
                "wall_seconds": wall, "bags": len(outcomes), "bags_given": len(jobs),
-               "failed": sum(not o.ok for o in outcomes),
-               "bags_per_minute": 60.0 * len(outcomes) / wall if wall > 0 else math.nan,
-               "all": fleet_figures(outcomes), "per_bag": [asdict(o) for o in outcomes]}
+               "bags_resumed": len(outcomes) - evaluated, "failed": sum(not o.ok for o in outcomes),
+               "bags_per_minute": 60.0 * evaluated / wall if wall > 0 else math.nan,
+               "all": fleet_figures(outcomes), "per_bag": [asdict(o) for o in outcomes], **record}
     write_json(out_dir / "fleet.json", summary)
     atomic_write_bytes(out_dir / "index.html", fleet_html(summary, out_dir).encode("utf-8", "backslashreplace"))
     return summary
@@ -461,11 +481,13 @@ def fleet_html(summary: dict[str, Any], out_dir: Path) -> str:
         rows.append("<tr><td>" + label + "</td>" + "".join(f"<td>{cell(row[k])}</td>" for k in ("status", *FIGURES))
                     + f"<td>{note}</td><td>{source}</td></tr>")
     header = "".join(f"<th>{html.escape(k)}</th>" for k in ("bag", "status", *FIGURES, "error", "input"))
+    resumed = (f"; {summary['bags_resumed']} bags read back from the run this one resumed"
+               if summary.get("bags_resumed") else "")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>dgdehaze fleet: {out_dir.name}</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style></head><body>"
             f"<h1>dgdehaze bag-eval fleet{' (interrupted)' if summary['status'] == 'interrupted' else ''}</h1>"
             f"<p>{summary['bags']} of {summary['bags_given']} bags, {summary['failed']} failed, "
             f"{summary['wall_seconds']:.0f} s on {html.escape(summary['runner'])} "
-            f"({summary['bags_per_minute']:.2f} bags per minute)</p>"
+            f"({summary['bags_per_minute']:.2f} bags per minute){resumed}</p>"
             f"<table><tr>{header}</tr>{''.join(rows)}</table></body></html>\n")
 

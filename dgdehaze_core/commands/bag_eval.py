@@ -35,6 +35,7 @@ from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
 from dgdehaze_core.inference.pipeline import read_method
 from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside, refusing_json
+from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.lens import RECTIFIED_SETTINGS
@@ -63,6 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="several bags: run them on this Ray cluster (auto, or ray://HOST:10001)")
     parser.add_argument("--workers", type=int, default=None,
                         help="several bags without --ray: CPUs of the local Ray (default: all; 1: one after the other)")
+    parser.add_argument("--resume", action="store_true",
+                        help="several bags: go on with the fleet in --out that was stopped part way (killed, Ctrl-C): "
+                             "the bags it finished are read back, the others evaluated; only with the same bags' "
+                             "settings and weights")
     parser.add_argument("--method", default=None,
                         help="dcp, lite or a weights path (default: the node's configured method, "
                              "falling back to dcp when its weights are missing)")
@@ -176,8 +181,9 @@ def run(args: argparse.Namespace) -> int:
         args.node_param += [*node_detector_params(args), f"input_bits:={args.input_bits}"]
     if len(args.input) > 1:
         return run_fleet_of(args, pipeline_options, file_notes)
-    if args.ray or args.workers is not None:
-        raise ValueError("--ray and --workers are for several bags")
+    if args.ray or args.workers is not None or args.resume:
+        raise ValueError("--ray, --workers and --resume are for several bags (one bag's evaluation is written whole "
+                         "at its end)")
     bag = args.input[0]
     if not bag.exists():
         raise FileNotFoundError(f"no such bag: {bag}")
@@ -300,6 +306,19 @@ def node_settings(args: argparse.Namespace) -> dict[str, Any] | None:
             "params_file": str(args.params_file.expanduser().resolve()) if args.params_file else None}
 
 
+def weights_sha256(method: str, read: tuple[Any, str] | None) -> str | None:
+    """The sha256 of the dehazing weights `method` runs, for a fleet's record (`bags.fleet_resume`): a checkpoint's
+    as `read_method` reads it (`read`: read already), an export's file's; None for dcp, or for a node default whose
+    weights do not load (its bags fall back to dcp, saying so)."""
+    if method == "dcp":
+        return None
+    try:
+        read = read or read_method(method)
+        return read[1] if read is not None else file_sha256(method)
+    except (OSError, ValueError):
+        return None
+
+
 def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], notes: list[str]) -> int:
     """Several bags: the fleet (bags.fleet), each offline bag's network with `pipeline_options` (`image_settings`)
     and each report with `notes` (`take_params_file`'s).
@@ -323,8 +342,9 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], not
     method = str(Path(args.method).resolve()) if args.method and Path(args.method).suffix else args.method
     # a bad option fails here, once, rather than in every bag (and a failed bag's earlier report is removed); the
     # method's weights first, as for one bag
+    read = read_method(method) if method else None
     if method:
-        node_method(method)
+        node_method(method, read=read)
     if detector is not None:
         _detector(detector)
     bags = [Path(os.path.abspath(bag)) for bag in args.input]  # a link keeps its name: its folder is named by it
@@ -336,7 +356,8 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], not
                    node=node_settings(args), pipeline_options=pipeline_options,
                    frame_settings=dict(args.frame_settings), notes=tuple(notes))
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
-    summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress)
+    summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress,
+                        resume=args.resume, weights_sha256=weights_sha256(method or default, read))
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "
                                      f"({summary['wall_seconds']:.0f} s)", json_path=args.json)
     LOG.info("fleet summary: %s", args.out / "index.html")

@@ -45,7 +45,7 @@ def format_table(table: Table, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def _json_safe(value: object) -> object:
+def json_safe(value: object) -> object:
     """JSON for `value`: NaN (a figure that could not be computed, `n/a` in the table) as null, an infinite figure
     as the string the table prints ("inf", "-inf"; Python's float() reads it back); a numpy number as the Python
     number it holds."""
@@ -56,16 +56,16 @@ def _json_safe(value: object) -> object:
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_json(path: str | Path, table: Table) -> Path:
     """Write the table atomically as JSON (NaN as null, infinities as "inf" and "-inf"); to standard output when
     `path` is "-" (`json_stdout.json_on_stdout`'s, where it runs inside one)."""
-    text = json.dumps(_json_safe(table), indent=2, sort_keys=False) + "\n"
+    text = json.dumps(json_safe(table), indent=2, sort_keys=False) + "\n"
     if is_stdout(path):
         stream = json_stream() or sys.stdout
         stream.write(text)
