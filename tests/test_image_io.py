@@ -398,6 +398,37 @@ def test_hidden_files_and_folders_are_not_images(tmp_path: Path):
     assert [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)] == ["a.png", "sub/b.PNG"]
 
 
+def test_jfif_gif_and_avif_photos_are_read_and_heic_or_raw_ones_are_left_out_saying_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A phone's folder: .jfif (a JPEG by another name), .gif and .avif were left out of every listing without a
+    word, as were HEIC photos and a camera's raw files, which OpenCV does not read."""
+    from PIL import Image
+
+    from dgdehaze_core.io.images import images_under, list_images
+
+    pixels = np.zeros((24, 32, 3), np.uint8)
+    pixels[:, :16] = (40, 90, 200)
+    ok, jpeg = cv2.imencode(".jpg", pixels)
+    (tmp_path / "a.jfif").write_bytes(jpeg.tobytes())
+    Image.fromarray(pixels[:, :, ::-1]).save(tmp_path / "b.gif")  # Pillow's palette holds both colours exactly
+    cv2.imwrite(str(tmp_path / "c.avif"), pixels)
+    for name in ("d.HEIC", "e.heic", "sub/f.dng", "._g.heic"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"\x00\x00\x00\x18ftypheic")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jfif", "b.gif", "c.avif"]
+    for path in list_images(tmp_path):
+        image = read_image(path)
+        assert image.shape == pixels.shape and np.abs(image.astype(int) - pixels).mean() < 8, path.name
+    told = [r.getMessage() for r in caplog.records if "photos left out" in r.getMessage()]
+    assert told == [f"{tmp_path}: 2 photos left out, .heic files OpenCV does not read (d.HEIC, e.heic): convert "
+                    "them to JPEG or PNG to take them in"], "said once, however often the folder is listed"
+    assert [p.name for p in images_under(tmp_path)] == ["a.jfif", "b.gif", "c.avif"]
+    assert "3 photos left out, .dng/.heic files" in caplog.text
+    with pytest.raises(ImageError, match=r"d.HEIC is not a readable image \(OpenCV does not read .heic files: "
+                                         "convert it to JPEG or PNG\)"):
+        read_image(tmp_path / "d.HEIC")  # named alone
+
+
 def test_a_linked_folder_of_images_is_followed_and_a_link_loop_ends(tmp_path: Path):
     from dgdehaze_core.io.images import images_under
 

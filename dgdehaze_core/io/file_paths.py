@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif", ".avif")
+"""The images read, by suffix (.jfif: a JPEG by another name; .gif: its first frame)."""
+UNREAD_IMAGE_SUFFIXES = (".heic", ".heif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf")
+"""Photos by their suffix that OpenCV does not read (a phone's HEIC, JPEG XL, a camera's raw files): the image
+listings leave them out and say so, rather than list them as images that every read would fail on."""
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".3gp",
                   ".wmv", ".asf", ".flv", ".mjpeg", ".mjpg")
 """The videos OpenCV reads, by suffix: the containers of phones, dashcams (MPEG-TS .ts, a camcorder's .mts and

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, missing
+from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES, missing
 from dgdehaze_core.io.folder_walk import linked_folders
 
 LOG = logging.getLogger(__name__)
@@ -251,7 +251,9 @@ def _file_pixels(path: Path) -> tuple[np.ndarray, bool, int]:
     except cv2.error as exc:  # a header OpenCV refuses (its own pixel limit for formats Pillow does not read)
         raise ImageError(f"{path} is not a readable image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
-        raise ImageError(f"{path} is not a readable image")
+        unread = path.suffix.lower() in UNREAD_IMAGE_SUFFIXES
+        raise ImageError(f"{path} is not a readable image" + (f" (OpenCV does not read {path.suffix.lower()} files: "
+                                                               "convert it to JPEG or PNG)" if unread else ""))
     orientation = 1 if header is None else _header_orientation(header)
     if header is not None and header.format not in DECODER_TURNS:
         image = np.ascontiguousarray(UPRIGHT[orientation](image))
@@ -382,24 +384,45 @@ def _image_entry(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+_TOLD_UNREAD: set[tuple[str, ...]] = set()
+"""The unread photos `_tell_unread` has warned of in this process (a folder is listed more than once in a run)."""
+
+
+def _tell_unread(folder: Path, paths: list[Path]) -> None:
+    """Warn, once for each set of them, of the photos among `paths` that no listing takes (UNREAD_IMAGE_SUFFIXES):
+    a folder of a phone's HEIC photos left out without a word read as a folder of fewer images."""
+    unread = sorted(str(p) for p in paths if p.suffix.lower() in UNREAD_IMAGE_SUFFIXES and not is_hidden(p, folder))
+    if not unread or tuple(unread) in _TOLD_UNREAD:
+        return
+    _TOLD_UNREAD.add(tuple(unread))
+    kinds = sorted({Path(p).suffix.lower() for p in unread})
+    names = ", ".join(Path(p).name for p in unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
+    LOG.warning("%s: %d photos left out, %s files OpenCV does not read (%s): convert them to JPEG or PNG to take "
+                "them in", folder, len(unread), "/".join(kinds), names)
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside `folder` (and whatever else is named as an image there: `_image_entry`), sorted
-    by name; hidden files left out."""
+    by name; hidden files left out, and photos of a kind not read left out with a warning (`_tell_unread`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"no such folder: {folder}")
-    return sorted(p for p in folder.iterdir() if _image_entry(p) and not is_hidden(p, folder))
+    entries = list(folder.iterdir())
+    _tell_unread(folder, entries)
+    return sorted(p for p in entries if _image_entry(p) and not is_hidden(p, folder))
 
 
 def images_under(folder: str | Path) -> list[Path]:
     """The image files in `folder` and its subfolders (and whatever else but a folder is named as an image there:
-    `_image_entry`), sorted; hidden files and folders left out; [] for a missing folder. Symlinked subfolders are
+    `_image_entry`), sorted; hidden files and folders left out, photos of a kind not read left out with a warning
+    (`_tell_unread`); [] for a missing folder. Symlinked subfolders are
     followed (a data set linked into a training folder), each real folder once, so a link back up the tree ends;
     a folder named as an image is entered as any other."""
     root = Path(folder)
     if not root.is_dir():
         return []
     found = [current / name for current, files in linked_folders(root) for name in files]
+    _tell_unread(root, found)
     return sorted(p for p in found if _image_entry(p) and not is_hidden(p, root))
 
 
