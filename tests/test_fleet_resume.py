@@ -61,6 +61,10 @@ def test_a_killed_fleet_resumed_reads_back_the_bag_it_finished_and_evaluates_the
     assert fleet["started_ns"] == killed["started_ns"], "a resume of this resume still counts the first run's bags"
     assert "1 bags read back from the run this one resumed" in (out / "index.html").read_text()
 
+    assert main([*command, "--workers", "2", "--resume"]) == 0  # on Ray, were there any bag left to run
+    fleet = read_fleet(out)
+    assert fleet["bags_resumed"] == 2 and fleet["runner"] == "sequential", "no Ray started for a finished fleet"
+
 
 @pytest.fixture()
 def finished_fleet(tmp_path: Path) -> tuple[list[Path], Path]:

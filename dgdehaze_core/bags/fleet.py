@@ -320,8 +320,9 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
     if through_node and (ray_address or workers is not None):
         raise ValueError("a fleet through the node runs one bag after the other, through one node at a time: no Ray "
                          "address or workers (drop --ray and --workers)")
-    # one that cannot start leaves an earlier run's folder as it was
-    runner = SequentialRunner() if through_node else choose_runner(ray_address, workers)
+    todo = [job for job in jobs if job.out_dir not in finished]
+    # one that cannot start leaves an earlier run's folder as it was; none is started for a fleet finished already
+    runner = SequentialRunner() if through_node or not todo else choose_runner(ray_address, workers)
     began = time.perf_counter()
     outcomes = [BagOutcome(job.input_bag, job.out_dir, True, math.nan, figures=bag_figures(finished[job.out_dir]),
                            resumed=True) for job in jobs if job.out_dir in finished]
@@ -336,7 +337,7 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
             (out_dir / "index.html").unlink(missing_ok=True)
             write_json(out_dir / "fleet.json", {"status": "running", "bags": len(jobs),
                                                 "inputs": [str(job.input_bag) for job in jobs], **record})
-            for outcome in runner.run([job for job in jobs if job.out_dir not in finished]):
+            for outcome in runner.run(todo):
                 outcomes.append(outcome)
                 bar.update()
                 bar.set_postfix(failed=sum(not o.ok for o in outcomes))
