@@ -2,7 +2,6 @@
 with a base_frame, from TF), the latest reading, and what cannot be measured, said once with the reason."""
 from __future__ import annotations
 
-import math
 import re
 import threading
 from typing import Mapping
@@ -15,7 +14,7 @@ from std_msgs.msg import Header
 from dgdehaze_core.inference.frame_chain import DehazedFrame, FrameChain
 from dgdehaze_core.physics.lens import distortion_note
 from dgdehaze_core.physics.visibility import (Intrinsics, VisibilityEstimator, VisibilityReading,
-                                              horizon_note, intrinsics_of, size_mismatch)
+                                              horizon_note, intrinsics_of, pitch_words, size_mismatch)
 from dgdehaze_ros.mounting_tf import MountingUnavailable, TfMounting
 from dgdehaze_ros.parameters import NodeSettings
 from dgdehaze_ros.visibility_messages import estimator_for, fog_diagnostics
@@ -83,9 +82,8 @@ class FogMeasurement:
                     self.estimator = estimator
             self._node.get_logger().info(
                 f"TF places the camera ({frame_id!r} in base_frame {tf.base_frame!r}) {mounting.height:.2f} m above "
-                f"the road, pitch {mounting.pitch:.3f} rad ({abs(math.degrees(mounting.pitch)):.1f} degrees nose "
-                f"{'up' if mounting.pitch < 0 else 'down'}); /diagnostics follows it (camera_height_m, "
-                "camera_pitch_rad)")
+                f"the road, pitch {mounting.pitch:.3f} rad ({pitch_words(mounting.pitch, 1)}); /diagnostics follows "
+                "it (camera_height_m, camera_pitch_rad)")
         else:
             estimator.remount(mounting)
         return estimator

@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from dgdehaze_core.physics.visibility import (KOSCHMIEDER, BetaMeasurement, Intrinsics, Mounting, VisibilityEstimator,
                                               fog_contrast, ground_range, height_and_pitch, measure_beta, metric_depth,
-                                              ray_norms, road_mask)
+                                              pitch_words, ray_norms, road_mask)
 
 SHAPE = (480, 640)
 CAMERA = Intrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0)
@@ -373,3 +373,10 @@ def test_no_metric_depth_lies_under_the_road_plane():
     assert near.any() and np.allclose(reading.depth[300:330, 300:340][near], 5.0 / ray_norms(SHAPE, CAMERA)[
         300:330, 300:340][near], rtol=1e-4)
     assert (reading.depth[np.isfinite(reading.depth)] <= true_z[np.isfinite(reading.depth)] * (1 + 1e-5)).all()
+
+
+def test_a_pitch_is_said_in_degrees_and_a_level_camera_as_level_whatever_the_sign_of_its_rounding() -> None:
+    """The horizon note and the node's TF log said a pitch of 0 as "nose down" and "nose up"."""
+    assert [pitch_words(p) for p in (0.0, -0.0, 0.004, -0.004)] == ["level"] * 4
+    assert pitch_words(-0.0004, 1) == "level" and pitch_words(0.02, 1) == "1.1 degrees nose down"
+    assert pitch_words(1.0) == "57 degrees nose down" and pitch_words(-0.1) == "6 degrees nose up"

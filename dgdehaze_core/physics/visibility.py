@@ -342,6 +342,15 @@ def horizon_outside(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mo
     return "above" if fall.min() > 1e-9 else "below" if fall.max() <= 1e-9 else ""
 
 
+def pitch_words(pitch: float, decimals: int = 0) -> str:
+    """A pitch (rad, positive nose down) in degrees for a person, to `decimals`: "3 degrees nose down", "level" where
+    it rounds to 0 (the two logs that say it agree on a level camera)."""
+    degrees = round(abs(math.degrees(pitch)), decimals)
+    if degrees == 0:
+        return "level"
+    return f"{degrees:.{decimals}f} degrees nose {'down' if pitch > 0 else 'up'}"
+
+
 @functools.lru_cache(maxsize=8)
 def horizon_note(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mounting, source: str = "") -> str:
     """What to say once where `mounting` puts the horizon outside a frame of `shape` (`horizon_outside`), "" where
@@ -352,7 +361,7 @@ def horizon_note(shape: tuple[int, int], intrinsics: Intrinsics, mounting: Mount
     where = horizon_outside(shape, intrinsics, mounting)
     if not where:
         return ""
-    tilt = f"{abs(math.degrees(mounting.pitch)):.0f} degrees nose {'down' if mounting.pitch > 0 else 'up'}"
+    tilt = pitch_words(mounting.pitch)
     what = ("every pixel, the sky's too, is taken as road near the camera, and the visibility, metric depth and "
             "detection distances come out too short") if where == "above" else \
         "no road is in view, so there is no visibility, metric depth or detection distance"
