@@ -31,6 +31,20 @@ def load_yaml(text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any
     return document
 
 
+def yaml_error_line(error: yaml.YAMLError) -> str:
+    """`error` on one line, with the line and column PyYAML marks its problem at (1-based, as editors count) and
+    what it was reading, where it marks them: its own text runs to several lines, the first of which names neither
+    (the one-line errors of the command line showed "while parsing a flow sequence" alone)."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return " ".join(str(error).split())
+    mark = error.problem_mark
+    line = f"line {mark.line + 1}, column {mark.column + 1}: {error.problem or error.context}"
+    if error.problem and error.context:
+        where = error.context_mark
+        line += f" ({error.context}{'' if where is None else f' at line {where.line + 1}, column {where.column + 1}'})"
+    return line
+
+
 def _size(value: Any, sizes: dict[int, int | None]) -> int:
     """How many values `value` holds, itself included, a list or mapping found again through an alias counted
     again; `sizes`: those of the lists and mappings sized already, by id (None while one is being sized: found again

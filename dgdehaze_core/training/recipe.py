@@ -24,7 +24,7 @@ from dgdehaze_core.datasets.splits import SplitError, expand_patterns, judging_p
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
 from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, missing
 from dgdehaze_core.io.images import SAMPLE_BITS
-from dgdehaze_core.io.yaml_text import load_yaml
+from dgdehaze_core.io.yaml_text import load_yaml, yaml_error_line
 from dgdehaze_core.training.bag_frames import is_bag_path, recording_kind
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -295,9 +295,8 @@ def set_dotted(raw: dict[str, Any], override: str) -> None:
     try:
         value = read_yaml(text)
     except yaml.YAMLError as exc:
-        reason = " ".join(str(exc).split())
-        raise RecipeError(f"override {override!r}: the value is not valid YAML ({reason}); quote a string that "
-                          "holds { } [ ] , or : (\"${DATA}/x\")") from None
+        raise RecipeError(f"override {override!r}: the value is not valid YAML ({yaml_error_line(exc)}); quote a "
+                          "string that holds { } [ ] , or : (\"${DATA}/x\")") from None
     parts = key.strip().split(".")
     node = raw
     for part in parts[:-1]:
@@ -509,7 +508,7 @@ def read_recipe_file(path: str | Path, from_dict: Callable[[Any, Path, Iterable[
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path} is not UTF-8 text, as YAML is: {exc}") from None
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{path} is not valid YAML: {exc}") from None
+        raise RecipeError(f"{path} is not valid YAML: {yaml_error_line(exc)}") from None
     if raw is None:  # what YAML reads from an empty file, or one of comments alone
         raise RecipeError(f"{path} is empty (or holds only comments): a recipe is a mapping of fields, as those in "
                           "training/ are")
