@@ -3,6 +3,7 @@ training/finetune.yaml with a folder of your own fog photos, the mistakes made e
 such a folder holds. Each test stops before the first training step (seconds)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,40 @@ def test_a_recipe_typo_that_breaks_the_yaml_says_on_which_line(tmp_path: Path,
     assert f"line {broken + 2}, column 1" in error, error  # where PyYAML finds the list unclosed: the next line
     assert f"line {broken + 1}" in error, error  # and the list it was reading
     assert "run with -v" not in error
+
+
+def _smoke_with_my_fog(tmp_path: Path, fog: Path) -> Path:
+    """training/smoke.yaml (3 clear and 7 hazy photos: decoded in a second) with `fog` as one more hazy source, as
+    docs/TRAINING.md step 2 adds a folder of one's own."""
+    recipe = tmp_path / "my_fog.yaml"
+    text = (REPO_DIR / "training" / "smoke.yaml").read_text(encoding="utf-8")
+    hazy = "    - path: ${DATA}/hazy-real/urhi"
+    assert hazy in text
+    recipe.write_text(text.replace(hazy, f"{hazy}\n    - path: {fog}\n      weight: 2.0", 1), encoding="utf-8")
+    return recipe
+
+
+@needs_data
+def test_every_unreadable_photo_in_my_folder_is_named_at_once(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder of one's own photos holds a few that do not read (a copy cut short, an empty file): the run stopped
+    at the first, naming it alone, after decoding every clear image (20 s with finetune.yaml's), and each rerun
+    found the next one."""
+    assert DATA is not None
+    fog = tmp_path / "fog"
+    fog.mkdir()
+    photos = sorted((DATA / "hazy-real" / "urhi").glob("*.png"))[:2]
+    for photo in photos:
+        shutil.copy(photo, fog / photo.name)
+    whole = (DATA / "hazy-real" / "o-haze" / "08_outdoor_hazy.jpg").read_bytes()
+    (fog / "cut_short.jpg").write_bytes(whole[:len(whole) // 3])
+    (fog / "empty.png").write_bytes(b"")
+    (fog / "not_a_photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(_smoke_with_my_fog(tmp_path, fog)), "--out", str(run)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("dgdehaze train: error: 3 of the 5 image files to train on do not read"), error
+    for name in ("cut_short.jpg", "empty.png", "not_a_photo.jpg"):
+        assert str(fog / name) in error, error
+    assert "(0 bytes)" in error and "run with -v" not in error
+    assert not run.exists()

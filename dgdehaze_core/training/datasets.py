@@ -39,6 +39,9 @@ LOG = logging.getLogger(__name__)
 BAG_FORMS = "a rosbag2 folder with metadata.yaml, a .mcap, .db3 or .bag file"
 """What a source must be to be read as a bag (`bag_frames.is_bag_path`), as the messages on a source say it."""
 
+MAX_NAMED = 10
+"""The most unreadable image files the error on a source's files names (`decode_training_images`)."""
+
 FILE_REMEDY = "set input_bits: 12 on its source in the recipe (this is said once per source)"
 """What the warning on a training source's 16-bit images that look like a 12-bit camera's asks for (its files'
 `io.images.ImageReader`, its bag's `bags.io.BagSource`)."""
@@ -165,8 +168,9 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_s
     frame that does not decode is left out, and so are a video's frames from the first that does not decode on (a
     damaged file, or one cut short: OpenCV reads no further) (`bag_frames.decoded_frames`: one warning per bag or
     video, ImageError when none of its frames decodes). ImageError names a bag that ends before a frame its index
-    listed. The image files are read by one `ImageReader` per `bits`, which warns once per call when one read with
-    16 bits looks like a 12-bit camera's; a bag's frames are warned of alike, once per bag."""
+    listed, and every image file that does not read (up to MAX_NAMED), once all are read. The image files are read
+    by one `ImageReader` per `bits`, which warns once per call when one read with 16 bits looks like a 12-bit
+    camera's; a bag's frames are warned of alike, once per bag."""
     cache = {} if cache is None else cache
 
     def keep(image: TrainingImage, frame: np.ndarray | ImageError) -> None:
@@ -192,10 +196,18 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_s
             if (image, max_side, min_side) not in cache:
                 keep(image, ImageError(f"frame {index} does not decode: {why}"))
     readers: dict[int, ImageReader] = {}
-    for image in todo:
-        if image.frame is None:
-            reader = readers.setdefault(image.bits, ImageReader(image.bits, FILE_REMEDY))
+    files = [image for image in todo if image.frame is None]
+    unreadable: list[str] = []
+    for image in files:
+        reader = readers.setdefault(image.bits, ImageReader(image.bits, FILE_REMEDY))
+        try:
             cache[(image, max_side, min_side)] = load_rgb(image.path, max_side, min_side, reader)
+        except ImageError as exc:
+            unreadable.append(str(exc))
+    if unreadable:
+        raise ImageError(f"{len(unreadable)} of the {len(files)} image files to train on do not read (remove them "
+                         f"or move them out of their source's folder): {'; '.join(unreadable[:MAX_NAMED])}"
+                         f"{f'; and {len(unreadable) - MAX_NAMED} more' if len(unreadable) > MAX_NAMED else ''}")
     decoded = {image: cache[(image, max_side, min_side)] for image in images}
     for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in images if image.topic}):
         decoded_frames(f"bag {bag}", repr(topic), {image.frame: decoded[image] for image in images
