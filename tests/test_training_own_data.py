@@ -3,6 +3,7 @@ training/finetune.yaml with a folder of your own fog photos, the mistakes made e
 such a folder holds. Each test stops before the first training step (seconds)."""
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 
 from dgdehaze_core.cli import main
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir
+from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.models import shipped_weights_path
 
 DATA = shared_data_dir()
 needs_data = pytest.mark.skipif(DATA is None or not (DATA / "hazy-real" / "urhi").is_dir(),
@@ -74,3 +77,23 @@ def test_every_unreadable_photo_in_my_folder_is_named_at_once(tmp_path: Path,
         assert str(fog / name) in error, error
     assert "(0 bytes)" in error and "run with -v" not in error
     assert not run.exists()
+
+
+@needs_data
+def test_export_onto_weights_a_node_runs_says_what_it_replaces_before_the_run(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """docs/TRAINING.md step 5 points the node's `weights` at the file `--export` wrote; the next run exported with
+    the same command line replaced those weights when it ended, without a word (`dgdehaze export` warns)."""
+    deployed = tmp_path / "my_lite.pt"
+    shutil.copy(shipped_weights_path("lite"), deployed)
+    held = "4500 training iterations of recipe lite"
+    caplog.set_level(logging.INFO)
+    assert main(["train", "--config", str(REPO_DIR / "training" / "smoke.yaml"), "--out", str(tmp_path / "run"),
+                 "--iterations", "1", "--no-progress", "--export", str(deployed)]) == 0
+    messages = [record.getMessage() for record in caplog.records]
+    warned = [index for index, message in enumerate(messages) if str(deployed) in message and held in message]
+    started = next(index for index, message in enumerate(messages) if message.startswith("training smoke"))
+    assert len(warned) == 2 and warned[0] < started < warned[1], messages
+    assert "replaced when the run ends" in messages[warned[0]] and "another --export" in messages[warned[0]]
+    assert messages[warned[1]].startswith(f"replacing {deployed}")
+    assert read_checkpoint(deployed, "weights")["meta"]["recipe"] == "smoke"

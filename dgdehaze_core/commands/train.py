@@ -5,6 +5,7 @@ processes (training/distributed.py, docs/SCALING.md)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from dgdehaze_core.commands.argument_types import path_argument
+from dgdehaze_core.inference.provenance import weights_line, weights_record
 from dgdehaze_core.io.atomic_files import (check_writable_file, check_writable_place, refuse_input_as_output,
                                            refuse_inside, refusing_json)
 from dgdehaze_core.io.json_stdout import is_stdout
@@ -61,10 +63,24 @@ def add_run_arguments(parser: argparse.ArgumentParser, recipe_example: str, set_
                              "the table going to stderr)")
 
 
+def say_export_replaces(export: Path | None, message: str) -> None:
+    """Warn `message` (its `{path}`: `export`; `{held}`: ", which holds" and what `weights_line` says of the
+    weights there, where it says anything) when the --export file `export` exists: a run replaced the weights
+    there, perhaps those a node runs (docs/TRAINING.md, step 5), without a word."""
+    if export is None or not export.is_file():
+        return
+    held = ""
+    with contextlib.suppress(ValueError, OSError):  # not a weights file this package reads
+        held = f", which holds {weights_line(weights_record(export))}"
+    LOG.warning(message.format(path=export, held=held))
+
+
 def report(iterations: int, first_loss: float, last_loss: float, validation: Mapping[str, Mapping[str, float]],
-           validation_prefix: str, title: str, json_path: str | None, export: Callable[[], None] | None) -> None:
+           validation_prefix: str, title: str, json_path: str | None, export: Callable[[], None] | None,
+           export_path: Path | None = None) -> None:
     """Print the run's figures as a table (row `loss`, and a row per validation set under `validation_prefix`),
-    then run `export` (--export) if given, and only then write the figures to `json_path` if given: an export that
+    then run `export` (--export, writing `export_path`, with a warning when that replaces a file) if given, and only
+    then write the figures to `json_path` if given: an export that
     fails (a full disk) leaves no --json of this run beside exit status 2, and its OSError says that the run is
     saved and that a resume (which finds the run at its end) writes the export again."""
     table: dict[str, dict[str, object]] = {"loss": {"iterations": iterations, "first": first_loss,
@@ -73,6 +89,7 @@ def report(iterations: int, first_loss: float, last_loss: float, validation: Map
     emit(table, title)
     if export is not None:
         try:
+            say_export_replaces(export_path, "replacing {path}{held}")
             export()
         except OSError as exc:
             raise type(exc)(f"{exc}; the run is saved: the same command with --resume writes the export again") \
@@ -103,7 +120,7 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     --export must be a file that can be written under a name of `export_suffixes` (what `export_kind` is loaded
     from), not the recipe nor one of `kept_inputs` (what each is: its file, which the run reads, and --resume or
     the judging of the run's model needs again), outside the run folder (where it would replace last.pt, which
-    --resume needs, or best.pt) and not another run's checkpoint."""
+    --resume needs, or best.pt) and not another run's checkpoint; a warning when it exists (`say_export_replaces`)."""
     check_writable_place(run_dir, "--out", inside=True)
     if args.json is not None and not is_stdout(args.json):
         with refusing_json():
@@ -116,6 +133,8 @@ def check_outputs(args: argparse.Namespace, run_dir: Path, export_suffixes: Sequ
     refuse_inside(args.export, run_dir, "--export", "the run folder", " (last.pt, best.pt)")
     refuse_another_run_s_file(args.export, "--export")
     check_writable_file(args.export, "--export", export_suffixes, export_kind)
+    say_export_replaces(args.export, "--export {path} exists{held}: it is replaced when the run ends (give "
+                                     "another --export to keep it)")
 
 
 def _kept_inputs(recipe: Recipe) -> dict[str, Path]:
@@ -144,5 +163,5 @@ def run(args: argparse.Namespace) -> int:
         LOG.info("exported %s to %s", result.last_checkpoint, args.export)
     report(result.iterations, result.first_loss, result.last_loss, result.best_validation, "best",
            f"trained {recipe.name} in {result.run_dir} (best: the validation of best.pt)", args.json,
-           export if args.export is not None else None)
+           export if args.export is not None else None, args.export)
     return 0

@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
         LOG.info("exported the depth network of %s to %s", result.last_checkpoint, args.export)
     report(result.iterations, result.first_loss, result.last_loss, result.validation, "last",
            f"trained {recipe.name} in {result.run_dir} (last: the LiDAR validation of last.pt, for the record)",
-           args.json, export if args.export is not None else None)
+           args.json, export if args.export is not None else None, args.export)
     return 0
