@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -79,21 +80,62 @@ def test_every_unreadable_photo_in_my_folder_is_named_at_once(tmp_path: Path,
     assert not run.exists()
 
 
-@needs_data
-def test_export_onto_weights_a_node_runs_says_what_it_replaces_before_the_run(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@dataclass(frozen=True)
+class ExportedRun:
+    """A run of training/smoke.yaml (one iteration) exported onto `deployed`, which held the shipped lite weights, as
+    a node deployed by docs/TRAINING.md step 5 would run them; `messages`: what it logged, in order."""
+
+    run: Path
+    deployed: Path
+    messages: list[str]
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory: pytest.TempPathFactory) -> ExportedRun:
+    if DATA is None or not (DATA / "hazy-real" / "urhi").is_dir():
+        pytest.skip("needs ../shared/data (hazy-real/urhi)")
+    folder = tmp_path_factory.mktemp("exported")
+    deployed = folder / "my_lite.pt"
+    shutil.copy(shipped_weights_path("lite"), deployed)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        assert main(["train", "--config", str(REPO_DIR / "training" / "smoke.yaml"), "--out", str(folder / "run"),
+                     "--iterations", "1", "--no-progress", "--export", str(deployed)]) == 0
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    return ExportedRun(folder / "run", deployed, [record.getMessage() for record in records])
+
+
+def test_export_onto_weights_a_node_runs_says_what_it_replaces_before_the_run(exported_run: ExportedRun) -> None:
     """docs/TRAINING.md step 5 points the node's `weights` at the file `--export` wrote; the next run exported with
     the same command line replaced those weights when it ended, without a word (`dgdehaze export` warns)."""
-    deployed = tmp_path / "my_lite.pt"
-    shutil.copy(shipped_weights_path("lite"), deployed)
+    deployed, messages = exported_run.deployed, exported_run.messages
     held = "4500 training iterations of recipe lite"
-    caplog.set_level(logging.INFO)
-    assert main(["train", "--config", str(REPO_DIR / "training" / "smoke.yaml"), "--out", str(tmp_path / "run"),
-                 "--iterations", "1", "--no-progress", "--export", str(deployed)]) == 0
-    messages = [record.getMessage() for record in caplog.records]
     warned = [index for index, message in enumerate(messages) if str(deployed) in message and held in message]
     started = next(index for index, message in enumerate(messages) if message.startswith("training smoke"))
     assert len(warned) == 2 and warned[0] < started < warned[1], messages
     assert "replaced when the run ends" in messages[warned[0]] and "another --export" in messages[warned[0]]
     assert messages[warned[1]].startswith(f"replacing {deployed}")
     assert read_checkpoint(deployed, "weights")["meta"]["recipe"] == "smoke"
+
+
+def test_a_run_folder_given_as_the_method_names_its_weights(exported_run: ExportedRun, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`--method runs/my_camera` (the run folder, not a file in it) was 'unknown dehazing method', naming dcp, lite
+    and base alone."""
+    assert DATA is not None
+    photo = DATA / "hazy-real" / "urhi" / "YST_Bing_667.png"
+    for command in (["dehaze", str(photo), "--out", str(tmp_path / "out")],
+                    ["eval", "--dataset", str(DATA / "paired" / "sots-outdoor"), "--measure", "quality"]):
+        assert main([*command, "--method", str(exported_run.run)]) == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert (f"{exported_run.run} is a training run's folder: give its best.pt (the best validation) or "
+                f"last.pt (the last iteration)") in error, error
+    assert not (tmp_path / "out").exists()

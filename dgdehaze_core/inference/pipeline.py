@@ -590,13 +590,17 @@ def read_method(method: str) -> tuple[Any, str] | None:
 
 def _is_export(method: str) -> bool:
     """True for an `.onnx` or `.engine` file, False for a checkpoint (a model configuration's shipped weights, the
-    paper's network, a `.pt` or `.pth` file); ValueError naming the known methods for anything else."""
+    paper's network, a `.pt` or `.pth` file); ValueError naming the known methods for anything else (naming the
+    checkpoints of a training run's folder, given whole)."""
     from dgdehaze_core.models import CHECKPOINT_SUFFIXES, MODEL_CONFIGS, PAPER
 
     suffix = file_suffix(os.fspath(method))
     if suffix in (".onnx", ".engine"):
         return True
     if method not in (*MODEL_CONFIGS, PAPER) and suffix not in CHECKPOINT_SUFFIXES:
+        if (Path(os.fspath(method)) / "last.pt").is_file():
+            raise ValueError(f"{method} is a training run's folder: give its best.pt (the best validation) or "
+                             f"last.pt (the last iteration)")
         raise ValueError(f"unknown dehazing method {method!r}; known: dcp, {', '.join(MODEL_CONFIGS)}, "
                          f"or a .pt (.pth) / .onnx / .engine weights file")
     return False
