@@ -269,7 +269,7 @@ def integers_as_doubles(parameters: list[Parameter]) -> list[Parameter]:
 
 def _check_file(name: str, value: str, suffixes: tuple[str, ...], read: bool) -> str | None:
     """Why the file parameter `name` cannot take `value`: a suffix not in `suffixes`, or, where it is `read`, no
-    such file."""
+    such file (a relative one: in the working folder, which it names)."""
     if not value:
         return None
     try:
@@ -284,6 +284,9 @@ def _check_file(name: str, value: str, suffixes: tuple[str, ...], read: bool) ->
         found = path.is_file()
     except OSError as exc:  # a name too long for the file system, a folder this process may not enter
         return f"{name}: {value!r} cannot be read ({exc.strerror or exc})"
+    if not found and not path.is_absolute():  # docs/TRAINING.md: written relative to the parameters file, say
+        return (f"{name}: no such file {value!r} in the working folder {Path.cwd()} (a relative path is taken from "
+                "there: give an absolute one)")
     if not found:
         return f"{name}: no such file {value!r} (nothing is downloaded; give a local file)"
     return None

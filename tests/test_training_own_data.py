@@ -139,3 +139,22 @@ def test_a_run_folder_given_as_the_method_names_its_weights(exported_run: Export
         assert (f"{exported_run.run} is a training run's folder: give its best.pt (the best validation) or "
                 f"last.pt (the last iteration)") in error, error
     assert not (tmp_path / "out").exists()
+
+
+def test_relative_weights_in_a_node_parameters_file_say_where_they_were_looked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/TRAINING.md step 5: a relative `weights` is taken from the node's working folder. One written relative
+    to the parameters file beside it was refused as "no such file 'my_lite.pt'", which did not say where it was
+    looked for."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(shipped_weights_path("lite"), mine / "my_lite.pt")
+    params = mine / "my_dgdehaze.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    weights: my_lite.pt\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    bag = REPO_DIR / "data" / "demo" / "rural_fog_day"
+    assert main(["bag-eval", str(bag), "--node", "--params-file", str(params), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (f"weights: no such file 'my_lite.pt' in the working folder {tmp_path} (a relative path is taken from "
+            "there: give an absolute one)") in error, error
+    assert not (tmp_path / "out").exists()
