@@ -1,6 +1,7 @@
 """Training on your own photos as docs/TRAINING.md walks it ("Adapting lite to your camera's fog"): a copy of
 training/finetune.yaml with a folder of your own fog photos, the mistakes made editing it, and the awkward files
-such a folder holds. Each test stops before the first training step (seconds)."""
+such a folder holds, and the trained weights put to use. Seconds each: one run of training/smoke.yaml of one
+iteration (`exported_run`) serves the tests that need a real run; the others stop before training."""
 from __future__ import annotations
 
 import logging
