@@ -105,6 +105,11 @@ def test_a_run_reading_12_bit_exports_with_16_bits_is_warned_once_and_no_other_f
         assert "camera12.png" in caplog.text and "none above 4095" in caplog.text and "--input-bits 12" in caplog.text
         ImageReader()(export)  # another run is warned again
         assert len(caplog.records) == 2
+        wide = ImageReader(12)  # the other way round: all 16 bits read as 12, most of the photo white
+        wide(full)
+        wide(full)
+        assert len(caplog.records) == 3 and "full.png: 100 % of the 16-bit samples lie above 4095, the range of the 12 " \
+            "significant bits" in caplog.text
 
 
 def test_a_stream_is_tested_on_its_first_and_every_nth_16_bit_image_and_warned_once(shared_data: Path) -> None:
@@ -130,6 +135,17 @@ def test_a_stream_is_tested_on_its_first_and_every_nth_16_bit_image_and_warned_o
     black = NarrowSamples("", warn=said.append)
     black.see(np.zeros_like(twelve), 16)  # a black frame holds no samples: no camera's range to tell
     assert not black.narrow and len(said) == 1
+    hot = twelve.copy()
+    hot.flat[::1000] = 65535  # a 12-bit sensor's hot pixels, 0.1 %: they saturate, no more
+    wide = NarrowSamples("", "frames on /camera", every=2, warn=said.append)
+    for samples in (twelve, full, hot, full):  # the first and third tested
+        wide.see(samples, 12)
+    assert len(said) == 1
+    wide.see(full, 12)
+    assert len(said) == 2 and said[1].startswith("frames on /camera: 100 %") and "read them with 16" in said[1]
+    wide.see(full, 12)
+    wide.see(full, 12)
+    assert len(said) == 2, "said once"
 
 
 def test_samples_convert_to_nearest_and_saturate_and_limits_are_inclusive(shared_data: Path, tmp_path: Path):

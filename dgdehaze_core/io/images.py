@@ -297,6 +297,10 @@ ReadImage = Callable[[Path], np.ndarray]
 NARROW_SAMPLE = (1 << 12) - 1
 """The largest sample of a 12-bit camera: 16-bit samples read with 16 significant bits that hold none above it read
 nearly black (at most 16 of 255)."""
+WIDE_SHARE = 0.01
+"""The share of 16-bit samples above the range of the significant bits they are read with (input_bits 12: 4095)
+from which they are taken for wider ones (a file using all 16 bits) and warned of: they read white. Fewer are a
+sensor's hot pixels, which saturate."""
 
 
 class NarrowSamples:
@@ -307,7 +311,11 @@ class NarrowSamples:
     Every `every`-th 16-bit image read with 16 bits is tested, the first one included, by one max over its samples:
     a node at camera rate spends that once per `every` frames. `narrow` is the last test's verdict (an 8-bit image,
     or one read with fewer bits, is not narrow), so that a node's status follows a change of camera or of
-    input_bits; a run over files tests every file, whose decoding costs far more than the max."""
+    input_bits; a run over files tests every file, whose decoding costs far more than the max.
+
+    The other way round, every `every`-th 16-bit image read with fewer bits is tested by one count of its samples
+    above their range: where more than WIDE_SHARE are (samples of all 16 bits read as 12-bit ones: most of the
+    image white), `warn` says so once."""
 
     def __init__(self, remedy: str, source: str = "", every: int = 1,
                  warn: Callable[[str], None] = LOG.warning) -> None:
@@ -316,16 +324,22 @@ class NarrowSamples:
         self.remedy, self.source, self.every, self.warn = remedy, source, max(1, int(every)), warn
         self.narrow = False
         self.warned = False
+        self.warned_wide = False
         self._seen = 0
 
     def see(self, samples: np.ndarray, bits: int, source: str = "") -> None:
         """Test an image's `samples` read with `bits` significant bits (8-bit ones, or 16-bit ones read with
-        fewer bits, are not narrow); `source` names them in the warning instead of the stream's."""
+        fewer bits, are not narrow; the latter are tested for samples above their range); `source` names them in
+        the warning instead of the stream's."""
         if samples.dtype != np.uint16 or bits != SAMPLE_BITS:
             self.narrow = False
+        if samples.dtype != np.uint16:
             return
         self._seen += 1
         if (self._seen - 1) % self.every:
+            return
+        if bits != SAMPLE_BITS:
+            self._see_wide(samples, bits, source)
             return
         self.narrow = 0 < int(samples.max()) <= NARROW_SAMPLE
         if self.narrow and not self.warned:
@@ -333,6 +347,17 @@ class NarrowSamples:
             self.warn(f"{source or self.source}: 16-bit samples but none above {NARROW_SAMPLE}, as a 12-bit "
                       f"camera's: read with all 16 significant bits they are nearly black; if they have 12 "
                       f"significant bits, {self.remedy}")
+
+    def _see_wide(self, samples: np.ndarray, bits: int, source: str) -> None:
+        """Warn once where more than WIDE_SHARE of `samples` lie above the range of `bits` significant bits."""
+        top = (1 << bits) - 1
+        above = np.count_nonzero(samples > top)
+        if self.warned_wide or above <= WIDE_SHARE * samples.size:
+            return
+        self.warned_wide = True
+        self.warn(f"{source or self.source}: {100 * above / samples.size:.0f} % of the 16-bit samples lie above "
+                  f"{top}, the range of the {bits} significant bits they are read with: they read white; if the "
+                  "images use all 16 bits, read them with 16 (the default input bits)")
 
 
 class ImageReader:
