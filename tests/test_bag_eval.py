@@ -461,16 +461,17 @@ def test_an_output_bag_write_that_fails_ends_with_one_line_and_keeps_the_earlier
     bag = tmp_path / "in"
     write_camera_bag(bag, "mcap", demo_frames(8), "bgr8")
     out = tmp_path / "eval"
-    command = [sys.executable, "-m", "dgdehaze_core.cli", "bag-eval", str(bag), "--out", str(out), "--method", "dcp",
-               "--no-detection", "--no-progress", "--output-images", "raw", "--storage", storage]
-    assert subprocess.run(command, cwd=REPO_DIR, capture_output=True).returncode == 0
+    arguments = ["bag-eval", str(bag), "--out", str(out), "--method", "dcp", "--no-detection", "--no-progress",
+                 "--output-images", "raw", "--storage", storage]
+    assert main(arguments) == 0  # the earlier output: in this process, the file size limit is the child's alone
     earlier = (out / "summary.json").read_bytes()
 
     def limit_file_size() -> None:  # in the child: a write past 300 kB fails with EFBIG, as on a full disk
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 
-    failed = subprocess.run(command, cwd=REPO_DIR, capture_output=True, text=True, preexec_fn=limit_file_size)
+    failed = subprocess.run([sys.executable, "-m", "dgdehaze_core.cli", *arguments], cwd=REPO_DIR, capture_output=True,
+                            text=True, preexec_fn=limit_file_size)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
     assert failed.stderr.strip().splitlines()[-1].startswith("dgdehaze bag-eval: error: "), failed.stderr
     assert (out / "summary.json").read_bytes() == earlier and not leftovers(tmp_path)
