@@ -185,12 +185,14 @@ def test_a_window_without_the_nodes_frame_count_has_no_cost_per_frame() -> None:
 def test_a_node_that_never_subscribes_fails_the_row_within_the_startup_timeout() -> None:
     """A node still running but not subscribed when the startup timeout ran out had its unread stderr pipe read to
     the end, which waited for the node to exit: forever (a CI run hung there). Here the node runs on another DDS
-    domain (`node_env`), so it never subscribes; the row fails with the node's log and the node is stopped."""
+    domain (`node_env`), so it never subscribes; the row fails with the node's log and the node is stopped. The
+    timeout is short: the node cannot subscribe however long it is given, and whether it ran out in the node's imports
+    or after its activation, the row fails alike."""
     other_domain = str(201 + os.getpid() % 30)  # the tests and tools take domains 1..200
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match="the node did not start [(]it did not subscribe within 5 s[)]"):
-        measure_node(64, 48, node_env={"ROS_DOMAIN_ID": other_domain}, startup_timeout_s=5.0)
-    assert time.monotonic() - start < 60.0, "5 s to subscribe and 10 s to stop"
+    with pytest.raises(RuntimeError, match="the node did not start [(]it did not subscribe within 2 s[)]"):
+        measure_node(64, 48, node_env={"ROS_DOMAIN_ID": other_domain}, startup_timeout_s=2.0)
+    assert time.monotonic() - start < 60.0, "2 s to subscribe and 10 s to stop"
 
 
 def test_the_node_benchmark_gives_the_node_its_cpu_threads() -> None:
