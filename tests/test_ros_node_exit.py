@@ -4,6 +4,7 @@ ends cleanly on Ctrl-C (code 0, no traceback, no abort) right after a parameter 
 configure. The executable's loads are real ONNX exports of lite into an empty engine cache (seconds)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -164,7 +165,8 @@ class _Executable:
         for _ in range(times):
             if self.process.poll() is None:
                 self.process.send_signal(stop_signal)
-                time.sleep(1.0)
+                with contextlib.suppress(subprocess.TimeoutExpired):  # a second apart, unless it has ended
+                    self.process.wait(1.0)
         try:
             code = self.process.wait(60.0)
         finally:
