@@ -199,7 +199,8 @@ def test_a_node_replay_starts_the_node_with_the_file_and_offline_the_chain_and_d
     said = [note for note in _summary(tmp_path / "node")["notes"] if note.startswith("the node started with")]
     assert said and said[0].startswith(f"the node started with --params-file {params}, camera_height:=1.3"), said
 
-    window = ["--camera-info-topic", "/camera/camera_info", "--start", "0.7", "--duration", "0.55", "--no-progress"]
+    # frames 7 to 10: each row has a detection on a frame every_2nd skips (the dehazed row's 8, the hazy row's 10)
+    window = ["--camera-info-topic", "/camera/camera_info", "--start", "0.7", "--duration", "0.35", "--no-progress"]
     raw = _params_file(tmp_path / "raw.yaml", detection_input="raw", camera_height=1.3, road_max_distance=20.0)
     bicycles = _params_file(tmp_path / "bicycles.yaml", classes=["bicycle"])
     every_2nd = _params_file(tmp_path / "every_2nd.yaml", detection_interval=2)
