@@ -22,6 +22,7 @@ import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -34,11 +35,30 @@ from dgdehaze_ros import node as node_module  # noqa: E402
 from dgdehaze_ros.conversions import bgr8_to_image, camera_frame, image_to_array  # noqa: E402
 from dgdehaze_ros.detection_messages import VISION_MSGS_AVAILABLE  # noqa: E402
 from dgdehaze_ros.node import DehazeNode, create_node  # noqa: E402
+from dgdehaze_ros.rclpy_compat import publisher_count  # noqa: E402
 
 from ros_harness import (RELIABLE, Probe, RosSession, newest_diagnostics, send_and_wait, set_ok,  # noqa: E402
                          stamped_header, wait_for_outputs, wait_until)
 
 pytestmark = pytest.mark.ros
+
+
+def outputs_matched(node: DehazeNode, listener: Node, *outputs: str) -> bool:
+    """Whether each of the node's `outputs` (keys of its `_outputs`: "image" is ~/image_dehazed) is matched with every
+    subscriber `listener` knows of on it, from the node's side, and `listener`'s subscriptions with their publisher,
+    from its own: matching is not symmetric, and a message sent before both sides match is lost (or, for an image
+    sent only while subscribed, never published)."""
+    return all(node._outputs[output].get_subscription_count()
+               >= listener.count_subscribers(node._outputs[output].topic_name) > 0 for output in outputs) and \
+        all(publisher_count(listener, subscription) > 0 for subscription in listener.subscriptions)
+
+
+def inputs_matched(node: DehazeNode) -> bool:
+    """Whether the node's input subscriptions are matched with every publisher it knows of on their topics, from its
+    own side: the probe sees the node's subscription before the node takes the probe's samples."""
+    return bool(node._inputs) and all(publisher_count(node, subscription)
+                                      >= node.count_publishers(subscription.topic_name) > 0
+                                      for subscription in node._inputs)
 
 
 def test_outputs_keep_the_input_header_with_the_right_encodings_sizes_and_detection_depths(
@@ -95,12 +115,11 @@ def test_an_unnormalised_input_stamp_comes_out_as_it_came_in(node: DehazeNode, p
 @pytest.mark.skipif(not VISION_MSGS_AVAILABLE or default_detector_weights() is None,
                     reason="needs vision_msgs and the shipped detector weights")
 def test_the_debug_image_draws_the_detections_on_the_dehazed_frame_for_a_subscriber(
-        probe: Probe, session: RosSession) -> None:
+        node: DehazeNode, probe: Probe, session: RosSession) -> None:
     drawn: list[Image] = []
     viewer = session.listener("viewer", Image, "/dgdehaze/debug_image", drawn.append, 10)
     try:
-        assert probe.wait_for(lambda: viewer.count_publishers("/dgdehaze/debug_image") > 0, 10.0)
-        time.sleep(0.5)  # discovery both ways: the node must see the subscription to publish
+        assert probe.wait_for(lambda: outputs_matched(node, viewer, "debug_image"), 10.0)
         out = send_and_wait(probe, bgr8_to_image(hazy_test_frame(640, 480), "bgr8", stamped_header(4)),
                             ("image_dehazed", "detections"))
         assert probe.wait_for(lambda: any(m.header.stamp == stamped_header(4).stamp for m in drawn), 10.0)
@@ -131,8 +150,7 @@ def test_the_compressed_outputs_go_out_as_image_transport_s_to_a_subscriber_and_
                                       received[name].append, 10) for name, topic in topics.items()}
     try:
         for name, viewer in viewers.items():
-            assert probe.wait_for(lambda: viewer.count_publishers(f"/dgdehaze/{topics[name]}") > 0, 10.0)
-        time.sleep(0.5)  # discovery both ways: the node must see the subscriptions to publish
+            assert probe.wait_for(lambda: outputs_matched(node, viewer, topics[name]), 10.0)
         set_ok(node, detection_enabled=False)
         sent = {}
         for fmt, index in (("jpeg", 160), ("png", 161)):  # stamps no other test of the module sends
@@ -450,7 +468,7 @@ def test_a_12_bit_camera_read_with_input_bits_16_is_warned_once_per_activation_a
         node.trigger_deactivate()
         node.trigger_activate()
         assert probe.wait_for_subscribers()
-        time.sleep(0.5)  # matching is not symmetric: the node may not take samples the moment the probe sees it
+        assert probe.wait_for(lambda: inputs_matched(node), 10.0)
 
     try:
         assert not send(gray.astype(np.uint16) * 257, 400) and not warnings  # a 16-bit camera's full range
@@ -827,8 +845,7 @@ def test_the_latency_is_measured_when_the_dehazed_image_goes_out_not_after_the_f
     frame = hazy_test_frame(1920, 1080)
     late_ms = []
     try:
-        assert probe.wait_for(lambda: viewer.count_publishers("/dgdehaze/image_dehazed") > 0, 10.0)
-        time.sleep(0.5)  # discovery both ways: the node must see the subscription to publish to it
+        assert probe.wait_for(lambda: outputs_matched(node, viewer, "image"), 10.0)
         for _ in range(4):
             header = Header(frame_id="camera_optical_frame", stamp=node.get_clock().now().to_msg())  # as latency
             published = node.stats.published
@@ -856,7 +873,7 @@ def overhead_node(session: RosSession, name: str, **parameters: object) -> tuple
                   info_topic=f"/{name}_camera/camera_info", name=f"{name}_probe")
     session.add(probe)
     assert probe.wait_for_subscribers()
-    time.sleep(0.5)  # matching is not symmetric: the node may not take samples the moment the probe sees it
+    assert probe.wait_for(lambda: inputs_matched(node), 10.0)
     return node, probe
 
 
@@ -936,8 +953,7 @@ def test_a_frame_that_arrives_as_activation_subscribes_has_its_outputs_published
     viewer = session.listener("early_viewer", Image, "/early_dgdehaze/image_dehazed", dehazed.append, RELIABLE)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert wait_until(lambda: viewer.count_publishers("/early_dgdehaze/image_dehazed") > 0, 10.0)
-        time.sleep(0.5)  # discovery both ways: the node must see the subscription to publish to it
+        assert wait_until(lambda: outputs_matched(node, viewer, "image"), 10.0)
         node.trigger_activate()
         assert node.worker.counts().processed == 1
         assert wait_until(lambda: any(m.header.stamp == header.stamp for m in dehazed), 5.0), \
