@@ -573,38 +573,64 @@ def test_an_inconsistent_torchrun_environment_is_refused(environment: dict[str, 
         Rank.from_environment()
 
 
-def _torchrun_train(tmp_path: Path, run: Path, *options: str) -> str:
-    """`train` of the smoke recipe by torchrun on two CPU ranks into `run`; its log (the run must succeed)."""
+def _torchrun_train(tmp_path: Path, run: Path, *options: str, script: Path | None = None) -> str:
+    """`train` of the smoke recipe by torchrun on two CPU ranks into `run` (through `script`, a stand-in for the
+    dgdehaze command, where given); its log (the run must succeed)."""
+    program = [str(script)] if script else ["-m", "dgdehaze_core.cli"]
     process = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-         "dgdehaze_core.cli", "train", "--config", str(ROOT / "training" / "smoke.yaml"), "--out", str(run),
-         "--threads", "1", "--no-progress", *options],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *program, "train",
+         "--config", str(ROOT / "training" / "smoke.yaml"), "--out", str(run), "--threads", "1", "--no-progress",
+         *options], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     log = process.stdout + process.stderr
     assert process.returncode == 0, log[-3000:]
     return log
 
 
-TWO_RANK_OPTIONS = ("--set", "warmup_iterations=4", "--set", "val_every=100", "--set", "net_depth_after=1",
-                    "--set", "net_depth_fraction=1", "--set", "loss.adversarial=0.05")
+TWO_RANK_OPTIONS = ("--iterations", "2", "--set", "val_every=100", "--set", "checkpoint_every=1", "--set",
+                    "net_depth_after=1", "--set", "net_depth_fraction=1", "--set", "loss.adversarial=0.05")
 """The two-rank runs' settings: the haze synthesis's depth network from iteration 1 (each rank's batch-norm
-statistics move on its own batch), the adversarial discriminator (it trains outside DDP), and a warm-up longer than
-the run, which keeps the learning rate independent of --iterations, so that a run cut and resumed steps as a straight
-one does."""
+statistics move on its own batch), the adversarial discriminator (it trains outside DDP), and a checkpoint after
+each iteration."""
+
+COPIED_AT_ITERATION_1 = """
+import shutil, sys
+import dgdehaze_core.commands.train as train_command
+from dgdehaze_core.cli import main
+from dgdehaze_core.training.trainer import Trainer
+
+
+class CopiedAtIteration1(Trainer):
+    def _checkpoint(self, logs):
+        saved = super()._checkpoint(logs)
+        if self.iteration == 1 and self.rank.writer:
+            shutil.copytree(self.run_dir, self.run_dir.with_name("cut"), ignore=shutil.ignore_patterns(".lock"))
+        return saved
+
+
+train_command.Trainer = CopiedAtIteration1
+sys.exit(main(sys.argv[1:]))
+"""
+"""`dgdehaze train` whose rank 0 copies the run folder, as its checkpoint of iteration 1 left it, to `cut` beside
+it: the folder of a job cut off right after that checkpoint."""
 
 
 class TwoRankRun(NamedTuple):
     folder: Path
     log: str
+    cut: Path
+    """The run folder as the run's checkpoint of iteration 1 left it."""
 
 
 @pytest.fixture(scope="module")
 def straight_two_rank_run(tmp_path_factory: pytest.TempPathFactory) -> TwoRankRun:
-    """Two iterations of the smoke recipe by torchrun on two CPU ranks (TWO_RANK_OPTIONS), not interrupted: read by
-    the tests of what the ranks end with and of a resume, which compares its weights with it."""
+    """Two iterations of the smoke recipe by torchrun on two CPU ranks (TWO_RANK_OPTIONS), not interrupted, its
+    folder copied as its first checkpoint left it: read by the tests of what the ranks end with and of a resume,
+    which continues that copy in a job of its own and compares its weights with the straight run's."""
     tmp_path = tmp_path_factory.mktemp("torchrun")
-    log = _torchrun_train(tmp_path, tmp_path / "straight", "--iterations", "2", *TWO_RANK_OPTIONS)
-    return TwoRankRun(tmp_path / "straight", log)
+    (tmp_path / "train_copying.py").write_text(COPIED_AT_ITERATION_1)  # not copy.py, the name of a module
+    log = _torchrun_train(tmp_path, tmp_path / "straight", *TWO_RANK_OPTIONS, script=tmp_path / "train_copying.py")
+    return TwoRankRun(tmp_path / "straight", log, tmp_path / "cut")
 
 
 def test_a_resumed_torchrun_job_continues_the_run_it_was_cut_from(straight_two_rank_run: TwoRankRun,
@@ -613,13 +639,16 @@ def test_a_resumed_torchrun_job_continues_the_run_it_was_cut_from(straight_two_r
     uninterrupted one; it now keeps every rank's random state. The haze synthesis's depth network (from iteration 1
     here) read rank 0's batch-norm statistics on every rank of the resumed job, where each rank of the straight one
     read its own (moved on its own batch): the weights differed after the resume; each rank's buffers are now kept
-    too. The discriminator trains here as well: one not resumed as it was would step the network otherwise."""
-    _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "1", *TWO_RANK_OPTIONS)
-    log = _torchrun_train(tmp_path, tmp_path / "cut", "--iterations", "2", "--resume", *TWO_RANK_OPTIONS)
+    too. The discriminator trains here as well: one not resumed as it was would step the network otherwise. The job
+    cut off after its checkpoint of iteration 1 is the straight run's own copy (a job of its own would repeat the
+    straight run's first iteration)."""
+    cut = straight_two_rank_run.cut
+    assert read_checkpoint(cut / "last.pt")["training"]["iteration"] == 1
+    log = _torchrun_train(tmp_path, cut, *TWO_RANK_OPTIONS, "--resume")
     assert "reseeded" not in log
     straight = read_checkpoint(straight_two_rank_run.folder / "last.pt")
-    resumed = read_checkpoint(tmp_path / "cut" / "last.pt")
-    assert len(resumed["training"]["rank_random_states"]) == 2
+    resumed = read_checkpoint(cut / "last.pt")
+    assert resumed["training"]["iteration"] == 2 and len(resumed["training"]["rank_random_states"]) == 2
     different = [name for name, value in straight["state_dict"].items()
                  if not value.equal(resumed["state_dict"][name])]
     assert not different, different[:5]
@@ -628,7 +657,7 @@ def test_a_resumed_torchrun_job_continues_the_run_it_was_cut_from(straight_two_r
 def test_two_cpu_ranks_train_with_one_writer_and_end_with_the_same_weights(straight_two_rank_run: TwoRankRun) -> None:
     """The model and the adversarial discriminator (which trains outside DDP) end alike on both ranks, though
     each rank learned from its own batches."""
-    run, log = straight_two_rank_run
+    run, log, _ = straight_two_rank_run
     digests = dict(re.findall(r"rank (\d) of 2: weights sha256 ([0-9a-f]{64})", log))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], log[-3000:]
     discriminators = dict(re.findall(r"rank (\d) of 2: discriminator sha256 ([0-9a-f]{64})", log))
