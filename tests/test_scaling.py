@@ -521,9 +521,14 @@ def test_one_bag_s_output_and_a_fleet_s_given_for_each_other_are_refused_naming_
     assert (fleet / "index.html").is_file() and (single / "report.html").is_file()
 
 
-def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path) -> None:
+def test_fleet_options_are_refused_where_they_do_not_apply(three_bags: list[Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """A fleet through the node given workers was refused only after the detector had loaded (or built its float
+    rebuild, seconds): a missing detector file was named instead."""
     assert main(["bag-eval", str(three_bags[0]), "--out", str(tmp_path / "one"), "--workers", "2"]) == 2
-    assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--node", "--workers", "2"]) == 2
+    assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--node", "--workers", "2",
+                 "--detector", str(tmp_path / "missing.pt")]) == 2
+    assert "a fleet through the node runs one bag after the other" in capsys.readouterr().err
     assert main(["bag-eval", *map(str, three_bags), "--out", str(tmp_path / "many"), "--workers", "0"]) == 2
     assert not (tmp_path / "one").exists() and not (tmp_path / "many").exists()
     folder = three_bags[0].parent

@@ -296,6 +296,14 @@ def choose_runner(address: str | None, workers: int | None) -> SequentialRunner 
     return RayRunner(address, workers)
 
 
+def check_node_runner(through_node: bool, ray_address: str | None, workers: int | None) -> None:
+    """ValueError where a fleet through the node is given a Ray address or workers: it runs one bag after the
+    other, through one node at a time."""
+    if through_node and (ray_address or workers is not None):
+        raise ValueError("a fleet through the node runs one bag after the other, through one node at a time: no Ray "
+                         "address or workers (drop --ray and --workers)")
+
+
 def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str | None = None,
               workers: int | None = None, progress: bool = True, resume: bool = False,
               weights_sha256: str | None = None) -> dict[str, Any]:
@@ -308,6 +316,8 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
     check_output_folder(out_dir, [job.input_bag for job in jobs], marker="fleet.json", entries=None)
+    through_node = any(job.node is not None for job in jobs)
+    check_node_runner(through_node, ray_address, workers)
     earlier_run = earlier_record(out_dir) if resume else None
     record = fleet_record(jobs, weights_sha256, earlier_run)
     finished: dict[str, dict[str, Any]] = {}
@@ -316,10 +326,6 @@ def run_fleet(jobs: Sequence[BagJob], out_dir: str | Path, *, ray_address: str |
         finished = finished_summaries(jobs, earlier_run)
         LOG.info("--resume: %d of %d bags were evaluated by the run resumed; evaluating the rest", len(finished),
                  len(jobs))
-    through_node = any(job.node is not None for job in jobs)
-    if through_node and (ray_address or workers is not None):
-        raise ValueError("a fleet through the node runs one bag after the other, through one node at a time: no Ray "
-                         "address or workers (drop --ray and --workers)")
     todo = [job for job in jobs if job.out_dir not in finished]
     # one that cannot start leaves an earlier run's folder as it was; none is started for a fleet finished already
     runner = SequentialRunner() if through_node or not todo else choose_runner(ray_address, workers)

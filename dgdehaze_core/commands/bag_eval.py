@@ -21,7 +21,7 @@ from typing import Any
 
 from dgdehaze_core.bags.evaluation import (DEFAULT_OUTPUT_PREFIX, check_output_folder, check_rate, evaluate_bag,
                                           node_default_method, node_method)
-from dgdehaze_core.bags.fleet import BagJob, fleet_table, output_folders, run_fleet
+from dgdehaze_core.bags.fleet import BagJob, check_node_runner, fleet_table, output_folders, run_fleet
 from dgdehaze_core.bags.io import STORAGES, check_time_window, pick_image_topic
 from dgdehaze_core.bags.writer import IMAGE_TRANSPORTS
 from dgdehaze_core.bags.records import BagEvaluation
@@ -326,6 +326,7 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], not
     frame of every bag was evaluated."""
     if args.workers is not None and args.workers < 1:
         raise ValueError("--workers must be at least 1")
+    check_node_runner(bool(args.node), args.ray, args.workers)  # as run_fleet, before ROS and the detector load
     if args.node:
         ros_mode(BAG_REPLAY)  # without ROS, said once before any bag rather than as every bag's failure
     missing = [str(bag) for bag in args.input if not bag.exists()]
