@@ -103,19 +103,6 @@ def check_fleet(out: Path, bags: list[Path], runner: str) -> None:
     assert 'href="drive_a/report.html"' in index and 'href="drive_b/report.html"' in index and "failed" in index
 
 
-def test_two_bags_on_a_local_ray_both_reported_and_a_corrupt_third_failed_alone(
-        three_bags: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    pytest.importorskip("ray", reason="Ray is the optional fleet extra (requirements-fleet.txt)")
-    out, table = tmp_path / "fleet", tmp_path / "fleet_table.json"
-    code = main(["bag-eval", *map(str, three_bags), "--out", str(out), "--method", "dcp", "--no-detection",
-                 "--image-topic", "/cam/image_raw", "--workers", "2", "--json", str(table), "--no-progress"])
-    assert code == 1  # one bag failed
-    check_fleet(out, three_bags, "ray")
-    rows = json.loads(table.read_text())
-    assert rows["broken"]["status"] == "failed" and rows["drive_a"]["status"] == "ok"
-    assert rows["all"]["frames"] == 5 and "drive_b" in capsys.readouterr().out
-
-
 class TestOneRayCluster:
     """Fleets on one cluster, started for these tests together."""
 
@@ -134,15 +121,21 @@ class TestOneRayCluster:
         assert (here / "fleet" / "drive_a" / "report.html").is_file() and (here / "fleet" / "drive_b" / "bag").is_dir()
         assert not (ray_cluster.head / "fleet").exists()
 
-    def test_with_ray_address_set_a_fleet_without_ray_runs_on_a_ray_of_its_own(
-            self, ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in ("a", "b"):
-            write_camera_bag(tmp_path / name, "mcap", demo_frames(1))
-        monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)  # as in a shell set up for the cluster
-        code = main(["bag-eval", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "fleet"),
-                     "--method", "dcp", "--no-detection", "--workers", "2", "--no-progress"])
-        fleet = json.loads((tmp_path / "fleet" / "fleet.json").read_text())
-        assert code == 0 and fleet["status"] == "done" and fleet["runner"] == "ray" and fleet["failed"] == 0
+    def test_two_bags_on_a_local_ray_both_reported_and_a_corrupt_third_failed_alone_with_ray_address_set(
+            self, ray_cluster: RayCluster, three_bags: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture) -> None:
+        """A fleet without --ray runs on a Ray of its own, also where RAY_ADDRESS names a cluster (as in a shell set
+        up for it): one local Ray start serves both checks."""
+        monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)
+        out, table = tmp_path / "fleet", tmp_path / "fleet_table.json"
+        code = main(["bag-eval", *map(str, three_bags), "--out", str(out), "--method", "dcp", "--no-detection",
+                     "--image-topic", "/cam/image_raw", "--workers", "2", "--json", str(table), "--no-progress"])
+        assert code == 1  # one bag failed
+        check_fleet(out, three_bags, "ray")
+        assert json.loads((out / "fleet.json").read_text())["status"] == "done"
+        rows = json.loads(table.read_text())
+        assert rows["broken"]["status"] == "failed" and rows["drive_a"]["status"] == "ok"
+        assert rows["all"]["frames"] == 5 and "drive_b" in capsys.readouterr().out
 
 
 def test_a_runner_that_cannot_start_leaves_the_earlier_fleet_as_it_was(tmp_path: Path) -> None:
