@@ -41,7 +41,7 @@ def _iterations(csv_path: Path) -> list[int]:
 
 def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2"]
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "1"]
     assert main(args + ["--iterations", "4"]) == 0
     assert _iterations(out / "train.csv") == [1, 2, 3, 4]
     assert main(args + ["--iterations", "4"]) == 2  # a fresh run never overwrites an existing one
@@ -372,7 +372,7 @@ def test_weights_that_went_nan_are_never_saved(smoke_recipe, tmp_path: Path) -> 
 def test_without_out_a_run_goes_to_runs_in_the_working_folder(shared_data: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # an installed package: not into site-packages beside the code
-    assert main(["train", "--config", str(SMOKE), "--iterations", "1", "--no-progress", "--threads", "2"]) == 0
+    assert main(["train", "--config", str(SMOKE), "--iterations", "1", "--no-progress", "--threads", "1"]) == 0
     assert (tmp_path / "runs" / load_recipe(SMOKE).name / "last.pt").is_file()
 
 
@@ -380,7 +380,7 @@ def test_a_finished_run_without_last_pt_and_a_folder_in_use_are_refused(smoke_re
     from dgdehaze_core.training.run_control import run_folder_lock
 
     out = tmp_path / "run"
-    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2", "--iterations", "2"]
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "1", "--iterations", "2"]
     assert main(args) == 0
     shutil.copytree(out, tmp_path / "copied")
     (out / "last.pt").unlink()  # deleted to save space: best.pt and the logs are what the run left
@@ -394,7 +394,7 @@ def test_a_finished_run_without_last_pt_and_a_folder_in_use_are_refused(smoke_re
     with pytest.raises(FileNotFoundError, match=f"^nothing to resume: {re.escape(left)}$"):  # said only 'no checkpoint'
         Trainer(smoke_recipe, out, device="cpu", resume=True).train(progress=False)
     assert {name: (out / name).read_bytes() for name in kept} == kept
-    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "next"), "--no-progress", "--threads", "2",
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "next"), "--no-progress", "--threads", "1",
                  "--iterations", "1", "--set", f"init_weights={out / 'best.pt'}"]) == 0  # as the message says
     started = torch.load(tmp_path / "next" / "last.pt", weights_only=True)["meta"]["started_from"]
     assert started["sha256"] == hashlib.sha256(kept["best.pt"]).hexdigest()
@@ -417,7 +417,7 @@ def test_a_run_saved_without_gradient_scaling_resumes_where_fp16_scales_gradient
                                                                                    tmp_path: Path) -> None:
     """A run begun on CPU (or a bf16 GPU) saves an empty GradScaler state, which an fp16-only GPU's enabled scaler
     refused to load; the CPU's own enabled scaler stands for that GPU's here."""
-    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "1",
                  "--iterations", "2"]) == 0
     trainer = Trainer(smoke_recipe, tmp_path / "run", device="cpu", resume=True)
     trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
@@ -432,7 +432,7 @@ def test_a_resume_refuses_another_clear_depth_network_at_the_recipe_s_path(share
 
     teacher = tmp_path / "clear_depth.pt"
     teacher.write_bytes((WEIGHTS_DIR / "clear_depth_kitti.pt").read_bytes())
-    args = ["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+    args = ["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "1",
             "--set", f"clear_depth={teacher}"]
     assert main(args + ["--iterations", "1"]) == 0
     assert main(args + ["--iterations", "2", "--resume"]) == 0  # the same file: resumes
@@ -468,7 +468,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_its_folder_to_the_n
     saved_first = load_recipe(SMOKE, ["lr=100000.0", "checkpoint_every=1", "iterations=20"])
     with pytest.raises(RuntimeError, match=f"{tmp_path / 'saved' / 'last.pt'} keeps the last checkpoint: lower lr"):
         Trainer(saved_first, tmp_path / "saved", device="cpu").train(progress=False)
-    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2"]
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "1"]
     assert main(args + ["--iterations", "3", "--set", "checkpoint_every=1"]) == 0
     assert _iterations(out / "train.csv") == [1, 2, 3] and _iterations(out / "val.csv") == [3, 3]
     for log in ("train.csv", "val.csv"):  # the header and the rows alike end in LF
@@ -509,7 +509,7 @@ def test_a_run_stopped_between_its_first_best_pt_and_its_first_last_pt_leaves_it
     assert not out.exists()  # nothing of the run: no best.pt without a last.pt to resume from
     assert "SIGINT again: stopping at once, mid-step; no checkpoint was saved yet: the --out folder takes a new " \
            "run" in caplog.messages, "it said 'last.pt keeps the last checkpoint', of a last.pt never saved"
-    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2",
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "1",
             "--iterations", "2", "--set", "val_every=1"]
     assert main(args) == 0 and (out / "best.pt").is_file()
     stopped = _ValidatedThenStoppedTrainer(recipe, tmp_path / "stopped", device="cpu")
@@ -568,7 +568,7 @@ def test_a_resume_refuses_changed_training_images_and_a_last_pt_from_before_stil
     first = sorted(clear.iterdir())[0]
     original = first.read_bytes()
     overrides = [f"data.clear=[{clear}]"]
-    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "2",
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "1",
                  "--iterations", "2", "--set", overrides[0]]) == 0
     first.write_bytes((shared_data / "clear" / "bdd" / sorted(clear.iterdir())[1].name).read_bytes())
     with pytest.raises(ValueError, match=f"training data changed since it was saved: clear \\(3 -> 3 files: "
@@ -590,7 +590,7 @@ def test_a_resume_keeps_the_rows_of_a_log_whose_columns_have_changed_since(smoke
     """A train.csv written by an older version (a loss since retired, none yet for a loss added since): the resume
     rewrote its rows under the current header and raised ValueError on the retired column."""
     out = tmp_path / "run"
-    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2"]
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "1"]
     assert main(args + ["--iterations", "2"]) == 0
     with open(out / "train.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -613,7 +613,7 @@ def test_a_resume_drops_a_log_row_cut_short_as_it_was_written(smoke_recipe, tmp_
     """A row cut short by a full disk ('1' of '12,...') or the NUL bytes a power cut leaves at a log's end: the
     resume kept the first as a second iteration 1 and failed on the second (int() of NUL bytes)."""
     out = tmp_path / "run"
-    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "2",
+    args = ["train", "--config", str(SMOKE), "--out", str(out), "--no-progress", "--threads", "1",
             "--set", "checkpoint_every=10", "--set", "val_every=100"]
     assert main(args + ["--iterations", "10"]) == 0
     with open(out / "train.csv", "a", newline="") as handle:
