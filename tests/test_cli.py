@@ -3,52 +3,91 @@ machine that only trains) that command says what to install and every other comm
 an empty path."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from dgdehaze_core.datasets.paths import REPO_DIR
 
-BLOCK_ROSBAGS = ("import sys; sys.modules['rosbags'] = None; from dgdehaze_core.cli import main; "
-                 "sys.exit(main(sys.argv[1:]))")
-"""Runs the CLI with `import rosbags` failing as it does where the package is not installed."""
+WITHOUT_ROSBAGS = """
+import json, os, sys, tempfile, traceback
+sys.modules["rosbags"] = None  # `import rosbags` fails as it does where the package is not installed
+from dgdehaze_core.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            code = main(argv)
+        except SystemExit as exit:  # argparse's --help and usage errors
+            code = exit.code
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        out.seek(0)
+        err.seek(0)
+        results.append({"returncode": code, "stdout": out.read(), "stderr": err.read()})
+print(json.dumps(results))
+"""
+"""Runs the commands its argument lists (JSON) one after the other with `import rosbags` failing, each as the
+`dgdehaze` command runs it (its exit status, standard output and error), and prints what each gave (JSON)."""
 
 
-def _cli(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_ROSBAGS, *arguments], cwd=REPO_DIR, capture_output=True,
-                          text=True, timeout=120)
+@pytest.fixture(scope="module")
+def without_rosbags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SimpleNamespace]:
+    """The commands of the tests below, run where rosbags is not installed, in one interpreter (importing torch and
+    the commands once, not once a command), by name: each with its returncode, stdout and stderr."""
+    folder = tmp_path_factory.mktemp("without_rosbags")
+    recipe = (REPO_DIR / "training" / "smoke.yaml").read_text().replace(
+        "    - path: ${DATA}/hazy-real/urhi", f"    - path: {REPO_DIR / 'data' / 'demo' / 'rural_fog_day'}")
+    assert "rural_fog_day" in recipe
+    (folder / "bag.yaml").write_text(recipe)
+    commands = {
+        "help": ["--help"],
+        "bag-eval": ["bag-eval", "some.mcap", "--method", "dcp"],
+        "train help": ["train", "--help"],
+        "dehaze": ["dehaze", "no-such-image.png", "--method", "dcp", "--out", str(folder / "out.png")],
+        "train a bag": ["train", "--config", str(folder / "bag.yaml"), "--out", str(folder / "run"), "--iterations",
+                        "1", "--no-progress"]}
+    ran = subprocess.run([sys.executable, "-c", WITHOUT_ROSBAGS, json.dumps(list(commands.values()))], cwd=REPO_DIR,
+                         capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    return {name: SimpleNamespace(**result) for name, result in zip(commands, json.loads(ran.stdout.splitlines()[-1]))}
 
 
-def test_a_command_whose_package_is_missing_says_what_to_install() -> None:
-    listed = _cli("--help")
+def test_a_command_whose_package_is_missing_says_what_to_install(without_rosbags: dict[str, SimpleNamespace]) -> None:
+    listed = without_rosbags["help"]
     assert listed.returncode == 0
     assert "bag-eval     (unavailable: needs the Python package 'rosbags')" in listed.stdout
-    refused = _cli("bag-eval", "some.mcap", "--method", "dcp")
+    refused = without_rosbags["bag-eval"]
     assert refused.returncode == 2
     assert "needs the Python package 'rosbags'" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 
-def test_the_other_commands_work_without_it(tmp_path: Path) -> None:
-    trained = _cli("train", "--help")
+def test_the_other_commands_work_without_it(without_rosbags: dict[str, SimpleNamespace]) -> None:
+    trained = without_rosbags["train help"]
     assert trained.returncode == 0 and "--resume" in trained.stdout
-    refused = _cli("dehaze", "no-such-image.png", "--method", "dcp", "--out", str(tmp_path / "out.png"))
+    refused = without_rosbags["dehaze"]
     assert refused.returncode == 2 and "no such input: no-such-image.png" in refused.stderr
 
 
-def test_train_reads_a_bag_source_only_with_rosbags_and_says_so_without(tmp_path: Path) -> None:
+def test_train_reads_a_bag_source_only_with_rosbags_and_says_so_without(
+        without_rosbags: dict[str, SimpleNamespace]) -> None:
     """The lent GPU machine has no rosbags: train works there, and a recipe naming a bag says what it needs."""
-    recipe = (REPO_DIR / "training" / "smoke.yaml").read_text().replace(
-        "    - path: ${DATA}/hazy-real/urhi", f"    - path: {REPO_DIR / 'data' / 'demo' / 'rural_fog_day'}")
-    assert "rural_fog_day" in recipe
-    (tmp_path / "bag.yaml").write_text(recipe)
-    refused = _cli("train", "--config", str(tmp_path / "bag.yaml"), "--out", str(tmp_path / "run"), "--iterations",
-                   "1", "--no-progress")
+    refused = without_rosbags["train a bag"]
     assert refused.returncode == 2 and "needs the Python package 'rosbags'" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
-
 
 
 @pytest.mark.parametrize("args", [
