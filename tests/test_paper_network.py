@@ -9,6 +9,7 @@ state_dict keys, in order.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -30,10 +31,11 @@ DATA = Path(__file__).parent / "data" / "paper"
 OFFICIAL_KEYS_SHA256 = "a31363fbaf95d4fda7c7aae6975cf3fcbbc5b941a53a383f6b115b9e6242263b"
 
 
-def released_layout_weights() -> dict[str, torch.Tensor]:
-    """Seed-0 weights in the released file's layout (nn.DataParallel's `module.` keys), with the depth branch's
-    last layer and the image head scaled so that the depth and the image vary over the frame (freshly initialised,
-    both are nearly constant and would test little)."""
+@functools.cache
+def released_layout_network() -> PaperNet:
+    """The seed-0 network with the depth branch's last layer and the image head scaled so that the depth and the
+    image vary over the frame (freshly initialised, both are nearly constant and would test little): built once
+    (45 M parameters), for the tests to read, not to change."""
     torch.manual_seed(0)
     model = PaperNet()
     with torch.no_grad():
@@ -41,7 +43,13 @@ def released_layout_weights() -> dict[str, torch.Tensor]:
         model.depth_finetune.depth_es.finalconv.weight.mul_(400.0)
         model.Tfuse_second.output1[2].weight.mul_(40.0)
         model.Tfuse_second.output1[2].bias.fill_(0.5)
-    return {f"module.{key}": value for key, value in model.state_dict().items()}
+    return model
+
+
+def released_layout_weights() -> dict[str, torch.Tensor]:
+    """`released_layout_network()`'s weights in the released file's layout (nn.DataParallel's `module.` keys): a
+    dict of its own for each caller to change, whose tensors are the network's (replace them, never in place)."""
+    return {f"module.{key}": value for key, value in released_layout_network().state_dict().items()}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def released_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_state_dict_has_the_released_layout_and_size() -> None:
-    model = PaperNet()
+    model = released_layout_network()  # its scaled weights keep the layout and the size of any PaperNet's
     keys = [f"module.{key}" for key in model.state_dict()]
     assert len(keys) == OFFICIAL_TENSORS
     assert hashlib.sha256("\n".join(keys).encode()).hexdigest() == OFFICIAL_KEYS_SHA256
@@ -116,19 +124,25 @@ def test_what_this_network_cannot_do_is_refused_with_the_reason(released_file: P
 
 
 @pytest.fixture(scope="module")
-def paper_onnx(released_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def released_model(released_file: Path) -> PaperNet:
+    """The released-layout file as `load_model` reads it, loaded once (read-only: export_onnx exports a copy)."""
+    return load_model(released_file)
+
+
+@pytest.fixture(scope="module")
+def paper_onnx(released_model: PaperNet, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The released-layout file exported by `export_onnx` with its default outputs, at a fixed 32x64."""
-    return export_onnx(load_model(released_file), tmp_path_factory.mktemp("paper_onnx") / "paper.onnx",
-                       dynamic=False, example_size=(32, 64))
+    return export_onnx(released_model, tmp_path_factory.mktemp("paper_onnx") / "paper.onnx", dynamic=False,
+                       example_size=(32, 64))
 
 
 @pytest.mark.slow
-def test_export_onnx_writes_the_paper_network_with_its_own_outputs(released_file: Path, paper_onnx: Path,
+def test_export_onnx_writes_the_paper_network_with_its_own_outputs(released_model: PaperNet, paper_onnx: Path,
                                                                    tmp_path: Path) -> None:
     """`export_onnx(model, path)` asked every network for transmission and airlight by default: the paper's, which
     has neither, failed after tracing with a KeyError 'transmission'. Its own outputs are now the default, and
     outputs it does not give are refused before any tracing."""
-    model = load_model(released_file)
+    model = released_model
     with pytest.raises(ValueError, match="the paper network gives clear, depth: it cannot export transmission"):
         export_onnx(model, tmp_path / "physics.onnx", outputs=PHYSICS_OUTPUTS)
     backend = OnnxRuntimeBackend(paper_onnx, threads=1)
@@ -200,7 +214,7 @@ def test_a_released_layout_file_whose_copies_of_a_tensor_disagree_is_refused_nam
 def test_a_paper_checkpoint_without_depth_guidance_is_refused_not_run_depth_guided(tmp_path: Path) -> None:
     """The paper network has no configuration without depth guidance; a checkpoint saying `depth_guidance: false`
     loaded and ran depth-guided, so an "ablation" of it would have measured the network itself."""
-    state = checkpoint_state(PaperNet())
+    state = checkpoint_state(released_layout_network())
     torch.save({**state, "depth_guidance": False}, tmp_path / "paper_no_depth.pt")
     with pytest.raises(ValueError, match="paper_no_depth.pt names the paper network without depth guidance"):
         load_model(tmp_path / "paper_no_depth.pt")
@@ -223,10 +237,10 @@ def test_attention_in_fp16_stays_finite_where_the_unscaled_product_would_pass_fp
 
 
 @pytest.mark.slow
-def test_a_dynamic_export_holds_the_depth_floor(released_file: Path, tmp_path: Path) -> None:
+def test_a_dynamic_export_holds_the_depth_floor(released_model: PaperNet, tmp_path: Path) -> None:
     """torch's TorchScript exporter (export_onnx's default) took aten::threshold only as a ReLU: the network's
     nn.Threshold(1, 1) floor on depth failed the export."""
-    model = load_model(released_file)
+    model = released_model
     backend = OnnxRuntimeBackend(export_onnx(model, tmp_path / "paper.onnx"), threads=1)
     hazy = torch.from_numpy(cv2.imread(str(DATA / "hazy_96x64.png"))[:, :, ::-1].copy()).permute(2, 0, 1)
     for batch in ((hazy[None].float() / 255.0).numpy(), (hazy[None, :, :32, :64].float() / 255.0).numpy()):
