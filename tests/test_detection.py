@@ -110,7 +110,7 @@ def demo_drive(count: int) -> list[np.ndarray]:
     return frames
 
 
-def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_data: Path) -> None:
+def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_data: Path, detector: Detector) -> None:
     with pytest.raises(ValueError, match="unknown tracker"):
         Detector(tracker="sort")
     frames = demo_drive(14)
@@ -124,7 +124,7 @@ def test_a_tracker_keeps_an_object_s_identity_across_consecutive_frames(shared_d
         for track in frame_ids:
             seen[track] = seen.get(track, 0) + 1
     assert seen and max(seen.values()) >= 5, f"no object kept its identity over consecutive frames: {ids}"
-    assert all(d.track_id is None for d in Detector()(frames[0]))
+    assert all(d.track_id is None for d in detector(frames[0]))
     tracked(np.zeros_like(frames[0]))  # a warm-up (as the node's) or another stream's frames, then a new stream
     tracked.reset_tracks()
     first = tracked(frames[0])
@@ -261,13 +261,14 @@ def test_a_tracked_box_leaving_at_the_right_edge_of_a_wide_frame_is_clipped_to_i
     assert (np.diff(boxes[:, 0]) > 10).all() and boxes[-1, 0] > 540, boxes
 
 
-def test_the_shipped_int8_file_runs_as_its_float_rebuild_by_default_on_x86(shared_data: Path) -> None:
+def test_the_shipped_int8_file_runs_as_its_float_rebuild_by_default_on_x86(shared_data: Path,
+                                                                           detector: Detector) -> None:
     import platform
 
     from dgdehaze_core.detection.detector import DEFAULT_DETECTOR
     from dgdehaze_core.detection.precision import X86_MACHINES, is_dynamically_quantized
 
-    as_given, default = Detector(precision="file"), Detector()
+    as_given, default = Detector(precision="file"), detector
     assert as_given.runtime_file == DEFAULT_DETECTOR and as_given.label == "yolov8n_int8.onnx"
     if platform.machine().lower() not in X86_MACHINES:
         pytest.skip("auto keeps the int8 file on CPUs other than x86")
@@ -314,13 +315,13 @@ def test_a_rebuild_that_cannot_be_made_leaves_the_file_under_auto_and_is_refused
         Detector(precision="float")
 
 
-def test_the_detector_s_onnx_runtime_threads_do_not_spin_between_frames_tracked_or_not() -> None:
+def test_the_detector_s_onnx_runtime_threads_do_not_spin_between_frames_tracked_or_not(detector: Detector) -> None:
     def spinning(detector: Detector) -> str:
         options = detector.model.predictor.model.backend.session.get_session_options()
         return options.get_session_config_entry("session.intra_op.allow_spinning")
 
     frame = np.zeros((240, 320, 3), np.uint8)
-    plain, tracked = Detector(), Detector(tracker="bytetrack")
+    plain, tracked = detector, Detector(tracker="bytetrack")
     plain(frame)
     tracked(frame)
     assert spinning(plain) == "0" and spinning(tracked) == "0"
@@ -386,7 +387,8 @@ def _export_onnx(yolo, folder: Path, imgsz: int) -> Path:
 
 @pytest.mark.slow
 def test_a_segmentation_export_gives_its_boxes_and_a_model_without_boxes_is_refused(foggy_road: np.ndarray,
-                                                                                    tmp_path: Path) -> None:
+                                                                                    tmp_path: Path,
+                                                                                    detector: Detector) -> None:
     """A YOLOv8n segmentation model holding the shipped detector's weights in every layer the two share (so its
     boxes and class scores are the shipped detector's) exported to ONNX detects what the shipped detector detects:
     read as a detector, its 32 mask coefficients were taken for class scores (boxes of classes 80 to 111)."""
@@ -405,7 +407,7 @@ def test_a_segmentation_export_gives_its_boxes_and_a_model_without_boxes_is_refu
     segmentation.model.eval()
     (tmp_path / "seg").mkdir()
     found = Detector(_export_onnx(segmentation, tmp_path / "seg", 640))(foggy_road)
-    expected = Detector()(foggy_road)
+    expected = detector(foggy_road)
     assert expected and [(d.class_id, d.class_name) for d in found] == [(d.class_id, d.class_name) for d in expected]
     assert all(iou(f.box, e.box) > 0.99 for f, e in zip(found, expected))
     (tmp_path / "cls").mkdir()
@@ -414,7 +416,8 @@ def test_a_segmentation_export_gives_its_boxes_and_a_model_without_boxes_is_refu
 
 
 @pytest.mark.slow
-def test_a_diverged_detector_s_non_finite_boxes_are_dropped(shared_data: Path, tmp_path: Path) -> None:
+def test_a_diverged_detector_s_non_finite_boxes_are_dropped(shared_data: Path, tmp_path: Path,
+                                                            detector: Detector) -> None:
     """YOLOv8n whose stride-8 box head diverged (NaN in one weight: every box of that level has a NaN corner) gave
     its NaN boxes among the others; the tracker kept them NaN and the node's debug image raised ("cannot convert
     float NaN to integer"). The detector now drops them and keeps the boxes of the levels that are sound."""
@@ -431,7 +434,7 @@ def test_a_diverged_detector_s_non_finite_boxes_are_dropped(shared_data: Path, t
     frame = read_image(shared_data / "detection" / "dawn-fog" / "foggy-025.jpg")
     found = Detector(tmp_path / "diverged.pt")(frame)
     assert found and np.isfinite([d.box for d in found]).all()
-    assert kept(found, Detector()(frame)) == len(found), "what is left is what the sound detector finds"
+    assert kept(found, detector(frame)) == len(found), "what is left is what the sound detector finds"
     tracked = Detector(tmp_path / "diverged.pt", tracker="bytetrack")
     for _ in range(3):
         boxes = tracked(frame)
