@@ -1,7 +1,11 @@
 """The detector wrapper on the shipped offline YOLOv8n int8 ONNX and real hazy photos (RTTS human boxes)."""
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -327,20 +331,44 @@ def test_the_detector_s_onnx_runtime_threads_do_not_spin_between_frames_tracked_
     assert spinning(plain) == "0" and spinning(tracked) == "0"
 
 
-def test_the_detector_loads_ultralytics_offline_so_it_never_downloads_or_pip_installs() -> None:
-    import os
-    import subprocess
-    import sys
+FRESH_DETECTOR = """
+import json, os, sys
+import cv2, torch
+torch.set_num_threads(2)
+cv2.setNumThreads(2)
+os.environ.pop("OMP_NUM_THREADS", None)
+from dgdehaze_core.detection.detector import Detector
+from dgdehaze_core.io.images import read_image
+found = Detector()(read_image(sys.argv[1]))
+import ultralytics.utils as utils, ultralytics.utils.checks as checks
+with open(sys.argv[2], "w") as record:
+    json.dump({"found": len(found), "threads": [torch.get_num_threads(), cv2.getNumThreads(),
+                                                 os.environ.get("OMP_NUM_THREADS")],
+               "online": utils.ONLINE, "autoinstall": checks.AUTOINSTALL}, record)
+"""
+"""The shipped detector loaded in a fresh interpreter (Ultralytics is imported once a process) on torch's and
+OpenCV's two threads and no OMP_NUM_THREADS, run on the photo its first argument names; what the tests below read
+is written to the file its second names, leaving standard output to the detector's libraries."""
 
-    probe = ("from dgdehaze_core.detection.detector import Detector; Detector(); "
-             "import ultralytics.utils as utils, ultralytics.utils.checks as checks; "
-             "print(utils.ONLINE, checks.AUTOINSTALL)")
+
+@pytest.fixture(scope="module")
+def fresh_detector(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess,
+                                                                                          dict]:
+    """FRESH_DETECTOR run once for the three tests below, with no YOLO_ variable in its environment (which the
+    detector sets itself: the offline test needs them unset): its process and its record."""
+    record = tmp_path_factory.mktemp("fresh_detector") / "record.json"
+    photo = shared_data / "detection" / "dawn-fog" / "foggy-001.jpg"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-2:] == ["False", "False"], result.stdout
+    run = subprocess.run([sys.executable, "-c", FRESH_DETECTOR, str(photo), str(record)], capture_output=True,
+                         text=True, env=environment, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run, json.loads(record.read_text())
 
+
+def test_the_detector_loads_ultralytics_offline_so_it_never_downloads_or_pip_installs(
+        fresh_detector: tuple[subprocess.CompletedProcess, dict]) -> None:
+    _, record = fresh_detector
+    assert (record["online"], record["autoinstall"]) == (False, False), record
 
 
 def test_an_ultralytics_older_than_the_floor_is_refused_naming_its_version_and_the_floor(monkeypatch) -> None:
@@ -367,16 +395,11 @@ def test_an_ultralytics_older_than_the_floor_is_refused_naming_its_version_and_t
     assert f"ultralytics>={ULTRALYTICS_FLOOR}" in requirements
 
 
-def test_the_detector_s_library_logs_to_standard_error_not_before_a_command_s_table() -> None:
+def test_the_detector_s_library_logs_to_standard_error_not_before_a_command_s_table(
+        fresh_detector: tuple[subprocess.CompletedProcess, dict]) -> None:
     """Ultralytics logs to standard output: its "Loading ... for ONNX Runtime inference" lines came before the table
     `eval`, `bench` and `bag-eval` print there, into the file a user wrote the table to (`> figures.md`)."""
-    import subprocess
-    import sys
-
-    run = subprocess.run([sys.executable, "-c", "import numpy as np; from dgdehaze_core.detection.detector import "
-                          "Detector; Detector()(np.zeros((64, 64, 3), np.uint8))"], capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 0, run.stderr
+    run, _ = fresh_detector
     assert run.stdout == "" and "for ONNX Runtime inference" in run.stderr, (run.stdout, run.stderr)
 
 
@@ -499,22 +522,11 @@ def test_the_drawn_label_of_a_tracked_object_gives_its_id(foggy_road: np.ndarray
     assert np.array_equal(draw_detections(foggy_road, tracked), draw_detections(foggy_road, renamed))
 
 
-def test_the_detector_leaves_the_process_s_thread_settings_as_they_were(shared_data: Path) -> None:
+def test_the_detector_leaves_the_process_s_thread_settings_as_they_were(
+        fresh_detector: tuple[subprocess.CompletedProcess, dict]) -> None:
     """Ultralytics' import set OpenCV to no threads and OMP_NUM_THREADS=1 (inherited by every child process), and its
     first predict set torch to the cores less one, for the whole process: after the node or `eval` loaded the
     detector, the dehazer and DCP ran on those, and in the tests every later test of an xdist worker did. Checked in
     a fresh interpreter: Ultralytics is imported once a process."""
-    import subprocess
-    import sys
-
-    script = ("import os, sys, cv2, torch\n"
-              "from dgdehaze_core.detection.detector import Detector\n"
-              "from dgdehaze_core.io.images import read_image\n"
-              "torch.set_num_threads(2); cv2.setNumThreads(2); os.environ.pop('OMP_NUM_THREADS', None)\n"
-              "found = Detector()(read_image(sys.argv[1]))\n"
-              "print(len(found), torch.get_num_threads(), cv2.getNumThreads(), os.environ.get('OMP_NUM_THREADS'))\n")
-    photo = shared_data / "detection" / "dawn-fog" / "foggy-001.jpg"
-    run = subprocess.run([sys.executable, "-c", script, str(photo)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    found, torch_threads, cv2_threads, omp = run.stdout.split()[-4:]
-    assert int(found) > 0 and (torch_threads, cv2_threads, omp) == ("2", "2", "None")
+    _, record = fresh_detector
+    assert record["found"] > 0 and record["threads"] == [2, 2, None], record
