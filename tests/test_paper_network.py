@@ -96,14 +96,15 @@ def test_a_physics_setting_for_the_released_network_is_refused_not_ignored(
 def test_in_the_pipeline_depth_is_the_networks_and_the_scattering_is_the_dark_channel_priors(
         released_file: Path) -> None:
     frame = read_image(DATA / "hazy_96x64.png")
-    result = load_pipeline(str(released_file))(frame)  # auto: the decoder, this network's only image
+    pipeline = load_pipeline(str(released_file))
+    result = pipeline(frame)  # auto: the decoder, this network's only image
     dcp = load_pipeline("dcp")(frame)
     np.testing.assert_array_equal(result.transmission, dcp.transmission)
     assert result.transmission_floor == dcp.transmission_floor == 0.1, "the fog measurement needs DCP's own floor"
     np.testing.assert_allclose(result.airlight, dcp.airlight, atol=1e-6)
     assert np.isfinite(result.depth).all() and result.depth.min() >= 1.0 and result.depth.std() > 0.1
     odd = read_image(DATA / "hazy_96x64.png")[:50, :70]  # not a multiple of 32: padded and cropped back
-    assert load_pipeline(str(released_file))(odd).image.shape == odd.shape
+    assert pipeline(odd).image.shape == odd.shape
 
 
 def test_what_this_network_cannot_do_is_refused_with_the_reason(released_file: Path, tmp_path: Path) -> None:
