@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from dgdehaze_core.io.yaml_text import yaml_error_line
+
 TRUE_WORDS = frozenset({"Y", "y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})
 FALSE_WORDS = frozenset({"N", "n", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})
 YAML_SPECIALS = {f"{sign}.{word}": float(f"{sign}{word[:3]}") for sign in ("", "+", "-")
@@ -39,7 +41,7 @@ def load_documents(text: str) -> list[Any]:
     try:
         return [_value(node) for node in yaml.compose_all(text, Loader=_Composer)]
     except yaml.YAMLError as exc:
-        raise RclYamlError(str(exc)) from None
+        raise RclYamlError(yaml_error_line(exc)) from None
 
 
 class _Composer(yaml.SafeLoader):
