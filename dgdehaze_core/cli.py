@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from dgdehaze_core import __version__
-from dgdehaze_core.exits import report_errors, sigterm_interrupts, stopped
+from dgdehaze_core.exits import report_errors, sigterm_interrupts, skip_exit_collection, stopped
 from dgdehaze_core.io.atomic_files import JsonRefused, check_json_output, refuse_input_as_output, refusing_json
 from dgdehaze_core.io.json_stdout import is_stdout, json_on_stdout
 from dgdehaze_core.process_memory import keep_frame_memory
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         return stopped("dgdehaze", exc)
     args = parser.parse_args(argv)
+    skip_exit_collection()
     if args.command in FRAME_COMMANDS:
         keep_frame_memory()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from dgdehaze_core.exits import sigterm_interrupts
+from dgdehaze_core.exits import sigterm_interrupts, skip_exit_collection
 
 
 def main(args: list[str] | None = None) -> int:
+    skip_exit_collection()
     try:
         with sigterm_interrupts():  # SIGTERM's default handler is back before rclpy.init installs its own
             from dgdehaze_ros import node
