@@ -70,6 +70,12 @@ def test_train_command_writes_checkpoints_logs_and_resumes(smoke_recipe, tmp_pat
     assert meta["best_iteration"] in (3, 4, 6) and "mean" in meta["best_validation"]
     written = json.loads(figures.read_text())
     assert written["loss"]["iterations"] == 6 and math.isfinite(written["loss"]["last"])
+    with open(out / "train.csv", newline="") as handle:
+        totals = {int(row["iteration"]): float(row["total"]) for row in csv.DictReader(handle)}
+    # the run's first loss, not the resumed part's (iteration 5's); a resume finding the run done says them too
+    assert (written["loss"]["first"], written["loss"]["last"]) == pytest.approx((totals[1], totals[6]), rel=1e-5)
+    assert main(args + ["--iterations", "6", "--resume", "--json", str(figures)]) == 0
+    assert json.loads(figures.read_text())["loss"] == written["loss"]
     assert written["best/mean"]["psnr"] == pytest.approx(meta["best_validation"]["mean"]["psnr"])
     model = load_model(exported)
     assert model.config_name == "lite" and "training" not in torch.load(exported, weights_only=True)

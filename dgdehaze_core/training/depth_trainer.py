@@ -123,7 +123,7 @@ class DepthTrainer:
                  "training": {"iteration": self.iteration, "pose": self.pose.state_dict(),
                               "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                               "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-                              "elapsed": self.history.elapsed, "data": self.history.data,
+                              "elapsed": self.history.elapsed, **self.history.losses(), "data": self.history.data,
                               "recipe": self.recipe.as_dict()}}
         return write_checkpoint(state, self.last_path)
 
@@ -250,7 +250,7 @@ class DepthTrainer:
                    disable=not progress, dynamic_ncols=True)
         LOG.info("training %s on %s (%s), %d -> %d iterations", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations)
-        tally = StepTally(self.history.elapsed)
+        tally = StepTally(self.history)
         try:
             with StepBoundaryStop(last_path=self.last_path) as stop:
 
@@ -266,7 +266,7 @@ class DepthTrainer:
                         save()  # with its figures (a run resumed at its last iteration takes no step to save them)
                     for batch in self._batches(dataset):
                         row = self.step(batch)
-                        self.history.elapsed = tally.step_done(row["total"])
+                        tally.step_done(row["total"])
                         bar.update(1)
                         done = self.iteration == recipe.iterations
                         if self.iteration % recipe.log_every == 0 or done:
@@ -288,8 +288,8 @@ class DepthTrainer:
                 ending_on_survived_failure(steps, save, lambda: self.iteration, self.last_path)
         finally:
             bar.close()
-        return DepthTrainResult(self.run_dir, self.iteration, self.last_path, tally.first_loss, tally.last_loss,
-                                self.last_validation)
+        return DepthTrainResult(self.run_dir, self.iteration, self.last_path, self.history.first_loss,
+                                self.history.last_loss, self.last_validation)
 
     def _checkpoint(self, logs: list[CsvLog]) -> Path:
         """`save_last`, then `keep_run_files`."""

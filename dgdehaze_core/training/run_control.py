@@ -190,6 +190,14 @@ class RunHistory:
     data: DataFingerprint = field(default_factory=dict)
     resumed_data: DataFingerprint | None = None
     """The training data of the run resumed (None: none, or a last.pt saved before it was recorded)."""
+    first_loss: float = math.nan
+    last_loss: float = math.nan
+    """The run's first and last training loss (`StepTally`), kept across resumes (NaN before its first step; a run
+    resumed from a last.pt saved before they were kept: its first is the resumed part's)."""
+
+    def losses(self) -> dict[str, float]:
+        """Its part of a checkpoint's training state: the first and last loss."""
+        return {"first_loss": self.first_loss, "last_loss": self.last_loss}
 
     def meta(self) -> dict[str, Any]:
         """Its part of a checkpoint's metadata."""
@@ -203,6 +211,8 @@ class RunHistory:
         self.commit = str(meta.get("commit", "unknown"))
         self.elapsed = float(training["elapsed"])
         self.resumed_data = training.get("data")
+        self.first_loss = float(training.get("first_loss", math.nan))
+        self.last_loss = float(training.get("last_loss", math.nan))
 
     def record_data(self, data: DataFingerprint, resumed_from: Path | None) -> None:
         """Record the run's training data; for a resumed run (`resumed_from`: its last.pt) ValueError naming the
@@ -373,21 +383,21 @@ def _after_failure(last_path: Path) -> str:
 
 
 class StepTally:
-    """A training loop's first and last loss and its training time, counted from `elapsed` (a resumed run's)."""
+    """A training loop's steps counted into its run's `history`: the first and last loss and the training time, a
+    resumed run's going on from its last.pt's."""
 
-    def __init__(self, elapsed: float) -> None:
-        self.elapsed = elapsed
-        self.first_loss = self.last_loss = math.nan
+    def __init__(self, history: RunHistory) -> None:
+        self.history = history
         self._started = time.perf_counter()
 
-    def step_done(self, loss: float) -> float:
-        """Count a finished step of loss `loss`; the training time so far (s)."""
-        self.first_loss = loss if math.isnan(self.first_loss) else self.first_loss
-        self.last_loss = loss
+    def step_done(self, loss: float) -> None:
+        """Count a finished step of loss `loss`."""
+        history = self.history
+        history.first_loss = loss if math.isnan(history.first_loss) else history.first_loss
+        history.last_loss = loss
         now = time.perf_counter()
-        self.elapsed += now - self._started
+        history.elapsed += now - self._started
         self._started = now
-        return self.elapsed
 
     def pause_done(self) -> None:
         """Leave the time since the last step (a validation) out of the training time."""

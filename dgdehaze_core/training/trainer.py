@@ -218,9 +218,9 @@ class Trainer:
                               "best_validation": self.best_validation, "best_iteration": self.best_iteration,
                               "last_validation": self.last_validation,
                               "last_validation_iteration": self.last_validation_iteration,
-                              "elapsed": self.history.elapsed, "clear_depth_sha256": self.clear_depth_sha256,
-                              "rank_random_states": random_states, "data": self.history.data,
-                              "recipe": self.recipe.as_dict()}}
+                              "elapsed": self.history.elapsed, **self.history.losses(),
+                              "clear_depth_sha256": self.clear_depth_sha256, "rank_random_states": random_states,
+                              "data": self.history.data, "recipe": self.recipe.as_dict()}}
         if self.discriminator is not None and self.disc_optimizer is not None:
             state["training"]["discriminator"] = self.discriminator.state_dict()
             state["training"]["disc_optimizer"] = self.disc_optimizer.state_dict()
@@ -519,7 +519,7 @@ class Trainer:
         LOG.info("training %s on %s (%s), %d -> %d iterations, AMP %s%s", recipe.name, self.device,
                  hardware_name(self.device), self.iteration, recipe.iterations, self.amp_dtype,
                  f", rank {self.rank.rank} of {self.rank.world_size}" if self.rank.distributed else "")
-        tally = StepTally(self.history.elapsed)
+        tally = StepTally(self.history)
         stop = StepBoundaryStop(self._agree_at_step_boundary, self.last_path)
         try:
             with stop:
@@ -541,7 +541,7 @@ class Trainer:
                         save()  # with its figures (a run resumed at its last iteration takes no step to save them)
                     for clear, hazy in zip(self._loader(clear_data, workers), self._loader(hazy_data, workers)):
                         row = self.step(clear, hazy)
-                        self.history.elapsed = tally.step_done(row["total"])
+                        tally.step_done(row["total"])
                         bar.update(1)
                         done = self.iteration == recipe.iterations
                         if train_log is not None and (self.iteration % recipe.log_every == 0 or done):
@@ -582,7 +582,7 @@ class Trainer:
                          state_digest(self.discriminator))
         return TrainResult(self.run_dir, self.iteration, self.last_path,
                            self.best_path if self.best_path.exists() else None, self.best_validation,
-                           tally.first_loss, tally.last_loss)
+                           self.history.first_loss, self.history.last_loss)
 
     def _agree_at_step_boundary(self, requested: bool) -> bool:
         """`StepBoundaryStop`'s agreement: whether any rank was asked to stop; in a torchrun job the same collective
