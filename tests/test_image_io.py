@@ -108,8 +108,8 @@ def test_a_run_reading_12_bit_exports_with_16_bits_is_warned_once_and_no_other_f
         wide = ImageReader(12)  # the other way round: all 16 bits read as 12, most of the photo white
         wide(full)
         wide(full)
-        assert len(caplog.records) == 3 and "full.png: 100 % of the 16-bit samples lie above 4095, the range of the 12 " \
-            "significant bits" in caplog.text
+        said = "full.png: 100 % of the 16-bit samples lie above 4095, the range of the 12 significant bits"
+        assert len(caplog.records) == 3 and said in caplog.text
 
 
 def test_a_stream_is_tested_on_its_first_and_every_nth_16_bit_image_and_warned_once(shared_data: Path) -> None:

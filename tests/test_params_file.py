@@ -122,7 +122,8 @@ def test_a_file_for_another_node_or_no_parameters_file_is_refused_and_unknown_na
     path.write_text(yaml.safe_dump({"/robot/front_dehaze": {"ros__parameters": {"threshold": 0.4}}}))
     with pytest.raises(ValueError, match="no parameters for a node /dgdehaze: its sections are /robot/front_dehaze"):
         read_params_file(path)
-    for text, message in (("threshold: 0.4\n", "no ROS 2 parameters file"), ("/**: [1\n", "cannot be read as a YAML file: line 2, column 1: "),
+    for text, message in (("threshold: 0.4\n", "no ROS 2 parameters file"),
+                          ("/**: [1\n", "cannot be read as a YAML file: line 2, column 1: "),
                           ("", "no ROS 2 parameters file")):
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
