@@ -372,3 +372,24 @@ def test_finetune_recipe_validates_and_starts_from_the_shipped_lite(shared_data:
     assert recipe.loss == lite.loss and recipe.validation == lite.validation
     assert recipe.lr < lite.lr and recipe.iterations < lite.iterations
     assert collect_images(recipe.hazy, "hazy") and collect_images(recipe.clear, "clear")
+
+
+def test_image_files_blown_up_past_twice_their_size_to_reach_the_crop_are_warned_of_once(
+        shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A thumbnail among a folder of photos (12x9) was scaled up ~7x to the crop without a word: its crops held a few
+    pixels blown up, not a camera's."""
+    photo = read_image(shared_data / "detection" / "dawn-fog" / "foggy-001.jpg")
+    folder = tmp_path / "fog"
+    folder.mkdir()
+    for name, width in (("photo.png", 128), ("half.png", 40), ("thumb.png", 12)):
+        cv2.imwrite(str(folder / name), cv2.resize(photo, (width, width * 3 // 4), interpolation=cv2.INTER_AREA))
+    listed = [image for image, _, _ in collect_images([ImageSource(folder)], "hazy")]
+    with caplog.at_level(logging.WARNING, logger="dgdehaze_core.training.datasets"):
+        decoded = decode_training_images(listed, max_side=256, min_side=64)
+        decode_training_images(listed, max_side=256, min_side=64, cache={})
+    assert [min(frame.shape[:2]) for frame in decoded.values()] == [64, 96, 64]  # half.png 2.1x, photo.png 1x
+    told = [r.getMessage() for r in caplog.records if "scaled up" in r.getMessage()]
+    assert told[0] == ("2 of the 3 image files to train on are scaled up more than 2x to reach the crop's 64 pixels "
+                       "on their short side, so that their crops hold a few pixels blown up: half.png (40x30, 2.1x), "
+                       "thumb.png (12x9, 7.1x); leave them out, or lower crop_size")
+    assert len(told) == 2, "once per decoding: a second run's cache decodes them again"

@@ -40,6 +40,9 @@ BAG_FORMS = "a rosbag2 folder with metadata.yaml, a .mcap, .db3 or .bag file"
 """What a source must be to be read as a bag (`bag_frames.is_bag_path`), as the messages on a source say it."""
 
 MAX_NAMED = 10
+MAX_GROWTH = 2.0
+"""How far an image file may be scaled up to reach the crop's short side before `decode_training_images` warns of it:
+beyond it, the crops of a thumbnail or an icon hold a few pixels blown up, not a camera's."""
 """The most unreadable image files the error on a source's files names (`decode_training_images`)."""
 
 FILE_REMEDY = "set input_bits: 12 on its source in the recipe (this is said once per source)"
@@ -132,10 +135,15 @@ def collect_images(sources: Sequence[ImageSource], kind: str) -> list[tuple[Trai
     return found
 
 
-def _scaled(image: np.ndarray, max_side: int, min_side: int) -> np.ndarray:
+def _scaled(image: np.ndarray, max_side: int, min_side: int, grown: list[str] | None = None,
+            name: str = "") -> np.ndarray:
+    """`image` scaled as `load_rgb` says; `name` (its size and scale) added to `grown` where it grows beyond
+    MAX_GROWTH."""
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     scale = max(scale, min_side / min(height, width))
+    if grown is not None and scale > MAX_GROWTH:
+        grown.append(f"{name} ({width}x{height}, {scale:.1f}x)")
     if scale != 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         if size[0] * size[1] > MAX_PIXELS:  # a long thin strip brought up to the crop's short side
@@ -145,11 +153,13 @@ def _scaled(image: np.ndarray, max_side: int, min_side: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def load_rgb(path: Path, max_side: int, min_side: int = 1, read: ReadImage = read_image) -> np.ndarray:
+def load_rgb(path: Path, max_side: int, min_side: int = 1, read: ReadImage = read_image,
+             grown: list[str] | None = None) -> np.ndarray:
     """An image file read with `read` as RGB uint8, scaled down so its long side is at most `max_side` and up so its
-    short side is at least `min_side`. ImageError names the file when it cannot be read or would grow too large."""
+    short side is at least `min_side` (named in `grown` where that is more than MAX_GROWTH times). ImageError names
+    the file when it cannot be read or would grow too large."""
     try:
-        return _scaled(read(path)[:, :, ::-1], max_side, min_side)
+        return _scaled(read(path)[:, :, ::-1], max_side, min_side, grown, path.name)
     except ImageError as exc:
         raise ImageError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
 
@@ -168,7 +178,8 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_s
     frame that does not decode is left out, and so are a video's frames from the first that does not decode on (a
     damaged file, or one cut short: OpenCV reads no further) (`bag_frames.decoded_frames`: one warning per bag or
     video, ImageError when none of its frames decodes). ImageError names a bag that ends before a frame its index
-    listed, and every image file that does not read (up to MAX_NAMED), once all are read. The image files are read
+    listed, and every image file that does not read (up to MAX_NAMED), once all are read; the image files scaled up
+    more than MAX_GROWTH times to reach `min_side` are warned of once. The image files are read
     by one `ImageReader` per `bits`, which warns once per call when one read with 16 bits looks like a 12-bit
     camera's; a bag's frames are warned of alike, once per bag."""
     cache = {} if cache is None else cache
@@ -198,16 +209,22 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_s
     readers: dict[int, ImageReader] = {}
     files = [image for image in todo if image.frame is None]
     unreadable: list[str] = []
+    grown: list[str] = []
     for image in files:
         reader = readers.setdefault(image.bits, ImageReader(image.bits, FILE_REMEDY))
         try:
-            cache[(image, max_side, min_side)] = load_rgb(image.path, max_side, min_side, reader)
+            cache[(image, max_side, min_side)] = load_rgb(image.path, max_side, min_side, reader, grown)
         except ImageError as exc:
             unreadable.append(str(exc))
     if unreadable:
         raise ImageError(f"{len(unreadable)} of the {len(files)} image files to train on do not read (remove them "
                          f"or move them out of their source's folder): {'; '.join(unreadable[:MAX_NAMED])}"
                          f"{f'; and {len(unreadable) - MAX_NAMED} more' if len(unreadable) > MAX_NAMED else ''}")
+    if grown:
+        LOG.warning("%d of the %d image files to train on are scaled up more than %gx to reach the crop's %d pixels "
+                    "on their short side, so that their crops hold a few pixels blown up: %s%s; leave them out, or "
+                    "lower crop_size", len(grown), len(files), MAX_GROWTH, min_side, ", ".join(grown[:MAX_NAMED]),
+                    f" and {len(grown) - MAX_NAMED} more" if len(grown) > MAX_NAMED else "")
     decoded = {image: cache[(image, max_side, min_side)] for image in images}
     for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in images if image.topic}):
         decoded_frames(f"bag {bag}", repr(topic), {image.frame: decoded[image] for image in images
