@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from dgdehaze_core.io.file_paths import DEHAZE_RUN_RECORD
+from dgdehaze_core.io.file_paths import DEHAZE_RUN_RECORD, listing
 from dgdehaze_core.io.images import ImageError, ReadImage, images_under, list_images, read_image
 
 HAZY_FOLDER_NAMES = ("hazy", "haze", "leftimg8bit_foggy", "leftimg8bit_foggydbf")
@@ -237,20 +237,15 @@ def _name(stem: str) -> str:
 def _clear_name(stem: str) -> str:
     """The NAME a clear file pairs by (`_name`): its stem less a trailing clear role token (`01_outdoor_GT` ->
     `01_outdoor`)."""
-    role = CLEAR_ROLE.fullmatch(_name(stem))
-    return _name(stem) if role is None else role.group("name")
+    name = _name(stem)
+    role = CLEAR_ROLE.fullmatch(name)
+    return name if role is None else role.group("name")
 
 
 def _scene_of(hazy_stem: str, clear_names: set[str]) -> str | None:
     """The longest clear name that the hazy stem equals or starts with, followed by '_'."""
     candidates = [hazy_stem] + [hazy_stem[:i] for i in range(len(hazy_stem) - 1, 0, -1) if hazy_stem[i] == "_"]
     return next((name for name in candidates if name in clear_names), None)
-
-
-def listing(items: list[str], limit: int = 5) -> str:
-    """The first `limit` of `items`, comma-separated, and how many more there are."""
-    shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _several(by_name: dict[str, list[Path]], folder: Path) -> list[str]:
@@ -325,8 +320,9 @@ def load_pair(pair: Pair, read: ReadImage = read_image) -> tuple[np.ndarray, np.
     if hazy.shape != clear.shape:
         raise PairingError(f"pair {pair.name}: {pair.hazy.name} is {hazy.shape[1]}x{hazy.shape[0]} but "
                            f"{pair.clear.name} is {clear.shape[1]}x{clear.shape[0]}; a pair must share one size")
-    if _grey(hazy) != _grey(clear):
-        grey, colour = (pair.hazy, pair.clear) if _grey(hazy) else (pair.clear, pair.hazy)
+    hazy_grey = _grey(hazy)
+    if hazy_grey != _grey(clear):
+        grey, colour = (pair.hazy, pair.clear) if hazy_grey else (pair.clear, pair.hazy)
         raise PairingError(f"pair {pair.name}: {grey.name} is grayscale but {colour.name} is in colour; a pair "
                            "must be both in colour or both grayscale (give the colour ground truth, or convert both)")
     return hazy, clear

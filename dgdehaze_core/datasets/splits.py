@@ -21,7 +21,7 @@ from typing import Iterable
 
 import yaml
 
-from dgdehaze_core.datasets.paired_sets import listing
+from dgdehaze_core.io.file_paths import listing
 from dgdehaze_core.datasets.paths import REPO_DIR, shared_data_dir
 from dgdehaze_core.io.images import images_under
 from dgdehaze_core.io.yaml_text import load_yaml

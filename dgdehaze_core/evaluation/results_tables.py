@@ -13,6 +13,7 @@ from dgdehaze_core.datasets.paths import REPO_DIR
 from dgdehaze_core.inference.provenance import how_made
 from dgdehaze_core.io.atomic_files import is_figures_table
 from dgdehaze_core.io.file_digest import file_sha256
+from dgdehaze_core.io.file_paths import listing
 
 LOG = logging.getLogger(__name__)
 
@@ -119,8 +120,7 @@ def select_rows(rows: Mapping[str, Row], measure: str, set_name: str | None) -> 
                   and ("[" in key[len(prefix):]) == per_class and (" vs " in key[len(prefix):]) == compared}
         if chosen:
             return chosen
-    shown = ", ".join(list(rows)[:12]) + (f" and {len(rows) - 12} more" if len(rows) > 12 else "")
-    raise ValueError(f"no {measure} rows{f' of set {set_name}' if set_name else ''} among {shown}")
+    raise ValueError(f"no {measure} rows{f' of set {set_name}' if set_name else ''} among {listing(list(rows), 12)}")
 
 
 def class_table_markdown(rows: Mapping[str, Row]) -> str:

@@ -23,6 +23,13 @@ DEHAZE_RUN_RECORD = "dehaze_run.json"
 holding one holds a run's outputs, not photos to read as inputs."""
 
 
+def listing(items: list[str], limit: int = 5) -> str:
+    """The first `limit` of `items`, comma-separated, and how many more there are: the files or names a message
+    lists."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def file_suffix(path: str | os.PathLike[str]) -> str:
     """The suffix that tells a file's kind (weights `.pt`, `.pth`, exports `.onnx`, `.engine`), lower-case: the one
     rule for every file read or written by its suffix, so that `W.PT` is a `.pt` to read and to write alike."""

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES, missing
+from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES, listing, missing
 from dgdehaze_core.io.folder_walk import linked_folders
 
 LOG = logging.getLogger(__name__)
@@ -421,7 +421,7 @@ def _tell_unread(folder: Path, paths: list[Path]) -> None:
         return
     _TOLD_UNREAD.add(tuple(unread))
     kinds = sorted({Path(p).suffix.lower() for p in unread})
-    names = ", ".join(Path(p).name for p in unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
+    names = listing([Path(p).name for p in unread], 3)
     LOG.warning("%s: %d photos left out, %s files OpenCV does not read (%s): convert them to JPEG or PNG to take "
                 "them in", folder, len(unread), "/".join(kinds), names)
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from dgdehaze_core.datasets.paired_sets import Pair, find_pairs, load_pair
 from dgdehaze_core.datasets.splits import refuse_judging_files
 from dgdehaze_core.evaluation.metrics import SSIM_MIN_SIDE
-from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES
+from dgdehaze_core.io.file_paths import VIDEO_SUFFIXES, listing
 from dgdehaze_core.io.folder_walk import linked_folders
 from dgdehaze_core.io.images import (MAX_PIXELS, SAMPLE_BITS, ImageError, ImageReader, ReadImage, images_under,
                                      is_hidden, read_image)
@@ -40,10 +40,10 @@ BAG_FORMS = "a rosbag2 folder with metadata.yaml, a .mcap, .db3 or .bag file"
 """What a source must be to be read as a bag (`bag_frames.is_bag_path`), as the messages on a source say it."""
 
 MAX_NAMED = 10
+"""The most image files the error or the warning on a source's files names (`decode_training_images`)."""
 MAX_GROWTH = 2.0
 """How far an image file may be scaled up to reach the crop's short side before `decode_training_images` warns of it:
 beyond it, the crops of a thumbnail or an icon hold a few pixels blown up, not a camera's."""
-"""The most unreadable image files the error on a source's files names (`decode_training_images`)."""
 
 FILE_REMEDY = "set input_bits: 12 on its source in the recipe (this is said once per source)"
 """What the warning on a training source's 16-bit images that look like a 12-bit camera's asks for (its files'
@@ -222,9 +222,8 @@ def decode_training_images(images: Sequence[TrainingImage], max_side: int, min_s
                          f"{f'; and {len(unreadable) - MAX_NAMED} more' if len(unreadable) > MAX_NAMED else ''}")
     if grown:
         LOG.warning("%d of the %d image files to train on are scaled up more than %gx to reach the crop's %d pixels "
-                    "on their short side, so that their crops hold a few pixels blown up: %s%s; leave them out, or "
-                    "lower crop_size", len(grown), len(files), MAX_GROWTH, min_side, ", ".join(grown[:MAX_NAMED]),
-                    f" and {len(grown) - MAX_NAMED} more" if len(grown) > MAX_NAMED else "")
+                    "on their short side, so that their crops hold a few pixels blown up: %s; leave them out, or "
+                    "lower crop_size", len(grown), len(files), MAX_GROWTH, min_side, listing(grown, MAX_NAMED))
     decoded = {image: cache[(image, max_side, min_side)] for image in images}
     for bag, topic, bits in sorted({(image.path, image.topic, image.bits) for image in images if image.topic}):
         decoded_frames(f"bag {bag}", repr(topic), {image.frame: decoded[image] for image in images

@@ -26,6 +26,7 @@ from dgdehaze_core.cpu_threads import available_cpus
 from dgdehaze_core.exits import interruption
 from dgdehaze_core.io.atomic_files import check_folder_path
 from dgdehaze_core.io.checkpoints import read_checkpoint
+from dgdehaze_core.io.file_paths import listing
 from dgdehaze_core.io.folder_lock import HELD_LOCKS, folder_lock
 from dgdehaze_core.training.run_files import source_commit
 
@@ -151,9 +152,8 @@ def check_same_data(last_path: Path, saved: DataFingerprint | None, current: Dat
                  + [f"{name} added" for name in now if name not in sizes]
                  + [f"{name} {sizes[name]} -> {now[name]} bytes" for name in now
                     if name in sizes and sizes[name] != now[name]])
-        shown = named[:3] or ["the same files in another order"]
-        more = f" and {len(named) - 3} more" if len(named) > 3 else ""
-        changes.append(f"{kind} ({len(before)} -> {len(after)} files: {', '.join(shown)}{more})")
+        shown = listing(named, 3) or "the same files in another order"
+        changes.append(f"{kind} ({len(before)} -> {len(after)} files: {shown})")
     if changes:
         raise ValueError(f"cannot resume {last_path}: the training data changed since it was saved: "
                          f"{'; '.join(changes)} (a resumed run draws its samples by index from the same files: "
