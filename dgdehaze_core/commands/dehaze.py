@@ -15,12 +15,12 @@ from tqdm import tqdm
 
 from dgdehaze_core.commands.argument_types import path_argument
 from dgdehaze_core.commands.input_bits_option import add_input_bits_option
-from dgdehaze_core.commands.dehaze_record import (KINDS, RUN_RECORD, check_replaced, check_resumable, run_record,
-                                                  run_start, with_made_from)
+from dgdehaze_core.commands.dehaze_record import (KINDS, check_replaced, check_resumable, run_record, run_start,
+                                                  with_made_from)
 from dgdehaze_core.commands.network_options import add_network_options, given_network_options, network_runtime
 from dgdehaze_core.inference.pipeline import OUTPUT_MODES, load_pipeline, method_weights, read_method
 from dgdehaze_core.io.atomic_files import atomic_path, atomic_write_text, check_writable_place
-from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_suffix, missing
+from dgdehaze_core.io.file_paths import DEHAZE_RUN_RECORD, IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_suffix, missing
 from dgdehaze_core.io.folder_lock import folder_lock
 from dgdehaze_core.io.images import SAMPLE_BITS, ImageError, ImageReader, list_images, write_image
 from dgdehaze_core.io.videos import VideoFrames, video_frame_count, video_path
@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                          "(default: lite, the node's default model)")
     parser.add_argument("--out", type=path_argument, required=True,
                         help="output folder; an output there made from another file of the same name (a.avi after "
-                             f"a.mp4) is refused, not replaced ({RUN_RECORD} there says what each was made from)")
+                             f"a.mp4) is refused, not replaced ({DEHAZE_RUN_RECORD} there says what each was made "
+                             "from)")
     parser.add_argument("--output", choices=OUTPUT_MODES, default=None,
                         help="a network's image: its decoder's, the physics inversion, or auto (the pipeline's "
                              "default); `decoder` with the paper's released weights gives the image the authors' "
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="go on with a folder's run that was stopped: skip each image whose two outputs are in "
                              "--out already, written after it by that run; refused when the run that wrote them had "
                              "another input, other weights, --output, --working-size, --input-bits, --half, "
-                             f"--radiance-floor or --max-detail-gain (--out/{RUN_RECORD} says what it had)")
+                             f"--radiance-floor or --max-detail-gain (--out/{DEHAZE_RUN_RECORD} says what it had)")
     add_input_bits_option(parser)
     add_network_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -132,7 +133,7 @@ def _images(paths: list[Path], read: ImageReader, progress: bool) -> Iterator[tu
 
 def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]], read: ImageReader, pipeline,
                 out: Path, record: dict[str, Any] | None, progress: bool, done: int = 0) -> int:
-    """Dehaze each image of `paths` (of `source`) into its two `outputs`, `record` written to `out`/RUN_RECORD
+    """Dehaze each image of `paths` (of `source`) into its two `outputs`, `record` written to `out`/DEHAZE_RUN_RECORD
     before the first (None: a resumed run's record is there, and kept, as its time says when that run began); 1 when
     some were skipped (unreadable), ImageError when none could be read and a resumed run had not dehazed `done`
     images of `source` before (a `source` that is one image: why it could not). Ctrl-C, SIGTERM or an output that
@@ -149,7 +150,7 @@ def _run_images(source: Path, paths: list[Path], outputs: dict[Path, list[Path]]
                 continue
             result = pipeline(frame)
             if written == 0 and record is not None:
-                atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
+                atomic_write_text(out / DEHAZE_RUN_RECORD, json.dumps(record, indent=2) + "\n")
             write_image(outputs[path][0], result.image)
             write_image(outputs[path][1], colorize_depth(result.depth))
             written += 1
@@ -187,8 +188,8 @@ def _open_video(source: Path) -> tuple[VideoFrames, Iterator[np.ndarray], np.nda
 def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np.ndarray], out: Path, pipeline,
                record: dict[str, Any], progress: bool) -> int:
     """Dehaze the frames of the video `source` (`_open_video`) into its two outputs in `out`, written whole at its
-    end, `record` written to `out`/RUN_RECORD before they replace any earlier ones; 1 when its frames stop decoding
-    early (a damaged frame, or a file cut short)."""
+    end, `record` written to `out`/DEHAZE_RUN_RECORD before they replace any earlier ones; 1 when its frames stop
+    decoding early (a damaged frame, or a file cut short)."""
     video, frames, first = opened
     fps = video.fps or 25.0
     size = (first.shape[1], first.shape[0])
@@ -215,7 +216,8 @@ def _run_video(source: Path, opened: tuple[VideoFrames, Iterator[np.ndarray], np
                 depth_writer.release()
             for path, target in ((dehazed_path, "dehazed"), (depth_path, "depth")):
                 _check_video(path, count, out / f"{source.stem}_{target}.mp4")
-            atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")  # before the outputs it names
+            # before the outputs it names
+            atomic_write_text(out / DEHAZE_RUN_RECORD, json.dumps(record, indent=2) + "\n")
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         LOG.warning("stopped after %d%s frames of %s: a video's outputs are written whole, at its end, so none "
                     "is kept; run the same command again to dehaze it", count, f" of {total}" if total else "",
@@ -285,12 +287,12 @@ def _dehaze_into(args: argparse.Namespace, paths: list[Path], read: ImageReader,
     args.input is a `video`) into args.out, or resume that."""
     source: Path = args.input
     outputs = _outputs(source, paths, args.out, video)
-    if source.is_dir() and (args.out / RUN_RECORD).is_file():  # --out is the input folder that a run filled
+    if source.is_dir() and (args.out / DEHAZE_RUN_RECORD).is_file():  # --out is the input folder that a run filled
         built = _any_outputs(paths, args.out)
         paths = [path for path in paths if path.resolve() not in built]
         if len(paths) < len(outputs):
             LOG.info("%d images of %s are outputs of the run that wrote %s there: not inputs",
-                     len(outputs) - len(paths), source, RUN_RECORD)
+                     len(outputs) - len(paths), source, DEHAZE_RUN_RECORD)
             outputs = _outputs(source, paths, args.out, video)
     _check_outputs(paths or [source], [output for pair in outputs.values() for output in pair])
     options = network_runtime(args, [args.method])

@@ -1,7 +1,12 @@
-"""The run record of a `dgdehaze dehaze` output folder (RUN_RECORD): what wrote the outputs in it (the input, the
-method and its weights, the settings that change the images) and what each output was made from, so that a resumed
-run goes on only with the run that wrote them (`check_resumable`) and no run replaces another input's outputs
-(`check_replaced`)."""
+"""The run record of a `dgdehaze dehaze` output folder (DEHAZE_RUN_RECORD): what wrote the outputs in it (the input,
+the method and its weights, the settings that change the images) and what each output was made from, so that a
+resumed run goes on only with the run that wrote them (`check_resumable`) and no run replaces another input's outputs
+(`check_replaced`).
+
+The record is written into --out before a run's first output (a video's: before its outputs replace any): the
+input, the method, the record of its weights, the output mode, the working size, the input bits, fp16, the radiance
+floor, the detail gain, and what the outputs in --out are made from (MADE_FROM); kept as it is by each --resume, its
+time says when that run began (outputs older than it are an earlier run's)."""
 from __future__ import annotations
 
 import argparse
@@ -17,12 +22,6 @@ from dgdehaze_core.io.file_paths import DEHAZE_RUN_RECORD
 
 LOG = logging.getLogger(__name__)
 
-RUN_RECORD = DEHAZE_RUN_RECORD
-"""Written into --out before a run's first output (a video's: before its outputs replace any): what writes them (the
-input, the method, the record of its weights, the output mode, the working size, the input bits, fp16, the radiance
-floor, the detail gain), so that --resume goes on only with the same run, and what the outputs in --out are made
-from (MADE_FROM); kept as it is by each --resume, its time says when that run began (outputs older than it are an
-earlier run's)."""
 MADE_FROM = "made_from"
 """The run record's key for what the outputs in its folder were made from: each output's name and the absolute path
 of the image or video it was made from, this run's and those of earlier runs still there, so that a run over another
@@ -42,10 +41,10 @@ written before records held the working size reads as None, each input's size, w
 
 
 def run_start(out: Path) -> int | None:
-    """When the run that wrote the outputs in `out` began (ns): the time of its RUN_RECORD, written before its first
-    output and kept by each --resume of it; None without a record."""
+    """When the run that wrote the outputs in `out` began (ns): the time of its DEHAZE_RUN_RECORD, written before its
+    first output and kept by each --resume of it; None without a record."""
     try:
-        return (out / RUN_RECORD).stat().st_mtime_ns
+        return (out / DEHAZE_RUN_RECORD).stat().st_mtime_ns
     except OSError:
         return None
 
@@ -54,7 +53,7 @@ def _read_record(out: Path) -> dict[str, Any] | None:
     """The run record in `out`; None where there is none, or none that reads as one (--resume refuses that:
     `check_resumable`)."""
     try:
-        record = json.loads((out / RUN_RECORD).read_text())
+        record = json.loads((out / DEHAZE_RUN_RECORD).read_text())
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -104,14 +103,14 @@ def check_replaced(out: Path, outputs: dict[Path, list[Path]]) -> None:
     others = [output for output, source in made.items() if source and not _same_source(source, sources[output])]
     if others:
         more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
-        raise ValueError(f"{others[0]}{more} is an output of {made[others[0]]} ({RUN_RECORD} there says so), which "
-                         f"this run would replace with that of {_real_path(sources[others[0]])}: give another --out, "
-                         "or remove it")
+        raise ValueError(f"{others[0]}{more} is an output of {made[others[0]]} ({DEHAZE_RUN_RECORD} there says so), "
+                         f"which this run would replace with that of {_real_path(sources[others[0]])}: give another "
+                         "--out, or remove it")
     unknown = sorted(output.name for output, source in made.items() if source is None)
     if unknown:
         LOG.warning("replacing %d outputs in %s (%s%s): no %s says which input wrote them (a folder written before "
                     "run records named them, or a record that does not read)", len(unknown), out,
-                    ", ".join(unknown[:4]), " ..." if len(unknown) > 4 else "", out / RUN_RECORD)
+                    ", ".join(unknown[:4]), " ..." if len(unknown) > 4 else "", out / DEHAZE_RUN_RECORD)
 
 
 def with_made_from(record: dict[str, Any], out: Path, outputs: dict[Path, list[Path]]) -> dict[str, Any]:
@@ -125,7 +124,7 @@ def with_made_from(record: dict[str, Any], out: Path, outputs: dict[Path, list[P
 
 def run_record(args: argparse.Namespace, weights: dict[str, Any] | None) -> dict[str, Any]:
     """What the run of `args` with the loaded `weights` (the pipeline's record; None for dcp) dehazes (`input`: the
-    input's absolute path) and writes its images with (RUN_RECORD)."""
+    input's absolute path) and writes its images with (DEHAZE_RUN_RECORD)."""
     physics = not _scattering_free(args.method, args.output)  # dcp's and a decoder's image depend on neither
     return {"method": args.method, "weights": weights, "output": args.output or "auto",
             "working_size": list(args.working_size) if args.working_size else None,
@@ -155,12 +154,12 @@ def check_resumable(out: Path, record: dict[str, Any]) -> None:
     floor or detail gain; another input, whose frames a camera names as it names this one's): a resumed folder would
     hold images of two runs. A folder without a record (written before records were) is resumed with a warning, and
     one whose record does not name its input (written before records did) is taken for this input's."""
-    path = out / RUN_RECORD
+    path = out / DEHAZE_RUN_RECORD
     try:
         previous = json.loads(path.read_text())
     except FileNotFoundError:
         LOG.warning("--resume: %s does not say which run wrote its outputs (no %s): they are kept whatever wrote "
-                    "them", out, RUN_RECORD)
+                    "them", out, DEHAZE_RUN_RECORD)
         return
     except (OSError, ValueError) as exc:
         raise ValueError(f"--resume: {path} does not read ({exc}); give another --out, or remove it to keep the "
