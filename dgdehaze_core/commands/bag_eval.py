@@ -33,9 +33,8 @@ from dgdehaze_core.commands.network_options import (NO_FLOOR, add_network_option
 from dgdehaze_core.commands.params_file_option import add_params_file_option, take_params_file
 from dgdehaze_core.commands.ros_modes import BAG_REPLAY, ros_mode
 from dgdehaze_core.detection.detector import Detector, DetectorUnavailable
-from dgdehaze_core.inference.pipeline import read_method
+from dgdehaze_core.inference.pipeline import method_weights, read_method
 from dgdehaze_core.io.atomic_files import check_writable_place, refuse_inside, refusing_json
-from dgdehaze_core.io.file_digest import file_sha256
 from dgdehaze_core.io.json_stdout import is_stdout
 from dgdehaze_core.io.tables import emit
 from dgdehaze_core.physics.lens import RECTIFIED_SETTINGS
@@ -306,17 +305,18 @@ def node_settings(args: argparse.Namespace) -> dict[str, Any] | None:
             "params_file": str(args.params_file.expanduser().resolve()) if args.params_file else None}
 
 
-def weights_sha256(method: str, read: tuple[Any, str] | None) -> str | None:
-    """The sha256 of the dehazing weights `method` runs, for a fleet's record (`bags.fleet_resume`): a checkpoint's
-    as `read_method` reads it (`read`: read already), an export's file's; None for dcp, or for a node default whose
-    weights do not load (its bags fall back to dcp, saying so)."""
-    if method == "dcp":
-        return None
+def weights_sha256(method: str | None, default: str | None) -> str | None:
+    """The sha256 (as the record `pipeline.method_weights` makes of them gives it) of the dehazing weights a fleet's
+    bags run, for its record (`bags.fleet_resume`): `method`'s, checked as for one bag (`node_method`'s check, its
+    errors raised), else the node's `default`'s; None for dcp, or for a default whose weights do not load (its bags
+    fall back to dcp, saying so)."""
     try:
-        read = read or read_method(method)
-        return read[1] if read is not None else file_sha256(method)
-    except (OSError, ValueError):
+        record = method_weights(method or default)
+    except (FileNotFoundError, ValueError, RuntimeError):
+        if method:
+            raise
         return None
+    return None if record is None else record["sha256"]
 
 
 def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], notes: list[str]) -> int:
@@ -343,9 +343,7 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], not
     method = str(Path(args.method).resolve()) if args.method and Path(args.method).suffix else args.method
     # a bad option fails here, once, rather than in every bag (and a failed bag's earlier report is removed); the
     # method's weights first, as for one bag
-    read = read_method(method) if method else None
-    if method:
-        node_method(method, read=read)
+    sha256 = weights_sha256(method, default)
     if detector is not None:
         _detector(detector)
     bags = [Path(os.path.abspath(bag)) for bag in args.input]  # a link keeps its name: its folder is named by it
@@ -358,7 +356,7 @@ def run_fleet_of(args: argparse.Namespace, pipeline_options: dict[str, Any], not
                    frame_settings=dict(args.frame_settings), notes=tuple(notes))
             for bag, folder in zip(bags, output_folders(bags, args.out.resolve()))]
     summary = run_fleet(jobs, args.out, ray_address=args.ray, workers=args.workers, progress=not args.no_progress,
-                        resume=args.resume, weights_sha256=weights_sha256(method or default, read))
+                        resume=args.resume, weights_sha256=sha256)
     emit(fleet_table(summary), title=f"dgdehaze bag-eval fleet: {len(jobs)} bags on {summary['runner']} "
                                      f"({summary['wall_seconds']:.0f} s)", json_path=args.json)
     LOG.info("fleet summary: %s", args.out / "index.html")
