@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from dgdehaze_core.io.atomic_files import atomic_path
-from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES, listing, missing
+from dgdehaze_core.io.file_paths import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES, file_suffix, listing, missing
 from dgdehaze_core.io.folder_walk import linked_folders
 
 LOG = logging.getLogger(__name__)
@@ -251,9 +251,9 @@ def _file_pixels(path: Path) -> tuple[np.ndarray, bool, int]:
     except cv2.error as exc:  # a header OpenCV refuses (its own pixel limit for formats Pillow does not read)
         raise ImageError(f"{path} is not a readable image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
-        unread = path.suffix.lower() in UNREAD_IMAGE_SUFFIXES
-        raise ImageError(f"{path} is not a readable image" + (f" (OpenCV does not read {path.suffix.lower()} files: "
-                                                               "convert it to JPEG or PNG)" if unread else ""))
+        suffix = file_suffix(path)
+        unread = f" (OpenCV does not read {suffix} files: convert it to JPEG or PNG)"
+        raise ImageError(f"{path} is not a readable image{unread if suffix in UNREAD_IMAGE_SUFFIXES else ''}")
     orientation = 1 if header is None else _header_orientation(header)
     if header is not None and header.format not in DECODER_TURNS:
         image = np.ascontiguousarray(UPRIGHT[orientation](image))
@@ -416,12 +416,13 @@ _TOLD_UNREAD: set[tuple[str, ...]] = set()
 def _tell_unread(folder: Path, paths: list[Path]) -> None:
     """Warn, once for each set of them, of the photos among `paths` that no listing takes (UNREAD_IMAGE_SUFFIXES):
     a folder of a phone's HEIC photos left out without a word read as a folder of fewer images."""
-    unread = sorted(str(p) for p in paths if p.suffix.lower() in UNREAD_IMAGE_SUFFIXES and not is_hidden(p, folder))
-    if not unread or tuple(unread) in _TOLD_UNREAD:
+    unread = sorted(p for p in paths if file_suffix(p) in UNREAD_IMAGE_SUFFIXES and not is_hidden(p, folder))
+    told = tuple(map(str, unread))
+    if not unread or told in _TOLD_UNREAD:
         return
-    _TOLD_UNREAD.add(tuple(unread))
-    kinds = sorted({Path(p).suffix.lower() for p in unread})
-    names = listing([Path(p).name for p in unread], 3)
+    _TOLD_UNREAD.add(told)
+    kinds = sorted({file_suffix(p) for p in unread})
+    names = listing([p.name for p in unread], 3)
     LOG.warning("%s: %d photos left out, %s files OpenCV does not read (%s): convert them to JPEG or PNG to take "
                 "them in", folder, len(unread), "/".join(kinds), names)
 
